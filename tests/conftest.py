@@ -1,0 +1,67 @@
+"""The (backend, device, dtype) cases every test runs over, from one generator.
+
+Inputs are made in NumPy on the host and sent to the case's device; results come back with
+``xn.to_numpy``. CuPy cases are marked ``gpu`` and skip with a reason without a GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend
+
+
+def _strict_device(name: str):
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed (pip install -e .[test])")
+    return xn.Device(strict, strict.Device(name))
+
+
+def _cuda_device():
+    if not xn.cuda_available():
+        pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
+    return xn.device("cuda", fallback=False)
+
+
+DEVICE_MAKERS = {
+    "numpy": lambda: xn.device("cpu"),
+    "strict": lambda: _strict_device("CPU_DEVICE"),
+    "strict-device1": lambda: _strict_device("device1"),
+    "cupy": _cuda_device,
+}
+
+# (device id, dtype) pairs: the default set every layer and loss is tested on.
+CASES = [
+    pytest.param("numpy", "float64", id="numpy-float64"),
+    pytest.param("numpy", "float32", id="numpy-float32"),
+    pytest.param("strict", "float64", id="strict-float64"),
+    pytest.param("strict-device1", "float32", id="strict-device1-float32"),
+    pytest.param("cupy", "float32", id="cupy-float32", marks=pytest.mark.gpu),
+    pytest.param("cupy", "float64", id="cupy-float64", marks=pytest.mark.gpu),
+]
+
+DEVICES = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param("strict-device1", id="strict-device1"),
+    pytest.param("cupy", id="cupy", marks=pytest.mark.gpu),
+]
+
+
+@pytest.fixture(params=CASES)
+def case(request):
+    """(Device, dtype name) for one backend/device/dtype combination."""
+    dev_id, dtype = request.param
+    return DEVICE_MAKERS[dev_id](), dtype
+
+
+@pytest.fixture(params=DEVICES)
+def dev(request):
+    """A Device: numpy, array_api_strict "device1" (the second-device stand-in), cupy."""
+    return DEVICE_MAKERS[request.param]()
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+

@@ -1,0 +1,34 @@
+"""xpnet: neural-network layers written once against the Python array API.
+
+The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any array-API namespace.
+"""
+
+from . import datasets, init, layers, losses, optim, testing
+from .backend import (
+    Device,
+    XpnetDeviceWarning,
+    cuda_available,
+    device,
+    to_device,
+    to_numpy,
+)
+from .model import Sequential, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Device",
+    "Sequential",
+    "XpnetDeviceWarning",
+    "cuda_available",
+    "datasets",
+    "device",
+    "init",
+    "layers",
+    "load",
+    "losses",
+    "optim",
+    "testing",
+    "to_device",
+    "to_numpy",
+]

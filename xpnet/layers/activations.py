@@ -1,0 +1,61 @@
+"""Elementwise activations: ReLU, Sigmoid, Tanh. Shapes are kept: x: (N, ...) -> y: (N, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Layer
+
+
+class ReLU(Layer):
+    """y = max(x, 0). Caches the mask x > 0; backward never writes into ``dy``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mask = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        self._mask = x > 0
+        return xp.where(self._mask, x, 0.0)
+
+    def backward(self, dy: Any) -> Any:
+        xp = self._check_float(dy)
+        return xp.where(self._need(self._mask), dy, 0.0)
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)), computed without overflow for large |x|. Caches y."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        # exp of -|x| never overflows; the two branches are the same function.
+        e = xp.exp(-xp.abs(x))
+        inv = 1.0 / (1.0 + e)
+        self._y = xp.where(x >= 0, inv, e * inv)
+        return self._y
+
+    def backward(self, dy: Any) -> Any:
+        y = self._need(self._y)
+        return dy * y * (1.0 - y)
+
+
+class Tanh(Layer):
+    """y = tanh(x). Caches y."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        self._y = xp.tanh(x)
+        return self._y
+
+    def backward(self, dy: Any) -> Any:
+        y = self._need(self._y)
+        return dy * (1.0 - y * y)

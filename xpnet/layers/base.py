@@ -1,0 +1,101 @@
+"""The layer protocol and the input checks every layer shares."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from ..backend import Device, device_of, namespace, same_device, to_device
+
+_LAYER_TYPES: dict[str, type] = {}
+
+
+class Layer:
+    """One operation with ``forward(x, train=True) -> y`` and ``backward(dy) -> dx``.
+
+    ``params`` and ``grads`` are dicts with the same keys; ``backward`` overwrites ``grads``
+    (one backward per forward, as in the book). ``buffers`` holds state that is saved and moved
+    with the layer but not trained (BatchNorm's running statistics).
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _LAYER_TYPES[cls.__name__] = cls
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any, train: bool = True) -> Any:
+        return self.forward(x, train=train)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (saved by ``Sequential.save``)."""
+        return {}
+
+    def to(self, dev: Any, dtype: Any = None) -> "Layer":
+        """Move params and buffers to ``dev`` (and optionally cast floats to ``dtype``)."""
+        for store in (self.params, self.buffers):
+            for k, v in store.items():
+                store[k] = to_device(v, dev, dtype=dtype)
+        self.grads = {}
+        return self
+
+    @property
+    def device(self) -> Device | None:
+        for v in self.params.values():
+            return device_of(v)
+        return None
+
+    # -- checks shared by layers ------------------------------------------------------------
+
+    def _check_float(self, x: Any) -> Any:
+        """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
+        xp = namespace(x)
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
+                            "convert with xp.astype(x, xp.float32) (images: also divide by 255)")
+        return xp
+
+    def _check_like_params(self, x: Any) -> None:
+        """Raise when ``x`` is not in the params' namespace, device and dtype."""
+        for v in self.params.values():
+            if not same_device(x, v):
+                raise ValueError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
+                                 f"{device_of(v)}; move the model with model.to(device) or the input with "
+                                 "xn.to_device(x, device)")
+            if x.dtype != v.dtype:
+                raise TypeError(f"{self.name}: input dtype {x.dtype} does not match the parameters' dtype "
+                                f"{v.dtype}; cast one of them (model.to(device, dtype=...))")
+            return
+
+    def _need(self, cached: Any) -> Any:
+        if cached is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        return cached
+
+
+def positive_int(layer: Layer, arg: str, value: Any) -> int:
+    """``value`` as an int >= 1, else a ValueError naming the layer and argument."""
+    if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
+        raise ValueError(f"{layer.name}: {arg} must be a positive int, got {value!r}")
+    return operator.index(value)
+
+
+def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
+    try:
+        cls = _LAYER_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown layer type {name!r} in saved model; known: {sorted(_LAYER_TYPES)}") from None
+    return cls(**config)

@@ -1,0 +1,27 @@
+"""Flatten: x: (N, d1, d2, ...) -> (N, d1*d2*...). Caches the input shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Layer
+
+
+class Flatten(Layer):
+    """Reshape every sample to a vector; backward restores the shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shape = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        if x.ndim < 1:
+            raise ValueError(f"Flatten: expected an input of shape (N, ...), got a 0-d array")
+        self._shape = x.shape
+        return xp.reshape(x, (x.shape[0], -1))
+
+    def backward(self, dy: Any) -> Any:
+        shape = self._need(self._shape)
+        xp = self._check_float(dy)
+        return xp.reshape(dy, shape)

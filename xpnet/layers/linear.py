@@ -1,0 +1,66 @@
+"""Linear (the book's Affine): y = x @ W + b."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import init as _init
+from .base import Layer, positive_int
+
+
+class Linear(Layer):
+    """Fully connected layer.
+
+    x: (N, in_features) or (N, ...) with prod(...) == in_features (flattened like the book's
+    tensor-aware Affine) -> y: (N, out_features). Caches the flattened input and its original shape.
+    params: W (in_features, out_features), b (out_features,).
+    """
+
+    def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
+                 dtype: str = "float32"):
+        super().__init__()
+        self.in_features = positive_int(self, "in_features", in_features)
+        self.out_features = positive_int(self, "out_features", out_features)
+        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
+                                         self.out_features, init=init, dtype=dtype)
+        if self.bias:
+            self.params["b"] = _init.zeros((self.out_features,), dtype=dtype)
+        self._x = None
+        self._shape = None
+
+    def config(self) -> dict[str, Any]:
+        init = self.init if isinstance(self.init, (str, int, float)) else "he"
+        return {"in_features": self.in_features, "out_features": self.out_features, "init": init,
+                "bias": self.bias, "dtype": self.dtype}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        self._check_like_params(x)
+        if x.ndim < 2 or _width(x) != self.in_features:
+            raise ValueError(f"Linear: expected input of shape (N, {self.in_features}) (or (N, ...) with "
+                             f"{self.in_features} features), got {tuple(x.shape)}")
+        self._shape = x.shape
+        x2 = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], self.in_features))
+        self._x = x2
+        y = x2 @ self.params["W"]
+        if self.bias:
+            y += self.params["b"]
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        x2 = self._need(self._x)
+        xp = self._check_float(dy)
+        W = self.params["W"]
+        self.grads["W"] = xp.matrix_transpose(x2) @ dy
+        if self.bias:
+            self.grads["b"] = xp.sum(dy, axis=0)
+        dx = dy @ xp.matrix_transpose(W)
+        return dx if len(self._shape) == 2 else xp.reshape(dx, self._shape)
+
+
+def _width(x: Any) -> int:
+    n = 1
+    for d in x.shape[1:]:
+        n *= int(d)
+    return n

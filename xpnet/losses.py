@@ -1,0 +1,126 @@
+"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import namespace, same_device, device_of
+
+
+class Loss:
+    """Base class: checks shared by losses."""
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def __call__(self, y: Any, t: Any) -> Any:
+        return self.forward(y, t)
+
+    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dout: Any = 1.0) -> Any:
+        raise NotImplementedError
+
+    def _check_pair(self, y: Any, t: Any) -> Any:
+        xp = namespace(y)
+        if namespace(t) is not xp or not same_device(y, t):
+            raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "
+                             "move both to one device")
+        if not xp.isdtype(y.dtype, "real floating"):
+            raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
+        return xp
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Mean cross-entropy of softmax(y) against labels, through log-sum-exp (no NaN for logits of 1e4).
+
+    y: (N, C) logits. t: (N,) integer class indices in [0, C), or (N, C) one-hot/probability rows.
+    Caches the softmax probabilities and the targets (as a one-hot mask for integer labels).
+    ``check=False`` skips the label-range check, which reads a value back from the device.
+    """
+
+    def __init__(self) -> None:
+        self._p = None
+        self._t = None
+
+    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        xp = self._check_pair(y, t)
+        if y.ndim != 2:
+            raise ValueError(f"{self.name}: expected logits of shape (N, C), got {tuple(y.shape)}")
+        n, c = y.shape
+        if t.shape[0] != n:
+            raise ValueError(f"{self.name}: {n} predictions but {t.shape[0]} labels")
+        z = y - xp.max(y, axis=1, keepdims=True)
+        logp = z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
+        if t.ndim == 1:
+            if not xp.isdtype(t.dtype, "integral"):
+                raise TypeError(f"{self.name}: labels of shape (N,) must be integer class indices, got dtype "
+                                f"{t.dtype}; pass one-hot rows of shape (N, {c}) for soft targets")
+            if check and n and (int(xp.min(t)) < 0 or int(xp.max(t)) >= c):
+                raise ValueError(f"{self.name}: labels must lie in [0, {c}), got values in "
+                                 f"[{int(xp.min(t))}, {int(xp.max(t))}]")
+            target = xp.astype(xp.arange(c, device=y.device)[None, :] == t[:, None], y.dtype)
+        elif t.ndim == 2:
+            if t.shape[1] != c:
+                raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
+                                 f"got shape {tuple(t.shape)}")
+            target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
+        else:
+            raise ValueError(f"{self.name}: labels must be (N,) indices or (N, {c}) one-hot, got {tuple(t.shape)}")
+        self._p = xp.exp(logp)
+        self._t = target
+        return -xp.sum(target * logp) / n
+
+    def backward(self, dout: Any = 1.0) -> Any:
+        if self._p is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        n = self._p.shape[0]
+        return (self._p - self._t) * (dout / n)
+
+
+class MeanSquaredError(Loss):
+    """Mean over all elements of (y - t)**2 (as PyTorch's MSELoss).
+
+    y, t: the same shape (N, ...). Caches y - t.
+    """
+
+    def __init__(self) -> None:
+        self._diff = None
+
+    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        xp = self._check_pair(y, t)
+        if tuple(y.shape) != tuple(t.shape):
+            raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")
+        if t.dtype != y.dtype:
+            t = xp.astype(t, y.dtype)
+        self._diff = y - t
+        return xp.sum(self._diff * self._diff) / _size(y)
+
+    def backward(self, dout: Any = 1.0) -> Any:
+        if self._diff is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        return self._diff * (2.0 * dout / _size(self._diff))
+
+
+def _size(a: Any) -> int:
+    n = 1
+    for d in a.shape:
+        n *= int(d)
+    return n
+
+
+LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
+          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
+
+
+def get(loss: Any) -> Loss:
+    """A loss instance from an instance, a class or a name such as ``"cross_entropy"``."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")

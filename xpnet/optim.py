@@ -1,0 +1,213 @@
+"""Optimizers: one shared ``step(model)`` around a small per-optimizer ``_update``.
+
+Parameters are updated in place on their device; state (velocities, moments) is made lazily
+with ``zeros_like(param)``, so it lives on the parameter's device and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .backend import namespace, same_device, to_device
+
+
+class Optimizer:
+    """Base class. ``step(model)`` checks every gradient first, then updates every parameter,
+    so a bad gradient leaves the model untouched."""
+
+    def __init__(self, lr: float):
+        self.lr = _positive("lr", lr, self)
+        self.state: dict[str, dict[str, Any]] = {}
+        self.t = 0
+        self._model_id: int | None = None
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def bind(self, model: Any) -> None:
+        """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises."""
+        if self._model_id is not None and self._model_id != id(model):
+            raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
+        self._model_id = id(model)
+
+    def step(self, model: Any) -> None:
+        self.bind(model)
+        params, grads = model.named_params(), model.named_grads()
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None:
+                raise RuntimeError(f"{self.name}: no gradient for {name!r}; call model.backward(...) before step")
+            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
+                raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
+                                 f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+        self.t += 1
+        for name, p in params.items():
+            self._update(name, p, grads[name], namespace(p))
+
+    def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
+        slots = self.state.setdefault(name, {})
+        if key not in slots:
+            slots[key] = xp.zeros_like(p)
+        return slots[key]
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        raise NotImplementedError
+
+    # -- checkpointing ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t,
+                "state": {n: dict(s) for n, s in self.state.items()}}
+
+    def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
+        if sd.get("type") != self.name:
+            raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
+        for k, v in sd["hyperparams"].items():
+            setattr(self, k, tuple(v) if isinstance(v, list) else v)
+        self.t = int(sd["t"])
+        self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
+                      for n, s in sd["state"].items()}
+
+    def to(self, device: Any) -> "Optimizer":
+        """Move the optimizer state to ``device`` (with the model)."""
+        self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
+        return self
+
+
+def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+            or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{type(opt).__name__}: {arg} must be a finite number {bound}, got {v!r}")
+    return float(v)
+
+
+def _fraction(arg: str, v: Any, opt: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+        raise ValueError(f"{type(opt).__name__}: {arg} must be in [0, 1), got {v!r}")
+    return float(v)
+
+
+class SGD(Optimizer):
+    """p -= lr * g."""
+
+    def __init__(self, lr: float = 0.01):
+        super().__init__(lr)
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        p -= self.lr * g
+
+
+class Momentum(Optimizer):
+    """v = momentum * v - lr * g; p += v (the book's Momentum)."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9):
+        super().__init__(lr)
+        self.momentum = _fraction("momentum", momentum, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        v = self._slot(name, "v", p, xp)
+        v *= self.momentum
+        v -= self.lr * g
+        p += v
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum (as PyTorch's SGD(nesterov=True)): v = m*v + g; p -= lr * (g + m*v)."""
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        v = self._slot(name, "v", p, xp)
+        v *= self.momentum
+        v += g
+        p -= self.lr * (g + self.momentum * v)
+
+
+class AdaGrad(Optimizer):
+    """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7):
+        super().__init__(lr)
+        self.eps = _positive("eps", eps, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr, "eps": self.eps}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        h = self._slot(name, "h", p, xp)
+        h += g * g
+        p -= self.lr * g / (xp.sqrt(h) + self.eps)
+
+
+class RMSprop(Optimizer):
+    """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps)."""
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8):
+        super().__init__(lr)
+        self.alpha = _fraction("alpha", alpha, self)
+        self.eps = _positive("eps", eps, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        h = self._slot(name, "h", p, xp)
+        h *= self.alpha
+        h += (1.0 - self.alpha) * (g * g)
+        p -= self.lr * g / (xp.sqrt(h) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba); ``weight_decay`` adds L2 to the gradient."""
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(lr)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
+        self.eps = _positive("eps", eps, self)
+        self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": tuple(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def _decay(self, p: Any, g: Any) -> Any:
+        return g + self.weight_decay * p if self.weight_decay else g
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        g = self._decay(p, g)
+        b1, b2 = self.betas
+        m = self._slot(name, "m", p, xp)
+        v = self._slot(name, "v", p, xp)
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        step = self.lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
+        p -= step * m / (xp.sqrt(v) + self.eps * math.sqrt(1.0 - b2 ** self.t))
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * wd * p before the Adam step."""
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.01):
+        super().__init__(lr, betas, eps, weight_decay)
+
+    def _decay(self, p: Any, g: Any) -> Any:
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+        return g
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
