@@ -33,12 +33,12 @@ DEVICE_MAKERS = {
 
 # (device id, dtype) pairs: the default set every layer and loss is tested on.
 CASES = [
-    pytest.param("numpy", "float64", id="numpy-float64"),
-    pytest.param("numpy", "float32", id="numpy-float32"),
-    pytest.param("strict", "float64", id="strict-float64"),
-    pytest.param("strict-device1", "float32", id="strict-device1-float32"),
-    pytest.param("cupy", "float32", id="cupy-float32", marks=pytest.mark.gpu),
-    pytest.param("cupy", "float64", id="cupy-float64", marks=pytest.mark.gpu),
+    pytest.param(("numpy", "float64"), id="numpy-float64"),
+    pytest.param(("numpy", "float32"), id="numpy-float32"),
+    pytest.param(("strict", "float64"), id="strict-float64"),
+    pytest.param(("strict-device1", "float32"), id="strict-device1-float32"),
+    pytest.param(("cupy", "float32"), id="cupy-float32", marks=pytest.mark.gpu),
+    pytest.param(("cupy", "float64"), id="cupy-float64", marks=pytest.mark.gpu),
 ]
 
 DEVICES = [

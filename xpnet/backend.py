@@ -235,9 +235,9 @@ def namespace(*arrays: Any) -> Any:
     """
     xp = None
     for a in arrays:
-        if a is None or isinstance(a, (int, float, bool, complex)):
-            continue
         t = type(a)
+        if a is None or t in (int, float, bool, complex):
+            continue
         ns = _NS_CACHE.get(t)
         if ns is None:
             ns = array_api_compat.array_namespace(a)

@@ -47,10 +47,17 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy: Any) -> Any:
-        for layer in reversed(self.layers):
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """Backpropagate ``dy`` through every layer, filling each layer's ``grads``; returns dx.
+        ``input_grad=False`` skips the gradient for the input (returns None): training needs none."""
+        for layer in self.layers[:0:-1]:
             dy = layer.backward(dy)
-        return dy
+        if not self.layers:
+            return dy
+        if input_grad:
+            return self.layers[0].backward(dy)
+        self.layers[0].backward_params(dy)
+        return None
 
     def named_params(self) -> dict[str, Any]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}

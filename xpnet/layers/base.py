@@ -37,6 +37,11 @@ class Layer:
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
+    def backward_params(self, dy: Any) -> None:
+        """Fill ``grads`` without computing dx (the first layer of a model needs no input gradient).
+        Layers whose dx is costly override this."""
+        self.backward(dy)
+
     def __call__(self, x: Any, train: bool = True) -> Any:
         return self.forward(x, train=train)
 
@@ -63,7 +68,7 @@ class Layer:
     def _check_float(self, x: Any) -> Any:
         """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
         xp = namespace(x)
-        if not xp.isdtype(x.dtype, "real floating"):
+        if id(x.dtype) not in _FLOAT_DTYPE_IDS and not _is_float(xp, x.dtype):
             raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
                             "convert with xp.astype(x, xp.float32) (images: also divide by 255)")
         return xp
@@ -84,6 +89,20 @@ class Layer:
         if cached is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         return cached
+
+
+# Memoised by identity (dtypes of two libraries must not be compared): the check runs on every
+# forward and backward. The list keeps the dtype objects alive so their ids stay theirs.
+_FLOAT_DTYPE_IDS: set[int] = set()
+_FLOAT_DTYPES_SEEN: list[Any] = []
+
+
+def _is_float(xp: Any, dtype: Any) -> bool:
+    if xp.isdtype(dtype, "real floating"):
+        _FLOAT_DTYPES_SEEN.append(dtype)
+        _FLOAT_DTYPE_IDS.add(id(dtype))
+        return True
+    return False
 
 
 def positive_int(layer: Layer, arg: str, value: Any) -> int:

@@ -49,14 +49,17 @@ class Linear(Layer):
         return y
 
     def backward(self, dy: Any) -> Any:
+        xp = self.backward_params(dy)
+        dx = dy @ self.params["W"].T
+        return dx if len(self._shape) == 2 else xp.reshape(dx, self._shape)
+
+    def backward_params(self, dy: Any) -> Any:
         x2 = self._need(self._x)
         xp = self._check_float(dy)
-        W = self.params["W"]
-        self.grads["W"] = xp.matrix_transpose(x2) @ dy
+        self.grads["W"] = x2.T @ dy
         if self.bias:
             self.grads["b"] = xp.sum(dy, axis=0)
-        dx = dy @ xp.matrix_transpose(W)
-        return dx if len(self._shape) == 2 else xp.reshape(dx, self._shape)
+        return xp
 
 
 def _width(x: Any) -> int:

@@ -1,0 +1,149 @@
+"""Devices, moving arrays, the CUDA probe and the fallback rules."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """Make CUDA look unavailable, with a known reason."""
+    monkeypatch.setattr(backend, "_cupy_probed", True)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+
+
+def test_cuda_available_never_raises_and_is_bool():
+    assert isinstance(xn.cuda_available(), bool)
+
+
+def test_cuda_available_false_when_import_breaks(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *a, **k):
+        if name == "cupy":
+            raise OSError("libcuda.so: cannot open shared object file")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    monkeypatch.setattr(backend, "_cupy_probed", False)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", None)
+    assert xn.cuda_available() is False
+    assert "libcuda.so" in backend.cuda_unavailable_reason()
+
+
+def test_cpu_device():
+    dev = xn.device("cpu")
+    assert dev.name == "cpu" and dev.is_numpy
+    assert xn.device(dev) is dev
+    a = dev.xp.zeros((2,), dtype=dev.xp.float32)
+    assert isinstance(a, np.ndarray)
+
+
+def test_auto_without_cuda_is_cpu(no_cuda):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xn.device("auto").name == "cpu"
+
+
+@pytest.mark.parametrize("spec", ["cuda", "cuda:1", "CUDA:0"])
+def test_cuda_without_gpu_warns_once_with_reason_and_falls_back(no_cuda, spec):
+    with pytest.warns(xn.XpnetDeviceWarning, match="cupy is not installed") as rec:
+        dev = xn.device(spec)
+    assert len(rec) == 1
+    assert dev.name == "cpu"
+
+
+def test_cuda_without_gpu_and_no_fallback_raises(no_cuda):
+    with pytest.raises(RuntimeError, match="not usable: cupy is not installed"):
+        xn.device("cuda", fallback=False)
+
+
+def test_xpnet_device_env_forces_cpu(monkeypatch):
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xn.device("cuda").name == "cpu"
+        assert xn.device("auto").name == "cpu"
+
+
+@pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cuda:-1", "tpu"])
+def test_bad_device_spec(spec):
+    with pytest.raises(ValueError, match="device"):
+        xn.device(spec)
+
+
+def test_bad_device_type():
+    with pytest.raises(TypeError, match="device"):
+        xn.device(3)
+
+
+def test_round_trip_to_device_and_back(dev):
+    host = np.arange(12, dtype=np.float32).reshape(3, 4)
+    a = xn.to_device(host, dev)
+    assert xn.backend.device_of(a) == dev
+    assert xn.to_device(a, dev) is a  # already there: no copy
+    back = xn.to_numpy(a)
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+
+
+def test_to_device_casts_dtype(dev):
+    a = xn.to_device(np.arange(3), dev, dtype="float32")
+    assert str(a.dtype).endswith("float32")
+
+
+def test_strict_device1_refuses_hidden_host_copies():
+    strict = pytest.importorskip("array_api_strict")
+    dev = xn.Device(strict, strict.Device("device1"))
+    a = xn.to_device(np.ones(3), dev)
+    with pytest.raises((RuntimeError, ValueError)):
+        a + strict.asarray(np.ones(3))  # CPU_DEVICE array: mixing must fail
+
+
+def test_namespace_rejects_mixed_libraries():
+    strict = pytest.importorskip("array_api_strict")
+    with pytest.raises(TypeError, match="two namespaces"):
+        xn.backend.namespace(np.ones(2), strict.ones(2))
+
+
+def test_device_equality_and_names():
+    strict = pytest.importorskip("array_api_strict")
+    d1 = xn.Device(strict, strict.Device("device1"))
+    assert d1 == xn.Device(strict, strict.Device("device1"))
+    assert d1 != xn.Device(strict)
+    assert d1.name == "array_api_strict:device1"
+    assert not xn.Device(strict, strict.Device("no_float64")).supports_float64()
+
+
+def test_uniform_draws_on_the_device_reproducibly(dev):
+    like = xn.to_device(np.zeros((2, 3), np.float32), dev)
+    a = backend.uniform(np.random.default_rng(5), (4, 5), like)
+    b = backend.uniform(np.random.default_rng(5), (4, 5), like)
+    assert xn.backend.device_of(a) == dev and tuple(a.shape) == (4, 5)
+    np.testing.assert_array_equal(xn.to_numpy(a), xn.to_numpy(b))
+    assert 0.0 <= xn.to_numpy(a).min() and xn.to_numpy(a).max() < 1.0
+
+
+def test_fast_path_registry_can_be_switched_off():
+    xp = xn.device("cpu").xp
+
+    @backend.register_fast_path("test-op", "numpy")
+    def fast(x):
+        return x
+
+    try:
+        assert backend.fast_path("test-op", xp) is fast
+        previous = backend.set_fast_paths(False)
+        assert backend.fast_path("test-op", xp) is None
+        backend.set_fast_paths(previous)
+    finally:
+        backend._FAST_PATHS.pop(("test-op", "numpy"))

@@ -1,0 +1,181 @@
+"""Core layers on every (namespace, device, dtype) case: forward against NumPy references,
+backward against analytic formulas, placement kept, and the incoming gradient never written into."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh
+from xpnet.testing import assert_placed, tolerance
+
+
+def _run(layer, case, x_host, dy_host):
+    """forward and backward on the case's device; returns host copies of y, dx and the untouched-dy check."""
+    dev, dtype = case
+    layer.to(dev, dtype=dtype)
+    x = xn.to_device(x_host.astype(dtype), dev)
+    dy = xn.to_device(dy_host.astype(dtype), dev)
+    dy_before = xn.to_numpy(dy).copy()
+    y = layer.forward(x)
+    dx = layer.backward(dy)
+    assert_placed(y, dev, dtype)
+    assert_placed(dx, dev, dtype)
+    np.testing.assert_array_equal(xn.to_numpy(dy), dy_before, err_msg="backward wrote into dy")
+    return xn.to_numpy(y), xn.to_numpy(dx)
+
+
+def test_linear(case, rng):
+    x = rng.standard_normal((5, 4))
+    dy = rng.standard_normal((5, 3))
+    layer = Linear(4, 3)
+    layer.params["b"] = rng.standard_normal(3).astype(np.float32)
+    W, b = layer.params["W"].astype(np.float64), layer.params["b"].astype(np.float64)
+    y, dx = _run(layer, case, x, dy)
+    t = tolerance(case[1])
+    np.testing.assert_allclose(y, x @ W + b, **t)
+    np.testing.assert_allclose(dx, dy @ W.T, **t)
+    np.testing.assert_allclose(xn.to_numpy(layer.grads["W"]), x.T @ dy, **t)
+    np.testing.assert_allclose(xn.to_numpy(layer.grads["b"]), dy.sum(axis=0), **t)
+
+
+def test_linear_flattens_image_batches_like_the_tensor_aware_affine(case, rng):
+    x = rng.standard_normal((2, 3, 2, 2))
+    dy = rng.standard_normal((2, 5))
+    layer = Linear(12, 5)
+    W = layer.params["W"].astype(np.float64)
+    y, dx = _run(layer, case, x, dy)
+    np.testing.assert_allclose(y, x.reshape(2, 12) @ W + 0.0, **tolerance(case[1]))
+    assert dx.shape == x.shape
+    np.testing.assert_allclose(dx, (dy @ W.T).reshape(x.shape), **tolerance(case[1]))
+
+
+def test_linear_without_bias(case, rng):
+    layer = Linear(3, 2, bias=False)
+    assert set(layer.params) == {"W"}
+    _run(layer, case, rng.standard_normal((4, 3)), rng.standard_normal((4, 2)))
+    assert set(layer.grads) == {"W"}
+
+
+def test_relu(case, rng):
+    x = rng.standard_normal((6, 5))
+    dy = rng.standard_normal((6, 5))
+    y, dx = _run(ReLU(), case, x, dy)
+    np.testing.assert_array_equal(y, np.maximum(x.astype(case[1]), 0))
+    np.testing.assert_allclose(dx, np.where(x > 0, dy, 0), **tolerance(case[1]))
+
+
+def test_sigmoid_is_stable_and_correct(case, rng):
+    x = np.concatenate([rng.standard_normal((3, 4)), np.array([[-1e4, -80.0, 80.0, 1e4]])])
+    dy = rng.standard_normal(x.shape)
+    y, dx = _run(Sigmoid(), case, x, dy)
+    ref = np.exp(-np.logaddexp(0.0, -x))
+    np.testing.assert_allclose(y, ref, **tolerance(case[1]))
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+    np.testing.assert_allclose(dx, dy * ref * (1 - ref), **tolerance(case[1]))
+
+
+def test_tanh(case, rng):
+    x = rng.standard_normal((3, 4))
+    dy = rng.standard_normal((3, 4))
+    y, dx = _run(Tanh(), case, x, dy)
+    np.testing.assert_allclose(y, np.tanh(x), **tolerance(case[1]))
+    np.testing.assert_allclose(dx, dy * (1 - np.tanh(x) ** 2), **tolerance(case[1]))
+
+
+def test_flatten(case, rng):
+    x = rng.standard_normal((2, 3, 4))
+    dy = rng.standard_normal((2, 12))
+    y, dx = _run(Flatten(), case, x, dy)
+    np.testing.assert_array_equal(y, x.astype(case[1]).reshape(2, 12))
+    np.testing.assert_array_equal(dx, dy.astype(case[1]).reshape(2, 3, 4))
+
+
+def test_dropout_train_scales_kept_units_and_eval_is_identity(case, rng):
+    x = rng.standard_normal((200, 50)) + 3.0
+    dy = rng.standard_normal((200, 50))
+    layer = Dropout(0.3, seed=1)
+    y, dx = _run(layer, case, x, dy)
+    kept = y != 0
+    assert 0.65 < kept.mean() < 0.75
+    xd = x.astype(case[1])
+    np.testing.assert_allclose(y[kept], xd[kept] / 0.7, **tolerance(case[1]))
+    np.testing.assert_allclose(dx, np.where(kept, dy / 0.7, 0), **tolerance(case[1]))
+    dev, dtype = case
+    xe = xn.to_device(xd, dev)
+    assert layer.forward(xe, train=False) is xe
+
+
+def test_dropout_same_seed_same_mask_on_every_device(case, rng):
+    x = np.ones((8, 8))
+    y1, _ = _run(Dropout(0.5, seed=3), case, x, x)
+    y2, _ = _run(Dropout(0.5, seed=3), (xn.device("cpu"), case[1]), x, x)
+    if not case[0].is_cupy:  # CuPy draws on the GPU from its own generator
+        np.testing.assert_array_equal(y1, y2)
+
+
+@pytest.mark.parametrize("layer", [Linear(3, 2), ReLU(), Sigmoid(), Tanh(), Flatten(), Dropout(0.5)],
+                         ids=lambda l: l.name)
+def test_integer_input_is_rejected_with_the_layer_name(layer):
+    with pytest.raises(TypeError, match=f"{layer.name}: expected a floating-point input"):
+        layer.forward(np.ones((2, 3), dtype=np.int64))
+
+
+@pytest.mark.parametrize("layer", [Linear(3, 2), ReLU(), Sigmoid(), Tanh(), Flatten(), Dropout(0.5)],
+                         ids=lambda l: l.name)
+def test_backward_before_forward(layer):
+    with pytest.raises(RuntimeError, match=f"{layer.name}: backward called before forward"):
+        layer.backward(np.ones((2, 2), dtype=np.float32))
+
+
+def test_linear_wrong_width_names_expected_and_received():
+    with pytest.raises(ValueError, match=r"Linear: expected input of shape \(N, 3\).*got \(2, 4\)"):
+        Linear(3, 2).forward(np.ones((2, 4), np.float32))
+
+
+def test_linear_input_on_another_device_is_rejected():
+    strict = pytest.importorskip("array_api_strict")
+    layer = Linear(3, 2).to(xn.Device(strict, strict.Device("device1")))
+    x = xn.to_device(np.ones((2, 3), np.float32), xn.Device(strict))
+    with pytest.raises(ValueError, match="Linear: input is on .*CPU_DEVICE.* parameters are on .*device1"):
+        layer.forward(x)
+    with pytest.raises(ValueError, match="Linear: input is on cpu"):
+        layer.forward(np.ones((2, 3), np.float32))
+
+
+def test_linear_dtype_mismatch_is_rejected():
+    with pytest.raises(TypeError, match="Linear: input dtype float64 does not match"):
+        Linear(3, 2).forward(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3", True])
+def test_linear_bad_sizes(bad):
+    with pytest.raises(ValueError, match="Linear: in_features must be a positive int"):
+        Linear(bad, 2)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, "0.5"])
+def test_dropout_bad_p(p):
+    with pytest.raises(ValueError, match=r"Dropout: p must be a float in \[0, 1\)"):
+        Dropout(p)
+
+
+def test_same_seed_same_initial_weights_on_every_device(case):
+    xn.init.seed(7)
+    a = Linear(5, 4)
+    xn.init.seed(7)
+    b = Linear(5, 4).to(case[0])
+    np.testing.assert_array_equal(xn.to_numpy(b.params["W"]), a.params["W"])
+
+
+@pytest.mark.parametrize("init,std", [("he", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 500)),
+                                      ("normal", 0.01), (0.05, 0.05)])
+def test_initialisers_have_the_documented_scale(init, std):
+    W = Linear(400, 100, init=init).params["W"]
+    assert W.dtype == np.float32
+    assert abs(W.std() / std - 1) < 0.02
+    assert abs(W.mean()) < 4 * std / np.sqrt(W.size)
+
+
+def test_unknown_init():
+    with pytest.raises(ValueError, match="init: expected 'he'"):
+        Linear(3, 2, init="kaiming-ish")

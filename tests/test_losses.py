@@ -1,0 +1,109 @@
+"""Losses against NumPy references, stable for huge logits, with clear errors for bad labels."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
+from xpnet.testing import assert_placed, tolerance
+
+
+def _ref_ce(y, t):
+    z = y - y.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    onehot = np.eye(y.shape[1])[t]
+    p = np.exp(logp)
+    return -(onehot * logp).sum() / len(y), (p - onehot) / len(y)
+
+
+@pytest.mark.parametrize("labels", ["int", "one-hot"])
+def test_softmax_cross_entropy(case, rng, labels):
+    dev, dtype = case
+    y = rng.standard_normal((6, 4)) * 3
+    t = rng.integers(0, 4, 6)
+    ref_loss, ref_dy = _ref_ce(y, t)
+    target = t if labels == "int" else np.eye(4, dtype=dtype)[t]
+    loss = SoftmaxCrossEntropy()
+    value = loss.forward(xn.to_device(y.astype(dtype), dev), xn.to_device(target, dev))
+    dy = loss.backward()
+    assert_placed(value, dev, dtype)
+    assert value.ndim == 0
+    assert_placed(dy, dev, dtype)
+    np.testing.assert_allclose(float(xn.to_numpy(value)), ref_loss, **tolerance(dtype))
+    np.testing.assert_allclose(xn.to_numpy(dy), ref_dy, **tolerance(dtype))
+
+
+def test_cross_entropy_no_nan_for_huge_logits(case):
+    dev, dtype = case
+    y = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]])
+    loss = SoftmaxCrossEntropy()
+    value = float(xn.to_numpy(loss.forward(xn.to_device(y.astype(dtype), dev), xn.to_device(np.array([0, 0]), dev))))
+    dy = xn.to_numpy(loss.backward())
+    assert np.isfinite(value) and np.all(np.isfinite(dy))
+    np.testing.assert_allclose(value, (1e4 + np.log(2)) / 2, rtol=1e-6)  # row 2 ties two logits
+
+
+def test_softmax_normalises_per_row_not_over_the_batch():
+    # the seeds' bug: a softmax over the whole batch. Per-row probabilities must sum to one.
+    loss = SoftmaxCrossEntropy()
+    y = np.array([[1.0, 2.0], [3.0, 10.0]])
+    loss.forward(y, np.array([0, 1]))
+    np.testing.assert_allclose(loss._p.sum(axis=1), [1.0, 1.0])
+
+
+def test_mean_squared_error(case, rng):
+    dev, dtype = case
+    y, t = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    loss = MeanSquaredError()
+    value = loss.forward(xn.to_device(y.astype(dtype), dev), xn.to_device(t.astype(dtype), dev))
+    dy = loss.backward()
+    assert_placed(dy, dev, dtype)
+    np.testing.assert_allclose(float(xn.to_numpy(value)), ((y - t) ** 2).mean(), **tolerance(dtype))
+    np.testing.assert_allclose(xn.to_numpy(dy), 2 * (y - t) / y.size, **tolerance(dtype))
+
+
+def test_float_labels_are_rejected():
+    with pytest.raises(TypeError, match="SoftmaxCrossEntropy: labels of shape \\(N,\\) must be integer"):
+        SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("t", [np.array([0, 3]), np.array([-1, 0])])
+def test_labels_out_of_range(t):
+    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy: labels must lie in \[0, 3\)"):
+        SoftmaxCrossEntropy().forward(np.zeros((2, 3)), t)
+
+
+def test_one_hot_of_wrong_width():
+    with pytest.raises(ValueError, match="one-hot labels must have 3 columns"):
+        SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.eye(4)[:2])
+
+
+def test_label_count_mismatch():
+    with pytest.raises(ValueError, match="2 predictions but 3 labels"):
+        SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0, 1, 2]))
+
+
+def test_mse_shape_mismatch():
+    with pytest.raises(ValueError, match="MeanSquaredError: predictions \\(2, 3\\) and targets \\(2, 2\\)"):
+        MeanSquaredError().forward(np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_targets_on_another_device():
+    strict = pytest.importorskip("array_api_strict")
+    d1 = xn.Device(strict, strict.Device("device1"))
+    y = xn.to_device(np.zeros((2, 3)), d1)
+    t = xn.to_device(np.array([0, 1]), xn.Device(strict))
+    with pytest.raises(ValueError, match="predictions are on .*device1.* targets are on"):
+        SoftmaxCrossEntropy().forward(y, t)
+
+
+def test_backward_before_forward():
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        SoftmaxCrossEntropy().backward()
+
+
+def test_get_by_name():
+    assert isinstance(xn.losses.get("cross_entropy"), SoftmaxCrossEntropy)
+    assert isinstance(xn.losses.get(MeanSquaredError), MeanSquaredError)
+    with pytest.raises(ValueError, match="loss: expected a Loss"):
+        xn.losses.get("hinge")

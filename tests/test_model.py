@@ -1,0 +1,107 @@
+"""Sequential: any depth, named params/grads, moving between devices, predict, atomic save/load."""
+
+import os
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import Dropout, Linear, ReLU, Sigmoid, Tanh
+from xpnet.testing import assert_placed
+
+
+def mlp(sizes=(4, 8, 8, 3), seed=0):
+    xn.init.seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ReLU())
+    return xn.Sequential(*layers)
+
+
+def test_named_params_and_grads_have_the_same_keys(rng):
+    model = mlp()
+    assert list(model.named_params()) == ["0.W", "0.b", "2.W", "2.b", "4.W", "4.b"]
+    y = model.forward(rng.standard_normal((5, 4)).astype(np.float32))
+    model.backward(np.ones_like(y))
+    assert list(model.named_grads()) == list(model.named_params())
+
+
+def test_backward_chains_the_layers(rng):
+    model = mlp((3, 5, 2))
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    dy = rng.standard_normal((4, 2)).astype(np.float32)
+    model.forward(x)
+    dx = model.backward(dy)
+    W0, W1 = model[0].params["W"], model[2].params["W"]
+    h = x @ W0 + model[0].params["b"]
+    np.testing.assert_allclose(dx, ((dy @ W1.T) * (h > 0)) @ W0.T, rtol=1e-5)
+
+
+def test_to_moves_everything_and_predict_stays_on_the_device(case, rng):
+    dev, dtype = case
+    model = mlp().to(dev, dtype=dtype)
+    for v in model.named_params().values():
+        assert_placed(v, dev, dtype)
+    assert model.device == dev
+    x = rng.standard_normal((10, 4))
+    full = model.predict(x)
+    assert_placed(full, dev, dtype)
+    batched = model.predict(x, batch_size=3)
+    np.testing.assert_allclose(xn.to_numpy(batched), xn.to_numpy(full), rtol=1e-6, atol=1e-7)
+
+
+def test_predict_is_in_evaluation_mode(rng):
+    model = xn.Sequential(Linear(4, 4), Dropout(0.5))
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))
+
+
+def test_save_load_round_trip_onto_another_device(tmp_path, dev, rng):
+    model = xn.Sequential(Linear(4, 6, init="xavier"), Tanh(), Linear(6, 5, bias=False), Sigmoid(),
+                          Dropout(0.2, seed=3), Linear(5, 2)).to(dev)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = xn.load(path, device=dev)
+    assert repr(loaded) == repr(model)
+    assert loaded.device == dev
+    for (k, a), (k2, b) in zip(model.named_params().items(), loaded.named_params().items()):
+        assert k == k2
+        np.testing.assert_array_equal(xn.to_numpy(a), xn.to_numpy(b))
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_array_equal(xn.to_numpy(model.predict(x)), xn.to_numpy(loaded.predict(x)))
+    assert [f for f in os.listdir(tmp_path)] == ["model.npz"]  # no temporary file left behind
+
+
+def test_interrupted_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    model = mlp()
+    model.save(path)
+    before = path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        mlp(seed=1).save(path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["model.npz"]
+
+
+def test_load_rejects_a_file_that_is_not_a_model(tmp_path):
+    np.savez(tmp_path / "x.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an xpnet model file"):
+        xn.load(tmp_path / "x.npz")
+
+
+def test_sequential_rejects_non_layers():
+    with pytest.raises(TypeError, match="item 1 is a str, not an xpnet layer"):
+        xn.Sequential(Linear(2, 2), "relu")
+
+
+def test_float64_on_request(rng):
+    model = mlp().to(dtype="float64")
+    y = model.predict(rng.standard_normal((2, 4)))
+    assert y.dtype == np.float64
