@@ -1,5 +1,31 @@
-"""Datasets: toy sets embedded in code, and (see the datasets issue) MNIST/Fashion-MNIST loaders."""
+"""Datasets: toy sets embedded in code, MNIST/Fashion-MNIST loaders, and minibatch helpers.
 
-from .toy import spiral
+All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
+"""
 
-__all__ = ["spiral"]
+from .idx import IDXFormatError, read_idx
+from .mnist import (
+    DatasetChecksumError,
+    DatasetNotFoundError,
+    cache_dir,
+    find_files,
+    load_fashion_mnist,
+    load_mnist,
+    search_dirs,
+)
+from .toy import blobs, spiral, xor
+
+__all__ = [
+    "DatasetChecksumError",
+    "DatasetNotFoundError",
+    "IDXFormatError",
+    "blobs",
+    "cache_dir",
+    "find_files",
+    "load_fashion_mnist",
+    "load_mnist",
+    "read_idx",
+    "search_dirs",
+    "spiral",
+    "xor",
+]

@@ -25,3 +25,44 @@ def spiral(n: int = 100, classes: int = 3, seed: int = 0, noise: float = 0.2,
         x[rows, 1] = r * np.cos(theta)
         t[rows] = c
     return x.astype(dtype), t
+
+
+def xor(n: int = 200, seed: int = 0, noise: float = 0.2,
+        dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """The XOR problem: four Gaussian clusters of std ``noise`` at (+-1, +-1); label 1 where the signs differ.
+
+    Not linearly separable, so it needs a hidden layer. Returns x: (n, 2) of ``dtype`` and t: (n,) int64
+    labels, grouped by corner, on the host. The label is the corner's, whatever the noise.
+    """
+    if n < 4 or noise < 0:
+        raise ValueError(f"xor: need n >= 4 and noise >= 0, got n={n}, noise={noise}")
+    rng = np.random.default_rng(seed)
+    corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
+    which = np.arange(n) * 4 // n
+    x = corners[which] + rng.standard_normal((n, 2)) * noise
+    t = (corners[which, 0] != corners[which, 1]).astype(np.int64)
+    return x.astype(dtype), t
+
+
+def blobs(n: int = 300, centers: int | np.ndarray = 3, seed: int = 0, std: float = 1.0, dim: int = 2,
+          box: float = 10.0, dtype: str = "float32") -> tuple[np.ndarray, np.ndarray]:
+    """Isotropic Gaussian blobs of std ``std``, one class each (like scikit-learn's ``make_blobs``).
+
+    ``centers``: how many, placed uniformly in [-box, box]^dim, or a (classes, dim) array of them.
+    Returns x: (n, dim) of ``dtype`` and t: (n,) int64 labels, grouped by class, the n points split as
+    evenly as possible; on the host.
+    """
+    rng = np.random.default_rng(seed)
+    if np.ndim(centers) == 0:
+        if int(centers) < 1 or dim < 1:
+            raise ValueError(f"blobs: need centers >= 1 and dim >= 1, got centers={centers}, dim={dim}")
+        means = rng.uniform(-box, box, size=(int(centers), dim))
+    else:
+        means = np.asarray(centers, dtype=np.float64)
+        if means.ndim != 2 or len(means) < 1:
+            raise ValueError(f"blobs: centers must be an int or a (classes, dim) array, got shape {means.shape}")
+    if n < len(means) or std < 0:
+        raise ValueError(f"blobs: need n >= number of centers ({len(means)}) and std >= 0, got n={n}, std={std}")
+    t = np.arange(n) * len(means) // n
+    x = means[t] + rng.standard_normal((n, means.shape[1])) * std
+    return x.astype(dtype), t.astype(np.int64)

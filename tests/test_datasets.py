@@ -1,0 +1,461 @@
+"""Datasets: the IDX reader, where MNIST-style files are found, downloads (from a local server only), toys.
+
+Every test runs with XPNET_DATA unset, the user cache and HOME under tmp_path, no system folders and no
+mirrors unless it sets them, so nothing here reads ~/.cache or touches the network. The one test that reads
+the real Fashion-MNIST (marked ``data``) looks only at the system folders.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import os
+import socket
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.datasets import idx, mnist
+from xpnet.datasets.mnist import FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, Checksum
+
+DTYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    array = np.asarray(array)
+    header = struct.pack(">BBBB", 0, 0, DTYPE_CODES[array.dtype.type], array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def tiny_dataset(seed: int = 0, n_train: int = 12, n_test: int = 5) -> dict:
+    """A small MNIST-shaped dataset: the arrays, the four files' raw and gzipped bytes, and their Checksums."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        TRAIN_IMAGES: rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        TRAIN_LABELS: rng.permutation(np.arange(n_train) % 10).astype(np.uint8),
+        TEST_IMAGES: rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        TEST_LABELS: rng.permutation(np.arange(n_test) % 10).astype(np.uint8),
+    }
+    raw = {f: idx_bytes(a) for f, a in arrays.items()}
+    gz = {f: gzip.compress(b, mtime=0) for f, b in raw.items()}
+    checksums = {f: Checksum(gz=sha256(gz[f]), raw=sha256(raw[f])) for f in FILES}
+    return {"arrays": arrays, "raw": raw, "gz": gz, "checksums": checksums}
+
+
+def write_dataset(folder: Path, data: dict, gzipped: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in FILES:
+        if gzipped:
+            (folder / (f + ".gz")).write_bytes(data["gz"][f])
+        else:
+            (folder / f).write_bytes(data["raw"][f])
+    return folder
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """No XPNET_DATA, cache and HOME in tmp_path, no system folders, no mirrors, no proxies."""
+    monkeypatch.delenv("XPNET_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", [str(tmp_path / "system")])
+    for name in mnist.MIRRORS:
+        monkeypatch.setitem(mnist.MIRRORS, name, [])
+    return tmp_path
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """The tiny dataset, with its checksums installed as MNIST's."""
+    data = tiny_dataset()
+    monkeypatch.setitem(mnist.CHECKSUMS, "mnist", data["checksums"])
+    return data
+
+
+def cache_of(name: str = "mnist") -> Path:
+    return mnist.cache_dir(name)
+
+
+# --- IDX reader ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", list(DTYPE_CODES))
+@pytest.mark.parametrize("gzipped", [False, True], ids=["raw", "gzip"])
+def test_read_idx_round_trips_every_dtype(tmp_path, dtype, gzipped):
+    a = np.random.default_rng(1).integers(0, 120, (3, 4, 5)).astype(dtype)
+    if a.dtype.kind == "f":
+        a /= 7
+    data = idx_bytes(a)
+    # The names lie on purpose: gzip is told by the magic bytes, not the extension.
+    path = tmp_path / ("file.raw" if gzipped else "file.gz")
+    path.write_bytes(gzip.compress(data) if gzipped else data)
+    hasher = hashlib.sha256()
+    out = xn.datasets.read_idx(path, hasher=hasher)
+    np.testing.assert_array_equal(out, a)
+    assert out.dtype == np.dtype(dtype) and out.dtype.isnative and out.flags.writeable
+    assert hasher.hexdigest() == sha256(data)
+
+
+def corrupt_variants(a: np.ndarray) -> dict[str, tuple[bytes, str]]:
+    good = idx_bytes(a)
+    return {
+        "data-truncated": (good[:-7], "truncated"),
+        "header-truncated": (good[:10], "truncated"),
+        "empty": (b"", "truncated"),
+        "trailing-bytes": (good + b"\x00", "bytes after"),
+        "bad-magic": (b"\x01\x02" + good[2:], "not an IDX file"),
+        "bad-dtype-code": (good[:2] + b"\x07" + good[3:], "not an IDX file"),
+        "gzip-truncated": (gzip.compress(good)[:-20], "gzip"),
+    }
+
+
+@pytest.mark.parametrize("variant", ["data-truncated", "header-truncated", "empty", "trailing-bytes", "bad-magic",
+                                     "bad-dtype-code", "gzip-truncated"])
+def test_read_idx_names_the_file_on_corrupt_input(tmp_path, variant):
+    data, message = corrupt_variants(np.arange(2 * 28 * 28).reshape(2, 28, 28).astype(np.uint8))[variant]
+    path = tmp_path / f"{variant}-idx3-ubyte"
+    path.write_bytes(data)
+    with pytest.raises(xn.datasets.IDXFormatError, match=message) as info:
+        xn.datasets.read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_checks_the_expected_dtype_and_shape(tmp_path):
+    path = tmp_path / "images"
+    path.write_bytes(idx_bytes(np.zeros((4, 27, 28), np.uint8)))
+    with pytest.raises(xn.datasets.IDXFormatError, match=r"shape \(4, 27, 28\).*expected \('N', 28, 28\)"):
+        xn.datasets.read_idx(path, np.uint8, (None, 28, 28))
+    with pytest.raises(xn.datasets.IDXFormatError, match="expected \\('N',\\)"):
+        xn.datasets.read_idx(path, np.uint8, (None,))
+    with pytest.raises(xn.datasets.IDXFormatError, match="holds uint8.*expected float32"):
+        xn.datasets.read_idx(path, np.float32)
+    assert xn.datasets.read_idx(path, np.uint8, (4, None, 28)).shape == (4, 27, 28)
+
+
+# --- loading from local folders --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("flatten", [True, False])
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_load_mnist_options(isolated, tiny, normalize, flatten, one_hot):
+    root = write_dataset(isolated / "root", tiny)
+    splits = xn.datasets.load_mnist(normalize=normalize, flatten=flatten, one_hot=one_hot, root=root)
+    for (x, y), (images, labels) in zip(splits, [(TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)]):
+        images, labels = tiny["arrays"][images], tiny["arrays"][labels]
+        n = len(images)
+        assert x.shape == ((n, 784) if flatten else (n, 1, 28, 28))
+        if normalize:
+            assert x.dtype == np.float32
+            np.testing.assert_allclose(x.reshape(images.shape), images / 255.0, rtol=1e-6)
+        else:
+            assert x.dtype == np.uint8
+            np.testing.assert_array_equal(x.reshape(images.shape), images)
+        if one_hot:
+            assert y.dtype == np.float32 and y.shape == (n, 10)
+            np.testing.assert_array_equal(y.argmax(axis=1), labels)
+            np.testing.assert_array_equal(y.sum(axis=1), np.ones(n))
+        else:
+            assert y.dtype == np.int64 and y.shape == (n,)
+            np.testing.assert_array_equal(y, labels)
+
+
+def test_raw_gzipped_and_dotted_file_names_are_all_found(isolated, tiny):
+    root = isolated / "root"
+    root.mkdir()
+    (root / (TRAIN_IMAGES + ".gz")).write_bytes(tiny["gz"][TRAIN_IMAGES])
+    (root / TRAIN_LABELS).write_bytes(tiny["raw"][TRAIN_LABELS])
+    (root / "t10k-images.idx3-ubyte").write_bytes(tiny["raw"][TEST_IMAGES])
+    # A re-gzipped copy (other header) matches by content, as Debian's dataset-fashion-mnist files do.
+    (root / (TEST_LABELS + ".gz")).write_bytes(gzip.compress(tiny["raw"][TEST_LABELS], mtime=123))
+    (x, y), (xt, yt) = xn.datasets.load_mnist(normalize=False, root=root)
+    np.testing.assert_array_equal(x.reshape(-1, 28, 28), tiny["arrays"][TRAIN_IMAGES])
+    np.testing.assert_array_equal(yt, tiny["arrays"][TEST_LABELS])
+
+
+def test_search_order(isolated, tiny, monkeypatch):
+    data_env = isolated / "xpnet-data"
+    places = [
+        isolated / "root",
+        data_env / "mnist",
+        data_env,
+        cache_of("mnist"),
+        isolated / "system" / "mnist",
+    ]
+    for folder in places:
+        write_dataset(folder, tiny)
+    monkeypatch.setenv("XPNET_DATA", os.pathsep.join([str(isolated / "empty"), str(data_env)]))
+    for i, folder in enumerate(places):
+        root = places[0] if i == 0 else None
+        found = xn.datasets.find_files("mnist", root=root, download=False)
+        assert set(found) == set(FILES)
+        assert {p.parent for p in found.values()} == {folder}
+        for f in FILES:
+            (folder / (f + ".gz")).unlink()
+    with pytest.raises(xn.datasets.DatasetNotFoundError):
+        xn.datasets.find_files("mnist", download=False)
+
+
+def test_a_folder_with_only_some_files_is_passed_over(isolated, tiny, monkeypatch):
+    monkeypatch.setenv("XPNET_DATA", str(isolated / "partial"))
+    write_dataset(isolated / "partial", tiny)
+    (isolated / "partial" / (TEST_LABELS + ".gz")).unlink()
+    write_dataset(isolated / "system" / "mnist", tiny)
+    found = xn.datasets.find_files("mnist", download=False)
+    assert {p.parent for p in found.values()} == {isolated / "system" / "mnist"}
+
+
+def test_user_file_with_wrong_checksum_is_reported_and_kept(isolated, tiny):
+    root = write_dataset(isolated / "root", tiny)
+    other = tiny_dataset(seed=5)
+    bad = root / (TRAIN_LABELS + ".gz")
+    bad.write_bytes(other["gz"][TRAIN_LABELS])
+    with pytest.raises(xn.datasets.DatasetChecksumError) as info:
+        xn.datasets.load_mnist(root=root)
+    message = str(info.value)
+    assert str(bad) in message
+    assert other["checksums"][TRAIN_LABELS].raw in message and tiny["checksums"][TRAIN_LABELS].raw in message
+    assert bad.read_bytes() == other["gz"][TRAIN_LABELS]
+
+
+def test_labels_out_of_range_and_mismatched_counts_are_rejected(isolated, tiny, monkeypatch):
+    root = write_dataset(isolated / "root", tiny)
+    for labels, message in [(np.full(12, 10, np.uint8), "labels must be 0..9"),
+                            (np.zeros(11, np.uint8), r"shape \(11,\).*expected \(12,\)")]:
+        raw = idx_bytes(labels)
+        monkeypatch.setitem(mnist.CHECKSUMS["mnist"], TRAIN_LABELS, Checksum(gz="-", raw=sha256(raw)))
+        (root / (TRAIN_LABELS + ".gz")).write_bytes(gzip.compress(raw))
+        with pytest.raises(xn.datasets.IDXFormatError, match=message) as info:
+            xn.datasets.load_mnist(root=root)
+        assert TRAIN_LABELS in str(info.value)
+
+
+def test_unknown_dataset_name_is_rejected(isolated):
+    with pytest.raises(ValueError, match="'cifar'"):
+        xn.datasets.find_files("cifar")
+
+
+# --- downloads from a local HTTP server --------------------------------------------------------------
+
+
+class Server:
+    """An HTTP server on 127.0.0.1 serving ``routes``: path -> (body, truncate). Truncated replies announce
+    a Content-Length larger than the body, send half of it and close the connection."""
+
+    def __init__(self, routes: dict[str, tuple[bytes, bool]]):
+        self.routes, self.requests = routes, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                if self.path not in server.routes:
+                    self.send_error(404)
+                    return
+                body, truncate = server.routes[self.path]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body) + (1000 if truncate else 0)))
+                self.end_headers()
+                self.wfile.write(body[: len(body) // 2] if truncate else body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/data/"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(routes):
+        servers.append(Server(routes))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def routes_for(data: dict, **overrides) -> dict[str, tuple[bytes, bool]]:
+    routes = {f"/data/{f}.gz": (data["gz"][f], False) for f in FILES}
+    routes.update({f"/data/{f}.gz": v for f, v in overrides.items()})
+    return routes
+
+
+def dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_download_then_load_from_cache(isolated, tiny, serve, monkeypatch):
+    server = serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [server.url])
+    (x, y), (xt, yt) = xn.datasets.load_mnist(normalize=False, flatten=False)
+    np.testing.assert_array_equal(x[:, 0], tiny["arrays"][TRAIN_IMAGES])
+    np.testing.assert_array_equal(yt, tiny["arrays"][TEST_LABELS])
+    assert sorted(p.name for p in cache_of().iterdir()) == sorted(f + ".gz" for f in FILES)
+    assert sorted(server.requests) == sorted(f"/data/{f}.gz" for f in FILES)
+
+    # Second run: from the cache, no requests.
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [dead_url()])
+    (x2, _), _ = xn.datasets.load_mnist(normalize=False, flatten=False)
+    np.testing.assert_array_equal(x2, x)
+    assert len(server.requests) == len(FILES)
+
+
+def test_download_with_wrong_checksum_keeps_nothing(isolated, tiny, serve, monkeypatch):
+    other = tiny_dataset(seed=9)
+    server = serve(routes_for(tiny, **{TRAIN_IMAGES: (other["gz"][TRAIN_IMAGES], False)}))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [server.url])
+    with pytest.raises(xn.datasets.DatasetChecksumError) as info:
+        xn.datasets.load_mnist()
+    message = str(info.value)
+    assert TRAIN_IMAGES in message
+    assert sha256(other["gz"][TRAIN_IMAGES]) in message and tiny["checksums"][TRAIN_IMAGES].gz in message
+    assert list(cache_of().iterdir()) == []
+
+
+def test_interrupted_download_leaves_nothing_a_later_run_would_use(isolated, tiny, serve, monkeypatch):
+    server = serve(routes_for(tiny, **{TRAIN_LABELS: (tiny["gz"][TRAIN_LABELS], True)}))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [server.url])
+    with pytest.raises(xn.datasets.DatasetNotFoundError, match="IncompleteRead"):
+        xn.datasets.load_mnist()
+    assert sorted(p.name for p in cache_of().iterdir()) == [TRAIN_IMAGES + ".gz"]
+    with pytest.raises(xn.datasets.DatasetNotFoundError):
+        xn.datasets.find_files("mnist", download=False)
+
+    # A later run fetches only what is missing and gets the right data.
+    server.routes.update(routes_for(tiny))
+    server.requests.clear()
+    (_, y), _ = xn.datasets.load_mnist()
+    np.testing.assert_array_equal(y, tiny["arrays"][TRAIN_LABELS])
+    assert sorted(server.requests) == sorted(f"/data/{f}.gz" for f in FILES[1:])
+
+
+@pytest.mark.parametrize("first", ["unreachable", "404", "wrong-data", "truncated"])
+def test_falls_back_to_the_next_mirror(isolated, tiny, serve, monkeypatch, first):
+    other = tiny_dataset(seed=3)
+    good = serve(routes_for(tiny))
+    if first == "unreachable":
+        first_url = dead_url()
+    else:
+        body = {"404": {}, "wrong-data": {f: (other["gz"][f], False) for f in FILES},
+                "truncated": {f: (tiny["gz"][f], True) for f in FILES}}[first]
+        first_url = serve(routes_for(tiny, **body) if body else {}).url
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [first_url, good.url])
+    (x, _), _ = xn.datasets.load_mnist(normalize=False)
+    np.testing.assert_array_equal(x.reshape(-1, 28, 28), tiny["arrays"][TRAIN_IMAGES])
+    assert len(good.requests) == len(FILES)
+    assert sorted(p.name for p in cache_of().iterdir()) == sorted(f + ".gz" for f in FILES)
+
+
+def test_offline_with_nothing_local_gives_one_clear_error(isolated, monkeypatch):
+    monkeypatch.setitem(mnist.MIRRORS, "fashion-mnist", [dead_url()])
+    monkeypatch.setenv("XPNET_DATA", str(isolated / "mine"))
+    with pytest.raises(xn.datasets.DatasetNotFoundError) as info:
+        xn.datasets.load_fashion_mnist()
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    for folder in xn.datasets.search_dirs("fashion-mnist"):
+        assert str(folder) in message
+    assert "apt-get install dataset-fashion-mnist" in message and "XPNET_DATA" in message
+    assert "127.0.0.1" in message
+    assert list(cache_of("fashion-mnist").iterdir()) == []
+
+
+# --- the real Fashion-MNIST ----------------------------------------------------------------------
+
+
+@pytest.mark.data
+def test_real_fashion_mnist_from_the_system_folder(isolated, monkeypatch):
+    monkeypatch.setattr(mnist, "SYSTEM_DIRS", ["/usr/local/share/datasets", "/usr/share/datasets"])
+    try:
+        xn.datasets.find_files("fashion-mnist", download=False)
+    except xn.datasets.DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST is not in /usr/share/datasets (apt-get install dataset-fashion-mnist)")
+
+    (x, y), (xt, yt) = xn.datasets.load_fashion_mnist()
+    assert x.shape == (60000, 784) and xt.shape == (10000, 784)
+    assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() == 1.0
+    assert y.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(y, minlength=10), np.full(10, 6000))
+    np.testing.assert_array_equal(np.bincount(yt, minlength=10), np.full(10, 1000))
+
+    (x4, y4), (xt4, yt4) = xn.datasets.load_fashion_mnist(normalize=False, flatten=False, one_hot=True)
+    assert x4.shape == (60000, 1, 28, 28) and x4.dtype == np.uint8 and xt4.shape == (10000, 1, 28, 28)
+    np.testing.assert_array_equal(x4[:1000].reshape(1000, 784) / np.float32(255), x[:1000])
+    assert y4.shape == (60000, 10) and y4.dtype == np.float32
+    np.testing.assert_array_equal(y4.argmax(axis=1), y)
+    np.testing.assert_array_equal(yt4.sum(axis=0), np.full(10, 1000))
+
+
+# --- toys ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: xn.datasets.spiral(30, 3, seed),
+    lambda seed: xn.datasets.xor(50, seed),
+    lambda seed: xn.datasets.blobs(40, 4, seed),
+], ids=["spiral", "xor", "blobs"])
+def test_toys_are_host_float32_and_int64_and_seeded(make):
+    x, t = make(0)
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32 and x.ndim == 2
+    assert isinstance(t, np.ndarray) and t.dtype == np.int64 and t.shape == (len(x),)
+    x_again, t_again = make(0)
+    np.testing.assert_array_equal(x, x_again)
+    np.testing.assert_array_equal(t, t_again)
+    assert not np.array_equal(make(1)[0], x)
+
+
+def test_xor_labels_follow_the_corners():
+    x, t = xn.datasets.xor(103, seed=2, noise=0.0)
+    assert set(map(tuple, x.tolist())) == {(-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0)}
+    np.testing.assert_array_equal(t, (x[:, 0] * x[:, 1] < 0).astype(np.int64))
+    assert abs(int(t.sum()) - 103 // 2) <= 1
+    x_noisy, t_noisy = xn.datasets.xor(103, seed=2, noise=0.1)
+    np.testing.assert_array_equal(t_noisy, t)
+    assert np.all(np.sign(x_noisy) == x)  # 10 standard deviations from the axes
+    with pytest.raises(ValueError, match="noise"):
+        xn.datasets.xor(10, noise=-1)
+
+
+def test_blobs_sit_at_their_centers():
+    centers = np.array([[0.0, 0.0, 0.0], [5.0, -5.0, 1.0]])
+    x, t = xn.datasets.blobs(2000, centers, seed=1, std=0.5, dtype="float64")
+    assert x.shape == (2000, 3) and x.dtype == np.float64
+    np.testing.assert_array_equal(np.bincount(t), [1000, 1000])
+    for c in range(2):
+        # The sample mean of 1000 points is within 5 standard errors of the center.
+        np.testing.assert_allclose(x[t == c].mean(axis=0), centers[c], atol=5 * 0.5 / np.sqrt(1000))
+        np.testing.assert_allclose(x[t == c].std(axis=0), 0.5, rtol=0.1)
+    x, t = xn.datasets.blobs(10, 3, seed=0, dim=5, box=2.0)
+    assert x.shape == (10, 5) and set(t.tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="centers"):
+        xn.datasets.blobs(10, np.zeros(3))
+    with pytest.raises(ValueError, match="n >= number of centers"):
+        xn.datasets.blobs(2, 3)
