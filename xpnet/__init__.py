@@ -12,17 +12,22 @@ from .backend import (
     to_device,
     to_numpy,
 )
+from .gradcheck import GradcheckReport, gradcheck
 from .model import Sequential, load
+from .testing import GradcheckError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Device",
+    "GradcheckError",
+    "GradcheckReport",
     "Sequential",
     "XpnetDeviceWarning",
     "cuda_available",
     "datasets",
     "device",
+    "gradcheck",
     "init",
     "layers",
     "load",

@@ -340,6 +340,15 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any) -> Any:
 _cupy_rngs: dict[int, tuple[np.random.Generator, Any]] = {}
 
 
+def set_rng_state(rng: np.random.Generator, state: dict[str, Any] | None = None) -> None:
+    """Rewind ``rng`` to ``state`` (a ``rng.bit_generator.state``) so that :func:`uniform` draws the
+    same numbers again, also on CuPy, whose device generator is derived from ``rng`` on first use.
+    ``state=None`` only drops that device generator (it is rebuilt from ``rng`` when next needed)."""
+    if state is not None:
+        rng.bit_generator.state = state
+    _cupy_rngs.pop(id(rng), None)
+
+
 def _dtype_name(a: Any) -> str:
     return str(a.dtype).rsplit(".", 1)[-1]
 

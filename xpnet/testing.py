@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import Device, device_of
+from .gradcheck import GradcheckReport, gradcheck
 
 
 def tolerance(dtype: Any) -> dict[str, float]:
@@ -24,3 +25,99 @@ def assert_placed(a: Any, dev: Device, dtype: Any = None) -> None:
         raise AssertionError(f"array is on {where}, expected {dev}")
     if dtype is not None and str(a.dtype).rsplit(".", 1)[-1] != str(dtype).rsplit(".", 1)[-1]:
         raise AssertionError(f"array has dtype {a.dtype}, expected {dtype}")
+
+
+class GradcheckError(AssertionError):
+    """Raised by :func:`assert_gradients_ok`; the message is the report's table, ``report`` the report."""
+
+    def __init__(self, report: GradcheckReport):
+        super().__init__(str(report))
+        self.report = report
+
+
+def assert_gradients_ok(*args: Any, **kwargs: Any) -> GradcheckReport:
+    """Run :func:`xpnet.gradcheck` with these arguments; raise :class:`GradcheckError` when any
+    row fails, else return the report."""
+    report = gradcheck(*args, **kwargs)
+    if not report.ok:
+        raise GradcheckError(report)
+    return report
+
+
+def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), rtol: float | None = None,
+                          atol: float | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Run ``fn`` on each device and assert the results agree; returns them by device name (host arrays).
+
+    Array arguments (also inside tuples, lists and dicts) are moved to each device; when ``fn`` takes a
+    ``device`` keyword it receives the :class:`~xpnet.Device`. Results (arrays, numbers, or nested
+    tuples/lists/dicts of them) are brought back to NumPy and compared with the first device's at
+    ``rtol``/``atol`` (default: from the result's dtype). A device that is not available is skipped with
+    its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (under pytest)
+    or raise ``RuntimeError`` naming the reasons.
+    """
+    import inspect  # noqa: PLC0415
+    import warnings  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+
+    from .backend import XpnetDeviceWarning, device, to_device, to_numpy  # noqa: PLC0415
+
+    usable, skipped = [], []
+    for spec in devices:
+        try:
+            usable.append(device(spec, fallback=False))
+        except RuntimeError as exc:
+            skipped.append(f"{spec}: {exc}")
+            warnings.warn(f"assert_backends_agree: skipping {exc}", XpnetDeviceWarning, stacklevel=2)
+    if len(usable) < 2:
+        reason = "assert_backends_agree needs two usable devices; skipped " + "; ".join(skipped)
+        try:
+            import pytest  # noqa: PLC0415
+        except ImportError:
+            raise RuntimeError(reason) from None
+        pytest.skip(reason)
+
+    takes_device = "device" in inspect.signature(fn).parameters
+
+    def move(obj: Any, dev: Device) -> Any:
+        if isinstance(obj, (tuple, list)):
+            return type(obj)(move(o, dev) for o in obj)
+        if isinstance(obj, dict):
+            return {k: move(v, dev) for k, v in obj.items()}
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            return to_device(obj, dev)
+        return obj
+
+    def back(obj: Any) -> Any:
+        if isinstance(obj, (tuple, list)):
+            return [back(o) for o in obj]
+        if isinstance(obj, dict):
+            return {k: back(v) for k, v in obj.items()}
+        if hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            return to_numpy(obj)
+        return obj
+
+    def compare(a: Any, b: Any, where: str) -> None:
+        if isinstance(a, list):
+            assert isinstance(b, list) and len(a) == len(b), f"{where}: structure differs"
+            for i, (x, y) in enumerate(zip(a, b)):
+                compare(x, y, f"{where}[{i}]")
+        elif isinstance(a, dict):
+            assert isinstance(b, dict) and a.keys() == b.keys(), f"{where}: keys differ"
+            for k in a:
+                compare(a[k], b[k], f"{where}[{k!r}]")
+        else:
+            a, b = np.asarray(a), np.asarray(b)
+            t = tolerance(a.dtype) if a.dtype.kind == "f" else {"rtol": 0.0, "atol": 0.0}
+            np.testing.assert_allclose(b, a, rtol=t["rtol"] if rtol is None else rtol,
+                                       atol=t["atol"] if atol is None else atol, err_msg=where)
+
+    results: dict[str, Any] = {}
+    for dev in usable:
+        extra = {"device": dev} if takes_device else {}
+        results[dev.name] = back(fn(*move(args, dev), **move(kwargs, dev), **extra))
+    first = usable[0].name
+    for name, value in results.items():
+        if name != first:
+            compare(results[first], value, f"{name} vs {first}")
+    return results

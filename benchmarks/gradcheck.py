@@ -1,0 +1,124 @@
+"""Time a gradient check of a 784-50-10 ReLU MLP (softmax cross-entropy) on 3 samples.
+
+xpnet's full check (every entry of W1, b1, W2, b2 and the input; two forward passes each) and its
+fast mode (one random direction per tensor) against two baselines run in this same process:
+the book's ``numerical_gradient`` written directly in NumPy (float64, params only, as the seeds do it)
+and, when installed, ``torch.autograd.gradcheck`` on the same float64 net (params and input).
+
+    python benchmarks/gradcheck.py [--device cpu] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import xpnet as xn
+from xpnet.layers import Linear, ReLU
+
+D, H, C, N = 784, 50, 10, 3
+
+
+def book_check(x, t, params, eps=1e-6):
+    """The seeds' numerical_gradient over every parameter (2 forward passes per entry) and the analytic
+    gradient of the hand-written TwoLayerNet; returns the max abs difference and the forward passes."""
+    W1, b1, W2, b2 = params
+
+    def loss():
+        h = np.maximum(x @ W1 + b1, 0)
+        y = h @ W2 + b2
+        z = y - y.max(axis=1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -logp[np.arange(len(t)), t].sum() / len(t)
+
+    h_pre = x @ W1 + b1
+    h = np.maximum(h_pre, 0)
+    y = h @ W2 + b2
+    p = np.exp(y - y.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    dy = p.copy()
+    dy[np.arange(len(t)), t] -= 1
+    dy /= len(t)
+    dh = np.where(h_pre > 0, dy @ W2.T, 0)
+    analytic = [x.T @ dh, dh.sum(axis=0), h.T @ dy, dy.sum(axis=0)]
+    worst, passes = 0.0, 0
+    for param, grad in zip(params, analytic):
+        it = np.nditer(param, flags=["multi_index"])
+        for _ in it:
+            i = it.multi_index
+            v = param[i]
+            param[i] = v + eps
+            fp = loss()
+            param[i] = v - eps
+            fm = loss()
+            param[i] = v
+            passes += 2
+            worst = max(worst, abs((fp - fm) / (2 * eps) - grad[i]))
+    return worst, passes
+
+
+def torch_check(x, t, params, fast):
+    import torch  # noqa: PLC0415 - optional baseline
+
+    tensors = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, *params)]
+    labels = torch.tensor(t)
+
+    def loss(x, W1, b1, W2, b2):
+        return torch.nn.functional.cross_entropy(torch.relu(x @ W1 + b1) @ W2 + b2, labels)
+
+    return torch.autograd.gradcheck(loss, tensors, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=fast)
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many runs")
+    args = parser.parse_args()
+    dev = xn.device(args.device)
+
+    rng = np.random.default_rng(0)
+    x = rng.random((N, D))
+    t = rng.integers(0, C, size=N)
+    xn.init.seed(0)
+    model = xn.Sequential(Linear(D, H), ReLU(), Linear(H, C)).to(dev)
+    x_dev, t_dev = xn.to_device(x.astype("float32"), dev), xn.to_device(t, dev)
+    host_params = [xn.to_numpy(v).astype(np.float64) for v in model.named_params().values()]
+    entries = sum(p.size for p in host_params) + x.size
+    print(f"gradcheck of {D}-{H}-{C} ReLU MLP + softmax cross-entropy on {N} samples, {entries} entries "
+          f"(params and input), device {dev}")
+
+    results = {}
+    for name, fast in (("full", False), ("fast", True)):
+        best, report = min((timed(lambda: xn.gradcheck(model, x_dev, t_dev, "cross_entropy", fast=fast))
+                            for _ in range(args.repeats)), key=lambda r: r[0])
+        results[name] = best
+        print(f"xpnet {name:4s}: {best:8.3f} s  {report.forward_passes:6d} forward passes  "
+              f"{best / report.forward_passes * 1e6:7.1f} us/pass  ok={report.ok}")
+
+    seconds, (worst, passes) = timed(lambda: book_check(x, t, [p.copy() for p in host_params]))
+    print(f"book numerical_gradient (NumPy, params only): {seconds:8.3f} s  {passes:6d} forward passes  "
+          f"{seconds / passes * 1e6:7.1f} us/pass  max abs err {worst:.1e}")
+    per_pass = results["full"] / (entries * 2 + 1)
+    print(f"ratio xpnet full / book, per forward pass: {per_pass / (seconds / passes):.2f}")
+
+    try:
+        import torch  # noqa: F401, PLC0415 - optional baseline
+    except ImportError:
+        print("torch.autograd.gradcheck: torch is not installed, baseline skipped")
+        return
+    for name, fast in (("full", False), ("fast", True)):
+        seconds, ok = timed(lambda: torch_check(x, t, host_params, fast))
+        print(f"torch.autograd.gradcheck {name:4s} (CPU): {seconds:8.3f} s  ok={ok}  "
+              f"ratio xpnet / torch: {results[name] / seconds:.3g}")
+
+
+if __name__ == "__main__":
+    main()

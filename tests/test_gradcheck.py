@@ -1,0 +1,390 @@
+"""The gradient checker: passes on correct layers on every device, catches planted bugs by name."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.backend import device_of, namespace, set_rng_state, uniform
+from xpnet.layers import Dropout, Flatten, Layer, Linear, ReLU, Sigmoid, Tanh
+from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
+
+
+# -- planted bugs, as in the seeds ------------------------------------------------------------
+
+class WholeBatchBiasLinear(Linear):
+    """Bug (1): db summed over the batch and every output, broadcast to b's shape."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        xp = namespace(dy)
+        self.grads["b"] = xp.zeros_like(self.params["b"]) + xp.sum(dy)
+        return dx
+
+
+class ParamSumBiasLinear(Linear):
+    """Bug (1), the other spelling: db built from sum(b) instead of sum(dy, axis=0)."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        xp = namespace(dy)
+        self.grads["b"] = xp.zeros_like(self.params["b"]) + xp.sum(self.params["b"])
+        return dx
+
+
+class ScalarBiasLinear(Linear):
+    """Bug (1) without a broadcast: db = sum(dy), a 0-d array."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["b"] = namespace(dy).sum(dy)
+        return dx
+
+
+class NoUpstreamSigmoid(Sigmoid):
+    """Bug (2): forgets to multiply by dout."""
+
+    def backward(self, dy):
+        y = self._y
+        return y * (1.0 - y)
+
+
+class InPlaceReLU(ReLU):
+    """Bug (3), the seeds' Relu: dout[mask] = 0 in place, then return dout."""
+
+    def backward(self, dy):
+        dy[~self._mask] = 0.0
+        return dy
+
+
+class BatchSoftmaxCrossEntropy(SoftmaxCrossEntropy):
+    """Bug (4): softmax normalised over the whole batch instead of per row (one-hot targets)."""
+
+    def forward(self, y, t, check=True):
+        xp = namespace(y)
+        z = y - xp.max(y)
+        logp = z - xp.log(xp.sum(xp.exp(z)))
+        self._p, self._t = xp.exp(logp), t
+        return -xp.sum(t * logp) / y.shape[0]
+
+
+class WrongKinkReLU(ReLU):
+    """Gives -dy at x == 0: outside the one-sided slopes [0, dy], so a failure even at the kink."""
+
+    def forward(self, x, train=True):
+        self._x = x
+        return super().forward(x, train)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        return xp.where(self._x > 0, dy, xp.where(self._x == 0, -dy, 0.0))
+
+
+class CountingIdentity(Layer):
+    """y = x; records every forward input's device and dtype (on the class: the checker copies layers)."""
+
+    seen: list = []
+
+    def forward(self, x, train=True):
+        CountingIdentity.seen.append((device_of(x), str(x.dtype).rsplit(".", 1)[-1]))
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _data(dev, n=4, d=5, c=3, seed=0, dtype="float32"):
+    rng = np.random.default_rng(seed)
+    x = xn.to_device(rng.standard_normal((n, d)).astype(dtype), dev)
+    labels = rng.integers(0, c, size=n)
+    return x, labels
+
+
+def _mlp(dev, *middle, d=5, h=6, c=3, first=Linear, seed=0):
+    xn.init.seed(seed)
+    model = xn.Sequential(first(d, h), *middle, Linear(h, c))
+    model.to(dev)
+    rng = np.random.default_rng(seed + 1)
+    for layer in model.layers:  # nonzero biases: a bias bug must show whatever b holds
+        if "b" in layer.params:
+            b = rng.standard_normal(tuple(layer.params["b"].shape)).astype("float32")
+            layer.params["b"] = xn.to_device(b, dev)
+    return model
+
+
+def _snapshot(model):
+    return {k: (xn.to_numpy(v).copy(), device_of(v), v.dtype) for k, v in model.named_params().items()}
+
+
+def _failing(report):
+    return sorted(row.name for row in report.failures)
+
+
+# -- correct layers pass everywhere -----------------------------------------------------------
+
+CORRECT = {
+    "linear": lambda dev: (Linear(5, 3).to(dev), None, None),
+    "relu": lambda dev: (ReLU(), None, None),
+    "sigmoid": lambda dev: (Sigmoid(), None, None),
+    "tanh": lambda dev: (Tanh(), None, None),
+    "dropout": lambda dev: (Dropout(0.5, seed=3), None, None),
+    "mlp-relu-ce-int": lambda dev: (_mlp(dev, ReLU()), "labels", SoftmaxCrossEntropy()),
+    "mlp-sigmoid-ce-onehot": lambda dev: (_mlp(dev, Sigmoid()), "onehot", SoftmaxCrossEntropy()),
+    "mlp-tanh-mse": lambda dev: (_mlp(dev, Tanh()), "onehot", MeanSquaredError()),
+    "mlp-dropout-ce": lambda dev: (_mlp(dev, ReLU(), Dropout(0.5, seed=1)), "labels", "cross_entropy"),
+    "mlp-no-loss": lambda dev: (_mlp(dev, Tanh(), Dropout(0.3, seed=2)), None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORRECT))
+def test_correct_layers_pass(dev, name):
+    target, targets, loss = CORRECT[name](dev)
+    x, labels = _data(dev)
+    t = {None: None, "labels": xn.to_device(labels, dev),
+         "onehot": xn.to_device(np.eye(3, dtype="float32")[labels], dev)}[targets]
+    report = xn.gradcheck(target, x, t, loss)
+    assert report.ok, str(report)
+    assert report.device == dev.name
+    params = target.named_params() if isinstance(target, xn.Sequential) else target.params
+    assert [row.name for row in report.rows] == [*params, "input"]
+    assert all(row.checked == int(np.prod(row.shape)) for row in report.rows)
+
+
+def test_flatten_in_front_of_a_linear_layer_passes(dev):
+    x = xn.to_device(np.random.default_rng(0).standard_normal((2, 2, 3)), dev)
+    model = xn.Sequential(Flatten(), Linear(6, 2)).to(dev)
+    report = xn.gradcheck(model, x)
+    assert report.ok, str(report)
+    assert report["input"].shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("name", ["Conv2d", "MaxPool2d", "BatchNorm"])
+def test_later_layers_pass(dev, name):
+    layers = {"Conv2d": lambda: [xn.layers.Conv2d(2, 3, 3, padding=1), ReLU()],
+              "MaxPool2d": lambda: [xn.layers.MaxPool2d(2)],
+              "BatchNorm": lambda: [Flatten(), xn.layers.BatchNorm(18), Tanh()]}
+    if not hasattr(xn.layers, name):
+        pytest.skip(f"xn.layers.{name} is not written yet")
+    xn.init.seed(0)
+    model = xn.Sequential(*layers[name]()).to(dev)
+    x = xn.to_device(np.random.default_rng(0).standard_normal((2, 2, 3, 3)).astype("float32"), dev)
+    report = xn.gradcheck(model, x)
+    assert report.ok, str(report)
+
+
+# -- planted bugs are caught, by name ---------------------------------------------------------
+
+@pytest.mark.parametrize("buggy", [WholeBatchBiasLinear, ParamSumBiasLinear, ScalarBiasLinear])
+def test_bias_gradient_bug_fails_on_the_bias_row(dev, buggy):
+    x, labels = _data(dev)
+    model = _mlp(dev, ReLU(), first=buggy)
+    report = xn.gradcheck(model, x, xn.to_device(labels, dev), SoftmaxCrossEntropy())
+    assert not report.ok
+    assert _failing(report) == ["0.b"]
+    assert report["0.W"].ok and report["input"].ok
+
+
+def test_bias_gradient_bug_in_a_single_layer_names_b(dev):
+    x, _ = _data(dev)
+    layer = WholeBatchBiasLinear(5, 3).to(dev)
+    report = xn.gradcheck(layer, x)
+    assert _failing(report) == ["b"]
+
+
+def test_sigmoid_that_forgets_dout_fails_upstream(dev):
+    x, labels = _data(dev)
+    model = _mlp(dev, NoUpstreamSigmoid())
+    report = xn.gradcheck(model, x, xn.to_device(labels, dev), SoftmaxCrossEntropy())
+    assert _failing(report) == ["0.W", "0.b", "input"]
+    assert _failing(xn.gradcheck(NoUpstreamSigmoid(), x)) == ["input"]
+
+
+def test_relu_that_writes_into_its_incoming_gradient_is_caught(dev):
+    x, labels = _data(dev)
+    model = _mlp(dev, InPlaceReLU())
+    report = xn.gradcheck(model, x, xn.to_device(labels, dev), SoftmaxCrossEntropy())
+    assert _failing(report) == ["1 (InPlaceReLU)"]
+    row = report["1 (InPlaceReLU)"]
+    assert "backward wrote into its incoming gradient" in row.status
+    assert row.analytic == 0.0 and row.numerical != 0.0
+    single = xn.gradcheck(InPlaceReLU(), x)
+    assert _failing(single) == ["InPlaceReLU"]
+    assert "backward wrote into its incoming gradient" in str(single)
+
+
+def test_softmax_normalised_over_the_batch_fails(dev):
+    x, labels = _data(dev)
+    onehot = xn.to_device(np.eye(3, dtype="float32")[labels], dev)
+    model = _mlp(dev, ReLU())
+    assert xn.gradcheck(model, x, onehot, SoftmaxCrossEntropy()).ok
+    report = xn.gradcheck(model, x, onehot, BatchSoftmaxCrossEntropy())
+    assert {"2.W", "2.b", "input"} <= set(_failing(report))
+
+
+def test_fast_mode_catches_the_bias_bug_and_passes_correct_models(dev):
+    x, labels = _data(dev)
+    t = xn.to_device(labels, dev)
+    good = xn.gradcheck(_mlp(dev, ReLU()), x, t, SoftmaxCrossEntropy(), fast=True)
+    assert good.ok, str(good)
+    assert good.forward_passes == 1 + 2 * len(good.rows)
+    assert all(row.checked == 1 and row.worst_index is None for row in good.rows)
+    bad = xn.gradcheck(_mlp(dev, ReLU(), first=WholeBatchBiasLinear), x, t, SoftmaxCrossEntropy(), fast=True)
+    assert _failing(bad) == ["0.b"]
+
+
+# -- kinks ------------------------------------------------------------------------------------
+
+def test_relu_at_zero_is_a_kink_not_a_failure():
+    x = np.zeros((2, 3))
+    report = xn.gradcheck(ReLU(), x)
+    assert report.ok
+    assert report["input"].kinks == 6
+
+
+def test_a_subgradient_outside_the_one_sided_slopes_still_fails():
+    report = xn.gradcheck(WrongKinkReLU(), np.zeros((2, 3)))
+    assert _failing(report) == ["input"]
+    assert report["input"].kinks == 0
+
+
+# -- the original model, the copy and the cost ------------------------------------------------
+
+def test_original_model_input_and_rngs_are_untouched(case):
+    dev, dtype = case
+    x, labels = _data(dev, dtype=dtype)
+    model = _mlp(dev, ReLU(), Dropout(0.5, seed=4)).to(dev, dtype=dtype)
+    before = _snapshot(model)
+    x_before = xn.to_numpy(x).copy()
+    rng_state = model[2].rng.bit_generator.state
+    report = xn.gradcheck(model, x, xn.to_device(labels, dev), SoftmaxCrossEntropy())
+    assert report.ok, str(report)
+    after = _snapshot(model)
+    for name, (values, where, kind) in before.items():
+        np.testing.assert_array_equal(after[name][0], values)
+        assert after[name][1] == where and after[name][2] == kind
+    np.testing.assert_array_equal(xn.to_numpy(x), x_before)
+    assert x.dtype == model.dtype
+    assert model[2].rng.bit_generator.state == rng_state
+
+
+def test_the_check_runs_in_float64_on_the_models_device_once_per_entry(dev):
+    x, _ = _data(dev)
+    model = xn.Sequential(Linear(5, 2), CountingIdentity()).to(dev)
+    CountingIdentity.seen.clear()
+    report = xn.gradcheck(model, x)
+    entries = sum(row.checked for row in report.rows)
+    assert report.forward_passes == 1 + 2 * entries == len(CountingIdentity.seen)
+    assert set(CountingIdentity.seen) == {(dev, "float64")}
+
+
+def test_device_argument_moves_the_check(dev):
+    x, _ = _data(xn.device("cpu"))
+    model = _mlp(xn.device("cpu"), Tanh())
+    CountingIdentity.seen.clear()
+    report = xn.gradcheck(xn.Sequential(*model.layers, CountingIdentity()), x, device=dev)
+    assert report.ok and report.device == dev.name
+    assert set(CountingIdentity.seen) == {(dev, "float64")}
+    assert device_of(model[0].params["W"]) == xn.device("cpu")
+
+
+def test_a_device_without_float64_falls_back_to_the_cpu_with_a_warning():
+    strict = pytest.importorskip("array_api_strict")
+    no64 = xn.Device(strict, strict.Device("no_float64"))
+    x, labels = _data(no64)
+    model = _mlp(no64, ReLU())
+    with pytest.warns(xn.XpnetDeviceWarning, match="no float64"):
+        report = xn.gradcheck(model, x, xn.to_device(labels, no64), SoftmaxCrossEntropy())
+    assert report.ok and report.device == "cpu"
+    assert device_of(model[0].params["W"]) == no64
+
+
+def test_values_come_to_the_host_once_per_tensor_not_per_entry(monkeypatch):
+    gradcheck_module = importlib.import_module("xpnet.gradcheck")  # xn.gradcheck is the function
+    calls = []
+    real = gradcheck_module.to_numpy
+    monkeypatch.setattr(gradcheck_module, "to_numpy", lambda a: calls.append(1) or real(a))
+    x, labels = _data(xn.device("cpu"), n=6, d=8)
+    model = _mlp(xn.device("cpu"), ReLU(), d=8)
+    counts = []
+    for k in (2, 5):
+        calls.clear()
+        xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=k)
+        counts.append(len(calls))
+    assert counts[0] == counts[1]
+
+
+def test_max_entries_checks_a_seeded_subset():
+    x, labels = _data(xn.device("cpu"))
+    model = _mlp(xn.device("cpu"), ReLU())
+    report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
+    assert report.ok
+    assert [row.checked for row in report.rows] == [4, 4, 4, 3, 4]  # 2.b has only 3 entries
+    assert report.forward_passes == 1 + 2 * 19
+    again = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
+    other = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4, seed=1)
+    assert [r.worst_index for r in again.rows] == [r.worst_index for r in report.rows]
+    assert [r.worst_index for r in other.rows] != [r.worst_index for r in report.rows]
+    buggy = _mlp(xn.device("cpu"), ReLU(), first=WholeBatchBiasLinear)
+    assert _failing(xn.gradcheck(buggy, x, labels, SoftmaxCrossEntropy(), max_entries=2)) == ["0.b"]
+
+
+def test_set_rng_state_makes_uniform_draw_the_same_numbers_again(dev):
+    rng = np.random.default_rng(7)
+    like = xn.to_device(np.zeros(2, dtype="float32"), dev)
+    state = rng.bit_generator.state
+    first = xn.to_numpy(uniform(rng, (5,), like))
+    assert not np.array_equal(xn.to_numpy(uniform(rng, (5,), like)), first)
+    set_rng_state(rng, state)
+    np.testing.assert_array_equal(xn.to_numpy(uniform(rng, (5,), like)), first)
+
+
+# -- the report and the assertion helper -----------------------------------------------------
+
+def test_report_table_shows_settings_rows_and_failures():
+    x, labels = _data(xn.device("cpu"))
+    report = xn.gradcheck(_mlp(xn.device("cpu"), ReLU(), first=WholeBatchBiasLinear), x, labels,
+                          SoftmaxCrossEntropy(), eps=1e-5, atol=2e-5, rtol=3e-4)
+    text = str(report)
+    for piece in ("eps=1e-05", "atol=2e-05", "rtol=0.0003", "max abs err", "max rel err", "worst index",
+                  "kinks", "0.W", "0.b", "2.W", "2.b", "input", "FAILED: 0.b"):
+        assert piece in text
+    row_line = next(line for line in text.splitlines() if line.startswith("0.b "))
+    assert "FAIL" in row_line and f"{report['0.b'].analytic:.3e}" in row_line
+
+
+def test_assert_gradients_ok_raises_with_the_table():
+    x, labels = _data(xn.device("cpu"))
+    model = _mlp(xn.device("cpu"), NoUpstreamSigmoid())
+    with pytest.raises(xn.GradcheckError) as info:
+        xn.testing.assert_gradients_ok(model, x, labels, SoftmaxCrossEntropy())
+    assert isinstance(info.value, AssertionError)
+    assert str(info.value) == str(info.value.report)
+    assert not info.value.report.ok and "0.W" in str(info.value)
+    good = xn.testing.assert_gradients_ok(_mlp(xn.device("cpu"), Sigmoid()), x, labels, loss="cross_entropy")
+    assert good.ok
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"loss": SoftmaxCrossEntropy()}, ValueError, "needs targets"),
+    ({"t": np.zeros(4, dtype=np.int64)}, ValueError, "without a loss"),
+    ({"eps": 0.0}, ValueError, "eps must be"),
+    ({"atol": -1.0}, ValueError, "atol must be"),
+    ({"max_entries": 0}, ValueError, "max_entries"),
+    ({"max_entries": 3, "fast": True}, ValueError, "fast=True"),
+])
+def test_bad_arguments_are_named(kwargs, error, match):
+    x, _ = _data(xn.device("cpu"))
+    with pytest.raises(error, match=match):
+        xn.gradcheck(Linear(5, 3), x, **kwargs)
+
+
+def test_bad_targets_are_named():
+    with pytest.raises(TypeError, match="Sequential or an xpnet layer"):
+        xn.gradcheck(lambda x: x, np.ones((2, 2)))
+    with pytest.raises(TypeError, match="floating-point"):
+        xn.gradcheck(ReLU(), np.ones((2, 2), dtype=np.int64))

@@ -1,0 +1,367 @@
+"""Gradient checking: central differences in float64 against the analytic ``backward``.
+
+``gradcheck(model_or_layer, x, t, loss)`` copies the model (or one layer) and the input to float64 on
+the device that holds the model, runs one forward and backward pass on the copy for the analytic
+gradients, then perturbs each entry of every parameter and of the input in place by +-eps:
+
+    numerical = (f(p + eps) - f(p - eps)) / (2 * eps)
+
+An entry passes when ``|numerical - analytic| <= atol + rtol * |numerical|``. A failing entry whose
+one-sided differences (f(p + eps) - f(p)) / eps and (f(p) - f(p - eps)) / eps disagree by more than
+ten times that tolerance sits at a kink (ReLU at 0, a max-pool tie); it is counted as a kink, not a
+failure, when the analytic value lies between the two one-sided slopes. ``fast=True`` checks one
+random unit direction u per tensor instead: (f(p + eps*u) - f(p - eps*u)) / (2*eps) against <grad, u>.
+
+f is ``loss.forward(model.forward(x, train=True), t)`` with a loss, else ``sum(y * r)`` for a fixed
+random r drawn from ``seed`` (then dy = r). Forward passes run in training mode (BatchNorm uses
+batch statistics); every generator a layer keeps in an attribute (Dropout's ``rng``) is rewound
+before each pass, so all passes see the same dropout mask. The original model is never modified.
+
+The backward pass also fails a layer that writes into the gradient it receives, and the forward
+pass one that writes into its input.
+
+A device without float64 (array-api-strict's "no_float64") cannot hold the copy: the check then
+runs on a float64 copy on the CPU, with an ``XpnetDeviceWarning``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from . import losses as _losses
+from .backend import CPU, Device, XpnetDeviceWarning, device_of, namespace, set_rng_state, to_device, to_numpy
+from .backend import device as _resolve_device
+from .layers.base import Layer
+from .model import Sequential
+
+__all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
+
+KINK_FACTOR = 10.0
+
+
+@dataclass(frozen=True)
+class GradcheckRow:
+    """The result for one tensor (a parameter such as ``"1.W"``, or ``"input"``), or for a layer
+    that wrote into an array it was given.
+
+    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink; ``worst_index`` is
+    the entry furthest outside its tolerance (None in fast mode, which checks a direction), where
+    ``numerical`` and ``analytic`` are read. ``status`` is ``"ok"``, ``"FAIL"`` or ``"FAIL: <why>"``.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    checked: int
+    max_abs_err: float
+    max_rel_err: float
+    worst_index: tuple[int, ...] | None
+    numerical: float
+    analytic: float
+    kinks: int
+    status: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class GradcheckReport:
+    """What :func:`gradcheck` found: one row per parameter and the input. ``print(report)`` shows a table."""
+
+    rows: list[GradcheckRow]
+    eps: float
+    atol: float
+    rtol: float
+    fast: bool
+    max_entries: int | None
+    device: str
+    forward_passes: int
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    @property
+    def failures(self) -> list[GradcheckRow]:
+        return [row for row in self.rows if not row.ok]
+
+    def __getitem__(self, name: str) -> GradcheckRow:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"no row {name!r} in the gradcheck report; rows: {[row.name for row in self.rows]}")
+
+    def __str__(self) -> str:
+        if self.fast:
+            mode = "one random direction per tensor (fast)"
+        elif self.max_entries is None:
+            mode = "every entry"
+        else:
+            mode = f"at most {self.max_entries} random entries per tensor"
+        header = ("name", "shape", "checked", "max abs err", "max rel err", "worst index",
+                  "numerical", "analytic", "kinks", "status")
+        table = [header] + [_cells(row) for row in self.rows]
+        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+        lines = [f"gradcheck in float64 on {self.device}: eps={self.eps:g}, atol={self.atol:g}, "
+                 f"rtol={self.rtol:g}, {mode}",
+                 "pass per entry: |numerical - analytic| <= atol + rtol * |numerical|"]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
+        failed = self.failures
+        if failed:
+            lines.append(f"FAILED: {', '.join(row.name for row in failed)} "
+                         f"({self.forward_passes} forward passes)")
+        else:
+            lines.append(f"OK: {len(self.rows)} row(s), {self.forward_passes} forward passes")
+        return "\n".join(lines)
+
+
+def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: Any = None, *,
+              device: Any = None, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
+              fast: bool = False, max_entries: int | None = None, seed: int = 0) -> GradcheckReport:
+    """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
+
+    x: the input batch (any backend; moved to the check's device). t, loss: targets and a loss
+    (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
+    random projection. device: where to run (default: the device holding the model, else x's).
+    max_entries: check a seeded random subset of at most that many entries per tensor.
+    fast: one random direction per tensor. Costs 1 + 2 * (entries or tensors) forward passes.
+    Returns a :class:`GradcheckReport`; the model and x are left untouched.
+    """
+    _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
+    dev = _check_device(model_or_layer, x, device)
+    xp = dev.xp
+    x = to_device(x, dev)
+    if not xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
+    x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
+    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
+    named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
+                    if isinstance(clone, Sequential) else [("", clone)])
+    if t is not None:
+        t = to_device(t, dev)
+        if xp.isdtype(t.dtype, "real floating"):
+            t = xp.astype(t, xp.float64)
+    loss = None if loss is None else copy.deepcopy(_losses.get(loss))
+
+    rng = np.random.default_rng(seed)
+    objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
+    try:
+        f0, mutation_rows = objective.base_pass(named_layers, rng)
+        tensors = [(prefix + k, layer.params[k], layer.grads.get(k)) for prefix, layer in named_layers
+                   for k in layer.params]
+        tensors.append(("input", x64, objective.dx))
+        rows = [_check_tensor(objective, name, a, grad, f0, rng, eps, atol, rtol, fast, max_entries)
+                for name, a, grad in tensors]
+    finally:
+        objective.release_rngs()
+    return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
+                           max_entries, dev.name, objective.passes)
+
+
+class _Objective:
+    """The scalar f on the float64 copy: layers, then the loss (or a random projection r)."""
+
+    def __init__(self, layers: list[Layer], loss: Any, t: Any, x: Any):
+        self.layers, self.loss, self.t, self.x = layers, loss, t, x
+        self.rngs = [(rng, rng.bit_generator.state) for layer in layers for rng in vars(layer).values()
+                     if isinstance(rng, np.random.Generator)]
+        self.r = None
+        self.dx = None
+        self.passes = 0
+
+    def __call__(self) -> Any:
+        """f at the current (perturbed) params and input, as a 0-d array left on the device."""
+        y = self.x
+        self._rewind()
+        for layer in self.layers:
+            y = layer.forward(y, train=True)
+        return self._reduce(y, check=False)
+
+    def base_pass(self, named_layers: list[tuple[str, Layer]], rng: np.random.Generator
+                  ) -> tuple[float, list[GradcheckRow]]:
+        """f(x) as a float, with every layer's grads and ``self.dx`` filled by backward, and a
+        failing row for each layer that wrote into its input or its incoming gradient."""
+        rows = []
+        y = self.x
+        self._rewind()
+        for prefix, layer in named_layers:
+            before = _host_copy(y)
+            out = layer.forward(y, train=True)
+            rows += _mutation_row(prefix, layer, before, y, "forward wrote into its input x")
+            y = out
+        if self.loss is None:
+            self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
+        f0 = float(to_numpy(self._reduce(y, check=True)))
+        # A copy of r: a layer that writes into dy must not change f for the passes that follow.
+        dy = namespace(y).asarray(self.r, copy=True) if self.loss is None else self.loss.backward()
+        for prefix, layer in reversed(named_layers):
+            before = _host_copy(dy)
+            dx = layer.backward(dy)
+            rows += _mutation_row(prefix, layer, before, dy, "backward wrote into its incoming gradient dy")
+            dy = dx
+        self.dx = dy
+        return f0, rows
+
+    def release_rngs(self) -> None:
+        for rng, _ in self.rngs:
+            set_rng_state(rng)
+
+    def _rewind(self) -> None:
+        self.passes += 1
+        for rng, state in self.rngs:
+            set_rng_state(rng, state)
+
+    def _reduce(self, y: Any, check: bool) -> Any:
+        if self.loss is None:
+            return namespace(y).sum(y * self.r)
+        return self.loss.forward(y, self.t, check=check)
+
+
+def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: np.random.Generator,
+                  eps: float, atol: float, rtol: float, fast: bool, max_entries: int | None) -> GradcheckRow:
+    shape = tuple(int(d) for d in a.shape)
+    if grad is None:
+        return _broken_row(name, shape, "FAIL: backward left no gradient for it")
+    if tuple(grad.shape) != shape:
+        return _broken_row(name, shape, f"FAIL: gradient has shape {tuple(grad.shape)}, expected {shape}")
+    size = math.prod(shape)
+    if size == 0:
+        return _broken_row(name, shape, "ok", checked=0)
+    xp = namespace(a)
+    grad = to_numpy(grad)
+    values = []
+    if fast:
+        u_host = rng.standard_normal(shape)
+        u_host /= np.linalg.norm(u_host)
+        u = to_device(u_host, device_of(a), dtype="float64")
+        ref = xp.asarray(a, copy=True)
+        for sign in (1.0, -1.0):
+            a[...] = ref + (sign * eps) * u
+            values.append(f())
+        a[...] = ref
+        analytic = np.asarray([np.sum(grad * u_host)])
+        indices = None
+    else:
+        flat = np.arange(size) if max_entries is None or max_entries >= size else \
+            np.sort(rng.choice(size, size=max_entries, replace=False))
+        indices = [tuple(int(i) for i in idx) for idx in zip(*np.unravel_index(flat, shape))]
+        # The values come to the host once per tensor; writing a float back restores an entry exactly.
+        host = to_numpy(a)
+        for idx in indices:
+            v = float(host[idx])
+            a[idx] = v + eps
+            values.append(f())
+            a[idx] = v - eps
+            values.append(f())
+            a[idx] = v
+        analytic = grad.reshape(-1)[flat]
+    fpm = to_numpy(xp.stack(values)).reshape(-1, 2)
+    return _compare(name, shape, fpm[:, 0], fpm[:, 1], f0, analytic, indices, eps, atol, rtol)
+
+
+def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, f0: float,
+             analytic: np.ndarray, indices: list[tuple[int, ...]] | None, eps: float, atol: float,
+             rtol: float) -> GradcheckRow:
+    # A broken layer may give inf or NaN: that is a failure to report, not a reason to stop.
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        numerical = (fp - fm) / (2.0 * eps)
+        err = np.abs(numerical - analytic)
+        tol = atol + rtol * np.abs(numerical)
+        bad = ~(err <= tol)
+        right, left = (fp - f0) / eps, (f0 - fm) / eps
+        lo, hi = np.minimum(left, right), np.maximum(left, right)
+        kink = bad & (hi - lo > KINK_FACTOR * tol) & (analytic >= lo - tol) & (analytic <= hi + tol)
+        smooth = ~kink
+        scale = np.maximum(np.abs(numerical), np.abs(analytic))
+        rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), 0.0)
+        # err / tol ranks the entries: the worst is the one closest to (or furthest past) failing.
+        ratio = err / np.maximum(tol, np.finfo(np.float64).tiny)
+        ratio = np.where(np.isnan(ratio), np.inf, ratio)
+        worst = int(np.argmax(np.where(smooth, ratio, -np.inf))) if smooth.any() else int(np.argmax(ratio))
+        failed = bool((bad & ~kink).any())
+    return GradcheckRow(name=name, shape=shape, checked=len(numerical),
+                        max_abs_err=float(np.max(err[smooth])) if smooth.any() else math.nan,
+                        max_rel_err=float(np.max(rel[smooth])) if smooth.any() else math.nan,
+                        worst_index=None if indices is None else indices[worst],
+                        numerical=float(numerical[worst]), analytic=float(analytic[worst]),
+                        kinks=int(kink.sum()), status="FAIL" if failed else "ok")
+
+
+def _broken_row(name: str, shape: tuple[int, ...], status: str, checked: int = 0) -> GradcheckRow:
+    return GradcheckRow(name, shape, checked, math.nan, math.nan, None, math.nan, math.nan, 0, status)
+
+
+def _host_copy(a: Any) -> np.ndarray:
+    return np.array(to_numpy(a), copy=True)
+
+
+def _mutation_row(prefix: str, layer: Layer, before: np.ndarray, array: Any, what: str) -> list[GradcheckRow]:
+    after = to_numpy(array)
+    if np.array_equal(before, after, equal_nan=True):
+        return []
+    with np.errstate(invalid="ignore"):
+        diff = np.where(np.isnan(before) & np.isnan(after), 0.0, np.abs(after - before))
+    flat = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
+    index = tuple(int(i) for i in np.unravel_index(flat, before.shape))
+    name = f"{prefix.rstrip('.')} ({layer.name})" if prefix else layer.name
+    return [GradcheckRow(name, tuple(before.shape), int(before.size), float(np.nanmax(diff)), math.nan, index,
+                         float(before[index]), float(after[index]), 0, f"FAIL: {what}")]
+
+
+def _cells(row: GradcheckRow) -> tuple[str, ...]:
+    index = "-" if row.worst_index is None else str(row.worst_index)
+    return (row.name, str(row.shape), str(row.checked), _num(row.max_abs_err), _num(row.max_rel_err), index,
+            _num(row.numerical), _num(row.analytic), str(row.kinks), row.status)
+
+
+def _num(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.3e}"
+
+
+def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: float, fast: bool,
+                max_entries: int | None) -> None:
+    if not isinstance(target, (Sequential, Layer)):
+        raise TypeError(f"gradcheck: expected an xn.Sequential or an xpnet layer, got {type(target).__name__}")
+    if loss is not None and t is None:
+        raise ValueError("gradcheck: a loss needs targets t")
+    if t is not None and loss is None:
+        raise ValueError("gradcheck: targets t were given without a loss; pass loss=... "
+                         "(or neither, to check through a random projection of the output)")
+    for arg, value, low in (("eps", eps, "> 0"), ("atol", atol, ">= 0"), ("rtol", rtol, ">= 0")):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                or value < 0 or (low == "> 0" and value == 0):
+            raise ValueError(f"gradcheck: {arg} must be a finite number {low}, got {value!r}")
+    if max_entries is not None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+            raise ValueError(f"gradcheck: max_entries must be None or an int >= 1, got {max_entries!r}")
+        if fast:
+            raise ValueError("gradcheck: max_entries has no effect with fast=True (one direction per tensor)")
+
+
+def _check_device(target: Sequential | Layer, x: Any, spec: Any) -> Device:
+    """The device for the float64 copy: ``spec``, else the model's, else x's; the CPU (with a
+    warning) when that device has no float64."""
+    if spec is not None:
+        dev = _resolve_device(spec)
+    else:
+        layers = target.layers if isinstance(target, Sequential) else [target]
+        held = [a for layer in layers for store in (layer.params, layer.buffers) for a in store.values()]
+        if held:
+            dev = device_of(held[0])
+        elif array_api_compat.is_array_api_obj(x):
+            dev = device_of(x)
+        else:
+            dev = CPU
+    if not dev.supports_float64():
+        warnings.warn(f"gradcheck: device {dev} has no float64; checking a float64 copy on the CPU instead",
+                      XpnetDeviceWarning, stacklevel=3)
+        dev = CPU
+    return dev
