@@ -3,6 +3,7 @@
 The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any array-API namespace.
 """
 
+from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy fast paths
 from . import datasets, init, layers, losses, optim, testing
 from .backend import (
     Device,

@@ -2,8 +2,12 @@
 
 from .activations import ReLU, Sigmoid, Tanh
 from .base import Layer
+from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
 from .linear import Linear
+from .norm import BatchNorm
+from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 
-__all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout"]
+__all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm"]

@@ -1,0 +1,147 @@
+"""Conv2d: forward against a direct-loop NumPy reference, gradients by central differences, on every
+(namespace, device, dtype) case; the same numbers on numpy and array-api-strict device1; clear errors."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import Conv2d
+from xpnet.testing import assert_gradients_ok, assert_placed
+
+# (in_ch, out_ch, kernel_size, stride, padding, input H, W)
+VARIANTS = [
+    pytest.param(2, 3, 3, 1, 0, 6, 5, id="k3-s1-p0"),
+    pytest.param(3, 2, 3, 2, 1, 7, 6, id="k3-s2-p1"),
+    pytest.param(1, 4, (3, 2), (2, 1), (1, 0), 5, 6, id="k3x2-s2x1-p1x0"),
+    pytest.param(2, 2, 5, 2, 2, 5, 5, id="k5-s2-p2"),
+    pytest.param(3, 2, 1, 1, 0, 3, 4, id="k1"),
+    pytest.param(2, 3, 4, 3, 1, 8, 9, id="k4-s3-p1-uneven"),
+]
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def reference_conv(x, W, b, stride, padding):
+    """Direct loop over output pixels in float64 (cross-correlation, zero padding)."""
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    n, _, h, w = x.shape
+    f, _, kh, kw = W.shape
+    xpad = np.zeros((n, x.shape[1], h + 2 * ph, w + 2 * pw))
+    xpad[:, :, ph:ph + h, pw:pw + w] = x
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n, f, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            y[:, :, i, j] = np.tensordot(patch, W, axes=([1, 2, 3], [1, 2, 3])) + b
+    return y
+
+
+def _tol(dtype):
+    return {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+
+
+def _layer(rng, cin, cout, k, s, p, dtype="float64"):
+    layer = Conv2d(cin, cout, k, stride=s, padding=p, dtype=dtype)
+    layer.params["b"] = rng.standard_normal(cout).astype(dtype)
+    return layer
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,h,w", VARIANTS)
+def test_forward_matches_direct_loop_reference(case, rng, cin, cout, k, s, p, h, w):
+    dev, dtype = case
+    layer = _layer(rng, cin, cout, k, s, p, dtype)
+    W, b = layer.params["W"].astype(np.float64), layer.params["b"].astype(np.float64)
+    x = rng.standard_normal((2, cin, h, w))
+    layer.to(dev)
+    y = layer.forward(xn.to_device(x.astype(dtype), dev))
+    assert_placed(y, dev, dtype)
+    np.testing.assert_allclose(xn.to_numpy(y), reference_conv(x, W, b, s, p), **_tol(dtype))
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,h,w", VARIANTS)
+def test_gradients_match_central_differences(dev, rng, cin, cout, k, s, p, h, w):
+    layer = _layer(rng, cin, cout, k, s, p).to(dev)
+    x = xn.to_device(rng.standard_normal((2, cin, h, w)), dev)
+    assert_gradients_ok(layer, x, max_entries=40)
+
+
+def test_without_bias_has_only_W(rng):
+    layer = Conv2d(2, 3, 3, bias=False, dtype="float64")
+    assert set(layer.params) == {"W"}
+    x = rng.standard_normal((2, 2, 4, 4))
+    y = layer.forward(x)
+    np.testing.assert_allclose(y, reference_conv(x, layer.params["W"], np.zeros(3), 1, 0), rtol=1e-10, atol=1e-12)
+    layer.backward(np.ones_like(y))
+    assert set(layer.grads) == {"W"}
+    assert_gradients_ok(layer, x, max_entries=20)
+
+
+def test_same_numbers_on_numpy_and_strict_device1(rng):
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = xn.Device(strict, strict.Device("device1"))
+    x = rng.standard_normal((3, 2, 7, 6))
+    dy = rng.standard_normal((3, 4, 4, 3))
+    results = []
+    for dev in (xn.device("cpu"), dev1):
+        xn.init.seed(0)
+        layer = _layer(np.random.default_rng(0), 2, 4, 3, 2, 1).to(dev)
+        y = layer.forward(xn.to_device(x, dev))
+        dx = layer.backward(xn.to_device(dy, dev))
+        results.append([xn.to_numpy(a) for a in (y, dx, layer.grads["W"], layer.grads["b"])])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_weights_are_he_initialised_from_the_seed():
+    xn.init.seed(3)
+    a = Conv2d(4, 8, 3).params["W"]
+    xn.init.seed(3)
+    b = Conv2d(4, 8, 3).params["W"]
+    assert a.shape == (8, 4, 3, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert 0.5 * np.sqrt(2 / 36) < a.std() < 1.5 * np.sqrt(2 / 36)
+
+
+def test_save_load_round_trip(tmp_path, rng):
+    model = xn.Sequential(Conv2d(1, 3, (3, 2), stride=(2, 1), padding=1), xn.layers.ReLU(), xn.layers.Flatten())
+    x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    model.save(tmp_path / "conv.npz")
+    loaded = xn.load(tmp_path / "conv.npz")
+    assert loaded[0].config() == model[0].config()
+    np.testing.assert_array_equal(xn.to_numpy(loaded.forward(x)), xn.to_numpy(model.forward(x)))
+
+
+@pytest.mark.parametrize("make_x,message", [
+    (lambda: np.zeros((2, 3, 8, 8), np.float32), "expected 2 input channels"),
+    (lambda: np.zeros((2, 2, 2, 8), np.float32), "smaller than the 3x3 kernel"),
+    (lambda: np.zeros((2, 2, 8), np.float32), "expected a 4-d input"),
+    (lambda: np.zeros((2, 2, 8, 8), np.int64), "floating-point input"),
+    (lambda: np.zeros((2, 2, 8, 8), np.float64), "dtype"),
+])
+def test_bad_input_is_named_clearly(make_x, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        Conv2d(2, 4, 3).forward(make_x())
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"kernel_size": 0}, "kernel_size must be an int >= 1"),
+    ({"kernel_size": (3, 3, 3)}, "kernel_size"),
+    ({"kernel_size": 3, "stride": 0}, "stride must be an int >= 1"),
+    ({"kernel_size": 3, "padding": -1}, "padding must be an int >= 0"),
+    ({"kernel_size": 2.5}, "kernel_size"),
+])
+def test_bad_arguments_are_named_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Conv2d(2, 4, **kwargs)
+
+
+def test_backward_checks_dy_shape_and_order():
+    layer = Conv2d(1, 2, 3)
+    with pytest.raises(RuntimeError, match="before forward"):
+        layer.backward(np.zeros((1, 2, 2, 2), np.float32))
+    layer.forward(np.zeros((1, 1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"expected dy of shape \(1, 2, 2, 2\)"):
+        layer.backward(np.zeros((1, 2, 3, 3), np.float32))

@@ -1,0 +1,161 @@
+"""MaxPool2d, AvgPool2d, GlobalAvgPool: forward against direct-loop NumPy references, gradients by
+central differences, the one-max-per-window tie rule, placement on every case, clear errors."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import AvgPool2d, GlobalAvgPool, MaxPool2d
+from xpnet.testing import assert_gradients_ok, assert_placed, tolerance
+
+# (k, stride, padding, input H, W)
+VARIANTS = [
+    pytest.param(2, None, 0, 6, 6, id="k2"),
+    pytest.param(2, None, 0, 7, 5, id="k2-odd-input"),
+    pytest.param(3, 2, 1, 7, 6, id="k3-s2-p1"),
+    pytest.param((2, 3), (1, 2), (1, 1), 5, 6, id="k2x3-s1x2-p1"),
+    pytest.param(3, 1, 0, 5, 5, id="k3-s1-overlapping"),
+]
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def reference_pool(x, k, stride, padding, reduce, pad_value):
+    (kh, kw), (ph, pw) = _pair(k), _pair(padding)
+    sh, sw = _pair(k if stride is None else stride)
+    n, c, h, w = x.shape
+    xpad = np.full((n, c, h + 2 * ph, w + 2 * pw), pad_value)
+    xpad[:, :, ph:ph + h, pw:pw + w] = x
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    y = np.empty((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            y[:, :, i, j] = reduce(xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw], axis=(2, 3))
+    return y
+
+
+@pytest.mark.parametrize("cls,reduce,pad_value", [(MaxPool2d, np.max, -np.inf), (AvgPool2d, np.mean, 0.0)])
+@pytest.mark.parametrize("k,s,p,h,w", VARIANTS)
+def test_forward_matches_direct_loop_reference(case, rng, cls, reduce, pad_value, k, s, p, h, w):
+    dev, dtype = case
+    x = rng.standard_normal((2, 3, h, w))
+    y = cls(k, stride=s, padding=p).forward(xn.to_device(x.astype(dtype), dev))
+    assert_placed(y, dev, dtype)
+    np.testing.assert_allclose(xn.to_numpy(y), reference_pool(x, k, s, p, reduce, pad_value), **tolerance(dtype))
+
+
+@pytest.mark.parametrize("cls", [MaxPool2d, AvgPool2d])
+@pytest.mark.parametrize("k,s,p,h,w", VARIANTS)
+def test_gradients_match_central_differences(dev, rng, cls, k, s, p, h, w):
+    # Continuous random inputs have no ties, so max pooling is differentiable there.
+    x = xn.to_device(rng.standard_normal((2, 2, h, w)), dev)
+    assert_gradients_ok(cls(k, stride=s, padding=p), x, max_entries=40)
+
+
+@pytest.mark.parametrize("k,s,h", [(2, None, 4), (3, 1, 5), (3, 2, 7)])
+def test_max_pool_ties_send_the_whole_gradient_to_the_first_maximum(case, k, s, h):
+    dev, dtype = case
+    layer = MaxPool2d(k, stride=s)
+    y = layer.forward(xn.to_device(np.zeros((1, 1, h, h), dtype), dev))
+    dy = np.arange(1.0, y.shape[2] * y.shape[3] + 1).reshape(y.shape)
+    dx = xn.to_numpy(layer.backward(xn.to_device(dy.astype(dtype), dev)))
+    stride = k if s is None else s
+    expected = np.zeros((1, 1, h, h))
+    for i in range(y.shape[2]):
+        for j in range(y.shape[3]):
+            expected[0, 0, i * stride, j * stride] += dy[0, 0, i, j]  # top-left of each window
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_max_pool_gradient_goes_to_the_maximum(rng):
+    x = rng.permutation(16).astype(np.float64).reshape(1, 1, 4, 4)
+    layer = MaxPool2d(2)
+    layer.forward(x)
+    dx = layer.backward(np.ones((1, 1, 2, 2)))
+    windows = x.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4)
+    assert dx.sum() == 4
+    np.testing.assert_array_equal(np.sort(x[dx == 1]), np.sort(windows.max(axis=1)))
+
+
+def test_global_avg_pool(case, rng):
+    dev, dtype = case
+    x = rng.standard_normal((3, 4, 5, 2))
+    dy = rng.standard_normal((3, 4))
+    layer = GlobalAvgPool()
+    y = layer.forward(xn.to_device(x.astype(dtype), dev))
+    dx = layer.backward(xn.to_device(dy.astype(dtype), dev))
+    assert_placed(y, dev, dtype)
+    assert_placed(dx, dev, dtype)
+    np.testing.assert_allclose(xn.to_numpy(y), x.mean(axis=(2, 3)), **tolerance(dtype))
+    np.testing.assert_allclose(xn.to_numpy(dx), np.broadcast_to(dy[:, :, None, None] / 10, x.shape),
+                               **tolerance(dtype))
+
+
+def test_global_avg_pool_gradients(dev, rng):
+    assert_gradients_ok(GlobalAvgPool(), xn.to_device(rng.standard_normal((2, 3, 4, 3)), dev))
+
+
+def test_same_numbers_on_numpy_and_strict_device1(rng):
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = xn.Device(strict, strict.Device("device1"))
+    x = rng.standard_normal((2, 3, 7, 6))
+    for layer in (MaxPool2d(3, stride=2, padding=1), AvgPool2d(3, stride=2, padding=1)):
+        out = []
+        for dev in (xn.device("cpu"), dev1):
+            y = layer.forward(xn.to_device(x, dev))
+            out.append((xn.to_numpy(y), xn.to_numpy(layer.backward(xn.to_device(np.cos(xn.to_numpy(y)), dev)))))
+        np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride,padding", [(None, 0), (1, 1), (2, 1)])
+def test_matches_pytorch(rng, stride, padding):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 7, 8))
+    for ours, theirs in ((MaxPool2d(3, stride=stride, padding=padding), torch.nn.MaxPool2d(3, stride, padding)),
+                         (AvgPool2d(3, stride=stride, padding=padding), torch.nn.AvgPool2d(3, stride, padding))):
+        xt = torch.tensor(x, requires_grad=True)
+        yt = theirs(xt)
+        dy = rng.standard_normal(tuple(yt.shape))
+        yt.backward(torch.tensor(dy))
+        np.testing.assert_allclose(ours.forward(x), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_save_load_round_trip(tmp_path, rng):
+    model = xn.Sequential(MaxPool2d(3, stride=2, padding=1), AvgPool2d((2, 1)), GlobalAvgPool())
+    model.save(tmp_path / "pool.npz")
+    loaded = xn.load(tmp_path / "pool.npz")
+    assert [l.config() for l in loaded] == [l.config() for l in model]
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    np.testing.assert_array_equal(xn.to_numpy(loaded.forward(x)), xn.to_numpy(model.forward(x)))
+
+
+@pytest.mark.parametrize("layer,x,message", [
+    (MaxPool2d(3), np.zeros((1, 1, 2, 5), np.float32), "smaller than the 3x3 kernel"),
+    (AvgPool2d(2), np.zeros((1, 4, 4), np.float32), "expected a 4-d input"),
+    (MaxPool2d(2), np.zeros((1, 1, 4, 4), np.int32), "floating-point input"),
+    (GlobalAvgPool(), np.zeros((2, 3), np.float32), "expected a 4-d input"),
+])
+def test_bad_input_is_named_clearly(layer, x, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        layer.forward(x)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"k": 0}, "k must be an int >= 1"),
+    ({"k": 2, "stride": (1, 0)}, "stride"),
+    ({"k": 2, "padding": 2}, "at most half the window"),
+])
+def test_bad_arguments_are_named_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        MaxPool2d(**kwargs)
+
+
+def test_backward_checks_dy_shape():
+    layer = MaxPool2d(2)
+    layer.forward(np.zeros((1, 1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="does not match the last forward"):
+        layer.backward(np.zeros((1, 1, 3, 3), np.float32))

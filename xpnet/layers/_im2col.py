@@ -1,0 +1,101 @@
+"""im2col / col2im and window slicing with standard array-API ops only (the portable path).
+
+Layout: x (N, C, H, W) <-> col (N, C*kh*kw, oh*ow). Row ``c*kh*kw + i*kw + j`` of ``col[n]`` holds
+``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``p*ow + q``. With it a convolution is
+``W.reshape(F, C*kh*kw) @ col -> (N, F, oh*ow)``, already NCHW: no transpose forward or backward.
+
+``im2col``/``col2im`` take a registered NumPy/CuPy fast path when there is one
+(``xpnet.backend_fast``); the ``*_portable`` functions are the reference they are tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from ..backend import fast_path, namespace
+
+Pair = tuple[int, int]
+
+
+def as_pair(layer: str, arg: str, value: Any, minimum: int) -> Pair:
+    """An int or a pair of ints (each >= ``minimum``) as a pair, else a ValueError naming layer and argument."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
+        raise ValueError(f"{layer}: {arg} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int | None = None) -> Pair:
+    """Check ``x`` is (N, C, H, W) with a window of ``kernel`` fitting the padded image; return (H, W)
+    padded. Raises ValueError naming the layer, what it expected and what came."""
+    if x.ndim != 4:
+        raise ValueError(f"{layer}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{layer}: expected {channels} input channels (N, {channels}, H, W), "
+                         f"got shape {tuple(x.shape)}")
+    hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
+    if hp < kernel[0] or wp < kernel[1]:
+        raise ValueError(f"{layer}: input {tuple(x.shape)} padded by {padding} is {hp}x{wp}, smaller than "
+                         f"the {kernel[0]}x{kernel[1]} kernel")
+    return hp, wp
+
+
+def out_size(size: int, k: int, s: int, p: int) -> int:
+    """Output length of a window of ``k`` with stride ``s`` over ``size`` padded by ``p`` each side."""
+    return (size + 2 * p - k) // s + 1
+
+
+def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
+    """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw) with ``value`` around; ``x`` itself when no padding."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    xp = namespace(x)
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[slice, slice]]:
+    """For each kernel offset (i, j), row-major, the (rows, cols) slices of the padded input that
+    the offset touches: ``x_pad[:, :, rows, cols]`` has shape (N, C, oh, ow)."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
+def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """x (N, C, H, W) -> col (N, C*kh*kw, oh*ow): one strided slice per kernel offset, stacked."""
+    xp = namespace(x)
+    n, c, h, w = x.shape
+    oh, ow = out_size(h, kernel[0], stride[0], padding[0]), out_size(w, kernel[1], stride[1], padding[1])
+    xpad = pad2d(x, padding)
+    col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=2)
+    return xp.reshape(col, (n, c * kernel[0] * kernel[1], oh * ow))
+
+
+def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """col (N, C*kh*kw, oh*ow) -> (N, C, H, W), summing overlapping windows (the adjoint of im2col)."""
+    xp = namespace(col)
+    n, c, h, w = x_shape
+    (kh, kw), (ph, pw) = kernel, padding
+    oh, ow = out_size(h, kh, stride[0], ph), out_size(w, kw, stride[1], pw)
+    col = xp.reshape(col, (n, c, kh * kw, oh, ow))
+    img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
+    for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
+        img[:, :, r, s] += col[:, :, k, :, :]
+    return img if ph == 0 and pw == 0 else img[:, :, ph:ph + h, pw:pw + w]
+
+
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """:func:`im2col_portable`, or the backend's registered fast path for ``"im2col"``."""
+    fast = fast_path("im2col", namespace(x))
+    return (fast or im2col_portable)(x, kernel, stride, padding)
+
+
+def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
+    fast = fast_path("col2im", namespace(col))
+    return (fast or col2im_portable)(col, x_shape, kernel, stride, padding)

@@ -1,0 +1,84 @@
+"""2-d convolution (cross-correlation, as in the book and PyTorch) over NCHW images, via im2col."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import init as _init
+from ._im2col import as_pair, check_images, col2im, im2col, out_size
+from .base import Layer, positive_int
+
+
+class Conv2d(Layer):
+    """y[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f], windows taken every ``stride`` pixels.
+
+    x: (N, in_ch, H, W) -> y: (N, out_ch, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
+    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs.
+    params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix (N, in_ch*kh*kw, oh*ow)
+    and the input shape.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+                 init: Any = "he", bias: bool = True, dtype: str = "float32"):
+        super().__init__()
+        self.in_ch = positive_int(self, "in_ch", in_ch)
+        self.out_ch = positive_int(self, "out_ch", out_ch)
+        self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
+        self.stride = as_pair(self.name, "stride", stride, 1)
+        self.padding = as_pair(self.name, "padding", padding, 0)
+        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        kh, kw = self.kernel_size
+        self.params["W"] = _init.weights((self.out_ch, self.in_ch, kh, kw), self.in_ch * kh * kw,
+                                         self.out_ch * kh * kw, init=init, dtype=dtype)
+        if self.bias:
+            self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
+        self._col = None
+        self._shape = None
+
+    def config(self) -> dict[str, Any]:
+        init = self.init if isinstance(self.init, (str, int, float)) else "he"
+        return {"in_ch": self.in_ch, "out_ch": self.out_ch, "kernel_size": list(self.kernel_size),
+                "stride": list(self.stride), "padding": list(self.padding), "init": init, "bias": self.bias,
+                "dtype": self.dtype}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        self._check_like_params(x)
+        check_images(self.name, x, self.kernel_size, self.padding, channels=self.in_ch)
+        n, _, h, w = x.shape
+        oh, ow = self._out_hw(h, w)
+        self._shape = tuple(x.shape)
+        self._col = im2col(x, self.kernel_size, self.stride, self.padding)
+        y = xp.reshape(self.params["W"], (self.out_ch, -1)) @ self._col
+        y = xp.reshape(y, (n, self.out_ch, oh, ow))
+        if self.bias:
+            y += xp.reshape(self.params["b"], (self.out_ch, 1, 1))
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        xp, dy3 = self._param_grads(dy)
+        dcol = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1))) @ dy3
+        return col2im(dcol, self._shape, self.kernel_size, self.stride, self.padding)
+
+    def backward_params(self, dy: Any) -> None:
+        self._param_grads(dy)
+
+    def _param_grads(self, dy: Any) -> tuple[Any, Any]:
+        """Fill grads["W"], grads["b"]; returns the namespace and dy as (N, out_ch, oh*ow)."""
+        col = self._need(self._col)
+        xp = self._check_float(dy)
+        n, _, h, w = self._shape
+        oh, ow = self._out_hw(h, w)
+        if tuple(dy.shape) != (n, self.out_ch, oh, ow):
+            raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
+        dy3 = xp.reshape(dy, (n, self.out_ch, oh * ow))
+        # One small GEMM per sample on contiguous blocks beats a tensordot that copies both operands.
+        dW = xp.sum(dy3 @ xp.matrix_transpose(col), axis=0)
+        self.grads["W"] = xp.reshape(dW, self.params["W"].shape)
+        if self.bias:
+            self.grads["b"] = xp.sum(dy3, axis=(0, 2))
+        return xp, dy3
+
+    def _out_hw(self, h: int, w: int) -> tuple[int, int]:
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)

@@ -1,0 +1,88 @@
+"""Batch normalisation over features (N, D) or over channels (N, C, H, W)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import init as _init
+from .base import Layer, positive_int
+
+
+class BatchNorm(Layer):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature (N, D) or per channel (N, C, H, W).
+
+    ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
+    the running statistics book-style: ``running = momentum * running + (1 - momentum) * batch``
+    (``momentum=0.9`` here is PyTorch's ``momentum=0.1``). ``train=False`` uses the running statistics.
+    params: gamma, beta (num_features,). buffers: running_mean, running_var (num_features,) in the
+    layer's dtype, saved and moved with the model. Caches x_hat and 1/sqrt(var + eps).
+
+    In data-parallel training every rank normalises with its own local batch and keeps its own
+    running statistics (per-rank, not synchronised across ranks; what is saved is one rank's).
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype: str = "float32"):
+        super().__init__()
+        self.num_features = positive_int(self, "num_features", num_features)
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0.0:
+            raise ValueError(f"BatchNorm: eps must be a float > 0, got {eps!r}")
+        self.momentum, self.eps, self.dtype = float(momentum), float(eps), str(dtype)
+        self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
+        self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
+        self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
+        self.buffers["running_var"] = _init.ones((self.num_features,), dtype=dtype)
+        self._xhat = None
+        self._inv_std = None
+        self._train = True
+
+    def config(self) -> dict[str, Any]:
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
+                "dtype": self.dtype}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        self._check_like_params(x)
+        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm: expected input (N, {self.num_features}) or (N, {self.num_features}, H, W), "
+                             f"got shape {tuple(x.shape)}")
+        axes, shape = _axes(x.ndim, self.num_features)
+        if train:
+            if x.shape[0] * (1 if x.ndim == 2 else x.shape[2] * x.shape[3]) < 2:
+                raise ValueError(f"BatchNorm: training needs more than one value per feature, got input shape "
+                                 f"{tuple(x.shape)}; use a larger batch or train=False")
+            mean = xp.mean(x, axis=axes)
+            xc = x - xp.reshape(mean, shape)
+            var = xp.mean(xc * xc, axis=axes)
+            m = self.momentum
+            self.buffers["running_mean"] = m * self.buffers["running_mean"] + (1.0 - m) * mean
+            self.buffers["running_var"] = m * self.buffers["running_var"] + (1.0 - m) * var
+        else:
+            xc = x - xp.reshape(self.buffers["running_mean"], shape)
+            var = self.buffers["running_var"]
+        self._inv_std = xp.reshape(1.0 / xp.sqrt(var + self.eps), shape)
+        self._xhat = xc * self._inv_std
+        self._train = train
+        return xp.reshape(self.params["gamma"], shape) * self._xhat + xp.reshape(self.params["beta"], shape)
+
+    def backward(self, dy: Any) -> Any:
+        xhat = self._need(self._xhat)
+        xp = self._check_float(dy)
+        if tuple(dy.shape) != tuple(xhat.shape):
+            raise ValueError(f"BatchNorm: expected dy of shape {tuple(xhat.shape)}, got {tuple(dy.shape)}")
+        axes, shape = _axes(dy.ndim, self.num_features)
+        self.grads["beta"] = xp.sum(dy, axis=axes)
+        self.grads["gamma"] = xp.sum(dy * xhat, axis=axes)
+        scale = xp.reshape(self.params["gamma"], shape) * self._inv_std
+        if not self._train:
+            return dy * scale
+        # The batch mean and variance depend on every x: subtract their share of the gradient.
+        mean_dy = xp.mean(dy, axis=axes, keepdims=True)
+        mean_dy_xhat = xp.mean(dy * xhat, axis=axes, keepdims=True)
+        return scale * (dy - mean_dy - xhat * mean_dy_xhat)
+
+
+def _axes(ndim: int, features: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Reduction axes and the broadcast shape of per-feature vectors for a 2-d or 4-d input."""
+    return ((0,), (1, features)) if ndim == 2 else ((0, 2, 3), (1, features, 1, 1))

@@ -1,0 +1,139 @@
+"""Pooling over NCHW images: MaxPool2d, AvgPool2d, GlobalAvgPool."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._im2col import as_pair, check_images, out_size, pad2d, window_slices
+from .base import Layer
+
+
+class _Pool2d(Layer):
+    def __init__(self, k: Any, stride: Any = None, padding: Any = 0):
+        super().__init__()
+        self.kernel_size = as_pair(self.name, "k", k, 1)
+        self.stride = self.kernel_size if stride is None else as_pair(self.name, "stride", stride, 1)
+        self.padding = as_pair(self.name, "padding", padding, 0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{self.name}: padding must be at most half the window, got padding "
+                             f"{self.padding} for k={self.kernel_size}")
+        self._shape = None
+
+    def config(self) -> dict[str, Any]:
+        return {"k": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
+    def _windows(self, x: Any, pad_value: float) -> tuple[Any, Any, list[tuple[slice, slice]]]:
+        """The namespace, the padded input and the slices of each kernel offset (checks x first)."""
+        xp = self._check_float(x)
+        hp, wp = check_images(self.name, x, self.kernel_size, self.padding)
+        self._shape = tuple(x.shape)
+        return xp, pad2d(x, self.padding, pad_value), self._slices(hp, wp)
+
+    def _slices(self, hp: int, wp: int) -> list[tuple[slice, slice]]:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        out_hw = (out_size(hp, kh, sh, 0), out_size(wp, kw, sw, 0))
+        return list(window_slices(self.kernel_size, self.stride, out_hw))
+
+    def _scatter(self, xp: Any, dy: Any, parts: Any) -> Any:
+        """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow))."""
+        n, c, h, w = self._need(self._shape)
+        (ph, pw) = self.padding
+        hp, wp = h + 2 * ph, w + 2 * pw
+        if tuple(dy.shape[2:]) != (out_size(hp, self.kernel_size[0], self.stride[0], 0),
+                                   out_size(wp, self.kernel_size[1], self.stride[1], 0)) \
+                or tuple(dy.shape[:2]) != (n, c):
+            raise ValueError(f"{self.name}: dy of shape {tuple(dy.shape)} does not match the last forward "
+                             f"(input {self._shape})")
+        dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
+        overlap = any(s < k for s, k in zip(self.stride, self.kernel_size))
+        for k, (r, s) in enumerate(self._slices(hp, wp)):
+            if overlap:
+                dx[:, :, r, s] += parts(k)
+            else:
+                dx[:, :, r, s] = parts(k)
+        return dx if ph == 0 and pw == 0 else dx[:, :, ph:ph + h, pw:pw + w]
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as -inf.
+
+    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the padded input and y. On ties the whole gradient goes
+    to the first maximum of the window in row-major order (as in the book and PyTorch), not split.
+    """
+
+    def __init__(self, k: Any, stride: Any = None, padding: Any = 0):
+        super().__init__(k, stride, padding)
+        self._xpad = None
+        self._y = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp, xpad, slices = self._windows(x, -math.inf)
+        r, s = slices[0]
+        y = xp.asarray(xpad[:, :, r, s], copy=True)
+        for r, s in slices[1:]:
+            y = xp.maximum(y, xpad[:, :, r, s])
+        self._xpad, self._y = xpad, y
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        xpad, y = self._need(self._xpad), self._y
+        xp = self._check_float(dy)
+        slices = self._slices(xpad.shape[2], xpad.shape[3])
+        taken = None
+
+        def first_max(k: int) -> Any:
+            nonlocal taken
+            r, s = slices[k]
+            hit = xpad[:, :, r, s] == y
+            if taken is None:
+                taken = hit
+            else:
+                hit = hit & ~taken
+                taken = taken | hit
+            # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
+            return dy * xp.astype(hit, dy.dtype)
+
+        return self._scatter(xp, dy, first_max)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as zeros
+    in the mean (PyTorch's ``count_include_pad=True``). x: (N, C, H, W) -> y: (N, C, oh, ow).
+    Caches only the input shape."""
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp, xpad, slices = self._windows(x, 0.0)
+        r, s = slices[0]
+        y = xp.asarray(xpad[:, :, r, s], copy=True)
+        for r, s in slices[1:]:
+            y += xpad[:, :, r, s]
+        return y * (1.0 / len(slices))
+
+    def backward(self, dy: Any) -> Any:
+        xp = self._check_float(dy)
+        share = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        return self._scatter(xp, dy, lambda k: share)
+
+
+class GlobalAvgPool(Layer):
+    """Mean over all pixels of each channel: x (N, C, H, W) -> y (N, C). Caches the input shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shape = None
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        if x.ndim != 4:
+            raise ValueError(f"GlobalAvgPool: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
+        self._shape = tuple(x.shape)
+        return xp.mean(x, axis=(2, 3))
+
+    def backward(self, dy: Any) -> Any:
+        n, c, h, w = self._need(self._shape)
+        xp = self._check_float(dy)
+        if tuple(dy.shape) != (n, c):
+            raise ValueError(f"GlobalAvgPool: expected dy of shape {(n, c)}, got {tuple(dy.shape)}")
+        share = xp.reshape(dy * (1.0 / (h * w)), (n, c, 1, 1))
+        return share + xp.zeros((n, c, h, w), dtype=dy.dtype, device=dy.device)
