@@ -4,7 +4,7 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any ar
 """
 
 from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy fast paths
-from . import datasets, init, layers, losses, optim, testing
+from . import callbacks, datasets, init, layers, losses, optim, testing
 from .backend import (
     Device,
     XpnetDeviceWarning,
@@ -16,6 +16,7 @@ from .backend import (
 from .gradcheck import GradcheckReport, gradcheck
 from .model import Sequential, load
 from .testing import GradcheckError
+from .train import History, XpnetTrainingError, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -23,11 +24,15 @@ __all__ = [
     "Device",
     "GradcheckError",
     "GradcheckReport",
+    "History",
     "Sequential",
     "XpnetDeviceWarning",
+    "XpnetTrainingError",
+    "callbacks",
     "cuda_available",
     "datasets",
     "device",
+    "evaluate",
     "gradcheck",
     "init",
     "layers",
@@ -37,4 +42,5 @@ __all__ = [
     "testing",
     "to_device",
     "to_numpy",
+    "train",
 ]

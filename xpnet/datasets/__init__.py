@@ -3,6 +3,7 @@
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
 
+from .batches import BatchIterator, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
 from .mnist import (
     DatasetChecksumError,
@@ -16,11 +17,14 @@ from .mnist import (
 from .toy import blobs, spiral, xor
 
 __all__ = [
+    "BatchIterator",
     "DatasetChecksumError",
     "DatasetNotFoundError",
     "IDXFormatError",
+    "batch_bounds",
     "blobs",
     "cache_dir",
+    "epoch_permutation",
     "find_files",
     "load_fashion_mnist",
     "load_mnist",

@@ -1,0 +1,150 @@
+"""Callbacks: the hook protocol, EarlyStopping, ModelCheckpoint, LearningRateSchedule."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.callbacks import Callback, EarlyStopping, LearningRateSchedule, ModelCheckpoint, cosine, step
+
+
+def mlp():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Linear(2, 32), xn.layers.ReLU(), xn.layers.Linear(32, 3))
+
+
+@pytest.fixture
+def data():
+    return xn.datasets.spiral(60, 3, seed=0)
+
+
+def fit(model, data, callbacks, epochs=6, validation=True, optimizer=None, **kw):
+    x, t = data
+    return xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer or xn.optim.SGD(0.2), epochs=epochs,
+                    batch_size=30, validation=(x, t) if validation else None, callbacks=callbacks,
+                    progress=False, **kw)
+
+
+class Recorder(Callback):
+    """Records every hook call and a copy of the weights after each epoch."""
+
+    def __init__(self):
+        self.events = []
+        self.weights = {}
+
+    def on_train_begin(self, state):
+        super().on_train_begin(state)
+        self.events.append(("begin", state.epoch, state.has_validation, state.is_root))
+
+    def on_epoch_begin(self, epoch):
+        self.events.append(("epoch_begin", epoch))
+
+    def on_epoch_end(self, epoch, logs):
+        self.events.append(("epoch_end", epoch, logs["epoch"]))
+        self.weights[epoch] = {k: xn.to_numpy(v).copy() for k, v in self.state.model.state().items()}
+
+    def on_train_end(self):
+        self.events.append(("end",))
+
+
+def test_hooks_are_called_in_order_and_stop_training_ends_after_the_epoch(data):
+    class StopAt3(Recorder):
+        def on_epoch_end(self, epoch, logs):
+            super().on_epoch_end(epoch, logs)
+            self.stop_training = epoch == 3
+
+    rec = StopAt3()
+    h = fit(mlp(), data, [rec], epochs=10)
+    assert len(h) == 3
+    assert rec.events == [("begin", 0, True, True),
+                          ("epoch_begin", 1), ("epoch_end", 1, 1),
+                          ("epoch_begin", 2), ("epoch_end", 2, 2),
+                          ("epoch_begin", 3), ("epoch_end", 3, 3), ("end",)]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(data):
+    rec = Recorder()
+    # min_delta so large that nothing after the first epoch counts as an improvement.
+    stop = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0)
+    model = mlp()
+    h = fit(model, data, [rec, stop], epochs=10)
+    assert len(h) == 3 and stop.stopped_epoch == 3 and stop.best_epoch == 1
+    assert stop.best == h.epochs[0]["train_loss"]
+    for k, v in rec.weights[1].items():
+        np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), v)
+    assert not np.array_equal(rec.weights[3]["0.W"], rec.weights[1]["0.W"])
+
+
+def test_early_stopping_tracks_the_best_epoch_by_mode(data):
+    stop = EarlyStopping(monitor="val_accuracy", patience=100, restore_best=False)
+    h = fit(mlp(), data, [stop], epochs=8)
+    accs = [e["val_accuracy"] for e in h.epochs]
+    assert stop.best == max(accs)
+    assert stop.best_epoch == accs.index(max(accs)) + 1
+    assert len(h) == 8
+
+
+def test_model_checkpoint_best_only_writes_on_improvement(data, tmp_path):
+    rec = Recorder()
+    ckpt = ModelCheckpoint(tmp_path / "best-{epoch:02d}.npz", monitor="val_loss", save_best_only=True)
+    h = fit(mlp(), data, [rec, ckpt], epochs=6, optimizer=xn.optim.SGD(2.0))  # a rate that makes val_loss jump
+    losses = [e["val_loss"] for e in h.epochs]
+    improved = [i + 1 for i, v in enumerate(losses) if v < min(losses[:i], default=math.inf)]
+    assert len(improved) < len(losses)
+    assert [os.path.basename(p) for p in ckpt.saved] == [f"best-{e:02d}.npz" for e in improved]
+    assert sorted(os.listdir(tmp_path)) == [f"best-{e:02d}.npz" for e in improved]
+    last = improved[-1]
+    loaded = xn.load(tmp_path / f"best-{last:02d}.npz")
+    for k, v in rec.weights[last].items():
+        np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v)
+
+
+def test_model_checkpoint_full_writes_a_resumable_checkpoint(data, tmp_path):
+    path = tmp_path / "run.npz"
+    fit(mlp(), data, [ModelCheckpoint(path, full=True)], epochs=2, optimizer=xn.optim.Momentum(0.1))
+    ckpt = importlib.import_module("xpnet.train").load_checkpoint(path)
+    assert ckpt["meta"]["epoch"] == 2
+    assert len(ckpt["meta"]["history"]["epochs"]) == 2
+    assert ckpt["optimizer"]["type"] == "Momentum" and ckpt["optimizer"]["t"] == 12
+    assert set(ckpt["optimizer"]["state"]) == {"0.W", "0.b", "2.W", "2.b"}
+
+
+def test_learning_rate_schedule_sets_lr_each_epoch(data):
+    sched = step(0.4, step_size=2, gamma=0.5)
+    h = fit(mlp(), data, [LearningRateSchedule(sched)], epochs=5)
+    assert [e["lr"] for e in h.epochs] == [0.4, 0.4, 0.2, 0.2, 0.1]
+    h = fit(mlp(), data, [LearningRateSchedule(cosine(0.4, 4, min_lr=0.01))], epochs=4)
+    expected = [0.01 + 0.39 * 0.5 * (1 + math.cos(math.pi * i / 4)) for i in range(4)]
+    assert [e["lr"] for e in h.epochs] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: EarlyStopping(patience=-1), ValueError, "patience"),
+    (lambda: EarlyStopping(monitor="loss"), ValueError, "monitor must be one of"),
+    (lambda: EarlyStopping(mode="up"), ValueError, "mode"),
+    (lambda: ModelCheckpoint("x.npz", monitor="val_acc"), ValueError, "monitor"),
+    (lambda: LearningRateSchedule(0.1), TypeError, "callable"),
+    (lambda: step(0.1, 0), ValueError, "step_size"),
+    (lambda: cosine(0.1, 0), ValueError, "epochs"),
+])
+def test_bad_arguments(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_monitoring_validation_without_validation_data_fails_before_training(data):
+    model = mlp()
+    before = xn.to_numpy(model[0].params["W"]).copy()
+    with pytest.raises(ValueError, match="needs validation data"):
+        fit(model, data, [EarlyStopping()], validation=False)
+    np.testing.assert_array_equal(xn.to_numpy(model[0].params["W"]), before)
+
+
+def test_schedule_returning_a_bad_lr_is_reported(data):
+    with pytest.raises(ValueError, match=r"schedule\(0\) returned 0"):
+        fit(mlp(), data, [LearningRateSchedule(lambda i: 0)])

@@ -1,0 +1,453 @@
+"""xn.train / xn.evaluate: convergence, device independence, resume, the guard, bad input, progress."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend
+from xpnet.datasets import BatchIterator, batch_bounds, epoch_permutation
+
+train_module = importlib.import_module("xpnet.train")
+
+
+def mlp(dropout: float = 0.0, seed: int = 0, width: int = 64):
+    xn.init.seed(seed)
+    layers = [xn.layers.Linear(2, width), xn.layers.ReLU()]
+    if dropout:
+        layers.append(xn.layers.Dropout(dropout, seed=seed + 1))
+    return xn.Sequential(*layers, xn.layers.Linear(width, 3))
+
+
+@pytest.fixture
+def spiral():
+    return xn.datasets.spiral(100, 3, seed=0)
+
+
+def params(model):
+    return {k: xn.to_numpy(v).copy() for k, v in model.state().items()}
+
+
+def strip_seconds(history):
+    return [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]
+
+
+class FakeComm:
+    """A one-process stand-in for xn.distributed's communicator that records the calls."""
+
+    rank, size = 0, 1
+
+    def __init__(self):
+        self.calls = []
+        self.counts = []
+
+    def broadcast_params(self, model, root=0):
+        self.calls.append("broadcast_params")
+
+    def allreduce_grads(self, model, count):
+        self.counts.append(count)
+
+    def allreduce_sum(self, array):
+        self.calls.append("allreduce_sum")
+        return array
+
+    def barrier(self):
+        self.calls.append("barrier")
+
+    def bcast_object(self, obj, root=0):
+        self.calls.append("bcast_object")
+        return obj
+
+    def device(self, spec="auto", fallback=True):
+        return xn.device(spec, fallback=fallback)
+
+
+# ----------------------------------------------------------------------------------------
+# Training end to end
+# ----------------------------------------------------------------------------------------
+
+
+def test_spiral_reaches_95_percent(dev, spiral):
+    x, t = spiral
+    model = mlp()
+    history = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.02), epochs=60,
+                       batch_size=32, device=dev, progress=False, validation=(x[::3], t[::3]))
+    assert history.device == dev.name
+    assert history.epochs[-1]["train_accuracy"] >= 0.95
+    assert [e["epoch"] for e in history.epochs] == list(range(1, 61))
+    assert history.epochs[-1]["train_loss"] < history.epochs[0]["train_loss"]
+    for v in model.state().values():
+        xn.testing.assert_placed(v, dev, "float32")
+    result = xn.evaluate(model, (x, t), loss="cross_entropy")
+    probs = xn.to_numpy(model.predict(x))
+    assert result["accuracy"] == pytest.approx(np.mean(np.argmax(probs, axis=1) == t))
+    z = probs - probs.max(axis=1, keepdims=True)
+    ref_loss = np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(t)), t])
+    assert result["loss"] == pytest.approx(ref_loss, rel=1e-4)
+
+
+def test_same_seed_same_batches_and_weights_on_numpy_and_device1(spiral):
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = xn.Device(strict, strict.Device("device1"))
+    x, t = spiral
+    host = BatchIterator(x, t, batch_size=64, seed=5)
+    other = BatchIterator(xn.to_device(x, dev1), xn.to_device(t, dev1), batch_size=64, seed=5)
+    for (xa, ta), (xb, tb) in zip(host.epoch(2), other.epoch(2), strict=True):
+        np.testing.assert_array_equal(xa, xn.to_numpy(xb))
+        np.testing.assert_array_equal(ta, xn.to_numpy(tb))
+    results = []
+    for dev in ("cpu", dev1):
+        model = mlp(dropout=0.2)
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Momentum(0.05), epochs=3,
+                     batch_size=64, device=dev, seed=5, progress=False)
+        results.append((params(model), strip_seconds(h)))
+    for k, v in results[0][0].items():
+        np.testing.assert_allclose(results[1][0][k], v, **xn.testing.tolerance("float32"))
+    assert results[0][1] == pytest.approx(results[1][1])
+
+
+def test_batch_iterator_order_depends_on_seed_and_epoch_only(spiral):
+    x, t = spiral
+    it = BatchIterator(x, t, batch_size=128, seed=3)
+    assert len(it) == 3
+    first = [tb for _, tb in it.epoch(1)]
+    assert [len(b) for b in first] == [128, 128, 44]  # last batch clamped at n
+    order = epoch_permutation(300, 3, 1)
+    np.testing.assert_array_equal(np.concatenate(first), t[order])
+    np.testing.assert_array_equal(np.sort(order), np.arange(300))
+    assert not np.array_equal(order, epoch_permutation(300, 3, 2))
+    assert not np.array_equal(order, epoch_permutation(300, 4, 1))
+    unshuffled = [xb for xb, _ in BatchIterator(x, t, batch_size=128, shuffle=False).epoch(1)]
+    np.testing.assert_array_equal(np.concatenate(unshuffled), x)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+def test_batch_bounds_split_every_global_batch_among_ranks(size):
+    n, batch = 23, 5
+    parts = [batch_bounds(n, batch, rank, size) for rank in range(size)]
+    for step, (lo, hi) in enumerate(batch_bounds(n, batch)):
+        rows = [r for rank in range(size) for r in range(*parts[rank][step])]
+        assert rows == list(range(lo, hi))
+        counts = [parts[rank][step][1] - parts[rank][step][0] for rank in range(size)]
+        assert max(counts) - min(counts) <= 1
+
+
+def test_uint8_images_are_scaled_on_the_device(spiral):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (60, 2), dtype=np.uint8)
+    labels = rng.integers(0, 3, 60)
+    a, b = mlp(), mlp()
+    kw = dict(loss="cross_entropy", optimizer=None, epochs=2, batch_size=16, progress=False)
+    xn.train(a, (images, labels), **{**kw, "optimizer": xn.optim.SGD(0.1)})
+    xn.train(b, (images.astype(np.float32) / 255.0, labels), **{**kw, "optimizer": xn.optim.SGD(0.1)})
+    for k, v in params(a).items():
+        np.testing.assert_array_equal(v, params(b)[k])
+
+
+def test_mse_regression_has_no_accuracy_and_one_hot_mse_has_one(spiral):
+    x, t = spiral
+    model = mlp()
+    y = np.stack([x[:, 0] * 2, x[:, 1], x[:, 0] - x[:, 1]], axis=1)
+    h = xn.train(model, (x, y), loss="mse", optimizer=xn.optim.SGD(0.05), epochs=3, batch_size=50,
+                 progress=False, validation=(x, y))
+    assert h.epochs[-1]["train_accuracy"] is None and h.epochs[-1]["val_accuracy"] is None
+    assert h.epochs[-1]["train_loss"] < h.epochs[0]["train_loss"]
+    result = xn.evaluate(model, (x, y), loss="mse", batch_size=7)
+    assert result["accuracy"] is None
+    assert result["loss"] == pytest.approx(np.mean((xn.to_numpy(model.predict(x)) - y) ** 2), rel=1e-5)
+    one_hot = np.eye(3, dtype=np.float32)[t]
+    result = xn.evaluate(model, (x, one_hot), loss="mse")
+    assert result["accuracy"] == pytest.approx(np.mean(np.argmax(xn.to_numpy(model.predict(x)), axis=1) == t))
+
+
+def test_one_hot_cross_entropy_matches_integer_labels(spiral):
+    x, t = spiral
+    a, b = mlp(), mlp()
+    kw = dict(loss="cross_entropy", epochs=2, batch_size=40, progress=False)
+    ha = xn.train(a, (x, t), optimizer=xn.optim.SGD(0.1), **kw)
+    hb = xn.train(b, (x, np.eye(3)[t]), optimizer=xn.optim.SGD(0.1), **kw)
+    assert strip_seconds(ha) == pytest.approx(strip_seconds(hb))
+    for k, v in params(a).items():
+        np.testing.assert_allclose(params(b)[k], v, **xn.testing.tolerance("float32"))
+
+
+def test_device_auto_uses_the_device_the_model_and_data_are_on(spiral):
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = xn.Device(strict, strict.Device("device1"))
+    x, t = spiral
+    model = mlp().to(dev1)
+    h = xn.train(model, (xn.to_device(x, dev1), t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1),
+                 epochs=1, batch_size=100, progress=False)
+    assert h.device == dev1.name
+    assert model.device == dev1
+
+
+def test_fake_comm_takes_the_data_parallel_path(spiral, tmp_path):
+    x, t = spiral
+    plain, spread = mlp(), mlp()
+    kw = dict(loss="cross_entropy", epochs=2, batch_size=64, progress=False, validation=(x, t))
+    h1 = xn.train(plain, (x, t), optimizer=xn.optim.Adam(0.01), **kw)
+    comm = FakeComm()
+    ckpt = xn.callbacks.ModelCheckpoint(tmp_path / "m.npz")
+    h2 = xn.train(spread, (x, t), optimizer=xn.optim.Adam(0.01), comm=comm, callbacks=[ckpt], **kw)
+    assert strip_seconds(h1) == strip_seconds(h2)
+    for k, v in params(plain).items():
+        np.testing.assert_array_equal(params(spread)[k], v)
+    assert comm.calls[0] == "broadcast_params"
+    assert comm.counts == [64, 64, 64, 64, 44] * 2
+    assert comm.calls.count("barrier") == 2 and comm.calls.count("bcast_object") == 2
+    assert comm.calls.count("allreduce_sum") == 2 * 4  # train and validation loss and count, per epoch
+    result = xn.evaluate(spread, (x, t), loss="cross_entropy", comm=FakeComm())
+    assert result == xn.evaluate(spread, (x, t), loss="cross_entropy")
+
+
+def test_zero_epochs_returns_an_empty_history(spiral):
+    x, t = spiral
+    model = mlp()
+    before = params(model)
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=0, batch_size=10,
+                 progress=False)
+    assert len(h) == 0
+    for k, v in before.items():
+        np.testing.assert_array_equal(params(model)[k], v)
+
+
+# ----------------------------------------------------------------------------------------
+# Devices: fallback and XPNET_DEVICE
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+    monkeypatch.setattr(backend, "cuda_available", lambda: False)
+    monkeypatch.setattr(backend, "_cupy_error", "no GPU in this test")
+
+
+def test_cuda_without_a_gpu_warns_and_trains_on_the_cpu(no_gpu, spiral, capsys):
+    x, t = spiral
+    with pytest.warns(xn.XpnetDeviceWarning, match="no GPU in this test"):
+        h = xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1,
+                     batch_size=50, device="cuda")
+    assert h.device == "cpu"
+    assert "training on cpu" in capsys.readouterr().out
+
+
+def test_fallback_false_raises_before_training(no_gpu, spiral):
+    x, t = spiral
+    model = mlp()
+    before = params(model)
+    with pytest.raises(RuntimeError, match="no GPU in this test"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=50,
+                 device="cuda", fallback=False, progress=False)
+    for k, v in before.items():
+        np.testing.assert_array_equal(params(model)[k], v)
+
+
+def test_xpnet_device_cpu_overrides_cuda_without_a_warning(monkeypatch, spiral):
+    monkeypatch.setenv("XPNET_DEVICE", "cpu")
+    x, t = spiral
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1,
+                     batch_size=50, device="cuda", fallback=False, progress=False)
+    assert h.device == "cpu"
+
+
+# ----------------------------------------------------------------------------------------
+# History
+# ----------------------------------------------------------------------------------------
+
+
+def test_history_to_dict_and_plot(spiral, tmp_path):
+    pytest.importorskip("matplotlib")
+    x, t = spiral
+    h = xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=3, batch_size=50,
+                 validation=(x, t), progress=False, device="cpu")
+    d = h.to_dict()
+    assert d["device"] == "cpu" and len(d["epochs"]) == 3
+    assert set(d["epochs"][0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                                   "seconds", "lr"}
+    assert d["epochs"][0]["lr"] == 0.1
+    assert xn.History.from_dict(d).to_dict() == d
+    path = tmp_path / "curves.png"
+    h.plot(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curves.png"]
+
+
+def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, name, None)
+    h = xn.History("cpu", [{"epoch": 1, "train_loss": 1.0}])
+    with pytest.raises(ImportError, match=r"pip install xpnet\[plot\]"):
+        h.plot(tmp_path / "x.png")
+    assert not os.listdir(tmp_path)
+
+
+# ----------------------------------------------------------------------------------------
+# Resume
+# ----------------------------------------------------------------------------------------
+
+
+class Interrupt(xn.callbacks.Callback):
+    def __init__(self, at):
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dev, spiral, tmp_path):
+    x, t = spiral
+    # CuPy draws Dropout masks on the GPU from a generator the checkpoint cannot hold.
+    p = 0.0 if dev.is_cupy else 0.3
+    kw = dict(loss="cross_entropy", batch_size=32, device=dev, seed=7, progress=False, validation=(x, t))
+    full = mlp(dropout=p)
+    h_full = xn.train(full, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, **kw)
+
+    path = tmp_path / "run.npz"
+    first = mlp(dropout=p)
+    with pytest.raises(KeyboardInterrupt):
+        xn.train(first, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4,
+                 callbacks=[xn.callbacks.ModelCheckpoint(path, full=True), Interrupt(at=2)], **kw)
+    resumed = mlp(dropout=p, seed=99)  # other initial weights and Dropout seed: all come from the file
+    h_resumed = xn.train(resumed, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, resume_from=path, **kw)
+    for k, v in params(full).items():
+        np.testing.assert_array_equal(params(resumed)[k], v)
+    assert strip_seconds(h_resumed) == strip_seconds(h_full)
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]
+
+
+def test_resume_rejects_another_architecture_or_seed(spiral, tmp_path):
+    x, t = spiral
+    path = tmp_path / "run.npz"
+    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=50,
+             progress=False, callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    kw = dict(loss="cross_entropy", epochs=2, batch_size=50, progress=False, resume_from=path)
+    with pytest.raises(ValueError, match="architecture"):
+        xn.train(mlp(width=8), (x, t), optimizer=xn.optim.SGD(0.1), **kw)
+    with pytest.raises(ValueError, match="seed=0"):
+        xn.train(mlp(), (x, t), optimizer=xn.optim.SGD(0.1), seed=1, **kw)
+    with pytest.raises(ValueError, match="SGD"):
+        xn.train(mlp(), (x, t), optimizer=xn.optim.Adam(0.1), **kw)
+    model = mlp()
+    model.save(tmp_path / "plain.npz")
+    with pytest.raises(ValueError, match="full=True"):
+        xn.train(model, (x, t), optimizer=xn.optim.SGD(0.1), **{**kw, "resume_from": tmp_path / "plain.npz"})
+
+
+# ----------------------------------------------------------------------------------------
+# The non-finite guard
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad, where", [(3e38, r"the output of layer 0 \(Linear\)"), (np.nan, "the input batch")])
+def test_non_finite_loss_names_epoch_step_and_layer(dev, spiral, bad, where):
+    x, t = spiral
+    x = x.copy()
+    x[123] = bad
+    batch = 32
+    position = int(np.nonzero(epoch_permutation(len(x), 0, 1) == 123)[0][0])
+    model = mlp()
+    with pytest.raises(xn.XpnetTrainingError) as info:
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.01), epochs=3, batch_size=batch,
+                 device=dev, progress=False)
+    message = str(info.value)
+    assert f"epoch 1, step {position // batch + 1} of 10" in message
+    assert re.search(where, message)
+    assert all(np.all(np.isfinite(v)) for v in params(model).values())
+
+
+# ----------------------------------------------------------------------------------------
+# Bad input: a clear error before any training
+# ----------------------------------------------------------------------------------------
+
+
+def _strict(name):
+    strict = pytest.importorskip("array_api_strict")
+    return xn.Device(strict, strict.Device(name))
+
+
+def _bound_optimizer():
+    opt = xn.optim.SGD(0.1)
+    opt.bind(mlp())
+    return opt
+
+
+# (id, change to the train() arguments made from (x, t), error, message)
+BAD_INPUT = [
+    ("lengths", lambda x, t: {"data": (x, t[:-1])}, ValueError, "300 samples but y has 299"),
+    ("float-labels", lambda x, t: {"data": (x, t.astype(np.float32))}, TypeError, "integer class indices"),
+    ("label-range", lambda x, t: {"data": (x, t + 1)}, ValueError, r"\[0, 3\).*\[1, 3\]"),
+    ("one-hot-width", lambda x, t: {"data": (x, np.eye(4)[t % 4])}, ValueError, r"\(N, 3\) one-hot"),
+    ("validation-labels", lambda x, t: {"validation": (x, t - 1)}, ValueError, r"validation: labels must lie in"),
+    ("batch-size-0", lambda x, t: {"batch_size": 0}, ValueError, r"batch_size must be an int in \[1, 300\]"),
+    ("batch-size-above-n", lambda x, t: {"batch_size": 301}, ValueError, r"batch_size must be an int in \[1, 300\]"),
+    ("epochs", lambda x, t: {"epochs": -1}, ValueError, "epochs must be an int >= 0"),
+    ("bound-optimizer", lambda x, t: {"optimizer": _bound_optimizer()}, ValueError, "bound to another model"),
+    ("model-and-data-devices", lambda x, t: {"data": (xn.to_device(x, _strict("device2")), t),
+                                            "model_device": _strict("device1")}, ValueError, "two devices"),
+    ("x-and-y-devices", lambda x, t: {"data": (xn.to_device(x, _strict("device1")),
+                                               xn.to_device(t, _strict("device2")))}, ValueError, "two devices"),
+    ("not-a-pair", lambda x, t: {"data": x}, TypeError, r"pair \(x, y\)"),
+    ("loss-name", lambda x, t: {"loss": "hinge"}, ValueError, "loss"),
+    ("callback", lambda x, t: {"callbacks": [object()]}, TypeError, "Callback"),
+]
+
+
+@pytest.mark.parametrize("make, error, match", [pytest.param(*case[1:], id=case[0]) for case in BAD_INPUT])
+def test_bad_input_raises_before_training(spiral, make, error, match):
+    x, t = spiral
+    change = make(x, t)
+    model = mlp()
+    if "model_device" in change:
+        model.to(change.pop("model_device"))
+    before = params(model)
+    kw = dict(data=(x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50,
+              progress=False)
+    kw.update(change)
+    data = kw.pop("data")
+    with pytest.raises(error, match=match):
+        xn.train(model, data, **kw)
+    for k, v in before.items():
+        np.testing.assert_array_equal(params(model)[k], v)
+
+
+# ----------------------------------------------------------------------------------------
+# Progress output
+# ----------------------------------------------------------------------------------------
+
+
+def test_progress_is_one_line_per_epoch_when_not_a_terminal(spiral, capsys):
+    x, t = spiral
+    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=3, batch_size=50,
+             validation=(x, t), device="cpu")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("xpnet: training on cpu: 300 samples, 6 steps per epoch")
+    assert [line.split()[1] for line in lines[1:]] == ["1/3", "2/3", "3/3"]
+    assert all("train_loss" in line and "val_accuracy" in line for line in lines[1:])
+
+
+def test_progress_false_prints_nothing(spiral, capsys):
+    x, t = spiral
+    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50,
+             progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_progress_bar_on_a_terminal(spiral, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "_is_terminal", lambda stream: True)
+    x, t = spiral
+    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50)
+    out = capsys.readouterr().out
+    assert "epoch 1/2" in out and "epoch 2/2" in out
+    assert "6/6" in out and "step" in out and "train_loss" in out

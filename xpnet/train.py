@@ -1,0 +1,624 @@
+"""``xn.train`` and ``xn.evaluate``: a minibatch loop that runs where the model runs.
+
+How a run goes:
+
+1. The device is resolved with ``xn.device(device, fallback=...)``. Every argument, and the
+   labels against the loss and the model's output width, are checked before any training.
+2. Model, optimizer state and data move to the device once. ``uint8`` inputs (raw images) are
+   converted there once: ``astype(model dtype) / 255``; other inputs are cast to the model dtype.
+3. Each epoch draws a permutation on the host from ``(seed, epoch)``, moves that index array to
+   the device and gathers the batches there, so every device sees the same batches in the same
+   order and a resumed run needs no saved shuffle state.
+4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
+   the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
+5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
+   sum comes back non-finite, the epoch is replayed from that copy one step at a time, checking
+   every layer's output and gradient, to name the step and the first layer that went non-finite;
+   :class:`XpnetTrainingError` is raised with the model holding the weights from just before it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+import tqdm
+
+from . import callbacks as _callbacks
+from .backend import Device, device as _resolve_device, device_of, namespace, to_device, to_numpy
+from .datasets.batches import BatchIterator
+from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
+from .model import atomic_savez
+from .optim import Optimizer
+
+__all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState", "save_checkpoint",
+           "load_checkpoint"]
+
+_CKPT_KEY = "__xpnet_checkpoint__"
+CHECKPOINT_FORMAT = 1
+_REFRESH_S = 0.5
+_EVAL_BATCH = 1024
+
+
+class XpnetTrainingError(RuntimeError):
+    """Training cannot go on: the loss became non-finite. The message names epoch, step and layer."""
+
+
+# ----------------------------------------------------------------------------------------
+# History
+# ----------------------------------------------------------------------------------------
+
+
+class History:
+    """What ``xn.train`` returns: one dict per epoch and the device's name.
+
+    ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``.
+    """
+
+    def __init__(self, device: str = "", epochs: Iterable[dict[str, Any]] = ()):
+        self.device = device
+        self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __repr__(self) -> str:
+        last = f", last={self.epochs[-1]}" if self.epochs else ""
+        return f"History(device={self.device!r}, epochs={len(self.epochs)}{last})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "epochs": [dict(e) for e in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "History":
+        return cls(d.get("device", ""), d.get("epochs", ()))
+
+    def plot(self, path: str | os.PathLike) -> None:
+        """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional
+            from matplotlib.figure import Figure  # noqa: PLC0415
+        except ImportError as exc:
+            raise ImportError("History.plot needs matplotlib: pip install xpnet[plot]") from exc
+        if not self.epochs:
+            raise ValueError("History.plot: nothing to plot, the history has no epochs")
+        fig = Figure(figsize=(10, 4))
+        FigureCanvasAgg(fig)
+        x = [e["epoch"] for e in self.epochs]
+        for ax, what in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+            for split in ("train", "val"):
+                ys = [e.get(f"{split}_{what}") for e in self.epochs]
+                if any(v is not None for v in ys):
+                    ax.plot(x, [math.nan if v is None else v for v in ys], marker="o", label=split)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(what)
+            ax.set_title(f"{what} on {self.device}")
+            if ax.has_data():
+                ax.legend()
+        fig.tight_layout()
+        path = os.fspath(path)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                fig.savefig(f, format="png")
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+# ----------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
+                    history: History) -> None:
+    """Write everything a resumed run needs to ``path`` (.npz, atomic): params and buffers,
+    architecture, optimizer state, completed ``epoch``, ``seed``, the history and the Dropout
+    layers' generator states. The shuffle order is derived from (seed, epoch) and needs nothing."""
+    arrays = {f"model/{k}": to_numpy(v) for k, v in model.state().items()}
+    sd = optimizer.state_dict()
+    for name, slots in sd["state"].items():
+        for key, v in slots.items():
+            arrays[f"optimizer/{name}/{key}"] = to_numpy(v)
+    meta = {"format": CHECKPOINT_FORMAT, "layers": model.config(), "epoch": int(epoch), "seed": int(seed),
+            "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
+            "history": history.to_dict(), "rng": _rng_states(model)}
+    arrays[_CKPT_KEY] = np.asarray(json.dumps(meta))
+    atomic_savez(path, arrays)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` into host arrays:
+    ``{"meta": ..., "model": {name: array}, "optimizer": state_dict}``."""
+    path = os.fspath(path)
+    with np.load(path, allow_pickle=False) as data:
+        if _CKPT_KEY not in data.files:
+            raise ValueError(f"resume_from: {path!r} is not an xpnet training checkpoint (write one with "
+                             "xn.callbacks.ModelCheckpoint(path, full=True))")
+        meta = json.loads(str(data[_CKPT_KEY]))
+        model = {k[len("model/"):]: data[k] for k in data.files if k.startswith("model/")}
+        state: dict[str, dict[str, Any]] = {}
+        for k in data.files:
+            if k.startswith("optimizer/"):
+                name, key = k[len("optimizer/"):].rsplit("/", 1)
+                state.setdefault(name, {})[key] = data[k]
+    opt = {"type": meta["optimizer"]["type"], "hyperparams": meta["optimizer"]["hyperparams"],
+           "t": meta["optimizer"]["t"], "state": state}
+    return {"meta": meta, "model": model, "optimizer": opt}
+
+
+def _rng_states(model: Any) -> dict[str, Any]:
+    return {str(i): layer.rng.bit_generator.state for i, layer in enumerate(model.layers)
+            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def _set_rng_states(model: Any, states: dict[str, Any]) -> None:
+    for i, state in states.items():
+        model.layers[int(i)].rng.bit_generator.state = state
+
+
+def _apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int) -> int:
+    meta = ckpt["meta"]
+    # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
+    # the generator state itself comes from the checkpoint.
+    saved = [d["type"] for d in meta["layers"]]
+    shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+    if saved != [d["type"] for d in model.config()] or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
+        raise ValueError("resume_from: the checkpoint was written for another architecture; build the model "
+                         f"as it was: {meta['layers']}")
+    if meta["seed"] != seed:
+        raise ValueError(f"resume_from: the checkpoint was trained with seed={meta['seed']}, got seed={seed}; "
+                         f"pass seed={meta['seed']} to continue the same run")
+    if meta["epoch"] > epochs:
+        raise ValueError(f"resume_from: the checkpoint has already {meta['epoch']} epochs, more than "
+                         f"epochs={epochs}")
+    for name, v in ckpt["model"].items():
+        model.set_param(name, v)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    _set_rng_states(model, meta["rng"])
+    return int(meta["epoch"])
+
+
+# ----------------------------------------------------------------------------------------
+# Checking and preparing the data
+# ----------------------------------------------------------------------------------------
+
+
+def _pair(data: Any, arg: str) -> tuple[Any, Any]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{arg}: expected a pair (x, y), got {type(data).__name__}")
+    x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in data)
+    if x.ndim < 1 or y.ndim < 1:
+        raise ValueError(f"{arg}: x and y must have a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{arg}: x has {x.shape[0]} samples but y has {y.shape[0]}; they must match")
+    if x.shape[0] < 1:
+        raise ValueError(f"{arg}: no samples")
+    return x, y
+
+
+def _common_device(named: dict[str, Any]) -> Device | None:
+    """The one non-host device among the arrays/models in ``named`` (None if all are on the host)."""
+    found: dict[str, Device] = {}
+    for what, a in named.items():
+        if a is None:
+            continue
+        dev = a if isinstance(a, Device) else device_of(a)
+        if not dev.is_numpy:
+            found[what] = dev
+    if len(set(found.values())) > 1:
+        where = ", ".join(f"{k} on {v}" for k, v in found.items())
+        raise ValueError(f"model and data are on two devices ({where}); put them on one device, or keep the "
+                         "data in NumPy and let xn.train move it")
+    return next(iter(found.values()), None)
+
+
+def _to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
+    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device."""
+    xp = dev.xp
+    x = to_device(x, dev)
+    if x.dtype == xp.uint8:
+        return xp.astype(x, dtype) / 255.0
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def _prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
+    """``(x, y, classes)`` on ``dev`` after checking y against the loss and the model's output.
+
+    ``classes`` is the (N,) class index per sample when accuracy makes sense, else None.
+    """
+    xp = dev.xp
+    dtype = model.dtype
+    if dtype is None:
+        dtype = x.dtype if namespace(x).isdtype(x.dtype, "real floating") else "float32"
+        dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
+    x = _to_model_dtype(x, dev, dtype)
+    y = to_device(y, dev)
+    out_shape = tuple(model.forward(x[0:1, ...], train=False).shape)
+    if isinstance(loss, SoftmaxCrossEntropy):
+        if len(out_shape) != 2:
+            raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
+        c = out_shape[1]
+        if y.ndim == 1:
+            if not xp.isdtype(y.dtype, "integral"):
+                raise TypeError(f"{arg}: {loss.name} with targets of shape (N,) needs integer class indices, got "
+                                f"dtype {y.dtype}; convert with y.astype('int64'), or pass one-hot rows (N, {c})")
+            lo, hi = int(xp.min(y)), int(xp.max(y))
+            if lo < 0 or hi >= c:
+                raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs, got "
+                                 f"values in [{lo}, {hi}]")
+            y = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
+            return x, y, y
+        if y.ndim != 2 or y.shape[1] != c:
+            raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
+                             f"with {c} outputs, got targets of shape {tuple(y.shape)}")
+        y = y if y.dtype == dtype else xp.astype(y, dtype)
+        return x, y, xp.argmax(y, axis=1)
+    if isinstance(loss, MeanSquaredError):
+        if tuple(y.shape[1:]) != out_shape[1:]:
+            raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
+                             f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+        y = y if y.dtype == dtype else xp.astype(y, dtype)
+    return x, y, (xp.argmax(y, axis=1) if _is_one_hot(y) else None)
+
+
+def _is_one_hot(y: Any) -> bool:
+    xp = namespace(y)
+    if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
+        return False
+    return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
+
+
+def _pick_device(spec: Any, fallback: bool) -> Device:
+    """``xn.device(spec)``, with its fallback warning pointing at the caller of ``xn.train``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dev = _resolve_device(spec, fallback=fallback)
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return dev
+
+
+def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
+            or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"train: {name} must be an int {bound}, got {value!r}")
+    return int(value)
+
+
+# ----------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------
+
+
+class TrainerState:
+    """What callbacks see: the model, optimizer, history and where training runs."""
+
+    def __init__(self, model: Any, optimizer: Optimizer, loss: Loss, history: History, device: Device,
+                 comm: Any, seed: int, epochs: int, has_validation: bool):
+        self.model, self.optimizer, self.loss, self.history = model, optimizer, loss, history
+        self.device, self.comm, self.seed, self.epochs = device, comm, seed, epochs
+        self.has_validation = has_validation
+        self.epoch = 0
+
+    @property
+    def is_root(self) -> bool:
+        return self.comm is None or self.comm.rank == 0
+
+    def barrier(self) -> None:
+        if self.comm is not None:
+            self.comm.barrier()
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
+        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history)
+
+
+class _Snapshot:
+    """Device copies of params, buffers and optimizer state, and the Dropout generator states."""
+
+    def __init__(self, model: Any, optimizer: Optimizer):
+        self.state = {k: _copy(v) for k, v in model.state().items()}
+        sd = optimizer.state_dict()
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        self.optimizer = sd
+        self.rng = _rng_states(model)
+
+    def restore(self, model: Any, optimizer: Optimizer) -> None:
+        for k, v in self.state.items():
+            model.set_param(k, _copy(v))
+        sd = dict(self.optimizer)
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        optimizer.load_state_dict(sd)
+        _set_rng_states(model, self.rng)
+
+
+def _copy(a: Any) -> Any:
+    return namespace(a).asarray(a, copy=True)
+
+
+def _all_finite(a: Any) -> bool:
+    xp = namespace(a)
+    return bool(xp.all(xp.isfinite(a)))
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class _Trainer:
+    """The per-epoch work of ``train`` and ``evaluate`` on one device (and one rank of ``comm``)."""
+
+    def __init__(self, model: Any, loss: Loss, optimizer: Optimizer | None, dev: Device, comm: Any,
+                 progress: bool):
+        self.model, self.loss, self.optimizer, self.dev, self.comm = model, loss, optimizer, dev, comm
+        self.rank, self.size = (0, 1) if comm is None else (int(comm.rank), int(comm.size))
+        self.show = progress and self.rank == 0
+        self.bar = self.show and _is_terminal(sys.stdout)
+        self.open_bar: Any = None
+
+    def reduce(self, a: Any) -> Any:
+        return a if self.comm is None else self.comm.allreduce_sum(a)
+
+    def zeros(self, dtype: Any) -> Any:
+        return self.dev.xp.zeros((), dtype=dtype, device=self.dev.native)
+
+    def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
+        """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
+        xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
+        snapshot = _Snapshot(model, optimizer)
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(xp.int64)
+        bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
+                        dynamic_ncols=True, leave=True) if self.bar else None
+        steps, seen, last_refresh = 0, 0, time.perf_counter()
+        for batch in batches.epoch(epoch):
+            xb, yb = batch[0], batch[1]
+            nb = int(xb.shape[0])
+            if nb:
+                out = model.forward(xb, train=True)
+                value = loss.forward(out, yb, check=False)
+                model.backward(loss.backward(), input_grad=False)
+                loss_sum = loss_sum + value * nb
+                if classify:
+                    correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
+            else:
+                _zero_grads(model)
+            if comm is not None:
+                comm.allreduce_grads(model, count=nb)
+            optimizer.step(model)
+            steps, seen = steps + 1, seen + nb
+            if bar is not None:
+                bar.update(1)
+                now = time.perf_counter()
+                if now - last_refresh >= _REFRESH_S and seen:
+                    running = float(loss_sum) / seen
+                    bar.set_postfix_str(f"loss {running:.4f}")
+                    last_refresh = now
+                    if not math.isfinite(running) and comm is None:
+                        break
+        loss_total = float(self.reduce(loss_sum))
+        if not math.isfinite(loss_total):
+            if bar is not None:
+                bar.close()
+            raise self.diagnose(snapshot, batches, epoch, steps)
+        logs = {"train_loss": loss_total / n,
+                "train_accuracy": int(self.reduce(correct)) / n if classify else None}
+        self.open_bar = bar
+        return logs
+
+    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
+        """Mean loss and accuracy over this rank's share of (x, y), summed over ranks."""
+        xp, model, loss = self.dev.xp, self.model, self.loss
+        n = int(x.shape[0])
+        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(xp.int64)
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
+            out = model.forward(x[start:stop, ...], train=False)
+            loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
+            if classes is not None:
+                correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+        value = float(self.reduce(loss_sum)) / n
+        return value, (int(self.reduce(correct)) / n if classes is not None else None)
+
+    def diagnose(self, snapshot: _Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
+        """Replay ``epoch`` from its starting weights, checking every layer, up to the first bad step."""
+        xp, model, loss, comm = self.dev.xp, self.model, self.loss, self.comm
+        snapshot.restore(model, self.optimizer)
+        for step, batch in enumerate(batches.epoch(epoch)):
+            if step >= steps:
+                break
+            where = self.replay_step(batch[0], batch[1])
+            bad = where is not None
+            if comm is not None:
+                flag = xp.asarray(1 if bad else 0, dtype=xp.int64, device=self.dev.native)
+                bad = int(comm.allreduce_sum(flag)) > 0
+                where = where or "another rank's batch"
+            if bad:
+                return XpnetTrainingError(
+                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
+                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
+                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
+                    "the inputs.")
+            self.optimizer.step(model)
+        return XpnetTrainingError(
+            f"training stopped: the loss of epoch {epoch} is non-finite, but replaying the epoch from its "
+            "starting weights did not reproduce it layer by layer (a layer that is not deterministic on "
+            f"{self.dev.name}?)")
+
+    def replay_step(self, xb: Any, yb: Any) -> str | None:
+        """Forward/backward one batch layer by layer; where the first non-finite value appeared."""
+        model, loss = self.model, self.loss
+        first = None if _all_finite(xb) else "the input batch"
+        nb = int(xb.shape[0])
+        if nb:
+            h = xb
+            for i, layer in enumerate(model.layers):
+                h = layer.forward(h, train=True)
+                if first is None and not _all_finite(h):
+                    first = f"the output of layer {i} ({layer.name})"
+            value = loss.forward(h, yb, check=False)
+            if first is None and not _all_finite(value):
+                first = f"the loss ({loss.name}) with every layer output finite"
+            dy = loss.backward()
+            for i in range(len(model.layers) - 1, -1, -1):
+                layer = model.layers[i]
+                dy = layer.backward(dy)
+                for key, g in layer.grads.items():
+                    if first is None and not _all_finite(g):
+                        first = f"the gradient of {key!r} in layer {i} ({layer.name})"
+                if first is None and not _all_finite(dy):
+                    first = f"the input gradient of layer {i} ({layer.name})"
+        else:
+            _zero_grads(model)
+        if self.comm is not None:
+            self.comm.allreduce_grads(model, count=nb)
+            if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
+                first = "the gradients after the all-reduce over ranks"
+        return first
+
+
+def _zero_grads(model: Any) -> None:
+    for layer in model.layers:
+        layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
+
+
+def _format_logs(logs: dict[str, Any]) -> str:
+    parts = [f"{k} {logs[k]:.4f}" for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+             if logs.get(k) is not None]
+    return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
+
+
+def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int, batch_size: int,
+          device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
+          progress: bool = True, shuffle: bool = True, fallback: bool = True,
+          resume_from: str | os.PathLike | None = None, comm: Any = None) -> History:
+    """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
+
+    x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
+    the device); y: (N,) class indices or (N, C) one-hot for cross-entropy, (N, ...) like the output
+    for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer.
+    ``device``: ``"auto"`` (the device the model/data already live on, else a GPU if available, else
+    the CPU), ``"cpu"``, ``"cuda[:N]"`` or a Device; ``fallback=False`` raises instead of falling back to
+    the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
+    checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
+    ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
+    batch of ``batch_size`` rows, and the result equals the one-process run.
+    """
+    loss = _get_loss(loss)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"train: optimizer must be an xpnet optimizer (e.g. xn.optim.SGD(0.1)), got "
+                        f"{type(optimizer).__name__}")
+    optimizer.bind(model)
+    x, y = _pair(data, "train data")
+    n = int(x.shape[0])
+    epochs = _int_arg("epochs", epochs, 0)
+    batch_size = _int_arg("batch_size", batch_size, 1, n)
+    seed = _int_arg("seed", seed, 0)
+    val = _pair(validation, "validation") if validation is not None else None
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, _callbacks.Callback):
+            raise TypeError(f"train: callbacks must be xn.callbacks.Callback instances, got {type(cb).__name__}")
+    placed = _common_device({"model": model.device, "x": x, "y": y,
+                             "validation x": val and val[0], "validation y": val and val[1]})
+    if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
+        dev = placed
+    elif comm is not None:
+        dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
+    else:
+        dev = _pick_device(device, fallback)
+    rank = 0 if comm is None else int(comm.rank)
+
+    history = History(dev.name)
+    start = 0
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from) if rank == 0 else None
+        if comm is not None:
+            ckpt = comm.bcast_object(ckpt, root=0)
+        start = _apply_checkpoint(ckpt, model, optimizer, seed, epochs)
+        history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
+    model.to(dev)
+    optimizer.to(dev)
+    if comm is not None:
+        comm.broadcast_params(model, root=0)
+    x, y, classes = _prepare(x, y, model, loss, dev, "train data")
+    classify = classes is not None
+    if val is not None:
+        xv, yv, cv = _prepare(val[0], val[1], model, loss, dev, "validation")
+
+    trainer = _Trainer(model, loss, optimizer, dev, comm, progress)
+    arrays = (x, y) if classes is None or classes is y else (x, y, classes)
+    batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                            rank=trainer.rank, size=trainer.size)
+    state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None)
+    state.epoch = start
+    if trainer.show:
+        ranks = f", {trainer.size} ranks" if comm is not None else ""
+        print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
+              f"epochs {start + 1}..{epochs}", flush=True)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+
+    # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
+    # repeat that, once per step.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for epoch in range(start + 1, epochs + 1):
+            t0 = time.perf_counter()
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            logs = {"epoch": epoch, **trainer.run_epoch(batches, epoch, epochs, n, classify),
+                    "val_loss": None, "val_accuracy": None}
+            if val is not None:
+                logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+            logs["seconds"] = time.perf_counter() - t0
+            logs["lr"] = float(optimizer.lr)
+            if comm is not None:
+                logs = comm.bcast_object(logs, root=0)
+            history.epochs.append(logs)
+            state.epoch = epoch
+            if trainer.open_bar is not None:
+                trainer.open_bar.set_postfix_str(_format_logs(logs))
+                trainer.open_bar.close()
+            elif trainer.show:
+                print(f"epoch {epoch}/{epochs}  {_format_logs(logs)}", flush=True)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if any(cb.stop_training for cb in callbacks):
+                break
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
+    """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
+
+    Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
+    class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
+    ``comm`` each rank evaluates its share and the sums are reduced.
+    """
+    loss = _get_loss(loss)
+    x, y = _pair(data, "evaluate data")
+    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)
+    dev = model.device
+    _common_device({"model": dev, "x": x, "y": y})
+    x, y, classes = _prepare(x, y, model, loss, dev, "evaluate data")
+    trainer = _Trainer(model, loss, None, dev, comm, progress=False)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+    return {"loss": value, "accuracy": accuracy}
+
