@@ -4,7 +4,7 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any ar
 """
 
 from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy fast paths
-from . import callbacks, datasets, init, layers, losses, optim, testing
+from . import callbacks, datasets, distributed, init, layers, losses, optim, testing
 from .backend import (
     Device,
     XpnetDeviceWarning,
@@ -32,6 +32,7 @@ __all__ = [
     "cuda_available",
     "datasets",
     "device",
+    "distributed",
     "evaluate",
     "gradcheck",
     "init",
