@@ -48,8 +48,9 @@ def book_col2im(col, shape, kh, kw):
 class BookNet:
     """The book's SimpleConvNet layers, inlined; stride 1, no padding, pool 2x2 stride 2."""
 
-    def __init__(self, params):
+    def __init__(self, params, update=None):
         self.p = {k: v.copy() for k, v in params.items()}
+        self.update = update
         self.col_bytes = 0
 
     def step(self, x, t, lr):
@@ -100,8 +101,11 @@ class BookNet:
         g["b1"] = da1.sum(0)
         g["W1"] = (col.T @ da1).T.reshape(p["W1"].shape)
         book_col2im(da1 @ col_w.T, x.shape, kh, kw)  # dx, as the book's backward computes it
-        for k in p:
-            p[k] -= lr * g[k]
+        if self.update is not None:
+            self.update(p, g)
+        else:
+            for k in p:
+                p[k] -= lr * g[k]
         return loss
 
 
@@ -153,8 +157,8 @@ def main() -> None:
     loss_fn, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(lr)
 
     def xpnet_step(xb, tb):
-        loss = loss_fn.forward(model.forward(xb), tb)
-        model.backward(loss_fn.backward())
+        loss = loss_fn.forward(model.forward(xb), tb, check=False)
+        model.backward(loss_fn.backward(), input_grad=False)  # as PyTorch: no gradient for the images
         opt.step(model)
         return loss
 

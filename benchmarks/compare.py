@@ -1,0 +1,240 @@
+"""Epoch time of xpnet, hand-written NumPy (the seeds' style) and PyTorch eager, side by side.
+
+Workloads: MLP 784-100-10, MLP 784-1000-1000-10 and the CNN of benchmarks/cnn_epoch.py, at batch
+100 and 1000, float32, SGD and Adam. Each implementation runs a fixed number of steps on random
+data of Fashion-MNIST's shape in this one process (best of --repeats, implementations interleaved)
+and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table with the ratio of
+xpnet's time to the hand-written NumPy time and to PyTorch's.
+
+    python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
+
+On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+# PyTorch's OpenMP threads spin after each op by default and take the cores from NumPy's BLAS in the
+# interleaved runs; passive waiting keeps the comparison fair to both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cnn_epoch import BookNet, params_of, xpnet_model  # noqa: E402 - the book-style CNN lives there
+
+import xpnet as xn  # noqa: E402
+
+EPOCH = 60_000
+LR = {"sgd": 0.01, "adam": 1e-3}
+
+
+# -- hand-written NumPy, the seeds' style -------------------------------------------------------------
+
+class NumpyAdam:
+    """The book's Adam, on a dict of arrays."""
+
+    def __init__(self, lr, b1=0.9, b2=0.999, eps=1e-8):
+        self.lr, self.b1, self.b2, self.eps, self.t, self.m, self.v = lr, b1, b2, eps, 0, {}, {}
+
+    def __call__(self, p, g):
+        self.t += 1
+        lr_t = self.lr * np.sqrt(1 - self.b2 ** self.t) / (1 - self.b1 ** self.t)
+        for k in p:
+            m = self.m.setdefault(k, np.zeros_like(p[k]))
+            v = self.v.setdefault(k, np.zeros_like(p[k]))
+            m += (1 - self.b1) * (g[k] - m)
+            v += (1 - self.b2) * (g[k] ** 2 - v)
+            p[k] -= lr_t * m / (np.sqrt(v) + self.eps)
+
+
+def numpy_sgd(lr):
+    def update(p, g):
+        for k in p:
+            p[k] -= lr * g[k]
+    return update
+
+
+class NumpyMLP:
+    """Affine-ReLU-...-Affine-SoftmaxWithLoss, hand-written; params W1, b1, W2, ..."""
+
+    def __init__(self, params, update):
+        self.p = {k: v.copy() for k, v in params.items()}
+        self.update = update
+        self.depth = len(params) // 2
+
+    def step(self, x, t):
+        p, acts, masks = self.p, [x], []
+        for i in range(1, self.depth + 1):
+            a = acts[-1] @ p[f"W{i}"] + p[f"b{i}"]
+            if i < self.depth:
+                masks.append(a > 0)
+                a = np.where(masks[-1], a, 0)
+            acts.append(a)
+        y = acts[-1]
+        z = y - y.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        dy = e / e.sum(axis=1, keepdims=True)
+        dy[np.arange(len(t)), t] -= 1
+        dy /= len(t)
+        g = {}
+        for i in range(self.depth, 0, -1):
+            g[f"W{i}"], g[f"b{i}"] = acts[i - 1].T @ dy, dy.sum(axis=0)
+            if i > 1:
+                dy = np.where(masks[i - 2], dy @ p[f"W{i}"].T, 0)
+        self.update(p, g)
+
+
+# -- the workloads ----------------------------------------------------------------------------------------
+
+def mlp(sizes):
+    xn.init.seed(0)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(xn.layers.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(xn.layers.ReLU())
+    return xn.Sequential(*layers)
+
+
+WORKLOADS = {
+    "mlp-small": ("MLP 784-100-10", lambda: mlp((784, 100, 10)), (784,)),
+    "mlp-large": ("MLP 784-1000-1000-10", lambda: mlp((784, 1000, 1000, 10)), (784,)),
+    "cnn": ("CNN conv5x5x30-pool-100-10", xpnet_model, (1, 28, 28)),
+}
+
+
+def numpy_impl(workload, model, optimizer):
+    update = numpy_sgd(LR["sgd"]) if optimizer == "sgd" else NumpyAdam(LR["adam"])
+    if workload == "cnn":
+        net = BookNet(params_of(model), update=update)
+        return lambda x, t: net.step(x, t, LR["sgd"])
+    params = {}
+    for k, v in model.named_params().items():
+        index, name = k.split(".")
+        params[f"{name}{int(index) // 2 + 1}"] = xn.to_numpy(v).copy()
+    return NumpyMLP(params, update).step
+
+
+def torch_impl(torch, model, optimizer, device):
+    """The same architecture in torch.nn, starting from xpnet's weights."""
+    layers = []
+    for layer in model:
+        if isinstance(layer, xn.layers.Linear):
+            lin = torch.nn.Linear(layer.in_features, layer.out_features)
+            lin.weight.data = torch.from_numpy(xn.to_numpy(layer.params["W"]).T.copy())
+            lin.bias.data = torch.from_numpy(xn.to_numpy(layer.params["b"]).copy())
+            layers.append(lin)
+        elif isinstance(layer, xn.layers.Conv2d):
+            conv = torch.nn.Conv2d(layer.in_ch, layer.out_ch, layer.kernel_size)
+            conv.weight.data = torch.from_numpy(xn.to_numpy(layer.params["W"]).copy())
+            conv.bias.data = torch.from_numpy(xn.to_numpy(layer.params["b"]).copy())
+            layers.append(conv)
+        elif isinstance(layer, xn.layers.ReLU):
+            layers.append(torch.nn.ReLU())
+        elif isinstance(layer, xn.layers.MaxPool2d):
+            layers.append(torch.nn.MaxPool2d(2))
+        elif isinstance(layer, xn.layers.Flatten):
+            layers.append(torch.nn.Flatten())
+    net = torch.nn.Sequential(*layers).to(device)
+    opt = (torch.optim.SGD(net.parameters(), lr=LR["sgd"]) if optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=LR["adam"]))
+
+    def step(x, t):
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), t).backward()
+        opt.step()
+    return step
+
+
+def xpnet_impl(model, optimizer):
+    loss = xn.losses.SoftmaxCrossEntropy()
+    opt = xn.optim.SGD(LR["sgd"]) if optimizer == "sgd" else xn.optim.Adam(LR["adam"])
+
+    def step(x, t):
+        loss.forward(model.forward(x), t, check=False)
+        model.backward(loss.backward(), input_grad=False)
+        opt.step(model)
+    return step
+
+
+def best_times(impls, steps, repeats, sync):
+    """Best-of-``repeats`` seconds per step for each implementation, interleaved."""
+    for name, (step, x, t) in impls.items():
+        step(x, t)
+        sync[name]()
+    best = {name: float("inf") for name in impls}
+    for _ in range(repeats):
+        for name, (step, x, t) in impls.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(x, t)
+            sync[name]()
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    return best
+
+
+def peak_host_memory(step, x, t):
+    tracemalloc.start()
+    step(x, t)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
+    ap.add_argument("--batches", type=int, nargs="+", default=[100, 1000])
+    args = ap.parse_args()
+    dev = xn.device(args.device)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+        print("torch is not installed: the PyTorch column is skipped")
+    tdev = "cuda" if dev.is_cupy else "cpu"
+
+    threads = f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else ""
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; xpnet on {dev.name}{threads}")
+    print(f"{args.steps} steps per measurement, best of {args.repeats}, extrapolated to {EPOCH} images\n")
+    print("| workload | batch | optimizer | xpnet s/epoch | NumPy s/epoch | PyTorch s/epoch | xpnet/NumPy | "
+          "xpnet/PyTorch | xpnet peak host MiB/step |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    rng = np.random.default_rng(0)
+    for key in args.only:
+        title, make, shape = WORKLOADS[key]
+        for batch in args.batches:
+            x = rng.random((batch, *shape), dtype=np.float32)
+            t = rng.integers(0, 10, batch)
+            for optimizer in ("sgd", "adam"):
+                model = make()
+                impls = {"numpy": (numpy_impl(key, model, optimizer), x, t)}
+                sync = {"numpy": lambda: None}
+                if torch is not None:
+                    tx, tt = torch.from_numpy(x).to(tdev), torch.from_numpy(t).to(tdev)
+                    impls["torch"] = (torch_impl(torch, model, optimizer, tdev), tx, tt)
+                    sync["torch"] = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+                model.to(dev)
+                impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
+                sync["xpnet"] = dev.synchronize
+                best = best_times(impls, args.steps, args.repeats, sync)
+                peak = peak_host_memory(*impls["xpnet"]) if dev.is_numpy else float("nan")
+                per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
+                tcol = f"{per_epoch['torch']:.2f}" if "torch" in per_epoch else "-"
+                tratio = f"{per_epoch['xpnet'] / per_epoch['torch']:.2f}" if "torch" in per_epoch else "-"
+                print(f"| {title} | {batch} | {optimizer} | {per_epoch['xpnet']:.2f} | {per_epoch['numpy']:.2f} | "
+                      f"{tcol} | {per_epoch['xpnet'] / per_epoch['numpy']:.2f} | {tratio} | {peak / 2**20:.1f} |",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Every example runs (with small sizes) and prints what a reader of its docstring expects."""
+
+import importlib.util
+import pathlib
+import runpy
+
+import pytest
+
+from xpnet import backend, datasets
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fashion_mnist():
+    try:
+        datasets.find_files("fashion-mnist", download=False)
+    except datasets.DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy_probed", True)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)
+
+
+def test_cpu_fallback_warns_and_trains_on_the_cpu(no_cuda, capsys):
+    with pytest.warns(backend.XpnetDeviceWarning, match="cupy is not installed"):
+        runpy.run_path(str(EXAMPLES / "cpu_fallback.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "trained on cpu" in out
+    assert float(out.rsplit("train accuracy", 1)[1]) > 0.9
+
+
+def test_gradient_check_example_passes(capsys):
+    _load("gradient_check").main(["--device", "cpu"])
+    out = capsys.readouterr().out
+    assert "backprop agrees with numerical gradients" in out and "0.W" in out
+
+
+def test_two_layer_net_learns(fashion_mnist, capsys):
+    _load("two_layer_net").main(["--device", "cpu", "--epochs", "2", "--limit", "3000"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2
+    assert float(lines[-1].rsplit("test acc", 1)[1]) > 0.6
+
+
+def test_deep_mlp_learns(fashion_mnist, capsys):
+    _load("deep_mlp").main(["--device", "cpu", "--epochs", "1", "--limit", "2000", "--hidden", "32", "32",
+                            "--dropout", "0.1"])
+    out = capsys.readouterr().out
+    assert "Dropout" in out
+    assert float(out.rsplit("final test accuracy:", 1)[1]) > 0.5
+
+
+def test_cnn_example_learns(fashion_mnist, capsys):
+    _load("cnn_fashion_mnist").main(["--device", "cpu", "--epochs", "1", "--limit", "1000"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("epoch 1:")
+    assert float(last.split("test accuracy")[1].split()[0]) > 0.5
