@@ -65,3 +65,12 @@ def dev(request):
 def rng():
     return np.random.default_rng(1234)
 
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """Make CUDA look unavailable, with a known reason ("cupy is not installed (test)")."""
+    monkeypatch.setattr(backend, "_cupy_probed", True)
+    monkeypatch.setattr(backend, "_cupy", None)
+    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)

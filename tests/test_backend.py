@@ -9,15 +9,6 @@ import xpnet as xn
 from xpnet import backend
 
 
-@pytest.fixture
-def no_cuda(monkeypatch):
-    """Make CUDA look unavailable, with a known reason."""
-    monkeypatch.setattr(backend, "_cupy_probed", True)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
-    monkeypatch.delenv("XPNET_DEVICE", raising=False)
-
-
 def test_cuda_available_never_raises_and_is_bool():
     assert isinstance(xn.cuda_available(), bool)
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.datasets import idx, mnist
+from xpnet.datasets import mnist
 from xpnet.datasets.mnist import FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, Checksum
 
 DTYPE_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D, np.float64: 0x0E}

@@ -26,14 +26,6 @@ def fashion_mnist():
         pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
 
 
-@pytest.fixture
-def no_cuda(monkeypatch):
-    monkeypatch.setattr(backend, "_cupy_probed", True)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
-    monkeypatch.delenv("XPNET_DEVICE", raising=False)
-
-
 def test_cpu_fallback_warns_and_trains_on_the_cpu(no_cuda, capsys):
     with pytest.warns(backend.XpnetDeviceWarning, match="cupy is not installed"):
         runpy.run_path(str(EXAMPLES / "cpu_fallback.py"), run_name="__main__")

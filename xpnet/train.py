@@ -436,7 +436,7 @@ class _Trainer:
 
     def diagnose(self, snapshot: _Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
         """Replay ``epoch`` from its starting weights, checking every layer, up to the first bad step."""
-        xp, model, loss, comm = self.dev.xp, self.model, self.loss, self.comm
+        xp, model, comm = self.dev.xp, self.model, self.comm
         snapshot.restore(model, self.optimizer)
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:

@@ -17,7 +17,7 @@ class Flatten(Layer):
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
         if x.ndim < 1:
-            raise ValueError(f"Flatten: expected an input of shape (N, ...), got a 0-d array")
+            raise ValueError("Flatten: expected an input of shape (N, ...), got a 0-d array")
         self._shape = x.shape
         return xp.reshape(x, (x.shape[0], -1))
 
