@@ -1,0 +1,51 @@
+"""The public names of the API contract (shared/API.md) exist and keep their signatures' keywords."""
+
+import inspect
+
+import pytest
+
+import xpnet as xn
+
+NAMES = [
+    "cuda_available", "device", "Device", "to_device", "to_numpy", "XpnetDeviceWarning",
+    "layers.Linear", "layers.ReLU", "layers.Sigmoid", "layers.Tanh", "layers.Flatten", "layers.Dropout",
+    "layers.BatchNorm", "layers.Conv2d", "layers.MaxPool2d",
+    "losses.SoftmaxCrossEntropy", "losses.MeanSquaredError",
+    "Sequential", "load", "init.seed",
+    "optim.SGD", "optim.Momentum", "optim.Nesterov", "optim.AdaGrad", "optim.RMSprop", "optim.Adam", "optim.AdamW",
+    "train", "evaluate", "callbacks.EarlyStopping", "callbacks.ModelCheckpoint", "callbacks.LearningRateSchedule",
+    "gradcheck", "GradcheckError", "testing.assert_gradients_ok", "testing.assert_backends_agree",
+    "datasets.load_mnist", "datasets.load_fashion_mnist", "datasets.spiral",
+    "distributed.init",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_public_name_exists(name):
+    obj = xn
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    assert callable(obj)
+
+
+@pytest.mark.parametrize("fn,keywords", [
+    (xn.train, ["loss", "optimizer", "epochs", "batch_size", "device", "validation", "seed", "callbacks", "progress",
+                "comm"]),
+    (xn.gradcheck, ["t", "loss", "device", "eps", "atol", "rtol", "fast", "max_entries", "seed"]),
+    (xn.evaluate, ["loss", "batch_size"]),
+    (xn.layers.Linear, ["in_features", "out_features", "init", "bias"]),
+    (xn.layers.Conv2d, ["in_ch", "out_ch", "kernel_size", "stride", "padding"]),
+    (xn.datasets.load_mnist, ["normalize", "flatten", "one_hot"]),
+    (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
+    (xn.Sequential.predict, ["batch_size"]),
+    (xn.load, ["device"]),
+])
+def test_contract_keywords(fn, keywords):
+    params = inspect.signature(fn).parameters
+    missing = [k for k in keywords if k not in params]
+    assert not missing, f"{fn.__qualname__} lacks {missing}"
+
+
+def test_device_object_contract():
+    dev = xn.device("cpu")
+    assert dev.name == "cpu" and hasattr(dev.xp, "matmul")
