@@ -12,6 +12,8 @@ import sys
 import tempfile
 from typing import Any, Sequence
 
+from .fileio import atomic_write
+
 DATASETS = ("fashion-mnist", "mnist", "spiral")
 MODELS = ("mlp", "cnn")
 
@@ -86,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = xn.evaluate(model, (xv, tv), loss=xn.losses.SoftmaxCrossEntropy(), batch_size=1000, comm=comm)
     if root:
         model.save(os.path.join(out, "model.npz"))
-        _atomic_write_text(os.path.join(out, "history.json"), json.dumps(history.to_dict(), indent=2))
+        with atomic_write(os.path.join(out, "history.json"), "w") as f:
+            json.dump(history.to_dict(), f, indent=2)
         plot = ""
         try:
             history.plot(os.path.join(out, "curves.png"))
@@ -128,18 +131,6 @@ def _device(spec: str) -> Any:
         return xn.device(spec)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def parser() -> argparse.ArgumentParser:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from .backend import Device, device, device_of, to_device, to_numpy
+from .fileio import atomic_savez
 from .layers.base import Layer, layer_from_config
 
 _CONFIG_KEY = "__xpnet_model__"
@@ -149,23 +149,6 @@ def load(path: str | os.PathLike, device: Any = "cpu") -> Sequential:
         for name in expected:
             model.set_param(name, data[name])
     return model.to(device)
-
-
-def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """``numpy.savez`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _split(name: str) -> tuple[int, str]:

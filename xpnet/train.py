@@ -23,7 +23,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from typing import Any, Iterable
@@ -34,8 +33,8 @@ import tqdm
 from . import callbacks as _callbacks
 from .backend import Device, device as _resolve_device, device_of, namespace, to_device, to_numpy
 from .datasets.batches import BatchIterator
+from .fileio import atomic_savez, atomic_write
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
-from .model import atomic_savez
 from .optim import Optimizer
 
 __all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState", "save_checkpoint",
@@ -104,16 +103,8 @@ class History:
             if ax.has_data():
                 ax.legend()
         fig.tight_layout()
-        path = os.fspath(path)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                fig.savefig(f, format="png")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "wb", suffix=".png") as f:
+            fig.savefig(f, format="png")
 
 
 # ----------------------------------------------------------------------------------------
