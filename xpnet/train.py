@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 
 from . import callbacks as _callbacks
-from .backend import Device, device as _resolve_device, device_of, namespace, to_device, to_numpy
+from .backend import Device, device as _resolve_device, device_of, namespace, set_rng_state, to_device, to_numpy
 from .datasets.batches import BatchIterator
 from .fileio import atomic_savez, atomic_write
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
@@ -156,7 +156,7 @@ def _rng_states(model: Any) -> dict[str, Any]:
 
 def _set_rng_states(model: Any, states: dict[str, Any]) -> None:
     for i, state in states.items():
-        model.layers[int(i)].rng.bit_generator.state = state
+        set_rng_state(model.layers[int(i)].rng, state)
 
 
 def _apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int) -> int:
