@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from typing import Any
 
-from .backend import Device, device_of
+import numpy as np
+
+from .backend import Device, XpnetDeviceWarning, device, device_of, to_device, to_numpy
 from .gradcheck import GradcheckReport, gradcheck
 
 
@@ -55,13 +59,6 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
     its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (under pytest)
     or raise ``RuntimeError`` naming the reasons.
     """
-    import inspect  # noqa: PLC0415
-    import warnings  # noqa: PLC0415
-
-    import numpy as np  # noqa: PLC0415
-
-    from .backend import XpnetDeviceWarning, device, to_device, to_numpy  # noqa: PLC0415
-
     usable, skipped = [], []
     for spec in devices:
         try:
