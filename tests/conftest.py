@@ -6,6 +6,9 @@ Inputs are made in NumPy on the host and sent to the case's device; results come
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -22,6 +25,12 @@ def _cuda_device():
     if not xn.cuda_available():
         pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
     return xn.device("cuda", fallback=False)
+
+
+def pytest_configure(config):
+    """Child processes (``mpiexec``, ``python -m xpnet``) import the xpnet under test, installed or not."""
+    root = str(Path(xn.__file__).resolve().parents[1])
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
 
 
 DEVICE_MAKERS = {
