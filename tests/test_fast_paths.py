@@ -104,3 +104,66 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
         out.append([xn.to_numpy(a) for a in (y, layer.backward(y * 1.0), layer.grads["W"])])
     for a, b in zip(*out):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+# -- optimizers: one work buffer through ``out=`` (NumPy, CuPy) against a temporary per operation --------
+
+
+def _optimizer_run(name, dev, enabled, rng_seed=0, steps=4):
+    """Parameters and state after ``steps`` updates of two parameters of different sizes, with the
+    ``out=`` path on or off."""
+    rng = np.random.default_rng(rng_seed)
+    params = {"a": rng.standard_normal((5, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
+
+    class Model:
+        def __init__(self):
+            self.p = {k: xn.to_device(v, dev) for k, v in params.items()}
+            self.g = {}
+
+        def named_params(self):
+            return self.p
+
+        def named_grads(self):
+            return self.g
+
+    model, opt = Model(), xn.optim.OPTIMIZERS[name](lr=0.05)
+    previous = backend.set_fast_paths(enabled)
+    try:
+        for _ in range(steps):
+            model.g = {k: xn.to_device(rng.standard_normal(v.shape).astype(np.float32), dev) for k, v in params.items()}
+            opt.step(model)
+    finally:
+        backend.set_fast_paths(previous)
+    return model.p, opt
+
+
+@pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
+def test_optimizer_out_path_equals_temporaries_bit_for_bit(name):
+    fast, opt = _optimizer_run(name, xn.device("cpu"), True)
+    slow, _ = _optimizer_run(name, xn.device("cpu"), False)
+    for k in fast:
+        np.testing.assert_array_equal(fast[k], slow[k])
+    # The shared work buffer is scratch: never in the checkpointed state.
+    assert all(set(s) <= {"v", "h", "m"} for s in opt.state_dict()["state"].values())
+
+
+def test_optimizer_work_buffer_is_shared_and_not_kept_after_moving():
+    params, opt = _optimizer_run("adam", xn.device("cpu"), True)
+    (buf,) = opt._work_buffers.values()
+    assert buf.shape == (15,)  # one buffer, the size of the largest parameter
+    opt.to(xn.device("cpu"))
+    assert opt._work_buffers == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
+def test_cupy_optimizer_out_path_equals_temporaries_and_cpu(name):
+    if not xn.cuda_available():
+        pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
+    dev = xn.device("cuda", fallback=False)
+    fast, _ = _optimizer_run(name, dev, True)
+    slow, _ = _optimizer_run(name, dev, False)
+    cpu, _ = _optimizer_run(name, xn.device("cpu"), True)
+    for k in fast:
+        np.testing.assert_array_equal(xn.to_numpy(fast[k]), xn.to_numpy(slow[k]))
+        np.testing.assert_allclose(xn.to_numpy(fast[k]), cpu[k], rtol=1e-5, atol=1e-6)

@@ -28,6 +28,8 @@ __all__ = [
     "same_device",
     "fast_path",
     "register_fast_path",
+    "writes_out",
+    "into",
 ]
 
 
@@ -381,6 +383,19 @@ def fast_path(op: str, xp: Any) -> Callable[..., Any] | None:
     if array_api_compat.is_cupy_namespace(xp):
         return _FAST_PATHS.get((op, "cupy"))
     return None
+
+
+def writes_out(xp: Any) -> bool:
+    """Whether ``xp``'s elementwise functions can write into ``out=`` (NumPy's and CuPy's ufuncs do;
+    the array API has no ``out=``). False while the fast paths are off, so tests compare both ways."""
+    return _fast_paths_enabled and (array_api_compat.is_numpy_namespace(xp)
+                                    or array_api_compat.is_cupy_namespace(xp))
+
+
+def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` written into ``out``, or a new array when ``out`` is None (a namespace without
+    ``out=``, see :func:`writes_out`). Always use the result: ``w = into(w, xp.sqrt, v)``."""
+    return fn(*args) if out is None else fn(*args, out=out)
 
 
 def set_fast_paths(enabled: bool) -> bool:

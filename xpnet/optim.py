@@ -1,7 +1,9 @@
 """Optimizers: one shared ``step(model)`` around a small per-optimizer ``_update``.
 
 Parameters are updated in place on their device; state (velocities, moments) is made lazily
-with ``zeros_like(param)``, so it lives on the parameter's device and dtype.
+with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
+can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
+making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backend import namespace, same_device, to_device
+from .backend import into, namespace, same_device, to_device, writes_out
 
 
 class Optimizer:
@@ -21,6 +23,7 @@ class Optimizer:
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
         self._model_id: int | None = None
+        self._work_buffers: dict[Any, Any] = {}
 
     @property
     def name(self) -> str:
@@ -55,8 +58,29 @@ class Optimizer:
             slots[key] = xp.zeros_like(p)
         return slots[key]
 
+    def _work(self, p: Any, xp: Any) -> Any:
+        """A scratch array shaped like ``p``, a view of one flat buffer per dtype and device shared by
+        all parameters (only one update runs at a time), or None where ``xp`` has no ``out=``.
+        Never checkpointed."""
+        if not writes_out(xp):
+            return None
+        key = (type(p), p.dtype, getattr(p, "device", None))
+        buf = self._work_buffers.get(key)
+        if buf is None or buf.shape[0] < p.size:
+            buf = self._work_buffers[key] = xp.empty_like(xp.reshape(p, (-1,)))
+        return xp.reshape(buf[:p.size], p.shape)
+
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         raise NotImplementedError
+
+    @staticmethod
+    def _divide_step(p: Any, num: Any, den: Any, lr: float, eps: float, work: Any, xp: Any) -> None:
+        """p -= lr * num / (sqrt(den) + eps), through ``work`` (None: temporaries)."""
+        w = into(work, xp.sqrt, den)
+        w += eps
+        w = into(work, xp.divide, num, w)
+        w *= lr
+        p -= w
 
     # -- checkpointing ----------------------------------------------------------------------
 
@@ -71,11 +95,13 @@ class Optimizer:
         for k, v in sd["hyperparams"].items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
+        self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}
 
     def to(self, device: Any) -> "Optimizer":
         """Move the optimizer state to ``device`` (with the model)."""
+        self._work_buffers = {}
         self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
         return self
 
@@ -128,7 +154,10 @@ class Nesterov(Momentum):
         v = self._slot(name, "v", p, xp)
         v *= self.momentum
         v += g
-        p -= self.lr * (g + self.momentum * v)
+        w = self.momentum * v
+        w += g
+        w *= self.lr
+        p -= w
 
 
 class AdaGrad(Optimizer):
@@ -142,9 +171,9 @@ class AdaGrad(Optimizer):
         return {"lr": self.lr, "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
-        h = self._slot(name, "h", p, xp)
-        h += g * g
-        p -= self.lr * g / (xp.sqrt(h) + self.eps)
+        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
+        h += into(work, xp.multiply, g, g)
+        self._divide_step(p, g, h, self.lr, self.eps, work, xp)
 
 
 class RMSprop(Optimizer):
@@ -159,10 +188,12 @@ class RMSprop(Optimizer):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
-        h = self._slot(name, "h", p, xp)
+        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
         h *= self.alpha
-        h += (1.0 - self.alpha) * (g * g)
-        p -= self.lr * g / (xp.sqrt(h) + self.eps)
+        w = into(work, xp.multiply, g, g)
+        w *= 1.0 - self.alpha
+        h += w
+        self._divide_step(p, g, h, self.lr, self.eps, work, xp)
 
 
 class Adam(Optimizer):
@@ -186,14 +217,17 @@ class Adam(Optimizer):
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         g = self._decay(p, g)
         b1, b2 = self.betas
-        m = self._slot(name, "m", p, xp)
-        v = self._slot(name, "v", p, xp)
-        m *= b1
-        m += (1.0 - b1) * g
+        m, v, work = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp), self._work(p, xp)
+        w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
+        w *= 1.0 - b1
+        m += w
         v *= b2
-        v += (1.0 - b2) * (g * g)
-        step = self.lr * math.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)
-        p -= step * m / (xp.sqrt(v) + self.eps * math.sqrt(1.0 - b2 ** self.t))
+        w = into(work, xp.multiply, g, g)
+        w *= 1.0 - b2
+        v += w
+        # Bias correction folded into the step size and eps: lr * m_hat / (sqrt(v_hat) + eps).
+        correction = math.sqrt(1.0 - b2 ** self.t)
+        self._divide_step(p, m, v, self.lr * correction / (1.0 - b1 ** self.t), self.eps * correction, work, xp)
 
 
 class AdamW(Adam):
