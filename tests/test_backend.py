@@ -138,3 +138,15 @@ def test_fast_path_registry_can_be_switched_off():
         backend.set_fast_paths(previous)
     finally:
         backend._FAST_PATHS.pop(("test-op", "numpy"))
+
+
+def test_isdtype_memo_answers_per_library_and_kind():
+    strict = pytest.importorskip("array_api_strict")
+    np_xp = xn.device("cpu").xp
+    for _ in range(2):  # the second round is answered from the memo
+        assert backend.isdtype(np_xp, np.dtype("float32"), "real floating")
+        assert not backend.isdtype(np_xp, np.dtype("int64"), "real floating")
+        assert backend.isdtype(np_xp, np.dtype("int64"), "integral")
+        assert backend.isdtype(strict, strict.float64, "real floating")
+        assert not backend.isdtype(strict, strict.int32, "real floating")
+        assert backend.isdtype(strict, strict.int32, "integral")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backend import namespace, same_device, device_of
+from .backend import device_of, isdtype, namespace, same_device
 
 
 class Loss:
@@ -28,7 +28,7 @@ class Loss:
         if namespace(t) is not xp or not same_device(y, t):
             raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "
                              "move both to one device")
-        if not xp.isdtype(y.dtype, "real floating"):
+        if not isdtype(xp, y.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
         return xp
 
@@ -44,6 +44,7 @@ class SoftmaxCrossEntropy(Loss):
     def __init__(self) -> None:
         self._p = None
         self._t = None
+        self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
         xp = self._check_pair(y, t)
@@ -53,15 +54,17 @@ class SoftmaxCrossEntropy(Loss):
         if t.shape[0] != n:
             raise ValueError(f"{self.name}: {n} predictions but {t.shape[0]} labels")
         z = y - xp.max(y, axis=1, keepdims=True)
-        logp = z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
+        e = xp.exp(z)
+        total = xp.sum(e, axis=1, keepdims=True)
+        logp = z - xp.log(total)
         if t.ndim == 1:
-            if not xp.isdtype(t.dtype, "integral"):
+            if not isdtype(xp, t.dtype, "integral"):
                 raise TypeError(f"{self.name}: labels of shape (N,) must be integer class indices, got dtype "
                                 f"{t.dtype}; pass one-hot rows of shape (N, {c}) for soft targets")
             if check and n and (int(xp.min(t)) < 0 or int(xp.max(t)) >= c):
                 raise ValueError(f"{self.name}: labels must lie in [0, {c}), got values in "
                                  f"[{int(xp.min(t))}, {int(xp.max(t))}]")
-            target = xp.astype(xp.arange(c, device=y.device)[None, :] == t[:, None], y.dtype)
+            target = xp.astype(self._arange(xp, c, y) == t[:, None], y.dtype)
         elif t.ndim == 2:
             if t.shape[1] != c:
                 raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
@@ -69,9 +72,16 @@ class SoftmaxCrossEntropy(Loss):
             target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
         else:
             raise ValueError(f"{self.name}: labels must be (N,) indices or (N, {c}) one-hot, got {tuple(t.shape)}")
-        self._p = xp.exp(logp)
+        self._p = e / total
         self._t = target
         return -xp.sum(target * logp) / n
+
+    def _arange(self, xp: Any, c: int, y: Any) -> Any:
+        """arange(C) as a (1, C) row on ``y``'s device, made once per namespace, device and C."""
+        key = (xp, c, y.device)
+        if self._classes[0] != key:
+            self._classes = (key, xp.arange(c, device=y.device)[None, :])
+        return self._classes[1]
 
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None:

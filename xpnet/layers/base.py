@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from ..backend import Device, device_of, namespace, same_device, to_device
+from ..backend import Device, device_of, isdtype, namespace, same_device, to_device
 
 _LAYER_TYPES: dict[str, type] = {}
 
@@ -68,7 +68,7 @@ class Layer:
     def _check_float(self, x: Any) -> Any:
         """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
         xp = namespace(x)
-        if id(x.dtype) not in _FLOAT_DTYPE_IDS and not _is_float(xp, x.dtype):
+        if not isdtype(xp, x.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
                             "convert with xp.astype(x, xp.float32) (images: also divide by 255)")
         return xp
@@ -89,20 +89,6 @@ class Layer:
         if cached is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         return cached
-
-
-# Memoised by identity (dtypes of two libraries must not be compared): the check runs on every
-# forward and backward. The list keeps the dtype objects alive so their ids stay theirs.
-_FLOAT_DTYPE_IDS: set[int] = set()
-_FLOAT_DTYPES_SEEN: list[Any] = []
-
-
-def _is_float(xp: Any, dtype: Any) -> bool:
-    if xp.isdtype(dtype, "real floating"):
-        _FLOAT_DTYPES_SEEN.append(dtype)
-        _FLOAT_DTYPE_IDS.add(id(dtype))
-        return True
-    return False
 
 
 def positive_int(layer: Layer, arg: str, value: Any) -> int:
