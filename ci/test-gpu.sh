@@ -10,3 +10,6 @@ fi
 python -m pytest -q -m gpu
 python benchmarks/mlp_step.py --device cuda
 if [ -f benchmarks/compare.py ]; then python benchmarks/compare.py --device cuda; fi
+# Where a batch-100 step spends its time on the GPU (launch-bound or not), for the README.
+python benchmarks/profile_step.py --device cuda --workload mlp-small --batch 100
+python benchmarks/profile_step.py --device cuda --workload mlp-large --batch 100 --optimizer adam
