@@ -155,9 +155,52 @@ def test_optimizer_work_buffer_is_shared_and_not_kept_after_moving():
     assert opt._work_buffers == {}
 
 
+def _run_kernel_source_in_numpy(name, arrays, scalars):
+    """Execute a fused CuPy kernel's C body as NumPy statements (the bodies are plain arithmetic,
+    one statement per ';'), so its arithmetic is checked here without a GPU."""
+    in_params, out_params, body = backend_fast._CUPY_KERNEL_SOURCES[name]
+    declared = [p.split()[1] for p in (in_params + ", " + out_params).split(", ")]
+    scope = {"sqrt": np.sqrt, **arrays, **scalars}
+    assert sorted(declared) == sorted(scope.keys() - {"sqrt"}), "kernel parameters and test names differ"
+    for statement in filter(None, (s.strip() for s in body.split(";"))):
+        exec(statement, {}, scope)  # noqa: S102 - the kernel bodies of this package, nothing else
+    return scope
+
+
+@pytest.mark.parametrize("name,opt,extra", [
+    ("sgd", lambda: xn.optim.SGD(lr=0.05), {}),
+    ("momentum", lambda: xn.optim.Momentum(lr=0.05, momentum=0.8), {"v"}),
+    ("adam", lambda: xn.optim.Adam(lr=0.05, betas=(0.8, 0.9), eps=1e-3), {"m", "v"}),
+])
+def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
+    rng = np.random.default_rng(3)
+    p, opt = rng.standard_normal((4, 3)), opt()
+    state = {k: np.zeros_like(p) for k in extra}
+    kernel_p = p.copy()
+    model = type("M", (), {"named_params": lambda self: {"w": p}, "named_grads": lambda self: {"w": g}})()
+    for t in range(1, 4):
+        g = rng.standard_normal(p.shape)
+        opt.step(model)  # the portable path on NumPy (no NumPy kernel is registered for these ops)
+        if name == "sgd":
+            scalars = {"lr": opt.lr}
+        elif name == "momentum":
+            scalars = {"lr": opt.lr, "momentum": opt.momentum}
+        else:
+            (b1, b2), c = opt.betas, np.sqrt(1 - opt.betas[1] ** t)
+            scalars = {"one_minus_b1": 1 - b1, "b2": b2, "one_minus_b2": 1 - b2,
+                       "step": opt.lr * c / (1 - b1 ** t), "eps": opt.eps * c}
+        out = _run_kernel_source_in_numpy(name, {"g": g, "p": kernel_p, **state}, scalars)
+        kernel_p, state = out["p"], {k: out[k] for k in extra}
+    np.testing.assert_allclose(kernel_p, p, rtol=1e-12, atol=1e-14)
+    for k in extra:
+        np.testing.assert_allclose(state[k], opt.state["w"][k], rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
-def test_cupy_optimizer_out_path_equals_temporaries_and_cpu(name):
+def test_cupy_optimizers_fast_equal_portable_and_cpu(name):
+    """Fused kernels (SGD, Momentum, Adam, AdamW) and the out= path (the others) against the
+    portable path on the GPU and against the CPU."""
     if not xn.cuda_available():
         pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
     dev = xn.device("cuda", fallback=False)
@@ -165,5 +208,5 @@ def test_cupy_optimizer_out_path_equals_temporaries_and_cpu(name):
     slow, _ = _optimizer_run(name, dev, False)
     cpu, _ = _optimizer_run(name, xn.device("cpu"), True)
     for k in fast:
-        np.testing.assert_array_equal(xn.to_numpy(fast[k]), xn.to_numpy(slow[k]))
+        np.testing.assert_allclose(xn.to_numpy(fast[k]), xn.to_numpy(slow[k]), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(xn.to_numpy(fast[k]), cpu[k], rtol=1e-5, atol=1e-6)

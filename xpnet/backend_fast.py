@@ -1,4 +1,5 @@
-"""NumPy and CuPy fast paths for ops whose portable form loops over kernel offsets.
+"""NumPy and CuPy fast paths: im2col without the portable loop over kernel offsets, and the
+optimizers' updates as one fused CuPy kernel per parameter instead of one kernel per operation.
 
 Registered with :func:`xpnet.backend.register_fast_path` and picked by ``fast_path(op, xp)``;
 ``xpnet.backend.set_fast_paths(False)`` (or ``XPNET_DISABLE_FAST_PATHS=1``) falls back to the
@@ -41,3 +42,45 @@ def im2col_cupy(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
     import cupy  # noqa: PLC0415 - only reached with a CuPy array, so CuPy is present
 
     return _im2col_strided(cupy.lib.stride_tricks.as_strided, cupy.ascontiguousarray, x, kernel, stride, padding)
+
+
+# -- optimizers: one fused CuPy kernel per parameter ----------------------------------------------------
+# The portable updates in xpnet.optim launch one kernel per operation (Adam: about ten per parameter),
+# which at small batches is what a GPU step waits for. Each kernel below does the same arithmetic
+# in one pass; ``p``, ``m`` and ``v`` are updated in place. Scalars are cast to the arrays' dtype.
+
+_CUPY_KERNELS: dict[str, Any] = {}
+_CUPY_KERNEL_SOURCES = {
+    "sgd": ("T g, T lr", "T p", "p -= lr * g;"),
+    "momentum": ("T g, T lr, T momentum", "T p, T v", "v = v * momentum - lr * g; p += v;"),
+    "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
+             "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
+}
+
+
+def _cupy_kernel(name: str) -> Any:
+    kernel = _CUPY_KERNELS.get(name)
+    if kernel is None:
+        import cupy  # noqa: PLC0415 - only reached with CuPy arrays
+
+        in_params, out_params, body = _CUPY_KERNEL_SOURCES[name]
+        kernel = _CUPY_KERNELS[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"xpnet_{name}_update")
+    return kernel
+
+
+@register_fast_path("sgd_update", "cupy")
+def sgd_update_cupy(p: Any, g: Any, lr: float) -> None:
+    """p -= lr * g."""
+    _cupy_kernel("sgd")(g, lr, p)
+
+
+@register_fast_path("momentum_update", "cupy")
+def momentum_update_cupy(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:
+    """v = momentum * v - lr * g; p += v."""
+    _cupy_kernel("momentum")(g, lr, momentum, p, v)
+
+
+@register_fast_path("adam_update", "cupy")
+def adam_update_cupy(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: float, eps: float) -> None:
+    """m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= step * m / (sqrt(v) + eps)."""
+    _cupy_kernel("adam")(g, 1.0 - b1, b2, 1.0 - b2, step, eps, p, m, v)

@@ -3,7 +3,8 @@
 Parameters are updated in place on their device; state (velocities, moments) is made lazily
 with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
-making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same.
+making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same. On
+CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend_fast``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .backend import into, namespace, same_device, to_device, writes_out
+from .backend import fast_path, into, namespace, same_device, to_device, writes_out
 
 
 class Optimizer:
@@ -127,6 +128,10 @@ class SGD(Optimizer):
         super().__init__(lr)
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+        fused = fast_path("sgd_update", xp)
+        if fused is not None:
+            fused(p, g, self.lr)
+            return
         p -= self.lr * g
 
 
@@ -142,6 +147,10 @@ class Momentum(Optimizer):
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         v = self._slot(name, "v", p, xp)
+        fused = fast_path("momentum_update", xp)
+        if fused is not None:
+            fused(p, g, v, self.lr, self.momentum)
+            return
         v *= self.momentum
         v -= self.lr * g
         p += v
@@ -217,7 +226,15 @@ class Adam(Optimizer):
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         g = self._decay(p, g)
         b1, b2 = self.betas
-        m, v, work = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp), self._work(p, xp)
+        m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
+        # Bias correction folded into the step size and eps: lr * m_hat / (sqrt(v_hat) + eps).
+        correction = math.sqrt(1.0 - b2 ** self.t)
+        step, eps = self.lr * correction / (1.0 - b1 ** self.t), self.eps * correction
+        fused = fast_path("adam_update", xp)
+        if fused is not None:
+            fused(p, g, m, v, b1, b2, step, eps)
+            return
+        work = self._work(p, xp)
         w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
         w *= 1.0 - b1
         m += w
@@ -225,9 +242,7 @@ class Adam(Optimizer):
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - b2
         v += w
-        # Bias correction folded into the step size and eps: lr * m_hat / (sqrt(v_hat) + eps).
-        correction = math.sqrt(1.0 - b2 ** self.t)
-        self._divide_step(p, m, v, self.lr * correction / (1.0 - b1 ** self.t), self.eps * correction, work, xp)
+        self._divide_step(p, m, v, step, eps, work, xp)
 
 
 class AdamW(Adam):
