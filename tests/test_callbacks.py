@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -148,3 +149,61 @@ def test_monitoring_validation_without_validation_data_fails_before_training(dat
 def test_schedule_returning_a_bad_lr_is_reported(data):
     with pytest.raises(ValueError, match=r"schedule\(0\) returned 0"):
         fit(mlp(), data, [LearningRateSchedule(lambda i: 0)])
+
+
+# -- resumed runs take up where the checkpoint left off ------------------------------------------------
+
+
+def test_resumed_model_checkpoint_best_only_keeps_the_better_file(data, tmp_path):
+    """save_best_only after resume_from compares with the best epoch before the checkpoint: the worse
+    epochs after it must not replace best.npz."""
+    rec = Recorder()
+    h_whole = fit(mlp(), data, [rec], epochs=8, optimizer=xn.optim.SGD(5.0))  # a rate that makes val_loss jump
+    losses = [e["val_loss"] for e in h_whole.epochs]
+    best_epoch = losses.index(min(losses)) + 1
+    assert best_epoch < 8, "the scenario needs worse epochs after the best one"
+    run, best = tmp_path / "run.npz", tmp_path / "best.npz"
+
+    def callbacks():
+        return [ModelCheckpoint(run, full=True), ModelCheckpoint(best, monitor="val_loss", save_best_only=True)]
+
+    fit(mlp(), data, callbacks(), epochs=best_epoch, optimizer=xn.optim.SGD(5.0))  # interrupted at the best epoch
+    fit(mlp(), data, callbacks(), epochs=8, optimizer=xn.optim.SGD(5.0), resume_from=run)
+    loaded = xn.load(best)
+    for k, v in rec.weights[best_epoch].items():
+        np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v)
+
+
+def test_resumed_early_stopping_keeps_its_patience_counter(data, tmp_path):
+    run = tmp_path / "run.npz"
+    uninterrupted = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0)
+    h_full = fit(mlp(), data, [uninterrupted], epochs=10)
+    assert len(h_full) == 3
+    fit(mlp(), data, [EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0),
+                      ModelCheckpoint(run, full=True)], epochs=2)
+    resumed = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0)
+    with pytest.warns(UserWarning, match=r"best epoch \(1, train_loss .*before the checkpoint"):
+        h = fit(mlp(), data, [resumed], epochs=10, resume_from=run)
+    assert len(h) == 3 and resumed.stopped_epoch == 3 and resumed.best_epoch == 1
+    assert resumed.best == uninterrupted.best
+
+
+def test_resumed_early_stopping_restores_the_same_weights_as_an_uninterrupted_run(data, tmp_path):
+    """Checkpointed at the best epoch so far, a resumed run holds those weights and restores them
+    at the end exactly as the uninterrupted run does, without a warning."""
+    def stop():
+        return EarlyStopping(monitor="val_loss", patience=1)
+
+    whole, model_whole = stop(), mlp()
+    h_whole = fit(model_whole, data, [whole], epochs=10, optimizer=xn.optim.SGD(2.0))  # val_loss jumps
+    assert whole.stopped_epoch is not None and whole.best_epoch < len(h_whole)
+    run = tmp_path / "run.npz"
+    fit(mlp(), data, [ModelCheckpoint(run, full=True)], epochs=whole.best_epoch, optimizer=xn.optim.SGD(2.0))
+    resumed, model = stop(), mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = fit(model, data, [resumed], epochs=10, optimizer=xn.optim.SGD(2.0), resume_from=run)
+    assert (len(h), resumed.best_epoch, resumed.stopped_epoch) == (len(h_whole), whole.best_epoch,
+                                                                    whole.stopped_epoch)
+    for k, v in model_whole.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), xn.to_numpy(v))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Callable
 
 from .backend import namespace
@@ -74,13 +75,28 @@ class _Monitor:
             return True
         return False
 
+    def replay(self, epochs: list[dict[str, Any]]) -> tuple[int | None, int]:
+        """Set ``best`` from the logs of the epochs a resumed run already has (none for a fresh run);
+        returns the best epoch (None when there are none) and the number of epochs since it."""
+        self.best, best_epoch, since = None, None, 0
+        for i, logs in enumerate(epochs, start=1):
+            if logs.get(self.monitor) is None:  # not logged then (e.g. no validation data before)
+                continue
+            if self.improved(logs):
+                best_epoch, since = int(logs.get("epoch", i)), 0
+            else:
+                since += 1
+        return best_epoch, since
+
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     ``restore_best=True`` puts back the weights (params and buffers) of the best epoch at the end;
-    they are kept as copies on the model's device. Its counter is not saved in checkpoints: a
-    resumed run starts counting afresh.
+    they are kept as copies on the model's device. A resumed run (``resume_from``) takes up the best
+    value and the patience counter from the checkpoint's history; if its best epoch came before the
+    checkpoint, those weights are not in the file, and the end of training warns instead of
+    restoring them unless a later epoch beats it.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
@@ -102,9 +118,11 @@ class EarlyStopping(Callback):
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
         self._monitor.check_available(state)
-        self._monitor.best, self.wait, self.best_epoch, self.stopped_epoch = None, 0, None, None
-        self._best_state = None
-        self.stop_training = False
+        self.best_epoch, self.wait = self._monitor.replay(state.history.epochs)
+        self.stopped_epoch, self.stop_training = None, False
+        # Resumed at the best epoch so far: the model holds its weights now.
+        at_best = self.best_epoch is not None and self.best_epoch == state.epoch
+        self._best_state = _copy_state(state.model) if self.restore_best and at_best else None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self._monitor.improved(logs):
@@ -118,9 +136,16 @@ class EarlyStopping(Callback):
             self.stop_training = True
 
     def on_train_end(self) -> None:
-        if self.restore_best and self._best_state is not None:
-            for name, v in self._best_state.items():
-                self.state.model.set_param(name, v)
+        if not self.restore_best:
+            return
+        if self._best_state is None:
+            if self.best_epoch is not None and self.state.is_root:
+                warnings.warn(f"EarlyStopping: the best epoch ({self.best_epoch}, {self._monitor.monitor} = "
+                              f"{self.best:.6g}) came before the checkpoint this run resumed from, which does "
+                              "not hold its weights; the model keeps the weights of its last epoch", stacklevel=2)
+            return
+        for name, v in self._best_state.items():
+            self.state.model.set_param(name, v)
 
 
 class ModelCheckpoint(Callback):
@@ -130,7 +155,8 @@ class ModelCheckpoint(Callback):
     the model (``model.save``; reload with ``xn.load``); ``full=True`` writes a training checkpoint
     (model, optimizer state, epoch, history, Dropout generator states) to resume with
     ``xn.train(..., resume_from=path)``. Writes are atomic; with ``comm`` only rank 0 writes, then
-    all ranks wait at a barrier.
+    all ranks wait at a barrier. A resumed run takes up the best value from the checkpoint's history,
+    so ``save_best_only`` never replaces a better file with a worse one.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
@@ -145,7 +171,7 @@ class ModelCheckpoint(Callback):
         super().on_train_begin(state)
         if self.save_best_only:
             self._monitor.check_available(state)
-        self._monitor.best = None
+            self._monitor.replay(state.history.epochs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):
