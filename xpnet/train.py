@@ -154,7 +154,12 @@ def _rng_states(model: Any) -> dict[str, Any]:
             if isinstance(getattr(layer, "rng", None), np.random.Generator)}
 
 
-def _set_rng_states(model: Any, states: dict[str, Any]) -> None:
+def _set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
+    """Rewind each Dropout generator to its saved state; ``None``: keep the host states and only drop
+    the device generators derived from them (CuPy), so that the next epoch derives fresh ones from
+    the host states a checkpoint holds, and a resumed run draws the same masks."""
+    if states is None:
+        states = {str(i): None for i in _rng_states(model)}
     for i, state in states.items():
         set_rng_state(model.layers[int(i)].rng, state)
 
@@ -569,6 +574,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(start + 1, epochs + 1):
             t0 = time.perf_counter()
+            _set_rng_states(model)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             logs = {"epoch": epoch, **trainer.run_epoch(batches, epoch, epochs, n, classify),
