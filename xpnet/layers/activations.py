@@ -8,7 +8,11 @@ from .base import Layer
 
 
 class ReLU(Layer):
-    """y = max(x, 0). Caches the mask x > 0; backward never writes into ``dy``."""
+    """y = max(x, 0). Caches the mask x > 0; backward is dy * mask and never writes into ``dy``.
+
+    An inf in ``dy`` where x <= 0 gives NaN there (inf * 0), where PyTorch gives 0; a non-finite
+    gradient already means a lost step, which ``xn.train``'s guard reports with the layer.
+    """
 
     def __init__(self) -> None:
         super().__init__()
