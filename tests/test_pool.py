@@ -79,6 +79,32 @@ def test_max_pool_gradient_goes_to_the_maximum(rng):
     np.testing.assert_array_equal(np.sort(x[dx == 1]), np.sort(windows.max(axis=1)))
 
 
+def test_max_pool_ties_after_the_first_offset_go_to_the_earlier_one(case):
+    dev, dtype = case
+    window = np.array([[1.0, 3.0], [3.0, 2.0]])  # the maximum at offsets 1 and 2: offset 1 takes it
+    layer = MaxPool2d(2)
+    layer.forward(xn.to_device(window.reshape(1, 1, 2, 2).astype(dtype), dev))
+    dx = xn.to_numpy(layer.backward(xn.to_device(np.full((1, 1, 1, 1), 5.0, dtype), dev)))
+    np.testing.assert_array_equal(dx[0, 0], [[0.0, 5.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("where", [0, 127, 128, 143])
+def test_max_pool_window_of_more_than_127_pixels(where):
+    x = np.zeros((1, 1, 12, 12))
+    x.flat[where] = 1.0
+    layer = MaxPool2d(12)
+    layer.forward(x)
+    dx = layer.backward(np.ones((1, 1, 1, 1)))
+    assert dx.flat[where] == 1.0 and dx.sum() == 1.0
+
+
+def test_max_pool_backward_after_an_evaluation_forward_says_so():
+    layer = MaxPool2d(2)
+    layer.forward(np.ones((1, 1, 4, 4)), train=False)
+    with pytest.raises(RuntimeError, match="train=False"):
+        layer.backward(np.ones((1, 1, 2, 2)))
+
+
 def test_global_avg_pool(case, rng):
     dev, dtype = case
     x = rng.standard_normal((3, 4, 5, 2))

@@ -58,43 +58,40 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Maximum over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as -inf.
 
-    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the padded input and y. On ties the whole gradient goes
-    to the first maximum of the window in row-major order (as in the book and PyTorch), not split.
+    x: (N, C, H, W) -> y: (N, C, oh, ow). In training, caches for each output the kernel offset of its
+    window's maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
+    On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
+    book and PyTorch), not split.
     """
 
     def __init__(self, k: Any, stride: Any = None, padding: Any = 0):
         super().__init__(k, stride, padding)
-        self._xpad = None
-        self._y = None
+        self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp, xpad, slices = self._windows(x, -math.inf)
         r, s = slices[0]
         y = xp.asarray(xpad[:, :, r, s], copy=True)
-        for r, s in slices[1:]:
-            y = xp.maximum(y, xpad[:, :, r, s])
-        self._xpad, self._y = xpad, y
+        first = xp.zeros(y.shape, dtype=xp.int8 if len(slices) <= 127 else xp.int32, device=y.device) \
+            if train else None
+        for k, (r, s) in enumerate(slices[1:], start=1):
+            m = xp.maximum(y, xpad[:, :, r, s])
+            if train:
+                # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
+                # running maximum is the first offset of the window's maximum.
+                first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
+            y = m
+        self._first = first
         return y
 
     def backward(self, dy: Any) -> Any:
-        xpad, y = self._need(self._xpad), self._y
+        if self._first is None and self._shape is not None:
+            raise RuntimeError(f"{self.name}: backward after a forward with train=False, which caches "
+                               "nothing for backward; call forward(x, train=True) first")
+        first = self._need(self._first)
         xp = self._check_float(dy)
-        slices = self._slices(xpad.shape[2], xpad.shape[3])
-        taken = None
-
-        def first_max(k: int) -> Any:
-            nonlocal taken
-            r, s = slices[k]
-            hit = xpad[:, :, r, s] == y
-            if taken is None:
-                taken = hit
-            else:
-                hit = hit & ~taken
-                taken = taken | hit
-            # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
-            return dy * xp.astype(hit, dy.dtype)
-
-        return self._scatter(xp, dy, first_max)
+        # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
+        return self._scatter(xp, dy, lambda k: dy * xp.astype(first == k, dy.dtype))
 
 
 class AvgPool2d(_Pool2d):
