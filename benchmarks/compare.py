@@ -80,6 +80,8 @@ class NumpyMLP:
         z = y - y.max(axis=1, keepdims=True)
         e = np.exp(z)
         dy = e / e.sum(axis=1, keepdims=True)
+        # The seeds' SoftmaxWithLoss.forward computes the loss on every step, as xpnet's does.
+        self.loss = -np.sum(np.log(dy[np.arange(len(t)), t] + 1e-7)) / len(t)
         dy[np.arange(len(t)), t] -= 1
         dy /= len(t)
         g = {}

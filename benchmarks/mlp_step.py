@@ -29,6 +29,8 @@ def numpy_epoch(x, t, params, lr, batch):
         z = y - y.max(axis=1, keepdims=True)
         e = np.exp(z)
         p = e / e.sum(axis=1, keepdims=True)
+        # The seeds' SoftmaxWithLoss.forward computes the loss on every step, as xpnet's does.
+        loss = -np.sum(np.log(p[np.arange(len(tb)), tb] + 1e-7)) / len(tb)  # noqa: F841
         dy = p
         dy[np.arange(len(tb)), tb] -= 1
         dy /= len(tb)
