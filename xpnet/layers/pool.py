@@ -58,8 +58,7 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Maximum over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as -inf.
 
-    x: (N, C, H, W) -> y: (N, C, oh, ow). In training, caches for each output the kernel offset of its
-    window's maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
+    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split.
     """
@@ -72,22 +71,17 @@ class MaxPool2d(_Pool2d):
         xp, xpad, slices = self._windows(x, -math.inf)
         r, s = slices[0]
         y = xp.asarray(xpad[:, :, r, s], copy=True)
-        first = xp.zeros(y.shape, dtype=xp.int8 if len(slices) <= 127 else xp.int32, device=y.device) \
-            if train else None
+        first = xp.zeros(y.shape, dtype=xp.int8 if len(slices) <= 127 else xp.int32, device=y.device)
         for k, (r, s) in enumerate(slices[1:], start=1):
             m = xp.maximum(y, xpad[:, :, r, s])
-            if train:
-                # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
-                # running maximum is the first offset of the window's maximum.
-                first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
+            # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
+            # running maximum is the first offset of the window's maximum.
+            first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
             y = m
         self._first = first
         return y
 
     def backward(self, dy: Any) -> Any:
-        if self._first is None and self._shape is not None:
-            raise RuntimeError(f"{self.name}: backward after a forward with train=False, which caches "
-                               "nothing for backward; call forward(x, train=True) first")
         first = self._need(self._first)
         xp = self._check_float(dy)
         # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
