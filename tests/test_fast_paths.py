@@ -148,7 +148,7 @@ def test_optimizer_out_path_equals_temporaries_bit_for_bit(name):
 
 
 def test_optimizer_work_buffer_is_shared_and_not_kept_after_moving():
-    params, opt = _optimizer_run("adam", xn.device("cpu"), True)
+    _, opt = _optimizer_run("adam", xn.device("cpu"), True)
     (buf,) = opt._work_buffers.values()
     assert buf.shape == (15,)  # one buffer, the size of the largest parameter
     opt.to(xn.device("cpu"))
@@ -168,7 +168,7 @@ def _run_kernel_source_in_numpy(name, arrays, scalars):
 
 
 @pytest.mark.parametrize("name,opt,extra", [
-    ("sgd", lambda: xn.optim.SGD(lr=0.05), {}),
+    ("sgd", lambda: xn.optim.SGD(lr=0.05), set()),
     ("momentum", lambda: xn.optim.Momentum(lr=0.05, momentum=0.8), {"v"}),
     ("adam", lambda: xn.optim.Adam(lr=0.05, betas=(0.8, 0.9), eps=1e-3), {"m", "v"}),
 ])
