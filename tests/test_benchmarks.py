@@ -1,0 +1,45 @@
+"""The README's benchmark commands still run: each script with tiny sizes, in a subprocess.
+
+Nothing here is timed; the figures themselves come from running the scripts as the README says.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, f"{script} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_compare_prints_one_table_row_per_workload_batch_and_optimizer():
+    out = run("compare.py", "--only", "mlp-small", "cnn", "--batches", "8", "16", "--steps", "1", "--repeats", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| MLP") or line.startswith("| CNN")]
+    assert len(rows) == 2 * 2 * 2
+    assert all(len(row.strip("|").split("|")) == 9 for row in rows)
+    assert "| workload | batch | optimizer |" in out and "peak host MiB/step" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workload", ["mlp-small", "cnn"])
+def test_profile_step_prints_every_phase(workload):
+    out = run("profile_step.py", "--workload", workload, "--batch", "20", "--steps", "1", "--repeats", "1")
+    for phase in ("| 0 ", "| loss forward |", "| loss backward |", "(parameters only)", "| optimizer |",
+                  "whole step, synchronised once", "same step at batch 2"):
+        assert phase in out, f"{phase!r} missing from:\n{out}"
+
+
+@pytest.mark.slow
+def test_mlp_step_prints_the_ratio():
+    out = run("mlp_step.py", "--n", "200", "--repeats", "1")
+    assert "ratio xpnet/NumPy" in out
