@@ -3,8 +3,8 @@
 Workloads: MLP 784-100-10, MLP 784-1000-1000-10 and the CNN of benchmarks/cnn_epoch.py, at batch
 100 and 1000, float32, SGD and Adam. Each implementation runs a fixed number of steps on random
 data of Fashion-MNIST's shape in this one process (best of --repeats, implementations interleaved)
-and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table with the ratio of
-xpnet's time to the hand-written NumPy time and to PyTorch's.
+and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
+ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
 
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
@@ -222,7 +222,8 @@ def main() -> None:
     threads = f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else ""
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; xpnet on {dev.name}{threads}")
     print(f"{args.steps} steps per measurement, best of {args.repeats}, extrapolated to {EPOCH} images\n")
-    print("| workload | batch | optimizer | xpnet s/epoch | NumPy s/epoch | PyTorch s/epoch | xpnet/NumPy | "
+    print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | NumPy s/epoch (x fastest) | "
+          "PyTorch s/epoch (x fastest) | xpnet/NumPy | "
           f"xpnet/PyTorch | xpnet peak {'device (CuPy pool)' if dev.is_cupy else 'host'} MiB/step |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
     rng = np.random.default_rng(0)
@@ -245,10 +246,14 @@ def main() -> None:
                 best = best_times(impls, args.steps, args.repeats, sync)
                 peak = peak_memory(*impls["xpnet"], dev)
                 per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
-                tcol = f"{per_epoch['torch']:.2f}" if "torch" in per_epoch else "-"
+                fastest = min(per_epoch.values())
+
+                def cell(name):  # epoch seconds and the ratio to the row's fastest implementation
+                    return f"{per_epoch[name]:.2f} ({per_epoch[name] / fastest:.2f}x)" if name in per_epoch else "-"
+
                 tratio = f"{per_epoch['xpnet'] / per_epoch['torch']:.2f}" if "torch" in per_epoch else "-"
-                print(f"| {title} | {batch} | {optimizer} | {per_epoch['xpnet']:.2f} | {per_epoch['numpy']:.2f} | "
-                      f"{tcol} | {per_epoch['xpnet'] / per_epoch['numpy']:.2f} | {tratio} | {peak / 2**20:.1f} |",
+                print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('numpy')} | {cell('torch')} | "
+                      f"{per_epoch['xpnet'] / per_epoch['numpy']:.2f} | {tratio} | {peak / 2**20:.1f} |",
                       flush=True)
 
 
