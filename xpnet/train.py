@@ -149,9 +149,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return {"meta": meta, "model": model, "optimizer": opt}
 
 
-def _rng_states(model: Any) -> dict[str, Any]:
-    return {str(i): layer.rng.bit_generator.state for i, layer in enumerate(model.layers)
+def _generators(model: Any) -> dict[str, np.random.Generator]:
+    """The host generators of the model's layers (Dropout) by layer index."""
+    return {str(i): layer.rng for i, layer in enumerate(model.layers)
             if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def _rng_states(model: Any) -> dict[str, Any]:
+    return {i: rng.bit_generator.state for i, rng in _generators(model).items()}
 
 
 def _set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
@@ -159,7 +164,7 @@ def _set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
     the device generators derived from them (CuPy), so that the next epoch derives fresh ones from
     the host states a checkpoint holds, and a resumed run draws the same masks."""
     if states is None:
-        states = {str(i): None for i in _rng_states(model)}
+        states = dict.fromkeys(_generators(model))
     for i, state in states.items():
         set_rng_state(model.layers[int(i)].rng, state)
 
