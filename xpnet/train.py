@@ -19,7 +19,6 @@ How a run goes:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -31,164 +30,22 @@ import numpy as np
 import tqdm
 
 from . import callbacks as _callbacks
-from .backend import Device, device as _resolve_device, device_of, namespace, set_rng_state, to_device, to_numpy
+from .backend import Device, device as _resolve_device, device_of, namespace, to_device
+from .checkpoint import apply_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
 from .datasets.batches import BatchIterator
-from .fileio import atomic_savez, atomic_write
+from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
 from .optim import Optimizer
 
 __all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState", "save_checkpoint",
            "load_checkpoint"]
 
-_CKPT_KEY = "__xpnet_checkpoint__"
-CHECKPOINT_FORMAT = 1
 _REFRESH_S = 0.5
 _EVAL_BATCH = 1024
 
 
 class XpnetTrainingError(RuntimeError):
     """Training cannot go on: the loss became non-finite. The message names epoch, step and layer."""
-
-
-# ----------------------------------------------------------------------------------------
-# History
-# ----------------------------------------------------------------------------------------
-
-
-class History:
-    """What ``xn.train`` returns: one dict per epoch and the device's name.
-
-    ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
-    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``.
-    """
-
-    def __init__(self, device: str = "", epochs: Iterable[dict[str, Any]] = ()):
-        self.device = device
-        self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs]
-
-    def __len__(self) -> int:
-        return len(self.epochs)
-
-    def __repr__(self) -> str:
-        last = f", last={self.epochs[-1]}" if self.epochs else ""
-        return f"History(device={self.device!r}, epochs={len(self.epochs)}{last})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "epochs": [dict(e) for e in self.epochs]}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "History":
-        return cls(d.get("device", ""), d.get("epochs", ()))
-
-    def plot(self, path: str | os.PathLike) -> None:
-        """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically."""
-        try:
-            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional
-            from matplotlib.figure import Figure  # noqa: PLC0415
-        except ImportError as exc:
-            raise ImportError("History.plot needs matplotlib: pip install xpnet[plot]") from exc
-        if not self.epochs:
-            raise ValueError("History.plot: nothing to plot, the history has no epochs")
-        fig = Figure(figsize=(10, 4))
-        FigureCanvasAgg(fig)
-        x = [e["epoch"] for e in self.epochs]
-        for ax, what in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-            for split in ("train", "val"):
-                ys = [e.get(f"{split}_{what}") for e in self.epochs]
-                if any(v is not None for v in ys):
-                    ax.plot(x, [math.nan if v is None else v for v in ys], marker="o", label=split)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(what)
-            ax.set_title(f"{what} on {self.device}")
-            if ax.has_data():
-                ax.legend()
-        fig.tight_layout()
-        with atomic_write(path, "wb", suffix=".png") as f:
-            fig.savefig(f, format="png")
-
-
-# ----------------------------------------------------------------------------------------
-# Checkpoints
-# ----------------------------------------------------------------------------------------
-
-
-def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
-                    history: History) -> None:
-    """Write everything a resumed run needs to ``path`` (.npz, atomic): params and buffers,
-    architecture, optimizer state, completed ``epoch``, ``seed``, the history and the Dropout
-    layers' generator states. The shuffle order is derived from (seed, epoch) and needs nothing."""
-    arrays = {f"model/{k}": to_numpy(v) for k, v in model.state().items()}
-    sd = optimizer.state_dict()
-    for name, slots in sd["state"].items():
-        for key, v in slots.items():
-            arrays[f"optimizer/{name}/{key}"] = to_numpy(v)
-    meta = {"format": CHECKPOINT_FORMAT, "layers": model.config(), "epoch": int(epoch), "seed": int(seed),
-            "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
-            "history": history.to_dict(), "rng": _rng_states(model)}
-    arrays[_CKPT_KEY] = np.asarray(json.dumps(meta))
-    atomic_savez(path, arrays)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` into host arrays:
-    ``{"meta": ..., "model": {name: array}, "optimizer": state_dict}``."""
-    path = os.fspath(path)
-    with np.load(path, allow_pickle=False) as data:
-        if _CKPT_KEY not in data.files:
-            raise ValueError(f"resume_from: {path!r} is not an xpnet training checkpoint (write one with "
-                             "xn.callbacks.ModelCheckpoint(path, full=True))")
-        meta = json.loads(str(data[_CKPT_KEY]))
-        model = {k[len("model/"):]: data[k] for k in data.files if k.startswith("model/")}
-        state: dict[str, dict[str, Any]] = {}
-        for k in data.files:
-            if k.startswith("optimizer/"):
-                name, key = k[len("optimizer/"):].rsplit("/", 1)
-                state.setdefault(name, {})[key] = data[k]
-    opt = {"type": meta["optimizer"]["type"], "hyperparams": meta["optimizer"]["hyperparams"],
-           "t": meta["optimizer"]["t"], "state": state}
-    return {"meta": meta, "model": model, "optimizer": opt}
-
-
-def _generators(model: Any) -> dict[str, np.random.Generator]:
-    """The host generators of the model's layers (Dropout) by layer index."""
-    return {str(i): layer.rng for i, layer in enumerate(model.layers)
-            if isinstance(getattr(layer, "rng", None), np.random.Generator)}
-
-
-def _rng_states(model: Any) -> dict[str, Any]:
-    return {i: rng.bit_generator.state for i, rng in _generators(model).items()}
-
-
-def _set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
-    """Rewind each Dropout generator to its saved state; ``None``: keep the host states and only drop
-    the device generators derived from them (CuPy), so that the next epoch derives fresh ones from
-    the host states a checkpoint holds, and a resumed run draws the same masks."""
-    if states is None:
-        states = dict.fromkeys(_generators(model))
-    for i, state in states.items():
-        set_rng_state(model.layers[int(i)].rng, state)
-
-
-def _apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int) -> int:
-    meta = ckpt["meta"]
-    # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
-    # the generator state itself comes from the checkpoint.
-    saved = [d["type"] for d in meta["layers"]]
-    shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    if saved != [d["type"] for d in model.config()] or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
-        raise ValueError("resume_from: the checkpoint was written for another architecture; build the model "
-                         f"as it was: {meta['layers']}")
-    if meta["seed"] != seed:
-        raise ValueError(f"resume_from: the checkpoint was trained with seed={meta['seed']}, got seed={seed}; "
-                         f"pass seed={meta['seed']} to continue the same run")
-    if meta["epoch"] > epochs:
-        raise ValueError(f"resume_from: the checkpoint has already {meta['epoch']} epochs, more than "
-                         f"epochs={epochs}")
-    for name, v in ckpt["model"].items():
-        model.set_param(name, v)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    _set_rng_states(model, meta["rng"])
-    return int(meta["epoch"])
 
 
 # ----------------------------------------------------------------------------------------
@@ -335,7 +192,7 @@ class _Snapshot:
         sd = optimizer.state_dict()
         sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
         self.optimizer = sd
-        self.rng = _rng_states(model)
+        self.rng = rng_states(model)
 
     def restore(self, model: Any, optimizer: Optimizer) -> None:
         for k, v in self.state.items():
@@ -343,7 +200,7 @@ class _Snapshot:
         sd = dict(self.optimizer)
         sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
         optimizer.load_state_dict(sd)
-        _set_rng_states(model, self.rng)
+        set_rng_states(model, self.rng)
 
 
 def _copy(a: Any) -> Any:
@@ -550,7 +407,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
         ckpt = load_checkpoint(resume_from) if rank == 0 else None
         if comm is not None:
             ckpt = comm.bcast_object(ckpt, root=0)
-        start = _apply_checkpoint(ckpt, model, optimizer, seed, epochs)
+        start = apply_checkpoint(ckpt, model, optimizer, seed, epochs)
         history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
     model.to(dev)
     optimizer.to(dev)
@@ -579,7 +436,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for epoch in range(start + 1, epochs + 1):
             t0 = time.perf_counter()
-            _set_rng_states(model)
+            set_rng_states(model)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             logs = {"epoch": epoch, **trainer.run_epoch(batches, epoch, epochs, n, classify),

@@ -1,0 +1,63 @@
+"""``History``: what ``xn.train`` returns, one record per epoch, and its plot."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterable
+
+from .fileio import atomic_write
+
+__all__ = ["History"]
+
+
+class History:
+    """What ``xn.train`` returns: one dict per epoch and the device's name.
+
+    ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``.
+    """
+
+    def __init__(self, device: str = "", epochs: Iterable[dict[str, Any]] = ()):
+        self.device = device
+        self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs]
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def __repr__(self) -> str:
+        last = f", last={self.epochs[-1]}" if self.epochs else ""
+        return f"History(device={self.device!r}, epochs={len(self.epochs)}{last})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "epochs": [dict(e) for e in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "History":
+        return cls(d.get("device", ""), d.get("epochs", ()))
+
+    def plot(self, path: str | os.PathLike) -> None:
+        """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically."""
+        try:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional
+            from matplotlib.figure import Figure  # noqa: PLC0415
+        except ImportError as exc:
+            raise ImportError("History.plot needs matplotlib: pip install xpnet[plot]") from exc
+        if not self.epochs:
+            raise ValueError("History.plot: nothing to plot, the history has no epochs")
+        fig = Figure(figsize=(10, 4))
+        FigureCanvasAgg(fig)
+        x = [e["epoch"] for e in self.epochs]
+        for ax, what in zip(fig.subplots(1, 2), ("loss", "accuracy")):
+            for split in ("train", "val"):
+                ys = [e.get(f"{split}_{what}") for e in self.epochs]
+                if any(v is not None for v in ys):
+                    ax.plot(x, [math.nan if v is None else v for v in ys], marker="o", label=split)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(what)
+            ax.set_title(f"{what} on {self.device}")
+            if ax.has_data():
+                ax.legend()
+        fig.tight_layout()
+        with atomic_write(path, "wb", suffix=".png") as f:
+            fig.savefig(f, format="png")
