@@ -3,7 +3,7 @@
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
 
-from .batches import BatchIterator, batch_bounds, epoch_permutation
+from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
 from .mnist import (
     DatasetChecksumError,

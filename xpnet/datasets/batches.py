@@ -4,6 +4,10 @@ The permutation comes from a ``numpy.random.Generator`` seeded with ``(seed, epo
 backend and device sees the same batches in the same order, and a resumed run needs no saved
 generator state. Only the index array crosses to the device (once per epoch); rows are gathered
 there with ``xp.take``.
+
+:class:`StaticBatches` is the input side of a captured (CUDA-graph) step: the full batches of an
+epoch gathered on the device into buffers made once, with the step counter itself on the device,
+so that replaying the same kernels with the same addresses walks through the epoch.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from ..backend import Device, device_of, same_device, to_device
 
-__all__ = ["BatchIterator", "epoch_permutation", "batch_bounds"]
+__all__ = ["BatchIterator", "StaticBatches", "epoch_permutation", "batch_bounds"]
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -83,3 +87,52 @@ class BatchIterator:
         for lo, hi in self.bounds:
             rows = idx[lo:hi]
             yield tuple(xp.take(a, rows, axis=0) for a in self.arrays)
+
+
+class StaticBatches:
+    """The full batches of :class:`BatchIterator` ``batches``, gathered on the device into fixed buffers.
+
+    ``load_epoch(e)`` copies epoch ``e``'s permutation into a device buffer made once and sets the
+    device step counter to 0; each ``gather()`` then fills ``buffers`` (x: (B_local, ...), y, ...)
+    with the next full batch of this rank's share and advances the counter, computing the rows on
+    the device from the counter. No host value changes between steps: the same calls, on the same
+    addresses, walk through the epoch, which is what a captured CUDA graph replays. The short last
+    batch (when ``batch_size`` does not divide N) is not here: ``len(self)`` counts full batches
+    only, and the caller takes the last one from ``batches.epoch(e)`` eagerly.
+
+    Cached: ``perm`` (N,) int64, ``step`` () int64, ``offsets`` (B_local,) int64 (this rank's rows
+    within a global batch), and one buffer per array.
+    """
+
+    def __init__(self, batches: BatchIterator):
+        if not batches.shuffle:
+            raise ValueError("StaticBatches: needs a shuffled BatchIterator (shuffle=True); unshuffled "
+                             "batches are slices and need no gather")
+        dev, b = batches.device, batches.batch_size
+        xp = dev.xp
+        self.batches = batches
+        self.full = batches.n // b
+        lo, hi = batches.bounds[0] if self.full else (0, 0)
+        self.perm = xp.zeros((batches.n,), dtype=xp.int64, device=dev.native)
+        self.step = xp.zeros((), dtype=xp.int64, device=dev.native)
+        self.offsets = xp.arange(lo, hi, dtype=xp.int64, device=dev.native)
+        self.buffers = tuple(xp.empty((hi - lo, *a.shape[1:]), dtype=a.dtype, device=dev.native)
+                             for a in batches.arrays)
+
+    def __len__(self) -> int:
+        return self.full
+
+    def load_epoch(self, epoch: int) -> None:
+        """Put epoch ``epoch``'s permutation in ``perm`` (same buffer) and rewind the step counter."""
+        self.perm[...] = to_device(epoch_permutation(self.batches.n, self.batches.seed, epoch),
+                                   self.batches.device)
+        self.step[...] = 0
+
+    def gather(self) -> tuple[Any, ...]:
+        """Fill ``buffers`` with the batch at the device step counter, advance it; returns ``buffers``."""
+        xp = self.batches.device.xp
+        rows = xp.take(self.perm, self.offsets + self.step * self.batches.batch_size)
+        for buf, a in zip(self.buffers, self.batches.arrays):
+            buf[...] = xp.take(a, rows, axis=0)
+        self.step[...] = self.step + 1
+        return self.buffers

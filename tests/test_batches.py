@@ -1,0 +1,183 @@
+"""StaticBatches (the input side of a captured step) and the rule that an epoch never reads the device.
+
+Issue 14's groundwork for CUDA-graph capture: the full batches of an epoch gathered on the device into
+buffers made once, driven by a device-side step counter, equal to BatchIterator's batches; and a
+training epoch that never waits for the device between its first and last step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.datasets import BatchIterator, StaticBatches
+
+
+def _data(n: int = 53, d: int = 3):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, d)).astype(np.float32), rng.integers(0, 4, n).astype(np.int64)
+
+
+@pytest.mark.parametrize(("n", "batch_size", "size"), [(53, 8, 1), (48, 8, 1), (53, 10, 3), (7, 7, 2)])
+def test_static_batches_equal_the_full_batches_of_batch_iterator(dev, n, batch_size, size):
+    """Issue 14: each gather() fills the same buffers with what BatchIterator yields, for every rank."""
+    x, t = _data(n)
+    xd, td = xn.to_device(x, dev), xn.to_device(t, dev)
+    for rank in range(size):
+        batches = BatchIterator(xd, td, batch_size=batch_size, seed=4, rank=rank, size=size)
+        static = StaticBatches(batches)
+        assert len(static) == n // batch_size
+        for epoch in (1, 2):
+            static.load_epoch(epoch)
+            eager = list(batches.epoch(epoch))[: len(static)]
+            for xb, tb in eager:
+                got = static.gather()
+                assert got[0] is static.buffers[0] and got[1] is static.buffers[1]
+                np.testing.assert_array_equal(xn.to_numpy(got[0]), xn.to_numpy(xb))
+                np.testing.assert_array_equal(xn.to_numpy(got[1]), xn.to_numpy(tb))
+                assert xn.backend.same_device(got[0], xd)
+
+
+def test_static_batches_refuse_unshuffled_batches():
+    x, t = _data()
+    with pytest.raises(ValueError, match="shuffle=True"):
+        StaticBatches(BatchIterator(x, t, batch_size=8, shuffle=False))
+
+
+# ----------------------------------------------------------------------------------------------
+# No host synchronisation inside an epoch
+# ----------------------------------------------------------------------------------------------
+
+_HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "__complex__", "__array__", "__dlpack__",
+               "to_device")
+
+
+@contextlib.contextmanager
+def _strict_reads_counted(monkeypatch):
+    """Count every way an array_api_strict array can hand a value to the host, while ``flag[0]``."""
+    strict = pytest.importorskip("array_api_strict")
+    array_type = type(strict.asarray(0))
+    flag, reads = [False], []
+    for name in _HOST_READS:
+        original = getattr(array_type, name)
+
+        @functools.wraps(original)
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            if flag[0]:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(array_type, name, counted)
+    yield flag, reads
+
+
+def _inside_epochs(monkeypatch, flag):
+    """Set ``flag[0]`` from an epoch's first batch to the end of its last step (the loop body runs
+    between the generator's yields)."""
+    original = BatchIterator.epoch
+
+    def epoch(self, e):
+        flag[0] = True
+        try:
+            yield from original(self, e)
+        finally:
+            flag[0] = False
+
+    monkeypatch.setattr(BatchIterator, "epoch", epoch)
+
+
+def _model(dropout: bool):
+    xn.init.seed(0)
+    layers = [xn.layers.Linear(3, 16), xn.layers.ReLU()]
+    if dropout:
+        layers.append(xn.layers.Dropout(0.2))
+    return xn.Sequential(*layers, xn.layers.Linear(16, 4))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_epoch_never_reads_the_device(monkeypatch, optimizer):
+    """Issue 14: between an epoch's first and last step xn.train reads nothing back from the device
+    (array_api_strict "device1" counts every conversion to a host value); the loss and accuracy are
+    read once per epoch, after the last step."""
+    strict = pytest.importorskip("array_api_strict")
+    dev = xn.Device(strict, strict.Device("device1"))
+    x, t = _data(64)
+    opt = {"sgd": lambda: xn.optim.SGD(0.1), "adam": lambda: xn.optim.Adam(1e-2)}[optimizer]
+    with _strict_reads_counted(monkeypatch) as (flag, reads):
+        _inside_epochs(monkeypatch, flag)
+        xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=opt(), epochs=2, batch_size=8,
+                 device=dev, progress=False, validation=(x[:16], t[:16]))
+    assert reads == [], f"host reads inside an epoch: {reads}"
+
+
+def test_the_read_counter_sees_a_read_inside_an_epoch(monkeypatch):
+    """The check above can fail: a callback-free loss that reads a value each step is caught."""
+    strict = pytest.importorskip("array_api_strict")
+    dev = xn.Device(strict, strict.Device("device1"))
+    x, t = _data(64)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    forward = loss.forward
+
+    def reading_forward(*args, **kwargs):
+        value = forward(*args, **kwargs)
+        float(value)
+        return value
+
+    monkeypatch.setattr(loss, "forward", reading_forward)
+    with _strict_reads_counted(monkeypatch) as (flag, reads):
+        _inside_epochs(monkeypatch, flag)
+        xn.train(_model(dropout=False), (x, t), loss=loss, optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=8,
+                 device=dev, progress=False)
+    assert reads.count("__float__") == 8
+
+
+_WAIT_FOR_HOST = r"""
+extern "C" __global__ void wait_for_host(unsigned long long flag_address, long long max_cycles) {
+    volatile int* flag = (volatile int*)flag_address;
+    long long start = clock64();
+    while (*flag == 0 && clock64() - start < max_cycles) { }
+}
+"""
+
+
+@pytest.mark.gpu
+def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
+    """Issue 14, on CuPy: right after an epoch's first batch is gathered, a kernel that spins until the
+    host raises a flag (in pinned host memory, which the GPU reads directly) is queued. The host then
+    enqueues every step and only afterwards raises the flag. A step that waited for the GPU (a read
+    such as float(x), a synchronize) would have waited for the spinning kernel until it gave up
+    (about 10 s), leaving the stream idle: the stream still busy when the last step is enqueued proves
+    that no step waited."""
+    cupy = pytest.importorskip("cupy")
+    import cupyx  # noqa: PLC0415
+
+    if not xn.cuda_available():
+        pytest.skip(f"no GPU: {xn.backend.cuda_unavailable_reason()}")
+    dev = xn.device("cuda", fallback=False)
+    kernel = cupy.RawKernel(_WAIT_FOR_HOST, "wait_for_host")
+    flag = cupyx.empty_pinned((1,), dtype=np.int32)
+    busy_at_end: list[bool] = []
+    original = BatchIterator.epoch
+
+    def epoch(self, e):
+        batches = original(self, e)
+        first = next(batches)  # the permutation's one upload per epoch happens here, before the spinner
+        flag[0] = 0
+        kernel((1,), (1,), (np.uint64(flag.ctypes.data), np.int64(2 * 10**10)))
+        try:
+            yield first
+            yield from batches
+        finally:
+            busy_at_end.append(not cupy.cuda.get_current_stream().done)
+            flag[0] = 1
+            cupy.cuda.get_current_stream().synchronize()
+
+    monkeypatch.setattr(BatchIterator, "epoch", epoch)
+    x, t = _data(640)
+    xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2), epochs=2,
+             batch_size=32, device=dev, progress=False)
+    assert busy_at_end == [True, True]
