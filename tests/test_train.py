@@ -454,3 +454,55 @@ def test_progress_bar_on_a_terminal(spiral, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "epoch 1/2" in out and "epoch 2/2" in out
     assert "6/6" in out and "step" in out and "train_loss" in out
+
+
+# ----------------------------------------------------------------------------------------
+# graph= (CUDA-graph capture of the step)
+# ----------------------------------------------------------------------------------------
+
+
+def test_graph_argument_is_checked_and_false_or_none_train_as_before(monkeypatch):
+    """Issue 14: graph=None/False train eagerly on the CPU with the same weights; graph=True on a
+    non-CuPy device and a bad XPNET_GRAPH value are refused with the argument's name."""
+    x, t = xn.datasets.spiral(20, 3, seed=0)
+    results = []
+    for graph in (None, False):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(2, 8), xn.layers.ReLU(), xn.layers.Linear(8, 3))
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=16,
+                 device="cpu", progress=False, graph=graph)
+        results.append(xn.to_numpy(model.named_params()["0.W"]))
+    np.testing.assert_array_equal(results[0], results[1])
+    with pytest.raises(ValueError, match="graph=True.*CuPy device.*cpu"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=16,
+                 device="cpu", progress=False, graph=True)
+    with pytest.raises(TypeError, match="graph must be None, True or False"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=16,
+                 device="cpu", progress=False, graph="yes")
+    monkeypatch.setenv("XPNET_GRAPH", "off")
+    with pytest.raises(ValueError, match="XPNET_GRAPH"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=16,
+                 device="cpu", progress=False)
+
+
+def test_a_checkpoint_written_on_one_device_resumes_on_the_cpu_and_back(dev, spiral, tmp_path):
+    """Issue 14: a full checkpoint written while training on ``dev`` (the GPU, or array_api_strict's
+    "device1") resumes on the CPU with the same weights and optimizer state, and a CPU checkpoint
+    resumes on ``dev``: files hold host arrays and no device."""
+    x, t = spiral
+    kw = dict(loss="cross_entropy", batch_size=32, seed=3, progress=False)
+    on_dev = tmp_path / "dev.npz"
+    trained = mlp(dropout=0.2)
+    xn.train(trained, (x, t), optimizer=xn.optim.Adam(0.01), epochs=2, device=dev,
+             callbacks=[xn.callbacks.ModelCheckpoint(on_dev, full=True)], **kw)
+    on_cpu = tmp_path / "cpu.npz"
+    resumed = mlp(dropout=0.2, seed=5)
+    history = xn.train(resumed, (x, t), optimizer=xn.optim.Adam(0.01), epochs=3, device="cpu", resume_from=on_dev,
+                       callbacks=[xn.callbacks.ModelCheckpoint(on_cpu, full=True)], **kw)
+    assert history.device == "cpu" and [e["epoch"] for e in history.epochs] == [1, 2, 3]
+    back = mlp(dropout=0.2, seed=6)
+    history = xn.train(back, (x, t), optimizer=xn.optim.Adam(0.01), epochs=3, device=dev, resume_from=on_cpu, **kw)
+    assert history.device == dev.name
+    for k, v in params(resumed).items():
+        np.testing.assert_array_equal(params(back)[k], v)
+        xn.testing.assert_placed(back.state()[k], dev, "float32")

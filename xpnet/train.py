@@ -156,6 +156,24 @@ def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     return int(value)
 
 
+def _use_graph(graph: Any, dev: Device) -> bool:
+    """Whether the step is captured as a CUDA graph: ``graph=None`` where that is correct, ``False``
+    (or ``XPNET_GRAPH=0`` in the environment) never. Capture is not in this version yet, so every step
+    runs eagerly; ``graph=True`` is refused rather than silently ignored."""
+    env = os.environ.get("XPNET_GRAPH", "").strip()
+    if env not in ("", "0", "1"):
+        raise ValueError(f"XPNET_GRAPH must be 0 (no CUDA-graph capture) or 1, got {env!r}")
+    if graph is not None and not isinstance(graph, bool):
+        raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
+    if graph:
+        if not dev.is_cupy:
+            raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
+                             f"device; this run is on {dev.name}. Pass graph=None or False")
+        raise NotImplementedError("train: graph=True: CUDA-graph capture of the training step is not in this "
+                                  "version of xpnet yet; graph=None or False trains eagerly")
+    return False
+
+
 # ----------------------------------------------------------------------------------------
 # The loop
 # ----------------------------------------------------------------------------------------
@@ -363,7 +381,7 @@ def _format_logs(logs: dict[str, Any]) -> str:
 def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
-          resume_from: str | os.PathLike | None = None, comm: Any = None) -> History:
+          resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -374,7 +392,8 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
-    batch of ``batch_size`` rows, and the result equals the one-process run.
+    batch of ``batch_size`` rows, and the result equals the one-process run. ``graph`` asks for the
+    training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
     """
     loss = _get_loss(loss)
     if not isinstance(optimizer, Optimizer):
@@ -399,6 +418,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
         dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
     else:
         dev = _pick_device(device, fallback)
+    _use_graph(graph, dev)
     rank = 0 if comm is None else int(comm.rank)
 
     history = History(dev.name)
