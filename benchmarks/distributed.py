@@ -9,8 +9,9 @@ efficiency at 8, 64 and 512 GPUs from the measured compute time per step and an 
     python benchmarks/distributed.py [--steps 20] [--device cpu] [--bandwidth-gbs 25] [--latency-us 5]
                                      [--gpu-tflops 50]
 
-With ``--device cuda`` the 1-process run is on the GPU, and the 2-rank run only where there are
-two GPUs. ``--worker`` is the part each process runs (started by this script).
+With ``--device cuda`` the 1-process runs are on the GPU, the 1-rank run under mpiexec measures the
+overhead of ``allreduce_grads`` through NCCL on one rank, and the 2-rank run happens only where there
+are two GPUs. ``--worker`` is the part each process runs (started by this script).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def worker(args: argparse.Namespace) -> None:
             reduce.append(t2 - t1)
             total.append(t3 - t0)
     if rank == 0:
-        print(json.dumps({"ranks": size, "device": dev.name, "data": source,
+        transport = comm.cupy_transport if comm and dev.is_cupy else ("mpi" if comm else "none")
+        print(json.dumps({"ranks": size, "device": dev.name, "data": source, "transport": transport,
                           "step": statistics.median(total), "compute": statistics.median(compute),
                           "allreduce": statistics.median(reduce)}), flush=True)
 
@@ -127,16 +129,18 @@ def main() -> None:
     rows = [("1 process, 1 thread", run(me, 1)), ("1 process, 2 threads", run(me, 2))]
     mpiexec = find_mpiexec()
     two_ranks_fit = args.device == "cpu" or xn.backend.cuda_device_count() >= 2
+    if mpiexec:
+        rows.append(("1 rank under mpiexec", run([mpiexec, "-n", "1", *me, "--mpi"], 1)))
     if mpiexec and two_ranks_fit:
         rows.append(("2 ranks, 1 thread each", run([mpiexec, "-n", "2", *me, "--mpi"], 1)))
     base = rows[1][1]["step"]
     print(f"MLP {'-'.join(map(str, SIZES))}, float32, global batch {GLOBAL_BATCH}, {rows[0][1]['data']}, "
           f"{rows[0][1]['device']}, median of {args.steps} steps\n")
-    print("| run | step (ms) | compute (ms) | allreduce_grads (ms) | allreduce share | speed-up vs 2 threads |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| run | transport | step (ms) | compute (ms) | allreduce_grads (ms) | allreduce share | speed-up vs 2 threads |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows:
-        print(f"| {name} | {r['step'] * 1e3:.1f} | {r['compute'] * 1e3:.1f} | {r['allreduce'] * 1e3:.2f} | "
-              f"{r['allreduce'] / r['step']:.1%} | {base / r['step']:.2f}x |")
+        print(f"| {name} | {r.get('transport', '')} | {r['step'] * 1e3:.1f} | {r['compute'] * 1e3:.1f} | "
+              f"{r['allreduce'] * 1e3:.2f} | {r['allreduce'] / r['step']:.1%} | {base / r['step']:.2f}x |")
     if not (mpiexec and two_ranks_fit):
         print("\n(2-rank run skipped: " + ("no mpiexec found)" if not mpiexec else "fewer than 2 GPUs)"))
 
