@@ -388,3 +388,84 @@ def test_bad_targets_are_named():
         xn.gradcheck(lambda x: x, np.ones((2, 2)))
     with pytest.raises(TypeError, match="floating-point"):
         xn.gradcheck(ReLU(), np.ones((2, 2), dtype=np.int64))
+
+
+# -- kinks on real images: a flat background makes ties and zeros --------------------------------
+
+class FirstOffsetMaxPool(xn.layers.MaxPool2d):
+    """Bug: routes each window's gradient to its top-left pixel, wherever the maximum is."""
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        return self._scatter(xp, dy, lambda k: dy * (1.0 if k == 0 else 0.0))
+
+
+class NoUpstreamReLU(ReLU):
+    """Bug: passes the mask on instead of dy * mask."""
+
+    def backward(self, dy):
+        return namespace(dy).astype(self._mask, dy.dtype)
+
+
+def _images(n=2, size=12, seed=0):
+    """Image-like input: zero background with a bright, textured blob, as in Fashion-MNIST."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 1, size, size))
+    x[:, :, 3:9, 4:10] = rng.uniform(0.2, 1.0, (n, 1, 6, 6))
+    return x, rng.integers(0, 3, size=n)
+
+
+def _conv_relu_pool(bias, pool=xn.layers.MaxPool2d, size=12):
+    """conv - relu - maxpool - linear, conv biases set to ``bias`` (0: ReLU sits at 0 on the background;
+    > 0: every background window is an exact tie)."""
+    xn.init.seed(0)
+    conv = xn.layers.Conv2d(1, 3, 3)
+    conv.params["b"] = np.full(3, bias, dtype="float32")
+    out = (size - 2) // 2
+    return xn.Sequential(conv, ReLU(), pool(2), Linear(3 * out * out, 3))
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.1])
+def test_flat_background_ties_and_zeros_are_kinks_not_failures(bias):
+    """Issue 17: on images with a flat background the checker reported FAIL on correct gradients."""
+    x, labels = _images()
+    report = xn.gradcheck(_conv_relu_pool(bias), x, labels, SoftmaxCrossEntropy())
+    assert report.ok, str(report)
+    assert report["input"].kinks > 0
+    # The blob's pixels are smooth points: checked, not excused.
+    assert report["input"].kinks < report["input"].checked - 30
+
+
+@pytest.mark.parametrize("bias", [0.0, 0.1])
+def test_a_wrong_maxpool_gradient_still_fails_on_image_like_input(bias):
+    x, labels = _images()
+    report = xn.gradcheck(_conv_relu_pool(bias, pool=FirstOffsetMaxPool), x, labels, SoftmaxCrossEntropy())
+    assert "input" in _failing(report) and "0.W" in _failing(report)
+
+
+def test_a_wrong_relu_gradient_still_fails_on_image_like_input():
+    x, labels = _images()
+    model = _conv_relu_pool(0.1)
+    model.layers[1] = NoUpstreamReLU()
+    assert "0.W" in _failing(xn.gradcheck(model, x, labels, SoftmaxCrossEntropy()))
+
+
+def test_one_kink_crossed_still_needs_a_subgradient():
+    """A ReLU at 0 crossed alone: the analytic value must lie between the one-sided slopes."""
+    assert xn.gradcheck(ReLU(), np.zeros((2, 3)))["input"].kinks == 6
+    assert _failing(xn.gradcheck(WrongKinkReLU(), np.zeros((2, 3)))) == ["input"]
+
+
+@pytest.mark.data
+def test_conv_relu_maxpool_on_real_fashion_mnist_passes():
+    try:
+        (x, labels), _ = xn.datasets.load_fashion_mnist(flatten=False)
+    except xn.datasets.DatasetNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST not found: {e}")
+    x, labels = x[:2].astype("float64"), labels[:2]
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Conv2d(1, 3, 5), ReLU(), xn.layers.MaxPool2d(2), Linear(3 * 12 * 12, 10))
+    model[0].params["b"] = np.array([0.05, 0.1, 0.2], dtype="float32")
+    report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=150)
+    assert report.ok, str(report)
+    assert report["input"].kinks > 0

@@ -6,11 +6,18 @@ gradients, then perturbs each entry of every parameter and of the input in place
 
     numerical = (f(p + eps) - f(p - eps)) / (2 * eps)
 
-An entry passes when ``|numerical - analytic| <= atol + rtol * |numerical|``. A failing entry whose
-one-sided differences (f(p + eps) - f(p)) / eps and (f(p) - f(p - eps)) / eps disagree by more than
-ten times that tolerance sits at a kink (ReLU at 0, a max-pool tie); it is counted as a kink, not a
-failure, when the analytic value lies between the two one-sided slopes. ``fast=True`` checks one
-random unit direction u per tensor instead: (f(p + eps*u) - f(p - eps*u)) / (2*eps) against <grad, u>.
+An entry passes when ``|numerical - analytic| <= atol + rtol * |numerical|``, unless it sits at a
+kink, where a central difference measures nothing. Kinks are found by what they are: layers with
+one (ReLU, MaxPool2d) report through ``layer.pieces()`` which piece each element used (x > 0, the
+offset of a window's maximum), and an entry whose +-eps passes change any piece straddles a kink
+(an input exactly at ReLU's 0, a tie in a max window). Crossing one kink, the analytic value must
+lie between the one-sided slopes (f(p + eps) - f(p)) / eps and (f(p) - f(p - eps)) / eps (any
+subgradient does; anything else fails). Crossing several at once (an image's flat background
+feeds many tied windows) it is counted as a kink without a verdict: one-sided slopes of a sum of
+kinks do not bound a sum of subgradients. For layers that report nothing the slopes decide alone:
+a failing entry whose slopes disagree by more than ten times the tolerance and bracket the
+analytic value is a kink. ``fast=True`` checks one random unit direction u per tensor instead:
+(f(p + eps*u) - f(p - eps*u)) / (2*eps) against <grad, u>.
 
 f is ``loss.forward(model.forward(x, train=True), t)`` with a loss, else ``sum(y * r)`` for a fixed
 random r drawn from ``seed`` (then dy = r). Forward passes run in training mode (BatchNorm uses
@@ -51,7 +58,7 @@ class GradcheckRow:
     """The result for one tensor (a parameter such as ``"1.W"``, or ``"input"``), or for a layer
     that wrote into an array it was given.
 
-    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink; ``worst_index`` is
+    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink (``kinks`` counts those); ``worst_index`` is
     the entry furthest outside its tolerance (None in fast mode, which checks a direction), where
     ``numerical`` and ``analytic`` are read. ``status`` is ``"ok"``, ``"FAIL"`` or ``"FAIL: <why>"``.
     """
@@ -176,14 +183,20 @@ class _Objective:
         self.r = None
         self.dx = None
         self.passes = 0
+        self.pieces: list[tuple[Layer, Any]] = []
 
-    def __call__(self) -> Any:
-        """f at the current (perturbed) params and input, as a 0-d array left on the device."""
+    def __call__(self) -> tuple[Any, Any]:
+        """f at the current (perturbed) params and input, and how many elements of the layers'
+        pieces differ from the base pass's (kinks crossed), both 0-d arrays left on the device."""
         y = self.x
         self._rewind()
         for layer in self.layers:
             y = layer.forward(y, train=True)
-        return self._reduce(y, check=False)
+        f, xp = self._reduce(y, check=False), namespace(y)
+        crossed = xp.zeros_like(f)
+        for layer, base in self.pieces:
+            crossed = crossed + xp.astype(xp.count_nonzero(layer.pieces() != base), f.dtype)
+        return f, crossed
 
     def base_pass(self, named_layers: list[tuple[str, Layer]], rng: np.random.Generator
                   ) -> tuple[float, list[GradcheckRow]]:
@@ -196,6 +209,9 @@ class _Objective:
             before = _host_copy(y)
             out = layer.forward(y, train=True)
             rows += _mutation_row(prefix, layer, before, y, "forward wrote into its input x")
+            pieces = layer.pieces()
+            if pieces is not None:
+                self.pieces.append((layer, namespace(pieces).asarray(pieces, copy=True)))
             y = out
         if self.loss is None:
             self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
@@ -237,7 +253,7 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: n
         return _broken_row(name, shape, "ok", checked=0)
     xp = namespace(a)
     grad = to_numpy(grad)
-    values = []
+    values = []  # (f, kinks crossed) per pass
     if fast:
         u_host = rng.standard_normal(shape)
         u_host /= np.linalg.norm(u_host)
@@ -263,13 +279,14 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: n
             values.append(f())
             a[idx] = v
         analytic = grad.reshape(-1)[flat]
-    fpm = to_numpy(xp.stack(values)).reshape(-1, 2)
-    return _compare(name, shape, fpm[:, 0], fpm[:, 1], f0, analytic, indices, eps, atol, rtol)
+    fpm = to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2, 2)
+    crossed = fpm[:, 0, 1] + fpm[:, 1, 1]
+    return _compare(name, shape, fpm[:, 0, 0], fpm[:, 1, 0], f0, analytic, crossed, indices, eps, atol, rtol)
 
 
 def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, f0: float,
-             analytic: np.ndarray, indices: list[tuple[int, ...]] | None, eps: float, atol: float,
-             rtol: float) -> GradcheckRow:
+             analytic: np.ndarray, crossed: np.ndarray, indices: list[tuple[int, ...]] | None, eps: float,
+             atol: float, rtol: float) -> GradcheckRow:
     # A broken layer may give inf or NaN: that is a failure to report, not a reason to stop.
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         numerical = (fp - fm) / (2.0 * eps)
@@ -278,7 +295,9 @@ def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, 
         bad = ~(err <= tol)
         right, left = (fp - f0) / eps, (f0 - fm) / eps
         lo, hi = np.minimum(left, right), np.maximum(left, right)
-        kink = bad & (hi - lo > KINK_FACTOR * tol) & (analytic >= lo - tol) & (analytic <= hi + tol)
+        bracketed = (analytic >= lo - tol) & (analytic <= hi + tol)
+        unreported = bad & (crossed == 0) & (hi - lo > KINK_FACTOR * tol) & bracketed
+        kink = (crossed >= 2) | ((crossed == 1) & bracketed) | unreported
         smooth = ~kink
         scale = np.maximum(np.abs(numerical), np.abs(analytic))
         rel = np.where(scale > 0, err / np.where(scale > 0, scale, 1.0), 0.0)

@@ -25,6 +25,9 @@ class ReLU(Layer):
         # sign patterns of conv activations (branch mispredictions).
         return xp.maximum(x, 0.0)
 
+    def pieces(self) -> Any:
+        return self._mask
+
     def backward(self, dy: Any) -> Any:
         xp = self._check_float(dy)
         return dy * xp.astype(self._need(self._mask), dy.dtype)

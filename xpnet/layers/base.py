@@ -37,6 +37,16 @@ class Layer:
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
+    def pieces(self) -> Any:
+        """Which piece of a piecewise-smooth function the last forward used, one value per element
+        (ReLU: x > 0; MaxPool2d: the offset of each window's maximum), or None for a smooth layer.
+
+        Two forwards whose pieces differ straddle a kink (ReLU at 0, a tie in a max window):
+        ``xn.gradcheck`` compares them across its +-eps passes to find the entries where a central
+        difference cannot be trusted. A layer with a kink of its own overrides this.
+        """
+        return None
+
     def backward_params(self, dy: Any) -> None:
         """Fill ``grads`` without computing dx (the first layer of a model needs no input gradient).
         Layers whose dx is costly override this."""

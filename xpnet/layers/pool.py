@@ -81,6 +81,9 @@ class MaxPool2d(_Pool2d):
         self._first = first
         return y
 
+    def pieces(self) -> Any:
+        return self._first
+
     def backward(self, dy: Any) -> Any:
         first = self._need(self._first)
         xp = self._check_float(dy)
