@@ -125,3 +125,92 @@ def test_state_dict_round_trip(rng):
     np.testing.assert_array_equal(other.state["w"]["m"], opt.state["w"]["m"])
     with pytest.raises(ValueError, match="cannot load the state of a Adam"):
         optim.SGD(0.1).load_state_dict(opt.state_dict())
+
+
+# -- the book's conventions (issue 17) and NumPy scalars (issue 15) ----------------------------
+
+def _book_adam(p, grads, lr=0.001, beta1=0.9, beta2=0.999):
+    """The book's common/optimizer.py Adam, written from its formulas: eps on the raw sqrt(v)."""
+    p, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for it, g in enumerate(grads, start=1):
+        lr_t = lr * np.sqrt(1.0 - beta2 ** it) / (1.0 - beta1 ** it)
+        m += (1 - beta1) * (g - m)
+        v += (1 - beta2) * (g ** 2 - v)
+        p -= lr_t * m / (np.sqrt(v) + 1e-7)
+    return p
+
+
+def _run(opt, p0, grads):
+    model = _Params(p0.copy(), xn.device("cpu"))
+    for g in grads:
+        model.g = g
+        opt.step(model)
+    return model.p
+
+
+def test_adam_with_the_books_convention_matches_the_books_adam(rng):
+    # Tiny gradients: where v is small, eps on sqrt(v) and on sqrt(v_hat) differ by far more than rounding.
+    p0, grads = rng.standard_normal((4, 3)), [1e-6 * rng.standard_normal((4, 3)) for _ in range(5)]
+    book = _book_adam(p0, grads, lr=0.01)
+    np.testing.assert_allclose(_run(optim.Adam(0.01, convention="book"), p0, grads), book, rtol=1e-12, atol=1e-15)
+    assert optim.Adam(convention="book").eps == 1e-7 and optim.Adam().eps == 1e-8
+    assert not np.allclose(_run(optim.Adam(0.01, eps=1e-7), p0, grads), book, rtol=1e-3, atol=0)
+
+
+class _Net:
+    """Named params like a Sequential's: a Linear (W, b) and a BatchNorm (gamma, beta)."""
+
+    def __init__(self, params, grads):
+        self.params, self.grads = params, grads
+
+    def named_params(self):
+        return self.params
+
+    def named_grads(self):
+        return self.grads
+
+
+@pytest.mark.parametrize("name", sorted(set(optim.OPTIMIZERS) - {"adamw"}))
+def test_weight_decay_is_the_books_l2_on_weights_only(rng, name):
+    """The book's MultiLayerNet: grads["W"] += lambda * W for every weight; biases, gamma, beta untouched."""
+    lam = 0.1
+    start = {k: rng.standard_normal(s) for k, s in (("0.W", (3, 2)), ("0.b", (2,)), ("1.gamma", (2,)),
+                                                   ("1.beta", (2,)), ("2.W", (2, 2, 3, 3)))}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in start.items()} for _ in range(3)]
+
+    def run(opt, add_l2):
+        params = {k: v.copy() for k, v in start.items()}
+        net = _Net(params, None)
+        for g in grads:
+            net.grads = {k: g[k] + lam * params[k] if add_l2 and k.endswith(".W") else g[k] for k in g}
+            opt.step(net)
+        return params
+
+    cls = optim.OPTIMIZERS[name]
+    ours, book = run(cls(0.01, weight_decay=lam), False), run(cls(0.01), True)
+    for k in start:
+        np.testing.assert_allclose(ours[k], book[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    every = run(cls(0.01, weight_decay=lam, weight_decay_on="all"), False)
+    assert not np.allclose(every["0.b"], book["0.b"])
+
+
+def test_adamw_decays_every_parameter_by_default_and_weights_only_on_request(rng):
+    start = {"0.W": rng.standard_normal((3, 2)), "0.b": rng.standard_normal(2)}
+    zero = {k: np.zeros_like(v) for k, v in start.items()}
+    for on, expected_b in (("all", start["0.b"] * (1 - 0.1 * 0.5)), ("weights", start["0.b"])):
+        params = {k: v.copy() for k, v in start.items()}
+        optim.AdamW(0.1, weight_decay=0.5, weight_decay_on=on).step(_Net(params, zero))
+        np.testing.assert_allclose(params["0.W"], start["0.W"] * (1 - 0.1 * 0.5))
+        np.testing.assert_allclose(params["0.b"], expected_b)
+
+
+def test_numpy_scalar_hyperparameters_are_accepted():
+    opts = [optim.SGD(np.float32(0.1)), optim.Momentum(np.float64(0.1), momentum=np.float32(0.5)),
+            optim.Adam(np.float32(1e-3), betas=(np.float32(0.9), np.float64(0.999)), eps=np.float32(1e-8)),
+            optim.RMSprop(np.int64(1), alpha=np.float16(0.5)), optim.SGD(0.1, weight_decay=np.float32(1e-4))]
+    assert all(type(v) in (float, str, tuple) for o in opts for v in o.hyperparams().values())
+    assert opts[0].lr == pytest.approx(0.1) and opts[2].betas[0] == pytest.approx(0.9)
+    for bad in (lambda: optim.SGD(np.bool_(True)), lambda: optim.SGD(np.float32("nan")),
+                lambda: optim.Adam(convention="keras"), lambda: optim.SGD(0.1, weight_decay_on="biases")):
+        with pytest.raises(ValueError):
+            bad()

@@ -5,11 +5,17 @@ with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Whe
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
 making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same. On
 CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend_fast``).
+
+``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
+``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
+or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's default: every parameter
+the optimizer updates). AdamW decays decoupled from the gradient instead.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .backend import fast_path, into, namespace, same_device, to_device, writes_out
@@ -19,8 +25,10 @@ class Optimizer:
     """Base class. ``step(model)`` checks every gradient first, then updates every parameter,
     so a bad gradient leaves the model untouched."""
 
-    def __init__(self, lr: float):
+    def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self.lr = _positive("lr", lr, self)
+        self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
+        self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
         self._model_id: int | None = None
@@ -31,7 +39,7 @@ class Optimizer:
         return type(self).__name__
 
     def hyperparams(self) -> dict[str, Any]:
-        return {"lr": self.lr}
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
 
     def bind(self, model: Any) -> None:
         """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises."""
@@ -51,7 +59,18 @@ class Optimizer:
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
         self.t += 1
         for name, p in params.items():
-            self._update(name, p, grads[name], namespace(p))
+            g = grads[name]
+            if self.weight_decay and self._decays(name):
+                g = self._decay(p, g)
+            self._update(name, p, g, namespace(p))
+
+    def _decays(self, name: str) -> bool:
+        """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "3.b", ...)."""
+        return self.weight_decay_on == "all" or name.rpartition(".")[2] == "W"
+
+    def _decay(self, p: Any, g: Any) -> Any:
+        """L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g`` (a new array)."""
+        return g + self.weight_decay * p
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
         slots = self.state.setdefault(name, {})
@@ -107,25 +126,35 @@ class Optimizer:
         return self
 
 
+def _real(v: Any) -> bool:
+    """A real number: Python int/float or a NumPy scalar such as np.float32(0.1), never a bool."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ != "bool_"
+
+
 def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
-            or v < 0 or (v == 0 and not allow_zero):
+    if not _real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{type(opt).__name__}: {arg} must be a finite number {bound}, got {v!r}")
     return float(v)
 
 
 def _fraction(arg: str, v: Any, opt: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v < 1.0:
+    if not _real(v) or not 0.0 <= v < 1.0:
         raise ValueError(f"{type(opt).__name__}: {arg} must be in [0, 1), got {v!r}")
     return float(v)
 
 
-class SGD(Optimizer):
-    """p -= lr * g."""
+def _choice(arg: str, v: Any, choices: tuple[str, ...], opt: Any) -> str:
+    if v not in choices:
+        raise ValueError(f"{type(opt).__name__}: {arg} must be one of {', '.join(map(repr, choices))}, got {v!r}")
+    return v
 
-    def __init__(self, lr: float = 0.01):
-        super().__init__(lr)
+
+class SGD(Optimizer):
+    """p -= lr * g (g with ``weight_decay * W`` added for weights, as the book's MultiLayerNet)."""
+
+    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         fused = fast_path("sgd_update", xp)
@@ -138,12 +167,13 @@ class SGD(Optimizer):
 class Momentum(Optimizer):
     """v = momentum * v - lr * g; p += v (the book's Momentum)."""
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9):
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
         self.momentum = _fraction("momentum", momentum, self)
 
     def hyperparams(self) -> dict[str, Any]:
-        return {"lr": self.lr, "momentum": self.momentum}
+        return {**super().hyperparams(), "momentum": self.momentum}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         v = self._slot(name, "v", p, xp)
@@ -172,12 +202,13 @@ class Nesterov(Momentum):
 class AdaGrad(Optimizer):
     """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-7):
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
         self.eps = _positive("eps", eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
-        return {"lr": self.lr, "eps": self.eps}
+        return {**super().hyperparams(), "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         h, work = self._slot(name, "h", p, xp), self._work(p, xp)
@@ -188,13 +219,14 @@ class AdaGrad(Optimizer):
 class RMSprop(Optimizer):
     """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps)."""
 
-    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8):
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
         self.alpha = _fraction("alpha", alpha, self)
         self.eps = _positive("eps", eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
-        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
+        return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
         h, work = self._slot(name, "h", p, xp), self._work(p, xp)
@@ -206,30 +238,36 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam with bias correction (Kingma & Ba); ``weight_decay`` adds L2 to the gradient."""
+    """Adam with bias correction (Kingma & Ba); ``weight_decay`` adds L2 to the weights' gradients.
 
-    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0):
-        super().__init__(lr)
+    m += (1 - b1) * (g - m); v = b2 * v + (1 - b2) * g * g;
+    p -= lr_t * m / (sqrt(v) + eps_t) with lr_t = lr * sqrt(1 - b2**t) / (1 - b1**t).
+
+    ``convention="pytorch"`` (the default, as PyTorch and the paper) adds eps to the bias-corrected
+    sqrt(v_hat): eps_t = eps * sqrt(1 - b2**t); ``eps`` defaults to 1e-8. ``convention="book"`` is the
+    book's common/optimizer.py Adam: eps added to the raw sqrt(v), eps_t = eps, default 1e-7. The two
+    differ only in the first steps and where v is tiny.
+    """
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
+                 weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch"):
+        super().__init__(lr, weight_decay, weight_decay_on)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
-        self.eps = _positive("eps", eps, self)
-        self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
+        self.convention = _choice("convention", convention, ("pytorch", "book"), self)
+        self.eps = _positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
-        return {"lr": self.lr, "betas": tuple(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
-
-    def _decay(self, p: Any, g: Any) -> Any:
-        return g + self.weight_decay * p if self.weight_decay else g
+        return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
-        g = self._decay(p, g)
         b1, b2 = self.betas
         m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
-        # Bias correction folded into the step size and eps: lr * m_hat / (sqrt(v_hat) + eps).
+        # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
         correction = math.sqrt(1.0 - b2 ** self.t)
-        step, eps = self.lr * correction / (1.0 - b1 ** self.t), self.eps * correction
+        step = self.lr * correction / (1.0 - b1 ** self.t)
+        eps = self.eps if self.convention == "book" else self.eps * correction
         fused = fast_path("adam_update", xp)
         if fused is not None:
             fused(p, g, m, v, b1, b2, step, eps)
@@ -246,15 +284,18 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * wd * p before the Adam step."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * wd * p before the Adam step.
 
-    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01):
-        super().__init__(lr, betas, eps, weight_decay)
+    As PyTorch's AdamW, the decay applies to every parameter by default (``weight_decay_on="all"``);
+    ``weight_decay_on="weights"`` spares biases and BatchNorm's gamma/beta.
+    """
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
+                 weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch"):
+        super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
 
     def _decay(self, p: Any, g: Any) -> Any:
-        if self.weight_decay:
-            p *= 1.0 - self.lr * self.weight_decay
+        p *= 1.0 - self.lr * self.weight_decay
         return g
 
 
