@@ -105,6 +105,36 @@ def test_dropout_train_scales_kept_units_and_eval_is_identity(case, rng):
     assert layer.forward(xe, train=False) is xe
 
 
+def test_dropout_with_the_books_convention_does_not_rescale_in_training(case, rng):
+    """The book's Dropout: y = x * mask in training, x * (1 - ratio) at test."""
+    x, dy = rng.standard_normal((200, 50)) + 3.0, rng.standard_normal((200, 50))
+    layer = Dropout(0.3, seed=1, convention="book")
+    y, dx = _run(layer, case, x, dy)
+    kept = y != 0
+    assert 0.65 < kept.mean() < 0.75
+    xd = x.astype(case[1])
+    np.testing.assert_allclose(y[kept], xd[kept], **tolerance(case[1]))
+    np.testing.assert_allclose(dx, np.where(kept, dy, 0), **tolerance(case[1]))
+    dev, dtype = case
+    y_test = xn.to_numpy(layer.forward(xn.to_device(xd, dev), train=False))
+    np.testing.assert_allclose(y_test, xd * 0.7, **tolerance(case[1]))
+    with pytest.raises(ValueError, match="Dropout: convention"):
+        Dropout(0.5, convention="Book")
+
+
+@pytest.mark.parametrize("name,std", [("relu", lambda i, o: np.sqrt(2 / i)), ("he", lambda i, o: np.sqrt(2 / i)),
+                                      ("sigmoid", lambda i, o: np.sqrt(1 / i)),
+                                      ("xavier", lambda i, o: np.sqrt(2 / (i + o)))])
+def test_init_names_of_the_book_and_of_pytorch(name, std):
+    """The book's weight_init_std='relu' is He; its 'sigmoid' (and its 'xavier') is sqrt(1/fan_in)."""
+    xn.init.seed(0)
+    w = Linear(400, 300, init=name).params["W"].astype(np.float64)
+    assert abs(w.std() / std(400, 300) - 1) < 0.01
+    xn.init.seed(0)
+    np.testing.assert_allclose(w, xn.init.weights((400, 300), 400, 300, init=std(400, 300), dtype="float64"),
+                               rtol=1e-6)
+
+
 def test_dropout_same_seed_same_mask_on_every_device(case, rng):
     x = np.ones((8, 8))
     y1, _ = _run(Dropout(0.5, seed=3), case, x, x)

@@ -34,7 +34,7 @@ def _layer(rng, c, dtype, **kw):
 @pytest.mark.parametrize("shape", SHAPES)
 def test_training_forward_and_running_statistics(case, rng, shape):
     dev, dtype = case
-    layer = _layer(rng, 4, dtype, momentum=0.8)
+    layer = _layer(rng, 4, dtype, momentum=0.2)  # PyTorch's momentum: the weight of the new batch
     gamma, beta = layer.params["gamma"].astype(np.float64), layer.params["beta"].astype(np.float64)
     x = rng.standard_normal(shape) * 3 + 1
     layer.to(dev)
@@ -100,7 +100,7 @@ def test_matches_pytorch_outputs_and_gradients(rng):
     np.testing.assert_allclose(ours.forward(x), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ours.grads["gamma"], theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
-    # momentum=0.9 here is PyTorch's 0.1 (PyTorch keeps the unbiased variance, so compare the mean).
+    # PyTorch keeps the unbiased variance in running_var, so compare the mean.
     np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12, atol=1e-12)
 
 
@@ -135,7 +135,69 @@ def test_a_single_sample_is_fine_in_evaluation():
     np.testing.assert_allclose(y, np.ones((1, 3)) / np.sqrt(1 + 1e-5), rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs", [{"momentum": 1.5}, {"eps": 0.0}, {"num_features": 0}])
+@pytest.mark.parametrize("kwargs", [{"momentum": 1.5}, {"eps": 0.0}, {"num_features": 0}, {"convention": "keras"}])
 def test_bad_arguments_are_named_clearly(kwargs):
     with pytest.raises(ValueError, match="BatchNorm"):
         BatchNorm(**{"num_features": 3, **kwargs})
+
+
+# -- the book's convention and PyTorch's momentum (issue 17) --------------------------------------
+
+def _book_batchnorm_running(x_batches, momentum=0.9):
+    """The book's BatchNormalization (common/layers.py), from its formulas: running statistics start at
+    0, running = momentum * running + (1 - momentum) * batch, eps 10e-7 in the evaluation forward."""
+    mean, var = np.zeros(x_batches[0].shape[1]), np.zeros(x_batches[0].shape[1])
+    for x in x_batches:
+        mean = momentum * mean + (1 - momentum) * x.mean(axis=0)
+        var = momentum * var + (1 - momentum) * np.mean((x - x.mean(axis=0)) ** 2, axis=0)
+    return mean, var, lambda x: (x - mean) / np.sqrt(var + 10e-7)
+
+
+def test_the_books_convention_reproduces_the_books_batchnorm(rng):
+    batches = [rng.standard_normal((8, 3)) * 2 + 1 for _ in range(3)]
+    mean, var, book_eval = _book_batchnorm_running(batches, momentum=0.7)
+    layer = BatchNorm(3, momentum=0.7, dtype="float64", convention="book")
+    assert layer.eps == 1e-6 and not np.any(layer.buffers["running_var"])
+    for x in batches:
+        layer.forward(x, train=True)
+    np.testing.assert_allclose(layer.buffers["running_mean"], mean, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(layer.buffers["running_var"], var, rtol=1e-14, atol=1e-15)
+    x = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(layer.forward(x, train=False), book_eval(x), rtol=1e-13)
+    assert BatchNorm(3, convention="book").momentum == 0.9
+
+
+def test_pytorch_momentum_means_what_pytorch_means(rng):
+    torch = pytest.importorskip("torch")
+    batches = [rng.standard_normal((6, 3, 2, 2)) for _ in range(3)]
+    ours = BatchNorm(3, momentum=0.3, dtype="float64")
+    theirs = torch.nn.BatchNorm2d(3, momentum=0.3, dtype=torch.float64)
+    for x in batches:
+        ours.forward(x, train=True)
+        theirs(torch.tensor(x))
+    np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12)
+
+
+def test_pytorch_momentum_without_torch(rng):
+    x = rng.standard_normal((8, 2))
+    layer = BatchNorm(2, momentum=0.1, dtype="float64")
+    layer.forward(x, train=True)
+    np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * x.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=0), rtol=1e-14)
+
+
+def test_the_books_momentum_typed_without_the_books_convention_warns():
+    with pytest.warns(UserWarning, match="momentum=0.1 or convention='book'"):
+        BatchNorm(3, momentum=0.9)
+
+
+def test_files_saved_before_the_conventions_keep_the_books_momentum(tmp_path, rng):
+    """An old file's BatchNorm config has momentum=0.9 in the book's sense and no convention."""
+    layer = xn.layers.base.layer_from_config("BatchNorm", {"num_features": 2, "momentum": 0.9, "eps": 1e-5,
+                                                            "dtype": "float64"})
+    x = rng.standard_normal((8, 2))
+    layer.forward(x, train=True)
+    np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * x.mean(axis=0), rtol=1e-12)
+    model = xn.Sequential(BatchNorm(2, momentum=0.25))
+    model.save(tmp_path / "bn.npz")
+    assert xn.load(tmp_path / "bn.npz")[0].config() == model[0].config()

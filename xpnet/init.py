@@ -35,23 +35,26 @@ def _std(init: Any, fan_in: int, fan_out: int) -> float:
         if init <= 0:
             raise ValueError(f"init: a standard deviation must be > 0, got {init}")
         return float(init)
-    if init == "he":
+    if init in ("he", "relu"):
         return math.sqrt(2.0 / fan_in)
     if init in ("xavier", "glorot"):
         return math.sqrt(2.0 / (fan_in + fan_out))
+    if init == "sigmoid":
+        return math.sqrt(1.0 / fan_in)
     if init == "normal":
         return 0.01
-    raise ValueError(f"init: expected 'he', 'xavier', 'glorot', 'normal', a standard deviation or a callable, "
-                     f"got {init!r}")
+    raise ValueError(f"init: expected 'he' (or 'relu'), 'xavier'/'glorot', 'sigmoid', 'normal', a standard "
+                     f"deviation or a callable, got {init!r}")
 
 
 def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he", dtype: str = "float32",
             rng: np.random.Generator | None = None) -> np.ndarray:
     """A host array of ``shape`` drawn from N(0, std**2) with std chosen by ``init``.
 
-    ``init``: ``"he"`` (sqrt(2/fan_in), for ReLU), ``"xavier"``/``"glorot"`` (sqrt(2/(fan_in+fan_out)),
-    for sigmoid/tanh), ``"normal"`` (0.01, the book's ``weight_init_std``), a float std, or a callable
-    ``f(shape, rng) -> array``.
+    ``init``: ``"he"`` or the book's ``"relu"`` (sqrt(2/fan_in)), ``"xavier"``/``"glorot"``
+    (sqrt(2/(fan_in+fan_out)), Glorot's and PyTorch's), ``"sigmoid"`` (sqrt(1/fan_in): what the book
+    calls Xavier, ``weight_init_std="sigmoid"`` or ``"xavier"`` there), ``"normal"`` (0.01, the
+    book's default ``weight_init_std``), a float std, or a callable ``f(shape, rng) -> array``.
     """
     rng = _generator if rng is None else rng
     if callable(init):

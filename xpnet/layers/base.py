@@ -59,6 +59,11 @@ class Layer:
         """Constructor arguments that rebuild this layer (saved by ``Sequential.save``)."""
         return {}
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Layer":
+        """The layer ``config()`` described (a layer whose saved form changed reads old files here)."""
+        return cls(**config)
+
     def to(self, dev: Any, dtype: Any = None) -> "Layer":
         """Move params and buffers to ``dev`` (and optionally cast floats to ``dtype``)."""
         for store in (self.params, self.buffers):
@@ -113,4 +118,4 @@ def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
         cls = _LAYER_TYPES[name]
     except KeyError:
         raise ValueError(f"unknown layer type {name!r} in saved model; known: {sorted(_LAYER_TYPES)}") from None
-    return cls(**config)
+    return cls.from_config(config)

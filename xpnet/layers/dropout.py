@@ -1,4 +1,4 @@
-"""Inverted dropout: zero a fraction ``p`` of activations in training and scale the rest by 1/(1-p)."""
+"""Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling."""
 
 from __future__ import annotations
 
@@ -10,31 +10,38 @@ from .base import Layer
 
 
 class Dropout(Layer):
-    """x: (N, ...) -> y: (N, ...). In training, y = x * mask / (1 - p); in evaluation y = x.
+    """x: (N, ...) -> y: (N, ...). Each activation is dropped with probability ``p`` in training.
 
+    ``convention="pytorch"`` (the default, inverted dropout): y = x * mask / (1 - p) in training,
+    y = x in evaluation. ``convention="book"`` (the book's Dropout): y = x * mask in training,
+    y = x * (1 - p) in evaluation; weights trained by the book's code need it.
     Caches the scaled mask. The mask is drawn from the layer's own generator (seeded from
     ``seed``, else from ``xn.init``'s generator), on the device where the backend allows it.
     """
 
-    def __init__(self, p: float = 0.5, seed: int | None = None):
+    def __init__(self, p: float = 0.5, seed: int | None = None, convention: str = "pytorch"):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a float in [0, 1), got {p!r}")
+        if convention not in ("pytorch", "book"):
+            raise ValueError(f"Dropout: convention must be 'pytorch' or 'book', got {convention!r}")
         self.p = float(p)
         self.seed = seed
+        self.convention = convention
         self.rng = _init.make_rng(seed)
         self._scale = None
 
     def config(self) -> dict[str, Any]:
-        return {"p": self.p, "seed": self.seed}
+        return {"p": self.p, "seed": self.seed, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
+        book = self.convention == "book"
         if not train or self.p == 0.0:
-            self._scale = 1.0
-            return x
+            self._scale = 1.0 - self.p if book else 1.0
+            return x * self._scale if book else x
         keep = uniform(self.rng, tuple(x.shape), x) >= self.p
-        self._scale = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
+        self._scale = xp.astype(keep, x.dtype) * (1.0 if book else 1.0 / (1.0 - self.p))
         return x * self._scale
 
     def backward(self, dy: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from typing import Any
 
 from .. import init as _init
@@ -12,34 +14,58 @@ class BatchNorm(Layer):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature (N, D) or per channel (N, C, H, W).
 
     ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
-    the running statistics book-style: ``running = momentum * running + (1 - momentum) * batch``
-    (``momentum=0.9`` here is PyTorch's ``momentum=0.1``). ``train=False`` uses the running statistics.
-    params: gamma, beta (num_features,). buffers: running_mean, running_var (num_features,) in the
-    layer's dtype, saved and moved with the model. Caches x_hat and 1/sqrt(var + eps).
+    the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
+    buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
+    the model. Caches x_hat and 1/sqrt(var + eps).
+
+    ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is
+    the weight of the new batch, ``running = (1 - momentum) * running + momentum * batch``, eps 1e-5,
+    running_var starts at 1. ``convention="book"`` is the book's BatchNormalization: ``momentum``
+    (default 0.9) is the weight of the old value, ``running = momentum * running + (1 - momentum) *
+    batch``, eps 1e-6 (the book's ``10e-7``), running mean and variance start at 0. The defaults of
+    both give the same running averages. A momentum above 0.5 under the PyTorch convention (the
+    book's 0.9 typed without ``convention="book"``) warns, as it means the opposite there.
+    The book normalises a 4-d input per (c, h, w) activation; this layer per channel, as PyTorch.
 
     In data-parallel training every rank normalises with its own local batch and keeps its own
     running statistics (per-rank, not synchronised across ranks; what is saved is one rank's).
     """
 
-    def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, dtype: str = "float32"):
+    def __init__(self, num_features: int, momentum: float | None = None, eps: float | None = None,
+                 dtype: str = "float32", convention: str = "pytorch"):
         super().__init__()
         self.num_features = positive_int(self, "num_features", num_features)
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        if convention not in ("pytorch", "book"):
+            raise ValueError(f"BatchNorm: convention must be 'pytorch' or 'book', got {convention!r}")
+        book = convention == "book"
+        momentum = (0.9 if book else 0.1) if momentum is None else momentum
+        eps = (1e-6 if book else 1e-5) if eps is None else eps
+        if not _real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0.0:
+        if not _real(eps) or not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be a float > 0, got {eps!r}")
-        self.momentum, self.eps, self.dtype = float(momentum), float(eps), str(dtype)
+        if not book and momentum > 0.5:
+            warnings.warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
+                          f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
+                          f"pass momentum={1 - momentum:.3g} or convention='book'", UserWarning, stacklevel=2)
+        self.momentum, self.eps, self.dtype, self.convention = float(momentum), float(eps), str(dtype), convention
         self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
         self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
-        self.buffers["running_var"] = _init.ones((self.num_features,), dtype=dtype)
+        start_var = _init.zeros if book else _init.ones
+        self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
         self._xhat = None
         self._inv_std = None
         self._train = True
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "BatchNorm":
+        # Files saved before the conventions existed hold the book's momentum (weight of the old value).
+        return cls(**config) if "convention" in config else cls(**config, convention="book")
+
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
-                "dtype": self.dtype}
+                "dtype": self.dtype, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
@@ -56,8 +82,9 @@ class BatchNorm(Layer):
             xc = x - xp.reshape(mean, shape)
             var = xp.mean(xc * xc, axis=axes)
             m = self.momentum
-            self.buffers["running_mean"] = m * self.buffers["running_mean"] + (1.0 - m) * mean
-            self.buffers["running_var"] = m * self.buffers["running_var"] + (1.0 - m) * var
+            old, new = (m, 1.0 - m) if self.convention == "book" else (1.0 - m, m)
+            self.buffers["running_mean"] = old * self.buffers["running_mean"] + new * mean
+            self.buffers["running_var"] = old * self.buffers["running_var"] + new * var
         else:
             xc = x - xp.reshape(self.buffers["running_mean"], shape)
             var = self.buffers["running_var"]
@@ -86,3 +113,7 @@ class BatchNorm(Layer):
 def _axes(ndim: int, features: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Reduction axes and the broadcast shape of per-feature vectors for a 2-d or 4-d input."""
     return ((0,), (1, features)) if ndim == 2 else ((0, 2, 3), (1, features, 1, 1))
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
