@@ -4,7 +4,7 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any ar
 """
 
 from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy fast paths
-from . import callbacks, datasets, distributed, init, layers, losses, optim, testing
+from . import book, callbacks, datasets, distributed, init, layers, losses, optim, testing
 from .backend import (
     Device,
     XpnetDeviceWarning,
@@ -13,6 +13,7 @@ from .backend import (
     to_device,
     to_numpy,
 )
+from .book import load_book_params
 from .gradcheck import GradcheckReport, gradcheck
 from .model import Sequential, load
 from .testing import GradcheckError
@@ -28,6 +29,7 @@ __all__ = [
     "Sequential",
     "XpnetDeviceWarning",
     "XpnetTrainingError",
+    "book",
     "callbacks",
     "cuda_available",
     "datasets",
@@ -38,6 +40,7 @@ __all__ = [
     "init",
     "layers",
     "load",
+    "load_book_params",
     "losses",
     "optim",
     "testing",
