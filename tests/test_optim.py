@@ -214,3 +214,13 @@ def test_numpy_scalar_hyperparameters_are_accepted():
                 lambda: optim.Adam(convention="keras"), lambda: optim.SGD(0.1, weight_decay_on="biases")):
         with pytest.raises(ValueError):
             bad()
+
+
+def test_nesterov_takes_the_books_steps(rng):
+    """The book's Nesterov (p += m*m*v - (1+m)*lr*g; v = m*v - lr*g) is PyTorch's, up to rounding."""
+    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(5)]
+    p, v = p0.copy(), np.zeros_like(p0)
+    for g in grads:
+        p += 0.9 * 0.9 * v - (1 + 0.9) * 0.01 * g
+        v = 0.9 * v - 0.01 * g
+    np.testing.assert_allclose(_run(optim.Nesterov(0.01, momentum=0.9), p0, grads), p, rtol=1e-12, atol=1e-15)
