@@ -411,7 +411,8 @@ def _images(n=2, size=12, seed=0):
     """Image-like input: zero background with a bright, textured blob, as in Fashion-MNIST."""
     rng = np.random.default_rng(seed)
     x = np.zeros((n, 1, size, size))
-    x[:, :, 3:9, 4:10] = rng.uniform(0.2, 1.0, (n, 1, 6, 6))
+    top, left, side = size // 4, size // 3, size // 2
+    x[:, :, top:top + side, left:left + side] = rng.uniform(0.2, 1.0, (n, 1, side, side))
     return x, rng.integers(0, 3, size=n)
 
 
@@ -434,6 +435,14 @@ def test_flat_background_ties_and_zeros_are_kinks_not_failures(bias):
     assert report["input"].kinks > 0
     # The blob's pixels are smooth points: checked, not excused.
     assert report["input"].kinks < report["input"].checked - 30
+
+
+def test_kinks_are_found_on_the_models_device(dev):
+    x, labels = _images()
+    model = _conv_relu_pool(0.1).to(dev)
+    report = xn.gradcheck(model, xn.to_device(x, dev), xn.to_device(labels, dev), SoftmaxCrossEntropy(),
+                          max_entries=80)
+    assert report.ok and report.device == dev.name and report["input"].kinks > 0, str(report)
 
 
 @pytest.mark.parametrize("bias", [0.0, 0.1])
