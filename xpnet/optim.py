@@ -23,7 +23,8 @@ from .backend import fast_path, into, namespace, same_device, to_device, writes_
 
 class Optimizer:
     """Base class. ``step(model)`` checks every gradient first, then updates every parameter,
-    so a bad gradient leaves the model untouched."""
+    so a bad gradient leaves the model untouched. ``weight_decay`` (default 0) is the book's L2 on
+    weights only; ``weight_decay_on="all"`` decays every parameter, as PyTorch."""
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self.lr = _positive("lr", lr, self)
