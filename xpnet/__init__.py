@@ -15,7 +15,7 @@ from .backend import (
 )
 from .book import load_book_params
 from .gradcheck import GradcheckReport, gradcheck
-from .model import Sequential, load
+from .model import Sequential, XpnetFileError, load
 from .testing import GradcheckError
 from .train import History, XpnetTrainingError, evaluate, train
 
@@ -28,6 +28,7 @@ __all__ = [
     "History",
     "Sequential",
     "XpnetDeviceWarning",
+    "XpnetFileError",
     "XpnetTrainingError",
     "book",
     "callbacks",

@@ -6,12 +6,15 @@ so one seed gives bit-identical initial weights on every backend and device.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 _generator = np.random.default_rng(0)
+_skipping: Iterator[int] | None = None  # inside skip_init(): numbers the generators made there
 
 
 def seed(s: int) -> None:
@@ -25,15 +28,49 @@ def generator() -> np.random.Generator:
     return _generator
 
 
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Build layers without drawing their weights, for weights that come from a file next.
+
+    Inside, ``weights``/``zeros``/``ones`` give read-only placeholders of the right shape and dtype
+    that take no memory (``numpy.broadcast_to`` of one value), and ``make_rng(None)`` seeds each new
+    generator from its position (``(0, k)`` for the k-th) instead of drawing from the global one:
+    the global generator is left untouched. Every placeholder must be replaced before use.
+    """
+    global _skipping
+    outer, _skipping = _skipping, itertools.count()
+    try:
+        yield
+    finally:
+        _skipping = outer
+
+
 def make_rng(seed: int | None = None) -> np.random.Generator:
     """A new host generator: from ``seed``, else drawn from the global one (so ``xn.init.seed`` fixes it)."""
+    if seed is None and _skipping is not None:
+        return np.random.default_rng((0, next(_skipping)))
     return np.random.default_rng(seed if seed is not None else int(_generator.integers(2**63)))
+
+
+def _placeholder(shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    return np.broadcast_to(np.zeros((), dtype=_float_dtype(dtype)), tuple(shape))
+
+
+def _float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` checked to be a real floating type: weights of another kind cannot be trained."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt.kind != "f":
+        raise ValueError(f"layer dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
+    return dt
 
 
 def _std(init: Any, fan_in: int, fan_out: int) -> float:
     if isinstance(init, (int, float)) and not isinstance(init, bool):
-        if init <= 0:
-            raise ValueError(f"init: a standard deviation must be > 0, got {init}")
+        if not (0 < init < math.inf):
+            raise ValueError(f"init: a standard deviation must be a finite number > 0, got {init}")
         return float(init)
     if init in ("he", "relu"):
         return math.sqrt(2.0 / fan_in)
@@ -56,6 +93,9 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     calls Xavier, ``weight_init_std="sigmoid"`` or ``"xavier"`` there), ``"normal"`` (0.01, the
     book's default ``weight_init_std``), a float std, or a callable ``f(shape, rng) -> array``.
     """
+    if _skipping is not None:
+        return _placeholder(shape, dtype)
+    dtype = _float_dtype(dtype)
     rng = _generator if rng is None else rng
     if callable(init):
         w = np.asarray(init(shape, rng))
@@ -67,9 +107,9 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
 
 def zeros(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of zeros (biases), moved to the device with the layer."""
-    return np.zeros(shape, dtype=dtype)
+    return _placeholder(shape, dtype) if _skipping is not None else np.zeros(shape, dtype=_float_dtype(dtype))
 
 
 def ones(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of ones (scales)."""
-    return np.ones(shape, dtype=dtype)
+    return _placeholder(shape, dtype) if _skipping is not None else np.ones(shape, dtype=_float_dtype(dtype))

@@ -8,9 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from . import init as _init
 from .backend import Device, device, device_of, to_device, to_numpy
 from .fileio import atomic_savez
 from .layers.base import Layer, layer_from_config
+from .npzfile import NpzReader, XpnetFileError
+
+__all__ = ["Sequential", "load", "XpnetFileError", "FORMAT_VERSION"]
 
 _CONFIG_KEY = "__xpnet_model__"
 FORMAT_VERSION = 1
@@ -135,20 +139,64 @@ class Sequential:
 
 
 def load(path: str | os.PathLike, device: Any = "cpu") -> Sequential:
-    """Rebuild a model saved with ``Sequential.save`` onto ``device``."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if _CONFIG_KEY not in data.files:
-            raise ValueError(f"load: {os.fspath(path)!r} is not an xpnet model file (no architecture record)")
-        meta = json.loads(str(data[_CONFIG_KEY]))
-        model = Sequential(*[layer_from_config(d["type"], d["config"]) for d in meta["layers"]])
-        expected = set(model.state())
-        found = set(data.files) - {_CONFIG_KEY}
-        if expected != found:
-            raise ValueError(f"load: {os.fspath(path)!r} does not match its architecture: missing "
-                             f"{sorted(expected - found)}, unexpected {sorted(found - expected)}")
-        for name in expected:
-            model.set_param(name, data[name])
+    """Rebuild a model saved with ``Sequential.save`` onto ``device``.
+
+    Validates fully before use: the format version, the architecture record, and every array's
+    shape and dtype (read from its header, before its data) against the layers the record builds;
+    no name may be missing or extra. Layers are built without drawing weights (``xn.init`` is left
+    untouched), so a file that declares huge layers but does not hold them fails at once.
+    Raises :class:`XpnetFileError` (a ValueError) naming the path and what is wrong.
+    """
+    with NpzReader(path, "an xpnet model file (written by model.save)") as reader:
+        meta = reader.record(_CONFIG_KEY)
+        if meta is None:
+            raise reader.error("it has no architecture record")
+        check_format(reader, meta, "format", FORMAT_VERSION)
+        model = model_from_config(reader, meta.get("layers"), "layers")
+        read_state(reader, model, {name: name for name in model.state()}, set(reader.names) - {_CONFIG_KEY})
     return model.to(device)
+
+
+def check_format(reader: NpzReader, meta: Any, field: str, known: int) -> None:
+    """Raise unless ``meta[field]`` is the format version ``known`` this xpnet reads."""
+    if not isinstance(meta, dict):
+        raise reader.error(f"its record is a {type(meta).__name__}, expected a JSON object")
+    version = meta.get(field)
+    if version != known:
+        raise reader.error(f"field {field!r} is {version!r}; this xpnet reads format {known} only (a file "
+                           "from another xpnet version?)")
+
+
+def model_from_config(reader: NpzReader, layers: Any, field: str) -> Sequential:
+    """The model the architecture record ``layers`` describes, built without drawing any weights."""
+    if not isinstance(layers, list):
+        raise reader.error(f"field {field!r} is {type(layers).__name__}, expected a list of layers")
+    built = []
+    with _init.skip_init():
+        for i, d in enumerate(layers):
+            if not (isinstance(d, dict) and isinstance(d.get("type"), str) and isinstance(d.get("config"), dict)):
+                raise reader.error(f"field {field}[{i}] is {d!r}, expected {{'type': str, 'config': {{...}}}}")
+            try:
+                built.append(layer_from_config(d["type"], d["config"]))
+            except (TypeError, ValueError) as exc:
+                raise reader.error(f"field {field}[{i}] ({d['type']}) cannot be built: {exc}") from None
+    return Sequential(*built)
+
+
+def read_state(reader: NpzReader, model: Sequential, names: dict[str, str], found: set[str]) -> None:
+    """Put the file's arrays ``names[param]`` into ``model``'s params and buffers, after checking
+    that ``found`` (the file's array names) holds exactly those names, then each shape and dtype."""
+    expected = set(names.values())
+    if expected != found:
+        raise reader.error(f"its arrays do not match its architecture: missing {sorted(expected - found)}, "
+                           f"unexpected {sorted(found - expected)}")
+    state = model.state()
+    for param, stored in names.items():  # every header before any data
+        reader.expect(stored, tuple(state[param].shape), state[param].dtype)
+    arrays = {param: reader.array(stored, tuple(state[param].shape), state[param].dtype)
+              for param, stored in names.items()}
+    for param, value in arrays.items():
+        model.set_param(param, value)
 
 
 def _split(name: str) -> tuple[int, str]:

@@ -1,0 +1,159 @@
+"""Model files and checkpoints: what loads is what was saved, and a bad file gives one clear error.
+
+Covers issue 15, "Files: what loads is what was saved".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import Dropout, Linear, ReLU
+
+
+def small_model(seed=0):
+    xn.init.seed(seed)
+    return xn.Sequential(Linear(4, 8), ReLU(), Dropout(0.1), Linear(8, 3))
+
+
+def rewrite(path, change):
+    """Rewrite the .npz at ``path`` after ``change(arrays, meta)`` edits its arrays and record in place."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    key = next(k for k in arrays if k.startswith("__xpnet"))
+    meta = json.loads(str(arrays[key]))
+    change(arrays, meta)
+    arrays[key] = np.asarray(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.npz"
+    small_model().save(path)
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, m: a.update({"0.W": np.zeros((8, 4), np.float32)}), r"'0.W' has shape \(8, 4\).*needs shape \(4, 8\)"),
+    (lambda a, m: a.update({"3.b": a["3.b"].astype(np.float64)}), r"'3.b' .* dtype float64.*dtype float32"),
+    (lambda a, m: a.pop("3.b"), r"missing \['3.b'\]"),
+    (lambda a, m: a.update({"9.W": np.zeros(2)}), r"unexpected \['9.W'\]"),
+    (lambda a, m: m.update({"format": 2}), r"'format' is 2; this xpnet reads format 1"),
+    (lambda a, m: m["layers"][0].update({"config": {"in_features": 4}}), r"layers\[0\] \(Linear\) cannot be built"),
+    (lambda a, m: m.update({"layers": "Linear"}), r"field 'layers' is str"),
+])
+def test_load_checks_every_array_and_the_format_before_use(saved, change, message):
+    """Issue 15, Files: xn.load checks shape, dtype, missing and extra names, and the format version
+    (a wrong shape or dtype, or format 2, loaded silently before)."""
+    rewrite(saved, change)
+    with pytest.raises(xn.XpnetFileError, match=message) as info:
+        xn.load(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_a_file_declaring_a_huge_layer_fails_without_allocating_it(tmp_path):
+    """Issue 15, Files: a tiny file declaring Linear(4000, 4000) fails before anything that size is made
+    (the layer used to draw its random weights first: 190 MB here, 2.7 GB for Linear(15000, 15000))."""
+    path = tmp_path / "huge.npz"
+    meta = {"format": 1, "layers": [{"type": "Linear", "config": {"in_features": 4000, "out_features": 4000}}]}
+    np.savez(path, **{"0.W": np.zeros((2, 2), np.float32), "0.b": np.zeros(4000, np.float32),
+                      "__xpnet_model__": np.asarray(json.dumps(meta))})
+    tracemalloc.start()
+    try:
+        with pytest.raises(xn.XpnetFileError, match=r"'0.W' has shape \(2, 2\).*needs shape \(4000, 4000\)"):
+            xn.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_a_header_declaring_more_data_than_the_file_holds_fails_before_reading(tmp_path, saved):
+    """Issue 15, Files: an array whose .npy header claims more bytes than its archive member holds is
+    refused from the header, without allocating the declared size."""
+    with zipfile.ZipFile(saved) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f4", "fortran_order": False, "shape": (4, 800_000_000)})
+    members["0.W.npy"] = npy.getvalue() + bytes(128)
+    with zipfile.ZipFile(saved, "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    tracemalloc.start()
+    try:
+        with pytest.raises(xn.XpnetFileError, match=r"'0.W' declares shape \(4, 800000000\).*holds 128 bytes"):
+            xn.load(saved)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+def test_load_leaves_the_global_init_generator_untouched(saved):
+    """Issue 15, Files: building the layers of a file draws no random weights, so xn.init's generator
+    (which seeds every later model) is where it was."""
+    xn.init.seed(5)
+    before = xn.init.generator().bit_generator.state
+    xn.load(saved)
+    assert xn.init.generator().bit_generator.state == before
+
+
+def test_loaded_weights_are_the_saved_ones_and_writable(saved):
+    model = xn.load(saved)
+    original = small_model()
+    for k, v in original.state().items():
+        np.testing.assert_array_equal(model.state()[k], v)
+    model.state()["0.W"][0, 0] += 1.0  # no read-only placeholder survives the load
+
+
+def _zero_bytes(path, good):
+    path.write_bytes(b"")
+
+
+def _truncated(path, good):
+    path.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+
+
+def _not_zip(path, good):
+    path.write_text("epoch,loss\n1,0.5\n")
+
+
+def _npy(path, good):
+    with open(path, "wb") as f:
+        np.save(f, np.zeros(3))
+
+
+def _pickled(path, good):
+    with open(path, "wb") as f:
+        np.savez(f, **{"__xpnet_model__": np.asarray(["x"], dtype=object),
+                       "__xpnet_checkpoint__": np.asarray(["x"], dtype=object)})
+
+
+def _flipped(path, good):
+    data = bytearray(good.read_bytes())
+    i = data.index(b"\x93NUMPY") + 200
+    data[i] ^= 0xFF  # inside an array's data: the CRC no longer matches
+    path.write_bytes(bytes(data))
+
+
+BROKEN = [_zero_bytes, _truncated, _not_zip, _npy, _pickled, _flipped]
+
+
+@pytest.mark.parametrize("breaker", BROKEN, ids=lambda f: f.__name__.strip("_"))
+def test_a_broken_model_file_gives_one_error_naming_it(tmp_path, saved, breaker):
+    """Issue 15, Files: corrupt, zero-byte, truncated, non-zip, .npy and pickled files given to xn.load
+    give one XpnetFileError naming the path and what was expected, never numpy's allow_pickle hint."""
+    path = tmp_path / "broken.npz"
+    breaker(path, saved)
+    with pytest.raises(xn.XpnetFileError) as info:
+        xn.load(path)
+    message = str(info.value)
+    assert str(path) in message and "xpnet model file" in message
+    assert "allow_pickle" not in message

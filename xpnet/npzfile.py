@@ -1,0 +1,143 @@
+"""Reading xpnet's ``.npz`` files without trusting them.
+
+How a file is read (``xn.load`` and ``resume_from`` both go through :class:`NpzReader`):
+
+1. The file is opened as a zip archive; a zero-byte, truncated, non-zip or single-array ``.npy``
+   file fails here with one :class:`XpnetFileError` naming the path and what was expected.
+2. The JSON record (architecture, format version, ...) is read first, bounded in size.
+3. Each array's ``.npy`` header (shape, dtype) is read and checked against what the caller expects
+   *before* its data: a header that declares more bytes than the archive member holds, an object
+   dtype (pickles) or a shape the architecture does not give fails without allocating anything.
+4. Only then is the data read into an array of exactly the checked size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+import zlib
+from typing import Any
+
+import numpy as np
+
+__all__ = ["XpnetFileError", "NpzReader"]
+
+_NPY_MAGIC = b"\x93NUMPY"
+_MAX_RECORD_BYTES = 64 << 20
+
+
+class XpnetFileError(ValueError):
+    """A model or checkpoint file cannot be used: the message names the path, the field and what
+    was expected."""
+
+
+class NpzReader:
+    """The arrays of one ``.npz`` archive, read one checked header at a time.
+
+    ``what`` says what the file should be (``"an xpnet model file (written by model.save)"``); every
+    error names ``path`` and ``what``. Use as a context manager.
+    """
+
+    def __init__(self, path: str | os.PathLike, what: str):
+        self.path, self.what = os.fspath(path), what
+        with open(self.path, "rb") as f:  # FileNotFoundError etc. name the path themselves
+            head = f.read(len(_NPY_MAGIC))
+        if not head:
+            raise self.error("the file is empty (0 bytes)")
+        if head == _NPY_MAGIC:
+            raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
+            raise self.error(f"it is not a complete zip archive ({exc}); truncated or not an .npz") from None
+        self._members = {info.filename[:-4]: info for info in self._zip.infolist()
+                         if info.filename.endswith(".npy")}
+
+    def __enter__(self) -> "NpzReader":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._zip.close()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._members)
+
+    def error(self, why: str) -> XpnetFileError:
+        return XpnetFileError(f"{self.path!r} is not {self.what}: {why}")
+
+    def record(self, name: str) -> Any:
+        """The JSON record stored as a 0-d string array ``name`` (None when absent)."""
+        if name not in self._members:
+            return None
+        shape, dtype = self.header(name)
+        if shape != () or dtype.kind != "U":
+            raise self.error(f"its record {name!r} is a {dtype} array of shape {shape}, expected a JSON string")
+        try:
+            return json.loads(str(self._read(name, shape, dtype)[()]))
+        except json.JSONDecodeError as exc:
+            raise self.error(f"its record {name!r} is not valid JSON ({exc})") from None
+
+    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of array ``name`` from its ``.npy`` header; no data is read."""
+        with self._open(name) as f:
+            shape, _, dtype, _ = self._read_header(name, f)
+        return shape, dtype
+
+    def expect(self, name: str, shape: tuple[int, ...], dtype: Any, needed_by: str = "the architecture") -> None:
+        """Raise unless array ``name``'s header says exactly ``shape`` and ``dtype``."""
+        found_shape, found_dtype = self.header(name)
+        if found_shape != tuple(shape) or found_dtype.newbyteorder("=") != np.dtype(dtype):
+            raise self.error(f"array {name!r} has shape {found_shape} and dtype {found_dtype.name}, "
+                             f"{needed_by} needs shape {tuple(shape)} and dtype {np.dtype(dtype).name}")
+
+    def array(self, name: str, shape: tuple[int, ...], dtype: Any, needed_by: str = "the architecture") -> np.ndarray:
+        """Array ``name``, after checking its header holds exactly ``shape`` and ``dtype``."""
+        self.expect(name, shape, dtype, needed_by)
+        found_shape, found_dtype = self.header(name)
+        return self._read(name, found_shape, found_dtype)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _open(self, name: str) -> Any:
+        if name not in self._members:
+            raise self.error(f"it has no array {name!r}")
+        return self._zip.open(self._members[name])
+
+    def _read_header(self, name: str, f: Any) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+        try:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(f)
+            offset = f.tell()
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            raise self.error(f"array {name!r} has a broken .npy header ({exc})") from None
+        if dtype.hasobject:
+            raise self.error(f"array {name!r} holds Python objects (dtype {dtype}); xpnet never loads pickles")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if self._members[name].file_size != offset + nbytes:
+            raise self.error(f"array {name!r} declares shape {shape} of {dtype.name} ({nbytes} bytes) but the "
+                             f"archive holds {self._members[name].file_size - offset} bytes of data for it")
+        return shape, fortran, dtype, nbytes
+
+    def _read(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        with self._open(name) as f:
+            _, fortran, _, nbytes = self._read_header(name, f)
+            out = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            filled = 0
+            try:
+                while filled < nbytes:
+                    n = f.readinto(view[filled:])
+                    if not n:
+                        break
+                    filled += n
+                f.read(1)  # reaches the end of the member, where zipfile checks the CRC
+            except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+                raise self.error(f"array {name!r} is corrupt ({exc})") from None
+        if filled != nbytes:
+            raise self.error(f"array {name!r} is truncated: {filled} of {nbytes} bytes")
+        out = out.T if fortran else out
+        return out.astype(dtype.newbyteorder("="), copy=False)
