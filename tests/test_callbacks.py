@@ -174,18 +174,45 @@ def test_resumed_model_checkpoint_best_only_keeps_the_better_file(data, tmp_path
         np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v)
 
 
-def test_resumed_early_stopping_keeps_its_patience_counter(data, tmp_path):
+def test_resumed_early_stopping_keeps_its_patience_counter_and_best_weights(data, tmp_path):
+    """Issue 15, Training: the checkpoint carries EarlyStopping's counter and the best weights from
+    before it (they used to be missing: a warning, and the last epoch's weights instead)."""
     run = tmp_path / "run.npz"
-    uninterrupted = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0)
-    h_full = fit(mlp(), data, [uninterrupted], epochs=10)
+    uninterrupted, whole = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0), mlp()
+    h_full = fit(whole, data, [uninterrupted], epochs=10)
     assert len(h_full) == 3
     fit(mlp(), data, [EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0),
                       ModelCheckpoint(run, full=True)], epochs=2)
-    resumed = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0)
-    with pytest.warns(UserWarning, match=r"best epoch \(1, train_loss .*before the checkpoint"):
-        h = fit(mlp(), data, [resumed], epochs=10, resume_from=run)
+    resumed, model = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0), mlp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = fit(model, data, [resumed], epochs=10, resume_from=run)
     assert len(h) == 3 and resumed.stopped_epoch == 3 and resumed.best_epoch == 1
     assert resumed.best == uninterrupted.best
+    for k, v in whole.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), xn.to_numpy(v))
+
+
+def test_a_resumed_run_that_early_stopping_ended_returns_at_once_with_the_same_weights(data, tmp_path):
+    """Issue 15, Training: EarlyStopping survives resume. The checkpoint of the epoch where it stopped
+    records that; resuming it trains no further epoch (it used to train one more every time) and
+    ends with the best weights it had restored, also when the checkpoint comes first in callbacks."""
+    run = tmp_path / "run.npz"
+
+    def stop():
+        return EarlyStopping(monitor="val_loss", patience=1)
+
+    first, model_first = stop(), mlp()
+    h_first = fit(model_first, data, [ModelCheckpoint(run, full=True), first], epochs=20,
+                  optimizer=xn.optim.SGD(2.0))
+    assert first.stopped_epoch == len(h_first) < 20 and first.best_epoch < first.stopped_epoch
+    assert importlib.import_module("xpnet.checkpoint").load_checkpoint(run)["meta"]["stopped"] is True
+    resumed, model = stop(), mlp()
+    h = fit(model, data, [resumed], epochs=20, optimizer=xn.optim.SGD(2.0), resume_from=run)
+    assert h.epochs == h_first.epochs
+    assert (resumed.best_epoch, resumed.stopped_epoch) == (first.best_epoch, first.stopped_epoch)
+    for k, v in model_first.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), xn.to_numpy(v))
 
 
 def test_resumed_early_stopping_restores_the_same_weights_as_an_uninterrupted_run(data, tmp_path):

@@ -138,7 +138,7 @@ def _pickled(path, good):
 
 def _flipped(path, good):
     data = bytearray(good.read_bytes())
-    i = data.index(b"\x93NUMPY") + 200
+    i = data.index(b"\x93NUMPY") + 130  # the npy header is 128 bytes
     data[i] ^= 0xFF  # inside an array's data: the CRC no longer matches
     path.write_bytes(bytes(data))
 
@@ -157,3 +157,77 @@ def test_a_broken_model_file_gives_one_error_naming_it(tmp_path, saved, breaker)
     message = str(info.value)
     assert str(path) in message and "xpnet model file" in message
     assert "allow_pickle" not in message
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def spiral():
+    return xn.datasets.spiral(30, 3, seed=0)
+
+
+def spiral_model():
+    xn.init.seed(0)
+    return xn.Sequential(Linear(2, 8), ReLU(), Dropout(0.1), Linear(8, 3))
+
+
+def fit(data, optimizer, epochs=1, **kw):
+    return xn.train(spiral_model(), data, loss="cross_entropy", optimizer=optimizer, epochs=epochs,
+                    batch_size=30, progress=False, **kw)
+
+
+@pytest.fixture
+def checkpoint(tmp_path, spiral):
+    path = tmp_path / "run.npz"
+    fit(spiral, xn.optim.Adam(0.01), callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    return path
+
+
+@pytest.mark.parametrize("breaker", BROKEN, ids=lambda f: f.__name__.strip("_"))
+def test_a_broken_checkpoint_gives_one_error_naming_it(tmp_path, spiral, checkpoint, breaker):
+    """Issue 15, Files: the same broken files given to resume_from give one XpnetFileError naming the
+    path and what was expected, never numpy's allow_pickle hint."""
+    path = tmp_path / "broken.npz"
+    breaker(path, checkpoint)
+    with pytest.raises(xn.XpnetFileError) as info:
+        fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=path)
+    message = str(info.value)
+    assert str(path) in message and "training checkpoint" in message and "allow_pickle" not in message
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a, m: m["optimizer"]["hyperparams"].update(lr=-1.0), r"'optimizer.hyperparams' is invalid: Adam: lr"),
+    (lambda a, m: m["optimizer"]["hyperparams"].update(betas=[0.9]), r"'optimizer.hyperparams' is invalid: Adam: betas"),
+    (lambda a, m: m["optimizer"]["hyperparams"].update(momentum=0.9), r"'optimizer.hyperparams' is invalid: .*momentum"),
+    (lambda a, m: m["optimizer"].pop("t"), r"field 'optimizer.t' is missing"),
+    (lambda a, m: m.pop("optimizer"), r"field 'optimizer.type' is missing"),
+    (lambda a, m: m.update(epoch="1"), r"field 'epoch' is '1', expected a int"),
+    (lambda a, m: m.update(epoch=-1), r"field 'epoch' is -1, expected an int >= 0"),
+    (lambda a, m: m["history"].update(epochs=[1]), r"field 'history.epochs\[0\]' is 1"),
+    (lambda a, m: m["rng"].update({"0": {}}), r"field 'rng.0' names no layer with a generator"),
+    (lambda a, m: m["rng"].update({"2": {"state": 3}}), r"field 'rng.2' is not a generator state"),
+    (lambda a, m: m.update(format=7), r"field 'format' is 7"),
+    (lambda a, m: a.update({"optimizer/0.W/m": np.zeros((8, 2), np.float32)}), r"'optimizer/0.W/m' has shape \(8, 2\)"),
+    (lambda a, m: a.update({"optimizer/5.W/m": np.zeros(2, np.float32)}), r"'optimizer/5.W/m' belongs to no parameter"),
+    (lambda a, m: a.pop("model/3.b"), r"\['model/3.b'\] of its architecture are missing"),
+    (lambda a, m: m["callbacks"].append({"type": "EarlyStopping"}), r"field 'callbacks\[1\]'"),
+])
+def test_a_checkpoint_is_validated_field_by_field(spiral, checkpoint, change, message):
+    """Issue 15, Files: hyperparameters from a checkpoint are validated by the optimizer's constructor,
+    and a missing or malformed field gives an error naming the file and the field, never a bare
+    KeyError/IndexError (a negative lr used to be taken as is)."""
+    rewrite(checkpoint, change)
+    with pytest.raises(xn.XpnetFileError, match=message) as info:
+        fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=checkpoint)
+    assert str(checkpoint) in str(info.value)
+
+
+def test_resuming_warns_that_the_saved_hyperparameters_replace_the_optimizers(spiral, checkpoint):
+    """Issue 15, Files: resuming with an optimizer of other hyperparameters says which saved values
+    replace them (as PyTorch's load_state_dict does), and the run goes on with the saved ones."""
+    opt = xn.optim.Adam(0.5, betas=(0.8, 0.9))
+    with pytest.warns(UserWarning, match=r"replace those of the Adam .*lr 0.5 -> 0.01, betas \(0.8, 0.9\) -> "
+                                         r"\(0.9, 0.999\)"):
+        fit(spiral, opt, epochs=2, resume_from=checkpoint)
+    assert (opt.lr, opt.betas) == (0.01, (0.9, 0.999))

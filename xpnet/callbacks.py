@@ -5,6 +5,11 @@ receives the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
 ``is_root``, ``has_validation``, ``save_checkpoint(path)``, ``barrier()``); the epoch hooks get
 the 1-based epoch number and, at the end, that epoch's log (the dict appended to ``History.epochs``).
 Setting ``self.stop_training = True`` ends training after the current epoch.
+
+A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
+model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
+``on_train_begin``; full checkpoints carry it. At the end of an epoch ModelCheckpoint runs after
+the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state after that epoch.
 """
 
 from __future__ import annotations
@@ -14,9 +19,10 @@ import os
 import warnings
 from typing import Any, Callable
 
-from .backend import namespace
+from .backend import namespace, to_device
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine"]
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
+           "epoch_end_order"]
 
 MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -37,6 +43,18 @@ class Callback:
 
     def on_train_end(self) -> None:
         pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on as this one would have (saved in full checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take up ``state`` from ``state_dict()`` (called after ``on_train_begin``)."""
+
+
+def epoch_end_order(callbacks: list[Callback]) -> list[Callback]:
+    """``callbacks`` with every ModelCheckpoint last (in their given order otherwise)."""
+    return sorted(callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
 
 
 class _Monitor:
@@ -93,10 +111,12 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
     ``restore_best=True`` puts back the weights (params and buffers) of the best epoch at the end;
-    they are kept as copies on the model's device. A resumed run (``resume_from``) takes up the best
-    value and the patience counter from the checkpoint's history; if its best epoch came before the
-    checkpoint, those weights are not in the file, and the end of training warns instead of
-    restoring them unless a later epoch beats it.
+    they are kept as copies on the model's device. A full checkpoint carries the patience counter,
+    the best value and epoch, whether it stopped, and the best weights (``restore_best=True``): a
+    resumed run goes on exactly as the uninterrupted one, and one that had stopped returns at once
+    with the weights it ended with. From a checkpoint without that state (an older xpnet), the best
+    value and counter are replayed from the history; a best epoch before the checkpoint then has
+    no weights in the file, and the end of training warns instead of restoring them.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
@@ -123,6 +143,24 @@ class EarlyStopping(Callback):
         # Resumed at the best epoch so far: the model holds its weights now.
         at_best = self.best_epoch is not None and self.best_epoch == state.epoch
         self._best_state = _copy_state(state.model) if self.restore_best and at_best else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_state": self._best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, kind in (("wait", int), ("best", float), ("best_epoch", int), ("stopped_epoch", int),
+                          ("best_state", dict)):
+            v = state.get(key)
+            if (v is None and key != "wait") or (isinstance(v, kind) and not isinstance(v, bool)) \
+                    or (kind is float and isinstance(v, int) and not isinstance(v, bool)):
+                continue
+            raise ValueError(f"EarlyStopping: {key} must be {'an int' if kind is int else kind.__name__}, got {v!r}")
+        self.wait, self.best_epoch, self.stopped_epoch = state["wait"], state["best_epoch"], state["stopped_epoch"]
+        self._monitor.best = None if state["best"] is None else float(state["best"])
+        self.stop_training = self.stopped_epoch is not None
+        best = state["best_state"]
+        self._best_state = None if best is None else {k: to_device(v, self.state.device) for k, v in best.items()}
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self._monitor.improved(logs):
@@ -153,8 +191,9 @@ class ModelCheckpoint(Callback):
 
     ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:03d}.npz"``. ``full=False`` writes
     the model (``model.save``; reload with ``xn.load``); ``full=True`` writes a training checkpoint
-    (model, optimizer state, epoch, history, Dropout generator states) to resume with
-    ``xn.train(..., resume_from=path)``. Writes are atomic; with ``comm`` only rank 0 writes, then
+    (model, optimizer state, epoch, history, Dropout generator states, the other callbacks' state)
+    to resume with ``xn.train(..., resume_from=path)``; it is written after the other callbacks
+    have seen the epoch. Writes are atomic; with ``comm`` only rank 0 writes, then
     all ranks wait at a barrier. A resumed run takes up the best value from the checkpoint's history,
     so ``save_best_only`` never replaces a better file with a worse one.
     """

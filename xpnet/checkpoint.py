@@ -1,66 +1,188 @@
 """Training checkpoints: everything a resumed run needs, in one ``.npz`` written atomically.
 
 A checkpoint holds the model's params and buffers (``model/<name>``), the optimizer's state
-(``optimizer/<param>/<slot>``) and one JSON record (``__xpnet_checkpoint__``) with the format
-version, the architecture, the completed epoch, the seed, the history and the Dropout generator
-states. The shuffle order is derived from ``(seed, epoch)`` and needs nothing saved.
+(``optimizer/<param>/<slot>``), the callbacks' arrays (``callbacks/<i>/<key>/<name>``, e.g.
+EarlyStopping's best weights) and one JSON record (``__xpnet_checkpoint__``) with the format
+version, the architecture, the completed epoch, the seed, the optimizer's type, hyperparameters
+and step count, the history, the Dropout generator states, the callbacks' state and whether a
+callback stopped training. The shuffle order is derived from ``(seed, epoch)`` and needs nothing.
+
+Reading validates everything before anything is used (as ``Optimizer.step`` does): every field's
+type, every array's header against the saved architecture (before its data), the optimizer's
+hyperparameters through its own constructor. A problem gives an :class:`XpnetFileError` naming
+the file and the field. Resuming then checks the checkpoint against the model, optimizer and
+seed the user passed.
+
+The saved optimizer hyperparameters replace those of the optimizer passed to ``xn.train``, as
+PyTorch's ``optimizer.load_state_dict`` does (the run continues exactly as it would have); a
+warning names each value that changes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import warnings
+from typing import Any, Iterable
 
 import numpy as np
 
 from .backend import set_rng_state, to_numpy
 from .fileio import atomic_savez
 from .history import History
+from .model import check_format, model_from_config
+from .npzfile import NpzReader, XpnetFileError
 from .optim import Optimizer
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "rng_states",
-           "set_rng_states"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
+           "rng_states", "set_rng_states"]
 
 _CKPT_KEY = "__xpnet_checkpoint__"
 CHECKPOINT_FORMAT = 1
+_WHAT = "an xpnet training checkpoint (written by xn.callbacks.ModelCheckpoint(path, full=True))"
 
 
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
-                    history: History) -> None:
+                    history: History, callbacks: Iterable[Any] = ()) -> None:
     """Write everything a resumed run needs to ``path`` (.npz, atomic): params and buffers,
-    architecture, optimizer state, completed ``epoch``, ``seed``, the history and the Dropout
-    layers' generator states. The shuffle order is derived from (seed, epoch) and needs nothing."""
+    architecture, optimizer state, completed ``epoch``, ``seed``, the history, the Dropout
+    layers' generator states and each callback's ``state_dict()``."""
     arrays = {f"model/{k}": to_numpy(v) for k, v in model.state().items()}
     sd = optimizer.state_dict()
     for name, slots in sd["state"].items():
         for key, v in slots.items():
             arrays[f"optimizer/{name}/{key}"] = to_numpy(v)
+    callbacks = list(callbacks)
+    saved_callbacks = []
+    for i, cb in enumerate(callbacks):
+        state, stored = {}, []
+        for key, value in cb.state_dict().items():
+            if isinstance(value, dict) and value and all(hasattr(v, "shape") for v in value.values()):
+                arrays.update({f"callbacks/{i}/{key}/{n}": to_numpy(v) for n, v in value.items()})
+                stored.append(key)
+            else:
+                state[key] = value
+        saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
     meta = {"format": CHECKPOINT_FORMAT, "layers": model.config(), "epoch": int(epoch), "seed": int(seed),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
-            "history": history.to_dict(), "rng": rng_states(model)}
+            "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
+            "stopped": any(cb.stop_training for cb in callbacks)}
     arrays[_CKPT_KEY] = np.asarray(json.dumps(meta))
     atomic_savez(path, arrays)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` into host arrays:
-    ``{"meta": ..., "model": {name: array}, "optimizer": state_dict}``."""
-    path = os.fspath(path)
-    with np.load(path, allow_pickle=False) as data:
-        if _CKPT_KEY not in data.files:
-            raise ValueError(f"resume_from: {path!r} is not an xpnet training checkpoint (write one with "
-                             "xn.callbacks.ModelCheckpoint(path, full=True))")
-        meta = json.loads(str(data[_CKPT_KEY]))
-        model = {k[len("model/"):]: data[k] for k in data.files if k.startswith("model/")}
-        state: dict[str, dict[str, Any]] = {}
-        for k in data.files:
-            if k.startswith("optimizer/"):
-                name, key = k[len("optimizer/"):].rsplit("/", 1)
-                state.setdefault(name, {})[key] = data[k]
-    opt = {"type": meta["optimizer"]["type"], "hyperparams": meta["optimizer"]["hyperparams"],
-           "t": meta["optimizer"]["t"], "state": state}
-    return {"meta": meta, "model": model, "optimizer": opt}
+    """Read and validate a checkpoint written by :func:`save_checkpoint` into host arrays:
+    ``{"path", "meta", "model": {name: array}, "optimizer": state_dict, "callbacks": [...]}``,
+    each of ``callbacks`` ``{"type", "state"}`` with its arrays put back into ``state``."""
+    with NpzReader(path, _WHAT) as reader:
+        meta = reader.record(_CKPT_KEY)
+        if meta is None:
+            raise reader.error("it has no checkpoint record (a model saved with model.save or "
+                               "ModelCheckpoint(full=False) loads with xn.load, it cannot be resumed)")
+        check_format(reader, meta, "format", CHECKPOINT_FORMAT)
+        field = _Fields(reader, meta)
+        saved = model_from_config(reader, meta.get("layers"), "layers")
+        epoch, seed = field.int("epoch"), field.int("seed")
+        opt_type = field.get("optimizer.type", str)
+        hyperparams = field.get("optimizer.hyperparams", dict)
+        t = field.int("optimizer.t")
+        epochs = field.get("history.epochs", list)
+        for i, e in enumerate(epochs):
+            if not isinstance(e, dict):
+                raise reader.error(f"field 'history.epochs[{i}]' is {e!r}, expected a JSON object")
+        rng = field.get("rng", dict)
+        for i, state in rng.items():
+            _check_rng(reader, saved, i, state)
+        saved_callbacks = field.get("callbacks", list, default=[])
+        field.get("stopped", bool, default=False)
+
+        params, state = saved.named_params(), saved.state()
+        names = set(reader.names) - {_CKPT_KEY}
+        model_names = {f"model/{k}" for k in state}
+        missing = model_names - names
+        if missing:
+            raise reader.error(f"arrays {sorted(missing)} of its architecture are missing")
+        slots: dict[str, tuple[str, str]] = {}
+        for n in names - model_names:
+            kind, _, rest = n.partition("/")
+            param, _, key = rest.rpartition("/")
+            if kind == "optimizer" and param in params:
+                slots[n] = (param, key)
+            elif kind != "callbacks":
+                raise reader.error(f"array {n!r} belongs to no parameter of its architecture")
+        for n in model_names:  # every header before any data
+            reader.expect(n, tuple(state[n[6:]].shape), state[n[6:]].dtype)
+        for n, (param, _) in slots.items():
+            reader.expect(n, tuple(params[param].shape), params[param].dtype, f"parameter {param!r}")
+        callbacks = [_read_callback(reader, i, d, state, names) for i, d in enumerate(saved_callbacks)]
+
+        model = {n[6:]: reader.array(n, tuple(state[n[6:]].shape), state[n[6:]].dtype) for n in model_names}
+        opt_state: dict[str, dict[str, Any]] = {}
+        for n, (param, key) in slots.items():
+            opt_state.setdefault(param, {})[key] = reader.array(n, tuple(params[param].shape), params[param].dtype,
+                                                                f"parameter {param!r}")
+        for cb in callbacks:
+            for key in cb.pop("arrays"):
+                cb["state"][key] = {name: reader.array(f"callbacks/{cb['index']}/{key}/{name}",
+                                                       tuple(state[name].shape), state[name].dtype)
+                                    for name in cb["state"][key]}
+    meta["epoch"], meta["seed"] = epoch, seed
+    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "state": opt_state}
+    return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks}
+
+
+class _Fields:
+    """Typed access to the checkpoint record by dotted field name; errors name the file and field."""
+
+    def __init__(self, reader: NpzReader, meta: dict[str, Any]):
+        self.reader, self.meta = reader, meta
+
+    def get(self, name: str, kind: type, default: Any = ...) -> Any:
+        value: Any = self.meta
+        for part in name.split("."):
+            if not isinstance(value, dict) or part not in value:
+                if default is not ...:
+                    return default
+                raise self.reader.error(f"field {name!r} is missing")
+            value = value[part]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.reader.error(f"field {name!r} is {value!r}, expected a {kind.__name__}")
+        return value
+
+    def int(self, name: str) -> int:
+        value = self.get(name, int)
+        if value < 0:
+            raise self.reader.error(f"field {name!r} is {value}, expected an int >= 0")
+        return value
+
+
+def _check_rng(reader: NpzReader, saved: Any, index: str, state: Any) -> None:
+    layer = saved.layers[int(index)] if index.isdigit() and int(index) < len(saved.layers) else None
+    if not isinstance(getattr(layer, "rng", None), np.random.Generator):
+        raise reader.error(f"field 'rng.{index}' names no layer with a generator (Dropout) in its architecture")
+    try:
+        np.random.default_rng().bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise reader.error(f"field 'rng.{index}' is not a generator state ({exc!r})") from None
+
+
+def _read_callback(reader: NpzReader, i: int, d: Any, state: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """Callback ``i``'s record checked, with the names of its arrays (model states) in ``state``."""
+    if not (isinstance(d, dict) and isinstance(d.get("type"), str) and isinstance(d.get("state"), dict)
+            and isinstance(d.get("arrays"), list)):
+        raise reader.error(f"field 'callbacks[{i}]' is {d!r}, expected {{'type', 'state', 'arrays'}}")
+    cb_state = dict(d["state"])
+    for key in d["arrays"]:
+        prefix = f"callbacks/{i}/{key}/"
+        found = {n[len(prefix):] for n in names if n.startswith(prefix)}
+        if found != set(state):
+            raise reader.error(f"arrays {prefix}* do not match the model: missing {sorted(set(state) - found)}, "
+                               f"unexpected {sorted(found - set(state))}")
+        for name in found:
+            reader.expect(prefix + name, tuple(state[name].shape), state[name].dtype)
+        cb_state[key] = sorted(found)
+    return {"index": i, "type": d["type"], "state": cb_state, "arrays": list(d["arrays"])}
 
 
 def _generators(model: Any) -> dict[str, np.random.Generator]:
@@ -83,23 +205,64 @@ def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
         set_rng_state(model.layers[int(i)].rng, state)
 
 
-def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int) -> int:
-    meta = ckpt["meta"]
+def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int,
+                     keep: Iterable[str] = ()) -> int:
+    """Put a checkpoint read by :func:`load_checkpoint` into ``model`` and ``optimizer`` after checking
+    it fits them; returns the completed epoch. The saved hyperparameters replace the optimizer's,
+    with a warning naming those that change (except the names in ``keep``, e.g. ``lr`` when a
+    LearningRateSchedule sets it anyway)."""
+    meta, path = ckpt["meta"], ckpt["path"]
     # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
     # the generator state itself comes from the checkpoint.
     saved = [d["type"] for d in meta["layers"]]
-    shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    if saved != [d["type"] for d in model.config()] or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
-        raise ValueError("resume_from: the checkpoint was written for another architecture; build the model "
+    shapes = {k: (tuple(v.shape), v.dtype) for k, v in ckpt["model"].items()}
+    if saved != [d["type"] for d in model.config()] or \
+            shapes != {k: (tuple(v.shape), np.dtype(str(v.dtype).rsplit(".", 1)[-1])) for k, v in model.state().items()}:
+        raise ValueError(f"resume_from: {path!r} was written for another architecture; build the model "
                          f"as it was: {meta['layers']}")
     if meta["seed"] != seed:
-        raise ValueError(f"resume_from: the checkpoint was trained with seed={meta['seed']}, got seed={seed}; "
+        raise ValueError(f"resume_from: {path!r} was trained with seed={meta['seed']}, got seed={seed}; "
                          f"pass seed={meta['seed']} to continue the same run")
     if meta["epoch"] > epochs:
-        raise ValueError(f"resume_from: the checkpoint has already {meta['epoch']} epochs, more than "
-                         f"epochs={epochs}")
+        raise ValueError(f"resume_from: {path!r} has already {meta['epoch']} epochs, more than epochs={epochs}")
+    opt = ckpt["optimizer"]
+    if opt["type"] != optimizer.name:
+        raise ValueError(f"resume_from: {path!r} holds the state of a {opt['type']} optimizer, got "
+                         f"{optimizer.name}; pass a {opt['type']} to continue the same run")
+    try:
+        checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
+    except (TypeError, ValueError) as exc:
+        raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
+    changed = {k: (v, checked[k]) for k, v in optimizer.hyperparams().items()
+               if k in checked and k not in keep and _differs(v, checked[k])}
+    if changed:
+        what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
+        warnings.warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
+                      f"{optimizer.name} passed to train ({what}), as PyTorch's optimizer.load_state_dict does; "
+                      "change the learning rate of a resumed run with a LearningRateSchedule", stacklevel=3)
     for name, v in ckpt["model"].items():
         model.set_param(name, v)
-    optimizer.load_state_dict(ckpt["optimizer"])
+    optimizer.load_state_dict({**opt, "hyperparams": checked})
     set_rng_states(model, meta["rng"])
     return int(meta["epoch"])
+
+
+def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
+    """Give each callback the state its counterpart saved: the k-th callback of a type gets the state
+    of the k-th saved callback of that type (none saved: it keeps what ``on_train_begin`` found)."""
+    saved: dict[str, list[dict[str, Any]]] = {}
+    for d in ckpt["callbacks"]:
+        saved.setdefault(d["type"], []).append(d)
+    for cb in callbacks:
+        queue = saved.get(type(cb).__name__)
+        if queue:
+            d = queue.pop(0)
+            try:
+                cb.load_state_dict(d["state"])
+            except (TypeError, ValueError) as exc:
+                raise XpnetFileError(f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' "
+                                     f"does not fit {type(cb).__name__}: {exc}") from None
+
+
+def _differs(a: Any, b: Any) -> bool:
+    return (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b)

@@ -31,7 +31,8 @@ import tqdm
 
 from . import callbacks as _callbacks
 from .backend import Device, device as _resolve_device, device_of, namespace, to_device
-from .checkpoint import apply_checkpoint, load_checkpoint, rng_states, save_checkpoint, set_rng_states
+from .checkpoint import (apply_checkpoint, load_checkpoint, restore_callbacks, rng_states, save_checkpoint,
+                         set_rng_states)
 from .datasets.batches import BatchIterator
 from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
@@ -183,10 +184,11 @@ class TrainerState:
     """What callbacks see: the model, optimizer, history and where training runs."""
 
     def __init__(self, model: Any, optimizer: Optimizer, loss: Loss, history: History, device: Device,
-                 comm: Any, seed: int, epochs: int, has_validation: bool):
+                 comm: Any, seed: int, epochs: int, has_validation: bool, callbacks: list[Any] = ()):
         self.model, self.optimizer, self.loss, self.history = model, optimizer, loss, history
         self.device, self.comm, self.seed, self.epochs = device, comm, seed, epochs
         self.has_validation = has_validation
+        self.callbacks = list(callbacks)
         self.epoch = 0
 
     @property
@@ -199,7 +201,8 @@ class TrainerState:
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
-        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history)
+        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
+                        callbacks=self.callbacks)
 
 
 class _Snapshot:
@@ -422,12 +425,13 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     rank = 0 if comm is None else int(comm.rank)
 
     history = History(dev.name)
-    start = 0
+    start, ckpt = 0, None
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from) if rank == 0 else None
         if comm is not None:
             ckpt = comm.bcast_object(ckpt, root=0)
-        start = apply_checkpoint(ckpt, model, optimizer, seed, epochs)
+        scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
+        start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
         history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
     model.to(dev)
     optimizer.to(dev)
@@ -442,7 +446,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     arrays = (x, y) if classes is None or classes is y else (x, y, classes)
     batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             rank=trainer.rank, size=trainer.size)
-    state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None)
+    state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
     state.epoch = start
     if trainer.show:
         ranks = f", {trainer.size} ranks" if comm is not None else ""
@@ -450,11 +454,14 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
               f"epochs {start + 1}..{epochs}", flush=True)
     for cb in callbacks:
         cb.on_train_begin(state)
+    if ckpt is not None:
+        restore_callbacks(ckpt, callbacks)
+    stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
     # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
     # repeat that, once per step.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for epoch in range(start + 1, epochs + 1):
+        for epoch in range(start + 1, start if stopped else epochs + 1):
             t0 = time.perf_counter()
             set_rng_states(model)
             for cb in callbacks:
@@ -474,7 +481,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
                 trainer.open_bar.close()
             elif trainer.show:
                 print(f"epoch {epoch}/{epochs}  {_format_logs(logs)}", flush=True)
-            for cb in callbacks:
+            for cb in _callbacks.epoch_end_order(callbacks):
                 cb.on_epoch_end(epoch, logs)
             if any(cb.stop_training for cb in callbacks):
                 break
