@@ -370,6 +370,22 @@ def test_non_finite_loss_names_epoch_step_and_layer(dev, spiral, bad, where):
     assert all(np.all(np.isfinite(v)) for v in params(model).values())
 
 
+@pytest.mark.parametrize("epochs, batch", [(3, 100), (1, 300)], ids=["next-step", "last-step"])
+def test_an_update_that_overflows_the_weights_is_named_and_undone(dev, spiral, epochs, batch):
+    """Issue 15, Training: the NaN guard also covers the update. With a finite loss, an update that
+    makes weights non-finite is found by the end-of-epoch check and named (it used to blame the next
+    step, or with no next step leave inf weights behind silently); the model keeps the weights from
+    before it."""
+    x, t = spiral
+    model, start = mlp(), params(mlp())
+    with pytest.raises(xn.XpnetTrainingError, match=rf"the update of epoch 1, step 1 of {300 // batch} made "
+                                                   r"parameter '\d.[Wb]' non-finite"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(1e300), epochs=epochs,
+                 batch_size=batch, device=dev, progress=False)
+    for k, v in start.items():
+        np.testing.assert_array_equal(params(model)[k], v)
+
+
 # ----------------------------------------------------------------------------------------
 # Bad input: a clear error before any training
 # ----------------------------------------------------------------------------------------

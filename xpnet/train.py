@@ -12,9 +12,11 @@ How a run goes:
 4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
-   sum comes back non-finite, the epoch is replayed from that copy one step at a time, checking
-   every layer's output and gradient, to name the step and the first layer that went non-finite;
-   :class:`XpnetTrainingError` is raised with the model holding the weights from just before it.
+   sum, or the check that every weight is still finite (one device reduction folded into the same
+   read), comes back non-finite, the epoch is replayed from that copy one step at a time, checking
+   every layer's output and gradient and the weights after each update, to name the step and the
+   first layer or parameter that went non-finite; :class:`XpnetTrainingError` is raised with the
+   model holding the weights from just before that step.
 """
 
 from __future__ import annotations
@@ -288,7 +290,9 @@ class _Trainer:
                     last_refresh = now
                     if not math.isfinite(running) and comm is None:
                         break
-        loss_total = float(self.reduce(loss_sum))
+        # One read per epoch covers both the loss and the weights: a finite loss whose update
+        # overflowed a weight reads as NaN too, and the replay finds which step did it.
+        loss_total = float(self.reduce(xp.where(self.params_finite(), loss_sum, self.zeros(loss_sum.dtype) + math.nan)))
         if not math.isfinite(loss_total):
             if bar is not None:
                 bar.close()
@@ -297,6 +301,13 @@ class _Trainer:
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
         return logs
+
+    def params_finite(self) -> Any:
+        """A 0-d device bool: every parameter is finite (no host read)."""
+        xp, ok = self.dev.xp, self.dev.xp.asarray(True, device=self.dev.native)
+        for p in self.model.named_params().values():
+            ok = ok & xp.all(xp.isfinite(p))
+        return ok
 
     def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
         """Mean loss and accuracy over this rank's share of (x, y), summed over ranks."""
@@ -314,29 +325,42 @@ class _Trainer:
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 
     def diagnose(self, snapshot: _Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
-        """Replay ``epoch`` from its starting weights, checking every layer, up to the first bad step."""
+        """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
+        the first bad step; the model is left with the weights from before that step."""
         xp, model, comm = self.dev.xp, self.model, self.comm
         snapshot.restore(model, self.optimizer)
+
+        def agreed(where: str | None) -> str | None:
+            if comm is None:
+                return where
+            flag = xp.asarray(0 if where is None else 1, dtype=xp.int64, device=self.dev.native)
+            return (where or "another rank's batch") if int(comm.allreduce_sum(flag)) > 0 else None
+
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:
                 break
-            where = self.replay_step(batch[0], batch[1])
-            bad = where is not None
-            if comm is not None:
-                flag = xp.asarray(1 if bad else 0, dtype=xp.int64, device=self.dev.native)
-                bad = int(comm.allreduce_sum(flag)) > 0
-                where = where or "another rank's batch"
-            if bad:
+            where = agreed(self.replay_step(batch[0], batch[1]))
+            if where is not None:
                 return XpnetTrainingError(
                     f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
                     f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
                     "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
                     "the inputs.")
+            before = _Snapshot(model, self.optimizer)
             self.optimizer.step(model)
+            where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
+                                None))
+            if where is not None:
+                before.restore(model, self.optimizer)
+                return XpnetTrainingError(
+                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                    f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
+                    f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
+                    "smaller learning rate.")
         return XpnetTrainingError(
-            f"training stopped: the loss of epoch {epoch} is non-finite, but replaying the epoch from its "
-            "starting weights did not reproduce it layer by layer (a layer that is not deterministic on "
-            f"{self.dev.name}?)")
+            f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
+            "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
+            f"deterministic on {self.dev.name}?)")
 
     def replay_step(self, xb: Any, yb: Any) -> str | None:
         """Forward/backward one batch layer by layer; where the first non-finite value appeared."""
