@@ -215,6 +215,16 @@ class ModelCheckpoint(Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):
             return
+        self._save(epoch, logs)
+
+    def save_last(self) -> None:
+        """On SIGTERM: write the state after the last complete epoch, if this is a full checkpoint
+        that is not ``save_best_only`` (that one keeps its best file)."""
+        if self.full and not self.save_best_only:
+            epochs = self.state.history.epochs
+            self._save(self.state.epoch, epochs[-1] if epochs else {})
+
+    def _save(self, epoch: int, logs: dict[str, Any]) -> None:
         path = self.path.format(**{**logs, "epoch": epoch}) if "{" in self.path else self.path
         if self.state.is_root:
             if self.full:

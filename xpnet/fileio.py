@@ -1,4 +1,11 @@
-"""Atomic file writes: a temporary file beside the target, fsync, then a rename over it."""
+"""Atomic file writes: a temporary file beside the target, fsync, a rename over it, fsync the folder.
+
+The temporary file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and
+gets the mode a plain ``open`` would give (``0o666`` less the umask). Ctrl-C or SIGTERM during a
+write removes it (SIGTERM then ends the process as it would have); a process killed outright
+(SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
+processes that no longer run (on this machine: a pid is only checked locally).
+"""
 
 from __future__ import annotations
 
@@ -9,27 +16,91 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
+from .signals import sigterm_raises
+
+TEMP_SUFFIX = ".xpnet-tmp"
+
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", suffix: str = "") -> Iterator[IO[Any]]:
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file in ``path``'s folder; on a clean exit it is flushed, fsynced and renamed
-    over ``path``, on any exception (KeyboardInterrupt too) it is removed. An interrupted write never
-    leaves a broken ``path``: the old file, if any, stays as it was."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    over ``path`` and the folder fsynced, on any exception (KeyboardInterrupt, SIGTERM too) it is
+    removed. An interrupted write never leaves a broken ``path``: the old file, if any, stays."""
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    remove_leftovers(path)
+    with sigterm_raises():
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
+        try:
+            os.chmod(tmp, 0o666 & ~_umask())
+            with os.fdopen(fd, mode) as f:
+                yield f
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_folder(folder)
 
 
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """``numpy.savez`` of ``arrays`` to ``path``, atomically."""
-    with atomic_write(path, "wb", suffix=".npz") as f:
+    with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
+
+
+def remove_leftovers(path: str | os.PathLike) -> list[str]:
+    """Remove the temporary files that killed writers of ``path`` left; returns their paths."""
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    prefix = f".{name}."
+    removed = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX)):
+            continue
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, entry))
+                removed.append(os.path.join(folder, entry))
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (os.umask sets it to read it)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_folder(folder: str) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

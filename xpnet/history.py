@@ -59,5 +59,5 @@ class History:
             if ax.has_data():
                 ax.legend()
         fig.tight_layout()
-        with atomic_write(path, "wb", suffix=".png") as f:
+        with atomic_write(path, "wb") as f:
             fig.savefig(f, format="png")

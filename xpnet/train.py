@@ -39,6 +39,7 @@ from .datasets.batches import BatchIterator
 from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
 from .optim import Optimizer
+from .signals import SigtermFlag
 
 __all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState", "save_checkpoint",
            "load_checkpoint"]
@@ -49,6 +50,14 @@ _EVAL_BATCH = 1024
 
 class XpnetTrainingError(RuntimeError):
     """Training cannot go on: the loss became non-finite. The message names epoch, step and layer."""
+
+
+class _SigtermStop(Exception):
+    """SIGTERM came during an epoch: stop after the current step, the epoch's start is in ``snapshot``."""
+
+    def __init__(self, snapshot: "_Snapshot"):
+        super().__init__("SIGTERM")
+        self.snapshot = snapshot
 
 
 # ----------------------------------------------------------------------------------------
@@ -250,6 +259,7 @@ class _Trainer:
         self.show = progress and self.rank == 0
         self.bar = self.show and _is_terminal(sys.stdout)
         self.open_bar: Any = None
+        self.sigterm: SigtermFlag | None = None
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -281,6 +291,10 @@ class _Trainer:
                 comm.allreduce_grads(model, count=nb)
             optimizer.step(model)
             steps, seen = steps + 1, seen + nb
+            if comm is None and self.sigterm is not None and self.sigterm.requested:
+                if bar is not None:
+                    bar.close()
+                raise _SigtermStop(snapshot)
             if bar is not None:
                 bar.update(1)
                 now = time.perf_counter()
@@ -301,6 +315,14 @@ class _Trainer:
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
         return logs
+
+    def sigterm_agreed(self) -> bool:
+        """Whether SIGTERM came to this process (to any rank, agreed by all: one small collective)."""
+        flag = self.sigterm is not None and self.sigterm.requested
+        if self.comm is None:
+            return flag
+        xp = self.dev.xp
+        return int(self.comm.allreduce_sum(xp.asarray(int(flag), dtype=xp.int64, device=self.dev.native))) > 0
 
     def params_finite(self) -> Any:
         """A 0-d device bool: every parameter is finite (no host read)."""
@@ -483,15 +505,21 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
     # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
-    # repeat that, once per step.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
+    # (ranks agree there), and ends the process after the last checkpoint is written.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm:
+        trainer.sigterm = sigterm
         for epoch in range(start + 1, start if stopped else epochs + 1):
             t0 = time.perf_counter()
             set_rng_states(model)
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
-            logs = {"epoch": epoch, **trainer.run_epoch(batches, epoch, epochs, n, classify),
-                    "val_loss": None, "val_accuracy": None}
+            try:
+                epoch_logs = trainer.run_epoch(batches, epoch, epochs, n, classify)
+            except _SigtermStop as stop:
+                stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
+                _save_last_and_terminate(callbacks, sigterm)
+            logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
             if val is not None:
                 logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
             logs["seconds"] = time.perf_counter() - t0
@@ -507,11 +535,22 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
                 print(f"epoch {epoch}/{epochs}  {_format_logs(logs)}", flush=True)
             for cb in _callbacks.epoch_end_order(callbacks):
                 cb.on_epoch_end(epoch, logs)
+            if trainer.sigterm_agreed():
+                _save_last_and_terminate(callbacks, sigterm)
             if any(cb.stop_training for cb in callbacks):
                 break
     for cb in callbacks:
         cb.on_train_end()
     return history
+
+
+def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
+    """Write the state after the last complete epoch to every full, not best-only ModelCheckpoint,
+    then end the process by SIGTERM."""
+    for cb in callbacks:
+        if isinstance(cb, _callbacks.ModelCheckpoint):
+            cb.save_last()
+    sigterm.terminate()
 
 
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:

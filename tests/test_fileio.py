@@ -1,0 +1,187 @@
+"""Saved files: permissions, durability, no leftovers, SIGTERM during a save and during training.
+
+Covers issue 15, "Files: what loads is what was saved" (umask, fsync, stray temporary files, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.fileio import TEMP_SUFFIX
+
+posix_only = pytest.mark.skipif(os.name != "posix", reason="umask, signals and folder fsync are POSIX")
+
+
+def model():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Linear(3, 4))
+
+
+@posix_only
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_saved_files_honour_the_umask(tmp_path, mask):
+    """Issue 15, Files: a saved file gets the mode open() would give (mkstemp made every file 0600)."""
+    old = os.umask(mask)
+    try:
+        model().save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m.npz").st_mode) == 0o666 & ~mask
+
+
+@posix_only
+def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
+    """Issue 15, Files: the rename is made durable by an fsync of the folder, after the file's own."""
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), os.path.exists(tmp_path / "m.npz")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    model().save(tmp_path / "m.npz")
+    assert synced == [(False, False), (True, True)]
+
+
+SLOW_SAVE = """
+import os, sys, time
+import numpy as np
+import xpnet as xn
+
+real = np.savez
+def slow(f, **arrays):
+    f.write(b"partial")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+np.savez = slow
+xn.init.seed(0)
+xn.Sequential(xn.layers.Linear(3, 4)).save(sys.argv[1])
+"""
+
+
+def _start(script, *args):
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc
+
+
+def _temps(folder):
+    return [f for f in os.listdir(folder) if f.endswith(TEMP_SUFFIX)]
+
+
+@posix_only
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_during_a_save_cleans_up_like_ctrl_c(tmp_path, sig):
+    """Issue 15, Files: SIGTERM in the middle of a save removes the temporary file (as Ctrl-C does) and
+    the process still ends by SIGTERM; the previous file stays (SIGTERM used to leave the file behind)."""
+    path = tmp_path / "m.npz"
+    model().save(path)
+    before = path.read_bytes()
+    proc = _start(SLOW_SAVE, path)
+    assert proc.stdout.readline() == "writing\n"
+    assert len(_temps(tmp_path)) == 1
+    proc.send_signal(sig)
+    proc.wait(timeout=30)
+    assert proc.returncode == -sig
+    assert _temps(tmp_path) == [] and path.read_bytes() == before
+
+
+@posix_only
+def test_leftovers_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
+    """Issue 15, Files: a SIGKILLed save leaves a recognisable .<name>.<pid>.*.xpnet-tmp file beside the
+    target, and the next save to that path removes it (they used to pile up as .tmp-*.npz)."""
+    path = tmp_path / "m.npz"
+    proc = _start(SLOW_SAVE, path)
+    assert proc.stdout.readline() == "writing\n"
+    proc.kill()
+    proc.wait(timeout=30)
+    (left,) = _temps(tmp_path)
+    assert left.startswith(f".m.npz.{proc.pid}.")
+    other = tmp_path / f".other.npz.{proc.pid}.x{TEMP_SUFFIX}"  # another target's: not ours to remove
+    other.write_bytes(b"")
+    model().save(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", other.name])
+    np.testing.assert_array_equal(xn.load(path).state()["0.W"], model().state()["0.W"])
+
+
+TRAIN = """
+import sys, time
+import numpy as np
+import xpnet as xn
+
+if sys.argv[2] == "slow-second-save":  # a big checkpoint on a slow disk: SIGTERM comes while it is written
+    real, calls = np.savez, []
+    def savez(f, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            print("saving", flush=True)
+        real(f, **arrays)
+        if len(calls) == 2:
+            time.sleep(1.0)
+    np.savez = savez
+
+x, t = xn.datasets.spiral(100, 3, seed=0)
+xn.init.seed(0)
+model = xn.Sequential(xn.layers.Linear(2, 64), xn.layers.ReLU(), xn.layers.Dropout(0.2, seed=1),
+                      xn.layers.Linear(64, 3))
+print("start", flush=True)
+xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=100000, batch_size=10,
+         seed=3, progress=False, callbacks=[xn.callbacks.ModelCheckpoint(sys.argv[1], full=True)])
+"""
+
+
+@posix_only
+def test_sigterm_during_training_writes_the_last_checkpoint_and_exits_as_sigterm(tmp_path):
+    """Issue 15, Files: SIGTERM in xn.train stops at the end of the current step, writes the state of
+    the last complete epoch to the ModelCheckpoint(full=True) path, and ends the process by SIGTERM;
+    the checkpoint is exactly that epoch's (the step under way is undone), so resuming is exact."""
+    _sigterm_training(tmp_path, "mid-epoch")
+
+
+@posix_only
+def test_sigterm_while_a_checkpoint_is_written_finishes_it_then_exits_as_sigterm(tmp_path):
+    """Issue 15, Files: SIGTERM that comes while xn.train writes a checkpoint lets that write finish
+    (it used to kill the process mid-write, leaving the temporary file and the older checkpoint)."""
+    assert _sigterm_training(tmp_path, "slow-second-save") == 2
+
+
+def _sigterm_training(tmp_path, how):
+    path = tmp_path / "run.npz"
+    proc = _start(TRAIN, path, how)
+    assert proc.stdout.readline() == "start\n"
+    if how == "slow-second-save":
+        assert proc.stdout.readline() == "saving\n"
+    else:
+        deadline = time.monotonic() + 60
+        while not path.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # into a later epoch
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, err
+    assert _temps(tmp_path) == []
+    saved = xn.checkpoint.load_checkpoint(path)
+    epochs = saved["meta"]["epoch"]
+    assert epochs >= 1 and len(saved["meta"]["history"]["epochs"]) == epochs
+
+    x, t = xn.datasets.spiral(100, 3, seed=0)
+    xn.init.seed(0)
+    same = xn.Sequential(xn.layers.Linear(2, 64), xn.layers.ReLU(), xn.layers.Dropout(0.2, seed=1),
+                         xn.layers.Linear(64, 3))
+    xn.train(same, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=epochs, batch_size=10,
+             seed=3, progress=False)
+    for k, v in same.state().items():
+        np.testing.assert_array_equal(saved["model"][k], v)
+    return epochs
