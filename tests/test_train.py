@@ -441,6 +441,107 @@ def test_bad_input_raises_before_training(spiral, make, error, match):
         np.testing.assert_array_equal(params(model)[k], v)
 
 
+def _bn_model():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Linear(2, 8), xn.layers.BatchNorm(8), xn.layers.ReLU(), xn.layers.Linear(8, 3))
+
+
+def _int_model():
+    model = mlp()
+    for layer in model.layers:
+        layer.params = {k: v.astype(np.int32) for k, v in layer.params.items()}
+    return model
+
+
+# Issue 15, Training, "Checked before any training": (id, change, error, message)
+CHECKED_BEFORE_TRAINING = [
+    ("string-x", lambda x, t, d: {"data": (x.astype(str), t)}, TypeError, r"train data: x holds strings"),
+    ("object-x", lambda x, t, d: {"data": (x.astype(object), t)}, TypeError, r"x holds Python objects"),
+    ("complex-x", lambda x, t, d: {"data": (x.astype(np.complex64), t)}, TypeError, r"x has dtype complex64"),
+    ("bool-x", lambda x, t, d: {"data": (x > 0, t)}, TypeError, r"x has dtype bool"),
+    ("string-y", lambda x, t, d: {"data": (x, t.astype(str))}, TypeError, r"train data: y holds strings"),
+    ("batchnorm-single-last-sample", lambda x, t, d: {"model": _bn_model(), "batch_size": 299}, ValueError,
+     r"last batch holds a single sample \(300 samples, batch_size=299\).*layer 1 \(BatchNorm\).*drop_last=True"),
+    ("bare-layer", lambda x, t, d: {"model": xn.layers.Linear(2, 3)}, TypeError, r"bare Linear layer.*xn.Sequential"),
+    ("list-of-layers", lambda x, t, d: {"model": [xn.layers.Linear(2, 3)]}, TypeError, r"list of layers"),
+    ("int-params", lambda x, t, d: {"model": _int_model()}, TypeError, r"parameter '0.W' .*dtype int32"),
+    ("single-callback", lambda x, t, d: {"callbacks": xn.callbacks.EarlyStopping()}, TypeError,
+     r"a single EarlyStopping; pass callbacks=\[EarlyStopping\(...\)\]"),
+    ("checkpoint-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "no" / "m.npz")]},
+     ValueError, r"folder '.*/no' of .* does not exist"),
+    ("checkpoint-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "m-{step}.npz")]},
+     ValueError, r"unknown placeholder \{step\}"),
+    ("checkpoint-val-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        d / "m-{val_loss:.3f}.npz")]}, ValueError, r"val_\* placeholders need validation data"),
+    ("xpnet-device", lambda x, t, d: {"env": "gpu"}, ValueError, r"XPNET_DEVICE='gpu' in the environment"),
+]
+
+
+@pytest.mark.parametrize("make, error, match", [pytest.param(*c[1:], id=c[0]) for c in CHECKED_BEFORE_TRAINING])
+def test_mistakes_are_checked_before_any_training(spiral, tmp_path, monkeypatch, make, error, match):
+    """Issue 15, Training: checked before any training, each a clear error (these used to fail in the
+    middle of an epoch, with an unclear error, or not at all)."""
+    x, t = spiral
+    change = make(x, t, tmp_path)
+    if "env" in change:
+        monkeypatch.setenv("XPNET_DEVICE", change.pop("env"))
+    model = change.pop("model", None) or mlp()
+    started = []
+
+    class Started(xn.callbacks.Callback):
+        def on_epoch_begin(self, epoch):
+            started.append(epoch)
+
+    kw = dict(data=(x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50,
+              progress=False)
+    kw.update(change)
+    if isinstance(kw.get("callbacks"), list):
+        kw["callbacks"] = [*kw["callbacks"], Started()]
+    with pytest.raises(error, match=match):
+        xn.train(model, kw.pop("data"), **kw)
+    assert started == []
+
+
+def test_drop_last_lets_batchnorm_train_where_the_last_batch_holds_one_sample(spiral):
+    """Issue 15, Training: drop_last=True (as PyTorch's DataLoader) leaves out the single-sample batch."""
+    x, t = spiral
+    h = xn.train(_bn_model(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=299,
+                 progress=False, drop_last=True)
+    assert len(h) == 2 and all(np.isfinite(e["train_loss"]) for e in h.epochs)
+
+
+@pytest.mark.parametrize("scale, dtype, warns", [(255, np.float32, True), (255, np.int64, True),
+                                                  (255, np.uint8, False), (1, np.float32, False)])
+def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns):
+    """Issue 15, Training: integer or float images with values up to 255 warn once that they look
+    unscaled (uint8 is scaled by xn.train by design; scaled floats give no warning)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (60, 4, 4)).astype(dtype) if scale == 255 else rng.random((60, 4, 4), np.float32)
+    t = rng.integers(0, 3, 60)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(16, 3))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(1e-4), epochs=1, batch_size=20,
+                 progress=False, validation=(x, t))
+    unscaled = [w for w in caught if "unscaled images" in str(w.message)]
+    assert len(unscaled) == (1 if warns else 0)
+
+
+def test_bad_layer_arguments_and_numpy_scalars():
+    """Issue 15, Training: Linear(init=nan) and integer/complex layer dtypes fail at construction (they
+    gave NaN weights, or weights rounded to zero); NumPy scalar hyperparameters are accepted."""
+    for init in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="standard deviation must be a finite number > 0"):
+            xn.layers.Linear(2, 3, init=init)
+    for dtype in ("int32", "complex64", "bool"):
+        with pytest.raises(ValueError, match=f"dtype must be a real floating type.*{dtype}"):
+            xn.layers.Linear(2, 3, dtype=dtype)
+    assert xn.optim.SGD(np.float32(0.5)).lr == 0.5
+    assert xn.optim.Momentum(np.float64(0.1), momentum=np.float32(0.5)).momentum == 0.5
+    assert xn.callbacks.EarlyStopping(min_delta=np.float32(0.5)).patience == 5
+
+
 # ----------------------------------------------------------------------------------------
 # Progress output
 # ----------------------------------------------------------------------------------------

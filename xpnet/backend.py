@@ -202,6 +202,10 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}")
     spec = spec.strip().lower()
     forced = os.environ.get("XPNET_DEVICE", "").strip().lower()
+    if forced and forced not in ("cpu", "cuda", "auto") and not (forced.startswith("cuda:")
+                                                                 and forced[5:].isdigit()):
+        raise ValueError(f"XPNET_DEVICE={os.environ['XPNET_DEVICE']!r} in the environment is not a device; "
+                         "expected 'cpu', 'cuda', 'cuda:N' or 'auto' (or unset it)")
     if forced and spec in ("auto", "cuda") or (forced and spec.startswith("cuda:")):
         if forced == "cpu":
             return CPU

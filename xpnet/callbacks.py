@@ -15,6 +15,7 @@ the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from typing import Any, Callable
@@ -67,7 +68,7 @@ class _Monitor:
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
+        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
             raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
         self.best: float | None = None
@@ -208,9 +209,26 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
+        self._check_path(state.has_validation)
         if self.save_best_only:
             self._monitor.check_available(state)
             self._monitor.replay(state.history.epochs)
+
+    def _check_path(self, has_validation: bool) -> None:
+        """Before any training: every ``{placeholder}`` is known and the folder exists."""
+        logs = {k: (None if k.startswith("val_") and not has_validation else 0.5) for k in MONITORS}
+        try:
+            path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
+        except KeyError as exc:
+            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{exc.args[0]}}} in {self.path!r}; known: "
+                             f"{{epoch}}, {', '.join('{' + k + '}' for k in MONITORS)}, {{lr}}, {{seconds}}") from None
+        except (IndexError, ValueError, TypeError, AttributeError) as exc:
+            hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
+            raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist; create it "
+                             "first (os.makedirs(folder, exist_ok=True))")
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):
@@ -248,7 +266,7 @@ class LearningRateSchedule(Callback):
 
     def on_epoch_begin(self, epoch: int) -> None:
         lr = self.schedule(epoch - 1)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"LearningRateSchedule: schedule({epoch - 1}) returned {lr!r}; expected a "
                              "finite number > 0")
         self.state.optimizer.lr = float(lr)

@@ -39,6 +39,7 @@ from .datasets.batches import BatchIterator
 from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
 from .optim import Optimizer
+from .preflight import check_callbacks, check_data, check_model, check_single_samples, warn_unscaled
 from .signals import SigtermFlag
 
 __all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState", "save_checkpoint",
@@ -69,6 +70,8 @@ def _pair(data: Any, arg: str) -> tuple[Any, Any]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise TypeError(f"{arg}: expected a pair (x, y), got {type(data).__name__}")
     x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in data)
+    check_data(x, f"{arg}: x")
+    check_data(y, f"{arg}: y")
     if x.ndim < 1 or y.ndim < 1:
         raise ValueError(f"{arg}: x and y must have a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
     if x.shape[0] != y.shape[0]:
@@ -430,7 +433,8 @@ def _format_logs(logs: dict[str, Any]) -> str:
 def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
-          resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None) -> History:
+          resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
+          drop_last: bool = False) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -442,8 +446,14 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run. ``graph`` asks for the
-    training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
+    training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`). ``drop_last=True``
+    leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed by BatchNorm when
+    it would hold a single sample; the rows left out differ each epoch).
+
+    Everything is checked before any training (``xpnet.preflight``): a clear error names what to
+    change; inputs that look like unscaled 0..255 images give a warning.
     """
+    check_model(model, "train")
     loss = _get_loss(loss)
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"train: optimizer must be an xpnet optimizer (e.g. xn.optim.SGD(0.1)), got "
@@ -455,10 +465,8 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     batch_size = _int_arg("batch_size", batch_size, 1, n)
     seed = _int_arg("seed", seed, 0)
     val = _pair(validation, "validation") if validation is not None else None
-    callbacks = list(callbacks)
-    for cb in callbacks:
-        if not isinstance(cb, _callbacks.Callback):
-            raise TypeError(f"train: callbacks must be xn.callbacks.Callback instances, got {type(cb).__name__}")
+    callbacks = check_callbacks(callbacks, _callbacks.Callback)
+    warn_unscaled({"train data": x, **({"validation": val[0]} if val is not None else {})})
     placed = _common_device({"model": model.device, "x": x, "y": y,
                              "validation x": val and val[0], "validation y": val and val[1]})
     if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
@@ -484,6 +492,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     if comm is not None:
         comm.broadcast_params(model, root=0)
     x, y, classes = _prepare(x, y, model, loss, dev, "train data")
+    check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
     classify = classes is not None
     if val is not None:
         xv, yv, cv = _prepare(val[0], val[1], model, loss, dev, "validation")
@@ -491,7 +500,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     trainer = _Trainer(model, loss, optimizer, dev, comm, progress)
     arrays = (x, y) if classes is None or classes is y else (x, y, classes)
     batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                            rank=trainer.rank, size=trainer.size)
+                            rank=trainer.rank, size=trainer.size, drop_last=drop_last)
     state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
     state.epoch = start
     if trainer.show:
@@ -515,7 +524,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             try:
-                epoch_logs = trainer.run_epoch(batches, epoch, epochs, n, classify)
+                epoch_logs = trainer.run_epoch(batches, epoch, epochs, batches.used, classify)
             except _SigtermStop as stop:
                 stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
                 _save_last_and_terminate(callbacks, sigterm)
@@ -560,6 +569,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
     ``comm`` each rank evaluates its share and the sums are reduced.
     """
+    check_model(model, "evaluate")
     loss = _get_loss(loss)
     x, y = _pair(data, "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)

@@ -46,11 +46,13 @@ class BatchIterator:
     ``BatchIterator(x, y, batch_size=32, seed=0).epoch(e)`` yields ``(x_b, y_b)`` tuples on the
     arrays' device: x: (N, ...) -> x_b: (B, ...), the last batch smaller when B does not divide N.
     ``shuffle=False`` yields contiguous slices (views, no gather). ``rank``/``size`` select this
-    process's part of each global batch (data parallel training).
+    process's part of each global batch (data parallel training). ``drop_last=True`` leaves out the
+    last batch when it is smaller than ``batch_size`` (as PyTorch's DataLoader); with shuffling the
+    rows left out differ from epoch to epoch.
     """
 
     def __init__(self, *arrays: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, size: int = 1):
+                 rank: int = 0, size: int = 1, drop_last: bool = False):
         if not arrays:
             raise ValueError("BatchIterator: expected at least one array")
         n = int(arrays[0].shape[0])
@@ -71,7 +73,9 @@ class BatchIterator:
         self.shuffle = bool(shuffle)
         self.seed = seed
         self.device: Device = device_of(arrays[0])
-        self.bounds = batch_bounds(n, self.batch_size, rank, size)
+        self.drop_last = bool(drop_last)
+        self.used = n - n % self.batch_size if self.drop_last else n
+        self.bounds = batch_bounds(self.used, self.batch_size, rank, size)
 
     def __len__(self) -> int:
         return len(self.bounds)

@@ -1,0 +1,110 @@
+"""Checks ``xn.train`` and ``xn.evaluate`` make before any training, so that a mistake fails (or
+warns) at once with what to change, not in the middle of an epoch or silently.
+
+Each check reads the arguments only; those that look at data or weights make one pass over them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+
+from .backend import namespace
+from .datasets.batches import batch_bounds
+
+__all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
+
+
+def check_model(model: Any, who: str) -> None:
+    """``model`` is a Sequential (or alike) with real floating, finite parameters."""
+    from .layers.base import Layer  # noqa: PLC0415 - layers import the backend, not this module
+    from .model import Sequential  # noqa: PLC0415
+
+    if isinstance(model, Layer):
+        raise TypeError(f"{who}: model must be a model, got a bare {model.name} layer; wrap it: "
+                        f"xn.Sequential({model.name}(...))")
+    if isinstance(model, (list, tuple)):
+        raise TypeError(f"{who}: model must be a model, got a {type(model).__name__} of layers; wrap it: "
+                        "xn.Sequential(*layers)")
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{who}: model must be an xn.Sequential, got {type(model).__name__}")
+    for name, p in model.named_params().items():
+        xp = namespace(p)
+        if not xp.isdtype(p.dtype, "real floating"):
+            raise TypeError(f"{who}: parameter {name!r} of layer {name.split('.')[0]} "
+                            f"({model[int(name.split('.')[0])].name}) has dtype {p.dtype}; layers train in "
+                            "float32 or float64 (dtype='float32')")
+    bad = [name for name, p in model.named_params().items() if not bool(namespace(p).all(namespace(p).isfinite(p)))]
+    if bad:
+        raise ValueError(f"{who}: parameters {bad} hold NaN or inf before any training (a non-finite init= or "
+                         "a broken file?)")
+
+
+def check_callbacks(callbacks: Any, callback_type: type) -> list[Any]:
+    """``callbacks`` as a list, each a Callback; a single callback gets a hint to wrap it."""
+    if isinstance(callbacks, callback_type):
+        raise TypeError(f"train: callbacks must be a list, got a single {type(callbacks).__name__}; pass "
+                        f"callbacks=[{type(callbacks).__name__}(...)]")
+    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"train: callbacks must be a list of xn.callbacks.Callback, got {type(callbacks).__name__}")
+    callbacks = list(callbacks)
+    for cb in callbacks:
+        if not isinstance(cb, callback_type):
+            raise TypeError(f"train: callbacks must be xn.callbacks.Callback instances, got {type(cb).__name__}")
+    return callbacks
+
+
+def check_data(a: Any, arg: str) -> None:
+    """``a`` holds real numbers: no strings, Python objects, complex numbers or booleans."""
+    if isinstance(a, np.ndarray):
+        kind = a.dtype.kind
+        if kind in "OUSVMm":
+            what = {"O": "Python objects", "U": "strings", "S": "bytes", "V": "records",
+                    "M": "datetimes", "m": "timedeltas"}[kind]
+            raise TypeError(f"{arg} holds {what} (dtype {a.dtype}); convert it to numbers "
+                            "(np.asarray(..., dtype=np.float32), labels to int64) first")
+    xp = namespace(a)
+    for kind in ("bool", "complex floating"):
+        if xp.isdtype(a.dtype, kind):
+            raise TypeError(f"{arg} has dtype {a.dtype}; xn.train needs real numbers (inputs as float32, "
+                            "labels as int class indices)")
+
+
+def warn_unscaled(arrays: dict[str, Any]) -> None:
+    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design)."""
+    for arg, x in arrays.items():
+        xp = namespace(x)
+        if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
+            continue
+        lo, hi = float(xp.min(x)), float(xp.max(x))
+        if not (lo >= 0 and 1 < hi <= 255):
+            continue
+        if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
+            continue
+        warnings.warn(f"{arg}: the inputs look like unscaled images (whole numbers in [{lo:g}, {hi:g}], dtype "
+                      f"{x.dtype}); divide by 255 first (uint8 arrays are scaled by xn.train itself)",
+                      UserWarning, stacklevel=3)
+        return
+
+
+def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int, drop_last: bool) -> None:
+    """BatchNorm cannot normalise one sample per feature in training: refuse a batch (or a rank's part
+    of one) that would hold a single sample where it sees one value per feature."""
+    from .layers.norm import BatchNorm  # noqa: PLC0415
+
+    h, single = x[0:1, ...], []
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, BatchNorm) and (h.ndim == 2 or h.shape[2] * h.shape[3] == 1):
+            single.append(f"layer {i} ({layer.name})")
+        h = layer.forward(h, train=False)
+    if not single:
+        return
+    used = n - n % batch_size if drop_last else n
+    parts = {hi - lo for rank in range(size) for lo, hi in batch_bounds(used, batch_size, rank, size)}
+    if 1 in parts:
+        where = "the last batch holds" if size == 1 else "a rank's part of a batch holds"
+        raise ValueError(f"train: {where} a single sample ({n} samples, batch_size={batch_size}"
+                         f"{f', {size} ranks' if size > 1 else ''}), which {', '.join(single)} cannot normalise in "
+                         "training; pass drop_last=True, or pick a batch_size that leaves no single sample")
