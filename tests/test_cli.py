@@ -1,7 +1,9 @@
 """The command line: train and gradcheck, with one-line errors and exit code 2 for user mistakes."""
 
+import errno
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -84,3 +86,75 @@ def test_python_dash_m_and_console_script_entry(tmp_path):
     done = subprocess.run([sys.executable, "-m", "xpnet", "train", "--help"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0 and "--dataset" in done.stdout
+
+
+SPIRAL = ["train", "--dataset", "spiral", "--device", "cpu", "--quiet"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], r"--epochs: expected a finite number >= 1, got '0'"),
+    (["--epochs", "-3"], r"--epochs: expected a finite number >= 1"),
+    (["--batch-size", "0"], r"--batch-size: expected a finite number >= 1"),
+    (["--batch-size", "2.5"], r"--batch-size: expected a whole number, got '2.5'"),
+    (["--lr", "nan"], r"--lr: expected a finite number > 0, got 'nan'"),
+    (["--lr", "-0.1"], r"--lr: expected a finite number > 0"),
+    (["--lr", "0"], r"--lr: expected a finite number > 0"),
+    (["--seed", "-1"], r"--seed: expected a finite number >= 0"),
+    (["--batch-size", "100000"], r"--batch-size 100000 is larger than the 900 training samples of spiral"),
+    (["--lr", "1e30", "--optimizer", "sgd"], r"training stopped: "),
+])
+def test_user_errors_are_one_line_exit_2_and_leave_no_out_folder(tmp_path, capsys, args, message):
+    """Issue 15, CLI: negative or zero numbers, a NaN learning rate, a batch larger than the data,
+    --epochs 0 and a diverging run print one line (no traceback, no usage block), exit 2, and leave
+    no --out folder (it used to be created first and left empty)."""
+    out = tmp_path / "run"
+    try:
+        code = main(SPIRAL + args + ["--out", str(out)])
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_full_disk_is_one_line_exit_2_and_leaves_nothing_half_written(tmp_path, capsys, monkeypatch):
+    """Issue 15, CLI: a full disk (ENOSPC while writing history.json, after model.npz) prints one line,
+    exits 2 and removes what the run wrote, and the --out folder it created."""
+    import xpnet.cli as cli
+
+    real = cli.atomic_write
+
+    def full(path, mode="wb"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(cli, "atomic_write", full)
+    out = tmp_path / "run"
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write to --out {str(out)!r}: No space left on device" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    monkeypatch.setattr(cli, "atomic_write", real)
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(out)]) == 0
+
+
+def test_an_idx_header_that_would_not_fit_in_memory_is_one_line(tmp_path, capsys):
+    """Issue 15, CLI: an IDX file whose header declares 2**32-1 images fails as truncated from what the
+    file holds, without allocating the declared size (it used to raise MemoryError, a traceback)."""
+    import struct
+
+    from xpnet.datasets import mnist
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for file in mnist.FILES:
+        with open(data / file, "wb") as f:
+            if "images" in file:
+                f.write(struct.pack(">4B3I", 0, 0, 8, 3, 2**32 - 1, 28, 28) + bytes(784))
+            else:
+                f.write(struct.pack(">4BI", 0, 0, 8, 1, 2**32 - 1) + bytes(1))
+    assert main(["train", "--dataset", "mnist", "--data-root", str(data), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -337,7 +337,7 @@ def test_download_with_wrong_checksum_keeps_nothing(isolated, tiny, serve, monke
     message = str(info.value)
     assert TRAIN_IMAGES in message
     assert sha256(other["gz"][TRAIN_IMAGES]) in message and tiny["checksums"][TRAIN_IMAGES].gz in message
-    assert list(cache_of().iterdir()) == []
+    assert not cache_of().exists()  # issue 15, CLI: no empty cache folder left by a failed run
 
 
 def test_interrupted_download_leaves_nothing_a_later_run_would_use(isolated, tiny, serve, monkeypatch):
@@ -385,7 +385,7 @@ def test_offline_with_nothing_local_gives_one_clear_error(isolated, monkeypatch)
         assert str(folder) in message
     assert "apt-get install dataset-fashion-mnist" in message and "XPNET_DATA" in message
     assert "127.0.0.1" in message
-    assert list(cache_of("fashion-mnist").iterdir()) == []
+    assert not cache_of("fashion-mnist").exists()  # issue 15, CLI: no empty cache folder left by a failed run
 
 
 # --- the real Fashion-MNIST ----------------------------------------------------------------------

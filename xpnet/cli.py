@@ -1,16 +1,20 @@
 """Command line: ``python -m xpnet train ...`` and ``python -m xpnet gradcheck ...``.
 
-Errors a user can fix (unknown device, missing data, unwritable --out) print one line and exit 2.
+Errors a user can fix (a bad number, unknown device, missing or broken data, an unwritable or full
+--out, a run that diverged) print one line, ``xpnet: error: ...``, and exit 2; a failed run leaves no
+output of its own behind (no half-written files, no --out folder it created).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from .fileio import atomic_write
 
@@ -50,14 +54,38 @@ def load_data(name: str, flatten: bool, root: str | None) -> tuple[tuple[Any, An
         raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
 
-def _writable_dir(path: str) -> str:
+def _check_out(path: str) -> str:
+    """Raise unless ``path`` is a writable folder or could be created as one; creates nothing."""
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
     try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(f"{existing!r} is a file")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise UsageError(f"--out {path!r} is not a writable folder ({exc.strerror or exc})") from exc
     return path
+
+
+@contextlib.contextmanager
+def _outputs(out: str) -> Any:
+    """Yield a list to append each written path to; on a failure remove them, and ``out`` if this
+    run created it, so that a failed run leaves nothing of its own."""
+    created = not os.path.exists(out)
+    written: list[str] = []
+    try:
+        os.makedirs(out, exist_ok=True)
+        yield written
+    except OSError as exc:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        if created:
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
+        raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from exc
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -70,10 +98,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         except xn.distributed.MPIUnavailableError as exc:
             raise UsageError(str(exc).splitlines()[0]) from exc
     root = comm is None or comm.rank == 0
-    out = _writable_dir(args.out) if root else args.out
+    out = _check_out(args.out) if root else args.out
     dev = comm.device(args.device) if comm is not None else _device(args.device)
     image = args.dataset != "spiral"
     (x, t), (xv, tv) = load_data(args.dataset, flatten=args.model == "mlp", root=args.data_root)
+    if args.batch_size > len(x):
+        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(x)} training samples of "
+                         f"{args.dataset}")
     n_classes = int(t.max()) + 1
     xn.init.seed(args.seed)
     n_in = 1
@@ -82,20 +113,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(args.model, n_in, n_classes, image=image)
     opt_cls = xn.optim.OPTIMIZERS[args.optimizer]
     optimizer = opt_cls(lr=args.lr) if args.lr is not None else opt_cls()
-    history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=optimizer,
-                       epochs=args.epochs, batch_size=args.batch_size, device=dev, validation=(xv, tv),
-                       seed=args.seed, progress=not args.quiet and root, comm=comm)
+    try:
+        history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=optimizer,
+                           epochs=args.epochs, batch_size=args.batch_size, device=dev, validation=(xv, tv),
+                           seed=args.seed, progress=not args.quiet and root, comm=comm)
+    except xn.XpnetTrainingError as exc:
+        raise UsageError(str(exc)) from exc
     result = xn.evaluate(model, (xv, tv), loss=xn.losses.SoftmaxCrossEntropy(), batch_size=1000, comm=comm)
     if root:
-        model.save(os.path.join(out, "model.npz"))
-        with atomic_write(os.path.join(out, "history.json"), "w") as f:
-            json.dump(history.to_dict(), f, indent=2)
         plot = ""
-        try:
-            history.plot(os.path.join(out, "curves.png"))
-            plot = ", curves.png"
-        except ImportError as exc:
-            print(f"note: {exc}", file=sys.stderr)
+        with _outputs(out) as written:
+            model.save(os.path.join(out, "model.npz"))
+            written.append(os.path.join(out, "model.npz"))
+            with atomic_write(os.path.join(out, "history.json"), "w") as f:
+                json.dump(history.to_dict(), f, indent=2)
+            written.append(os.path.join(out, "history.json"))
+            try:
+                history.plot(os.path.join(out, "curves.png"))
+                written.append(os.path.join(out, "curves.png"))
+                plot = ", curves.png"
+            except ImportError as exc:
+                print(f"note: {exc}", file=sys.stderr)
         print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}")
         print(f"wrote {os.path.join(out, 'model.npz')}, history.json{plot}")
     return 0
@@ -133,19 +171,43 @@ def _device(spec: str) -> Any:
         raise UsageError(str(exc)) from exc
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``xpnet: error: ...``, exit 2), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"xpnet: error: {message}\n")
+
+
+def _number(kind: type, lo: float, inclusive: bool) -> Any:
+    """An argparse type: a finite ``kind`` >= ``lo`` (> ``lo`` unless ``inclusive``)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or value < lo or (value == lo and not inclusive):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>=' if inclusive else '>'} {lo:g}, "
+                                             f"got {text!r}")
+        return value
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.")
-    sub = ap.add_subparsers(dest="command", required=True)
+    ap = _Parser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     tr = sub.add_parser("train", help="train a model and write model.npz, history.json, curves.png")
     tr.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     tr.add_argument("--model", choices=MODELS, default="mlp")
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    tr.add_argument("--epochs", type=int, default=5)
-    tr.add_argument("--batch-size", type=int, default=100)
+    tr.add_argument("--epochs", type=_number(int, 1, True), default=5)
+    tr.add_argument("--batch-size", type=_number(int, 1, True), default=100)
     tr.add_argument("--optimizer", choices=sorted(_optimizer_names()), default="adam")
-    tr.add_argument("--lr", type=float, default=None, help="learning rate (default: the optimizer's)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--lr", type=_number(float, 0, False), default=None,
+                    help="learning rate (default: the optimizer's)")
+    tr.add_argument("--seed", type=_number(int, 0, True), default=0)
     tr.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
     tr.add_argument("--data-root", default=None, help="folder holding the dataset files")
     tr.add_argument("--distributed", action="store_true", help="data parallel under mpiexec (needs xpnet[mpi])")
@@ -156,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     gc.add_argument("--model", choices=MODELS, default="mlp")
     gc.add_argument("--device", default="auto")
     gc.add_argument("--fast", action="store_true", help="one random direction per tensor")
-    gc.add_argument("--seed", type=int, default=0)
+    gc.add_argument("--seed", type=_number(int, 0, True), default=0)
     gc.set_defaults(func=cmd_gradcheck)
     return ap
 

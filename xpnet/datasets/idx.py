@@ -71,21 +71,25 @@ def _read_stream(stream: BinaryIO, path: str, dtype, shape, hasher) -> np.ndarra
         wanted = tuple("N" if s is None else s for s in shape)
         raise IDXFormatError(f"{path}: has shape {dims} ({ndim} dimensions), expected {wanted}")
 
-    data = np.empty(dims, dtype=file_dtype)
-    view = memoryview(data.reshape(-1).view(np.uint8))
-    filled = 0
-    while filled < data.nbytes:
-        n = stream.readinto(view[filled:])
-        if not n:
+    # The buffer grows with the data actually read: a header declaring more than the file holds
+    # fails as truncated instead of allocating the declared size first.
+    nbytes = file_dtype.itemsize
+    for d in dims:
+        nbytes *= d
+    buf = bytearray()
+    while len(buf) < nbytes:
+        chunk = stream.read(min(nbytes - len(buf), 1 << 24))
+        if not chunk:
             break
-        filled += n
-    if filled < data.nbytes:
-        raise IDXFormatError(f"{path}: truncated: shape {dims} of {file_dtype.name} needs {data.nbytes} data bytes "
-                             f"after the header, found {filled}")
+        buf += chunk
+    if len(buf) < nbytes:
+        raise IDXFormatError(f"{path}: truncated: shape {dims} of {file_dtype.name} needs {nbytes} data bytes "
+                             f"after the header, found {len(buf)}")
     if stream.read(1):
-        raise IDXFormatError(f"{path}: has bytes after the {data.nbytes} data bytes that shape {dims} needs")
+        raise IDXFormatError(f"{path}: has bytes after the {nbytes} data bytes that shape {dims} needs")
     if hasher is not None:
-        hasher.update(view)
+        hasher.update(buf)
+    data = np.frombuffer(buf, dtype=file_dtype).reshape(dims)
     return data.astype(file_dtype.newbyteorder("="), copy=False)
 
 

@@ -208,13 +208,22 @@ def _file_in(folder: Path, file: str) -> Path | None:
 
 def _download_missing(name: str, dirs: list[Path]) -> dict[str, Path]:
     folder = cache_dir(name)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetNotFoundError(_not_found_message(name, dirs, [f"cannot create the cache folder: {e}"])) from e
     paths = {}
-    for file in FILES:
-        paths[file] = _file_in(folder, file) or _download(name, file, folder / (file + ".gz"), dirs)
+    try:
+        for file in FILES:
+            paths[file] = _file_in(folder, file) or _download(name, file, folder / (file + ".gz"), dirs)
+    except BaseException:
+        for p in created:  # deepest first: a failed run leaves no empty cache folders behind
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
     return paths
 
 
