@@ -30,7 +30,7 @@ import numpy as np
 from .backend import set_rng_state, to_numpy
 from .fileio import atomic_savez
 from .history import History
-from .model import check_format, model_from_config
+from .model import check_format, model_from_config, stored_dtype
 from .npzfile import NpzReader, XpnetFileError
 from .optim import Optimizer
 
@@ -111,21 +111,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                 slots[n] = (param, key)
             elif kind != "callbacks":
                 raise reader.error(f"array {n!r} belongs to no parameter of its architecture")
+        dtype = stored_dtype(reader, sorted(model_names))
         for n in model_names:  # every header before any data
-            reader.expect(n, tuple(state[n[6:]].shape), state[n[6:]].dtype)
+            reader.expect(n, tuple(state[n[6:]].shape), dtype)
         for n, (param, _) in slots.items():
-            reader.expect(n, tuple(params[param].shape), params[param].dtype, f"parameter {param!r}")
-        callbacks = [_read_callback(reader, i, d, state, names) for i, d in enumerate(saved_callbacks)]
+            reader.expect(n, tuple(params[param].shape), dtype, f"parameter {param!r}")
+        callbacks = [_read_callback(reader, i, d, state, names, dtype) for i, d in enumerate(saved_callbacks)]
 
-        model = {n[6:]: reader.array(n, tuple(state[n[6:]].shape), state[n[6:]].dtype) for n in model_names}
+        model = {n[6:]: reader.array(n, tuple(state[n[6:]].shape), dtype) for n in model_names}
         opt_state: dict[str, dict[str, Any]] = {}
         for n, (param, key) in slots.items():
-            opt_state.setdefault(param, {})[key] = reader.array(n, tuple(params[param].shape), params[param].dtype,
+            opt_state.setdefault(param, {})[key] = reader.array(n, tuple(params[param].shape), dtype,
                                                                 f"parameter {param!r}")
         for cb in callbacks:
             for key in cb.pop("arrays"):
                 cb["state"][key] = {name: reader.array(f"callbacks/{cb['index']}/{key}/{name}",
-                                                       tuple(state[name].shape), state[name].dtype)
+                                                       tuple(state[name].shape), dtype)
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
     opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "state": opt_state}
@@ -167,7 +168,8 @@ def _check_rng(reader: NpzReader, saved: Any, index: str, state: Any) -> None:
         raise reader.error(f"field 'rng.{index}' is not a generator state ({exc!r})") from None
 
 
-def _read_callback(reader: NpzReader, i: int, d: Any, state: dict[str, Any], names: set[str]) -> dict[str, Any]:
+def _read_callback(reader: NpzReader, i: int, d: Any, state: dict[str, Any], names: set[str],
+                   dtype: Any) -> dict[str, Any]:
     """Callback ``i``'s record checked, with the names of its arrays (model states) in ``state``."""
     if not (isinstance(d, dict) and isinstance(d.get("type"), str) and isinstance(d.get("state"), dict)
             and isinstance(d.get("arrays"), list)):
@@ -180,7 +182,7 @@ def _read_callback(reader: NpzReader, i: int, d: Any, state: dict[str, Any], nam
             raise reader.error(f"arrays {prefix}* do not match the model: missing {sorted(set(state) - found)}, "
                                f"unexpected {sorted(found - set(state))}")
         for name in found:
-            reader.expect(prefix + name, tuple(state[name].shape), state[name].dtype)
+            reader.expect(prefix + name, tuple(state[name].shape), dtype)
         cb_state[key] = sorted(found)
     return {"index": i, "type": d["type"], "state": cb_state, "arrays": list(d["arrays"])}
 
@@ -215,11 +217,15 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
     # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
     # the generator state itself comes from the checkpoint.
     saved = [d["type"] for d in meta["layers"]]
-    shapes = {k: (tuple(v.shape), v.dtype) for k, v in ckpt["model"].items()}
-    if saved != [d["type"] for d in model.config()] or \
-            shapes != {k: (tuple(v.shape), np.dtype(str(v.dtype).rsplit(".", 1)[-1])) for k, v in model.state().items()}:
+    shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+    if saved != [d["type"] for d in model.config()] or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
         raise ValueError(f"resume_from: {path!r} was written for another architecture; build the model "
                          f"as it was: {meta['layers']}")
+    dtypes = {np.dtype(str(v.dtype).rsplit(".", 1)[-1]) for v in model.state().values()}
+    saved_dtypes = {v.dtype for v in ckpt["model"].values()}
+    if dtypes != saved_dtypes:
+        raise ValueError(f"resume_from: {path!r} holds {sorted(d.name for d in saved_dtypes)} weights, the model "
+                         f"{sorted(d.name for d in dtypes)}; cast the model first (model.to(dtype=...))")
     if meta["seed"] != seed:
         raise ValueError(f"resume_from: {path!r} was trained with seed={meta['seed']}, got seed={seed}; "
                          f"pass seed={meta['seed']} to continue the same run")

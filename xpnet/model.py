@@ -127,7 +127,16 @@ class Sequential:
         return xp.concat(outs, axis=0)
 
     def config(self) -> list[dict[str, Any]]:
-        return [{"type": type(layer).__name__, "config": layer.config()} for layer in self.layers]
+        """Each layer's type and constructor arguments; ``dtype`` is the one its arrays have now
+        (``model.to(dtype=...)`` casts arrays, not the arguments)."""
+        configs = []
+        for layer in self.layers:
+            config = layer.config()
+            arrays = [*layer.params.values(), *layer.buffers.values()]
+            if "dtype" in config and arrays:
+                config["dtype"] = str(arrays[0].dtype).rsplit(".", 1)[-1]
+            configs.append({"type": type(layer).__name__, "config": config})
+        return configs
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, params and buffers to ``path`` (.npz) atomically: a temporary file in the
@@ -183,6 +192,22 @@ def model_from_config(reader: NpzReader, layers: Any, field: str) -> Sequential:
     return Sequential(*built)
 
 
+def stored_dtype(reader: NpzReader, names: list[str]) -> Any:
+    """The one real floating dtype the arrays ``names`` hold (from their headers).
+
+    It may differ from the layers' ``dtype`` record: a model cast with ``model.to(dtype=...)`` was
+    saved with its old record by earlier versions; one dtype for all arrays is what a model can use.
+    """
+    found = {reader.header(n)[1].newbyteorder("=") for n in names}
+    if len(found) > 1:
+        raise reader.error(f"its arrays mix dtypes {sorted(d.name for d in found)}; a model holds one float dtype")
+    for dtype in found:
+        if dtype.kind != "f":
+            raise reader.error(f"its arrays hold {dtype.name}, expected float32 or float64")
+        return dtype
+    return None
+
+
 def read_state(reader: NpzReader, model: Sequential, names: dict[str, str], found: set[str]) -> None:
     """Put the file's arrays ``names[param]`` into ``model``'s params and buffers, after checking
     that ``found`` (the file's array names) holds exactly those names, then each shape and dtype."""
@@ -191,10 +216,10 @@ def read_state(reader: NpzReader, model: Sequential, names: dict[str, str], foun
         raise reader.error(f"its arrays do not match its architecture: missing {sorted(expected - found)}, "
                            f"unexpected {sorted(found - expected)}")
     state = model.state()
+    dtype = stored_dtype(reader, list(names.values()))
     for param, stored in names.items():  # every header before any data
-        reader.expect(stored, tuple(state[param].shape), state[param].dtype)
-    arrays = {param: reader.array(stored, tuple(state[param].shape), state[param].dtype)
-              for param, stored in names.items()}
+        reader.expect(stored, tuple(state[param].shape), dtype)
+    arrays = {param: reader.array(stored, tuple(state[param].shape), dtype) for param, stored in names.items()}
     for param, value in arrays.items():
         model.set_param(param, value)
 
