@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
@@ -246,3 +247,25 @@ def test_resuming_warns_that_the_saved_hyperparameters_replace_the_optimizers(sp
                                          r"\(0.9, 0.999\)"):
         fit(spiral, opt, epochs=2, resume_from=checkpoint)
     assert (opt.lr, opt.betas) == (0.01, (0.9, 0.999))
+
+
+def test_a_learning_rate_schedule_takes_over_lr_without_a_warning(spiral, checkpoint):
+    """Issue 15, Files: with a LearningRateSchedule, which sets lr every epoch anyway, a differing lr
+    in the checkpoint gives no warning."""
+    schedule = xn.callbacks.LearningRateSchedule(lambda i: 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(spiral, xn.optim.Adam(0.5), epochs=2, resume_from=checkpoint, callbacks=[schedule])
+
+
+def test_a_malformed_callback_state_names_the_file_and_field(tmp_path, spiral):
+    """Issue 15, Files: a callback's saved state that does not fit it is an error naming the field."""
+    path = tmp_path / "run.npz"
+    stop = xn.callbacks.EarlyStopping(monitor="train_loss", patience=5)
+    fit(spiral, xn.optim.Adam(0.01), callbacks=[stop, xn.callbacks.ModelCheckpoint(path, full=True)])
+    rewrite(path, lambda a, m: m["callbacks"][0]["state"].update(wait="3"))
+    with pytest.raises(xn.XpnetFileError, match=r"field 'callbacks\[0\].state' does not fit EarlyStopping: "
+                                                r"EarlyStopping: wait must be an int, got '3'") as info:
+        fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=path,
+            callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss", patience=5)])
+    assert str(path) in str(info.value)
