@@ -18,6 +18,7 @@ from .toy import blobs, spiral, xor
 
 __all__ = [
     "BatchIterator",
+    "StaticBatches",
     "DatasetChecksumError",
     "DatasetNotFoundError",
     "IDXFormatError",
