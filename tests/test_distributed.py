@@ -51,11 +51,14 @@ def needs_mpi(test):
     return test
 
 
-def launch(n: int, script: str, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    """``mpiexec -n n python script args`` with one BLAS/OpenMP thread per rank; never hangs the suite."""
+def launch(n: int, script: str, *args: str, timeout: float = TIMEOUT_S, **env: str) -> subprocess.CompletedProcess:
+    """``mpiexec -n n python script args`` with one BLAS/OpenMP thread per rank (``script`` may be
+    ``-m``, then ``args`` start with a module name); never hangs the suite: a job still running after
+    ``timeout`` seconds fails the test with subprocess.TimeoutExpired."""
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1")
-    cmd = [MPIEXEC, "-n", str(n), sys.executable, str(SCRIPTS / script), *args]
+               PYTHONUNBUFFERED="1", **env)
+    target = [script] if script == "-m" else [str(SCRIPTS / script)]
+    cmd = [MPIEXEC, "-n", str(n), sys.executable, *target, *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -113,6 +116,106 @@ def test_failure_on_one_rank_ends_the_job():
     assert proc.returncode != 0
     assert "[rank 1] RuntimeError: planted failure on rank 1" in proc.stderr
     assert "[rank 1] Traceback" in proc.stderr
+
+
+# -- a job never hangs, and ranks never silently disagree (issue 15) ---------------------------
+
+ENDS_S = 60  # each job below ends in a few seconds; a hang fails the test at this timeout
+
+
+@needs_mpi
+def test_cli_check_failing_on_rank_0_ends_every_rank():
+    """Issue 15, "a rank that leaves without an uncaught exception still ends the job": rank 0's
+    --out check is agreed by every rank (it used to exit 2 alone while rank 1 waited forever);
+    "output once": the error is printed once."""
+    proc = launch(2, "-m", "xpnet", "train", "--dataset", "spiral", "--distributed", "--out", "/proc/nope",
+                  "--epochs", "1", timeout=ENDS_S)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("xpnet: error: --out '/proc/nope' is not a writable folder") == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "BAD TERMINATION" not in proc.stdout + proc.stderr
+
+
+@needs_mpi
+def test_sys_exit_on_one_rank_ends_the_job():
+    """Issue 15, "a rank that leaves without an uncaught exception still ends the job": rank 1 catches
+    an error and calls sys.exit(1) while rank 0 waits in a collective."""
+    proc = launch(2, "leave.py", "exit", timeout=ENDS_S)
+    assert proc.returncode != 0
+    assert "error: planted: rank 1 cannot read its input" in proc.stderr
+    assert "[rank 1] xpnet: this rank exits with status 1 (sys.exit(1))" in proc.stderr, proc.stderr
+    assert "got past" not in proc.stdout
+
+
+@needs_mpi
+def test_exit_inside_train_on_one_rank_ends_the_job():
+    """Issue 15, "a rank that leaves without an uncaught exception still ends the job": a callback
+    calls sys.exit(0) on rank 1 only, before train finished."""
+    proc = launch(2, "leave.py", "exit-in-train", timeout=ENDS_S)
+    assert proc.returncode != 0
+    assert "[rank 1] xpnet: SystemExit left xn.train on this rank" in proc.stderr, proc.stderr
+    assert "got past" not in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def agree_runs():
+    """agree.py on 2 and 3 ranks, with no usable GPU (the device falls back to the CPU): {n: process}."""
+    runs = {n: launch(n, "agree.py", timeout=ENDS_S, CUDA_VISIBLE_DEVICES="") for n in (2, 3)}
+    for proc in runs.values():
+        assert_ok(proc)
+    return runs
+
+
+@needs_mpi
+def test_ranks_given_different_data_are_told_before_training(agree_runs):
+    """Issue 15, "ranks given different data are detected before training": sample counts (995 and
+    850 of 1000, which used to train silently or die in MPICH's "Message truncated"), dtypes, content,
+    validation data, evaluate's data and train's arguments differing on the last rank raise on every
+    rank an error naming each rank's value (the messages are checked in tests/mpi_scripts/agree.py)."""
+    for n, proc in agree_runs.items():
+        done = sorted(int(r) for r in re.findall(r"inputs ok: rank (\d+)", proc.stdout))
+        assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+def test_nan_diagnosis_names_the_rank(agree_runs):
+    """Issue 15, "output once": the NaN diagnosis names the rank and the step where the non-finite
+    value first appeared (it used to say "another rank's batch")."""
+    for n, proc in agree_runs.items():
+        done = sorted(int(r) for r in re.findall(r"nan diagnosis ok: rank (\d+)", proc.stdout))
+        assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+def test_cpu_fallback_warning_from_rank_0_only(agree_runs):
+    """Issue 15, "output once": comm.device("cuda") and xn.device("cuda") without a GPU warn once
+    each, from rank 0, not once per rank."""
+    for proc in agree_runs.values():
+        assert proc.stderr.count("XpnetDeviceWarning") == 2, proc.stderr
+
+
+@needs_mpi
+@pytest.mark.parametrize(("n", "mode", "message"), [
+    (3, "mismatch", "[rank 0] ValueError: xn.train: train data differs across ranks: samples ranks 0-1: 1000, "
+                    "rank 2: 995"),
+    (2, "bad-labels", "[rank 0] ValueError: train data: labels must lie in [0, 2)"),
+])
+def test_error_raised_on_every_rank_prints_one_traceback(n, mode, message):
+    """Issue 15, "output once": an error every rank raises (different data; labels out of range) is
+    printed once, by rank 0, and the job ends with status 1 without an abort."""
+    proc = launch(n, "leave.py", mode, timeout=ENDS_S)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("Traceback") == 1 and message in proc.stderr, proc.stderr
+    assert "aborting" not in proc.stderr and "got past" not in proc.stdout
+
+
+@needs_mpi
+def test_failure_on_one_rank_before_training_prints_its_traceback():
+    """Issue 15, "output once": rank 1 fails before the ranks meet (an unknown loss name); rank 1
+    prints its traceback, rank 0 nothing, and the job ends with status 1 without an abort."""
+    proc = launch(2, "leave.py", "fails-alone", timeout=ENDS_S)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("Traceback") == 1 and "[rank 1] ValueError: loss: expected a Loss" in proc.stderr
+    assert "[rank 0]" not in proc.stderr and "aborting" not in proc.stderr, proc.stderr
 
 
 # -- end to end with xn.train -----------------------------------------------------------------

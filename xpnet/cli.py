@@ -98,10 +98,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         except xn.distributed.MPIUnavailableError as exc:
             raise UsageError(str(exc).splitlines()[0]) from exc
     root = comm is None or comm.rank == 0
-    out = _check_out(args.out) if root else args.out
+    out = _on_every_rank(comm, lambda: _check_out(args.out), only_root=True) or args.out
     dev = comm.device(args.device) if comm is not None else _device(args.device)
     image = args.dataset != "spiral"
-    (x, t), (xv, tv) = load_data(args.dataset, flatten=args.model == "mlp", root=args.data_root)
+    (x, t), (xv, tv) = _on_every_rank(comm, lambda: load_data(args.dataset, flatten=args.model == "mlp",
+                                                               root=args.data_root))
     if args.batch_size > len(x):
         raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(x)} training samples of "
                          f"{args.dataset}")
@@ -137,6 +138,27 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}")
         print(f"wrote {os.path.join(out, 'model.npz')}, history.json{plot}")
     return 0
+
+
+def _on_every_rank(comm: Any, check: Any, only_root: bool = False) -> Any:
+    """``check()`` (on rank 0 only with ``only_root``); a UsageError it raises on any rank is raised
+    on every rank, so that no rank goes on to wait for one that left."""
+    problem, result = None, None
+    if comm is None or comm.rank == 0 or not only_root:
+        try:
+            result = check()
+        except UsageError as exc:
+            if comm is None:
+                raise
+            problem = str(exc)
+    if comm is not None:
+        from .distributed._abort import raised_on_every_rank  # noqa: PLC0415
+        from .distributed._checks import agree  # noqa: PLC0415
+
+        problem = agree(comm, problem)
+        if problem is not None:
+            raise raised_on_every_rank(UsageError(problem))
+    return result
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -234,7 +256,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except UsageError as exc:
-        print(f"xpnet: error: {exc}", file=sys.stderr)
+        from .distributed._abort import leave_together  # noqa: PLC0415 - a job of several ranks ends as one
+
+        if leave_together(exc):
+            print(f"xpnet: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)

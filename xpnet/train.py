@@ -36,6 +36,8 @@ from .backend import Device, device as _resolve_device, device_of, namespace, to
 from .checkpoint import (apply_checkpoint, load_checkpoint, restore_callbacks, rng_states, save_checkpoint,
                          set_rng_states)
 from .datasets.batches import BatchIterator
+from .distributed._abort import raised_on_every_rank
+from .distributed._guard import collective
 from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
 from .optim import Optimizer
@@ -46,6 +48,7 @@ __all__ = ["train", "evaluate", "History", "XpnetTrainingError", "TrainerState",
            "load_checkpoint"]
 
 _REFRESH_S = 0.5
+_AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
 _EVAL_BATCH = 1024
 
 
@@ -313,7 +316,7 @@ class _Trainer:
         if not math.isfinite(loss_total):
             if bar is not None:
                 bar.close()
-            raise self.diagnose(snapshot, batches, epoch, steps)
+            raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
         logs = {"train_loss": loss_total / n,
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
@@ -351,15 +354,17 @@ class _Trainer:
 
     def diagnose(self, snapshot: _Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
         """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
-        the first bad step; the model is left with the weights from before that step."""
-        xp, model, comm = self.dev.xp, self.model, self.comm
+        the first bad step; the model is left with the weights from before that step. With ``comm``
+        the ranks agree on each step's finding, which names the rank(s) where it was seen."""
+        model, comm = self.model, self.comm
         snapshot.restore(model, self.optimizer)
 
         def agreed(where: str | None) -> str | None:
             if comm is None:
                 return where
-            flag = xp.asarray(0 if where is None else 1, dtype=xp.int64, device=self.dev.native)
-            return (where or "another rank's batch") if int(comm.allreduce_sum(flag)) > 0 else None
+            found = [(r, w) for r, w in enumerate(comm.allgather_object(where)) if w is not None]
+            first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
+            return "; ".join(f"rank {r}: {w}" for r, w in first) or None
 
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:
@@ -415,7 +420,7 @@ class _Trainer:
         if self.comm is not None:
             self.comm.allreduce_grads(model, count=nb)
             if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
-                first = "the gradients after the all-reduce over ranks"
+                first = _AFTER_ALLREDUCE
         return first
 
 
@@ -430,6 +435,8 @@ def _format_logs(logs: dict[str, Any]) -> str:
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
+@collective("xn.train", data={"data": "train data", "validation": "validation data"},
+            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"))
 def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
@@ -445,10 +452,11 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
-    batch of ``batch_size`` rows, and the result equals the one-process run. ``graph`` asks for the
-    training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`). ``drop_last=True``
-    leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed by BatchNorm when
-    it would hold a single sample; the rows left out differ each epoch).
+    batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
+    same data and arguments (compared when the ranks first meet: a difference raises on every rank).
+    ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
+    ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
+    by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
 
     Everything is checked before any training (``xpnet.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -489,13 +497,13 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
         history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
     model.to(dev)
     optimizer.to(dev)
-    if comm is not None:
-        comm.broadcast_params(model, root=0)
     x, y, classes = _prepare(x, y, model, loss, dev, "train data")
     check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
     classify = classes is not None
     if val is not None:
         xv, yv, cv = _prepare(val[0], val[1], model, loss, dev, "validation")
+    if comm is not None:
+        comm.broadcast_params(model, root=0)
 
     trainer = _Trainer(model, loss, optimizer, dev, comm, progress)
     arrays = (x, y) if classes is None or classes is y else (x, y, classes)
@@ -562,6 +570,7 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
     sigterm.terminate()
 
 
+@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",))
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 

@@ -15,17 +15,25 @@ stream (nothing goes to the host per step), or, where NCCL cannot serve (not ins
 sharing a GPU), through host copies over MPI with one warning; any other array-API namespace
 (array_api_strict in the tests) through host copies. mpi4py is optional (``pip install xpnet[mpi]``)
 and imported by :func:`init`, never by ``import xpnet``.
+
+A job never waits forever for a rank that left: ``_abort`` ends the job when a rank fails alone
+(uncaught exception, ``sys.exit`` with an error status), ``_guard`` makes ``xn.train`` and
+``xn.evaluate`` check once that every rank holds the same inputs (``_checks``) and raise errors
+that concern every rank on every rank, printed once.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from ._abort import install_abort_hook
+from ..backend import XpnetDeviceWarning
+from ._abort import install as _install_exit_hooks
 from ._communicator import Communicator, XpnetDistributedWarning
+from ._guard import XpnetDistributedError
 from ._mpi import MPIUnavailableError, import_mpi
 
-__all__ = ["Communicator", "MPIUnavailableError", "XpnetDistributedWarning", "init"]
+__all__ = ["Communicator", "MPIUnavailableError", "XpnetDistributedError", "XpnetDistributedWarning", "init"]
 
 
 _world: Communicator | None = None
@@ -35,14 +43,20 @@ def init(mpi_comm: Any = None, *, abort_on_error: bool = True) -> Communicator:
     """The :class:`Communicator` over ``mpi_comm`` (default ``MPI.COMM_WORLD``; collective: call it on
     every rank).
 
-    With ``abort_on_error`` an uncaught exception on any rank prints its traceback prefixed with
-    ``[rank r]`` and calls ``MPI.COMM_WORLD.Abort(1)``, so the other ranks do not wait forever in a
-    collective. Raises :class:`MPIUnavailableError` when mpi4py is missing.
+    With ``abort_on_error`` (jobs of more than one rank) no rank leaves the others waiting: an
+    uncaught exception prints its traceback prefixed with ``[rank r]`` and calls
+    ``MPI.COMM_WORLD.Abort(1)``, and so does a ``sys.exit`` with a non-zero status (``sys.exit`` is
+    wrapped to note it); an error raised on every rank together (differing data, a NaN loss) is
+    printed once, by rank 0, and the ranks exit with status 1. See ``_abort`` for the cases.
+    ``XpnetDeviceWarning`` (CUDA fallback) is shown by rank 0 of ``MPI.COMM_WORLD`` only.
+    Raises :class:`MPIUnavailableError` when mpi4py is missing.
     """
     global _world
     mpi = import_mpi()
     if abort_on_error:
-        install_abort_hook(mpi)
+        _install_exit_hooks(mpi)
+    if mpi.COMM_WORLD.Get_rank() != 0:
+        warnings.filterwarnings("ignore", category=XpnetDeviceWarning)
     if mpi_comm is None:
         if _world is None:
             _world = Communicator(mpi.COMM_WORLD, _mpi=mpi)

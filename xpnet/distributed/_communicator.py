@@ -24,6 +24,7 @@ from ._buffers import (
     _unpack,
     _zeros_like_group,
 )
+from ._abort import raised_on_every_rank
 from ._mpi import import_mpi
 
 
@@ -49,6 +50,7 @@ class Communicator:
         self.local_size = int(self.local_comm.Get_size())
         self._verified: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # models checked once
         self._cupy_link: Any = None  # an NcclLink, or "host" once NCCL was found unusable
+        self._entry: Any = None  # inside xn.train/evaluate: the inputs to compare at the first collective
 
     @property
     def is_root(self) -> bool:
@@ -70,12 +72,17 @@ class Communicator:
     def device(self, spec: Any = "auto", *, fallback: bool = True) -> Device:
         """This rank's device for ``spec``: ``"cuda"`` and ``"auto"`` (with a GPU) give GPU
         ``local_rank % device_count``, made the current CUDA device of this process; anything else
-        as :func:`xpnet.device` (``XPNET_DEVICE=cpu`` still wins, ``fallback`` as there)."""
+        as :func:`xpnet.device` (``XPNET_DEVICE=cpu`` still wins, ``fallback`` as there; its warning is
+        shown by rank 0 only)."""
         if spec is None or isinstance(spec, str) and spec.strip().lower() in ("cuda", "auto"):
             n = backend.cuda_device_count()
             if n > 0:
                 spec = f"cuda:{self.local_rank % n}"
-        dev = backend.device(spec, fallback=fallback)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dev = backend.device(spec, fallback=fallback)
+        for w in caught:  # the fallback warning names the caller's line (rank 0 only: see init)
+            warnings.warn(w.message, w.category, stacklevel=2)
         if dev.is_cupy:
             dev.native.use()
         return dev
@@ -83,15 +90,24 @@ class Communicator:
     # -- plain objects and numbers ----------------------------------------------------------
 
     def barrier(self) -> None:
+        self._sync()
         self.mpi_comm.Barrier()
 
     def bcast_object(self, obj: Any, root: int = 0) -> Any:
         """``obj`` from rank ``root`` on every rank (pickled)."""
-        return self.mpi_comm.bcast(obj, root=self._root(root))
+        root = self._root(root)
+        self._sync()
+        return self.mpi_comm.bcast(obj, root=root)
+
+    def allgather_object(self, obj: Any) -> list:
+        """Every rank's ``obj`` (pickled), as a list indexed by rank, on every rank."""
+        self._sync()
+        return self.mpi_comm.allgather(obj)
 
     def allreduce_sum(self, value: Any) -> Any:
         """Sum over ranks. A Python number gives a Python number; an array gives a new array of the
         same shape, dtype, namespace and device (the input is not modified)."""
+        self._sync()
         if _is_number(value):
             return self.mpi_comm.allreduce(_python_number(value), op=self._mpi.SUM)
         if not array_api_compat.is_array_api_obj(value):
@@ -117,6 +133,7 @@ class Communicator:
         shapes, dtypes and array library; a mismatch raises ValueError on every rank.
         """
         root = self._root(root)
+        self._sync()
         self._check_same_model(model, "broadcast_params", root)
         entries = [(store, key, store[key]) for layer in _layers(model) for store in (layer.params, layer.buffers)
                    for key in store]
@@ -139,13 +156,15 @@ class Communicator:
             raise ValueError(f"allreduce_grads: count must be an int >= 0 (samples behind this rank's "
                              f"gradients), got {count!r}")
         count = operator.index(count)
+        self._sync()
         if model not in self._verified:
             self._check_same_model(model, "allreduce_grads", 0)
         counts = np.array([count], dtype=np.int64)
         self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
         total = int(counts[0])
         if total == 0:
-            raise ValueError("allreduce_grads: every rank passed count=0; there is no gradient to average")
+            raise raised_on_every_rank(ValueError(
+                "allreduce_grads: every rank passed count=0; there is no gradient to average"))
         scale = count / total
         entries = []
         for layer in _layers(model):
@@ -173,6 +192,11 @@ class Communicator:
             raise ValueError(f"root must be a rank in [0, {self.size}), got {root!r}")
         return root
 
+    def _sync(self) -> None:
+        """Inside xn.train/evaluate, the first collective first compares the ranks' inputs (see _guard)."""
+        if self._entry is not None and self._entry.pending:
+            self._entry.settle(self)
+
     def _check_same_model(self, model: Any, caller: str, root: int) -> None:
         mine = _signature(model)
         everyone = self.mpi_comm.allgather(mine)
@@ -180,8 +204,9 @@ class Communicator:
         problems = [f"rank {r}: {_first_difference(reference, sig)}" for r, sig in enumerate(everyone)
                     if sig != reference]
         if problems:
-            raise ValueError(f"{caller}: the ranks hold different models (compared with rank {root}); "
-                             "build the same architecture and dtype on every rank. " + "; ".join(problems))
+            raise raised_on_every_rank(ValueError(
+                f"{caller}: the ranks hold different models (compared with rank {root}); build the same "
+                "architecture and dtype on every rank. " + "; ".join(problems)))
         self._verified[model] = mine
 
     def _allreduce_flat(self, flat: Any, *, owned: bool) -> Any:

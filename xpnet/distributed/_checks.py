@@ -1,0 +1,112 @@
+"""Checks that every rank holds the same inputs: what a rank describes locally, and how the
+descriptions gathered from all ranks are compared (each differing value named with its ranks)."""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ..backend import namespace, to_numpy
+
+_SAMPLED_ROWS = 8
+
+
+def describe_data(pair: Any) -> dict[str, Any] | None:
+    """Samples, shapes, dtypes and a hash of a few rows at fixed positions of ``pair = (x, y)``; None
+    for None. Never raises: what cannot be read is described as such (``train`` then says why)."""
+    if pair is None:
+        return None
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        return {"type": type(pair).__name__}
+    try:
+        x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in pair)
+        shapes = tuple(int(d) for d in x.shape), tuple(int(d) for d in y.shape)
+        n, n_y = (shape[0] if shape else None for shape in shapes)
+        info = {"samples": n if n == n_y else f"{n} (y: {n_y})", "x row shape": shapes[0][1:],
+                "y row shape": shapes[1][1:], "x dtype": str(x.dtype), "y dtype": str(y.dtype)}
+        info["content"] = _fingerprint(x, y)
+    except Exception as exc:  # noqa: BLE001 - a description, not a check: train names the problem
+        return {"unreadable": type(exc).__name__}
+    return info
+
+
+def _fingerprint(x: Any, y: Any) -> str:
+    """A short hash of up to 8 rows of x and y at evenly spaced positions, read on the host."""
+    n = int(x.shape[0]) if x.ndim else 0
+    if n == 0 or y.ndim == 0 or int(y.shape[0]) != n:
+        return "-"
+    k = min(_SAMPLED_ROWS, n)
+    rows = sorted({i * (n - 1) // max(k - 1, 1) for i in range(k)})
+    digest = hashlib.blake2b(digest_size=6)
+    for a in (x, y):
+        xp = namespace(a)
+        index = xp.asarray(rows, dtype=xp.int64, device=array_api_compat.device(a))
+        digest.update(np.ascontiguousarray(to_numpy(xp.take(a, index, axis=0))).tobytes())
+    return digest.hexdigest()
+
+
+def plain(value: Any) -> Any:
+    """A scalar argument as a Python value that compares equal across ranks (np.int64(3) -> 3)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return repr(value)
+
+
+def differences(subject: str, per_rank: list[Any]) -> list[str]:
+    """``["<subject> across ranks: <key> rank 0: a, rank 1: b; ..."]`` naming each key whose value is
+    not the same on every rank (``per_rank``: one dict, or None, per rank; ``subject``: "train data
+    differs"), or ``[]`` when all agree."""
+    if all(d == per_rank[0] for d in per_rank):
+        return []
+    dicts = [d if isinstance(d, dict) else {"given": "yes" if d is not None else "no"} for d in per_rank]
+    if any(d.keys() != dicts[0].keys() for d in dicts):  # not passed, or not readable, on some rank
+        keys = sorted({k for d in dicts for k in d})
+        dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
+    parts = []
+    for key in dicts[0]:
+        values = [d[key] for d in dicts]
+        if key == "content" and parts:
+            continue  # follows from the differences already named
+        if any(v != values[0] for v in values):
+            parts.append(f"{key} {_by_rank(values)}")
+    return [f"{subject} across ranks: " + "; ".join(parts)]
+
+
+def _by_rank(values: list[Any]) -> str:
+    """``"rank 0: 1000, rank 1: 995"``; equal values grouped (``"ranks 0-2, 4: 1000, rank 3: 995"``)."""
+    groups: dict[str, list[int]] = {}
+    for rank, v in enumerate(values):
+        groups.setdefault(str(v), []).append(rank)
+    if len(groups) == len(values):
+        return ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+    return ", ".join(f"{'ranks' if len(rs) > 1 else 'rank'} {_ranges(rs)}: {v}" for v, rs in groups.items())
+
+
+def _ranges(ranks: list[int]) -> str:
+    spans: list[list[int]] = []
+    for r in ranks:
+        if spans and spans[-1][1] == r - 1:
+            spans[-1][1] = r
+        else:
+            spans.append([r, r])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
+def agree(comm: Any, problem: str | None) -> str | None:
+    """The first rank's problem (None where no rank has one), the same on every rank (collective).
+
+    For a check that can fail on some ranks only (rank 0 checking an output folder): every rank
+    learns the outcome and can stop together instead of waiting for a rank that left.
+    """
+    for rank, p in enumerate(comm.allgather_object(problem)):
+        if p is not None:
+            return p if rank == comm.rank or comm.size == 1 else f"rank {rank}: {p}"
+    return None
