@@ -218,6 +218,16 @@ def test_failure_on_one_rank_before_training_prints_its_traceback():
     assert "[rank 0]" not in proc.stderr and "aborting" not in proc.stderr, proc.stderr
 
 
+@needs_mpi
+def test_error_raised_on_every_rank_but_caught_on_one_still_ends_the_job():
+    """Issue 15, "a job never hangs": when one rank catches an error raised on every rank and goes
+    on, the ranks that left wait for it at most XPNET_EXIT_WAIT_S seconds, then abort the job."""
+    proc = launch(2, "leave.py", "caught-on-one", timeout=ENDS_S, XPNET_EXIT_WAIT_S="2")
+    assert proc.returncode != 0
+    assert "[rank 0] xpnet: this rank left on an error raised on every rank, but not every rank left within 2 s" \
+        in proc.stderr, proc.stderr
+
+
 # -- end to end with xn.train -----------------------------------------------------------------
 
 

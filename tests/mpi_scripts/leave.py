@@ -5,6 +5,8 @@
 - ``mismatch``: the last rank holds 995 samples instead of 1000; nobody catches the error.
 - ``bad-labels``: every rank passes the same labels, out of range for the model; nobody catches the error.
 - ``fails-alone``: rank 1 passes an unknown loss name; nobody catches the error.
+- ``caught-on-one``: every rank gets the error of ``mismatch``; rank 1 catches it and goes on to a
+  collective, the others leave (run with a short ``XPNET_EXIT_WAIT_S``).
 
 Each mode must end the job within seconds with a non-zero status.
 """
@@ -58,4 +60,11 @@ elif mode == "bad-labels":
     train(comm, x, y + 5)
 elif mode == "fails-alone":
     train(comm, *data(), loss="bogus" if comm.rank == 1 else "cross_entropy")
+elif mode == "caught-on-one":
+    try:
+        train(comm, *data(995 if comm.rank == comm.size - 1 else 1000))
+    except ValueError:
+        if comm.rank != 1:
+            raise
+    comm.barrier()
 print(f"rank {comm.rank} got past the failure", flush=True)
