@@ -103,9 +103,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     image = args.dataset != "spiral"
     (x, t), (xv, tv) = _on_every_rank(comm, lambda: load_data(args.dataset, flatten=args.model == "mlp",
                                                                root=args.data_root))
-    if args.batch_size > len(x):
-        raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(x)} training samples of "
-                         f"{args.dataset}")
+
+    def check_batch_size() -> None:
+        if args.batch_size > len(x):
+            raise UsageError(f"--batch-size {args.batch_size} is larger than the {len(x)} training samples of "
+                             f"{args.dataset}")
+
+    _on_every_rank(comm, check_batch_size, only_root=True)
     n_classes = int(t.max()) + 1
     xn.init.seed(args.seed)
     n_in = 1
