@@ -99,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(str(exc).splitlines()[0]) from exc
     root = comm is None or comm.rank == 0
     out = _on_every_rank(comm, lambda: _check_out(args.out), only_root=True) or args.out
-    dev = comm.device(args.device) if comm is not None else _device(args.device)
+    dev = _on_every_rank(comm, lambda: _device(args.device, comm))
     image = args.dataset != "spiral"
     (x, t), (xv, tv) = _on_every_rank(comm, lambda: load_data(args.dataset, flatten=args.model == "mlp",
                                                                root=args.data_root))
@@ -188,11 +188,12 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _device(spec: str) -> Any:
+def _device(spec: str, comm: Any = None) -> Any:
+    """``xn.device(spec)`` (``comm.device`` in a distributed run); a bad spec is a UsageError."""
     import xpnet as xn  # noqa: PLC0415
 
     try:
-        return xn.device(spec)
+        return xn.device(spec) if comm is None else comm.device(spec)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from exc
 
