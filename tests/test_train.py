@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import re
 import sys
@@ -564,13 +565,29 @@ def test_progress_false_prints_nothing(spiral, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_progress_bar_on_a_terminal(spiral, capsys, monkeypatch):
-    monkeypatch.setattr(train_module, "_is_terminal", lambda stream: True)
+class FakeTerminal(io.StringIO):
+    """A stdout that says it is a terminal; its width comes from the patched os.get_terminal_size."""
+
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("columns", [80, 0])
+def test_progress_on_a_terminal_prints_each_epoch_summary_whole(spiral, monkeypatch, columns):
+    # tqdm sizes its bar with os.get_terminal_size(stream.fileno()) at every refresh.
+    monkeypatch.setattr(os, "get_terminal_size", lambda *a: os.terminal_size((columns, 24)))
+    fake = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", fake)
     x, t = spiral
-    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50)
-    out = capsys.readouterr().out
-    assert "epoch 1/2" in out and "epoch 2/2" in out
-    assert "6/6" in out and "step" in out and "train_loss" in out
+    xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=50,
+             validation=(x, t), device="cpu")
+    out = fake.getvalue()
+    assert "0/6 [" in out  # the step bar was drawn
+    # Each epoch's summary is a line of its own, complete with the validation figures.
+    summaries = [seg for seg in re.split(r"[\r\n]", out) if seg.startswith("epoch ") and "train_loss" in seg]
+    assert [s.split()[1] for s in summaries] == ["1/2", "2/2"]
+    assert all(re.fullmatch(r"epoch \d/2  train_loss [\d.]+  train_accuracy [\d.]+  val_loss [\d.]+  "
+                            r"val_accuracy [\d.]+  \([\d.e-]+s\)", s) for s in summaries), summaries
 
 
 # ----------------------------------------------------------------------------------------

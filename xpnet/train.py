@@ -278,8 +278,10 @@ class _Trainer:
         xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
         snapshot = _Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(model.dtype), self.zeros(xp.int64)
+        # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
+        # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
         bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
-                        dynamic_ncols=True, leave=True) if self.bar else None
+                        dynamic_ncols=True, leave=False) if self.bar else None
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         for batch in batches.epoch(epoch):
             xb, yb = batch[0], batch[1]
@@ -546,9 +548,8 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
             history.epochs.append(logs)
             state.epoch = epoch
             if trainer.open_bar is not None:
-                trainer.open_bar.set_postfix_str(_format_logs(logs))
                 trainer.open_bar.close()
-            elif trainer.show:
+            if trainer.show:
                 print(f"epoch {epoch}/{epochs}  {_format_logs(logs)}", flush=True)
             for cb in _callbacks.epoch_end_order(callbacks):
                 cb.on_epoch_end(epoch, logs)
