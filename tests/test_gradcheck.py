@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -350,11 +351,37 @@ def test_report_table_shows_settings_rows_and_failures():
     report = xn.gradcheck(_mlp(xn.device("cpu"), ReLU(), first=WholeBatchBiasLinear), x, labels,
                           SoftmaxCrossEntropy(), eps=1e-5, atol=2e-5, rtol=3e-4)
     text = str(report)
-    for piece in ("eps=1e-05", "atol=2e-05", "rtol=0.0003", "max abs err", "max rel err", "worst index",
+    for piece in ("eps=1e-05", "atol=2e-05", "rtol=0.0003", "abs err", "err/tol", "worst index",
                   "kinks", "0.W", "0.b", "2.W", "2.b", "input", "FAILED: 0.b"):
         assert piece in text
     row_line = next(line for line in text.splitlines() if line.startswith("0.b "))
     assert "FAIL" in row_line and f"{report['0.b'].analytic:.3e}" in row_line
+
+
+def test_report_table_shows_the_figure_the_pass_rule_uses_at_the_worst_entry():
+    # A first-layer weight row fed by an input ~1e-9 has gradients ~1e-10 whose relative error is ~1:
+    # harmless under atol, and the table must not show an alarming figure beside "ok".
+    xn.init.seed(0)
+    model = xn.Sequential(Linear(4, 5), Tanh(), Linear(5, 3))
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    x[:, 0] = 1e-9
+    report = xn.gradcheck(model, x, np.array([0, 2, 1]), SoftmaxCrossEntropy())
+    assert report.ok
+    lines = str(report).splitlines()
+    header = next(line for line in lines if line.startswith("name "))
+    starts = [m.start() for m in re.finditer(r"(?<!\S)\S+(?: \S+)*", header)]  # columns: split on 2+ spaces
+    names = [header[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+    for row in report.rows:
+        line = next(line for line in lines if line.startswith(row.name + " "))
+        cells = {n: line[a:b].strip() for n, a, b in zip(names, starts, starts[1:] + [None])}
+        numerical, analytic, ratio = float(cells["numerical"]), float(cells["analytic"]), float(cells["err/tol"])
+        # The printed err/tol is the pass rule at the printed worst entry ...
+        assert ratio == pytest.approx(abs(numerical - analytic) / (report.atol + report.rtol * abs(numerical)),
+                                      rel=0.02, abs=1e-3)
+        assert ratio <= 1.0 and cells["status"] == "ok"
+        # ... and that entry is the one with the largest err/tol of the tensor.
+        assert cells["worst index"] == str(row.worst_index)
+    assert "rel err" not in str(report)
 
 
 def test_assert_gradients_ok_raises_with_the_table():
