@@ -145,3 +145,28 @@ def test_backward_checks_dy_shape_and_order():
     layer.forward(np.zeros((1, 1, 4, 4), np.float32))
     with pytest.raises(ValueError, match=r"expected dy of shape \(1, 2, 2, 2\)"):
         layer.backward(np.zeros((1, 2, 3, 3), np.float32))
+
+
+def test_pytorch_keyword_names_and_files_saved_before_the_rename(tmp_path):
+    import json
+
+    xn.init.seed(0)
+    model = xn.Sequential(Conv2d(in_channels=1, out_channels=2, kernel_size=3, stride=1, padding=1),
+                          xn.layers.MaxPool2d(kernel_size=2, stride=2, padding=0),
+                          xn.layers.AvgPool2d(kernel_size=(1, 2)))
+    assert (model[0].in_channels, model[0].out_channels, model[1].kernel_size) == (1, 2, (2, 2))
+    path = tmp_path / "model.npz"
+    model.save(path)
+    # The same file as written before Conv2d took in_channels/out_channels and the pools kernel_size.
+    with np.load(path) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays["__xpnet_model__"]))
+    old = {"in_channels": "in_ch", "out_channels": "out_ch", "kernel_size": "k"}
+    for i, layer in enumerate(meta["layers"]):
+        layer["config"] = {(old[k] if (k != "kernel_size" or i > 0) and k in old else k): v
+                           for k, v in layer["config"].items()}
+    assert "in_ch" in meta["layers"][0]["config"] and "k" in meta["layers"][1]["config"]
+    arrays["__xpnet_model__"] = np.asarray(json.dumps(meta))
+    np.savez(tmp_path / "old.npz", **arrays)
+    loaded = xn.load(tmp_path / "old.npz")
+    assert repr(loaded) == repr(model)

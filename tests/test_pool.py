@@ -175,9 +175,9 @@ def test_bad_input_is_named_clearly(layer, x, message):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"k": 0}, "k must be an int >= 1"),
-    ({"k": 2, "stride": (1, 0)}, "stride"),
-    ({"k": 2, "padding": 2}, "at most half the window"),
+    ({"kernel_size": 0}, "kernel_size must be an int >= 1"),
+    ({"kernel_size": 2, "stride": (1, 0)}, "stride"),
+    ({"kernel_size": 2, "padding": 2}, "at most half the window"),
 ])
 def test_bad_arguments_are_named_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):

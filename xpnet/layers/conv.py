@@ -12,17 +12,17 @@ from .base import Layer, positive_int
 class Conv2d(Layer):
     """y[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f], windows taken every ``stride`` pixels.
 
-    x: (N, in_ch, H, W) -> y: (N, out_ch, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
-    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs.
+    x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
+    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs (PyTorch's names).
     params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix (N, in_ch*kh*kw, oh*ow)
     and the input shape.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  init: Any = "he", bias: bool = True, dtype: str = "float32"):
         super().__init__()
-        self.in_ch = positive_int(self, "in_ch", in_ch)
-        self.out_ch = positive_int(self, "out_ch", out_ch)
+        self.in_ch = positive_int(self, "in_channels", in_channels)
+        self.out_ch = positive_int(self, "out_channels", out_channels)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
@@ -35,11 +35,25 @@ class Conv2d(Layer):
         self._col = None
         self._shape = None
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Conv2d":
+        # Files saved before the PyTorch names hold in_ch/out_ch.
+        renamed = {"in_ch": "in_channels", "out_ch": "out_channels"}
+        return cls(**{renamed.get(k, k): v for k, v in config.items()})
+
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "he"
-        return {"in_ch": self.in_ch, "out_ch": self.out_ch, "kernel_size": list(self.kernel_size),
+        return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding), "init": init, "bias": self.bias,
                 "dtype": self.dtype}
+
+    @property
+    def in_channels(self) -> int:
+        return self.in_ch
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_ch
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)

@@ -10,18 +10,23 @@ from .base import Layer
 
 
 class _Pool2d(Layer):
-    def __init__(self, k: Any, stride: Any = None, padding: Any = 0):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
         super().__init__()
-        self.kernel_size = as_pair(self.name, "k", k, 1)
+        self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = self.kernel_size if stride is None else as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{self.name}: padding must be at most half the window, got padding "
-                             f"{self.padding} for k={self.kernel_size}")
+                             f"{self.padding} for kernel_size={self.kernel_size}")
         self._shape = None
 
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "_Pool2d":
+        # Files saved before the PyTorch names hold k.
+        return cls(**{("kernel_size" if k == "k" else k): v for k, v in config.items()})
+
     def config(self) -> dict[str, Any]:
-        return {"k": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
     def _windows(self, x: Any, pad_value: float) -> tuple[Any, Any, list[tuple[slice, slice]]]:
         """The namespace, the padded input and the slices of each kernel offset (checks x first)."""
@@ -56,15 +61,16 @@ class _Pool2d(Layer):
 
 
 class MaxPool2d(_Pool2d):
-    """Maximum over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as -inf.
+    """Maximum over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts
+    as -inf (PyTorch's names and defaults).
 
     x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split.
     """
 
-    def __init__(self, k: Any, stride: Any = None, padding: Any = 0):
-        super().__init__(k, stride, padding)
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
+        super().__init__(kernel_size, stride, padding)
         self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
@@ -92,7 +98,7 @@ class MaxPool2d(_Pool2d):
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over ``k`` x ``k`` windows every ``stride`` (default ``k``) pixels; padding counts as zeros
+    """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts as zeros
     in the mean (PyTorch's ``count_include_pad=True``). x: (N, C, H, W) -> y: (N, C, oh, ow).
     Caches only the input shape."""
 
