@@ -105,3 +105,45 @@ def test_float64_on_request(rng):
     model = mlp().to(dtype="float64")
     y = model.predict(rng.standard_normal((2, 4)))
     assert y.dtype == np.float64
+
+
+def test_repr_reads_like_pytorch():
+    model = xn.Sequential(xn.layers.Conv2d(1, 30, 5), ReLU(), xn.layers.MaxPool2d(2), xn.layers.Flatten(),
+                          Linear(4320, 100), Dropout(0.3), Linear(100, 10, init="xavier", bias=False))
+    assert repr(model) == (
+        "Sequential(\n"
+        "  (0): Conv2d(in_channels=1, out_channels=30, kernel_size=5, bias=True)\n"
+        "  (1): ReLU()\n"
+        "  (2): MaxPool2d(kernel_size=2, stride=2)\n"
+        "  (3): Flatten()\n"
+        "  (4): Linear(in_features=4320, out_features=100, bias=True)\n"
+        "  (5): Dropout(p=0.3)\n"
+        "  (6): Linear(in_features=100, out_features=10, init='xavier', bias=False)\n"
+        ")")
+    assert repr(xn.layers.AvgPool2d((2, 3), stride=1, padding=(1, 0))) == \
+        "AvgPool2d(kernel_size=(2, 3), stride=1, padding=(1, 0))"
+    assert repr(xn.losses.SoftmaxCrossEntropy()) == "SoftmaxCrossEntropy()"
+    assert repr(xn.optim.Adam()) == "Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0)"
+    assert repr(xn.optim.Momentum(0.1)) == "Momentum(lr=0.1, momentum=0.9)"
+
+
+def test_summary_has_output_shapes_and_parameter_counts(rng):
+    xn.init.seed(0)
+    cnn = xn.Sequential(xn.layers.Conv2d(1, 30, 5), ReLU(), xn.layers.MaxPool2d(2), xn.layers.Flatten(),
+                        Linear(4320, 100), ReLU(), Linear(100, 10))
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    y = cnn.forward(x)
+    text = cnn.summary(input_shape=(1, 28, 28))
+    lines = text.splitlines()
+    rows = [line.split(None, 2) for line in lines[2:9]]
+    assert [r[1] for r in rows] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+    assert [r[2].rsplit(None, 1) for r in rows] == [
+        ["(N, 30, 24, 24)", "780"], ["(N, 30, 24, 24)", "0"], ["(N, 30, 12, 12)", "0"], ["(N, 4320)", "0"],
+        ["(N, 100)", "432,100"], ["(N, 100)", "0"], ["(N, 10)", "1,010"]]
+    assert "input: (N, 1, 28, 28)" in text and "parameters: 433,890 (float32, on cpu)" in text
+    # The summary's probe leaves the caches of the forward above: backward still works on it.
+    assert cnn.backward(np.ones_like(y)).shape == x.shape
+    # Without an input shape, a first Conv2d cannot tell the image size: counts only, and how to get shapes.
+    assert "model.summary(input_shape=" in cnn.summary() and "(N, 30" not in cnn.summary()
+    # A first Linear tells the input width.
+    assert "input: (N, 4)" in mlp().summary() and "(N, 3)" in mlp().summary()

@@ -14,6 +14,9 @@ class Loss:
     def name(self) -> str:
         return type(self).__name__
 
+    def __repr__(self) -> str:
+        return f"{self.name}()"
+
     def __call__(self, y: Any, t: Any) -> Any:
         return self.forward(y, t)
 

@@ -13,6 +13,7 @@ from .backend import Device, device, device_of, to_device, to_numpy
 from .fileio import atomic_savez
 from .layers.base import Layer, layer_from_config
 from .npzfile import NpzReader, XpnetFileError
+from .summary import summary as _summary
 
 __all__ = ["Sequential", "load", "XpnetFileError", "FORMAT_VERSION"]
 
@@ -41,8 +42,17 @@ class Sequential:
         return iter(self.layers)
 
     def __repr__(self) -> str:
-        inner = ",\n  ".join(f"{i}: {_layer_repr(l)}" for i, l in enumerate(self.layers))
-        return f"Sequential(\n  {inner}\n)"
+        inner = "".join(f"  ({i}): {layer!r}\n" for i, layer in enumerate(self.layers))
+        return f"Sequential(\n{inner})"
+
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of the layers, their output shapes and parameter counts, and the total.
+
+        ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``); it may be left
+        out when the first layer is a Linear (``(in_features,)``). Without it the table has no output
+        shapes. The shapes come from a forward pass of one zero sample; the layers' caches are kept.
+        """
+        return _summary(self, input_shape)
 
     def forward(self, x: Any, train: bool = True) -> Any:
         for layer in self.layers:
@@ -227,9 +237,4 @@ def read_state(reader: NpzReader, model: Sequential, names: dict[str, str], foun
 def _split(name: str) -> tuple[int, str]:
     index, _, key = name.partition(".")
     return int(index), key
-
-
-def _layer_repr(layer: Layer) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in layer.config().items())
-    return f"{type(layer).__name__}({args})"
 

@@ -42,6 +42,9 @@ class Optimizer:
     def hyperparams(self) -> dict[str, Any]:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
 
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.hyperparams().items())})"
+
     def bind(self, model: Any) -> None:
         """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises."""
         if self._model_id is not None and self._model_id != id(model):
@@ -302,3 +305,15 @@ class AdamW(Adam):
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+def get(optimizer: Any) -> Optimizer:
+    """An optimizer from an instance, a class or a name such as ``"adam"`` (with its default lr)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        return optimizer()
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()]()
+    raise ValueError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or one of "
+                     f"{sorted(OPTIMIZERS)}, got {optimizer!r}")

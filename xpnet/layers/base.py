@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
 from typing import Any
 
@@ -64,6 +65,19 @@ class Layer:
         """The layer ``config()`` described (a layer whose saved form changed reads old files here)."""
         return cls(**config)
 
+    def __repr__(self) -> str:
+        """PyTorch-style: the constructor arguments, leaving out those at their default (but ``bias``)."""
+        defaults = inspect.signature(type(self).__init__).parameters
+        shown = []
+        for key, value in self.config().items():
+            value = _readable(value)
+            param = defaults.get(key)
+            if key != "bias" and param is not None and param.default is not inspect.Parameter.empty \
+                    and _readable(param.default) == value:
+                continue
+            shown.append(f"{key}={value!r}")
+        return f"{self.name}({', '.join(shown)})"
+
     def to(self, dev: Any, dtype: Any = None) -> "Layer":
         """Move params and buffers to ``dev`` (and optionally cast floats to ``dtype``)."""
         for store in (self.params, self.buffers):
@@ -111,6 +125,13 @@ def positive_int(layer: Layer, arg: str, value: Any) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
         raise ValueError(f"{layer.name}: {arg} must be a positive int, got {value!r}")
     return operator.index(value)
+
+
+def _readable(value: Any) -> Any:
+    """A saved (h, w) pair as the int it came from when both are equal, other lists as tuples."""
+    if isinstance(value, (list, tuple)):
+        return value[0] if len(value) == 2 and value[0] == value[1] else tuple(value)
+    return value
 
 
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
