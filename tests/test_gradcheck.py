@@ -298,8 +298,9 @@ def test_a_device_without_float64_falls_back_to_the_cpu_with_a_warning():
     no64 = xn.Device(strict, strict.Device("no_float64"))
     x, labels = _data(no64)
     model = _mlp(no64, ReLU())
-    with pytest.warns(xn.XpnetDeviceWarning, match="no float64"):
+    with pytest.warns(xn.XpnetDeviceWarning, match="no float64") as rec:
         report = xn.gradcheck(model, x, xn.to_device(labels, no64), SoftmaxCrossEntropy())
+    assert rec[0].filename == __file__
     assert report.ok and report.device == "cpu"
     assert device_of(model[0].params["W"]) == no64
 

@@ -291,7 +291,7 @@ def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)
     h = xn.History("cpu", [{"epoch": 1, "train_loss": 1.0}])
-    with pytest.raises(ImportError, match=r"pip install xpnet\[plot\]"):
+    with pytest.raises(ImportError, match=r"needs matplotlib: pip install .*\[plot\]'"):
         h.plot(tmp_path / "x.png")
     assert not os.listdir(tmp_path)
 
@@ -420,6 +420,7 @@ BAD_INPUT = [
                                                xn.to_device(t, _strict("device2")))}, ValueError, "two devices"),
     ("not-a-pair", lambda x, t: {"data": x}, TypeError, r"pair \(x, y\)"),
     ("loss-name", lambda x, t: {"loss": "hinge"}, ValueError, "loss"),
+    ("optimizer-name", lambda x, t: {"optimizer": "adamm"}, ValueError, r"optimizer: .*'adam', 'adamw'.*'adamm'"),
     ("callback", lambda x, t: {"callbacks": [object()]}, TypeError, "Callback"),
 ]
 
@@ -541,6 +542,46 @@ def test_bad_layer_arguments_and_numpy_scalars():
     assert xn.optim.SGD(np.float32(0.5)).lr == 0.5
     assert xn.optim.Momentum(np.float64(0.1), momentum=np.float32(0.5)).momentum == 0.5
     assert xn.callbacks.EarlyStopping(min_delta=np.float32(0.5)).patience == 5
+
+
+def test_optimizer_by_name_is_that_optimizer_with_its_default_lr(spiral):
+    x, t = spiral
+    kw = dict(loss="cross_entropy", epochs=2, batch_size=50, progress=False)
+    a, b = mlp(), mlp()
+    ha = xn.train(a, (x, t), optimizer="adam", **kw)
+    hb = xn.train(b, (x, t), optimizer=xn.optim.Adam(), **kw)
+    assert ha.epochs[-1]["lr"] == 0.001 and strip_seconds(ha) == strip_seconds(hb)
+    for k, v in params(a).items():
+        np.testing.assert_array_equal(params(b)[k], v)
+    assert xn.train(mlp(), (x, t), optimizer="SGD", **kw).epochs[-1]["lr"] == 0.01
+
+
+def test_x_and_y_as_two_arguments_says_to_pass_a_pair(spiral):
+    x, t = spiral
+    with pytest.raises(TypeError, match=r"pass the data as one pair, xn.train\(model, \(x, y\), ...\)"):
+        xn.train(mlp(), x, t, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=50)
+
+
+def test_a_width_mismatch_names_the_data_shape(spiral):
+    x, t = spiral
+    x5 = np.concatenate([x, x, x[:, :1]], axis=1)
+    with pytest.raises(ValueError) as info:
+        xn.train(mlp(), (x5, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=50)
+    message = str(info.value)
+    assert "x of shape (300, 5)" in message and "Linear: expected input of shape (N, 2)" in message
+    assert "got (300, 5)" in message and "(1, 5)" not in message
+
+
+def test_the_device_fallback_warning_points_at_the_callers_line(no_cuda, spiral):
+    x, t = spiral
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xn.device("cuda")
+        mlp().to("cuda")
+        xn.train(mlp(), (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=50, device="cuda",
+                 progress=False)
+    assert [w.category for w in caught] == [xn.XpnetDeviceWarning] * 3
+    assert [w.filename for w in caught] == [__file__] * 3
 
 
 # ----------------------------------------------------------------------------------------

@@ -8,12 +8,13 @@ This is the one module that knows about NumPy and CuPy by name. Everything else 
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any, Callable
 
 import array_api_compat
 import array_api_compat.numpy as _np_xp
 import numpy as np
+
+from ._user import install_hint, warn
 
 __all__ = [
     "Device",
@@ -56,7 +57,7 @@ def _probe_cupy() -> None:
         import cupy  # noqa: PLC0415 - optional dependency, imported on first use
     except Exception as exc:  # ImportError, or a broken CUDA install raising anything
         _cupy_error = f"cupy is not installed or failed to import ({type(exc).__name__}: {exc}); " \
-                      "install it with `pip install xpnet[cuda12]` or `xpnet[cuda13]`"
+                      f"install it with `{install_hint('cuda12')}` (or cuda13 for CUDA 13)"
         return
     try:
         n = cupy.cuda.runtime.getDeviceCount()
@@ -222,8 +223,7 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
             f"CUDA device {index} does not exist ({cuda_device_count()} device(s) found)")
         if not fallback:
             raise RuntimeError(f"device {spec!r} is not usable: {reason}")
-        warnings.warn(f"device {spec!r} is not usable: {reason}. Falling back to the CPU.",
-                      XpnetDeviceWarning, stacklevel=2)
+        warn(f"device {spec!r} is not usable: {reason}. Falling back to the CPU.", XpnetDeviceWarning)
         return CPU
     raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto' or an xpnet.Device, got {spec!r}")
 

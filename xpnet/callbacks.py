@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 from typing import Any, Callable
 
+from ._user import warn
 from .backend import namespace, to_device
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
@@ -179,9 +179,9 @@ class EarlyStopping(Callback):
             return
         if self._best_state is None:
             if self.best_epoch is not None and self.state.is_root:
-                warnings.warn(f"EarlyStopping: the best epoch ({self.best_epoch}, {self._monitor.monitor} = "
-                              f"{self.best:.6g}) came before the checkpoint this run resumed from, which does "
-                              "not hold its weights; the model keeps the weights of its last epoch", stacklevel=2)
+                warn(f"EarlyStopping: the best epoch ({self.best_epoch}, {self._monitor.monitor} = "
+                     f"{self.best:.6g}) came before the checkpoint this run resumed from, which does "
+                     "not hold its weights; the model keeps the weights of its last epoch")
             return
         for name, v in self._best_state.items():
             self.state.model.set_param(name, v)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ import array_api_compat
 import numpy as np
 
 from . import losses as _losses
+from ._user import warn
 from .backend import CPU, Device, XpnetDeviceWarning, device_of, namespace, set_rng_state, to_device, to_numpy
 from .backend import device as _resolve_device
 from .layers.base import Layer
@@ -386,7 +386,7 @@ def _check_device(target: Sequential | Layer, x: Any, spec: Any) -> Device:
         else:
             dev = CPU
     if not dev.supports_float64():
-        warnings.warn(f"gradcheck: device {dev} has no float64; checking a float64 copy on the CPU instead",
-                      XpnetDeviceWarning, stacklevel=3)
+        warn(f"gradcheck: device {dev} has no float64; checking a float64 copy on the CPU instead",
+             XpnetDeviceWarning)
         dev = CPU
     return dev

@@ -6,6 +6,7 @@ import math
 import os
 from typing import Any, Iterable
 
+from ._user import install_hint
 from .fileio import atomic_write
 
 __all__ = ["History"]
@@ -42,7 +43,7 @@ class History:
             from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional
             from matplotlib.figure import Figure  # noqa: PLC0415
         except ImportError as exc:
-            raise ImportError("History.plot needs matplotlib: pip install xpnet[plot]") from exc
+            raise ImportError(f"History.plot needs matplotlib: {install_hint('plot')}") from exc
         if not self.epochs:
             raise ValueError("History.plot: nothing to plot, the history has no epochs")
         fig = Figure(figsize=(10, 4))

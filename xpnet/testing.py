@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Any
 
 import numpy as np
 
+from ._user import warn
 from .backend import Device, XpnetDeviceWarning, device, device_of, to_device, to_numpy
 from .gradcheck import GradcheckReport, gradcheck
 
@@ -65,7 +65,7 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
             usable.append(device(spec, fallback=False))
         except RuntimeError as exc:
             skipped.append(f"{spec}: {exc}")
-            warnings.warn(f"assert_backends_agree: skipping {exc}", XpnetDeviceWarning, stacklevel=2)
+            warn(f"assert_backends_agree: skipping {exc}", XpnetDeviceWarning)
     if len(usable) < 2:
         reason = "assert_backends_agree needs two usable devices; skipped " + "; ".join(skipped)
         try:

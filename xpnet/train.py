@@ -25,7 +25,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from typing import Any, Iterable
 
 import numpy as np
@@ -41,6 +40,7 @@ from .distributed._guard import collective
 from .history import History
 from .losses import Loss, MeanSquaredError, SoftmaxCrossEntropy, get as _get_loss
 from .optim import Optimizer
+from .optim import get as _get_optimizer
 from .preflight import check_callbacks, check_data, check_model, check_single_samples, warn_unscaled
 from .signals import SigtermFlag
 
@@ -71,7 +71,8 @@ class _SigtermStop(Exception):
 
 def _pair(data: Any, arg: str) -> tuple[Any, Any]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{arg}: expected a pair (x, y), got {type(data).__name__}")
+        got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
+        raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
     x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in data)
     check_data(x, f"{arg}: x")
     check_data(y, f"{arg}: y")
@@ -121,7 +122,13 @@ def _prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> t
         dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
     x = _to_model_dtype(x, dev, dtype)
     y = to_device(y, dev)
-    out_shape = tuple(model.forward(x[0:1, ...], train=False).shape)
+    probe = x[0:1, ...]
+    try:
+        out_shape = tuple(model.forward(probe, train=False).shape)
+    except (ValueError, TypeError) as exc:
+        # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
+        message = str(exc).replace(str(tuple(probe.shape)), str(tuple(x.shape)))
+        raise type(exc)(f"{arg}: x of shape {tuple(x.shape)} does not fit the model: {message}") from None
     if isinstance(loss, SoftmaxCrossEntropy):
         if len(out_shape) != 2:
             raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
@@ -154,16 +161,6 @@ def _is_one_hot(y: Any) -> bool:
     if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
         return False
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
-
-
-def _pick_device(spec: Any, fallback: bool) -> Device:
-    """``xn.device(spec)``, with its fallback warning pointing at the caller of ``xn.train``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dev = _resolve_device(spec, fallback=fallback)
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=3)
-    return dev
 
 
 def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -439,7 +436,7 @@ def _format_logs(logs: dict[str, Any]) -> str:
 
 @collective("xn.train", data={"data": "train data", "validation": "validation data"},
             same=("epochs", "batch_size", "seed", "shuffle", "drop_last"))
-def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int, batch_size: int,
+def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
@@ -448,7 +445,8 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
     the device); y: (N,) class indices or (N, C) one-hot for cross-entropy, (N, ...) like the output
-    for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer.
+    for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer
+    or a name (``"sgd"``, ``"momentum"``, ``"adam"``, ... with the optimizer's default lr).
     ``device``: ``"auto"`` (the device the model/data already live on, else a GPU if available, else
     the CPU), ``"cpu"``, ``"cuda[:N]"`` or a Device; ``fallback=False`` raises instead of falling back to
     the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
@@ -463,11 +461,12 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     Everything is checked before any training (``xpnet.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
     """
+    if extra:
+        raise TypeError(f"train: pass the data as one pair, xn.train(model, (x, y), ...), not as "
+                        f"{2 + len(extra)} separate arguments")
     check_model(model, "train")
     loss = _get_loss(loss)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"train: optimizer must be an xpnet optimizer (e.g. xn.optim.SGD(0.1)), got "
-                        f"{type(optimizer).__name__}")
+    optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
     x, y = _pair(data, "train data")
     n = int(x.shape[0])
@@ -484,7 +483,7 @@ def train(model: Any, data: Any, *, loss: Any, optimizer: Optimizer, epochs: int
     elif comm is not None:
         dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
     else:
-        dev = _pick_device(device, fallback)
+        dev = _resolve_device(device, fallback=fallback)
     _use_graph(graph, dev)
     rank = 0 if comm is None else int(comm.rank)
 

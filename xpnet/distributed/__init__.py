@@ -13,7 +13,7 @@ the ranks, so the same optimizer step keeps the copies equal.
 How arrays travel: NumPy arrays through MPI buffers; CuPy arrays through NCCL on the current
 stream (nothing goes to the host per step), or, where NCCL cannot serve (not installed, or ranks
 sharing a GPU), through host copies over MPI with one warning; any other array-API namespace
-(array_api_strict in the tests) through host copies. mpi4py is optional (``pip install xpnet[mpi]``)
+(array_api_strict in the tests) through host copies. mpi4py is optional (``pip install 'xpnet[mpi]'``)
 and imported by :func:`init`, never by ``import xpnet``.
 
 A job never waits forever for a rank that left: ``_abort`` ends the job when a rank fails alone

@@ -11,6 +11,7 @@ import array_api_compat
 import numpy as np
 
 from .. import backend
+from .._user import warn
 from ..backend import Device, namespace, to_device, to_numpy
 from ._buffers import (
     _empty_like_group,
@@ -82,7 +83,7 @@ class Communicator:
             warnings.simplefilter("always")
             dev = backend.device(spec, fallback=fallback)
         for w in caught:  # the fallback warning names the caller's line (rank 0 only: see init)
-            warnings.warn(w.message, w.category, stacklevel=2)
+            warn(w.message, w.category)
         if dev.is_cupy:
             dev.native.use()
         return dev
@@ -253,7 +254,6 @@ class Communicator:
             else:
                 self._cupy_link = "host"
                 if self.is_root:
-                    warnings.warn(f"xpnet.distributed: NCCL cannot serve this job ({problem}); CuPy arrays "
-                                  "are reduced through host memory over MPI instead (slower).",
-                                  XpnetDistributedWarning, stacklevel=4)
+                    warn(f"xpnet.distributed: NCCL cannot serve this job ({problem}); CuPy arrays "
+                         "are reduced through host memory over MPI instead (slower).", XpnetDistributedWarning)
         return None if self._cupy_link == "host" else self._cupy_link

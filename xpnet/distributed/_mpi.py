@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._user import install_hint
+
 
 class MPIUnavailableError(ImportError):
     """mpi4py (or the MPI library under it) could not be imported."""
@@ -14,8 +16,8 @@ def import_mpi() -> Any:
         from mpi4py import MPI  # noqa: PLC0415 - optional dependency, imported on first use
     except Exception as exc:  # ImportError, or a missing/broken libmpi raising RuntimeError
         raise MPIUnavailableError(
-            "xpnet.distributed needs mpi4py and an MPI library: pip install xpnet[mpi] "
-            "(`pip install -e .[mpi]` in a checkout; on a cluster, build mpi4py against the cluster's MPI: "
+            f"xpnet.distributed needs mpi4py and an MPI library: `{install_hint('mpi')}` "
+            "(on a cluster, build mpi4py against the cluster's MPI: "
             f"`pip install --no-binary=mpi4py mpi4py`). Import failed with {type(exc).__name__}: {exc}"
         ) from exc
     return MPI

@@ -1,0 +1,36 @@
+"""Messages that point at where the user is: a warning at the line of their code that caused it, and
+an install command that works from their setup (a source checkout or an installed package)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside xpnet (Python 3.12's skip_file_prefixes)."""
+    level, frame = 2, sys._getframe(1)  # stacklevel 1 is this function, 2 its caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
+def install_hint(extra: str) -> str:
+    """The pip command that adds ``extra`` (e.g. ``"plot"``), quoted for zsh.
+
+    In a source checkout (xpnet imported from a folder with xpnet's pyproject.toml) it is
+    ``pip install -e '.[plot]'`` from the checkout's root, else the root's path in place of ``.``;
+    an installed xpnet gets ``pip install 'xpnet[plot]'``."""
+    root = os.path.dirname(os.path.dirname(_PACKAGE))
+    try:
+        with open(os.path.join(root, "pyproject.toml"), encoding="utf-8") as f:
+            checkout = 'name = "xpnet"' in f.read()
+    except OSError:
+        checkout = False
+    if not checkout:
+        return f"pip install 'xpnet[{extra}]'"
+    where = "." if os.path.abspath(os.getcwd()) == root else root
+    return f"pip install -e '{where}[{extra}]'"
