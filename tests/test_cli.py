@@ -26,6 +26,57 @@ def test_train_spiral_writes_model_history_and_curves(tmp_path, capsys):
     assert (out / "curves.png").stat().st_size > 0
 
 
+def test_the_run_is_a_record_and_the_test_set_is_called_test(tmp_path, capsys):
+    import xpnet as xn
+
+    argv = ["train", "--dataset", "spiral", "--device", "cpu", "--epochs", "2", "--optimizer", "momentum",
+            "--seed", "3", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    record = json.loads((tmp_path / "history.json").read_text())
+    assert record["config"] == {
+        "xpnet_version": xn.__version__, "command": "xpnet " + " ".join(argv), "dataset": "spiral",
+        "data_root": None, "train_samples": 900, "test_samples": 300, "model": "mlp",
+        "layers": ["Linear(in_features=2, out_features=100, bias=True)", "ReLU()",
+                   "Linear(in_features=100, out_features=3, bias=True)"],
+        "parameters": 603, "loss": "SoftmaxCrossEntropy",
+        "optimizer": {"name": "Momentum", **xn.optim.Momentum().hyperparams()}, "epochs": 2, "batch_size": 100,
+        "seed": 3, "device": "cpu", "ranks": 1}
+    # The test set is "test" in the epoch lines, in history.json and in the final line; never "val".
+    assert set(record["epochs"][0]) == {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                                        "seconds", "lr"}
+    assert record["test"]["accuracy"] == pytest.approx(record["epochs"][-1]["test_accuracy"])
+    assert "val" not in printed and printed.count("test_accuracy") == 2
+    assert f"test accuracy: {record['test']['accuracy']:.4f}" in printed
+
+
+def test_without_matplotlib_the_run_says_it_skipped_the_plot_and_how_to_get_it(tmp_path, capsys, monkeypatch):
+    for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.ticker"):
+        monkeypatch.setitem(sys.modules, name, None)
+    assert main(["train", "--dataset", "spiral", "--device", "cpu", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "xpnet: skipped curves.png: History.plot needs matplotlib: pip install" in captured.err
+    assert "[plot]'" in captured.err and "curves.png" not in captured.out
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "model.npz"]
+
+
+def test_help_shows_the_defaults_and_version_is_there(capsys):
+    import xpnet as xn
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for default in ("(default: fashion-mnist)", "(default: mlp)", "(default: auto)", "(default: 5)",
+                    "(default: 100)", "(default: adam)", "(default: 0)", "(default: runs/latest)", "adam 0.001"):
+        assert default in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"xpnet {xn.__version__}"
+
+
 def test_saved_model_loads_and_predicts(tmp_path):
     import xpnet as xn
 
@@ -68,11 +119,22 @@ def test_missing_data_exits_2(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(mnist, "SYSTEM_DIRS", (), raising=False)
     monkeypatch.setattr(mnist, "MIRRORS", {name: ("http://127.0.0.1:9/",) for name in mnist.MIRRORS})
-    assert main(["train", "--dataset", "mnist", "--data-root", str(tmp_path / "none"),
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--dataset", "mnist", "--data-root", str(tmp_path / "empty"),
                  "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "xpnet: error:" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
+    assert err.startswith("xpnet: error: mnist not found") and "Traceback" not in err
+    # The folders searched, and how to point at the files from the command line.
+    lines = err.splitlines()
+    assert f"  {tmp_path / 'empty'}" in lines and f"  {tmp_path / 'data' / 'mnist'}" in lines
+    assert "--data-root <folder>" in err and "root=<folder>" not in err.replace("--data-root", "")
+
+
+def test_a_data_root_that_is_not_a_folder_is_an_error(tmp_path, capsys):
+    assert main(["train", "--dataset", "fashion-mnist", "--data-root", str(tmp_path / "typo"),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-root '{tmp_path / 'typo'}' is not a folder" in err and len(err.strip().splitlines()) == 1
 
 
 def test_gradcheck_command_prints_a_passing_table(capsys):
@@ -86,6 +148,8 @@ def test_python_dash_m_and_console_script_entry(tmp_path):
     done = subprocess.run([sys.executable, "-m", "xpnet", "train", "--help"], capture_output=True, text=True,
                           env=env, timeout=60)
     assert done.returncode == 0 and "--dataset" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "xpnet", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("xpnet ")
 
 
 SPIRAL = ["train", "--dataset", "spiral", "--device", "cpu", "--quiet"]

@@ -287,6 +287,18 @@ def test_history_to_dict_and_plot(spiral, tmp_path):
     assert os.listdir(tmp_path) == ["curves.png"]
 
 
+def test_curves_have_whole_epoch_ticks_and_the_title():
+    pytest.importorskip("matplotlib")
+    h = xn.History("cpu", [{"epoch": e, "train_loss": 1.0 / e, "test_loss": 1.1 / e, "train_accuracy": 0.5,
+                            "test_accuracy": 0.4} for e in (1, 2, 3)])
+    fig = h.figure(title="fashion-mnist, mlp")
+    assert fig.get_suptitle() == "fashion-mnist, mlp"
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        assert [line.get_label() for line in ax.get_lines()] == ["train", "test"]
+
+
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
         monkeypatch.setitem(sys.modules, name, None)

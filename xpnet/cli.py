@@ -1,8 +1,10 @@
 """Command line: ``python -m xpnet train ...`` and ``python -m xpnet gradcheck ...``.
 
 Errors a user can fix (a bad number, unknown device, missing or broken data, an unwritable or full
---out, a run that diverged) print one line, ``xpnet: error: ...``, and exit 2; a failed run leaves no
-output of its own behind (no half-written files, no --out folder it created).
+--out, a run that diverged) print ``xpnet: error: ...`` and exit 2: one line, except missing data, which
+also lists the folders searched. A failed run leaves no output of its own behind (no half-written files,
+no --out folder it created). ``train`` validates on the test set after each epoch and calls it "test"
+everywhere (the printed lines, history.json, curves.png); history.json also records the run's configuration.
 """
 
 from __future__ import annotations
@@ -47,9 +49,15 @@ def load_data(name: str, flatten: bool, root: str | None) -> tuple[tuple[Any, An
         x, t = datasets.spiral(300, 3, seed=0)
         xv, tv = datasets.spiral(100, 3, seed=1)
         return (x, t), (xv, tv)
+    if root is not None and not os.path.isdir(root):
+        raise UsageError(f"--data-root {root!r} is not a folder; give the folder that holds the {name} files, or "
+                         "leave --data-root out to search the usual places")
     loader = {"fashion-mnist": datasets.load_fashion_mnist, "mnist": datasets.load_mnist}[name]
     try:
         return loader(normalize=True, flatten=flatten, root=root)
+    except datasets.DatasetNotFoundError as exc:
+        # The whole message: it lists the folders searched and how to get the files.
+        raise UsageError(str(exc).replace("root=<folder>", "--data-root <folder>")) from exc
     except (FileNotFoundError, RuntimeError, OSError, ValueError) as exc:
         raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
 
@@ -121,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=optimizer,
                            epochs=args.epochs, batch_size=args.batch_size, device=dev, validation=(xv, tv),
-                           seed=args.seed, progress=not args.quiet and root, comm=comm)
+                           seed=args.seed, progress=not args.quiet and root, comm=comm, validation_name="test")
     except xn.XpnetTrainingError as exc:
         raise UsageError(str(exc)) from exc
     result = xn.evaluate(model, (xv, tv), loss=xn.losses.SoftmaxCrossEntropy(), batch_size=1000, comm=comm)
@@ -130,15 +138,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         with _outputs(out) as written:
             model.save(os.path.join(out, "model.npz"))
             written.append(os.path.join(out, "model.npz"))
+            record = {"config": run_config(args, model, optimizer, history.device, comm, len(x), len(xv)),
+                      "device": history.device, "epochs": [_test_named(e) for e in history.epochs],
+                      "test": result}
             with atomic_write(os.path.join(out, "history.json"), "w") as f:
-                json.dump(history.to_dict(), f, indent=2)
+                json.dump(record, f, indent=2)
             written.append(os.path.join(out, "history.json"))
             try:
-                history.plot(os.path.join(out, "curves.png"))
+                xn.History(history.device, record["epochs"]).plot(os.path.join(out, "curves.png"),
+                                                                  title=f"{args.dataset}, {args.model}")
                 written.append(os.path.join(out, "curves.png"))
                 plot = ", curves.png"
             except ImportError as exc:
-                print(f"note: {exc}", file=sys.stderr)
+                print(f"xpnet: skipped curves.png: {exc}", file=sys.stderr)
         print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}")
         print(f"wrote {os.path.join(out, 'model.npz')}, history.json{plot}")
     return 0
@@ -163,6 +175,25 @@ def _on_every_rank(comm: Any, check: Any, only_root: bool = False) -> Any:
         if problem is not None:
             raise raised_on_every_rank(UsageError(problem))
     return result
+
+
+def run_config(args: argparse.Namespace, model: Any, optimizer: Any, device: str, comm: Any, n_train: int,
+               n_test: int) -> dict[str, Any]:
+    """What history.json records about the run: enough to repeat it."""
+    import xpnet as xn  # noqa: PLC0415
+
+    return {"xpnet_version": xn.__version__, "command": " ".join(["xpnet", *args.argv]),
+            "dataset": args.dataset, "data_root": args.data_root, "train_samples": n_train, "test_samples": n_test,
+            "model": args.model, "layers": [repr(layer) for layer in model.layers],
+            "parameters": sum(int(v.size) for v in model.named_params().values()),
+            "loss": "SoftmaxCrossEntropy", "optimizer": {"name": optimizer.name, **optimizer.hyperparams()},
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "device": device,
+            "ranks": 1 if comm is None else int(comm.size)}
+
+
+def _test_named(epoch: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record with the val_* figures named test_*, since the CLI validates on the test set."""
+    return {k.replace("val_", "test_", 1): v for k, v in epoch.items()}
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -205,6 +236,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"xpnet: error: {message}\n")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show (None, an off flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _number(kind: type, lo: float, inclusive: bool) -> Any:
     """An argparse type: a finite ``kind`` >= ``lo`` (> ``lo`` unless ``inclusive``)."""
     def parse(text: str) -> Any:
@@ -222,32 +262,52 @@ def _number(kind: type, lo: float, inclusive: bool) -> Any:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.")
+    from . import __version__  # noqa: PLC0415
+
+    ap = _Parser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.",
+                 formatter_class=_HelpFormatter)
+    ap.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    tr = sub.add_parser("train", help="train a model and write model.npz, history.json, curves.png")
-    tr.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    tr.add_argument("--model", choices=MODELS, default="mlp")
-    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    tr.add_argument("--epochs", type=_number(int, 1, True), default=5)
-    tr.add_argument("--batch-size", type=_number(int, 1, True), default=100)
-    tr.add_argument("--optimizer", choices=sorted(_optimizer_names()), default="adam")
+    tr = sub.add_parser("train", help="train a model and write model.npz, history.json, curves.png",
+                        description="Train a model, testing it on the test set after each epoch; write "
+                                    "model.npz, history.json (the run's configuration and figures) and curves.png "
+                                    "(needs matplotlib) to --out.", formatter_class=_HelpFormatter)
+    tr.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", help="what to train on")
+    tr.add_argument("--model", choices=MODELS, default="mlp",
+                    help="mlp: inputs-100-classes with ReLU; cnn: conv5x5x30-ReLU-maxpool2-100-classes (the book's "
+                         "SimpleConvNet)")
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    tr.add_argument("--epochs", type=_number(int, 1, True), default=5, help="passes over the training set")
+    tr.add_argument("--batch-size", type=_number(int, 1, True), default=100, help="samples per step")
+    tr.add_argument("--optimizer", choices=sorted(_optimizer_names()), default="adam", help="update rule")
     tr.add_argument("--lr", type=_number(float, 0, False), default=None,
-                    help="learning rate (default: the optimizer's)")
-    tr.add_argument("--seed", type=_number(int, 0, True), default=0)
-    tr.add_argument("--out", default="runs/latest", help="output folder (default: runs/latest)")
-    tr.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    tr.add_argument("--distributed", action="store_true", help="data parallel under mpiexec (needs xpnet[mpi])")
+                    help=f"learning rate; when left out, the optimizer's own ({_default_lrs()})")
+    tr.add_argument("--seed", type=_number(int, 0, True), default=0, help="seeds the weights and the shuffles")
+    tr.add_argument("--out", default="runs/latest", help="output folder")
+    tr.add_argument("--data-root", default=None,
+                    help="folder holding the dataset's IDX files; when left out: $XPNET_DATA, the user cache, "
+                         "/usr/share/datasets, else a download")
+    tr.add_argument("--distributed", action="store_true",
+                    help="data parallel under mpiexec (needs mpi4py: the 'mpi' extra)")
     tr.add_argument("--quiet", action="store_true", help="no progress output")
     tr.set_defaults(func=cmd_train)
 
-    gc = sub.add_parser("gradcheck", help="check backprop against numerical gradients in float64")
-    gc.add_argument("--model", choices=MODELS, default="mlp")
-    gc.add_argument("--device", default="auto")
+    gc = sub.add_parser("gradcheck", help="check backprop against numerical gradients in float64",
+                        formatter_class=_HelpFormatter)
+    gc.add_argument("--model", choices=MODELS, default="mlp", help="a small model of this kind to check")
+    gc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     gc.add_argument("--fast", action="store_true", help="one random direction per tensor")
-    gc.add_argument("--seed", type=_number(int, 0, True), default=0)
+    gc.add_argument("--seed", type=_number(int, 0, True), default=0,
+                    help="seeds the weights, the data and the entries checked")
     gc.set_defaults(func=cmd_gradcheck)
     return ap
+
+
+def _default_lrs() -> str:
+    from .optim import OPTIMIZERS  # noqa: PLC0415
+
+    return ", ".join(f"{name} {cls().lr:g}" for name, cls in sorted(OPTIMIZERS.items()))
 
 
 def _optimizer_names() -> list[str]:
@@ -257,7 +317,9 @@ def _optimizer_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv
     try:
         return args.func(args)
     except UsageError as exc:

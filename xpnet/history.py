@@ -37,11 +37,20 @@ class History:
     def from_dict(cls, d: dict[str, Any]) -> "History":
         return cls(d.get("device", ""), d.get("epochs", ()))
 
-    def plot(self, path: str | os.PathLike) -> None:
-        """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically."""
+    def plot(self, path: str | os.PathLike, title: str | None = None) -> None:
+        """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically;
+        ``title`` (e.g. the dataset and model) goes above both panels."""
+        fig = self.figure(title)
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png")
+
+    def figure(self, title: str | None = None) -> Any:
+        """The matplotlib Figure that :meth:`plot` writes: loss and accuracy per epoch, whole-epoch
+        ticks, one curve per split found in the records (``train_*``, ``val_*``, ``test_*``)."""
         try:
             from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415 - optional
             from matplotlib.figure import Figure  # noqa: PLC0415
+            from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
         except ImportError as exc:
             raise ImportError(f"History.plot needs matplotlib: {install_hint('plot')}") from exc
         if not self.epochs:
@@ -50,15 +59,17 @@ class History:
         FigureCanvasAgg(fig)
         x = [e["epoch"] for e in self.epochs]
         for ax, what in zip(fig.subplots(1, 2), ("loss", "accuracy")):
-            for split in ("train", "val"):
+            for split in ("train", "val", "test"):
                 ys = [e.get(f"{split}_{what}") for e in self.epochs]
                 if any(v is not None for v in ys):
                     ax.plot(x, [math.nan if v is None else v for v in ys], marker="o", label=split)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(what)
             ax.set_title(f"{what} on {self.device}")
             if ax.has_data():
                 ax.legend()
+        if title:
+            fig.suptitle(title)
         fig.tight_layout()
-        with atomic_write(path, "wb") as f:
-            fig.savefig(f, format="png")
+        return fig

@@ -428,9 +428,10 @@ def _zero_grads(model: Any) -> None:
         layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
 
 
-def _format_logs(logs: dict[str, Any]) -> str:
-    parts = [f"{k} {logs[k]:.4f}" for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-             if logs.get(k) is not None]
+def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
+    """The epoch's figures; the val_* ones are printed under ``validation_name`` (e.g. test_loss)."""
+    parts = [f"{k.replace('val_', validation_name + '_', 1)} {logs[k]:.4f}"
+             for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if logs.get(k) is not None]
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
@@ -440,7 +441,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
-          drop_last: bool = False) -> History:
+          drop_last: bool = False, validation_name: str = "val") -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -457,6 +458,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
     ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
+    ``validation_name`` is the name printed for the validation figures (``"test"`` when ``validation``
+    is the test set); History keys stay ``val_*``.
 
     Everything is checked before any training (``xpnet.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -464,6 +467,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if extra:
         raise TypeError(f"train: pass the data as one pair, xn.train(model, (x, y), ...), not as "
                         f"{2 + len(extra)} separate arguments")
+    if not isinstance(validation_name, str) or not validation_name.isidentifier():
+        raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
     loss = _get_loss(loss)
     optimizer = _get_optimizer(optimizer)
@@ -549,7 +554,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             if trainer.open_bar is not None:
                 trainer.open_bar.close()
             if trainer.show:
-                print(f"epoch {epoch}/{epochs}  {_format_logs(logs)}", flush=True)
+                print(f"epoch {epoch}/{epochs}  {_format_logs(logs, validation_name)}", flush=True)
             for cb in _callbacks.epoch_end_order(callbacks):
                 cb.on_epoch_end(epoch, logs)
             if trainer.sigterm_agreed():
