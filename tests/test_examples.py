@@ -57,6 +57,9 @@ def test_deep_mlp_learns(fashion_mnist, capsys):
 
 def test_cnn_example_learns(fashion_mnist, capsys):
     _load("cnn_fashion_mnist").main(["--device", "cpu", "--epochs", "1", "--limit", "1000"])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith("epoch 1:")
-    assert float(last.split("test accuracy")[1].split()[0]) > 0.5
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "(N, 30, 12, 12)" in "\n".join(lines)  # the summary, with output shapes
+    # Each epoch is printed once, with its test figures.
+    assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/1"]
+    assert all("test_accuracy" in line for line in lines if line.startswith("epoch"))
+    assert float(lines[-1].split("final test accuracy:")[1]) > 0.5
