@@ -16,6 +16,8 @@ import tracemalloc
 
 import numpy as np
 
+from _threads import thread_line
+
 import xpnet as xn
 from xpnet.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU
 
@@ -191,6 +193,7 @@ def main() -> None:
     results = time_all(steps, args.repeats)
     xpnet_col = model[0]._col.nbytes
     print(f"{args.batches} batches of {BATCH} timed (best of {args.repeats}), extrapolated to {EPOCH} images")
+    print(thread_line())
     base = results["xpnet"][0]
     for name, (sec, peak) in results.items():
         # tracemalloc sees NumPy's allocations, not PyTorch's own allocator.

@@ -26,6 +26,7 @@ import numpy as np
 # interleaved runs; passive waiting keeps the comparison fair to both.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _threads import thread_line  # noqa: E402
 from cnn_epoch import BookNet, params_of, xpnet_model  # noqa: E402 - the book-style CNN lives there
 
 import xpnet as xn  # noqa: E402
@@ -219,8 +220,8 @@ def main() -> None:
         print("torch is not installed: the PyTorch column is skipped")
     tdev = "cuda" if dev.is_cupy else "cpu"
 
-    threads = f", torch {torch.__version__} with {torch.get_num_threads()} threads" if torch else ""
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; xpnet on {dev.name}{threads}")
+    print(f"machine: {platform.processor() or platform.machine()}; xpnet on {dev.name}")
+    print(thread_line(torch))
     print(f"{args.steps} steps per measurement, best of {args.repeats}, extrapolated to {EPOCH} images\n")
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | NumPy s/epoch (x fastest) | "
           "PyTorch s/epoch (x fastest) | xpnet/NumPy | "

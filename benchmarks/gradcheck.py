@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from _threads import thread_line
+
 import xpnet as xn
 from xpnet.layers import Linear, ReLU
 
@@ -94,6 +96,7 @@ def main() -> None:
     entries = sum(p.size for p in host_params) + x.size
     print(f"gradcheck of {D}-{H}-{C} ReLU MLP + softmax cross-entropy on {N} samples, {entries} entries "
           f"(params and input), device {dev}")
+    print(thread_line())
 
     results = {}
     for name, fast in (("full", False), ("fast", True)):

@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from _threads import thread_line
+
 import xpnet as xn
 
 
@@ -92,6 +94,7 @@ def main() -> None:
     print(f"hand-written NumPy : {t_np:.3f} s/epoch")
     print(f"xpnet on {dev.name:<9} : {t_xn:.3f} s/epoch")
     print(f"ratio xpnet/NumPy  : {t_xn / t_np:.3f}  (target <= 1.10 on CPU)")
+    print(thread_line())
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see compare.py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _threads import thread_line  # noqa: E402
 from compare import LR, WORKLOADS, torch_impl, xpnet_impl  # noqa: E402
 
 import xpnet as xn  # noqa: E402
@@ -123,7 +124,8 @@ def main() -> None:
     phases = phase_profile(model, loss, opt, x, t, args.steps, dev.synchronize)
     whole = best_ms(lambda: step(x, t), args.steps, args.repeats, dev.synchronize)
 
-    print(f"{title}, batch {args.batch}, {args.optimizer}, float32, xpnet on {dev.name}, {os.cpu_count()} cores\n")
+    print(f"{title}, batch {args.batch}, {args.optimizer}, float32, xpnet on {dev.name}")
+    print(thread_line() + "\n")
     total = sum(phases.values())
     print("| phase | ms per step | share |")
     print("|---|---:|---:|")
@@ -157,7 +159,8 @@ def main() -> None:
     tstep = torch_impl(torch, make(), args.optimizer, tdev)
     tx, tt = torch.from_numpy(x_host).to(tdev), torch.from_numpy(t_host).to(tdev)
     torch_ms = best_ms(lambda: tstep(tx, tt), args.steps, args.repeats, tsync)
-    print(f"\nPyTorch {torch.__version__} step on {tdev}: {torch_ms:.3f} ms; xpnet/PyTorch {whole / torch_ms:.2f}")
+    print(f"\nPyTorch {torch.__version__} step on {tdev} ({torch.get_num_threads()} threads): {torch_ms:.3f} ms; "
+          f"xpnet/PyTorch {whole / torch_ms:.2f}")
     if args.workload.startswith("mlp"):
         shapes = mlp_products(model, args.batch)
         ours = products_ms(shapes, dev.asarray, args.steps, args.repeats, dev.synchronize)

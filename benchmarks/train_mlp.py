@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from _threads import thread_line
+
 import xpnet as xn
 
 
@@ -121,6 +123,7 @@ def main() -> None:
     x, t, name = load_data()
     print(f"{name}: x {x.shape} {x.dtype}, 784-100-10 MLP, SGD lr={args.lr}, batch {args.batch_size}, "
           f"{args.epochs} epochs, best of {args.repeat}")
+    print(thread_line())
     ours, base = [], []
     for _ in range(args.repeat):
         s, logs_x = time_xpnet(x, t, args.epochs, args.batch_size, args.lr, "cpu")

@@ -17,7 +17,7 @@ from xpnet import backend
 
 
 def _strict_device(name: str):
-    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed (pip install -e .[test])")
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed (pip install -e '.[test]')")
     return xn.Device(strict, strict.Device(name))
 
 

@@ -28,6 +28,7 @@ def test_compare_prints_one_table_row_per_workload_batch_and_optimizer():
     assert len(rows) == 2 * 2 * 2
     assert all(len(row.strip("|").split("|")) == 9 for row in rows)
     assert "| workload | batch | optimizer |" in out and "peak host MiB/step" in out
+    assert "threads: BLAS" in out
 
 
 @pytest.mark.slow
@@ -43,3 +44,4 @@ def test_profile_step_prints_every_phase(workload):
 def test_mlp_step_prints_the_ratio():
     out = run("mlp_step.py", "--n", "200", "--repeats", "1")
     assert "ratio xpnet/NumPy" in out
+    assert "threads: BLAS" in out  # the thread count the figures were taken with

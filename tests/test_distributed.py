@@ -43,7 +43,7 @@ HAVE_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 def needs_mpi(test):
     """Mark ``test`` as starting mpiexec; skip it with a reason where mpi4py or mpiexec is missing."""
     marks = (pytest.mark.mpi,
-             pytest.mark.skipif(not HAVE_MPI4PY, reason="mpi4py is not installed (pip install -e .[mpi])"),
+             pytest.mark.skipif(not HAVE_MPI4PY, reason="mpi4py is not installed (pip install -e '.[mpi]')"),
              pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec beside the Python interpreter or on PATH "
                                                          "(pip install mpich)"))
     for mark in marks:

@@ -1,0 +1,33 @@
+"""The threads a benchmark ran with, printed beside its figures: BLAS timings depend on them.
+
+NumPy's BLAS starts one thread per core; on a busy machine fewer are often faster. Set them with
+OMP_NUM_THREADS=1 (or OPENBLAS_NUM_THREADS / MKL_NUM_THREADS) before Python starts, or with
+threadpoolctl's ``threadpool_limits(1, user_api="blas")`` inside a script.
+"""
+
+from __future__ import annotations
+
+import os
+
+_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_line(torch: object | None = None) -> str:
+    """One line: the BLAS libraries loaded and their thread counts (and PyTorch's, if given)."""
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415 - in the test extra
+    except ImportError:
+        env = ", ".join(f"{k}={os.environ[k]}" for k in _ENV if k in os.environ) or "none of " + "/".join(_ENV)
+        blas = f"BLAS threads not read (pip install threadpoolctl); set: {env}"
+    else:
+        pools = [f"{p['internal_api']} {p.get('version') or ''} {_threads(p['num_threads'])}".replace("  ", " ")
+                 for p in threadpool_info() if p["user_api"] == "blas"]
+        blas = "BLAS: " + ("; ".join(pools) or "none loaded")
+    line = f"threads: {blas}; {os.cpu_count()} cores"
+    if torch is not None:
+        line += f"; torch {torch.__version__} {_threads(torch.get_num_threads())}"
+    return line
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread" if n == 1 else f"{n} threads"
