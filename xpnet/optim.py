@@ -43,7 +43,12 @@ class Optimizer:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
 
     def __repr__(self) -> str:
-        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.hyperparams().items())})"
+        """``Adam(lr=0.001, betas=(0.9, 0.999), ..., weight_decay=0.0, ...)``: lr, then the optimizer's own
+        settings, then those every optimizer has."""
+        settings = self.hyperparams()
+        shared = Optimizer.hyperparams(self)
+        order = ["lr", *(k for k in settings if k not in shared), *(k for k in shared if k != "lr")]
+        return f"{self.name}({', '.join(f'{k}={settings[k]!r}' for k in order)})"
 
     def bind(self, model: Any) -> None:
         """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises."""
