@@ -318,7 +318,9 @@ def get(optimizer: Any) -> Optimizer:
         return optimizer
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
         return optimizer()
-    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
-        return OPTIMIZERS[optimizer.lower()]()
-    raise ValueError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or one of "
-                     f"{sorted(OPTIMIZERS)}, got {optimizer!r}")
+    if isinstance(optimizer, str):
+        if optimizer.lower() in OPTIMIZERS:
+            return OPTIMIZERS[optimizer.lower()]()
+        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    raise TypeError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or its name, got "
+                    f"{type(optimizer).__name__}")
