@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -35,7 +36,7 @@ def test_the_run_is_a_record_and_the_test_set_is_called_test(tmp_path, capsys):
     printed = capsys.readouterr().out
     record = json.loads((tmp_path / "history.json").read_text())
     assert record["config"] == {
-        "xpnet_version": xn.__version__, "command": "xpnet " + " ".join(argv), "dataset": "spiral",
+        "xpnet_version": xn.__version__, "command": shlex.join(["xpnet", *argv]), "dataset": "spiral",
         "data_root": None, "train_samples": 900, "test_samples": 300, "model": "mlp",
         "layers": ["Linear(in_features=2, out_features=100, bias=True)", "ReLU()",
                    "Linear(in_features=100, out_features=3, bias=True)"],

@@ -14,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import shlex
 import sys
 import tempfile
 from typing import Any, NoReturn, Sequence
@@ -182,7 +183,7 @@ def run_config(args: argparse.Namespace, model: Any, optimizer: Any, device: str
     """What history.json records about the run: enough to repeat it."""
     import xpnet as xn  # noqa: PLC0415
 
-    return {"xpnet_version": xn.__version__, "command": " ".join(["xpnet", *args.argv]),
+    return {"xpnet_version": xn.__version__, "command": shlex.join(["xpnet", *args.argv]),
             "dataset": args.dataset, "data_root": args.data_root, "train_samples": n_train, "test_samples": n_test,
             "model": args.model, "layers": [repr(layer) for layer in model.layers],
             "parameters": sum(int(v.size) for v in model.named_params().values()),
