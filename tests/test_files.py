@@ -244,8 +244,9 @@ def test_resuming_warns_that_the_saved_hyperparameters_replace_the_optimizers(sp
     replace them (as PyTorch's load_state_dict does), and the run goes on with the saved ones."""
     opt = xn.optim.Adam(0.5, betas=(0.8, 0.9))
     with pytest.warns(UserWarning, match=r"replace those of the Adam .*lr 0.5 -> 0.01, betas \(0.8, 0.9\) -> "
-                                         r"\(0.9, 0.999\)"):
+                                         r"\(0.9, 0.999\)") as rec:
         fit(spiral, opt, epochs=2, resume_from=checkpoint)
+    assert [w.filename for w in rec if "replace those" in str(w.message)] == [__file__]
     assert (opt.lr, opt.betas) == (0.01, (0.9, 0.999))
 
 

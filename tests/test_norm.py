@@ -7,6 +7,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.layers import BatchNorm
+from xpnet.layers.base import layer_from_config
 from xpnet.testing import assert_gradients_ok, assert_placed
 
 SHAPES = [pytest.param((6, 4), id="features"), pytest.param((3, 4, 3, 2), id="channels")]
@@ -187,8 +188,12 @@ def test_pytorch_momentum_without_torch(rng):
 
 
 def test_the_books_momentum_typed_without_the_books_convention_warns():
-    with pytest.warns(UserWarning, match="momentum=0.1 or convention='book'"):
+    with pytest.warns(UserWarning, match="momentum=0.1 or convention='book'") as rec:
         BatchNorm(3, momentum=0.9)
+    assert rec[0].filename == __file__
+    with pytest.warns(UserWarning, match="convention='book'") as rec:  # also when xpnet builds the layer
+        layer_from_config("BatchNorm", {"num_features": 3, "momentum": 0.9, "convention": "pytorch"})
+    assert [w.filename for w in rec] == [__file__]
 
 
 def test_files_saved_before_the_conventions_keep_the_books_momentum(tmp_path, rng):

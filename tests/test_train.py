@@ -541,6 +541,7 @@ def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns):
                  progress=False, validation=(x, t))
     unscaled = [w for w in caught if "unscaled images" in str(w.message)]
     assert len(unscaled) == (1 if warns else 0)
+    assert all(w.filename == __file__ for w in unscaled)  # the xn.train line above, not xpnet's
 
 
 def test_bad_layer_arguments_and_numpy_scalars():

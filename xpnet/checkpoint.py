@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from typing import Any, Iterable
 
 import numpy as np
 
+from ._user import warn
 from .backend import set_rng_state, to_numpy
 from .fileio import atomic_savez
 from .history import History
@@ -243,9 +243,9 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
                if k in checked and k not in keep and _differs(v, checked[k])}
     if changed:
         what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        warnings.warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
-                      f"{optimizer.name} passed to train ({what}), as PyTorch's optimizer.load_state_dict does; "
-                      "change the learning rate of a resumed run with a LearningRateSchedule", stacklevel=3)
+        warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
+             f"{optimizer.name} passed to train ({what}), as PyTorch's optimizer.load_state_dict does; "
+             "change the learning rate of a resumed run with a LearningRateSchedule")
     for name, v in ckpt["model"].items():
         model.set_param(name, v)
     optimizer.load_state_dict({**opt, "hyperparams": checked})

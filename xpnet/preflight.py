@@ -6,11 +6,11 @@ Each check reads the arguments only; those that look at data or weights make one
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
 
+from ._user import warn
 from .backend import namespace
 from .datasets.batches import batch_bounds
 
@@ -83,9 +83,8 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
             continue
         if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
             continue
-        warnings.warn(f"{arg}: the inputs look like unscaled images (whole numbers in [{lo:g}, {hi:g}], dtype "
-                      f"{x.dtype}); divide by 255 first (uint8 arrays are scaled by xn.train itself)",
-                      UserWarning, stacklevel=3)
+        warn(f"{arg}: the inputs look like unscaled images (whole numbers in [{lo:g}, {hi:g}], dtype "
+             f"{x.dtype}); divide by 255 first (uint8 arrays are scaled by xn.train itself)")
         return
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any
 
 from .. import init as _init
+from .._user import warn
 from .base import Layer, positive_int
 
 
@@ -45,9 +45,9 @@ class BatchNorm(Layer):
         if not _real(eps) or not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be a float > 0, got {eps!r}")
         if not book and momentum > 0.5:
-            warnings.warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
-                          f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
-                          f"pass momentum={1 - momentum:.3g} or convention='book'", UserWarning, stacklevel=2)
+            warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
+                 f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
+                 f"pass momentum={1 - momentum:.3g} or convention='book'")
         self.momentum, self.eps, self.dtype, self.convention = float(momentum), float(eps), str(dtype), convention
         self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
         self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
