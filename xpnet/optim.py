@@ -1,7 +1,10 @@
 """Optimizers: one shared ``step(model)`` around a small per-optimizer ``_update``.
 
-Parameters are updated in place on their device; state (velocities, moments) is made lazily
-with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
+Parameters are updated on their device under xpnet's one update rule
+(:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
+PyTorch; a new array on JAX, whose arrays are immutable) and returns ``p``, which ``step`` stores
+back in the model; updated state goes back with ``_store``. State (velocities, moments) is made
+lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
 making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same. On
 CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend_fast``).
@@ -18,13 +21,14 @@ import math
 import numbers
 from typing import Any
 
-from .backend import fast_path, into, namespace, same_device, to_device, writes_out
+from .backend import fast_path, into, namespace, same_device, to_device, update_rule, writes_out
 
 
 class Optimizer:
-    """Base class. ``step(model)`` checks every gradient first, then updates every parameter,
-    so a bad gradient leaves the model untouched. ``weight_decay`` (default 0) is the book's L2 on
-    weights only; ``weight_decay_on="all"`` decays every parameter, as PyTorch."""
+    """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
+    then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
+    (default 0) is the book's L2 on weights only; ``weight_decay_on="all"`` decays every parameter,
+    as PyTorch."""
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self.lr = _positive("lr", lr, self)
@@ -66,20 +70,25 @@ class Optimizer:
             if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+            update_rule(namespace(p))
         self.t += 1
         for name, p in params.items():
             g = grads[name]
+            new = p
             if self.weight_decay and self._decays(name):
-                g = self._decay(p, g)
-            self._update(name, p, g, namespace(p))
+                new, g = self._decay(new, g)
+            new = self._update(name, new, g, namespace(p))
+            if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
+                model.set_param(name, new)
 
     def _decays(self, name: str) -> bool:
         """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "3.b", ...)."""
         return self.weight_decay_on == "all" or name.rpartition(".")[2] == "W"
 
-    def _decay(self, p: Any, g: Any) -> Any:
-        """L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g`` (a new array)."""
-        return g + self.weight_decay * p
+    def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
+        """(p, g) after weight decay. L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g``
+        (a new array); AdamW shrinks ``p`` instead."""
+        return p, g + self.weight_decay * p
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
         slots = self.state.setdefault(name, {})
@@ -99,17 +108,23 @@ class Optimizer:
             buf = self._work_buffers[key] = xp.empty_like(xp.reshape(p, (-1,)))
         return xp.reshape(buf[:p.size], p.shape)
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _store(self, name: str, **slots: Any) -> None:
+        """Keep the updated state of parameter ``name`` (the same arrays, where updated in place)."""
+        self.state[name].update(slots)
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        """The updated ``p`` (``p`` itself where the namespace updates in place)."""
         raise NotImplementedError
 
     @staticmethod
-    def _divide_step(p: Any, num: Any, den: Any, lr: float, eps: float, work: Any, xp: Any) -> None:
-        """p -= lr * num / (sqrt(den) + eps), through ``work`` (None: temporaries)."""
+    def _divide_step(p: Any, num: Any, den: Any, lr: float, eps: float, work: Any, xp: Any) -> Any:
+        """p -= lr * num / (sqrt(den) + eps), through ``work`` (None: temporaries); returns p."""
         w = into(work, xp.sqrt, den)
         w += eps
         w = into(work, xp.divide, num, w)
         w *= lr
         p -= w
+        return p
 
     # -- checkpointing ----------------------------------------------------------------------
 
@@ -165,12 +180,13 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         fused = fast_path("sgd_update", xp)
         if fused is not None:
             fused(p, g, self.lr)
-            return
+            return p
         p -= self.lr * g
+        return p
 
 
 class Momentum(Optimizer):
@@ -184,28 +200,32 @@ class Momentum(Optimizer):
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "momentum": self.momentum}
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         v = self._slot(name, "v", p, xp)
         fused = fast_path("momentum_update", xp)
         if fused is not None:
             fused(p, g, v, self.lr, self.momentum)
-            return
+            return p
         v *= self.momentum
         v -= self.lr * g
+        self._store(name, v=v)
         p += v
+        return p
 
 
 class Nesterov(Momentum):
     """Nesterov momentum (as PyTorch's SGD(nesterov=True)): v = m*v + g; p -= lr * (g + m*v)."""
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         v = self._slot(name, "v", p, xp)
         v *= self.momentum
         v += g
+        self._store(name, v=v)
         w = self.momentum * v
         w += g
         w *= self.lr
         p -= w
+        return p
 
 
 class AdaGrad(Optimizer):
@@ -219,10 +239,11 @@ class AdaGrad(Optimizer):
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "eps": self.eps}
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         h, work = self._slot(name, "h", p, xp), self._work(p, xp)
         h += into(work, xp.multiply, g, g)
-        self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+        self._store(name, h=h)
+        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
 
 
 class RMSprop(Optimizer):
@@ -237,13 +258,14 @@ class RMSprop(Optimizer):
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         h, work = self._slot(name, "h", p, xp), self._work(p, xp)
         h *= self.alpha
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - self.alpha
         h += w
-        self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+        self._store(name, h=h)
+        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
 
 
 class Adam(Optimizer):
@@ -270,7 +292,7 @@ class Adam(Optimizer):
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> None:
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         b1, b2 = self.betas
         m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
         # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
@@ -280,7 +302,7 @@ class Adam(Optimizer):
         fused = fast_path("adam_update", xp)
         if fused is not None:
             fused(p, g, m, v, b1, b2, step, eps)
-            return
+            return p
         work = self._work(p, xp)
         w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
         w *= 1.0 - b1
@@ -289,7 +311,8 @@ class Adam(Optimizer):
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - b2
         v += w
-        self._divide_step(p, m, v, step, eps, work, xp)
+        self._store(name, m=m, v=v)
+        return self._divide_step(p, m, v, step, eps, work, xp)
 
 
 class AdamW(Adam):
@@ -303,9 +326,9 @@ class AdamW(Adam):
                  weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch"):
         super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
 
-    def _decay(self, p: Any, g: Any) -> Any:
+    def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
         p *= 1.0 - self.lr * self.weight_decay
-        return g
+        return p, g
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
