@@ -2,7 +2,8 @@
 
 ``gradcheck(model_or_layer, x, t, loss)`` copies the model (or one layer) and the input to float64 on
 the device that holds the model, runs one forward and backward pass on the copy for the analytic
-gradients, then perturbs each entry of every parameter and of the input in place by +-eps:
+gradients, then perturbs each entry of every parameter and of the input by +-eps (in place, or on
+immutable JAX arrays by storing a perturbed copy, :func:`xpnet.backend.set_at`):
 
     numerical = (f(p + eps) - f(p - eps)) / (2 * eps)
 
@@ -34,6 +35,7 @@ runs on a float64 copy on the CPU, with an ``XpnetDeviceWarning``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +45,8 @@ import numpy as np
 
 from . import losses as _losses
 from ._user import warn
-from .backend import CPU, Device, XpnetDeviceWarning, device_of, namespace, set_rng_state, to_device, to_numpy
+from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_autograd, set_at, set_rng_state,
+                      to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .model import Sequential
@@ -173,12 +176,14 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     rng = np.random.default_rng(seed)
     objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
     try:
-        f0, mutation_rows = objective.base_pass(named_layers, rng)
-        tensors = [(prefix + k, layer.params[k], layer.grads.get(k)) for prefix, layer in named_layers
-                   for k in layer.params]
-        tensors.append(("input", x64, objective.dx))
-        rows = [_check_tensor(objective, name, a, grad, f0, rng, eps, atol, rtol, fast, max_entries)
-                for name, a, grad in tensors]
+        with no_autograd(xp):
+            f0, mutation_rows = objective.base_pass(named_layers, rng)
+            # (name, array, its gradient, how to store a perturbed array where the array was kept)
+            tensors = [(prefix + k, layer.params[k], layer.grads.get(k), functools.partial(layer.params.__setitem__, k))
+                       for prefix, layer in named_layers for k in layer.params]
+            tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
+            rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
+                    for name, a, grad, put in tensors]
     finally:
         objective.release_rngs()
     return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
@@ -253,7 +258,7 @@ class _Objective:
         return self.loss.forward(y, self.t, check=check)
 
 
-def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: np.random.Generator,
+def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: float, rng: np.random.Generator,
                   eps: float, atol: float, rtol: float, fast: bool, max_entries: int | None) -> GradcheckRow:
     shape = tuple(int(d) for d in a.shape)
     if grad is None:
@@ -270,11 +275,10 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: n
         u_host = rng.standard_normal(shape)
         u_host /= np.linalg.norm(u_host)
         u = to_device(u_host, device_of(a), dtype="float64")
-        ref = xp.asarray(a, copy=True)
         for sign in (1.0, -1.0):
-            a[...] = ref + (sign * eps) * u
+            put(a + (sign * eps) * u)
             values.append(f())
-        a[...] = ref
+        put(a)
         analytic = np.asarray([np.sum(grad * u_host)])
         indices = None
     else:
@@ -285,11 +289,12 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, f0: float, rng: n
         host = to_numpy(a)
         for idx in indices:
             v = float(host[idx])
-            a[idx] = v + eps
-            values.append(f())
-            a[idx] = v - eps
-            values.append(f())
-            a[idx] = v
+            for value in (v + eps, v - eps):
+                a = set_at(a, idx, value)
+                put(a)
+                values.append(f())
+            a = set_at(a, idx, v)
+            put(a)
         analytic = grad.reshape(-1)[flat]
     fpm = to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2, 2)
     crossed = fpm[:, 0, 1] + fpm[:, 1, 1]

@@ -6,13 +6,14 @@ Layout: x (N, C, H, W) <-> col (N, C*kh*kw, oh*ow). Row ``c*kh*kw + i*kw + j`` o
 
 ``im2col``/``col2im`` take a registered NumPy/CuPy fast path when there is one
 (``xpnet.backend_fast``); the ``*_portable`` functions are the reference they are tested against.
+Writes into windows go through ``set_at``/``add_at``, so they also work on immutable (JAX) arrays.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterator
 
-from ..backend import fast_path, namespace
+from ..backend import add_at, fast_path, namespace, set_at
 
 Pair = tuple[int, int]
 
@@ -53,8 +54,7 @@ def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
     xp = namespace(x)
     n, c, h, w = x.shape
     out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
-    out[:, :, ph:ph + h, pw:pw + w] = x
-    return out
+    return set_at(out, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w)), x)
 
 
 def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[slice, slice]]:
@@ -85,7 +85,7 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
     col = xp.reshape(col, (n, c, kh * kw, oh, ow))
     img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
     for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
-        img[:, :, r, s] += col[:, :, k, :, :]
+        img = add_at(img, (slice(None), slice(None), r, s), col[:, :, k, :, :])
     return img if ph == 0 and pw == 0 else img[:, :, ph:ph + h, pw:pw + w]
 
 

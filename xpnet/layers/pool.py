@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..backend import add_at, set_at
 from ._im2col import as_pair, check_images, out_size, pad2d, window_slices
 from .base import Layer
 
@@ -52,11 +53,9 @@ class _Pool2d(Layer):
                              f"(input {self._shape})")
         dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
         overlap = any(s < k for s, k in zip(self.stride, self.kernel_size))
+        write = add_at if overlap else set_at  # either works on immutable (JAX) arrays too
         for k, (r, s) in enumerate(self._slices(hp, wp)):
-            if overlap:
-                dx[:, :, r, s] += parts(k)
-            else:
-                dx[:, :, r, s] = parts(k)
+            dx = write(dx, (slice(None), slice(None), r, s), parts(k))
         return dx if ph == 0 and pw == 0 else dx[:, :, ph:ph + h, pw:pw + w]
 
 
