@@ -1,10 +1,11 @@
-"""NumPy and CuPy fast paths: im2col without the portable loop over kernel offsets, and the
-optimizers' updates as one fused CuPy kernel per parameter instead of one kernel per operation.
+"""NumPy, CuPy and PyTorch fast paths: im2col without the portable loop over kernel offsets
+(PyTorch: ``unfold``, and ``fold`` for col2im), and the optimizers' updates as one fused CuPy
+kernel per parameter instead of one kernel per operation.
 
 Registered with :func:`xpnet.backend.register_fast_path` and picked by ``fast_path(op, xp)``;
 ``xpnet.backend.set_fast_paths(False)`` (or ``XPNET_DISABLE_FAST_PATHS=1``) falls back to the
-portable code in ``xpnet.layers._im2col``, which tests compare these against. CuPy is imported
-only when a CuPy array arrives, so importing this module never needs it.
+portable code in ``xpnet.layers._im2col``, which tests compare these against. CuPy and PyTorch are
+imported only when their arrays arrive, so importing this module never needs them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,24 @@ def im2col_cupy(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
     import cupy  # noqa: PLC0415 - only reached with a CuPy array, so CuPy is present
 
     return _im2col_strided(cupy.lib.stride_tricks.as_strided, cupy.ascontiguousarray, x, kernel, stride, padding)
+
+
+# -- PyTorch: unfold/fold are im2col/col2im in xpnet's layout (row c*kh*kw + i*kw + j, column p*ow + q) --
+
+
+@register_fast_path("im2col", "torch")
+def im2col_torch(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    import torch  # noqa: PLC0415 - only reached with a torch tensor
+
+    return torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+
+
+@register_fast_path("col2im", "torch")
+def col2im_torch(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """Sums overlapping windows and drops the padding, as ``col2im_portable``."""
+    import torch  # noqa: PLC0415 - only reached with a torch tensor
+
+    return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, padding=padding, stride=stride)
 
 
 # -- optimizers: one fused CuPy kernel per parameter ----------------------------------------------------
