@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import init as _init
-from .backend import Device, device, device_of, to_device, to_numpy
+from .backend import Device, device, device_of, no_autograd, to_device, to_numpy
 from .fileio import atomic_savez
 from .layers.base import Layer, layer_from_config
 from .npzfile import NpzReader, XpnetFileError
@@ -129,11 +129,12 @@ class Sequential:
         if self.dtype is not None and x.dtype != self.dtype:
             x = xp.astype(x, self.dtype)
         n = x.shape[0]
-        if batch_size is None or batch_size >= n:
-            return self.forward(x, train=False)
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
-        outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False) for i in range(0, n, batch_size)]
+        with no_autograd(xp):
+            if batch_size is None or batch_size >= n:
+                return self.forward(x, train=False)
+            outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False) for i in range(0, n, batch_size)]
         return xp.concat(outs, axis=0)
 
     def config(self) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 
 from . import callbacks as _callbacks
-from .backend import Device, device as _resolve_device, device_of, namespace, to_device
+from .backend import Device, device as _resolve_device, device_of, namespace, no_autograd, to_device
 from .checkpoint import (apply_checkpoint, load_checkpoint, restore_callbacks, rng_states, save_checkpoint,
                          set_rng_states)
 from .datasets.batches import BatchIterator
@@ -529,8 +529,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
     # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
     # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
-    # (ranks agree there), and ends the process after the last checkpoint is written.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm:
+    # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
+    # no autograd graph: xpnet runs its own backward.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
+            no_autograd(dev.xp):
         trainer.sigterm = sigterm
         for epoch in range(start + 1, start if stopped else epochs + 1):
             t0 = time.perf_counter()
@@ -591,7 +593,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     _common_device({"model": dev, "x": x, "y": y})
     x, y, classes = _prepare(x, y, model, loss, dev, "evaluate data")
     trainer = _Trainer(model, loss, None, dev, comm, progress=False)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
         value, accuracy = trainer.evaluate(x, y, classes, batch_size)
     return {"loss": value, "accuracy": accuracy}
 
