@@ -1,7 +1,8 @@
 """The (backend, device, dtype) cases every test runs over, from one generator.
 
 Inputs are made in NumPy on the host and sent to the case's device; results come back with
-``xn.to_numpy``. CuPy cases are marked ``gpu`` and skip with a reason without a GPU.
+``xn.to_numpy``. CuPy cases are marked ``gpu`` and skip with a reason without a GPU; PyTorch and
+JAX cases (CPU) skip with a reason where those packages are absent (``pip install -e .[backends]``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ def _strict_device(name: str):
     return xn.Device(strict, strict.Device(name))
 
 
+def _library_device(spec: str):
+    """``xn.device(spec)`` for "torch:cpu" / "jax:cpu", skipping when the package is absent. JAX gets
+    ``jax_enable_x64`` so that its float64 cases are float64 (xpnet refuses float64 without it)."""
+    library = spec.partition(":")[0]
+    module = pytest.importorskip(library, reason=f"{library} is not installed (pip install -e .[backends])")
+    if library == "jax":
+        module.config.update("jax_enable_x64", True)
+    return xn.device(spec, fallback=False)
+
+
 def _cuda_device():
     if not xn.cuda_available():
         pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
@@ -38,6 +49,8 @@ DEVICE_MAKERS = {
     "strict": lambda: _strict_device("CPU_DEVICE"),
     "strict-device1": lambda: _strict_device("device1"),
     "cupy": _cuda_device,
+    "torch": lambda: _library_device("torch:cpu"),
+    "jax": lambda: _library_device("jax:cpu"),
 }
 
 # (device id, dtype) pairs: the default set every layer and loss is tested on.
@@ -48,12 +61,18 @@ CASES = [
     pytest.param(("strict-device1", "float32"), id="strict-device1-float32"),
     pytest.param(("cupy", "float32"), id="cupy-float32", marks=pytest.mark.gpu),
     pytest.param(("cupy", "float64"), id="cupy-float64", marks=pytest.mark.gpu),
+    pytest.param(("torch", "float32"), id="torch-float32"),
+    pytest.param(("torch", "float64"), id="torch-float64"),
+    pytest.param(("jax", "float32"), id="jax-float32"),
+    pytest.param(("jax", "float64"), id="jax-float64"),
 ]
 
 DEVICES = [
     pytest.param("numpy", id="numpy"),
     pytest.param("strict-device1", id="strict-device1"),
     pytest.param("cupy", id="cupy", marks=pytest.mark.gpu),
+    pytest.param("torch", id="torch"),
+    pytest.param("jax", id="jax"),
 ]
 
 
@@ -66,7 +85,7 @@ def case(request):
 
 @pytest.fixture(params=DEVICES)
 def dev(request):
-    """A Device: numpy, array_api_strict "device1" (the second-device stand-in), cupy."""
+    """A Device: numpy, array_api_strict "device1" (the second-device stand-in), cupy, torch:cpu, jax:cpu."""
     return DEVICE_MAKERS[request.param]()
 
 

@@ -206,6 +206,8 @@ def test_sigmoid_that_forgets_dout_fails_upstream(dev):
 
 
 def test_relu_that_writes_into_its_incoming_gradient_is_caught(dev):
+    if xn.backend.update_rule(dev.xp) != "in place":
+        pytest.skip(f"{dev.name}'s arrays are immutable: no layer can write into its incoming gradient")
     x, labels = _data(dev)
     model = _mlp(dev, InPlaceReLU())
     report = xn.gradcheck(model, x, xn.to_device(labels, dev), SoftmaxCrossEntropy())

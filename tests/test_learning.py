@@ -1,11 +1,14 @@
 """A seeded 2-layer net learns the spiral toy problem with a hand-written loop (the seeds' style)."""
 
 import numpy as np
+import pytest
 
 import xpnet as xn
 
 
 def test_two_layer_net_learns_spiral(dev):
+    if dev.name.startswith(("torch:", "jax:")):
+        pytest.skip("thousands of tiny steps, slow on PyTorch/JAX dispatch; tests/test_cross_backend.py trains there")
     x_host, t_host = xn.datasets.spiral(100, 3, seed=0)
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(2, 100), xn.layers.ReLU(), xn.layers.Linear(100, 3)).to(dev)
