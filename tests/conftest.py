@@ -22,7 +22,7 @@ def _strict_device(name: str):
     return xn.Device(strict, strict.Device(name))
 
 
-def _library_device(spec: str):
+def library_device(spec: str):
     """``xn.device(spec)`` for "torch:cpu" / "jax:cpu", skipping when the package is absent. JAX gets
     ``jax_enable_x64`` so that its float64 cases are float64 (xpnet refuses float64 without it)."""
     library = spec.partition(":")[0]
@@ -49,8 +49,8 @@ DEVICE_MAKERS = {
     "strict": lambda: _strict_device("CPU_DEVICE"),
     "strict-device1": lambda: _strict_device("device1"),
     "cupy": _cuda_device,
-    "torch": lambda: _library_device("torch:cpu"),
-    "jax": lambda: _library_device("jax:cpu"),
+    "torch": lambda: library_device("torch:cpu"),
+    "jax": lambda: library_device("jax:cpu"),
 }
 
 # (device id, dtype) pairs: the default set every layer and loss is tested on.

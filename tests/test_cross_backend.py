@@ -1,9 +1,10 @@
 """Cross-backend equality with xn.testing.assert_backends_agree: every layer's forward and backward,
 a full training step, and 3 epochs of training agree between NumPy and array_api_strict "device1"
-(always) and between NumPy and CuPy (on a GPU)."""
+(always), PyTorch and JAX on the CPU (where installed), and CuPy (on a GPU)."""
 
 import numpy as np
 import pytest
+from conftest import library_device
 
 import xpnet as xn
 from xpnet import layers as L
@@ -17,8 +18,12 @@ def _strict_device1():
 
 PAIRS = [
     pytest.param(lambda: ("cpu", _strict_device1()), id="numpy-vs-strict-device1"),
+    pytest.param(lambda: ("cpu", library_device("torch:cpu")), id="numpy-vs-torch"),
+    pytest.param(lambda: ("cpu", library_device("jax:cpu")), id="numpy-vs-jax"),
     pytest.param(lambda: ("cpu", "cuda"), id="numpy-vs-cupy", marks=pytest.mark.gpu),
 ]
+# NumPy, PyTorch and JAX on the CPU at once; assert_backends_agree skips a library that is absent.
+LIBRARIES = ("cpu", "torch:cpu", "jax:cpu")
 
 # (factory, input shape): each layer built from a fixed seed so every device gets the same weights.
 LAYERS = {
@@ -94,3 +99,50 @@ def test_three_epochs_of_training_agree(devices):
         return {"params": model.named_params(), "losses": [e["train_loss"] for e in history.epochs]}
 
     assert_backends_agree(fit, x, t, devices=devices, rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture
+def jax_x64():
+    """float64 on JAX needs jax_enable_x64 (xpnet refuses it otherwise); harmless where JAX is absent."""
+    try:
+        import jax
+    except ImportError:
+        return
+    jax.config.update("jax_enable_x64", True)
+
+
+def _cnn(dtype):
+    xn.init.seed(5)
+    # No bias before BatchNorm: its gradient is zero up to rounding, which would be all it learns.
+    return xn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False, dtype=dtype), L.BatchNorm(4, dtype=dtype), L.ReLU(),
+                         L.MaxPool2d(2), L.Conv2d(4, 4, 3, stride=2, dtype=dtype), L.AvgPool2d(1), L.Flatten(),
+                         L.Dropout(0.2, seed=1), L.Linear(4, 3, dtype=dtype))
+
+
+def test_same_seed_gives_the_same_initial_weights_everywhere(jax_x64):
+    def weights(device):
+        return {**_cnn("float64").to(device).state(), **_mlp().to(device).named_params()}
+
+    assert_backends_agree(weights, devices=LIBRARIES, rtol=0.0, atol=0.0)
+
+
+@pytest.mark.parametrize("dtype,rtol,atol", [("float64", 1e-12, 1e-13), ("float32", 2e-4, 2e-5)])
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, net, dtype, rtol, atol):
+    """float64: the libraries differ only in rounding; float32: within its tolerance after 3 epochs."""
+    if net == "mlp":
+        x, t = xn.datasets.spiral(40, 3, seed=0)
+        make, optimizer = (lambda: _mlp().to("cpu", dtype=dtype)), (lambda: xn.optim.SGD(0.1))
+    else:
+        rng = np.random.default_rng(0)
+        x, t = rng.standard_normal((48, 1, 6, 6)), rng.integers(0, 3, 48)
+        make, optimizer = (lambda: _cnn(dtype)), (lambda: xn.optim.Momentum(0.05))
+
+    def fit(x, t, device):
+        model = make()
+        history = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer(), epochs=3, batch_size=16,
+                           device=device, seed=0, progress=False)
+        assert history.device == device.name
+        return {"state": model.state(), "losses": [e["train_loss"] for e in history.epochs]}
+
+    assert_backends_agree(fit, x, t, devices=LIBRARIES, rtol=rtol, atol=atol)
