@@ -118,7 +118,7 @@ def cuda_device_count() -> int:
 # Updating arrays: one rule for mutable and immutable namespaces
 # ----------------------------------------------------------------------------------------
 
-_RULES: dict[Any, str] = {}
+_RULES: dict[int, tuple[Any, str]] = {}  # id(namespace) -> (namespace, rule): namespaces need not hash
 
 
 def update_rule(xp: Any) -> str:
@@ -129,10 +129,10 @@ def update_rule(xp: Any) -> str:
     ``p -= u`` (in place, or a new array bound to ``p``) or ``p = set_at(p, i, v)``, and the result
     is stored back where ``p`` was kept. A namespace with neither raises :class:`XpnetBackendError`.
     """
-    rule = _RULES.get(xp)
-    if rule is None:
-        rule = _RULES[xp] = _probe_update_rule(xp)
-    return rule
+    known = _RULES.get(id(xp))
+    if known is None or known[0] is not xp:
+        known = _RULES[id(xp)] = (xp, _probe_update_rule(xp))
+    return known[1]
 
 
 def _probe_update_rule(xp: Any) -> str:

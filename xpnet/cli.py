@@ -278,7 +278,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", choices=MODELS, default="mlp",
                     help="mlp: inputs-100-classes with ReLU; cnn: conv5x5x30-ReLU-maxpool2-100-classes (the book's "
                          "SimpleConvNet)")
-    tr.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    tr.add_argument("--device", default="auto",
+                    help="auto, cpu, cuda, cuda:N, torch:cpu, torch:cuda[:N], torch:mps, jax:cpu or jax:gpu[:N]")
     tr.add_argument("--epochs", type=_number(int, 1, True), default=5, help="passes over the training set")
     tr.add_argument("--batch-size", type=_number(int, 1, True), default=100, help="samples per step")
     tr.add_argument("--optimizer", choices=sorted(_optimizer_names()), default="adam", help="update rule")
@@ -297,7 +298,7 @@ def parser() -> argparse.ArgumentParser:
     gc = sub.add_parser("gradcheck", help="check backprop against numerical gradients in float64",
                         formatter_class=_HelpFormatter)
     gc.add_argument("--model", choices=MODELS, default="mlp", help="a small model of this kind to check")
-    gc.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    gc.add_argument("--device", default="auto", help="as for train")
     gc.add_argument("--fast", action="store_true", help="one random direction per tensor")
     gc.add_argument("--seed", type=_number(int, 0, True), default=0,
                     help="seeds the weights, the data and the entries checked")

@@ -141,7 +141,8 @@ def _prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> t
             if lo < 0 or hi >= c:
                 raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs, got "
                                  f"values in [{lo}, {hi}]")
-            y = y if y.dtype == xp.int64 else xp.astype(y, xp.int64)
+            index = _index_dtype(dev)
+            y = y if y.dtype == index else xp.astype(y, index)
             return x, y, y
         if y.ndim != 2 or y.shape[1] != c:
             raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
@@ -154,6 +155,12 @@ def _prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> t
                              f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
     return x, y, (xp.argmax(y, axis=1) if _is_one_hot(y) else None)
+
+
+def _index_dtype(dev: Device) -> Any:
+    """The namespace's index dtype for labels and counts: int64, or int32 on JAX without x64 (which
+    would truncate int64 to it with a warning on every conversion)."""
+    return dev.xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
 
 
 def _is_one_hot(y: Any) -> bool:
@@ -274,7 +281,7 @@ class _Trainer:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
         xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
         snapshot = _Snapshot(model, optimizer)
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(xp.int64)
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(_index_dtype(self.dev))
         # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
         # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
         bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
@@ -327,7 +334,7 @@ class _Trainer:
         if self.comm is None:
             return flag
         xp = self.dev.xp
-        return int(self.comm.allreduce_sum(xp.asarray(int(flag), dtype=xp.int64, device=self.dev.native))) > 0
+        return int(self.comm.allreduce_sum(xp.asarray(int(flag), dtype=_index_dtype(self.dev), device=self.dev.native))) > 0
 
     def params_finite(self) -> Any:
         """A 0-d device bool: every parameter is finite (no host read)."""
@@ -341,7 +348,7 @@ class _Trainer:
         xp, model, loss = self.dev.xp, self.model, self.loss
         n = int(x.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(xp.int64)
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(_index_dtype(self.dev))
         for start in range(lo, hi, batch_size):
             stop = min(start + batch_size, hi)
             out = model.forward(x[start:stop, ...], train=False)
