@@ -1,4 +1,4 @@
-"""The NumPy/CuPy fast paths of ``xpnet.backend_fast`` give the same numbers as the portable code,
+"""The NumPy/CuPy/PyTorch fast paths of ``xpnet.backend_fast`` give the same numbers as the portable code,
 and ``set_fast_paths(False)`` switches them off."""
 
 import numpy as np
@@ -104,6 +104,28 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
         out.append([xn.to_numpy(a) for a in (y, layer.backward(y * 1.0), layer.grads["W"])])
     for a, b in zip(*out):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]))
+def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    rng = np.random.default_rng(0)
+    x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
+    args = (g["kernel"], g["stride"], g["padding"])
+    col = backend_fast.im2col_torch(x, *args)
+    assert col.dtype == x.dtype
+    np.testing.assert_array_equal(col.numpy(), im2col_portable(x, *args).numpy())
+    c = torch.asarray(rng.standard_normal(tuple(col.shape)).astype(dtype))
+    # fold sums overlapping windows in its own order: equal up to rounding, not bit for bit
+    np.testing.assert_allclose(backend_fast.col2im_torch(c, g["shape"], *args).numpy(),
+                               col2im_portable(c, g["shape"], *args).numpy(), **xn.testing.tolerance(dtype))
+
+
+def test_registry_picks_the_torch_paths():
+    xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e .[backends])")
+    assert backend.fast_path("im2col", xp) is backend_fast.im2col_torch
+    assert backend.fast_path("col2im", xp) is backend_fast.col2im_torch
 
 
 # -- optimizers: one work buffer through ``out=`` (NumPy, CuPy) against a temporary per operation --------
