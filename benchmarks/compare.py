@@ -9,6 +9,13 @@ ratio to the fastest of the row, then xpnet's time over the hand-written NumPy t
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
 On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU.
+
+    python benchmarks/compare.py --backends torch:cpu jax:cpu [--repeats 3] [--samples 60000]
+
+prints instead one xn.train epoch of the MLP 784-100-10 (batch 100, Adam) on Fashion-MNIST (random
+data of its shape when the files are absent) with xpnet on NumPy and on each named device, after an
+untimed warm-up epoch on 1,000 images (JAX compiles each operation on first use), runs interleaved,
+best of --repeats, and each time over the NumPy time.
 """
 
 from __future__ import annotations
@@ -204,6 +211,35 @@ def peak_memory(step, x, t, dev):
     return peak
 
 
+def backends_table(devices, samples, repeats):
+    """xpnet's own layers on NumPy and on other array libraries: one training epoch each."""
+    try:
+        (x, t), _ = xn.datasets.load_fashion_mnist()
+        data = "Fashion-MNIST"
+    except Exception as exc:  # no files: the same shapes, random values
+        rng = np.random.default_rng(0)
+        x, t = rng.random((60_000, 784), dtype=np.float32), rng.integers(0, 10, 60_000)
+        data = f"random data of Fashion-MNIST's shape ({type(exc).__name__})"
+    x, t = x[:samples], t[:samples]
+    devices = [xn.device("cpu")] + [xn.device(d, fallback=False) for d in devices]
+    print(f"xn.train, one epoch of MLP 784-100-10, batch 100, Adam(1e-3), {len(x)} images of {data}; "
+          f"best of {repeats}, devices interleaved\n")
+    print("| xpnet on | s/epoch | x NumPy | train loss |")
+    print("|---|---:|---:|---:|")
+    best, loss = {d.name: float("inf") for d in devices}, {}
+    for dev in devices:  # untimed: JAX compiles each operation for each shape on first use
+        xn.train(mlp((784, 100, 10)), (x[:1000], t[:1000]), loss="cross_entropy", optimizer=xn.optim.Adam(1e-3),
+                 epochs=1, batch_size=100, device=dev, seed=0, progress=False)
+    for _ in range(repeats):
+        for dev in devices:
+            history = xn.train(mlp((784, 100, 10)), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-3),
+                               epochs=1, batch_size=100, device=dev, seed=0, progress=False)
+            best[dev.name] = min(best[dev.name], history.epochs[0]["seconds"])
+            loss[dev.name] = history.epochs[0]["train_loss"]
+    for dev in devices:
+        print(f"| {dev.name} | {best[dev.name]:.2f} | {best[dev.name] / best['cpu']:.2f} | {loss[dev.name]:.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
@@ -211,6 +247,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS))
     ap.add_argument("--batches", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--backends", nargs="+", metavar="DEVICE", help="time xpnet itself on these devices "
+                    "(e.g. torch:cpu jax:cpu) beside NumPy instead of the table above")
+    ap.add_argument("--samples", type=int, default=EPOCH, help="images per epoch with --backends")
     args = ap.parse_args()
     dev = xn.device(args.device)
     try:
@@ -222,6 +261,9 @@ def main() -> None:
 
     print(f"machine: {platform.processor() or platform.machine()}; xpnet on {dev.name}")
     print(thread_line(torch))
+    if args.backends:
+        backends_table(args.backends, args.samples, args.repeats)
+        return
     print(f"{args.steps} steps per measurement, best of {args.repeats}, extrapolated to {EPOCH} images\n")
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | NumPy s/epoch (x fastest) | "
           "PyTorch s/epoch (x fastest) | xpnet/NumPy | "
