@@ -27,6 +27,10 @@ def test_static_batches_equal_the_full_batches_of_batch_iterator(dev, n, batch_s
     """Issue 14: each gather() fills the same buffers with what BatchIterator yields, for every rank."""
     x, t = _data(n)
     xd, td = xn.to_device(x, dev), xn.to_device(t, dev)
+    if xn.backend.update_rule(dev.xp) != "in place":  # JAX: no buffers to fill, refused by name
+        with pytest.raises(xn.backend.XpnetBackendError, match="StaticBatches: fills buffers in place"):
+            StaticBatches(BatchIterator(xd, td, batch_size=batch_size, seed=4))
+        return
     for rank in range(size):
         batches = BatchIterator(xd, td, batch_size=batch_size, seed=4, rank=rank, size=size)
         static = StaticBatches(batches)

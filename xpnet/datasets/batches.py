@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..backend import Device, device_of, same_device, to_device
+from ..backend import Device, XpnetBackendError, device_of, same_device, to_device, update_rule
 
 __all__ = ["BatchIterator", "StaticBatches", "epoch_permutation", "batch_bounds"]
 
@@ -114,6 +114,9 @@ class StaticBatches:
                              "batches are slices and need no gather")
         dev, b = batches.device, batches.batch_size
         xp = dev.xp
+        if update_rule(xp) != "in place":
+            raise XpnetBackendError(f"StaticBatches: fills buffers in place, but arrays on {dev.name} are immutable; "
+                                    "use BatchIterator.epoch")
         self.batches = batches
         self.full = batches.n // b
         lo, hi = batches.bounds[0] if self.full else (0, 0)
