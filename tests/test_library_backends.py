@@ -193,8 +193,11 @@ def test_torch_tensors_never_require_grad_and_no_graph_is_built():
     x, t = xn.datasets.spiral(10, 3, seed=0)
     xt = torch.tensor(x, requires_grad=True)  # a user's tensor that autograd tracks
     model = _mlp("float64")
-    xn.train(model, (xt, torch.tensor(t)), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=2,
-             batch_size=10, device="auto", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even torch's "converting a tensor with requires_grad=True"
+        xn.train(model, (xt, torch.tensor(t)), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=2,
+                 batch_size=10, device="auto", progress=False)
+        xn.evaluate(model, (xt, torch.tensor(t)), loss="cross_entropy")
     assert model.device.name == "torch:cpu"
     for v in [*model.state().values(), *model.named_grads().values()]:
         assert not v.requires_grad and v.grad_fn is None

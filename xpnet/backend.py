@@ -53,6 +53,7 @@ __all__ = [
     "set_at",
     "add_at",
     "no_autograd",
+    "untracked",
 ]
 
 
@@ -178,6 +179,12 @@ def add_at(a: Any, index: Any, value: Any) -> Any:
     return a.at[index].add(value)
 
 
+def untracked(a: Any) -> Any:
+    """``a`` without autograd tracking: a PyTorch tensor that requires grad is detached (xpnet computes
+    its own gradients); anything else is returned as it is."""
+    return a.detach() if array_api_compat.is_torch_array(a) and a.requires_grad else a
+
+
 def no_autograd(xp: Any) -> Any:
     """A context in which PyTorch records no autograd graph (``torch.no_grad()``; xpnet writes its own
     backward passes); a no-op elsewhere. Not ``inference_mode``: its tensors refuse later in-place updates."""
@@ -211,7 +218,6 @@ def _compat(xp: Any) -> Any:
 # ----------------------------------------------------------------------------------------
 
 _LIBRARIES: dict[str, tuple[Any, str | None]] = {}
-
 
 
 def _library(name: str) -> tuple[Any, str | None]:
@@ -523,8 +529,7 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
             else:
                 out = _cupy.asarray(to_numpy(a))
             return out if dtype is None or out.dtype == dtype else out.astype(dtype)
-    if array_api_compat.is_torch_array(a) and a.requires_grad:
-        a = a.detach()  # xpnet computes its own gradients: autograd never tracks what it holds
+    a = untracked(a)
     if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray) \
             and namespace(a) is xp:
         out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)

@@ -31,7 +31,7 @@ import numpy as np
 import tqdm
 
 from . import callbacks as _callbacks
-from .backend import Device, device as _resolve_device, device_of, namespace, no_autograd, to_device
+from .backend import Device, device as _resolve_device, device_of, namespace, no_autograd, to_device, untracked
 from .checkpoint import (apply_checkpoint, load_checkpoint, restore_callbacks, rng_states, save_checkpoint,
                          set_rng_states)
 from .datasets.batches import BatchIterator
@@ -73,7 +73,7 @@ def _pair(data: Any, arg: str) -> tuple[Any, Any]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
-    x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in data)
+    x, y = (untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in data)
     check_data(x, f"{arg}: x")
     check_data(y, f"{arg}: y")
     if x.ndim < 1 or y.ndim < 1:
@@ -334,7 +334,8 @@ class _Trainer:
         if self.comm is None:
             return flag
         xp = self.dev.xp
-        return int(self.comm.allreduce_sum(xp.asarray(int(flag), dtype=_index_dtype(self.dev), device=self.dev.native))) > 0
+        flag = xp.asarray(int(flag), dtype=_index_dtype(self.dev), device=self.dev.native)
+        return int(self.comm.allreduce_sum(flag)) > 0
 
     def params_finite(self) -> Any:
         """A 0-d device bool: every parameter is finite (no host read)."""
