@@ -1,12 +1,14 @@
 """xpnet: neural-network layers written once against the Python array API.
 
-The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU) or any array-API namespace.
+The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU), PyTorch tensors, JAX arrays or
+any array-API namespace whose arrays update in place or through ``.at``.
 """
 
-from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy fast paths
+from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy/PyTorch fast paths
 from . import book, callbacks, datasets, distributed, init, layers, losses, optim, testing
 from .backend import (
     Device,
+    XpnetBackendError,
     XpnetDeviceWarning,
     cuda_available,
     device,
@@ -27,6 +29,7 @@ __all__ = [
     "GradcheckReport",
     "History",
     "Sequential",
+    "XpnetBackendError",
     "XpnetDeviceWarning",
     "XpnetFileError",
     "XpnetTrainingError",
