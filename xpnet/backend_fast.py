@@ -20,7 +20,7 @@ from .layers._im2col import Pair, out_size, pad2d
 
 def _im2col_strided(as_strided: Any, ascontiguousarray: Any, x: Any, kernel: Pair, stride: Pair,
                     padding: Pair) -> Any:
-    """im2col as one copy of a strided view (N, C, kh, kw, oh, ow) of the padded input: that view's
+    """im2col as one copy of a strided view (C, kh, kw, N, oh, ow) of the padded input: that view's
     memory order is already the col layout, so there is no transpose and no Python loop."""
     (kh, kw), (sh, sw) = kernel, stride
     n, c, h, w = x.shape
@@ -28,9 +28,9 @@ def _im2col_strided(as_strided: Any, ascontiguousarray: Any, x: Any, kernel: Pai
     xpad = ascontiguousarray(pad2d(x, padding))
     s_n, s_c, s_h, s_w = xpad.strides
     # Read-only use: the view aliases overlapping windows and is copied at once.
-    windows = as_strided(xpad, shape=(n, c, kh, kw, oh, ow),
-                         strides=(s_n, s_c, s_h, s_w, s_h * sh, s_w * sw))
-    return ascontiguousarray(windows).reshape(n, c * kh * kw, oh * ow)
+    windows = as_strided(xpad, shape=(c, kh, kw, n, oh, ow),
+                         strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+    return ascontiguousarray(windows).reshape(c * kh * kw, n * oh * ow)
 
 
 @register_fast_path("im2col", "numpy")
@@ -45,21 +45,25 @@ def im2col_cupy(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
     return _im2col_strided(cupy.lib.stride_tricks.as_strided, cupy.ascontiguousarray, x, kernel, stride, padding)
 
 
-# -- PyTorch: unfold/fold are im2col/col2im in xpnet's layout (row c*kh*kw + i*kw + j, column p*ow + q) --
+# -- PyTorch: unfold/fold are im2col/col2im in the per-sample layout (N, C*kh*kw, oh*ow) -----------------
 
 
 @register_fast_path("im2col", "torch")
-def im2col_torch(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def im2col_torch(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
     import torch  # noqa: PLC0415 - only reached with a torch tensor
 
-    return torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+    col = torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+    return col if per_sample else col.permute(1, 0, 2).reshape(col.shape[1], -1)
 
 
 @register_fast_path("col2im", "torch")
-def col2im_torch(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def col2im_torch(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+                 per_sample: bool = False) -> Any:
     """Sums overlapping windows and drops the padding, as ``col2im_portable``."""
     import torch  # noqa: PLC0415 - only reached with a torch tensor
 
+    if not per_sample:
+        col = col.reshape(col.shape[0], x_shape[0], -1).permute(1, 0, 2)
     return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, padding=padding, stride=stride)
 
 

@@ -1,8 +1,14 @@
 """im2col / col2im and window slicing with standard array-API ops only (the portable path).
 
-Layout: x (N, C, H, W) <-> col (N, C*kh*kw, oh*ow). Row ``c*kh*kw + i*kw + j`` of ``col[n]`` holds
-``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``p*ow + q``. With it a convolution is
-``W.reshape(F, C*kh*kw) @ col -> (N, F, oh*ow)``, already NCHW: no transpose forward or backward.
+Layout: x (N, C, H, W) <-> col (C*kh*kw, N*oh*ow). Row ``c*kh*kw + i*kw + j`` of ``col`` holds
+``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``n*oh*ow + p*ow + q``. With it a convolution is one
+matrix product ``W.reshape(F, C*kh*kw) @ col -> (F, N*oh*ow)``, and so are the weight gradient
+``dy @ col.T`` and ``W.T @ dy``: one large product runs near the BLAS peak, where one small product per
+sample pays the BLAS threads' start-up N times (much more on a loaded machine). The price is that the
+product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW (:func:`to_nchw`), and
+``dy`` is copied once the other way. Both copies are cheaper than the per-sample products, and an
+NCHW array is what the next layer's elementwise work is fastest on (mixed memory orders in one
+NumPy operation are several times slower than either).
 
 ``im2col``/``col2im`` take a registered NumPy/CuPy fast path when there is one
 (``xpnet.backend_fast``); the ``*_portable`` functions are the reference they are tested against.
@@ -57,6 +63,13 @@ def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
     return set_at(out, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w)), x)
 
 
+def to_nchw(xp: Any, a: Any) -> Any:
+    """a (C, N, H, W) -> a C-contiguous (N, C, H, W) copy. Flattening the transposed view is what
+    forces the copy into row-major order (a plain permute_dims is only a view)."""
+    c, n, h, w = a.shape
+    return xp.reshape(xp.reshape(xp.permute_dims(a, (1, 0, 2, 3)), (-1,)), (n, c, h, w))
+
+
 def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[slice, slice]]:
     """For each kernel offset (i, j), row-major, the (rows, cols) slices of the padded input that
     the offset touches: ``x_pad[:, :, rows, cols]`` has shape (N, C, oh, ow)."""
@@ -67,26 +80,29 @@ def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[sl
 
 
 def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """x (N, C, H, W) -> col (N, C*kh*kw, oh*ow): one strided slice per kernel offset, stacked."""
+    """x (N, C, H, W) -> col (C*kh*kw, N*oh*ow): one strided slice per kernel offset, stacked."""
     xp = namespace(x)
     n, c, h, w = x.shape
     oh, ow = out_size(h, kernel[0], stride[0], padding[0]), out_size(w, kernel[1], stride[1], padding[1])
-    xpad = pad2d(x, padding)
-    col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=2)
-    return xp.reshape(col, (n, c * kernel[0] * kernel[1], oh * ow))
+    xpad = xp.permute_dims(pad2d(x, padding), (1, 0, 2, 3))
+    col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=1)
+    return xp.reshape(col, (c * kernel[0] * kernel[1], n * oh * ow))
 
 
 def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """col (N, C*kh*kw, oh*ow) -> (N, C, H, W), summing overlapping windows (the adjoint of im2col)."""
+    """col (C*kh*kw, N*oh*ow) -> (N, C, H, W), summing overlapping windows (the adjoint of im2col).
+
+    The sums run in a (C, N, H, W) buffer, where each kernel offset's rows of ``col`` are one
+    contiguous block, copied to NCHW at the end."""
     xp = namespace(col)
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
     oh, ow = out_size(h, kh, stride[0], ph), out_size(w, kw, stride[1], pw)
-    col = xp.reshape(col, (n, c, kh * kw, oh, ow))
-    img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
+    col = xp.reshape(col, (c, kh * kw, n, oh, ow))
+    img = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
     for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
-        img = add_at(img, (slice(None), slice(None), r, s), col[:, :, k, :, :])
-    return img if ph == 0 and pw == 0 else img[:, :, ph:ph + h, pw:pw + w]
+        img = add_at(img, (slice(None), slice(None), r, s), col[:, k, ...])
+    return to_nchw(xp, img[:, :, ph:ph + h, pw:pw + w])
 
 
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:

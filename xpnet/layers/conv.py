@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
-from ._im2col import as_pair, check_images, col2im, im2col, out_size
+from ._im2col import as_pair, check_images, col2im, im2col, out_size, to_nchw
 from .base import Layer, positive_int
 
 
@@ -14,7 +14,7 @@ class Conv2d(Layer):
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
     ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs (PyTorch's names).
-    params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix (N, in_ch*kh*kw, oh*ow)
+    params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix (in_ch*kh*kw, N*oh*ow)
     and the input shape.
     """
 
@@ -64,34 +64,31 @@ class Conv2d(Layer):
         self._shape = tuple(x.shape)
         self._col = im2col(x, self.kernel_size, self.stride, self.padding)
         y = xp.reshape(self.params["W"], (self.out_ch, -1)) @ self._col
-        y = xp.reshape(y, (n, self.out_ch, oh, ow))
         if self.bias:
-            y += xp.reshape(self.params["b"], (self.out_ch, 1, 1))
-        return y
+            y += xp.reshape(self.params["b"], (self.out_ch, 1))
+        return to_nchw(xp, xp.reshape(y, (self.out_ch, n, oh, ow)))
 
     def backward(self, dy: Any) -> Any:
-        xp, dy3 = self._param_grads(dy)
-        dcol = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1))) @ dy3
+        xp, dy2 = self._param_grads(dy)
+        dcol = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1))) @ dy2
         return col2im(dcol, self._shape, self.kernel_size, self.stride, self.padding)
 
     def backward_params(self, dy: Any) -> None:
         self._param_grads(dy)
 
     def _param_grads(self, dy: Any) -> tuple[Any, Any]:
-        """Fill grads["W"], grads["b"]; returns the namespace and dy as (N, out_ch, oh*ow)."""
+        """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow)."""
         col = self._need(self._col)
         xp = self._check_float(dy)
         n, _, h, w = self._shape
         oh, ow = self._out_hw(h, w)
         if tuple(dy.shape) != (n, self.out_ch, oh, ow):
             raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
-        dy3 = xp.reshape(dy, (n, self.out_ch, oh * ow))
-        # One small GEMM per sample on contiguous blocks beats a tensordot that copies both operands.
-        dW = xp.sum(dy3 @ xp.matrix_transpose(col), axis=0)
-        self.grads["W"] = xp.reshape(dW, self.params["W"].shape)
+        dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
+        self.grads["W"] = xp.reshape(dy2 @ xp.matrix_transpose(col), self.params["W"].shape)
         if self.bias:
-            self.grads["b"] = xp.sum(dy3, axis=(0, 2))
-        return xp, dy3
+            self.grads["b"] = xp.sum(dy2, axis=1)
+        return xp, dy2
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
