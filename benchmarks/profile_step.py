@@ -1,7 +1,7 @@
 """Where one training step of xpnet spends its time: a per-layer profile, and the floor that the
 backend's matrix products alone set, next to PyTorch's step in the same run.
 
-    python benchmarks/profile_step.py [--workload mlp-large] [--batch 1000] [--optimizer sgd]
+    python benchmarks/profile_step.py [--workload mlp-large|mlp-small|cnn|cnn-modern] [--batch 1000] [--optimizer sgd]
                                       [--device cpu|cuda] [--steps 20] [--repeats 3]
 
 Prints a Markdown table of phases (each layer's forward and backward, the loss, the optimizer),

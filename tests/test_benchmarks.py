@@ -32,12 +32,23 @@ def test_compare_prints_one_table_row_per_workload_batch_and_optimizer():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", ["mlp-small", "cnn"])
+@pytest.mark.parametrize("workload", ["mlp-small", "cnn", "cnn-modern"])
 def test_profile_step_prints_every_phase(workload):
     out = run("profile_step.py", "--workload", workload, "--batch", "20", "--steps", "1", "--repeats", "1")
     for phase in ("| 0 ", "| loss forward |", "| loss backward |", "(parameters only)", "| optimizer |",
                   "whole step, synchronised once", "same step at batch 2"):
         assert phase in out, f"{phase!r} missing from:\n{out}"
+
+
+@pytest.mark.slow
+def test_compare_has_the_modern_cnn_against_pytorch():
+    pytest.importorskip("torch")
+    out = run("compare.py", "--only", "cnn-modern", "--batches", "8", "--steps", "1", "--repeats", "1")
+    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| CNN 2x")]
+    assert len(rows) == 2
+    # No hand-written NumPy version of this net: its columns say so; PyTorch's ratio is a number.
+    assert all(row[4].strip() == "-" and float(row[7]) > 0 for row in rows)
+    assert "threads: " in out
 
 
 @pytest.mark.slow
