@@ -63,3 +63,20 @@ def test_cnn_example_learns(fashion_mnist, capsys):
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1/1"]
     assert all("test_accuracy" in line for line in lines if line.startswith("epoch"))
     assert float(lines[-1].split("final test accuracy:")[1]) > 0.5
+
+
+def test_fashion_mnist_mlp_recipe_learns(fashion_mnist, capsys):
+    _load("fashion_mnist_mlp").main(["--device", "cpu", "--epochs", "2", "--limit", "2000", "--hidden", "64"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert "BatchNorm" in out and "Dropout" in out and len(lines) == 2
+    assert float(lines[-1].split("test accuracy")[1].split()[0]) > 0.6
+    assert "2 epochs in" in out
+
+
+def test_fashion_mnist_cnn_recipe_learns(fashion_mnist, capsys):
+    _load("fashion_mnist_cnn").main(["--device", "cpu", "--epochs", "1", "--limit", "1000", "--channels", "8", "16"])
+    out = capsys.readouterr().out
+    last = [line for line in out.splitlines() if line.startswith("epoch")][-1]
+    assert "Conv2d" in out and "BatchNorm" in out and last.startswith("epoch 1:")
+    assert float(last.split("test accuracy")[1].split()[0]) > 0.5
