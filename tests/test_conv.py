@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.layers import Conv2d
+from xpnet.layers import Conv2d, conv
 from xpnet.testing import assert_gradients_ok, assert_placed
 
 # (in_ch, out_ch, kernel_size, stride, padding, input H, W)
@@ -66,6 +66,20 @@ def test_gradients_match_central_differences(dev, rng, cin, cout, k, s, p, h, w)
     layer = _layer(rng, cin, cout, k, s, p).to(dev)
     x = xn.to_device(rng.standard_normal((2, cin, h, w)), dev)
     assert_gradients_ok(layer, x, max_entries=40)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2 * 9 * 84 * 8])
+def test_input_gradient_made_a_few_channels_at_a_time_is_the_same(monkeypatch, rng, chunk_bytes):
+    # backward builds dx a few input channels at a time to bound memory; any split gives the same dx.
+    x, dy = rng.standard_normal((2, 5, 6, 7)), rng.standard_normal((2, 3, 6, 7))
+    layer = _layer(rng, 5, 3, 3, 1, 1)
+    layer.forward(x)
+    whole = layer.backward(dy)
+    monkeypatch.setattr(conv, "_DCOL_CHUNK_BYTES", chunk_bytes)  # 1 channel at a time; 2, 2 and 1
+    layer.forward(x)
+    parts = layer.backward(dy)
+    np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)
+    assert parts.flags.c_contiguous
 
 
 def test_without_bias_has_only_W(rng):

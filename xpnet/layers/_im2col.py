@@ -5,7 +5,7 @@ Layout: x (N, C, H, W) <-> col (C*kh*kw, N*oh*ow). Row ``c*kh*kw + i*kw + j`` of
 matrix product ``W.reshape(F, C*kh*kw) @ col -> (F, N*oh*ow)``, and so are the weight gradient
 ``dy @ col.T`` and ``W.T @ dy``: one large product runs near the BLAS peak, where one small product per
 sample pays the BLAS threads' start-up N times (much more on a loaded machine). The price is that the
-product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW (:func:`to_nchw`), and
+product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW (:func:`row_major`), and
 ``dy`` is copied once the other way. Both copies are cheaper than the per-sample products, and an
 NCHW array is what the next layer's elementwise work is fastest on (mixed memory orders in one
 NumPy operation are several times slower than either).
@@ -63,11 +63,10 @@ def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
     return set_at(out, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w)), x)
 
 
-def to_nchw(xp: Any, a: Any) -> Any:
-    """a (C, N, H, W) -> a C-contiguous (N, C, H, W) copy. Flattening the transposed view is what
-    forces the copy into row-major order (a plain permute_dims is only a view)."""
-    c, n, h, w = a.shape
-    return xp.reshape(xp.reshape(xp.permute_dims(a, (1, 0, 2, 3)), (-1,)), (n, c, h, w))
+def row_major(xp: Any, a: Any) -> Any:
+    """``a`` with its memory in row-major order: a copy of a transposed view, ``a`` itself when it is
+    already row-major. Flattening is what forces the copy (``permute_dims`` alone gives only a view)."""
+    return xp.reshape(xp.reshape(a, (-1,)), a.shape)
 
 
 def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[slice, slice]]:
@@ -93,7 +92,7 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
     """col (C*kh*kw, N*oh*ow) -> (N, C, H, W), summing overlapping windows (the adjoint of im2col).
 
     The sums run in a (C, N, H, W) buffer, where each kernel offset's rows of ``col`` are one
-    contiguous block, copied to NCHW at the end."""
+    contiguous block; the result is a transposed view of it (``row_major`` copies it to NCHW memory)."""
     xp = namespace(col)
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
@@ -102,7 +101,7 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
     img = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
     for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
         img = add_at(img, (slice(None), slice(None), r, s), col[:, k, ...])
-    return to_nchw(xp, img[:, :, ph:ph + h, pw:pw + w])
+    return xp.permute_dims(img[:, :, ph:ph + h, pw:pw + w], (1, 0, 2, 3))
 
 
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
-from ._im2col import as_pair, check_images, col2im, im2col, out_size, to_nchw
+from ._im2col import as_pair, check_images, col2im, im2col, out_size, row_major
 from .base import Layer, positive_int
+
+
+_DCOL_CHUNK_BYTES = 4 << 20
 
 
 class Conv2d(Layer):
@@ -66,12 +69,19 @@ class Conv2d(Layer):
         y = xp.reshape(self.params["W"], (self.out_ch, -1)) @ self._col
         if self.bias:
             y += xp.reshape(self.params["b"], (self.out_ch, 1))
-        return to_nchw(xp, xp.reshape(y, (self.out_ch, n, oh, ow)))
+        return row_major(xp, xp.permute_dims(xp.reshape(y, (self.out_ch, n, oh, ow)), (1, 0, 2, 3)))
 
     def backward(self, dy: Any) -> Any:
         xp, dy2 = self._param_grads(dy)
-        dcol = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1))) @ dy2
-        return col2im(dcol, self._shape, self.kernel_size, self.stride, self.padding)
+        n, c, h, w = self._shape
+        kk = self.kernel_size[0] * self.kernel_size[1]
+        w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
+        # dcol is as large as col; made a few input channels at a time, it never is whole: a step's
+        # peak memory is lower, and each part is summed back while it is still in cache.
+        per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
+        parts = [col2im(w_t[c0 * kk:min(c0 + per, c) * kk, :] @ dy2, (n, min(per, c - c0), h, w),
+                        self.kernel_size, self.stride, self.padding) for c0 in range(0, c, per)]
+        return row_major(xp, parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
 
     def backward_params(self, dy: Any) -> None:
         self._param_grads(dy)
