@@ -16,6 +16,9 @@ VARIANTS = [
     pytest.param(2, 2, 5, 2, 2, 5, 5, id="k5-s2-p2"),
     pytest.param(3, 2, 1, 1, 0, 3, 4, id="k1"),
     pytest.param(2, 3, 4, 3, 1, 8, 9, id="k4-s3-p1-uneven"),
+    # 72 and 128 rows of col: one product over the batch instead of one per sample (Conv2d._per_sample)
+    pytest.param(8, 3, 3, 1, 1, 5, 4, id="k3-p1-one-product"),
+    pytest.param(8, 2, (4, 4), 2, (1, 0), 7, 6, id="k4-s2-p1x0-one-product"),
 ]
 
 
@@ -68,14 +71,14 @@ def test_gradients_match_central_differences(dev, rng, cin, cout, k, s, p, h, w)
     assert_gradients_ok(layer, x, max_entries=40)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 2 * 9 * 84 * 8])
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 9 * 84 * 8])
 def test_input_gradient_made_a_few_channels_at_a_time_is_the_same(monkeypatch, rng, chunk_bytes):
     # backward builds dx a few input channels at a time to bound memory; any split gives the same dx.
-    x, dy = rng.standard_normal((2, 5, 6, 7)), rng.standard_normal((2, 3, 6, 7))
-    layer = _layer(rng, 5, 3, 3, 1, 1)
+    x, dy = rng.standard_normal((2, 8, 6, 7)), rng.standard_normal((2, 3, 6, 7))
+    layer = _layer(rng, 8, 3, 3, 1, 1)
     layer.forward(x)
     whole = layer.backward(dy)
-    monkeypatch.setattr(conv, "_DCOL_CHUNK_BYTES", chunk_bytes)  # 1 channel at a time; 2, 2 and 1
+    monkeypatch.setattr(conv, "_DCOL_CHUNK_BYTES", chunk_bytes)  # 1 channel at a time; 3, 3 and 2
     layer.forward(x)
     parts = layer.backward(dy)
     np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)

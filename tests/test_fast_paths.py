@@ -30,24 +30,24 @@ def conv_geometry(draw):
 
 
 @settings(max_examples=60, deadline=None)
-@given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]))
-def test_numpy_im2col_equals_portable(g, dtype):
+@given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
+def test_numpy_im2col_equals_portable(g, dtype, per_sample):
     x = np.random.default_rng(0).standard_normal(g["shape"]).astype(dtype)
-    fast = backend_fast.im2col_numpy(x, g["kernel"], g["stride"], g["padding"])
-    ref = im2col_portable(x, g["kernel"], g["stride"], g["padding"])
+    fast = backend_fast.im2col_numpy(x, g["kernel"], g["stride"], g["padding"], per_sample)
+    ref = im2col_portable(x, g["kernel"], g["stride"], g["padding"], per_sample)
     assert fast.dtype == x.dtype and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, ref)
 
 
 @settings(max_examples=60, deadline=None)
-@given(g=conv_geometry())
-def test_col2im_is_the_adjoint_of_im2col(g):
+@given(g=conv_geometry(), per_sample=st.booleans())
+def test_col2im_is_the_adjoint_of_im2col(g, per_sample):
     # <im2col(x), c> == <x, col2im(c)> for all x, c: col2im sums every window back where it came from.
     rng = np.random.default_rng(1)
     x = rng.standard_normal(g["shape"])
-    col = im2col(x, g["kernel"], g["stride"], g["padding"])
+    col = im2col(x, g["kernel"], g["stride"], g["padding"], per_sample)
     c = rng.standard_normal(col.shape)
-    back = col2im_portable(c, g["shape"], g["kernel"], g["stride"], g["padding"])
+    back = col2im_portable(c, g["shape"], g["kernel"], g["stride"], g["padding"], per_sample)
     assert back.shape == x.shape
     np.testing.assert_allclose(np.sum(col * c), np.sum(x * back), rtol=1e-10)
 

@@ -19,30 +19,35 @@ from .layers._im2col import Pair, out_size, pad2d
 
 
 def _im2col_strided(as_strided: Any, ascontiguousarray: Any, x: Any, kernel: Pair, stride: Pair,
-                    padding: Pair) -> Any:
-    """im2col as one copy of a strided view (C, kh, kw, N, oh, ow) of the padded input: that view's
-    memory order is already the col layout, so there is no transpose and no Python loop."""
+                    padding: Pair, per_sample: bool) -> Any:
+    """im2col as one copy of a strided view (C, kh, kw, N, oh, ow) (per sample: (N, C, kh, kw, oh, ow))
+    of the padded input: that view's memory order is already the col layout, so there is no
+    transpose and no Python loop."""
     (kh, kw), (sh, sw) = kernel, stride
     n, c, h, w = x.shape
     oh, ow = out_size(h, kh, sh, padding[0]), out_size(w, kw, sw, padding[1])
     xpad = ascontiguousarray(pad2d(x, padding))
     s_n, s_c, s_h, s_w = xpad.strides
     # Read-only use: the view aliases overlapping windows and is copied at once.
-    windows = as_strided(xpad, shape=(c, kh, kw, n, oh, ow),
-                         strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+    if per_sample:
+        windows = as_strided(xpad, shape=(n, c, kh, kw, oh, ow), strides=(s_n, s_c, s_h, s_w, s_h * sh, s_w * sw))
+        return ascontiguousarray(windows).reshape(n, c * kh * kw, oh * ow)
+    windows = as_strided(xpad, shape=(c, kh, kw, n, oh, ow), strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
     return ascontiguousarray(windows).reshape(c * kh * kw, n * oh * ow)
 
 
 @register_fast_path("im2col", "numpy")
-def im2col_numpy(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    return _im2col_strided(np.lib.stride_tricks.as_strided, np.ascontiguousarray, x, kernel, stride, padding)
+def im2col_numpy(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
+    return _im2col_strided(np.lib.stride_tricks.as_strided, np.ascontiguousarray, x, kernel, stride, padding,
+                           per_sample)
 
 
 @register_fast_path("im2col", "cupy")
-def im2col_cupy(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def im2col_cupy(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
     import cupy  # noqa: PLC0415 - only reached with a CuPy array, so CuPy is present
 
-    return _im2col_strided(cupy.lib.stride_tricks.as_strided, cupy.ascontiguousarray, x, kernel, stride, padding)
+    return _im2col_strided(cupy.lib.stride_tricks.as_strided, cupy.ascontiguousarray, x, kernel, stride, padding,
+                           per_sample)
 
 
 # -- PyTorch: unfold/fold are im2col/col2im in the per-sample layout (N, C*kh*kw, oh*ow) -----------------

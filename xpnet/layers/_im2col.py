@@ -1,7 +1,8 @@
 """im2col / col2im and window slicing with standard array-API ops only (the portable path).
 
 Layout: x (N, C, H, W) <-> col (C*kh*kw, N*oh*ow). Row ``c*kh*kw + i*kw + j`` of ``col`` holds
-``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``n*oh*ow + p*ow + q``. With it a convolution is one
+``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``n*oh*ow + p*ow + q``. (``per_sample=True`` gives the
+layout (N, C*kh*kw, oh*ow) instead, for convolutions with few rows: see ``Conv2d``.) With it a convolution is one
 matrix product ``W.reshape(F, C*kh*kw) @ col -> (F, N*oh*ow)``, and so are the weight gradient
 ``dy @ col.T`` and ``W.T @ dy``: one large product runs near the BLAS peak, where one small product per
 sample pays the BLAS threads' start-up N times (much more on a loaded machine). The price is that the
@@ -78,39 +79,56 @@ def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[sl
             yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
 
 
-def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """x (N, C, H, W) -> col (C*kh*kw, N*oh*ow): one strided slice per kernel offset, stacked."""
+def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
+    """x (N, C, H, W) -> col (C*kh*kw, N*oh*ow), or (N, C*kh*kw, oh*ow) with ``per_sample``: one strided
+    slice per kernel offset, stacked."""
     xp = namespace(x)
     n, c, h, w = x.shape
     oh, ow = out_size(h, kernel[0], stride[0], padding[0]), out_size(w, kernel[1], stride[1], padding[1])
-    xpad = xp.permute_dims(pad2d(x, padding), (1, 0, 2, 3))
+    kk = kernel[0] * kernel[1]
+    xpad = pad2d(x, padding)
+    if per_sample:
+        col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=2)
+        return xp.reshape(col, (n, c * kk, oh * ow))
+    xpad = xp.permute_dims(xpad, (1, 0, 2, 3))
     col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=1)
-    return xp.reshape(col, (c * kernel[0] * kernel[1], n * oh * ow))
+    return xp.reshape(col, (c * kk, n * oh * ow))
 
 
-def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """col (C*kh*kw, N*oh*ow) -> (N, C, H, W), summing overlapping windows (the adjoint of im2col).
+def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+                    per_sample: bool = False) -> Any:
+    """col (C*kh*kw, N*oh*ow) (or (N, C*kh*kw, oh*ow) with ``per_sample``) -> (N, C, H, W), summing
+    overlapping windows (the adjoint of im2col).
 
-    The sums run in a (C, N, H, W) buffer, where each kernel offset's rows of ``col`` are one
-    contiguous block; the result is a transposed view of it (``row_major`` copies it to NCHW memory)."""
+    Without ``per_sample`` the sums run in a (C, N, H, W) buffer, where each kernel offset's rows of
+    ``col`` are one contiguous block, and the result is a transposed view of it (``row_major`` copies
+    it to NCHW memory)."""
     xp = namespace(col)
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
     oh, ow = out_size(h, kh, stride[0], ph), out_size(w, kw, stride[1], pw)
+    hp, wp = h + 2 * ph, w + 2 * pw
+    if per_sample:
+        col = xp.reshape(col, (n, c, kh * kw, oh, ow))
+        img = xp.zeros((n, c, hp, wp), dtype=col.dtype, device=col.device)
+        for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
+            img[:, :, r, s] += col[:, :, k, ...]
+        return img[:, :, ph:ph + h, pw:pw + w]
     col = xp.reshape(col, (c, kh * kw, n, oh, ow))
-    img = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=col.device)
+    img = xp.zeros((c, n, hp, wp), dtype=col.dtype, device=col.device)
     for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
         img = add_at(img, (slice(None), slice(None), r, s), col[:, k, ...])
     return xp.permute_dims(img[:, :, ph:ph + h, pw:pw + w], (1, 0, 2, 3))
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
     """:func:`im2col_portable`, or the backend's registered fast path for ``"im2col"``."""
     fast = fast_path("im2col", namespace(x))
-    return (fast or im2col_portable)(x, kernel, stride, padding)
+    return (fast or im2col_portable)(x, kernel, stride, padding, per_sample)
 
 
-def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+           per_sample: bool = False) -> Any:
     """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
     fast = fast_path("col2im", namespace(col))
-    return (fast or col2im_portable)(col, x_shape, kernel, stride, padding)
+    return (fast or col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
