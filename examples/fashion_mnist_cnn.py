@@ -11,11 +11,14 @@ import xpnet as xn
 from xpnet.layers import BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 
 
-def modern_cnn(channels=(32, 64), hidden=128, dropout=0.3, classes=10):
-    """Conv(3x3, padding 1)-BatchNorm-ReLU-MaxPool(2) per entry of ``channels``, for 1x28x28 images."""
+def modern_cnn(channels=(32, 64), hidden=128, dropout=0.3, conv_dropout=0.0, classes=10):
+    """Conv(3x3, padding 1)-BatchNorm-ReLU-MaxPool(2)(-Dropout) per entry of ``channels``, for 1x28x28
+    images, then Linear-ReLU-Dropout-Linear."""
     layers, c_in, side = [], 1, 28
     for c in channels:
         layers += [Conv2d(c_in, c, 3, padding=1), BatchNorm(c), ReLU(), MaxPool2d(2)]
+        if conv_dropout:
+            layers.append(Dropout(conv_dropout))
         c_in, side = c, side // 2
     return xn.Sequential(*layers, Flatten(), Linear(c_in * side * side, hidden), ReLU(), Dropout(dropout),
                          Linear(hidden, classes))
@@ -31,6 +34,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--conv-dropout", type=float, default=0.0, help="Dropout after each conv block")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--device", default="auto")
@@ -41,7 +45,7 @@ def main(argv=None):
     if args.limit:
         x, t = x[:args.limit], t[:args.limit]
     xn.init.seed(0)
-    model = modern_cnn(args.channels)
+    model = modern_cnn(args.channels, conv_dropout=args.conv_dropout)
     print(model)
     schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, min_lr=args.lr / 100))
     start, cpu_start = time.perf_counter(), time.process_time()
