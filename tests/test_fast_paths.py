@@ -107,12 +107,12 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
 
 
 @settings(max_examples=40, deadline=None)
-@given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]))
-def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype):
+@given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
+def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sample):
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
     rng = np.random.default_rng(0)
     x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
-    args = (g["kernel"], g["stride"], g["padding"])
+    args = (g["kernel"], g["stride"], g["padding"], per_sample)
     col = backend_fast.im2col_torch(x, *args)
     assert col.dtype == x.dtype
     np.testing.assert_array_equal(col.numpy(), im2col_portable(x, *args).numpy())

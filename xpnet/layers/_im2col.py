@@ -112,7 +112,7 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
         col = xp.reshape(col, (n, c, kh * kw, oh, ow))
         img = xp.zeros((n, c, hp, wp), dtype=col.dtype, device=col.device)
         for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
-            img[:, :, r, s] += col[:, :, k, ...]
+            img = add_at(img, (slice(None), slice(None), r, s), col[:, :, k, ...])
         return img[:, :, ph:ph + h, pw:pw + w]
     col = xp.reshape(col, (c, kh * kw, n, oh, ow))
     img = xp.zeros((c, n, hp, wp), dtype=col.dtype, device=col.device)
