@@ -144,8 +144,9 @@ def numpy_impl(workload, model, optimizer):
     return NumpyMLP(params, update).step
 
 
-def torch_impl(torch, model, optimizer, device):
-    """The same architecture in torch.nn, starting from xpnet's weights."""
+def torch_impl(torch, model, optimizer, device, capturable=False, compile=False):
+    """The same architecture in torch.nn, starting from xpnet's weights. ``capturable``: Adam safe to
+    capture in a CUDA graph; ``compile``: the network through torch.compile(mode="reduce-overhead")."""
     layers = []
     for layer in model:
         if isinstance(layer, xn.layers.Linear):
@@ -171,11 +172,12 @@ def torch_impl(torch, model, optimizer, device):
             layers.append(torch.nn.Flatten())
     net = torch.nn.Sequential(*layers).to(device)
     opt = (torch.optim.SGD(net.parameters(), lr=LR["sgd"]) if optimizer == "sgd"
-           else torch.optim.Adam(net.parameters(), lr=LR["adam"]))
+           else torch.optim.Adam(net.parameters(), lr=LR["adam"], capturable=capturable))
+    forward = torch.compile(net, mode="reduce-overhead") if compile else net
 
     def step(x, t):
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(net(x), t).backward()
+        torch.nn.functional.cross_entropy(forward(x), t).backward()
         opt.step()
     return step
 
@@ -268,6 +270,8 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", metavar="DEVICE", help="time xpnet itself on these devices "
                     "(e.g. torch:cpu jax:cpu) beside NumPy instead of the table above")
     ap.add_argument("--samples", type=int, default=EPOCH, help="images per epoch with --backends")
+    ap.add_argument("--compile", action="store_true", help="on --device cuda, also time torch.compile("
+                    "mode='reduce-overhead') (compiles each row first: minutes)")
     args = ap.parse_args()
     dev = xn.device(args.device)
     try:
@@ -283,6 +287,11 @@ def main() -> None:
         backends_table(args.backends, args.samples, args.repeats)
         return
     print(f"{args.steps} steps per measurement, best of {args.repeats}, extrapolated to {EPOCH} images\n")
+    if dev.is_cupy:
+        if torch is None or not torch.cuda.is_available():
+            raise SystemExit("--device cuda compares against PyTorch on CUDA, which is not available here")
+        cuda_table(args, dev, torch)
+        return
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | NumPy s/epoch (x fastest) | "
           "PyTorch s/epoch (x fastest) | xpnet/NumPy | "
           f"xpnet/PyTorch | xpnet peak {'device (CuPy pool)' if dev.is_cupy else 'host'} MiB/step |")
@@ -320,6 +329,55 @@ def main() -> None:
                 print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('numpy')} | {cell('torch')} | "
                       f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
                       flush=True)
+
+
+def cuda_table(args, dev, torch):
+    """xpnet on CuPy against PyTorch eager, PyTorch's graph-captured step and (``--compile``) torch.compile."""
+    import torch_cuda  # noqa: PLC0415 - beside this file
+
+    names = ["xpnet", "torch", "torch-graph"] + (["torch-compile"] if args.compile else [])
+    heads = {"xpnet": "xpnet (CuPy)", "torch": "PyTorch eager", "torch-graph": "PyTorch CUDA graph",
+             "torch-compile": "torch.compile reduce-overhead"}
+    print("| workload | batch | optimizer | " + " | ".join(f"{heads[n]} s/epoch (x eager)" for n in names)
+          + " | xpnet MiB/step (CuPy pool) | PyTorch eager MiB/step |")
+    print("|---|---:|---|" + "---:|" * (len(names) + 2))
+    rng = np.random.default_rng(0)
+    for key in args.only:
+        title, make, shape = WORKLOADS[key]
+        for batch in args.batches:
+            x = rng.random((batch, *shape), dtype=np.float32)
+            t = rng.integers(0, 10, batch)
+            tx, tt = torch.from_numpy(x).to("cuda"), torch.from_numpy(t).to("cuda")
+            for optimizer in ("sgd", "adam"):
+                model = make()
+                eager = torch_impl(torch, model, optimizer, "cuda")
+                impls = {"torch": (eager, tx, tt)}
+                graphed = torch_cuda.graphed(
+                    torch, lambda capturable: torch_impl(torch, model, optimizer, "cuda", capturable=capturable), tx, tt)
+                if graphed is not None:
+                    impls["torch-graph"] = (graphed, tx, tt)
+                if args.compile:
+                    compiled = torch_impl(torch, model, optimizer, "cuda", compile=True)
+                    try:
+                        compiled(tx, tt)
+                        impls["torch-compile"] = (compiled, tx, tt)
+                    except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
+                        print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
+                torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
+                model.to(dev)
+                impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
+                sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
+                best = best_times(impls, args.steps, args.repeats, sync)
+                peak = peak_memory(*impls["xpnet"], dev)
+                per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
+
+                def cell(name):  # epoch seconds and the ratio to PyTorch eager
+                    if name not in per_epoch:
+                        return "-"
+                    return f"{per_epoch[name]:.3f} ({per_epoch[name] / per_epoch['torch']:.2f}x)"
+
+                print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
+                      + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

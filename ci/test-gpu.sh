@@ -7,9 +7,12 @@ if ! python -c "import sys, xpnet; sys.exit(0 if xpnet.cuda_available() else 1)"
   echo "no GPU: GPU tests skipped ($reason)"
   exit 0
 fi
-python -m pytest -q -m gpu
+# ci/gpu-session.sh runs the tests in a call of their own and sets XPNET_GPU_TESTS_DONE=1 here.
+[ -n "${XPNET_GPU_TESTS_DONE:-}" ] || python -m pytest -q -m gpu
 python benchmarks/mlp_step.py --device cuda
-if [ -f benchmarks/compare.py ]; then python benchmarks/compare.py --device cuda; fi
+python benchmarks/compare.py --device cuda --repeats 5
+# torch.compile(mode="reduce-overhead") compiles every row first: only the launch-bound small MLP.
+python benchmarks/compare.py --device cuda --repeats 5 --only mlp-small --compile
 # Where a batch-100 step spends its time on the GPU (launch-bound or not), for the README.
 python benchmarks/profile_step.py --device cuda --workload mlp-small --batch 100
 python benchmarks/profile_step.py --device cuda --workload mlp-large --batch 100 --optimizer adam
