@@ -209,6 +209,16 @@ def test_error_raised_on_every_rank_prints_one_traceback(n, mode, message):
 
 
 @needs_mpi
+def test_error_raised_on_every_rank_after_they_met_prints_one_traceback():
+    """Issue 15, "output once": a callback that raises on every rank in epoch 2 (after the ranks
+    first met, so nothing marks the error as shared) ends the job with one traceback, rank 0's."""
+    proc = launch(3, "leave.py", "callback-everywhere", timeout=ENDS_S)
+    assert proc.returncode != 0
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "[rank 0] RuntimeError: planted: the callback fails on every rank" in proc.stderr, proc.stderr
+
+
+@needs_mpi
 def test_failure_on_one_rank_before_training_prints_its_traceback():
     """Issue 15, "output once": rank 1 fails before the ranks meet (an unknown loss name); rank 1
     prints its traceback, rank 0 nothing, and the job ends with status 1 without an abort."""

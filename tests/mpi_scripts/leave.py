@@ -5,6 +5,7 @@
 - ``mismatch``: the last rank holds 995 samples instead of 1000; nobody catches the error.
 - ``bad-labels``: every rank passes the same labels, out of range for the model; nobody catches the error.
 - ``fails-alone``: rank 1 passes an unknown loss name; nobody catches the error.
+- ``callback-everywhere``: a callback raises on every rank at the end of epoch 2, after the ranks met.
 - ``caught-on-one``: every rank gets the error of ``mismatch``; rank 1 catches it and goes on to a
   collective, the others leave (run with a short ``XPNET_EXIT_WAIT_S``).
 
@@ -22,6 +23,12 @@ def data(n=1000):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1000, 4)).astype("float32")
     return x[:n], (x[:n, 0] > 0).astype("int64")
+
+
+class RaiseEverywhere(xn.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 2:
+            raise RuntimeError("planted: the callback fails on every rank")
 
 
 class ExitOnRank(xn.callbacks.Callback):
@@ -60,6 +67,8 @@ elif mode == "bad-labels":
     train(comm, x, y + 5)
 elif mode == "fails-alone":
     train(comm, *data(), loss="bogus" if comm.rank == 1 else "cross_entropy")
+elif mode == "callback-everywhere":
+    train(comm, *data(), callbacks=[RaiseEverywhere()])
 elif mode == "caught-on-one":
     try:
         train(comm, *data(995 if comm.rank == comm.size - 1 else 1000))

@@ -8,7 +8,8 @@ How a rank leaves, and what :func:`install` makes of it (jobs of more than one r
    that does not come within ``XPNET_EXIT_WAIT_S`` seconds (it caught the error and went on) gets
    the job aborted.
 2. Any other uncaught exception: the traceback is printed prefixed with ``[rank r]`` and
-   ``MPI.COMM_WORLD.Abort(1)`` ends every rank.
+   ``MPI.COMM_WORLD.Abort(1)`` ends every rank. Ranks other than 0 wait ``_GRACE_S`` first, so
+   that an error raised everywhere after the ranks met is printed once, by rank 0.
 3. ``sys.exit(status)`` with a non-zero status, outside case 1: at exit the job is aborted with that
    status (``sys.exit`` is wrapped to note the status; ``raise SystemExit(n)`` and ``os._exit`` are
    not seen).
@@ -30,6 +31,10 @@ from typing import Any
 _PRINTER = "_xpnet_printer"  # attribute on exceptions raised on every rank: the rank that prints it
 _POLL_S = 0.005
 _FLUSH_S = 0.2  # mpiexec forwards output asynchronously: let it before Abort kills the process
+# Before printing and aborting, a rank other than 0 waits this long: when every rank fails at the same
+# point (a callback raising everywhere), rank 0's abort ends the job first and one traceback is printed.
+# A failure on one rank alone takes this much longer to end the job.
+_GRACE_S = 1.0
 
 
 class _Job:
@@ -156,6 +161,9 @@ def _write(lines: list[str]) -> None:
 
 def _abort(lines: list[str], why: str, code: int) -> None:
     assert _job is not None
+    if _job.rank != 0:
+        time.sleep(_GRACE_S)
     _write([*lines, f"xpnet: {why}; aborting all {_job.size} ranks"])
     time.sleep(_FLUSH_S)
     _job.world.Abort(code or 1)
+    os._exit(code or 1)  # Abort may return before mpiexec kills this process: print nothing more
