@@ -193,6 +193,18 @@ def xpnet_impl(model, optimizer):
     return step
 
 
+def rows(args):
+    """``(workload, title, make, batch, optimizer, x, t)`` for every row of the table, the data drawn once."""
+    rng = np.random.default_rng(0)
+    for key in args.only:
+        title, make, shape = WORKLOADS[key]
+        for batch in args.batches:
+            x = rng.random((batch, *shape), dtype=np.float32)
+            t = rng.integers(0, 10, batch)
+            for optimizer in ("sgd", "adam"):
+                yield key, title, make, batch, optimizer, x, t
+
+
 def best_times(impls, steps, repeats, sync):
     """Best-of-``repeats`` seconds per step for each implementation, interleaved."""
     for name, (step, x, t) in impls.items():
@@ -296,39 +308,33 @@ def main() -> None:
           "PyTorch s/epoch (x fastest) | xpnet/NumPy | "
           f"xpnet/PyTorch | xpnet peak {'device (CuPy pool)' if dev.is_cupy else 'host'} MiB/step |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    rng = np.random.default_rng(0)
-    for key in args.only:
-        title, make, shape = WORKLOADS[key]
-        for batch in args.batches:
-            x = rng.random((batch, *shape), dtype=np.float32)
-            t = rng.integers(0, 10, batch)
-            for optimizer in ("sgd", "adam"):
-                model = make()
-                impls, sync = {}, {}
-                numpy_step = numpy_impl(key, model, optimizer)
-                if numpy_step is not None:
-                    impls["numpy"], sync["numpy"] = (numpy_step, x, t), (lambda: None)
-                if torch is not None:
-                    tx, tt = torch.from_numpy(x).to(tdev), torch.from_numpy(t).to(tdev)
-                    impls["torch"] = (torch_impl(torch, model, optimizer, tdev), tx, tt)
-                    sync["torch"] = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-                model.to(dev)
-                impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
-                sync["xpnet"] = dev.synchronize
-                best = best_times(impls, args.steps, args.repeats, sync)
-                peak = peak_memory(*impls["xpnet"], dev)
-                per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
-                fastest = min(per_epoch.values())
+    for key, title, make, batch, optimizer, x, t in rows(args):
+        model = make()
+        impls, sync = {}, {}
+        numpy_step = numpy_impl(key, model, optimizer)
+        if numpy_step is not None:
+            impls["numpy"], sync["numpy"] = (numpy_step, x, t), (lambda: None)
+        if torch is not None:
+            tx, tt = torch.from_numpy(x).to(tdev), torch.from_numpy(t).to(tdev)
+            impls["torch"] = (torch_impl(torch, model, optimizer, tdev), tx, tt)
+            sync["torch"] = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+        model.to(dev)
+        impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
+        sync["xpnet"] = dev.synchronize
+        best = best_times(impls, args.steps, args.repeats, sync)
+        peak = peak_memory(*impls["xpnet"], dev)
+        per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
+        fastest = min(per_epoch.values())
 
-                def cell(name):  # epoch seconds and the ratio to the row's fastest implementation
-                    return f"{per_epoch[name]:.2f} ({per_epoch[name] / fastest:.2f}x)" if name in per_epoch else "-"
+        def cell(name):  # epoch seconds and the ratio to the row's fastest implementation
+            return f"{per_epoch[name]:.2f} ({per_epoch[name] / fastest:.2f}x)" if name in per_epoch else "-"
 
-                def ratio(name):
-                    return f"{per_epoch['xpnet'] / per_epoch[name]:.2f}" if name in per_epoch else "-"
+        def ratio(name):
+            return f"{per_epoch['xpnet'] / per_epoch[name]:.2f}" if name in per_epoch else "-"
 
-                print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('numpy')} | {cell('torch')} | "
-                      f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
-                      flush=True)
+        print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('numpy')} | {cell('torch')} | "
+              f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
+              flush=True)
 
 
 def cuda_table(args, dev, torch):
@@ -341,43 +347,37 @@ def cuda_table(args, dev, torch):
     print("| workload | batch | optimizer | " + " | ".join(f"{heads[n]} s/epoch (x eager)" for n in names)
           + " | xpnet MiB/step (CuPy pool) | PyTorch eager MiB/step |")
     print("|---|---:|---|" + "---:|" * (len(names) + 2))
-    rng = np.random.default_rng(0)
-    for key in args.only:
-        title, make, shape = WORKLOADS[key]
-        for batch in args.batches:
-            x = rng.random((batch, *shape), dtype=np.float32)
-            t = rng.integers(0, 10, batch)
-            tx, tt = torch.from_numpy(x).to("cuda"), torch.from_numpy(t).to("cuda")
-            for optimizer in ("sgd", "adam"):
-                model = make()
-                eager = torch_impl(torch, model, optimizer, "cuda")
-                impls = {"torch": (eager, tx, tt)}
-                graphed = torch_cuda.graphed(
-                    torch, lambda capturable: torch_impl(torch, model, optimizer, "cuda", capturable=capturable), tx, tt)
-                if graphed is not None:
-                    impls["torch-graph"] = (graphed, tx, tt)
-                if args.compile:
-                    compiled = torch_impl(torch, model, optimizer, "cuda", compile=True)
-                    try:
-                        compiled(tx, tt)
-                        impls["torch-compile"] = (compiled, tx, tt)
-                    except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
-                        print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
-                torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
-                model.to(dev)
-                impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
-                sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
-                best = best_times(impls, args.steps, args.repeats, sync)
-                peak = peak_memory(*impls["xpnet"], dev)
-                per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
+    for _, title, make, batch, optimizer, x, t in rows(args):
+        tx, tt = torch.from_numpy(x).to("cuda"), torch.from_numpy(t).to("cuda")
+        model = make()
+        eager = torch_impl(torch, model, optimizer, "cuda")
+        impls = {"torch": (eager, tx, tt)}
+        graphed = torch_cuda.graphed(
+            torch, lambda capturable: torch_impl(torch, model, optimizer, "cuda", capturable=capturable), tx, tt)
+        if graphed is not None:
+            impls["torch-graph"] = (graphed, tx, tt)
+        if args.compile:
+            compiled = torch_impl(torch, model, optimizer, "cuda", compile=True)
+            try:
+                compiled(tx, tt)
+                impls["torch-compile"] = (compiled, tx, tt)
+            except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
+                print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
+        torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
+        model.to(dev)
+        impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
+        sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
+        best = best_times(impls, args.steps, args.repeats, sync)
+        peak = peak_memory(*impls["xpnet"], dev)
+        per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
 
-                def cell(name):  # epoch seconds and the ratio to PyTorch eager
-                    if name not in per_epoch:
-                        return "-"
-                    return f"{per_epoch[name]:.3f} ({per_epoch[name] / per_epoch['torch']:.2f}x)"
+        def cell(name):  # epoch seconds and the ratio to PyTorch eager
+            if name not in per_epoch:
+                return "-"
+            return f"{per_epoch[name]:.3f} ({per_epoch[name] / per_epoch['torch']:.2f}x)"
 
-                print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
-                      + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
+        print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
+              + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
