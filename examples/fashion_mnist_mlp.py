@@ -47,9 +47,9 @@ def main(argv=None):
     schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, min_lr=args.lr / 100))
     start, cpu_start = time.perf_counter(), time.process_time()
     xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(),
-                       optimizer=xn.optim.AdamW(args.lr, weight_decay=1e-4), epochs=args.epochs,
-                       batch_size=args.batch_size, device=args.device, validation=(x_test, t_test),
-                       callbacks=[schedule, PrintEpoch()], progress=False)
+             optimizer=xn.optim.AdamW(args.lr, weight_decay=1e-4), epochs=args.epochs,
+             batch_size=args.batch_size, device=args.device, validation=(x_test, t_test),
+             callbacks=[schedule, PrintEpoch()], progress=False)
     # CPU time too: on a machine shared with other work the wall time says little about the code.
     print(f"{args.epochs} epochs in {time.perf_counter() - start:.0f} s ({time.process_time() - cpu_start:.0f} s "
           "of CPU time)")
