@@ -270,6 +270,12 @@ class _Trainer:
         self.bar = self.show and _is_terminal(sys.stdout)
         self.open_bar: Any = None
         self.sigterm: SigtermFlag | None = None
+        self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
+
+    def batch_input(self, batch: tuple[Any, ...], epoch: int, step: int) -> Any:
+        """The batch's x, through ``transform`` (step counts from 0 within the epoch)."""
+        xb = batch[0]
+        return xb if self.transform is None else self.transform(xb, epoch, step)
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -288,7 +294,7 @@ class _Trainer:
                         dynamic_ncols=True, leave=False) if self.bar else None
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         for batch in batches.epoch(epoch):
-            xb, yb = batch[0], batch[1]
+            xb, yb = self.batch_input(batch, epoch, steps), batch[1]
             nb = int(xb.shape[0])
             if nb:
                 out = model.forward(xb, train=True)
@@ -376,7 +382,7 @@ class _Trainer:
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:
                 break
-            where = agreed(self.replay_step(batch[0], batch[1]))
+            where = agreed(self.replay_step(self.batch_input(batch, epoch, step), batch[1]))
             if where is not None:
                 return XpnetTrainingError(
                     f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
@@ -449,7 +455,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
-          drop_last: bool = False, validation_name: str = "val") -> History:
+          drop_last: bool = False, validation_name: str = "val", transform: Any = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -468,6 +474,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
     ``validation_name`` is the name printed for the validation figures (``"test"`` when ``validation``
     is the test set); History keys stay ``val_*``.
+    ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
+    training batch on the device after it is gathered (step counts from 0 in each epoch); validation
+    data is never transformed. One process only (not with ``comm``).
 
     Everything is checked before any training (``xpnet.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -478,6 +487,12 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if not isinstance(validation_name, str) or not validation_name.isidentifier():
         raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"train: transform must be None or a function (x_batch, epoch, step) -> x_batch, "
+                        f"e.g. xn.datasets.RandomShiftFlip(), got {type(transform).__name__}")
+    if transform is not None and comm is not None:
+        raise NotImplementedError("train: transform with comm (data parallel) is not in this version: each "
+                                  "rank would draw the same numbers for its part of the batch")
     loss = _get_loss(loss)
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
@@ -520,6 +535,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         comm.broadcast_params(model, root=0)
 
     trainer = _Trainer(model, loss, optimizer, dev, comm, progress)
+    trainer.transform = transform
     arrays = (x, y) if classes is None or classes is y else (x, y, classes)
     batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             rank=trainer.rank, size=trainer.size, drop_last=drop_last)

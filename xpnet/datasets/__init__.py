@@ -3,6 +3,7 @@
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
 
+from .augment import RandomShiftFlip, shift_flip_params
 from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
 from .mnist import (
@@ -18,6 +19,7 @@ from .toy import blobs, spiral, xor
 
 __all__ = [
     "BatchIterator",
+    "RandomShiftFlip",
     "StaticBatches",
     "DatasetChecksumError",
     "DatasetNotFoundError",
@@ -31,6 +33,7 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "search_dirs",
+    "shift_flip_params",
     "spiral",
     "xor",
 ]
