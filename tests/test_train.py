@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import math
 import os
 import re
 import sys
@@ -697,3 +698,81 @@ def test_a_checkpoint_written_on_one_device_resumes_on_the_cpu_and_back(dev, spi
     for k, v in params(resumed).items():
         np.testing.assert_array_equal(params(back)[k], v)
         xn.testing.assert_placed(back.state()[k], dev, "float32")
+
+
+# ----------------------------------------------------------------------------------------
+# transform: augmentation of training batches
+# ----------------------------------------------------------------------------------------
+
+
+class Jitter:
+    """A transform that depends on (epoch, step): host noise from them, moved to the batch's device."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, xb, epoch, step):
+        self.calls.append((epoch, step, int(xb.shape[0])))
+        noise = np.random.default_rng([epoch, step]).normal(0, 0.05, size=tuple(xb.shape))
+        return xb + xn.to_device(noise.astype(xn.to_numpy(xb).dtype), xn.backend.device_of(xb))
+
+
+def test_transform_changes_training_batches_only(spiral):
+    x, t = spiral
+    seen = []
+
+    def zero(xb, epoch, step):
+        seen.append((epoch, step, int(xb.shape[0])))
+        return xb * 0.0
+
+    model, start = mlp(), params(mlp())
+    history = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=2,
+                       batch_size=128, device="cpu", progress=False, validation=(x, t), transform=zero)
+    # Every training batch went through it (steps from 0 in each epoch), the validation set never.
+    assert seen == [(e, s, n) for e in (1, 2) for s, n in enumerate((128, 128, 44))]
+    # Zero inputs (and zero biases) give zero hidden units: only the last layer's bias can learn.
+    after = params(model)
+    for k in ("0.W", "0.b", "2.W"):
+        np.testing.assert_array_equal(after[k], start[k])
+    assert not np.array_equal(after["2.b"], start["2.b"])
+    plain = xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=2,
+                     batch_size=128, device="cpu", progress=False, validation=(x, t))
+    assert history.epochs[-1]["val_loss"] != plain.epochs[-1]["val_loss"]
+
+
+def test_resumed_run_with_a_transform_equals_an_uninterrupted_one(dev, spiral, tmp_path):
+    x, t = spiral
+    kw = dict(loss="cross_entropy", batch_size=32, device=dev, seed=7, progress=False, validation=(x, t))
+    full = mlp(dropout=0.3)
+    h_full = xn.train(full, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, transform=Jitter(), **kw)
+    path = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        xn.train(mlp(dropout=0.3), (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, transform=Jitter(),
+                 callbacks=[xn.callbacks.ModelCheckpoint(path, full=True), Interrupt(at=2)], **kw)
+    resumed, jitter = mlp(dropout=0.3, seed=99), Jitter()
+    h_resumed = xn.train(resumed, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, resume_from=path,
+                         transform=jitter, **kw)
+    assert 1 not in {e for e, _, _ in jitter.calls}  # epochs done before the interruption are not redone
+    for k, v in params(full).items():
+        np.testing.assert_array_equal(params(resumed)[k], v)
+    assert strip_seconds(h_resumed) == strip_seconds(h_full)
+
+
+def test_the_guard_replays_the_transformed_batches(spiral):
+    """A transform that makes one batch NaN: the replay sees the same batch and names its step."""
+    x, t = spiral
+
+    def poison(xb, epoch, step):
+        return xb * math.nan if (epoch, step) == (2, 3) else xb
+
+    with pytest.raises(xn.XpnetTrainingError, match=r"epoch 2, step 4 of 10; first non-finite value: the input "
+                                                    r"batch"):
+        xn.train(mlp(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.01), epochs=3, batch_size=32,
+                 device="cpu", progress=False, transform=poison)
+
+
+def test_transform_must_be_callable(spiral):
+    with pytest.raises(TypeError, match=r"transform must be None or a function \(x_batch, epoch, step\) -> "
+                                        r"x_batch, .* got str"):
+        xn.train(mlp(), spiral, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32, device="cpu",
+                 progress=False, transform="flip")
