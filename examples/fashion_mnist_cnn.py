@@ -1,8 +1,9 @@
-"""A small modern CNN that reaches 93 % on Fashion-MNIST in 10 epochs: two 3x3 conv-BatchNorm-ReLU-
-MaxPool blocks, a Linear-ReLU-Dropout head, AdamW with a cosine learning-rate schedule, and training
-batches augmented on the device by random shifts of up to --max-shift pixels and left-right flips.
+"""A small modern CNN for Fashion-MNIST (target 93 % in 10 epochs; 92.77 % seen): two 3x3 conv-BatchNorm-
+ReLU-MaxPool blocks, a Linear(256)-ReLU-Dropout head, AdamW with a cosine learning-rate schedule, and
+training batches flipped left-right at random on the device (random shifts of --max-shift pixels too cost
+accuracy in 10 epochs: 91.47 % with 1, 90.38 % with 2, hidden 128).
 
-    python examples/fashion_mnist_cnn.py [--epochs 10] [--channels 32 64] [--max-shift 1] [--no-flip]
+    python examples/fashion_mnist_cnn.py [--epochs 10] [--channels 32 64] [--max-shift 0] [--no-flip]
                                          [--device auto] [--limit N]
 """
 
@@ -36,10 +37,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--hidden", type=int, default=256, help="width of the Linear layer of the head")
+    ap.add_argument("--dropout", type=float, default=0.3, help="Dropout in the head")
     ap.add_argument("--conv-dropout", type=float, default=0.0, help="Dropout after each conv block")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--max-shift", type=int, default=1, help="random shift of training images, pixels")
+    ap.add_argument("--max-shift", type=int, default=0, help="random shift of training images, pixels")
     ap.add_argument("--no-flip", action="store_true", help="no random left-right flips of training images")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training images")
@@ -49,7 +52,7 @@ def main(argv=None):
     if args.limit:
         x, t = x[:args.limit], t[:args.limit]
     xn.init.seed(0)
-    model = modern_cnn(args.channels, conv_dropout=args.conv_dropout)
+    model = modern_cnn(args.channels, hidden=args.hidden, dropout=args.dropout, conv_dropout=args.conv_dropout)
     print(model)
     augment = xn.datasets.RandomShiftFlip(args.max_shift, flip=not args.no_flip)
     print(f"training batches augmented by {augment}")
