@@ -5,6 +5,7 @@ Covers issue 15, "Files: what loads is what was saved".
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tracemalloc
@@ -60,6 +61,18 @@ def test_load_checks_every_array_and_the_format_before_use(saved, change, messag
     assert str(saved) in str(info.value)
 
 
+@contextlib.contextmanager
+def _peak_bytes():
+    """Yields a one-item list that holds, once the block has ended, the peak bytes Python allocated in it."""
+    peak = [0]
+    tracemalloc.start()
+    try:
+        yield peak
+    finally:
+        peak[0] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
 def test_a_file_declaring_a_huge_layer_fails_without_allocating_it(tmp_path):
     """Issue 15, Files: a tiny file declaring Linear(4000, 4000) fails before anything that size is made
     (the layer used to draw its random weights first: 190 MB here, 2.7 GB for Linear(15000, 15000))."""
@@ -67,14 +80,10 @@ def test_a_file_declaring_a_huge_layer_fails_without_allocating_it(tmp_path):
     meta = {"format": 1, "layers": [{"type": "Linear", "config": {"in_features": 4000, "out_features": 4000}}]}
     np.savez(path, **{"0.W": np.zeros((2, 2), np.float32), "0.b": np.zeros(4000, np.float32),
                       "__xpnet_model__": np.asarray(json.dumps(meta))})
-    tracemalloc.start()
-    try:
-        with pytest.raises(xn.XpnetFileError, match=r"'0.W' has shape \(2, 2\).*needs shape \(4000, 4000\)"):
-            xn.load(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20
+    with _peak_bytes() as peak, pytest.raises(xn.XpnetFileError,
+                                              match=r"'0.W' has shape \(2, 2\).*needs shape \(4000, 4000\)"):
+        xn.load(path)
+    assert peak[0] < 8 << 20
 
 
 def test_a_header_declaring_more_data_than_the_file_holds_fails_before_reading(tmp_path, saved):
@@ -88,14 +97,10 @@ def test_a_header_declaring_more_data_than_the_file_holds_fails_before_reading(t
     with zipfile.ZipFile(saved, "w") as z:
         for n, b in members.items():
             z.writestr(n, b)
-    tracemalloc.start()
-    try:
-        with pytest.raises(xn.XpnetFileError, match=r"'0.W' declares shape \(4, 800000000\).*holds 128 bytes"):
-            xn.load(saved)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 8 << 20
+    with _peak_bytes() as peak, pytest.raises(xn.XpnetFileError,
+                                              match=r"'0.W' declares shape \(4, 800000000\).*holds 128 bytes"):
+        xn.load(saved)
+    assert peak[0] < 8 << 20
 
 
 def test_load_leaves_the_global_init_generator_untouched(saved):
