@@ -1,11 +1,13 @@
-"""Messages that point at where the user is: a warning at the line of their code that caused it, and
-an install command that works from their setup (a source checkout or an installed package)."""
+"""Meeting the user: a warning at the line of their code that caused it, an install command that works
+from their setup (a source checkout or an installed package), and what counts as a number they pass."""
 
 from __future__ import annotations
 
+import numbers
 import os
 import sys
 import warnings
+from typing import Any
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -34,3 +36,9 @@ def install_hint(extra: str) -> str:
         return f"pip install 'xpnet[{extra}]'"
     where = "." if os.path.abspath(os.getcwd()) == root else root
     return f"pip install -e '{where}[{extra}]'"
+
+
+def is_real(value: Any) -> bool:
+    """A real number as a user passes it: a Python int/float or a NumPy scalar such as
+    ``np.float32(0.1)``; never a bool (NumPy's bool is not a ``numbers.Real`` either)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -15,11 +15,10 @@ the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from typing import Any, Callable
 
-from ._user import warn
+from ._user import is_real, warn
 from .backend import namespace, to_device
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
@@ -68,7 +67,7 @@ class _Monitor:
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, numbers.Real) or not min_delta >= 0:
+        if not is_real(min_delta) or not min_delta >= 0:
             raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
         self.best: float | None = None
@@ -266,7 +265,7 @@ class LearningRateSchedule(Callback):
 
     def on_epoch_begin(self, epoch: int) -> None:
         lr = self.schedule(epoch - 1)
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
+        if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"LearningRateSchedule: schedule({epoch - 1}) returned {lr!r}; expected a "
                              "finite number > 0")
         self.state.optimizer.lr = float(lr)

@@ -18,9 +18,9 @@ the optimizer updates). AdamW decays decoupled from the gradient instead.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
+from ._user import is_real
 from .backend import fast_path, into, namespace, same_device, to_device, update_rule, writes_out
 
 
@@ -150,20 +150,15 @@ class Optimizer:
         return self
 
 
-def _real(v: Any) -> bool:
-    """A real number: Python int/float or a NumPy scalar such as np.float32(0.1), never a bool."""
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and type(v).__name__ != "bool_"
-
-
 def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
-    if not _real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+    if not is_real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{type(opt).__name__}: {arg} must be a finite number {bound}, got {v!r}")
     return float(v)
 
 
 def _fraction(arg: str, v: Any, opt: Any) -> float:
-    if not _real(v) or not 0.0 <= v < 1.0:
+    if not is_real(v) or not 0.0 <= v < 1.0:
         raise ValueError(f"{type(opt).__name__}: {arg} must be in [0, 1), got {v!r}")
     return float(v)
 

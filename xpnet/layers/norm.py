@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 from .. import init as _init
-from .._user import warn
+from .._user import is_real, warn
 from .base import Layer, positive_int
 
 
@@ -40,9 +39,9 @@ class BatchNorm(Layer):
         book = convention == "book"
         momentum = (0.9 if book else 0.1) if momentum is None else momentum
         eps = (1e-6 if book else 1e-5) if eps is None else eps
-        if not _real(momentum) or not 0.0 <= momentum <= 1.0:
+        if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
-        if not _real(eps) or not eps > 0.0:
+        if not is_real(eps) or not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be a float > 0, got {eps!r}")
         if not book and momentum > 0.5:
             warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
@@ -130,7 +129,3 @@ def _channel_dot(xp: Any, a: Any, b: Any = None) -> Any:
     if b is None:
         return xp.sum(xp.sum(a, axis=2), axis=0)
     return xp.sum(xp.vecdot(a, b, axis=-1), axis=0)
-
-
-def _real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
