@@ -6,6 +6,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.layers import Conv2d, conv
+from xpnet.layers._im2col import col2im_portable, input_grad_stride1
 from xpnet.testing import assert_gradients_ok, assert_placed
 
 # (in_ch, out_ch, kernel_size, stride, padding, input H, W)
@@ -19,6 +20,10 @@ VARIANTS = [
     # 72 and 128 rows of col: one product over the batch instead of one per sample (Conv2d._per_sample)
     pytest.param(8, 3, 3, 1, 1, 5, 4, id="k3-p1-one-product"),
     pytest.param(8, 2, (4, 4), 2, (1, 0), 7, 6, id="k4-s2-p1x0-one-product"),
+    # stride 1 over the batch: dx through input_grad_stride1's flat layout
+    pytest.param(8, 2, (3, 5), 1, (1, 2), 4, 7, id="k3x5-p1x2-one-product"),
+    pytest.param(8, 3, 3, 1, 3, 4, 5, id="k3-p3-one-product"),
+    pytest.param(8, 2, 3, 1, 0, 6, 5, id="k3-p0-one-product"),
 ]
 
 
@@ -71,11 +76,12 @@ def test_gradients_match_central_differences(dev, rng, cin, cout, k, s, p, h, w)
     assert_gradients_ok(layer, x, max_entries=40)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 3 * 9 * 84 * 8])
+@pytest.mark.parametrize("chunk_bytes", [1, 3 * 9 * 24 * 8])
 def test_input_gradient_made_a_few_channels_at_a_time_is_the_same(monkeypatch, rng, chunk_bytes):
-    # backward builds dx a few input channels at a time to bound memory; any split gives the same dx.
-    x, dy = rng.standard_normal((2, 8, 6, 7)), rng.standard_normal((2, 3, 6, 7))
-    layer = _layer(rng, 8, 3, 3, 1, 1)
+    # With stride > 1, backward builds dx a few input channels at a time to bound memory; any split
+    # gives the same dx.
+    x, dy = rng.standard_normal((2, 8, 6, 7)), rng.standard_normal((2, 3, 3, 4))
+    layer = _layer(rng, 8, 3, 3, 2, 1)
     layer.forward(x)
     whole = layer.backward(dy)
     monkeypatch.setattr(conv, "_DCOL_CHUNK_BYTES", chunk_bytes)  # 1 channel at a time; 3, 3 and 2
@@ -83,6 +89,20 @@ def test_input_gradient_made_a_few_channels_at_a_time_is_the_same(monkeypatch, r
     parts = layer.backward(dy)
     np.testing.assert_allclose(parts, whole, rtol=1e-12, atol=1e-12)
     assert parts.flags.c_contiguous
+
+
+@pytest.mark.parametrize("k,p,h,w", [(3, 1, 5, 4), ((3, 5), (1, 2), 4, 7), (3, 3, 4, 5), (3, 0, 6, 5),
+                                     ((2, 4), (0, 3), 3, 3), (1, 0, 2, 3), (5, (4, 1), 5, 6)])
+def test_stride1_input_gradient_equals_dcol_and_col2im(rng, k, p, h, w):
+    # input_grad_stride1 (flat layout, one product per kernel offset) is the same linear map as
+    # col2im(W.T @ dy), for every padding, including padding the kernel cannot reach across.
+    (kh, kw), (ph, pw) = _pair(k), _pair(p)
+    n, c, f = 3, 4, 5
+    oh, ow = h + 2 * ph - kh + 1, w + 2 * pw - kw + 1
+    W, dy = rng.standard_normal((f, c, kh, kw)), rng.standard_normal((n, f, oh, ow))
+    dy2 = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).reshape(f, -1)
+    ref = col2im_portable(W.reshape(f, -1).T @ dy2, (n, c, h, w), (kh, kw), (1, 1), (ph, pw))
+    np.testing.assert_allclose(input_grad_stride1(dy, W, (n, c, h, w), (ph, pw)), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_without_bias_has_only_W(rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
-from ._im2col import as_pair, check_images, col2im, im2col, out_size, row_major
+from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int
 
 
@@ -81,6 +81,8 @@ class Conv2d(Layer):
         w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
         if self._per_sample():
             return col2im(w_t @ dy2, self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
+        if self.stride == (1, 1):
+            return row_major(xp, input_grad_stride1(dy, self.params["W"], self._shape, self.padding))
         # dcol is as large as col; made a few input channels at a time and each part summed back at
         # once, it never is whole, which keeps a step's peak memory down.
         kk = self.kernel_size[0] * self.kernel_size[1]
