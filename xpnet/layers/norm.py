@@ -15,7 +15,7 @@ class BatchNorm(Layer):
     ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
     the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
     buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
-    the model. Caches x_hat (as (N, C, H*W)), 1/sqrt(var + eps) and the input shape.
+    the model. Caches x - mean (as (N, C, H*W)), 1/sqrt(var + eps) and the input shape.
 
     ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is
     the weight of the new batch, ``running = (1 - momentum) * running + momentum * batch``, eps 1e-5,
@@ -53,7 +53,7 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
         start_var = _init.zeros if book else _init.ones
         self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
-        self._xhat = None
+        self._xc = None
         self._inv_std = None
         self._shape = None
         self._train = True
@@ -93,26 +93,29 @@ class BatchNorm(Layer):
             xc = x3 - _bcast(xp, self.buffers["running_mean"])
             var = self.buffers["running_var"]
         self._inv_std = 1.0 / xp.sqrt(var + self.eps)
-        xc *= _bcast(xp, self._inv_std)  # xc is this layer's own array: x_hat in place
-        self._xhat, self._shape, self._train = xc, tuple(x.shape), train
-        y = xc * _bcast(xp, self.params["gamma"])
+        # x_hat = xc * inv_std is never formed: y and the gradients take inv_std into their per-channel
+        # factors, one pass over the activations fewer each way.
+        self._xc, self._shape, self._train = xc, tuple(x.shape), train
+        y = xc * _bcast(xp, self.params["gamma"] * self._inv_std)
         y += _bcast(xp, self.params["beta"])
         return xp.reshape(y, x.shape)
 
     def backward(self, dy: Any) -> Any:
-        xhat = self._need(self._xhat)
+        xc = self._need(self._xc)
         xp = self._check_float(dy)
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"BatchNorm: expected dy of shape {self._shape}, got {tuple(dy.shape)}")
-        dy3 = xp.reshape(dy, xhat.shape)
+        dy3 = xp.reshape(dy, xc.shape)
+        inv_std = self._inv_std
         self.grads["beta"] = _channel_dot(xp, dy3)
-        self.grads["gamma"] = _channel_dot(xp, dy3, xhat)
-        scale = self.params["gamma"] * self._inv_std
+        self.grads["gamma"] = _channel_dot(xp, dy3, xc) * inv_std
+        scale = self.params["gamma"] * inv_std
         if not self._train:
             return xp.reshape(dy3 * _bcast(xp, scale), dy.shape)
-        # The batch mean and variance depend on every x: subtract their share of the gradient.
-        count = xhat.shape[0] * xhat.shape[2]
-        dx = xhat * _bcast(xp, -scale * self.grads["gamma"] / count)
+        # The batch mean and variance depend on every x: subtract their share of the gradient,
+        # dx = scale * (dy - dbeta/count - x_hat * dgamma/count).
+        count = xc.shape[0] * xc.shape[2]
+        dx = xc * _bcast(xp, -scale * inv_std * self.grads["gamma"] / count)
         dx += dy3 * _bcast(xp, scale)
         dx -= _bcast(xp, scale * self.grads["beta"] / count)
         return xp.reshape(dx, dy.shape)
