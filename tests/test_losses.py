@@ -33,6 +33,39 @@ def test_softmax_cross_entropy(case, rng, labels):
     np.testing.assert_allclose(xn.to_numpy(dy), ref_dy, **tolerance(dtype))
 
 
+@pytest.mark.parametrize("labels", ["int", "probabilities"])
+def test_label_smoothing_equals_pytorch(rng, labels):
+    torch = pytest.importorskip("torch")
+    y = rng.standard_normal((6, 4)) * 3
+    t = rng.integers(0, 4, 6)
+    target = t if labels == "int" else rng.dirichlet(np.ones(4), 6)
+    loss = SoftmaxCrossEntropy(label_smoothing=0.2)
+    value = float(loss.forward(y, target))
+    dy = loss.backward()
+    ty = torch.tensor(y, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(ty, torch.tensor(target), label_smoothing=0.2)
+    ref.backward()
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(dy, ty.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert value > SoftmaxCrossEntropy().forward(y, target) or labels == "probabilities"
+
+
+def test_label_smoothing_gradients_match_central_differences(case, rng):
+    dev, dtype = case
+    if dtype != "float64":
+        pytest.skip("a central-difference check needs float64")
+    model = xn.Sequential(xn.layers.Linear(5, 4, dtype="float64")).to(dev)
+    x, t = xn.to_device(rng.standard_normal((6, 5)), dev), xn.to_device(rng.integers(0, 4, 6), dev)
+    report = xn.gradcheck(model, x, t, loss=SoftmaxCrossEntropy(label_smoothing=0.1))
+    assert report.ok, report
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True, "0.1"])
+def test_label_smoothing_out_of_range_is_refused(bad):
+    with pytest.raises(ValueError, match="label_smoothing must be a float in \\[0, 1\\]"):
+        SoftmaxCrossEntropy(label_smoothing=bad)
+
+
 def test_cross_entropy_no_nan_for_huge_logits(case):
     dev, dtype = case
     y = np.array([[1e4, 0.0, -1e4], [0.0, 1e4, 1e4]])

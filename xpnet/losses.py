@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._user import is_real
 from .backend import device_of, isdtype, namespace, same_device
 
 
@@ -42,9 +43,15 @@ class SoftmaxCrossEntropy(Loss):
     y: (N, C) logits. t: (N,) integer class indices in [0, C), or (N, C) one-hot/probability rows.
     Caches the softmax probabilities and the targets (as a one-hot mask for integer labels).
     ``check=False`` skips the label-range check, which reads a value back from the device.
+
+    ``label_smoothing`` (PyTorch's name and meaning, default 0.0) mixes every target row with the
+    uniform distribution: ``(1 - label_smoothing) * target + label_smoothing / C``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not is_real(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
         self._p = None
         self._t = None
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
@@ -75,9 +82,14 @@ class SoftmaxCrossEntropy(Loss):
             target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
         else:
             raise ValueError(f"{self.name}: labels must be (N,) indices or (N, {c}) one-hot, got {tuple(t.shape)}")
+        if self.label_smoothing:
+            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / c
         self._p = e / total
         self._t = target
         return -xp.sum(target * logp) / n
+
+    def __repr__(self) -> str:
+        return f"{self.name}(label_smoothing={self.label_smoothing})" if self.label_smoothing else f"{self.name}()"
 
     def _arange(self, xp: Any, c: int, y: Any) -> Any:
         """arange(C) as a (1, C) row on ``y``'s device, made once per namespace, device and C."""
