@@ -1,10 +1,10 @@
-"""A small modern CNN for Fashion-MNIST (target 93 % in 10 epochs; 92.77 % seen): two 3x3 conv-BatchNorm-
-ReLU-MaxPool blocks, a Linear(256)-ReLU-Dropout head, AdamW with a cosine learning-rate schedule, and
-training batches flipped left-right at random on the device (random shifts of --max-shift pixels too cost
-accuracy in 10 epochs: 91.47 % with 1, 90.38 % with 2, hidden 128).
+"""A small modern CNN for Fashion-MNIST (target 93 % in 10 epochs; 93.12 % seen): three 3x3 conv-BatchNorm-
+ReLU-MaxPool blocks of 32, 64 and 128 channels, a Linear(256)-ReLU-Dropout head, AdamW with a cosine
+learning-rate schedule, and training batches flipped left-right at random on the device (random shifts of
+--max-shift pixels cost accuracy in 10 epochs: 91.47 % with 1, 90.38 % with 2, two blocks, hidden 128).
 
-    python examples/fashion_mnist_cnn.py [--epochs 10] [--channels 32 64] [--max-shift 0] [--no-flip]
-                                         [--device auto] [--limit N]
+    python examples/fashion_mnist_cnn.py [--epochs 10] [--channels 32 64 128] [--max-shift 0] [--no-flip]
+                                         [--label-smoothing 0.0] [--device auto] [--limit N]
 """
 
 import argparse
@@ -14,7 +14,7 @@ import xpnet as xn
 from xpnet.layers import BatchNorm, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU
 
 
-def modern_cnn(channels=(32, 64), hidden=128, dropout=0.3, conv_dropout=0.0, classes=10):
+def modern_cnn(channels=(32, 64, 128), hidden=256, dropout=0.3, conv_dropout=0.0, classes=10):
     """Conv(3x3, padding 1)-BatchNorm-ReLU-MaxPool(2)(-Dropout) per entry of ``channels``, for 1x28x28
     images, then Linear-ReLU-Dropout-Linear."""
     layers, c_in, side = [], 1, 28
@@ -36,11 +36,12 @@ class PrintEpoch(xn.callbacks.Callback):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--channels", type=int, nargs="+", default=[32, 64])
+    ap.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--hidden", type=int, default=256, help="width of the Linear layer of the head")
     ap.add_argument("--dropout", type=float, default=0.3, help="Dropout in the head")
     ap.add_argument("--conv-dropout", type=float, default=0.0, help="Dropout after each conv block")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--max-shift", type=int, default=0, help="random shift of training images, pixels")
     ap.add_argument("--no-flip", action="store_true", help="no random left-right flips of training images")
@@ -58,7 +59,7 @@ def main(argv=None):
     print(f"training batches augmented by {augment}")
     schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, min_lr=args.lr / 100))
     start, cpu_start = time.perf_counter(), time.process_time()
-    xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(),
+    xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(label_smoothing=args.label_smoothing),
                        optimizer=xn.optim.AdamW(args.lr, weight_decay=1e-4), epochs=args.epochs,
                        batch_size=args.batch_size, device=args.device, validation=(x_test, t_test),
                        callbacks=[schedule, PrintEpoch()], progress=False,
