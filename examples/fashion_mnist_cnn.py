@@ -1,7 +1,7 @@
-"""A small modern CNN for Fashion-MNIST (target 93 % in 10 epochs; 93.17 % seen with the defaults): three 3x3 conv-BatchNorm-
-ReLU-MaxPool blocks of 32, 64 and 128 channels, a Linear(256)-ReLU-Dropout head, AdamW with a cosine
-learning-rate schedule, and training batches flipped left-right at random on the device (random shifts of
---max-shift pixels cost accuracy in 10 epochs: 91.47 % with 1, 90.38 % with 2, two blocks, hidden 128).
+"""A small modern CNN for Fashion-MNIST (target 93 % in 10 epochs; 93.17 % seen with the defaults): three 3x3
+conv-BatchNorm-ReLU-MaxPool blocks of 32, 64 and 128 channels, a Linear(256)-ReLU-Dropout head, AdamW with a
+cosine learning-rate schedule, and training batches flipped left-right at random on the device (random shifts
+of --max-shift pixels cost accuracy in 10 epochs: 91.47 % with 1, 90.38 % with 2, two blocks, hidden 128).
 
     python examples/fashion_mnist_cnn.py [--epochs 10] [--channels 32 64 128] [--max-shift 0] [--no-flip]
                                          [--label-smoothing 0.0] [--device auto] [--limit N]
