@@ -54,9 +54,13 @@ def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
 
 
 SLOW_SAVE = """
-import os, sys, time
+import os, signal, sys, time
 import numpy as np
 import xpnet as xn
+
+# Ctrl-C raises KeyboardInterrupt, as in any Python started from a terminal, even where the test runner was
+# started in the background (there SIGINT is ignored, and children inherit that).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 real = np.savez
 def slow(f, **arrays):
