@@ -105,6 +105,21 @@ def test_stride1_input_gradient_equals_dcol_and_col2im(rng, k, p, h, w):
     np.testing.assert_allclose(input_grad_stride1(dy, W, (n, c, h, w), (ph, pw)), ref, rtol=1e-12, atol=1e-12)
 
 
+def test_stride1_backward_frees_col_and_a_second_backward_says_so(rng):
+    # col (C*kh*kw, N*oh*ow) is dropped once dW is made, before dcol (as large) exists: a step's peak
+    # memory stays down. The Layer contract is one backward per forward; a second one is refused clearly.
+    layer = _layer(rng, 8, 3, 3, 1, 1)
+    x = rng.standard_normal((2, 8, 5, 4))
+    dy = rng.standard_normal((2, 3, 5, 4))
+    layer.forward(x)
+    dx = layer.backward(dy)
+    assert layer._col is None
+    with pytest.raises(RuntimeError, match="Conv2d: backward called before forward \\(one backward per forward\\)"):
+        layer.backward(dy)
+    layer.forward(x)
+    np.testing.assert_allclose(layer.backward(dy), dx, rtol=1e-12)
+
+
 def test_without_bias_has_only_W(rng):
     layer = Conv2d(2, 3, 3, bias=False, dtype="float64")
     assert set(layer.params) == {"W"}

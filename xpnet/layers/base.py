@@ -116,7 +116,7 @@ class Layer:
 
     def _need(self, cached: Any) -> Any:
         if cached is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
+            raise RuntimeError(f"{self.name}: backward called before forward (one backward per forward)")
         return cached
 
 

@@ -82,6 +82,9 @@ class Conv2d(Layer):
         if self._per_sample():
             return col2im(w_t @ dy2, self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
         if self.stride == (1, 1):
+            # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
+            # peak memory where it was (one backward per forward, as Layer says).
+            self._col = None
             return row_major(xp, input_grad_stride1(dy, self.params["W"], self._shape, self.padding))
         # dcol is as large as col; made a few input channels at a time and each part summed back at
         # once, it never is whole, which keeps a step's peak memory down.
