@@ -230,3 +230,17 @@ def test_nesterov_takes_the_books_steps(rng):
         p += 0.9 * 0.9 * v - (1 + 0.9) * 0.01 * g
         v = 0.9 * v - 0.01 * g
     np.testing.assert_allclose(_run(optim.Nesterov(0.01, momentum=0.9), p0, grads), p, rtol=1e-12, atol=1e-15)
+
+
+def test_an_optimizer_stays_bound_after_its_model_is_freed(monkeypatch):
+    # A model made right after the bound one was freed can get the freed one's id() (CPython reuses the
+    # memory; seen in CI). It is still another model: the moments the optimizer holds are not its own.
+    # id() is made to return one number for every object, which is what reuse looks like to an id check.
+    monkeypatch.setattr(optim, "id", lambda obj: 1, raising=False)
+    opt = xn.optim.Adam(1e-3)
+    first = xn.Sequential(xn.layers.Linear(3, 2), xn.layers.ReLU())
+    opt.bind(first)
+    opt.bind(first)  # the same model again is fine
+    del first
+    with pytest.raises(ValueError, match="bound to another model"):
+        opt.bind(xn.Sequential(xn.layers.Linear(3, 2), xn.layers.ReLU()))

@@ -18,6 +18,7 @@ the optimizer updates). AdamW decays decoupled from the gradient instead.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 from ._user import is_real
@@ -36,7 +37,7 @@ class Optimizer:
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
-        self._model_id: int | None = None
+        self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
 
     @property
@@ -55,10 +56,17 @@ class Optimizer:
         return f"{self.name}({', '.join(f'{k}={settings[k]!r}' for k in order)})"
 
     def bind(self, model: Any) -> None:
-        """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises."""
-        if self._model_id is not None and self._model_id != id(model):
-            raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
-        self._model_id = id(model)
+        """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises, also
+        one made after the bound one was freed (a new object can reuse a freed one's ``id``)."""
+        if self._model is not None:
+            bound = self._model() if isinstance(self._model, weakref.ref) else self._model
+            if bound is not model:
+                raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
+            return
+        try:
+            self._model = weakref.ref(model)
+        except TypeError:  # a model class with __slots__ and no __weakref__
+            self._model = model
 
     def step(self, model: Any) -> None:
         self.bind(model)
