@@ -64,3 +64,9 @@ def test_compare_backends_prints_a_row_per_device():
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "s/epoch" not in line]
     assert rows == ["cpu", "torch:cpu"] and "threads: BLAS" in out
+
+
+@pytest.mark.slow
+def test_conv_backward_checks_both_paths_equal_and_prints_the_ratio():
+    out = run("conv_backward.py", "--batch", "4", "--size", "6", "--steps", "1", "--repeats", "1")
+    assert "xpnet/previous" in out and "threads: BLAS" in out
