@@ -4,8 +4,8 @@ and PyTorch's conv backward, interleaved in one process.
     python benchmarks/conv_backward.py [--batch 100] [--channels 32 64] [--size 14] [--repeats 10]
 
 The default shape is the second conv of ``compare.py``'s cnn-modern (32 -> 64 channels, 3x3, padding 1,
-14x14 images). The previous path is rebuilt here from the library's own ``col2im`` and ``_param_grads``,
-so both compute the same dW, db and dx (checked before timing).
+14x14 images). The previous path is the layer's own path for other strides (``_input_grad_in_parts``), so
+both compute the same dW, db and dx (checked before timing).
 """
 
 from __future__ import annotations
@@ -20,21 +20,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _threads import thread_line  # noqa: E402
 
-from xpnet.layers import Conv2d, conv  # noqa: E402
-from xpnet.layers._im2col import col2im, row_major  # noqa: E402
+from xpnet.layers import Conv2d  # noqa: E402
 
 
 def previous_backward(layer: Conv2d, dy: np.ndarray) -> np.ndarray:
-    """The stride-1 backward before the flat layout: dcol = W.T @ dy in 4 MiB parts of input channels,
-    each summed back by col2im over rows ``ow`` long, then concatenated."""
+    """The stride-1 backward before the flat layout: the layer's own path for other strides, dcol =
+    W.T @ dy in 4 MiB parts of input channels, each summed back by col2im over rows ``ow`` long."""
     xp, dy2 = layer._param_grads(dy)
-    n, c, h, w = layer._shape
-    w_t = xp.matrix_transpose(xp.reshape(layer.params["W"], (layer.out_ch, -1)))
-    kk = layer.kernel_size[0] * layer.kernel_size[1]
-    per = max(1, conv._DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * dy2.itemsize))
-    parts = [col2im(w_t[c0 * kk:min(c0 + per, c) * kk, :] @ dy2, (n, min(per, c - c0), h, w),
-                    layer.kernel_size, layer.stride, layer.padding) for c0 in range(0, c, per)]
-    return row_major(xp, parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
+    return layer._input_grad_in_parts(xp, dy2)
 
 
 def main() -> None:
@@ -85,7 +78,8 @@ def main() -> None:
     for name in ("xpnet", "previous"):
         print(f"  {name:9s} {ms[name]:7.2f} ms  (backward alone about {back[name]:.2f} ms)")
     if torch is not None:
-        print(f"  PyTorch   {ms['PyTorch']:7.2f} ms  (backward alone about {ms['PyTorch'] - ms['PyTorch forward only']:.2f} ms)")
+        torch_back = ms["PyTorch"] - ms["PyTorch forward only"]
+        print(f"  PyTorch   {ms['PyTorch']:7.2f} ms  (backward alone about {torch_back:.2f} ms)")
         print(f"xpnet/previous {ms['xpnet'] / ms['previous']:.2f}; xpnet/PyTorch {ms['xpnet'] / ms['PyTorch']:.2f}")
     else:
         print(f"xpnet/previous {ms['xpnet'] / ms['previous']:.2f}")

@@ -77,17 +77,22 @@ class Conv2d(Layer):
 
     def backward(self, dy: Any) -> Any:
         xp, dy2 = self._param_grads(dy)
-        n, c, h, w = self._shape
-        w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
         if self._per_sample():
+            w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
             return col2im(w_t @ dy2, self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
             return row_major(xp, input_grad_stride1(dy, self.params["W"], self._shape, self.padding))
-        # dcol is as large as col; made a few input channels at a time and each part summed back at
-        # once, it never is whole, which keeps a step's peak memory down.
+        return self._input_grad_in_parts(xp, dy2)
+
+    def _input_grad_in_parts(self, xp: Any, dy2: Any) -> Any:
+        """dx (N, C, H, W) from dy2 (out_ch, N*oh*ow), any stride: dcol = W.T @ dy is as large as col;
+        made a few input channels at a time and each part summed back by col2im at once, it never is
+        whole, which keeps a step's peak memory down."""
+        n, c, h, w = self._shape
+        w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
         kk = self.kernel_size[0] * self.kernel_size[1]
         per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
         parts = [col2im(w_t[c0 * kk:min(c0 + per, c) * kk, :] @ dy2, (n, min(per, c - c0), h, w),
