@@ -7,6 +7,8 @@ threadpoolctl's ``threadpool_limits(1, user_api="blas")`` inside a script.
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import os
 
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -23,10 +25,23 @@ def thread_line(torch: object | None = None) -> str:
         pools = [f"{p['internal_api']} {p.get('version') or ''} {_threads(p['num_threads'])}".replace("  ", " ")
                  for p in threadpool_info() if p["user_api"] == "blas"]
         blas = "BLAS: " + ("; ".join(pools) or "none loaded")
-    line = f"threads: {blas}; {os.cpu_count()} cores"
+    line = f"threads: {blas}; {os.cpu_count()} cores; {numba_line()}"
     if torch is not None:
         line += f"; torch {torch.__version__} {_threads(torch.get_num_threads())}"
     return line
+
+
+def numba_line() -> str:
+    """Whether xpnet's Numba kernels (BatchNorm, ReLU, MaxPool2d on NumPy, one thread) are in use."""
+    import numpy as np  # noqa: PLC0415
+
+    from xpnet import backend  # noqa: PLC0415
+
+    if importlib.util.find_spec("numba") is None:
+        return "Numba kernels: off (numba not installed)"
+    if backend.fast_path("relu_forward", np) is None:
+        return "Numba kernels: off (XPNET_DISABLE_NUMBA or set_numba(False))"
+    return f"Numba kernels: on (numba {importlib.metadata.version('numba')}, 1 thread)"
 
 
 def _threads(n: int) -> str:

@@ -6,6 +6,8 @@ CNN (two 3x3 conv-BatchNorm-ReLU-pool blocks, Dropout; no hand-written NumPy ver
 data of Fashion-MNIST's shape in this one process (best of --repeats, implementations interleaved)
 and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
 ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
+Where Numba is installed, xpnet runs with its Numba kernels, and a column times the same net with
+them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU and MaxPool2d as portable NumPy code).
 
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
@@ -193,6 +195,17 @@ def xpnet_impl(model, optimizer):
     return step
 
 
+def without_numba(step):
+    """``step`` with xpnet's Numba kernels switched off while it runs."""
+    def run(x, t):
+        previous = xn.backend.set_numba(False)
+        try:
+            step(x, t)
+        finally:
+            xn.backend.set_numba(previous)
+    return run
+
+
 def rows(args):
     """``(workload, title, make, batch, optimizer, x, t)`` for every row of the table, the data drawn once."""
     rng = np.random.default_rng(0)
@@ -304,10 +317,11 @@ def main() -> None:
             raise SystemExit("--device cuda compares against PyTorch on CUDA, which is not available here")
         cuda_table(args, dev, torch)
         return
-    print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | NumPy s/epoch (x fastest) | "
-          "PyTorch s/epoch (x fastest) | xpnet/NumPy | "
+    numba = dev.is_numpy and xn.backend.fast_path("relu_forward", np) is not None
+    print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | xpnet without Numba s/epoch (x fastest) | "
+          "NumPy s/epoch (x fastest) | PyTorch s/epoch (x fastest) | xpnet/NumPy | "
           f"xpnet/PyTorch | xpnet peak {'device (CuPy pool)' if dev.is_cupy else 'host'} MiB/step |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, title, make, batch, optimizer, x, t in rows(args):
         model = make()
         impls, sync = {}, {}
@@ -321,6 +335,9 @@ def main() -> None:
         model.to(dev)
         impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
         sync["xpnet"] = dev.synchronize
+        if numba:  # the same net with BatchNorm, ReLU and MaxPool2d as portable NumPy code, interleaved
+            impls["xpnet-no-numba"] = (without_numba(xpnet_impl(make(), optimizer)), x, t)
+            sync["xpnet-no-numba"] = dev.synchronize
         best = best_times(impls, args.steps, args.repeats, sync)
         peak = peak_memory(*impls["xpnet"], dev)
         per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
@@ -332,7 +349,8 @@ def main() -> None:
         def ratio(name):
             return f"{per_epoch['xpnet'] / per_epoch[name]:.2f}" if name in per_epoch else "-"
 
-        print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('numpy')} | {cell('torch')} | "
+        print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('xpnet-no-numba')} | {cell('numpy')} | "
+              f"{cell('torch')} | "
               f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
               flush=True)
 

@@ -12,6 +12,7 @@ import xpnet as xn
 from xpnet.backend import device_of, namespace, set_rng_state, uniform
 from xpnet.layers import Dropout, Flatten, Layer, Linear, ReLU, Sigmoid, Tanh
 from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
+from xpnet.layers.pool import scatter_windows
 
 
 # -- planted bugs, as in the seeds ------------------------------------------------------------
@@ -426,8 +427,8 @@ class FirstOffsetMaxPool(xn.layers.MaxPool2d):
     """Bug: routes each window's gradient to its top-left pixel, wherever the maximum is."""
 
     def backward(self, dy):
-        xp = namespace(dy)
-        return self._scatter(xp, dy, lambda k: dy * (1.0 if k == 0 else 0.0))
+        return scatter_windows(namespace(dy), dy, lambda k: dy * (1.0 if k == 0 else 0.0), self._shape,
+                               self.kernel_size, self.stride, self.padding)
 
 
 class NoUpstreamReLU(ReLU):

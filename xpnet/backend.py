@@ -47,6 +47,7 @@ __all__ = [
     "same_device",
     "fast_path",
     "register_fast_path",
+    "set_numba",
     "writes_out",
     "into",
     "update_rule",
@@ -600,11 +601,13 @@ def _dtype_name(a: Any) -> str:
 
 _FAST_PATHS: dict[tuple[str, str], Callable[..., Any]] = {}
 _fast_paths_enabled = os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == ""
+_numba_enabled = os.environ.get("XPNET_DISABLE_NUMBA", "") == ""
 
 
 def register_fast_path(op: str, backend: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as the fast implementation of ``op`` for ``backend``
-    (``"numpy"``, ``"cupy"`` or ``"torch"``). It must be tested equal to the portable path."""
+    (``"numpy"``, ``"cupy"`` or ``"torch"``; ``"numba"``: for NumPy arrays, preferred over ``"numpy"``
+    while :func:`set_numba` leaves it on). It must be tested equal to the portable path."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         _FAST_PATHS[(op, backend)] = fn
@@ -618,7 +621,7 @@ def fast_path(op: str, xp: Any) -> Callable[..., Any] | None:
     if not _fast_paths_enabled:
         return None
     if array_api_compat.is_numpy_namespace(xp):
-        return _FAST_PATHS.get((op, "numpy"))
+        return (_numba_enabled and _FAST_PATHS.get((op, "numba"))) or _FAST_PATHS.get((op, "numpy"))
     if array_api_compat.is_cupy_namespace(xp):
         return _FAST_PATHS.get((op, "cupy"))
     if array_api_compat.is_torch_namespace(xp):
@@ -637,6 +640,15 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(*args)`` written into ``out``, or a new array when ``out`` is None (a namespace without
     ``out=``, see :func:`writes_out`). Always use the result: ``w = into(w, xp.sqrt, v)``."""
     return fn(*args) if out is None else fn(*args, out=out)
+
+
+def set_numba(enabled: bool) -> bool:
+    """Turn the Numba kernels for NumPy arrays on or off (``XPNET_DISABLE_NUMBA=1``: off from the
+    start), leaving the other fast paths as they are; returns the previous setting. They exist only
+    where Numba is installed (``pip install 'xpnet[numba]'``)."""
+    global _numba_enabled
+    previous, _numba_enabled = _numba_enabled, bool(enabled)
+    return previous
 
 
 def set_fast_paths(enabled: bool) -> bool:

@@ -1,21 +1,28 @@
 """NumPy, CuPy and PyTorch fast paths: im2col without the portable loop over kernel offsets
-(PyTorch: ``unfold``, and ``fold`` for col2im), and the optimizers' updates as one fused CuPy
-kernel per parameter instead of one kernel per operation.
+(PyTorch: ``unfold``, and ``fold`` for col2im), the optimizers' updates as one fused CuPy
+kernel per parameter instead of one kernel per operation, and, where Numba is installed,
+BatchNorm, ReLU and MaxPool2d on NumPy arrays as compiled kernels (``xpnet._numba_kernels``).
 
 Registered with :func:`xpnet.backend.register_fast_path` and picked by ``fast_path(op, xp)``;
 ``xpnet.backend.set_fast_paths(False)`` (or ``XPNET_DISABLE_FAST_PATHS=1``) falls back to the
-portable code in ``xpnet.layers._im2col``, which tests compare these against. CuPy and PyTorch are
+portable code in ``xpnet.layers._im2col``, which tests compare these against. CuPy, PyTorch and Numba are
 imported only when their arrays arrive, so importing this module never needs them.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from typing import Any, Callable
 
 import numpy as np
 
+from . import backend as _backend
+from ._user import warn
 from .backend import register_fast_path
 from .layers._im2col import Pair, out_size, pad2d
+from .layers.activations import relu_backward, relu_forward
+from .layers.norm import batchnorm_backward, batchnorm_forward
+from .layers.pool import maxpool2d_backward, maxpool2d_forward
 
 
 def _im2col_strided(as_strided: Any, ascontiguousarray: Any, x: Any, kernel: Pair, stride: Pair,
@@ -112,3 +119,63 @@ def momentum_update_cupy(p: Any, g: Any, v: Any, lr: float, momentum: float) -> 
 def adam_update_cupy(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: float, eps: float) -> None:
     """m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= step * m / (sqrt(v) + eps)."""
     _cupy_kernel("adam")(g, 1.0 - b1, b2, 1.0 - b2, step, eps, p, m, v)
+
+
+# -- NumPy through Numba: BatchNorm, ReLU and MaxPool2d as compiled kernels ----------------------------
+# Registered only where Numba is installed; Numba is imported on a kernel's first use and each kernel
+# compiled then (cached on disk). A call falls back to the portable function for the dtypes and
+# layouts the kernels are not built for.
+
+
+def _kernel_ready(*arrays: Any) -> bool:
+    """float32/float64 C-contiguous NumPy arrays (other dtypes and layouts take the portable path)."""
+    return all(isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+               for a in arrays)
+
+
+def _numba_op(name: str, portable: Callable[..., Any], ready: Callable[..., bool]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not ready(*args):
+            return portable(*args, **kwargs)
+        try:
+            from . import _numba_kernels  # noqa: PLC0415 - imports Numba: only when a kernel is first used
+        except Exception as exc:  # noqa: BLE001 - any failure to import Numba means: run without it
+            _backend.set_numba(False)
+            warn(f"Numba is installed but failed to import ({type(exc).__name__}: {exc}); BatchNorm, ReLU "
+                 "and MaxPool2d run as portable NumPy code (slower). Set XPNET_DISABLE_NUMBA=1 to silence this.")
+            return portable(*args, **kwargs)
+        return getattr(_numba_kernels, name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = f"numba_{name}"
+    return call
+
+
+def _bn_ready(x3: Any, *rest: Any) -> bool:
+    # (N, D) inputs (L = 1) stay with NumPy, whose sums over axis 0 are already vectorised.
+    return x3.shape[2] >= 8 and _kernel_ready(x3)
+
+
+def _bn_backward_ready(dy3: Any, centred: tuple[Any, Any], *rest: Any) -> bool:
+    return dy3.shape[2] >= 8 and _kernel_ready(dy3, centred[0]) and dy3.dtype == centred[0].dtype
+
+
+def _first_ready(x: Any, *rest: Any) -> bool:
+    return _kernel_ready(x)
+
+
+def _relu_backward_ready(dy: Any, mask: Any) -> bool:
+    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.flags.c_contiguous
+
+
+def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
+    return _kernel_ready(dy) and isinstance(first, np.ndarray) and first.flags.c_contiguous
+
+
+if importlib.util.find_spec("numba") is not None:
+    for _op, _portable, _ready in (("batchnorm_forward", batchnorm_forward, _bn_ready),
+                                   ("batchnorm_backward", batchnorm_backward, _bn_backward_ready),
+                                   ("relu_forward", relu_forward, _first_ready),
+                                   ("relu_backward", relu_backward, _relu_backward_ready),
+                                   ("maxpool2d_forward", maxpool2d_forward, _first_ready),
+                                   ("maxpool2d_backward", maxpool2d_backward, _pool_backward_ready)):
+        register_fast_path(_op, "numba")(_numba_op(_op, _portable, _ready))

@@ -6,6 +6,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import is_real, warn
+from ..backend import fast_path, namespace
 from .base import Layer, positive_int
 
 
@@ -15,7 +16,8 @@ class BatchNorm(Layer):
     ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
     the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
     buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
-    the model. Caches x - mean (as (N, C, H*W)), 1/sqrt(var + eps) and the input shape.
+    the model. Caches x - mean (as (N, C, H*W); with Numba, x and the mean), 1/sqrt(var + eps) and
+    the input shape.
 
     ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is
     the weight of the new batch, ``running = (1 - momentum) * running + momentum * batch``, eps 1e-5,
@@ -53,7 +55,7 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
         start_var = _init.zeros if book else _init.ones
         self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
-        self._xc = None
+        self._centred = None
         self._inv_std = None
         self._shape = None
         self._train = True
@@ -78,47 +80,74 @@ class BatchNorm(Layer):
         # broadcasts against (1, C, 1, 1) are several times slower.
         x3 = xp.reshape(x, (x.shape[0], self.num_features, -1))
         count = x3.shape[0] * x3.shape[2]
+        if train and count < 2:
+            raise ValueError(f"BatchNorm: training needs more than one value per feature, got input shape "
+                             f"{tuple(x.shape)}; use a larger batch or train=False")
+        stats = None if train else (self.buffers["running_mean"], self.buffers["running_var"])
+        forward = fast_path("batchnorm_forward", xp) or batchnorm_forward
+        y, mean, var, self._inv_std, self._centred = forward(x3, self.params["gamma"], self.params["beta"],
+                                                             self.eps, stats)
         if train:
-            if count < 2:
-                raise ValueError(f"BatchNorm: training needs more than one value per feature, got input shape "
-                                 f"{tuple(x.shape)}; use a larger batch or train=False")
-            mean = _channel_dot(xp, x3) / count
-            xc = x3 - _bcast(xp, mean)
-            var = _channel_dot(xp, xc, xc) / count
             m = self.momentum
             old, new = (m, 1.0 - m) if self.convention == "book" else (1.0 - m, m)
             self.buffers["running_mean"] = old * self.buffers["running_mean"] + new * mean
             self.buffers["running_var"] = old * self.buffers["running_var"] + new * var
-        else:
-            xc = x3 - _bcast(xp, self.buffers["running_mean"])
-            var = self.buffers["running_var"]
-        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
-        # x_hat = xc * inv_std is never formed: y and the gradients take inv_std into their per-channel
-        # factors, one pass over the activations fewer each way.
-        self._xc, self._shape, self._train = xc, tuple(x.shape), train
-        y = xc * _bcast(xp, self.params["gamma"] * self._inv_std)
-        y += _bcast(xp, self.params["beta"])
+        self._shape, self._train = tuple(x.shape), train
         return xp.reshape(y, x.shape)
 
     def backward(self, dy: Any) -> Any:
-        xc = self._need(self._xc)
+        centred = self._need(self._centred)
         xp = self._check_float(dy)
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"BatchNorm: expected dy of shape {self._shape}, got {tuple(dy.shape)}")
-        dy3 = xp.reshape(dy, xc.shape)
-        inv_std = self._inv_std
-        self.grads["beta"] = _channel_dot(xp, dy3)
-        self.grads["gamma"] = _channel_dot(xp, dy3, xc) * inv_std
-        scale = self.params["gamma"] * inv_std
-        if not self._train:
-            return xp.reshape(dy3 * _bcast(xp, scale), dy.shape)
-        # The batch mean and variance depend on every x: subtract their share of the gradient,
-        # dx = scale * (dy - dbeta/count - x_hat * dgamma/count).
-        count = xc.shape[0] * xc.shape[2]
-        dx = xc * _bcast(xp, -scale * inv_std * self.grads["gamma"] / count)
-        dx += dy3 * _bcast(xp, scale)
-        dx -= _bcast(xp, scale * self.grads["beta"] / count)
+        backward = fast_path("batchnorm_backward", xp) or batchnorm_backward
+        dx, self.grads["gamma"], self.grads["beta"] = backward(xp.reshape(dy, centred[0].shape), centred,
+                                                               self.params["gamma"], self._inv_std, self._train)
         return xp.reshape(dx, dy.shape)
+
+
+def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
+    """The normalisation of x3 (N, C, L) per channel (axis 1), portable.
+
+    ``stats``: (mean, var) to normalise with (evaluation), or None for the batch's own (training).
+    Returns y3 (N, C, L), mean and (biased) var (C,), inv_std = 1/sqrt(var + eps) (C,), and what
+    backward needs, ``(x, shift)`` with x - shift the centred input (shift None: x is centred
+    already; here x - mean itself, kept instead of x_hat: y and the gradients take inv_std into
+    their per-channel factors, one pass over the activations fewer each way).
+    """
+    xp = namespace(x3)
+    count = x3.shape[0] * x3.shape[2]
+    if stats is None:
+        mean = _channel_dot(xp, x3) / count
+        xc = x3 - _bcast(xp, mean)
+        var = _channel_dot(xp, xc, xc) / count
+    else:
+        mean, var = stats
+        xc = x3 - _bcast(xp, mean)
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    y = xc * _bcast(xp, gamma * inv_std)
+    y += _bcast(xp, beta)
+    return y, mean, var, inv_std, (xc, None)
+
+
+def batchnorm_backward(dy3: Any, centred: tuple[Any, Any], gamma: Any, inv_std: Any,
+                       train: bool) -> tuple[Any, Any, Any]:
+    """dx3 (N, C, L), dgamma and dbeta (C,) from dy3 and what :func:`batchnorm_forward` kept, portable.
+    With ``train`` the batch statistics depend on every x, and dx takes their share of the gradient:
+    dx = scale * (dy - dbeta/count - x_hat * dgamma/count), scale = gamma * inv_std."""
+    xp = namespace(dy3)
+    x, shift = centred
+    xc = x if shift is None else x - _bcast(xp, shift)
+    dbeta = _channel_dot(xp, dy3)
+    dgamma = _channel_dot(xp, dy3, xc) * inv_std
+    scale = gamma * inv_std
+    if not train:
+        return dy3 * _bcast(xp, scale), dgamma, dbeta
+    count = xc.shape[0] * xc.shape[2]
+    dx = xc * _bcast(xp, -scale * inv_std * dgamma / count)
+    dx += dy3 * _bcast(xp, scale)
+    dx -= _bcast(xp, scale * dbeta / count)
+    return dx, dgamma, dbeta
 
 
 def _bcast(xp: Any, v: Any) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import add_at, set_at
-from ._im2col import as_pair, check_images, out_size, pad2d, window_slices
+from ..backend import add_at, fast_path, namespace, set_at
+from ._im2col import Pair, as_pair, check_images, out_size, pad2d, window_slices
 from .base import Layer
 
 
@@ -29,41 +29,45 @@ class _Pool2d(Layer):
     def config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def _windows(self, x: Any, pad_value: float) -> tuple[Any, Any, list[tuple[slice, slice]]]:
-        """The namespace, the padded input and the slices of each kernel offset (checks x first)."""
+    def _start(self, x: Any) -> tuple[Any, Pair]:
+        """The namespace of x and the output's (oh, ow), after checking x; remembers x's shape."""
         xp = self._check_float(x)
         hp, wp = check_images(self.name, x, self.kernel_size, self.padding)
         self._shape = tuple(x.shape)
-        return xp, pad2d(x, self.padding, pad_value), self._slices(hp, wp)
-
-    def _slices(self, hp: int, wp: int) -> list[tuple[slice, slice]]:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        out_hw = (out_size(hp, kh, sh, 0), out_size(wp, kw, sw, 0))
-        return list(window_slices(self.kernel_size, self.stride, out_hw))
+        return xp, (out_size(hp, kh, sh, 0), out_size(wp, kw, sw, 0))
 
-    def _scatter(self, xp: Any, dy: Any, parts: Any) -> Any:
-        """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow))."""
+    def _check_dy(self, dy: Any) -> None:
+        """Raise when dy does not have the shape of the last forward's output."""
         n, c, h, w = self._need(self._shape)
         (ph, pw) = self.padding
-        hp, wp = h + 2 * ph, w + 2 * pw
-        if tuple(dy.shape[2:]) != (out_size(hp, self.kernel_size[0], self.stride[0], 0),
-                                   out_size(wp, self.kernel_size[1], self.stride[1], 0)) \
+        if tuple(dy.shape[2:]) != (out_size(h + 2 * ph, self.kernel_size[0], self.stride[0], 0),
+                                   out_size(w + 2 * pw, self.kernel_size[1], self.stride[1], 0)) \
                 or tuple(dy.shape[:2]) != (n, c):
             raise ValueError(f"{self.name}: dy of shape {tuple(dy.shape)} does not match the last forward "
                              f"(input {self._shape})")
-        dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
-        overlap = any(s < k for s, k in zip(self.stride, self.kernel_size))
-        write = add_at if overlap else set_at  # either works on immutable (JAX) arrays too
-        for k, (r, s) in enumerate(self._slices(hp, wp)):
-            dx = write(dx, (slice(None), slice(None), r, s), parts(k))
-        return dx if ph == 0 and pw == 0 else dx[:, :, ph:ph + h, pw:pw + w]
+
+
+def scatter_windows(xp: Any, dy: Any, parts: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
+                    padding: Pair) -> Any:
+    """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow))."""
+    n, c, h, w = x_shape
+    (ph, pw) = padding
+    hp, wp = h + 2 * ph, w + 2 * pw
+    dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
+    overlap = any(s < k for s, k in zip(stride, kernel))
+    write = add_at if overlap else set_at  # either works on immutable (JAX) arrays too
+    for k, (r, s) in enumerate(window_slices(kernel, stride, (dy.shape[2], dy.shape[3]))):
+        dx = write(dx, (slice(None), slice(None), r, s), parts(k))
+    return dx if ph == 0 and pw == 0 else dx[:, :, ph:ph + h, pw:pw + w]
 
 
 class MaxPool2d(_Pool2d):
     """Maximum over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts
     as -inf (PyTorch's names and defaults).
 
-    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
+    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's
+    maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split.
     """
@@ -73,17 +77,10 @@ class MaxPool2d(_Pool2d):
         self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
-        xp, xpad, slices = self._windows(x, -math.inf)
-        r, s = slices[0]
-        y = xp.asarray(xpad[:, :, r, s], copy=True)
-        first = xp.zeros(y.shape, dtype=xp.int8 if len(slices) <= 127 else xp.int32, device=y.device)
-        for k, (r, s) in enumerate(slices[1:], start=1):
-            m = xp.maximum(y, xpad[:, :, r, s])
-            # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
-            # running maximum is the first offset of the window's maximum.
-            first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
-            y = m
-        self._first = first
+        xp, out_hw = self._start(x)
+        index = xp.int8 if self.kernel_size[0] * self.kernel_size[1] <= 127 else xp.int32
+        forward = fast_path("maxpool2d_forward", xp) or maxpool2d_forward
+        y, self._first = forward(x, self.kernel_size, self.stride, self.padding, out_hw, index)
         return y
 
     def pieces(self) -> Any:
@@ -92,8 +89,36 @@ class MaxPool2d(_Pool2d):
     def backward(self, dy: Any) -> Any:
         first = self._need(self._first)
         xp = self._check_float(dy)
-        # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
-        return self._scatter(xp, dy, lambda k: dy * xp.astype(first == k, dy.dtype))
+        self._check_dy(dy)
+        backward = fast_path("maxpool2d_backward", xp) or maxpool2d_backward
+        return backward(dy, first, self._shape, self.kernel_size, self.stride, self.padding)
+
+
+def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair,
+                      index_dtype: Any) -> tuple[Any, Any]:
+    """y (N, C, oh, ow), the maximum of each window, and for each output the kernel offset of its
+    window's first maximum (``index_dtype``), portable: one running maximum over the kernel offsets."""
+    xp = namespace(x)
+    xpad = pad2d(x, padding, -math.inf)
+    slices = list(window_slices(kernel, stride, out_hw))
+    r, s = slices[0]
+    y = xp.asarray(xpad[:, :, r, s], copy=True)
+    first = xp.zeros(y.shape, dtype=index_dtype, device=y.device)
+    for k, (r, s) in enumerate(slices[1:], start=1):
+        m = xp.maximum(y, xpad[:, :, r, s])
+        # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
+        # running maximum is the first offset of the window's maximum.
+        first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
+        y = m
+    return y, first
+
+
+def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
+                       padding: Pair) -> Any:
+    """dx (N, C, H, W): each output's gradient sent to its window's first maximum, portable."""
+    xp = namespace(dy)
+    # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
+    return scatter_windows(xp, dy, lambda k: dy * xp.astype(first == k, dy.dtype), x_shape, kernel, stride, padding)
 
 
 class AvgPool2d(_Pool2d):
@@ -102,7 +127,9 @@ class AvgPool2d(_Pool2d):
     Caches only the input shape."""
 
     def forward(self, x: Any, train: bool = True) -> Any:
-        xp, xpad, slices = self._windows(x, 0.0)
+        xp, out_hw = self._start(x)
+        xpad = pad2d(x, self.padding, 0.0)
+        slices = list(window_slices(self.kernel_size, self.stride, out_hw))
         r, s = slices[0]
         y = xp.asarray(xpad[:, :, r, s], copy=True)
         for r, s in slices[1:]:
@@ -111,8 +138,9 @@ class AvgPool2d(_Pool2d):
 
     def backward(self, dy: Any) -> Any:
         xp = self._check_float(dy)
+        self._check_dy(dy)
         share = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
-        return self._scatter(xp, dy, lambda k: share)
+        return scatter_windows(xp, dy, lambda k: share, self._shape, self.kernel_size, self.stride, self.padding)
 
 
 class GlobalAvgPool(Layer):

@@ -1,0 +1,194 @@
+"""The Numba kernels (``xpnet._numba_kernels``) for BatchNorm, ReLU and MaxPool2d on NumPy arrays
+give the portable code's numbers, are what NumPy arrays get where Numba is installed, and step aside
+for what they are not built for."""
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import xpnet as xn
+from xpnet import backend
+from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+
+pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
+
+OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+       "maxpool2d_backward")
+TOL = {"float16": {"rtol": 0, "atol": 0}, "float32": {"rtol": 2e-5, "atol": 2e-5},
+       "float64": {"rtol": 1e-12, "atol": 1e-12}}
+
+
+def run(layer, x, dy_seed=1, train=True, numba=True):
+    """y, dx and the grads of one forward and backward, with the Numba kernels on or off."""
+    previous = backend.set_numba(numba)
+    try:
+        y = layer.forward(x, train=train)
+        dy = np.random.default_rng(dy_seed).standard_normal(y.shape).astype(x.dtype)
+        dx = layer.backward(dy)
+        return [y, dx, *(layer.grads[k] for k in sorted(layer.grads))]
+    finally:
+        backend.set_numba(previous)
+
+
+def assert_same(layer, x, train=True, exact=False):
+    fast, ref = run(layer, x, train=train), run(layer, x, train=train, numba=False)
+    for a, b in zip(fast, ref, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:  # sums in another order: equal to rounding relative to the largest entry
+            tol = TOL[str(x.dtype)]
+            np.testing.assert_allclose(a, b, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, float(np.abs(b).max())))
+
+
+def test_numpy_arrays_get_the_kernels():
+    for op in OPS:
+        assert backend.fast_path(op, np).__name__ == f"numba_{op}"
+    previous = backend.set_numba(False)
+    try:
+        assert all(backend.fast_path(op, np) is None for op in OPS)
+    finally:
+        backend.set_numba(previous)
+    # BatchNorm through the kernel keeps x and the mean, the portable path x - mean.
+    bn = BatchNorm(3)
+    x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
+    bn.forward(x)
+    assert bn._centred[0] is not None and bn._centred[1] is not None
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 4), c=st.integers(1, 5), hw=st.integers(3, 9), dtype=st.sampled_from(["float32", "float64"]),
+       train=st.booleans(), shift=st.floats(-50, 50))
+def test_batchnorm_equals_portable(n, c, hw, dtype, train, shift):
+    x = (np.random.default_rng(n * 100 + c).standard_normal((n, c, hw, hw)) * 3 + shift).astype(dtype)
+    bn = BatchNorm(c, dtype=dtype)
+    bn.params["gamma"] = np.linspace(0.5, 2, c).astype(dtype)
+    bn.params["beta"] = np.linspace(-1, 1, c).astype(dtype)
+    bn.buffers["running_mean"] = np.full(c, shift, dtype)
+    assert_same(bn, x, train=train)
+
+
+def test_batchnorm_running_statistics_equal_portable():
+    x = np.random.default_rng(0).standard_normal((8, 4, 6, 6)).astype(np.float32) * 2 + 1
+    fast, ref = BatchNorm(4), BatchNorm(4)
+    run(fast, x)
+    run(ref, x, numba=False)
+    for k in ("running_mean", "running_var"):
+        np.testing.assert_allclose(fast.buffers[k], ref.buffers[k], rtol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), dtype=st.sampled_from(["float32", "float64"]))
+def test_relu_equals_portable(shape, dtype):
+    x = np.random.default_rng(len(shape)).standard_normal(shape).astype(dtype)
+    x.reshape(-1)[::3] = 0.0  # the kink itself: x = 0 is not positive
+    assert_same(ReLU(), x, exact=True)
+
+
+@st.composite
+def pool_geometry(draw):
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    return {"shape": (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(kh, 9)),
+                      draw(st.integers(kw, 9))),
+            "args": ((kh, kw), (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (ph, pw))}
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=pool_geometry(), dtype=st.sampled_from(["float32", "float64"]), ties=st.booleans())
+def test_maxpool_equals_portable(g, dtype, ties):
+    rng = np.random.default_rng(sum(g["shape"]))
+    # With ties (small integers) the gradient must go to the same first maximum of each window.
+    x = (rng.integers(-2, 3, g["shape"]) if ties else rng.standard_normal(g["shape"])).astype(dtype)
+    layer = MaxPool2d(*g["args"])
+    fast, ref = run(layer, x), run(MaxPool2d(*g["args"]), x, numba=False)
+    np.testing.assert_array_equal(fast[0], ref[0])
+    np.testing.assert_array_equal(layer._first, _first_of(MaxPool2d(*g["args"]), x))
+    # Overlapping windows add into dx in another order: equal to rounding.
+    np.testing.assert_allclose(fast[1], ref[1], **TOL[dtype])
+
+
+def _first_of(layer, x):
+    previous = backend.set_numba(False)
+    try:
+        layer.forward(x)
+        return layer._first
+    finally:
+        backend.set_numba(previous)
+
+
+@pytest.mark.parametrize("args", [(2,), (3, 2, 1), ((2, 3), (1, 2), (1, 1))])
+def test_maxpool_nan_and_inf_as_portable(args):
+    x = np.random.default_rng(0).standard_normal((2, 2, 6, 6)).astype(np.float32)
+    x[0, 0, 0, 1] = np.nan
+    x[0, 1, 2, 2] = np.inf
+    x[1, 0] = -np.inf
+    fast, ref = run(MaxPool2d(*args), x), run(MaxPool2d(*args), x, numba=False)
+    np.testing.assert_array_equal(fast[0], ref[0])  # NaN where portable has NaN
+    assert np.isnan(fast[0]).any() and np.isposinf(fast[0]).any()
+
+
+def test_relu_keeps_nan_and_turns_inf_gradient_at_zero_to_nan_as_portable():
+    x = np.array([[np.nan, -1.0, 0.0, 2.0, -np.inf, np.inf]], np.float32)
+    relu = ReLU()
+    previous = backend.set_numba(True)
+    try:
+        y = relu.forward(x)
+        dx = relu.backward(np.full_like(x, np.inf))
+    finally:
+        backend.set_numba(previous)
+    np.testing.assert_array_equal(y, [[np.nan, 0, 0, 2, 0, np.inf]])
+    np.testing.assert_array_equal(dx, [[np.nan, np.nan, np.nan, np.inf, np.nan, np.inf]])
+
+
+@pytest.mark.parametrize("layer,x", [
+    (BatchNorm(3), np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float16)),  # not built for
+    (BatchNorm(3), np.random.default_rng(0).standard_normal((16, 3))),  # (N, D): NumPy's own sums
+    (ReLU(), np.random.default_rng(0).standard_normal((4, 6)).T),  # not C-contiguous
+    (MaxPool2d(2), np.random.default_rng(0).standard_normal((2, 3, 6, 6)).transpose(0, 1, 3, 2)),
+])
+def test_what_the_kernels_are_not_built_for_takes_the_portable_path(layer, x):
+    if isinstance(layer, BatchNorm):
+        layer = BatchNorm(3, dtype=str(x.dtype))
+    assert_same(layer, x)
+
+
+def test_a_numba_that_fails_to_import_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setitem(sys.modules, "xpnet._numba_kernels", None)  # makes the import raise ImportError
+    monkeypatch.delattr(xn, "_numba_kernels", raising=False)
+    previous = backend.set_numba(True)
+    try:
+        x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+        with pytest.warns(UserWarning, match="Numba is installed but failed to import.*XPNET_DISABLE_NUMBA"):
+            y = ReLU().forward(x)
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+        assert backend.fast_path("relu_forward", np) is None  # switched off: no warning per call
+    finally:
+        backend.set_numba(previous)
+
+
+def _convnet(dtype):
+    xn.init.seed(0)
+    return xn.Sequential(Conv2d(1, 3, 3, padding=1, dtype=dtype), BatchNorm(3, dtype=dtype), ReLU(), MaxPool2d(2),
+                         Flatten(), Linear(3 * 4 * 4, 5, dtype=dtype))
+
+
+def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypatch):
+    from xpnet import _numba_kernels
+
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8))
+    t = np.array([0, 1, 2, 3])
+    assert xn.gradcheck(_convnet("float64"), x, t, xn.losses.SoftmaxCrossEntropy()).ok
+
+    real = _numba_kernels.batchnorm_backward
+
+    def planted(*args):
+        dx, dgamma, dbeta = real(*args)
+        return dx * 1.01, dgamma, dbeta  # 1 % off in dx only
+
+    monkeypatch.setattr(_numba_kernels, "batchnorm_backward", planted)
+    assert not xn.gradcheck(_convnet("float64"), x, t, xn.losses.SoftmaxCrossEntropy()).ok
+
