@@ -111,6 +111,14 @@ def test_maxpool_equals_portable(g, dtype, ties):
     np.testing.assert_allclose(fast[1], ref[1], **TOL[dtype])
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 8, 6), (2, 3, 7, 9)])  # 2x2 windows tiling the image, and not
+@pytest.mark.parametrize("ties", [False, True])
+def test_maxpool2x2_backward_equals_portable(shape, ties):
+    rng = np.random.default_rng(0)
+    x = (rng.integers(-1, 2, shape) if ties else rng.standard_normal(shape)).astype(np.float32)
+    assert_same(MaxPool2d(2), x, exact=True)
+
+
 def _first_of(layer, x):
     previous = backend.set_numba(False)
     try:

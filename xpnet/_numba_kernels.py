@@ -233,16 +233,35 @@ def _maxpool_backward(dy, first, kw, sh, sw, ph, pw, dx):
     lands in the padding is dropped."""
     n, c, oh, ow = dy.shape
     h, w = dx.shape[2], dx.shape[3]
-    dx[...] = 0
+    for i in range(n):
+        for ch in range(c):
+            for r in range(h):
+                for s in range(w):
+                    dx[i, ch, r, s] = 0
+            for p in range(oh):
+                for q in range(ow):
+                    arg = first[i, ch, p, q]
+                    r = p * sh - ph + arg // kw
+                    s = q * sw - pw + arg % kw
+                    if 0 <= r < h and 0 <= s < w:
+                        dx[i, ch, r, s] += dy[i, ch, p, q]
+
+
+@_exact
+def _maxpool2x2_tiled_backward(dy, first, dx):
+    """_maxpool_backward for 2x2 windows that tile dx (MaxPool2d(2), even sizes): each pixel
+    written once, no zero fill first."""
+    n, c, oh, ow = dy.shape
     for i in range(n):
         for ch in range(c):
             for p in range(oh):
                 for q in range(ow):
-                    off = first[i, ch, p, q]
-                    r = p * sh - ph + off // kw
-                    s = q * sw - pw + off % kw
-                    if 0 <= r < h and 0 <= s < w:
-                        dx[i, ch, r, s] += dy[i, ch, p, q]
+                    arg = first[i, ch, p, q]
+                    g = dy[i, ch, p, q]
+                    dx[i, ch, 2 * p, 2 * q] = g * (arg == 0)
+                    dx[i, ch, 2 * p, 2 * q + 1] = g * (arg == 1)
+                    dx[i, ch, 2 * p + 1, 2 * q] = g * (arg == 2)
+                    dx[i, ch, 2 * p + 1, 2 * q + 1] = g * (arg == 3)
 
 
 def maxpool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
@@ -262,6 +281,11 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tu
                        stride: tuple[int, int], padding: tuple[int, int]) -> Any:
     """See ``xpnet.layers.pool.maxpool2d_backward``."""
     dx = np.empty(x_shape, dy.dtype)
-    _maxpool_backward(dy, first, kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
+    tiled = (tuple(kernel) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
+             and tuple(x_shape[2:]) == (2 * dy.shape[2], 2 * dy.shape[3]))
+    if tiled:
+        _maxpool2x2_tiled_backward(dy, first, dx)
+    else:
+        _maxpool_backward(dy, first, kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
     return dx
 
