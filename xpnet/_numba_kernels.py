@@ -199,7 +199,8 @@ def _maxpool_forward(x, kh, kw, sh, sw, y, first):
 
 @_exact
 def _maxpool2x2_forward(x, sh, sw, y, first):
-    """_maxpool_forward for 2x2 windows, unrolled (MaxPool2d(2)): 3x faster than the loop."""
+    """_maxpool_forward for 2x2 windows, unrolled (MaxPool2d(2)): 1.35 against 5.47 ms for the loop on
+    (100, 32, 28, 28) float32."""
     n, c = x.shape[0], x.shape[1]
     oh, ow = y.shape[2], y.shape[3]
     for i in range(n):
