@@ -32,18 +32,19 @@ class _Pool2d(Layer):
     def _start(self, x: Any) -> tuple[Any, Pair]:
         """The namespace of x and the output's (oh, ow), after checking x; remembers x's shape."""
         xp = self._check_float(x)
-        hp, wp = check_images(self.name, x, self.kernel_size, self.padding)
+        check_images(self.name, x, self.kernel_size, self.padding)
         self._shape = tuple(x.shape)
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        return xp, (out_size(hp, kh, sh, 0), out_size(wp, kw, sw, 0))
+        return xp, self._out_hw(self._shape)
+
+    def _out_hw(self, x_shape: tuple[int, ...]) -> Pair:
+        """(oh, ow) of the output for an input of ``x_shape`` (N, C, H, W)."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return out_size(x_shape[2], kh, sh, ph), out_size(x_shape[3], kw, sw, pw)
 
     def _check_dy(self, dy: Any) -> None:
         """Raise when dy does not have the shape of the last forward's output."""
-        n, c, h, w = self._need(self._shape)
-        (ph, pw) = self.padding
-        if tuple(dy.shape[2:]) != (out_size(h + 2 * ph, self.kernel_size[0], self.stride[0], 0),
-                                   out_size(w + 2 * pw, self.kernel_size[1], self.stride[1], 0)) \
-                or tuple(dy.shape[:2]) != (n, c):
+        n, c, _, _ = self._need(self._shape)
+        if tuple(dy.shape[2:]) != self._out_hw(self._shape) or tuple(dy.shape[:2]) != (n, c):
             raise ValueError(f"{self.name}: dy of shape {tuple(dy.shape)} does not match the last forward "
                              f"(input {self._shape})")
 
