@@ -15,6 +15,7 @@ import pytest
 
 import xpnet as xn
 from xpnet import backend
+from xpnet.backend import libraries
 
 
 def _strict_device(name: str):
@@ -98,7 +99,7 @@ def rng():
 @pytest.fixture
 def no_cuda(monkeypatch):
     """Make CUDA look unavailable, with a known reason ("cupy is not installed (test)")."""
-    monkeypatch.setattr(backend, "_cupy_probed", True)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", "cupy is not installed (test)")
+    monkeypatch.setattr(libraries, "_cupy_probed", True)
+    monkeypatch.setattr(libraries, "_cupy", None)
+    monkeypatch.setattr(libraries, "_cupy_error", "cupy is not installed (test)")
     monkeypatch.delenv("XPNET_DEVICE", raising=False)

@@ -1,5 +1,6 @@
 """Devices, moving arrays, the CUDA probe and the fallback rules."""
 
+import importlib.util
 import warnings
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 import xpnet as xn
 from xpnet import backend
+from xpnet.backend import libraries, registry
 
 
 def test_cuda_available_never_raises_and_is_bool():
@@ -24,9 +26,9 @@ def test_cuda_available_false_when_import_breaks(monkeypatch):
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", broken)
-    monkeypatch.setattr(backend, "_cupy_probed", False)
-    monkeypatch.setattr(backend, "_cupy", None)
-    monkeypatch.setattr(backend, "_cupy_error", None)
+    monkeypatch.setattr(libraries, "_cupy_probed", False)
+    monkeypatch.setattr(libraries, "_cupy", None)
+    monkeypatch.setattr(libraries, "_cupy_error", None)
     assert xn.cuda_available() is False
     assert "libcuda.so" in backend.cuda_unavailable_reason()
 
@@ -124,20 +126,50 @@ def test_uniform_draws_on_the_device_reproducibly(dev):
     assert 0.0 <= xn.to_numpy(a).min() and xn.to_numpy(a).max() < 1.0
 
 
-def test_fast_path_registry_can_be_switched_off():
+def test_fast_path_registry_can_be_switched_off(monkeypatch):
     xp = xn.device("cpu").xp
+    monkeypatch.setattr(registry, "_FAST_PATHS", dict(registry._FAST_PATHS))
+    monkeypatch.setattr(registry, "_resolved", {})
+
+    def portable(x):
+        return x
 
     @backend.register_fast_path("test-op", "numpy")
     def fast(x):
         return x
 
+    assert backend.fast_path("test-op", xp) is fast
+    assert backend.fast_path("test-op", xp, portable) is fast
+    previous = backend.set_fast_paths(False)
     try:
-        assert backend.fast_path("test-op", xp) is fast
-        previous = backend.set_fast_paths(False)
         assert backend.fast_path("test-op", xp) is None
-        backend.set_fast_paths(previous)
+        assert backend.fast_path("test-op", xp, portable) is portable
     finally:
-        backend._FAST_PATHS.pop(("test-op", "numpy"))
+        backend.set_fast_paths(previous)
+
+
+def test_a_fast_path_for_some_inputs_sends_the_others_to_the_portable_path(monkeypatch):
+    xp = xn.device("cpu").xp
+    monkeypatch.setattr(registry, "_FAST_PATHS", dict(registry._FAST_PATHS))
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
+    backend.register_fast_path("test-op", "numpy", accepts=lambda x: x.dtype == np.float32)(lambda x: "fast")
+    run = backend.fast_path("test-op", xp, lambda x: "portable")
+    assert run(np.zeros(2, np.float32)) == "fast"
+    assert run(np.zeros(2, np.float64)) == "portable"
+
+
+def test_every_family_registers_what_the_table_lists():
+    """The table in xpnet.backend.registry is the one place that says which module serves which op."""
+    for library, families in registry.FAMILIES.items():
+        for family, needs, ops in families:
+            if needs is not None and importlib.util.find_spec(needs) is None:
+                continue
+            for op in ops:
+                backend.fast_path(op, {"numpy": np}.get(library) or pytest.importorskip(f"array_api_compat.{library}"))
+            assert registry._loaded[family] is True, family
+            assert {op for (op, lib), entries in registry._FAST_PATHS.items()
+                    if lib == library and any(e[0] == family for e in entries)} == set(ops)
 
 
 def test_isdtype_memo_answers_per_library_and_kind():

@@ -1,4 +1,4 @@
-"""The NumPy/CuPy/PyTorch fast paths of ``xpnet.backend_fast`` give the same numbers as the portable code,
+"""The NumPy/CuPy/PyTorch fast paths of ``xpnet.backend`` (``fast_numpy``, ``fast_cupy``, ``fast_torch``) give the same numbers as the portable code,
 and ``set_fast_paths(False)`` switches them off."""
 
 import numpy as np
@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import xpnet as xn
-from xpnet import backend, backend_fast
+from xpnet import backend
+from xpnet.backend import cupy_kernels, fast_numpy
 from xpnet.layers import Conv2d
 from xpnet.layers._im2col import col2im_portable, im2col, im2col_portable
 
@@ -33,7 +34,7 @@ def conv_geometry(draw):
 @given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
 def test_numpy_im2col_equals_portable(g, dtype, per_sample):
     x = np.random.default_rng(0).standard_normal(g["shape"]).astype(dtype)
-    fast = backend_fast.im2col_numpy(x, g["kernel"], g["stride"], g["padding"], per_sample)
+    fast = fast_numpy.im2col(x, g["kernel"], g["stride"], g["padding"], per_sample)
     ref = im2col_portable(x, g["kernel"], g["stride"], g["padding"], per_sample)
     assert fast.dtype == x.dtype and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, ref)
@@ -74,7 +75,7 @@ def test_registry_picks_the_numpy_path_and_can_be_switched_off(portable_only):
     xp = xn.device("cpu").xp
     assert backend.fast_path("im2col", xp) is None
     backend.set_fast_paths(True)
-    assert backend.fast_path("im2col", xp) is backend_fast.im2col_numpy
+    assert backend.fast_path("im2col", xp) is fast_numpy.im2col
 
 
 def test_no_fast_path_for_other_namespaces():
@@ -94,7 +95,9 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
     dev = xn.device("cuda", fallback=False)
     x_host = rng.standard_normal((2, 3, 8, 7))
     x = dev.asarray(x_host)
-    fast = backend_fast.im2col_cupy(x, _pair(k), _pair(s), _pair(p))
+    from xpnet.backend import fast_cupy
+
+    fast = fast_cupy.im2col(x, _pair(k), _pair(s), _pair(p))
     np.testing.assert_array_equal(xn.to_numpy(fast), xn.to_numpy(im2col_portable(x, _pair(k), _pair(s), _pair(p))))
     out = []
     for where, xin in ((dev, x), (xn.device("cpu"), x_host)):
@@ -113,19 +116,23 @@ def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sa
     rng = np.random.default_rng(0)
     x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
     args = (g["kernel"], g["stride"], g["padding"], per_sample)
-    col = backend_fast.im2col_torch(x, *args)
+    from xpnet.backend import fast_torch
+
+    col = fast_torch.im2col(x, *args)
     assert col.dtype == x.dtype
     np.testing.assert_array_equal(col.numpy(), im2col_portable(x, *args).numpy())
     c = torch.asarray(rng.standard_normal(tuple(col.shape)).astype(dtype))
     # fold sums overlapping windows in its own order: equal up to rounding, not bit for bit
-    np.testing.assert_allclose(backend_fast.col2im_torch(c, g["shape"], *args).numpy(),
+    np.testing.assert_allclose(fast_torch.col2im(c, g["shape"], *args).numpy(),
                                col2im_portable(c, g["shape"], *args).numpy(), **xn.testing.tolerance(dtype))
 
 
 def test_registry_picks_the_torch_paths():
     xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e .[backends])")
-    assert backend.fast_path("im2col", xp) is backend_fast.im2col_torch
-    assert backend.fast_path("col2im", xp) is backend_fast.col2im_torch
+    from xpnet.backend import fast_torch
+
+    assert backend.fast_path("im2col", xp) is fast_torch.im2col
+    assert backend.fast_path("col2im", xp) is fast_torch.col2im
 
 
 # -- optimizers: one work buffer through ``out=`` (NumPy, CuPy) against a temporary per operation --------
@@ -180,7 +187,7 @@ def test_optimizer_work_buffer_is_shared_and_not_kept_after_moving():
 def _run_kernel_source_in_numpy(name, arrays, scalars):
     """Execute a fused CuPy kernel's C body as NumPy statements (the bodies are plain arithmetic,
     one statement per ';'), so its arithmetic is checked here without a GPU."""
-    in_params, out_params, body = backend_fast._CUPY_KERNEL_SOURCES[name]
+    in_params, out_params, body = cupy_kernels.ELEMENTWISE[name]
     declared = [p.split()[1] for p in (in_params + ", " + out_params).split(", ")]
     scope = {"sqrt": np.sqrt, **arrays, **scalars}
     assert sorted(declared) == sorted(scope.keys() - {"sqrt"}), "kernel parameters and test names differ"

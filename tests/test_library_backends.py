@@ -14,6 +14,7 @@ from conftest import library_device
 
 import xpnet as xn
 from xpnet import backend
+from xpnet.backend import libraries, namespaces
 from xpnet import layers as L
 
 
@@ -46,7 +47,7 @@ def test_a_device_made_from_the_namespace_equals_the_string():
 @pytest.mark.parametrize("spec", ["torch:cpu", "jax:gpu", "torch:cuda:1"])
 def test_missing_library_warns_and_falls_back_to_the_cpu(monkeypatch, spec):
     library = spec.partition(":")[0]
-    monkeypatch.setitem(backend._LIBRARIES, library, (None, f"{library} is not installed (test)"))
+    monkeypatch.setitem(libraries._LIBRARIES, library, (None, f"{library} is not installed (test)"))
     with pytest.warns(xn.XpnetDeviceWarning, match=rf"'{spec}' is not usable: {library} is not installed \(test\)"):
         assert xn.device(spec) == xn.device("cpu")
     with pytest.raises(RuntimeError, match=f"{library} is not installed"):
@@ -179,10 +180,10 @@ def test_immutable_arrays_without_at_are_refused_even_where_p_minus_equals_works
     monkeypatch.setattr(_FrozenArray, "__eq__", lambda self, o: _FrozenArray(self.a == getattr(o, "a", o)),
                         raising=False)
     monkeypatch.setattr(FROZEN, "all", lambda a: bool(np.all(a.a)), raising=False)
-    monkeypatch.delitem(backend._RULES, id(FROZEN), raising=False)
+    monkeypatch.delitem(namespaces._RULES, id(FROZEN), raising=False)
     with pytest.raises(xn.XpnetBackendError, match=r"neither in place .* nor through JAX-style"):
         backend.update_rule(FROZEN)
-    monkeypatch.delitem(backend._RULES, id(FROZEN), raising=False)
+    monkeypatch.delitem(namespaces._RULES, id(FROZEN), raising=False)
 
 
 # -- PyTorch: autograd off, no host copies in a step --------------------------------------------------

@@ -1,8 +1,9 @@
-"""The Numba kernels (``xpnet._numba_kernels``) for BatchNorm, ReLU and MaxPool2d on NumPy arrays
+"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU and MaxPool2d on NumPy arrays
 give the portable code's numbers, are what NumPy arrays get where Numba is installed, and step aside
 for what they are not built for."""
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 
 import xpnet as xn
 from xpnet import backend
+from xpnet.backend import registry
 from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU
 
 pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
+from xpnet.backend import numba_kernels  # noqa: E402 - only where Numba is installed
 
 OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
        "maxpool2d_backward")
@@ -46,7 +49,7 @@ def assert_same(layer, x, train=True, exact=False):
 
 def test_numpy_arrays_get_the_kernels():
     for op in OPS:
-        assert backend.fast_path(op, np).__name__ == f"numba_{op}"
+        assert backend.fast_path(op, np) is getattr(numba_kernels, op)
     previous = backend.set_numba(False)
     try:
         assert all(backend.fast_path(op, np) is None for op in OPS)
@@ -56,7 +59,7 @@ def test_numpy_arrays_get_the_kernels():
     bn = BatchNorm(3)
     x = np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float32)
     bn.forward(x)
-    assert bn._centred[0] is not None and bn._centred[1] is not None
+    assert bn._x_shift[0] is not None and bn._x_shift[1] is not None
 
 
 @settings(max_examples=40, deadline=None)
@@ -164,18 +167,41 @@ def test_what_the_kernels_are_not_built_for_takes_the_portable_path(layer, x):
     assert_same(layer, x)
 
 
+def _without_numba_family(monkeypatch):
+    """The registry as in a fresh process that has not loaded the Numba family yet."""
+    monkeypatch.setattr(registry, "_loaded", {k: v for k, v in registry._loaded.items() if k != "fast_numba"})
+    monkeypatch.setattr(registry, "_FAST_PATHS", {k: [e for e in v if e[0] != "fast_numba"]
+                                                  for k, v in registry._FAST_PATHS.items()})
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
+
+
 def test_a_numba_that_fails_to_import_warns_once_and_falls_back(monkeypatch):
-    monkeypatch.setitem(sys.modules, "xpnet._numba_kernels", None)  # makes the import raise ImportError
-    monkeypatch.delattr(xn, "_numba_kernels", raising=False)
+    _without_numba_family(monkeypatch)
+    monkeypatch.delitem(sys.modules, "xpnet.backend.fast_numba", raising=False)
+    monkeypatch.setitem(sys.modules, "xpnet.backend.numba_kernels", None)  # makes the import raise ImportError
+    monkeypatch.delattr(xn.backend, "numba_kernels", raising=False)
     previous = backend.set_numba(True)
     try:
         x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
-        with pytest.warns(UserWarning, match="Numba is installed but failed to import.*XPNET_DISABLE_NUMBA"):
+        with pytest.warns(UserWarning, match="numba is installed but failed to import.*XPNET_DISABLE_NUMBA"):
             y = ReLU().forward(x)
         np.testing.assert_array_equal(y, np.maximum(x, 0))
-        assert backend.fast_path("relu_forward", np) is None  # switched off: no warning per call
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once: no warning per call
+            assert backend.fast_path("relu_forward", np) is None
+            ReLU().forward(x)
+        assert backend.set_numba(True) is True  # the user's switch is left as it was
     finally:
         backend.set_numba(previous)
+
+
+def _plant(monkeypatch, op, fn):
+    """Register ``fn`` in place of the Numba kernel for ``op`` (undone after the test)."""
+    (family, _, accepts), = registry._FAST_PATHS[(op, "numpy")]
+    monkeypatch.setitem(registry._FAST_PATHS, (op, "numpy"), [(family, fn, accepts)])
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
 
 
 def _convnet(dtype):
@@ -185,18 +211,16 @@ def _convnet(dtype):
 
 
 def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypatch):
-    from xpnet import _numba_kernels
-
     x = np.random.default_rng(0).standard_normal((4, 1, 8, 8))
     t = np.array([0, 1, 2, 3])
     assert xn.gradcheck(_convnet("float64"), x, t, xn.losses.SoftmaxCrossEntropy()).ok
 
-    real = _numba_kernels.batchnorm_backward
+    real = numba_kernels.batchnorm_backward
 
     def planted(*args):
         dx, dgamma, dbeta = real(*args)
         return dx * 1.01, dgamma, dbeta  # 1 % off in dx only
 
-    monkeypatch.setattr(_numba_kernels, "batchnorm_backward", planted)
+    _plant(monkeypatch, "batchnorm_backward", planted)
     assert not xn.gradcheck(_convnet("float64"), x, t, xn.losses.SoftmaxCrossEntropy()).ok
 

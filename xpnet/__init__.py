@@ -4,8 +4,7 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU), PyTorch 
 any array-API namespace whose arrays update in place or through ``.at``.
 """
 
-from . import backend_fast as _backend_fast  # noqa: F401 - registers the NumPy/CuPy/PyTorch fast paths
-from . import book, callbacks, datasets, distributed, init, layers, losses, optim, testing
+from . import backend, book, callbacks, datasets, distributed, init, layers, losses, optim, testing
 from .backend import (
     Device,
     XpnetBackendError,

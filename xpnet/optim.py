@@ -7,7 +7,7 @@ back in the model; updated state goes back with ``_store``. State (velocities, m
 lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
 making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same. On
-CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend_fast``).
+CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases

@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import backend
+from ..backend.libraries import cupy
 
 
 def _cupy() -> Any:
     if not backend.cuda_available():
         raise RuntimeError(f"CuPy arrays reached a collective but CUDA is not usable: "
                            f"{backend.cuda_unavailable_reason()}")
-    return backend._cupy
+    return cupy()
 
 
 def _nccl_module() -> Any:

@@ -11,8 +11,8 @@ product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW (:func:`row
 NCHW array is what the next layer's elementwise work is fastest on (mixed memory orders in one
 NumPy operation are several times slower than either).
 
-``im2col``/``col2im`` take a registered NumPy/CuPy fast path when there is one
-(``xpnet.backend_fast``); the ``*_portable`` functions are the reference they are tested against.
+``im2col``/``col2im`` take a registered fast path when there is one (``xpnet.backend.fast_numpy``,
+``fast_cupy``, ``fast_torch``); the ``*_portable`` functions are the reference they are tested against.
 Writes into windows go through ``set_at``/``add_at``, so they also work on immutable (JAX) arrays.
 """
 
@@ -156,12 +156,10 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair)
 
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
     """:func:`im2col_portable`, or the backend's registered fast path for ``"im2col"``."""
-    fast = fast_path("im2col", namespace(x))
-    return (fast or im2col_portable)(x, kernel, stride, padding, per_sample)
+    return fast_path("im2col", namespace(x), im2col_portable)(x, kernel, stride, padding, per_sample)
 
 
 def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
            per_sample: bool = False) -> Any:
     """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
-    fast = fast_path("col2im", namespace(col))
-    return (fast or col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
+    return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)

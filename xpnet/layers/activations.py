@@ -21,7 +21,7 @@ class ReLU(Layer):
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
-        y, self._mask = (fast_path("relu_forward", xp) or relu_forward)(x)
+        y, self._mask = fast_path("relu_forward", xp, relu_forward)(x)
         return y
 
     def pieces(self) -> Any:
@@ -32,7 +32,7 @@ class ReLU(Layer):
         xp = self._check_float(dy)
         if tuple(dy.shape) != tuple(mask.shape):
             raise ValueError(f"ReLU: expected dy of shape {tuple(mask.shape)}, got {tuple(dy.shape)}")
-        return (fast_path("relu_backward", xp) or relu_backward)(dy, mask)
+        return fast_path("relu_backward", xp, relu_backward)(dy, mask)
 
 
 def relu_forward(x: Any) -> tuple[Any, Any]:

@@ -16,8 +16,9 @@ class BatchNorm(Layer):
     ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
     the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
     buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
-    the model. Caches x - mean (as (N, C, H*W); with Numba, x and the mean), 1/sqrt(var + eps) and
-    the input shape.
+    the model. Caches ``(x, shift)`` whose difference is the centred input (as (N, C, H*W); the
+    portable path keeps x - mean itself with no shift, the Numba kernels x and the mean),
+    1/sqrt(var + eps) and the input shape.
 
     ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is
     the weight of the new batch, ``running = (1 - momentum) * running + momentum * batch``, eps 1e-5,
@@ -55,7 +56,7 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
         start_var = _init.zeros if book else _init.ones
         self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
-        self._centred = None
+        self._x_shift = None
         self._inv_std = None
         self._shape = None
         self._train = True
@@ -84,8 +85,8 @@ class BatchNorm(Layer):
             raise ValueError(f"BatchNorm: training needs more than one value per feature, got input shape "
                              f"{tuple(x.shape)}; use a larger batch or train=False")
         stats = None if train else (self.buffers["running_mean"], self.buffers["running_var"])
-        forward = fast_path("batchnorm_forward", xp) or batchnorm_forward
-        y, mean, var, self._inv_std, self._centred = forward(x3, self.params["gamma"], self.params["beta"],
+        forward = fast_path("batchnorm_forward", xp, batchnorm_forward)
+        y, mean, var, self._inv_std, self._x_shift = forward(x3, self.params["gamma"], self.params["beta"],
                                                              self.eps, stats)
         if train:
             m = self.momentum
@@ -96,12 +97,12 @@ class BatchNorm(Layer):
         return xp.reshape(y, x.shape)
 
     def backward(self, dy: Any) -> Any:
-        centred = self._need(self._centred)
+        x_shift = self._need(self._x_shift)
         xp = self._check_float(dy)
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"BatchNorm: expected dy of shape {self._shape}, got {tuple(dy.shape)}")
-        backward = fast_path("batchnorm_backward", xp) or batchnorm_backward
-        dx, self.grads["gamma"], self.grads["beta"] = backward(xp.reshape(dy, centred[0].shape), centred,
+        backward = fast_path("batchnorm_backward", xp, batchnorm_backward)
+        dx, self.grads["gamma"], self.grads["beta"] = backward(xp.reshape(dy, x_shift[0].shape), x_shift,
                                                                self.params["gamma"], self._inv_std, self._train)
         return xp.reshape(dx, dy.shape)
 
@@ -130,13 +131,13 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (xc, None)
 
 
-def batchnorm_backward(dy3: Any, centred: tuple[Any, Any], gamma: Any, inv_std: Any,
+def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
                        train: bool) -> tuple[Any, Any, Any]:
     """dx3 (N, C, L), dgamma and dbeta (C,) from dy3 and what :func:`batchnorm_forward` kept, portable.
     With ``train`` the batch statistics depend on every x, and dx takes their share of the gradient:
     dx = scale * (dy - dbeta/count - x_hat * dgamma/count), scale = gamma * inv_std."""
     xp = namespace(dy3)
-    x, shift = centred
+    x, shift = x_shift
     xc = x if shift is None else x - _bcast(xp, shift)
     dbeta = _channel_dot(xp, dy3)
     dgamma = _channel_dot(xp, dy3, xc) * inv_std

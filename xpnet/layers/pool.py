@@ -80,7 +80,7 @@ class MaxPool2d(_Pool2d):
     def forward(self, x: Any, train: bool = True) -> Any:
         xp, out_hw = self._start(x)
         index = xp.int8 if self.kernel_size[0] * self.kernel_size[1] <= 127 else xp.int32
-        forward = fast_path("maxpool2d_forward", xp) or maxpool2d_forward
+        forward = fast_path("maxpool2d_forward", xp, maxpool2d_forward)
         y, self._first = forward(x, self.kernel_size, self.stride, self.padding, out_hw, index)
         return y
 
@@ -91,7 +91,7 @@ class MaxPool2d(_Pool2d):
         first = self._need(self._first)
         xp = self._check_float(dy)
         self._check_dy(dy)
-        backward = fast_path("maxpool2d_backward", xp) or maxpool2d_backward
+        backward = fast_path("maxpool2d_backward", xp, maxpool2d_backward)
         return backward(dy, first, self._shape, self.kernel_size, self.stride, self.padding)
 
 

@@ -7,8 +7,8 @@ work in one or two passes. They run on one core, beside OpenBLAS's threads: in a
 of the modern CNN (batch 100) spreading them over both cores (``prange``) measured no faster
 (46.6 against 47.3 ms) and makes them compete with OpenBLAS's spinning threads for the cores.
 
-Imported only by :mod:`xpnet.backend_fast` on a NumPy array's first use of a kernel, and only where
-Numba is installed (``pip install 'xpnet[numba]'``); compiled once and cached on disk. Outputs are
+Imported only by :mod:`xpnet.backend.fast_numba` on a NumPy array's first use of a kernel, and only
+where Numba is installed (``pip install 'xpnet[numba]'``); compiled once and cached on disk. Outputs are
 allocated by NumPy (so tracemalloc counts them) and filled here. Each public function has the
 signature of the portable one it stands for (``xpnet.layers.norm``, ``.activations``, ``.pool``)
 and is tested equal to it. Sums accumulate in float64 with reassociation allowed (so they
@@ -22,8 +22,6 @@ from typing import Any
 
 import numba
 import numpy as np
-
-from .layers._im2col import pad2d
 
 _sums = numba.njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
 _exact = numba.njit(cache=True, nogil=True)
@@ -111,10 +109,10 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (x3, mean)
 
 
-def batchnorm_backward(dy3: Any, centred: tuple[Any, Any], gamma: Any, inv_std: Any,
+def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
                        train: bool) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_backward``."""
-    x, shift = centred
+    x, shift = x_shift
     dtype = dy3.dtype
     shift = np.zeros(x.shape[1], dtype) if shift is None else shift.astype(dtype)
     sum_dy, sum_dyx = _channel_grad_sums(dy3, x, shift)
@@ -270,7 +268,8 @@ def maxpool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], 
     """See ``xpnet.layers.pool.maxpool2d_forward``."""
     shape = (x.shape[0], x.shape[1]) + tuple(out_hw)
     y, first = np.empty(shape, x.dtype), np.empty(shape, index_dtype)
-    xpad = pad2d(x, padding, -np.inf)  # x itself when there is no padding
+    ph, pw = padding
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
     if tuple(kernel) == (2, 2):
         _maxpool2x2_forward(xpad, stride[0], stride[1], y, first)
     else:

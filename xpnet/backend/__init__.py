@@ -1,0 +1,55 @@
+"""The one place that knows NumPy, CuPy, PyTorch and JAX by name.
+
+Everything else asks ``namespace(x)`` for the array-API namespace of its input and allocates with
+``dtype=x.dtype, device=x.device``. What lives here, one module each:
+
+- ``libraries``: CuPy behind a probe, PyTorch and JAX imported only when a device string names them;
+- ``namespaces``: the namespace of an array, dtype checks, and the one rule for updating arrays
+  (in place, or JAX's ``.at``);
+- ``devices``: :class:`Device`, device strings (``"cuda:1"``, ``"torch:mps"``...), moving arrays;
+- ``random``: uniform numbers on a device from the host generators;
+- ``registry``: fast paths beside the portable code, and the table of their families, one module
+  each: ``fast_numpy``, ``fast_cupy``, ``fast_torch``, ``fast_numba`` (with ``numba_kernels``).
+
+It may import only ``xpnet._user`` and third-party libraries: layers, losses and everything above
+stand on it, never the other way round.
+"""
+
+from .devices import (CPU, Device, XpnetDeviceWarning, device, device_of, dtype_name, same_device, to_device,
+                      to_numpy)
+from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
+from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
+                         update_rule)
+from .random import set_rng_state, uniform
+from .registry import fast_path, into, register_fast_path, set_fast_paths, set_numba, writes_out
+
+__all__ = [
+    "CPU",
+    "Device",
+    "XpnetBackendError",
+    "XpnetDeviceWarning",
+    "add_at",
+    "cuda_available",
+    "cuda_device_count",
+    "cuda_unavailable_reason",
+    "device",
+    "device_of",
+    "dtype_name",
+    "fast_path",
+    "into",
+    "isdtype",
+    "namespace",
+    "no_autograd",
+    "register_fast_path",
+    "same_device",
+    "set_at",
+    "set_fast_paths",
+    "set_numba",
+    "set_rng_state",
+    "to_device",
+    "to_numpy",
+    "uniform",
+    "untracked",
+    "update_rule",
+    "writes_out",
+]

@@ -1,0 +1,299 @@
+"""Devices: the :class:`Device` object, device strings, and moving arrays between devices.
+
+How another array library joins (PyTorch tensors, JAX arrays): a device string ``"torch:cpu"``,
+``"torch:cuda[:N]"``, ``"torch:mps"``, ``"jax:cpu"`` or ``"jax:gpu[:N]"`` names the library and its
+device. The library is imported only then (importing xpnet never imports it); when it or the device is
+missing, the request falls back to the CPU (NumPy) with an :class:`XpnetDeviceWarning`, like
+``"cuda"``. JAX runs eagerly (no ``jax.jit``); its float64 needs ``jax_enable_x64`` (checked, never
+assumed).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .._user import warn
+from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
+from .namespaces import compat, namespace, untracked, update_rule
+
+__all__ = ["XpnetDeviceWarning", "Device", "CPU", "device", "device_of", "same_device", "to_numpy", "to_device",
+           "dtype_name"]
+
+
+class XpnetDeviceWarning(UserWarning):
+    """A requested device could not be used and xpnet fell back to another (the CPU)."""
+
+
+def _torch_device(kind: str, index: int | None) -> tuple[Any, Any, str | None]:
+    """(torch namespace, torch.device, None) or (None, None, why the device is not usable)."""
+    torch, why = library("torch")
+    if torch is None:
+        return None, None, why
+    if kind == "cpu":
+        return torch, torch.device("cpu"), None
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (index or 0) >= count:
+            return None, None, f"torch {torch.__version__} sees {count} CUDA device(s)"
+        return torch, torch.device("cuda", index or 0), None
+    if not torch.backends.mps.is_available() or (index or 0) > 0:
+        return None, None, f"torch {torch.__version__} reports no MPS (Apple-silicon GPU) device {index or 0}"
+    return torch, torch.device("mps", 0), None
+
+
+def _jax_device(kind: str, index: int | None) -> tuple[Any, Any, str | None]:
+    """(jax.numpy, jax device, None) or (None, None, why the device is not usable)."""
+    jax, why = library("jax")
+    if jax is None:
+        return None, None, why
+    try:
+        found = jax.devices(kind)
+    except RuntimeError as exc:  # "Unknown backend: 'gpu' requested ..."
+        return None, None, f"jax {jax.__version__}: {exc}"
+    if (index or 0) >= len(found):
+        return None, None, f"jax {jax.__version__} sees {len(found)} {kind} device(s)"
+    import jax.numpy as jnp  # noqa: PLC0415 - optional dependency, imported on first use
+    return jnp, found[index or 0], None
+
+
+# "<library>:<device kinds>" -> the function that finds it.
+_LIBRARY_DEVICES = {"torch": (("cpu", "cuda", "mps"), _torch_device), "jax": (("cpu", "gpu"), _jax_device)}
+
+
+def _library_device(spec: str) -> tuple[Any, Any, str | None]:
+    """Parse ``"torch:cuda:1"``, ``"jax:cpu"``...: (namespace, native device, None) or (None, None, why)."""
+    library, _, rest = spec.partition(":")
+    kinds, find = _LIBRARY_DEVICES[library]
+    kind, _, index = rest.partition(":")
+    if kind not in kinds or (index and (kind == "cpu" or not index.isdigit())):
+        expected = ", ".join(f"'{library}:{k}'" + ("" if k == "cpu" else f", '{library}:{k}:N'")
+                             for k in kinds)
+        raise ValueError(f"device: expected {expected}, got {spec!r}")
+    return find(kind, int(index) if index else None)
+
+
+class Device:
+    """An array-API namespace and one of its devices.
+
+    ``Device(numpy)`` is the CPU; ``Device(array_api_strict, array_api_strict.Device("device1"))``
+    is the test stand-in for a second device. ``xp`` is the (array-api-compat wrapped) namespace,
+    ``native`` the namespace's own device object, ``name`` a readable label.
+    """
+
+    def __init__(self, xp: Any, native: Any = None, name: str | None = None):
+        self.xp = compat(xp)
+        if native is None:
+            native = self.xp.__array_namespace_info__().default_device()
+        self.native = native
+        if name is None:
+            if self.is_numpy:
+                name = "cpu"
+            elif self.is_cupy:
+                name = f"cuda:{int(native.id)}"
+            elif array_api_compat.is_torch_namespace(self.xp):
+                name = f"torch:{native}"
+            elif array_api_compat.is_jax_namespace(self.xp):
+                name = f"jax:{native.platform}" + (f":{native.id}" if native.platform != "cpu" else "")
+            else:
+                label = str(native)
+                if "('" in label:  # array_api_strict.Device('device1') -> device1
+                    label = label.split("('", 1)[1].rstrip("')")
+                name = f"{self.xp.__name__}:{label}"
+        self.name = name
+        update_rule(self.xp)
+
+    @property
+    def is_numpy(self) -> bool:
+        return array_api_compat.is_numpy_namespace(self.xp)
+
+    @property
+    def is_cupy(self) -> bool:
+        return array_api_compat.is_cupy_namespace(self.xp)
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.is_numpy
+
+    def supports_float64(self) -> bool:
+        """False where the device rejects float64 (array-api-strict's "no_float64", MPS) or quietly
+        makes float32 of it (JAX without ``jax_enable_x64``)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                z = self.xp.zeros((1,), dtype=self.xp.float64, device=self.native)
+        except Exception:
+            return False
+        return z.dtype == self.xp.float64
+
+    def asarray(self, a: Any, dtype: Any = None) -> Any:
+        """``a`` (any backend, or a Python sequence) as an array on this device."""
+        return to_device(a, self, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued work on this device (a no-op on the CPU; JAX waits per array)."""
+        if self.is_cupy:
+            with cupy().cuda.Device(int(self.native.id)):
+                cupy().cuda.get_current_stream().synchronize()
+        elif array_api_compat.is_torch_namespace(self.xp) and self.native.type == "cuda":
+            library("torch")[0].cuda.synchronize(self.native)
+        elif array_api_compat.is_torch_namespace(self.xp) and self.native.type == "mps":
+            library("torch")[0].mps.synchronize()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Device) and self.xp is other.xp and self.native == other.native
+
+    def __hash__(self) -> int:
+        return hash((id(self.xp), str(self.native)))
+
+    def __repr__(self) -> str:
+        return f"Device({self.name!r})"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+CPU = Device(np)
+
+
+def _parse_cuda_index(spec: str) -> int:
+    if spec == "cuda":
+        return 0
+    try:
+        index = int(spec.split(":", 1)[1])
+    except ValueError:
+        raise ValueError(f"device: expected 'cuda' or 'cuda:N' with N a whole number, got {spec!r}") from None
+    if index < 0:
+        raise ValueError(f"device: a CUDA index must be >= 0, got {spec!r}")
+    return index
+
+
+def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
+    """Resolve a device spec: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``, a PyTorch or JAX device
+    (``"torch:cpu"``, ``"torch:cuda[:N]"``, ``"torch:mps"``, ``"jax:cpu"``, ``"jax:gpu[:N]"``) or a
+    :class:`Device`.
+
+    ``"auto"`` takes GPU 0 when :func:`cuda_available`, else the CPU. A device that is not usable
+    (no GPU, or PyTorch/JAX not installed, or without that device) warns with
+    :class:`XpnetDeviceWarning` and returns the CPU (NumPy), or raises ``RuntimeError`` when
+    ``fallback=False``. ``XPNET_DEVICE=cpu`` in the environment turns ``"auto"`` and ``"cuda"``
+    requests into the CPU (scripts written for a GPU server).
+    """
+    if isinstance(spec, Device):
+        return spec
+    if spec is None:
+        spec = "auto"
+    if not isinstance(spec, str):
+        raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}")
+    spec = spec.strip().lower()
+    forced = os.environ.get("XPNET_DEVICE", "").strip().lower()
+    if forced and forced not in ("cpu", "cuda", "auto") and not (forced.startswith("cuda:")
+                                                                 and forced[5:].isdigit()):
+        raise ValueError(f"XPNET_DEVICE={os.environ['XPNET_DEVICE']!r} in the environment is not a device; "
+                         "expected 'cpu', 'cuda', 'cuda:N' or 'auto' (or unset it)")
+    if forced and spec in ("auto", "cuda") or (forced and spec.startswith("cuda:")):
+        if forced == "cpu":
+            return CPU
+        spec = forced
+    if spec == "cpu":
+        return CPU
+    if spec == "auto":
+        return Device(cupy(), cupy().cuda.Device(0)) if cuda_available() else CPU
+    if spec == "cuda" or spec.startswith("cuda:"):
+        index = _parse_cuda_index(spec)
+        if cuda_available() and index < cuda_device_count():
+            return Device(cupy(), cupy().cuda.Device(index))
+        reason = cuda_unavailable_reason() or (
+            f"CUDA device {index} does not exist ({cuda_device_count()} device(s) found)")
+    elif spec.partition(":")[0] in _LIBRARY_DEVICES:
+        xp, native, reason = _library_device(spec)
+        if xp is not None:
+            return Device(xp, native)
+    else:
+        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]', "
+                         f"'torch:mps', 'jax:cpu', 'jax:gpu[:N]' or an xpnet.Device, got {spec!r}")
+    if not fallback:
+        raise RuntimeError(f"device {spec!r} is not usable: {reason}")
+    warn(f"device {spec!r} is not usable: {reason}. Falling back to the CPU (NumPy).", XpnetDeviceWarning)
+    return CPU
+
+
+def device_of(a: Any) -> Device:
+    """The :class:`Device` that holds array ``a``."""
+    xp = namespace(a)
+    if array_api_compat.is_numpy_namespace(xp):
+        return CPU
+    return Device(xp, array_api_compat.device(a))
+
+
+def same_device(a: Any, b: Any) -> bool:
+    """True when ``a`` and ``b`` live in the same namespace on the same device."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return True
+    return array_api_compat.device(a) == array_api_compat.device(b)
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Array ``a`` of any backend (or a Python scalar/sequence) as a ``numpy.ndarray`` on the host."""
+    if isinstance(a, np.ndarray):
+        return a
+    if array_api_compat.is_cupy_array(a):
+        return a.get()
+    if array_api_compat.is_torch_array(a):
+        return a.detach().cpu().numpy()
+    if array_api_compat.is_array_api_obj(a):
+        xp = namespace(a)
+        try:
+            return np.asarray(a)
+        except (RuntimeError, ValueError, TypeError):
+            host = xp.__array_namespace_info__().default_device()
+            return np.asarray(array_api_compat.to_device(a, host))
+    return np.asarray(a)
+
+
+def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
+    """Array ``a`` on device ``dev`` (a spec or :class:`Device`); no copy when it is already there.
+
+    ``dtype`` may be a dtype of the target namespace or a name such as ``"float32"``.
+    """
+    dev = device(dev)
+    xp = dev.xp
+    if isinstance(dtype, str):
+        dtype = getattr(xp, dtype)
+    if dev.is_numpy:
+        out = to_numpy(a)
+        return out if dtype is None or out.dtype == dtype else out.astype(dtype)
+    if dev.is_cupy:
+        with cupy().cuda.Device(int(dev.native.id)):
+            if array_api_compat.is_cupy_array(a) and a.device == dev.native:
+                out = a
+            elif array_api_compat.is_cupy_array(a):
+                out = cupy().array(a, copy=True)
+            else:
+                out = cupy().asarray(to_numpy(a))
+            return out if dtype is None or out.dtype == dtype else out.astype(dtype)
+    a = untracked(a)
+    if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray) \
+            and namespace(a) is xp:
+        out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)
+    else:
+        out = xp.asarray(to_numpy(a), device=dev.native)
+    wanted = dtype_name(a) if dtype is None and hasattr(a, "dtype") else str(dtype).rsplit(".", 1)[-1]
+    if dtype is not None and out.dtype != dtype:
+        out = xp.astype(out, dtype)
+    if wanted == "float64" and dtype_name(out) != "float64":
+        # JAX without jax_enable_x64 turns float64 into float32 with only a warning.
+        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave {out.dtype}); for JAX call "
+                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
+    return out
+
+
+def dtype_name(a: Any) -> str:
+    """``"float32"``, ``"int64"``...: the name of ``a``'s dtype in any library."""
+    return str(a.dtype).rsplit(".", 1)[-1]

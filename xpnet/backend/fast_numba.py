@@ -1,0 +1,50 @@
+"""NumPy fast paths through Numba: BatchNorm, ReLU and MaxPool2d as compiled kernels
+(:mod:`xpnet.backend.numba_kernels`).
+
+Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
+Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
+cached on disk. The kernels are built for float32/float64 C-contiguous arrays; other dtypes and
+layouts, and (N, D) BatchNorm (whose sums over axis 0 NumPy already vectorises), take the portable
+path. ``xn.backend.set_numba(False)`` or ``XPNET_DISABLE_NUMBA=1`` switches the family off.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from . import numba_kernels
+
+
+def _kernel_ready(*arrays: Any) -> bool:
+    """float32/float64 C-contiguous NumPy arrays (other dtypes and layouts take the portable path)."""
+    return all(isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
+               for a in arrays)
+
+
+def _bn_ready(x3: Any, *rest: Any) -> bool:
+    return x3.shape[2] >= 8 and _kernel_ready(x3)
+
+
+def _bn_backward_ready(dy3: Any, saved: tuple[Any, Any], *rest: Any) -> bool:
+    return dy3.shape[2] >= 8 and _kernel_ready(dy3, saved[0]) and dy3.dtype == saved[0].dtype
+
+
+def _first_ready(x: Any, *rest: Any) -> bool:
+    return _kernel_ready(x)
+
+
+def _relu_backward_ready(dy: Any, mask: Any) -> bool:
+    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.flags.c_contiguous
+
+
+def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
+    return _kernel_ready(dy) and isinstance(first, np.ndarray) and first.flags.c_contiguous
+
+
+def register(add: Callable[..., Any]) -> None:
+    for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
+                        ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
+                        ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
+        add(op, getattr(numba_kernels, op), accepts)

@@ -1,0 +1,28 @@
+"""PyTorch fast paths: ``unfold`` and ``fold`` are im2col and col2im in the per-sample layout
+(N, C*kh*kw, oh*ow). Imported only when a PyTorch tensor asks for them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+Pair = tuple[int, int]
+
+
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
+    col = torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+    return col if per_sample else col.permute(1, 0, 2).reshape(col.shape[1], -1)
+
+
+def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+           per_sample: bool = False) -> Any:
+    """Sums overlapping windows and drops the padding, as ``col2im_portable``."""
+    if not per_sample:
+        col = col.reshape(col.shape[0], x_shape[0], -1).permute(1, 0, 2)
+    return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, padding=padding, stride=stride)
+
+
+def register(add: Callable[..., Any]) -> None:
+    add("im2col", im2col)
+    add("col2im", col2im)

@@ -1,0 +1,167 @@
+"""Fast paths: per-library implementations of an operation, beside the portable code they stand for.
+
+How a fast path is found:
+
+1. A layer asks ``fast_path(op, xp, portable)`` and calls what it gets: the fast implementation of
+   ``op`` for ``xp``'s library where one is registered and switched on, else ``portable``.
+2. The families of fast paths are named in one table, :data:`FAMILIES`: for each array library, the
+   modules of this package that hold fast paths, in order of preference, and the operations each
+   provides. A family's module is imported and its ``register(add)`` called the first time one of
+   its operations is asked for on its library's arrays, so CuPy, PyTorch and Numba are imported
+   only when their arrays arrive. A family whose third-party library is absent is skipped quietly;
+   one whose import fails warns once, and its operations run as portable code.
+3. A fast path may accept only some inputs (the Numba kernels: float32/float64 C-contiguous arrays);
+   for the others the portable function runs.
+4. Every fast path is tested equal to the portable path. ``set_fast_paths(False)`` (or
+   ``XPNET_DISABLE_FAST_PATHS=1``) switches all of them off; ``set_numba(False)`` (or
+   ``XPNET_DISABLE_NUMBA=1``) the Numba family alone.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from typing import Any, Callable
+
+import array_api_compat
+
+from .._user import warn
+
+__all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths"]
+
+_NUMBA_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+              "maxpool2d_backward")
+
+# library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
+FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
+    "numpy": (("fast_numba", "numba", _NUMBA_OPS),
+              ("fast_numpy", None, ("im2col",))),
+    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update")),),
+    "torch": (("fast_torch", "torch", ("im2col", "col2im")),),
+}
+
+# (op, library) -> [(family, fn, accepts)] in the order registered (families in FAMILIES order).
+_FAST_PATHS: dict[tuple[str, str], list[tuple[str, Callable[..., Any], Callable[..., bool] | None]]] = {}
+_loaded: dict[str, bool] = {}  # family -> whether it registered (False: absent or failed to import)
+_switches = {"all": os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == "",
+             "fast_numba": os.environ.get("XPNET_DISABLE_NUMBA", "") == ""}
+_resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> (fn, accepts) or None; cleared by the switches
+_guards: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+
+def _library(xp: Any) -> str | None:
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_cupy_namespace(xp):
+        return "cupy"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
+    return None
+
+
+def register_fast_path(op: str, library: str, *, accepts: Callable[..., bool] | None = None,
+                       family: str = "user") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn`` as a fast implementation of ``op`` for arrays of ``library``
+    (``"numpy"``, ``"cupy"`` or ``"torch"``); ``accepts(*args)`` says which inputs it takes (the others
+    go to the portable function). It must be tested equal to the portable path."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _FAST_PATHS.setdefault((op, library), []).append((family, fn, accepts))
+        _resolved.clear()
+        _guards.clear()
+        return fn
+
+    return decorate
+
+
+def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, ...]) -> None:
+    _loaded[family] = False
+    if needs is not None and importlib.util.find_spec(needs) is None:
+        return
+    try:
+        module = importlib.import_module(f"{__package__}.{family}")
+        module.register(lambda op, fn, accepts=None: register_fast_path(op, library, accepts=accepts,
+                                                                         family=family)(fn))
+    except Exception as exc:  # noqa: BLE001 - a broken optional library means: run without it
+        for op in ops:
+            _FAST_PATHS[(op, library)] = [e for e in _FAST_PATHS.get((op, library), []) if e[0] != family]
+        hint = " Set XPNET_DISABLE_NUMBA=1 to silence this." if family == "fast_numba" else ""
+        warn(f"{needs or family} is installed but failed to import ({type(exc).__name__}: {exc}); "
+             f"{', '.join(ops)} run as portable code (slower).{hint}")
+        return
+    registered = {op for (op, lib), entries in _FAST_PATHS.items() if lib == library
+                  for e in entries if e[0] == family}
+    if registered != set(ops):
+        raise RuntimeError(f"xpnet.backend.{family} registered {sorted(registered)}, but FAMILIES lists "
+                           f"{sorted(ops)} for it")
+    _loaded[family] = True
+
+
+def _resolve(op: str, library: str) -> Any:
+    for family, needs, ops in FAMILIES.get(library, ()):
+        if op in ops and family not in _loaded:
+            _load_family(library, family, needs, ops)
+    for family, fn, accepts in _FAST_PATHS.get((op, library), ()):
+        if _switches.get(family, True):
+            return fn, accepts
+    return None
+
+
+def fast_path(op: str, xp: Any, portable: Callable[..., Any] | None = None) -> Callable[..., Any] | None:
+    """What runs ``op`` for namespace ``xp``: its fast implementation where one is registered and on,
+    else ``portable`` (None when not given). A fast path that accepts only some inputs is returned
+    guarded, sending the others to ``portable`` (without ``portable``: returned as it is)."""
+    if not _switches["all"]:
+        return portable
+    library = _library(xp)
+    if library is None:
+        return portable
+    key = (op, library)
+    if key not in _resolved:
+        _resolved[key] = _resolve(op, library)
+    found = _resolved[key]
+    if found is None:
+        return portable
+    fn, accepts = found
+    if accepts is None or portable is None:
+        return fn
+    guard = _guards.get(key)
+    if guard is None or guard[0] is not portable:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs) if accepts(*args) else portable(*args, **kwargs)
+
+        guarded.__name__ = guarded.__qualname__ = fn.__name__
+        guard = _guards[key] = (portable, guarded)
+    return guard[1]
+
+
+def writes_out(xp: Any) -> bool:
+    """Whether ``xp``'s elementwise functions can write into ``out=`` (NumPy's and CuPy's ufuncs do;
+    the array API has no ``out=``). False while the fast paths are off, so tests compare both ways."""
+    return _switches["all"] and (array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_cupy_namespace(xp))
+
+
+def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` written into ``out``, or a new array when ``out`` is None (a namespace without
+    ``out=``, see :func:`writes_out`). Always use the result: ``w = into(w, xp.sqrt, v)``."""
+    return fn(*args) if out is None else fn(*args, out=out)
+
+
+def _switch(name: str, enabled: bool) -> bool:
+    previous, _switches[name] = _switches[name], bool(enabled)
+    _resolved.clear()
+    _guards.clear()
+    return previous
+
+
+def set_numba(enabled: bool) -> bool:
+    """Turn the Numba kernels for NumPy arrays on or off (``XPNET_DISABLE_NUMBA=1``: off from the
+    start), leaving the other fast paths as they are; returns the previous setting. They exist only
+    where Numba is installed (``pip install 'xpnet[numba]'``)."""
+    return _switch("fast_numba", enabled)
+
+
+def set_fast_paths(enabled: bool) -> bool:
+    """Turn the fast paths on or off (tests compare both); returns the previous setting."""
+    return _switch("all", enabled)
