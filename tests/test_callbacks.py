@@ -108,7 +108,7 @@ def test_model_checkpoint_best_only_writes_on_improvement(data, tmp_path):
 def test_model_checkpoint_full_writes_a_resumable_checkpoint(data, tmp_path):
     path = tmp_path / "run.npz"
     fit(mlp(), data, [ModelCheckpoint(path, full=True)], epochs=2, optimizer=xn.optim.Momentum(0.1))
-    ckpt = importlib.import_module("xpnet.train").load_checkpoint(path)
+    ckpt = importlib.import_module("xpnet.training.checkpoint").load_checkpoint(path)
     assert ckpt["meta"]["epoch"] == 2
     assert len(ckpt["meta"]["history"]["epochs"]) == 2
     assert ckpt["optimizer"]["type"] == "Momentum" and ckpt["optimizer"]["t"] == 12
@@ -206,7 +206,7 @@ def test_a_resumed_run_that_early_stopping_ended_returns_at_once_with_the_same_w
     h_first = fit(model_first, data, [ModelCheckpoint(run, full=True), first], epochs=20,
                   optimizer=xn.optim.SGD(2.0))
     assert first.stopped_epoch == len(h_first) < 20 and first.best_epoch < first.stopped_epoch
-    assert importlib.import_module("xpnet.checkpoint").load_checkpoint(run)["meta"]["stopped"] is True
+    assert importlib.import_module("xpnet.training.checkpoint").load_checkpoint(run)["meta"]["stopped"] is True
     resumed, model = stop(), mlp()
     h = fit(model, data, [resumed], epochs=20, optimizer=xn.optim.SGD(2.0), resume_from=run)
     assert h.epochs == h_first.epochs

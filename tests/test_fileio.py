@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.fileio import TEMP_SUFFIX
+from xpnet.io.atomic import TEMP_SUFFIX
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="umask, signals and folder fsync are POSIX")
 
@@ -180,7 +180,7 @@ def _sigterm_training(tmp_path, how):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGTERM, err
     assert _temps(tmp_path) == []
-    saved = xn.checkpoint.load_checkpoint(path)
+    saved = xn.training.checkpoint.load_checkpoint(path)
     epochs = saved["meta"]["epoch"]
     assert epochs >= 1 and len(saved["meta"]["history"]["epochs"]) == epochs
 

@@ -16,7 +16,7 @@ import pytest
 import xpnet as xn
 from xpnet.datasets import BatchIterator, batch_bounds, epoch_permutation
 
-train_module = importlib.import_module("xpnet.train")
+train_module = importlib.import_module("xpnet.training.loop")
 
 
 def mlp(dropout: float = 0.0, seed: int = 0, width: int = 64):

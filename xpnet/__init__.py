@@ -4,7 +4,7 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU), PyTorch 
 any array-API namespace whose arrays update in place or through ``.at``.
 """
 
-from . import backend, book, callbacks, datasets, distributed, init, layers, losses, optim, testing
+from . import backend, book, callbacks, datasets, distributed, init, layers, losses, models, optim, testing, training
 from .backend import (
     Device,
     XpnetBackendError,
@@ -16,9 +16,9 @@ from .backend import (
 )
 from .book import load_book_params
 from .gradcheck import GradcheckReport, gradcheck
-from .model import Sequential, XpnetFileError, load
+from .models import Sequential, XpnetFileError, load
 from .testing import GradcheckError
-from .train import History, XpnetTrainingError, evaluate, train
+from .training import History, XpnetTrainingError, evaluate, train
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from typing import Any, NoReturn, Sequence
 
-from .fileio import atomic_write
+from .io.atomic import atomic_write
 
 DATASETS = ("fashion-mnist", "mnist", "spiral")
 MODELS = ("mlp", "cnn")

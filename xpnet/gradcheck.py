@@ -49,7 +49,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_
                       to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
-from .model import Sequential
+from .models import Sequential
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 

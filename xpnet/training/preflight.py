@@ -10,18 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from ._user import warn
-from .backend import namespace
-from .datasets.batches import batch_bounds
+from .._user import warn
+from ..backend import namespace
+from ..datasets.batches import batch_bounds
+from ..layers.base import Layer
+from ..layers.norm import BatchNorm
+from ..models import Sequential
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
 
 
 def check_model(model: Any, who: str) -> None:
     """``model`` is a Sequential (or alike) with real floating, finite parameters."""
-    from .layers.base import Layer  # noqa: PLC0415 - layers import the backend, not this module
-    from .model import Sequential  # noqa: PLC0415
-
     if isinstance(model, Layer):
         raise TypeError(f"{who}: model must be a model, got a bare {model.name} layer; wrap it: "
                         f"xn.Sequential({model.name}(...))")
@@ -91,8 +91,6 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
 def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int, drop_last: bool) -> None:
     """BatchNorm cannot normalise one sample per feature in training: refuse a batch (or a rank's part
     of one) that would hold a single sample where it sees one value per feature."""
-    from .layers.norm import BatchNorm  # noqa: PLC0415
-
     h, single = x[0:1, ...], []
     for i, layer in enumerate(model.layers):
         if isinstance(layer, BatchNorm) and (h.ndim == 2 or h.shape[2] * h.shape[3] == 1):

@@ -26,13 +26,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ._user import warn
-from .backend import set_rng_state, to_numpy
-from .fileio import atomic_savez
+from .._user import warn
+from ..backend import set_rng_state, to_numpy
+from ..io.atomic import atomic_savez
+from ..io.npz import NpzReader, XpnetFileError
+from ..models.files import check_format, model_from_config, stored_dtype
+from ..optim import Optimizer
 from .history import History
-from .model import check_format, model_from_config, stored_dtype
-from .npzfile import NpzReader, XpnetFileError
-from .optim import Optimizer
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
            "rng_states", "set_rng_states"]

@@ -6,8 +6,8 @@ import math
 import os
 from typing import Any, Iterable
 
-from ._user import install_hint
-from .fileio import atomic_write
+from .._user import install_hint
+from ..io.atomic import atomic_write
 
 __all__ = ["History"]
 

@@ -1,0 +1,20 @@
+"""Training: ``xn.train`` and ``xn.evaluate``, and what a run keeps and writes.
+
+- ``loop``: ``train`` and ``evaluate`` (read its docstring, "How a run goes", first);
+- ``trainer``: the per-epoch work on one device and one rank, and the non-finite guard;
+- ``data``: the data checked, moved to the device once, and its targets checked against the loss;
+- ``preflight``: the checks made before any step;
+- ``history``: the per-epoch figures, saved and plotted;
+- ``checkpoint``: full checkpoints and exact resume;
+- ``callbacks``: early stopping, checkpoints and schedules (public as ``xn.callbacks``).
+
+It may import everything below it (backend, layers, losses, optim, models, datasets, distributed, io);
+only the package face and the command line import it.
+"""
+
+from . import callbacks
+from .history import History
+from .loop import evaluate, train
+from .trainer import TrainerState, XpnetTrainingError
+
+__all__ = ["History", "TrainerState", "XpnetTrainingError", "callbacks", "evaluate", "train"]

@@ -1,0 +1,292 @@
+"""Callbacks for ``xn.train``: early stopping, checkpoints, learning-rate schedules.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs. ``on_train_begin``
+receives the trainer's state (``model``, ``optimizer``, ``history``, ``device``, ``comm``,
+``is_root``, ``has_validation``, ``save_checkpoint(path)``, ``barrier()``); the epoch hooks get
+the 1-based epoch number and, at the end, that epoch's log (the dict appended to ``History.epochs``).
+Setting ``self.stop_training = True`` ends training after the current epoch.
+
+A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
+model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
+``on_train_begin``; full checkpoints carry it. At the end of an epoch ModelCheckpoint runs after
+the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state after that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+from .._user import is_real, warn
+from ..backend import namespace, to_device
+
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
+           "epoch_end_order"]
+
+MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+class Callback:
+    """Hooks called by ``xn.train``; all do nothing by default."""
+
+    stop_training: bool = False
+
+    def on_train_begin(self, state: Any) -> None:
+        self.state = state
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on as this one would have (saved in full checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take up ``state`` from ``state_dict()`` (called after ``on_train_begin``)."""
+
+
+def epoch_end_order(callbacks: list[Callback]) -> list[Callback]:
+    """``callbacks`` with every ModelCheckpoint last (in their given order otherwise)."""
+    return sorted(callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))
+
+
+class _Monitor:
+    """Which log value to watch and whether smaller or larger is better."""
+
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0):
+        if monitor not in MONITORS:
+            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}")
+        if mode == "auto":
+            mode = "max" if monitor.endswith("accuracy") else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if not is_real(min_delta) or not min_delta >= 0:
+            raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
+        self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
+        self.best: float | None = None
+
+    def check_available(self, state: Any) -> None:
+        if self.monitor.startswith("val_") and not state.has_validation:
+            raise ValueError(f"{self.owner}: monitor={self.monitor!r} needs validation data; pass "
+                             "validation=(x_val, y_val) to xn.train or monitor 'train_loss'")
+
+    def value(self, logs: dict[str, Any]) -> float:
+        v = logs.get(self.monitor)
+        if v is None:
+            raise ValueError(f"{self.owner}: the log has no value for {self.monitor!r} (accuracy is only "
+                             f"reported for classification); logs: {sorted(k for k, x in logs.items() if x is not None)}")
+        return float(v)
+
+    def improved(self, logs: dict[str, Any]) -> bool:
+        """Whether this epoch's value beats the best so far by more than min_delta (and record it)."""
+        v = self.value(logs)
+        if self.best is None or (v < self.best - self.min_delta if self.mode == "min"
+                                 else v > self.best + self.min_delta):
+            self.best = v
+            return True
+        return False
+
+    def replay(self, epochs: list[dict[str, Any]]) -> tuple[int | None, int]:
+        """Set ``best`` from the logs of the epochs a resumed run already has (none for a fresh run);
+        returns the best epoch (None when there are none) and the number of epochs since it."""
+        self.best, best_epoch, since = None, None, 0
+        for i, logs in enumerate(epochs, start=1):
+            if logs.get(self.monitor) is None:  # not logged then (e.g. no validation data before)
+                continue
+            if self.improved(logs):
+                best_epoch, since = int(logs.get("epoch", i)), 0
+            else:
+                since += 1
+        return best_epoch, since
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``restore_best=True`` puts back the weights (params and buffers) of the best epoch at the end;
+    they are kept as copies on the model's device. A full checkpoint carries the patience counter,
+    the best value and epoch, whether it stopped, and the best weights (``restore_best=True``): a
+    resumed run goes on exactly as the uninterrupted one, and one that had stopped returns at once
+    with the weights it ended with. From a checkpoint without that state (an older xpnet), the best
+    value and counter are replayed from the history; a best epoch before the checkpoint then has
+    no weights in the file, and the end of training warns instead of restoring them.
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
+        self.patience = patience
+        self.restore_best = bool(restore_best)
+        self.wait = 0
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self._best_state: dict[str, Any] | None = None
+
+    @property
+    def best(self) -> float | None:
+        return self._monitor.best
+
+    def on_train_begin(self, state: Any) -> None:
+        super().on_train_begin(state)
+        self._monitor.check_available(state)
+        self.best_epoch, self.wait = self._monitor.replay(state.history.epochs)
+        self.stopped_epoch, self.stop_training = None, False
+        # Resumed at the best epoch so far: the model holds its weights now.
+        at_best = self.best_epoch is not None and self.best_epoch == state.epoch
+        self._best_state = _copy_state(state.model) if self.restore_best and at_best else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_state": self._best_state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, kind in (("wait", int), ("best", float), ("best_epoch", int), ("stopped_epoch", int),
+                          ("best_state", dict)):
+            v = state.get(key)
+            if (v is None and key != "wait") or (isinstance(v, kind) and not isinstance(v, bool)) \
+                    or (kind is float and isinstance(v, int) and not isinstance(v, bool)):
+                continue
+            raise ValueError(f"EarlyStopping: {key} must be {'an int' if kind is int else kind.__name__}, got {v!r}")
+        self.wait, self.best_epoch, self.stopped_epoch = state["wait"], state["best_epoch"], state["stopped_epoch"]
+        self._monitor.best = None if state["best"] is None else float(state["best"])
+        self.stop_training = self.stopped_epoch is not None
+        best = state["best_state"]
+        self._best_state = None if best is None else {k: to_device(v, self.state.device) for k, v in best.items()}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self._monitor.improved(logs):
+            self.wait, self.best_epoch = 0, epoch
+            if self.restore_best:
+                self._best_state = _copy_state(self.state.model)
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.stop_training = True
+
+    def on_train_end(self) -> None:
+        if not self.restore_best:
+            return
+        if self._best_state is None:
+            if self.best_epoch is not None and self.state.is_root:
+                warn(f"EarlyStopping: the best epoch ({self.best_epoch}, {self._monitor.monitor} = "
+                     f"{self.best:.6g}) came before the checkpoint this run resumed from, which does "
+                     "not hold its weights; the model keeps the weights of its last epoch")
+            return
+        for name, v in self._best_state.items():
+            self.state.model.set_param(name, v)
+
+
+class ModelCheckpoint(Callback):
+    """Save after each epoch (or only when ``monitor`` improved, ``save_best_only=True``).
+
+    ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:03d}.npz"``. ``full=False`` writes
+    the model (``model.save``; reload with ``xn.load``); ``full=True`` writes a training checkpoint
+    (model, optimizer state, epoch, history, Dropout generator states, the other callbacks' state)
+    to resume with ``xn.train(..., resume_from=path)``; it is written after the other callbacks
+    have seen the epoch. Writes are atomic; with ``comm`` only rank 0 writes, then
+    all ranks wait at a barrier. A resumed run takes up the best value from the checkpoint's history,
+    so ``save_best_only`` never replaces a better file with a worse one.
+    """
+
+    def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto", full: bool = False):
+        self.path = os.fspath(path)
+        self.save_best_only = bool(save_best_only)
+        self.full = bool(full)
+        self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
+        self.saved: list[str] = []
+
+    def on_train_begin(self, state: Any) -> None:
+        super().on_train_begin(state)
+        self._check_path(state.has_validation)
+        if self.save_best_only:
+            self._monitor.check_available(state)
+            self._monitor.replay(state.history.epochs)
+
+    def _check_path(self, has_validation: bool) -> None:
+        """Before any training: every ``{placeholder}`` is known and the folder exists."""
+        logs = {k: (None if k.startswith("val_") and not has_validation else 0.5) for k in MONITORS}
+        try:
+            path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
+        except KeyError as exc:
+            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{exc.args[0]}}} in {self.path!r}; known: "
+                             f"{{epoch}}, {', '.join('{' + k + '}' for k in MONITORS)}, {{lr}}, {{seconds}}") from None
+        except (IndexError, ValueError, TypeError, AttributeError) as exc:
+            hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
+            raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist; create it "
+                             "first (os.makedirs(folder, exist_ok=True))")
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self.save_best_only and not self._monitor.improved(logs):
+            return
+        self._save(epoch, logs)
+
+    def save_last(self) -> None:
+        """On SIGTERM: write the state after the last complete epoch, if this is a full checkpoint
+        that is not ``save_best_only`` (that one keeps its best file)."""
+        if self.full and not self.save_best_only:
+            epochs = self.state.history.epochs
+            self._save(self.state.epoch, epochs[-1] if epochs else {})
+
+    def _save(self, epoch: int, logs: dict[str, Any]) -> None:
+        path = self.path.format(**{**logs, "epoch": epoch}) if "{" in self.path else self.path
+        if self.state.is_root:
+            if self.full:
+                self.state.save_checkpoint(path)
+            else:
+                self.state.model.save(path)
+        self.state.barrier()
+        self.saved.append(path)
+
+
+class LearningRateSchedule(Callback):
+    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index.
+
+    ``schedule`` is any callable; :func:`step` and :func:`cosine` build common ones.
+    """
+
+    def __init__(self, schedule: Callable[[int], float]):
+        if not callable(schedule):
+            raise TypeError(f"LearningRateSchedule: schedule must be a callable epoch -> lr, got {schedule!r}")
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        lr = self.schedule(epoch - 1)
+        if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"LearningRateSchedule: schedule({epoch - 1}) returned {lr!r}; expected a "
+                             "finite number > 0")
+        self.state.optimizer.lr = float(lr)
+
+
+def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float]:
+    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
+    if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
+        raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
+    return lambda i: lr * gamma ** (i // step_size)
+
+
+def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float]:
+    """Cosine annealing from ``lr`` (epoch 0) towards ``min_lr`` (reached at epoch ``epochs``).
+
+    ``min_lr`` must be > 0 for a schedule evaluated at ``i == epochs``, since lr must stay positive.
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"cosine: epochs must be an int >= 1, got {epochs!r}")
+    return lambda i: min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(i, epochs) / epochs))
+
+
+def _copy_state(model: Any) -> dict[str, Any]:
+    return {name: namespace(v).asarray(v, copy=True) for name, v in model.state().items()}

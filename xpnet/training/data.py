@@ -1,0 +1,115 @@
+"""The data ``xn.train`` and ``xn.evaluate`` are given: checked as a pair, put on the model's device
+in its dtype, and its targets checked against the loss and the model's output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backend import Device, device_of, namespace, to_device, untracked
+from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from .preflight import check_data
+
+__all__ = ["pair", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot"]
+
+
+def pair(data: Any, arg: str) -> tuple[Any, Any]:
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
+        raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
+    x, y = (untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in data)
+    check_data(x, f"{arg}: x")
+    check_data(y, f"{arg}: y")
+    if x.ndim < 1 or y.ndim < 1:
+        raise ValueError(f"{arg}: x and y must have a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{arg}: x has {x.shape[0]} samples but y has {y.shape[0]}; they must match")
+    if x.shape[0] < 1:
+        raise ValueError(f"{arg}: no samples")
+    return x, y
+
+
+def common_device(named: dict[str, Any]) -> Device | None:
+    """The one non-host device among the arrays/models in ``named`` (None if all are on the host)."""
+    found: dict[str, Device] = {}
+    for what, a in named.items():
+        if a is None:
+            continue
+        dev = a if isinstance(a, Device) else device_of(a)
+        if not dev.is_numpy:
+            found[what] = dev
+    if len(set(found.values())) > 1:
+        where = ", ".join(f"{k} on {v}" for k, v in found.items())
+        raise ValueError(f"model and data are on two devices ({where}); put them on one device, or keep the "
+                         "data in NumPy and let xn.train move it")
+    return next(iter(found.values()), None)
+
+
+def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
+    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device."""
+    xp = dev.xp
+    x = to_device(x, dev)
+    if x.dtype == xp.uint8:
+        return xp.astype(x, dtype) / 255.0
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
+def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
+    """``(x, y, classes)`` on ``dev`` after checking y against the loss and the model's output.
+
+    ``classes`` is the (N,) class index per sample when accuracy makes sense, else None.
+    """
+    xp = dev.xp
+    dtype = model.dtype
+    if dtype is None:
+        dtype = x.dtype if namespace(x).isdtype(x.dtype, "real floating") else "float32"
+        dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
+    x = to_model_dtype(x, dev, dtype)
+    y = to_device(y, dev)
+    probe = x[0:1, ...]
+    try:
+        out_shape = tuple(model.forward(probe, train=False).shape)
+    except (ValueError, TypeError) as exc:
+        # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
+        message = str(exc).replace(str(tuple(probe.shape)), str(tuple(x.shape)))
+        raise type(exc)(f"{arg}: x of shape {tuple(x.shape)} does not fit the model: {message}") from None
+    if isinstance(loss, SoftmaxCrossEntropy):
+        if len(out_shape) != 2:
+            raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
+        c = out_shape[1]
+        if y.ndim == 1:
+            if not xp.isdtype(y.dtype, "integral"):
+                raise TypeError(f"{arg}: {loss.name} with targets of shape (N,) needs integer class indices, got "
+                                f"dtype {y.dtype}; convert with y.astype('int64'), or pass one-hot rows (N, {c})")
+            lo, hi = int(xp.min(y)), int(xp.max(y))
+            if lo < 0 or hi >= c:
+                raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs, got "
+                                 f"values in [{lo}, {hi}]")
+            index = index_dtype(dev)
+            y = y if y.dtype == index else xp.astype(y, index)
+            return x, y, y
+        if y.ndim != 2 or y.shape[1] != c:
+            raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
+                             f"with {c} outputs, got targets of shape {tuple(y.shape)}")
+        y = y if y.dtype == dtype else xp.astype(y, dtype)
+        return x, y, xp.argmax(y, axis=1)
+    if isinstance(loss, MeanSquaredError):
+        if tuple(y.shape[1:]) != out_shape[1:]:
+            raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
+                             f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+        y = y if y.dtype == dtype else xp.astype(y, dtype)
+    return x, y, (xp.argmax(y, axis=1) if is_one_hot(y) else None)
+
+
+def index_dtype(dev: Device) -> Any:
+    """The namespace's index dtype for labels and counts: int64, or int32 on JAX without x64 (which
+    would truncate int64 to it with a warning on every conversion)."""
+    return dev.xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+
+
+def is_one_hot(y: Any) -> bool:
+    xp = namespace(y)
+    if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
+        return False
+    return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))

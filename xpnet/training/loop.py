@@ -1,0 +1,252 @@
+"""``xn.train`` and ``xn.evaluate``: a minibatch loop that runs where the model runs.
+
+How a run goes:
+
+1. The device is resolved with ``xn.device(device, fallback=...)``. Every argument, and the
+   labels against the loss and the model's output width, are checked before any training.
+2. Model, optimizer state and data move to the device once. ``uint8`` inputs (raw images) are
+   converted there once: ``astype(model dtype) / 255``; other inputs are cast to the model dtype.
+3. Each epoch draws a permutation on the host from ``(seed, epoch)``, moves that index array to
+   the device and gathers the batches there, so every device sees the same batches in the same
+   order and a resumed run needs no saved shuffle state.
+4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
+   the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
+5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
+   sum, or the check that every weight is still finite (one device reduction folded into the same
+   read), comes back non-finite, the epoch is replayed from that copy one step at a time, checking
+   every layer's output and gradient and the weights after each update, to name the step and the
+   first layer or parameter that went non-finite; :class:`XpnetTrainingError` is raised with the
+   model holding the weights from just before that step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..backend import Device, device as _resolve_device, no_autograd
+from ..datasets.batches import BatchIterator
+from ..distributed._guard import collective
+from ..io.signals import SigtermFlag
+from ..losses import get as _get_loss
+from ..optim import get as _get_optimizer
+from . import callbacks as _callbacks
+from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
+from .data import common_device, pair, prepare
+from .history import History
+from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
+from .trainer import SigtermStop, Trainer, TrainerState
+
+__all__ = ["train", "evaluate"]
+
+_EVAL_BATCH = 1024
+
+
+def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
+            or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"train: {name} must be an int {bound}, got {value!r}")
+    return int(value)
+
+
+def _use_graph(graph: Any, dev: Device) -> bool:
+    """Whether the step is captured as a CUDA graph: ``graph=None`` where that is correct, ``False``
+    (or ``XPNET_GRAPH=0`` in the environment) never. Capture is not in this version yet, so every step
+    runs eagerly; ``graph=True`` is refused rather than silently ignored."""
+    env = os.environ.get("XPNET_GRAPH", "").strip()
+    if env not in ("", "0", "1"):
+        raise ValueError(f"XPNET_GRAPH must be 0 (no CUDA-graph capture) or 1, got {env!r}")
+    if graph is not None and not isinstance(graph, bool):
+        raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
+    if graph:
+        if not dev.is_cupy:
+            raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
+                             f"device; this run is on {dev.name}. Pass graph=None or False")
+        raise NotImplementedError("train: graph=True: CUDA-graph capture of the training step is not in this "
+                                  "version of xpnet yet; graph=None or False trains eagerly")
+    return False
+
+
+def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
+    """The epoch's figures; the val_* ones are printed under ``validation_name`` (e.g. test_loss)."""
+    parts = [f"{k.replace('val_', validation_name + '_', 1)} {logs[k]:.4f}"
+             for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if logs.get(k) is not None]
+    return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
+
+
+@collective("xn.train", data={"data": "train data", "validation": "validation data"},
+            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"))
+def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int,
+          device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
+          progress: bool = True, shuffle: bool = True, fallback: bool = True,
+          resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
+          drop_last: bool = False, validation_name: str = "val", transform: Any = None) -> History:
+    """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
+
+    x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
+    the device); y: (N,) class indices or (N, C) one-hot for cross-entropy, (N, ...) like the output
+    for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer
+    or a name (``"sgd"``, ``"momentum"``, ``"adam"``, ... with the optimizer's default lr).
+    ``device``: ``"auto"`` (the device the model/data already live on, else a GPU if available, else
+    the CPU), ``"cpu"``, ``"cuda[:N]"`` or a Device; ``fallback=False`` raises instead of falling back to
+    the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
+    checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
+    ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
+    batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
+    same data and arguments (compared when the ranks first meet: a difference raises on every rank).
+    ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
+    ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
+    by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
+    ``validation_name`` is the name printed for the validation figures (``"test"`` when ``validation``
+    is the test set); History keys stay ``val_*``.
+    ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
+    training batch on the device after it is gathered (step counts from 0 in each epoch); validation
+    data is never transformed. One process only (not with ``comm``).
+
+    Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
+    change; inputs that look like unscaled 0..255 images give a warning.
+    """
+    if extra:
+        raise TypeError(f"train: pass the data as one pair, xn.train(model, (x, y), ...), not as "
+                        f"{2 + len(extra)} separate arguments")
+    if not isinstance(validation_name, str) or not validation_name.isidentifier():
+        raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
+    check_model(model, "train")
+    if transform is not None and not callable(transform):
+        raise TypeError(f"train: transform must be None or a function (x_batch, epoch, step) -> x_batch, "
+                        f"e.g. xn.datasets.RandomShiftFlip(), got {type(transform).__name__}")
+    if transform is not None and comm is not None:
+        raise NotImplementedError("train: transform with comm (data parallel) is not in this version: each "
+                                  "rank would draw the same numbers for its part of the batch")
+    loss = _get_loss(loss)
+    optimizer = _get_optimizer(optimizer)
+    optimizer.bind(model)
+    x, y = pair(data, "train data")
+    n = int(x.shape[0])
+    epochs = _int_arg("epochs", epochs, 0)
+    batch_size = _int_arg("batch_size", batch_size, 1, n)
+    seed = _int_arg("seed", seed, 0)
+    val = pair(validation, "validation") if validation is not None else None
+    callbacks = check_callbacks(callbacks, _callbacks.Callback)
+    warn_unscaled({"train data": x, **({"validation": val[0]} if val is not None else {})})
+    placed = common_device({"model": model.device, "x": x, "y": y,
+                             "validation x": val and val[0], "validation y": val and val[1]})
+    if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
+        dev = placed
+    elif comm is not None:
+        dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
+    else:
+        dev = _resolve_device(device, fallback=fallback)
+    _use_graph(graph, dev)
+    rank = 0 if comm is None else int(comm.rank)
+
+    history = History(dev.name)
+    start, ckpt = 0, None
+    if resume_from is not None:
+        ckpt = load_checkpoint(resume_from) if rank == 0 else None
+        if comm is not None:
+            ckpt = comm.bcast_object(ckpt, root=0)
+        scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
+        start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
+        history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
+    model.to(dev)
+    optimizer.to(dev)
+    x, y, classes = prepare(x, y, model, loss, dev, "train data")
+    check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
+    classify = classes is not None
+    if val is not None:
+        xv, yv, cv = prepare(val[0], val[1], model, loss, dev, "validation")
+    if comm is not None:
+        comm.broadcast_params(model, root=0)
+
+    trainer = Trainer(model, loss, optimizer, dev, comm, progress)
+    trainer.transform = transform
+    arrays = (x, y) if classes is None or classes is y else (x, y, classes)
+    batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                            rank=trainer.rank, size=trainer.size, drop_last=drop_last)
+    state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
+    state.epoch = start
+    if trainer.show:
+        ranks = f", {trainer.size} ranks" if comm is not None else ""
+        print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
+              f"epochs {start + 1}..{epochs}", flush=True)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    if ckpt is not None:
+        restore_callbacks(ckpt, callbacks)
+    stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
+
+    # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
+    # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
+    # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
+    # no autograd graph: xpnet runs its own backward.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
+            no_autograd(dev.xp):
+        trainer.sigterm = sigterm
+        for epoch in range(start + 1, start if stopped else epochs + 1):
+            t0 = time.perf_counter()
+            set_rng_states(model)
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            try:
+                epoch_logs = trainer.run_epoch(batches, epoch, epochs, batches.used, classify)
+            except SigtermStop as stop:
+                stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
+                _save_last_and_terminate(callbacks, sigterm)
+            logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
+            if val is not None:
+                logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+            logs["seconds"] = time.perf_counter() - t0
+            logs["lr"] = float(optimizer.lr)
+            if comm is not None:
+                logs = comm.bcast_object(logs, root=0)
+            history.epochs.append(logs)
+            state.epoch = epoch
+            if trainer.open_bar is not None:
+                trainer.open_bar.close()
+            if trainer.show:
+                print(f"epoch {epoch}/{epochs}  {_format_logs(logs, validation_name)}", flush=True)
+            for cb in _callbacks.epoch_end_order(callbacks):
+                cb.on_epoch_end(epoch, logs)
+            if trainer.sigterm_agreed():
+                _save_last_and_terminate(callbacks, sigterm)
+            if any(cb.stop_training for cb in callbacks):
+                break
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
+    """Write the state after the last complete epoch to every full, not best-only ModelCheckpoint,
+    then end the process by SIGTERM."""
+    for cb in callbacks:
+        if isinstance(cb, _callbacks.ModelCheckpoint):
+            cb.save_last()
+    sigterm.terminate()
+
+
+@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",))
+def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
+    """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
+
+    Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
+    class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
+    ``comm`` each rank evaluates its share and the sums are reduced.
+    """
+    check_model(model, "evaluate")
+    loss = _get_loss(loss)
+    x, y = pair(data, "evaluate data")
+    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)
+    dev = model.device
+    common_device({"model": dev, "x": x, "y": y})
+    x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
+    trainer = Trainer(model, loss, None, dev, comm, progress=False)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
+        value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+    return {"loss": value, "accuracy": accuracy}
+

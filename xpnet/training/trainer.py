@@ -1,0 +1,281 @@
+"""The per-epoch work of ``xn.train`` and ``xn.evaluate`` on one device (and one rank): the steps,
+the loss and accuracy sums kept on the device, and the guard that replays an epoch whose loss or
+weights went non-finite to name the step and the layer."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import tqdm
+
+from ..backend import Device, namespace
+from ..datasets.batches import BatchIterator
+from ..distributed._abort import raised_on_every_rank
+from ..io.signals import SigtermFlag
+from ..losses import Loss
+from ..optim import Optimizer
+from .checkpoint import rng_states, save_checkpoint, set_rng_states
+from .data import index_dtype
+from .history import History
+
+__all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads"]
+
+_REFRESH_S = 0.5
+_AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
+
+
+class XpnetTrainingError(RuntimeError):
+    """Training cannot go on: the loss became non-finite. The message names epoch, step and layer."""
+
+
+class SigtermStop(Exception):
+    """SIGTERM came during an epoch: stop after the current step, the epoch's start is in ``snapshot``."""
+
+    def __init__(self, snapshot: "Snapshot"):
+        super().__init__("SIGTERM")
+        self.snapshot = snapshot
+
+
+class TrainerState:
+    """What callbacks see: the model, optimizer, history and where training runs."""
+
+    def __init__(self, model: Any, optimizer: Optimizer, loss: Loss, history: History, device: Device,
+                 comm: Any, seed: int, epochs: int, has_validation: bool, callbacks: list[Any] = ()):
+        self.model, self.optimizer, self.loss, self.history = model, optimizer, loss, history
+        self.device, self.comm, self.seed, self.epochs = device, comm, seed, epochs
+        self.has_validation = has_validation
+        self.callbacks = list(callbacks)
+        self.epoch = 0
+
+    @property
+    def is_root(self) -> bool:
+        return self.comm is None or self.comm.rank == 0
+
+    def barrier(self) -> None:
+        if self.comm is not None:
+            self.comm.barrier()
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
+        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
+                        callbacks=self.callbacks)
+
+
+class Snapshot:
+    """Device copies of params, buffers and optimizer state, and the Dropout generator states."""
+
+    def __init__(self, model: Any, optimizer: Optimizer):
+        self.state = {k: _copy(v) for k, v in model.state().items()}
+        sd = optimizer.state_dict()
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        self.optimizer = sd
+        self.rng = rng_states(model)
+
+    def restore(self, model: Any, optimizer: Optimizer) -> None:
+        for k, v in self.state.items():
+            model.set_param(k, _copy(v))
+        sd = dict(self.optimizer)
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        optimizer.load_state_dict(sd)
+        set_rng_states(model, self.rng)
+
+
+def _copy(a: Any) -> Any:
+    return namespace(a).asarray(a, copy=True)
+
+
+def _all_finite(a: Any) -> bool:
+    xp = namespace(a)
+    return bool(xp.all(xp.isfinite(a)))
+
+
+def _is_terminal(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Trainer:
+    """The per-epoch work of ``train`` and ``evaluate`` on one device (and one rank of ``comm``)."""
+
+    def __init__(self, model: Any, loss: Loss, optimizer: Optimizer | None, dev: Device, comm: Any,
+                 progress: bool):
+        self.model, self.loss, self.optimizer, self.dev, self.comm = model, loss, optimizer, dev, comm
+        self.rank, self.size = (0, 1) if comm is None else (int(comm.rank), int(comm.size))
+        self.show = progress and self.rank == 0
+        self.bar = self.show and _is_terminal(sys.stdout)
+        self.open_bar: Any = None
+        self.sigterm: SigtermFlag | None = None
+        self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
+
+    def batch_input(self, batch: tuple[Any, ...], epoch: int, step: int) -> Any:
+        """The batch's x, through ``transform`` (step counts from 0 within the epoch)."""
+        xb = batch[0]
+        return xb if self.transform is None else self.transform(xb, epoch, step)
+
+    def reduce(self, a: Any) -> Any:
+        return a if self.comm is None else self.comm.allreduce_sum(a)
+
+    def zeros(self, dtype: Any) -> Any:
+        return self.dev.xp.zeros((), dtype=dtype, device=self.dev.native)
+
+    def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
+        """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
+        xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
+        snapshot = Snapshot(model, optimizer)
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
+        # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
+        bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
+                        dynamic_ncols=True, leave=False) if self.bar else None
+        steps, seen, last_refresh = 0, 0, time.perf_counter()
+        for batch in batches.epoch(epoch):
+            xb, yb = self.batch_input(batch, epoch, steps), batch[1]
+            nb = int(xb.shape[0])
+            if nb:
+                out = model.forward(xb, train=True)
+                value = loss.forward(out, yb, check=False)
+                model.backward(loss.backward(), input_grad=False)
+                loss_sum = loss_sum + value * nb
+                if classify:
+                    correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
+            else:
+                zero_grads(model)
+            if comm is not None:
+                comm.allreduce_grads(model, count=nb)
+            optimizer.step(model)
+            steps, seen = steps + 1, seen + nb
+            if comm is None and self.sigterm is not None and self.sigterm.requested:
+                if bar is not None:
+                    bar.close()
+                raise SigtermStop(snapshot)
+            if bar is not None:
+                bar.update(1)
+                now = time.perf_counter()
+                if now - last_refresh >= _REFRESH_S and seen:
+                    running = float(loss_sum) / seen
+                    bar.set_postfix_str(f"loss {running:.4f}")
+                    last_refresh = now
+                    if not math.isfinite(running) and comm is None:
+                        break
+        # One read per epoch covers both the loss and the weights: a finite loss whose update
+        # overflowed a weight reads as NaN too, and the replay finds which step did it.
+        loss_total = float(self.reduce(xp.where(self.params_finite(), loss_sum, self.zeros(loss_sum.dtype) + math.nan)))
+        if not math.isfinite(loss_total):
+            if bar is not None:
+                bar.close()
+            raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
+        logs = {"train_loss": loss_total / n,
+                "train_accuracy": int(self.reduce(correct)) / n if classify else None}
+        self.open_bar = bar
+        return logs
+
+    def sigterm_agreed(self) -> bool:
+        """Whether SIGTERM came to this process (to any rank, agreed by all: one small collective)."""
+        flag = self.sigterm is not None and self.sigterm.requested
+        if self.comm is None:
+            return flag
+        xp = self.dev.xp
+        flag = xp.asarray(int(flag), dtype=index_dtype(self.dev), device=self.dev.native)
+        return int(self.comm.allreduce_sum(flag)) > 0
+
+    def params_finite(self) -> Any:
+        """A 0-d device bool: every parameter is finite (no host read)."""
+        xp, ok = self.dev.xp, self.dev.xp.asarray(True, device=self.dev.native)
+        for p in self.model.named_params().values():
+            ok = ok & xp.all(xp.isfinite(p))
+        return ok
+
+    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
+        """Mean loss and accuracy over this rank's share of (x, y), summed over ranks."""
+        xp, model, loss = self.dev.xp, self.model, self.loss
+        n = int(x.shape[0])
+        lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        for start in range(lo, hi, batch_size):
+            stop = min(start + batch_size, hi)
+            out = model.forward(x[start:stop, ...], train=False)
+            loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
+            if classes is not None:
+                correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+        value = float(self.reduce(loss_sum)) / n
+        return value, (int(self.reduce(correct)) / n if classes is not None else None)
+
+    def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
+        """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
+        the first bad step; the model is left with the weights from before that step. With ``comm``
+        the ranks agree on each step's finding, which names the rank(s) where it was seen."""
+        model, comm = self.model, self.comm
+        snapshot.restore(model, self.optimizer)
+
+        def agreed(where: str | None) -> str | None:
+            if comm is None:
+                return where
+            found = [(r, w) for r, w in enumerate(comm.allgather_object(where)) if w is not None]
+            first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
+            return "; ".join(f"rank {r}: {w}" for r, w in first) or None
+
+        for step, batch in enumerate(batches.epoch(epoch)):
+            if step >= steps:
+                break
+            where = agreed(self.replay_step(self.batch_input(batch, epoch, step), batch[1]))
+            if where is not None:
+                return XpnetTrainingError(
+                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
+                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
+                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
+                    "the inputs.")
+            before = Snapshot(model, self.optimizer)
+            self.optimizer.step(model)
+            where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
+                                None))
+            if where is not None:
+                before.restore(model, self.optimizer)
+                return XpnetTrainingError(
+                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                    f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
+                    f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
+                    "smaller learning rate.")
+        return XpnetTrainingError(
+            f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
+            "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
+            f"deterministic on {self.dev.name}?)")
+
+    def replay_step(self, xb: Any, yb: Any) -> str | None:
+        """Forward/backward one batch layer by layer; where the first non-finite value appeared."""
+        model, loss = self.model, self.loss
+        first = None if _all_finite(xb) else "the input batch"
+        nb = int(xb.shape[0])
+        if nb:
+            h = xb
+            for i, layer in enumerate(model.layers):
+                h = layer.forward(h, train=True)
+                if first is None and not _all_finite(h):
+                    first = f"the output of layer {i} ({layer.name})"
+            value = loss.forward(h, yb, check=False)
+            if first is None and not _all_finite(value):
+                first = f"the loss ({loss.name}) with every layer output finite"
+            dy = loss.backward()
+            for i in range(len(model.layers) - 1, -1, -1):
+                layer = model.layers[i]
+                dy = layer.backward(dy)
+                for key, g in layer.grads.items():
+                    if first is None and not _all_finite(g):
+                        first = f"the gradient of {key!r} in layer {i} ({layer.name})"
+                if first is None and not _all_finite(dy):
+                    first = f"the input gradient of layer {i} ({layer.name})"
+        else:
+            zero_grads(model)
+        if self.comm is not None:
+            self.comm.allreduce_grads(model, count=nb)
+            if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
+                first = _AFTER_ALLREDUCE
+        return first
+
+
+def zero_grads(model: Any) -> None:
+    for layer in model.layers:
+        layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
