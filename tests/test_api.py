@@ -21,6 +21,10 @@ NAMES = [
     "XpnetFileError", "XpnetBackendError", "XpnetTrainingError", "distributed.XpnetDistributedError",
     "datasets.StaticBatches", "datasets.RandomShiftFlip", "datasets.BatchIterator", "backend.set_numba",
     "load_book_params", "layers.AvgPool2d", "layers.GlobalAvgPool",
+    # Composite models
+    "Model", "save", "layers.Residual", "layers.Concat", "layers.Container",
+    "Model.train", "Model.eval", "Model.state_dict", "Model.load_state_dict", "Model.parameters",
+    "Model.named_params", "Model.named_grads", "Model.named_buffers", "Model.predict", "Model.summary", "Model.save",
 ]
 
 
@@ -45,6 +49,9 @@ def test_public_name_exists(name):
     (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
     (xn.Sequential.predict, ["batch_size"]),
     (xn.load, ["device"]),
+    (xn.layers.Residual, ["body", "shortcut"]),
+    (xn.Model.load_state_dict, ["strict"]),
+    (xn.Model.predict, ["batch_size"]),
 ])
 def test_contract_keywords(fn, keywords):
     params = inspect.signature(fn).parameters

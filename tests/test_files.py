@@ -48,7 +48,7 @@ def saved(tmp_path):
     (lambda a, m: a.update({k: v.astype(np.int32) for k, v in a.items() if k[0].isdigit()}), r"hold int32, expected float"),
     (lambda a, m: a.pop("3.b"), r"missing \['3.b'\]"),
     (lambda a, m: a.update({"9.W": np.zeros(2)}), r"unexpected \['9.W'\]"),
-    (lambda a, m: m.update({"format": 2}), r"'format' is 2; this xpnet reads format 1"),
+    (lambda a, m: m.update({"format": 3}), r"'format' is 3; this xpnet reads formats 1, 2"),
     (lambda a, m: m["layers"][0].update({"config": {"in_features": 4}}), r"layers\[0\] \(Linear\) cannot be built"),
     (lambda a, m: m.update({"layers": "Linear"}), r"field 'layers' is str"),
 ])

@@ -16,7 +16,7 @@ from .backend import (
 )
 from .book import load_book_params
 from .gradcheck import GradcheckReport, gradcheck
-from .models import Sequential, XpnetFileError, load
+from .models import Model, Sequential, XpnetFileError, load, save
 from .testing import GradcheckError
 from .training import History, XpnetTrainingError, evaluate, train
 
@@ -27,6 +27,7 @@ __all__ = [
     "GradcheckError",
     "GradcheckReport",
     "History",
+    "Model",
     "Sequential",
     "XpnetBackendError",
     "XpnetDeviceWarning",
@@ -46,6 +47,7 @@ __all__ = [
     "load_book_params",
     "losses",
     "optim",
+    "save",
     "testing",
     "to_device",
     "to_numpy",

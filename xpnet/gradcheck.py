@@ -24,9 +24,11 @@ f is ``loss.forward(model.forward(x, train=True), t)`` with a loss, else ``sum(y
 random r drawn from ``seed`` (then dy = r). Forward passes run in training mode (BatchNorm uses
 batch statistics); every generator a layer keeps in an attribute (Dropout's ``rng``) is rewound
 before each pass, so all passes see the same dropout mask. The original model is never modified.
+Any model is checked whole, through its own forward and backward: a Sequential, a model of the
+user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
 The backward pass also fails a layer that writes into the gradient it receives, and the forward
-pass one that writes into its input.
+pass one that writes into its input (every leaf layer is watched, whatever code calls it).
 
 A device without float64 (array-api-strict's "no_float64") cannot hold the copy: the check then
 runs on a float64 copy on the CPU, with an ``XpnetDeviceWarning``.
@@ -49,7 +51,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_
                       to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
-from .models import Sequential
+from .layers.container import Watcher, watch
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 
@@ -145,12 +147,13 @@ class GradcheckReport:
                 _num(row.analytic), _num(err), "-" if math.isnan(ratio) else f"{ratio:.3g}", row.status)
 
 
-def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: Any = None, *,
+def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
               device: Any = None, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
               fast: bool = False, max_entries: int | None = None, seed: int = 0) -> GradcheckReport:
     """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
 
-    x: the input batch (any backend; moved to the check's device). t, loss: targets and a loss
+    x: the input batch (any backend; moved to the check's device), or a tuple of them for a model
+    with several inputs. t, loss: targets and a loss
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
@@ -158,15 +161,16 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
-    dev = _check_device(model_or_layer, x, device)
+    xs = x if isinstance(x, tuple) else (x,)
+    dev = _check_device(model_or_layer, xs[0], device)
     xp = dev.xp
-    x = to_device(x, dev)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
-    x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
-    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
-    named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
-                    if isinstance(clone, Sequential) else [("", clone)])
+    xs = tuple(to_device(a, dev) for a in xs)
+    for a in xs:
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {a.dtype}")
+    # Copies even from float64: the check perturbs them in place.
+    x64 = [xp.astype(a, xp.float64, copy=True) for a in xs]
+    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64").train()
     if t is not None:
         t = to_device(t, dev)
         if xp.isdtype(t.dtype, "real floating"):
@@ -174,14 +178,16 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     loss = None if loss is None else copy.deepcopy(_losses.get(loss))
 
     rng = np.random.default_rng(seed)
-    objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
+    objective = _Objective(clone, loss, t, x64)
     try:
         with no_autograd(xp):
-            f0, mutation_rows = objective.base_pass(named_layers, rng)
+            f0, mutation_rows = objective.base_pass(rng)
+            grads = clone.named_grads()
             # (name, array, its gradient, how to store a perturbed array where the array was kept)
-            tensors = [(prefix + k, layer.params[k], layer.grads.get(k), functools.partial(layer.params.__setitem__, k))
-                       for prefix, layer in named_layers for k in layer.params]
-            tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
+            tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
+                       for name, p in clone.named_params().items()]
+            tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx, functools.partial(objective.xs.__setitem__, i))
+                        for i, (a, dx) in enumerate(zip(x64, objective.dxs))]
             rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
                     for name, a, grad, put in tensors]
     finally:
@@ -191,57 +197,48 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
 
 
 class _Objective:
-    """The scalar f on the float64 copy: layers, then the loss (or a random projection r)."""
+    """The scalar f on the float64 copy: the model's forward, then the loss (or a random projection r)."""
 
-    def __init__(self, layers: list[Layer], loss: Any, t: Any, x: Any):
-        self.layers, self.loss, self.t, self.x = layers, loss, t, x
-        self.rngs = [(rng, rng.bit_generator.state) for layer in layers for rng in vars(layer).values()
-                     if isinstance(rng, np.random.Generator)]
+    def __init__(self, model: Layer, loss: Any, t: Any, xs: list[Any]):
+        self.model, self.loss, self.t, self.xs = model, loss, t, xs
+        self.rngs = [(rng, rng.bit_generator.state) for node in model.named_modules().values()
+                     for rng in vars(node).values() if isinstance(rng, np.random.Generator)]
         self.r = None
-        self.dx = None
+        self.dxs: list[Any] = []
         self.passes = 0
         self.pieces: list[tuple[Layer, Any]] = []
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
         pieces differ from the base pass's (kinks crossed), both 0-d arrays left on the device."""
-        y = self.x
         self._rewind()
-        for layer in self.layers:
-            y = layer.forward(y, train=True)
+        y = self.model.forward(*self.xs, train=True)
         f, xp = self._reduce(y, check=False), namespace(y)
         crossed = xp.zeros_like(f)
         for layer, base in self.pieces:
             crossed = crossed + xp.astype(xp.count_nonzero(layer.pieces() != base), f.dtype)
         return f, crossed
 
-    def base_pass(self, named_layers: list[tuple[str, Layer]], rng: np.random.Generator
-                  ) -> tuple[float, list[GradcheckRow]]:
-        """f(x) as a float, with every layer's grads and ``self.dx`` filled by backward, and a
+    def base_pass(self, rng: np.random.Generator) -> tuple[float, list[GradcheckRow]]:
+        """f(x) as a float, with every layer's grads and ``self.dxs`` filled by backward, and a
         failing row for each layer that wrote into its input or its incoming gradient."""
-        rows = []
-        y = self.x
         self._rewind()
-        for prefix, layer in named_layers:
-            before = _host_copy(y)
-            out = layer.forward(y, train=True)
-            rows += _mutation_row(prefix, layer, before, y, "forward wrote into its input x")
-            pieces = layer.pieces()
-            if pieces is not None:
-                self.pieces.append((layer, namespace(pieces).asarray(pieces, copy=True)))
-            y = out
-        if self.loss is None:
-            self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
-        f0 = float(to_numpy(self._reduce(y, check=True)))
-        # A copy of r: a layer that writes into dy must not change f for the passes that follow.
-        dy = namespace(y).asarray(self.r, copy=True) if self.loss is None else self.loss.backward()
-        for prefix, layer in reversed(named_layers):
-            before = _host_copy(dy)
-            dx = layer.backward(dy)
-            rows += _mutation_row(prefix, layer, before, dy, "backward wrote into its incoming gradient dy")
-            dy = dx
-        self.dx = dy
-        return f0, rows
+        mutations = _Mutations()
+        with watch(self.model, mutations) as leaves:
+            y = self.model.forward(*self.xs, train=True)
+            for layer in leaves.values():
+                pieces = layer.pieces()
+                if pieces is not None:
+                    self.pieces.append((layer, namespace(pieces).asarray(pieces, copy=True)))
+            if self.loss is None:
+                self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
+            f0 = float(to_numpy(self._reduce(y, check=True)))
+            # A copy of r: a layer that writes into dy must not change f for the passes that follow.
+            dy = namespace(y).asarray(self.r, copy=True) if self.loss is None else self.loss.backward()
+            dx = self.model.backward(dy)
+        self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
+        self.dxs += [None] * (len(self.xs) - len(self.dxs))
+        return f0, mutations.rows
 
     def release_rngs(self) -> None:
         for rng, _ in self.rngs:
@@ -256,6 +253,27 @@ class _Objective:
         if self.loss is None:
             return namespace(y).sum(y * self.r)
         return self.loss.forward(y, self.t, check=check)
+
+
+class _Mutations(Watcher):
+    """A failing row for each layer that wrote into its input x or its incoming gradient dy."""
+
+    def __init__(self) -> None:
+        self.rows: list[GradcheckRow] = []
+        self.before: list[np.ndarray] = []  # host copies of what the running layer was given
+
+    def before_forward(self, name: str, layer: Layer, xs: tuple[Any, ...]) -> None:
+        self.before = [_host_copy(x) for x in xs]
+
+    def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:
+        for before, x in zip(self.before, xs):
+            self.rows += _mutation_row(name, layer, before, x, "forward wrote into its input x")
+
+    def before_backward(self, name: str, layer: Layer, dy: Any) -> None:
+        self.before = [_host_copy(dy)]
+
+    def backward(self, name: str, layer: Layer, dy: Any, dx: Any) -> None:
+        self.rows += _mutation_row(name, layer, self.before[0], dy, "backward wrote into its incoming gradient dy")
 
 
 def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: float, rng: np.random.Generator,
@@ -340,6 +358,7 @@ def _host_copy(a: Any) -> np.ndarray:
 
 
 def _mutation_row(prefix: str, layer: Layer, before: np.ndarray, array: Any, what: str) -> list[GradcheckRow]:
+    """A failing row when ``array`` no longer holds ``before``; ``prefix``: the layer's dotted name."""
     after = to_numpy(array)
     if np.array_equal(before, after, equal_nan=True):
         return []
@@ -347,7 +366,7 @@ def _mutation_row(prefix: str, layer: Layer, before: np.ndarray, array: Any, wha
         diff = np.where(np.isnan(before) & np.isnan(after), 0.0, np.abs(after - before))
     flat = int(np.argmax(np.where(np.isnan(diff), np.inf, diff)))
     index = tuple(int(i) for i in np.unravel_index(flat, before.shape))
-    name = f"{prefix.rstrip('.')} ({layer.name})" if prefix else layer.name
+    name = f"{prefix} ({layer.name})" if prefix else layer.name
     return [GradcheckRow(name, tuple(before.shape), int(before.size), float(np.nanmax(diff)), math.nan, index,
                          float(before[index]), float(after[index]), 0, f"FAIL: {what}")]
 
@@ -358,8 +377,9 @@ def _num(v: float) -> str:
 
 def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: float, fast: bool,
                 max_entries: int | None) -> None:
-    if not isinstance(target, (Sequential, Layer)):
-        raise TypeError(f"gradcheck: expected an xn.Sequential or an xpnet layer, got {type(target).__name__}")
+    if not isinstance(target, Layer):
+        raise TypeError(f"gradcheck: expected an xn.Sequential or an xpnet layer (or an xn.Model), got "
+                        f"{type(target).__name__}")
     if loss is not None and t is None:
         raise ValueError("gradcheck: a loss needs targets t")
     if t is not None and loss is None:
@@ -376,14 +396,13 @@ def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: f
             raise ValueError("gradcheck: max_entries has no effect with fast=True (one direction per tensor)")
 
 
-def _check_device(target: Sequential | Layer, x: Any, spec: Any) -> Device:
+def _check_device(target: Layer, x: Any, spec: Any) -> Device:
     """The device for the float64 copy: ``spec``, else the model's, else x's; the CPU (with a
     warning) when that device has no float64."""
     if spec is not None:
         dev = _resolve_device(spec)
     else:
-        layers = target.layers if isinstance(target, Sequential) else [target]
-        held = [a for layer in layers for store in (layer.params, layer.buffers) for a in store.values()]
+        held = list(target.state().values())
         if held:
             dev = device_of(held[0])
         elif array_api_compat.is_array_api_obj(x):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -10,6 +11,7 @@ import numpy as np
 from ._user import warn
 from .backend import Device, XpnetDeviceWarning, device, device_of, to_device, to_numpy
 from .gradcheck import GradcheckReport, gradcheck
+from .layers.base import Layer
 
 
 def tolerance(dtype: Any) -> dict[str, float]:
@@ -52,7 +54,8 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
                           atol: float | None = None, **kwargs: Any) -> dict[str, Any]:
     """Run ``fn`` on each device and assert the results agree; returns them by device name (host arrays).
 
-    Array arguments (also inside tuples, lists and dicts) are moved to each device; when ``fn`` takes a
+    Array arguments (also inside tuples, lists and dicts) are moved to each device, and a model or layer
+    argument is copied to each device (``copy.deepcopy(model).to(device)``); when ``fn`` takes a
     ``device`` keyword it receives the :class:`~xpnet.Device`. Results (arrays, numbers, or nested
     tuples/lists/dicts of them) are brought back to NumPy and compared with the first device's at
     ``rtol``/``atol`` (default: from the result's dtype). A device that is not available is skipped with
@@ -77,6 +80,8 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
     takes_device = "device" in inspect.signature(fn).parameters
 
     def move(obj: Any, dev: Device) -> Any:
+        if isinstance(obj, Layer):  # a model or layer: a copy of it on each device, the original untouched
+            return copy.deepcopy(obj).to(dev)
         if isinstance(obj, (tuple, list)):
             return type(obj)(move(o, dev) for o in obj)
         if isinstance(obj, dict):

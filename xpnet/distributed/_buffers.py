@@ -20,23 +20,20 @@ def _python_number(value: Any) -> int | float:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _layers(model: Any) -> list:
-    """The layers of a Sequential, or ``[model]`` for a single layer."""
-    layers = getattr(model, "layers", None)
-    if layers is None:
-        if not hasattr(model, "params"):
-            raise TypeError(f"expected an xpnet model or layer, got {type(model).__name__}")
-        return [model]
-    return list(layers)
+def _layers(model: Any) -> dict[str, Any]:
+    """Every layer of a model (or the one layer) by dotted name, each holding its own params and buffers."""
+    if not hasattr(model, "named_modules"):
+        raise TypeError(f"expected an xpnet model or layer, got {type(model).__name__}")
+    return model.named_modules()
 
 
 def _signature(model: Any) -> tuple:
     entries = []
-    for i, layer in enumerate(_layers(model)):
+    for name, layer in _layers(model).items():
         for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
             for key, v in store.items():
-                entries.append((f"{i}.{key}", kind, tuple(int(d) for d in v.shape), str(v.dtype),
-                                namespace(v).__name__))
+                entries.append((f"{name}.{key}" if name else key, kind, tuple(int(d) for d in v.shape),
+                                str(v.dtype), namespace(v).__name__))
     return tuple(entries)
 
 

@@ -22,6 +22,13 @@ def describe_data(pair: Any) -> dict[str, Any] | None:
         return None
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         return {"type": type(pair).__name__}
+    if isinstance(pair[0], tuple):  # a model with several inputs: each described with y
+        info = {}
+        for i, x in enumerate(pair[0]):
+            for k, v in (describe_data((x, pair[1])) or {}).items():
+                info[k.replace("x ", f"x[{i}] ", 1) if k.startswith("x ") else k if k.startswith(("samples", "y "))
+                     else f"{k} of x[{i}]"] = v
+        return info
     try:
         x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in pair)
         shapes = tuple(int(d) for d in x.shape), tuple(int(d) for d in y.shape)

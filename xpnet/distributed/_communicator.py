@@ -136,8 +136,8 @@ class Communicator:
         root = self._root(root)
         self._sync()
         self._check_same_model(model, "broadcast_params", root)
-        entries = [(store, key, store[key]) for layer in _layers(model) for store in (layer.params, layer.buffers)
-                   for key in store]
+        entries = [(store, key, store[key]) for layer in _layers(model).values()
+                   for store in (layer.params, layer.buffers) for key in store]
         for group in _group_by_dtype(entries):
             flat = _pack([store[key] for store, key, _ in group]) if self.rank == root else \
                 _empty_like_group(group)
@@ -168,7 +168,7 @@ class Communicator:
                 "allreduce_grads: every rank passed count=0; there is no gradient to average"))
         scale = count / total
         entries = []
-        for layer in _layers(model):
+        for layer in _layers(model).values():
             for key, p in layer.params.items():
                 g = layer.grads.get(key)
                 if count > 0 and g is None:

@@ -6,17 +6,21 @@ import inspect
 import operator
 from typing import Any
 
-from ..backend import Device, device_of, isdtype, namespace, same_device, to_device
+from ..backend import device_of, isdtype, namespace, same_device
+from .tree import Tree
 
-_LAYER_TYPES: dict[str, type] = {}
+_LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
+_CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
 
 
-class Layer:
+class Layer(Tree):
     """One operation with ``forward(x, train=True) -> y`` and ``backward(dy) -> dx``.
 
     ``params`` and ``grads`` are dicts with the same keys; ``backward`` overwrites ``grads``
     (one backward per forward, as in the book). ``buffers`` holds state that is saved and moved
-    with the layer but not trained (BatchNorm's running statistics).
+    with the layer but not trained (BatchNorm's running statistics). As a node of a model
+    (:class:`~xpnet.layers.tree.Tree`) a layer also has dotted names, a mode (``train()``/``eval()``)
+    and state dicts.
     """
 
     def __init__(self) -> None:
@@ -26,7 +30,11 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _LAYER_TYPES[cls.__name__] = cls
+        _CLASSES[(cls.__module__, cls.__qualname__)] = cls
+        # A class of the user's may not take the name of one of xpnet's in files without a module.
+        known = _LAYER_TYPES.get(cls.__name__)
+        if known is None or not is_xpnet_class(known) or is_xpnet_class(cls):
+            _LAYER_TYPES[cls.__name__] = cls
 
     @property
     def name(self) -> str:
@@ -53,8 +61,9 @@ class Layer:
         Layers whose dx is costly override this."""
         self.backward(dy)
 
-    def __call__(self, x: Any, train: bool = True) -> Any:
-        return self.forward(x, train=train)
+    def __call__(self, x: Any, train: bool | None = None) -> Any:
+        """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""
+        return self.forward(x, train=self.training if train is None else train)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (saved by ``Sequential.save``)."""
@@ -77,20 +86,6 @@ class Layer:
                 continue
             shown.append(f"{key}={value!r}")
         return f"{self.name}({', '.join(shown)})"
-
-    def to(self, dev: Any, dtype: Any = None) -> "Layer":
-        """Move params and buffers to ``dev`` (and optionally cast floats to ``dtype``)."""
-        for store in (self.params, self.buffers):
-            for k, v in store.items():
-                store[k] = to_device(v, dev, dtype=dtype)
-        self.grads = {}
-        return self
-
-    @property
-    def device(self) -> Device | None:
-        for v in self.params.values():
-            return device_of(v)
-        return None
 
     # -- checks shared by layers ------------------------------------------------------------
 
@@ -134,9 +129,30 @@ def _readable(value: Any) -> Any:
     return value
 
 
+def is_xpnet_class(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "xpnet"
+
+
+def layer_class(name: str, module: str | None = None) -> type:
+    """The layer or model class a file names: by ``module`` and qualified name for a class of the
+    user's, by name alone for xpnet's own. Nothing is imported: a class not defined in this program
+    gives a ValueError saying what to import."""
+    if module is None:
+        try:
+            return _LAYER_TYPES[name]
+        except KeyError:
+            raise ValueError(f"unknown layer type {name!r} in saved model; known: {sorted(_LAYER_TYPES)}") from None
+    cls = _CLASSES.get((module, name))
+    if cls is not None:
+        return cls
+    elsewhere = sorted(m for m, q in _CLASSES if q == name)
+    hint = f" (a class {name} is defined in {', '.join(map(repr, elsewhere))}, but the file names {module!r})" \
+        if elsewhere else ""
+    where = "define it in this script as in the one that saved the model" if module == "__main__" else \
+        f"import it first: from {module} import {name.split('.')[0]}"
+    raise ValueError(f"the saved model uses class {name} from module {module!r}, which this program has not "
+                     f"defined; {where}{hint}. xn.load never imports or unpickles anything")
+
+
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
-    try:
-        cls = _LAYER_TYPES[name]
-    except KeyError:
-        raise ValueError(f"unknown layer type {name!r} in saved model; known: {sorted(_LAYER_TYPES)}") from None
-    return cls.from_config(config)
+    return layer_class(name).from_config(config)

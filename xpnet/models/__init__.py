@@ -1,14 +1,17 @@
 """Models: layers put together, saved and loaded.
 
-- ``sequential``: :class:`Sequential`, layers applied in order;
-- ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.load``);
+- ``model``: :class:`Model`, a model of your own with forward and backward written out, and what
+  every model has (``predict``, ``summary``, ``save``; modes and state dicts come with every layer);
+- ``sequential``: :class:`Sequential`, layers applied in order (a Model);
+- ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``);
 - ``summary``: the table of layers, output shapes and parameter counts.
 
 It may import the layers, ``xpnet.io``, ``xpnet.init`` and the backend; training, gradcheck, the book
 and the command line stand on it.
 """
 
-from .files import XpnetFileError, load
+from .files import XpnetFileError, load, save
+from .model import Model
 from .sequential import Sequential
 
-__all__ = ["Sequential", "XpnetFileError", "load"]
+__all__ = ["Model", "Sequential", "XpnetFileError", "load", "save"]

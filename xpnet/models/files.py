@@ -1,5 +1,12 @@
 """Models saved and loaded as device-independent ``.npz`` files: the architecture as a JSON record,
-then every parameter and buffer, written atomically and read after checking every header."""
+then every parameter and buffer, written atomically and read after checking every header.
+
+The record of a ``Sequential`` is ``{"format": 1, "layers": [layer records]}`` (the first format, which
+every version reads); any other model's is ``{"format": 2, "model": record}``, the record of its class
+(by module and name for a class of the user's) and of the arguments it was built with
+(``xpnet.layers.records``). Nothing is ever unpickled or imported: a class the program has not
+defined is named in the error, with what to import.
+"""
 
 from __future__ import annotations
 
@@ -13,67 +20,92 @@ from .. import init as _init
 from ..backend import to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
-from ..layers.base import layer_from_config
+from ..layers.records import from_record, to_record
+from .model import Model
 from .sequential import Sequential
 
-__all__ = ["save_model", "load", "XpnetFileError", "FORMAT_VERSION", "check_format", "model_from_config",
-           "stored_dtype", "read_state"]
+__all__ = ["save_model", "save", "load", "XpnetFileError", "FORMATS", "architecture", "check_format",
+           "model_from_architecture", "stored_dtype", "read_state"]
 
 _CONFIG_KEY = "__xpnet_model__"
-FORMAT_VERSION = 1
+FORMATS = (1, 2)  # 1: a Sequential as its list of layers; 2: any model as the record of its class
+
+
+def architecture(model: Any) -> dict[str, Any]:
+    """The JSON record of ``model``'s architecture, with the format version it needs."""
+    if type(model) is Sequential:
+        return {"format": 1, "layers": [to_record(layer) for layer in model.layers]}
+    return {"format": 2, "model": to_record(model)}
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model``'s architecture, params and buffers to ``path`` (.npz) atomically."""
+    meta = architecture(model)  # before any array is read: an argument JSON cannot hold fails at once
     arrays = {k: to_numpy(v) for k, v in model.state().items()}
-    meta = {"format": FORMAT_VERSION, "layers": model.config()}
     arrays[_CONFIG_KEY] = np.asarray(json.dumps(meta))
     atomic_savez(path, arrays)
 
 
-def load(path: str | os.PathLike, device: Any = "cpu") -> Sequential:
-    """Rebuild a model saved with ``Sequential.save`` onto ``device``.
+def save(model: Any, path: str | os.PathLike) -> None:
+    """``model.save(path)``: architecture, params and buffers in one ``.npz``, written atomically;
+    ``xn.load(path, device=...)`` rebuilds the model on any device."""
+    if not isinstance(model, Model):
+        raise TypeError(f"xn.save: expected an xn.Model or xn.Sequential, got {type(model).__name__}"
+                        + (f"; wrap the layer: xn.Sequential({model.name}(...))" if hasattr(model, "params") else ""))
+    save_model(model, path)
+
+
+def load(path: str | os.PathLike, device: Any = "cpu") -> Model:
+    """Rebuild a model saved with ``model.save`` or ``xn.save`` onto ``device``.
 
     Validates fully before use: the format version, the architecture record, and every array's
     shape and dtype (read from its header, before its data) against the layers the record builds;
     no name may be missing or extra. Layers are built without drawing weights (``xn.init`` is left
     untouched), so a file that declares huge layers but does not hold them fails at once.
+    A model of the user's own class is built again from the arguments it was built with; its class
+    must be defined in this program (the error says what to import).
     Raises :class:`XpnetFileError` (a ValueError) naming the path and what is wrong.
     """
     with NpzReader(path, "an xpnet model file (written by model.save)") as reader:
         meta = reader.record(_CONFIG_KEY)
         if meta is None:
             raise reader.error("it has no architecture record")
-        check_format(reader, meta, "format", FORMAT_VERSION)
-        model = model_from_config(reader, meta.get("layers"), "layers")
+        check_format(reader, meta, "format", FORMATS)
+        model = model_from_architecture(reader, meta)
         read_state(reader, model, {name: name for name in model.state()}, set(reader.names) - {_CONFIG_KEY})
     return model.to(device)
 
 
-def check_format(reader: NpzReader, meta: Any, field: str, known: int) -> None:
-    """Raise unless ``meta[field]`` is the format version ``known`` this xpnet reads."""
+def check_format(reader: NpzReader, meta: Any, field: str, known: int | tuple[int, ...]) -> None:
+    """Raise unless ``meta[field]`` is a format version (``known``: one, or a tuple of them) this xpnet reads."""
     if not isinstance(meta, dict):
         raise reader.error(f"its record is a {type(meta).__name__}, expected a JSON object")
+    known = known if isinstance(known, tuple) else (known,)
     version = meta.get(field)
-    if version != known:
-        raise reader.error(f"field {field!r} is {version!r}; this xpnet reads format {known} only (a file "
+    if isinstance(version, bool) or version not in known:
+        which = f"format {known[0]} only" if len(known) == 1 else f"formats {', '.join(map(str, known))}"
+        raise reader.error(f"field {field!r} is {version!r}; this xpnet reads {which} (a file "
                            "from another xpnet version?)")
 
 
-def model_from_config(reader: NpzReader, layers: Any, field: str) -> Sequential:
-    """The model the architecture record ``layers`` describes, built without drawing any weights."""
-    if not isinstance(layers, list):
-        raise reader.error(f"field {field!r} is {type(layers).__name__}, expected a list of layers")
-    built = []
+def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
+    """The model the architecture record ``meta`` describes (its ``"layers"`` in format 1, its
+    ``"model"`` in format 2), built without drawing any weights."""
     with _init.skip_init():
-        for i, d in enumerate(layers):
-            if not (isinstance(d, dict) and isinstance(d.get("type"), str) and isinstance(d.get("config"), dict)):
-                raise reader.error(f"field {field}[{i}] is {d!r}, expected {{'type': str, 'config': {{...}}}}")
-            try:
-                built.append(layer_from_config(d["type"], d["config"]))
-            except (TypeError, ValueError) as exc:
-                raise reader.error(f"field {field}[{i}] ({d['type']}) cannot be built: {exc}") from None
-    return Sequential(*built)
+        try:
+            if meta.get("format") == 1:
+                layers = meta.get("layers")
+                if not isinstance(layers, list):
+                    raise reader.error(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
+                return Sequential(*(from_record(d, f"layers[{i}]") for i, d in enumerate(layers)))
+            model = from_record(meta.get("model"), "model")
+        except ValueError as exc:
+            if isinstance(exc, XpnetFileError):
+                raise
+            raise reader.error(str(exc)) from None
+    if not isinstance(model, Model):
+        raise reader.error(f"field 'model' describes a {model.name} layer, not a model")
+    return model
 
 
 def stored_dtype(reader: NpzReader, names: list[str]) -> Any:

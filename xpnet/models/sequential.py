@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from ..backend import Device, device, device_of, no_autograd, to_device
 from ..layers.base import Layer
-from .summary import summary as _summary
+from .model import Model
 
 __all__ = ["Sequential"]
 
 
-class Sequential:
-    """Layers applied in order. ``named_params()`` keys are ``"<index>.<param>"``, e.g. ``"0.W"``."""
+class Sequential(Model):
+    """Layers (or models) applied in order. ``named_params()`` keys are ``"<index>.<param>"``, e.g. ``"0.W"``,
+    and ``"<index>.<name>.<param>"`` inside a model it holds."""
 
     def __init__(self, *layers: Layer):
+        super().__init__()
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnet layer")
         self.layers: list[Layer] = list(layers)
+
+    def named_children(self) -> dict[str, Layer]:
+        return {str(i): layer for i, layer in enumerate(self.layers)}
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -32,25 +35,19 @@ class Sequential:
     def __iter__(self):
         return iter(self.layers)
 
-    def __repr__(self) -> str:
-        inner = "".join(f"  ({i}): {layer!r}\n" for i, layer in enumerate(self.layers))
-        return f"Sequential(\n{inner})"
-
-    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
-        """A table of the layers, their output shapes and parameter counts, and the total.
-
-        ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``); it may be left
-        out when the first layer is a Linear (``(in_features,)``). Without it the table has no output
-        shapes. The shapes come from a forward pass of one zero sample; the layers' caches are kept.
-        """
-        return _summary(self, input_shape)
+    def config(self) -> dict[str, Any]:
+        return {"layers": list(self.layers)}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        """Each layer's forward in turn: x (N, ...) -> the last layer's output.
+
+        ``train=True`` is training (Dropout drops, BatchNorm normalises with the batch and updates its
+        running statistics), ``train=False`` inference. ``model(x)`` uses the model's mode instead
+        (``model.train()``/``model.eval()``); ``model.predict(x)`` and ``xn.evaluate`` are inference.
+        """
         for layer in self.layers:
             x = layer.forward(x, train=train)
         return x
-
-    __call__ = forward
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
         """Backpropagate ``dy`` through every layer, filling each layer's ``grads``; returns dx.
@@ -64,91 +61,5 @@ class Sequential:
         self.layers[0].backward_params(dy)
         return None
 
-    def named_params(self) -> dict[str, Any]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
-
-    def named_grads(self) -> dict[str, Any]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
-
-    def named_buffers(self) -> dict[str, Any]:
-        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()}
-
-    def state(self) -> dict[str, Any]:
-        """Params and buffers by name (what ``save`` writes)."""
-        return {**self.named_params(), **self.named_buffers()}
-
-    def set_param(self, name: str, value: Any) -> None:
-        """Replace one parameter or buffer by its name (``"0.W"``)."""
-        index, key = _split(name)
-        layer = self.layers[index]
-        store = layer.params if key in layer.params else layer.buffers
-        if key not in store:
-            raise KeyError(f"model has no parameter or buffer {name!r}")
-        store[key] = value
-
-    @property
-    def device(self) -> Device:
-        """The device holding the parameters (the CPU for a model without any)."""
-        for v in self.state().values():
-            return device_of(v)
-        return device("cpu")
-
-    @property
-    def dtype(self) -> Any:
-        for v in self.named_params().values():
-            return v.dtype
-        return None
-
-    def to(self, dev: Any = None, dtype: Any = None) -> "Sequential":
-        """Move params and buffers to ``dev`` (a spec or Device), optionally casting to ``dtype``
-        (e.g. ``"float64"``). Returns the model."""
-        dev = self.device if dev is None else device(dev)
-        for layer in self.layers:
-            layer.to(dev, dtype=dtype)
-        return self
-
-    def predict(self, x: Any, batch_size: int | None = None) -> Any:
-        """Forward in evaluation mode on the model's device; returns an array on that device.
-
-        ``x`` is moved to the model's device first; ``batch_size`` bounds memory for large inputs.
-        """
-        dev = self.device
-        x = to_device(x, dev)
-        xp = dev.xp
-        if xp.isdtype(x.dtype, "integral"):
-            raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
-        if self.dtype is not None and x.dtype != self.dtype:
-            x = xp.astype(x, self.dtype)
-        n = x.shape[0]
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
-        with no_autograd(xp):
-            if batch_size is None or batch_size >= n:
-                return self.forward(x, train=False)
-            outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False) for i in range(0, n, batch_size)]
-        return xp.concat(outs, axis=0)
-
-    def config(self) -> list[dict[str, Any]]:
-        """Each layer's type and constructor arguments; ``dtype`` is the one its arrays have now
-        (``model.to(dtype=...)`` casts arrays, not the arguments)."""
-        configs = []
-        for layer in self.layers:
-            config = layer.config()
-            arrays = [*layer.params.values(), *layer.buffers.values()]
-            if "dtype" in config and arrays:
-                config["dtype"] = str(arrays[0].dtype).rsplit(".", 1)[-1]
-            configs.append({"type": type(layer).__name__, "config": config})
-        return configs
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write architecture, params and buffers to ``path`` (.npz) atomically: a temporary file in the
-        same folder, then a rename, so an interrupted save never leaves a broken file."""
-        from .files import save_model  # noqa: PLC0415 - files builds Sequentials: it sits above this module
-
-        save_model(self, path)
-
-
-def _split(name: str) -> tuple[int, str]:
-    index, _, key = name.partition(".")
-    return int(index), key
-
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)

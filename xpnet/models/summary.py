@@ -1,10 +1,13 @@
 """``model.summary()``: a table of the layers with their output shapes and parameter counts.
 
-Output shapes come from one forward pass in evaluation mode of a single zero sample on the model's
-device, through a shallow copy of each layer (so the layers' caches from a pending forward stay).
-The input shape is per sample (without N): ``input_shape=`` or, where the first layer tells it,
-``Linear(in_features)`` -> ``(in_features,)``. A first ``Conv2d`` cannot tell the image size: then the
-table has parameter counts only and says how to get the shapes.
+One row per layer of the model's tree, by dotted name (a Sequential's rows are its indices; a
+model inside it has rows of its own below its row, ``"3.body.0"``). Output shapes come from one
+forward pass in evaluation mode of a single zero sample on the model's device, through a copy of
+the model (so the layers' caches from a pending forward stay). The input shape is per sample
+(without N): ``input_shape=`` (a list of them for several inputs) or, where the first layer of a
+Sequential tells it, ``Linear(in_features)`` -> ``(in_features,)``. A first ``Conv2d`` cannot tell
+the image size: then the table has parameter counts only and says how to get the shapes. A layer
+that runs twice shows its last output.
 """
 
 from __future__ import annotations
@@ -16,40 +19,65 @@ from typing import Any
 __all__ = ["summary"]
 
 
-def summary(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
-    """The table as a string: index and type of each layer (``repr(model)`` has their arguments),
-    output shape (``N`` for the batch), parameter count; then the input shape and the total."""
-    layers = list(model.layers)
-    if input_shape is None:
-        input_shape = _inferred_input_shape(layers)
-    elif isinstance(input_shape, int):
-        input_shape = (input_shape,)
-    shapes: list[str] = ["-"] * len(layers)
-    if input_shape is not None:
-        input_shape = tuple(int(d) for d in input_shape)
+def summary(model: Any, input_shape: Any = None) -> str:
+    """The table as a string: name and type of each layer (``repr(model)`` has their arguments),
+    output shape (``N`` for the batch), parameter count (a composite: all of its layers'); then the
+    input shape and the total."""
+    nodes = {name: node for name, node in model.named_modules().items() if name}
+    shapes_in = _input_shapes(model, input_shape)
+    shapes = dict.fromkeys(nodes, "-")
+    if shapes_in is not None:
         dev = model.device
-        x = dev.xp.zeros((1, *input_shape), dtype=model.dtype or dev.xp.float32, device=dev.native)
-        for i, layer in enumerate(layers):
-            x = copy.copy(layer).forward(x, train=False)
-            shapes[i] = _shape("N", x.shape[1:])
-    counts = [sum(math.prod(p.shape) for p in layer.params.values()) for layer in layers]
-    rows = [("#", "layer", "output shape", "params")]
-    rows += [(str(i), layer.name, shape, f"{n:,}") for i, (layer, shape, n) in enumerate(zip(layers, shapes, counts))]
+        probe = copy.deepcopy(model)
+        for name, node in probe.named_modules().items():
+            if name:
+                _record(node, name, shapes)
+        xs = [dev.xp.zeros((1, *shape), dtype=model.dtype or dev.xp.float32, device=dev.native) for shape in shapes_in]
+        probe.eval()
+        probe.forward(*xs, train=False)
+    counts = {name: sum(math.prod(p.shape) for p in node.named_params().values()) for name, node in nodes.items()}
+    indices = all(name.isdigit() for name in nodes)
+    rows = [("#" if indices else "name", "layer", "output shape", "params")]
+    rows += [(name, node.name, shapes[name], f"{counts[name]:,}") for name, node in nodes.items()]
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
-    lines = [f"{r[0].rjust(widths[0])}  {r[1].ljust(widths[1])}  {r[2].ljust(widths[2])}  {r[3].rjust(widths[3])}"
-             .rstrip() for r in rows]
+    lines = [f"{r[0].rjust(widths[0]) if indices else r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  "
+             f"{r[2].ljust(widths[2])}  {r[3].rjust(widths[3])}".rstrip() for r in rows]
     rule = "-" * max(len(line) for line in lines)
-    footer = [f"input: {_shape('N', input_shape)}" if input_shape is not None else
-              "output shapes: pass the shape of one sample, e.g. model.summary(input_shape=(1, 28, 28))",
-              f"parameters: {sum(counts):,} ({_dtype(model)}, on {model.device.name})"]
+    total = sum(math.prod(p.shape) for p in model.named_params().values())
+    if shapes_in is None:
+        given = "output shapes: pass the shape of one sample, e.g. model.summary(input_shape=(1, 28, 28))"
+    else:
+        given = "input: " + ", ".join(_shape("N", shape) for shape in shapes_in)
+    footer = [given, f"parameters: {total:,} ({_dtype(model)}, on {model.device.name})"]
     return "\n".join([lines[0], rule, *lines[1:], rule, *footer])
 
 
-def _inferred_input_shape(layers: list[Any]) -> tuple[int, ...] | None:
-    first = next((layer for layer in layers if layer.params), None)
-    if first is not None and first is layers[0] and hasattr(first, "in_features"):
-        return (int(first.in_features),)
-    return None
+def _input_shapes(model: Any, input_shape: Any) -> list[tuple[int, ...]] | None:
+    """The shape of one sample of each input, or None where it is neither given nor inferred."""
+    if input_shape is None:
+        layers = list(getattr(model, "layers", ()))
+        first = next((layer for layer in layers if layer.params), None)
+        if first is not None and first is layers[0] and hasattr(first, "in_features"):
+            return [(int(first.in_features),)]
+        return None
+    if isinstance(input_shape, int):
+        return [(int(input_shape),)]
+    shapes = list(input_shape)
+    if shapes and all(isinstance(s, (tuple, list)) for s in shapes):
+        return [tuple(int(d) for d in s) for s in shapes]
+    return [tuple(int(d) for d in shapes)]
+
+
+def _record(node: Any, name: str, shapes: dict[str, str]) -> None:
+    """Make the probe's ``node`` write its output shape into ``shapes[name]`` at each forward."""
+    forward = node.forward
+
+    def recorded(*xs: Any, **kwargs: Any) -> Any:
+        y = forward(*xs, **kwargs)
+        shapes[name] = _shape("N", y.shape[1:]) if hasattr(y, "shape") else type(y).__name__
+        return y
+
+    node.forward = recorded
 
 
 def _shape(batch: str, rest: tuple[int, ...]) -> str:

@@ -30,7 +30,7 @@ from .._user import warn
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
-from ..models.files import check_format, model_from_config, stored_dtype
+from ..models.files import FORMATS, architecture, check_format, model_from_architecture, stored_dtype
 from ..optim import Optimizer
 from .history import History
 
@@ -38,7 +38,7 @@ __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_che
            "rng_states", "set_rng_states"]
 
 _CKPT_KEY = "__xpnet_checkpoint__"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of layers, 2 for any model
 _WHAT = "an xpnet training checkpoint (written by xn.callbacks.ModelCheckpoint(path, full=True))"
 
 
@@ -63,7 +63,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
             else:
                 state[key] = value
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
-    meta = {"format": CHECKPOINT_FORMAT, "layers": model.config(), "epoch": int(epoch), "seed": int(seed),
+    meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
@@ -82,7 +82,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                "ModelCheckpoint(full=False) loads with xn.load, it cannot be resumed)")
         check_format(reader, meta, "format", CHECKPOINT_FORMAT)
         field = _Fields(reader, meta)
-        saved = model_from_config(reader, meta.get("layers"), "layers")
+        saved = model_from_architecture(reader, meta)
         epoch, seed = field.int("epoch"), field.int("seed")
         opt_type = field.get("optimizer.type", str)
         hyperparams = field.get("optimizer.hyperparams", dict)
@@ -130,7 +130,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
     opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "state": opt_state}
-    return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks}
+    return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks,
+            "types": layer_types(saved)}
 
 
 class _Fields:
@@ -159,7 +160,7 @@ class _Fields:
 
 
 def _check_rng(reader: NpzReader, saved: Any, index: str, state: Any) -> None:
-    layer = saved.layers[int(index)] if index.isdigit() and int(index) < len(saved.layers) else None
+    layer = saved.named_modules().get(index)
     if not isinstance(getattr(layer, "rng", None), np.random.Generator):
         raise reader.error(f"field 'rng.{index}' names no layer with a generator (Dropout) in its architecture")
     try:
@@ -188,9 +189,14 @@ def _read_callback(reader: NpzReader, i: int, d: Any, state: dict[str, Any], nam
 
 
 def _generators(model: Any) -> dict[str, np.random.Generator]:
-    """The host generators of the model's layers (Dropout) by layer index."""
-    return {str(i): layer.rng for i, layer in enumerate(model.layers)
+    """The host generators of the model's layers (Dropout) by the layer's dotted name."""
+    return {name: layer.rng for name, layer in model.named_modules().items()
             if isinstance(getattr(layer, "rng", None), np.random.Generator)}
+
+
+def layer_types(model: Any) -> dict[str, str]:
+    """Each layer's class name by dotted name: what decides, with the array shapes, whether weights fit."""
+    return {name: type(layer).__name__ for name, layer in model.named_modules().items()}
 
 
 def rng_states(model: Any) -> dict[str, Any]:
@@ -204,7 +210,7 @@ def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
     if states is None:
         states = dict.fromkeys(_generators(model))
     for i, state in states.items():
-        set_rng_state(model.layers[int(i)].rng, state)
+        set_rng_state(model.named_modules()[i].rng, state)
 
 
 def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int,
@@ -216,11 +222,10 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
     meta, path = ckpt["meta"], ckpt["path"]
     # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
     # the generator state itself comes from the checkpoint.
-    saved = [d["type"] for d in meta["layers"]]
     shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    if saved != [d["type"] for d in model.config()] or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
+    if ckpt["types"] != layer_types(model) or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
         raise ValueError(f"resume_from: {path!r} was written for another architecture; build the model "
-                         f"as it was: {meta['layers']}")
+                         f"as it was: {meta.get('layers', meta.get('model'))}")
     dtypes = {np.dtype(str(v.dtype).rsplit(".", 1)[-1]) for v in model.state().values()}
     saved_dtypes = {v.dtype for v in ckpt["model"].values()}
     if dtypes != saved_dtypes:

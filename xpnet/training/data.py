@@ -8,26 +8,42 @@ from typing import Any
 import numpy as np
 
 from ..backend import Device, device_of, namespace, to_device, untracked
+from ..layers.container import mode
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .preflight import check_data
 
-__all__ = ["pair", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot"]
+__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
+    """``data`` as ``(x, y)``, checked; ``x`` is one array, or a tuple of arrays for a model with
+    several inputs (``((x1, x2), y)``), each with the samples of y."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
-    x, y = (untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in data)
-    check_data(x, f"{arg}: x")
+    several = isinstance(data[0], tuple)
+    if several and not data[0]:
+        raise ValueError(f"{arg}: x is an empty tuple; pass (x1, x2, ...) for a model with several inputs")
+    xs = tuple(untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in inputs(data[0]))
+    y = untracked(data[1]) if hasattr(data[1], "shape") else np.asarray(data[1])
+    names = [f"x[{i}]" if several else "x" for i in range(len(xs))]
+    for name, x in zip(names, xs):
+        check_data(x, f"{arg}: {name}")
     check_data(y, f"{arg}: y")
-    if x.ndim < 1 or y.ndim < 1:
-        raise ValueError(f"{arg}: x and y must have a sample axis, got shapes {tuple(x.shape)} and {tuple(y.shape)}")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{arg}: x has {x.shape[0]} samples but y has {y.shape[0]}; they must match")
-    if x.shape[0] < 1:
+    for name, x in zip(names, xs):
+        if x.ndim < 1 or y.ndim < 1:
+            raise ValueError(f"{arg}: {name} and y must have a sample axis, got shapes {tuple(x.shape)} and "
+                             f"{tuple(y.shape)}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"{arg}: {name} has {x.shape[0]} samples but y has {y.shape[0]}; they must match")
+    if y.shape[0] < 1:
         raise ValueError(f"{arg}: no samples")
-    return x, y
+    return (xs if several else xs[0]), y
+
+
+def inputs(x: Any) -> tuple[Any, ...]:
+    """The model's inputs: ``x`` itself as a tuple of one, or the tuple of several."""
+    return x if isinstance(x, tuple) else (x,)
 
 
 def common_device(named: dict[str, Any]) -> Device | None:
@@ -62,18 +78,24 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     """
     xp = dev.xp
     dtype = model.dtype
+    first = inputs(x)[0]
     if dtype is None:
-        dtype = x.dtype if namespace(x).isdtype(x.dtype, "real floating") else "float32"
+        dtype = first.dtype if namespace(first).isdtype(first.dtype, "real floating") else "float32"
         dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
-    x = to_model_dtype(x, dev, dtype)
+    xs = tuple(to_model_dtype(a, dev, dtype) for a in inputs(x))
+    x = xs if isinstance(x, tuple) else xs[0]
     y = to_device(y, dev)
-    probe = x[0:1, ...]
+    probes = [a[0:1, ...] for a in xs]
     try:
-        out_shape = tuple(model.forward(probe, train=False).shape)
+        with mode(model, False):
+            out_shape = tuple(model.forward(*probes, train=False).shape)
     except (ValueError, TypeError) as exc:
         # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
-        message = str(exc).replace(str(tuple(probe.shape)), str(tuple(x.shape)))
-        raise type(exc)(f"{arg}: x of shape {tuple(x.shape)} does not fit the model: {message}") from None
+        message = str(exc)
+        for probe, a in zip(probes, xs):
+            message = message.replace(str(tuple(probe.shape)), str(tuple(a.shape)))
+        shapes = " and ".join(str(tuple(a.shape)) for a in xs)
+        raise type(exc)(f"{arg}: x of shape {shapes} does not fit the model: {message}") from None
     if isinstance(loss, SoftmaxCrossEntropy):
         if len(out_shape) != 2:
             raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")

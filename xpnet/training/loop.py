@@ -31,11 +31,12 @@ from ..backend import Device, device as _resolve_device, no_autograd
 from ..datasets.batches import BatchIterator
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
+from ..layers.container import mode
 from ..losses import get as _get_loss
 from ..optim import get as _get_optimizer
 from . import callbacks as _callbacks
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
-from .data import common_device, pair, prepare
+from .data import common_device, inputs, pair, prepare
 from .history import History
 from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
 from .trainer import SigtermStop, Trainer, TrainerState
@@ -88,8 +89,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
-    the device); y: (N,) class indices or (N, C) one-hot for cross-entropy, (N, ...) like the output
-    for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer
+    the device), or a tuple ``(x1, x2, ...)`` for a model whose forward takes several inputs (batches
+    are cut from each alike); y: (N,) class indices or (N, C) one-hot for cross-entropy, (N, ...) like
+    the output for MSE. ``loss`` is a Loss or a name (``"cross_entropy"``, ``"mse"``), ``optimizer`` an Optimizer
     or a name (``"sgd"``, ``"momentum"``, ``"adam"``, ... with the optimizer's default lr).
     ``device``: ``"auto"`` (the device the model/data already live on, else a GPU if available, else
     the CPU), ``"cpu"``, ``"cuda[:N]"`` or a Device; ``fallback=False`` raises instead of falling back to
@@ -105,7 +107,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     is the test set); History keys stay ``val_*``.
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
-    data is never transformed. One process only (not with ``comm``).
+    data is never transformed. One process only (not with ``comm``), one input.
+    The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -126,15 +129,18 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
     x, y = pair(data, "train data")
-    n = int(x.shape[0])
+    if transform is not None and isinstance(x, tuple):
+        raise NotImplementedError("train: transform with several inputs is not in this version; transform the "
+                                  "inputs before training, or combine them in the model")
+    n = int(y.shape[0])
     epochs = _int_arg("epochs", epochs, 0)
     batch_size = _int_arg("batch_size", batch_size, 1, n)
     seed = _int_arg("seed", seed, 0)
     val = pair(validation, "validation") if validation is not None else None
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
-    warn_unscaled({"train data": x, **({"validation": val[0]} if val is not None else {})})
-    placed = common_device({"model": model.device, "x": x, "y": y,
-                             "validation x": val and val[0], "validation y": val and val[1]})
+    warn_unscaled({**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})})
+    placed = common_device({"model": model.device, **_named_inputs("x", x), "y": y,
+                            **(_named_inputs("validation x", val[0]) if val else {}), "validation y": val and val[1]})
     if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
         dev = placed
     elif comm is not None:
@@ -165,7 +171,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
     trainer = Trainer(model, loss, optimizer, dev, comm, progress)
     trainer.transform = transform
-    arrays = (x, y) if classes is None or classes is y else (x, y, classes)
+    trainer.inputs = len(inputs(x))
+    arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
     batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
                             rank=trainer.rank, size=trainer.size, drop_last=drop_last)
     state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
@@ -185,7 +192,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
     # no autograd graph: xpnet runs its own backward.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-            no_autograd(dev.xp):
+            no_autograd(dev.xp), mode(model, True):
         trainer.sigterm = sigterm
         for epoch in range(start + 1, start if stopped else epochs + 1):
             t0 = time.perf_counter()
@@ -221,6 +228,13 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     return history
 
 
+def _named_inputs(label: str, x: Any) -> dict[str, Any]:
+    """``{label: x}``, or ``{"label[0]": x1, ...}`` for several inputs: for checks that name what they find."""
+    xs = inputs(x)
+    return {label: xs[0]} if len(xs) == 1 and not isinstance(x, tuple) else \
+        {f"{label}[{i}]": a for i, a in enumerate(xs)}
+
+
 def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
     """Write the state after the last complete epoch to every full, not best-only ModelCheckpoint,
     then end the process by SIGTERM."""
@@ -243,7 +257,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     x, y = pair(data, "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)
     dev = model.device
-    common_device({"model": dev, "x": x, "y": y})
+    common_device({"model": dev, **_named_inputs("x", x), "y": y})
     x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
     trainer = Trainer(model, loss, None, dev, comm, progress=False)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):

@@ -14,27 +14,29 @@ from .._user import warn
 from ..backend import namespace
 from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
+from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
-from ..models import Sequential
+from ..models import Model
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
 
 
 def check_model(model: Any, who: str) -> None:
-    """``model`` is a Sequential (or alike) with real floating, finite parameters."""
-    if isinstance(model, Layer):
+    """``model`` is an xn.Model (a Sequential or a model of the user's) with real floating, finite parameters."""
+    if isinstance(model, Layer) and not isinstance(model, Model):
         raise TypeError(f"{who}: model must be a model, got a bare {model.name} layer; wrap it: "
                         f"xn.Sequential({model.name}(...))")
     if isinstance(model, (list, tuple)):
         raise TypeError(f"{who}: model must be a model, got a {type(model).__name__} of layers; wrap it: "
                         "xn.Sequential(*layers)")
-    if not isinstance(model, Sequential):
-        raise TypeError(f"{who}: model must be an xn.Sequential, got {type(model).__name__}")
+    if not isinstance(model, Model):
+        raise TypeError(f"{who}: model must be an xn.Sequential or xn.Model, got {type(model).__name__}")
     for name, p in model.named_params().items():
         xp = namespace(p)
         if not xp.isdtype(p.dtype, "real floating"):
-            raise TypeError(f"{who}: parameter {name!r} of layer {name.split('.')[0]} "
-                            f"({model[int(name.split('.')[0])].name}) has dtype {p.dtype}; layers train in "
+            owner = name.rpartition(".")[0]
+            raise TypeError(f"{who}: parameter {name!r} of layer {owner or 'the model itself'} "
+                            f"({model.named_modules()[owner].name}) has dtype {p.dtype}; layers train in "
                             "float32 or float64 (dtype='float32')")
     bad = [name for name, p in model.named_params().items() if not bool(namespace(p).all(namespace(p).isfinite(p)))]
     if bad:
@@ -90,12 +92,12 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
 
 def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int, drop_last: bool) -> None:
     """BatchNorm cannot normalise one sample per feature in training: refuse a batch (or a rank's part
-    of one) that would hold a single sample where it sees one value per feature."""
-    h, single = x[0:1, ...], []
-    for i, layer in enumerate(model.layers):
-        if isinstance(layer, BatchNorm) and (h.ndim == 2 or h.shape[2] * h.shape[3] == 1):
-            single.append(f"layer {i} ({layer.name})")
-        h = layer.forward(h, train=False)
+    of one) that would hold a single sample where it sees one value per feature. ``x``: the model's
+    input, or a tuple of its inputs."""
+    found = _SingleValueNorms()
+    with watch(model, found), mode(model, False):
+        model.forward(*(a[0:1, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
+    single = list(found.names)
     if not single:
         return
     used = n - n % batch_size if drop_last else n
@@ -105,3 +107,15 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
         raise ValueError(f"train: {where} a single sample ({n} samples, batch_size={batch_size}"
                          f"{f', {size} ranks' if size > 1 else ''}), which {', '.join(single)} cannot normalise in "
                          "training; pass drop_last=True, or pick a batch_size that leaves no single sample")
+
+
+class _SingleValueNorms(Watcher):
+    """The BatchNorm layers that see one value per feature in a one-sample batch, by name."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, None] = {}
+
+    def before_forward(self, name: str, layer: Any, xs: tuple[Any, ...]) -> None:
+        h = xs[0]
+        if isinstance(layer, BatchNorm) and (h.ndim == 2 or h.shape[2] * h.shape[3] == 1):
+            self.names[f"layer {name} ({layer.name})"] = None

@@ -16,6 +16,7 @@ from ..backend import Device, namespace
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
+from ..layers.container import Watcher, mode, watch
 from ..losses import Loss
 from ..optim import Optimizer
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
@@ -110,11 +111,12 @@ class Trainer:
         self.open_bar: Any = None
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
+        self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
 
-    def batch_input(self, batch: tuple[Any, ...], epoch: int, step: int) -> Any:
-        """The batch's x, through ``transform`` (step counts from 0 within the epoch)."""
-        xb = batch[0]
-        return xb if self.transform is None else self.transform(xb, epoch, step)
+    def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
+        """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
+        xs = batch[:self.inputs]
+        return xs if self.transform is None else (self.transform(xs[0], epoch, step),)
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -133,12 +135,12 @@ class Trainer:
                         dynamic_ncols=True, leave=False) if self.bar else None
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         for batch in batches.epoch(epoch):
-            xb, yb = self.batch_input(batch, epoch, steps), batch[1]
-            nb = int(xb.shape[0])
+            xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
+            nb = int(yb.shape[0])
             if nb:
-                out = model.forward(xb, train=True)
+                out = model.forward(*xs, train=True)
                 value = loss.forward(out, yb, check=False)
-                model.backward(loss.backward(), input_grad=False)
+                model.backward_params(loss.backward())
                 loss_sum = loss_sum + value * nb
                 if classify:
                     correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
@@ -190,17 +192,20 @@ class Trainer:
         return ok
 
     def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
-        """Mean loss and accuracy over this rank's share of (x, y), summed over ranks."""
+        """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
+        summed over ranks, in evaluation mode: no buffer changes."""
         xp, model, loss = self.dev.xp, self.model, self.loss
-        n = int(x.shape[0])
+        xs = x if isinstance(x, tuple) else (x,)
+        n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
-        for start in range(lo, hi, batch_size):
-            stop = min(start + batch_size, hi)
-            out = model.forward(x[start:stop, ...], train=False)
-            loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
-            if classes is not None:
-                correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+        with mode(model, False):
+            for start in range(lo, hi, batch_size):
+                stop = min(start + batch_size, hi)
+                out = model.forward(*(a[start:stop, ...] for a in xs), train=False)
+                loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
+                if classes is not None:
+                    correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
         value = float(self.reduce(loss_sum)) / n
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 
@@ -221,7 +226,7 @@ class Trainer:
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:
                 break
-            where = agreed(self.replay_step(self.batch_input(batch, epoch, step), batch[1]))
+            where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
             if where is not None:
                 return XpnetTrainingError(
                     f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
@@ -244,31 +249,24 @@ class Trainer:
             "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
             f"deterministic on {self.dev.name}?)")
 
-    def replay_step(self, xb: Any, yb: Any) -> str | None:
-        """Forward/backward one batch layer by layer; where the first non-finite value appeared."""
+    def replay_step(self, xs: tuple[Any, ...], yb: Any) -> str | None:
+        """Forward/backward one batch watching every layer (by dotted name: ``3`` in a Sequential,
+        ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
         model, loss = self.model, self.loss
-        first = None if _all_finite(xb) else "the input batch"
-        nb = int(xb.shape[0])
+        found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
+        nb = int(yb.shape[0])
         if nb:
-            h = xb
-            for i, layer in enumerate(model.layers):
-                h = layer.forward(h, train=True)
-                if first is None and not _all_finite(h):
-                    first = f"the output of layer {i} ({layer.name})"
-            value = loss.forward(h, yb, check=False)
-            if first is None and not _all_finite(value):
-                first = f"the loss ({loss.name}) with every layer output finite"
-            dy = loss.backward()
-            for i in range(len(model.layers) - 1, -1, -1):
-                layer = model.layers[i]
-                dy = layer.backward(dy)
-                for key, g in layer.grads.items():
-                    if first is None and not _all_finite(g):
-                        first = f"the gradient of {key!r} in layer {i} ({layer.name})"
-                if first is None and not _all_finite(dy):
-                    first = f"the input gradient of layer {i} ({layer.name})"
+            with watch(model, found):
+                value = loss.forward(model.forward(*xs, train=True), yb, check=False)
+                if not _all_finite(value):
+                    found.note(f"the loss ({loss.name}) with every layer output finite")
+                model.backward_params(loss.backward())
+            bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
+            if bad:  # a gradient a model of the user's computes itself
+                found.note(f"the gradient of {bad[0]!r}")
         else:
             zero_grads(model)
+        first = found.first
         if self.comm is not None:
             self.comm.allreduce_grads(model, count=nb)
             if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
@@ -276,6 +274,30 @@ class Trainer:
         return first
 
 
+class _NonFinite(Watcher):
+    """Where the first non-finite value of a step appeared (``first``; None while all is finite)."""
+
+    def __init__(self, first: str | None):
+        self.first = first
+
+    def note(self, where: str) -> None:
+        if self.first is None:
+            self.first = where
+
+    def forward(self, name: str, layer: Any, xs: Any, y: Any) -> None:
+        if self.first is None and not _all_finite(y):
+            self.note(f"the output of layer {name} ({layer.name})")
+
+    def backward(self, name: str, layer: Any, dy: Any, dx: Any) -> None:
+        if self.first is not None:
+            return
+        for key, g in layer.grads.items():
+            if not _all_finite(g):
+                self.note(f"the gradient of {key!r} in layer {name} ({layer.name})")
+        if dx is not None and not _all_finite(dx):
+            self.note(f"the input gradient of layer {name} ({layer.name})")
+
+
 def zero_grads(model: Any) -> None:
-    for layer in model.layers:
+    for layer in model.named_modules().values():
         layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}

@@ -1,0 +1,147 @@
+"""Layers made of layers: :class:`Container`, the base of ``Residual``, ``Concat``, ``xn.Model`` and
+``xn.Sequential``, and two tools that walk a whole model: :func:`mode` and :func:`watch`."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Iterator
+
+from .base import Layer
+
+__all__ = ["Container", "Watcher", "mode", "watch"]
+
+
+class Container(Layer):
+    """A layer whose sub-layers are its attributes: layers, and lists, tuples or dicts of layers.
+
+    They are found in assignment order, so ``named_params()`` reads ``"conv1.W"``, ``"blocks.0.W"``,
+    ``"heads.age.b"``; a list appended to later is seen too. A container may also hold parameters of
+    its own in ``self.params`` (named without a prefix), whose gradients its ``backward`` fills.
+    Subclasses write ``forward(*xs, train=True)`` and ``backward(dy)`` (returning dx, a tuple for
+    several inputs); ``model(x)`` calls ``forward`` in the model's mode. Subclass ``xn.Model`` for a
+    model of your own: it adds ``predict``, ``summary`` and ``save``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
+        if name in ("params", "grads", "buffers"):
+            raise AttributeError(f"{type(self).__name__} has no {name!r}: its __init__ must call "
+                                 "super().__init__() before anything else")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __call__(self, *xs: Any, train: bool | None = None) -> Any:
+        """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""
+        return self.forward(*xs, train=self.training if train is None else train)
+
+    def named_children(self) -> dict[str, Layer]:
+        children: dict[str, Layer] = {}
+        for attr, value in vars(self).items():
+            if isinstance(value, Layer):
+                children[attr] = value
+            elif isinstance(value, (list, tuple, dict)) and value:
+                items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+                layers = [v for _, v in items if isinstance(v, Layer)]
+                if not layers:
+                    continue
+                if len(layers) < len(items):
+                    raise TypeError(f"{type(self).__name__}.{attr} holds layers and other objects; keep the layers "
+                                    "in a list or dict of their own, so that their parameters are found")
+                children.update((f"{attr}.{k}", v) for k, v in items)
+        return children
+
+    @property
+    def dtype(self) -> Any:
+        """The dtype of the parameters (None without any)."""
+        for v in self.named_params().values():
+            return v.dtype
+        return None
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy)
+
+    def __repr__(self) -> str:
+        """PyTorch-style: the children, each as its own repr, indented."""
+        children = self.named_children()
+        if not children:
+            return f"{self.name}()"
+        inner = "".join(f"  ({name}): {repr(child).replace(chr(10), chr(10) + '  ')}\n"
+                        for name, child in children.items())
+        return f"{self.name}(\n{inner})"
+
+
+@contextlib.contextmanager
+def mode(model: Layer, training: bool) -> Iterator[None]:
+    """Within, every node of ``model`` is in training (``True``) or evaluation mode; afterwards each
+    has the mode it had before (``xn.train``, ``xn.evaluate`` and ``predict`` leave the user's)."""
+    before = [(node, node.training) for node in model.named_modules().values()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for node, flag in before:
+            node.training = flag
+
+
+class Watcher:
+    """What :func:`watch` tells about each call of a leaf layer; override the methods you need.
+    ``xs`` are the arrays the forward was given, ``dx`` is None after ``backward_params``."""
+
+    def before_forward(self, name: str, layer: Layer, xs: tuple[Any, ...]) -> None:
+        pass
+
+    def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:
+        pass
+
+    def before_backward(self, name: str, layer: Layer, dy: Any) -> None:
+        pass
+
+    def backward(self, name: str, layer: Layer, dy: Any, dx: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def watch(model: Layer, watcher: Watcher) -> Iterator[dict[str, Layer]]:
+    """Within, each leaf layer of ``model`` reports its forward and backward calls to ``watcher``
+    by its dotted name, whatever code calls it (a Sequential, a model's own forward). Yields the
+    leaves by name. Used to name the layer where a value went non-finite, and by ``xn.gradcheck``
+    to see which layer wrote into an array it was given."""
+    leaves = {name: node for name, node in model.named_modules().items() if not node.named_children()}
+    for name, leaf in leaves.items():
+        _wrap(name, leaf, watcher)
+    try:
+        yield leaves
+    finally:
+        for leaf in leaves.values():
+            for method in ("forward", "backward", "backward_params"):
+                vars(leaf).pop(method, None)
+
+
+def _wrap(name: str, leaf: Layer, watcher: Watcher) -> None:
+    """Put watched versions of the leaf's forward, backward and backward_params on the instance. A
+    call made from inside another (Linear's backward calls its backward_params) is reported once."""
+    busy: list[bool] = []
+
+    def watched(method: Any, before: Any, after: Any) -> Any:
+        @functools.wraps(method)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if busy:
+                return method(*args, **kwargs)
+            busy.append(True)
+            try:
+                before(name, leaf, *args)
+                out = method(*args, **kwargs)
+                after(name, leaf, *args, out)
+            finally:
+                busy.pop()
+            return out
+        return call
+
+    def arrays(args: tuple[Any, ...]) -> tuple[Any, ...]:  # the book's forward(x, train_flg) passes a flag too
+        return tuple(a for a in args if hasattr(a, "shape"))
+
+    leaf.forward = watched(leaf.forward, lambda n, layer, *xs: watcher.before_forward(n, layer, arrays(xs)),
+                           lambda n, layer, *xs_y: watcher.forward(n, layer, arrays(xs_y[:-1]), xs_y[-1]))
+    leaf.backward = watched(leaf.backward, watcher.before_backward, watcher.backward)
+    leaf.backward_params = watched(leaf.backward_params, watcher.before_backward,
+                                   lambda n, layer, dy, _: watcher.backward(n, layer, dy, None))

@@ -1,0 +1,77 @@
+"""Architecture records: a tree of layers as JSON, and the tree built back from it.
+
+A record is ``{"type": "Linear", "config": {...}}``: the class and the constructor arguments
+``layer.config()`` gives, which ``cls.from_config(config)`` takes back. A layer among the arguments
+(``Residual(body)``, a model built from blocks) is kept as ``{"__layer__": record}``. A class of the
+user's also records its module (``"module": "mynets"``), and is found again by module and name
+among the classes this program has defined; nothing is ever imported or unpickled.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from .base import Layer, is_xpnet_class, layer_class
+
+__all__ = ["to_record", "from_record"]
+
+_LAYER_KEY = "__layer__"
+
+
+def to_record(layer: Layer) -> dict[str, Any]:
+    """``layer`` as a JSON-able record; a TypeError names a constructor argument JSON cannot hold."""
+    cls = type(layer)
+    config = dict(layer.config())
+    arrays = [*layer.params.values(), *layer.buffers.values()]
+    if "dtype" in config and arrays:  # model.to(dtype=...) casts the arrays, not the arguments
+        config["dtype"] = str(arrays[0].dtype).rsplit(".", 1)[-1]
+    record = {"type": cls.__name__ if is_xpnet_class(cls) else cls.__qualname__,
+              "config": {k: _encode(v, f"{cls.__qualname__}: constructor argument {k!r}") for k, v in config.items()}}
+    if not is_xpnet_class(cls):
+        record["module"] = cls.__module__
+    return record
+
+
+def _encode(value: Any, where: str) -> Any:
+    if isinstance(value, Layer):
+        return {_LAYER_KEY: to_record(value)}
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _LAYER_KEY not in value:
+        return {k: _encode(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"{where} is a {type(value).__name__}; a model file keeps constructor arguments as JSON "
+                    "(numbers, strings, lists, dicts, layers): pass such values, or give the class a config() "
+                    "returning them (and a from_config(config) classmethod building it from them)")
+
+
+def from_record(record: Any, field: str) -> Layer:
+    """The layer ``record`` describes (built as its class's ``from_config`` does). Raises ValueError
+    naming ``field`` (its place in the file) when the record is malformed or cannot be built."""
+    if not (isinstance(record, dict) and isinstance(record.get("type"), str)
+            and isinstance(record.get("config"), dict) and isinstance(record.get("module", ""), str)):
+        raise ValueError(f"field {field} is {record!r}, expected {{'type': str, 'config': {{...}}}}")
+    config = {k: _decode(v, f"{field}.config.{k}") for k, v in record["config"].items()}
+    try:
+        layer = layer_class(record["type"], record.get("module")).from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"field {field} ({record['type']}) cannot be built: {exc}") from None
+    if not isinstance(layer, Layer):
+        raise ValueError(f"field {field}: {record['type']}.from_config gave a {type(layer).__name__}, not a layer")
+    return layer
+
+
+def _decode(value: Any, field: str) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_LAYER_KEY}:
+            return from_record(value[_LAYER_KEY], field)
+        return {k: _decode(v, f"{field}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, f"{field}[{i}]") for i, v in enumerate(value)]
+    return value

@@ -1,0 +1,173 @@
+"""What every layer has as a node of a model: children, dotted names, modes, moving, state dicts.
+
+A model is a tree of layers. A leaf (Linear, ReLU...) has no children; a composite
+(:class:`~xpnet.layers.Container`, ``xn.Model``, ``xn.Sequential``, ``Residual``) names its children in
+``named_children()``. Everything else is built on that one method, walked once per call by
+:meth:`Tree.named_modules`: dotted names (``"stage1.0.conv1.W"``), the mode ``model(x)`` uses
+(``train()``/``eval()``, PyTorch's names), moving to a device, and state dicts. A layer that appears
+under two names is visited once, under the first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import numpy as np
+
+from ..backend import Device, device as _resolve_device, device_of, namespace, to_device, to_numpy
+
+__all__ = ["Tree", "Parameters", "IncompatibleKeys"]
+
+
+class Parameters(list):
+    """``model.parameters()``: the parameter arrays in ``named_params()`` order, and ``.model``, the
+    model they belong to (an optimizer given this binds to that model). On JAX, whose arrays are
+    immutable, an update makes new arrays: ask the model again rather than keep the list."""
+
+    def __init__(self, arrays: list[Any], model: Any):
+        super().__init__(arrays)
+        self.model = model
+
+
+class IncompatibleKeys(NamedTuple):
+    """What ``load_state_dict(d, strict=False)`` left out (PyTorch's names)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Tree:
+    """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own."""
+
+    training: bool = True  # the mode model(x) uses; train()/eval() set it on every node of a tree
+
+    params: dict[str, Any]
+    grads: dict[str, Any]
+    buffers: dict[str, Any]
+
+    def named_children(self) -> dict[str, Any]:
+        """The direct sub-layers by name (none for a leaf)."""
+        return {}
+
+    def named_modules(self) -> dict[str, Any]:
+        """Every node of the tree by dotted name, this one as ``""``, parents before children."""
+        found: dict[str, Any] = {}
+        seen: set[int] = set()
+
+        def visit(prefix: str, node: Any) -> None:
+            if id(node) in seen:
+                return
+            seen.add(id(node))
+            found[prefix] = node
+            for name, child in node.named_children().items():
+                visit(f"{prefix}.{name}" if prefix else name, child)
+
+        visit("", self)
+        return found
+
+    def _named(self, store: str) -> dict[str, Any]:
+        return {f"{prefix}.{k}" if prefix else k: v for prefix, node in self.named_modules().items()
+                for k, v in getattr(node, store).items()}
+
+    def named_params(self) -> dict[str, Any]:
+        """Every parameter by dotted name (``"0.W"``, ``"stage1.0.conv1.W"``)."""
+        return self._named("params")
+
+    def named_grads(self) -> dict[str, Any]:
+        """The gradients the last backward filled, by the names of their parameters."""
+        return self._named("grads")
+
+    def named_buffers(self) -> dict[str, Any]:
+        """State saved and moved with the model but not trained (BatchNorm's running statistics)."""
+        return self._named("buffers")
+
+    def state(self) -> dict[str, Any]:
+        """Params and buffers by name, the arrays themselves on their device (what ``save`` writes)."""
+        return {**self.named_params(), **self.named_buffers()}
+
+    def parameters(self) -> Parameters:
+        """The parameter arrays in ``named_params()`` order, carrying ``.model`` (PyTorch's name)."""
+        return Parameters(list(self.named_params().values()), self)
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Replace one parameter or buffer by its dotted name (``"0.W"``)."""
+        prefix, _, key = name.rpartition(".")
+        node = self.named_modules().get(prefix)
+        store = None if node is None else node.params if key in node.params else node.buffers
+        if store is None or key not in store:
+            raise KeyError(f"{type(self).__name__} has no parameter or buffer {name!r}")
+        store[key] = value
+
+    @property
+    def device(self) -> Device | None:
+        """The device holding the parameters and buffers (None when there are none)."""
+        for v in self.state().values():
+            return device_of(v)
+        return None
+
+    def to(self, dev: Any = None, dtype: Any = None) -> Any:
+        """Move every parameter and buffer to ``dev`` (a spec or Device; None: where they are), casting
+        floats to ``dtype`` when given (e.g. ``"float64"``); gradients are dropped. Returns the layer."""
+        here = self.device
+        dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
+        for node in self.named_modules().values():
+            for store in (node.params, node.buffers):
+                for k, v in store.items():
+                    store[k] = to_device(v, dev, dtype=dtype)
+            node.grads = {}
+        return self
+
+    def train(self, mode: bool = True) -> Any:
+        """Set the mode of every node: ``model(x)`` then runs in training mode (``mode=True``) or in
+        evaluation mode (Dropout off, BatchNorm's running statistics). Returns the model."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got {mode!r} "
+                            "(xn.train(model, ...) trains a model)")
+        for node in self.named_modules().values():
+            node.training = bool(mode)
+        return self
+
+    def eval(self) -> Any:
+        """``train(False)``: ``model(x)`` is inference from now on. Returns the model."""
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every parameter and buffer by dotted name, as host (NumPy) copies (PyTorch's name)."""
+        return {k: np.array(to_numpy(v), copy=True) for k, v in self.state().items()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Put the arrays of ``state_dict`` (host or device arrays, by dotted name) into the model, each
+        cast to its parameter's dtype and moved to its device.
+
+        Checks everything before changing anything: a ValueError names every misshapen key and, with
+        ``strict=True`` (the default), every missing and unexpected one. Returns the missing and
+        unexpected keys (empty when strict).
+        """
+        who = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"{who}: expected a dict of arrays by name (from model.state_dict()), got "
+                            f"{type(state_dict).__name__}")
+        own = self.state()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        for k, v in state_dict.items():
+            if k not in own:
+                continue
+            if not hasattr(v, "shape") or not hasattr(v, "dtype"):
+                problems.append(f"{k!r} is a {type(v).__name__}, not an array")
+            elif tuple(int(d) for d in v.shape) != tuple(own[k].shape):
+                problems.append(f"{k!r} has shape {tuple(int(d) for d in v.shape)} in the dict but "
+                                f"{tuple(own[k].shape)} in the model")
+        if problems:
+            raise ValueError(f"{who}: " + "; ".join(problems))
+        for k, v in state_dict.items():
+            if k in own:
+                value = to_device(v, device_of(own[k]), dtype=own[k].dtype)
+                # The model must not share memory with the caller's dict: training updates in place.
+                self.set_param(k, namespace(value).asarray(value, copy=True) if value is v else value)
+        return IncompatibleKeys(missing, unexpected)

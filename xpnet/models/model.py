@@ -1,0 +1,147 @@
+"""``xn.Model``: a model of your own, the book's way (layers as attributes, forward and backward
+written out), with what every model has: ``predict``, ``summary``, ``save``, modes, state dicts."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any
+
+from ..backend import CPU, Device, no_autograd, to_device
+from ..layers.container import Container, mode
+from .summary import summary as _summary
+
+__all__ = ["Model"]
+
+
+class _InitArgs:
+    """The arguments a model was built with (``config()`` names them), kept out of the layer search."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.args, self.kwargs = args, kwargs
+
+
+class Model(Container):
+    """Subclass it: assign layers (and models, or lists and dicts of them) as attributes in
+    ``__init__`` after ``super().__init__()``, then write ``forward(x, train=True)`` (or
+    ``forward(x1, x2, train=True)``) and ``backward(dy)``, which returns dx (a tuple for several
+    inputs) and adds the gradients of a value used twice by hand, as the book does::
+
+        class Block(xn.Model):
+            def __init__(self, c):
+                super().__init__()
+                self.conv, self.bn, self.relu = Conv2d(c, c, 3, padding=1), BatchNorm(c), ReLU()
+            def forward(self, x, train=True):
+                return self.relu.forward(self.bn.forward(self.conv.forward(x, train), train) + x, train)
+            def backward(self, dy):
+                dh = self.relu.backward(dy)
+                return self.conv.backward(self.bn.backward(dh)) + dh   # the skip's share added
+
+    ``model(x)`` runs ``forward`` in the model's mode: training until ``model.eval()``, again after
+    ``model.train()``; ``forward(x, train=...)`` says it explicitly. ``predict`` and ``xn.evaluate``
+    run in evaluation mode and ``xn.train`` in training mode, each leaving the mode it found.
+    One layer object per use: a layer keeps what its backward needs from its last forward only.
+
+    ``save`` (or ``xn.save(model, path)``) records the class by module and name, and the arguments
+    the model was built with (numbers, strings, lists, dicts, layers); ``xn.load`` builds it again
+    with them, when this program has defined the class.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Model":
+        self = super().__new__(cls)
+        self.__dict__["_init_args"] = _InitArgs(args, kwargs)
+        return self
+
+    def forward(self, *xs: Any, train: bool = True) -> Any:
+        raise NotImplementedError(f"{self.name}.forward is not written: a model of your own writes "
+                                  "forward(x, train=True) and backward(dy)")
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError(f"{self.name}.backward is not written: write backward(dy) returning dx (the "
+                                  "layers' backward in reverse order), or build the model from xn.Sequential, "
+                                  "xn.layers.Residual and Concat, which have theirs")
+
+    @property
+    def device(self) -> Device:
+        """The device holding the parameters and buffers (the CPU for a model without any)."""
+        dev = super().device
+        return CPU if dev is None else dev
+
+    def config(self) -> dict[str, Any]:
+        """The arguments the model was built with, by name (what ``save`` records). Override it, with
+        ``from_config``, when they are not numbers, strings, lists, dicts or layers."""
+        init_args = self.__dict__.get("_init_args") or _InitArgs((), {})
+        bound = inspect.signature(type(self).__init__).bind(self, *init_args.args, **init_args.kwargs)
+        return dict(list(bound.arguments.items())[1:])
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Model":
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        unknown = set(config) - {p.name for p in params}
+        if unknown:
+            raise TypeError(f"{cls.__qualname__} takes no arguments {sorted(unknown)}")
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for p in params:
+            if p.name not in config:
+                continue
+            value = config[p.name]
+            if p.kind is p.VAR_POSITIONAL:
+                args.extend(value)
+            elif p.kind is p.VAR_KEYWORD:
+                kwargs.update(value)
+            elif p.kind is p.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[p.name] = value
+        return cls(*args, **kwargs)
+
+    def summary(self, input_shape: Any = None) -> str:
+        """A table of the layers by name, their output shapes and parameter counts, and the total.
+
+        ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``; a list of them for
+        a model with several inputs); it may be left out when the first layer of a Sequential is a
+        Linear. Without it the table has no output shapes. The shapes come from a forward pass in
+        evaluation mode of one zero sample through a copy of the model: its caches stay as they were.
+        """
+        return _summary(self, input_shape)
+
+    def predict(self, *xs: Any, batch_size: int | None = None) -> Any:
+        """Forward in evaluation mode on the model's device; returns an array on that device. No
+        buffer changes (BatchNorm's running statistics), whatever the model's mode.
+
+        Each input is moved to the model's device and cast to its dtype first; ``batch_size`` bounds
+        memory for large inputs (every input is cut alike).
+        """
+        if not xs:
+            raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size < 1):
+            raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+        dev = self.device
+        xp = dev.xp
+        moved = []
+        for x in xs:
+            x = to_device(x, dev)
+            if xp.isdtype(x.dtype, "integral"):
+                raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
+            moved.append(x if self.dtype is None or x.dtype == self.dtype else xp.astype(x, self.dtype))
+        n = int(moved[0].shape[0])
+        if any(int(x.shape[0]) != n for x in moved):
+            raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must match")
+        with mode(self, False), no_autograd(xp):
+            if batch_size is None or batch_size >= n:
+                return self.forward(*moved, train=False)
+            outs = [self.forward(*(x[i:min(i + batch_size, n), ...] for x in moved), train=False)
+                    for i in range(0, n, batch_size)]
+        return xp.concat(outs, axis=0)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write architecture, params and buffers to ``path`` (.npz) atomically: a temporary file in the
+        same folder, then a rename, so an interrupted save never leaves a broken file. Reload with
+        ``xn.load(path, device=...)``."""
+        from .files import save_model  # noqa: PLC0415 - files builds models: it sits above this module
+
+        save_model(self, path)
