@@ -168,6 +168,7 @@ class Tree:
         for k, v in state_dict.items():
             if k in own:
                 value = to_device(v, device_of(own[k]), dtype=own[k].dtype)
-                # The model must not share memory with the caller's dict: training updates in place.
-                self.set_param(k, namespace(value).asarray(value, copy=True) if value is v else value)
+                # Never memory shared with the caller's dict (a NumPy array moved to array-api-strict or
+                # PyTorch can be a view of it): training updates parameters in place.
+                self.set_param(k, namespace(value).asarray(value, copy=True))
         return IncompatibleKeys(missing, unexpected)
