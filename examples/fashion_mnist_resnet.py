@@ -57,12 +57,6 @@ class ResNet(xn.Model):
         return self.stem.backward(dh)
 
 
-class PrintEpoch(xn.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs):
-        print(f"epoch {epoch}: train accuracy {logs['train_accuracy']:.4f}  test accuracy "
-              f"{logs['val_accuracy']:.4f}  ({logs['seconds']:.1f} s)", flush=True)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
@@ -89,8 +83,8 @@ def main(argv=None):
     start, cpu_start = time.perf_counter(), time.process_time()
     xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(),
              optimizer=xn.optim.AdamW(args.lr, weight_decay=args.weight_decay), epochs=args.epochs,
-             batch_size=args.batch_size, device=args.device, validation=(x_test, t_test),
-             callbacks=[schedule, PrintEpoch()], progress=False, transform=augment, drop_last=True)
+             batch_size=args.batch_size, device=args.device, validation=(x_test, t_test), validation_name="test",
+             callbacks=[schedule], transform=augment, drop_last=True)
     # CPU time too: on a machine shared with other work the wall time says little about the code.
     print(f"{args.epochs} epochs in {time.perf_counter() - start:.0f} s ({time.process_time() - cpu_start:.0f} s "
           "of CPU time)")
