@@ -461,3 +461,17 @@ def test_the_readme_example_runs_as_shown(capsys):
     exec(compile(code, "README.md", "exec"), {})
     expected = code.rsplit("# ", 1)[1].strip()
     assert capsys.readouterr().out.strip() == expected
+
+
+def test_a_sequential_subclass_is_saved_by_its_own_arguments(tmp_path, rng):
+    class Stack(xn.Sequential):
+        def __init__(self, depth, width=3):
+            super().__init__(*[layer for _ in range(depth) for layer in (Linear(width, width), Tanh())])
+
+    xn.init.seed(0)
+    model = Stack(2, width=4)
+    model.save(tmp_path / "s.npz")
+    loaded = xn.load(tmp_path / "s.npz")
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    assert type(loaded) is Stack and len(loaded) == 4
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))

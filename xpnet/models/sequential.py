@@ -36,6 +36,8 @@ class Sequential(Model):
         return iter(self.layers)
 
     def config(self) -> dict[str, Any]:
+        if type(self).__init__ is not Sequential.__init__:  # a subclass with arguments of its own
+            return super().config()
         return {"layers": list(self.layers)}
 
     def forward(self, x: Any, train: bool = True) -> Any:
