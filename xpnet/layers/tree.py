@@ -51,23 +51,29 @@ class Tree:
 
     def named_modules(self) -> dict[str, Any]:
         """Every node of the tree by dotted name, this one as ``""``, parents before children."""
-        found: dict[str, Any] = {}
-        seen: set[int] = set()
+        found: dict[str, Any] = {"": self}
+        seen = {id(self)}
 
-        def visit(prefix: str, node: Any) -> None:
-            if id(node) in seen:
-                return
-            seen.add(id(node))
-            found[prefix] = node
+        def visit(prefix: str, node: Any) -> None:  # prefix: "" or the node's name and a dot
             for name, child in node.named_children().items():
-                visit(f"{prefix}.{name}" if prefix else name, child)
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    found[prefix + name] = child
+                    visit(prefix + name + ".", child)
 
         visit("", self)
         return found
 
     def _named(self, store: str) -> dict[str, Any]:
-        return {f"{prefix}.{k}" if prefix else k: v for prefix, node in self.named_modules().items()
-                for k, v in getattr(node, store).items()}
+        # Called for every training step (the optimizer asks for params and grads): one plain loop.
+        named = {}
+        for prefix, node in self.named_modules().items():
+            arrays = getattr(node, store)
+            if arrays:
+                dot = prefix + "." if prefix else ""
+                for k, v in arrays.items():
+                    named[dot + k] = v
+        return named
 
     def named_params(self) -> dict[str, Any]:
         """Every parameter by dotted name (``"0.W"``, ``"stage1.0.conv1.W"``)."""
