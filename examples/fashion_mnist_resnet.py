@@ -62,6 +62,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
+    ap.add_argument("--stem-pool", action="store_true", help="halve the image after the stem (MaxPool2d(2))")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--batch-size", type=int, default=100)
@@ -76,7 +77,7 @@ def main(argv=None):
     if args.limit:
         x, t = x[:args.limit], t[:args.limit]
     xn.init.seed(0)
-    model = ResNet(tuple(args.channels), blocks=args.blocks)
+    model = ResNet(tuple(args.channels), blocks=args.blocks, stem_pool=args.stem_pool)
     print(model.summary(input_shape=(1, 28, 28)).rsplit("\n", 2)[-1])  # the parameter count
     augment = xn.datasets.RandomShiftFlip(args.max_shift, flip=not args.no_flip)
     schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, min_lr=args.lr / 100))

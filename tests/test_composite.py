@@ -475,3 +475,17 @@ def test_a_sequential_subclass_is_saved_by_its_own_arguments(tmp_path, rng):
     x = rng.standard_normal((3, 4)).astype(np.float32)
     assert type(loaded) is Stack and len(loaded) == 4
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_a_forward_without_train_is_named_before_training(rng):
+    class NoTrain(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.lin = Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin.forward(x)
+
+    with pytest.raises(TypeError, match=r"train: NoTrain.forward must take train="):
+        xn.train(NoTrain(), (np.zeros((4, 2), np.float32), np.zeros(4, int)), loss="cross_entropy",
+                 optimizer="sgd", epochs=1, batch_size=2)

@@ -66,7 +66,7 @@ class Layer(Tree):
         return self.forward(x, train=self.training if train is None else train)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this layer (saved by ``Sequential.save``)."""
+        """Constructor arguments that rebuild this layer (saved by ``model.save``)."""
         return {}
 
     @classmethod
