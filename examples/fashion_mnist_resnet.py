@@ -63,8 +63,9 @@ def main(argv=None):
     ap.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64])
     ap.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")
     ap.add_argument("--stem-pool", action="store_true", help="halve the image after the stem (MaxPool2d(2))")
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--weight-decay", type=float, default=1e-4)
+    ap.add_argument("--optimizer", choices=["adamw", "nesterov"], default="adamw")
+    ap.add_argument("--lr", type=float, default=None, help="default: 2e-3 for AdamW, 0.05 for Nesterov")
+    ap.add_argument("--weight-decay", type=float, default=None, help="default: 0.05 for AdamW, 5e-4 for Nesterov")
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--max-shift", type=int, default=0, help="random shift of training images, pixels")
     ap.add_argument("--no-flip", action="store_true", help="no random left-right flips of training images")
@@ -80,10 +81,17 @@ def main(argv=None):
     model = ResNet(tuple(args.channels), blocks=args.blocks, stem_pool=args.stem_pool)
     print(model.summary(input_shape=(1, 28, 28)).rsplit("\n", 2)[-1])  # the parameter count
     augment = xn.datasets.RandomShiftFlip(args.max_shift, flip=not args.no_flip)
-    schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, min_lr=args.lr / 100))
+    if args.optimizer == "adamw":
+        lr = 2e-3 if args.lr is None else args.lr
+        optimizer = xn.optim.AdamW(lr, weight_decay=0.05 if args.weight_decay is None else args.weight_decay)
+    else:
+        lr = 0.05 if args.lr is None else args.lr
+        optimizer = xn.optim.Nesterov(lr, momentum=0.9,
+                                      weight_decay=5e-4 if args.weight_decay is None else args.weight_decay)
+    schedule = xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(lr, args.epochs, min_lr=lr / 100))
     start, cpu_start = time.perf_counter(), time.process_time()
     xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(),
-             optimizer=xn.optim.AdamW(args.lr, weight_decay=args.weight_decay), epochs=args.epochs,
+             optimizer=optimizer, epochs=args.epochs,
              batch_size=args.batch_size, device=args.device, validation=(x_test, t_test), validation_name="test",
              callbacks=[schedule], transform=augment, drop_last=True)
     # CPU time too: on a machine shared with other work the wall time says little about the code.

@@ -57,9 +57,6 @@ class Container(Layer):
             return v.dtype
         return None
 
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy)
-
     def __repr__(self) -> str:
         """PyTorch-style: the children, each as its own repr, indented."""
         children = self.named_children()
