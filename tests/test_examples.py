@@ -86,11 +86,11 @@ def test_fashion_mnist_cnn_recipe_learns(fashion_mnist, capsys):
 
 def test_fashion_mnist_resnet_recipe_learns_and_saves(fashion_mnist, capsys, tmp_path):
     example = _load("fashion_mnist_resnet")
-    example.main(["--device", "cpu", "--epochs", "1", "--limit", "2000", "--batch-size", "50", "--lr", "0.01",
+    example.main(["--device", "cpu", "--epochs", "1", "--limit", "2000", "--batch-size", "50",
                   "--channels", "8", "16", "16", "--save", str(tmp_path / "resnet.npz")])
     out = capsys.readouterr().out
     last = [line for line in out.splitlines() if line.startswith("epoch")][-1]
     assert out.startswith("parameters: ") and last.startswith("epoch 1/1 ") and "1 epochs in" in out
-    assert float(last.split("test_accuracy")[1].split()[0]) > 0.3  # 0.45 seen: 40 steps of a network of 10,082 weights
+    assert float(last.split("test_accuracy")[1].split()[0]) > 0.4  # 0.58 seen: 40 steps of a network of 10,082 weights
     loaded = xn.load(tmp_path / "resnet.npz")  # the example's own class, built again from its arguments
     assert type(loaded).__name__ == "ResNet" and len(loaded.stages) == 3 and loaded.fc.in_features == 16
