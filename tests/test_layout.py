@@ -14,7 +14,7 @@ PACKAGE = Path(xpnet.__file__).parent
 MAY_IMPORT = {
     "_user": set(),
     "backend": {"_user"},
-    "init": set(),
+    "init": {"_user"},
     "io": {"_user"},
     "layers": {"_user", "backend", "init"},
     "losses": {"_user", "backend"},

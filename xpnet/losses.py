@@ -79,6 +79,9 @@ class SoftmaxCrossEntropy(Loss):
             if t.shape[1] != c:
                 raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
                                  f"got shape {tuple(t.shape)}")
+            if check and n and float(xp.min(t)) < 0:
+                raise ValueError(f"{self.name}: target probabilities must be >= 0, got a minimum of "
+                                 f"{float(xp.min(t)):g} (a negative target makes the loss negative)")
             target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
         else:
             raise ValueError(f"{self.name}: labels must be (N,) indices or (N, {c}) one-hot, got {tuple(t.shape)}")
@@ -101,6 +104,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
+        _check_dout(self, dout)
         n = self._p.shape[0]
         return (self._p - self._t) * (dout / n)
 
@@ -126,7 +130,14 @@ class MeanSquaredError(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._diff is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
+        _check_dout(self, dout)
         return self._diff * (2.0 * dout / _size(self._diff))
+
+
+def _check_dout(loss: Loss, dout: Any) -> None:
+    """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
+    if not (is_real(dout) or getattr(dout, "shape", None) == ()):
+        raise TypeError(f"{loss.name}: backward(dout): dout must be a number (1.0 by default), got {dout!r}")
 
 
 def _size(a: Any) -> int:

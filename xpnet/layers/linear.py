@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
+from .._user import flag
 from .base import Layer, positive_int
 
 
@@ -21,7 +22,7 @@ class Linear(Layer):
         super().__init__()
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
-        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)
         if self.bias:
@@ -55,7 +56,7 @@ class Linear(Layer):
 
     def backward_params(self, dy: Any) -> Any:
         x2 = self._need(self._x)
-        xp = self._check_float(dy)
+        xp = self._check_grad(dy, (x2.shape[0], self.out_features))
         self.grads["W"] = x2.T @ dy
         if self.bias:
             self.grads["b"] = xp.sum(dy, axis=0)
