@@ -23,6 +23,12 @@ def seed(s: int) -> None:
     _generator = np.random.default_rng(s)
 
 
+def manual_seed(s: int) -> None:
+    """PyTorch's name for :func:`seed`: the weights, and the Dropout generators, of layers built after it.
+    (``xn.train`` draws its shuffles from its own ``seed=`` argument.)"""
+    seed(s)
+
+
 def generator() -> np.random.Generator:
     """The global host generator (``xn.init.seed`` resets it)."""
     return _generator
