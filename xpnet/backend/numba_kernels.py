@@ -167,7 +167,9 @@ def relu_backward(dy: Any, mask: Any) -> Any:
 
 # -- MaxPool2d over (N, C, H, W) ---------------------------------------------------------------------
 # As the portable path: a running np.maximum over the kernel offsets in row-major order (a NaN wins
-# and stays), and the last offset that raised it is the window's first maximum. Written with selects,
+# and stays), and the last offset that raised it is the window's first maximum. Backward sends each
+# output's gradient g to every pixel of its window times the mask (g at the first maximum, g * 0
+# elsewhere), so an inf or NaN g makes the window's other pixels NaN on every path. Written with selects,
 # not branches: on real activations a branch per comparison is mispredicted about half the time.
 # x comes padded (with -inf) where the layer pads.
 
@@ -227,9 +229,10 @@ def _maxpool2x2_forward(x, sh, sw, y, first):
 
 
 @_exact
-def _maxpool_backward(dy, first, kw, sh, sw, ph, pw, dx):
+def _maxpool_backward(dy, first, kh, kw, sh, sw, ph, pw, dx):
     """Each output's gradient added at its window's first maximum (windows may overlap); what
-    lands in the padding is dropped."""
+    lands in the padding is dropped. A gradient that is inf or NaN also lands on the window's other
+    pixels as g * 0, NaN: the portable path's dy * mask."""
     n, c, oh, ow = dy.shape
     h, w = dx.shape[2], dx.shape[3]
     for i in range(n):
@@ -240,10 +243,19 @@ def _maxpool_backward(dy, first, kw, sh, sw, ph, pw, dx):
             for p in range(oh):
                 for q in range(ow):
                     arg = first[i, ch, p, q]
+                    g = dy[i, ch, p, q]
+                    if g - g != 0:  # inf or NaN: rare, so the whole window only then
+                        for di in range(kh):
+                            for dj in range(kw):
+                                r = p * sh - ph + di
+                                s = q * sw - pw + dj
+                                if 0 <= r < h and 0 <= s < w:
+                                    dx[i, ch, r, s] += g * (di * kw + dj == arg)
+                        continue
                     r = p * sh - ph + arg // kw
                     s = q * sw - pw + arg % kw
                     if 0 <= r < h and 0 <= s < w:
-                        dx[i, ch, r, s] += dy[i, ch, p, q]
+                        dx[i, ch, r, s] += g
 
 
 @_exact
@@ -286,6 +298,6 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tu
     if tiled:
         _maxpool2x2_tiled_backward(dy, first, dx)
     else:
-        _maxpool_backward(dy, first, kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
+        _maxpool_backward(dy, first, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
     return dx
 
