@@ -84,7 +84,7 @@ def test_another_librarys_device_name_gets_a_did_you_mean(spec, meant):
 
 def test_xpnet_device_env_takes_the_library_strings(monkeypatch):
     """XPNET_DEVICE=torch:cpu sends "auto" and "cuda" there and leaves every other request alone."""
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     monkeypatch.setenv("XPNET_DEVICE", "torch:cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")

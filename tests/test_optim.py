@@ -249,7 +249,7 @@ def test_nesterov_with_the_books_convention_repeats_the_books_arithmetic(rng, co
 
 
 def test_nesterov_conventions_the_book_now_and_pytorch_agree_and_the_2016_file_does_not(rng):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(5)]
     w = torch.tensor(p0.copy(), requires_grad=True)
     reference = torch.optim.SGD([w], lr=0.13, momentum=0.9, nesterov=True)
@@ -270,7 +270,7 @@ def test_nesterov_conventions_the_book_now_and_pytorch_agree_and_the_2016_file_d
 def test_sgd_with_momentum_takes_pytorchs_steps(rng, settings):
     """Checked against torch.optim.SGD itself, with the learning rate changed halfway (where PyTorch's
     buffer and the book's velocity, lr * v, part ways)."""
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(6)]
     w = torch.tensor(p0.copy(), requires_grad=True)
     reference = torch.optim.SGD([w], lr=0.1, **settings)
