@@ -160,3 +160,9 @@ def test_manual_seed_is_pytorchs_name_for_the_weight_seed():
 
     np.testing.assert_array_equal(weights_and_mask(xn.manual_seed, 3), weights_and_mask(xn.init.seed, 3))
     assert not np.array_equal(weights_and_mask(xn.manual_seed, 3), weights_and_mask(xn.manual_seed, 4))
+
+
+def test_help_on_forward_says_how_to_evaluate():
+    """model(x) is training mode; help(xn.Sequential.forward) is where a PyTorch user looks for eval()."""
+    doc = xn.Sequential.forward.__doc__
+    assert "model.predict(x)" in doc and "model.forward(x, train=False)" in doc and "training mode" in doc
