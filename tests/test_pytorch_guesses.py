@@ -166,3 +166,27 @@ def test_help_on_forward_says_how_to_evaluate():
     """model(x) is training mode; help(xn.Sequential.forward) is where a PyTorch user looks for eval()."""
     doc = xn.Sequential.forward.__doc__
     assert "model.predict(x)" in doc and "model.forward(x, train=False)" in doc and "training mode" in doc
+
+
+def test_the_porting_pages_loop_ends_where_xn_train_does():
+    """docs/from-pytorch.md: the PyTorch-style loop over BatchIterator, epochs from 1, and xn.train agree."""
+    x, t = xn.datasets.spiral(40, 3, seed=0)
+
+    def net():
+        xn.manual_seed(0)
+        return xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
+
+    model, criterion = net(), xn.losses.SoftmaxCrossEntropy()
+    optimizer = optim.SGD(_Parameters(model), lr=0.1, momentum=0.9)
+    loader = xn.datasets.BatchIterator(x, t, batch_size=32, seed=0)
+    for epoch in range(1, 3):
+        for xb, tb in loader.epoch(epoch):
+            optimizer.zero_grad()
+            criterion(model(xb), tb)
+            model.backward(criterion.backward())
+            optimizer.step()
+    trained = net()
+    xn.train(trained, (x, t), loss=criterion, optimizer=optim.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=32,
+             device="cpu", progress=False)
+    for key, value in trained.named_params().items():
+        np.testing.assert_allclose(model.named_params()[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
