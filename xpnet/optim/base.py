@@ -16,6 +16,7 @@ model from the start, and then ``step()`` needs no argument.
 
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
 from typing import Any
@@ -29,6 +30,12 @@ class _TakesAModelFirst(type):
     lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
     as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
     arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
+
+    def __init__(cls, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # help() and inspect.signature show __init__'s arguments, not this __call__'s *args, **kwargs.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         target = kwargs.pop("params", None)
