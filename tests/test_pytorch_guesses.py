@@ -2,6 +2,7 @@
 once with one line saying what to write instead (docs/from-pytorch.md)."""
 
 import importlib
+import pickle
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     y, t = np.array([[2.0, 0.5, -1.0]], np.float32), np.array([0])
     loss = criterion(y, t)
     assert float(loss) == float(criterion.forward(y, t)) == loss.item()
-    assert f"{loss:.3f}" == f"{float(loss):.3f}"
+    assert f"{loss:.3f}" == f"{float(loss):.3f}" and pickle.loads(pickle.dumps(loss)) == loss
     with pytest.raises(AttributeError) as info:
         loss.backward()
     assert "xpnet has no autograd" in str(info.value) and "model.backward(criterion.backward())" in str(info.value)

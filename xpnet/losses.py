@@ -49,17 +49,18 @@ class LossValue(float):
     ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
     ``model.backward(dy)``."""
 
-    def __new__(cls, value: Any, loss: Loss) -> "LossValue":
+    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
         self = super().__new__(cls, float(value))
-        self.loss_name = loss.name
+        self.loss_name = loss.name if loss is not None else "loss layer"
         return self
 
     def item(self) -> float:
         return float(self)
 
     def __getattr__(self, name: str) -> Any:
+        which = self.__dict__.get("loss_name", "loss layer")
         hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
-                             f"model.backward(criterion.backward()), criterion being the {self.loss_name} you called"}
+                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
         raise not_here(type(self).__name__, name, hints, kind="object")
 
 
