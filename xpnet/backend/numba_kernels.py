@@ -231,31 +231,39 @@ def _maxpool2x2_forward(x, sh, sw, y, first):
 @_exact
 def _maxpool_backward(dy, first, kh, kw, sh, sw, ph, pw, dx):
     """Each output's gradient added at its window's first maximum (windows may overlap); what
-    lands in the padding is dropped. A gradient that is inf or NaN also lands on the window's other
-    pixels as g * 0, NaN: the portable path's dy * mask."""
+    lands in the padding is dropped. Where a plane's gradient holds an inf or NaN, that plane is
+    done again as the portable path's dy * mask: g * 0, NaN, on the window's other pixels too."""
     n, c, oh, ow = dy.shape
     h, w = dx.shape[2], dx.shape[3]
     for i in range(n):
         for ch in range(c):
+            plane = dx[i, ch]
             for r in range(h):
                 for s in range(w):
-                    dx[i, ch, r, s] = 0
+                    plane[r, s] = 0
+            zero = 0.0  # stays 0 unless a gradient is inf or NaN (then g * 0 is NaN)
             for p in range(oh):
                 for q in range(ow):
                     arg = first[i, ch, p, q]
                     g = dy[i, ch, p, q]
-                    if g - g != 0:  # inf or NaN: rare, so the whole window only then
-                        for di in range(kh):
-                            for dj in range(kw):
-                                r = p * sh - ph + di
-                                s = q * sw - pw + dj
-                                if 0 <= r < h and 0 <= s < w:
-                                    dx[i, ch, r, s] += g * (di * kw + dj == arg)
-                        continue
+                    zero += g * 0
                     r = p * sh - ph + arg // kw
                     s = q * sw - pw + arg % kw
                     if 0 <= r < h and 0 <= s < w:
-                        dx[i, ch, r, s] += g
+                        plane[r, s] += g
+            if zero == 0:
+                continue
+            plane[:, :] = 0
+            for p in range(oh):
+                for q in range(ow):
+                    arg = first[i, ch, p, q]
+                    g = dy[i, ch, p, q]
+                    for di in range(kh):
+                        for dj in range(kw):
+                            r = p * sh - ph + di
+                            s = q * sw - pw + dj
+                            if 0 <= r < h and 0 <= s < w:
+                                plane[r, s] += g * (di * kw + dj == arg)
 
 
 @_exact
