@@ -2,7 +2,7 @@
 
 Inputs are made in NumPy on the host and sent to the case's device; results come back with
 ``xn.to_numpy``. CuPy cases are marked ``gpu`` and skip with a reason without a GPU; PyTorch and
-JAX cases (CPU) skip with a reason where those packages are absent (``pip install -e .[backends]``).
+JAX cases (CPU) skip with a reason where those packages are absent (``pip install -e '.[backends]'``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def library_device(spec: str):
     """``xn.device(spec)`` for "torch:cpu" / "jax:cpu", skipping when the package is absent. JAX gets
     ``jax_enable_x64`` so that its float64 cases are float64 (xpnet refuses float64 without it)."""
     library = spec.partition(":")[0]
-    module = pytest.importorskip(library, reason=f"{library} is not installed (pip install -e .[backends])")
+    module = pytest.importorskip(library, reason=f"{library} is not installed (pip install -e '.[backends]')")
     if library == "jax":
         module.config.update("jax_enable_x64", True)
     return xn.device(spec, fallback=False)
@@ -37,6 +37,16 @@ def _cuda_device():
     if not xn.cuda_available():
         pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
     return xn.device("cuda", fallback=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Skips are counted by reason alone: the summary (``-ra``) lists each reason once with its count,
+    not once per test function (without the backends extra, some 200 tests skip for three reasons)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+        report.longrepr = (str(Path(__file__).parent), None, report.longrepr[2])
 
 
 def pytest_configure(config):

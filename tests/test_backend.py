@@ -1,6 +1,7 @@
 """Devices, moving arrays, the CUDA probe and the fallback rules."""
 
 import importlib.util
+import re
 import warnings
 
 import numpy as np
@@ -72,6 +73,28 @@ def test_xpnet_device_env_forces_cpu(monkeypatch):
 def test_bad_device_spec(spec):
     with pytest.raises(ValueError, match="device"):
         xn.device(spec)
+
+
+@pytest.mark.parametrize("spec,meant", [("gpu", "cuda"), ("GPU:1", "cuda:1"), ("mps", "torch:mps"),
+                                        ("torch:gpu", "torch:cuda"), ("jax:cuda:0", "jax:gpu:0")])
+def test_another_librarys_device_name_gets_a_did_you_mean(spec, meant):
+    with pytest.raises(ValueError, match=re.escape(f"(did you mean {meant!r}?)")):
+        xn.device(spec)
+
+
+def test_xpnet_device_env_takes_the_library_strings(monkeypatch):
+    """XPNET_DEVICE=torch:cpu sends "auto" and "cuda" there and leaves every other request alone."""
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    monkeypatch.setenv("XPNET_DEVICE", "torch:cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xn.device("cpu").name == "cpu"
+        assert xn.device("auto").name == "torch:cpu" and xn.device("cuda:1").name == "torch:cpu"
+    monkeypatch.setenv("XPNET_DEVICE", "jax:gpu:0")  # understood without importing JAX for "cpu"
+    assert xn.device("cpu").name == "cpu"
+    monkeypatch.setenv("XPNET_DEVICE", "gpu")
+    with pytest.raises(ValueError, match=r"XPNET_DEVICE='gpu' .*'torch:cpu'.*\(did you mean 'cuda'\?\)"):
+        xn.device("cpu")
 
 
 def test_bad_device_type():

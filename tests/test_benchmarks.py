@@ -64,7 +64,7 @@ def test_mlp_step_prints_the_ratio():
 
 @pytest.mark.slow
 def test_compare_backends_prints_a_row_per_device():
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "s/epoch" not in line]
     assert rows == ["cpu", "torch:cpu"] and "threads: BLAS" in out

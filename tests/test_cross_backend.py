@@ -2,6 +2,10 @@
 a full training step, and 3 epochs of training agree between NumPy and array_api_strict "device1"
 (always), PyTorch and JAX on the CPU (where installed), and CuPy (on a GPU)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import library_device
@@ -146,3 +150,15 @@ def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, net, dtype, rtol, atol)
         return {"state": model.state(), "losses": [e["train_loss"] for e in history.epochs]}
 
     assert_backends_agree(fit, x, t, devices=LIBRARIES, rtol=rtol, atol=atol)
+
+
+def test_too_few_devices_skip_inside_pytest_and_raise_runtime_error_in_a_script():
+    with pytest.warns(xn.XpnetDeviceWarning), pytest.raises(pytest.skip.Exception, match="needs two usable devices"):
+        assert_backends_agree(lambda: 1.0, devices=("cpu", "cuda:99"))
+    # A plain script, with pytest importable (it is here) but not running it:
+    script = ("import warnings, xpnet as xn\nwarnings.simplefilter('ignore')\n"
+              "try:\n    xn.testing.assert_backends_agree(lambda: 1.0, devices=('cpu', 'cuda:99'))\n"
+              "except RuntimeError as exc:\n    print('RuntimeError:', exc)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("RuntimeError: assert_backends_agree needs two usable devices; skipped cuda:99: ")

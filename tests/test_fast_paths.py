@@ -112,7 +112,7 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
 @settings(max_examples=40, deadline=None)
 @given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
 def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sample):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(0)
     x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
     args = (g["kernel"], g["stride"], g["padding"], per_sample)
@@ -128,7 +128,7 @@ def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sa
 
 
 def test_registry_picks_the_torch_paths():
-    xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e .[backends])")
+    xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e '.[backends]')")
     from xpnet.backend import fast_torch
 
     assert backend.fast_path("im2col", xp) is fast_torch.im2col

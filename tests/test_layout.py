@@ -15,6 +15,8 @@ MAY_IMPORT = {
     "_user": set(),
     "backend": {"_user"},
     "init": set(),
+    "grad_mode": set(),
+    "nn": set(),
     "io": {"_user"},
     "layers": {"_user", "backend", "init"},
     "losses": {"_user", "backend"},

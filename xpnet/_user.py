@@ -1,5 +1,6 @@
 """Meeting the user: a warning at the line of their code that caused it, an install command that works
-from their setup (a source checkout or an installed package), and what counts as a number they pass."""
+from their setup (a source checkout or an installed package), what counts as a number they pass, and
+the missing name that says what to write instead."""
 
 from __future__ import annotations
 
@@ -42,3 +43,11 @@ def is_real(value: Any) -> bool:
     """A real number as a user passes it: a Python int/float or a NumPy scalar such as
     ``np.float32(0.1)``; never a bool (NumPy's bool is not a ``numbers.Real`` either)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module") -> AttributeError:
+    """The AttributeError for ``owner.name`` (``kind``: "module" or "object"), Python's own message, with
+    what to write in xpnet instead where ``name`` is one that a PyTorch user reaches for (``hints``)."""
+    where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
+    hint = hints.get(name)
+    return AttributeError(f"{where} has no attribute {name!r}" + (f": {hint}" if hint else ""))

@@ -223,7 +223,10 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 def _device(spec: str, comm: Any = None) -> Any:
     """``xn.device(spec)`` (``comm.device`` in a distributed run); a bad spec is a UsageError."""
     import xpnet as xn  # noqa: PLC0415
+    from .backend.devices import is_device_string, unknown_device  # noqa: PLC0415
 
+    if not is_device_string(spec):  # said without the Python objects xn.device also takes
+        raise UsageError(unknown_device(spec, python=False))
     try:
         return xn.device(spec) if comm is None else comm.device(spec)
     except (ValueError, RuntimeError) as exc:

@@ -1,10 +1,14 @@
-"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``."""
+"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``.
+
+Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
+whose ``backward()`` says what to write instead (xpnet has no autograd).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._user import is_real
+from ._user import is_real, not_here
 from .backend import device_of, isdtype, namespace, same_device
 
 
@@ -18,8 +22,10 @@ class Loss:
     def __repr__(self) -> str:
         return f"{self.name}()"
 
-    def __call__(self, y: Any, t: Any) -> Any:
-        return self.forward(y, t)
+    def __call__(self, y: Any, t: Any) -> "LossValue":
+        """``forward(y, t)`` read back as a :class:`LossValue` (a float), for PyTorch-style loops. In a loop
+        that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
+        return LossValue(self.forward(y, t), self)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
         raise NotImplementedError
@@ -35,6 +41,27 @@ class Loss:
         if not isdtype(xp, y.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
         return xp
+
+
+class LossValue(float):
+    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
+    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
+    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
+    ``model.backward(dy)``."""
+
+    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
+        self = super().__new__(cls, float(value))
+        self.loss_name = loss.name if loss is not None else "loss layer"
+        return self
+
+    def item(self) -> float:
+        return float(self)
+
+    def __getattr__(self, name: str) -> Any:
+        which = self.__dict__.get("loss_name", "loss layer")
+        hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
+                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
+        raise not_here(type(self).__name__, name, hints, kind="object")
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -149,3 +176,17 @@ def get(loss: Any) -> Loss:
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
     raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
+
+
+# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
+                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
+                        "last axis",
+    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
+    "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)

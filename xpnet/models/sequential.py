@@ -46,6 +46,14 @@ class Sequential:
         return _summary(self, input_shape)
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        """Run ``x`` through every layer in order; ``model(x)`` is the same call.
+
+        ``train=True``, the default, is training mode: Dropout drops units, BatchNorm normalises with
+        the batch's statistics and updates its running ones, and each layer keeps what ``backward``
+        needs. To evaluate, call ``model.predict(x)`` (evaluation mode, on the model's device, in
+        batches with ``batch_size=``) or ``model.forward(x, train=False)``: ``model(x_test)`` runs in
+        training mode, and BatchNorm's running statistics would take in the test data.
+        """
         for layer in self.layers:
             x = layer.forward(x, train=train)
         return x
