@@ -1,0 +1,81 @@
+"""xpnet's CuPy paths under CuPy's own rules, on a machine without a GPU.
+
+Each check runs in a fresh process with ``tests/fake_cupy`` first on its path: NumPy arrays dressed as
+CuPy's, with CuPy's device rules read from its source (the fake's docstring lists them): an unhashable
+``cupy.cuda.Device``, new arrays and kernel results on the *current* GPU whatever ``device=`` said, a
+kernel refusing an array of another GPU, generators tied to the GPU current at their making. The
+failures issue 23 predicted from CuPy's source each fail here without their fix. The same behaviour on
+a real GPU is checked by the ``gpu`` tests (``pytest -m gpu``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+import xpnet as xn
+
+FAKE = Path(__file__).parent / "fake_cupy"
+
+
+def run_with_fake_cupy(code: str, tmp_path: Path, devices: int = 1, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python with the fake CuPy importable as ``cupy`` and ``devices`` GPUs."""
+    environment = {**os.environ, "FAKE_CUPY_DEVICES": str(devices), **env,
+                   "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    for name in ("XPNET_DEVICE", "XPNET_DISABLE_FAST_PATHS"):
+        environment.pop(name, None)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=environment, cwd=tmp_path, timeout=300)
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+_OPTIMIZERS = """
+    import json
+    import numpy as np
+    import xpnet as xn
+
+    class Params:
+        def __init__(self, dev):
+            rng = np.random.default_rng(0)
+            self.p = {"W": xn.to_device(rng.standard_normal((3, 4)), dev), "b": xn.to_device(rng.standard_normal(4), dev)}
+            self.grads = [{k: xn.to_device(rng.standard_normal(tuple(v.shape)), dev) for k, v in self.p.items()}
+                          for _ in range(3)]
+            self.g = None
+        def named_params(self):
+            return self.p
+        def named_grads(self):
+            return self.g
+        def set_param(self, name, value):
+            self.p[name] = value
+
+    result = {}
+    for name in sorted(xn.optim.OPTIMIZERS):
+        model, opt = Params(xn.device("cuda")), xn.optim.get(name)
+        for g in model.grads:
+            model.g = g
+            opt.step(model)
+        result[name] = {k: xn.to_numpy(v).tolist() for k, v in model.p.items()}
+    print(json.dumps(result))
+"""
+
+
+def test_every_optimizer_steps_cupy_arrays_as_it_steps_numpy(tmp_path):
+    """Issue 23, 1: AdaGrad and RMSprop keyed their work buffer on ``p.device``, which CuPy's Device
+    cannot be hashed for (TypeError); SGD, Momentum and Adam run the fused kernels' bodies."""
+    on_cupy = last_json(run_with_fake_cupy(_OPTIMIZERS, tmp_path))
+    on_numpy = last_json(subprocess.run([sys.executable, "-c", textwrap.dedent(_OPTIMIZERS).replace(
+        'xn.device("cuda")', 'xn.device("cpu")')], capture_output=True, text=True, cwd=tmp_path, timeout=300))
+    assert sorted(on_cupy) == sorted(xn.optim.OPTIMIZERS)
+    for name, params in on_numpy.items():
+        for k, v in params.items():
+            np.testing.assert_allclose(on_cupy[name][k], v, rtol=1e-12, atol=1e-14, err_msg=f"{name} {k}")
