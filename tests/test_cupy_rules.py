@@ -79,3 +79,26 @@ def test_every_optimizer_steps_cupy_arrays_as_it_steps_numpy(tmp_path):
     for name, params in on_numpy.items():
         for k, v in params.items():
             np.testing.assert_allclose(on_cupy[name][k], v, rtol=1e-12, atol=1e-14, err_msg=f"{name} {k}")
+
+
+def test_a_fresh_process_trains_on_cupy_arrays_it_never_asked_cuda_about(tmp_path):
+    """Issue 23, 2: a Device made from a CuPy array skipped the CUDA probe, and the first
+    ``to_device``, ``synchronize`` or Dropout mask read ``None.cuda`` (AttributeError)."""
+    proc = run_with_fake_cupy("""
+        import json
+        import numpy as np
+        import cupy
+        import xpnet as xn
+
+        x = cupy.asarray(np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32))
+        t = cupy.asarray(np.arange(64) % 2)
+        xn.backend.device_of(x).synchronize()
+        model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Dropout(0.2), xn.layers.Linear(8, 2))
+        history = xn.train(model, (x, t), loss="cross_entropy", optimizer="adam", epochs=2, batch_size=16,
+                           progress=False)
+        print(json.dumps({"device": history.device, "model": model.device.name,
+                          "loss": history.epochs[-1]["train_loss"]}))
+    """, tmp_path)
+    out = last_json(proc)
+    assert out["device"] == out["model"] == "cuda:0"
+    assert np.isfinite(out["loss"])
