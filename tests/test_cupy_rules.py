@@ -172,3 +172,51 @@ def test_a_device_mismatch_is_not_reported_as_data_that_does_not_fit(tmp_path):
     message = proc.stdout.strip().splitlines()[-1]
     assert message.startswith("XpnetDeviceError: Linear: input is on cuda:0")
     assert "parameters are on cuda:1" in message and "does not fit" not in message
+
+
+def test_dropout_keeps_a_small_generator_on_its_gpu_and_frees_it_with_the_layer(tmp_path):
+    """Issue 23, 8: the device generator was CuPy's default XORWOW, 48 bytes for each of 8 blocks of 256
+    threads per multiprocessor (13 MB on an H200), made on whatever GPU was current, and kept after its
+    layer was gone. Now: Philox, one block per multiprocessor, on the array's GPU, freed with the layer
+    and never more than one per layer through training and gradcheck."""
+    proc = run_with_fake_cupy("""
+        import gc, json, weakref
+        import numpy as np
+        import cupy
+        import xpnet as xn
+        from xpnet.backend import random as device_random
+
+        layer = xn.layers.Dropout(0.5, seed=1)
+        with cupy.cuda.Device(1):
+            x = cupy.ones((64, 64), dtype=cupy.float32)
+            y = layer.forward(x)
+            kept = float(cupy.count_nonzero(y)) / y.size
+        u = device_random.uniform(layer.rng, (3,), x, owner=layer)  # GPU 0 is current: drawn on GPU 1 all the same
+        gen = device_random._device_rngs[layer][2]
+        bits = gen.bit_generator
+        first = {"kind": type(bits).__name__, "gpu": bits._current_device_id, "bytes": int(bits._state.nbytes),
+                 "y": int(y.device.id), "u": int(u.device.id), "kept": kept}
+        freed = weakref.ref(gen)
+        del layer, gen, bits, y, u
+        gc.collect()
+        first["freed"] = freed() is None
+
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.Dropout(0.2), xn.layers.ReLU(),
+                              xn.layers.Dropout(0.3), xn.layers.Linear(8, 2))
+        data = (np.random.default_rng(0).standard_normal((32, 4)), np.arange(32) % 2)
+        xn.train(model, data, loss="cross_entropy", optimizer="sgd", epochs=3, batch_size=8, device="cuda:1",
+                 progress=False)
+        after_train = len(device_random._device_rngs)
+        xn.gradcheck(model, data[0][:4], data[1][:4], "cross_entropy", max_entries=2)
+        after_gradcheck = len(device_random._device_rngs)
+        del model
+        gc.collect()
+        print(json.dumps({**first, "after_train": after_train, "after_gradcheck": after_gradcheck,
+                          "after_del": len(device_random._device_rngs)}))
+    """, tmp_path, devices=2, FAKE_CUPY_SMS="132")
+    out = last_json(proc)
+    assert out["kind"] == "Philox4x3210" and out["gpu"] == out["y"] == out["u"] == 1
+    assert out["bytes"] == 64 * 256 * 132  # 2.2 MB, against 48 * 8 * 256 * 132 = 13 MB
+    assert 0.4 < out["kept"] < 0.6 and out["freed"]
+    assert out["after_train"] <= 2 and out["after_gradcheck"] <= 2 and out["after_del"] == 0
