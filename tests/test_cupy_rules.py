@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import xpnet as xn
+from xpnet.backend import cupy_kernels
 
 FAKE = Path(__file__).parent / "fake_cupy"
 
@@ -220,3 +221,44 @@ def test_dropout_keeps_a_small_generator_on_its_gpu_and_frees_it_with_the_layer(
     assert out["bytes"] == 64 * 256 * 132  # 2.2 MB, against 48 * 8 * 256 * 132 = 13 MB
     assert 0.4 < out["kept"] < 0.6 and out["freed"]
     assert out["after_train"] <= 2 and out["after_gradcheck"] <= 2 and out["after_del"] == 0
+
+
+def test_batchnorm_on_cupy_runs_its_channel_sums_as_one_reduction_and_equals_numpy(tmp_path):
+    """Issue 23, 7: CuPy has no vecdot, and array-api-compat's stand-in is a batched matmul of N*C tiny
+    products on a copy; BatchNorm's per-channel sums are the ``channel_dot`` reduction kernel instead."""
+    code = """
+        import json
+        import numpy as np
+        import xpnet as xn
+        from xpnet.backend import fast_path
+
+        dev = xn.device(DEVICE)
+        rng = np.random.default_rng(0)
+        x, dy = rng.standard_normal((6, 3, 4, 5)), rng.standard_normal((6, 3, 4, 5))
+        layer = xn.layers.BatchNorm(3, dtype="float64").to(dev)
+        y = layer.forward(xn.to_device(x, dev))
+        dx = layer.backward(xn.to_device(dy, dev))
+        fast = fast_path("channel_dot", dev.xp)
+        print(json.dumps({"fast": None if fast is None else f"{fast.__module__}.{fast.__name__}",
+                          "y": xn.to_numpy(y).tolist(), "dx": xn.to_numpy(dx).tolist(),
+                          **{k: xn.to_numpy(v).tolist() for k, v in {**layer.grads, **layer.buffers}.items()}}))
+    """
+    on_cupy = last_json(run_with_fake_cupy(code.replace("DEVICE", "'cuda'"), tmp_path))
+    on_numpy = last_json(run_with_fake_cupy(code.replace("DEVICE", "'cpu'"), tmp_path))
+    assert on_cupy.pop("fast") == "xpnet.backend.fast_cupy.channel_dot" and on_numpy.pop("fast") is None
+    for k, v in on_numpy.items():
+        np.testing.assert_allclose(on_cupy[k], v, rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+def test_the_channel_dot_kernel_sums_the_products_per_channel():
+    """The reduction's map expression, run in NumPy, against BatchNorm's portable channel sums."""
+    from xpnet.layers.norm import _channel_dot
+
+    in_params, out_params, map_expr, reduce_expr, post_map, identity = cupy_kernels.REDUCTION["channel_dot"]
+    assert (reduce_expr, post_map, identity, out_params) == ("a + b", "y = a", "0", "T y")
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((5, 3, 7)), rng.standard_normal((5, 3, 7))
+    names = [p.split()[1] for p in in_params.split(", ")]
+    mapped = eval(map_expr, {}, dict(zip(names, (a, b))))  # noqa: S307 - the package's own kernel source
+    np.testing.assert_allclose(mapped.sum(axis=(0, 2)), xn.to_numpy(_channel_dot(xn.device("cpu").xp, a, b)),
+                               rtol=1e-12)
