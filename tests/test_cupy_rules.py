@@ -18,6 +18,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import xpnet as xn
 from xpnet.backend import cupy_kernels
@@ -262,3 +263,18 @@ def test_the_channel_dot_kernel_sums_the_products_per_channel():
     mapped = eval(map_expr, {}, dict(zip(names, (a, b))))  # noqa: S307 - the package's own kernel source
     np.testing.assert_allclose(mapped.sum(axis=(0, 2)), xn.to_numpy(_channel_dot(xn.device("cpu").xp, a, b)),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("warning_filter", ["error::RuntimeWarning", "default"])
+def test_a_warning_while_cupy_imports_does_not_hide_the_gpu(tmp_path, warning_filter):
+    """Issue 23, 4: under pytest's ``error::RuntimeWarning`` a warning from ``import cupy`` became an
+    exception, which the probe took for "no CUDA": every GPU test skipped."""
+    proc = run_with_fake_cupy(f"""
+        import warnings
+        warnings.filterwarnings("{warning_filter.split('::')[0]}", category=RuntimeWarning)
+        import xpnet as xn
+        print(xn.cuda_available(), xn.backend.cuda_unavailable_reason())
+    """, tmp_path, FAKE_CUPY_IMPORT_WARNING="1")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "None"]
+    assert "CUDA path could not be detected (fake)" in proc.stderr  # shown, not swallowed
