@@ -6,6 +6,8 @@ How a run goes:
    labels against the loss and the model's output width, are checked before any training.
 2. Model, optimizer state and data move to the device once. ``uint8`` inputs (raw images) are
    converted there once: ``astype(model dtype) / 255``; other inputs are cast to the model dtype.
+   From here on the device is the current one (``Device.activate``: on CuPy its GPU, where CuPy
+   makes every new array and runs every kernel).
 3. Each epoch draws a permutation on the host from ``(seed, epoch)``, moves that index array to
    the device and gathers the batches there, so every device sees the same batches in the same
    order and a resumed run needs no saved shuffle state.
