@@ -103,6 +103,12 @@ step profile 60 bash -c "python3 benchmarks/profile_step.py --device cuda --work
 python3 benchmarks/profile_step.py --device cuda --workload mlp-large --batch 100 --optimizer adam"
 step nccl 60 python3 benchmarks/distributed.py --device cuda --steps 20
 
+echo
+echo "== the environment ($OUT/setup.log)"
+grep -v '^WARNING: Running pip as' "$OUT/setup.log"
+echo
+echo "== failed GPU tests ($OUT/pytest.log has each one's output)"
+grep -E '^(FAILED|ERROR) ' "$OUT/pytest.log" | head -n 40
 {
   echo
   echo "CUDA probe: ${probe:-(setup printed none)}; GPU tests passed: ${passed:-0}; $(($(date +%s) - start)) s in all"
