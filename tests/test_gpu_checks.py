@@ -49,7 +49,7 @@ def run_pytest(tmp_path: Path, ids: list[str], cupy: str = "broken", **env: str)
 def test_without_a_gpu_the_gpu_tests_skip_and_say_why(tmp_path):
     proc = run_pytest(tmp_path, GPU_TESTS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "3 skipped" in proc.stdout and proc.stdout.count(NO_CUDA) >= 4  # the header and each skip
+    assert "3 skipped" in proc.stdout and proc.stdout.count(NO_CUDA) >= 2  # the header and the skips' reason
     assert f"xpnet: CUDA not usable: cupy is not installed or failed to import (ImportError: {NO_CUDA})" in proc.stdout
 
 
