@@ -160,34 +160,36 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
     dev = _check_device(model_or_layer, x, device)
     xp = dev.xp
-    x = to_device(x, dev)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
-    x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
-    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
-    named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
-                    if isinstance(clone, Sequential) else [("", clone)])
-    if t is not None:
-        t = to_device(t, dev)
-        if xp.isdtype(t.dtype, "real floating"):
-            t = xp.astype(t, xp.float64)
-    loss = None if loss is None else copy.deepcopy(_losses.get(loss))
+    with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+        x = to_device(x, dev)
+        if not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
+        x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
+        clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
+        named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
+                        if isinstance(clone, Sequential) else [("", clone)])
+        if t is not None:
+            t = to_device(t, dev)
+            if xp.isdtype(t.dtype, "real floating"):
+                t = xp.astype(t, xp.float64)
+        loss = None if loss is None else copy.deepcopy(_losses.get(loss))
 
-    rng = np.random.default_rng(seed)
-    objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
-    try:
-        with no_autograd(xp):
-            f0, mutation_rows = objective.base_pass(named_layers, rng)
-            # (name, array, its gradient, how to store a perturbed array where the array was kept)
-            tensors = [(prefix + k, layer.params[k], layer.grads.get(k), functools.partial(layer.params.__setitem__, k))
-                       for prefix, layer in named_layers for k in layer.params]
-            tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
-            rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
-                    for name, a, grad, put in tensors]
-    finally:
-        objective.release_rngs()
-    return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                           max_entries, dev.name, objective.passes)
+        rng = np.random.default_rng(seed)
+        objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
+        try:
+            with no_autograd(xp):
+                f0, mutation_rows = objective.base_pass(named_layers, rng)
+                # (name, array, its gradient, how to store a perturbed array where the array was kept)
+                tensors = [(prefix + k, layer.params[k], layer.grads.get(k),
+                            functools.partial(layer.params.__setitem__, k))
+                           for prefix, layer in named_layers for k in layer.params]
+                tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
+                rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
+                        for name, a, grad, put in tensors]
+        finally:
+            objective.release_rngs()
+        return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
+                               max_entries, dev.name, objective.passes)
 
 
 class _Objective:

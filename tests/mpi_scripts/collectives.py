@@ -185,4 +185,15 @@ for dev, dtype in DEVICES:
     check_reductions(dev, dtype)
 check_one_message_per_step()
 check_errors()
-print(f"collectives ok: rank {rank} of {size}, CuPy arrays through {comm.cupy_transport}", flush=True)
+
+def nccl_importable():
+    try:
+        from cupy.cuda import nccl
+    except Exception:
+        return False
+    return bool(getattr(nccl, "available", False))
+
+
+# What this rank sees, for the test to say which transport it should have chosen.
+seen = f"NCCL importable {nccl_importable()}, {xn.backend.cuda_device_count()} GPU(s)" if "cuda" in sys.argv[1:] else ""
+print(f"collectives ok: rank {rank} of {size}, CuPy arrays through {comm.cupy_transport}; {seen}", flush=True)

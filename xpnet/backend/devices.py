@@ -10,9 +10,10 @@ assumed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Any
+from typing import Any, ContextManager
 
 import array_api_compat
 import numpy as np
@@ -21,12 +22,17 @@ from .._user import warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
 from .namespaces import compat, namespace, untracked, update_rule
 
-__all__ = ["XpnetDeviceWarning", "Device", "CPU", "device", "device_of", "same_device", "to_numpy", "to_device",
-           "dtype_name"]
+__all__ = ["XpnetDeviceWarning", "XpnetDeviceError", "Device", "CPU", "device", "device_of", "same_device", "to_numpy",
+           "to_device", "dtype_name"]
 
 
 class XpnetDeviceWarning(UserWarning):
     """A requested device could not be used and xpnet fell back to another (the CPU)."""
+
+
+class XpnetDeviceError(ValueError):
+    """Arrays that must share a device do not (a layer's input and its parameters): never a matter of
+    the data's shape, so ``xn.train`` reports it as it is."""
 
 
 def _torch_device(kind: str, index: int | None) -> tuple[Any, Any, str | None]:
@@ -169,6 +175,17 @@ class Device:
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` (any backend, or a Python sequence) as an array on this device."""
         return to_device(a, self, dtype=dtype)
+
+    def activate(self) -> ContextManager[Any]:
+        """A context in which this device is the current one: for CuPy, its GPU (``with
+        cupy.cuda.Device(n)``), a no-op elsewhere. CuPy makes new arrays and runs kernels on the current
+        GPU, whatever device their inputs are on: array-api-compat's ``zeros``/``empty``/``full``/``arange``
+        drop ``device=`` for CuPy, and ``copy()``, ``astype`` and every kernel's output land on the current
+        GPU. ``xn.train``, ``xn.evaluate``, ``model.predict`` and ``xn.gradcheck`` run inside it, so that a
+        model on ``"cuda:1"`` stays there."""
+        if self.is_cupy:
+            return cupy().cuda.Device(int(self.native.id))
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for queued work on this device (a no-op on the CPU; JAX waits per array)."""

@@ -6,7 +6,7 @@ import inspect
 import operator
 from typing import Any
 
-from ..backend import Device, device_of, isdtype, namespace, same_device, to_device
+from ..backend import Device, XpnetDeviceError, device_of, isdtype, namespace, same_device, to_device
 
 _LAYER_TYPES: dict[str, type] = {}
 
@@ -106,7 +106,7 @@ class Layer:
         """Raise when ``x`` is not in the params' namespace, device and dtype."""
         for v in self.params.values():
             if not same_device(x, v):
-                raise ValueError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
+                raise XpnetDeviceError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
                                  f"{device_of(v)}; move the model with model.to(device) or the input with "
                                  "xn.to_device(x, device)")
             if x.dtype != v.dtype:

@@ -121,20 +121,22 @@ class Sequential:
         ``x`` is moved to the model's device first; ``batch_size`` bounds memory for large inputs.
         """
         dev = self.device
-        x = to_device(x, dev)
-        xp = dev.xp
-        if xp.isdtype(x.dtype, "integral"):
-            raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
-        if self.dtype is not None and x.dtype != self.dtype:
-            x = xp.astype(x, self.dtype)
-        n = x.shape[0]
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
-        with no_autograd(xp):
-            if batch_size is None or batch_size >= n:
-                return self.forward(x, train=False)
-            outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False) for i in range(0, n, batch_size)]
-        return xp.concat(outs, axis=0)
+        with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+            x = to_device(x, dev)
+            xp = dev.xp
+            if xp.isdtype(x.dtype, "integral"):
+                raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
+            if self.dtype is not None and x.dtype != self.dtype:
+                x = xp.astype(x, self.dtype)
+            n = x.shape[0]
+            if batch_size is not None and batch_size < 1:
+                raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
+            with no_autograd(xp):
+                if batch_size is None or batch_size >= n:
+                    return self.forward(x, train=False)
+                outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False)
+                        for i in range(0, n, batch_size)]
+            return xp.concat(outs, axis=0)
 
     def config(self) -> list[dict[str, Any]]:
         """Each layer's type and constructor arguments; ``dtype`` is the one its arrays have now

@@ -188,7 +188,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
         Never checkpointed."""
         if not writes_out(xp):
             return None
-        key = (type(p), p.dtype, getattr(p, "device", None))
+        # str: CuPy's device object compares by id but cannot be hashed (it defines __eq__, no __hash__).
+        key = (type(p), p.dtype, str(getattr(p, "device", None)))
         buf = self._work_buffers.get(key)
         if buf is None or buf.shape[0] < p.size:
             buf = self._work_buffers[key] = xp.empty_like(xp.reshape(p, (-1,)))
