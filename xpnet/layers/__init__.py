@@ -13,5 +13,5 @@ from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
-           "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm",
-           "Embedding", "RNN", "LSTM", "GRU", "Attention"]
+           "Embedding", "RNN", "LSTM", "GRU", "Attention",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm"]

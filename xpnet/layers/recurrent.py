@@ -133,7 +133,8 @@ class _Recurrent(Layer):
         xp = self._check_float(dhs)
         n, steps = start[0].shape[0], len(caches)
         if tuple(dhs.shape) != (n, steps, self.hidden_size):
-            raise ValueError(f"{self.name}: expected dhs of shape {(n, steps, self.hidden_size)}, got {tuple(dhs.shape)}")
+            raise ValueError(f"{self.name}: expected dhs of shape {(n, steps, self.hidden_size)}, "
+                             f"got {tuple(dhs.shape)}")
         daxs, dahs = [None] * steps, [None] * steps
         dstate = None
         for t in reversed(range(steps)):
