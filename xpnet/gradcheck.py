@@ -150,7 +150,8 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
               fast: bool = False, max_entries: int | None = None, seed: int = 0) -> GradcheckReport:
     """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
 
-    x: the input batch (any backend; moved to the check's device). t, loss: targets and a loss
+    x: the input batch (any backend; moved to the check's device); integer ids for a model that starts
+    with an Embedding, which get no row of their own. t, loss: targets and a loss
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
@@ -162,9 +163,12 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     xp = dev.xp
     with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
         x = to_device(x, dev)
-        if not xp.isdtype(x.dtype, "real floating"):
-            raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
-        x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
+        ids = xp.isdtype(x.dtype, "integral")  # token ids into an Embedding: no input row
+        if not ids and not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"gradcheck: x must be a floating-point array (or integer ids for an Embedding), "
+                            f"got dtype {x.dtype}")
+        # A copy even from float64: the check perturbs it in place.
+        x64 = xp.asarray(x, copy=True) if ids else xp.astype(x, xp.float64, copy=True)
         clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
         named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
                         if isinstance(clone, Sequential) else [("", clone)])
@@ -183,7 +187,8 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
                 tensors = [(prefix + k, layer.params[k], layer.grads.get(k),
                             functools.partial(layer.params.__setitem__, k))
                            for prefix, layer in named_layers for k in layer.params]
-                tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
+                if not ids:
+                    tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
                 rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
                         for name, a, grad, put in tensors]
         finally:

@@ -19,13 +19,12 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .download import fetch_verified, file_sha256
 from .idx import IDXFormatError, read_idx
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -85,8 +84,6 @@ MIRRORS: dict[str, list[str]] = {
 
 SYSTEM_DIRS = ["/usr/local/share/datasets", "/usr/share/datasets"]
 APT_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
-DOWNLOAD_TIMEOUT_S = 60.0
-_CHUNK = 1 << 20
 _log = logging.getLogger(__name__)
 
 
@@ -197,7 +194,7 @@ def _read_verified(name: str, file: str, path: Path, shape) -> np.ndarray:
         raise IDXFormatError(f"{e}; this is not a valid {name} {file} file, replace it") from None
     expected = CHECKSUMS[name][file]
     content = hasher.hexdigest()
-    if content != expected.raw and _file_sha256(path) != expected.gz:
+    if content != expected.raw and file_sha256(path) != expected.gz:
         other = [n for n, table in CHECKSUMS.items() if n != name and table.get(file, expected).raw == content]
         hint = f" It is the {other[0]} file." if other else ""
         raise DatasetChecksumError(
@@ -260,31 +257,9 @@ def _download(name: str, file: str, dest: Path, dirs: list[Path]) -> Path:
 
 
 def _fetch_verified(url: str, dest: Path, expected: Checksum) -> str | None:
-    """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete and
-    its checksum matches; return None then, else the SHA-256 it had. The temporary file never outlives the call,
-    so an interrupted transfer leaves nothing a later run could take for data."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(_CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-            if length is not None and received != int(length):
-                raise http.client.IncompleteRead(b"", int(length) - received)
-            out.flush()
-            os.fsync(out.fileno())
-        got = hasher.hexdigest()
-        if got != expected.gz and _content_sha256(tmp) != expected.raw:
-            return got
-        os.replace(tmp, dest)
-        return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Download ``url`` into ``dest`` when its bytes match the official .gz's SHA-256 or its content the raw
+    one; return None then, else the SHA-256 it had (nothing kept)."""
+    return fetch_verified(url, dest, lambda got, tmp: got == expected.gz or _content_sha256(tmp) == expected.raw)
 
 
 def _content_sha256(path) -> str | None:
@@ -293,14 +268,6 @@ def _content_sha256(path) -> str | None:
         read_idx(path, hasher=hasher)
     except IDXFormatError:
         return None
-    return hasher.hexdigest()
-
-
-def _file_sha256(path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
     return hasher.hexdigest()
 
 
