@@ -76,11 +76,11 @@ def differences(subject: str, per_rank: list[Any]) -> list[str]:
         if key == "content" and parts:
             continue  # follows from the differences already named
         if any(v != values[0] for v in values):
-            parts.append(f"{key} {_by_rank(values)}")
+            parts.append(f"{key} {by_rank(values)}")
     return [f"{subject} across ranks: " + "; ".join(parts)]
 
 
-def _by_rank(values: list[Any]) -> str:
+def by_rank(values: list[Any]) -> str:
     """``"rank 0: 1000, rank 1: 995"``; equal values grouped (``"ranks 0-2, 4: 1000, rank 3: 995"``)."""
     groups: dict[str, list[int]] = {}
     for rank, v in enumerate(values):
