@@ -87,6 +87,19 @@ def test_import_does_not_load_mpi4py():
     assert proc.stdout.strip() == "init"
 
 
+@pytest.mark.parametrize("comm", [object(), "world", 1])
+def test_train_and_evaluate_refuse_a_comm_that_is_no_communicator(comm):
+    """Issue 27: ``xn.train(comm=object())`` failed deep inside with an AttributeError."""
+    x, y = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    model = xn.Sequential(xn.layers.Linear(2, 2))
+    message = rf"comm must be None or the Communicator that xn.distributed.init\(\) returns, got {type(comm).__name__}"
+    with pytest.raises(TypeError, match="xn.train: " + message):
+        xn.train(model, (x, y), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=2, device="cpu",
+                 progress=False, comm=comm)
+    with pytest.raises(TypeError, match="xn.evaluate: " + message):
+        xn.evaluate(model, (x, y), loss="cross_entropy", comm=comm)
+
+
 @pytest.mark.parametrize(("kwargs", "env", "message"), [
     ({"timeout": 0}, "", r"timeout must be a number of seconds > 0 \(inf for no limit\), got 0"),
     ({"timeout": "soon"}, "", r"timeout must be a number of seconds > 0"),
@@ -184,6 +197,17 @@ def test_ranks_given_different_data_are_told_before_training(agree_runs):
     rank an error naming each rank's value (the messages are checked in tests/mpi_scripts/agree.py)."""
     for n, proc in agree_runs.items():
         done = sorted(int(r) for r in re.findall(r"inputs ok: rank (\d+)", proc.stdout))
+        assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+def test_ranks_given_different_settings_are_told_before_training(agree_runs):
+    """Issue 27, "silent disagreement": another learning rate, momentum, optimizer, activation or loss
+    setting on the last rank trained to other weights and exited 0; the same x with one label flipped,
+    or x changed in a row the old 8-row hash never read, passed the data check. Each now raises on every
+    rank naming what differs (messages checked in tests/mpi_scripts/agree.py)."""
+    for n, proc in agree_runs.items():
+        done = sorted(int(r) for r in re.findall(r"settings ok: rank (\d+)", proc.stdout))
         assert done == list(range(n)), proc.stdout
 
 
