@@ -62,6 +62,16 @@ def launch(n: int, script: str, *args: str, timeout: float = TIMEOUT_S, **env: s
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def launch_each(*commands: list[str], timeout: float = TIMEOUT_S, **env: str) -> subprocess.CompletedProcess:
+    """One rank per command (``mpiexec -n 1 python *c0 : -n 1 python *c1 ...``), as ``launch``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1", **env)
+    cmd = [MPIEXEC]
+    for i, command in enumerate(commands):
+        cmd += ([":"] if i else []) + ["-n", "1", sys.executable, *command]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
 def assert_ok(proc: subprocess.CompletedProcess) -> None:
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
 
@@ -339,6 +349,31 @@ def test_a_rank_that_sleeps_in_a_callback_ends_the_job_at_the_time_limit():
                      proc.stderr), proc.stderr
     assert "[rank 1] xpnet: this rank waited 3 s in comm." in proc.stderr
     assert "longer than the time limit of 3 s (XPNET_COLLECTIVE_TIMEOUT_S" in proc.stderr
+
+
+SPIRAL_RUN = ["-m", "xpnet", "train", "--dataset", "spiral", "--distributed", "--epochs", "1", "--quiet"]
+
+
+@needs_mpi
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--epochs", "-5"], "xpnet: error: rank 1: argument --epochs: expected a finite number >= 1, got '-5'"),
+    (["--bogus"], "xpnet: error: rank 1: unrecognized arguments: --bogus"),
+    (["--model", "cnn"], "xpnet: error: arguments differ across ranks: --model rank 0: mlp, rank 1: cnn; "),
+    (["--lr", "0.5", "--optimizer", "sgd"],
+     "xpnet: error: arguments differ across ranks: --optimizer rank 0: adam, rank 1: sgd; --lr rank 0: (default), "
+     "rank 1: 0.5; give every rank the same command line"),
+])
+def test_cli_given_other_arguments_on_one_rank_exits_2_on_every_rank(tmp_path, extra, message):
+    """Issue 27: a command line that does not parse on rank 1 only (it exited 2 before MPI started, and
+    rank 0 waited forever), ``--model cnn`` on one rank (a usage error after init whose status was
+    never seen) and ``--lr``/``--optimizer`` on one rank (trained to other weights, exit 0) print one
+    line, once, and every rank exits 2."""
+    run = [*SPIRAL_RUN, "--out", str(tmp_path / "out")]
+    proc = launch_each(run, [*run, *extra], timeout=ENDS_S)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("xpnet: error:") == 1 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "BAD TERMINATION" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # -- end to end with xn.train -----------------------------------------------------------------
