@@ -33,6 +33,7 @@ import atexit
 import math
 import os
 import sys
+import threading
 import time
 import traceback
 from typing import Any
@@ -94,7 +95,8 @@ def install_exit_wrappers() -> None:
     _real.update(exit=sys.exit, os_exit=os._exit, excepthook=sys.excepthook)
 
     def exit(status: Any = None) -> None:  # noqa: A001 - stands in for sys.exit
-        note_exit(status, f"sys.exit({status!r}) at {_caller(sys._getframe(1))}")
+        if threading.current_thread() is threading.main_thread():  # elsewhere it ends the thread only
+            note_exit(status, f"sys.exit({status!r}) at {_caller(sys._getframe(1))}")
         _real["exit"](status)
 
     def os_exit(status: int) -> None:
