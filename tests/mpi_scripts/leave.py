@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import xpnet as xn
+from xpnet.distributed._launch import launched
 
 
 def data(n=1000):
@@ -66,7 +67,7 @@ def train(comm, x, y, loss="cross_entropy", callbacks=()):
 
 
 mode = sys.argv[1]
-if mode.endswith("before-init") and os.environ.get("PMI_RANK") == "1":
+if mode.endswith("before-init") and launched()[0] == 1:  # the rank the launcher's environment gives
     if mode == "raise-before-init":
         raise RuntimeError("planted: rank 1 fails before init")
     sys.exit(0)
