@@ -31,6 +31,7 @@ import numpy as np
 
 from ..backend import Device, device as _resolve_device, no_autograd
 from ..datasets.batches import BatchIterator
+from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..losses import get as _get_loss
@@ -80,8 +81,12 @@ def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
+_SETTINGS = {"model": describe_settings, "optimizer": lambda o: describe_settings(_get_optimizer(o)),
+             "loss": lambda loss: describe_settings(_get_loss(loss))}
+
+
 @collective("xn.train", data={"data": "train data", "validation": "validation data"},
-            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"))
+            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"), settings=_SETTINGS)
 def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
@@ -99,7 +104,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
-    same data and arguments (compared when the ranks first meet: a difference raises on every rank).
+    same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
+    first meet: a difference raises on every rank, naming it).
     ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
     ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
@@ -233,7 +239,8 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
     sigterm.terminate()
 
 
-@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",))
+@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
+            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]})
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
