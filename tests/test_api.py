@@ -21,6 +21,8 @@ NAMES = [
     "XpnetFileError", "XpnetBackendError", "XpnetTrainingError", "distributed.XpnetDistributedError",
     "datasets.StaticBatches", "datasets.RandomShiftFlip", "datasets.BatchIterator", "backend.set_numba",
     "load_book_params", "layers.AvgPool2d", "layers.GlobalAvgPool",
+    # PyTorch's names (issue 28)
+    "manual_seed", "no_grad",
 ]
 
 
@@ -42,6 +44,8 @@ def test_public_name_exists(name):
     (xn.layers.MaxPool2d, ["kernel_size", "stride", "padding"]),
     (xn.layers.AvgPool2d, ["kernel_size", "stride", "padding"]),
     (xn.datasets.load_mnist, ["normalize", "flatten", "one_hot"]),
+    (xn.optim.SGD, ["lr", "momentum", "nesterov", "weight_decay"]),
+    (xn.optim.Adam, ["lr", "betas", "eps", "weight_decay"]),
     (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
     (xn.Sequential.predict, ["batch_size"]),
     (xn.load, ["device"]),

@@ -164,7 +164,7 @@ def test_set_param_checks_the_shape_and_copies_a_read_only_array():
     (lambda: mlp().predict("abc"), TypeError, r"predict: x must hold real numbers, got dtype <U3"),
     (lambda: mlp().predict(np.float32(1.0)), ValueError, r"predict: x must have a sample axis \(N, ...\), got shape \(\)"),
     (lambda: mlp().summary(input_shape="a"), ValueError, r"summary: input_shape must be the shape of one sample"),
-    (lambda: xn.optim.SGD(0.1).step(None), TypeError, r"SGD.step: expected the model to update"),
+    (lambda: xn.optim.SGD(0.1).step(x), TypeError, r"SGD.step: expected the model to update .*got ndarray"),
     (lambda: xn.Device(5), TypeError, r"Device: expected an array-API namespace"),
     (lambda: xn.callbacks.ModelCheckpoint(None), TypeError, r"ModelCheckpoint: path must be a str, bytes or os.PathLike"),
     (lambda: xn.callbacks.cosine("0.1", 5), ValueError, r"cosine: lr must be a finite number > 0, got '0.1'"),

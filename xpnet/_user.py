@@ -1,6 +1,6 @@
 """Meeting the user: a warning at the line of their code that caused it, an install command that works
-from their setup (a source checkout or an installed package), and what counts as a number, a flag or a
-seed they pass."""
+from their setup (a source checkout or an installed package), what counts as a number, a flag or a
+seed they pass, and the missing name that says what to write instead."""
 
 from __future__ import annotations
 
@@ -68,3 +68,11 @@ def seed(value: Any, who: str, arg: str = "seed", optional: bool = False) -> int
     if not is_int(value) or value < 0:
         raise ValueError(f"{who}: {arg} must be an int >= 0{' or None' if optional else ''}, got {value!r}")
     return int(value)
+
+
+def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module") -> AttributeError:
+    """The AttributeError for ``owner.name`` (``kind``: "module" or "object"), Python's own message, with
+    what to write in xpnet instead where ``name`` is one that a PyTorch user reaches for (``hints``)."""
+    where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
+    hint = hints.get(name)
+    return AttributeError(f"{where} has no attribute {name!r}" + (f": {hint}" if hint else ""))

@@ -6,6 +6,10 @@ Errors a user can fix (a bad number, unknown device, missing or broken data, an 
 A failed run leaves no output of its own behind (no half-written files, no --out folder it created).
 ``train`` validates on the test set after each epoch and calls it "test" everywhere (the printed lines,
 history.json, curves.png); history.json also records the run's configuration.
+
+With ``--distributed`` MPI starts before the command line is read, so that every check a rank makes
+(the command line itself, the arguments every rank must share, --out, the data, the model) is agreed by
+all ranks: a problem on any rank prints one line, once, and every rank exits 2.
 """
 
 from __future__ import annotations
@@ -140,12 +144,11 @@ def _outputs(out: str) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     import xpnet as xn  # noqa: PLC0415
 
-    comm = None
-    if args.distributed:
-        try:
-            comm = xn.distributed.init()
-        except xn.distributed.MPIUnavailableError as exc:
-            raise UsageError(str(exc).splitlines()[0]) from exc
+    comm = args.comm
+    if comm is not None:
+        from .cli_ranks import same_on_every_rank  # noqa: PLC0415
+
+        same_on_every_rank(args, comm)
     root = comm is None or comm.rank == 0
     _on_every_rank(comm, _check_environment)
     out = _on_every_rank(comm, lambda: _check_out(args.out), only_root=True) or args.out
@@ -165,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_in = 1
     for d in x.shape[1:]:
         n_in *= int(d)
-    model = build_model(args.model, n_in, n_classes, image=image)
+    model = _on_every_rank(comm, lambda: build_model(args.model, n_in, n_classes, image=image))
     opt_cls = xn.optim.OPTIMIZERS[args.optimizer]
     optimizer = opt_cls(lr=args.lr) if args.lr is not None else opt_cls()
     try:
@@ -274,7 +277,10 @@ def _check_environment() -> None:
 def _device(spec: str, comm: Any = None) -> Any:
     """``xn.device(spec)`` (``comm.device`` in a distributed run); a bad spec is a UsageError."""
     import xpnet as xn  # noqa: PLC0415
+    from .backend.devices import is_device_string, unknown_device  # noqa: PLC0415
 
+    if not is_device_string(spec):  # said without the Python objects xn.device also takes
+        raise UsageError(unknown_device(spec, python=False))
     try:
         return xn.device(spec) if comm is None else comm.device(spec)
     except (ValueError, RuntimeError) as exc:
@@ -286,6 +292,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"xpnet: error: {message}\n")
+
+
+class _RaisingParser(_Parser):
+    """A parser whose errors raise UsageError (a --distributed run agrees on them before exiting)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -313,13 +326,14 @@ def _number(kind: type, lo: float, inclusive: bool) -> Any:
     return parse
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(raising: bool = False) -> argparse.ArgumentParser:
+    """The command line; with ``raising`` its errors raise UsageError instead of exiting."""
     from . import __version__  # noqa: PLC0415
 
-    ap = _Parser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.",
-                 formatter_class=_HelpFormatter)
+    cls = _RaisingParser if raising else _Parser
+    ap = cls(prog="xpnet", description="Train and check xpnet models on CPU or GPU.", formatter_class=_HelpFormatter)
     ap.add_argument("--version", action="version", version=f"xpnet {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=cls)
 
     tr = sub.add_parser("train", help="train a model and write model.npz, history.json, curves.png",
                         description="Train a model, testing it on the test set after each epoch; write "
@@ -370,11 +384,33 @@ def _optimizer_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    The status is also noted for xpnet.distributed (``sys.exit(main())`` looked ``sys.exit`` up before
+    its wrapper existed), so that a non-zero status on one rank of a job still ends the job."""
+    from .distributed._abort import note_exit  # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
-    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)
     try:
+        status = _run(argv)
+    except SystemExit as exc:  # argparse: --help, --version, or a bad command line in a one-process run
+        note_exit(exc.code, "the xpnet command's exit status")
+        raise
+    note_exit(status, "the xpnet command's exit status")
+    return status
+
+
+def _run(argv: list[str]) -> int:
+    from .cli_ranks import parse, start_distributed  # noqa: PLC0415
+
+    stdout = sys.stdout
+    try:
+        comm = start_distributed(argv)
+        args = parse(argv, comm, parser) if comm is not None else parser().parse_args(argv)
+        if args is None:
+            return 0
+        args.argv, args.comm = argv, comm
+        sys.stdout = _Stdout(stdout)
         return args.func(args)
     except _StdoutError as exc:
         _silence(stdout)

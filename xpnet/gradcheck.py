@@ -150,7 +150,8 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
               fast: bool = False, max_entries: int | None = None, seed: int = 0) -> GradcheckReport:
     """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
 
-    x: the input batch (any backend; moved to the check's device). t, loss: targets and a loss
+    x: the input batch (any backend; moved to the check's device); integer ids for a model that starts
+    with an Embedding, which get no row of their own. t, loss: targets and a loss
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
@@ -161,37 +162,44 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
     dev = _check_device(model_or_layer, x, device)
     xp = dev.xp
-    x = to_device(x, dev)
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {x.dtype}")
-    if x.ndim < 1 or x.shape[0] == 0 or not bool(xp.all(xp.isfinite(x))):
-        what = "holds NaN or inf" if x.ndim and x.shape[0] else f"has no samples (shape {tuple(x.shape)})"
-        raise ValueError(f"gradcheck: x {what}; central differences need at least one sample of finite values")
-    x64 = xp.astype(x, xp.float64, copy=True)  # a copy even from float64: the check perturbs it in place
-    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
-    named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
-                    if isinstance(clone, Sequential) else [("", clone)])
-    if t is not None:
-        t = to_device(t, dev)
-        if xp.isdtype(t.dtype, "real floating"):
-            t = xp.astype(t, xp.float64)
-    loss = None if loss is None else copy.deepcopy(_losses.get(loss))
+    with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+        x = to_device(x, dev)
+        ids = xp.isdtype(x.dtype, "integral")  # token ids into an Embedding: no input row
+        if not ids and not xp.isdtype(x.dtype, "real floating"):
+            raise TypeError(f"gradcheck: x must be a floating-point array (or integer ids for an Embedding), "
+                            f"got dtype {x.dtype}")
+        if not ids and (x.ndim < 1 or x.shape[0] == 0 or not bool(xp.all(xp.isfinite(x)))):
+            what = "holds NaN or inf" if x.ndim and x.shape[0] else f"has no samples (shape {tuple(x.shape)})"
+            raise ValueError(f"gradcheck: x {what}; central differences need at least one sample of finite "
+                             "values")
+        # A copy even from float64: the check perturbs it in place.
+        x64 = xp.asarray(x, copy=True) if ids else xp.astype(x, xp.float64, copy=True)
+        clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
+        named_layers = ([(f"{i}.", layer) for i, layer in enumerate(clone.layers)]
+                        if isinstance(clone, Sequential) else [("", clone)])
+        if t is not None:
+            t = to_device(t, dev)
+            if xp.isdtype(t.dtype, "real floating"):
+                t = xp.astype(t, xp.float64)
+        loss = None if loss is None else copy.deepcopy(_losses.get(loss))
 
-    rng = np.random.default_rng(seed)
-    objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
-    try:
-        with no_autograd(xp):
-            f0, mutation_rows = objective.base_pass(named_layers, rng)
-            # (name, array, its gradient, how to store a perturbed array where the array was kept)
-            tensors = [(prefix + k, layer.params[k], layer.grads.get(k), functools.partial(layer.params.__setitem__, k))
-                       for prefix, layer in named_layers for k in layer.params]
-            tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
-            rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
-                    for name, a, grad, put in tensors]
-    finally:
-        objective.release_rngs()
-    return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                           max_entries, dev.name, objective.passes)
+        rng = np.random.default_rng(seed)
+        objective = _Objective([layer for _, layer in named_layers], loss, t, x64)
+        try:
+            with no_autograd(xp):
+                f0, mutation_rows = objective.base_pass(named_layers, rng)
+                # (name, array, its gradient, how to store a perturbed array where the array was kept)
+                tensors = [(prefix + k, layer.params[k], layer.grads.get(k),
+                            functools.partial(layer.params.__setitem__, k))
+                           for prefix, layer in named_layers for k in layer.params]
+                if not ids:
+                    tensors.append(("input", x64, objective.dx, functools.partial(setattr, objective, "x")))
+                rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
+                        for name, a, grad, put in tensors]
+        finally:
+            objective.release_rngs()
+        return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
+                               max_entries, dev.name, objective.passes)
 
 
 class _Objective:

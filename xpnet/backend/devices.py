@@ -10,9 +10,10 @@ assumed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Any
+from typing import Any, ContextManager
 
 import array_api_compat
 import numpy as np
@@ -21,12 +22,17 @@ from .._user import warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
 from .namespaces import compat, namespace, untracked, update_rule
 
-__all__ = ["XpnetDeviceWarning", "Device", "CPU", "device", "device_of", "same_device", "to_numpy", "to_device",
-           "dtype_name", "float_dtype_name", "plain_array", "writable"]
+__all__ = ["XpnetDeviceWarning", "XpnetDeviceError", "Device", "CPU", "device", "device_of", "same_device", "to_numpy",
+           "to_device", "dtype_name", "float_dtype_name", "plain_array", "writable"]
 
 
 class XpnetDeviceWarning(UserWarning):
     """A requested device could not be used and xpnet fell back to another (the CPU)."""
+
+
+class XpnetDeviceError(ValueError):
+    """Arrays that must share a device do not (a layer's input and its parameters): never a matter of
+    the data's shape, so ``xn.train`` reports it as it is."""
 
 
 def _torch_device(kind: str, index: int | None) -> tuple[Any, Any, str | None]:
@@ -69,12 +75,48 @@ def _library_device(spec: str) -> tuple[Any, Any, str | None]:
     """Parse ``"torch:cuda:1"``, ``"jax:cpu"``...: (namespace, native device, None) or (None, None, why)."""
     library, _, rest = spec.partition(":")
     kinds, find = _LIBRARY_DEVICES[library]
-    kind, _, index = rest.partition(":")
-    if kind not in kinds or (index and (kind == "cpu" or not index.isdigit())):
+    if not is_device_string(spec):
         expected = ", ".join(f"'{library}:{k}'" + ("" if k == "cpu" else f", '{library}:{k}:N'")
                              for k in kinds)
-        raise ValueError(f"device: expected {expected}, got {spec!r}")
+        raise ValueError(f"device: expected {expected}, got {spec!r}{_did_you_mean(spec)}")
+    kind, _, index = rest.partition(":")
     return find(kind, int(index) if index else None)
+
+
+DEVICE_STRINGS = ("'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]', 'torch:mps', 'jax:cpu', "
+                  "'jax:gpu[:N]'")
+
+# Device names other libraries use, and xpnet's for the same device.
+_OTHER_NAMES = {"gpu": "cuda", "cuda0": "cuda:0", "mps": "torch:mps", "torch": "torch:cpu", "jax": "jax:cpu",
+                "torch:gpu": "torch:cuda", "jax:cuda": "jax:gpu", "numpy": "cpu", "host": "cpu"}
+
+
+def _did_you_mean(spec: str) -> str:
+    """" (did you mean 'cuda'?)" for a device name another library uses, else ""."""
+    head, sep, index = spec.rpartition(":") if spec.rpartition(":")[2].isdigit() else (spec, "", "")
+    known = _OTHER_NAMES.get(head)
+    return f" (did you mean {known + sep + index!r}?)" if known else ""
+
+
+def is_device_string(spec: str) -> bool:
+    """Whether :func:`device` understands the string ``spec`` (checked without importing any library)."""
+    spec = spec.strip().lower()
+    if spec in ("cpu", "cuda", "auto"):
+        return True
+    if spec.startswith("cuda:"):
+        return spec[5:].isdigit()
+    library, _, rest = spec.partition(":")
+    if library not in _LIBRARY_DEVICES:
+        return False
+    kind, _, index = rest.partition(":")
+    return kind in _LIBRARY_DEVICES[library][0] and (not index or (kind != "cpu" and index.isdigit()))
+
+
+def unknown_device(spec: str, python: bool = True) -> str:
+    """The message for a device string :func:`device` does not understand; ``python=False`` leaves out
+    the ``xpnet.Device`` objects that the command line cannot take."""
+    objects = " or an xpnet.Device" if python else ""
+    return f"device: expected {DEVICE_STRINGS}{objects}, got {spec!r}{_did_you_mean(spec.strip().lower())}"
 
 
 class Device:
@@ -137,6 +179,17 @@ class Device:
         """``a`` (any backend, or a Python sequence) as an array on this device."""
         return to_device(a, self, dtype=dtype)
 
+    def activate(self) -> ContextManager[Any]:
+        """A context in which this device is the current one: for CuPy, its GPU (``with
+        cupy.cuda.Device(n)``), a no-op elsewhere. CuPy makes new arrays and runs kernels on the current
+        GPU, whatever device their inputs are on: array-api-compat's ``zeros``/``empty``/``full``/``arange``
+        drop ``device=`` for CuPy, and ``copy()``, ``astype`` and every kernel's output land on the current
+        GPU. ``xn.train``, ``xn.evaluate``, ``model.predict`` and ``xn.gradcheck`` run inside it, so that a
+        model on ``"cuda:1"`` stays there."""
+        if self.is_cupy:
+            return cupy().cuda.Device(int(self.native.id))
+        return contextlib.nullcontext()
+
     def synchronize(self) -> None:
         """Wait for queued work on this device (a no-op on the CPU; JAX waits per array)."""
         if self.is_cupy:
@@ -184,7 +237,8 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
     (no GPU, or PyTorch/JAX not installed, or without that device) warns with
     :class:`XpnetDeviceWarning` and returns the CPU (NumPy), or raises ``RuntimeError`` when
     ``fallback=False``. ``XPNET_DEVICE=cpu`` in the environment turns ``"auto"`` and ``"cuda"``
-    requests into the CPU (scripts written for a GPU server).
+    requests into the CPU (scripts written for a GPU server); any other device string there
+    (``XPNET_DEVICE=torch:cpu``) turns them into that device.
     """
     if isinstance(spec, Device):
         return spec
@@ -194,10 +248,9 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}")
     spec = spec.strip().lower()
     forced = os.environ.get("XPNET_DEVICE", "").strip().lower()
-    if forced and forced not in ("cpu", "cuda", "auto") and not (forced.startswith("cuda:")
-                                                                 and forced[5:].isdigit()):
+    if forced and not is_device_string(forced):
         raise ValueError(f"XPNET_DEVICE={os.environ['XPNET_DEVICE']!r} in the environment is not a device; "
-                         "expected 'cpu', 'cuda', 'cuda:N' or 'auto' (or unset it)")
+                         f"expected {DEVICE_STRINGS} (or unset it){_did_you_mean(forced)}")
     if forced and spec in ("auto", "cuda") or (forced and spec.startswith("cuda:")):
         if forced == "cpu":
             return CPU
@@ -217,8 +270,7 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         if xp is not None:
             return Device(xp, native)
     else:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]', "
-                         f"'torch:mps', 'jax:cpu', 'jax:gpu[:N]' or an xpnet.Device, got {spec!r}")
+        raise ValueError(unknown_device(spec))
     if not fallback:
         raise RuntimeError(f"device {spec!r} is not usable: {reason}")
     warn(f"device {spec!r} is not usable: {reason}. Falling back to the CPU (NumPy).", XpnetDeviceWarning)

@@ -1,13 +1,38 @@
 """Layers: one object per operation, ``forward`` and ``backward`` side by side."""
 
+from typing import Any
+
+from .._user import not_here
 from .activations import ReLU, Sigmoid, Tanh
+from .attention import Attention
 from .base import Layer
 from .conv import Conv2d
 from .dropout import Dropout
+from .embedding import Embedding
 from .flatten import Flatten
 from .linear import Linear
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from .recurrent import GRU, LSTM, RNN
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
+           "Embedding", "RNN", "LSTM", "GRU", "Attention",
            "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm"]
+
+# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
+_BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
+_PYTORCH_NAMES = {
+    "Sequential": "a model, not a layer: xn.Sequential(layer, layer, ...)",
+    "Module": "xpnet's models are xn.Sequential(layer, ...) or, written out, a composite model "
+              "(docs/from-pytorch.md); a layer of your own subclasses xn.layers.Layer",
+    "AdaptiveAvgPool2d": "xn.layers.GlobalAvgPool() is AdaptiveAvgPool2d(1) and the flatten after it: "
+                         "(N, C, H, W) -> (N, C); other output sizes are not in xpnet",
+    "BatchNorm1d": _BATCHNORM,
+    "BatchNorm2d": _BATCHNORM,
+    "CrossEntropyLoss": "losses are in xn.losses: xn.losses.SoftmaxCrossEntropy()",
+    "MSELoss": "losses are in xn.losses: xn.losses.MeanSquaredError()",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)

@@ -6,7 +6,7 @@ import inspect
 import operator
 from typing import Any
 
-from ..backend import Device, device_of, float_dtype_name, isdtype, namespace, same_device, to_device
+from ..backend import Device, XpnetDeviceError, device_of, float_dtype_name, isdtype, namespace, same_device, to_device
 
 _LAYER_TYPES: dict[str, type] = {}
 
@@ -115,7 +115,7 @@ class Layer:
                 if device_of(x) == device_of(v):  # a NumPy scalar (np.float32(1.0)), not an array
                     raise TypeError(f"{self.name}: input is a {type(x).__name__}, not an array (N, ...) like the "
                                     f"layer's parameters ({type(v).__name__})")
-                raise ValueError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
+                raise XpnetDeviceError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
                                  f"{device_of(v)}; move the model with model.to(device) or the input with "
                                  "xn.to_device(x, device)")
             if x.dtype != v.dtype:

@@ -43,7 +43,7 @@ class Dropout(Layer):
         if not train or self.p == 0.0:
             self._scale = 1.0 - self.p if book else 1.0
             return x * self._scale if book else x
-        keep = uniform(self.rng, tuple(x.shape), x) >= self.p
+        keep = uniform(self.rng, tuple(x.shape), x, owner=self) >= self.p
         self._scale = xp.astype(keep, x.dtype) * (1.0 if book else 1.0 / (1.0 - self.p))
         return x * self._scale
 

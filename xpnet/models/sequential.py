@@ -48,6 +48,14 @@ class Sequential:
         return _summary(self, input_shape)
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        """Run ``x`` through every layer in order; ``model(x)`` is the same call.
+
+        ``train=True``, the default, is training mode: Dropout drops units, BatchNorm normalises with
+        the batch's statistics and updates its running ones, and each layer keeps what ``backward``
+        needs. To evaluate, call ``model.predict(x)`` (evaluation mode, on the model's device, in
+        batches with ``batch_size=``) or ``model.forward(x, train=False)``: ``model(x_test)`` runs in
+        training mode, and BatchNorm's running statistics would take in the test data.
+        """
         for layer in self.layers:
             x = layer.forward(x, train=train)
         return x
@@ -133,19 +141,20 @@ class Sequential:
         if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise ValueError(f"predict: batch_size must be None or an int >= 1, got {batch_size!r}")
         dev = self.device
-        x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
-        if not namespace(x).isdtype(x.dtype, "real floating"):
-            if namespace(x).isdtype(x.dtype, "integral"):
-                raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
-            raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
-        if x.ndim < 1:
-            raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
-        n = int(x.shape[0])
-        size = max(1, n if batch_size is None else batch_size)
-        with no_autograd(dev.xp):
-            outs = [self.forward(to_device(x[i:min(i + size, n), ...], dev, dtype=self.dtype), train=False)
-                    for i in range(0, max(n, 1), size)]
-        return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
+        with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+            x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
+            if not namespace(x).isdtype(x.dtype, "real floating"):
+                if namespace(x).isdtype(x.dtype, "integral"):
+                    raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
+                raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
+            if x.ndim < 1:
+                raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
+            n = int(x.shape[0])
+            size = max(1, n if batch_size is None else batch_size)
+            with no_autograd(dev.xp):
+                outs = [self.forward(to_device(x[i:min(i + size, n), ...], dev, dtype=self.dtype), train=False)
+                        for i in range(0, max(n, 1), size)]
+            return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 
     def config(self) -> list[dict[str, Any]]:
         """Each layer's type and constructor arguments; ``dtype`` is the one its arrays have now

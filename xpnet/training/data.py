@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, device_of, dtype_name, namespace, plain_array, to_device, untracked
+from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .preflight import check_data
 
@@ -71,6 +71,8 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     probe = x[0:1, ...]
     try:
         out_shape = tuple(model.forward(probe, train=False).shape)
+    except XpnetDeviceError:
+        raise  # x was put on the model's device here: a device mismatch is not the data's shape
     except (ValueError, TypeError) as exc:
         # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
         message = str(exc).replace(str(tuple(probe.shape)), str(tuple(x.shape)))

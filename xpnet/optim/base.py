@@ -1,39 +1,94 @@
-"""Optimizers: one shared ``step(model)`` around a small per-optimizer ``_update``.
+"""The optimizer protocol: one shared ``step`` around a small per-optimizer ``_update``, the binding
+to a model, and the checks on hyperparameters.
 
 Parameters are updated on their device under xpnet's one update rule
 (:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
 PyTorch; a new array on JAX, whose arrays are immutable) and returns ``p``, which ``step`` stores
 back in the model; updated state goes back with ``_store``. State (velocities, moments) is made
-lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
+lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype, as in PyTorch; an
+``eps`` below the smallest normal number of that dtype (1e-8 in float16) is refused at the first step,
+before any update: pass ``eps=1e-4`` for a float16 model. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
-making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same. On
-CuPy, SGD, Momentum and Adam(W) run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
+making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same.
 
-``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
-``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
-or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's default: every parameter
-the optimizer updates). AdamW decays decoupled from the gradient instead.
-
-State lives in the parameters' dtype, as in PyTorch; an ``eps`` below the smallest normal number of
-that dtype (1e-8 in float16) is refused at the first step, before any update: pass ``eps=1e-4`` for a
-float16 model. ``lr`` is checked whenever it is set, not only by the constructor.
+An optimizer is built the book's way, ``Adam(1e-3)``, and given the model at each ``step(model)``;
+or PyTorch's way, ``Adam(model, lr=1e-3)`` or ``Adam(model.parameters(), lr=1e-3)``, bound to that
+model from the start, and then ``step()`` needs no argument. ``lr`` is checked whenever it is set, not
+only by the constructor.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import weakref
 from typing import Any
 
-from ._user import is_real
-from .backend import fast_path, into, namespace, same_device, to_device, update_rule, writes_out
+from .._user import is_real, not_here
+from ..backend import into, namespace, same_device, to_device, update_rule, writes_out
 
 
-class Optimizer:
+class _TakesAModelFirst(type):
+    """Builds an optimizer from the book's arguments (``SGD(0.01)``) or PyTorch's (``SGD(model.parameters(),
+    lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
+    as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
+    arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
+
+    def __init__(cls, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # help() and inspect.signature show __init__'s arguments, not this __call__'s *args, **kwargs.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        target = kwargs.pop("params", None)
+        if args and _is_params(args[0]):
+            if target is not None:
+                raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
+            target, args = args[0], args[1:]
+        model = None if target is None else _model_of(cls.__name__, target)
+        optimizer = super().__call__(*args, **kwargs)
+        if model is not None:
+            optimizer.bind(model)
+        return optimizer
+
+
+def _is_params(first: Any) -> bool:
+    """Whether an optimizer's first argument stands for the parameters (else it is the learning rate,
+    whose check then names what came)."""
+    return not is_real(first) and (hasattr(first, "named_params") or hasattr(first, "model")
+                                   or (hasattr(first, "__iter__") and not isinstance(first, str)))
+
+
+def _model_of(name: str, target: Any) -> Any:
+    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
+    if hasattr(target, "named_params"):
+        return target
+    owner = getattr(target, "model", None)
+    if owner is not None and hasattr(owner, "named_params"):
+        return owner
+    raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
+                    f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
+                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)")
+
+
+# What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
+                    "xn.callbacks.LearningRateSchedule in xn.train)",
+}
+
+
+class Optimizer(metaclass=_TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
     then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
     (default 0) is the book's L2 on weights only; ``weight_decay_on="all"`` decays every parameter,
-    as PyTorch."""
+    as PyTorch.
+
+    The first argument is the learning rate, or the model to update (a model, or what
+    ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
+    then bound to that model and ``step()`` takes no argument.
+    """
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self._lr = _positive("lr", lr, self)
@@ -71,11 +126,11 @@ class Optimizer:
         return f"{self.name}({', '.join(f'{k}={settings[k]!r}' for k in order)})"
 
     def bind(self, model: Any) -> None:
-        """Tie this optimizer to ``model`` (done by the first ``step``); another model then raises, also
-        one made after the bound one was freed (a new object can reuse a freed one's ``id``)."""
+        """Tie this optimizer to ``model`` (done when it is built with the model, else by the first
+        ``step``); another model then raises, also one made after the bound one was freed (a new object
+        can reuse a freed one's ``id``)."""
         if self._model is not None:
-            bound = self._model() if isinstance(self._model, weakref.ref) else self._model
-            if bound is not model:
+            if self._bound() is not model:
                 raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
             return
         try:
@@ -83,7 +138,21 @@ class Optimizer:
         except TypeError:  # a model class with __slots__ and no __weakref__
             self._model = model
 
-    def step(self, model: Any) -> None:
+    def _bound(self) -> Any:
+        """The bound model, or None (none yet, or freed)."""
+        return self._model() if isinstance(self._model, weakref.ref) else self._model
+
+    def step(self, model: Any = None) -> None:
+        """Update every parameter of ``model`` from the gradients its last ``backward`` left. ``model``
+        may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``)."""
+        if model is None:
+            model = self._bound()
+            if model is None:
+                why = "the model it was built with no longer exists" if self._model is not None else \
+                    "it was built without one"
+                raise RuntimeError(f"{self.name}.step(): no model to update ({why}); pass it, "
+                                   f"optimizer.step(model), or build the optimizer with it: "
+                                   f"{self.name}(model, lr={self.lr})")
         if not hasattr(model, "named_params"):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
@@ -123,6 +192,14 @@ class Optimizer:
                              "precision), or train in float32")
         self._eps_ok.add((p.dtype, eps))
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear, kept so that PyTorch's loop runs as written: each ``backward`` overwrites
+        every gradient (one backward per step; gradients are never accumulated across calls, so to
+        accumulate, run one backward over the larger batch)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise not_here(self.name, name, _PYTORCH_NAMES, kind="object")
+
     def _decays(self, name: str) -> bool:
         """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "3.b", ...)."""
         return self.weight_decay_on == "all" or name.rpartition(".")[2] == "W"
@@ -144,7 +221,8 @@ class Optimizer:
         Never checkpointed."""
         if not writes_out(xp):
             return None
-        key = (type(p), p.dtype, getattr(p, "device", None))
+        # str: CuPy's device object compares by id but cannot be hashed (it defines __eq__, no __hash__).
+        key = (type(p), p.dtype, str(getattr(p, "device", None)))
         buf = self._work_buffers.get(key)
         if buf is None or buf.shape[0] < p.size:
             buf = self._work_buffers[key] = xp.empty_like(xp.reshape(p, (-1,)))
@@ -209,178 +287,3 @@ def _choice(arg: str, v: Any, choices: tuple[str, ...], opt: Any) -> str:
     if v not in choices:
         raise ValueError(f"{type(opt).__name__}: {arg} must be one of {', '.join(map(repr, choices))}, got {v!r}")
     return v
-
-
-class SGD(Optimizer):
-    """p -= lr * g (g with ``weight_decay * W`` added for weights, as the book's MultiLayerNet)."""
-
-    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
-        super().__init__(lr, weight_decay, weight_decay_on)
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        fused = fast_path("sgd_update", xp)
-        if fused is not None:
-            fused(p, g, self.lr)
-            return p
-        p -= self.lr * g
-        return p
-
-
-class Momentum(Optimizer):
-    """v = momentum * v - lr * g; p += v (the book's Momentum)."""
-
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
-                 weight_decay_on: str = "weights"):
-        super().__init__(lr, weight_decay, weight_decay_on)
-        self.momentum = _fraction("momentum", momentum, self)
-
-    def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "momentum": self.momentum}
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        v = self._slot(name, "v", p, xp)
-        fused = fast_path("momentum_update", xp)
-        if fused is not None:
-            fused(p, g, v, self.lr, self.momentum)
-            return p
-        v *= self.momentum
-        v -= self.lr * g
-        self._store(name, v=v)
-        p += v
-        return p
-
-
-class Nesterov(Momentum):
-    """Nesterov momentum (as PyTorch's SGD(nesterov=True)): v = m*v + g; p -= lr * (g + m*v)."""
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        v = self._slot(name, "v", p, xp)
-        v *= self.momentum
-        v += g
-        self._store(name, v=v)
-        w = self.momentum * v
-        w += g
-        w *= self.lr
-        p -= w
-        return p
-
-
-class AdaGrad(Optimizer):
-    """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
-
-    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
-                 weight_decay_on: str = "weights"):
-        super().__init__(lr, weight_decay, weight_decay_on)
-        self.eps = _positive("eps", eps, self)
-
-    def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "eps": self.eps}
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
-        h += into(work, xp.multiply, g, g)
-        self._store(name, h=h)
-        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
-
-
-class RMSprop(Optimizer):
-    """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps)."""
-
-    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 weight_decay_on: str = "weights"):
-        super().__init__(lr, weight_decay, weight_decay_on)
-        self.alpha = _fraction("alpha", alpha, self)
-        self.eps = _positive("eps", eps, self)
-
-    def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
-        h *= self.alpha
-        w = into(work, xp.multiply, g, g)
-        w *= 1.0 - self.alpha
-        h += w
-        self._store(name, h=h)
-        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
-
-
-class Adam(Optimizer):
-    """Adam with bias correction (Kingma & Ba); ``weight_decay`` adds L2 to the weights' gradients.
-
-    m += (1 - b1) * (g - m); v = b2 * v + (1 - b2) * g * g;
-    p -= lr_t * m / (sqrt(v) + eps_t) with lr_t = lr * sqrt(1 - b2**t) / (1 - b1**t).
-
-    ``convention="pytorch"`` (the default, as PyTorch and the paper) adds eps to the bias-corrected
-    sqrt(v_hat): eps_t = eps * sqrt(1 - b2**t); ``eps`` defaults to 1e-8. ``convention="book"`` is the
-    book's common/optimizer.py Adam: eps added to the raw sqrt(v), eps_t = eps, default 1e-7. The two
-    differ only in the first steps and where v is tiny.
-    """
-
-    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
-                 weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch"):
-        super().__init__(lr, weight_decay, weight_decay_on)
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
-        self.convention = _choice("convention", convention, ("pytorch", "book"), self)
-        self.eps = _positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
-
-    def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}
-
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        b1, b2 = self.betas
-        m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
-        # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
-        correction = math.sqrt(1.0 - b2 ** self.t)
-        step = self.lr * correction / (1.0 - b1 ** self.t)
-        eps = self.eps if self.convention == "book" else self.eps * correction
-        fused = fast_path("adam_update", xp)
-        if fused is not None:
-            fused(p, g, m, v, b1, b2, step, eps)
-            return p
-        work = self._work(p, xp)
-        w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
-        w *= 1.0 - b1
-        m += w
-        v *= b2
-        w = into(work, xp.multiply, g, g)
-        w *= 1.0 - b2
-        v += w
-        self._store(name, m=m, v=v)
-        return self._divide_step(p, m, v, step, eps, work, xp)
-
-
-class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * wd * p before the Adam step.
-
-    As PyTorch's AdamW, the decay applies to every parameter by default (``weight_decay_on="all"``);
-    ``weight_decay_on="weights"`` spares biases and BatchNorm's gamma/beta.
-    """
-
-    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
-                 weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch"):
-        super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
-
-    def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
-        p *= 1.0 - self.lr * self.weight_decay
-        return p, g
-
-
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
-              "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
-
-
-def get(optimizer: Any) -> Optimizer:
-    """An optimizer from an instance, a class or a name such as ``"adam"`` (with its default lr)."""
-    if isinstance(optimizer, Optimizer):
-        return optimizer
-    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
-        return optimizer()
-    if isinstance(optimizer, str):
-        if optimizer.lower() in OPTIMIZERS:
-            return OPTIMIZERS[optimizer.lower()]()
-        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
-    raise TypeError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or its name, got "
-                    f"{type(optimizer).__name__}")
