@@ -14,7 +14,7 @@ PACKAGE = Path(xpnet.__file__).parent
 MAY_IMPORT = {
     "_user": set(),
     "backend": {"_user"},
-    "init": set(),
+    "init": {"_user"},
     "grad_mode": set(),
     "nn": set(),
     "io": {"_user"},

@@ -44,7 +44,7 @@ import array_api_compat
 import numpy as np
 
 from . import losses as _losses
-from ._user import warn
+from ._user import flag, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_autograd, set_at, set_rng_state,
                       to_device, to_numpy)
 from .backend import device as _resolve_device
@@ -158,6 +158,7 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
     fast: one random direction per tensor. Costs 1 + 2 * (entries or tensors) forward passes.
     Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
+    fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
     dev = _check_device(model_or_layer, x, device)
     xp = dev.xp
@@ -167,6 +168,10 @@ def gradcheck(model_or_layer: Sequential | Layer, x: Any, t: Any = None, loss: A
         if not ids and not xp.isdtype(x.dtype, "real floating"):
             raise TypeError(f"gradcheck: x must be a floating-point array (or integer ids for an Embedding), "
                             f"got dtype {x.dtype}")
+        if not ids and (x.ndim < 1 or x.shape[0] == 0 or not bool(xp.all(xp.isfinite(x)))):
+            what = "holds NaN or inf" if x.ndim and x.shape[0] else f"has no samples (shape {tuple(x.shape)})"
+            raise ValueError(f"gradcheck: x {what}; central differences need at least one sample of finite "
+                             "values")
         # A copy even from float64: the check perturbs it in place.
         x64 = xp.asarray(x, copy=True) if ids else xp.astype(x, xp.float64, copy=True)
         clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64")
@@ -240,6 +245,9 @@ class _Objective:
         if self.loss is None:
             self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
         f0 = float(to_numpy(self._reduce(y, check=True)))
+        if not math.isfinite(f0):
+            raise ValueError(f"gradcheck: the {'loss' if self.loss else 'output'} is {f0} at the given x and weights "
+                             "(NaN or inf in a weight or an output); central differences need finite values")
         # A copy of r: a layer that writes into dy must not change f for the passes that follow.
         dy = namespace(y).asarray(self.r, copy=True) if self.loss is None else self.loss.backward()
         for prefix, layer in reversed(named_layers):

@@ -14,6 +14,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from ._user import seed as _seed_arg
+
 _generator = np.random.default_rng(0)
 # Inside skip_init(): numbers the generators made there. A context variable, so that skip_init in one
 # thread (xn.load) leaves layers built in another thread at the same time with real weights.
@@ -21,9 +23,9 @@ _skipping: contextvars.ContextVar[Iterator[int] | None] = contextvars.ContextVar
 
 
 def seed(s: int) -> None:
-    """Reseed the generator that layers draw their initial weights from."""
+    """Reseed the generator that layers draw their initial weights from (``s``: an int >= 0)."""
     global _generator
-    _generator = np.random.default_rng(s)
+    _generator = np.random.default_rng(_seed_arg(s, "xn.init.seed", "s"))
 
 
 def manual_seed(s: int) -> None:
@@ -56,6 +58,7 @@ def skip_init() -> Iterator[None]:
 
 def make_rng(seed: int | None = None) -> np.random.Generator:
     """A new host generator: from ``seed``, else drawn from the global one (so ``xn.init.seed`` fixes it)."""
+    seed = _seed_arg(seed, "seed", optional=True)
     skipping = _skipping.get()
     if seed is None and skipping is not None:
         return np.random.default_rng((0, next(skipping)))
@@ -66,15 +69,20 @@ def _placeholder(shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype=_float_dtype(dtype)), tuple(shape))
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
+def _float_dtype(dtype: Any, who: str = "layer") -> np.dtype:
     """``dtype`` checked to be a real floating type: weights of another kind cannot be trained."""
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
     if dt is None or dt.kind != "f":
-        raise ValueError(f"layer dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
+        raise ValueError(f"{who}: dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
     return dt
+
+
+def dtype_name(dtype: Any, who: str) -> str:
+    """Layer ``who``'s ``dtype`` argument (``"float32"``, ``np.float64``...) checked and named: ``"float32"``."""
+    return _float_dtype(dtype, who).name
 
 
 def _std(init: Any, fan_in: int, fan_out: int) -> float:

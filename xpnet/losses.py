@@ -118,6 +118,9 @@ class SoftmaxCrossEntropy(Loss):
             value = -xp.sum(per_row * weight) / count
             self._t, self._labels, self._rows = None, labels, weight / count
         elif tuple(t.shape) == tuple(y.shape):
+            if check and m and float(xp.min(t)) < 0:
+                raise ValueError(f"{self.name}: target probabilities must be >= 0, got a minimum of "
+                                 f"{float(xp.min(t)):g} (a negative target makes the loss negative)")
             target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
             target = target if t.ndim == 2 else xp.reshape(target, (m, c))
             if eps:
@@ -165,6 +168,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
+        _check_dout(self, dout)
         p = self._p
         m, c = p.shape
         if self._labels is None:
@@ -199,7 +203,14 @@ class MeanSquaredError(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._diff is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
+        _check_dout(self, dout)
         return self._diff * (2.0 * dout / _size(self._diff))
+
+
+def _check_dout(loss: Loss, dout: Any) -> None:
+    """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
+    if not (is_real(dout) or getattr(dout, "shape", None) == ()):
+        raise TypeError(f"{loss.name}: backward(dout): dout must be a number (1.0 by default), got {dout!r}")
 
 
 def _size(a: Any) -> int:

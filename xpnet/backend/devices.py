@@ -23,7 +23,7 @@ from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reaso
 from .namespaces import compat, namespace, untracked, update_rule
 
 __all__ = ["XpnetDeviceWarning", "XpnetDeviceError", "Device", "CPU", "device", "device_of", "same_device", "to_numpy",
-           "to_device", "dtype_name"]
+           "to_device", "dtype_name", "float_dtype_name", "plain_array", "writable"]
 
 
 class XpnetDeviceWarning(UserWarning):
@@ -129,6 +129,9 @@ class Device:
 
     def __init__(self, xp: Any, native: Any = None, name: str | None = None):
         self.xp = compat(xp)
+        if not hasattr(self.xp, "zeros"):  # every array namespace makes arrays
+            raise TypeError(f"Device: expected an array-API namespace (numpy, array_api_strict, torch, ...), got "
+                            f"{getattr(xp, '__name__', type(xp).__name__)!r}; for a device string use xn.device(...)")
         if native is None:
             native = self.xp.__array_namespace_info__().default_device()
         self.native = native
@@ -283,7 +286,10 @@ def device_of(a: Any) -> Device:
 
 
 def same_device(a: Any, b: Any) -> bool:
-    """True when ``a`` and ``b`` live in the same namespace on the same device."""
+    """True when ``a`` and ``b`` live in the same namespace on the same device (NumPy arrays of any
+    subclass, ``np.memmap`` or masked, are all on the host)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return True
     if type(a) is not type(b):
         return False
     if isinstance(a, np.ndarray):
@@ -309,6 +315,26 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def plain_array(a: Any, arg: str) -> Any:
+    """``a`` with NumPy's subclasses as plain ``ndarray`` views, sharing their memory: an ``np.memmap``
+    (or ``np.load(..., mmap_mode="r")``) is still read from its file, row by row as batches need it.
+    A masked array gives its data, and is refused while any entry is masked (``arg`` names it)."""
+    if not isinstance(a, np.ndarray) or type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(a))
+        if masked:
+            raise ValueError(f"{arg} is a masked array with {masked} masked entries; fill them "
+                             "(x.filled(value)) or drop those rows first")
+        return np.asarray(np.ma.getdata(a))
+    return np.asarray(a)
+
+
+def writable(a: Any) -> Any:
+    """``a``, or a copy where it is a read-only NumPy array (in-place updates would fail on it)."""
+    return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
+
+
 def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
     """Array ``a`` on device ``dev`` (a spec or :class:`Device`); no copy when it is already there.
 
@@ -316,8 +342,12 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
     """
     dev = device(dev)
     xp = dev.xp
-    if isinstance(dtype, str):
-        dtype = getattr(xp, dtype)
+    name = _dtype_label(dtype)
+    if name is not None:
+        dtype = getattr(xp, name, None) if name in _DTYPE_NAMES else None
+        if dtype is None:
+            known = "a name such as 'float32'" if name not in _DTYPE_NAMES else f"a dtype {dev.name} has"
+            raise ValueError(f"to_device: dtype {name!r} is not {known}")
     if dev.is_numpy:
         out = to_numpy(a)
         return out if dtype is None or out.dtype == dtype else out.astype(dtype)
@@ -335,15 +365,42 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
             and namespace(a) is xp:
         out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)
     else:
-        out = xp.asarray(to_numpy(a), device=dev.native)
-    wanted = dtype_name(a) if dtype is None and hasattr(a, "dtype") else str(dtype).rsplit(".", 1)[-1]
+        host = to_numpy(a)
+        if name is not None and host.dtype.name != name:
+            host = host.astype(name)  # on the host: float64 data for a float32 model never reaches JAX as float64
+        out = xp.asarray(host, device=dev.native)
+    wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
+    if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
+        # JAX without jax_enable_x64 turns float64 into float32 with at most a warning.
+        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave float32); for JAX call "
+                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
-    if wanted == "float64" and dtype_name(out) != "float64":
-        # JAX without jax_enable_x64 turns float64 into float32 with only a warning.
-        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave {out.dtype}); for JAX call "
-                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
     return out
+
+
+_DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                "float32", "float64", "complex64", "complex128")
+
+
+def _dtype_label(dtype: Any) -> str | None:
+    """The name of a dtype given in any library's form: ``"float32"``, ``np.float64``, a NumPy dtype,
+    ``torch.float32``, ``jnp.float64`` (None stays None)."""
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
+
+
+def float_dtype_name(dtype: Any, who: str) -> str:
+    """``dtype`` (any form, see :func:`_dtype_label`) as ``"float16"``, ``"float32"`` or ``"float64"``;
+    anything else raises a ValueError naming ``who``."""
+    name = _dtype_label(dtype)
+    if name not in ("float16", "float32", "float64"):
+        raise ValueError(f"{who}: dtype must be a floating type ('float32' or 'float64'), got {dtype!r}")
+    return name
 
 
 def dtype_name(a: Any) -> str:

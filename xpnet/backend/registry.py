@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import array_api_compat
 
-from .._user import warn
+from .._user import flag, warn
 
 __all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths"]
 
@@ -149,7 +149,8 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _switch(name: str, enabled: bool) -> bool:
-    previous, _switches[name] = _switches[name], bool(enabled)
+    who = "set_numba" if name == "fast_numba" else "set_fast_paths"
+    previous, _switches[name] = _switches[name], flag(enabled, who, "enabled")
     _resolved.clear()
     _guards.clear()
     return previous

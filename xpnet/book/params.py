@@ -100,7 +100,10 @@ def _load(arrays: dict[str, np.ndarray], path: str, model: str | Sequential, dev
         if model not in BOOK_MODELS:
             raise ValueError(f"load_book_params: unknown book model {model!r}; known: {', '.join(BOOK_MODELS)} "
                              "(or pass an xn.Sequential)")
-        model = BOOK_MODELS[model](**book_args, dtype=dtype)
+        try:
+            model = BOOK_MODELS[model](**book_args, dtype=dtype)
+        except TypeError as exc:  # an argument the book's constructor does not have
+            raise TypeError(f"load_book_params: {model}: {exc}") from None
     elif not isinstance(model, Sequential):
         raise TypeError(f"load_book_params: model must be a book class name or an xn.Sequential, "
                         f"got {type(model).__name__}")

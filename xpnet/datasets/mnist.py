@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._user import flag
 from .download import fetch_verified, file_sha256
 from .idx import IDXFormatError, read_idx
 
@@ -132,6 +133,11 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for dataset ``name``, in order (see the module docstring)."""
     dirs = []
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"{name}: root must be a folder path (str or os.PathLike), got {type(root).__name__}")
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise ValueError(f"{name}: root {os.fspath(root)!r} is not a folder; give the folder that holds the "
+                             "IDX files, or leave root out to search the usual places")
         dirs += [Path(root), Path(root) / name]
     for entry in os.environ.get("XPNET_DATA", "").split(os.pathsep):
         if entry:
@@ -160,6 +166,9 @@ def find_files(name: str, root: str | os.PathLike | None = None, download: bool 
 
 
 def _load(name, normalize, flatten, one_hot, root):
+    who = "load_mnist" if name == "mnist" else "load_fashion_mnist"
+    normalize, flatten, one_hot = (flag(v, who, arg) for v, arg in ((normalize, "normalize"), (flatten, "flatten"),
+                                                                    (one_hot, "one_hot")))
     paths = find_files(name, root)
     splits = []
     for images_file, labels_file in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):

@@ -6,7 +6,7 @@ import inspect
 import operator
 from typing import Any
 
-from ..backend import Device, XpnetDeviceError, device_of, isdtype, namespace, same_device, to_device
+from ..backend import Device, XpnetDeviceError, device_of, float_dtype_name, isdtype, namespace, same_device, to_device
 
 _LAYER_TYPES: dict[str, type] = {}
 
@@ -26,7 +26,8 @@ class Layer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _LAYER_TYPES[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # a private base (_Pool2d) is no layer a file may name
+            _LAYER_TYPES[cls.__name__] = cls
 
     @property
     def name(self) -> str:
@@ -80,6 +81,8 @@ class Layer:
 
     def to(self, dev: Any, dtype: Any = None) -> "Layer":
         """Move params and buffers to ``dev`` (and optionally cast floats to ``dtype``)."""
+        if dtype is not None:
+            dtype = float_dtype_name(dtype, f"{self.name}.to")
         for store in (self.params, self.buffers):
             for k, v in store.items():
                 store[k] = to_device(v, dev, dtype=dtype)
@@ -96,6 +99,9 @@ class Layer:
 
     def _check_float(self, x: Any) -> Any:
         """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
+        if not hasattr(x, "dtype"):
+            raise TypeError(f"{self.name}: expected an array, got a {type(x).__name__}; convert it with "
+                            "np.asarray(x, dtype=np.float32) (or xn.to_device(x, device, dtype='float32'))")
         xp = namespace(x)
         if not isdtype(xp, x.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
@@ -106,6 +112,9 @@ class Layer:
         """Raise when ``x`` is not in the params' namespace, device and dtype."""
         for v in self.params.values():
             if not same_device(x, v):
+                if device_of(x) == device_of(v):  # a NumPy scalar (np.float32(1.0)), not an array
+                    raise TypeError(f"{self.name}: input is a {type(x).__name__}, not an array (N, ...) like the "
+                                    f"layer's parameters ({type(v).__name__})")
                 raise XpnetDeviceError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
                                  f"{device_of(v)}; move the model with model.to(device) or the input with "
                                  "xn.to_device(x, device)")
@@ -113,6 +122,15 @@ class Layer:
                 raise TypeError(f"{self.name}: input dtype {x.dtype} does not match the parameters' dtype "
                                 f"{v.dtype}; cast one of them (model.to(device, dtype=...))")
             return
+
+    def _check_grad(self, dy: Any, shape: tuple[int, ...]) -> Any:
+        """The namespace of ``dy`` after checking it is a floating array of ``shape``, the shape of the
+        last forward's output (elementwise layers would otherwise broadcast a wrong one silently)."""
+        xp = self._check_float(dy)
+        if tuple(dy.shape) != tuple(shape):
+            raise ValueError(f"{self.name}: expected dy of shape {tuple(shape)} (the last forward's output), "
+                             f"got {tuple(dy.shape)}")
+        return xp
 
     def _need(self, cached: Any) -> Any:
         if cached is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
+from .._user import flag
 from .base import Layer, positive_int
 
 
@@ -24,7 +25,7 @@ class Linear(Layer):
         super().__init__()
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
-        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)
         if self.bias:
@@ -64,7 +65,9 @@ class Linear(Layer):
     def _backward_params(self, dy: Any) -> tuple[Any, Any]:
         """Fills grads; returns the namespace and dy as the (rows, out_features) matrix x2 had."""
         x2 = self._need(self._x)
-        xp = self._check_float(dy)
+        shape = self._shape  # the forward's output: leading axes kept when the last one was in_features
+        out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)
+        xp = self._check_grad(dy, out)
         dy2 = dy if dy.ndim == 2 else xp.reshape(dy, (x2.shape[0], self.out_features))
         self.grads["W"] = x2.T @ dy2
         if self.bias:

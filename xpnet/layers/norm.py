@@ -50,7 +50,8 @@ class BatchNorm(Layer):
             warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
                  f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
                  f"pass momentum={1 - momentum:.3g} or convention='book'")
-        self.momentum, self.eps, self.dtype, self.convention = float(momentum), float(eps), str(dtype), convention
+        self.momentum, self.eps, self.convention = float(momentum), float(eps), convention
+        self.dtype = _init.dtype_name(dtype, self.name)
         self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
         self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..backend import Device, device, device_of, no_autograd, to_device
+from .._user import is_int
+from ..backend import (Device, device, device_of, float_dtype_name, namespace, no_autograd, plain_array, to_device,
+                       untracked, writable)
 from ..layers.base import Layer
 from .summary import summary as _summary
 
@@ -86,13 +88,26 @@ class Sequential:
         return {**self.named_params(), **self.named_buffers()}
 
     def set_param(self, name: str, value: Any) -> None:
-        """Replace one parameter or buffer by its name (``"0.W"``)."""
-        index, key = _split(name)
-        layer = self.layers[index]
-        store = layer.params if key in layer.params else layer.buffers
-        if key not in store:
-            raise KeyError(f"model has no parameter or buffer {name!r}")
-        store[key] = value
+        """Replace one parameter or buffer by its name (``"0.W"``) with an array of the same shape. A
+        read-only NumPy array (a memmap opened with "r", ``np.broadcast_to``) is copied: optimizers
+        update parameters in place."""
+        store, key = self._slot(name)
+        if not hasattr(value, "shape") or tuple(value.shape) != tuple(store[key].shape):
+            got = f"shape {tuple(value.shape)}" if hasattr(value, "shape") else f"a {type(value).__name__}"
+            raise ValueError(f"Sequential.set_param: {name!r} needs an array of shape {tuple(store[key].shape)}, "
+                             f"got {got}")
+        store[key] = writable(value)
+
+    def _slot(self, name: Any) -> tuple[dict[str, Any], str]:
+        """The params or buffers dict of a layer holding ``name`` ("<index>.<key>"), and the key."""
+        index, _, key = name.partition(".") if isinstance(name, str) else ("", "", "")
+        if index.isdigit() and int(index) < len(self.layers):
+            layer = self.layers[int(index)]
+            for store in (layer.params, layer.buffers):
+                if key in store:
+                    return store, key
+        raise KeyError(f"Sequential.set_param: the model has no parameter or buffer {name!r}; it has "
+                       f"{', '.join(self.state()) or 'none'}")
 
     @property
     def device(self) -> Device:
@@ -111,6 +126,8 @@ class Sequential:
         """Move params and buffers to ``dev`` (a spec or Device), optionally casting to ``dtype``
         (e.g. ``"float64"``). Returns the model."""
         dev = self.device if dev is None else device(dev)
+        if dtype is not None:
+            dtype = float_dtype_name(dtype, "Sequential.to")
         for layer in self.layers:
             layer.to(dev, dtype=dtype)
         return self
@@ -118,25 +135,26 @@ class Sequential:
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """Forward in evaluation mode on the model's device; returns an array on that device.
 
-        ``x`` is moved to the model's device first; ``batch_size`` bounds memory for large inputs.
+        ``x`` (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its dtype
+        one batch at a time; ``batch_size`` bounds memory for large inputs.
         """
+        if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
+            raise ValueError(f"predict: batch_size must be None or an int >= 1, got {batch_size!r}")
         dev = self.device
         with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
-            x = to_device(x, dev)
-            xp = dev.xp
-            if xp.isdtype(x.dtype, "integral"):
-                raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
-            if self.dtype is not None and x.dtype != self.dtype:
-                x = xp.astype(x, self.dtype)
-            n = x.shape[0]
-            if batch_size is not None and batch_size < 1:
-                raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
-            with no_autograd(xp):
-                if batch_size is None or batch_size >= n:
-                    return self.forward(x, train=False)
-                outs = [self.forward(x[i:min(i + batch_size, n), ...], train=False)
-                        for i in range(0, n, batch_size)]
-            return xp.concat(outs, axis=0)
+            x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
+            if not namespace(x).isdtype(x.dtype, "real floating"):
+                if namespace(x).isdtype(x.dtype, "integral"):
+                    raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
+                raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
+            if x.ndim < 1:
+                raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
+            n = int(x.shape[0])
+            size = max(1, n if batch_size is None else batch_size)
+            with no_autograd(dev.xp):
+                outs = [self.forward(to_device(x[i:min(i + size, n), ...], dev, dtype=self.dtype), train=False)
+                        for i in range(0, max(n, 1), size)]
+            return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 
     def config(self) -> list[dict[str, Any]]:
         """Each layer's type and constructor arguments; ``dtype`` is the one its arrays have now
@@ -156,9 +174,3 @@ class Sequential:
         from .files import save_model  # noqa: PLC0415 - files builds Sequentials: it sits above this module
 
         save_model(self, path)
-
-
-def _split(name: str) -> tuple[int, str]:
-    index, _, key = name.partition(".")
-    return int(index), key
-

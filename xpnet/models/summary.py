@@ -13,6 +13,8 @@ import copy
 import math
 from typing import Any
 
+from .._user import is_int
+
 __all__ = ["summary"]
 
 
@@ -22,8 +24,12 @@ def summary(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
     layers = list(model.layers)
     if input_shape is None:
         input_shape = _inferred_input_shape(layers)
-    elif isinstance(input_shape, int):
+    elif is_int(input_shape):
         input_shape = (input_shape,)
+    if input_shape is not None and (not isinstance(input_shape, (tuple, list))
+                                    or not all(is_int(d) and d >= 1 for d in input_shape)):
+        raise ValueError(f"summary: input_shape must be the shape of one sample as ints >= 1, e.g. (1, 28, 28), "
+                         f"got {input_shape!r}")
     shapes: list[str] = ["-"] * len(layers)
     if input_shape is not None:
         input_shape = tuple(int(d) for d in input_shape)

@@ -5,13 +5,16 @@ Parameters are updated on their device under xpnet's one update rule
 (:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
 PyTorch; a new array on JAX, whose arrays are immutable) and returns ``p``, which ``step`` stores
 back in the model; updated state goes back with ``_store``. State (velocities, moments) is made
-lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype. Where the namespace
+lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype, as in PyTorch; an
+``eps`` below the smallest normal number of that dtype (1e-8 in float16) is refused at the first step,
+before any update: pass ``eps=1e-4`` for a float16 model. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
 making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same.
 
 An optimizer is built the book's way, ``Adam(1e-3)``, and given the model at each ``step(model)``;
 or PyTorch's way, ``Adam(model, lr=1e-3)`` or ``Adam(model.parameters(), lr=1e-3)``, bound to that
-model from the start, and then ``step()`` needs no argument.
+model from the start, and then ``step()`` needs no argument. ``lr`` is checked whenever it is set, not
+only by the constructor.
 """
 
 from __future__ import annotations
@@ -88,17 +91,28 @@ class Optimizer(metaclass=_TakesAModelFirst):
     """
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
-        self.lr = _positive("lr", lr, self)
+        self._lr = _positive("lr", lr, self)
         self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
+        self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def lr(self) -> float:
+        """The learning rate; setting it (a schedule, a callback, ``opt.lr = 0.01``) checks it as the
+        constructor does, but 0 is allowed there (the end of a schedule): a negative lr ascends."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self._lr = _positive("lr", value, self, allow_zero=True)
 
     def hyperparams(self) -> dict[str, Any]:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
@@ -139,6 +153,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
                 raise RuntimeError(f"{self.name}.step(): no model to update ({why}); pass it, "
                                    f"optimizer.step(model), or build the optimizer with it: "
                                    f"{self.name}(model, lr={self.lr})")
+        if not hasattr(model, "named_params"):
+            raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
+                            f"{type(model).__name__}")
         self.bind(model)
         params, grads = model.named_params(), model.named_grads()
         for name, p in params.items():
@@ -149,6 +166,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
             update_rule(namespace(p))
+            self._check_eps(p)
         self.t += 1
         for name, p in params.items():
             g = grads[name]
@@ -158,6 +176,21 @@ class Optimizer(metaclass=_TakesAModelFirst):
             new = self._update(name, new, g, namespace(p))
             if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                 model.set_param(name, new)
+
+    def _check_eps(self, p: Any) -> None:
+        """Refuse an ``eps`` below the parameters' smallest normal number: 1e-8 rounds to 0 in float16,
+        and a zero gradient then divides 0 by 0. PyTorch's optimizers keep state in the parameters'
+        dtype too, and half-precision users pass a larger eps; xpnet says so before the first update."""
+        eps = getattr(self, "eps", None)
+        if eps is None or (p.dtype, eps) in self._eps_ok:
+            return
+        tiny = float(namespace(p).finfo(p.dtype).smallest_normal)
+        if eps < tiny:
+            raise ValueError(f"{self.name}: eps={eps:g} is below the smallest normal {p.dtype} number ({tiny:.3g}): "
+                             f"there it rounds to 0 (or keeps a few bits), and an update where a gradient is 0 divides "
+                             f"by zero; pass eps=1e-4 or larger for a {p.dtype} model (as in PyTorch at half "
+                             "precision), or train in float32")
+        self._eps_ok.add((p.dtype, eps))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to clear, kept so that PyTorch's loop runs as written: each ``backward`` overwrites

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, XpnetDeviceError, device_of, namespace, to_device, untracked
+from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .preflight import check_data
 
@@ -18,7 +18,8 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
-    x, y = (untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in data)
+    x, y = (plain_array(untracked(a), f"{arg}: {name}") if hasattr(a, "shape") else np.asarray(a)
+            for a, name in zip(data, "xy"))
     check_data(x, f"{arg}: x")
     check_data(y, f"{arg}: y")
     if x.ndim < 1 or y.ndim < 1:
@@ -47,12 +48,12 @@ def common_device(named: dict[str, Any]) -> Device | None:
 
 
 def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
-    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device."""
+    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device.
+    Host data is cast on the host (float64 NumPy data for a float32 JAX model without x64 too)."""
     xp = dev.xp
-    x = to_device(x, dev)
-    if x.dtype == xp.uint8:
-        return xp.astype(x, dtype) / 255.0
-    return x if x.dtype == dtype else xp.astype(x, dtype)
+    if dtype_name(x) == "uint8":
+        return xp.astype(to_device(x, dev), dtype) / 255.0
+    return to_device(x, dev, dtype=dtype)
 
 
 def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
@@ -94,6 +95,9 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         if y.ndim != 2 or y.shape[1] != c:
             raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
                              f"with {c} outputs, got targets of shape {tuple(y.shape)}")
+        if float(xp.min(y)) < 0:
+            raise ValueError(f"{arg}: {loss.name} targets of shape (N, {c}) are probabilities and must be >= 0, "
+                             f"got a minimum of {float(xp.min(y)):g}")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
         return x, y, xp.argmax(y, axis=1)
     if isinstance(loss, MeanSquaredError):

@@ -23,12 +23,14 @@ How a run goes:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Iterable
 
 import numpy as np
 
+from .._user import flag, warn
 from ..backend import Device, device as _resolve_device, no_autograd
 from ..datasets.batches import BatchIterator
 from ..distributed._checks import describe_settings
@@ -48,21 +50,28 @@ __all__ = ["train", "evaluate"]
 _EVAL_BATCH = 1024
 
 
-def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+def _int_arg(name: str, value: Any, lo: int, hi: int | None = None, who: str = "train") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
             or (hi is not None and value > hi):
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"train: {name} must be an int {bound}, got {value!r}")
+        raise ValueError(f"{who}: {name} must be an int {bound}, got {value!r}")
     return int(value)
+
+
+def graph_from_environment() -> str:
+    """``XPNET_GRAPH`` from the environment: "" (unset), "0" or "1"; anything else raises ValueError."""
+    env = os.environ.get("XPNET_GRAPH", "").strip()
+    if env not in ("", "0", "1"):
+        raise ValueError(f"XPNET_GRAPH={env!r} in the environment: expected 0 (no CUDA-graph capture) or 1, "
+                         "or unset it")
+    return env
 
 
 def _use_graph(graph: Any, dev: Device) -> bool:
     """Whether the step is captured as a CUDA graph: ``graph=None`` where that is correct, ``False``
     (or ``XPNET_GRAPH=0`` in the environment) never. Capture is not in this version yet, so every step
     runs eagerly; ``graph=True`` is refused rather than silently ignored."""
-    env = os.environ.get("XPNET_GRAPH", "").strip()
-    if env not in ("", "0", "1"):
-        raise ValueError(f"XPNET_GRAPH must be 0 (no CUDA-graph capture) or 1, got {env!r}")
+    graph_from_environment()
     if graph is not None and not isinstance(graph, bool):
         raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
     if graph:
@@ -124,6 +133,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if not isinstance(validation_name, str) or not validation_name.isidentifier():
         raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
+    shuffle, drop_last = flag(shuffle, "train", "shuffle"), flag(drop_last, "train", "drop_last")
+    progress, fallback = flag(progress, "train", "progress"), flag(fallback, "train", "fallback")
     if transform is not None and not callable(transform):
         raise TypeError(f"train: transform must be None or a function (x_batch, epoch, step) -> x_batch, "
                         f"e.g. xn.datasets.RandomShiftFlip(), got {type(transform).__name__}")
@@ -227,7 +238,24 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     break
         for cb in callbacks:
             cb.on_train_end()
+        if rank == 0:
+            _warn_if_diverged(history, trainer.first_loss)
         return history
+
+
+_DIVERGED_FACTOR = 10.0
+
+
+def _warn_if_diverged(history: History, first_loss: Any) -> None:
+    """Warn when the last epoch's training loss is far above the loss of the run's first step: a
+    learning rate too large can diverge to a finite loss (SGD(1e3) ended at 307) without the NaN guard
+    ever seeing a non-finite value."""
+    if first_loss is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
+        return
+    first, last = float(first_loss), history.epochs[-1]["train_loss"]
+    if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
+        warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
+             f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")
 
 
 def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
@@ -251,7 +279,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     check_model(model, "evaluate")
     loss = _get_loss(loss)
     x, y = pair(data, "evaluate data")
-    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)
+    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
     dev = model.device
     common_device({"model": dev, "x": x, "y": y})
     with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)

@@ -12,7 +12,7 @@ from typing import Any
 
 import tqdm
 
-from ..backend import Device, namespace
+from ..backend import Device, device_of, namespace, same_device
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
@@ -110,11 +110,20 @@ class Trainer:
         self.open_bar: Any = None
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
+        self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
 
     def batch_input(self, batch: tuple[Any, ...], epoch: int, step: int) -> Any:
         """The batch's x, through ``transform`` (step counts from 0 within the epoch)."""
         xb = batch[0]
-        return xb if self.transform is None else self.transform(xb, epoch, step)
+        if self.transform is None:
+            return xb
+        out = self.transform(xb, epoch, step)
+        if not hasattr(out, "shape") or not same_device(out, xb) or tuple(out.shape[:1]) != tuple(xb.shape[:1]):
+            got = (f"an array of shape {tuple(out.shape)} on {device_of(out)}" if hasattr(out, "shape")
+                   else f"a {type(out).__name__}")
+            raise TypeError(f"train: transform must return an array like the batch it gets ({xb.shape[0]} rows on "
+                            f"{self.dev.name}), it returned {got} for epoch {epoch}, step {step}")
+        return out
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -122,11 +131,16 @@ class Trainer:
     def zeros(self, dtype: Any) -> Any:
         return self.dev.xp.zeros((), dtype=dtype, device=self.dev.native)
 
+    def loss_sum_dtype(self) -> Any:
+        """Loss sums are kept in float32 at least: in a float16 model's dtype, 75,000 samples summed to inf."""
+        xp = self.dev.xp
+        return xp.float64 if self.model.dtype == xp.float64 else xp.float32
+
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
         xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
         # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
         bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
@@ -139,7 +153,9 @@ class Trainer:
                 out = model.forward(xb, train=True)
                 value = loss.forward(out, yb, check=False)
                 model.backward(loss.backward(), input_grad=False)
-                loss_sum = loss_sum + value * nb
+                loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * nb
+                if self.first_loss is None:
+                    self.first_loss = value
                 if classify:
                     correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
             else:
@@ -194,11 +210,12 @@ class Trainer:
         xp, model, loss = self.dev.xp, self.model, self.loss
         n = int(x.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         for start in range(lo, hi, batch_size):
             stop = min(start + batch_size, hi)
             out = model.forward(x[start:stop, ...], train=False)
-            loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
+            value = loss.forward(out, y[start:stop, ...], check=False)
+            loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * (stop - start)
             if classes is not None:
                 correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
         value = float(self.reduce(loss_sum)) / n
