@@ -90,6 +90,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
     then bound to that model and ``step()`` takes no argument.
     """
 
+    eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
+
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self._lr = _positive("lr", lr, self)
         self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
@@ -181,7 +183,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         """Refuse an ``eps`` below the parameters' smallest normal number: 1e-8 rounds to 0 in float16,
         and a zero gradient then divides 0 by 0. PyTorch's optimizers keep state in the parameters'
         dtype too, and half-precision users pass a larger eps; xpnet says so before the first update."""
-        eps = getattr(self, "eps", None)
+        eps = self.eps
         if eps is None or (p.dtype, eps) in self._eps_ok:
             return
         tiny = float(namespace(p).finfo(p.dtype).smallest_normal)
