@@ -8,6 +8,7 @@ from typing import Any
 from .._user import is_int
 from ..backend import (Device, device, device_of, float_dtype_name, namespace, no_autograd, plain_array, to_device,
                        untracked, writable)
+from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import Layer
 from .summary import summary as _summary
 
@@ -132,16 +133,19 @@ class Sequential:
             layer.to(dev, dtype=dtype)
         return self
 
-    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None, blas_threads: Any = None) -> Any:
         """Forward in evaluation mode on the model's device; returns an array on that device.
 
         ``x`` (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its dtype
-        one batch at a time; ``batch_size`` bounds memory for large inputs.
+        one batch at a time; ``batch_size`` bounds memory for large inputs. ``blas_threads`` as in
+        ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
+        (``xpnet.backend.threads``).
         """
         if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise ValueError(f"predict: batch_size must be None or an int >= 1, got {batch_size!r}")
         dev = self.device
-        with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+        threads = blas_threads_context(blas_threads, dev, measure=False)
+        with dev.activate(), threads:  # a model on cuda:N runs on GPU N (Device.activate)
             x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
             if not namespace(x).isdtype(x.dtype, "real floating"):
                 if namespace(x).isdtype(x.dtype, "integral"):

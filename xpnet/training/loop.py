@@ -32,6 +32,7 @@ import numpy as np
 
 from .._user import flag, warn
 from ..backend import Device, device as _resolve_device, no_autograd
+from ..backend.threads import blas_threads as threads_context
 from ..datasets.batches import BatchIterator
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
@@ -100,7 +101,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
-          drop_last: bool = False, validation_name: str = "val", transform: Any = None) -> History:
+          drop_last: bool = False, validation_name: str = "val", transform: Any = None,
+          blas_threads: Any = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -123,6 +125,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``).
+    ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
+    default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
+    BLAS's own count and runs the rest with the faster (one thread per core crawls on a busy machine), an
+    int fixes it, ``"off"`` leaves it alone; a count the user set (``OMP_NUM_THREADS``, threadpoolctl) is
+    never changed, and the count found is restored afterwards (``xpnet.backend.threads``).
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -161,7 +168,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     else:
         dev = _resolve_device(device, fallback=fallback)
     _use_graph(graph, dev)
-    with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+    threads = threads_context(blas_threads, dev)  # validated here, before any training
+    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
         rank = 0 if comm is None else int(comm.rank)
 
         history = History(dev.name)
@@ -184,7 +192,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             comm.broadcast_params(model, root=0)
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
-        trainer.transform = transform
+        trainer.transform, trainer.threads = transform, tuner
         arrays = (x, y) if classes is None or classes is y else (x, y, classes)
         batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
                                 rank=trainer.rank, size=trainer.size, drop_last=drop_last)
@@ -269,12 +277,13 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
 
 @collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
             settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]})
-def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
+def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
+             blas_threads: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
-    ``comm`` each rank evaluates its share and the sums are reduced.
+    ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
     """
     check_model(model, "evaluate")
     loss = _get_loss(loss)
@@ -282,9 +291,11 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
     dev = model.device
     common_device({"model": dev, "x": x, "y": y})
-    with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+    threads = threads_context(blas_threads, dev)
+    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
         x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
+        trainer.threads = tuner
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
             value, accuracy = trainer.evaluate(x, y, classes, batch_size)
     return {"loss": value, "accuracy": accuracy}

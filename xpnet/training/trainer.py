@@ -13,6 +13,7 @@ from typing import Any
 import tqdm
 
 from ..backend import Device, device_of, namespace, same_device
+from ..backend.threads import ThreadTuner
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
@@ -111,6 +112,7 @@ class Trainer:
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
         self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
+        self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
 
     def batch_input(self, batch: tuple[Any, ...], epoch: int, step: int) -> Any:
         """The batch's x, through ``transform`` (step counts from 0 within the epoch)."""
@@ -146,7 +148,9 @@ class Trainer:
         bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
                         dynamic_ncols=True, leave=False) if self.bar else None
         steps, seen, last_refresh = 0, 0, time.perf_counter()
+        self.threads.round()
         for batch in batches.epoch(epoch):
+            self.threads.begin()
             xb, yb = self.batch_input(batch, epoch, steps), batch[1]
             nb = int(xb.shape[0])
             if nb:
@@ -163,6 +167,7 @@ class Trainer:
             if comm is not None:
                 comm.allreduce_grads(model, count=nb)
             optimizer.step(model)
+            self.threads.end()
             steps, seen = steps + 1, seen + nb
             if comm is None and self.sigterm is not None and self.sigterm.requested:
                 if bar is not None:
@@ -211,13 +216,16 @@ class Trainer:
         n = int(x.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
+        self.threads.round()
         for start in range(lo, hi, batch_size):
+            self.threads.begin()
             stop = min(start + batch_size, hi)
             out = model.forward(x[start:stop, ...], train=False)
             value = loss.forward(out, y[start:stop, ...], check=False)
             loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * (stop - start)
             if classes is not None:
                 correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+            self.threads.end()
         value = float(self.reduce(loss_sum)) / n
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 
