@@ -298,7 +298,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="on --device cuda, also time torch.compile("
                     "mode='reduce-overhead') (compiles each row first: minutes)")
     args = ap.parse_args()
-    dev = xn.device(args.device)
+    dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
     try:
         import torch
     except ImportError:

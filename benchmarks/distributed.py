@@ -50,7 +50,7 @@ def worker(args: argparse.Namespace) -> None:
     """Time ``args.steps`` steps; the root prints one JSON line with the medians in seconds."""
     comm = xn.distributed.init() if args.mpi else None
     rank, size = (comm.rank, comm.size) if comm else (0, 1)
-    dev = comm.device(args.device) if comm else xn.device(args.device)
+    dev = comm.device(args.device, fallback=False) if comm else xn.device(args.device, fallback=False)
     x, y, source = load_data()
     xn.init.seed(0)
     layers = []

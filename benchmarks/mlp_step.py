@@ -77,7 +77,7 @@ def main() -> None:
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(), xn.layers.Linear(100, 10))
     params = [np.array(model.named_params()[k]) for k in ("0.W", "0.b", "2.W", "2.b")]
-    dev = xn.device(args.device)
+    dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
     model.to(dev)
     xd, td = xn.to_device(x, dev), xn.to_device(t, dev)
     loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)

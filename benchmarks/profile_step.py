@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    dev = xn.device(args.device)
+    dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
     title, make, shape = WORKLOADS[args.workload]
     rng = np.random.default_rng(0)
     x_host = rng.random((args.batch, *shape), dtype=np.float32)

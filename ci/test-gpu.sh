@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Run the gpu-marked tests and the GPU benchmarks where CUDA is usable; otherwise say so and exit 0.
+# CI's GPU job: the gpu-marked tests in strict mode (XPNET_REQUIRE_GPU=1: a GPU test that would skip
+# fails), then the GPU benchmarks. Where CUDA is not usable it fails and says why (what nvidia-smi sees,
+# and the CUDA probe's reason): a GPU job that ran nothing must not pass. ci/gpu-session.sh runs the
+# same on a lent GPU machine, with a time limit per step and the logs kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python -c "import sys, xpnet; sys.exit(0 if xpnet.cuda_available() else 1)" 2>/dev/null; then
-  reason=$(python -c "from xpnet import backend; print(backend.cuda_unavailable_reason())" 2>/dev/null || echo "xpnet does not import")
-  echo "no GPU: GPU tests skipped ($reason)"
-  exit 0
+gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+if ! why=$(python -c "import xpnet; print(xpnet.backend.cuda_unavailable_reason() or '')" 2>&1); then
+  echo "ci/test-gpu.sh: xpnet does not import (nvidia-smi sees ${gpus:-0} GPU(s)):"
+  echo "$why"
+  exit 1
 fi
-# ci/gpu-session.sh runs the tests in a call of their own and sets XPNET_GPU_TESTS_DONE=1 here.
-[ -n "${XPNET_GPU_TESTS_DONE:-}" ] || python -m pytest -q -m gpu
+if [ -n "$why" ]; then
+  echo "ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees ${gpus:-0} GPU(s)): $why"
+  exit 1
+fi
+unset XPNET_DEVICE  # XPNET_DEVICE=cpu would turn every "cuda" of the benchmarks into the CPU
+XPNET_REQUIRE_GPU=1 python -m pytest -q -m gpu -rfEs
 python benchmarks/mlp_step.py --device cuda
 python benchmarks/compare.py --device cuda --repeats 5
 # torch.compile(mode="reduce-overhead") compiles every row first: only the launch-bound small MLP.

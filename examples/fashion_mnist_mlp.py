@@ -21,12 +21,6 @@ def mlp(hidden, dropout, n_in=784, classes=10):
     return xn.Sequential(*layers, Linear(width, classes))
 
 
-class PrintEpoch(xn.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs):
-        print(f"epoch {epoch}: train accuracy {logs['train_accuracy']:.4f}  test accuracy "
-              f"{logs['val_accuracy']:.4f}  ({logs['seconds']:.1f} s)", flush=True)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
@@ -49,7 +43,7 @@ def main(argv=None):
     xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(),
              optimizer=xn.optim.AdamW(args.lr, weight_decay=1e-4), epochs=args.epochs,
              batch_size=args.batch_size, device=args.device, validation=(x_test, t_test),
-             callbacks=[schedule, PrintEpoch()], progress=False)
+             callbacks=[schedule], validation_name="test")
     # CPU time too: on a machine shared with other work the wall time says little about the code.
     print(f"{args.epochs} epochs in {time.perf_counter() - start:.0f} s ({time.process_time() - cpu_start:.0f} s "
           "of CPU time)")

@@ -2,7 +2,12 @@
 
 Inputs are made in NumPy on the host and sent to the case's device; results come back with
 ``xn.to_numpy``. CuPy cases are marked ``gpu`` and skip with a reason without a GPU; PyTorch and
-JAX cases (CPU) skip with a reason where those packages are absent (``pip install -e .[backends]``).
+JAX cases (CPU) skip with a reason where those packages are absent (``pip install -e '.[backends]'``).
+
+Strict GPU mode, ``XPNET_REQUIRE_GPU=1`` (what ``ci/gpu-session.sh`` and ``ci/test-gpu.sh`` run): a
+``gpu`` test that would skip, for whatever reason, fails instead, with that reason; each CuPy device a
+test gets is checked to make CuPy arrays (``XPNET_DEVICE=cpu`` cannot turn a CuPy case into NumPy,
+in either mode). The header of every run says whether CUDA is usable, or why not.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import array_api_compat
 import numpy as np
 import pytest
 
@@ -27,29 +33,76 @@ def library_device(spec: str):
     """``xn.device(spec)`` for "torch:cpu" / "jax:cpu", skipping when the package is absent. JAX gets
     ``jax_enable_x64`` so that its float64 cases are float64 (xpnet refuses float64 without it)."""
     library = spec.partition(":")[0]
-    module = pytest.importorskip(library, reason=f"{library} is not installed (pip install -e .[backends])")
+    module = pytest.importorskip(library, reason=f"{library} is not installed (pip install -e '.[backends]')")
     if library == "jax":
         module.config.update("jax_enable_x64", True)
     return xn.device(spec, fallback=False)
 
 
-def _cuda_device():
+STRICT_GPU = os.environ.get("XPNET_REQUIRE_GPU", "").strip() == "1"
+
+
+def require_cuda():
+    """The CuPy device (GPU 0) for a ``gpu`` test. Without a usable GPU the test skips with the probe's
+    reason, or under ``XPNET_REQUIRE_GPU=1`` fails with it."""
+    why = None
     if not xn.cuda_available():
-        pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
-    return xn.device("cuda", fallback=False)
+        why = f"no GPU: {backend.cuda_unavailable_reason()}"
+    elif os.environ.get("XPNET_DEVICE", "").strip().lower() == "cpu":
+        why = "XPNET_DEVICE=cpu in the environment turns 'cuda' into the CPU; unset it for the GPU tests"
+    if why is not None:
+        if STRICT_GPU:
+            pytest.fail(f"XPNET_REQUIRE_GPU=1: {why}", pytrace=False)
+        pytest.skip(why)
+    dev = xn.device("cuda", fallback=False)
+    made = xn.to_device(np.zeros(1, dtype=np.float32), dev)
+    assert dev.is_cupy and array_api_compat.is_cupy_array(made), f"xn.device('cuda') gave {dev}, arrays {type(made)}"
+    return dev
 
 
 def pytest_configure(config):
     """Child processes (``mpiexec``, ``python -m xpnet``) import the xpnet under test, installed or not."""
     root = str(Path(xn.__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    if os.environ.get("XPNET_REQUIRE_GPU", "").strip() not in ("", "0", "1"):
+        raise pytest.UsageError(f"XPNET_REQUIRE_GPU={os.environ['XPNET_REQUIRE_GPU']!r}: expected 1 (GPU tests must "
+                                "run) or 0")
+
+
+def pytest_report_header(config):
+    """Whether CUDA is usable, or the probe's reason why not; and the strict mode when it is on."""
+    if xn.cuda_available():
+        cupy = libraries.cupy()
+        lines = [f"xpnet: CUDA usable: {backend.cuda_device_count()} GPU(s), CuPy {cupy.__version__}"]
+    else:
+        lines = [f"xpnet: CUDA not usable: {backend.cuda_unavailable_reason()}"]
+    if STRICT_GPU:
+        lines.append("xpnet: XPNET_REQUIRE_GPU=1: a gpu test that would skip fails instead")
+    return lines
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``XPNET_REQUIRE_GPU=1`` a skipped ``gpu`` test is a failure, with the skip's reason. Other
+    skips are counted by reason alone: the summary (``-ra``) lists each reason once with its count, not
+    once per test function (without the backends extra, some 200 tests skip for three reasons)."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if STRICT_GPU and item.get_closest_marker("gpu"):
+        report.outcome = "failed"
+        report.longrepr = f"XPNET_REQUIRE_GPU=1: this gpu test would have been skipped: {reason}"
+    elif isinstance(report.longrepr, tuple):
+        report.longrepr = (str(Path(__file__).parent), None, reason)
 
 
 DEVICE_MAKERS = {
     "numpy": lambda: xn.device("cpu"),
     "strict": lambda: _strict_device("CPU_DEVICE"),
     "strict-device1": lambda: _strict_device("device1"),
-    "cupy": _cuda_device,
+    "cupy": require_cuda,
     "torch": lambda: library_device("torch:cpu"),
     "jax": lambda: library_device("jax:cpu"),
 }

@@ -25,6 +25,8 @@ NAMES = [
     "Model", "save", "layers.Residual", "layers.Concat", "layers.Container",
     "Model.train", "Model.eval", "Model.state_dict", "Model.load_state_dict", "Model.parameters",
     "Model.named_params", "Model.named_grads", "Model.named_buffers", "Model.predict", "Model.summary", "Model.save",
+    # PyTorch's names (issue 28)
+    "manual_seed", "no_grad",
 ]
 
 
@@ -46,6 +48,8 @@ def test_public_name_exists(name):
     (xn.layers.MaxPool2d, ["kernel_size", "stride", "padding"]),
     (xn.layers.AvgPool2d, ["kernel_size", "stride", "padding"]),
     (xn.datasets.load_mnist, ["normalize", "flatten", "one_hot"]),
+    (xn.optim.SGD, ["lr", "momentum", "nesterov", "weight_decay"]),
+    (xn.optim.Adam, ["lr", "betas", "eps", "weight_decay"]),
     (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
     (xn.Sequential.predict, ["batch_size"]),
     (xn.load, ["device"]),

@@ -1,6 +1,7 @@
 """Devices, moving arrays, the CUDA probe and the fallback rules."""
 
 import importlib.util
+import re
 import warnings
 
 import numpy as np
@@ -74,6 +75,28 @@ def test_bad_device_spec(spec):
         xn.device(spec)
 
 
+@pytest.mark.parametrize("spec,meant", [("gpu", "cuda"), ("GPU:1", "cuda:1"), ("mps", "torch:mps"),
+                                        ("torch:gpu", "torch:cuda"), ("jax:cuda:0", "jax:gpu:0")])
+def test_another_librarys_device_name_gets_a_did_you_mean(spec, meant):
+    with pytest.raises(ValueError, match=re.escape(f"(did you mean {meant!r}?)")):
+        xn.device(spec)
+
+
+def test_xpnet_device_env_takes_the_library_strings(monkeypatch):
+    """XPNET_DEVICE=torch:cpu sends "auto" and "cuda" there and leaves every other request alone."""
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    monkeypatch.setenv("XPNET_DEVICE", "torch:cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xn.device("cpu").name == "cpu"
+        assert xn.device("auto").name == "torch:cpu" and xn.device("cuda:1").name == "torch:cpu"
+    monkeypatch.setenv("XPNET_DEVICE", "jax:gpu:0")  # understood without importing JAX for "cpu"
+    assert xn.device("cpu").name == "cpu"
+    monkeypatch.setenv("XPNET_DEVICE", "gpu")
+    with pytest.raises(ValueError, match=r"XPNET_DEVICE='gpu' .*'torch:cpu'.*\(did you mean 'cuda'\?\)"):
+        xn.device("cpu")
+
+
 def test_bad_device_type():
     with pytest.raises(TypeError, match="device"):
         xn.device(3)
@@ -117,10 +140,14 @@ def test_device_equality_and_names():
     assert not xn.Device(strict, strict.Device("no_float64")).supports_float64()
 
 
+class _Owner:
+    """What holds a device generator (a layer, in xpnet)."""
+
+
 def test_uniform_draws_on_the_device_reproducibly(dev):
     like = xn.to_device(np.zeros((2, 3), np.float32), dev)
-    a = backend.uniform(np.random.default_rng(5), (4, 5), like)
-    b = backend.uniform(np.random.default_rng(5), (4, 5), like)
+    a = backend.uniform(np.random.default_rng(5), (4, 5), like, owner=_Owner())
+    b = backend.uniform(np.random.default_rng(5), (4, 5), like, owner=_Owner())
     assert xn.backend.device_of(a) == dev and tuple(a.shape) == (4, 5)
     np.testing.assert_array_equal(xn.to_numpy(a), xn.to_numpy(b))
     assert 0.0 <= xn.to_numpy(a).min() and xn.to_numpy(a).max() < 1.0

@@ -64,7 +64,7 @@ def test_mlp_step_prints_the_ratio():
 
 @pytest.mark.slow
 def test_compare_backends_prints_a_row_per_device():
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")
     rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "s/epoch" not in line]
     assert rows == ["cpu", "torch:cpu"] and "threads: BLAS" in out
@@ -74,3 +74,12 @@ def test_compare_backends_prints_a_row_per_device():
 def test_conv_backward_checks_both_paths_equal_and_prints_the_ratio():
     out = run("conv_backward.py", "--batch", "4", "--size", "6", "--steps", "1", "--repeats", "1")
     assert "xpnet/previous" in out and "threads: BLAS" in out
+
+
+@pytest.mark.slow
+def test_lstm_lm_prints_both_times_the_ratio_and_the_threads():
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    out = run("lstm_lm.py", "--vocab", "50", "--hidden", "8", "--batch", "2", "--time", "3", "--steps", "1",
+              "--repeats", "1")
+    assert "xpnet (NumPy)" in out and "PyTorch" in out and float(out.split("ratio xpnet/PyTorch:")[1].split()[0]) > 0
+    assert "threads: BLAS" in out and "torch" in out.splitlines()[-1]

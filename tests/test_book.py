@@ -153,8 +153,8 @@ class _Custom:
     (lambda m: {"W1": _Exploit(m)}, r"refused to load (posix|os|nt)\.system"),
     (lambda m: _Exploit(m), r"refused to load (posix|os|nt)\.system"),
     (lambda m: {"W1": _Custom()}, r"refused to load test_book\._Custom|refused to load .*_Custom"),
-    (lambda m: {"W1": np.array([_Custom()], dtype=object)}, "refused to load"),
-    (lambda m: {"W1": np.array(["a"], dtype=object)}, "entry 'W1' is object"),
+    (lambda m: {"W1": np.array([_Custom()], dtype=object)}, "refused dtype object"),
+    (lambda m: {"W1": np.array(["a"], dtype=object)}, "refused dtype object"),
     (lambda m: [np.zeros(3)], "holds a list"),
     (lambda m: {"W1": "text"}, "entry 'W1' is str"),
 ])

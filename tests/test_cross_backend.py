@@ -2,9 +2,13 @@
 a full training step, and 3 epochs of training agree between NumPy and array_api_strict "device1"
 (always), PyTorch and JAX on the CPU (where installed), and CuPy (on a GPU)."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import library_device
+from conftest import library_device, require_cuda
 
 import xpnet as xn
 from xpnet import layers as L
@@ -20,10 +24,13 @@ PAIRS = [
     pytest.param(lambda: ("cpu", _strict_device1()), id="numpy-vs-strict-device1"),
     pytest.param(lambda: ("cpu", library_device("torch:cpu")), id="numpy-vs-torch"),
     pytest.param(lambda: ("cpu", library_device("jax:cpu")), id="numpy-vs-jax"),
-    pytest.param(lambda: ("cpu", "cuda"), id="numpy-vs-cupy", marks=pytest.mark.gpu),
+    pytest.param(lambda: ("cpu", require_cuda()), id="numpy-vs-cupy", marks=pytest.mark.gpu),
 ]
 # NumPy, PyTorch and JAX on the CPU at once; assert_backends_agree skips a library that is absent.
 LIBRARIES = ("cpu", "torch:cpu", "jax:cpu")
+# The same against NumPy, or CuPy against NumPy (on a GPU).
+SETS = [pytest.param(lambda: LIBRARIES, id="cpu-torch-jax"),
+        pytest.param(lambda: ("cpu", require_cuda()), id="numpy-vs-cupy", marks=pytest.mark.gpu)]
 
 # (factory, input shape): each layer built from a fixed seed so every device gets the same weights.
 LAYERS = {
@@ -33,7 +40,6 @@ LAYERS = {
     "Sigmoid": (L.Sigmoid, (4, 7)),
     "Tanh": (L.Tanh, (4, 7)),
     "Flatten": (L.Flatten, (2, 3, 4)),
-    "Dropout": (lambda: L.Dropout(0.4, seed=2), (6, 9)),
     "Conv2d": (lambda: L.Conv2d(2, 3, 3, stride=2, padding=1), (2, 2, 7, 7)),
     "MaxPool2d": (lambda: L.MaxPool2d(2), (2, 3, 6, 6)),
     "AvgPool2d": (lambda: L.AvgPool2d(3, stride=2, padding=1), (2, 3, 7, 7)),
@@ -45,15 +51,10 @@ LAYERS = {
 
 @pytest.fixture(params=PAIRS)
 def devices(request):
-    pair = request.param()
-    if "cuda" in pair and not xn.cuda_available():
-        pytest.skip(f"no GPU: {xn.backend.cuda_unavailable_reason()}")
-    return pair
+    return request.param()
 
 
-@pytest.mark.parametrize("name", list(LAYERS))
-def test_layer_forward_and_backward_agree(devices, name):
-    make, shape = LAYERS[name]
+def _forward_and_backward_agree(make, shape, devices):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
 
@@ -65,9 +66,19 @@ def test_layer_forward_and_backward_agree(devices, name):
         dx = layer.backward(dy)
         return {"y": y, "dx": dx, **{f"grad.{k}": v for k, v in layer.grads.items()}}
 
-    if name == "Dropout" and "cuda" in devices:
-        pytest.skip("Dropout draws its mask on the GPU from CuPy's generator: masks differ by design")
     assert_backends_agree(run, x, devices=devices, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_forward_and_backward_agree(devices, name):
+    _forward_and_backward_agree(*LAYERS[name], devices)
+
+
+@pytest.mark.parametrize("pair", [p for p in PAIRS if p.id != "numpy-vs-cupy"])
+def test_dropout_agrees_where_its_mask_is_drawn_on_the_host(pair):
+    """Not on CuPy, which draws the mask on the GPU from a generator of its own (its masks are checked
+    in tests/test_layers.py)."""
+    _forward_and_backward_agree(lambda: L.Dropout(0.4, seed=2), (6, 9), pair())
 
 
 def _mlp():
@@ -111,32 +122,37 @@ def jax_x64():
     jax.config.update("jax_enable_x64", True)
 
 
-def _cnn(dtype):
+def _cnn(dtype, dropout=0.2):
     xn.init.seed(5)
     # No bias before BatchNorm: its gradient is zero up to rounding, which would be all it learns.
     return xn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False, dtype=dtype), L.BatchNorm(4, dtype=dtype), L.ReLU(),
                          L.MaxPool2d(2), L.Conv2d(4, 4, 3, stride=2, dtype=dtype), L.AvgPool2d(1), L.Flatten(),
-                         L.Dropout(0.2, seed=1), L.Linear(4, 3, dtype=dtype))
+                         L.Dropout(dropout, seed=1), L.Linear(4, 3, dtype=dtype))
 
 
-def test_same_seed_gives_the_same_initial_weights_everywhere(jax_x64):
+@pytest.mark.parametrize("libraries", SETS)
+def test_same_seed_gives_the_same_initial_weights_everywhere(jax_x64, libraries):
     def weights(device):
         return {**_cnn("float64").to(device).state(), **_mlp().to(device).named_params()}
 
-    assert_backends_agree(weights, devices=LIBRARIES, rtol=0.0, atol=0.0)
+    assert_backends_agree(weights, devices=libraries(), rtol=0.0, atol=0.0)
 
 
 @pytest.mark.parametrize("dtype,rtol,atol", [("float64", 1e-12, 1e-13), ("float32", 2e-4, 2e-5)])
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
-def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, net, dtype, rtol, atol):
-    """float64: the libraries differ only in rounding; float32: within its tolerance after 3 epochs."""
+@pytest.mark.parametrize("libraries", SETS)
+def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, libraries, net, dtype, rtol, atol):
+    """float64: the libraries differ only in rounding; float32: within its tolerance after 3 epochs.
+    CuPy draws Dropout's masks on the GPU from a generator of its own: its CNN has none."""
+    devices = libraries()
+    dropout = 0.0 if any(getattr(d, "is_cupy", False) for d in devices) else 0.2
     if net == "mlp":
         x, t = xn.datasets.spiral(40, 3, seed=0)
         make, optimizer = (lambda: _mlp().to("cpu", dtype=dtype)), (lambda: xn.optim.SGD(0.1))
     else:
         rng = np.random.default_rng(0)
         x, t = rng.standard_normal((48, 1, 6, 6)), rng.integers(0, 3, 48)
-        make, optimizer = (lambda: _cnn(dtype)), (lambda: xn.optim.Momentum(0.05))
+        make, optimizer = (lambda: _cnn(dtype, dropout)), (lambda: xn.optim.Momentum(0.05))
 
     def fit(x, t, device):
         model = make()
@@ -145,4 +161,16 @@ def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, net, dtype, rtol, atol)
         assert history.device == device.name
         return {"state": model.state(), "losses": [e["train_loss"] for e in history.epochs]}
 
-    assert_backends_agree(fit, x, t, devices=LIBRARIES, rtol=rtol, atol=atol)
+    assert_backends_agree(fit, x, t, devices=devices, rtol=rtol, atol=atol)
+
+
+def test_too_few_devices_skip_inside_pytest_and_raise_runtime_error_in_a_script():
+    with pytest.warns(xn.XpnetDeviceWarning), pytest.raises(pytest.skip.Exception, match="needs two usable devices"):
+        assert_backends_agree(lambda: 1.0, devices=("cpu", "cuda:99"))
+    # A plain script, with pytest importable (it is here) but not running it:
+    script = ("import warnings, xpnet as xn\nwarnings.simplefilter('ignore')\n"
+              "try:\n    xn.testing.assert_backends_agree(lambda: 1.0, devices=('cpu', 'cuda:99'))\n"
+              "except RuntimeError as exc:\n    print('RuntimeError:', exc)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("RuntimeError: assert_backends_agree needs two usable devices; skipped cuda:99: ")

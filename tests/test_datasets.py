@@ -173,6 +173,19 @@ def test_load_mnist_options(isolated, tiny, normalize, flatten, one_hot):
             np.testing.assert_array_equal(y, labels)
 
 
+def test_load_mnist_takes_the_books_one_hot_label(isolated, tiny):
+    """The book's ch05 script calls load_mnist(normalize=True, one_hot_label=True)."""
+    root = write_dataset(isolated / "root", tiny)
+    (_, y), _ = xn.datasets.load_mnist(normalize=True, one_hot_label=True, root=root)
+    (_, expected), _ = xn.datasets.load_mnist(one_hot=True, root=root)
+    np.testing.assert_array_equal(y, expected)
+    assert y.shape == (len(expected), 10)
+    (_, y), _ = xn.datasets.load_mnist(one_hot_label=False, root=root)
+    assert y.ndim == 1
+    with pytest.raises(ValueError, match="one_hot_label is the book's name for one_hot"):
+        xn.datasets.load_mnist(one_hot=True, one_hot_label=False, root=root)
+
+
 def test_raw_gzipped_and_dotted_file_names_are_all_found(isolated, tiny):
     root = isolated / "root"
     root.mkdir()

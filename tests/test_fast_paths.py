@@ -3,6 +3,7 @@ and ``set_fast_paths(False)`` switches them off."""
 
 import numpy as np
 import pytest
+from conftest import require_cuda
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,9 +91,7 @@ def _pair(v):
 @pytest.mark.gpu
 @pytest.mark.parametrize("k,s,p", [(3, 1, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 0))])
 def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
-    if not xn.cuda_available():
-        pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
-    dev = xn.device("cuda", fallback=False)
+    dev = require_cuda()
     x_host = rng.standard_normal((2, 3, 8, 7))
     x = dev.asarray(x_host)
     from xpnet.backend import fast_cupy
@@ -109,10 +108,34 @@ def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype,rtol", [("float32", 1e-5), ("float64", 1e-12)])
+def test_cupy_channel_dot_equals_portable_and_cpu(rng, dtype, rtol):
+    """BatchNorm's per-channel sums: one reduction kernel on CuPy against the portable vecdot (which
+    array-api-compat runs as a batched matmul there) and against NumPy."""
+    dev = require_cuda()
+    from xpnet.backend import fast_cupy
+    from xpnet.layers.norm import _channel_dot
+
+    a_host, b_host = rng.standard_normal((16, 5, 49)).astype(dtype), rng.standard_normal((16, 5, 49)).astype(dtype)
+    a, b = dev.asarray(a_host), dev.asarray(b_host)
+    fast = [fast_cupy.channel_dot(a, b), fast_cupy.channel_dot(a)]
+    previous = backend.set_fast_paths(False)
+    try:
+        portable = [_channel_dot(dev.xp, a, b), _channel_dot(dev.xp, a)]
+    finally:
+        backend.set_fast_paths(previous)
+    host = [(a_host * b_host).sum(axis=(0, 2)), a_host.sum(axis=(0, 2))]
+    for f, p, h in zip(fast, portable, host):
+        assert str(f.dtype) == dtype and tuple(f.shape) == (5,)
+        np.testing.assert_allclose(xn.to_numpy(f), xn.to_numpy(p), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(xn.to_numpy(f), h, rtol=rtol, atol=rtol)
+
+
 @settings(max_examples=40, deadline=None)
 @given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
 def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sample):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(0)
     x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
     args = (g["kernel"], g["stride"], g["padding"], per_sample)
@@ -128,7 +151,7 @@ def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sa
 
 
 def test_registry_picks_the_torch_paths():
-    xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e .[backends])")
+    xp = pytest.importorskip("array_api_compat.torch", reason="torch is not installed (pip install -e '.[backends]')")
     from xpnet.backend import fast_torch
 
     assert backend.fast_path("im2col", xp) is fast_torch.im2col
@@ -230,9 +253,7 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
 def test_cupy_optimizers_fast_equal_portable_and_cpu(name):
     """Fused kernels (SGD, Momentum, Adam, AdamW) and the out= path (the others) against the
     portable path on the GPU and against the CPU."""
-    if not xn.cuda_available():
-        pytest.skip(f"no GPU: {backend.cuda_unavailable_reason()}")
-    dev = xn.device("cuda", fallback=False)
+    dev = require_cuda()
     fast, _ = _optimizer_run(name, dev, True)
     slow, _ = _optimizer_run(name, dev, False)
     cpu, _ = _optimizer_run(name, xn.device("cpu"), True)

@@ -341,11 +341,12 @@ def test_max_entries_checks_a_seeded_subset():
 def test_set_rng_state_makes_uniform_draw_the_same_numbers_again(dev):
     rng = np.random.default_rng(7)
     like = xn.to_device(np.zeros(2, dtype="float32"), dev)
+    layer = Dropout(0.5)  # the owner of the device generator
     state = rng.bit_generator.state
-    first = xn.to_numpy(uniform(rng, (5,), like))
-    assert not np.array_equal(xn.to_numpy(uniform(rng, (5,), like)), first)
+    first = xn.to_numpy(uniform(rng, (5,), like, owner=layer))
+    assert not np.array_equal(xn.to_numpy(uniform(rng, (5,), like, owner=layer)), first)
     set_rng_state(rng, state)
-    np.testing.assert_array_equal(xn.to_numpy(uniform(rng, (5,), like)), first)
+    np.testing.assert_array_equal(xn.to_numpy(uniform(rng, (5,), like, owner=layer)), first)
 
 
 # -- the report and the assertion helper -----------------------------------------------------

@@ -136,11 +136,20 @@ def test_init_names_of_the_book_and_of_pytorch(name, std):
 
 
 def test_dropout_same_seed_same_mask_on_every_device(case, rng):
-    x = np.ones((8, 8))
+    """Where masks are drawn on the host (NumPy, array-api-strict, PyTorch and JAX on the CPU), the same
+    seed gives NumPy's very mask; CuPy draws on the GPU from a generator derived from the seed: there the
+    same seed gives the same mask again, another seed another, each with about the kept fraction."""
+    x = np.ones((64, 64))
     y1, _ = _run(Dropout(0.5, seed=3), case, x, x)
-    y2, _ = _run(Dropout(0.5, seed=3), (xn.device("cpu"), case[1]), x, x)
-    if not case[0].is_cupy:  # CuPy draws on the GPU from its own generator
+    if not case[0].is_cupy:
+        y2, _ = _run(Dropout(0.5, seed=3), (xn.device("cpu"), case[1]), x, x)
         np.testing.assert_array_equal(y1, y2)
+        return
+    again, _ = _run(Dropout(0.5, seed=3), case, x, x)
+    other, _ = _run(Dropout(0.5, seed=4), case, x, x)
+    np.testing.assert_array_equal(y1, again)
+    assert not np.array_equal(y1, other)
+    assert set(np.unique(y1).tolist()) == {0.0, 2.0} and 0.45 < (y1 != 0).mean() < 0.55
 
 
 @pytest.mark.parametrize("layer", [Linear(3, 2), ReLU(), Sigmoid(), Tanh(), Flatten(), Dropout(0.5)],

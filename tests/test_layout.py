@@ -14,7 +14,9 @@ PACKAGE = Path(xpnet.__file__).parent
 MAY_IMPORT = {
     "_user": set(),
     "backend": {"_user"},
-    "init": set(),
+    "init": {"_user"},
+    "grad_mode": set(),
+    "nn": set(),
     "io": {"_user"},
     "layers": {"_user", "backend", "init"},
     "losses": {"_user", "backend"},
@@ -28,7 +30,7 @@ MAY_IMPORT = {
     "testing": {"_user", "backend", "gradcheck", "layers"},
     "callbacks": {"training"},
 }
-TOP = {"__init__", "__main__", "cli"}  # the faces and the command line may import anything
+TOP = {"__init__", "__main__", "cli", "cli_ranks"}  # the faces and the command line may import anything
 
 
 def _unit(dotted):

@@ -39,7 +39,7 @@ def test_device_strings_name_the_library_and_device(spec, name):
 
 
 def test_a_device_made_from_the_namespace_equals_the_string():
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert xn.Device(torch, torch.device("cpu")) == xn.device("torch:cpu")
     assert xn.Device(torch, torch.device("cpu")).name == "torch:cpu"
 
@@ -190,7 +190,7 @@ def test_immutable_arrays_without_at_are_refused_even_where_p_minus_equals_works
 
 
 def test_torch_tensors_never_require_grad_and_no_graph_is_built():
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x, t = xn.datasets.spiral(10, 3, seed=0)
     xt = torch.tensor(x, requires_grad=True)  # a user's tensor that autograd tracks
     model = _mlp("float64")
@@ -208,7 +208,7 @@ def test_torch_tensors_never_require_grad_and_no_graph_is_built():
 
 
 def test_a_torch_training_step_copies_nothing_through_the_host(monkeypatch):
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x, t = xn.datasets.spiral(20, 3, seed=0)
     calls = []
     for name in ("numpy", "__array__", "tolist", "cpu", "item", "__float__", "__int__", "__bool__"):
@@ -240,7 +240,7 @@ def test_gradcheck_runs_in_float64_on_the_torch_device():
 
 
 def test_jax_float64_without_x64_is_refused_not_truncated():
-    pytest.importorskip("jax", reason="jax is not installed (pip install -e .[backends])")
+    pytest.importorskip("jax", reason="jax is not installed (pip install -e '.[backends]')")
     code = ("import numpy as np, warnings, xpnet as xn\n"
             "dev = xn.device('jax:cpu')\n"
             "print(dev.supports_float64())\n"

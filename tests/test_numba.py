@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import registry
-from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU
+from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU, activations
+from xpnet.layers.activations import relu_forward as _portable_relu
 
 pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
 from xpnet.backend import numba_kernels  # noqa: E402 - only where Numba is installed
@@ -142,6 +143,34 @@ def test_maxpool_nan_and_inf_as_portable(args):
     assert np.isnan(fast[0]).any() and np.isposinf(fast[0]).any()
 
 
+@pytest.mark.parametrize("shape,args", [((1, 2, 5, 5), (2,)), ((1, 2, 6, 6), (2,)), ((2, 1, 7, 6), (3, 2, 1)),
+                                        ((1, 2, 6, 7), ((2, 3), (1, 2), (1, 1)))])
+def test_maxpool_backward_with_inf_and_nan_in_dy_follows_one_rule_on_every_path(shape, args):
+    """dy times each window's mask on both paths: an inf or NaN in dy makes the window's other pixels
+    NaN; pixels in no window get 0. (5x5 with pool 2, windows that do not tile, used to differ.)"""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    results = []
+    for numba in (True, False):
+        layer, previous = MaxPool2d(*args), backend.set_numba(numba)
+        try:
+            y = layer.forward(x)
+            dy = rng.standard_normal(y.shape).astype(np.float32) if not results else dy
+            dy[0, 0, 0, 0], dy[0, -1, -1, -1], dy[-1, 0, -1, 0] = np.inf, np.nan, -np.inf
+            with np.errstate(invalid="ignore"):  # NumPy's inf * 0 warns
+                results.append(layer.backward(dy))
+        finally:
+            backend.set_numba(previous)
+    fast, ref = results
+    np.testing.assert_array_equal(np.isnan(fast), np.isnan(ref))
+    np.testing.assert_allclose(fast, ref, **TOL["float32"])  # overlapping windows add in another order
+    if args == (2,):  # the window of dy[0, 0, 0, 0] = inf: inf at its maximum, NaN on its other three pixels
+        window = fast[0, 0, :2, :2].reshape(-1)
+        assert np.isinf(window).sum() == 1 and np.isnan(window).sum() == 3
+    if shape[2:] == (5, 5):
+        assert not np.isnan(fast[:, :, 4, :]).any() and not fast[:, :, 4, :].any()  # in no window
+
+
 def test_relu_keeps_nan_and_turns_inf_gradient_at_zero_to_nan_as_portable():
     x = np.array([[np.nan, -1.0, 0.0, 2.0, -np.inf, np.inf]], np.float32)
     relu = ReLU()
@@ -181,16 +210,20 @@ def test_a_numba_that_fails_to_import_warns_once_and_falls_back(monkeypatch):
     monkeypatch.delitem(sys.modules, "xpnet.backend.fast_numba", raising=False)
     monkeypatch.setitem(sys.modules, "xpnet.backend.numba_kernels", None)  # makes the import raise ImportError
     monkeypatch.delattr(xn.backend, "numba_kernels", raising=False)
+    portable = []  # the inputs the portable relu_forward ran on
+    monkeypatch.setattr(activations, "relu_forward", lambda x: portable.append(x) or _portable_relu(x))
     previous = backend.set_numba(True)
     try:
         x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
         with pytest.warns(UserWarning, match="numba is installed but failed to import.*XPNET_DISABLE_NUMBA"):
             y = ReLU().forward(x)
         np.testing.assert_array_equal(y, np.maximum(x, 0))
+        assert len(portable) == 1 and portable[0] is x
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # once: no warning per call
             assert backend.fast_path("relu_forward", np) is None
             ReLU().forward(x)
+        assert len(portable) == 2
         assert backend.set_numba(True) is True  # the user's switch is left as it was
     finally:
         backend.set_numba(previous)

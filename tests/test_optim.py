@@ -214,7 +214,7 @@ def test_numpy_scalar_hyperparameters_are_accepted():
     opts = [optim.SGD(np.float32(0.1)), optim.Momentum(np.float64(0.1), momentum=np.float32(0.5)),
             optim.Adam(np.float32(1e-3), betas=(np.float32(0.9), np.float64(0.999)), eps=np.float32(1e-8)),
             optim.RMSprop(np.int64(1), alpha=np.float16(0.5)), optim.SGD(0.1, weight_decay=np.float32(1e-4))]
-    assert all(type(v) in (float, str, tuple) for o in opts for v in o.hyperparams().values())
+    assert all(type(v) in (float, str, tuple, bool) for o in opts for v in o.hyperparams().values())
     assert opts[0].lr == pytest.approx(0.1) and opts[2].betas[0] == pytest.approx(0.9)
     for bad in (lambda: optim.SGD(np.bool_(True)), lambda: optim.SGD(np.float32("nan")),
                 lambda: optim.Adam(convention="keras"), lambda: optim.SGD(0.1, weight_decay_on="biases")):
@@ -222,14 +222,79 @@ def test_numpy_scalar_hyperparameters_are_accepted():
             bad()
 
 
-def test_nesterov_takes_the_books_steps(rng):
-    """The book's Nesterov (p += m*m*v - (1+m)*lr*g; v = m*v - lr*g) is PyTorch's, up to rounding."""
-    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(5)]
-    p, v = p0.copy(), np.zeros_like(p0)
+def _book_nesterov(p, grads, lr, momentum, since_2021=True):
+    """The book's common/optimizer.py Nesterov.update, statement for statement (github.com/oreilly-japan/
+    deep-learning-from-scratch): as of commit 89eadd0 (2021-01-18, "Fix Nesterov update function"), and
+    before it (since_2021=False: the velocity first)."""
+    params, v = {"w": p.copy()}, {"w": np.zeros_like(p)}
     for g in grads:
-        p += 0.9 * 0.9 * v - (1 + 0.9) * 0.01 * g
-        v = 0.9 * v - 0.01 * g
-    np.testing.assert_allclose(_run(optim.Nesterov(0.01, momentum=0.9), p0, grads), p, rtol=1e-12, atol=1e-15)
+        grads_ = {"w": g}
+        for key in params.keys():
+            if not since_2021:
+                v[key] *= momentum
+                v[key] -= lr * grads_[key]
+            params[key] += momentum * momentum * v[key]
+            params[key] -= (1 + momentum) * lr * grads_[key]
+            if since_2021:
+                v[key] *= momentum
+                v[key] -= lr * grads_[key]
+    return params["w"]
+
+
+@pytest.mark.parametrize("convention,since_2021", [("book", True), ("book-2016", False)])
+def test_nesterov_with_the_books_convention_repeats_the_books_arithmetic(rng, convention, since_2021):
+    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(5)]
+    ours = _run(optim.Nesterov(0.13, momentum=0.9, convention=convention), p0, grads)
+    np.testing.assert_array_equal(ours, _book_nesterov(p0, grads, 0.13, 0.9, since_2021))
+
+
+def test_nesterov_conventions_the_book_now_and_pytorch_agree_and_the_2016_file_does_not(rng):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(5)]
+    w = torch.tensor(p0.copy(), requires_grad=True)
+    reference = torch.optim.SGD([w], lr=0.13, momentum=0.9, nesterov=True)
+    for g in grads:
+        w.grad = torch.tensor(g)
+        reference.step()
+    pytorch = _run(optim.Nesterov(0.13, momentum=0.9), p0, grads)
+    np.testing.assert_allclose(pytorch, w.detach().numpy(), rtol=1e-12, atol=1e-14)
+    book = _run(optim.Nesterov(0.13, momentum=0.9, convention="book"), p0, grads)
+    np.testing.assert_allclose(book, pytorch, rtol=1e-12, atol=1e-14)
+    # The file before 2021 weighs each new gradient (1 + m + m^2) lr instead of (1 + m) lr.
+    book_2016 = _run(optim.Nesterov(0.13, momentum=0.9, convention="book-2016"), p0, grads)
+    assert np.abs(book_2016 - book).max() > 0.01
+
+
+@pytest.mark.parametrize("settings", [{"momentum": 0.9}, {"momentum": 0.5, "dampening": 0.3},
+                                      {"momentum": 0.9, "nesterov": True}, {"momentum": 0.8, "weight_decay": 0.1}])
+def test_sgd_with_momentum_takes_pytorchs_steps(rng, settings):
+    """Checked against torch.optim.SGD itself, with the learning rate changed halfway (where PyTorch's
+    buffer and the book's velocity, lr * v, part ways)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(6)]
+    w = torch.tensor(p0.copy(), requires_grad=True)
+    reference = torch.optim.SGD([w], lr=0.1, **settings)
+    ours = optim.SGD(0.1, weight_decay_on="all", **settings)
+    model = _Params(p0.copy(), xn.device("cpu"))
+    for i, g in enumerate(grads):
+        if i == 3:
+            ours.lr = reference.param_groups[0]["lr"] = 0.02
+        w.grad = torch.tensor(g)
+        reference.step()
+        model.g = g
+        ours.step(model)
+    np.testing.assert_allclose(model.p, w.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_without_momentum_is_the_books_and_refuses_nesterov_without_momentum(rng):
+    p0, grads = rng.standard_normal(4), [rng.standard_normal(4) for _ in range(3)]
+    expected = p0 - 0.1 * grads[0] - 0.1 * grads[1] - 0.1 * grads[2]
+    np.testing.assert_array_equal(_run(optim.SGD(lr=0.1), p0, grads), expected)
+    for bad in ({"nesterov": True}, {"momentum": 0.9, "dampening": 0.1, "nesterov": True}, {"nesterov": 1}):
+        with pytest.raises(ValueError, match="SGD: nesterov"):
+            optim.SGD(0.1, **bad)
+    with pytest.raises(TypeError):  # PyTorch's positional order would shift meanings: keywords only
+        optim.SGD(0.1, 0.9)
 
 
 def test_an_optimizer_stays_bound_after_its_model_is_freed(monkeypatch):

@@ -4,7 +4,10 @@ The same ``forward``/``backward`` code runs on NumPy (CPU), CuPy (GPU), PyTorch 
 any array-API namespace whose arrays update in place or through ``.at``.
 """
 
+from typing import Any
+
 from . import backend, book, callbacks, datasets, distributed, init, layers, losses, models, optim, testing, training
+from ._user import not_here
 from .backend import (
     Device,
     XpnetBackendError,
@@ -15,7 +18,9 @@ from .backend import (
     to_numpy,
 )
 from .book import load_book_params
+from .grad_mode import no_grad
 from .gradcheck import GradcheckReport, gradcheck
+from .init import manual_seed
 from .models import Model, Sequential, XpnetFileError, load, save
 from .testing import GradcheckError
 from .training import History, XpnetTrainingError, evaluate, train
@@ -46,6 +51,8 @@ __all__ = [
     "load",
     "load_book_params",
     "losses",
+    "manual_seed",
+    "no_grad",
     "optim",
     "save",
     "testing",
@@ -53,3 +60,20 @@ __all__ = [
     "to_numpy",
     "train",
 ]
+
+# What a PyTorch user reaches for in torch, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "nn": "xpnet has no nn module: layers are in xn.layers, losses in xn.losses, the model is xn.Sequential(...)",
+    "Tensor": "xpnet has no tensor type of its own: layers take NumPy arrays (or CuPy, PyTorch, JAX arrays); "
+              "xn.to_device(x, dev) moves one",
+    "tensor": "xpnet has no tensor type of its own: make a NumPy array (numpy.asarray) and move it with "
+              "xn.to_device(x, dev)",
+    "from_numpy": "layers take NumPy arrays as they are; xn.to_device(x, dev) moves one to a device",
+    "cuda": "xn.cuda_available() says whether a GPU can be used; xn.device('cuda') is the device",
+    "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator",
+    "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)

@@ -1,5 +1,6 @@
 """Meeting the user: a warning at the line of their code that caused it, an install command that works
-from their setup (a source checkout or an installed package), and what counts as a number they pass."""
+from their setup (a source checkout or an installed package), what counts as a number, a flag or a
+seed they pass, and the missing name that says what to write instead."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import sys
 import warnings
 from typing import Any
+
+import numpy as np
 
 _PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -42,3 +45,34 @@ def is_real(value: Any) -> bool:
     """A real number as a user passes it: a Python int/float or a NumPy scalar such as
     ``np.float32(0.1)``; never a bool (NumPy's bool is not a ``numbers.Real`` either)."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def is_int(value: Any) -> bool:
+    """A whole number as a user passes it: a Python int or a NumPy integer, never a bool or a float."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def flag(value: Any, who: str, arg: str) -> bool:
+    """``value`` as a bool; anything but True or False (``"no"``, ``"False"``, 0, None) raises a
+    TypeError naming ``who`` and ``arg``: a string flag used to be taken as True."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{who}: {arg} must be True or False, got {value!r}")
+
+
+def seed(value: Any, who: str, arg: str = "seed", optional: bool = False) -> int | None:
+    """``value`` as an int >= 0 (NumPy's generators take no other seed); None where ``optional``.
+    Raises a ValueError naming ``who`` and ``arg``."""
+    if value is None and optional:
+        return None
+    if not is_int(value) or value < 0:
+        raise ValueError(f"{who}: {arg} must be an int >= 0{' or None' if optional else ''}, got {value!r}")
+    return int(value)
+
+
+def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module") -> AttributeError:
+    """The AttributeError for ``owner.name`` (``kind``: "module" or "object"), Python's own message, with
+    what to write in xpnet instead where ``name`` is one that a PyTorch user reaches for (``hints``)."""
+    where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
+    hint = hints.get(name)
+    return AttributeError(f"{where} has no attribute {name!r}" + (f": {hint}" if hint else ""))

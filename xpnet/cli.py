@@ -1,10 +1,15 @@
 """Command line: ``python -m xpnet train ...`` and ``python -m xpnet gradcheck ...``.
 
 Errors a user can fix (a bad number, unknown device, missing or broken data, an unwritable or full
---out, a run that diverged) print ``xpnet: error: ...`` and exit 2: one line, except missing data, which
-also lists the folders searched. A failed run leaves no output of its own behind (no half-written files,
-no --out folder it created). ``train`` validates on the test set after each epoch and calls it "test"
-everywhere (the printed lines, history.json, curves.png); history.json also records the run's configuration.
+--out, a standard output that cannot be written, a bad ``XPNET_*`` setting, a run that diverged) print
+``xpnet: error: ...`` and exit 2: one line, except missing data, which also lists the folders searched.
+A failed run leaves no output of its own behind (no half-written files, no --out folder it created).
+``train`` validates on the test set after each epoch and calls it "test" everywhere (the printed lines,
+history.json, curves.png); history.json also records the run's configuration.
+
+With ``--distributed`` MPI starts before the command line is read, so that every check a rank makes
+(the command line itself, the arguments every rank must share, --out, the data, the model) is agreed by
+all ranks: a problem on any rank prints one line, once, and every rank exits 2.
 """
 
 from __future__ import annotations
@@ -27,6 +32,43 @@ MODELS = ("mlp", "cnn")
 
 class UsageError(Exception):
     """A problem with the command line or the environment that the user can fix."""
+
+
+class _StdoutError(Exception):
+    """Writing to standard output failed (a full device, a closed pipe)."""
+
+
+class _Stdout:
+    """``sys.stdout`` whose write errors are told apart from every other OSError of a run."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            raise _StdoutError(exc.strerror or str(exc)) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            raise _StdoutError(exc.strerror or str(exc)) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _silence(stream: Any) -> None:
+    """Point the process's standard output at the null device when ``stream`` is it, so that the text
+    still buffered is dropped at exit instead of failing there again (Python's way for a closed pipe)."""
+    if stream is not sys.__stdout__:
+        return
+    with contextlib.suppress(OSError, AttributeError, ValueError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
 
 
 def build_model(name: str, n_in: int, n_classes: int, image: bool = False) -> Any:
@@ -87,26 +129,28 @@ def _outputs(out: str) -> Any:
     try:
         os.makedirs(out, exist_ok=True)
         yield written
-    except OSError as exc:
+    except BaseException as exc:
         for path in written:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         if created:
             with contextlib.suppress(OSError):
                 os.rmdir(out)
-        raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from exc
+        if isinstance(exc, OSError):
+            raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from exc
+        raise
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     import xpnet as xn  # noqa: PLC0415
 
-    comm = None
-    if args.distributed:
-        try:
-            comm = xn.distributed.init()
-        except xn.distributed.MPIUnavailableError as exc:
-            raise UsageError(str(exc).splitlines()[0]) from exc
+    comm = args.comm
+    if comm is not None:
+        from .cli_ranks import same_on_every_rank  # noqa: PLC0415
+
+        same_on_every_rank(args, comm)
     root = comm is None or comm.rank == 0
+    _on_every_rank(comm, _check_environment)
     out = _on_every_rank(comm, lambda: _check_out(args.out), only_root=True) or args.out
     dev = _on_every_rank(comm, lambda: _device(args.device, comm))
     image = args.dataset != "spiral"
@@ -124,7 +168,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     n_in = 1
     for d in x.shape[1:]:
         n_in *= int(d)
-    model = build_model(args.model, n_in, n_classes, image=image)
+    model = _on_every_rank(comm, lambda: build_model(args.model, n_in, n_classes, image=image))
     opt_cls = xn.optim.OPTIMIZERS[args.optimizer]
     optimizer = opt_cls(lr=args.lr) if args.lr is not None else opt_cls()
     try:
@@ -186,7 +230,7 @@ def run_config(args: argparse.Namespace, model: Any, optimizer: Any, device: str
     return {"xpnet_version": xn.__version__, "command": shlex.join(["xpnet", *args.argv]),
             "dataset": args.dataset, "data_root": args.data_root, "train_samples": n_train, "test_samples": n_test,
             "model": args.model, "layers": [repr(layer) for layer in model.layers],
-            "parameters": sum(int(v.size) for v in model.named_params().values()),
+            "parameters": sum(math.prod(v.shape) for v in model.named_params().values()),
             "loss": "SoftmaxCrossEntropy", "optimizer": {"name": optimizer.name, **optimizer.hyperparams()},
             "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "device": device,
             "ranks": 1 if comm is None else int(comm.size)}
@@ -220,10 +264,23 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _check_environment() -> None:
+    """The ``XPNET_*`` settings xn.train reads, checked before the data is loaded."""
+    from .training.loop import graph_from_environment  # noqa: PLC0415
+
+    try:
+        graph_from_environment()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _device(spec: str, comm: Any = None) -> Any:
     """``xn.device(spec)`` (``comm.device`` in a distributed run); a bad spec is a UsageError."""
     import xpnet as xn  # noqa: PLC0415
+    from .backend.devices import is_device_string, unknown_device  # noqa: PLC0415
 
+    if not is_device_string(spec):  # said without the Python objects xn.device also takes
+        raise UsageError(unknown_device(spec, python=False))
     try:
         return xn.device(spec) if comm is None else comm.device(spec)
     except (ValueError, RuntimeError) as exc:
@@ -235,6 +292,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"xpnet: error: {message}\n")
+
+
+class _RaisingParser(_Parser):
+    """A parser whose errors raise UsageError (a --distributed run agrees on them before exiting)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -262,13 +326,14 @@ def _number(kind: type, lo: float, inclusive: bool) -> Any:
     return parse
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(raising: bool = False) -> argparse.ArgumentParser:
+    """The command line; with ``raising`` its errors raise UsageError instead of exiting."""
     from . import __version__  # noqa: PLC0415
 
-    ap = _Parser(prog="xpnet", description="Train and check xpnet models on CPU or GPU.",
-                 formatter_class=_HelpFormatter)
+    cls = _RaisingParser if raising else _Parser
+    ap = cls(prog="xpnet", description="Train and check xpnet models on CPU or GPU.", formatter_class=_HelpFormatter)
     ap.add_argument("--version", action="version", version=f"xpnet {__version__}")
-    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=cls)
 
     tr = sub.add_parser("train", help="train a model and write model.npz, history.json, curves.png",
                         description="Train a model, testing it on the test set after each epoch; write "
@@ -319,11 +384,38 @@ def _optimizer_names() -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    The status is also noted for xpnet.distributed (``sys.exit(main())`` looked ``sys.exit`` up before
+    its wrapper existed), so that a non-zero status on one rank of a job still ends the job."""
+    from .distributed._abort import note_exit  # noqa: PLC0415
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv
     try:
+        status = _run(argv)
+    except SystemExit as exc:  # argparse: --help, --version, or a bad command line in a one-process run
+        note_exit(exc.code, "the xpnet command's exit status")
+        raise
+    note_exit(status, "the xpnet command's exit status")
+    return status
+
+
+def _run(argv: list[str]) -> int:
+    from .cli_ranks import parse, start_distributed  # noqa: PLC0415
+
+    stdout = sys.stdout
+    try:
+        comm = start_distributed(argv)
+        args = parse(argv, comm, parser) if comm is not None else parser().parse_args(argv)
+        if args is None:
+            return 0
+        args.argv, args.comm = argv, comm
+        sys.stdout = _Stdout(stdout)
         return args.func(args)
+    except _StdoutError as exc:
+        _silence(stdout)
+        print(f"xpnet: error: cannot write to the standard output: {exc}", file=sys.stderr)
+        return 2
     except UsageError as exc:
         from .distributed._abort import leave_together  # noqa: PLC0415 - a job of several ranks ends as one
 
@@ -333,3 +425,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xpnet: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout

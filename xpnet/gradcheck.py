@@ -46,7 +46,7 @@ import array_api_compat
 import numpy as np
 
 from . import losses as _losses
-from ._user import warn
+from ._user import flag, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_autograd, set_at, set_rng_state,
                       to_device, to_numpy)
 from .backend import device as _resolve_device
@@ -153,47 +153,58 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
 
     x: the input batch (any backend; moved to the check's device), or a tuple of them for a model
-    with several inputs. t, loss: targets and a loss
+    with several inputs; integer ids (for a model that starts with an Embedding) get no row of their
+    own. t, loss: targets and a loss
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
     fast: one random direction per tensor. Costs 1 + 2 * (entries or tensors) forward passes.
     Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
+    fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
     xs = x if isinstance(x, tuple) else (x,)
     dev = _check_device(model_or_layer, xs[0], device)
     xp = dev.xp
-    xs = tuple(to_device(a, dev) for a in xs)
-    for a in xs:
-        if not xp.isdtype(a.dtype, "real floating"):
-            raise TypeError(f"gradcheck: x must be a floating-point array, got dtype {a.dtype}")
-    # Copies even from float64: the check perturbs them in place.
-    x64 = [xp.astype(a, xp.float64, copy=True) for a in xs]
-    clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64").train()
-    if t is not None:
-        t = to_device(t, dev)
-        if xp.isdtype(t.dtype, "real floating"):
-            t = xp.astype(t, xp.float64)
-    loss = None if loss is None else copy.deepcopy(_losses.get(loss))
+    with dev.activate():  # a model on cuda:N runs on GPU N (Device.activate)
+        xs = tuple(to_device(a, dev) for a in xs)
+        ids = [xp.isdtype(a.dtype, "integral") for a in xs]  # token ids into an Embedding: no input row
+        for a, is_ids in zip(xs, ids):
+            if not is_ids and not xp.isdtype(a.dtype, "real floating"):
+                raise TypeError(f"gradcheck: x must be a floating-point array (or integer ids for an Embedding), "
+                                f"got dtype {a.dtype}")
+            if not is_ids and (a.ndim < 1 or a.shape[0] == 0 or not bool(xp.all(xp.isfinite(a)))):
+                what = "holds NaN or inf" if a.ndim and a.shape[0] else f"has no samples (shape {tuple(a.shape)})"
+                raise ValueError(f"gradcheck: x {what}; central differences need at least one sample of finite "
+                                 "values")
+        # Copies even from float64: the check perturbs them in place.
+        x64 = [xp.asarray(a, copy=True) if is_ids else xp.astype(a, xp.float64, copy=True)
+               for a, is_ids in zip(xs, ids)]
+        clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64").train()
+        if t is not None:
+            t = to_device(t, dev)
+            if xp.isdtype(t.dtype, "real floating"):
+                t = xp.astype(t, xp.float64)
+        loss = None if loss is None else copy.deepcopy(_losses.get(loss))
 
-    rng = np.random.default_rng(seed)
-    objective = _Objective(clone, loss, t, x64)
-    try:
-        with no_autograd(xp):
-            f0, mutation_rows = objective.base_pass(rng)
-            grads = clone.named_grads()
-            # (name, array, its gradient, how to store a perturbed array where the array was kept)
-            tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
-                       for name, p in clone.named_params().items()]
-            tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx, functools.partial(objective.xs.__setitem__, i))
-                        for i, (a, dx) in enumerate(zip(x64, objective.dxs))]
-            rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
-                    for name, a, grad, put in tensors]
-    finally:
-        objective.release_rngs()
-    return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                           max_entries, dev.name, objective.passes)
+        rng = np.random.default_rng(seed)
+        objective = _Objective(clone, loss, t, x64)
+        try:
+            with no_autograd(xp):
+                f0, mutation_rows = objective.base_pass(rng)
+                grads = clone.named_grads()
+                # (name, array, its gradient, how to store a perturbed array where the array was kept)
+                tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
+                           for name, p in clone.named_params().items()]
+                tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx,
+                             functools.partial(objective.xs.__setitem__, i))
+                            for i, (a, dx) in enumerate(zip(x64, objective.dxs)) if not ids[i]]
+                rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
+                        for name, a, grad, put in tensors]
+        finally:
+            objective.release_rngs()
+        return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
+                               max_entries, dev.name, objective.passes)
 
 
 class _Objective:
@@ -233,6 +244,10 @@ class _Objective:
             if self.loss is None:
                 self.r = to_device(rng.standard_normal(tuple(y.shape)), device_of(y), dtype="float64")
             f0 = float(to_numpy(self._reduce(y, check=True)))
+            if not math.isfinite(f0):
+                raise ValueError(f"gradcheck: the {'loss' if self.loss else 'output'} is {f0} at the given x and "
+                                 "weights (NaN or inf in a weight or an output); central differences need finite "
+                                 "values")
             # A copy of r: a layer that writes into dy must not change f for the passes that follow.
             dy = namespace(y).asarray(self.r, copy=True) if self.loss is None else self.loss.backward()
             dx = self.model.backward(dy)

@@ -7,20 +7,31 @@ so one seed gives bit-identical initial weights on every backend and device.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import itertools
 import math
 from typing import Any, Iterator
 
 import numpy as np
 
+from ._user import seed as _seed_arg
+
 _generator = np.random.default_rng(0)
-_skipping: Iterator[int] | None = None  # inside skip_init(): numbers the generators made there
+# Inside skip_init(): numbers the generators made there. A context variable, so that skip_init in one
+# thread (xn.load) leaves layers built in another thread at the same time with real weights.
+_skipping: contextvars.ContextVar[Iterator[int] | None] = contextvars.ContextVar("xpnet_skip_init", default=None)
 
 
 def seed(s: int) -> None:
-    """Reseed the generator that layers draw their initial weights from."""
+    """Reseed the generator that layers draw their initial weights from (``s``: an int >= 0)."""
     global _generator
-    _generator = np.random.default_rng(s)
+    _generator = np.random.default_rng(_seed_arg(s, "xn.init.seed", "s"))
+
+
+def manual_seed(s: int) -> None:
+    """PyTorch's name for :func:`seed`: the weights, and the Dropout generators, of layers built after it.
+    (``xn.train`` draws its shuffles from its own ``seed=`` argument.)"""
+    seed(s)
 
 
 def generator() -> np.random.Generator:
@@ -35,20 +46,22 @@ def skip_init() -> Iterator[None]:
     Inside, ``weights``/``zeros``/``ones`` give read-only placeholders of the right shape and dtype
     that take no memory (``numpy.broadcast_to`` of one value), and ``make_rng(None)`` seeds each new
     generator from its position (``(0, k)`` for the k-th) instead of drawing from the global one:
-    the global generator is left untouched. Every placeholder must be replaced before use.
+    the global generator is left untouched. Every placeholder must be replaced before use. It holds
+    in the current thread (and context) only: a layer built in another thread meanwhile gets real weights.
     """
-    global _skipping
-    outer, _skipping = _skipping, itertools.count()
+    token = _skipping.set(itertools.count())
     try:
         yield
     finally:
-        _skipping = outer
+        _skipping.reset(token)
 
 
 def make_rng(seed: int | None = None) -> np.random.Generator:
     """A new host generator: from ``seed``, else drawn from the global one (so ``xn.init.seed`` fixes it)."""
-    if seed is None and _skipping is not None:
-        return np.random.default_rng((0, next(_skipping)))
+    seed = _seed_arg(seed, "seed", optional=True)
+    skipping = _skipping.get()
+    if seed is None and skipping is not None:
+        return np.random.default_rng((0, next(skipping)))
     return np.random.default_rng(seed if seed is not None else int(_generator.integers(2**63)))
 
 
@@ -56,15 +69,20 @@ def _placeholder(shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return np.broadcast_to(np.zeros((), dtype=_float_dtype(dtype)), tuple(shape))
 
 
-def _float_dtype(dtype: Any) -> np.dtype:
+def _float_dtype(dtype: Any, who: str = "layer") -> np.dtype:
     """``dtype`` checked to be a real floating type: weights of another kind cannot be trained."""
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
         dt = None
     if dt is None or dt.kind != "f":
-        raise ValueError(f"layer dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
+        raise ValueError(f"{who}: dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
     return dt
+
+
+def dtype_name(dtype: Any, who: str) -> str:
+    """Layer ``who``'s ``dtype`` argument (``"float32"``, ``np.float64``...) checked and named: ``"float32"``."""
+    return _float_dtype(dtype, who).name
 
 
 def _std(init: Any, fan_in: int, fan_out: int) -> float:
@@ -93,7 +111,7 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     calls Xavier, ``weight_init_std="sigmoid"`` or ``"xavier"`` there), ``"normal"`` (0.01, the
     book's default ``weight_init_std``), a float std, or a callable ``f(shape, rng) -> array``.
     """
-    if _skipping is not None:
+    if _skipping.get() is not None:
         return _placeholder(shape, dtype)
     dtype = _float_dtype(dtype)
     rng = _generator if rng is None else rng
@@ -107,9 +125,9 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
 
 def zeros(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of zeros (biases), moved to the device with the layer."""
-    return _placeholder(shape, dtype) if _skipping is not None else np.zeros(shape, dtype=_float_dtype(dtype))
+    return _placeholder(shape, dtype) if _skipping.get() is not None else np.zeros(shape, dtype=_float_dtype(dtype))
 
 
 def ones(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of ones (scales)."""
-    return _placeholder(shape, dtype) if _skipping is not None else np.ones(shape, dtype=_float_dtype(dtype))
+    return _placeholder(shape, dtype) if _skipping.get() is not None else np.ones(shape, dtype=_float_dtype(dtype))

@@ -1,10 +1,14 @@
-"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``."""
+"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``.
+
+Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
+whose ``backward()`` says what to write instead (xpnet has no autograd).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._user import is_real
+from ._user import is_real, not_here
 from .backend import device_of, isdtype, namespace, same_device
 
 
@@ -18,8 +22,10 @@ class Loss:
     def __repr__(self) -> str:
         return f"{self.name}()"
 
-    def __call__(self, y: Any, t: Any) -> Any:
-        return self.forward(y, t)
+    def __call__(self, y: Any, t: Any) -> "LossValue":
+        """``forward(y, t)`` read back as a :class:`LossValue` (a float), for PyTorch-style loops. In a loop
+        that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
+        return LossValue(self.forward(y, t), self)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
         raise NotImplementedError
@@ -37,59 +43,120 @@ class Loss:
         return xp
 
 
+class LossValue(float):
+    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
+    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
+    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
+    ``model.backward(dy)``."""
+
+    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
+        self = super().__new__(cls, float(value))
+        self.loss_name = loss.name if loss is not None else "loss layer"
+        return self
+
+    def item(self) -> float:
+        return float(self)
+
+    def __getattr__(self, name: str) -> Any:
+        which = self.__dict__.get("loss_name", "loss layer")
+        hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
+                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
+        raise not_here(type(self).__name__, name, hints, kind="object")
+
+
 class SoftmaxCrossEntropy(Loss):
     """Mean cross-entropy of softmax(y) against labels, through log-sum-exp (no NaN for logits of 1e4).
 
-    y: (N, C) logits. t: (N,) integer class indices in [0, C), or (N, C) one-hot/probability rows.
-    Caches the softmax probabilities and the targets (as a one-hot mask for integer labels).
+    y: (N, C) logits, or (N, T, C) for sequences (any (N, ..., C): classes on the last axis, as the
+    book's TimeSoftmaxWithLoss; PyTorch's cross_entropy wants them on axis 1, (N, C, T)).
+    t: integer class indices of y's shape without the last axis, (N,) or (N, T), in [0, C); or
+    one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
+    target rows) with each row's weight in the mean.
     ``check=False`` skips the label-range check, which reads a value back from the device.
 
+    ``ignore_index`` (PyTorch's name and default, -100; the book's is -1): integer labels equal to it
+    count for nothing, and the loss is the mean over the other positions, as PyTorch's. Where every
+    label is ignored the loss and its gradient are 0 (PyTorch gives NaN).
     ``label_smoothing`` (PyTorch's name and meaning, default 0.0) mixes every target row with the
     uniform distribution: ``(1 - label_smoothing) * target + label_smoothing / C``.
     """
 
-    def __init__(self, label_smoothing: float = 0.0) -> None:
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0) -> None:
+        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+            raise ValueError(f"{self.name}: ignore_index must be an int, got {ignore_index!r}")
         if not is_real(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
+        self.ignore_index = ignore_index
         self.label_smoothing = float(label_smoothing)
         self._p = None
-        self._t = None
+        self._t = None  # target rows (M, C), for one-hot/probability targets
+        self._labels = None  # (M,) class indices (0 where ignored), for integer labels
+        self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
+        self._shape: tuple[int, ...] | None = None
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
         xp = self._check_pair(y, t)
-        if y.ndim != 2:
-            raise ValueError(f"{self.name}: expected logits of shape (N, C), got {tuple(y.shape)}")
-        n, c = y.shape
-        if t.shape[0] != n:
-            raise ValueError(f"{self.name}: {n} predictions but {t.shape[0]} labels")
-        z = y - xp.max(y, axis=1, keepdims=True)
+        if y.ndim < 2:
+            raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
+        c, m = y.shape[-1], _size(y) // y.shape[-1] if y.shape[-1] else 0
+        if t.shape[0] != y.shape[0]:
+            raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
+        y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
+        z = y2 - xp.max(y2, axis=1, keepdims=True)
         e = xp.exp(z)
         total = xp.sum(e, axis=1, keepdims=True)
-        logp = z - xp.log(total)
-        if t.ndim == 1:
-            if not isdtype(xp, t.dtype, "integral"):
-                raise TypeError(f"{self.name}: labels of shape (N,) must be integer class indices, got dtype "
-                                f"{t.dtype}; pass one-hot rows of shape (N, {c}) for soft targets")
-            if check and n and (int(xp.min(t)) < 0 or int(xp.max(t)) >= c):
-                raise ValueError(f"{self.name}: labels must lie in [0, {c}), got values in "
-                                 f"[{int(xp.min(t))}, {int(xp.max(t))}]")
-            target = xp.astype(self._arange(xp, c, y) == t[:, None], y.dtype)
-        elif t.ndim == 2:
-            if t.shape[1] != c:
-                raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
-                                 f"got shape {tuple(t.shape)}")
+        log_total = xp.log(total)
+        eps = self.label_smoothing
+        if tuple(t.shape) == tuple(y.shape[:-1]):
+            labels, weight = self._labels_and_weights(xp, t, m, c, y.dtype, check)
+            per_row = xp.take_along_axis(z, labels[:, None], axis=1) - log_total
+            if eps:
+                per_row = per_row * (1.0 - eps) + (xp.sum(z, axis=1, keepdims=True) - c * log_total) * (eps / c)
+            count = xp.sum(weight)
+            count = xp.maximum(count, xp.ones_like(count))
+            value = -xp.sum(per_row * weight) / count
+            self._t, self._labels, self._rows = None, labels, weight / count
+        elif tuple(t.shape) == tuple(y.shape):
+            if check and m and float(xp.min(t)) < 0:
+                raise ValueError(f"{self.name}: target probabilities must be >= 0, got a minimum of "
+                                 f"{float(xp.min(t)):g} (a negative target makes the loss negative)")
             target = t if t.dtype == y.dtype else xp.astype(t, y.dtype)
+            target = target if t.ndim == 2 else xp.reshape(target, (m, c))
+            if eps:
+                target = target * (1.0 - eps) + eps / c
+            value = -xp.sum(target * (z - log_total)) / m
+            self._t, self._labels, self._rows = target, None, None
+        elif t.ndim == y.ndim and tuple(t.shape[:-1]) == tuple(y.shape[:-1]):
+            raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
+                             f"got shape {tuple(t.shape)}")
         else:
-            raise ValueError(f"{self.name}: labels must be (N,) indices or (N, {c}) one-hot, got {tuple(t.shape)}")
-        if self.label_smoothing:
-            target = target * (1.0 - self.label_smoothing) + self.label_smoothing / c
+            raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
+                             f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}")
         self._p = e / total
-        self._t = target
-        return -xp.sum(target * logp) / n
+        self._shape = tuple(y.shape)
+        return value
+
+    def _labels_and_weights(self, xp: Any, t: Any, m: int, c: int, dtype: Any, check: bool) -> tuple[Any, Any]:
+        """Labels (M,) with ignored positions set to class 0, and each row's weight (M, 1): 1 or 0 (ignored)."""
+        if not isdtype(xp, t.dtype, "integral"):
+            shape = {1: "(N,)", 2: "(N, T)"}.get(t.ndim, str(tuple(t.shape)))
+            raise TypeError(f"{self.name}: labels of shape {shape} must be integer class indices, got dtype "
+                            f"{t.dtype}; pass one-hot rows of the logits' shape (..., {c}) for soft targets")
+        labels = t if t.ndim == 1 else xp.reshape(t, (m,))
+        valid = labels != self.ignore_index
+        if check and m and bool(xp.any(valid & ((labels < 0) | (labels >= c)))):
+            low = int(xp.min(xp.where(valid, labels, xp.full_like(labels, c - 1))))
+            high = int(xp.max(xp.where(valid, labels, xp.zeros_like(labels))))
+            raise ValueError(f"{self.name}: labels must lie in [0, {c}) (or equal ignore_index={self.ignore_index}), "
+                             f"got values in [{low}, {high}]")
+        labels = xp.where(valid, labels, xp.zeros_like(labels))
+        return labels, xp.astype(valid, dtype)[:, None]
 
     def __repr__(self) -> str:
-        return f"{self.name}(label_smoothing={self.label_smoothing})" if self.label_smoothing else f"{self.name}()"
+        args = [f"ignore_index={self.ignore_index}"] if self.ignore_index != -100 else []
+        args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
+        return f"{self.name}({', '.join(args)})"
 
     def _arange(self, xp: Any, c: int, y: Any) -> Any:
         """arange(C) as a (1, C) row on ``y``'s device, made once per namespace, device and C."""
@@ -101,8 +168,18 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        n = self._p.shape[0]
-        return (self._p - self._t) * (dout / n)
+        _check_dout(self, dout)
+        p = self._p
+        m, c = p.shape
+        if self._labels is None:
+            target = self._t
+        else:
+            xp = namespace(p)
+            hit = xp.astype(self._arange(xp, c, p) == self._labels[:, None], p.dtype)
+            eps = self.label_smoothing
+            target = hit * (1.0 - eps) + eps / c if eps else hit
+        dy = (p - target) * (dout / m if self._rows is None else self._rows * dout)
+        return dy if self._shape is None or len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
 
 
 class MeanSquaredError(Loss):
@@ -126,7 +203,14 @@ class MeanSquaredError(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._diff is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
+        _check_dout(self, dout)
         return self._diff * (2.0 * dout / _size(self._diff))
+
+
+def _check_dout(loss: Loss, dout: Any) -> None:
+    """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
+    if not (is_real(dout) or getattr(dout, "shape", None) == ()):
+        raise TypeError(f"{loss.name}: backward(dout): dout must be a number (1.0 by default), got {dout!r}")
 
 
 def _size(a: Any) -> int:
@@ -149,3 +233,17 @@ def get(loss: Any) -> Loss:
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
     raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
+
+
+# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
+                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
+                        "last axis",
+    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
+    "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from typing import Any
 
 import numpy as np
@@ -59,8 +60,9 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
     ``device`` keyword it receives the :class:`~xpnet.Device`. Results (arrays, numbers, or nested
     tuples/lists/dicts of them) are brought back to NumPy and compared with the first device's at
     ``rtol``/``atol`` (default: from the result's dtype). A device that is not available is skipped with
-    its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (under pytest)
-    or raise ``RuntimeError`` naming the reasons.
+    its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (in a test
+    that pytest runs) or raise ``RuntimeError`` naming the reasons (anywhere else, also where pytest is
+    installed).
     """
     usable, skipped = [], []
     for spec in devices:
@@ -71,10 +73,10 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
             warn(f"assert_backends_agree: skipping {exc}", XpnetDeviceWarning)
     if len(usable) < 2:
         reason = "assert_backends_agree needs two usable devices; skipped " + "; ".join(skipped)
-        try:
-            import pytest  # noqa: PLC0415
-        except ImportError:
-            raise RuntimeError(reason) from None
+        if not os.environ.get("PYTEST_CURRENT_TEST"):  # pytest sets it while a test runs
+            raise RuntimeError(reason)
+        import pytest  # noqa: PLC0415 - only inside a test that pytest runs
+
         pytest.skip(reason)
 
     takes_device = "device" in inspect.signature(fn).parameters

@@ -2,8 +2,10 @@
 
 Every rank catches each error and checks its message; the last rank is the odd one out. A rank that
 finds a wrong message fails the job (through the abort hook). Each rank prints ``inputs ok: rank r``
-and ``nan diagnosis ok: rank r`` after those checks, and last ``agree ok: rank r of N``. Also: the NaN diagnosis names the rank and step, and ``comm.device`` /
-``xn.device`` falling back to the CPU warn on rank 0 only (run with ``CUDA_VISIBLE_DEVICES=``).
+after the data and argument checks, ``settings ok: rank r`` after the model, optimizer and loss checks,
+``nan diagnosis ok: rank r`` after the NaN diagnosis, and last ``agree ok: rank r of N``. Also: the NaN
+diagnosis names the rank and step, and ``comm.device`` / ``xn.device`` falling back to the CPU warn on
+rank 0 only (run with ``CUDA_VISIBLE_DEVICES=``).
 """
 
 import numpy as np
@@ -16,20 +18,23 @@ odd = rank == size - 1
 BATCH = 100
 
 
-def data(n=1000, dtype="float32", changed_row=None):
+def data(n=1000, dtype="float32", changed_row=None, flipped_label=None):
     x = np.random.default_rng(0).normal(size=(1000, 4)).astype(dtype)[:n]
     if changed_row is not None:
         x[changed_row, 0] += 1.0
-    return x, (x[:, 0] > 0).astype("int64")
+    y = (x[:, 0] > 0).astype("int64")
+    if flipped_label is not None:
+        y[flipped_label] = 1 - y[flipped_label]
+    return x, y
 
 
-def model():
+def model(activation=xn.layers.ReLU):
     xn.init.seed(0)
-    return xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 2))
+    return xn.Sequential(xn.layers.Linear(4, 8), activation(), xn.layers.Linear(8, 2))
 
 
-def train(train_data, validation=None, batch_size=BATCH, epochs=2):
-    return xn.train(model(), train_data, loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=epochs,
+def train(train_data, validation=None, batch_size=BATCH, epochs=2, net=None, optimizer=None, loss="cross_entropy"):
+    return xn.train(net or model(), train_data, loss=loss, optimizer=optimizer or xn.optim.SGD(0.1), epochs=epochs,
                     batch_size=batch_size, device="cpu", validation=validation, shuffle=False, progress=False,
                     comm=comm)
 
@@ -52,15 +57,36 @@ expect(ValueError, [f"train data differs across ranks: samples {others}: 1000, {
        train, data(995 if odd else 1000))
 expect(ValueError, [f"samples {others}: 1000, {last}: 850"], train, data(850 if odd else 1000))
 expect(ValueError, [f"x dtype {others}: float32, {last}: float64"], train, data(dtype="float64" if odd else "float32"))
-expect(ValueError, ["train data differs across ranks: content"], train, data(changed_row=0 if odd else None))
-expect(ValueError, ["validation data differs across ranks: content"], train, data(),
+expect(ValueError, ["train data differs across ranks: x content"], train, data(changed_row=0 if odd else None))
+# Row 500 is none of the 8 rows the check once sampled; the same x with one label flipped must be told too.
+expect(ValueError, ["train data differs across ranks: x content"], train, data(changed_row=500 if odd else None))
+expect(ValueError, ["train data differs across ranks: y content"], train, data(flipped_label=500 if odd else None))
+expect(ValueError, ["validation data differs across ranks: x content"], train, data(),
        validation=data(changed_row=999 if odd else None))
 expect(ValueError, [f"xn.train arguments differ across ranks: batch_size {others}: 100, {last}: 10"],
        train, data(), batch_size=10 if odd else BATCH)
 expect(ValueError, [f"evaluate data differs across ranks: samples {others}: 1000, {last}: 995"],
        xn.evaluate, model(), data(995 if odd else 1000), loss="cross_entropy", comm=comm)
 
+expect(ValueError, [f"xn.train arguments differ across ranks: epochs {others}: 2, {last}: 3"],
+       train, data(), epochs=3 if odd else 2)
 print(f"inputs ok: rank {rank}", flush=True)
+
+# Settings every rank must share, or the ranks train to different weights and exit 0.
+expect(ValueError, [f"xn.train optimizer differs across ranks: lr {others}: 0.1, {last}: 0.01"],
+       train, data(), optimizer=xn.optim.SGD(0.01 if odd else 0.1))
+expect(ValueError, [f"xn.train optimizer differs across ranks: momentum {others}: 0.9, {last}: 0.5"],
+       train, data(), optimizer=xn.optim.Momentum(0.1, momentum=0.5 if odd else 0.9))
+expect(ValueError, [f"xn.train optimizer differs across ranks: type {others}: SGD, {last}: Adam"],
+       train, data(), optimizer=xn.optim.Adam(0.1) if odd else xn.optim.SGD(0.1))
+expect(ValueError, [f"xn.train model differs across ranks: layer 1 {others}: ReLU(), {last}: Tanh()"],
+       train, data(), net=model(xn.layers.Tanh if odd else xn.layers.ReLU))
+expect(ValueError, [f"xn.train loss differs across ranks: label_smoothing {others}: 0.0, {last}: 0.1"],
+       train, data(), loss=xn.losses.SoftmaxCrossEntropy(label_smoothing=0.1 if odd else 0.0))
+expect(ValueError, [f"xn.evaluate model differs across ranks: layer 1 {others}: ReLU(), {last}: Tanh()"],
+       xn.evaluate, model(xn.layers.Tanh if odd else xn.layers.ReLU), data(), loss="cross_entropy", comm=comm)
+train(data(), optimizer="sgd" if odd else xn.optim.SGD())  # a name and the optimizer it names agree
+print(f"settings ok: rank {rank}", flush=True)
 
 # A NaN in the last row of the second global batch: that row is the last rank's.
 x, y = data()

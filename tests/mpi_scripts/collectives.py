@@ -122,6 +122,21 @@ def check_numbers():
     assert isinstance(mean, float) and mean == (size - 1) / 2
 
 
+def check_scalars_of_either_kind(dev):
+    """A rank that saw no data sums a 0-d array where the others sum NumPy scalars (what the trainer's
+    counts are): every rank gets the sum, each in the kind it passed. This ended the job in MPICH's
+    "Message truncated" (exit 142)."""
+    xp, last = dev.xp, rank == size - 1
+    count = xp.zeros((), dtype=xp.int64, device=dev.native) if last else np.int64(rank + 1)
+    total = comm.allreduce_sum(count)
+    assert int(total) == size * (size - 1) // 2, total
+    assert (total.shape == () and device_of(total) == dev) if last else type(total) is int
+    loss = xp.zeros((), dtype=xp.float32, device=dev.native) if last else np.float32(rank + 0.25)
+    total = comm.allreduce_sum(loss)
+    assert float(total) == sum(r + 0.25 for r in range(size - 1)), total
+    assert (total.dtype == xp.float32 and device_of(total) == dev) if last else type(total) is float
+
+
 class CountingComm:
     """An mpi4py communicator that counts the Allreduce calls going through it."""
 
@@ -173,16 +188,35 @@ def check_errors():
     other_dtype = make_model(xn.device("cpu"), "float32" if rank == size - 1 else "float64", seed=0)
     expect_error(ValueError, ["different models", f"rank {size - 1}", "float32"],
                  comm.allreduce_grads, other_dtype, count=1)
+    last = rank == size - 1
+    expect_error(ValueError, ["allreduce_sum: the ranks passed different kinds of value",
+                              f"rank {size - 1}: a float64 array (3,)"], comm.allreduce_sum, np.ones(3 if last else 2))
+    expect_error(ValueError, [f"rank {size - 1}: a real number (or 0-d array)"],
+                 comm.allreduce_sum, 0.5 if last else 1)
+    expect_error(TypeError, [f"allreduce_sum: rank {size - 1}: expected a Python number or an array, got str"],
+                 comm.allreduce_sum, "1" if last else 1)
     comm.barrier()  # every rank got here: no rank hangs after a mismatch
 
 
 check_topology()
 check_numbers()
 for dev, dtype in DEVICES:
+    check_scalars_of_either_kind(dev)
     check_broadcast_params(dev, dtype)
     check_allreduce_grads(dev, dtype, counts=[2 * r + 3 for r in range(size)])
     check_allreduce_grads(dev, dtype, counts=[0 if r == 1 else r + 2 for r in range(size)], stale_rank=1)
     check_reductions(dev, dtype)
 check_one_message_per_step()
 check_errors()
-print(f"collectives ok: rank {rank} of {size}, CuPy arrays through {comm.cupy_transport}", flush=True)
+
+def nccl_importable():
+    try:
+        from cupy.cuda import nccl
+    except Exception:
+        return False
+    return bool(getattr(nccl, "available", False))
+
+
+# What this rank sees, for the test to say which transport it should have chosen.
+seen = f"NCCL importable {nccl_importable()}, {xn.backend.cuda_device_count()} GPU(s)" if "cuda" in sys.argv[1:] else ""
+print(f"collectives ok: rank {rank} of {size}, CuPy arrays through {comm.cupy_transport}; {seen}", flush=True)

@@ -6,17 +6,29 @@
 - ``bad-labels``: every rank passes the same labels, out of range for the model; nobody catches the error.
 - ``fails-alone``: rank 1 passes an unknown loss name; nobody catches the error.
 - ``callback-everywhere``: a callback raises on every rank at the end of epoch 2, after the ranks met.
-- ``caught-on-one``: every rank gets the error of ``mismatch``; rank 1 catches it and goes on to a
-  collective, the others leave (run with a short ``XPNET_EXIT_WAIT_S``).
+- ``caught-on-one``: every rank gets the error of ``mismatch``; rank 1 catches it and goes on
+  outside any collective, the others leave (run with a short ``XPNET_EXIT_WAIT_S``).
+- ``raise-before-init`` / ``exit-before-init``: rank 1 raises, or calls ``sys.exit(0)``, before
+  ``xn.distributed.init()``; the others wait for it in ``MPI_Init``.
+- ``exit-instead`` / ``os-exit-instead``: rank 1 calls ``sys.exit(0)`` / ``os._exit(0)`` after init
+  instead of training; the others wait for it in ``xn.train``.
+- ``sleep-in-callback``: rank 0 sleeps in a callback; the others wait for it in a collective (run with
+  a short ``XPNET_COLLECTIVE_TIMEOUT_S``).
+- ``child``: each rank runs a Python that imports xpnet and exits; it inherits the launcher's variables
+  but is no rank, and must exit 0 at once (not start MPI at its exit). The job exits 0.
 
-Each mode must end the job within seconds with a non-zero status.
+Each other mode must end the job within seconds with a non-zero status.
 """
 
+import os
+import subprocess
 import sys
+import time
 
 import numpy as np
 
 import xpnet as xn
+from xpnet.distributed._launch import launched
 
 
 def data(n=1000):
@@ -29,6 +41,12 @@ class RaiseEverywhere(xn.callbacks.Callback):
     def on_epoch_end(self, epoch, logs):
         if epoch == 2:
             raise RuntimeError("planted: the callback fails on every rank")
+
+
+class SleepOnRank0(xn.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs):
+        if self.state.comm.rank == 0:
+            time.sleep(60)
 
 
 class ExitOnRank(xn.callbacks.Callback):
@@ -48,9 +66,24 @@ def train(comm, x, y, loss="cross_entropy", callbacks=()):
              progress=False, callbacks=list(callbacks), comm=comm)
 
 
-comm = xn.distributed.init()
 mode = sys.argv[1]
-if mode == "exit":
+if mode.endswith("before-init") and launched()[0] == 1:  # the rank the launcher's environment gives
+    if mode == "raise-before-init":
+        raise RuntimeError("planted: rank 1 fails before init")
+    sys.exit(0)
+comm = xn.distributed.init()
+if mode in ("raise-before-init", "exit-before-init", "sleep-in-callback"):
+    train(comm, *data(), callbacks=[SleepOnRank0()])
+elif mode in ("exit-instead", "os-exit-instead"):
+    if comm.rank == 1:
+        (os._exit if mode == "os-exit-instead" else sys.exit)(0)
+    train(comm, *data())
+elif mode == "child":
+    child = subprocess.run([sys.executable, "-c", "import xpnet"], capture_output=True, text=True, timeout=30)
+    assert child.returncode == 0 and not child.stderr, f"rank {comm.rank}: {child.returncode}: {child.stderr}"
+    print(f"child ok: rank {comm.rank}", flush=True)
+    sys.exit(0)
+elif mode == "exit":
     try:
         if comm.rank == 1:
             raise OSError("planted: rank 1 cannot read its input")
@@ -75,5 +108,5 @@ elif mode == "caught-on-one":
     except ValueError:
         if comm.rank != 1:
             raise
-    comm.barrier()
+    time.sleep(60)
 print(f"rank {comm.rank} got past the failure", flush=True)

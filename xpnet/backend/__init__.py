@@ -15,8 +15,8 @@ It may import only ``xpnet._user`` and third-party libraries: layers, losses and
 stand on it, never the other way round.
 """
 
-from .devices import (CPU, Device, XpnetDeviceWarning, device, device_of, dtype_name, same_device, to_device,
-                      to_numpy)
+from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device, device_of, dtype_name,
+                      float_dtype_name, plain_array, same_device, to_device, to_numpy, writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
                          update_rule)
@@ -27,6 +27,7 @@ __all__ = [
     "CPU",
     "Device",
     "XpnetBackendError",
+    "XpnetDeviceError",
     "XpnetDeviceWarning",
     "add_at",
     "cuda_available",
@@ -36,10 +37,12 @@ __all__ = [
     "device_of",
     "dtype_name",
     "fast_path",
+    "float_dtype_name",
     "into",
     "isdtype",
     "namespace",
     "no_autograd",
+    "plain_array",
     "register_fast_path",
     "same_device",
     "set_at",
@@ -51,5 +54,6 @@ __all__ = [
     "uniform",
     "untracked",
     "update_rule",
+    "writable",
     "writes_out",
 ]

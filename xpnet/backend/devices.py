@@ -10,9 +10,10 @@ assumed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from typing import Any
+from typing import Any, ContextManager
 
 import array_api_compat
 import numpy as np
@@ -21,12 +22,17 @@ from .._user import warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
 from .namespaces import compat, namespace, untracked, update_rule
 
-__all__ = ["XpnetDeviceWarning", "Device", "CPU", "device", "device_of", "same_device", "to_numpy", "to_device",
-           "dtype_name"]
+__all__ = ["XpnetDeviceWarning", "XpnetDeviceError", "Device", "CPU", "device", "device_of", "same_device", "to_numpy",
+           "to_device", "dtype_name", "float_dtype_name", "plain_array", "writable"]
 
 
 class XpnetDeviceWarning(UserWarning):
     """A requested device could not be used and xpnet fell back to another (the CPU)."""
+
+
+class XpnetDeviceError(ValueError):
+    """Arrays that must share a device do not (a layer's input and its parameters): never a matter of
+    the data's shape, so ``xn.train`` reports it as it is."""
 
 
 def _torch_device(kind: str, index: int | None) -> tuple[Any, Any, str | None]:
@@ -69,12 +75,48 @@ def _library_device(spec: str) -> tuple[Any, Any, str | None]:
     """Parse ``"torch:cuda:1"``, ``"jax:cpu"``...: (namespace, native device, None) or (None, None, why)."""
     library, _, rest = spec.partition(":")
     kinds, find = _LIBRARY_DEVICES[library]
-    kind, _, index = rest.partition(":")
-    if kind not in kinds or (index and (kind == "cpu" or not index.isdigit())):
+    if not is_device_string(spec):
         expected = ", ".join(f"'{library}:{k}'" + ("" if k == "cpu" else f", '{library}:{k}:N'")
                              for k in kinds)
-        raise ValueError(f"device: expected {expected}, got {spec!r}")
+        raise ValueError(f"device: expected {expected}, got {spec!r}{_did_you_mean(spec)}")
+    kind, _, index = rest.partition(":")
     return find(kind, int(index) if index else None)
+
+
+DEVICE_STRINGS = ("'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]', 'torch:mps', 'jax:cpu', "
+                  "'jax:gpu[:N]'")
+
+# Device names other libraries use, and xpnet's for the same device.
+_OTHER_NAMES = {"gpu": "cuda", "cuda0": "cuda:0", "mps": "torch:mps", "torch": "torch:cpu", "jax": "jax:cpu",
+                "torch:gpu": "torch:cuda", "jax:cuda": "jax:gpu", "numpy": "cpu", "host": "cpu"}
+
+
+def _did_you_mean(spec: str) -> str:
+    """" (did you mean 'cuda'?)" for a device name another library uses, else ""."""
+    head, sep, index = spec.rpartition(":") if spec.rpartition(":")[2].isdigit() else (spec, "", "")
+    known = _OTHER_NAMES.get(head)
+    return f" (did you mean {known + sep + index!r}?)" if known else ""
+
+
+def is_device_string(spec: str) -> bool:
+    """Whether :func:`device` understands the string ``spec`` (checked without importing any library)."""
+    spec = spec.strip().lower()
+    if spec in ("cpu", "cuda", "auto"):
+        return True
+    if spec.startswith("cuda:"):
+        return spec[5:].isdigit()
+    library, _, rest = spec.partition(":")
+    if library not in _LIBRARY_DEVICES:
+        return False
+    kind, _, index = rest.partition(":")
+    return kind in _LIBRARY_DEVICES[library][0] and (not index or (kind != "cpu" and index.isdigit()))
+
+
+def unknown_device(spec: str, python: bool = True) -> str:
+    """The message for a device string :func:`device` does not understand; ``python=False`` leaves out
+    the ``xpnet.Device`` objects that the command line cannot take."""
+    objects = " or an xpnet.Device" if python else ""
+    return f"device: expected {DEVICE_STRINGS}{objects}, got {spec!r}{_did_you_mean(spec.strip().lower())}"
 
 
 class Device:
@@ -87,6 +129,9 @@ class Device:
 
     def __init__(self, xp: Any, native: Any = None, name: str | None = None):
         self.xp = compat(xp)
+        if not hasattr(self.xp, "zeros"):  # every array namespace makes arrays
+            raise TypeError(f"Device: expected an array-API namespace (numpy, array_api_strict, torch, ...), got "
+                            f"{getattr(xp, '__name__', type(xp).__name__)!r}; for a device string use xn.device(...)")
         if native is None:
             native = self.xp.__array_namespace_info__().default_device()
         self.native = native
@@ -133,6 +178,17 @@ class Device:
     def asarray(self, a: Any, dtype: Any = None) -> Any:
         """``a`` (any backend, or a Python sequence) as an array on this device."""
         return to_device(a, self, dtype=dtype)
+
+    def activate(self) -> ContextManager[Any]:
+        """A context in which this device is the current one: for CuPy, its GPU (``with
+        cupy.cuda.Device(n)``), a no-op elsewhere. CuPy makes new arrays and runs kernels on the current
+        GPU, whatever device their inputs are on: array-api-compat's ``zeros``/``empty``/``full``/``arange``
+        drop ``device=`` for CuPy, and ``copy()``, ``astype`` and every kernel's output land on the current
+        GPU. ``xn.train``, ``xn.evaluate``, ``model.predict`` and ``xn.gradcheck`` run inside it, so that a
+        model on ``"cuda:1"`` stays there."""
+        if self.is_cupy:
+            return cupy().cuda.Device(int(self.native.id))
+        return contextlib.nullcontext()
 
     def synchronize(self) -> None:
         """Wait for queued work on this device (a no-op on the CPU; JAX waits per array)."""
@@ -181,7 +237,8 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
     (no GPU, or PyTorch/JAX not installed, or without that device) warns with
     :class:`XpnetDeviceWarning` and returns the CPU (NumPy), or raises ``RuntimeError`` when
     ``fallback=False``. ``XPNET_DEVICE=cpu`` in the environment turns ``"auto"`` and ``"cuda"``
-    requests into the CPU (scripts written for a GPU server).
+    requests into the CPU (scripts written for a GPU server); any other device string there
+    (``XPNET_DEVICE=torch:cpu``) turns them into that device.
     """
     if isinstance(spec, Device):
         return spec
@@ -191,10 +248,9 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}")
     spec = spec.strip().lower()
     forced = os.environ.get("XPNET_DEVICE", "").strip().lower()
-    if forced and forced not in ("cpu", "cuda", "auto") and not (forced.startswith("cuda:")
-                                                                 and forced[5:].isdigit()):
+    if forced and not is_device_string(forced):
         raise ValueError(f"XPNET_DEVICE={os.environ['XPNET_DEVICE']!r} in the environment is not a device; "
-                         "expected 'cpu', 'cuda', 'cuda:N' or 'auto' (or unset it)")
+                         f"expected {DEVICE_STRINGS} (or unset it){_did_you_mean(forced)}")
     if forced and spec in ("auto", "cuda") or (forced and spec.startswith("cuda:")):
         if forced == "cpu":
             return CPU
@@ -214,8 +270,7 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         if xp is not None:
             return Device(xp, native)
     else:
-        raise ValueError(f"device: expected 'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]', "
-                         f"'torch:mps', 'jax:cpu', 'jax:gpu[:N]' or an xpnet.Device, got {spec!r}")
+        raise ValueError(unknown_device(spec))
     if not fallback:
         raise RuntimeError(f"device {spec!r} is not usable: {reason}")
     warn(f"device {spec!r} is not usable: {reason}. Falling back to the CPU (NumPy).", XpnetDeviceWarning)
@@ -231,7 +286,10 @@ def device_of(a: Any) -> Device:
 
 
 def same_device(a: Any, b: Any) -> bool:
-    """True when ``a`` and ``b`` live in the same namespace on the same device."""
+    """True when ``a`` and ``b`` live in the same namespace on the same device (NumPy arrays of any
+    subclass, ``np.memmap`` or masked, are all on the host)."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return True
     if type(a) is not type(b):
         return False
     if isinstance(a, np.ndarray):
@@ -257,6 +315,26 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def plain_array(a: Any, arg: str) -> Any:
+    """``a`` with NumPy's subclasses as plain ``ndarray`` views, sharing their memory: an ``np.memmap``
+    (or ``np.load(..., mmap_mode="r")``) is still read from its file, row by row as batches need it.
+    A masked array gives its data, and is refused while any entry is masked (``arg`` names it)."""
+    if not isinstance(a, np.ndarray) or type(a) is np.ndarray:
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(a))
+        if masked:
+            raise ValueError(f"{arg} is a masked array with {masked} masked entries; fill them "
+                             "(x.filled(value)) or drop those rows first")
+        return np.asarray(np.ma.getdata(a))
+    return np.asarray(a)
+
+
+def writable(a: Any) -> Any:
+    """``a``, or a copy where it is a read-only NumPy array (in-place updates would fail on it)."""
+    return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
+
+
 def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
     """Array ``a`` on device ``dev`` (a spec or :class:`Device`); no copy when it is already there.
 
@@ -264,8 +342,12 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
     """
     dev = device(dev)
     xp = dev.xp
-    if isinstance(dtype, str):
-        dtype = getattr(xp, dtype)
+    name = _dtype_label(dtype)
+    if name is not None:
+        dtype = getattr(xp, name, None) if name in _DTYPE_NAMES else None
+        if dtype is None:
+            known = "a name such as 'float32'" if name not in _DTYPE_NAMES else f"a dtype {dev.name} has"
+            raise ValueError(f"to_device: dtype {name!r} is not {known}")
     if dev.is_numpy:
         out = to_numpy(a)
         return out if dtype is None or out.dtype == dtype else out.astype(dtype)
@@ -283,15 +365,42 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
             and namespace(a) is xp:
         out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)
     else:
-        out = xp.asarray(to_numpy(a), device=dev.native)
-    wanted = dtype_name(a) if dtype is None and hasattr(a, "dtype") else str(dtype).rsplit(".", 1)[-1]
+        host = to_numpy(a)
+        if name is not None and host.dtype.name != name:
+            host = host.astype(name)  # on the host: float64 data for a float32 model never reaches JAX as float64
+        out = xp.asarray(host, device=dev.native)
+    wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
+    if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
+        # JAX without jax_enable_x64 turns float64 into float32 with at most a warning.
+        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave float32); for JAX call "
+                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
-    if wanted == "float64" and dtype_name(out) != "float64":
-        # JAX without jax_enable_x64 turns float64 into float32 with only a warning.
-        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave {out.dtype}); for JAX call "
-                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
     return out
+
+
+_DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                "float32", "float64", "complex64", "complex128")
+
+
+def _dtype_label(dtype: Any) -> str | None:
+    """The name of a dtype given in any library's form: ``"float32"``, ``np.float64``, a NumPy dtype,
+    ``torch.float32``, ``jnp.float64`` (None stays None)."""
+    if dtype is None or isinstance(dtype, str):
+        return dtype
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return str(dtype).rsplit(".", 1)[-1]
+
+
+def float_dtype_name(dtype: Any, who: str) -> str:
+    """``dtype`` (any form, see :func:`_dtype_label`) as ``"float16"``, ``"float32"`` or ``"float64"``;
+    anything else raises a ValueError naming ``who``."""
+    name = _dtype_label(dtype)
+    if name not in ("float16", "float32", "float64"):
+        raise ValueError(f"{who}: dtype must be a floating type ('float32' or 'float64'), got {dtype!r}")
+    return name
 
 
 def dtype_name(a: Any) -> str:

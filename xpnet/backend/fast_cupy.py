@@ -1,10 +1,14 @@
-"""CuPy fast paths: im2col as one strided copy, and the optimizers' updates as one fused kernel per
-parameter (sources in :mod:`xpnet.backend.cupy_kernels`).
+"""CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
+parameter, and BatchNorm's per-channel sums as one reduction (sources in :mod:`xpnet.backend.cupy_kernels`).
 
 The portable updates in ``xpnet.optim`` launch one kernel per operation (Adam: about ten per
 parameter), which at small batches is what a GPU step waits for. Each kernel below does the same
 arithmetic in one pass; ``p``, ``m`` and ``v`` are updated in place. Scalars are cast to the arrays'
 dtype. Imported only when a CuPy array asks for them.
+
+CuPy has no ``vecdot``: array-api-compat's stand-in for it moves the axis and runs a batched matrix
+product of N * C products of two vectors, on a copy, in every BatchNorm forward and backward;
+:func:`channel_dot` is one reduction kernel over the arrays as they are.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, Callable
 
 import cupy
 
-from .cupy_kernels import ELEMENTWISE
+from .cupy_kernels import ELEMENTWISE, REDUCTION
 from .fast_numpy import Pair, im2col_strided
 
 
@@ -30,6 +34,20 @@ def _kernel(name: str) -> Any:
         in_params, out_params, body = ELEMENTWISE[name]
         kernel = _KERNELS[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"xpnet_{name}_update")
     return kernel
+
+
+def _reduction(name: str) -> Any:
+    kernel = _KERNELS.get(name)
+    if kernel is None:
+        kernel = _KERNELS[name] = cupy.ReductionKernel(*REDUCTION[name], name=f"xpnet_{name}")
+    return kernel
+
+
+def channel_dot(a: Any, b: Any = None) -> Any:
+    """Per-channel sum of ``a`` (or of ``a * b``) over axes 0 and 2 of (N, C, L) arrays -> (C,), one kernel."""
+    if b is None:
+        return cupy.sum(a, axis=(0, 2))
+    return _reduction("channel_dot")(a, b, axis=(0, 2))
 
 
 def sgd_update(p: Any, g: Any, lr: float) -> None:
@@ -52,3 +70,4 @@ def register(add: Callable[..., Any]) -> None:
     add("sgd_update", sgd_update)
     add("momentum_update", momentum_update)
     add("adam_update", adam_update)
+    add("channel_dot", channel_dot)

@@ -1,5 +1,7 @@
 """NumPy fast paths: im2col as one copy of a strided view, instead of the portable loop over kernel
-offsets (``xpnet.layers._im2col.im2col_portable``, which the tests compare it with)."""
+offsets (``xpnet.layers._im2col.im2col_portable``), and the embedding's scatter-add as ``np.add.at``
+instead of one-hot products (``xpnet.layers.embedding.embedding_backward``); the tests compare each
+with the portable code."""
 
 from __future__ import annotations
 
@@ -32,5 +34,14 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool =
     return im2col_strided(np, x, kernel, stride, padding, per_sample)
 
 
+def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
+    """dW with row v the sum of the rows of dy whose id is v: ``np.add.at`` adds repeated ids (NumPy 2
+    runs it as one indexed loop, about the cost of zeroing dW)."""
+    dW = np.zeros((num_embeddings, dy.shape[1]), dtype=dy.dtype)
+    np.add.at(dW, ids, dy)
+    return dW
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
+    add("embedding_backward", embedding_backward)

@@ -1,5 +1,6 @@
 """PyTorch fast paths: ``unfold`` and ``fold`` are im2col and col2im in the per-sample layout
-(N, C*kh*kw, oh*ow). Imported only when a PyTorch tensor asks for them."""
+(N, C*kh*kw, oh*ow); ``index_add_`` is the embedding's scatter-add. Imported only when a PyTorch
+tensor asks for them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, paddi
     return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, padding=padding, stride=stride)
 
 
+def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
+    """dW with row v the sum of the rows of dy whose id is v (``index_add_`` adds repeated ids)."""
+    dW = torch.zeros((num_embeddings, dy.shape[1]), dtype=dy.dtype, device=dy.device)
+    return dW.index_add_(0, ids, dy)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("col2im", col2im)
+    add("embedding_backward", embedding_backward)

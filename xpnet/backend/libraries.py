@@ -7,6 +7,7 @@ kept, so a missing or broken library is asked about once and its reason is given
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from .._user import install_hint
@@ -24,7 +25,11 @@ def _probe_cupy() -> None:
         return
     _cupy_probed = True
     try:
-        import cupy  # noqa: PLC0415 - optional dependency, imported on first use
+        # A warning while CuPy imports (its CUDA path, a NumPy version...) is shown, never raised: under a
+        # filter such as pytest's ``error::RuntimeWarning`` it would make every GPU look absent.
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            import cupy  # noqa: PLC0415 - optional dependency, imported on first use
     except Exception as exc:  # ImportError, or a broken CUDA install raising anything
         _cupy_error = f"cupy is not installed or failed to import ({type(exc).__name__}: {exc}); " \
                       f"install it with `{install_hint('cuda12')}` (or cuda13 for CUDA 13)"

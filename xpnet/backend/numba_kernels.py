@@ -167,7 +167,9 @@ def relu_backward(dy: Any, mask: Any) -> Any:
 
 # -- MaxPool2d over (N, C, H, W) ---------------------------------------------------------------------
 # As the portable path: a running np.maximum over the kernel offsets in row-major order (a NaN wins
-# and stays), and the last offset that raised it is the window's first maximum. Written with selects,
+# and stays), and the last offset that raised it is the window's first maximum. Backward sends each
+# output's gradient g to every pixel of its window times the mask (g at the first maximum, g * 0
+# elsewhere), so an inf or NaN g makes the window's other pixels NaN on every path. Written with selects,
 # not branches: on real activations a branch per comparison is mispredicted about half the time.
 # x comes padded (with -inf) where the layer pads.
 
@@ -227,23 +229,41 @@ def _maxpool2x2_forward(x, sh, sw, y, first):
 
 
 @_exact
-def _maxpool_backward(dy, first, kw, sh, sw, ph, pw, dx):
+def _maxpool_backward(dy, first, kh, kw, sh, sw, ph, pw, dx):
     """Each output's gradient added at its window's first maximum (windows may overlap); what
-    lands in the padding is dropped."""
+    lands in the padding is dropped. Where a plane's gradient holds an inf or NaN, that plane is
+    done again as the portable path's dy * mask: g * 0, NaN, on the window's other pixels too."""
     n, c, oh, ow = dy.shape
     h, w = dx.shape[2], dx.shape[3]
     for i in range(n):
         for ch in range(c):
+            plane = dx[i, ch]
             for r in range(h):
                 for s in range(w):
-                    dx[i, ch, r, s] = 0
+                    plane[r, s] = 0
+            zero = 0.0  # stays 0 unless a gradient is inf or NaN (then g * 0 is NaN)
             for p in range(oh):
                 for q in range(ow):
                     arg = first[i, ch, p, q]
+                    g = dy[i, ch, p, q]
+                    zero += g * 0
                     r = p * sh - ph + arg // kw
                     s = q * sw - pw + arg % kw
                     if 0 <= r < h and 0 <= s < w:
-                        dx[i, ch, r, s] += dy[i, ch, p, q]
+                        plane[r, s] += g
+            if zero == 0:
+                continue
+            plane[:, :] = 0
+            for p in range(oh):
+                for q in range(ow):
+                    arg = first[i, ch, p, q]
+                    g = dy[i, ch, p, q]
+                    for di in range(kh):
+                        for dj in range(kw):
+                            r = p * sh - ph + di
+                            s = q * sw - pw + dj
+                            if 0 <= r < h and 0 <= s < w:
+                                plane[r, s] += g * (di * kw + dj == arg)
 
 
 @_exact
@@ -286,6 +306,6 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tu
     if tiled:
         _maxpool2x2_tiled_backward(dy, first, dx)
     else:
-        _maxpool_backward(dy, first, kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
+        _maxpool_backward(dy, first, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
     return dx
 

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import array_api_compat
 
-from .._user import warn
+from .._user import flag, warn
 
 __all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths"]
 
@@ -36,9 +36,9 @@ _NUMBA_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
 # library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", _NUMBA_OPS),
-              ("fast_numpy", None, ("im2col",))),
-    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update")),),
-    "torch": (("fast_torch", "torch", ("im2col", "col2im")),),
+              ("fast_numpy", None, ("im2col", "embedding_backward"))),
+    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),),
+    "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }
 
 # (op, library) -> [(family, fn, accepts)] in the order registered (families in FAMILIES order).
@@ -149,7 +149,8 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _switch(name: str, enabled: bool) -> bool:
-    previous, _switches[name] = _switches[name], bool(enabled)
+    who = "set_numba" if name == "fast_numba" else "set_fast_paths"
+    previous, _switches[name] = _switches[name], flag(enabled, who, "enabled")
     _resolved.clear()
     _guards.clear()
     return previous

@@ -1,15 +1,18 @@
-"""The book's ``params.pkl`` files loaded into xpnet models, without running pickled code.
+"""The book's weight files loaded into xpnet models, without running pickled code.
 
 How loading goes:
 
-1. ``read_book_params(path)`` reads the pickle with the restricted unpickler of
-   :mod:`xpnet.io.unpickle` (arrays, dicts, lists, numbers and strings only), and checks that it is a
-   dict of numeric arrays.
-2. A builder of :mod:`xpnet.book.vol1` makes the book's network from the book constructor's arguments.
-3. The arrays are copied in the book's order: ``W1, b1`` into the first layer with a weight
+1. The pickle is read with the restricted unpickler of :mod:`xpnet.io.unpickle` (arrays, dicts,
+   lists, numbers and strings only).
+2. A dict of arrays is the first volume's ``params.pkl`` (``read_book_params`` checks it): a builder of
+   :mod:`xpnet.book.vol1` makes the book's network from the book constructor's arguments, and the
+   arrays are copied in the book's order: ``W1, b1`` into the first layer with a weight
    (Linear = the book's Affine, (in, out); Conv2d = Convolution, (FN, C, FH, FW)), ``W2, b2`` into
    the next, and ``gamma1, beta1``, ... into the BatchNorm layers in order. Missing, unexpected or
    misshapen arrays are an error naming the key before anything is copied.
+3. A list of arrays is what the second volume's ``BaseModel.save_params`` writes: it goes into the
+   layers of the model passed in, in their order, as :mod:`xpnet.book.vol2_params` says (the LSTM gate
+   blocks reordered from the book's f, g, i, o to i, f, g, o).
 
 The book saves no BatchNorm running statistics: they start at 0, as in the book's own network
 after ``load_params``; run train-mode forwards over training data to fill them.
@@ -28,6 +31,7 @@ from ..io.unpickle import read_arrays_pickle
 from ..layers import BatchNorm
 from ..models import Sequential
 from .vol1 import BOOK_MODELS
+from .vol2_params import copy_book_param_list
 
 __all__ = ["read_book_params", "load_book_params"]
 
@@ -35,8 +39,10 @@ __all__ = ["read_book_params", "load_book_params"]
 def read_book_params(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The ``{name: array}`` dict of a book ``params.pkl``, read with a restricted unpickler (never
     plain ``pickle.load``). Raises ValueError naming the file for anything else."""
-    data = read_arrays_pickle(path, "read_book_params")
-    path = os.fspath(path)
+    return _checked_dict(read_arrays_pickle(path, "read_book_params"), os.fspath(path))
+
+
+def _checked_dict(data: Any, path: str) -> dict[str, np.ndarray]:
     if not isinstance(data, dict):
         raise ValueError(f"read_book_params: {path!r} holds a {type(data).__name__}, expected a dict of arrays "
                          "as the book's save_params writes")
@@ -69,8 +75,16 @@ def load_book_params(path: str | os.PathLike, model: str | Sequential = "SimpleC
     defaults apply), or an ``xn.Sequential`` whose weighted layers and BatchNorms are in the book's
     order. dtype: the model's (default: the file's, float64 for the book's files). Returns the model
     on ``device``. Example: ``xn.load_book_params("ch07/params.pkl", "SimpleConvNet")``.
+
+    A second-volume file (a list of float16 arrays, e.g. ``ch06/Rnnlm.pkl``) needs the model: an
+    ``xn.Sequential`` or a list of layers in the book's order, e.g. for ``Rnnlm``
+    ``xn.Sequential(Embedding(10000, 100), LSTM(100, 100, stateful=True), Linear(100, 10000))``;
+    dtype None keeps the model's (the book loads its files as float32).
     """
-    arrays = read_book_params(path)
+    data = read_arrays_pickle(path, "load_book_params")
+    if isinstance(data, list):
+        return _load_list(data, os.fspath(path), model, device, dtype, book_args)
+    arrays = _checked_dict(data, os.fspath(path))
     state = _init_module.generator().bit_generator.state  # building draws weights that are overwritten
     try:
         return _load(arrays, os.fspath(path), model, device, dtype, book_args)
@@ -86,7 +100,10 @@ def _load(arrays: dict[str, np.ndarray], path: str, model: str | Sequential, dev
         if model not in BOOK_MODELS:
             raise ValueError(f"load_book_params: unknown book model {model!r}; known: {', '.join(BOOK_MODELS)} "
                              "(or pass an xn.Sequential)")
-        model = BOOK_MODELS[model](**book_args, dtype=dtype)
+        try:
+            model = BOOK_MODELS[model](**book_args, dtype=dtype)
+        except TypeError as exc:  # an argument the book's constructor does not have
+            raise TypeError(f"load_book_params: {model}: {exc}") from None
     elif not isinstance(model, Sequential):
         raise TypeError(f"load_book_params: model must be a book class name or an xn.Sequential, "
                         f"got {type(model).__name__}")
@@ -107,3 +124,22 @@ def _load(arrays: dict[str, np.ndarray], path: str, model: str | Sequential, dev
     for key, layer, name in keys:
         layer.params[name] = to_device(arrays[key], model.device, dtype=dtype)
     return model.to(device)
+
+
+def _load_list(arrays: list[Any], path: str, model: Any, device: Any, dtype: str | None,
+               book_args: dict[str, Any]) -> Any:
+    if isinstance(model, (list, tuple)):
+        layers = list(model)
+    elif isinstance(model, Sequential):
+        layers = model.layers
+    else:
+        raise ValueError(f"load_book_params: {path!r} holds a list of arrays (the book's second volume, "
+                         "BaseModel.save_params): pass the model, an xn.Sequential or a list of layers in the book's "
+                         f"order, not {model!r}")
+    if book_args:
+        raise TypeError(f"load_book_params: {sorted(book_args)} are book constructor arguments; a second-volume "
+                        "file goes into the model you pass")
+    copy_book_param_list(arrays, layers, path, dtype)
+    for layer in layers:
+        layer.to(device)
+    return model

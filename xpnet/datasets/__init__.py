@@ -1,4 +1,5 @@
-"""Datasets: toy sets embedded in code, MNIST/Fashion-MNIST loaders, and minibatch helpers.
+"""Datasets: toy sets embedded in code, MNIST/Fashion-MNIST and Penn Treebank loaders, the book's seq2seq
+sets, text as ids, and minibatch helpers (BatchIterator; TokenStream for truncated BPTT).
 
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
@@ -15,6 +16,11 @@ from .mnist import (
     load_mnist,
     search_dirs,
 )
+from .ptb import find_ptb, load_ptb
+from .seq2seq import (Seq2SeqData, addition, addition_lines, date_lines, dates, load_seq2seq_file,
+                      seq2seq_from_lines)
+from .stream import TokenStream
+from .text import char_ids, python_docs, vocabulary
 from .toy import blobs, spiral, xor
 
 __all__ = [
@@ -36,4 +42,17 @@ __all__ = [
     "shift_flip_params",
     "spiral",
     "xor",
+    "TokenStream",
+    "Seq2SeqData",
+    "addition",
+    "addition_lines",
+    "dates",
+    "date_lines",
+    "load_seq2seq_file",
+    "seq2seq_from_lines",
+    "load_ptb",
+    "find_ptb",
+    "char_ids",
+    "python_docs",
+    "vocabulary",
 ]

@@ -66,6 +66,9 @@ class RandomShiftFlip:
         return f"RandomShiftFlip(max_shift={self.max_shift}, flip={self.flip}, seed={self.seed})"
 
     def __call__(self, x: Any, epoch: int, step: int) -> Any:
+        for arg, value in (("epoch", epoch), ("step", step)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"RandomShiftFlip: {arg} must be an int >= 0, got {value!r}")
         if getattr(x, "ndim", 0) < 3:
             raise ValueError(f"RandomShiftFlip: expected images of shape (N, ..., H, W), got shape "
                              f"{tuple(getattr(x, 'shape', ()))}; load them with flatten=False")

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .._user import flag, seed as _seed
 from ..backend import Device, XpnetBackendError, device_of, same_device, to_device, update_rule
 
 __all__ = ["BatchIterator", "StaticBatches", "epoch_permutation", "batch_bounds"]
@@ -55,6 +56,10 @@ class BatchIterator:
                  rank: int = 0, size: int = 1, drop_last: bool = False):
         if not arrays:
             raise ValueError("BatchIterator: expected at least one array")
+        for i, a in enumerate(arrays):
+            if not hasattr(a, "shape") or len(a.shape) < 1:
+                raise TypeError(f"BatchIterator: array {i} must be an array with a sample axis (N, ...), got "
+                                f"{type(a).__name__}{f' of shape {tuple(a.shape)}' if hasattr(a, 'shape') else ''}")
         n = int(arrays[0].shape[0])
         for i, a in enumerate(arrays[1:], 1):
             if int(a.shape[0]) != n:
@@ -70,10 +75,10 @@ class BatchIterator:
         self.arrays = arrays
         self.n = n
         self.batch_size = operator.index(batch_size)
-        self.shuffle = bool(shuffle)
-        self.seed = seed
+        self.shuffle = flag(shuffle, "BatchIterator", "shuffle")
+        self.seed = _seed(seed, "BatchIterator")
         self.device: Device = device_of(arrays[0])
-        self.drop_last = bool(drop_last)
+        self.drop_last = flag(drop_last, "BatchIterator", "drop_last")
         self.used = n - n % self.batch_size if self.drop_last else n
         self.bounds = batch_bounds(self.used, self.batch_size, rank, size)
 
@@ -81,7 +86,8 @@ class BatchIterator:
         return len(self.bounds)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
-        """The batches of epoch ``epoch`` (the same ones every time it is asked for)."""
+        """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for)."""
+        _seed(epoch, "BatchIterator.epoch", "epoch")
         if not self.shuffle:
             for lo, hi in self.bounds:
                 yield tuple(a[lo:hi, ...] for a in self.arrays)
@@ -125,18 +131,24 @@ class StaticBatches:
         self.offsets = xp.arange(lo, hi, dtype=xp.int64, device=dev.native)
         self.buffers = tuple(xp.empty((hi - lo, *a.shape[1:]), dtype=a.dtype, device=dev.native)
                              for a in batches.arrays)
+        self.loaded = False  # a host flag: no permutation yet, every row would be row 0
 
     def __len__(self) -> int:
         return self.full
 
     def load_epoch(self, epoch: int) -> None:
         """Put epoch ``epoch``'s permutation in ``perm`` (same buffer) and rewind the step counter."""
+        _seed(epoch, "StaticBatches.load_epoch", "epoch")
         self.perm[...] = to_device(epoch_permutation(self.batches.n, self.batches.seed, epoch),
                                    self.batches.device)
         self.step[...] = 0
+        self.loaded = True
 
     def gather(self) -> tuple[Any, ...]:
         """Fill ``buffers`` with the batch at the device step counter, advance it; returns ``buffers``."""
+        if not self.loaded:
+            raise RuntimeError("StaticBatches.gather: call load_epoch(epoch) first; until then there is no "
+                               "permutation and every row gathered would be row 0")
         xp = self.batches.device.xp
         rows = xp.take(self.perm, self.offsets + self.step * self.batches.batch_size)
         for buf, a in zip(self.buffers, self.batches.arrays):

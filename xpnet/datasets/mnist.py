@@ -19,13 +19,13 @@ import hashlib
 import http.client
 import logging
 import os
-import tempfile
-import urllib.request
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from .._user import flag
+from .download import fetch_verified, file_sha256
 from .idx import IDXFormatError, read_idx
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -85,8 +85,6 @@ MIRRORS: dict[str, list[str]] = {
 
 SYSTEM_DIRS = ["/usr/local/share/datasets", "/usr/share/datasets"]
 APT_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
-DOWNLOAD_TIMEOUT_S = 60.0
-_CHUNK = 1 << 20
 _log = logging.getLogger(__name__)
 
 
@@ -99,20 +97,30 @@ class DatasetChecksumError(RuntimeError):
 
 
 def load_mnist(normalize: bool = True, flatten: bool = True, one_hot: bool = False,
-               root: str | os.PathLike | None = None):
+               root: str | os.PathLike | None = None, *, one_hot_label: bool | None = None):
     """MNIST handwritten digits as ``((x_train, y_train), (x_test, y_test))`` NumPy arrays.
 
     x: (N, 784) if ``flatten`` else (N, 1, 28, 28); float32 in [0, 1] if ``normalize`` else uint8 0..255.
-    y: (N,) int64 class indices, or (N, 10) float32 one-hot if ``one_hot``. N is 60000 / 10000.
-    See the module docstring for where the files are looked for.
+    y: (N,) int64 class indices, or (N, 10) float32 one-hot if ``one_hot`` (``one_hot_label``, the
+    book's name, also works). N is 60000 / 10000. See the module docstring for where the files are looked for.
     """
-    return _load("mnist", normalize, flatten, one_hot, root)
+    return _load("mnist", normalize, flatten, _one_hot(one_hot, one_hot_label), root)
 
 
 def load_fashion_mnist(normalize: bool = True, flatten: bool = True, one_hot: bool = False,
-                       root: str | os.PathLike | None = None):
+                       root: str | os.PathLike | None = None, *, one_hot_label: bool | None = None):
     """Fashion-MNIST (Zalando's 10 clothing classes), same layout and options as :func:`load_mnist`."""
-    return _load("fashion-mnist", normalize, flatten, one_hot, root)
+    return _load("fashion-mnist", normalize, flatten, _one_hot(one_hot, one_hot_label), root)
+
+
+def _one_hot(one_hot: bool, one_hot_label: bool | None) -> bool:
+    """``one_hot``, or the book's ``one_hot_label`` in its place (both given must agree)."""
+    if one_hot_label is None:
+        return one_hot
+    if one_hot and not one_hot_label:
+        raise ValueError("load_mnist: one_hot=True and one_hot_label=False disagree; one_hot_label is the book's "
+                         "name for one_hot, pass one of them")
+    return bool(one_hot_label)
 
 
 def cache_dir(name: str) -> Path:
@@ -125,6 +133,11 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     """The folders searched for dataset ``name``, in order (see the module docstring)."""
     dirs = []
     if root is not None:
+        if not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"{name}: root must be a folder path (str or os.PathLike), got {type(root).__name__}")
+        if os.path.exists(root) and not os.path.isdir(root):
+            raise ValueError(f"{name}: root {os.fspath(root)!r} is not a folder; give the folder that holds the "
+                             "IDX files, or leave root out to search the usual places")
         dirs += [Path(root), Path(root) / name]
     for entry in os.environ.get("XPNET_DATA", "").split(os.pathsep):
         if entry:
@@ -153,6 +166,9 @@ def find_files(name: str, root: str | os.PathLike | None = None, download: bool 
 
 
 def _load(name, normalize, flatten, one_hot, root):
+    who = "load_mnist" if name == "mnist" else "load_fashion_mnist"
+    normalize, flatten, one_hot = (flag(v, who, arg) for v, arg in ((normalize, "normalize"), (flatten, "flatten"),
+                                                                    (one_hot, "one_hot")))
     paths = find_files(name, root)
     splits = []
     for images_file, labels_file in ((TRAIN_IMAGES, TRAIN_LABELS), (TEST_IMAGES, TEST_LABELS)):
@@ -187,7 +203,7 @@ def _read_verified(name: str, file: str, path: Path, shape) -> np.ndarray:
         raise IDXFormatError(f"{e}; this is not a valid {name} {file} file, replace it") from None
     expected = CHECKSUMS[name][file]
     content = hasher.hexdigest()
-    if content != expected.raw and _file_sha256(path) != expected.gz:
+    if content != expected.raw and file_sha256(path) != expected.gz:
         other = [n for n, table in CHECKSUMS.items() if n != name and table.get(file, expected).raw == content]
         hint = f" It is the {other[0]} file." if other else ""
         raise DatasetChecksumError(
@@ -250,31 +266,9 @@ def _download(name: str, file: str, dest: Path, dirs: list[Path]) -> Path:
 
 
 def _fetch_verified(url: str, dest: Path, expected: Checksum) -> str | None:
-    """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete and
-    its checksum matches; return None then, else the SHA-256 it had. The temporary file never outlives the call,
-    so an interrupted transfer leaves nothing a later run could take for data."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(_CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-            if length is not None and received != int(length):
-                raise http.client.IncompleteRead(b"", int(length) - received)
-            out.flush()
-            os.fsync(out.fileno())
-        got = hasher.hexdigest()
-        if got != expected.gz and _content_sha256(tmp) != expected.raw:
-            return got
-        os.replace(tmp, dest)
-        return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Download ``url`` into ``dest`` when its bytes match the official .gz's SHA-256 or its content the raw
+    one; return None then, else the SHA-256 it had (nothing kept)."""
+    return fetch_verified(url, dest, lambda got, tmp: got == expected.gz or _content_sha256(tmp) == expected.raw)
 
 
 def _content_sha256(path) -> str | None:
@@ -283,14 +277,6 @@ def _content_sha256(path) -> str | None:
         read_idx(path, hasher=hasher)
     except IDXFormatError:
         return None
-    return hasher.hexdigest()
-
-
-def _file_sha256(path) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            hasher.update(chunk)
     return hasher.hexdigest()
 
 

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
 
 import numpy as np
+
+from .._user import is_int, is_real, seed as _seed
+from ..backend import float_dtype_name
+
+
+def _check(who: str, seed: Any, dtype: Any, **spreads: Any) -> str:
+    """Check ``seed`` and each spread (noise, std: finite, >= 0); returns the name of the float ``dtype``."""
+    _seed(seed, who)
+    for arg, value in spreads.items():
+        if not is_real(value) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{who}: {arg} must be a finite number >= 0, got {value!r}")
+    return float_dtype_name(dtype, who)
 
 
 def spiral(n: int = 100, classes: int = 3, seed: int = 0, noise: float = 0.2,
@@ -12,8 +26,9 @@ def spiral(n: int = 100, classes: int = 3, seed: int = 0, noise: float = 0.2,
 
     Returns x: (n*classes, 2) of ``dtype`` and t: (n*classes,) int64 labels, on the host.
     """
-    if n < 1 or classes < 2:
-        raise ValueError(f"spiral: need n >= 1 and classes >= 2, got n={n}, classes={classes}")
+    if not (is_int(n) and is_int(classes)) or n < 1 or classes < 2:
+        raise ValueError(f"spiral: need n >= 1 and classes >= 2 (ints), got n={n!r}, classes={classes!r}")
+    dtype = _check("spiral", seed, dtype, noise=noise)
     rng = np.random.default_rng(seed)
     x = np.empty((n * classes, 2), dtype=np.float64)
     t = np.empty(n * classes, dtype=np.int64)
@@ -34,8 +49,9 @@ def xor(n: int = 200, seed: int = 0, noise: float = 0.2,
     Not linearly separable, so it needs a hidden layer. Returns x: (n, 2) of ``dtype`` and t: (n,) int64
     labels, grouped by corner, on the host. The label is the corner's, whatever the noise.
     """
-    if n < 4 or noise < 0:
-        raise ValueError(f"xor: need n >= 4 and noise >= 0, got n={n}, noise={noise}")
+    if not is_int(n) or n < 4:
+        raise ValueError(f"xor: need an int n >= 4, got n={n!r}")
+    dtype = _check("xor", seed, dtype, noise=noise)
     rng = np.random.default_rng(seed)
     corners = np.array([[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]])
     which = np.arange(n) * 4 // n
@@ -52,17 +68,19 @@ def blobs(n: int = 300, centers: int | np.ndarray = 3, seed: int = 0, std: float
     Returns x: (n, dim) of ``dtype`` and t: (n,) int64 labels, grouped by class, the n points split as
     evenly as possible; on the host.
     """
+    dtype = _check("blobs", seed, dtype, std=std, box=box)
     rng = np.random.default_rng(seed)
     if np.ndim(centers) == 0:
-        if int(centers) < 1 or dim < 1:
-            raise ValueError(f"blobs: need centers >= 1 and dim >= 1, got centers={centers}, dim={dim}")
+        if not (is_int(centers) and is_int(dim)) or centers < 1 or dim < 1:
+            raise ValueError(f"blobs: need ints centers >= 1 and dim >= 1 (or a (classes, dim) array of centers), "
+                             f"got centers={centers!r}, dim={dim!r}")
         means = rng.uniform(-box, box, size=(int(centers), dim))
     else:
         means = np.asarray(centers, dtype=np.float64)
         if means.ndim != 2 or len(means) < 1:
             raise ValueError(f"blobs: centers must be an int or a (classes, dim) array, got shape {means.shape}")
-    if n < len(means) or std < 0:
-        raise ValueError(f"blobs: need n >= number of centers ({len(means)}) and std >= 0, got n={n}, std={std}")
+    if not is_int(n) or n < len(means):
+        raise ValueError(f"blobs: need an int n >= number of centers ({len(means)}), got n={n!r}")
     t = np.arange(n) * len(means) // n
     x = means[t] + rng.standard_normal((n, means.shape[1])) * std
     return x.astype(dtype), t.astype(np.int64)

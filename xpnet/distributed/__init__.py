@@ -16,10 +16,11 @@ sharing a GPU), through host copies over MPI with one warning; any other array-A
 (array_api_strict in the tests) through host copies. mpi4py is optional (``pip install 'xpnet[mpi]'``)
 and imported by :func:`init`, never by ``import xpnet``.
 
-A job never waits forever for a rank that left: ``_abort`` ends the job when a rank fails alone
-(uncaught exception, ``sys.exit`` with an error status), ``_guard`` makes ``xn.train`` and
-``xn.evaluate`` check once that every rank holds the same inputs (``_checks``) and raise errors
-that concern every rank on every rank, printed once.
+A job never waits forever, and its ranks never disagree silently: ``_abort`` ends the job when a
+rank fails or leaves alone (also before ``init``, with ``_launch``), ``_watch`` when a rank waits in
+a collective for one that left or past the time limit, and ``_guard`` makes ``xn.train`` and
+``xn.evaluate`` check once that every rank holds the same data, model, optimizer, loss and arguments
+(``_checks``) and raise errors that concern every rank on every rank, printed once.
 """
 
 from __future__ import annotations
@@ -29,32 +30,52 @@ from typing import Any
 
 from ..backend import XpnetDeviceWarning
 from ._abort import install as _install_exit_hooks
+from ._abort import install_exit_wrappers as _install_exit_wrappers
+from ._abort import watch as _watch
 from ._communicator import Communicator, XpnetDistributedWarning
 from ._guard import XpnetDistributedError
-from ._mpi import MPIUnavailableError, import_mpi
+from ._launch import claim as _claim
+from ._launch import launched as _launched
+from ._launch import start_mpi as _start_mpi
+from ._mpi import MPIUnavailableError
+from ._watch import DEFAULT_TIMEOUT_S, timeout_s as _timeout_s
 
-__all__ = ["Communicator", "MPIUnavailableError", "XpnetDistributedError", "XpnetDistributedWarning", "init"]
+__all__ = ["Communicator", "DEFAULT_TIMEOUT_S", "MPIUnavailableError", "XpnetDistributedError",
+           "XpnetDistributedWarning", "init"]
 
 
 _world: Communicator | None = None
 
+if (_launched() or (0, 1))[1] > 1:
+    _claim()
+    _install_exit_wrappers()  # a rank that fails or ends before init() still tells the others (_launch)
 
-def init(mpi_comm: Any = None, *, abort_on_error: bool = True) -> Communicator:
+
+def init(mpi_comm: Any = None, *, abort_on_error: bool = True, timeout: float | None = None) -> Communicator:
     """The :class:`Communicator` over ``mpi_comm`` (default ``MPI.COMM_WORLD``; collective: call it on
     every rank).
 
     With ``abort_on_error`` (jobs of more than one rank) no rank leaves the others waiting: an
     uncaught exception prints its traceback prefixed with ``[rank r]`` and calls
-    ``MPI.COMM_WORLD.Abort(1)``, and so does a ``sys.exit`` with a non-zero status (``sys.exit`` is
+    ``MPI.COMM_WORLD.Abort(1)``, and so does a non-zero exit status (``sys.exit`` and ``os._exit`` are
     wrapped to note it); an error raised on every rank together (differing data, a NaN loss) is
-    printed once, by rank 0, and the ranks exit with status 1. See ``_abort`` for the cases.
-    ``XpnetDeviceWarning`` (CUDA fallback) is shown by rank 0 of ``MPI.COMM_WORLD`` only.
+    printed once, by rank 0, and the ranks exit with status 1; a rank that ends while another waits
+    for it in a collective ends the job, named by the waiting rank. See ``_abort`` for the cases.
+
+    ``timeout``: the seconds a rank may wait in ``MPI_Init`` or in one collective of a Communicator
+    (default ``XPNET_COLLECTIVE_TIMEOUT_S``, else :data:`DEFAULT_TIMEOUT_S`; ``math.inf`` for none).
+    A longer wait ends the job, naming where every rank was (a rank that hangs, a callback that
+    sleeps). ``XpnetDeviceWarning`` (CUDA fallback) is shown by rank 0 of ``MPI.COMM_WORLD`` only.
     Raises :class:`MPIUnavailableError` when mpi4py is missing.
     """
     global _world
-    mpi = import_mpi()
+    limit_s = _timeout_s(timeout)
+    mpi = _start_mpi(limit_s)
     if abort_on_error:
-        _install_exit_hooks(mpi)
+        _install_exit_hooks(mpi, limit_s)
+        watch = _watch()
+        if watch is not None and timeout is not None:
+            watch.limit_s = limit_s
     if mpi.COMM_WORLD.Get_rank() != 0:
         warnings.filterwarnings("ignore", category=XpnetDeviceWarning)
     if mpi_comm is None:

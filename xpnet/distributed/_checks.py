@@ -7,16 +7,15 @@ import hashlib
 import numbers
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
-from ..backend import namespace, to_numpy
+from ..backend import to_numpy
 
-_SAMPLED_ROWS = 8
+_CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
 
 
 def describe_data(pair: Any) -> dict[str, Any] | None:
-    """Samples, shapes, dtypes and a hash of a few rows at fixed positions of ``pair = (x, y)``; None
+    """Samples, shapes, dtypes and a digest of every byte of x and of y, for ``pair = (x, y)``; None
     for None. Never raises: what cannot be read is described as such (``train`` then says why)."""
     if pair is None:
         return None
@@ -35,25 +34,49 @@ def describe_data(pair: Any) -> dict[str, Any] | None:
         n, n_y = (shape[0] if shape else None for shape in shapes)
         info = {"samples": n if n == n_y else f"{n} (y: {n_y})", "x row shape": shapes[0][1:],
                 "y row shape": shapes[1][1:], "x dtype": str(x.dtype), "y dtype": str(y.dtype)}
-        info["content"] = _fingerprint(x, y)
+        info["x content"], info["y content"] = digest(x), digest(y)
     except Exception as exc:  # noqa: BLE001 - a description, not a check: train names the problem
         return {"unreadable": type(exc).__name__}
     return info
 
 
-def _fingerprint(x: Any, y: Any) -> str:
-    """A short hash of up to 8 rows of x and y at evenly spaced positions, read on the host."""
-    n = int(x.shape[0]) if x.ndim else 0
-    if n == 0 or y.ndim == 0 or int(y.shape[0]) != n:
-        return "-"
-    k = min(_SAMPLED_ROWS, n)
-    rows = sorted({i * (n - 1) // max(k - 1, 1) for i in range(k)})
-    digest = hashlib.blake2b(digest_size=6)
-    for a in (x, y):
-        xp = namespace(a)
-        index = xp.asarray(rows, dtype=xp.int64, device=array_api_compat.device(a))
-        digest.update(np.ascontiguousarray(to_numpy(xp.take(a, index, axis=0))).tobytes())
-    return digest.hexdigest()
+def digest(a: Any) -> str:
+    """A SHA-256 of every byte of ``a`` in C order (12 hex digits), read on the host a chunk of rows at
+    a time (no copy of the whole array)."""
+    h = hashlib.sha256()
+    if a.ndim == 0:
+        h.update(np.ascontiguousarray(to_numpy(a)).tobytes())
+        return h.hexdigest()[:12]
+    n = int(a.shape[0])
+    row_bytes = int(getattr(a.dtype, "itemsize", 8))
+    for d in a.shape[1:]:
+        row_bytes *= int(d)
+    step = max(1, _CHUNK_BYTES // max(row_bytes, 1))
+    for start in range(0, n, step):
+        chunk = np.ascontiguousarray(to_numpy(a[start:min(start + step, n), ...]))
+        h.update(chunk.reshape(-1).view(np.uint8))
+    return h.hexdigest()[:12]
+
+
+def describe_settings(obj: Any) -> dict[str, Any]:
+    """The type and settings of an optimizer or loss (``hyperparams()``, else its public plain
+    attributes), or of a model (each layer as ``repr`` shows it), comparable across ranks; the
+    string a rank passed stays a string."""
+    if isinstance(obj, str):
+        return {"passed as": repr(obj)}
+    layers = getattr(obj, "layers", None)
+    if isinstance(layers, (list, tuple)):
+        return {"type": type(obj).__name__, **{f"layer {i}": repr(layer) for i, layer in enumerate(layers)}}
+    hyperparams = getattr(obj, "hyperparams", None)
+    settings = hyperparams() if callable(hyperparams) else \
+        {k: v for k, v in sorted(vars(obj).items()) if not k.startswith("_") and _is_setting(v)}
+    return {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
+
+
+def _is_setting(value: Any) -> bool:
+    if isinstance(value, (tuple, list)):
+        return all(_is_setting(v) for v in value)
+    return value is None or isinstance(value, (str, bool, numbers.Number))
 
 
 def plain(value: Any) -> Any:
@@ -74,20 +97,23 @@ def differences(subject: str, per_rank: list[Any]) -> list[str]:
     if all(d == per_rank[0] for d in per_rank):
         return []
     dicts = [d if isinstance(d, dict) else {"given": "yes" if d is not None else "no"} for d in per_rank]
+    types = [d.get("type") for d in dicts]
+    if all(t is not None for t in types) and any(t != types[0] for t in types):  # the rest follows
+        return [f"{subject} across ranks: type {by_rank(types)}"]
     if any(d.keys() != dicts[0].keys() for d in dicts):  # not passed, or not readable, on some rank
         keys = sorted({k for d in dicts for k in d})
         dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
     parts = []
     for key in dicts[0]:
         values = [d[key] for d in dicts]
-        if key == "content" and parts:
+        if key.endswith("content") and parts:
             continue  # follows from the differences already named
         if any(v != values[0] for v in values):
-            parts.append(f"{key} {_by_rank(values)}")
+            parts.append(f"{key} {by_rank(values)}")
     return [f"{subject} across ranks: " + "; ".join(parts)]
 
 
-def _by_rank(values: list[Any]) -> str:
+def by_rank(values: list[Any]) -> str:
     """``"rank 0: 1000, rank 1: 995"``; equal values grouped (``"ranks 0-2, 4: 1000, rank 3: 995"``)."""
     groups: dict[str, list[int]] = {}
     for rank, v in enumerate(values):

@@ -1,7 +1,15 @@
-"""The :class:`Communicator`: collectives on plain numbers, arrays and models over MPI (NCCL for CuPy)."""
+"""The :class:`Communicator`: collectives on plain numbers, arrays and models over MPI (NCCL for CuPy).
+
+Every collective takes the same path on every rank whatever that rank holds: what could differ
+(a rank that saw no data holds a 0-d array where the others hold NumPy scalars; a model of another
+shape) is first compared in one small ``allgather``, and a difference raises on every rank. Each wait
+in a collective is watched (``_watch``): a rank that left or a wait past the time limit ends the job.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import operator
 import warnings
 import weakref
@@ -13,19 +21,22 @@ import numpy as np
 from .. import backend
 from .._user import warn
 from ..backend import Device, namespace, to_device, to_numpy
+from ._abort import raised_on_every_rank, watch
 from ._buffers import (
     _empty_like_group,
     _first_difference,
+    _grad_of,
     _group_by_dtype,
     _is_number,
+    _kind_text,
     _layers,
     _pack,
-    _python_number,
+    _reduction_entry,
     _signature,
     _unpack,
     _zeros_like_group,
 )
-from ._abort import raised_on_every_rank
+from ._checks import by_rank
 from ._mpi import import_mpi
 
 
@@ -46,12 +57,16 @@ class Communicator:
         self.mpi_comm = mpi_comm
         self.rank = int(mpi_comm.Get_rank())
         self.size = int(mpi_comm.Get_size())
-        self.local_comm = mpi_comm.Split_type(self._mpi.COMM_TYPE_SHARED, key=self.rank)
+        self._watch = watch()
+        self._world_ranks = frozenset(int(r) for r in self._mpi.Group.Translate_ranks(
+            mpi_comm.Get_group(), list(range(self.size)), self._mpi.COMM_WORLD.Get_group()))
+        self._entry: Any = None  # inside xn.train/evaluate: the inputs to compare at the first collective
+        with self._waiting("xn.distributed.init"):
+            self.local_comm = mpi_comm.Split_type(self._mpi.COMM_TYPE_SHARED, key=self.rank)
         self.local_rank = int(self.local_comm.Get_rank())
         self.local_size = int(self.local_comm.Get_size())
         self._verified: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # models checked once
         self._cupy_link: Any = None  # an NcclLink, or "host" once NCCL was found unusable
-        self._entry: Any = None  # inside xn.train/evaluate: the inputs to compare at the first collective
 
     @property
     def is_root(self) -> bool:
@@ -91,39 +106,62 @@ class Communicator:
     # -- plain objects and numbers ----------------------------------------------------------
 
     def barrier(self) -> None:
-        self._sync()
-        self.mpi_comm.Barrier()
+        with self._waiting("comm.barrier"):
+            self._sync()
+            self.mpi_comm.Barrier()
 
     def bcast_object(self, obj: Any, root: int = 0) -> Any:
         """``obj`` from rank ``root`` on every rank (pickled)."""
         root = self._root(root)
-        self._sync()
-        return self.mpi_comm.bcast(obj, root=root)
+        with self._waiting("comm.bcast_object"):
+            self._sync()
+            return self.mpi_comm.bcast(obj, root=root)
 
     def allgather_object(self, obj: Any) -> list:
         """Every rank's ``obj`` (pickled), as a list indexed by rank, on every rank."""
-        self._sync()
-        return self.mpi_comm.allgather(obj)
+        with self._waiting("comm.allgather_object"):
+            self._sync()
+            return self.mpi_comm.allgather(obj)
 
     def allreduce_sum(self, value: Any) -> Any:
-        """Sum over ranks. A Python number gives a Python number; an array gives a new array of the
-        same shape, dtype, namespace and device (the input is not modified)."""
-        self._sync()
-        if _is_number(value):
-            return self.mpi_comm.allreduce(_python_number(value), op=self._mpi.SUM)
-        if not array_api_compat.is_array_api_obj(value):
-            raise TypeError(f"allreduce_sum: expected a Python number or an array, got {type(value).__name__}")
-        return self._allreduce_flat(value, owned=False)
+        """Sum over ranks. A Python or NumPy number gives a Python number; an array gives a new array
+        of the same shape, dtype, namespace and device (the input is not modified).
+
+        Numbers and 0-d arrays are gathered and added in rank order on every rank (integers exactly,
+        reals with ``math.fsum``), so a rank holding a 0-d array and one holding a NumPy scalar (the
+        same sum, on a rank that saw no data) agree. Ranks passing different kinds (an integer here,
+        a real there; arrays of other shapes or dtypes) get a ValueError on every rank naming them.
+        """
+        with self._waiting("comm.allreduce_sum"):
+            return self._reduce(value, "allreduce_sum")
 
     def allreduce_mean(self, value: Any) -> Any:
         """Mean over ranks of a Python number (-> float) or a floating array (-> array, as
         :meth:`allreduce_sum`)."""
+        with self._waiting("comm.allreduce_mean"):
+            total = self._reduce(value, "allreduce_mean")
+        return float(total) / self.size if _is_number(value) else total / self.size
+
+    def _reduce(self, value: Any, caller: str) -> Any:
+        self._sync()
+        everyone = self.mpi_comm.allgather(_reduction_entry(value, caller))
+        bad = [(r, e[1]) for r, e in enumerate(everyone) if e[0] == "bad"]
+        if bad:
+            same = len(bad) == self.size and all(b[1] == bad[0][1] for b in bad)
+            raise raised_on_every_rank(TypeError(f"{caller}: " + (bad[0][1] if same else "; ".join(
+                f"rank {r}: {text}" for r, text in bad))))
+        kinds = [e[:2] if e[0] == "scalar" else e for e in everyone]
+        if any(k != kinds[0] for k in kinds):
+            passed = by_rank([_kind_text(k) for k in kinds])
+            raise raised_on_every_rank(ValueError(f"{caller}: the ranks passed different kinds of value: {passed}. "
+                                                  "Every rank must pass the same kind, shape and dtype"))
+        if everyone[0][0] == "array":
+            return self._allreduce_flat(value, owned=False)
+        values = [e[2] for e in everyone]
+        total = sum(values) if everyone[0][1] == "integer" else math.fsum(values)
         if _is_number(value):
-            return float(self.allreduce_sum(float(value))) / self.size
-        if array_api_compat.is_array_api_obj(value) and not namespace(value).isdtype(value.dtype, "real floating"):
-            raise TypeError(f"allreduce_mean: expected a floating array, got dtype {value.dtype}; "
-                            "use allreduce_sum for integer counts")
-        return self.allreduce_sum(value) / self.size
+            return total
+        return namespace(value).asarray(total, dtype=value.dtype, device=array_api_compat.device(value))
 
     # -- models -----------------------------------------------------------------------------
 
@@ -134,57 +172,54 @@ class Communicator:
         shapes, dtypes and array library; a mismatch raises ValueError on every rank.
         """
         root = self._root(root)
-        self._sync()
-        self._check_same_model(model, "broadcast_params", root)
-        entries = [(store, key, store[key]) for layer in _layers(model).values()
-                   for store in (layer.params, layer.buffers) for key in store]
-        for group in _group_by_dtype(entries):
-            flat = _pack([store[key] for store, key, _ in group]) if self.rank == root else \
-                _empty_like_group(group)
-            flat = self._bcast_flat(flat, root)
-            if self.rank != root:
-                for (store, key, like), part in zip(group, _unpack(flat, group)):
-                    store[key] = part
+        with self._waiting("comm.broadcast_params"):
+            self._sync()
+            self._check_same_model(model, "broadcast_params", root)
+            entries = [(store, key, store[key]) for layer in _layers(model).values()
+                       for store in (layer.params, layer.buffers) for key in store]
+            for group in _group_by_dtype(entries):
+                flat = _pack([store[key] for store, key, _ in group]) if self.rank == root else \
+                    _empty_like_group(group)
+                flat = self._bcast_flat(flat, root)
+                if self.rank != root:
+                    for (store, key, like), part in zip(group, _unpack(flat, group)):
+                        store[key] = part
 
     def allreduce_grads(self, model: Any, count: int) -> None:
         """Replace each gradient by the sample-weighted mean over ranks, sum_r(count_r * g_r) / sum_r(count_r).
 
         ``count`` is the number of samples behind this rank's gradients; with ``count=0`` the rank
         contributes zeros (its gradients may be missing or stale). All gradients of one dtype travel
-        as one flat buffer. Raises ValueError (on every rank) when all counts are 0.
+        as one flat buffer, laid out from the parameters (the same on every rank whatever its data):
+        a gradient whose shape or dtype is not its parameter's raises. Raises ValueError (on every
+        rank) when all counts are 0.
         """
         if isinstance(count, bool) or not hasattr(count, "__index__") or operator.index(count) < 0:
             raise ValueError(f"allreduce_grads: count must be an int >= 0 (samples behind this rank's "
                              f"gradients), got {count!r}")
         count = operator.index(count)
-        self._sync()
-        if model not in self._verified:
-            self._check_same_model(model, "allreduce_grads", 0)
-        counts = np.array([count], dtype=np.int64)
-        self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
-        total = int(counts[0])
-        if total == 0:
-            raise raised_on_every_rank(ValueError(
-                "allreduce_grads: every rank passed count=0; there is no gradient to average"))
-        scale = count / total
-        entries = []
-        for layer in _layers(model).values():
-            for key, p in layer.params.items():
-                g = layer.grads.get(key)
-                if count > 0 and g is None:
-                    raise RuntimeError(f"allreduce_grads: no gradient for parameter {key!r} of "
-                                       f"{type(layer).__name__}; call model.backward(...) first")
-                entries.append((layer.grads, key, p if count == 0 else g))
-        for group in _group_by_dtype(entries):
-            if count == 0:
-                flat = _zeros_like_group(group)
-            else:
-                flat = _pack([g for _, _, g in group])
-                if scale != 1.0:
-                    flat *= scale
-            flat = self._allreduce_flat(flat, owned=True)
-            for (grads, key, _), part in zip(group, _unpack(flat, group)):
-                grads[key] = part
+        with self._waiting("comm.allreduce_grads"):
+            self._sync()
+            if model not in self._verified:
+                self._check_same_model(model, "allreduce_grads", 0)
+            counts = np.array([count], dtype=np.int64)
+            self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
+            total = int(counts[0])
+            if total == 0:
+                raise raised_on_every_rank(ValueError(
+                    "allreduce_grads: every rank passed count=0; there is no gradient to average"))
+            entries = [(layer, key, p, _grad_of(layer, key, p) if count > 0 else None)
+                       for layer in _layers(model).values() for key, p in layer.params.items()]
+            for group in _group_by_dtype(entries):
+                if count == 0:
+                    flat = _zeros_like_group(group)
+                else:
+                    flat = _pack([g for *_, g in group])
+                    if count != total:
+                        flat *= count / total
+                flat = self._allreduce_flat(flat, owned=True)
+                for (layer, key, *_), part in zip(group, _unpack(flat, group)):
+                    layer.grads[key] = part
 
     # -- internals --------------------------------------------------------------------------
 
@@ -192,6 +227,14 @@ class Communicator:
         if isinstance(root, bool) or not isinstance(root, int) or not 0 <= root < self.size:
             raise ValueError(f"root must be a rank in [0, {self.size}), got {root!r}")
         return root
+
+    def _waiting(self, what: str) -> Any:
+        """Context around a wait in a collective: watched where ``init`` installed the watch."""
+        if self._watch is None:
+            return contextlib.nullcontext()
+        if self._entry is not None:
+            what = f"{what} inside {self._entry.where}"
+        return self._watch.waiting(what, self._world_ranks)
 
     def _sync(self) -> None:
         """Inside xn.train/evaluate, the first collective first compares the ranks' inputs (see _guard)."""

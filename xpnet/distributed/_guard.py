@@ -2,8 +2,9 @@
 
 How a guarded call goes on each rank:
 
-1. Before the call, the rank describes its inputs locally (samples, shapes, dtypes and a hash of a
-   few rows of each data pair; the scalar arguments that must match).
+1. Before the call, the rank describes its inputs locally (samples, shapes, dtypes and a digest of
+   every byte of x and of y of each data pair; the type and settings of the model, optimizer and
+   loss; the scalar arguments that must match).
 2. The first collective inside the call (or, when the call fails before reaching one, the failure
    itself) first meets the other ranks in one ``allgather`` of (failure or None, description). When
    the descriptions differ, every rank raises the same ValueError naming each rank's value; when a
@@ -24,6 +25,10 @@ from ._abort import escape, is_raised_on_every_rank, raised_on_every_rank
 from ._checks import describe_data, differences, plain
 from ._communicator import Communicator
 
+# What xn.train and xn.evaluate use of a communicator: another object passed as comm= is refused.
+_COMM_NEEDS = ("rank", "size", "device", "barrier", "bcast_object", "allreduce_sum", "allreduce_grads",
+               "broadcast_params")
+
 
 class XpnetDistributedError(RuntimeError):
     """Another rank failed where every rank had to go on together; the message names it."""
@@ -32,10 +37,12 @@ class XpnetDistributedError(RuntimeError):
 class Entry:
     """This rank's description of a guarded call's inputs, compared once with the other ranks'."""
 
-    def __init__(self, where: str, data: dict[str, Any], args: dict[str, Any]):
+    def __init__(self, where: str, data: dict[str, Any], args: dict[str, Any],
+                 settings: dict[str, tuple[Callable, Any]] | None = None):
         self.where = where
         self.description = ({label: describe_data(pair) for label, pair in data.items()},
-                            {name: plain(v) for name, v in args.items()})
+                            {name: plain(v) for name, v in args.items()},
+                            {name: _described(fn, value) for name, (fn, value) in (settings or {}).items()})
         self.pending = True
 
     def settle(self, comm: Any, failure: BaseException | None = None) -> None:
@@ -48,10 +55,13 @@ class Entry:
         problems = [p for label in data_labels
                     for p in differences(f"{label} differs", [d[0][label] for _, d in everyone])]
         problems += differences(f"{self.where} arguments differ", [d[1] for _, d in everyone])
+        if all(s is None for s, _ in everyone):  # a rank that failed may not have described its settings
+            problems += [p for name in self.description[2] for p in
+                         differences(f"{self.where} {name} differs", [d[2][name] for _, d in everyone])]
         if problems:
             raise raised_on_every_rank(ValueError(
-                f"{self.where}: {'; '.join(problems)}. Every rank must pass the same data and arguments: "
-                "each rank takes its own share of every global batch")) from failure
+                f"{self.where}: {'; '.join(problems)}. Every rank must pass the same data, model, optimizer, loss "
+                "and arguments: each rank takes its own share of every global batch")) from failure
         failed = [(rank, s) for rank, (s, _) in enumerate(everyone) if s is not None]
         if not failed:
             return
@@ -64,11 +74,13 @@ class Entry:
             f"{first} prints its traceback, and every rank stops here"), printer=first)
 
 
-def collective(where: str, data: dict[str, str], same: tuple[str, ...]) -> Callable:
+def collective(where: str, data: dict[str, str], same: tuple[str, ...],
+               settings: dict[str, Callable[[Any], dict[str, Any]]] | None = None) -> Callable:
     """Guard a function taking a keyword ``comm`` (see the module docstring).
 
     ``data`` maps argument names to the labels that name them in errors (``{"data": "train data"}``);
-    ``same`` names scalar arguments that must be equal on every rank.
+    ``same`` names scalar arguments that must be equal on every rank; ``settings`` maps argument names
+    to a function describing the argument's settings (``_checks.describe_settings``), compared too.
     """
     def wrap(fn: Callable) -> Callable:
         signature = inspect.signature(fn)
@@ -76,6 +88,7 @@ def collective(where: str, data: dict[str, str], same: tuple[str, ...]) -> Calla
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             comm = kwargs.get("comm")
+            _check_comm(comm, where)
             if not isinstance(comm, Communicator) or comm.size == 1:
                 return fn(*args, **kwargs)
             try:
@@ -83,8 +96,9 @@ def collective(where: str, data: dict[str, str], same: tuple[str, ...]) -> Calla
             except TypeError:
                 return fn(*args, **kwargs)  # raises the TypeError Python gives
             bound.apply_defaults()
+            described = {name: (describe, bound.arguments[name]) for name, describe in (settings or {}).items()}
             entry = Entry(where, {label: bound.arguments[name] for name, label in data.items()},
-                          {name: bound.arguments[name] for name in same})
+                          {name: bound.arguments[name] for name in same}, described)
             with _entered(comm, entry):
                 try:
                     return fn(*args, **kwargs)
@@ -98,6 +112,23 @@ def collective(where: str, data: dict[str, str], same: tuple[str, ...]) -> Calla
         return guarded
 
     return wrap
+
+
+def _check_comm(comm: Any, where: str) -> None:
+    """``comm`` is None, a Communicator, or an object with every method train/evaluate call on one."""
+    if comm is None or isinstance(comm, Communicator):
+        return
+    missing = [name for name in _COMM_NEEDS if not hasattr(comm, name)]
+    if missing:
+        raise TypeError(f"{where}: comm must be None or the Communicator that xn.distributed.init() returns, "
+                        f"got {type(comm).__name__} (it has no {', '.join(missing)})")
+
+
+def _described(describe: Callable, value: Any) -> dict[str, Any]:
+    try:
+        return describe(value)
+    except Exception as exc:  # noqa: BLE001 - a description, not a check: the call itself names the problem
+        return {"unreadable": type(exc).__name__}
 
 
 @contextlib.contextmanager

@@ -1,5 +1,7 @@
 """Files written and read safely.
 
+- ``paths``: paths as users give them; saves and loads touch regular files only (a symlink is
+  followed to its target; a FIFO, a device or a folder is refused before it is opened);
 - ``atomic``: every write goes to a temporary file in the target's folder, then a rename;
 - ``signals``: SIGTERM (what batch schedulers send) handled like Ctrl-C during a save or a run;
 - ``npz``: the ``.npz`` reader that checks each array's header before reading its data;
@@ -9,6 +11,6 @@ It may import only ``xpnet._user`` and third-party libraries; models, training, 
 command line write and read through it.
 """
 
-from .npz import XpnetFileError
+from .paths import XpnetFileError
 
 __all__ = ["XpnetFileError"]

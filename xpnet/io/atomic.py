@@ -1,7 +1,12 @@
 """Atomic file writes: a temporary file beside the target, fsync, a rename over it, fsync the folder.
 
-The temporary file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and
-gets the mode a plain ``open`` would give (``0o666`` less the umask). Ctrl-C or SIGTERM during a
+The target is what is on disk at the path (:func:`xpnet.io.paths.save_target`): a symlink is followed
+and its target replaced (atomically, in the target's folder), and anything that exists but is not a
+regular file (``/dev/null``, a FIFO, a folder) is refused before anything is written. The temporary
+file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and gets the
+existing file's permission bits, or for a new file the mode a plain ``open`` would give (``0o666``
+less the umask). An error while writing (a full disk, a read-only folder) names the path being
+saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
 write removes it (SIGTERM then ends the process as it would have); a process killed outright
 (SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
 processes that no longer run (on this machine: a pid is only checked locally).
@@ -16,6 +21,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
+from .paths import fspath, save_target
 from .signals import sigterm_raises
 
 TEMP_SUFFIX = ".xpnet-tmp"
@@ -25,24 +31,38 @@ TEMP_SUFFIX = ".xpnet-tmp"
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file in ``path``'s folder; on a clean exit it is flushed, fsynced and renamed
     over ``path`` and the folder fsynced, on any exception (KeyboardInterrupt, SIGTERM too) it is
-    removed. An interrupted write never leaves a broken ``path``: the old file, if any, stays."""
-    path = os.path.abspath(os.fspath(path))
+    removed. An interrupted write never leaves a broken ``path``: the old file, if any, stays.
+    ``path`` may be a symlink (its target is replaced); anything else that is not a regular file
+    raises :class:`xpnet.XpnetFileError` first. An OSError names ``path``."""
+    given = fspath(path, "save")
+    path, kept_mode = save_target(given)
     folder, name = os.path.split(path)
     remove_leftovers(path)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
+        tmp = None
         try:
-            os.chmod(tmp, 0o666 & ~_umask())
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
+            os.chmod(tmp, 0o666 & ~_umask() if kept_mode is None else kept_mode)
             with os.fdopen(fd, mode) as f:
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+        except BaseException as exc:
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+            if isinstance(exc, OSError) and exc.errno is not None and _ours(exc.filename, folder):
+                raise OSError(exc.errno, exc.strerror, given) from None
             raise
         _fsync_folder(folder)
+
+
+def _ours(filename: Any, folder: str) -> bool:
+    """Whether an OSError's file name is one the user never gave: none (ENOSPC from a write), the
+    folder, or a temporary file there (a failed mkstemp or rename)."""
+    return filename is None or filename == folder or (
+        isinstance(filename, str) and os.path.dirname(filename) == folder and filename.endswith(TEMP_SUFFIX))
 
 
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:

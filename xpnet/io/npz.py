@@ -2,13 +2,19 @@
 
 How a file is read (``xn.load`` and ``resume_from`` both go through :class:`NpzReader`):
 
-1. The file is opened as a zip archive; a zero-byte, truncated, non-zip or single-array ``.npy``
-   file fails here with one :class:`XpnetFileError` naming the path and what was expected.
-2. The JSON record (architecture, format version, ...) is read first, bounded in size.
+1. The file is opened as a zip archive, only if it is a regular file (a FIFO or a device is refused
+   before it is opened); a zero-byte, truncated, non-zip or single-array ``.npy`` file fails here
+   with one :class:`XpnetFileError` naming the path and what was expected.
+2. The JSON record (architecture, format version, ...) is read first, bounded in size and in
+   nesting depth.
 3. Each array's ``.npy`` header (shape, dtype) is read and checked against what the caller expects
    *before* its data: a header that declares more bytes than the archive member holds, an object
    dtype (pickles) or a shape the architecture does not give fails without allocating anything.
 4. Only then is the data read into an array of exactly the checked size.
+
+Whatever the damage (a flipped bit anywhere, a truncated member, a header that claims encryption or
+an unknown zip version), every failure is an :class:`XpnetFileError` naming the path: the errors of
+``zipfile``, ``zlib`` and NumPy's header parser are caught where the archive is read.
 """
 
 from __future__ import annotations
@@ -16,21 +22,25 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import tokenize
 import zipfile
 import zlib
 from typing import Any
 
 import numpy as np
 
+from .paths import XpnetFileError, fspath, open_regular
+
 __all__ = ["XpnetFileError", "NpzReader"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_RECORD_BYTES = 64 << 20
-
-
-class XpnetFileError(ValueError):
-    """A model or checkpoint file cannot be used: the message names the path, the field and what
-    was expected."""
+MAX_RECORD_DEPTH = 100
+# What reading a damaged archive raises: zipfile's BadZipFile, RuntimeError ("is encrypted"),
+# NotImplementedError ("zip file version", a compression method), OSError (a seek before the start).
+_DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError, RuntimeError,
+            NotImplementedError, struct.error, OverflowError)
 
 
 class NpzReader:
@@ -41,17 +51,23 @@ class NpzReader:
     """
 
     def __init__(self, path: str | os.PathLike, what: str):
-        self.path, self.what = os.fspath(path), what
-        with open(self.path, "rb") as f:  # FileNotFoundError etc. name the path themselves
-            head = f.read(len(_NPY_MAGIC))
-        if not head:
-            raise self.error("the file is empty (0 bytes)")
-        if head == _NPY_MAGIC:
-            raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
+        self.path, self.what = fspath(path, "load"), what
+        # FileNotFoundError and PermissionError name the path themselves.
+        self._file = open_regular(self.path, self.error)
         try:
-            self._zip = zipfile.ZipFile(self.path)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
-            raise self.error(f"it is not a complete zip archive ({exc}); truncated or not an .npz") from None
+            head = self._file.read(len(_NPY_MAGIC))
+            if not head:
+                raise self.error("the file is empty (0 bytes)")
+            if head == _NPY_MAGIC:
+                raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
+            try:
+                self._file.seek(0)
+                self._zip = zipfile.ZipFile(self._file)
+            except _DAMAGED as exc:
+                raise self.error(f"it is not a complete zip archive ({exc}); truncated or not an .npz") from None
+        except BaseException:
+            self._file.close()
+            raise
         self._members = {info.filename[:-4]: info for info in self._zip.infolist()
                          if info.filename.endswith(".npy")}
 
@@ -60,6 +76,7 @@ class NpzReader:
 
     def __exit__(self, *exc: Any) -> None:
         self._zip.close()
+        self._file.close()
 
     @property
     def names(self) -> list[str]:
@@ -76,9 +93,15 @@ class NpzReader:
         if shape != () or dtype.kind != "U":
             raise self.error(f"its record {name!r} is a {dtype} array of shape {shape}, expected a JSON string")
         try:
-            return json.loads(str(self._read(name, shape, dtype)[()]))
-        except json.JSONDecodeError as exc:
+            record = json.loads(str(self._read(name, shape, dtype)[()]))
+        except RecursionError:
+            record = None
+        except (ValueError, UnicodeError) as exc:  # json.JSONDecodeError is a ValueError
             raise self.error(f"its record {name!r} is not valid JSON ({exc})") from None
+        if record is None or _depth(record, MAX_RECORD_DEPTH) > MAX_RECORD_DEPTH:
+            raise self.error(f"its record {name!r} nests lists or objects more than {MAX_RECORD_DEPTH} deep; "
+                             "xpnet writes only a few levels")
+        return record
 
     def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype of array ``name`` from its ``.npy`` header; no data is read."""
@@ -104,7 +127,10 @@ class NpzReader:
     def _open(self, name: str) -> Any:
         if name not in self._members:
             raise self.error(f"it has no array {name!r}")
-        return self._zip.open(self._members[name])
+        try:
+            return self._zip.open(self._members[name])
+        except _DAMAGED as exc:
+            raise self.error(f"its archive entry for array {name!r} is damaged ({exc})") from None
 
     def _read_header(self, name: str, f: Any) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         try:
@@ -112,7 +138,7 @@ class NpzReader:
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = read(f)
             offset = f.tell()
-        except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+        except (*_DAMAGED, SyntaxError, TypeError, tokenize.TokenError) as exc:  # NumPy tokenizes the header
             raise self.error(f"array {name!r} has a broken .npy header ({exc})") from None
         if dtype.hasobject:
             raise self.error(f"array {name!r} holds Python objects (dtype {dtype}); xpnet never loads pickles")
@@ -135,9 +161,22 @@ class NpzReader:
                         break
                     filled += n
                 f.read(1)  # reaches the end of the member, where zipfile checks the CRC
-            except (EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
+            except _DAMAGED as exc:
                 raise self.error(f"array {name!r} is corrupt ({exc})") from None
         if filled != nbytes:
             raise self.error(f"array {name!r} is truncated: {filled} of {nbytes} bytes")
         out = out.T if fortran else out
         return out.astype(dtype.newbyteorder("="), copy=False)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep lists and dicts nest in ``value`` (a scalar is 0), counted without recursion and
+    only up to ``limit + 1``."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (list, dict)):
+            deepest = max(deepest, level)
+            if level <= limit:
+                stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest

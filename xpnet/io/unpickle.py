@@ -1,12 +1,24 @@
 """Reading pickles that may hold only arrays: the book's ``params.pkl`` files, never plain ``pickle.load``.
 
-The unpickler knows only NumPy arrays, dtypes, scalars, dicts, lists, tuples, numbers and strings;
-any other class or function named in the file (``os.system``, a custom class) is refused before it is
-called, and every failure is a ValueError naming the file.
+A pickle names every class or function it calls by module and name; :data:`ALLOWED` lists all that a
+dict (or list, or OrderedDict) of NumPy arrays needs, as NumPy 1 (``numpy.core``) and NumPy 2
+(``numpy._core``) write it with pickle protocols 0 to 5, and nothing else. Anything else named in
+the file (``builtins.eval``, ``os.system``, a custom class) is refused before it is called. The
+names on the list are not the functions themselves but guards around them:
+
+- ``numpy.ndarray`` may only be the first argument of ``_reconstruct`` (protocols 0 to 4): called
+  through REDUCE itself it would allocate any size uninitialised;
+- ``_reconstruct`` and ``_frombuffer`` (protocol 5) refuse an array larger than the file, and
+  ``dtype`` refuses Python-object dtypes (whose elements would be unpickled objects);
+- ``_codecs.encode`` (how protocols 0 to 2 store bytes) only turns a str into latin-1 bytes.
+
+Every failure is a ValueError naming the file.
 """
 
 from __future__ import annotations
 
+import codecs
+import math
 import os
 import pickle
 from collections import OrderedDict
@@ -14,46 +26,114 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["read_arrays_pickle"]
+from .paths import fspath, open_regular
+
+__all__ = ["read_arrays_pickle", "ALLOWED"]
 
 
 def _reduce_function(obj: Any) -> Any:
     return obj.__reduce__()[0]
 
 
-# What pickle names to rebuild NumPy arrays and scalars (NumPy 1 wrote numpy.core, NumPy 2 numpy._core).
-_RECONSTRUCT, _SCALAR = _reduce_function(np.empty(0)), _reduce_function(np.float64(0.0))
-_ALLOWED = {
-    **{(module, "_reconstruct"): _RECONSTRUCT for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    **{(module, "scalar"): _SCALAR for module in ("numpy.core.multiarray", "numpy._core.multiarray")},
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("collections", "OrderedDict"): OrderedDict,
-}
+_RECONSTRUCT = _reduce_function(np.empty(0))
+_FROMBUFFER = np.empty(2).__reduce_ex__(5)[0]
 
 
 class _Refused(pickle.UnpicklingError):
     pass
 
 
+class _NdarrayName:
+    """What the file gets for ``numpy.ndarray``: usable only as ``_reconstruct``'s class argument."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise _Refused("refused to call numpy.ndarray directly: a params file may rebuild arrays only through "
+                       "numpy's _reconstruct or _frombuffer, with the data they hold")
+
+
+_NDARRAY = _NdarrayName()
+
+
+def _dtype(*args: Any) -> np.dtype:
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise _Refused(f"refused dtype {dtype}: a params file may hold numeric arrays only, not Python objects")
+    return dtype
+
+
+def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"refused _codecs.encode({type(text).__name__}, {encoding!r}): pickles of protocols 0 to 2 "
+                       "use it only to store bytes as latin-1 text")
+    return codecs.encode(text, "latin1")
+
+
+_MULTIARRAY = ("numpy.core.multiarray", "numpy._core.multiarray")  # NumPy 1, NumPy 2
+_NUMERIC = ("numpy.core.numeric", "numpy._core.numeric")
+
+# (module, name) a file may name -> the guard of _ArraysOnly that it gets.
+ALLOWED = {**{(m, "_reconstruct"): "_reconstruct" for m in _MULTIARRAY},
+           **{(m, "_frombuffer"): "_frombuffer" for m in _NUMERIC},
+           ("numpy", "ndarray"): "_ndarray",
+           ("numpy", "dtype"): "_dtype",
+           ("collections", "OrderedDict"): "_ordered_dict",
+           ("_codecs", "encode"): "_encode"}
+
+
 class _ArraysOnly(pickle.Unpickler):
+    """The restricted unpickler; ``limit`` is the file's size in bytes, which no array can exceed."""
+
+    _ndarray = _NDARRAY
+    _dtype = staticmethod(_dtype)
+    _ordered_dict = OrderedDict
+    _encode = staticmethod(_encode)
+
+    def __init__(self, file: Any, limit: int):
+        super().__init__(file)
+        self.limit = limit
+
     def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise _Refused(
-                f"refused to load {module}.{name}: a params file may hold only NumPy arrays, dicts, lists, "
-                "numbers and strings") from None
+        guard = ALLOWED.get((module, name))
+        if guard is None:
+            raise _Refused(f"refused to load {module}.{name}: a params file may hold only NumPy arrays, dicts, "
+                           "lists, numbers and strings")
+        return getattr(self, guard)
+
+    def _fits(self, shape: Any, dtype: np.dtype) -> tuple[int, ...]:
+        if not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise _Refused(f"refused array shape {shape!r}: expected a tuple of ints >= 0")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > self.limit:
+            raise _Refused(f"refused an array of shape {shape} and dtype {dtype}: {nbytes} bytes, more than the "
+                           f"whole file holds ({self.limit} bytes)")
+        return shape
+
+    def _reconstruct(self, cls: Any, shape: Any, typecode: Any) -> np.ndarray:
+        if cls is not _NDARRAY:
+            raise _Refused(f"refused numpy's _reconstruct of {cls!r}: only plain numpy.ndarray is allowed")
+        return _RECONSTRUCT(np.ndarray, self._fits(shape, _dtype(typecode)), typecode)
+
+    def _frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+        if not isinstance(dtype, np.dtype) or dtype.hasobject or order not in ("C", "F"):
+            raise _Refused(f"refused numpy's _frombuffer with dtype {dtype!r} and order {order!r}")
+        return _FROMBUFFER(buffer, dtype, self._fits(shape, dtype), order)
 
 
 def read_arrays_pickle(path: str | os.PathLike, who: str) -> Any:
     """What the pickle at ``path`` holds, read with the restricted unpickler; ``who`` names the caller
-    in errors (``"read_book_params"``)."""
-    path = os.fspath(path)
+    in errors (``"read_book_params"``). Only a regular file is opened (never a FIFO or a device)."""
+    path = fspath(path, who)
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"{who}: {path!r} is not a params pickle: {why}")
+
     try:
-        with open(path, "rb") as f:
-            return _ArraysOnly(f).load()
+        with open_regular(path, refuse) as f:
+            return _ArraysOnly(f, os.fstat(f.fileno()).st_size).load()
     except _Refused as e:
         raise ValueError(f"{who}: {path!r}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            MemoryError, OverflowError) as e:
+        if str(e).startswith(f"{who}: {path!r}"):
+            raise
         raise ValueError(f"{who}: {path!r} is not a readable params pickle ({type(e).__name__}: {e})") from None

@@ -29,9 +29,7 @@ class ReLU(Layer):
 
     def backward(self, dy: Any) -> Any:
         mask = self._need(self._mask)
-        xp = self._check_float(dy)
-        if tuple(dy.shape) != tuple(mask.shape):
-            raise ValueError(f"ReLU: expected dy of shape {tuple(mask.shape)}, got {tuple(dy.shape)}")
+        xp = self._check_grad(dy, mask.shape)
         return fast_path("relu_backward", xp, relu_backward)(dy, mask)
 
 
@@ -65,6 +63,7 @@ class Sigmoid(Layer):
 
     def backward(self, dy: Any) -> Any:
         y = self._need(self._y)
+        self._check_grad(dy, y.shape)
         return dy * y * (1.0 - y)
 
 
@@ -82,4 +81,5 @@ class Tanh(Layer):
 
     def backward(self, dy: Any) -> Any:
         y = self._need(self._y)
+        self._check_grad(dy, y.shape)
         return dy * (1.0 - y * y)

@@ -6,7 +6,7 @@ import inspect
 import operator
 from typing import Any
 
-from ..backend import device_of, isdtype, namespace, same_device
+from ..backend import XpnetDeviceError, device_of, isdtype, namespace, same_device
 from .tree import Tree
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
@@ -31,9 +31,10 @@ class Layer(Tree):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
-        # A class of the user's may not take the name of one of xpnet's in files without a module.
+        # A class of the user's may not take the name of one of xpnet's in files without a module;
+        # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)
-        if known is None or not is_xpnet_class(known) or is_xpnet_class(cls):
+        if not cls.__name__.startswith("_") and (known is None or not is_xpnet_class(known) or is_xpnet_class(cls)):
             _LAYER_TYPES[cls.__name__] = cls
 
     @property
@@ -91,6 +92,9 @@ class Layer(Tree):
 
     def _check_float(self, x: Any) -> Any:
         """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
+        if not hasattr(x, "dtype"):
+            raise TypeError(f"{self.name}: expected an array, got a {type(x).__name__}; convert it with "
+                            "np.asarray(x, dtype=np.float32) (or xn.to_device(x, device, dtype='float32'))")
         xp = namespace(x)
         if not isdtype(xp, x.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
@@ -101,13 +105,25 @@ class Layer(Tree):
         """Raise when ``x`` is not in the params' namespace, device and dtype."""
         for v in self.params.values():
             if not same_device(x, v):
-                raise ValueError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
+                if device_of(x) == device_of(v):  # a NumPy scalar (np.float32(1.0)), not an array
+                    raise TypeError(f"{self.name}: input is a {type(x).__name__}, not an array (N, ...) like the "
+                                    f"layer's parameters ({type(v).__name__})")
+                raise XpnetDeviceError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
                                  f"{device_of(v)}; move the model with model.to(device) or the input with "
                                  "xn.to_device(x, device)")
             if x.dtype != v.dtype:
                 raise TypeError(f"{self.name}: input dtype {x.dtype} does not match the parameters' dtype "
                                 f"{v.dtype}; cast one of them (model.to(device, dtype=...))")
             return
+
+    def _check_grad(self, dy: Any, shape: tuple[int, ...]) -> Any:
+        """The namespace of ``dy`` after checking it is a floating array of ``shape``, the shape of the
+        last forward's output (elementwise layers would otherwise broadcast a wrong one silently)."""
+        xp = self._check_float(dy)
+        if tuple(dy.shape) != tuple(shape):
+            raise ValueError(f"{self.name}: expected dy of shape {tuple(shape)} (the last forward's output), "
+                             f"got {tuple(dy.shape)}")
+        return xp
 
     def _need(self, cached: Any) -> Any:
         if cached is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
+from .._user import flag
 from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int
 
@@ -30,7 +31,7 @@ class Conv2d(Layer):
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
-        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
         self.params["W"] = _init.weights((self.out_ch, self.in_ch, kh, kw), self.in_ch * kh * kw,
                                          self.out_ch * kh * kw, init=init, dtype=dtype)

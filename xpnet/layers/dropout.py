@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
+from .._user import seed as _seed
 from ..backend import uniform
 from .base import Layer
 
@@ -26,23 +27,27 @@ class Dropout(Layer):
         if convention not in ("pytorch", "book"):
             raise ValueError(f"Dropout: convention must be 'pytorch' or 'book', got {convention!r}")
         self.p = float(p)
-        self.seed = seed
+        self.seed = _seed(seed, self.name, optional=True)
         self.convention = convention
         self.rng = _init.make_rng(seed)
         self._scale = None
+        self._shape = None
 
     def config(self) -> dict[str, Any]:
         return {"p": self.p, "seed": self.seed, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
+        self._shape = tuple(x.shape)
         book = self.convention == "book"
         if not train or self.p == 0.0:
             self._scale = 1.0 - self.p if book else 1.0
             return x * self._scale if book else x
-        keep = uniform(self.rng, tuple(x.shape), x) >= self.p
+        keep = uniform(self.rng, tuple(x.shape), x, owner=self) >= self.p
         self._scale = xp.astype(keep, x.dtype) * (1.0 if book else 1.0 / (1.0 - self.p))
         return x * self._scale
 
     def backward(self, dy: Any) -> Any:
-        return dy * self._need(self._scale)
+        scale = self._need(self._scale)
+        self._check_grad(dy, self._shape)
+        return dy * scale

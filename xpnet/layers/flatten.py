@@ -23,5 +23,8 @@ class Flatten(Layer):
 
     def backward(self, dy: Any) -> Any:
         shape = self._need(self._shape)
-        xp = self._check_float(dy)
+        width = 1
+        for d in shape[1:]:
+            width *= int(d)
+        xp = self._check_grad(dy, (shape[0], width))
         return xp.reshape(dy, shape)

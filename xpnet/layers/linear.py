@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
+from .._user import flag
 from .base import Layer, positive_int
 
 
 class Linear(Layer):
     """Fully connected layer.
 
-    x: (N, in_features) or (N, ...) with prod(...) == in_features (flattened like the book's
-    tensor-aware Affine) -> y: (N, out_features). Caches the flattened input and its original shape.
-    params: W (in_features, out_features), b (out_features,).
+    x: (..., in_features) -> y: (..., out_features), over any leading axes (PyTorch's nn.Linear; the
+    book's TimeAffine on (N, T, H) sequences). Otherwise x: (N, ...) with prod(...) == in_features is
+    flattened to (N, in_features) like the book's tensor-aware Affine -> y: (N, out_features). The
+    last axis decides: an input whose last axis is in_features keeps its leading axes.
+    Caches the input as a 2-D matrix and its original shape. params: W (in_features, out_features),
+    b (out_features,).
     """
 
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
@@ -21,7 +25,7 @@ class Linear(Layer):
         super().__init__()
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
-        self.init, self.bias, self.dtype = init, bool(bias), str(dtype)
+        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)
         if self.bias:
@@ -37,29 +41,38 @@ class Linear(Layer):
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)
         self._check_like_params(x)
-        if x.ndim < 2 or _width(x) != self.in_features:
-            raise ValueError(f"Linear: expected input of shape (N, {self.in_features}) (or (N, ...) with "
-                             f"{self.in_features} features), got {tuple(x.shape)}")
+        leading = x.ndim > 2 and x.shape[-1] == self.in_features
+        if x.ndim < 2 or (not leading and _width(x) != self.in_features):
+            raise ValueError(f"Linear: expected input of shape (N, {self.in_features}) (or (..., "
+                             f"{self.in_features}), or (N, ...) with {self.in_features} features), got "
+                             f"{tuple(x.shape)}")
         self._shape = x.shape
-        x2 = x if x.ndim == 2 else xp.reshape(x, (x.shape[0], self.in_features))
+        x2 = x if x.ndim == 2 else xp.reshape(x, (-1 if leading else x.shape[0], self.in_features))
         self._x = x2
         y = x2 @ self.params["W"]
         if self.bias:
             y += self.params["b"]
-        return y
+        return xp.reshape(y, (*x.shape[:-1], self.out_features)) if leading else y
 
     def backward(self, dy: Any) -> Any:
-        xp = self.backward_params(dy)
-        dx = dy @ self.params["W"].T
+        xp, dy2 = self._backward_params(dy)
+        dx = dy2 @ self.params["W"].T
         return dx if len(self._shape) == 2 else xp.reshape(dx, self._shape)
 
-    def backward_params(self, dy: Any) -> Any:
+    def backward_params(self, dy: Any) -> None:
+        self._backward_params(dy)
+
+    def _backward_params(self, dy: Any) -> tuple[Any, Any]:
+        """Fills grads; returns the namespace and dy as the (rows, out_features) matrix x2 had."""
         x2 = self._need(self._x)
-        xp = self._check_float(dy)
-        self.grads["W"] = x2.T @ dy
+        shape = self._shape  # the forward's output: leading axes kept when the last one was in_features
+        out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)
+        xp = self._check_grad(dy, out)
+        dy2 = dy if dy.ndim == 2 else xp.reshape(dy, (x2.shape[0], self.out_features))
+        self.grads["W"] = x2.T @ dy2
         if self.bias:
-            self.grads["b"] = xp.sum(dy, axis=0)
-        return xp
+            self.grads["b"] = xp.sum(dy2, axis=0)
+        return xp, dy2
 
 
 def _width(x: Any) -> int:

@@ -50,7 +50,8 @@ class BatchNorm(Layer):
             warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
                  f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
                  f"pass momentum={1 - momentum:.3g} or convention='book'")
-        self.momentum, self.eps, self.dtype, self.convention = float(momentum), float(eps), str(dtype), convention
+        self.momentum, self.eps, self.convention = float(momentum), float(eps), convention
+        self.dtype = _init.dtype_name(dtype, self.name)
         self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
         self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
         self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
@@ -158,7 +159,11 @@ def _bcast(xp: Any, v: Any) -> Any:
 
 def _channel_dot(xp: Any, a: Any, b: Any = None) -> Any:
     """Per-channel sum of ``a`` (or of ``a * b``) over axes 0 and 2 of (N, C, L) arrays -> (C,).
-    A dot product over the contiguous last axis needs no temporary for the product."""
+    A dot product over the contiguous last axis needs no temporary for the product. CuPy, which has no
+    ``vecdot``, runs one reduction kernel instead (``xpnet.backend.fast_cupy.channel_dot``)."""
+    fast = fast_path("channel_dot", xp)
+    if fast is not None:
+        return fast(a, b)
     if b is None:
         return xp.sum(xp.sum(a, axis=2), axis=0)
     return xp.sum(xp.vecdot(a, b, axis=-1), axis=0)

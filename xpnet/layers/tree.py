@@ -14,7 +14,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from ..backend import Device, device as _resolve_device, device_of, namespace, to_device, to_numpy
+from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, namespace, to_device, to_numpy,
+                       writable)
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys"]
 
@@ -96,13 +97,20 @@ class Tree:
         return Parameters(list(self.named_params().values()), self)
 
     def set_param(self, name: str, value: Any) -> None:
-        """Replace one parameter or buffer by its dotted name (``"0.W"``)."""
-        prefix, _, key = name.rpartition(".")
+        """Replace one parameter or buffer by its dotted name (``"0.W"``) with an array of the same
+        shape. A read-only NumPy array (a memmap opened with "r", ``np.broadcast_to``) is copied:
+        optimizers update parameters in place."""
+        prefix, _, key = name.rpartition(".") if isinstance(name, str) else ("", "", "")
         node = self.named_modules().get(prefix)
         store = None if node is None else node.params if key in node.params else node.buffers
+        who = f"{type(self).__name__}.set_param"
         if store is None or key not in store:
-            raise KeyError(f"{type(self).__name__} has no parameter or buffer {name!r}")
-        store[key] = value
+            raise KeyError(f"{who}: the model has no parameter or buffer {name!r}; it has "
+                           f"{', '.join(self.state()) or 'none'}")
+        if not hasattr(value, "shape") or tuple(value.shape) != tuple(store[key].shape):
+            got = f"shape {tuple(value.shape)}" if hasattr(value, "shape") else f"a {type(value).__name__}"
+            raise ValueError(f"{who}: {name!r} needs an array of shape {tuple(store[key].shape)}, got {got}")
+        store[key] = writable(value)
 
     @property
     def device(self) -> Device | None:
@@ -114,14 +122,21 @@ class Tree:
     def to(self, dev: Any = None, dtype: Any = None) -> Any:
         """Move every parameter and buffer to ``dev`` (a spec or Device; None: where they are), casting
         floats to ``dtype`` when given (e.g. ``"float64"``); gradients are dropped. Returns the layer."""
+        if dtype is not None:
+            dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device
         dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
         for node in self.named_modules().values():
-            for store in (node.params, node.buffers):
-                for k, v in store.items():
-                    store[k] = to_device(v, dev, dtype=dtype)
-            node.grads = {}
+            node._move_own(dev, dtype)
         return self
+
+    def _move_own(self, dev: Any, dtype: Any) -> None:
+        """Move this node's own parameters and buffers (not its children's) and drop its gradients; a
+        layer holding other arrays (a recurrent layer's carried state) moves them too."""
+        for store in (self.params, self.buffers):
+            for k, v in store.items():
+                store[k] = to_device(v, dev, dtype=dtype)
+        self.grads = {}
 
     def train(self, mode: bool = True) -> Any:
         """Set the mode of every node: ``model(x)`` then runs in training mode (``mode=True``) or in

@@ -7,7 +7,9 @@ import inspect
 import os
 from typing import Any
 
-from ..backend import CPU, Device, no_autograd, to_device
+from .._user import is_int
+from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_device, untracked
+from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.container import Container, mode
 from .summary import summary as _summary
 
@@ -108,35 +110,43 @@ class Model(Container):
         """
         return _summary(self, input_shape)
 
-    def predict(self, *xs: Any, batch_size: int | None = None) -> Any:
+    def predict(self, *xs: Any, batch_size: int | None = None, blas_threads: Any = None) -> Any:
         """Forward in evaluation mode on the model's device; returns an array on that device. No
         buffer changes (BatchNorm's running statistics), whatever the model's mode.
 
-        Each input is moved to the model's device and cast to its dtype first; ``batch_size`` bounds
-        memory for large inputs (every input is cut alike).
+        Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
+        dtype one batch at a time; ``batch_size`` bounds memory for large inputs (every input is cut
+        alike). ``blas_threads`` as in ``xn.train``, except that ``"auto"`` runs with the count the last
+        training or evaluation chose (``xpnet.backend.threads``).
         """
         if not xs:
             raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                       or batch_size < 1):
-            raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+        if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
+            raise ValueError(f"predict: batch_size must be None or an int >= 1, got {batch_size!r}")
         dev = self.device
-        xp = dev.xp
-        moved = []
-        for x in xs:
-            x = to_device(x, dev)
-            if xp.isdtype(x.dtype, "integral"):
-                raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) first")
-            moved.append(x if self.dtype is None or x.dtype == self.dtype else xp.astype(x, self.dtype))
-        n = int(moved[0].shape[0])
-        if any(int(x.shape[0]) != n for x in moved):
-            raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must match")
-        with mode(self, False), no_autograd(xp):
-            if batch_size is None or batch_size >= n:
-                return self.forward(*moved, train=False)
-            outs = [self.forward(*(x[i:min(i + batch_size, n), ...] for x in moved), train=False)
-                    for i in range(0, n, batch_size)]
-        return xp.concat(outs, axis=0)
+        threads = blas_threads_context(blas_threads, dev, measure=False)
+        with dev.activate(), threads:  # a model on cuda:N runs on GPU N (Device.activate)
+            moved = []
+            for x in xs:
+                x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
+                if not namespace(x).isdtype(x.dtype, "real floating"):
+                    if namespace(x).isdtype(x.dtype, "integral"):
+                        raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) "
+                                        "first")
+                    raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
+                if x.ndim < 1:
+                    raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
+                moved.append(x)
+            n = int(moved[0].shape[0])
+            if any(int(x.shape[0]) != n for x in moved):
+                raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
+                                 "match")
+            size = max(1, n if batch_size is None else batch_size)
+            with mode(self, False), no_autograd(dev.xp):
+                outs = [self.forward(*(to_device(x[i:min(i + size, n), ...], dev, dtype=self.dtype) for x in moved),
+                                     train=False)
+                        for i in range(0, max(n, 1), size)]
+            return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, params and buffers to ``path`` (.npz) atomically: a temporary file in the

@@ -43,9 +43,12 @@ class Sequential(Model):
     def forward(self, x: Any, train: bool = True) -> Any:
         """Each layer's forward in turn: x (N, ...) -> the last layer's output.
 
-        ``train=True`` is training (Dropout drops, BatchNorm normalises with the batch and updates its
-        running statistics), ``train=False`` inference. ``model(x)`` uses the model's mode instead
-        (``model.train()``/``model.eval()``); ``model.predict(x)`` and ``xn.evaluate`` are inference.
+        ``train=True`` (the default) is training mode: Dropout drops units, BatchNorm normalises with the
+        batch's statistics and updates its running ones, and each layer keeps what ``backward`` needs.
+        To evaluate, call ``model.predict(x)`` (evaluation mode, on the model's device, in batches with
+        ``batch_size=``) or ``model.forward(x, train=False)``. ``model(x)`` runs in the model's mode:
+        training mode until ``model.eval()`` (PyTorch's rule), so ``model(x_test)`` on a new model lets
+        BatchNorm's running statistics take in the test data.
         """
         for layer in self.layers:
             x = layer.forward(x, train=train)

@@ -16,7 +16,12 @@ import copy
 import math
 from typing import Any
 
+from .._user import is_int
+
 __all__ = ["summary"]
+
+_BAD_SHAPE = ("summary: input_shape must be the shape of one sample as ints >= 1, e.g. (1, 28, 28), "
+              "or a list of them for several inputs, ")
 
 
 def summary(model: Any, input_shape: Any = None) -> str:
@@ -60,12 +65,16 @@ def _input_shapes(model: Any, input_shape: Any) -> list[tuple[int, ...]] | None:
         if first is not None and first is layers[0] and hasattr(first, "in_features"):
             return [(int(first.in_features),)]
         return None
-    if isinstance(input_shape, int):
-        return [(int(input_shape),)]
+    if is_int(input_shape):
+        input_shape = (input_shape,)
+    if not isinstance(input_shape, (tuple, list)):
+        raise ValueError(_BAD_SHAPE + f"got {input_shape!r}")
     shapes = list(input_shape)
-    if shapes and all(isinstance(s, (tuple, list)) for s in shapes):
-        return [tuple(int(d) for d in s) for s in shapes]
-    return [tuple(int(d) for d in shapes)]
+    if not (shapes and all(isinstance(s, (tuple, list)) for s in shapes)):
+        shapes = [shapes]
+    if not all(all(is_int(d) and d >= 1 for d in s) for s in shapes):
+        raise ValueError(_BAD_SHAPE + f"got {input_shape!r}")
+    return [tuple(int(d) for d in s) for s in shapes]
 
 
 def _record(node: Any, name: str, shapes: dict[str, str]) -> None:

@@ -18,8 +18,9 @@ import math
 import os
 from typing import Any, Callable
 
-from .._user import is_real, warn
+from .._user import flag, is_real, warn
 from ..backend import namespace, to_device
+from ..io.paths import fspath
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
            "epoch_end_order"]
@@ -58,9 +59,11 @@ def epoch_end_order(callbacks: list[Callback]) -> list[Callback]:
 
 
 class _Monitor:
-    """Which log value to watch and whether smaller or larger is better."""
+    """Which log value to watch and whether smaller or larger is better. A NaN or inf value never
+    counts as an improvement, and the first one of a run is reported with ``nonfinite`` (what the
+    owner then does), once, on the rank that prints."""
 
-    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0):
+    def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0, nonfinite: str = ""):
         if monitor not in MONITORS:
             raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}")
         if mode == "auto":
@@ -70,6 +73,7 @@ class _Monitor:
         if not is_real(min_delta) or not min_delta >= 0:
             raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
+        self.nonfinite, self.speak, self.warned = nonfinite, True, False
         self.best: float | None = None
 
     def check_available(self, state: Any) -> None:
@@ -84,9 +88,16 @@ class _Monitor:
                              f"reported for classification); logs: {sorted(k for k, x in logs.items() if x is not None)}")
         return float(v)
 
-    def improved(self, logs: dict[str, Any]) -> bool:
+    def improved(self, logs: dict[str, Any], quiet: bool = False) -> bool:
         """Whether this epoch's value beats the best so far by more than min_delta (and record it)."""
         v = self.value(logs)
+        if not math.isfinite(v):
+            if not (quiet or self.warned) and self.speak:
+                warn(f"{self.owner}: {self.monitor} is {v} in epoch {logs.get('epoch')} (NaN or inf in the "
+                     f"{'validation' if self.monitor.startswith('val_') else 'training'} data or in the model's "
+                     f"outputs on it); a non-finite value never counts as an improvement, {self.nonfinite}")
+                self.warned = True
+            return False
         if self.best is None or (v < self.best - self.min_delta if self.mode == "min"
                                  else v > self.best + self.min_delta):
             self.best = v
@@ -96,11 +107,11 @@ class _Monitor:
     def replay(self, epochs: list[dict[str, Any]]) -> tuple[int | None, int]:
         """Set ``best`` from the logs of the epochs a resumed run already has (none for a fresh run);
         returns the best epoch (None when there are none) and the number of epochs since it."""
-        self.best, best_epoch, since = None, None, 0
+        self.best, best_epoch, since, self.warned = None, None, 0, False
         for i, logs in enumerate(epochs, start=1):
             if logs.get(self.monitor) is None:  # not logged then (e.g. no validation data before)
                 continue
-            if self.improved(logs):
+            if self.improved(logs, quiet=True):
                 best_epoch, since = int(logs.get("epoch", i)), 0
             else:
                 since += 1
@@ -123,9 +134,10 @@ class EarlyStopping(Callback):
                  mode: str = "auto", restore_best: bool = True):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
-        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta)
+        self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta,
+                                 nonfinite="so such epochs count towards patience")
         self.patience = patience
-        self.restore_best = bool(restore_best)
+        self.restore_best = flag(restore_best, "EarlyStopping", "restore_best")
         self.wait = 0
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
@@ -138,6 +150,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
         self._monitor.check_available(state)
+        self._monitor.speak = state.is_root
         self.best_epoch, self.wait = self._monitor.replay(state.history.epochs)
         self.stopped_epoch, self.stop_training = None, False
         # Resumed at the best epoch so far: the model holds its weights now.
@@ -200,10 +213,11 @@ class ModelCheckpoint(Callback):
 
     def __init__(self, path: str | os.PathLike, monitor: str = "val_loss", save_best_only: bool = False,
                  mode: str = "auto", full: bool = False):
-        self.path = os.fspath(path)
-        self.save_best_only = bool(save_best_only)
-        self.full = bool(full)
-        self._monitor = _Monitor("ModelCheckpoint", monitor, mode)
+        self.path = fspath(path, "ModelCheckpoint")
+        self.save_best_only = flag(save_best_only, "ModelCheckpoint", "save_best_only")
+        self.full = flag(full, "ModelCheckpoint", "full")
+        self._monitor = _Monitor("ModelCheckpoint", monitor, mode,
+                                 nonfinite="so only epochs with a finite value are saved")
         self.saved: list[str] = []
 
     def on_train_begin(self, state: Any) -> None:
@@ -211,6 +225,7 @@ class ModelCheckpoint(Callback):
         self._check_path(state.has_validation)
         if self.save_best_only:
             self._monitor.check_available(state)
+            self._monitor.speak = state.is_root
             self._monitor.replay(state.history.epochs)
 
     def _check_path(self, has_validation: bool) -> None:
@@ -275,6 +290,7 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float
     """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
     if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
         raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
+    _rate("step", lr=lr, gamma=gamma)
     return lambda i: lr * gamma ** (i // step_size)
 
 
@@ -285,7 +301,16 @@ def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"cosine: epochs must be an int >= 1, got {epochs!r}")
+    _rate("cosine", lr=lr)
+    _rate("cosine", allow_zero=True, min_lr=min_lr)
     return lambda i: min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(i, epochs) / epochs))
+
+
+def _rate(who: str, allow_zero: bool = False, **values: Any) -> None:
+    """Each of ``values`` is a finite number > 0 (>= 0 with ``allow_zero``), else a ValueError naming it."""
+    for arg, v in values.items():
+        if not is_real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+            raise ValueError(f"{who}: {arg} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
 
 
 def _copy_state(model: Any) -> dict[str, Any]:

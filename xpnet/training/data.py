@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, device_of, namespace, to_device, untracked
+from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from .preflight import check_data
@@ -24,9 +24,10 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     several = isinstance(data[0], tuple)
     if several and not data[0]:
         raise ValueError(f"{arg}: x is an empty tuple; pass (x1, x2, ...) for a model with several inputs")
-    xs = tuple(untracked(a) if hasattr(a, "shape") else np.asarray(a) for a in inputs(data[0]))
-    y = untracked(data[1]) if hasattr(data[1], "shape") else np.asarray(data[1])
-    names = [f"x[{i}]" if several else "x" for i in range(len(xs))]
+    names = [f"x[{i}]" if several else "x" for i in range(len(inputs(data[0])))]
+    xs = tuple(plain_array(untracked(a), f"{arg}: {name}") if hasattr(a, "shape") else np.asarray(a)
+               for a, name in zip(inputs(data[0]), names))
+    y = plain_array(untracked(data[1]), f"{arg}: y") if hasattr(data[1], "shape") else np.asarray(data[1])
     for name, x in zip(names, xs):
         check_data(x, f"{arg}: {name}")
     check_data(y, f"{arg}: y")
@@ -63,12 +64,12 @@ def common_device(named: dict[str, Any]) -> Device | None:
 
 
 def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
-    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device."""
+    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device.
+    Host data is cast on the host (float64 NumPy data for a float32 JAX model without x64 too)."""
     xp = dev.xp
-    x = to_device(x, dev)
-    if x.dtype == xp.uint8:
-        return xp.astype(x, dtype) / 255.0
-    return x if x.dtype == dtype else xp.astype(x, dtype)
+    if dtype_name(x) == "uint8":
+        return xp.astype(to_device(x, dev), dtype) / 255.0
+    return to_device(x, dev, dtype=dtype)
 
 
 def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
@@ -89,6 +90,8 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     try:
         with mode(model, False):
             out_shape = tuple(model.forward(*probes, train=False).shape)
+    except XpnetDeviceError:
+        raise  # x was put on the model's device here: a device mismatch is not the data's shape
     except (ValueError, TypeError) as exc:
         # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
         message = str(exc)
@@ -114,6 +117,9 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         if y.ndim != 2 or y.shape[1] != c:
             raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
                              f"with {c} outputs, got targets of shape {tuple(y.shape)}")
+        if float(xp.min(y)) < 0:
+            raise ValueError(f"{arg}: {loss.name} targets of shape (N, {c}) are probabilities and must be >= 0, "
+                             f"got a minimum of {float(xp.min(y)):g}")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
         return x, y, xp.argmax(y, axis=1)
     if isinstance(loss, MeanSquaredError):

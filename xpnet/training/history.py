@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from .._user import install_hint
 from ..io.atomic import atomic_write
+from ..io.paths import fspath
 
 __all__ = ["History"]
 
@@ -40,6 +41,7 @@ class History:
     def plot(self, path: str | os.PathLike, title: str | None = None) -> None:
         """Write loss and accuracy curves (train and validation) to ``path`` (PNG), atomically;
         ``title`` (e.g. the dataset and model) goes above both panels."""
+        path = fspath(path, "History.plot")
         fig = self.figure(title)
         with atomic_write(path, "wb") as f:
             fig.savefig(f, format="png")

@@ -6,6 +6,8 @@ How a run goes:
    labels against the loss and the model's output width, are checked before any training.
 2. Model, optimizer state and data move to the device once. ``uint8`` inputs (raw images) are
    converted there once: ``astype(model dtype) / 255``; other inputs are cast to the model dtype.
+   From here on the device is the current one (``Device.activate``: on CuPy its GPU, where CuPy
+   makes every new array and runs every kernel).
 3. Each epoch draws a permutation on the host from ``(seed, epoch)``, moves that index array to
    the device and gathers the batches there, so every device sees the same batches in the same
    order and a resumed run needs no saved shuffle state.
@@ -21,14 +23,18 @@ How a run goes:
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any, Iterable
 
 import numpy as np
 
+from .._user import flag, warn
 from ..backend import Device, device as _resolve_device, no_autograd
+from ..backend.threads import blas_threads as threads_context
 from ..datasets.batches import BatchIterator
+from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
@@ -46,21 +52,28 @@ __all__ = ["train", "evaluate"]
 _EVAL_BATCH = 1024
 
 
-def _int_arg(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+def _int_arg(name: str, value: Any, lo: int, hi: int | None = None, who: str = "train") -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
             or (hi is not None and value > hi):
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"train: {name} must be an int {bound}, got {value!r}")
+        raise ValueError(f"{who}: {name} must be an int {bound}, got {value!r}")
     return int(value)
+
+
+def graph_from_environment() -> str:
+    """``XPNET_GRAPH`` from the environment: "" (unset), "0" or "1"; anything else raises ValueError."""
+    env = os.environ.get("XPNET_GRAPH", "").strip()
+    if env not in ("", "0", "1"):
+        raise ValueError(f"XPNET_GRAPH={env!r} in the environment: expected 0 (no CUDA-graph capture) or 1, "
+                         "or unset it")
+    return env
 
 
 def _use_graph(graph: Any, dev: Device) -> bool:
     """Whether the step is captured as a CUDA graph: ``graph=None`` where that is correct, ``False``
     (or ``XPNET_GRAPH=0`` in the environment) never. Capture is not in this version yet, so every step
     runs eagerly; ``graph=True`` is refused rather than silently ignored."""
-    env = os.environ.get("XPNET_GRAPH", "").strip()
-    if env not in ("", "0", "1"):
-        raise ValueError(f"XPNET_GRAPH must be 0 (no CUDA-graph capture) or 1, got {env!r}")
+    graph_from_environment()
     if graph is not None and not isinstance(graph, bool):
         raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
     if graph:
@@ -79,13 +92,18 @@ def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
+_SETTINGS = {"model": describe_settings, "optimizer": lambda o: describe_settings(_get_optimizer(o)),
+             "loss": lambda loss: describe_settings(_get_loss(loss))}
+
+
 @collective("xn.train", data={"data": "train data", "validation": "validation data"},
-            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"))
+            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"), settings=_SETTINGS)
 def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
-          drop_last: bool = False, validation_name: str = "val", transform: Any = None) -> History:
+          drop_last: bool = False, validation_name: str = "val", transform: Any = None,
+          blas_threads: Any = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -99,7 +117,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
-    same data and arguments (compared when the ranks first meet: a difference raises on every rank).
+    same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
+    first meet: a difference raises on every rank, naming it).
     ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
     ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
@@ -109,6 +128,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
+    ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
+    default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
+    BLAS's own count and runs the rest with the faster (one thread per core crawls on a busy machine), an
+    int fixes it, ``"off"`` leaves it alone; a count the user set (``OMP_NUM_THREADS``, threadpoolctl) is
+    never changed, and the count found is restored afterwards (``xpnet.backend.threads``).
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -119,6 +143,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if not isinstance(validation_name, str) or not validation_name.isidentifier():
         raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
+    shuffle, drop_last = flag(shuffle, "train", "shuffle"), flag(drop_last, "train", "drop_last")
+    progress, fallback = flag(progress, "train", "progress"), flag(fallback, "train", "fallback")
     if transform is not None and not callable(transform):
         raise TypeError(f"train: transform must be None or a function (x_batch, epoch, step) -> x_batch, "
                         f"e.g. xn.datasets.RandomShiftFlip(), got {type(transform).__name__}")
@@ -148,84 +174,103 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     else:
         dev = _resolve_device(device, fallback=fallback)
     _use_graph(graph, dev)
-    rank = 0 if comm is None else int(comm.rank)
+    threads = threads_context(blas_threads, dev)  # validated here, before any training
+    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
+        rank = 0 if comm is None else int(comm.rank)
 
-    history = History(dev.name)
-    start, ckpt = 0, None
-    if resume_from is not None:
-        ckpt = load_checkpoint(resume_from) if rank == 0 else None
-        if comm is not None:
-            ckpt = comm.bcast_object(ckpt, root=0)
-        scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
-        start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
-        history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
-    model.to(dev)
-    optimizer.to(dev)
-    x, y, classes = prepare(x, y, model, loss, dev, "train data")
-    check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
-    classify = classes is not None
-    if val is not None:
-        xv, yv, cv = prepare(val[0], val[1], model, loss, dev, "validation")
-    if comm is not None:
-        comm.broadcast_params(model, root=0)
-
-    trainer = Trainer(model, loss, optimizer, dev, comm, progress)
-    trainer.transform = transform
-    trainer.inputs = len(inputs(x))
-    arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
-    batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                            rank=trainer.rank, size=trainer.size, drop_last=drop_last)
-    state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
-    state.epoch = start
-    if trainer.show:
-        ranks = f", {trainer.size} ranks" if comm is not None else ""
-        print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
-              f"epochs {start + 1}..{epochs}", flush=True)
-    for cb in callbacks:
-        cb.on_train_begin(state)
-    if ckpt is not None:
-        restore_callbacks(ckpt, callbacks)
-    stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
-
-    # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
-    # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
-    # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
-    # no autograd graph: xpnet runs its own backward.
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-            no_autograd(dev.xp), mode(model, True):
-        trainer.sigterm = sigterm
-        for epoch in range(start + 1, start if stopped else epochs + 1):
-            t0 = time.perf_counter()
-            set_rng_states(model)
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            try:
-                epoch_logs = trainer.run_epoch(batches, epoch, epochs, batches.used, classify)
-            except SigtermStop as stop:
-                stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
-                _save_last_and_terminate(callbacks, sigterm)
-            logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
-            if val is not None:
-                logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
-            logs["seconds"] = time.perf_counter() - t0
-            logs["lr"] = float(optimizer.lr)
+        history = History(dev.name)
+        start, ckpt = 0, None
+        if resume_from is not None:
+            ckpt = load_checkpoint(resume_from) if rank == 0 else None
             if comm is not None:
-                logs = comm.bcast_object(logs, root=0)
-            history.epochs.append(logs)
-            state.epoch = epoch
-            if trainer.open_bar is not None:
-                trainer.open_bar.close()
-            if trainer.show:
-                print(f"epoch {epoch}/{epochs}  {_format_logs(logs, validation_name)}", flush=True)
-            for cb in _callbacks.epoch_end_order(callbacks):
-                cb.on_epoch_end(epoch, logs)
-            if trainer.sigterm_agreed():
-                _save_last_and_terminate(callbacks, sigterm)
-            if any(cb.stop_training for cb in callbacks):
-                break
-    for cb in callbacks:
-        cb.on_train_end()
-    return history
+                ckpt = comm.bcast_object(ckpt, root=0)
+            scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
+            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
+            history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
+        model.to(dev)
+        optimizer.to(dev)
+        x, y, classes = prepare(x, y, model, loss, dev, "train data")
+        check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
+        classify = classes is not None
+        if val is not None:
+            xv, yv, cv = prepare(val[0], val[1], model, loss, dev, "validation")
+        if comm is not None:
+            comm.broadcast_params(model, root=0)
+
+        trainer = Trainer(model, loss, optimizer, dev, comm, progress)
+        trainer.transform, trainer.threads = transform, tuner
+        trainer.inputs = len(inputs(x))
+        arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
+        batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                rank=trainer.rank, size=trainer.size, drop_last=drop_last)
+        state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
+        state.epoch = start
+        if trainer.show:
+            ranks = f", {trainer.size} ranks" if comm is not None else ""
+            print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
+                  f"epochs {start + 1}..{epochs}", flush=True)
+        for cb in callbacks:
+            cb.on_train_begin(state)
+        if ckpt is not None:
+            restore_callbacks(ckpt, callbacks)
+        stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
+
+        # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
+        # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
+        # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
+        # no autograd graph: xpnet runs its own backward.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
+                no_autograd(dev.xp), mode(model, True):
+            trainer.sigterm = sigterm
+            for epoch in range(start + 1, start if stopped else epochs + 1):
+                t0 = time.perf_counter()
+                set_rng_states(model)
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                try:
+                    epoch_logs = trainer.run_epoch(batches, epoch, epochs, batches.used, classify)
+                except SigtermStop as stop:
+                    stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
+                    _save_last_and_terminate(callbacks, sigterm)
+                logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
+                if val is not None:
+                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+                logs["seconds"] = time.perf_counter() - t0
+                logs["lr"] = float(optimizer.lr)
+                if comm is not None:
+                    logs = comm.bcast_object(logs, root=0)
+                history.epochs.append(logs)
+                state.epoch = epoch
+                if trainer.open_bar is not None:
+                    trainer.open_bar.close()
+                if trainer.show:
+                    print(f"epoch {epoch}/{epochs}  {_format_logs(logs, validation_name)}", flush=True)
+                for cb in _callbacks.epoch_end_order(callbacks):
+                    cb.on_epoch_end(epoch, logs)
+                if trainer.sigterm_agreed():
+                    _save_last_and_terminate(callbacks, sigterm)
+                if any(cb.stop_training for cb in callbacks):
+                    break
+        for cb in callbacks:
+            cb.on_train_end()
+        if rank == 0:
+            _warn_if_diverged(history, trainer.first_loss)
+        return history
+
+
+_DIVERGED_FACTOR = 10.0
+
+
+def _warn_if_diverged(history: History, first_loss: Any) -> None:
+    """Warn when the last epoch's training loss is far above the loss of the run's first step: a
+    learning rate too large can diverge to a finite loss (SGD(1e3) ended at 307) without the NaN guard
+    ever seeing a non-finite value."""
+    if first_loss is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
+        return
+    first, last = float(first_loss), history.epochs[-1]["train_loss"]
+    if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
+        warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
+             f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")
 
 
 def _named_inputs(label: str, x: Any) -> dict[str, Any]:
@@ -244,23 +289,28 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
     sigterm.terminate()
 
 
-@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",))
-def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None) -> dict[str, Any]:
+@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
+            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]})
+def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
+             blas_threads: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
-    ``comm`` each rank evaluates its share and the sums are reduced.
+    ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
     """
     check_model(model, "evaluate")
     loss = _get_loss(loss)
     x, y = pair(data, "evaluate data")
-    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1)
+    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
     dev = model.device
     common_device({"model": dev, **_named_inputs("x", x), "y": y})
-    x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
-    trainer = Trainer(model, loss, None, dev, comm, progress=False)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
-        value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+    threads = threads_context(blas_threads, dev)
+    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
+        x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
+        trainer = Trainer(model, loss, None, dev, comm, progress=False)
+        trainer.threads = tuner
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
+            value, accuracy = trainer.evaluate(x, y, classes, batch_size)
     return {"loss": value, "accuracy": accuracy}
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .._user import warn
-from ..backend import namespace
+from ..backend import device_of, namespace
 from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, watch
@@ -43,7 +43,9 @@ def check_model(model: Any, who: str) -> None:
             raise TypeError(f"{who}: parameter {name!r} of layer {owner or 'the model itself'} "
                             f"({model.named_modules()[owner].name}) has dtype {p.dtype}; layers train in "
                             "float32 or float64 (dtype='float32')")
-    bad = [name for name, p in model.named_params().items() if not bool(namespace(p).all(namespace(p).isfinite(p)))]
+    with model.device.activate():  # a model on cuda:N is checked on GPU N (Device.activate)
+        bad = [name for name, p in model.named_params().items()
+               if not bool(namespace(p).all(namespace(p).isfinite(p)))]
     if bad:
         raise ValueError(f"{who}: parameters {bad} hold NaN or inf before any training (a non-finite init= or "
                          "a broken file?)")
@@ -85,11 +87,12 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
         xp = namespace(x)
         if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
             continue
-        lo, hi = float(xp.min(x)), float(xp.max(x))
-        if not (lo >= 0 and 1 < hi <= 255):
-            continue
-        if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
-            continue
+        with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
+            lo, hi = float(xp.min(x)), float(xp.max(x))
+            if not (lo >= 0 and 1 < hi <= 255):
+                continue
+            if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
+                continue
         warn(f"{arg}: the inputs look like unscaled images (whole numbers in [{lo:g}, {hi:g}], dtype "
              f"{x.dtype}); divide by 255 first (uint8 arrays are scaled by xn.train itself)")
         return

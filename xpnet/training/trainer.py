@@ -12,7 +12,8 @@ from typing import Any
 
 import tqdm
 
-from ..backend import Device, namespace
+from ..backend import Device, device_of, namespace, same_device
+from ..backend.threads import ThreadTuner
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
@@ -112,11 +113,22 @@ class Trainer:
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
         self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
+        self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
+        self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
         xs = batch[:self.inputs]
-        return xs if self.transform is None else (self.transform(xs[0], epoch, step),)
+        if self.transform is None:
+            return xs
+        xb = xs[0]
+        out = self.transform(xb, epoch, step)
+        if not hasattr(out, "shape") or not same_device(out, xb) or tuple(out.shape[:1]) != tuple(xb.shape[:1]):
+            got = (f"an array of shape {tuple(out.shape)} on {device_of(out)}" if hasattr(out, "shape")
+                   else f"a {type(out).__name__}")
+            raise TypeError(f"train: transform must return an array like the batch it gets ({xb.shape[0]} rows on "
+                            f"{self.dev.name}), it returned {got} for epoch {epoch}, step {step}")
+        return (out,)
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -124,24 +136,33 @@ class Trainer:
     def zeros(self, dtype: Any) -> Any:
         return self.dev.xp.zeros((), dtype=dtype, device=self.dev.native)
 
+    def loss_sum_dtype(self) -> Any:
+        """Loss sums are kept in float32 at least: in a float16 model's dtype, 75,000 samples summed to inf."""
+        xp = self.dev.xp
+        return xp.float64 if self.model.dtype == xp.float64 else xp.float32
+
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
         xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
         # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
         bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
                         dynamic_ncols=True, leave=False) if self.bar else None
         steps, seen, last_refresh = 0, 0, time.perf_counter()
+        self.threads.round()
         for batch in batches.epoch(epoch):
+            self.threads.begin()
             xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
             nb = int(yb.shape[0])
             if nb:
                 out = model.forward(*xs, train=True)
                 value = loss.forward(out, yb, check=False)
                 model.backward_params(loss.backward())
-                loss_sum = loss_sum + value * nb
+                loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * nb
+                if self.first_loss is None:
+                    self.first_loss = value
                 if classify:
                     correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
             else:
@@ -149,6 +170,7 @@ class Trainer:
             if comm is not None:
                 comm.allreduce_grads(model, count=nb)
             optimizer.step(model)
+            self.threads.end()
             steps, seen = steps + 1, seen + nb
             if comm is None and self.sigterm is not None and self.sigterm.requested:
                 if bar is not None:
@@ -198,14 +220,18 @@ class Trainer:
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
-        loss_sum, correct = self.zeros(model.dtype), self.zeros(index_dtype(self.dev))
+        loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
+        self.threads.round()
         with mode(model, False):
             for start in range(lo, hi, batch_size):
+                self.threads.begin()
                 stop = min(start + batch_size, hi)
                 out = model.forward(*(a[start:stop, ...] for a in xs), train=False)
-                loss_sum = loss_sum + loss.forward(out, y[start:stop, ...], check=False) * (stop - start)
+                value = loss.forward(out, y[start:stop, ...], check=False)
+                loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * (stop - start)
                 if classes is not None:
                     correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+                self.threads.end()
         value = float(self.reduce(loss_sum)) / n
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 

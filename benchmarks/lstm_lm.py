@@ -1,0 +1,125 @@
+"""An LSTM language model's training step at the book's BetterRnnlm sizes, xpnet against PyTorch on the CPU.
+
+The model is BetterRnnlm without its weight tying: Embedding(10000, 650) - Dropout - LSTM(650, 650) -
+Dropout - LSTM(650, 650) - Dropout - Linear(650, 10000), softmax cross-entropy over (batch 20, 35 steps),
+SGD; both LSTMs stateful (the state carried from batch to batch, as the book's RnnlmTrainer does; PyTorch
+detaches it). PyTorch runs the same layers (nn.Embedding, nn.Dropout, nn.LSTM with batch_first, nn.Linear,
+cross_entropy) eagerly in float32. The two run interleaved in this one process, --steps steps each per
+measurement, best of --repeats; prints ms per step, the ratio xpnet / PyTorch and the thread counts.
+
+    python benchmarks/lstm_lm.py [--steps 5] [--repeats 5] [--vocab 10000] [--hidden 650] [--batch 20]
+                                 [--time 35] [--dropout 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+# PyTorch's OpenMP threads spin after each op by default and take the cores from NumPy's BLAS in the
+# interleaved runs; passive waiting keeps the comparison fair to both.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _threads import thread_line  # noqa: E402
+
+import xpnet as xn  # noqa: E402
+from xpnet.layers import LSTM, Dropout, Embedding, Linear  # noqa: E402
+
+
+def xpnet_model(vocab: int, hidden: int, p: float) -> xn.Sequential:
+    return xn.Sequential(Embedding(vocab, hidden), Dropout(p), LSTM(hidden, hidden, stateful=True), Dropout(p),
+                         LSTM(hidden, hidden, stateful=True), Dropout(p), Linear(hidden, vocab))
+
+
+class TorchLM:
+    """The same network in PyTorch, with xpnet's initial weights copied in."""
+
+    def __init__(self, torch, model: xn.Sequential, p: float):
+        nn = torch.nn
+        self.torch = torch
+        vocab, hidden = model[0].params["W"].shape
+        self.embed, self.drop = nn.Embedding(vocab, hidden), nn.Dropout(p)
+        self.lstms = [nn.LSTM(hidden, hidden, batch_first=True) for _ in range(2)]
+        self.out = nn.Linear(hidden, vocab)
+        with torch.no_grad():
+            self.embed.weight.copy_(torch.from_numpy(model[0].params["W"]))
+            for lstm, ours in zip(self.lstms, (model[2], model[4])):
+                lstm.weight_ih_l0.copy_(torch.from_numpy(ours.params["Wx"].T))
+                lstm.weight_hh_l0.copy_(torch.from_numpy(ours.params["Wh"].T))
+                lstm.bias_ih_l0.copy_(torch.from_numpy(ours.params["b"]))
+                lstm.bias_hh_l0.zero_()
+            self.out.weight.copy_(torch.from_numpy(model[6].params["W"].T))
+            self.out.bias.copy_(torch.from_numpy(model[6].params["b"]))
+        self.params = [q for m in (self.embed, *self.lstms, self.out) for q in m.parameters()]
+        self.opt = torch.optim.SGD(self.params, lr=0.1)
+        self.states = [None, None]
+
+    def step(self, x, t) -> None:
+        h = self.drop(self.embed(x))
+        for k, lstm in enumerate(self.lstms):
+            h, state = lstm(h, self.states[k])
+            self.states[k] = tuple(s.detach() for s in state)
+            h = self.drop(h)
+        scores = self.out(h)
+        loss = self.torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), t.reshape(-1))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--vocab", type=int, default=10000)
+    ap.add_argument("--hidden", type=int, default=650)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--time", type=int, default=35)
+    ap.add_argument("--dropout", type=float, default=0.5)
+    args = ap.parse_args()
+    import torch  # noqa: PLC0415 - the baseline; the script needs it
+
+    rng = np.random.default_rng(0)
+    corpus = rng.integers(0, args.vocab, args.batch * args.time * (args.steps + 1) + 1)
+    stream = xn.datasets.TokenStream(corpus, args.batch, args.time)
+    batches = list(stream.epoch(0))[:args.steps]
+    torch_batches = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in batches]
+
+    xn.init.seed(0)
+    model = xpnet_model(args.vocab, args.hidden, args.dropout)
+    reference = TorchLM(torch, model, args.dropout)
+    loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)
+
+    def run_xpnet():
+        for x, t in batches:
+            loss.forward(model.forward(x), t, check=False)
+            model.backward(loss.backward(), input_grad=False)
+            opt.step(model)
+
+    def run_torch():
+        for x, t in torch_batches:
+            reference.step(x, t)
+
+    run_xpnet()  # warm-up: first-use costs (fast-path imports, allocator)
+    run_torch()
+    times = {"xpnet": [], "torch": []}
+    for _ in range(args.repeats):
+        for name, fn in (("xpnet", run_xpnet), ("torch", run_torch)):
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) / args.steps)
+    best = {k: min(v) for k, v in times.items()}
+    print(f"LSTM language model: vocabulary {args.vocab}, 2 x LSTM {args.hidden}, batch {args.batch}, "
+          f"{args.time} steps, dropout {args.dropout}, SGD, float32; best of {args.repeats} x {args.steps} steps")
+    print(f"xpnet (NumPy)      : {best['xpnet'] * 1e3:.1f} ms/step")
+    print(f"PyTorch {torch.__version__:<10} : {best['torch'] * 1e3:.1f} ms/step")
+    print(f"ratio xpnet/PyTorch: {best['xpnet'] / best['torch']:.2f}")
+    print(thread_line(torch))
+
+
+if __name__ == "__main__":
+    main()

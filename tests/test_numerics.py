@@ -1,0 +1,241 @@
+"""Data and numerics: memory-mapped and masked inputs, float16 metrics and optimizers, learning rates
+that ascend or diverge, NaN validation losses in callbacks, probability targets, StaticBatches before
+an epoch, and float64 on JAX without x64.
+
+Covers issue 27, "Data and numerics". Each test failed before the change it guards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import Linear, ReLU
+
+
+def mlp(dtype="float32", width=16):
+    xn.init.seed(0)
+    return xn.Sequential(Linear(2, width, dtype=dtype), ReLU(), Linear(width, 3, dtype=dtype))
+
+
+@pytest.fixture
+def spiral():
+    return xn.datasets.spiral(40, 3, seed=0)
+
+
+def fit(model, data, **kw):
+    args = {"loss": "cross_entropy", "optimizer": xn.optim.SGD(0.1), "epochs": 2, "batch_size": 20, "progress": False}
+    return xn.train(model, data, **{**args, **kw})
+
+
+# -- memory-mapped and masked arrays ------------------------------------------------------------
+
+def _memmaps(tmp_path, x, t):
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "t.npy", t)
+    raw = np.memmap(tmp_path / "raw.bin", dtype=x.dtype, mode="w+", shape=x.shape)
+    raw[...] = x
+    raw.flush()
+    return {"np.load mmap_mode=r": (np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "t.npy", mmap_mode="r")),
+            "np.memmap": (np.memmap(tmp_path / "raw.bin", dtype=x.dtype, mode="r", shape=x.shape), t),
+            "masked": (np.ma.masked_array(x), np.ma.masked_array(t))}
+
+
+@pytest.mark.parametrize("kind", ["np.load mmap_mode=r", "np.memmap", "masked"])
+def test_memory_mapped_and_masked_arrays_train_evaluate_and_predict_like_plain_ones(tmp_path, spiral, kind):
+    """They were refused with "input is on cpu but the layer's parameters are on cpu" (same_device
+    compared exact types); the results are those of the plain arrays."""
+    x, t = _memmaps(tmp_path, *spiral)[kind]
+    plain, mapped = mlp(), mlp()
+    expected = fit(plain, spiral).epochs
+    assert fit(mapped, (x, t)).epochs[-1]["train_loss"] == expected[-1]["train_loss"]
+    assert xn.evaluate(mapped, (x, t), loss="cross_entropy") == xn.evaluate(plain, spiral, loss="cross_entropy")
+    for batch_size in (None, 7):
+        out = mapped.predict(x, batch_size=batch_size)
+        assert type(out) is np.ndarray
+        np.testing.assert_array_equal(out, plain.predict(spiral[0]))
+
+
+def test_a_masked_array_with_masked_entries_is_refused(spiral):
+    x = np.ma.masked_array(spiral[0], mask=np.zeros_like(spiral[0], dtype=bool))
+    x.mask[3, 1] = True
+    with pytest.raises(ValueError, match=r"train data: x is a masked array with 1 masked entries; fill them"):
+        fit(mlp(), (x, spiral[1]))
+    with pytest.raises(ValueError, match="predict: x is a masked array with 1 masked entries"):
+        mlp().predict(x)
+
+
+# -- float16 ------------------------------------------------------------------------------------
+
+def test_float16_metrics_are_summed_in_float32():
+    """xn.evaluate of a float16 model on 75,000 samples returned inf (the loss sum overflowed float16's
+    65504), 30,000 gave 1.1829 for 1.1708; the sums are float32 now and agree with the float32 model's."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((75_000, 2)).astype(np.float32)
+    t = rng.integers(0, 3, 75_000)
+    half = mlp().to(dtype="float16")
+    full = mlp().to(dtype="float16").to(dtype="float32")  # the same (rounded) weights, in float32
+    for n in (75_000, 30_000):
+        got = xn.evaluate(half, (x[:n], t[:n]), loss="cross_entropy", batch_size=5000)
+        want = xn.evaluate(full, (x[:n], t[:n]), loss="cross_entropy", batch_size=5000)
+        assert np.isfinite(got["loss"]) and got["loss"] == pytest.approx(want["loss"], rel=2e-3)
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=2e-3)
+    history = xn.train(half, (x[:20_000], t[:20_000]), loss="cross_entropy", optimizer=xn.optim.SGD(0.01), epochs=1,
+                       batch_size=2000, progress=False)
+    assert np.isfinite(history.epochs[0]["train_loss"])
+
+
+@pytest.mark.parametrize("make", [xn.optim.Adam, xn.optim.AdamW, xn.optim.RMSprop, xn.optim.AdaGrad])
+def test_an_eps_that_rounds_away_in_float16_is_refused_before_any_update(spiral, make):
+    """Adam and RMSprop on float16 failed at step 1 with "try a smaller learning rate": eps 1e-8 is 0 in
+    float16. As in PyTorch the state stays in the parameters' dtype; xpnet says why and what to pass."""
+    model = mlp("float16")
+    before = {k: v.copy() for k, v in model.state().items()}
+    with pytest.raises(ValueError, match=rf"{make.__name__}: eps=1e-0[78] is below the smallest normal float16 "
+                                         r"number \(6.1e-05\).*pass eps=1e-4 or larger"):
+        fit(model, spiral, optimizer=make())
+    assert all(np.array_equal(v, before[k]) for k, v in model.state().items())
+    history = fit(mlp("float16"), spiral, optimizer=make(eps=1e-4))
+    assert np.isfinite(history.epochs[-1]["train_loss"])
+
+
+# -- learning rates -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "0.1", None, True])
+def test_a_learning_rate_is_checked_whenever_it_is_set(bad):
+    """opt.lr = -0.1 did gradient ascent, opt.lr = "0.1" failed inside the update."""
+    opt = xn.optim.Adam(0.01)
+    with pytest.raises(ValueError, match=r"Adam: lr must be a finite number >= 0, got"):
+        opt.lr = bad
+    assert opt.lr == 0.01
+    opt.lr = 0.0  # where a schedule ends
+    assert opt.lr == 0.0
+
+
+def test_a_callback_that_sets_a_negative_learning_rate_stops_the_run(spiral):
+    class Ascend(xn.callbacks.Callback):
+        def on_epoch_begin(self, epoch):
+            self.state.optimizer.lr = -0.1
+
+    with pytest.raises(ValueError, match=r"SGD: lr must be a finite number >= 0, got -0.1"):
+        fit(mlp(), spiral, callbacks=[Ascend()])
+
+
+@pytest.mark.parametrize("optimizer, callbacks", [
+    (lambda: xn.optim.SGD(1e3), []),
+    (lambda: xn.optim.SGD(0.1), [xn.callbacks.LearningRateSchedule(lambda i: 1e4 if i == 2 else 0.1)]),
+], ids=["sgd-1e3", "schedule-spike"])
+def test_a_run_that_ends_far_above_its_first_loss_warns_once(spiral, optimizer, callbacks):
+    """SGD(1e3) ended at a loss of 307 and a schedule spiking to 1e4 at 8373, silently (the loss stayed
+    finite, so the NaN guard never saw it)."""
+    with pytest.warns(UserWarning, match=r"train: the training loss ended at .* far above where this run began "
+                                         r"\(.* at its first step\): training diverged") as record:
+        history = fit(mlp(width=64), spiral, optimizer=optimizer(), epochs=5, callbacks=callbacks)
+    assert np.isfinite(history.epochs[-1]["train_loss"])
+    assert sum("diverged" in str(w.message) for w in record) == 1
+    assert record[0].filename == __file__
+
+
+def test_a_run_that_learns_gives_no_divergence_warning(spiral):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(mlp(), spiral, optimizer=xn.optim.Adam(0.01), epochs=5)
+
+
+# -- NaN validation losses ----------------------------------------------------------------------
+
+def test_a_nan_validation_loss_is_reported_by_early_stopping_and_model_checkpoint(tmp_path, spiral):
+    """EarlyStopping stopped silently and ModelCheckpoint(save_best_only=True) kept epoch 1 when the
+    validation loss turned NaN; each now says so, once."""
+    x, t = spiral
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    stop = xn.callbacks.EarlyStopping(patience=2)
+    best = xn.callbacks.ModelCheckpoint(tmp_path / "best.npz", save_best_only=True)
+    with pytest.warns(UserWarning) as record:
+        history = fit(mlp(), spiral, validation=(bad, t), epochs=6, callbacks=[stop, best])
+    messages = [str(w.message) for w in record]
+    assert len(history.epochs) == 2 and stop.stopped_epoch == 2 and best.saved == []
+    assert messages == [
+        "EarlyStopping: val_loss is nan in epoch 1 (NaN or inf in the validation data or in the model's outputs "
+        "on it); a non-finite value never counts as an improvement, so such epochs count towards patience",
+        "ModelCheckpoint: val_loss is nan in epoch 1 (NaN or inf in the validation data or in the model's outputs "
+        "on it); a non-finite value never counts as an improvement, so only epochs with a finite value are saved"]
+
+
+# -- targets and batches ------------------------------------------------------------------------
+
+def test_negative_probability_targets_are_refused(spiral):
+    """Negative soft-label targets gave a negative cross-entropy."""
+    x, t = spiral
+    soft = np.full((len(t), 3), -0.5, np.float32)
+    soft[:, 0] = 2.0
+    with pytest.raises(ValueError, match=r"train data: SoftmaxCrossEntropy targets of shape \(N, 3\) are "
+                                         r"probabilities and must be >= 0, got a minimum of -0.5"):
+        fit(mlp(), (x, soft))
+    with pytest.raises(ValueError, match="evaluate data: .* must be >= 0"):
+        xn.evaluate(mlp(), (x, soft), loss="cross_entropy")
+    loss = xn.losses.SoftmaxCrossEntropy()
+    with pytest.raises(ValueError, match=r"target probabilities must be >= 0, got a minimum of -0.5"):
+        loss.forward(mlp().forward(x), soft)
+    assert float(loss.forward(mlp().forward(x), np.abs(soft) / 3.0)) > 0
+
+
+def test_static_batches_gather_only_after_an_epoch_is_loaded(spiral):
+    """gather() before load_epoch() returned row 0 in every row."""
+    batches = xn.datasets.StaticBatches(xn.datasets.BatchIterator(*spiral, batch_size=10, seed=0))
+    with pytest.raises(RuntimeError, match=r"StaticBatches.gather: call load_epoch\(epoch\) first"):
+        batches.gather()
+    batches.load_epoch(1)
+    x, _ = batches.gather()
+    np.testing.assert_array_equal(x, next(iter(xn.datasets.BatchIterator(*spiral, batch_size=10, seed=0).epoch(1)))[0])
+
+
+# -- JAX without x64 ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _jax_x64(enabled):
+    jax = pytest.importorskip("jax", reason="jax is not installed (pip install -e .[backends])")
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", enabled)
+    try:
+        yield jax
+    finally:
+        jax.config.update("jax_enable_x64", before)
+
+
+def test_jax_without_x64_refuses_float64_and_casts_float64_data_like_numpy(spiral):
+    """model.to("jax:cpu", dtype="float64") and xn.to_device(x, "jax:cpu", dtype="float64") silently gave
+    float32 (the name check compared str(jnp.float64)), and float64 NumPy data on a float32 JAX model was
+    refused where NumPy and torch cast it."""
+    x, t = spiral
+    with _jax_x64(False):
+        with pytest.raises(ValueError, match=r"jax:cpu cannot hold float64 \(it gave float32\); for JAX call "
+                                             r"jax.config.update\('jax_enable_x64', True\)"):
+            mlp().to("jax:cpu", dtype="float64")
+        with pytest.raises(ValueError, match="jax:cpu cannot hold float64"):
+            xn.to_device(x, "jax:cpu", dtype="float64")
+        on_jax, on_numpy = mlp().to("jax:cpu"), mlp()
+        x64, t = x[:40].astype(np.float64), t[:40]
+        got = fit(on_jax, (x64, t), epochs=1, batch_size=40).epochs[-1]["train_loss"]
+        assert got == pytest.approx(fit(on_numpy, (x64, t), epochs=1, batch_size=40).epochs[-1]["train_loss"], rel=1e-5)
+        assert xn.evaluate(on_jax, (x64, t), loss="cross_entropy")["loss"] == pytest.approx(
+            xn.evaluate(on_numpy, (x64, t), loss="cross_entropy")["loss"], rel=1e-5)
+        np.testing.assert_allclose(xn.to_numpy(on_jax.predict(x64)), on_numpy.predict(x64), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, "float64", np.dtype("float64")], ids=["np.float64", "str", "np.dtype"])
+def test_dtypes_are_taken_in_any_librarys_form(dtype):
+    """model.to("torch:cpu", dtype=np.float64) failed inside torch; model.to("cpu", dtype="foo") with an
+    AttributeError from the namespace."""
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
+    for bad in ("foo", "int32", None.__class__):
+        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float32' or 'float64'\)"):
+            mlp().to("cpu", dtype=bad)
+    with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
+        xn.to_device(np.zeros(2), "cpu", dtype="foo")

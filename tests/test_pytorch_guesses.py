@@ -1,0 +1,193 @@
+"""What a PyTorch user writes first: it works with PyTorch's meaning where that fits xpnet, or fails at
+once with one line saying what to write instead (docs/from-pytorch.md)."""
+
+import importlib
+import pickle
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import optim
+
+
+class _Parameters(list):
+    """A stand-in for what ``model.parameters()`` returns (the composite-models contract): the arrays in
+    ``named_params()`` order, with their owner as ``.model``."""
+
+    def __init__(self, model):
+        super().__init__(model.named_params().values())
+        self.model = model
+
+
+def _mlp():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 3))
+
+
+def _batches():
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal((5, 4)).astype(np.float32), rng.integers(0, 3, 5)) for _ in range(3)]
+
+
+def _book_loop(model, opt):
+    """The book's loop, each step given the model."""
+    loss = xn.losses.SoftmaxCrossEntropy()
+    for x, t in _batches():
+        loss.forward(model.forward(x), t)
+        model.backward(loss.backward())
+        opt.step(model)
+    return model.named_params()
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+@pytest.mark.parametrize("first", ["model", "parameters", "params="])
+def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
+    cls = optim.OPTIMIZERS[name]
+    model = _mlp()
+    opt = {"model": lambda: cls(model, lr=0.05), "parameters": lambda: cls(_Parameters(model), 0.05),
+           "params=": lambda: cls(params=_Parameters(model), lr=0.05)}[first]()
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    for x, t in _batches():  # PyTorch's loop, written the xpnet way where autograd would be
+        opt.zero_grad()
+        loss = criterion(model(x), t)
+        model.backward(criterion.backward())
+        opt.step()
+        assert isinstance(loss.item(), float)
+    expected = _book_loop(_mlp(), cls(lr=0.05))
+    for key, value in model.named_params().items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+    with pytest.raises(ValueError, match="bound to another model"):
+        opt.step(_mlp())
+
+
+def test_positional_arguments_after_the_model_keep_their_meaning():
+    model = _mlp()
+    opt = optim.Momentum(_Parameters(model), 0.02, 0.5)
+    assert (opt.lr, opt.momentum) == (0.02, 0.5)
+    assert optim.Adam(model).lr == optim.Adam().lr
+
+
+@pytest.mark.parametrize("first,what", [
+    (lambda m: list(m.named_params().values()), "got a list"),
+    (lambda m: (p for p in m.named_params().values()), "got a generator"),
+    (lambda m: m.named_params(), "got a dict"),
+])
+def test_parameters_without_their_model_get_one_line_saying_what_to_pass(first, what):
+    with pytest.raises(TypeError) as info:
+        optim.SGD(first(_mlp()), lr=0.1)
+    message = str(info.value)
+    assert what in message and "SGD(model.parameters(), lr=0.01)" in message and "\n" not in message
+
+
+def test_step_without_a_model_says_how_to_give_one():
+    with pytest.raises(RuntimeError, match=r"Adam.step\(\): no model to update \(it was built without one\); pass"):
+        optim.Adam(1e-3).step()
+    opt = optim.SGD(_mlp(), lr=0.1)  # the model is gone at once: the optimizer holds it weakly
+    with pytest.raises(RuntimeError, match="the model it was built with no longer exists"):
+        opt.step()
+
+
+def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_write():
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    y, t = np.array([[2.0, 0.5, -1.0]], np.float32), np.array([0])
+    loss = criterion(y, t)
+    assert float(loss) == float(criterion.forward(y, t)) == loss.item()
+    assert f"{loss:.3f}" == f"{float(loss):.3f}" and pickle.loads(pickle.dumps(loss)) == loss
+    with pytest.raises(AttributeError) as info:
+        loss.backward()
+    assert "xpnet has no autograd" in str(info.value) and "model.backward(criterion.backward())" in str(info.value)
+    assert "SoftmaxCrossEntropy" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("expression,hint", [
+    ("xn.nn", "layers are in xn.layers"),
+    ("xn.layers.Sequential", "xn.Sequential(layer, layer, ...)"),
+    ("xn.layers.AdaptiveAvgPool2d", "xn.layers.GlobalAvgPool() is AdaptiveAvgPool2d(1)"),
+    ("xn.layers.BatchNorm2d", "xn.layers.BatchNorm(num_features)"),
+    ("xn.layers.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy()"),
+    ("xn.losses.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels"),
+    ("xn.losses.MSELoss", "xn.losses.MeanSquaredError()"),
+    ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
+    ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
+    ("xn.Tensor", "xn.to_device(x, dev)"),
+])
+def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint):
+    with pytest.raises(AttributeError) as info:
+        eval(expression, {"xn": xn})  # noqa: S307 - fixed expressions
+    name = expression.rsplit(".", 1)[1]
+    message = str(info.value)
+    assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
+
+
+def test_other_missing_names_raise_pythons_plain_attribute_error():
+    for owner, name in ((xn, "no_such_name"), (xn.layers, "Linear2"), (xn.losses, "x"), (xn.optim, "Lion")):
+        with pytest.raises(AttributeError, match=f"has no attribute '{name}'$"):
+            getattr(owner, name)
+    assert not hasattr(xn.optim.SGD(0.1), "param_groups") and hasattr(xn.optim.SGD(0.1), "zero_grad")
+
+
+def test_import_xpnet_nn_says_where_its_names_live():
+    with pytest.raises(ImportError, match=r"xpnet has no nn module: layers are in xpnet.layers .*docs/from-pytorch.md"):
+        importlib.import_module("xpnet.nn")
+
+
+def test_no_grad_runs_what_it_wraps_unchanged():
+    model, (x, t) = _mlp(), _batches()[0]
+    expected = model.forward(x, train=False)
+    with xn.no_grad():
+        np.testing.assert_array_equal(model.forward(x, train=False), expected)
+
+    @xn.no_grad
+    def bare(a):
+        return model.predict(a)
+
+    @xn.no_grad()
+    def called(a):
+        raise KeyError(a.shape)
+
+    np.testing.assert_array_equal(bare(x), expected)
+    with pytest.raises(KeyError):
+        called(x)
+    with pytest.raises(ValueError, match="inside"), xn.no_grad():
+        raise ValueError("inside")
+
+
+def test_manual_seed_is_pytorchs_name_for_the_weight_seed():
+    def weights_and_mask(seed_with, s):
+        seed_with(s)
+        model = xn.Sequential(xn.layers.Linear(4, 6), xn.layers.Dropout(0.5))
+        return model.forward(np.ones((3, 4), np.float32))
+
+    np.testing.assert_array_equal(weights_and_mask(xn.manual_seed, 3), weights_and_mask(xn.init.seed, 3))
+    assert not np.array_equal(weights_and_mask(xn.manual_seed, 3), weights_and_mask(xn.manual_seed, 4))
+
+
+def test_help_on_forward_says_how_to_evaluate():
+    """model(x) is training mode; help(xn.Sequential.forward) is where a PyTorch user looks for eval()."""
+    doc = xn.Sequential.forward.__doc__
+    assert "model.predict(x)" in doc and "model.forward(x, train=False)" in doc and "training mode" in doc
+
+
+def test_the_porting_pages_loop_ends_where_xn_train_does():
+    """docs/from-pytorch.md: the PyTorch-style loop over BatchIterator, epochs from 1, and xn.train agree."""
+    x, t = xn.datasets.spiral(40, 3, seed=0)
+
+    def net():
+        xn.manual_seed(0)
+        return xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
+
+    model, criterion = net(), xn.losses.SoftmaxCrossEntropy()
+    optimizer = optim.SGD(_Parameters(model), lr=0.1, momentum=0.9)
+    loader = xn.datasets.BatchIterator(x, t, batch_size=32, seed=0)
+    for epoch in range(1, 3):
+        for xb, tb in loader.epoch(epoch):
+            optimizer.zero_grad()
+            criterion(model(xb), tb)
+            model.backward(criterion.backward())
+            optimizer.step()
+    trained = net()
+    xn.train(trained, (x, t), loss=criterion, optimizer=optim.SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=32,
+             device="cpu", progress=False)
+    for key, value in trained.named_params().items():
+        np.testing.assert_allclose(model.named_params()[key], value, rtol=1e-6, atol=1e-7, err_msg=key)

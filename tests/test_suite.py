@@ -1,0 +1,34 @@
+"""The suite's own output: what the README's test command prints stays short."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A plugin that makes CuPy, PyTorch and JAX look uninstalled, as on a machine without the extras.
+ABSENT = '''
+import sys
+class _Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cupy", "torch", "jax", "jaxlib"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, _Absent())
+'''
+
+
+def test_skipped_tests_are_summed_by_reason(tmp_path):
+    (tmp_path / "absent_backends.py").write_text(ABSENT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path), env.get("PYTHONPATH")) if p)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "absent_backends", "-p", "no:cacheprovider",
+                          "tests/test_optim.py", "tests/test_layers.py", "-k", "torch or jax or cupy"],
+                         capture_output=True, text=True, env=env, cwd=ROOT).stdout
+    lines = [line for line in out.splitlines() if line.startswith("SKIPPED")]
+    reasons = [line.split(": ", 1)[1] for line in lines]
+    counts = [int(re.match(r"SKIPPED \[(\d+)\]", line).group(1)) for line in lines]
+    assert len(reasons) == len(set(reasons)) == 3, out  # one line per reason: no GPU, no torch, no jax
+    assert sum(counts) == int(re.search(r"(\d+) skipped", out).group(1)) > 50, out
+    assert any("torch is not installed" in r for r in reasons) and any("jax is not installed" in r for r in reasons)

@@ -1,0 +1,67 @@
+"""Batches for truncated backpropagation through time over one long sequence of ids (the book's
+``RnnlmTrainer.get_batch``).
+
+Row i of every batch reads the corpus from its own offset ``i * (len // batch_size)``, ``time_size``
+ids at a time, and each batch continues where the one before stopped: a stateful recurrent layer
+carries the state of row i from batch to batch, as if it read one long sequence. The targets are the
+inputs shifted by one id (the next word). As in the book, one counter runs over the whole training:
+epoch e starts where epoch e - 1 stopped, wrapping around the end of the corpus.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..backend import Device, device_of, isdtype, namespace, to_device
+
+__all__ = ["TokenStream"]
+
+
+class TokenStream:
+    """``TokenStream(ids, batch_size, time_size).epoch(e)`` yields ``len(self)`` pairs ``(x, t)`` of shape
+    (batch_size, time_size) on the ids' device: ``t[i, j]`` is the id after ``x[i, j]`` in the corpus.
+
+    ids: (L,) integers (NumPy or any backend's array). ``len(self)`` is the book's ``max_iters``,
+    ``(L - 1) // (batch_size * time_size)``. ``positions(step)`` gives the corpus positions of the
+    ``step``-th batch of the run (counting over epochs), a host (batch_size, time_size) int64 array.
+    """
+
+    def __init__(self, ids: Any, batch_size: int, time_size: int):
+        self.batch_size = _positive("batch_size", batch_size)
+        self.time_size = _positive("time_size", time_size)
+        xp = namespace(ids)
+        if ids.ndim != 1 or not isdtype(xp, ids.dtype, "integral"):
+            raise ValueError(f"TokenStream: ids must be a 1-D integer array, got shape {tuple(ids.shape)} and "
+                             f"dtype {ids.dtype}")
+        self.size = int(ids.shape[0]) - 1
+        if self.size < self.batch_size * self.time_size:
+            raise ValueError(f"TokenStream: {self.size + 1} ids give no full batch of {self.batch_size} rows x "
+                             f"{self.time_size} steps (need at least {self.batch_size * self.time_size + 1})")
+        self.xs, self.ts = ids[:-1], ids[1:]
+        self.device: Device = device_of(ids)
+        self.offsets = np.arange(self.batch_size, dtype=np.int64)[:, None] * (self.size // self.batch_size)
+        self.steps = self.size // (self.batch_size * self.time_size)
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def positions(self, step: int) -> np.ndarray:
+        start = step * self.time_size
+        return (self.offsets + start + np.arange(self.time_size, dtype=np.int64)[None, :]) % self.size
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        """The batches of epoch ``epoch`` (the same ones every time it is asked for)."""
+        xp = self.device.xp
+        shape = (self.batch_size, self.time_size)
+        for step in range(epoch * self.steps, (epoch + 1) * self.steps):
+            where = to_device(self.positions(step).reshape(-1), self.device)
+            yield (xp.reshape(xp.take(self.xs, where), shape), xp.reshape(xp.take(self.ts, where), shape))
+
+
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
+        raise ValueError(f"TokenStream: {name} must be an int >= 1, got {value!r}")
+    return operator.index(value)

@@ -1,0 +1,268 @@
+"""Recurrent layers over whole sequences, batch first: RNN, LSTM, GRU (the book's TimeRNN, TimeLSTM, TimeGRU).
+
+How a forward goes:
+
+1. The input projection of the whole sequence, ``x @ Wx + b`` for all N * T rows, is one matrix
+   product before the loop (only ``h @ Wh`` has to wait for the step before).
+2. The state starts from what ``set_state`` gave, or from the state the last forward ended with
+   when ``stateful=True``, else from zeros.
+3. One step of :mod:`xpnet.layers.cells` per time step; the outputs are stacked once at the end
+   (no writes into a preallocated array: the same code runs on JAX's immutable arrays).
+4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
+   time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
+
+Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
+as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
+gradient of the state the forward started from, which the layer that set it (a seq2seq encoder)
+adds to its own backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import init as _init
+from ..backend import namespace, to_device
+from . import cells
+from .base import Layer, positive_int
+
+
+class _Recurrent(Layer):
+    """The time loop shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`; subclasses give the step."""
+
+    blocks = 1
+    state_names: tuple[str, ...] = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
+                 dtype: str = "float32"):
+        super().__init__()
+        self.input_size = positive_int(self, "input_size", input_size)
+        self.hidden_size = positive_int(self, "hidden_size", hidden_size)
+        self.stateful, self.init, self.dtype = bool(stateful), init, str(dtype)
+        d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=dtype)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=dtype)
+        for name in self.bias_names():
+            self.params[name] = _init.zeros((width,), dtype=dtype)
+        self._state: tuple[Any, ...] | None = None
+        self._cache = None
+        self.dh = None
+
+    def bias_names(self) -> tuple[str, ...]:
+        return ("b",)
+
+    def config(self) -> dict[str, Any]:
+        init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
+                "init": init, "dtype": self.dtype}
+
+    # -- state ------------------------------------------------------------------------------
+
+    @property
+    def h(self) -> Any:
+        """The hidden state the next forward starts from (None: zeros)."""
+        return None if self._state is None else self._state[0]
+
+    def reset_state(self) -> None:
+        """The next forward starts from zeros."""
+        self._state = None
+
+    def set_state(self, h: Any, c: Any = None) -> None:
+        """Start the next forwards from ``h`` (N, H) (and ``c`` for LSTM; None: zeros). Without
+        ``stateful`` every forward starts there until ``reset_state()`` (the book's non-stateful
+        layers ignore ``set_state``); with it the first does and the state then moves on."""
+        if c is not None and "c" not in self.state_names:
+            raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        xp = namespace(h)
+        if h.ndim != 2 or h.shape[1] != self.hidden_size:
+            raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
+        if "c" not in self.state_names:
+            self._state = (h,)
+            return
+        c = xp.zeros_like(h) if c is None else c
+        if tuple(c.shape) != tuple(h.shape):
+            raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
+        self._state = (h, c)
+
+    def _move_own(self, dev: Any, dtype: Any) -> None:
+        """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
+        super()._move_own(dev, dtype)
+        if self._state is not None:
+            self._state = tuple(to_device(s, dev, dtype=dtype) for s in self._state)
+        self._cache = None
+
+    def _start(self, x: Any) -> tuple[Any, ...]:
+        xp = namespace(x)
+        n = x.shape[0]
+        if self._state is None:
+            zeros = xp.zeros((n, self.hidden_size), dtype=x.dtype, device=x.device)
+            return (zeros,) * len(self.state_names)
+        if self._state[0].shape[0] != n:
+            raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
+                             f"{n}; call reset_state() or set_state() for the new batch")
+        for s in self._state:
+            self._check_like_params(s)
+        return self._state
+
+    # -- forward and backward -------------------------------------------------------------------
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step."""
+        xp = self._check_float(x)
+        self._check_like_params(x)
+        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] == 0:
+            raise ValueError(f"{self.name}: expected input of shape (N, T, {self.input_size}) with T >= 1 "
+                             f"(batch first), got {tuple(x.shape)}")
+        n, steps = x.shape[0], x.shape[1]
+        start = state = self._start(x)
+        x2 = xp.reshape(x, (n * steps, self.input_size))
+        ax = xp.reshape(x2 @ self.params["Wx"] + self.params[self.bias_names()[0]], (n, steps, -1))
+        hs, caches = [], []
+        for t in range(steps):
+            state, cache = self._step(ax[:, t, :], state)
+            hs.append(state[0])
+            caches.append(cache)
+        self._cache = (x2, start, caches)
+        if self.stateful:
+            self._state = state
+        return xp.stack(hs, axis=1)
+
+    def backward(self, dhs: Any) -> Any:
+        """dhs: (N, T, hidden_size) -> dx: (N, T, input_size); fills grads, ``dh`` (and ``dc``)."""
+        x2, start, caches = self._need(self._cache)
+        xp = self._check_float(dhs)
+        n, steps = start[0].shape[0], len(caches)
+        if tuple(dhs.shape) != (n, steps, self.hidden_size):
+            raise ValueError(f"{self.name}: expected dhs of shape {(n, steps, self.hidden_size)}, "
+                             f"got {tuple(dhs.shape)}")
+        daxs, dahs = [None] * steps, [None] * steps
+        dstate = None
+        for t in reversed(range(steps)):
+            daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
+        dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
+        self.grads["Wx"] = x2.T @ dax
+        self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+        h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
+        self._hidden_grads(xp, h_prev, dax, dahs, caches)
+        for name, grad in zip(self.state_names, dstate):
+            setattr(self, "d" + name, grad)
+        return xp.reshape(dax @ self.params["Wx"].T, (n, steps, self.input_size))
+
+    def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
+        """Wh's gradient (and the hidden bias's) from every step's dah: h_prev (N*T, H) is what Wh multiplied."""
+        self.grads["Wh"] = h_prev.T @ dax
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        raise NotImplementedError
+
+    def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        raise NotImplementedError
+
+
+class RNN(_Recurrent):
+    """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b).
+
+    x: (N, T, input_size) -> hs: (N, T, hidden_size). params: Wx (D, H), Wh (H, H), b (H,), so
+    that PyTorch's ``nn.RNN`` copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``,
+    ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's: N(0, 1/fan_in), b zeros (``init``
+    takes any of ``xn.init.weights``'s). Caches the input and each step's h. See the module
+    docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
+    """
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        h, cache = cells.rnn_step(ax, state[0], self.params["Wh"])
+        return (h,), cache
+
+    def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        dh = dh if dstate is None else dh + dstate[0]
+        dax, dah, dh_prev = cells.rnn_step_backward(dh, cache, self.params["Wh"])
+        return dax, dah, (dh_prev,)
+
+
+class LSTM(_Recurrent):
+    """LSTM, the book's TimeLSTM, with PyTorch's gate order.
+
+    x: (N, T, input_size) -> hs: (N, T, hidden_size). params: Wx (D, 4H), Wh (H, 4H), b (4H,), the
+    column blocks in PyTorch's order i, f, g, o (the book's own order is f, g, i, o; its weight files
+    are reordered when loaded), so that ``nn.LSTM`` copies in as ``Wx = weight_ih_l0.T``,
+    ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's:
+    N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
+    ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
+    """
+
+    blocks = 4
+    state_names = ("h", "c")
+
+    def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
+                 dtype: str = "float32"):
+        super().__init__(input_size, hidden_size, stateful, init, dtype)
+        self.dc = None
+
+    @property
+    def c(self) -> Any:
+        """The cell state the next forward starts from (None: zeros)."""
+        return None if self._state is None else self._state[1]
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        h, c, cache = cells.lstm_step(ax, state[0], state[1], self.params["Wh"])
+        return (h, c), cache
+
+    def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
+        dax, dah, dh_prev, dc_prev = cells.lstm_step_backward(dh, dc, cache, self.params["Wh"])
+        return dax, dah, (dh_prev, dc_prev)
+
+
+class GRU(_Recurrent):
+    """GRU over a sequence: PyTorch's ``nn.GRU`` by default, the book's TimeGRU with ``convention="book"``.
+
+    x: (N, T, input_size) -> hs: (N, T, hidden_size). The two are different functions, not a relabelling:
+
+    - ``"pytorch"``: params Wx (D, 3H), Wh (H, 3H), bx (3H,), bh (3H,), blocks r, z, n:
+      ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``bx = bias_ih_l0``, ``bh = bias_hh_l0``;
+      n = tanh(x Wx_n + bx_n + r * (h Wh_n + bh_n)), h' = (1 - z) * n + z * h.
+    - ``"book"``: params Wx (D, 3H), Wh (H, 3H), b (3H,), blocks z, r, h~ as in the book's GRU:
+      h~ = tanh(x Wx_h + (r * h) Wh_h + b_h), h' = (1 - z) * h + z * h~.
+
+    Weights start as the book's: N(0, 1/fan_in), biases zeros. Caches the input and each step's state and gates.
+    """
+
+    blocks = 3
+
+    def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, convention: str = "pytorch",
+                 init: Any = "sigmoid", dtype: str = "float32"):
+        if convention not in ("pytorch", "book"):
+            raise ValueError(f"GRU: convention must be 'pytorch' or 'book', got {convention!r}")
+        self.convention = convention
+        super().__init__(input_size, hidden_size, stateful, init, dtype)
+
+    def bias_names(self) -> tuple[str, ...]:
+        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "convention": self.convention}
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        if self.convention == "pytorch":
+            h, cache = cells.gru_step(ax, state[0], self.params["Wh"], self.params["bh"])
+        else:
+            h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
+        return (h,), cache
+
+    def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        dh = dh if dstate is None else dh + dstate[0]
+        step = cells.gru_step_backward if self.convention == "pytorch" else cells.gru_book_step_backward
+        dax, dah, dh_prev = step(dh, cache, self.params["Wh"])
+        return dax, dah, (dh_prev,)
+
+    def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
+        rows = h_prev.shape[0]
+        if self.convention == "pytorch":
+            dah = xp.reshape(xp.stack(dahs, axis=1), (rows, -1))
+            self.grads["Wh"] = h_prev.T @ dah
+            self.grads["bh"] = xp.sum(dah, axis=0)
+            return
+        dzr = xp.reshape(xp.stack([d[0] for d in dahs], axis=1), (rows, -1))
+        dt = xp.reshape(xp.stack([d[1] for d in dahs], axis=1), (rows, -1))
+        rh = xp.reshape(xp.stack([c[3] for c in caches], axis=1), (rows, -1))
+        self.grads["Wh"] = xp.concat([h_prev.T @ dzr, rh.T @ dt], axis=1)

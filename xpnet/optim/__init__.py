@@ -1,0 +1,53 @@
+"""Optimizers: the book's (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam) and AdamW, with PyTorch's names
+for their arguments.
+
+- ``base``: the protocol every optimizer shares (``step``, binding to a model, checkpoint state);
+- ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
+- ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``.
+
+``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
+``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
+or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
+updates). AdamW decays decoupled from the gradient instead, every parameter by default (0.01), as PyTorch's.
+It imports only the backend (and ``xpnet._user``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._user import not_here
+from .adaptive import AdaGrad, Adam, AdamW, RMSprop
+from .base import Optimizer
+from .sgd import SGD, Momentum, Nesterov
+
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get"]
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+def get(optimizer: Any) -> Optimizer:
+    """An optimizer from an instance, a class or a name such as ``"adam"`` (with its default lr)."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        return optimizer()
+    if isinstance(optimizer, str):
+        if optimizer.lower() in OPTIMIZERS:
+            return OPTIMIZERS[optimizer.lower()]()
+        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+    raise TypeError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or its name, got "
+                    f"{type(optimizer).__name__}")
+
+
+# What a PyTorch user reaches for in torch.optim, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "lr_scheduler": "xpnet schedules the learning rate with a callback: xn.train(..., callbacks=["
+                    "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, gamma=0.5))]) (or "
+                    "xn.callbacks.cosine(...)); in a loop of your own, set optimizer.lr at the start of each epoch",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)

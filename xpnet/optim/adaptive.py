@@ -1,0 +1,115 @@
+"""Optimizers that scale each step by a running size of the gradient: AdaGrad, RMSprop, Adam, AdamW.
+
+On CuPy, Adam and AdamW run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import fast_path, into
+from .base import Optimizer, _choice, _fraction, _positive
+
+
+class AdaGrad(Optimizer):
+    """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
+        self.eps = _positive("eps", eps, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "eps": self.eps}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
+        h += into(work, xp.multiply, g, g)
+        self._store(name, h=h)
+        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+
+
+class RMSprop(Optimizer):
+    """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps)."""
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
+        self.alpha = _fraction("alpha", alpha, self)
+        self.eps = _positive("eps", eps, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
+        h *= self.alpha
+        w = into(work, xp.multiply, g, g)
+        w *= 1.0 - self.alpha
+        h += w
+        self._store(name, h=h)
+        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba); ``weight_decay`` adds L2 to the weights' gradients.
+
+    m += (1 - b1) * (g - m); v = b2 * v + (1 - b2) * g * g;
+    p -= lr_t * m / (sqrt(v) + eps_t) with lr_t = lr * sqrt(1 - b2**t) / (1 - b1**t).
+
+    ``convention="pytorch"`` (the default, as PyTorch and the paper) adds eps to the bias-corrected
+    sqrt(v_hat): eps_t = eps * sqrt(1 - b2**t); ``eps`` defaults to 1e-8. ``convention="book"`` is the
+    book's common/optimizer.py Adam: eps added to the raw sqrt(v), eps_t = eps, default 1e-7. The two
+    differ only in the first steps and where v is tiny.
+    """
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
+                 weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch"):
+        super().__init__(lr, weight_decay, weight_decay_on)
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
+        self.convention = _choice("convention", convention, ("pytorch", "book"), self)
+        self.eps = _positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        b1, b2 = self.betas
+        m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
+        # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
+        correction = math.sqrt(1.0 - b2 ** self.t)
+        step = self.lr * correction / (1.0 - b1 ** self.t)
+        eps = self.eps if self.convention == "book" else self.eps * correction
+        fused = fast_path("adam_update", xp)
+        if fused is not None:
+            fused(p, g, m, v, b1, b2, step, eps)
+            return p
+        work = self._work(p, xp)
+        w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
+        w *= 1.0 - b1
+        m += w
+        v *= b2
+        w = into(work, xp.multiply, g, g)
+        w *= 1.0 - b2
+        v += w
+        self._store(name, m=m, v=v)
+        return self._divide_step(p, m, v, step, eps, work, xp)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): p -= lr * wd * p before the Adam step.
+
+    As PyTorch's AdamW, the decay applies to every parameter by default (``weight_decay_on="all"``);
+    ``weight_decay_on="weights"`` spares biases and BatchNorm's gamma/beta.
+    """
+
+    def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
+                 weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch"):
+        super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
+
+    def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
+        p *= 1.0 - self.lr * self.weight_decay
+        return p, g

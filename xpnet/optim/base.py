@@ -1,0 +1,291 @@
+"""The optimizer protocol: one shared ``step`` around a small per-optimizer ``_update``, the binding
+to a model, and the checks on hyperparameters.
+
+Parameters are updated on their device under xpnet's one update rule
+(:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
+PyTorch; a new array on JAX, whose arrays are immutable) and returns ``p``, which ``step`` stores
+back in the model; updated state goes back with ``_store``. State (velocities, moments) is made
+lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype, as in PyTorch; an
+``eps`` below the smallest normal number of that dtype (1e-8 in float16) is refused at the first step,
+before any update: pass ``eps=1e-4`` for a float16 model. Where the namespace
+can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
+making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is the same.
+
+An optimizer is built the book's way, ``Adam(1e-3)``, and given the model at each ``step(model)``;
+or PyTorch's way, ``Adam(model, lr=1e-3)`` or ``Adam(model.parameters(), lr=1e-3)``, bound to that
+model from the start, and then ``step()`` needs no argument. ``lr`` is checked whenever it is set, not
+only by the constructor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import weakref
+from typing import Any
+
+from .._user import is_real, not_here
+from ..backend import into, namespace, same_device, to_device, update_rule, writes_out
+
+
+class _TakesAModelFirst(type):
+    """Builds an optimizer from the book's arguments (``SGD(0.01)``) or PyTorch's (``SGD(model.parameters(),
+    lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
+    as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
+    arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
+
+    def __init__(cls, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # help() and inspect.signature show __init__'s arguments, not this __call__'s *args, **kwargs.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        target = kwargs.pop("params", None)
+        if args and _is_params(args[0]):
+            if target is not None:
+                raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
+            target, args = args[0], args[1:]
+        model = None if target is None else _model_of(cls.__name__, target)
+        optimizer = super().__call__(*args, **kwargs)
+        if model is not None:
+            optimizer.bind(model)
+        return optimizer
+
+
+def _is_params(first: Any) -> bool:
+    """Whether an optimizer's first argument stands for the parameters (else it is the learning rate,
+    whose check then names what came)."""
+    return not is_real(first) and (hasattr(first, "named_params") or hasattr(first, "model")
+                                   or (hasattr(first, "__iter__") and not isinstance(first, str)))
+
+
+def _model_of(name: str, target: Any) -> Any:
+    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
+    if hasattr(target, "named_params"):
+        return target
+    owner = getattr(target, "model", None)
+    if owner is not None and hasattr(owner, "named_params"):
+        return owner
+    raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
+                    f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
+                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)")
+
+
+# What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
+                    "xn.callbacks.LearningRateSchedule in xn.train)",
+}
+
+
+class Optimizer(metaclass=_TakesAModelFirst):
+    """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
+    then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
+    (default 0) is the book's L2 on weights only; ``weight_decay_on="all"`` decays every parameter,
+    as PyTorch.
+
+    The first argument is the learning rate, or the model to update (a model, or what
+    ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
+    then bound to that model and ``step()`` takes no argument.
+    """
+
+    eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
+
+    def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
+        self._lr = _positive("lr", lr, self)
+        self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
+        self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
+        self.state: dict[str, dict[str, Any]] = {}
+        self.t = 0
+        self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
+        self._work_buffers: dict[Any, Any] = {}
+        self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def lr(self) -> float:
+        """The learning rate; setting it (a schedule, a callback, ``opt.lr = 0.01``) checks it as the
+        constructor does, but 0 is allowed there (the end of a schedule): a negative lr ascends."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Any) -> None:
+        self._lr = _positive("lr", value, self, allow_zero=True)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
+
+    def __repr__(self) -> str:
+        """``Adam(lr=0.001, betas=(0.9, 0.999), ..., weight_decay=0.0, ...)``: lr, then the optimizer's own
+        settings, then those every optimizer has."""
+        settings = self.hyperparams()
+        shared = Optimizer.hyperparams(self)
+        order = ["lr", *(k for k in settings if k not in shared), *(k for k in shared if k != "lr")]
+        return f"{self.name}({', '.join(f'{k}={settings[k]!r}' for k in order)})"
+
+    def bind(self, model: Any) -> None:
+        """Tie this optimizer to ``model`` (done when it is built with the model, else by the first
+        ``step``); another model then raises, also one made after the bound one was freed (a new object
+        can reuse a freed one's ``id``)."""
+        if self._model is not None:
+            if self._bound() is not model:
+                raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
+            return
+        try:
+            self._model = weakref.ref(model)
+        except TypeError:  # a model class with __slots__ and no __weakref__
+            self._model = model
+
+    def _bound(self) -> Any:
+        """The bound model, or None (none yet, or freed)."""
+        return self._model() if isinstance(self._model, weakref.ref) else self._model
+
+    def step(self, model: Any = None) -> None:
+        """Update every parameter of ``model`` from the gradients its last ``backward`` left. ``model``
+        may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``)."""
+        if model is None:
+            model = self._bound()
+            if model is None:
+                why = "the model it was built with no longer exists" if self._model is not None else \
+                    "it was built without one"
+                raise RuntimeError(f"{self.name}.step(): no model to update ({why}); pass it, "
+                                   f"optimizer.step(model), or build the optimizer with it: "
+                                   f"{self.name}(model, lr={self.lr})")
+        if not hasattr(model, "named_params"):
+            raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
+                            f"{type(model).__name__}")
+        self.bind(model)
+        params, grads = model.named_params(), model.named_grads()
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None:
+                raise RuntimeError(f"{self.name}: no gradient for {name!r}; call model.backward(...) before step")
+            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
+                raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
+                                 f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+            update_rule(namespace(p))
+            self._check_eps(p)
+        self.t += 1
+        for name, p in params.items():
+            g = grads[name]
+            new = p
+            if self.weight_decay and self._decays(name):
+                new, g = self._decay(new, g)
+            new = self._update(name, new, g, namespace(p))
+            if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
+                model.set_param(name, new)
+
+    def _check_eps(self, p: Any) -> None:
+        """Refuse an ``eps`` below the parameters' smallest normal number: 1e-8 rounds to 0 in float16,
+        and a zero gradient then divides 0 by 0. PyTorch's optimizers keep state in the parameters'
+        dtype too, and half-precision users pass a larger eps; xpnet says so before the first update."""
+        eps = self.eps
+        if eps is None or (p.dtype, eps) in self._eps_ok:
+            return
+        tiny = float(namespace(p).finfo(p.dtype).smallest_normal)
+        if eps < tiny:
+            raise ValueError(f"{self.name}: eps={eps:g} is below the smallest normal {p.dtype} number ({tiny:.3g}): "
+                             f"there it rounds to 0 (or keeps a few bits), and an update where a gradient is 0 divides "
+                             f"by zero; pass eps=1e-4 or larger for a {p.dtype} model (as in PyTorch at half "
+                             "precision), or train in float32")
+        self._eps_ok.add((p.dtype, eps))
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear, kept so that PyTorch's loop runs as written: each ``backward`` overwrites
+        every gradient (one backward per step; gradients are never accumulated across calls, so to
+        accumulate, run one backward over the larger batch)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise not_here(self.name, name, _PYTORCH_NAMES, kind="object")
+
+    def _decays(self, name: str) -> bool:
+        """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "3.b", ...)."""
+        return self.weight_decay_on == "all" or name.rpartition(".")[2] == "W"
+
+    def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
+        """(p, g) after weight decay. L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g``
+        (a new array); AdamW shrinks ``p`` instead."""
+        return p, g + self.weight_decay * p
+
+    def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
+        slots = self.state.setdefault(name, {})
+        if key not in slots:
+            slots[key] = xp.zeros_like(p)
+        return slots[key]
+
+    def _work(self, p: Any, xp: Any) -> Any:
+        """A scratch array shaped like ``p``, a view of one flat buffer per dtype and device shared by
+        all parameters (only one update runs at a time), or None where ``xp`` has no ``out=``.
+        Never checkpointed."""
+        if not writes_out(xp):
+            return None
+        # str: CuPy's device object compares by id but cannot be hashed (it defines __eq__, no __hash__).
+        key = (type(p), p.dtype, str(getattr(p, "device", None)))
+        buf = self._work_buffers.get(key)
+        if buf is None or buf.shape[0] < p.size:
+            buf = self._work_buffers[key] = xp.empty_like(xp.reshape(p, (-1,)))
+        return xp.reshape(buf[:p.size], p.shape)
+
+    def _store(self, name: str, **slots: Any) -> None:
+        """Keep the updated state of parameter ``name`` (the same arrays, where updated in place)."""
+        self.state[name].update(slots)
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        """The updated ``p`` (``p`` itself where the namespace updates in place)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _divide_step(p: Any, num: Any, den: Any, lr: float, eps: float, work: Any, xp: Any) -> Any:
+        """p -= lr * num / (sqrt(den) + eps), through ``work`` (None: temporaries); returns p."""
+        w = into(work, xp.sqrt, den)
+        w += eps
+        w = into(work, xp.divide, num, w)
+        w *= lr
+        p -= w
+        return p
+
+    # -- checkpointing ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t,
+                "state": {n: dict(s) for n, s in self.state.items()}}
+
+    def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
+        if sd.get("type") != self.name:
+            raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
+        for k, v in sd["hyperparams"].items():
+            setattr(self, k, tuple(v) if isinstance(v, list) else v)
+        self.t = int(sd["t"])
+        self._work_buffers = {}
+        self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
+                      for n, s in sd["state"].items()}
+
+    def to(self, device: Any) -> "Optimizer":
+        """Move the optimizer state to ``device`` (with the model)."""
+        self._work_buffers = {}
+        self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
+        return self
+
+
+def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
+    if not is_real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{type(opt).__name__}: {arg} must be a finite number {bound}, got {v!r}")
+    return float(v)
+
+
+def _fraction(arg: str, v: Any, opt: Any) -> float:
+    if not is_real(v) or not 0.0 <= v < 1.0:
+        raise ValueError(f"{type(opt).__name__}: {arg} must be in [0, 1), got {v!r}")
+    return float(v)
+
+
+def _choice(arg: str, v: Any, choices: tuple[str, ...], opt: Any) -> str:
+    if v not in choices:
+        raise ValueError(f"{type(opt).__name__}: {arg} must be one of {', '.join(map(repr, choices))}, got {v!r}")
+    return v

@@ -1,0 +1,127 @@
+"""Gradient descent with and without momentum: PyTorch's ``SGD`` and the book's ``Momentum`` and ``Nesterov``.
+
+On CuPy, plain SGD and Momentum run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import fast_path
+from .base import Optimizer, _choice, _fraction
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with PyTorch's signature: ``SGD(lr, momentum=0, dampening=0,
+    weight_decay=0, nesterov=False)`` (all but ``lr`` by keyword).
+
+    Without momentum, p -= lr * g (the book's SGD). With ``momentum`` m, PyTorch's form: the buffer
+    v = g at the first step, then v = m*v + (1 - dampening)*g, and p -= lr * v, or with ``nesterov=True``
+    p -= lr * (g + m*v). ``weight_decay`` adds ``weight_decay * W`` to the gradient of each weight, as the
+    book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
+    """
+
+    def __init__(self, lr: float = 0.01, *, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
+        self.momentum = _fraction("momentum", momentum, self)
+        self.dampening = _fraction("dampening", dampening, self)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"{self.name}: nesterov must be True or False, got {nesterov!r}")
+        if nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError(f"{self.name}: nesterov=True needs a momentum > 0 and dampening=0 (as PyTorch), got "
+                             f"momentum={self.momentum}, dampening={self.dampening}")
+        self.nesterov = nesterov
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "momentum": self.momentum, "dampening": self.dampening,
+                "nesterov": self.nesterov}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        if not self.momentum:
+            fused = fast_path("sgd_update", xp)
+            if fused is not None:
+                fused(p, g, self.lr)
+                return p
+            p -= self.lr * g
+            return p
+        first = name not in self.state
+        v = self._slot(name, "v", p, xp)
+        if first:  # PyTorch starts the buffer at g itself, without dampening
+            v += g
+        else:
+            v *= self.momentum
+            v += (1.0 - self.dampening) * g
+        self._store(name, v=v)
+        w = v
+        if self.nesterov:
+            w = self.momentum * v
+            w += g
+        p -= self.lr * w
+        return p
+
+
+class Momentum(Optimizer):
+    """v = momentum * v - lr * g; p += v (the book's Momentum)."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights"):
+        super().__init__(lr, weight_decay, weight_decay_on)
+        self.momentum = _fraction("momentum", momentum, self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "momentum": self.momentum}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        v = self._slot(name, "v", p, xp)
+        fused = fast_path("momentum_update", xp)
+        if fused is not None:
+            fused(p, g, v, self.lr, self.momentum)
+            return p
+        v *= self.momentum
+        v -= self.lr * g
+        self._store(name, v=v)
+        p += v
+        return p
+
+
+class Nesterov(Momentum):
+    """Nesterov momentum, m = ``momentum``.
+
+    ``convention="pytorch"`` (the default), PyTorch's ``SGD(nesterov=True)``: v = m*v + g; p -= lr * (g + m*v).
+    ``convention="book"``, the book's ``common/optimizer.py`` as its repository holds it since commit
+    89eadd0 (January 2021): p += m*m*v - (1 + m)*lr*g, then v = m*v - lr*g. Its v is PyTorch's times -lr,
+    so the two take the same steps up to rounding; this one repeats the book's arithmetic operation by operation.
+    ``convention="book-2016"``, the same file before that commit: v = m*v - lr*g first, then
+    p += m*m*v - (1 + m)*lr*g, which weighs the current gradient (1 + m + m*m)*lr instead of (1 + m)*lr.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
+                 weight_decay_on: str = "weights", convention: str = "pytorch"):
+        super().__init__(lr, momentum, weight_decay, weight_decay_on)
+        self.convention = _choice("convention", convention, ("pytorch", "book", "book-2016"), self)
+
+    def hyperparams(self) -> dict[str, Any]:
+        return {**super().hyperparams(), "convention": self.convention}
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        v, m, lr = self._slot(name, "v", p, xp), self.momentum, self.lr
+        if self.convention == "pytorch":
+            v *= m
+            v += g
+            self._store(name, v=v)
+            w = m * v
+            w += g
+            w *= lr
+            p -= w
+            return p
+        if self.convention == "book-2016":
+            v *= m
+            v -= lr * g
+        p += m * m * v
+        p -= (1 + m) * lr * g
+        if self.convention == "book":
+            v *= m
+            v -= lr * g
+        self._store(name, v=v)
+        return p
