@@ -3,21 +3,13 @@ once with one line saying what to write instead (docs/from-pytorch.md)."""
 
 import importlib
 import pickle
+import re
 
 import numpy as np
 import pytest
 
 import xpnet as xn
 from xpnet import optim
-
-
-class _Parameters(list):
-    """A stand-in for what ``model.parameters()`` returns (the composite-models contract): the arrays in
-    ``named_params()`` order, with their owner as ``.model``."""
-
-    def __init__(self, model):
-        super().__init__(model.named_params().values())
-        self.model = model
 
 
 def _mlp():
@@ -45,8 +37,8 @@ def _book_loop(model, opt):
 def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
     cls = optim.OPTIMIZERS[name]
     model = _mlp()
-    opt = {"model": lambda: cls(model, lr=0.05), "parameters": lambda: cls(_Parameters(model), 0.05),
-           "params=": lambda: cls(params=_Parameters(model), lr=0.05)}[first]()
+    opt = {"model": lambda: cls(model, lr=0.05), "parameters": lambda: cls(model.parameters(), 0.05),
+           "params=": lambda: cls(params=model.parameters(), lr=0.05)}[first]()
     criterion = xn.losses.SoftmaxCrossEntropy()
     for x, t in _batches():  # PyTorch's loop, written the xpnet way where autograd would be
         opt.zero_grad()
@@ -63,7 +55,7 @@ def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
 
 def test_positional_arguments_after_the_model_keep_their_meaning():
     model = _mlp()
-    opt = optim.Momentum(_Parameters(model), 0.02, 0.5)
+    opt = optim.Momentum(model.parameters(), 0.02, 0.5)
     assert (opt.lr, opt.momentum) == (0.02, 0.5)
     assert optim.Adam(model).lr == optim.Adam().lr
 
@@ -178,7 +170,7 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
         return xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
 
     model, criterion = net(), xn.losses.SoftmaxCrossEntropy()
-    optimizer = optim.SGD(_Parameters(model), lr=0.1, momentum=0.9)
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     loader = xn.datasets.BatchIterator(x, t, batch_size=32, seed=0)
     for epoch in range(1, 3):
         for xb, tb in loader.epoch(epoch):
@@ -191,3 +183,23 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
              device="cpu", progress=False)
     for key, value in trained.named_params().items():
         np.testing.assert_allclose(model.named_params()[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
+
+
+@pytest.mark.parametrize("name,hint", [("cuda", "model.to('cuda')"), ("cpu", "model.to('cpu')"),
+                                       ("zero_grad", "each model.backward(dy) overwrites every gradient"),
+                                       ("named_parameters", "model.named_params()"),
+                                       ("modules", "model.named_modules()"), ("children", "model.named_children()")])
+def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
+    for model in (_mlp(), xn.layers.Residual(xn.Sequential(xn.layers.Linear(4, 4)))):
+        with pytest.raises(AttributeError, match=f"object has no attribute '{name}': .*" + re.escape(hint)):
+            getattr(model, name)
+    assert not hasattr(_mlp(), "no_such_thing")  # hasattr still answers False, with no hint
+
+
+def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
+    model = _mlp()
+    assert model[-1] is model.layers[2] and isinstance(model[:2], xn.Sequential) and model[:2][1] is model.layers[1]
+    with pytest.raises(IndexError, match=r"Sequential: index 5 is out of range for its 3 layers \(0..2"):
+        model[5]
+    with pytest.raises(TypeError, match="indexed by an int or a slice, got a str"):
+        model["0"]

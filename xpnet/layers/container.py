@@ -7,9 +7,28 @@ import contextlib
 import functools
 from typing import Any, Iterator
 
+from .._user import not_here
 from .base import Layer
 
 __all__ = ["Container", "Watcher", "mode", "watch"]
+
+# What a PyTorch user calls on a model, and what xpnet has instead.
+_TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.to('cuda:1')"
+_PYTORCH_NAMES = {
+    "cuda": _TO,
+    "cpu": _TO,
+    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient (optimizer.zero_grad() "
+                 "exists, for PyTorch's loop, and does nothing)",
+    "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
+                        "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs",
+    "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
+               ".values() gives the objects",
+    "children": "model.named_children() is a dict of the direct sub-layers by name; .values() gives the objects",
+    "buffers": "model.named_buffers() is a dict of the buffers (BatchNorm's running statistics) by dotted name",
+    "add_module": "assign the layer as an attribute (self.conv = xn.layers.Conv2d(...)) in __init__",
+    "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
+                       "the model, not trained)",
+}
 
 
 class Container(Layer):
@@ -28,7 +47,7 @@ class Container(Layer):
         if name in ("params", "grads", "buffers"):
             raise AttributeError(f"{type(self).__name__} has no {name!r}: its __init__ must call "
                                  "super().__init__() before anything else")
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise not_here(type(self).__name__, name, _PYTORCH_NAMES, kind="object")
 
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:
         """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._user import is_int
 from ..layers.base import Layer
 from .model import Model
 
@@ -29,8 +30,17 @@ class Sequential(Model):
     def __len__(self) -> int:
         return len(self.layers)
 
-    def __getitem__(self, i: int) -> Layer:
-        return self.layers[i]
+    def __getitem__(self, i: Any) -> Any:
+        """The layer at index ``i``; a slice gives a Sequential of those layers (the same objects), as
+        PyTorch's."""
+        if isinstance(i, slice):
+            return Sequential(*self.layers[i])
+        if not is_int(i):
+            raise TypeError(f"Sequential: layers are indexed by an int or a slice, got a {type(i).__name__}")
+        if not -len(self.layers) <= i < len(self.layers):
+            raise IndexError(f"Sequential: index {i} is out of range for its {len(self.layers)} layers "
+                             f"(0..{len(self.layers) - 1}, or negative from the end)")
+        return self.layers[int(i)]
 
     def __iter__(self):
         return iter(self.layers)
