@@ -83,3 +83,23 @@ def test_lstm_lm_prints_both_times_the_ratio_and_the_threads():
               "--repeats", "1")
     assert "xpnet (NumPy)" in out and "PyTorch" in out and float(out.split("ratio xpnet/PyTorch:")[1].split()[0]) > 0
     assert "threads: BLAS" in out and "torch" in out.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_train_mlp_prints_the_ratios_at_equal_threads_and_the_peak():
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    out = run("train_mlp.py", "--samples", "1000", "--repeat", "1")
+    for line in ("ratio xpnet default / faster numpy loop:", "ratio xpnet / numpy, both 1 thread     :",
+                 "ratio xpnet default / pytorch          :"):
+        assert float(out.split(line)[1].split("x")[0]) > 0, out
+    losses = {line.split("loss ")[1].split(",")[0] for line in out.splitlines() if "s/epoch (runs" in line}
+    assert len(losses) == 1, out  # xpnet, NumPy and PyTorch trained alike
+    assert "threads: BLAS" in out and "times the peak's epoch:" in out
+
+
+@pytest.mark.slow
+def test_thread_load_prints_both_ratios_and_ends_its_load():
+    out = run("thread_load.py", "--samples", "500", "--repeat", "1")
+    assert "loaded: default / best fixed count = " in out and "idle:   default / " in out, out
+    rows = [line for line in out.splitlines() if line.startswith(("| loaded", "| idle"))]
+    assert len(rows) == 5 and "threads: BLAS" in out
