@@ -260,3 +260,44 @@ def test_cupy_optimizers_fast_equal_portable_and_cpu(name):
     for k in fast:
         np.testing.assert_allclose(xn.to_numpy(fast[k]), xn.to_numpy(slow[k]), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(xn.to_numpy(fast[k]), cpu[k], rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 40), c=st.integers(1, 12), dtype=st.sampled_from(["float32", "float64"]),
+       dout=st.sampled_from([1.0, 0.5]))
+def test_numpy_cross_entropy_of_labels_equals_portable(m, c, dtype, dout):
+    """No ignored label and no smoothing: NumPy's fast path leaves the per-row weights out; the loss,
+    softmax and gradient are the portable function's, bit for bit."""
+    from xpnet.losses import cross_entropy_labels, cross_entropy_labels_backward
+
+    rng = np.random.default_rng(m * 100 + c)
+    y, labels = (rng.standard_normal((m, c)) * 4).astype(dtype), rng.integers(0, c, m)
+    fast = backend.fast_path("cross_entropy_labels", np, cross_entropy_labels)
+    assert fast is not cross_entropy_labels
+    value, p, kept, rows = fast(y, labels, -100, 0.0)
+    ref_value, ref_p, ref_labels, ref_rows = cross_entropy_labels(y, labels, -100, 0.0)
+    assert rows is None and type(value) is type(ref_value) and value.dtype == ref_value.dtype == y.dtype
+    np.testing.assert_array_equal(value, ref_value)
+    np.testing.assert_array_equal(p, ref_p)
+    np.testing.assert_array_equal(kept, ref_labels)
+    classes = np.arange(c)[None, :]
+    back = backend.fast_path("cross_entropy_labels_backward", np, cross_entropy_labels_backward)
+    dy = back(p, kept, rows, 0.0, dout, classes)
+    np.testing.assert_array_equal(dy, cross_entropy_labels_backward(ref_p, ref_labels, ref_rows, 0.0, dout, classes))
+    assert dy.dtype == y.dtype
+
+
+def test_numpy_cross_entropy_sends_ignored_labels_and_smoothing_to_the_portable_code(rng):
+    y, labels = rng.standard_normal((6, 4)).astype(np.float32), np.array([0, 3, -1, 2, -1, 1])
+    for smoothing, ignore in ((0.0, -1), (0.1, -100)):
+        loss = xn.losses.SoftmaxCrossEntropy(ignore_index=ignore, label_smoothing=smoothing)
+        fast_value, fast_dy = loss.forward(y, np.abs(labels) if ignore == -100 else labels), loss.backward()
+        previous = backend.set_fast_paths(False)
+        try:
+            ref_value, ref_dy = loss.forward(y, np.abs(labels) if ignore == -100 else labels), loss.backward()
+        finally:
+            backend.set_fast_paths(previous)
+        np.testing.assert_array_equal(fast_value, ref_value)
+        np.testing.assert_array_equal(fast_dy, ref_dy)
+        if ignore == -1:
+            assert not fast_dy[2].any() and not fast_dy[4].any()  # ignored rows get no gradient

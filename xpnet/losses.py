@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._user import is_real, not_here
-from .backend import device_of, isdtype, namespace, same_device
+from .backend import device_of, fast_path, isdtype, namespace, same_device
 
 
 class Loss:
@@ -103,20 +103,12 @@ class SoftmaxCrossEntropy(Loss):
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
-        z = y2 - xp.max(y2, axis=1, keepdims=True)
-        e = xp.exp(z)
-        total = xp.sum(e, axis=1, keepdims=True)
-        log_total = xp.log(total)
         eps = self.label_smoothing
         if tuple(t.shape) == tuple(y.shape[:-1]):
-            labels, weight = self._labels_and_weights(xp, t, m, c, y.dtype, check)
-            per_row = xp.take_along_axis(z, labels[:, None], axis=1) - log_total
-            if eps:
-                per_row = per_row * (1.0 - eps) + (xp.sum(z, axis=1, keepdims=True) - c * log_total) * (eps / c)
-            count = xp.sum(weight)
-            count = xp.maximum(count, xp.ones_like(count))
-            value = -xp.sum(per_row * weight) / count
-            self._t, self._labels, self._rows = None, labels, weight / count
+            labels = self._checked_labels(xp, t, m, c, check)
+            run = fast_path("cross_entropy_labels", xp, cross_entropy_labels)
+            value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
+            self._t = None
         elif tuple(t.shape) == tuple(y.shape):
             if check and m and float(xp.min(t)) < 0:
                 raise ValueError(f"{self.name}: target probabilities must be >= 0, got a minimum of "
@@ -125,20 +117,20 @@ class SoftmaxCrossEntropy(Loss):
             target = target if t.ndim == 2 else xp.reshape(target, (m, c))
             if eps:
                 target = target * (1.0 - eps) + eps / c
+            z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
-            self._t, self._labels, self._rows = target, None, None
+            self._p, self._t, self._labels, self._rows = e / total, target, None, None
         elif t.ndim == y.ndim and tuple(t.shape[:-1]) == tuple(y.shape[:-1]):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
                              f"got shape {tuple(t.shape)}")
         else:
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
                              f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}")
-        self._p = e / total
         self._shape = tuple(y.shape)
         return value
 
-    def _labels_and_weights(self, xp: Any, t: Any, m: int, c: int, dtype: Any, check: bool) -> tuple[Any, Any]:
-        """Labels (M,) with ignored positions set to class 0, and each row's weight (M, 1): 1 or 0 (ignored)."""
+    def _checked_labels(self, xp: Any, t: Any, m: int, c: int, check: bool) -> Any:
+        """The labels as (M,), after checking their dtype and (with ``check``) their range."""
         if not isdtype(xp, t.dtype, "integral"):
             shape = {1: "(N,)", 2: "(N, T)"}.get(t.ndim, str(tuple(t.shape)))
             raise TypeError(f"{self.name}: labels of shape {shape} must be integer class indices, got dtype "
@@ -150,8 +142,7 @@ class SoftmaxCrossEntropy(Loss):
             high = int(xp.max(xp.where(valid, labels, xp.zeros_like(labels))))
             raise ValueError(f"{self.name}: labels must lie in [0, {c}) (or equal ignore_index={self.ignore_index}), "
                              f"got values in [{low}, {high}]")
-        labels = xp.where(valid, labels, xp.zeros_like(labels))
-        return labels, xp.astype(valid, dtype)[:, None]
+        return labels
 
     def __repr__(self) -> str:
         args = [f"ignore_index={self.ignore_index}"] if self.ignore_index != -100 else []
@@ -172,14 +163,51 @@ class SoftmaxCrossEntropy(Loss):
         p = self._p
         m, c = p.shape
         if self._labels is None:
-            target = self._t
+            dy = (p - self._t) * (dout / m)
         else:
             xp = namespace(p)
-            hit = xp.astype(self._arange(xp, c, p) == self._labels[:, None], p.dtype)
-            eps = self.label_smoothing
-            target = hit * (1.0 - eps) + eps / c if eps else hit
-        dy = (p - target) * (dout / m if self._rows is None else self._rows * dout)
+            run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
+            dy = run(p, self._labels, self._rows, self.label_smoothing, dout, self._arange(xp, c, p))
         return dy if self._shape is None or len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
+
+
+def _log_softmax_parts(xp: Any, y2: Any) -> tuple[Any, Any, Any, Any]:
+    """(z, exp(z), its row sums, their log) for logits (M, C), z = y - max(y) per row (log-sum-exp)."""
+    z = y2 - xp.max(y2, axis=1, keepdims=True)
+    e = xp.exp(z)
+    total = xp.sum(e, axis=1, keepdims=True)
+    return z, e, total, xp.log(total)
+
+
+def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:
+    """SoftmaxCrossEntropy over logits (M, C) and integer labels (M,): (the mean loss, softmax (M, C),
+    the labels with ignored ones set to class 0, each row's weight in the mean (M, 1)). Where every label
+    is ignored the mean is over max(count, 1) rows: 0. NumPy's fast path (``fast_numpy``) takes the
+    common case, no ignored label and no smoothing, in fewer passes; the tests compare the two."""
+    xp = namespace(y2)
+    m, c = y2.shape
+    z, e, total, log_total = _log_softmax_parts(xp, y2)
+    valid = labels != ignore_index
+    labels = xp.where(valid, labels, xp.zeros_like(labels))
+    weight = xp.astype(valid, y2.dtype)[:, None]
+    per_row = xp.take_along_axis(z, labels[:, None], axis=1) - log_total
+    if label_smoothing:
+        per_row = per_row * (1.0 - label_smoothing) + (xp.sum(z, axis=1, keepdims=True) - c * log_total) * (
+            label_smoothing / c)
+    count = xp.sum(weight)
+    count = xp.maximum(count, xp.ones_like(count))
+    return -xp.sum(per_row * weight) / count, e / total, labels, weight / count
+
+
+def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: Any,
+                                  classes: Any) -> Any:
+    """dy (M, C) of :func:`cross_entropy_labels`: (softmax - target) times each row's weight and dout.
+    ``rows`` None: every row weighs 1/M. ``classes``: arange(C) as a (1, C) row on p's device."""
+    xp = namespace(p)
+    m, c = p.shape
+    hit = xp.astype(classes == labels[:, None], p.dtype)
+    target = hit * (1.0 - label_smoothing) + label_smoothing / c if label_smoothing else hit
+    return (p - target) * (dout / m if rows is None else rows * dout)
 
 
 class MeanSquaredError(Loss):

@@ -1,7 +1,8 @@
 """NumPy fast paths: im2col as one copy of a strided view, instead of the portable loop over kernel
-offsets (``xpnet.layers._im2col.im2col_portable``), and the embedding's scatter-add as ``np.add.at``
-instead of one-hot products (``xpnet.layers.embedding.embedding_backward``); the tests compare each
-with the portable code."""
+offsets (``xpnet.layers._im2col.im2col_portable``); the embedding's scatter-add as ``np.add.at``
+instead of one-hot products (``xpnet.layers.embedding.embedding_backward``); the softmax cross-entropy
+of integer labels in the common case (no ignored label, no smoothing) without per-row weights
+(``xpnet.losses.cross_entropy_labels`` and its backward). The tests compare each with the portable code."""
 
 from __future__ import annotations
 
@@ -42,6 +43,35 @@ def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
     return dW
 
 
+def _no_ignored_label(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> bool:
+    return not label_smoothing and not bool((labels == ignore_index).any())
+
+
+def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:
+    """The portable function's results where every row weighs 1/M: the weights are left out (rows None)."""
+    m = y2.shape[0]
+    z = y2 - y2.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    total = e.sum(axis=1, keepdims=True)
+    per_row = np.take_along_axis(z, labels[:, None], axis=1) - np.log(total)
+    return -per_row.sum() / np.asarray(max(m, 1), dtype=y2.dtype), e / total, labels, None
+
+
+def _unweighted(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: Any, classes: Any) -> bool:
+    return rows is None and not label_smoothing
+
+
+def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: Any,
+                                  classes: Any) -> Any:
+    """(softmax - one_hot(labels)) * dout / M: 1 taken off each row's label entry in place of a one-hot array."""
+    dy = p.copy()
+    dy[np.arange(p.shape[0]), labels] -= 1
+    dy *= dout / p.shape[0]
+    return dy
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("embedding_backward", embedding_backward)
+    add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)
+    add("cross_entropy_labels_backward", cross_entropy_labels_backward, accepts=_unweighted)
