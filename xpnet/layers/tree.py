@@ -65,16 +65,23 @@ class Tree:
         visit("", self)
         return found
 
-    def _named(self, store: str) -> dict[str, Any]:
-        # Called for every training step (the optimizer asks for params and grads): one plain loop.
-        named = {}
+    def _named(self, *stores: str) -> Any:
+        """One dict by dotted name per store ("params", "grads", "buffers"), from one walk of the tree;
+        a single store gives its dict. Called for every training step (the optimizer asks for params
+        and grads together): plain loops."""
+        named: list[dict[str, Any]] = [{} for _ in stores]
         for prefix, node in self.named_modules().items():
-            arrays = getattr(node, store)
-            if arrays:
-                dot = prefix + "." if prefix else ""
-                for k, v in arrays.items():
-                    named[dot + k] = v
-        return named
+            dot = prefix + "." if prefix else ""
+            for store, out in zip(stores, named):
+                arrays = getattr(node, store)
+                if arrays:
+                    for k, v in arrays.items():
+                        out[dot + k] = v
+        return named[0] if len(stores) == 1 else tuple(named)
+
+    def params_and_grads(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(named_params(), named_grads())`` from one walk of the tree (what an optimizer's step needs)."""
+        return self._named("params", "grads")
 
     def named_params(self) -> dict[str, Any]:
         """Every parameter by dotted name (``"0.W"``, ``"stage1.0.conv1.W"``)."""

@@ -159,7 +159,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
         self.bind(model)
-        params, grads = model.named_params(), model.named_grads()
+        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree
+        params, grads = both() if both is not None else (model.named_params(), model.named_grads())
+        work = []
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
@@ -167,15 +169,16 @@ class Optimizer(metaclass=_TakesAModelFirst):
             if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
-            update_rule(namespace(p))
+            xp = namespace(p)
+            update_rule(xp)
             self._check_eps(p)
+            work.append((name, p, g, xp))
         self.t += 1
-        for name, p in params.items():
-            g = grads[name]
+        for name, p, g, xp in work:
             new = p
             if self.weight_decay and self._decays(name):
                 new, g = self._decay(new, g)
-            new = self._update(name, new, g, namespace(p))
+            new = self._update(name, new, g, xp)
             if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                 model.set_param(name, new)
 
