@@ -34,13 +34,18 @@ def blas(monkeypatch):
 
 
 def _run_steps(tuner, clock, monkeypatch, seconds_for):
-    """Run the trial steps with a step taking ``seconds_for[n]`` seconds at n threads."""
+    """Run a round's steps until the tuner has chosen, a step taking ``seconds_for[n]`` seconds at n threads
+    (the untimed first step 1 s). Returns the thread counts of the timed steps."""
     monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
     tuner.round()
-    for _ in range(2 * threads._TRIAL_STEPS):
+    timed = []
+    for _ in range(2 * threads._TRIAL_STEPS + 1):
         tuner.begin()
-        clock[0] += seconds_for.get(tuner._n, 0.0)
+        if tuner._n is not None:
+            timed.append(tuner._n)
+        clock[0] += seconds_for.get(tuner._n, 0.0) if tuner._n is not None else 1.0
         tuner.end()
+    return timed
 
 
 @pytest.mark.parametrize("seconds_for,expected", [({1: 0.05, 4: 0.01}, 4),   # idle: more threads win
@@ -55,6 +60,27 @@ def test_auto_runs_the_rest_of_the_round_with_the_faster_count(blas, monkeypatch
         tuner.end()
         assert blas.num_threads == expected
     assert blas.num_threads == 4  # the user's count back
+
+
+def test_a_clear_winner_is_taken_after_one_step_of_each_and_a_close_call_after_all(blas, monkeypatch):
+    with threads.blas_threads("auto") as tuner:
+        assert _run_steps(tuner, [0.0], monkeypatch, {1: 0.01, 4: 0.5}) == [1, 4]  # the cliff: one slow step
+        assert tuner.chosen == 1
+        timed = _run_steps(tuner, [0.0], monkeypatch, {1: 0.010, 4: 0.009})  # close: every trial step
+        assert sorted(timed) == [1, 1, 1, 4, 4, 4] and tuner.chosen == 4
+
+
+def test_the_rounds_first_step_is_not_timed(blas, monkeypatch):
+    """First-call costs (a compile, a first allocation) fall on the first step: it must not decide."""
+    clock = [0.0]
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: clock[0])
+    with threads.blas_threads("auto") as tuner:
+        tuner.round()
+        tuner.begin()
+        assert tuner._n is None and blas.num_threads == 4  # untimed, at the count it has
+        clock[0] += 100.0
+        tuner.end()
+        assert all(not t for t in tuner._times.values())
 
 
 def test_each_round_measures_again(blas, monkeypatch):

@@ -14,7 +14,7 @@ No fixed count is right for both, so xpnet measures:
    default) lets the tuner choose; ``"off"`` leaves the BLAS alone.
 2. :class:`ThreadTuner` runs the first steps of each round (an epoch, or an evaluation) alternately with
    1 thread and with the BLAS's own count, times them, and runs the rest of the round with the faster
-   (the median of each). Each round measures again, so a load that comes or goes is followed.
+   (the median of each; at once where one count is twice as fast after one step of each). Each round measures again, so a load that comes or goes is followed.
    ``predict`` does not measure (one batch is often all it runs): it runs with the count the last
    measurement chose, or the BLAS's own before any.
 3. On leaving, the BLAS gets back the count it had. Only NumPy's BLAS is touched (CuPy, PyTorch and JAX
@@ -33,7 +33,8 @@ __all__ = ["blas_threads", "ThreadTuner", "ENV"]
 
 ENV = "XPNET_BLAS_THREADS"
 _USER_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-_TRIAL_STEPS = 3  # steps timed with each count at the start of a round
+_TRIAL_STEPS = 3  # steps timed with each count at the start of a round, at the most
+_CLEAR = 2.0  # a count this many times faster than the other after one step of each wins at once
 
 _started_with: dict[str, int] = {}  # BLAS library path -> its thread count when xpnet first saw it
 _last_chosen: dict[str, int] = {}  # BLAS library path -> the count the last measurement chose
@@ -76,6 +77,7 @@ class ThreadTuner:
         self.chosen = candidates[-1]
         self._times: dict[int, list[float]] = {}
         self._trials = 0
+        self._warmup = False
         self._n: int | None = None
         self._start = 0.0
 
@@ -84,28 +86,40 @@ class ThreadTuner:
             c.set_num_threads(n)
 
     def round(self) -> None:
-        """Measure again from the next step on (the load may have changed)."""
+        """Measure again from the next step on (the load may have changed). The round's first step runs
+        untimed (it pays first-call costs); then up to ``_TRIAL_STEPS`` steps of each count."""
         if len(self.candidates) > 1:
             self._times = {n: [] for n in self.candidates}
             self._trials = _TRIAL_STEPS * len(self.candidates)
+            self._warmup = True
 
     def begin(self) -> None:
         """Before a step: during the trials, set the count this step is timed with."""
-        if self._trials:
+        if self._trials and not self._warmup:
             self._n = self.candidates[self._trials % len(self.candidates)]
             self._set(self._n)
             self._start = time.perf_counter()
 
     def end(self) -> None:
-        """After a step: during the trials, record its time; after the last, run the fastest count."""
-        if self._trials and self._n is not None:
-            self._times[self._n].append(time.perf_counter() - self._start)
-            self._n = None
-            self._trials -= 1
-            if not self._trials:
-                self.chosen = min(self._times, key=lambda k: (statistics.median(self._times[k]), k))
-                self._set(self.chosen)
-                _last_chosen.update((c.filepath, self.chosen) for c in self.controllers)
+        """After a step: during the trials, record its time; once one count is clearly faster (by
+        ``_CLEAR`` after one step of each, the losing count costs one step on a busy machine) or after
+        the last trial, run the fastest (by median)."""
+        if not self._trials:
+            return
+        if self._warmup:
+            self._warmup = False
+            return
+        if self._n is None:
+            return
+        self._times[self._n].append(time.perf_counter() - self._start)
+        self._n = None
+        self._trials -= 1
+        best = [min(t) for t in self._times.values() if t]
+        if not self._trials or (len(best) == len(self.candidates) and max(best) >= _CLEAR * min(best)):
+            self._trials = 0
+            self.chosen = min(self._times, key=lambda k: (statistics.median(self._times[k]), k))
+            self._set(self.chosen)
+            _last_chosen.update((c.filepath, self.chosen) for c in self.controllers)
 
 
 class blas_threads:  # noqa: N801 - used as a context manager, like threadpoolctl's threadpool_limits
