@@ -91,6 +91,19 @@ def test_xpnet_device_cpu_cannot_turn_a_cupy_case_into_numpy(tmp_path):
     assert "XPNET_REQUIRE_GPU=1: XPNET_DEVICE=cpu in the environment" in strict.stdout
 
 
+@pytest.mark.slow
+def test_the_whole_gpu_suite_runs_on_the_fake_cupy(tmp_path):
+    """Every CuPy path of xpnet under CuPy's device rules, on every CI run (the fake of tests/fake_cupy):
+    a host copy, a kernel given arrays of two GPUs, an unhashable cupy Device or a NumPy array reaching
+    a CuPy kernel fails here before a GPU ever runs it. What needs CUDA itself skips, saying so."""
+    proc = run_pytest(tmp_path, ["-m", "gpu", "-q"], cupy="fake")
+    last = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 0 and "failed" not in last and "error" not in last, proc.stdout[-6000:]
+    assert int(last.split(" passed")[0].split()[-1]) >= 200, last  # 249 when this test was written
+    skipped = [line for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert all("no cupyx" in line or "no NCCL" in line for line in skipped), skipped
+
+
 def test_strict_mode_takes_only_0_or_1(tmp_path):
     proc = run_pytest(tmp_path, [GPU_TESTS[0]], XPNET_REQUIRE_GPU="yes")
     assert proc.returncode != 0 and "XPNET_REQUIRE_GPU='yes': expected 1" in proc.stderr
