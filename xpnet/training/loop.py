@@ -132,7 +132,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
     BLAS's own count and runs the rest with the faster (one thread per core crawls on a busy machine), an
     int fixes it, ``"off"`` leaves it alone; a count the user set (``OMP_NUM_THREADS``, threadpoolctl) is
-    never changed, and the count found is restored afterwards (``xpnet.backend.threads``).
+    never changed, and the count found is restored afterwards (``xpnet.backend.threads``). The count
+    changes the float rounding of some large products: runs that must repeat bit for bit (a resume
+    against an uninterrupted run) need the same fixed count, e.g. ``blas_threads=1``.
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
