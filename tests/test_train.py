@@ -528,14 +528,15 @@ def test_drop_last_lets_batchnorm_train_where_the_last_batch_holds_one_sample(sp
     assert len(h) == 2 and all(np.isfinite(e["train_loss"]) for e in h.epochs)
 
 
+@pytest.mark.parametrize("n", [60, 3001])  # 3001: more rows than the check looks at (every third)
 @pytest.mark.parametrize("scale, dtype, warns", [(255, np.float32, True), (255, np.int64, True),
                                                   (255, np.uint8, False), (1, np.float32, False)])
-def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns):
+def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns, n):
     """Issue 15, Training: integer or float images with values up to 255 warn once that they look
     unscaled (uint8 is scaled by xn.train by design; scaled floats give no warning)."""
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (60, 4, 4)).astype(dtype) if scale == 255 else rng.random((60, 4, 4), np.float32)
-    t = rng.integers(0, 3, 60)
+    x = rng.integers(0, 256, (n, 4, 4)).astype(dtype) if scale == 255 else rng.random((n, 4, 4), np.float32)
+    t = rng.integers(0, 3, n)
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(16, 3))
     with warnings.catch_warnings(record=True) as caught:

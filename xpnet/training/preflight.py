@@ -81,12 +81,18 @@ def check_data(a: Any, arg: str) -> None:
                             "labels as int class indices)")
 
 
+_UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST
+
+
 def warn_unscaled(arrays: dict[str, Any]) -> None:
-    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design)."""
+    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design).
+    Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are raw throughout."""
     for arg, x in arrays.items():
         xp = namespace(x)
         if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
             continue
+        n = int(x.shape[0])
+        x = x if n <= _UNSCALED_ROWS else x[::-(-n // _UNSCALED_ROWS), ...]
         with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
             lo, hi = float(xp.min(x)), float(xp.max(x))
             if not (lo >= 0 and 1 < hi <= 255):
