@@ -1,0 +1,60 @@
+"""Dates in many formats translated to ISO dates by the book's attention seq2seq model (vol. 2, ch. 8):
+target >= 99.9 % exact-match answers on the held-out dates within 3 epochs.
+
+The book's recipe (ch08/train.py): the question reversed, wordvec 16, hidden 256, batches of 128, Adam
+(lr 1e-3), gradients clipped to a global norm of 5.0. The data are generated in the book's formats
+(``xn.datasets.dates()``, 50,000 lines, the last 10 % held out), or read from the book's own
+``dataset/date.txt`` with ``--data``.
+
+    python examples/attention_dates.py [--epochs 3] [--data path/to/date.txt] [--device auto] [--limit N]
+"""
+
+import argparse
+import time
+
+import xpnet as xn
+
+
+class ExactMatch(xn.callbacks.Callback):
+    """After each epoch, the share of test questions answered exactly (greedy decoding), printed."""
+
+    def __init__(self, model, x_test, t_test, data):
+        self.model, self.x_test, self.t_test, self.data = model, x_test, t_test, data
+        self.scores = []
+
+    def on_epoch_end(self, epoch, logs):
+        start = time.perf_counter()
+        self.scores.append(self.model.exact_match(self.x_test, self.t_test))
+        guess = xn.to_numpy(self.model.generate(self.x_test[:3], self.t_test[:3, 0], self.t_test.shape[1] - 1))
+        for q, g in zip(self.x_test[:3], guess):
+            print(f"  {self.data.decode(q[::-1]).strip()!r} -> {self.data.decode(g)!r}")
+        print(f"epoch {epoch}: exact-match answers {100 * self.scores[-1]:.2f} % of {len(self.x_test)} "
+              f"({time.perf_counter() - start:.1f}s to answer)", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--data", default=None, help="the book's dataset/date.txt (default: generated dates)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N training questions")
+    args = ap.parse_args(argv)
+
+    data = xn.datasets.load_seq2seq_file(args.data) if args.data else xn.datasets.dates()
+    (x, t), (x_test, t_test) = data.train, data.test
+    x, x_test = x[:, ::-1].copy(), x_test[:, ::-1].copy()  # the question reversed, as the book
+    if args.limit:
+        x, t = x[:args.limit], t[:args.limit]
+    xn.init.seed(0)
+    model = xn.book.attention_seq2seq(len(data.char_to_id), wordvec_size=16, hidden_size=256)
+    print(model.summary(input_shape=[x.shape[1:], (t.shape[1] - 1,)]))
+    score = ExactMatch(model, x_test, t_test, data)
+    start = time.perf_counter()
+    xn.train(model, ((x, t[:, :-1]), t[:, 1:]), loss="cross_entropy", optimizer=xn.optim.Adam(1e-3),
+             epochs=args.epochs, batch_size=128, clip_grad_norm=5.0, device=args.device, callbacks=[score])
+    print(f"exact-match answers after each epoch: {', '.join(f'{100 * s:.2f} %' for s in score.scores)}; "
+          f"{time.perf_counter() - start:.0f}s in all")
+
+
+if __name__ == "__main__":
+    main()
