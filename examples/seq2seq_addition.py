@@ -34,15 +34,14 @@ def main(argv=None):
     ap.add_argument("--plain", action="store_true", help="the book's Seq2seq instead of PeekySeq2seq")
     ap.add_argument("--no-reverse", action="store_true", help="keep the questions in reading order")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--limit", type=int, default=None, help="use only the first N training questions")
+    ap.add_argument("--n", type=int, default=50_000, help="questions to generate (the book's files hold 50,000), "
+                    "the last 10 %% held out")
     args = ap.parse_args(argv)
 
-    data = xn.datasets.load_seq2seq_file(args.data) if args.data else xn.datasets.addition()
+    data = xn.datasets.load_seq2seq_file(args.data) if args.data else xn.datasets.addition(args.n)
     (x, t), (x_test, t_test) = data.train, data.test
     if not args.no_reverse:
         x, x_test = x[:, ::-1].copy(), x_test[:, ::-1].copy()
-    if args.limit:
-        x, t = x[:args.limit], t[:args.limit]
     xn.init.seed(0)
     build = xn.book.seq2seq if args.plain else xn.book.peeky_seq2seq
     model = build(len(data.char_to_id), wordvec_size=16, hidden_size=128)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from test_distributed import _assert_matches_reference, _load_script, _rank_results, assert_ok, launch, needs_mpi
 
 V, D, H, B, T = 13, 5, 6, 4, 5
 
@@ -169,3 +170,13 @@ def test_clip_grad_norm_equals_pytorch(dev, rng):
         assert float(norm) == pytest.approx(float(expected), rel=1e-12)
         for (name, g), p in zip(model.named_grads().items(), params):
             np.testing.assert_allclose(xn.to_numpy(g), p.grad.numpy(), rtol=1e-12, err_msg=name)
+
+
+@needs_mpi
+def test_data_parallel_training_over_a_stream_with_clipping_equals_one_process(tmp_path):
+    """mpiexec -n 2: batches of 5 rows split 2 + 3, the gradient clipped after the all-reduce (its norm is the
+    whole batch's): every rank ends with the one-process weights and history."""
+    script = _load_script("stream_clip")
+    assert_ok(launch(2, "stream_clip.py", str(tmp_path)))
+    reference = script.run()
+    _assert_matches_reference(_rank_results(tmp_path, "stream", 2), reference, "float64")

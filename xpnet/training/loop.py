@@ -230,7 +230,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         state.epoch = start
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
-            print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
+            what = f"{n} samples" if stream is None else \
+                f"{n * stream.time_size} tokens in batches of {stream.batch_size} rows x {stream.time_size} steps"
+            print(f"xpnet: training on {dev.name}{ranks}: {what}, {len(batches)} steps per epoch, "
                   f"epochs {start + 1}..{epochs}", flush=True)
         for cb in callbacks:
             cb.on_train_begin(state)
