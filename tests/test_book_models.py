@@ -9,10 +9,17 @@ import xpnet as xn
 from xpnet.layers import TiedLinear
 from xpnet.testing import assert_gradients_ok
 
+from conftest import DEVICE_MAKERS, DEVICES
+
 V, D, H = 9, 4, 6
 
 SEQ2SEQ = {"Seq2seq": xn.book.seq2seq, "PeekySeq2seq": xn.book.peeky_seq2seq,
            "AttentionSeq2seq": xn.book.attention_seq2seq}
+# The attention model (the most code) on every device; the others on NumPy and array-api-strict's device1
+# (JAX compiles each operation once: every model on it would double this file's time).
+MODEL_DEVICES = [pytest.param("AttentionSeq2seq", d.values[0], id=f"AttentionSeq2seq-{d.id}", marks=d.marks)
+                 for d in DEVICES] + [pytest.param(m, d, id=f"{m}-{d}") for m in ("Seq2seq", "PeekySeq2seq")
+                                      for d in ("numpy", "strict-device1")]
 
 
 def ids(rng, *shape):
@@ -34,14 +41,15 @@ def test_builders_have_the_books_parameters_in_its_order():
         assert [tuple(p.shape) for p in model.parameters()] == expected[name], name
 
 
-@pytest.mark.parametrize("name", SEQ2SEQ)
-def test_seq2seq_gradcheck(dev, name, rng):
+@pytest.mark.parametrize("name, device", MODEL_DEVICES)
+def test_seq2seq_gradcheck(name, device, rng):
     """Every parameter's gradient, the encoder's included: the decoder hands the state's gradient back by hand."""
+    dev = DEVICE_MAKERS[device]()
     xn.init.seed(0)
     model = SEQ2SEQ[name](V, D, H).to(dev, dtype="float64")
     xs, ts = xn.to_device(ids(rng, 2, 4), dev), xn.to_device(ids(rng, 2, 3), dev)
     report = assert_gradients_ok(model, (xs, ts), xn.to_device(ids(rng, 2, 3), dev),
-                                 loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=12)
+                                 loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=6)
     assert {row.name for row in report.rows} == set(model.named_params())
 
 
@@ -62,7 +70,7 @@ def test_language_model_gradcheck_with_tied_weights(dev, rng):
     xn.init.seed(0)
     model = xn.book.better_rnnlm(V, H, H, dropout_ratio=0.0).to(dev, dtype="float64")
     x, t = xn.to_device(ids(rng, 2, 3), dev), xn.to_device(ids(rng, 2, 3), dev)
-    report = assert_gradients_ok(model, x, t, loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=12)
+    report = assert_gradients_ok(model, x, t, loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=6)
     assert {row.name for row in report.rows} == set(model.named_params())
 
 
@@ -110,10 +118,11 @@ def test_tied_gradient_is_the_sum_whichever_backward_runs_first(rng):
     np.testing.assert_allclose(first, own + dy.reshape(-1, V).T @ e.reshape(-1, H), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", SEQ2SEQ)
-def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(dev, name, rng):
+@pytest.mark.parametrize("name, device", MODEL_DEVICES)
+def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(name, device, rng):
     """Each row's answer equals feeding the argmax back one step at a time through forward (teacher forcing
     with the model's own answers), the book's generate for one question."""
+    dev = DEVICE_MAKERS[device]()
     xn.init.seed(3)
     model = SEQ2SEQ[name](V, D, H).to(dev, dtype="float64")
     xs = ids(rng, 3, 5)
@@ -139,14 +148,14 @@ def test_exact_match_counts_whole_answers(rng):
 def test_sampling_is_seeded_and_temperature_zero_is_greedy(dev, rng):
     xn.init.seed(4)
     model = xn.book.rnnlm(V, D, H).to(dev)
-    a = xn.to_numpy(model.generate([1, 2], 20, seed=7))
-    assert a.shape == (1, 20) and a.min() >= 0 and a.max() < V
-    np.testing.assert_array_equal(a, xn.to_numpy(model.generate([1, 2], 20, seed=7)))
-    assert not np.array_equal(a, xn.to_numpy(model.generate([1, 2], 20, seed=8)))
-    assert 3 not in xn.to_numpy(model.generate([[1], [2], [3]], 30, seed=1, skip_ids=[3]))
-    greedy = xn.to_numpy(model.generate([1, 2], 5, temperature=0))
+    a = xn.to_numpy(model.generate([1, 2], 12, seed=7))
+    assert a.shape == (1, 12) and a.min() >= 0 and a.max() < V
+    np.testing.assert_array_equal(a, xn.to_numpy(model.generate([1, 2], 12, seed=7)))
+    assert not np.array_equal(a, xn.to_numpy(model.generate([1, 2], 12, seed=8)))
+    assert 3 not in xn.to_numpy(model.generate([[1], [2], [3]], 12, seed=1, skip_ids=[3]))
+    greedy = xn.to_numpy(model.generate([1, 2], 4, temperature=0))
     prompt = [1, 2]
-    for _ in range(5):
+    for _ in range(4):
         model.reset_state()
         prompt.append(int(np.argmax(xn.to_numpy(model.predict(np.array([prompt])))[0, -1])))
     assert greedy[0].tolist() == prompt[2:]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._user import is_int
-from ..backend import no_autograd, to_device
+from ..backend import no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import mode
 from .model import Model
@@ -84,7 +84,7 @@ class LanguageModel(Model):
             raise ValueError(f"{self.name}.generate: temperature must be a number >= 0, got {temperature!r}")
         dev, vocab = self.device, self.layers[0].num_embeddings
         xp = dev.xp
-        prompt = np.asarray(start_ids)
+        prompt = to_numpy(start_ids) if hasattr(start_ids, "shape") else np.asarray(start_ids)
         prompt = prompt.reshape(1, -1) if prompt.ndim < 2 else prompt
         if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype.kind not in "iu":
             raise ValueError(f"{self.name}.generate: start_ids must be an int, a list of ids or (N, T) ids, got "
