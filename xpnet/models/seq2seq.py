@@ -186,10 +186,10 @@ class Seq2seq(Model):
             raise ValueError(f"{self.name}.generate: xs must be integer ids of shape (N, T), got shape "
                              f"{tuple(xs.shape)} and dtype {xs.dtype}")
         n = xs.shape[0]
-        ids = xp.reshape(xp.asarray(start_id, dtype=xs.dtype, device=dev.native), (-1,))
-        ids = xp.broadcast_to(ids, (n,)) if ids.shape[0] == 1 else ids
-        if ids.shape[0] != n:
-            raise ValueError(f"{self.name}.generate: start_id must be an int or {n} ids, got {ids.shape[0]}")
+        start = (to_numpy(start_id) if hasattr(start_id, "shape") else np.asarray(start_id)).reshape(-1)
+        if start.size not in (1, n) or start.dtype.kind not in "iu":
+            raise ValueError(f"{self.name}.generate: start_id must be an int or {n} ids, got {start_id!r}")
+        ids = xp.astype(to_device(np.ascontiguousarray(np.broadcast_to(start, (n,))), dev), xs.dtype)
         out = []
         with dev.activate(), mode(self, False), no_autograd(xp):
             self.decoder.start(self.encoder.forward(xs, train=False))

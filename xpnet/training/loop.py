@@ -40,6 +40,7 @@ from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..losses import get as _get_loss
+from ..models.model import is_ids
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_max_norm
 from . import callbacks as _callbacks
@@ -131,13 +132,6 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
-    The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
-    ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
-    default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
-    BLAS's own count and runs the rest with the faster (one thread per core crawls on a busy machine), an
-    int fixes it, ``"off"`` leaves it alone; a count the user set (``OMP_NUM_THREADS``, threadpoolctl) is
-    never changed, and the count found is restored afterwards (``xpnet.backend.threads``).
-
     ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
     backpropagation through time for a model with stateful recurrent layers, the book's
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).
@@ -145,6 +139,12 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     (``xn.optim.clip_grad_norm``; the book's ``max_grad``), after the all-reduce with ``comm``.
     Sequence models trained with cross-entropy (labels (N, T)) get ``train_perplexity`` and
     ``val_perplexity`` in the history and the epoch line.
+    The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
+    ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
+    default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
+    BLAS's own count and runs the rest with the faster (one thread per core crawls on a busy machine), an
+    int fixes it, ``"off"`` leaves it alone; a count the user set (``OMP_NUM_THREADS``, threadpoolctl) is
+    never changed, and the count found is restored afterwards (``xpnet.backend.threads``).
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
@@ -183,7 +183,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     val = pair(validation if val_stream is None else next(val_stream.epoch(0)), "validation") \
         if validation is not None else None
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
-    warn_unscaled({**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}, model)
+    named = {**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}
+    warn_unscaled({k: a for k, a in named.items() if not is_ids(model, a)})  # ids for an Embedding are no images
     placed = common_device({"model": model.device, **_named_inputs("x", x), "y": y,
                             **(_named_inputs("validation x", val[0]) if val else {}), "validation y": val and val[1]})
     if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:

@@ -18,7 +18,6 @@ from ..layers.base import Layer
 from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
 from ..models import Model
-from ..models.model import is_ids
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
 
@@ -82,12 +81,11 @@ def check_data(a: Any, arg: str) -> None:
                             "labels as int class indices)")
 
 
-def warn_unscaled(arrays: dict[str, Any], model: Any = None) -> None:
-    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design;
-    ids for a model whose first layer is an Embedding are no images)."""
+def warn_unscaled(arrays: dict[str, Any]) -> None:
+    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design)."""
     for arg, x in arrays.items():
         xp = namespace(x)
-        if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0 or is_ids(model, x):
+        if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
             continue
         with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
             lo, hi = float(xp.min(x)), float(xp.max(x))
