@@ -3,8 +3,9 @@
 Workloads: MLP 784-100-10, MLP 784-1000-1000-10, the CNN of benchmarks/cnn_epoch.py and a modern small
 CNN (two 3x3 conv-BatchNorm-ReLU-pool blocks, Dropout; no hand-written NumPy version), at batch
 100 and 1000, float32, SGD and Adam; below the table (on the CPU), the LSTM language model of
-benchmarks/lstm_lm.py at the book's BetterRnnlm sizes against PyTorch's nn.LSTM (ms per step). Each implementation runs a fixed number of steps on random
-data of Fashion-MNIST's shape in this one process (best of --repeats, implementations interleaved)
+benchmarks/lstm_lm.py at the book's BetterRnnlm sizes against PyTorch's nn.LSTM (ms per step).
+Each implementation runs a fixed number of steps on random data of Fashion-MNIST's shape in this
+one process (best of --repeats, implementations interleaved)
 and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
 ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
 Where Numba is installed, xpnet runs with its Numba kernels, and a column times the same net with

@@ -87,9 +87,9 @@ def copy_book_param_list(arrays: list[Any], layers: Sequence[Layer], path: str, 
                 raise ValueError(f"load_book_params: the TiedLinear of entry {i} shares an Embedding that is not "
                                  "among the model's layers")
             if a.shape == want and arrays[j].shape == want[::-1] and not np.array_equal(a.T, arrays[j]):
-                raise ValueError(f"load_book_params: entry {i} of {path!r} is the output matrix of a TiedLinear, but "
-                                 f"it differs from entry {j}, its embedding's matrix (transposed): the file's model was "
-                                 "not tied")
+                raise ValueError(f"load_book_params: entry {i} of {path!r} is the output matrix of a TiedLinear, "
+                                 f"but it differs from entry {j}, its embedding's matrix (transposed): the file's "
+                                 "model was not tied")
         else:
             want = tuple(layer.params[name].shape)
         if a.shape != want:

@@ -112,8 +112,9 @@ class Model(Container):
 
         ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``; a list of them for
         a model with several inputs; ``(T,)`` integer ids where the first layer is an Embedding); it may
-        be left out when the first layer of a Sequential is a Linear. Without it the table has no output shapes. The shapes come from a forward pass in
-        evaluation mode of one zero sample through a copy of the model: its caches stay as they were.
+        be left out when the first layer of a Sequential is a Linear. Without it the table has no output
+        shapes. The shapes come from a forward pass in evaluation mode of one zero sample through a copy
+        of the model: its caches stay as they were.
         """
         return _summary(self, input_shape)
 
@@ -122,9 +123,10 @@ class Model(Container):
         buffer changes (BatchNorm's running statistics), whatever the model's mode.
 
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
-        dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``); ``batch_size`` bounds memory for large inputs (every input is cut
-        alike). ``blas_threads`` as in ``xn.train``, except that ``"auto"`` runs with the count the last
-        training or evaluation chose (``xpnet.backend.threads``).
+        dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``);
+        ``batch_size`` bounds memory for large inputs (every input is cut alike). ``blas_threads`` as in
+        ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
+        (``xpnet.backend.threads``).
         """
         if not xs:
             raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
