@@ -2,8 +2,10 @@
 
 Workloads: MLP 784-100-10, MLP 784-1000-1000-10, the CNN of benchmarks/cnn_epoch.py and a modern small
 CNN (two 3x3 conv-BatchNorm-ReLU-pool blocks, Dropout; no hand-written NumPy version), at batch
-100 and 1000, float32, SGD and Adam. Each implementation runs a fixed number of steps on random
-data of Fashion-MNIST's shape in this one process (best of --repeats, implementations interleaved)
+100 and 1000, float32, SGD and Adam; below the table (on the CPU), the LSTM language model of
+benchmarks/lstm_lm.py at the book's BetterRnnlm sizes against PyTorch's nn.LSTM (ms per step).
+Each implementation runs a fixed number of steps on random data of Fashion-MNIST's shape in this
+one process (best of --repeats, implementations interleaved)
 and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
 ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
 Where Numba is installed, xpnet runs with its Numba kernels, and a column times the same net with
@@ -37,6 +39,7 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _threads import thread_line  # noqa: E402
+import lstm_lm  # noqa: E402 - the LSTM language model's row
 from cnn_epoch import BookNet, params_of, xpnet_model  # noqa: E402 - the book-style CNN lives there
 
 import xpnet as xn  # noqa: E402
@@ -295,6 +298,9 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", metavar="DEVICE", help="time xpnet itself on these devices "
                     "(e.g. torch:cpu jax:cpu) beside NumPy instead of the table above")
     ap.add_argument("--samples", type=int, default=EPOCH, help="images per epoch with --backends")
+    ap.add_argument("--lstm-steps", type=int, default=3, help="steps per measurement of the LSTM language model "
+                    "below the table (benchmarks/lstm_lm.py; 0: none)")
+    ap.add_argument("--lstm-size", type=int, nargs=2, default=[10000, 650], metavar=("VOCAB", "HIDDEN"))
     ap.add_argument("--compile", action="store_true", help="on --device cuda, also time torch.compile("
                     "mode='reduce-overhead') (compiles each row first: minutes)")
     args = ap.parse_args()
@@ -353,6 +359,9 @@ def main() -> None:
               f"{cell('torch')} | "
               f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
               flush=True)
+    if torch is not None and args.lstm_steps:
+        print()
+        lstm_lm.report(torch, args.lstm_steps, args.repeats, *args.lstm_size)  # the book's BetterRnnlm sizes
 
 
 def cuda_table(args, dev, torch):

@@ -71,27 +71,16 @@ class TorchLM:
         self.opt.step()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--vocab", type=int, default=10000)
-    ap.add_argument("--hidden", type=int, default=650)
-    ap.add_argument("--batch", type=int, default=20)
-    ap.add_argument("--time", type=int, default=35)
-    ap.add_argument("--dropout", type=float, default=0.5)
-    args = ap.parse_args()
-    import torch  # noqa: PLC0415 - the baseline; the script needs it
-
+def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5):
+    """Best-of-``repeats`` seconds per training step of xpnet and of PyTorch, interleaved."""
     rng = np.random.default_rng(0)
-    corpus = rng.integers(0, args.vocab, args.batch * args.time * (args.steps + 1) + 1)
-    stream = xn.datasets.TokenStream(corpus, args.batch, args.time)
-    batches = list(stream.epoch(0))[:args.steps]
+    corpus = rng.integers(0, vocab, batch * time_size * (steps + 1) + 1)
+    batches = list(xn.datasets.TokenStream(corpus, batch, time_size).epoch(0))[:steps]
     torch_batches = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in batches]
 
     xn.init.seed(0)
-    model = xpnet_model(args.vocab, args.hidden, args.dropout)
-    reference = TorchLM(torch, model, args.dropout)
+    model = xpnet_model(vocab, hidden, dropout)
+    reference = TorchLM(torch, model, dropout)
     loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)
 
     def run_xpnet():
@@ -107,17 +96,37 @@ def main() -> None:
     run_xpnet()  # warm-up: first-use costs (fast-path imports, allocator)
     run_torch()
     times = {"xpnet": [], "torch": []}
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for name, fn in (("xpnet", run_xpnet), ("torch", run_torch)):
             start = time.perf_counter()
             fn()
-            times[name].append((time.perf_counter() - start) / args.steps)
-    best = {k: min(v) for k, v in times.items()}
-    print(f"LSTM language model: vocabulary {args.vocab}, 2 x LSTM {args.hidden}, batch {args.batch}, "
-          f"{args.time} steps, dropout {args.dropout}, SGD, float32; best of {args.repeats} x {args.steps} steps")
+            times[name].append((time.perf_counter() - start) / steps)
+    return {k: min(v) for k, v in times.items()}
+
+
+def report(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5) -> None:
+    """Print the measurement (``benchmarks/compare.py`` prints it below its table too)."""
+    best = measure(torch, steps, repeats, vocab, hidden, batch, time_size, dropout)
+    print(f"LSTM language model: vocabulary {vocab}, 2 x LSTM {hidden}, batch {batch}, {time_size} steps, "
+          f"dropout {dropout}, SGD, float32; best of {repeats} x {steps} steps")
     print(f"xpnet (NumPy)      : {best['xpnet'] * 1e3:.1f} ms/step")
     print(f"PyTorch {torch.__version__:<10} : {best['torch'] * 1e3:.1f} ms/step")
     print(f"ratio xpnet/PyTorch: {best['xpnet'] / best['torch']:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--vocab", type=int, default=10000)
+    ap.add_argument("--hidden", type=int, default=650)
+    ap.add_argument("--batch", type=int, default=20)
+    ap.add_argument("--time", type=int, default=35)
+    ap.add_argument("--dropout", type=float, default=0.5)
+    args = ap.parse_args()
+    import torch  # noqa: PLC0415 - the baseline; the script needs it
+
+    report(torch, args.steps, args.repeats, args.vocab, args.hidden, args.batch, args.time, args.dropout)
     print(thread_line(torch))
 
 

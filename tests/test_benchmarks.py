@@ -24,12 +24,15 @@ def run(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 def test_compare_prints_one_table_row_per_workload_batch_and_optimizer():
-    out = run("compare.py", "--only", "mlp-small", "cnn", "--batches", "8", "16", "--steps", "1", "--repeats", "1")
+    out = run("compare.py", "--only", "mlp-small", "cnn", "--batches", "8", "16", "--steps", "1", "--repeats", "1",
+              "--lstm-steps", "1", "--lstm-size", "50", "8")
     rows = [line for line in out.splitlines() if line.startswith("| MLP") or line.startswith("| CNN")]
     assert len(rows) == 2 * 2 * 2
     assert all(len(row.strip("|").split("|")) == 10 for row in rows)
     assert "| workload | batch | optimizer |" in out and "peak host MiB/step" in out
     assert "threads: BLAS" in out
+    if importlib.util.find_spec("torch"):  # the LSTM language model's row, below the table
+        assert "LSTM language model: vocabulary 50, 2 x LSTM 8" in out and "ratio xpnet/PyTorch:" in out
 
 
 @pytest.mark.slow
@@ -44,7 +47,8 @@ def test_profile_step_prints_every_phase(workload):
 @pytest.mark.slow
 def test_compare_has_the_modern_cnn_against_pytorch():
     pytest.importorskip("torch")
-    out = run("compare.py", "--only", "cnn-modern", "--batches", "8", "--steps", "1", "--repeats", "1")
+    out = run("compare.py", "--only", "cnn-modern", "--batches", "8", "--steps", "1", "--repeats", "1",
+              "--lstm-steps", "0")
     rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| CNN 2x")]
     assert len(rows) == 2
     # No hand-written NumPy version of this net: its columns say so; PyTorch's ratio is a number.

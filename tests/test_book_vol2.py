@@ -2,7 +2,10 @@
 xpnet layers, checked against the book's own computation written from its source (ch06/rnnlm.py,
 common/time_layers.py, common/base_model.py)."""
 
+import importlib
+import os
 import pickle
+import sys
 
 import numpy as np
 import pytest
@@ -117,3 +120,122 @@ def test_mismatched_files_are_refused_before_anything_is_copied(tmp_path, rng):
         xn.load_book_params(tmp_path / "ok.pkl", [Embedding(V, D), GRU(D, H)])
     with pytest.raises(ValueError, match="holds a list of arrays .* pass the model"):
         xn.load_book_params(tmp_path / "ok.pkl")
+
+
+# -- the models of xn.book: files laid out as the book's constructors lay them out --------------------------------
+
+def book_lstm(Wx, Wh, b, xs, h, c):
+    """TimeLSTM.forward (common/time_layers.py): gates f, g, i, o; returns hs (N, T, H) and the last (h, c)."""
+    sigmoid = lambda a: 1 / (1 + np.exp(-a))  # noqa: E731
+    size, hs = Wh.shape[0], []
+    for t in range(xs.shape[1]):
+        A = xs[:, t] @ Wx + h @ Wh + b
+        f, g, i, o = (sigmoid(A[:, :size]), np.tanh(A[:, size:2 * size]), sigmoid(A[:, 2 * size:3 * size]),
+                      sigmoid(A[:, 3 * size:]))
+        c = f * c + g * i
+        h = o * np.tanh(c)
+        hs.append(h)
+    return np.stack(hs, axis=1), (h, c)
+
+
+def book_attention_scores(params, xs, ts):
+    """AttentionSeq2seq's decoder scores (ch08/attention_seq2seq.py, attention_layer.py), in float64: the
+    encoder's hs, the decoder's LSTM from (hs[:, -1], 0), TimeAttention, TimeAffine on (context, state)."""
+    eW, eWx, eWh, eb, dW, dWx, dWh, db, W, b = (p.astype(np.float64) for p in params)
+    n, size = xs.shape[0], eWh.shape[0]
+    hs, _ = book_lstm(eWx, eWh, eb, eW[xs], np.zeros((n, size)), np.zeros((n, size)))
+    dec, _ = book_lstm(dWx, dWh, db, dW[ts], hs[:, -1], np.zeros((n, size)))
+    out = []
+    for t in range(ts.shape[1]):
+        s = np.sum(hs * dec[:, t][:, None, :], axis=2)
+        a = np.exp(s - s.max(axis=1, keepdims=True))
+        a /= a.sum(axis=1, keepdims=True)
+        out.append(np.concatenate([np.sum(hs * a[:, :, None], axis=1), dec[:, t]], axis=1) @ W + b)
+    return np.stack(out, axis=1)
+
+
+def book_attention_params(rng):
+    """AttentionSeq2seq.__init__'s arrays in its params order: encoder embed, LSTM; decoder embed, LSTM, affine."""
+    lstm = lambda d: [rng.standard_normal((d, 4 * H)) / np.sqrt(d), rng.standard_normal((H, 4 * H)) / np.sqrt(H),  # noqa: E731
+                      rng.standard_normal(4 * H)]
+    return [rng.standard_normal((V, D)), *lstm(D), rng.standard_normal((V, D)), *lstm(D),
+            rng.standard_normal((2 * H, V)) / np.sqrt(2 * H), rng.standard_normal(V)]
+
+
+def test_a_book_attention_seq2seq_file_gives_the_books_scores(tmp_path, rng):
+    params = book_attention_params(rng)
+    save_params(params, tmp_path / "AttentionSeq2seq.pkl")
+    model = xn.book.attention_seq2seq(V, D, H, dtype="float64")
+    assert xn.load_book_params(tmp_path / "AttentionSeq2seq.pkl", model) is model
+    xs, ts = rng.integers(0, V, (3, 7)), rng.integers(0, V, (3, 4))
+    expected = book_attention_scores([p.astype(np.float16) for p in params], xs, ts)
+    np.testing.assert_allclose(model.predict(xs, ts), expected, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="holds 10 arrays, the model's layers take 12"):
+        xn.load_book_params(tmp_path / "AttentionSeq2seq.pkl", xn.Sequential(
+            Embedding(V, D), LSTM(D, H), Embedding(V, D), LSTM(D, H), Linear(H, V), Linear(2 * H, V)))
+
+
+def test_a_book_better_rnnlm_file_stores_the_tied_matrix_twice(tmp_path, rng):
+    embed = rng.standard_normal((V, H)).astype("f")
+    lstm = [rng.standard_normal((H, 4 * H)).astype("f"), rng.standard_normal((H, 4 * H)).astype("f"),
+            rng.standard_normal(4 * H).astype("f")]
+    params = [embed, *lstm, *lstm, embed.T, rng.standard_normal(V).astype("f")]  # BetterRnnlm's params list
+    save_params(params, tmp_path / "BetterRnnlm.pkl")
+    model = xn.load_book_params(tmp_path / "BetterRnnlm.pkl", xn.book.better_rnnlm(V, H, H))
+    np.testing.assert_array_equal(model.named_params()["layers.0.W"], embed.astype(np.float16).astype("f"))
+    np.testing.assert_array_equal(model.named_params()["layers.6.b"], params[-1].astype(np.float16).astype("f"))
+    assert model.layers[-1].embedding.params["W"] is model.layers[0].params["W"]
+    save_params(params[:7] + [embed.T + 1] + params[8:], tmp_path / "untied.pkl")
+    with pytest.raises(ValueError, match="entry 7 .* differs from entry 0, its embedding's matrix"):
+        xn.load_book_params(tmp_path / "untied.pkl", xn.book.better_rnnlm(V, H, H))
+
+
+# -- the book's own files and code (its repository, not in this one) ----------------------------------------------
+
+BOOK2 = os.environ.get("XPNET_BOOK2_DIR")
+needs_book = pytest.mark.skipif(
+    not BOOK2 or not os.path.isfile(os.path.join(BOOK2, "ch08", "AttentionSeq2seq.pkl")),
+    reason="XPNET_BOOK2_DIR is not a checkout of oreilly-japan/deep-learning-from-scratch-2 (git clone it and set "
+           "XPNET_BOOK2_DIR to run the book's own code against xpnet)")
+
+
+@pytest.fixture
+def book_code(monkeypatch):
+    """The book's modules importable as its scripts import them (its root and chapter folders on sys.path)."""
+    for folder in ("", "ch07", "ch08"):
+        monkeypatch.syspath_prepend(os.path.join(BOOK2, folder))
+    monkeypatch.chdir(os.path.join(BOOK2, "ch08"))
+    return importlib.import_module
+
+
+@needs_book
+@pytest.mark.slow
+def test_the_books_attention_seq2seq_file_gives_the_books_answers_on_its_date_test_set(book_code):
+    sequence = book_code("dataset.sequence")
+    (_, _), (x_test, t_test) = sequence.load_data("date.txt")
+    x_test = x_test[:, ::-1]  # ch08/train.py reverses the questions
+    book = book_code("attention_seq2seq").AttentionSeq2seq(len(sequence.char_to_id), 16, 256)
+    book.load_params(os.path.join(BOOK2, "ch08", "AttentionSeq2seq.pkl"))
+    model = xn.load_book_params(os.path.join(BOOK2, "ch08", "AttentionSeq2seq.pkl"),
+                                xn.book.attention_seq2seq(len(sequence.char_to_id), 16, 256))
+    ours = xn.to_numpy(model.generate(x_test, t_test[:, 0], t_test.shape[1] - 1))
+    theirs = np.array([[int(i) for i in book.generate(x_test[[k]], int(t_test[k, 0]), t_test.shape[1] - 1)]
+                       for k in range(len(x_test))])
+    assert (ours == theirs).all(axis=1).mean() == 1.0, f"{int((ours != theirs).any(axis=1).sum())} answers differ"
+
+
+@needs_book
+def test_the_books_rnnlm_file_gives_the_books_loss(book_code):
+    monkey_path = os.path.join(BOOK2, "ch06")
+    sys.path.insert(0, monkey_path)
+    try:
+        book = book_code("rnnlm").Rnnlm()
+    finally:
+        sys.path.remove(monkey_path)
+    book.load_params(os.path.join(BOOK2, "ch06", "Rnnlm.pkl"))
+    model = xn.load_book_params(os.path.join(BOOK2, "ch06", "Rnnlm.pkl"), xn.book.rnnlm())
+    rng = np.random.default_rng(0)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    for _ in range(2):  # the state carries over in both
+        xs, ts = rng.integers(0, 10000, (5, 35)), rng.integers(0, 10000, (5, 35))
+        np.testing.assert_allclose(float(loss.forward(model.forward(xs), ts)), float(book.forward(xs, ts)), rtol=1e-5)

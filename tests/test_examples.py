@@ -97,3 +97,28 @@ def test_fashion_mnist_resnet_recipe_learns_and_saves(fashion_mnist, capsys, tmp
     assert float(last.split("test_accuracy")[1].split()[0]) > 0.4  # 0.58 seen: 40 steps of a network of 10,082 weights
     loaded = xn.load(tmp_path / "resnet.npz")  # the example's own class, built again from its arguments
     assert type(loaded).__name__ == "ResNet" and len(loaded.stages) == 3 and loaded.fc.in_features == 16
+
+
+def test_attention_dates_example_runs(capsys):
+    _load("attention_dates").main(["--device", "cpu", "--epochs", "1", "--n", "600", "--hidden", "32"])
+    out = capsys.readouterr().out
+    assert "AttentionDecoder" in out and "(N, 10, 59)" in out  # the summary, ids in
+    assert "train_perplexity" in out and "epoch 1: exact-match answers" in out and "of 60" in out
+    assert "exact-match answers after each epoch:" in out
+
+
+def test_seq2seq_addition_example_runs(capsys):
+    _load("seq2seq_addition").main(["--device", "cpu", "--epochs", "1", "--n", "600"])
+    out = capsys.readouterr().out
+    assert "PeekySeq2seq" in out and "questions reversed" in out and "epoch 1: exact-match answers" in out
+    assert " = " in out and "exact-match answers after epoch 1:" in out
+
+
+def test_char_lm_example_runs(capsys):
+    _load("char_lm").main(["--device", "cpu", "--epochs", "1", "--limit", "6000", "--hidden", "16",
+                           "--time-size", "16", "--batch-size", "8"])
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 1 and "train_perplexity" in lines[0] and "val_perplexity" in lines[0]
+    sample = out.split("a sample at temperature 0.7:\n", 1)[1]
+    assert sample.startswith("The ") and len(sample.rstrip("\n")) >= 404

@@ -29,8 +29,9 @@ from .. import init as _init_module
 from ..backend import to_device
 from ..io.unpickle import read_arrays_pickle
 from ..layers import BatchNorm
-from ..models import Sequential
+from ..models import Model, Sequential
 from .vol1 import BOOK_MODELS
+from .vol2 import BOOK2_MODELS
 from .vol2_params import copy_book_param_list
 
 __all__ = ["read_book_params", "load_book_params"]
@@ -76,9 +77,11 @@ def load_book_params(path: str | os.PathLike, model: str | Sequential = "SimpleC
     order. dtype: the model's (default: the file's, float64 for the book's files). Returns the model
     on ``device``. Example: ``xn.load_book_params("ch07/params.pkl", "SimpleConvNet")``.
 
-    A second-volume file (a list of float16 arrays, e.g. ``ch06/Rnnlm.pkl``) needs the model: an
-    ``xn.Sequential`` or a list of layers in the book's order, e.g. for ``Rnnlm``
-    ``xn.Sequential(Embedding(10000, 100), LSTM(100, 100, stateful=True), Linear(100, 10000))``;
+    A second-volume file (a list of float16 arrays, e.g. ``ch06/Rnnlm.pkl``) needs the model built with
+    the book's arguments, its layers in the book's order: ``xn.book.rnnlm()``, ``better_rnnlm()``,
+    ``seq2seq(...)``, ``peeky_seq2seq(...)``, ``attention_seq2seq(...)`` (any xn.Model: its leaf layers in
+    order), an ``xn.Sequential`` or a list of layers; e.g.
+    ``xn.load_book_params("ch08/AttentionSeq2seq.pkl", xn.book.attention_seq2seq(59, 16, 256))``.
     dtype None keeps the model's (the book loads its files as float32).
     """
     data = read_arrays_pickle(path, "load_book_params")
@@ -128,14 +131,18 @@ def _load(arrays: dict[str, np.ndarray], path: str, model: str | Sequential, dev
 
 def _load_list(arrays: list[Any], path: str, model: Any, device: Any, dtype: str | None,
                book_args: dict[str, Any]) -> Any:
+    if isinstance(model, str) and model in BOOK2_MODELS:
+        raise ValueError(f"load_book_params: {path!r} holds a list of arrays (the book's second volume): build the "
+                         f"model first with the book's arguments and pass it, e.g. xn.load_book_params(path, "
+                         f"xn.book.{BOOK2_MODELS[model].__name__}(...))")
     if isinstance(model, (list, tuple)):
         layers = list(model)
-    elif isinstance(model, Sequential):
-        layers = model.layers
+    elif isinstance(model, Model):
+        layers = [node for node in model.named_modules().values() if not node.named_children()]
     else:
         raise ValueError(f"load_book_params: {path!r} holds a list of arrays (the book's second volume, "
-                         "BaseModel.save_params): pass the model, an xn.Sequential or a list of layers in the book's "
-                         f"order, not {model!r}")
+                         "BaseModel.save_params): pass the model (e.g. xn.book.rnnlm(), or an xn.Sequential) or a list "
+                         f"of layers in the book's order, not {model!r}")
     if book_args:
         raise TypeError(f"load_book_params: {sorted(book_args)} are book constructor arguments; a second-volume "
                         "file goes into the model you pass")

@@ -10,7 +10,9 @@ layers (a seq2seq model: the encoder's, then the decoder's). How loading goes:
    ``W``; LSTM ``Wx, Wh, b`` with the gate blocks in the book's order f, g, i, o; RNN and
    ``GRU(convention="book")`` ``Wx, Wh, b``; Linear ``W, b`` (the book's TimeAffine); nothing for layers
    without parameters (Dropout, Attention). The book's weight tying (BetterRnnlm) stores the
-   embedding a second time, transposed, as the output layer's ``W``: it loads as that Linear's ``W``.
+   embedding a second time, transposed, as the output layer's ``W``: a :class:`~xpnet.layers.TiedLinear`
+   takes that entry as a check (it must equal its embedding's matrix, transposed) and only its ``b``;
+   an untied Linear loads it as its own ``W``.
 3. The count and every shape are checked before anything is copied; then the LSTM blocks are put in
    PyTorch's order i, f, g, o (:func:`lstm_from_book`) and every array is cast from float16 to the
    model's dtype (the book casts to float32).
@@ -23,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..backend import to_device
-from ..layers import GRU, LSTM, RNN, Embedding, Layer, Linear
+from ..layers import GRU, LSTM, RNN, Embedding, Layer, Linear, TiedLinear
 
 __all__ = ["BOOK_GATES", "lstm_from_book", "lstm_to_book", "book_layout", "copy_book_param_list"]
 
@@ -57,6 +59,8 @@ def book_layout(layers: Sequence[Layer]) -> list[tuple[Layer, str]]:
             names = ["Wx", "Wh", "b"]
         elif isinstance(layer, (Embedding, Linear)):
             names = [k for k in ("W", "b") if k in layer.params]
+        elif isinstance(layer, TiedLinear):
+            names = ["W", *layer.params]
         elif layer.params:
             raise TypeError(f"load_book_params: layer {i} ({layer!r}) has no counterpart in the book's second volume")
         else:
@@ -77,12 +81,33 @@ def copy_book_param_list(arrays: list[Any], layers: Sequence[Layer], path: str, 
         raise ValueError(f"load_book_params: {path!r} holds {len(arrays)} arrays, the model's layers take "
                          f"{len(layout)} in the book's order ({', '.join(f'{type(la).__name__}.{n}' for la, n in layout)})")
     for i, (a, (layer, name)) in enumerate(zip(arrays, layout)):
-        want = tuple(layer.params[name].shape)
+        if _tied(layer, name):
+            want, j = (layer.in_features, layer.out_features), _index_of(layout, layer.embedding)
+            if j is None:
+                raise ValueError(f"load_book_params: the TiedLinear of entry {i} shares an Embedding that is not "
+                                 "among the model's layers")
+            if a.shape == want and arrays[j].shape == want[::-1] and not np.array_equal(a.T, arrays[j]):
+                raise ValueError(f"load_book_params: entry {i} of {path!r} is the output matrix of a TiedLinear, "
+                                 f"but it differs from entry {j}, its embedding's matrix (transposed): the file's "
+                                 "model was not tied")
+        else:
+            want = tuple(layer.params[name].shape)
         if a.shape != want:
             raise ValueError(f"load_book_params: entry {i} of {path!r} has shape {a.shape}, the model's "
                              f"{type(layer).__name__}.{name} has {want}; check the book constructor's arguments")
     for a, (layer, name) in zip(arrays, layout):
+        if _tied(layer, name):
+            continue
         current = layer.params[name]
         value = lstm_from_book(a) if isinstance(layer, LSTM) else a
         layer.params[name] = to_device(np.ascontiguousarray(value), layer.device,
                                        dtype=dtype or str(current.dtype).rsplit(".", 1)[-1])
+
+
+def _tied(layer: Layer, name: str) -> bool:
+    return isinstance(layer, TiedLinear) and name == "W"
+
+
+def _index_of(layout: list[tuple[Layer, str]], embedding: Layer) -> int | None:
+    """The entry of the file that holds ``embedding``'s W (None when the embedding is not in the model)."""
+    return next((i for i, (layer, name) in enumerate(layout) if layer is embedding and name == "W"), None)

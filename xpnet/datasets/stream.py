@@ -40,6 +40,7 @@ class TokenStream:
         if self.size < self.batch_size * self.time_size:
             raise ValueError(f"TokenStream: {self.size + 1} ids give no full batch of {self.batch_size} rows x "
                              f"{self.time_size} steps (need at least {self.batch_size * self.time_size + 1})")
+        self.ids = ids
         self.xs, self.ts = ids[:-1], ids[1:]
         self.device: Device = device_of(ids)
         self.offsets = np.arange(self.batch_size, dtype=np.int64)[:, None] * (self.size // self.batch_size)
@@ -47,6 +48,16 @@ class TokenStream:
 
     def __len__(self) -> int:
         return self.steps
+
+    def __repr__(self) -> str:
+        return (f"TokenStream({self.size + 1} ids on {self.device.name}, batch_size={self.batch_size}, "
+                f"time_size={self.time_size})")
+
+    def to(self, device: Device) -> "TokenStream":
+        """The same stream with its ids on ``device`` (itself when they are there already)."""
+        if device == self.device:
+            return self
+        return TokenStream(to_device(self.ids, device), self.batch_size, self.time_size)
 
     def positions(self, step: int) -> np.ndarray:
         start = step * self.time_size

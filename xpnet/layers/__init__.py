@@ -21,9 +21,10 @@ from .linear import Linear
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
+from .tied import TiedLinear
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
-           "Embedding", "RNN", "LSTM", "GRU", "Attention",
+           "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm",
            "Residual", "Concat"]
 

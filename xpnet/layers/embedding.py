@@ -20,6 +20,8 @@ class Embedding(Layer):
     ``randn(V, D) / 100`` (PyTorch's ``nn.Embedding`` draws N(0, 1): ``init=1.0``). Caches the ids.
     ``backward(dy)`` adds each position's gradient into the row of its id (an id that appears twice
     gets both), fills ``grads["W"]`` and returns None: ids have no gradient.
+    Weight tying: ``xn.layers.TiedLinear(embedding)`` uses this W as its output matrix; its share of
+    the gradient is added to ``grads["W"]`` (:meth:`add_shared_grad`), so W is one parameter.
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
     from the device; turn it off once the data are known good (NumPy itself raises for ids past the
     end, but takes negative ones from the end, and JAX clamps them silently).
@@ -34,6 +36,12 @@ class Embedding(Layer):
         self.params["W"] = _init.weights((self.num_embeddings, self.embedding_dim), self.num_embeddings,
                                          self.embedding_dim, init=init, dtype=dtype)
         self._ids = None
+        self._shared = None  # gradients for W from a TiedLinear whose backward ran before this one's
+        self._done = False  # this backward ran since the last forward: a TiedLinear adds into grads["W"]
+
+    @property
+    def takes_ids(self) -> bool:
+        return True
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "normal"
@@ -51,7 +59,7 @@ class Embedding(Layer):
         if self.check_ids and math.prod(ids.shape) and bool(xp.any((ids < 0) | (ids >= self.num_embeddings))):
             raise ValueError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got values in "
                              f"[{int(xp.min(ids))}, {int(xp.max(ids))}]")
-        self._ids = ids
+        self._ids, self._shared, self._done = ids, None, False
         rows = xp.take(W, xp.reshape(ids, (-1,)), axis=0)
         return xp.reshape(rows, (*ids.shape, self.embedding_dim))
 
@@ -61,9 +69,19 @@ class Embedding(Layer):
         if tuple(dy.shape) != (*ids.shape, self.embedding_dim):
             raise ValueError(f"Embedding: expected dy of shape {(*ids.shape, self.embedding_dim)}, "
                              f"got {tuple(dy.shape)}")
-        self.grads["W"] = fast_path("embedding_backward", xp, embedding_backward)(
+        dW = fast_path("embedding_backward", xp, embedding_backward)(
             xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim)), self.num_embeddings)
+        self.grads["W"] = dW if self._shared is None else dW + self._shared
+        self._shared, self._done = None, True
         return None
+
+    def add_shared_grad(self, dW: Any) -> None:
+        """Add ``dW`` (num_embeddings, embedding_dim) to W's gradient of this step: what a layer sharing W
+        (:class:`~xpnet.layers.TiedLinear`) found, before or after this layer's own backward."""
+        if self._done:
+            self.grads["W"] = self.grads["W"] + dW
+        else:
+            self._shared = dW if self._shared is None else self._shared + dW
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:

@@ -50,6 +50,15 @@ class Tree:
         """The direct sub-layers by name (none for a leaf)."""
         return {}
 
+    @property
+    def takes_ids(self) -> bool:
+        """Whether the model's (first) input is integer ids: its first layer is an Embedding (a
+        composite asks its first child). ``predict``, ``summary`` and ``xn.train`` then keep integer
+        inputs as they are instead of refusing them or casting them to floats. A model whose first
+        input goes elsewhere sets ``takes_ids = True`` (or False) as a class attribute."""
+        first = next(iter(self.named_children().values()), None)
+        return bool(first is not None and first.takes_ids)
+
     def named_modules(self) -> dict[str, Any]:
         """Every node of the tree by dotted name, this one as ``""``, parents before children."""
         found: dict[str, Any] = {"": self}

@@ -4,6 +4,8 @@
   every model has (``predict``, ``summary``, ``save``; modes and state dicts come with every layer);
 - ``sequential``: :class:`Sequential`, layers applied in order (a Model);
 - ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``);
+- ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
+- ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
 - ``summary``: the table of layers, output shapes and parameter counts.
 
 It may import the layers, ``xpnet.io``, ``xpnet.init`` and the backend; training, gradcheck, the book
@@ -11,7 +13,10 @@ and the command line stand on it.
 """
 
 from .files import XpnetFileError, load, save
+from .language import LanguageModel
 from .model import Model
+from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from .sequential import Sequential
 
-__all__ = ["Model", "Sequential", "XpnetFileError", "load", "save"]
+__all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
+           "AttentionSeq2seq"]

@@ -13,7 +13,14 @@ from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.container import Container, mode
 from .summary import summary as _summary
 
-__all__ = ["Model"]
+__all__ = ["Model", "is_ids"]
+
+
+def is_ids(model: Any, x: Any) -> bool:
+    """Whether the input ``x`` is integer ids that the model takes as they are (its first layer is an
+    Embedding: ``model.takes_ids``; then every integer input is ids, as both of a seq2seq model's),
+    rather than numbers to cast to the model's dtype (or to refuse)."""
+    return bool(getattr(model, "takes_ids", False)) and namespace(x).isdtype(x.dtype, "integral")
 
 
 class _InitArgs:
@@ -104,9 +111,10 @@ class Model(Container):
         """A table of the layers by name, their output shapes and parameter counts, and the total.
 
         ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``; a list of them for
-        a model with several inputs); it may be left out when the first layer of a Sequential is a
-        Linear. Without it the table has no output shapes. The shapes come from a forward pass in
-        evaluation mode of one zero sample through a copy of the model: its caches stay as they were.
+        a model with several inputs; ``(T,)`` integer ids where the first layer is an Embedding); it may
+        be left out when the first layer of a Sequential is a Linear. Without it the table has no output
+        shapes. The shapes come from a forward pass in evaluation mode of one zero sample through a copy
+        of the model: its caches stay as they were.
         """
         return _summary(self, input_shape)
 
@@ -115,9 +123,10 @@ class Model(Container):
         buffer changes (BatchNorm's running statistics), whatever the model's mode.
 
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
-        dtype one batch at a time; ``batch_size`` bounds memory for large inputs (every input is cut
-        alike). ``blas_threads`` as in ``xn.train``, except that ``"auto"`` runs with the count the last
-        training or evaluation chose (``xpnet.backend.threads``).
+        dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``);
+        ``batch_size`` bounds memory for large inputs (every input is cut alike). ``blas_threads`` as in
+        ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
+        (``xpnet.backend.threads``).
         """
         if not xs:
             raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
@@ -129,7 +138,7 @@ class Model(Container):
             moved = []
             for x in xs:
                 x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
-                if not namespace(x).isdtype(x.dtype, "real floating"):
+                if not namespace(x).isdtype(x.dtype, "real floating") and not is_ids(self, x):
                     if namespace(x).isdtype(x.dtype, "integral"):
                         raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) "
                                         "first")
@@ -143,7 +152,8 @@ class Model(Container):
                                  "match")
             size = max(1, n if batch_size is None else batch_size)
             with mode(self, False), no_autograd(dev.xp):
-                outs = [self.forward(*(to_device(x[i:min(i + size, n), ...], dev, dtype=self.dtype) for x in moved),
+                outs = [self.forward(*(to_device(x[i:min(i + size, n), ...], dev,
+                                                 dtype=None if is_ids(self, x) else self.dtype) for x in moved),
                                      train=False)
                         for i in range(0, max(n, 1), size)]
             return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)

@@ -37,7 +37,10 @@ def summary(model: Any, input_shape: Any = None) -> str:
         for name, node in probe.named_modules().items():
             if name:
                 _record(node, name, shapes)
-        xs = [dev.xp.zeros((1, *shape), dtype=model.dtype or dev.xp.float32, device=dev.native) for shape in shapes_in]
+        dtype = model.dtype or dev.xp.float32
+        if model.takes_ids:  # an Embedding first: integer ids in, every input of such a model
+            dtype = dev.xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+        xs = [dev.xp.zeros((1, *shape), dtype=dtype, device=dev.native) for shape in shapes_in]
         probe.eval()
         probe.forward(*xs, train=False)
     counts = {name: sum(math.prod(p.shape) for p in node.named_params().values()) for name, node in nodes.items()}

@@ -3,7 +3,8 @@ for their arguments.
 
 - ``base``: the protocol every optimizer shares (``step``, binding to a model, checkpoint state);
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
-- ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``.
+- ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
+- ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
@@ -19,9 +20,11 @@ from typing import Any
 from .._user import not_here
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .base import Optimizer
+from .clip import clip_grad_norm
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get"]
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get",
+           "clip_grad_norm"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}

@@ -10,9 +10,11 @@ import numpy as np
 from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from ..models.model import is_ids
 from .preflight import check_data
 
-__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot"]
+__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot",
+           "check_sequence_labels"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
@@ -83,7 +85,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     if dtype is None:
         dtype = first.dtype if namespace(first).isdtype(first.dtype, "real floating") else "float32"
         dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
-    xs = tuple(to_model_dtype(a, dev, dtype) for a in inputs(x))
+    xs = tuple(to_device(a, dev) if is_ids(model, a) else to_model_dtype(a, dev, dtype) for a in inputs(x))
     x = xs if isinstance(x, tuple) else xs[0]
     y = to_device(y, dev)
     probes = [a[0:1, ...] for a in xs]
@@ -99,6 +101,8 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
             message = message.replace(str(tuple(probe.shape)), str(tuple(a.shape)))
         shapes = " and ".join(str(tuple(a.shape)) for a in xs)
         raise type(exc)(f"{arg}: x of shape {shapes} does not fit the model: {message}") from None
+    if isinstance(loss, SoftmaxCrossEntropy) and len(out_shape) > 2:
+        return x, check_sequence_labels(y, out_shape, loss, dev, arg), None
     if isinstance(loss, SoftmaxCrossEntropy):
         if len(out_shape) != 2:
             raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
@@ -128,6 +132,22 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
                              f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
     return x, y, (xp.argmax(y, axis=1) if is_one_hot(y) else None)
+
+
+def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str) -> Any:
+    """Integer labels (N, T, ...) for scores (N, T, ..., C) (a sequence model), each in [0, C) or equal to
+    the loss's ``ignore_index``; returned in the index dtype."""
+    xp, c = dev.xp, out_shape[-1]
+    if tuple(y.shape[1:]) != out_shape[1:-1] or not xp.isdtype(y.dtype, "integral"):
+        raise ValueError(f"{arg}: {loss.name} on scores of shape (N, {', '.join(map(str, out_shape[1:]))}) needs "
+                         f"integer labels of shape (N, {', '.join(map(str, out_shape[1:-1]))}), got "
+                         f"{tuple(y.shape)} of dtype {y.dtype}")
+    valid = y != loss.ignore_index
+    if bool(xp.any(valid & ((y < 0) | (y >= c)))):
+        raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs (or equal "
+                         f"ignore_index={loss.ignore_index}), got values in [{int(xp.min(y))}, {int(xp.max(y))}]")
+    index = index_dtype(dev)
+    return y if y.dtype == index else xp.astype(y, index)
 
 
 def index_dtype(dev: Device) -> Any:

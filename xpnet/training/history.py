@@ -17,7 +17,8 @@ class History:
     """What ``xn.train`` returns: one dict per epoch and the device's name.
 
     ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
-    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``.
+    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``; for a sequence model trained
+    with cross-entropy also ``train_perplexity`` and ``val_perplexity`` (exp of the mean losses).
     """
 
     def __init__(self, device: str = "", epochs: Iterable[dict[str, Any]] = ()):

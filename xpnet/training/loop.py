@@ -34,16 +34,20 @@ from .._user import flag, warn
 from ..backend import Device, device as _resolve_device, no_autograd
 from ..backend.threads import blas_threads as threads_context
 from ..datasets.batches import BatchIterator
+from ..datasets.stream import TokenStream
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..losses import get as _get_loss
+from ..models.model import is_ids
 from ..optim import get as _get_optimizer
+from ..optim.clip import check_max_norm
 from . import callbacks as _callbacks
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, pair, prepare
 from .history import History
+from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
 from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
 from .trainer import SigtermStop, Trainer, TrainerState
 
@@ -88,7 +92,8 @@ def _use_graph(graph: Any, dev: Device) -> bool:
 def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
     """The epoch's figures; the val_* ones are printed under ``validation_name`` (e.g. test_loss)."""
     parts = [f"{k.replace('val_', validation_name + '_', 1)} {logs[k]:.4f}"
-             for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy") if logs.get(k) is not None]
+             for k in ("train_loss", "train_accuracy", "train_perplexity", "val_loss", "val_accuracy",
+                       "val_perplexity") if logs.get(k) is not None]
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
@@ -98,12 +103,12 @@ _SETTINGS = {"model": describe_settings, "optimizer": lambda o: describe_setting
 
 @collective("xn.train", data={"data": "train data", "validation": "validation data"},
             same=("epochs", "batch_size", "seed", "shuffle", "drop_last"), settings=_SETTINGS)
-def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int,
+def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int | None = None,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
           drop_last: bool = False, validation_name: str = "val", transform: Any = None,
-          blas_threads: Any = None) -> History:
+          blas_threads: Any = None, clip_grad_norm: float | None = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -127,6 +132,13 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
+    ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
+    backpropagation through time for a model with stateful recurrent layers, the book's
+    ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).
+    ``clip_grad_norm``: scale the gradients each step so that their global 2-norm is at most this
+    (``xn.optim.clip_grad_norm``; the book's ``max_grad``), after the all-reduce with ``comm``.
+    Sequence models trained with cross-entropy (labels (N, T)) get ``train_perplexity`` and
+    ``val_perplexity`` in the history and the epoch line.
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
     ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
     default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
@@ -156,17 +168,25 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     loss = _get_loss(loss)
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
-    x, y = pair(data, "train data")
+    stream = check_stream(data, batch_size, "train") if isinstance(data, TokenStream) else None
+    x, y = pair(data if stream is None else next(stream.epoch(0)), "train data")
+    if clip_grad_norm is not None:
+        clip_grad_norm = check_max_norm(clip_grad_norm, "train: clip_grad_norm")
     if transform is not None and isinstance(x, tuple):
         raise NotImplementedError("train: transform with several inputs is not in this version; transform the "
                                   "inputs before training, or combine them in the model")
-    n = int(y.shape[0])
+    n = int(y.shape[0]) if stream is None else stream.batch_size * len(stream)
     epochs = _int_arg("epochs", epochs, 0)
-    batch_size = _int_arg("batch_size", batch_size, 1, n)
+    if batch_size is None and stream is None:
+        raise TypeError("train: batch_size is required (the rows of each minibatch), e.g. batch_size=100")
+    batch_size = _int_arg("batch_size", stream.batch_size if stream else batch_size, 1, n)
     seed = _int_arg("seed", seed, 0)
-    val = pair(validation, "validation") if validation is not None else None
+    val_stream = validation if isinstance(validation, TokenStream) else None
+    val = pair(validation if val_stream is None else next(val_stream.epoch(0)), "validation") \
+        if validation is not None else None
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
-    warn_unscaled({**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})})
+    named = {**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}
+    warn_unscaled({k: a for k, a in named.items() if not is_ids(model, a)})  # ids for an Embedding are no images
     placed = common_device({"model": model.device, **_named_inputs("x", x), "y": y,
                             **(_named_inputs("validation x", val[0]) if val else {}), "validation y": val and val[1]})
     if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
@@ -192,6 +212,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         model.to(dev)
         optimizer.to(dev)
         x, y, classes = prepare(x, y, model, loss, dev, "train data")
+        if stream is not None:
+            check_ids(stream, int(model.forward(x[0:1, ...], train=False).shape[-1]), "train data")
         check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
         classify = classes is not None
         if val is not None:
@@ -200,16 +222,20 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             comm.broadcast_params(model, root=0)
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
-        trainer.transform, trainer.threads = transform, tuner
+        trainer.transform, trainer.threads, trainer.clip_grad_norm = transform, tuner, clip_grad_norm
         trainer.inputs = len(inputs(x))
         arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
-        batches = BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed,
-                                rank=trainer.rank, size=trainer.size, drop_last=drop_last)
+        batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
+            BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
+                          size=trainer.size, drop_last=drop_last)
+        perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch = start
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
-            print(f"xpnet: training on {dev.name}{ranks}: {n} samples, {len(batches)} steps per epoch, "
+            what = f"{n} samples" if stream is None else \
+                f"{n * stream.time_size} tokens in batches of {stream.batch_size} rows x {stream.time_size} steps"
+            print(f"xpnet: training on {dev.name}{ranks}: {what}, {len(batches)} steps per epoch, "
                   f"epochs {start + 1}..{epochs}", flush=True)
         for cb in callbacks:
             cb.on_train_begin(state)
@@ -235,8 +261,12 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
                     _save_last_and_terminate(callbacks, sigterm)
                 logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
-                if val is not None:
+                if val_stream is not None:
+                    logs["val_loss"] = evaluate_stream(trainer, val_stream)
+                elif val is not None:
                     logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+                if perplexity:
+                    add_perplexity(logs)
                 logs["seconds"] = time.perf_counter() - t0
                 logs["lr"] = float(optimizer.lr)
                 if comm is not None:

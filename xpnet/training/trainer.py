@@ -19,7 +19,7 @@ from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
 from ..layers.container import Watcher, mode, watch
 from ..losses import Loss
-from ..optim import Optimizer
+from ..optim import Optimizer, clip_grad_norm
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
 from .data import index_dtype
 from .history import History
@@ -115,6 +115,7 @@ class Trainer:
         self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
         self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
+        self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -129,6 +130,11 @@ class Trainer:
             raise TypeError(f"train: transform must return an array like the batch it gets ({xb.shape[0]} rows on "
                             f"{self.dev.name}), it returned {got} for epoch {epoch}, step {step}")
         return (out,)
+
+    def clip(self, model: Any) -> None:
+        """The gradients scaled to a global norm of at most ``clip_grad_norm`` (when set)."""
+        if self.clip_grad_norm is not None:
+            clip_grad_norm(model, self.clip_grad_norm)
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
@@ -169,6 +175,7 @@ class Trainer:
                 zero_grads(model)
             if comm is not None:
                 comm.allreduce_grads(model, count=nb)
+            self.clip(model)
             optimizer.step(model)
             self.threads.end()
             steps, seen = steps + 1, seen + nb
@@ -259,6 +266,7 @@ class Trainer:
                     f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
                     "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
                     "the inputs.")
+            self.clip(model)
             before = Snapshot(model, self.optimizer)
             self.optimizer.step(model)
             where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),

@@ -1,0 +1,215 @@
+"""The second volume's models (xn.book.rnnlm, better_rnnlm, seq2seq, peeky_seq2seq, attention_seq2seq): their
+layouts from the book's constructors, gradients (gradcheck, on every device), greedy and sampled generation,
+weight tying, integer ids through predict and summary, and saving."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import TiedLinear
+from xpnet.testing import assert_gradients_ok
+
+from conftest import DEVICE_MAKERS, DEVICES
+
+V, D, H = 9, 4, 6
+
+SEQ2SEQ = {"Seq2seq": xn.book.seq2seq, "PeekySeq2seq": xn.book.peeky_seq2seq,
+           "AttentionSeq2seq": xn.book.attention_seq2seq}
+# The attention model (the most code) on every device; the others on NumPy and array-api-strict's device1
+# (JAX compiles each operation once: every model on it would double this file's time).
+MODEL_DEVICES = [pytest.param("AttentionSeq2seq", d.values[0], id=f"AttentionSeq2seq-{d.id}", marks=d.marks)
+                 for d in DEVICES] + [pytest.param(m, d, id=f"{m}-{d}") for m in ("Seq2seq", "PeekySeq2seq")
+                                      for d in ("numpy", "strict-device1")]
+
+
+def ids(rng, *shape):
+    return rng.integers(0, V, shape)
+
+
+def test_builders_have_the_books_parameters_in_its_order():
+    """The shapes of each book model's ``params`` list, read from its constructor (ch06, ch07, ch08)."""
+    lstm = lambda d: [(d, 4 * H), (H, 4 * H), (4 * H,)]  # noqa: E731
+    expected = {
+        "Rnnlm": [(V, D), *lstm(D), (H, V), (V,)],
+        "BetterRnnlm": [(V, H), *lstm(H), *lstm(H), (V,)],  # the tied output matrix is the embedding
+        "Seq2seq": [(V, D), *lstm(D), (V, D), *lstm(D), (H, V), (V,)],
+        "PeekySeq2seq": [(V, D), *lstm(D), (V, D), *lstm(H + D), (2 * H, V), (V,)],
+        "AttentionSeq2seq": [(V, D), *lstm(D), (V, D), *lstm(D), (2 * H, V), (V,)],
+    }
+    for name, build in xn.book.BOOK2_MODELS.items():
+        model = build(V, H, H) if name == "BetterRnnlm" else build(V, D, H)
+        assert [tuple(p.shape) for p in model.parameters()] == expected[name], name
+
+
+@pytest.mark.parametrize("name, device", MODEL_DEVICES)
+def test_seq2seq_gradcheck(name, device, rng):
+    """Every parameter's gradient, the encoder's included: the decoder hands the state's gradient back by hand."""
+    dev = DEVICE_MAKERS[device]()
+    xn.init.seed(0)
+    model = SEQ2SEQ[name](V, D, H).to(dev, dtype="float64")
+    xs, ts = xn.to_device(ids(rng, 2, 4), dev), xn.to_device(ids(rng, 2, 3), dev)
+    report = assert_gradients_ok(model, (xs, ts), xn.to_device(ids(rng, 2, 3), dev),
+                                 loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=6)
+    assert {row.name for row in report.rows} == set(model.named_params())
+
+
+def test_planted_bug_a_forgotten_state_gradient_is_caught(rng, monkeypatch):
+    from xpnet.models import seq2seq
+
+    monkeypatch.setattr(seq2seq, "_at_last_step", lambda dh, steps: 0 * seq2seq.namespace(dh).zeros(
+        (dh.shape[0], steps, dh.shape[1]), dtype=dh.dtype))
+    xn.init.seed(0)
+    model = xn.book.seq2seq(V, D, H).to("cpu", dtype="float64")
+    report = xn.gradcheck(model, (ids(rng, 2, 4), ids(rng, 2, 3)), ids(rng, 2, 3), loss=xn.losses.SoftmaxCrossEntropy(),
+                          max_entries=12)
+    assert not report.ok
+    assert {row.name for row in report.rows if not row.ok} >= {"encoder.lstm.Wx", "encoder.embed.W"}
+
+
+def test_language_model_gradcheck_with_tied_weights(dev, rng):
+    xn.init.seed(0)
+    model = xn.book.better_rnnlm(V, H, H, dropout_ratio=0.0).to(dev, dtype="float64")
+    x, t = xn.to_device(ids(rng, 2, 3), dev), xn.to_device(ids(rng, 2, 3), dev)
+    report = assert_gradients_ok(model, x, t, loss=xn.losses.SoftmaxCrossEntropy(), rtol=1e-5, max_entries=6)
+    assert {row.name for row in report.rows} == set(model.named_params())
+
+
+@pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
+def test_tied_weights_are_one_parameter_and_get_one_update(name, rng):
+    """Every optimizer moves the shared matrix as it moves one parameter with that gradient (not twice)."""
+    xn.init.seed(0)
+    model = xn.book.better_rnnlm(V, H, H, dropout_ratio=0.0).to("cpu", dtype="float64")
+    embed, out = model.layers[0], model.layers[-1]
+    assert isinstance(out, TiedLinear) and out.embedding is embed
+    assert [k for k in model.named_params() if k.endswith(".W")] == ["layers.0.W"]
+    loss = xn.losses.SoftmaxCrossEntropy()
+    loss.forward(model.forward(ids(rng, 2, 3)), ids(rng, 2, 3))
+    model.backward(loss.backward())
+    alone = xn.Sequential(xn.layers.Embedding(V, H, dtype="float64"))
+    alone.layers[0].params["W"] = np.array(embed.params["W"], copy=True)
+    alone.layers[0].grads["W"] = np.array(embed.grads["W"], copy=True)
+    shared, single = xn.optim.get(name), xn.optim.get(name)
+    shared.step(model)
+    single.step(alone)
+    np.testing.assert_allclose(embed.params["W"], alone.layers[0].params["W"], rtol=1e-12, atol=1e-15)
+    assert out.embedding.params["W"] is embed.params["W"]
+    assert sum(np.asarray(v).size for v in model.state_dict().values()) == \
+        sum(np.asarray(p).size for p in model.parameters())
+
+
+def test_tied_gradient_is_the_sum_whichever_backward_runs_first(rng):
+    xn.init.seed(0)
+    model = xn.book.better_rnnlm(V, H, H, dropout_ratio=0.0).to("cpu", dtype="float64")
+    embed, out = model.layers[0], model.layers[-1]
+    x = ids(rng, 2, 3)
+    e = embed.forward(x)
+    dy = rng.standard_normal((2, 3, V))
+    out.forward(e)
+    dx = out.backward(dy)
+    embed.backward(dx)
+    first = np.array(embed.grads["W"], copy=True)
+    e = embed.forward(x)
+    out.forward(e)
+    embed.backward(dx)  # the embedding's own share first, then the output layer's is added
+    out.backward(dy)
+    np.testing.assert_allclose(embed.grads["W"], first, rtol=1e-12)
+    own = np.zeros((V, H))
+    np.add.at(own, x.reshape(-1), dx.reshape(-1, H))
+    np.testing.assert_allclose(first, own + dy.reshape(-1, V).T @ e.reshape(-1, H), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, device", MODEL_DEVICES)
+def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(name, device, rng):
+    """Each row's answer equals feeding the argmax back one step at a time through forward (teacher forcing
+    with the model's own answers), the book's generate for one question."""
+    dev = DEVICE_MAKERS[device]()
+    xn.init.seed(3)
+    model = SEQ2SEQ[name](V, D, H).to(dev, dtype="float64")
+    xs = ids(rng, 3, 5)
+    out = xn.to_numpy(model.generate(xs, 2, 4))
+    assert out.shape == (3, 4)
+    for row in range(3):
+        answer = [2]
+        for _ in range(4):
+            scores = xn.to_numpy(model.predict(xs[row:row + 1], np.array([answer])))
+            answer.append(int(np.argmax(scores[0, -1])))
+        assert out[row].tolist() == answer[1:]
+
+
+def test_exact_match_counts_whole_answers(rng):
+    xn.init.seed(3)
+    model = xn.book.peeky_seq2seq(V, D, H)
+    xs = ids(rng, 6, 5)
+    ts = np.concatenate([np.full((6, 1), 2), xn.to_numpy(model.generate(xs, 2, 3))], axis=1)
+    ts[1, 2] = (ts[1, 2] + 1) % V
+    assert model.exact_match(xs, ts, batch_size=4) == pytest.approx(5 / 6)
+
+
+def test_sampling_is_seeded_and_temperature_zero_is_greedy(dev, rng):
+    xn.init.seed(4)
+    model = xn.book.rnnlm(V, D, H).to(dev)
+    a = xn.to_numpy(model.generate([1, 2], 12, seed=7))
+    assert a.shape == (1, 12) and a.min() >= 0 and a.max() < V
+    np.testing.assert_array_equal(a, xn.to_numpy(model.generate([1, 2], 12, seed=7)))
+    assert not np.array_equal(a, xn.to_numpy(model.generate([1, 2], 12, seed=8)))
+    assert 3 not in xn.to_numpy(model.generate([[1], [2], [3]], 12, seed=1, skip_ids=[3]))
+    greedy = xn.to_numpy(model.generate([1, 2], 4, temperature=0))
+    prompt = [1, 2]
+    for _ in range(4):
+        model.reset_state()
+        prompt.append(int(np.argmax(xn.to_numpy(model.predict(np.array([prompt])))[0, -1])))
+    assert greedy[0].tolist() == prompt[2:]
+
+
+def test_sampling_follows_the_softmax(rng):
+    """With a model whose every step scores the same, the draws' frequencies are softmax(scores / T)."""
+    model = xn.book.rnnlm(3, 2, 2, dtype="float64")
+    model.layers[-1].params["W"][...] = 0.0
+    model.layers[-1].params["b"][...] = [0.0, 1.0, 2.0]
+    draws = xn.to_numpy(model.generate(np.zeros((4000, 1), dtype=np.int64), 1, temperature=2.0, seed=0))
+    p = np.exp(np.array([0.0, 0.5, 1.0]))
+    np.testing.assert_allclose(np.bincount(draws.ravel(), minlength=3) / 4000, p / p.sum(), atol=0.03)
+
+
+def test_predict_summary_and_train_take_integer_ids(rng):
+    xn.init.seed(5)
+    model = xn.book.attention_seq2seq(V, D, H)
+    xs, ts = ids(rng, 8, 5), ids(rng, 8, 4)
+    assert xn.to_numpy(model.predict(xs, ts[:, :-1])).shape == (8, 3, V)
+    table = model.summary(input_shape=[(5,), (3,)])
+    assert "(N, 3, 9)" in table and "(N, 5, 6)" in table
+    history = xn.train(model, ((xs, ts[:, :-1]), ts[:, 1:]), loss="cross_entropy", optimizer="adam", epochs=2,
+                       batch_size=4, progress=False)
+    assert history.epochs[-1]["train_perplexity"] == pytest.approx(np.exp(history.epochs[-1]["train_loss"]))
+    lm = xn.Sequential(xn.layers.Embedding(V, D), xn.layers.LSTM(D, H), xn.layers.Linear(H, V))
+    assert xn.to_numpy(lm.predict(ids(rng, 2, 7))).shape == (2, 7, V)
+    assert "(N, 7, 9)" in lm.summary(input_shape=(7,))
+    with pytest.raises(TypeError, match="integer input"):
+        xn.Sequential(xn.layers.Linear(3, 2)).predict(np.ones((2, 3), dtype=np.int64))
+
+
+def test_sequence_labels_out_of_range_are_refused_before_training(rng):
+    model = xn.book.seq2seq(V, D, H)
+    xs, ts = ids(rng, 8, 5), ids(rng, 8, 4)
+    ts[3, 2] = V
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 9\)"):
+        xn.train(model, ((xs, ts[:, :-1]), ts[:, 1:]), loss="cross_entropy", optimizer="adam", epochs=1,
+                 batch_size=4, progress=False)
+    with pytest.raises(ValueError, match=r"integer labels of shape \(N, 3\)"):
+        xn.train(model, ((xs, ts[:, :-1]), ts[:, 2:]), loss="cross_entropy", optimizer="adam", epochs=1,
+                 batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize("name", [*SEQ2SEQ, "BetterRnnlm"])
+def test_models_save_and_load(tmp_path, name, rng):
+    xn.init.seed(6)
+    model = xn.book.better_rnnlm(V, H, H) if name == "BetterRnnlm" else SEQ2SEQ[name](V, D, H)
+    path = tmp_path / "m.npz"
+    xn.save(model, path)
+    again = xn.load(path)
+    assert type(again) is type(model) and list(again.state_dict()) == list(model.state_dict())
+    x = ids(rng, 2, 5)
+    inputs = (x,) if name == "BetterRnnlm" else (x, ids(rng, 2, 3))
+    np.testing.assert_array_equal(xn.to_numpy(again.predict(*inputs)), xn.to_numpy(model.predict(*inputs)))
+    if name == "BetterRnnlm":
+        assert again.layers[-1].embedding is again.layers[0]

@@ -1,0 +1,66 @@
+"""TiedLinear: an output layer that shares an Embedding's matrix (weight tying, the book's BetterRnnlm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import init as _init
+from .._user import flag
+from .base import Layer
+from .embedding import Embedding
+
+
+class TiedLinear(Layer):
+    """y = x @ embedding.W.T + b: scores over the embedding's vocabulary from its own matrix.
+
+    x: (..., embedding_dim) -> y: (..., num_embeddings). The weight is the embedding's ``W``
+    (num_embeddings, embedding_dim), read at each forward, so it is one parameter held by two layers:
+    ``named_params()`` lists it once (under the embedding), every optimizer updates it once, files
+    save it once, and its gradient is the sum of both layers' (this layer adds its share through
+    ``embedding.add_shared_grad``, whichever backward runs first). params: b (num_embeddings,) only.
+    The book's ``TimeAffine(embed_W.T, b)``; PyTorch's ``decoder.weight = encoder.weight``.
+    Caches the input as a matrix and its shape. The embedding must also be part of the model (it is
+    not a child of this layer).
+    """
+
+    def __init__(self, embedding: Embedding, bias: bool = True):
+        super().__init__()
+        if not isinstance(embedding, Embedding):
+            raise TypeError(f"TiedLinear: expected the xn.layers.Embedding whose matrix it shares, got "
+                            f"{type(embedding).__name__}")
+        self.embedding = embedding
+        self.in_features, self.out_features = embedding.embedding_dim, embedding.num_embeddings
+        self.bias = flag(bias, self.name, "bias")
+        if self.bias:
+            self.params["b"] = _init.zeros((self.out_features,), dtype=embedding.dtype)
+        self._x = None
+        self._shape = None
+
+    def __repr__(self) -> str:
+        return f"{self.name}(embedding={self.embedding!r}{'' if self.bias else ', bias=False'})"
+
+    def config(self) -> dict[str, Any]:
+        raise TypeError("TiedLinear: a layer that shares another layer's matrix is saved as part of an xn.Model "
+                        "whose constructor makes the tie (e.g. xn.book.better_rnnlm), not of an xn.Sequential")
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        xp = self._check_float(x)
+        W = self.embedding.params["W"]
+        self._check_like_params(x)
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(f"TiedLinear: expected input of shape (..., {self.in_features}), got {tuple(x.shape)}")
+        self._shape = tuple(x.shape)
+        self._x = xp.reshape(x, (-1, self.in_features))
+        y = self._x @ xp.permute_dims(W, (1, 0))
+        if self.bias:
+            y = y + self.params["b"]
+        return xp.reshape(y, (*x.shape[:-1], self.out_features))
+
+    def backward(self, dy: Any) -> Any:
+        x2 = self._need(self._x)
+        xp = self._check_grad(dy, (*self._shape[:-1], self.out_features))
+        dy2 = xp.reshape(dy, (x2.shape[0], self.out_features))
+        if self.bias:
+            self.grads["b"] = xp.sum(dy2, axis=0)
+        self.embedding.add_shared_grad(xp.permute_dims(dy2, (1, 0)) @ x2)
+        return xp.reshape(dy2 @ self.embedding.params["W"], self._shape)

@@ -1,0 +1,116 @@
+"""``LanguageModel``: stacked LSTMs over word (or character) ids, the book's ``Rnnlm`` and
+``BetterRnnlm``, and sampling text from it.
+
+ids (N, T) -> Embedding -> [Dropout] -> (LSTM -> [Dropout]) x num_layers -> Linear (or TiedLinear,
+weight tying) -> scores (N, T, vocab_size). The LSTMs are stateful: trained over a
+``xn.datasets.TokenStream`` by ``xn.train`` (truncated backpropagation through time), each batch
+continues the state of the one before; ``reset_state()`` starts from zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._user import is_int
+from ..backend import no_autograd, to_device, to_numpy
+from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
+from ..layers.container import mode
+from .model import Model
+
+__all__ = ["LanguageModel"]
+
+
+class LanguageModel(Model):
+    """``LanguageModel(vocab_size, wordvec_size, hidden_size, num_layers=1, dropout=0.0, tie_weights=False)``.
+
+    forward(ids (N, T), train=True) -> scores (N, T, vocab_size); backward(dscores) returns None (ids
+    have no gradient). ``layers`` holds the layers in order (``"layers.0.W"`` is the embedding).
+    ``dropout`` > 0 puts a Dropout (inverted, as the book's TimeDropout) after the embedding and after
+    each LSTM; ``tie_weights=True`` makes the output layer a :class:`~xpnet.layers.TiedLinear` of the
+    embedding (needs ``wordvec_size == hidden_size``). Weights start as the book's.
+    """
+
+    def __init__(self, vocab_size: int, wordvec_size: int, hidden_size: int, num_layers: int = 1,
+                 dropout: float = 0.0, tie_weights: bool = False, dtype: str = "float32"):
+        super().__init__()
+        if not is_int(num_layers) or num_layers < 1:
+            raise ValueError(f"LanguageModel: num_layers must be an int >= 1, got {num_layers!r}")
+        if tie_weights and wordvec_size != hidden_size:
+            raise ValueError(f"LanguageModel: tie_weights needs wordvec_size == hidden_size, got {wordvec_size} and "
+                             f"{hidden_size}")
+        embed = Embedding(vocab_size, wordvec_size, dtype=dtype)
+        layers: list[Any] = [embed]
+        for i in range(num_layers):
+            layers += [Dropout(dropout)] if dropout else []
+            layers.append(LSTM(wordvec_size if i == 0 else hidden_size, hidden_size, stateful=True, dtype=dtype))
+        layers += [Dropout(dropout)] if dropout else []
+        layers.append(TiedLinear(embed) if tie_weights else Linear(hidden_size, vocab_size, init="sigmoid",
+                                                                   dtype=dtype))
+        self.layers = layers
+
+    @property
+    def lstms(self) -> list[LSTM]:
+        return [layer for layer in self.layers if isinstance(layer, LSTM)]
+
+    def reset_state(self) -> None:
+        """The next forward starts every LSTM from zeros (the book's ``model.reset_state()``)."""
+        for lstm in self.lstms:
+            lstm.reset_state()
+
+    def forward(self, ids: Any, train: bool = True) -> Any:
+        for layer in self.layers:
+            ids = layer.forward(ids, train=train)
+        return ids
+
+    def backward(self, dscore: Any) -> None:
+        for layer in reversed(self.layers):
+            dscore = layer.backward(dscore)
+
+    def generate(self, start_ids: Any, length: int, temperature: float = 1.0, seed: int | None = None,
+                 skip_ids: Any = ()) -> Any:
+        """Sample ``length`` ids after the prompt ``start_ids`` (an int, a list of ids, or (N, T0) ids for
+        N samples at once): each next id is drawn from softmax(scores / temperature), ``temperature=0``
+        takes the most likely (greedy). Returns ids (N, length) on the model's device.
+
+        The state is reset before the prompt and after sampling. Ids in ``skip_ids`` (e.g. ``<unk>``)
+        are never drawn (the book's ``RnnlmGen`` skips them by drawing again). Random numbers come from
+        ``numpy.random.default_rng(seed)`` on the host: the same seed gives the same text on every device.
+        """
+        if not is_int(length) or length < 1:
+            raise ValueError(f"{self.name}.generate: length must be an int >= 1, got {length!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+            raise ValueError(f"{self.name}.generate: temperature must be a number >= 0, got {temperature!r}")
+        dev, vocab = self.device, self.layers[0].num_embeddings
+        xp = dev.xp
+        prompt = to_numpy(start_ids) if hasattr(start_ids, "shape") else np.asarray(start_ids)
+        prompt = prompt.reshape(1, -1) if prompt.ndim < 2 else prompt
+        if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype.kind not in "iu":
+            raise ValueError(f"{self.name}.generate: start_ids must be an int, a list of ids or (N, T) ids, got "
+                             f"{start_ids!r}")
+        rng = np.random.default_rng(seed)
+        banned = np.zeros(vocab, dtype=bool)
+        banned[np.asarray(skip_ids, dtype=np.int64)] = True
+        penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=self.dtype)
+        index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+        ids = xp.astype(to_device(prompt, dev), index)
+        out = []
+        self.reset_state()
+        try:
+            with dev.activate(), mode(self, False), no_autograd(xp):
+                for _ in range(length):
+                    score = self.forward(ids, train=False)[:, -1, :] + penalty
+                    if temperature == 0:
+                        ids = xp.argmax(score, axis=1)
+                    else:
+                        z = score / temperature
+                        e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
+                        cdf = xp.cumulative_sum(e / xp.sum(e, axis=1, keepdims=True), axis=1)
+                        u = to_device(rng.random((prompt.shape[0], 1)), dev, dtype=self.dtype)
+                        ids = xp.clip(xp.sum(xp.astype(cdf < u, index), axis=1), 0, vocab - 1)
+                    ids = xp.astype(ids, index)[:, None]
+                    out.append(ids)
+        finally:
+            self.reset_state()
+        return xp.concat(out, axis=1)

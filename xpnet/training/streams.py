@@ -1,0 +1,105 @@
+"""``xn.train`` over a ``xn.datasets.TokenStream``: truncated backpropagation through time, the book's
+``RnnlmTrainer``, and perplexity for sequence models.
+
+How a run over a stream goes:
+
+1. The stream's ids move to the device once. Its first batch stands for the data in the checks
+   before training (the model's output against the loss); every id is checked against the output
+   width once.
+2. Epoch e (counting from 1) is the stream's epoch e - 1: ``batch_size`` rows read the corpus from
+   their own offsets, ``time_size`` ids per step, each batch continuing where the one before stopped
+   (one counter over the run, as the book's ``fit(max_epoch=...)``). Every recurrent layer's state is
+   reset at the start of the epoch (the book's ``model.reset_state()`` between epochs), and so also
+   when the guard replays an epoch or a resumed run starts one; the stateful layers carry it from
+   batch to batch within the epoch.
+3. With ``comm``, each rank takes its rows of every batch: a row's state stays on its rank, and the
+   all-reduced gradient is that of the whole batch.
+4. A validation stream is read once in evaluation mode, its state reset before and after (the book's
+   ``eval_perplexity`` between ``reset_state()`` calls).
+
+For any model trained with cross-entropy on sequences of ids (scores (N, T, C), labels (N, T)) the
+history and the epoch line give ``train_perplexity`` (and ``val_perplexity``): exp of the mean loss.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator
+
+from ..backend import Device, namespace
+from ..datasets.stream import TokenStream
+from ..layers.container import mode
+from ..losses import SoftmaxCrossEntropy
+
+__all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss"]
+
+
+def reset_states(model: Any) -> None:
+    """Every recurrent layer of ``model`` starts its next forward from zeros."""
+    for node in model.named_modules().values():
+        if callable(getattr(node, "reset_state", None)):
+            node.reset_state()
+
+
+def check_stream(stream: TokenStream, batch_size: Any, arg: str) -> TokenStream:
+    """The stream, after checking that ``batch_size`` (None or an int) agrees with it."""
+    if batch_size is not None and batch_size != stream.batch_size:
+        raise ValueError(f"{arg}: batch_size={batch_size!r} but the TokenStream cuts batches of {stream.batch_size} "
+                         "rows; pass batch_size=None (or the stream's) and set it on the stream")
+    return stream
+
+
+def check_ids(stream: TokenStream, classes: int, arg: str) -> None:
+    """Every id of the stream is a class of the model's output (one read from the device)."""
+    xp = stream.device.xp
+    lo, hi = int(xp.min(stream.ids)), int(xp.max(stream.ids))
+    if lo < 0 or hi >= classes:
+        raise ValueError(f"{arg}: the TokenStream's ids lie in [{lo}, {hi}], but the model scores {classes} classes "
+                         f"(ids in [0, {classes}))")
+
+
+class StreamBatches:
+    """A TokenStream as ``xn.train``'s batches on one rank: ``epoch(e)`` yields ``(x, t)`` for epoch e
+    (from 1), this rank's rows of each, after resetting the model's recurrent state. ``used``: the rows
+    of all ranks over an epoch, the count the loss's mean is taken over."""
+
+    def __init__(self, stream: TokenStream, model: Any, dev: Device, rank: int = 0, size: int = 1):
+        self.stream, self.model = stream.to(dev), model
+        b = stream.batch_size
+        self.lo, self.hi = b * rank // size, b * (rank + 1) // size
+        self.used = b * len(stream)
+
+    def __len__(self) -> int:
+        return len(self.stream)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        reset_states(self.model)
+        for x, t in self.stream.epoch(epoch - 1):
+            yield x[self.lo:self.hi, :], t[self.lo:self.hi, :]
+
+
+def evaluate_stream(trainer: Any, stream: TokenStream) -> float:
+    """The mean loss over one pass of ``stream`` in evaluation mode, this rank's rows, summed over ranks;
+    the model's recurrent state is reset before and after."""
+    xp, model, loss = trainer.dev.xp, trainer.model, trainer.loss
+    batches = StreamBatches(stream, model, trainer.dev, trainer.rank, trainer.size)
+    total = trainer.zeros(trainer.loss_sum_dtype())
+    with mode(model, False):
+        for x, t in batches.epoch(1):
+            value = loss.forward(model.forward(x, train=False), t, check=False)
+            total = total + xp.astype(value, total.dtype) * x.shape[0]
+    reset_states(model)
+    return float(trainer.reduce(total)) / batches.used
+
+
+def is_sequence_loss(loss: Any, y: Any) -> bool:
+    """Cross-entropy against integer labels with a time axis (N, T): a sequence model, with perplexity."""
+    return isinstance(loss, SoftmaxCrossEntropy) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
+
+
+def add_perplexity(logs: dict[str, Any]) -> None:
+    """``train_perplexity`` and ``val_perplexity``: exp of the mean losses (inf past exp's range)."""
+    for split in ("train", "val"):
+        value = logs.get(f"{split}_loss")
+        if value is not None:
+            logs[f"{split}_perplexity"] = math.exp(value) if value < 700 else math.inf
