@@ -301,3 +301,31 @@ def test_numpy_cross_entropy_sends_ignored_labels_and_smoothing_to_the_portable_
         np.testing.assert_array_equal(fast_dy, ref_dy)
         if ignore == -1:
             assert not fast_dy[2].any() and not fast_dy[4].any()  # ignored rows get no gradient
+
+
+@pytest.mark.parametrize("make", [lambda: xn.layers.RNN(5, 7), lambda: xn.layers.LSTM(5, 7),
+                                  lambda: xn.layers.GRU(5, 7), lambda: xn.layers.GRU(5, 7, convention="book")],
+                         ids=["rnn", "lstm", "gru", "gru-book"])
+def test_recurrent_backward_with_a_contiguous_transpose_equals_portable(make, rng):
+    """NumPy's fast path hands the time steps a contiguous copy of Wh.T (OpenBLAS is faster with it); the
+    gradients are the portable path's (through the transposed view), bit for bit."""
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    dhs = rng.standard_normal((3, 6, 7)).astype(np.float32)
+    results = []
+    for on in (True, False):
+        previous = backend.set_fast_paths(on)
+        try:
+            xn.init.seed(0)
+            layer = make()
+            layer.forward(x)
+            dx = layer.backward(dhs)
+            results.append((dx, dict(layer.grads), layer.dh))
+        finally:
+            backend.set_fast_paths(previous)
+    (dx, grads, dh), (ref_dx, ref_grads, ref_dh) = results
+    np.testing.assert_array_equal(dx, ref_dx)
+    np.testing.assert_array_equal(dh, ref_dh)
+    for k, g in grads.items():
+        np.testing.assert_array_equal(g, ref_grads[k])
+    assert backend.fast_path("transposed", np) is fast_numpy.transposed
+    assert fast_numpy.transposed(np.ones((2, 3), np.float32)).flags.c_contiguous

@@ -74,8 +74,15 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     return dy
 
 
+def transposed(W: Any) -> Any:
+    """W.T as a C-contiguous copy: OpenBLAS multiplies a short (20, 2600) matrix by it 1.7x faster than by
+    the transposed view (0.88 against 1.47 ms at H=650), with the same result."""
+    return np.ascontiguousarray(W.T)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("embedding_backward", embedding_backward)
     add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)
     add("cross_entropy_labels_backward", cross_entropy_labels_backward, accepts=_unweighted)
+    add("transposed", transposed)

@@ -37,7 +37,7 @@ _NUMBA_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", _NUMBA_OPS),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
-                                    "cross_entropy_labels_backward"))),
+                                    "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

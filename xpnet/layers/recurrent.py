@@ -22,9 +22,14 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
-from ..backend import namespace, to_device
+from ..backend import fast_path, namespace, to_device
 from . import cells
 from .base import Layer, positive_int
+
+
+def transposed(W: Any) -> Any:
+    """W (H, blocks * H) transposed, as a view (NumPy's fast path makes a contiguous copy)."""
+    return W.T
 
 
 class _Recurrent(Layer):
@@ -46,6 +51,7 @@ class _Recurrent(Layer):
             self.params[name] = _init.zeros((width,), dtype=dtype)
         self._state: tuple[Any, ...] | None = None
         self._cache = None
+        self._WhT = None  # Wh transposed, during a backward only
         self.dh = None
 
     def bias_names(self) -> tuple[str, ...]:
@@ -137,6 +143,8 @@ class _Recurrent(Layer):
                              f"got {tuple(dhs.shape)}")
         daxs, dahs = [None] * steps, [None] * steps
         dstate = None
+        # Wh transposed, once: the steps' dh_prev products (a contiguous copy on NumPy's fast path).
+        self._WhT = fast_path("transposed", xp, transposed)(self.params["Wh"])
         for t in reversed(range(steps)):
             daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
@@ -144,6 +152,7 @@ class _Recurrent(Layer):
         self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
         self._hidden_grads(xp, h_prev, dax, dahs, caches)
+        self._WhT = None
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, grad)
         return xp.reshape(dax @ self.params["Wx"].T, (n, steps, self.input_size))
@@ -175,7 +184,7 @@ class RNN(_Recurrent):
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = cells.rnn_step_backward(dh, cache, self.params["Wh"])
+        dax, dah, dh_prev = cells.rnn_step_backward(dh, cache, self._WhT)
         return dax, dah, (dh_prev,)
 
 
@@ -209,7 +218,7 @@ class LSTM(_Recurrent):
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
-        dax, dah, dh_prev, dc_prev = cells.lstm_step_backward(dh, dc, cache, self.params["Wh"])
+        dax, dah, dh_prev, dc_prev = cells.lstm_step_backward(dh, dc, cache, self._WhT)
         return dax, dah, (dh_prev, dc_prev)
 
 
@@ -251,8 +260,10 @@ class GRU(_Recurrent):
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
-        step = cells.gru_step_backward if self.convention == "pytorch" else cells.gru_book_step_backward
-        dax, dah, dh_prev = step(dh, cache, self.params["Wh"])
+        if self.convention == "pytorch":
+            dax, dah, dh_prev = cells.gru_step_backward(dh, cache, self._WhT)
+        else:  # the book's GRU multiplies by column blocks of Wh
+            dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
         return dax, dah, (dh_prev,)
 
     def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
