@@ -47,8 +47,8 @@ import numpy as np
 
 from . import losses as _losses
 from ._user import flag, seed as _seed, warn
-from .backend import (CPU, Device, XpnetDeviceWarning, device_of, namespace, no_autograd, set_at, set_rng_state,
-                      to_device, to_numpy)
+from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd, set_at,
+                      set_rng_state, to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .layers.container import Watcher, watch
@@ -278,14 +278,14 @@ class _Mutations(Watcher):
         self.before: list[np.ndarray] = []  # host copies of what the running layer was given
 
     def before_forward(self, name: str, layer: Layer, xs: tuple[Any, ...]) -> None:
-        self.before = [_host_copy(x) for x in xs]
+        self.before = [host_copy(x) for x in xs]
 
     def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:
         for before, x in zip(self.before, xs):
             self.rows += _mutation_row(name, layer, before, x, "forward wrote into its input x")
 
     def before_backward(self, name: str, layer: Layer, dy: Any) -> None:
-        self.before = [_host_copy(dy)]
+        self.before = [host_copy(dy)]
 
     def backward(self, name: str, layer: Layer, dy: Any, dx: Any) -> None:
         self.rows += _mutation_row(name, layer, self.before[0], dy, "backward wrote into its incoming gradient dy")
@@ -366,10 +366,6 @@ def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, 
 
 def _broken_row(name: str, shape: tuple[int, ...], status: str, checked: int = 0) -> GradcheckRow:
     return GradcheckRow(name, shape, checked, math.nan, math.nan, None, math.nan, math.nan, 0, status)
-
-
-def _host_copy(a: Any) -> np.ndarray:
-    return np.array(to_numpy(a), copy=True)
 
 
 def _mutation_row(prefix: str, layer: Layer, before: np.ndarray, array: Any, what: str) -> list[GradcheckRow]:

@@ -136,8 +136,10 @@ class SoftmaxCrossEntropy(Loss):
             raise TypeError(f"{self.name}: labels of shape {shape} must be integer class indices, got dtype "
                             f"{t.dtype}; pass one-hot rows of the logits' shape (..., {c}) for soft targets")
         labels = t if t.ndim == 1 else xp.reshape(t, (m,))
+        if not (check and m):
+            return labels
         valid = labels != self.ignore_index
-        if check and m and bool(xp.any(valid & ((labels < 0) | (labels >= c)))):
+        if bool(xp.any(valid & ((labels < 0) | (labels >= c)))):
             low = int(xp.min(xp.where(valid, labels, xp.full_like(labels, c - 1))))
             high = int(xp.max(xp.where(valid, labels, xp.zeros_like(labels))))
             raise ValueError(f"{self.name}: labels must lie in [0, {c}) (or equal ignore_index={self.ignore_index}), "

@@ -16,7 +16,7 @@ stand on it, never the other way round.
 """
 
 from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device, device_of, dtype_name,
-                      float_dtype_name, plain_array, same_device, to_device, to_numpy, writable)
+                      float_dtype_name, host_copy, plain_array, same_device, to_device, to_numpy, writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
                          update_rule)
@@ -38,6 +38,7 @@ __all__ = [
     "dtype_name",
     "fast_path",
     "float_dtype_name",
+    "host_copy",
     "into",
     "isdtype",
     "namespace",

@@ -315,6 +315,11 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
+def host_copy(a: Any) -> np.ndarray:
+    """A NumPy copy of array ``a`` of any backend, owned by the caller (never a view of ``a``)."""
+    return np.array(to_numpy(a), copy=True)
+
+
 def plain_array(a: Any, arg: str) -> Any:
     """``a`` with NumPy's subclasses as plain ``ndarray`` views, sharing their memory: an ``np.memmap``
     (or ``np.load(..., mmap_mode="r")``) is still read from its file, row by row as batches need it.

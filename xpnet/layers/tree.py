@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, NamedTuple
 
-import numpy as np
-
-from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, namespace, to_device, to_numpy,
-                       writable)
+from .._user import flag
+from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
+                       to_device, writable)
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys"]
 
@@ -157,20 +156,21 @@ class Tree:
     def train(self, mode: bool = True) -> Any:
         """Set the mode of every node: ``model(x)`` then runs in training mode (``mode=True``) or in
         evaluation mode (Dropout off, BatchNorm's running statistics). Returns the model."""
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"{type(self).__name__}.train: mode must be True or False, got {mode!r} "
-                            "(xn.train(model, ...) trains a model)")
+        try:
+            mode = flag(mode, f"{type(self).__name__}.train", "mode")
+        except TypeError as exc:
+            raise TypeError(f"{exc} (xn.train(model, ...) trains a model)") from None
         for node in self.named_modules().values():
-            node.training = bool(mode)
+            node.training = mode
         return self
 
     def eval(self) -> Any:
         """``train(False)``: ``model(x)`` is inference from now on. Returns the model."""
         return self.train(False)
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> dict[str, Any]:
         """Every parameter and buffer by dotted name, as host (NumPy) copies (PyTorch's name)."""
-        return {k: np.array(to_numpy(v), copy=True) for k, v in self.state().items()}
+        return {k: host_copy(v) for k, v in self.state().items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Put the arrays of ``state_dict`` (host or device arrays, by dotted name) into the model, each
