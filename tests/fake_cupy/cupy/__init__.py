@@ -20,7 +20,8 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   fake array (``__array__``): host arrays and host copies do not pass unseen.
 - No ``vecdot`` (not in CuPy 14: array-api-compat falls back to a batched ``matmul``).
 - ``ElementwiseKernel`` runs its body (plain arithmetic, one statement per ``;``) as NumPy statements,
-  ``ReductionKernel`` its map expression summed (``a + b`` reductions only).
+  ``ReductionKernel`` its map expression summed (``a + b`` reductions only), ``RawKernel`` its CUDA source
+  compiled by the host's C++ compiler with the threads run one after another (:mod:`cupy._raw`).
 
 ``FAKE_CUPY_DEVICES`` sets the number of GPUs (default 1), ``FAKE_CUPY_SMS`` their multiprocessors (132);
 ``FAKE_CUPY_IMPORT_WARNING=1`` makes ``import cupy`` warn (a RuntimeWarning), as an install may.
@@ -306,6 +307,8 @@ class ReductionKernel:
         mapped = eval(self.map_expr, {"sqrt": _np.sqrt}, scope)  # noqa: S307 - the package's own kernels
         return _wrap(_np.sum(mapped, axis=axis, keepdims=keepdims, dtype=args[0].dtype))
 
+
+from ._raw import RawKernel  # noqa: E402, F401 - needs ndarray and _check above
 
 lib = _types.SimpleNamespace(stride_tricks=_types.SimpleNamespace(
     as_strided=_function("as_strided", _np.lib.stride_tricks.as_strided)))
