@@ -1,6 +1,7 @@
 """xn.train over a TokenStream (truncated BPTT, the book's RnnlmTrainer), gradient clipping by global norm
 (against torch.nn.utils.clip_grad_norm_), perplexity, resume and the NaN guard on streams."""
 
+import copy
 import math
 
 import numpy as np
@@ -103,6 +104,35 @@ def test_validation_stream_gives_the_mean_loss_from_a_reset_state(rng):
         values.append(float(loss.forward(model.forward(x, train=False), t)))
     assert history.epochs[0]["val_loss"] == pytest.approx(np.mean(values), rel=1e-12)
     assert history.epochs[0]["val_perplexity"] == pytest.approx(math.exp(np.mean(values)), rel=1e-12)
+
+
+def test_evaluate_reads_a_stream_as_training_reads_a_validation_stream(rng):
+    ids, val_ids = corpus(rng), corpus(rng, 120)
+    model = lm()
+    history = xn.train(model, xn.datasets.TokenStream(ids, B, T), validation=xn.datasets.TokenStream(val_ids, 2, T),
+                       loss="cross_entropy", optimizer=xn.optim.SGD(1.0), epochs=1, progress=False)
+    result = xn.evaluate(model, xn.datasets.TokenStream(val_ids, 2, T), loss="cross_entropy")
+    assert result["loss"] == pytest.approx(history.epochs[0]["val_loss"], rel=1e-12)
+    assert result["perplexity"] == pytest.approx(history.epochs[0]["val_perplexity"], rel=1e-12)
+    assert result["accuracy"] is None
+    with pytest.raises(ValueError, match="batch_size=3 but the TokenStream cuts batches of 2"):
+        xn.evaluate(model, xn.datasets.TokenStream(val_ids, 2, T), loss="cross_entropy", batch_size=3)
+    with pytest.raises(ValueError, match=r"evaluate data: the TokenStream's ids lie in \[0, 13\]"):
+        xn.evaluate(model, xn.datasets.TokenStream(np.append(val_ids, V), 2, T), loss="cross_entropy")
+
+
+def test_evaluate_on_a_pair_starts_from_a_stateful_models_carried_state(rng):
+    """The one-row probe that checks the data against the model neither fails on the state carried from
+    training (4 rows) nor moves it: the evaluation continues where training stopped."""
+    model = lm()
+    xn.train(model, xn.datasets.TokenStream(corpus(rng), B, T), loss="cross_entropy", optimizer="sgd", epochs=1,
+             progress=False)
+    x, t = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
+    twin = copy.deepcopy(model)
+    expected = float(xn.losses.SoftmaxCrossEntropy().forward(twin.forward(x, train=False), t))
+    result = xn.evaluate(model, (x, t), loss="cross_entropy")
+    assert result["loss"] == pytest.approx(expected, rel=1e-12)
+    assert result["perplexity"] == pytest.approx(math.exp(expected), rel=1e-12)
 
 
 def test_epoch_line_shows_perplexity(rng, capsys):

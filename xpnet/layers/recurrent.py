@@ -19,7 +19,8 @@ adds to its own backward.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from .. import init as _init
 from ..backend import fast_path, namespace, to_device
@@ -30,6 +31,21 @@ from .base import Layer, positive_int
 def transposed(W: Any) -> Any:
     """W (H, blocks * H) transposed, as a view (NumPy's fast path makes a contiguous copy)."""
     return W.T
+
+
+@contextmanager
+def probe_states(model: Any) -> Iterator[None]:
+    """Within: every recurrent layer of ``model`` starts from zeros (a one-row probe forward fits);
+    after: each holds the state and backward cache it had, so the probe leaves no trace."""
+    layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
+    kept = [(node._state, node._cache) for node in layers]
+    for node in layers:
+        node._state = None
+    try:
+        yield
+    finally:
+        for node, (state, cache) in zip(layers, kept):
+            node._state, node._cache = state, cache
 
 
 class _Recurrent(Layer):

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
+from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from ..models.model import is_ids
 from .preflight import check_data
@@ -90,7 +91,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     y = to_device(y, dev)
     probes = [a[0:1, ...] for a in xs]
     try:
-        with mode(model, False):
+        with mode(model, False), probe_states(model):  # a stateful model's carried state stays
             out_shape = tuple(model.forward(*probes, train=False).shape)
     except XpnetDeviceError:
         raise  # x was put on the model's device here: a device mismatch is not the data's shape

@@ -213,7 +213,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         optimizer.to(dev)
         x, y, classes = prepare(x, y, model, loss, dev, "train data")
         if stream is not None:
-            check_ids(stream, int(model.forward(x[0:1, ...], train=False).shape[-1]), "train data")
+            check_ids(stream, model, x, "train data")
         check_single_samples(model, x, n, batch_size, 1 if comm is None else int(comm.size), drop_last)
         classify = classes is not None
         if val is not None:
@@ -330,10 +330,16 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
     ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
+
+    ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
+    validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
+    stream's). For cross-entropy over sequences of ids (a stream, or labels (N, T)) the result also holds
+    ``"perplexity"``, exp of the mean loss.
     """
     check_model(model, "evaluate")
     loss = _get_loss(loss)
-    x, y = pair(data, "evaluate data")
+    stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
+    x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
     dev = model.device
     common_device({"model": dev, **_named_inputs("x", x), "y": y})
@@ -343,6 +349,13 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
         trainer.threads = tuner
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
-            value, accuracy = trainer.evaluate(x, y, classes, batch_size)
-    return {"loss": value, "accuracy": accuracy}
+            if stream is None:
+                value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+            else:
+                check_ids(stream, model, x, "evaluate data")
+                value, accuracy = evaluate_stream(trainer, stream), None
+    result = {"loss": value, "accuracy": accuracy}
+    if stream is not None or is_sequence_loss(loss, y):
+        add_perplexity(result, ("",))
+    return result
 

@@ -29,6 +29,7 @@ from typing import Any, Iterator
 from ..backend import Device, namespace
 from ..datasets.stream import TokenStream
 from ..layers.container import mode
+from ..layers.recurrent import probe_states
 from ..losses import SoftmaxCrossEntropy
 
 __all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss"]
@@ -49,8 +50,11 @@ def check_stream(stream: TokenStream, batch_size: Any, arg: str) -> TokenStream:
     return stream
 
 
-def check_ids(stream: TokenStream, classes: int, arg: str) -> None:
-    """Every id of the stream is a class of the model's output (one read from the device)."""
+def check_ids(stream: TokenStream, model: Any, x: Any, arg: str) -> None:
+    """Every id of the stream is a class of the model's output, whose width a one-row forward of the
+    batch ``x`` (on the model's device) tells; one read from the device. The model's state stays."""
+    with mode(model, False), probe_states(model):
+        classes = int(model.forward(x[0:1, ...], train=False).shape[-1])
     xp = stream.device.xp
     lo, hi = int(xp.min(stream.ids)), int(xp.max(stream.ids))
     if lo < 0 or hi >= classes:
@@ -97,9 +101,10 @@ def is_sequence_loss(loss: Any, y: Any) -> bool:
     return isinstance(loss, SoftmaxCrossEntropy) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
 
 
-def add_perplexity(logs: dict[str, Any]) -> None:
-    """``train_perplexity`` and ``val_perplexity``: exp of the mean losses (inf past exp's range)."""
-    for split in ("train", "val"):
-        value = logs.get(f"{split}_loss")
+def add_perplexity(logs: dict[str, Any], prefixes: tuple[str, ...] = ("train_", "val_")) -> None:
+    """``train_perplexity`` and ``val_perplexity`` (``perplexity`` from ``loss`` with the prefix ""): exp
+    of the mean losses (inf past exp's range)."""
+    for prefix in prefixes:
+        value = logs.get(f"{prefix}loss")
         if value is not None:
-            logs[f"{split}_perplexity"] = math.exp(value) if value < 700 else math.inf
+            logs[f"{prefix}perplexity"] = math.exp(value) if value < 700 else math.inf
