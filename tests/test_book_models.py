@@ -118,6 +118,34 @@ def test_tied_gradient_is_the_sum_whichever_backward_runs_first(rng):
     np.testing.assert_allclose(first, own + dy.reshape(-1, V).T @ e.reshape(-1, H), rtol=1e-12)
 
 
+def test_a_sequential_with_tied_weights_is_saved_once_and_loads_tied(tmp_path, rng):
+    """The file records the embedding once and the TiedLinear as a reference to it: after loading, the two
+    layers read one matrix again (an update through either moves both), and the outputs are the saved model's."""
+    xn.init.seed(0)
+    embed = xn.layers.Embedding(V, H, dtype="float64")
+    model = xn.Sequential(embed, xn.layers.LSTM(H, H, dtype="float64"), TiedLinear(embed))
+    model.save(tmp_path / "tied.npz")
+    loaded = xn.load(tmp_path / "tied.npz")
+    assert loaded[2].embedding is loaded[0]
+    assert sorted(loaded.state_dict()) == sorted(model.state_dict()) == ["0.W", "1.Wh", "1.Wx", "1.b", "2.b"]
+    x = ids(rng, 2, 3)
+    np.testing.assert_array_equal(xn.to_numpy(loaded.predict(x)), xn.to_numpy(model.predict(x)))
+    with pytest.raises(TypeError, match="reads the matrix of an Embedding that is not part of this model"):
+        xn.save(xn.Sequential(TiedLinear(embed)), tmp_path / "alone.npz")
+    assert not (tmp_path / "alone.npz").exists()
+
+
+def test_a_layer_placed_twice_is_one_layer_again_after_loading(tmp_path):
+    xn.init.seed(0)
+    block = xn.layers.Linear(4, 4)
+    model = xn.Sequential(block, xn.layers.ReLU(), block)
+    model.save(tmp_path / "twice.npz")
+    loaded = xn.load(tmp_path / "twice.npz")
+    assert loaded[0] is loaded[2]
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
 @pytest.mark.parametrize("name, device", MODEL_DEVICES)
 def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(name, device, rng):
     """Each row's answer equals feeding the argmax back one step at a time through forward (teacher forcing

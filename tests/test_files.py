@@ -51,6 +51,8 @@ def saved(tmp_path):
     (lambda a, m: m.update({"format": 3}), r"'format' is 3; this xpnet reads formats 1, 2"),
     (lambda a, m: m["layers"][0].update({"config": {"in_features": 4}}), r"layers\[0\] \(Linear\) cannot be built"),
     (lambda a, m: m.update({"layers": "Linear"}), r"field 'layers' is str"),
+    (lambda a, m: m["layers"].__setitem__(0, {"same_as": 0}), r"layers\[0\] is \{'same_as': 0\}, expected .* one of the 0 layers"),
+    (lambda a, m: m["layers"].__setitem__(3, {"same_as": True}), r"layers\[3\] is \{'same_as': True\}"),
 ])
 def test_load_checks_every_array_and_the_format_before_use(saved, change, message):
     """Issue 15, Files: xn.load checks shape, dtype, missing and extra names, and the format version

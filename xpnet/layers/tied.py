@@ -40,8 +40,8 @@ class TiedLinear(Layer):
         return f"{self.name}(embedding={self.embedding!r}{'' if self.bias else ', bias=False'})"
 
     def config(self) -> dict[str, Any]:
-        raise TypeError("TiedLinear: a layer that shares another layer's matrix is saved as part of an xn.Model "
-                        "whose constructor makes the tie (e.g. xn.book.better_rnnlm), not of an xn.Sequential")
+        """The embedding itself: a model file records it once and ties the two again on loading."""
+        return {"embedding": self.embedding, "bias": self.bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         xp = self._check_float(x)

@@ -21,6 +21,7 @@ from ..backend import to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
 from ..layers.records import from_record, to_record
+from ..layers.tied import TiedLinear
 from .model import Model
 from .sequential import Sequential
 
@@ -33,9 +34,16 @@ FORMATS = (1, 2)  # 1: a Sequential as its list of layers; 2: any model as the r
 
 def architecture(model: Any) -> dict[str, Any]:
     """The JSON record of ``model``'s architecture, with the format version it needs."""
+    modules = {id(node) for node in model.named_modules().values()}
+    for node in model.named_modules().values():
+        if isinstance(node, TiedLinear) and id(node.embedding) not in modules:
+            raise TypeError(f"{node.name} reads the matrix of an Embedding that is not part of this model, so "
+                            "the file could not hold it: save a model holding both (e.g. xn.Sequential(embedding, "
+                            "..., tied))")
+    seen: dict[int, int] = {}  # one record per layer object: a shared layer is written once
     if type(model) is Sequential:
-        return {"format": 1, "layers": [to_record(layer) for layer in model.layers]}
-    return {"format": 2, "model": to_record(model)}
+        return {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers]}
+    return {"format": 2, "model": to_record(model, seen)}
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
@@ -97,7 +105,8 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
                 layers = meta.get("layers")
                 if not isinstance(layers, list):
                     raise reader.error(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
-                return Sequential(*(from_record(d, f"layers[{i}]") for i, d in enumerate(layers)))
+                built: list[Any] = []
+                return Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
             model = from_record(meta.get("model"), "model")
         except ValueError as exc:
             if isinstance(exc, XpnetFileError):
