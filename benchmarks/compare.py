@@ -2,8 +2,9 @@
 
 Workloads: MLP 784-100-10, MLP 784-1000-1000-10, the CNN of benchmarks/cnn_epoch.py and a modern small
 CNN (two 3x3 conv-BatchNorm-ReLU-pool blocks, Dropout; no hand-written NumPy version), at batch
-100 and 1000, float32, SGD and Adam; below the table (on the CPU), the LSTM language model of
-benchmarks/lstm_lm.py at the book's BetterRnnlm sizes against PyTorch's nn.LSTM (ms per step).
+100 and 1000, float32, SGD and Adam; below the table, the LSTM language model of benchmarks/lstm_lm.py
+at the book's BetterRnnlm sizes against PyTorch's nn.LSTM (ms per step; with --device cuda on CuPy
+against PyTorch CUDA).
 Each implementation runs a fixed number of steps on random data of Fashion-MNIST's shape in this
 one process (best of --repeats, implementations interleaved)
 and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
@@ -405,6 +406,9 @@ def cuda_table(args, dev, torch):
 
         print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
               + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
+    if args.lstm_steps:
+        print()
+        lstm_lm.report(torch, args.lstm_steps, args.repeats, *args.lstm_size, device="cuda")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""An LSTM language model's training step at the book's BetterRnnlm sizes, xpnet against PyTorch on the CPU.
+"""An LSTM language model's training step at the book's BetterRnnlm sizes, xpnet against PyTorch (CPU or CUDA).
 
 The model is BetterRnnlm without its weight tying: Embedding(10000, 650) - Dropout - LSTM(650, 650) -
 Dropout - LSTM(650, 650) - Dropout - Linear(650, 10000), softmax cross-entropy over (batch 20, 35 steps),
@@ -6,9 +6,10 @@ SGD; both LSTMs stateful (the state carried from batch to batch, as the book's R
 detaches it). PyTorch runs the same layers (nn.Embedding, nn.Dropout, nn.LSTM with batch_first, nn.Linear,
 cross_entropy) eagerly in float32. The two run interleaved in this one process, --steps steps each per
 measurement, best of --repeats; prints ms per step, the ratio xpnet / PyTorch and the thread counts.
+With ``--device cuda`` xpnet runs on CuPy and PyTorch on CUDA, each run ended by a synchronisation.
 
     python benchmarks/lstm_lm.py [--steps 5] [--repeats 5] [--vocab 10000] [--hidden 650] [--batch 20]
-                                 [--time 35] [--dropout 0.5]
+                                 [--time 35] [--dropout 0.5] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def xpnet_model(vocab: int, hidden: int, p: float) -> xn.Sequential:
 class TorchLM:
     """The same network in PyTorch, with xpnet's initial weights copied in."""
 
-    def __init__(self, torch, model: xn.Sequential, p: float):
+    def __init__(self, torch, model: xn.Sequential, p: float, device: str = "cpu"):
         nn = torch.nn
         self.torch = torch
         vocab, hidden = model[0].params["W"].shape
@@ -54,6 +55,8 @@ class TorchLM:
                 lstm.bias_hh_l0.zero_()
             self.out.weight.copy_(torch.from_numpy(model[6].params["W"].T))
             self.out.bias.copy_(torch.from_numpy(model[6].params["b"]))
+        for m in (self.embed, *self.lstms, self.out):
+            m.to(device)
         self.params = [q for m in (self.embed, *self.lstms, self.out) for q in m.parameters()]
         self.opt = torch.optim.SGD(self.params, lr=0.1)
         self.states = [None, None]
@@ -71,16 +74,22 @@ class TorchLM:
         self.opt.step()
 
 
-def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5):
-    """Best-of-``repeats`` seconds per training step of xpnet and of PyTorch, interleaved."""
+def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5,
+            device="cpu"):
+    """Best-of-``repeats`` seconds per training step of xpnet and of PyTorch, interleaved, on ``device``."""
+    dev = xn.device(device, fallback=False)  # cuda: xpnet on CuPy, PyTorch on CUDA, or fail saying why
+    on_gpu = dev.name.startswith("cuda")
     rng = np.random.default_rng(0)
     corpus = rng.integers(0, vocab, batch * time_size * (steps + 1) + 1)
-    batches = list(xn.datasets.TokenStream(corpus, batch, time_size).epoch(0))[:steps]
-    torch_batches = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in batches]
+    host = list(xn.datasets.TokenStream(corpus, batch, time_size).epoch(0))[:steps]
+    torch_device = "cuda" if on_gpu else "cpu"
+    torch_batches = [(torch.from_numpy(x).to(torch_device), torch.from_numpy(t).to(torch_device)) for x, t in host]
+    batches = [(xn.to_device(x, dev), xn.to_device(t, dev)) for x, t in host]
 
     xn.init.seed(0)
     model = xpnet_model(vocab, hidden, dropout)
-    reference = TorchLM(torch, model, dropout)
+    reference = TorchLM(torch, model, dropout, torch_device)
+    model.to(dev)
     loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)
 
     def run_xpnet():
@@ -88,10 +97,13 @@ def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_s
             loss.forward(model.forward(x), t, check=False)
             model.backward(loss.backward(), input_grad=False)
             opt.step(model)
+        dev.synchronize()
 
     def run_torch():
         for x, t in torch_batches:
             reference.step(x, t)
+        if on_gpu:
+            torch.cuda.synchronize()
 
     run_xpnet()  # warm-up: first-use costs (fast-path imports, allocator)
     run_torch()
@@ -104,13 +116,16 @@ def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_s
     return {k: min(v) for k, v in times.items()}
 
 
-def report(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5) -> None:
+def report(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5,
+           device="cpu") -> None:
     """Print the measurement (``benchmarks/compare.py`` prints it below its table too)."""
-    best = measure(torch, steps, repeats, vocab, hidden, batch, time_size, dropout)
+    best = measure(torch, steps, repeats, vocab, hidden, batch, time_size, dropout, device)
+    ours = "xpnet (CuPy)" if device.startswith("cuda") else "xpnet (NumPy)"
+    theirs = f"PyTorch {torch.__version__}" + (" CUDA" if device.startswith("cuda") else "")
     print(f"LSTM language model: vocabulary {vocab}, 2 x LSTM {hidden}, batch {batch}, {time_size} steps, "
           f"dropout {dropout}, SGD, float32; best of {repeats} x {steps} steps")
-    print(f"xpnet (NumPy)      : {best['xpnet'] * 1e3:.1f} ms/step")
-    print(f"PyTorch {torch.__version__:<10} : {best['torch'] * 1e3:.1f} ms/step")
+    print(f"{ours:<24}: {best['xpnet'] * 1e3:.1f} ms/step")
+    print(f"{theirs:<24}: {best['torch'] * 1e3:.1f} ms/step")
     print(f"ratio xpnet/PyTorch: {best['xpnet'] / best['torch']:.2f}")
 
 
@@ -123,10 +138,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=20)
     ap.add_argument("--time", type=int, default=35)
     ap.add_argument("--dropout", type=float, default=0.5)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (xpnet on CuPy, PyTorch on CUDA)")
     args = ap.parse_args()
     import torch  # noqa: PLC0415 - the baseline; the script needs it
 
-    report(torch, args.steps, args.repeats, args.vocab, args.hidden, args.batch, args.time, args.dropout)
+    report(torch, args.steps, args.repeats, args.vocab, args.hidden, args.batch, args.time, args.dropout, args.device)
     print(thread_line(torch))
 
 

@@ -8,9 +8,10 @@
 #   3. compare   benchmarks/compare.py --device cuda: xpnet on CuPy against PyTorch eager and captured
 #   4. profile   benchmarks/profile_step.py --device cuda: where a step's time goes
 #   5. nccl      benchmarks/distributed.py --device cuda: allreduce_grads through NCCL on one rank
+#   6. charlm    examples/char_lm.py --device cuda on the first 500,000 characters: perplexity and a sample
 #
 # Each step has its own time limit (cut to what is left of XPNET_SESSION_S, default 540 s) and its full
-# log in $OUT (at most 8 files come back: 6 logs and the summary). Exits non-zero when a step fails or no
+# log in $OUT (at most 8 files come back: 7 logs and the summary). Exits non-zero when a step fails or no
 # GPU test passed; the summary table is printed last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -98,10 +99,11 @@ passed=$(grep -oE '[0-9]+ passed' "$OUT/pytest.log" | tail -n 1 | cut -d' ' -f1)
 if [ -z "$passed" ] || [ "$passed" -eq 0 ]; then
   row passed 1 "$(date +%s)" "no GPU test passed"
 fi
-step compare 130 python3 benchmarks/compare.py --device cuda --repeats 3
+step compare 150 python3 benchmarks/compare.py --device cuda --repeats 3
 step profile 60 bash -c "python3 benchmarks/profile_step.py --device cuda --workload mlp-small --batch 100 && \
 python3 benchmarks/profile_step.py --device cuda --workload mlp-large --batch 100 --optimizer adam"
 step nccl 60 python3 benchmarks/distributed.py --device cuda --steps 20
+step charlm 50 python3 examples/char_lm.py --device cuda --epochs 1 --limit 500000
 
 echo
 echo "== the environment ($OUT/setup.log)"

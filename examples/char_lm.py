@@ -39,10 +39,12 @@ def main(argv=None):
     xn.init.seed(0)
     model = xn.models.LanguageModel(len(char_to_id), args.embed, args.hidden, num_layers=2, dropout=args.dropout)
     start = time.perf_counter()
-    xn.train(model, train, validation=held_out, loss="cross_entropy", optimizer=xn.optim.Adam(args.lr),
-             epochs=args.epochs, clip_grad_norm=1.0, device=args.device,
-             callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs, args.lr / 10))])
-    print(f"trained in {time.perf_counter() - start:.0f}s; a sample at temperature {args.temperature}:")
+    history = xn.train(model, train, validation=held_out, loss="cross_entropy", optimizer=xn.optim.Adam(args.lr),
+                       epochs=args.epochs, clip_grad_norm=1.0, device=args.device,
+                       callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.cosine(args.lr, args.epochs,
+                                                                                        args.lr / 10))])
+    print(f"trained on {history.device} in {time.perf_counter() - start:.0f}s; a sample at temperature "
+          f"{args.temperature}:")
     prompt = [char_to_id[c] for c in args.prompt if c in char_to_id]
     sample = xn.to_numpy(model.generate(prompt, 400, temperature=args.temperature, seed=0))[0]
     print(args.prompt + "".join(id_to_char[int(i)] for i in sample))

@@ -9,6 +9,8 @@ import pytest
 import xpnet as xn
 from xpnet import backend, datasets
 
+from conftest import require_cuda
+
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -114,10 +116,15 @@ def test_seq2seq_addition_example_runs(capsys):
     assert " = " in out and "exact-match answers after epoch 1:" in out
 
 
-def test_char_lm_example_runs(capsys):
-    _load("char_lm").main(["--device", "cpu", "--epochs", "1", "--limit", "6000", "--hidden", "16",
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
+def test_char_lm_example_runs(device, capsys):
+    """The same script on the CPU and on a GPU (CuPy), where it trains on the GPU, not a fallback."""
+    if device == "cuda":
+        require_cuda()
+    _load("char_lm").main(["--device", device, "--epochs", "1", "--limit", "6000", "--hidden", "16",
                            "--time-size", "16", "--batch-size", "8"])
     out = capsys.readouterr().out
+    assert f"trained on {device}" in out
     lines = [line for line in out.splitlines() if line.startswith("epoch")]
     assert len(lines) == 1 and "train_perplexity" in lines[0] and "val_perplexity" in lines[0]
     sample = out.split("a sample at temperature 0.7:\n", 1)[1]
