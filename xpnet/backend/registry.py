@@ -38,7 +38,8 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", _NUMBA_OPS),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
-    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),),
+    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),
+             ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }
 
