@@ -80,3 +80,154 @@ def test_linear_multiplies_by_cublas_eagerly_and_by_its_kernel_while_captured(tm
     """, tmp_path))
     assert out["kernels"].count("xpnet_matmul_float32") == 3 and "matmul" not in out["kernels"], out
     assert out["close"] == [True, True, True]
+
+
+# ----------------------------------------------------------------------------------------
+# The captured training step
+# ----------------------------------------------------------------------------------------
+
+_TRAIN = """
+    import json, numpy as np
+    import xpnet as xn
+    from xpnet.backend.graphs import StepGraph
+
+    launches = [0]
+    launch = StepGraph.launch
+    def counted(self):
+        launches[0] += 1
+        launch(self)
+    StepGraph.launch = counted
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((250, 12)).astype(np.float32)   # 7 full batches of 32 and one of 26
+    t = rng.integers(0, 4, 250)
+
+    def run(optimizer, graph, schedule=True, epochs=3, **kw):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                              xn.layers.ReLU(), xn.layers.Linear(16, 4))
+        launches[0] = 0
+        callbacks = [xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))] if schedule else []
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=epochs, batch_size=32,
+                     device="cuda", progress=False, graph=graph, callbacks=callbacks, **kw)
+        return {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                "launches": launches[0], "t": optimizer.t}
+"""
+
+_OPTIMIZERS = {"sgd": "xn.optim.SGD(0.1)", "sgd-nesterov": "xn.optim.SGD(0.05, momentum=0.9, nesterov=True)",
+               "momentum": "xn.optim.Momentum(0.05)", "adam": "xn.optim.Adam(0.01)",
+               "adamw": "xn.optim.AdamW(0.01)", "rmsprop": "xn.optim.RMSprop(0.01)", "adagrad": "xn.optim.AdaGrad(0.05)"}
+
+
+def _assert_same_training(eager: dict, captured: dict, rtol: float = 2e-4, atol: float = 2e-5) -> None:
+    for k, v in eager["params"].items():
+        np.testing.assert_allclose(captured["params"][k], v, rtol=rtol, atol=atol, err_msg=k)
+    np.testing.assert_allclose(captured["losses"], eager["losses"], rtol=1e-5)
+    assert captured["accuracy"] == eager["accuracy"]
+    assert captured["t"] == eager["t"]
+
+
+@needs_compiler
+def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
+    """Same seed, same batches: three epochs (7 full batches and a short one each, the learning rate
+    halved every epoch) give the weights of eager training within float32 rounding; the captured run
+    launched its graph for all but the warm-up steps and the short batches."""
+    out = last_json(run_with_fake_cupy(_TRAIN + f"""
+    result = {{}}
+    for name, make in {_OPTIMIZERS!r}.items():
+        result[name] = {{"eager": run(eval(make), False), "captured": run(eval(make), True),
+                        "default": run(eval(make), None)}}
+    print(json.dumps(result))
+    """, tmp_path))
+    for name, runs in out.items():
+        assert runs["eager"]["launches"] == 0
+        assert runs["captured"]["launches"] == runs["default"]["launches"] == 3 * 7 - 2, name
+        _assert_same_training(runs["eager"], runs["captured"])
+        assert runs["default"] == runs["captured"], name
+
+
+@needs_compiler
+def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
+    """The check above has teeth: Adam with its step count read from the host (baked into the graph at
+    the capture, as a Python float would be) trains differently from eager Adam."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    from xpnet.optim import base
+    eager = run(xn.optim.Adam(0.01), False, schedule=False)
+    per_step = base.Optimizer._per_step
+    def baked(self, key, p, compute):
+        ds = self.device_scalars
+        if ds is None:
+            return per_step(self, key, p, compute)
+        return ds.once((key, p.dtype), lambda: ds.xp.astype(ds.lr * 0 + compute(self.lr, self.t), p.dtype))
+    base.Optimizer._per_step = baked
+    captured = run(xn.optim.Adam(0.01), True, schedule=False)
+    print(json.dumps({"eager": eager, "captured": captured}))
+    """, tmp_path))
+    with pytest.raises(AssertionError):
+        _assert_same_training(out["eager"], out["captured"])
+
+
+@needs_compiler
+def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_asked_for(tmp_path):
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    import os
+    result = {}
+    def attempt(name, **kw):
+        try:
+            result[name] = run(xn.optim.SGD(0.1), **kw)["launches"]
+        except ValueError as e:
+            result[name] = str(e)
+    attempt("unshuffled default", graph=None, shuffle=False)
+    attempt("unshuffled", graph=True, shuffle=False)
+    attempt("clipped", graph=True, clip_grad_norm=1.0)
+    os.environ["XPNET_GRAPH"] = "0"
+    attempt("XPNET_GRAPH=0", graph=None)
+    del os.environ["XPNET_GRAPH"]
+    for graph in (None, True):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.ReLU(), xn.layers.Dropout(0.2), xn.layers.Linear(16, 4))
+        launches[0] = 0
+        try:
+            xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32, device="cuda",
+                     progress=False, graph=graph)
+            result[f"dropout {graph}"] = launches[0]
+        except ValueError as e:
+            result[f"dropout {graph}"] = str(e)
+    print(json.dumps(result))
+    """, tmp_path))
+    assert out["unshuffled default"] == 0 and out["XPNET_GRAPH=0"] == 0 and out["dropout None"] == 0
+    assert "shuffle=False" in out["unshuffled"] and out["unshuffled"].startswith("train: graph=True: ")
+    assert out["clipped"] == 3 * 7 - 2
+    assert out["dropout True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
+                                   "'2' (Dropout) is not captured in this version (captured: Sequential models of "
+                                   "Linear, ReLU, Sigmoid, Tanh, Flatten). Pass graph=None (captures where it can) "
+                                   "or False")
+
+
+@needs_compiler
+def test_the_nan_guard_and_resume_work_with_a_captured_step(tmp_path):
+    out = last_json(run_with_fake_cupy(_TRAIN + f"""
+    from xpnet.training.trainer import XpnetTrainingError
+    try:
+        run(xn.optim.SGD(1e30), True, schedule=False)
+        guard = None
+    except XpnetTrainingError as e:
+        guard = str(e)
+    whole = run(xn.optim.Adam(0.01), True, schedule=False, epochs=3)
+    path = {str(tmp_path / "ckpt.npz")!r}
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                          xn.layers.ReLU(), xn.layers.Linear(16, 4))
+    xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=1, batch_size=32,
+             device="cuda", progress=False, graph=True, callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    opt = xn.optim.Adam(0.01)
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=3, batch_size=32, device="cuda",
+                 progress=False, graph=True, resume_from=path)
+    resumed = {{"params": {{k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()}},
+               "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+               "t": opt.t}}
+    print(json.dumps({{"guard": guard, "whole": whole, "resumed": resumed}}))
+    """, tmp_path))
+    assert out["guard"] is not None and "training stopped: the loss became non-finite in epoch 1, step" in out["guard"]
+    _assert_same_training(out["whole"], out["resumed"])
