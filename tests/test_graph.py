@@ -9,8 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
+import xpnet as xn
+from xpnet.backend.graphs import StepGraph
 from xpnet.backend.matmul_kernel import launch_shape, matmul_source
 
+from conftest import require_cuda
 from test_cupy_rules import last_json, run_with_fake_cupy
 
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None,
@@ -231,3 +234,55 @@ def test_the_nan_guard_and_resume_work_with_a_captured_step(tmp_path):
     """, tmp_path))
     assert out["guard"] is not None and "training stopped: the loss became non-finite in epoch 1, step" in out["guard"]
     _assert_same_training(out["whole"], out["resumed"])
+
+
+# ----------------------------------------------------------------------------------------
+# On a GPU (pytest -m gpu; on the fake CuPy in tests/test_gpu_checks.py's run of the gpu suite)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_capturable_matmul_equals_cublas(dtype):
+    dev = require_cuda()
+    from xpnet.backend.fast_cupy_capture import kernel_matmul  # noqa: PLC0415 - imports CuPy
+    rng = np.random.default_rng(0)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for m, k, n in [(100, 784, 100), (784, 100, 100), (100, 100, 10), (37, 5, 3)]:
+        a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        ga, gb = dev.asarray(a), dev.asarray(b)
+        for x, y in [(ga, gb), (dev.asarray(a.T.copy()).T, gb), (ga, dev.asarray(b.T.copy()).T)]:
+            ours, cublas = kernel_matmul(x, y), x @ y
+            assert xn.backend.same_device(ours, cublas) and ours.dtype == cublas.dtype
+            np.testing.assert_allclose(xn.to_numpy(ours), xn.to_numpy(cublas), rtol=tol, atol=tol * np.sqrt(k))
+
+
+def _mlp_training(optimizer, graph, x, t, dev):
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(), xn.layers.Linear(100, 10))
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=2, batch_size=100, device=dev,
+                 progress=False, graph=graph,
+                 callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))])
+    return {k: xn.to_numpy(v) for k, v in model.named_params().items()}, h.epochs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1), lambda: xn.optim.Momentum(0.05),
+                                  lambda: xn.optim.Adam(1e-3)], ids=["sgd", "momentum", "adam"])
+def test_gpu_captured_training_equals_eager(make, monkeypatch):
+    """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
+    but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding."""
+    dev = require_cuda()
+    rng = np.random.default_rng(0)
+    x, t = rng.random((950, 784), dtype=np.float32), rng.integers(0, 10, 950)
+    eager, eager_epochs = _mlp_training(make(), False, x, t, dev)
+    launches = []
+    launch = StepGraph.launch
+    monkeypatch.setattr(StepGraph, "launch", lambda self: (launches.append(1), launch(self)))
+    captured, captured_epochs = _mlp_training(make(), True, x, t, dev)
+    assert len(launches) == 2 * 9 - 2
+    for k, v in eager.items():
+        np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)
+    for e, c in zip(eager_epochs, captured_epochs):
+        assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-4)
+        assert abs(c["train_accuracy"] - e["train_accuracy"]) <= 2 / 950
