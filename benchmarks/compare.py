@@ -14,7 +14,9 @@ them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU and MaxPool2d as port
 
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
-On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU.
+On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU. There xpnet's
+step is also timed captured as a CUDA graph (``xn.train(graph=...)``'s launches; MLPs only: the CNN's layers are
+not captured yet) beside PyTorch's captured step.
 
     python benchmarks/compare.py --backends torch:cpu jax:cpu [--repeats 3] [--samples 60000]
 
@@ -196,7 +198,30 @@ def xpnet_impl(model, optimizer):
         loss.forward(model.forward(x), t, check=False)
         model.backward(loss.backward(), input_grad=False)
         opt.step(model)
+    step.optimizer = opt
     return step
+
+
+def xpnet_graph_impl(make, optimizer, dev, x, t):
+    """xpnet's step captured as a CUDA graph (``xpnet.backend.graphs.StepGraph``, what ``xn.train(graph=...)``
+    launches), on a model of its own: ``(launch, sync)``, or None where a layer cannot be captured."""
+    from xpnet.backend.graphs import StepGraph  # noqa: PLC0415 - imports CuPy
+    from xpnet.optim.base import DeviceScalars  # noqa: PLC0415
+    from xpnet.training.graph import CAPTURABLE  # noqa: PLC0415
+
+    model = make()
+    if not all(isinstance(m, CAPTURABLE) for m in model.named_modules().values() if m is not model):
+        return None
+    model.to(dev)
+    step = xpnet_impl(model, optimizer)
+    graph = StepGraph(dev)
+    with graph.on_stream(), graph.allocating():
+        step.optimizer.device_scalars = DeviceScalars(dev.xp, dev.native)
+        step.optimizer.device_scalars.set(step.optimizer.lr, 0)
+        for _ in range(2):  # warm-up: the optimizer's state and the pool's blocks
+            step(x, t)
+    graph.capture(lambda: step(x, t))
+    return (lambda x_, t_: graph.launch()), graph.stream.synchronize
 
 
 def without_numba(step):
@@ -369,8 +394,9 @@ def cuda_table(args, dev, torch):
     """xpnet on CuPy against PyTorch eager, PyTorch's graph-captured step and (``--compile``) torch.compile."""
     import torch_cuda  # noqa: PLC0415 - beside this file
 
-    names = ["xpnet", "torch", "torch-graph"] + (["torch-compile"] if args.compile else [])
-    heads = {"xpnet": "xpnet (CuPy)", "torch": "PyTorch eager", "torch-graph": "PyTorch CUDA graph",
+    names = ["xpnet", "xpnet-graph", "torch", "torch-graph"] + (["torch-compile"] if args.compile else [])
+    heads = {"xpnet": "xpnet (CuPy)", "xpnet-graph": "xpnet CUDA graph", "torch": "PyTorch eager",
+             "torch-graph": "PyTorch CUDA graph",
              "torch-compile": "torch.compile reduce-overhead"}
     print("| workload | batch | optimizer | " + " | ".join(f"{heads[n]} s/epoch (x eager)" for n in names)
           + " | xpnet MiB/step (CuPy pool) | PyTorch eager MiB/step |")
@@ -395,6 +421,14 @@ def cuda_table(args, dev, torch):
         model.to(dev)
         impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
         sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
+        try:
+            captured = xpnet_graph_impl(make, optimizer, dev, dev.asarray(x), dev.asarray(t))
+        except Exception as exc:  # noqa: BLE001 - a column that cannot run is skipped, saying why
+            captured = None
+            print(f"note: xpnet's captured step failed ({type(exc).__name__}: {exc}); its cell is skipped")
+        if captured is not None:
+            impls["xpnet-graph"] = (captured[0], None, None)
+            sync["xpnet-graph"] = captured[1]
         best = best_times(impls, args.steps, args.repeats, sync)
         peak = peak_memory(*impls["xpnet"], dev)
         per_epoch = {k: v * EPOCH / batch for k, v in best.items()}

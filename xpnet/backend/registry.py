@@ -28,7 +28,8 @@ import array_api_compat
 
 from .._user import flag, warn
 
-__all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths"]
+__all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths",
+           "fast_paths_enabled"]
 
 _NUMBA_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
               "maxpool2d_backward")
@@ -38,7 +39,8 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", _NUMBA_OPS),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
-    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),),
+    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),
+             ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }
 
@@ -162,6 +164,11 @@ def set_numba(enabled: bool) -> bool:
     start), leaving the other fast paths as they are; returns the previous setting. They exist only
     where Numba is installed (``pip install 'xpnet[numba]'``)."""
     return _switch("fast_numba", enabled)
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the fast paths are on (see :func:`set_fast_paths`)."""
+    return _switches["all"]
 
 
 def set_fast_paths(enabled: bool) -> bool:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from .. import init as _init
 from .._user import flag
+from ..backend import fast_path
 from .base import Layer, positive_int
 
 
@@ -17,7 +19,8 @@ class Linear(Layer):
     flattened to (N, in_features) like the book's tensor-aware Affine -> y: (N, out_features). The
     last axis decides: an input whose last axis is in_features keeps its leading axes.
     Caches the input as a 2-D matrix and its original shape. params: W (in_features, out_features),
-    b (out_features,).
+    b (out_features,). The products go through the ``"matmul"`` fast path: on CuPy, cuBLAS, or while a
+    CUDA graph is being captured (where cuBLAS is refused) xpnet's own kernel.
     """
 
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
@@ -49,14 +52,14 @@ class Linear(Layer):
         self._shape = x.shape
         x2 = x if x.ndim == 2 else xp.reshape(x, (-1 if leading else x.shape[0], self.in_features))
         self._x = x2
-        y = x2 @ self.params["W"]
+        y = fast_path("matmul", xp, operator.matmul)(x2, self.params["W"])
         if self.bias:
             y += self.params["b"]
         return xp.reshape(y, (*x.shape[:-1], self.out_features)) if leading else y
 
     def backward(self, dy: Any) -> Any:
         xp, dy2 = self._backward_params(dy)
-        dx = dy2 @ self.params["W"].T
+        dx = fast_path("matmul", xp, operator.matmul)(dy2, self.params["W"].T)
         return dx if len(self._shape) == 2 else xp.reshape(dx, self._shape)
 
     def backward_params(self, dy: Any) -> None:
@@ -69,7 +72,7 @@ class Linear(Layer):
         out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)
         xp = self._check_grad(dy, out)
         dy2 = dy if dy.ndim == 2 else xp.reshape(dy, (x2.shape[0], self.out_features))
-        self.grads["W"] = x2.T @ dy2
+        self.grads["W"] = fast_path("matmul", xp, operator.matmul)(x2.T, dy2)
         if self.bias:
             self.grads["b"] = xp.sum(dy2, axis=0)
         return xp, dy2

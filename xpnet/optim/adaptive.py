@@ -5,11 +5,10 @@ On CuPy, Adam and AdamW run as one fused kernel per parameter (``xpnet.backend.f
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..backend import fast_path, into
-from .base import Optimizer, _choice, _fraction, _positive
+from .base import Optimizer, _choice, _fraction, _positive, _sqrt
 
 
 class AdaGrad(Optimizer):
@@ -27,7 +26,7 @@ class AdaGrad(Optimizer):
         h, work = self._slot(name, "h", p, xp), self._work(p, xp)
         h += into(work, xp.multiply, g, g)
         self._store(name, h=h)
-        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+        return self._divide_step(p, g, h, self._step_lr(p), self.eps, work, xp)
 
 
 class RMSprop(Optimizer):
@@ -49,7 +48,7 @@ class RMSprop(Optimizer):
         w *= 1.0 - self.alpha
         h += w
         self._store(name, h=h)
-        return self._divide_step(p, g, h, self.lr, self.eps, work, xp)
+        return self._divide_step(p, g, h, self._step_lr(p), self.eps, work, xp)
 
 
 class Adam(Optimizer):
@@ -80,9 +79,9 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
         # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
-        correction = math.sqrt(1.0 - b2 ** self.t)
-        step = self.lr * correction / (1.0 - b1 ** self.t)
-        eps = self.eps if self.convention == "book" else self.eps * correction
+        step = self._per_step("adam_step", p, lambda lr, t: lr * _sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+        eps = self.eps if self.convention == "book" else \
+            self._per_step("adam_eps", p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** t))
         fused = fast_path("adam_update", xp)
         if fused is not None:
             fused(p, g, m, v, b1, b2, step, eps)
@@ -111,5 +110,5 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
 
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
-        p *= 1.0 - self.lr * self.weight_decay
+        p *= self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
         return p, g

@@ -15,6 +15,12 @@ An optimizer is built the book's way, ``Adam(1e-3)``, and given the model at eac
 or PyTorch's way, ``Adam(model, lr=1e-3)`` or ``Adam(model.parameters(), lr=1e-3)``, bound to that
 model from the start, and then ``step()`` needs no argument. ``lr`` is checked whenever it is set, not
 only by the constructor.
+
+A step captured as a CUDA graph (``xpnet.training.graph``) replays its kernels without running this
+Python again, so the numbers that change from step to step cannot be Python floats there: with
+``device_scalars`` set (a :class:`DeviceScalars`), ``t`` and ``lr`` live in device arrays that the
+captured kernels read and advance, and every update reads its step-dependent numbers through
+``_per_step``.
 """
 
 from __future__ import annotations
@@ -79,6 +85,37 @@ _PYTORCH_NAMES = {
 }
 
 
+def _sqrt(x: Any) -> Any:
+    """sqrt of a Python float, or of a 0-d device array (a step's number under ``device_scalars``)."""
+    return math.sqrt(x) if isinstance(x, float) else namespace(x).sqrt(x)
+
+
+class DeviceScalars:
+    """The learning rate and the step count as 0-d float64 arrays on the parameters' device, for a step
+    captured as a CUDA graph: the captured kernels read them, so each launch uses the values of its own
+    step, where a Python float would stay the one of the capture. ``set(lr, t)`` fills them (outside a
+    capture: at each epoch's start); ``Optimizer.step`` advances ``t`` on the device."""
+
+    def __init__(self, xp: Any, device: Any):
+        self.xp = xp
+        self.lr = xp.zeros((), dtype=xp.float64, device=device)
+        self.t = xp.zeros((), dtype=xp.float64, device=device)
+        self._cached: dict[Any, Any] = {}  # (name, dtype) -> this step's number, computed once per step
+
+    def set(self, lr: float, t: int) -> None:
+        self.lr[...] = float(lr)
+        self.t[...] = float(t)
+
+    def advance(self) -> None:
+        self.t += 1.0
+        self._cached.clear()
+
+    def once(self, key: Any, compute: Any) -> Any:
+        if key not in self._cached:
+            self._cached[key] = compute()
+        return self._cached[key]
+
+
 class Optimizer(metaclass=_TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
     then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
@@ -101,6 +138,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
+        self.device_scalars: DeviceScalars | None = None  # lr and t on the device, for a captured step
 
     @property
     def name(self) -> str:
@@ -174,6 +212,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
             self._check_eps(p)
             work.append((name, p, g, xp))
         self.t += 1
+        if self.device_scalars is not None:
+            self.device_scalars.advance()
         for name, p, g, xp in work:
             new = p
             if self.weight_decay and self._decays(name):
@@ -213,6 +253,20 @@ class Optimizer(metaclass=_TakesAModelFirst):
         """(p, g) after weight decay. L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g``
         (a new array); AdamW shrinks ``p`` instead."""
         return p, g + self.weight_decay * p
+
+    def _per_step(self, key: str, p: Any, compute: Any) -> Any:
+        """``compute(lr, t)``: a number of this step (the learning rate, Adam's bias-corrected step size) as
+        the update of ``p`` reads it: a Python float, or with ``device_scalars`` a 0-d array of ``p``'s
+        dtype, computed on the device in float64 from the device lr and t once per step and dtype (a
+        Python float is rounded to ``p``'s dtype by the kernels alike)."""
+        ds = self.device_scalars
+        if ds is None:
+            return compute(self.lr, self.t)
+        return ds.once((key, p.dtype), lambda: ds.xp.astype(compute(ds.lr, ds.t), p.dtype))
+
+    def _step_lr(self, p: Any) -> Any:
+        """The learning rate of this step for ``p`` (see :meth:`_per_step`)."""
+        return self._per_step("lr", p, lambda lr, t: lr)
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
         slots = self.state.setdefault(name, {})

@@ -41,9 +41,9 @@ class SGD(Optimizer):
         if not self.momentum:
             fused = fast_path("sgd_update", xp)
             if fused is not None:
-                fused(p, g, self.lr)
+                fused(p, g, self._step_lr(p))
                 return p
-            p -= self.lr * g
+            p -= self._step_lr(p) * g
             return p
         first = name not in self.state
         v = self._slot(name, "v", p, xp)
@@ -57,7 +57,7 @@ class SGD(Optimizer):
         if self.nesterov:
             w = self.momentum * v
             w += g
-        p -= self.lr * w
+        p -= self._step_lr(p) * w
         return p
 
 
@@ -76,10 +76,10 @@ class Momentum(Optimizer):
         v = self._slot(name, "v", p, xp)
         fused = fast_path("momentum_update", xp)
         if fused is not None:
-            fused(p, g, v, self.lr, self.momentum)
+            fused(p, g, v, self._step_lr(p), self.momentum)
             return p
         v *= self.momentum
-        v -= self.lr * g
+        v -= self._step_lr(p) * g
         self._store(name, v=v)
         p += v
         return p
@@ -105,7 +105,7 @@ class Nesterov(Momentum):
         return {**super().hyperparams(), "convention": self.convention}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        v, m, lr = self._slot(name, "v", p, xp), self.momentum, self.lr
+        v, m, lr = self._slot(name, "v", p, xp), self.momentum, self._step_lr(p)
         if self.convention == "pytorch":
             v *= m
             v += g

@@ -43,7 +43,7 @@ from ..losses import get as _get_loss
 from ..models.model import is_ids
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_max_norm
-from . import callbacks as _callbacks
+from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, pair, prepare
 from .history import History
@@ -73,20 +73,38 @@ def graph_from_environment() -> str:
     return env
 
 
-def _use_graph(graph: Any, dev: Device) -> bool:
-    """Whether the step is captured as a CUDA graph: ``graph=None`` where that is correct, ``False``
-    (or ``XPNET_GRAPH=0`` in the environment) never. Capture is not in this version yet, so every step
-    runs eagerly; ``graph=True`` is refused rather than silently ignored."""
-    graph_from_environment()
+def _use_graph(graph: Any, dev: Device) -> bool | None:
+    """The capture setting, checked before any training: True (capture, or refuse), None (capture where
+    that is correct: :func:`xpnet.training.graph.obstacle`) or False. ``XPNET_GRAPH=0`` in the environment
+    turns ``graph=None`` into False, ``XPNET_GRAPH=1`` into True on a CuPy device."""
+    env = graph_from_environment()
     if graph is not None and not isinstance(graph, bool):
         raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
+    if graph is None and env == "0":
+        graph = False
+    elif graph is None and env == "1" and dev.is_cupy:
+        graph = True
+    if graph and not dev.is_cupy:
+        raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
+                         f"device; this run is on {dev.name}. Pass graph=None or False")
+    return graph
+
+
+def _captured(graph: bool | None, trainer: Trainer, batches: Any, classify: bool, transform: Any) -> Any:
+    """The CapturedEpochs that run this training, or None (eager): see :mod:`xpnet.training.graph`."""
+    if graph is False:
+        return None
+    if isinstance(batches, StreamBatches):
+        why = "token-stream training (truncated BPTT) is not captured in this version"
+    else:
+        why = _graph.obstacle(trainer.model, trainer.loss, trainer.optimizer, batches, trainer.dev,
+                              comm=trainer.comm, transform=transform, inputs=trainer.inputs)
+    if why is None:
+        return _graph.CapturedEpochs(trainer, batches, classify)
     if graph:
-        if not dev.is_cupy:
-            raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
-                             f"device; this run is on {dev.name}. Pass graph=None or False")
-        raise NotImplementedError("train: graph=True: CUDA-graph capture of the training step is not in this "
-                                  "version of xpnet yet; graph=None or False trains eagerly")
-    return False
+        raise ValueError(f"train: graph=True: the training step cannot be captured as a CUDA graph: {why}. "
+                         "Pass graph=None (captures where it can) or False")
+    return None
 
 
 def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
@@ -124,7 +142,12 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
     same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
     first meet: a difference raises on every rank, naming it).
-    ``graph`` asks for the training step to be captured as a CUDA graph on CuPy (see :func:`_use_graph`).
+    ``graph``: capture the training step as a CUDA graph on CuPy and launch it each step
+    (:mod:`xpnet.training.graph`): ``None`` (the default) where that is correct (a CuPy device, one
+    process, shuffled batches, Sequential models of Linear/ReLU/Sigmoid/Tanh/Flatten, cross-entropy or
+    MSE, any xpnet optimizer; eager otherwise), ``True`` there or a clear error naming what stands in the
+    way, ``False`` never (also ``XPNET_GRAPH=0``). The weights equal eager training's up to the rounding
+    of xpnet's own matrix product, which stands in for cuBLAS inside the graph.
     ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
     ``validation_name`` is the name printed for the validation figures (``"test"`` when ``validation``
@@ -195,7 +218,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
     else:
         dev = _resolve_device(device, fallback=fallback)
-    _use_graph(graph, dev)
+    graph = _use_graph(graph, dev)
     threads = threads_context(blas_threads, dev)  # validated here, before any training
     with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
         rank = 0 if comm is None else int(comm.rank)
@@ -228,6 +251,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last)
+        trainer.captured = _captured(graph, trainer, batches, classify, transform)
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch = start

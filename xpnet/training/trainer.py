@@ -116,6 +116,7 @@ class Trainer:
         self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
+        self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -147,15 +148,38 @@ class Trainer:
         xp = self.dev.xp
         return xp.float64 if self.model.dtype == xp.float64 else xp.float32
 
+    def _progress(self, batches: BatchIterator, epoch: int, epochs: int) -> Any:
+        """The epoch's bar, or None. It shows the steps and is cleared at the end of the epoch; the epoch's
+        summary is then printed as a line of its own, which a narrow terminal wraps instead of cutting off."""
+        return tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
+                         dynamic_ncols=True, leave=False) if self.bar else None
+
+    def run_captured_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int) -> dict[str, Any]:
+        """``run_epoch`` as launches of the captured step (``self.captured``, :mod:`xpnet.training.graph`)."""
+        snapshot = Snapshot(self.model, self.optimizer)
+        bar = self._progress(batches, epoch, epochs)
+        try:
+            steps, loss_total, correct = self.captured.run_epoch(epoch, bar, snapshot)
+        except SigtermStop:
+            if bar is not None:
+                bar.close()
+            raise
+        if not math.isfinite(loss_total):
+            if bar is not None:
+                bar.close()
+            self.captured.graph.drop()  # the replay below and its restored weights leave the graph's arrays
+            raise self.diagnose(snapshot, batches, epoch, steps)
+        self.open_bar = bar
+        return {"train_loss": loss_total / n, "train_accuracy": correct / n if correct is not None else None}
+
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
+        if self.captured is not None:
+            return self.run_captured_epoch(batches, epoch, epochs, n)
         xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
-        # The bar shows the steps and is cleared at the end of the epoch; the epoch's summary is then
-        # printed as a line of its own, which a narrow terminal wraps instead of cutting off.
-        bar = tqdm.tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", unit="step", file=sys.stdout,
-                        dynamic_ncols=True, leave=False) if self.bar else None
+        bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
         for batch in batches.epoch(epoch):

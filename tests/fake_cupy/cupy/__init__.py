@@ -19,6 +19,14 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
 - A kernel given a NumPy array raises ``TypeError`` ("Unsupported type"), as does ``numpy.asarray`` of a
   fake array (``__array__``): host arrays and host copies do not pass unseen.
 - No ``vecdot`` (not in CuPy 14: array-api-compat falls back to a batched ``matmul``).
+- Stream capture (:mod:`cupy.cuda.stream`): on a capturing stream every kernel below is recorded, not
+  run, and its new outputs hold garbage until the graph is launched; a launch replays the records.
+  Refused there, as CuPy and CUDA refuse them: device-to-host copies and synchronisation, cuBLAS
+  (``matmul``/``@``, ``dot``, ``vdot``, ``inner``, ``tensordot``, ``einsum``, ``linalg.matrix_power``
+  on float or complex arrays), cuSOLVER (``linalg``), the legacy cuRAND calls (``cupy.random.rand``...).
+  Stricter than CuPy: a host-to-device copy (``asarray`` of host data) is refused while capturing
+  (CuPy records a copy from a pinned staging buffer it frees afterwards), and a launch is refused
+  once an array the graph writes, made during the capture from the shared memory pool, was freed.
 - ``ElementwiseKernel`` runs its body (plain arithmetic, one statement per ``;``) as NumPy statements,
   ``ReductionKernel`` its map expression summed (``a + b`` reductions only), ``RawKernel`` its CUDA source
   compiled by the host's C++ compiler with the threads run one after another (:mod:`cupy._raw`).
@@ -32,6 +40,7 @@ import operator as _operator
 import os as _os
 import types as _types
 import warnings as _warnings
+import weakref as _weakref
 
 import numpy as _np
 from numpy import *  # noqa: F403 - the fake offers NumPy's names, wrapped below
@@ -69,6 +78,75 @@ def _check(*arrays):
             _warnings.warn(f"{message} Peer access has been activated automatically.", PerformanceWarning)
 
 
+_CUBLAS = {"matmul", "dot", "vdot", "inner", "tensordot", "einsum", "matrix_power"}
+
+
+def _refuse_library(name, arrays):
+    """cuBLAS on a capturing stream: CuPy's NotImplementedError (integer products use CuPy's own kernel)."""
+    if name in _CUBLAS and cuda.stream.capturing() is not None \
+            and _builtins.any(a.dtype.kind in "fc" for a in arrays if isinstance(a, ndarray)):
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+
+def _to_host():
+    """A device-to-host copy waits for the current stream: refused while it captures."""
+    capture = cuda.stream.capturing()
+    if capture is not None:
+        cuda.stream._refuse(capture)
+
+
+def _garbage(a):
+    """What fresh device memory holds before any kernel wrote it."""
+    a[...] = _np.nan if a.dtype.kind in "fc" else (True if a.dtype.kind == "b" else -1)
+
+
+def _leaves(r):
+    """The arrays of a (nested) result, in order."""
+    if isinstance(r, (list, tuple)):
+        for x in r:
+            yield from _leaves(x)
+    elif isinstance(r, (_np.ndarray, _np.generic, ndarray)):
+        yield r
+
+
+def _kernel(name, compute, inputs=(), writes=(), finish=None):
+    """Every kernel of the fake. ``compute()`` works on NumPy arrays only (the fake arrays' memory, taken
+    when the kernel is launched) and returns NumPy results; ``finish`` makes of them what the call
+    returns (default: fake arrays on the current device). ``writes`` are the fake arrays it writes in
+    place. On a capturing stream the kernel is recorded and not run: ``compute`` gives the result's
+    shapes, ``writes`` are put back as they were, new outputs are filled with garbage; the record holds
+    memory, never the fake arrays (a graph keeps no Python object alive)."""
+    finish = _wrap if finish is None else finish
+    capture = cuda.stream.capturing()
+    if capture is None:
+        return finish(compute())
+    if capture.invalid is not None:
+        raise cuda.CUDARuntimeError(*cuda.stream.INVALIDATED)
+    saved = [(w._a, w._a.copy()) for w in writes]
+    try:
+        raw = compute()
+    finally:
+        for a, old in saved:
+            a[...] = old
+    result = finish(raw)
+    seen = [x._a for x in (*inputs, *writes) if isinstance(x, ndarray)]
+    targets = []
+    for made, wrapped in zip(_leaves(raw), _leaves(result)):
+        if not isinstance(wrapped, ndarray) or _builtins.any(_np.may_share_memory(wrapped._a, x) for x in seen):
+            targets.append(None)
+            continue
+        _garbage(wrapped._a)
+        targets.append(wrapped._a)
+        capture.allocations.append((_weakref.ref(wrapped), cuda.memory.get_allocator(),
+                                    f"{name} -> {wrapped.dtype}{wrapped.shape}"))
+    capture.records.append(cuda.stream._Record(name, compute, targets))
+    return result
+
+
+def _freed_into_shared_pool(allocations):
+    return [what for ref, allocator, what in allocations if ref() is None and cuda.memory.is_shared(allocator)]
+
+
 def _flat(args):
     for a in args:
         if isinstance(a, (list, tuple)):
@@ -90,15 +168,15 @@ def _host(a):
     return a
 
 
-def _wrap(r, device_id=None):
+def _wrap(r, device_id=None, owner=None):
     """NumPy results as fake arrays on ``device_id`` (default: the current device); CuPy returns 0-d
-    arrays where NumPy returns scalars."""
+    arrays where NumPy returns scalars. A view keeps its ``owner`` alive, as CuPy's keeps its memory."""
     if isinstance(r, (_np.ndarray, _np.generic)):
-        return ndarray(_np.asarray(r), cuda.get_device_id() if device_id is None else device_id)
+        return ndarray(_np.asarray(r), cuda.get_device_id() if device_id is None else device_id, owner)
     if isinstance(r, tuple) and hasattr(r, "_fields"):
-        return type(r)(*(_wrap(x, device_id) for x in r))
+        return type(r)(*(_wrap(x, device_id, owner) for x in r))
     if isinstance(r, (list, tuple)):
-        return type(r)(_wrap(x, device_id) for x in r)
+        return type(r)(_wrap(x, device_id, owner) for x in r)
     return r
 
 
@@ -107,9 +185,17 @@ def _call(name, f, args, kwargs):
     for the names in _VIEWS, a view (unchecked, result where the first array lives)."""
     arrays = [a for a in _flat([args, kwargs]) if isinstance(a, ndarray)]
     if name in _VIEWS:
-        return _wrap(f(*_host(args), **_host(kwargs)), arrays[0]._device_id if arrays else None)
+        return _wrap(f(*_host(args), **_host(kwargs)), arrays[0]._device_id if arrays else None,
+                     arrays[0] if arrays else None)
+    if name in ("get", "item", "tolist", "tobytes", "asnumpy"):
+        _to_host()
     _check(*arrays)
-    return _wrap(f(*_host(args), **_host(kwargs)))
+    _refuse_library(name, arrays)
+    out = kwargs.get("out")
+    writes = [out] if isinstance(out, ndarray) else []
+    h_args, h_kwargs = _host(args), _host(kwargs)
+    return _kernel(name, lambda: f(*h_args, **h_kwargs), arrays, writes,
+                   (lambda r: out) if writes else None)
 
 
 class ndarray:
@@ -118,8 +204,8 @@ class ndarray:
 
     __array_priority__ = 100
 
-    def __init__(self, a, device_id):
-        self._a, self._device_id = a, device_id
+    def __init__(self, a, device_id, owner=None):
+        self._a, self._device_id, self._owner = a, device_id, owner
 
     shape = property(lambda self: self._a.shape)
     dtype = property(lambda self: self._a.dtype)
@@ -129,8 +215,8 @@ class ndarray:
     strides = property(lambda self: self._a.strides)
     itemsize = property(lambda self: self._a.itemsize)
     flags = property(lambda self: self._a.flags)
-    T = property(lambda self: ndarray(self._a.T, self._device_id))
-    mT = property(lambda self: ndarray(self._a.mT, self._device_id))
+    T = property(lambda self: ndarray(self._a.T, self._device_id, self))
+    mT = property(lambda self: ndarray(self._a.mT, self._device_id, self))
 
     @property
     def device(self):
@@ -148,16 +234,19 @@ class ndarray:
                         "NumPy array explicitly.")
 
     def get(self, stream=None, order="C", out=None):
+        _to_host()
         return _np.array(self._a, order=order, copy=True)
 
     def copy(self, order="C"):
-        return _wrap(_np.array(self._a, order=order, copy=True))
+        a = self._a
+        return _kernel("copy", lambda: _np.array(a, order=order, copy=True), (self,))
 
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         if not copy and _np.dtype(dtype) == self.dtype:
             return self
         _check(self)
-        return _wrap(self._a.astype(dtype, order=order))
+        a = self._a
+        return _kernel("astype", lambda: a.astype(dtype, order=order), (self,))
 
     def __getattr__(self, name):
         if name.startswith("__"):  # no __array_interface__ & co.: NumPy must not read the memory
@@ -169,19 +258,33 @@ class ndarray:
 
     def __getitem__(self, key):
         fancy = _builtins.any(isinstance(k, (ndarray, _np.ndarray, list)) for k in _flat([key]))
-        if fancy:
-            _check(self, *(k for k in _flat([key]) if isinstance(k, ndarray)))
-        return _wrap(self._a[_host(key)], None if fancy else self._device_id)
+        if not fancy:
+            return _wrap(self._a[_host(key)], self._device_id, self)
+        indices = [k for k in _flat([key]) if isinstance(k, ndarray)]
+        _check(self, *indices)
+        a, h_key = self._a, _host(key)
+        return _kernel("getitem", lambda: a[h_key], (self, *indices))
 
     def __setitem__(self, key, value):
-        _check(self, *(k for k in _flat([key, value]) if isinstance(k, ndarray)))
-        self._a[_host(key)] = _host(value)
+        arrays = [k for k in _flat([key, value]) if isinstance(k, ndarray)]
+        _check(self, *arrays)
+
+        a, h_key, h_value = self._a, _host(key), _host(value)
+
+        def run():
+            a[h_key] = h_value
+
+        _kernel("setitem", run, arrays, (self,), finish=lambda r: None)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.get("out", ())
         _check(*inputs, *out)
-        result = getattr(ufunc, method)(*_host(inputs), **_host(kwargs))
-        return (out[0] if len(out) == 1 else out) if out else _wrap(result)
+        _refuse_library(ufunc.__name__, inputs)
+
+        h_inputs, h_kwargs = _host(inputs), _host(kwargs)
+        finish = (lambda r: out[0] if len(out) == 1 else out) if out else None
+        return _kernel(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__,
+                       lambda: getattr(ufunc, method)(*h_inputs, **h_kwargs), inputs, out, finish)
 
     def __array_function__(self, func, types, args, kwargs):
         return _call(func.__name__, func, args, kwargs)
@@ -196,18 +299,23 @@ class ndarray:
         return (self[i] for i in range(len(self)))
 
     def __bool__(self):
+        _to_host()
         return _builtins.bool(self._a)
 
     def __float__(self):
+        _to_host()
         return float(self._a)
 
     def __int__(self):
+        _to_host()
         return int(self._a)
 
     def __index__(self):
+        _to_host()
         return _operator.index(self._a)
 
     def __complex__(self):
+        _to_host()
         return complex(self._a)
 
 
@@ -240,6 +348,11 @@ def asarray(a, dtype=None, order=None, **kwargs):
         a = a.copy()
     if isinstance(a, ndarray):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
+    if cuda.stream.capturing() is not None:
+        raise RuntimeError(f"fake CuPy: a host-to-device copy ({type(a).__name__} -> cupy.ndarray) while the stream "
+                           "captures: CuPy would record a copy from a pinned staging buffer that it frees after the "
+                           "capture, so each launch would copy whatever that memory then holds. Make the array "
+                           "before the capture and fill it there")
     return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
 
 
@@ -249,7 +362,7 @@ def array(a, dtype=None, copy=True, order="K", **kwargs):
     return asarray(a, dtype=dtype)
 
 
-def asnumpy(a):
+def asnumpy(a, stream=None, order="C", out=None):
     return a.get() if isinstance(a, ndarray) else _np.asarray(a)
 
 
@@ -282,14 +395,22 @@ class ElementwiseKernel:
     def __call__(self, *args):
         _check(*args)
         dtype = next(a for a in args if isinstance(a, ndarray)).dtype
-        scope, _ = _scope(f"{self.in_params}, {self.out_params}", args)
-        scope = {k: v._a if isinstance(v, ndarray) else dtype.type(v) for k, v in scope.items()}
-        outputs = {k: scope[k] for k in _scope(self.out_params, ())[1]}
-        for statement in filter(None, (s.strip() for s in self.operation.split(";"))):
-            exec(statement, {"sqrt": _np.sqrt}, scope)  # noqa: S102 - the package's own kernel bodies
-        for k, target in outputs.items():
-            if scope[k] is not target:
-                target[...] = scope[k]
+        given, _ = _scope(f"{self.in_params}, {self.out_params}", args)
+        out_names = _scope(self.out_params, ())[1]
+
+        values = {k: v._a if isinstance(v, ndarray) else dtype.type(v) for k, v in given.items()}
+
+        def run():
+            scope = dict(values)
+            outputs = {k: scope[k] for k in out_names}
+            for statement in filter(None, (s.strip() for s in self.operation.split(";"))):
+                exec(statement, {"sqrt": _np.sqrt}, scope)  # noqa: S102 - the package's own kernel bodies
+            for k, target in outputs.items():
+                if scope[k] is not target:
+                    target[...] = scope[k]
+
+        _kernel("ElementwiseKernel", run, args, [given[k] for k in out_names if isinstance(given[k], ndarray)],
+                finish=lambda r: None)
 
 
 class ReductionKernel:
@@ -303,9 +424,15 @@ class ReductionKernel:
 
     def __call__(self, *args, axis=None, keepdims=False):
         _check(*args)
-        scope, _ = _scope(self.in_params, _host(args))
-        mapped = eval(self.map_expr, {"sqrt": _np.sqrt}, scope)  # noqa: S307 - the package's own kernels
-        return _wrap(_np.sum(mapped, axis=axis, keepdims=keepdims, dtype=args[0].dtype))
+
+        h_args, dtype = _host(args), args[0].dtype
+
+        def run():
+            scope, _ = _scope(self.in_params, h_args)
+            mapped = eval(self.map_expr, {"sqrt": _np.sqrt}, scope)  # noqa: S307 - the package's own kernels
+            return _np.sum(mapped, axis=axis, keepdims=keepdims, dtype=dtype)
+
+        return _kernel("ReductionKernel", run, args)
 
 
 from ._raw import RawKernel  # noqa: E402, F401 - needs ndarray and _check above

@@ -10,7 +10,8 @@ What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user g
   ``long long``, ``float`` as ``double``, ``bool`` as ``bool``, a NumPy scalar as its own type. CuPy
   checks none of this; here a scalar or an array whose type is not the declared one raises ``TypeError``,
   since on the GPU it would read garbage.
-- Arrays must be on the current device, as for every kernel of the fake.
+- Arrays must be on the current device, as for every kernel of the fake; on a capturing stream the
+  launch is recorded (every array argument may be written) and replayed by the graph.
 
 What it cannot reproduce, and refuses rather than runs wrongly: ``__shared__`` memory, ``__syncthreads``,
 atomics and warp functions (threads here run one at a time, to the end). The compiler is ``$CXX`` or
@@ -188,4 +189,8 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
             if not 1 <= len(what) <= 3 or any(int(d) < 1 for d in what):
                 raise ValueError(f"fake RawKernel {self.name}: grid and block are 1 to 3 positive sizes, got {what}")
             dims.extend(int(d) for d in what + (1,) * (3 - len(what)))
-        self._fn(*dims, *(self._argument(p, a) for p, a in zip(self._params, args)))
+        from . import _kernel
+        values = [self._argument(p, a) for p, a in zip(self._params, args)]
+        arrays = [a for a in args if hasattr(a, "_a")]
+        memory, fn = [a._a for a in arrays], self._fn  # the launch holds the memory its pointers point to
+        _kernel(self.name, lambda memory=memory: fn(*dims, *values), arrays, arrays, finish=lambda r: None)

@@ -1,7 +1,12 @@
 """The fake's generator API (``cupy/random/_bit_generator.pyx``, ``_generator_api.pyx``): the state is
 ``size`` per-thread cuRAND states allocated on the current device (default ``size``: 8 blocks of 256
 threads per multiprocessor), and drawing under another current device raises. The numbers come from
-NumPy, seeded alike."""
+NumPy, seeded alike.
+
+Drawing from a Generator is a kernel on the generator's device state (no cuRAND host call), so a capture
+records it and each launch draws the next numbers, as on the GPU. The legacy functions (``rand``,
+``random_sample``, ``uniform``...) call cuRAND's host API and are refused on a capturing stream, as CuPy
+refuses them (``curand.pyx``: ``setStream``)."""
 
 import os
 
@@ -48,8 +53,23 @@ class Generator:
     def random(self, size=None, dtype=_np.float64, out=None):
         self.bit_generator._check_device()
         dtype = _np.float64 if _np.dtype(dtype) == _np.float64 else _np.float32
-        return cupy.asarray(self.bit_generator._numpy.random(size, dtype=dtype))
+        numbers = self.bit_generator._numpy
+        return cupy._kernel("Generator.random", lambda: numbers.random(size, dtype=dtype))
 
 
 def default_rng(seed=None):
     return Generator(seed if isinstance(seed, _BitGenerator) else XORWOW(seed))
+
+
+def _legacy(name):
+    def draw(*args, **kwargs):
+        if cupy.cuda.stream.capturing() is not None:
+            raise NotImplementedError("calling cuRAND API during stream capture is currently unsupported")
+        return cupy._wrap(getattr(_np.random, name)(*args, **kwargs))
+
+    draw.__name__ = name
+    return draw
+
+
+rand, random_sample, uniform, normal, standard_normal, randint = (
+    _legacy(n) for n in ("rand", "random_sample", "uniform", "normal", "standard_normal", "randint"))

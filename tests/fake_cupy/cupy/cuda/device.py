@@ -47,7 +47,9 @@ class Device:
         return self
 
     def synchronize(self):
-        pass
+        from .stream import _refuse, captures_on
+        for capture in captures_on(self.id):  # cudaDeviceSynchronize while a stream captures
+            _refuse(capture)
 
     def __eq__(self, other):
         return isinstance(other, Device) and self.id == other.id

@@ -1,0 +1,288 @@
+"""CUDA-graph capture of the training step (issue 23), on the fake CuPy of ``tests/fake_cupy``, whose
+capture records kernels without running them and replays them without Python, as CUDA does
+(``tests/test_fake_capture.py``). The same checks on a real GPU are the ``gpu`` tests at the end."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.backend.graphs import StepGraph
+from xpnet.backend.matmul_kernel import launch_shape, matmul_source
+
+from conftest import require_cuda
+from test_cupy_rules import last_json, run_with_fake_cupy
+
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None,
+                                    reason="the fake RawKernel builds kernels with g++, which this machine lacks")
+
+
+def test_the_matmul_source_is_importable_without_cupy_and_covers_every_output():
+    assert 'extern "C" __global__ void xpnet_matmul_float32(' in matmul_source("float32")
+    assert "typedef double xpnet_t;" in matmul_source("float64")
+    with pytest.raises(ValueError, match="float16"):
+        matmul_source("float16")
+    for m, n in [(1, 1), (100, 10), (784, 100), (33, 65)]:
+        (gx, gy), (bx, by) = launch_shape(m, n)
+        assert gx * bx * 2 >= n and gy * by * 2 >= m
+
+
+@needs_compiler
+def test_the_capturable_matmul_equals_numpy_with_transposed_operands(tmp_path):
+    """Linear's three products: x @ W, dy @ W.T and x.T @ dy, read through their strides (no copy)."""
+    out = last_json(run_with_fake_cupy("""
+        import json, numpy as np, cupy
+        from xpnet.backend.fast_cupy_capture import kernel_matmul
+        rng = np.random.default_rng(0)
+        errors = {}
+        for dtype in ("float32", "float64"):
+            for m, k, n in [(7, 5, 3), (100, 78, 10), (1, 1, 1), (33, 0, 4)]:
+                a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+                for ta in (False, True):
+                    for tb in (False, True):
+                        ga = cupy.asarray(a.T.copy()).T if ta else cupy.asarray(a)  # a view of a transposed array
+                        gb = cupy.asarray(b.T.copy()).T if tb else cupy.asarray(b)
+                        c = kernel_matmul(ga, gb)
+                        ref = a.astype(np.float64) @ b.astype(np.float64)
+                        errors[f"{dtype} {m}x{k}x{n} {ta} {tb}"] = [float(np.max(np.abs(c.get() - ref), initial=0)),
+                                                                   c.dtype.name, list(c.shape)]
+        print(json.dumps(errors))
+    """, tmp_path))
+    assert len(out) == 32
+    for case, (error, dtype, shape) in out.items():
+        assert dtype == case.split()[0]
+        m, k, n = map(int, case.split()[1].split("x"))
+        assert shape == [m, n]
+        assert error <= (1e-4 if dtype == "float32" else 1e-12) * max(k, 1), case
+
+
+@needs_compiler
+def test_linear_multiplies_by_cublas_eagerly_and_by_its_kernel_while_captured(tmp_path):
+    out = last_json(run_with_fake_cupy("""
+        import json, numpy as np, cupy
+        import xpnet as xn
+        layer = xn.layers.Linear(6, 4).to(xn.device("cuda"))
+        x = xn.to_device(np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32), xn.device("cuda"))
+        eager = layer.forward(x)
+        eager_dx = layer.backward(cupy.ones((5, 4), dtype=cupy.float32))
+        eager_dW = layer.grads["W"].copy()
+        stream, pool = cupy.cuda.Stream(non_blocking=True), cupy.cuda.MemoryPool()
+        with cupy.cuda.using_allocator(pool.malloc), stream:
+            stream.begin_capture()
+            y = layer.forward(x)
+            dx = layer.backward(cupy.ones((5, 4), dtype=cupy.float32))
+            dW = layer.grads["W"]
+            graph = stream.end_capture()
+        graph.launch()
+        print(json.dumps({"kernels": graph.kernels,
+                          "close": [bool(cupy.allclose(a, b, rtol=1e-6, atol=1e-6)) for a, b in
+                                    [(y, eager), (dx, eager_dx), (dW, eager_dW)]]}))
+    """, tmp_path))
+    assert out["kernels"].count("xpnet_matmul_float32") == 3 and "matmul" not in out["kernels"], out
+    assert out["close"] == [True, True, True]
+
+
+# ----------------------------------------------------------------------------------------
+# The captured training step
+# ----------------------------------------------------------------------------------------
+
+_TRAIN = """
+    import json, numpy as np
+    import xpnet as xn
+    from xpnet.backend.graphs import StepGraph
+
+    launches = [0]
+    launch = StepGraph.launch
+    def counted(self):
+        launches[0] += 1
+        launch(self)
+    StepGraph.launch = counted
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((250, 12)).astype(np.float32)   # 7 full batches of 32 and one of 26
+    t = rng.integers(0, 4, 250)
+
+    def run(optimizer, graph, schedule=True, epochs=3, **kw):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                              xn.layers.ReLU(), xn.layers.Linear(16, 4))
+        launches[0] = 0
+        callbacks = [xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))] if schedule else []
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=epochs, batch_size=32,
+                     device="cuda", progress=False, graph=graph, callbacks=callbacks, **kw)
+        return {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                "launches": launches[0], "t": optimizer.t}
+"""
+
+_OPTIMIZERS = {"sgd": "xn.optim.SGD(0.1)", "sgd-nesterov": "xn.optim.SGD(0.05, momentum=0.9, nesterov=True)",
+               "momentum": "xn.optim.Momentum(0.05)", "adam": "xn.optim.Adam(0.01)",
+               "adamw": "xn.optim.AdamW(0.01)", "rmsprop": "xn.optim.RMSprop(0.01)", "adagrad": "xn.optim.AdaGrad(0.05)"}
+
+
+def _assert_same_training(eager: dict, captured: dict, rtol: float = 2e-4, atol: float = 2e-5) -> None:
+    for k, v in eager["params"].items():
+        np.testing.assert_allclose(captured["params"][k], v, rtol=rtol, atol=atol, err_msg=k)
+    np.testing.assert_allclose(captured["losses"], eager["losses"], rtol=1e-5)
+    assert captured["accuracy"] == eager["accuracy"]
+    assert captured["t"] == eager["t"]
+
+
+@needs_compiler
+def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
+    """Same seed, same batches: three epochs (7 full batches and a short one each, the learning rate
+    halved every epoch) give the weights of eager training within float32 rounding; the captured run
+    launched its graph for all but the warm-up steps and the short batches."""
+    out = last_json(run_with_fake_cupy(_TRAIN + f"""
+    result = {{}}
+    for name, make in {_OPTIMIZERS!r}.items():
+        result[name] = {{"eager": run(eval(make), False), "captured": run(eval(make), True),
+                        "default": run(eval(make), None)}}
+    print(json.dumps(result))
+    """, tmp_path))
+    for name, runs in out.items():
+        assert runs["eager"]["launches"] == 0
+        assert runs["captured"]["launches"] == runs["default"]["launches"] == 3 * 7 - 2, name
+        _assert_same_training(runs["eager"], runs["captured"])
+        assert runs["default"] == runs["captured"], name
+
+
+@needs_compiler
+def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
+    """The check above has teeth: Adam with its step count read from the host (baked into the graph at
+    the capture, as a Python float would be) trains differently from eager Adam."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    from xpnet.optim import base
+    eager = run(xn.optim.Adam(0.01), False, schedule=False)
+    per_step = base.Optimizer._per_step
+    def baked(self, key, p, compute):
+        ds = self.device_scalars
+        if ds is None:
+            return per_step(self, key, p, compute)
+        return ds.once((key, p.dtype), lambda: ds.xp.astype(ds.lr * 0 + compute(self.lr, self.t), p.dtype))
+    base.Optimizer._per_step = baked
+    captured = run(xn.optim.Adam(0.01), True, schedule=False)
+    print(json.dumps({"eager": eager, "captured": captured}))
+    """, tmp_path))
+    with pytest.raises(AssertionError):
+        _assert_same_training(out["eager"], out["captured"])
+
+
+@needs_compiler
+def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_asked_for(tmp_path):
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    import os
+    result = {}
+    def attempt(name, **kw):
+        try:
+            result[name] = run(xn.optim.SGD(0.1), **kw)["launches"]
+        except ValueError as e:
+            result[name] = str(e)
+    attempt("unshuffled default", graph=None, shuffle=False)
+    attempt("unshuffled", graph=True, shuffle=False)
+    attempt("clipped", graph=True, clip_grad_norm=1.0)
+    os.environ["XPNET_GRAPH"] = "0"
+    attempt("XPNET_GRAPH=0", graph=None)
+    del os.environ["XPNET_GRAPH"]
+    for graph in (None, True):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.ReLU(), xn.layers.Dropout(0.2), xn.layers.Linear(16, 4))
+        launches[0] = 0
+        try:
+            xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32, device="cuda",
+                     progress=False, graph=graph)
+            result[f"dropout {graph}"] = launches[0]
+        except ValueError as e:
+            result[f"dropout {graph}"] = str(e)
+    print(json.dumps(result))
+    """, tmp_path))
+    assert out["unshuffled default"] == 0 and out["XPNET_GRAPH=0"] == 0 and out["dropout None"] == 0
+    assert "shuffle=False" in out["unshuffled"] and out["unshuffled"].startswith("train: graph=True: ")
+    assert out["clipped"] == 3 * 7 - 2
+    assert out["dropout True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
+                                   "'2' (Dropout) is not captured in this version (captured: Sequential models of "
+                                   "Linear, ReLU, Sigmoid, Tanh, Flatten). Pass graph=None (captures where it can) "
+                                   "or False")
+
+
+@needs_compiler
+def test_the_nan_guard_and_resume_work_with_a_captured_step(tmp_path):
+    out = last_json(run_with_fake_cupy(_TRAIN + f"""
+    from xpnet.training.trainer import XpnetTrainingError
+    try:
+        run(xn.optim.SGD(1e30), True, schedule=False)
+        guard = None
+    except XpnetTrainingError as e:
+        guard = str(e)
+    whole = run(xn.optim.Adam(0.01), True, schedule=False, epochs=3)
+    path = {str(tmp_path / "ckpt.npz")!r}
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                          xn.layers.ReLU(), xn.layers.Linear(16, 4))
+    xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=1, batch_size=32,
+             device="cuda", progress=False, graph=True, callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    opt = xn.optim.Adam(0.01)
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=3, batch_size=32, device="cuda",
+                 progress=False, graph=True, resume_from=path)
+    resumed = {{"params": {{k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()}},
+               "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+               "t": opt.t}}
+    print(json.dumps({{"guard": guard, "whole": whole, "resumed": resumed}}))
+    """, tmp_path))
+    assert out["guard"] is not None and "training stopped: the loss became non-finite in epoch 1, step" in out["guard"]
+    _assert_same_training(out["whole"], out["resumed"])
+
+
+# ----------------------------------------------------------------------------------------
+# On a GPU (pytest -m gpu; on the fake CuPy in tests/test_gpu_checks.py's run of the gpu suite)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_capturable_matmul_equals_cublas(dtype):
+    dev = require_cuda()
+    from xpnet.backend.fast_cupy_capture import kernel_matmul  # noqa: PLC0415 - imports CuPy
+    rng = np.random.default_rng(0)
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for m, k, n in [(100, 784, 100), (784, 100, 100), (100, 100, 10), (37, 5, 3)]:
+        a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        ga, gb = dev.asarray(a), dev.asarray(b)
+        for x, y in [(ga, gb), (dev.asarray(a.T.copy()).T, gb), (ga, dev.asarray(b.T.copy()).T)]:
+            ours, cublas = kernel_matmul(x, y), x @ y
+            assert xn.backend.same_device(ours, cublas) and ours.dtype == cublas.dtype
+            np.testing.assert_allclose(xn.to_numpy(ours), xn.to_numpy(cublas), rtol=tol, atol=tol * np.sqrt(k))
+
+
+def _mlp_training(optimizer, graph, x, t, dev):
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(), xn.layers.Linear(100, 10))
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=2, batch_size=100, device=dev,
+                 progress=False, graph=graph,
+                 callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))])
+    return {k: xn.to_numpy(v) for k, v in model.named_params().items()}, h.epochs
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1), lambda: xn.optim.Momentum(0.05),
+                                  lambda: xn.optim.Adam(1e-3)], ids=["sgd", "momentum", "adam"])
+def test_gpu_captured_training_equals_eager(make, monkeypatch):
+    """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
+    but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding."""
+    dev = require_cuda()
+    rng = np.random.default_rng(0)
+    x, t = rng.random((950, 784), dtype=np.float32), rng.integers(0, 10, 950)
+    eager, eager_epochs = _mlp_training(make(), False, x, t, dev)
+    launches = []
+    launch = StepGraph.launch
+    monkeypatch.setattr(StepGraph, "launch", lambda self: (launches.append(1), launch(self)))
+    captured, captured_epochs = _mlp_training(make(), True, x, t, dev)
+    assert len(launches) == 2 * 9 - 2
+    for k, v in eager.items():
+        np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)
+    for e, c in zip(eager_epochs, captured_epochs):
+        assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-4)
+        assert abs(c["train_accuracy"] - e["train_accuracy"]) <= 2 / 950

@@ -1,0 +1,172 @@
+"""The training step captured as a CUDA graph on CuPy: ``xn.train(..., graph=None | True | False)``.
+
+How a captured epoch goes:
+
+1. When: :func:`obstacle` says why a run cannot be captured correctly (None when it can). ``graph=True``
+   refuses such a run with that reason; ``graph=None`` (the default) captures where there is none and
+   trains eagerly otherwise; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
+   device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
+   one of :data:`CAPTURABLE` inside ``Sequential`` models, cross-entropy or MSE, any xpnet optimizer,
+   gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch. Not yet: Dropout (its
+   device generator is made again each epoch), BatchNorm, Conv2d and pooling, recurrent layers, models
+   of the user's own classes.
+2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
+   made once, from the epoch's permutation and a step counter kept on the device.
+3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
+   own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
+   is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
+   once per remaining full batch. Later epochs only launch. While capturing, Linear multiplies with
+   xpnet's own kernel (CuPy refuses cuBLAS there); eager steps keep cuBLAS.
+4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
+   and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
+   each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
+   correct count, which are read once per epoch as in eager training.
+5. The short last batch (when ``batch_size`` does not divide N) runs eagerly after the launches.
+6. The NaN guard, SIGTERM and resume work as in eager training: the guard replays the epoch eagerly to
+   name the step and layer. A graph holds the arrays of the capture; when the model's or the optimizer's
+   arrays were replaced since (a restored snapshot, a callback), it is captured again.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend.graphs import StepGraph
+from ..backend.registry import fast_paths_enabled
+from ..datasets.batches import BatchIterator, StaticBatches
+from ..layers import Flatten, Linear, ReLU, Sigmoid, Tanh
+from ..losses import MeanSquaredError, SoftmaxCrossEntropy
+from ..models.sequential import Sequential
+from ..optim import Optimizer
+from ..optim.base import DeviceScalars
+from .data import index_dtype
+
+__all__ = ["CAPTURABLE", "WARMUP", "obstacle", "CapturedEpochs"]
+
+CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten)
+WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
+
+
+def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev: Any, *, comm: Any = None,
+             transform: Any = None, inputs: int = 1) -> str | None:
+    """Why this run's training step cannot be captured as a CUDA graph, or None when it can."""
+    if not dev.is_cupy:
+        return f"it needs a CuPy device; this run is on {dev.name}"
+    if comm is not None:
+        return "comm (data parallel) is not captured in this version: the all-reduce runs between the steps"
+    if transform is not None:
+        return "a transform runs Python on each batch, which a graph would not run again"
+    if inputs != 1:
+        return "a model of several inputs is not captured in this version"
+    if not batches.shuffle:
+        return "shuffle=False batches are slices, not the gathered buffers a graph reads"
+    if not fast_paths_enabled():
+        return "the fast paths are off (xn.backend.set_fast_paths(False) or XPNET_DISABLE_FAST_PATHS), and the " \
+               "matrix product a capture needs is one of them"
+    full = batches.n // batches.batch_size
+    if full < WARMUP + 1:
+        return f"{full} full batch(es) per epoch: a capture needs {WARMUP + 1} ({WARMUP} eager steps first)"
+    if not isinstance(loss, (SoftmaxCrossEntropy, MeanSquaredError)):
+        return f"the loss {type(loss).__name__} is not captured in this version"
+    if not isinstance(optimizer, Optimizer):
+        return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
+    for name, layer in model.named_modules().items():
+        if isinstance(layer, Sequential) and type(layer) is Sequential:
+            continue
+        if not isinstance(layer, CAPTURABLE):
+            where = f"layer {name!r} ({type(layer).__name__})" if name else f"the model ({type(layer).__name__})"
+            return f"{where} is not captured in this version (captured: Sequential models of " \
+                   f"{', '.join(c.__name__ for c in CAPTURABLE)})"
+    return None
+
+
+class CapturedEpochs:
+    """The epochs of ``trainer`` as launches of one captured step (see the module's docstring)."""
+
+    def __init__(self, trainer: Any, batches: BatchIterator, classify: bool):
+        self.trainer, self.batches, self.classify = trainer, batches, classify
+        dev = trainer.dev
+        self.graph = StepGraph(dev)
+        with self.graph.on_stream(), self.graph.allocating():
+            self.static = StaticBatches(batches)
+            self.loss_sum = trainer.zeros(trainer.loss_sum_dtype())
+            self.correct = trainer.zeros(index_dtype(dev))
+            self.scalars = DeviceScalars(dev.xp, dev.native)
+        self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
+
+    def _arrays(self) -> list[Any]:
+        model, optimizer = self.trainer.model, self.trainer.optimizer
+        return [*model.state().values(), *(a for s in optimizer.state.values() for a in s.values())]
+
+    def _still_valid(self) -> bool:
+        now = self._arrays()
+        return len(now) == len(self._held) and all(a is b for a, b in zip(now, self._held))
+
+    def _train_on(self, xb: Any, yb: Any, labels: Any) -> None:
+        """One step on a batch (the static buffers, or the short last batch), its loss and correct count
+        added to the device sums."""
+        trainer, xp = self.trainer, self.trainer.dev.xp
+        model, loss = trainer.model, trainer.loss
+        out = model.forward(xb, train=True)
+        value = loss.forward(out, yb, check=False)
+        model.backward_params(loss.backward())
+        self.loss_sum += xp.astype(value, self.loss_sum.dtype) * int(yb.shape[0])
+        if trainer.first_loss is None:
+            trainer.first_loss = value
+        if self.classify:
+            self.correct += xp.count_nonzero(xp.argmax(out, axis=1) == labels)
+        trainer.clip(model)
+        trainer.optimizer.step(model)
+
+    def _step(self) -> None:
+        buffers = self.static.gather()
+        self._train_on(buffers[0], buffers[1], buffers[-1])
+
+    def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None]:
+        """The full batches of ``epoch`` (launches; the first epoch warms up and captures first), then the
+        short last batch eagerly. Returns the steps run, the epoch's loss sum (NaN where the loss or a
+        weight went non-finite) and its correct count (None unless classifying), read once."""
+        trainer, optimizer, graph, xp = self.trainer, self.trainer.optimizer, self.graph, self.trainer.dev.xp
+        from .trainer import SigtermStop  # noqa: PLC0415 - the trainer imports this module
+        steps = 0
+        with graph.on_stream():
+            self.static.load_epoch(epoch)
+            self.loss_sum[...] = 0
+            self.correct[...] = 0
+            if graph.captured and not self._still_valid():
+                graph.drop()
+            self.scalars.set(optimizer.lr, optimizer.t)
+            optimizer.device_scalars = self.scalars
+            try:
+                if not graph.captured:
+                    with graph.allocating():
+                        for _ in range(WARMUP):
+                            self._step()
+                            steps += 1
+                    graph.capture(self._step)
+                    optimizer.t -= 1  # the capture ran the Python of one step but none of its kernels
+                    self._held = self._arrays()
+                    if bar is not None:
+                        bar.update(steps)
+                while steps < len(self.static):
+                    graph.launch()
+                    optimizer.t += 1
+                    steps += 1
+                    if bar is not None:
+                        bar.update(1)
+                    if trainer.sigterm is not None and trainer.sigterm.requested:
+                        raise SigtermStop(snapshot)
+            finally:
+                optimizer.device_scalars = None
+            lo = len(self.static) * self.batches.batch_size
+            if lo < self.batches.used:  # the short last batch, eagerly (cuBLAS), from the epoch's permutation
+                rows = self.static.perm[lo:self.batches.used]
+                batch = tuple(xp.take(a, rows, axis=0) for a in self.batches.arrays)
+                self._train_on(batch[0], batch[1], batch[-1])
+                steps += 1
+                if bar is not None:
+                    bar.update(1)
+            total = float(xp.where(trainer.params_finite(), self.loss_sum, trainer.zeros(self.loss_sum.dtype) + math.nan))
+            correct = int(self.correct) if self.classify else None
+        return steps, total, correct
