@@ -92,7 +92,7 @@ def _use_graph(graph: Any, dev: Device) -> bool | None:
 
 def _captured(graph: bool | None, trainer: Trainer, batches: Any, classify: bool, transform: Any) -> Any:
     """The CapturedEpochs that run this training, or None (eager): see :mod:`xpnet.training.graph`."""
-    if graph is False:
+    if graph is False or (graph is None and not _graph.BY_DEFAULT):
         return None
     if isinstance(batches, StreamBatches):
         why = "token-stream training (truncated BPTT) is not captured in this version"
@@ -103,7 +103,7 @@ def _captured(graph: bool | None, trainer: Trainer, batches: Any, classify: bool
         return _graph.CapturedEpochs(trainer, batches, classify)
     if graph:
         raise ValueError(f"train: graph=True: the training step cannot be captured as a CUDA graph: {why}. "
-                         "Pass graph=None (captures where it can) or False")
+                         "Pass graph=None or False to train eagerly")
     return None
 
 
@@ -143,11 +143,13 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
     first meet: a difference raises on every rank, naming it).
     ``graph``: capture the training step as a CUDA graph on CuPy and launch it each step
-    (:mod:`xpnet.training.graph`): ``None`` (the default) where that is correct (a CuPy device, one
-    process, shuffled batches, Sequential models of Linear/ReLU/Sigmoid/Tanh/Flatten, cross-entropy or
-    MSE, any xpnet optimizer; eager otherwise), ``True`` there or a clear error naming what stands in the
-    way, ``False`` never (also ``XPNET_GRAPH=0``). The weights equal eager training's up to the rounding
-    of xpnet's own matrix product, which stands in for cuBLAS inside the graph.
+    (:mod:`xpnet.training.graph`): ``True`` (or ``XPNET_GRAPH=1``) where that is correct (a CuPy device,
+    one process, shuffled batches, Sequential models of Linear/ReLU/Sigmoid/Tanh/Flatten, cross-entropy or
+    MSE, any xpnet optimizer), else a clear error naming what stands in the way; ``None`` (the default)
+    trains eagerly in this version (capture by default waits for its first run on a real GPU:
+    ``xpnet.training.graph.BY_DEFAULT``); ``False`` never captures (also ``XPNET_GRAPH=0``). The weights
+    equal eager training's up to the rounding of xpnet's own matrix product, which stands in for cuBLAS
+    inside the graph.
     ``drop_last=True`` leaves out each epoch's last batch when it is smaller than ``batch_size`` (needed
     by BatchNorm when it would hold a single sample; the rows left out differ each epoch).
     ``validation_name`` is the name printed for the validation figures (``"test"`` when ``validation``
