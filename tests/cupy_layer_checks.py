@@ -240,8 +240,36 @@ def check_batchnorm(dev: Any) -> None:
                                                atol=50 * RTOL[dtype], err_msg=f"{dtype} {shape} train={train} {k}")
 
 
+def check_training(dev: Any) -> None:
+    """``xn.train`` and ``xn.evaluate`` of a small CNN (Conv2d, BatchNorm, ReLU, MaxPool2d, Linear) with
+    the kernels and without: the same losses, accuracies (the trainer's count from the loss's row hits
+    against its argmax) and weights."""
+    rng = np.random.default_rng(5)
+    x, t = rng.standard_normal((96, 1, 8, 8)), rng.integers(0, 3, 96)
+    x[t == 1, :, :4] += 1.0  # something to learn
+    runs = []
+    for fast in (True, False):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Conv2d(1, 4, 3, padding=1, bias=False, dtype="float64"),
+                              xn.layers.BatchNorm(4, dtype="float64"), xn.layers.ReLU(), xn.layers.MaxPool2d(2),
+                              xn.layers.Flatten(), xn.layers.Linear(64, 3, dtype="float64")).to(dev)
+        with fast_paths(fast):
+            history = xn.train(model, (x[:64], t[:64]), loss="cross_entropy", optimizer="adam", epochs=3,
+                               batch_size=16, validation=(x[64:], t[64:]), progress=False)
+            scores = xn.evaluate(model, (x, t), loss="cross_entropy", batch_size=40)
+        runs.append((history.epochs, scores, {k: _host(v) for k, v in model.named_params().items()}))
+    (epochs, scores, params), (epochs_ref, scores_ref, params_ref) = runs
+    for e, e_ref in zip(epochs, epochs_ref):
+        for k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+            np.testing.assert_allclose(e[k], e_ref[k], rtol=1e-10, err_msg=f"epoch {e['epoch']} {k}")
+    assert scores["accuracy"] == scores_ref["accuracy"] and scores["accuracy"] > 0.4, (scores, scores_ref)
+    np.testing.assert_allclose(scores["loss"], scores_ref["loss"], rtol=1e-10)
+    for k in params_ref:
+        np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
-          check_batchnorm]
+          check_batchnorm, check_training]
 
 
 # -- launches ----------------------------------------------------------------------------------------
