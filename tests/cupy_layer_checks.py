@@ -213,6 +213,8 @@ def check_maxpool2d(dev: Any) -> None:
 def check_batchnorm(dev: Any) -> None:
     """Training and evaluation, (N, C, H, W) and (N, D): y, dx, the gradients and the running statistics
     against the portable layer."""
+    from xpnet.layers.norm import batchnorm_backward, batchnorm_forward
+
     cupy_layers = _kernels()
     rng = np.random.default_rng(4)
     for dtype in ("float32", "float64"):
@@ -234,10 +236,19 @@ def check_batchnorm(dev: Any) -> None:
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
                 assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
-                for k in portable:
-                    assert fast[k].dtype == portable[k].dtype and fast[k].shape == portable[k].shape, k
-                    np.testing.assert_allclose(_host(fast[k]), _host(portable[k]), rtol=50 * RTOL[dtype],
-                                               atol=50 * RTOL[dtype], err_msg=f"{dtype} {shape} train={train} {k}")
+                # The kernel's backward after a portable forward, which keeps x - mean with no shift.
+                dy3, gamma3 = dev.asarray(dy.reshape(x3.shape)), layer.params["gamma"]
+                with fast_paths(False):
+                    fed = batchnorm_forward(x3, gamma3, layer.params["beta"], layer.eps)
+                    portable_grads = batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
+                fast_grads = cupy_layers.batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
+                pairs = [(k, fast[k], portable[k]) for k in portable]
+                pairs += [(f"after a portable forward: {k}", a, b)
+                          for k, a, b in zip(("dx", "dgamma", "dbeta"), fast_grads, portable_grads)]
+                for k, a, b in pairs:
+                    assert a.dtype == b.dtype and a.shape == b.shape, k
+                    np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                               err_msg=f"{dtype} {shape} train={train} {k}")
 
 
 def check_training(dev: Any) -> None:

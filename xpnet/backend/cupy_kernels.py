@@ -28,8 +28,10 @@ ELEMENTWISE = {
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
     # BatchNorm over (N, C, L), per channel: the statistics from the sums, then y in one pass.
     "bn_stats": ("T total, T squares, T gamma, T count, T eps", "T mean, T var, T inv_std, T scale",
-                 "mean = total / count; var = squares / count; inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
-    "bn_scale": ("T var, T gamma, T eps", "T inv_std, T scale", "inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
+                 "mean = total / count; var = squares / count; inv_std = 1 / sqrt(var + eps); "
+                 "scale = gamma * inv_std;"),
+    "bn_scale": ("T var, T gamma, T eps", "T inv_std, T scale",
+                 "inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
     "bn_affine": ("T x, T shift, T scale, T beta", "T y", "y = (x - shift) * scale + beta;"),
     # Backward: the per-channel factors of dx = scale * (dy - dbeta/count - x_hat * dgamma/count), then dx.
     "bn_grad_factors": ("T sum_dyx, T dbeta, T gamma, T inv_std, T count", "T dgamma, T a, T scale, T c0",

@@ -160,6 +160,11 @@ def _per_channel(v: Any) -> Any:
     return v.reshape(1, -1, 1)
 
 
+def _vectors(x3: Any, k: int) -> list[Any]:
+    """``k`` new per-channel vectors (C,) of x3's dtype, for a kernel to write."""
+    return [cupy.empty(x3.shape[1], x3.dtype) for _ in range(k)]
+
+
 def _like(x3: Any, *vectors: Any) -> bool:
     return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64)
             and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype for v in vectors))
@@ -173,14 +178,12 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     """See ``xpnet.layers.norm.batchnorm_forward``: in training two reductions (the sum, then the
     squares about the mean), the per-channel statistics in one small kernel, y in one pass. Keeps x
     itself and the mean for backward, as the Numba kernel."""
-    c = x3.shape[1]
-    vector = lambda: cupy.empty(c, x3.dtype)  # noqa: E731
-    inv_std, scale = vector(), vector()
+    inv_std, scale = _vectors(x3, 2)
     if stats is None:
         count = x3.shape[0] * x3.shape[2]
         total = cupy.sum(x3, axis=(0, 2))
         squares = reduction("channel_squares")(x3, _per_channel(total), count, axis=(0, 2))
-        mean, var = vector(), vector()
+        mean, var = _vectors(x3, 2)
         elementwise("bn_stats")(total, squares, gamma, count, eps, mean, var, inv_std, scale)
     else:
         mean, var = stats
@@ -200,11 +203,10 @@ def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: 
     """See ``xpnet.layers.norm.batchnorm_backward``: two reductions (sum(dy) and sum(dy * (x - shift))),
     the per-channel factors in one small kernel, dx in one pass."""
     x, shift = x_shift
-    c = x.shape[1]
-    shift = cupy.zeros(c, x.dtype) if shift is None else shift
+    shift = cupy.zeros(x.shape[1], x.dtype) if shift is None else shift
     dbeta = cupy.sum(dy3, axis=(0, 2))
     sum_dyx = reduction("channel_centred_dot")(dy3, x, _per_channel(shift), axis=(0, 2))
-    dgamma, a, scale, c0 = (cupy.empty(c, x.dtype) for _ in range(4))
+    dgamma, a, scale, c0 = _vectors(x, 4)
     elementwise("bn_grad_factors")(sum_dyx, dbeta, gamma, inv_std, x.shape[0] * x.shape[2], dgamma, a, scale, c0)
     if not train:
         return dy3 * _per_channel(scale), dgamma, dbeta
