@@ -33,6 +33,12 @@ class Loss:
     def backward(self, dout: Any = 1.0) -> Any:
         raise NotImplementedError
 
+    def correct_count(self) -> Any:
+        """How many rows of the last forward's predictions have their first maximum at their label, as
+        ``count_nonzero(argmax(y, axis=-1) == t)``: a 0-d integer array on the device where the loss
+        found it along the way (CuPy's fused softmax cross-entropy), else None (count it yourself)."""
+        return None
+
     def _check_pair(self, y: Any, t: Any) -> Any:
         xp = namespace(y)
         if namespace(t) is not xp or not same_device(y, t):
@@ -71,7 +77,10 @@ class SoftmaxCrossEntropy(Loss):
     book's TimeSoftmaxWithLoss; PyTorch's cross_entropy wants them on axis 1, (N, C, T)).
     t: integer class indices of y's shape without the last axis, (N,) or (N, T), in [0, C); or
     one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
-    target rows) with each row's weight in the mean.
+    target rows) with each row's weight in the mean; on CuPy, for integer labels and up to
+    ``xpnet.backend.cupy_layers.MAX_CLASSES`` classes, one kernel writes each row's loss, dy (for
+    ``dout=1``, then returned as it is by ``backward()``: do not write into it) and whether the row's
+    first maximum is at its label (:meth:`correct_count`), and only dy and those are cached.
     ``check=False`` skips the label-range check, which reads a value back from the device.
 
     ``ignore_index`` (PyTorch's name and default, -100; the book's is -1): integer labels equal to it
@@ -92,6 +101,8 @@ class SoftmaxCrossEntropy(Loss):
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
         self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
+        self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
+        self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
@@ -106,6 +117,12 @@ class SoftmaxCrossEntropy(Loss):
         eps = self.label_smoothing
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
+            fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
+            if fused is not None:
+                value, self._dy, self._hits = fused
+                self._p = self._t = self._labels = self._rows = None
+                self._shape = tuple(y.shape)
+                return value
             run = fast_path("cross_entropy_labels", xp, cross_entropy_labels)
             value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
             self._t = None
@@ -126,8 +143,13 @@ class SoftmaxCrossEntropy(Loss):
         else:
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
                              f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}")
+        self._dy = self._hits = None
         self._shape = tuple(y.shape)
         return value
+
+    def correct_count(self) -> Any:
+        hits = self._hits
+        return None if hits is None else namespace(hits).count_nonzero(hits)
 
     def _checked_labels(self, xp: Any, t: Any, m: int, c: int, check: bool) -> Any:
         """The labels as (M,), after checking their dtype and (with ``check``) their range."""
@@ -159,9 +181,12 @@ class SoftmaxCrossEntropy(Loss):
         return self._classes[1]
 
     def backward(self, dout: Any = 1.0) -> Any:
-        if self._p is None:
+        if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         _check_dout(self, dout)
+        if self._dy is not None:
+            dy = self._dy if is_real(dout) and dout == 1 else self._dy * dout
+            return dy if len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
         p = self._p
         m, c = p.shape
         if self._labels is None:
@@ -179,6 +204,11 @@ def _log_softmax_parts(xp: Any, y2: Any) -> tuple[Any, Any, Any, Any]:
     e = xp.exp(z)
     total = xp.sum(e, axis=1, keepdims=True)
     return z, e, total, xp.log(total)
+
+
+def _unfused(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> None:
+    """Where no library fuses the softmax cross-entropy (``softmax_cross_entropy``, CuPy's kernel): None."""
+    return None
 
 
 def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:

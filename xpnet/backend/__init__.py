@@ -9,7 +9,8 @@ Everything else asks ``namespace(x)`` for the array-API namespace of its input a
 - ``devices``: :class:`Device`, device strings (``"cuda:1"``, ``"torch:mps"``...), moving arrays;
 - ``random``: uniform numbers on a device from the host generators;
 - ``registry``: fast paths beside the portable code, and the table of their families, one module
-  each: ``fast_numpy``, ``fast_cupy``, ``fast_torch``, ``fast_numba`` (with ``numba_kernels``).
+  each: ``fast_numpy``, ``fast_cupy`` (with ``cupy_layers`` and ``cupy_kernels``), ``fast_torch``,
+  ``fast_numba`` (with ``numba_kernels``).
 
 It may import only ``xpnet._user`` and third-party libraries: layers, losses and everything above
 stand on it, never the other way round.

@@ -1,25 +1,167 @@
 """The CUDA sources of the CuPy fast paths, as plain strings: importable without CuPy, so the tests
-run their arithmetic in NumPy on any machine (``tests/test_fast_paths.py``).
+run their arithmetic in NumPy on any machine (``tests/test_fast_paths.py``), and the fake CuPy of
+``tests/fake_cupy`` builds the raw kernels with the host's C++ compiler.
 
 ``ELEMENTWISE[name] = (in_params, out_params, body)`` for ``cupy.ElementwiseKernel``; each body is plain
-arithmetic, one statement per ``;``, over arrays of one float type ``T``.
+arithmetic, one statement per ``;``, over arrays of one float type ``T`` (per-channel vectors broadcast
+as (1, C, 1) against (N, C, L)).
 
 ``REDUCTION[name] = (in_params, out_params, map_expr, reduce_expr, post_map_expr, identity)`` for
 ``cupy.ReductionKernel``: ``map_expr`` is plain arithmetic, the reduction a sum.
+
+``RAW[name]`` for ``cupy.RawKernel``: one thread per output element (or per row), no shared memory, no
+atomics, so the result never depends on the order threads run in. The builder puts ``typedef``s of
+``T`` (the float type), ``L`` (labels) and ``I`` (pooling indices) in front. Sizes are ``long long``
+(a Python int as CuPy passes it); NaN is tested as ``v != v``, which needs no header.
 """
 
 from __future__ import annotations
 
-__all__ = ["ELEMENTWISE", "REDUCTION"]
+__all__ = ["ELEMENTWISE", "REDUCTION", "RAW"]
 
 ELEMENTWISE = {
     "sgd": ("T g, T lr", "T p", "p -= lr * g;"),
     "momentum": ("T g, T lr, T momentum", "T p, T v", "v = v * momentum - lr * g; p += v;"),
     "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
+    # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).
+    "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
+    # BatchNorm over (N, C, L), per channel: the statistics from the sums, then y in one pass.
+    "bn_stats": ("T total, T squares, T gamma, T count, T eps", "T mean, T var, T inv_std, T scale",
+                 "mean = total / count; var = squares / count; inv_std = 1 / sqrt(var + eps); "
+                 "scale = gamma * inv_std;"),
+    "bn_scale": ("T var, T gamma, T eps", "T inv_std, T scale",
+                 "inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
+    "bn_affine": ("T x, T shift, T scale, T beta", "T y", "y = (x - shift) * scale + beta;"),
+    # Backward: the per-channel factors of dx = scale * (dy - dbeta/count - x_hat * dgamma/count), then dx.
+    "bn_grad_factors": ("T sum_dyx, T dbeta, T gamma, T inv_std, T count", "T dgamma, T a, T scale, T c0",
+                        "dgamma = sum_dyx * inv_std; scale = gamma * inv_std; a = -scale * inv_std * dgamma / count; "
+                        "c0 = scale * dbeta / count;"),
+    "bn_input_grad": ("T dy, T x, T shift, T a, T scale, T c0", "T dx", "dx = (x - shift) * a + dy * scale - c0;"),
 }
 
 REDUCTION = {
     # BatchNorm's per-channel sum of a * b over axes 0 and 2 of (N, C, L): one pass, no temporary.
     "channel_dot": ("T a, T b", "T y", "a * b", "a + b", "y = a", "0"),
+    # Per channel: sum((x - total / count)^2), the variance's numerator, centred on the mean in the same pass.
+    "channel_squares": ("T x, T total, T count", "T y", "(x - total / count) * (x - total / count)", "a + b", "y = a",
+                        "0"),
+    # Per channel: sum(dy * (x - shift)).
+    "channel_centred_dot": ("T dy, T x, T shift", "T y", "dy * (x - shift)", "a + b", "y = a", "0"),
+    # How many labels are not ignore_index.
+    "count_valid": ("L t, int64 ignore", "L y", "t != ignore", "a + b", "y = a", "0"),
 }
+
+_INDEX = "long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;"
+
+RAW = {
+    # y = max(x, 0) (NaN stays NaN, as NumPy's maximum) and the mask x > 0, in one pass.
+    "relu_forward": r"""
+extern "C" __global__ void xpnet_relu_forward(const T* x, T* y, bool* mask, long long n) {
+    %(index)s
+    if (i >= n) return;
+    T v = x[i];
+    bool positive = v > 0;
+    mask[i] = positive;
+    y[i] = (positive || v != v) ? v : (T)0;
+}
+""",
+    # Softmax cross-entropy of integer labels, one thread per row of y (M, C): the row's loss times its
+    # weight in the mean, dy = (softmax - target) times that weight (the gradient for dout = 1), and
+    # whether the row's first maximum (NumPy's argmax: a NaN first) is at the label. The formulas are
+    # those of xpnet.losses.cross_entropy_labels and its backward; sums accumulate in double.
+    "softmax_cross_entropy": r"""
+extern "C" __global__ void xpnet_softmax_cross_entropy(const T* y, const L* t, const L* valid, T* loss, T* dy,
+                                                       bool* hit, long long ignore, double smoothing, long long m,
+                                                       long long c) {
+    %(index)s
+    if (i >= m) return;
+    const T* row = y + i * c;
+    T* grad = dy + i * c;
+    long long label = (long long)t[i];
+    bool counted = label != ignore;
+    long long k = counted ? label : 0;
+    T best = row[0];
+    long long arg = 0;
+    for (long long j = 1; j < c; ++j) {
+        T v = row[j];
+        if (v > best || (v != v && best == best)) { best = v; arg = j; }
+    }
+    hit[i] = label == arg;
+    double total = 0, z_sum = 0;
+    for (long long j = 0; j < c; ++j) {
+        T z = row[j] - best;
+        T e = exp(z);
+        grad[j] = e;
+        total += e;
+        z_sum += z;
+    }
+    T sum_e = (T)total;
+    T log_total = log(sum_e);
+    long long n_valid = (long long)valid[0];
+    T weight = counted ? (T)1 / (T)(n_valid > 1 ? n_valid : 1) : (T)0;
+    T per_row = (row[k] - best) - log_total;
+    T keep = (T)(1 - smoothing), spread = (T)(smoothing / c);
+    if (smoothing != 0) per_row = per_row * keep + ((T)z_sum - (T)c * log_total) * spread;
+    loss[i] = -(per_row * weight);
+    for (long long j = 0; j < c; ++j) {
+        T target = j == k ? (T)1 : (T)0;
+        if (smoothing != 0) target = target * keep + spread;
+        grad[j] = (grad[j] / sum_e - target) * weight;
+    }
+}
+""",
+    # MaxPool2d over (planes = N * C, H, W), one thread per output: the running maximum over the window's
+    # offsets in row-major order as the portable path (padding reads as -inf; a NaN wins and stays; the
+    # last offset that raised the maximum is the window's first maximum).
+    "maxpool2d_forward": r"""
+extern "C" __global__ void xpnet_maxpool2d_forward(const T* x, T* y, I* first, T neg_inf, long long planes,
+                                                   long long h, long long w, long long oh, long long ow,
+                                                   long long kh, long long kw, long long sh, long long sw,
+                                                   long long ph, long long pw) {
+    %(index)s
+    if (i >= planes * oh * ow) return;
+    long long q = i %% ow, p = (i / ow) %% oh;
+    const T* plane = x + (i / (oh * ow)) * h * w;
+    T best = neg_inf;
+    long long arg = 0, offset = 0;
+    for (long long di = 0; di < kh; ++di) {
+        long long r = p * sh - ph + di;
+        for (long long dj = 0; dj < kw; ++dj, ++offset) {
+            long long s = q * sw - pw + dj;
+            T v = (r >= 0 && r < h && s >= 0 && s < w) ? plane[r * w + s] : neg_inf;
+            bool raised = v > best;
+            arg = raised ? offset : arg;
+            best = (offset == 0 || raised || v != v) ? v : best;
+        }
+    }
+    y[i] = best;
+    first[i] = (I)arg;
+}
+""",
+    # One thread per input pixel: the sum of dy * (first == its offset) over the windows that hold it,
+    # in the portable path's order (kernel offsets ascending), so no atomics and the same sums.
+    "maxpool2d_backward": r"""
+extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first, T* dx, long long planes,
+                                                    long long h, long long w, long long oh, long long ow,
+                                                    long long kh, long long kw, long long sh, long long sw,
+                                                    long long ph, long long pw) {
+    %(index)s
+    if (i >= planes * h * w) return;
+    long long plane = i / (h * w), row = (i / w) %% h + ph, col = i %% w + pw;
+    long long p_lo = row - kh + 1 <= 0 ? 0 : (row - kh + sh) / sh;
+    long long q_lo = col - kw + 1 <= 0 ? 0 : (col - kw + sw) / sw;
+    long long p_hi = row / sh < oh ? row / sh : oh - 1, q_hi = col / sw < ow ? col / sw : ow - 1;
+    T acc = 0;
+    for (long long p = p_hi; p >= p_lo; --p) {
+        for (long long q = q_hi; q >= q_lo; --q) {
+            long long o = (plane * oh + p) * ow + q;
+            long long offset = (row - p * sh) * kw + (col - q * sw);
+            acc += dy[o] * (T)((long long)first[o] == offset);
+        }
+    }
+    dx[i] = acc;
+}
+""",
+}
+RAW = {name: source % {"index": _INDEX} for name, source in RAW.items()}

@@ -31,15 +31,17 @@ from .._user import flag, warn
 __all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths",
            "fast_paths_enabled"]
 
-_NUMBA_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
+# The layers' own kernels: Numba's for NumPy arrays, CuPy's for CuPy arrays.
+_LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
               "maxpool2d_backward")
 
 # library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
-    "numpy": (("fast_numba", "numba", _NUMBA_OPS),
+    "numpy": (("fast_numba", "numba", _LAYER_OPS),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
-    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot")),
+    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot",
+                                    "softmax_cross_entropy", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

@@ -17,7 +17,7 @@ class BatchNorm(Layer):
     the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
     buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
     the model. Caches ``(x, shift)`` whose difference is the centred input (as (N, C, H*W); the
-    portable path keeps x - mean itself with no shift, the Numba kernels x and the mean),
+    portable path keeps x - mean itself with no shift, the Numba and CuPy kernels x and the mean),
     1/sqrt(var + eps) and the input shape.
 
     ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is

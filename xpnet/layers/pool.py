@@ -70,9 +70,9 @@ class MaxPool2d(_Pool2d):
     x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's
     maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
-    book and PyTorch), not split. Backward is dy times each window's mask on every path (portable and
-    Numba): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's dy * mask
-    does, where PyTorch leaves them 0.
+    book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
+    Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
+    dy * mask does, where PyTorch leaves them 0.
     """
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):

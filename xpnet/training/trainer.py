@@ -194,7 +194,7 @@ class Trainer:
                 if self.first_loss is None:
                     self.first_loss = value
                 if classify:
-                    correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == batch[-1])
+                    correct = correct + self.count_correct(out, batch[-1], batch[-1] is yb)
             else:
                 zero_grads(model)
             if comm is not None:
@@ -227,6 +227,15 @@ class Trainer:
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
         return logs
+
+    def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
+        """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
+        loss's own count where it found one for the same labels (no argmax again), else counted here."""
+        found = self.loss.correct_count() if labels_are_classes else None
+        if found is not None:
+            return found
+        xp = self.dev.xp
+        return xp.count_nonzero(xp.argmax(out, axis=1) == classes)
 
     def sigterm_agreed(self) -> bool:
         """Whether SIGTERM came to this process (to any rank, agreed by all: one small collective)."""
@@ -261,7 +270,7 @@ class Trainer:
                 value = loss.forward(out, y[start:stop, ...], check=False)
                 loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * (stop - start)
                 if classes is not None:
-                    correct = correct + xp.count_nonzero(xp.argmax(out, axis=1) == classes[start:stop])
+                    correct = correct + self.count_correct(out, classes[start:stop], classes is y)
                 self.threads.end()
         value = float(self.reduce(loss_sum)) / n
         return value, (int(self.reduce(correct)) / n if classes is not None else None)

@@ -1,0 +1,224 @@
+"""CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
+cross-entropy of integer labels, ReLU, MaxPool2d and BatchNorm over (N, C, L) (sources in
+:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
+function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``) and of the
+Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`), and is tested equal to
+it; other dtypes and layouts take the portable path (the ``accepts`` functions below).
+
+Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
+array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
+``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 25 with these kernels. The loss
+takes three (the count of labels that are not ``ignore_index``, one thread per row writing its loss,
+dy and whether its first maximum is at the label, the sum of the losses), its backward none for
+``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
+of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add).
+
+Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
+memory by index); the accepts functions send other layouts to the portable path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import cupy
+
+from .cupy_kernels import ELEMENTWISE, RAW, REDUCTION
+
+# Rows of more classes than this take the portable loss: one thread walks its row three times.
+MAX_CLASSES = 1024
+_BLOCK = 256
+_CTYPES = {"float32": "float", "float64": "double", "int64": "long long", "int32": "int", "int8": "signed char"}
+_KERNELS: dict[Any, Any] = {}
+
+
+def elementwise(name: str) -> Any:
+    kernel = _KERNELS.get(name)
+    if kernel is None:
+        in_params, out_params, body = ELEMENTWISE[name]
+        kernel = _KERNELS[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"xpnet_{name}")
+    return kernel
+
+
+def reduction(name: str) -> Any:
+    kernel = _KERNELS.get(name)
+    if kernel is None:
+        kernel = _KERNELS[name] = cupy.ReductionKernel(*REDUCTION[name], name=f"xpnet_{name}")
+    return kernel
+
+
+def _launch(name: str, threads: int, args: tuple[Any, ...], **types: Any) -> None:
+    """The raw kernel ``name`` for the dtypes ``types`` (T=..., L=..., I=...), one thread per index below
+    ``threads``."""
+    key = (name, *(str(cupy.dtype(t)) for t in types.values()))
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        typedefs = "".join(f"typedef {_CTYPES[str(cupy.dtype(t))]} {alias};\n" for alias, t in types.items())
+        kernel = _KERNELS[key] = cupy.RawKernel(typedefs + RAW[name], f"xpnet_{name}")
+    if threads:
+        kernel(((threads + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
+
+
+def _floats(*arrays: Any) -> bool:
+    """float32/float64 CuPy arrays of one dtype, C-contiguous."""
+    return all(isinstance(a, cupy.ndarray) and a.dtype == arrays[0].dtype and a.flags.c_contiguous
+               for a in arrays) and arrays[0].dtype in (cupy.float32, cupy.float64)
+
+
+# -- softmax cross-entropy of integer labels ---------------------------------------------------------
+
+
+def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> bool:
+    return (_floats(y2) and 1 <= y2.shape[1] <= MAX_CLASSES and y2.shape[0] >= 1
+            and isinstance(labels, cupy.ndarray) and labels.dtype in (cupy.int32, cupy.int64)
+            and labels.flags.c_contiguous and -2 ** 63 <= ignore_index < 2 ** 63)
+
+
+def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, Any, Any]:
+    """``xpnet.losses.cross_entropy_labels`` and its backward for dout = 1 in one pass over the logits
+    (M, C): (the mean loss (0-d), dy (M, C), and for each row whether its first maximum is at the label
+    (M,) bool). Rows weigh 1 / (the number of labels that are not ``ignore_index``), ignored rows 0."""
+    m, c = y2.shape
+    valid = reduction("count_valid")(labels, ignore_index)
+    loss, dy, hit = cupy.empty(m, y2.dtype), cupy.empty_like(y2), cupy.empty(m, cupy.bool_)
+    _launch("softmax_cross_entropy", m, (y2, labels, valid, loss, dy, hit, int(ignore_index),
+                                         float(label_smoothing), m, c), T=y2.dtype, L=labels.dtype)
+    return cupy.sum(loss), dy, hit
+
+
+# -- ReLU --------------------------------------------------------------------------------------------
+
+
+def _relu_ready(x: Any) -> bool:
+    return _floats(x)
+
+
+def relu_forward(x: Any) -> tuple[Any, Any]:
+    """See ``xpnet.layers.activations.relu_forward``: y and the mask in one pass."""
+    y, mask = cupy.empty_like(x), cupy.empty(x.shape, cupy.bool_)
+    _launch("relu_forward", x.size, (x, y, mask, x.size), T=x.dtype)
+    return y, mask
+
+
+def _relu_backward_ready(dy: Any, mask: Any) -> bool:
+    return (isinstance(dy, cupy.ndarray) and dy.dtype in (cupy.float32, cupy.float64)
+            and isinstance(mask, cupy.ndarray) and mask.dtype == cupy.bool_)
+
+
+def relu_backward(dy: Any, mask: Any) -> Any:
+    """See ``xpnet.layers.activations.relu_backward``: dy * mask, one kernel."""
+    dx = cupy.empty_like(dy)
+    elementwise("relu_backward")(dy, mask, dx)
+    return dx
+
+
+# -- MaxPool2d over (N, C, H, W) ---------------------------------------------------------------------
+
+
+def _index_ready(dtype: Any) -> bool:
+    return cupy.dtype(dtype) in (cupy.int8, cupy.int32)
+
+
+def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any) -> bool:
+    return _floats(x) and _index_ready(index_dtype)
+
+
+def _geometry(x_shape: tuple[int, ...], out_hw: Any, kernel: Any, stride: Any, padding: Any) -> tuple[int, ...]:
+    n, c, h, w = x_shape
+    return (n * c, h, w, *out_hw, *kernel, *stride, *padding)
+
+
+def maxpool2d_forward(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any) -> tuple[Any, Any]:
+    """See ``xpnet.layers.pool.maxpool2d_forward``: one thread per output."""
+    shape = (x.shape[0], x.shape[1], *out_hw)
+    y, first = cupy.empty(shape, x.dtype), cupy.empty(shape, index_dtype)
+    geometry = _geometry(x.shape, out_hw, kernel, stride, padding)
+    _launch("maxpool2d_forward", y.size, (x, y, first, x.dtype.type(-math.inf), *geometry), T=x.dtype, I=index_dtype)
+    return y, first
+
+
+def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
+    return (_floats(dy) and isinstance(first, cupy.ndarray) and first.flags.c_contiguous
+            and _index_ready(first.dtype))
+
+
+def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any,
+                       padding: Any) -> Any:
+    """See ``xpnet.layers.pool.maxpool2d_backward``: one thread per input pixel, gathering from the
+    windows that hold it (no atomics)."""
+    dx = cupy.empty(tuple(x_shape), dy.dtype)
+    geometry = _geometry(tuple(x_shape), dy.shape[2:], kernel, stride, padding)
+    _launch("maxpool2d_backward", dx.size, (dy, first, dx, *geometry), T=dy.dtype, I=first.dtype)
+    return dx
+
+
+# -- BatchNorm over (N, C, L) ------------------------------------------------------------------------
+
+
+def _per_channel(v: Any) -> Any:
+    return v.reshape(1, -1, 1)
+
+
+def _vectors(x3: Any, k: int) -> list[Any]:
+    """``k`` new per-channel vectors (C,) of x3's dtype, for a kernel to write."""
+    return [cupy.empty(x3.shape[1], x3.dtype) for _ in range(k)]
+
+
+def _like(x3: Any, *vectors: Any) -> bool:
+    return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64)
+            and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype for v in vectors))
+
+
+def _bn_ready(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> bool:
+    return _like(x3, gamma, beta, *(stats or ()))
+
+
+def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
+    """See ``xpnet.layers.norm.batchnorm_forward``: in training two reductions (the sum, then the
+    squares about the mean), the per-channel statistics in one small kernel, y in one pass. Keeps x
+    itself and the mean for backward, as the Numba kernel."""
+    inv_std, scale = _vectors(x3, 2)
+    if stats is None:
+        count = x3.shape[0] * x3.shape[2]
+        total = cupy.sum(x3, axis=(0, 2))
+        squares = reduction("channel_squares")(x3, _per_channel(total), count, axis=(0, 2))
+        mean, var = _vectors(x3, 2)
+        elementwise("bn_stats")(total, squares, gamma, count, eps, mean, var, inv_std, scale)
+    else:
+        mean, var = stats
+        elementwise("bn_scale")(var, gamma, eps, inv_std, scale)
+    y = cupy.empty_like(x3)
+    elementwise("bn_affine")(x3, _per_channel(mean), _per_channel(scale), _per_channel(beta), y)
+    return y, mean, var, inv_std, (x3, mean)
+
+
+def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool) -> bool:
+    x, shift = x_shift
+    return _like(dy3, x, gamma, inv_std, *(() if shift is None else (shift,)))
+
+
+def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
+                       train: bool) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.norm.batchnorm_backward``: two reductions (sum(dy) and sum(dy * (x - shift))),
+    the per-channel factors in one small kernel, dx in one pass."""
+    x, shift = x_shift
+    shift = cupy.zeros(x.shape[1], x.dtype) if shift is None else shift
+    dbeta = cupy.sum(dy3, axis=(0, 2))
+    sum_dyx = reduction("channel_centred_dot")(dy3, x, _per_channel(shift), axis=(0, 2))
+    dgamma, a, scale, c0 = _vectors(x, 4)
+    elementwise("bn_grad_factors")(sum_dyx, dbeta, gamma, inv_std, x.shape[0] * x.shape[2], dgamma, a, scale, c0)
+    if not train:
+        return dy3 * _per_channel(scale), dgamma, dbeta
+    dx = cupy.empty_like(dy3)
+    elementwise("bn_input_grad")(dy3, x, _per_channel(shift), _per_channel(a), _per_channel(scale),
+                                 _per_channel(c0), dx)
+    return dx, dgamma, dbeta
+
+
+def register(add: Callable[..., Any]) -> None:
+    add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
+    for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
+                        ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
+                        ("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready)):
+        add(op, globals()[op], accepts)
