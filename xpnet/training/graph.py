@@ -120,7 +120,7 @@ class CapturedEpochs:
         if trainer.first_loss is None:
             trainer.first_loss = value
         if self.classify:
-            self.correct += xp.count_nonzero(xp.argmax(out, axis=1) == labels)
+            self.correct += trainer.count_correct(out, labels, labels is yb)  # the loss's own count where it has one
         trainer.clip(model)
         trainer.optimizer.step(model)
 
