@@ -16,7 +16,7 @@ them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU and MaxPool2d as port
 
 On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU. There xpnet's
 step is also timed captured as a CUDA graph (``xn.train(graph=...)``'s launches; MLPs only: the CNN's layers are
-not captured yet) beside PyTorch's captured step.
+not captured yet) beside PyTorch's captured step. That table lives in ``compare_cuda.py``.
 
     python benchmarks/compare.py --backends torch:cpu jax:cpu [--repeats 3] [--samples 60000]
 
@@ -32,8 +32,6 @@ import argparse
 import os
 import platform
 import sys
-import time
-import tracemalloc
 
 import numpy as np
 
@@ -41,14 +39,12 @@ import numpy as np
 # interleaved runs; passive waiting keeps the comparison fair to both.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _steps import EPOCH, LR, best_times, peak_memory, torch_impl, xpnet_impl  # noqa: E402 - shared with compare_cuda
 from _threads import thread_line  # noqa: E402
 import lstm_lm  # noqa: E402 - the LSTM language model's row
 from cnn_epoch import BookNet, params_of, xpnet_model  # noqa: E402 - the book-style CNN lives there
 
 import xpnet as xn  # noqa: E402
-
-EPOCH = 60_000
-LR = {"sgd": 0.01, "adam": 1e-3}
 
 
 # -- hand-written NumPy, the seeds' style -------------------------------------------------------------
@@ -152,78 +148,6 @@ def numpy_impl(workload, model, optimizer):
     return NumpyMLP(params, update).step
 
 
-def torch_impl(torch, model, optimizer, device, capturable=False, compile=False):
-    """The same architecture in torch.nn, starting from xpnet's weights. ``capturable``: Adam safe to
-    capture in a CUDA graph; ``compile``: the network through torch.compile(mode="reduce-overhead")."""
-    layers = []
-    for layer in model:
-        if isinstance(layer, xn.layers.Linear):
-            lin = torch.nn.Linear(layer.in_features, layer.out_features)
-            lin.weight.data = torch.from_numpy(xn.to_numpy(layer.params["W"]).T.copy())
-            lin.bias.data = torch.from_numpy(xn.to_numpy(layer.params["b"]).copy())
-            layers.append(lin)
-        elif isinstance(layer, xn.layers.Conv2d):
-            w = xn.to_numpy(layer.params["W"]).copy()
-            conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2:], stride=layer.stride, padding=layer.padding)
-            conv.weight.data = torch.from_numpy(w)
-            conv.bias.data = torch.from_numpy(xn.to_numpy(layer.params["b"]).copy())
-            layers.append(conv)
-        elif isinstance(layer, xn.layers.BatchNorm):
-            layers.append(torch.nn.BatchNorm2d(layer.num_features))
-        elif isinstance(layer, xn.layers.Dropout):
-            layers.append(torch.nn.Dropout(layer.p))
-        elif isinstance(layer, xn.layers.ReLU):
-            layers.append(torch.nn.ReLU())
-        elif isinstance(layer, xn.layers.MaxPool2d):
-            layers.append(torch.nn.MaxPool2d(2))
-        elif isinstance(layer, xn.layers.Flatten):
-            layers.append(torch.nn.Flatten())
-    net = torch.nn.Sequential(*layers).to(device)
-    opt = (torch.optim.SGD(net.parameters(), lr=LR["sgd"]) if optimizer == "sgd"
-           else torch.optim.Adam(net.parameters(), lr=LR["adam"], capturable=capturable))
-    forward = torch.compile(net, mode="reduce-overhead") if compile else net
-
-    def step(x, t):
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(forward(x), t).backward()
-        opt.step()
-    return step
-
-
-def xpnet_impl(model, optimizer):
-    loss = xn.losses.SoftmaxCrossEntropy()
-    opt = xn.optim.SGD(LR["sgd"]) if optimizer == "sgd" else xn.optim.Adam(LR["adam"])
-
-    def step(x, t):
-        loss.forward(model.forward(x), t, check=False)
-        model.backward(loss.backward(), input_grad=False)
-        opt.step(model)
-    step.optimizer = opt
-    return step
-
-
-def xpnet_graph_impl(make, optimizer, dev, x, t):
-    """xpnet's step captured as a CUDA graph (``xpnet.backend.graphs.StepGraph``, what ``xn.train(graph=...)``
-    launches), on a model of its own: ``(launch, sync)``, or None where a layer cannot be captured."""
-    from xpnet.backend.graphs import StepGraph  # noqa: PLC0415 - imports CuPy
-    from xpnet.optim.base import DeviceScalars  # noqa: PLC0415
-    from xpnet.training.graph import CAPTURABLE  # noqa: PLC0415
-
-    model = make()
-    if not all(isinstance(m, CAPTURABLE) for m in model.named_modules().values() if m is not model):
-        return None
-    model.to(dev)
-    step = xpnet_impl(model, optimizer)
-    graph = StepGraph(dev)
-    with graph.on_stream(), graph.allocating():
-        step.optimizer.device_scalars = DeviceScalars(dev.xp, dev.native)
-        step.optimizer.device_scalars.set(step.optimizer.lr, 0)
-        for _ in range(2):  # warm-up: the optimizer's state and the pool's blocks
-            step(x, t)
-    graph.capture(lambda: step(x, t))
-    return (lambda x_, t_: graph.launch()), graph.stream.synchronize
-
-
 def without_numba(step):
     """``step`` with xpnet's Numba kernels switched off while it runs."""
     def run(x, t):
@@ -245,44 +169,6 @@ def rows(args):
             t = rng.integers(0, 10, batch)
             for optimizer in ("sgd", "adam"):
                 yield key, title, make, batch, optimizer, x, t
-
-
-def best_times(impls, steps, repeats, sync):
-    """Best-of-``repeats`` seconds per step for each implementation, interleaved."""
-    for name, (step, x, t) in impls.items():
-        step(x, t)
-        sync[name]()
-    best = {name: float("inf") for name in impls}
-    for _ in range(repeats):
-        for name, (step, x, t) in impls.items():
-            start = time.perf_counter()
-            for _ in range(steps):
-                step(x, t)
-            sync[name]()
-            best[name] = min(best[name], (time.perf_counter() - start) / steps)
-    return best
-
-
-def peak_memory(step, x, t, dev):
-    """Bytes one step needs at its peak: traced host allocations on NumPy; on CuPy the bytes its
-    memory pool holds after one step from an emptied pool (the pool keeps what the step freed)."""
-    if dev.is_cupy:
-        import cupy  # noqa: PLC0415 - only on --device cuda
-
-        pool = cupy.get_default_memory_pool()
-        dev.synchronize()
-        pool.free_all_blocks()
-        held_before = pool.total_bytes()
-        step(x, t)
-        dev.synchronize()
-        return pool.total_bytes() - held_before
-    if not dev.is_numpy:
-        return float("nan")
-    tracemalloc.start()
-    step(x, t)
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    return peak
 
 
 def backends_table(devices, samples, repeats):
@@ -347,7 +233,9 @@ def main() -> None:
     if dev.is_cupy:
         if torch is None or not torch.cuda.is_available():
             raise SystemExit("--device cuda compares against PyTorch on CUDA, which is not available here")
-        cuda_table(args, dev, torch)
+        import compare_cuda  # noqa: PLC0415 - beside this file, only for this table
+
+        compare_cuda.cuda_table(args, dev, torch, rows(args))
         return
     numba = dev.is_numpy and xn.backend.fast_path("relu_forward", np) is not None
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | xpnet without Numba s/epoch (x fastest) | "
@@ -388,61 +276,6 @@ def main() -> None:
     if torch is not None and args.lstm_steps:
         print()
         lstm_lm.report(torch, args.lstm_steps, args.repeats, *args.lstm_size)  # the book's BetterRnnlm sizes
-
-
-def cuda_table(args, dev, torch):
-    """xpnet on CuPy against PyTorch eager, PyTorch's graph-captured step and (``--compile``) torch.compile."""
-    import torch_cuda  # noqa: PLC0415 - beside this file
-
-    names = ["xpnet", "xpnet-graph", "torch", "torch-graph"] + (["torch-compile"] if args.compile else [])
-    heads = {"xpnet": "xpnet (CuPy)", "xpnet-graph": "xpnet CUDA graph", "torch": "PyTorch eager",
-             "torch-graph": "PyTorch CUDA graph",
-             "torch-compile": "torch.compile reduce-overhead"}
-    print("| workload | batch | optimizer | " + " | ".join(f"{heads[n]} s/epoch (x eager)" for n in names)
-          + " | xpnet MiB/step (CuPy pool) | PyTorch eager MiB/step |")
-    print("|---|---:|---|" + "---:|" * (len(names) + 2))
-    for _, title, make, batch, optimizer, x, t in rows(args):
-        tx, tt = torch.from_numpy(x).to("cuda"), torch.from_numpy(t).to("cuda")
-        model = make()
-        eager = torch_impl(torch, model, optimizer, "cuda")
-        impls = {"torch": (eager, tx, tt)}
-        graphed = torch_cuda.graphed(
-            torch, lambda capturable: torch_impl(torch, model, optimizer, "cuda", capturable=capturable), tx, tt)
-        if graphed is not None:
-            impls["torch-graph"] = (graphed, tx, tt)
-        if args.compile:
-            compiled = torch_impl(torch, model, optimizer, "cuda", compile=True)
-            try:
-                compiled(tx, tt)
-                impls["torch-compile"] = (compiled, tx, tt)
-            except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
-                print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
-        torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
-        model.to(dev)
-        impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
-        sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
-        try:
-            captured = xpnet_graph_impl(make, optimizer, dev, dev.asarray(x), dev.asarray(t))
-        except Exception as exc:  # noqa: BLE001 - a column that cannot run is skipped, saying why
-            captured = None
-            print(f"note: xpnet's captured step failed ({type(exc).__name__}: {exc}); its cell is skipped")
-        if captured is not None:
-            impls["xpnet-graph"] = (captured[0], None, None)
-            sync["xpnet-graph"] = captured[1]
-        best = best_times(impls, args.steps, args.repeats, sync)
-        peak = peak_memory(*impls["xpnet"], dev)
-        per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
-
-        def cell(name):  # epoch seconds and the ratio to PyTorch eager
-            if name not in per_epoch:
-                return "-"
-            return f"{per_epoch[name]:.3f} ({per_epoch[name] / per_epoch['torch']:.2f}x)"
-
-        print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
-              + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
-    if args.lstm_steps:
-        print()
-        lstm_lm.report(torch, args.lstm_steps, args.repeats, *args.lstm_size, device="cuda")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see compare.py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _threads import thread_line  # noqa: E402
-from compare import LR, WORKLOADS, torch_impl, xpnet_impl  # noqa: E402
+from _steps import LR, torch_impl, xpnet_impl  # noqa: E402
+from compare import WORKLOADS  # noqa: E402
 
 import xpnet as xn  # noqa: E402
 

@@ -308,7 +308,7 @@ def count_launches() -> Iterator[dict[str, int]]:
     def fancy(self: Any, key: Any) -> bool:
         return any(isinstance(k, (cupy.ndarray, list)) for k in (key if isinstance(key, tuple) else (key,)))
 
-    cupy._call = counted(call, lambda name, *a: name not in cupy._VIEWS and name not in free)
+    cupy._call = counted(call, lambda name, *a: name not in cupy._dispatch._VIEWS and name not in free)
     cupy.ndarray.__array_ufunc__ = counted(ufunc)
     cupy.ndarray.astype = counted(astype, lambda self, dtype, *a, copy=True, **k: copy or np.dtype(dtype) != self.dtype)
     cupy.ndarray.__getitem__ = counted(getitem, fancy)

@@ -154,7 +154,8 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
         self._fn = fn
 
     def _argument(self, param, value):
-        from . import _check, ndarray
+        from . import ndarray
+        from ._dispatch import _check
         name, decl, pointer, base = param
         if pointer:
             if not isinstance(value, ndarray):
@@ -189,7 +190,7 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
             if not 1 <= len(what) <= 3 or any(int(d) < 1 for d in what):
                 raise ValueError(f"fake RawKernel {self.name}: grid and block are 1 to 3 positive sizes, got {what}")
             dims.extend(int(d) for d in what + (1,) * (3 - len(what)))
-        from . import _kernel
+        from ._dispatch import _kernel
         values = [self._argument(p, a) for p, a in zip(self._params, args)]
         arrays = [a for a in args if hasattr(a, "_a")]
         memory, fn = [a._a for a in arrays], self._fn  # the launch holds the memory its pointers point to

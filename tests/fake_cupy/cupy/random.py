@@ -13,6 +13,7 @@ import os
 import numpy as _np
 
 import cupy
+from cupy._dispatch import _kernel, _wrap
 
 _STATE_BYTES = {"XORWOW": 48, "MRG32k3a": 48, "Philox4x3210": 64}  # sizeof(curandState...) per thread
 
@@ -54,7 +55,7 @@ class Generator:
         self.bit_generator._check_device()
         dtype = _np.float64 if _np.dtype(dtype) == _np.float64 else _np.float32
         numbers = self.bit_generator._numpy
-        return cupy._kernel("Generator.random", lambda: numbers.random(size, dtype=dtype))
+        return _kernel("Generator.random", lambda: numbers.random(size, dtype=dtype))
 
 
 def default_rng(seed=None):
@@ -65,7 +66,7 @@ def _legacy(name):
     def draw(*args, **kwargs):
         if cupy.cuda.stream.capturing() is not None:
             raise NotImplementedError("calling cuRAND API during stream capture is currently unsupported")
-        return cupy._wrap(getattr(_np.random, name)(*args, **kwargs))
+        return _wrap(getattr(_np.random, name)(*args, **kwargs))
 
     draw.__name__ = name
     return draw

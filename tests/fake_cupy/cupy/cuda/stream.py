@@ -2,7 +2,7 @@
 stream-capture rules).
 
 Work runs at once (nothing is queued), except on a stream that is capturing: there a kernel is
-recorded, not run, as CUDA records it (``cupy._kernel``); its new output arrays hold garbage (NaN or
+recorded, not run, as CUDA records it (``cupy._dispatch._kernel``); its new output arrays hold garbage (NaN or
 all-ones bits) until the graph is launched. ``end_capture()`` returns a :class:`Graph` whose
 ``launch()`` runs the records in order on the same arrays, never the Python that made them: a Python
 number given to a kernel at capture time stays that number in every launch.
@@ -182,7 +182,7 @@ class Graph:
 
     def launch(self, stream=None):
         """Run the recorded kernels in order, on the arrays they had at capture time."""
-        from cupy import _freed_into_shared_pool
+        from cupy._dispatch import _freed_into_shared_pool
         freed = _freed_into_shared_pool(self._allocations)
         if freed:
             raise RuntimeError(f"fake CuPy: this graph writes into {len(freed)} array(s) made during the capture from "
@@ -192,7 +192,7 @@ class Graph:
         target = get_current_stream() if stream is None else stream
         if target._capture is not None:
             raise NotImplementedError("fake CuPy: launching a graph inside another capture is not emulated")
-        from cupy import _leaves
+        from cupy._dispatch import _leaves
         for record in self._records:
             for target, value in zip(record.targets, list(_leaves(record.run()))):
                 if target is not None:

@@ -1,0 +1,85 @@
+"""``compare.py --device cuda``'s table: xpnet on CuPy, eager and with its step captured as a CUDA graph,
+against PyTorch eager, PyTorch's captured step (``torch_cuda.py``) and, with ``--compile``, torch.compile;
+below it the LSTM language model on CUDA. Imported by ``compare.py`` only on ``--device cuda``."""
+
+from __future__ import annotations
+
+import lstm_lm
+import torch_cuda
+from _steps import EPOCH, best_times, peak_memory, torch_impl, xpnet_impl
+
+
+def xpnet_graph_impl(make, optimizer, dev, x, t):
+    """xpnet's step captured as a CUDA graph (``xpnet.backend.graphs.StepGraph``, what ``xn.train(graph=...)``
+    launches), on a model of its own: ``(launch, sync)``, or None where a layer cannot be captured."""
+    from xpnet.backend.graphs import StepGraph  # noqa: PLC0415 - imports CuPy
+    from xpnet.optim.base import DeviceScalars  # noqa: PLC0415
+    from xpnet.training.graph import CAPTURABLE  # noqa: PLC0415
+
+    model = make()
+    if not all(isinstance(m, CAPTURABLE) for m in model.named_modules().values() if m is not model):
+        return None
+    model.to(dev)
+    step = xpnet_impl(model, optimizer)
+    graph = StepGraph(dev)
+    with graph.on_stream(), graph.allocating():
+        step.optimizer.device_scalars = DeviceScalars(dev.xp, dev.native)
+        step.optimizer.device_scalars.set(step.optimizer.lr, 0)
+        for _ in range(2):  # warm-up: the optimizer's state and the pool's blocks
+            step(x, t)
+    graph.capture(lambda: step(x, t))
+    return (lambda x_, t_: graph.launch()), graph.stream.synchronize
+
+
+def cuda_table(args, dev, torch, rows):
+    """xpnet on CuPy against PyTorch eager, PyTorch's graph-captured step and (``--compile``) torch.compile;
+    ``rows``: compare.py's ``(workload, title, make, batch, optimizer, x, t)``, the data on the host."""
+    names = ["xpnet", "xpnet-graph", "torch", "torch-graph"] + (["torch-compile"] if args.compile else [])
+    heads = {"xpnet": "xpnet (CuPy)", "xpnet-graph": "xpnet CUDA graph", "torch": "PyTorch eager",
+             "torch-graph": "PyTorch CUDA graph",
+             "torch-compile": "torch.compile reduce-overhead"}
+    print("| workload | batch | optimizer | " + " | ".join(f"{heads[n]} s/epoch (x eager)" for n in names)
+          + " | xpnet MiB/step (CuPy pool) | PyTorch eager MiB/step |")
+    print("|---|---:|---|" + "---:|" * (len(names) + 2))
+    for _, title, make, batch, optimizer, x, t in rows:
+        tx, tt = torch.from_numpy(x).to("cuda"), torch.from_numpy(t).to("cuda")
+        model = make()
+        eager = torch_impl(torch, model, optimizer, "cuda")
+        impls = {"torch": (eager, tx, tt)}
+        graphed = torch_cuda.graphed(
+            torch, lambda capturable: torch_impl(torch, model, optimizer, "cuda", capturable=capturable), tx, tt)
+        if graphed is not None:
+            impls["torch-graph"] = (graphed, tx, tt)
+        if args.compile:
+            compiled = torch_impl(torch, model, optimizer, "cuda", compile=True)
+            try:
+                compiled(tx, tt)
+                impls["torch-compile"] = (compiled, tx, tt)
+            except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
+                print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
+        torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
+        model.to(dev)
+        impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
+        sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
+        try:
+            captured = xpnet_graph_impl(make, optimizer, dev, dev.asarray(x), dev.asarray(t))
+        except Exception as exc:  # noqa: BLE001 - a column that cannot run is skipped, saying why
+            captured = None
+            print(f"note: xpnet's captured step failed ({type(exc).__name__}: {exc}); its cell is skipped")
+        if captured is not None:
+            impls["xpnet-graph"] = (captured[0], None, None)
+            sync["xpnet-graph"] = captured[1]
+        best = best_times(impls, args.steps, args.repeats, sync)
+        peak = peak_memory(*impls["xpnet"], dev)
+        per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
+
+        def cell(name):  # epoch seconds and the ratio to PyTorch eager
+            if name not in per_epoch:
+                return "-"
+            return f"{per_epoch[name]:.3f} ({per_epoch[name] / per_epoch['torch']:.2f}x)"
+
+        print(f"| {title} | {batch} | {optimizer} | " + " | ".join(cell(n) for n in names)
+              + f" | {peak / 2**20:.1f} | {torch_peak / 2**20:.1f} |", flush=True)
+    if args.lstm_steps:
+        print()
+        lstm_lm.report(torch, args.lstm_steps, args.repeats, *args.lstm_size, device="cuda")
