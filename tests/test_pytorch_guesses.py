@@ -112,6 +112,24 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
 
 
+@pytest.mark.parametrize("module, name, hint", [
+    ("xpnet.layers", "AdaptiveAvgPool2d", "xn.layers.GlobalAvgPool() is AdaptiveAvgPool2d(1)"),
+    ("xpnet.layers", "BatchNorm2d", "xn.layers.BatchNorm(num_features)"),
+    ("xpnet.losses", "CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits"),
+    ("xpnet", "Tensor", "xn.to_device(x, dev)"),
+])
+def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
+    """Python turns a module __getattr__'s AttributeError into its own "cannot import name" on
+    `from m import name`, which lost the hint; hasattr stays False without raising."""
+    with pytest.raises(ImportError, match=f"cannot import name '{name}' from '{module}': .*{re.escape(hint)}"):
+        exec(f"from {module} import {name}", {})  # noqa: S102 - fixed statements
+    with pytest.raises(ImportError, match=re.escape(hint)):
+        exec(f"def f():\n    from {module} import (Linear, {name})\nf()", {}) if module == "xpnet.layers" \
+            else exec(f"from {module} import {name} as alias", {})
+    assert not hasattr(importlib.import_module(module), name)
+    assert getattr(importlib.import_module(module), name, "default") == "default"
+
+
 def test_other_missing_names_raise_pythons_plain_attribute_error():
     for owner, name in ((xn, "no_such_name"), (xn.layers, "Linear2"), (xn.losses, "x"), (xn.optim, "Lion")):
         with pytest.raises(AttributeError, match=f"has no attribute '{name}'$"):

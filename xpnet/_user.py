@@ -70,9 +70,25 @@ def seed(value: Any, who: str, arg: str = "seed", optional: bool = False) -> int
     return int(value)
 
 
-def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module") -> AttributeError:
+def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module") -> AttributeError | ImportError:
     """The AttributeError for ``owner.name`` (``kind``: "module" or "object"), Python's own message, with
-    what to write in xpnet instead where ``name`` is one that a PyTorch user reaches for (``hints``)."""
-    where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
+    what to write in xpnet instead where ``name`` is one that a PyTorch user reaches for (``hints``).
+
+    Called by a module's ``__getattr__`` for ``from owner import name``, a hint comes as an ImportError:
+    Python replaces an AttributeError there by its own "cannot import name", which would lose the hint;
+    ``hasattr`` and ``getattr(..., default)`` still get the AttributeError they expect."""
     hint = hints.get(name)
+    if hint and kind == "module" and _importing_from(sys._getframe(2)):
+        return ImportError(f"cannot import name {name!r} from {owner!r}: {hint}", name=owner)
+    where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
     return AttributeError(f"{where} has no attribute {name!r}" + (f": {hint}" if hint else ""))
+
+
+def _importing_from(frame: Any) -> bool:
+    """Whether ``frame`` is running a ``from ... import`` (its current instruction is IMPORT_FROM; CPython)."""
+    try:
+        import dis  # noqa: PLC0415 - only for the rare missing name
+
+        return dis.opname[frame.f_code.co_code[frame.f_lasti]] == "IMPORT_FROM"
+    except (AttributeError, IndexError, TypeError):
+        return False
