@@ -20,8 +20,6 @@ import nvrtc
 pytestmark = pytest.mark.skipif(nvrtc.library_path() is None, reason="NVRTC is not installed (the "
                                 "nvidia-cuda-nvrtc wheel of the test extra: pip install -e '.[test]')")
 
-_C = {"bool": "bool", "int8": "signed char", "int32": "int", "int64": "long long", "float32": "float",
-      "float64": "double"}
 # The types xpnet builds each placeholder with (xpnet.backend.cupy_layers, fast_cupy): T the floats, L the
 # labels, I the pooling's index of the maximum.
 _PLACEHOLDERS = {"T": ("float", "double"), "L": ("int", "long long"), "I": ("signed char", "int")}
@@ -45,7 +43,7 @@ def _params(text: str) -> list[tuple[str, str]]:
     out = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         kind, name = item.split()
-        out.append((_C.get(kind, kind), name))
+        out.append((cupy_kernels.C_TYPES.get(kind, kind), name))
     return out
 
 

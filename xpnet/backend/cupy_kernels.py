@@ -17,7 +17,11 @@ atomics, so the result never depends on the order threads run in. The builder pu
 
 from __future__ import annotations
 
-__all__ = ["ELEMENTWISE", "REDUCTION", "RAW"]
+__all__ = ["C_TYPES", "ELEMENTWISE", "REDUCTION", "RAW"]
+
+# The C type of each dtype xpnet's kernels are built for (raw kernels' typedefs, the matmul's element type).
+C_TYPES = {"bool": "bool", "int8": "signed char", "int32": "int", "int64": "long long", "float32": "float",
+           "float64": "double"}
 
 ELEMENTWISE = {
     "sgd": ("T g, T lr", "T p", "p -= lr * g;"),

@@ -24,12 +24,11 @@ from typing import Any, Callable
 
 import cupy
 
-from .cupy_kernels import ELEMENTWISE, RAW, REDUCTION
+from .cupy_kernels import C_TYPES, ELEMENTWISE, RAW, REDUCTION
 
 # Rows of more classes than this take the portable loss: one thread walks its row three times.
 MAX_CLASSES = 1024
 _BLOCK = 256
-_CTYPES = {"float32": "float", "float64": "double", "int64": "long long", "int32": "int", "int8": "signed char"}
 _KERNELS: dict[Any, Any] = {}
 
 
@@ -54,7 +53,7 @@ def _launch(name: str, threads: int, args: tuple[Any, ...], **types: Any) -> Non
     key = (name, *(str(cupy.dtype(t)) for t in types.values()))
     kernel = _KERNELS.get(key)
     if kernel is None:
-        typedefs = "".join(f"typedef {_CTYPES[str(cupy.dtype(t))]} {alias};\n" for alias, t in types.items())
+        typedefs = "".join(f"typedef {C_TYPES[str(cupy.dtype(t))]} {alias};\n" for alias, t in types.items())
         kernel = _KERNELS[key] = cupy.RawKernel(typedefs + RAW[name], f"xpnet_{name}")
     if threads:
         kernel(((threads + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)

@@ -14,12 +14,14 @@ barriers would not survive, and the products of the networks captured here are s
 
 from __future__ import annotations
 
+from .cupy_kernels import C_TYPES
+
 __all__ = ["TILE", "BLOCK", "matmul_source", "matmul_name", "launch_shape"]
 
 TILE = 2  # outputs per thread along each axis
 BLOCK = (16, 16)  # threads per block: x along the columns of c, y along its rows
 
-_CTYPES = {"float32": "float", "float64": "double"}
+_DTYPES = ("float32", "float64")
 
 
 def matmul_name(dtype: str) -> str:
@@ -31,8 +33,8 @@ def matmul_source(dtype: str) -> str:
     """``extern "C" __global__ void xpnet_matmul_<dtype>(a, b, c, m, n, k, sa0, sa1, sb0, sb1)``: c (m, n),
     C-contiguous, = a (m, k) @ b (k, n), with a[i, p] at ``a[i * sa0 + p * sa1]`` and b[p, j] at
     ``b[p * sb0 + j * sb1]``. Sizes and strides are ``long long`` (CuPy passes a Python int as one)."""
-    if dtype not in _CTYPES:
-        raise ValueError(f"matmul_source: dtype must be one of {sorted(_CTYPES)}, got {dtype!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"matmul_source: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return r"""
 typedef CTYPE xpnet_t;
 extern "C" __global__ void NAME(const xpnet_t* a, const xpnet_t* b, xpnet_t* c, long long m, long long n,
@@ -54,7 +56,7 @@ extern "C" __global__ void NAME(const xpnet_t* a, const xpnet_t* b, xpnet_t* c, 
         for (int j = 0; j < TILE; ++j)
             if (row0 + i < m && col0 + j < n) c[(row0 + i) * n + col0 + j] = acc[i][j];
 }
-""".replace("CTYPE", _CTYPES[dtype]).replace("NAME", matmul_name(dtype)).replace("TILE", str(TILE))
+""".replace("CTYPE", C_TYPES[dtype]).replace("NAME", matmul_name(dtype)).replace("TILE", str(TILE))
 
 
 def launch_shape(m: int, n: int) -> tuple[tuple[int, int], tuple[int, int]]:
