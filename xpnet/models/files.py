@@ -34,8 +34,9 @@ FORMATS = (1, 2)  # 1: a Sequential as its list of layers; 2: any model as the r
 
 def architecture(model: Any) -> dict[str, Any]:
     """The JSON record of ``model``'s architecture, with the format version it needs."""
-    modules = {id(node) for node in model.named_modules().values()}
-    for node in model.named_modules().values():
+    nodes = list(model.named_modules().values())
+    modules = {id(node) for node in nodes}
+    for node in nodes:
         if isinstance(node, TiedLinear) and id(node.embedding) not in modules:
             raise TypeError(f"{node.name} reads the matrix of an Embedding that is not part of this model, so "
                             "the file could not hold it: save a model holding both (e.g. xn.Sequential(embedding, "

@@ -14,7 +14,7 @@ from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from ..models.model import is_ids
 from .preflight import check_data
 
-__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "prepare", "index_dtype", "is_one_hot",
+__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
            "check_sequence_labels"]
 
 
@@ -75,6 +75,13 @@ def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
     return to_device(x, dev, dtype=dtype)
 
 
+def probe_shape(model: Any, *probes: Any) -> tuple[int, ...]:
+    """The shape of the model's output for ``probes`` (one-row inputs), in evaluation mode; a stateful
+    model's recurrent layers start from zeros for it and keep the state they carried."""
+    with mode(model, False), probe_states(model):
+        return tuple(model.forward(*probes, train=False).shape)
+
+
 def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
     """``(x, y, classes)`` on ``dev`` after checking y against the loss and the model's output.
 
@@ -91,8 +98,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     y = to_device(y, dev)
     probes = [a[0:1, ...] for a in xs]
     try:
-        with mode(model, False), probe_states(model):  # a stateful model's carried state stays
-            out_shape = tuple(model.forward(*probes, train=False).shape)
+        out_shape = probe_shape(model, *probes)
     except XpnetDeviceError:
         raise  # x was put on the model's device here: a device mismatch is not the data's shape
     except (ValueError, TypeError) as exc:

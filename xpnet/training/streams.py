@@ -29,8 +29,8 @@ from typing import Any, Iterator
 from ..backend import Device, namespace
 from ..datasets.stream import TokenStream
 from ..layers.container import mode
-from ..layers.recurrent import probe_states
 from ..losses import SoftmaxCrossEntropy
+from .data import probe_shape
 
 __all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss"]
 
@@ -53,8 +53,7 @@ def check_stream(stream: TokenStream, batch_size: Any, arg: str) -> TokenStream:
 def check_ids(stream: TokenStream, model: Any, x: Any, arg: str) -> None:
     """Every id of the stream is a class of the model's output, whose width a one-row forward of the
     batch ``x`` (on the model's device) tells; one read from the device. The model's state stays."""
-    with mode(model, False), probe_states(model):
-        classes = int(model.forward(x[0:1, ...], train=False).shape[-1])
+    classes = probe_shape(model, x[0:1, ...])[-1]
     xp = stream.device.xp
     lo, hi = int(xp.min(stream.ids)), int(xp.max(stream.ids))
     if lo < 0 or hi >= classes:
