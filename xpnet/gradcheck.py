@@ -47,8 +47,8 @@ import numpy as np
 
 from . import losses as _losses
 from ._user import flag, seed as _seed, warn
-from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd, set_at,
-                      set_rng_state, to_device, to_numpy)
+from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd,
+                      release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .layers.container import Watcher, watch
@@ -257,7 +257,7 @@ class _Objective:
 
     def release_rngs(self) -> None:
         for rng, _ in self.rngs:
-            set_rng_state(rng)
+            release_device_rngs(rng)
 
     def _rewind(self) -> None:
         self.passes += 1

@@ -21,7 +21,7 @@ from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device,
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
                          update_rule)
-from .random import set_rng_state, uniform
+from .random import release_device_rngs, set_rng_state, uniform
 from .registry import fast_path, into, register_fast_path, set_fast_paths, set_numba, writes_out
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "set_at",
     "set_fast_paths",
     "set_numba",
+    "release_device_rngs",
     "set_rng_state",
     "to_device",
     "to_numpy",

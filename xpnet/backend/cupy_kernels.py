@@ -9,8 +9,8 @@ as (1, C, 1) against (N, C, L)).
 ``REDUCTION[name] = (in_params, out_params, map_expr, reduce_expr, post_map_expr, identity)`` for
 ``cupy.ReductionKernel``: ``map_expr`` is plain arithmetic, the reduction a sum.
 
-``RAW[name]`` for ``cupy.RawKernel``: one thread per output element (or per row), no shared memory, no
-atomics, so the result never depends on the order threads run in. The builder puts ``typedef``s of
+``RAW[name]`` for ``cupy.RawKernel``: one thread per output element (or per row, or per four numbers
+drawn), no shared memory, no atomics, so the result never depends on the order threads run in. The builder puts ``typedef``s of
 ``T`` (the float type), ``L`` (labels) and ``I`` (pooling indices) in front. Sizes are ``long long``
 (a Python int as CuPy passes it); NaN is tested as ``v != v``, which needs no header.
 """
@@ -57,6 +57,30 @@ REDUCTION = {
 }
 
 _INDEX = "long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;"
+
+# Random numbers on the device: Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+# SC'11; the constants of Random123's philox.h), a pure function of a 128-bit counter and a 64-bit key.
+# A draw of n numbers reads ``state = {key, draw count}`` (uint64, on the device, so a captured graph reads
+# the current count rather than a baked one) and gives thread i the four words of the counter
+# {i, draw count}; element 4 * i + j takes word j. A word w becomes a uniform number in [0, 1) exactly:
+# (w >> 8) / 2**24 in float, w / 2**32 in double. The caller adds 1 to the draw count after each draw.
+_PHILOX = r"""
+__device__ inline void xpnet_philox(unsigned int* c, const unsigned long long* state, long long i) {
+    unsigned long long step = state[1];
+    unsigned int k0 = (unsigned int)state[0], k1 = (unsigned int)(state[0] >> 32);
+    c[0] = (unsigned int)i; c[1] = (unsigned int)((unsigned long long)i >> 32);
+    c[2] = (unsigned int)step; c[3] = (unsigned int)(step >> 32);
+    for (int round = 0; round < 10; ++round) {
+        unsigned long long p0 = (unsigned long long)0xD2511F53u * c[0], p1 = (unsigned long long)0xCD9E8D57u * c[2];
+        unsigned int hi0 = (unsigned int)(p0 >> 32), hi1 = (unsigned int)(p1 >> 32);
+        c[0] = hi1 ^ c[1] ^ k0; c[1] = (unsigned int)p1; c[2] = hi0 ^ c[3] ^ k1; c[3] = (unsigned int)p0;
+        k0 += 0x9E3779B9u; k1 += 0xBB67AE85u;
+    }
+}
+__device__ inline T xpnet_uniform(unsigned int w) {
+    return sizeof(T) == 4 ? (T)((float)(w >> 8) * 5.9604644775390625e-08f) : (T)((double)w * 2.3283064365386962890625e-10);
+}
+"""
 
 RAW = {
     # y = max(x, 0) (NaN stays NaN, as NumPy's maximum) and the mask x > 0, in one pass.
@@ -167,5 +191,33 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
     dx[i] = acc;
 }
 """,
+    # n uniform numbers in [0, 1): one thread per four (see _PHILOX above).
+    "philox_uniform": r"""%(philox)s
+extern "C" __global__ void xpnet_philox_uniform(T* out, const unsigned long long* state, long long n) {
+    %(index)s
+    if (4 * i >= n) return;
+    unsigned int words[4];
+    xpnet_philox(words, state, i);
+    for (long long j = 0; j < 4 && 4 * i + j < n; ++j) out[4 * i + j] = xpnet_uniform(words[j]);
 }
-RAW = {name: source % {"index": _INDEX} for name, source in RAW.items()}
+""",
+    # Dropout's training forward: u drawn as philox_uniform, scale = (u >= p) * kept, y = x * scale (the
+    # portable path's (uniform >= p), astype, * kept and x * scale, with p and kept cast to T as there).
+    "dropout_forward": r"""%(philox)s
+extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, const unsigned long long* state,
+                                                 double p, double kept, long long n) {
+    %(index)s
+    if (4 * i >= n) return;
+    unsigned int words[4];
+    xpnet_philox(words, state, i);
+    T threshold = (T)p, factor = (T)kept;
+    for (long long j = 0; j < 4 && 4 * i + j < n; ++j) {
+        long long e = 4 * i + j;
+        T s = xpnet_uniform(words[j]) >= threshold ? factor : (T)0;
+        scale[e] = s;
+        y[e] = x[e] * s;
+    }
+}
+""",
+}
+RAW = {name: source % {"index": _INDEX, "philox": _PHILOX} for name, source in RAW.items()}

@@ -1,5 +1,6 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, ReLU, MaxPool2d and BatchNorm over (N, C, L) (sources in
+cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout and the uniform
+numbers of ``xpnet.backend.random`` (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
 function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``) and of the
 Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`), and is tested equal to
@@ -215,9 +216,39 @@ def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: 
     return dx, dgamma, dbeta
 
 
+# -- random numbers and Dropout ---------------------------------------------------------------------
+
+
+def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
+    """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
+    ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count
+    then goes up by one: two launches, both reading the state on the device (capturable)."""
+    out = cupy.empty(shape, dtype)
+    _launch("philox_uniform", (out.size + 3) // 4, (out, state, out.size), T=out.dtype)
+    state[1:] += cupy.uint64(1)
+    return out
+
+
+def _dropout_ready(x: Any, p: float, kept: float, rng: Any, owner: Any) -> bool:
+    return _floats(x)
+
+
+def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
+    """See ``xpnet.layers.dropout.dropout_forward``: the numbers of :func:`philox_uniform`, the mask, the
+    scale and y in one kernel (the portable path on CuPy launches five)."""
+    from .random import cupy_draw_state  # noqa: PLC0415 - random imports this module on CuPy
+
+    state = cupy_draw_state(rng, x, owner)
+    y, scale = cupy.empty_like(x), cupy.empty_like(x)
+    _launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size), T=x.dtype)
+    state[1:] += cupy.uint64(1)
+    return y, scale
+
+
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
-                        ("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready)):
+                        ("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
+                        ("dropout_forward", _dropout_ready)):
         add(op, globals()[op], accepts)

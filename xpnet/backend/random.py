@@ -5,14 +5,21 @@ PyTorch's GPUs the numbers are drawn on the device from a generator seeded once 
 crosses from host to device each step; elsewhere they are drawn on the host and moved.
 
 A device generator belongs to the object that asked for it (the layer, ``owner``): it sits on the
-device of the array it drew for (made again when that changes), and is freed with its owner, or when
-:func:`set_rng_state` rewinds the host generator it came from (each epoch, each gradcheck pass).
+device of the array it drew for (made again when that changes), and is freed with its owner. When
+:func:`set_rng_state` rewinds the host generator it came from (each epoch, each gradcheck pass), its
+next draw seeds it again from that host generator.
+
+On CuPy the device generator is Philox4x32-10 in xpnet's own kernels (``cupy_kernels``): 16 bytes on the
+device, ``{key, draw count}``, from which every draw is a pure function; seeding again writes those 16
+bytes in place. So a CUDA graph that captured a draw keeps reading the current key and count and draws
+new numbers at each launch (:func:`prepare_device_draws` seeds before the launches what a draw would have
+seeded). On PyTorch's GPUs it is a ``torch.Generator``, made again after a rewind.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Iterable
 
 import array_api_compat
 import numpy as np
@@ -21,36 +28,74 @@ from .devices import dtype_name
 from .libraries import cupy, library
 from .namespaces import namespace
 
-__all__ = ["uniform", "set_rng_state"]
+__all__ = ["uniform", "set_rng_state", "release_device_rngs", "cupy_draw_state", "prepare_device_draws"]
 
-# owner -> (host generator, device key, device generator). Weak in the owner: NumPy's generators
-# cannot be weakly referenced, and a dropped layer must not keep its GPU state alive.
+
+class _Held:
+    """The device generator of one owner: the host generator it came from, the device it is on, the
+    generator itself, and whether a rewind of the host generator asks for it to be seeded again."""
+
+    __slots__ = ("rng", "where", "generator", "stale")
+
+    def __init__(self, rng: np.random.Generator, where: Any, generator: Any):
+        self.rng, self.where, self.generator, self.stale = rng, where, generator, False
+
+
+# owner -> _Held. Weak in the owner: NumPy's generators cannot be weakly referenced, and a dropped layer
+# must not keep its GPU state alive.
 _device_rngs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-# Threads per multiprocessor of the CuPy generator: one block of 256, a multiple of 256 as CuPy's
-# kernels need (they read and write the state of every thread of each 256-thread block).
-_THREADS_PER_SM = 256
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**63))
 
 
-def _cupy_generator(seed: int, device_id: int) -> Any:
-    """A small counter-based generator on GPU ``device_id``: Philox with one state per thread of one
-    256-thread block per multiprocessor (64 bytes each, about 2 MB on an H200), set up in one cheap pass.
-    CuPy's ``default_rng`` makes XORWOW states for 8 blocks per multiprocessor (about 13 MB), each
-    set up with a costly skip-ahead."""
+def _device_generator(rng: np.random.Generator, owner: Any, where: Any, make: Any, reseed: Any = None) -> Any:
+    """The device generator of ``owner`` for ``where`` (a device key), derived from ``rng`` by
+    ``make(seed)`` when there is none yet, or it came from another host generator or device; one that
+    a rewind left stale is seeded again by ``reseed(generator, seed)`` where given, else made again."""
+    held = _device_rngs.get(owner)
+    if held is None or held.rng is not rng or held.where != where or (held.stale and reseed is None):
+        held = _device_rngs[owner] = _Held(rng, where, make(_seed(rng)))
+    elif held.stale:
+        reseed(held.generator, _seed(rng))
+        held.stale = False
+    return held.generator
+
+
+def _cupy_state(seed: int, device_id: int) -> Any:
     cp = cupy()
     with cp.cuda.Device(device_id):
-        runtime = cp.cuda.runtime
-        sms = int(runtime.deviceGetAttribute(runtime.cudaDevAttrMultiProcessorCount, device_id))
-        return cp.random.default_rng(cp.random.Philox4x3210(seed, size=_THREADS_PER_SM * sms))
+        return cp.asarray(np.array([seed, 0], dtype=np.uint64))
 
 
-def _device_generator(rng: np.random.Generator, owner: Any, where: Any, make: Any) -> Any:
-    """The device generator of ``owner`` for ``where`` (a device key), derived from ``rng`` by
-    ``make(seed)`` when there is none yet, or it came from another host generator or device."""
-    held = _device_rngs.get(owner)
-    if held is None or held[0] is not rng or held[1] != where:
-        held = _device_rngs[owner] = (rng, where, make(int(rng.integers(2**63))))
-    return held[2]
+def _cupy_reseed(state: Any, seed: int) -> None:
+    cp = cupy()
+    with cp.cuda.Device(int(state.device.id)):
+        state.set(np.array([seed, 0], dtype=np.uint64))  # in place: a captured graph reads these 16 bytes
+
+
+def cupy_draw_state(rng: np.random.Generator, like: Any, owner: Any) -> Any:
+    """``owner``'s Philox state ``{key, draw count}`` (uint64 (2,)) on the GPU of the CuPy array ``like``,
+    seeded from ``rng`` on first use and after a rewind (see the module's docstring)."""
+    device_id = int(like.device.id)
+    return _device_generator(rng, owner, ("cuda", device_id), lambda seed: _cupy_state(seed, device_id),
+                             _cupy_reseed)
+
+
+def prepare_device_draws(owners: Iterable[Any]) -> list[Any]:
+    """Seed now each CuPy draw state of ``owners`` that a rewind left stale (what their next draw would
+    do), and return the states: a CUDA graph launched afterwards reads them without running Python."""
+    states = []
+    for owner in owners:
+        held = _device_rngs.get(owner)
+        if held is None or not isinstance(held.where, tuple):
+            continue
+        if held.stale:
+            _cupy_reseed(held.generator, _seed(held.rng))
+            held.stale = False
+        states.append(held.generator)
+    return states
 
 
 def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: Any) -> Any:
@@ -62,10 +107,9 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: 
     the same numbers as NumPy).
     """
     if array_api_compat.is_cupy_array(like):
-        device_id = int(like.device.id)
-        gen = _device_generator(rng, owner, ("cuda", device_id), lambda seed: _cupy_generator(seed, device_id))
-        with cupy().cuda.Device(device_id):  # CuPy draws on, and checks, the current device
-            return gen.random(shape, dtype=like.dtype)
+        from . import cupy_layers  # noqa: PLC0415 - imports CuPy
+        with cupy().cuda.Device(int(like.device.id)):  # CuPy launches on, and checks, the current device
+            return cupy_layers.philox_uniform(cupy_draw_state(rng, like, owner), shape, like.dtype)
     if array_api_compat.is_torch_array(like) and like.device.type != "cpu":
         torch = library("torch")[0]
 
@@ -86,9 +130,18 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any] | None = None) -> None:
     """Rewind ``rng`` to ``state`` (a ``rng.bit_generator.state``) so that :func:`uniform` draws the
     same numbers again, also on a GPU, whose device generator is derived from ``rng`` on first use.
-    ``state=None`` only drops that device generator (it is rebuilt from ``rng`` when next needed)."""
+    ``state=None`` keeps ``rng`` and only has the device generators derived from it seeded again from it
+    at their next draw."""
     if state is not None:
         rng.bit_generator.state = state
+    for held in list(_device_rngs.values()):
+        if held.rng is rng:
+            held.stale = True
+
+
+def release_device_rngs(rng: np.random.Generator) -> None:
+    """Forget the device generators derived from ``rng`` (their memory goes when nothing else holds it):
+    for a host generator whose owners are done drawing, such as those of gradcheck's float64 copy."""
     for owner, held in list(_device_rngs.items()):
-        if held[0] is rng:
+        if held.rng is rng:
             _device_rngs.pop(owner, None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import seed as _seed
-from ..backend import uniform
+from ..backend import fast_path, namespace, uniform
 from .base import Layer
 
 
@@ -43,11 +43,19 @@ class Dropout(Layer):
         if not train or self.p == 0.0:
             self._scale = 1.0 - self.p if book else 1.0
             return x * self._scale if book else x
-        keep = uniform(self.rng, tuple(x.shape), x, owner=self) >= self.p
-        self._scale = xp.astype(keep, x.dtype) * (1.0 if book else 1.0 / (1.0 - self.p))
-        return x * self._scale
+        kept = 1.0 if book else 1.0 / (1.0 - self.p)
+        y, self._scale = fast_path("dropout_forward", xp, dropout_forward)(x, self.p, kept, self.rng, self)
+        return y
 
     def backward(self, dy: Any) -> Any:
         scale = self._need(self._scale)
         self._check_grad(dy, self._shape)
         return dy * scale
+
+
+def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
+    """Training forward: (y, scale) with scale = (u >= p) * kept for u uniform in [0, 1) drawn by
+    ``xpnet.backend.uniform(rng, x.shape, x, owner)``, and y = x * scale."""
+    xp = namespace(x)
+    scale = xp.astype(uniform(rng, tuple(x.shape), x, owner=owner) >= p, x.dtype) * kept
+    return x * scale, scale
