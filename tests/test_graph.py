@@ -192,25 +192,32 @@ def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_a
     os.environ["XPNET_GRAPH"] = "0"
     attempt("XPNET_GRAPH=0", graph=None)
     del os.environ["XPNET_GRAPH"]
+    class Doubling(xn.layers.Layer):  # a layer of the user's own: its Python might do anything a graph skips
+        def forward(self, x, train=True):
+            return 2 * x
+
+        def backward(self, dy):
+            return 2 * dy
+
     for graph in (None, True):
         xn.init.seed(0)
-        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.ReLU(), xn.layers.Dropout(0.2), xn.layers.Linear(16, 4))
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.ReLU(), Doubling(), xn.layers.Linear(16, 4))
         launches[0] = 0
         try:
             xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32, device="cuda",
                      progress=False, graph=graph)
-            result[f"dropout {graph}"] = launches[0]
+            result[f"custom {graph}"] = launches[0]
         except ValueError as e:
-            result[f"dropout {graph}"] = str(e)
+            result[f"custom {graph}"] = str(e)
     print(json.dumps(result))
     """, tmp_path))
-    assert out["unshuffled default"] == 0 and out["XPNET_GRAPH=0"] == 0 and out["dropout None"] == 0
+    assert out["unshuffled default"] == 0 and out["XPNET_GRAPH=0"] == 0 and out["custom None"] == 0
     assert "shuffle=False" in out["unshuffled"] and out["unshuffled"].startswith("train: graph=True: ")
     assert out["clipped"] == 3 * 7 - 2
-    assert out["dropout True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
-                                   "'2' (Dropout) is not captured in this version (captured: Sequential models of "
-                                   "Linear, ReLU, Sigmoid, Tanh, Flatten). Pass graph=None or False to train "
-                                   "eagerly")
+    assert out["custom True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
+                                  "'2' (Doubling) is not captured in this version (captured: Sequential models of "
+                                  "Linear, ReLU, Sigmoid, Tanh, Flatten, Dropout). Pass graph=None or False to train "
+                                  "eagerly")
 
 
 @needs_compiler
@@ -241,6 +248,65 @@ def test_the_nan_guard_and_resume_work_with_a_captured_step(tmp_path):
     _assert_same_training(out["whole"], out["resumed"])
 
 
+_DROPOUT = _TRAIN + """
+    from xpnet.backend import cupy_layers
+    from xpnet.backend.fast_cupy_capture import capturing
+
+    def dropout_run(graph, epochs=3, **kw):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.ReLU(), xn.layers.Dropout(0.3),
+                              xn.layers.Linear(16, 16), xn.layers.Tanh(), xn.layers.Dropout(0.5, convention="book"),
+                              xn.layers.Linear(16, 4))
+        launches[0] = 0
+        opt = xn.optim.Adam(0.01)
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=32, device="cuda",
+                     progress=False, graph=graph, **kw)
+        return model, {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                       "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                       "launches": launches[0], "t": opt.t}
+"""
+
+
+@needs_compiler
+def test_dropout_is_captured_and_its_masks_are_those_of_eager_training(tmp_path):
+    """Each launch draws new masks from the Dropout layers' Philox states on the device, seeded again at
+    each epoch's start as eager training seeds them at its first draw: three epochs give eager training's
+    weights, a resumed run those of the whole run. The check has teeth: a capture that baked the draw
+    count (no count kept moving on the device) replays one mask and fails it."""
+    out = last_json(run_with_fake_cupy(_DROPOUT + f"""
+    result = {{"eager": dropout_run(False)[1], "captured": dropout_run(True)[1]}}
+    path = {str(tmp_path / "ckpt.npz")!r}
+    model, _ = dropout_run(True, epochs=1, callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    opt = xn.optim.Adam(0.01)
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=3, batch_size=32, device="cuda",
+                 progress=False, graph=True, resume_from=path)
+    result["resumed"] = {{"params": {{k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()}},
+                         "losses": [e["train_loss"] for e in h.epochs],  # the checkpoint's epoch 1 and two more
+                         "accuracy": [e["train_accuracy"] for e in h.epochs], "t": opt.t}}
+
+    forward = cupy_layers.dropout_forward
+    def baked(x, p, kept, rng, owner):  # a capture whose draw count does not move on at each launch
+        if not capturing():
+            return forward(x, p, kept, rng, owner)
+        state = xn.backend.random.cupy_draw_state(rng, x, owner)
+        y, scale = x.copy(), x.copy()
+        cupy_layers._launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size),
+                            T=x.dtype)
+        return y, scale
+    entries = xn.backend.registry._FAST_PATHS[("dropout_forward", "cupy")]
+    entries[:] = [(family, baked if fn is forward else fn, accepts) for family, fn, accepts in entries]
+    xn.backend.registry._resolved.clear()
+    xn.backend.registry._guards.clear()
+    result["baked"] = dropout_run(True)[1]
+    print(json.dumps(result))
+    """, tmp_path))
+    assert out["captured"]["launches"] == 3 * 7 - 2 and out["eager"]["launches"] == 0
+    _assert_same_training(out["eager"], out["captured"])
+    _assert_same_training(out["captured"], out["resumed"])
+    with pytest.raises(AssertionError):
+        _assert_same_training(out["eager"], out["baked"])
+
+
 # ----------------------------------------------------------------------------------------
 # On a GPU (pytest -m gpu; on the fake CuPy in tests/test_gpu_checks.py's run of the gpu suite)
 # ----------------------------------------------------------------------------------------
@@ -262,9 +328,10 @@ def test_gpu_capturable_matmul_equals_cublas(dtype):
             np.testing.assert_allclose(xn.to_numpy(ours), xn.to_numpy(cublas), rtol=tol, atol=tol * np.sqrt(k))
 
 
-def _mlp_training(optimizer, graph, x, t, dev):
+def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0):
     xn.init.seed(0)
-    model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(), xn.layers.Linear(100, 10))
+    model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(),
+                          *([xn.layers.Dropout(dropout)] if dropout else []), xn.layers.Linear(100, 10))
     h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=2, batch_size=100, device=dev,
                  progress=False, graph=graph,
                  callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))])
@@ -272,19 +339,21 @@ def _mlp_training(optimizer, graph, x, t, dev):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1), lambda: xn.optim.Momentum(0.05),
-                                  lambda: xn.optim.Adam(1e-3)], ids=["sgd", "momentum", "adam"])
-def test_gpu_captured_training_equals_eager(make, monkeypatch):
+@pytest.mark.parametrize("make, dropout", [(lambda: xn.optim.SGD(0.1), 0.0), (lambda: xn.optim.Momentum(0.05), 0.0),
+                                           (lambda: xn.optim.Adam(1e-3), 0.0), (lambda: xn.optim.Adam(1e-3), 0.2)],
+                         ids=["sgd", "momentum", "adam", "adam-dropout"])
+def test_gpu_captured_training_equals_eager(make, dropout, monkeypatch):
     """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
-    but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding."""
+    but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding;
+    with Dropout, its masks drawn in the graph are eager training's."""
     dev = require_cuda()
     rng = np.random.default_rng(0)
     x, t = rng.random((950, 784), dtype=np.float32), rng.integers(0, 10, 950)
-    eager, eager_epochs = _mlp_training(make(), False, x, t, dev)
+    eager, eager_epochs = _mlp_training(make(), False, x, t, dev, dropout)
     launches = []
     launch = StepGraph.launch
     monkeypatch.setattr(StepGraph, "launch", lambda self: (launches.append(1), launch(self)))
-    captured, captured_epochs = _mlp_training(make(), True, x, t, dev)
+    captured, captured_epochs = _mlp_training(make(), True, x, t, dev, dropout)
     assert len(launches) == 2 * 9 - 2
     for k, v in eager.items():
         np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)

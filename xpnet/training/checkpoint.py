@@ -204,9 +204,10 @@ def rng_states(model: Any) -> dict[str, Any]:
 
 
 def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
-    """Rewind each Dropout generator to its saved state; ``None``: keep the host states and only drop
-    the device generators derived from them (CuPy), so that the next epoch derives fresh ones from
-    the host states a checkpoint holds, and a resumed run draws the same masks."""
+    """Rewind each Dropout generator to its saved state; ``None``: keep the host states and only have
+    the device generators derived from them (CuPy, PyTorch's GPUs) seeded again from them at their next
+    draw, so that each epoch draws from the host states a checkpoint holds, and a resumed run draws the
+    same masks."""
     if states is None:
         states = dict.fromkeys(_generators(model))
     for i, state in states.items():

@@ -9,9 +9,8 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    one of :data:`CAPTURABLE` inside ``Sequential`` models, cross-entropy or MSE, any xpnet optimizer,
-   gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch. Not yet: Dropout (its
-   device generator is made again each epoch), BatchNorm, Conv2d and pooling, recurrent layers, models
-   of the user's own classes.
+   gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch. Not yet: BatchNorm,
+   Conv2d and pooling, recurrent layers, models of the user's own classes.
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
    made once, from the epoch's permutation and a step counter kept on the device.
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
@@ -22,7 +21,11 @@ How a captured epoch goes:
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
-   correct count, which are read once per epoch as in eager training.
+   correct count, which are read once per epoch as in eager training. Dropout draws its masks in the
+   graph from its Philox state on the device (``xpnet.backend.random``): a key and a draw count that
+   each launch reads and counts on; the key is seeded again in place at each epoch's start, before the
+   launches, from the layer's host generator as an eager epoch seeds it at its first draw, so the masks
+   are those of eager training.
 5. The short last batch (when ``batch_size`` does not divide N) runs eagerly after the launches.
 6. The NaN guard, SIGTERM and resume work as in eager training: the guard replays the epoch eagerly to
    name the step and layer. A graph holds the arrays of the capture; when the model's or the optimizer's
@@ -35,9 +38,10 @@ import math
 from typing import Any
 
 from ..backend.graphs import StepGraph
+from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import Flatten, Linear, ReLU, Sigmoid, Tanh
+from ..layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..models.sequential import Sequential
 from ..optim import Optimizer
@@ -46,7 +50,7 @@ from .data import index_dtype
 
 __all__ = ["CAPTURABLE", "WARMUP", "BY_DEFAULT", "obstacle", "CapturedEpochs"]
 
-CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten)
+CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten, Dropout)
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
 # graph=None captures only when this is True: the capture has passed tests/test_graph.py's gpu tests on the
 # fake CuPy only; set it once `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_graph.py` passes on a GPU.
@@ -99,10 +103,17 @@ class CapturedEpochs:
             self.correct = trainer.zeros(index_dtype(dev))
             self.scalars = DeviceScalars(dev.xp, dev.native)
         self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
+        self._draws: list[Any] = []  # the Dropout layers' draw states (device arrays)
 
     def _arrays(self) -> list[Any]:
         model, optimizer = self.trainer.model, self.trainer.optimizer
-        return [*model.state().values(), *(a for s in optimizer.state.values() for a in s.values())]
+        return [*model.state().values(), *(a for s in optimizer.state.values() for a in s.values()), *self._draws]
+
+    def _prepare_draws(self) -> None:
+        """Seed the Dropout layers' draw states that the epoch's start left to be seeded at the next draw:
+        the launches draw without running Python."""
+        self._draws = prepare_device_draws(m for m in self.trainer.model.named_modules().values()
+                                           if isinstance(m, Dropout))
 
     def _still_valid(self) -> bool:
         now = self._arrays()
@@ -139,6 +150,7 @@ class CapturedEpochs:
             self.static.load_epoch(epoch)
             self.loss_sum[...] = 0
             self.correct[...] = 0
+            self._prepare_draws()
             if graph.captured and not self._still_valid():
                 graph.drop()
             self.scalars.set(optimizer.lr, optimizer.t)
@@ -149,6 +161,7 @@ class CapturedEpochs:
                         for _ in range(WARMUP):
                             self._step()
                             steps += 1
+                    self._prepare_draws()  # the states the warm-up made
                     graph.capture(self._step)
                     optimizer.t -= 1  # the capture ran the Python of one step but none of its kernels
                     self._held = self._arrays()
