@@ -1,6 +1,6 @@
 """The checks of xpnet's random numbers on CuPy (Philox4x32-10 in ``xpnet.backend.cupy_kernels``, the draw
 state of ``xpnet.backend.random``, Dropout's kernel), run on a CuPy device: in the ``gpu`` tests on a real
-GPU, and in a fresh process on the fake CuPy (``tests/test_device_random.py``), where the kernels are built
+GPU, and in a fresh process on the fake CuPy (``tests/test_cupy_layers.py``), where the kernels are built
 by g++.
 
 The reference is :func:`philox4x32_10` below, written in NumPy from the definition in Salmon et al.,

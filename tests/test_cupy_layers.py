@@ -1,7 +1,8 @@
 """CuPy's layer kernels (``xpnet.backend.cupy_layers``: fused softmax cross-entropy, ReLU, MaxPool2d,
-BatchNorm) equal the portable code: on the fake CuPy of ``tests/fake_cupy`` in a fresh process, where
-the raw kernels' CUDA source is built by g++ and run thread by thread, and in the ``gpu`` tests on a
-real GPU. The checks themselves are in ``tests/cupy_layer_checks.py``."""
+BatchNorm, Dropout and the Philox numbers) equal the portable code: on the fake CuPy of ``tests/fake_cupy``
+in a fresh process, where the raw kernels' CUDA source is built by g++ and run thread by thread, and in the
+``gpu`` tests on a real GPU. The checks themselves are in ``tests/cupy_layer_checks.py`` and
+``tests/cupy_random_checks.py``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 from conftest import require_cuda
 
 import cupy_layer_checks as checks
+import cupy_random_checks
 from test_cupy_rules import last_json, run_with_fake_cupy
 
 TESTS = Path(__file__).parent
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None,
                                reason="the fake CuPy builds raw kernels with g++, which this machine lacks")
+CHECKS = checks.CHECKS + cupy_random_checks.CHECKS
 
 
 def _on_fake_cupy(code: str, tmp_path: Path) -> dict:
@@ -24,20 +27,20 @@ def _on_fake_cupy(code: str, tmp_path: Path) -> dict:
 
 
 @needs_gxx
-@pytest.mark.parametrize("check", [c.__name__ for c in checks.CHECKS])
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_cupy_layer_kernels_equal_portable_on_the_fake_cupy(tmp_path, check):
     out = _on_fake_cupy(f"""
 import json
 import xpnet as xn
-import cupy_layer_checks as checks
-checks.{check}(xn.device("cuda"))
+import {check.__module__}
+{check.__module__}.{check.__name__}(xn.device("cuda"))
 print(json.dumps({{"done": True}}))
 """, tmp_path)
     assert out == {"done": True}
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_cupy_layer_kernels_equal_portable_on_the_gpu(check):
     check(require_cuda())
 

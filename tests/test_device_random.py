@@ -1,14 +1,12 @@
-"""Random numbers on CuPy: Philox4x32-10 in xpnet's own kernels, its draw state, and Dropout's fused
-kernel (``tests/cupy_random_checks.py``), on the fake CuPy (kernels built by g++) and on a real GPU."""
+"""The reference Philox of ``tests/cupy_random_checks.py`` (against which xpnet's CUDA kernels are checked,
+in ``tests/test_cupy_layers.py``) gives the known answers of the Random123 distribution."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import require_cuda
 
 import cupy_random_checks as checks
-from test_cupy_layers import _on_fake_cupy, needs_gxx
 
 
 @pytest.mark.parametrize("counter, key, words", [
@@ -21,22 +19,3 @@ from test_cupy_layers import _on_fake_cupy, needs_gxx
 def test_the_reference_philox_gives_random123s_known_answers(counter, key, words):
     got = checks.philox4x32_10(np.array([counter], dtype=np.uint32), key)
     assert [int(w) for w in got[0]] == list(words)
-
-
-@needs_gxx
-@pytest.mark.parametrize("check", [c.__name__ for c in checks.CHECKS])
-def test_device_random_numbers_on_the_fake_cupy(tmp_path, check):
-    out = _on_fake_cupy(f"""
-import json
-import xpnet as xn
-import cupy_random_checks as checks
-checks.{check}(xn.device("cuda"))
-print(json.dumps({{"done": True}}))
-""", tmp_path)
-    assert out == {"done": True}
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("check", checks.CHECKS, ids=lambda c: c.__name__)
-def test_device_random_numbers_on_the_gpu(check):
-    check(require_cuda())
