@@ -3,7 +3,8 @@ cross-entropy of integer labels, ReLU, MaxPool2d and BatchNorm over (N, C, L) (s
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
 function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``) and of the
 Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
-running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take the portable path (the ``accepts`` functions below).
+running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
+the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
