@@ -14,10 +14,10 @@ def xpnet_graph_impl(make, optimizer, dev, x, t):
     launches), on a model of its own: ``(launch, sync)``, or None where a layer cannot be captured."""
     from xpnet.backend.graphs import StepGraph  # noqa: PLC0415 - imports CuPy
     from xpnet.optim.base import DeviceScalars  # noqa: PLC0415
-    from xpnet.training.graph import CAPTURABLE  # noqa: PLC0415
+    from xpnet.training.graph import CAPTURABLE, CONTAINERS  # noqa: PLC0415
 
     model = make()
-    if not all(isinstance(m, CAPTURABLE) for m in model.named_modules().values() if m is not model):
+    if not all(type(m) in CAPTURABLE + CONTAINERS for m in model.named_modules().values()):
         return None
     model.to(dev)
     step = xpnet_impl(model, optimizer)

@@ -229,13 +229,17 @@ def check_batchnorm(dev: Any) -> None:
                     layer = xn.layers.BatchNorm(c, dtype=dtype).to(dev)
                     layer.params["gamma"] = dev.asarray(gamma)
                     layer.buffers["running_var"] = dev.asarray(np.linspace(0.5, 2, c).astype(dtype))
+                    before = dict(layer.buffers)
                     with fast_paths(fast):
                         y = layer.forward(dev.asarray(x), train=train)
                         dx = layer.backward(dev.asarray(dy))
+                    # moved on in place: a captured step replays its kernels on the arrays of the capture
+                    assert all(layer.buffers[k] is v for k, v in before.items()), (dtype, shape, fast)
                     results.append({"y": y, "dx": dx, **layer.grads, **layer.buffers})
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
                 assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
+                assert cupy_layers._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1)
                 # The kernel's backward after a portable forward, which keeps x - mean with no shift.
                 dy3, gamma3 = dev.asarray(dy.reshape(x3.shape)), layer.params["gamma"]
                 with fast_paths(False):

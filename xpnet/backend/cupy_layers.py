@@ -3,8 +3,9 @@ cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Drop
 numbers of ``xpnet.backend.random`` (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
 function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``) and of the
-Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`), and is tested equal to
-it; other dtypes and layouts take the portable path (the ``accepts`` functions below).
+Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
+running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
+the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
@@ -193,6 +194,18 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (x3, mean)
 
 
+def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float, new: float) -> bool:
+    return _like(mean, var, running_mean, running_var)
+
+
+def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
+                      new: float) -> tuple[Any, Any]:
+    """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
+    portable update launches six)."""
+    elementwise("bn_running")(mean, var, old, new, running_mean, running_var)
+    return running_mean, running_var
+
+
 def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool) -> bool:
     x, shift = x_shift
     return _like(dy3, x, gamma, inv_std, *(() if shift is None else (shift,)))
@@ -249,6 +262,6 @@ def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
-                        ("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
-                        ("dropout_forward", _dropout_ready)):
+                        ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
+                        ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready)):
         add(op, globals()[op], accepts)

@@ -29,6 +29,12 @@ class BatchNorm(Layer):
     book's 0.9 typed without ``convention="book"``) warns, as it means the opposite there.
     The book normalises a 4-d input per (c, h, w) activation; this layer per channel, as PyTorch.
 
+    The running statistics are updated in place (:func:`batchnorm_running`; new arrays only where the
+    namespace's arrays are immutable, JAX), so a training step captured as a CUDA graph, which replays its
+    kernels on the arrays of the capture, moves them on at every launch. Nothing else in a training
+    forward or backward reads a value back to the host or counts in Python (no ``num_batches_tracked``:
+    ``momentum`` is always a weight).
+
     In data-parallel training every rank normalises with its own local batch and keeps its own
     running statistics (per-rank, not synchronised across ranks; what is saved is one rank's).
     """
@@ -92,8 +98,9 @@ class BatchNorm(Layer):
         if train:
             m = self.momentum
             old, new = (m, 1.0 - m) if self.convention == "book" else (1.0 - m, m)
-            self.buffers["running_mean"] = old * self.buffers["running_mean"] + new * mean
-            self.buffers["running_var"] = old * self.buffers["running_var"] + new * var
+            running = fast_path("batchnorm_running", xp, batchnorm_running)
+            self.buffers["running_mean"], self.buffers["running_var"] = running(
+                self.buffers["running_mean"], self.buffers["running_var"], mean, var, old, new)
         self._shape, self._train = tuple(x.shape), train
         return xp.reshape(y, x.shape)
 
@@ -130,6 +137,20 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     y = xc * _bcast(xp, gamma * inv_std)
     y += _bcast(xp, beta)
     return y, mean, var, inv_std, (xc, None)
+
+
+def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
+                      new: float) -> tuple[Any, Any]:
+    """``running = old * running + new * batch`` for the mean and the variance (C,), written into the
+    running arrays where the namespace updates in place (:func:`xpnet.backend.update_rule`; new arrays
+    on JAX), portable. Returns both, to be stored back. In place, not ``running = old * running + ...``:
+    a CUDA graph replays its kernels on the arrays of the capture, and an update into new arrays would
+    read the statistics of before the capture at every launch."""
+    running_mean *= old
+    running_mean += new * mean
+    running_var *= old
+    running_var += new * var
+    return running_mean, running_var
 
 
 def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,

@@ -8,9 +8,14 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   one of :data:`CAPTURABLE` inside ``Sequential`` models, cross-entropy or MSE, any xpnet optimizer,
-   gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch. Not yet: BatchNorm,
-   Conv2d and pooling, recurrent layers, models of the user's own classes.
+   of a class in :data:`CAPTURABLE` (Linear, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
+   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), cross-entropy or MSE,
+   any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
+   Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
+   to the host; BatchNorm moves its running statistics on in place, so every launch moves them on.
+   Not captured: Conv2d (its products would need xpnet's own matrix-product kernel, which uses no
+   shared memory and is too slow at convolution sizes), recurrent layers, embeddings, attention, and classes of the user's own, subclasses of
+   xpnet's included (their Python would run at the capture only).
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
    made once, from the epoch's permutation and a step counter kept on the device.
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
@@ -41,19 +46,29 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh
+from ..layers import (AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU,
+                      Residual, Sigmoid, Tanh)
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..models.sequential import Sequential
 from ..optim import Optimizer
 from ..optim.base import DeviceScalars
 from .data import index_dtype
 
-__all__ = ["CAPTURABLE", "WARMUP", "BY_DEFAULT", "obstacle", "CapturedEpochs"]
+__all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "obstacle", "CapturedEpochs"]
 
-CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten, Dropout)
+# Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
+# would not move on.
+CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
+CONTAINERS = (Sequential, Residual, Concat)
+# Why a layer of xpnet's stays out where there is more to say than "not captured in this version".
+_WHY_NOT = {
+    Conv2d: "its products would run on xpnet's capturable matrix-product kernel (CuPy refuses cuBLAS during a "
+            "capture), which uses no shared memory and is too slow at convolution sizes",
+}
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
-# graph=None captures only when this is True: the capture has passed tests/test_graph.py's gpu tests on the
-# fake CuPy only; set it once `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_graph.py` passes on a GPU.
+# graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_graph.py and
+# tests/test_graph_layers.py on the fake CuPy only; set it once
+# `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_graph.py tests/test_graph_layers.py` passes on a GPU.
 BY_DEFAULT = False
 
 
@@ -81,12 +96,13 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
     if not isinstance(optimizer, Optimizer):
         return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
     for name, layer in model.named_modules().items():
-        if isinstance(layer, Sequential) and type(layer) is Sequential:
+        kind = type(layer)
+        if kind in CONTAINERS or kind in CAPTURABLE:
             continue
-        if not isinstance(layer, CAPTURABLE):
-            where = f"layer {name!r} ({type(layer).__name__})" if name else f"the model ({type(layer).__name__})"
-            return f"{where} is not captured in this version (captured: Sequential models of " \
-                   f"{', '.join(c.__name__ for c in CAPTURABLE)})"
+        where = f"layer {name!r} ({kind.__name__})" if name else f"the model ({kind.__name__})"
+        why = f": {_WHY_NOT[kind]}" if kind in _WHY_NOT else " in this version"
+        return f"{where} is not captured{why} (captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside " \
+               f"{', '.join(c.__name__ for c in CONTAINERS)})"
     return None
 
 

@@ -1,0 +1,93 @@
+"""The models of ``tests/test_graph_layers.py`` trained on a CuPy device, eagerly or with the step
+captured as a CUDA graph: imported in a fresh process on the fake CuPy of ``tests/fake_cupy`` and by the
+``gpu`` tests on a real GPU.
+
+250 samples in batches of 32: each epoch is 7 full batches (2 eager warm-up steps and a capture in the
+first epoch, launches after) and a short batch of 26, run eagerly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+import xpnet as xn
+from xpnet.backend.graphs import StepGraph
+
+L = xn.layers
+N, BATCH = 250, 32
+FULL = N // BATCH
+
+
+def _batchnorm() -> Any:
+    # No bias before BatchNorm: its gradient is zero up to rounding, which Adam would scale up to steps of lr
+    # whose sign the rounding picks, different in any two runs.
+    return xn.Sequential(L.Linear(12, 16, bias=False), L.BatchNorm(16), L.ReLU(), L.Linear(16, 4))
+
+
+def _pooling() -> Any:
+    """Images (N, 2, 6, 6): BatchNorm per channel, then three poolings side by side, flattened, then Linear."""
+    return xn.Sequential(L.BatchNorm(2),
+                         L.Concat(xn.Sequential(L.MaxPool2d(2), L.Flatten()),
+                                  xn.Sequential(L.AvgPool2d(3, stride=2, padding=1), L.Flatten()),
+                                  L.GlobalAvgPool()),
+                         L.Tanh(), L.Linear(2 * 9 + 2 * 9 + 2, 4))
+
+
+def _residual() -> Any:
+    return xn.Sequential(L.Linear(12, 16),
+                         L.Residual(xn.Sequential(L.Linear(16, 16), L.ReLU(), L.Linear(16, 16))), L.ReLU(),
+                         L.Residual(xn.Sequential(L.Linear(16, 8), L.Sigmoid()), shortcut=L.Linear(16, 8)),
+                         L.Linear(8, 4))
+
+
+# name -> (the model, the shape of one sample)
+MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
+    "batchnorm": (_batchnorm, (12,)), "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,))}
+
+
+@contextlib.contextmanager
+def counting_launches() -> Iterator[list[int]]:
+    """The number of graph launches made inside the block, in ``count[0]``."""
+    count = [0]
+    launch = StepGraph.launch
+
+    def counted(self: Any) -> None:
+        count[0] += 1
+        launch(self)
+
+    StepGraph.launch = counted
+    try:
+        yield count
+    finally:
+        StepGraph.launch = launch
+
+
+def train(name: str, graph: bool | None, epochs: int = 3, dev: Any = "cuda") -> dict[str, Any]:
+    """``epochs`` of Adam on model ``name`` from seed 0: its state (parameters and running statistics),
+    the epochs' losses and accuracies, the graph launches and the optimizer's step count."""
+    make, sample = MODELS[name]
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((N, *sample)).astype(np.float32), rng.integers(0, 4, N)
+    xn.init.seed(0)
+    model, optimizer = make(), xn.optim.Adam(0.01)
+    with counting_launches() as launches:
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=epochs, batch_size=BATCH,
+                     device=dev, progress=False, graph=graph)
+    return {"state": {k: xn.to_numpy(v).tolist() for k, v in model.state().items()},
+            "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+            "launches": launches[0], "t": optimizer.t}
+
+
+def assert_same_training(eager: dict[str, Any], captured: dict[str, Any], rtol: float = 2e-4,
+                         atol: float = 2e-5) -> None:
+    """The captured run's state equals the eager run's within float32 rounding, its losses too, its
+    accuracies and step count exactly."""
+    assert captured["state"].keys() == eager["state"].keys()
+    for k, v in eager["state"].items():
+        np.testing.assert_allclose(captured["state"][k], v, rtol=rtol, atol=atol, err_msg=k)
+    np.testing.assert_allclose(captured["losses"], eager["losses"], rtol=1e-5)
+    assert captured["accuracy"] == eager["accuracy"]
+    assert captured["t"] == eager["t"]
