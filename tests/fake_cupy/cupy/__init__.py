@@ -24,9 +24,11 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   Refused there, as CuPy and CUDA refuse them: device-to-host copies and synchronisation, cuBLAS
   (``matmul``/``@``, ``dot``, ``vdot``, ``inner``, ``tensordot``, ``einsum``, ``linalg.matrix_power``
   on float or complex arrays), cuSOLVER (``linalg``), the legacy cuRAND calls (``cupy.random.rand``...).
-  Stricter than CuPy: a host-to-device copy (``asarray`` of host data) is refused while capturing
-  (CuPy records a copy from a pinned staging buffer it frees afterwards), and a launch is refused
-  once an array the graph writes, made during the capture from the shared memory pool, was freed.
+  A host-to-device copy (``asarray`` of host data) is refused while capturing, as CuPy refuses it
+  (``cupy/cuda/memory.pyx``: ``copy_from_host_async`` raises "the current stream is capturing, so H2D
+  transfers are disallowed"); stricter than CuPy, also for a 0-d one (CuPy's ``_array_default`` fills
+  it with a kernel, its value then baked into the graph), and a launch is refused once an array the
+  graph writes, made during the capture from the shared memory pool (or raw cudaMalloc), was freed.
 - ``ElementwiseKernel`` runs its body (plain arithmetic, one statement per ``;``) as NumPy statements,
   ``ReductionKernel`` its map expression summed (``a + b`` reductions only), both under CuPy's type rules
   for their arguments (:mod:`cupy._kernels`); ``RawKernel`` its CUDA source compiled by the host's C++
@@ -50,6 +52,7 @@ from numpy import *  # noqa: F403 - the fake offers NumPy's names, wrapped below
 from numpy import abs, bool_, max, min, round  # noqa: F401, A004 - not in NumPy's star import
 
 from . import cuda
+from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool  # noqa: F401 - cupy's names
 from ._dispatch import PerformanceWarning  # noqa: F401 - where it has been: cupy.PerformanceWarning
 # The functions and ndarray below look _call up here, where tests/cupy_layer_checks.py replaces it to count launches.
 from ._dispatch import _call, _check, _flat, _host, _kernel, _refuse_library, _to_host, _wrap
@@ -211,10 +214,9 @@ def asarray(a, dtype=None, order=None, **kwargs):
     if isinstance(a, ndarray):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
     if cuda.stream.capturing() is not None:
-        raise RuntimeError(f"fake CuPy: a host-to-device copy ({type(a).__name__} -> cupy.ndarray) while the stream "
-                           "captures: CuPy would record a copy from a pinned staging buffer that it frees after the "
-                           "capture, so each launch would copy whatever that memory then holds. Make the array "
-                           "before the capture and fill it there")
+        raise RuntimeError(f"the current stream is capturing, so H2D transfers are disallowed (fake CuPy: "
+                           f"{type(a).__name__} -> cupy.ndarray; a 0-d one CuPy fills by a kernel whose value stays "
+                           "baked into the graph). Make the array before the capture and fill it there")
     return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
 
 
