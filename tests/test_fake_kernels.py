@@ -25,8 +25,10 @@ _SGD = """
     # A device scalar of another dtype: CuPy never casts an array argument.
     ("sgd(g, cupy.asarray(np.float64(0.1)), p)", "TypeError: Type is mismatched. lr float64 float32 T"),
     ("sgd(g.astype(cupy.float64), 0.1, p)", "TypeError: Type is mismatched. g float64 float32 T"),
-    ("relu_backward(g, g > 1, cupy.empty(3, dtype=cupy.float64))", "TypeError: Type is mismatched. dy float32 float64 T"),
-    ("relu_backward(g, (g > 1).astype(cupy.int8), cupy.empty_like(g))", "TypeError: Type is mismatched. mask int8 bool"),
+    ("relu_backward(g, g > 1, cupy.empty(3, dtype=cupy.float64))",
+     "TypeError: Type is mismatched. dy float32 float64 T"),
+    ("relu_backward(g, (g > 1).astype(cupy.int8), cupy.empty_like(g))",
+     "TypeError: Type is mismatched. mask int8 bool"),
     ("sgd(g, 0.1, p.get())", "Unsupported type"),
     ("sgd(g, 0.1, cupy.ones(4, dtype=cupy.float32)[:1])", "ValueError: Out shape is mismatched"),
     ("sgd(g, 0.1)", None),  # the output made: (3,) float32

@@ -34,8 +34,9 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   for their arguments (:mod:`cupy._kernels`); ``RawKernel`` its CUDA source compiled by the host's C++
   compiler with the threads run one after another (:mod:`cupy._raw`).
 
-Here: the array class, NumPy's names wrapped as kernels, ``asarray``/``array``/``asnumpy``. Every kernel goes through :mod:`cupy._dispatch`: the
-checks before a launch, the refusals and the recording on a capturing stream.
+Here: the array class, NumPy's names wrapped as kernels, ``asarray``/``array``/``asnumpy``. Every kernel
+goes through :mod:`cupy._dispatch`: the checks before a launch, the refusals and the recording on a
+capturing stream.
 
 ``FAKE_CUPY_DEVICES`` sets the number of GPUs (default 1), ``FAKE_CUPY_SMS`` their multiprocessors (132);
 ``FAKE_CUPY_IMPORT_WARNING=1`` makes ``import cupy`` warn (a RuntimeWarning), as an install may.

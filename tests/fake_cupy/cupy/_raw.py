@@ -188,7 +188,7 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
             raise TypeError(f"fake RawKernel {self.name}: {len(self._params)} parameters, {len(args)} arguments")
         dims = []
         for arg, what in (("grid", grid), ("block", block)):
-            if not isinstance(what, tuple):  # cupy/cuda/function.pyx: Function.__call__(self, tuple grid, tuple block, ...)
+            if not isinstance(what, tuple):  # cupy/cuda/function.pyx: Function.__call__(self, tuple grid, tuple block)
                 raise TypeError(f"Argument '{arg}' has incorrect type (expected tuple, got {type(what).__name__})")
             if not 1 <= len(what) <= 3 or any(int(d) < 1 for d in what):
                 raise ValueError(f"fake RawKernel {self.name}: grid and block are 1 to 3 positive sizes, got {what}")
