@@ -119,15 +119,15 @@ _REFUSED = [
     ("cupy.vdot(a, a)", NotImplementedError, "calling cuBLAS API during stream capture"),
     ("cupy.linalg.solve(a, a)", NotImplementedError, "calling cuSOLVER API during stream capture"),
     ("cupy.random.rand(3)", NotImplementedError, "calling cuRAND API during stream capture"),
-    ("a.get()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported: operation not permitted when stream is capturing"),
-    ("cupy.asnumpy(a)", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
-    ("float(a[0, 0])", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
-    ("int(a[0, 0])", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
-    ("bool(a[0, 0] > 0)", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
-    ("a[0, 0].item()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
+    ("a.get()", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("cupy.asnumpy(a)", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("float(a[0, 0])", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("int(a[0, 0])", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("bool(a[0, 0] > 0)", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("a[0, 0].item()", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
     ("stream.synchronize()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
     ("cupy.cuda.Device(0).synchronize()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
-    ("cupy.asarray(np.ones(3))", RuntimeError, "a host-to-device copy"),
+    ("cupy.asarray(np.ones(3))", RuntimeError, "so H2D transfers are disallowed"),
 ]
 
 
@@ -161,6 +161,8 @@ def test_what_cupy_refuses_during_a_capture_is_refused(tmp_path, call, error, me
     assert out["raised"] is not None and out["raised"][0] == name and message in out["raised"][1], out
     if name == "CUDARuntimeError":  # as in CUDA, a synchronous call invalidates the capture
         assert out["ended"].startswith("cudaErrorStreamCaptureInvalidated"), out
+    elif name == "RuntimeError":  # CuPy refuses a copy before calling CUDA: the capture goes on
+        assert out["ended"] == "ok", out
 
 
 def test_what_a_capture_allows(tmp_path):
@@ -218,3 +220,28 @@ def test_a_launch_after_a_written_array_went_back_to_the_shared_pool_is_refused(
         assert proc.returncode == 0 and "[3.0, 3.0, 3.0]" in proc.stdout, proc.stderr
     else:
         assert proc.returncode != 0 and "made during the capture from the shared memory pool and freed" in proc.stderr
+
+
+def test_the_allocator_of_using_allocator_is_this_threads_and_none_is_raw_cuda_malloc(tmp_path):
+    """CuPy 14.2: ``using_allocator`` sets a thread-local allocator (``cupy/cuda/__init__.py``), ``None`` there
+    means raw cudaMalloc without a pool, and ``set_allocator`` inside it raises (``cupy/cuda/memory.pyx``)."""
+    out = last_json(run_with_fake_cupy("""
+    import json, threading, cupy
+    from cupy.cuda import memory
+    pool = cupy.cuda.MemoryPool()
+    seen = {}
+    with cupy.cuda.using_allocator(pool.malloc):
+        worker = threading.Thread(target=lambda: seen.update(other=memory.get_allocator() == pool.malloc))
+        worker.start()
+        worker.join()
+        seen["here"] = memory.get_allocator() == pool.malloc
+        try:
+            memory.set_allocator(None)
+        except ValueError as e:
+            seen["set"] = str(e)
+    with cupy.cuda.using_allocator(None):
+        seen["none_is_default_pool"] = memory.get_allocator() == cupy.get_default_memory_pool().malloc
+    print(json.dumps(seen))
+    """, tmp_path))
+    assert out == {"other": False, "here": True, "none_is_default_pool": False,
+                   "set": "Can't change the global allocator inside `using_allocator` context manager"}

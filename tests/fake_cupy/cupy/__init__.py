@@ -24,16 +24,19 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   Refused there, as CuPy and CUDA refuse them: device-to-host copies and synchronisation, cuBLAS
   (``matmul``/``@``, ``dot``, ``vdot``, ``inner``, ``tensordot``, ``einsum``, ``linalg.matrix_power``
   on float or complex arrays), cuSOLVER (``linalg``), the legacy cuRAND calls (``cupy.random.rand``...).
-  Stricter than CuPy: a host-to-device copy (``asarray`` of host data) is refused while capturing
-  (CuPy records a copy from a pinned staging buffer it frees afterwards), and a launch is refused
-  once an array the graph writes, made during the capture from the shared memory pool, was freed.
+  A host-to-device copy (``asarray`` of host data) is refused while capturing, as CuPy refuses it
+  (``cupy/cuda/memory.pyx``: ``copy_from_host_async`` raises "the current stream is capturing, so H2D
+  transfers are disallowed"); stricter than CuPy, also for a 0-d one (CuPy's ``_array_default`` fills
+  it with a kernel, its value then baked into the graph), and a launch is refused once an array the
+  graph writes, made during the capture from the shared memory pool (or raw cudaMalloc), was freed.
 - ``ElementwiseKernel`` runs its body (plain arithmetic, one statement per ``;``) as NumPy statements,
-  ``ReductionKernel`` its map expression summed (``a + b`` reductions only), ``RawKernel`` its CUDA source
-  compiled by the host's C++ compiler with the threads run one after another (:mod:`cupy._raw`).
+  ``ReductionKernel`` its map expression summed (``a + b`` reductions only), both under CuPy's type rules
+  for their arguments (:mod:`cupy._kernels`); ``RawKernel`` its CUDA source compiled by the host's C++
+  compiler with the threads run one after another (:mod:`cupy._raw`).
 
-Here: the array class, NumPy's names wrapped as kernels, ``asarray``/``array``/``asnumpy``, the
-``ElementwiseKernel`` and ``ReductionKernel``. Every kernel goes through :mod:`cupy._dispatch`: the
-checks before a launch, the refusals and the recording on a capturing stream.
+Here: the array class, NumPy's names wrapped as kernels, ``asarray``/``array``/``asnumpy``. Every kernel
+goes through :mod:`cupy._dispatch`: the checks before a launch, the refusals and the recording on a
+capturing stream.
 
 ``FAKE_CUPY_DEVICES`` sets the number of GPUs (default 1), ``FAKE_CUPY_SMS`` their multiprocessors (132);
 ``FAKE_CUPY_IMPORT_WARNING=1`` makes ``import cupy`` warn (a RuntimeWarning), as an install may.
@@ -50,6 +53,7 @@ from numpy import *  # noqa: F403 - the fake offers NumPy's names, wrapped below
 from numpy import abs, bool_, max, min, round  # noqa: F401, A004 - not in NumPy's star import
 
 from . import cuda
+from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool  # noqa: F401 - cupy's names
 from ._dispatch import PerformanceWarning  # noqa: F401 - where it has been: cupy.PerformanceWarning
 # The functions and ndarray below look _call up here, where tests/cupy_layer_checks.py replaces it to count launches.
 from ._dispatch import _call, _check, _flat, _host, _kernel, _refuse_library, _to_host, _wrap
@@ -225,10 +229,9 @@ def asarray(a, dtype=None, order=None, **kwargs):
     if isinstance(a, ndarray):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else a.astype(dtype)
     if cuda.stream.capturing() is not None:
-        raise RuntimeError(f"fake CuPy: a host-to-device copy ({type(a).__name__} -> cupy.ndarray) while the stream "
-                           "captures: CuPy would record a copy from a pinned staging buffer that it frees after the "
-                           "capture, so each launch would copy whatever that memory then holds. Make the array "
-                           "before the capture and fill it there")
+        raise RuntimeError(f"the current stream is capturing, so H2D transfers are disallowed (fake CuPy: "
+                           f"{type(a).__name__} -> cupy.ndarray; a 0-d one CuPy fills by a kernel whose value stays "
+                           "baked into the graph). Make the array before the capture and fill it there")
     return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
 
 
@@ -257,60 +260,7 @@ for _name in list(globals()):
         globals()[_name] = _function(_name, _f)
 
 
-def _scope(params, args):
-    names = [p.split()[-1] for p in params.split(",") if p.strip()]
-    return dict(zip(names, args)), names
-
-
-class ElementwiseKernel:
-    """The kernel body run as NumPy statements on the arrays' memory; scalars cast to the arrays' dtype."""
-
-    def __init__(self, in_params, out_params, operation, name="kernel", **kwargs):
-        self.in_params, self.out_params, self.operation = in_params, out_params, operation
-
-    def __call__(self, *args):
-        _check(*args)
-        dtype = next(a for a in args if isinstance(a, ndarray)).dtype
-        given, _ = _scope(f"{self.in_params}, {self.out_params}", args)
-        out_names = _scope(self.out_params, ())[1]
-
-        values = {k: v._a if isinstance(v, ndarray) else dtype.type(v) for k, v in given.items()}
-
-        def run():
-            scope = dict(values)
-            outputs = {k: scope[k] for k in out_names}
-            for statement in filter(None, (s.strip() for s in self.operation.split(";"))):
-                exec(statement, {"sqrt": _np.sqrt}, scope)  # noqa: S102 - the package's own kernel bodies
-            for k, target in outputs.items():
-                if scope[k] is not target:
-                    target[...] = scope[k]
-
-        _kernel("ElementwiseKernel", run, args, [given[k] for k in out_names if isinstance(given[k], ndarray)],
-                finish=lambda r: None)
-
-
-class ReductionKernel:
-    """``map_expr`` evaluated in NumPy and summed over ``axis`` (``reduce_expr`` must be ``a + b``)."""
-
-    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name="reduce",
-                 **kwargs):
-        if reduce_expr.replace(" ", "") != "a+b" or post_map_expr.replace(" ", "") not in ("", "y=a"):
-            raise NotImplementedError("the fake ReductionKernel sums a map expression into y, nothing else")
-        self.in_params, self.map_expr = in_params, map_expr
-
-    def __call__(self, *args, axis=None, keepdims=False):
-        _check(*args)
-
-        h_args, dtype = _host(args), args[0].dtype
-
-        def run():
-            scope, _ = _scope(self.in_params, h_args)
-            mapped = eval(self.map_expr, {"sqrt": _np.sqrt}, scope)  # noqa: S307 - the package's own kernels
-            return _np.sum(mapped, axis=axis, keepdims=keepdims, dtype=dtype)
-
-        return _kernel("ReductionKernel", run, args)
-
-
+from ._kernels import ElementwiseKernel, ReductionKernel  # noqa: E402, F401 - after ndarray, which they use
 from ._raw import RawKernel  # noqa: E402, F401 - after ndarray, which it uses
 
 lib = _types.SimpleNamespace(stride_tricks=_types.SimpleNamespace(

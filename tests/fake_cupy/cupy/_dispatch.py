@@ -52,10 +52,10 @@ def _refuse_library(name, arrays):
 
 
 def _to_host():
-    """A device-to-host copy waits for the current stream: refused while it captures."""
-    capture = cuda.stream.capturing()
-    if capture is not None:
-        cuda.stream._refuse(capture)
+    """A device-to-host copy (``get``, ``float``, ``item``...) while the current stream captures: CuPy refuses it
+    before calling CUDA, so the capture goes on (``cupy/cuda/memory.pyx``: ``copy_to_host_async``)."""
+    if cuda.stream.capturing() is not None:
+        raise RuntimeError("the current stream is capturing, so D2H transfers are disallowed")
 
 
 def _garbage(a):

@@ -3,7 +3,9 @@ one after another, so a kernel's arithmetic and indexing are checked on a machin
 
 What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user guide's "Raw kernels"):
 
-- ``kernel(grid, block, args)``; ``grid``/``block`` an int or a tuple of up to three.
+- ``kernel(grid, block, args)``; ``grid``/``block`` tuples of up to three sizes (an int or a list raises
+  ``TypeError``, as ``cupy/cuda/function.pyx``'s ``Function.__call__(tuple grid, tuple block, ...)``), within
+  CUDA's limits (1024 threads per block, 65535 blocks along y and z), else the launch fails.
 - Arrays go in as the address of their first element: strides are not passed, so a non-contiguous view
   is read as if it were contiguous, as on the GPU.
 - Scalars go in by value as CuPy passes them, whatever the source declares: a Python ``int`` as
@@ -185,11 +187,17 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
         if len(args) != len(self._params):
             raise TypeError(f"fake RawKernel {self.name}: {len(self._params)} parameters, {len(args)} arguments")
         dims = []
-        for what in (grid, block):
-            what = (what,) if isinstance(what, int) else tuple(what)
+        for arg, what in (("grid", grid), ("block", block)):
+            if not isinstance(what, tuple):  # cupy/cuda/function.pyx: Function.__call__(self, tuple grid, tuple block)
+                raise TypeError(f"Argument '{arg}' has incorrect type (expected tuple, got {type(what).__name__})")
             if not 1 <= len(what) <= 3 or any(int(d) < 1 for d in what):
                 raise ValueError(f"fake RawKernel {self.name}: grid and block are 1 to 3 positive sizes, got {what}")
             dims.extend(int(d) for d in what + (1,) * (3 - len(what)))
+        gx, gy, gz, bx, by, bz = dims
+        from .cuda import CUDARuntimeError  # CuPy raises cupy_backends' CUDADriverError (a RuntimeError) here
+        if bx * by * bz > 1024 or bz > 64 or gx > 2 ** 31 - 1 or gy > 65535 or gz > 65535:
+            raise CUDARuntimeError("CUDA_ERROR_INVALID_VALUE", f"invalid argument (grid {grid}, block {block}: CUDA "
+                                   "allows 1024 threads per block, 64 along z, 65535 blocks along y and z)")
         from ._dispatch import _kernel
         values = [self._argument(p, a) for p, a in zip(self._params, args)]
         arrays = [a for a in args if hasattr(a, "_a")]

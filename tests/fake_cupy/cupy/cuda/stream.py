@@ -8,9 +8,11 @@ all-ones bits) until the graph is launched. ``end_capture()`` returns a :class:`
 number given to a kernel at capture time stays that number in every launch.
 
 What CUDA refuses on a capturing stream raises as CuPy raises it, and, as in CUDA, invalidates the
-capture (``end_capture`` then raises): synchronising the stream or the device, and any device-to-host
-copy (``get``, ``float``/``int``/``bool``, ``item``...). cuBLAS, cuSOLVER and the legacy cuRAND calls
-raise CuPy's ``NotImplementedError`` (``cupy_backends/cuda/libs/*.pyx``: ``setStream``).
+capture (``end_capture`` then raises): synchronising the stream or the device. A device-to-host copy
+(``get``, ``float``/``int``/``bool``, ``item``...) and a host-to-device one CuPy refuses with a
+``RuntimeError`` before calling CUDA, so the capture goes on (``cupy/cuda/memory.pyx``). cuBLAS, cuSOLVER
+and the legacy cuRAND calls raise CuPy's ``NotImplementedError`` (``cupy_backends/cuda/libs/*.pyx``:
+``setStream``).
 """
 
 import itertools
