@@ -18,6 +18,7 @@ import numpy as np
 
 import xpnet as xn
 from xpnet.backend import random as device_random
+from xpnet.backend.graphs import StepGraph
 
 from cupy_layer_checks import fast_paths
 
@@ -92,9 +93,9 @@ def check_dropout_kernel_equals_portable(dev: Any) -> None:
 
 def check_draw_state_is_seeded_again_in_place(dev: Any) -> None:
     """What a captured graph relies on: a rewind of the layer's host generator (each epoch, each
-    gradcheck pass) seeds the same 16 bytes on the device again, so the next masks repeat those after
-    the same host state, while masks in a row differ; the state lives on the array's GPU and goes with
-    the layer."""
+    gradcheck pass) seeds the same 16 bytes on the device again, by a kernel, so the next masks repeat
+    those after the same host state, also drawn in a graph, while masks in a row differ; the state lives
+    on the array's GPU and goes with the layer."""
     layer = xn.layers.Dropout(0.5, seed=1)
     x = xn.to_device(np.ones((16, 16), dtype=np.float32), dev)
     host = layer.rng.bit_generator.state
@@ -107,6 +108,17 @@ def check_draw_state_is_seeded_again_in_place(dev: Any) -> None:
     assert same is state and xn.to_numpy(state)[1] == 0
     np.testing.assert_array_equal(xn.to_numpy(layer.forward(x)), first)
     assert device_random._device_rngs[layer].generator is state
+    # Seeding is a kernel, not a copy from the host (which could wait for queued steps, and which CuPy
+    # refuses while a stream captures): a rewound layer's forward can be captured, and its launch draws
+    # the masks of that host state again.
+    device_random.set_rng_state(layer.rng, host)
+    graph = StepGraph(dev)
+    held: list[Any] = []
+    with graph.on_stream():
+        graph.capture(lambda: held.append(layer.forward(x)))
+        graph.launch()
+        graph.stream.synchronize()
+    np.testing.assert_array_equal(xn.to_numpy(held[0]), first)
     gone = weakref.ref(state)
     del layer, state, same
     gc.collect()

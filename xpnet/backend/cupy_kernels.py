@@ -195,6 +195,16 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
     dx[i] = acc;
 }
 """,
+    # The draw state {key, 0}: the key comes as a kernel argument, so seeding copies nothing from host memory
+    # (a copy from pageable memory may wait for the work queued before it).
+    "philox_seed": r"""
+extern "C" __global__ void xpnet_philox_seed(unsigned long long* state, long long key) {
+    %(index)s
+    if (i != 0) return;
+    state[0] = (unsigned long long)key;
+    state[1] = 0;
+}
+""",
     # n uniform numbers in [0, 1): one thread per four (see _PHILOX above).
     "philox_uniform": r"""%(philox)s
 extern "C" __global__ void xpnet_philox_uniform(T* out, const unsigned long long* state, long long n) {

@@ -232,6 +232,12 @@ def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: 
 # -- random numbers and Dropout ---------------------------------------------------------------------
 
 
+def philox_seed(state: Any, key: int) -> None:
+    """Write ``{key, 0}`` into the draw state (uint64 (2,), on the current GPU) with one kernel: no copy
+    from the host, so seeding never waits for what is queued before it."""
+    _launch("philox_seed", 1, (state, int(key)))
+
+
 def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
     ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count

@@ -66,13 +66,18 @@ def _device_generator(rng: np.random.Generator, owner: Any, where: Any, make: An
 def _cupy_state(seed: int, device_id: int) -> Any:
     cp = cupy()
     with cp.cuda.Device(device_id):
-        return cp.asarray(np.array([seed, 0], dtype=np.uint64))
+        state = cp.empty(2, dtype=cp.uint64)
+    _cupy_reseed(state, seed)
+    return state
 
 
 def _cupy_reseed(state: Any, seed: int) -> None:
-    cp = cupy()
-    with cp.cuda.Device(int(state.device.id)):
-        state.set(np.array([seed, 0], dtype=np.uint64))  # in place: a captured graph reads these 16 bytes
+    """Seed in place (a captured graph reads these 16 bytes) by a kernel: a copy from the host could wait
+    for the steps still queued, and an epoch's steps never wait for the GPU."""
+    from . import cupy_layers  # noqa: PLC0415 - imports CuPy
+
+    with cupy().cuda.Device(int(state.device.id)):
+        cupy_layers.philox_seed(state, seed)
 
 
 def cupy_draw_state(rng: np.random.Generator, like: Any, owner: Any) -> Any:

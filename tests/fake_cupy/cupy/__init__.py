@@ -103,20 +103,6 @@ class ndarray:
         _to_host()
         return _np.array(self._a, order=order, copy=True)
 
-    def set(self, arr, stream=None):
-        """CuPy's ``ndarray.set`` (``cupy/_core/core.pyx``): a host-to-device copy of a NumPy array of the
-        same dtype and shape, on the array's own device (CuPy switches to it)."""
-        if not isinstance(arr, _np.ndarray):
-            raise TypeError("Only numpy.ndarray can be set to cupy.ndarray")
-        if self.dtype != arr.dtype:
-            raise TypeError(f"{arr.dtype} array cannot be set to {self.dtype} array")
-        if self.shape != arr.shape:
-            raise ValueError(f"Shape mismatch. Old shape: {self.shape}, new shape: {arr.shape}")
-        if cuda.stream.capturing() is not None:
-            raise RuntimeError("fake CuPy: ndarray.set (a host-to-device copy from pageable memory) while the "
-                               "stream captures")
-        self._a[...] = arr
-
     def copy(self, order="C"):
         a = self._a
         return _kernel("copy", lambda: _np.array(a, order=order, copy=True), (self,))
