@@ -66,6 +66,10 @@ def check_philox_uniform(dev: Any) -> None:
                 assert got.dtype == np.dtype(dtype)
                 np.testing.assert_array_equal(got, want, err_msg=f"key {key} count {count} {dtype} {shape}")
                 assert xn.to_numpy(state).tolist() == [key, count + 1]
+    layer = xn.layers.Dropout(0.5, seed=2)  # numbers for a float16 array are drawn in float32, as on the host
+    half = device_random.uniform(layer.rng, (5,), xn.to_device(np.zeros(1, dtype=np.float16), dev), owner=layer)
+    assert str(half.dtype) == "float32" and xn.to_numpy(layer.forward(xn.to_device(np.ones((4, 8), np.float16),
+                                                                                  dev))).dtype == np.float16
     big = xn.to_numpy(cupy_layers.philox_uniform(_state(dev, 1, 0), (200_000,), "float32"))
     assert 0.0 <= big.min() and big.max() < 1.0 and abs(big.mean() - 0.5) < 0.005
 

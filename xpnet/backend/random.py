@@ -113,8 +113,9 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: 
     """
     if array_api_compat.is_cupy_array(like):
         from . import cupy_layers  # noqa: PLC0415 - imports CuPy
+        dtype = "float64" if dtype_name(like) == "float64" else "float32"  # as the host's draw: float16 too
         with cupy().cuda.Device(int(like.device.id)):  # CuPy launches on, and checks, the current device
-            return cupy_layers.philox_uniform(cupy_draw_state(rng, like, owner), shape, like.dtype)
+            return cupy_layers.philox_uniform(cupy_draw_state(rng, like, owner), shape, dtype)
     if array_api_compat.is_torch_array(like) and like.device.type != "cpu":
         torch = library("torch")[0]
 
