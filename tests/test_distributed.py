@@ -352,6 +352,29 @@ def test_a_rank_that_sleeps_in_a_callback_ends_the_job_at_the_time_limit():
     assert "longer than the time limit of 3 s (XPNET_COLLECTIVE_TIMEOUT_S" in proc.stderr
 
 
+@needs_mpi
+@pytest.mark.parametrize("mode", ["gpu-queued-hang", "gpu-queued-left", "gpu-queued-ran"])
+def test_a_collective_queued_on_the_gpu_is_watched_until_it_ran(mode):
+    """NCCL's collectives return once queued; the wait for the other ranks happens on the GPU, and the
+    host blocks later, outside any collective (reading the loss), where no time limit used to apply. The
+    watch follows a queued collective until its CUDA event says it ran (a stand-in ``done()`` here): past
+    the time limit, or when a rank of it left, the job ends naming it; one that ran ends nothing."""
+    proc = launch(2, "leave.py", mode, timeout=ENDS_S, XPNET_COLLECTIVE_TIMEOUT_S="3")
+    if mode == "gpu-queued-ran":
+        assert proc.returncode == 0, proc.stderr
+        assert "xpnet: " not in proc.stderr, proc.stderr
+        return
+    assert proc.returncode != 0
+    where = "comm.allreduce_grads (queued on the GPU) (at "
+    if mode == "gpu-queued-hang":
+        assert f"[rank 0] xpnet: this rank waited 3 s in {where}" in proc.stderr, proc.stderr
+        assert re.search(r"\[rank 0\] rank 1 is not in a collective: it runs at \S*leave\.py:\d+ in <module>",
+                         proc.stderr), proc.stderr
+    else:
+        assert f"[rank 0] xpnet: rank 1 left (" in proc.stderr and f"while this rank waits for it in {where}" \
+            in proc.stderr, proc.stderr
+
+
 SPIRAL_RUN = ["-m", "xpnet", "train", "--dataset", "spiral", "--distributed", "--epochs", "1", "--quiet"]
 
 

@@ -14,6 +14,11 @@
   instead of training; the others wait for it in ``xn.train``.
 - ``sleep-in-callback``: rank 0 sleeps in a callback; the others wait for it in a collective (run with
   a short ``XPNET_COLLECTIVE_TIMEOUT_S``).
+- ``gpu-queued-hang`` / ``gpu-queued-left`` / ``gpu-queued-ran``: rank 0 queues a collective "on the GPU"
+  (what NCCL does: the call returns, the wait happens on the device; here a ``done()`` that stays False,
+  or turns True) and then blocks outside any collective, as a host reading the loss would block on the
+  GPU; rank 1 hangs outside any collective, or leaves with ``sys.exit(0)``, or meets rank 0 in a
+  barrier after as long (run with a short ``XPNET_COLLECTIVE_TIMEOUT_S``). ``gpu-queued-ran`` exits 0.
 - ``child``: each rank runs a Python that imports xpnet and exits; it inherits the launcher's variables
   but is no rank, and must exit 0 at once (not start MPI at its exit). The job exits 0.
 
@@ -78,6 +83,20 @@ elif mode in ("exit-instead", "os-exit-instead"):
     if comm.rank == 1:
         (os._exit if mode == "os-exit-instead" else sys.exit)(0)
     train(comm, *data())
+elif mode.startswith("gpu-queued-"):
+    if comm.rank == 0:
+        started = time.monotonic()
+        with comm._waiting("comm.allreduce_grads"):
+            comm._queued(lambda: mode == "gpu-queued-ran" and time.monotonic() - started > 1)
+        time.sleep(5 if mode == "gpu-queued-ran" else 60)  # past the time limit of 3 s: a host blocked on the GPU
+    elif mode == "gpu-queued-left":
+        sys.exit(0)
+    elif mode == "gpu-queued-hang":
+        time.sleep(60)
+    else:
+        time.sleep(5)  # and meets rank 0 in the barrier within the time limit
+    comm.barrier()
+    sys.exit(0)
 elif mode == "child":
     child = subprocess.run([sys.executable, "-c", "import xpnet"], capture_output=True, text=True, timeout=30)
     assert child.returncode == 0 and not child.stderr, f"rank {comm.rank}: {child.returncode}: {child.stderr}"

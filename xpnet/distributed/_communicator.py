@@ -236,6 +236,11 @@ class Communicator:
             what = f"{what} inside {self._entry.where}"
         return self._watch.waiting(what, self._world_ranks)
 
+    def _queued(self, done: Any) -> None:
+        """The collective being waited in was queued on a GPU (NCCL): the watch follows it until ``done()``."""
+        if self._watch is not None:
+            self._watch.queued(done)
+
     def _sync(self) -> None:
         """Inside xn.train/evaluate, the first collective first compares the ranks' inputs (see _guard)."""
         if self._entry is not None and self._entry.pending:
@@ -262,7 +267,7 @@ class Communicator:
         link = self._nccl(flat) if array_api_compat.is_cupy_array(flat) else None
         if link is not None:
             out = flat if owned else namespace(flat).reshape(_pack([flat]), tuple(flat.shape))
-            link.allreduce_(out)
+            self._queued(link.allreduce_(out))
             return out
         host = self._host_copy(flat)
         self.mpi_comm.Allreduce(self._mpi.IN_PLACE, host, op=self._mpi.SUM)
@@ -275,7 +280,7 @@ class Communicator:
             return flat
         link = self._nccl(flat) if array_api_compat.is_cupy_array(flat) else None
         if link is not None:
-            link.bcast_(flat, root)
+            self._queued(link.bcast_(flat, root))
             return flat
         host = self._host_copy(flat)
         self.mpi_comm.Bcast(host, root=root)

@@ -1,12 +1,14 @@
 """NCCL for CuPy arrays: one ``NcclCommunicator`` per rank, its unique id sent over MPI.
 
 Collectives run on the current CUDA stream of the array's device, in place, so a training step
-sends nothing to the host. Only imported once a CuPy array reaches a collective.
+sends nothing to the host. Each returns the ``done()`` of a CUDA event recorded after it, for the
+collective watch (``_watch``): the wait for the other ranks happens on the GPU, after the call returned.
+Only imported once a CuPy array reaches a collective.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .. import backend
 from ..backend.libraries import cupy
@@ -72,14 +74,25 @@ class NcclLink:
             raise TypeError(f"NCCL collectives take {sorted(self._types)} arrays, got {flat.dtype}")
         return int(flat.size), dtype
 
-    def allreduce_(self, flat: Any) -> None:
+    def allreduce_(self, flat: Any) -> Callable[[], bool]:
+        """Sum ``flat`` over the ranks, in place; returns whether that has run on the GPU (see the module)."""
         size, dtype = self._args(flat)
         with flat.device:
-            stream = _cupy().cuda.get_current_stream().ptr
-            self._comm.allReduce(flat.data.ptr, flat.data.ptr, size, dtype, self._nccl.NCCL_SUM, stream)
+            stream = _cupy().cuda.get_current_stream()
+            self._comm.allReduce(flat.data.ptr, flat.data.ptr, size, dtype, self._nccl.NCCL_SUM, stream.ptr)
+            return _ran(stream)
 
-    def bcast_(self, flat: Any, root: int) -> None:
+    def bcast_(self, flat: Any, root: int) -> Callable[[], bool]:
+        """``flat`` of rank ``root`` on every rank, in place; returns whether that has run on the GPU."""
         size, dtype = self._args(flat)
         with flat.device:
-            stream = _cupy().cuda.get_current_stream().ptr
-            self._comm.bcast(flat.data.ptr, size, dtype, root, stream)
+            stream = _cupy().cuda.get_current_stream()
+            self._comm.bcast(flat.data.ptr, size, dtype, root, stream.ptr)
+            return _ran(stream)
+
+
+def _ran(stream: Any) -> Callable[[], bool]:
+    """``done()`` of what ``stream`` holds now: a CUDA event recorded on it, queried without waiting."""
+    event = _cupy().cuda.Event(disable_timing=True)
+    event.record(stream)
+    return lambda: bool(event.done)

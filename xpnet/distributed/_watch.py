@@ -13,6 +13,11 @@ How it works (jobs of more than one rank, set up by ``xn.distributed.init()``; s
    default :data:`DEFAULT_TIMEOUT_S`) asks the other ranks where they are; their threads answer (in
    which collective, or at which line of the program), and the job ends with the answers: that names
    a rank that hangs or works much longer than the others (a callback that sleeps, a slow save).
+5. A collective queued on a GPU stream (NCCL) returns before it runs; the wait for the other ranks
+   happens on the GPU, and the host would notice only at its next synchronisation (reading the loss),
+   outside any collective. :meth:`Watch.queued` hands the thread a ``done()`` of it (a CUDA event
+   query), and the thread watches it as a wait in that collective from the moment it was queued until
+   it is done: a member that left, or the time limit, ends the job as in 3 and 4.
 
 Messages travel on a duplicate of ``MPI.COMM_WORLD`` that nothing else uses. Only waits inside
 xpnet's collectives are watched: a collective called on the mpi4py communicator directly is not; nor
@@ -26,6 +31,7 @@ import os
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -66,6 +72,8 @@ class Watch:
         self.rank, self.size, self.limit_s = rank, size, limit_s
         self._abort = abort
         self._busy: tuple[str, frozenset, float] | None = None
+        # Collectives queued on a GPU stream, oldest first: (what, members, since, done).
+        self._queued: deque[tuple[str, frozenset, float, Callable[[], bool]]] = deque()
         self.left: dict[int, tuple[str, float]] = {}  # rank -> (how it left, when the notice came)
         self._answers: dict[int, tuple[bool, str]] = {}
         self._sent: list[Any] = []
@@ -84,6 +92,13 @@ class Watch:
     def waiting(self, what: str, members: frozenset) -> "_Waiting":
         """Context: the main thread waits in collective ``what`` with world ranks ``members``."""
         return _Waiting(self, what, members)
+
+    def queued(self, done: Callable[[], bool]) -> None:
+        """The collective the main thread waits in was queued on a GPU stream and ends on the GPU; the
+        thread watches it until ``done()`` (called from the thread: a CUDA event query) says it ran."""
+        busy = self._busy
+        if self._thread is not None and busy is not None:
+            self._queued.append((f"{busy[0]} (queued on the GPU)", busy[1], time.monotonic(), done))
 
     def announce(self, how: str) -> None:
         """Tell every other rank that this one leaves, and ``how`` (once)."""
@@ -111,7 +126,10 @@ class Watch:
                 self._receive()
                 busy = self._busy
                 if busy is not None:
-                    self._check(busy)
+                    self._check(busy, lambda: self._busy is busy)
+                gpu = self._oldest_queued()
+                if gpu is not None:
+                    self._check(gpu[:3], lambda: bool(self._queued) and self._queued[0] is gpu and not gpu[3]())
             except Exception as exc:  # noqa: BLE001 - MPI finalized under us: nothing left to watch
                 if not self._mpi.Is_finalized():
                     sys.stderr.write(f"[rank {self.rank}] xpnet: the collective watch stopped: {exc!r}\n")
@@ -129,7 +147,21 @@ class Watch:
             elif tag == _ANSWER:
                 self._answers[source] = message
 
-    def _check(self, busy: tuple[str, frozenset, float]) -> None:
+    def _oldest_queued(self) -> tuple[str, frozenset, float, Callable[[], bool]] | None:
+        """The oldest collective queued on a GPU that has not run yet (the ones that ran are dropped)."""
+        while self._queued:
+            entry = self._queued[0]
+            try:
+                if not entry[3]():
+                    return entry
+            except Exception as exc:  # noqa: BLE001 - a CUDA error: the other ranks would wait for this one forever
+                self._abort([], f"the GPU failed in {entry[0]} ({type(exc).__name__}: {exc})", 1)
+            self._queued.popleft()
+        return None
+
+    def _check(self, busy: tuple[str, frozenset, float], ongoing: Callable[[], bool]) -> None:
+        """End the job where a member of the wait ``busy`` left or the wait passed the time limit;
+        ``ongoing()`` tells whether the wait still goes on."""
         what, members, since = busy
         now = time.monotonic()
         gone = sorted(r for r, (_, noticed) in self.left.items()
@@ -141,9 +173,9 @@ class Watch:
             self._abort([], f"{who} left ({how}) while this rank waits for {them} in {what} "
                             f"({self._main_location(skip_distributed=True)})", 1)
         elif now - since > self.limit_s:
-            self._time_out(busy, now - since)
+            self._time_out(busy, now - since, ongoing)
 
-    def _time_out(self, busy: tuple[str, frozenset, float], waited: float) -> None:
+    def _time_out(self, busy: tuple[str, frozenset, float], waited: float, ongoing: Callable[[], bool]) -> None:
         what, members, _ = busy
         others = sorted(members - {self.rank})
         self._answers.clear()
@@ -152,7 +184,7 @@ class Watch:
         while time.monotonic() < deadline and len(self._answers) < len(others):
             time.sleep(_TICK_S / 2)
             self._receive()
-        if self._busy is not busy:
+        if not ongoing():
             return  # the wait ended meanwhile
         if any(r < self.rank and self._answers.get(r, (False, ""))[0] for r in others):
             time.sleep(2 * _ANSWER_S)  # a lower rank waits too: it reports, and its abort ends this process
@@ -164,7 +196,7 @@ class Watch:
 
     def _where(self) -> tuple[bool, str]:
         """(waits in a collective, where this rank is), the answer to a question."""
-        busy = self._busy
+        busy = self._busy or (self._queued[0][:3] if self._queued else None)
         if busy is not None:
             return True, f"waits in {busy[0]} for {time.monotonic() - busy[2]:.0f} s too"
         return False, f"is not in a collective: it runs {self._main_location(skip_distributed=False)}"
