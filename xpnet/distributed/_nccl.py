@@ -92,7 +92,15 @@ class NcclLink:
 
 
 def _ran(stream: Any) -> Callable[[], bool]:
-    """``done()`` of what ``stream`` holds now: a CUDA event recorded on it, queried without waiting."""
-    event = _cupy().cuda.Event(disable_timing=True)
+    """``done()`` of what ``stream`` holds now: a CUDA event recorded on it, queried without waiting, with
+    the stream's GPU current (the watch thread's own current GPU is 0, where a query would set up a
+    context on a rank that uses another)."""
+    cp = _cupy()
+    event, device = cp.cuda.Event(disable_timing=True), cp.cuda.Device()
     event.record(stream)
-    return lambda: bool(event.done)
+
+    def done() -> bool:
+        with device:
+            return bool(event.done)
+
+    return done
