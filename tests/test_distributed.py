@@ -23,6 +23,7 @@ import pytest
 from conftest import require_cuda
 
 import xpnet as xn
+from test_cupy_rules import run_with_fake_cupy
 
 SCRIPTS = Path(__file__).parent / "mpi_scripts"
 TIMEOUT_S = 120
@@ -373,6 +374,34 @@ def test_a_collective_queued_on_the_gpu_is_watched_until_it_ran(mode):
     else:
         assert f"[rank 0] xpnet: rank 1 left (" in proc.stderr and f"while this rank waits for it in {where}" \
             in proc.stderr, proc.stderr
+
+
+def test_the_done_of_a_queued_nccl_collective_queries_its_event_on_its_gpu(tmp_path):
+    """What NcclLink hands the watch, on the fake CuPy (no NCCL there): an event recorded on the stream,
+    queried with the collective's GPU current whichever GPU the asking thread has."""
+    proc = run_with_fake_cupy("""
+        import threading
+        import cupy
+        from xpnet.distributed._nccl import _ran
+
+        queried_on = []
+        Event = cupy.cuda.Event
+        class Watched(Event):
+            @property
+            def done(self):
+                queried_on.append(cupy.cuda.get_device_id())
+                return True
+        cupy.cuda.Event = Watched
+        with cupy.cuda.Device(1):
+            done = _ran(cupy.cuda.get_current_stream())
+        answers = []
+        thread = threading.Thread(target=lambda: answers.append(done()))
+        thread.start()
+        thread.join()
+        print(answers, queried_on)
+    """, tmp_path, devices=2)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["[True]", "[1]"], proc.stdout
 
 
 SPIRAL_RUN = ["-m", "xpnet", "train", "--dataset", "spiral", "--distributed", "--epochs", "1", "--quiet"]

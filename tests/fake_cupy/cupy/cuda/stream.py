@@ -145,7 +145,13 @@ ExternalStream = Stream
 
 
 class Event:
+    """CuPy's ``Event(block=False, disable_timing=False, interprocess=False)``; the fake's kernels have run
+    when they return, so an event is always done."""
+
     done = True
+
+    def __init__(self, block=False, disable_timing=False, interprocess=False):
+        pass
 
     def record(self, stream=None):
         pass
