@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import cupy
 
-from .matmul_kernel import launch_shape, matmul_name, matmul_source
+from .matmul_kernel import matmul_name, matmul_source, plan
 
 _KERNELS: dict[str, Any] = {}
 
@@ -34,13 +34,14 @@ def kernel_matmul(a: Any, b: Any) -> Any:
     if kernel is None:
         kernel = _KERNELS[name] = cupy.RawKernel(matmul_source(name), matmul_name(name))
     (m, k), n = a.shape, b.shape[1]
-    c = cupy.empty((m, n), dtype=a.dtype)
-    if m and n:
-        size = a.itemsize
-        grid, block = launch_shape(m, n)
-        kernel(grid, block, (a, b, c, m, n, k, a.strides[0] // size, a.strides[1] // size,
-                             b.strides[0] // size, b.strides[1] // size))
-    return c
+    if not (m and n):
+        return cupy.empty((m, n), dtype=a.dtype)
+    size = a.itemsize
+    grid, block, chunk = plan(m, n, k)
+    c = cupy.empty((grid[2], m, n), dtype=a.dtype)
+    kernel(grid, block, (a, b, c, m, n, k, a.strides[0] // size, a.strides[1] // size,
+                         b.strides[0] // size, b.strides[1] // size, chunk))
+    return c[0] if grid[2] == 1 else cupy.sum(c, axis=0)
 
 
 def matmul(a: Any, b: Any) -> Any:

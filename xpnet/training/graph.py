@@ -66,9 +66,10 @@ _WHY_NOT = {
             "capture), which uses no shared memory and is too slow at convolution sizes",
 }
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
-# graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_graph.py and
-# tests/test_graph_layers.py on the fake CuPy only; set it once
-# `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_graph.py tests/test_graph_layers.py` passes on a GPU.
+# graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
+# tests/test_graph.py and tests/test_graph_layers.py on the fake CuPy only; set it once
+# `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_matmul_kernel.py tests/test_graph.py tests/test_graph_layers.py`
+# passes on a GPU.
 BY_DEFAULT = False
 
 
