@@ -30,14 +30,22 @@ def test_the_source_is_importable_without_cupy_and_refuses_other_dtypes():
         matmul_source("float16")
 
 
-@pytest.mark.parametrize("m, k, n", [*_SIZES, (784, 100, 100), (27, 78400, 16), (100_000, 9, 8), (2, 10**6, 2)])
-def test_the_plan_covers_every_output_and_the_whole_shared_axis_once(m, k, n):
-    (gx, gy, splits), block, chunk = plan(m, n, k)
+@pytest.mark.parametrize("m, k, n, batch", [*((m, k, n, 1) for m, k, n in _SIZES), (784, 100, 100, 1),
+                                            (27, 78400, 16, 1), (100_000, 9, 8, 1), (2, 10**6, 2, 1),
+                                            (16, 9, 784, 100), (9, 784, 16, 100), (4, 5000, 4, 3), (1, 1, 1, 65535)])
+def test_the_plan_covers_every_output_and_the_whole_shared_axis_once(m, k, n, batch):
+    (gx, gy, gz), block, chunk, splits = plan(m, n, k, batch)
     assert block == THREADS and gx * TILE_M >= m > (gx - 1) * TILE_M and gy * TILE_N >= n > (gy - 1) * TILE_N
     assert chunk % TILE_K == 0 and splits * chunk >= k > (splits - 1) * chunk or k == 0 and splits == 1
-    assert splits <= 65535 and (splits == 1 or (chunk >= MIN_CHUNK and gx * gy * splits <= 2 * TARGET_BLOCKS))
+    assert gz == batch * splits <= 65535
+    assert splits == 1 or (chunk >= MIN_CHUNK and gx * gy * gz <= 2 * TARGET_BLOCKS)
     if (m, k, n) == (27, 78400, 16):  # Conv2d's weight gradient: one tile of output, split along the pixels
         assert splits > 64
+
+
+def test_the_plan_refuses_more_matrices_than_cuda_has_blocks_along_z():
+    with pytest.raises(ValueError, match="batch must be 1 to 65535"):
+        plan(1, 1, 1, 65536)
 
 
 _CHECK = """
@@ -80,6 +88,36 @@ def test_the_kernel_equals_numpy_for_any_size_and_strides(tmp_path):
 
 
 @needs_compiler
+def test_stacks_of_products_equal_numpy(tmp_path):
+    """Conv2d's per-sample products: W (F, K) @ col (N, K, P), dy (N, F, P) @ col.T (N, P, K) and
+    W.T (K, F) @ dy (N, F, P); a stack of one broadcast; split-K in a stack; each launched twice."""
+    out = last_json(run_with_fake_cupy("""
+        import json, numpy as np, cupy
+        from xpnet.backend.fast_cupy_capture import kernel_matmul
+        rng = np.random.default_rng(0)
+        errors = {}
+        for dtype in ("float32", "float64"):
+            w, col, dy = (rng.standard_normal(s).astype(dtype) for s in [(8, 27), (5, 27, 70), (5, 8, 70)])
+            long_a, long_b = (rng.standard_normal(s).astype(dtype) for s in [(3, 4, 3000), (3, 3000, 5)])
+            cases = {"W @ col": (w, col), "dy @ col.T": (dy, col.transpose(0, 2, 1)), "W.T @ dy": (w.T, dy),
+                     "one of a stack": (w[None], col), "split-K": (long_a, long_b)}
+            for name, (a, b) in cases.items():
+                ga = cupy.asarray(a.T.copy()).T if a.ndim == 2 else cupy.asarray(np.ascontiguousarray(a))
+                gb = cupy.asarray(b.copy()) if name != "dy @ col.T" else cupy.asarray(col).transpose(0, 2, 1)
+                for launch in range(2):
+                    c = kernel_matmul(ga, gb)
+                    ref = a.astype(np.float64) @ b.astype(np.float64)
+                    errors[f"{dtype} {name} {launch}"] = [float(np.max(np.abs(c.get() - ref))), list(c.shape),
+                                                          list(ref.shape), c.dtype.name]
+        print(json.dumps(errors))
+    """, tmp_path))
+    assert len(out) == 20
+    for case, (error, shape, expected, dtype) in out.items():
+        assert shape == expected and dtype == case.split()[0], case
+        assert error <= (1e-3 if dtype == "float32" else 1e-11), (case, error)
+
+
+@needs_compiler
 @pytest.mark.parametrize("which", [0, 1])
 def test_the_check_catches_a_missing_barrier_in_the_kernel(tmp_path, which):
     """Each of the kernel's two ``__syncthreads()`` matters, and the fake shows it: without the first a
@@ -101,7 +139,8 @@ def test_the_check_catches_a_missing_barrier_in_the_kernel(tmp_path, which):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_gpu_capturable_matmul_equals_cublas(dtype):
-    """The kernel against cuBLAS on the seeds' and the CNN's shapes, tiles that do not divide, split-K."""
+    """The kernel against cuBLAS on the seeds' and the CNN's shapes, tiles that do not divide, split-K,
+    stacks of products."""
     dev = require_cuda()
     from xpnet.backend.fast_cupy_capture import kernel_matmul  # noqa: PLC0415 - imports CuPy
     rng = np.random.default_rng(0)
@@ -114,3 +153,9 @@ def test_gpu_capturable_matmul_equals_cublas(dtype):
             ours, cublas = kernel_matmul(x, y), x @ y
             assert xn.backend.same_device(ours, cublas) and ours.dtype == cublas.dtype and ours.shape == (m, n)
             np.testing.assert_allclose(xn.to_numpy(ours), xn.to_numpy(cublas), rtol=tol, atol=tol * np.sqrt(max(k, 1)))
+    w, col, dy = (dev.asarray(rng.standard_normal(s).astype(dtype)) for s in [(64, 288), (100, 288, 196),
+                                                                                (100, 64, 196)])
+    for a, b in [(w, col), (dy, col.transpose(0, 2, 1)), (w.T, dy)]:  # Conv2d's per-sample products
+        ours, cublas = kernel_matmul(a, b), a @ b
+        assert ours.shape == cublas.shape and ours.dtype == cublas.dtype
+        np.testing.assert_allclose(xn.to_numpy(ours), xn.to_numpy(cublas), rtol=tol, atol=tol * np.sqrt(a.shape[-1]))

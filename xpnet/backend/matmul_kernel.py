@@ -17,11 +17,13 @@ The kernel is tiled in shared memory, as CuPy's own integer ``tensordot`` kernel
   ``dy @ W.T`` in Linear's backward, ``col.T @ dout`` in Conv2d's) is passed as the view it is, never
   copied; the threads of a warp stage along whichever axis of the operand has the smaller stride, so the
   loads stay coalesced for a view too;
+- a stack of products (``(batch, m, k) @ (batch, k, n)``, either side possibly one matrix for all: Conv2d's
+  per-sample products) is one launch: each operand has a batch stride (0 for the shared one);
 - split-K (:func:`plan`): where the output has few tiles but the shared axis is long (Conv2d's weight
-  gradient: 27 x 16 outputs summed over the batch's 78,400 pixels), blocks along ``blockIdx.z`` each take
-  a ``chunk`` of the shared axis and write their partial product into slice z of a ``(splits, m, n)``
-  buffer, which is then summed over its first axis (a CuPy reduction, allowed in a capture). Results stay
-  deterministic (no atomics).
+  gradient: 27 x 16 outputs summed over the batch's 78,400 pixels), the blocks of one tile each take a
+  ``chunk`` of the shared axis and write their partial product into a ``(batch, splits, m, n)`` buffer,
+  which is then summed over its second axis (a CuPy reduction, allowed in a capture). Results stay
+  deterministic (no atomics). ``blockIdx.z`` counts ``batch * splits``.
 
 Nothing here has been timed: the tile sizes are the textbook's, and :data:`TARGET_BLOCKS` (how many blocks
 split-K aims for) is a guess near an H100/H200's 132 multiprocessors, to be measured on a GPU.
@@ -48,26 +50,29 @@ def matmul_name(dtype: str) -> str:
 
 
 def matmul_source(dtype: str) -> str:
-    """``extern "C" __global__ void xpnet_matmul_<dtype>(a, b, c, m, n, k, sa0, sa1, sb0, sb1, chunk)``:
-    c (gridDim.z, m, n), C-contiguous, slice z = a[:, z*chunk:(z+1)*chunk] @ b[z*chunk:(z+1)*chunk, :] for
-    a (m, k), b (k, n), with a[i, p] at ``a[i * sa0 + p * sa1]`` and b[p, j] at ``b[p * sb0 + j * sb1]``
-    (strides in elements, any sign). Sizes and strides are ``long long`` (CuPy passes a Python int as one).
+    """``extern "C" __global__ void xpnet_matmul_<dtype>(a, b, c, m, n, k, sa0, sa1, sb0, sb1, chunk, splits,
+    sab, sbb)``: c (batch, splits, m, n), C-contiguous, ``c[h, s] = a[h][:, s*chunk:(s+1)*chunk] @
+    b[h][s*chunk:(s+1)*chunk, :]`` for a[h] (m, k), b[h] (k, n), with a[h][i, p] at ``a[h * sab + i * sa0 +
+    p * sa1]`` and b[h][p, j] at ``b[h * sbb + p * sb0 + j * sb1]`` (strides in elements, any sign; a batch
+    stride of 0 shares one matrix). Sizes and strides are ``long long`` (CuPy passes a Python int as one).
     Launched as :func:`plan` says: blocks of :data:`THREADS`, blockIdx.x over the row tiles (up to 2**31 - 1
-    of them), blockIdx.y over the column tiles, blockIdx.z over the chunks."""
+    of them), blockIdx.y over the column tiles, blockIdx.z over ``batch * splits``."""
     if dtype not in _DTYPES:
         raise ValueError(f"matmul_source: dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     return r"""
 typedef CTYPE xpnet_t;
 extern "C" __global__ void NAME(const xpnet_t* __restrict__ a, const xpnet_t* __restrict__ b, xpnet_t* __restrict__ c,
                                 long long m, long long n, long long k, long long sa0, long long sa1, long long sb0,
-                                long long sb1, long long chunk) {
+                                long long sb1, long long chunk, long long splits, long long sab, long long sbb) {
     constexpr int TM = TILE_M, TN = TILE_N, TK = TILE_K, TX = THREADS_X, TY = THREADS_Y, RM = TM / TY, RN = TN / TX;
     // One column of padding: a warp staging along the shared axis writes to different banks.
     __shared__ xpnet_t as[TK][TM + 1];
     __shared__ xpnet_t bs[TK][TN + 1];
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * TX + tx;
     const long long row0 = (long long)blockIdx.x * TM, col0 = (long long)blockIdx.y * TN;
-    const long long p_begin = (long long)blockIdx.z * chunk;
+    const long long h = blockIdx.z / splits, p_begin = blockIdx.z % splits * chunk;
+    a += h * sab;
+    b += h * sbb;
     const long long p_end = p_begin + chunk < k ? p_begin + chunk : k;
     const bool a_along_k = (sa1 < 0 ? -sa1 : sa1) <= (sa0 < 0 ? -sa0 : sa0);
     const bool b_along_n = (sb1 < 0 ? -sb1 : sb1) <= (sb0 < 0 ? -sb0 : sb0);
@@ -111,12 +116,16 @@ extern "C" __global__ void NAME(const xpnet_t* __restrict__ a, const xpnet_t* __
         .replace("THREADS_Y", str(THREADS[1]))
 
 
-def plan(m: int, n: int, k: int) -> tuple[tuple[int, int, int], tuple[int, int], int]:
-    """(grid, block, chunk) for an (m, k) @ (k, n) product: grid (row tiles, column tiles, splits of the
-    shared axis), block :data:`THREADS`, each split covering ``chunk`` (a multiple of ``TILE_K``) of it.
-    ``splits > 1`` only where the output has fewer than :data:`TARGET_BLOCKS` tiles and each split still
-    gets at least :data:`MIN_CHUNK` of the shared axis."""
+def plan(m: int, n: int, k: int, batch: int = 1) -> tuple[tuple[int, int, int], tuple[int, int], int, int]:
+    """(grid, block, chunk, splits) for ``batch`` (m, k) @ (k, n) products: grid (row tiles, column tiles,
+    batch * splits), block :data:`THREADS`, the shared axis cut in ``splits`` of ``chunk`` (a multiple of
+    ``TILE_K``). ``splits > 1`` only where the outputs have fewer than :data:`TARGET_BLOCKS` tiles and each
+    split still gets at least :data:`MIN_CHUNK` of the shared axis. ``batch`` is at most 65535 (CUDA's
+    limit on gridDim.z)."""
+    if not 1 <= batch <= 65535:
+        raise ValueError(f"plan: batch must be 1 to 65535 (CUDA's limit on gridDim.z), got {batch}")
     rows, cols = max(1, -(-m // TILE_M)), max(1, -(-n // TILE_N))
-    splits = max(1, min(k // MIN_CHUNK, -(-TARGET_BLOCKS // (rows * cols)), 65535))
+    splits = max(1, min(k // MIN_CHUNK, -(-TARGET_BLOCKS // (rows * cols * batch)), 65535 // batch))
     chunk = -(-max(TILE_K, -(-k // splits)) // TILE_K) * TILE_K
-    return (rows, cols, max(1, -(-k // chunk))), THREADS, chunk
+    splits = max(1, -(-k // chunk))
+    return (rows, cols, batch * splits), THREADS, chunk, splits
