@@ -43,9 +43,19 @@ def _residual() -> Any:
                          L.Linear(8, 4))
 
 
+def _cnn() -> Any:
+    """Images (N, 2, 8, 8) through each of Conv2d's paths: one product per sample (18 rows of im2col), one
+    product over the batch with the stride-1 input gradient (72 rows), and the strided input gradient made
+    in parts (72 rows, stride 2); BatchNorm, ReLU, MaxPool2d, Flatten, Linear."""
+    return xn.Sequential(L.Conv2d(2, 8, 3, padding=1, bias=False), L.BatchNorm(8), L.ReLU(),
+                         L.Conv2d(8, 8, 3, padding=1), L.ReLU(), L.MaxPool2d(2),
+                         L.Conv2d(8, 8, 3, stride=2, padding=1), L.ReLU(), L.Flatten(), L.Linear(32, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
-    "batchnorm": (_batchnorm, (12,)), "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,))}
+    "batchnorm": (_batchnorm, (12,)), "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)),
+    "cnn": (_cnn, (2, 8, 8))}
 
 
 @contextlib.contextmanager

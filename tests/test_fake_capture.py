@@ -109,6 +109,26 @@ def test_new_arrays_of_a_capture_hold_garbage_until_the_launch(tmp_path):
     assert out == {"before": [True, True, True], "after": [2.0, 2.0, 2.0]}
 
 
+
+def test_a_reshape_that_copies_is_a_kernel_of_the_capture(tmp_path):
+    """Reshaping a transposed view copies (CuPy: a kernel, captured and replayed); reshaping a contiguous
+    array stays a view, no kernel. The fake had run the copy at the capture only, on garbage."""
+    out = last_json(run_with_fake_cupy("""
+    import json, cupy
+    x = cupy.arange(6, dtype=cupy.float64).reshape(2, 3)
+    stream = cupy.cuda.Stream(non_blocking=True)
+    with stream:
+        stream.begin_capture()
+        y = x * 2.0
+        flat, view = cupy.reshape(y.T, (-1,)), y.reshape(-1)
+        graph = stream.end_capture()
+    graph.launch()
+    print(json.dumps({"flat": flat.get().tolist(), "view": view.get().tolist(), "kernels": graph.kernels}))
+    """, tmp_path))
+    assert out == {"flat": [0.0, 6.0, 2.0, 8.0, 4.0, 10.0], "view": [0.0, 2.0, 4.0, 6.0, 8.0, 10.0],
+                   "kernels": ["multiply", "reshape"]}
+
+
 _REFUSED = [
     ("a @ b", NotImplementedError, "calling cuBLAS API during stream capture is currently unsupported"),
     ("cupy.matmul(a, b)", NotImplementedError, "calling cuBLAS API during stream capture"),

@@ -37,6 +37,7 @@ def test_a_kernel_runs_every_thread_of_its_grid_once(tmp_path):
     ("(x.astype(cupy.float64), y, np.float32(2), 1000)", "x is declared const float* but the array is float64"),
     ("(x.get(), y, np.float32(2), 1000)", "needs a cupy array, got ndarray"),
     ("(x, y, np.float32(2))", "4 parameters, 3 arguments"),
+    ("(x, y, np.float32(2), 1000), shared_mem=64", "dynamic shared memory cannot be emulated"),
 ])
 def test_what_cupy_would_pass_wrongly_is_refused(tmp_path, args, message):
     proc = run_with_fake_cupy(f"""
@@ -62,15 +63,86 @@ def test_a_view_is_read_from_its_first_element_without_strides(tmp_path):
     assert out == [1.0, 2.0, 3.0, 4.0]
 
 
-def test_shared_memory_and_barriers_are_refused_not_run_wrongly(tmp_path):
-    proc = run_with_fake_cupy("""
+_BLOCK_SUM = r'''
+    extern "C" __global__ void block_sum(const double* x, double* out, long long n) {
+        __shared__ double s[256];
+        const unsigned t = threadIdx.x + blockDim.x * threadIdx.y;
+        const unsigned size = blockDim.x * blockDim.y;
+        const long long i = (long long)(blockIdx.x + gridDim.x * blockIdx.y) * size + t;
+        s[t] = i < n ? x[i] : 0.0;
+        __syncthreads();  // FIRST
+        for (unsigned h = size / 2; h > 0; h >>= 1) {
+            if (t < h) s[t] += s[t + h];
+            __syncthreads();  // LOOP
+        }
+        if (t == 0) out[blockIdx.x + gridDim.x * blockIdx.y] = s[0];
+    }
+'''
+
+
+def _block_sums(tmp_path, source, launches):
+    """``launches``: (grid, block, n) each; the sums of each block, twice per launch (the fake alternates
+    the order it runs a block's threads in from one launch to the next)."""
+    return last_json(run_with_fake_cupy(f"""
+        import json, numpy as np, cupy
+        k = cupy.RawKernel({source!r}, "block_sum")
+        result = []
+        for grid, block, n in {launches!r}:
+            x = cupy.asarray(np.random.default_rng(n).integers(0, 1000, n).astype(np.float64))
+            runs = []
+            for _ in range(2):
+                out = cupy.zeros(int(np.prod(grid)), dtype=cupy.float64)
+                k(grid, block, (x, out, n))
+                runs.append(out.get().tolist())
+            size = int(np.prod(block))
+            expected = np.bincount(np.arange(n) // size, weights=x.get(), minlength=int(np.prod(grid))).tolist()
+            result.append([expected, runs])
+        print(json.dumps(result))
+    """, tmp_path))
+
+
+def test_a_block_wide_reduction_through_shared_memory_gives_the_right_sums(tmp_path):
+    """Threads of a block share ``__shared__`` memory and wait for each other at ``__syncthreads()``; the
+    blocks of a grid (2-D block and grid included) each get their own sum."""
+    out = _block_sums(tmp_path, _BLOCK_SUM, [((4,), (256,), 1000), ((3, 2), (16, 8), 700), ((1,), (2,), 2)])
+    for expected, runs in out:
+        assert runs == [expected, expected]
+
+
+@pytest.mark.parametrize("missing", ["FIRST", "LOOP"])
+def test_a_missing_syncthreads_gives_a_wrong_sum_in_one_of_two_launches(tmp_path, missing):
+    """Without the first barrier, a phase run forward lets thread 0 add s[128] before thread 128 wrote it;
+    without the loop's, one run forward lets thread 0 add s[64] before thread 64 added s[192]. Either
+    is caught in one of the two launches (the other order hides it), every time."""
+    source = _BLOCK_SUM.replace(f"__syncthreads();  // {missing}", "")
+    (expected, runs), = _block_sums(tmp_path, source, [((4,), (256,), 1000)])
+    assert sum(run != expected for run in runs) == 1, runs
+
+
+def test_a_thread_that_returns_while_others_wait_at_a_barrier_fails_the_launch(tmp_path):
+    source = _BLOCK_SUM.replace("const unsigned size", "if (blockIdx.x == 2 && t == 7) return;\n const unsigned size")
+    proc = run_with_fake_cupy(f"""
         import cupy
-        k = cupy.RawKernel(r'''
-            extern "C" __global__ void f(float* y) { __shared__ float s[32]; s[threadIdx.x] = 1; __syncthreads();
-                                                     y[threadIdx.x] = s[31 - threadIdx.x]; }''', "f")
+        k = cupy.RawKernel({source!r}, "block_sum")
+        k((4,), (256,), (cupy.ones(1000, dtype=cupy.float64), cupy.zeros(4, dtype=cupy.float64), 1000))
+    """, tmp_path)
+    assert proc.returncode != 0 and "block_sum: block (2, 0, 0): thread (7, 0, 0) returned while 255 other threads " \
+        "waited at __syncthreads() number 1" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("body, message", [
+    ("extern __shared__ float s[]; s[0] = 1; y[0] = s[0];", "dynamic shared memory is not emulated"),
+    ("atomicAdd(y, 1.0f);", "atomics are not emulated"),
+    ("y[0] = __shfl_down_sync(0xffffffff, y[0], 1);", "warp shuffles are not emulated"),
+    ("y[0] = __syncthreads_count(y[0] > 0);", "__syncthreads_count, _and and _or are not emulated"),
+])
+def test_what_it_cannot_emulate_is_refused_not_run_wrongly(tmp_path, body, message):
+    proc = run_with_fake_cupy(f"""
+        import cupy
+        k = cupy.RawKernel('extern "C" __global__ void f(float* y) {{ {body} }}', "f")
         k((1,), (32,), (cupy.zeros(32, dtype=cupy.float32),))
     """, tmp_path)
-    assert proc.returncode != 0 and "cannot be emulated" in proc.stderr, proc.stderr
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
 
 
 def test_a_source_that_does_not_compile_says_so(tmp_path):

@@ -1,7 +1,8 @@
 """CuPy's matrix product for a step being captured as a CUDA graph (source: :mod:`xpnet.backend.matmul_kernel`).
 
 ``matmul(a, b)`` is ``a @ b`` (cuBLAS) whenever the current stream is not capturing, and xpnet's own
-kernel while it is, where CuPy refuses cuBLAS. Layers ask for it through the registry
+kernel while it is, where CuPy refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's
+per-sample products). Layers ask for it through the registry
 (``fast_path("matmul", xp, operator.matmul)``), so no layer names CuPy. Imported only when a CuPy array
 asks for it.
 """
@@ -12,7 +13,7 @@ from typing import Any, Callable
 
 import cupy
 
-from .matmul_kernel import launch_shape, matmul_name, matmul_source
+from .matmul_kernel import matmul_name, matmul_source, plan
 
 _KERNELS: dict[str, Any] = {}
 
@@ -23,29 +24,42 @@ def capturing() -> bool:
     return stream.ptr != 0 and bool(stream.is_capturing())
 
 
+def _kernel_takes(a: Any, b: Any) -> bool:
+    """Whether :func:`kernel_matmul` multiplies ``a`` and ``b``: float32 or float64 of one dtype, each 2-d
+    or 3-d (a stack of matrices, or one of them broadcast over the other's stack)."""
+    return a.ndim in (2, 3) and b.ndim in (2, 3) and a.dtype == b.dtype and a.dtype.name in ("float32", "float64")
+
+
 def kernel_matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` for 2-D float32/float64 arrays of one dtype, by xpnet's kernel (any strides, no copy)."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype \
-            or a.dtype.name not in ("float32", "float64"):
-        raise ValueError(f"kernel_matmul: expected (m, k) @ (k, n) float32 or float64 arrays of one dtype, got "
-                         f"{a.dtype}{tuple(a.shape)} @ {b.dtype}{tuple(b.shape)}")
+    """``a @ b`` by xpnet's kernel (any strides, no copy) for (m, k) @ (k, n), or stacks of them:
+    (batch, m, k) @ (batch, k, n), either side 2-d or of batch 1 broadcast over the other's; one launch."""
+    stacks = [x.shape[0] for x in (a, b) if x.ndim == 3]
+    batch = max(stacks, default=1)
+    if not _kernel_takes(a, b) or a.shape[-1] != b.shape[-2] or any(s not in (1, batch) for s in stacks):
+        raise ValueError(f"kernel_matmul: expected (m, k) @ (k, n) float32 or float64 arrays of one dtype (or "
+                         f"stacks of them, (batch, m, k) @ (batch, k, n)), got {a.dtype}{tuple(a.shape)} @ "
+                         f"{b.dtype}{tuple(b.shape)}")
     name = a.dtype.name
     kernel = _KERNELS.get(name)
     if kernel is None:
         kernel = _KERNELS[name] = cupy.RawKernel(matmul_source(name), matmul_name(name))
-    (m, k), n = a.shape, b.shape[1]
-    c = cupy.empty((m, n), dtype=a.dtype)
-    if m and n:
-        size = a.itemsize
-        grid, block = launch_shape(m, n)
-        kernel(grid, block, (a, b, c, m, n, k, a.strides[0] // size, a.strides[1] // size,
-                             b.strides[0] // size, b.strides[1] // size))
-    return c
+    (m, k), n = a.shape[-2:], b.shape[-1]
+    shape = (batch, m, n) if stacks else (m, n)
+    if not (m and n and batch):
+        return cupy.empty(shape, dtype=a.dtype)
+    size = a.itemsize
+    grid, block, chunk, splits = plan(m, n, k, batch)
+    c = cupy.empty((batch, splits, m, n), dtype=a.dtype)
+    sab, sbb = ((x.strides[0] // size if x.ndim == 3 and x.shape[0] == batch > 1 else 0) for x in (a, b))
+    kernel(grid, block, (a, b, c, m, n, k, a.strides[-2] // size, a.strides[-1] // size,
+                         b.strides[-2] // size, b.strides[-1] // size, chunk, splits, sab, sbb))
+    c = c[:, 0] if splits == 1 else cupy.sum(c, axis=1)
+    return c if stacks else c[0]
 
 
 def matmul(a: Any, b: Any) -> Any:
     """``a @ b``: cuBLAS, or xpnet's kernel while the current stream captures a graph."""
-    if capturing() and a.ndim == 2 and b.ndim == 2 and a.dtype == b.dtype and a.dtype.name in ("float32", "float64"):
+    if capturing() and _kernel_takes(a, b):
         return kernel_matmul(a, b)
     return a @ b
 

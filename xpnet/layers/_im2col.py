@@ -18,6 +18,7 @@ Writes into windows go through ``set_at``/``add_at``, so they also work on immut
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Iterator
 
 from ..backend import add_at, fast_path, namespace, set_at
@@ -145,7 +146,8 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair)
     flat = set_at(flat, (slice(None), slice(None), slice(0, oh), slice(0, ow)), xp.permute_dims(dy, (1, 0, 2, 3)))
     length = n * rows * wp
     flat = xp.reshape(flat, (f, length))
-    dcol = xp.reshape(xp.matrix_transpose(xp.reshape(w, (f, -1))) @ flat, (c, kh * kw, length))
+    dcol = xp.reshape(fast_path("matmul", xp, operator.matmul)(xp.matrix_transpose(xp.reshape(w, (f, -1))), flat),
+                      (c, kh * kw, length))
     img = xp.zeros((c, length + (kh - 1) * wp + kw - 1), dtype=dy.dtype, device=dy.device)
     for k in range(kh * kw):
         start = (k // kw) * wp + k % kw

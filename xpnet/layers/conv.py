@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from .. import init as _init
 from .._user import flag
+from ..backend import fast_path
 from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int
 
@@ -21,6 +23,8 @@ class Conv2d(Layer):
     ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs (PyTorch's names).
     params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix, (in_ch*kh*kw, N*oh*ow) or
     for few input channels (N, in_ch*kh*kw, oh*ow) (see ``_per_sample``), and the input shape.
+    The products go through the ``"matmul"`` fast path, as Linear's: the library's own product, except on
+    CuPy while a CUDA graph is captured, where xpnet's kernel stands in for cuBLAS.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
@@ -69,7 +73,7 @@ class Conv2d(Layer):
         self._shape = tuple(x.shape)
         per_sample = self._per_sample()
         self._col = im2col(x, self.kernel_size, self.stride, self.padding, per_sample)
-        y = xp.reshape(self.params["W"], (self.out_ch, -1)) @ self._col
+        y = fast_path("matmul", xp, operator.matmul)(xp.reshape(self.params["W"], (self.out_ch, -1)), self._col)
         if self.bias:
             y += xp.reshape(self.params["b"], (self.out_ch, 1))
         if per_sample:
@@ -80,7 +84,7 @@ class Conv2d(Layer):
         xp, dy2 = self._param_grads(dy)
         if self._per_sample():
             w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
-            return col2im(w_t @ dy2, self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
+            return col2im(fast_path("matmul", xp, operator.matmul)(w_t, dy2), self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
@@ -96,7 +100,8 @@ class Conv2d(Layer):
         w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
         kk = self.kernel_size[0] * self.kernel_size[1]
         per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
-        parts = [col2im(w_t[c0 * kk:min(c0 + per, c) * kk, :] @ dy2, (n, min(per, c - c0), h, w),
+        matmul = fast_path("matmul", xp, operator.matmul)
+        parts = [col2im(matmul(w_t[c0 * kk:min(c0 + per, c) * kk, :], dy2), (n, min(per, c - c0), h, w),
                         self.kernel_size, self.stride, self.padding) for c0 in range(0, c, per)]
         return row_major(xp, parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
 
@@ -110,17 +115,18 @@ class Conv2d(Layer):
         xp = self._check_float(dy)
         n, _, h, w = self._shape
         oh, ow = self._out_hw(h, w)
+        matmul = fast_path("matmul", xp, operator.matmul)
         if tuple(dy.shape) != (n, self.out_ch, oh, ow):
             raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
         if self._per_sample():
             dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow))
-            dW = xp.sum(dy2 @ xp.matrix_transpose(col), axis=0)
+            dW = xp.sum(matmul(dy2, xp.matrix_transpose(col)), axis=0)
             axes = (0, 2)
         else:
             dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
             # col @ dy.T, transposed, not dy @ col.T: OpenBLAS splits the long inner dimension far
             # better with the small (out_ch-wide) operand last; 1.1x to 2.5x faster here.
-            dW = xp.matrix_transpose(col @ xp.matrix_transpose(dy2))
+            dW = xp.matrix_transpose(matmul(col, xp.matrix_transpose(dy2)))
             axes = (1,)
         self.grads["W"] = xp.reshape(dW, self.params["W"].shape)
         if self.bias:

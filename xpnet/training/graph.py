@@ -8,21 +8,22 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), cross-entropy or MSE,
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place, so every launch moves them on.
-   Not captured: Conv2d (its products would need xpnet's own matrix-product kernel, which uses no
-   shared memory and is too slow at convolution sizes), recurrent layers, embeddings, attention, and classes of the user's own, subclasses of
+   Not captured: recurrent layers, embeddings, attention, and classes of the user's own, subclasses of
    xpnet's included (their Python would run at the capture only).
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
    made once, from the epoch's permutation and a step counter kept on the device.
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear multiplies with
-   xpnet's own kernel (CuPy refuses cuBLAS there); eager steps keep cuBLAS.
+   once per remaining full batch. Later epochs only launch. While capturing, Linear and Conv2d multiply
+   with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
+   cuBLAS there); eager steps keep cuBLAS. Conv2d's im2col (a padded copy and a strided view copied) and
+   col2im (slices added in place) are CuPy kernels that read nothing back.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
@@ -58,17 +59,13 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "obstacle", "Capt
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
-CAPTURABLE = (Linear, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
+CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
-# Why a layer of xpnet's stays out where there is more to say than "not captured in this version".
-_WHY_NOT = {
-    Conv2d: "its products would run on xpnet's capturable matrix-product kernel (CuPy refuses cuBLAS during a "
-            "capture), which uses no shared memory and is too slow at convolution sizes",
-}
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
-# graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_graph.py and
-# tests/test_graph_layers.py on the fake CuPy only; set it once
-# `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_graph.py tests/test_graph_layers.py` passes on a GPU.
+# graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
+# tests/test_graph.py and tests/test_graph_layers.py on the fake CuPy only; set it once
+# `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_matmul_kernel.py tests/test_graph.py tests/test_graph_layers.py`
+# passes on a GPU.
 BY_DEFAULT = False
 
 
@@ -100,8 +97,7 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
         if kind in CONTAINERS or kind in CAPTURABLE:
             continue
         where = f"layer {name!r} ({kind.__name__})" if name else f"the model ({kind.__name__})"
-        why = f": {_WHY_NOT[kind]}" if kind in _WHY_NOT else " in this version"
-        return f"{where} is not captured{why} (captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside " \
+        return f"{where} is not captured in this version (captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside " \
                f"{', '.join(c.__name__ for c in CONTAINERS)})"
     return None
 

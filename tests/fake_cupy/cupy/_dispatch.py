@@ -17,7 +17,7 @@ import cupy as _cupy
 from . import cuda
 
 # Functions and methods that only make a view or read metadata: no kernel, so no device check (as in
-# CuPy), and the result lives where its input does.
+# CuPy), and the result lives where its input does; but a reshape or ravel that has to copy is a kernel.
 _VIEWS = {"reshape", "ravel", "transpose", "permute_dims", "moveaxis", "swapaxes", "expand_dims", "squeeze",
           "broadcast_to", "broadcast_arrays", "matrix_transpose", "unstack", "view", "shape", "ndim", "size",
           "result_type", "may_share_memory", "shares_memory", "isdtype", "can_cast", "as_strided"}
@@ -148,8 +148,11 @@ def _call(name, f, args, kwargs):
     for the names in _VIEWS, a view (unchecked, result where the first array lives)."""
     arrays = [a for a in _flat([args, kwargs]) if isinstance(a, _cupy.ndarray)]
     if name in _VIEWS:
-        return _wrap(f(*_host(args), **_host(kwargs)), arrays[0]._device_id if arrays else None,
-                     arrays[0] if arrays else None)
+        view = f(*_host(args), **_host(kwargs))
+        # A reshape that cannot be a view copies, as CuPy's does with a kernel: run (or record) it as one.
+        if not (name in ("reshape", "ravel") and arrays and isinstance(view, _np.ndarray) and view.size
+                and not _np.may_share_memory(view, arrays[0]._a)):
+            return _wrap(view, arrays[0]._device_id if arrays else None, arrays[0] if arrays else None)
     if name in ("get", "item", "tolist", "tobytes", "asnumpy"):
         _to_host()
     _check(*arrays)

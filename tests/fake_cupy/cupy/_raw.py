@@ -1,5 +1,6 @@
 """The fake's ``cupy.RawKernel``: the CUDA source compiled by the host's C++ compiler and its threads run
-one after another, so a kernel's arithmetic and indexing are checked on a machine without a GPU.
+on the host (one after another, or block by block as fibers where the kernel has barriers), so a kernel's
+arithmetic, indexing and barriers are checked on a machine without a GPU.
 
 What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user guide's "Raw kernels"):
 
@@ -14,10 +15,26 @@ What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user g
   since on the GPU it would read garbage.
 - Arrays must be on the current device, as for every kernel of the fake; on a capturing stream the
   launch is recorded (every array argument may be written) and replayed by the graph.
+- A kernel whose source has ``__shared__`` or ``__syncthreads()`` runs block by block, the threads of a
+  block as fibers (``ucontext``) of one host thread: each thread runs until its next ``__syncthreads()`` or
+  its end, then the next thread runs; when all have arrived, the next phase starts, the threads taken in
+  the opposite order (forward, backward, forward, ...; a kernel's odd-numbered launches start backward).
+  ``__shared__`` variables are ``static``, shared by the threads of the block being run (blocks run one at
+  a time); unlike CUDA they are zero at the first launch and keep what the last block left. A block where
+  some threads return while others wait at a ``__syncthreads()`` fails the launch (CUDA: undefined, a hang
+  or wrong results), naming the block and the thread.
+- Fibers rather than host threads, so that a schedule is the same at every run: a missing
+  ``__syncthreads()`` shows whenever a thread reads shared memory that a thread run after it in the same
+  phase writes (or writes what one run after it still had to read), and hides otherwise. A phase run
+  forward catches a thread reading what higher threads write, one run backward the converse; two
+  launches of a kernel try both orders, so a check that launches a kernel twice catches a missing
+  barrier between two threads in either direction (``tests/test_fake_raw_kernel.py`` shows one of each).
+  Kernels without either word run their threads one after another, each to its end (fast).
 
-What it cannot reproduce, and refuses rather than runs wrongly: ``__shared__`` memory, ``__syncthreads``,
-atomics and warp functions (threads here run one at a time, to the end). The compiler is ``$CXX`` or
-``g++``; without one, calling a kernel raises ``RuntimeError`` (tests skip on :func:`compiler`).
+What it cannot reproduce, and refuses rather than runs wrongly: dynamic shared memory (``extern
+__shared__``, ``shared_mem=``), ``__syncthreads_count``/``_and``/``_or``, atomics, warp functions and
+cooperative groups. The compiler is ``$CXX`` or ``g++``; without one, calling a kernel raises
+``RuntimeError`` (tests skip on :func:`compiler`).
 """
 
 import ctypes as _ctypes
@@ -51,7 +68,96 @@ static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __logf logf
 """
 
-_REFUSED = ("__shared__", "__syncthreads", "atomic", "__shfl", "__syncwarp", "cooperative_groups")
+# A block's threads as fibers: the kernel's body runs in each fiber; __syncthreads() hands back to the
+# scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward.
+_BLOCKS = r"""
+#include <ucontext.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <functional>
+#define __shared__ static
+static ucontext_t xpnet_fake_scheduler;
+static ucontext_t* xpnet_fake_fibers;
+static unsigned xpnet_fake_current;
+static void __syncthreads() { swapcontext(&xpnet_fake_fibers[xpnet_fake_current], &xpnet_fake_scheduler); }
+"""
+
+# The launch: gridDim, blockDim, then each block's threads; returns 0, or 1 with a message in xpnet_error.
+_DRIVER = r"""
+SETUP
+extern "C" int xpnet_fake_launch(char* xpnet_error, unsigned xpnet_gx, unsigned xpnet_gy, unsigned xpnet_gz,
+                                 unsigned xpnet_bx, unsigned xpnet_by, unsigned xpnet_bz DECLS) {
+    gridDim = {xpnet_gx, xpnet_gy, xpnet_gz}; blockDim = {xpnet_bx, xpnet_by, xpnet_bz};
+    for (unsigned xpnet_z = 0; xpnet_z < xpnet_gz; ++xpnet_z)
+    for (unsigned xpnet_y = 0; xpnet_y < xpnet_gy; ++xpnet_y)
+    for (unsigned xpnet_x = 0; xpnet_x < xpnet_gx; ++xpnet_x) {
+        blockIdx = {xpnet_x, xpnet_y, xpnet_z};
+THREADS
+    }
+    LAUNCHED
+    return 0;
+}
+"""
+_ONE_BY_ONE = r"""
+        for (unsigned xpnet_k = 0; xpnet_k < xpnet_bz; ++xpnet_k)
+        for (unsigned xpnet_j = 0; xpnet_j < xpnet_by; ++xpnet_j)
+        for (unsigned xpnet_i = 0; xpnet_i < xpnet_bx; ++xpnet_i) {
+            threadIdx = {xpnet_i, xpnet_j, xpnet_k};
+            CALL
+        }
+"""
+_FIBERS_SETUP = r"""
+static std::function<void()> xpnet_fake_body;
+static bool* xpnet_fake_done;
+static char* xpnet_fake_stacks;
+static unsigned xpnet_fake_have;
+static unsigned xpnet_fake_launches;
+static void xpnet_fake_thread() { xpnet_fake_body(); xpnet_fake_done[xpnet_fake_current] = true; }
+"""
+_FIBERS = r"""
+        const unsigned xpnet_n = xpnet_bx * xpnet_by * xpnet_bz;
+        if (xpnet_fake_have < xpnet_n) {
+            free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_done);
+            xpnet_fake_stacks = (char*)malloc((size_t)xpnet_n * STACK);
+            xpnet_fake_fibers = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
+            xpnet_fake_done = (bool*)malloc(xpnet_n);
+            xpnet_fake_have = xpnet_n;
+        }
+        xpnet_fake_body = [&]() { CALL };
+        const unsigned xpnet_flip = xpnet_fake_launches % 2;
+        for (unsigned t = 0; t < xpnet_n; ++t) {
+            getcontext(&xpnet_fake_fibers[t]);
+            xpnet_fake_fibers[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
+            xpnet_fake_fibers[t].uc_stack.ss_size = STACK;
+            xpnet_fake_fibers[t].uc_link = &xpnet_fake_scheduler;
+            makecontext(&xpnet_fake_fibers[t], xpnet_fake_thread, 0);
+            xpnet_fake_done[t] = false;
+        }
+        for (unsigned phase = 0;; ++phase) {
+            unsigned finished = 0, first = 0;
+            for (unsigned s = 0; s < xpnet_n; ++s) {
+                const unsigned t = (phase + xpnet_flip) % 2 ? xpnet_n - 1 - s : s;
+                xpnet_fake_current = t;
+                threadIdx = {t % xpnet_bx, t / xpnet_bx % xpnet_by, t / (xpnet_bx * xpnet_by)};
+                swapcontext(&xpnet_fake_scheduler, &xpnet_fake_fibers[t]);
+                if (xpnet_fake_done[t] && finished++ == 0) first = t;
+            }
+            if (finished == xpnet_n) break;
+            if (finished) {
+                snprintf(xpnet_error, 512, "block (%u, %u, %u): thread (%u, %u, %u) returned while %u other "
+                         "threads waited at __syncthreads() number %u (CUDA: undefined behaviour, a hang or "
+                         "wrong results)", xpnet_x, xpnet_y, xpnet_z, first % xpnet_bx, first / xpnet_bx % xpnet_by,
+                         first / (xpnet_bx * xpnet_by), xpnet_n - finished, phase + 1);
+                return 1;
+            }
+        }
+""".replace("STACK", str(1 << 17))  # bytes of stack per thread: a kernel's locals and the maths library's calls
+
+_REFUSED = (("extern __shared__", "dynamic shared memory is not emulated; give the array its size"),
+            ("__syncthreads_", "__syncthreads_count, _and and _or are not emulated"),
+            ("atomic", "atomics are not emulated"), ("__shfl", "warp shuffles are not emulated"),
+            ("__syncwarp", "warp barriers are not emulated"), ("__activemask", "warp functions are not emulated"),
+            ("__ballot", "warp votes are not emulated"), ("cooperative_groups", "cooperative groups are not emulated"))
 
 # Declared scalar types -> (ctypes type, the NumPy dtype CuPy must be given to pass that type).
 _SCALARS = {
@@ -106,34 +212,22 @@ class RawKernel:
         return params
 
     def _compile(self):
-        for word in _REFUSED:
-            if word in self.code:
-                raise NotImplementedError(f"fake RawKernel {self.name}: {word} cannot be emulated by running "
-                                          f"threads one after another; write the kernel without it")
+        for pattern, why in _REFUSED:
+            if _re.search(pattern.replace(" ", r"\s+"), self.code):
+                raise NotImplementedError(f"fake RawKernel {self.name}: {why} ({pattern!r} in the source); write "
+                                          f"the kernel without it")
         cxx = compiler()
         if cxx is None:
             raise RuntimeError("fake RawKernel: no C++ compiler (g++ or $CXX) to build the kernel with")
         self._params = self._signature()
+        self.blocks = bool(_re.search(r"\b(__shared__|__syncthreads)\b", self.code))
         decls = ", ".join(f"{decl} {name}" for name, decl, _, _ in self._params)
-        names = ", ".join(name for name, *_ in self._params)
-        driver = f"""
-extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned xpnet_gz, unsigned xpnet_bx,
-                                  unsigned xpnet_by, unsigned xpnet_bz{", " if decls else ""}{decls}) {{
-    gridDim = {{xpnet_gx, xpnet_gy, xpnet_gz}}; blockDim = {{xpnet_bx, xpnet_by, xpnet_bz}};
-    for (unsigned xpnet_z = 0; xpnet_z < xpnet_gz; ++xpnet_z)
-    for (unsigned xpnet_y = 0; xpnet_y < xpnet_gy; ++xpnet_y)
-    for (unsigned xpnet_x = 0; xpnet_x < xpnet_gx; ++xpnet_x) {{
-        blockIdx = {{xpnet_x, xpnet_y, xpnet_z}};
-        for (unsigned xpnet_k = 0; xpnet_k < xpnet_bz; ++xpnet_k)
-        for (unsigned xpnet_j = 0; xpnet_j < xpnet_by; ++xpnet_j)
-        for (unsigned xpnet_i = 0; xpnet_i < xpnet_bx; ++xpnet_i) {{
-            threadIdx = {{xpnet_i, xpnet_j, xpnet_k}};
-            {self.name}({names});
-        }}
-    }}
-}}
-"""
-        source = _PRELUDE + self.code + driver
+        call = f"{self.name}({', '.join(name for name, *_ in self._params)});"
+        setup, threads = (_FIBERS_SETUP.replace("CALL", call), _FIBERS) if self.blocks else ("", _ONE_BY_ONE)
+        driver = _DRIVER.replace("DECLS", ", " + decls if decls else "").replace("SETUP", setup) \
+            .replace("THREADS", threads.replace("CALL", call)) \
+            .replace("LAUNCHED", "++xpnet_fake_launches;" if self.blocks else "")
+        source = _PRELUDE + (_BLOCKS if self.blocks else "") + self.code + driver
         digest = _hashlib.sha256((source + cxx).encode()).hexdigest()[:20]
         folder = _os.path.join(_tempfile.gettempdir(), f"xpnet-fake-cupy-{_os.getuid()}")
         _os.makedirs(folder, exist_ok=True)
@@ -150,8 +244,8 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
                 raise RuntimeError(f"fake RawKernel {self.name}: the source does not compile:\n{proc.stderr}")
             _os.replace(partial, library)
         fn = _ctypes.CDLL(library).xpnet_fake_launch
-        fn.restype = None
-        fn.argtypes = [_ctypes.c_uint] * 6 + [_ctypes.c_void_p if pointer else _SCALARS[base][0]
+        fn.restype = _ctypes.c_int
+        fn.argtypes = [_ctypes.c_char_p] + [_ctypes.c_uint] * 6 + [_ctypes.c_void_p if pointer else _SCALARS[base][0]
                                               for _, _, pointer, base in self._params]
         self._fn = fn
 
@@ -202,4 +296,11 @@ extern "C" void xpnet_fake_launch(unsigned xpnet_gx, unsigned xpnet_gy, unsigned
         values = [self._argument(p, a) for p, a in zip(self._params, args)]
         arrays = [a for a in args if hasattr(a, "_a")]
         memory, fn = [a._a for a in arrays], self._fn  # the launch holds the memory its pointers point to
-        _kernel(self.name, lambda memory=memory: fn(*dims, *values), arrays, arrays, finish=lambda r: None)
+        name = self.name
+
+        def run(memory=memory):
+            error = _ctypes.create_string_buffer(512)
+            if fn(error, *dims, *values):
+                raise RuntimeError(f"fake RawKernel {name}: {error.value.decode()}")
+
+        _kernel(self.name, run, arrays, arrays, finish=lambda r: None)
