@@ -15,8 +15,8 @@ them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU and MaxPool2d as port
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
 On --device cuda xpnet runs on CuPy and PyTorch on CUDA; the NumPy column stays on the CPU. There xpnet's
-step is also timed captured as a CUDA graph (``xn.train(graph=...)``'s launches; MLPs only: Conv2d is not
-captured) beside PyTorch's captured step. That table lives in ``compare_cuda.py``.
+step is also timed captured as a CUDA graph (``xn.train(graph=...)``'s launches; a cell stays empty for a
+model with a layer the capture does not take) beside PyTorch's captured step. That table lives in ``compare_cuda.py``.
 
     python benchmarks/compare.py --backends torch:cpu jax:cpu [--repeats 3] [--samples 60000]
 
