@@ -10,9 +10,10 @@ as (1, C, 1) against (N, C, L)).
 ``cupy.ReductionKernel``: ``map_expr`` is plain arithmetic, the reduction a sum.
 
 ``RAW[name]`` for ``cupy.RawKernel``: one thread per output element (or per row, or per four numbers
-drawn), no shared memory, no atomics, so the result never depends on the order threads run in. The builder puts ``typedef``s of
-``T`` (the float type), ``L`` (labels) and ``I`` (pooling indices) in front. Sizes are ``long long``
-(a Python int as CuPy passes it); NaN is tested as ``v != v``, which needs no header.
+drawn), no shared memory, no atomics, so the result never depends on the order threads run in. The
+builder puts ``typedef``s of ``T`` (the float type), ``L`` (labels) and ``I`` (pooling indices) in front.
+Sizes are ``long long`` (a Python int as CuPy passes it); NaN is tested as ``v != v``, which needs no
+header.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ __device__ inline void xpnet_philox(unsigned int* c, const unsigned long long* s
     }
 }
 __device__ inline T xpnet_uniform(unsigned int w) {
-    return sizeof(T) == 4 ? (T)((float)(w >> 8) * 5.9604644775390625e-08f) : (T)((double)w * 2.3283064365386962890625e-10);
+    return sizeof(T) == 4 ? (T)((float)(w >> 8) * 5.9604644775390625e-08f)
+                          : (T)((double)w * 2.3283064365386962890625e-10);
 }
 """
 

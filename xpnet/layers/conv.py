@@ -84,7 +84,8 @@ class Conv2d(Layer):
         xp, dy2 = self._param_grads(dy)
         if self._per_sample():
             w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
-            return col2im(fast_path("matmul", xp, operator.matmul)(w_t, dy2), self._shape, self.kernel_size, self.stride, self.padding, per_sample=True)
+            return col2im(fast_path("matmul", xp, operator.matmul)(w_t, dy2), self._shape, self.kernel_size,
+                          self.stride, self.padding, per_sample=True)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).

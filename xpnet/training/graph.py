@@ -97,7 +97,8 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
         if kind in CONTAINERS or kind in CAPTURABLE:
             continue
         where = f"layer {name!r} ({kind.__name__})" if name else f"the model ({kind.__name__})"
-        return f"{where} is not captured in this version (captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside " \
+        captured = ", ".join(c.__name__ for c in CAPTURABLE)
+        return f"{where} is not captured in this version (captured: {captured}, inside " \
                f"{', '.join(c.__name__ for c in CONTAINERS)})"
     return None
 
