@@ -43,9 +43,12 @@ def test_the_plan_covers_every_output_and_the_whole_shared_axis_once(m, k, n, ba
         assert splits > 64
 
 
-def test_the_plan_refuses_more_matrices_than_cuda_has_blocks_along_z():
+def test_the_plan_refuses_more_blocks_than_cuda_has_along_z_or_y():
     with pytest.raises(ValueError, match="batch must be 1 to 65535"):
         plan(1, 1, 1, 65536)
+    assert plan(1, 65535 * 64, 1)[0][1] == 65535
+    with pytest.raises(ValueError, match="past CUDA's limit of 65535 on gridDim.y"):
+        plan(1, 65535 * 64 + 1, 1)
 
 
 _CHECK = """

@@ -120,11 +120,14 @@ def plan(m: int, n: int, k: int, batch: int = 1) -> tuple[tuple[int, int, int], 
     """(grid, block, chunk, splits) for ``batch`` (m, k) @ (k, n) products: grid (row tiles, column tiles,
     batch * splits), block :data:`THREADS`, the shared axis cut in ``splits`` of ``chunk`` (a multiple of
     ``TILE_K``). ``splits > 1`` only where the outputs have fewer than :data:`TARGET_BLOCKS` tiles and each
-    split still gets at least :data:`MIN_CHUNK` of the shared axis. ``batch`` is at most 65535 (CUDA's
-    limit on gridDim.z)."""
+    split still gets at least :data:`MIN_CHUNK` of the shared axis. ``batch`` and the column tiles are at
+    most 65535 each (CUDA's limit on gridDim.z and gridDim.y)."""
     if not 1 <= batch <= 65535:
         raise ValueError(f"plan: batch must be 1 to 65535 (CUDA's limit on gridDim.z), got {batch}")
     rows, cols = max(1, -(-m // TILE_M)), max(1, -(-n // TILE_N))
+    if cols > 65535:
+        raise ValueError(f"plan: n = {n} columns make {cols} column tiles of {TILE_N}, past CUDA's limit of 65535 "
+                         "on gridDim.y; a product this wide cannot be captured")
     splits = max(1, min(k // MIN_CHUNK, -(-TARGET_BLOCKS // (rows * cols * batch)), 65535 // batch))
     chunk = -(-max(TILE_K, -(-k // splits)) // TILE_K) * TILE_K
     splits = max(1, -(-k // chunk))
