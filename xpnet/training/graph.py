@@ -135,18 +135,13 @@ class CapturedEpochs:
     def _train_on(self, xb: Any, yb: Any, labels: Any) -> None:
         """One step on a batch (the static buffers, or the short last batch), its loss and correct count
         added to the device sums."""
-        trainer, xp = self.trainer, self.trainer.dev.xp
-        model, loss = trainer.model, trainer.loss
-        out = model.forward(xb, train=True)
-        value = loss.forward(out, yb, check=False)
-        model.backward_params(loss.backward())
-        self.loss_sum += xp.astype(value, self.loss_sum.dtype) * int(yb.shape[0])
-        if trainer.first_loss is None:
-            trainer.first_loss = value
+        trainer = self.trainer
+        batch_loss, hits = trainer.forward_backward((xb,), yb, labels, self.classify)
+        self.loss_sum += batch_loss  # in place: the graph's launches add into the arrays of the capture
         if self.classify:
-            self.correct += trainer.count_correct(out, labels, labels is yb)  # the loss's own count where it has one
-        trainer.clip(model)
-        trainer.optimizer.step(model)
+            self.correct += hits
+        trainer.clip(trainer.model)
+        trainer.optimizer.step(trainer.model)
 
     def _step(self) -> None:
         buffers = self.static.gather()

@@ -176,7 +176,7 @@ class Trainer:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
         if self.captured is not None:
             return self.run_captured_epoch(batches, epoch, epochs, n)
-        xp, model, loss, optimizer, comm = self.dev.xp, self.model, self.loss, self.optimizer, self.comm
+        xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         bar = self._progress(batches, epoch, epochs)
@@ -187,14 +187,10 @@ class Trainer:
             xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
             nb = int(yb.shape[0])
             if nb:
-                out = model.forward(*xs, train=True)
-                value = loss.forward(out, yb, check=False)
-                model.backward_params(loss.backward())
-                loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * nb
-                if self.first_loss is None:
-                    self.first_loss = value
+                batch_loss, hits = self.forward_backward(xs, yb, batch[-1], classify)
+                loss_sum = loss_sum + batch_loss
                 if classify:
-                    correct = correct + self.count_correct(out, batch[-1], batch[-1] is yb)
+                    correct = correct + hits
             else:
                 zero_grads(model)
             if comm is not None:
@@ -227,6 +223,19 @@ class Trainer:
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
         return logs
+
+    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any, classify: bool) -> tuple[Any, Any]:
+        """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
+        update): (the batch's loss sum in :meth:`loss_sum_dtype`, its correct count against ``classes``
+        or None unless ``classify``), both 0-d on the device. Notes the run's first loss."""
+        xp, model, loss = self.dev.xp, self.model, self.loss
+        out = model.forward(*xs, train=True)
+        value = loss.forward(out, yb, check=False)
+        model.backward_params(loss.backward())
+        if self.first_loss is None:
+            self.first_loss = value
+        hits = self.count_correct(out, classes, classes is yb) if classify else None
+        return xp.astype(value, self.loss_sum_dtype()) * int(yb.shape[0]), hits
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
