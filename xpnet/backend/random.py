@@ -57,8 +57,14 @@ def _device_generator(rng: np.random.Generator, owner: Any, where: Any, make: An
     held = _device_rngs.get(owner)
     if held is None or held.rng is not rng or held.where != where or (held.stale and reseed is None):
         held = _device_rngs[owner] = _Held(rng, where, make(_seed(rng)))
-    elif held.stale:
-        reseed(held.generator, _seed(rng))
+    return _seeded(held, reseed)
+
+
+def _seeded(held: _Held, reseed: Any) -> Any:
+    """``held``'s generator, first seeded again from its host generator by ``reseed`` where a rewind left
+    it stale."""
+    if held.stale:
+        reseed(held.generator, _seed(held.rng))
         held.stale = False
     return held.generator
 
@@ -94,12 +100,8 @@ def prepare_device_draws(owners: Iterable[Any]) -> list[Any]:
     states = []
     for owner in owners:
         held = _device_rngs.get(owner)
-        if held is None or not isinstance(held.where, tuple):
-            continue
-        if held.stale:
-            _cupy_reseed(held.generator, _seed(held.rng))
-            held.stale = False
-        states.append(held.generator)
+        if held is not None and isinstance(held.where, tuple):  # a CuPy draw state: ("cuda", device id)
+            states.append(_seeded(held, _cupy_reseed))
     return states
 
 
