@@ -144,8 +144,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     first meet: a difference raises on every rank, naming it).
     ``graph``: capture the training step as a CUDA graph on CuPy and launch it each step
     (:mod:`xpnet.training.graph`): ``True`` (or ``XPNET_GRAPH=1``) where that is correct (a CuPy device,
-    one process, shuffled batches, Sequential models of Linear/ReLU/Sigmoid/Tanh/Flatten, cross-entropy or
-    MSE, any xpnet optimizer), else a clear error naming what stands in the way; ``None`` (the default)
+    one process, shuffled batches, layers of ``xpnet.training.graph.CAPTURABLE`` inside Sequential,
+    Residual or Concat, cross-entropy or MSE, any xpnet optimizer), else a clear error naming what stands
+    in the way; ``None`` (the default)
     trains eagerly in this version (capture by default waits for its first run on a real GPU:
     ``xpnet.training.graph.BY_DEFAULT``); ``False`` never captures (also ``XPNET_GRAPH=0``). The weights
     equal eager training's up to the rounding of xpnet's own matrix product, which stands in for cuBLAS
