@@ -316,8 +316,9 @@ def to_numpy(a: Any) -> np.ndarray:
 
 
 def host_copy(a: Any) -> np.ndarray:
-    """A NumPy copy of array ``a`` of any backend, owned by the caller (never a view of ``a``)."""
-    return np.array(to_numpy(a), copy=True)
+    """A writable, C-ordered NumPy copy of array ``a`` of any backend, owned by the caller (never a view of
+    ``a``). A CuPy array is copied once: its download is already a new array."""
+    return np.array(to_numpy(a), order="C", copy=not array_api_compat.is_cupy_array(a))
 
 
 def plain_array(a: Any, arg: str) -> Any:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import backend
 from .._user import warn
-from ..backend import Device, namespace, to_device, to_numpy
+from ..backend import Device, host_copy, namespace, to_device
 from ._abort import raised_on_every_rank, watch
 from ._buffers import (
     _empty_like_group,
@@ -269,7 +269,7 @@ class Communicator:
             out = flat if owned else namespace(flat).reshape(_pack([flat]), tuple(flat.shape))
             self._queued(link.allreduce_(out))
             return out
-        host = self._host_copy(flat)
+        host = host_copy(flat)
         self.mpi_comm.Allreduce(self._mpi.IN_PLACE, host, op=self._mpi.SUM)
         return to_device(host, backend.device_of(flat))
 
@@ -282,14 +282,9 @@ class Communicator:
         if link is not None:
             self._queued(link.bcast_(flat, root))
             return flat
-        host = self._host_copy(flat)
+        host = host_copy(flat)
         self.mpi_comm.Bcast(host, root=root)
         return to_device(host, backend.device_of(flat))
-
-    @staticmethod
-    def _host_copy(a: Any) -> np.ndarray:
-        """A writable C-ordered host copy (``to_numpy`` may share memory with a CPU-backed namespace)."""
-        return np.array(to_numpy(a), order="C", copy=not array_api_compat.is_cupy_array(a))
 
     def _nccl(self, like: Any) -> Any:
         """The NCCL link for CuPy arrays, set up (collectively) on first use; None to stage through the host."""
