@@ -283,8 +283,105 @@ def check_training(dev: Any) -> None:
         np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+# -- LSTM --------------------------------------------------------------------------------------------
+
+
+def _lstm_run(dev: Any, fast: bool, dtype: str, n: int, steps: int, d: int, hidden: int, start: str,
+              seed: int) -> dict[str, Any]:
+    """Forward and backward of an LSTM layer (twice when ``start == "stateful"``: the second call starts
+    from the first's last state) with the kernels or without: outputs, dx, the gradients, dh and dc."""
+    rng = np.random.default_rng(seed)
+    xn.init.seed(seed)
+    layer = xn.layers.LSTM(d, hidden, stateful=start == "stateful", dtype=dtype)
+    layer.params["b"] = rng.standard_normal(4 * hidden).astype(dtype)  # zeros would hide a gate mix-up
+    layer.to(dev)
+    calls = 2 if start == "stateful" else 1
+    xs = [dev.asarray((rng.standard_normal((n, steps, d)) * 2).astype(dtype)) for _ in range(calls)]
+    dhs = [dev.asarray(rng.standard_normal((n, steps, hidden)).astype(dtype)) for _ in range(calls)]
+    if start in ("state", "strided state"):
+        h0 = rng.standard_normal((n, hidden)).astype(dtype)
+        c0 = rng.standard_normal((n, 2 * hidden)).astype(dtype)
+        # a view whose rows are 2H apart: the first step takes the portable path, the others the kernel
+        c0 = dev.asarray(c0)[:, :hidden] if start == "strided state" else dev.asarray(c0[:, :hidden].copy())
+        layer.set_state(dev.asarray(h0), c0)
+    out: dict[str, Any] = {}
+    with fast_paths(fast):
+        for call, (x, dh) in enumerate(zip(xs, dhs)):
+            out[f"hs{call}"] = layer.forward(x)
+            out[f"dx{call}"] = layer.backward(dh)
+            out.update({f"{k}{call}": v for k, v in layer.grads.items()})
+            out[f"dh{call}"], out[f"dc{call}"] = layer.dh, layer.dc
+    return out
+
+
+def check_lstm(dev: Any) -> None:
+    """The LSTM step's two kernels against the portable cells, through the layer: outputs, dx, the
+    gradients of Wx, Wh and b, and the start state's dh and dc; from zeros, from a set state (contiguous,
+    and a strided view, which the kernel does not take), and stateful over two calls; sizes that fill no
+    block of threads. Also: the kernel's backward after a portable forward (another layout of the gates)."""
+    from xpnet.layers import cells
+
+    cupy_layers = _kernels()
+    cases = [(3, 5, 4, 7, "zeros"), (1, 1, 2, 1, "zeros"), (4, 3, 6, 33, "state"), (2, 4, 3, 5, "strided state"),
+             (3, 3, 2, 6, "stateful")]
+    for dtype in ("float32", "float64"):
+        for seed, (n, steps, d, hidden, start) in enumerate(cases):
+            fast = _lstm_run(dev, True, dtype, n, steps, d, hidden, start, seed)
+            portable = _lstm_run(dev, False, dtype, n, steps, d, hidden, start, seed)
+            assert fast.keys() == portable.keys()
+            for k in portable:
+                a, b = fast[k], portable[k]
+                assert a.dtype == b.dtype and a.shape == b.shape, (dtype, start, k)
+                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                           err_msg=f"{dtype} {(n, steps, d, hidden)} {start}: {k}")
+        # the kernels take what the layer gives them: a time step's slice of the projection and of dhs
+        rng = np.random.default_rng(9)
+        n, hidden = 3, 4
+        ax = dev.asarray(rng.standard_normal((n, 5, 4 * hidden)).astype(dtype))[:, 2, :]
+        h, c = (dev.asarray(rng.standard_normal((n, hidden)).astype(dtype)) for _ in range(2))
+        Wh = dev.asarray(rng.standard_normal((hidden, 4 * hidden)).astype(dtype))
+        dh = dev.asarray(rng.standard_normal((n, 5, hidden)).astype(dtype))[:, 1, :]
+        dc = dev.asarray(rng.standard_normal((n, hidden)).astype(dtype))
+        WhT = Wh.T  # as the layer passes it on CuPy: a view
+        assert cupy_layers._lstm_ready(ax, h, c, Wh)
+        assert not cupy_layers._lstm_ready(ax, h, c, Wh[:, :2 * hidden])
+        with fast_paths(False):
+            fed = cells.lstm_step(ax, h, c, Wh)
+        for dc_next in (dc, None):
+            assert cupy_layers._lstm_backward_ready(dh, dc_next, fed[2], WhT)
+            with fast_paths(False):
+                want = cells.lstm_step_backward(dh, dc_next, fed[2], WhT)
+            got = cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT)
+            for k, a, b in zip(("dax", "dah", "dh_prev", "dc_prev"), got, want):
+                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                           err_msg=f"{dtype} after a portable forward, dc {dc_next is not None}: {k}")
+
+
+def check_language_model_training(dev: Any) -> None:
+    """``xn.train`` of a 2-layer LSTM language model over a token stream (truncated BPTT, the state carried
+    across batches) with the kernels and without: the same losses and weights."""
+    rng = np.random.default_rng(6)
+    ids = np.tile(rng.integers(0, 11, 37), 12)  # a repeating text: something to learn
+    runs = []
+    for fast in (True, False):
+        xn.init.seed(0)
+        model = xn.models.LanguageModel(11, 8, 12, num_layers=2, dtype="float64").to(dev)
+        stream = xn.datasets.TokenStream(xn.to_device(ids, dev), 4, 6)
+        with fast_paths(fast):
+            history = xn.train(model, stream, loss="cross_entropy", optimizer=xn.optim.Adam(0.02), epochs=3,
+                               progress=False, graph=False)
+        runs.append((history.epochs, {k: _host(v) for k, v in model.named_params().items()}))
+    (epochs, params), (epochs_ref, params_ref) = runs
+    assert epochs[-1]["train_loss"] < 0.8 * epochs[0]["train_loss"], epochs
+    for e, e_ref in zip(epochs, epochs_ref):
+        np.testing.assert_allclose(e["train_loss"], e_ref["train_loss"], rtol=1e-10, err_msg=f"epoch {e['epoch']}")
+    for k in params_ref:
+        np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
-          check_batchnorm, check_training]
+          check_batchnorm, check_training,
+          check_lstm, check_language_model_training]
 
 
 # -- launches ----------------------------------------------------------------------------------------
@@ -345,3 +442,18 @@ def launches_per_mlp_step() -> float:
                      batch_size=100, progress=False, graph=False)
         per_epoch.append(counts["launches"])
     return (per_epoch[1] - per_epoch[0]) / 2
+
+
+def launches_per_lstm_step(fast: bool) -> float:
+    """Launches per time step of an LSTM layer's forward and backward (float32, batch 20, 16 units) on the
+    fake CuPy: the count for 8 steps less that for 4, over 4."""
+    rng = np.random.default_rng(0)
+    counted = []
+    for steps in (4, 8):
+        layer = xn.layers.LSTM(8, 16).to("cuda")
+        x = xn.to_device(rng.standard_normal((20, steps, 8)).astype(np.float32), "cuda")
+        dhs = xn.to_device(rng.standard_normal((20, steps, 16)).astype(np.float32), "cuda")
+        with fast_paths(fast), count_launches() as counts:
+            layer.backward(layer.forward(x) * 0 + dhs)
+        counted.append(counts["launches"])
+    return (counted[1] - counted[0]) / 4

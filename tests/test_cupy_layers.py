@@ -56,3 +56,16 @@ import cupy_layer_checks as checks
 print(json.dumps({"per_step": checks.launches_per_mlp_step()}))
 """, tmp_path)
     assert out["per_step"] <= 26, out
+
+
+@needs_gxx
+def test_an_lstm_step_on_cupy_launches_five_kernels(tmp_path):
+    """An LSTM time step on CuPy, forward and backward, launched about 40 kernels through the portable cells
+    (counted on the fake CuPy); the two fused kernels leave the products h @ Wh and da @ Wh^T, the kernels
+    and the add of the state's gradient. The bound is tight: a separate add of ax (+1) fails it."""
+    out = _on_fake_cupy("""
+import json
+import cupy_layer_checks as checks
+print(json.dumps({"fast": checks.launches_per_lstm_step(True), "portable": checks.launches_per_lstm_step(False)}))
+""", tmp_path)
+    assert out["fast"] <= 5 and out["portable"] >= 30, out

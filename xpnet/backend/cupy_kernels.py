@@ -197,6 +197,62 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
     dx[i] = acc;
 }
 """,
+    # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of
+    # the (N, H) state: a = ax + ah in PyTorch's blocks i, f, g, o, the gates (sigmoid as the portable
+    # 0.5 * tanh(0.5 * a) + 0.5), c_next, tanh(c_next) and h_next. Rows of ax are ax_row numbers apart (one
+    # time step of the whole sequence's projection); ah, gates (N, 4H) and c and the rest (N, H) are contiguous.
+    "lstm_forward": r"""
+extern "C" __global__ void xpnet_lstm_forward(const T* ax, const T* ah, const T* c, T* gates, T* c_next,
+                                              T* tanh_c, T* h_next, long long ax_row, long long hidden,
+                                              long long n) {
+    %(index)s
+    if (i >= n) return;
+    long long r = i / hidden, j = i - r * hidden;
+    const T* x = ax + r * ax_row + j;
+    const T* a = ah + r * 4 * hidden + j;
+    T* gate = gates + r * 4 * hidden + j;
+    T half = (T)0.5;
+    T gi = half * tanh(half * (x[0] + a[0])) + half;
+    T gf = half * tanh(half * (x[hidden] + a[hidden])) + half;
+    T gg = tanh(x[2 * hidden] + a[2 * hidden]);
+    T go = half * tanh(half * (x[3 * hidden] + a[3 * hidden])) + half;
+    gate[0] = gi;
+    gate[hidden] = gf;
+    gate[2 * hidden] = gg;
+    gate[3 * hidden] = go;
+    T cn = gf * c[i] + gi * gg;
+    T tc = tanh(cn);
+    c_next[i] = cn;
+    tanh_c[i] = tc;
+    h_next[i] = go * tc;
+}
+""",
+    # Its backward (xpnet.layers.cells.lstm_step_backward) before the product da @ Wh^T, one thread per
+    # (row, unit): da (N, 4H) in the blocks i, f, g, o and dc_prev = ds * f, the portable path's products in
+    # its order. dh, c and the gates are read with their own row strides (a time step's slice of dhs, the
+    # views of one gates array or the portable path's separate ones); dc (when has_dc) and tanh_c are contiguous.
+    "lstm_backward": r"""
+extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T* c, const T* gi, const T* gf,
+                                               const T* gg, const T* go, const T* tanh_c, T* da, T* dc_prev,
+                                               long long dh_row, long long c_row, long long i_row,
+                                               long long f_row, long long g_row, long long o_row,
+                                               long long has_dc, long long hidden, long long n) {
+    %(index)s
+    if (i >= n) return;
+    long long r = i / hidden, j = i - r * hidden;
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vi = gi[r * i_row + j], vf = gf[r * f_row + j], vg = gg[r * g_row + j];
+    T vo = go[r * o_row + j], tc = tanh_c[i];
+    T ds = d * vo * (one - tc * tc);
+    if (has_dc) ds = ds + dc[i];
+    T* out = da + r * 4 * hidden + j;
+    out[0] = ds * vg * vi * (one - vi);
+    out[hidden] = ds * c[r * c_row + j] * vf * (one - vf);
+    out[2 * hidden] = ds * vi * (one - vg * vg);
+    out[3 * hidden] = d * tc * vo * (one - vo);
+    dc_prev[i] = ds * vf;
+}
+""",
     # The draw state {key, 0}: the key comes as a kernel argument, so seeding copies nothing from host memory
     # (a copy from pageable memory may wait for the work queued before it).
     "philox_seed": r"""

@@ -1,8 +1,8 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout and the uniform
-numbers of ``xpnet.backend.random`` (sources in
+cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform
+numbers of ``xpnet.backend.random`` and the LSTM's time step (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
-function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``) and of the
+function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``, ``.cells``) and of the
 Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
 running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
 the portable path (the ``accepts`` functions below).
@@ -13,7 +13,9 @@ array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
 takes three (the count of labels that are not ``ignore_index``, one thread per row writing its loss,
 dy and whether its first maximum is at the label, the sum of the losses), its backward none for
 ``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
-of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add).
+of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
+time step, forward and backward, launches 5 (h @ Wh, the gates' kernel; the add of the carried state's
+gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells.
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -264,10 +266,72 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     return y, scale
 
 
+# -- LSTM steps (xpnet.layers.cells) ----------------------------------------------------------------
+
+
+def _row_stride(a: Any, like: Any, shape: tuple[int, ...]) -> int | None:
+    """The distance between rows, in numbers, of a 2-D CuPy array ``a`` of ``shape`` and ``like``'s dtype
+    whose rows are contiguous and do not overlap (a time step's slice of a sequence), else None."""
+    if not (isinstance(a, cupy.ndarray) and a.dtype == like.dtype and tuple(a.shape) == shape):
+        return None
+    row, col = a.strides
+    size = a.itemsize
+    if (col != size and shape[1] > 1) or row % size or (row < shape[1] * size and shape[0] > 1):
+        return None
+    return row // size
+
+
+def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
+    if not (_floats(h, c, Wh) and h.ndim == 2 and tuple(c.shape) == tuple(h.shape)):
+        return False
+    n, hidden = h.shape
+    return tuple(Wh.shape) == (hidden, 4 * hidden) and _row_stride(ax, h, (n, 4 * hidden)) is not None
+
+
+def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.lstm_step``: the product h @ Wh, then one kernel for the gates, c_next,
+    tanh(c_next) and h_next (the portable path launches about fifteen). The cache's gates are views of
+    one (N, 4H) array."""
+    n, hidden = h.shape
+    ah = h @ Wh
+    gates = cupy.empty((n, 4 * hidden), h.dtype)
+    c_next, tanh_c, h_next = cupy.empty_like(c), cupy.empty_like(c), cupy.empty_like(c)
+    _launch("lstm_forward", n * hidden, (ax, ah, c, gates, c_next, tanh_c, h_next,
+                                         _row_stride(ax, h, (n, 4 * hidden)), hidden, n * hidden), T=h.dtype)
+    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+    return h_next, c_next, (h, c, i, f, g, o, tanh_c)
+
+
+def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    _, c, i, f, g, o, tanh_c = cache
+    if not (_floats(tanh_c) and tanh_c.ndim == 2 and isinstance(WhT, cupy.ndarray) and WhT.dtype == tanh_c.dtype):
+        return False
+    shape = tuple(tanh_c.shape)
+    if dc_next is not None and not (_floats(tanh_c, dc_next) and tuple(dc_next.shape) == shape):
+        return False
+    # WhT only multiplies (cuBLAS takes the transposed view of Wh the layer passes as it is)
+    return (tuple(WhT.shape) == (4 * shape[1], shape[1])
+            and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
+
+
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
+    """See ``xpnet.layers.cells.lstm_step_backward``: one kernel for da and dc_prev (the portable path
+    launches about twenty, and a concatenation), then the product da @ Wh^T."""
+    _, c, i, f, g, o, tanh_c = cache
+    n, hidden = tanh_c.shape
+    da, dc_prev = cupy.empty((n, 4 * hidden), tanh_c.dtype), cupy.empty_like(tanh_c)
+    rows = [_row_stride(a, tanh_c, (n, hidden)) for a in (dh_next, c, i, f, g, o)]
+    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
+                                          da, dc_prev, *rows, int(dc_next is not None), hidden, n * hidden),
+            T=tanh_c.dtype)
+    return da, da, da @ WhT, dc_prev
+
+
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
                         ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
-                        ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready)):
+                        ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
+                        ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready)):
         add(op, globals()[op], accepts)

@@ -41,7 +41,8 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot",
-                                    "softmax_cross_entropy", "batchnorm_running", "dropout_forward", *_LAYER_OPS)),
+                                    "softmax_cross_entropy", "batchnorm_running", "dropout_forward", "lstm_step",
+                                    "lstm_step_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

@@ -229,12 +229,14 @@ class LSTM(_Recurrent):
         return None if self._state is None else self._state[1]
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        h, c, cache = cells.lstm_step(ax, state[0], state[1], self.params["Wh"])
+        step = fast_path("lstm_step", namespace(ax), cells.lstm_step)
+        h, c, cache = step(ax, state[0], state[1], self.params["Wh"])
         return (h, c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
-        dax, dah, dh_prev, dc_prev = cells.lstm_step_backward(dh, dc, cache, self._WhT)
+        step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
+        dax, dah, dh_prev, dc_prev = step_back(dh, dc, cache, self._WhT)
         return dax, dah, (dh_prev, dc_prev)
 
 
