@@ -21,6 +21,8 @@ def _copy_torch_weights(layer, module):
     (GRU: kept apart as bx, bh)."""
     p = {k: v.detach().numpy() for k, v in module.named_parameters()}
     layer.params["Wx"], layer.params["Wh"] = p["weight_ih_l0"].T.copy(), p["weight_hh_l0"].T.copy()
+    if not layer.bias:
+        return
     if isinstance(layer, GRU):
         layer.params["bx"], layer.params["bh"] = p["bias_ih_l0"].copy(), p["bias_hh_l0"].copy()
     else:
@@ -28,14 +30,16 @@ def _copy_torch_weights(layer, module):
 
 
 def _compare_with_torch(layer, kind, dev, seed=0):
-    """Run ``layer`` (float64, on ``dev``) and torch.nn.<kind> with the same weights, start state and
-    output gradient; assert every result equal at TOL (AssertionError names the first that is not)."""
+    """Run ``layer`` (float64, on ``dev``) and torch.nn.<kind> (with the layer's ``batch_first`` and
+    ``bias``) with the same weights, start state and output gradient; assert every result equal at TOL
+    (AssertionError names the first that is not)."""
     rng = np.random.default_rng(seed)
-    module = getattr(torch.nn, kind)(D, H, batch_first=True, dtype=torch.float64)
+    module = getattr(torch.nn, kind)(D, H, batch_first=layer.batch_first, bias=layer.bias, dtype=torch.float64)
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape))))
-    x, dhs = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, H))
+    lead = (N, T) if layer.batch_first else (T, N)
+    x, dhs = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, H))
     start = [rng.standard_normal((N, H)) for _ in layer.state_names]
     _copy_torch_weights(layer, module)
     layer.to(dev, dtype="float64")
@@ -52,9 +56,11 @@ def _compare_with_torch(layer, kind, dev, seed=0):
     g = {k: v.grad.numpy() for k, v in module.named_parameters()}
     pairs = {"output": (y, out.detach().numpy()), "dx": (dx, tx.grad.numpy()),
              "dWx": (layer.grads["Wx"], g["weight_ih_l0"].T), "dWh": (layer.grads["Wh"], g["weight_hh_l0"].T)}
-    if kind == "GRU":
+    # PyTorch's two biases are one b here (but the GRU's); none either side with bias=False
+    assert len(g) == len(layer.params) + (layer.bias and kind != "GRU"), (sorted(g), sorted(layer.params))
+    if kind == "GRU" and layer.bias:
         pairs.update(dbx=(layer.grads["bx"], g["bias_ih_l0"]), dbh=(layer.grads["bh"], g["bias_hh_l0"]))
-    else:
+    elif layer.bias:
         pairs.update(db_ih=(layer.grads["b"], g["bias_ih_l0"]), db_hh=(layer.grads["b"], g["bias_hh_l0"]))
     for name, ts in zip(layer.state_names, tstart):
         pairs["d" + name] = (getattr(layer, "d" + name), ts.grad.numpy()[0])
@@ -65,6 +71,15 @@ def _compare_with_torch(layer, kind, dev, seed=0):
 @pytest.mark.parametrize("cls, kind", [(RNN, "RNN"), (LSTM, "LSTM"), (GRU, "GRU")])
 def test_equals_pytorch_in_float64(dev, cls, kind):
     _compare_with_torch(cls(D, H), kind, dev)
+
+
+@pytest.mark.parametrize("options", [{"batch_first": False}, {"bias": False}, {"batch_first": False, "bias": False}],
+                         ids=["time-first", "no-bias", "time-first-no-bias"])
+@pytest.mark.parametrize("cls, kind", [(RNN, "RNN"), (LSTM, "LSTM"), (GRU, "GRU")])
+def test_pytorchs_batch_first_false_and_bias_false_mean_what_they_mean_there(dev, cls, kind, options):
+    """PyTorch's default layout, time first (T, N, D), and layers without biases: the same numbers as
+    torch.nn.<kind> given the same arguments."""
+    _compare_with_torch(cls(D, H, **options), kind, dev)
 
 
 # -- the book's GRU, written from common/time_layers.py (GRU.forward / GRU.backward) ---------------------
@@ -197,6 +212,69 @@ def test_model_with_recurrent_layers_saves_and_loads(tmp_path, rng):
     again = xn.load(tmp_path / "m.npz")
     assert repr(again) == repr(model)
     np.testing.assert_array_equal(again.forward(ids), model.forward(ids))
+
+
+# -- what a PyTorch user writes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RNN, LSTM, GRU])
+def test_pytorchs_other_arguments_at_their_defaults_are_taken(cls):
+    extra = {"proj_size": 0} if cls is LSTM else {}
+    layer = cls(D, H, num_layers=1, bias=True, batch_first=True, dropout=0.0, bidirectional=False, device=None,
+                dtype=np.float64, **extra)
+    assert repr(layer) == f"{cls.__name__}(input_size={D}, hidden_size={H}, dtype='float64', bias=True)"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_layers": 2}, r"LSTM: num_layers=2 is not supported; xpnet's LSTM is one layer: stack them, "
+                        r"xn.Sequential\(LSTM\(D, H\), LSTM\(H, H\)\), with xn.layers.Dropout\(p\) between them"),
+    ({"dropout": 0.5}, r"LSTM: dropout=0.5 is not supported; PyTorch applies it between stacked layers only"),
+    ({"bidirectional": True}, r"LSTM: bidirectional=True is not supported; xpnet has no bidirectional LSTM"),
+    ({"proj_size": 2}, r"LSTM: proj_size=2 is not supported"),
+    ({"device": "cuda"}, r"LSTM: device='cuda' is not supported; make the layer, then move it .* with .to\(device\)"),
+    ({"num_layers": True}, r"LSTM: num_layers=True is not supported"),
+])
+def test_pytorchs_arguments_xpnet_lacks_say_what_to_write(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LSTM(D, H, **kwargs)
+
+
+def test_pytorchs_positional_num_layers_is_not_taken_as_stateful():
+    """nn.LSTM(10, 20, 2) has two layers; xpnet's third argument is stateful, and 2 must not mean True."""
+    with pytest.raises(TypeError, match=r"LSTM: stateful \(the third argument\) must be True or False, got 2; "
+                                        r"PyTorch's third is num_layers"):
+        LSTM(D, H, 2)
+    with pytest.raises(TypeError, match="GRU.__init__\\(\\) got an unexpected keyword argument 'proj_size'"):
+        GRU(D, H, proj_size=0)  # as in PyTorch: only its LSTM has one
+
+
+@pytest.mark.parametrize("call", ["forward", "__call__"])
+def test_pytorchs_forward_x_hx_is_refused_not_ignored(rng, call):
+    """PyTorch's lstm(x, (h0, c0)) starts from h0, c0; xpnet's second argument is train: a state passed
+    there must fail, naming set_state, rather than run from zeros."""
+    layer = LSTM(D, H)
+    x = rng.standard_normal((N, T, D)).astype("float32")
+    hx = (np.zeros((1, N, H), "float32"), np.zeros((1, N, H), "float32"))
+    with pytest.raises(TypeError, match=r"LSTM.forward\(x, train\): train must be True or False, got tuple; "
+                                        r"PyTorch's forward\(x, hx\) is set_state\(h0, c0\) then forward\(x\)"):
+        getattr(layer, call)(x, hx)
+    assert layer.forward(x, np.True_).shape == (N, T, H)
+
+
+def test_time_first_errors_say_the_layout_and_save_and_load(tmp_path, rng):
+    layer = GRU(D, H, batch_first=False, bias=False)
+    with pytest.raises(ValueError, match=r"GRU: expected input of shape \(T, N, 4\) with T >= 1 \(time first: "
+                                         r"batch_first=False\), got \(3, 4\)"):
+        layer.forward(np.zeros((N, D), "float32"))
+    x = rng.standard_normal((T, N, D)).astype("float32")
+    layer.forward(x)
+    with pytest.raises(ValueError, match=rf"GRU: expected dhs of shape \({T}, {N}, {H}\), got \({N}, {T}, {H}\)"):
+        layer.backward(np.zeros((N, T, H), "float32"))
+    model = xn.Sequential(layer)
+    model.save(tmp_path / "m.npz")
+    again = xn.load(tmp_path / "m.npz")
+    assert repr(again) == repr(model) and sorted(again.named_params()) == ["0.Wh", "0.Wx"]
+    np.testing.assert_array_equal(again.forward(x), model.forward(x))
 
 
 # -- planted bugs: each must make the comparison with PyTorch fail -------------------------------------

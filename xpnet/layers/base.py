@@ -77,7 +77,10 @@ class Layer(Tree):
 
     def __repr__(self) -> str:
         """PyTorch-style: the constructor arguments, leaving out those at their default (but ``bias``)."""
-        defaults = inspect.signature(type(self).__init__).parameters
+        defaults: dict[str, inspect.Parameter] = {}
+        for klass in reversed(type(self).__mro__):  # a subclass passing **kwargs on keeps its base's defaults
+            if "__init__" in vars(klass):
+                defaults.update(inspect.signature(vars(klass)["__init__"]).parameters)
         shown = []
         for key, value in self.config().items():
             value = _readable(value)

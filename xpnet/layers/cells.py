@@ -72,9 +72,10 @@ def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: 
 
 def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
     """PyTorch's GRU: r, z = sigmoid(ax + h @ Wh + bh) (their blocks), n = tanh(ax_n + r * (h @ Wh_n + bh_n))
-    (the reset gate after the product), h_next = (1 - z) * n + z * h. Caches h, r, z, n and h @ Wh_n + bh_n."""
+    (the reset gate after the product), h_next = (1 - z) * n + z * h; ``bh`` None: no hidden bias. Caches h,
+    r, z, n and h @ Wh_n + bh_n."""
     H = h.shape[1]
-    ah = h @ Wh + bh
+    ah = h @ Wh if bh is None else h @ Wh + bh
     rz = sigmoid(ax[:, :2 * H] + ah[:, :2 * H])
     r, z = rz[:, :H], rz[:, H:]
     ah_n = ah[:, 2 * H:]

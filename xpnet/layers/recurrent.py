@@ -11,6 +11,13 @@ How a forward goes:
 4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
    time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
 
+Batch first, as the book and ``batch_first=True``; ``batch_first=False`` takes and gives PyTorch's default
+layout, time first (T, N, ...), as a transposed view of the same loop. PyTorch's other arguments keep
+their meaning where xpnet has it (``bias``, ``dtype``; ``num_layers=1``, ``dropout=0``,
+``bidirectional=False``, ``proj_size=0``); any other value of them is refused with what to write.
+PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
+is ``train``, so a state passed there is refused, never ignored.
+
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
 gradient of the state the forward started from, which the layer that set it (a seq2seq encoder)
@@ -23,9 +30,22 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from .. import init as _init
+from .._user import flag
 from ..backend import fast_path, namespace, to_device
 from . import cells
 from .base import Layer, positive_int
+
+# PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
+_ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
+              "xn.layers.Dropout(p) between them for PyTorch's dropout (xn.models.LanguageModel(..., num_layers=2, "
+              "dropout=p) for a language model)")
+_PYTORCH_ONLY = {
+    "num_layers": (1, _ONE_LAYER),
+    "dropout": (0, "PyTorch applies it between stacked layers only; " + _ONE_LAYER),
+    "bidirectional": (False, "xpnet has no bidirectional {name}"),
+    "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
+    "device": (None, "make the layer, then move it (or the model holding it) with .to(device)"),
+}
 
 
 def transposed(W: Any) -> Any:
@@ -55,11 +75,18 @@ class _Recurrent(Layer):
     state_names: tuple[str, ...] = ("h",)
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
-                 dtype: str = "float32"):
+                 dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, **pytorch: Any):
         super().__init__()
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
-        self.stateful, self.init, self.dtype = bool(stateful), init, str(dtype)
+        try:
+            stateful = flag(stateful, self.name, "stateful")
+        except TypeError:  # PyTorch's third argument is num_layers
+            raise TypeError(f"{self.name}: stateful (the third argument) must be True or False, got {stateful!r}; "
+                            f"PyTorch's third is num_layers, and " + _ONE_LAYER.format(name=self.name)) from None
+        self._refuse_pytorch_only(pytorch)
+        self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
+        self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
         self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=dtype)
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=dtype)
@@ -70,13 +97,24 @@ class _Recurrent(Layer):
         self._WhT = None  # Wh transposed, during a backward only
         self.dh = None
 
+    def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
+        """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
+        for arg, value in pytorch.items():
+            if arg not in _PYTORCH_ONLY or (arg == "proj_size" and not isinstance(self, LSTM)):
+                raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
+            default, instead = _PYTORCH_ONLY[arg]
+            same = value is default if default is None or default is False else (not isinstance(value, bool)
+                                                                                 and value == default)
+            if not same:
+                raise ValueError(f"{self.name}: {arg}={value!r} is not supported; " + instead.format(name=self.name))
+
     def bias_names(self) -> tuple[str, ...]:
-        return ("b",)
+        return ("b",) if self.bias else ()
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
-                "init": init, "dtype": self.dtype}
+                "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first}
 
     # -- state ------------------------------------------------------------------------------
 
@@ -128,17 +166,32 @@ class _Recurrent(Layer):
 
     # -- forward and backward -------------------------------------------------------------------
 
+    def _layout(self, width: int) -> str:
+        if self.batch_first:
+            return f"(N, T, {width}) with T >= 1 (batch first)"
+        return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
+
     def forward(self, x: Any, train: bool = True) -> Any:
-        """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step."""
+        """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
+        both with ``batch_first=False``."""
+        try:
+            flag(train, self.name, "train")
+        except TypeError:
+            raise TypeError(f"{self.name}.forward(x, train): train must be True or False, got {type(train).__name__}; "
+                            "PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
+                            "(N, hidden_size)") from None
         xp = self._check_float(x)
         self._check_like_params(x)
-        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[1] == 0:
-            raise ValueError(f"{self.name}: expected input of shape (N, T, {self.input_size}) with T >= 1 "
-                             f"(batch first), got {tuple(x.shape)}")
+        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(self.batch_first)] == 0:
+            raise ValueError(f"{self.name}: expected input of shape {self._layout(self.input_size)}, "
+                             f"got {tuple(x.shape)}")
+        if not self.batch_first:
+            x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]
         start = state = self._start(x)
         x2 = xp.reshape(x, (n * steps, self.input_size))
-        ax = xp.reshape(x2 @ self.params["Wx"] + self.params[self.bias_names()[0]], (n, steps, -1))
+        ax = x2 @ self.params["Wx"]
+        ax = xp.reshape(ax + self.params[self.bias_names()[0]] if self.bias else ax, (n, steps, -1))
         hs, caches = [], []
         for t in range(steps):
             state, cache = self._step(ax[:, t, :], state)
@@ -147,16 +200,19 @@ class _Recurrent(Layer):
         self._cache = (x2, start, caches)
         if self.stateful:
             self._state = state
-        return xp.stack(hs, axis=1)
+        return xp.stack(hs, axis=int(self.batch_first))
 
     def backward(self, dhs: Any) -> Any:
-        """dhs: (N, T, hidden_size) -> dx: (N, T, input_size); fills grads, ``dh`` (and ``dc``)."""
+        """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
+        fills grads, ``dh`` (and ``dc``)."""
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
         n, steps = start[0].shape[0], len(caches)
-        if tuple(dhs.shape) != (n, steps, self.hidden_size):
-            raise ValueError(f"{self.name}: expected dhs of shape {(n, steps, self.hidden_size)}, "
-                             f"got {tuple(dhs.shape)}")
+        expected = (n, steps, self.hidden_size) if self.batch_first else (steps, n, self.hidden_size)
+        if tuple(dhs.shape) != expected:
+            raise ValueError(f"{self.name}: expected dhs of shape {expected}, got {tuple(dhs.shape)}")
+        if not self.batch_first:
+            dhs = xp.permute_dims(dhs, (1, 0, 2))
         daxs, dahs = [None] * steps, [None] * steps
         dstate = None
         # Wh transposed, once: the steps' dh_prev products (a contiguous copy on NumPy's fast path).
@@ -165,13 +221,15 @@ class _Recurrent(Layer):
             daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
         self.grads["Wx"] = x2.T @ dax
-        self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+        if self.bias:
+            self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
         self._hidden_grads(xp, h_prev, dax, dahs, caches)
         self._WhT = None
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, grad)
-        return xp.reshape(dax @ self.params["Wx"].T, (n, steps, self.input_size))
+        dx = xp.reshape(dax @ self.params["Wx"].T, (n, steps, self.input_size))
+        return dx if self.batch_first else xp.permute_dims(dx, (1, 0, 2))
 
     def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
         """Wh's gradient (and the hidden bias's) from every step's dah: h_prev (N*T, H) is what Wh multiplied."""
@@ -187,9 +245,9 @@ class _Recurrent(Layer):
 class RNN(_Recurrent):
     """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b).
 
-    x: (N, T, input_size) -> hs: (N, T, hidden_size). params: Wx (D, H), Wh (H, H), b (H,), so
-    that PyTorch's ``nn.RNN`` copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``,
-    ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's: N(0, 1/fan_in), b zeros (``init``
+    x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
+    Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
+    ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's: N(0, 1/fan_in), b zeros (``init``
     takes any of ``xn.init.weights``'s). Caches the input and each step's h. See the module
     docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
     """
@@ -207,8 +265,8 @@ class RNN(_Recurrent):
 class LSTM(_Recurrent):
     """LSTM, the book's TimeLSTM, with PyTorch's gate order.
 
-    x: (N, T, input_size) -> hs: (N, T, hidden_size). params: Wx (D, 4H), Wh (H, 4H), b (4H,), the
-    column blocks in PyTorch's order i, f, g, o (the book's own order is f, g, i, o; its weight files
+    x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, 4H),
+    Wh (H, 4H), b (4H,) (none with ``bias=False``), the column blocks in PyTorch's order i, f, g, o (the book's own order is f, g, i, o; its weight files
     are reordered when loaded), so that ``nn.LSTM`` copies in as ``Wx = weight_ih_l0.T``,
     ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's:
     N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
@@ -219,8 +277,8 @@ class LSTM(_Recurrent):
     state_names = ("h", "c")
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
-                 dtype: str = "float32"):
-        super().__init__(input_size, hidden_size, stateful, init, dtype)
+                 dtype: str = "float32", **kwargs: Any):
+        super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
         self.dc = None
 
     @property
@@ -243,7 +301,8 @@ class LSTM(_Recurrent):
 class GRU(_Recurrent):
     """GRU over a sequence: PyTorch's ``nn.GRU`` by default, the book's TimeGRU with ``convention="book"``.
 
-    x: (N, T, input_size) -> hs: (N, T, hidden_size). The two are different functions, not a relabelling:
+    x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). The two are
+    different functions, not a relabelling (``bias=False``: no biases in either):
 
     - ``"pytorch"``: params Wx (D, 3H), Wh (H, 3H), bx (3H,), bh (3H,), blocks r, z, n:
       ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``bx = bias_ih_l0``, ``bh = bias_hh_l0``;
@@ -257,13 +316,15 @@ class GRU(_Recurrent):
     blocks = 3
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, convention: str = "pytorch",
-                 init: Any = "sigmoid", dtype: str = "float32"):
+                 init: Any = "sigmoid", dtype: str = "float32", **kwargs: Any):
         if convention not in ("pytorch", "book"):
             raise ValueError(f"GRU: convention must be 'pytorch' or 'book', got {convention!r}")
         self.convention = convention
-        super().__init__(input_size, hidden_size, stateful, init, dtype)
+        super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
 
     def bias_names(self) -> tuple[str, ...]:
+        if not self.bias:
+            return ()
         return ("bx", "bh") if self.convention == "pytorch" else ("b",)
 
     def config(self) -> dict[str, Any]:
@@ -271,7 +332,7 @@ class GRU(_Recurrent):
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         if self.convention == "pytorch":
-            h, cache = cells.gru_step(ax, state[0], self.params["Wh"], self.params["bh"])
+            h, cache = cells.gru_step(ax, state[0], self.params["Wh"], self.params.get("bh"))
         else:
             h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
         return (h,), cache
@@ -289,7 +350,8 @@ class GRU(_Recurrent):
         if self.convention == "pytorch":
             dah = xp.reshape(xp.stack(dahs, axis=1), (rows, -1))
             self.grads["Wh"] = h_prev.T @ dah
-            self.grads["bh"] = xp.sum(dah, axis=0)
+            if self.bias:
+                self.grads["bh"] = xp.sum(dah, axis=0)
             return
         dzr = xp.reshape(xp.stack([d[0] for d in dahs], axis=1), (rows, -1))
         dt = xp.reshape(xp.stack([d[1] for d in dahs], axis=1), (rows, -1))
