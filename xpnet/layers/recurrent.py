@@ -267,9 +267,9 @@ class LSTM(_Recurrent):
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, 4H),
     Wh (H, 4H), b (4H,) (none with ``bias=False``), the column blocks in PyTorch's order i, f, g, o (the
-    book's own order is f, g, i, o; its weight files are reordered when loaded), so that ``nn.LSTM`` copies in as ``Wx = weight_ih_l0.T``,
-    ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as the book's:
-    N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
+    book's own order is f, g, i, o; its weight files are reordered when loaded), so that ``nn.LSTM``
+    copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``.
+    Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
     """
 
