@@ -114,6 +114,16 @@ def test_label_count_mismatch():
         SoftmaxCrossEntropy().forward(np.zeros((2, 3)), np.array([0, 1, 2]))
 
 
+def test_pytorchs_classes_on_axis_1_say_where_xpnet_has_them():
+    """nn.CrossEntropyLoss takes (N, C, T) scores with (N, T) labels; xpnet's classes are on the last axis."""
+    scores, labels = np.zeros((2, 10, 5)), np.zeros((2, 5), dtype=np.int64)
+    with pytest.raises(ValueError, match=r"labels must be integer indices of shape \(2, 10\) or one-hot rows of "
+                                         r"shape \(2, 10, 5\), got \(2, 5\); the classes are on the last axis, "
+                                         r"\(N, T, C\), where PyTorch's CrossEntropyLoss has them on axis 1"):
+        SoftmaxCrossEntropy().forward(scores, labels)
+    assert np.isclose(float(SoftmaxCrossEntropy().forward(np.transpose(scores, (0, 2, 1)), labels)), np.log(10))
+
+
 def test_mse_shape_mismatch():
     with pytest.raises(ValueError, match="MeanSquaredError: predictions \\(2, 3\\) and targets \\(2, 2\\)"):
         MeanSquaredError().forward(np.zeros((2, 3)), np.zeros((2, 2)))
