@@ -283,35 +283,72 @@ def check_training(dev: Any) -> None:
         np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
-# -- LSTM --------------------------------------------------------------------------------------------
+# -- LSTM and GRU ------------------------------------------------------------------------------------
 
 
-def _lstm_run(dev: Any, fast: bool, dtype: str, n: int, steps: int, d: int, hidden: int, start: str,
-              seed: int) -> dict[str, Any]:
-    """Forward and backward of an LSTM layer (twice when ``start == "stateful"``: the second call starts
-    from the first's last state) with the kernels or without: outputs, dx, the gradients, dh and dc."""
+def _recurrent_run(dev: Any, make: Callable[..., Any], fast: bool, dtype: str, n: int, steps: int, d: int,
+                   hidden: int, start: str, seed: int) -> dict[str, Any]:
+    """Forward and backward of the layer ``make(d, hidden, stateful=..., dtype=...)`` (twice when
+    ``start == "stateful"``: the second call starts from the first's last state) with the kernels or
+    without: outputs, dx, the gradients and the start state's gradients."""
     rng = np.random.default_rng(seed)
     xn.init.seed(seed)
-    layer = xn.layers.LSTM(d, hidden, stateful=start == "stateful", dtype=dtype)
-    layer.params["b"] = rng.standard_normal(4 * hidden).astype(dtype)  # zeros would hide a gate mix-up
+    layer = make(d, hidden, stateful=start == "stateful", dtype=dtype)
+    for name in layer.bias_names():  # zeros would hide a mix-up of the blocks
+        layer.params[name] = rng.standard_normal(layer.params[name].shape).astype(dtype)
     layer.to(dev)
     calls = 2 if start == "stateful" else 1
     xs = [dev.asarray((rng.standard_normal((n, steps, d)) * 2).astype(dtype)) for _ in range(calls)]
     dhs = [dev.asarray(rng.standard_normal((n, steps, hidden)).astype(dtype)) for _ in range(calls)]
     if start in ("state", "strided state"):
-        h0 = rng.standard_normal((n, hidden)).astype(dtype)
-        c0 = rng.standard_normal((n, 2 * hidden)).astype(dtype)
-        # a view whose rows are 2H apart: the first step takes the portable path, the others the kernel
-        c0 = dev.asarray(c0)[:, :hidden] if start == "strided state" else dev.asarray(c0[:, :hidden].copy())
-        layer.set_state(dev.asarray(h0), c0)
+        states = [rng.standard_normal((n, 2 * hidden)).astype(dtype) for _ in layer.state_names]
+        # views whose rows are 2H apart: the first step takes the portable path, the others the kernel
+        states = [dev.asarray(s)[:, :hidden] if start == "strided state" else dev.asarray(s[:, :hidden].copy())
+                  for s in states]
+        layer.set_state(*states)
     out: dict[str, Any] = {}
     with fast_paths(fast):
         for call, (x, dh) in enumerate(zip(xs, dhs)):
             out[f"hs{call}"] = layer.forward(x)
             out[f"dx{call}"] = layer.backward(dh)
             out.update({f"{k}{call}": v for k, v in layer.grads.items()})
-            out[f"dh{call}"], out[f"dc{call}"] = layer.dh, layer.dc
+            out.update({f"d{k}{call}": getattr(layer, "d" + k) for k in layer.state_names})
     return out
+
+
+_RECURRENT_CASES = [(3, 5, 4, 7, "zeros"), (1, 1, 2, 1, "zeros"), (4, 3, 6, 33, "state"), (2, 4, 3, 5, "strided state"),
+                    (3, 3, 2, 6, "stateful")]
+
+
+def _check_recurrent(dev: Any, make: Callable[..., Any]) -> None:
+    for dtype in ("float32", "float64"):
+        for seed, (n, steps, d, hidden, start) in enumerate(_RECURRENT_CASES):
+            fast = _recurrent_run(dev, make, True, dtype, n, steps, d, hidden, start, seed)
+            portable = _recurrent_run(dev, make, False, dtype, n, steps, d, hidden, start, seed)
+            assert fast.keys() == portable.keys()
+            for k in portable:
+                a, b = fast[k], portable[k]
+                assert a.dtype == b.dtype and a.shape == b.shape, (dtype, start, k)
+                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                           err_msg=f"{dtype} {(n, steps, d, hidden)} {start}: {k}")
+
+
+def _step_inputs(dev: Any, dtype: str, blocks: int) -> tuple[Any, ...]:
+    """What the layer gives a step's kernels: a time step's slice of the projection and of dhs, h, c, Wh
+    and Wh^T as a view."""
+    rng = np.random.default_rng(9)
+    n, hidden = 3, 4
+    ax = dev.asarray(rng.standard_normal((n, 5, blocks * hidden)).astype(dtype))[:, 2, :]
+    h, c = (dev.asarray(rng.standard_normal((n, hidden)).astype(dtype)) for _ in range(2))
+    Wh = dev.asarray(rng.standard_normal((hidden, blocks * hidden)).astype(dtype))
+    dh = dev.asarray(rng.standard_normal((n, 5, hidden)).astype(dtype))[:, 1, :]
+    return ax, h, c, Wh, Wh.T, dh, rng
+
+
+def _assert_close(got: Any, want: Any, names: tuple[str, ...], dtype: str, what: str) -> None:
+    for k, a, b in zip(names, got, want):
+        np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                   err_msg=f"{dtype} {what}: {k}")
 
 
 def check_lstm(dev: Any) -> None:
@@ -322,39 +359,44 @@ def check_lstm(dev: Any) -> None:
     from xpnet.layers import cells
 
     cupy_layers = _kernels()
-    cases = [(3, 5, 4, 7, "zeros"), (1, 1, 2, 1, "zeros"), (4, 3, 6, 33, "state"), (2, 4, 3, 5, "strided state"),
-             (3, 3, 2, 6, "stateful")]
+    _check_recurrent(dev, xn.layers.LSTM)
     for dtype in ("float32", "float64"):
-        for seed, (n, steps, d, hidden, start) in enumerate(cases):
-            fast = _lstm_run(dev, True, dtype, n, steps, d, hidden, start, seed)
-            portable = _lstm_run(dev, False, dtype, n, steps, d, hidden, start, seed)
-            assert fast.keys() == portable.keys()
-            for k in portable:
-                a, b = fast[k], portable[k]
-                assert a.dtype == b.dtype and a.shape == b.shape, (dtype, start, k)
-                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
-                                           err_msg=f"{dtype} {(n, steps, d, hidden)} {start}: {k}")
-        # the kernels take what the layer gives them: a time step's slice of the projection and of dhs
-        rng = np.random.default_rng(9)
-        n, hidden = 3, 4
-        ax = dev.asarray(rng.standard_normal((n, 5, 4 * hidden)).astype(dtype))[:, 2, :]
-        h, c = (dev.asarray(rng.standard_normal((n, hidden)).astype(dtype)) for _ in range(2))
-        Wh = dev.asarray(rng.standard_normal((hidden, 4 * hidden)).astype(dtype))
-        dh = dev.asarray(rng.standard_normal((n, 5, hidden)).astype(dtype))[:, 1, :]
-        dc = dev.asarray(rng.standard_normal((n, hidden)).astype(dtype))
-        WhT = Wh.T  # as the layer passes it on CuPy: a view
+        ax, h, c, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 4)
+        dc = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
         assert cupy_layers._lstm_ready(ax, h, c, Wh)
-        assert not cupy_layers._lstm_ready(ax, h, c, Wh[:, :2 * hidden])
+        assert not cupy_layers._lstm_ready(ax, h, c, Wh[:, :8])
         with fast_paths(False):
             fed = cells.lstm_step(ax, h, c, Wh)
         for dc_next in (dc, None):
             assert cupy_layers._lstm_backward_ready(dh, dc_next, fed[2], WhT)
             with fast_paths(False):
                 want = cells.lstm_step_backward(dh, dc_next, fed[2], WhT)
-            got = cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT)
-            for k, a, b in zip(("dax", "dah", "dh_prev", "dc_prev"), got, want):
-                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
-                                           err_msg=f"{dtype} after a portable forward, dc {dc_next is not None}: {k}")
+            _assert_close(cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
+                          ("dax", "dah", "dh_prev", "dc_prev"), dtype,
+                          f"after a portable forward, dc {dc_next is not None}")
+
+
+def check_gru(dev: Any) -> None:
+    """PyTorch's GRU step as two kernels against the portable cells, as :func:`check_lstm`, with the hidden
+    bias and without (``bias=False``); the book's GRU keeps the portable path."""
+    from xpnet.layers import cells
+
+    cupy_layers = _kernels()
+    _check_recurrent(dev, xn.layers.GRU)
+    _check_recurrent(dev, functools.partial(xn.layers.GRU, bias=False))
+    for dtype in ("float32", "float64"):
+        ax, h, _, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 3)
+        bh = dev.asarray(rng.standard_normal(int(Wh.shape[1])).astype(dtype))
+        for bias in (bh, None):
+            assert cupy_layers._gru_ready(ax, h, Wh, bias)
+            with fast_paths(False):
+                fed = cells.gru_step(ax, h, Wh, bias)
+                want = cells.gru_step_backward(dh, fed[1], WhT)
+            assert cupy_layers._gru_backward_ready(dh, fed[1], WhT)
+            _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+                          f"after a portable forward, bh {bias is not None}")
+            _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
+                          f"the forward's cache, bh {bias is not None}")
 
 
 def check_language_model_training(dev: Any) -> None:
@@ -381,7 +423,7 @@ def check_language_model_training(dev: Any) -> None:
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_training,
-          check_lstm, check_language_model_training]
+          check_lstm, check_gru, check_language_model_training]
 
 
 # -- launches ----------------------------------------------------------------------------------------
@@ -444,13 +486,13 @@ def launches_per_mlp_step() -> float:
     return (per_epoch[1] - per_epoch[0]) / 2
 
 
-def launches_per_lstm_step(fast: bool) -> float:
-    """Launches per time step of an LSTM layer's forward and backward (float32, batch 20, 16 units) on the
-    fake CuPy: the count for 8 steps less that for 4, over 4."""
+def launches_per_recurrent_step(kind: str, fast: bool) -> float:
+    """Launches per time step of a recurrent layer's forward and backward (``kind`` "LSTM" or "GRU",
+    float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4, over 4."""
     rng = np.random.default_rng(0)
     counted = []
     for steps in (4, 8):
-        layer = xn.layers.LSTM(8, 16).to("cuda")
+        layer = getattr(xn.layers, kind)(8, 16).to("cuda")
         x = xn.to_device(rng.standard_normal((20, steps, 8)).astype(np.float32), "cuda")
         dhs = xn.to_device(rng.standard_normal((20, steps, 16)).astype(np.float32), "cuda")
         with fast_paths(fast), count_launches() as counts:

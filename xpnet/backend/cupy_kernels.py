@@ -253,6 +253,66 @@ extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T
     dc_prev[i] = ds * vf;
 }
 """,
+    # One step of PyTorch's GRU after its product ah = h @ Wh (xpnet.layers.cells.gru_step), one thread per
+    # (row, unit): blocks r, z, n; ah + bh as the portable path adds them (has_bh 0: no hidden bias), then the
+    # gates (sigmoid as 0.5 * tanh(0.5 * a) + 0.5), n = tanh(ax_n + r * (ah_n + bh_n)) and h_next = n + z * (h - n).
+    # Writes gates (N, 3H) = r, z, n, ah_n + bh_n (N, H) and h_next; rows of ax are ax_row numbers apart.
+    "gru_forward": r"""
+extern "C" __global__ void xpnet_gru_forward(const T* ax, const T* ah, const T* bh, const T* h, T* gates, T* hidden_n,
+                                             T* h_next, long long ax_row, long long has_bh, long long hidden,
+                                             long long n) {
+    %(index)s
+    if (i >= n) return;
+    long long r = i / hidden, j = i - r * hidden;
+    const T* x = ax + r * ax_row + j;
+    const T* a = ah + r * 3 * hidden + j;
+    T* gate = gates + r * 3 * hidden + j;
+    T half = (T)0.5;
+    T a_r = a[0], a_z = a[hidden], a_n = a[2 * hidden];
+    if (has_bh) {
+        a_r = a_r + bh[j];
+        a_z = a_z + bh[hidden + j];
+        a_n = a_n + bh[2 * hidden + j];
+    }
+    T gr = half * tanh(half * (x[0] + a_r)) + half;
+    T gz = half * tanh(half * (x[hidden] + a_z)) + half;
+    T gn = tanh(x[2 * hidden] + gr * a_n);
+    gate[0] = gr;
+    gate[hidden] = gz;
+    gate[2 * hidden] = gn;
+    hidden_n[i] = a_n;
+    h_next[i] = gn + gz * (h[i] - gn);
+}
+""",
+    # Its backward (xpnet.layers.cells.gru_step_backward) before the product dah @ Wh^T, one thread per
+    # (row, unit): dax = (dr, dz, dn), dah = (dr, dz, dn * r) (N, 3H) and dh * z, the portable path's products
+    # in its order. Every input is read with its own row stride (a time step's slice of dhs, the views of one
+    # gates array or the portable path's separate ones).
+    "gru_backward": r"""
+extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* h, const T* gr, const T* gz, const T* gn,
+                                              const T* hidden_n, T* dax, T* dah, T* dh_z, long long dh_row,
+                                              long long h_row, long long r_row, long long z_row, long long n_row,
+                                              long long a_row, long long hidden, long long n) {
+    %(index)s
+    if (i >= n) return;
+    long long r = i / hidden, j = i - r * hidden;
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vh = h[r * h_row + j], vr = gr[r * r_row + j], vz = gz[r * z_row + j];
+    T vn = gn[r * n_row + j], va = hidden_n[r * a_row + j];
+    T d_n = d * (one - vz) * (one - vn * vn);
+    T d_z = d * (vh - vn) * vz * (one - vz);
+    T d_r = d_n * va * vr * (one - vr);
+    T* x = dax + r * 3 * hidden + j;
+    T* a = dah + r * 3 * hidden + j;
+    x[0] = d_r;
+    x[hidden] = d_z;
+    x[2 * hidden] = d_n;
+    a[0] = d_r;
+    a[hidden] = d_z;
+    a[2 * hidden] = d_n * vr;
+    dh_z[i] = d * vz;
+}
+""",
     # The draw state {key, 0}: the key comes as a kernel argument, so seeding copies nothing from host memory
     # (a copy from pageable memory may wait for the work queued before it).
     "philox_seed": r"""

@@ -1,6 +1,6 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
 cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform
-numbers of ``xpnet.backend.random`` and the LSTM's time step (sources in
+numbers of ``xpnet.backend.random`` and the time steps of the LSTM and of PyTorch's GRU (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
 function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``, ``.cells``) and of the
 Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
@@ -15,7 +15,8 @@ dy and whether its first maximum is at the label, the sum of the losses), its ba
 ``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
 of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
 time step, forward and backward, launches 5 (h @ Wh, the gates' kernel; the add of the carried state's
-gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells.
+gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells, a GRU step 6 against 34
+(one more: dh * z added to dah @ Wh^T).
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -327,11 +328,55 @@ def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: 
     return da, da, da @ WhT, dc_prev
 
 
+def _gru_ready(ax: Any, h: Any, Wh: Any, bh: Any) -> bool:
+    if not (_floats(h, Wh) and h.ndim == 2):
+        return False
+    n, hidden = h.shape
+    return (tuple(Wh.shape) == (hidden, 3 * hidden) and _row_stride(ax, h, (n, 3 * hidden)) is not None
+            and (bh is None or (_floats(h, bh) and tuple(bh.shape) == (3 * hidden,))))
+
+
+def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.gru_step``: the product h @ Wh, then one kernel for the gates, the hidden
+    n block and h_next (the portable path launches about a dozen). The cache's r, z and n are views of one
+    (N, 3H) array."""
+    n, hidden = h.shape
+    ah = h @ Wh
+    gates, hidden_n, h_next = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h), cupy.empty_like(h)
+    _launch("gru_forward", n * hidden, (ax, ah, ah if bh is None else bh, h, gates, hidden_n, h_next,
+                                        _row_stride(ax, h, (n, 3 * hidden)), int(bh is not None), hidden,
+                                        n * hidden), T=h.dtype)
+    r, z, g = (gates[:, k * hidden:(k + 1) * hidden] for k in range(3))
+    return h_next, (h, r, z, g, hidden_n)
+
+
+def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    h = cache[0]
+    if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
+            and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype):
+        return False
+    shape = tuple(h.shape)
+    return (tuple(WhT.shape) == (3 * shape[1], shape[1])
+            and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
+
+
+def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.gru_step_backward``: one kernel for dax, dah and dh * z, then
+    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations)."""
+    h = cache[0]
+    n, hidden = h.shape
+    dax, dah, dh_z = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h)
+    rows = [_row_stride(a, h, (n, hidden)) for a in (dh_next, *cache)]
+    _launch("gru_backward", n * hidden, (dh_next, *cache, dax, dah, dh_z, *rows, hidden, n * hidden), T=h.dtype)
+    return dax, dah, dh_z + dah @ WhT
+
+
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
                         ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
-                        ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready)):
+                        ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
+                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready)):
         add(op, globals()[op], accepts)

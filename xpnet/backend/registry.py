@@ -42,7 +42,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot",
                                     "softmax_cross_entropy", "batchnorm_running", "dropout_forward", "lstm_step",
-                                    "lstm_step_backward", *_LAYER_OPS)),
+                                    "lstm_step_backward", "gru_step", "gru_step_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

@@ -332,7 +332,8 @@ class GRU(_Recurrent):
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         if self.convention == "pytorch":
-            h, cache = cells.gru_step(ax, state[0], self.params["Wh"], self.params.get("bh"))
+            step = fast_path("gru_step", namespace(ax), cells.gru_step)
+            h, cache = step(ax, state[0], self.params["Wh"], self.params.get("bh"))
         else:
             h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
         return (h,), cache
@@ -340,7 +341,8 @@ class GRU(_Recurrent):
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
         if self.convention == "pytorch":
-            dax, dah, dh_prev = cells.gru_step_backward(dh, cache, self._WhT)
+            step_back = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)
+            dax, dah, dh_prev = step_back(dh, cache, self._WhT)
         else:  # the book's GRU multiplies by column blocks of Wh
             dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
         return dax, dah, (dh_prev,)
