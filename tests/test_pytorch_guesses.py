@@ -221,3 +221,57 @@ def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
         model[5]
     with pytest.raises(TypeError, match="indexed by an int or a slice, got a str"):
         model["0"]
+
+
+def test_embedding_takes_pytorchs_arguments_with_pytorchs_meaning():
+    torch = pytest.importorskip("torch", reason="PyTorch's dtype object (pip install -e .[backends])")
+    layer = xn.layers.Embedding(10, 5, padding_idx=0)
+    assert layer.padding_idx == 0 and not np.any(layer.params["W"][0]) and np.all(layer.params["W"][1:])
+    assert xn.layers.Embedding(10, 5, -3).padding_idx == 7
+    same = xn.layers.Embedding(10, 5, None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False,
+                               _weight=None, _freeze=False, device=None, dtype=torch.float64)
+    assert same.padding_idx is None and same.params["W"].dtype == np.float64
+    assert repr(xn.layers.Embedding(10, 5, padding_idx=-1)) == "Embedding(num_embeddings=10, embedding_dim=5, " \
+                                                                "padding_idx=9)"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"padding_idx": 10}, r"Embedding: padding_idx must be an int in \[-10, 10\) \(num_embeddings=10\) or None, "
+                          r"got 10$"),
+    ({"padding_idx": -11}, r"padding_idx must be an int in \[-10, 10\) .*, got -11$"),
+    ({"padding_idx": 1.0}, r"padding_idx must be an int .*, got 1.0$"),
+    ({"max_norm": 1.0}, r"Embedding: max_norm=1.0 is not supported: xpnet does not renormalise rows"),
+    ({"norm_type": 1.0}, r"Embedding: norm_type=1.0 is not supported: it is the norm of max_norm"),
+    ({"scale_grad_by_freq": True}, r"Embedding: scale_grad_by_freq=True is not supported: .* leave it False"),
+    ({"sparse": True}, r"Embedding: sparse=True is not supported: xpnet's gradients are dense arrays"),
+    ({"_weight": np.zeros((10, 5))}, r"Embedding: _weight=<ndarray> is not supported: use "
+                                     r"Embedding.from_pretrained\(weights, freeze=False\), or set layer.params\['W'\]"),
+    ({"_freeze": True}, r"Embedding: _freeze=True is not supported: xpnet has no frozen parameters"),
+    ({"device": "cuda"}, r"Embedding: device='cuda' is not supported: .* move the layer \(or its model\) "
+                         r"with .to\(device\)"),
+])
+def test_embedding_arguments_xpnet_cannot_honour_fail_with_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        xn.layers.Embedding(10, 5, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_embedding_refuses_pytorchs_fourth_positional_argument_max_norm():
+    """PyTorch's fourth argument is max_norm: xpnet's init, dtype and check_ids are keyword-only, so that
+    Embedding(10, 5, 0, 1.0) fails rather than drawing W with a standard deviation of 1.0."""
+    with pytest.raises(TypeError, match="positional"):
+        xn.layers.Embedding(10, 5, 0, 1.0)
+
+
+def test_embedding_from_pretrained_refuses_freeze_with_what_to_pass():
+    weights = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(ValueError, match=r"^Embedding.from_pretrained: freeze=True is not supported: xpnet has no "
+                                         r"frozen parameters .*; pass freeze=False$"):
+        xn.layers.Embedding.from_pretrained(weights)
+    with pytest.raises(ValueError, match=r"Embedding: sparse=True is not supported"):
+        xn.layers.Embedding.from_pretrained(weights, freeze=False, sparse=True)
+    with pytest.raises(ValueError, match=r"embeddings must be 2-D .*, got shape \(6,\)"):
+        xn.layers.Embedding.from_pretrained(weights.reshape(-1), freeze=False)
+    layer = xn.layers.Embedding.from_pretrained(weights, freeze=False, padding_idx=-1)
+    assert layer.padding_idx == 2 and layer.params["W"].dtype == np.float64
+    np.testing.assert_array_equal(layer.params["W"], weights)  # the padding row kept, as PyTorch's
