@@ -103,6 +103,13 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
+    ("xn.layers.MultiheadAttention", "xn.layers.Attention() is the book's dot-product attention"),
+    ("xn.layers.TransformerEncoderLayer", "xpnet has no Transformer layers"),
+    ("xn.layers.Transformer", "Embedding, RNN, LSTM, GRU and Attention()"),
+    ("xn.layers.LSTMCell", "xn.layers.LSTM(input_size, hidden_size) runs a whole sequence"),
+    ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
+    ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),
+    ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
 ])
 def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint):
     with pytest.raises(AttributeError) as info:
@@ -221,6 +228,30 @@ def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
         model[5]
     with pytest.raises(TypeError, match="indexed by an int or a slice, got a str"):
         model["0"]
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_a_stateful_recurrent_layer_on_one_step_is_pytorchs_cell(name):
+    """What the LSTMCell/GRUCell/RNNCell hints say: stateful=True on (N, 1, D), call after call, gives the
+    whole sequence's outputs, and those of torch.nn.<name>Cell stepped over it."""
+    torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    whole = getattr(xn.layers, name)(3, 4, dtype="float64")
+    step = getattr(xn.layers, name)(3, 4, stateful=True, dtype="float64")
+    step.load_state_dict(whole.state_dict())
+    y = whole.forward(x)
+    np.testing.assert_array_equal(np.concatenate([step.forward(x[:, t:t + 1, :]) for t in range(5)], axis=1), y)
+    cell = getattr(torch.nn, f"{name}Cell")(3, 4, dtype=torch.float64)
+    bias_ih, bias_hh = (whole.params["bx"], whole.params["bh"]) if name == "GRU" else (whole.params["b"], 0.0)
+    with torch.no_grad():  # xpnet's W are PyTorch's weights transposed; LSTM and RNN keep one bias
+        for ours, theirs in ((whole.params["Wx"].T, cell.weight_ih), (whole.params["Wh"].T, cell.weight_hh),
+                             (bias_ih, cell.bias_ih), (bias_hh, cell.bias_hh)):
+            theirs.copy_(torch.as_tensor(ours))
+    state, outputs = None, []
+    for t in range(5):
+        state = cell(torch.from_numpy(x[:, t, :]), state)
+        outputs.append((state[0] if name == "LSTM" else state).detach().numpy())
+    np.testing.assert_allclose(np.stack(outputs, axis=1), y, rtol=1e-12, atol=1e-12)
 
 
 def test_embedding_takes_pytorchs_arguments_with_pytorchs_meaning():
