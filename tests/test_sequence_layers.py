@@ -1,6 +1,7 @@
 """Embedding, Attention, Linear and Dropout on sequences, and SoftmaxCrossEntropy on (N, T, V) scores:
 against PyTorch itself in float64 on every device, xn.gradcheck, the fast paths against the portable
-code, and a planted embedding bug (repeated ids overwritten instead of added) that must be caught."""
+code, and planted embedding bugs that must be caught (repeated ids overwritten instead of added; the
+padding row's gradient left unmasked)."""
 
 import numpy as np
 import pytest
