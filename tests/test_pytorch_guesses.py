@@ -103,6 +103,13 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
+    ("xn.layers.MultiheadAttention", "xn.layers.Attention() is the book's dot-product attention"),
+    ("xn.layers.TransformerEncoderLayer", "xpnet has no Transformer layers"),
+    ("xn.layers.Transformer", "Embedding, RNN, LSTM, GRU and Attention()"),
+    ("xn.layers.LSTMCell", "xn.layers.LSTM(input_size, hidden_size) runs a whole sequence"),
+    ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
+    ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),
+    ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
 ])
 def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint):
     with pytest.raises(AttributeError) as info:
@@ -221,3 +228,81 @@ def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
         model[5]
     with pytest.raises(TypeError, match="indexed by an int or a slice, got a str"):
         model["0"]
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_a_stateful_recurrent_layer_on_one_step_is_pytorchs_cell(name):
+    """What the LSTMCell/GRUCell/RNNCell hints say: stateful=True on (N, 1, D), call after call, gives the
+    whole sequence's outputs, and those of torch.nn.<name>Cell stepped over it."""
+    torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    whole = getattr(xn.layers, name)(3, 4, dtype="float64")
+    step = getattr(xn.layers, name)(3, 4, stateful=True, dtype="float64")
+    step.load_state_dict(whole.state_dict())
+    y = whole.forward(x)
+    np.testing.assert_array_equal(np.concatenate([step.forward(x[:, t:t + 1, :]) for t in range(5)], axis=1), y)
+    cell = getattr(torch.nn, f"{name}Cell")(3, 4, dtype=torch.float64)
+    bias_ih, bias_hh = (whole.params["bx"], whole.params["bh"]) if name == "GRU" else (whole.params["b"], 0.0)
+    with torch.no_grad():  # xpnet's W are PyTorch's weights transposed; LSTM and RNN keep one bias
+        for ours, theirs in ((whole.params["Wx"].T, cell.weight_ih), (whole.params["Wh"].T, cell.weight_hh),
+                             (bias_ih, cell.bias_ih), (bias_hh, cell.bias_hh)):
+            theirs.copy_(torch.as_tensor(ours))
+    state, outputs = None, []
+    for t in range(5):
+        state = cell(torch.from_numpy(x[:, t, :]), state)
+        outputs.append((state[0] if name == "LSTM" else state).detach().numpy())
+    np.testing.assert_allclose(np.stack(outputs, axis=1), y, rtol=1e-12, atol=1e-12)
+
+
+def test_embedding_takes_pytorchs_arguments_with_pytorchs_meaning():
+    torch = pytest.importorskip("torch", reason="PyTorch's dtype object (pip install -e .[backends])")
+    layer = xn.layers.Embedding(10, 5, padding_idx=0)
+    assert layer.padding_idx == 0 and not np.any(layer.params["W"][0]) and np.all(layer.params["W"][1:])
+    assert xn.layers.Embedding(10, 5, -3).padding_idx == 7
+    same = xn.layers.Embedding(10, 5, None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False, sparse=False,
+                               _weight=None, _freeze=False, device=None, dtype=torch.float64)
+    assert same.padding_idx is None and same.params["W"].dtype == np.float64
+    assert repr(xn.layers.Embedding(10, 5, padding_idx=-1)) == "Embedding(num_embeddings=10, embedding_dim=5, " \
+                                                                "padding_idx=9)"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"padding_idx": 10}, r"Embedding: padding_idx must be an int in \[-10, 10\) \(num_embeddings=10\) or None, "
+                          r"got 10$"),
+    ({"padding_idx": -11}, r"padding_idx must be an int in \[-10, 10\) .*, got -11$"),
+    ({"padding_idx": 1.0}, r"padding_idx must be an int .*, got 1.0$"),
+    ({"max_norm": 1.0}, r"Embedding: max_norm=1.0 is not supported: xpnet does not renormalise rows"),
+    ({"norm_type": 1.0}, r"Embedding: norm_type=1.0 is not supported: it is the norm of max_norm"),
+    ({"scale_grad_by_freq": True}, r"Embedding: scale_grad_by_freq=True is not supported: .* leave it False"),
+    ({"sparse": True}, r"Embedding: sparse=True is not supported: xpnet's gradients are dense arrays"),
+    ({"_weight": np.zeros((10, 5))}, r"Embedding: _weight=<ndarray> is not supported: use "
+                                     r"Embedding.from_pretrained\(weights, freeze=False\), or set layer.params\['W'\]"),
+    ({"_freeze": True}, r"Embedding: _freeze=True is not supported: xpnet has no frozen parameters"),
+    ({"device": "cuda"}, r"Embedding: device='cuda' is not supported: .* move the layer \(or its model\) "
+                         r"with .to\(device\)"),
+])
+def test_embedding_arguments_xpnet_cannot_honour_fail_with_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        xn.layers.Embedding(10, 5, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_embedding_refuses_pytorchs_fourth_positional_argument_max_norm():
+    """PyTorch's fourth argument is max_norm: xpnet's init, dtype and check_ids are keyword-only, so that
+    Embedding(10, 5, 0, 1.0) fails rather than drawing W with a standard deviation of 1.0."""
+    with pytest.raises(TypeError, match="positional"):
+        xn.layers.Embedding(10, 5, 0, 1.0)
+
+
+def test_embedding_from_pretrained_refuses_freeze_with_what_to_pass():
+    weights = np.arange(6.0).reshape(3, 2)
+    with pytest.raises(ValueError, match=r"^Embedding.from_pretrained: freeze=True is not supported: xpnet has no "
+                                         r"frozen parameters .*; pass freeze=False$"):
+        xn.layers.Embedding.from_pretrained(weights)
+    with pytest.raises(ValueError, match=r"Embedding: sparse=True is not supported"):
+        xn.layers.Embedding.from_pretrained(weights, freeze=False, sparse=True)
+    with pytest.raises(ValueError, match=r"embeddings must be 2-D .*, got shape \(6,\)"):
+        xn.layers.Embedding.from_pretrained(weights.reshape(-1), freeze=False)
+    layer = xn.layers.Embedding.from_pretrained(weights, freeze=False, padding_idx=-1)
+    assert layer.padding_idx == 2 and layer.params["W"].dtype == np.float64
+    np.testing.assert_array_equal(layer.params["W"], weights)  # the padding row kept, as PyTorch's

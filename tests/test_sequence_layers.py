@@ -1,6 +1,7 @@
 """Embedding, Attention, Linear and Dropout on sequences, and SoftmaxCrossEntropy on (N, T, V) scores:
 against PyTorch itself in float64 on every device, xn.gradcheck, the fast paths against the portable
-code, and a planted embedding bug (repeated ids overwritten instead of added) that must be caught."""
+code, and planted embedding bugs that must be caught (repeated ids overwritten instead of added; the
+padding row's gradient left unmasked)."""
 
 import numpy as np
 import pytest
@@ -26,14 +27,15 @@ def _close(ours, theirs, what):
                                **TOL, err_msg=what)
 
 
-def _compare_embedding_with_torch(layer, dev, rng):
+def _compare_embedding_with_torch(layer, dev, rng, padding_idx=None):
     W, dy = rng.standard_normal((V, E)), rng.standard_normal((*IDS.shape, E))
     layer.params["W"] = W
     layer.to(dev, dtype="float64")
     y = layer.forward(xn.to_device(IDS, dev))
     assert layer.backward(xn.to_device(dy, dev)) is None  # ids have no gradient
     assert_placed(y, dev, "float64")
-    ref = torch.nn.Embedding(V, E, dtype=torch.float64)
+    assert_placed(layer.grads["W"], dev, "float64")
+    ref = torch.nn.Embedding(V, E, padding_idx=padding_idx, dtype=torch.float64)
     with torch.no_grad():
         ref.weight.copy_(torch.from_numpy(W))
     ref(torch.from_numpy(IDS)).backward(torch.from_numpy(dy))
@@ -45,18 +47,86 @@ def test_embedding_equals_pytorch(dev, rng):
     _compare_embedding_with_torch(Embedding(V, E), dev, rng)
 
 
-class OverwritingEmbedding(Embedding):
-    """Bug: dW[ids] = dy keeps one row per repeated id instead of adding them (the seeds' NumPy pitfall)."""
+@pytest.mark.parametrize("padding_idx", [3, -1, 0])
+def test_embedding_padding_idx_equals_pytorch(dev, rng, padding_idx):
+    """The padding row is read in forward and gets no gradient: 3 appears three times in IDS, -1 is 6."""
+    layer = Embedding(V, E, padding_idx=padding_idx)
+    assert layer.padding_idx == padding_idx % V
+    np.testing.assert_array_equal(layer.params["W"][padding_idx % V], np.zeros(E, np.float32))
+    _compare_embedding_with_torch(layer, dev, rng, padding_idx)
+    assert not np.any(xn.to_numpy(layer.grads["W"])[padding_idx % V])
+
+
+class UnmaskedEmbedding(Embedding):
+    """Bug: the padding row gets its positions' gradients (the mask left out of backward)."""
 
     def backward(self, dy):
-        dW = np.zeros_like(self.params["W"])
-        dW[self._ids.reshape(-1)] = dy.reshape(-1, self.embedding_dim)
-        self.grads["W"] = dW
+        self.padding_idx, kept = None, self.padding_idx
+        try:
+            return super().backward(dy)
+        finally:
+            self.padding_idx = kept
 
 
-def test_planted_embedding_bug_is_caught(rng):
+def test_planted_padding_bug_is_caught(rng):
     with pytest.raises(AssertionError, match="dW differs from PyTorch"):
-        _compare_embedding_with_torch(OverwritingEmbedding(V, E), xn.device("cpu"), rng)
+        _compare_embedding_with_torch(UnmaskedEmbedding(V, E, padding_idx=3), xn.device("cpu"), rng, 3)
+
+
+def test_embedding_padding_keeps_non_finite_gradients_out_as_pytorch():
+    layer = Embedding(V, E, padding_idx=3, dtype="float64")
+    layer.forward(IDS)
+    dy = np.ones((*IDS.shape, E))
+    dy[1, 1] = np.nan  # a padding position
+    layer.backward(dy)
+    assert np.all(np.isfinite(layer.grads["W"])) and not np.any(layer.grads["W"][3])
+
+
+def test_tied_linear_gradient_reaches_the_padding_row_as_pytorchs_tied_linear(dev, rng):
+    """Only nn.Embedding's backward masks the padding row; the tied nn.Linear's share of W's gradient reaches it."""
+    W, b, dy = rng.standard_normal((V, E)), rng.standard_normal(V), rng.standard_normal((*IDS.shape, V))
+    embed = Embedding(V, E, padding_idx=3)
+    out = xn.layers.TiedLinear(embed)
+    embed.params["W"], out.params["b"] = W, b
+    model = xn.Sequential(embed, out).to(dev, dtype="float64")
+    y = model.forward(xn.to_device(IDS, dev))
+    model.backward(xn.to_device(dy, dev))
+    ref, lin = torch.nn.Embedding(V, E, padding_idx=3, dtype=torch.float64), torch.nn.Linear(E, V, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(W))
+        lin.bias.copy_(torch.from_numpy(b))
+    lin.weight = ref.weight
+    ref_y = lin(ref(torch.from_numpy(IDS)))
+    ref_y.backward(torch.from_numpy(dy))
+    _close(y, ref_y, "tied: y differs from PyTorch")
+    _close(embed.grads["W"], ref.weight.grad, "tied: dW differs from PyTorch")
+    assert np.any(xn.to_numpy(embed.grads["W"])[3])
+
+
+def test_embedding_padding_idx_is_saved_and_old_files_load(tmp_path):
+    from test_files import rewrite  # noqa: PLC0415
+
+    path = tmp_path / "lm.npz"
+    embed = Embedding(V, E, padding_idx=-1)
+    xn.Sequential(embed, xn.layers.TiedLinear(embed)).save(path)
+    loaded = xn.load(path)
+    assert loaded[0].padding_idx == V - 1 and loaded[1].embedding is loaded[0]
+    np.testing.assert_array_equal(loaded[0].params["W"], embed.params["W"])
+    loaded[0].forward(IDS)
+    loaded[0].backward(np.ones((*IDS.shape, E), np.float32))
+    assert not np.any(loaded[0].grads["W"][V - 1]) and np.all(loaded[0].grads["W"][IDS[IDS != V - 1]])
+    rewrite(path, lambda a, m: m["layers"][0]["config"].pop("padding_idx"))  # a file of an earlier xpnet
+    assert xn.load(path)[0].padding_idx is None
+
+
+def test_embedding_from_pretrained_copies_the_rows_as_pytorch(dev, rng):
+    weights = rng.standard_normal((V, E))
+    layer = Embedding.from_pretrained(xn.to_device(weights, dev), freeze=False, padding_idx=1)
+    ref = torch.nn.Embedding.from_pretrained(torch.from_numpy(weights), freeze=False, padding_idx=1)
+    assert layer.padding_idx == 1 and layer.dtype == "float64"
+    _close(layer.params["W"], ref.weight, "from_pretrained: W differs from PyTorch (the padding row is kept)")
+    layer.params["W"][0, 0] += 1.0  # a copy: the caller's array is left alone
+    assert xn.to_numpy(weights)[0, 0] != layer.params["W"][0, 0]
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])

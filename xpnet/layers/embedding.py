@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .. import init as _init
-from ..backend import device_of, fast_path, isdtype, namespace, same_device
+from .._user import flag, is_int
+from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device
 from .base import Layer, positive_int
 
 # The portable backward's one-hot blocks hold at most this many elements (16 MiB in float32).
 ONE_HOT_ELEMENTS = 1 << 22
+
+# PyTorch's nn.Embedding arguments that xpnet has no use for: (the default, which means the same in
+# xpnet and is accepted, what to do instead of any other value).
+PYTORCH_ONLY = {
+    "max_norm": (None, "xpnet does not renormalise rows; leave max_norm=None"),
+    "norm_type": (2.0, "it is the norm of max_norm, which xpnet does not have; leave it out"),
+    "scale_grad_by_freq": (False, "xpnet does not scale gradients by frequency; leave it False"),
+    "sparse": (False, "xpnet's gradients are dense arrays; leave it False"),
+    "_weight": (None, "use Embedding.from_pretrained(weights, freeze=False), or set layer.params['W'] "
+                      "(or model.load_state_dict)"),
+    "_freeze": (False, "xpnet has no frozen parameters (every optimizer updates every parameter); leave it False"),
+    "device": (None, "xpnet builds every layer on the host; move the layer (or its model) with .to(device)"),
+}
 
 
 class Embedding(Layer):
@@ -20,24 +35,69 @@ class Embedding(Layer):
     ``randn(V, D) / 100`` (PyTorch's ``nn.Embedding`` draws N(0, 1): ``init=1.0``). Caches the ids.
     ``backward(dy)`` adds each position's gradient into the row of its id (an id that appears twice
     gets both), fills ``grads["W"]`` and returns None: ids have no gradient.
+    ``padding_idx`` as PyTorch's: that row starts as zeros and gets no gradient from this layer (the
+    positions whose id it is still read it in forward); a negative one counts from the end and is kept
+    as ``num_embeddings + padding_idx``. The arguments after it are keyword-only: PyTorch's fourth is
+    ``max_norm``. PyTorch's other arguments are accepted at their defaults (``device=None``,
+    ``sparse=False``...); another value fails with what to do instead.
     Weight tying: ``xn.layers.TiedLinear(embedding)`` uses this W as its output matrix; its share of
-    the gradient is added to ``grads["W"]`` (:meth:`add_shared_grad`), so W is one parameter.
+    the gradient is added to ``grads["W"]`` (:meth:`add_shared_grad`), so W is one parameter (that
+    share reaches the padding row, as the tied ``nn.Linear``'s does in PyTorch).
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
     from the device; turn it off once the data are known good (NumPy itself raises for ids past the
     end, but takes negative ones from the end, and JAX clamps them silently).
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, init: Any = "normal", dtype: str = "float32",
-                 check_ids: bool = True):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,
+                 init: Any = "normal", dtype: Any = "float32", check_ids: bool = True, max_norm: Any = None,
+                 norm_type: Any = 2.0, scale_grad_by_freq: Any = False, sparse: Any = False, _weight: Any = None,
+                 _freeze: Any = False, device: Any = None):
         super().__init__()
         self.num_embeddings = positive_int(self, "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int(self, "embedding_dim", embedding_dim)
-        self.init, self.dtype, self.check_ids = init, str(dtype), bool(check_ids)
-        self.params["W"] = _init.weights((self.num_embeddings, self.embedding_dim), self.num_embeddings,
-                                         self.embedding_dim, init=init, dtype=dtype)
+        refuse_pytorch_only(self.name, max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
+                            sparse=sparse, _weight=_weight, _freeze=_freeze, device=device)
+        self.padding_idx = self._padding_index(padding_idx)
+        self.init, self.dtype = init, float_dtype_name(dtype, self.name)
+        self.check_ids = bool(check_ids)
+        W = _init.weights((self.num_embeddings, self.embedding_dim), self.num_embeddings, self.embedding_dim,
+                          init=init, dtype=self.dtype)
+        if self.padding_idx is not None and W.flags.writeable:  # a skip_init placeholder is read-only zeros
+            W[self.padding_idx, :] = 0
+        self.params["W"] = W
         self._ids = None
         self._shared = None  # gradients for W from a TiedLinear whose backward ran before this one's
         self._done = False  # this backward ran since the last forward: a TiedLinear adds into grads["W"]
+
+    def _padding_index(self, padding_idx: Any) -> int | None:
+        """``padding_idx`` in [-num_embeddings, num_embeddings) as an index in [0, num_embeddings), or None."""
+        if padding_idx is None:
+            return None
+        n = self.num_embeddings
+        if not is_int(padding_idx) or not -n <= padding_idx < n:
+            raise ValueError(f"{self.name}: padding_idx must be an int in [{-n}, {n}) (num_embeddings={n}) "
+                             f"or None, got {padding_idx!r}")
+        return int(padding_idx) % n
+
+    @classmethod
+    def from_pretrained(cls, embeddings: Any, freeze: bool = True, padding_idx: int | None = None,
+                        **kwargs: Any) -> "Embedding":
+        """PyTorch's ``nn.Embedding.from_pretrained``: W is a host copy of ``embeddings``
+        (num_embeddings, embedding_dim), a float array of any backend, in its dtype; the padding row is
+        kept as given (PyTorch's is too). Built on the host, as every layer: move it with ``.to(device)``.
+        ``freeze=True`` (PyTorch's default) is refused: pass ``freeze=False``. ``kwargs``: the constructor's."""
+        if flag(freeze, "Embedding.from_pretrained", "freeze"):
+            raise ValueError("Embedding.from_pretrained: freeze=True is not supported: xpnet has no frozen "
+                             "parameters (every optimizer updates every parameter); pass freeze=False")
+        W = host_copy(embeddings)
+        if W.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D (num_embeddings, embedding_dim), "
+                             f"got shape {W.shape}")
+        kwargs.setdefault("dtype", float_dtype_name(W.dtype, "Embedding.from_pretrained"))
+        with _init.skip_init():
+            layer = cls(*W.shape, padding_idx, **kwargs)
+        layer.params["W"] = W.astype(layer.dtype, copy=False)
+        return layer
 
     @property
     def takes_ids(self) -> bool:
@@ -45,8 +105,8 @@ class Embedding(Layer):
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "normal"
-        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim, "init": init,
-                "dtype": self.dtype, "check_ids": self.check_ids}
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "init": init, "dtype": self.dtype, "check_ids": self.check_ids}
 
     def forward(self, ids: Any, train: bool = True) -> Any:
         xp = namespace(ids)
@@ -69,8 +129,12 @@ class Embedding(Layer):
         if tuple(dy.shape) != (*ids.shape, self.embedding_dim):
             raise ValueError(f"Embedding: expected dy of shape {(*ids.shape, self.embedding_dim)}, "
                              f"got {tuple(dy.shape)}")
-        dW = fast_path("embedding_backward", xp, embedding_backward)(
-            xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim)), self.num_embeddings)
+        ids, dy = xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim))
+        if self.padding_idx is not None:
+            # where, not a product with the mask: a non-finite dy at a padding position stays out, as in PyTorch
+            zero = xp.zeros((), dtype=dy.dtype, device=dy.device)
+            dy = xp.where((ids != self.padding_idx)[:, None], dy, zero)
+        dW = fast_path("embedding_backward", xp, embedding_backward)(ids, dy, self.num_embeddings)
         self.grads["W"] = dW if self._shared is None else dW + self._shared
         self._shared, self._done = None, True
         return None
@@ -101,3 +165,14 @@ def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
         hi = min(lo + block, m)
         dW = dW + xp.astype(vocab == ids[None, lo:hi], dy.dtype) @ dy[lo:hi, :]
     return dW
+
+
+def refuse_pytorch_only(who: str, **given: Any) -> None:
+    """Each of PyTorch's arguments in :data:`PYTORCH_ONLY` at its default passes; any other value raises
+    a ValueError of one line naming ``who``, the argument and what to do in xpnet."""
+    for arg, value in given.items():
+        default, instead = PYTORCH_ONLY[arg]
+        if value is None if default is None else (isinstance(value, numbers.Real) and value == default):
+            continue
+        shown = f"{arg}={value!r}" if isinstance(value, (numbers.Number, str)) else f"{arg}=<{type(value).__name__}>"
+        raise ValueError(f"{who}: {shown} is not supported: {instead}")
