@@ -226,12 +226,12 @@ def test_pytorchs_other_arguments_at_their_defaults_are_taken(cls):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_layers": 2}, r"LSTM: num_layers=2 is not supported; xpnet's LSTM is one layer: stack them, "
+    ({"num_layers": 2}, r"LSTM: num_layers=2 is not supported: xpnet's LSTM is one layer: stack them, "
                         r"xn.Sequential\(LSTM\(D, H\), LSTM\(H, H\)\), with xn.layers.Dropout\(p\) between them"),
-    ({"dropout": 0.5}, r"LSTM: dropout=0.5 is not supported; PyTorch applies it between stacked layers only"),
-    ({"bidirectional": True}, r"LSTM: bidirectional=True is not supported; xpnet has no bidirectional LSTM"),
+    ({"dropout": 0.5}, r"LSTM: dropout=0.5 is not supported: PyTorch applies it between stacked layers only"),
+    ({"bidirectional": True}, r"LSTM: bidirectional=True is not supported: xpnet has no bidirectional LSTM"),
     ({"proj_size": 2}, r"LSTM: proj_size=2 is not supported"),
-    ({"device": "cuda"}, r"LSTM: device='cuda' is not supported; make the layer, then move it .* with .to\(device\)"),
+    ({"device": "cuda"}, r"LSTM: device='cuda' is not supported: make the layer, then move it .* with .to\(device\)"),
     ({"num_layers": True}, r"LSTM: num_layers=True is not supported"),
 ])
 def test_pytorchs_arguments_xpnet_lacks_say_what_to_write(kwargs, message):

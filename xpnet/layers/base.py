@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 import operator
 from typing import Any
 
@@ -139,6 +140,22 @@ def positive_int(layer: Layer, arg: str, value: Any) -> int:
     if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:
         raise ValueError(f"{layer.name}: {arg} must be a positive int, got {value!r}")
     return operator.index(value)
+
+
+def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: dict[str, Any]) -> None:
+    """PyTorch's constructor arguments that xpnet has no use for, ``table[arg] = (default, what to do
+    instead)``: each of ``given`` at its default passes (a bool never stands for a number, nor a number
+    for a bool); any other value raises a ValueError of one line naming ``who``, the argument and what
+    to do instead."""
+    for arg, value in given.items():
+        default, instead = table[arg]
+        if default is None or isinstance(default, bool):
+            same = value is default
+        else:
+            same = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == default
+        if not same:
+            shown = repr(value) if isinstance(value, (numbers.Number, str)) else f"<{type(value).__name__}>"
+            raise ValueError(f"{who}: {arg}={shown} is not supported: {instead}")
 
 
 def _readable(value: Any) -> Any:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_int
 from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device
-from .base import Layer, positive_int
+from .base import Layer, positive_int, pytorch_defaults_only
 
 # The portable backward's one-hot blocks hold at most this many elements (16 MiB in float32).
 ONE_HOT_ELEMENTS = 1 << 22
@@ -55,8 +54,9 @@ class Embedding(Layer):
         super().__init__()
         self.num_embeddings = positive_int(self, "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int(self, "embedding_dim", embedding_dim)
-        refuse_pytorch_only(self.name, max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
-                            sparse=sparse, _weight=_weight, _freeze=_freeze, device=device)
+        pytorch_defaults_only(self.name, PYTORCH_ONLY, {
+            "max_norm": max_norm, "norm_type": norm_type, "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse,
+            "_weight": _weight, "_freeze": _freeze, "device": device})
         self.padding_idx = self._padding_index(padding_idx)
         self.init, self.dtype = init, float_dtype_name(dtype, self.name)
         self.check_ids = bool(check_ids)
@@ -166,13 +166,3 @@ def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
         dW = dW + xp.astype(vocab == ids[None, lo:hi], dy.dtype) @ dy[lo:hi, :]
     return dW
 
-
-def refuse_pytorch_only(who: str, **given: Any) -> None:
-    """Each of PyTorch's arguments in :data:`PYTORCH_ONLY` at its default passes; any other value raises
-    a ValueError of one line naming ``who``, the argument and what to do in xpnet."""
-    for arg, value in given.items():
-        default, instead = PYTORCH_ONLY[arg]
-        if value is None if default is None else (isinstance(value, numbers.Real) and value == default):
-            continue
-        shown = f"{arg}={value!r}" if isinstance(value, (numbers.Number, str)) else f"{arg}=<{type(value).__name__}>"
-        raise ValueError(f"{who}: {shown} is not supported: {instead}")

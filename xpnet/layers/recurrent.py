@@ -33,7 +33,7 @@ from .. import init as _init
 from .._user import flag
 from ..backend import fast_path, namespace, to_device
 from . import cells
-from .base import Layer, positive_int
+from .base import Layer, positive_int, pytorch_defaults_only
 
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
 _ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
@@ -99,14 +99,11 @@ class _Recurrent(Layer):
 
     def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
         """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
-        for arg, value in pytorch.items():
+        for arg in pytorch:
             if arg not in _PYTORCH_ONLY or (arg == "proj_size" and not isinstance(self, LSTM)):
                 raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
-            default, instead = _PYTORCH_ONLY[arg]
-            same = value is default if default is None or default is False else (not isinstance(value, bool)
-                                                                                 and value == default)
-            if not same:
-                raise ValueError(f"{self.name}: {arg}={value!r} is not supported; " + instead.format(name=self.name))
+        table = {arg: (default, instead.format(name=self.name)) for arg, (default, instead) in _PYTORCH_ONLY.items()}
+        pytorch_defaults_only(self.name, table, pytorch)
 
     def bias_names(self) -> tuple[str, ...]:
         return ("b",) if self.bias else ()
