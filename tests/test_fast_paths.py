@@ -163,7 +163,8 @@ def test_registry_picks_the_torch_paths():
 
 def _optimizer_run(name, dev, enabled, rng_seed=0, steps=4):
     """Parameters and state after ``steps`` updates of two parameters of different sizes, with the
-    ``out=`` path on or off."""
+    ``out=`` path on or off (the Numba kernels of SGD, Momentum and Adam off: tests/test_numba.py
+    compares them)."""
     rng = np.random.default_rng(rng_seed)
     params = {"a": rng.standard_normal((5, 3)).astype(np.float32), "b": rng.standard_normal(4).astype(np.float32)}
 
@@ -179,13 +180,14 @@ def _optimizer_run(name, dev, enabled, rng_seed=0, steps=4):
             return self.g
 
     model, opt = Model(), xn.optim.OPTIMIZERS[name](lr=0.05)
-    previous = backend.set_fast_paths(enabled)
+    previous, numba = backend.set_fast_paths(enabled), backend.set_numba(False)
     try:
         for _ in range(steps):
             model.g = {k: xn.to_device(rng.standard_normal(v.shape).astype(np.float32), dev) for k, v in params.items()}
             opt.step(model)
     finally:
         backend.set_fast_paths(previous)
+        backend.set_numba(numba)
     return model.p, opt
 
 

@@ -1,6 +1,6 @@
-"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU and MaxPool2d on NumPy arrays
-give the portable code's numbers, are what NumPy arrays get where Numba is installed, and step aside
-for what they are not built for."""
+"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU, MaxPool2d and the optimizers'
+updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
+installed, and step aside for what they are not built for."""
 
 import sys
 import warnings
@@ -257,3 +257,67 @@ def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypa
     _plant(monkeypatch, "batchnorm_backward", planted)
     assert not xn.gradcheck(_convnet("float64"), x, t, xn.losses.SoftmaxCrossEntropy()).ok
 
+
+
+# -- the optimizers' updates ------------------------------------------------------------------------
+
+UPDATES = {"SGD": lambda: xn.optim.SGD(0.1), "Momentum": lambda: xn.optim.Momentum(0.05, 0.9),
+           "Adam": lambda: xn.optim.Adam(0.01), "Adam-book": lambda: xn.optim.Adam(0.01, convention="book"),
+           "AdamW": lambda: xn.optim.AdamW(0.01), "SGD-decay": lambda: xn.optim.SGD(0.1, weight_decay=0.01)}
+
+
+def _train_steps(make_opt, dtype, numba, special=False, transposed=False):
+    """Four steps of an optimizer on a small model from fixed gradients: the parameters and the state."""
+    previous = backend.set_numba(numba)
+    try:
+        xn.init.seed(0)
+        model = xn.Sequential(Linear(6, 5, dtype=dtype), ReLU(), Linear(5, 3, dtype=dtype))
+        if transposed:  # a parameter that is a transposed view: not C-contiguous
+            model[0].params["W"] = np.ascontiguousarray(model[0].params["W"].T).T
+        opt, rng = make_opt(), np.random.default_rng(1)
+        for _ in range(4):
+            for layer in (model[0], model[2]):
+                for k, p in layer.params.items():
+                    g = (rng.standard_normal(p.shape) * 10.0 ** rng.integers(-4, 3, p.shape)).astype(dtype)
+                    if special:
+                        g.flat[:3] = (np.inf, -np.inf, np.nan)
+                    layer.grads[k] = g
+            with np.errstate(invalid="ignore"):
+                opt.step(model)
+        return model.named_params(), {n: dict(s) for n, s in opt.state.items()}
+    finally:
+        backend.set_numba(previous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(UPDATES))
+def test_optimizer_updates_equal_portable_bit_for_bit(name, dtype):
+    """One pass per parameter (SGD, Momentum, Adam and AdamW's Adam step) against the portable passes: the
+    same arithmetic in the same order, so the same bits, also where gradients hold inf and NaN."""
+    for special in (False, True):
+        (fast, fast_state), (ref, ref_state) = (_train_steps(UPDATES[name], dtype, numba, special)
+                                                for numba in (True, False))
+        for k in ref:
+            assert fast[k].dtype == ref[k].dtype
+            np.testing.assert_array_equal(fast[k], ref[k], err_msg=f"{name} {dtype} special={special}: {k}")
+        for k in ref_state:
+            for slot in ref_state[k]:
+                np.testing.assert_array_equal(fast_state[k][slot], ref_state[k][slot], err_msg=f"{name}: {k}.{slot}")
+
+
+def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update():
+    from xpnet.optim.base import unfused
+
+    p, g, v = (np.zeros((3, 4), np.float32) for _ in range(3))
+    for op, args in (("sgd_update", (p, g, 0.1)), ("momentum_update", (p, g, v, 0.1, 0.9)),
+                     ("adam_update", (p, g, v, v.copy(), 0.9, 0.999, 0.1, 1e-8))):
+        assert backend.fast_path(op, np, unfused)(*args) is None  # the kernel ran
+        half = tuple(a.astype(np.float16) if isinstance(a, np.ndarray) else a for a in args)
+        assert backend.fast_path(op, np, unfused)(*half) is NotImplemented  # not built for float16
+        view = tuple(a.T if isinstance(a, np.ndarray) else a for a in args)
+        assert backend.fast_path(op, np, unfused)(*view) is NotImplemented  # nor for a transposed view
+    # a transposed parameter takes the portable path and ends where a contiguous one does
+    fast, ref = _train_steps(UPDATES["Adam"], "float32", True, transposed=True), _train_steps(UPDATES["Adam"],
+                                                                                               "float32", False)
+    for k in ref[0]:
+        np.testing.assert_array_equal(fast[0][k], ref[0][k], err_msg=k)

@@ -1,5 +1,5 @@
-"""NumPy fast paths through Numba: BatchNorm, ReLU and MaxPool2d as compiled kernels
-(:mod:`xpnet.backend.numba_kernels`).
+"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d and the updates of SGD, Momentum and Adam
+as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -43,8 +43,18 @@ def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
     return _kernel_ready(dy) and isinstance(first, np.ndarray) and first.flags.c_contiguous
 
 
+def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
+    """An optimizer's update: the parameter, its gradient and its state arrays (all but g written in
+    place) of one float dtype and shape, C-contiguous."""
+    states = [a for a in rest if isinstance(a, np.ndarray)]
+    return (_kernel_ready(p, g, *states) and all(a.dtype == p.dtype and a.shape == p.shape for a in (g, *states))
+            and all(a.flags.writeable for a in (p, *states)))
+
+
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
+    for op in ("sgd_update", "momentum_update", "adam_update"):
+        add(op, getattr(numba_kernels, op), _update_ready)

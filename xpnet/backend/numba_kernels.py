@@ -1,5 +1,5 @@
-"""Numba kernels for the NumPy backend's memory-bound layers: BatchNorm over channels, ReLU and
-MaxPool2d.
+"""Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU and
+MaxPool2d) and for the optimizers' updates (SGD, Momentum, Adam).
 
 NumPy makes one pass over memory per operation: a BatchNorm forward is five of them over the
 activations, a MaxPool2d(2) forward eleven over a quarter of them. Each kernel here does its layer's
@@ -25,6 +25,9 @@ import numpy as np
 
 _sums = numba.njit(fastmath={"reassoc", "contract"}, cache=True, nogil=True)
 _exact = numba.njit(cache=True, nogil=True)
+# NumPy's rules for a division by zero (inf or NaN, no exception): the check Python's rules need in each
+# iteration keeps LLVM from vectorising a loop that divides (Adam's: 5x slower).
+_elementwise = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 # -- BatchNorm over (N, C, L) ------------------------------------------------------------------------
@@ -309,3 +312,52 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tu
         _maxpool_backward(dy, first, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
     return dx
 
+
+
+# -- the optimizers' updates, in place, one pass (xpnet.optim; the CuPy kernels of fast_cupy alike) ----------
+# Each is the portable update's arithmetic in its order, with its scalars in the parameter's dtype (as NumPy
+# rounds a Python float meeting a float32 array), so the result is the same to the bit; the portable path
+# makes three (SGD) to eleven (Adam) passes over memory, through a work buffer.
+
+
+@_elementwise
+def _sgd(p, g, lr):
+    for i in range(p.size):
+        p[i] -= lr * g[i]
+
+
+@_elementwise
+def _momentum(p, g, v, lr, momentum):
+    for i in range(p.size):
+        vi = v[i] * momentum - lr * g[i]
+        v[i] = vi
+        p[i] += vi
+
+
+@_elementwise
+def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step, eps):
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] + (gi - m[i]) * one_minus_b1
+        vi = v[i] * b2 + gi * gi * one_minus_b2
+        m[i] = mi
+        v[i] = vi
+        p[i] -= mi / (np.sqrt(vi) + eps) * step
+
+
+def sgd_update(p: Any, g: Any, lr: float) -> None:
+    """p -= lr * g (``xpnet.optim.SGD``)."""
+    _sgd(p.reshape(-1), g.reshape(-1), p.dtype.type(lr))
+
+
+def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:
+    """v = momentum * v - lr * g; p += v (``xpnet.optim.Momentum``)."""
+    t = p.dtype.type
+    _momentum(p.reshape(-1), g.reshape(-1), v.reshape(-1), t(lr), t(momentum))
+
+
+def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: float, eps: float) -> None:
+    """m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= step * m / (sqrt(v) + eps) (``xpnet.optim.Adam``)."""
+    t = p.dtype.type
+    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), t(1.0 - b1), t(b2), t(1.0 - b2), t(step),
+          t(eps))

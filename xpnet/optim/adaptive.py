@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import fast_path, into
-from .base import Optimizer, _choice, _fraction, _positive, _sqrt
+from .base import Optimizer, _choice, _fraction, _positive, _sqrt, unfused
 
 
 class AdaGrad(Optimizer):
@@ -82,9 +82,7 @@ class Adam(Optimizer):
         step = self._per_step("adam_step", p, lambda lr, t: lr * _sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
         eps = self.eps if self.convention == "book" else \
             self._per_step("adam_eps", p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** t))
-        fused = fast_path("adam_update", xp)
-        if fused is not None:
-            fused(p, g, m, v, b1, b2, step, eps)
+        if fast_path("adam_update", xp, unfused)(p, g, m, v, b1, b2, step, eps) is not NotImplemented:
             return p
         work = self._work(p, xp)
         w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp

@@ -85,6 +85,13 @@ _PYTORCH_NAMES = {
 }
 
 
+def unfused(*args: Any) -> Any:
+    """What ``fast_path(op, xp, unfused)`` gives where no fused update of ``op`` takes these arrays (another
+    library, a dtype or layout its kernel is not built for): NotImplemented, and the optimizer runs its
+    portable update. A fused update (``fast_cupy``, ``numba_kernels``) updates in place and returns None."""
+    return NotImplemented
+
+
 def _sqrt(x: Any) -> Any:
     """sqrt of a Python float, or of a 0-d device array (a step's number under ``device_scalars``)."""
     return math.sqrt(x) if isinstance(x, float) else namespace(x).sqrt(x)

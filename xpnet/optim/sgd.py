@@ -1,6 +1,7 @@
 """Gradient descent with and without momentum: PyTorch's ``SGD`` and the book's ``Momentum`` and ``Nesterov``.
 
-On CuPy, plain SGD and Momentum run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
+Plain SGD and Momentum run as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``) and,
+where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import fast_path
-from .base import Optimizer, _choice, _fraction
+from .base import Optimizer, _choice, _fraction, unfused
 
 
 class SGD(Optimizer):
@@ -39,9 +40,7 @@ class SGD(Optimizer):
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         if not self.momentum:
-            fused = fast_path("sgd_update", xp)
-            if fused is not None:
-                fused(p, g, self._step_lr(p))
+            if fast_path("sgd_update", xp, unfused)(p, g, self._step_lr(p)) is not NotImplemented:
                 return p
             p -= self._step_lr(p) * g
             return p
@@ -74,9 +73,7 @@ class Momentum(Optimizer):
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         v = self._slot(name, "v", p, xp)
-        fused = fast_path("momentum_update", xp)
-        if fused is not None:
-            fused(p, g, v, self._step_lr(p), self.momentum)
+        if fast_path("momentum_update", xp, unfused)(p, g, v, self._step_lr(p), self.momentum) is not NotImplemented:
             return p
         v *= self.momentum
         v -= self._step_lr(p) * g
