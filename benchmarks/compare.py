@@ -10,7 +10,8 @@ one process (best of --repeats, implementations interleaved)
 and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: each time with its
 ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
 Where Numba is installed, xpnet runs with its Numba kernels, and a column times the same net with
-them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU and MaxPool2d as portable NumPy code).
+them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU, MaxPool2d and the SGD, Momentum and Adam
+updates as portable NumPy code).
 
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
