@@ -56,5 +56,5 @@ def register(add: Callable[..., Any]) -> None:
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
-    for op in ("sgd_update", "momentum_update", "adam_update"):
+    for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

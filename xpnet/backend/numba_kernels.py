@@ -327,6 +327,15 @@ def _sgd(p, g, lr):
 
 
 @_elementwise
+def _sgd_momentum(p, g, v, lr, momentum, one_minus_dampening, first, nesterov):
+    for i in range(p.size):
+        gi = g[i]
+        vi = v[i] + gi if first else v[i] * momentum + one_minus_dampening * gi
+        v[i] = vi
+        p[i] -= lr * (momentum * vi + gi if nesterov else vi)
+
+
+@_elementwise
 def _momentum(p, g, v, lr, momentum):
     for i in range(p.size):
         vi = v[i] * momentum - lr * g[i]
@@ -348,6 +357,16 @@ def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step, eps):
 def sgd_update(p: Any, g: Any, lr: float) -> None:
     """p -= lr * g (``xpnet.optim.SGD``)."""
     _sgd(p.reshape(-1), g.reshape(-1), p.dtype.type(lr))
+
+
+def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, dampening: float, first: bool,
+                        nesterov: bool) -> None:
+    """PyTorch's momentum (``xpnet.optim.SGD(momentum=...)``): v = g at the first step (added to the zeros
+    v starts as), then v = momentum * v + (1 - dampening) * g; p -= lr * v, or with ``nesterov``
+    p -= lr * (momentum * v + g)."""
+    t = p.dtype.type
+    _sgd_momentum(p.reshape(-1), g.reshape(-1), v.reshape(-1), t(lr), t(momentum), t(1.0 - dampening), bool(first),
+                  bool(nesterov))
 
 
 def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:

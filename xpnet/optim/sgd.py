@@ -1,7 +1,8 @@
 """Gradient descent with and without momentum: PyTorch's ``SGD`` and the book's ``Momentum`` and ``Nesterov``.
 
 Plain SGD and Momentum run as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``) and,
-where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
+where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``), as does SGD
+with PyTorch's momentum on NumPy.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class SGD(Optimizer):
             return p
         first = name not in self.state
         v = self._slot(name, "v", p, xp)
+        fused = fast_path("sgd_momentum_update", xp, unfused)
+        if fused(p, g, v, self._step_lr(p), self.momentum, self.dampening, first, self.nesterov) is not NotImplemented:
+            return p
         if first:  # PyTorch starts the buffer at g itself, without dampening
             v += g
         else:
