@@ -88,6 +88,17 @@ __device__ inline T xpnet_uniform(unsigned int w) {
 }
 """
 
+# The recurrent steps' kernels: one thread per (row r, unit j) of the (N, H) state, and the gates' sigmoid as
+# the portable cells compute it, 0.5 * tanh(0.5 * a) + 0.5.
+_UNIT = r"""%(index)s
+    if (i >= n) return;
+    long long r = i / hidden, j = i - r * hidden;"""
+_SIGMOID = r"""
+__device__ inline T xpnet_sigmoid(T a) {
+    return (T)0.5 * tanh((T)0.5 * a) + (T)0.5;
+}
+"""
+
 RAW = {
     # y = max(x, 0) (NaN stays NaN, as NumPy's maximum) and the mask x > 0, in one pass.
     "relu_forward": r"""
@@ -201,21 +212,18 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
     # the (N, H) state: a = ax + ah in PyTorch's blocks i, f, g, o, the gates (sigmoid as the portable
     # 0.5 * tanh(0.5 * a) + 0.5), c_next, tanh(c_next) and h_next. Rows of ax are ax_row numbers apart (one
     # time step of the whole sequence's projection); ah, gates (N, 4H) and c and the rest (N, H) are contiguous.
-    "lstm_forward": r"""
+    "lstm_forward": r"""%(sigmoid)s
 extern "C" __global__ void xpnet_lstm_forward(const T* ax, const T* ah, const T* c, T* gates, T* c_next,
                                               T* tanh_c, T* h_next, long long ax_row, long long hidden,
                                               long long n) {
-    %(index)s
-    if (i >= n) return;
-    long long r = i / hidden, j = i - r * hidden;
+    %(unit)s
     const T* x = ax + r * ax_row + j;
     const T* a = ah + r * 4 * hidden + j;
     T* gate = gates + r * 4 * hidden + j;
-    T half = (T)0.5;
-    T gi = half * tanh(half * (x[0] + a[0])) + half;
-    T gf = half * tanh(half * (x[hidden] + a[hidden])) + half;
+    T gi = xpnet_sigmoid(x[0] + a[0]);
+    T gf = xpnet_sigmoid(x[hidden] + a[hidden]);
     T gg = tanh(x[2 * hidden] + a[2 * hidden]);
-    T go = half * tanh(half * (x[3 * hidden] + a[3 * hidden])) + half;
+    T go = xpnet_sigmoid(x[3 * hidden] + a[3 * hidden]);
     gate[0] = gi;
     gate[hidden] = gf;
     gate[2 * hidden] = gg;
@@ -237,9 +245,7 @@ extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T
                                                long long dh_row, long long c_row, long long i_row,
                                                long long f_row, long long g_row, long long o_row,
                                                long long has_dc, long long hidden, long long n) {
-    %(index)s
-    if (i >= n) return;
-    long long r = i / hidden, j = i - r * hidden;
+    %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vi = gi[r * i_row + j], vf = gf[r * f_row + j], vg = gg[r * g_row + j];
     T vo = go[r * o_row + j], tc = tanh_c[i];
@@ -257,25 +263,22 @@ extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T
     # (row, unit): blocks r, z, n; ah + bh as the portable path adds them (has_bh 0: no hidden bias), then the
     # gates (sigmoid as 0.5 * tanh(0.5 * a) + 0.5), n = tanh(ax_n + r * (ah_n + bh_n)) and h_next = n + z * (h - n).
     # Writes gates (N, 3H) = r, z, n, ah_n + bh_n (N, H) and h_next; rows of ax are ax_row numbers apart.
-    "gru_forward": r"""
+    "gru_forward": r"""%(sigmoid)s
 extern "C" __global__ void xpnet_gru_forward(const T* ax, const T* ah, const T* bh, const T* h, T* gates, T* hidden_n,
                                              T* h_next, long long ax_row, long long has_bh, long long hidden,
                                              long long n) {
-    %(index)s
-    if (i >= n) return;
-    long long r = i / hidden, j = i - r * hidden;
+    %(unit)s
     const T* x = ax + r * ax_row + j;
     const T* a = ah + r * 3 * hidden + j;
     T* gate = gates + r * 3 * hidden + j;
-    T half = (T)0.5;
     T a_r = a[0], a_z = a[hidden], a_n = a[2 * hidden];
     if (has_bh) {
         a_r = a_r + bh[j];
         a_z = a_z + bh[hidden + j];
         a_n = a_n + bh[2 * hidden + j];
     }
-    T gr = half * tanh(half * (x[0] + a_r)) + half;
-    T gz = half * tanh(half * (x[hidden] + a_z)) + half;
+    T gr = xpnet_sigmoid(x[0] + a_r);
+    T gz = xpnet_sigmoid(x[hidden] + a_z);
     T gn = tanh(x[2 * hidden] + gr * a_n);
     gate[0] = gr;
     gate[hidden] = gz;
@@ -293,9 +296,7 @@ extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* h, const T* 
                                               const T* hidden_n, T* dax, T* dah, T* dh_z, long long dh_row,
                                               long long h_row, long long r_row, long long z_row, long long n_row,
                                               long long a_row, long long hidden, long long n) {
-    %(index)s
-    if (i >= n) return;
-    long long r = i / hidden, j = i - r * hidden;
+    %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vh = h[r * h_row + j], vr = gr[r * r_row + j], vz = gz[r * z_row + j];
     T vn = gn[r * n_row + j], va = hidden_n[r * a_row + j];
@@ -352,4 +353,5 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
 }
 """,
 }
-RAW = {name: source % {"index": _INDEX, "philox": _PHILOX} for name, source in RAW.items()}
+RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
+       for name, source in RAW.items()}
