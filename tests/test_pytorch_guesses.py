@@ -306,3 +306,12 @@ def test_embedding_from_pretrained_refuses_freeze_with_what_to_pass():
     layer = xn.layers.Embedding.from_pretrained(weights, freeze=False, padding_idx=-1)
     assert layer.padding_idx == 2 and layer.params["W"].dtype == np.float64
     np.testing.assert_array_equal(layer.params["W"], weights)  # the padding row kept, as PyTorch's
+
+
+def test_a_layers_dtype_may_be_given_as_pytorchs():
+    torch = pytest.importorskip("torch")
+    assert xn.layers.Linear(3, 4, dtype=torch.float64).params["W"].dtype == np.float64
+    assert xn.layers.Conv2d(1, 2, 3, dtype=torch.float32).params["W"].dtype == np.float32
+    assert xn.layers.LSTM(3, 4, dtype=torch.float64).params["Wh"].dtype == np.float64
+    with pytest.raises(ValueError, match=r"Linear: dtype must be a real floating type .*got torch.int64"):
+        xn.layers.Linear(3, 4, dtype=torch.int64)

@@ -221,7 +221,7 @@ def test_model_with_recurrent_layers_saves_and_loads(tmp_path, rng):
 def test_pytorchs_other_arguments_at_their_defaults_are_taken(cls):
     extra = {"proj_size": 0} if cls is LSTM else {}
     layer = cls(D, H, num_layers=1, bias=True, batch_first=True, dropout=0.0, bidirectional=False, device=None,
-                dtype=np.float64, **extra)
+                dtype=torch.float64, **extra)
     assert repr(layer) == f"{cls.__name__}(input_size={D}, hidden_size={H}, dtype='float64', bias=True)"
 
 

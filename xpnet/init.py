@@ -74,7 +74,10 @@ def _float_dtype(dtype: Any, who: str = "layer") -> np.dtype:
     try:
         dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
     except TypeError:
-        dt = None
+        try:  # another library's dtype object, as PyTorch users pass it: torch.float64 -> "float64"
+            dt = np.dtype(str(dtype).rsplit(".", 1)[-1])
+        except TypeError:
+            dt = None
     if dt is None or dt.kind != "f":
         raise ValueError(f"{who}: dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
     return dt

@@ -88,10 +88,10 @@ class _Recurrent(Layer):
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
-        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=dtype)
-        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=dtype)
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
         for name in self.bias_names():
-            self.params[name] = _init.zeros((width,), dtype=dtype)
+            self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._state: tuple[Any, ...] | None = None
         self._cache = None
         self._WhT = None  # Wh transposed, during a backward only
