@@ -265,7 +265,8 @@ UPDATES = {"SGD": lambda: xn.optim.SGD(0.1), "Momentum": lambda: xn.optim.Moment
            "SGD-momentum": lambda: xn.optim.SGD(0.1, momentum=0.9, dampening=0.1),
            "SGD-nesterov": lambda: xn.optim.SGD(0.1, momentum=0.9, nesterov=True),
            "Adam": lambda: xn.optim.Adam(0.01), "Adam-book": lambda: xn.optim.Adam(0.01, convention="book"),
-           "AdamW": lambda: xn.optim.AdamW(0.01), "SGD-decay": lambda: xn.optim.SGD(0.1, weight_decay=0.01)}
+           "AdamW": lambda: xn.optim.AdamW(0.01), "SGD-decay": lambda: xn.optim.SGD(0.1, weight_decay=0.01),
+           "AdaGrad": lambda: xn.optim.AdaGrad(0.05), "RMSprop": lambda: xn.optim.RMSprop(0.01, alpha=0.9)}
 
 
 def _train_steps(make_opt, dtype, numba, special=False, transposed=False):
@@ -311,6 +312,7 @@ def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update(
     p, g, v = (np.zeros((3, 4), np.float32) for _ in range(3))
     for op, args in (("sgd_update", (p, g, 0.1)), ("momentum_update", (p, g, v, 0.1, 0.9)),
                      ("sgd_momentum_update", (p, g, v, 0.1, 0.9, 0.0, True, False)),
+                     ("rms_update", (p, g, v, 0.1, 0.99, 1e-8)),
                      ("adam_update", (p, g, v, v.copy(), 0.9, 0.999, 0.1, 1e-8))):
         assert backend.fast_path(op, np, unfused)(*args) is None  # the kernel ran
         half = tuple(a.astype(np.float16) if isinstance(a, np.ndarray) else a for a in args)

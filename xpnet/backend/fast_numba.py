@@ -1,5 +1,5 @@
-"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d and the updates of SGD, Momentum and Adam
-as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
+"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d and the optimizers' updates as compiled
+kernels (:mod:`xpnet.backend.numba_kernels`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -56,5 +56,5 @@ def register(add: Callable[..., Any]) -> None:
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
-    for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update"):
+    for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

@@ -354,6 +354,15 @@ def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step, eps):
         p[i] -= mi / (np.sqrt(vi) + eps) * step
 
 
+@_elementwise
+def _scaled_by_rms(p, g, h, lr, decay, scale, eps):
+    for i in range(p.size):
+        gi = g[i]
+        hi = h[i] * decay + gi * gi * scale
+        h[i] = hi
+        p[i] -= gi / (np.sqrt(hi) + eps) * lr
+
+
 def sgd_update(p: Any, g: Any, lr: float) -> None:
     """p -= lr * g (``xpnet.optim.SGD``)."""
     _sgd(p.reshape(-1), g.reshape(-1), p.dtype.type(lr))
@@ -380,3 +389,11 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: floa
     t = p.dtype.type
     _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), t(1.0 - b1), t(b2), t(1.0 - b2), t(step),
           t(eps))
+
+
+def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: float) -> None:
+    """h = alpha * h + (1 - alpha) * g^2 (``xpnet.optim.RMSprop``), or h += g^2 with ``alpha`` None
+    (``xpnet.optim.AdaGrad``: a decay and a scale of 1, which change no bit); p -= lr * g / (sqrt(h) + eps)."""
+    t = p.dtype.type
+    decay, scale = (t(1.0), t(1.0)) if alpha is None else (t(alpha), t(1.0 - alpha))
+    _scaled_by_rms(p.reshape(-1), g.reshape(-1), h.reshape(-1), t(lr), decay, scale, t(eps))

@@ -38,7 +38,7 @@ _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
 # library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", (*_LAYER_OPS, "sgd_update", "sgd_momentum_update", "momentum_update",
-                                               "adam_update")),
+                                               "adam_update", "rms_update")),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot",

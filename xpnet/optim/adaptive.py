@@ -1,6 +1,7 @@
 """Optimizers that scale each step by a running size of the gradient: AdaGrad, RMSprop, Adam, AdamW.
 
-On CuPy, Adam and AdamW run as one fused kernel per parameter (``xpnet.backend.fast_cupy``).
+On CuPy, Adam and AdamW run as one fused kernel per parameter (``xpnet.backend.fast_cupy``); on NumPy's
+float32/float64 arrays, where Numba is installed, all four do (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ class AdaGrad(Optimizer):
         return {**super().hyperparams(), "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
+        h = self._slot(name, "h", p, xp)
+        if fast_path("rms_update", xp, unfused)(p, g, h, self._step_lr(p), None, self.eps) is not NotImplemented:
+            return p
+        work = self._work(p, xp)
         h += into(work, xp.multiply, g, g)
         self._store(name, h=h)
         return self._divide_step(p, g, h, self._step_lr(p), self.eps, work, xp)
@@ -42,7 +46,10 @@ class RMSprop(Optimizer):
         return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
-        h, work = self._slot(name, "h", p, xp), self._work(p, xp)
+        h = self._slot(name, "h", p, xp)
+        if fast_path("rms_update", xp, unfused)(p, g, h, self._step_lr(p), self.alpha, self.eps) is not NotImplemented:
+            return p
+        work = self._work(p, xp)
         h *= self.alpha
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - self.alpha
