@@ -57,6 +57,20 @@ def test_embedding_padding_idx_equals_pytorch(dev, rng, padding_idx):
     assert not np.any(xn.to_numpy(layer.grads["W"])[padding_idx % V])
 
 
+class OverwritingEmbedding(Embedding):
+    """Bug: dW[ids] = dy keeps one row per repeated id instead of adding them (the seeds' NumPy pitfall)."""
+
+    def backward(self, dy):
+        dW = np.zeros_like(self.params["W"])
+        dW[self._ids.reshape(-1)] = dy.reshape(-1, self.embedding_dim)
+        self.grads["W"] = dW
+
+
+def test_planted_embedding_bug_is_caught(rng):
+    with pytest.raises(AssertionError, match="dW differs from PyTorch"):
+        _compare_embedding_with_torch(OverwritingEmbedding(V, E), xn.device("cpu"), rng)
+
+
 class UnmaskedEmbedding(Embedding):
     """Bug: the padding row gets its positions' gradients (the mask left out of backward)."""
 
