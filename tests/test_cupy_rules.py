@@ -61,8 +61,11 @@ _OPTIMIZERS = """
             self.p[name] = value
 
     result = {}
-    for name in sorted(xn.optim.OPTIMIZERS):
-        model, opt = Params(xn.device("cuda")), xn.optim.get(name)
+    makers = {name: lambda name=name: xn.optim.get(name) for name in xn.optim.OPTIMIZERS}
+    makers["sgd-momentum"] = lambda: xn.optim.SGD(0.1, momentum=0.9, dampening=0.2)
+    makers["sgd-nesterov"] = lambda: xn.optim.SGD(0.1, momentum=0.9, nesterov=True)
+    for name, make in sorted(makers.items()):
+        model, opt = Params(xn.device("cuda")), make()
         for g in model.grads:
             model.g = g
             opt.step(model)
@@ -73,11 +76,12 @@ _OPTIMIZERS = """
 
 def test_every_optimizer_steps_cupy_arrays_as_it_steps_numpy(tmp_path):
     """Issue 23, 1: AdaGrad and RMSprop keyed their work buffer on ``p.device``, which CuPy's Device
-    cannot be hashed for (TypeError); SGD, Momentum and Adam run the fused kernels' bodies."""
+    cannot be hashed for (TypeError); SGD (with PyTorch's momentum and Nesterov's too), Momentum and Adam
+    run the fused kernels' bodies."""
     on_cupy = last_json(run_with_fake_cupy(_OPTIMIZERS, tmp_path))
     on_numpy = last_json(subprocess.run([sys.executable, "-c", textwrap.dedent(_OPTIMIZERS).replace(
         'xn.device("cuda")', 'xn.device("cpu")')], capture_output=True, text=True, cwd=tmp_path, timeout=300))
-    assert sorted(on_cupy) == sorted(xn.optim.OPTIMIZERS)
+    assert sorted(on_cupy) == sorted([*xn.optim.OPTIMIZERS, "sgd-momentum", "sgd-nesterov"])
     for name, params in on_numpy.items():
         for k, v in params.items():
             np.testing.assert_allclose(on_cupy[name][k], v, rtol=1e-12, atol=1e-14, err_msg=f"{name} {k}")

@@ -225,6 +225,8 @@ def _run_kernel_source_in_numpy(name, arrays, scalars):
     ("sgd", lambda: xn.optim.SGD(lr=0.05), set()),
     ("momentum", lambda: xn.optim.Momentum(lr=0.05, momentum=0.8), {"v"}),
     ("adam", lambda: xn.optim.Adam(lr=0.05, betas=(0.8, 0.9), eps=1e-3), {"m", "v"}),
+    ("sgd_momentum", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, dampening=0.3), {"v"}),
+    ("sgd_nesterov", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, nesterov=True), {"v"}),
 ])
 def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
     rng = np.random.default_rng(3)
@@ -234,9 +236,14 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
     model = type("M", (), {"named_params": lambda self: {"w": p}, "named_grads": lambda self: {"w": g}})()
     for t in range(1, 4):
         g = rng.standard_normal(p.shape)
-        opt.step(model)  # the portable path on NumPy (no NumPy kernel is registered for these ops)
+        opt.step(model)  # on NumPy: the portable arithmetic (Numba's kernels where installed, bit for bit)
+        if name.startswith("sgd_") and t == 1:  # the first step (v = g) is the portable update's on CuPy too
+            kernel_p, state = p.copy(), {"v": opt.state["w"]["v"].copy()}
+            continue
         if name == "sgd":
             scalars = {"lr": opt.lr}
+        elif name.startswith("sgd_"):
+            scalars = {"lr": opt.lr, "momentum": opt.momentum, "keep": 1 - opt.dampening}
         elif name == "momentum":
             scalars = {"lr": opt.lr, "momentum": opt.momentum}
         else:

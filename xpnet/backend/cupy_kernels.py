@@ -27,6 +27,10 @@ C_TYPES = {"bool": "bool", "int8": "signed char", "int32": "int", "int64": "long
 ELEMENTWISE = {
     "sgd": ("T g, T lr", "T p", "p -= lr * g;"),
     "momentum": ("T g, T lr, T momentum", "T p, T v", "v = v * momentum - lr * g; p += v;"),
+    # SGD with PyTorch's momentum after its first step (which sets v = g): keep = 1 - dampening.
+    "sgd_momentum": ("T g, T lr, T momentum, T keep", "T p, T v", "v = v * momentum + keep * g; p -= lr * v;"),
+    "sgd_nesterov": ("T g, T lr, T momentum, T keep", "T p, T v",
+                     "v = v * momentum + keep * g; p -= lr * (momentum * v + g);"),
     "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).

@@ -35,15 +35,17 @@ __all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", 
 _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
               "maxpool2d_backward")
 
+# The optimizers' fused updates, on NumPy (Numba) and CuPy alike.
+_UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update")
+
 # library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
-    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, "sgd_update", "sgd_momentum_update", "momentum_update",
-                                               "adam_update", "rms_update")),
+    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "rms_update")),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
-    "cupy": (("fast_cupy", "cupy", ("im2col", "sgd_update", "momentum_update", "adam_update", "channel_dot",
-                                    "softmax_cross_entropy", "batchnorm_running", "dropout_forward", "lstm_step",
-                                    "lstm_step_backward", "gru_step", "gru_step_backward", *_LAYER_OPS)),
+    "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
+                                    "batchnorm_running", "dropout_forward", "lstm_step", "lstm_step_backward",
+                                    "gru_step", "gru_step_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

@@ -1,8 +1,8 @@
 """Gradient descent with and without momentum: PyTorch's ``SGD`` and the book's ``Momentum`` and ``Nesterov``.
 
-Plain SGD and Momentum run as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``) and,
-where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``), as does SGD
-with PyTorch's momentum on NumPy.
+SGD (with and without PyTorch's momentum) and Momentum run as one fused kernel per parameter on CuPy
+(``xpnet.backend.fast_cupy``; SGD's first step with momentum, which sets the buffer to g, excepted) and,
+where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
