@@ -227,6 +227,8 @@ def _run_kernel_source_in_numpy(name, arrays, scalars):
     ("adam", lambda: xn.optim.Adam(lr=0.05, betas=(0.8, 0.9), eps=1e-3), {"m", "v"}),
     ("sgd_momentum", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, dampening=0.3), {"v"}),
     ("sgd_nesterov", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, nesterov=True), {"v"}),
+    ("rms", lambda: xn.optim.RMSprop(lr=0.05, alpha=0.7, eps=1e-3), {"h"}),
+    ("rms", lambda: xn.optim.AdaGrad(lr=0.05, eps=1e-3), {"h"}),
 ])
 def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
     rng = np.random.default_rng(3)
@@ -244,6 +246,9 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
             scalars = {"lr": opt.lr}
         elif name.startswith("sgd_"):
             scalars = {"lr": opt.lr, "momentum": opt.momentum, "keep": 1 - opt.dampening}
+        elif name == "rms":
+            alpha = getattr(opt, "alpha", 1.0)  # AdaGrad: a decay and a scale of 1
+            scalars = {"lr": opt.lr, "decay": alpha, "scale": 1.0 if alpha == 1.0 else 1 - alpha, "eps": opt.eps}
         elif name == "momentum":
             scalars = {"lr": opt.lr, "momentum": opt.momentum}
         else:
@@ -260,7 +265,7 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
 def test_cupy_optimizers_fast_equal_portable_and_cpu(name):
-    """Fused kernels (SGD, Momentum, Adam, AdamW) and the out= path (the others) against the
+    """Fused kernels (every optimizer's; SGD's with momentum after its first step) against the
     portable path on the GPU and against the CPU."""
     dev = require_cuda()
     fast, _ = _optimizer_run(name, dev, True)

@@ -31,6 +31,9 @@ ELEMENTWISE = {
     "sgd_momentum": ("T g, T lr, T momentum, T keep", "T p, T v", "v = v * momentum + keep * g; p -= lr * v;"),
     "sgd_nesterov": ("T g, T lr, T momentum, T keep", "T p, T v",
                      "v = v * momentum + keep * g; p -= lr * (momentum * v + g);"),
+    # RMSprop (decay alpha, scale 1 - alpha) and AdaGrad (decay and scale 1): h, then p -= lr * g / (sqrt(h) + eps).
+    "rms": ("T g, T lr, T decay, T scale, T eps", "T p, T h",
+            "h = h * decay + g * g * scale; p -= g / (sqrt(h) + eps) * lr;"),
     "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).

@@ -1,5 +1,5 @@
-"""CuPy fast paths: im2col as one strided copy, the optimizers' updates (SGD with and without momentum,
-Momentum, Adam) as one fused kernel per parameter, BatchNorm's per-channel sums as one reduction (sources in :mod:`xpnet.backend.cupy_kernels`),
+"""CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
+parameter, BatchNorm's per-channel sums as one reduction (sources in :mod:`xpnet.backend.cupy_kernels`),
 and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, ReLU, MaxPool2d,
 BatchNorm). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 25 kernels, against
 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown is in ``cupy_layers``).
@@ -63,11 +63,19 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: floa
     elementwise("adam")(g, 1.0 - b1, b2, 1.0 - b2, step, eps, p, m, v)
 
 
+def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: float) -> None:
+    """h = alpha * h + (1 - alpha) * g^2 (RMSprop), or h += g^2 with ``alpha`` None (AdaGrad);
+    p -= lr * g / (sqrt(h) + eps)."""
+    decay, scale = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    elementwise("rms")(g, lr, decay, scale, eps, p, h)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("sgd_update", sgd_update)
     add("momentum_update", momentum_update)
     add("sgd_momentum_update", sgd_momentum_update, accepts=_after_first)
     add("adam_update", adam_update)
+    add("rms_update", rms_update)
     add("channel_dot", channel_dot)
     cupy_layers.register(add)

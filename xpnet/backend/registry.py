@@ -36,11 +36,11 @@ _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
               "maxpool2d_backward")
 
 # The optimizers' fused updates, on NumPy (Numba) and CuPy alike.
-_UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update")
+_UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update")
 
 # library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
-    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "rms_update")),
+    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS)),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",

@@ -1,7 +1,7 @@
 """Optimizers that scale each step by a running size of the gradient: AdaGrad, RMSprop, Adam, AdamW.
 
-On CuPy, Adam and AdamW run as one fused kernel per parameter (``xpnet.backend.fast_cupy``); on NumPy's
-float32/float64 arrays, where Numba is installed, all four do (``xpnet.backend.numba_kernels``).
+Each runs as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``) and, where Numba is
+installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
