@@ -265,7 +265,7 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", sorted(xn.optim.OPTIMIZERS))
 def test_cupy_optimizers_fast_equal_portable_and_cpu(name):
-    """Fused kernels (every optimizer's; SGD's with momentum after its first step) against the
+    """Fused kernels (all but Nesterov's book conventions; SGD's with momentum after its first step) against the
     portable path on the GPU and against the CPU."""
     dev = require_cuda()
     fast, _ = _optimizer_run(name, dev, True)

@@ -264,6 +264,8 @@ def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypa
 UPDATES = {"SGD": lambda: xn.optim.SGD(0.1), "Momentum": lambda: xn.optim.Momentum(0.05, 0.9),
            "SGD-momentum": lambda: xn.optim.SGD(0.1, momentum=0.9, dampening=0.1),
            "SGD-nesterov": lambda: xn.optim.SGD(0.1, momentum=0.9, nesterov=True),
+           "Nesterov": lambda: xn.optim.Nesterov(0.05, 0.9),
+           "Nesterov-book": lambda: xn.optim.Nesterov(0.05, 0.9, convention="book"),
            "Adam": lambda: xn.optim.Adam(0.01), "Adam-book": lambda: xn.optim.Adam(0.01, convention="book"),
            "AdamW": lambda: xn.optim.AdamW(0.01), "SGD-decay": lambda: xn.optim.SGD(0.1, weight_decay=0.01),
            "AdaGrad": lambda: xn.optim.AdaGrad(0.05), "RMSprop": lambda: xn.optim.RMSprop(0.01, alpha=0.9)}

@@ -1,8 +1,9 @@
 """Gradient descent with and without momentum: PyTorch's ``SGD`` and the book's ``Momentum`` and ``Nesterov``.
 
-SGD (with and without PyTorch's momentum) and Momentum run as one fused kernel per parameter on CuPy
-(``xpnet.backend.fast_cupy``; SGD's first step with momentum, which sets the buffer to g, excepted) and,
-where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
+SGD (with and without PyTorch's momentum), Momentum and Nesterov's PyTorch convention run as one fused
+kernel per parameter on CuPy (``xpnet.backend.fast_cupy``; SGD's first step with momentum, which sets the
+buffer to g, excepted) and, where Numba is installed, on NumPy's float32/float64 arrays
+(``xpnet.backend.numba_kernels``); Nesterov's book conventions keep the portable update.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class Nesterov(Momentum):
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         v, m, lr = self._slot(name, "v", p, xp), self.momentum, self._step_lr(p)
         if self.convention == "pytorch":
+            # SGD(momentum=m, nesterov=True)'s update, whose first step (v = 0 * m + g) is any step's here
+            if fast_path("sgd_momentum_update", xp, unfused)(p, g, v, lr, m, 0.0, False, True) is not NotImplemented:
+                return p
             v *= m
             v += g
             self._store(name, v=v)
