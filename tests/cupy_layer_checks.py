@@ -376,6 +376,24 @@ def check_lstm(dev: Any) -> None:
                           f"after a portable forward, dc {dc_next is not None}")
 
 
+def check_rnn(dev: Any) -> None:
+    """The Elman RNN's step as two kernels against the portable cells, as :func:`check_lstm`."""
+    from xpnet.layers import cells
+
+    cupy_layers = _kernels()
+    _check_recurrent(dev, xn.layers.RNN)
+    for dtype in ("float32", "float64"):
+        ax, h, _, Wh, WhT, dh, _ = _step_inputs(dev, dtype, 1)
+        assert cupy_layers._rnn_ready(ax, h, Wh)
+        with fast_paths(False):
+            fed = cells.rnn_step(ax, h, Wh)
+            want = cells.rnn_step_backward(dh, fed[1], WhT)
+        assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT)
+        _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+                      "after a portable forward")
+        _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
+
+
 def check_gru(dev: Any) -> None:
     """PyTorch's GRU step as two kernels against the portable cells, as :func:`check_lstm`, with the hidden
     bias and without (``bias=False``); the book's GRU keeps the portable path."""
@@ -423,7 +441,7 @@ def check_language_model_training(dev: Any) -> None:
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_training,
-          check_lstm, check_gru, check_language_model_training]
+          check_rnn, check_lstm, check_gru, check_language_model_training]
 
 
 # -- launches ----------------------------------------------------------------------------------------
@@ -487,7 +505,7 @@ def launches_per_mlp_step() -> float:
 
 
 def launches_per_recurrent_step(kind: str, fast: bool) -> float:
-    """Launches per time step of a recurrent layer's forward and backward (``kind`` "LSTM" or "GRU",
+    """Launches per time step of a recurrent layer's forward and backward (``kind`` "RNN", "LSTM" or "GRU",
     float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4, over 4."""
     rng = np.random.default_rng(0)
     counted = []

@@ -215,6 +215,24 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
     dx[i] = acc;
 }
 """,
+    # One step of the Elman RNN after its product ah = h @ Wh (xpnet.layers.cells.rnn_step): h_next = tanh(ax + ah),
+    # one thread per (row, unit); rows of ax are ax_row numbers apart, ah and h_next (N, H) contiguous.
+    "rnn_forward": r"""
+extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next, long long ax_row, long long hidden,
+                                             long long n) {
+    %(unit)s
+    h_next[i] = tanh(ax[r * ax_row + j] + ah[i]);
+}
+""",
+    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides.
+    "rnn_backward": r"""
+extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* h_next, T* da, long long dh_row, long long h_row,
+                                              long long hidden, long long n) {
+    %(unit)s
+    T v = h_next[r * h_row + j];
+    da[i] = dh[r * dh_row + j] * ((T)1 - v * v);
+}
+""",
     # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of
     # the (N, H) state: a = ax + ah in PyTorch's blocks i, f, g, o, the gates (sigmoid as the portable
     # 0.5 * tanh(0.5 * a) + 0.5), c_next, tanh(c_next) and h_next. Rows of ax are ax_row numbers apart (one

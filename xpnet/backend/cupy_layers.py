@@ -1,6 +1,6 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
 cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform
-numbers of ``xpnet.backend.random`` and the time steps of the LSTM and of PyTorch's GRU (sources in
+numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
 function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``, ``.cells``) and of the
 Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
@@ -16,7 +16,7 @@ dy and whether its first maximum is at the label, the sum of the losses), its ba
 of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
 time step, forward and backward, launches 5 (h @ Wh, the gates' kernel; the add of the carried state's
 gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells, a GRU step 6 against 34
-(one more: dh * z added to dah @ Wh^T).
+(one more: dh * z added to dah @ Wh^T), an RNN step 5 against 8.
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -282,6 +282,41 @@ def _row_stride(a: Any, like: Any, shape: tuple[int, ...]) -> int | None:
     return row // size
 
 
+def _rnn_ready(ax: Any, h: Any, Wh: Any) -> bool:
+    if not (_floats(h, Wh) and h.ndim == 2):
+        return False
+    n, hidden = h.shape
+    return tuple(Wh.shape) == (hidden, hidden) and _row_stride(ax, h, (n, hidden)) is not None
+
+
+def rnn_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.rnn_step``: the product h @ Wh, then one kernel for tanh(ax + ah)."""
+    n, hidden = h.shape
+    ah = h @ Wh
+    h_next = cupy.empty_like(h)
+    _launch("rnn_forward", n * hidden, (ax, ah, h_next, _row_stride(ax, h, (n, hidden)), hidden, n * hidden),
+            T=h.dtype)
+    return h_next, (h, h_next)
+
+
+def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    h = cache[1]
+    if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
+            and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype and tuple(WhT.shape) == (h.shape[1],) * 2):
+        return False
+    return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h))
+
+
+def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T."""
+    h_next = cache[1]
+    n, hidden = h_next.shape
+    da = cupy.empty((n, hidden), h_next.dtype)
+    rows = [_row_stride(a, h_next, (n, hidden)) for a in (dh_next, h_next)]
+    _launch("rnn_backward", n * hidden, (dh_next, h_next, da, *rows, hidden, n * hidden), T=h_next.dtype)
+    return da, da, da @ WhT
+
+
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
     if not (_floats(h, c, Wh) and h.ndim == 2 and tuple(c.shape) == tuple(h.shape)):
         return False
@@ -377,6 +412,7 @@ def register(add: Callable[..., Any]) -> None:
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
                         ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
+                        ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready)):
         add(op, globals()[op], accepts)

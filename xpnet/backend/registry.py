@@ -44,8 +44,8 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
-                                    "batchnorm_running", "dropout_forward", "lstm_step", "lstm_step_backward",
-                                    "gru_step", "gru_step_backward", *_LAYER_OPS)),
+                                    "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",
+                                    "lstm_step_backward", "gru_step", "gru_step_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }

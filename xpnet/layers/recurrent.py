@@ -250,12 +250,12 @@ class RNN(_Recurrent):
     """
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        h, cache = cells.rnn_step(ax, state[0], self.params["Wh"])
+        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self.params["Wh"])
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = cells.rnn_step_backward(dh, cache, self._WhT)
+        dax, dah, dh_prev = fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)(dh, cache, self._WhT)
         return dax, dah, (dh_prev,)
 
 
