@@ -235,6 +235,22 @@ def test_token_stream_equals_the_books_get_batch_across_epochs(dev):
                                                                       for x, _ in stream.epoch(1)]
 
 
+def test_token_stream_uploads_its_positions_once_not_per_batch(monkeypatch, dev):
+    """A batch's positions are computed on the ids' device: on a GPU an upload per batch from pageable host
+    memory may wait for the queued steps (the training loop would wait each step)."""
+    from xpnet.datasets import stream as stream_module
+
+    uploads = []
+    real = stream_module.to_device
+    monkeypatch.setattr(stream_module, "to_device", lambda a, *args, **kw: uploads.append(a.shape) or real(a, *args,
+                                                                                                          **kw))
+    corpus = np.random.default_rng(1).integers(0, 50, 600)
+    stream = xn.datasets.TokenStream(xn.to_device(corpus, dev), batch_size=3, time_size=5)
+    batches = [xn.to_numpy(x) for e in range(3) for x, _ in stream.epoch(e)]
+    assert len(batches) == 3 * len(stream) > 3 and uploads == [(15,)]
+    np.testing.assert_array_equal(batches[-1], corpus[:-1][stream.positions(3 * len(stream) - 1)])
+
+
 def test_token_stream_refuses_what_gives_no_batch():
     with pytest.raises(ValueError, match="TokenStream: 10 ids give no full batch of 4 rows x 3 steps"):
         xn.datasets.TokenStream(np.arange(10), 4, 3)

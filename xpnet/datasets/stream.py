@@ -45,6 +45,7 @@ class TokenStream:
         self.device: Device = device_of(ids)
         self.offsets = np.arange(self.batch_size, dtype=np.int64)[:, None] * (self.size // self.batch_size)
         self.steps = self.size // (self.batch_size * self.time_size)
+        self._first: Any = None  # positions(0), flat, on the ids' device (made at the first batch)
 
     def __len__(self) -> int:
         return self.steps
@@ -64,11 +65,15 @@ class TokenStream:
         return (self.offsets + start + np.arange(self.time_size, dtype=np.int64)[None, :]) % self.size
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        """The batches of epoch ``epoch`` (the same ones every time it is asked for)."""
+        """The batches of epoch ``epoch`` (the same ones every time it is asked for). Their positions are
+        computed on the ids' device from ``positions(0)``, uploaded once: an upload per batch from pageable
+        host memory may wait for the work a GPU has queued, and the training loop would then wait each step."""
         xp = self.device.xp
         shape = (self.batch_size, self.time_size)
+        if self._first is None:
+            self._first = to_device(self.positions(0).reshape(-1), self.device)
         for step in range(epoch * self.steps, (epoch + 1) * self.steps):
-            where = to_device(self.positions(step).reshape(-1), self.device)
+            where = (self._first + step * self.time_size) % self.size
             yield (xp.reshape(xp.take(self.xs, where), shape), xp.reshape(xp.take(self.ts, where), shape))
 
 
