@@ -190,3 +190,44 @@ def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
     xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2), epochs=2,
              batch_size=32, device=dev, progress=False)
     assert busy_at_end == [True, True]
+
+
+@pytest.mark.gpu
+def test_an_epoch_over_a_token_stream_never_waits_for_the_gpu(monkeypatch):
+    """As the test above, for a language model over a TokenStream (truncated BPTT, stateful LSTMs): no step
+    of an epoch waits for the GPU (the stream's batches once uploaded their positions per step)."""
+    dev = require_cuda()
+    import cupy  # noqa: PLC0415
+
+    cupyx = pytest.importorskip("cupyx", reason="needs CUDA itself (a raw kernel and pinned memory): the fake "
+                                "CuPy of tests/fake_cupy has no cupyx")
+    ids = xn.to_device(np.random.default_rng(0).integers(0, 20, 4000), dev)
+
+    def run(epochs):
+        xn.init.seed(0)
+        model = xn.models.LanguageModel(20, 16, 32, num_layers=2, dropout=0.1)
+        xn.train(model, xn.datasets.TokenStream(ids, 8, 10), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2),
+                 epochs=epochs, device=dev, progress=False)
+
+    run(1)  # loads every kernel first (lazy module loading, issue 23, 6)
+    kernel = cupy.RawKernel(_WAIT_FOR_HOST, "wait_for_host")
+    flag = cupyx.empty_pinned((1,), dtype=np.int32)
+    busy_at_end: list[bool] = []
+    original = xn.datasets.TokenStream.epoch
+
+    def epoch(self, e):
+        batches = original(self, e)
+        first = next(batches)  # the stream's one upload of its positions happens here, before the spinner
+        flag[0] = 0
+        kernel((1,), (1,), (np.uint64(flag.ctypes.data), np.int64(2 * 10**10)))
+        try:
+            yield first
+            yield from batches
+        finally:
+            busy_at_end.append(not cupy.cuda.get_current_stream().done)
+            flag[0] = 1
+            cupy.cuda.get_current_stream().synchronize()
+
+    monkeypatch.setattr(xn.datasets.TokenStream, "epoch", epoch)
+    run(2)
+    assert busy_at_end == [True, True]

@@ -163,6 +163,48 @@ def test_nan_guard_names_the_step_on_a_stream(rng):
                  epochs=1, progress=False)
 
 
+def _count_id_checks(monkeypatch):
+    """The shapes of the ids each Embedding's range check reads, in order."""
+    seen = []
+    real = xn.layers.Embedding.check_range
+    monkeypatch.setattr(xn.layers.Embedding, "check_range", lambda self, ids: seen.append(tuple(ids.shape)) or
+                        real(self, ids))
+    return seen
+
+
+def test_the_input_embeddings_ids_are_checked_once_per_run_not_per_step(monkeypatch, rng):
+    """Each check reads a value back from the device, which on a GPU waits for the queued steps: xn.train
+    and xn.evaluate check the ids the input Embedding will read once, before the first step, and turn its
+    per-forward check off for the run only."""
+    ids = rng.integers(0, 11, 2001)
+    seen = _count_id_checks(monkeypatch)
+    model = xn.models.LanguageModel(11, 6, 8)
+    xn.train(model, xn.datasets.TokenStream(ids, 4, 10), validation=xn.datasets.TokenStream(ids[:401], 4, 10),
+             loss="cross_entropy", optimizer="adam", epochs=2, progress=False)
+    training = [s for s in seen if s != (1, 10)]  # (1, 10): the one-row probes before training
+    assert training == [(2000,), (400,)] and model.layers[0].check_ids  # 2 x 50 steps and 10 validation steps
+    seen.clear()
+    x, t = rng.integers(0, 11, (40, 5)), rng.integers(0, 11, (40, 5))
+    net = xn.Sequential(xn.layers.Embedding(11, 6), xn.layers.LSTM(6, 8), xn.layers.Linear(8, 11))
+    xn.train(net, (x, t), loss="cross_entropy", optimizer="adam", epochs=2, batch_size=8, progress=False)
+    xn.evaluate(net, (x, t), loss="cross_entropy", batch_size=8)
+    assert [s for s in seen if s[0] != 1] == [(40, 5), (40, 5)] and net[0].check_ids
+
+
+def test_an_id_out_of_range_in_a_later_batch_fails_before_training(monkeypatch, rng):
+    ids = rng.integers(0, 11, 2001)
+    ids[1500] = 11  # a later batch's; the first batch, probed before training, is fine
+    model = xn.models.LanguageModel(12, 6, 8)  # the output has 12 classes: only the embedding is too small
+    model.layers[0] = xn.layers.Embedding(11, 6)
+    before = {k: v.copy() for k, v in model.named_params().items()}
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 11\), got values in \[0, 11\]"):
+        xn.train(model, xn.datasets.TokenStream(ids, 4, 10), loss="cross_entropy", optimizer="adam", epochs=1,
+                 progress=False)
+    assert model.layers[0].check_ids  # restored
+    for k, v in model.named_params().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)  # no step ran
+
+
 def test_stream_arguments_are_checked(rng):
     stream = xn.datasets.TokenStream(corpus(rng), B, T)
     with pytest.raises(ValueError, match="batch_size=7 but the TokenStream cuts batches of 4 rows"):

@@ -44,7 +44,8 @@ class Embedding(Layer):
     share reaches the padding row, as the tied ``nn.Linear``'s does in PyTorch).
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
     from the device; turn it off once the data are known good (NumPy itself raises for ids past the
-    end, but takes negative ones from the end, and JAX clamps them silently).
+    end, but takes negative ones from the end, and JAX clamps them silently). ``xn.train`` and
+    ``xn.evaluate`` check the ids of the Embedding that reads the model's input once per run instead.
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,
@@ -116,12 +117,19 @@ class Embedding(Layer):
         if not same_device(ids, W):
             raise ValueError(f"Embedding: ids are on {device_of(ids)} but the weights are on {device_of(W)}; move the "
                              "model with model.to(device) or the ids with xn.to_device(ids, device)")
-        if self.check_ids and math.prod(ids.shape) and bool(xp.any((ids < 0) | (ids >= self.num_embeddings))):
-            raise ValueError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got values in "
-                             f"[{int(xp.min(ids))}, {int(xp.max(ids))}]")
+        if self.check_ids:
+            self.check_range(ids)
         self._ids, self._shared, self._done = ids, None, False
         rows = xp.take(W, xp.reshape(ids, (-1,)), axis=0)
         return xp.reshape(rows, (*ids.shape, self.embedding_dim))
+
+    def check_range(self, ids: Any) -> None:
+        """Raise unless every id lies in [0, num_embeddings): one value read back from the ids' device
+        (what ``check_ids`` does in each forward; ``xn.train`` does it once per run instead)."""
+        xp = namespace(ids)
+        if math.prod(ids.shape) and bool(xp.any((ids < 0) | (ids >= self.num_embeddings))):
+            raise ValueError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got values in "
+                             f"[{int(xp.min(ids))}, {int(xp.max(ids))}]")
 
     def backward(self, dy: Any) -> None:
         ids = self._need(self._ids)

@@ -3,19 +3,23 @@ in its dtype, and its targets checked against the loss and the model's output.""
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
+from ..layers.embedding import Embedding
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from ..models.language import LanguageModel
 from ..models.model import is_ids
+from ..models.sequential import Sequential
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
-           "check_sequence_labels"]
+           "check_sequence_labels", "ids_checked_once"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
@@ -168,3 +172,36 @@ def is_one_hot(y: Any) -> bool:
     if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
         return False
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
+
+
+def _input_embedding(model: Any) -> Embedding | None:
+    """The Embedding that reads ``model``'s input: its first layer, through Sequentials and LanguageModels
+    (whose forward runs their layers in order); None for any other model, whose order is its own."""
+    node = model
+    while not isinstance(node, Embedding):
+        if type(node) is Sequential and len(node):
+            node = node[0]
+        elif type(node) is LanguageModel:
+            node = node.layers[0]
+        else:
+            return None
+    return node
+
+
+@contextmanager
+def ids_checked_once(model: Any, ids: list[Any]) -> Iterator[None]:
+    """Within: the Embedding that reads the model's input (see :func:`_input_embedding`) has the ``ids`` it
+    will be given checked here, once, instead of in each forward (``check_ids``), where the one value
+    read back makes each step wait for the work a GPU has queued. After: its check as it was. Other
+    Embeddings keep theirs."""
+    embed = _input_embedding(model)
+    if embed is None or not embed.check_ids:
+        yield
+        return
+    for a in ids:
+        embed.check_range(a)
+    embed.check_ids = False
+    try:
+        yield
+    finally:
+        embed.check_ids = True

@@ -45,7 +45,7 @@ from ..optim import get as _get_optimizer
 from ..optim.clip import check_max_norm
 from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
-from .data import common_device, inputs, pair, prepare
+from .data import common_device, ids_checked_once, inputs, pair, prepare
 from .history import History
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
 from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
@@ -274,8 +274,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
         # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
         # no autograd graph: xpnet runs its own backward.
+        ids = [stream.xs] if stream is not None else list(inputs(x)[:1])
+        if val_stream is not None or val is not None:
+            ids.append(val_stream.xs if val_stream is not None else inputs(xv)[0])
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-                no_autograd(dev.xp), mode(model, True):
+                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, [a for a in ids if is_ids(model, a)]):
             trainer.sigterm = sigterm
             for epoch in range(start + 1, start if stopped else epochs + 1):
                 t0 = time.perf_counter()
@@ -375,7 +378,9 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
         trainer.threads = tuner
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp):
+        ids = [a for a in ([stream.xs] if stream is not None else inputs(x)[:1]) if is_ids(model, a)]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
+                ids_checked_once(model, ids):
             if stream is None:
                 value, accuracy = trainer.evaluate(x, y, classes, batch_size)
             else:
