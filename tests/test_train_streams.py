@@ -189,6 +189,12 @@ def test_the_input_embeddings_ids_are_checked_once_per_run_not_per_step(monkeypa
     xn.train(net, (x, t), loss="cross_entropy", optimizer="adam", epochs=2, batch_size=8, progress=False)
     xn.evaluate(net, (x, t), loss="cross_entropy", batch_size=8)
     assert [s for s in seen if s[0] != 1] == [(40, 5), (40, 5)] and net[0].check_ids
+    seen.clear()
+    seq2seq = xn.book.attention_seq2seq(11, 6, 8)  # two inputs, each read by its own Embedding
+    xn.train(seq2seq, ((x, t[:, :-1]), t[:, 1:]), loss="cross_entropy", optimizer="adam", epochs=2, batch_size=8,
+             progress=False)
+    assert [s for s in seen if s[0] != 1] == [(40, 5), (40, 4)]
+    assert seq2seq.encoder.embed.check_ids and seq2seq.decoder.embed.check_ids
 
 
 def test_an_id_out_of_range_in_a_later_batch_fails_before_training(monkeypatch, rng):

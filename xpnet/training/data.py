@@ -15,11 +15,12 @@ from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
 from ..models.language import LanguageModel
 from ..models.model import is_ids
+from ..models.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from ..models.sequential import Sequential
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
-           "check_sequence_labels", "ids_checked_once"]
+           "check_sequence_labels", "input_embeddings", "ids_checked_once"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
@@ -174,9 +175,12 @@ def is_one_hot(y: Any) -> bool:
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
 
 
-def _input_embedding(model: Any) -> Embedding | None:
-    """The Embedding that reads ``model``'s input: its first layer, through Sequentials and LanguageModels
-    (whose forward runs their layers in order); None for any other model, whose order is its own."""
+def input_embeddings(model: Any) -> list[tuple[Embedding, int]]:
+    """The Embeddings that read ``model``'s inputs, with the index of the input each reads: the first layer
+    through Sequentials and LanguageModels (whose forward runs their layers in order), the encoder's and
+    the decoder's of the seq2seq models; none for any other model, whose order is its own."""
+    if type(model) in (Seq2seq, PeekySeq2seq, AttentionSeq2seq):
+        return [(model.encoder.embed, 0), (model.decoder.embed, 1)]
     node = model
     while not isinstance(node, Embedding):
         if type(node) is Sequential and len(node):
@@ -184,24 +188,25 @@ def _input_embedding(model: Any) -> Embedding | None:
         elif type(node) is LanguageModel:
             node = node.layers[0]
         else:
-            return None
-    return node
+            return []
+    return [(node, 0)]
 
 
 @contextmanager
-def ids_checked_once(model: Any, ids: list[Any]) -> Iterator[None]:
-    """Within: the Embedding that reads the model's input (see :func:`_input_embedding`) has the ``ids`` it
-    will be given checked here, once, instead of in each forward (``check_ids``), where the one value
-    read back makes each step wait for the work a GPU has queued. After: its check as it was. Other
-    Embeddings keep theirs."""
-    embed = _input_embedding(model)
-    if embed is None or not embed.check_ids:
-        yield
-        return
-    for a in ids:
-        embed.check_range(a)
-    embed.check_ids = False
+def ids_checked_once(model: Any, datasets: list[tuple[Any, ...]]) -> Iterator[None]:
+    """Within: the Embeddings that read the model's inputs (:func:`input_embeddings`) have the ids of
+    ``datasets`` (each the tuple of a data set's inputs) checked here, once, instead of in each forward
+    (``check_ids``), where the one value read back makes each step wait for the work a GPU has queued.
+    After: their checks as they were. Other Embeddings keep theirs."""
+    checked = [(embed, i) for embed, i in input_embeddings(model) if embed.check_ids]
+    for embed, i in checked:
+        for inputs in datasets:
+            if i < len(inputs) and namespace(inputs[i]).isdtype(inputs[i].dtype, "integral"):
+                embed.check_range(inputs[i])
+    for embed, _ in checked:
+        embed.check_ids = False
     try:
         yield
     finally:
-        embed.check_ids = True
+        for embed, _ in checked:
+            embed.check_ids = True

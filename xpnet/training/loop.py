@@ -274,11 +274,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
         # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
         # no autograd graph: xpnet runs its own backward.
-        ids = [stream.xs] if stream is not None else list(inputs(x)[:1])
+        datasets = [(stream.xs,) if stream is not None else inputs(x)]
         if val_stream is not None or val is not None:
-            ids.append(val_stream.xs if val_stream is not None else inputs(xv)[0])
+            datasets.append((val_stream.xs,) if val_stream is not None else inputs(xv))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, [a for a in ids if is_ids(model, a)]):
+                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, datasets):
             trainer.sigterm = sigterm
             for epoch in range(start + 1, start if stopped else epochs + 1):
                 t0 = time.perf_counter()
@@ -378,9 +378,9 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
         trainer.threads = tuner
-        ids = [a for a in ([stream.xs] if stream is not None else inputs(x)[:1]) if is_ids(model, a)]
+        datasets = [(stream.xs,) if stream is not None else inputs(x)]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
-                ids_checked_once(model, ids):
+                ids_checked_once(model, datasets):
             if stream is None:
                 value, accuracy = trainer.evaluate(x, y, classes, batch_size)
             else:
