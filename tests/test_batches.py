@@ -149,33 +149,22 @@ extern "C" __global__ void wait_for_host(unsigned long long flag_address, long l
 """
 
 
-@pytest.mark.gpu
-def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
-    """Issue 14, on CuPy: right after an epoch's first batch is gathered, a kernel that spins until the
-    host raises a flag (in pinned host memory, which the GPU reads directly) is queued. The host then
-    enqueues every step and only afterwards raises the flag. A step that waited for the GPU (a read
-    such as float(x), a synchronize) would have waited for the spinning kernel until it gave up
-    (about 10 s), leaving the stream idle: the stream still busy when the last step is enqueued proves
-    that no step waited. A first, unwatched run loads every kernel first: CUDA 12.2+ loads modules
-    lazily, and a first launch may wait for the context while the spinner runs (issue 23, 6)."""
-    dev = require_cuda()
+def _spin_after_each_first_batch(monkeypatch, batches_class):
+    """Patch ``batches_class.epoch``: right after each epoch's first batch, queue a kernel that spins until
+    the host raises a flag (in pinned host memory, which the GPU reads directly), and raise the flag only
+    when the epoch's last step has been enqueued. Returns the list that gets, at each epoch's end,
+    whether the stream was still busy (the spinner still running: no step waited for the GPU)."""
     import cupy  # noqa: PLC0415
-
-    cupyx = pytest.importorskip("cupyx", reason="needs CUDA itself (a raw kernel and pinned memory): the fake "
-                                "CuPy of tests/fake_cupy has no cupyx")
-
-    x, t = _data(640)
-    xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2), epochs=1,
-             batch_size=32, device=dev, progress=False)
+    import cupyx  # noqa: PLC0415
 
     kernel = cupy.RawKernel(_WAIT_FOR_HOST, "wait_for_host")
     flag = cupyx.empty_pinned((1,), dtype=np.int32)
     busy_at_end: list[bool] = []
-    original = BatchIterator.epoch
+    original = batches_class.epoch
 
     def epoch(self, e):
         batches = original(self, e)
-        first = next(batches)  # the permutation's one upload per epoch happens here, before the spinner
+        first = next(batches)  # an epoch's one upload (a permutation, a stream's positions) is here, before
         flag[0] = 0
         kernel((1,), (1,), (np.uint64(flag.ctypes.data), np.int64(2 * 10**10)))
         try:
@@ -186,7 +175,28 @@ def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
             flag[0] = 1
             cupy.cuda.get_current_stream().synchronize()
 
-    monkeypatch.setattr(BatchIterator, "epoch", epoch)
+    monkeypatch.setattr(batches_class, "epoch", epoch)
+    return busy_at_end
+
+
+_NEEDS_CUPYX = "needs CUDA itself (a raw kernel and pinned memory): the fake CuPy of tests/fake_cupy has no cupyx"
+
+
+@pytest.mark.gpu
+def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
+    """Issue 14, on CuPy: right after an epoch's first batch is gathered, a kernel that spins until the
+    host raises a flag is queued (:func:`_spin_after_each_first_batch`). The host then enqueues every
+    step and only afterwards raises the flag. A step that waited for the GPU (a read such as float(x), a
+    synchronize) would have waited for the spinning kernel until it gave up (about 10 s), leaving the
+    stream idle: the stream still busy when the last step is enqueued proves that no step waited. A
+    first, unwatched run loads every kernel first: CUDA 12.2+ loads modules lazily, and a first launch
+    may wait for the context while the spinner runs (issue 23, 6)."""
+    dev = require_cuda()
+    pytest.importorskip("cupyx", reason=_NEEDS_CUPYX)
+    x, t = _data(640)
+    xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2), epochs=1,
+             batch_size=32, device=dev, progress=False)
+    busy_at_end = _spin_after_each_first_batch(monkeypatch, BatchIterator)
     xn.train(_model(dropout=True), (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(1e-2), epochs=2,
              batch_size=32, device=dev, progress=False)
     assert busy_at_end == [True, True]
@@ -195,12 +205,10 @@ def test_an_epoch_never_waits_for_the_gpu(monkeypatch):
 @pytest.mark.gpu
 def test_an_epoch_over_a_token_stream_never_waits_for_the_gpu(monkeypatch):
     """As the test above, for a language model over a TokenStream (truncated BPTT, stateful LSTMs): no step
-    of an epoch waits for the GPU (the stream's batches once uploaded their positions per step)."""
+    of an epoch waits for the GPU (the stream's batches once uploaded their positions per step, and the
+    Embedding read its range check back each step)."""
     dev = require_cuda()
-    import cupy  # noqa: PLC0415
-
-    cupyx = pytest.importorskip("cupyx", reason="needs CUDA itself (a raw kernel and pinned memory): the fake "
-                                "CuPy of tests/fake_cupy has no cupyx")
+    pytest.importorskip("cupyx", reason=_NEEDS_CUPYX)
     ids = xn.to_device(np.random.default_rng(0).integers(0, 20, 4000), dev)
 
     def run(epochs):
@@ -210,24 +218,9 @@ def test_an_epoch_over_a_token_stream_never_waits_for_the_gpu(monkeypatch):
                  epochs=epochs, device=dev, progress=False)
 
     run(1)  # loads every kernel first (lazy module loading, issue 23, 6)
-    kernel = cupy.RawKernel(_WAIT_FOR_HOST, "wait_for_host")
-    flag = cupyx.empty_pinned((1,), dtype=np.int32)
-    busy_at_end: list[bool] = []
-    original = xn.datasets.TokenStream.epoch
-
-    def epoch(self, e):
-        batches = original(self, e)
-        first = next(batches)  # the stream's one upload of its positions happens here, before the spinner
-        flag[0] = 0
-        kernel((1,), (1,), (np.uint64(flag.ctypes.data), np.int64(2 * 10**10)))
-        try:
-            yield first
-            yield from batches
-        finally:
-            busy_at_end.append(not cupy.cuda.get_current_stream().done)
-            flag[0] = 1
-            cupy.cuda.get_current_stream().synchronize()
-
-    monkeypatch.setattr(xn.datasets.TokenStream, "epoch", epoch)
+    busy_at_end = _spin_after_each_first_batch(monkeypatch, xn.datasets.TokenStream)
     run(2)
     assert busy_at_end == [True, True]
+
+
+
