@@ -189,6 +189,29 @@ def test_sampling_is_seeded_and_temperature_zero_is_greedy(dev, rng):
     assert greedy[0].tolist() == prompt[2:]
 
 
+def test_generation_checks_its_ids_once_not_per_token(monkeypatch, rng):
+    """The range check reads a value back (on a GPU each token would wait for the one before): generate
+    checks the prompt (and a seq2seq model's questions and start ids) once; the ids fed back are the
+    model's own picks. A prompt out of range still fails."""
+    seen = []
+    real = xn.layers.Embedding.check_range
+    monkeypatch.setattr(xn.layers.Embedding, "check_range", lambda self, ids: seen.append(1) or real(self, ids))
+    xn.init.seed(0)
+    lm, s2s = xn.models.LanguageModel(20, 8, 16), xn.book.attention_seq2seq(13, 8, 16)
+    xs = rng.integers(0, 13, (4, 7))
+    counts = []
+    for length in (3, 9):
+        seen.clear()
+        lm.generate([1, 2, 3], length, temperature=0.8, seed=1)
+        lm.generate([1, 2, 3], length, temperature=0)
+        s2s.generate(xs, 1, length)
+        counts.append(len(seen))
+    assert counts == [4, 4]  # the prompt twice, the questions and the start ids
+    assert lm.layers[0].check_ids and s2s.decoder.embed.check_ids
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 20\), got values in \[1, 20\]"):
+        lm.generate([1, 20], 3)
+
+
 def test_sampling_follows_the_softmax(rng):
     """With a model whose every step scores the same, the draws' frequencies are softmax(scores / T)."""
     model = xn.book.rnnlm(3, 2, 2, dtype="float64")

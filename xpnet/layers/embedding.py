@@ -44,9 +44,10 @@ class Embedding(Layer):
     share reaches the padding row, as the tied ``nn.Linear``'s does in PyTorch).
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
     from the device; turn it off once the data are known good (NumPy itself raises for ids past the
-    end, but takes negative ones from the end, and JAX clamps them silently). ``xn.train`` and
-    ``xn.evaluate`` check the ids of the Embeddings that read the model's inputs (the first layer of a
-    Sequential or a LanguageModel, the seq2seq models' two) once per run instead.
+    end, but takes negative ones from the end, and JAX clamps them silently). ``xn.train``,
+    ``xn.evaluate`` and the models' ``generate`` check the ids of the Embeddings that read the model's
+    inputs (the first layer of a Sequential or a LanguageModel, the seq2seq models' two) once per run
+    instead (``xpnet.models.ids``).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,

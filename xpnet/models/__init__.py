@@ -6,7 +6,9 @@
 - ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``);
 - ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
 - ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
-- ``summary``: the table of layers, output shapes and parameter counts.
+- ``summary``: the table of layers, output shapes and parameter counts;
+- ``ids``: the Embeddings that read a model's inputs, their ids checked once per run (training,
+  evaluation, generation) instead of in every forward.
 
 It may import the layers, ``xpnet.io``, ``xpnet.init`` and the backend; training, gradcheck, the book
 and the command line stand on it.

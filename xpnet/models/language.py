@@ -95,11 +95,18 @@ class LanguageModel(Model):
         penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=self.dtype)
         index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
         ids = xp.astype(to_device(prompt, dev), index)
+        # the numbers of every step drawn and uploaded at once (the same ones, in the same order): an
+        # upload per step from pageable host memory may wait for the GPU's queued work
+        draws = None if temperature == 0 else to_device(rng.random((length, prompt.shape[0], 1)), dev,
+                                                         dtype=self.dtype)
         out = []
+        from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module
+
         self.reset_state()
         try:
-            with dev.activate(), mode(self, False), no_autograd(xp):
-                for _ in range(length):
+            # the prompt checked once; the ids fed back are drawn from the vocabulary's scores
+            with dev.activate(), mode(self, False), no_autograd(xp), ids_checked_once(self, [(ids,)]):
+                for step in range(length):
                     score = self.forward(ids, train=False)[:, -1, :] + penalty
                     if temperature == 0:
                         ids = xp.argmax(score, axis=1)
@@ -107,8 +114,7 @@ class LanguageModel(Model):
                         z = score / temperature
                         e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
                         cdf = xp.cumulative_sum(e / xp.sum(e, axis=1, keepdims=True), axis=1)
-                        u = to_device(rng.random((prompt.shape[0], 1)), dev, dtype=self.dtype)
-                        ids = xp.clip(xp.sum(xp.astype(cdf < u, index), axis=1), 0, vocab - 1)
+                        ids = xp.clip(xp.sum(xp.astype(cdf < draws[step, ...], index), axis=1), 0, vocab - 1)
                     ids = xp.astype(ids, index)[:, None]
                     out.append(ids)
         finally:

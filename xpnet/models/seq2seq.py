@@ -191,7 +191,11 @@ class Seq2seq(Model):
             raise ValueError(f"{self.name}.generate: start_id must be an int or {n} ids, got {start_id!r}")
         ids = xp.astype(to_device(np.ascontiguousarray(np.broadcast_to(start, (n,))), dev), xs.dtype)
         out = []
-        with dev.activate(), mode(self, False), no_autograd(xp):
+        from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module
+
+        # xs and the start ids checked once; the ids fed back are argmaxes over the vocabulary: no step
+        # reads a range check back (on a GPU each token would wait for the one before)
+        with dev.activate(), mode(self, False), no_autograd(xp), ids_checked_once(self, [(xs, ids[:, None])]):
             self.decoder.start(self.encoder.forward(xs, train=False))
             for _ in range(length):
                 score = self.decoder.run(ids[:, None], train=False)

@@ -3,24 +3,19 @@ in its dtype, and its targets checked against the loss and the model's output.""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
-from ..layers.embedding import Embedding
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
-from ..models.language import LanguageModel
 from ..models.model import is_ids
-from ..models.seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
-from ..models.sequential import Sequential
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
-           "check_sequence_labels", "input_embeddings", "ids_checked_once"]
+           "check_sequence_labels"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
@@ -174,39 +169,3 @@ def is_one_hot(y: Any) -> bool:
         return False
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
 
-
-def input_embeddings(model: Any) -> list[tuple[Embedding, int]]:
-    """The Embeddings that read ``model``'s inputs, with the index of the input each reads: the first layer
-    through Sequentials and LanguageModels (whose forward runs their layers in order), the encoder's and
-    the decoder's of the seq2seq models; none for any other model, whose order is its own."""
-    if type(model) in (Seq2seq, PeekySeq2seq, AttentionSeq2seq):
-        return [(model.encoder.embed, 0), (model.decoder.embed, 1)]
-    node = model
-    while not isinstance(node, Embedding):
-        if type(node) is Sequential and len(node):
-            node = node[0]
-        elif type(node) is LanguageModel:
-            node = node.layers[0]
-        else:
-            return []
-    return [(node, 0)]
-
-
-@contextmanager
-def ids_checked_once(model: Any, datasets: list[tuple[Any, ...]]) -> Iterator[None]:
-    """Within: the Embeddings that read the model's inputs (:func:`input_embeddings`) have the ids of
-    ``datasets`` (each the tuple of a data set's inputs) checked here, once, instead of in each forward
-    (``check_ids``), where the one value read back makes each step wait for the work a GPU has queued.
-    After: their checks as they were. Other Embeddings keep theirs."""
-    checked = [(embed, i) for embed, i in input_embeddings(model) if embed.check_ids]
-    for embed, i in checked:
-        for inputs in datasets:
-            if i < len(inputs) and namespace(inputs[i]).isdtype(inputs[i].dtype, "integral"):
-                embed.check_range(inputs[i])
-    for embed, _ in checked:
-        embed.check_ids = False
-    try:
-        yield
-    finally:
-        for embed, _ in checked:
-            embed.check_ids = True

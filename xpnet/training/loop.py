@@ -40,12 +40,13 @@ from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..losses import get as _get_loss
+from ..models.ids import ids_checked_once
 from ..models.model import is_ids
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_max_norm
 from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
-from .data import common_device, ids_checked_once, inputs, pair, prepare
+from .data import common_device, inputs, pair, prepare
 from .history import History
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
 from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
