@@ -267,7 +267,7 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     return y, scale
 
 
-# -- LSTM steps (xpnet.layers.cells) ----------------------------------------------------------------
+# -- the recurrent layers' time steps (xpnet.layers.cells) ------------------------------------------
 
 
 def _row_stride(a: Any, like: Any, shape: tuple[int, ...]) -> int | None:

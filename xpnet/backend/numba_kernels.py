@@ -1,5 +1,6 @@
 """Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU and
-MaxPool2d) and for the optimizers' updates (SGD, Momentum, Adam).
+MaxPool2d) and for the optimizers' updates (SGD with and without momentum, Momentum, Adam, AdaGrad,
+RMSprop).
 
 NumPy makes one pass over memory per operation: a BatchNorm forward is five of them over the
 activations, a MaxPool2d(2) forward eleven over a quarter of them. Each kernel here does its layer's
@@ -311,7 +312,6 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tu
     else:
         _maxpool_backward(dy, first, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], dx)
     return dx
-
 
 
 # -- the optimizers' updates, in place, one pass (xpnet.optim; the CuPy kernels of fast_cupy alike) ----------
