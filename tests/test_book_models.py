@@ -210,6 +210,11 @@ def test_generation_checks_its_ids_once_not_per_token(monkeypatch, rng):
     assert lm.layers[0].check_ids and s2s.decoder.embed.check_ids
     with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 20\), got values in \[1, 20\]"):
         lm.generate([1, 20], 3)
+    seen.clear()  # predict in batches: the ids checked once, not per batch
+    lm.predict(rng.integers(0, 20, (12, 5)), batch_size=3)
+    assert len(seen) == 1 and lm.layers[0].check_ids
+    with pytest.raises(ValueError, match=r"Embedding: ids must lie in \[0, 20\)"):
+        lm.predict(np.array([[1, 2], [3, 25]]), batch_size=1)
 
 
 def test_sampling_follows_the_softmax(rng):

@@ -2,9 +2,9 @@
 
 An Embedding's ``check_ids`` reads one value back from the ids' device in each forward, which on a GPU
 waits for the work queued before it: a training step, or a generated token, would wait for the one
-before. Where the ids a run will feed those Embeddings are known (the data of ``xn.train`` and
-``xn.evaluate``; a prompt, then ids the model itself picks, in generation), they are checked once and
-the per-forward check is off for the run.
+before. Where the ids a run will feed those Embeddings are known (the data of ``xn.train``,
+``xn.evaluate`` and ``predict``; a prompt, then ids the model itself picks, in generation), they are
+checked once and the per-forward check is off for the run.
 """
 
 from __future__ import annotations

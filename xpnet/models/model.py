@@ -151,7 +151,9 @@ class Model(Container):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
                                  "match")
             size = max(1, n if batch_size is None else batch_size)
-            with mode(self, False), no_autograd(dev.xp):
+            from .ids import ids_checked_once  # noqa: PLC0415 - it imports the models built on this one
+
+            with mode(self, False), no_autograd(dev.xp), ids_checked_once(self, [tuple(moved)]):
                 outs = [self.forward(*(to_device(x[i:min(i + size, n), ...], dev,
                                                  dtype=None if is_ids(self, x) else self.dtype) for x in moved),
                                      train=False)
