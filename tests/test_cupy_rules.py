@@ -41,6 +41,12 @@ def last_json(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def fails_on_fake_cupy(code: str, tmp_path: Path, *messages: str) -> None:
+    """``code`` run on the fake CuPy (:func:`run_with_fake_cupy`) fails, each of ``messages`` in its stderr."""
+    proc = run_with_fake_cupy(code, tmp_path)
+    assert proc.returncode != 0 and all(m in proc.stderr for m in messages), proc.stderr
+
+
 _OPTIMIZERS = """
     import json
     import numpy as np

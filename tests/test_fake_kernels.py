@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from test_cupy_rules import last_json, run_with_fake_cupy
+from test_cupy_rules import fails_on_fake_cupy, last_json, run_with_fake_cupy
 
 _SGD = """
     import json, numpy as np, cupy
@@ -68,9 +68,8 @@ def test_scalars_take_their_parameters_type_and_outputs_come_back(tmp_path):
     ("(1, 70000)", "(32,)", "65535 blocks along y"),
 ])
 def test_a_raw_kernel_launch_shape_is_checked_as_cuda_checks_it(tmp_path, grid, block, error):
-    proc = run_with_fake_cupy(f"""
+    fails_on_fake_cupy(f"""
     import cupy
     k = cupy.RawKernel(r'extern "C" __global__ void noop(float* y) {{}}', "noop")
     k({grid}, {block}, (cupy.zeros(1, dtype=cupy.float32),))
-    """, tmp_path)
-    assert proc.returncode != 0 and error in proc.stderr, proc.stderr
+    """, tmp_path, error)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_cupy_rules import last_json, run_with_fake_cupy
+from test_cupy_rules import fails_on_fake_cupy, last_json, run_with_fake_cupy
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("g++") is None,
                                 reason="the fake RawKernel builds kernels with g++, which this machine lacks")
@@ -40,14 +40,13 @@ def test_a_kernel_runs_every_thread_of_its_grid_once(tmp_path):
     ("(x, y, np.float32(2), 1000), shared_mem=64", "dynamic shared memory cannot be emulated"),
 ])
 def test_what_cupy_would_pass_wrongly_is_refused(tmp_path, args, message):
-    proc = run_with_fake_cupy(f"""
+    fails_on_fake_cupy(f"""
         import numpy as np, cupy
         k = cupy.RawKernel({_AXPY!r}, "axpy")
         x = cupy.arange(1000, dtype=cupy.float32)
         y = cupy.ones(1000, dtype=cupy.float32)
         k((4,), (256,), {args})
-    """, tmp_path)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    """, tmp_path, message)
 
 
 def test_a_view_is_read_from_its_first_element_without_strides(tmp_path):
@@ -121,13 +120,12 @@ def test_a_missing_syncthreads_gives_a_wrong_sum_in_one_of_two_launches(tmp_path
 
 def test_a_thread_that_returns_while_others_wait_at_a_barrier_fails_the_launch(tmp_path):
     source = _BLOCK_SUM.replace("const unsigned size", "if (blockIdx.x == 2 && t == 7) return;\n const unsigned size")
-    proc = run_with_fake_cupy(f"""
+    fails_on_fake_cupy(f"""
         import cupy
         k = cupy.RawKernel({source!r}, "block_sum")
         k((4,), (256,), (cupy.ones(1000, dtype=cupy.float64), cupy.zeros(4, dtype=cupy.float64), 1000))
-    """, tmp_path)
-    assert proc.returncode != 0 and "block_sum: block (2, 0, 0): thread (7, 0, 0) returned while 255 other threads " \
-        "waited at __syncthreads() number 1" in proc.stderr, proc.stderr
+    """, tmp_path, "block_sum: block (2, 0, 0): thread (7, 0, 0) returned while 255 other threads waited at "
+                   "__syncthreads() number 1")
 
 
 @pytest.mark.parametrize("body, message", [
@@ -137,18 +135,16 @@ def test_a_thread_that_returns_while_others_wait_at_a_barrier_fails_the_launch(t
     ("y[0] = __syncthreads_count(y[0] > 0);", "__syncthreads_count, _and and _or are not emulated"),
 ])
 def test_what_it_cannot_emulate_is_refused_not_run_wrongly(tmp_path, body, message):
-    proc = run_with_fake_cupy(f"""
+    fails_on_fake_cupy(f"""
         import cupy
         k = cupy.RawKernel('extern "C" __global__ void f(float* y) {{ {body} }}', "f")
         k((1,), (32,), (cupy.zeros(32, dtype=cupy.float32),))
-    """, tmp_path)
-    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    """, tmp_path, message)
 
 
 def test_a_source_that_does_not_compile_says_so(tmp_path):
-    proc = run_with_fake_cupy("""
+    fails_on_fake_cupy("""
         import cupy
         k = cupy.RawKernel('extern "C" __global__ void f(float* y) { y[0] = undefined_name; }', "f")
         k((1,), (1,), (cupy.zeros(1, dtype=cupy.float32),))
-    """, tmp_path)
-    assert proc.returncode != 0 and "does not compile" in proc.stderr and "undefined_name" in proc.stderr
+    """, tmp_path, "does not compile", "undefined_name")
