@@ -321,11 +321,13 @@ def test_numpy_cross_entropy_sends_ignored_labels_and_smoothing_to_the_portable_
                                   lambda: xn.layers.GRU(5, 7), lambda: xn.layers.GRU(5, 7, convention="book")],
                          ids=["rnn", "lstm", "gru", "gru-book"])
 def test_recurrent_backward_with_a_contiguous_transpose_equals_portable(make, rng):
-    """NumPy's fast path hands the time steps a contiguous copy of Wh.T (OpenBLAS is faster with it); the
-    gradients are the portable path's (through the transposed view), bit for bit."""
+    """NumPy's fast path (without MKL, whose own are in tests/test_mkl.py) hands the time steps a contiguous
+    copy of Wh.T (OpenBLAS is faster with it); the gradients are the portable path's (through the
+    transposed view), bit for bit."""
     x = rng.standard_normal((3, 6, 5)).astype(np.float32)
     dhs = rng.standard_normal((3, 6, 7)).astype(np.float32)
     results = []
+    mkl = backend.set_mkl(False)
     for on in (True, False):
         previous = backend.set_fast_paths(on)
         try:
@@ -336,10 +338,11 @@ def test_recurrent_backward_with_a_contiguous_transpose_equals_portable(make, rn
             results.append((dx, dict(layer.grads), layer.dh))
         finally:
             backend.set_fast_paths(previous)
+    assert backend.fast_path("step_weights_transposed", np) is fast_numpy.step_weights_transposed
+    backend.set_mkl(mkl)
     (dx, grads, dh), (ref_dx, ref_grads, ref_dh) = results
     np.testing.assert_array_equal(dx, ref_dx)
     np.testing.assert_array_equal(dh, ref_dh)
     for k, g in grads.items():
         np.testing.assert_array_equal(g, ref_grads[k])
-    assert backend.fast_path("transposed", np) is fast_numpy.transposed
-    assert fast_numpy.transposed(np.ones((2, 3), np.float32)).flags.c_contiguous
+    assert fast_numpy.step_weights_transposed(np.ones((2, 3), np.float32), 6).flags.c_contiguous

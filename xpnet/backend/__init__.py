@@ -10,7 +10,7 @@ Everything else asks ``namespace(x)`` for the array-API namespace of its input a
 - ``random``: uniform numbers on a device from the host generators;
 - ``registry``: fast paths beside the portable code, and the table of their families, one module
   each: ``fast_numpy``, ``fast_cupy`` (with ``cupy_layers`` and ``cupy_kernels``), ``fast_torch``,
-  ``fast_numba`` (with ``numba_kernels``).
+  ``fast_numba`` (with ``numba_kernels``), ``fast_mkl``.
 
 It may import only ``xpnet._user`` and third-party libraries: layers, losses and everything above
 stand on it, never the other way round.
@@ -22,7 +22,8 @@ from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reaso
 from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
                          update_rule)
 from .random import release_device_rngs, set_rng_state, uniform
-from .registry import fast_path, into, register_fast_path, set_fast_paths, set_numba, writes_out
+from .registry import (fast_path, into, register_fast_path, set_fast_paths, set_mkl, set_numba,
+                       writes_out)
 
 __all__ = [
     "CPU",
@@ -49,6 +50,7 @@ __all__ = [
     "same_device",
     "set_at",
     "set_fast_paths",
+    "set_mkl",
     "set_numba",
     "release_device_rngs",
     "set_rng_state",

@@ -74,7 +74,7 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     return dy
 
 
-def transposed(W: Any) -> Any:
+def step_weights_transposed(W: Any, steps: int) -> Any:
     """W.T as a C-contiguous copy: OpenBLAS multiplies a short (20, 2600) matrix by it 1.7x faster than by
     the transposed view (0.88 against 1.47 ms at H=650), with the same result."""
     return np.ascontiguousarray(W.T)
@@ -85,4 +85,4 @@ def register(add: Callable[..., Any]) -> None:
     add("embedding_backward", embedding_backward)
     add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)
     add("cross_entropy_labels_backward", cross_entropy_labels_backward, accepts=_unweighted)
-    add("transposed", transposed)
+    add("step_weights_transposed", step_weights_transposed)

@@ -11,15 +11,16 @@ How a fast path is found:
    only when their arrays arrive. A family whose third-party library is absent is skipped quietly;
    one whose import fails warns once, and its operations run as portable code.
 3. A fast path may accept only some inputs (the Numba kernels: float32/float64 C-contiguous arrays);
-   for the others the portable function runs.
+   the others go to the next family's implementation of the op, and to the portable function last.
 4. Every fast path is tested equal to the portable path. ``set_fast_paths(False)`` (or
    ``XPNET_DISABLE_FAST_PATHS=1``) switches all of them off; ``set_numba(False)`` (or
-   ``XPNET_DISABLE_NUMBA=1``) the Numba family alone.
+   ``XPNET_DISABLE_NUMBA=1``) the Numba family alone, ``set_mkl(False)`` (``XPNET_DISABLE_MKL=1``) MKL's.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 from typing import Any, Callable
@@ -28,8 +29,8 @@ import array_api_compat
 
 from .._user import flag, warn
 
-__all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_fast_paths",
-           "fast_paths_enabled"]
+__all__ = ["FAMILIES", "register_fast_path", "fast_path", "writes_out", "into", "set_numba", "set_mkl",
+           "set_fast_paths", "fast_paths_enabled"]
 
 # The layers' own kernels: Numba's for NumPy arrays, CuPy's for CuPy arrays.
 _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
@@ -38,11 +39,16 @@ _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
 # The optimizers' fused updates, on NumPy (Numba) and CuPy alike.
 _UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update")
 
-# library -> ((family module, third-party module it needs or None, operations it provides), ...), preferred first.
+# The recurrent layers' weights, made ready once for the products of every time step.
+_STEP_OPS = ("step_weights", "step_weights_transposed")
+
+# library -> ((family module, third-party package it needs or None, operations it provides), ...), preferred
+# first: an input one family does not accept goes to the next.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS)),
+              ("fast_mkl", "mkl", _STEP_OPS),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
-                                    "cross_entropy_labels_backward", "transposed"))),
+                                    "cross_entropy_labels_backward", "step_weights_transposed"))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
                                     "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",
                                     "lstm_step_backward", "gru_step", "gru_step_backward", *_LAYER_OPS)),
@@ -54,8 +60,9 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
 _FAST_PATHS: dict[tuple[str, str], list[tuple[str, Callable[..., Any], Callable[..., bool] | None]]] = {}
 _loaded: dict[str, bool] = {}  # family -> whether it registered (False: absent or failed to import)
 _switches = {"all": os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == "",
-             "fast_numba": os.environ.get("XPNET_DISABLE_NUMBA", "") == ""}
-_resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> (fn, accepts) or None; cleared by the switches
+             "fast_numba": os.environ.get("XPNET_DISABLE_NUMBA", "") == "",
+             "fast_mkl": os.environ.get("XPNET_DISABLE_MKL", "") == ""}
+_resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> [(fn, accepts), ...] switched on; cleared by the switches
 _guards: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
@@ -84,9 +91,20 @@ def register_fast_path(op: str, library: str, *, accepts: Callable[..., bool] | 
     return decorate
 
 
+def _installed(needs: str) -> bool:
+    """A module of that name, or a distribution (``mkl`` installs libraries, no module)."""
+    if importlib.util.find_spec(needs) is not None:
+        return True
+    try:
+        importlib.metadata.distribution(needs)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, ...]) -> None:
     _loaded[family] = False
-    if needs is not None and importlib.util.find_spec(needs) is None:
+    if needs is not None and not _installed(needs):
         return
     try:
         module = importlib.import_module(f"{__package__}.{family}")
@@ -95,7 +113,8 @@ def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, .
     except Exception as exc:  # noqa: BLE001 - a broken optional library means: run without it
         for op in ops:
             _FAST_PATHS[(op, library)] = [e for e in _FAST_PATHS.get((op, library), []) if e[0] != family]
-        hint = " Set XPNET_DISABLE_NUMBA=1 to silence this." if family == "fast_numba" else ""
+        hint = {"fast_numba": " Set XPNET_DISABLE_NUMBA=1 to silence this.",
+                "fast_mkl": " Set XPNET_DISABLE_MKL=1 to silence this."}.get(family, "")
         warn(f"{needs or family} is installed but failed to import ({type(exc).__name__}: {exc}); "
              f"{', '.join(ops)} run as portable code (slower).{hint}")
         return
@@ -107,20 +126,24 @@ def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, .
     _loaded[family] = True
 
 
-def _resolve(op: str, library: str) -> Any:
+def _resolve(op: str, library: str) -> list[tuple[Callable[..., Any], Any]]:
     for family, needs, ops in FAMILIES.get(library, ()):
         if op in ops and family not in _loaded:
             _load_family(library, family, needs, ops)
+    found = []
     for family, fn, accepts in _FAST_PATHS.get((op, library), ()):
         if _switches.get(family, True):
-            return fn, accepts
-    return None
+            found.append((fn, accepts))
+            if accepts is None:  # takes every input: the ones after it never run
+                break
+    return found
 
 
 def fast_path(op: str, xp: Any, portable: Callable[..., Any] | None = None) -> Callable[..., Any] | None:
     """What runs ``op`` for namespace ``xp``: its fast implementation where one is registered and on,
-    else ``portable`` (None when not given). A fast path that accepts only some inputs is returned
-    guarded, sending the others to ``portable`` (without ``portable``: returned as it is)."""
+    else ``portable`` (None when not given). Fast paths that accept only some inputs are returned
+    guarded: an input goes to the first that accepts it, else to ``portable`` (without ``portable``:
+    the first fast path is returned as it is)."""
     if not _switches["all"]:
         return portable
     library = _library(xp)
@@ -130,15 +153,22 @@ def fast_path(op: str, xp: Any, portable: Callable[..., Any] | None = None) -> C
     if key not in _resolved:
         _resolved[key] = _resolve(op, library)
     found = _resolved[key]
-    if found is None:
+    if not found:
         return portable
-    fn, accepts = found
+    fn, accepts = found[0]
     if accepts is None or portable is None:
         return fn
     guard = _guards.get(key)
     if guard is None or guard[0] is not portable:
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs) if accepts(*args) else portable(*args, **kwargs)
+        if len(found) == 1:
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                return fn(*args, **kwargs) if accepts(*args) else portable(*args, **kwargs)
+        else:
+            def guarded(*args: Any, **kwargs: Any) -> Any:
+                for each, takes in found:
+                    if takes is None or takes(*args):
+                        return each(*args, **kwargs)
+                return portable(*args, **kwargs)
 
         guarded.__name__ = guarded.__qualname__ = fn.__name__
         guard = _guards[key] = (portable, guarded)
@@ -158,7 +188,7 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _switch(name: str, enabled: bool) -> bool:
-    who = "set_numba" if name == "fast_numba" else "set_fast_paths"
+    who = {"fast_numba": "set_numba", "fast_mkl": "set_mkl"}.get(name, "set_fast_paths")
     previous, _switches[name] = _switches[name], flag(enabled, who, "enabled")
     _resolved.clear()
     _guards.clear()
@@ -170,6 +200,13 @@ def set_numba(enabled: bool) -> bool:
     start), leaving the other fast paths as they are; returns the previous setting. They exist only
     where Numba is installed (``pip install 'xpnet[numba]'``)."""
     return _switch("fast_numba", enabled)
+
+
+def set_mkl(enabled: bool) -> bool:
+    """Turn MKL's packed products for the recurrent layers on NumPy arrays on or off
+    (``XPNET_DISABLE_MKL=1``: off from the start), leaving the other fast paths as they are; returns the
+    previous setting. They exist only where MKL is installed (``pip install 'xpnet[mkl]'``)."""
+    return _switch("fast_mkl", enabled)
 
 
 def fast_paths_enabled() -> bool:

@@ -48,8 +48,14 @@ _PYTORCH_ONLY = {
 }
 
 
-def transposed(W: Any) -> Any:
-    """W (H, blocks * H) transposed, as a view (NumPy's fast path makes a contiguous copy)."""
+def step_weights(W: Any, steps: int) -> Any:
+    """W (H, blocks * H) for ``steps`` products ``h @ W``, as it is (MKL's fast path packs it once)."""
+    return W
+
+
+def step_weights_transposed(W: Any, steps: int) -> Any:
+    """W (H, blocks * H) transposed for ``steps`` products ``da @ W.T``, as a view (NumPy's fast path makes a
+    contiguous copy, MKL's packs it once)."""
     return W.T
 
 
@@ -94,7 +100,7 @@ class _Recurrent(Layer):
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._state: tuple[Any, ...] | None = None
         self._cache = None
-        self._WhT = None  # Wh transposed, during a backward only
+        self._Wh = self._WhT = None  # what the steps multiply by: Wh during a forward, Wh.T during a backward
         self.dh = None
 
     def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
@@ -190,10 +196,17 @@ class _Recurrent(Layer):
         ax = x2 @ self.params["Wx"]
         ax = xp.reshape(ax + self.params[self.bias_names()[0]] if self.bias else ax, (n, steps, -1))
         hs, caches = [], []
-        for t in range(steps):
-            state, cache = self._step(ax[:, t, :], state)
-            hs.append(state[0])
-            caches.append(cache)
+        # Wh, once for the steps' h @ Wh products (packed for MKL on NumPy's fast path).
+        self._Wh = self.params["Wh"]
+        if self._steps_multiply_Wh:
+            self._Wh = fast_path("step_weights", xp, step_weights)(self._Wh, steps)
+        try:
+            for t in range(steps):
+                state, cache = self._step(ax[:, t, :], state)
+                hs.append(state[0])
+                caches.append(cache)
+        finally:
+            self._Wh = None
         self._cache = (x2, start, caches)
         if self.stateful:
             self._state = state
@@ -212,17 +225,21 @@ class _Recurrent(Layer):
             dhs = xp.permute_dims(dhs, (1, 0, 2))
         daxs, dahs = [None] * steps, [None] * steps
         dstate = None
-        # Wh transposed, once: the steps' dh_prev products (a contiguous copy on NumPy's fast path).
-        self._WhT = fast_path("transposed", xp, transposed)(self.params["Wh"])
-        for t in reversed(range(steps)):
-            daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
+        # Wh transposed, once for the steps' dh_prev products (a contiguous copy, or packed for MKL, on NumPy).
+        self._WhT = None
+        if self._steps_multiply_Wh:
+            self._WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], steps)
+        try:
+            for t in reversed(range(steps)):
+                daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
+        finally:
+            self._WhT = None
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
         self.grads["Wx"] = x2.T @ dax
         if self.bias:
             self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
         self._hidden_grads(xp, h_prev, dax, dahs, caches)
-        self._WhT = None
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, grad)
         dx = xp.reshape(dax @ self.params["Wx"].T, (n, steps, self.input_size))
@@ -231,6 +248,12 @@ class _Recurrent(Layer):
     def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
         """Wh's gradient (and the hidden bias's) from every step's dah: h_prev (N*T, H) is what Wh multiplied."""
         self.grads["Wh"] = h_prev.T @ dax
+
+    @property
+    def _steps_multiply_Wh(self) -> bool:
+        """Whether each step multiplies by the whole Wh (``self._Wh`` forward, ``self._WhT`` backward), not by
+        column blocks of it (the book's GRU)."""
+        return True
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         raise NotImplementedError
@@ -250,7 +273,7 @@ class RNN(_Recurrent):
     """
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self.params["Wh"])
+        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self._Wh)
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
@@ -285,7 +308,7 @@ class LSTM(_Recurrent):
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         step = fast_path("lstm_step", namespace(ax), cells.lstm_step)
-        h, c, cache = step(ax, state[0], state[1], self.params["Wh"])
+        h, c, cache = step(ax, state[0], state[1], self._Wh)
         return (h, c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
@@ -330,7 +353,7 @@ class GRU(_Recurrent):
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         if self.convention == "pytorch":
             step = fast_path("gru_step", namespace(ax), cells.gru_step)
-            h, cache = step(ax, state[0], self.params["Wh"], self.params.get("bh"))
+            h, cache = step(ax, state[0], self._Wh, self.params.get("bh"))
         else:
             h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
         return (h,), cache
@@ -343,6 +366,10 @@ class GRU(_Recurrent):
         else:  # the book's GRU multiplies by column blocks of Wh
             dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
         return dax, dah, (dh_prev,)
+
+    @property
+    def _steps_multiply_Wh(self) -> bool:
+        return self.convention == "pytorch"
 
     def _hidden_grads(self, xp: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
         rows = h_prev.shape[0]

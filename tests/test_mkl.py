@@ -1,0 +1,174 @@
+"""MKL's packed products for the recurrent layers on NumPy (``xpnet.backend.fast_mkl``): the same numbers as
+NumPy's products to rounding, the same bits whatever the memory alignment, used where they pay and
+nowhere else, and switched off by ``set_mkl(False)`` / ``XPNET_DISABLE_MKL=1``."""
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend
+from xpnet.backend import fast_numpy, registry
+
+try:
+    importlib.metadata.distribution("mkl")
+except importlib.metadata.PackageNotFoundError:
+    pytest.skip("MKL is not installed: pip install -e '.[mkl]' (CI installs it with '.[test]')",
+                allow_module_level=True)
+
+from xpnet.backend import fast_mkl  # noqa: E402 - only where MKL is installed
+
+TOL = {np.float32: 2e-5, np.float64: 1e-13}
+
+
+def close(a, b, dtype):
+    """Equal to rounding: the two BLAS sum in different orders, each error a few ulps of the row's size."""
+    scale = np.abs(b).max() + 1.0
+    np.testing.assert_allclose(a, b, rtol=0, atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("rows", [1, 3, 20])
+def test_a_packed_product_is_numpys_to_rounding(dtype, transpose, rows, rng):
+    W = rng.standard_normal((13, 52)).astype(dtype)
+    packed = fast_mkl.PackedWeights(W, transpose=transpose)
+    k = 52 if transpose else 13
+    for _ in range(2):  # packed on the first product, reused by the second
+        a = rng.standard_normal((rows, k)).astype(dtype)
+        got = a @ packed
+        assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape == (rows, 13 if transpose else 52)
+        close(got, a @ (W.T if transpose else W), dtype)
+
+
+def test_a_planted_wrong_transposition_is_caught(rng):
+    """A square W packed without its transposition multiplies by W, not W.T: the comparison above sees it."""
+    W = rng.standard_normal((16, 16)).astype(np.float32)
+    a = rng.standard_normal((4, 16)).astype(np.float32)
+    wrong = fast_mkl.PackedWeights(W, transpose=True)
+    wrong._trans = fast_mkl._NO_TRANS
+    with pytest.raises(AssertionError):
+        close(a @ wrong, a @ W.T, np.float32)
+
+
+def test_what_mkl_is_not_given_numpy_multiplies(rng):
+    """Another row count than the packed one, a strided or another dtype's operand: NumPy's own product."""
+    W = rng.standard_normal((8, 12)).astype(np.float32)
+    packed = fast_mkl.PackedWeights(W)
+    a = rng.standard_normal((5, 8)).astype(np.float32)
+    a @ packed  # packs for 5 rows
+    for other in (rng.standard_normal((3, 8)).astype(np.float32),  # 3 rows
+                  rng.standard_normal((8, 5)).astype(np.float32).T,  # not C-contiguous
+                  rng.standard_normal((5, 8))):  # float64
+        np.testing.assert_array_equal(other @ packed, other @ W)
+    with pytest.raises(ValueError):  # a wrong width fails as NumPy's product does
+        rng.standard_normal((5, 7)).astype(np.float32) @ packed
+
+
+def test_the_same_inputs_give_the_same_bits_at_any_alignment(rng):
+    """Resume and reruns stay exact: MKL's result does not depend on where NumPy put the operand."""
+    W = rng.standard_normal((650, 2600)).astype(np.float32)
+    packed = fast_mkl.PackedWeights(W)
+    h = rng.standard_normal((20, 650)).astype(np.float32)
+    memory = np.empty(h.size + 32, np.float32)
+    results = []
+    for offset in range(16):  # 4-byte steps through a 64-byte line
+        view = memory[offset:offset + h.size].reshape(h.shape)
+        view[...] = h
+        results.append(view @ packed)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_mkl_runs_on_one_thread(rng):
+    from threadpoolctl import threadpool_info
+
+    fast_mkl.PackedWeights(np.ones((2, 2), np.float32))
+    mkl = [p for p in threadpool_info() if p["internal_api"] == "mkl"]
+    assert mkl and all(p["threading_layer"] == "sequential" and p["num_threads"] == 1 for p in mkl)
+
+
+def _layers():
+    return {"rnn": lambda d: xn.layers.RNN(6, 9, dtype=d), "lstm": lambda d: xn.layers.LSTM(6, 9, dtype=d),
+            "gru": lambda d: xn.layers.GRU(6, 9, dtype=d)}
+
+
+def _run(make, dtype, x, dhs, mkl):
+    previous = backend.set_mkl(mkl)
+    try:
+        xn.init.seed(0)
+        layer = make(dtype)
+        hs = layer.forward(x)
+        dx = layer.backward(dhs)
+        return [hs, dx, layer.dh, *(layer.grads[k] for k in sorted(layer.grads))]
+    finally:
+        backend.set_mkl(previous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_recurrent_layers_with_mkl_equal_them_without(name, dtype, rng, monkeypatch):
+    x = rng.standard_normal((4, 7, 6)).astype(dtype)
+    dhs = rng.standard_normal((4, 7, 9)).astype(dtype)
+    products = []
+    original = fast_mkl.PackedWeights.__rmatmul__
+    monkeypatch.setattr(fast_mkl.PackedWeights, "__rmatmul__", lambda self, a: products.append(a.shape) or original(self, a))
+    with_mkl = _run(_layers()[name], dtype, x, dhs, True)
+    blocks = {"rnn": 1, "lstm": 4, "gru": 3}[name]
+    assert products == [(4, 9)] * 7 + [(4, blocks * 9)] * 7  # every step's product, forward then backward
+    without = _run(_layers()[name], dtype, x, dhs, False)
+    assert len(products) == 14
+    for a, b in zip(with_mkl, without):
+        close(a, b, np.dtype(dtype).type)
+
+
+def test_packing_is_left_out_where_it_cannot_pay(rng, monkeypatch):
+    """A single step (generation feeds one token at a time) and the book's GRU (its steps multiply by
+    column blocks of Wh) multiply as NumPy does."""
+    packs = []
+    monkeypatch.setattr(fast_mkl.PackedWeights, "_pack", lambda self, rows: packs.append(rows))
+    lstm = xn.layers.LSTM(4, 5)
+    lstm.forward(rng.standard_normal((2, 1, 4)).astype(np.float32))
+    lstm.backward(np.ones((2, 1, 5), np.float32))
+    book = xn.layers.GRU(4, 5, convention="book")
+    book.forward(rng.standard_normal((2, 6, 4)).astype(np.float32))
+    book.backward(np.ones((2, 6, 5), np.float32))
+    assert packs == []
+    assert backend.fast_path("step_weights", np) is fast_mkl.step_weights  # yet MKL is on
+
+
+def test_set_mkl_and_the_environment_switch_it_off():
+    previous = backend.set_mkl(False)
+    try:
+        assert backend.fast_path("step_weights", np) is None
+        assert backend.fast_path("step_weights_transposed", np) is fast_numpy.step_weights_transposed
+    finally:
+        assert backend.set_mkl(previous) is False
+    code = ("import numpy as np; from xpnet import backend; "
+            "print(backend.fast_path('step_weights', np), backend.fast_path('step_weights_transposed', np).__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "XPNET_DISABLE_MKL": "1"}).stdout.split()
+    assert out == ["None", "xpnet.backend.fast_numpy"]
+
+
+def test_an_mkl_without_its_library_warns_once_and_falls_back(monkeypatch, rng):
+    monkeypatch.setattr(registry, "_loaded", {k: v for k, v in registry._loaded.items() if k != "fast_mkl"})
+    monkeypatch.setattr(registry, "_FAST_PATHS", {k: [e for e in v if e[0] != "fast_mkl"]
+                                                  for k, v in registry._FAST_PATHS.items()})
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.delitem(sys.modules, "xpnet.backend.fast_mkl", raising=False)
+    monkeypatch.setattr(importlib.metadata, "files", lambda name: [])
+    lstm = xn.layers.LSTM(3, 4)
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with pytest.warns(UserWarning, match="mkl is installed but failed to import.*XPNET_DISABLE_MKL"):
+        hs = lstm.forward(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once
+        assert backend.fast_path("step_weights", np) is None
+        np.testing.assert_array_equal(lstm.forward(x), hs)
