@@ -172,3 +172,16 @@ def test_an_mkl_without_its_library_warns_once_and_falls_back(monkeypatch, rng):
         warnings.simplefilter("error")  # once
         assert backend.fast_path("step_weights", np) is None
         np.testing.assert_array_equal(lstm.forward(x), hs)
+
+
+def test_mkl_comes_before_numpys_copy_whichever_family_loaded_first(monkeypatch):
+    """FAMILIES' order decides, not the order a process happened to load the families in."""
+    monkeypatch.setattr(registry, "_loaded", {})
+    monkeypatch.setattr(registry, "_FAST_PATHS", {})
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
+    assert backend.fast_path("im2col", np) is fast_numpy.im2col  # loads fast_numpy alone
+    W = np.ones((3, 4), np.float32)
+    made = backend.fast_path("step_weights_transposed", np, lambda W, steps: W.T)(W, 5)
+    assert isinstance(made, fast_mkl.PackedWeights)
+    assert backend.fast_path("step_weights_transposed", np, lambda W, steps: W.T)(W, 1).flags.c_contiguous

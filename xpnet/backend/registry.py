@@ -56,7 +56,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
 }
 
-# (op, library) -> [(family, fn, accepts)] in the order registered (families in FAMILIES order).
+# (op, library) -> [(family, fn, accepts)] in the order registered (used in FAMILIES order, see _resolve).
 _FAST_PATHS: dict[tuple[str, str], list[tuple[str, Callable[..., Any], Callable[..., bool] | None]]] = {}
 _loaded: dict[str, bool] = {}  # family -> whether it registered (False: absent or failed to import)
 _switches = {"all": os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == "",
@@ -130,8 +130,11 @@ def _resolve(op: str, library: str) -> list[tuple[Callable[..., Any], Any]]:
     for family, needs, ops in FAMILIES.get(library, ()):
         if op in ops and family not in _loaded:
             _load_family(library, family, needs, ops)
+    order = [family for family, _, _ in FAMILIES.get(library, ())]
     found = []
-    for family, fn, accepts in _FAST_PATHS.get((op, library), ()):
+    # FAMILIES' order, whatever order they loaded in; a user's own registrations (not in it) first.
+    entries = sorted(_FAST_PATHS.get((op, library), ()), key=lambda e: order.index(e[0]) if e[0] in order else -1)
+    for family, fn, accepts in entries:
         if _switches.get(family, True):
             found.append((fn, accepts))
             if accepts is None:  # takes every input: the ones after it never run
