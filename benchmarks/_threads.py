@@ -25,7 +25,7 @@ def thread_line(torch: object | None = None) -> str:
         pools = [f"{p['internal_api']} {p.get('version') or ''} {_threads(p['num_threads'])}".replace("  ", " ")
                  for p in threadpool_info() if p["user_api"] == "blas"]
         blas = "BLAS: " + ("; ".join(pools) or "none loaded")
-    line = f"threads: {blas}; {os.cpu_count()} cores; {numba_line()}"
+    line = f"threads: {blas}; {os.cpu_count()} cores; {numba_line()}; {mkl_line()}"
     if torch is not None:
         line += f"; torch {torch.__version__} {_threads(torch.get_num_threads())}"
     return line
@@ -42,6 +42,21 @@ def numba_line() -> str:
     if backend.fast_path("relu_forward", np) is None:
         return "Numba kernels: off (XPNET_DISABLE_NUMBA or set_numba(False))"
     return f"Numba kernels: on (numba {importlib.metadata.version('numba')}, 1 thread)"
+
+
+def mkl_line() -> str:
+    """Whether the recurrent layers' time steps multiply through MKL's packed products (one thread)."""
+    import numpy as np  # noqa: PLC0415
+
+    from xpnet import backend  # noqa: PLC0415
+
+    try:
+        version = importlib.metadata.version("mkl")
+    except importlib.metadata.PackageNotFoundError:
+        return "MKL step products: off (mkl not installed)"
+    if backend.fast_path("step_weights", np) is None:
+        return "MKL step products: off (XPNET_DISABLE_MKL or set_mkl(False))"
+    return f"MKL step products: on (mkl {version}, 1 thread)"
 
 
 def _threads(n: int) -> str:

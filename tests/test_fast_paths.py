@@ -320,10 +320,11 @@ def test_numpy_cross_entropy_sends_ignored_labels_and_smoothing_to_the_portable_
 @pytest.mark.parametrize("make", [lambda: xn.layers.RNN(5, 7), lambda: xn.layers.LSTM(5, 7),
                                   lambda: xn.layers.GRU(5, 7), lambda: xn.layers.GRU(5, 7, convention="book")],
                          ids=["rnn", "lstm", "gru", "gru-book"])
-def test_recurrent_backward_with_a_contiguous_transpose_equals_portable(make, rng):
-    """NumPy's fast path (without MKL, whose own are in tests/test_mkl.py) hands the time steps a contiguous
-    copy of Wh.T (OpenBLAS is faster with it); the gradients are the portable path's (through the
-    transposed view), bit for bit."""
+def test_recurrent_layers_on_numpys_fast_paths_equal_portable_bit_for_bit(make, rng):
+    """NumPy's fast paths (without MKL, whose own are in tests/test_mkl.py): the backward steps multiply
+    by a contiguous copy of Wh.T (OpenBLAS is faster with it), and the LSTM's steps compute their gates
+    in place; outputs and gradients are the portable path's (through the transposed view, with new
+    arrays), bit for bit."""
     x = rng.standard_normal((3, 6, 5)).astype(np.float32)
     dhs = rng.standard_normal((3, 6, 7)).astype(np.float32)
     results = []
@@ -333,14 +334,17 @@ def test_recurrent_backward_with_a_contiguous_transpose_equals_portable(make, rn
         try:
             xn.init.seed(0)
             layer = make()
-            layer.forward(x)
+            hs = layer.forward(x)
             dx = layer.backward(dhs)
-            results.append((dx, dict(layer.grads), layer.dh))
+            results.append((hs, dx, dict(layer.grads), layer.dh))
         finally:
             backend.set_fast_paths(previous)
     assert backend.fast_path("step_weights_transposed", np) is fast_numpy.step_weights_transposed
+    assert backend.fast_path("lstm_step", np) is fast_numpy.lstm_step
+    assert backend.fast_path("lstm_step_backward", np) is fast_numpy.lstm_step_backward
     backend.set_mkl(mkl)
-    (dx, grads, dh), (ref_dx, ref_grads, ref_dh) = results
+    (hs, dx, grads, dh), (ref_hs, ref_dx, ref_grads, ref_dh) = results
+    np.testing.assert_array_equal(hs, ref_hs)
     np.testing.assert_array_equal(dx, ref_dx)
     np.testing.assert_array_equal(dh, ref_dh)
     for k, g in grads.items():

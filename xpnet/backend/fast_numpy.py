@@ -80,9 +80,72 @@ def step_weights_transposed(W: Any, steps: int) -> Any:
     return np.ascontiguousarray(W.T)
 
 
+def _sigmoid_in_place(v: Any) -> None:
+    """v = 0.5 * tanh(0.5 * v) + 0.5, the portable sigmoid's operations in its order (the same bits)."""
+    v *= 0.5
+    np.tanh(v, out=v)
+    v *= 0.5
+    v += 0.5
+
+
+def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+    """The portable step (:func:`xpnet.layers.cells.lstm_step`) with its gates computed in place in the
+    product ``h @ Wh``: five new arrays a step instead of about twenty, the same bits. The cache's gates
+    are column blocks of that one array."""
+    H = h.shape[1]
+    a = h @ Wh
+    a += ax
+    _sigmoid_in_place(a[:, :2 * H])
+    _sigmoid_in_place(a[:, 3 * H:])
+    i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    np.tanh(g, out=g)
+    c_next = f * c
+    c_next += i * g
+    tanh_c = np.tanh(c_next)
+    return o * tanh_c, c_next, (h, c, i, f, g, o, tanh_c)
+
+
+def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
+    """NumPy arrays of one float dtype (what the layer passes; anything else runs the portable step)."""
+    return (all(isinstance(v, np.ndarray) for v in (ax, h, c)) and ax.dtype == h.dtype == c.dtype
+            and ax.dtype.kind == "f")
+
+
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
+    """The portable backward step (:func:`xpnet.layers.cells.lstm_step_backward`) writing each gate's
+    gradient into its column block of one (N, 4H) array, in the portable order of operations (the same
+    bits), instead of concatenating four new ones."""
+    _, c, i, f, g, o, tanh_c = cache
+    H = c.shape[1]
+    ds = dh_next * o
+    ds *= 1.0 - tanh_c * tanh_c
+    if dc_next is not None:
+        ds += dc_next
+    da = np.empty((ds.shape[0], 4 * H), dtype=ds.dtype)
+    for block, (first, second, gate) in enumerate(((g, i, i), (c, f, f), (i, None, g))):
+        out = da[:, block * H:(block + 1) * H]
+        np.multiply(ds, first, out=out)
+        if second is not None:
+            out *= second
+        out *= 1.0 - gate * gate if block == 2 else 1.0 - gate
+    out = da[:, 3 * H:]
+    np.multiply(dh_next, tanh_c, out=out)
+    out *= o
+    out *= 1.0 - o
+    return da, da, da @ WhT, ds * f
+
+
+def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    arrays = (dh_next, *cache) if dc_next is None else (dh_next, dc_next, *cache)
+    return (all(isinstance(v, np.ndarray) for v in arrays) and dh_next.dtype.kind == "f"
+            and all(v.dtype == dh_next.dtype for v in arrays))
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("embedding_backward", embedding_backward)
     add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)
     add("cross_entropy_labels_backward", cross_entropy_labels_backward, accepts=_unweighted)
     add("step_weights_transposed", step_weights_transposed)
+    add("lstm_step", lstm_step, accepts=_lstm_ready)
+    add("lstm_step_backward", lstm_step_backward, accepts=_lstm_backward_ready)
