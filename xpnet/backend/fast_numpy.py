@@ -67,10 +67,12 @@ def _unweighted(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: An
 
 def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: Any,
                                   classes: Any) -> Any:
-    """(softmax - one_hot(labels)) * dout / M: 1 taken off each row's label entry in place of a one-hot array."""
-    dy = p.copy()
-    dy[np.arange(p.shape[0]), labels] -= 1
-    dy *= dout / p.shape[0]
+    """(softmax - one_hot(labels)) * dout / M in one pass over p, each row's label entry then made
+    (p - 1) * dout / M, in place of a one-hot array (the portable function's bits)."""
+    scale = dout / p.shape[0]
+    dy = p * scale
+    rows = np.arange(p.shape[0])
+    dy[rows, labels] = (p[rows, labels] - 1) * scale
     return dy
 
 
