@@ -1,5 +1,5 @@
-"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU, MaxPool2d and the optimizers'
-updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
+"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU, MaxPool2d, Embedding's backward and the
+optimizers' updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
 installed, and step aside for what they are not built for."""
 
 import sys
@@ -326,3 +326,40 @@ def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update(
                                                                                                "float32", False)
     for k in ref[0]:
         np.testing.assert_array_equal(fast[0][k], ref[0][k], err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("id_dtype", [np.int64, np.int32])
+def test_the_embedding_kernel_adds_repeated_ids_as_np_add_at_does(dtype, id_dtype):
+    """The same bits as NumPy's np.add.at (rows added in the order of the positions), repeats summed."""
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 40, 900).astype(id_dtype)
+    ids[:200] = 5  # many repeats of one id
+    dy = rng.standard_normal((900, 13)).astype(dtype)
+    fast = backend.fast_path("embedding_backward", np)
+    assert fast is numba_kernels.embedding_backward
+    expected = np.zeros((40, 13), dtype)
+    np.add.at(expected, ids, dy)
+    got = fast(ids, dy, 40)
+    assert got.dtype == dtype
+    np.testing.assert_array_equal(got, expected)
+    layer = xn.layers.Embedding(40, 13, dtype=dtype)  # through the layer, Numba on and off
+    layer.forward(ids.reshape(30, 30))
+    layer.backward(dy.reshape(30, 30, 13))
+    np.testing.assert_array_equal(layer.grads["W"], expected)
+
+
+def test_the_embedding_kernel_treats_ids_as_numpys_indexing_does():
+    dy = np.ones((2, 3), np.float32)
+    kernel = numba_kernels.embedding_backward
+    np.testing.assert_array_equal(kernel(np.array([-1, 0]), dy, 4), np.array([[1] * 3, [0] * 3, [0] * 3, [1] * 3]))
+    for bad in (4, -5):
+        with pytest.raises(IndexError, match="Embedding: an id lies outside the embedding matrix"):
+            kernel(np.array([0, bad]), dy, 4)
+    strided = np.ones((3, 2), np.float32).T  # not C-contiguous: np.add.at's path
+    got = backend.fast_path("embedding_backward", np, None)
+    assert got is numba_kernels.embedding_backward
+    from xpnet.layers.embedding import embedding_backward as portable
+
+    np.testing.assert_array_equal(backend.fast_path("embedding_backward", np, portable)(np.array([1, 1]), strided, 3),
+                                  np.array([[0, 0, 0], [2, 2, 2], [0, 0, 0]], np.float32))

@@ -1,5 +1,5 @@
-"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d and the optimizers' updates as compiled
-kernels (:mod:`xpnet.backend.numba_kernels`).
+"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d, Embedding's backward and the optimizers'
+updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -43,6 +43,11 @@ def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
     return _kernel_ready(dy) and isinstance(first, np.ndarray) and first.flags.c_contiguous
 
 
+def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
+    return (_kernel_ready(dy) and dy.ndim == 2 and isinstance(ids, np.ndarray) and ids.ndim == 1
+            and ids.dtype.kind == "i")
+
+
 def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     """An optimizer's update: the parameter, its gradient and its state arrays (all but g written in
     place) of one float dtype and shape, C-contiguous."""
@@ -56,5 +61,6 @@ def register(add: Callable[..., Any]) -> None:
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
+    add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

@@ -1,5 +1,5 @@
-"""Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU and
-MaxPool2d) and for the optimizers' updates (SGD with and without momentum, Momentum, Adam, AdaGrad,
+"""Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU,
+MaxPool2d and Embedding's backward) and for the optimizers' updates (SGD with and without momentum, Momentum, Adam, AdaGrad,
 RMSprop).
 
 NumPy makes one pass over memory per operation: a BatchNorm forward is five of them over the
@@ -133,6 +133,32 @@ def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: 
     c0 = (scale * dbeta / count).astype(dtype)
     _bn_input_grad(dy3, x, shift, a, scale, c0, dx)
     return dx, dgamma, dbeta
+
+
+# -- Embedding's backward ------------------------------------------------------------------------------
+
+
+@_exact
+def _embedding_scatter(ids, dy, dW):
+    # Row by row in the order of the positions, as np.add.at adds them (the same sums, the same bits);
+    # an id outside [-V, V) raises as NumPy's indexing does, a negative one counts from the end.
+    vocab = dW.shape[0]
+    for r in range(ids.shape[0]):
+        row = ids[r]
+        if row < -vocab or row >= vocab:
+            raise IndexError("Embedding: an id lies outside the embedding matrix")
+        if row < 0:
+            row += vocab
+        for j in range(dy.shape[1]):
+            dW[row, j] += dy[r, j]
+
+
+def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
+    """See ``xpnet.layers.embedding.embedding_backward``: dW zeroed by NumPy, then each position's row of dy
+    added to its id's row (NumPy's ``np.add.at`` took 3.4 ms for 700 rows of 650, this 0.2 ms)."""
+    dW = np.zeros((num_embeddings, dy.shape[1]), dtype=dy.dtype)
+    _embedding_scatter(ids, dy, dW)
+    return dW
 
 
 # -- ReLU --------------------------------------------------------------------------------------------
