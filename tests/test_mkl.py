@@ -185,3 +185,15 @@ def test_mkl_comes_before_numpys_copy_whichever_family_loaded_first(monkeypatch)
     made = backend.fast_path("step_weights_transposed", np, lambda W, steps: W.T)(W, 5)
     assert isinstance(made, fast_mkl.PackedWeights)
     assert backend.fast_path("step_weights_transposed", np, lambda W, steps: W.T)(W, 1).flags.c_contiguous
+
+
+def test_mkl_switched_off_from_the_start_is_never_loaded():
+    """XPNET_DISABLE_MKL=1 keeps MKL's library out of the process (a broken MKL cannot get in the way)."""
+    code = ("import numpy as np, xpnet as xn; from threadpoolctl import threadpool_info; "
+            "l = xn.layers.LSTM(3, 4); l.forward(np.ones((2, 5, 3), np.float32)); "
+            "l.backward(np.ones((2, 5, 4), np.float32)); "
+            "print(sorted({p['internal_api'] for p in threadpool_info()}))")
+    run = lambda env: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                     env={**os.environ, **env}).stdout.strip()
+    assert "mkl" not in run({"XPNET_DISABLE_MKL": "1"})
+    assert "mkl" in run({})

@@ -129,7 +129,7 @@ def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, .
 
 def _resolve(op: str, library: str) -> list[tuple[Callable[..., Any], Any]]:
     for family, needs, ops in FAMILIES.get(library, ()):
-        if op in ops and family not in _loaded:
+        if op in ops and family not in _loaded and _switches.get(family, True):  # a family switched off stays unloaded
             _load_family(library, family, needs, ops)
     order = [family for family, _, _ in FAMILIES.get(library, ())]
     found = []
