@@ -45,7 +45,7 @@ def numba_line() -> str:
 
 
 def mkl_line() -> str:
-    """Whether the recurrent layers' time steps multiply through MKL's packed products (one thread)."""
+    """Whether xpnet's products on NumPy go through MKL (xpnet.backend.fast_mkl), and on what threads."""
     import numpy as np  # noqa: PLC0415
 
     from xpnet import backend  # noqa: PLC0415
@@ -53,10 +53,14 @@ def mkl_line() -> str:
     try:
         version = importlib.metadata.version("mkl")
     except importlib.metadata.PackageNotFoundError:
-        return "MKL step products: off (mkl not installed)"
+        return "MKL: off (mkl not installed)"
     if backend.fast_path("step_weights", np) is None:
-        return "MKL step products: off (XPNET_DISABLE_MKL or set_mkl(False))"
-    return f"MKL step products: on (mkl {version}, 1 thread)"
+        return "MKL: off (XPNET_DISABLE_MKL or set_mkl(False))"
+    from xpnet.backend import fast_mkl  # noqa: PLC0415 - loaded by the line above
+
+    if fast_mkl.THREADED:
+        return f"MKL: on (mkl {version}: layers' products and packed step products, on NumPy's BLAS thread count)"
+    return f"MKL: on (mkl {version}: packed step products only, 1 thread: no libgomp)"
 
 
 def _threads(n: int) -> str:

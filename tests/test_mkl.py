@@ -85,12 +85,81 @@ def test_the_same_inputs_give_the_same_bits_at_any_alignment(rng):
         np.testing.assert_array_equal(r, results[0])
 
 
-def test_mkl_runs_on_one_thread(rng):
+def _openblas():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(internal_api="openblas")
+
+
+@pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
+def test_mkl_runs_on_numpys_blas_thread_count(rng):
+    """One knob: OMP_NUM_THREADS, threadpoolctl and xpnet's tuner set NumPy's BLAS, and MKL follows it."""
     from threadpoolctl import threadpool_info
 
-    fast_mkl.PackedWeights(np.ones((2, 2), np.float32))
-    mkl = [p for p in threadpool_info() if p["internal_api"] == "mkl"]
-    assert mkl and all(p["threading_layer"] == "sequential" and p["num_threads"] == 1 for p in mkl)
+    a, b = rng.standard_normal((80, 70)).astype(np.float32), rng.standard_normal((70, 90)).astype(np.float32)
+    assert {p["threading_layer"] for p in threadpool_info() if p["internal_api"] == "mkl"} == {"gnu"}
+    for count in (1, 2):
+        with _openblas().limit(limits=count):
+            fast_mkl.matmul(a, b)
+            assert fast_mkl._lib.MKL_Get_Max_Threads() == count
+            a @ fast_mkl.PackedWeights(b)
+            assert fast_mkl._lib.MKL_Get_Max_Threads() == count
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mkls_matmul_is_numpys_to_rounding_in_every_layout(dtype, rng):
+    """C-ordered, transposed views and row-sliced views (a leading dimension wider than the matrix) are
+    read as they lie, no copy."""
+    a = rng.standard_normal((90, 120)).astype(dtype)
+    b = rng.standard_normal((120, 70)).astype(dtype)
+    wide = rng.standard_normal((120, 100)).astype(dtype)[:, 10:80]
+    for x, y in ((a, b), (np.asfortranarray(a), b), (a, np.asfortranarray(b)), (b.T, a.T), (a, wide),
+                 (wide.T, a.T)):
+        assert fast_mkl._multiplies(x, y)
+        close(fast_mkl.matmul(x, y), x @ y, dtype)
+
+
+def test_small_stacked_or_mixed_products_stay_with_numpy(rng):
+    """At most 2**18 multiply-adds (NumPy runs those on one thread), 3-d stacks, mixed or integer dtypes."""
+    f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
+    for a, b in ((f32(64, 64), f32(64, 64)), (f32(4, 90, 80), f32(80, 70)), (f32(90, 80), f32(80, 70).astype(np.float64)),
+                 (np.ones((90, 80), np.int64), np.ones((80, 70), np.int64)), (f32(90, 80)[:, ::2], f32(40, 70))):
+        assert not fast_mkl._multiplies(a, b)
+    assert fast_mkl._multiplies(f32(65, 64), f32(64, 64))
+
+
+@pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
+def test_threaded_products_give_the_same_bits_at_any_alignment(rng):
+    b = rng.standard_normal((784, 100)).astype(np.float32)
+    a0 = rng.standard_normal((100, 784)).astype(np.float32)
+    memory = np.empty(a0.size + 32, np.float32)
+    results = []
+    for offset in range(0, 16, 3):
+        a = memory[offset:offset + a0.size].reshape(a0.shape)
+        a[...] = a0
+        results.append(fast_mkl.matmul(a, b))
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+@pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
+def test_the_layers_large_products_all_go_through_mkl(rng, monkeypatch):
+    """Linear, the recurrent layers and TiedLinear: no large product of a language model's step is left to
+    NumPy's BLAS, whose idle threads would spin against MKL's."""
+    calls = []
+    monkeypatch.setattr(fast_mkl, "_use_threads", lambda: calls.append(1))
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(registry, "_resolved", {})
+    monkeypatch.setattr(registry, "_guards", {})
+    x = rng.integers(0, 11, (4, 6))
+    emb = xn.layers.Embedding(11, 8)
+    model = xn.Sequential(emb, xn.layers.LSTM(8, 8), xn.layers.GRU(8, 8), xn.layers.Linear(8, 8),
+                          xn.layers.TiedLinear(emb))
+    loss = xn.losses.SoftmaxCrossEntropy()
+    loss.forward(model.forward(x), x)
+    model.backward(loss.backward())
+    # forward: LSTM 1 + 6 steps, GRU 1 + 6, Linear 1, Tied 1; backward: LSTM 6 + 2, GRU 6 + 3, Linear 2, Tied 2
+    assert len(calls) == 16 + 21
 
 
 def _layers():

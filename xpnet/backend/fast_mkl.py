@@ -1,18 +1,28 @@
-"""NumPy fast path through Intel MKL: the recurrent layers' per-step products by weights packed once.
+"""NumPy fast path through Intel MKL: the layers' matrix products, and the recurrent layers' per-step
+products by weights packed once.
 
-An LSTM's time loop multiplies a short (N, H) state by the same (H, 4H) matrix at every step, forward
-(``h @ Wh``) and backward (``da @ Wh.T``). A BLAS copies ("packs") the whole matrix into its own layout at
-each call; MKL's packed GEMM (``cblas_?gemm_pack`` once, ``cblas_?gemm_compute`` per step) does it once per
-sequence, as PyTorch's oneDNN LSTM does. At the book's BetterRnnlm sizes (N=20, H=650, float32, one
-thread) a step's product took 0.50 ms against OpenBLAS's 0.94 ms, for 0.6 ms of packing per forward or
-backward (``benchmarks/lstm_lm.py``).
+Two things, where the ``mkl`` package is installed (``pip install 'xpnet[mkl]'``), on float32/float64 arrays:
 
-Used where the ``mkl`` package is installed (``pip install 'xpnet[mkl]'``; NumPy's own BLAS stays what it
-is), on float32 and float64 weights; ``xn.backend.set_mkl(False)`` or ``XPNET_DISABLE_MKL=1`` switches it
-off. MKL runs sequentially here (one thread, set before its first call): the products are small, and a
-second thread pool beside NumPy's would fight it for the cores. The results are the same for the same
-inputs whatever their memory alignment (checked in ``tests/test_mkl.py``), so training stays
-reproducible; they differ from NumPy's products by rounding.
+1. **Packed weights for the time steps.** An LSTM's time loop multiplies a short (N, H) state by the same
+   (H, 4H) matrix at every step, forward (``h @ Wh``) and backward (``da @ Wh.T``). A BLAS copies ("packs")
+   the whole matrix into its own layout at each call; MKL's packed GEMM (``cblas_?gemm_pack`` once,
+   ``cblas_?gemm_compute`` per step) does it once per sequence, as PyTorch's oneDNN LSTM does. At the
+   book's BetterRnnlm sizes (N=20, H=650, float32, one thread) a step's product took 0.50 ms against
+   OpenBLAS's 0.94 ms, for 0.6 ms of packing per forward or backward.
+2. **One thread pool for every large product.** Where MKL can run threaded (its GNU OpenMP layer, which
+   needs libgomp), the layers' other large products (``fast_path("matmul")``: Linear, Conv2d, the
+   recurrent layers' whole-sequence products, TiedLinear) go through MKL too. Two BLAS thread pools in one
+   training step fight: OpenBLAS's idle threads spin for tens of milliseconds after each product and take
+   the core MKL's second thread needs (a step product on two threads took 0.26 ms after a sleep, 0.49 ms
+   right after an OpenBLAS product). Products of at most 2**18 multiply-adds stay with NumPy, which runs
+   them on one thread (OpenBLAS's own threshold), and so do stacks of matrices (3-d operands).
+
+MKL's thread count follows NumPy's BLAS at each call (``OMP_NUM_THREADS``, ``threadpoolctl`` limits and
+xpnet's thread tuner set both). Without libgomp MKL runs sequentially and only the step products go
+through it. NumPy keeps its own BLAS for everything else. Results differ from OpenBLAS's by rounding; at
+a given thread count they do not depend on the operands' memory alignment (``tests/test_mkl.py``), so
+reruns and resumes stay exact. ``xn.backend.set_mkl(False)`` or ``XPNET_DISABLE_MKL=1`` switches MKL off
+(and keeps its library out of the process).
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ from typing import Any, Callable
 import numpy as np
 
 _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
-_SEQUENTIAL, _LP64 = 1, 0
+_SEQUENTIAL, _GNU, _LP64 = 1, 3, 0
 MIN_STEPS = 2  # packing costs about one product: a single step multiplies as NumPy does
+MIN_PRODUCT = 2 ** 18  # m * n * k up to this: NumPy's product, on one thread (OpenBLAS's threshold)
 
 
 def _library_path() -> str:
@@ -36,21 +47,85 @@ def _library_path() -> str:
     raise ImportError("the mkl package holds no mkl_rt library")
 
 
-def _load() -> Any:
+def _gomp() -> bool:
+    """Whether GNU OpenMP's runtime loads (MKL's GNU threading layer needs it)."""
+    try:
+        ctypes.CDLL("libgomp.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def _load() -> tuple[Any, bool]:
     lib = ctypes.CDLL(_library_path())
-    lib.MKL_Set_Threading_Layer(_SEQUENTIAL)  # before any other call, or it is ignored
+    # Before any other call, or it is ignored.
+    threaded = lib.MKL_Set_Threading_Layer(_GNU if _gomp() else _SEQUENTIAL) == _GNU
     lib.MKL_Set_Interface_Layer(_LP64)  # 32-bit integer arguments, whatever MKL_INTERFACE_LAYER says
+    lib.MKL_Set_Num_Threads_Local.argtypes = [ctypes.c_int]
     i, p = ctypes.c_int, ctypes.c_void_p
     for kind, real in (("s", ctypes.c_float), ("d", ctypes.c_double)):
         size = getattr(lib, f"cblas_{kind}gemm_pack_get_size")
         size.restype, size.argtypes = ctypes.c_size_t, [i, i, i, i]
         getattr(lib, f"cblas_{kind}gemm_pack").argtypes = [i, i, i, i, i, i, real, p, i, p]
         getattr(lib, f"cblas_{kind}gemm_compute").argtypes = [i, i, i, i, i, i, p, i, p, i, real, p, i]
-    return lib
+        getattr(lib, f"cblas_{kind}gemm").argtypes = [i, i, i, i, i, i, real, p, i, p, i, real, p, i]
+    return lib, threaded
 
 
-_lib = _load()
+_lib, THREADED = _load()
 _KIND = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
+
+
+def _numpy_blas_threads() -> Callable[[], int]:
+    """A function giving NumPy's BLAS thread count now (1 where it cannot be read)."""
+    try:
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - a dependency of xpnet
+    except ImportError:  # pragma: no cover - a broken install: MKL on one thread
+        return lambda: 1
+    ours = _library_path()
+    blas = [c for c in ThreadpoolController().lib_controllers
+            if c.user_api == "blas" and c.internal_api != "mkl" and c.filepath != ours]
+    if not blas:  # NumPy's BLAS is MKL itself (conda's NumPy): one count for both already
+        return lambda: 1 if not THREADED else int(_lib.MKL_Get_Max_Threads())
+    return blas[0].get_num_threads
+
+
+_threads = _numpy_blas_threads()
+
+
+def _use_threads() -> None:
+    """This thread's MKL calls run on NumPy's BLAS thread count (one where MKL is sequential)."""
+    if THREADED:
+        _lib.MKL_Set_Num_Threads_Local(max(1, int(_threads() or 1)))
+
+
+def _layout(x: Any) -> tuple[int, int] | None:
+    """(transposition flag, leading dimension) of a 2-d array MKL reads as it lies, or None."""
+    rows, cols = x.shape
+    if x.strides[1] == x.itemsize and x.strides[0] >= max(cols, 1) * x.itemsize:
+        return _NO_TRANS, x.strides[0] // x.itemsize
+    if x.strides[0] == x.itemsize and x.strides[1] >= max(rows, 1) * x.itemsize:
+        return _TRANS, x.strides[1] // x.itemsize
+    return None
+
+
+def _multiplies(a: Any, b: Any) -> bool:
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2 and b.ndim == 2
+            and a.dtype == b.dtype and a.dtype in _KIND and a.shape[1] == b.shape[0]
+            and a.shape[0] * a.shape[1] * b.shape[1] > MIN_PRODUCT and a.shape[0] > 0 and b.shape[1] > 0
+            and _layout(a) is not None and _layout(b) is not None)
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` (2-d, one float dtype, each read through its strides: a transposed view is no copy) by
+    MKL's GEMM on NumPy's BLAS thread count."""
+    (ta, lda), (tb, ldb) = _layout(a), _layout(b)
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    out = np.empty((m, n), dtype=a.dtype)
+    _use_threads()
+    getattr(_lib, f"cblas_{_KIND[a.dtype]}gemm")(_ROW_MAJOR, ta, tb, m, n, k, 1.0, a.ctypes.data, lda,
+                                                   b.ctypes.data, ldb, 0.0, out.ctypes.data, n)
+    return out
 
 
 class PackedWeights:
@@ -88,6 +163,7 @@ class PackedWeights:
                 and a.shape[1] == self.shape[0] and a.shape[0] > 0):
             return a @ self.W
         rows = a.shape[0]
+        _use_threads()
         if self._rows < 0:
             self._pack(rows)
         elif rows != self._rows:
@@ -118,3 +194,5 @@ def step_weights_transposed(W: Any, steps: int) -> Any:
 def register(add: Callable[..., Any]) -> None:
     add("step_weights", step_weights, accepts=_packable)
     add("step_weights_transposed", step_weights_transposed, accepts=_packable)
+    # Sequential MKL beside a threaded OpenBLAS would take the large products off one of its threads.
+    add("matmul", matmul, accepts=_multiplies if THREADED else lambda a, b: False)

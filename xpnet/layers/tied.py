@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from .. import init as _init
 from .._user import flag
+from ..backend import fast_path
 from .base import Layer
 from .embedding import Embedding
 
@@ -51,7 +53,7 @@ class TiedLinear(Layer):
             raise ValueError(f"TiedLinear: expected input of shape (..., {self.in_features}), got {tuple(x.shape)}")
         self._shape = tuple(x.shape)
         self._x = xp.reshape(x, (-1, self.in_features))
-        y = self._x @ xp.permute_dims(W, (1, 0))
+        y = fast_path("matmul", xp, operator.matmul)(self._x, xp.permute_dims(W, (1, 0)))
         if self.bias:
             y = y + self.params["b"]
         return xp.reshape(y, (*x.shape[:-1], self.out_features))
@@ -62,5 +64,6 @@ class TiedLinear(Layer):
         dy2 = xp.reshape(dy, (x2.shape[0], self.out_features))
         if self.bias:
             self.grads["b"] = xp.sum(dy2, axis=0)
-        self.embedding.add_shared_grad(xp.permute_dims(dy2, (1, 0)) @ x2)
-        return xp.reshape(dy2 @ self.embedding.params["W"], self._shape)
+        matmul = fast_path("matmul", xp, operator.matmul)
+        self.embedding.add_shared_grad(matmul(xp.permute_dims(dy2, (1, 0)), x2))
+        return xp.reshape(matmul(dy2, self.embedding.params["W"]), self._shape)
