@@ -107,9 +107,10 @@ def test_mkl_runs_on_numpys_blas_thread_count(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_mkls_matmul_is_numpys_to_rounding_in_every_layout(dtype, rng):
+def test_mkls_matmul_is_numpys_to_rounding_in_every_layout(dtype, rng, monkeypatch):
     """C-ordered, transposed views and row-sliced views (a leading dimension wider than the matrix) are
     read as they lie, no copy."""
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
     a = rng.standard_normal((90, 120)).astype(dtype)
     b = rng.standard_normal((120, 70)).astype(dtype)
     wide = rng.standard_normal((120, 100)).astype(dtype)[:, 10:80]
@@ -119,8 +120,10 @@ def test_mkls_matmul_is_numpys_to_rounding_in_every_layout(dtype, rng):
         close(fast_mkl.matmul(x, y), x @ y, dtype)
 
 
-def test_small_stacked_or_mixed_products_stay_with_numpy(rng):
-    """At most 2**18 multiply-adds (NumPy runs those on one thread), 3-d stacks, mixed or integer dtypes."""
+def test_small_stacked_or_mixed_products_stay_with_numpy(rng, monkeypatch):
+    """At most MIN_PRODUCT multiply-adds (NumPy's OpenBLAS is the faster there), 3-d stacks, mixed or
+    integer dtypes, layouts that are no strided matrix."""
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 64 ** 3)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
     for a, b in ((f32(64, 64), f32(64, 64)), (f32(4, 90, 80), f32(80, 70)), (f32(90, 80), f32(80, 70).astype(np.float64)),
                  (np.ones((90, 80), np.int64), np.ones((80, 70), np.int64)), (f32(90, 80)[:, ::2], f32(40, 70))):
@@ -128,8 +131,20 @@ def test_small_stacked_or_mixed_products_stay_with_numpy(rng):
     assert fast_mkl._multiplies(f32(65, 64), f32(64, 64))
 
 
+def test_the_threshold_keeps_an_mlps_products_with_numpy_and_gives_a_language_models_to_mkl():
+    """Where each BLAS was the faster here: an MLP's (100, 1000) by (1000, 1000) to NumPy's OpenBLAS, the
+    book's LSTM language model's products (its output layer's, its LSTMs' whole-sequence ones) to MKL."""
+    f32 = lambda *shape: np.ones(shape, np.float32)
+    assert not fast_mkl._multiplies(f32(100, 1000), f32(1000, 1000))
+    assert not fast_mkl._multiplies(f32(1000, 784), f32(784, 1000))
+    assert fast_mkl._multiplies(f32(700, 650), f32(650, 10000))
+    assert fast_mkl._multiplies(f32(700, 650), f32(650, 2600))
+    assert fast_mkl._multiplies(f32(700, 2600), f32(650, 2600).T)
+
+
 @pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
-def test_threaded_products_give_the_same_bits_at_any_alignment(rng):
+def test_threaded_products_give_the_same_bits_at_any_alignment(rng, monkeypatch):
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
     b = rng.standard_normal((784, 100)).astype(np.float32)
     a0 = rng.standard_normal((100, 784)).astype(np.float32)
     memory = np.empty(a0.size + 32, np.float32)

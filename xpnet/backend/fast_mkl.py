@@ -9,13 +9,16 @@ Two things, where the ``mkl`` package is installed (``pip install 'xpnet[mkl]'``
    ``cblas_?gemm_compute`` per step) does it once per sequence, as PyTorch's oneDNN LSTM does. At the
    book's BetterRnnlm sizes (N=20, H=650, float32, one thread) a step's product took 0.50 ms against
    OpenBLAS's 0.94 ms, for 0.6 ms of packing per forward or backward.
-2. **One thread pool for every large product.** Where MKL can run threaded (its GNU OpenMP layer, which
-   needs libgomp), the layers' other large products (``fast_path("matmul")``: Linear, Conv2d, the
-   recurrent layers' whole-sequence products, TiedLinear) go through MKL too. Two BLAS thread pools in one
-   training step fight: OpenBLAS's idle threads spin for tens of milliseconds after each product and take
-   the core MKL's second thread needs (a step product on two threads took 0.26 ms after a sleep, 0.49 ms
-   right after an OpenBLAS product). Products of at most 2**18 multiply-adds stay with NumPy, which runs
-   them on one thread (OpenBLAS's own threshold), and so do stacks of matrices (3-d operands).
+2. **One thread pool for the largest products.** Where MKL can run threaded (its GNU OpenMP layer, which
+   needs libgomp), the layers' products of more than 2**30 multiply-adds (``fast_path("matmul")``:
+   Linear, Conv2d, the recurrent layers' whole-sequence products, TiedLinear) go through MKL too, so
+   that a language model's step (all of whose products are that large at the book's sizes) runs on one
+   thread pool. Two BLAS pools in one training step fight: OpenBLAS's idle threads spin for tens of
+   milliseconds after each product and take the core MKL's second thread needs (a step product on two
+   threads took 0.26 ms after a pause, 0.49 ms right after an OpenBLAS product). Smaller products, and
+   stacks of matrices (3-d operands), stay with NumPy, where OpenBLAS is the faster (MKL's threaded GEMM
+   took 1.4-2.5x its time from 78 to 784 million multiply-adds; the MLPs and CNNs of
+   ``benchmarks/compare.py`` run no product above the threshold at batch 100).
 
 MKL's thread count follows NumPy's BLAS at each call (``OMP_NUM_THREADS``, ``threadpoolctl`` limits and
 xpnet's thread tuner set both). Without libgomp MKL runs sequentially and only the step products go
@@ -36,7 +39,10 @@ import numpy as np
 _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
 _SEQUENTIAL, _GNU, _LP64 = 1, 3, 0
 MIN_STEPS = 2  # packing costs about one product: a single step multiplies as NumPy does
-MIN_PRODUCT = 2 ** 18  # m * n * k up to this: NumPy's product, on one thread (OpenBLAS's threshold)
+# m * n * k above this: MKL (2**30, about a billion multiply-adds, measured here: below it MKL's threaded
+# GEMM took 1.4-2.5x OpenBLAS's time for a (1000, 784) by (784, 100) to a (1000, 784) by (784, 1000)
+# product, at (700, 2600) by (2600, 650) and above 0.82-1.06x). Smaller products stay with NumPy.
+MIN_PRODUCT = 2 ** 30
 
 
 def _library_path() -> str:
