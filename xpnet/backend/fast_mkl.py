@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -93,7 +94,9 @@ def _numpy_blas_threads() -> Callable[[], int]:
             if c.user_api == "blas" and c.internal_api != "mkl" and c.filepath != ours]
     if not blas:  # NumPy's BLAS is MKL itself (conda's NumPy): one count for both already
         return lambda: 1 if not THREADED else int(_lib.MKL_Get_Max_Threads())
-    return blas[0].get_num_threads
+    # NumPy's wheels keep theirs in numpy.libs; SciPy's or PyTorch's may be loaded beside it.
+    own = [c for c in blas if "numpy" in os.path.basename(os.path.dirname(c.filepath))]
+    return (own or blas)[0].get_num_threads
 
 
 _threads = _numpy_blas_threads()
