@@ -350,3 +350,25 @@ def test_recurrent_layers_on_numpys_fast_paths_equal_portable_bit_for_bit(make, 
     for k, g in grads.items():
         np.testing.assert_array_equal(g, ref_grads[k])
     assert fast_numpy.step_weights_transposed(np.ones((2, 3), np.float32), 6).flags.c_contiguous
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_numpy_cross_entropy_over_two_threads_gives_the_same_bits(threads, rng, monkeypatch):
+    """A large softmax is split by rows over two threads where NumPy's BLAS has two: every number, the
+    loss included, is the one-thread result."""
+    y = (rng.standard_normal((301, 1000)) * 4).astype(np.float32)
+    labels = rng.integers(0, 1000, 301)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    monkeypatch.setattr(fast_numpy, "numpy_blas_threads", lambda: 1)
+    monkeypatch.setattr(fast_numpy, "_pool", [])
+    ref_value, ref_dy = loss.forward(y, labels), loss.backward(0.5)
+    splits = []
+    monkeypatch.setattr(fast_numpy, "SPLIT_ELEMENTS", 1000)
+    monkeypatch.setattr(fast_numpy, "numpy_blas_threads", lambda: threads)
+    original = fast_numpy._row_halves
+    monkeypatch.setattr(fast_numpy, "_row_halves", lambda run, rows, n: splits.append(rows) or original(run, rows, n))
+    value, dy = loss.forward(y, labels), loss.backward(0.5)
+    assert splits == [301, 301]
+    np.testing.assert_array_equal(value, ref_value)
+    np.testing.assert_array_equal(dy, ref_dy)
+    assert bool(fast_numpy._pool) == (threads == 2)

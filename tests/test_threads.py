@@ -171,3 +171,17 @@ def test_xn_train_evaluate_and_predict_restore_the_count_they_found(blas):
         model.predict(x, batch_size=10, blas_threads=setting)
         assert blas.num_threads == 4
     assert set(blas.calls) == {1, 4}  # auto tried both; 1 was fixed; off touched nothing
+
+
+def test_numpy_blas_threads_reads_numpys_own_blas_as_it_is_set():
+    """What MKL's products and the softmax's split follow: NumPy's BLAS count, with threadpoolctl's limits."""
+    from threadpoolctl import threadpool_limits
+
+    own = threads._own_blas()
+    if own is None:
+        pytest.skip("threadpoolctl finds no BLAS for NumPy here")
+    if any("numpy.libs" in c.filepath for c in threads._numpy_blas()):  # NumPy's wheel, SciPy's BLAS beside it
+        assert "numpy.libs" in own.filepath
+    with threadpool_limits(1, user_api="blas"):
+        assert threads.numpy_blas_threads() == 1
+    assert threads.numpy_blas_threads() == own.get_num_threads() >= 1

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
-import os
 from typing import Any, Callable
 
 import numpy as np
+
+from .threads import numpy_blas_threads
 
 _ROW_MAJOR, _NO_TRANS, _TRANS, _PACKED, _B_MATRIX = 101, 111, 112, 151, 162
 _SEQUENTIAL, _GNU, _LP64 = 1, 3, 0
@@ -83,29 +84,10 @@ _lib, THREADED = _load()
 _KIND = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
 
 
-def _numpy_blas_threads() -> Callable[[], int]:
-    """A function giving NumPy's BLAS thread count now (1 where it cannot be read)."""
-    try:
-        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - a dependency of xpnet
-    except ImportError:  # pragma: no cover - a broken install: MKL on one thread
-        return lambda: 1
-    ours = _library_path()
-    blas = [c for c in ThreadpoolController().lib_controllers
-            if c.user_api == "blas" and c.internal_api != "mkl" and c.filepath != ours]
-    if not blas:  # NumPy's BLAS is MKL itself (conda's NumPy): one count for both already
-        return lambda: 1 if not THREADED else int(_lib.MKL_Get_Max_Threads())
-    # NumPy's wheels keep theirs in numpy.libs; SciPy's or PyTorch's may be loaded beside it.
-    own = [c for c in blas if "numpy" in os.path.basename(os.path.dirname(c.filepath))]
-    return (own or blas)[0].get_num_threads
-
-
-_threads = _numpy_blas_threads()
-
-
 def _use_threads() -> None:
     """This thread's MKL calls run on NumPy's BLAS thread count (one where MKL is sequential)."""
     if THREADED:
-        _lib.MKL_Set_Num_Threads_Local(max(1, int(_threads() or 1)))
+        _lib.MKL_Set_Num_Threads_Local(numpy_blas_threads())
 
 
 def _layout(x: Any) -> tuple[int, int] | None:

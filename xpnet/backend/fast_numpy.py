@@ -2,13 +2,18 @@
 offsets (``xpnet.layers._im2col.im2col_portable``); the embedding's scatter-add as ``np.add.at``
 instead of one-hot products (``xpnet.layers.embedding.embedding_backward``); the softmax cross-entropy
 of integer labels in the common case (no ignored label, no smoothing) without per-row weights
-(``xpnet.losses.cross_entropy_labels`` and its backward). The tests compare each with the portable code."""
+(``xpnet.losses.cross_entropy_labels`` and its backward, over two threads where NumPy's BLAS has two); the
+recurrent layers' Wh.T as a contiguous copy, and the LSTM step's gates in place. The tests compare each
+with the portable code."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
+
+from .threads import numpy_blas_threads
 
 Pair = tuple[int, int]
 
@@ -47,18 +52,45 @@ def _no_ignored_label(y2: Any, labels: Any, ignore_index: int, label_smoothing: 
     return not label_smoothing and not bool((labels == ignore_index).any())
 
 
+SPLIT_ELEMENTS = 2 ** 20  # a softmax over at least this many scores runs on NumPy's BLAS thread count
+_pool: list[Any] = []  # one worker thread, started on first use
+
+
+def _row_halves(run: Callable[[int, int], None], rows: int, elements: int) -> None:
+    """``run(lo, hi)`` over all rows: in two halves at once where the work is large and NumPy's BLAS runs
+    on two threads or more (NumPy's loops release the GIL), else in one call. Each row's numbers are the
+    same either way."""
+    if elements < SPLIT_ELEMENTS or rows < 2 or numpy_blas_threads() < 2:
+        run(0, rows)
+        return
+    if not _pool:
+        _pool.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpnet-softmax"))
+    half = rows // 2
+    other = _pool[0].submit(run, half, rows)
+    run(0, half)
+    other.result()
+
+
 def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:
     """The portable function's results where every row weighs 1/M: the weights are left out (rows None),
     and exp and the division write into z, one (M, C) array in place of three (at a vocabulary of 10,000
-    the softmax over (700, C) took 19 ms with new arrays, 7.6 ms in place)."""
+    the softmax over (700, C) took 19 ms with new arrays, 7.6 ms in place). The rows are split over two
+    threads where NumPy's BLAS has two (PyTorch spreads its softmax too): the same bits."""
     m = y2.shape[0]
-    z = y2 - y2.max(axis=1, keepdims=True)
-    picked = np.take_along_axis(z, labels[:, None], axis=1)
-    e = np.exp(z, out=z)
-    total = e.sum(axis=1, keepdims=True)
-    per_row = picked - np.log(total)
-    e /= total
-    return -per_row.sum() / np.asarray(max(m, 1), dtype=y2.dtype), e, labels, None
+    z = np.empty_like(y2)
+    per_row = np.empty((m, 1), dtype=y2.dtype)
+
+    def rows(lo: int, hi: int) -> None:
+        y, zb = y2[lo:hi], z[lo:hi]
+        np.subtract(y, y.max(axis=1, keepdims=True), out=zb)
+        picked = np.take_along_axis(zb, labels[lo:hi, None], axis=1)
+        np.exp(zb, out=zb)
+        total = zb.sum(axis=1, keepdims=True)
+        per_row[lo:hi] = picked - np.log(total)
+        zb /= total
+
+    _row_halves(rows, m, y2.size)
+    return -per_row.sum() / np.asarray(max(m, 1), dtype=y2.dtype), z, labels, None
 
 
 def _unweighted(p: Any, labels: Any, rows: Any, label_smoothing: float, dout: Any, classes: Any) -> bool:
@@ -70,7 +102,8 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     """(softmax - one_hot(labels)) * dout / M in one pass over p, each row's label entry then made
     (p - 1) * dout / M, in place of a one-hot array (the portable function's bits)."""
     scale = dout / p.shape[0]
-    dy = p * scale
+    dy = np.empty_like(p)
+    _row_halves(lambda lo, hi: np.multiply(p[lo:hi], scale, out=dy[lo:hi]), p.shape[0], p.size)
     rows = np.arange(p.shape[0])
     dy[rows, labels] = (p[rows, labels] - 1) * scale
     return dy

@@ -29,7 +29,7 @@ import statistics
 import time
 from typing import Any
 
-__all__ = ["blas_threads", "ThreadTuner", "ENV"]
+__all__ = ["blas_threads", "ThreadTuner", "ENV", "numpy_blas_threads"]
 
 ENV = "XPNET_BLAS_THREADS"
 _USER_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -48,6 +48,22 @@ def _numpy_blas() -> tuple[Any, ...]:
     except ImportError:  # pragma: no cover - a dependency of xpnet; a broken install runs as before
         return ()
     return tuple(c for c in ThreadpoolController().lib_controllers if c.user_api == "blas")
+
+
+@functools.cache
+def _own_blas() -> Any:
+    """threadpoolctl's controller of NumPy's own BLAS (its wheels keep it in numpy.libs; SciPy's, PyTorch's
+    or MKL may be loaded beside it), or None."""
+    blas = list(_numpy_blas())
+    own = [c for c in blas if "numpy" in os.path.basename(os.path.dirname(c.filepath))]
+    return (own or blas or [None])[0]
+
+
+def numpy_blas_threads() -> int:
+    """NumPy's BLAS thread count now: what ``OMP_NUM_THREADS``, threadpoolctl's limits and the tuner set.
+    xpnet's other host work on NumPy arrays (MKL's products, the softmax cross-entropy) follows it."""
+    own = _own_blas()
+    return 1 if own is None else max(1, int(own.get_num_threads() or 1))
 
 
 def _setting(value: Any) -> str | int:
