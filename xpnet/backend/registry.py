@@ -207,9 +207,10 @@ def set_numba(enabled: bool) -> bool:
 
 
 def set_mkl(enabled: bool) -> bool:
-    """Turn MKL's packed products for the recurrent layers on NumPy arrays on or off
-    (``XPNET_DISABLE_MKL=1``: off from the start), leaving the other fast paths as they are; returns the
-    previous setting. They exist only where MKL is installed (``pip install 'xpnet[mkl]'``)."""
+    """Turn MKL's products on NumPy arrays (the recurrent layers' packed step products and the layers'
+    largest products, :mod:`xpnet.backend.fast_mkl`) on or off (``XPNET_DISABLE_MKL=1``: off from the
+    start), leaving the other fast paths as they are; returns the previous setting. They exist only where
+    MKL is installed (``pip install 'xpnet[mkl]'``)."""
     return _switch("fast_mkl", enabled)
 
 
