@@ -164,7 +164,7 @@ def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
     The array API has no scatter-add that adds repeated indices (``x[i] += v`` keeps one of them), so
     dW is a sum of one-hot matrix products, ``(arange(V)[:, None] == ids[None, lo:hi]) @ dy[lo:hi]``,
     over blocks of positions small enough that each one-hot block stays under ``ONE_HOT_ELEMENTS``.
-    NumPy and PyTorch have fast paths (``np.add.at``, ``index_add_``), tested equal to this.
+    NumPy and PyTorch have fast paths (a Numba kernel or ``np.add.at``, ``index_add_``), tested equal to this.
     """
     xp = namespace(dy)
     m = ids.shape[0]
