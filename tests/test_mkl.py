@@ -1,6 +1,7 @@
-"""MKL's packed products for the recurrent layers on NumPy (``xpnet.backend.fast_mkl``): the same numbers as
-NumPy's products to rounding, the same bits whatever the memory alignment, used where they pay and
-nowhere else, and switched off by ``set_mkl(False)`` / ``XPNET_DISABLE_MKL=1``."""
+"""MKL's products on NumPy (``xpnet.backend.fast_mkl``): the recurrent layers' packed step products and the
+layers' largest products give NumPy's numbers to rounding, the same bits whatever the memory alignment,
+run on NumPy's BLAS thread count, are used where they pay and nowhere else, and are switched off by
+``set_mkl(False)`` / ``XPNET_DISABLE_MKL=1``."""
 
 import importlib.metadata
 import os
