@@ -143,8 +143,7 @@ class PackedWeights:
         k, n = self.shape
         size = getattr(_lib, f"cblas_{self._kind}gemm_pack_get_size")(_B_MATRIX, rows, n, k)
         self._buffer = np.empty(-(-size // self.dtype.itemsize), dtype=self.dtype)
-        one = 1.0
-        getattr(_lib, f"cblas_{self._kind}gemm_pack")(_ROW_MAJOR, _B_MATRIX, self._trans, rows, n, k, one,
+        getattr(_lib, f"cblas_{self._kind}gemm_pack")(_ROW_MAJOR, _B_MATRIX, self._trans, rows, n, k, 1.0,
                                                       self._source.ctypes.data, self._source.shape[1],
                                                       self._buffer.ctypes.data)
         self._rows = rows

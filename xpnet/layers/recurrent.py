@@ -229,7 +229,6 @@ class _Recurrent(Layer):
         daxs, dahs = [None] * steps, [None] * steps
         dstate = None
         # Wh transposed, once for the steps' dh_prev products (a contiguous copy, or packed for MKL, on NumPy).
-        self._WhT = None
         if self._steps_multiply_Wh:
             self._WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], steps)
         try:

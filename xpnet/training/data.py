@@ -168,4 +168,3 @@ def is_one_hot(y: Any) -> bool:
     if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
         return False
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
-
