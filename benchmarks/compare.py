@@ -11,7 +11,9 @@ and the time is extrapolated to a 60,000-image epoch. Prints a Markdown table: e
 ratio to the fastest of the row, then xpnet's time over the hand-written NumPy time and over PyTorch's.
 Where Numba is installed, xpnet runs with its Numba kernels, and a column times the same net with
 them off (``xn.backend.set_numba(False)``: BatchNorm, ReLU, MaxPool2d and the SGD, Momentum and Adam
-updates as portable NumPy code).
+updates as portable NumPy code). Where MKL runs xpnet's products (``xpnet[mkl]``: the threads line
+says ``MKL: on``), a column times the same net with MKL off (``xn.backend.set_mkl(False)``: every
+product on NumPy's own BLAS).
 
     python benchmarks/compare.py [--steps 30] [--repeats 3] [--device cpu|cuda] [--only mlp-small ...]
 
@@ -149,14 +151,15 @@ def numpy_impl(workload, model, optimizer):
     return NumpyMLP(params, update).step
 
 
-def without_numba(step):
-    """``step`` with xpnet's Numba kernels switched off while it runs."""
+def switched_off(step, switch):
+    """``step`` with one family of xpnet's fast paths switched off while it runs (``switch``:
+    ``xn.backend.set_numba`` or ``xn.backend.set_mkl``)."""
     def run(x, t):
-        previous = xn.backend.set_numba(False)
+        previous = switch(False)
         try:
             step(x, t)
         finally:
-            xn.backend.set_numba(previous)
+            switch(previous)
     return run
 
 
@@ -239,10 +242,12 @@ def main() -> None:
         compare_cuda.cuda_table(args, dev, torch, rows(args))
         return
     numba = dev.is_numpy and xn.backend.fast_path("relu_forward", np) is not None
+    mkl = dev.is_numpy and xn.backend.fast_path("matmul", np) is not None
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | xpnet without Numba s/epoch (x fastest) | "
-          "NumPy s/epoch (x fastest) | PyTorch s/epoch (x fastest) | xpnet/NumPy | "
+          + ("xpnet without MKL s/epoch (x fastest) | " if mkl else "")
+          + "NumPy s/epoch (x fastest) | PyTorch s/epoch (x fastest) | xpnet/NumPy | "
           f"xpnet/PyTorch | xpnet peak {'device (CuPy pool)' if dev.is_cupy else 'host'} MiB/step |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---|---:|---:|" + ("---:|" if mkl else "") + "---:|---:|---:|---:|---:|")
     for key, title, make, batch, optimizer, x, t in rows(args):
         model = make()
         impls, sync = {}, {}
@@ -257,8 +262,11 @@ def main() -> None:
         impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
         sync["xpnet"] = dev.synchronize
         if numba:  # the same net with BatchNorm, ReLU and MaxPool2d as portable NumPy code, interleaved
-            impls["xpnet-no-numba"] = (without_numba(xpnet_impl(make(), optimizer)), x, t)
+            impls["xpnet-no-numba"] = (switched_off(xpnet_impl(make(), optimizer), xn.backend.set_numba), x, t)
             sync["xpnet-no-numba"] = dev.synchronize
+        if mkl:  # the same net with every product on NumPy's own BLAS, interleaved
+            impls["xpnet-no-mkl"] = (switched_off(xpnet_impl(make(), optimizer), xn.backend.set_mkl), x, t)
+            sync["xpnet-no-mkl"] = dev.synchronize
         best = best_times(impls, args.steps, args.repeats, sync)
         peak = peak_memory(*impls["xpnet"], dev)
         per_epoch = {k: v * EPOCH / batch for k, v in best.items()}
@@ -270,8 +278,8 @@ def main() -> None:
         def ratio(name):
             return f"{per_epoch['xpnet'] / per_epoch[name]:.2f}" if name in per_epoch else "-"
 
-        print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('xpnet-no-numba')} | {cell('numpy')} | "
-              f"{cell('torch')} | "
+        print(f"| {title} | {batch} | {optimizer} | {cell('xpnet')} | {cell('xpnet-no-numba')} | "
+              + (f"{cell('xpnet-no-mkl')} | " if mkl else "") + f"{cell('numpy')} | {cell('torch')} | "
               f"{ratio('numpy')} | {ratio('torch')} | {peak / 2**20:.1f} |",
               flush=True)
     if torch is not None and args.lstm_steps:

@@ -22,14 +22,28 @@ def run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def table(out: str) -> list[dict[str, str]]:
+    """compare.py's Markdown table: one dict per row, keyed by the header's column names."""
+    lines = [line.strip().strip("|") for line in out.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")]
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines[1:]]
+    assert all(len(row) == len(header) for row in rows), f"rows unlike the header:\n{out}"
+    return [dict(zip(header, row)) for row in rows]
+
+
+def mkl_runs_products(out: str) -> bool:
+    """Whether the threads line says MKL runs xpnet's products (the ``xpnet[mkl]`` extra, threaded)."""
+    return "layers' products and packed step products" in out
+
+
 @pytest.mark.slow
 def test_compare_prints_one_table_row_per_workload_batch_and_optimizer():
     out = run("compare.py", "--only", "mlp-small", "cnn", "--batches", "8", "16", "--steps", "1", "--repeats", "1",
               "--lstm-steps", "1", "--lstm-size", "50", "8")
-    rows = [line for line in out.splitlines() if line.startswith("| MLP") or line.startswith("| CNN")]
-    assert len(rows) == 2 * 2 * 2
-    assert all(len(row.strip("|").split("|")) == 10 for row in rows)
-    assert "| workload | batch | optimizer |" in out and "peak host MiB/step" in out
+    rows = table(out)
+    assert [(row["workload"][:3], row["batch"], row["optimizer"]) for row in rows] == [
+        (net, batch, opt) for net in ("MLP", "CNN") for batch in ("8", "16") for opt in ("sgd", "adam")]
+    assert all(float(row["xpnet peak host MiB/step"]) > 0 for row in rows)
     assert "threads: BLAS" in out
     if importlib.util.find_spec("torch"):  # the LSTM language model's row, below the table
         assert "LSTM language model: vocabulary 50, 2 x LSTM 8" in out and "ratio xpnet/PyTorch:" in out
@@ -45,17 +59,31 @@ def test_profile_step_prints_every_phase(workload):
 
 
 @pytest.mark.slow
+def test_profile_step_prints_pytorchs_most_expensive_operators():
+    pytest.importorskip("torch")
+    out = run("profile_step.py", "--workload", "cnn-modern", "--batch", "8", "--steps", "1", "--repeats", "1",
+              "--torch-ops", "4")
+    after = out.split("PyTorch's step by operator", 1)[1].splitlines()
+    rows = [line.strip("|").split("|") for line in after if line.startswith("| ") and "operator" not in line]
+    assert len(rows) == 4 and all(float(ms) >= 0 for _, ms, _ in rows)
+    assert any("convolution" in name for name, _, _ in rows), out
+
+
+@pytest.mark.slow
 def test_compare_has_the_modern_cnn_against_pytorch():
     pytest.importorskip("torch")
     out = run("compare.py", "--only", "cnn-modern", "--batches", "8", "--steps", "1", "--repeats", "1",
               "--lstm-steps", "0")
-    rows = [line.strip("|").split("|") for line in out.splitlines() if line.startswith("| CNN 2x")]
-    assert len(rows) == 2
+    rows = table(out)
+    assert [row["workload"] for row in rows] == ["CNN 2x(conv3x3-BN-ReLU-pool)-128-10"] * 2
     # No hand-written NumPy version of this net: its columns say so; PyTorch's ratio is a number.
-    assert all(row[5].strip() == "-" and float(row[8]) > 0 for row in rows)
-    # Beside xpnet, the same net without the Numba kernels (where Numba is installed).
-    no_numba = [row[4].strip() for row in rows]
+    assert all(row["NumPy s/epoch (x fastest)"] == "-" and float(row["xpnet/PyTorch"]) > 0 for row in rows)
+    # Beside xpnet, the same net without the Numba kernels (where Numba is installed), and without MKL's
+    # products (where MKL runs them).
+    no_numba = [row["xpnet without Numba s/epoch (x fastest)"] for row in rows]
     assert all(cell != "-" for cell in no_numba) if importlib.util.find_spec("numba") else no_numba == ["-", "-"]
+    no_mkl = [row.get("xpnet without MKL s/epoch (x fastest)") for row in rows]
+    assert all(cell not in (None, "-") for cell in no_mkl) if mkl_runs_products(out) else no_mkl == [None, None]
     assert "threads: " in out
 
 
