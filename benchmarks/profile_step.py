@@ -2,7 +2,7 @@
 backend's matrix products alone set, next to PyTorch's step in the same run.
 
     python benchmarks/profile_step.py [--workload mlp-large|mlp-small|cnn|cnn-modern] [--batch 1000] [--optimizer sgd]
-                                      [--device cpu|cuda] [--steps 20] [--repeats 3]
+                                      [--device cpu|cuda] [--steps 20] [--repeats 3] [--torch-ops 12]
 
 Prints a Markdown table of phases (each layer's forward and backward, the loss, the optimizer),
 timed one phase at a time with the device synchronised around it, then:
@@ -12,7 +12,10 @@ timed one phase at a time with the device synchronised around it, then:
   barely gets cheaper with a 10x smaller batch is bound by per-call overhead (Python, kernel
   launches), not by arithmetic;
 - on CuPy, the host time to enqueue one step against the synchronised step time: when they are
-  close, the GPU waits for the host (launch-bound).
+  close, the GPU waits for the host (launch-bound);
+- with ``--torch-ops N``, PyTorch's own breakdown of its step: the N operators that took the most time
+  (``torch.profiler``, self time on the CPU, or on the GPU with ``--device cuda``), ms per step, so the
+  two profiles can be set side by side.
 """
 
 from __future__ import annotations
@@ -100,6 +103,29 @@ def products_ms(shapes, asarray, steps, repeats, sync, seed=0):
     return best_ms(run, steps, repeats, sync)
 
 
+def torch_ops(torch, step, x, t, steps, on_gpu, top):
+    """PyTorch's ``top`` operators by self time over ``steps`` steps (after one untimed), ms per step."""
+    from torch.profiler import ProfilerActivity, profile  # noqa: PLC0415 - only with --torch-ops
+
+    step(x, t)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_gpu else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(x, t)
+        if on_gpu:
+            torch.cuda.synchronize()
+    key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    total = sum(getattr(e, key) for e in events)
+    where = "GPU" if on_gpu else "CPU"
+    print(f"\nPyTorch's step by operator (torch.profiler, self {where} time, ms per step, all operators "
+          f"{total / steps / 1e3:.3f} ms; the profiler adds its own cost):")
+    print("| operator | ms per step | calls per step |")
+    print("|---|---:|---:|")
+    for e in events[:top]:
+        print(f"| {e.key} | {getattr(e, key) / steps / 1e3:.3f} | {e.count / steps:g} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workload", choices=list(WORKLOADS), default="mlp-large")
@@ -108,6 +134,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-ops", type=int, default=0, metavar="N",
+                    help="also print PyTorch's N most expensive operators (torch.profiler)")
     args = ap.parse_args()
     dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
     title, make, shape = WORKLOADS[args.workload]
@@ -162,6 +190,8 @@ def main() -> None:
     torch_ms = best_ms(lambda: tstep(tx, tt), args.steps, args.repeats, tsync)
     print(f"\nPyTorch {torch.__version__} step on {tdev} ({torch.get_num_threads()} threads): {torch_ms:.3f} ms; "
           f"xpnet/PyTorch {whole / torch_ms:.2f}")
+    if args.torch_ops:
+        torch_ops(torch, tstep, tx, tt, args.steps, tdev == "cuda", args.torch_ops)
     if args.workload.startswith("mlp"):
         shapes = mlp_products(model, args.batch)
         ours = products_ms(shapes, dev.asarray, args.steps, args.repeats, dev.synchronize)
