@@ -56,11 +56,23 @@ def mkl_line() -> str:
         return "MKL: off (mkl not installed)"
     if backend.fast_path("step_weights", np) is None:
         return "MKL: off (XPNET_DISABLE_MKL or set_mkl(False))"
-    from xpnet.backend import fast_mkl  # noqa: PLC0415 - loaded by the line above
-
-    if fast_mkl.THREADED:
+    if mkl_runs_products():
         return f"MKL: on (mkl {version}: layers' products and packed step products, on NumPy's BLAS thread count)"
     return f"MKL: on (mkl {version}: packed step products only, 1 thread: no libgomp)"
+
+
+def mkl_runs_products() -> bool:
+    """Whether MKL runs the layers' large products on NumPy arrays: installed, switched on and threaded
+    (xpnet.backend.fast_mkl's ``"matmul"``)."""
+    import numpy as np  # noqa: PLC0415
+
+    from xpnet import backend  # noqa: PLC0415
+
+    if backend.fast_path("matmul", np) is None:
+        return False
+    from xpnet.backend import fast_mkl  # noqa: PLC0415 - loaded by the line above
+
+    return fast_mkl.THREADED
 
 
 def _threads(n: int) -> str:

@@ -43,7 +43,7 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _steps import EPOCH, LR, best_times, peak_memory, torch_impl, xpnet_impl  # noqa: E402 - shared with compare_cuda
-from _threads import thread_line  # noqa: E402
+from _threads import mkl_runs_products, thread_line  # noqa: E402
 import lstm_lm  # noqa: E402 - the LSTM language model's row
 from cnn_epoch import BookNet, params_of, xpnet_model  # noqa: E402 - the book-style CNN lives there
 
@@ -242,7 +242,7 @@ def main() -> None:
         compare_cuda.cuda_table(args, dev, torch, rows(args))
         return
     numba = dev.is_numpy and xn.backend.fast_path("relu_forward", np) is not None
-    mkl = dev.is_numpy and xn.backend.fast_path("matmul", np) is not None
+    mkl = dev.is_numpy and mkl_runs_products()
     print("| workload | batch | optimizer | xpnet s/epoch (x fastest) | xpnet without Numba s/epoch (x fastest) | "
           + ("xpnet without MKL s/epoch (x fastest) | " if mkl else "")
           + "NumPy s/epoch (x fastest) | PyTorch s/epoch (x fastest) | xpnet/NumPy | "
