@@ -112,6 +112,7 @@ def test_mkls_matmul_is_numpys_to_rounding_in_every_layout(dtype, rng, monkeypat
     """C-ordered, transposed views and row-sliced views (a leading dimension wider than the matrix) are
     read as they lie, no copy."""
     monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     a = rng.standard_normal((90, 120)).astype(dtype)
     b = rng.standard_normal((120, 70)).astype(dtype)
     wide = rng.standard_normal((120, 100)).astype(dtype)[:, 10:80]
@@ -125,6 +126,7 @@ def test_small_stacked_or_mixed_products_stay_with_numpy(rng, monkeypatch):
     """At most MIN_PRODUCT multiply-adds (NumPy's OpenBLAS is the faster there), 3-d stacks, mixed or
     integer dtypes, layouts that are no strided matrix."""
     monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 64 ** 3)
+    monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
     for a, b in ((f32(64, 64), f32(64, 64)), (f32(4, 90, 80), f32(80, 70)), (f32(90, 80), f32(80, 70).astype(np.float64)),
                  (np.ones((90, 80), np.int64), np.ones((80, 70), np.int64)), (f32(90, 80)[:, ::2], f32(40, 70))):
@@ -143,9 +145,21 @@ def test_the_threshold_keeps_an_mlps_products_with_numpy_and_gives_a_language_mo
     assert fast_mkl._multiplies(f32(700, 2600), f32(650, 2600).T)
 
 
+def test_a_cnns_convolution_products_stay_with_numpy_however_large():
+    """The modern CNN of benchmarks/compare.py at batch 1000: its second convolution's three products are
+    billions of multiply-adds but as narrow as its 64 channels, and its linear layer's stay with OpenBLAS; a
+    step with products on both pools ran up to 18 % slower than with MKL off (compare.py's MKL column)."""
+    f32 = lambda *shape: np.ones(shape, np.float32)
+    col, dy = f32(288, 1000 * 14 * 14), f32(64, 1000 * 14 * 14)
+    for a, b in ((f32(64, 288), col), (col, dy.T), (f32(288, 64), f32(64, 1000 * 15 * 16))):
+        assert a.shape[0] * a.shape[1] * b.shape[1] > fast_mkl.MIN_PRODUCT
+        assert not fast_mkl._multiplies(a, b)
+
+
 @pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
 def test_threaded_products_give_the_same_bits_at_any_alignment(rng, monkeypatch):
     monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     b = rng.standard_normal((784, 100)).astype(np.float32)
     a0 = rng.standard_normal((100, 784)).astype(np.float32)
     memory = np.empty(a0.size + 32, np.float32)
@@ -165,6 +179,7 @@ def test_the_layers_large_products_all_go_through_mkl(rng, monkeypatch):
     calls = []
     monkeypatch.setattr(fast_mkl, "_use_threads", lambda: calls.append(1))
     monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
     x = rng.integers(0, 11, (4, 6))

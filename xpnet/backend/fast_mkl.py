@@ -10,15 +10,16 @@ Two things, where the ``mkl`` package is installed (``pip install 'xpnet[mkl]'``
    book's BetterRnnlm sizes (N=20, H=650, float32, one thread) a step's product took 0.50 ms against
    OpenBLAS's 0.94 ms, for 0.6 ms of packing per forward or backward.
 2. **One thread pool for the largest products.** Where MKL can run threaded (its GNU OpenMP layer, which
-   needs libgomp), the layers' products of more than 2**30 multiply-adds (``fast_path("matmul")``:
-   Linear, Conv2d, the recurrent layers' whole-sequence products, TiedLinear) go through MKL too, so
-   that a language model's step (all of whose products are that large at the book's sizes) runs on one
-   thread pool. Two BLAS pools in one training step fight: OpenBLAS's idle threads spin for tens of
+   needs libgomp), the layers' products of more than 2**30 multiply-adds whose three sides are each at
+   least 256 (``fast_path("matmul")``: Linear, Conv2d, the recurrent layers' whole-sequence products,
+   TiedLinear) go through MKL too, so that a language model's step (all of whose products are that
+   large at the book's sizes) runs on one thread pool. Two BLAS pools in one training step fight: OpenBLAS's idle threads spin for tens of
    milliseconds after each product and take the core MKL's second thread needs (a step product on two
    threads took 0.26 ms after a pause, 0.49 ms right after an OpenBLAS product). Smaller products, and
    stacks of matrices (3-d operands), stay with NumPy, where OpenBLAS is the faster (MKL's threaded GEMM
    took 1.4-2.5x its time from 78 to 784 million multiply-adds; the MLPs and CNNs of
-   ``benchmarks/compare.py`` run no product above the threshold at batch 100).
+   ``benchmarks/compare.py`` run none of their products through MKL: a convolution's products are as
+   narrow as its channels, and a CNN's step with some products on each pool ran up to 18 % slower).
 
 MKL's thread count follows NumPy's BLAS at each call (``OMP_NUM_THREADS``, ``threadpoolctl`` limits and
 xpnet's thread tuner set both). Without libgomp MKL runs sequentially and only the step products go
@@ -45,6 +46,11 @@ MIN_STEPS = 2  # packing costs about one product: a single step multiplies as Nu
 # GEMM took 1.4-2.5x OpenBLAS's time for a (1000, 784) by (784, 100) to a (1000, 784) by (784, 1000)
 # product, at (700, 2600) by (2600, 650) and above 0.82-1.06x). Smaller products stay with NumPy.
 MIN_PRODUCT = 2 ** 30
+# ... and m, n and k each at least this. A convolution's products are as narrow as its channels (64 x 288 by
+# 288 x 196,000 in the modern CNN of benchmarks/compare.py at batch 1000), and its step runs smaller
+# products (its linear layers') on OpenBLAS beside them: two pools in one step, up to 18 % slower than with
+# MKL off (compare.py's "without MKL" column). A language model's products are at least 650 wide.
+MIN_SIDE = 256
 
 
 def _library_path() -> str:
@@ -103,7 +109,8 @@ def _layout(x: Any) -> tuple[int, int] | None:
 def _multiplies(a: Any, b: Any) -> bool:
     return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2 and b.ndim == 2
             and a.dtype == b.dtype and a.dtype in _KIND and a.shape[1] == b.shape[0]
-            and a.shape[0] * a.shape[1] * b.shape[1] > MIN_PRODUCT and a.shape[0] > 0 and b.shape[1] > 0
+            and a.shape[0] * a.shape[1] * b.shape[1] > MIN_PRODUCT
+            and min(a.shape[0], a.shape[1], b.shape[1]) >= max(MIN_SIDE, 1)
             and _layout(a) is not None and _layout(b) is not None)
 
 
