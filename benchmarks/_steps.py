@@ -63,13 +63,19 @@ def xpnet_impl(model, optimizer):
 
 
 def best_times(impls, steps, repeats, sync):
-    """Best-of-``repeats`` seconds per step for each implementation, interleaved."""
+    """Best-of-``repeats`` seconds per step for each implementation, interleaved. Each round starts one
+    implementation later than the round before, so that none always runs right after the same one (what
+    one leaves behind, its allocator's freed memory or its threads still spinning, slows the next: two
+    columns of one xpnet net differed by 5-9 % in a fixed order)."""
     for name, (step, x, t) in impls.items():
         step(x, t)
         sync[name]()
     best = {name: float("inf") for name in impls}
-    for _ in range(repeats):
-        for name, (step, x, t) in impls.items():
+    names = list(impls)
+    for round_ in range(repeats):
+        first = round_ % len(names)
+        for name in names[first:] + names[:first]:
+            step, x, t = impls[name]
             start = time.perf_counter()
             for _ in range(steps):
                 step(x, t)
