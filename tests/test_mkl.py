@@ -148,7 +148,7 @@ def test_the_threshold_keeps_an_mlps_products_with_numpy_and_gives_a_language_mo
 def test_a_cnns_convolution_products_stay_with_numpy_however_large():
     """The modern CNN of benchmarks/compare.py at batch 1000: its second convolution's three products are
     billions of multiply-adds but as narrow as its 64 channels, and its linear layer's stay with OpenBLAS; a
-    step with products on both pools ran up to 18 % slower than with MKL off (compare.py's MKL column)."""
+    step with products on both pools ran slower (fast_mkl.MIN_SIDE says by how much)."""
     f32 = lambda *shape: np.ones(shape, np.float32)
     col, dy = f32(288, 1000 * 14 * 14), f32(64, 1000 * 14 * 14)
     for a, b in ((f32(64, 288), col), (col, dy.T), (f32(288, 64), f32(64, 1000 * 15 * 16))):

@@ -13,13 +13,13 @@ Two things, where the ``mkl`` package is installed (``pip install 'xpnet[mkl]'``
    needs libgomp), the layers' products of more than 2**30 multiply-adds whose three sides are each at
    least 256 (``fast_path("matmul")``: Linear, Conv2d, the recurrent layers' whole-sequence products,
    TiedLinear) go through MKL too, so that a language model's step (all of whose products are that
-   large at the book's sizes) runs on one thread pool. Two BLAS pools in one training step fight: OpenBLAS's idle threads spin for tens of
-   milliseconds after each product and take the core MKL's second thread needs (a step product on two
-   threads took 0.26 ms after a pause, 0.49 ms right after an OpenBLAS product). Smaller products, and
-   stacks of matrices (3-d operands), stay with NumPy, where OpenBLAS is the faster (MKL's threaded GEMM
-   took 1.4-2.5x its time from 78 to 784 million multiply-adds; the MLPs and CNNs of
-   ``benchmarks/compare.py`` run none of their products through MKL: a convolution's products are as
-   narrow as its channels, and a CNN's step with some products on each pool ran up to 18 % slower).
+   large at the book's sizes) runs on one thread pool. Two BLAS pools in one training step fight:
+   OpenBLAS's idle threads spin for tens of milliseconds after each product and take the core MKL's
+   second thread needs (a step product on two threads took 0.26 ms after a pause, 0.49 ms right after an
+   OpenBLAS product). Smaller products, and stacks of matrices (3-d operands), stay with NumPy, where
+   OpenBLAS is the faster (MKL's threaded GEMM took 1.4-2.5x its time from 78 to 784 million
+   multiply-adds); the MLPs and CNNs of ``benchmarks/compare.py`` run none of their products through
+   MKL (see ``MIN_SIDE``).
 
 MKL's thread count follows NumPy's BLAS at each call (``OMP_NUM_THREADS``, ``threadpoolctl`` limits and
 xpnet's thread tuner set both). Without libgomp MKL runs sequentially and only the step products go
@@ -48,8 +48,9 @@ MIN_STEPS = 2  # packing costs about one product: a single step multiplies as Nu
 MIN_PRODUCT = 2 ** 30
 # ... and m, n and k each at least this. A convolution's products are as narrow as its channels (64 x 288 by
 # 288 x 196,000 in the modern CNN of benchmarks/compare.py at batch 1000), and its step runs smaller
-# products (its linear layers') on OpenBLAS beside them: two pools in one step, up to 18 % slower than with
-# MKL off (compare.py's "without MKL" column). A language model's products are at least 650 wide.
+# products (its linear layers') on OpenBLAS beside them: two pools in one step, measured 2-9 % slower than
+# this floor (one model, interleaved) and up to 18 % slower than MKL off in compare.py's "without MKL"
+# column. A language model's products are at least 650 wide.
 MIN_SIDE = 256
 
 
