@@ -60,9 +60,12 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
 # (op, library) -> [(family, fn, accepts)] in the order registered (used in FAMILIES order, see _resolve).
 _FAST_PATHS: dict[tuple[str, str], list[tuple[str, Callable[..., Any], Callable[..., bool] | None]]] = {}
 _loaded: dict[str, bool] = {}  # family -> whether it registered (False: absent or failed to import)
+# The families a user can switch off alone: family -> (the environment variable that does it from the start,
+# the function that does it at run time).
+_FAMILY_SWITCHES = {"fast_numba": ("XPNET_DISABLE_NUMBA", "set_numba"),
+                    "fast_mkl": ("XPNET_DISABLE_MKL", "set_mkl")}
 _switches = {"all": os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == "",
-             "fast_numba": os.environ.get("XPNET_DISABLE_NUMBA", "") == "",
-             "fast_mkl": os.environ.get("XPNET_DISABLE_MKL", "") == ""}
+             **{family: os.environ.get(env, "") == "" for family, (env, _) in _FAMILY_SWITCHES.items()}}
 _resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> [(fn, accepts), ...] switched on; cleared by the switches
 _guards: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
@@ -114,8 +117,7 @@ def _load_family(library: str, family: str, needs: str | None, ops: tuple[str, .
     except Exception as exc:  # noqa: BLE001 - a broken optional library means: run without it
         for op in ops:
             _FAST_PATHS[(op, library)] = [e for e in _FAST_PATHS.get((op, library), []) if e[0] != family]
-        hint = {"fast_numba": " Set XPNET_DISABLE_NUMBA=1 to silence this.",
-                "fast_mkl": " Set XPNET_DISABLE_MKL=1 to silence this."}.get(family, "")
+        hint = f" Set {_FAMILY_SWITCHES[family][0]}=1 to silence this." if family in _FAMILY_SWITCHES else ""
         warn(f"{needs or family} is installed but failed to import ({type(exc).__name__}: {exc}); "
              f"{', '.join(ops)} run as portable code (slower).{hint}")
         return
@@ -192,7 +194,7 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _switch(name: str, enabled: bool) -> bool:
-    who = {"fast_numba": "set_numba", "fast_mkl": "set_mkl"}.get(name, "set_fast_paths")
+    who = _FAMILY_SWITCHES[name][1] if name in _FAMILY_SWITCHES else "set_fast_paths"
     previous, _switches[name] = _switches[name], flag(enabled, who, "enabled")
     _resolved.clear()
     _guards.clear()
