@@ -329,20 +329,22 @@ def test_recurrent_layers_on_numpys_fast_paths_equal_portable_bit_for_bit(make, 
     dhs = rng.standard_normal((3, 6, 7)).astype(np.float32)
     results = []
     mkl = backend.set_mkl(False)
-    for on in (True, False):
-        previous = backend.set_fast_paths(on)
-        try:
-            xn.init.seed(0)
-            layer = make()
-            hs = layer.forward(x)
-            dx = layer.backward(dhs)
-            results.append((hs, dx, dict(layer.grads), layer.dh))
-        finally:
-            backend.set_fast_paths(previous)
-    assert backend.fast_path("step_weights_transposed", np) is fast_numpy.step_weights_transposed
-    assert backend.fast_path("lstm_step", np) is fast_numpy.lstm_step
-    assert backend.fast_path("lstm_step_backward", np) is fast_numpy.lstm_step_backward
-    backend.set_mkl(mkl)
+    try:
+        for on in (True, False):
+            previous = backend.set_fast_paths(on)
+            try:
+                xn.init.seed(0)
+                layer = make()
+                hs = layer.forward(x)
+                dx = layer.backward(dhs)
+                results.append((hs, dx, dict(layer.grads), layer.dh))
+            finally:
+                backend.set_fast_paths(previous)
+        assert backend.fast_path("step_weights_transposed", np) is fast_numpy.step_weights_transposed
+        assert backend.fast_path("lstm_step", np) is fast_numpy.lstm_step
+        assert backend.fast_path("lstm_step_backward", np) is fast_numpy.lstm_step_backward
+    finally:
+        backend.set_mkl(mkl)  # a failure above must not leave MKL off for the tests after this one
     (hs, dx, grads, dh), (ref_hs, ref_dx, ref_grads, ref_dh) = results
     np.testing.assert_array_equal(hs, ref_hs)
     np.testing.assert_array_equal(dx, ref_dx)
