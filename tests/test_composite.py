@@ -299,9 +299,87 @@ def test_a_constructor_argument_json_cannot_hold_is_named_at_save(tmp_path):
             super().__init__()
             self.lin, self.scale = Linear(2, 2), scale
 
-    with pytest.raises(TypeError, match=r"Scaled: constructor argument 'scale' is a ndarray; a model file keeps"):
+    with pytest.raises(TypeError, match=r"Scaled: constructor argument 'scale' is an array; a model file keeps"):
         Scaled(np.ones(2)).save(tmp_path / "s.npz")
     assert not (tmp_path / "s.npz").exists()
+
+
+class BookAffine(xn.layers.Layer):
+    """A reader's own layer, as the book writes Affine but built from sizes: no config() of its own."""
+
+    def __init__(self, n_in, n_out, *, scale=0.1):
+        super().__init__()
+        rng = np.random.default_rng(n_in * 100 + n_out)
+        self.params = {"W": (scale * rng.standard_normal((n_in, n_out))).astype(np.float32),
+                       "b": np.zeros(n_out, np.float32)}
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        self.grads = {"W": self.x.T @ dy, "b": dy.sum(axis=0)}
+        return dy @ self.params["W"].T
+
+
+class SquareLinear(Linear):
+    """A subclass of xpnet's Linear with an __init__ of its own: Linear's config would not rebuild it."""
+
+    def __init__(self, n):
+        super().__init__(n, n)
+
+
+def test_a_layer_of_the_users_own_is_saved_with_the_arguments_it_was_built_with(tmp_path):
+    x, y = xn.datasets.spiral(20, 3, seed=0)
+    model = xn.Sequential(BookAffine(2, 8, scale=0.5), ReLU(), SquareLinear(8), BookAffine(8, 3))
+    assert repr(model[0]) == "BookAffine(n_in=2, n_out=8, scale=0.5)"
+    xn.train(model, (x, y), loss="cross_entropy", optimizer="adam", epochs=2, batch_size=20, progress=False,
+             callbacks=[xn.callbacks.ModelCheckpoint(str(tmp_path / "ck{epoch}.npz"))])
+    model.save(tmp_path / "m.npz")
+    for path in (tmp_path / "m.npz", tmp_path / "ck2.npz"):
+        loaded = xn.load(path)
+        assert [type(layer) for layer in loaded] == [BookAffine, ReLU, SquareLinear, BookAffine]
+        assert loaded[0].params["W"].shape == (2, 8) and loaded[2].in_features == 8
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_a_saved_class_that_no_longer_takes_its_arguments_is_named_as_such(tmp_path, monkeypatch):
+    from xpnet.layers import base  # noqa: PLC0415
+    xn.Sequential(BookAffine(2, 3)).save(tmp_path / "m.npz")
+
+    class Changed(xn.layers.Layer):  # the class as a later program defines it: other arguments
+        def __init__(self, width):
+            super().__init__()
+
+    monkeypatch.setitem(base._CLASSES, (BookAffine.__module__, "BookAffine"), Changed)
+    with pytest.raises(xn.XpnetFileError, match=r"is an xpnet model file, but its field layers\[0\] \(BookAffine\) "
+                                                r"cannot be built from its saved arguments \['n_in', 'n_out'\]"):
+        xn.load(tmp_path / "m.npz")
+
+
+def test_a_model_a_checkpoint_could_not_record_is_refused_before_training(tmp_path):
+    class ArrayArgs(xn.layers.Layer):  # the book's Affine(W, b): arrays as constructor arguments
+        def __init__(self, W, b):
+            super().__init__()
+            self.params = {"W": W, "b": b}
+
+        def forward(self, x, train=True):
+            return x @ self.params["W"] + self.params["b"]
+
+    x, y = xn.datasets.spiral(10, 3, seed=0)
+    model = xn.Sequential(ArrayArgs(np.ones((2, 3), np.float32), np.zeros(3, np.float32)))
+    epochs = []
+
+    class Record(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            epochs.append(epoch)
+
+    with pytest.raises(TypeError, match=r"ModelCheckpoint: the model cannot be saved: .*ArrayArgs: constructor "
+                                        r"argument 'W' is an array"):
+        xn.train(model, (x, y), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=10, progress=False,
+                 callbacks=[Record(),
+                            xn.callbacks.ModelCheckpoint(str(tmp_path / "ck.npz"))])
+    assert epochs == [] and not (tmp_path / "ck.npz").exists()
 
 
 def test_several_inputs_train_evaluate_and_predict_like_one_concatenated_input(rng):

@@ -14,6 +14,15 @@ _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
 
 
+class _InitArgs:
+    """The arguments a layer was built with (``config()`` names them), kept out of a container's layer search."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.args, self.kwargs = args, kwargs
+
+
 class Layer(Tree):
     """One operation with ``forward(x, train=True) -> y`` and ``backward(dy) -> dx``.
 
@@ -23,6 +32,11 @@ class Layer(Tree):
     (:class:`~xpnet.layers.tree.Tree`) a layer also has dotted names, a mode (``train()``/``eval()``)
     and state dicts.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
+        self = super().__new__(cls)
+        self.__dict__["_init_args"] = _InitArgs(args, kwargs)
+        return self
 
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
@@ -68,8 +82,10 @@ class Layer(Tree):
         return self.forward(x, train=self.training if train is None else train)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this layer (saved by ``model.save``)."""
-        return {}
+        """Constructor arguments that rebuild this layer (saved by ``model.save``): by default the
+        arguments it was built with, by name. Override it, with ``from_config``, when they are not
+        numbers, strings, lists, dicts or layers (``model.save`` says which one is not)."""
+        return init_arguments(self)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Layer":
@@ -163,6 +179,60 @@ def _readable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return value[0] if len(value) == 2 and value[0] == value[1] else tuple(value)
     return value
+
+
+def init_arguments(layer: Layer) -> dict[str, Any]:
+    """The arguments ``layer`` was built with, by the names of its class's ``__init__`` (``*args`` as a
+    list, ``**kwargs`` as a dict under their own names)."""
+    init_args = layer.__dict__.get("_init_args") or _InitArgs((), {})
+    bound = inspect.signature(type(layer).__init__).bind(layer, *init_args.args, **init_args.kwargs)
+    return dict(list(bound.arguments.items())[1:])
+
+
+def build_from_arguments(cls: type, config: dict[str, Any]) -> Any:
+    """``cls`` built from what :func:`init_arguments` gave: each argument passed as its parameter takes it."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    unknown = set(config) - {p.name for p in params}
+    if unknown:
+        raise TypeError(f"{cls.__qualname__} takes no arguments {sorted(unknown)}")
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for p in params:
+        if p.name not in config:
+            continue
+        value = config[p.name]
+        if p.kind is p.VAR_POSITIONAL:
+            args.extend(value)
+        elif p.kind is p.VAR_KEYWORD:
+            kwargs.update(value)
+        elif p.kind is p.POSITIONAL_ONLY:
+            args.append(value)
+        else:
+            kwargs[p.name] = value
+    return cls(*args, **kwargs)
+
+
+def _owner(cls: type, name: str) -> type:
+    """The class of ``cls``'s method resolution order that defines ``name``."""
+    return next(k for k in cls.__mro__ if name in vars(k))
+
+
+def records_init_arguments(cls: type) -> bool:
+    """Whether files record a layer of ``cls`` by the arguments it was built with rather than by its
+    ``config()``: a class of the user's whose ``__init__`` is its own, below the class that wrote
+    ``config`` (``class MyLinear(Linear)`` with an ``__init__`` of its own: Linear's config would not
+    rebuild it). xpnet's own classes always use their ``config``."""
+    if is_xpnet_class(cls):
+        return False
+    init, config = _owner(cls, "__init__"), _owner(cls, "config")
+    return init is not config and issubclass(init, config)
+
+
+def builds_from_arguments(cls: type) -> bool:
+    """Whether a record of ``cls`` written by its arguments (:func:`records_init_arguments`) is built by
+    :func:`build_from_arguments` rather than by a ``from_config`` written for the class's own ``__init__``."""
+    init, from_config = _owner(cls, "__init__"), _owner(cls, "from_config")
+    return init is not from_config and issubclass(init, from_config)
 
 
 def is_xpnet_class(cls: type) -> bool:

@@ -17,7 +17,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
-from .base import Layer, is_xpnet_class, layer_class
+from .base import (Layer, build_from_arguments, builds_from_arguments, init_arguments, is_xpnet_class, layer_class,
+                   records_init_arguments)
 
 __all__ = ["to_record", "from_record"]
 
@@ -32,7 +33,7 @@ def to_record(layer: Layer, seen: dict[int, int] | None = None) -> dict[str, Any
     if id(layer) in seen:
         return {_SAME_KEY: seen[id(layer)]}
     cls = type(layer)
-    config = dict(layer.config())
+    config = init_arguments(layer) if records_init_arguments(cls) else dict(layer.config())
     arrays = [*layer.params.values(), *layer.buffers.values()]
     if "dtype" in config and arrays:  # model.to(dtype=...) casts the arrays, not the arguments
         config["dtype"] = str(arrays[0].dtype).rsplit(".", 1)[-1]
@@ -58,9 +59,18 @@ def _encode(value: Any, where: str, seen: dict[int, int]) -> Any:
         return [_encode(v, f"{where}[{i}]", seen) for i, v in enumerate(value)]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _LAYER_KEY not in value:
         return {k: _encode(v, f"{where}[{k!r}]", seen) for k, v in value.items()}
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        raise TypeError(f"{where} is an array; a model file keeps the arrays of params and buffers, and constructor "
+                        "arguments as JSON: build the layer from sizes (numbers) and set its params in __init__, "
+                        "or give the class a config() and from_config(config)")
     raise TypeError(f"{where} is a {type(value).__name__}; a model file keeps constructor arguments as JSON "
                     "(numbers, strings, lists, dicts, layers): pass such values, or give the class a config() "
                     "returning them (and a from_config(config) classmethod building it from them)")
+
+
+class BuildError(ValueError):
+    """A well-formed record whose class refuses the saved arguments (the file is a model file; the class
+    as this program defines it does not take what it was built with)."""
 
 
 def from_record(record: Any, field: str, built: list[Layer] | None = None) -> Layer:
@@ -79,9 +89,17 @@ def from_record(record: Any, field: str, built: list[Layer] | None = None) -> La
         raise ValueError(f"field {field} is {record!r}, expected {{'type': str, 'config': {{...}}}}")
     config = {k: _decode(v, f"{field}.config.{k}", built) for k, v in record["config"].items()}
     try:
-        layer = layer_class(record["type"], record.get("module")).from_config(config)
-    except (TypeError, ValueError) as exc:
+        cls = layer_class(record["type"], record.get("module"))
+    except ValueError as exc:
         raise ValueError(f"field {field} ({record['type']}) cannot be built: {exc}") from None
+    try:
+        if records_init_arguments(cls) and builds_from_arguments(cls):
+            layer = build_from_arguments(cls, config)
+        else:
+            layer = cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        raise BuildError(f"field {field} ({record['type']}) cannot be built from its saved "
+                         f"arguments {sorted(config)}: {exc}") from None
     if not isinstance(layer, Layer):
         raise ValueError(f"field {field}: {record['type']}.from_config gave a {type(layer).__name__}, not a layer")
     built.append(layer)

@@ -20,7 +20,7 @@ from .. import init as _init
 from ..backend import to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
-from ..layers.records import from_record, to_record
+from ..layers.records import BuildError, from_record, to_record
 from ..layers.tied import TiedLinear
 from .model import Model
 from .sequential import Sequential
@@ -109,6 +109,9 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
                 built: list[Any] = []
                 return Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
             model = from_record(meta.get("model"), "model")
+        except BuildError as exc:  # a model file whose class, as this program defines it, refuses the arguments
+            raise XpnetFileError(f"{reader.path!r} is an xpnet model file, but its {exc}; the class must take the "
+                                 "arguments it was built with (or write config() and from_config())") from None
         except ValueError as exc:
             if isinstance(exc, XpnetFileError):
                 raise

@@ -10,6 +10,7 @@ from typing import Any
 from .._user import is_int
 from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_device, untracked
 from ..backend.threads import blas_threads as blas_threads_context
+from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
 from .summary import summary as _summary
 
@@ -21,15 +22,6 @@ def is_ids(model: Any, x: Any) -> bool:
     Embedding: ``model.takes_ids``; then every integer input is ids, as both of a seq2seq model's),
     rather than numbers to cast to the model's dtype (or to refuse)."""
     return bool(getattr(model, "takes_ids", False)) and namespace(x).isdtype(x.dtype, "integral")
-
-
-class _InitArgs:
-    """The arguments a model was built with (``config()`` names them), kept out of the layer search."""
-
-    __slots__ = ("args", "kwargs")
-
-    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]):
-        self.args, self.kwargs = args, kwargs
 
 
 class Model(Container):
@@ -58,11 +50,6 @@ class Model(Container):
     with them, when this program has defined the class.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Model":
-        self = super().__new__(cls)
-        self.__dict__["_init_args"] = _InitArgs(args, kwargs)
-        return self
-
     def forward(self, *xs: Any, train: bool = True) -> Any:
         raise NotImplementedError(f"{self.name}.forward is not written: a model of your own writes "
                                   "forward(x, train=True) and backward(dy)")
@@ -78,34 +65,10 @@ class Model(Container):
         dev = super().device
         return CPU if dev is None else dev
 
-    def config(self) -> dict[str, Any]:
-        """The arguments the model was built with, by name (what ``save`` records). Override it, with
-        ``from_config``, when they are not numbers, strings, lists, dicts or layers."""
-        init_args = self.__dict__.get("_init_args") or _InitArgs((), {})
-        bound = inspect.signature(type(self).__init__).bind(self, *init_args.args, **init_args.kwargs)
-        return dict(list(bound.arguments.items())[1:])
-
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Model":
-        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-        unknown = set(config) - {p.name for p in params}
-        if unknown:
-            raise TypeError(f"{cls.__qualname__} takes no arguments {sorted(unknown)}")
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        for p in params:
-            if p.name not in config:
-                continue
-            value = config[p.name]
-            if p.kind is p.VAR_POSITIONAL:
-                args.extend(value)
-            elif p.kind is p.VAR_KEYWORD:
-                kwargs.update(value)
-            elif p.kind is p.POSITIONAL_ONLY:
-                args.append(value)
-            else:
-                kwargs[p.name] = value
-        return cls(*args, **kwargs)
+        """The model built again from the arguments ``config()`` gave (by default those it was built with)."""
+        return build_from_arguments(cls, config)
 
     def summary(self, input_shape: Any = None) -> str:
         """A table of the layers by name, their output shapes and parameter counts, and the total.

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from .._user import flag, is_real, warn
 from ..backend import namespace, to_device
 from ..io.paths import fspath
+from ..models.files import architecture
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
            "epoch_end_order"]
@@ -223,6 +224,10 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
         self._check_path(state.has_validation)
+        try:  # before any training, not at the first save: the file must be able to record the model
+            architecture(state.model)
+        except TypeError as exc:
+            raise TypeError(f"ModelCheckpoint: the model cannot be saved: {exc}") from None
         if self.save_best_only:
             self._monitor.check_available(state)
             self._monitor.speak = state.is_root
