@@ -152,12 +152,77 @@ def test_mistakes_in_a_model_class_are_named():
         def __init__(self):
             self.lin = Linear(2, 2)
 
-    with pytest.raises(AttributeError, match=r"NoSuper has no 'params': its __init__ must call super\(\).__init__"):
+    with pytest.raises(TypeError, match=r"NoSuper.__init__ must call super\(\).__init__\(\)"):
         NoSuper().named_params()
     with pytest.raises(NotImplementedError, match="Model.backward is not written"):
         xn.Model().backward(np.zeros(2))
     with pytest.raises(TypeError, match="mode must be True or False"):
         Net().train("yes")
+
+
+class BookRelu(xn.layers.Layer):
+    """The book's Relu verbatim: its __init__ does not call super().__init__()."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x, train=True):
+        self.mask = x <= 0
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout = dout.copy()
+        dout[self.mask] = 0
+        return dout
+
+
+class NoSuperNet(xn.Model):
+    def __init__(self):
+        self.fc = Linear(2, 3)
+
+    def forward(self, x, train=True):
+        return self.fc.forward(x, train)
+
+    def backward(self, dy):
+        return self.fc.backward(dy)
+
+
+@pytest.mark.parametrize("build, cls", [
+    (lambda: xn.Sequential(Linear(2, 8), BookRelu(), Linear(8, 3)), "BookRelu"),
+    (NoSuperNet, "NoSuperNet"),
+], ids=["layer", "model"])
+@pytest.mark.parametrize("path", ["predict", "summary", "train", "save", "to", "named_params", "state_dict",
+                                  "device", "gradcheck"])
+def test_an_init_without_super_init_is_named_on_every_path(build, cls, path, tmp_path):
+    """A layer or model whose __init__ forgets super().__init__() is named, with the fix, whatever is
+    called first (predict and summary used to say "'Sequential' object has no attribute 'device'", train
+    and save "'BookRelu' object has no attribute 'params'")."""
+    x, y = xn.datasets.spiral(5, 3, seed=0)
+    calls = {
+        "predict": lambda m: m.predict(x),
+        "summary": lambda m: m.summary(),
+        "train": lambda m: xn.train(m, (x, y), loss="cross_entropy", optimizer="adam", epochs=1, batch_size=15,
+                                    progress=False),
+        "save": lambda m: m.save(tmp_path / "m.npz"),
+        "to": lambda m: m.to("cpu"),
+        "named_params": lambda m: m.named_params(),
+        "state_dict": lambda m: m.state_dict(),
+        "device": lambda m: m.device,
+        "gradcheck": lambda m: xn.gradcheck(m, x),
+    }
+    with pytest.raises(TypeError, match=rf"^{cls}.__init__ must call super\(\).__init__\(\) before anything else"):
+        calls[path](build())
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_layer_without_super_init_says_so_when_its_params_are_asked_for():
+    with pytest.raises(AttributeError, match=r"BookRelu.__init__ must call super\(\).__init__\(\)"):
+        BookRelu().params
+    with pytest.raises(AttributeError, match="'BookRelu' object has no attribute 'weight'"):
+        BookRelu().weight
+    assert getattr(BookRelu(), "rng", None) is None
 
 
 def test_to_predict_and_summary_on_every_device(case, rng):

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 from .._user import not_here
 from .base import Layer
+from .tree import not_built
 
 __all__ = ["Container", "Watcher", "mode", "watch"]
 
@@ -45,8 +46,7 @@ class Container(Layer):
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
-            raise AttributeError(f"{type(self).__name__} has no {name!r}: its __init__ must call "
-                                 "super().__init__() before anything else")
+            raise AttributeError(not_built(self), name=name, obj=self)
         raise not_here(type(self).__name__, name, _PYTORCH_NAMES, kind="object")
 
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:

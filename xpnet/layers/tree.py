@@ -16,7 +16,15 @@ from .._user import flag
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
                        to_device, writable)
 
-__all__ = ["Tree", "Parameters", "IncompatibleKeys"]
+__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built"]
+
+_STORES = ("params", "grads", "buffers")
+
+
+def not_built(node: Any) -> str:
+    """What to say about a layer or model whose ``__init__`` did not call ``super().__init__()``."""
+    cls = type(node).__name__
+    return f"{cls}.__init__ must call super().__init__() before anything else (without it a {cls} has no params)"
 
 
 class Parameters(list):
@@ -34,6 +42,12 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+def _check_built(node: Any) -> None:
+    own = vars(node)
+    if not all(store in own for store in _STORES):
+        raise TypeError(not_built(node))
 
 
 class Tree:
@@ -59,11 +73,17 @@ class Tree:
         return bool(first is not None and first.takes_ids)
 
     def named_modules(self) -> dict[str, Any]:
-        """Every node of the tree by dotted name, this one as ``""``, parents before children."""
+        """Every node of the tree by dotted name, this one as ``""``, parents before children.
+
+        Every walk of a model (``predict``, ``summary``, ``save``, ``to``, ``named_params``, training)
+        comes here, so here a node whose ``__init__`` forgot ``super().__init__()`` is named: as a
+        TypeError, since an AttributeError raised inside a property (``model.device``) would be replaced
+        by Python with "no attribute 'device'"."""
         found: dict[str, Any] = {"": self}
         seen = {id(self)}
 
         def visit(prefix: str, node: Any) -> None:  # prefix: "" or the node's name and a dot
+            _check_built(node)
             for name, child in node.named_children().items():
                 if id(child) not in seen:
                     seen.add(id(child))
@@ -72,6 +92,12 @@ class Tree:
 
         visit("", self)
         return found
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when the attribute is missing: params, grads and buffers come from Layer.__init__.
+        if name in _STORES:
+            raise AttributeError(not_built(self), name=name, obj=self)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
 
     def _named(self, *stores: str) -> Any:
         """One dict by dotted name per store ("params", "grads", "buffers"), from one walk of the tree;
