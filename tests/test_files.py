@@ -219,6 +219,30 @@ def test_a_broken_checkpoint_gives_one_error_naming_it(tmp_path, spiral, checkpo
     assert str(path) in message and "training checkpoint" in message and "allow_pickle" not in message
 
 
+def test_xn_load_opens_a_full_checkpoint_as_the_model_at_its_epoch(tmp_path, spiral):
+    """A full checkpoint holds the architecture too: xn.load gives the model with the weights of the
+    checkpoint's epoch (it used to say the file was no model file, having no architecture record)."""
+    path, every = tmp_path / "run.npz", tmp_path / "epoch{epoch}.npz"
+    model = spiral_model()
+    xn.train(model, spiral, loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=3, batch_size=30,
+             progress=False, callbacks=[xn.callbacks.ModelCheckpoint(path, full=True, monitor="train_loss"),
+                                        xn.callbacks.ModelCheckpoint(str(every), monitor="train_loss")])
+    loaded = xn.load(path)
+    assert type(loaded) is xn.Sequential and repr(loaded) == repr(model)
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[name], value)
+        np.testing.assert_array_equal(loaded.state_dict()[name], xn.load(tmp_path / "epoch3.npz").state_dict()[name])
+    x, _ = spiral
+    np.testing.assert_array_equal(xn.to_numpy(loaded.predict(x)), xn.to_numpy(model.predict(x)))
+
+
+def test_a_broken_full_checkpoint_given_to_xn_load_is_named_as_a_checkpoint(checkpoint):
+    rewrite(checkpoint, lambda a, m: a.pop("model/3.b"))
+    with pytest.raises(xn.XpnetFileError, match=r"is not an xpnet training checkpoint .*missing \['model/3.b'\]"):
+        xn.load(checkpoint)
+
+
 @pytest.mark.parametrize("change, message", [
     (lambda a, m: m["optimizer"]["hyperparams"].update(lr=-1.0), r"'optimizer.hyperparams' is invalid: Adam: lr"),
     (lambda a, m: m["optimizer"]["hyperparams"].update(betas=[0.9]), r"'optimizer.hyperparams' is invalid: Adam: betas"),

@@ -26,9 +26,12 @@ from .model import Model
 from .sequential import Sequential
 
 __all__ = ["save_model", "save", "load", "XpnetFileError", "FORMATS", "architecture", "check_format",
-           "model_from_architecture", "stored_dtype", "read_state"]
+           "model_from_architecture", "stored_dtype", "read_state", "CHECKPOINT_KEY", "CHECKPOINT_WHAT"]
 
 _CONFIG_KEY = "__xpnet_model__"
+# A training checkpoint's record (xpnet.training.checkpoint), which holds the architecture too.
+CHECKPOINT_KEY = "__xpnet_checkpoint__"
+CHECKPOINT_WHAT = "an xpnet training checkpoint (written by xn.callbacks.ModelCheckpoint(path, full=True))"
 FORMATS = (1, 2)  # 1: a Sequential as its list of layers; 2: any model as the record of its class
 
 
@@ -67,6 +70,11 @@ def save(model: Any, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, device: Any = "cpu") -> Model:
     """Rebuild a model saved with ``model.save`` or ``xn.save`` onto ``device``.
 
+    A training checkpoint (``xn.callbacks.ModelCheckpoint(path, full=True)``, or the one written on
+    SIGTERM) loads too: the model with the weights it had at the checkpoint's epoch, the state a resumed
+    run starts from. The rest of the checkpoint is left out (the optimizer's state, the history, and the
+    callbacks' arrays such as EarlyStopping's best weights); ``xn.train(..., resume_from=path)`` uses it.
+
     Validates fully before use: the format version, the architecture record, and every array's
     shape and dtype (read from its header, before its data) against the layers the record builds;
     no name may be missing or extra. Layers are built without drawing weights (``xn.init`` is left
@@ -76,12 +84,17 @@ def load(path: str | os.PathLike, device: Any = "cpu") -> Model:
     Raises :class:`XpnetFileError` (a ValueError) naming the path and what is wrong.
     """
     with NpzReader(path, "an xpnet model file (written by model.save)") as reader:
-        meta = reader.record(_CONFIG_KEY)
+        meta, prefix = reader.record(_CONFIG_KEY), ""
         if meta is None:
-            raise reader.error("it has no architecture record")
+            meta, prefix = reader.record(CHECKPOINT_KEY), "model/"
+            if meta is None:
+                raise reader.error("it has no architecture record")
+            reader.what = CHECKPOINT_WHAT
         check_format(reader, meta, "format", FORMATS)
         model = model_from_architecture(reader, meta)
-        read_state(reader, model, {name: name for name in model.state()}, set(reader.names) - {_CONFIG_KEY})
+        found = set(reader.names) - {_CONFIG_KEY} if not prefix else \
+            {name for name in reader.names if name.startswith(prefix)}
+        read_state(reader, model, {name: prefix + name for name in model.state()}, found)
     return model.to(device)
 
 

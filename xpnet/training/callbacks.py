@@ -206,7 +206,8 @@ class ModelCheckpoint(Callback):
     ``path`` may hold ``{epoch}`` and log keys, e.g. ``"ckpt-{epoch:03d}.npz"``. ``full=False`` writes
     the model (``model.save``; reload with ``xn.load``); ``full=True`` writes a training checkpoint
     (model, optimizer state, epoch, history, Dropout generator states, the other callbacks' state)
-    to resume with ``xn.train(..., resume_from=path)``; it is written after the other callbacks
+    to resume with ``xn.train(..., resume_from=path)`` (``xn.load(path)`` also opens it, as the model at
+    that epoch); it is written after the other callbacks
     have seen the epoch. Writes are atomic; with ``comm`` only rank 0 writes, then
     all ranks wait at a barrier. A resumed run takes up the best value from the checkpoint's history,
     so ``save_best_only`` never replaces a better file with a worse one.

@@ -30,16 +30,15 @@ from .._user import warn
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
-from ..models.files import FORMATS, architecture, check_format, model_from_architecture, stored_dtype
+from ..models.files import (CHECKPOINT_KEY as _CKPT_KEY, CHECKPOINT_WHAT as _WHAT, FORMATS, architecture,
+                            check_format, model_from_architecture, stored_dtype)
 from ..optim import Optimizer
 from .history import History
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
            "rng_states", "set_rng_states"]
 
-_CKPT_KEY = "__xpnet_checkpoint__"
 CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of layers, 2 for any model
-_WHAT = "an xpnet training checkpoint (written by xn.callbacks.ModelCheckpoint(path, full=True))"
 
 
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
