@@ -206,6 +206,79 @@ def test_sigmoid_that_forgets_dout_fails_upstream(dev):
     assert _failing(xn.gradcheck(NoUpstreamSigmoid(), x)) == ["input"]
 
 
+class SkipBlock(xn.Model):
+    """y = tanh(lin(x)) + x; with ``forget`` its backward leaves out the skip's + dy."""
+
+    def __init__(self, d, forget=False, act=None):
+        super().__init__()
+        self.lin, self.act, self.forget = Linear(d, d), act or Tanh(), forget
+
+    def forward(self, x, train=True):
+        return self.act.forward(self.lin.forward(x, train), train) + x
+
+    def backward(self, dy):
+        dx = self.lin.backward(self.act.backward(dy))
+        return dx if self.forget else dx + dy
+
+
+class Twice(xn.Model):
+    """One Tanh used twice in a row: no single input to check it on."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = Tanh()
+
+    def forward(self, x, train=True):
+        self._h = self.act.forward(x, train)
+        return self.act.forward(self._h, train)
+
+    def backward(self, dy):
+        return dy  # wrong, and the report must not blame a layer it could not check
+
+
+def _located(model, x, labels):
+    report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    assert not report.ok and report.located and "\n".join(report.located) in str(report)
+    return "\n".join(report.located)
+
+
+def test_a_wrong_dx_is_blamed_on_the_layer_that_computes_it_not_on_the_rows_it_spoils():
+    """The audit's models: a Sigmoid without (1 - out) fails 0.W, 0.b and input (its own row-less layer
+    passes), yet the report names it; so too a block whose backward forgets the skip's + dy."""
+    x, labels = _data(xn.device("cpu"))
+    text = _located(_mlp(xn.device("cpu"), NoUpstreamSigmoid()), x, labels)
+    assert text.startswith("the first layer whose own check fails (walking back from the output): "
+                           "1 (NoUpstreamSigmoid): input gradient err/tol ")
+    assert "the rows before it fail because its dx is wrong" in text and "could not" not in text
+    text = _located(_mlp(xn.device("cpu"), SkipBlock(6, forget=True)), x, labels)
+    assert text.startswith("the first layer whose own check fails (walking back from the output): 1 (SkipBlock): "
+                           "input gradient")
+    assert "its own layers pass their checks, so the fault is in SkipBlock.backward itself" in text
+
+
+def test_the_search_goes_inside_a_failing_block_and_names_parameter_faults_as_such():
+    x, labels = _data(xn.device("cpu"))
+    text = _located(_mlp(xn.device("cpu"), SkipBlock(6, act=NoUpstreamSigmoid())), x, labels)
+    assert ": 1.act (NoUpstreamSigmoid): input gradient" in text and "SkipBlock.backward" not in text
+    xn.init.seed(0)
+    text = _located(xn.Sequential(Linear(5, 6), Tanh(), WholeBatchBiasLinear(6, 3)), x, labels)
+    assert ": 2 (WholeBatchBiasLinear): b err/tol" in text and "dx is wrong" not in text
+
+
+def test_what_cannot_be_localised_is_said_and_a_passing_check_locates_nothing():
+    x, labels = _data(xn.device("cpu"))
+    xn.init.seed(0)
+    text = _located(xn.Sequential(Linear(5, 3), Twice()), x, labels)
+    assert "could not localise: 1.act (Tanh) was called 2 times in one forward" in text
+    assert ": 1 (Twice): input gradient" in text and "its own layers pass" not in text
+    assert "the fault is in Twice.backward itself or in a layer that could not be checked" in text
+    report = xn.gradcheck(SkipBlock(5, forget=True), x)
+    assert report.located[0].startswith("every layer of SkipBlock passes its own check: the fault is in how "
+                                        "SkipBlock.backward combines them")
+    assert xn.gradcheck(_mlp(xn.device("cpu"), Sigmoid()), x, labels, SoftmaxCrossEntropy()).located == ()
+    assert xn.gradcheck(NoUpstreamSigmoid(), x).located == ()
+
+
 def test_relu_that_writes_into_its_incoming_gradient_is_caught(dev):
     if xn.backend.update_rule(dev.xp) != "in place":
         pytest.skip(f"{dev.name}'s arrays are immutable: no layer can write into its incoming gradient")

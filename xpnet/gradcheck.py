@@ -30,6 +30,10 @@ user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tup
 The backward pass also fails a layer that writes into the gradient it receives, and the forward
 pass one that writes into its input (every leaf layer is watched, whatever code calls it).
 
+A wrong dx shows in the rows of the layers before the faulty one, not in its own. When a model's check
+fails, :func:`xpnet.gradcheck_locate.locate` checks its layers one by one, each on the input it saw,
+walking back from the output, and the report names the first whose own check fails.
+
 A device without float64 (array-api-strict's "no_float64") cannot hold the copy: the check then
 runs on a float64 copy on the CPU, with an ``XpnetDeviceWarning``.
 """
@@ -51,6 +55,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, nam
                       release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
 from .backend import device as _resolve_device
 from .layers.base import Layer
+from .gradcheck_locate import locate
 from .layers.container import Watcher, watch
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
@@ -96,6 +101,7 @@ class GradcheckReport:
     max_entries: int | None
     device: str
     forward_passes: int
+    located: tuple[str, ...] = ()  # when a model fails: which of its layers is wrong (gradcheck_locate)
 
     @property
     def ok(self) -> bool:
@@ -132,6 +138,7 @@ class GradcheckReport:
         if failed:
             lines.append(f"FAILED: {', '.join(row.name for row in failed)} "
                          f"({self.forward_passes} forward passes)")
+            lines += self.located
         else:
             lines.append(f"OK: {len(self.rows)} row(s), {self.forward_passes} forward passes")
         return "\n".join(lines)
@@ -201,10 +208,15 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
                             for i, (a, dx) in enumerate(zip(x64, objective.dxs)) if not ids[i]]
                 rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
                         for name, a, grad, put in tensors]
+                located: list[str] = []
+                if not all(row.ok for row in rows) and clone.named_children():
+                    check = functools.partial(gradcheck, device=dev, eps=eps, atol=atol, rtol=rtol, fast=fast,
+                                              max_entries=max_entries, seed=seed)
+                    located = locate(clone, objective.xs, check, objective.rewind)
         finally:
             objective.release_rngs()
         return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                               max_entries, dev.name, objective.passes)
+                               max_entries, dev.name, objective.passes, tuple(located))
 
 
 class _Objective:
@@ -261,6 +273,10 @@ class _Objective:
 
     def _rewind(self) -> None:
         self.passes += 1
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Every generator of the model back to its state at the start of the check (the same masks)."""
         for rng, state in self.rngs:
             set_rng_state(rng, state)
 
