@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from xpnet.cli import main
@@ -226,3 +227,104 @@ def test_an_idx_header_that_would_not_fit_in_memory_is_one_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def _arrays(path):
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _ctrl_c_in_epoch(monkeypatch, n):
+    """Ctrl-C in the middle of epoch ``n`` (at its start: what an epoch had done is lost either way)."""
+    from xpnet.training.trainer import Trainer
+
+    run_epoch = Trainer.run_epoch
+
+    def run(self, batches, epoch, *args):
+        if epoch == n:
+            raise KeyboardInterrupt
+        return run_epoch(self, batches, epoch, *args)
+
+    monkeypatch.setattr(Trainer, "run_epoch", run)
+
+
+def test_ctrl_c_keeps_a_checkpoint_and_resume_ends_as_the_uninterrupted_run(tmp_path, capsys, monkeypatch):
+    """Ctrl-C used to leave nothing of the run (and the earlier run's files without a word): --out keeps
+    checkpoint.npz of the last complete epoch, the run says so with the command to continue, and --resume
+    ends with the weights and history of a run that was never interrupted."""
+    import xpnet as xn
+
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main(SPIRAL + ["--epochs", "4", "--out", str(whole)]) == 0
+    assert (whole / "model.npz").exists() and not (whole / "checkpoint.npz").exists()  # the run is in model.npz
+    capsys.readouterr()
+    _ctrl_c_in_epoch(monkeypatch, 3)
+    argv = SPIRAL + ["--epochs", "4", "--out", str(cut)]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert f"xpnet: Ctrl-C: {cut / 'checkpoint.npz'} holds the run after epoch 2 of 4" in err
+    assert f"xpnet: continue it with: {shlex.join(['python', '-m', 'xpnet', *argv, '--resume'])}" in err
+    assert os.listdir(cut) == ["checkpoint.npz"]
+    assert len(xn.load(cut / "checkpoint.npz").named_params()) == 4
+    monkeypatch.undo()
+
+    assert main(argv) == 2  # a new run would overwrite what was saved
+    assert "holds checkpoint.npz of an interrupted run: add --resume" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    assert not (cut / "checkpoint.npz").exists()
+    saved, resumed = _arrays(whole / "model.npz"), _arrays(cut / "model.npz")
+    assert saved.keys() == resumed.keys()
+    for name in saved:
+        np.testing.assert_array_equal(resumed[name], saved[name])
+    epochs = [json.loads((d / "history.json").read_text())["epochs"] for d in (whole, cut)]
+    assert [{k: v for k, v in e.items() if k != "seconds"} for e in epochs[1]] == \
+        [{k: v for k, v in e.items() if k != "seconds"} for e in epochs[0]]
+
+
+def test_ctrl_c_says_when_the_files_in_out_are_an_earlier_runs(tmp_path, capsys, monkeypatch):
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(tmp_path)]) == 0
+    before = _arrays(tmp_path / "model.npz")
+    _ctrl_c_in_epoch(monkeypatch, 1)
+    capsys.readouterr()
+    assert main(SPIRAL + ["--epochs", "3", "--out", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before the first epoch ended; nothing was saved" in err
+    assert "model.npz, history.json" in err and f"in {tmp_path} are still those of an earlier run" in err
+    assert not (tmp_path / "checkpoint.npz").exists()
+    np.testing.assert_array_equal(_arrays(tmp_path / "model.npz")["0.W"], before["0.W"])
+
+
+def test_resume_without_a_checkpoint_or_beyond_epochs_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: there is no" in err and len(err.strip().splitlines()) == 1
+    _ctrl_c_in_epoch(monkeypatch, 3)
+    assert main(SPIRAL + ["--epochs", "4", "--out", str(tmp_path / "cut")]) == 130
+    capsys.readouterr()
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(tmp_path / "cut"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: " in err and "has already 2 epochs, more than epochs=1" in err
+    assert len(err.strip().splitlines()) == 1 and (tmp_path / "cut" / "checkpoint.npz").exists()
+
+
+def test_sigterm_writes_the_checkpoint_says_so_and_the_run_resumes(tmp_path, capsys):
+    import signal
+
+    out = tmp_path / "run"
+    env = {**os.environ, "XPNET_DEVICE": "cpu"}
+    p = subprocess.Popen([sys.executable, "-m", "xpnet", "train", "--dataset", "spiral", "--device", "cpu",
+                          "--epochs", "500", "--batch-size", "10", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if line.startswith("epoch 2/"):
+            p.send_signal(signal.SIGTERM)
+            break
+    text = "".join(lines) + p.stdout.read()
+    assert p.wait(timeout=120) == -signal.SIGTERM, text
+    done = int(re.search(r"xpnet: SIGTERM: .*checkpoint.npz holds the run after epoch (\d+) of 500", text).group(1))
+    assert done >= 2 and "--resume" in text and os.listdir(out) == ["checkpoint.npz"]
+    assert main(["train", "--dataset", "spiral", "--device", "cpu", "--quiet", "--epochs", str(done + 1),
+                 "--batch-size", "10", "--out", str(out), "--resume"]) == 0
+    assert len(json.loads((out / "history.json").read_text())["epochs"]) == done + 1

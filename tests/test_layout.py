@@ -31,7 +31,7 @@ MAY_IMPORT = {
     "testing": {"_user", "backend", "gradcheck", "layers"},
     "callbacks": {"training"},
 }
-TOP = {"__init__", "__main__", "cli", "cli_ranks"}  # the faces and the command line may import anything
+TOP = {"__init__", "__main__", "cli", "cli_ranks", "cli_checkpoint"}  # the faces and the command line may import anything
 
 
 def _unit(dotted):

@@ -5,7 +5,8 @@ Errors a user can fix (a bad number, unknown device, missing or broken data, an 
 ``xpnet: error: ...`` and exit 2: one line, except missing data, which also lists the folders searched.
 A failed run leaves no output of its own behind (no half-written files, no --out folder it created).
 ``train`` validates on the test set after each epoch and calls it "test" everywhere (the printed lines,
-history.json, curves.png); history.json also records the run's configuration.
+history.json, curves.png); history.json also records the run's configuration. While it runs, --out holds a
+full checkpoint that Ctrl-C and SIGTERM leave behind and ``--resume`` continues (:mod:`xpnet.cli_checkpoint`).
 
 With ``--distributed`` MPI starts before the command line is read, so that every check a rank makes
 (the command line itself, the arguments every rank must share, --out, the data, the model) is agreed by
@@ -121,19 +122,22 @@ def _check_out(path: str) -> str:
 
 
 @contextlib.contextmanager
-def _outputs(out: str) -> Any:
+def _outputs(out: str, keep: Sequence[str] = ()) -> Any:
     """Yield a list to append each written path to; on a failure remove them, and ``out`` if this
-    run created it, so that a failed run leaves nothing of its own."""
+    run created it, so that a failed run leaves nothing of its own. On Ctrl-C the paths in ``keep``
+    (the checkpoint, where this run wrote one) stay, and ``out`` with them."""
     created = not os.path.exists(out)
     written: list[str] = []
     try:
         os.makedirs(out, exist_ok=True)
         yield written
     except BaseException as exc:
+        kept = [path for path in keep if os.path.exists(path)] if isinstance(exc, KeyboardInterrupt) else []
         for path in written:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        if created:
+            if path not in kept:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        if created and not kept:
             with contextlib.suppress(OSError):
                 os.rmdir(out)
         if isinstance(exc, OSError):
@@ -171,16 +175,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = _on_every_rank(comm, lambda: build_model(args.model, n_in, n_classes, image=image))
     opt_cls = xn.optim.OPTIMIZERS[args.optimizer]
     optimizer = opt_cls(lr=args.lr) if args.lr is not None else opt_cls()
-    try:
-        history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=optimizer,
-                           epochs=args.epochs, batch_size=args.batch_size, device=dev, validation=(xv, tv),
-                           seed=args.seed, progress=not args.quiet and root, comm=comm, validation_name="test")
-    except xn.XpnetTrainingError as exc:
-        raise UsageError(str(exc)) from exc
-    result = xn.evaluate(model, (xv, tv), loss=xn.losses.SoftmaxCrossEntropy(), batch_size=1000, comm=comm)
-    if root:
-        plot = ""
-        with _outputs(out) as written:
+    from .cli_checkpoint import RunCheckpoint, check_resume  # noqa: PLC0415
+
+    _on_every_rank(comm, lambda: check_resume(out, args.resume), only_root=True)
+    saver = RunCheckpoint(out, args.argv, comm)
+    plot = ""
+    # The checkpoint is this run's own output (removed if it fails) unless it continues an earlier one.
+    with _outputs(out, keep=[saver.path]) if root else contextlib.nullcontext([]) as written:
+        if not args.resume:
+            written.append(saver.path)
+        if not root:  # the checkpoint's folder, where the ranks do not share rank 0's file system
+            os.makedirs(out, exist_ok=True)
+        try:
+            history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=optimizer,
+                               epochs=args.epochs, batch_size=args.batch_size, device=dev, validation=(xv, tv),
+                               seed=args.seed, progress=not args.quiet and root, comm=comm, validation_name="test",
+                               callbacks=[saver], resume_from=saver.path if args.resume else None)
+        except xn.XpnetTrainingError as exc:
+            raise UsageError(str(exc)) from exc
+        except ValueError as exc:  # the checkpoint does not fit the command line (its XpnetFileError too)
+            if not args.resume:
+                raise
+            raise UsageError(str(exc).replace("resume_from: ", "--resume: ")) from exc
+        except KeyboardInterrupt:
+            saver.tell("Ctrl-C")
+            raise
+        result = xn.evaluate(model, (xv, tv), loss=xn.losses.SoftmaxCrossEntropy(), batch_size=1000, comm=comm)
+        if root:
             model.save(os.path.join(out, "model.npz"))
             written.append(os.path.join(out, "model.npz"))
             record = {"config": run_config(args, model, optimizer, history.device, comm, len(x), len(xv)),
@@ -196,6 +217,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 plot = ", curves.png"
             except ImportError as exc:
                 print(f"xpnet: skipped curves.png: {exc}", file=sys.stderr)
+            os.unlink(saver.path)  # the run is in model.npz now (see xpnet.cli_checkpoint)
+    if root:
         print(f"test accuracy: {result['accuracy']:.4f}  test loss: {result['loss']:.4f}")
         print(f"wrote {os.path.join(out, 'model.npz')}, history.json{plot}")
     return 0
@@ -351,7 +374,11 @@ def parser(raising: bool = False) -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=_number(float, 0, False), default=None,
                     help=f"learning rate; when left out, the optimizer's own ({_default_lrs()})")
     tr.add_argument("--seed", type=_number(int, 0, True), default=0, help="seeds the weights and the shuffles")
-    tr.add_argument("--out", default="runs/latest", help="output folder")
+    tr.add_argument("--out", default="runs/latest",
+                    help="output folder; it holds checkpoint.npz while the run goes on (removed when it finishes)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue the interrupted run whose checkpoint.npz is in --out, up to --epochs in total "
+                         "(give the other options as before: the command an interrupted run prints)")
     tr.add_argument("--data-root", default=None,
                     help="folder holding the dataset's IDX files; when left out: $XPNET_DATA, the user cache, "
                          "/usr/share/datasets, else a download")

@@ -15,7 +15,7 @@ from .distributed._abort import raised_on_every_rank
 from .distributed._checks import differences
 
 # Arguments that change what is trained: every rank must be given the same.
-SHARED = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "seed")
+SHARED = ("dataset", "model", "epochs", "batch_size", "optimizer", "lr", "seed", "resume")
 _ASKED_FOR_HELP = "--help or --version"
 
 
