@@ -548,6 +548,23 @@ def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns, n)
     assert all(w.filename == __file__ for w in unscaled)  # the xn.train line above, not xpnet's
 
 
+@pytest.mark.parametrize("hi, warns", [(5, False), (16, False), (31, False), (32, True), (200, True)])
+def test_small_whole_number_features_are_not_taken_for_unscaled_images(hi, warns):
+    """Counts or ratings 0..5 (or 4-bit images, 0..16) as float32 are no 8-bit images: no advice to
+    divide by 255; whole numbers reaching 32..255 still warn."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, hi + 1, (200, 4)).astype(np.float32)
+    x[0, 0] = hi
+    t = rng.integers(0, 2, 200)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(1e-4), epochs=1, batch_size=50,
+                 progress=False)
+    assert len([w for w in caught if "unscaled images" in str(w.message)]) == (1 if warns else 0)
+
+
 def test_bad_layer_arguments_and_numpy_scalars():
     """Issue 15, Training: Linear(init=nan) and integer/complex layer dtypes fail at construction (they
     gave NaN weights, or weights rounded to zero); NumPy scalar hyperparameters are accepted."""

@@ -82,11 +82,17 @@ def check_data(a: Any, arg: str) -> None:
 
 
 _UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST
+_UNSCALED_MIN_MAX = 32  # the smallest maximum that looks like 8-bit pixels rather than counts or codes
 
 
 def warn_unscaled(arrays: dict[str, Any]) -> None:
     """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design).
-    Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are raw throughout."""
+
+    The rule: every value a whole number, the smallest >= 0 and the largest in [32, 255]. A set of
+    8-bit images reaches far past 32 (its brightest pixels near 255); small whole-number features
+    (counts, ratings, ordinal codes, 4-bit images such as scikit-learn's digits, 0..16) stay below
+    and are left alone. Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are
+    raw throughout."""
     for arg, x in arrays.items():
         xp = namespace(x)
         if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
@@ -95,7 +101,7 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
         x = x if n <= _UNSCALED_ROWS else x[::-(-n // _UNSCALED_ROWS), ...]
         with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
             lo, hi = float(xp.min(x)), float(xp.max(x))
-            if not (lo >= 0 and 1 < hi <= 255):
+            if not (lo >= 0 and _UNSCALED_MIN_MAX <= hi <= 255):
                 continue
             if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
                 continue
