@@ -364,6 +364,30 @@ def test_resume_rejects_another_architecture_or_seed(spiral, tmp_path):
         xn.train(model, (x, t), optimizer=xn.optim.SGD(0.1), **{**kw, "resume_from": tmp_path / "plain.npz"})
 
 
+@pytest.mark.parametrize("change", [dict(batch_size=25), dict(shuffle=False), dict(drop_last=True)])
+def test_resume_with_other_batches_warns_naming_the_setting_and_both_values(spiral, tmp_path, change):
+    """A resumed run with another batch_size, shuffle or drop_last is not the run checkpointed: it goes
+    on with the new setting, warning with the saved value and the new one; the same settings give no
+    warning."""
+    x, t = spiral
+    path = tmp_path / "run.npz"
+    kw = dict(loss="cross_entropy", batch_size=50, progress=False, shuffle=True, drop_last=False)
+    xn.train(mlp(), (x, t), optimizer=xn.optim.SGD(0.1), epochs=1, **kw,
+             callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    for settings, warns in ((kw, False), ({**kw, **change}, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = xn.train(mlp(), (x, t), optimizer=xn.optim.SGD(0.1), epochs=2, resume_from=path, **settings)
+        found = [str(w.message) for w in caught if "batches are not those" in str(w.message)]
+        assert [e["epoch"] for e in h.epochs] == [1, 2]
+        if not warns:
+            assert found == []
+            continue
+        (key, new), = change.items()
+        assert len(found) == 1
+        assert f"trained with {key}={kw[key]!r}, this run has {key}={new!r}" in found[0]
+
+
 # ----------------------------------------------------------------------------------------
 # The non-finite guard
 # ----------------------------------------------------------------------------------------

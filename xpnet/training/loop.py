@@ -229,12 +229,16 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         history = History(dev.name)
         start, ckpt = 0, None
+        # A stream cuts its own batches: only their row count is the run's to compare.
+        cut = {"batch_size": batch_size} if stream is not None else \
+            {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from) if rank == 0 else None
             if comm is not None:
                 ckpt = comm.bcast_object(ckpt, root=0)
             scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
-            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
+            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else (),
+                                     batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         model.to(dev)
         optimizer.to(dev)
@@ -258,7 +262,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         trainer.captured = _captured(graph, trainer, batches, classify, transform)
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
-        state.epoch = start
+        state.epoch, state.batches = start, cut
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
             what = f"{n} samples" if stream is None else \

@@ -52,6 +52,7 @@ class TrainerState:
         self.has_validation = has_validation
         self.callbacks = list(callbacks)
         self.epoch = 0
+        self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
 
     @property
     def is_root(self) -> bool:
@@ -64,7 +65,7 @@ class TrainerState:
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
         save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
-                        callbacks=self.callbacks)
+                        callbacks=self.callbacks, batches=self.batches)
 
 
 class Snapshot:
