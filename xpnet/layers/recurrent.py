@@ -12,6 +12,10 @@ How a forward goes:
    (no writes into a preallocated array: the same code runs on JAX's immutable arrays).
 4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
    time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
+   ``model.predict``, ``xn.evaluate`` and ``xn.train``'s validation over arrays take each row for a
+   sequence of its own: every batch starts the stateful layers from zeros, and the state they carried
+   before the call is theirs again after it (:func:`independent_batches`). Over a
+   ``xn.datasets.TokenStream`` the state runs on from batch to batch (``xpnet.training.streams``).
 
 Batch first, as the book and ``batch_first=True``; ``batch_first=False`` takes and gives PyTorch's default
 layout, time first (T, N, ...), as a transposed view of the same loop. PyTorch's other arguments keep
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import operator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import init as _init
 from .._user import flag
@@ -75,6 +79,27 @@ def probe_states(model: Any) -> Iterator[None]:
     finally:
         for node, (state, cache) in zip(layers, kept):
             node._state, node._cache = state, cache
+
+
+@contextmanager
+def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
+    """For ``predict`` and ``evaluate`` over arrays, whose rows are sequences of their own: within, calling
+    the yielded function before a batch has every stateful recurrent layer of ``model`` start it from
+    zeros, not from the end of the batch before (other sequences, maybe another count of them); after,
+    each recurrent layer holds the state it had before, so the call leaves no trace in it."""
+    layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
+    kept = [node._state for node in layers]
+
+    def fresh() -> None:
+        for node in layers:
+            if node.stateful:
+                node._state = None
+
+    try:
+        yield fresh
+    finally:
+        for node, state in zip(layers, kept):
+            node._state = state
 
 
 class _Recurrent(Layer):

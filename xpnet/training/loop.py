@@ -365,6 +365,9 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
     ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
+    Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
+    from zeros, and the state they carried before the call is theirs again after it (so is it in
+    :func:`train`'s validation).
 
     ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
     validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the

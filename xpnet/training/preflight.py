@@ -17,6 +17,7 @@ from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
+from ..layers.recurrent import probe_states
 from ..models import Model
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
@@ -115,7 +116,7 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
     of one) that would hold a single sample where it sees one value per feature. ``x``: the model's
     input, or a tuple of its inputs."""
     found = _SingleValueNorms()
-    with watch(model, found), mode(model, False):
+    with watch(model, found), mode(model, False), probe_states(model):
         model.forward(*(a[0:1, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
     single = list(found.names)
     if not single:

@@ -18,6 +18,7 @@ from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
 from ..layers.container import Watcher, mode, watch
+from ..layers.recurrent import independent_batches
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
@@ -265,16 +266,18 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
         """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
-        summed over ranks, in evaluation mode: no buffer changes."""
+        summed over ranks, in evaluation mode: no buffer changes. Each batch starts the stateful recurrent
+        layers from zeros (rows are sequences of their own), whose states are as they were afterwards."""
         xp, model, loss = self.dev.xp, self.model, self.loss
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         self.threads.round()
-        with mode(model, False):
+        with mode(model, False), independent_batches(model) as fresh:
             for start in range(lo, hi, batch_size):
                 self.threads.begin()
+                fresh()
                 stop = min(start + batch_size, hi)
                 out = model.forward(*(a[start:stop, ...] for a in xs), train=False)
                 value = loss.forward(out, y[start:stop, ...], check=False)
