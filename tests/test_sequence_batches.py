@@ -55,3 +55,33 @@ def test_evaluate_and_validation_take_rows_alone_and_keep_the_carried_state(rng,
         layer.reset_state()
     after = float(xn.losses.SoftmaxCrossEntropy().forward(trained.forward(ids, train=False), t))
     assert history.epochs[0]["val_loss"] == pytest.approx(after, rel=1e-5)
+
+
+def time_first_model():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H, batch_first=False), xn.layers.Linear(H, V))
+
+
+def test_loops_that_would_cut_a_time_first_model_along_time_refuse_it_naming_the_layer(rng):
+    """A model whose LSTM takes (T, N, ...) (batch_first=False) was cut into batches of time steps, and
+    shuffled along time by xn.train, silently. Where a loop would cut axis 0 it now refuses, naming the
+    layer, the axis and what to do; one call that cuts nothing still runs it."""
+    model = time_first_model()
+    ids, t = rng.integers(0, V, (T, 3)), rng.integers(0, V, (T, 3))  # (T, N), as the layer was told
+    full = model.forward(ids, train=False)
+    np.testing.assert_array_equal(model.predict(ids), full)
+    np.testing.assert_array_equal(model.predict(ids, batch_size=T), full)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    assert xn.evaluate(model, (ids, t), loss=loss)["loss"] == pytest.approx(float(loss.forward(full, t)), rel=1e-6)
+    says = (r"cuts the data into batches along axis 0, the samples, but layer '1' \(LSTM\) takes time first "
+            r"\(batch_first=False, input \(T, N, \.\.\.\)\), so its batches would be cut {}along time\. Build the "
+            r"recurrent layers with batch_first=True and pass \(N, T, \.\.\.\) data")
+    with pytest.raises(ValueError, match=r"Sequential\.predict\(batch_size=2\) " + says.format("")):
+        model.predict(ids, batch_size=2)
+    with pytest.raises(ValueError, match="xn.evaluate " + says.format("")):
+        xn.evaluate(model, (ids, t), loss=loss, batch_size=2)
+    with pytest.raises(ValueError, match="xn.train " + says.format("and shuffled ")):
+        xn.train(model, (ids, t), loss=loss, optimizer="sgd", epochs=1, batch_size=2, progress=False)
+    with pytest.raises(ValueError, match="xn.train " + says.format("and shuffled ")):
+        xn.train(model, (ids, t), loss=loss, optimizer="sgd", epochs=1, batch_size=T, progress=False)
+    np.testing.assert_array_equal(model.predict(ids), full)  # nothing trained

@@ -12,7 +12,7 @@ from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_devic
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
-from ..layers.recurrent import independent_batches
+from ..layers.recurrent import independent_batches, refuse_time_first
 from .summary import summary as _summary
 
 __all__ = ["Model", "is_ids"]
@@ -93,7 +93,9 @@ class Model(Container):
 
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
         dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``);
-        ``batch_size`` bounds memory for large inputs (every input is cut alike). ``blas_threads`` as in
+        ``batch_size`` bounds memory for large inputs (every input is cut alike along axis 0, the samples:
+        a model with a time-first recurrent layer, ``batch_first=False``, is refused where that would cut
+        it; one call without ``batch_size`` runs it). ``blas_threads`` as in
         ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
         (``xpnet.backend.threads``).
         """
@@ -120,6 +122,8 @@ class Model(Container):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
                                  "match")
             size = max(1, n if batch_size is None else batch_size)
+            if size < n:
+                refuse_time_first(self, f"{self.name}.predict(batch_size={batch_size})")
             from .ids import ids_checked_once  # noqa: PLC0415 - it imports the models built on this one
 
             outs = []
