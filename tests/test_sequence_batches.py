@@ -85,3 +85,32 @@ def test_loops_that_would_cut_a_time_first_model_along_time_refuse_it_naming_the
     with pytest.raises(ValueError, match="xn.train " + says.format("and shuffled ")):
         xn.train(model, (ids, t), loss=loss, optimizer="sgd", epochs=1, batch_size=T, progress=False)
     np.testing.assert_array_equal(model.predict(ids), full)  # nothing trained
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 8])
+def test_loss_figures_with_ignored_labels_are_the_mean_over_real_targets_whatever_the_batches(rng, batch_size):
+    """xn.evaluate weighed each batch's mean by its rows, not by its targets that are not ignore_index:
+    with padded rows the loss and perplexity moved with batch_size (4.32 in one batch, 2.53 in four).
+    evaluate, train's validation and its epoch's train_loss are now the mean over every real target."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H), xn.layers.Linear(H, V))
+    model[2].params["b"][...] = [5] + [0] * (V - 1)  # predicts class 0 everywhere
+    x, t = rng.integers(1, V, (8, T)), rng.integers(1, V, (8, T))  # rows 0..3: T wrong targets each
+    t[4:, 0], t[4:, 1:] = 0, -100  # rows 4..7: one right target each, then padding
+    loss = xn.losses.SoftmaxCrossEntropy()
+    expected = float(loss.forward(model.predict(x), t))
+    result = xn.evaluate(model, (x, t), loss=loss, batch_size=batch_size)
+    assert result["loss"] == pytest.approx(expected, rel=1e-6)
+    assert result["perplexity"] == pytest.approx(np.exp(expected), rel=1e-6)
+    history = xn.train(model, (x, t), loss=loss, optimizer=xn.optim.SGD(1e-9), epochs=1, batch_size=batch_size,
+                       validation=(x, t), progress=False)
+    assert history.epochs[0]["val_loss"] == pytest.approx(expected, rel=1e-5)
+    assert history.epochs[0]["train_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_every_label_ignored_gives_a_zero_loss_not_nan(rng):
+    """Summed over batches, no target left to divide by: 0, as the loss itself gives for such a batch."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H), xn.layers.Linear(H, V))
+    x, t = rng.integers(0, V, (4, T)), np.full((4, T), -100)
+    assert xn.evaluate(model, (x, t), loss="cross_entropy", batch_size=3)["loss"] == 0.0

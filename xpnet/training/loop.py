@@ -370,7 +370,8 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
-    class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
+    class labels (e.g. MSE against real values). The loss is the mean over every target of the data (the
+    labels that are not the loss's ``ignore_index``: padding counts for nothing), whatever ``batch_size``. ``batch_size`` (default 1024) bounds memory. With
     ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
     Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
     from zeros, and the state they carried before the call is theirs again after it (so is it in
