@@ -217,7 +217,8 @@ def test_fake_comm_takes_the_data_parallel_path(spiral, tmp_path):
     assert comm.calls[0] == "broadcast_params"
     assert comm.counts == [64, 64, 64, 64, 44] * 2
     assert comm.calls.count("barrier") == 2 and comm.calls.count("bcast_object") == 2
-    assert comm.calls.count("allreduce_sum") == 2 * 5  # train/validation loss and count, SIGTERM flag, per epoch
+    # per epoch: train/validation loss, their target counts and correct counts, the SIGTERM flag
+    assert comm.calls.count("allreduce_sum") == 2 * 7
     result = xn.evaluate(spread, (x, t), loss="cross_entropy", comm=FakeComm())
     assert result == xn.evaluate(spread, (x, t), loss="cross_entropy")
 
@@ -362,6 +363,30 @@ def test_resume_rejects_another_architecture_or_seed(spiral, tmp_path):
     model.save(tmp_path / "plain.npz")
     with pytest.raises(ValueError, match="full=True"):
         xn.train(model, (x, t), optimizer=xn.optim.SGD(0.1), **{**kw, "resume_from": tmp_path / "plain.npz"})
+
+
+@pytest.mark.parametrize("change", [dict(batch_size=25), dict(shuffle=False), dict(drop_last=True)])
+def test_resume_with_other_batches_warns_naming_the_setting_and_both_values(spiral, tmp_path, change):
+    """A resumed run with another batch_size, shuffle or drop_last is not the run checkpointed: it goes
+    on with the new setting, warning with the saved value and the new one; the same settings give no
+    warning."""
+    x, t = spiral
+    path = tmp_path / "run.npz"
+    kw = dict(loss="cross_entropy", batch_size=50, progress=False, shuffle=True, drop_last=False)
+    xn.train(mlp(), (x, t), optimizer=xn.optim.SGD(0.1), epochs=1, **kw,
+             callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    for settings, warns in ((kw, False), ({**kw, **change}, True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            h = xn.train(mlp(), (x, t), optimizer=xn.optim.SGD(0.1), epochs=2, resume_from=path, **settings)
+        found = [str(w.message) for w in caught if "batches are not those" in str(w.message)]
+        assert [e["epoch"] for e in h.epochs] == [1, 2]
+        if not warns:
+            assert found == []
+            continue
+        (key, new), = change.items()
+        assert len(found) == 1
+        assert f"trained with {key}={kw[key]!r}, this run has {key}={new!r}" in found[0]
 
 
 # ----------------------------------------------------------------------------------------
@@ -546,6 +571,23 @@ def test_inputs_that_look_like_unscaled_images_warn_once(scale, dtype, warns, n)
     unscaled = [w for w in caught if "unscaled images" in str(w.message)]
     assert len(unscaled) == (1 if warns else 0)
     assert all(w.filename == __file__ for w in unscaled)  # the xn.train line above, not xpnet's
+
+
+@pytest.mark.parametrize("hi, warns", [(5, False), (16, False), (31, False), (32, True), (200, True)])
+def test_small_whole_number_features_are_not_taken_for_unscaled_images(hi, warns):
+    """Counts or ratings 0..5 (or 4-bit images, 0..16) as float32 are no 8-bit images: no advice to
+    divide by 255; whole numbers reaching 32..255 still warn."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, hi + 1, (200, 4)).astype(np.float32)
+    x[0, 0] = hi
+    t = rng.integers(0, 2, 200)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 2))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(1e-4), epochs=1, batch_size=50,
+                 progress=False)
+    assert len([w for w in caught if "unscaled images" in str(w.message)]) == (1 if warns else 0)
 
 
 def test_bad_layer_arguments_and_numpy_scalars():

@@ -121,18 +121,24 @@ def test_evaluate_reads_a_stream_as_training_reads_a_validation_stream(rng):
         xn.evaluate(model, xn.datasets.TokenStream(np.append(val_ids, V), 2, T), loss="cross_entropy")
 
 
-def test_evaluate_on_a_pair_starts_from_a_stateful_models_carried_state(rng):
-    """The one-row probe that checks the data against the model neither fails on the state carried from
-    training (4 rows) nor moves it: the evaluation continues where training stopped."""
+def test_evaluate_on_a_pair_starts_from_zeros_and_keeps_a_stateful_models_carried_state(rng):
+    """The one-row probe that checks the data against the model does not fail on the state carried from
+    training (4 rows); the pair's rows are sequences of their own, evaluated from a zero state, and the
+    state training left is the model's again afterwards."""
     model = lm()
     xn.train(model, xn.datasets.TokenStream(corpus(rng), B, T), loss="cross_entropy", optimizer="sgd", epochs=1,
              progress=False)
     x, t = rng.integers(0, V, (B, T)), rng.integers(0, V, (B, T))
     twin = copy.deepcopy(model)
+    carried = [(lstm.h.copy(), lstm.c.copy()) for lstm in model.lstms]
+    twin.reset_state()
     expected = float(xn.losses.SoftmaxCrossEntropy().forward(twin.forward(x, train=False), t))
     result = xn.evaluate(model, (x, t), loss="cross_entropy")
     assert result["loss"] == pytest.approx(expected, rel=1e-12)
     assert result["perplexity"] == pytest.approx(math.exp(expected), rel=1e-12)
+    for lstm, (h, c) in zip(model.lstms, carried):
+        np.testing.assert_array_equal(lstm.h, h)
+        np.testing.assert_array_equal(lstm.c, c)
 
 
 def test_epoch_line_shows_perplexity(rng, capsys):

@@ -33,6 +33,13 @@ class Loss:
     def backward(self, dout: Any = 1.0) -> Any:
         raise NotImplementedError
 
+    def mean_count(self) -> Any:
+        """How many terms the last forward's mean is over: an int, or a 0-d integer array on the device
+        (cross-entropy's labels that are not ``ignore_index``); None where the loss does not say. The
+        loops weigh each batch's mean by it (``xn.evaluate``'s loss is the mean over every target of the
+        data, whatever ``batch_size``); None: by the batch's rows."""
+        return None
+
     def correct_count(self) -> Any:
         """How many rows of the last forward's predictions have their first maximum at their label, as
         ``count_nonzero(argmax(y, axis=-1) == t)``: a 0-d integer array on the device where the loss
@@ -104,6 +111,7 @@ class SoftmaxCrossEntropy(Loss):
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
+        self._count: Any = None  # the positions the last mean is over (mean_count)
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
@@ -117,6 +125,7 @@ class SoftmaxCrossEntropy(Loss):
         eps = self.label_smoothing
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
+            self._count = xp.count_nonzero(labels != self.ignore_index)
             fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
             if fused is not None:
                 value, self._dy, self._hits = fused
@@ -136,6 +145,7 @@ class SoftmaxCrossEntropy(Loss):
                 target = target * (1.0 - eps) + eps / c
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
+            self._count = m
             self._p, self._t, self._labels, self._rows = e / total, target, None, None
         elif t.ndim == y.ndim and tuple(t.shape[:-1]) == tuple(y.shape[:-1]):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
@@ -149,6 +159,11 @@ class SoftmaxCrossEntropy(Loss):
         self._dy = self._hits = None
         self._shape = tuple(y.shape)
         return value
+
+    def mean_count(self) -> Any:
+        """The rows of the last forward whose label is not ``ignore_index`` (0-d, on the device; every row
+        for one-hot or probability targets)."""
+        return self._count
 
     def correct_count(self) -> Any:
         hits = self._hits
@@ -262,6 +277,9 @@ class MeanSquaredError(Loss):
             t = xp.astype(t, y.dtype)
         self._diff = y - t
         return xp.sum(self._diff * self._diff) / _size(y)
+
+    def mean_count(self) -> Any:
+        return None if self._diff is None else _size(self._diff)
 
     def backward(self, dout: Any = 1.0) -> Any:
         if self._diff is None:

@@ -12,9 +12,16 @@ How a forward goes:
    (no writes into a preallocated array: the same code runs on JAX's immutable arrays).
 4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
    time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
+   ``model.predict``, ``xn.evaluate`` and ``xn.train``'s validation over arrays take each row for a
+   sequence of its own: every batch starts the stateful layers from zeros, and the state they carried
+   before the call is theirs again after it (:func:`independent_batches`). Over a
+   ``xn.datasets.TokenStream`` the state runs on from batch to batch (``xpnet.training.streams``).
 
 Batch first, as the book and ``batch_first=True``; ``batch_first=False`` takes and gives PyTorch's default
-layout, time first (T, N, ...), as a transposed view of the same loop. PyTorch's other arguments keep
+layout, time first (T, N, ...), as a transposed view of the same loop. Such a model runs by ``forward``
+and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.train``, ``xn.evaluate`` over
+more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
+(:func:`refuse_time_first`), where PyTorch's DataLoader would silently cut time. PyTorch's other arguments keep
 their meaning where xpnet has it (``bias``, ``dtype``; ``num_layers=1``, ``dropout=0``,
 ``bidirectional=False``, ``proj_size=0``); any other value of them is refused with what to write.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import operator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .. import init as _init
 from .._user import flag
@@ -75,6 +82,39 @@ def probe_states(model: Any) -> Iterator[None]:
     finally:
         for node, (state, cache) in zip(layers, kept):
             node._state, node._cache = state, cache
+
+
+def refuse_time_first(model: Any, who: str, shuffled: bool = False) -> None:
+    """Raise where a recurrent layer of ``model`` takes time first (``batch_first=False``) in a loop that
+    cuts (``shuffled``: and shuffles) axis 0 of the data (``who``, e.g. ``"xn.train"``): axis 0 is time there."""
+    found = [f"layer {name!r} ({node.name})" for name, node in model.named_modules().items()
+             if isinstance(node, _Recurrent) and not node.batch_first]
+    if found:
+        raise ValueError(f"{who} cuts the data into batches along axis 0, the samples, but {', '.join(found)} "
+                         f"takes time first (batch_first=False, input (T, N, ...)), so its batches would be cut "
+                         f"{'and shuffled ' if shuffled else ''}along time. Build the recurrent layers with batch_first=True and pass "
+                         "(N, T, ...) data")
+
+
+@contextmanager
+def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
+    """For ``predict`` and ``evaluate`` over arrays, whose rows are sequences of their own: within, calling
+    the yielded function before a batch has every stateful recurrent layer of ``model`` start it from
+    zeros, not from the end of the batch before (other sequences, maybe another count of them); after,
+    each recurrent layer holds the state it had before, so the call leaves no trace in it."""
+    layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
+    kept = [node._state for node in layers]
+
+    def fresh() -> None:
+        for node in layers:
+            if node.stateful:
+                node._state = None
+
+    try:
+        yield fresh
+    finally:
+        for node, state in zip(layers, kept):
+            node._state = state
 
 
 class _Recurrent(Layer):

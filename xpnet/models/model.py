@@ -12,6 +12,7 @@ from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_devic
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
+from ..layers.recurrent import independent_batches, refuse_time_first
 from .summary import summary as _summary
 
 __all__ = ["Model", "is_ids"]
@@ -85,9 +86,16 @@ class Model(Container):
         """Forward in evaluation mode on the model's device; returns an array on that device. No
         buffer changes (BatchNorm's running statistics), whatever the model's mode.
 
+        Each row is a sequence of its own for stateful recurrent layers (``LSTM(stateful=True)``, as in
+        ``xn.models.LanguageModel``): every batch starts them from zeros, whatever ``batch_size``, and
+        the state they carried before the call is theirs again after it, so the same input gives the
+        same output each time (to continue a carried state, call ``forward``).
+
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
         dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``);
-        ``batch_size`` bounds memory for large inputs (every input is cut alike). ``blas_threads`` as in
+        ``batch_size`` bounds memory for large inputs (every input is cut alike along axis 0, the samples:
+        a model with a time-first recurrent layer, ``batch_first=False``, is refused where that would cut
+        it; one call without ``batch_size`` runs it). ``blas_threads`` as in
         ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
         (``xpnet.backend.threads``).
         """
@@ -114,13 +122,18 @@ class Model(Container):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
                                  "match")
             size = max(1, n if batch_size is None else batch_size)
+            if size < n:
+                refuse_time_first(self, f"{self.name}.predict(batch_size={batch_size})")
             from .ids import ids_checked_once  # noqa: PLC0415 - it imports the models built on this one
 
-            with mode(self, False), no_autograd(dev.xp), ids_checked_once(self, [tuple(moved)]):
-                outs = [self.forward(*(to_device(x[i:min(i + size, n), ...], dev,
-                                                 dtype=None if is_ids(self, x) else self.dtype) for x in moved),
-                                     train=False)
-                        for i in range(0, max(n, 1), size)]
+            outs = []
+            with mode(self, False), no_autograd(dev.xp), ids_checked_once(self, [tuple(moved)]), \
+                    independent_batches(self) as fresh:
+                for i in range(0, max(n, 1), size):
+                    fresh()
+                    outs.append(self.forward(*(to_device(x[i:min(i + size, n), ...], dev,
+                                                         dtype=None if is_ids(self, x) else self.dtype)
+                                               for x in moved), train=False))
             return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -3,19 +3,23 @@
 A checkpoint holds the model's params and buffers (``model/<name>``), the optimizer's state
 (``optimizer/<param>/<slot>``), the callbacks' arrays (``callbacks/<i>/<key>/<name>``, e.g.
 EarlyStopping's best weights) and one JSON record (``__xpnet_checkpoint__``) with the format
-version, the architecture, the completed epoch, the seed, the optimizer's type, hyperparameters
-and step count, the history, the Dropout generator states, the callbacks' state and whether a
+version, the architecture, the completed epoch, the seed, how the data was cut into batches
+(``batch_size``, ``shuffle``, ``drop_last``), the optimizer's type, hyperparameters and step
+count, the history, the Dropout generator states, the callbacks' state and whether a
 callback stopped training. The shuffle order is derived from ``(seed, epoch)`` and needs nothing.
 
 Reading validates everything before anything is used (as ``Optimizer.step`` does): every field's
 type, every array's header against the saved architecture (before its data), the optimizer's
 hyperparameters through its own constructor. A problem gives an :class:`XpnetFileError` naming
 the file and the field. Resuming then checks the checkpoint against the model, optimizer and
-seed the user passed.
+seed the user passed: another architecture, optimizer type or seed is refused.
 
 The saved optimizer hyperparameters replace those of the optimizer passed to ``xn.train``, as
 PyTorch's ``optimizer.load_state_dict`` does (the run continues exactly as it would have); a
-warning names each value that changes.
+warning names each value that changes. Another ``batch_size``, ``shuffle`` or ``drop_last`` than the
+checkpoint's is taken, with a warning naming each (the saved value and the new one): the run goes on,
+but from its next epoch its batches are not those of the run checkpointed. Checkpoints written before
+these were recorded resume without the check.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of 
 
 
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
-                    history: History, callbacks: Iterable[Any] = ()) -> None:
+                    history: History, callbacks: Iterable[Any] = (), batches: dict[str, Any] | None = None) -> None:
     """Write everything a resumed run needs to ``path`` (.npz, atomic): params and buffers,
     architecture, optimizer state, completed ``epoch``, ``seed``, the history, the Dropout
-    layers' generator states and each callback's ``state_dict()``."""
+    layers' generator states, each callback's ``state_dict()`` and ``batches``, the settings that cut
+    the data into batches (``{"batch_size": 32, "shuffle": True, "drop_last": False}``)."""
     arrays = {f"model/{k}": to_numpy(v) for k, v in model.state().items()}
     sd = optimizer.state_dict()
     for name, slots in sd["state"].items():
@@ -66,6 +71,8 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
+    if batches is not None:
+        meta["batches"] = dict(batches)
     arrays[_CKPT_KEY] = np.asarray(json.dumps(meta))
     atomic_savez(path, arrays)
 
@@ -95,6 +102,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             _check_rng(reader, saved, i, state)
         saved_callbacks = field.get("callbacks", list, default=[])
         field.get("stopped", bool, default=False)
+        _check_batches(reader, field.get("batches", dict, default={}))
 
         params, state = saved.named_params(), saved.state()
         names = set(reader.names) - {_CKPT_KEY}
@@ -158,6 +166,19 @@ class _Fields:
         return value
 
 
+_BATCH_SETTINGS = {"batch_size": int, "shuffle": bool, "drop_last": bool}
+
+
+def _check_batches(reader: NpzReader, batches: dict[str, Any]) -> None:
+    for key, value in batches.items():
+        kind = _BATCH_SETTINGS.get(key)
+        if kind is None:
+            raise reader.error(f"field 'batches.{key}' is not one of {sorted(_BATCH_SETTINGS)}")
+        if not isinstance(value, kind) or (kind is int and (isinstance(value, bool) or value < 1)):
+            expected = "an int >= 1" if kind is int else "true or false"
+            raise reader.error(f"field 'batches.{key}' is {value!r}, expected {expected}")
+
+
 def _check_rng(reader: NpzReader, saved: Any, index: str, state: Any) -> None:
     layer = saved.named_modules().get(index)
     if not isinstance(getattr(layer, "rng", None), np.random.Generator):
@@ -214,11 +235,13 @@ def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
 
 
 def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int,
-                     keep: Iterable[str] = ()) -> int:
+                     keep: Iterable[str] = (), batches: dict[str, Any] | None = None) -> int:
     """Put a checkpoint read by :func:`load_checkpoint` into ``model`` and ``optimizer`` after checking
     it fits them; returns the completed epoch. The saved hyperparameters replace the optimizer's,
     with a warning naming those that change (except the names in ``keep``, e.g. ``lr`` when a
-    LearningRateSchedule sets it anyway)."""
+    LearningRateSchedule sets it anyway). ``batches``, this run's batch settings as
+    :func:`save_checkpoint` takes them, are compared with the saved ones: a warning names each that
+    differs (this run keeps its own)."""
     meta, path = ckpt["meta"], ckpt["path"]
     # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
     # the generator state itself comes from the checkpoint.
@@ -244,6 +267,15 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
     except (TypeError, ValueError) as exc:
         raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
+    saved_batches = meta.get("batches", {})
+    other = [(k, saved_batches[k], v) for k, v in (batches or {}).items() if k in saved_batches
+             and saved_batches[k] != v]
+    if other:
+        saved = ", ".join(f"{k}={old!r}" for k, old, _ in other)
+        now = ", ".join(f"{k}={new!r}" for k, _, new in other)
+        warn(f"resume_from: {path!r} was trained with {saved}, this run has {now}; it goes on with {now}, but "
+             f"from epoch {meta['epoch'] + 1} its batches are not those of the run checkpointed: pass {saved} to "
+             "continue the same run")
     changed = {k: (v, checked[k]) for k, v in optimizer.hyperparams().items()
                if k in checked and k not in keep and _differs(v, checked[k])}
     if changed:

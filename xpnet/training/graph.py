@@ -114,6 +114,7 @@ class CapturedEpochs:
             self.static = StaticBatches(batches)
             self.loss_sum = trainer.zeros(trainer.loss_sum_dtype())
             self.correct = trainer.zeros(index_dtype(dev))
+            self.count = trainer.zeros(index_dtype(dev))
             self.scalars = DeviceScalars(dev.xp, dev.native)
         self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
         self._draws: list[Any] = []  # the Dropout layers' draw states (device arrays)
@@ -136,8 +137,9 @@ class CapturedEpochs:
         """One step on a batch (the static buffers, or the short last batch), its loss and correct count
         added to the device sums."""
         trainer = self.trainer
-        batch_loss, hits = trainer.forward_backward((xb,), yb, labels, self.classify)
+        batch_loss, count, hits = trainer.forward_backward((xb,), yb, labels, self.classify)
         self.loss_sum += batch_loss  # in place: the graph's launches add into the arrays of the capture
+        self.count += count
         if self.classify:
             self.correct += hits
         trainer.clip(trainer.model)
@@ -150,7 +152,8 @@ class CapturedEpochs:
     def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None]:
         """The full batches of ``epoch`` (launches; the first epoch warms up and captures first), then the
         short last batch eagerly. Returns the steps run, the epoch's loss sum (NaN where the loss or a
-        weight went non-finite) and its correct count (None unless classifying), read once."""
+        weight went non-finite), its correct count (None unless classifying) and the count of targets the
+        loss sum is over, read once."""
         trainer, optimizer, graph, xp = self.trainer, self.trainer.optimizer, self.graph, self.trainer.dev.xp
         from .trainer import SigtermStop  # noqa: PLC0415 - the trainer imports this module
         steps = 0
@@ -158,6 +161,7 @@ class CapturedEpochs:
             self.static.load_epoch(epoch)
             self.loss_sum[...] = 0
             self.correct[...] = 0
+            self.count[...] = 0
             self._prepare_draws()
             if graph.captured and not self._still_valid():
                 graph.drop()
@@ -195,4 +199,4 @@ class CapturedEpochs:
                     bar.update(1)
             total = float(xp.where(trainer.params_finite(), self.loss_sum, trainer.zeros(self.loss_sum.dtype) + math.nan))
             correct = int(self.correct) if self.classify else None
-        return steps, total, correct
+        return steps, total, correct, int(self.count)

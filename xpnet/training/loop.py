@@ -39,6 +39,7 @@ from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
+from ..layers.recurrent import refuse_time_first
 from ..losses import get as _get_loss
 from ..models.ids import ids_checked_once
 from ..models.model import is_ids
@@ -175,6 +176,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     changes the float rounding of some large products: runs that must repeat bit for bit (a resume
     against an uninterrupted run) need the same fixed count, e.g. ``blas_threads=1``.
 
+    Batches are cut (and shuffled) along axis 0, the samples: a model with a recurrent layer that takes
+    time first (``batch_first=False``) is refused, naming the layer, unless the data is one batch, unshuffled,
+    in one process; the same in :func:`evaluate` where it cuts more than one batch.
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change; inputs that look like unscaled 0..255 images give a warning.
     """
@@ -211,6 +215,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     val_stream = validation if isinstance(validation, TokenStream) else None
     val = pair(validation if val_stream is None else next(val_stream.epoch(0)), "validation") \
         if validation is not None else None
+    if stream is not None or val_stream is not None or batch_size < n or shuffle or comm is not None \
+            or (val is not None and int(val[1].shape[0]) > max(batch_size, _EVAL_BATCH)):
+        refuse_time_first(model, "xn.train", shuffled=shuffle)
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
     named = {**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}
     warn_unscaled({k: a for k, a in named.items() if not is_ids(model, a)})  # ids for an Embedding are no images
@@ -229,12 +236,16 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         history = History(dev.name)
         start, ckpt = 0, None
+        # A stream cuts its own batches: only their row count is the run's to compare.
+        cut = {"batch_size": batch_size} if stream is not None else \
+            {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from) if rank == 0 else None
             if comm is not None:
                 ckpt = comm.bcast_object(ckpt, root=0)
             scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
-            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else ())
+            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else (),
+                                     batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         model.to(dev)
         optimizer.to(dev)
@@ -258,7 +269,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         trainer.captured = _captured(graph, trainer, batches, classify, transform)
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
-        state.epoch = start
+        state.epoch, state.batches = start, cut
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
             what = f"{n} samples" if stream is None else \
@@ -359,8 +370,12 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
-    class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
+    class labels (e.g. MSE against real values). The loss is the mean over every target of the data (the
+    labels that are not the loss's ``ignore_index``: padding counts for nothing), whatever ``batch_size``. ``batch_size`` (default 1024) bounds memory. With
     ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
+    Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
+    from zeros, and the state they carried before the call is theirs again after it (so is it in
+    :func:`train`'s validation).
 
     ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
     validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
@@ -372,6 +387,8 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
     x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
+    if stream is not None or batch_size < int(y.shape[0]) or comm is not None:
+        refuse_time_first(model, "xn.evaluate")
     dev = model.device
     common_device({"model": dev, **_named_inputs("x", x), "y": y})
     threads = threads_context(blas_threads, dev)

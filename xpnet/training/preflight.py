@@ -17,6 +17,7 @@ from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
+from ..layers.recurrent import probe_states
 from ..models import Model
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
@@ -82,11 +83,17 @@ def check_data(a: Any, arg: str) -> None:
 
 
 _UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST
+_UNSCALED_MIN_MAX = 32  # the smallest maximum that looks like 8-bit pixels rather than counts or codes
 
 
 def warn_unscaled(arrays: dict[str, Any]) -> None:
     """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design).
-    Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are raw throughout."""
+
+    The rule: every value a whole number, the smallest >= 0 and the largest in [32, 255]. A set of
+    8-bit images reaches far past 32 (its brightest pixels near 255); small whole-number features
+    (counts, ratings, ordinal codes, 4-bit images such as scikit-learn's digits, 0..16) stay below
+    and are left alone. Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are
+    raw throughout."""
     for arg, x in arrays.items():
         xp = namespace(x)
         if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
@@ -95,7 +102,7 @@ def warn_unscaled(arrays: dict[str, Any]) -> None:
         x = x if n <= _UNSCALED_ROWS else x[::-(-n // _UNSCALED_ROWS), ...]
         with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
             lo, hi = float(xp.min(x)), float(xp.max(x))
-            if not (lo >= 0 and 1 < hi <= 255):
+            if not (lo >= 0 and _UNSCALED_MIN_MAX <= hi <= 255):
                 continue
             if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
                 continue
@@ -109,7 +116,7 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
     of one) that would hold a single sample where it sees one value per feature. ``x``: the model's
     input, or a tuple of its inputs."""
     found = _SingleValueNorms()
-    with watch(model, found), mode(model, False):
+    with watch(model, found), mode(model, False), probe_states(model):
         model.forward(*(a[0:1, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
     single = list(found.names)
     if not single:

@@ -18,6 +18,7 @@ from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
 from ..layers.container import Watcher, mode, watch
+from ..layers.recurrent import independent_batches
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
@@ -52,6 +53,7 @@ class TrainerState:
         self.has_validation = has_validation
         self.callbacks = list(callbacks)
         self.epoch = 0
+        self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
 
     @property
     def is_root(self) -> bool:
@@ -64,7 +66,7 @@ class TrainerState:
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
         save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
-                        callbacks=self.callbacks)
+                        callbacks=self.callbacks, batches=self.batches)
 
 
 class Snapshot:
@@ -148,6 +150,19 @@ class Trainer:
         xp = self.dev.xp
         return xp.float64 if self.model.dtype == xp.float64 else xp.float32
 
+    def weighted(self, value: Any, rows: int) -> tuple[Any, Any]:
+        """A batch's mean ``value`` as (its sum in :meth:`loss_sum_dtype`, 0-d on the device; the count it is the
+        mean of, an int or 0-d in the index dtype): the count is the loss's :meth:`~xpnet.losses.Loss.mean_count`
+        (the targets that are not ``ignore_index``), else the batch's ``rows``; the figures divide the sums
+        by the counts, so that every target weighs alike whatever the batches."""
+        xp, dtype = self.dev.xp, self.loss_sum_dtype()
+        count = self.loss.mean_count()
+        count = rows if count is None else count
+        if isinstance(count, int):
+            return xp.astype(value, dtype) * count, count
+        count = xp.astype(count, index_dtype(self.dev))
+        return xp.astype(value, dtype) * xp.astype(count, dtype), count
+
     def _progress(self, batches: BatchIterator, epoch: int, epochs: int) -> Any:
         """The epoch's bar, or None. It shows the steps and is cleared at the end of the epoch; the epoch's
         summary is then printed as a line of its own, which a narrow terminal wraps instead of cutting off."""
@@ -159,7 +174,7 @@ class Trainer:
         snapshot = Snapshot(self.model, self.optimizer)
         bar = self._progress(batches, epoch, epochs)
         try:
-            steps, loss_total, correct = self.captured.run_epoch(epoch, bar, snapshot)
+            steps, loss_total, correct, count = self.captured.run_epoch(epoch, bar, snapshot)
         except SigtermStop:
             if bar is not None:
                 bar.close()
@@ -170,7 +185,8 @@ class Trainer:
             self.captured.graph.drop()  # the replay below and its restored weights leave the graph's arrays
             raise self.diagnose(snapshot, batches, epoch, steps)
         self.open_bar = bar
-        return {"train_loss": loss_total / n, "train_accuracy": correct / n if correct is not None else None}
+        return {"train_loss": loss_total / max(count, 1),
+                "train_accuracy": correct / n if correct is not None else None}
 
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
         """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
@@ -179,6 +195,7 @@ class Trainer:
         xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev))
         bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
@@ -187,8 +204,8 @@ class Trainer:
             xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
             nb = int(yb.shape[0])
             if nb:
-                batch_loss, hits = self.forward_backward(xs, yb, batch[-1], classify)
-                loss_sum = loss_sum + batch_loss
+                batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
+                loss_sum, count = loss_sum + batch_loss, count + batch_count
                 if classify:
                     correct = correct + hits
             else:
@@ -207,7 +224,7 @@ class Trainer:
                 bar.update(1)
                 now = time.perf_counter()
                 if now - last_refresh >= _REFRESH_S and seen:
-                    running = float(loss_sum) / seen
+                    running = float(loss_sum) / max(int(count), 1)
                     bar.set_postfix_str(f"loss {running:.4f}")
                     last_refresh = now
                     if not math.isfinite(running) and comm is None:
@@ -219,15 +236,17 @@ class Trainer:
             if bar is not None:
                 bar.close()
             raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
-        logs = {"train_loss": loss_total / n,
+        logs = {"train_loss": loss_total / max(int(self.reduce(count)), 1),
                 "train_accuracy": int(self.reduce(correct)) / n if classify else None}
         self.open_bar = bar
         return logs
 
-    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any, classify: bool) -> tuple[Any, Any]:
+    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any,
+                         classify: bool) -> tuple[Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
-        update): (the batch's loss sum in :meth:`loss_sum_dtype`, its correct count against ``classes``
-        or None unless ``classify``), both 0-d on the device. Notes the run's first loss."""
+        update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
+        its correct count against ``classes`` or None unless ``classify``), all 0-d on the device. Notes the
+        run's first loss."""
         xp, model, loss = self.dev.xp, self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
@@ -235,7 +254,7 @@ class Trainer:
         if self.first_loss is None:
             self.first_loss = value
         hits = self.count_correct(out, classes, classes is yb) if classify else None
-        return xp.astype(value, self.loss_sum_dtype()) * int(yb.shape[0]), hits
+        return (*self.weighted(value, int(yb.shape[0])), hits)
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
@@ -264,24 +283,29 @@ class Trainer:
 
     def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
         """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
-        summed over ranks, in evaluation mode: no buffer changes."""
+        summed over ranks, in evaluation mode: no buffer changes. The loss is the mean over every target
+        (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``). Each batch starts the stateful recurrent
+        layers from zeros (rows are sequences of their own), whose states are as they were afterwards."""
         xp, model, loss = self.dev.xp, self.model, self.loss
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev))
         self.threads.round()
-        with mode(model, False):
+        with mode(model, False), independent_batches(model) as fresh:
             for start in range(lo, hi, batch_size):
                 self.threads.begin()
+                fresh()
                 stop = min(start + batch_size, hi)
                 out = model.forward(*(a[start:stop, ...] for a in xs), train=False)
                 value = loss.forward(out, y[start:stop, ...], check=False)
-                loss_sum = loss_sum + xp.astype(value, loss_sum.dtype) * (stop - start)
+                batch_loss, batch_count = self.weighted(value, stop - start)
+                loss_sum, count = loss_sum + batch_loss, count + batch_count
                 if classes is not None:
                     correct = correct + self.count_correct(out, classes[start:stop], classes is y)
                 self.threads.end()
-        value = float(self.reduce(loss_sum)) / n
+        value = float(self.reduce(loss_sum)) / max(int(self.reduce(count)), 1)
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 
     def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
