@@ -200,6 +200,32 @@ def test_weight_decay_is_the_books_l2_on_weights_only(rng, name):
     assert not np.allclose(every["0.b"], book["0.b"])
 
 
+def _every_layers_params():
+    """Ones shaped as the parameters of every layer with weights, named as in a model: the models' layers (LanguageModel,
+    seq2seq with attention, TiedLinear) are these same layers."""
+    xn.init.seed(0)
+    emb = xn.layers.Embedding(5, 3, dtype="float64")
+    layers = [xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Conv2d(1, 2, 3, dtype="float64"),
+              xn.layers.BatchNorm(2, dtype="float64"), emb, xn.layers.TiedLinear(emb),
+              xn.layers.LSTM(3, 2, dtype="float64"), xn.layers.GRU(3, 2, dtype="float64"),
+              xn.layers.RNN(3, 2, dtype="float64")]
+    return {f"{i}.{k}": np.ones_like(v) for i, layer in enumerate(layers) for k, v in layer.params.items()}
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_weight_decay_on_weights_reaches_every_layers_weights_and_no_bias(name):
+    """Wx and Wh of LSTM, GRU and RNN are weights too: the rule once read only names equal to "W"."""
+    start = _every_layers_params()
+    weights = {"0.W", "1.W", "3.W", "5.Wx", "5.Wh", "6.Wx", "6.Wh", "7.Wx", "7.Wh"}
+    assert weights < set(start) and {"0.b", "2.gamma", "2.beta", "4.b", "5.b", "6.bx", "6.bh"} < set(start)
+    for on, expected in (("weights", weights), ("all", set(start))):
+        params = {k: v.copy() for k, v in start.items()}
+        optim.OPTIMIZERS[name](0.1, weight_decay=0.5, weight_decay_on=on).step(
+            _Net(params, {k: np.zeros_like(v) for k, v in params.items()}))
+        moved = {k for k in start if not np.array_equal(params[k], start[k])}
+        assert moved == expected, on
+
+
 def test_adamw_decays_every_parameter_by_default_and_weights_only_on_request(rng):
     start = {"0.W": rng.standard_normal((3, 2)), "0.b": rng.standard_normal(2)}
     zero = {k: np.zeros_like(v) for k, v in start.items()}

@@ -7,8 +7,9 @@ for their arguments.
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
-``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
-or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
+``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
+and ``Wh`` of the recurrent layers: every parameter whose name starts with ``W`` or ``weight``), never
+to biases or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
 updates). AdamW decays decoupled from the gradient instead, every parameter by default (0.01), as PyTorch's.
 It imports only the backend (and ``xpnet._user``).
 """
