@@ -315,3 +315,75 @@ def test_a_layers_dtype_may_be_given_as_pytorchs():
     assert xn.layers.LSTM(3, 4, dtype=torch.float64).params["Wh"].dtype == np.float64
     with pytest.raises(ValueError, match=r"Linear: dtype must be a real floating type .*got torch.int64"):
         xn.layers.Linear(3, 4, dtype=torch.int64)
+
+
+def test_a_mask_given_to_attention_is_refused_not_ignored():
+    """PyTorch's attention takes a mask after the inputs; xpnet's third argument is train, and the mask
+    passed there used to be read as train and ignored: every padding step still got weight."""
+    rng = np.random.default_rng(0)
+    hs_enc, hs_dec = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 2, 3))
+    mask = np.array([[True, True, False, False], [True, True, True, False]])
+    att = xn.layers.Attention()
+    message = (r"^Attention.forward\(hs_enc, hs_dec, train\): train must be True or False, got ndarray; "
+               r"xpnet's Attention has no mask .*")
+    for call in (att.forward, att):
+        with pytest.raises(TypeError, match=message):
+            call(hs_enc, hs_dec, mask)
+    assert att.forward(hs_enc, hs_dec, np.False_).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: xn.layers.Linear(3, 2, dtype="float64"), np.ones((2, 3))),
+    (lambda: xn.layers.Embedding(5, 3), np.zeros((2, 4), np.int64)),
+    (lambda: xn.layers.Dropout(0.5), np.ones((2, 3))),
+    (lambda: xn.layers.BatchNorm(3, dtype="float64"), np.ones((2, 3))),
+    (lambda: xn.layers.ReLU(), np.ones((2, 3))),
+], ids=["Linear", "Embedding", "Dropout", "BatchNorm", "ReLU"])
+def test_an_array_in_trains_place_is_refused_by_a_layer_call(make, x):
+    layer = make()
+    with pytest.raises(TypeError, match=rf"^{layer.name}.forward\(x, train\): train must be True or False, "
+                                        r"got ndarray$"):
+        layer(x, np.ones(1, bool))  # one element: would be read as True
+    assert layer(x, np.True_).shape[0] == 2
+
+
+@pytest.mark.parametrize("name", ["Dropout", "BatchNorm"])
+def test_layers_that_branch_on_train_refuse_an_array_in_forward_too(name):
+    layer = xn.layers.BatchNorm(3, dtype="float64") if name == "BatchNorm" else xn.layers.Dropout(0.5)
+    with pytest.raises(TypeError, match=rf"^{name}.forward\(x, train\): train must be True or False, got ndarray$"):
+        layer.forward(np.ones((2, 3)), np.zeros(1, bool))
+
+
+def test_an_initial_state_given_to_a_model_or_as_hx_says_where_it_goes():
+    """PyTorch's model(x, h0) and lstm(x, hx=...): xpnet's state is set with set_state before the call."""
+    V, D, H = 7, 4, 5
+    model = xn.Sequential(xn.layers.Embedding(V, D), xn.layers.LSTM(D, H), xn.layers.Linear(H, V))
+    ids, h0 = np.zeros((2, 3), np.int64), np.zeros((2, H), np.float32)
+    with pytest.raises(TypeError, match=r"^Sequential: forward\(x, train=True\) takes 1 input, got 2; an initial "
+                                        r"state \(PyTorch's model\(x, h0\)\) is set on the recurrent layer before "
+                                        r"the call: model\[i\].set_state\(h0, c0\)"):
+        model(ids, h0)
+    with pytest.raises(TypeError, match=r"^Sequential.forward\(x, train\): train must be True or False, got "
+                                        r"ndarray; an initial state .*set_state"):
+        model.forward(ids, h0)
+    lstm, x = xn.layers.LSTM(D, H), np.zeros((2, 3, D), np.float32)
+    for call in (lstm.forward, lstm):
+        for hx in (None, (h0, h0)):  # None too: on a stateful layer it would mean zeros in PyTorch only
+            with pytest.raises(TypeError, match=r"^LSTM.forward\(x, train\): takes no hx; PyTorch's forward\(x, hx\) "
+                                                r"is set_state\(h0, c0\) then forward\(x\)"):
+                call(x, hx=hx)
+    with pytest.raises(TypeError, match=r"^GRU.forward\(x, train\): takes no hx; .* set_state\(h0\) then"):
+        xn.layers.GRU(D, H).forward(x, hx=h0)
+
+
+def test_a_type_error_inside_a_models_forward_is_left_as_it_is():
+    class Broken(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = xn.layers.Linear(2, 2)
+
+        def forward(self, x, train=True):
+            raise TypeError("a bug of the model's own")
+
+    with pytest.raises(TypeError, match="^a bug of the model's own$"):
+        Broken()(np.ones((1, 2), np.float32))

@@ -51,6 +51,16 @@ _PYTORCH_ONLY = {
 }
 
 
+class _NoState:
+    """The default of forward's ``hx``: not given (None is a value a PyTorch user passes)."""
+
+    def __repr__(self) -> str:
+        return "not given"
+
+
+_NO_HX = _NoState()
+
+
 def step_weights(W: Any, steps: int) -> Any:
     """W (H, blocks * H) for ``steps`` products ``h @ W``, as it is (MKL's fast path packs it once)."""
     return W
@@ -82,6 +92,8 @@ class _Recurrent(Layer):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
+    train_hint = ("PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
+                  "(N, hidden_size)")
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, **pytorch: Any):
@@ -177,15 +189,19 @@ class _Recurrent(Layer):
             return f"(N, T, {width}) with T >= 1 (batch first)"
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
-    def forward(self, x: Any, train: bool = True) -> Any:
+    def __call__(self, x: Any, train: bool | None = None, *, hx: Any = _NO_HX) -> Any:  # type: ignore[override]
+        return self.forward(x, train=self.training if train is None else train, hx=hx)
+
+    def forward(self, x: Any, train: bool = True, *, hx: Any = _NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
-        both with ``batch_first=False``."""
-        try:
-            flag(train, self.name, "train")
-        except TypeError:
-            raise TypeError(f"{self.name}.forward(x, train): train must be True or False, got {type(train).__name__}; "
-                            "PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
-                            "(N, hidden_size)") from None
+        both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
+        the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
+        if hx is not _NO_HX:
+            c0 = ", c0" if "c" in self.state_names else ""
+            raise TypeError(f"{self.name}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is "
+                            f"set_state(h0{c0}) then forward(x), with h0{c0} of shape (N, hidden_size) "
+                            "(hx=None: reset_state() then forward(x))")
+        self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(self.batch_first)] == 0:
