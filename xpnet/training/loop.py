@@ -39,7 +39,7 @@ from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
-from ..losses import get as _get_loss
+from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from ..models.model import is_ids
 from ..optim import get as _get_optimizer
@@ -192,7 +192,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if transform is not None and comm is not None:
         raise NotImplementedError("train: transform with comm (data parallel) is not in this version: each "
                                   "rank would draw the same numbers for its part of the batch")
-    loss = _get_loss(loss)
+    loss = check_mean(_get_loss(loss), "train")
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
     stream = check_stream(data, batch_size, "train") if isinstance(data, TokenStream) else None
@@ -368,7 +368,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     ``"perplexity"``, exp of the mean loss.
     """
     check_model(model, "evaluate")
-    loss = _get_loss(loss)
+    loss = check_mean(_get_loss(loss), "evaluate")
     stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
     x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
