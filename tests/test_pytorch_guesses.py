@@ -101,6 +101,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.losses.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels"),
     ("xn.losses.MSELoss", "xn.losses.MeanSquaredError()"),
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
+    ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
     ("xn.layers.MultiheadAttention", "xn.layers.Attention() is the book's dot-product attention"),
@@ -387,3 +388,65 @@ def test_a_type_error_inside_a_models_forward_is_left_as_it_is():
 
     with pytest.raises(TypeError, match="^a bug of the model's own$"):
         Broken()(np.ones((1, 2), np.float32))
+
+
+def test_clip_grad_norm_takes_what_the_optimizers_take():
+    def clipped(target_of):
+        model = _mlp()
+        x, t = _batches()[0]
+        loss = xn.losses.SoftmaxCrossEntropy()
+        loss.forward(model(x), t)
+        model.backward(loss.backward())
+        norm = optim.clip_grad_norm(target_of(model), 0.1)
+        return float(norm), model.named_grads()
+
+    norm, grads = clipped(lambda m: m)
+    for norm_p, grads_p in (clipped(lambda m: m.parameters()),):
+        assert norm_p == norm
+        for key, g in grads.items():
+            np.testing.assert_array_equal(grads_p[key], g, err_msg=key)
+    with pytest.raises(TypeError, match=r"^clip_grad_norm: expected the model, .* or model.parameters\(\); got a list"):
+        optim.clip_grad_norm(list(_mlp().parameters()), 1.0)
+
+
+def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
+    for value in (False, True, np.False_):
+        with pytest.raises(TypeError, match=rf"^Linear: the third argument is init .*, got {value!r}; PyTorch's "
+                                            rf"third, bias, is bias={value!r} here$"):
+            xn.layers.Linear(3, 4, value)
+    assert "b" not in xn.layers.Linear(3, 4, bias=False).params
+
+
+def test_cross_entropy_takes_pytorchs_reduction_and_integer_likes():
+    assert xn.losses.SoftmaxCrossEntropy(reduction="mean").reduction == "mean"
+    assert xn.losses.SoftmaxCrossEntropy(ignore_index=np.int64(0)).ignore_index == 0
+    assert type(xn.losses.SoftmaxCrossEntropy(ignore_index=np.int32(3)).ignore_index) is int
+    with pytest.raises(ValueError, match=r"^SoftmaxCrossEntropy: reduction='none' is not supported: xpnet has no "
+                                         r"loss per position"):
+        xn.losses.SoftmaxCrossEntropy(reduction="none")
+    with pytest.raises(ValueError, match=r"reduction='avg' is not supported: expected 'mean' or 'sum'$"):
+        xn.losses.SoftmaxCrossEntropy(reduction="avg")
+    with pytest.raises(TypeError, match=r"^SoftmaxCrossEntropy: the first argument is ignore_index \(an int\), got "
+                                        r"a ndarray; PyTorch's first, weight \(class weights\), has no counterpart"):
+        xn.losses.SoftmaxCrossEntropy(np.ones(7))
+    with pytest.raises(ValueError, match="ignore_index must be an int, got 0.5"):
+        xn.losses.SoftmaxCrossEntropy(ignore_index=0.5)
+
+
+def test_train_and_evaluate_refuse_a_summed_loss_saying_why():
+    model, (x, t) = _mlp(), _batches()[0]
+    total = xn.losses.SoftmaxCrossEntropy(reduction="sum")
+    with pytest.raises(ValueError, match=r"^train: the loss has reduction='sum'; train averages the loss over "
+                                         r"batches .*reduction='mean'"):
+        xn.train(model, (x, t), loss=total, optimizer="sgd", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"^evaluate: the loss has reduction='sum'"):
+        xn.evaluate(model, (x, t), loss=total)
+
+
+def test_rnn_takes_pytorchs_default_nonlinearity_and_refuses_relu():
+    assert xn.layers.RNN(3, 4, nonlinearity="tanh").hidden_size == 4
+    with pytest.raises(ValueError, match=r"^RNN: nonlinearity='relu' is not supported: xpnet's RNN is the book's "
+                                         r"TimeRNN, tanh only"):
+        xn.layers.RNN(3, 4, nonlinearity="relu")
+    with pytest.raises(TypeError, match=r"LSTM.__init__\(\) got an unexpected keyword argument 'nonlinearity'"):
+        xn.layers.LSTM(3, 4, nonlinearity="tanh")  # as PyTorch: only its RNN has one

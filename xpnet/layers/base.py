@@ -184,6 +184,8 @@ def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: di
         default, instead = table[arg]
         if default is None or isinstance(default, bool):
             same = value is default
+        elif isinstance(default, str):
+            same = isinstance(value, str) and value == default
         else:
             same = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == default
         if not same:

@@ -16,7 +16,8 @@ How a forward goes:
 Batch first, as the book and ``batch_first=True``; ``batch_first=False`` takes and gives PyTorch's default
 layout, time first (T, N, ...), as a transposed view of the same loop. PyTorch's other arguments keep
 their meaning where xpnet has it (``bias``, ``dtype``; ``num_layers=1``, ``dropout=0``,
-``bidirectional=False``, ``proj_size=0``); any other value of them is refused with what to write.
+``bidirectional=False``, ``proj_size=0``, RNN's ``nonlinearity="tanh"``); any other value of them is
+refused with what to write.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
@@ -47,6 +48,8 @@ _PYTORCH_ONLY = {
     "dropout": (0, "PyTorch applies it between stacked layers only; " + _ONE_LAYER),
     "bidirectional": (False, "xpnet has no bidirectional {name}"),
     "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
+    "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
+                             "(see the README's Writing your own model)"),
     "device": (None, "make the layer, then move it (or the model holding it) with .to(device)"),
 }
 
@@ -121,7 +124,8 @@ class _Recurrent(Layer):
     def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
         """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
         for arg in pytorch:
-            if arg not in _PYTORCH_ONLY or (arg == "proj_size" and not isinstance(self, LSTM)):
+            only = {"proj_size": LSTM, "nonlinearity": RNN}.get(arg, _Recurrent)
+            if arg not in _PYTORCH_ONLY or not isinstance(self, only):
                 raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
         table = {arg: (default, instead.format(name=self.name)) for arg, (default, instead) in _PYTORCH_ONLY.items()}
         pytorch_defaults_only(self.name, table, pytorch)

@@ -50,6 +50,9 @@ _PYTORCH_NAMES = {
     "lr_scheduler": "xpnet schedules the learning rate with a callback: xn.train(..., callbacks=["
                     "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, gamma=0.5))]) (or "
                     "xn.callbacks.cosine(...)); in a loop of your own, set optimizer.lr at the start of each epoch",
+    "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
+                       "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
+                       "clip_grad_norm=max_norm)",
 }
 
 
