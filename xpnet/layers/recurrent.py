@@ -21,6 +21,16 @@ refused with what to write.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
+RNN and LSTM keep one bias, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout): forward and every
+gradient equal PyTorch's, but training does not. PyTorch updates its two bias tensors, each with the
+gradient of ``b``, so under SGD their sum moves twice as far per step, and ``clip_grad_norm_`` counts that
+gradient twice. To train exactly as PyTorch, make the PyTorch model hold one bias too: fold
+``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
+bias_hh_l0.requires_grad_(False)``); then every optimizer and clipping agree. Within xpnet alone,
+doubling ``b``'s gradient before each SGD step (momentum, weight decay on every parameter included)
+gives PyTorch's two-bias SGD, but not its clipping norm, and nothing gives its adaptive optimizers'
+step (which does not grow with the gradient). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``.
+
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
 gradient of the state the forward started from, which the layer that set it (a seq2seq encoder)
@@ -293,9 +303,10 @@ class RNN(_Recurrent):
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
-    ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as
-    the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the input
-    and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
+    ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``: one bias, so that
+    training drifts from PyTorch's, which updates two (the module docstring says how to match it). Weights
+    start as the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the
+    input and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
     """
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
@@ -314,8 +325,12 @@ class LSTM(_Recurrent):
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, 4H),
     Wh (H, 4H), b (4H,) (none with ``bias=False``), the column blocks in PyTorch's order i, f, g, o (the
     book's own order is f, g, i, o; its weight files are reordered when loaded), so that ``nn.LSTM``
-    copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``.
-    Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
+    copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. The
+    outputs and gradients are PyTorch's, but training with one bias drifts from PyTorch's two: its SGD
+    moves their sum twice as far per step and its ``clip_grad_norm_`` counts their gradient twice; to
+    train as PyTorch exactly, fold ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it there (the module
+    docstring has the lines). Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and
+    each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
     """
 
