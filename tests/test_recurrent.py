@@ -365,3 +365,14 @@ def test_training_matches_pytorch_once_its_two_biases_are_folded_into_one(kind):
     with pytest.raises(AssertionError):  # unfolded, as copied: the drift the docs warn of
         train(module, model, torch.optim.SGD(module.parameters(), lr=0.1), xn.optim.SGD(model, lr=0.1), clip=False,
               double_b=False)
+
+
+def test_the_language_model_offered_for_pytorchs_dropout_is_described_as_it_is():
+    """The num_layers message offered LanguageModel(num_layers=2, dropout=p) as nn.LSTM(num_layers=2,
+    dropout=p), which drops between its layers only; LanguageModel drops num_layers + 1 times."""
+    with pytest.raises(ValueError) as info:
+        LSTM(D, H, num_layers=2, dropout=0.5)
+    assert "also drops after the embedding and after the last LSTM" in str(info.value)
+    lm = xn.models.LanguageModel(10, D, H, num_layers=2, dropout=0.5)
+    assert [type(layer).__name__ for layer in lm.layers] == ["Embedding", "Dropout", "LSTM", "Dropout", "LSTM",
+                                                             "Dropout", "Linear"]

@@ -52,7 +52,7 @@ from .base import Layer, positive_int, pytorch_defaults_only
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
 _ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
               "xn.layers.Dropout(p) between them for PyTorch's dropout (xn.models.LanguageModel(..., num_layers=2, "
-              "dropout=p) for a language model)")
+              "dropout=p), the book's BetterRnnlm, also drops after the embedding and after the last LSTM)")
 _PYTORCH_ONLY = {
     "num_layers": (1, _ONE_LAYER),
     "dropout": (0, "PyTorch applies it between stacked layers only; " + _ONE_LAYER),
