@@ -31,6 +31,7 @@ import weakref
 from typing import Any
 
 from .._user import is_real, not_here
+from ._blame import missing_gradient, other_dtype
 from ..backend import into, namespace, same_device, to_device, update_rule, writes_out
 
 
@@ -125,7 +126,9 @@ class DeviceScalars:
 
 class Optimizer(metaclass=_TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
-    then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
+    then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one
+    of another dtype is blamed on the layer behind it (a backward that left it out, a later layer of
+    another dtype). ``weight_decay``
     (default 0) is the book's L2 on weights only: the parameters whose name (its last part) starts with
     ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a
     layer of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's
@@ -212,10 +215,12 @@ class Optimizer(metaclass=_TakesAModelFirst):
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
-                raise RuntimeError(f"{self.name}: no gradient for {name!r}; call model.backward(...) before step")
-            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
+                raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
+            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+            if g.dtype != p.dtype:
+                raise ValueError(f"{self.name}: {other_dtype(model, name, g, params)}")
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)

@@ -176,7 +176,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     against an uninterrupted run) need the same fixed count, e.g. ``blas_threads=1``.
 
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
-    change; inputs that look like unscaled 0..255 images give a warning.
+    change (parameters of mixed dtypes, such as a float64 layer of your own among float32 ones: which, and
+    ``model.to(dtype=...)``); inputs that look like unscaled 0..255 images give a warning.
     """
     if extra:
         raise TypeError(f"train: pass the data as one pair, xn.train(model, (x, y), ...), not as "
