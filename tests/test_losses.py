@@ -50,6 +50,47 @@ def test_label_smoothing_equals_pytorch(rng, labels):
     assert value > SoftmaxCrossEntropy().forward(y, target) or labels == "probabilities"
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("labels, smoothing", [("int", 0.0), ("int", 0.2), ("probabilities", 0.0),
+                                               ("probabilities", 0.2)])
+def test_reduction_equals_pytorch(rng, reduction, labels, smoothing):
+    """PyTorch's reduction: 'sum' is the sum over the counted positions (ignored labels left out), and
+    its dy the gradient of that sum; over sequences (N, T, C), with a dout other than 1."""
+    torch = pytest.importorskip("torch")
+    y = rng.standard_normal((3, 4, 5)) * 3
+    t = rng.integers(0, 5, (3, 4))
+    t[0, :2] = t[2, 3] = 0  # the pad id: ignored
+    target = t if labels == "int" else rng.dirichlet(np.ones(5), (3, 4))
+    loss = SoftmaxCrossEntropy(ignore_index=np.int64(0), label_smoothing=smoothing, reduction=reduction)
+    value = float(loss.forward(y, target))
+    dy = loss.backward(0.5)
+    ty = torch.tensor(y, requires_grad=True)
+    rows = {"target": torch.tensor(target).permute(0, 2, 1)} if labels == "probabilities" else \
+        {"target": torch.tensor(t), "ignore_index": 0}  # PyTorch ignores no probability row
+    ref = torch.nn.functional.cross_entropy(ty.permute(0, 2, 1), label_smoothing=smoothing, reduction=reduction,
+                                            **rows)
+    (ref * 0.5).backward()
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(dy, ty.grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_reduction_sum_on_every_device(case, rng):
+    """The sum is the mean times the counted positions, on the device, and dy alike."""
+    dev, dtype = case
+    y = xn.to_device((rng.standard_normal((4, 3, 5)) * 3).astype(dtype), dev)
+    t = rng.integers(0, 5, (4, 3))
+    t[1, 1] = -100
+    t = xn.to_device(t, dev)
+    mean, total = SoftmaxCrossEntropy(), SoftmaxCrossEntropy(reduction="sum")
+    value, dy = total.forward(y, t), total.backward()
+    assert_placed(value, dev, dtype)
+    assert_placed(dy, dev, dtype)
+    np.testing.assert_allclose(float(xn.to_numpy(value)), 11 * float(xn.to_numpy(mean.forward(y, t))),
+                               **tolerance(dtype))
+    np.testing.assert_allclose(xn.to_numpy(dy), 11 * xn.to_numpy(mean.backward()), **tolerance(dtype))
+    assert repr(total) == "SoftmaxCrossEntropy(reduction='sum')"
+
+
 def test_label_smoothing_gradients_match_central_differences(dev, rng):
     """On every device, in float64 (a central-difference check needs it)."""
     model = xn.Sequential(xn.layers.Linear(5, 4, dtype="float64")).to(dev)

@@ -100,6 +100,63 @@ def test_step_before_backward():
         optim.Adam().step(model)
 
 
+class _BookAffine(xn.layers.Layer):
+    """A layer of the user's own, the book's Affine; ``dtype`` for its parameters, ``forget`` a gradient
+    its backward leaves out."""
+
+    def __init__(self, n_in, n_out, dtype="float32", forget=None):
+        super().__init__()
+        rng = np.random.default_rng(0)
+        self.params = {"W": (0.1 * rng.standard_normal((n_in, n_out))).astype(dtype), "b": np.zeros(n_out, dtype)}
+        self.forget = forget
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy):
+        self.grads = {"W": self.x.T @ dy, "b": dy.sum(axis=0)}
+        self.grads.pop(self.forget, None)
+        return dy @ self.params["W"].T
+
+
+def _stepped(model, opt):
+    x = np.ones((4, 2), np.float32)
+    y = model.forward(x)
+    model.backward(np.ones_like(y))
+    opt.step(model)
+
+
+def test_a_gradient_a_backward_left_out_names_the_layer_not_a_missing_backward():
+    model = xn.Sequential(_BookAffine(2, 3, forget="b"), xn.layers.ReLU(), xn.layers.Linear(3, 2))
+    with pytest.raises(RuntimeError, match=r"^Adam: layer 0 \(_BookAffine\)'s backward left no gradient for 'b' "
+                                           r"\('0.b'\), although backward ran"):
+        _stepped(model, optim.Adam())
+
+
+def test_a_gradient_of_another_dtype_names_the_layers_of_that_dtype_and_the_fix():
+    """A float64 layer after a float32 Linear passes float64 dy back: the Linear's gradient is the first the
+    check meets, but the float64 layer is what to change."""
+    model = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.ReLU(), _BookAffine(3, 2, dtype="float64"))
+    with pytest.raises(ValueError, match=r"^Adam: the gradient of '0.W' \(layer 0 \(Linear\)\) came back float64, "
+                                         r"its parameter is float32, because a later layer passes float64 dy back: "
+                                         r"the model mixes dtypes, '2.W' \(layer 2 \(_BookAffine\)\), '2.b' .* are "
+                                         r"float64; cast the model to one, model.to\(dtype='float32'\)"):
+        _stepped(model, optim.Adam())
+
+
+def test_train_refuses_parameters_of_mixed_dtypes_before_the_first_step():
+    model = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.ReLU(), _BookAffine(3, 2, dtype="float64"))
+    x, y = xn.datasets.spiral(10, 2, seed=0)
+    with pytest.raises(TypeError, match=r"^train: the parameters mix dtypes: '2.W', '2.b' \(layer 2, _BookAffine\) "
+                                        r"are float64, the others float32; .* model.to\(dtype='float32'\)"):
+        xn.train(model, (x, y), loss="cross_entropy", optimizer="adam", epochs=1, batch_size=10,
+                 progress=False)
+    history = xn.train(model.to(dtype="float32"), (x, y), loss="cross_entropy", optimizer="adam", epochs=1,
+                       batch_size=10, progress=False)
+    assert len(history.epochs) == 1
+
+
 def test_optimizer_bound_to_another_model():
     a, b = xn.Sequential(xn.layers.Linear(2, 2)), xn.Sequential(xn.layers.Linear(2, 2))
     for m in (a, b):
@@ -198,6 +255,32 @@ def test_weight_decay_is_the_books_l2_on_weights_only(rng, name):
         np.testing.assert_allclose(ours[k], book[k], rtol=1e-12, atol=1e-15, err_msg=k)
     every = run(cls(0.01, weight_decay=lam, weight_decay_on="all"), False)
     assert not np.allclose(every["0.b"], book["0.b"])
+
+
+def _every_layers_params():
+    """Ones shaped as the parameters of every layer with weights, named as in a model: the models' layers (LanguageModel,
+    seq2seq with attention, TiedLinear) are these same layers."""
+    xn.init.seed(0)
+    emb = xn.layers.Embedding(5, 3, dtype="float64")
+    layers = [xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Conv2d(1, 2, 3, dtype="float64"),
+              xn.layers.BatchNorm(2, dtype="float64"), emb, xn.layers.TiedLinear(emb),
+              xn.layers.LSTM(3, 2, dtype="float64"), xn.layers.GRU(3, 2, dtype="float64"),
+              xn.layers.RNN(3, 2, dtype="float64")]
+    return {f"{i}.{k}": np.ones_like(v) for i, layer in enumerate(layers) for k, v in layer.params.items()}
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_weight_decay_on_weights_reaches_every_layers_weights_and_no_bias(name):
+    """Wx and Wh of LSTM, GRU and RNN are weights too: the rule once read only names equal to "W"."""
+    start = _every_layers_params()
+    weights = {"0.W", "1.W", "3.W", "5.Wx", "5.Wh", "6.Wx", "6.Wh", "7.Wx", "7.Wh"}
+    assert weights < set(start) and {"0.b", "2.gamma", "2.beta", "4.b", "5.b", "6.bx", "6.bh"} < set(start)
+    for on, expected in (("weights", weights), ("all", set(start))):
+        params = {k: v.copy() for k, v in start.items()}
+        optim.OPTIMIZERS[name](0.1, weight_decay=0.5, weight_decay_on=on).step(
+            _Net(params, {k: np.zeros_like(v) for k, v in params.items()}))
+        moved = {k for k in start if not np.array_equal(params[k], start[k])}
+        assert moved == expected, on
 
 
 def test_adamw_decays_every_parameter_by_default_and_weights_only_on_request(rng):

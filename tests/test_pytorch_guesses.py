@@ -101,6 +101,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.losses.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels"),
     ("xn.losses.MSELoss", "xn.losses.MeanSquaredError()"),
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
+    ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
     ("xn.layers.MultiheadAttention", "xn.layers.Attention() is the book's dot-product attention"),
@@ -315,3 +316,137 @@ def test_a_layers_dtype_may_be_given_as_pytorchs():
     assert xn.layers.LSTM(3, 4, dtype=torch.float64).params["Wh"].dtype == np.float64
     with pytest.raises(ValueError, match=r"Linear: dtype must be a real floating type .*got torch.int64"):
         xn.layers.Linear(3, 4, dtype=torch.int64)
+
+
+def test_a_mask_given_to_attention_is_refused_not_ignored():
+    """PyTorch's attention takes a mask after the inputs; xpnet's third argument is train, and the mask
+    passed there used to be read as train and ignored: every padding step still got weight."""
+    rng = np.random.default_rng(0)
+    hs_enc, hs_dec = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 2, 3))
+    mask = np.array([[True, True, False, False], [True, True, True, False]])
+    att = xn.layers.Attention()
+    message = (r"^Attention.forward\(hs_enc, hs_dec, train\): train must be True or False, got ndarray; "
+               r"xpnet's Attention has no mask .*")
+    for call in (att.forward, att):
+        with pytest.raises(TypeError, match=message):
+            call(hs_enc, hs_dec, mask)
+    assert att.forward(hs_enc, hs_dec, np.False_).shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: xn.layers.Linear(3, 2, dtype="float64"), np.ones((2, 3))),
+    (lambda: xn.layers.Embedding(5, 3), np.zeros((2, 4), np.int64)),
+    (lambda: xn.layers.Dropout(0.5), np.ones((2, 3))),
+    (lambda: xn.layers.BatchNorm(3, dtype="float64"), np.ones((2, 3))),
+    (lambda: xn.layers.ReLU(), np.ones((2, 3))),
+], ids=["Linear", "Embedding", "Dropout", "BatchNorm", "ReLU"])
+def test_an_array_in_trains_place_is_refused_by_a_layer_call(make, x):
+    layer = make()
+    with pytest.raises(TypeError, match=rf"^{layer.name}.forward\(x, train\): train must be True or False, "
+                                        r"got ndarray$"):
+        layer(x, np.ones(1, bool))  # one element: would be read as True
+    assert layer(x, np.True_).shape[0] == 2
+
+
+@pytest.mark.parametrize("name", ["Dropout", "BatchNorm"])
+def test_layers_that_branch_on_train_refuse_an_array_in_forward_too(name):
+    layer = xn.layers.BatchNorm(3, dtype="float64") if name == "BatchNorm" else xn.layers.Dropout(0.5)
+    with pytest.raises(TypeError, match=rf"^{name}.forward\(x, train\): train must be True or False, got ndarray$"):
+        layer.forward(np.ones((2, 3)), np.zeros(1, bool))
+
+
+def test_an_initial_state_given_to_a_model_or_as_hx_says_where_it_goes():
+    """PyTorch's model(x, h0) and lstm(x, hx=...): xpnet's state is set with set_state before the call."""
+    V, D, H = 7, 4, 5
+    model = xn.Sequential(xn.layers.Embedding(V, D), xn.layers.LSTM(D, H), xn.layers.Linear(H, V))
+    ids, h0 = np.zeros((2, 3), np.int64), np.zeros((2, H), np.float32)
+    with pytest.raises(TypeError, match=r"^Sequential: forward\(x, train=True\) takes 1 input, got 2; an initial "
+                                        r"state \(PyTorch's model\(x, h0\)\) is set on the recurrent layer before "
+                                        r"the call: model\[i\].set_state\(h0, c0\)"):
+        model(ids, h0)
+    with pytest.raises(TypeError, match=r"^Sequential.forward\(x, train\): train must be True or False, got "
+                                        r"ndarray; an initial state .*set_state"):
+        model.forward(ids, h0)
+    lstm, x = xn.layers.LSTM(D, H), np.zeros((2, 3, D), np.float32)
+    for call in (lstm.forward, lstm):
+        for hx in (None, (h0, h0)):  # None too: on a stateful layer it would mean zeros in PyTorch only
+            with pytest.raises(TypeError, match=r"^LSTM.forward\(x, train\): takes no hx; PyTorch's forward\(x, hx\) "
+                                                r"is set_state\(h0, c0\) then forward\(x\)"):
+                call(x, hx=hx)
+    with pytest.raises(TypeError, match=r"^GRU.forward\(x, train\): takes no hx; .* set_state\(h0\) then"):
+        xn.layers.GRU(D, H).forward(x, hx=h0)
+
+
+def test_a_type_error_inside_a_models_forward_is_left_as_it_is():
+    class Broken(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = xn.layers.Linear(2, 2)
+
+        def forward(self, x, train=True):
+            raise TypeError("a bug of the model's own")
+
+    with pytest.raises(TypeError, match="^a bug of the model's own$"):
+        Broken()(np.ones((1, 2), np.float32))
+
+
+def test_clip_grad_norm_takes_what_the_optimizers_take():
+    def clipped(target_of):
+        model = _mlp()
+        x, t = _batches()[0]
+        loss = xn.losses.SoftmaxCrossEntropy()
+        loss.forward(model(x), t)
+        model.backward(loss.backward())
+        norm = optim.clip_grad_norm(target_of(model), 0.1)
+        return float(norm), model.named_grads()
+
+    norm, grads = clipped(lambda m: m)
+    for norm_p, grads_p in (clipped(lambda m: m.parameters()),):
+        assert norm_p == norm
+        for key, g in grads.items():
+            np.testing.assert_array_equal(grads_p[key], g, err_msg=key)
+    with pytest.raises(TypeError, match=r"^clip_grad_norm: expected the model, .* or model.parameters\(\); got a list"):
+        optim.clip_grad_norm(list(_mlp().parameters()), 1.0)
+
+
+def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
+    for value in (False, True, np.False_):
+        with pytest.raises(TypeError, match=rf"^Linear: the third argument is init .*, got {value!r}; PyTorch's "
+                                            rf"third, bias, is bias={value!r} here$"):
+            xn.layers.Linear(3, 4, value)
+    assert "b" not in xn.layers.Linear(3, 4, bias=False).params
+
+
+def test_cross_entropy_takes_pytorchs_reduction_and_integer_likes():
+    assert xn.losses.SoftmaxCrossEntropy(reduction="mean").reduction == "mean"
+    assert xn.losses.SoftmaxCrossEntropy(ignore_index=np.int64(0)).ignore_index == 0
+    assert type(xn.losses.SoftmaxCrossEntropy(ignore_index=np.int32(3)).ignore_index) is int
+    with pytest.raises(ValueError, match=r"^SoftmaxCrossEntropy: reduction='none' is not supported: xpnet has no "
+                                         r"loss per position"):
+        xn.losses.SoftmaxCrossEntropy(reduction="none")
+    with pytest.raises(ValueError, match=r"reduction='avg' is not supported: expected 'mean' or 'sum'$"):
+        xn.losses.SoftmaxCrossEntropy(reduction="avg")
+    with pytest.raises(TypeError, match=r"^SoftmaxCrossEntropy: the first argument is ignore_index \(an int\), got "
+                                        r"a ndarray; PyTorch's first, weight \(class weights\), has no counterpart"):
+        xn.losses.SoftmaxCrossEntropy(np.ones(7))
+    with pytest.raises(ValueError, match="ignore_index must be an int, got 0.5"):
+        xn.losses.SoftmaxCrossEntropy(ignore_index=0.5)
+
+
+def test_train_and_evaluate_refuse_a_summed_loss_saying_why():
+    model, (x, t) = _mlp(), _batches()[0]
+    total = xn.losses.SoftmaxCrossEntropy(reduction="sum")
+    with pytest.raises(ValueError, match=r"^train: the loss has reduction='sum'; train averages the loss over "
+                                         r"batches .*reduction='mean'"):
+        xn.train(model, (x, t), loss=total, optimizer="sgd", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"^evaluate: the loss has reduction='sum'"):
+        xn.evaluate(model, (x, t), loss=total)
+
+
+def test_rnn_takes_pytorchs_default_nonlinearity_and_refuses_relu():
+    assert xn.layers.RNN(3, 4, nonlinearity="tanh").hidden_size == 4
+    with pytest.raises(ValueError, match=r"^RNN: nonlinearity='relu' is not supported: xpnet's RNN is the book's "
+                                         r"TimeRNN, tanh only"):
+        xn.layers.RNN(3, 4, nonlinearity="relu")
+    with pytest.raises(TypeError, match=r"LSTM.__init__\(\) got an unexpected keyword argument 'nonlinearity'"):
+        xn.layers.LSTM(3, 4, nonlinearity="tanh")  # as PyTorch: only its RNN has one

@@ -1,4 +1,5 @@
-"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch) and ``backward() -> dy``.
+"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch; SoftmaxCrossEntropy's ``reduction="sum"``
+the sum) and ``backward() -> dy``.
 
 Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
 whose ``backward()`` says what to write instead (xpnet has no autograd).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._user import is_real, not_here
+from ._user import is_int, is_real, not_here
 from .backend import device_of, fast_path, isdtype, namespace, same_device
 
 
@@ -95,15 +96,30 @@ class SoftmaxCrossEntropy(Loss):
     label is ignored the loss and its gradient are 0 (PyTorch gives NaN).
     ``label_smoothing`` (PyTorch's name and meaning, default 0.0) mixes every target row with the
     uniform distribution: ``(1 - label_smoothing) * target + label_smoothing / C``.
+    ``reduction`` (PyTorch's name): ``"mean"``, the default of both, or ``"sum"``, the sum over the
+    positions that count (the mean times their number; dy alike), for a loop of your own: ``xn.train``
+    and ``xn.evaluate`` average over batches and ranks, and take the mean only. ``"none"`` (a loss per
+    position) is refused, and so are PyTorch's class ``weight`` (its first positional argument) and
+    ``size_average``/``reduce``: there are no class weights here.
     """
 
-    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0) -> None:
-        if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean") -> None:
+        if not is_int(ignore_index):
+            if hasattr(ignore_index, "shape") or isinstance(ignore_index, (list, tuple)):
+                raise TypeError(f"{self.name}: the first argument is ignore_index (an int), got a "
+                                f"{type(ignore_index).__name__}; PyTorch's first, weight (class weights), has no "
+                                "counterpart here: xpnet offers ignore_index and label_smoothing")
             raise ValueError(f"{self.name}: ignore_index must be an int, got {ignore_index!r}")
         if not is_real(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
-        self.ignore_index = ignore_index
+        if reduction not in ("mean", "sum"):
+            why = ("xpnet has no loss per position (its backward starts from one number): pass 'mean' or 'sum', "
+                   "with ignore_index to leave positions out") if reduction == "none" else "expected 'mean' or 'sum'"
+            raise ValueError(f"{self.name}: reduction={reduction!r} is not supported: {why}")
+        self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
+        self.reduction = reduction
+        self._count: Any = None  # with reduction="sum": how many positions the last forward counted
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
@@ -131,7 +147,7 @@ class SoftmaxCrossEntropy(Loss):
                 value, self._dy, self._hits = fused
                 self._p = self._t = self._labels = self._rows = None
                 self._shape = tuple(y.shape)
-                return value
+                return self._summed(value)
             run = fast_path("cross_entropy_labels", xp, cross_entropy_labels)
             value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
             self._t = None
@@ -158,7 +174,14 @@ class SoftmaxCrossEntropy(Loss):
                              f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}{hint}")
         self._dy = self._hits = None
         self._shape = tuple(y.shape)
-        return value
+        return self._summed(value)
+
+    def _summed(self, mean: Any) -> Any:
+        """The loss under ``reduction``: the mean, or the mean times the counted positions (the sum)."""
+        if self.reduction == "mean":
+            return mean
+        count = self._count
+        return mean * (count if isinstance(count, int) else namespace(mean).astype(count, mean.dtype))
 
     def mean_count(self) -> Any:
         """The rows of the last forward whose label is not ``ignore_index`` (0-d, on the device; every row
@@ -189,6 +212,7 @@ class SoftmaxCrossEntropy(Loss):
     def __repr__(self) -> str:
         args = [f"ignore_index={self.ignore_index}"] if self.ignore_index != -100 else []
         args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
+        args += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
         return f"{self.name}({', '.join(args)})"
 
     def _arange(self, xp: Any, c: int, y: Any) -> Any:
@@ -202,6 +226,8 @@ class SoftmaxCrossEntropy(Loss):
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         _check_dout(self, dout)
+        if self.reduction == "sum":
+            dout = dout * self._count
         if self._dy is not None:
             dy = self._dy if is_real(dout) and dout == 1 else self._dy * dout
             return dy if len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
@@ -314,6 +340,16 @@ def get(loss: Any) -> Loss:
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
     raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
+
+
+def check_mean(loss: Loss, who: str) -> Loss:
+    """``loss`` when it averages (every loss but one built with ``reduction="sum"``): ``who`` (``train``,
+    ``evaluate``) weighs batches and ranks by their size, which a sum would count twice."""
+    if getattr(loss, "reduction", "mean") != "mean":
+        raise ValueError(f"{who}: the loss has reduction={loss.reduction!r}; {who} averages the loss over batches "
+                         f"(and ranks), so pass the loss with reduction='mean' (PyTorch's default; for the gradient "
+                         f"of a sum over a batch of B counted positions, multiply the learning rate by B)")
+    return loss
 
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.

@@ -19,6 +19,9 @@ class Attention(Layer):
     keeps a list of T_dec arrays of (N, T_enc): ``attention_weights[:, t]`` is its ``[t]``). All
     decoder steps are computed at once as batched products; the book's loop over them gives the same
     values. Caches both inputs and the weights.
+
+    There is no mask: every encoder step is attended (a padding mask passed third, PyTorch's habit, is
+    refused: the third argument is ``train``).
     """
 
     def __init__(self) -> None:
@@ -26,10 +29,12 @@ class Attention(Layer):
         self.attention_weights = None
         self._cache = None
 
-    def __call__(self, hs_enc: Any, hs_dec: Any, train: bool = True) -> Any:  # type: ignore[override]
-        return self.forward(hs_enc, hs_dec, train=train)
+    def __call__(self, hs_enc: Any, hs_dec: Any, train: bool | None = None) -> Any:  # type: ignore[override]
+        return self.forward(hs_enc, hs_dec, train=self.training if train is None else train)
 
     def forward(self, hs_enc: Any, hs_dec: Any, train: bool = True) -> Any:  # type: ignore[override]
+        self._check_train(train, "hs_enc, hs_dec", "xpnet's Attention has no mask (PyTorch's attn_mask or "
+                          "key_padding_mask): every encoder step is attended, as the book's TimeAttention")
         xp = self._check_float(hs_enc)
         self._check_float(hs_dec)
         if not same_device(hs_enc, hs_dec) or hs_enc.dtype != hs_dec.dtype:

@@ -7,6 +7,7 @@ import numbers
 import operator
 from typing import Any
 
+from .._user import flag
 from ..backend import XpnetDeviceError, device_of, isdtype, namespace, same_device
 from .tree import Tree
 
@@ -32,6 +33,8 @@ class Layer(Tree):
     (:class:`~xpnet.layers.tree.Tree`) a layer also has dotted names, a mode (``train()``/``eval()``)
     and state dicts.
     """
+
+    train_hint = ""  # what an array passed as forward's train most likely was meant to be, for its error
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         self = super().__new__(cls)
@@ -79,7 +82,7 @@ class Layer(Tree):
 
     def __call__(self, x: Any, train: bool | None = None) -> Any:
         """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""
-        return self.forward(x, train=self.training if train is None else train)
+        return self.forward(x, train=self.training if train is None else self._check_train(train))
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (saved by ``model.save``): by default the
@@ -109,6 +112,20 @@ class Layer(Tree):
         return f"{self.name}({', '.join(shown)})"
 
     # -- checks shared by layers ------------------------------------------------------------
+
+    def _check_train(self, train: Any, inputs: str = "x", hint: str = "") -> bool:
+        """``train`` when it is True or False (NumPy's bool too). Anything else is an argument given in
+        train's place, a mask or an initial state in PyTorch's habit, which would otherwise be ignored
+        or read as true: a TypeError of one line naming ``{layer}.forward({inputs}, train)`` and ``hint``
+        (by default the class's ``train_hint``)."""
+        if train is True or train is False:  # the hot path: two identity tests
+            return train
+        try:
+            return flag(train, self.name, "train")
+        except TypeError:
+            raise TypeError(f"{self.name}.forward({inputs}, train): train must be True or False, got "
+                            f"{type(train).__name__}" + (f"; {hint or self.train_hint}" if hint or self.train_hint
+                                                         else "")) from None
 
     def _check_float(self, x: Any) -> Any:
         """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
@@ -167,6 +184,8 @@ def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: di
         default, instead = table[arg]
         if default is None or isinstance(default, bool):
             same = value is default
+        elif isinstance(default, str):
+            same = isinstance(value, str) and value == default
         else:
             same = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == default
         if not same:

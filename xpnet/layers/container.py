@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from typing import Any, Iterator
 
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
 
-__all__ = ["Container", "Watcher", "mode", "watch"]
+__all__ = ["Container", "Watcher", "mode", "watch", "STATE_HINT"]
+
+# What an array given after the input most likely is, and where xpnet takes it.
+STATE_HINT = ("an initial state (PyTorch's model(x, h0)) is set on the recurrent layer before the call: "
+              "model[i].set_state(h0, c0) (or layer.set_state), then model(x)")
 
 # What a PyTorch user calls on a model, and what xpnet has instead.
 _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.to('cuda:1')"
@@ -51,7 +56,26 @@ class Container(Layer):
 
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:
         """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""
-        return self.forward(*xs, train=self.training if train is None else train)
+        train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
+        try:
+            return self.forward(*xs, train=train)
+        except TypeError:
+            self._check_inputs(xs, train)
+            raise
+
+    def _check_inputs(self, xs: tuple[Any, ...], train: bool) -> None:
+        """After forward raised a TypeError: when the call itself did not fit forward's signature (an extra
+        array landing on ``train``: "got multiple values for argument 'train'"), say how many inputs the
+        model takes and where an initial state goes; else leave the error as it is."""
+        try:
+            signature = inspect.signature(self.forward)
+            signature.bind(*xs, train=train)
+        except TypeError:
+            inputs = [p.name for p in signature.parameters.values() if p.name != "train"]
+            raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes {len(inputs)} input"
+                            f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
+        except ValueError:  # no signature to read (a builtin): nothing to add
+            pass
 
     def named_children(self) -> dict[str, Layer]:
         children: dict[str, Layer] = {}

@@ -37,6 +37,7 @@ class Dropout(Layer):
         return {"p": self.p, "seed": self.seed, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        train = self._check_train(train)
         xp = self._check_float(x)
         self._shape = tuple(x.shape)
         book = self.convention == "book"

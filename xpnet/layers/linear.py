@@ -5,6 +5,8 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+import numpy as np
+
 from .. import init as _init
 from .._user import flag
 from ..backend import fast_path
@@ -19,8 +21,10 @@ class Linear(Layer):
     flattened to (N, in_features) like the book's tensor-aware Affine -> y: (N, out_features). The
     last axis decides: an input whose last axis is in_features keeps its leading axes.
     Caches the input as a 2-D matrix and its original shape. params: W (in_features, out_features),
-    b (out_features,). The products go through the ``"matmul"`` fast path: on CuPy, cuBLAS, or while a
-    CUDA graph is being captured (where cuBLAS is refused) xpnet's own kernel.
+    b (out_features,) (none with ``bias=False``, by keyword: the third argument is ``init``, where
+    PyTorch's is ``bias``, and a bool there is refused). The products go through the ``"matmul"`` fast
+    path: on CuPy, cuBLAS, or while a CUDA graph is being captured (where cuBLAS is refused) xpnet's own
+    kernel.
     """
 
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
@@ -28,6 +32,9 @@ class Linear(Layer):
         super().__init__()
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
+        if isinstance(init, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: the third argument is init (the weights' initialiser: 'he', 'xavier', "
+                            f"...), got {init!r}; PyTorch's third, bias, is bias={init!r} here")
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)

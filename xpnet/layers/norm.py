@@ -78,6 +78,7 @@ class BatchNorm(Layer):
                 "dtype": self.dtype, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        train = self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
         if x.ndim not in (2, 4) or x.shape[1] != self.num_features:

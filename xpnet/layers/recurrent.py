@@ -23,9 +23,20 @@ and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.tra
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`refuse_time_first`), where PyTorch's DataLoader would silently cut time. PyTorch's other arguments keep
 their meaning where xpnet has it (``bias``, ``dtype``; ``num_layers=1``, ``dropout=0``,
-``bidirectional=False``, ``proj_size=0``); any other value of them is refused with what to write.
+``bidirectional=False``, ``proj_size=0``, RNN's ``nonlinearity="tanh"``); any other value of them is
+refused with what to write.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
+
+RNN and LSTM keep one bias, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout): forward and every
+gradient equal PyTorch's, but training does not. PyTorch updates its two bias tensors, each with the
+gradient of ``b``, so under SGD their sum moves twice as far per step, and ``clip_grad_norm_`` counts that
+gradient twice. To train exactly as PyTorch, make the PyTorch model hold one bias too: fold
+``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
+bias_hh_l0.requires_grad_(False)``); then every optimizer and clipping agree. Within xpnet alone,
+doubling ``b``'s gradient before each SGD step (momentum, weight decay on every parameter included)
+gives PyTorch's two-bias SGD, but not its clipping norm, and nothing gives its adaptive optimizers'
+step (which does not grow with the gradient). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``.
 
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
@@ -48,14 +59,26 @@ from .base import Layer, positive_int, pytorch_defaults_only
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
 _ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
               "xn.layers.Dropout(p) between them for PyTorch's dropout (xn.models.LanguageModel(..., num_layers=2, "
-              "dropout=p) for a language model)")
+              "dropout=p), the book's BetterRnnlm, also drops after the embedding and after the last LSTM)")
 _PYTORCH_ONLY = {
     "num_layers": (1, _ONE_LAYER),
     "dropout": (0, "PyTorch applies it between stacked layers only; " + _ONE_LAYER),
     "bidirectional": (False, "xpnet has no bidirectional {name}"),
     "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
+    "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
+                             "(see the README's Writing your own model)"),
     "device": (None, "make the layer, then move it (or the model holding it) with .to(device)"),
 }
+
+
+class _NoState:
+    """The default of forward's ``hx``: not given (None is a value a PyTorch user passes)."""
+
+    def __repr__(self) -> str:
+        return "not given"
+
+
+_NO_HX = _NoState()
 
 
 def step_weights(W: Any, steps: int) -> Any:
@@ -122,6 +145,8 @@ class _Recurrent(Layer):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
+    train_hint = ("PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
+                  "(N, hidden_size)")
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, **pytorch: Any):
@@ -149,7 +174,8 @@ class _Recurrent(Layer):
     def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
         """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
         for arg in pytorch:
-            if arg not in _PYTORCH_ONLY or (arg == "proj_size" and not isinstance(self, LSTM)):
+            only = {"proj_size": LSTM, "nonlinearity": RNN}.get(arg, _Recurrent)
+            if arg not in _PYTORCH_ONLY or not isinstance(self, only):
                 raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
         table = {arg: (default, instead.format(name=self.name)) for arg, (default, instead) in _PYTORCH_ONLY.items()}
         pytorch_defaults_only(self.name, table, pytorch)
@@ -217,15 +243,19 @@ class _Recurrent(Layer):
             return f"(N, T, {width}) with T >= 1 (batch first)"
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
-    def forward(self, x: Any, train: bool = True) -> Any:
+    def __call__(self, x: Any, train: bool | None = None, *, hx: Any = _NO_HX) -> Any:  # type: ignore[override]
+        return self.forward(x, train=self.training if train is None else train, hx=hx)
+
+    def forward(self, x: Any, train: bool = True, *, hx: Any = _NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
-        both with ``batch_first=False``."""
-        try:
-            flag(train, self.name, "train")
-        except TypeError:
-            raise TypeError(f"{self.name}.forward(x, train): train must be True or False, got {type(train).__name__}; "
-                            "PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
-                            "(N, hidden_size)") from None
+        both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
+        the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
+        if hx is not _NO_HX:
+            c0 = ", c0" if "c" in self.state_names else ""
+            raise TypeError(f"{self.name}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is "
+                            f"set_state(h0{c0}) then forward(x), with h0{c0} of shape (N, hidden_size) "
+                            "(hx=None: reset_state() then forward(x))")
+        self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(self.batch_first)] == 0:
@@ -313,9 +343,10 @@ class RNN(_Recurrent):
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
-    ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. Weights start as
-    the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the input
-    and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
+    ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``: one bias, so that
+    training drifts from PyTorch's, which updates two (the module docstring says how to match it). Weights
+    start as the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the
+    input and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
     """
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
@@ -334,8 +365,12 @@ class LSTM(_Recurrent):
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, 4H),
     Wh (H, 4H), b (4H,) (none with ``bias=False``), the column blocks in PyTorch's order i, f, g, o (the
     book's own order is f, g, i, o; its weight files are reordered when loaded), so that ``nn.LSTM``
-    copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``.
-    Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and each step's h, c, gates and tanh(c).
+    copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. The
+    outputs and gradients are PyTorch's, but training with one bias drifts from PyTorch's two: its SGD
+    moves their sum twice as far per step and its ``clip_grad_norm_`` counts their gradient twice; to
+    train as PyTorch exactly, fold ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it there (the module
+    docstring has the lines). Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and
+    each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
     """
 

@@ -28,7 +28,8 @@ class LanguageModel(Model):
     forward(ids (N, T), train=True) -> scores (N, T, vocab_size); backward(dscores) returns None (ids
     have no gradient). ``layers`` holds the layers in order (``"layers.0.W"`` is the embedding).
     ``dropout`` > 0 puts a Dropout (inverted, as the book's TimeDropout) after the embedding and after
-    each LSTM; ``tie_weights=True`` makes the output layer a :class:`~xpnet.layers.TiedLinear` of the
+    each LSTM, ``num_layers + 1`` in all (PyTorch's ``nn.LSTM(num_layers=2, dropout=p)`` has one, between
+    its layers: this is that LSTM with ``nn.Dropout(p)`` before and after it); ``tie_weights=True`` makes the output layer a :class:`~xpnet.layers.TiedLinear` of the
     embedding (needs ``wordvec_size == hidden_size``). Weights start as the book's.
     """
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from .._user import is_int
 from ..layers.base import Layer
+from ..layers.container import STATE_HINT
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -60,6 +61,7 @@ class Sequential(Model):
         training mode until ``model.eval()`` (PyTorch's rule), so ``model(x_test)`` on a new model lets
         BatchNorm's running statistics take in the test data.
         """
+        train = self._check_train(train, hint=STATE_HINT)
         for layer in self.layers:
             x = layer.forward(x, train=train)
         return x

@@ -7,8 +7,9 @@ for their arguments.
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
-``lambda * W`` is added to the gradient of each weight ``W`` (Linear and Conv2d), never to biases
-or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
+``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
+and ``Wh`` of the recurrent layers: every parameter whose name starts with ``W`` or ``weight``), never
+to biases or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
 updates). AdamW decays decoupled from the gradient instead, every parameter by default (0.01), as PyTorch's.
 It imports only the backend (and ``xpnet._user``).
 """
@@ -49,6 +50,9 @@ _PYTORCH_NAMES = {
     "lr_scheduler": "xpnet schedules the learning rate with a callback: xn.train(..., callbacks=["
                     "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, gamma=0.5))]) (or "
                     "xn.callbacks.cosine(...)); in a loop of your own, set optimizer.lr at the start of each epoch",
+    "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
+                       "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
+                       "clip_grad_norm=max_norm)",
 }
 
 

@@ -31,6 +31,7 @@ import weakref
 from typing import Any
 
 from .._user import is_real, not_here
+from ._blame import missing_gradient, other_dtype
 from ..backend import into, namespace, same_device, to_device, update_rule, writes_out
 
 
@@ -125,9 +126,13 @@ class DeviceScalars:
 
 class Optimizer(metaclass=_TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
-    then updates every parameter, so a bad gradient leaves the model untouched. ``weight_decay``
-    (default 0) is the book's L2 on weights only; ``weight_decay_on="all"`` decays every parameter,
-    as PyTorch.
+    then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one
+    of another dtype is blamed on the layer behind it (a backward that left it out, a later layer of
+    another dtype). ``weight_decay``
+    (default 0) is the book's L2 on weights only: the parameters whose name (its last part) starts with
+    ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a
+    layer of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's
+    ``gamma`` and ``beta``. ``weight_decay_on="all"`` decays every parameter, as PyTorch does.
 
     The first argument is the learning rate, or the model to update (a model, or what
     ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
@@ -210,10 +215,12 @@ class Optimizer(metaclass=_TakesAModelFirst):
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
-                raise RuntimeError(f"{self.name}: no gradient for {name!r}; call model.backward(...) before step")
-            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape) or g.dtype != p.dtype:
+                raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
+            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+            if g.dtype != p.dtype:
+                raise ValueError(f"{self.name}: {other_dtype(model, name, g, params)}")
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)
@@ -253,8 +260,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
         raise not_here(self.name, name, _PYTORCH_NAMES, kind="object")
 
     def _decays(self, name: str) -> bool:
-        """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "3.b", ...)."""
-        return self.weight_decay_on == "all" or name.rpartition(".")[2] == "W"
+        """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "1.Wh", "3.b", ...)."""
+        return self.weight_decay_on == "all" or is_weight(name)
 
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
         """(p, g) after weight decay. L2: the gradient of 0.5 * weight_decay * sum(p**2) added to ``g``
@@ -334,6 +341,13 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self._work_buffers = {}
         self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
         return self
+
+
+def is_weight(name: str) -> bool:
+    """Whether the parameter ``name`` is a weight for ``weight_decay_on="weights"``: its last part starts
+    with ``W`` (W, Wx, Wh, a custom layer's W1) or ``weight``; biases, gamma and beta are not."""
+    last = name.rpartition(".")[2]
+    return last.startswith(("W", "weight"))
 
 
 def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:

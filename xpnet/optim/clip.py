@@ -18,8 +18,21 @@ def check_max_norm(max_norm: Any, who: str = "clip_grad_norm") -> float:
     return float(max_norm)
 
 
+def _model(target: Any) -> Any:
+    """The model whose gradients to clip: ``target``, or the model ``model.parameters()`` came from."""
+    if hasattr(target, "named_modules"):
+        return target
+    owner = getattr(target, "model", None)
+    if owner is not None and hasattr(owner, "named_modules"):
+        return owner
+    raise TypeError(f"clip_grad_norm: expected the model, clip_grad_norm(model, max_norm), or model.parameters(); "
+                    f"got a {type(target).__name__} (xpnet clips the gradients a model's backward left, not a list "
+                    "of arrays)")
+
+
 def clip_grad_norm(model: Any, max_norm: float) -> Any:
-    """Scale every gradient of ``model`` by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
+    """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
+    optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
     2-norm of all gradients together; returns ``norm`` (a 0-d array on the gradients' device).
 
     The same rule as PyTorch's ``torch.nn.utils.clip_grad_norm_`` and the book's ``clip_grads``. No
@@ -29,6 +42,7 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     ``comm``), so it clips by the norm of the gradient every rank then applies.
     """
     max_norm = check_max_norm(max_norm)
+    model = _model(model)
     stores = [node.grads for node in model.named_modules().values() if node.grads]
     grads = [g for store in stores for g in store.values()]
     if not grads:

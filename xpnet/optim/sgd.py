@@ -20,8 +20,8 @@ class SGD(Optimizer):
 
     Without momentum, p -= lr * g (the book's SGD). With ``momentum`` m, PyTorch's form: the buffer
     v = g at the first step, then v = m*v + (1 - dampening)*g, and p -= lr * v, or with ``nesterov=True``
-    p -= lr * (g + m*v). ``weight_decay`` adds ``weight_decay * W`` to the gradient of each weight, as the
-    book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
+    p -= lr * (g + m*v). ``weight_decay`` adds ``weight_decay * W`` to the gradient of each weight (W, Wx,
+    Wh), as the book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
     """
 
     def __init__(self, lr: float = 0.01, *, momentum: float = 0.0, dampening: float = 0.0,

@@ -40,7 +40,7 @@ from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.recurrent import refuse_time_first
-from ..losses import get as _get_loss
+from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from ..models.model import is_ids
 from ..optim import get as _get_optimizer
@@ -180,7 +180,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     time first (``batch_first=False``) is refused, naming the layer, unless the data is one batch, unshuffled,
     in one process; the same in :func:`evaluate` where it cuts more than one batch.
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
-    change; inputs that look like unscaled 0..255 images give a warning.
+    change (parameters of mixed dtypes, such as a float64 layer of your own among float32 ones: which, and
+    ``model.to(dtype=...)``); inputs that look like unscaled 0..255 images give a warning.
     """
     if extra:
         raise TypeError(f"train: pass the data as one pair, xn.train(model, (x, y), ...), not as "
@@ -196,7 +197,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if transform is not None and comm is not None:
         raise NotImplementedError("train: transform with comm (data parallel) is not in this version: each "
                                   "rank would draw the same numbers for its part of the batch")
-    loss = _get_loss(loss)
+    loss = check_mean(_get_loss(loss), "train")
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
     stream = check_stream(data, batch_size, "train") if isinstance(data, TokenStream) else None
@@ -383,7 +384,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     ``"perplexity"``, exp of the mean loss.
     """
     check_model(model, "evaluate")
-    loss = _get_loss(loss)
+    loss = check_mean(_get_loss(loss), "evaluate")
     stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
     x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
