@@ -119,7 +119,6 @@ class SoftmaxCrossEntropy(Loss):
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
         self.reduction = reduction
-        self._count: Any = None  # with reduction="sum": how many positions the last forward counted
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
@@ -227,7 +226,8 @@ class SoftmaxCrossEntropy(Loss):
             raise RuntimeError(f"{self.name}: backward called before forward")
         _check_dout(self, dout)
         if self.reduction == "sum":
-            dout = dout * self._count
+            count, like = self._count, self._p if self._dy is None else self._dy
+            dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
         if self._dy is not None:
             dy = self._dy if is_real(dout) and dout == 1 else self._dy * dout
             return dy if len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
