@@ -417,6 +417,36 @@ def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
     assert "b" not in xn.layers.Linear(3, 4, bias=False).params
 
 
+def test_conv2d_takes_pytorchs_positional_arguments_and_no_value_of_them_means_init():
+    """PyTorch's order is (in, out, kernel_size, stride, padding, dilation, groups, bias): xpnet's init once sat
+    sixth, where Conv2d(1, 2, 3, 1, 0, 1) (dilation 1) drew weights of standard deviation 1."""
+    rng = np.random.default_rng(0)
+    xn.init.seed(0)
+    ported = xn.layers.Conv2d(1, 8, 3, 1, 0, 1, 1, False)
+    xn.init.seed(0)
+    plain = xn.layers.Conv2d(1, 8, 3, bias=False)
+    np.testing.assert_array_equal(ported.params["W"], plain.params["W"])
+    assert "b" not in ported.params
+    x = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(ported.forward(x), plain.forward(x))
+    with pytest.raises(TypeError, match=r"^Conv2d: the sixth argument is PyTorch's dilation, got 'xavier'; pass the "
+                                        r"initialiser by keyword: init='xavier'$"):
+        xn.layers.Conv2d(1, 2, 3, 1, 0, "xavier")
+    with pytest.raises(TypeError, match=r"^Conv2d: the seventh argument is PyTorch's groups, got False; bias is the "
+                                        r"eighth, or pass it by keyword: bias=False$"):
+        xn.layers.Conv2d(1, 2, 3, 1, 0, 1, False)
+    for kwargs, message in (({"dilation": 2}, r"dilation=2 is not supported: xpnet's Conv2d has no dilation"),
+                            ({"dilation": (1, 2)}, r"dilation=\(1, 2\) is not supported"),
+                            ({"groups": 2}, r"groups=2 is not supported: xpnet's Conv2d has no groups"),
+                            ({"padding_mode": "reflect"}, r"padding_mode='reflect' is not supported: xpnet pads with "
+                                                          r"zeros only"),
+                            ({"device": "cuda"}, r"device='cuda' is not supported: make the layer, then move it")):
+        with pytest.raises(ValueError, match=rf"^Conv2d: {message}"):
+            xn.layers.Conv2d(1, 2, 3, **kwargs)
+    layer = xn.layers.Conv2d(1, 2, 3, dilation=(1, 1), groups=1, padding_mode="zeros", device=None, init=0.5)
+    assert float(np.std(layer.params["W"])) > 0.2  # init=0.5 by keyword is the standard deviation it always was
+
+
 def test_cross_entropy_takes_pytorchs_reduction_and_integer_likes():
     assert xn.losses.SoftmaxCrossEntropy(reduction="mean").reduction == "mean"
     assert xn.losses.SoftmaxCrossEntropy(ignore_index=np.int64(0)).ignore_index == 0

@@ -52,10 +52,15 @@ def is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def is_bool(value: Any) -> bool:
+    """True or False as a user passes them: a Python or NumPy bool."""
+    return isinstance(value, (bool, np.bool_))
+
+
 def flag(value: Any, who: str, arg: str) -> bool:
     """``value`` as a bool; anything but True or False (``"no"``, ``"False"``, 0, None) raises a
     TypeError naming ``who`` and ``arg``: a string flag used to be taken as True."""
-    if isinstance(value, (bool, np.bool_)):
+    if is_bool(value):
         return bool(value)
     raise TypeError(f"{who}: {arg} must be True or False, got {value!r}")
 

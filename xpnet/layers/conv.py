@@ -6,10 +6,10 @@ import operator
 from typing import Any
 
 from .. import init as _init
-from .._user import flag
+from .._user import flag, is_bool, is_int
 from ..backend import fast_path
 from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
-from .base import Layer, positive_int
+from .base import Layer, positive_int, pytorch_defaults_only
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
@@ -20,7 +20,11 @@ class Conv2d(Layer):
     """y[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f], windows taken every ``stride`` pixels.
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
-    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs (PyTorch's names).
+    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs. The positional arguments are
+    PyTorch's, in its order: ``dilation`` and ``groups`` (6th and 7th) are taken at 1 only (xpnet has neither;
+    another value is refused), ``bias`` is the 8th; ``init`` and ``dtype`` are keyword-only, so that no
+    positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
+    ``device=None`` are accepted; other values are refused with what to do.
     params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix, (in_ch*kh*kw, N*oh*ow) or
     for few input channels (N, in_ch*kh*kw, oh*ow) (see ``_per_sample``), and the input shape.
     The products go through the ``"matmul"`` fast path, as Linear's: the library's own product, except on
@@ -28,8 +32,10 @@ class Conv2d(Layer):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
-                 init: Any = "he", bias: bool = True, dtype: str = "float32"):
+                 dilation: Any = 1, groups: Any = 1, bias: bool = True, padding_mode: Any = "zeros", device: Any = None,
+                 *, init: Any = "he", dtype: str = "float32"):
         super().__init__()
+        self._refuse_pytorch_only(dilation, groups, padding_mode, device)
         self.in_ch = positive_int(self, "in_channels", in_channels)
         self.out_ch = positive_int(self, "out_channels", out_channels)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
@@ -43,6 +49,24 @@ class Conv2d(Layer):
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None
         self._shape = None
+
+    def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
+        """PyTorch's dilation, groups, padding_mode and device: their defaults pass, anything else is refused
+        saying what to do (a string in dilation's place is an init passed where xpnet once took it)."""
+        if isinstance(dilation, str):
+            raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; pass the "
+                            f"initialiser by keyword: init={dilation!r}")
+        if is_bool(groups):
+            raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
+                            f"eighth, or pass it by keyword: bias={groups!r}")
+        for arg, value, instead in (("dilation", dilation, "xpnet's Conv2d has no dilation; leave it at 1"),
+                                    ("groups", groups, "xpnet's Conv2d has no groups; leave it at 1")):
+            if not _is_one(value):
+                raise ValueError(f"{self.name}: {arg}={value!r} is not supported: {instead}")
+        pytorch_defaults_only(self.name, {
+            "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
+            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            {"padding_mode": padding_mode, "device": device})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Conv2d":
@@ -147,3 +171,9 @@ class Conv2d(Layer):
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+
+
+def _is_one(value: Any) -> bool:
+    """1 or (1, 1): PyTorch's default dilation and groups (a bool is neither)."""
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return all(is_int(v) and v == 1 for v in values)

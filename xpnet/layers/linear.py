@@ -5,10 +5,8 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-import numpy as np
-
 from .. import init as _init
-from .._user import flag
+from .._user import flag, is_bool
 from ..backend import fast_path
 from .base import Layer, positive_int
 
@@ -32,7 +30,7 @@ class Linear(Layer):
         super().__init__()
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
-        if isinstance(init, (bool, np.bool_)):
+        if is_bool(init):
             raise TypeError(f"{self.name}: the third argument is init (the weights' initialiser: 'he', 'xavier', "
                             f"...), got {init!r}; PyTorch's third, bias, is bias={init!r} here")
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
