@@ -123,10 +123,14 @@ def _check_out(path: str) -> str:
 
 @contextlib.contextmanager
 def _outputs(out: str, keep: Sequence[str] = ()) -> Any:
-    """Yield a list to append each written path to; on a failure remove them, and ``out`` if this
-    run created it, so that a failed run leaves nothing of its own. On Ctrl-C the paths in ``keep``
+    """Yield a list to append each written path to; on a failure remove them, and ``out`` and the folders
+    above it that this run created, so that a failed run leaves nothing of its own. On Ctrl-C the paths in ``keep``
     (the checkpoint, where this run wrote one) stay, and ``out`` with them."""
-    created = not os.path.exists(out)
+    created = []  # the folders this run makes, deepest first (runs/latest, then runs)
+    folder = os.path.abspath(out)
+    while not os.path.exists(folder):
+        created.append(folder)
+        folder = os.path.dirname(folder)
     written: list[str] = []
     try:
         os.makedirs(out, exist_ok=True)
@@ -137,9 +141,9 @@ def _outputs(out: str, keep: Sequence[str] = ()) -> Any:
             if path not in kept:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
-        if created and not kept:
+        for made in created if not kept else []:
             with contextlib.suppress(OSError):
-                os.rmdir(out)
+                os.rmdir(made)
         if isinstance(exc, OSError):
             raise UsageError(f"cannot write to --out {out!r}: {exc.strerror or exc}") from exc
         raise
