@@ -223,6 +223,39 @@ def test_ranks_given_different_settings_are_told_before_training(agree_runs):
         assert done == list(range(n)), proc.stdout
 
 
+def _agree_kinds(mode: str, n: int = 2) -> None:
+    """tests/mpi_scripts/agree_kinds.py MODE on ``n`` ranks: every rank checks each error's message."""
+    proc = launch(n, "agree_kinds.py", mode, timeout=ENDS_S, XPNET_COLLECTIVE_TIMEOUT_S="30")
+    assert_ok(proc)
+    done = sorted(int(r) for r in re.findall(rf"{mode} ok: rank (\d+)", proc.stdout))
+    assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+def test_ranks_given_other_token_streams_are_told_before_training():
+    """Audit D2: a TokenStream was described by its type only, so ranks each passing their own shard
+    of the corpus trained silently on other data, and shards of other lengths ran other step counts
+    and hung in mismatched collectives until the time limit. Its ids (count, dtype, every byte),
+    batch_size and time_size are compared now, for train, validation and evaluate's data."""
+    _agree_kinds("stream")
+
+
+def test_a_stream_is_described_by_its_ids_and_batches():
+    """Audit D2, without MPI: what the ranks compare of a TokenStream."""
+    from xpnet.distributed._checks import describe_data, differences
+
+    ids = np.arange(601) % 13
+    mine = describe_data(xn.datasets.TokenStream(ids, 4, 6))
+    assert mine["ids"] == 601 and mine["steps per epoch"] == 25 and mine["batch_size"] == 4
+    other = ids.copy()
+    other[600] = 0  # the last id only: every byte counts
+    assert differences("train data differs", [mine, describe_data(xn.datasets.TokenStream(other, 4, 6))]) == \
+        [f"train data differs across ranks: ids content rank 0: {mine['ids content']}, rank 1: "
+         f"{describe_data(xn.datasets.TokenStream(other, 4, 6))['ids content']}"]
+    assert differences("d", [mine, describe_data(xn.datasets.TokenStream(ids[:500], 4, 6))]) == \
+        ["d across ranks: ids rank 0: 601, rank 1: 500; steps per epoch rank 0: 25, rank 1: 20"]
+
+
 @needs_mpi
 def test_nan_diagnosis_names_the_rank(agree_runs):
     """Issue 15, "output once": the NaN diagnosis names the rank and the step where the non-finite

@@ -3,8 +3,8 @@
 How a guarded call goes on each rank:
 
 1. Before the call, the rank describes its inputs locally (samples, shapes, dtypes and a digest of
-   every byte of x and of y of each data pair; the type and settings of the model, optimizer and
-   loss; the scalar arguments that must match).
+   every byte of x and of y of each data pair, or a TokenStream's ids and batch shape; the type and
+   settings of the model, optimizer and loss; the scalar arguments that must match).
 2. The first collective inside the call (or, when the call fails before reaching one, the failure
    itself) first meets the other ranks in one ``allgather`` of (failure or None, description). When
    the descriptions differ, every rank raises the same ValueError naming each rank's value; when a

@@ -141,8 +141,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
-    same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
-    first meet: a difference raises on every rank, naming it).
+    same data (every byte of x and y; a TokenStream's ids, batch_size and time_size), model, optimizer, loss
+    and arguments (compared when the ranks first meet: a difference raises on every rank, naming it).
     ``graph``: capture the training step as a CUDA graph on CuPy and launch it each step
     (:mod:`xpnet.training.graph`): ``True`` (or ``XPNET_GRAPH=1``) where that is correct (a CuPy device,
     one process, shuffled batches, layers of ``xpnet.training.graph.CAPTURABLE`` inside Sequential,

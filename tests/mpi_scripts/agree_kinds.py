@@ -1,0 +1,72 @@
+"""Ranks given different streams, run by tests/test_distributed.py as
+``mpiexec -n N python agree_kinds.py MODE``; the last rank is the odd one out, as in agree.py.
+
+- ``stream``: TokenStreams of other ids (the same length, or another one, which gave another step
+  count and a hang until the time limit), as training data, validation data and evaluate's data.
+
+Every rank catches each error and checks its message; a rank that finds a wrong one fails the job
+(through the abort hook). Each rank prints ``<MODE> ok: rank r`` at the end.
+"""
+
+import sys
+
+import numpy as np
+
+import xpnet as xn
+
+comm = xn.distributed.init()
+rank, size = comm.rank, comm.size
+odd = rank == size - 1
+others = "rank 0" if size == 2 else f"ranks 0-{size - 2}"
+last = f"rank {size - 1}"
+
+
+def expect(error, fragments, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except error as exc:
+        for f in fragments:
+            assert f in str(exc), f"rank {rank}: {f!r} not in: {exc}"
+    else:
+        raise AssertionError(f"rank {rank}: no {error.__name__} for {fragments}")
+    comm.barrier()  # after the error every rank goes on together
+
+
+def data(n=40):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 5))
+    return x, (x[:, 0] > 0).astype("int64")
+
+
+def train(model, train_data, **kwargs):
+    return xn.train(model, train_data, loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2,
+                    **{"batch_size": 10, **kwargs}, device="cpu", progress=False, comm=comm)
+
+
+def check_streams():
+    def stream(seed=0, length=601):
+        return xn.datasets.TokenStream(np.random.default_rng(seed).integers(0, 13, length), 4, 6)
+
+    def rnnlm():
+        xn.init.seed(2)
+        return xn.book.rnnlm(13, 5, 6, dtype="float64")
+
+    # each rank its own shard of the corpus: trained silently on other data
+    expect(ValueError, ["xn.train: train data differs across ranks: ids content"],
+           train, rnnlm(), stream(seed=100 + odd), batch_size=None)
+    # shards of other lengths: other step counts, and a hang in mismatched collectives until the time limit
+    expect(ValueError, [f"train data differs across ranks: ids {others}: 601, {last}: 901; steps per epoch "
+                        f"{others}: 25, {last}: 37"], train, rnnlm(), stream(length=901 if odd else 601),
+           batch_size=None)
+    expect(ValueError, [f"train data differs across ranks: time_size {others}: 6, {last}: 5"],
+           train, rnnlm(), xn.datasets.TokenStream(stream().ids, 4, 5 if odd else 6), batch_size=None)
+    expect(ValueError, ["validation data differs across ranks: ids content"],
+           train, rnnlm(), stream(), batch_size=None, validation=stream(seed=100 + odd))
+    expect(ValueError, ["evaluate data differs across ranks: ids content"],
+           xn.evaluate, rnnlm(), stream(seed=100 + odd), loss="cross_entropy", comm=comm)
+    train(rnnlm(), stream(), batch_size=None, validation=stream(seed=1))  # the same streams still train
+
+
+mode = sys.argv[1]
+{"stream": check_streams}[mode]()
+print(f"{mode} ok: rank {rank}", flush=True)
