@@ -240,6 +240,13 @@ def test_ranks_given_other_token_streams_are_told_before_training():
     _agree_kinds("stream")
 
 
+@needs_mpi
+def test_ranks_given_other_composite_models_are_told_before_training():
+    """Audit D3: an ``xn.Model`` was described by its type only (only a ``.layers`` list was compared),
+    so Tanh on rank 0 and ReLU on rank 1 trained silently. Every node of the tree is compared."""
+    _agree_kinds("composite", n=3)
+
+
 def test_a_stream_is_described_by_its_ids_and_batches():
     """Audit D2, without MPI: what the ranks compare of a TokenStream."""
     from xpnet.distributed._checks import describe_data, differences
@@ -254,6 +261,28 @@ def test_a_stream_is_described_by_its_ids_and_batches():
          f"{describe_data(xn.datasets.TokenStream(other, 4, 6))['ids content']}"]
     assert differences("d", [mine, describe_data(xn.datasets.TokenStream(ids[:500], 4, 6))]) == \
         ["d across ranks: ids rank 0: 601, rank 1: 500; steps per epoch rank 0: 25, rank 1: 20"]
+
+
+def test_every_node_of_a_model_tree_is_described():
+    """Audit D3, without MPI: a composite model's nodes by dotted name, a missing one as (none)."""
+    from xpnet.distributed._checks import describe_settings, differences
+
+    class Net(xn.Model):
+        def __init__(self, act, scale=1.0):
+            super().__init__()
+            self.body = xn.Sequential(xn.layers.Linear(2, 3), act)
+            self.scale = scale
+
+    described = describe_settings(Net(xn.layers.Tanh()))
+    assert described == {"type": "Net", "settings": "Net(scale=1.0)", "layer body": "Sequential()",
+                         "layer body.0": "Linear(in_features=2, out_features=3, bias=True)", "layer body.1": "Tanh()"}
+    assert differences("m", [described, describe_settings(Net(xn.layers.ReLU(), scale=2.0))]) == \
+        ["m across ranks: settings rank 0: Net(scale=1.0), rank 1: Net(scale=2.0); layer body.1 rank 0: Tanh(), "
+         "rank 1: ReLU()"]
+    shorter = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.Tanh())
+    longer = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.Tanh(), xn.layers.Linear(3, 3))
+    assert differences("m", [describe_settings(shorter), describe_settings(longer)]) == \
+        ["m across ranks: layer 2 rank 0: (none), rank 1: Linear(in_features=3, out_features=3, bias=True)"]
 
 
 @needs_mpi

@@ -1,8 +1,10 @@
-"""Ranks given different streams, run by tests/test_distributed.py as
+"""Ranks given different streams or models, run by tests/test_distributed.py as
 ``mpiexec -n N python agree_kinds.py MODE``; the last rank is the odd one out, as in agree.py.
 
 - ``stream``: TokenStreams of other ids (the same length, or another one, which gave another step
-  count and a hang until the time limit), as training data, validation data and evaluate's data.
+  count and a hang until the time limit), as training data, validation data and evaluate's data;
+- ``composite``: ``xn.Model`` trees that differ in a layer without parameters, nested or not, or in
+  their number of layers.
 
 Every rank catches each error and checks its message; a rank that finds a wrong one fails the job
 (through the abort hook). Each rank prints ``<MODE> ok: rank r`` at the end.
@@ -13,6 +15,7 @@ import sys
 import numpy as np
 
 import xpnet as xn
+from xpnet.layers import Linear, ReLU, Tanh
 
 comm = xn.distributed.init()
 rank, size = comm.rank, comm.size
@@ -67,6 +70,40 @@ def check_streams():
     train(rnnlm(), stream(), batch_size=None, validation=stream(seed=1))  # the same streams still train
 
 
+class Net(xn.Model):
+    def __init__(self, act, blocks=2):
+        super().__init__()
+        self.fc1 = Linear(5, 8)
+        self.act = act
+        self.blocks = [xn.Sequential(Linear(8, 8), Tanh()) for _ in range(blocks)]
+        self.fc2 = Linear(8, 2)
+
+    def forward(self, x, train=True):
+        h = self.act.forward(self.fc1.forward(x, train), train)
+        for block in self.blocks:
+            h = block.forward(h, train)
+        return self.fc2.forward(h, train)
+
+    def backward(self, dy):
+        dh = self.fc2.backward(dy)
+        for block in reversed(self.blocks):
+            dh = block.backward(dh)
+        return self.fc1.backward(self.act.backward(dh))
+
+
+def check_composite():
+    expect(ValueError, [f"xn.train model differs across ranks: layer act {others}: Tanh(), {last}: ReLU()"],
+           train, Net(ReLU() if odd else Tanh()), data())
+    nested = xn.Sequential(xn.Sequential(Linear(5, 8), ReLU() if odd else Tanh()), Linear(8, 2))
+    expect(ValueError, [f"xn.train model differs across ranks: layer 0.1 {others}: Tanh(), {last}: ReLU()"],
+           train, nested, data())
+    expect(ValueError, [f"xn.train model differs across ranks: layer blocks.2 {others}: (none), {last}: Sequential()"],
+           train, Net(Tanh(), blocks=3 if odd else 2), data())
+    expect(ValueError, [f"xn.evaluate model differs across ranks: layer act {others}: Tanh(), {last}: ReLU()"],
+           xn.evaluate, Net(ReLU() if odd else Tanh()), data(), loss="cross_entropy", comm=comm)
+    train(Net(Tanh()), data())  # the same tree still trains
+
+
 mode = sys.argv[1]
-{"stream": check_streams}[mode]()
+{"stream": check_streams, "composite": check_composite}[mode]()
 print(f"{mode} ok: rank {rank}", flush=True)

@@ -3,6 +3,7 @@ descriptions gathered from all ranks are compared (each differing value named wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import numbers
 from typing import Any
@@ -13,6 +14,7 @@ from ..backend import to_numpy
 from ..datasets.stream import TokenStream
 
 _CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
+_MOST_NAMED = 3  # differences named in one message, the rest counted (a layer inserted shifts every later one)
 
 
 def describe_data(pair: Any) -> dict[str, Any] | None:
@@ -75,17 +77,45 @@ def digest(a: Any) -> str:
 
 def describe_settings(obj: Any) -> dict[str, Any]:
     """The type and settings of an optimizer or loss (``hyperparams()``, else its public plain
-    attributes), or of a model (each layer as ``repr`` shows it), comparable across ranks; the
-    string a rank passed stays a string."""
+    attributes), or of a model (:func:`describe_model`), comparable across ranks; the string a rank
+    passed stays a string."""
     if isinstance(obj, str):
         return {"passed as": repr(obj)}
-    layers = getattr(obj, "layers", None)
-    if isinstance(layers, (list, tuple)):
-        return {"type": type(obj).__name__, **{f"layer {i}": repr(layer) for i, layer in enumerate(layers)}}
+    if callable(getattr(obj, "named_modules", None)):
+        return describe_model(obj)
     hyperparams = getattr(obj, "hyperparams", None)
-    settings = hyperparams() if callable(hyperparams) else \
-        {k: v for k, v in sorted(vars(obj).items()) if not k.startswith("_") and _is_setting(v)}
+    settings = hyperparams() if callable(hyperparams) else _plain_settings(obj)
     return {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    """Every node of the model tree by dotted name (``layer 1``, ``layer stage1.0.conv1``): a leaf as
+    ``repr`` shows it (type and constructor arguments), a layer made of layers (``xn.Model``,
+    ``Sequential``, ``Residual``) by its type and public plain attributes; the model's own
+    attributes under ``settings``. Sequential and composite models, nested either way, alike."""
+    info: dict[str, Any] = {"type": type(model).__name__}
+    for name, node in model.named_modules().items():
+        if name:
+            info[f"layer {name}"] = _describe_node(node)
+        elif _plain_settings(node):
+            info["settings"] = _describe_node(node)
+    return info
+
+
+def _describe_node(node: Any) -> str:
+    """A leaf as ``repr`` shows it; a layer made of layers (or a leaf whose ``config()`` fails) by its
+    type and public plain attributes."""
+    if not node.named_children():
+        with contextlib.suppress(Exception):
+            return repr(node)
+    settings = ", ".join(f"{k}={plain(v)!r}" for k, v in _plain_settings(node).items())
+    return f"{type(node).__name__}({settings})"
+
+
+def _plain_settings(obj: Any) -> dict[str, Any]:
+    """The public attributes of ``obj`` that are numbers, strings, bools or None (or lists of them)."""
+    return {k: v for k, v in sorted(vars(obj).items())
+            if not k.startswith("_") and k != "training" and _is_setting(v)}
 
 
 def _is_setting(value: Any) -> bool:
@@ -115,16 +145,25 @@ def differences(subject: str, per_rank: list[Any]) -> list[str]:
     types = [d.get("type") for d in dicts]
     if all(t is not None for t in types) and any(t != types[0] for t in types):  # the rest follows
         return [f"{subject} across ranks: type {by_rank(types)}"]
-    if any(d.keys() != dicts[0].keys() for d in dicts):  # not passed, or not readable, on some rank
-        keys = sorted({k for d in dicts for k in d})
-        dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
+    keys = list(dicts[0])
+    if any(d.keys() != dicts[0].keys() for d in dicts):
+        if all(t is not None for t in types):  # one kind with other parts (a model with more layers)
+            keys += [k for d in dicts[1:] for k in d if k not in keys]
+            keys = list(dict.fromkeys(keys))
+            dicts = [{k: d.get(k, "(none)") for k in keys} for d in dicts]
+        else:  # not passed, or not readable, on some rank
+            keys = sorted({k for d in dicts for k in d})
+            dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
+            keys = ["passed as"]
     parts = []
-    for key in dicts[0]:
+    for key in keys:
         values = [d[key] for d in dicts]
         if key.endswith("content") and parts:
             continue  # follows from the differences already named
         if any(v != values[0] for v in values):
             parts.append(f"{key} {by_rank(values)}")
+    if len(parts) > _MOST_NAMED:
+        parts = parts[:_MOST_NAMED] + [f"and {len(parts) - _MOST_NAMED} more"]
     return [f"{subject} across ranks: " + "; ".join(parts)]
 
 
