@@ -247,6 +247,16 @@ def test_ranks_given_other_composite_models_are_told_before_training():
     _agree_kinds("composite", n=3)
 
 
+@needs_mpi
+def test_evaluate_on_ranks_holding_other_weights_is_told():
+    """Audit D4: xn.evaluate(comm=...) on ranks whose weights differ (a file loaded on rank 0 only)
+    averaged them into a figure that matched no rank's model. A digest of every parameter and buffer
+    is compared: every rank raises naming the first that differs and what to do; after
+    comm.broadcast_params, and after xn.train (which now ends with rank 0's BatchNorm statistics on
+    every rank), evaluate runs."""
+    _agree_kinds("weights")
+
+
 def test_a_stream_is_described_by_its_ids_and_batches():
     """Audit D2, without MPI: what the ranks compare of a TokenStream."""
     from xpnet.distributed._checks import describe_data, differences

@@ -1,10 +1,12 @@
-"""Ranks given different streams or models, run by tests/test_distributed.py as
+"""Ranks given different streams, models or weights, run by tests/test_distributed.py as
 ``mpiexec -n N python agree_kinds.py MODE``; the last rank is the odd one out, as in agree.py.
 
 - ``stream``: TokenStreams of other ids (the same length, or another one, which gave another step
   count and a hang until the time limit), as training data, validation data and evaluate's data;
 - ``composite``: ``xn.Model`` trees that differ in a layer without parameters, nested or not, or in
-  their number of layers.
+  their number of layers;
+- ``weights``: ``xn.evaluate`` of models whose weights (or BatchNorm buffers) differ, which gave a
+  figure that matches no rank's model.
 
 Every rank catches each error and checks its message; a rank that finds a wrong one fails the job
 (through the abort hook). Each rank prints ``<MODE> ok: rank r`` at the end.
@@ -15,7 +17,7 @@ import sys
 import numpy as np
 
 import xpnet as xn
-from xpnet.layers import Linear, ReLU, Tanh
+from xpnet.layers import BatchNorm, Linear, ReLU, Tanh
 
 comm = xn.distributed.init()
 rank, size = comm.rank, comm.size
@@ -104,6 +106,27 @@ def check_composite():
     train(Net(Tanh()), data())  # the same tree still trains
 
 
+def check_weights():
+    xn.init.seed(3 + odd)
+    model = xn.Sequential(Linear(5, 8), Tanh(), Linear(8, 2))
+    expect(ValueError, ["xn.evaluate: the model's weights differ across ranks: parameter '0.W' differs",
+                        "comm.broadcast_params(model)", "on every rank"],
+           xn.evaluate, model, data(), loss="cross_entropy", comm=comm)
+    comm.broadcast_params(model)
+    result = xn.evaluate(model, data(), loss="cross_entropy", comm=comm)
+    alone = comm.bcast_object(xn.evaluate(model, data(), loss="cross_entropy"))  # rank 0's model, one process
+    assert abs(result["loss"] - alone["loss"]) < 1e-6 and result["accuracy"] == alone["accuracy"], (result, alone)
+    # BatchNorm keeps running statistics per rank while training; train ends with rank 0's on every rank
+    xn.init.seed(3)
+    bn = xn.Sequential(Linear(5, 8), BatchNorm(8), ReLU(), Linear(8, 2))
+    train(bn, data())
+    xn.evaluate(bn, data(), loss="cross_entropy", comm=comm)
+    if odd:
+        bn.named_modules()["1"].buffers["running_mean"][0] += 1.0
+    expect(ValueError, ["xn.evaluate: the model's weights differ across ranks: buffer '1.running_mean' differs"],
+           xn.evaluate, bn, data(), loss="cross_entropy", comm=comm)
+
+
 mode = sys.argv[1]
-{"stream": check_streams, "composite": check_composite}[mode]()
+{"stream": check_streams, "composite": check_composite, "weights": check_weights}[mode]()
 print(f"{mode} ok: rank {rank}", flush=True)

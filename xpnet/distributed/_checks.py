@@ -118,6 +118,30 @@ def _plain_settings(obj: Any) -> dict[str, Any]:
             if not k.startswith("_") and k != "training" and _is_setting(v)}
 
 
+def describe_weights(model: Any) -> dict[str, str] | None:
+    """``{"parameter '0.W'": digest, "buffer '1.running_mean'": digest, ...}``: a SHA-256 of every byte
+    of each parameter and buffer (read on the host), None where the model cannot be read."""
+    try:
+        return {**{f"parameter {k!r}": digest(v) for k, v in model.named_params().items()},
+                **{f"buffer {k!r}": digest(v) for k, v in model.named_buffers().items()}}
+    except Exception:  # noqa: BLE001 - a description, not a check: the call itself names the problem
+        return None
+
+
+def first_weight_difference(per_rank: list[dict[str, str] | None]) -> str | None:
+    """``"parameter '0.W' differs (rank 0: 1a2b.., rank 1: 3c4d..)"``, the first parameter or buffer
+    (in rank 0's order) whose digest is not the same on every rank, and how many more differ; None
+    when all agree (or some rank's weights could not be read: the call then fails on its own)."""
+    if any(d is None for d in per_rank) or all(d == per_rank[0] for d in per_rank):
+        return None
+    names = list(dict.fromkeys(k for d in per_rank for k in d))
+    differ = [k for k in names if any(d.get(k) != per_rank[0].get(k) for d in per_rank)]
+    if not differ:
+        return None
+    more = f", and {len(differ) - 1} more" if len(differ) > 1 else ""
+    return f"{differ[0]} differs ({by_rank([d.get(differ[0], '(none)') for d in per_rank])}){more}"
+
+
 def _is_setting(value: Any) -> bool:
     if isinstance(value, (tuple, list)):
         return all(_is_setting(v) for v in value)

@@ -316,6 +316,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     break
         for cb in callbacks:
             cb.on_train_end()
+        if comm is not None:  # BatchNorm's running statistics were kept per rank: every rank ends with rank 0's
+            comm.broadcast_params(model, root=0)
         if rank == 0:
             _warn_if_diverged(history, trainer.first_loss)
         return history
@@ -353,14 +355,16 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
 
 
 @collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
-            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]})
+            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]}, weights="model")
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
              blas_threads: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). ``batch_size`` (default 1024) bounds memory. With
-    ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
+    ``comm`` each rank evaluates its share and the sums are reduced; every rank must hold the same weights
+    (a digest of each parameter and buffer is compared: a difference raises on every rank, naming the
+    first; ``comm.broadcast_params(model)`` gives every rank rank 0's). ``blas_threads`` as in :func:`train`.
 
     ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
     validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
