@@ -13,9 +13,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import numpy as np
@@ -423,6 +425,31 @@ def test_a_rank_that_sleeps_in_a_callback_ends_the_job_at_the_time_limit():
                      proc.stderr), proc.stderr
     assert "[rank 1] xpnet: this rank waited 3 s in comm." in proc.stderr
     assert "longer than the time limit of 3 s (XPNET_COLLECTIVE_TIMEOUT_S" in proc.stderr
+
+
+@needs_mpi
+def test_sigterm_ends_a_job_whose_rank_is_stuck_inside_train_within_the_grace_period():
+    """Audit D6: SIGTERM inside xn.train only set a flag read at the end of an epoch, so with rank 1
+    stuck in a callback (and rank 0 waiting for it in a collective, where Python runs no handler) the
+    job ended only at the collective time limit (60 s here). Each rank now ends by SIGTERM once
+    XPNET_SIGTERM_WAIT_S (2 s here) has passed without reaching a safe point."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", XPNET_SIGTERM_WAIT_S="2",
+               XPNET_COLLECTIVE_TIMEOUT_S="60")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(SCRIPTS / "leave.py"), "sigterm-stuck"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "stuck\n"
+        time.sleep(0.5)  # rank 0 is in the collective by now
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=ENDS_S)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert took < 20, f"took {took:.0f} s\n{err}"
+    assert "within 2 s (XPNET_SIGTERM_WAIT_S); ending now without saving" in err, err
+    assert "time limit" not in err, err
 
 
 @needs_mpi

@@ -273,7 +273,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
         # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
-        # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
+        # (ranks agree there), and ends the process after the last checkpoint is written; a process that
+        # gets to neither within XPNET_SIGTERM_WAIT_S seconds is ended by SIGTERM (xpnet.io.signals). PyTorch records
         # no autograd graph: xpnet runs its own backward.
         datasets = [(stream.xs,) if stream is not None else inputs(x)]
         if val_stream is not None or val is not None:
