@@ -13,9 +13,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +225,78 @@ def test_ranks_given_different_settings_are_told_before_training(agree_runs):
         assert done == list(range(n)), proc.stdout
 
 
+def _agree_kinds(mode: str, n: int = 2) -> None:
+    """tests/mpi_scripts/agree_kinds.py MODE on ``n`` ranks: every rank checks each error's message."""
+    proc = launch(n, "agree_kinds.py", mode, timeout=ENDS_S, XPNET_COLLECTIVE_TIMEOUT_S="30")
+    assert_ok(proc)
+    done = sorted(int(r) for r in re.findall(rf"{mode} ok: rank (\d+)", proc.stdout))
+    assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+def test_ranks_given_other_token_streams_are_told_before_training():
+    """Audit D2: a TokenStream was described by its type only, so ranks each passing their own shard
+    of the corpus trained silently on other data, and shards of other lengths ran other step counts
+    and hung in mismatched collectives until the time limit. Its ids (count, dtype, every byte),
+    batch_size and time_size are compared now, for train, validation and evaluate's data."""
+    _agree_kinds("stream")
+
+
+@needs_mpi
+def test_ranks_given_other_composite_models_are_told_before_training():
+    """Audit D3: an ``xn.Model`` was described by its type only (only a ``.layers`` list was compared),
+    so Tanh on rank 0 and ReLU on rank 1 trained silently. Every node of the tree is compared."""
+    _agree_kinds("composite", n=3)
+
+
+@needs_mpi
+def test_evaluate_on_ranks_holding_other_weights_is_told():
+    """Audit D4: xn.evaluate(comm=...) on ranks whose weights differ (a file loaded on rank 0 only)
+    averaged them into a figure that matched no rank's model. A digest of every parameter and buffer
+    is compared: every rank raises naming the first that differs and what to do; after
+    comm.broadcast_params, and after xn.train (which now ends with rank 0's BatchNorm statistics on
+    every rank), evaluate runs."""
+    _agree_kinds("weights")
+
+
+def test_a_stream_is_described_by_its_ids_and_batches():
+    """Audit D2, without MPI: what the ranks compare of a TokenStream."""
+    from xpnet.distributed._checks import describe_data, differences
+
+    ids = np.arange(601) % 13
+    mine = describe_data(xn.datasets.TokenStream(ids, 4, 6))
+    assert mine["ids"] == 601 and mine["steps per epoch"] == 25 and mine["batch_size"] == 4
+    other = ids.copy()
+    other[600] = 0  # the last id only: every byte counts
+    assert differences("train data differs", [mine, describe_data(xn.datasets.TokenStream(other, 4, 6))]) == \
+        [f"train data differs across ranks: ids content rank 0: {mine['ids content']}, rank 1: "
+         f"{describe_data(xn.datasets.TokenStream(other, 4, 6))['ids content']}"]
+    assert differences("d", [mine, describe_data(xn.datasets.TokenStream(ids[:500], 4, 6))]) == \
+        ["d across ranks: ids rank 0: 601, rank 1: 500; steps per epoch rank 0: 25, rank 1: 20"]
+
+
+def test_every_node_of_a_model_tree_is_described():
+    """Audit D3, without MPI: a composite model's nodes by dotted name, a missing one as (none)."""
+    from xpnet.distributed._checks import describe_settings, differences
+
+    class Net(xn.Model):
+        def __init__(self, act, scale=1.0):
+            super().__init__()
+            self.body = xn.Sequential(xn.layers.Linear(2, 3), act)
+            self.scale = scale
+
+    described = describe_settings(Net(xn.layers.Tanh()))
+    assert described == {"type": "Net", "settings": "Net(scale=1.0)", "layer body": "Sequential()",
+                         "layer body.0": "Linear(in_features=2, out_features=3, bias=True)", "layer body.1": "Tanh()"}
+    assert differences("m", [described, describe_settings(Net(xn.layers.ReLU(), scale=2.0))]) == \
+        ["m across ranks: settings rank 0: Net(scale=1.0), rank 1: Net(scale=2.0); layer body.1 rank 0: Tanh(), "
+         "rank 1: ReLU()"]
+    shorter = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.Tanh())
+    longer = xn.Sequential(xn.layers.Linear(2, 3), xn.layers.Tanh(), xn.layers.Linear(3, 3))
+    assert differences("m", [describe_settings(shorter), describe_settings(longer)]) == \
+        ["m across ranks: layer 2 rank 0: (none), rank 1: Linear(in_features=3, out_features=3, bias=True)"]
+
+
 @needs_mpi
 def test_nan_diagnosis_names_the_rank(agree_runs):
     """Issue 15, "output once": the NaN diagnosis names the rank and the step where the non-finite
@@ -351,6 +425,31 @@ def test_a_rank_that_sleeps_in_a_callback_ends_the_job_at_the_time_limit():
                      proc.stderr), proc.stderr
     assert "[rank 1] xpnet: this rank waited 3 s in comm." in proc.stderr
     assert "longer than the time limit of 3 s (XPNET_COLLECTIVE_TIMEOUT_S" in proc.stderr
+
+
+@needs_mpi
+def test_sigterm_ends_a_job_whose_rank_is_stuck_inside_train_within_the_grace_period():
+    """Audit D6: SIGTERM inside xn.train only set a flag read at the end of an epoch, so with rank 1
+    stuck in a callback (and rank 0 waiting for it in a collective, where Python runs no handler) the
+    job ended only at the collective time limit (60 s here). Each rank now ends by SIGTERM once
+    XPNET_SIGTERM_WAIT_S (2 s here) has passed without reaching a safe point."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", XPNET_SIGTERM_WAIT_S="2",
+               XPNET_COLLECTIVE_TIMEOUT_S="60")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, str(SCRIPTS / "leave.py"), "sigterm-stuck"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline() == "stuck\n"
+        time.sleep(0.5)  # rank 0 is in the collective by now
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=ENDS_S)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert took < 20, f"took {took:.0f} s\n{err}"
+    assert "within 2 s (XPNET_SIGTERM_WAIT_S); ending now without saving" in err, err
+    assert "time limit" not in err, err
 
 
 @needs_mpi

@@ -14,6 +14,8 @@
   instead of training; the others wait for it in ``xn.train``.
 - ``sleep-in-callback``: rank 0 sleeps in a callback; the others wait for it in a collective (run with
   a short ``XPNET_COLLECTIVE_TIMEOUT_S``).
+- ``sigterm-stuck``: rank 1 prints ``stuck`` and sleeps in a callback, rank 0 waits for it in a
+  collective; the test sends SIGTERM to ``mpiexec`` (run with a short ``XPNET_SIGTERM_WAIT_S``).
 - ``gpu-queued-hang`` / ``gpu-queued-left`` / ``gpu-queued-ran``: rank 0 queues a collective "on the GPU"
   (what NCCL does: the call returns, the wait happens on the device; here a ``done()`` that stays False,
   or turns True) and then blocks outside any collective, as a host reading the loss would block on the
@@ -54,6 +56,13 @@ class SleepOnRank0(xn.callbacks.Callback):
             time.sleep(60)
 
 
+class StuckOnRank1(xn.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs):
+        if self.state.comm.rank == 1:
+            print("stuck", flush=True)
+            time.sleep(1000)
+
+
 class ExitOnRank(xn.callbacks.Callback):
     def __init__(self, rank):
         super().__init__()
@@ -79,6 +88,8 @@ if mode.endswith("before-init") and launched()[0] == 1:  # the rank the launcher
 comm = xn.distributed.init()
 if mode in ("raise-before-init", "exit-before-init", "sleep-in-callback"):
     train(comm, *data(), callbacks=[SleepOnRank0()])
+elif mode == "sigterm-stuck":
+    train(comm, *data(), callbacks=[StuckOnRank1()])
 elif mode in ("exit-instead", "os-exit-instead"):
     if comm.rank == 1:
         (os._exit if mode == "os-exit-instead" else sys.exit)(0)

@@ -3,6 +3,7 @@ descriptions gathered from all ranks are compared (each differing value named wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import numbers
 from typing import Any
@@ -10,15 +11,20 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
+from ..datasets.stream import TokenStream
 
 _CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
+_MOST_NAMED = 3  # differences named in one message, the rest counted (a layer inserted shifts every later one)
 
 
 def describe_data(pair: Any) -> dict[str, Any] | None:
-    """Samples, shapes, dtypes and a digest of every byte of x and of y, for ``pair = (x, y)``; None
-    for None. Never raises: what cannot be read is described as such (``train`` then says why)."""
+    """Samples, shapes, dtypes and a digest of every byte of x and of y, for ``pair = (x, y)``; a
+    TokenStream by its ids (count, dtype, digest of every byte) and the batches it cuts; None for
+    None. Never raises: what cannot be read is described as such (``train`` then says why)."""
     if pair is None:
         return None
+    if isinstance(pair, TokenStream):
+        return describe_stream(pair)
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         return {"type": type(pair).__name__}
     if isinstance(pair[0], tuple):  # a model with several inputs: each described with y
@@ -38,6 +44,17 @@ def describe_data(pair: Any) -> dict[str, Any] | None:
     except Exception as exc:  # noqa: BLE001 - a description, not a check: train names the problem
         return {"unreadable": type(exc).__name__}
     return info
+
+
+def describe_stream(stream: TokenStream) -> dict[str, Any]:
+    """What defines a TokenStream's batches: its ids (count, dtype, every byte), ``batch_size``,
+    ``time_size``, and the steps per epoch that follow from them (named first where lengths differ)."""
+    try:
+        return {"type": "TokenStream", "ids": int(stream.ids.shape[0]), "batch_size": stream.batch_size,
+                "time_size": stream.time_size, "steps per epoch": len(stream), "ids dtype": str(stream.ids.dtype),
+                "ids content": digest(stream.ids)}
+    except Exception as exc:  # noqa: BLE001 - a description, not a check
+        return {"type": "TokenStream", "unreadable": type(exc).__name__}
 
 
 def digest(a: Any) -> str:
@@ -60,17 +77,69 @@ def digest(a: Any) -> str:
 
 def describe_settings(obj: Any) -> dict[str, Any]:
     """The type and settings of an optimizer or loss (``hyperparams()``, else its public plain
-    attributes), or of a model (each layer as ``repr`` shows it), comparable across ranks; the
-    string a rank passed stays a string."""
+    attributes), or of a model (:func:`describe_model`), comparable across ranks; the string a rank
+    passed stays a string."""
     if isinstance(obj, str):
         return {"passed as": repr(obj)}
-    layers = getattr(obj, "layers", None)
-    if isinstance(layers, (list, tuple)):
-        return {"type": type(obj).__name__, **{f"layer {i}": repr(layer) for i, layer in enumerate(layers)}}
+    if callable(getattr(obj, "named_modules", None)):
+        return describe_model(obj)
     hyperparams = getattr(obj, "hyperparams", None)
-    settings = hyperparams() if callable(hyperparams) else \
-        {k: v for k, v in sorted(vars(obj).items()) if not k.startswith("_") and _is_setting(v)}
+    settings = hyperparams() if callable(hyperparams) else _plain_settings(obj)
     return {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
+
+
+def describe_model(model: Any) -> dict[str, Any]:
+    """Every node of the model tree by dotted name (``layer 1``, ``layer stage1.0.conv1``): a leaf as
+    ``repr`` shows it (type and constructor arguments), a layer made of layers (``xn.Model``,
+    ``Sequential``, ``Residual``) by its type and public plain attributes; the model's own
+    attributes under ``settings``. Sequential and composite models, nested either way, alike."""
+    info: dict[str, Any] = {"type": type(model).__name__}
+    for name, node in model.named_modules().items():
+        if name:
+            info[f"layer {name}"] = _describe_node(node)
+        elif _plain_settings(node):
+            info["settings"] = _describe_node(node)
+    return info
+
+
+def _describe_node(node: Any) -> str:
+    """A leaf as ``repr`` shows it; a layer made of layers (or a leaf whose ``config()`` fails) by its
+    type and public plain attributes."""
+    if not node.named_children():
+        with contextlib.suppress(Exception):
+            return repr(node)
+    settings = ", ".join(f"{k}={plain(v)!r}" for k, v in _plain_settings(node).items())
+    return f"{type(node).__name__}({settings})"
+
+
+def _plain_settings(obj: Any) -> dict[str, Any]:
+    """The public attributes of ``obj`` that are numbers, strings, bools or None (or lists of them)."""
+    return {k: v for k, v in sorted(vars(obj).items())
+            if not k.startswith("_") and k != "training" and _is_setting(v)}
+
+
+def describe_weights(model: Any) -> dict[str, str] | None:
+    """``{"parameter '0.W'": digest, "buffer '1.running_mean'": digest, ...}``: a SHA-256 of every byte
+    of each parameter and buffer (read on the host), None where the model cannot be read."""
+    try:
+        return {**{f"parameter {k!r}": digest(v) for k, v in model.named_params().items()},
+                **{f"buffer {k!r}": digest(v) for k, v in model.named_buffers().items()}}
+    except Exception:  # noqa: BLE001 - a description, not a check: the call itself names the problem
+        return None
+
+
+def first_weight_difference(per_rank: list[dict[str, str] | None]) -> str | None:
+    """``"parameter '0.W' differs (rank 0: 1a2b.., rank 1: 3c4d..)"``, the first parameter or buffer
+    (in rank 0's order) whose digest is not the same on every rank, and how many more differ; None
+    when all agree (or some rank's weights could not be read: the call then fails on its own)."""
+    if any(d is None for d in per_rank) or all(d == per_rank[0] for d in per_rank):
+        return None
+    names = list(dict.fromkeys(k for d in per_rank for k in d))
+    differ = [k for k in names if any(d.get(k) != per_rank[0].get(k) for d in per_rank)]
+    if not differ:
+        return None
+    more = f", and {len(differ) - 1} more" if len(differ) > 1 else ""
+    return f"{differ[0]} differs ({by_rank([d.get(differ[0], '(none)') for d in per_rank])}){more}"
 
 
 def _is_setting(value: Any) -> bool:
@@ -100,16 +169,25 @@ def differences(subject: str, per_rank: list[Any]) -> list[str]:
     types = [d.get("type") for d in dicts]
     if all(t is not None for t in types) and any(t != types[0] for t in types):  # the rest follows
         return [f"{subject} across ranks: type {by_rank(types)}"]
-    if any(d.keys() != dicts[0].keys() for d in dicts):  # not passed, or not readable, on some rank
-        keys = sorted({k for d in dicts for k in d})
-        dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
+    keys = list(dicts[0])
+    if any(d.keys() != dicts[0].keys() for d in dicts):
+        if all(t is not None for t in types):  # one kind with other parts (a model with more layers)
+            keys += [k for d in dicts[1:] for k in d if k not in keys]
+            keys = list(dict.fromkeys(keys))
+            dicts = [{k: d.get(k, "(none)") for k in keys} for d in dicts]
+        else:  # not passed, or not readable, on some rank
+            keys = sorted({k for d in dicts for k in d})
+            dicts = [{"passed as": ", ".join(f"{k}={d[k]}" for k in keys if k in d)} for d in dicts]
+            keys = ["passed as"]
     parts = []
-    for key in dicts[0]:
+    for key in keys:
         values = [d[key] for d in dicts]
         if key.endswith("content") and parts:
             continue  # follows from the differences already named
         if any(v != values[0] for v in values):
             parts.append(f"{key} {by_rank(values)}")
+    if len(parts) > _MOST_NAMED:
+        parts = parts[:_MOST_NAMED] + [f"and {len(parts) - _MOST_NAMED} more"]
     return [f"{subject} across ranks: " + "; ".join(parts)]
 
 

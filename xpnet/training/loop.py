@@ -142,8 +142,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
-    same data (every byte of x and y), model, optimizer, loss and arguments (compared when the ranks
-    first meet: a difference raises on every rank, naming it).
+    same data (every byte of x and y; a TokenStream's ids, batch_size and time_size), model, optimizer, loss
+    and arguments (compared when the ranks first meet: a difference raises on every rank, naming it).
     ``graph``: capture the training step as a CUDA graph on CuPy and launch it each step
     (:mod:`xpnet.training.graph`): ``True`` (or ``XPNET_GRAPH=1``) where that is correct (a CuPy device,
     one process, shuffled batches, layers of ``xpnet.training.graph.CAPTURABLE`` inside Sequential,
@@ -285,7 +285,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
         # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
-        # (ranks agree there), and ends the process after the last checkpoint is written. PyTorch records
+        # (ranks agree there), and ends the process after the last checkpoint is written; a process that
+        # gets to neither within XPNET_SIGTERM_WAIT_S seconds is ended by SIGTERM (xpnet.io.signals). PyTorch records
         # no autograd graph: xpnet runs its own backward.
         datasets = [(stream.xs,) if stream is not None else inputs(x)]
         if val_stream is not None or val is not None:
@@ -328,6 +329,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     break
         for cb in callbacks:
             cb.on_train_end()
+        if comm is not None:  # BatchNorm's running statistics were kept per rank: every rank ends with rank 0's
+            comm.broadcast_params(model, root=0)
         if rank == 0:
             _warn_if_diverged(history, trainer.first_loss)
         return history
@@ -365,15 +368,18 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
 
 
 @collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
-            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]})
+            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]}, weights="model")
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
              blas_threads: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
 
     Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
     class labels (e.g. MSE against real values). The loss is the mean over every target of the data (the
-    labels that are not the loss's ``ignore_index``: padding counts for nothing), whatever ``batch_size``. ``batch_size`` (default 1024) bounds memory. With
-    ``comm`` each rank evaluates its share and the sums are reduced. ``blas_threads`` as in :func:`train`.
+    labels that are not the loss's ``ignore_index``: padding counts for nothing), whatever ``batch_size``.
+    ``batch_size`` (default 1024) bounds memory. With ``comm`` each rank evaluates its share and the sums
+    are reduced; every rank must hold the same weights (a digest of each parameter and buffer is compared:
+    a difference raises on every rank, naming the first; ``comm.broadcast_params(model)`` gives every rank
+    rank 0's). ``blas_threads`` as in :func:`train`.
     Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
     from zeros, and the state they carried before the call is theirs again after it (so is it in
     :func:`train`'s validation).
