@@ -11,6 +11,7 @@ rank 0 only (run with ``CUDA_VISIBLE_DEVICES=``).
 import numpy as np
 
 import xpnet as xn
+from _expect import expecter
 
 comm = xn.distributed.init()
 rank, size = comm.rank, comm.size
@@ -39,15 +40,7 @@ def train(train_data, validation=None, batch_size=BATCH, epochs=2, net=None, opt
                     comm=comm)
 
 
-def expect(error, fragments, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except error as exc:
-        for f in fragments:
-            assert f in str(exc), f"rank {rank}: {f!r} not in: {exc}"
-    else:
-        raise AssertionError(f"rank {rank}: no {error.__name__} for {fragments}")
-    comm.barrier()  # after the error every rank goes on together
+expect = expecter(comm)
 
 
 # "ranks 0-1: 1000, rank 2: 995" on 3 ranks, "rank 0: 1000, rank 1: 995" on 2

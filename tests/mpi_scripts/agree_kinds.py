@@ -17,6 +17,7 @@ import sys
 import numpy as np
 
 import xpnet as xn
+from _expect import expecter
 from xpnet.layers import BatchNorm, Linear, ReLU, Tanh
 
 comm = xn.distributed.init()
@@ -26,15 +27,7 @@ others = "rank 0" if size == 2 else f"ranks 0-{size - 2}"
 last = f"rank {size - 1}"
 
 
-def expect(error, fragments, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except error as exc:
-        for f in fragments:
-            assert f in str(exc), f"rank {rank}: {f!r} not in: {exc}"
-    else:
-        raise AssertionError(f"rank {rank}: no {error.__name__} for {fragments}")
-    comm.barrier()  # after the error every rank goes on together
+expect = expecter(comm)
 
 
 def data(n=40):

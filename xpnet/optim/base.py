@@ -67,13 +67,19 @@ def _is_params(first: Any) -> bool:
                                    or (hasattr(first, "__iter__") and not isinstance(first, str)))
 
 
-def _model_of(name: str, target: Any) -> Any:
-    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
+def owning_model(target: Any) -> Any:
+    """``target`` when it is a model, the model ``target = model.parameters()`` came from, else None."""
     if hasattr(target, "named_params"):
         return target
     owner = getattr(target, "model", None)
-    if owner is not None and hasattr(owner, "named_params"):
-        return owner
+    return owner if owner is not None and hasattr(owner, "named_params") else None
+
+
+def _model_of(name: str, target: Any) -> Any:
+    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
+    model = owning_model(target)
+    if model is not None:
+        return model
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
                     f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
                     f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)")

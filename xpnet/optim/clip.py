@@ -7,6 +7,7 @@ from typing import Any
 
 from .._user import is_real
 from ..backend import namespace
+from .base import owning_model
 
 __all__ = ["clip_grad_norm", "check_max_norm"]
 
@@ -20,11 +21,9 @@ def check_max_norm(max_norm: Any, who: str = "clip_grad_norm") -> float:
 
 def _model(target: Any) -> Any:
     """The model whose gradients to clip: ``target``, or the model ``model.parameters()`` came from."""
-    if hasattr(target, "named_modules"):
-        return target
-    owner = getattr(target, "model", None)
-    if owner is not None and hasattr(owner, "named_modules"):
-        return owner
+    model = owning_model(target)
+    if model is not None:
+        return model
     raise TypeError(f"clip_grad_norm: expected the model, clip_grad_norm(model, max_norm), or model.parameters(); "
                     f"got a {type(target).__name__} (xpnet clips the gradients a model's backward left, not a list "
                     "of arrays)")
