@@ -114,3 +114,28 @@ def test_every_label_ignored_gives_a_zero_loss_not_nan(rng):
     model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H), xn.layers.Linear(H, V))
     x, t = rng.integers(0, V, (4, T)), np.full((4, T), -100)
     assert xn.evaluate(model, (x, t), loss="cross_entropy", batch_size=3)["loss"] == 0.0
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_train_over_arrays_starts_each_batch_of_a_stateful_model_from_zeros(rng, batch_size):
+    """xn.train over (N, T) arrays carried a stateful layer's state from one shuffled batch of independent
+    rows to the next, and a smaller last batch failed ("the state holds 8 sequences but the input has 3").
+    Each batch starts from zeros: the weights are those of the same model without carried state, and the
+    state set before training is there after it."""
+    x, t = rng.integers(0, V, (19, T)), rng.integers(0, V, (19, T))
+    trained = []
+    for stateful in (True, False):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H, stateful=stateful), xn.layers.Linear(H, V))
+        model = model.to("cpu", "float64")
+        h0 = np.ones((2, H))
+        if stateful:
+            model[1].set_state(h0, h0)
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.5), epochs=2,
+                 batch_size=batch_size, progress=False)
+        trained.append({k: xn.to_numpy(v) for k, v in model.named_params().items()})
+        if stateful:
+            np.testing.assert_array_equal(model[1].h, h0)
+    for k, v in trained[1].items():
+        np.testing.assert_allclose(trained[0][k], v, rtol=1e-12, atol=1e-12, err_msg=k)
+

@@ -160,6 +160,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
+    Over arrays each row is a sequence of its own for stateful recurrent layers: every training batch
+    starts them from zeros (as :func:`evaluate` does), and the state they carried before is theirs again after.
     ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
     backpropagation through time for a model with stateful recurrent layers, the book's
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).

@@ -8,7 +8,8 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import tqdm
 
@@ -24,6 +25,7 @@ from ..optim import Optimizer, clip_grad_norm
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
 from .data import index_dtype
 from .history import History
+from .streams import StreamBatches
 
 __all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads"]
 
@@ -163,6 +165,19 @@ class Trainer:
         count = xp.astype(count, index_dtype(self.dev))
         return xp.astype(value, dtype) * xp.astype(count, dtype), count
 
+    @contextmanager
+    def batch_states(self, batches: Any) -> Iterator[Callable[[], None]]:
+        """Around an epoch: the yielded function, called before each batch, starts the stateful recurrent
+        layers from zeros for a batch of array rows, which are sequences of their own (a shuffled batch
+        is no continuation of the one before, nor has it as many rows), and they hold their earlier
+        state afterwards (:func:`~xpnet.layers.recurrent.independent_batches`); a stream's batches carry
+        the state on (truncated BPTT: :mod:`xpnet.training.streams`)."""
+        if isinstance(batches, StreamBatches):
+            yield lambda: None
+            return
+        with independent_batches(self.model) as fresh:
+            yield fresh
+
     def _progress(self, batches: BatchIterator, epoch: int, epochs: int) -> Any:
         """The epoch's bar, or None. It shows the steps and is cleared at the end of the epoch; the epoch's
         summary is then printed as a line of its own, which a narrow terminal wraps instead of cutting off."""
@@ -199,36 +214,38 @@ class Trainer:
         bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
-        for batch in batches.epoch(epoch):
-            self.threads.begin()
-            xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
-            nb = int(yb.shape[0])
-            if nb:
-                batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
-                loss_sum, count = loss_sum + batch_loss, count + batch_count
-                if classify:
-                    correct = correct + hits
-            else:
-                zero_grads(model)
-            if comm is not None:
-                comm.allreduce_grads(model, count=nb)
-            self.clip(model)
-            optimizer.step(model)
-            self.threads.end()
-            steps, seen = steps + 1, seen + nb
-            if comm is None and self.sigterm is not None and self.sigterm.requested:
+        with self.batch_states(batches) as fresh:
+            for batch in batches.epoch(epoch):
+                self.threads.begin()
+                fresh()
+                xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
+                nb = int(yb.shape[0])
+                if nb:
+                    batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
+                    loss_sum, count = loss_sum + batch_loss, count + batch_count
+                    if classify:
+                        correct = correct + hits
+                else:
+                    zero_grads(model)
+                if comm is not None:
+                    comm.allreduce_grads(model, count=nb)
+                self.clip(model)
+                optimizer.step(model)
+                self.threads.end()
+                steps, seen = steps + 1, seen + nb
+                if comm is None and self.sigterm is not None and self.sigterm.requested:
+                    if bar is not None:
+                        bar.close()
+                    raise SigtermStop(snapshot)
                 if bar is not None:
-                    bar.close()
-                raise SigtermStop(snapshot)
-            if bar is not None:
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_refresh >= _REFRESH_S and seen:
-                    running = float(loss_sum) / max(int(count), 1)
-                    bar.set_postfix_str(f"loss {running:.4f}")
-                    last_refresh = now
-                    if not math.isfinite(running) and comm is None:
-                        break
+                    bar.update(1)
+                    now = time.perf_counter()
+                    if now - last_refresh >= _REFRESH_S and seen:
+                        running = float(loss_sum) / max(int(count), 1)
+                        bar.set_postfix_str(f"loss {running:.4f}")
+                        last_refresh = now
+                        if not math.isfinite(running) and comm is None:
+                            break
         # One read per epoch covers both the loss and the weights: a finite loss whose update
         # overflowed a weight reads as NaN too, and the replay finds which step did it.
         loss_total = float(self.reduce(xp.where(self.params_finite(), loss_sum, self.zeros(loss_sum.dtype) + math.nan)))
@@ -322,28 +339,30 @@ class Trainer:
             first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
             return "; ".join(f"rank {r}: {w}" for r, w in first) or None
 
-        for step, batch in enumerate(batches.epoch(epoch)):
-            if step >= steps:
-                break
-            where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
-            if where is not None:
-                return XpnetTrainingError(
-                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
-                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
-                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
-                    "the inputs.")
-            self.clip(model)
-            before = Snapshot(model, self.optimizer)
-            self.optimizer.step(model)
-            where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
-                                None))
-            if where is not None:
-                before.restore(model, self.optimizer)
-                return XpnetTrainingError(
-                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
-                    f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
-                    f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
-                    "smaller learning rate.")
+        with self.batch_states(batches) as fresh:
+            for step, batch in enumerate(batches.epoch(epoch)):
+                if step >= steps:
+                    break
+                fresh()
+                where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
+                if where is not None:
+                    return XpnetTrainingError(
+                        f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
+                        f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
+                        "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
+                        "the inputs.")
+                self.clip(model)
+                before = Snapshot(model, self.optimizer)
+                self.optimizer.step(model)
+                where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
+                                    None))
+                if where is not None:
+                    before.restore(model, self.optimizer)
+                    return XpnetTrainingError(
+                        f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                        f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
+                        f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
+                        "smaller learning rate.")
         return XpnetTrainingError(
             f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
             "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
