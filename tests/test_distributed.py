@@ -301,6 +301,21 @@ def test_ranks_without_samples_train_and_evaluate_as_one_process(n):
     assert done == list(range(n)), proc.stdout
 
 
+def _assert_ranks_like_one(n: int, case: str) -> None:
+    proc = launch(n, "ranks_like_one.py", case, timeout=ENDS_S)
+    assert_ok(proc)
+    done = sorted(int(r) for r in re.findall(rf"ranks like one: {case} rank (\d+) of {n}(?!\d)", proc.stdout))
+    assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_stream_of_fewer_rows_than_ranks_evaluates_as_one_process(n):
+    """A one-row validation TokenStream (and xn.evaluate of one): a rank without a row sums nothing (it
+    crashed in evaluate_stream)."""
+    _assert_ranks_like_one(n, "stream")
+
+
 @needs_mpi
 def test_cli_with_batches_of_one_sample_on_two_ranks(tmp_path):
     """Issue 27, "crash": ``--batch-size 1`` on 2 ranks leaves rank 1 without a sample in every step."""

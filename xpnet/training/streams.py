@@ -82,15 +82,17 @@ class StreamBatches:
 
 
 def evaluate_stream(trainer: Any, stream: TokenStream) -> float:
-    """The mean loss over one pass of ``stream`` in evaluation mode, this rank's rows, summed over ranks;
-    the model's recurrent state is reset before and after."""
+    """The mean loss over one pass of ``stream`` in evaluation mode, this rank's rows (a rank with none,
+    where the stream has fewer rows than ranks, sums nothing), summed over ranks; the model's recurrent
+    state is reset before and after."""
     xp, model, loss = trainer.dev.xp, trainer.model, trainer.loss
     batches = StreamBatches(stream, model, trainer.dev, trainer.rank, trainer.size)
     total = trainer.zeros(trainer.loss_sum_dtype())
     with mode(model, False):
         for x, t in batches.epoch(1):
-            value = loss.forward(model.forward(x, train=False), t, check=False)
-            total = total + xp.astype(value, total.dtype) * x.shape[0]
+            if x.shape[0]:
+                value = loss.forward(model.forward(x, train=False), t, check=False)
+                total = total + xp.astype(value, total.dtype) * x.shape[0]
     reset_states(model)
     return float(trainer.reduce(total)) / batches.used
 
