@@ -310,6 +310,14 @@ def _assert_ranks_like_one(n: int, case: str) -> None:
 
 @needs_mpi
 @pytest.mark.parametrize("n", [2, 3])
+def test_padded_labels_on_ranks_equal_one_process(n):
+    """Sequence labels padded with ignore_index, unevenly over the ranks' shares: each rank's gradient weighs
+    by its count of real targets (it weighed by rows: weights 3e-2 off the one-process run)."""
+    _assert_ranks_like_one(n, "padded")
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
 def test_a_stream_of_fewer_rows_than_ranks_evaluates_as_one_process(n):
     """A one-row validation TokenStream (and xn.evaluate of one): a rank without a row sums nothing (it
     crashed in evaluate_stream)."""

@@ -1,6 +1,8 @@
 """Cases where one rank's share differs from the others' in what it counts, run by tests/test_distributed.py as
 ``mpiexec -n N python ranks_like_one.py CASE``; every rank must get what one process gets.
 
+- ``padded``: sequence labels padded with ``ignore_index``, more on some ranks than on others: each rank's
+  loss is the mean over its own real targets, so its gradient must weigh by their count, not by its rows.
 - ``stream``: a TokenStream of 1 row, fewer rows than ranks, as validation and in ``xn.evaluate``: a rank
   without a row sums nothing.
 
@@ -38,6 +40,22 @@ def epochs(history):
     return [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]
 
 
+def padded(on):
+    rng = np.random.default_rng(0)
+    n, t, v = 16, 6, 11
+    x, y = rng.integers(0, v, (n, t)), rng.integers(0, v, (n, t))
+    y[: n // 2, 2:] = -100  # short sentences, padded; the shuffled batches split them unevenly over ranks
+    y[3, :] = -100  # a row with no real target
+    xv, yv = x[:5], y[:5]
+    xn.init.seed(1)
+    model = xn.Sequential(xn.layers.Embedding(v, 4), xn.layers.LSTM(4, 5),
+                          xn.layers.Linear(5, v)).to("cpu", "float64")
+    loss = xn.losses.SoftmaxCrossEntropy(ignore_index=-100)
+    history = xn.train(model, (x, y), loss=loss, optimizer=xn.optim.Adam(0.05), epochs=2, batch_size=5,
+                       device="cpu", validation=(xv, yv), progress=False, comm=on, seed=0)
+    return weights(model), epochs(history), xn.evaluate(model, (x, y), loss=loss, batch_size=3, comm=on)
+
+
 def stream(on):
     rng = np.random.default_rng(11)
     ids, val_ids = rng.integers(0, 13, 300), rng.integers(0, 13, 60)
@@ -51,6 +69,6 @@ def stream(on):
 
 
 case = sys.argv[1]
-run = {"stream": stream}[case]
+run = {"padded": padded, "stream": stream}[case]
 assert_close(run(comm), run(None), case)
 print(f"ranks like one: {case} rank {comm.rank} of {comm.size}", flush=True)

@@ -162,6 +162,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     data is never transformed. One process only (not with ``comm``), one input.
     Over arrays each row is a sequence of its own for stateful recurrent layers: every training batch
     starts them from zeros (as :func:`evaluate` does), and the state they carried before is theirs again after.
+    With ``comm`` each rank's gradient weighs by the targets its loss averaged (``loss.mean_count()``: the
+    labels that are not ``ignore_index``), so padded labels give the one-process result too.
     ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
     backpropagation through time for a model with stateful recurrent layers, the book's
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).

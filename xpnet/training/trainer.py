@@ -227,8 +227,10 @@ class Trainer:
                         correct = correct + hits
                 else:
                     zero_grads(model)
+                    batch_count = 0
                 if comm is not None:
-                    comm.allreduce_grads(model, count=nb)
+                    # Each rank's gradient is the mean over its own targets: weigh it by their count.
+                    comm.allreduce_grads(model, count=int(batch_count), empty_ok=True)
                 self.clip(model)
                 optimizer.step(model)
                 self.threads.end()
@@ -373,13 +375,14 @@ class Trainer:
         ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
         model, loss = self.model, self.loss
         found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
-        nb = int(yb.shape[0])
+        nb, count = int(yb.shape[0]), 0
         if nb:
             with watch(model, found):
                 value = loss.forward(model.forward(*xs, train=True), yb, check=False)
                 if not _all_finite(value):
                     found.note(f"the loss ({loss.name}) with every layer output finite")
                 model.backward_params(loss.backward())
+                count = int(self.weighted(value, nb)[1])
             bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
             if bad:  # a gradient a model of the user's computes itself
                 found.note(f"the gradient of {bad[0]!r}")
@@ -387,7 +390,7 @@ class Trainer:
             zero_grads(model)
         first = found.first
         if self.comm is not None:
-            self.comm.allreduce_grads(model, count=nb)
+            self.comm.allreduce_grads(model, count=count, empty_ok=True)
             if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
                 first = _AFTER_ALLREDUCE
         return first
