@@ -325,6 +325,13 @@ def test_a_stream_of_fewer_rows_than_ranks_evaluates_as_one_process(n):
 
 
 @needs_mpi
+def test_no_divergence_warning_from_rank_0s_share_of_the_first_step():
+    """The first step's loss the warning compares the last epoch's with is over every rank's share, as the
+    epoch's is: rank 0's share alone fitting well gave "training diverged" on a flat run."""
+    _assert_ranks_like_one(2, "diverge")
+
+
+@needs_mpi
 def test_cli_with_batches_of_one_sample_on_two_ranks(tmp_path):
     """Issue 27, "crash": ``--batch-size 1`` on 2 ranks leaves rank 1 without a sample in every step."""
     proc = launch(2, "-m", "xpnet", "train", "--dataset", "spiral", "--distributed", "--batch-size", "1",

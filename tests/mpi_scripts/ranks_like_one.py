@@ -5,11 +5,14 @@
   loss is the mean over its own real targets, so its gradient must weigh by their count, not by its rows.
 - ``stream``: a TokenStream of 1 row, fewer rows than ranks, as validation and in ``xn.evaluate``: a rank
   without a row sums nothing.
+- ``diverge``: a first batch whose first rows (rank 0's) fit well and whose others do not: the first
+  step's loss the divergence warning compares with must be that of the whole batch, as the epoch's is.
 
 The last line each rank prints is ``ranks like one: CASE rank r of N``.
 """
 
 import sys
+import warnings
 
 import numpy as np
 
@@ -68,7 +71,20 @@ def stream(on):
                                                         loss="cross_entropy", comm=on)
 
 
+def diverge(on):
+    x = np.array([[1.0], [1.0], [1.0], [1.0]] * 3)
+    y = np.array([0, 0, 1, 1] * 3)  # rows 0, 1 (rank 0's share of each batch) fit the weights; rows 2, 3 do not
+    model = xn.Sequential(xn.layers.Linear(1, 2)).to("cpu", "float64")
+    model.load_state_dict({"0.W": np.array([[10.0, -10.0]]), "0.b": np.zeros(2)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = xn.train(model, (x, y), loss="cross_entropy", optimizer=xn.optim.SGD(1e-6), epochs=1,
+                           batch_size=4, shuffle=False, device="cpu", progress=False, comm=on)
+    said = [str(w.message) for w in caught if "diverged" in str(w.message)]
+    return epochs(history), said
+
+
 case = sys.argv[1]
-run = {"padded": padded, "stream": stream}[case]
+run = {"padded": padded, "stream": stream, "diverge": diverge}[case]
 assert_close(run(comm), run(None), case)
 print(f"ranks like one: {case} rank {comm.rank} of {comm.size}", flush=True)

@@ -331,21 +331,22 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     break
         for cb in callbacks:
             cb.on_train_end()
+        first = trainer.first_step_loss()  # reduced over ranks: the epochs' losses are means over all of them
         if rank == 0:
-            _warn_if_diverged(history, trainer.first_loss)
+            _warn_if_diverged(history, first)
         return history
 
 
 _DIVERGED_FACTOR = 10.0
 
 
-def _warn_if_diverged(history: History, first_loss: Any) -> None:
-    """Warn when the last epoch's training loss is far above the loss of the run's first step: a
-    learning rate too large can diverge to a finite loss (SGD(1e3) ended at 307) without the NaN guard
-    ever seeing a non-finite value."""
-    if first_loss is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
+def _warn_if_diverged(history: History, first: float | None) -> None:
+    """Warn when the last epoch's training loss is far above the loss of the run's first step (over every
+    rank's part of it, as the epoch's): a learning rate too large can diverge to a finite loss (SGD(1e3)
+    ended at 307) without the NaN guard ever seeing a non-finite value."""
+    if first is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
         return
-    first, last = float(first_loss), history.epochs[-1]["train_loss"]
+    last = history.epochs[-1]["train_loss"]
     if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
         warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
              f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")

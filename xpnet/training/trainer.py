@@ -117,7 +117,7 @@ class Trainer:
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
         self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
-        self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
+        self.first_loss: Any = None  # this rank's (loss sum, count) of the run's first step, as weighted gives them
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
@@ -164,6 +164,15 @@ class Trainer:
             return xp.astype(value, dtype) * count, count
         count = xp.astype(count, index_dtype(self.dev))
         return xp.astype(value, dtype) * xp.astype(count, dtype), count
+
+    def first_step_loss(self) -> float | None:
+        """The loss of this run's first step, the mean over every target of its global batch (reduced over
+        ranks, weighted as the epoch's loss is, so the two compare); None before any step. A collective
+        with ``comm``: every rank calls it, once, at the end of the run."""
+        if self.first_loss is None:
+            return None
+        total, count = self.first_loss
+        return float(self.reduce(total)) / max(int(self.reduce(count)), 1)
 
     @contextmanager
     def batch_states(self, batches: Any) -> Iterator[Callable[[], None]]:
@@ -228,6 +237,8 @@ class Trainer:
                 else:
                     zero_grads(model)
                     batch_count = 0
+                    if self.first_loss is None:
+                        self.first_loss = (self.zeros(loss_sum.dtype), 0)
                 if comm is not None:
                     # Each rank's gradient is the mean over its own targets: weigh it by their count.
                     comm.allreduce_grads(model, count=int(batch_count), empty_ok=True)
@@ -265,15 +276,16 @@ class Trainer:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
         update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
         its correct count against ``classes`` or None unless ``classify``), all 0-d on the device. Notes the
-        run's first loss."""
-        xp, model, loss = self.dev.xp, self.model, self.loss
+        run's first loss sum and count."""
+        model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
         model.backward_params(loss.backward())
+        batch_loss, count = self.weighted(value, int(yb.shape[0]))
         if self.first_loss is None:
-            self.first_loss = value
+            self.first_loss = (batch_loss, count)
         hits = self.count_correct(out, classes, classes is yb) if classify else None
-        return (*self.weighted(value, int(yb.shape[0])), hits)
+        return batch_loss, count, hits
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
