@@ -265,6 +265,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
         trainer.transform, trainer.threads, trainer.clip_grad_norm = transform, tuner, clip_grad_norm
+        # Once per run: where no label is ignore_index, the loss counts its targets on the host each step.
+        trainer.ignored = loss.ignores_any(y if stream is None else stream.ids)
+        val_ignored = val is not None and loss.ignores_any(yv if val_stream is None else val_stream.ids)
         trainer.inputs = len(inputs(x))
         arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
@@ -294,7 +297,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         if val_stream is not None or val is not None:
             datasets.append((val_stream.xs,) if val_stream is not None else inputs(xv))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, datasets):
+                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, datasets), \
+                loss.none_ignored(not trainer.ignored):
             trainer.sigterm = sigterm
             for epoch in range(start + 1, start if stopped else epochs + 1):
                 t0 = time.perf_counter()
@@ -308,9 +312,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     _save_last_and_terminate(callbacks, sigterm)
                 logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
                 if val_stream is not None:
-                    logs["val_loss"] = evaluate_stream(trainer, val_stream)
+                    logs["val_loss"] = evaluate_stream(trainer, val_stream, val_ignored)
                 elif val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH),
+                                                                              val_ignored)
                 if perplexity:
                     add_perplexity(logs)
                 logs["seconds"] = time.perf_counter() - t0
@@ -405,10 +410,10 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
                 ids_checked_once(model, datasets):
             if stream is None:
-                value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+                value, accuracy = trainer.evaluate(x, y, classes, batch_size, loss.ignores_any(y))
             else:
                 check_ids(stream, model, x, "evaluate data")
-                value, accuracy = evaluate_stream(trainer, stream), None
+                value, accuracy = evaluate_stream(trainer, stream, loss.ignores_any(stream.ids)), None
     result = {"loss": value, "accuracy": accuracy}
     if stream is not None or is_sequence_loss(loss, y):
         add_perplexity(result, ("",))

@@ -118,6 +118,7 @@ class Trainer:
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
         self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
         self.first_loss: Any = None  # this rank's (loss sum, count) of the run's first step, as weighted gives them
+        self.ignored = True  # whether a target of the training data may be ignored (False: counted on the host)
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
@@ -219,7 +220,7 @@ class Trainer:
         xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
-        count = self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev)) if self.ignored else 0  # an int: no device add per step
         bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
@@ -275,8 +276,8 @@ class Trainer:
                          classify: bool) -> tuple[Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
         update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
-        its correct count against ``classes`` or None unless ``classify``), all 0-d on the device. Notes the
-        run's first loss sum and count."""
+        its correct count against ``classes`` or None unless ``classify``), 0-d on the device (the count
+        an int where none is ignored). Notes the run's first loss sum and count."""
         model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
@@ -312,19 +313,21 @@ class Trainer:
             ok = ok & xp.all(xp.isfinite(p))
         return ok
 
-    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
+    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int, ignored: bool) -> tuple[float, float | None]:
         """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
         summed over ranks, in evaluation mode: no buffer changes. The loss is the mean over every target
-        (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``). Each batch starts the stateful recurrent
-        layers from zeros (rows are sequences of their own), whose states are as they were afterwards."""
-        xp, model, loss = self.dev.xp, self.model, self.loss
+        (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``; counted on the
+        host unless ``ignored``, whether some target of y may be ignored). Each batch starts the stateful
+        recurrent layers from zeros (rows are sequences of their own), whose states are as they were
+        afterwards."""
+        model, loss = self.model, self.loss
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
-        count = self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev)) if ignored else 0
         self.threads.round()
-        with mode(model, False), independent_batches(model) as fresh:
+        with mode(model, False), independent_batches(model) as fresh, loss.none_ignored(not ignored):
             for start in range(lo, hi, batch_size):
                 self.threads.begin()
                 fresh()
@@ -368,8 +371,8 @@ class Trainer:
                 self.clip(model)
                 before = Snapshot(model, self.optimizer)
                 self.optimizer.step(model)
-                where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
-                                    None))
+                where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items()
+                                     if not _all_finite(p)), None))
                 if where is not None:
                     before.restore(model, self.optimizer)
                     return XpnetTrainingError(
