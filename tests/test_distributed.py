@@ -375,6 +375,36 @@ def test_ranks_without_samples_train_and_evaluate_as_one_process(n):
     assert done == list(range(n)), proc.stdout
 
 
+def _assert_ranks_like_one(n: int, case: str) -> None:
+    proc = launch(n, "ranks_like_one.py", case, timeout=ENDS_S)
+    assert_ok(proc)
+    done = sorted(int(r) for r in re.findall(rf"ranks like one: {case} rank (\d+) of {n}(?!\d)", proc.stdout))
+    assert done == list(range(n)), proc.stdout
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_padded_labels_on_ranks_equal_one_process(n):
+    """Sequence labels padded with ignore_index, unevenly over the ranks' shares: each rank's gradient weighs
+    by its count of real targets (it weighed by rows: weights 3e-2 off the one-process run)."""
+    _assert_ranks_like_one(n, "padded")
+
+
+@needs_mpi
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_stream_of_fewer_rows_than_ranks_evaluates_as_one_process(n):
+    """A one-row validation TokenStream (and xn.evaluate of one): a rank without a row sums nothing (it
+    crashed in evaluate_stream)."""
+    _assert_ranks_like_one(n, "stream")
+
+
+@needs_mpi
+def test_no_divergence_warning_from_rank_0s_share_of_the_first_step():
+    """The first step's loss the warning compares the last epoch's with is over every rank's share, as the
+    epoch's is: rank 0's share alone fitting well gave "training diverged" on a flat run."""
+    _assert_ranks_like_one(2, "diverge")
+
+
 @needs_mpi
 def test_cli_with_batches_of_one_sample_on_two_ranks(tmp_path):
     """Issue 27, "crash": ``--batch-size 1`` on 2 ranks leaves rank 1 without a sample in every step."""

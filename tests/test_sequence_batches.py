@@ -114,3 +114,66 @@ def test_every_label_ignored_gives_a_zero_loss_not_nan(rng):
     model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H), xn.layers.Linear(H, V))
     x, t = rng.integers(0, V, (4, T)), np.full((4, T), -100)
     assert xn.evaluate(model, (x, t), loss="cross_entropy", batch_size=3)["loss"] == 0.0
+
+
+@pytest.mark.parametrize("batch_size", [3, 8])
+def test_train_over_arrays_starts_each_batch_of_a_stateful_model_from_zeros(rng, batch_size):
+    """xn.train over (N, T) arrays carried a stateful layer's state from one shuffled batch of independent
+    rows to the next, and a smaller last batch failed ("the state holds 8 sequences but the input has 3").
+    Each batch starts from zeros: the weights are those of the same model without carried state, and the
+    state set before training is there after it."""
+    x, t = rng.integers(0, V, (19, T)), rng.integers(0, V, (19, T))
+    trained = []
+    for stateful in (True, False):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H, stateful=stateful), xn.layers.Linear(H, V))
+        model = model.to("cpu", "float64")
+        h0 = np.ones((2, H))
+        if stateful:
+            model[1].set_state(h0, h0)
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.5), epochs=2,
+                 batch_size=batch_size, progress=False)
+        trained.append({k: xn.to_numpy(v) for k, v in model.named_params().items()})
+        if stateful:
+            np.testing.assert_array_equal(model[1].h, h0)
+    for k, v in trained[1].items():
+        np.testing.assert_allclose(trained[0][k], v, rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+class CountSpy(xn.losses.SoftmaxCrossEntropy):
+    """Cross-entropy that records what each mean_count gave the loops."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = []
+
+    def mean_count(self):
+        count = super().mean_count()
+        self.counts.append(count)
+        return count
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_loss_counts_stay_on_the_host_unless_a_label_is_ignored(rng, padded):
+    """Weighing each batch by its real targets added device work to every step (a count_nonzero over the
+    labels, an astype and an add): a kernel launch each on a GPU, even where no label is ignore_index.
+    Where none is (the run checks the labels once) every count is a Python int, in training, validation
+    and evaluate; padded labels keep the exact count, on the device."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Embedding(V, D), LSTM(D, H), xn.layers.Linear(H, V))
+    x, t = rng.integers(0, V, (10, T)), rng.integers(0, V, (10, T))
+    if padded:
+        t[::2, 3:] = -100
+    loss = CountSpy()
+    history = xn.train(model, (x, t), loss=loss, optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=4,
+                       validation=(x, t), progress=False)
+    result = xn.evaluate(model, (x, t), loss=loss, batch_size=3)
+    assert len(loss.counts) == 2 * (3 + 1) + 4
+    if padded:
+        assert not any(isinstance(c, int) for c in loss.counts)
+    else:
+        assert all(isinstance(c, int) for c in loss.counts), loss.counts
+        assert sum(loss.counts[-4:]) == t.size
+    expected = float(xn.losses.SoftmaxCrossEntropy().forward(model.predict(x), t))
+    assert result["loss"] == pytest.approx(expected, rel=1e-6)
+    assert history.epochs[-1]["val_loss"] == pytest.approx(expected, rel=1e-6)

@@ -7,7 +7,8 @@ whose ``backward()`` says what to write instead (xpnet has no autograd).
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from ._user import is_int, is_real, not_here
 from .backend import device_of, fast_path, isdtype, namespace, same_device
@@ -36,10 +37,24 @@ class Loss:
 
     def mean_count(self) -> Any:
         """How many terms the last forward's mean is over: an int, or a 0-d integer array on the device
-        (cross-entropy's labels that are not ``ignore_index``); None where the loss does not say. The
-        loops weigh each batch's mean by it (``xn.evaluate``'s loss is the mean over every target of the
-        data, whatever ``batch_size``); None: by the batch's rows."""
+        (cross-entropy's labels that are not ``ignore_index``, counted when asked); None where the loss does
+        not say. The loops weigh each batch's mean by it (``xn.evaluate``'s loss is the mean over every
+        target of the data, whatever ``batch_size``, and with ``comm`` each rank's gradient by its count);
+        None: by the batch's rows."""
         return None
+
+    def ignores_any(self, t: Any) -> bool:
+        """Whether some target of the data ``t`` would count for nothing in the mean (cross-entropy: a label
+        equal to ``ignore_index``): the loops ask once per run (one read from the device), then vouch for
+        the answer with :meth:`none_ignored`."""
+        return False
+
+    @contextmanager
+    def none_ignored(self, vouched: bool = True) -> Iterator[None]:
+        """Within (where ``vouched``), the caller has checked once that no target of its data is ignored
+        (cross-entropy: no label equals ``ignore_index``): :meth:`mean_count` is then a Python int from the
+        shapes alone, with no device work per batch. A loss that ignores nothing has nothing to do."""
+        yield
 
     def correct_count(self) -> Any:
         """How many rows of the last forward's predictions have their first maximum at their label, as
@@ -126,7 +141,9 @@ class SoftmaxCrossEntropy(Loss):
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
-        self._count: Any = None  # the positions the last mean is over (mean_count)
+        self._count: Any = None  # the positions the last mean is over (mean_count), once known
+        self._counted: Any = None  # the labels (M,) whose non-ignored ones mean_count counts when asked
+        self._vouched = False  # none_ignored: no label is ignore_index, the count is every position
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
@@ -140,7 +157,7 @@ class SoftmaxCrossEntropy(Loss):
         eps = self.label_smoothing
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
-            self._count = xp.count_nonzero(labels != self.ignore_index)
+            self._count, self._counted = (m, None) if self._vouched else (None, labels)
             fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
             if fused is not None:
                 value, self._dy, self._hits = fused
@@ -160,7 +177,7 @@ class SoftmaxCrossEntropy(Loss):
                 target = target * (1.0 - eps) + eps / c
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
-            self._count = m
+            self._count, self._counted = m, None
             self._p, self._t, self._labels, self._rows = e / total, target, None, None
         elif t.ndim == y.ndim and tuple(t.shape[:-1]) == tuple(y.shape[:-1]):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
@@ -183,9 +200,25 @@ class SoftmaxCrossEntropy(Loss):
         return mean * (count if isinstance(count, int) else namespace(mean).astype(count, mean.dtype))
 
     def mean_count(self) -> Any:
-        """The rows of the last forward whose label is not ``ignore_index`` (0-d, on the device; every row
-        for one-hot or probability targets)."""
+        """The positions of the last forward whose label is not ``ignore_index``: a 0-d count on the device,
+        counted at the first call (no device work for a caller that does not ask); an int, every position,
+        for one-hot or probability targets and within :meth:`none_ignored`."""
+        if self._count is None and self._counted is not None:
+            labels = self._counted
+            self._count, self._counted = namespace(labels).count_nonzero(labels != self.ignore_index), None
         return self._count
+
+    def ignores_any(self, t: Any) -> bool:
+        xp = namespace(t)
+        return isdtype(xp, t.dtype, "integral") and bool(xp.any(t == self.ignore_index))
+
+    @contextmanager
+    def none_ignored(self, vouched: bool = True) -> Iterator[None]:
+        before, self._vouched = self._vouched, bool(vouched)
+        try:
+            yield
+        finally:
+            self._vouched = before
 
     def correct_count(self) -> Any:
         hits = self._hits

@@ -185,14 +185,16 @@ class Communicator:
                     for (store, key, like), part in zip(group, _unpack(flat, group)):
                         store[key] = part
 
-    def allreduce_grads(self, model: Any, count: int) -> None:
+    def allreduce_grads(self, model: Any, count: int, empty_ok: bool = False) -> None:
         """Replace each gradient by the sample-weighted mean over ranks, sum_r(count_r * g_r) / sum_r(count_r).
 
-        ``count`` is the number of samples behind this rank's gradients; with ``count=0`` the rank
-        contributes zeros (its gradients may be missing or stale). All gradients of one dtype travel
-        as one flat buffer, laid out from the parameters (the same on every rank whatever its data):
-        a gradient whose shape or dtype is not its parameter's raises. Raises ValueError (on every
-        rank) when all counts are 0.
+        ``count`` is the number of samples behind this rank's gradients (the targets its loss is the
+        mean over, where the loss ignores some); with ``count=0`` the rank contributes zeros (its
+        gradients may be missing or stale). All gradients of one dtype travel as one flat buffer, laid
+        out from the parameters (the same on every rank whatever its data): a gradient whose shape or
+        dtype is not its parameter's raises. Raises ValueError (on every rank) when all counts are 0,
+        unless ``empty_ok``: every gradient is then zero (a batch whose every label is ignored, as one
+        process gives it).
         """
         if isinstance(count, bool) or not hasattr(count, "__index__") or operator.index(count) < 0:
             raise ValueError(f"allreduce_grads: count must be an int >= 0 (samples behind this rank's "
@@ -205,6 +207,10 @@ class Communicator:
             counts = np.array([count], dtype=np.int64)
             self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
             total = int(counts[0])
+            if total == 0 and empty_ok:
+                for layer in _layers(model).values():
+                    layer.grads = {key: namespace(p).zeros_like(p) for key, p in layer.params.items()}
+                return
             if total == 0:
                 raise raised_on_every_rank(ValueError(
                     "allreduce_grads: every rank passed count=0; there is no gradient to average"))

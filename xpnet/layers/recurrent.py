@@ -12,8 +12,8 @@ How a forward goes:
    (no writes into a preallocated array: the same code runs on JAX's immutable arrays).
 4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
    time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
-   ``model.predict``, ``xn.evaluate`` and ``xn.train``'s validation over arrays take each row for a
-   sequence of its own: every batch starts the stateful layers from zeros, and the state they carried
+   ``model.predict``, ``xn.evaluate`` and ``xn.train`` (its training batches and its validation) over
+   arrays take each row for a sequence of its own: every batch starts the stateful layers from zeros, and the state they carried
    before the call is theirs again after it (:func:`independent_batches`). Over a
    ``xn.datasets.TokenStream`` the state runs on from batch to batch (``xpnet.training.streams``).
 
@@ -121,10 +121,10 @@ def refuse_time_first(model: Any, who: str, shuffled: bool = False) -> None:
 
 @contextmanager
 def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
-    """For ``predict`` and ``evaluate`` over arrays, whose rows are sequences of their own: within, calling
-    the yielded function before a batch has every stateful recurrent layer of ``model`` start it from
-    zeros, not from the end of the batch before (other sequences, maybe another count of them); after,
-    each recurrent layer holds the state it had before, so the call leaves no trace in it."""
+    """For ``predict``, ``evaluate`` and ``train`` over arrays, whose rows are sequences of their own:
+    within, calling the yielded function before a batch has every stateful recurrent layer of ``model``
+    start it from zeros, not from the end of the batch before (other sequences, maybe another count of
+    them); after, each recurrent layer holds the state it had before, so the call leaves no trace in it."""
     layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
     kept = [node._state for node in layers]
 

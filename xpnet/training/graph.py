@@ -118,6 +118,7 @@ class CapturedEpochs:
             self.scalars = DeviceScalars(dev.xp, dev.native)
         self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
         self._draws: list[Any] = []  # the Dropout layers' draw states (device arrays)
+        self._launch_count = 0  # the targets of one launch, where the loss counts them on the host
 
     def _arrays(self) -> list[Any]:
         model, optimizer = self.trainer.model, self.trainer.optimizer
@@ -133,30 +134,37 @@ class CapturedEpochs:
         now = self._arrays()
         return len(now) == len(self._held) and all(a is b for a, b in zip(now, self._held))
 
-    def _train_on(self, xb: Any, yb: Any, labels: Any) -> None:
+    def _train_on(self, xb: Any, yb: Any, labels: Any) -> int:
         """One step on a batch (the static buffers, or the short last batch), its loss and correct count
-        added to the device sums."""
+        added to the device sums; its count of targets too where that is on the device, else returned
+        (an int: no device work for it)."""
         trainer = self.trainer
         batch_loss, count, hits = trainer.forward_backward((xb,), yb, labels, self.classify)
         self.loss_sum += batch_loss  # in place: the graph's launches add into the arrays of the capture
-        self.count += count
+        if not isinstance(count, int):
+            self.count += count
+            count = 0
         if self.classify:
             self.correct += hits
         trainer.clip(trainer.model)
         trainer.optimizer.step(trainer.model)
+        return count
 
-    def _step(self) -> None:
+    def _step(self) -> int:
         buffers = self.static.gather()
-        self._train_on(buffers[0], buffers[1], buffers[-1])
+        return self._train_on(buffers[0], buffers[1], buffers[-1])
 
-    def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None]:
+    def _capture_step(self) -> None:
+        self._launch_count = self._step()
+
+    def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None, int]:
         """The full batches of ``epoch`` (launches; the first epoch warms up and captures first), then the
         short last batch eagerly. Returns the steps run, the epoch's loss sum (NaN where the loss or a
         weight went non-finite), its correct count (None unless classifying) and the count of targets the
         loss sum is over, read once."""
         trainer, optimizer, graph, xp = self.trainer, self.trainer.optimizer, self.graph, self.trainer.dev.xp
         from .trainer import SigtermStop  # noqa: PLC0415 - the trainer imports this module
-        steps = 0
+        steps, host_count = 0, 0
         with graph.on_stream():
             self.static.load_epoch(epoch)
             self.loss_sum[...] = 0
@@ -171,10 +179,10 @@ class CapturedEpochs:
                 if not graph.captured:
                     with graph.allocating():
                         for _ in range(WARMUP):
-                            self._step()
+                            host_count += self._step()
                             steps += 1
                     self._prepare_draws()  # the states the warm-up made
-                    graph.capture(self._step)
+                    graph.capture(self._capture_step)
                     optimizer.t -= 1  # the capture ran the Python of one step but none of its kernels
                     self._held = self._arrays()
                     if bar is not None:
@@ -183,6 +191,7 @@ class CapturedEpochs:
                     graph.launch()
                     optimizer.t += 1
                     steps += 1
+                    host_count += self._launch_count
                     if bar is not None:
                         bar.update(1)
                     if trainer.sigterm is not None and trainer.sigterm.requested:
@@ -193,10 +202,10 @@ class CapturedEpochs:
             if lo < self.batches.used:  # the short last batch, eagerly (cuBLAS), from the epoch's permutation
                 rows = self.static.perm[lo:self.batches.used]
                 batch = tuple(xp.take(a, rows, axis=0) for a in self.batches.arrays)
-                self._train_on(batch[0], batch[1], batch[-1])
+                host_count += self._train_on(batch[0], batch[1], batch[-1])
                 steps += 1
                 if bar is not None:
                     bar.update(1)
             total = float(xp.where(trainer.params_finite(), self.loss_sum, trainer.zeros(self.loss_sum.dtype) + math.nan))
             correct = int(self.correct) if self.classify else None
-        return steps, total, correct, int(self.count)
+        return steps, total, correct, int(self.count) + host_count

@@ -160,6 +160,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``transform(x_batch, epoch, step) -> x_batch`` (e.g. ``xn.datasets.RandomShiftFlip()``) changes each
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
+    Over arrays each row is a sequence of its own for stateful recurrent layers: every training batch
+    starts them from zeros (as :func:`evaluate` does), and the state they carried before is theirs again after.
+    With ``comm`` each rank's gradient weighs by the targets its loss averaged (``loss.mean_count()``: the
+    labels that are not ``ignore_index``), so padded labels give the one-process result too.
     ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
     backpropagation through time for a model with stateful recurrent layers, the book's
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).
@@ -262,6 +266,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
         trainer.transform, trainer.threads, trainer.clip_grad_norm = transform, tuner, clip_grad_norm
+        # Once per run: where no label is ignore_index, the loss counts its targets on the host each step.
+        trainer.ignored = loss.ignores_any(y if stream is None else stream.ids)
+        val_ignored = val is not None and loss.ignores_any(yv if val_stream is None else val_stream.ids)
         trainer.inputs = len(inputs(x))
         arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
@@ -292,7 +299,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         if val_stream is not None or val is not None:
             datasets.append((val_stream.xs,) if val_stream is not None else inputs(xv))
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), SigtermFlag() as sigterm, \
-                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, datasets):
+                no_autograd(dev.xp), mode(model, True), ids_checked_once(model, datasets), \
+                loss.none_ignored(not trainer.ignored):
             trainer.sigterm = sigterm
             for epoch in range(start + 1, start if stopped else epochs + 1):
                 t0 = time.perf_counter()
@@ -306,9 +314,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     _save_last_and_terminate(callbacks, sigterm)
                 logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
                 if val_stream is not None:
-                    logs["val_loss"] = evaluate_stream(trainer, val_stream)
+                    logs["val_loss"] = evaluate_stream(trainer, val_stream, val_ignored)
                 elif val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH))
+                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH),
+                                                                              val_ignored)
                 if perplexity:
                     add_perplexity(logs)
                 logs["seconds"] = time.perf_counter() - t0
@@ -331,21 +340,22 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             cb.on_train_end()
         if comm is not None:  # BatchNorm's running statistics were kept per rank: every rank ends with rank 0's
             comm.broadcast_params(model, root=0)
+        first = trainer.first_step_loss()  # reduced over ranks: the epochs' losses are means over all of them
         if rank == 0:
-            _warn_if_diverged(history, trainer.first_loss)
+            _warn_if_diverged(history, first)
         return history
 
 
 _DIVERGED_FACTOR = 10.0
 
 
-def _warn_if_diverged(history: History, first_loss: Any) -> None:
-    """Warn when the last epoch's training loss is far above the loss of the run's first step: a
-    learning rate too large can diverge to a finite loss (SGD(1e3) ended at 307) without the NaN guard
-    ever seeing a non-finite value."""
-    if first_loss is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
+def _warn_if_diverged(history: History, first: float | None) -> None:
+    """Warn when the last epoch's training loss is far above the loss of the run's first step (over every
+    rank's part of it, as the epoch's): a learning rate too large can diverge to a finite loss (SGD(1e3)
+    ended at 307) without the NaN guard ever seeing a non-finite value."""
+    if first is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
         return
-    first, last = float(first_loss), history.epochs[-1]["train_loss"]
+    last = history.epochs[-1]["train_loss"]
     if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
         warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
              f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")
@@ -407,10 +417,10 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
                 ids_checked_once(model, datasets):
             if stream is None:
-                value, accuracy = trainer.evaluate(x, y, classes, batch_size)
+                value, accuracy = trainer.evaluate(x, y, classes, batch_size, loss.ignores_any(y))
             else:
                 check_ids(stream, model, x, "evaluate data")
-                value, accuracy = evaluate_stream(trainer, stream), None
+                value, accuracy = evaluate_stream(trainer, stream, loss.ignores_any(stream.ids)), None
     result = {"loss": value, "accuracy": accuracy}
     if stream is not None or is_sequence_loss(loss, y):
         add_perplexity(result, ("",))

@@ -81,18 +81,22 @@ class StreamBatches:
             yield x[self.lo:self.hi, :], t[self.lo:self.hi, :]
 
 
-def evaluate_stream(trainer: Any, stream: TokenStream) -> float:
-    """The mean loss over one pass of ``stream`` in evaluation mode, this rank's rows, summed over ranks;
-    the model's recurrent state is reset before and after."""
-    xp, model, loss = trainer.dev.xp, trainer.model, trainer.loss
+def evaluate_stream(trainer: Any, stream: TokenStream, ignored: bool) -> float:
+    """The mean loss over every target of one pass of ``stream`` in evaluation mode: this rank's rows (a
+    rank with none, where the stream has fewer rows than ranks, sums nothing), summed over ranks; each
+    batch weighs by its count of targets (counted on the host unless ``ignored``: some id may be the loss's
+    ``ignore_index``). The model's recurrent state is reset before and after."""
+    model, loss = trainer.model, trainer.loss
     batches = StreamBatches(stream, model, trainer.dev, trainer.rank, trainer.size)
-    total = trainer.zeros(trainer.loss_sum_dtype())
-    with mode(model, False):
+    total, count = trainer.zeros(trainer.loss_sum_dtype()), 0
+    with mode(model, False), loss.none_ignored(not ignored):
         for x, t in batches.epoch(1):
-            value = loss.forward(model.forward(x, train=False), t, check=False)
-            total = total + xp.astype(value, total.dtype) * x.shape[0]
+            if x.shape[0]:
+                value = loss.forward(model.forward(x, train=False), t, check=False)
+                batch_total, batch_count = trainer.weighted(value, int(x.shape[0]))
+                total, count = total + batch_total, count + batch_count
     reset_states(model)
-    return float(trainer.reduce(total)) / batches.used
+    return float(trainer.reduce(total)) / max(int(trainer.reduce(count)), 1)
 
 
 def is_sequence_loss(loss: Any, y: Any) -> bool:

@@ -8,7 +8,8 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import tqdm
 
@@ -24,6 +25,7 @@ from ..optim import Optimizer, clip_grad_norm
 from .checkpoint import rng_states, save_checkpoint, set_rng_states
 from .data import index_dtype
 from .history import History
+from .streams import StreamBatches
 
 __all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads"]
 
@@ -115,7 +117,8 @@ class Trainer:
         self.sigterm: SigtermFlag | None = None
         self.transform: Any = None  # fn(x_batch, epoch, step) -> x_batch, training batches only
         self.inputs = 1  # the arrays of a batch: the model's inputs, y, then the class labels where they differ
-        self.first_loss: Any = None  # the loss of this run's first step (a device value, read at the end)
+        self.first_loss: Any = None  # this rank's (loss sum, count) of the run's first step, as weighted gives them
+        self.ignored = True  # whether a target of the training data may be ignored (False: counted on the host)
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
@@ -163,6 +166,28 @@ class Trainer:
         count = xp.astype(count, index_dtype(self.dev))
         return xp.astype(value, dtype) * xp.astype(count, dtype), count
 
+    def first_step_loss(self) -> float | None:
+        """The loss of this run's first step, the mean over every target of its global batch (reduced over
+        ranks, weighted as the epoch's loss is, so the two compare); None before any step. A collective
+        with ``comm``: every rank calls it, once, at the end of the run."""
+        if self.first_loss is None:
+            return None
+        total, count = self.first_loss
+        return float(self.reduce(total)) / max(int(self.reduce(count)), 1)
+
+    @contextmanager
+    def batch_states(self, batches: Any) -> Iterator[Callable[[], None]]:
+        """Around an epoch: the yielded function, called before each batch, starts the stateful recurrent
+        layers from zeros for a batch of array rows, which are sequences of their own (a shuffled batch
+        is no continuation of the one before, nor has it as many rows), and they hold their earlier
+        state afterwards (:func:`~xpnet.layers.recurrent.independent_batches`); a stream's batches carry
+        the state on (truncated BPTT: :mod:`xpnet.training.streams`)."""
+        if isinstance(batches, StreamBatches):
+            yield lambda: None
+            return
+        with independent_batches(self.model) as fresh:
+            yield fresh
+
     def _progress(self, batches: BatchIterator, epoch: int, epochs: int) -> Any:
         """The epoch's bar, or None. It shows the steps and is cleared at the end of the epoch; the epoch's
         summary is then printed as a line of its own, which a narrow terminal wraps instead of cutting off."""
@@ -195,40 +220,46 @@ class Trainer:
         xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
         snapshot = Snapshot(model, optimizer)
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
-        count = self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev)) if self.ignored else 0  # an int: no device add per step
         bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
-        for batch in batches.epoch(epoch):
-            self.threads.begin()
-            xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
-            nb = int(yb.shape[0])
-            if nb:
-                batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
-                loss_sum, count = loss_sum + batch_loss, count + batch_count
-                if classify:
-                    correct = correct + hits
-            else:
-                zero_grads(model)
-            if comm is not None:
-                comm.allreduce_grads(model, count=nb)
-            self.clip(model)
-            optimizer.step(model)
-            self.threads.end()
-            steps, seen = steps + 1, seen + nb
-            if comm is None and self.sigterm is not None and self.sigterm.requested:
+        with self.batch_states(batches) as fresh:
+            for batch in batches.epoch(epoch):
+                self.threads.begin()
+                fresh()
+                xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
+                nb = int(yb.shape[0])
+                if nb:
+                    batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
+                    loss_sum, count = loss_sum + batch_loss, count + batch_count
+                    if classify:
+                        correct = correct + hits
+                else:
+                    zero_grads(model)
+                    batch_count = 0
+                    if self.first_loss is None:
+                        self.first_loss = (self.zeros(loss_sum.dtype), 0)
+                if comm is not None:
+                    # Each rank's gradient is the mean over its own targets: weigh it by their count.
+                    comm.allreduce_grads(model, count=int(batch_count), empty_ok=True)
+                self.clip(model)
+                optimizer.step(model)
+                self.threads.end()
+                steps, seen = steps + 1, seen + nb
+                if comm is None and self.sigterm is not None and self.sigterm.requested:
+                    if bar is not None:
+                        bar.close()
+                    raise SigtermStop(snapshot)
                 if bar is not None:
-                    bar.close()
-                raise SigtermStop(snapshot)
-            if bar is not None:
-                bar.update(1)
-                now = time.perf_counter()
-                if now - last_refresh >= _REFRESH_S and seen:
-                    running = float(loss_sum) / max(int(count), 1)
-                    bar.set_postfix_str(f"loss {running:.4f}")
-                    last_refresh = now
-                    if not math.isfinite(running) and comm is None:
-                        break
+                    bar.update(1)
+                    now = time.perf_counter()
+                    if now - last_refresh >= _REFRESH_S and seen:
+                        running = float(loss_sum) / max(int(count), 1)
+                        bar.set_postfix_str(f"loss {running:.4f}")
+                        last_refresh = now
+                        if not math.isfinite(running) and comm is None:
+                            break
         # One read per epoch covers both the loss and the weights: a finite loss whose update
         # overflowed a weight reads as NaN too, and the replay finds which step did it.
         loss_total = float(self.reduce(xp.where(self.params_finite(), loss_sum, self.zeros(loss_sum.dtype) + math.nan)))
@@ -245,16 +276,17 @@ class Trainer:
                          classify: bool) -> tuple[Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
         update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
-        its correct count against ``classes`` or None unless ``classify``), all 0-d on the device. Notes the
-        run's first loss."""
-        xp, model, loss = self.dev.xp, self.model, self.loss
+        its correct count against ``classes`` or None unless ``classify``), 0-d on the device (the count
+        an int where none is ignored). Notes the run's first loss sum and count."""
+        model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
         model.backward_params(loss.backward())
+        batch_loss, count = self.weighted(value, int(yb.shape[0]))
         if self.first_loss is None:
-            self.first_loss = value
+            self.first_loss = (batch_loss, count)
         hits = self.count_correct(out, classes, classes is yb) if classify else None
-        return (*self.weighted(value, int(yb.shape[0])), hits)
+        return batch_loss, count, hits
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
@@ -281,19 +313,21 @@ class Trainer:
             ok = ok & xp.all(xp.isfinite(p))
         return ok
 
-    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int) -> tuple[float, float | None]:
+    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int, ignored: bool) -> tuple[float, float | None]:
         """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
         summed over ranks, in evaluation mode: no buffer changes. The loss is the mean over every target
-        (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``). Each batch starts the stateful recurrent
-        layers from zeros (rows are sequences of their own), whose states are as they were afterwards."""
-        xp, model, loss = self.dev.xp, self.model, self.loss
+        (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``; counted on the
+        host unless ``ignored``, whether some target of y may be ignored). Each batch starts the stateful
+        recurrent layers from zeros (rows are sequences of their own), whose states are as they were
+        afterwards."""
+        model, loss = self.model, self.loss
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
-        count = self.zeros(index_dtype(self.dev))
+        count = self.zeros(index_dtype(self.dev)) if ignored else 0
         self.threads.round()
-        with mode(model, False), independent_batches(model) as fresh:
+        with mode(model, False), independent_batches(model) as fresh, loss.none_ignored(not ignored):
             for start in range(lo, hi, batch_size):
                 self.threads.begin()
                 fresh()
@@ -322,28 +356,30 @@ class Trainer:
             first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
             return "; ".join(f"rank {r}: {w}" for r, w in first) or None
 
-        for step, batch in enumerate(batches.epoch(epoch)):
-            if step >= steps:
-                break
-            where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
-            if where is not None:
-                return XpnetTrainingError(
-                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
-                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
-                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
-                    "the inputs.")
-            self.clip(model)
-            before = Snapshot(model, self.optimizer)
-            self.optimizer.step(model)
-            where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items() if not _all_finite(p)),
-                                None))
-            if where is not None:
-                before.restore(model, self.optimizer)
-                return XpnetTrainingError(
-                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
-                    f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
-                    f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
-                    "smaller learning rate.")
+        with self.batch_states(batches) as fresh:
+            for step, batch in enumerate(batches.epoch(epoch)):
+                if step >= steps:
+                    break
+                fresh()
+                where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
+                if where is not None:
+                    return XpnetTrainingError(
+                        f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
+                        f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
+                        "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
+                        "the inputs.")
+                self.clip(model)
+                before = Snapshot(model, self.optimizer)
+                self.optimizer.step(model)
+                where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items()
+                                     if not _all_finite(p)), None))
+                if where is not None:
+                    before.restore(model, self.optimizer)
+                    return XpnetTrainingError(
+                        f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                        f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
+                        f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
+                        "smaller learning rate.")
         return XpnetTrainingError(
             f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
             "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
@@ -354,13 +390,14 @@ class Trainer:
         ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
         model, loss = self.model, self.loss
         found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
-        nb = int(yb.shape[0])
+        nb, count = int(yb.shape[0]), 0
         if nb:
             with watch(model, found):
                 value = loss.forward(model.forward(*xs, train=True), yb, check=False)
                 if not _all_finite(value):
                     found.note(f"the loss ({loss.name}) with every layer output finite")
                 model.backward_params(loss.backward())
+                count = int(self.weighted(value, nb)[1])
             bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
             if bad:  # a gradient a model of the user's computes itself
                 found.note(f"the gradient of {bad[0]!r}")
@@ -368,7 +405,7 @@ class Trainer:
             zero_grads(model)
         first = found.first
         if self.comm is not None:
-            self.comm.allreduce_grads(model, count=nb)
+            self.comm.allreduce_grads(model, count=count, empty_ok=True)
             if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
                 first = _AFTER_ALLREDUCE
         return first
