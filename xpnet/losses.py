@@ -196,7 +196,7 @@ class SoftmaxCrossEntropy(Loss):
         """The loss under ``reduction``: the mean, or the mean times the counted positions (the sum)."""
         if self.reduction == "mean":
             return mean
-        count = self._count
+        count = self.mean_count()
         return mean * (count if isinstance(count, int) else namespace(mean).astype(count, mean.dtype))
 
     def mean_count(self) -> Any:
@@ -259,7 +259,7 @@ class SoftmaxCrossEntropy(Loss):
             raise RuntimeError(f"{self.name}: backward called before forward")
         _check_dout(self, dout)
         if self.reduction == "sum":
-            count, like = self._count, self._p if self._dy is None else self._dy
+            count, like = self.mean_count(), self._p if self._dy is None else self._dy
             dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
         if self._dy is not None:
             dy = self._dy if is_real(dout) and dout == 1 else self._dy * dout

@@ -50,6 +50,14 @@ class TokenStream:
     def __len__(self) -> int:
         return self.steps
 
+    def rank_record(self) -> dict[str, Any]:
+        """What defines this stream's batches, for the ranks of a data-parallel run to compare
+        (:mod:`xpnet.distributed`, which digests the ids): their count, dtype and bytes, ``batch_size``,
+        ``time_size``, and the steps per epoch that follow (named first where lengths differ)."""
+        return {"type": "TokenStream", "ids": int(self.ids.shape[0]), "batch_size": self.batch_size,
+                "time_size": self.time_size, "steps per epoch": len(self), "ids dtype": str(self.ids.dtype),
+                "ids content": self.ids}
+
     def __repr__(self) -> str:
         return (f"TokenStream({self.size + 1} ids on {self.device.name}, batch_size={self.batch_size}, "
                 f"time_size={self.time_size})")

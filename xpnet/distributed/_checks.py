@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
-from ..datasets.stream import TokenStream
 
 _CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
 _MOST_NAMED = 3  # differences named in one message, the rest counted (a layer inserted shifts every later one)
@@ -19,12 +18,12 @@ _MOST_NAMED = 3  # differences named in one message, the rest counted (a layer i
 
 def describe_data(pair: Any) -> dict[str, Any] | None:
     """Samples, shapes, dtypes and a digest of every byte of x and of y, for ``pair = (x, y)``; a
-    TokenStream by its ids (count, dtype, digest of every byte) and the batches it cuts; None for
-    None. Never raises: what cannot be read is described as such (``train`` then says why)."""
+    data object with a ``rank_record()`` (a TokenStream: its ids and the batches it cuts) by that record,
+    each array in it digested; None for None. Never raises: what cannot be read is described as such (``train`` then says why)."""
     if pair is None:
         return None
-    if isinstance(pair, TokenStream):
-        return describe_stream(pair)
+    if callable(getattr(pair, "rank_record", None)):
+        return describe_record(pair)
     if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         return {"type": type(pair).__name__}
     if isinstance(pair[0], tuple):  # a model with several inputs: each described with y
@@ -46,15 +45,13 @@ def describe_data(pair: Any) -> dict[str, Any] | None:
     return info
 
 
-def describe_stream(stream: TokenStream) -> dict[str, Any]:
-    """What defines a TokenStream's batches: its ids (count, dtype, every byte), ``batch_size``,
-    ``time_size``, and the steps per epoch that follow from them (named first where lengths differ)."""
+def describe_record(data: Any) -> dict[str, Any]:
+    """``data.rank_record()`` with each array in it replaced by its digest (a TokenStream: what defines
+    its batches, ``xpnet.datasets.TokenStream.rank_record``)."""
     try:
-        return {"type": "TokenStream", "ids": int(stream.ids.shape[0]), "batch_size": stream.batch_size,
-                "time_size": stream.time_size, "steps per epoch": len(stream), "ids dtype": str(stream.ids.dtype),
-                "ids content": digest(stream.ids)}
+        return {k: digest(v) if hasattr(v, "shape") else v for k, v in data.rank_record().items()}
     except Exception as exc:  # noqa: BLE001 - a description, not a check
-        return {"type": "TokenStream", "unreadable": type(exc).__name__}
+        return {"type": type(data).__name__, "unreadable": type(exc).__name__}
 
 
 def digest(a: Any) -> str:
