@@ -1,6 +1,6 @@
-"""The per-epoch work of ``xn.train`` and ``xn.evaluate`` on one device (and one rank): the steps,
-the loss and accuracy sums kept on the device, and the guard that replays an epoch whose loss or
-weights went non-finite to name the step and the layer."""
+"""The per-epoch work of ``xn.train`` and ``xn.evaluate`` on one device (and one rank): the steps and
+the loss and accuracy sums kept on the device. An epoch whose loss or weights went non-finite is
+replayed by :mod:`xpnet.training.guard` to name the step and the layer."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from typing import Any, Callable, Iterator
 
 import tqdm
 
-from ..backend import Device, device_of, namespace, same_device
+from ..backend import Device, device_of, same_device
 from ..backend.threads import ThreadTuner
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
-from ..layers.container import Watcher, mode, watch
+from ..layers.container import mode
 from ..layers.recurrent import independent_batches
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
-from .checkpoint import rng_states, save_checkpoint, set_rng_states
+from .checkpoint import save_checkpoint
+from .guard import Snapshot, diagnose, zero_grads
 from .data import index_dtype
 from .history import History
 from .streams import StreamBatches
@@ -30,7 +31,6 @@ from .streams import StreamBatches
 __all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads"]
 
 _REFRESH_S = 0.5
-_AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
 
 
 class XpnetTrainingError(RuntimeError):
@@ -69,34 +69,6 @@ class TrainerState:
         """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
         save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
                         callbacks=self.callbacks, batches=self.batches)
-
-
-class Snapshot:
-    """Device copies of params, buffers and optimizer state, and the Dropout generator states."""
-
-    def __init__(self, model: Any, optimizer: Optimizer):
-        self.state = {k: _copy(v) for k, v in model.state().items()}
-        sd = optimizer.state_dict()
-        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
-        self.optimizer = sd
-        self.rng = rng_states(model)
-
-    def restore(self, model: Any, optimizer: Optimizer) -> None:
-        for k, v in self.state.items():
-            model.set_param(k, _copy(v))
-        sd = dict(self.optimizer)
-        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
-        optimizer.load_state_dict(sd)
-        set_rng_states(model, self.rng)
-
-
-def _copy(a: Any) -> Any:
-    return namespace(a).asarray(a, copy=True)
-
-
-def _all_finite(a: Any) -> bool:
-    xp = namespace(a)
-    return bool(xp.all(xp.isfinite(a)))
 
 
 def _is_terminal(stream: Any) -> bool:
@@ -343,98 +315,5 @@ class Trainer:
         return value, (int(self.reduce(correct)) / n if classes is not None else None)
 
     def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
-        """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
-        the first bad step; the model is left with the weights from before that step. With ``comm``
-        the ranks agree on each step's finding, which names the rank(s) where it was seen."""
-        model, comm = self.model, self.comm
-        snapshot.restore(model, self.optimizer)
-
-        def agreed(where: str | None) -> str | None:
-            if comm is None:
-                return where
-            found = [(r, w) for r, w in enumerate(comm.allgather_object(where)) if w is not None]
-            first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
-            return "; ".join(f"rank {r}: {w}" for r, w in first) or None
-
-        with self.batch_states(batches) as fresh:
-            for step, batch in enumerate(batches.epoch(epoch)):
-                if step >= steps:
-                    break
-                fresh()
-                where = agreed(self.replay_step(self.batch_inputs(batch, epoch, step), batch[self.inputs]))
-                if where is not None:
-                    return XpnetTrainingError(
-                        f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
-                        f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
-                        "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
-                        "the inputs.")
-                self.clip(model)
-                before = Snapshot(model, self.optimizer)
-                self.optimizer.step(model)
-                where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items()
-                                     if not _all_finite(p)), None))
-                if where is not None:
-                    before.restore(model, self.optimizer)
-                    return XpnetTrainingError(
-                        f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
-                        f"{where} non-finite, with the loss and every gradient finite ({self.optimizer.name}, "
-                        f"lr={self.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
-                        "smaller learning rate.")
-        return XpnetTrainingError(
-            f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
-            "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
-            f"deterministic on {self.dev.name}?)")
-
-    def replay_step(self, xs: tuple[Any, ...], yb: Any) -> str | None:
-        """Forward/backward one batch watching every layer (by dotted name: ``3`` in a Sequential,
-        ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
-        model, loss = self.model, self.loss
-        found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
-        nb, count = int(yb.shape[0]), 0
-        if nb:
-            with watch(model, found):
-                value = loss.forward(model.forward(*xs, train=True), yb, check=False)
-                if not _all_finite(value):
-                    found.note(f"the loss ({loss.name}) with every layer output finite")
-                model.backward_params(loss.backward())
-                count = int(self.weighted(value, nb)[1])
-            bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
-            if bad:  # a gradient a model of the user's computes itself
-                found.note(f"the gradient of {bad[0]!r}")
-        else:
-            zero_grads(model)
-        first = found.first
-        if self.comm is not None:
-            self.comm.allreduce_grads(model, count=count, empty_ok=True)
-            if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
-                first = _AFTER_ALLREDUCE
-        return first
-
-
-class _NonFinite(Watcher):
-    """Where the first non-finite value of a step appeared (``first``; None while all is finite)."""
-
-    def __init__(self, first: str | None):
-        self.first = first
-
-    def note(self, where: str) -> None:
-        if self.first is None:
-            self.first = where
-
-    def forward(self, name: str, layer: Any, xs: Any, y: Any) -> None:
-        if self.first is None and not _all_finite(y):
-            self.note(f"the output of layer {name} ({layer.name})")
-
-    def backward(self, name: str, layer: Any, dy: Any, dx: Any) -> None:
-        if self.first is not None:
-            return
-        for key, g in layer.grads.items():
-            if not _all_finite(g):
-                self.note(f"the gradient of {key!r} in layer {name} ({layer.name})")
-        if dx is not None and not _all_finite(dx):
-            self.note(f"the input gradient of layer {name} ({layer.name})")
-
-
-def zero_grads(model: Any) -> None:
-    for layer in model.named_modules().values():
-        layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
+        """The error that names the first non-finite step of ``epoch`` (:func:`xpnet.training.guard.diagnose`)."""
+        return XpnetTrainingError(diagnose(self, snapshot, batches, epoch, steps))

@@ -1,0 +1,144 @@
+"""The guard of ``xn.train``: a :class:`Snapshot` of each epoch's start, and, when the epoch's loss or
+weights went non-finite, a replay of it from there that watches every layer and every update and names
+the first step, the layer and the value (:func:`diagnose`; with ``comm`` the ranks agree on each finding)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import namespace
+from ..layers.container import Watcher, watch
+from ..optim import Optimizer
+from .checkpoint import rng_states, set_rng_states
+
+__all__ = ["Snapshot", "diagnose", "replay_step", "zero_grads"]
+
+_AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
+
+
+class Snapshot:
+    """Device copies of params, buffers and optimizer state, and the Dropout generator states."""
+
+    def __init__(self, model: Any, optimizer: Optimizer):
+        self.state = {k: _copy(v) for k, v in model.state().items()}
+        sd = optimizer.state_dict()
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        self.optimizer = sd
+        self.rng = rng_states(model)
+
+    def restore(self, model: Any, optimizer: Optimizer) -> None:
+        for k, v in self.state.items():
+            model.set_param(k, _copy(v))
+        sd = dict(self.optimizer)
+        sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
+        optimizer.load_state_dict(sd)
+        set_rng_states(model, self.rng)
+
+
+def _copy(a: Any) -> Any:
+    return namespace(a).asarray(a, copy=True)
+
+
+def _all_finite(a: Any) -> bool:
+    xp = namespace(a)
+    return bool(xp.all(xp.isfinite(a)))
+
+
+def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: int) -> str:
+    """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
+    the first bad step; the model is left with the weights from before that step. With ``comm``
+    the ranks agree on each step's finding, which names the rank(s) where it was seen. Returns the
+    message of the error that ``trainer`` (a :class:`~xpnet.training.trainer.Trainer`) raises."""
+    model, comm = trainer.model, trainer.comm
+    snapshot.restore(model, trainer.optimizer)
+
+    def agreed(where: str | None) -> str | None:
+        if comm is None:
+            return where
+        found = [(r, w) for r, w in enumerate(comm.allgather_object(where)) if w is not None]
+        first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
+        return "; ".join(f"rank {r}: {w}" for r, w in first) or None
+
+    with trainer.batch_states(batches) as fresh:
+        for step, batch in enumerate(batches.epoch(epoch)):
+            if step >= steps:
+                break
+            fresh()
+            where = agreed(replay_step(trainer, trainer.batch_inputs(batch, epoch, step), batch[trainer.inputs]))
+            if where is not None:
+                return (
+                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
+                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
+                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
+                    "the inputs.")
+            trainer.clip(model)
+            before = Snapshot(model, trainer.optimizer)
+            trainer.optimizer.step(model)
+            where = agreed(next((f"parameter {k!r}" for k, p in model.named_params().items()
+                                 if not _all_finite(p)), None))
+            if where is not None:
+                before.restore(model, trainer.optimizer)
+                return (
+                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                    f"{where} non-finite, with the loss and every gradient finite ({trainer.optimizer.name}, "
+                    f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
+                    "smaller learning rate.")
+    return (
+        f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
+        "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
+        f"deterministic on {trainer.dev.name}?)")
+
+
+def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any) -> str | None:
+    """Forward/backward one batch watching every layer (by dotted name: ``3`` in a Sequential,
+    ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
+    model, loss = trainer.model, trainer.loss
+    found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
+    nb, count = int(yb.shape[0]), 0
+    if nb:
+        with watch(model, found):
+            value = loss.forward(model.forward(*xs, train=True), yb, check=False)
+            if not _all_finite(value):
+                found.note(f"the loss ({loss.name}) with every layer output finite")
+            model.backward_params(loss.backward())
+            count = int(trainer.weighted(value, nb)[1])
+        bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
+        if bad:  # a gradient a model of the user's computes itself
+            found.note(f"the gradient of {bad[0]!r}")
+    else:
+        zero_grads(model)
+    first = found.first
+    if trainer.comm is not None:
+        trainer.comm.allreduce_grads(model, count=count, empty_ok=True)
+        if first is None and not all(_all_finite(g) for g in model.named_grads().values()):
+            first = _AFTER_ALLREDUCE
+    return first
+
+
+class _NonFinite(Watcher):
+    """Where the first non-finite value of a step appeared (``first``; None while all is finite)."""
+
+    def __init__(self, first: str | None):
+        self.first = first
+
+    def note(self, where: str) -> None:
+        if self.first is None:
+            self.first = where
+
+    def forward(self, name: str, layer: Any, xs: Any, y: Any) -> None:
+        if self.first is None and not _all_finite(y):
+            self.note(f"the output of layer {name} ({layer.name})")
+
+    def backward(self, name: str, layer: Any, dy: Any, dx: Any) -> None:
+        if self.first is not None:
+            return
+        for key, g in layer.grads.items():
+            if not _all_finite(g):
+                self.note(f"the gradient of {key!r} in layer {name} ({layer.name})")
+        if dx is not None and not _all_finite(dx):
+            self.note(f"the input gradient of layer {name} ({layer.name})")
+
+
+def zero_grads(model: Any) -> None:
+    for layer in model.named_modules().values():
+        layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
