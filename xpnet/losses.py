@@ -184,8 +184,8 @@ class SoftmaxCrossEntropy(Loss):
                              f"got shape {tuple(t.shape)}")
         else:
             pytorch = y.ndim == 3 and tuple(t.shape) == (y.shape[0], y.shape[2])
-            hint = (f"; the classes are on the last axis, (N, T, C), where PyTorch's CrossEntropyLoss has them on "
-                    f"axis 1, (N, C, T): pass xp.permute_dims(scores, (0, 2, 1))" if pytorch else "")
+            hint = ("; the classes are on the last axis, (N, T, C), where PyTorch's CrossEntropyLoss has them on "
+                    "axis 1, (N, C, T): pass xp.permute_dims(scores, (0, 2, 1))" if pytorch else "")
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
                              f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}{hint}")
         self._dy = self._hits = None

@@ -3,7 +3,6 @@ written out), with what every model has: ``predict``, ``summary``, ``save``, mod
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import Any
 
