@@ -227,6 +227,29 @@ def test_sampling_follows_the_softmax(rng):
     np.testing.assert_allclose(np.bincount(draws.ravel(), minlength=3) / 4000, p / p.sum(), atol=0.03)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_draws_at_either_end_never_pick_a_skipped_id(monkeypatch, dtype):
+    """The float32 cumulative sum of the probabilities ends a little below 1 (0.9999999 here, 0.9999993 over
+    10,000 ids): a draw past its end went to the last id, skipped or not (and with the rounding remainder as
+    extra probability), and a draw of 0 to the first, as did one below 2**-25 in a float16 model. Draws at
+    both ends, with both end ids skipped."""
+    vocab = 8
+    model = xn.book.rnnlm(vocab, 2, 2, dtype=dtype)
+    model.layers[-1].params["W"][...] = 0.0
+    model.layers[-1].params["b"][...] = np.linspace(0.0, 1.0, vocab)
+
+    class EndDraws:
+        def random(self, shape):
+            draws = np.zeros(shape)
+            draws[:, 1::3] = np.nextafter(1.0, 0.0)  # rounds to 1.0 in float32
+            draws[:, 2::3] = 2.0**-53  # the smallest above 0, 0 in float16
+            return draws
+
+    monkeypatch.setattr(np.random, "default_rng", lambda seed=None: EndDraws())
+    out = xn.to_numpy(model.generate(np.zeros((6, 1), dtype=np.int64), 3, seed=0, skip_ids=[0, vocab - 1]))
+    assert out.min() >= 1 and out.max() <= vocab - 2, out
+
+
 def test_predict_summary_and_train_take_integer_ids(rng):
     xn.init.seed(5)
     model = xn.book.attention_seq2seq(V, D, H)

@@ -93,13 +93,21 @@ class LanguageModel(Model):
         rng = np.random.default_rng(seed)
         banned = np.zeros(vocab, dtype=bool)
         banned[np.asarray(skip_ids, dtype=np.int64)] = True
-        penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=self.dtype)
+        # drawn in float32 at least: float16's cumulative sum stops growing long before 10,000 ids, and a
+        # draw below 2**-25 would round to 0
+        half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
+        dtype = xp.float32 if half is not None and self.dtype == half else self.dtype
+        penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=dtype)
         index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
         ids = xp.astype(to_device(prompt, dev), index)
         # the numbers of every step drawn and uploaded at once (the same ones, in the same order): an
         # upload per step from pageable host memory may wait for the GPU's queued work
-        draws = None if temperature == 0 else to_device(rng.random((length, prompt.shape[0], 1)), dev,
-                                                         dtype=self.dtype)
+        draws = None
+        if temperature != 0:
+            draws = rng.random((length, prompt.shape[0], 1))
+            # in (0, 1]: a draw of 0 would pick the first id, skipped or not (see the sampling below)
+            draws[draws == 0.0] = 1.0
+            draws = to_device(draws, dev, dtype=dtype)
         out = []
         from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module
 
@@ -108,14 +116,17 @@ class LanguageModel(Model):
             # the prompt checked once; the ids fed back are drawn from the vocabulary's scores
             with dev.activate(), mode(self, False), no_autograd(xp), ids_checked_once(self, [(ids,)]):
                 for step in range(length):
-                    score = self.forward(ids, train=False)[:, -1, :] + penalty
+                    score = xp.astype(self.forward(ids, train=False)[:, -1, :], dtype, copy=False) + penalty
                     if temperature == 0:
                         ids = xp.argmax(score, axis=1)
                     else:
-                        z = score / temperature
-                        e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-                        cdf = xp.cumulative_sum(e / xp.sum(e, axis=1, keepdims=True), axis=1)
-                        ids = xp.clip(xp.sum(xp.astype(cdf < draws[step, ...], index), axis=1), 0, vocab - 1)
+                        # the maximum subtracted before dividing: a tiny temperature gives -inf, not inf - inf
+                        e = xp.exp((score - xp.max(score, axis=1, keepdims=True)) / temperature)
+                        cdf = xp.cumulative_sum(e, axis=1)
+                        # the draw scaled by the sum's own end (not compared with 1, which a float32 sum over
+                        # 10,000 ids misses by ~1e-6): the count of ids below a draw in (0, end] names an id
+                        # whose cdf rose past it, never one of zero probability, and no id gets the rounding
+                        ids = xp.sum(xp.astype(cdf < draws[step, ...] * cdf[:, -1:], index), axis=1)
                     ids = xp.astype(ids, index)[:, None]
                     out.append(ids)
         finally:
