@@ -250,6 +250,19 @@ def test_draws_at_either_end_never_pick_a_skipped_id(monkeypatch, dtype):
     assert out.min() >= 1 and out.max() <= vocab - 2, out
 
 
+def test_generate_refuses_skip_ids_and_temperatures_it_cannot_use():
+    model = xn.book.rnnlm(V, D, H)
+    for skip in ([V], [-1], [1.5], "<unk>"):
+        with pytest.raises(ValueError, match=r"LanguageModel.generate: skip_ids must be ids in \[0, 9\), got"):
+            model.generate([1], 3, seed=0, skip_ids=skip)
+    with pytest.raises(ValueError, match="generate: skip_ids must leave at least one of the 9 ids"):
+        model.generate([1], 3, seed=0, skip_ids=list(range(V)))
+    for temperature in (float("nan"), float("inf"), -1.0, "1"):
+        with pytest.raises(ValueError, match="generate: temperature must be a finite number >= 0"):
+            model.generate([1], 3, temperature=temperature)
+    assert model.generate([1], 3, temperature=np.float32(0.5), seed=0, skip_ids=np.int64(3)).shape == (1, 3)
+
+
 def test_predict_summary_and_train_take_integer_ids(rng):
     xn.init.seed(5)
     model = xn.book.attention_seq2seq(V, D, H)

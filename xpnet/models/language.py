@@ -9,11 +9,12 @@ continues the state of the one before; ``reset_state()`` starts from zeros.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from .._user import is_int
+from .._user import is_int, is_real
 from ..backend import no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import mode
@@ -75,14 +76,16 @@ class LanguageModel(Model):
         N samples at once): each next id is drawn from softmax(scores / temperature), ``temperature=0``
         takes the most likely (greedy). Returns ids (N, length) on the model's device.
 
-        The state is reset before the prompt and after sampling. Ids in ``skip_ids`` (e.g. ``<unk>``)
-        are never drawn (the book's ``RnnlmGen`` skips them by drawing again). Random numbers come from
+        The state is reset before the prompt and after sampling. Ids in ``skip_ids`` (e.g. ``<unk>``;
+        each in [0, vocab_size), at least one id left) are never drawn (the book's ``RnnlmGen`` skips them
+        by drawing again). ``temperature``: a finite number >= 0. Random numbers come from
         ``numpy.random.default_rng(seed)`` on the host: the same seed gives the same text on every device.
         """
         if not is_int(length) or length < 1:
             raise ValueError(f"{self.name}.generate: length must be an int >= 1, got {length!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"{self.name}.generate: temperature must be a number >= 0, got {temperature!r}")
+        if not is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"{self.name}.generate: temperature must be a finite number >= 0 (0: greedy), got "
+                             f"{temperature!r}")
         dev, vocab = self.device, self.layers[0].num_embeddings
         xp = dev.xp
         prompt = to_numpy(start_ids) if hasattr(start_ids, "shape") else np.asarray(start_ids)
@@ -90,9 +93,12 @@ class LanguageModel(Model):
         if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype.kind not in "iu":
             raise ValueError(f"{self.name}.generate: start_ids must be an int, a list of ids or (N, T) ids, got "
                              f"{start_ids!r}")
-        rng = np.random.default_rng(seed)
         banned = np.zeros(vocab, dtype=bool)
-        banned[np.asarray(skip_ids, dtype=np.int64)] = True
+        banned[self._skipped(skip_ids, vocab)] = True
+        if banned.all():
+            raise ValueError(f"{self.name}.generate: skip_ids must leave at least one of the {vocab} ids to draw, "
+                             f"got all of them")
+        rng = np.random.default_rng(seed)
         # drawn in float32 at least: float16's cumulative sum stops growing long before 10,000 ids, and a
         # draw below 2**-25 would round to 0
         half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
@@ -132,3 +138,12 @@ class LanguageModel(Model):
         finally:
             self.reset_state()
         return xp.concat(out, axis=1)
+
+    def _skipped(self, skip_ids: Any, vocab: int) -> np.ndarray:
+        """``skip_ids`` (an id or a list of ids, on any device) as host int64 ids, each in [0, vocab)."""
+        skip = np.asarray(to_numpy(skip_ids) if hasattr(skip_ids, "shape") else skip_ids).reshape(-1)
+        if skip.size == 0:
+            return skip.astype(np.int64)
+        if skip.dtype.kind not in "iu" or skip.min() < 0 or skip.max() >= vocab:
+            raise ValueError(f"{self.name}.generate: skip_ids must be ids in [0, {vocab}), got {skip_ids!r}")
+        return skip.astype(np.int64)
