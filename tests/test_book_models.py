@@ -164,6 +164,17 @@ def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(name, devi
         assert out[row].tolist() == answer[1:]
 
 
+def test_generate_answers_in_the_index_dtype_whatever_the_questions_dtype():
+    """Answers were cast to the questions' dtype: uint8 questions with 300 ids turned 280 into 24 (and fed
+    24 back)."""
+    xn.init.seed(0)
+    model = xn.book.seq2seq(300, 4, 4)
+    model.decoder.affine.params["b"][...] = 0.0
+    model.decoder.affine.params["b"][280] = 100.0  # every step's most likely id
+    out = model.generate(np.array([[1, 2, 3]], dtype=np.uint8), np.uint8(0), 3)
+    assert out.dtype == np.int64 and out.tolist() == [[280, 280, 280]]
+
+
 def test_exact_match_counts_whole_answers(rng):
     xn.init.seed(3)
     model = xn.book.peeky_seq2seq(V, D, H)
