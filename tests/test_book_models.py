@@ -175,6 +175,16 @@ def test_generate_answers_in_the_index_dtype_whatever_the_questions_dtype():
     assert out.dtype == np.int64 and out.tolist() == [[280, 280, 280]]
 
 
+def test_generate_takes_a_numpy_integer_length_as_the_language_model_does(rng):
+    xn.init.seed(0)
+    model, lm = xn.book.attention_seq2seq(V, D, H), xn.book.rnnlm(V, D, H)
+    assert model.generate(ids(rng, 2, 5), 1, np.int64(3)).shape == (2, 3)
+    assert lm.generate([1], np.int64(3), seed=0).shape == (1, 3)
+    for length in (True, 3.0, 0, np.int64(0)):
+        with pytest.raises(ValueError, match="AttentionSeq2seq.generate: length must be an int >= 1"):
+            model.generate(ids(rng, 2, 5), 1, length)
+
+
 def test_exact_match_counts_whole_answers(rng):
     xn.init.seed(3)
     model = xn.book.peeky_seq2seq(V, D, H)

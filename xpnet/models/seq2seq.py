@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._user import is_int
 from ..backend import namespace, no_autograd, plain_array, to_device, to_numpy, untracked
 from ..layers import LSTM, Attention, Embedding, Linear
 from ..layers.container import Container, mode
@@ -178,7 +179,7 @@ class Seq2seq(Model):
         ids (N, length) on the model's device in its default index dtype (int64 on NumPy, whatever the
         questions' integer dtype), starting after ``start_id`` (an int, or (N,) ids), each step's most
         likely id fed back as the next input. Runs in evaluation mode."""
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        if not is_int(length) or length < 1:
             raise ValueError(f"{self.name}.generate: length must be an int >= 1, got {length!r}")
         dev = self.device
         xp = dev.xp
