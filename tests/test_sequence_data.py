@@ -200,6 +200,21 @@ def test_ptb_local_file_with_a_wrong_hash_is_reported_and_kept(small_ptb, tmp_pa
     assert (tmp_path / "ptb.valid.txt").read_bytes() == b" changed \n"
 
 
+def test_ptb_cached_file_is_checked_when_another_is_downloaded(small_ptb, monkeypatch):
+    """A wrong training file in the cache was used unchecked when the split's file had to be downloaded."""
+    cache = xn.datasets.cache_dir("ptb")
+    cache.mkdir(parents=True)
+    (cache / "ptb.train.txt").write_bytes(b" not the treebank \n")
+    server = Server({f"/data/{name}": (body, False) for name, body in small_ptb.items()})
+    try:
+        monkeypatch.setattr(ptb, "MIRRORS", [server.url])
+        with pytest.raises(xn.datasets.DatasetChecksumError, match="ptb.train.txt: SHA-256 .* left as it is"):
+            xn.datasets.load_ptb("valid")
+        assert server.requests == [] and (cache / "ptb.train.txt").read_bytes() == b" not the treebank \n"
+    finally:
+        server.close()
+
+
 def test_ptb_offline_with_nothing_local_says_where_it_looked(small_ptb):
     with pytest.raises(xn.datasets.DatasetNotFoundError, match="(?s)Penn Treebank not found.*downloading was off"):
         xn.datasets.load_ptb(download=False)
