@@ -124,6 +124,17 @@ def test_bad_seq2seq_lines_are_refused():
         xn.datasets.seq2seq_from_lines(["1+1 _2", "10+1 _11"])
 
 
+
+def test_bad_line_counts_name_the_function_and_n():
+    for call, n, message in [(xn.datasets.addition, 0, r"addition: n \(the number of lines\) must be an int >= 1 and "
+                              r"at most 500,500, got 0"),
+                             (xn.datasets.addition_lines, 500_501, "addition_lines: n .* at most 500,500, got 500501"),
+                             (xn.datasets.dates, 2.5, r"dates: n \(the number of lines\) must be an int >= 1, got 2.5"),
+                             (xn.datasets.date_lines, True, "date_lines: n .* got True")]:
+        with pytest.raises(ValueError, match=message):
+            call(n)
+    assert len(xn.datasets.addition_lines(np.int64(3))) == 3
+
 # -- Penn Treebank ----------------------------------------------------------------------------------------
 
 PTB_TEXT = {"ptb.train.txt": " the cat sat \n a dog <unk> the cat \n", "ptb.valid.txt": " a cat \n",
