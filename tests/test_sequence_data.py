@@ -284,3 +284,14 @@ def test_token_stream_refuses_what_gives_no_batch():
         xn.datasets.TokenStream(np.zeros(100), 4, 3)
     with pytest.raises(ValueError, match="TokenStream: time_size must be an int >= 1"):
         xn.datasets.TokenStream(np.arange(100), 4, 0)
+
+
+def test_token_stream_takes_a_list_of_ids():
+    """A list was refused with 'list is not a supported array type', naming neither TokenStream nor ids."""
+    corpus = np.random.default_rng(0).integers(0, 50, 100)
+    stream, ref = xn.datasets.TokenStream(corpus.tolist(), 3, 5), xn.datasets.TokenStream(corpus, 3, 5)
+    for (x, t), (rx, rt) in zip(stream.epoch(0), ref.epoch(0)):
+        np.testing.assert_array_equal(x, rx)
+        np.testing.assert_array_equal(t, rt)
+    with pytest.raises(ValueError, match="TokenStream: ids must be a 1-D integer array, got shape .* dtype float64"):
+        xn.datasets.TokenStream([0.5] * 100, 3, 5)
