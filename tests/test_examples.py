@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import re
 import runpy
 
 import pytest
@@ -114,6 +115,18 @@ def test_seq2seq_addition_example_runs(capsys):
     out = capsys.readouterr().out
     assert "PeekySeq2seq" in out and "questions reversed" in out and "epoch 1: exact-match answers" in out
     assert " = " in out and "exact-match answers after epoch 1:" in out
+
+
+def test_char_lm_example_refuses_an_unknown_prompt_before_training(capsys, monkeypatch):
+    """It trained fully, then dropped the prompt's unknown characters (all of them: a crash in generate)."""
+    monkeypatch.setattr(xn, "train", lambda *a, **k: pytest.fail("trained before checking the prompt"))
+    for prompt, message in [("é", r"--prompt 'é': characters not in the text, so unknown to the model \(its "
+                                   r"\d+-character vocabulary\): 'é'"),
+                            ("Th€é ", r"vocabulary\): 'é€'"), ("", "--prompt '': give at least one character")]:
+        with pytest.raises(SystemExit) as exit_:
+            _load("char_lm").main(["--limit", "6000", "--prompt", prompt])
+        assert exit_.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
