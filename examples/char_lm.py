@@ -15,7 +15,7 @@ import xpnet as xn
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)

@@ -30,6 +30,17 @@ def fashion_mnist():
         pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
 
 
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py") if "ArgumentParser(" in p.read_text()))
+def test_help_describes_the_example_in_whole_sentences(name, capsys):
+    """--help showed the docstring's first line only, cut mid-sentence ("... with its two"): now its first
+    paragraph."""
+    with pytest.raises(SystemExit) as exit_:
+        _load(name).main(["--help"])
+    assert exit_.value.code == 0
+    first = "".join(_load(name).__doc__.split("\n\n")[0].split())  # argparse rewraps it, at hyphens too
+    assert first.endswith(".") and first in "".join(capsys.readouterr().out.split())
+
+
 def test_cpu_fallback_warns_and_trains_on_the_cpu(no_cuda, capsys):
     with pytest.warns(backend.XpnetDeviceWarning, match="cupy is not installed"):
         runpy.run_path(str(EXAMPLES / "cpu_fallback.py"), run_name="__main__")
