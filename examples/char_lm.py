@@ -15,7 +15,7 @@ import xpnet as xn
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--embed", type=int, default=64)
     ap.add_argument("--hidden", type=int, default=256)
@@ -24,13 +24,18 @@ def main(argv=None):
     ap.add_argument("--time-size", type=int, default=32, help="steps of backpropagation through time per batch")
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--temperature", type=float, default=0.7, help="of the generated sample (0: greedy)")
-    ap.add_argument("--prompt", default="The ")
+    ap.add_argument("--prompt", default="The ", help="the sample's start: characters of the training text")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N characters")
     args = ap.parse_args(argv)
 
     text = xn.datasets.python_docs()[:args.limit]
     ids, char_to_id, id_to_char = xn.datasets.char_ids(text)
+    unknown = sorted({c for c in args.prompt if c not in char_to_id})
+    if not args.prompt or unknown:
+        ap.error(f"--prompt {args.prompt!r}: " + (f"characters not in the text, so unknown to the model (its "
+                                                  f"{len(char_to_id)}-character vocabulary): {''.join(unknown)!r}"
+                                                  if unknown else "give at least one character"))
     split = len(ids) * 9 // 10
     print(f"python_docs (Python {sys.version.split()[0]}): {len(text):,} characters, {len(char_to_id)} distinct; "
           f"{split:,} for training, the rest held out")
@@ -45,7 +50,7 @@ def main(argv=None):
                                                                                         args.lr / 10))])
     print(f"trained on {history.device} in {time.perf_counter() - start:.0f}s; a sample at temperature "
           f"{args.temperature}:")
-    prompt = [char_to_id[c] for c in args.prompt if c in char_to_id]
+    prompt = [char_to_id[c] for c in args.prompt]
     sample = xn.to_numpy(model.generate(prompt, 400, temperature=args.temperature, seed=0))[0]
     print(args.prompt + "".join(id_to_char[int(i)] for i in sample))
 

@@ -16,7 +16,7 @@ def simple_convnet(channels=30, hidden=100, classes=10):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--lr", type=float, default=1e-3)

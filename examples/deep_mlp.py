@@ -21,7 +21,7 @@ def deep_mlp(n_in, hidden, n_out, dropout=0.0):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[100, 100, 100, 100])
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--device", default="auto")

@@ -28,7 +28,7 @@ def modern_cnn(channels=(32, 64, 128), hidden=256, dropout=0.3, conv_dropout=0.0
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--hidden", type=int, default=256, help="width of the Linear layer of the head")

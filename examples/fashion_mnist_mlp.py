@@ -22,7 +22,7 @@ def mlp(hidden, dropout, n_in=784, classes=10):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, nargs="+", default=[1024, 512])
     ap.add_argument("--dropout", type=float, default=0.3)

@@ -61,7 +61,7 @@ class ResNet(xn.Model):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--channels", type=int, nargs="+", default=[36, 72, 144])
     ap.add_argument("--blocks", type=int, default=1, help="residual blocks per stage")

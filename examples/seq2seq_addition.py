@@ -32,7 +32,7 @@ class ExactMatch(xn.callbacks.Callback):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--constant", action="store_true", help="keep the lr (the book's) instead of annealing it "

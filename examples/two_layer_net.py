@@ -12,7 +12,7 @@ import xpnet as xn
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--limit", type=int, default=None, help="use only the first N training images")

@@ -164,6 +164,27 @@ def test_generate_is_greedy_decoding_step_by_step_for_the_whole_batch(name, devi
         assert out[row].tolist() == answer[1:]
 
 
+def test_generate_answers_in_the_index_dtype_whatever_the_questions_dtype():
+    """Answers were cast to the questions' dtype: uint8 questions with 300 ids turned 280 into 24 (and fed
+    24 back)."""
+    xn.init.seed(0)
+    model = xn.book.seq2seq(300, 4, 4)
+    model.decoder.affine.params["b"][...] = 0.0
+    model.decoder.affine.params["b"][280] = 100.0  # every step's most likely id
+    out = model.generate(np.array([[1, 2, 3]], dtype=np.uint8), np.uint8(0), 3)
+    assert out.dtype == np.int64 and out.tolist() == [[280, 280, 280]]
+
+
+def test_generate_takes_a_numpy_integer_length_as_the_language_model_does(rng):
+    xn.init.seed(0)
+    model, lm = xn.book.attention_seq2seq(V, D, H), xn.book.rnnlm(V, D, H)
+    assert model.generate(ids(rng, 2, 5), 1, np.int64(3)).shape == (2, 3)
+    assert lm.generate([1], np.int64(3), seed=0).shape == (1, 3)
+    for length in (True, 3.0, 0, np.int64(0)):
+        with pytest.raises(ValueError, match="AttentionSeq2seq.generate: length must be an int >= 1"):
+            model.generate(ids(rng, 2, 5), 1, length)
+
+
 def test_exact_match_counts_whole_answers(rng):
     xn.init.seed(3)
     model = xn.book.peeky_seq2seq(V, D, H)
@@ -225,6 +246,42 @@ def test_sampling_follows_the_softmax(rng):
     draws = xn.to_numpy(model.generate(np.zeros((4000, 1), dtype=np.int64), 1, temperature=2.0, seed=0))
     p = np.exp(np.array([0.0, 0.5, 1.0]))
     np.testing.assert_allclose(np.bincount(draws.ravel(), minlength=3) / 4000, p / p.sum(), atol=0.03)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_draws_at_either_end_never_pick_a_skipped_id(monkeypatch, dtype):
+    """The float32 cumulative sum of the probabilities ends a little below 1 (0.9999999 here, 0.9999993 over
+    10,000 ids): a draw past its end went to the last id, skipped or not (and with the rounding remainder as
+    extra probability), and a draw of 0 to the first, as did one below 2**-25 in a float16 model. Draws at
+    both ends, with both end ids skipped."""
+    vocab = 8
+    model = xn.book.rnnlm(vocab, 2, 2, dtype=dtype)
+    model.layers[-1].params["W"][...] = 0.0
+    model.layers[-1].params["b"][...] = np.linspace(0.0, 1.0, vocab)
+
+    class EndDraws:
+        def random(self, shape):
+            draws = np.zeros(shape)
+            draws[:, 1::3] = np.nextafter(1.0, 0.0)  # rounds to 1.0 in float32
+            draws[:, 2::3] = 2.0**-53  # the smallest above 0, 0 in float16
+            return draws
+
+    monkeypatch.setattr(np.random, "default_rng", lambda seed=None: EndDraws())
+    out = xn.to_numpy(model.generate(np.zeros((6, 1), dtype=np.int64), 3, seed=0, skip_ids=[0, vocab - 1]))
+    assert out.min() >= 1 and out.max() <= vocab - 2, out
+
+
+def test_generate_refuses_skip_ids_and_temperatures_it_cannot_use():
+    model = xn.book.rnnlm(V, D, H)
+    for skip in ([V], [-1], [1.5], "<unk>"):
+        with pytest.raises(ValueError, match=r"LanguageModel.generate: skip_ids must be ids in \[0, 9\), got"):
+            model.generate([1], 3, seed=0, skip_ids=skip)
+    with pytest.raises(ValueError, match="generate: skip_ids must leave at least one of the 9 ids"):
+        model.generate([1], 3, seed=0, skip_ids=list(range(V)))
+    for temperature in (float("nan"), float("inf"), -1.0, "1"):
+        with pytest.raises(ValueError, match="generate: temperature must be a finite number >= 0"):
+            model.generate([1], 3, temperature=temperature)
+    assert model.generate([1], 3, temperature=np.float32(0.5), seed=0, skip_ids=np.int64(3)).shape == (1, 3)
 
 
 def test_predict_summary_and_train_take_integer_ids(rng):

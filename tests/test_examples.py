@@ -2,6 +2,7 @@
 
 import importlib.util
 import pathlib
+import re
 import runpy
 
 import pytest
@@ -27,6 +28,17 @@ def fashion_mnist():
         datasets.find_files("fashion-mnist", download=False)
     except datasets.DatasetNotFoundError:
         pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py") if "ArgumentParser(" in p.read_text()))
+def test_help_describes_the_example_in_whole_sentences(name, capsys):
+    """--help showed the docstring's first line only, cut mid-sentence ("... with its two"): now its first
+    paragraph."""
+    with pytest.raises(SystemExit) as exit_:
+        _load(name).main(["--help"])
+    assert exit_.value.code == 0
+    first = "".join(_load(name).__doc__.split("\n\n")[0].split())  # argparse rewraps it, at hyphens too
+    assert first.endswith(".") and first in "".join(capsys.readouterr().out.split())
 
 
 def test_cpu_fallback_warns_and_trains_on_the_cpu(no_cuda, capsys):
@@ -114,6 +126,29 @@ def test_seq2seq_addition_example_runs(capsys):
     out = capsys.readouterr().out
     assert "PeekySeq2seq" in out and "questions reversed" in out and "epoch 1: exact-match answers" in out
     assert " = " in out and "exact-match answers after epoch 1:" in out
+
+
+def test_char_lm_example_refuses_an_unknown_prompt_before_training(capsys, monkeypatch):
+    """It trained fully, then dropped the prompt's unknown characters (all of them: a crash in generate)."""
+    monkeypatch.setattr(xn, "train", lambda *a, **k: pytest.fail("trained before checking the prompt"))
+    for prompt, message in [("é", r"--prompt 'é': characters not in the text, so unknown to the model \(its "
+                                   r"\d+-character vocabulary\): 'é'"),
+                            ("Th€é ", r"vocabulary\): 'é€'"), ("", "--prompt '': give at least one character")]:
+        with pytest.raises(SystemExit) as exit_:
+            _load("char_lm").main(["--limit", "6000", "--prompt", prompt])
+        assert exit_.value.code == 2
+        assert re.search(message, capsys.readouterr().err)
+
+
+def test_readme_shows_the_line_char_lm_prints_before_its_sample(capsys):
+    """The README's output block said 'trained in 258s; ...' where the script prints 'trained on cpu in ...'."""
+    _load("char_lm").main(["--device", "cpu", "--epochs", "1", "--limit", "3000", "--hidden", "8", "--embed", "8",
+                           "--time-size", "8", "--batch-size", "4"])
+    printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("trained"))
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("`python examples/char_lm.py`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    shown = next(line for line in block.splitlines() if line.startswith("trained"))
+    assert re.fullmatch(re.sub(r"\d+", r"\\d+", re.escape(printed)), shown), (printed, shown)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])

@@ -124,6 +124,17 @@ def test_bad_seq2seq_lines_are_refused():
         xn.datasets.seq2seq_from_lines(["1+1 _2", "10+1 _11"])
 
 
+
+def test_bad_line_counts_name_the_function_and_n():
+    for call, n, message in [(xn.datasets.addition, 0, r"addition: n \(the number of lines\) must be an int >= 1 and "
+                              r"at most 500,500, got 0"),
+                             (xn.datasets.addition_lines, 500_501, "addition_lines: n .* at most 500,500, got 500501"),
+                             (xn.datasets.dates, 2.5, r"dates: n \(the number of lines\) must be an int >= 1, got 2.5"),
+                             (xn.datasets.date_lines, True, "date_lines: n .* got True")]:
+        with pytest.raises(ValueError, match=message):
+            call(n)
+    assert len(xn.datasets.addition_lines(np.int64(3))) == 3
+
 # -- Penn Treebank ----------------------------------------------------------------------------------------
 
 PTB_TEXT = {"ptb.train.txt": " the cat sat \n a dog <unk> the cat \n", "ptb.valid.txt": " a cat \n",
@@ -200,6 +211,21 @@ def test_ptb_local_file_with_a_wrong_hash_is_reported_and_kept(small_ptb, tmp_pa
     assert (tmp_path / "ptb.valid.txt").read_bytes() == b" changed \n"
 
 
+def test_ptb_cached_file_is_checked_when_another_is_downloaded(small_ptb, monkeypatch):
+    """A wrong training file in the cache was used unchecked when the split's file had to be downloaded."""
+    cache = xn.datasets.cache_dir("ptb")
+    cache.mkdir(parents=True)
+    (cache / "ptb.train.txt").write_bytes(b" not the treebank \n")
+    server = Server({f"/data/{name}": (body, False) for name, body in small_ptb.items()})
+    try:
+        monkeypatch.setattr(ptb, "MIRRORS", [server.url])
+        with pytest.raises(xn.datasets.DatasetChecksumError, match="ptb.train.txt: SHA-256 .* left as it is"):
+            xn.datasets.load_ptb("valid")
+        assert server.requests == [] and (cache / "ptb.train.txt").read_bytes() == b" not the treebank \n"
+    finally:
+        server.close()
+
+
 def test_ptb_offline_with_nothing_local_says_where_it_looked(small_ptb):
     with pytest.raises(xn.datasets.DatasetNotFoundError, match="(?s)Penn Treebank not found.*downloading was off"):
         xn.datasets.load_ptb(download=False)
@@ -258,3 +284,14 @@ def test_token_stream_refuses_what_gives_no_batch():
         xn.datasets.TokenStream(np.zeros(100), 4, 3)
     with pytest.raises(ValueError, match="TokenStream: time_size must be an int >= 1"):
         xn.datasets.TokenStream(np.arange(100), 4, 0)
+
+
+def test_token_stream_takes_a_list_of_ids():
+    """A list was refused with 'list is not a supported array type', naming neither TokenStream nor ids."""
+    corpus = np.random.default_rng(0).integers(0, 50, 100)
+    stream, ref = xn.datasets.TokenStream(corpus.tolist(), 3, 5), xn.datasets.TokenStream(corpus, 3, 5)
+    for (x, t), (rx, rt) in zip(stream.epoch(0), ref.epoch(0)):
+        np.testing.assert_array_equal(x, rx)
+        np.testing.assert_array_equal(t, rt)
+    with pytest.raises(ValueError, match="TokenStream: ids must be a 1-D integer array, got shape .* dtype float64"):
+        xn.datasets.TokenStream([0.5] * 100, 3, 5)

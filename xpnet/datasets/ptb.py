@@ -51,18 +51,14 @@ def load_ptb(split: str = "train", root: str | os.PathLike | None = None, downlo
 
 def find_ptb(files: tuple[str, ...] = tuple(CHECKSUMS), root: str | os.PathLike | None = None,
              download: bool = True) -> dict[str, Path]:
-    """Paths of ``files`` (names in ``CHECKSUMS``), each checked against its SHA-256: from the first
-    searched folder holding them all, else the user cache after downloading the missing ones.
+    """Paths of ``files`` (names in ``CHECKSUMS``), each checked against its SHA-256 whichever way it came:
+    from the first searched folder holding them all, else the user cache after downloading the missing ones
+    (those already there checked first, before any download).
     Raises DatasetNotFoundError, or DatasetChecksumError for a file whose hash differs (left as it is)."""
     dirs = search_dirs("ptb", root)
     for folder in dirs:
         if all((folder / f).is_file() for f in files):
-            for f in files:
-                got = file_sha256(folder / f)
-                if got != CHECKSUMS[f]:
-                    raise DatasetChecksumError(f"{folder / f}: SHA-256 {got}, expected {CHECKSUMS[f]} for the Penn "
-                                               "Treebank's file. The file was left as it is; replace or delete it.")
-            return {f: folder / f for f in files}
+            return {f: _checked(folder / f) for f in files}
     if not download:
         raise DatasetNotFoundError(_not_found_message(files, dirs, []))
     folder = cache_dir("ptb")
@@ -70,7 +66,19 @@ def find_ptb(files: tuple[str, ...] = tuple(CHECKSUMS), root: str | os.PathLike 
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DatasetNotFoundError(_not_found_message(files, dirs, [f"cannot create {folder}: {e}"])) from e
-    return {f: folder / f if (folder / f).is_file() else _download(f, folder / f, dirs) for f in files}
+    # the files already in the cache checked before downloading the others: a wrong one is reported, as
+    # anywhere else, not used beside the fresh ones
+    cached = {f: _checked(folder / f) for f in files if (folder / f).is_file()}
+    return {f: cached[f] if f in cached else _download(f, folder / f, dirs) for f in files}
+
+
+def _checked(path: Path) -> Path:
+    """``path``, after checking its SHA-256 against ``CHECKSUMS`` (DatasetChecksumError, file kept)."""
+    got = file_sha256(path)
+    if got != CHECKSUMS[path.name]:
+        raise DatasetChecksumError(f"{path}: SHA-256 {got}, expected {CHECKSUMS[path.name]} for the Penn Treebank's "
+                                   "file. The file was left as it is; replace or delete it.")
+    return path
 
 
 def _download(file: str, dest: Path, dirs: list[Path]) -> Path:

@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._user import is_int
 from .text import encode, vocabulary
 
 __all__ = ["Seq2SeqData", "addition", "dates", "addition_lines", "date_lines", "seq2seq_from_lines",
@@ -52,17 +53,19 @@ class Seq2SeqData(NamedTuple):
 
 def addition(n: int = 50_000, seed: int = 0, split_seed: int | None = 1984) -> Seq2SeqData:
     """``n`` additions (see the module docstring) from ``seed``, split as the book splits its file."""
+    _check_count(n, 500_500, "addition")
     return seq2seq_from_lines(addition_lines(n, seed), split_seed)
 
 
 def dates(n: int = 50_000, seed: int = 0, split_seed: int | None = 1984) -> Seq2SeqData:
     """``n`` dates to translate into ISO format (see the module docstring), split as the book's file."""
+    _check_count(n, None, "dates")
     return seq2seq_from_lines(date_lines(n, seed), split_seed)
 
 
 def addition_lines(n: int = 50_000, seed: int = 0) -> list[str]:
     """The lines of an addition file in the book's format, ``"16+75  _91  "``; at most 500,500 (every pair)."""
-    _check_count(n, 500_500)
+    _check_count(n, 500_500, "addition_lines")
     rng = np.random.default_rng(seed)
     seen, lines = set(), []
     while len(lines) < n:
@@ -82,7 +85,7 @@ def _number(rng: np.random.Generator) -> int:
 
 def date_lines(n: int = 50_000, seed: int = 0) -> list[str]:
     """The lines of a date file in the book's format, ``"september 27, 1994           _1994-09-27"``."""
-    _check_count(n, None)
+    _check_count(n, None, "date_lines")
     rng = np.random.default_rng(seed)
     first, days = FIRST_DAY.toordinal(), (LAST_DAY - FIRST_DAY).days + 1
     lines = []
@@ -136,7 +139,7 @@ def load_seq2seq_file(path: str | os.PathLike, split_seed: int | None = 1984) ->
         return seq2seq_from_lines([line.rstrip("\n") for line in f], split_seed)
 
 
-def _check_count(n: int, most: int | None) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (most is not None and n > most):
+def _check_count(n: int, most: int | None, who: str) -> None:
+    if not is_int(n) or n < 1 or (most is not None and n > most):
         limit = f" and at most {most:,}" if most is not None else ""
-        raise ValueError(f"expected a number of lines >= 1{limit}, got {n!r}")
+        raise ValueError(f"{who}: n (the number of lines) must be an int >= 1{limit}, got {n!r}")

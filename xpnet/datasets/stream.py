@@ -24,7 +24,7 @@ class TokenStream:
     """``TokenStream(ids, batch_size, time_size).epoch(e)`` yields ``len(self)`` pairs ``(x, t)`` of shape
     (batch_size, time_size) on the ids' device: ``t[i, j]`` is the id after ``x[i, j]`` in the corpus.
 
-    ids: (L,) integers (NumPy or any backend's array). ``len(self)`` is the book's ``max_iters``,
+    ids: (L,) integers (NumPy or any backend's array, or a Python list of ints, made a NumPy array). ``len(self)`` is the book's ``max_iters``,
     ``(L - 1) // (batch_size * time_size)``. ``positions(step)`` gives the corpus positions of the
     ``step``-th batch of the run (counting over epochs), a host (batch_size, time_size) int64 array.
     """
@@ -32,6 +32,8 @@ class TokenStream:
     def __init__(self, ids: Any, batch_size: int, time_size: int):
         self.batch_size = _positive("batch_size", batch_size)
         self.time_size = _positive("time_size", time_size)
+        if not hasattr(ids, "shape"):  # a Python list of ids (char_ids' output as a list, say)
+            ids = np.asarray(ids)
         xp = namespace(ids)
         if ids.ndim != 1 or not isdtype(xp, ids.dtype, "integral"):
             raise ValueError(f"TokenStream: ids must be a 1-D integer array, got shape {tuple(ids.shape)} and "

@@ -9,11 +9,12 @@ continues the state of the one before; ``reset_state()`` starts from zeros.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
-from .._user import is_int
+from .._user import is_int, is_real
 from ..backend import no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import mode
@@ -75,14 +76,16 @@ class LanguageModel(Model):
         N samples at once): each next id is drawn from softmax(scores / temperature), ``temperature=0``
         takes the most likely (greedy). Returns ids (N, length) on the model's device.
 
-        The state is reset before the prompt and after sampling. Ids in ``skip_ids`` (e.g. ``<unk>``)
-        are never drawn (the book's ``RnnlmGen`` skips them by drawing again). Random numbers come from
+        The state is reset before the prompt and after sampling. Ids in ``skip_ids`` (e.g. ``<unk>``;
+        each in [0, vocab_size), at least one id left) are never drawn (the book's ``RnnlmGen`` skips them
+        by drawing again). ``temperature``: a finite number >= 0. Random numbers come from
         ``numpy.random.default_rng(seed)`` on the host: the same seed gives the same text on every device.
         """
         if not is_int(length) or length < 1:
             raise ValueError(f"{self.name}.generate: length must be an int >= 1, got {length!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
-            raise ValueError(f"{self.name}.generate: temperature must be a number >= 0, got {temperature!r}")
+        if not is_real(temperature) or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError(f"{self.name}.generate: temperature must be a finite number >= 0 (0: greedy), got "
+                             f"{temperature!r}")
         dev, vocab = self.device, self.layers[0].num_embeddings
         xp = dev.xp
         prompt = to_numpy(start_ids) if hasattr(start_ids, "shape") else np.asarray(start_ids)
@@ -90,16 +93,27 @@ class LanguageModel(Model):
         if prompt.ndim != 2 or prompt.shape[1] < 1 or prompt.dtype.kind not in "iu":
             raise ValueError(f"{self.name}.generate: start_ids must be an int, a list of ids or (N, T) ids, got "
                              f"{start_ids!r}")
-        rng = np.random.default_rng(seed)
         banned = np.zeros(vocab, dtype=bool)
-        banned[np.asarray(skip_ids, dtype=np.int64)] = True
-        penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=self.dtype)
+        banned[self._skipped(skip_ids, vocab)] = True
+        if banned.all():
+            raise ValueError(f"{self.name}.generate: skip_ids must leave at least one of the {vocab} ids to draw, "
+                             f"got all of them")
+        rng = np.random.default_rng(seed)
+        # drawn in float32 at least: float16's cumulative sum stops growing long before 10,000 ids, and a
+        # draw below 2**-25 would round to 0
+        half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
+        dtype = xp.float32 if half is not None and self.dtype == half else self.dtype
+        penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=dtype)
         index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
         ids = xp.astype(to_device(prompt, dev), index)
         # the numbers of every step drawn and uploaded at once (the same ones, in the same order): an
         # upload per step from pageable host memory may wait for the GPU's queued work
-        draws = None if temperature == 0 else to_device(rng.random((length, prompt.shape[0], 1)), dev,
-                                                         dtype=self.dtype)
+        draws = None
+        if temperature != 0:
+            draws = rng.random((length, prompt.shape[0], 1))
+            # in (0, 1]: a draw of 0 would pick the first id, skipped or not (see the sampling below)
+            draws[draws == 0.0] = 1.0
+            draws = to_device(draws, dev, dtype=dtype)
         out = []
         from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module
 
@@ -108,16 +122,28 @@ class LanguageModel(Model):
             # the prompt checked once; the ids fed back are drawn from the vocabulary's scores
             with dev.activate(), mode(self, False), no_autograd(xp), ids_checked_once(self, [(ids,)]):
                 for step in range(length):
-                    score = self.forward(ids, train=False)[:, -1, :] + penalty
+                    score = xp.astype(self.forward(ids, train=False)[:, -1, :], dtype, copy=False) + penalty
                     if temperature == 0:
                         ids = xp.argmax(score, axis=1)
                     else:
-                        z = score / temperature
-                        e = xp.exp(z - xp.max(z, axis=1, keepdims=True))
-                        cdf = xp.cumulative_sum(e / xp.sum(e, axis=1, keepdims=True), axis=1)
-                        ids = xp.clip(xp.sum(xp.astype(cdf < draws[step, ...], index), axis=1), 0, vocab - 1)
+                        # the maximum subtracted before dividing: a tiny temperature gives -inf, not inf - inf
+                        e = xp.exp((score - xp.max(score, axis=1, keepdims=True)) / temperature)
+                        cdf = xp.cumulative_sum(e, axis=1)
+                        # the draw scaled by the sum's own end (not compared with 1, which a float32 sum over
+                        # 10,000 ids misses by ~1e-6): the count of ids below a draw in (0, end] names an id
+                        # whose cdf rose past it, never one of zero probability, and no id gets the rounding
+                        ids = xp.sum(xp.astype(cdf < draws[step, ...] * cdf[:, -1:], index), axis=1)
                     ids = xp.astype(ids, index)[:, None]
                     out.append(ids)
         finally:
             self.reset_state()
         return xp.concat(out, axis=1)
+
+    def _skipped(self, skip_ids: Any, vocab: int) -> np.ndarray:
+        """``skip_ids`` (an id or a list of ids, on any device) as host int64 ids, each in [0, vocab)."""
+        skip = np.asarray(to_numpy(skip_ids) if hasattr(skip_ids, "shape") else skip_ids).reshape(-1)
+        if skip.size == 0:
+            return skip.astype(np.int64)
+        if skip.dtype.kind not in "iu" or skip.min() < 0 or skip.max() >= vocab:
+            raise ValueError(f"{self.name}.generate: skip_ids must be ids in [0, {vocab}), got {skip_ids!r}")
+        return skip.astype(np.int64)

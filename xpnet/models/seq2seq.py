@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._user import is_int
 from ..backend import namespace, no_autograd, plain_array, to_device, to_numpy, untracked
 from ..layers import LSTM, Attention, Embedding, Linear
 from ..layers.container import Container, mode
@@ -175,9 +176,10 @@ class Seq2seq(Model):
 
     def generate(self, xs: Any, start_id: Any, length: int) -> Any:
         """Greedy answers to the questions xs (N, T_enc) (any backend; moved to the model's device):
-        ids (N, length) on the model's device, starting after ``start_id`` (an int, or (N,) ids),
-        each step's most likely id fed back as the next input. Runs in evaluation mode."""
-        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        ids (N, length) on the model's device in its default index dtype (int64 on NumPy, whatever the
+        questions' integer dtype), starting after ``start_id`` (an int, or (N,) ids), each step's most
+        likely id fed back as the next input. Runs in evaluation mode."""
+        if not is_int(length) or length < 1:
             raise ValueError(f"{self.name}.generate: length must be an int >= 1, got {length!r}")
         dev = self.device
         xp = dev.xp
@@ -189,7 +191,9 @@ class Seq2seq(Model):
         start = (to_numpy(start_id) if hasattr(start_id, "shape") else np.asarray(start_id)).reshape(-1)
         if start.size not in (1, n) or start.dtype.kind not in "iu":
             raise ValueError(f"{self.name}.generate: start_id must be an int or {n} ids, got {start_id!r}")
-        ids = xp.astype(to_device(np.ascontiguousarray(np.broadcast_to(start, (n,))), dev), xs.dtype)
+        # answers in the default index dtype, not the questions': uint8 questions would wrap id 280 to 24
+        index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+        ids = xp.astype(to_device(np.ascontiguousarray(np.broadcast_to(start, (n,))), dev), index)
         out = []
         from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module
 
@@ -199,7 +203,7 @@ class Seq2seq(Model):
             self.decoder.start(self.encoder.forward(xs, train=False))
             for _ in range(length):
                 score = self.decoder.run(ids[:, None], train=False)
-                ids = xp.astype(xp.argmax(score[:, 0, :], axis=1), xs.dtype)
+                ids = xp.astype(xp.argmax(score[:, 0, :], axis=1), index)
                 out.append(ids)
         return xp.stack(out, axis=1)
 
