@@ -186,6 +186,57 @@ def test_immutable_arrays_without_at_are_refused_even_where_p_minus_equals_works
     monkeypatch.delitem(namespaces._RULES, id(FROZEN), raising=False)
 
 
+# -- Moving: immutable sources are copied, a moved model owns its arrays -------------------------------
+
+
+def test_moving_a_jax_array_gives_writable_arrays_that_never_change_it():
+    library_device("torch:cpu"), library_device("jax:cpu")
+    a = xn.to_device(np.zeros(3, np.float32), "jax:cpu")
+    on_torch, on_cpu = xn.to_device(a, "torch:cpu"), xn.to_device(a, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "The given NumPy array is not writable"
+        on_torch += 1
+    on_cpu += 2  # a read-only view of JAX's buffer would raise here
+    np.testing.assert_array_equal(xn.to_numpy(a), np.zeros(3))
+    frozen = np.zeros(3, np.float32)
+    frozen.flags.writeable = False
+    moved = xn.to_device(frozen, "torch:cpu")
+    moved += 1
+    np.testing.assert_array_equal(frozen, np.zeros(3))
+
+
+def test_numpy_and_torch_on_the_cpu_share_memory_unless_a_copy_is_asked():
+    library_device("torch:cpu")
+    host = np.zeros(3, np.float32)
+    shared, copied = xn.to_device(host, "torch:cpu"), xn.to_device(host, "torch:cpu", copy=True)
+    shared += 1
+    copied += 5
+    np.testing.assert_array_equal(host, np.ones(3))
+    back = xn.to_device(shared, "cpu", copy=True)
+    back += 1
+    np.testing.assert_array_equal(xn.to_numpy(shared), np.ones(3))
+
+
+@pytest.mark.parametrize("route", [("jax:cpu", "torch:cpu"), ("jax:cpu", "cpu"), ("cpu", "torch:cpu"),
+                                   ("torch:cpu", "cpu")], ids=lambda r: "->".join(r))
+def test_a_moved_model_trains_without_touching_the_arrays_the_caller_holds(route):
+    for spec in route:
+        if spec != "cpu":
+            library_device(spec)
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    model = _mlp().to(route[0])
+    held = model.named_params()["0.W"]
+    before = np.array(xn.to_numpy(held))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.to(route[1])
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.5), epochs=1, batch_size=10,
+                 device=route[1], progress=False)
+    assert model.device.name == route[1]
+    np.testing.assert_array_equal(xn.to_numpy(held), before)
+    assert not np.array_equal(xn.to_numpy(model.named_params()["0.W"]), before)
+
+
 # -- PyTorch: autograd off, no host copies in a step --------------------------------------------------
 
 

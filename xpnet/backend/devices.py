@@ -341,10 +341,17 @@ def writable(a: Any) -> Any:
     return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
 
 
-def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
+def to_device(a: Any, dev: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
     """Array ``a`` on device ``dev`` (a spec or :class:`Device`); no copy when it is already there.
 
     ``dtype`` may be a dtype of the target namespace or a name such as ``"float32"``.
+
+    Memory: a move between the host's mutable libraries (NumPy and PyTorch on the CPU, as
+    ``torch.from_numpy`` and ``tensor.numpy()`` do) shares memory with ``a``, so that moving batches costs
+    nothing; a move onto another device copies. A move from an immutable or read-only source (a JAX
+    array, a read-only NumPy array such as a memmap opened with ``"r"``) into another library always
+    copies: the result is writable, and writing into it never changes the source. ``copy=True``: the
+    result never shares memory with ``a`` (``model.to`` moves parameters so).
     """
     dev = device(dev)
     xp = dev.xp
@@ -356,24 +363,32 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
             raise ValueError(f"to_device: dtype {name!r} is not {known}")
     if dev.is_numpy:
         out = to_numpy(a)
-        return out if dtype is None or out.dtype == dtype else out.astype(dtype)
+        if dtype is not None and out.dtype != dtype:
+            return out.astype(dtype)
+        return _owned(out) if copy or (out is not a and not out.flags.writeable) else out
     if dev.is_cupy:
         with cupy().cuda.Device(int(dev.native.id)):
             if array_api_compat.is_cupy_array(a) and a.device == dev.native:
-                out = a
+                out = cupy().array(a, copy=True) if copy else a
             elif array_api_compat.is_cupy_array(a):
                 out = cupy().array(a, copy=True)
             else:
                 out = cupy().asarray(to_numpy(a))
             return out if dtype is None or out.dtype == dtype else out.astype(dtype)
     a = untracked(a)
+    mutable = update_rule(xp) == "in place"
     if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray) \
             and namespace(a) is xp:
         out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)
+        if copy and mutable:
+            out = xp.asarray(out, copy=True)
     else:
         host = to_numpy(a)
         if name is not None and host.dtype.name != name:
             host = host.astype(name)  # on the host: float64 data for a float32 model never reaches JAX as float64
+        elif mutable and (copy or not host.flags.writeable):
+            # PyTorch would wrap a read-only buffer (a JAX array's) and write into it in place.
+            host = _owned(host)
         out = xp.asarray(host, device=dev.native)
     wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
     if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
@@ -383,6 +398,11 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
     return out
+
+
+def _owned(host: np.ndarray) -> np.ndarray:
+    """A writable copy of ``host`` that shares no memory with it (the memory layout kept)."""
+    return np.array(host, copy=True)
 
 
 _DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",

@@ -52,9 +52,10 @@ from typing import Any, Callable, Iterator
 
 from .. import init as _init
 from .._user import flag
-from ..backend import fast_path, namespace, to_device
+from ..backend import fast_path, namespace
 from . import cells
 from .base import Layer, positive_int, pytorch_defaults_only
+from .tree import moved
 
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
 _ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
@@ -220,7 +221,7 @@ class _Recurrent(Layer):
         """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
         super()._move_own(dev, dtype)
         if self._state is not None:
-            self._state = tuple(to_device(s, dev, dtype=dtype) for s in self._state)
+            self._state = tuple(moved(s, dev, dtype) for s in self._state)
         self._cache = None
 
     def _start(self, x: Any) -> tuple[Any, ...]:
