@@ -237,6 +237,35 @@ def test_a_moved_model_trains_without_touching_the_arrays_the_caller_holds(route
     assert not np.array_equal(xn.to_numpy(model.named_params()["0.W"]), before)
 
 
+@pytest.mark.parametrize("route", [("cpu", "torch:cpu"), ("jax:cpu", "cpu"), ("torch:cpu", "jax:cpu")],
+                         ids=lambda r: "->".join(r))
+@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1, momentum=0.9), lambda: xn.optim.Adam(0.01)],
+                         ids=["momentum", "adam"])
+def test_optimizer_state_follows_a_model_moved_between_steps(route, make):
+    for spec in route:
+        if spec != "cpu":
+            library_device(spec)
+    x, t = xn.datasets.spiral(5, 3, seed=0)
+    loss = xn.losses.SoftmaxCrossEntropy()
+
+    def steps(model, opt, dev, n):
+        for _ in range(n):
+            loss.forward(model.forward(xn.to_device(x, dev)), xn.to_device(t, dev))
+            model.backward(loss.backward())
+            opt.step(model)
+
+    reference, opt = _mlp(), make()
+    steps(reference, opt, "cpu", 4)
+    model, opt = _mlp().to(route[0]), make()
+    steps(model, opt, route[0], 2)
+    model.to(route[1])
+    steps(model, opt, route[1], 2)
+    assert model.device.name == route[1] and all(backend.device_of(v) == model.device
+                                                  for v in model.named_params().values())
+    for name, v in model.named_params().items():
+        np.testing.assert_allclose(xn.to_numpy(v), reference.named_params()[name], rtol=1e-5, atol=1e-6)
+
+
 # -- PyTorch: autograd off, no host copies in a step --------------------------------------------------
 
 
