@@ -287,6 +287,32 @@ def test_torch_tensors_never_require_grad_and_no_graph_is_built():
     assert xt.grad is None
 
 
+def test_a_hand_written_torch_loop_builds_no_graph_from_tensors_that_require_grad():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    xt = torch.tensor(x, requires_grad=True)
+    model, loss, opt = _mlp().to("torch:cpu"), xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1, momentum=0.9)
+    for _ in range(2):
+        y = model.forward(xt)
+        value = loss.forward(y, torch.tensor(t))
+        model.backward(loss.backward())
+        opt.step(model)
+    tracked = [y, value, *model.state().values(), *model.named_grads().values(),
+               *(v for s in opt.state.values() for v in s.values())]
+    assert all(not v.requires_grad and v.grad_fn is None for v in tracked)
+    dy = torch.ones(30, 3, requires_grad=True)  # a gradient that autograd tracks, given to backward
+    model.forward(xt)
+    dx = model.backward(dy * 1.0)
+    opt.step(model)
+    assert dx.grad_fn is None and all(v.is_leaf and not v.requires_grad for v in model.state().values())
+    lstm = L.LSTM(2, 4, stateful=True).to("torch:cpu")
+    h = torch.zeros(5, 4, requires_grad=True)
+    lstm.set_state(h, h)
+    hs = lstm.forward(torch.ones(5, 3, 2, requires_grad=True))
+    assert hs.grad_fn is None and lstm.backward(torch.ones(5, 3, 4, requires_grad=True)).grad_fn is None
+    assert xt.grad is None
+
+
 def test_a_torch_training_step_copies_nothing_through_the_host(monkeypatch):
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x, t = xn.datasets.spiral(20, 3, seed=0)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ._user import is_int, is_real, not_here
-from .backend import device_of, fast_path, isdtype, namespace, same_device
+from .backend import device_of, fast_path, isdtype, namespace, same_device, untracked
 
 
 class Loss:
@@ -147,6 +147,7 @@ class SoftmaxCrossEntropy(Loss):
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        y, t = untracked(y), untracked(t)
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
@@ -329,6 +330,7 @@ class MeanSquaredError(Loss):
         self._diff = None
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        y, t = untracked(y), untracked(t)
         xp = self._check_pair(y, t)
         if tuple(y.shape) != tuple(t.shape):
             raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")

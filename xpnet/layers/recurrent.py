@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator
 
 from .. import init as _init
 from .._user import flag
-from ..backend import fast_path, namespace
+from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int, pytorch_defaults_only
 from .tree import moved
@@ -206,6 +206,7 @@ class _Recurrent(Layer):
         layers ignore ``set_state``); with it the first does and the state then moves on."""
         if c is not None and "c" not in self.state_names:
             raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        h, c = untracked(h), None if c is None else untracked(c)
         xp = namespace(h)
         if h.ndim != 2 or h.shape[1] != self.hidden_size:
             raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
@@ -251,6 +252,7 @@ class _Recurrent(Layer):
         """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
         both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
         the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
+        x = untracked(x)
         if hx is not _NO_HX:
             c0 = ", c0" if "c" in self.state_names else ""
             raise TypeError(f"{self.name}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is "
@@ -289,6 +291,7 @@ class _Recurrent(Layer):
     def backward(self, dhs: Any) -> Any:
         """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
         fills grads, ``dh`` (and ``dc``)."""
+        dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
         n, steps = start[0].shape[0], len(caches)

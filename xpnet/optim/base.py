@@ -33,7 +33,8 @@ from typing import Any
 
 from .._user import is_real, not_here
 from ._blame import missing_gradient, other_dtype
-from ..backend import device_of, into, namespace, same_device, to_device, update_rule, writes_out
+from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
+                       writes_out)
 
 
 class _TakesAModelFirst(type):
@@ -236,13 +237,16 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self.t += 1
         if self.device_scalars is not None:
             self.device_scalars.advance()
-        for name, p, g, xp in work:
-            new = p
-            if self.weight_decay and self._decays(name):
-                new, g = self._decay(new, g)
-            new = self._update(name, new, g, xp)
-            if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
-                model.set_param(name, new)
+        # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
+        # parameters non-leaf tensors with a graph that grows step after step.
+        with no_autograd(work[0][3] if work else None):
+            for name, p, g, xp in work:
+                new = p
+                if self.weight_decay and self._decays(name):
+                    new, g = self._decay(new, g)
+                new = self._update(name, new, g, xp)
+                if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
+                    model.set_param(name, new)
 
     def _follow(self, name: str, p: Any) -> None:
         """Move the state of parameter ``name`` to ``p``'s device and dtype where it is elsewhere (the model
