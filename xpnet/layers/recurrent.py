@@ -210,12 +210,14 @@ class _Recurrent(Layer):
         xp = namespace(h)
         if h.ndim != 2 or h.shape[1] != self.hidden_size:
             raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
+        self._check_like_params(h, "state h", "h")
         if "c" not in self.state_names:
             self._state = (h,)
             return
         c = xp.zeros_like(h) if c is None else c
         if tuple(c.shape) != tuple(h.shape):
             raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
+        self._check_like_params(c, "state c", "c")
         self._state = (h, c)
 
     def _move_own(self, dev: Any, dtype: Any) -> None:
@@ -234,8 +236,8 @@ class _Recurrent(Layer):
         if self._state[0].shape[0] != n:
             raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
                              f"{n}; call reset_state() or set_state() for the new batch")
-        for s in self._state:
-            self._check_like_params(s)
+        for name, s in zip(self.state_names, self._state):
+            self._check_like_params(s, f"state {name}", name)
         return self._state
 
     # -- forward and backward -------------------------------------------------------------------
