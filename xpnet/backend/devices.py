@@ -389,15 +389,27 @@ def to_device(a: Any, dev: Any, dtype: Any = None, *, copy: bool | None = None) 
         elif mutable and (copy or not host.flags.writeable):
             # PyTorch would wrap a read-only buffer (a JAX array's) and write into it in place.
             host = _owned(host)
-        out = xp.asarray(host, device=dev.native)
+        try:
+            out = xp.asarray(host, device=dev.native)
+        except ValueError:  # array_api_strict's "no_float64" device refuses float64 outright
+            if host.dtype == np.float64 and not dev.supports_float64():
+                raise ValueError(_no_float64(dev, "it refuses float64")) from None
+            raise
     wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
     if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
         # JAX without jax_enable_x64 turns float64 into float32 with at most a warning.
-        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave float32); for JAX call "
-                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
+        raise ValueError(_no_float64(dev, "it gave float32"))
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
     return out
+
+
+def _no_float64(dev: Device, why: str) -> str:
+    """The error for float64 sent to a device without it: how to enable it (JAX) or to cast."""
+    enable = ("for JAX call jax.config.update('jax_enable_x64', True) before making arrays, or cast to float32"
+              if array_api_compat.is_jax_namespace(dev.xp) else "cast to float32")
+    return (f"to_device: {dev.name} cannot hold float64 ({why}); {enable}: xn.to_device(x, device, "
+            "dtype='float32'), model.to(device, dtype='float32'), xn.load(path, device, dtype='float32')")
 
 
 def _owned(host: np.ndarray) -> np.ndarray:
