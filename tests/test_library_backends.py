@@ -266,6 +266,13 @@ def test_optimizer_state_follows_a_model_moved_between_steps(route, make):
         np.testing.assert_allclose(xn.to_numpy(v), reference.named_params()[name], rtol=1e-5, atol=1e-6)
 
 
+def test_to_numpy_gives_torch_bfloat16_as_float32():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    got = xn.to_numpy(torch.tensor([1.5, -2.0, 3.140625], dtype=torch.bfloat16))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [1.5, -2.0, 3.140625])
+
+
 # -- PyTorch: autograd off, no host copies in a step --------------------------------------------------
 
 

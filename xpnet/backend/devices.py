@@ -298,13 +298,15 @@ def same_device(a: Any, b: Any) -> bool:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """Array ``a`` of any backend (or a Python scalar/sequence) as a ``numpy.ndarray`` on the host."""
+    """Array ``a`` of any backend (or a Python scalar/sequence) as a ``numpy.ndarray`` on the host.
+    PyTorch's bfloat16, which NumPy lacks, comes as float32 (exact: every bfloat16 is a float32)."""
     if isinstance(a, np.ndarray):
         return a
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        return (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()
     if array_api_compat.is_array_api_obj(a):
         xp = namespace(a)
         try:
