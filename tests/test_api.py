@@ -52,7 +52,7 @@ def test_public_name_exists(name):
     (xn.optim.Adam, ["lr", "betas", "eps", "weight_decay"]),
     (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
     (xn.Sequential.predict, ["batch_size"]),
-    (xn.load, ["device"]),
+    (xn.load, ["device", "dtype"]),
     (xn.layers.Residual, ["body", "shortcut"]),
     (xn.Model.load_state_dict, ["strict"]),
     (xn.Model.predict, ["batch_size"]),

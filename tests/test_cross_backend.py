@@ -174,3 +174,21 @@ def test_too_few_devices_skip_inside_pytest_and_raise_runtime_error_in_a_script(
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
     assert out.startswith("RuntimeError: assert_backends_agree needs two usable devices; skipped cuda:99: ")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_python_floats_are_compared_at_the_tolerance_of_the_inputs_dtype(dtype):
+    dev = _strict_device1()
+    x = np.linspace(1.0, 2.0, 8).astype(dtype)
+
+    def total(x, device):  # float32 rounding differs between libraries: here by 1e-7 relative
+        return {"sum": float(xn.to_numpy(x).sum()) * (1.0 + 1e-7 * (device != xn.device("cpu"))), "n": 8}
+
+    if dtype == "float32":
+        assert_backends_agree(total, x, devices=("cpu", dev))
+        model = xn.Sequential(L.Linear(2, 3))  # a float32 model's parameters decide alike
+        assert_backends_agree(lambda model, x, device: total(x, device), model, x.astype("float64"),
+                              devices=("cpu", dev))
+    else:
+        with pytest.raises(AssertionError, match=r"\['sum'\]"):
+            assert_backends_agree(total, x, devices=("cpu", dev))

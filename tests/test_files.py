@@ -128,6 +128,21 @@ def test_a_model_cast_to_float64_loads_also_from_a_file_with_the_old_dtype_recor
         np.testing.assert_array_equal(loaded.state()[k], v)
 
 
+def test_a_float64_file_loads_as_float32_onto_a_device_without_float64(tmp_path):
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    no_float64 = xn.Device(strict, strict.Device("no_float64"))
+    path = tmp_path / "m.npz"
+    model = small_model().to(dtype="float64")
+    model.save(path)
+    with pytest.raises(ValueError, match=r"no_float64 cannot hold float64 .*xn.load\(path, device, "
+                                         r"dtype='float32'\)"):
+        xn.load(path, device=no_float64)
+    loaded = xn.load(path, device=no_float64, dtype="float32")
+    assert loaded.device == no_float64 and loaded.dtype == strict.float32
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v.astype(np.float32))
+
+
 def test_loaded_weights_are_the_saved_ones_and_writable(saved):
     model = xn.load(saved)
     original = small_model()

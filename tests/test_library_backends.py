@@ -186,6 +186,93 @@ def test_immutable_arrays_without_at_are_refused_even_where_p_minus_equals_works
     monkeypatch.delitem(namespaces._RULES, id(FROZEN), raising=False)
 
 
+# -- Moving: immutable sources are copied, a moved model owns its arrays -------------------------------
+
+
+def test_moving_a_jax_array_gives_writable_arrays_that_never_change_it():
+    library_device("torch:cpu"), library_device("jax:cpu")
+    a = xn.to_device(np.zeros(3, np.float32), "jax:cpu")
+    on_torch, on_cpu = xn.to_device(a, "torch:cpu"), xn.to_device(a, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "The given NumPy array is not writable"
+        on_torch += 1
+    on_cpu += 2  # a read-only view of JAX's buffer would raise here
+    np.testing.assert_array_equal(xn.to_numpy(a), np.zeros(3))
+    frozen = np.zeros(3, np.float32)
+    frozen.flags.writeable = False
+    moved = xn.to_device(frozen, "torch:cpu")
+    moved += 1
+    np.testing.assert_array_equal(frozen, np.zeros(3))
+
+
+def test_numpy_and_torch_on_the_cpu_share_memory_unless_a_copy_is_asked():
+    library_device("torch:cpu")
+    host = np.zeros(3, np.float32)
+    shared, copied = xn.to_device(host, "torch:cpu"), xn.to_device(host, "torch:cpu", copy=True)
+    shared += 1
+    copied += 5
+    np.testing.assert_array_equal(host, np.ones(3))
+    back = xn.to_device(shared, "cpu", copy=True)
+    back += 1
+    np.testing.assert_array_equal(xn.to_numpy(shared), np.ones(3))
+
+
+@pytest.mark.parametrize("route", [("jax:cpu", "torch:cpu"), ("jax:cpu", "cpu"), ("cpu", "torch:cpu"),
+                                   ("torch:cpu", "cpu")], ids=lambda r: "->".join(r))
+def test_a_moved_model_trains_without_touching_the_arrays_the_caller_holds(route):
+    for spec in route:
+        if spec != "cpu":
+            library_device(spec)
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    model = _mlp().to(route[0])
+    held = model.named_params()["0.W"]
+    before = np.array(xn.to_numpy(held))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.to(route[1])
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.5), epochs=1, batch_size=10,
+                 device=route[1], progress=False)
+    assert model.device.name == route[1]
+    np.testing.assert_array_equal(xn.to_numpy(held), before)
+    assert not np.array_equal(xn.to_numpy(model.named_params()["0.W"]), before)
+
+
+@pytest.mark.parametrize("route", [("cpu", "torch:cpu"), ("jax:cpu", "cpu"), ("torch:cpu", "jax:cpu")],
+                         ids=lambda r: "->".join(r))
+@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1, momentum=0.9), lambda: xn.optim.Adam(0.01)],
+                         ids=["momentum", "adam"])
+def test_optimizer_state_follows_a_model_moved_between_steps(route, make):
+    for spec in route:
+        if spec != "cpu":
+            library_device(spec)
+    x, t = xn.datasets.spiral(5, 3, seed=0)
+    loss = xn.losses.SoftmaxCrossEntropy()
+
+    def steps(model, opt, dev, n):
+        for _ in range(n):
+            loss.forward(model.forward(xn.to_device(x, dev)), xn.to_device(t, dev))
+            model.backward(loss.backward())
+            opt.step(model)
+
+    reference, opt = _mlp(), make()
+    steps(reference, opt, "cpu", 4)
+    model, opt = _mlp().to(route[0]), make()
+    steps(model, opt, route[0], 2)
+    model.to(route[1])
+    steps(model, opt, route[1], 2)
+    assert model.device.name == route[1] and all(backend.device_of(v) == model.device
+                                                  for v in model.named_params().values())
+    for name, v in model.named_params().items():
+        np.testing.assert_allclose(xn.to_numpy(v), reference.named_params()[name], rtol=1e-5, atol=1e-6)
+
+
+def test_to_numpy_gives_torch_bfloat16_as_float32():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    got = xn.to_numpy(torch.tensor([1.5, -2.0, 3.140625], dtype=torch.bfloat16))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [1.5, -2.0, 3.140625])
+
+
 # -- PyTorch: autograd off, no host copies in a step --------------------------------------------------
 
 
@@ -204,6 +291,32 @@ def test_torch_tensors_never_require_grad_and_no_graph_is_built():
         assert not v.requires_grad and v.grad_fn is None
     y = model.predict(xt)
     assert not y.requires_grad and y.grad_fn is None
+    assert xt.grad is None
+
+
+def test_a_hand_written_torch_loop_builds_no_graph_from_tensors_that_require_grad():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    xt = torch.tensor(x, requires_grad=True)
+    model, loss, opt = _mlp().to("torch:cpu"), xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1, momentum=0.9)
+    for _ in range(2):
+        y = model.forward(xt)
+        value = loss.forward(y, torch.tensor(t))
+        model.backward(loss.backward())
+        opt.step(model)
+    tracked = [y, value, *model.state().values(), *model.named_grads().values(),
+               *(v for s in opt.state.values() for v in s.values())]
+    assert all(not v.requires_grad and v.grad_fn is None for v in tracked)
+    dy = torch.ones(30, 3, requires_grad=True)  # a gradient that autograd tracks, given to backward
+    model.forward(xt)
+    dx = model.backward(dy * 1.0)
+    opt.step(model)
+    assert dx.grad_fn is None and all(v.is_leaf and not v.requires_grad for v in model.state().values())
+    lstm = L.LSTM(2, 4, stateful=True).to("torch:cpu")
+    h = torch.zeros(5, 4, requires_grad=True)
+    lstm.set_state(h, h)
+    hs = lstm.forward(torch.ones(5, 3, 2, requires_grad=True))
+    assert hs.grad_fn is None and lstm.backward(torch.ones(5, 3, 4, requires_grad=True)).grad_fn is None
     assert xt.grad is None
 
 

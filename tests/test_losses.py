@@ -189,3 +189,29 @@ def test_get_by_name():
     assert isinstance(xn.losses.get(MeanSquaredError), MeanSquaredError)
     with pytest.raises(ValueError, match="loss: expected a Loss"):
         xn.losses.get("hinge")
+
+
+@pytest.mark.parametrize("spec", ["cpu", "strict", "torch:cpu"])
+@pytest.mark.parametrize("dtype", ["int32", "uint8", "int16"])
+def test_integer_labels_of_any_dtype_give_the_int64_loss(spec, dtype):
+    if spec == "strict":
+        strict = pytest.importorskip("array_api_strict")
+        dev = xn.Device(strict, strict.Device("device1"))
+    elif spec == "torch:cpu":
+        pytest.importorskip("torch")
+        dev = xn.device(spec, fallback=False)
+    else:
+        dev = xn.device(spec)
+    y = np.random.default_rng(0).standard_normal((4, 3)).astype("float32")
+    t = np.array([0, 2, 1, 2])
+    expected = SoftmaxCrossEntropy().forward(y, t)
+    loss = SoftmaxCrossEntropy()
+    got = loss.forward(xn.to_device(y, dev), xn.to_device(t, dev, dtype=dtype))
+    np.testing.assert_allclose(xn.to_numpy(got), expected, rtol=1e-6)
+    np.testing.assert_allclose(xn.to_numpy(loss.backward()), xn.to_numpy(_backward_of(y, t)), rtol=1e-6)
+
+
+def _backward_of(y, t):
+    loss = SoftmaxCrossEntropy()
+    loss.forward(y, t)
+    return loss.backward()

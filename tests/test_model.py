@@ -52,6 +52,20 @@ def test_to_moves_everything_and_predict_stays_on_the_device(case, rng):
     np.testing.assert_allclose(xn.to_numpy(batched), xn.to_numpy(full), rtol=1e-6, atol=1e-7)
 
 
+def test_predict_scales_uint8_images_as_train_and_evaluate_do(rng):
+    xn.init.seed(0)
+    model = xn.Sequential(Linear(6, 3))
+    images = rng.integers(0, 256, (5, 6)).astype(np.uint8)
+    scaled = images.astype(np.float32) / np.float32(255.0)
+    np.testing.assert_allclose(model.predict(images, batch_size=2), model.predict(scaled), rtol=1e-6)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    t = np.array([0, 1, 2, 0, 1])
+    expected = float(loss.forward(model.predict(images), t))
+    assert xn.evaluate(model, (images, t), loss="cross_entropy")["loss"] == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(TypeError, match="predict: integer input of dtype int32; uint8 images are scaled"):
+        model.predict(images.astype(np.int32))
+
+
 def test_predict_is_in_evaluation_mode(rng):
     model = xn.Sequential(Linear(4, 4), Dropout(0.5))
     x = rng.standard_normal((3, 4)).astype(np.float32)

@@ -217,6 +217,8 @@ def test_jax_without_x64_refuses_float64_and_casts_float64_data_like_numpy(spira
         with pytest.raises(ValueError, match=r"jax:cpu cannot hold float64 \(it gave float32\); for JAX call "
                                              r"jax.config.update\('jax_enable_x64', True\)"):
             mlp().to("jax:cpu", dtype="float64")
+        with pytest.raises(ValueError, match=r"or cast to float32: .*xn.load\(path, device, dtype='float32'\)"):
+            xn.to_device(x, "jax:cpu", dtype="float64")
         with pytest.raises(ValueError, match="jax:cpu cannot hold float64"):
             xn.to_device(x, "jax:cpu", dtype="float64")
         on_jax, on_numpy = mlp().to("jax:cpu"), mlp()

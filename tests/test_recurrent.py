@@ -204,6 +204,17 @@ def test_state_errors_name_the_layer_and_the_shapes(rng):
         GRU(D, H, convention="keras")
 
 
+def test_a_state_on_another_device_is_blamed_on_the_state_not_the_input(rng):
+    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed")
+    lstm = LSTM(D, H, stateful=True).to(xn.Device(strict, strict.Device("device1")))
+    h = np.zeros((N, H), "float32")
+    with pytest.raises(xn.backend.XpnetDeviceError, match=r"LSTM: state h is on cpu but the layer's parameters "
+                                                          r"are on array_api_strict:device1; .*xn.to_device\(h, device\)"):
+        lstm.set_state(h)
+    with pytest.raises(TypeError, match=r"LSTM: state c dtype .*float64 does not match the parameters. dtype .*float32"):
+        lstm.set_state(xn.to_device(h, lstm.device), xn.to_device(h, lstm.device, dtype="float64"))
+
+
 def test_model_with_recurrent_layers_saves_and_loads(tmp_path, rng):
     model = xn.Sequential(xn.layers.Embedding(7, D), LSTM(D, H, stateful=True), GRU(H, H, convention="book"),
                           RNN(H, H), xn.layers.Linear(H, 7))

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ._user import is_int, is_real, not_here
-from .backend import device_of, fast_path, isdtype, namespace, same_device
+from .backend import device_of, fast_path, isdtype, namespace, same_device, untracked
 
 
 class Loss:
@@ -98,7 +98,8 @@ class SoftmaxCrossEntropy(Loss):
 
     y: (N, C) logits, or (N, T, C) for sequences (any (N, ..., C): classes on the last axis, as the
     book's TimeSoftmaxWithLoss; PyTorch's cross_entropy wants them on axis 1, (N, C, T)).
-    t: integer class indices of y's shape without the last axis, (N,) or (N, T), in [0, C); or
+    t: integer class indices of y's shape without the last axis, (N,) or (N, T), in [0, C), of any integer
+    dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
     one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
     target rows) with each row's weight in the mean; on CuPy, for integer labels and up to
     ``xpnet.backend.cupy_layers.MAX_CLASSES`` classes, one kernel writes each row's loss, dy (for
@@ -147,6 +148,7 @@ class SoftmaxCrossEntropy(Loss):
         self._classes: tuple[Any, Any] = (None, None)  # (key, arange(C) on the logits' device)
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        y, t = untracked(y), untracked(t)
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
@@ -231,6 +233,10 @@ class SoftmaxCrossEntropy(Loss):
             raise TypeError(f"{self.name}: labels of shape {shape} must be integer class indices, got dtype "
                             f"{t.dtype}; pass one-hot rows of the logits' shape (..., {c}) for soft targets")
         labels = t if t.ndim == 1 else xp.reshape(t, (m,))
+        index = _index_dtype(xp)
+        if labels.dtype != index:
+            # PyTorch's take_along_dim takes only int64, and uint8 labels cannot hold ignore_index=-100.
+            labels = xp.astype(labels, index)
         if not (check and m):
             return labels
         valid = labels != self.ignore_index
@@ -288,6 +294,17 @@ def _unfused(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) ->
     return None
 
 
+_INDEX_DTYPES: dict[int, tuple[Any, Any]] = {}  # id(namespace) -> (namespace, its index dtype)
+
+
+def _index_dtype(xp: Any) -> Any:
+    """The namespace's default index dtype (int64; int32 on JAX without x64), found once per namespace."""
+    known = _INDEX_DTYPES.get(id(xp))
+    if known is None or known[0] is not xp:
+        known = _INDEX_DTYPES[id(xp)] = (xp, xp.__array_namespace_info__().default_dtypes()["indexing"])
+    return known[1]
+
+
 def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:
     """SoftmaxCrossEntropy over logits (M, C) and integer labels (M,): (the mean loss, softmax (M, C),
     the labels with ignored ones set to class 0, each row's weight in the mean (M, 1)). Where every label
@@ -329,6 +346,7 @@ class MeanSquaredError(Loss):
         self._diff = None
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
+        y, t = untracked(y), untracked(t)
         xp = self._check_pair(y, t)
         if tuple(y.shape) != tuple(t.shape):
             raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")

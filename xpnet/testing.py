@@ -59,7 +59,10 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
     argument is copied to each device (``copy.deepcopy(model).to(device)``); when ``fn`` takes a
     ``device`` keyword it receives the :class:`~xpnet.Device`. Results (arrays, numbers, or nested
     tuples/lists/dicts of them) are brought back to NumPy and compared with the first device's at
-    ``rtol``/``atol`` (default: from the result's dtype). A device that is not available is skipped with
+    ``rtol``/``atol`` (default: from the result's dtype, :func:`tolerance`). A Python float carries no
+    dtype: it gets the tolerance of the least precise floating dtype among the arrays and the models'
+    parameters that ``fn`` was given (``xn.evaluate``'s loss of a float32 model: float32's), or float32's,
+    xpnet's default dtype, where ``fn`` was given none; ints and bools must be equal. A device that is not available is skipped with
     its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (in a test
     that pytest runs) or raise ``RuntimeError`` naming the reasons (anywhere else, also where pytest is
     installed).
@@ -101,6 +104,8 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
             return to_numpy(obj)
         return obj
 
+    number_tolerance = tolerance(_least_precise_float(args, kwargs))
+
     def compare(a: Any, b: Any, where: str) -> None:
         if isinstance(a, list):
             assert isinstance(b, list) and len(a) == len(b), f"{where}: structure differs"
@@ -111,8 +116,10 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
             for k in a:
                 compare(a[k], b[k], f"{where}[{k!r}]")
         else:
+            number = isinstance(a, float)
             a, b = np.asarray(a), np.asarray(b)
-            t = tolerance(a.dtype) if a.dtype.kind == "f" else {"rtol": 0.0, "atol": 0.0}
+            t = number_tolerance if number else tolerance(a.dtype) if a.dtype.kind == "f" else {"rtol": 0.0,
+                                                                                                "atol": 0.0}
             np.testing.assert_allclose(b, a, rtol=t["rtol"] if rtol is None else rtol,
                                        atol=t["atol"] if atol is None else atol, err_msg=where)
 
@@ -125,3 +132,30 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
         if name != first:
             compare(results[first], value, f"{name} vs {first}")
     return results
+
+
+_PRECISION = {"float16": 0, "float32": 1, "float64": 2}
+
+
+def _least_precise_float(*objects: Any) -> str:
+    """The least precise floating dtype name among the arrays in ``objects`` (inside tuples, lists and
+    dicts) and the parameters of the models and layers there; ``"float32"`` where there is none."""
+    found: list[str] = []
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, Layer):
+            for v in obj.named_params().values():
+                visit(v)
+        elif isinstance(obj, (tuple, list)):
+            for o in obj:
+                visit(o)
+        elif isinstance(obj, dict):
+            for o in obj.values():
+                visit(o)
+        elif hasattr(obj, "shape") and hasattr(obj, "dtype"):
+            name = str(obj.dtype).rsplit(".", 1)[-1]
+            if name in _PRECISION:
+                found.append(name)
+
+    visit(objects)
+    return min(found, key=_PRECISION.__getitem__) if found else "float32"

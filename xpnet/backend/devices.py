@@ -298,13 +298,15 @@ def same_device(a: Any, b: Any) -> bool:
 
 
 def to_numpy(a: Any) -> np.ndarray:
-    """Array ``a`` of any backend (or a Python scalar/sequence) as a ``numpy.ndarray`` on the host."""
+    """Array ``a`` of any backend (or a Python scalar/sequence) as a ``numpy.ndarray`` on the host.
+    PyTorch's bfloat16, which NumPy lacks, comes as float32 (exact: every bfloat16 is a float32)."""
     if isinstance(a, np.ndarray):
         return a
     if array_api_compat.is_cupy_array(a):
         return a.get()
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().numpy()
+        a = a.detach().cpu()
+        return (a.float() if str(a.dtype) == "torch.bfloat16" else a).numpy()
     if array_api_compat.is_array_api_obj(a):
         xp = namespace(a)
         try:
@@ -341,10 +343,17 @@ def writable(a: Any) -> Any:
     return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
 
 
-def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
+def to_device(a: Any, dev: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:
     """Array ``a`` on device ``dev`` (a spec or :class:`Device`); no copy when it is already there.
 
     ``dtype`` may be a dtype of the target namespace or a name such as ``"float32"``.
+
+    Memory: a move between the host's mutable libraries (NumPy and PyTorch on the CPU, as
+    ``torch.from_numpy`` and ``tensor.numpy()`` do) shares memory with ``a``, so that moving batches costs
+    nothing; a move onto another device copies. A move from an immutable or read-only source (a JAX
+    array, a read-only NumPy array such as a memmap opened with ``"r"``) into another library always
+    copies: the result is writable, and writing into it never changes the source. ``copy=True``: the
+    result never shares memory with ``a`` (``model.to`` moves parameters so).
     """
     dev = device(dev)
     xp = dev.xp
@@ -356,33 +365,58 @@ def to_device(a: Any, dev: Any, dtype: Any = None) -> Any:
             raise ValueError(f"to_device: dtype {name!r} is not {known}")
     if dev.is_numpy:
         out = to_numpy(a)
-        return out if dtype is None or out.dtype == dtype else out.astype(dtype)
+        if dtype is not None and out.dtype != dtype:
+            return out.astype(dtype)
+        return _owned(out) if copy or (out is not a and not out.flags.writeable) else out
     if dev.is_cupy:
         with cupy().cuda.Device(int(dev.native.id)):
             if array_api_compat.is_cupy_array(a) and a.device == dev.native:
-                out = a
+                out = cupy().array(a, copy=True) if copy else a
             elif array_api_compat.is_cupy_array(a):
                 out = cupy().array(a, copy=True)
             else:
                 out = cupy().asarray(to_numpy(a))
             return out if dtype is None or out.dtype == dtype else out.astype(dtype)
     a = untracked(a)
+    mutable = update_rule(xp) == "in place"
     if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray) \
             and namespace(a) is xp:
         out = a if array_api_compat.device(a) == dev.native else array_api_compat.to_device(a, dev.native)
+        if copy and mutable:
+            out = xp.asarray(out, copy=True)
     else:
         host = to_numpy(a)
         if name is not None and host.dtype.name != name:
             host = host.astype(name)  # on the host: float64 data for a float32 model never reaches JAX as float64
-        out = xp.asarray(host, device=dev.native)
+        elif mutable and (copy or not host.flags.writeable):
+            # PyTorch would wrap a read-only buffer (a JAX array's) and write into it in place.
+            host = _owned(host)
+        try:
+            out = xp.asarray(host, device=dev.native)
+        except ValueError:  # array_api_strict's "no_float64" device refuses float64 outright
+            if host.dtype == np.float64 and not dev.supports_float64():
+                raise ValueError(_no_float64(dev, "it refuses float64")) from None
+            raise
     wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
     if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
         # JAX without jax_enable_x64 turns float64 into float32 with at most a warning.
-        raise ValueError(f"to_device: {dev.name} cannot hold float64 (it gave float32); for JAX call "
-                         "jax.config.update('jax_enable_x64', True) before making arrays, or use float32")
+        raise ValueError(_no_float64(dev, "it gave float32"))
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
     return out
+
+
+def _no_float64(dev: Device, why: str) -> str:
+    """The error for float64 sent to a device without it: how to enable it (JAX) or to cast."""
+    enable = ("for JAX call jax.config.update('jax_enable_x64', True) before making arrays, or cast to float32"
+              if array_api_compat.is_jax_namespace(dev.xp) else "cast to float32")
+    return (f"to_device: {dev.name} cannot hold float64 ({why}); {enable}: xn.to_device(x, device, "
+            "dtype='float32'), model.to(device, dtype='float32'), xn.load(path, device, dtype='float32')")
+
+
+def _owned(host: np.ndarray) -> np.ndarray:
+    """A writable copy of ``host`` that shares no memory with it (the memory layout kept)."""
+    return np.array(host, copy=True)
 
 
 _DTYPE_NAMES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",

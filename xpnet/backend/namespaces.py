@@ -145,10 +145,18 @@ def add_at(a: Any, index: Any, value: Any) -> Any:
     return a.at[index].add(value)
 
 
+_TRACKS: dict[type, bool] = {}  # array type -> whether its arrays can require grad (torch.Tensor)
+
+
 def untracked(a: Any) -> Any:
     """``a`` without autograd tracking: a PyTorch tensor that requires grad is detached (xpnet computes
-    its own gradients); anything else is returned as it is."""
-    return a.detach() if array_api_compat.is_torch_array(a) and a.requires_grad else a
+    its own gradients); anything else is returned as it is. Every layer's forward and backward and every
+    loss pass their inputs through it, so it costs one dict lookup off PyTorch."""
+    t = type(a)
+    tracks = _TRACKS.get(t)
+    if tracks is None:
+        tracks = _TRACKS[t] = array_api_compat.is_torch_array(a)
+    return a.detach() if tracks and a.requires_grad else a
 
 
 def no_autograd(xp: Any) -> Any:

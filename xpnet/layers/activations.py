@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import fast_path, namespace
+from ..backend import fast_path, namespace, untracked
 from .base import Layer
 
 
@@ -20,6 +20,7 @@ class ReLU(Layer):
         self._mask = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         y, self._mask = fast_path("relu_forward", xp, relu_forward)(x)
         return y
@@ -28,6 +29,7 @@ class ReLU(Layer):
         return self._mask
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         mask = self._need(self._mask)
         xp = self._check_grad(dy, mask.shape)
         return fast_path("relu_backward", xp, relu_backward)(dy, mask)
@@ -54,6 +56,7 @@ class Sigmoid(Layer):
         self._y = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         # exp of -|x| never overflows; the two branches are the same function.
         e = xp.exp(-xp.abs(x))
@@ -62,6 +65,7 @@ class Sigmoid(Layer):
         return self._y
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         y = self._need(self._y)
         self._check_grad(dy, y.shape)
         return dy * y * (1.0 - y)
@@ -75,11 +79,13 @@ class Tanh(Layer):
         self._y = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         self._y = xp.tanh(x)
         return self._y
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         y = self._need(self._y)
         self._check_grad(dy, y.shape)
         return dy * (1.0 - y * y)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import same_device
+from ..backend import same_device, untracked
 from .base import Layer
 
 
@@ -33,6 +33,7 @@ class Attention(Layer):
         return self.forward(hs_enc, hs_dec, train=self.training if train is None else train)
 
     def forward(self, hs_enc: Any, hs_dec: Any, train: bool = True) -> Any:  # type: ignore[override]
+        hs_enc, hs_dec = untracked(hs_enc), untracked(hs_dec)
         self._check_train(train, "hs_enc, hs_dec", "xpnet's Attention has no mask (PyTorch's attn_mask or "
                           "key_padding_mask): every encoder step is attended, as the book's TimeAttention")
         xp = self._check_float(hs_enc)
@@ -53,6 +54,7 @@ class Attention(Layer):
         return a @ hs_enc
 
     def backward(self, dout: Any) -> tuple[Any, Any]:  # type: ignore[override]
+        dout = untracked(dout)
         hs_enc, hs_dec, a = self._need(self._cache)
         xp = self._check_float(dout)
         if tuple(dout.shape) != tuple(hs_dec.shape):

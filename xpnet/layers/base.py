@@ -138,18 +138,19 @@ class Layer(Tree):
                             "convert with xp.astype(x, xp.float32) (images: also divide by 255)")
         return xp
 
-    def _check_like_params(self, x: Any) -> None:
-        """Raise when ``x`` is not in the params' namespace, device and dtype."""
+    def _check_like_params(self, x: Any, what: str = "input", arg: str = "x") -> None:
+        """Raise when ``x`` is not in the params' namespace, device and dtype; ``what`` names it in the
+        message (``"input"``, ``"state h"``) and ``arg`` in the fix (``xn.to_device(x, device)``)."""
         for v in self.params.values():
             if not same_device(x, v):
                 if device_of(x) == device_of(v):  # a NumPy scalar (np.float32(1.0)), not an array
-                    raise TypeError(f"{self.name}: input is a {type(x).__name__}, not an array (N, ...) like the "
+                    raise TypeError(f"{self.name}: {what} is a {type(x).__name__}, not an array (N, ...) like the "
                                     f"layer's parameters ({type(v).__name__})")
-                raise XpnetDeviceError(f"{self.name}: input is on {device_of(x)} but the layer's parameters are on "
-                                 f"{device_of(v)}; move the model with model.to(device) or the input with "
-                                 "xn.to_device(x, device)")
+                raise XpnetDeviceError(f"{self.name}: {what} is on {device_of(x)} but the layer's parameters are on "
+                                       f"{device_of(v)}; move the model with model.to(device) or the {what} with "
+                                       f"xn.to_device({arg}, device)")
             if x.dtype != v.dtype:
-                raise TypeError(f"{self.name}: input dtype {x.dtype} does not match the parameters' dtype "
+                raise TypeError(f"{self.name}: {what} dtype {x.dtype} does not match the parameters' dtype "
                                 f"{v.dtype}; cast one of them (model.to(device, dtype=...))")
             return
 

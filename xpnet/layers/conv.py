@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_bool, is_int
-from ..backend import fast_path
+from ..backend import fast_path, untracked
 from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int, pytorch_defaults_only
 
@@ -89,6 +89,7 @@ class Conv2d(Layer):
         return self.out_ch
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
         check_images(self.name, x, self.kernel_size, self.padding, channels=self.in_ch)
@@ -136,6 +137,7 @@ class Conv2d(Layer):
     def _param_grads(self, dy: Any) -> tuple[Any, Any]:
         """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow), or per
         sample as (N, out_ch, oh*ow)."""
+        dy = untracked(dy)
         col = self._need(self._col)
         xp = self._check_float(dy)
         n, _, h, w = self._shape

@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import seed as _seed
-from ..backend import fast_path, namespace, uniform
+from ..backend import fast_path, namespace, uniform, untracked
 from .base import Layer
 
 
@@ -37,6 +37,7 @@ class Dropout(Layer):
         return {"p": self.p, "seed": self.seed, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         train = self._check_train(train)
         xp = self._check_float(x)
         self._shape = tuple(x.shape)
@@ -49,6 +50,7 @@ class Dropout(Layer):
         return y
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         scale = self._need(self._scale)
         self._check_grad(dy, self._shape)
         return dy * scale

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_int
-from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device
+from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device, untracked
 from .base import Layer, positive_int, pytorch_defaults_only
 
 # The portable backward's one-hot blocks hold at most this many elements (16 MiB in float32).
@@ -134,6 +134,7 @@ class Embedding(Layer):
                              f"[{int(xp.min(ids))}, {int(xp.max(ids))}]")
 
     def backward(self, dy: Any) -> None:
+        dy = untracked(dy)
         ids = self._need(self._ids)
         xp = self._check_float(dy)
         if tuple(dy.shape) != (*ids.shape, self.embedding_dim):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backend import untracked
 from .base import Layer
 
 
@@ -15,6 +16,7 @@ class Flatten(Layer):
         self._shape = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         if x.ndim < 1:
             raise ValueError("Flatten: expected an input of shape (N, ...), got a 0-d array")
@@ -22,6 +24,7 @@ class Flatten(Layer):
         return xp.reshape(x, (x.shape[0], -1))
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         shape = self._need(self._shape)
         width = 1
         for d in shape[1:]:

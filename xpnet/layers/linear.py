@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_bool
-from ..backend import fast_path
+from ..backend import fast_path, untracked
 from .base import Layer, positive_int
 
 
@@ -47,6 +47,7 @@ class Linear(Layer):
                 "bias": self.bias, "dtype": self.dtype}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
         leading = x.ndim > 2 and x.shape[-1] == self.in_features
@@ -72,6 +73,7 @@ class Linear(Layer):
 
     def _backward_params(self, dy: Any) -> tuple[Any, Any]:
         """Fills grads; returns the namespace and dy as the (rows, out_features) matrix x2 had."""
+        dy = untracked(dy)
         x2 = self._need(self._x)
         shape = self._shape  # the forward's output: leading axes kept when the last one was in_features
         out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)

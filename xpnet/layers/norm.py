@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import is_real, warn
-from ..backend import fast_path, namespace
+from ..backend import fast_path, namespace, untracked
 from .base import Layer, positive_int
 
 
@@ -78,6 +78,7 @@ class BatchNorm(Layer):
                 "dtype": self.dtype, "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         train = self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
@@ -106,6 +107,7 @@ class BatchNorm(Layer):
         return xp.reshape(y, x.shape)
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         x_shift = self._need(self._x_shift)
         xp = self._check_float(dy)
         if tuple(dy.shape) != self._shape:

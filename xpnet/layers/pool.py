@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backend import add_at, fast_path, namespace, set_at
+from ..backend import add_at, fast_path, namespace, set_at, untracked
 from ._im2col import Pair, as_pair, check_images, out_size, pad2d, window_slices
 from .base import Layer
 
@@ -80,6 +80,7 @@ class MaxPool2d(_Pool2d):
         self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp, out_hw = self._start(x)
         index = xp.int8 if self.kernel_size[0] * self.kernel_size[1] <= 127 else xp.int32
         forward = fast_path("maxpool2d_forward", xp, maxpool2d_forward)
@@ -90,6 +91,7 @@ class MaxPool2d(_Pool2d):
         return self._first
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         first = self._need(self._first)
         xp = self._check_float(dy)
         self._check_dy(dy)
@@ -130,6 +132,7 @@ class AvgPool2d(_Pool2d):
     Caches only the input shape."""
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp, out_hw = self._start(x)
         xpad = pad2d(x, self.padding, 0.0)
         slices = list(window_slices(self.kernel_size, self.stride, out_hw))
@@ -140,6 +143,7 @@ class AvgPool2d(_Pool2d):
         return y * (1.0 / len(slices))
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         xp = self._check_float(dy)
         self._check_dy(dy)
         share = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
@@ -154,6 +158,7 @@ class GlobalAvgPool(Layer):
         self._shape = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         if x.ndim != 4:
             raise ValueError(f"GlobalAvgPool: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
@@ -161,6 +166,7 @@ class GlobalAvgPool(Layer):
         return xp.mean(x, axis=(2, 3))
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         n, c, h, w = self._need(self._shape)
         xp = self._check_float(dy)
         if tuple(dy.shape) != (n, c):

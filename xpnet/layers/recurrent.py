@@ -52,9 +52,10 @@ from typing import Any, Callable, Iterator
 
 from .. import init as _init
 from .._user import flag
-from ..backend import fast_path, namespace, to_device
+from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int, pytorch_defaults_only
+from .tree import moved
 
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
 _ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
@@ -205,22 +206,25 @@ class _Recurrent(Layer):
         layers ignore ``set_state``); with it the first does and the state then moves on."""
         if c is not None and "c" not in self.state_names:
             raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        h, c = untracked(h), None if c is None else untracked(c)
         xp = namespace(h)
         if h.ndim != 2 or h.shape[1] != self.hidden_size:
             raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
+        self._check_like_params(h, "state h", "h")
         if "c" not in self.state_names:
             self._state = (h,)
             return
         c = xp.zeros_like(h) if c is None else c
         if tuple(c.shape) != tuple(h.shape):
             raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
+        self._check_like_params(c, "state c", "c")
         self._state = (h, c)
 
     def _move_own(self, dev: Any, dtype: Any) -> None:
         """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
         super()._move_own(dev, dtype)
         if self._state is not None:
-            self._state = tuple(to_device(s, dev, dtype=dtype) for s in self._state)
+            self._state = tuple(moved(s, dev, dtype) for s in self._state)
         self._cache = None
 
     def _start(self, x: Any) -> tuple[Any, ...]:
@@ -232,8 +236,8 @@ class _Recurrent(Layer):
         if self._state[0].shape[0] != n:
             raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
                              f"{n}; call reset_state() or set_state() for the new batch")
-        for s in self._state:
-            self._check_like_params(s)
+        for name, s in zip(self.state_names, self._state):
+            self._check_like_params(s, f"state {name}", name)
         return self._state
 
     # -- forward and backward -------------------------------------------------------------------
@@ -250,6 +254,7 @@ class _Recurrent(Layer):
         """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
         both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
         the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
+        x = untracked(x)
         if hx is not _NO_HX:
             c0 = ", c0" if "c" in self.state_names else ""
             raise TypeError(f"{self.name}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is "
@@ -288,6 +293,7 @@ class _Recurrent(Layer):
     def backward(self, dhs: Any) -> Any:
         """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
         fills grads, ``dh`` (and ``dc``)."""
+        dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
         n, steps = start[0].shape[0], len(caches)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag
-from ..backend import fast_path
+from ..backend import fast_path, untracked
 from .base import Layer
 from .embedding import Embedding
 
@@ -46,6 +46,7 @@ class TiedLinear(Layer):
         return {"embedding": self.embedding, "bias": self.bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
         xp = self._check_float(x)
         W = self.embedding.params["W"]
         self._check_like_params(x)
@@ -59,6 +60,7 @@ class TiedLinear(Layer):
         return xp.reshape(y, (*x.shape[:-1], self.out_features))
 
     def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
         x2 = self._need(self._x)
         xp = self._check_grad(dy, (*self._shape[:-1], self.out_features))
         dy2 = xp.reshape(dy, (x2.shape[0], self.out_features))

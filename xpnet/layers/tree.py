@@ -16,7 +16,7 @@ from .._user import flag
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
                        to_device, writable)
 
-__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built"]
+__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved"]
 
 _STORES = ("params", "grads", "buffers")
 
@@ -42,6 +42,11 @@ class IncompatibleKeys(NamedTuple):
 
     missing_keys: list[str]
     unexpected_keys: list[str]
+
+
+def moved(a: Any, dev: Device, dtype: Any) -> Any:
+    """``a`` on ``dev`` as ``model.to`` moves it: a copy of its own where it changes device or library."""
+    return to_device(a, dev, dtype=dtype, copy=device_of(a) != dev)
 
 
 def _check_built(node: Any) -> None:
@@ -162,7 +167,12 @@ class Tree:
 
     def to(self, dev: Any = None, dtype: Any = None) -> Any:
         """Move every parameter and buffer to ``dev`` (a spec or Device; None: where they are), casting
-        floats to ``dtype`` when given (e.g. ``"float64"``); gradients are dropped. Returns the layer."""
+        floats to ``dtype`` when given (e.g. ``"float64"``); gradients are dropped. Returns the layer.
+
+        An array that changes device or library is copied (``xn.to_device(..., copy=True)``): the model's
+        new arrays never share memory with the old ones, which the caller may still hold (a JAX array, a
+        NumPy array that PyTorch would otherwise wrap), since optimizers update parameters in place.
+        Arrays already on ``dev`` stay as they are."""
         if dtype is not None:
             dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device
@@ -176,7 +186,7 @@ class Tree:
         layer holding other arrays (a recurrent layer's carried state) moves them too."""
         for store in (self.params, self.buffers):
             for k, v in store.items():
-                store[k] = to_device(v, dev, dtype=dtype)
+                store[k] = moved(v, dev, dtype)
         self.grads = {}
 
     def train(self, mode: bool = True) -> Any:

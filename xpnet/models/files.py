@@ -67,8 +67,10 @@ def save(model: Any, path: str | os.PathLike) -> None:
     save_model(model, path)
 
 
-def load(path: str | os.PathLike, device: Any = "cpu") -> Model:
-    """Rebuild a model saved with ``model.save`` or ``xn.save`` onto ``device``.
+def load(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) -> Model:
+    """Rebuild a model saved with ``model.save`` or ``xn.save`` onto ``device``, its floats cast to
+    ``dtype`` when given (``"float32"``: a float64 file onto a device without float64, such as JAX
+    without ``jax_enable_x64``; cast on the host, as ``model.to(device, dtype=...)``).
 
     A training checkpoint (``xn.callbacks.ModelCheckpoint(path, full=True)``, or the one written on
     SIGTERM) loads too: the model with the weights it had at the checkpoint's epoch, the state a resumed
@@ -95,7 +97,7 @@ def load(path: str | os.PathLike, device: Any = "cpu") -> Model:
         found = set(reader.names) - {_CONFIG_KEY} if not prefix else \
             {name for name in reader.names if name.startswith(prefix)}
         read_state(reader, model, {name: prefix + name for name in model.state()}, found)
-    return model.to(device)
+    return model.to(device, dtype=dtype)
 
 
 def check_format(reader: NpzReader, meta: Any, field: str, known: int | tuple[int, ...]) -> None:

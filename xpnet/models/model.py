@@ -7,14 +7,14 @@ import os
 from typing import Any
 
 from .._user import is_int
-from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_device, untracked
+from ..backend import CPU, Device, dtype_name, namespace, no_autograd, plain_array, to_device, untracked
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
 from ..layers.recurrent import independent_batches, refuse_time_first
 from .summary import summary as _summary
 
-__all__ = ["Model", "is_ids"]
+__all__ = ["Model", "is_ids", "to_model_dtype"]
 
 
 def is_ids(model: Any, x: Any) -> bool:
@@ -22,6 +22,15 @@ def is_ids(model: Any, x: Any) -> bool:
     Embedding: ``model.takes_ids``; then every integer input is ids, as both of a seq2seq model's),
     rather than numbers to cast to the model's dtype (or to refuse)."""
     return bool(getattr(model, "takes_ids", False)) and namespace(x).isdtype(x.dtype, "integral")
+
+
+def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
+    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device
+    (``xn.train``, ``xn.evaluate`` and ``predict`` alike). Host data is cast on the host (float64 NumPy
+    data for a float32 JAX model without x64 too)."""
+    if dtype_name(x) == "uint8":
+        return dev.xp.astype(to_device(x, dev), dtype) / 255.0
+    return to_device(x, dev, dtype=dtype)
 
 
 class Model(Container):
@@ -91,7 +100,8 @@ class Model(Container):
         same output each time (to continue a carried state, call ``forward``).
 
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
-        dtype one batch at a time (integer ids stay integers where the model takes ids: ``takes_ids``);
+        dtype one batch at a time, uint8 images scaled by 1/255 as ``xn.train`` and ``xn.evaluate`` do
+        (integer ids stay integers where the model takes ids: ``takes_ids``; other integers are refused);
         ``batch_size`` bounds memory for large inputs (every input is cut alike along axis 0, the samples:
         a model with a time-first recurrent layer, ``batch_first=False``, is refused where that would cut
         it; one call without ``batch_size`` runs it). ``blas_threads`` as in
@@ -108,10 +118,12 @@ class Model(Container):
             moved = []
             for x in xs:
                 x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
-                if not namespace(x).isdtype(x.dtype, "real floating") and not is_ids(self, x):
+                if not namespace(x).isdtype(x.dtype, "real floating") and not is_ids(self, x) \
+                        and dtype_name(x) != "uint8":
                     if namespace(x).isdtype(x.dtype, "integral"):
-                        raise TypeError("predict: integer input; convert images to float (and scale to [0, 1]) "
-                                        "first")
+                        raise TypeError(f"predict: integer input of dtype {dtype_name(x)}; uint8 images are scaled "
+                                        "by 1/255 as in xn.train, other integers are taken only as ids by a model "
+                                        "whose first layer is an Embedding: convert to float first")
                     raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
                 if x.ndim < 1:
                     raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
@@ -130,8 +142,8 @@ class Model(Container):
                     independent_batches(self) as fresh:
                 for i in range(0, max(n, 1), size):
                     fresh()
-                    outs.append(self.forward(*(to_device(x[i:min(i + size, n), ...], dev,
-                                                         dtype=None if is_ids(self, x) else self.dtype)
+                    outs.append(self.forward(*(to_device(x[i:min(i + size, n), ...], dev) if is_ids(self, x)
+                                               else to_model_dtype(x[i:min(i + size, n), ...], dev, self.dtype)
                                                for x in moved), train=False))
             return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 

@@ -5,7 +5,8 @@ Parameters are updated on their device under xpnet's one update rule
 (:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
 PyTorch; a new array on JAX, whose arrays are immutable) and returns ``p``, which ``step`` stores
 back in the model; updated state goes back with ``_store``. State (velocities, moments) is made
-lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype, as in PyTorch; an
+lazily with ``zeros_like(param)``, so it lives on the parameter's device and dtype, as in PyTorch, and
+follows the parameter when ``model.to`` moves it between steps (``step`` moves it); an
 ``eps`` below the smallest normal number of that dtype (1e-8 in float16) is refused at the first step,
 before any update: pass ``eps=1e-4`` for a float16 model. Where the namespace
 can write into ``out=`` (NumPy, CuPy) the multi-pass updates reuse one work buffer instead of
@@ -32,7 +33,8 @@ from typing import Any
 
 from .._user import is_real, not_here
 from ._blame import missing_gradient, other_dtype
-from ..backend import into, namespace, same_device, to_device, update_rule, writes_out
+from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
+                       writes_out)
 
 
 class _TakesAModelFirst(type):
@@ -230,17 +232,34 @@ class Optimizer(metaclass=_TakesAModelFirst):
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)
+            self._follow(name, p)
             work.append((name, p, g, xp))
         self.t += 1
         if self.device_scalars is not None:
             self.device_scalars.advance()
-        for name, p, g, xp in work:
-            new = p
-            if self.weight_decay and self._decays(name):
-                new, g = self._decay(new, g)
-            new = self._update(name, new, g, xp)
-            if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
-                model.set_param(name, new)
+        # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
+        # parameters non-leaf tensors with a graph that grows step after step.
+        with no_autograd(work[0][3] if work else None):
+            for name, p, g, xp in work:
+                new = p
+                if self.weight_decay and self._decays(name):
+                    new, g = self._decay(new, g)
+                new = self._update(name, new, g, xp)
+                if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
+                    model.set_param(name, new)
+
+    def _follow(self, name: str, p: Any) -> None:
+        """Move the state of parameter ``name`` to ``p``'s device and dtype where it is elsewhere (the model
+        was moved with ``model.to`` after earlier steps): state from another library would make the update
+        fail inside it, or silently turn ``p`` into that library's array."""
+        slots = self.state.get(name)
+        if not slots:
+            return
+        first = next(iter(slots.values()))
+        if same_device(first, p) and first.dtype == p.dtype:
+            return
+        dev = device_of(p)
+        self.state[name] = {k: to_device(v, dev, dtype=p.dtype, copy=True) for k, v in slots.items()}
 
     def _check_eps(self, p: Any) -> None:
         """Refuse an ``eps`` below the parameters' smallest normal number: 1e-8 rounds to 0 in float16,
@@ -343,7 +362,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
                       for n, s in sd["state"].items()}
 
     def to(self, device: Any) -> "Optimizer":
-        """Move the optimizer state to ``device`` (with the model)."""
+        """Move the optimizer state to ``device`` (with the model). ``step`` also moves the state of each
+        parameter that it finds on another device or dtype than the parameter, so a model moved with
+        ``model.to`` between steps keeps training with its state."""
         self._work_buffers = {}
         self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
         return self

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, XpnetDeviceError, device_of, dtype_name, namespace, plain_array, to_device, untracked
+from ..backend import Device, XpnetDeviceError, device_of, namespace, plain_array, to_device, untracked
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
-from ..models.model import is_ids
+from ..models.model import is_ids, to_model_dtype
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
@@ -64,15 +64,6 @@ def common_device(named: dict[str, Any]) -> Device | None:
         raise ValueError(f"model and data are on two devices ({where}); put them on one device, or keep the "
                          "data in NumPy and let xn.train move it")
     return next(iter(found.values()), None)
-
-
-def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
-    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device.
-    Host data is cast on the host (float64 NumPy data for a float32 JAX model without x64 too)."""
-    xp = dev.xp
-    if dtype_name(x) == "uint8":
-        return xp.astype(to_device(x, dev), dtype) / 255.0
-    return to_device(x, dev, dtype=dtype)
 
 
 def probe_shape(model: Any, *probes: Any) -> tuple[int, ...]:
