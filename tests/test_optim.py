@@ -392,3 +392,34 @@ def test_an_optimizer_stays_bound_after_its_model_is_freed(monkeypatch):
     del first
     with pytest.raises(ValueError, match="bound to another model"):
         opt.bind(xn.Sequential(xn.layers.Linear(3, 2), xn.layers.ReLU()))
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_a_model_without_parameters_steps_as_a_no_op(name, rng):
+    """A loop of the user's own over a model of ReLUs only: step updates nothing (it once asked the
+    namespace of a first parameter that is not there)."""
+    model = xn.Sequential(xn.layers.ReLU(), xn.layers.ReLU())
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    model.backward(model.forward(x))
+    opt = optim.OPTIMIZERS[name]()
+    opt.step(model)
+    assert opt.t == 1 and model.named_params() == {}
+
+
+def test_a_bad_gradient_leaves_the_optimizer_state_where_it_was(rng):
+    """step checks every gradient before it touches anything: the state of a parameter checked before the
+    bad one is not moved to a new dtype either."""
+    model = xn.Sequential(xn.layers.Linear(3, 2), xn.layers.Linear(2, 2))
+    opt = optim.Adam()
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    model.backward(model.forward(x))
+    opt.step(model)
+    kept = {k: {s: v for s, v in slots.items()} for k, slots in opt.state.items()}
+    model.to(dtype="float64")
+    model.backward(model.forward(x.astype(np.float64)))
+    model[1].grads["W"] = model[1].grads["W"].astype(np.float32)
+    with pytest.raises(ValueError, match=r"Adam: .*'1.W'"):
+        opt.step(model)
+    for k, slots in kept.items():
+        for s, v in slots.items():
+            assert opt.state[k][s] is v

@@ -232,14 +232,17 @@ class Optimizer(metaclass=_TakesAModelFirst):
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)
-            self._follow(name, p)
             work.append((name, p, g, xp))
+        for name, p, _, _ in work:  # every gradient checked: only now is anything changed
+            self._follow(name, p)
         self.t += 1
         if self.device_scalars is not None:
             self.device_scalars.advance()
         # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
         # parameters non-leaf tensors with a graph that grows step after step.
-        with no_autograd(work[0][3] if work else None):
+        if not work:  # a model without parameters (only ReLUs, say): nothing to update
+            return
+        with no_autograd(work[0][3]):
             for name, p, g, xp in work:
                 new = p
                 if self.weight_decay and self._decays(name):
