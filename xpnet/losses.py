@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from ._user import is_int, is_real, not_here
-from .backend import device_of, fast_path, isdtype, namespace, same_device, untracked
+from .backend import device_of, fast_path, index_dtype, isdtype, namespace, same_device, untracked
 
 
 class Loss:
@@ -233,7 +233,7 @@ class SoftmaxCrossEntropy(Loss):
             raise TypeError(f"{self.name}: labels of shape {shape} must be integer class indices, got dtype "
                             f"{t.dtype}; pass one-hot rows of the logits' shape (..., {c}) for soft targets")
         labels = t if t.ndim == 1 else xp.reshape(t, (m,))
-        index = _index_dtype(xp)
+        index = index_dtype(xp, labels.device)
         if labels.dtype != index:
             # PyTorch's take_along_dim takes only int64, and uint8 labels cannot hold ignore_index=-100.
             labels = xp.astype(labels, index)
@@ -292,17 +292,6 @@ def _log_softmax_parts(xp: Any, y2: Any) -> tuple[Any, Any, Any, Any]:
 def _unfused(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> None:
     """Where no library fuses the softmax cross-entropy (``softmax_cross_entropy``, CuPy's kernel): None."""
     return None
-
-
-_INDEX_DTYPES: dict[int, tuple[Any, Any]] = {}  # id(namespace) -> (namespace, its index dtype)
-
-
-def _index_dtype(xp: Any) -> Any:
-    """The namespace's default index dtype (int64; int32 on JAX without x64), found once per namespace."""
-    known = _INDEX_DTYPES.get(id(xp))
-    if known is None or known[0] is not xp:
-        known = _INDEX_DTYPES[id(xp)] = (xp, xp.__array_namespace_info__().default_dtypes()["indexing"])
-    return known[1]
 
 
 def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, ...]:

@@ -19,8 +19,8 @@ stand on it, never the other way round.
 from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device, device_of, dtype_name,
                       float_dtype_name, host_copy, plain_array, same_device, to_device, to_numpy, writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
-from .namespaces import (XpnetBackendError, add_at, isdtype, namespace, no_autograd, set_at, untracked,
-                         update_rule)
+from .namespaces import (XpnetBackendError, add_at, index_dtype, isdtype, namespace, no_autograd, set_at,
+                         untracked, update_rule)
 from .random import release_device_rngs, set_rng_state, uniform
 from .registry import (fast_path, into, register_fast_path, set_fast_paths, set_mkl, set_numba,
                        writes_out)
@@ -42,6 +42,7 @@ __all__ = [
     "float_dtype_name",
     "host_copy",
     "into",
+    "index_dtype",
     "isdtype",
     "namespace",
     "no_autograd",

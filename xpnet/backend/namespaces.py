@@ -18,8 +18,8 @@ import array_api_compat.numpy as _np_xp
 
 from .libraries import library
 
-__all__ = ["XpnetBackendError", "compat", "namespace", "isdtype", "update_rule", "set_at", "add_at", "untracked",
-           "no_autograd"]
+__all__ = ["XpnetBackendError", "compat", "namespace", "isdtype", "index_dtype", "update_rule", "set_at", "add_at",
+           "untracked", "no_autograd"]
 
 
 class XpnetBackendError(TypeError):
@@ -70,6 +70,22 @@ def namespace(*arrays: Any) -> Any:
 
 _DTYPE_KINDS: dict[tuple[int, str], bool] = {}
 _DTYPES_SEEN: list[Any] = []  # keeps the memoised dtype objects alive, so their ids stay theirs
+
+
+_INDEX_DTYPES: dict[int, tuple[Any, Any]] = {}  # id(namespace) -> (namespace, its index dtype)
+
+
+def index_dtype(xp: Any, device: Any = None) -> Any:
+    """The namespace's default index dtype, for labels, ids and counts: int64, or int32 on JAX without
+    x64 (which would truncate int64 to it with a warning on every conversion). Looked up once per
+    namespace, except JAX's, whose answer changes with ``jax_enable_x64``."""
+    known = _INDEX_DTYPES.get(id(xp))
+    if known is not None and known[0] is xp:
+        return known[1]
+    index = xp.__array_namespace_info__().default_dtypes(device=device)["indexing"]
+    if not array_api_compat.is_jax_namespace(xp):
+        _INDEX_DTYPES[id(xp)] = (xp, index)
+    return index
 
 
 def isdtype(xp: Any, dtype: Any, kind: str) -> bool:

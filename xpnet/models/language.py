@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from .._user import is_int, is_real
-from ..backend import no_autograd, to_device, to_numpy
+from ..backend import index_dtype, no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import mode
 from .model import Model
@@ -30,8 +30,9 @@ class LanguageModel(Model):
     have no gradient). ``layers`` holds the layers in order (``"layers.0.W"`` is the embedding).
     ``dropout`` > 0 puts a Dropout (inverted, as the book's TimeDropout) after the embedding and after
     each LSTM, ``num_layers + 1`` in all (PyTorch's ``nn.LSTM(num_layers=2, dropout=p)`` has one, between
-    its layers: this is that LSTM with ``nn.Dropout(p)`` before and after it); ``tie_weights=True`` makes the output layer a :class:`~xpnet.layers.TiedLinear` of the
-    embedding (needs ``wordvec_size == hidden_size``). Weights start as the book's.
+    its layers: this is that LSTM with ``nn.Dropout(p)`` before and after it); ``tie_weights=True`` makes
+    the output layer a :class:`~xpnet.layers.TiedLinear` of the embedding (needs ``wordvec_size ==
+    hidden_size``). Weights start as the book's.
     """
 
     def __init__(self, vocab_size: int, wordvec_size: int, hidden_size: int, num_layers: int = 1,
@@ -104,7 +105,7 @@ class LanguageModel(Model):
         half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
         dtype = xp.float32 if half is not None and self.dtype == half else self.dtype
         penalty = to_device(np.where(banned, -np.inf, 0.0), dev, dtype=dtype)
-        index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+        index = index_dtype(xp, dev.native)
         ids = xp.astype(to_device(prompt, dev), index)
         # the numbers of every step drawn and uploaded at once (the same ones, in the same order): an
         # upload per step from pageable host memory may wait for the GPU's queued work

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._user import is_int
-from ..backend import namespace, no_autograd, plain_array, to_device, to_numpy, untracked
+from ..backend import index_dtype, namespace, no_autograd, plain_array, to_device, to_numpy, untracked
 from ..layers import LSTM, Attention, Embedding, Linear
 from ..layers.container import Container, mode
 from .model import Model
@@ -192,7 +192,7 @@ class Seq2seq(Model):
         if start.size not in (1, n) or start.dtype.kind not in "iu":
             raise ValueError(f"{self.name}.generate: start_id must be an int or {n} ids, got {start_id!r}")
         # answers in the default index dtype, not the questions': uint8 questions would wrap id 280 to 24
-        index = xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+        index = index_dtype(xp, dev.native)
         ids = xp.astype(to_device(np.ascontiguousarray(np.broadcast_to(start, (n,))), dev), index)
         out = []
         from .ids import ids_checked_once  # noqa: PLC0415 - it imports this module

@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from .._user import is_int
+from ..backend import index_dtype
 
 __all__ = ["summary"]
 
@@ -39,7 +40,7 @@ def summary(model: Any, input_shape: Any = None) -> str:
                 _record(node, name, shapes)
         dtype = model.dtype or dev.xp.float32
         if model.takes_ids:  # an Embedding first: integer ids in, every input of such a model
-            dtype = dev.xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+            dtype = index_dtype(dev.xp, dev.native)
         xs = [dev.xp.zeros((1, *shape), dtype=dtype, device=dev.native) for shape in shapes_in]
         probe.eval()
         probe.forward(*xs, train=False)

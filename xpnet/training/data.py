@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Device, XpnetDeviceError, device_of, namespace, plain_array, to_device, untracked
+from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _index_dtype, namespace, plain_array,
+                       to_device, untracked)
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
@@ -151,7 +152,7 @@ def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: De
 def index_dtype(dev: Device) -> Any:
     """The namespace's index dtype for labels and counts: int64, or int32 on JAX without x64 (which
     would truncate int64 to it with a warning on every conversion)."""
-    return dev.xp.__array_namespace_info__().default_dtypes(device=dev.native)["indexing"]
+    return _index_dtype(dev.xp, dev.native)
 
 
 def is_one_hot(y: Any) -> bool:

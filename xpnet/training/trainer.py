@@ -135,7 +135,9 @@ class Trainer:
         count = rows if count is None else count
         if isinstance(count, int):
             return xp.astype(value, dtype) * count, count
-        count = xp.astype(count, index_dtype(self.dev))
+        index = index_dtype(self.dev)
+        if count.dtype != index:  # count_nonzero gives the index dtype on NumPy and CuPy: no copy there
+            count = xp.astype(count, index)
         return xp.astype(value, dtype) * xp.astype(count, dtype), count
 
     def first_step_loss(self) -> float | None:
