@@ -19,6 +19,7 @@ from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import probe_states
 from ..models import Model
+from ..optim._blame import mixed_dtypes
 
 __all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
 
@@ -59,31 +60,9 @@ def _check_one_dtype(model: Any) -> None:
     """Every parameter in one dtype: a layer of another dtype passes its dy in that dtype to the layers
     before it, whose gradients then do not match their parameters at the first step, which would name
     them rather than the odd layer. Names the fewer (the odd ones) and the fix."""
-    by_dtype: dict[Any, list[str]] = {}
-    for name, p in model.named_params().items():
-        by_dtype.setdefault(p.dtype, []).append(name)
-    if len(by_dtype) < 2:
-        return
-    common = max(by_dtype, key=lambda d: len(by_dtype[d]))
-    nodes = model.named_modules()
-    odd = "; ".join(f"{', '.join(map(repr, names[:4]))}{', ...' if len(names) > 4 else ''} "
-                    f"({', '.join(sorted({_owner(nodes, n) for n in names}))}) {'is' if len(names) == 1 else 'are'} "
-                    f"{_name(d)}"
-                    for d, names in by_dtype.items() if d != common)
-    raise TypeError(f"train: the parameters mix dtypes: {odd}, the others {_name(common)}; a layer passes "
-                    f"dy in its own dtype to the layers before it, so their gradients would not match them. Cast "
-                    f"the model to one dtype first: model.to(dtype='{_name(common)}') (or build every layer with "
-                    "one dtype=)")
-
-
-def _owner(nodes: dict[str, Any], name: str) -> str:
-    owner = name.rpartition(".")[0]
-    return f"layer {owner}, {type(nodes[owner]).__name__}" if owner else f"the model, {type(nodes['']).__name__}"
-
-
-def _name(dtype: Any) -> str:
-    """'float32' for NumPy's, CuPy's and PyTorch's float32 alike."""
-    return str(dtype).rpartition(".")[2]
+    why = mixed_dtypes(model, model.named_params())
+    if why is not None:
+        raise TypeError(f"train: {why}")
 
 
 def check_callbacks(callbacks: Any, callback_type: type) -> list[Any]:
