@@ -293,7 +293,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 def _check_environment() -> None:
     """The ``XPNET_*`` settings xn.train reads, checked before the data is loaded."""
-    from .training.loop import graph_from_environment  # noqa: PLC0415
+    from .training.graph import graph_from_environment  # noqa: PLC0415
 
     try:
         graph_from_environment()

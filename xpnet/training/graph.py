@@ -41,6 +41,7 @@ How a captured epoch goes:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from ..backend.graphs import StepGraph
@@ -54,8 +55,10 @@ from ..models.sequential import Sequential
 from ..optim import Optimizer
 from ..optim.base import DeviceScalars
 from .data import index_dtype
+from .streams import StreamBatches
 
-__all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "obstacle", "CapturedEpochs"]
+__all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting", "obstacle",
+           "captured_epochs", "CapturedEpochs"]
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
@@ -209,3 +212,46 @@ class CapturedEpochs:
             total = float(xp.where(trainer.params_finite(), self.loss_sum, trainer.zeros(self.loss_sum.dtype) + math.nan))
             correct = int(self.correct) if self.classify else None
         return steps, total, correct, int(self.count) + host_count
+
+
+def graph_from_environment() -> str:
+    """``XPNET_GRAPH`` from the environment: "" (unset), "0" or "1"; anything else raises ValueError."""
+    env = os.environ.get("XPNET_GRAPH", "").strip()
+    if env not in ("", "0", "1"):
+        raise ValueError(f"XPNET_GRAPH={env!r} in the environment: expected 0 (no CUDA-graph capture) or 1, "
+                         "or unset it")
+    return env
+
+
+def setting(graph: Any, dev: Any) -> bool | None:
+    """The capture setting, checked before any training: True (capture, or refuse), None (capture where
+    that is correct: :func:`obstacle`) or False. ``XPNET_GRAPH=0`` in the environment
+    turns ``graph=None`` into False, ``XPNET_GRAPH=1`` into True on a CuPy device."""
+    env = graph_from_environment()
+    if graph is not None and not isinstance(graph, bool):
+        raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
+    if graph is None and env == "0":
+        graph = False
+    elif graph is None and env == "1" and dev.is_cupy:
+        graph = True
+    if graph and not dev.is_cupy:
+        raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
+                         f"device; this run is on {dev.name}. Pass graph=None or False")
+    return graph
+
+
+def captured_epochs(graph: bool | None, trainer: Any, batches: Any, classify: bool, transform: Any) -> Any:
+    """The :class:`CapturedEpochs` that run this training, or None (eager), as ``setting`` said."""
+    if graph is False or (graph is None and not BY_DEFAULT):
+        return None
+    if isinstance(batches, StreamBatches):
+        why = "token-stream training (truncated BPTT) is not captured in this version"
+    else:
+        why = obstacle(trainer.model, trainer.loss, trainer.optimizer, batches, trainer.dev,
+                              comm=trainer.comm, transform=transform, inputs=trainer.inputs)
+    if why is None:
+        return CapturedEpochs(trainer, batches, classify)
+    if graph:
+        raise ValueError(f"train: graph=True: the training step cannot be captured as a CUDA graph: {why}. "
+                         "Pass graph=None or False to train eagerly")
+    return None

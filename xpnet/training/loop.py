@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .._user import flag, warn
-from ..backend import Device, device as _resolve_device, no_autograd
+from ..backend import device as _resolve_device, no_autograd
 from ..backend.threads import blas_threads as threads_context
 from ..datasets.batches import BatchIterator
 from ..datasets.stream import TokenStream
@@ -64,49 +64,6 @@ def _int_arg(name: str, value: Any, lo: int, hi: int | None = None, who: str = "
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ValueError(f"{who}: {name} must be an int {bound}, got {value!r}")
     return int(value)
-
-
-def graph_from_environment() -> str:
-    """``XPNET_GRAPH`` from the environment: "" (unset), "0" or "1"; anything else raises ValueError."""
-    env = os.environ.get("XPNET_GRAPH", "").strip()
-    if env not in ("", "0", "1"):
-        raise ValueError(f"XPNET_GRAPH={env!r} in the environment: expected 0 (no CUDA-graph capture) or 1, "
-                         "or unset it")
-    return env
-
-
-def _use_graph(graph: Any, dev: Device) -> bool | None:
-    """The capture setting, checked before any training: True (capture, or refuse), None (capture where
-    that is correct: :func:`xpnet.training.graph.obstacle`) or False. ``XPNET_GRAPH=0`` in the environment
-    turns ``graph=None`` into False, ``XPNET_GRAPH=1`` into True on a CuPy device."""
-    env = graph_from_environment()
-    if graph is not None and not isinstance(graph, bool):
-        raise TypeError(f"train: graph must be None, True or False, got {graph!r}")
-    if graph is None and env == "0":
-        graph = False
-    elif graph is None and env == "1" and dev.is_cupy:
-        graph = True
-    if graph and not dev.is_cupy:
-        raise ValueError(f"train: graph=True captures the training step as a CUDA graph, which needs a CuPy "
-                         f"device; this run is on {dev.name}. Pass graph=None or False")
-    return graph
-
-
-def _captured(graph: bool | None, trainer: Trainer, batches: Any, classify: bool, transform: Any) -> Any:
-    """The CapturedEpochs that run this training, or None (eager): see :mod:`xpnet.training.graph`."""
-    if graph is False or (graph is None and not _graph.BY_DEFAULT):
-        return None
-    if isinstance(batches, StreamBatches):
-        why = "token-stream training (truncated BPTT) is not captured in this version"
-    else:
-        why = _graph.obstacle(trainer.model, trainer.loss, trainer.optimizer, batches, trainer.dev,
-                              comm=trainer.comm, transform=transform, inputs=trainer.inputs)
-    if why is None:
-        return _graph.CapturedEpochs(trainer, batches, classify)
-    if graph:
-        raise ValueError(f"train: graph=True: the training step cannot be captured as a CUDA graph: {why}. "
-                         "Pass graph=None or False to train eagerly")
-    return None
 
 
 def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
@@ -234,7 +191,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         dev = comm.device(device, fallback=fallback)  # "cuda": GPU local_rank % device_count
     else:
         dev = _resolve_device(device, fallback=fallback)
-    graph = _use_graph(graph, dev)
+    graph = _graph.setting(graph, dev)
     threads = threads_context(blas_threads, dev)  # validated here, before any training
     with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
         rank = 0 if comm is None else int(comm.rank)
@@ -274,7 +231,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last)
-        trainer.captured = _captured(graph, trainer, batches, classify, transform)
+        trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches = start, cut
