@@ -3,6 +3,9 @@
 1. After each epoch the run writes a full checkpoint, ``<out>/checkpoint.npz`` (``ModelCheckpoint(full=True)``,
    atomic): weights, optimizer state, history, Dropout generators. SIGTERM stops at the end of a step and
    writes the last complete epoch there (xn.train's own handler); Ctrl-C leaves the one of the last epoch.
+   Under ``--distributed`` the ranks agree to stop at the end of an epoch only, and SIGTERM waits for it
+   ``XPNET_SIGTERM_WAIT_S`` seconds at most (:mod:`xpnet.io.signals`): a job ended mid-epoch says nothing
+   and leaves the file of the epoch before, which ``--resume`` continues all the same.
 2. On either, the run says what the file holds and the command that continues it (the same one with
    ``--resume``); the run then goes on exactly as an uninterrupted one (``xn.train``'s ``resume_from``).
 3. A run that finishes writes model.npz, history.json and curves.png and removes the checkpoint, so a
