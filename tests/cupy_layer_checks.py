@@ -244,7 +244,13 @@ def check_batchnorm(dev: Any) -> None:
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
                 assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
-                assert cupy_layers._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1)
+                assert cupy_layers._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1, 0.1)
+                if train:  # PyTorch's running_var: the unbiased variance (n/(n-1)), on every path
+                    x3h = x.reshape(shape[0], c, -1).astype(np.float64)
+                    unbiased = x3h.transpose(1, 0, 2).reshape(c, -1).var(axis=1, ddof=1)
+                    expected = 0.9 * np.linspace(0.5, 2, c) + 0.1 * unbiased
+                    np.testing.assert_allclose(_host(fast["running_var"]), expected, rtol=50 * RTOL[dtype],
+                                               err_msg=f"{dtype} {shape} running_var")
                 # The kernel's backward after a portable forward, which keeps x - mean with no shift.
                 dy3, gamma3 = dev.asarray(dy.reshape(x3.shape)), layer.params["gamma"]
                 with fast_paths(False):

@@ -32,7 +32,7 @@ import xpnet.layers.norm as norm
 fast_path = norm.fast_path
 def into_new_arrays(op, xp, portable=None):
     if op == "batchnorm_running":
-        return lambda rm, rv, mean, var, old, new: (old * rm + new * mean, old * rv + new * var)
+        return lambda rm, rv, mean, var, old, new, new_var: (old * rm + new * mean, old * rv + new_var * var)
     return fast_path(op, xp, portable)
 norm.fast_path = into_new_arrays
 """

@@ -49,7 +49,8 @@ def test_training_forward_and_running_statistics(case, rng, shape):
     expected = _bcast(gamma, shape) * (x - _bcast(mean, shape)) / np.sqrt(_bcast(var, shape) + 1e-5) \
         + _bcast(beta, shape)
     np.testing.assert_allclose(xn.to_numpy(y), expected, **_tol(dtype))
-    for name, batch, start in (("running_mean", mean, 0.0), ("running_var", var, 1.0)):
+    unbiased = var * x.size / 4 / (x.size / 4 - 1)  # PyTorch's running_var: n/(n-1), n values per channel
+    for name, batch, start in (("running_mean", mean, 0.0), ("running_var", unbiased, 1.0)):
         assert_placed(layer.buffers[name], dev, dtype)
         np.testing.assert_allclose(xn.to_numpy(layer.buffers[name]), 0.8 * start + 0.2 * batch, **_tol(dtype))
 
@@ -105,8 +106,27 @@ def test_matches_pytorch_outputs_and_gradients(rng):
     np.testing.assert_allclose(ours.forward(x), yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ours.grads["gamma"], theirs.weight.grad.numpy(), rtol=1e-10, atol=1e-12)
-    # PyTorch keeps the unbiased variance in running_var, so compare the mean.
-    np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12, atol=1e-12)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(ours.buffers[name], getattr(theirs, name).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(8, 4), (5, 4, 3, 2), (2, 4)], ids=["features", "channels", "two-samples"])
+def test_running_variance_and_evaluation_match_pytorch_after_training_steps(rng, shape):
+    """PyTorch's running_var takes the unbiased batch variance (n/(n-1)); training still normalises with
+    the biased one. Three training steps, then the evaluation output, in float64."""
+    torch = pytest.importorskip("torch")
+    ours = BatchNorm(4, momentum=0.3, dtype="float64")
+    theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(4, momentum=0.3,
+                                                                                 dtype=torch.float64)
+    for _ in range(3):
+        x = rng.standard_normal(shape) * 3 + 1
+        np.testing.assert_allclose(ours.forward(x, train=True), theirs(torch.tensor(x)).detach().numpy(),
+                                   rtol=1e-10, atol=1e-12)
+    for name in ("running_mean", "running_var"):
+        np.testing.assert_allclose(ours.buffers[name], getattr(theirs, name).numpy(), rtol=1e-12, atol=1e-14)
+    x = rng.standard_normal(shape)
+    np.testing.assert_allclose(ours.forward(x, train=False), theirs.eval()(torch.tensor(x)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
 
 
 def test_buffers_move_with_the_model_and_are_saved(tmp_path, rng):
@@ -181,6 +201,7 @@ def test_pytorch_momentum_means_what_pytorch_means(rng):
         ours.forward(x, train=True)
         theirs(torch.tensor(x))
     np.testing.assert_allclose(ours.buffers["running_mean"], theirs.running_mean.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours.buffers["running_var"], theirs.running_var.numpy(), rtol=1e-12)
 
 
 def test_pytorch_momentum_without_torch(rng):
@@ -188,7 +209,7 @@ def test_pytorch_momentum_without_torch(rng):
     layer = BatchNorm(2, momentum=0.1, dtype="float64")
     layer.forward(x, train=True)
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * x.mean(axis=0), rtol=1e-14)
-    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=0, ddof=1), rtol=1e-14)
 
 
 def test_the_books_momentum_typed_without_the_books_convention_warns():
@@ -210,3 +231,4 @@ def test_files_saved_before_the_conventions_keep_the_books_momentum(tmp_path, rn
     model = xn.Sequential(BatchNorm(2, momentum=0.25))
     model.save(tmp_path / "bn.npz")
     assert xn.load(tmp_path / "bn.npz")[0].config() == model[0].config()
+

@@ -82,6 +82,9 @@ def test_batchnorm_running_statistics_equal_portable():
     run(ref, x, numba=False)
     for k in ("running_mean", "running_var"):
         np.testing.assert_allclose(fast.buffers[k], ref.buffers[k], rtol=1e-6)
+    # PyTorch's running_var on both paths: the unbiased variance of the 8 * 6 * 6 values per channel
+    unbiased = x.astype(np.float64).transpose(1, 0, 2, 3).reshape(4, -1).var(axis=1, ddof=1)
+    np.testing.assert_allclose(fast.buffers["running_var"], 0.9 + 0.1 * unbiased, rtol=1e-6)
 
 
 @settings(max_examples=40, deadline=None)

@@ -45,10 +45,11 @@ ELEMENTWISE = {
     "bn_scale": ("T var, T gamma, T eps", "T inv_std, T scale",
                  "inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
     "bn_affine": ("T x, T shift, T scale, T beta", "T y", "y = (x - shift) * scale + beta;"),
-    # Both running statistics moved on in place (a captured CUDA graph replays on the same arrays).
-    "bn_running": ("T mean, T var, T w_old, T w_new", "T running_mean, T running_var",
+    # Both running statistics moved on in place (a captured CUDA graph replays on the same arrays);
+    # w_new_var takes PyTorch's n/(n-1) in (its running_var is the unbiased variance).
+    "bn_running": ("T mean, T var, T w_old, T w_new, T w_new_var", "T running_mean, T running_var",
                    "running_mean = w_old * running_mean + w_new * mean; "
-                   "running_var = w_old * running_var + w_new * var;"),
+                   "running_var = w_old * running_var + w_new_var * var;"),
     # Backward: the per-channel factors of dx = scale * (dy - dbeta/count - x_hat * dgamma/count), then dx.
     "bn_grad_factors": ("T sum_dyx, T dbeta, T gamma, T inv_std, T count", "T dgamma, T a, T scale, T c0",
                         "dgamma = sum_dyx * inv_std; scale = gamma * inv_std; a = -scale * inv_std * dgamma / count; "

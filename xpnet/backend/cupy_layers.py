@@ -197,15 +197,16 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (x3, mean)
 
 
-def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float, new: float) -> bool:
+def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float, new: float,
+                   new_var: float) -> bool:
     return _like(mean, var, running_mean, running_var)
 
 
 def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
-                      new: float) -> tuple[Any, Any]:
+                      new: float, new_var: float) -> tuple[Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
     portable update launches six)."""
-    elementwise("bn_running")(mean, var, old, new, running_mean, running_var)
+    elementwise("bn_running")(mean, var, old, new, new_var, running_mean, running_var)
     return running_mean, running_var
 
 

@@ -22,11 +22,13 @@ class BatchNorm(Layer):
 
     ``convention="pytorch"`` (the default) is PyTorch's BatchNorm1d/2d: ``momentum`` (default 0.1) is
     the weight of the new batch, ``running = (1 - momentum) * running + momentum * batch``, eps 1e-5,
-    running_var starts at 1. ``convention="book"`` is the book's BatchNormalization: ``momentum``
-    (default 0.9) is the weight of the old value, ``running = momentum * running + (1 - momentum) *
-    batch``, eps 1e-6 (the book's ``10e-7``), running mean and variance start at 0. The defaults of
-    both give the same running averages. A momentum above 0.5 under the PyTorch convention (the
-    book's 0.9 typed without ``convention="book"``) warns, as it means the opposite there.
+    running_var starts at 1 and takes the batch's *unbiased* variance (times n/(n-1), n the values per
+    channel in the batch; training normalises with the biased one, as PyTorch). ``convention="book"`` is
+    the book's BatchNormalization: ``momentum`` (default 0.9) is the weight of the old value, ``running =
+    momentum * running + (1 - momentum) * batch``, eps 1e-6 (the book's ``10e-7``), running mean and
+    variance start at 0, running_var takes the biased variance (the book's ``np.mean(xc**2)``). A momentum
+    above 0.5 under the PyTorch convention (the book's 0.9 typed without ``convention="book"``) warns, as it
+    means the opposite there. Training needs n >= 2 (PyTorch refuses one value per channel too).
     The book normalises a 4-d input per (c, h, w) activation; this layer per channel, as PyTorch.
 
     The running statistics are updated in place (:func:`batchnorm_running`; new arrays only where the
@@ -99,10 +101,12 @@ class BatchNorm(Layer):
                                                              self.eps, stats)
         if train:
             m = self.momentum
-            old, new = (m, 1.0 - m) if self.convention == "book" else (1.0 - m, m)
+            # PyTorch's running_var takes the unbiased variance, the book's the biased one it normalised with.
+            old, new, new_var = (m, 1.0 - m, 1.0 - m) if self.convention == "book" else \
+                (1.0 - m, m, m * count / (count - 1))
             running = fast_path("batchnorm_running", xp, batchnorm_running)
             self.buffers["running_mean"], self.buffers["running_var"] = running(
-                self.buffers["running_mean"], self.buffers["running_var"], mean, var, old, new)
+                self.buffers["running_mean"], self.buffers["running_var"], mean, var, old, new, new_var)
         self._shape, self._train = tuple(x.shape), train
         return xp.reshape(y, x.shape)
 
@@ -143,8 +147,9 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
 
 
 def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
-                      new: float) -> tuple[Any, Any]:
-    """``running = old * running + new * batch`` for the mean and the variance (C,), written into the
+                      new: float, new_var: float) -> tuple[Any, Any]:
+    """``running = old * running + new * batch`` for the mean and ``old * running + new_var * batch`` for
+    the variance (C,) (``new_var`` takes PyTorch's n/(n-1) in, for the unbiased variance), written into the
     running arrays where the namespace updates in place (:func:`xpnet.backend.update_rule`; new arrays
     on JAX), portable. Returns both, to be stored back. In place, not ``running = old * running + ...``:
     a CUDA graph replays its kernels on the arrays of the capture, and an update into new arrays would
@@ -152,7 +157,7 @@ def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, 
     running_mean *= old
     running_mean += new * mean
     running_var *= old
-    running_var += new * var
+    running_var += new_var * var
     return running_mean, running_var
 
 
