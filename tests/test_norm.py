@@ -232,3 +232,33 @@ def test_files_saved_before_the_conventions_keep_the_books_momentum(tmp_path, rn
     model.save(tmp_path / "bn.npz")
     assert xn.load(tmp_path / "bn.npz")[0].config() == model[0].config()
 
+
+# -- PyTorch's other constructor arguments ------------------------------------------------------------
+
+def test_pytorch_positional_order_eps_then_momentum(rng):
+    """nn.BatchNorm2d(4, 1e-3, 0.2): eps second, momentum third, as PyTorch (not momentum=1e-3, eps=0.2)."""
+    layer = BatchNorm(4, 1e-3, 0.2, True, True, None, "float64")
+    assert (layer.eps, layer.momentum, layer.dtype) == (1e-3, 0.2, "float64")
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.BatchNorm2d(4, 1e-3, 0.2, dtype=torch.float64)
+    x = rng.standard_normal((3, 4, 2, 2))
+    np.testing.assert_allclose(layer.forward(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.buffers["running_var"], theirs.running_var.numpy(), rtol=1e-12)
+
+
+def test_pytorch_defaults_are_accepted():
+    layer = BatchNorm(3, affine=True, track_running_stats=True, device=None)
+    assert set(layer.params) == {"gamma", "beta"} and layer.momentum == 0.1
+    assert BatchNorm(3, convention="book").momentum == 0.9
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"momentum": None}, r"momentum=None \(PyTorch's cumulative average.*pass a weight, momentum=0.1"),
+    ({"momentum": None, "convention": "book"}, "momentum=None"),
+    ({"affine": False}, "BatchNorm: affine=False is not supported: xpnet's BatchNorm always learns gamma and beta"),
+    ({"track_running_stats": False}, "BatchNorm: track_running_stats=False is not supported"),
+    ({"device": "cuda"}, r"BatchNorm: device='cuda' is not supported: .*\.to\(device\)"),
+])
+def test_pytorch_arguments_xpnet_lacks_are_refused_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BatchNorm(3, **kwargs)

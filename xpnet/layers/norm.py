@@ -7,7 +7,17 @@ from typing import Any
 from .. import init as _init
 from .._user import is_real, warn
 from ..backend import fast_path, namespace, untracked
-from .base import Layer, positive_int
+from .base import Layer, positive_int, pytorch_defaults_only
+
+
+class _ByConvention:
+    """BatchNorm's default momentum, which depends on the convention (None is PyTorch's cumulative average)."""
+
+    def __repr__(self) -> str:
+        return "0.1 (0.9 with convention='book')"
+
+
+_BY_CONVENTION = _ByConvention()
 
 
 class BatchNorm(Layer):
@@ -29,6 +39,12 @@ class BatchNorm(Layer):
     variance start at 0, running_var takes the biased variance (the book's ``np.mean(xc**2)``). A momentum
     above 0.5 under the PyTorch convention (the book's 0.9 typed without ``convention="book"``) warns, as it
     means the opposite there. Training needs n >= 2 (PyTorch refuses one value per channel too).
+
+    The positional arguments are PyTorch's, in its order (``num_features, eps, momentum, affine,
+    track_running_stats, device, dtype``); ``convention`` is keyword-only. PyTorch's ``momentum=None`` (a
+    cumulative average, which needs a batch count saved and resumed with the model) and
+    ``affine=False``, ``track_running_stats=False``, ``device=...`` are refused with what to do instead;
+    their defaults are accepted.
     The book normalises a 4-d input per (c, h, w) activation; this layer per channel, as PyTorch.
 
     The running statistics are updated in place (:func:`batchnorm_running`; new arrays only where the
@@ -41,14 +57,24 @@ class BatchNorm(Layer):
     running statistics (per-rank, not synchronised across ranks; what is saved is one rank's).
     """
 
-    def __init__(self, num_features: int, momentum: float | None = None, eps: float | None = None,
-                 dtype: str = "float32", convention: str = "pytorch"):
+    def __init__(self, num_features: int, eps: float | None = None, momentum: Any = _BY_CONVENTION,
+                 affine: bool = True, track_running_stats: bool = True, device: Any = None, dtype: Any = "float32",
+                 *, convention: str = "pytorch"):
         super().__init__()
         self.num_features = positive_int(self, "num_features", num_features)
         if convention not in ("pytorch", "book"):
             raise ValueError(f"BatchNorm: convention must be 'pytorch' or 'book', got {convention!r}")
         book = convention == "book"
-        momentum = (0.9 if book else 0.1) if momentum is None else momentum
+        if momentum is None:
+            raise ValueError("BatchNorm: momentum=None (PyTorch's cumulative average of all batches) is not "
+                             "supported: pass a weight, momentum=0.1 as PyTorch's default (or leave it out)")
+        pytorch_defaults_only(self.name, {
+            "affine": (True, "xpnet's BatchNorm always learns gamma and beta; leave affine=True"),
+            "track_running_stats": (True, "xpnet's BatchNorm always keeps running statistics for evaluation; "
+                                          "leave track_running_stats=True"),
+            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            {"affine": affine, "track_running_stats": track_running_stats, "device": device})
+        momentum = (0.9 if book else 0.1) if momentum is _BY_CONVENTION else momentum
         eps = (1e-6 if book else 1e-5) if eps is None else eps
         if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
