@@ -193,6 +193,25 @@ def test_bad_arguments_are_named_clearly(kwargs, message):
         Conv2d(2, 4, **kwargs)
 
 
+@pytest.mark.parametrize("k", [1, 3, (5, 3)])
+def test_padding_same_and_valid_as_pytorch(rng, k):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 7, 6))
+    for padding in ("same", "valid"):
+        ours = Conv2d(3, 4, k, padding=padding, dtype="float64")
+        theirs = torch.nn.Conv2d(3, 4, k, padding=padding, dtype=torch.float64)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(ours.params["W"]))
+            theirs.bias.copy_(torch.tensor(ours.params["b"]))
+        np.testing.assert_allclose(ours.forward(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel_size": 3, "stride": 2}, {"kernel_size": 2}, {"kernel_size": (3, 4)}])
+def test_padding_same_beyond_stride_1_and_odd_kernels_is_refused_clearly(kwargs):
+    with pytest.raises(ValueError, match="Conv2d: padding='same' needs stride 1 and odd kernel sizes"):
+        Conv2d(2, 4, padding="same", **kwargs)
+
+
 def test_backward_checks_dy_shape_and_order():
     layer = Conv2d(1, 2, 3)
     with pytest.raises(RuntimeError, match="before forward"):

@@ -189,3 +189,29 @@ def test_backward_checks_dy_shape():
     layer.forward(np.zeros((1, 1, 4, 4), np.float32))
     with pytest.raises(ValueError, match="does not match the last forward"):
         layer.backward(np.zeros((1, 1, 3, 3), np.float32))
+
+
+def test_pytorch_defaults_are_accepted_in_pytorchs_positions(rng):
+    """MaxPool2d(kernel_size, stride, padding, dilation, return_indices, ceil_mode) and AvgPool2d(kernel_size,
+    stride, padding, ceil_mode, count_include_pad, divisor_override), each at PyTorch's defaults."""
+    x = rng.standard_normal((2, 3, 7, 8))
+    for layer, plain in ((MaxPool2d(3, 2, 1, 1, False, False), MaxPool2d(3, 2, 1)),
+                         (MaxPool2d(2, 2, ceil_mode=False, dilation=(1, 1), return_indices=False), MaxPool2d(2)),
+                         (AvgPool2d(3, 1, 1, False, True, None), AvgPool2d(3, 1, 1)),
+                         (AvgPool2d(3, 1, 1, count_include_pad=True, ceil_mode=False), AvgPool2d(3, 1, 1))):
+        np.testing.assert_array_equal(layer.forward(x), plain.forward(x))
+        assert layer.config() == plain.config()
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: MaxPool2d(2, ceil_mode=True), "MaxPool2d: ceil_mode=True is not supported: .*rounds down"),
+    (lambda: MaxPool2d(2, 2, 0, 2), "MaxPool2d: dilation=2 is not supported"),
+    (lambda: MaxPool2d(2, return_indices=True), "MaxPool2d: return_indices=True is not supported"),
+    (lambda: AvgPool2d(2, ceil_mode=True), "AvgPool2d: ceil_mode=True is not supported"),
+    (lambda: AvgPool2d(3, 1, 1, count_include_pad=False), "AvgPool2d: count_include_pad=False is not supported"),
+    (lambda: AvgPool2d(2, divisor_override=3), "AvgPool2d: divisor_override=3 is not supported"),
+    (lambda: AvgPool2d(2, 2, 0, 1), "AvgPool2d: ceil_mode=1 is not supported"),  # a number is no bool
+])
+def test_other_pytorch_values_are_refused_naming_the_layer(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -20,7 +20,8 @@ class Conv2d(Layer):
     """y[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f], windows taken every ``stride`` pixels.
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
-    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs. The positional arguments are
+    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs; ``padding="same"`` (stride 1,
+    odd kernels: k // 2, the output the input's size) and ``"valid"`` (0) as PyTorch's. The positional arguments are
     PyTorch's, in its order: ``dilation`` and ``groups`` (6th and 7th) are taken at 1 only (xpnet has neither;
     another value is refused), ``bias`` is the 8th; ``init`` and ``dtype`` are keyword-only, so that no
     positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
@@ -40,7 +41,7 @@ class Conv2d(Layer):
         self.out_ch = positive_int(self, "out_channels", out_channels)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
-        self.padding = as_pair(self.name, "padding", padding, 0)
+        self.padding = self._padding(padding)
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
         self.params["W"] = _init.weights((self.out_ch, self.in_ch, kh, kw), self.in_ch * kh * kw,
@@ -49,6 +50,17 @@ class Conv2d(Layer):
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None
         self._shape = None
+
+    def _padding(self, padding: Any) -> tuple[int, int]:
+        """``padding`` as a pair; PyTorch's ``"valid"`` is 0 and ``"same"`` (stride 1, odd kernels) k // 2."""
+        if isinstance(padding, str) and padding == "valid":
+            return 0, 0
+        if isinstance(padding, str) and padding == "same":
+            if self.stride != (1, 1) or any(k % 2 == 0 for k in self.kernel_size):
+                raise ValueError(f"{self.name}: padding='same' needs stride 1 and odd kernel sizes here (got "
+                                 f"stride={self.stride}, kernel_size={self.kernel_size}); pass padding as ints")
+            return self.kernel_size[0] // 2, self.kernel_size[1] // 2
+        return as_pair(self.name, "padding", padding, 0)
 
     def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
         """PyTorch's dilation, groups, padding_mode and device: their defaults pass, anything else is refused

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._user import is_int
 from ..backend import add_at, fast_path, namespace, set_at, untracked
 from ._im2col import Pair, as_pair, check_images, out_size, pad2d, window_slices
-from .base import Layer
+from .base import Layer, pytorch_defaults_only
 
 
 class _Pool2d(Layer):
@@ -20,6 +21,18 @@ class _Pool2d(Layer):
             raise ValueError(f"{self.name}: padding must be at most half the window, got padding "
                              f"{self.padding} for kernel_size={self.kernel_size}")
         self._shape = None
+
+    def _pytorch_defaults(self, given: dict[str, Any]) -> None:
+        """PyTorch's pooling arguments xpnet has no use for: their defaults pass, any other value is refused
+        naming this layer and saying what xpnet has."""
+        pytorch_defaults_only(self.name, {
+            "ceil_mode": (False, "xpnet's output size rounds down, as PyTorch's default; leave ceil_mode=False"),
+            "return_indices": (False, "xpnet's MaxPool2d keeps each window's argmax for its own backward and "
+                                      "returns only y"),
+            "count_include_pad": (True, "xpnet's AvgPool2d always counts the zero padding in the mean "
+                                        "(PyTorch's default)"),
+            "divisor_override": (None, "xpnet's AvgPool2d divides by the window's size"),
+        }, given)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "_Pool2d":
@@ -69,14 +82,22 @@ class MaxPool2d(_Pool2d):
 
     x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's
     maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
+    The positional arguments are PyTorch's, in its order: ``dilation`` (1), ``return_indices`` (False) and
+    ``ceil_mode`` (False) are accepted at those defaults only; another value is refused.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
     Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
     dy * mask does, where PyTorch leaves them 0.
     """
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding)
+        values = dilation if isinstance(dilation, (tuple, list)) else (dilation,)
+        if not all(is_int(v) and v == 1 for v in values):
+            raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's MaxPool2d takes "
+                             "contiguous windows; leave dilation=1")
+        self._pytorch_defaults({"return_indices": return_indices, "ceil_mode": ceil_mode})
         self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
@@ -129,7 +150,14 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pa
 class AvgPool2d(_Pool2d):
     """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts as zeros
     in the mean (PyTorch's ``count_include_pad=True``). x: (N, C, H, W) -> y: (N, C, oh, ow).
-    Caches only the input shape."""
+    Caches only the input shape. The positional arguments are PyTorch's, in its order: ``ceil_mode`` (False),
+    ``count_include_pad`` (True) and ``divisor_override`` (None) are accepted at those defaults only."""
+
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: Any = None):
+        super().__init__(kernel_size, stride, padding)
+        self._pytorch_defaults({"ceil_mode": ceil_mode, "count_include_pad": count_include_pad,
+                                "divisor_override": divisor_override})
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
