@@ -376,8 +376,10 @@ def test_sgd_without_momentum_is_the_books_and_refuses_nesterov_without_momentum
     for bad in ({"nesterov": True}, {"momentum": 0.9, "dampening": 0.1, "nesterov": True}, {"nesterov": 1}):
         with pytest.raises(ValueError, match="SGD: nesterov"):
             optim.SGD(0.1, **bad)
-    with pytest.raises(TypeError):  # PyTorch's positional order would shift meanings: keywords only
-        optim.SGD(0.1, 0.9)
+    # API.md's order (lr, momentum, nesterov) differs from PyTorch's (lr, momentum, dampening) at the third:
+    # a bool there is no dampening, and says so.
+    with pytest.raises(ValueError, match=r"SGD: dampening must be in \[0, 1\), got True"):
+        optim.SGD(0.1, 0.9, True)
 
 
 def test_an_optimizer_stays_bound_after_its_model_is_freed(monkeypatch):

@@ -101,6 +101,10 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.losses.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels"),
     ("xn.losses.MSELoss", "xn.losses.MeanSquaredError()"),
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
+    ("xn.optim.Adagrad", "xpnet's is xn.optim.AdaGrad(lr=0.01)"),
+    ("xn.Module", "a model of your own subclasses xn.Model"),
+    ("xn.autograd", "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck"),
+    ("xn.functional", "xn.layers.Attention() for F.scaled_dot_product_attention"),
     ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
@@ -125,6 +129,7 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     ("xpnet.layers", "BatchNorm2d", "xn.layers.BatchNorm(num_features)"),
     ("xpnet.losses", "CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits"),
     ("xpnet", "Tensor", "xn.to_device(x, dev)"),
+    ("xpnet.optim", "Adagrad", "xn.optim.AdaGrad(lr=0.01)"),
 ])
 def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
     """Python turns a module __getattr__'s AttributeError into its own "cannot import name" on
@@ -148,6 +153,24 @@ def test_other_missing_names_raise_pythons_plain_attribute_error():
 def test_import_xpnet_nn_says_where_its_names_live():
     with pytest.raises(ImportError, match=r"xpnet has no nn module: layers are in xpnet.layers .*docs/from-pytorch.md"):
         importlib.import_module("xpnet.nn")
+
+
+def test_import_from_lr_scheduler_says_how_xpnet_schedules():
+    with pytest.raises(ImportError, match=r"xpnet has no lr_scheduler module: .*LearningRateSchedule\(xn.callbacks"
+                                          r".step\(0.1, step_size=10, gamma=0.5\)\)\]\) for StepLR"):
+        exec("from xpnet.optim.lr_scheduler import StepLR", {})  # noqa: S102 - a fixed statement
+    with pytest.raises(AttributeError, match="xn.callbacks.LearningRateSchedule"):
+        xn.optim.lr_scheduler  # noqa: B018 - the attribute, after the failed import, keeps its hint
+
+
+def test_sgd_takes_pytorchs_positional_order_after_the_parameters():
+    """torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov)."""
+    model = _mlp()
+    opt = optim.SGD(model.parameters(), 0.1, 0.9, 0.0, 5e-4, True)
+    assert (opt.lr, opt.momentum, opt.dampening, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 0.0, 5e-4, True)
+    expected = _book_loop(_mlp(), optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))
+    for key, value in _book_loop(model, opt).items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
 
 
 def test_no_grad_runs_what_it_wraps_unchanged():

@@ -71,6 +71,12 @@ _PYTORCH_NAMES = {
     "from_numpy": "layers take NumPy arrays as they are; xn.to_device(x, dev) moves one to a device",
     "cuda": "xn.cuda_available() says whether a GPU can be used; xn.device('cuda') is the device",
     "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator",
+    "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
+              "xn.Sequential(layer, ...) for a chain of layers",
+    "autograd": "xpnet has no autograd: model.backward(criterion.backward()) is loss.backward(), and "
+                "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck",
+    "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
+                  "xn.layers.Attention() for F.scaled_dot_product_attention, xn.losses.SoftmaxCrossEntropy())",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
 }
 

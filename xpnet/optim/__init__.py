@@ -47,6 +47,8 @@ def get(optimizer: Any) -> Optimizer:
 
 # What a PyTorch user reaches for in torch.optim, and what xpnet has instead.
 _PYTORCH_NAMES = {
+    "Adagrad": "xpnet's is xn.optim.AdaGrad(lr=0.01), the book's spelling (eps 1e-7, the book's, where "
+               "PyTorch's is 1e-10: pass eps=1e-10 for PyTorch's)",
     "lr_scheduler": "xpnet schedules the learning rate with a callback: xn.train(..., callbacks=["
                     "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, gamma=0.5))]) (or "
                     "xn.callbacks.cosine(...)); in a loop of your own, set optimizer.lr at the start of each epoch",

@@ -16,7 +16,8 @@ from .base import Optimizer, _choice, _fraction, unfused
 
 class SGD(Optimizer):
     """Stochastic gradient descent with PyTorch's signature: ``SGD(lr, momentum=0, dampening=0,
-    weight_decay=0, nesterov=False)`` (all but ``lr`` by keyword).
+    weight_decay=0, nesterov=False)``, positional in PyTorch's order after the model or its parameters
+    (``SGD(model.parameters(), 0.1, 0.9)`` as ``torch.optim.SGD``); ``weight_decay_on`` by keyword.
 
     Without momentum, p -= lr * g (the book's SGD). With ``momentum`` m, PyTorch's form: the buffer
     v = g at the first step, then v = m*v + (1 - dampening)*g, and p -= lr * v, or with ``nesterov=True``
@@ -24,8 +25,8 @@ class SGD(Optimizer):
     Wh), as the book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
     """
 
-    def __init__(self, lr: float = 0.01, *, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, weight_decay_on: str = "weights"):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False, *, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
         self.momentum = _fraction("momentum", momentum, self)
         self.dampening = _fraction("dampening", dampening, self)
