@@ -146,9 +146,24 @@ def test_monitoring_validation_without_validation_data_fails_before_training(dat
     np.testing.assert_array_equal(xn.to_numpy(model[0].params["W"]), before)
 
 
-def test_schedule_returning_a_bad_lr_is_reported(data):
-    with pytest.raises(ValueError, match=r"schedule\(0\) returned 0"):
-        fit(mlp(), data, [LearningRateSchedule(lambda i: 0)])
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_schedule_returning_a_bad_lr_is_reported(data, bad):
+    with pytest.raises(ValueError, match=r"schedule\(0\) returned .*; expected a finite number >= 0"):
+        fit(mlp(), data, [LearningRateSchedule(lambda i: bad)])
+
+
+def test_a_warm_up_from_lr_0_runs_as_torchs_lambda_lr(data):
+    """torch.optim.lr_scheduler.LambdaLR(opt, lambda e: e / 2) starts at lr 0; so may a schedule here, and
+    step and cosine take lr=0 (every entry point allows lr >= 0, as PyTorch)."""
+    model = mlp()
+    before = {k: xn.to_numpy(v).copy() for k, v in model.named_params().items()}
+    h = fit(model, data, [LearningRateSchedule(lambda i: 0.1 * i / 2)], epochs=1)
+    assert h.epochs[0]["lr"] == 0.0
+    for k, v in model.named_params().items():  # lr 0: the parameters stay
+        np.testing.assert_array_equal(xn.to_numpy(v), before[k], err_msg=k)
+    h = fit(mlp(), data, [LearningRateSchedule(lambda i: 0.1 * i / 2)], epochs=3)
+    assert [e["lr"] for e in h.epochs] == [0.0, 0.05, 0.1]
+    assert step(0.0, 2)(3) == 0.0 and cosine(0.0, 4)(1) == 0.0
 
 
 # -- resumed runs take up where the checkpoint left off ------------------------------------------------

@@ -168,12 +168,31 @@ def test_optimizer_bound_to_another_model():
         opt.step(b)
 
 
-@pytest.mark.parametrize("make", [lambda: optim.SGD(0), lambda: optim.SGD(-1), lambda: optim.Adam(lr=math.nan),
+@pytest.mark.parametrize("make", [lambda: optim.SGD(-1), lambda: optim.Adam(lr=math.nan), lambda: optim.SGD(math.inf),
                                   lambda: optim.Momentum(0.1, momentum=1.0), lambda: optim.Adam(betas=(0.9,)),
                                   lambda: optim.RMSprop(alpha=-0.1), lambda: optim.AdamW(weight_decay=-1)])
 def test_hyperparameters_are_validated(make):
     with pytest.raises(ValueError, match="must be"):
         make()
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_lr_0_is_allowed_at_every_entry_point_and_a_negative_or_non_finite_one_nowhere(name, rng):
+    """PyTorch allows lr >= 0: built with lr=0, or set to 0, an optimizer leaves the parameters (AdamW's
+    decoupled decay, scaled by lr, too); a negative or non-finite lr fails in the constructor and the setter."""
+    cls = optim.OPTIMIZERS[name]
+    p0 = rng.standard_normal(3)
+    for opt in (cls(lr=0), cls(0.0)):
+        assert opt.lr == 0.0
+        np.testing.assert_array_equal(_run(opt, p0, [rng.standard_normal(3) for _ in range(2)]), p0)
+    opt = cls(lr=0.1)
+    opt.lr = 0
+    assert opt.lr == 0.0
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ValueError, match=f"{cls.__name__}: lr must be a finite number >= 0"):
+            cls(lr=bad)
+        with pytest.raises(ValueError, match=f"{cls.__name__}: lr must be a finite number >= 0"):
+            opt.lr = bad
 
 
 def test_state_dict_round_trip(rng):

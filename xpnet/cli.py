@@ -375,7 +375,7 @@ def parser(raising: bool = False) -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=_number(int, 1, True), default=5, help="passes over the training set")
     tr.add_argument("--batch-size", type=_number(int, 1, True), default=100, help="samples per step")
     tr.add_argument("--optimizer", choices=sorted(_optimizer_names()), default="adam", help="update rule")
-    tr.add_argument("--lr", type=_number(float, 0, False), default=None,
+    tr.add_argument("--lr", type=_number(float, 0, True), default=None,
                     help=f"learning rate; when left out, the optimizer's own ({_default_lrs()})")
     tr.add_argument("--seed", type=_number(int, 0, True), default=0, help="seeds the weights and the shuffles")
     tr.add_argument("--out", default="runs/latest",

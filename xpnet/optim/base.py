@@ -15,7 +15,7 @@ making a temporary per operation (:func:`xpnet.backend.into`); the arithmetic is
 An optimizer is built the book's way, ``Adam(1e-3)``, and given the model at each ``step(model)``;
 or PyTorch's way, ``Adam(model, lr=1e-3)`` or ``Adam(model.parameters(), lr=1e-3)``, bound to that
 model from the start, and then ``step()`` needs no argument. ``lr`` is checked whenever it is set, not
-only by the constructor.
+only by the constructor: a finite number >= 0, as PyTorch's (0 included, a warm-up's start).
 
 A step captured as a CUDA graph (``xpnet.training.graph``) replays its kernels without running this
 Python again, so the numbers that change from step to step cannot be Python floats there: with
@@ -150,7 +150,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
     eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
-        self._lr = _positive("lr", lr, self)
+        self._lr = _positive("lr", lr, self, allow_zero=True)
         self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
@@ -167,7 +167,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
     @property
     def lr(self) -> float:
         """The learning rate; setting it (a schedule, a callback, ``opt.lr = 0.01``) checks it as the
-        constructor does, but 0 is allowed there (the end of a schedule): a negative lr ascends."""
+        constructor does: a finite number >= 0, as PyTorch's (0, a warm-up's start, leaves the parameters;
+        a negative lr would ascend)."""
         return self._lr
 
     @lr.setter

@@ -276,7 +276,8 @@ class ModelCheckpoint(Callback):
 class LearningRateSchedule(Callback):
     """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index.
 
-    ``schedule`` is any callable; :func:`step` and :func:`cosine` build common ones.
+    ``schedule`` is any callable returning a finite lr >= 0 (0 included, as PyTorch's LambdaLR allows:
+    a warm-up from 0); :func:`step` and :func:`cosine` build common ones.
     """
 
     def __init__(self, schedule: Callable[[int], float]):
@@ -286,9 +287,9 @@ class LearningRateSchedule(Callback):
 
     def on_epoch_begin(self, epoch: int) -> None:
         lr = self.schedule(epoch - 1)
-        if not is_real(lr) or not math.isfinite(lr) or lr <= 0:
+        if not is_real(lr) or not math.isfinite(lr) or lr < 0:
             raise ValueError(f"LearningRateSchedule: schedule({epoch - 1}) returned {lr!r}; expected a "
-                             "finite number > 0")
+                             "finite number >= 0")
         self.state.optimizer.lr = float(lr)
 
 
@@ -296,19 +297,19 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float
     """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
     if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
         raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
-    _rate("step", lr=lr, gamma=gamma)
+    _rate("step", allow_zero=True, lr=lr)
+    _rate("step", gamma=gamma)
     return lambda i: lr * gamma ** (i // step_size)
 
 
 def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float]:
     """Cosine annealing from ``lr`` (epoch 0) towards ``min_lr`` (reached at epoch ``epochs``).
 
-    ``min_lr`` must be > 0 for a schedule evaluated at ``i == epochs``, since lr must stay positive.
+    ``lr`` and ``min_lr`` are finite numbers >= 0, as every learning rate.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"cosine: epochs must be an int >= 1, got {epochs!r}")
-    _rate("cosine", lr=lr)
-    _rate("cosine", allow_zero=True, min_lr=min_lr)
+    _rate("cosine", allow_zero=True, lr=lr, min_lr=min_lr)
     return lambda i: min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(i, epochs) / epochs))
 
 
