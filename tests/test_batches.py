@@ -47,6 +47,20 @@ def test_static_batches_equal_the_full_batches_of_batch_iterator(dev, n, batch_s
                 assert xn.backend.same_device(got[0], xd)
 
 
+def test_gather_past_the_epochs_full_batches_names_the_range():
+    """NumPy would raise its raw IndexError from take (CuPy's take wraps round silently)."""
+    x, t = _data(53)
+    static = StaticBatches(BatchIterator(x, t, batch_size=8, seed=4))
+    static.load_epoch(1)
+    for _ in range(len(static)):
+        static.gather()
+    with pytest.raises(IndexError, match=r"StaticBatches.gather: the epoch has 6 full batch\(es\) \(gather calls 1 "
+                                         r"to 6 after load_epoch\), and this is call 7; call load_epoch"):
+        static.gather()
+    static.load_epoch(2)  # a new epoch starts the count again
+    assert static.gather() is static.buffers
+
+
 def test_static_batches_refuse_unshuffled_batches():
     x, t = _data()
     with pytest.raises(ValueError, match="shuffle=True"):

@@ -108,7 +108,9 @@ class StaticBatches:
     the device from the counter. No host value changes between steps: the same calls, on the same
     addresses, walk through the epoch, which is what a captured CUDA graph replays. The short last
     batch (when ``batch_size`` does not divide N) is not here: ``len(self)`` counts full batches
-    only, and the caller takes the last one from ``batches.epoch(e)`` eagerly.
+    only, and the caller takes the last one from ``batches.epoch(e)`` eagerly. ``gather()`` counts its
+    own calls on the host (not the launches of a graph that captured it, which never run its Python) and
+    refuses one past the epoch's full batches, where the device would index past the permutation.
 
     Cached: ``perm`` (N,) int64, ``step`` () int64, ``offsets`` (B_local,) int64 (this rank's rows
     within a global batch), and one buffer per array.
@@ -132,6 +134,7 @@ class StaticBatches:
         self.buffers = tuple(xp.empty((hi - lo, *a.shape[1:]), dtype=a.dtype, device=dev.native)
                              for a in batches.arrays)
         self.loaded = False  # a host flag: no permutation yet, every row would be row 0
+        self.gathered = 0  # gather() calls since load_epoch, on the host
 
     def __len__(self) -> int:
         return self.full
@@ -143,12 +146,19 @@ class StaticBatches:
                                    self.batches.device)
         self.step[...] = 0
         self.loaded = True
+        self.gathered = 0
 
     def gather(self) -> tuple[Any, ...]:
         """Fill ``buffers`` with the batch at the device step counter, advance it; returns ``buffers``."""
         if not self.loaded:
             raise RuntimeError("StaticBatches.gather: call load_epoch(epoch) first; until then there is no "
                                "permutation and every row gathered would be row 0")
+        if self.gathered >= self.full:
+            raise IndexError(f"StaticBatches.gather: the epoch has {self.full} full batch(es) (gather calls 1 to "
+                             f"{self.full} after load_epoch), and this is call {self.gathered + 1}; call "
+                             "load_epoch(epoch) for the next epoch (the short last batch comes from "
+                             "BatchIterator.epoch)")
+        self.gathered += 1
         xp = self.batches.device.xp
         rows = xp.take(self.perm, self.offsets + self.step * self.batches.batch_size)
         for buf, a in zip(self.buffers, self.batches.arrays):
