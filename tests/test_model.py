@@ -144,6 +144,18 @@ def test_repr_reads_like_pytorch():
         assert eval("xn.optim." + repr(opt)).hyperparams() == opt.hyperparams()
 
 
+def test_summary_says_input_shape_is_one_sample_with_its_channel_axis():
+    cnn = xn.Sequential(xn.layers.Conv2d(1, 4, 3, padding=1), xn.layers.Flatten(), xn.layers.Linear(4 * 28 * 28, 10))
+    with pytest.raises(ValueError) as info:
+        cnn.summary(input_shape=(28, 28))
+    message = str(info.value)
+    assert message.startswith("summary: input_shape (28, 28) is the shape of one sample, without N (the model got "
+                              "(1, 28, 28)); an image keeps its channel axis: (1, 28, 28)")
+    assert "Conv2d: expected a 4-d input" in message and "\n" not in message
+    with pytest.raises(ValueError, match=r"input_shape \(4,\) is the shape of one sample.*\(1, 4\)\)\. The model"):
+        xn.Sequential(xn.layers.Linear(5, 3)).summary(input_shape=(4,))
+
+
 def test_summary_has_output_shapes_and_parameter_counts(rng):
     xn.init.seed(0)
     cnn = xn.Sequential(xn.layers.Conv2d(1, 30, 5), ReLU(), xn.layers.MaxPool2d(2), xn.layers.Flatten(),

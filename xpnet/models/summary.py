@@ -43,7 +43,17 @@ def summary(model: Any, input_shape: Any = None) -> str:
             dtype = index_dtype(dev.xp, dev.native)
         xs = [dev.xp.zeros((1, *shape), dtype=dtype, device=dev.native) for shape in shapes_in]
         probe.eval()
-        probe.forward(*xs, train=False)
+        try:
+            probe.forward(*xs, train=False)
+        except (ValueError, TypeError) as e:
+            if input_shape is None:
+                raise
+            given = ", ".join(map(str, shapes_in))
+            image = "; an image keeps its channel axis: (1, 28, 28) for one gray 28x28 image" \
+                if any(len(s) == 2 for s in shapes_in) else ""
+            raise (ValueError if isinstance(e, ValueError) else TypeError)(
+                f"summary: input_shape {given} is the shape of one sample, without N (the model got "
+                f"{', '.join(_shape('1', s) for s in shapes_in)}){image}. The model refused it: {e}") from e
     counts = {name: sum(math.prod(p.shape) for p in node.named_params().values()) for name, node in nodes.items()}
     indices = all(name.isdigit() for name in nodes)
     rows = [("#" if indices else "name", "layer", "output shape", "params")]
