@@ -70,8 +70,8 @@ class BatchNorm(Layer):
                              "supported: pass a weight, momentum=0.1 as PyTorch's default (or leave it out)")
         pytorch_defaults_only(self.name, {
             "affine": (True, "xpnet's BatchNorm always learns gamma and beta; leave affine=True"),
-            "track_running_stats": (True, "xpnet's BatchNorm always keeps running statistics for evaluation; "
-                                          "leave track_running_stats=True"),
+            "track_running_stats": (True, ("xpnet's BatchNorm always keeps running statistics for evaluation; "
+                                           "leave track_running_stats=True")),
             "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
             {"affine": affine, "track_running_stats": track_running_stats, "device": device})
         momentum = (0.9 if book else 0.1) if momentum is _BY_CONVENTION else momentum

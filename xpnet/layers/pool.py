@@ -27,10 +27,8 @@ class _Pool2d(Layer):
         naming this layer and saying what xpnet has."""
         pytorch_defaults_only(self.name, {
             "ceil_mode": (False, "xpnet's output size rounds down, as PyTorch's default; leave ceil_mode=False"),
-            "return_indices": (False, "xpnet's MaxPool2d keeps each window's argmax for its own backward and "
-                                      "returns only y"),
-            "count_include_pad": (True, "xpnet's AvgPool2d always counts the zero padding in the mean "
-                                        "(PyTorch's default)"),
+            "return_indices": (False, "xpnet's MaxPool2d returns only y (it keeps each window's argmax itself)"),
+            "count_include_pad": (True, "xpnet's AvgPool2d counts the zero padding in the mean (PyTorch's default)"),
             "divisor_override": (None, "xpnet's AvgPool2d divides by the window's size"),
         }, given)
 
