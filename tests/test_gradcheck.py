@@ -583,3 +583,62 @@ def test_conv_relu_maxpool_on_real_fashion_mnist_passes():
     report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=150)
     assert report.ok, str(report)
     assert report["input"].kinks > 0
+
+
+# -- every pass evaluates the same function: state, buffers and the input put back --------------
+
+class DoubledWLinear(Linear):
+    """Bug: dW doubled (dx right), as after a forgotten ``grads["W"] = ...`` followed by ``+=``."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"] * 2.0
+        return dx
+
+
+class RunningMeanShift(Layer):
+    """y = x - m with m a buffer updated by every training forward; backward ``dy * scale`` (right at
+    scale=1 for a constant m: the buffer must read the same in every pass)."""
+
+    def __init__(self, d, scale=1.0):
+        super().__init__()
+        self.buffers["mean"] = np.zeros(d)
+        self.scale = scale
+
+    def forward(self, x, train=True):
+        xp = namespace(x)
+        shift = self.buffers["mean"]
+        if train:
+            self.buffers["mean"] = 0.9 * shift + 0.1 * xp.mean(x, axis=0)
+        return x - shift
+
+    def backward(self, dy):
+        return dy * self.scale
+
+
+def test_a_stateful_layer_starts_every_pass_from_the_same_carried_state():
+    xn.init.seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype("float32")
+    for bad, ok in ((DoubledWLinear, False), (Linear, True)):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.LSTM(3, 4, stateful=True), bad(4, 2))
+        model.forward(x)  # a carried state, as in truncated backpropagation through time
+        report = xn.gradcheck(model, x)
+        assert report.ok is ok, str(report)
+        assert sum(row.kinks for row in report.rows) == 0, str(report)
+        if not ok:
+            assert _failing(report)[0] == "1.W"
+
+
+def test_a_buffer_updated_by_forward_reads_the_same_in_every_pass():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4))
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    for scale, ok in ((5.0, False), (1.0, True)):
+        xn.init.seed(0)
+        model = xn.Sequential(Linear(4, 4), RunningMeanShift(4, scale), Linear(4, 3))
+        report = xn.gradcheck(model, x, labels, loss="cross_entropy")
+        assert report.ok is ok, str(report)
+        assert sum(row.kinks for row in report.rows) == 0, str(report)
+        if not ok:
+            assert {"0.W", "0.b", "input"} <= set(_failing(report))

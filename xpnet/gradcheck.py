@@ -22,8 +22,11 @@ analytic value is a kink. ``fast=True`` checks one random unit direction u per t
 
 f is ``loss.forward(model.forward(x, train=True), t)`` with a loss, else ``sum(y * r)`` for a fixed
 random r drawn from ``seed`` (then dy = r). Forward passes run in training mode (BatchNorm uses
-batch statistics); every generator a layer keeps in an attribute (Dropout's ``rng``) is rewound
-before each pass, so all passes see the same dropout mask. The original model is never modified.
+batch statistics), and each evaluates the same function: before each pass the copy is put back as it
+was at the start of the check, every generator a layer keeps in an attribute rewound (Dropout's
+``rng``: all passes see the same mask), every attribute a forward rebinds restored (a ``stateful=True``
+recurrent layer starts each pass from the state it carried in) and every buffer restored (a running
+mean updated by forward). The original model is never modified.
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
@@ -61,6 +64,7 @@ from .layers.container import Watcher, watch
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 
 KINK_FACTOR = 10.0
+_PERTURBED = ("params", "grads", "forward", "backward", "backward_params")  # not put back between passes
 
 
 @dataclass(frozen=True)
@@ -224,8 +228,13 @@ class _Objective:
 
     def __init__(self, model: Layer, loss: Any, t: Any, xs: list[Any]):
         self.model, self.loss, self.t, self.xs = model, loss, t, xs
-        self.rngs = [(rng, rng.bit_generator.state) for node in model.named_modules().values()
+        nodes = model.named_modules().values()
+        self.rngs = [(rng, rng.bit_generator.state) for node in nodes
                      for rng in vars(node).values() if isinstance(rng, np.random.Generator)]
+        # What a forward may change besides the parameters: attributes it rebinds (a recurrent layer's
+        # carried state, a cache, a counter) and the buffers (a running mean), as they are now.
+        self.kept = [(node, {k: v for k, v in vars(node).items() if k not in _PERTURBED},
+                      {k: namespace(v).asarray(v, copy=True) for k, v in node.buffers.items()}) for node in nodes]
         self.r = None
         self.dxs: list[Any] = []
         self.passes = 0
@@ -276,9 +285,15 @@ class _Objective:
         self.rewind()
 
     def rewind(self) -> None:
-        """Every generator of the model back to its state at the start of the check (the same masks)."""
+        """The model back to where the check started: every generator (the same masks), every attribute
+        a forward rebinds (a stateful layer's carried state) and every buffer (copied: a forward may
+        write into it)."""
         for rng, state in self.rngs:
             set_rng_state(rng, state)
+        for node, attributes, buffers in self.kept:
+            vars(node).update(attributes)
+            for k, v in buffers.items():
+                node.buffers[k] = namespace(v).asarray(v, copy=True)
 
     def _reduce(self, y: Any, check: bool) -> Any:
         if self.loss is None:
