@@ -308,7 +308,7 @@ def test_fast_mode_catches_the_bias_bug_and_passes_correct_models(dev):
     t = xn.to_device(labels, dev)
     good = xn.gradcheck(_mlp(dev, ReLU()), x, t, SoftmaxCrossEntropy(), fast=True)
     assert good.ok, str(good)
-    assert good.forward_passes == 1 + 2 * len(good.rows)
+    assert good.forward_passes == 1 + 3 * len(good.rows)  # +-eps, then f(p) again
     assert all(row.checked == 1 and row.worst_index is None for row in good.rows)
     bad = xn.gradcheck(_mlp(dev, ReLU(), first=WholeBatchBiasLinear), x, t, SoftmaxCrossEntropy(), fast=True)
     assert _failing(bad) == ["0.b"]
@@ -355,7 +355,7 @@ def test_the_check_runs_in_float64_on_the_models_device_once_per_entry(dev):
     CountingIdentity.seen.clear()
     report = xn.gradcheck(model, x)
     entries = sum(row.checked for row in report.rows)
-    assert report.forward_passes == 1 + 2 * entries == len(CountingIdentity.seen)
+    assert report.forward_passes == 1 + 2 * entries + len(report.rows) == len(CountingIdentity.seen)
     assert set(CountingIdentity.seen) == {(dev, "float64")}
 
 
@@ -402,7 +402,7 @@ def test_max_entries_checks_a_seeded_subset():
     report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
     assert report.ok
     assert [row.checked for row in report.rows] == [4, 4, 4, 3, 4]  # 2.b has only 3 entries
-    assert report.forward_passes == 1 + 2 * 19
+    assert report.forward_passes == 1 + 2 * 19 + 5
     again = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
     other = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4, seed=1)
     assert [r.worst_index for r in again.rows] == [r.worst_index for r in report.rows]
@@ -642,3 +642,76 @@ def test_a_buffer_updated_by_forward_reads_the_same_in_every_pass():
         assert sum(row.kinks for row in report.rows) == 0, str(report)
         if not ok:
             assert {"0.W", "0.b", "input"} <= set(_failing(report))
+
+
+class HalvesItsInput(xn.Model):
+    """A model whose own forward writes into its input (only leaf layers are watched for that), with
+    dx 3x too large as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = Linear(4, 5), Tanh(), Linear(5, 3)
+
+    def forward(self, x, train=True):
+        x *= 0.5
+        return self.fc2.forward(self.act.forward(self.fc1.forward(x, train), train), train)
+
+    def backward(self, dy):
+        return 3.0 * self.fc1.backward(self.act.backward(self.fc2.backward(dy)))
+
+
+class GlobalRandomDropout(Layer):
+    """The book's Dropout: a mask from NumPy's global generator, which the checker cannot rewind."""
+
+    def forward(self, x, train=True):
+        self.mask = np.random.rand(*x.shape) > 0.5
+        return x * self.mask
+
+    def backward(self, dy):
+        return dy * self.mask
+
+
+class InPlaceCounter(Layer):
+    """y = x + c with c an attribute (not a buffer) that forward adds to in place: a state that
+    rebinding cannot put back."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = np.zeros(1)
+
+    def forward(self, x, train=True):
+        self.c += 1.0
+        return x + self.c
+
+    def backward(self, dy):
+        return dy
+
+
+def test_a_model_whose_forward_writes_into_its_input_fails():
+    xn.init.seed(0)
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    x_before = x.copy()
+    report = xn.gradcheck(HalvesItsInput(), x)
+    assert not report.ok
+    row = report["HalvesItsInput"]
+    assert row.status.startswith("FAIL: forward wrote into its input x: the forward is not repeatable")
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("layer", [GlobalRandomDropout, InPlaceCounter])
+def test_a_forward_that_is_not_repeatable_fails_every_row_with_the_reason(layer):
+    xn.init.seed(0)
+    x, labels = _data(xn.device("cpu"), n=8)
+    model = xn.Sequential(Linear(5, 6), layer(), Linear(6, 3))
+    report = xn.gradcheck(model, x, labels, loss="cross_entropy")
+    assert [row.name for row in report.failures] == ["0.W", "0.b", "2.W", "2.b", "input"]
+    assert all("FAIL: the forward is not repeatable (state, buffers or input change between calls)" in row.status
+               for row in report.failures)
+    assert len(xn.gradcheck(model, x, labels, loss="cross_entropy", fast=True).failures) == 5
+
+
+def test_a_repeatable_forward_costs_one_pass_more_per_tensor_not_per_entry():
+    x, labels = _data(xn.device("cpu"))
+    report = xn.gradcheck(_mlp(xn.device("cpu"), Tanh()), x, labels, loss="cross_entropy")
+    assert report.ok
+    assert report.forward_passes == 1 + 2 * sum(row.checked for row in report.rows) + len(report.rows)

@@ -31,7 +31,12 @@ Any model is checked whole, through its own forward and backward: a Sequential, 
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
 The backward pass also fails a layer that writes into the gradient it receives, and the forward
-pass one that writes into its input (every leaf layer is watched, whatever code calls it).
+pass one that writes into its input (every leaf layer is watched, whatever code calls it; a model's
+own forward is checked on the input it was given). After the entries of each tensor, f is evaluated
+once more at the unperturbed point: where it differs from f(p) beyond rounding (by more than both
+``eps * atol`` and 64 float64 ulps of f), the passes did not compare one function (a mask from
+NumPy's global generator, an array attribute a forward adds to in place, an input written into) and
+the tensor's entries mean nothing: its row fails, saying "the forward is not repeatable".
 
 A wrong dx shows in the rows of the layers before the faulty one, not in its own. When a model's check
 fails, :func:`xpnet.gradcheck_locate.locate` checks its layers one by one, each on the input it saw,
@@ -46,7 +51,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import array_api_compat
@@ -64,6 +69,8 @@ from .layers.container import Watcher, watch
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 
 KINK_FACTOR = 10.0
+_WROTE_X = "forward wrote into its input x"
+NOT_REPEATABLE = "the forward is not repeatable (state, buffers or input change between calls)"
 _PERTURBED = ("params", "grads", "forward", "backward", "backward_params")  # not put back between passes
 
 
@@ -169,7 +176,8 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
-    fast: one random direction per tensor. Costs 1 + 2 * (entries or tensors) forward passes.
+    fast: one random direction per tensor. Costs 1 + 2 * (entries, or directions with fast) + 1 per tensor
+    forward passes (the last: f at the unperturbed point again, to see that the forward is repeatable).
     Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
     fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
@@ -256,8 +264,14 @@ class _Objective:
         failing row for each layer that wrote into its input or its incoming gradient."""
         self._rewind()
         mutations = _Mutations()
+        given = [host_copy(a) for a in self.xs]
         with watch(self.model, mutations) as leaves:
             y = self.model.forward(*self.xs, train=True)
+            if not any(row.status == f"FAIL: {_WROTE_X}" for row in mutations.rows):  # a leaf's row says it
+                for i, (before, a) in enumerate(zip(given, self.xs)):
+                    what = f"forward wrote into its input {'x' if len(self.xs) == 1 else f'x[{i}]'}: " \
+                           f"{NOT_REPEATABLE}"
+                    mutations.rows += _mutation_row("", self.model, before, a, what)
             for layer in leaves.values():
                 pieces = layer.pieces()
                 if pieces is not None:
@@ -313,7 +327,7 @@ class _Mutations(Watcher):
 
     def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:
         for before, x in zip(self.before, xs):
-            self.rows += _mutation_row(name, layer, before, x, "forward wrote into its input x")
+            self.rows += _mutation_row(name, layer, before, x, _WROTE_X)
 
     def before_backward(self, name: str, layer: Layer, dy: Any) -> None:
         self.before = [host_copy(dy)]
@@ -334,35 +348,58 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
         return _broken_row(name, shape, "ok", checked=0)
     xp = namespace(a)
     grad = to_numpy(grad)
-    values = []  # (f, kinks crossed) per pass
     if fast:
         u_host = rng.standard_normal(shape)
         u_host /= np.linalg.norm(u_host)
         u = to_device(u_host, device_of(a), dtype="float64")
-        for sign in (1.0, -1.0):
-            put(a + (sign * eps) * u)
-            values.append(f())
-        put(a)
         analytic = np.asarray([np.sum(grad * u_host)])
         indices = None
+
+        def probe(positions: Any, step: float) -> list[Any]:
+            """(f, kinks crossed) at +step and -step along u; ``positions`` is the one direction."""
+            values = []
+            for _ in positions:
+                for sign in (1.0, -1.0):
+                    put(a + (sign * step) * u)
+                    values.append(f())
+            put(a)
+            return values
     else:
         flat = np.arange(size) if max_entries is None or max_entries >= size else \
             np.sort(rng.choice(size, size=max_entries, replace=False))
         indices = [tuple(int(i) for i in idx) for idx in zip(*np.unravel_index(flat, shape))]
+        analytic = grad.reshape(-1)[flat]
         # The values come to the host once per tensor; writing a float back restores an entry exactly.
         host = to_numpy(a)
-        for idx in indices:
-            v = float(host[idx])
-            for value in (v + eps, v - eps):
-                a = set_at(a, idx, value)
-                put(a)
-                values.append(f())
-            a = set_at(a, idx, v)
-            put(a)
-        analytic = grad.reshape(-1)[flat]
-    fpm = to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2, 2)
-    crossed = fpm[:, 0, 1] + fpm[:, 1, 1]
-    return _compare(name, shape, fpm[:, 0, 0], fpm[:, 1, 0], f0, analytic, crossed, indices, eps, atol, rtol)
+        held = [a]  # the array as stored now (set_at makes a new one on immutable backends)
+
+        def probe(positions: Any, step: float) -> list[Any]:
+            """(f, kinks crossed) at +step and -step of each entry ``indices[i]`` for i in ``positions``."""
+            values = []
+            for i in positions:
+                idx = indices[i]
+                v = float(host[idx])
+                for value in (v + step, v - step):
+                    held[0] = set_at(held[0], idx, value)
+                    put(held[0])
+                    values.append(f())
+                held[0] = set_at(held[0], idx, v)
+                put(held[0])
+            return values
+
+    def measured(values: list[Any]) -> np.ndarray:
+        return to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2)
+
+    # The unperturbed point once more after every entry: the forward must give f0 back.
+    found = measured(probe(range(len(analytic)), eps) + [f()])
+    again, fpm = float(found[-1, 0]), found[:-1].reshape(-1, 2, 2)
+    row = _compare(name, shape, fpm[:, 0, 0], fpm[:, 1, 0], f0, analytic, fpm[:, 0, 1] + fpm[:, 1, 1], indices,
+                   eps, atol, rtol)
+    if abs(again - f0) > max(eps * atol, 64 * np.finfo(np.float64).eps * max(abs(f0), 1.0)) \
+            or not math.isfinite(again):
+        return replace(row, status=f"FAIL: {NOT_REPEATABLE}: f was {f0:.17g} at the start, "
+                                               f"{again:.17g} at the same point after checking {name}")
+    return row
 
 
 def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, f0: float,
