@@ -715,3 +715,54 @@ def test_a_repeatable_forward_costs_one_pass_more_per_tensor_not_per_entry():
     report = xn.gradcheck(_mlp(xn.device("cpu"), Tanh()), x, labels, loss="cross_entropy")
     assert report.ok
     assert report.forward_passes == 1 + 2 * sum(row.checked for row in report.rows) + len(report.rows)
+
+
+# -- a kink that no layer reports: confirmed at eps / 10 ------------------------------------------
+
+class PlainLinear(Layer):
+    """y = x @ W without a bias; ``scale`` multiplies dW (a planted bug when not 1)."""
+
+    def __init__(self, W, scale=1.0):
+        super().__init__()
+        self.params["W"] = W
+        self.scale = scale
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.params["W"]
+
+    def backward(self, dy):
+        self.grads["W"] = (self.x.T @ dy) * self.scale
+        return dy @ self.params["W"].T
+
+
+class PlainReLU(Layer):
+    """max(x, 0) that reports no pieces: its kinks are found by the one-sided slopes alone."""
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x * (x > 0)
+
+    def backward(self, dy):
+        return dy * (self.x > 0)
+
+
+def test_strong_curvature_is_not_taken_for_a_kink():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 6)).astype("float64")  # raw pixels: the MSE is strongly curved in W
+    W = rng.standard_normal((6, 2)) * 0.01
+    t = x @ W + rng.standard_normal((8, 2)) * 1e-5  # nearly fitted: a small gradient
+    assert xn.gradcheck(PlainLinear(W.copy()), x, t, loss="mse").ok
+    report = xn.gradcheck(PlainLinear(W.copy(), scale=3.0), x, t, loss="mse")
+    assert _failing(report) == ["W"]
+    assert report["W"].kinks == 0
+
+
+def test_an_unreported_kink_is_confirmed_at_a_smaller_eps_and_costs_passes_only_there():
+    x = np.array([[0.0, 1.0, -1.0, 0.0], [3e-7, 0.5, 2.0, -3.0]])  # two at the kink, one 0.3 eps from it
+    report = xn.gradcheck(PlainReLU(), x)
+    assert report.ok, str(report)
+    assert report["input"].kinks == 2
+    assert report.forward_passes == 1 + 2 * 8 + 1 + 2 * 3  # the three candidates again at eps / 10
+    plain = xn.gradcheck(PlainReLU(), np.array([[0.5, -1.0, 2.0]]))
+    assert plain.forward_passes == 1 + 2 * 3 + 1
