@@ -766,3 +766,68 @@ def test_an_unreported_kink_is_confirmed_at_a_smaller_eps_and_costs_passes_only_
     assert report.forward_passes == 1 + 2 * 8 + 1 + 2 * 3  # the three candidates again at eps / 10
     plain = xn.gradcheck(PlainReLU(), np.array([[0.5, -1.0, 2.0]]))
     assert plain.forward_passes == 1 + 2 * 3 + 1
+
+
+# -- arrays shared in the model stay shared in the float64 copy -----------------------------------
+
+class TiedPair(xn.Model):
+    """Weight tying by identity (PyTorch's ``dec.weight = enc.weight``): one array, two layers, and the
+    gradient of each is the sum of both uses."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        W = np.random.default_rng(0).standard_normal((3, 3)).astype(dtype)
+        self.enc, self.dec = PlainLinear(W), PlainLinear(W)
+
+    def forward(self, x, train=True):
+        self.h = np.tanh(self.enc.forward(x))
+        return self.dec.forward(self.h)
+
+    def backward(self, dy):
+        dx = self.enc.backward(self.dec.backward(dy) * (1 - self.h ** 2))
+        self.enc.grads["W"] = self.dec.grads["W"] = self.enc.grads["W"] + self.dec.grads["W"]
+        return dx
+
+
+class BookAffine(Layer):
+    """The book's Affine: the weight kept as an attribute as well as in params; forward reads the attribute."""
+
+    def __init__(self, W, b):
+        super().__init__()
+        self.W, self.b = W, b
+        self.params["W"], self.params["b"] = W, b
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.grads["W"], self.grads["b"] = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class CopiedAffine(BookAffine):
+    """Bug: forward reads a copy of W made in __init__, so the parameter changes nothing."""
+
+    def __init__(self, W, b):
+        super().__init__(W, b)
+        self.W = W.copy()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tied_and_aliased_weights_get_the_same_verdict_in_every_dtype(dtype):
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(dtype)
+    assert xn.gradcheck(TiedPair(dtype), x).ok
+    rng = np.random.default_rng(0)
+    report = xn.gradcheck(BookAffine(rng.standard_normal((3, 2)).astype(dtype), np.zeros(2, dtype)), x)
+    assert report.ok, str(report)
+
+
+def test_moving_a_model_keeps_shared_arrays_shared():
+    model = TiedPair("float32")
+    moved = model.to("cpu", dtype="float64")
+    assert moved.enc.params["W"] is moved.dec.params["W"]
+    assert moved.enc.params["W"].dtype == np.float64
+    layer = BookAffine(np.ones((3, 2), "float32"), np.zeros(2, "float32")).to(dtype="float64")
+    assert layer.W is layer.params["W"] and layer.b is layer.params["b"]
+
