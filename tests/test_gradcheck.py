@@ -831,3 +831,11 @@ def test_moving_a_model_keeps_shared_arrays_shared():
     layer = BookAffine(np.ones((3, 2), "float32"), np.zeros(2, "float32")).to(dtype="float64")
     assert layer.W is layer.params["W"] and layer.b is layer.params["b"]
 
+
+
+def test_a_parameter_that_changes_nothing_is_named_with_a_hint():
+    rng = np.random.default_rng(0)
+    report = xn.gradcheck(CopiedAffine(rng.standard_normal((3, 2)), np.zeros(2)), rng.standard_normal((4, 3)))
+    assert report["W"].status == ("FAIL: perturbing it does not change the output: is the array also held "
+                                  "outside params?")
+    assert report["W"].numerical == 0.0 and report["b"].ok and report["input"].ok

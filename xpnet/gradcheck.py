@@ -405,6 +405,11 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
             or not math.isfinite(again):
         return replace(row, status=f"FAIL: {NOT_REPEATABLE}: f was {f0:.17g} at the start, "
                                                f"{again:.17g} at the same point after checking {name}")
+    if not row.ok and np.all(fpm[:, 0, 0] == fpm[:, 1, 0]) and np.any(analytic != 0):
+        # The forward reads another array than the one perturbed: a copy made in __init__, or (on JAX,
+        # whose perturbed arrays are new ones) an attribute kept beside params.
+        return replace(row, status="FAIL: perturbing it does not change the output: is the array also held "
+                                   "outside params?")
     return row
 
 
