@@ -488,6 +488,24 @@ def test_bad_arguments_are_named(kwargs, error, match):
         xn.gradcheck(Linear(5, 3), x, **kwargs)
 
 
+class TwoHeads(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = Linear(3, 2), Linear(3, 2)
+
+    def forward(self, x, train=True):
+        return self.a.forward(x), self.b.forward(x)
+
+    def backward(self, dys):
+        return self.a.backward(dys[0]) + self.b.backward(dys[1])
+
+
+def test_a_model_with_several_outputs_is_refused_with_what_to_do():
+    with pytest.raises(TypeError, match=r"one output array; TwoHeads.forward returned a tuple of 2\. Check one "
+                                        r"output at a time"):
+        xn.gradcheck(TwoHeads(), np.ones((2, 3)))
+
+
 def test_bad_targets_are_named():
     with pytest.raises(TypeError, match="Sequential or an xpnet layer"):
         xn.gradcheck(lambda x: x, np.ones((2, 2)))

@@ -273,6 +273,13 @@ class _Objective:
         given = [host_copy(a) for a in self.xs]
         with watch(self.model, mutations) as leaves:
             y = self.model.forward(*self.xs, train=True)
+            if not hasattr(y, "shape"):
+                many = f"a {type(y).__name__} of {len(y)}" if isinstance(y, (tuple, list, dict)) else \
+                    f"a {type(y).__name__}"
+                raise TypeError(f"gradcheck checks a model with one output array; {self.model.name}.forward "
+                                f"returned {many}. Check one output at a time (a small xn.Model around it whose "
+                                "forward returns that output and whose backward passes dy to it), or one "
+                                "array made of them all")
             if not any(row.status == f"FAIL: {_WROTE_X}" for row in mutations.rows):  # a leaf's row says it
                 for i, (before, a) in enumerate(zip(given, self.xs)):
                     what = f"forward wrote into its input {'x' if len(self.xs) == 1 else f'x[{i}]'}: " \
