@@ -488,6 +488,16 @@ def test_bad_arguments_are_named(kwargs, error, match):
         xn.gradcheck(Linear(5, 3), x, **kwargs)
 
 
+def test_numpy_scalars_are_numbers_like_any_other():
+    x, _ = _data(xn.device("cpu"))
+    report = xn.gradcheck(Linear(5, 3), x, eps=np.float32(1e-6), atol=np.float64(1e-5), rtol=np.float16(1e-4),
+                          max_entries=np.int64(3))
+    assert report.ok and report.max_entries == 3 and type(report.max_entries) is int
+    assert report.eps == float(np.float32(1e-6)) and [row.checked for row in report.rows] == [3, 3, 3]
+    with pytest.raises(ValueError, match="max_entries must be"):
+        xn.gradcheck(Linear(5, 3), x, max_entries=np.float64(3.0))
+
+
 class TwoHeads(xn.Model):
     def __init__(self):
         super().__init__()

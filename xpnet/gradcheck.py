@@ -63,7 +63,7 @@ import array_api_compat
 import numpy as np
 
 from . import losses as _losses
-from ._user import flag, seed as _seed, warn
+from ._user import flag, is_int, is_real, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd,
                       release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
 from .backend import device as _resolve_device
@@ -188,6 +188,9 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     """
     fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
+    # NumPy scalars as Python numbers: np.float32 arithmetic would round the perturbed values.
+    eps, atol, rtol = float(eps), float(atol), float(rtol)
+    max_entries = None if max_entries is None else int(max_entries)
     xs = x if isinstance(x, tuple) else (x,)
     dev = _check_device(model_or_layer, xs[0], device)
     xp = dev.xp
@@ -506,11 +509,10 @@ def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: f
         raise ValueError("gradcheck: targets t were given without a loss; pass loss=... "
                          "(or neither, to check through a random projection of the output)")
     for arg, value, low in (("eps", eps, "> 0"), ("atol", atol, ">= 0"), ("rtol", rtol, ">= 0")):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                or value < 0 or (low == "> 0" and value == 0):
+        if not is_real(value) or not math.isfinite(value) or value < 0 or (low == "> 0" and value == 0):
             raise ValueError(f"gradcheck: {arg} must be a finite number {low}, got {value!r}")
     if max_entries is not None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+        if not is_int(max_entries) or max_entries < 1:
             raise ValueError(f"gradcheck: max_entries must be None or an int >= 1, got {max_entries!r}")
         if fast:
             raise ValueError("gradcheck: max_entries has no effect with fast=True (one direction per tensor)")
