@@ -43,6 +43,14 @@ once more at the unperturbed point: where it differs from f(p) beyond rounding (
 NumPy's global generator, an array attribute a forward adds to in place, an input written into) and
 the tensor's entries mean nothing: its row fails, saying "the forward is not repeatable".
 
+What it cannot catch: a gradient wrong only at a kink, in a way each entry alone cannot show. Entry
+by entry, any value between the one-sided slopes is a valid subgradient, so a max-pool backward that
+routes dy to every tied maximum of a window (the routed gradients then add up to k * dy) passes on an
+input with ties: each tied entry alone has slopes 0 and dy. Nor can an input without ties (random
+values) show it: there the routing is right. Test how a backward treats ties against a reference on
+an input with ties (``xn.layers.MaxPool2d``'s backward, PyTorch's), or by a property: each window's
+dx adds up to its dy.
+
 A wrong dx shows in the rows of the layers before the faulty one, not in its own. When a model's check
 fails, :func:`xpnet.gradcheck_locate.locate` checks its layers one by one, each on the input it saw,
 walking back from the output, and the report names the first whose own check fails.
