@@ -308,7 +308,7 @@ def test_fast_mode_catches_the_bias_bug_and_passes_correct_models(dev):
     t = xn.to_device(labels, dev)
     good = xn.gradcheck(_mlp(dev, ReLU()), x, t, SoftmaxCrossEntropy(), fast=True)
     assert good.ok, str(good)
-    assert good.forward_passes == 1 + 2 * len(good.rows)
+    assert good.forward_passes == 1 + 3 * len(good.rows)  # +-eps, then f(p) again
     assert all(row.checked == 1 and row.worst_index is None for row in good.rows)
     bad = xn.gradcheck(_mlp(dev, ReLU(), first=WholeBatchBiasLinear), x, t, SoftmaxCrossEntropy(), fast=True)
     assert _failing(bad) == ["0.b"]
@@ -355,7 +355,7 @@ def test_the_check_runs_in_float64_on_the_models_device_once_per_entry(dev):
     CountingIdentity.seen.clear()
     report = xn.gradcheck(model, x)
     entries = sum(row.checked for row in report.rows)
-    assert report.forward_passes == 1 + 2 * entries == len(CountingIdentity.seen)
+    assert report.forward_passes == 1 + 2 * entries + len(report.rows) == len(CountingIdentity.seen)
     assert set(CountingIdentity.seen) == {(dev, "float64")}
 
 
@@ -402,7 +402,7 @@ def test_max_entries_checks_a_seeded_subset():
     report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
     assert report.ok
     assert [row.checked for row in report.rows] == [4, 4, 4, 3, 4]  # 2.b has only 3 entries
-    assert report.forward_passes == 1 + 2 * 19
+    assert report.forward_passes == 1 + 2 * 19 + 5
     again = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
     other = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4, seed=1)
     assert [r.worst_index for r in again.rows] == [r.worst_index for r in report.rows]
@@ -486,6 +486,34 @@ def test_bad_arguments_are_named(kwargs, error, match):
     x, _ = _data(xn.device("cpu"))
     with pytest.raises(error, match=match):
         xn.gradcheck(Linear(5, 3), x, **kwargs)
+
+
+def test_numpy_scalars_are_numbers_like_any_other():
+    x, _ = _data(xn.device("cpu"))
+    report = xn.gradcheck(Linear(5, 3), x, eps=np.float32(1e-6), atol=np.float64(1e-5), rtol=np.float16(1e-4),
+                          max_entries=np.int64(3))
+    assert report.ok and report.max_entries == 3 and type(report.max_entries) is int
+    assert report.eps == float(np.float32(1e-6)) and [row.checked for row in report.rows] == [3, 3, 3]
+    with pytest.raises(ValueError, match="max_entries must be"):
+        xn.gradcheck(Linear(5, 3), x, max_entries=np.float64(3.0))
+
+
+class TwoHeads(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = Linear(3, 2), Linear(3, 2)
+
+    def forward(self, x, train=True):
+        return self.a.forward(x), self.b.forward(x)
+
+    def backward(self, dys):
+        return self.a.backward(dys[0]) + self.b.backward(dys[1])
+
+
+def test_a_model_with_several_outputs_is_refused_with_what_to_do():
+    with pytest.raises(TypeError, match=r"one output array; TwoHeads.forward returned a tuple of 2\. Check one "
+                                        r"output at a time"):
+        xn.gradcheck(TwoHeads(), np.ones((2, 3)))
 
 
 def test_bad_targets_are_named():
@@ -583,3 +611,259 @@ def test_conv_relu_maxpool_on_real_fashion_mnist_passes():
     report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=150)
     assert report.ok, str(report)
     assert report["input"].kinks > 0
+
+
+# -- every pass evaluates the same function: state, buffers and the input put back --------------
+
+class DoubledWLinear(Linear):
+    """Bug: dW doubled (dx right), as after a forgotten ``grads["W"] = ...`` followed by ``+=``."""
+
+    def backward(self, dy):
+        dx = super().backward(dy)
+        self.grads["W"] = self.grads["W"] * 2.0
+        return dx
+
+
+class RunningMeanShift(Layer):
+    """y = x - m with m a buffer updated by every training forward; backward ``dy * scale`` (right at
+    scale=1 for a constant m: the buffer must read the same in every pass)."""
+
+    def __init__(self, d, scale=1.0):
+        super().__init__()
+        self.buffers["mean"] = np.zeros(d)
+        self.scale = scale
+
+    def forward(self, x, train=True):
+        xp = namespace(x)
+        shift = self.buffers["mean"]
+        if train:
+            self.buffers["mean"] = 0.9 * shift + 0.1 * xp.mean(x, axis=0)
+        return x - shift
+
+    def backward(self, dy):
+        return dy * self.scale
+
+
+def test_a_stateful_layer_starts_every_pass_from_the_same_carried_state():
+    xn.init.seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype("float32")
+    for bad, ok in ((DoubledWLinear, False), (Linear, True)):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.LSTM(3, 4, stateful=True), bad(4, 2))
+        model.forward(x)  # a carried state, as in truncated backpropagation through time
+        report = xn.gradcheck(model, x)
+        assert report.ok is ok, str(report)
+        assert sum(row.kinks for row in report.rows) == 0, str(report)
+        if not ok:
+            assert _failing(report)[0] == "1.W"
+
+
+def test_a_buffer_updated_by_forward_reads_the_same_in_every_pass():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 4))
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    for scale, ok in ((5.0, False), (1.0, True)):
+        xn.init.seed(0)
+        model = xn.Sequential(Linear(4, 4), RunningMeanShift(4, scale), Linear(4, 3))
+        report = xn.gradcheck(model, x, labels, loss="cross_entropy")
+        assert report.ok is ok, str(report)
+        assert sum(row.kinks for row in report.rows) == 0, str(report)
+        if not ok:
+            assert {"0.W", "0.b", "input"} <= set(_failing(report))
+
+
+class HalvesItsInput(xn.Model):
+    """A model whose own forward writes into its input (only leaf layers are watched for that), with
+    dx 3x too large as well."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = Linear(4, 5), Tanh(), Linear(5, 3)
+
+    def forward(self, x, train=True):
+        x *= 0.5
+        return self.fc2.forward(self.act.forward(self.fc1.forward(x, train), train), train)
+
+    def backward(self, dy):
+        return 3.0 * self.fc1.backward(self.act.backward(self.fc2.backward(dy)))
+
+
+class GlobalRandomDropout(Layer):
+    """The book's Dropout: a mask from NumPy's global generator, which the checker cannot rewind."""
+
+    def forward(self, x, train=True):
+        self.mask = np.random.rand(*x.shape) > 0.5
+        return x * self.mask
+
+    def backward(self, dy):
+        return dy * self.mask
+
+
+class InPlaceCounter(Layer):
+    """y = x + c with c an attribute (not a buffer) that forward adds to in place: a state that
+    rebinding cannot put back."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = np.zeros(1)
+
+    def forward(self, x, train=True):
+        self.c += 1.0
+        return x + self.c
+
+    def backward(self, dy):
+        return dy
+
+
+def test_a_model_whose_forward_writes_into_its_input_fails():
+    xn.init.seed(0)
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    x_before = x.copy()
+    report = xn.gradcheck(HalvesItsInput(), x)
+    assert not report.ok
+    row = report["HalvesItsInput"]
+    assert row.status.startswith("FAIL: forward wrote into its input x: the forward is not repeatable")
+    np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("layer", [GlobalRandomDropout, InPlaceCounter])
+def test_a_forward_that_is_not_repeatable_fails_every_row_with_the_reason(layer):
+    xn.init.seed(0)
+    x, labels = _data(xn.device("cpu"), n=8)
+    model = xn.Sequential(Linear(5, 6), layer(), Linear(6, 3))
+    report = xn.gradcheck(model, x, labels, loss="cross_entropy")
+    assert [row.name for row in report.failures] == ["0.W", "0.b", "2.W", "2.b", "input"]
+    assert all("FAIL: the forward is not repeatable (state, buffers or input change between calls)" in row.status
+               for row in report.failures)
+    assert len(xn.gradcheck(model, x, labels, loss="cross_entropy", fast=True).failures) == 5
+
+
+def test_a_repeatable_forward_costs_one_pass_more_per_tensor_not_per_entry():
+    x, labels = _data(xn.device("cpu"))
+    report = xn.gradcheck(_mlp(xn.device("cpu"), Tanh()), x, labels, loss="cross_entropy")
+    assert report.ok
+    assert report.forward_passes == 1 + 2 * sum(row.checked for row in report.rows) + len(report.rows)
+
+
+# -- a kink that no layer reports: confirmed at eps / 10 ------------------------------------------
+
+class PlainLinear(Layer):
+    """y = x @ W without a bias; ``scale`` multiplies dW (a planted bug when not 1)."""
+
+    def __init__(self, W, scale=1.0):
+        super().__init__()
+        self.params["W"] = W
+        self.scale = scale
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.params["W"]
+
+    def backward(self, dy):
+        self.grads["W"] = (self.x.T @ dy) * self.scale
+        return dy @ self.params["W"].T
+
+
+class PlainReLU(Layer):
+    """max(x, 0) that reports no pieces: its kinks are found by the one-sided slopes alone."""
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x * (x > 0)
+
+    def backward(self, dy):
+        return dy * (self.x > 0)
+
+
+def test_strong_curvature_is_not_taken_for_a_kink():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (8, 6)).astype("float64")  # raw pixels: the MSE is strongly curved in W
+    W = rng.standard_normal((6, 2)) * 0.01
+    t = x @ W + rng.standard_normal((8, 2)) * 1e-5  # nearly fitted: a small gradient
+    assert xn.gradcheck(PlainLinear(W.copy()), x, t, loss="mse").ok
+    report = xn.gradcheck(PlainLinear(W.copy(), scale=3.0), x, t, loss="mse")
+    assert _failing(report) == ["W"]
+    assert report["W"].kinks == 0
+
+
+def test_an_unreported_kink_is_confirmed_at_a_smaller_eps_and_costs_passes_only_there():
+    x = np.array([[0.0, 1.0, -1.0, 0.0], [3e-7, 0.5, 2.0, -3.0]])  # two at the kink, one 0.3 eps from it
+    report = xn.gradcheck(PlainReLU(), x)
+    assert report.ok, str(report)
+    assert report["input"].kinks == 2
+    assert report.forward_passes == 1 + 2 * 8 + 1 + 2 * 3  # the three candidates again at eps / 10
+    plain = xn.gradcheck(PlainReLU(), np.array([[0.5, -1.0, 2.0]]))
+    assert plain.forward_passes == 1 + 2 * 3 + 1
+
+
+# -- arrays shared in the model stay shared in the float64 copy -----------------------------------
+
+class TiedPair(xn.Model):
+    """Weight tying by identity (PyTorch's ``dec.weight = enc.weight``): one array, two layers, and the
+    gradient of each is the sum of both uses."""
+
+    def __init__(self, dtype):
+        super().__init__()
+        W = np.random.default_rng(0).standard_normal((3, 3)).astype(dtype)
+        self.enc, self.dec = PlainLinear(W), PlainLinear(W)
+
+    def forward(self, x, train=True):
+        self.h = np.tanh(self.enc.forward(x))
+        return self.dec.forward(self.h)
+
+    def backward(self, dy):
+        dx = self.enc.backward(self.dec.backward(dy) * (1 - self.h ** 2))
+        self.enc.grads["W"] = self.dec.grads["W"] = self.enc.grads["W"] + self.dec.grads["W"]
+        return dx
+
+
+class BookAffine(Layer):
+    """The book's Affine: the weight kept as an attribute as well as in params; forward reads the attribute."""
+
+    def __init__(self, W, b):
+        super().__init__()
+        self.W, self.b = W, b
+        self.params["W"], self.params["b"] = W, b
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x @ self.W + self.b
+
+    def backward(self, dy):
+        self.grads["W"], self.grads["b"] = self.x.T @ dy, dy.sum(axis=0)
+        return dy @ self.W.T
+
+
+class CopiedAffine(BookAffine):
+    """Bug: forward reads a copy of W made in __init__, so the parameter changes nothing."""
+
+    def __init__(self, W, b):
+        super().__init__(W, b)
+        self.W = W.copy()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tied_and_aliased_weights_get_the_same_verdict_in_every_dtype(dtype):
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(dtype)
+    assert xn.gradcheck(TiedPair(dtype), x).ok
+    rng = np.random.default_rng(0)
+    report = xn.gradcheck(BookAffine(rng.standard_normal((3, 2)).astype(dtype), np.zeros(2, dtype)), x)
+    assert report.ok, str(report)
+
+
+def test_moving_a_model_keeps_shared_arrays_shared():
+    model = TiedPair("float32")
+    moved = model.to("cpu", dtype="float64")
+    assert moved.enc.params["W"] is moved.dec.params["W"]
+    assert moved.enc.params["W"].dtype == np.float64
+    layer = BookAffine(np.ones((3, 2), "float32"), np.zeros(2, "float32")).to(dtype="float64")
+    assert layer.W is layer.params["W"] and layer.b is layer.params["b"]
+
+
+
+def test_a_parameter_that_changes_nothing_is_named_with_a_hint():
+    rng = np.random.default_rng(0)
+    report = xn.gradcheck(CopiedAffine(rng.standard_normal((3, 2)), np.zeros(2)), rng.standard_normal((4, 3)))
+    assert report["W"].status == ("FAIL: perturbing it does not change the output: is the array also held "
+                                  "outside params?")
+    assert report["W"].numerical == 0.0 and report["b"].ok and report["input"].ok

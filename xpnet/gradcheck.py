@@ -17,18 +17,39 @@ subgradient does; anything else fails). Crossing several at once (an image's fla
 feeds many tied windows) it is counted as a kink without a verdict: one-sided slopes of a sum of
 kinks do not bound a sum of subgradients. For layers that report nothing the slopes decide alone:
 a failing entry whose slopes disagree by more than ten times the tolerance and bracket the
-analytic value is a kink. ``fast=True`` checks one random unit direction u per tensor instead:
+analytic value is a candidate kink, measured again at eps/10. Strong curvature also parts the
+slopes, by f'' * eps, so there the gap shrinks tenfold while the central difference stays: that is
+no kink, and the entry fails. A kink's gap stays (or the central difference moves): it is counted as
+a kink if the slopes at eps/10 still bracket the analytic value; an entry whose kink lay between
+eps/10 and eps passes or fails on its central difference at eps/10. Only candidates cost these two
+passes more. ``fast=True`` checks one random unit direction u per tensor instead:
 (f(p + eps*u) - f(p - eps*u)) / (2*eps) against <grad, u>.
 
 f is ``loss.forward(model.forward(x, train=True), t)`` with a loss, else ``sum(y * r)`` for a fixed
 random r drawn from ``seed`` (then dy = r). Forward passes run in training mode (BatchNorm uses
-batch statistics); every generator a layer keeps in an attribute (Dropout's ``rng``) is rewound
-before each pass, so all passes see the same dropout mask. The original model is never modified.
+batch statistics), and each evaluates the same function: before each pass the copy is put back as it
+was at the start of the check, every generator a layer keeps in an attribute rewound (Dropout's
+``rng``: all passes see the same mask), every attribute a forward rebinds restored (a ``stateful=True``
+recurrent layer starts each pass from the state it carried in) and every buffer restored (a running
+mean updated by forward). The original model is never modified.
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
 The backward pass also fails a layer that writes into the gradient it receives, and the forward
-pass one that writes into its input (every leaf layer is watched, whatever code calls it).
+pass one that writes into its input (every leaf layer is watched, whatever code calls it; a model's
+own forward is checked on the input it was given). After the entries of each tensor, f is evaluated
+once more at the unperturbed point: where it differs from f(p) beyond rounding (by more than both
+``eps * atol`` and 64 float64 ulps of f), the passes did not compare one function (a mask from
+NumPy's global generator, an array attribute a forward adds to in place, an input written into) and
+the tensor's entries mean nothing: its row fails, saying "the forward is not repeatable".
+
+What it cannot catch: a gradient wrong only at a kink, in a way each entry alone cannot show. Entry
+by entry, any value between the one-sided slopes is a valid subgradient, so a max-pool backward that
+routes dy to every tied maximum of a window (the routed gradients then add up to k * dy) passes on an
+input with ties: each tied entry alone has slopes 0 and dy. Nor can an input without ties (random
+values) show it: there the routing is right. Test how a backward treats ties against a reference on
+an input with ties (``xn.layers.MaxPool2d``'s backward, PyTorch's), or by a property: each window's
+dx adds up to its dy.
 
 A wrong dx shows in the rows of the layers before the faulty one, not in its own. When a model's check
 fails, :func:`xpnet.gradcheck_locate.locate` checks its layers one by one, each on the input it saw,
@@ -43,14 +64,14 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from . import losses as _losses
-from ._user import flag, seed as _seed, warn
+from ._user import flag, is_int, is_real, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd,
                       release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
 from .backend import device as _resolve_device
@@ -61,6 +82,10 @@ from .layers.container import Watcher, watch
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 
 KINK_FACTOR = 10.0
+RETEST = 10.0  # a candidate unreported kink is measured again at eps / RETEST
+_WROTE_X = "forward wrote into its input x"
+NOT_REPEATABLE = "the forward is not repeatable (state, buffers or input change between calls)"
+_PERTURBED = ("params", "grads", "forward", "backward", "backward_params")  # not put back between passes
 
 
 @dataclass(frozen=True)
@@ -165,11 +190,15 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     (an ``xn.losses`` instance, class or name); without them the output is reduced by a fixed
     random projection. device: where to run (default: the device holding the model, else x's).
     max_entries: check a seeded random subset of at most that many entries per tensor.
-    fast: one random direction per tensor. Costs 1 + 2 * (entries or tensors) forward passes.
+    fast: one random direction per tensor. Costs 1 + 2 * (entries, or directions with fast) + 1 per tensor
+    forward passes (the last: f at the unperturbed point again, to see that the forward is repeatable).
     Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
     fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
+    # NumPy scalars as Python numbers: np.float32 arithmetic would round the perturbed values.
+    eps, atol, rtol = float(eps), float(atol), float(rtol)
+    max_entries = None if max_entries is None else int(max_entries)
     xs = x if isinstance(x, tuple) else (x,)
     dev = _check_device(model_or_layer, xs[0], device)
     xp = dev.xp
@@ -224,8 +253,13 @@ class _Objective:
 
     def __init__(self, model: Layer, loss: Any, t: Any, xs: list[Any]):
         self.model, self.loss, self.t, self.xs = model, loss, t, xs
-        self.rngs = [(rng, rng.bit_generator.state) for node in model.named_modules().values()
+        nodes = model.named_modules().values()
+        self.rngs = [(rng, rng.bit_generator.state) for node in nodes
                      for rng in vars(node).values() if isinstance(rng, np.random.Generator)]
+        # What a forward may change besides the parameters: attributes it rebinds (a recurrent layer's
+        # carried state, a cache, a counter) and the buffers (a running mean), as they are now.
+        self.kept = [(node, {k: v for k, v in vars(node).items() if k not in _PERTURBED},
+                      {k: namespace(v).asarray(v, copy=True) for k, v in node.buffers.items()}) for node in nodes]
         self.r = None
         self.dxs: list[Any] = []
         self.passes = 0
@@ -247,8 +281,21 @@ class _Objective:
         failing row for each layer that wrote into its input or its incoming gradient."""
         self._rewind()
         mutations = _Mutations()
+        given = [host_copy(a) for a in self.xs]
         with watch(self.model, mutations) as leaves:
             y = self.model.forward(*self.xs, train=True)
+            if not hasattr(y, "shape"):
+                many = f"a {type(y).__name__} of {len(y)}" if isinstance(y, (tuple, list, dict)) else \
+                    f"a {type(y).__name__}"
+                raise TypeError(f"gradcheck checks a model with one output array; {self.model.name}.forward "
+                                f"returned {many}. Check one output at a time (a small xn.Model around it whose "
+                                "forward returns that output and whose backward passes dy to it), or one "
+                                "array made of them all")
+            if not any(row.status == f"FAIL: {_WROTE_X}" for row in mutations.rows):  # a leaf's row says it
+                for i, (before, a) in enumerate(zip(given, self.xs)):
+                    what = f"forward wrote into its input {'x' if len(self.xs) == 1 else f'x[{i}]'}: " \
+                           f"{NOT_REPEATABLE}"
+                    mutations.rows += _mutation_row("", self.model, before, a, what)
             for layer in leaves.values():
                 pieces = layer.pieces()
                 if pieces is not None:
@@ -276,9 +323,15 @@ class _Objective:
         self.rewind()
 
     def rewind(self) -> None:
-        """Every generator of the model back to its state at the start of the check (the same masks)."""
+        """The model back to where the check started: every generator (the same masks), every attribute
+        a forward rebinds (a stateful layer's carried state) and every buffer (copied: a forward may
+        write into it)."""
         for rng, state in self.rngs:
             set_rng_state(rng, state)
+        for node, attributes, buffers in self.kept:
+            vars(node).update(attributes)
+            for k, v in buffers.items():
+                node.buffers[k] = namespace(v).asarray(v, copy=True)
 
     def _reduce(self, y: Any, check: bool) -> Any:
         if self.loss is None:
@@ -298,7 +351,7 @@ class _Mutations(Watcher):
 
     def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:
         for before, x in zip(self.before, xs):
-            self.rows += _mutation_row(name, layer, before, x, "forward wrote into its input x")
+            self.rows += _mutation_row(name, layer, before, x, _WROTE_X)
 
     def before_backward(self, name: str, layer: Layer, dy: Any) -> None:
         self.before = [host_copy(dy)]
@@ -319,50 +372,89 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
         return _broken_row(name, shape, "ok", checked=0)
     xp = namespace(a)
     grad = to_numpy(grad)
-    values = []  # (f, kinks crossed) per pass
     if fast:
         u_host = rng.standard_normal(shape)
         u_host /= np.linalg.norm(u_host)
         u = to_device(u_host, device_of(a), dtype="float64")
-        for sign in (1.0, -1.0):
-            put(a + (sign * eps) * u)
-            values.append(f())
-        put(a)
         analytic = np.asarray([np.sum(grad * u_host)])
         indices = None
+
+        def probe(positions: Any, step: float) -> list[Any]:
+            """(f, kinks crossed) at +step and -step along u; ``positions`` is the one direction."""
+            values = []
+            for _ in positions:
+                for sign in (1.0, -1.0):
+                    put(a + (sign * step) * u)
+                    values.append(f())
+            put(a)
+            return values
     else:
         flat = np.arange(size) if max_entries is None or max_entries >= size else \
             np.sort(rng.choice(size, size=max_entries, replace=False))
         indices = [tuple(int(i) for i in idx) for idx in zip(*np.unravel_index(flat, shape))]
+        analytic = grad.reshape(-1)[flat]
         # The values come to the host once per tensor; writing a float back restores an entry exactly.
         host = to_numpy(a)
-        for idx in indices:
-            v = float(host[idx])
-            for value in (v + eps, v - eps):
-                a = set_at(a, idx, value)
-                put(a)
-                values.append(f())
-            a = set_at(a, idx, v)
-            put(a)
-        analytic = grad.reshape(-1)[flat]
-    fpm = to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2, 2)
-    crossed = fpm[:, 0, 1] + fpm[:, 1, 1]
-    return _compare(name, shape, fpm[:, 0, 0], fpm[:, 1, 0], f0, analytic, crossed, indices, eps, atol, rtol)
+        held = [a]  # the array as stored now (set_at makes a new one on immutable backends)
+
+        def probe(positions: Any, step: float) -> list[Any]:
+            """(f, kinks crossed) at +step and -step of each entry ``indices[i]`` for i in ``positions``."""
+            values = []
+            for i in positions:
+                idx = indices[i]
+                v = float(host[idx])
+                for value in (v + step, v - step):
+                    held[0] = set_at(held[0], idx, value)
+                    put(held[0])
+                    values.append(f())
+                held[0] = set_at(held[0], idx, v)
+                put(held[0])
+            return values
+
+    def measured(values: list[Any]) -> np.ndarray:
+        return to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2)
+
+    # The unperturbed point once more after every entry: the forward must give f0 back.
+    found = measured(probe(range(len(analytic)), eps) + [f()])
+    again, fpm = float(found[-1, 0]), found[:-1].reshape(-1, 2, 2)
+    row = _compare(name, shape, fpm[:, 0, 0], fpm[:, 1, 0], f0, analytic, fpm[:, 0, 1] + fpm[:, 1, 1], indices,
+                   eps, atol, rtol, lambda positions: measured(probe(positions, eps / RETEST))[:, 0].reshape(-1, 2))
+    if abs(again - f0) > max(eps * atol, 64 * np.finfo(np.float64).eps * max(abs(f0), 1.0)) \
+            or not math.isfinite(again):
+        return replace(row, status=f"FAIL: {NOT_REPEATABLE}: f was {f0:.17g} at the start, "
+                                               f"{again:.17g} at the same point after checking {name}")
+    if not row.ok and np.all(fpm[:, 0, 0] == fpm[:, 1, 0]) and np.any(analytic != 0):
+        # The forward reads another array than the one perturbed: a copy made in __init__, or (on JAX,
+        # whose perturbed arrays are new ones) an attribute kept beside params.
+        return replace(row, status="FAIL: perturbing it does not change the output: is the array also held "
+                                   "outside params?")
+    return row
 
 
 def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, f0: float,
              analytic: np.ndarray, crossed: np.ndarray, indices: list[tuple[int, ...]] | None, eps: float,
-             atol: float, rtol: float) -> GradcheckRow:
+             atol: float, rtol: float, retest: Any) -> GradcheckRow:
+    """The row for one tensor from f at +-eps of each checked entry (``fp``, ``fm``); ``retest(positions)``
+    gives f at +-eps/RETEST of the entries at those positions, asked only for candidate unreported kinks."""
     # A broken layer may give inf or NaN: that is a failure to report, not a reason to stop.
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        numerical = (fp - fm) / (2.0 * eps)
-        err = np.abs(numerical - analytic)
-        tol = atol + rtol * np.abs(numerical)
+        numerical, err, tol, gap, bracketed = _differences(fp, fm, f0, analytic, eps, atol, rtol)
         bad = ~(err <= tol)
-        right, left = (fp - f0) / eps, (f0 - fm) / eps
-        lo, hi = np.minimum(left, right), np.maximum(left, right)
-        bracketed = (analytic >= lo - tol) & (analytic <= hi + tol)
-        unreported = bad & (crossed == 0) & (hi - lo > KINK_FACTOR * tol) & bracketed
+        unreported = np.zeros_like(bad)
+        candidates = np.flatnonzero(bad & (crossed == 0) & (gap > KINK_FACTOR * tol) & bracketed)
+        if candidates.size:
+            # Curvature also makes the one-sided slopes differ, by f'' * eps: a gap that shrinks with eps
+            # (and a central difference that stays) is curvature, where the entry has to pass; a kink's
+            # gap stays. At eps/RETEST an entry whose kink lay further than that is measured as smooth.
+            small = retest(candidates)
+            num_s, err_s, tol_s, gap_s, bracketed_s = _differences(small[:, 0], small[:, 1], f0,
+                                                                   analytic[candidates], eps / RETEST, atol, rtol)
+            smooth_s = err_s <= tol_s
+            stays = (gap_s > 0.3 * gap[candidates]) | (np.abs(num_s - numerical[candidates]) > 0.1 * gap[candidates])
+            unreported[candidates] = ~smooth_s & bracketed_s & (gap_s > KINK_FACTOR * tol_s) & stays
+            passed = candidates[smooth_s]
+            numerical[passed], err[passed], tol[passed] = num_s[smooth_s], err_s[smooth_s], tol_s[smooth_s]
+            bad[passed] = False
         kink = (crossed >= 2) | ((crossed == 1) & bracketed) | unreported
         smooth = ~kink
         scale = np.maximum(np.abs(numerical), np.abs(analytic))
@@ -378,6 +470,18 @@ def _compare(name: str, shape: tuple[int, ...], fp: np.ndarray, fm: np.ndarray, 
                         worst_index=None if indices is None else indices[worst],
                         numerical=float(numerical[worst]), analytic=float(analytic[worst]),
                         kinks=int(kink.sum()), status="FAIL" if failed else "ok")
+
+
+def _differences(fp: np.ndarray, fm: np.ndarray, f0: float, analytic: np.ndarray, eps: float, atol: float,
+                 rtol: float) -> tuple[np.ndarray, ...]:
+    """The central difference, its error and tolerance, the gap between the one-sided slopes, and
+    whether those slopes bracket the analytic value (within the tolerance)."""
+    numerical = (fp - fm) / (2.0 * eps)
+    err = np.abs(numerical - analytic)
+    tol = atol + rtol * np.abs(numerical)
+    right, left = (fp - f0) / eps, (f0 - fm) / eps
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    return numerical, err, tol, hi - lo, (analytic >= lo - tol) & (analytic <= hi + tol)
 
 
 def _broken_row(name: str, shape: tuple[int, ...], status: str, checked: int = 0) -> GradcheckRow:
@@ -413,11 +517,10 @@ def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: f
         raise ValueError("gradcheck: targets t were given without a loss; pass loss=... "
                          "(or neither, to check through a random projection of the output)")
     for arg, value, low in (("eps", eps, "> 0"), ("atol", atol, ">= 0"), ("rtol", rtol, ">= 0")):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                or value < 0 or (low == "> 0" and value == 0):
+        if not is_real(value) or not math.isfinite(value) or value < 0 or (low == "> 0" and value == 0):
             raise ValueError(f"gradcheck: {arg} must be a finite number {low}, got {value!r}")
     if max_entries is not None:
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
+        if not is_int(max_entries) or max_entries < 1:
             raise ValueError(f"gradcheck: max_entries must be None or an int >= 1, got {max_entries!r}")
         if fast:
             raise ValueError("gradcheck: max_entries has no effect with fast=True (one direction per tensor)")

@@ -220,11 +220,11 @@ class _Recurrent(Layer):
         self._check_like_params(c, "state c", "c")
         self._state = (h, c)
 
-    def _move_own(self, dev: Any, dtype: Any) -> None:
+    def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
-        super()._move_own(dev, dtype)
+        super()._move_own(dev, dtype, memo)
         if self._state is not None:
-            self._state = tuple(moved(s, dev, dtype) for s in self._state)
+            self._state = tuple(moved(s, dev, dtype, memo) for s in self._state)
         self._cache = None
 
     def _start(self, x: Any) -> tuple[Any, ...]:

@@ -44,9 +44,16 @@ class IncompatibleKeys(NamedTuple):
     unexpected_keys: list[str]
 
 
-def moved(a: Any, dev: Device, dtype: Any) -> Any:
-    """``a`` on ``dev`` as ``model.to`` moves it: a copy of its own where it changes device or library."""
-    return to_device(a, dev, dtype=dtype, copy=device_of(a) != dev)
+def moved(a: Any, dev: Device, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> Any:
+    """``a`` on ``dev`` as ``model.to`` moves it: a copy of its own where it changes device or library.
+    ``memo`` (by ``id``, holding the original too so that no id is reused meanwhile) makes an array held in
+    several places one array again after the move."""
+    if memo is not None and id(a) in memo:
+        return memo[id(a)][1]
+    new = to_device(a, dev, dtype=dtype, copy=device_of(a) != dev)
+    if memo is not None:
+        memo[id(a)] = (a, new)
+    return new
 
 
 def _check_built(node: Any) -> None:
@@ -172,21 +179,34 @@ class Tree:
         An array that changes device or library is copied (``xn.to_device(..., copy=True)``): the model's
         new arrays never share memory with the old ones, which the caller may still hold (a JAX array, a
         NumPy array that PyTorch would otherwise wrap), since optimizers update parameters in place.
-        Arrays already on ``dev`` stay as they are."""
+        Arrays already on ``dev`` stay as they are.
+
+        An array held in several places stays one array: a weight tied by identity (two layers' params
+        holding the same array, PyTorch's ``dec.weight = enc.weight``) and an attribute that is a
+        parameter or buffer itself (the book's ``self.W = W`` beside ``params["W"]``) are moved once and
+        hold the moved array, so training and ``xn.gradcheck`` still see one weight."""
         if dtype is not None:
             dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device
         dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
-        for node in self.named_modules().values():
-            node._move_own(dev, dtype)
+        memo: dict[int, tuple[Any, Any]] = {}
+        nodes = self.named_modules().values()
+        for node in nodes:
+            node._move_own(dev, dtype, memo)
+        for node in nodes:
+            own = vars(node)
+            for k, v in own.items():
+                if k not in _STORES and id(v) in memo and memo[id(v)][0] is v:
+                    own[k] = memo[id(v)][1]
         return self
 
-    def _move_own(self, dev: Any, dtype: Any) -> None:
+    def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Move this node's own parameters and buffers (not its children's) and drop its gradients; a
-        layer holding other arrays (a recurrent layer's carried state) moves them too."""
+        layer holding other arrays (a recurrent layer's carried state) moves them too. ``memo``: see
+        :func:`moved`."""
         for store in (self.params, self.buffers):
             for k, v in store.items():
-                store[k] = moved(v, dev, dtype)
+                store[k] = moved(v, dev, dtype, memo)
         self.grads = {}
 
     def train(self, mode: bool = True) -> Any:
