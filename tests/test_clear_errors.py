@@ -167,7 +167,7 @@ def test_set_param_checks_the_shape_and_copies_a_read_only_array():
     (lambda: xn.optim.SGD(0.1).step(x), TypeError, r"SGD.step: expected the model to update .*got ndarray"),
     (lambda: xn.Device(5), TypeError, r"Device: expected an array-API namespace"),
     (lambda: xn.callbacks.ModelCheckpoint(None), TypeError, r"ModelCheckpoint: path must be a str, bytes or os.PathLike"),
-    (lambda: xn.callbacks.cosine("0.1", 5), ValueError, r"cosine: lr must be a finite number > 0, got '0.1'"),
+    (lambda: xn.callbacks.cosine("0.1", 5), ValueError, r"cosine: lr must be a finite number >= 0, got '0.1'"),
     (lambda: xn.callbacks.step(0.1, 2, gamma=-1), ValueError, r"step: gamma must be a finite number > 0"),
     (lambda: xn.datasets.load_mnist(root=5), TypeError, r"mnist: root must be a folder path"),
     (lambda: xn.datasets.load_mnist(root=__file__), ValueError, r"mnist: root .* is not a folder"),
