@@ -64,7 +64,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import array_api_compat
@@ -77,6 +77,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, nam
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
+from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
@@ -86,97 +87,6 @@ RETEST = 10.0  # a candidate unreported kink is measured again at eps / RETEST
 _WROTE_X = "forward wrote into its input x"
 NOT_REPEATABLE = "the forward is not repeatable (state, buffers or input change between calls)"
 _PERTURBED = ("params", "grads", "forward", "backward", "backward_params")  # not put back between passes
-
-
-@dataclass(frozen=True)
-class GradcheckRow:
-    """The result for one tensor (a parameter such as ``"1.W"``, or ``"input"``), or for a layer
-    that wrote into an array it was given.
-
-    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink (``kinks`` counts those); ``worst_index`` is
-    the entry furthest outside its tolerance (None in fast mode, which checks a direction), where
-    ``numerical`` and ``analytic`` are read. ``status`` is ``"ok"``, ``"FAIL"`` or ``"FAIL: <why>"``.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    checked: int
-    max_abs_err: float
-    max_rel_err: float
-    worst_index: tuple[int, ...] | None
-    numerical: float
-    analytic: float
-    kinks: int
-    status: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass(frozen=True)
-class GradcheckReport:
-    """What :func:`gradcheck` found: one row per parameter and the input. ``print(report)`` shows a table."""
-
-    rows: list[GradcheckRow]
-    eps: float
-    atol: float
-    rtol: float
-    fast: bool
-    max_entries: int | None
-    device: str
-    forward_passes: int
-    located: tuple[str, ...] = ()  # when a model fails: which of its layers is wrong (gradcheck_locate)
-
-    @property
-    def ok(self) -> bool:
-        return all(row.ok for row in self.rows)
-
-    @property
-    def failures(self) -> list[GradcheckRow]:
-        return [row for row in self.rows if not row.ok]
-
-    def __getitem__(self, name: str) -> GradcheckRow:
-        for row in self.rows:
-            if row.name == name:
-                return row
-        raise KeyError(f"no row {name!r} in the gradcheck report; rows: {[row.name for row in self.rows]}")
-
-    def __str__(self) -> str:
-        if self.fast:
-            mode = "one random direction per tensor (fast)"
-        elif self.max_entries is None:
-            mode = "every entry"
-        else:
-            mode = f"at most {self.max_entries} random entries per tensor"
-        header = ("name", "shape", "checked", "kinks", "worst index", "numerical", "analytic", "abs err",
-                  "err/tol", "status")
-        table = [header] + [self._cells(row) for row in self.rows]
-        widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-        worst = "the checked direction" if self.fast else "the entry with the largest err/tol, kinks aside"
-        lines = [f"gradcheck in float64 on {self.device}: eps={self.eps:g}, atol={self.atol:g}, "
-                 f"rtol={self.rtol:g}, {mode}",
-                 "an entry passes when err/tol = |numerical - analytic| / (atol + rtol * |numerical|) <= 1",
-                 f"each row shows {worst}"]
-        lines += ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
-        failed = self.failures
-        if failed:
-            lines.append(f"FAILED: {', '.join(row.name for row in failed)} "
-                         f"({self.forward_passes} forward passes)")
-            lines += self.located
-        else:
-            lines.append(f"OK: {len(self.rows)} row(s), {self.forward_passes} forward passes")
-        return "\n".join(lines)
-
-    def _cells(self, row: GradcheckRow) -> tuple[str, ...]:
-        """One table line: every figure is about the row's worst entry, the one the verdict hinges on."""
-        index = "-" if row.worst_index is None else str(row.worst_index)
-        compared = not row.status.startswith("FAIL:")  # a mutation row holds values before/after, not gradients
-        err = abs(row.numerical - row.analytic) if compared else math.nan
-        tol = self.atol + self.rtol * abs(row.numerical)
-        ratio = err / tol if tol > 0 else (math.inf if err > 0 else err)
-        return (row.name, str(row.shape), str(row.checked), str(row.kinks), index, _num(row.numerical),
-                _num(row.analytic), _num(err), "-" if math.isnan(ratio) else f"{ratio:.3g}", row.status)
 
 
 def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
@@ -500,10 +410,6 @@ def _mutation_row(prefix: str, layer: Layer, before: np.ndarray, array: Any, wha
     name = f"{prefix} ({layer.name})" if prefix else layer.name
     return [GradcheckRow(name, tuple(before.shape), int(before.size), float(np.nanmax(diff)), math.nan, index,
                          float(before[index]), float(after[index]), 0, f"FAIL: {what}")]
-
-
-def _num(v: float) -> str:
-    return "-" if math.isnan(v) else f"{v:.3e}"
 
 
 def _check_args(target: Any, t: Any, loss: Any, eps: float, atol: float, rtol: float, fast: bool,
