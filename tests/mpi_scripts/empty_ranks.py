@@ -10,6 +10,7 @@ prints is ``empty ranks ok: rank r of N``.
 import numpy as np
 
 import xpnet as xn
+from _expect import closer
 
 comm = xn.distributed.init()
 
@@ -33,18 +34,7 @@ def run(train_data, batch_size, validation, on):
     return {k: xn.to_numpy(v) for k, v in m.named_params().items()}, epochs
 
 
-def assert_close(mine, reference, what):
-    if isinstance(mine, dict):
-        assert mine.keys() == reference.keys(), what
-        for k in mine:
-            assert_close(mine[k], reference[k], f"{what} {k}")
-    elif isinstance(mine, (list, tuple)):
-        for i, (a, b) in enumerate(zip(mine, reference, strict=True)):
-            assert_close(a, b, f"{what} [{i}]")
-    elif mine is None or isinstance(mine, (int, str)):
-        assert mine == reference, f"{what}: {mine} != {reference}"
-    else:
-        np.testing.assert_allclose(mine, reference, rtol=1e-12, atol=1e-12, err_msg=f"rank {comm.rank}: {what}")
+assert_close = closer(comm)
 
 
 CASES = {  # name: (train data, batch size, validation data)

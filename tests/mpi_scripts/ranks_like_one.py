@@ -17,22 +17,12 @@ import warnings
 import numpy as np
 
 import xpnet as xn
+from _expect import closer
 
 comm = xn.distributed.init()
 
 
-def assert_close(mine, reference, what):
-    if isinstance(mine, dict):
-        assert mine.keys() == reference.keys(), what
-        for k in mine:
-            assert_close(mine[k], reference[k], f"{what} {k}")
-    elif isinstance(mine, (list, tuple)):
-        for i, (a, b) in enumerate(zip(mine, reference, strict=True)):
-            assert_close(a, b, f"{what} [{i}]")
-    elif mine is None or isinstance(mine, (int, str)):
-        assert mine == reference, f"{what}: {mine} != {reference}"
-    else:
-        np.testing.assert_allclose(mine, reference, rtol=1e-12, atol=1e-12, err_msg=f"rank {comm.rank}: {what}")
+assert_close = closer(comm)
 
 
 def weights(model):
