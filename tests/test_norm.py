@@ -252,6 +252,16 @@ def test_pytorch_defaults_are_accepted():
     assert BatchNorm(3, convention="book").momentum == 0.9
 
 
+@pytest.mark.parametrize("args", [(0.9,), (0.1, 1e-5), (0.01,)])
+def test_a_momentum_passed_second_in_xpnets_old_order_is_refused_not_taken_for_eps(args):
+    """BatchNorm once took (num_features, momentum, eps): BatchNorm(64, 0.9) now puts 0.9 in eps, PyTorch's
+    second argument, which would have trained silently with eps 0.9."""
+    with pytest.raises(ValueError, match=rf"^BatchNorm: eps={args[0]!r} is far above PyTorch's 1e-5 .*pass "
+                                         rf"momentum={args[0]!r} by keyword$"):
+        BatchNorm(3, *args)
+    assert BatchNorm(3, 1e-3, 0.2).eps == 1e-3  # PyTorch's order, a plausible eps
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"momentum": None}, r"momentum=None \(PyTorch's cumulative average.*pass a weight, momentum=0.1"),
     ({"momentum": None, "convention": "book"}, "momentum=None"),

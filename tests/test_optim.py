@@ -397,7 +397,8 @@ def test_sgd_without_momentum_is_the_books_and_refuses_nesterov_without_momentum
             optim.SGD(0.1, **bad)
     # API.md's order (lr, momentum, nesterov) differs from PyTorch's (lr, momentum, dampening) at the third:
     # a bool there is no dampening, and says so.
-    with pytest.raises(ValueError, match=r"SGD: dampening must be in \[0, 1\), got True"):
+    with pytest.raises(ValueError, match=r"SGD: dampening must be in \[0, 1\), got True: the third positional "
+                                         r"argument is dampening, in PyTorch's order; pass nesterov=True by keyword$"):
         optim.SGD(0.1, 0.9, True)
 
 

@@ -206,6 +206,8 @@ def test_pytorch_defaults_are_accepted_in_pytorchs_positions(rng):
 @pytest.mark.parametrize("make,message", [
     (lambda: MaxPool2d(2, ceil_mode=True), "MaxPool2d: ceil_mode=True is not supported: .*rounds down"),
     (lambda: MaxPool2d(2, 2, 0, 2), "MaxPool2d: dilation=2 is not supported"),
+    (lambda: MaxPool2d(2, dilation=()), r"MaxPool2d: dilation=\(\) is not supported"),  # 1 or a pair of 1s
+    (lambda: MaxPool2d(2, dilation=(1, 1, 1)), r"MaxPool2d: dilation=\(1, 1, 1\) is not supported"),
     (lambda: MaxPool2d(2, return_indices=True), "MaxPool2d: return_indices=True is not supported"),
     (lambda: AvgPool2d(2, ceil_mode=True), "AvgPool2d: ceil_mode=True is not supported"),
     (lambda: AvgPool2d(3, 1, 1, count_include_pad=False), "AvgPool2d: count_include_pad=False is not supported"),

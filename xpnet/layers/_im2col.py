@@ -21,6 +21,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Iterator
 
+from .._user import is_int
 from ..backend import add_at, fast_path, namespace, set_at
 
 Pair = tuple[int, int]
@@ -165,3 +166,9 @@ def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, paddi
            per_sample: bool = False) -> Any:
     """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
     return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
+
+
+def is_one(value: Any) -> bool:
+    """1 or a pair (1, 1): PyTorch's default dilation and groups (a bool is neither, nor () or (1, 1, 1))."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return len(values) in (1, 2) and all(is_int(v) and v == 1 for v in values)

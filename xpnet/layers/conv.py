@@ -6,9 +6,9 @@ import operator
 from typing import Any
 
 from .. import init as _init
-from .._user import flag, is_bool, is_int
+from .._user import flag, is_bool
 from ..backend import fast_path, untracked
-from ._im2col import as_pair, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
+from ._im2col import as_pair, is_one, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
@@ -73,7 +73,7 @@ class Conv2d(Layer):
                             f"eighth, or pass it by keyword: bias={groups!r}")
         for arg, value, instead in (("dilation", dilation, "xpnet's Conv2d has no dilation; leave it at 1"),
                                     ("groups", groups, "xpnet's Conv2d has no groups; leave it at 1")):
-            if not _is_one(value):
+            if not is_one(value):
                 raise ValueError(f"{self.name}: {arg}={value!r} is not supported: {instead}")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
@@ -185,9 +185,3 @@ class Conv2d(Layer):
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
-
-
-def _is_one(value: Any) -> bool:
-    """1 or (1, 1): PyTorch's default dilation and groups (a bool is neither)."""
-    values = value if isinstance(value, (tuple, list)) else (value,)
-    return all(is_int(v) and v == 1 for v in values)

@@ -18,6 +18,7 @@ class _ByConvention:
 
 
 _BY_CONVENTION = _ByConvention()
+_EPS_LIMIT = 0.01  # an eps at least this large is a momentum passed second, in the order xpnet once had
 
 
 class BatchNorm(Layer):
@@ -54,7 +55,8 @@ class BatchNorm(Layer):
     ``momentum`` is always a weight).
 
     In data-parallel training every rank normalises with its own local batch and keeps its own
-    running statistics (per-rank, not synchronised across ranks; what is saved is one rank's).
+    running statistics while it trains (not synchronised across ranks); ``xn.train`` ends with rank 0's
+    on every rank.
     """
 
     def __init__(self, num_features: int, eps: float | None = None, momentum: Any = _BY_CONVENTION,
@@ -76,6 +78,10 @@ class BatchNorm(Layer):
             {"affine": affine, "track_running_stats": track_running_stats, "device": device})
         momentum = (0.9 if book else 0.1) if momentum is _BY_CONVENTION else momentum
         eps = (1e-6 if book else 1e-5) if eps is None else eps
+        if is_real(eps) and eps >= _EPS_LIMIT:
+            raise ValueError(f"BatchNorm: eps={eps!r} is far above PyTorch's 1e-5 (at most {_EPS_LIMIT:g} here): the "
+                             "second positional argument is eps, in PyTorch's order (xpnet's BatchNorm once took "
+                             f"momentum there): pass momentum={eps!r} by keyword")
         if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
         if not is_real(eps) or not eps > 0.0:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._user import is_int
 from ..backend import add_at, fast_path, namespace, set_at, untracked
-from ._im2col import Pair, as_pair, check_images, out_size, pad2d, window_slices
+from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_slices
 from .base import Layer, pytorch_defaults_only
 
 
@@ -91,8 +90,7 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding)
-        values = dilation if isinstance(dilation, (tuple, list)) else (dilation,)
-        if not all(is_int(v) and v == 1 for v in values):
+        if not is_one(dilation):
             raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's MaxPool2d takes "
                              "contiguous windows; leave dilation=1")
         self._pytorch_defaults({"return_indices": return_indices, "ceil_mode": ceil_mode})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._user import is_bool
 from ..backend import fast_path
 from .base import Optimizer, _choice, _fraction, unfused
 
@@ -29,6 +30,9 @@ class SGD(Optimizer):
                  weight_decay: float = 0.0, nesterov: bool = False, *, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
         self.momentum = _fraction("momentum", momentum, self)
+        if is_bool(dampening):  # API.md's third argument was nesterov; PyTorch's, taken here, is dampening
+            raise ValueError(f"{self.name}: dampening must be in [0, 1), got {dampening!r}: the third positional "
+                             f"argument is dampening, in PyTorch's order; pass nesterov={dampening!r} by keyword")
         self.dampening = _fraction("dampening", dampening, self)
         if not isinstance(nesterov, bool):
             raise ValueError(f"{self.name}: nesterov must be True or False, got {nesterov!r}")
