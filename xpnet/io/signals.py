@@ -87,10 +87,11 @@ def sigterm_raises() -> Iterator[None]:
 def _end_by_sigterm_now() -> None:
     """From any thread: end the process by SIGTERM's default action (``signal.signal`` works in the main
     thread only, so the C library resets the action)."""
-    libc = ctypes.CDLL(None)
-    libc.signal.restype = ctypes.c_void_p
-    libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
-    libc.signal(signal.SIGTERM, None)  # SIG_DFL
+    if os.name != "nt":  # on Windows os.kill(pid, SIGTERM) is TerminateProcess, whatever the handler
+        libc = ctypes.CDLL(None)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal(signal.SIGTERM, None)  # SIG_DFL
     os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(1.0)
     os._exit(128 + signal.SIGTERM)  # where the default action did not end the process
@@ -156,7 +157,10 @@ class SigtermFlag:
         return self
 
     def _start_watch(self) -> None:
-        """The thread that reads the wakeup pipe, where no other wakeup fd is set (asyncio's, say)."""
+        """The thread that reads the wakeup pipe, where no other wakeup fd is set (asyncio's, say). Not on
+        Windows, whose wakeup fd must be a socket: there the handler starts the grace period's timer."""
+        if os.name == "nt":
+            return
         read, write = os.pipe()
         for fd in (read, write):
             os.set_blocking(fd, False)
