@@ -408,6 +408,21 @@ def test_a_layer_of_the_users_own_is_saved_with_the_arguments_it_was_built_with(
         np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
 
 
+def test_a_layer_built_from_arrays_prints_them_by_shape():
+    """The book's Affine(W, b) takes its arrays as constructor arguments: repr showed them by comparing each
+    with its default, which an array cannot answer (repr and print(model) raised)."""
+    class Affine(xn.layers.Layer):
+        def __init__(self, W, b=None):
+            super().__init__()
+            self.params = {"W": W, "b": np.zeros(W.shape[1], W.dtype) if b is None else b}
+
+    model = xn.Sequential(Affine(np.ones((2, 3), np.float32), np.zeros(3, np.float32)),
+                          Affine(np.ones((3, 3), np.float64)))
+    assert repr(model[0]) == "Affine(W=<array (2, 3) float32>, b=<array (3,) float32>)"
+    assert repr(model[1]) == "Affine(W=<array (3, 3) float64>)"
+    assert "Affine" in model.summary()
+
+
 def test_a_saved_class_that_no_longer_takes_its_arguments_is_named_as_such(tmp_path, monkeypatch):
     from xpnet.layers import base  # noqa: PLC0415
     xn.Sequential(BookAffine(2, 3)).save(tmp_path / "m.npz")

@@ -103,10 +103,13 @@ class Layer(Tree):
                 defaults.update(inspect.signature(vars(klass)["__init__"]).parameters)
         shown = []
         for key, value in self.config().items():
+            if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array argument (the book's Affine(W, b))
+                shown.append(f"{key}=<array {tuple(value.shape)} {str(value.dtype).rsplit('.', 1)[-1]}>")
+                continue
             value = _readable(value)
             param = defaults.get(key)
             if key != "bias" and param is not None and param.default is not inspect.Parameter.empty \
-                    and _readable(param.default) == value:
+                    and _same(_readable(param.default), value):
                 continue
             shown.append(f"{key}={value!r}")
         return f"{self.name}({', '.join(shown)})"
@@ -192,6 +195,15 @@ def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: di
         if not same:
             shown = repr(value) if isinstance(value, (numbers.Number, str)) else f"<{type(value).__name__}>"
             raise ValueError(f"{who}: {arg}={shown} is not supported: {instead}")
+
+
+def _same(default: Any, value: Any) -> bool:
+    """Whether an argument equals its default (a comparison that gives no plain bool counts as different)."""
+    try:
+        equal = default == value
+    except Exception:  # noqa: BLE001 - any comparison that cannot be made is a difference
+        return False
+    return equal if isinstance(equal, bool) else False
 
 
 def _readable(value: Any) -> Any:
