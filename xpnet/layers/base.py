@@ -8,7 +8,7 @@ import operator
 from typing import Any
 
 from .._user import flag
-from ..backend import XpnetDeviceError, device_of, isdtype, namespace, same_device
+from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .tree import Tree
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
@@ -104,7 +104,7 @@ class Layer(Tree):
         shown = []
         for key, value in self.config().items():
             if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array argument (the book's Affine(W, b))
-                shown.append(f"{key}=<array {tuple(value.shape)} {str(value.dtype).rsplit('.', 1)[-1]}>")
+                shown.append(f"{key}=<array {tuple(value.shape)} {dtype_name(value)}>")
                 continue
             value = _readable(value)
             param = defaults.get(key)
