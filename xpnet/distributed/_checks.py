@@ -19,7 +19,8 @@ _MOST_NAMED = 3  # differences named in one message, the rest counted (a layer i
 def describe_data(pair: Any) -> dict[str, Any] | None:
     """Samples, shapes, dtypes and a digest of every byte of x and of y, for ``pair = (x, y)``; a
     data object with a ``rank_record()`` (a TokenStream: its ids and the batches it cuts) by that record,
-    each array in it digested; None for None. Never raises: what cannot be read is described as such (``train`` then says why)."""
+    each array in it digested; None for None. Never raises: what cannot be read is described as such
+    (``train`` then says why)."""
     if pair is None:
         return None
     if callable(getattr(pair, "rank_record", None)):

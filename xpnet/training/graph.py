@@ -240,7 +240,8 @@ def setting(graph: Any, dev: Any) -> bool | None:
     return graph
 
 
-def captured_epochs(graph: bool | None, trainer: Any, batches: Any, classify: bool, transform: Any) -> Any:
+def captured_epochs(graph: bool | None, trainer: Any, batches: Any, classify: bool,
+                    transform: Any) -> Any:
     """The :class:`CapturedEpochs` that run this training, or None (eager), as ``setting`` said."""
     if graph is False or (graph is None and not BY_DEFAULT):
         return None
