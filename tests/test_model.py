@@ -1,6 +1,7 @@
 """Sequential: any depth, named params/grads, moving between devices, predict, atomic save/load."""
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -62,8 +63,27 @@ def test_predict_scales_uint8_images_as_train_and_evaluate_do(rng):
     t = np.array([0, 1, 2, 0, 1])
     expected = float(loss.forward(model.predict(images), t))
     assert xn.evaluate(model, (images, t), loss="cross_entropy")["loss"] == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(TypeError, match="predict: integer input of dtype int32; uint8 images are scaled"):
-        model.predict(images.astype(np.int32))
+
+
+def test_predict_casts_other_integers_as_train_does(rng):
+    """Integer features that xn.train and xn.evaluate cast (not scaled: only uint8 is) are cast alike by
+    predict, with train's warning where they look like raw 0..255 images."""
+    xn.init.seed(0)
+    model = xn.Sequential(Linear(6, 3))
+    counts = rng.integers(0, 5, (5, 6))
+    t = np.array([0, 1, 2, 0, 1])
+    xn.train(model, (counts, t), loss="cross_entropy", optimizer=xn.optim.SGD(model, lr=0.1), epochs=1,
+             batch_size=5, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = model.predict(counts, batch_size=2)
+    np.testing.assert_allclose(out, model.predict(counts.astype(np.float32)), rtol=1e-6)
+    images = rng.integers(0, 256, (5, 6)).astype(np.int32)
+    with pytest.warns(UserWarning, match="predict: x: the inputs look like unscaled images"):
+        raw = model.predict(images)
+    np.testing.assert_allclose(raw, model.predict(images.astype(np.float32)), rtol=1e-6)
+    with pytest.raises(TypeError, match="predict: x must hold real numbers, got dtype complex"):
+        model.predict(counts.astype(np.complex64))
 
 
 def test_predict_is_in_evaluation_mode(rng):

@@ -7,30 +7,23 @@ import os
 from typing import Any
 
 from .._user import is_int
-from ..backend import CPU, Device, dtype_name, namespace, no_autograd, plain_array, to_device, untracked
+from ..backend import (
+    CPU,
+    Device,
+    namespace,
+    no_autograd,
+    plain_array,
+    to_device,
+    untracked,
+)
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
 from ..layers.recurrent import independent_batches, refuse_time_first
+from .inputs import is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
 
-__all__ = ["Model", "is_ids", "to_model_dtype"]
-
-
-def is_ids(model: Any, x: Any) -> bool:
-    """Whether the input ``x`` is integer ids that the model takes as they are (its first layer is an
-    Embedding: ``model.takes_ids``; then every integer input is ids, as both of a seq2seq model's),
-    rather than numbers to cast to the model's dtype (or to refuse)."""
-    return bool(getattr(model, "takes_ids", False)) and namespace(x).isdtype(x.dtype, "integral")
-
-
-def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
-    """``x`` on ``dev`` in the model's float dtype; uint8 (images) is scaled by 1/255 on the device
-    (``xn.train``, ``xn.evaluate`` and ``predict`` alike). Host data is cast on the host (float64 NumPy
-    data for a float32 JAX model without x64 too)."""
-    if dtype_name(x) == "uint8":
-        return dev.xp.astype(to_device(x, dev), dtype) / 255.0
-    return to_device(x, dev, dtype=dtype)
+__all__ = ["Model", "is_ids", "to_model_dtype"]  # the input helpers live in .inputs
 
 
 class Model(Container):
@@ -101,7 +94,8 @@ class Model(Container):
 
         Each input (any backend; an ``np.memmap`` too) is moved to the model's device and cast to its
         dtype one batch at a time, uint8 images scaled by 1/255 as ``xn.train`` and ``xn.evaluate`` do
-        (integer ids stay integers where the model takes ids: ``takes_ids``; other integers are refused);
+        (integer ids stay integers where the model takes ids: ``takes_ids``; other integers are cast, with
+        ``xn.train``'s warning where they look like unscaled 0..255 images);
         ``batch_size`` bounds memory for large inputs (every input is cut alike along axis 0, the samples:
         a model with a time-first recurrent layer, ``batch_first=False``, is refused where that would cut
         it; one call without ``batch_size`` runs it). ``blas_threads`` as in
@@ -118,16 +112,14 @@ class Model(Container):
             moved = []
             for x in xs:
                 x = plain_array(untracked(x), "predict: x") if hasattr(x, "shape") else to_device(x, dev)
-                if not namespace(x).isdtype(x.dtype, "real floating") and not is_ids(self, x) \
-                        and dtype_name(x) != "uint8":
-                    if namespace(x).isdtype(x.dtype, "integral"):
-                        raise TypeError(f"predict: integer input of dtype {dtype_name(x)}; uint8 images are scaled "
-                                        "by 1/255 as in xn.train, other integers are taken only as ids by a model "
-                                        "whose first layer is an Embedding: convert to float first")
+                if not namespace(x).isdtype(x.dtype, ("real floating", "integral")):
                     raise TypeError(f"predict: x must hold real numbers, got dtype {x.dtype}")
                 if x.ndim < 1:
                     raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
                 moved.append(x)
+            # Integers other than ids and uint8 are cast as xn.train casts them, with its warning for raw images.
+            warn_unscaled({"predict: x" if len(moved) == 1 else f"predict: x{i + 1}": x for i, x in enumerate(moved)
+                           if namespace(x).isdtype(x.dtype, "integral") and not is_ids(self, x)})
             n = int(moved[0].shape[0])
             if any(int(x.shape[0]) != n for x in moved):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "

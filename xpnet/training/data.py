@@ -12,7 +12,7 @@ from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _inde
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
-from ..models.model import is_ids, to_model_dtype
+from ..models.inputs import is_ids, to_model_dtype
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",

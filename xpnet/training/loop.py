@@ -42,7 +42,7 @@ from ..layers.container import mode
 from ..layers.recurrent import refuse_time_first
 from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
-from ..models.model import is_ids
+from ..models.inputs import is_ids, warn_unscaled
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_max_norm
 from . import callbacks as _callbacks, graph as _graph
@@ -50,7 +50,7 @@ from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, se
 from .data import common_device, inputs, pair, prepare
 from .history import History
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
-from .preflight import check_callbacks, check_model, check_single_samples, warn_unscaled
+from .preflight import check_callbacks, check_model, check_single_samples
 from .trainer import SigtermStop, Trainer, TrainerState
 
 __all__ = ["train", "evaluate"]

@@ -11,8 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .._user import warn
-from ..backend import device_of, namespace
+from ..backend import namespace
 from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, watch
@@ -21,7 +20,7 @@ from ..layers.recurrent import probe_states
 from ..models import Model
 from ..optim._blame import mixed_dtypes
 
-__all__ = ["check_model", "check_callbacks", "check_data", "warn_unscaled", "check_single_samples"]
+__all__ = ["check_model", "check_callbacks", "check_data", "check_single_samples"]
 
 
 def check_model(model: Any, who: str) -> None:
@@ -93,35 +92,6 @@ def check_data(a: Any, arg: str) -> None:
         if xp.isdtype(a.dtype, kind):
             raise TypeError(f"{arg} has dtype {a.dtype}; xn.train needs real numbers (inputs as float32, "
                             "labels as int class indices)")
-
-
-_UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST
-_UNSCALED_MIN_MAX = 32  # the smallest maximum that looks like 8-bit pixels rather than counts or codes
-
-
-def warn_unscaled(arrays: dict[str, Any]) -> None:
-    """Warn once when integer or float inputs look like raw 0..255 images (uint8 is scaled by design).
-
-    The rule: every value a whole number, the smallest >= 0 and the largest in [32, 255]. A set of
-    8-bit images reaches far past 32 (its brightest pixels near 255); small whole-number features
-    (counts, ratings, ordinal codes, 4-bit images such as scikit-learn's digits, 0..16) stay below
-    and are left alone. Looks at up to ``_UNSCALED_ROWS`` rows spread over the data: raw images are
-    raw throughout."""
-    for arg, x in arrays.items():
-        xp = namespace(x)
-        if x.dtype == xp.uint8 or x.ndim < 2 or x.shape[0] == 0:
-            continue
-        n = int(x.shape[0])
-        x = x if n <= _UNSCALED_ROWS else x[::-(-n // _UNSCALED_ROWS), ...]
-        with device_of(x).activate():  # inputs on cuda:N are read on GPU N (Device.activate)
-            lo, hi = float(xp.min(x)), float(xp.max(x))
-            if not (lo >= 0 and _UNSCALED_MIN_MAX <= hi <= 255):
-                continue
-            if xp.isdtype(x.dtype, "real floating") and not bool(xp.all(x == xp.round(x))):
-                continue
-        warn(f"{arg}: the inputs look like unscaled images (whole numbers in [{lo:g}, {hi:g}], dtype "
-             f"{x.dtype}); divide by 255 first (uint8 arrays are scaled by xn.train itself)")
-        return
 
 
 def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int, drop_last: bool) -> None:
