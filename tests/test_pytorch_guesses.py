@@ -143,6 +143,51 @@ def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
     assert getattr(importlib.import_module(module), name, "default") == "default"
 
 
+@pytest.mark.parametrize("expression, hint", [
+    ("xn.layers.Affine", "xn.layers.Linear(in_features, out_features), W (in, out) as the book's"),
+    ("xn.layers.Relu", "xn.layers.ReLU()"),
+    ("xn.layers.Convolution", "xn.layers.Conv2d(C, FN, FH, stride, pad), the same W layout"),
+    ("xn.layers.Pooling", "xn.layers.MaxPool2d(kernel_size, stride, padding)"),
+    ("xn.layers.BatchNormalization", "xn.layers.BatchNorm(num_features, convention='book')"),
+    ("xn.layers.SoftmaxWithLoss", "xn.losses.SoftmaxCrossEntropy()"),
+    ("xn.losses.SoftmaxWithLoss", "xn.losses.SoftmaxCrossEntropy()"),
+    ("xn.losses.TimeSoftmaxWithLoss", "ignore_index=-1 for the book's ignore_label"),
+    ("xn.layers.TimeLSTM", "xn.layers.LSTM(D, H, stateful=...)"),
+    ("xn.layers.TimeGRU", "convention='book'"),
+    ("xn.layers.TimeAttention", "xn.layers.Attention()"),
+    ("xn.layers.Convolution2D", "xn.layers.Conv2d(in_channels, out_channels, kernel_size, stride, padding)"),
+    ("xn.optim.MomentumSGD", "xn.optim.Momentum(lr, momentum)"),
+    ("xn.Sequential(xn.layers.ReLU()).to_gpu", "model.to('cuda')"),
+    ("xn.Sequential(xn.layers.ReLU()).cleargrads", "overwrites every gradient"),
+])
+def test_the_books_and_chainers_names_say_what_to_write(expression, hint):
+    """A reader of the book (its class names) or a Chainer user gets the xpnet name, as a PyTorch user does."""
+    test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint)
+
+
+def _hint_tables():
+    from xpnet.layers import container
+
+    return {"xn": xn._PYTORCH_NAMES, "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
+            "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
+            "a model": container._PYTORCH_NAMES}
+
+
+def test_every_xpnet_name_a_hint_gives_exists():
+    """A hint that sent users to a name xpnet does not have would be worse than none."""
+    missing = []
+    for table, hints in _hint_tables().items():
+        for name, hint in hints.items():
+            for dotted in re.findall(r"\bxn((?:\.[A-Za-z_]\w*)+)", hint):
+                obj = xn
+                for part in dotted.strip(".").split("."):
+                    if not hasattr(obj, part):
+                        missing.append(f"{table}.{name}: xn{dotted}")
+                        break
+                    obj = getattr(obj, part)
+    assert not missing, missing
+
+
 def test_other_missing_names_raise_pythons_plain_attribute_error():
     for owner, name in ((xn, "no_such_name"), (xn.layers, "Linear2"), (xn.losses, "x"), (xn.optim, "Lion")):
         with pytest.raises(AttributeError, match=f"has no attribute '{name}'$"):

@@ -399,6 +399,12 @@ _PYTORCH_NAMES = {
                         "last axis",
     "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
     "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss)",
+    # The book's names (both volumes).
+    "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
+    "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
+                           "and (N, T) ids (ignore_index=-1 for the book's ignore_label)",
+    "SigmoidWithLoss": "xpnet has no sigmoid cross-entropy loss: for two classes, a Linear with 2 outputs and "
+                       "xn.losses.SoftmaxCrossEntropy() (the same model, reparametrised)",
 }
 
 

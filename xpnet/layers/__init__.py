@@ -62,6 +62,36 @@ _PYTORCH_NAMES = {
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }
 
+_BOOK_TABLE = "; docs/from-the-book.md maps the book's classes to xpnet's"
+_CHAINER_BN = "Chainer's BatchNormalization(size) is xn.layers.BatchNorm(num_features)"
+
+# What a reader of the book (both volumes) or a Chainer user reaches for, and what xpnet has instead.
+_OTHER_NAMES = {
+    "Affine": "the book's Affine(W, b) is xn.layers.Linear(in_features, out_features), W (in, out) as the book's; "
+              "on (N, T, H) inputs it is also the book's TimeAffine" + _BOOK_TABLE,
+    "TimeAffine": "the book's TimeAffine(W, b) is xn.layers.Linear(H, V): it takes any leading axes, (N, T, H) too"
+                  + _BOOK_TABLE,
+    "Relu": "the book's Relu is xn.layers.ReLU()" + _BOOK_TABLE,
+    "Convolution": "the book's Convolution(W, b, stride, pad), W (FN, C, FH, FW), is xn.layers.Conv2d(C, FN, FH, "
+                   "stride, pad), the same W layout" + _BOOK_TABLE,
+    "Convolution2D": "Chainer's Convolution2D(in_channels, out_channels, ksize, stride, pad) is xn.layers.Conv2d("
+                     "in_channels, out_channels, kernel_size, stride, padding)",
+    "Pooling": "the book's Pooling(pool_h, pool_w, stride, pad) is xn.layers.MaxPool2d(kernel_size, stride, padding); "
+               "its stride defaults to kernel_size, as PyTorch's (the printed book's to 1)" + _BOOK_TABLE,
+    "BatchNormalization": "the book's BatchNormalization(gamma, beta) is xn.layers.BatchNorm(num_features, "
+                          "convention='book'); " + _CHAINER_BN,
+    "SoftmaxWithLoss": "the book's SoftmaxWithLoss is a loss here: xn.losses.SoftmaxCrossEntropy()" + _BOOK_TABLE,
+    "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
+                           "and (N, T) ids (ignore_index=-1 for the book's ignore_label)" + _BOOK_TABLE,
+    "TimeEmbedding": "the book's TimeEmbedding(W) is xn.layers.Embedding(V, D)" + _BOOK_TABLE,
+    "TimeRNN": "the book's TimeRNN(Wx, Wh, b, stateful) is xn.layers.RNN(D, H, stateful=...)" + _BOOK_TABLE,
+    "TimeLSTM": "the book's TimeLSTM(Wx, Wh, b, stateful) is xn.layers.LSTM(D, H, stateful=...) (gate blocks in "
+                "PyTorch's order i, f, g, o; xn.load_book_params converts the book's files)" + _BOOK_TABLE,
+    "TimeGRU": "the book's TimeGRU is xn.layers.GRU(D, H, stateful=..., convention='book')" + _BOOK_TABLE,
+    "TimeAttention": "the book's TimeAttention is xn.layers.Attention()" + _BOOK_TABLE,
+    "TimeDropout": "the book's TimeDropout is xn.layers.Dropout(p): it takes (N, T, D) too" + _BOOK_TABLE,
+}
+
 
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, _PYTORCH_NAMES)
+    raise not_here(__name__, name, {**_OTHER_NAMES, **_PYTORCH_NAMES})

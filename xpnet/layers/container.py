@@ -32,6 +32,11 @@ _PYTORCH_NAMES = {
     "children": "model.named_children() is a dict of the direct sub-layers by name; .values() gives the objects",
     "buffers": "model.named_buffers() is a dict of the buffers (BatchNorm's running statistics) by dotted name",
     "add_module": "assign the layer as an attribute (self.conv = xn.layers.Conv2d(...)) in __init__",
+    "to_gpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
+    "to_cpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
+    "to_device": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
+    "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
+    "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
 }
