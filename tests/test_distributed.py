@@ -458,6 +458,34 @@ def test_a_rank_that_sleeps_in_a_callback_ends_the_job_at_the_time_limit():
 
 
 @needs_mpi
+def test_sigterm_to_one_rank_mid_epoch_stops_every_rank_after_the_same_step_and_saves(tmp_path):
+    """SIGTERM to one rank in the middle of an epoch: the ranks agree on it at every step (in the
+    collective that sums the gradients' counts), so all stop after the same step, put back the last
+    complete epoch, write it to the full ModelCheckpoint and end by SIGTERM, as one process does. They
+    agreed only at the end of an epoch before: an epoch longer than XPNET_SIGTERM_WAIT_S (1 s here; about
+    2 s an epoch) ended the job without saving."""
+    path = tmp_path / "run.npz"
+    sent = time.monotonic()
+    proc = launch(2, "leave.py", "sigterm-one-rank", str(path), timeout=ENDS_S, XPNET_SIGTERM_WAIT_S="1")
+    assert proc.returncode != 0
+    assert "safe point" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert time.monotonic() - sent < 30, proc.stderr
+    with np.load(path) as saved:  # read as arrays: the script's own layer class is not defined here
+        meta = json.loads(str(saved["__xpnet_checkpoint__"]))
+        weights = {key.removeprefix("model/"): saved[key] for key in saved.files if key.startswith("model/")}
+    assert meta["epoch"] == 2 and len(meta["history"]["epochs"]) == 2
+    x = np.random.default_rng(0).normal(size=(1000, 4)).astype("float32")  # leave.py's data()
+    y = (x[:, 0] > 0).astype("int64")
+    xn.init.seed(0)
+    same = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Flatten(), xn.layers.Linear(8, 2))  # Flatten: no-op
+    xn.train(same, (x, y), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=10,
+             device="cpu", progress=False)
+    assert sorted(weights) == sorted(same.named_params())
+    for key, value in same.named_params().items():
+        np.testing.assert_allclose(weights[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@needs_mpi
 def test_sigterm_ends_a_job_whose_rank_is_stuck_inside_train_within_the_grace_period():
     """Audit D6: SIGTERM inside xn.train only set a flag read at the end of an epoch, so with rank 1
     stuck in a callback (and rank 0 waiting for it in a collective, where Python runs no handler) the

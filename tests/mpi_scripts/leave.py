@@ -21,6 +21,9 @@
   or turns True) and then blocks outside any collective, as a host reading the loss would block on the
   GPU; rank 1 hangs outside any collective, or leaves with ``sys.exit(0)``, or meets rank 0 in a
   barrier after as long (run with a short ``XPNET_COLLECTIVE_TIMEOUT_S``). ``gpu-queued-ran`` exits 0.
+- ``sigterm-one-rank PATH``: rank 1 alone gets SIGTERM as epoch 3 begins, in epochs of about 2 s (a layer
+  sleeps 20 ms a step); every rank stops after the same step, ``PATH`` (a full ModelCheckpoint) holds epoch 2,
+  and the job ends by SIGTERM (run with ``XPNET_SIGTERM_WAIT_S`` shorter than an epoch).
 - ``child``: each rank runs a Python that imports xpnet and exits; it inherits the launcher's variables
   but is no rank, and must exit 0 at once (not start MPI at its exit). The job exits 0.
 
@@ -28,6 +31,7 @@ Each other mode must end the job within seconds with a non-zero status.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,6 +112,25 @@ elif mode.startswith("gpu-queued-"):
         time.sleep(5)  # and meets rank 0 in the barrier within the time limit
     comm.barrier()
     sys.exit(0)
+elif mode == "sigterm-one-rank":
+    class Slow(xn.layers.Layer):
+        def forward(self, x, train=True):
+            time.sleep(0.02)
+            return x
+
+        def backward(self, dy):
+            return dy
+
+    class SigtermOnRank1(xn.callbacks.Callback):
+        def on_epoch_begin(self, epoch):
+            if epoch == 3 and self.state.comm.rank == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), Slow(), xn.layers.Linear(8, 2))
+    xn.train(model, data(), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=100, batch_size=10,
+             device="cpu", progress=False, comm=comm,
+             callbacks=[xn.callbacks.ModelCheckpoint(sys.argv[2], full=True), SigtermOnRank1()])
 elif mode == "child":
     child = subprocess.run([sys.executable, "-c", "import xpnet"], capture_output=True, text=True, timeout=30)
     assert child.returncode == 0 and not child.stderr, f"rank {comm.rank}: {child.returncode}: {child.stderr}"

@@ -185,7 +185,7 @@ class Communicator:
                     for (store, key, like), part in zip(group, _unpack(flat, group)):
                         store[key] = part
 
-    def allreduce_grads(self, model: Any, count: int, empty_ok: bool = False) -> None:
+    def allreduce_grads(self, model: Any, count: int, empty_ok: bool = False, *, stop: bool = False) -> bool:
         """Replace each gradient by the sample-weighted mean over ranks, sum_r(count_r * g_r) / sum_r(count_r).
 
         ``count`` is the number of samples behind this rank's gradients (the targets its loss is the
@@ -195,6 +195,10 @@ class Communicator:
         dtype is not its parameter's raises. Raises ValueError (on every rank) when all counts are 0,
         unless ``empty_ok``: every gradient is then zero (a batch whose every label is ignored, as one
         process gives it).
+
+        ``stop``: this rank's wish to stop after this step (``xn.train`` passes whether SIGTERM came),
+        summed over ranks with the counts, in the same small collective; returns whether any rank passed
+        ``stop=True``, the same answer on every rank.
         """
         if isinstance(count, bool) or not hasattr(count, "__index__") or operator.index(count) < 0:
             raise ValueError(f"allreduce_grads: count must be an int >= 0 (samples behind this rank's "
@@ -204,13 +208,13 @@ class Communicator:
             self._sync()
             if model not in self._verified:
                 self._check_same_model(model, "allreduce_grads", 0)
-            counts = np.array([count], dtype=np.int64)
+            counts = np.array([count, int(bool(stop))], dtype=np.int64)
             self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
-            total = int(counts[0])
+            total, stopping = int(counts[0]), bool(counts[1])
             if total == 0 and empty_ok:
                 for layer in _layers(model).values():
                     layer.grads = {key: namespace(p).zeros_like(p) for key, p in layer.params.items()}
-                return
+                return stopping
             if total == 0:
                 raise raised_on_every_rank(ValueError(
                     "allreduce_grads: every rank passed count=0; there is no gradient to average"))
@@ -226,6 +230,7 @@ class Communicator:
                 flat = self._allreduce_flat(flat, owned=True)
                 for (layer, key, *_), part in zip(group, _unpack(flat, group)):
                     layer.grads[key] = part
+            return stopping
 
     # -- internals --------------------------------------------------------------------------
 

@@ -248,10 +248,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
-        # repeat that, once per step. SIGTERM stops at the end of a step (one process) or of an epoch
-        # (ranks agree there), and ends the process after the last checkpoint is written; a process that
-        # gets to neither within XPNET_SIGTERM_WAIT_S seconds is ended by SIGTERM (xpnet.io.signals). PyTorch records
-        # no autograd graph: xpnet runs its own backward.
+        # repeat that, once per step. SIGTERM stops at the end of a step (every rank after the same one: they
+        # agree in allreduce_grads' collective of counts) or of an epoch (one that came during validation or
+        # the callbacks), and ends the process after the last checkpoint is written; a process that gets to
+        # neither within XPNET_SIGTERM_WAIT_S seconds is ended by SIGTERM (xpnet.io.signals). PyTorch
+        # records no autograd graph: xpnet runs its own backward.
         datasets = [(stream.xs,) if stream is not None else inputs(x)]
         if val_stream is not None or val is not None:
             datasets.append((val_stream.xs,) if val_stream is not None else inputs(xv))

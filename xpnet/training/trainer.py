@@ -214,14 +214,16 @@ class Trainer:
                     batch_count = 0
                     if self.first_loss is None:
                         self.first_loss = (self.zeros(loss_sum.dtype), 0)
+                stop = self.sigterm is not None and self.sigterm.requested
                 if comm is not None:
-                    # Each rank's gradient is the mean over its own targets: weigh it by their count.
-                    comm.allreduce_grads(model, count=int(batch_count), empty_ok=True)
+                    # Each rank's gradient is the mean over its own targets: weigh it by their count. SIGTERM
+                    # to any rank stops every rank after this same step (agreed in the counts' collective).
+                    stop = comm.allreduce_grads(model, count=int(batch_count), empty_ok=True, stop=stop)
                 self.clip(model)
                 optimizer.step(model)
                 self.threads.end()
                 steps, seen = steps + 1, seen + nb
-                if comm is None and self.sigterm is not None and self.sigterm.requested:
+                if stop:
                     if bar is not None:
                         bar.close()
                     raise SigtermStop(snapshot)
