@@ -477,6 +477,16 @@ def test_clip_grad_norm_takes_what_the_optimizers_take():
         optim.clip_grad_norm(list(_mlp().parameters()), 1.0)
 
 
+def test_clip_grad_norm_before_any_backward_is_a_zero_norm_as_pytorchs(dev):
+    """PyTorch's clip_grad_norm_ returns a norm of 0 when no parameter has a gradient yet; xpnet returned
+    None, which float(norm) or a log line then failed on."""
+    model = _mlp().to(dev)
+    norm = optim.clip_grad_norm(model, 1.0)
+    assert float(norm) == 0.0 and norm.shape == () and norm.dtype == model.named_params()["0.W"].dtype
+    assert xn.backend.device_of(norm) == dev and not any(model.named_grads().values())
+    assert optim.clip_grad_norm(xn.Sequential(xn.layers.ReLU()), 1.0) == 0.0
+
+
 def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
     for value in (False, True, np.False_):
         with pytest.raises(TypeError, match=rf"^Linear: the third argument is init .*, got {value!r}; PyTorch's "

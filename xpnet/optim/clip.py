@@ -32,7 +32,8 @@ def _model(target: Any) -> Any:
 def clip_grad_norm(model: Any, max_norm: float) -> Any:
     """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
     optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
-    2-norm of all gradients together; returns ``norm`` (a 0-d array on the gradients' device).
+    2-norm of all gradients together; returns ``norm`` (a 0-d array on the gradients' device; 0 before
+    any backward, as PyTorch's).
 
     The same rule as PyTorch's ``torch.nn.utils.clip_grad_norm_`` and the book's ``clip_grads``. No
     value is read back to the host: the factor is computed and applied on the device (1 when the norm
@@ -44,8 +45,9 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     model = _model(model)
     stores = [node.grads for node in model.named_modules().values() if node.grads]
     grads = [g for store in stores for g in store.values()]
-    if not grads:
-        return None
+    if not grads:  # no backward yet: nothing to scale, a norm of 0 as PyTorch gives (0.0 without parameters)
+        params = list(model.named_params().values())
+        return namespace(params[0]).zeros((), dtype=params[0].dtype, device=params[0].device) if params else 0.0
     xp = namespace(grads[0])
     half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
     total = None
