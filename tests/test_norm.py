@@ -263,12 +263,16 @@ def test_a_momentum_passed_second_in_xpnets_old_order_is_refused_not_taken_for_e
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"momentum": None}, r"momentum=None \(PyTorch's cumulative average.*pass a weight, momentum=0.1"),
-    ({"momentum": None, "convention": "book"}, "momentum=None"),
-    ({"affine": False}, "BatchNorm: affine=False is not supported: xpnet's BatchNorm always learns gamma and beta"),
-    ({"track_running_stats": False}, "BatchNorm: track_running_stats=False is not supported"),
+    ({"momentum": None, "convention": "book"},
+     r"momentum=None \(PyTorch's cumulative average.*with convention='book' momentum is the weight of the old"),
     ({"device": "cuda"}, r"BatchNorm: device='cuda' is not supported: .*\.to\(device\)"),
 ])
 def test_pytorch_arguments_xpnet_lacks_are_refused_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        BatchNorm(3, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": "no"}, {"track_running_stats": 0}])
+def test_pytorch_flags_must_be_bools(kwargs):
+    with pytest.raises(TypeError, match=f"BatchNorm: {next(iter(kwargs))} must be True or False"):
         BatchNorm(3, **kwargs)
