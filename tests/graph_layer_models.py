@@ -62,8 +62,8 @@ def _cnn() -> Any:
 
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
-    "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)), "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)),
-    "cnn": (_cnn, (2, 8, 8))}
+    "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
+    "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8))}
 
 
 @contextlib.contextmanager

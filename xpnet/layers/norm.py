@@ -229,9 +229,9 @@ def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, 
     the variance (C,) (``new_var`` takes PyTorch's n/(n-1) in, for the unbiased variance), written into the
     running arrays where the namespace updates in place (:func:`xpnet.backend.update_rule`; new arrays
     on JAX), portable. The weights are Python floats, or 0-d arrays on the running arrays' device and of
-    their dtype (``momentum=None``: 1/n from the device's count). Returns both, to be stored back. In place, not ``running = old * running + ...``:
-    a CUDA graph replays its kernels on the arrays of the capture, and an update into new arrays would
-    read the statistics of before the capture at every launch."""
+    their dtype (``momentum=None``: 1/n from the device's count). Returns both, to be stored back. In
+    place, not ``running = old * running + ...``: a CUDA graph replays its kernels on the arrays of the
+    capture, and an update into new arrays would read the statistics of before the capture at every launch."""
     running_mean *= old
     running_mean += new * mean
     running_var *= old
