@@ -266,6 +266,47 @@ def check_batchnorm(dev: Any) -> None:
                                                err_msg=f"{dtype} {shape} train={train} {k}")
 
 
+def check_batchnorm_options(dev: Any) -> None:
+    """PyTorch's affine=False (constant gamma and beta given to the kernels), track_running_stats=False (the
+    batch's statistics in evaluation too) and momentum=None (the running update's weights 0-d arrays from the
+    device's batch count, taken by the kernel): y, dx, the gradients and every buffer after three steps,
+    against the portable layer; the buffers moved on in place."""
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(6)
+    for kwargs in ({"affine": False}, {"track_running_stats": False}, {"momentum": None},
+                   {"momentum": None, "affine": False, "track_running_stats": False}):
+        for dtype in ("float32", "float64"):
+            for shape in ((8, 3, 5, 7), (16, 5)):
+                xs = [(rng.standard_normal(shape) * 3 + 1).astype(dtype) for _ in range(3)]
+                dys = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
+                for train in (True, False):
+                    results, layers = [], []
+                    for fast in (True, False):
+                        layer = xn.layers.BatchNorm(shape[1], dtype=dtype, **kwargs).to(dev)
+                        layers.append(layer)
+                        before = dict(layer.buffers)
+                        with fast_paths(fast):
+                            for x, dy in zip(xs, dys):
+                                y = layer.forward(dev.asarray(x), train=train)
+                                dx = layer.backward(dev.asarray(dy))
+                        assert all(layer.buffers[k] is v for k, v in before.items()), (kwargs, dtype, shape, fast)
+                        results.append({"y": y, "dx": dx, **layer.grads, **layer.buffers})
+                    fast, portable = results
+                    what = f"{kwargs} {dtype} {shape} train={train}"
+                    assert fast.keys() == portable.keys(), what
+                    for k in portable:
+                        a, b = fast[k], portable[k]
+                        assert a.dtype == b.dtype and a.shape == b.shape, (what, k)
+                        np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                                   err_msg=f"{what}: {k}")
+                    if train and "num_batches_tracked" in layers[0].buffers:
+                        buffers = layers[0].buffers
+                        assert float(_host(buffers["num_batches_tracked"])) == 3.0, what
+                        stats = (buffers["running_mean"], buffers["running_var"])
+                        weight = 1.0 / buffers["num_batches_tracked"]  # as the layer's: the kernel takes it
+                        assert cupy_layers._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
+
+
 def check_training(dev: Any) -> None:
     """``xn.train`` and ``xn.evaluate`` of a small CNN (Conv2d, BatchNorm, ReLU, MaxPool2d, Linear) with
     the kernels and without: the same losses, accuracies (the trainer's count from the loss's row hits
@@ -451,7 +492,7 @@ def check_language_model_training(dev: Any) -> None:
 
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
-          check_batchnorm, check_training,
+          check_batchnorm, check_batchnorm_options, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training]
 
 

@@ -27,6 +27,14 @@ def _batchnorm() -> Any:
     return xn.Sequential(L.Linear(12, 16, bias=False), L.BatchNorm(16), L.ReLU(), L.Linear(16, 4))
 
 
+def _batchnorm_options() -> Any:
+    """PyTorch's options: the cumulative average (its batch count a buffer the launches move on), no gamma
+    and beta, and the batch's statistics alone."""
+    return xn.Sequential(L.Linear(12, 16, bias=False), L.BatchNorm(16, momentum=None, affine=False), L.ReLU(),
+                         L.Linear(16, 8, bias=False), L.BatchNorm(8, track_running_stats=False), L.Tanh(),
+                         L.Linear(8, 4))
+
+
 def _pooling() -> Any:
     """Images (N, 2, 6, 6): BatchNorm per channel, then three poolings side by side, flattened, then Linear."""
     return xn.Sequential(L.BatchNorm(2),
@@ -54,8 +62,8 @@ def _cnn() -> Any:
 
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
-    "batchnorm": (_batchnorm, (12,)), "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)),
-    "cnn": (_cnn, (2, 8, 8))}
+    "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
+    "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8))}
 
 
 @contextlib.contextmanager

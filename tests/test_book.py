@@ -102,6 +102,15 @@ def test_multi_layer_net_extend_with_batchnorm_and_dropout(tmp_path, rng):
     np.testing.assert_allclose(xn.to_numpy(model.predict(x)), _book_multi_layer_net_extend(p, x, 3), rtol=1e-12)
 
 
+def test_a_batchnorm_without_gamma_and_beta_takes_no_book_number(tmp_path, rng):
+    p = _random(rng, {"W1": (6, 5), "b1": (5,), "gamma1": (4,), "beta1": (4,), "W2": (5, 4), "b2": (4,)})
+    mine = xn.Sequential(xn.layers.Linear(6, 5), xn.layers.BatchNorm(5, affine=False), xn.layers.Linear(5, 4),
+                         xn.layers.BatchNorm(4))
+    model = xn.load_book_params(_save(tmp_path / "mlp.pkl", p), mine, dtype="float64")
+    np.testing.assert_array_equal(model[3].params["gamma"], p["gamma1"])
+    assert model[1].params == {}
+
+
 def test_two_layer_net_into_a_given_sequential_on_another_device(tmp_path, rng):
     strict = pytest.importorskip("array_api_strict")
     dev1 = xn.Device(strict, strict.Device("device1"))

@@ -1,6 +1,6 @@
 """CUDA-graph capture of the training step (``xpnet/training/graph.py``) beyond the MLP of
-``tests/test_graph.py``: BatchNorm (its running statistics included), MaxPool2d, AvgPool2d and
-GlobalAvgPool, the branch containers (Residual, Concat, nested Sequential), a small CNN (Conv2d's products
+``tests/test_graph.py``: BatchNorm (its running statistics included; PyTorch's momentum=None, whose batch
+count the launches move on, affine=False and track_running_stats=False), MaxPool2d, AvgPool2d and GlobalAvgPool, the branch containers (Residual, Concat, nested Sequential), a small CNN (Conv2d's products
 on xpnet's own kernel), and what stays out (classes of one's own).
 On the fake CuPy of ``tests/fake_cupy`` (a capture records kernels, a launch replays them without
 Python); the same checks on a real GPU are the ``gpu`` tests at the end. The models are in

@@ -170,9 +170,9 @@ def test_summary_says_input_shape_is_one_sample_with_its_channel_axis():
         cnn.summary(input_shape=(28, 28))
     message = str(info.value)
     assert message.startswith("summary: input_shape (28, 28) is the shape of one sample, without N (the model got "
-                              "(1, 28, 28)); an image keeps its channel axis: (1, 28, 28)")
+                              "(2, 28, 28)); an image keeps its channel axis: (1, 28, 28)")
     assert "Conv2d: expected a 4-d input" in message and "\n" not in message
-    with pytest.raises(ValueError, match=r"input_shape \(4,\) is the shape of one sample.*\(1, 4\)\)\. The model"):
+    with pytest.raises(ValueError, match=r"input_shape \(4,\) is the shape of one sample.*\(2, 4\)\)\. The model"):
         xn.Sequential(xn.layers.Linear(5, 3)).summary(input_shape=(4,))
 
 

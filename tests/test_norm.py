@@ -263,12 +263,210 @@ def test_a_momentum_passed_second_in_xpnets_old_order_is_refused_not_taken_for_e
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"momentum": None}, r"momentum=None \(PyTorch's cumulative average.*pass a weight, momentum=0.1"),
-    ({"momentum": None, "convention": "book"}, "momentum=None"),
-    ({"affine": False}, "BatchNorm: affine=False is not supported: xpnet's BatchNorm always learns gamma and beta"),
-    ({"track_running_stats": False}, "BatchNorm: track_running_stats=False is not supported"),
+    ({"momentum": None, "convention": "book"},
+     r"momentum=None \(PyTorch's cumulative average.*with convention='book' momentum is the weight of the old"),
     ({"device": "cuda"}, r"BatchNorm: device='cuda' is not supported: .*\.to\(device\)"),
 ])
 def test_pytorch_arguments_xpnet_lacks_are_refused_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BatchNorm(3, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": "no"}, {"track_running_stats": 0}])
+def test_pytorch_flags_must_be_bools(kwargs):
+    with pytest.raises(TypeError, match=f"BatchNorm: {next(iter(kwargs))} must be True or False"):
+        BatchNorm(3, **kwargs)
+
+
+# -- PyTorch's affine=False, track_running_stats=False and momentum=None, against PyTorch itself ----------
+
+OPTIONS = [pytest.param({"momentum": None}, id="momentum-None"),
+           pytest.param({"affine": False}, id="affine-False"),
+           pytest.param({"track_running_stats": False}, id="track-False"),
+           pytest.param({"momentum": None, "affine": False}, id="momentum-None-affine-False"),
+           pytest.param({"track_running_stats": False, "affine": False}, id="track-False-affine-False")]
+# (N, D) features, and channels of 9 values each: NumPy's fast path (Numba) takes (N, C, L) with L >= 8.
+OPTION_SHAPES = [pytest.param((6, 4), id="features"), pytest.param((3, 4, 3, 3), id="channels")]
+CLOSE = {"rtol": 1e-12, "atol": 1e-12}
+
+
+def _expected_buffers(kwargs):
+    if not kwargs.get("track_running_stats", True):
+        return set()
+    return {"running_mean", "running_var"} | ({"num_batches_tracked"} if kwargs.get("momentum", 0.1) is None else set())
+
+
+def _compare_with_pytorch(dev, rng, shape, kwargs, ours=None, steps=4):
+    """``steps`` training forwards and backwards, then one in evaluation, of xpnet's BatchNorm on ``dev``
+    and PyTorch's, float64, the same (random) gamma and beta: y, dx, every parameter gradient and every
+    buffer after each step (num_batches_tracked too), each in xpnet's namespace, device and dtype."""
+    torch = pytest.importorskip("torch")
+    c = shape[1]
+    ours = BatchNorm(c, dtype="float64", **kwargs) if ours is None else ours
+    theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(c, dtype=torch.float64, **kwargs)
+    assert set(ours.buffers) == _expected_buffers(kwargs)
+    if ours.affine:
+        gamma, beta = rng.uniform(0.5, 2.0, c), rng.standard_normal(c)
+        ours.params["gamma"], ours.params["beta"] = gamma, beta
+        with torch.no_grad():
+            theirs.weight.copy_(torch.from_numpy(gamma))
+            theirs.bias.copy_(torch.from_numpy(beta))
+    else:
+        assert ours.params == {} and theirs.weight is None and theirs.bias is None
+    ours.to(dev)
+
+    def close(a, b, what):
+        assert_placed(a, dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(a), b.detach().numpy(), **CLOSE, err_msg=what)
+
+    for step in range(steps + 1):
+        train = step < steps
+        theirs.train(train)
+        x, dy = rng.standard_normal(shape) * 3 + 1, rng.standard_normal(shape)
+        xt = torch.tensor(x, requires_grad=True)
+        theirs.zero_grad()
+        yt = theirs(xt)
+        yt.backward(torch.from_numpy(dy))
+        where = f"{'training step ' + str(step + 1) if train else 'evaluation'}"
+        close(ours.forward(xn.to_device(x, dev), train=train), yt, f"{where}: y")
+        close(ours.backward(xn.to_device(dy, dev)), xt.grad, f"{where}: dx")
+        assert set(ours.grads) == ({"gamma", "beta"} if ours.affine else set())
+        for name, theirs_name in (("gamma", "weight"), ("beta", "bias")):
+            if ours.affine:
+                close(ours.grads[name], getattr(theirs, theirs_name).grad, f"{where}: d{name}")
+        for name in ours.buffers:
+            close(ours.buffers[name], getattr(theirs, name), f"{where}: {name}")
+    return ours
+
+
+@pytest.mark.parametrize("shape", OPTION_SHAPES)
+@pytest.mark.parametrize("kwargs", OPTIONS)
+def test_pytorch_options_equal_pytorch(dev, rng, shape, kwargs):
+    _compare_with_pytorch(dev, rng, shape, kwargs)
+
+
+@pytest.mark.parametrize("kwargs", OPTIONS)
+def test_pytorch_options_equal_pytorch_without_the_fast_paths(rng, kwargs):
+    previous = xn.backend.set_fast_paths(False)
+    try:
+        _compare_with_pytorch(xn.device("cpu"), rng, (3, 4, 3, 3), kwargs)
+    finally:
+        xn.backend.set_fast_paths(previous)
+
+
+class _ExponentialForNone(BatchNorm):
+    """Bug: momentum=None moves the running statistics on with PyTorch's default 0.1, not 1/n."""
+
+    def _weights(self, count):
+        self.momentum = 0.1
+        try:
+            return super()._weights(count)
+        finally:
+            self.momentum = None
+
+
+def test_a_cumulative_average_taken_for_momentum_01_is_caught(rng):
+    with pytest.raises(AssertionError, match="training step 1: running_mean"):
+        _compare_with_pytorch(xn.device("cpu"), rng, (6, 4), {"momentum": None},
+                              ours=_ExponentialForNone(4, momentum=None, dtype="float64"))
+
+
+def test_evaluation_without_running_statistics_refuses_one_value_per_feature_as_pytorch():
+    layer = BatchNorm(3, track_running_stats=False)
+    with pytest.raises(ValueError, match=r"^BatchNorm: evaluation with track_running_stats=False \(the batch's "
+                                         r"statistics, as PyTorch\) needs more than one value per feature, got "
+                                         r"input shape \(1, 3\); use a larger batch$"):
+        layer.forward(np.ones((1, 3), np.float32), train=False)
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        torch.nn.BatchNorm1d(3, track_running_stats=False).eval()(torch.ones(1, 3))
+    assert layer.forward(np.ones((2, 3, 1, 1), np.float32), train=False).shape == (2, 3, 1, 1)
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False, "affine": False},
+                                    {"momentum": None}], ids=["affine-False", "nothing-held", "momentum-None"])
+def test_gradcheck_passes_with_the_pytorch_options(dev, kwargs):
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(3, 4), BatchNorm(4, **kwargs), xn.layers.Tanh(), xn.layers.Linear(4, 2))
+    x = xn.to_device(np.random.default_rng(0).standard_normal((5, 3)).astype("float32"), dev)
+    report = xn.gradcheck(model.to(dev), x)
+    assert report.ok, str(report)
+
+
+def test_affine_false_has_no_parameters_anywhere(tmp_path):
+    model = xn.Sequential(xn.layers.Linear(3, 4), BatchNorm(4, affine=False), xn.layers.Linear(4, 2))
+    assert list(model.named_params()) == ["0.W", "0.b", "2.W", "2.b"]
+    assert "parameters: 26 " in model.summary()
+    optimizer = xn.optim.SGD(model, lr=0.1, momentum=0.9)
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    model.forward(x)
+    model.backward(np.ones((8, 2), np.float32) / 8)
+    optimizer.step()
+    assert sorted(optimizer.state) == ["0.W", "0.b", "2.W", "2.b"]
+    assert sorted(model.state_dict()) == ["0.W", "0.b", "1.running_mean", "1.running_var", "2.W", "2.b"]
+
+
+def test_summary_and_train_probe_a_batchnorm_without_running_statistics():
+    """Both probe in evaluation mode, where such a BatchNorm still needs two values per feature."""
+    model = xn.Sequential(xn.layers.Linear(2, 4), BatchNorm(4, track_running_stats=False), xn.layers.Linear(4, 3))
+    assert "(N, 4)" in model.summary()
+    x, t = xn.datasets.spiral(20, 3, seed=0)
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=8, progress=False)
+    assert len(h.epochs) == 1
+
+
+def test_input_on_another_device_than_the_buffers_is_named():
+    strict = pytest.importorskip("array_api_strict")
+    layer = BatchNorm(3, affine=False).to(xn.Device(strict, strict.Device("device1")))
+    with pytest.raises(xn.backend.XpnetDeviceError, match="BatchNorm: input is on cpu but the layer's buffers are on"):
+        layer.forward(np.ones((4, 3), np.float32))
+
+
+def test_the_options_show_in_repr_and_are_saved(tmp_path, rng):
+    layer = BatchNorm(3, momentum=None, affine=False, track_running_stats=False)
+    assert repr(layer) == "BatchNorm(num_features=3, momentum=None, eps=1e-05, affine=False, track_running_stats=False)"
+    assert repr(BatchNorm(3)) == "BatchNorm(num_features=3, momentum=0.1, eps=1e-05)"
+    strict = pytest.importorskip("array_api_strict")
+    dev1 = xn.Device(strict, strict.Device("device1"))
+    for kwargs in ({"momentum": None}, {"affine": False}, {"track_running_stats": False},
+                   {"momentum": None, "affine": False, "eps": 1e-3}):
+        model = xn.Sequential(xn.layers.Linear(3, 4), BatchNorm(4, **kwargs))
+        for _ in range(3):
+            model.forward(rng.standard_normal((8, 3)).astype(np.float32))
+        model.save(tmp_path / "bn.npz")
+        loaded = xn.load(tmp_path / "bn.npz", device=dev1)
+        assert loaded[1].config() == model[1].config() and repr(loaded) == repr(model)
+        assert sorted(loaded.state()) == sorted(model.state())
+        for k, v in model.state().items():
+            assert_placed(loaded.state()[k], dev1, "float32")
+            np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v, err_msg=k)
+        x = rng.standard_normal((5, 3)).astype(np.float32)
+        np.testing.assert_array_equal(xn.to_numpy(loaded.forward(xn.to_device(x, dev1), train=False)),
+                                      model.forward(x, train=False))
+        if kwargs.get("momentum", 0.1) is None:
+            assert float(xn.to_numpy(loaded[1].buffers["num_batches_tracked"])) == 3.0
+
+
+def test_files_from_before_the_options_load_with_pytorchs_defaults():
+    layer = layer_from_config("BatchNorm", {"num_features": 2, "momentum": 0.1, "eps": 1e-5, "dtype": "float32",
+                                            "convention": "pytorch"})
+    assert layer.affine and layer.track_running_stats and set(layer.params) == {"gamma", "beta"}
+    assert set(layer.buffers) == {"running_mean", "running_var"}
+
+
+def test_a_pytorch_state_dict_with_momentum_none_loads():
+    """PyTorch's int64 num_batches_tracked goes into xpnet's float one (weight and bias are gamma and beta)."""
+    torch = pytest.importorskip("torch")
+    theirs = torch.nn.BatchNorm1d(3, momentum=None, dtype=torch.float64)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        theirs(torch.from_numpy(rng.standard_normal((6, 3))))
+    names = {"weight": "0.gamma", "bias": "0.beta"}
+    state = {names.get(k, f"0.{k}"): v.numpy() for k, v in theirs.state_dict().items()}
+    model = xn.Sequential(BatchNorm(3, momentum=None, dtype="float64"))
+    model.load_state_dict(state)
+    assert float(model[0].buffers["num_batches_tracked"]) == 5.0
+    x = rng.standard_normal((6, 3))
+    model.forward(x)
+    theirs(torch.from_numpy(x))
+    np.testing.assert_allclose(model[0].buffers["running_var"], theirs.running_var.numpy(), **CLOSE)

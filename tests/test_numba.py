@@ -87,6 +87,26 @@ def test_batchnorm_running_statistics_equal_portable():
     np.testing.assert_allclose(fast.buffers["running_var"], 0.9 + 0.1 * unbiased, rtol=1e-6)
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False}, {"momentum": None},
+                                    {"momentum": None, "affine": False}],
+                         ids=["affine-False", "track-False", "momentum-None", "momentum-None-affine-False"])
+def test_batchnorm_pytorch_options_equal_portable(kwargs, train):
+    """PyTorch's options through the kernels (constant gamma 1 and beta 0 for affine=False; the batch's
+    statistics in evaluation without running ones): three steps, the outputs, gradients and buffers."""
+    rng = np.random.default_rng(3)
+    fast, ref = BatchNorm(3, **kwargs), BatchNorm(3, **kwargs)
+    for _ in range(3):
+        x = (rng.standard_normal((4, 3, 4, 4)) * 2 + 1).astype(np.float32)
+        for a, b in zip(run(fast, x, train=train), run(ref, x, train=train, numba=False), strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5 * max(1.0, float(np.abs(b).max())))
+        assert fast._x_shift[1] is not None and ref._x_shift[1] is None  # the kernel's cache, and the portable one's
+    assert set(fast.buffers) == set(ref.buffers) and set(fast.grads) == set(ref.grads)
+    for k in ref.buffers:
+        np.testing.assert_allclose(fast.buffers[k], ref.buffers[k], rtol=1e-6, err_msg=k)
+
+
 @settings(max_examples=40, deadline=None)
 @given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=4), dtype=st.sampled_from(["float32", "float64"]))
 def test_relu_equals_portable(shape, dtype):

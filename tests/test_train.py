@@ -348,6 +348,30 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(dev, spiral, tm
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]
 
 
+def _cumulative_batchnorm_mlp(seed=0):
+    xn.init.seed(seed)
+    return xn.Sequential(xn.layers.Linear(2, 16), xn.layers.BatchNorm(16, momentum=None), xn.layers.ReLU(),
+                         xn.layers.Linear(16, 3))
+
+
+def test_resumed_run_with_batchnorms_cumulative_average_equals_an_uninterrupted_one(dev, spiral, tmp_path):
+    """BatchNorm(momentum=None) weights the n-th batch by 1/n: the count comes back from the checkpoint."""
+    x, t = spiral
+    kw = dict(loss="cross_entropy", batch_size=32, device=dev, seed=7, progress=False, validation=(x, t))
+    full = _cumulative_batchnorm_mlp()
+    h_full = xn.train(full, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, **kw)
+    assert xn.to_numpy(full[1].buffers["num_batches_tracked"]) == 4 * 10  # 300 samples: 10 batches an epoch
+    path = tmp_path / "run.npz"
+    with pytest.raises(KeyboardInterrupt):
+        xn.train(_cumulative_batchnorm_mlp(), (x, t), optimizer=xn.optim.Adam(0.01), epochs=4,
+                 callbacks=[xn.callbacks.ModelCheckpoint(path, full=True), Interrupt(at=2)], **kw)
+    resumed = _cumulative_batchnorm_mlp(seed=99)
+    h_resumed = xn.train(resumed, (x, t), optimizer=xn.optim.Adam(0.01), epochs=4, resume_from=path, **kw)
+    for k, v in params(full).items():
+        np.testing.assert_array_equal(params(resumed)[k], v, err_msg=k)
+    assert strip_seconds(h_resumed) == strip_seconds(h_full)
+
+
 def test_resume_rejects_another_architecture_or_seed(spiral, tmp_path):
     x, t = spiral
     path = tmp_path / "run.npz"

@@ -197,13 +197,14 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (x3, mean)
 
 
-def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float, new: float,
-                   new_var: float) -> bool:
-    return _like(mean, var, running_mean, running_var)
+def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any, new: Any,
+                   new_var: Any) -> bool:
+    # The weights: Python floats, or 0-d arrays of the statistics' dtype (BatchNorm's momentum=None).
+    return _like(mean, var, running_mean, running_var, *(w for w in (old, new, new_var) if not isinstance(w, float)))
 
 
-def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
-                      new: float, new_var: float) -> tuple[Any, Any]:
+def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,
+                      new: Any, new_var: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
     portable update launches six)."""
     elementwise("bn_running")(mean, var, old, new, new_var, running_mean, running_var)

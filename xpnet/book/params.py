@@ -55,13 +55,14 @@ def _checked_dict(data: Any, path: str) -> dict[str, np.ndarray]:
 
 
 def _book_keys(model: Sequential) -> list[tuple[str, Any, str]]:
-    """(book key, layer, param) in the book's numbering: W/b per weighted layer, gamma/beta per BatchNorm."""
+    """(book key, layer, param) in the book's numbering: W/b per weighted layer, gamma/beta per BatchNorm
+    (the book's always learns them: a ``BatchNorm(affine=False)`` has no counterpart and no number)."""
     keys, weighted, norms = [], 0, 0
     for layer in model.layers:
         if "W" in layer.params:
             weighted += 1
             keys += [(f"{k}{weighted}", layer, k) for k in ("W", "b") if k in layer.params]
-        elif isinstance(layer, BatchNorm):
+        elif isinstance(layer, BatchNorm) and layer.affine:
             norms += 1
             keys += [(f"{k}{norms}", layer, k) for k in ("gamma", "beta")]
     return keys

@@ -142,18 +142,20 @@ class Layer(Tree):
         return xp
 
     def _check_like_params(self, x: Any, what: str = "input", arg: str = "x") -> None:
-        """Raise when ``x`` is not in the params' namespace, device and dtype; ``what`` names it in the
-        message (``"input"``, ``"state h"``) and ``arg`` in the fix (``xn.to_device(x, device)``)."""
-        for v in self.params.values():
+        """Raise when ``x`` is not in the params' namespace, device and dtype (a layer without params, such
+        as ``BatchNorm(affine=False)``, its buffers'); ``what`` names it in the message (``"input"``,
+        ``"state h"``) and ``arg`` in the fix (``xn.to_device(x, device)``)."""
+        for v in (self.params or self.buffers).values():
+            held = "parameters" if self.params else "buffers"
             if not same_device(x, v):
                 if device_of(x) == device_of(v):  # a NumPy scalar (np.float32(1.0)), not an array
                     raise TypeError(f"{self.name}: {what} is a {type(x).__name__}, not an array (N, ...) like the "
-                                    f"layer's parameters ({type(v).__name__})")
-                raise XpnetDeviceError(f"{self.name}: {what} is on {device_of(x)} but the layer's parameters are on "
+                                    f"layer's {held} ({type(v).__name__})")
+                raise XpnetDeviceError(f"{self.name}: {what} is on {device_of(x)} but the layer's {held} are on "
                                        f"{device_of(v)}; move the model with model.to(device) or the {what} with "
                                        f"xn.to_device({arg}, device)")
             if x.dtype != v.dtype:
-                raise TypeError(f"{self.name}: {what} dtype {x.dtype} does not match the parameters' dtype "
+                raise TypeError(f"{self.name}: {what} dtype {x.dtype} does not match the {held}' dtype "
                                 f"{v.dtype}; cast one of them (model.to(device, dtype=...))")
             return
 

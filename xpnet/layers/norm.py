@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .. import init as _init
-from .._user import is_real, warn
-from ..backend import fast_path, namespace, untracked
+from .._user import flag, is_real, warn
+from ..backend import fast_path, namespace, same_device, untracked
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
@@ -39,20 +39,30 @@ class BatchNorm(Layer):
     momentum * running + (1 - momentum) * batch``, eps 1e-6 (the book's ``10e-7``), running mean and
     variance start at 0, running_var takes the biased variance (the book's ``np.mean(xc**2)``). A momentum
     above 0.5 under the PyTorch convention (the book's 0.9 typed without ``convention="book"``) warns, as it
-    means the opposite there. Training needs n >= 2 (PyTorch refuses one value per channel too).
+    means the opposite there. Normalising with the batch's statistics needs n >= 2 (PyTorch refuses one
+    value per channel too).
 
     The positional arguments are PyTorch's, in its order (``num_features, eps, momentum, affine,
-    track_running_stats, device, dtype``); ``convention`` is keyword-only. PyTorch's ``momentum=None`` (a
-    cumulative average, which needs a batch count saved and resumed with the model) and
-    ``affine=False``, ``track_running_stats=False``, ``device=...`` are refused with what to do instead;
-    their defaults are accepted.
-    The book normalises a 4-d input per (c, h, w) activation; this layer per channel, as PyTorch.
+    track_running_stats, device, dtype``); ``convention`` is keyword-only. With PyTorch's meanings:
+
+    - ``affine=False``: no gamma and beta at all (no params, no grads; PyTorch's weight and bias are
+      None); y is the normalised x. The kernels get constant ones and zeros, made once per device and dtype.
+    - ``track_running_stats=False``: no buffers; training *and evaluation* normalise with the batch's
+      statistics (PyTorch's ``bn_training``), so evaluation needs n >= 2 too, and its backward is the
+      training one.
+    - ``momentum=None``: PyTorch's cumulative average, the batch's weight ``1 / num_batches_tracked``
+      after counting the batch. The count is a third buffer, ``num_batches_tracked`` (shape (), in the
+      layer's float dtype, where PyTorch's is int64: a model holds one float dtype in its files and
+      checkpoints, and ``model.to(dtype=...)`` casts it; float32 counts exactly to 2**24 batches, then
+      stays there, weighting each batch 2**-24). Only this setting has the buffer (PyTorch keeps it for
+      every momentum). Not with ``convention="book"``, whose momentum is the weight of the old value.
+    - ``device``: refused but at None; make the layer, then move it with ``.to(device)``.
 
     The running statistics are updated in place (:func:`batchnorm_running`; new arrays only where the
     namespace's arrays are immutable, JAX), so a training step captured as a CUDA graph, which replays its
-    kernels on the arrays of the capture, moves them on at every launch. Nothing else in a training
-    forward or backward reads a value back to the host or counts in Python (no ``num_batches_tracked``:
-    ``momentum`` is always a weight).
+    kernels on the arrays of the capture, moves them on at every launch; ``num_batches_tracked`` too, and
+    the weight 1/n is computed from it on the device. Nothing else in a training forward or backward reads
+    a value back to the host or counts in Python.
 
     In data-parallel training every rank normalises with its own local batch and keeps its own
     running statistics while it trains (not synchronised across ranks); ``xn.train`` ends with rank 0's
@@ -67,49 +77,57 @@ class BatchNorm(Layer):
         if convention not in ("pytorch", "book"):
             raise ValueError(f"BatchNorm: convention must be 'pytorch' or 'book', got {convention!r}")
         book = convention == "book"
-        if momentum is None:
-            raise ValueError("BatchNorm: momentum=None (PyTorch's cumulative average of all batches) is not "
-                             "supported: pass a weight, momentum=0.1 as PyTorch's default (or leave it out)")
+        if momentum is None and book:
+            raise ValueError("BatchNorm: momentum=None (PyTorch's cumulative average of all batches) is a PyTorch "
+                             "setting; with convention='book' momentum is the weight of the old value (the book's "
+                             "0.9): pass a number, or leave convention='book' out for momentum=None")
         pytorch_defaults_only(self.name, {
-            "affine": (True, "xpnet's BatchNorm always learns gamma and beta; leave affine=True"),
-            "track_running_stats": (True, ("xpnet's BatchNorm always keeps running statistics for evaluation; "
-                                           "leave track_running_stats=True")),
             "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
-            {"affine": affine, "track_running_stats": track_running_stats, "device": device})
+            {"device": device})
+        self.affine = flag(affine, self.name, "affine")
+        self.track_running_stats = flag(track_running_stats, self.name, "track_running_stats")
         momentum = (0.9 if book else 0.1) if momentum is _BY_CONVENTION else momentum
         eps = (1e-6 if book else 1e-5) if eps is None else eps
         if is_real(eps) and eps >= _EPS_LIMIT:
             raise ValueError(f"BatchNorm: eps={eps!r} is far above PyTorch's 1e-5 (at most {_EPS_LIMIT:g} here): the "
                              "second positional argument is eps, in PyTorch's order (xpnet's BatchNorm once took "
                              f"momentum there): pass momentum={eps!r} by keyword")
-        if not is_real(momentum) or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm: momentum must be a float in [0, 1], got {momentum!r}")
+        if momentum is not None and (not is_real(momentum) or not 0.0 <= momentum <= 1.0):
+            raise ValueError(f"BatchNorm: momentum must be a float in [0, 1] or None, got {momentum!r}")
         if not is_real(eps) or not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be a float > 0, got {eps!r}")
-        if not book and momentum > 0.5:
+        if not book and momentum is not None and momentum > 0.5:
             warn(f"BatchNorm: momentum={momentum} is PyTorch's weight of the new batch (running = "
                  f"{1 - momentum:.3g} * running + {momentum:.3g} * batch); for the book's momentum={momentum} "
                  f"pass momentum={1 - momentum:.3g} or convention='book'")
-        self.momentum, self.eps, self.convention = float(momentum), float(eps), convention
+        self.momentum = None if momentum is None else float(momentum)
+        self.eps, self.convention = float(eps), convention
         self.dtype = _init.dtype_name(dtype, self.name)
-        self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
-        self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
-        self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
-        start_var = _init.zeros if book else _init.ones
-        self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
+        if self.affine:
+            self.params["gamma"] = _init.ones((self.num_features,), dtype=dtype)
+            self.params["beta"] = _init.zeros((self.num_features,), dtype=dtype)
+        if self.track_running_stats:
+            self.buffers["running_mean"] = _init.zeros((self.num_features,), dtype=dtype)
+            start_var = _init.zeros if book else _init.ones
+            self.buffers["running_var"] = start_var((self.num_features,), dtype=dtype)
+            if self.momentum is None:
+                self.buffers["num_batches_tracked"] = _init.zeros((), dtype=dtype)
+        self._unit = None  # affine=False: constant (gamma, beta) = (ones, zeros) on the input's device and dtype
         self._x_shift = None
         self._inv_std = None
         self._shape = None
-        self._train = True
+        self._batch_stats = True
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "BatchNorm":
-        # Files saved before the conventions existed hold the book's momentum (weight of the old value).
+        # Files saved before the conventions existed hold the book's momentum (weight of the old value);
+        # files saved before affine and track_running_stats were recorded had both True, the defaults.
         return cls(**config) if "convention" in config else cls(**config, convention="book")
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
-                "dtype": self.dtype, "convention": self.convention}
+                "affine": self.affine, "track_running_stats": self.track_running_stats, "dtype": self.dtype,
+                "convention": self.convention}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -124,22 +142,21 @@ class BatchNorm(Layer):
         # broadcasts against (1, C, 1, 1) are several times slower.
         x3 = xp.reshape(x, (x.shape[0], self.num_features, -1))
         count = x3.shape[0] * x3.shape[2]
-        if train and count < 2:
-            raise ValueError(f"BatchNorm: training needs more than one value per feature, got input shape "
-                             f"{tuple(x.shape)}; use a larger batch or train=False")
-        stats = None if train else (self.buffers["running_mean"], self.buffers["running_var"])
+        batch_stats = train or not self.track_running_stats
+        if batch_stats and count < 2:
+            when = "training" if train else "evaluation with track_running_stats=False (the batch's statistics, " \
+                                            "as PyTorch)"
+            raise ValueError(f"BatchNorm: {when} needs more than one value per feature, got input shape "
+                             f"{tuple(x.shape)}; use a larger batch" + (" or train=False" if train else ""))
+        stats = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
+        gamma, beta = self._gamma_beta(x, xp)
         forward = fast_path("batchnorm_forward", xp, batchnorm_forward)
-        y, mean, var, self._inv_std, self._x_shift = forward(x3, self.params["gamma"], self.params["beta"],
-                                                             self.eps, stats)
-        if train:
-            m = self.momentum
-            # PyTorch's running_var takes the unbiased variance, the book's the biased one it normalised with.
-            old, new, new_var = (m, 1.0 - m, 1.0 - m) if self.convention == "book" else \
-                (1.0 - m, m, m * count / (count - 1))
+        y, mean, var, self._inv_std, self._x_shift = forward(x3, gamma, beta, self.eps, stats)
+        if train and self.track_running_stats:
             running = fast_path("batchnorm_running", xp, batchnorm_running)
             self.buffers["running_mean"], self.buffers["running_var"] = running(
-                self.buffers["running_mean"], self.buffers["running_var"], mean, var, old, new, new_var)
-        self._shape, self._train = tuple(x.shape), train
+                self.buffers["running_mean"], self.buffers["running_var"], mean, var, *self._weights(count))
+        self._shape, self._batch_stats = tuple(x.shape), batch_stats
         return xp.reshape(y, x.shape)
 
     def backward(self, dy: Any) -> Any:
@@ -148,10 +165,38 @@ class BatchNorm(Layer):
         xp = self._check_float(dy)
         if tuple(dy.shape) != self._shape:
             raise ValueError(f"BatchNorm: expected dy of shape {self._shape}, got {tuple(dy.shape)}")
+        gamma = self.params["gamma"] if self.affine else self._unit[0]
         backward = fast_path("batchnorm_backward", xp, batchnorm_backward)
-        dx, self.grads["gamma"], self.grads["beta"] = backward(xp.reshape(dy, x_shift[0].shape), x_shift,
-                                                               self.params["gamma"], self._inv_std, self._train)
+        dx, dgamma, dbeta = backward(xp.reshape(dy, x_shift[0].shape), x_shift, gamma, self._inv_std,
+                                     self._batch_stats)
+        if self.affine:
+            self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return xp.reshape(dx, dy.shape)
+
+    def _gamma_beta(self, x: Any, xp: Any) -> tuple[Any, Any]:
+        """gamma and beta, or with ``affine=False`` ones and zeros made once for the input's device and dtype."""
+        if self.affine:
+            return self.params["gamma"], self.params["beta"]
+        unit = self._unit
+        if unit is None or unit[0].dtype != x.dtype or not same_device(unit[0], x):
+            unit = self._unit = (xp.ones((self.num_features,), dtype=x.dtype, device=x.device),
+                                 xp.zeros((self.num_features,), dtype=x.dtype, device=x.device))
+        return unit
+
+    def _weights(self, count: int) -> tuple[Any, Any, Any]:
+        """(old, new, new_var) of :func:`batchnorm_running` for a batch of ``count`` values per channel."""
+        if self.momentum is None:
+            # PyTorch's cumulative average: 1/n after counting this batch, n counted on the device.
+            n = self.buffers["num_batches_tracked"]
+            n += 1
+            self.buffers["num_batches_tracked"] = n
+            m = 1.0 / n
+        else:
+            m = self.momentum
+        if self.convention == "book":
+            return m, 1.0 - m, 1.0 - m
+        # PyTorch's running_var takes the unbiased variance, the book's the biased one it normalised with.
+        return 1.0 - m, m, m * (count / (count - 1))
 
 
 def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
@@ -178,14 +223,15 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     return y, mean, var, inv_std, (xc, None)
 
 
-def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: float,
-                      new: float, new_var: float) -> tuple[Any, Any]:
+def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,
+                      new: Any, new_var: Any) -> tuple[Any, Any]:
     """``running = old * running + new * batch`` for the mean and ``old * running + new_var * batch`` for
     the variance (C,) (``new_var`` takes PyTorch's n/(n-1) in, for the unbiased variance), written into the
     running arrays where the namespace updates in place (:func:`xpnet.backend.update_rule`; new arrays
-    on JAX), portable. Returns both, to be stored back. In place, not ``running = old * running + ...``:
-    a CUDA graph replays its kernels on the arrays of the capture, and an update into new arrays would
-    read the statistics of before the capture at every launch."""
+    on JAX), portable. The weights are Python floats, or 0-d arrays on the running arrays' device and of
+    their dtype (``momentum=None``: 1/n from the device's count). Returns both, to be stored back. In
+    place, not ``running = old * running + ...``: a CUDA graph replays its kernels on the arrays of the
+    capture, and an update into new arrays would read the statistics of before the capture at every launch."""
     running_mean *= old
     running_mean += new * mean
     running_var *= old

@@ -78,7 +78,7 @@ class Model(Container):
         ``input_shape`` is the shape of one sample, without N (e.g. ``(1, 28, 28)``; a list of them for
         a model with several inputs; ``(T,)`` integer ids where the first layer is an Embedding); it may
         be left out when the first layer of a Sequential is a Linear. Without it the table has no output
-        shapes. The shapes come from a forward pass in evaluation mode of one zero sample through a copy
+        shapes. The shapes come from a forward pass in evaluation mode of two zero samples through a copy
         of the model: its caches stay as they were.
         """
         return _summary(self, input_shape)

@@ -2,8 +2,10 @@
 
 One row per layer of the model's tree, by dotted name (a Sequential's rows are its indices; a
 model inside it has rows of its own below its row, ``"3.body.0"``). Output shapes come from one
-forward pass in evaluation mode of a single zero sample on the model's device, through a copy of
-the model (so the layers' caches from a pending forward stay). The input shape is per sample
+forward pass in evaluation mode of two zero samples on the model's device, through a copy of
+the model (so the layers' caches from a pending forward stay); two, as torchsummary's, since a
+``BatchNorm(track_running_stats=False)`` normalises with the batch's statistics in evaluation too and
+refuses one value per feature. The input shape is per sample
 (without N): ``input_shape=`` (a list of them for several inputs) or, where the first layer of a
 Sequential tells it, ``Linear(in_features)`` -> ``(in_features,)``. A first ``Conv2d`` cannot tell
 the image size: then the table has parameter counts only and says how to get the shapes. A layer
@@ -41,7 +43,7 @@ def summary(model: Any, input_shape: Any = None) -> str:
         dtype = model.dtype or dev.xp.float32
         if model.takes_ids:  # an Embedding first: integer ids in, every input of such a model
             dtype = index_dtype(dev.xp, dev.native)
-        xs = [dev.xp.zeros((1, *shape), dtype=dtype, device=dev.native) for shape in shapes_in]
+        xs = [dev.xp.zeros((2, *shape), dtype=dtype, device=dev.native) for shape in shapes_in]
         probe.eval()
         try:
             probe.forward(*xs, train=False)
@@ -53,7 +55,7 @@ def summary(model: Any, input_shape: Any = None) -> str:
                 if any(len(s) == 2 for s in shapes_in) else ""
             raise (ValueError if isinstance(e, ValueError) else TypeError)(
                 f"summary: input_shape {given} is the shape of one sample, without N (the model got "
-                f"{', '.join(_shape('1', s) for s in shapes_in)}){image}. The model refused it: {e}") from e
+                f"{', '.join(_shape('2', s) for s in shapes_in)}){image}. The model refused it: {e}") from e
     counts = {name: sum(math.prod(p.shape) for p in node.named_params().values()) for name, node in nodes.items()}
     indices = all(name.isdigit() for name in nodes)
     rows = [("#" if indices else "name", "layer", "output shape", "params")]

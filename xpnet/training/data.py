@@ -68,7 +68,7 @@ def common_device(named: dict[str, Any]) -> Device | None:
 
 
 def probe_shape(model: Any, *probes: Any) -> tuple[int, ...]:
-    """The shape of the model's output for ``probes`` (one-row inputs), in evaluation mode; a stateful
+    """The shape of the model's output for ``probes`` (inputs of a row or two), in evaluation mode; a stateful
     model's recurrent layers start from zeros for it and keep the state they carried."""
     with mode(model, False), probe_states(model):
         return tuple(model.forward(*probes, train=False).shape)
@@ -88,13 +88,15 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     xs = tuple(to_device(a, dev) if is_ids(model, a) else to_model_dtype(a, dev, dtype) for a in inputs(x))
     x = xs if isinstance(x, tuple) else xs[0]
     y = to_device(y, dev)
-    probes = [a[0:1, ...] for a in xs]
+    # Two rows: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in evaluation
+    # too and refuses one value per feature.
+    probes = [a[0:2, ...] for a in xs]
     try:
         out_shape = probe_shape(model, *probes)
     except XpnetDeviceError:
         raise  # x was put on the model's device here: a device mismatch is not the data's shape
     except (ValueError, TypeError) as exc:
-        # The layer saw a one-sample probe; name the data's shape, which is what the user passed.
+        # The layer saw a probe of two samples; name the data's shape, which is what the user passed.
         message = str(exc)
         for probe, a in zip(probes, xs):
             message = message.replace(str(tuple(probe.shape)), str(tuple(a.shape)))

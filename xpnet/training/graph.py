@@ -12,7 +12,8 @@ How a captured epoch goes:
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), cross-entropy or MSE,
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
-   to the host; BatchNorm moves its running statistics on in place, so every launch moves them on.
+   to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
+   too, the weight 1/n computed from it on the device), so every launch moves them on.
    Not captured: recurrent layers, embeddings, attention, and classes of the user's own, subclasses of
    xpnet's included (their Python would run at the capture only).
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers

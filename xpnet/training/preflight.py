@@ -99,8 +99,10 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
     of one) that would hold a single sample where it sees one value per feature. ``x``: the model's
     input, or a tuple of its inputs."""
     found = _SingleValueNorms()
+    # Two samples: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in
+    # evaluation too and refuses one value per feature; the shapes it is watched for do not depend on N.
     with watch(model, found), mode(model, False), probe_states(model):
-        model.forward(*(a[0:1, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
+        model.forward(*(a[0:2, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
     single = list(found.names)
     if not single:
         return
