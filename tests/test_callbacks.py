@@ -249,3 +249,34 @@ def test_resumed_early_stopping_restores_the_same_weights_as_an_uninterrupted_ru
                                                                     whole.stopped_epoch)
     for k, v in model_whole.state().items():
         np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), xn.to_numpy(v))
+
+
+# -- what a callback of the user's can count on ---------------------------------------------------------
+
+
+def test_self_state_is_set_when_on_train_begin_is_overridden_without_super(data):
+    """A callback that overrides on_train_begin for its own set-up (and never calls super, as a Keras
+    user would not: Keras sets self.model apart from on_train_begin) still has self.state in the other
+    hooks; it used to be an AttributeError at the first epoch's end."""
+    class Setup(Callback):
+        def on_train_begin(self, state):
+            self.lrs = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.lrs.append(self.state.optimizer.lr)
+
+    cb = Setup()
+    fit(mlp(), data, [cb], epochs=2)
+    assert cb.lrs == [0.2, 0.2]
+
+
+def test_a_callback_that_stopped_one_run_does_not_stop_the_next(data):
+    """stop_training is the run's, as Keras resets model.stop_training at each fit: a callback object
+    used again used to end the second xn.train at once, silently, with no epoch."""
+    class StopAt2(Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.stop_training = epoch == 2
+
+    cb = StopAt2()
+    assert len(fit(mlp(), data, [cb], epochs=5)) == 2
+    assert len(fit(mlp(), data, [cb], epochs=5)) == 2

@@ -1,10 +1,12 @@
 """Callbacks for ``xn.train``: early stopping, checkpoints, learning-rate schedules.
 
-A callback subclasses :class:`Callback` and overrides the hooks it needs. ``on_train_begin``
-receives the trainer's state (``model``, ``optimizer``, ``history``, ``device``, ``comm``,
-``is_root``, ``has_validation``, ``save_checkpoint(path)``, ``barrier()``); the epoch hooks get
-the 1-based epoch number and, at the end, that epoch's log (the dict appended to ``History.epochs``).
-Setting ``self.stop_training = True`` ends training after the current epoch.
+A callback subclasses :class:`Callback` and overrides the hooks it needs. Before ``on_train_begin``
+``xn.train`` sets ``self.state``, the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
+``comm``, ``is_root``, ``has_validation``, ``epoch``, ``epochs``, ``save_checkpoint(path)``,
+``barrier()``), which ``on_train_begin`` also receives (an override need not call super); the epoch
+hooks get the 1-based epoch number and, at the end, that epoch's log (the dict appended to
+``History.epochs``). Setting ``self.stop_training = True`` ends training after the current epoch;
+each run starts with it False (a callback object may serve several runs).
 
 A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
 model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
