@@ -497,6 +497,11 @@ def _int_model():
     return model
 
 
+def _a_file(path):
+    path.write_text("")
+    return path
+
+
 # Issue 15, Training, "Checked before any training": (id, change, error, message)
 CHECKED_BEFORE_TRAINING = [
     ("string-x", lambda x, t, d: {"data": (x.astype(str), t)}, TypeError, r"train data: x holds strings"),
@@ -513,6 +518,10 @@ CHECKED_BEFORE_TRAINING = [
      r"a single EarlyStopping; pass callbacks=\[EarlyStopping\(...\)\]"),
     ("checkpoint-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "no" / "m.npz")]},
      ValueError, r"folder '.*/no' of .* does not exist"),
+    ("checkpoint-folder-is-a-file", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        _a_file(d / "runs") / "m.npz")]}, ValueError, r"'.*/runs' of .* is a file, not a folder"),
+    ("checkpoint-path-is-a-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d)]},
+     xn.XpnetFileError, r"cannot save to .*: it is a folder, not a regular file"),
     ("checkpoint-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "m-{step}.npz")]},
      ValueError, r"unknown placeholder \{step\}"),
     ("checkpoint-val-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(

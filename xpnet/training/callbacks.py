@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .._user import flag, is_real, warn
 from ..backend import namespace, to_device
-from ..io.paths import fspath
+from ..io.paths import fspath, save_target
 from ..models.files import architecture
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
@@ -237,7 +237,8 @@ class ModelCheckpoint(Callback):
             self._monitor.replay(state.history.epochs)
 
     def _check_path(self, has_validation: bool) -> None:
-        """Before any training: every ``{placeholder}`` is known and the folder exists."""
+        """Before any training: every ``{placeholder}`` is known, the folder exists and the path is no
+        folder (nor anything else a save refuses: :func:`~xpnet.io.paths.save_target`)."""
         logs = {k: (None if k.startswith("val_") and not has_validation else 0.5) for k in MONITORS}
         try:
             path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
@@ -248,9 +249,13 @@ class ModelCheckpoint(Callback):
             hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
         folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(f"ModelCheckpoint: {folder!r} of {self.path!r} is a file, not a folder; give a path "
+                             "in a folder")
         if not os.path.isdir(folder):
             raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist; create it "
                              "first (os.makedirs(folder, exist_ok=True))")
+        save_target(path)  # a folder, a FIFO, a device there: refused now, not after the first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):
