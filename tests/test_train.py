@@ -63,8 +63,9 @@ class FakeComm:
     def broadcast_params(self, model, root=0):
         self.calls.append("broadcast_params")
 
-    def allreduce_grads(self, model, count, empty_ok=False):
+    def allreduce_grads(self, model, count, empty_ok=False, *, stop=False):
         self.counts.append(count)
+        return stop
 
     def allreduce_sum(self, array):
         self.calls.append("allreduce_sum")
