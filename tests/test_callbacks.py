@@ -280,3 +280,29 @@ def test_a_callback_that_stopped_one_run_does_not_stop_the_next(data):
     cb = StopAt2()
     assert len(fit(mlp(), data, [cb], epochs=5)) == 2
     assert len(fit(mlp(), data, [cb], epochs=5)) == 2
+
+
+@pytest.mark.parametrize("schedule", [lambda epoch, lr: lr * 0.9, lambda: 0.1])
+def test_a_schedule_that_does_not_take_the_epoch_alone_is_refused_when_built(schedule):
+    """Keras' LearningRateScheduler calls schedule(epoch, lr); xpnet's calls schedule(i) alone. A Keras
+    schedule used to fail at the first epoch with Python's "missing 1 required positional argument"
+    from inside the training loop; it is now refused when built, saying what to write."""
+    with pytest.raises(TypeError, match=r"schedule\(i\) of the 0-based epoch index alone.*lambda i:"):
+        LearningRateSchedule(schedule)
+
+
+def test_schedules_give_the_lr_of_epoch_1_at_index_0_as_torchs_schedulers():
+    """step and cosine follow PyTorch's StepLR and CosineAnnealingLR (epoch 1 runs at schedule(0), the
+    lr given), checked against torch where it is installed; cosine stays at min_lr after its epochs."""
+    torch = pytest.importorskip("torch")
+    for make, ours in ((lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), step(0.1, 3, 0.5)),
+                       (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=0.01),
+                        cosine(0.1, 5, min_lr=0.01))):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched, theirs = make(opt), []
+        for _ in range(6):
+            theirs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert [ours(i) for i in range(6)] == pytest.approx(theirs)
+    assert cosine(0.1, 5, min_lr=0.01)(7) == pytest.approx(0.01)

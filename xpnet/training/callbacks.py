@@ -16,6 +16,7 @@ the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any, Callable
@@ -281,15 +282,31 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateSchedule(Callback):
-    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index.
+    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index: epoch 1 runs
+    at ``schedule(0)``, as with PyTorch's schedulers (StepLR, CosineAnnealingLR, LambdaLR) and Keras'
+    LearningRateScheduler.
 
-    ``schedule`` is any callable returning a finite lr >= 0 (0 included, as PyTorch's LambdaLR allows:
-    a warm-up from 0); :func:`step` and :func:`cosine` build common ones.
+    ``schedule`` is any callable of ``i`` alone returning a finite lr >= 0 (0 included, as PyTorch's
+    LambdaLR allows: a warm-up from 0); :func:`step` and :func:`cosine` build common ones. Keras'
+    ``schedule(epoch, lr)``, which scales the current lr, is refused when built: a resumed run would
+    scale another lr than the uninterrupted one did; write the lr as a function of the epoch.
     """
 
     def __init__(self, schedule: Callable[[int], float]):
         if not callable(schedule):
             raise TypeError(f"LearningRateSchedule: schedule must be a callable epoch -> lr, got {schedule!r}")
+        try:
+            signature = inspect.signature(schedule)
+        except (TypeError, ValueError):  # a builtin without one: taken as it is
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(0)
+            except TypeError:
+                raise TypeError(f"LearningRateSchedule: schedule must be a function schedule(i) of the 0-based "
+                                f"epoch index alone, got one taking {signature}; Keras' schedule(epoch, lr) "
+                                "scales the current lr, here write the lr itself, e.g. lambda i: 0.1 * 0.9 ** i "
+                                "(or xn.callbacks.step, cosine)") from None
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch: int) -> None:
@@ -301,7 +318,8 @@ class LearningRateSchedule(Callback):
 
 
 def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float]:
-    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
+    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs (PyTorch's
+    ``StepLR``: with step_size=10, epochs 1 to 10 run at ``lr``, epoch 11 at ``lr * gamma``)."""
     if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
         raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
     _rate("step", allow_zero=True, lr=lr)
@@ -310,7 +328,10 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float
 
 
 def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float]:
-    """Cosine annealing from ``lr`` (epoch 0) towards ``min_lr`` (reached at epoch ``epochs``).
+    """Cosine annealing from ``lr`` (index 0, the first epoch) towards ``min_lr``, reached at index
+    ``epochs`` (PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``: over ``epochs`` epochs
+    the last one runs just above ``min_lr``); after it the lr stays at ``min_lr``, where PyTorch's
+    rises again.
 
     ``lr`` and ``min_lr`` are finite numbers >= 0, as every learning rate.
     """
