@@ -306,3 +306,30 @@ def test_schedules_give_the_lr_of_epoch_1_at_index_0_as_torchs_schedulers():
             sched.step()
         assert [ours(i) for i in range(6)] == pytest.approx(theirs)
     assert cosine(0.1, 5, min_lr=0.01)(7) == pytest.approx(0.01)
+
+
+def test_numpy_numbers_a_callback_adds_to_the_logs_go_into_a_full_checkpoint(data, tmp_path):
+    """A Keras habit: logs["val_f1"] = f1, a NumPy scalar. A full checkpoint keeps the history as JSON and
+    its save used to fail after the first epoch with json's "Object of type float32 is not JSON
+    serializable"; NumPy scalars are now stored as the numbers they are."""
+    class F1(Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["val_f1"], logs["n"] = np.float32(0.5), np.int64(epoch)
+
+        def state_dict(self):
+            return {"seen": np.int64(2)}
+
+    run = tmp_path / "run.npz"
+    fit(mlp(), data, [F1(), ModelCheckpoint(run, full=True)], epochs=2)
+    meta = importlib.import_module("xpnet.training.checkpoint").load_checkpoint(run)["meta"]
+    assert [(e["val_f1"], e["n"]) for e in meta["history"]["epochs"]] == [(0.5, 1), (0.5, 2)]
+    assert meta["callbacks"][0]["state"] == {"seen": 2}
+
+
+def test_a_log_value_a_checkpoint_cannot_hold_is_named(data, tmp_path):
+    class Arr(Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["confusion"] = np.zeros((3, 3))
+
+    with pytest.raises(TypeError, match=r"history\.epochs\[0\]\.confusion is a ndarray of shape \(3, 3\).*JSON"):
+        fit(mlp(), data, [Arr(), ModelCheckpoint(tmp_path / "run.npz", full=True)], epochs=2)
