@@ -31,6 +31,8 @@ __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule
            "epoch_end_order"]
 
 MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+KERAS_MONITORS = {"loss": "train_loss", "accuracy": "train_accuracy", "acc": "train_accuracy",
+                  "val_acc": "val_accuracy"}  # Keras' names for the logs, and xpnet's
 
 
 class Callback:
@@ -70,7 +72,8 @@ class _Monitor:
 
     def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0, nonfinite: str = ""):
         if monitor not in MONITORS:
-            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}")
+            keras = f" (Keras' {monitor!r} is {KERAS_MONITORS[monitor]!r} here)" if monitor in KERAS_MONITORS else ""
+            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}{keras}")
         if mode == "auto":
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
