@@ -241,3 +241,32 @@ def test_dtypes_are_taken_in_any_librarys_form(dtype):
             mlp().to("cpu", dtype=bad)
     with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
         xn.to_device(np.zeros(2), "cpu", dtype="foo")
+
+
+def test_inputs_beyond_float16_are_refused_not_turned_into_inf(spiral):
+    """A float16 model given float32 data with a value of 1e5 (past float16's 65504): the cast made it inf
+    with NumPy's "overflow encountered in cast" from inside xpnet, then xn.train stopped saying the input
+    batch held a non-finite value ("check the data for NaN/inf", which the data did not hold), and
+    xn.evaluate and predict gave NaN. Each now names the value and the dtype before anything runs."""
+    x, t = spiral
+    x = x.copy()
+    x[5, 0] = 1e5
+    model = mlp("float16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning on the way
+        with pytest.raises(ValueError, match=r"train data: x holds values up to 1e\+05 in magnitude, which float16 .*65504.* inf"):
+            fit(model, (x, t), epochs=1)
+        with pytest.raises(ValueError, match=r"evaluate data: x holds values up to 1e\+05 in magnitude, which float16"):
+            xn.evaluate(model, (x, t), loss="cross_entropy")
+        with pytest.raises(ValueError, match=r"predict: x holds values up to 1e\+05 in magnitude, which float16"):
+            model.predict(x)
+        with pytest.raises(ValueError, match=r"train data: y holds values up to 7e\+04 in magnitude, which float16"):
+            xn.train(mlp("float16"), (x * 0, np.full((len(x), 3), 7e4, np.float32)), loss="mse",
+                     optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=20, progress=False)
+    x[5, 0] = -65519.0  # rounds to -65504, finite in float16: taken (the model may overflow on it, its own doing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(xn.to_numpy(model.predict(x))[:5]).all()
+    x[5, 0] = np.nan  # the data's own NaN is the data's: the guard names the input batch as before
+    with pytest.raises(xn.XpnetTrainingError, match="the input batch"):
+        fit(mlp("float16"), (x, t), epochs=1)
