@@ -270,3 +270,16 @@ def test_inputs_beyond_float16_are_refused_not_turned_into_inf(spiral):
     x[5, 0] = np.nan  # the data's own NaN is the data's: the guard names the input batch as before
     with pytest.raises(xn.XpnetTrainingError, match="the input batch"):
         fit(mlp("float16"), (x, t), epochs=1)
+
+
+def test_the_guard_names_float16s_range_when_a_float16_model_overflows(spiral):
+    """A float16 model whose layer outputs outgrow 65504 stopped with the message of any NaN ("try a smaller
+    learning rate, check the data for NaN/inf"), without a word of float16, whose range is the likely cause;
+    it now says so. A float32 model's message does not."""
+    x, t = spiral
+    with pytest.raises(xn.XpnetTrainingError, match=r"output of layer \d \(Linear\).*the model is float16, whose "
+                                                    r"largest number is 65504"):
+        fit(mlp("float16"), (x * 300, t), optimizer=xn.optim.SGD(10.0), epochs=2)
+    with pytest.raises(xn.XpnetTrainingError) as raised:
+        fit(mlp("float32"), (x * 1e18, t), optimizer=xn.optim.SGD(1e30), epochs=2)
+    assert "float16" not in str(raised.value)
