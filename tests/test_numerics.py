@@ -237,7 +237,7 @@ def test_dtypes_are_taken_in_any_librarys_form(dtype):
     pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
     assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
     for bad in ("foo", "int32", None.__class__):
-        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float32' or 'float64'\)"):
+        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float16', 'float32' or 'float64'\)"):
             mlp().to("cpu", dtype=bad)
     with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
         xn.to_device(np.zeros(2), "cpu", dtype="foo")
@@ -283,3 +283,27 @@ def test_the_guard_names_float16s_range_when_a_float16_model_overflows(spiral):
     with pytest.raises(xn.XpnetTrainingError) as raised:
         fit(mlp("float32"), (x * 1e18, t), optimizer=xn.optim.SGD(1e30), epochs=2)
     assert "float16" not in str(raised.value)
+
+
+@pytest.mark.parametrize("spelling, name", [("half", "float16"), ("single", "float32"), ("double", "float64"),
+                                            ("f4", "float32"), (np.dtype(">f8"), "float64")])
+def test_layers_model_to_and_embedding_take_the_same_dtype_spellings(spelling, name):
+    """Linear(dtype="half") built a float16 layer (NumPy's names), but model.to(dtype="half") and
+    Embedding(dtype="half") refused it as not "a floating type ('float32' or 'float64')", a message that also
+    left out float16, which all of them take."""
+    assert str(Linear(2, 3, dtype=spelling).dtype) == name
+    assert str(mlp().to(dtype=spelling).dtype) == name
+    assert str(xn.layers.Embedding(5, 3, dtype=spelling).dtype) == name
+
+
+@pytest.mark.parametrize("spelling", ["float128", "longdouble"])
+def test_a_float_dtype_xpnet_cannot_train_is_refused_when_the_layer_is_built(spiral, spelling):
+    """Linear(dtype="float128") (NumPy's long double) was built, then xn.train failed inside with
+    "to_device: dtype 'float128' is not a name such as 'float32'"; it is refused where it is given."""
+    if not hasattr(np, "float128"):
+        pytest.skip("no long double on this platform")
+    for make in (lambda: Linear(2, 3, dtype=spelling), lambda: mlp().to(dtype=spelling),
+                 lambda: xn.layers.Embedding(5, 3, dtype=spelling)):
+        with pytest.raises(ValueError, match=r"dtype must be a (real )?floating type \('float16', 'float32' or "
+                                             r"'float64'\)"):
+            make()
