@@ -335,3 +335,21 @@ def test_a_log_value_a_checkpoint_cannot_hold_is_named(data, tmp_path):
 
     with pytest.raises(TypeError, match=r"history\.epochs\[0\]\.confusion is a ndarray of shape \(3, 3\).*JSON"):
         fit(mlp(), data, [Arr(), ModelCheckpoint(tmp_path / "run.npz", full=True)], epochs=2)
+
+
+def test_a_hook_that_xn_train_never_calls_is_named_before_training(data):
+    """A Keras user's on_train_batch_end (or on_batch_end) was silently never called: xn.train has epoch
+    hooks only. It now warns once, naming the method and the hooks there are."""
+    class PerBatch(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise AssertionError("never called")
+
+        def on_epoch_end(self, epoch, logs):
+            pass
+
+    with pytest.warns(UserWarning, match=r"PerBatch defines on_train_batch_end, which xn.train never calls.*"
+                                         r"on_train_begin\(state\), on_epoch_begin\(epoch\)"):
+        fit(mlp(), data, [PerBatch()], epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(mlp(), data, [Recorder(), EarlyStopping(), LearningRateSchedule(step(0.1, 2))], epochs=1)
