@@ -633,6 +633,18 @@ def test_x_and_y_as_two_arguments_says_to_pass_a_pair(spiral):
         xn.train(mlp(), x, t, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=50)
 
 
+def test_a_batch_iterator_for_the_data_says_to_pass_its_arrays(spiral):
+    """xn.train(model, xn.datasets.BatchIterator(x, y, batch_size=32)), a DataLoader habit, said only
+    "expected a pair (x, y) ..., got BatchIterator"; it now says that xpnet cuts the batches itself."""
+    x, t = spiral
+    batches = xn.datasets.BatchIterator(x, t, batch_size=32, shuffle=False)
+    with pytest.raises(TypeError, match=r"got a BatchIterator: xpnet cuts the batches itself; pass its arrays as "
+                                        r"\(x, y\) \(and to xn.train batch_size=32, shuffle=False"):
+        xn.train(mlp(), batches, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32)
+    with pytest.raises(TypeError, match=r"validation: expected a pair.*got a BatchIterator"):
+        xn.train(mlp(), (x, t), validation=batches, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32)
+
+
 def test_a_width_mismatch_names_the_data_shape(spiral):
     x, t = spiral
     x5 = np.concatenate([x, x, x[:, :1]], axis=1)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _index_dtype, namespace, plain_array,
                        to_device, untracked)
+from ..datasets.batches import BatchIterator
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
@@ -24,6 +25,10 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     several inputs (``((x1, x2), y)``), each with the samples of y."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
+        if isinstance(data, BatchIterator):  # a DataLoader habit
+            got = (f"a BatchIterator: xpnet cuts the batches itself; pass its arrays as (x, y) (and to xn.train "
+                   f"batch_size={data.batch_size}, shuffle={data.shuffle}, drop_last={data.drop_last}, "
+                   f"seed={data.seed})")
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
     several = isinstance(data[0], tuple)
     if several and not data[0]:
