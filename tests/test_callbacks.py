@@ -353,3 +353,15 @@ def test_a_hook_that_xn_train_never_calls_is_named_before_training(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit(mlp(), data, [Recorder(), EarlyStopping(), LearningRateSchedule(step(0.1, 2))], epochs=1)
+
+
+def test_keras_history_dot_history_says_where_the_figures_are(data):
+    """Keras' history.history["val_loss"] was Python's bare "'History' object has no attribute 'history'"."""
+    h = fit(mlp(), data, [], epochs=2)
+    with pytest.raises(AttributeError, match=r"'History' object has no attribute 'history': .*"
+                                             r"\[e\['val_loss'\] for e in history.epochs\]"):
+        h.history
+    assert not hasattr(h, "params") and [e["epoch"] for e in h.epochs] == [1, 2]
+    import copy
+    import pickle
+    assert pickle.loads(pickle.dumps(h)).epochs == copy.deepcopy(h).epochs == h.epochs
