@@ -129,6 +129,8 @@ def test_learning_rate_schedule_sets_lr_each_epoch(data):
     (lambda: EarlyStopping(monitor="loss"), ValueError, "monitor must be one of.*Keras' 'loss' is 'train_loss' here"),
     (lambda: EarlyStopping(monitor="val_acc"), ValueError, "Keras' 'val_acc' is 'val_accuracy' here"),
     (lambda: ModelCheckpoint("x.npz", monitor="accuracy"), ValueError, "Keras' 'accuracy' is 'train_accuracy'"),
+    (lambda: EarlyStopping(monitor="test_loss"), ValueError,
+     "validation_name='test' renames only the printed figures: monitor 'val_loss'"),
     (lambda: EarlyStopping(mode="up"), ValueError, "mode"),
     (lambda: ModelCheckpoint("x.npz", monitor="val_acc"), ValueError, "monitor"),
     (lambda: LearningRateSchedule(0.1), TypeError, "callable"),

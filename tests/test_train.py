@@ -525,6 +525,9 @@ CHECKED_BEFORE_TRAINING = [
      xn.XpnetFileError, r"cannot save to .*: it is a folder, not a regular file"),
     ("checkpoint-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "m-{step}.npz")]},
      ValueError, r"unknown placeholder \{step\}"),
+    ("checkpoint-test-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        d / "m-{test_loss:.3f}.npz")], "validation": (x, t), "validation_name": "test"}, ValueError,
+     r"unknown placeholder \{test_loss\}.*validation_name renames only the printed figures: \{val_loss\}"),
     ("checkpoint-val-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
         d / "m-{val_loss:.3f}.npz")]}, ValueError, r"val_\* placeholders need validation data"),
     ("xpnet-device", lambda x, t, d: {"env": "gpu"}, ValueError, r"XPNET_DEVICE='gpu' in the environment"),

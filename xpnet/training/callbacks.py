@@ -72,8 +72,11 @@ class _Monitor:
 
     def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0, nonfinite: str = ""):
         if monitor not in MONITORS:
-            keras = f" (Keras' {monitor!r} is {KERAS_MONITORS[monitor]!r} here)" if monitor in KERAS_MONITORS else ""
-            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}{keras}")
+            hint = f" (Keras' {monitor!r} is {KERAS_MONITORS[monitor]!r} here)" if monitor in KERAS_MONITORS else ""
+            if isinstance(monitor, str) and "val_" + monitor.partition("_")[2] in MONITORS:
+                hint = (f" (validation_name={monitor.partition('_')[0]!r} renames only the printed figures: "
+                        f"monitor {'val_' + monitor.partition('_')[2]!r})")
+            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}{hint}")
         if mode == "auto":
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
@@ -248,8 +251,12 @@ class ModelCheckpoint(Callback):
         try:
             path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
         except KeyError as exc:
-            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{exc.args[0]}}} in {self.path!r}; known: "
-                             f"{{epoch}}, {', '.join('{' + k + '}' for k in MONITORS)}, {{lr}}, {{seconds}}") from None
+            key = str(exc.args[0])
+            val = "val_" + key.partition("_")[2]
+            hint = f" (validation_name renames only the printed figures: {{{val}}})" if val in MONITORS else ""
+            known = ", ".join("{" + k + "}" for k in ("epoch", *MONITORS, "lr", "seconds"))
+            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{key}}} in {self.path!r}; known: {known}"
+                             f"{hint}") from None
         except (IndexError, ValueError, TypeError, AttributeError) as exc:
             hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
