@@ -69,3 +69,11 @@ def test_bad_arguments_and_flat_inputs_are_named():
         RandomShiftFlip()(images((4, 784)), 1, 0)
     with pytest.raises(ValueError, match="smaller than the image side"):
         RandomShiftFlip(3)(images((4, 1, 3, 3)), 1, 0)
+
+
+def test_numpy_bools_are_flags_as_everywhere_else():
+    """flip=np.True_ (a flag computed with NumPy, args.flip == 1 on an array) was refused here alone: every
+    other flag of xpnet takes NumPy's bools (xpnet._user.flag)."""
+    t = RandomShiftFlip(max_shift=0, flip=np.True_, seed=0)
+    assert t.flip is True and repr(t) == "RandomShiftFlip(max_shift=0, flip=True, seed=0)"
+    assert RandomShiftFlip(flip=np.False_).flip is False

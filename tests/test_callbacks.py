@@ -126,7 +126,11 @@ def test_learning_rate_schedule_sets_lr_each_epoch(data):
 
 @pytest.mark.parametrize("make, error, match", [
     (lambda: EarlyStopping(patience=-1), ValueError, "patience"),
-    (lambda: EarlyStopping(monitor="loss"), ValueError, "monitor must be one of"),
+    (lambda: EarlyStopping(monitor="loss"), ValueError, "monitor must be one of.*Keras' 'loss' is 'train_loss' here"),
+    (lambda: EarlyStopping(monitor="val_acc"), ValueError, "Keras' 'val_acc' is 'val_accuracy' here"),
+    (lambda: ModelCheckpoint("x.npz", monitor="accuracy"), ValueError, "Keras' 'accuracy' is 'train_accuracy'"),
+    (lambda: EarlyStopping(monitor="test_loss"), ValueError,
+     "validation_name='test' renames only the printed figures: monitor 'val_loss'"),
     (lambda: EarlyStopping(mode="up"), ValueError, "mode"),
     (lambda: ModelCheckpoint("x.npz", monitor="val_acc"), ValueError, "monitor"),
     (lambda: LearningRateSchedule(0.1), TypeError, "callable"),
@@ -249,3 +253,117 @@ def test_resumed_early_stopping_restores_the_same_weights_as_an_uninterrupted_ru
                                                                     whole.stopped_epoch)
     for k, v in model_whole.state().items():
         np.testing.assert_array_equal(xn.to_numpy(model.state()[k]), xn.to_numpy(v))
+
+
+# -- what a callback of the user's can count on ---------------------------------------------------------
+
+
+def test_self_state_is_set_when_on_train_begin_is_overridden_without_super(data):
+    """A callback that overrides on_train_begin for its own set-up (and never calls super, as a Keras
+    user would not: Keras sets self.model apart from on_train_begin) still has self.state in the other
+    hooks; it used to be an AttributeError at the first epoch's end."""
+    class Setup(Callback):
+        def on_train_begin(self, state):
+            self.lrs = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.lrs.append(self.state.optimizer.lr)
+
+    cb = Setup()
+    fit(mlp(), data, [cb], epochs=2)
+    assert cb.lrs == [0.2, 0.2]
+
+
+def test_a_callback_that_stopped_one_run_does_not_stop_the_next(data):
+    """stop_training is the run's, as Keras resets model.stop_training at each fit: a callback object
+    used again used to end the second xn.train at once, silently, with no epoch."""
+    class StopAt2(Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.stop_training = epoch == 2
+
+    cb = StopAt2()
+    assert len(fit(mlp(), data, [cb], epochs=5)) == 2
+    assert len(fit(mlp(), data, [cb], epochs=5)) == 2
+
+
+@pytest.mark.parametrize("schedule", [lambda epoch, lr: lr * 0.9, lambda: 0.1])
+def test_a_schedule_that_does_not_take_the_epoch_alone_is_refused_when_built(schedule):
+    """Keras' LearningRateScheduler calls schedule(epoch, lr); xpnet's calls schedule(i) alone. A Keras
+    schedule used to fail at the first epoch with Python's "missing 1 required positional argument"
+    from inside the training loop; it is now refused when built, saying what to write."""
+    with pytest.raises(TypeError, match=r"schedule\(i\) of the 0-based epoch index alone.*lambda i:"):
+        LearningRateSchedule(schedule)
+
+
+def test_schedules_give_the_lr_of_epoch_1_at_index_0_as_torchs_schedulers():
+    """step and cosine follow PyTorch's StepLR and CosineAnnealingLR (epoch 1 runs at schedule(0), the
+    lr given), checked against torch where it is installed; cosine stays at min_lr after its epochs."""
+    torch = pytest.importorskip("torch")
+    for make, ours in ((lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), step(0.1, 3, 0.5)),
+                       (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=0.01),
+                        cosine(0.1, 5, min_lr=0.01))):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched, theirs = make(opt), []
+        for _ in range(6):
+            theirs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert [ours(i) for i in range(6)] == pytest.approx(theirs)
+    assert cosine(0.1, 5, min_lr=0.01)(7) == pytest.approx(0.01)
+
+
+def test_numpy_numbers_a_callback_adds_to_the_logs_go_into_a_full_checkpoint(data, tmp_path):
+    """A Keras habit: logs["val_f1"] = f1, a NumPy scalar. A full checkpoint keeps the history as JSON and
+    its save used to fail after the first epoch with json's "Object of type float32 is not JSON
+    serializable"; NumPy scalars are now stored as the numbers they are."""
+    class F1(Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["val_f1"], logs["n"] = np.float32(0.5), np.int64(epoch)
+
+        def state_dict(self):
+            return {"seen": np.int64(2)}
+
+    run = tmp_path / "run.npz"
+    fit(mlp(), data, [F1(), ModelCheckpoint(run, full=True)], epochs=2)
+    meta = importlib.import_module("xpnet.training.checkpoint").load_checkpoint(run)["meta"]
+    assert [(e["val_f1"], e["n"]) for e in meta["history"]["epochs"]] == [(0.5, 1), (0.5, 2)]
+    assert meta["callbacks"][0]["state"] == {"seen": 2}
+
+
+def test_a_log_value_a_checkpoint_cannot_hold_is_named(data, tmp_path):
+    class Arr(Callback):
+        def on_epoch_end(self, epoch, logs):
+            logs["confusion"] = np.zeros((3, 3))
+
+    with pytest.raises(TypeError, match=r"history\.epochs\[0\]\.confusion is a ndarray of shape \(3, 3\).*JSON"):
+        fit(mlp(), data, [Arr(), ModelCheckpoint(tmp_path / "run.npz", full=True)], epochs=2)
+
+
+def test_a_hook_that_xn_train_never_calls_is_named_before_training(data):
+    """A Keras user's on_train_batch_end (or on_batch_end) was silently never called: xn.train has epoch
+    hooks only. It now warns once, naming the method and the hooks there are."""
+    class PerBatch(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise AssertionError("never called")
+
+        def on_epoch_end(self, epoch, logs):
+            pass
+
+    with pytest.warns(UserWarning, match=r"PerBatch defines on_train_batch_end, which xn.train never calls.*"
+                                         r"on_train_begin\(state\), on_epoch_begin\(epoch\)"):
+        fit(mlp(), data, [PerBatch()], epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(mlp(), data, [Recorder(), EarlyStopping(), LearningRateSchedule(step(0.1, 2))], epochs=1)
+
+
+def test_keras_history_dot_history_says_where_the_figures_are(data):
+    """Keras' history.history["val_loss"] was Python's bare "'History' object has no attribute 'history'"."""
+    h = fit(mlp(), data, [], epochs=2)
+    with pytest.raises(AttributeError, match=r"'History' object has no attribute 'history': .*"
+                                             r"\[e\['val_loss'\] for e in history.epochs\]"):
+        h.history
+    assert not hasattr(h, "params") and [e["epoch"] for e in h.epochs] == [1, 2]
+    import copy
+    import pickle
+    assert pickle.loads(pickle.dumps(h)).epochs == copy.deepcopy(h).epochs == h.epochs

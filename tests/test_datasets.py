@@ -186,6 +186,15 @@ def test_load_mnist_takes_the_books_one_hot_label(isolated, tiny):
         xn.datasets.load_mnist(one_hot=True, one_hot_label=False, root=root)
 
 
+@pytest.mark.parametrize("load", [xn.datasets.load_mnist, xn.datasets.load_fashion_mnist])
+@pytest.mark.parametrize("value", ["no", 0, 1])
+def test_one_hot_label_is_a_flag_as_one_hot_is(isolated, load, value):
+    """one_hot_label="no" (or 1) was taken as bool(value), one-hot labels for "no", where one_hot="no" is an
+    error: a flag is True or False only, whichever name gives it (checked before any file is looked for)."""
+    with pytest.raises(TypeError, match=rf"{load.__name__}: one_hot_label must be True or False, got {value!r}"):
+        load(one_hot_label=value, root=isolated)
+
+
 def test_raw_gzipped_and_dotted_file_names_are_all_found(isolated, tiny):
     root = isolated / "root"
     root.mkdir()

@@ -237,7 +237,73 @@ def test_dtypes_are_taken_in_any_librarys_form(dtype):
     pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
     assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
     for bad in ("foo", "int32", None.__class__):
-        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float32' or 'float64'\)"):
+        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float16', 'float32' or 'float64'\)"):
             mlp().to("cpu", dtype=bad)
     with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
         xn.to_device(np.zeros(2), "cpu", dtype="foo")
+
+
+def test_inputs_beyond_float16_are_refused_not_turned_into_inf(spiral):
+    """A float16 model given float32 data with a value of 1e5 (past float16's 65504): the cast made it inf
+    with NumPy's "overflow encountered in cast" from inside xpnet, then xn.train stopped saying the input
+    batch held a non-finite value ("check the data for NaN/inf", which the data did not hold), and
+    xn.evaluate and predict gave NaN. Each now names the value and the dtype before anything runs."""
+    x, t = spiral
+    x = x.copy()
+    x[5, 0] = 1e5
+    model = mlp("float16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning on the way
+        with pytest.raises(ValueError, match=r"train data: x holds values up to 1e\+05 in magnitude, which float16 .*65504.* inf"):
+            fit(model, (x, t), epochs=1)
+        with pytest.raises(ValueError, match=r"evaluate data: x holds values up to 1e\+05 in magnitude, which float16"):
+            xn.evaluate(model, (x, t), loss="cross_entropy")
+        with pytest.raises(ValueError, match=r"predict: x holds values up to 1e\+05 in magnitude, which float16"):
+            model.predict(x)
+        with pytest.raises(ValueError, match=r"train data: y holds values up to 7e\+04 in magnitude, which float16"):
+            xn.train(mlp("float16"), (x * 0, np.full((len(x), 3), 7e4, np.float32)), loss="mse",
+                     optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=20, progress=False)
+    x[5, 0] = -65519.0  # rounds to -65504, finite in float16: taken (the model may overflow on it, its own doing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(xn.to_numpy(model.predict(x))[:5]).all()
+    x[5, 0] = np.nan  # the data's own NaN is the data's: the guard names the input batch as before
+    with pytest.raises(xn.XpnetTrainingError, match="the input batch"):
+        fit(mlp("float16"), (x, t), epochs=1)
+
+
+def test_the_guard_names_float16s_range_when_a_float16_model_overflows(spiral):
+    """A float16 model whose layer outputs outgrow 65504 stopped with the message of any NaN ("try a smaller
+    learning rate, check the data for NaN/inf"), without a word of float16, whose range is the likely cause;
+    it now says so. A float32 model's message does not."""
+    x, t = spiral
+    with pytest.raises(xn.XpnetTrainingError, match=r"output of layer \d \(Linear\).*the model is float16, whose "
+                                                    r"largest number is 65504"):
+        fit(mlp("float16"), (x * 300, t), optimizer=xn.optim.SGD(10.0), epochs=2)
+    with pytest.raises(xn.XpnetTrainingError) as raised:
+        fit(mlp("float32"), (x * 1e18, t), optimizer=xn.optim.SGD(1e30), epochs=2)
+    assert "float16" not in str(raised.value)
+
+
+@pytest.mark.parametrize("spelling, name", [("half", "float16"), ("single", "float32"), ("double", "float64"),
+                                            ("f4", "float32"), (np.dtype(">f8"), "float64")])
+def test_layers_model_to_and_embedding_take_the_same_dtype_spellings(spelling, name):
+    """Linear(dtype="half") built a float16 layer (NumPy's names), but model.to(dtype="half") and
+    Embedding(dtype="half") refused it as not "a floating type ('float32' or 'float64')", a message that also
+    left out float16, which all of them take."""
+    assert str(Linear(2, 3, dtype=spelling).dtype) == name
+    assert str(mlp().to(dtype=spelling).dtype) == name
+    assert str(xn.layers.Embedding(5, 3, dtype=spelling).dtype) == name
+
+
+@pytest.mark.parametrize("spelling", ["float128", "longdouble"])
+def test_a_float_dtype_xpnet_cannot_train_is_refused_when_the_layer_is_built(spiral, spelling):
+    """Linear(dtype="float128") (NumPy's long double) was built, then xn.train failed inside with
+    "to_device: dtype 'float128' is not a name such as 'float32'"; it is refused where it is given."""
+    if not hasattr(np, "float128"):
+        pytest.skip("no long double on this platform")
+    for make in (lambda: Linear(2, 3, dtype=spelling), lambda: mlp().to(dtype=spelling),
+                 lambda: xn.layers.Embedding(5, 3, dtype=spelling)):
+        with pytest.raises(ValueError, match=r"dtype must be a (real )?floating type \('float16', 'float32' or "
+                                             r"'float64'\)"):
+            make()

@@ -63,8 +63,9 @@ class FakeComm:
     def broadcast_params(self, model, root=0):
         self.calls.append("broadcast_params")
 
-    def allreduce_grads(self, model, count, empty_ok=False):
+    def allreduce_grads(self, model, count, empty_ok=False, *, stop=False):
         self.counts.append(count)
+        return stop
 
     def allreduce_sum(self, array):
         self.calls.append("allreduce_sum")
@@ -521,6 +522,11 @@ def _int_model():
     return model
 
 
+def _a_file(path):
+    path.write_text("")
+    return path
+
+
 # Issue 15, Training, "Checked before any training": (id, change, error, message)
 CHECKED_BEFORE_TRAINING = [
     ("string-x", lambda x, t, d: {"data": (x.astype(str), t)}, TypeError, r"train data: x holds strings"),
@@ -537,8 +543,15 @@ CHECKED_BEFORE_TRAINING = [
      r"a single EarlyStopping; pass callbacks=\[EarlyStopping\(...\)\]"),
     ("checkpoint-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "no" / "m.npz")]},
      ValueError, r"folder '.*/no' of .* does not exist"),
+    ("checkpoint-folder-is-a-file", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        _a_file(d / "runs") / "m.npz")]}, ValueError, r"'.*/runs' of .* is a file, not a folder"),
+    ("checkpoint-path-is-a-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d)]},
+     xn.XpnetFileError, r"cannot save to .*: it is a folder, not a regular file"),
     ("checkpoint-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "m-{step}.npz")]},
      ValueError, r"unknown placeholder \{step\}"),
+    ("checkpoint-test-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        d / "m-{test_loss:.3f}.npz")], "validation": (x, t), "validation_name": "test"}, ValueError,
+     r"unknown placeholder \{test_loss\}.*validation_name renames only the printed figures: \{val_loss\}"),
     ("checkpoint-val-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
         d / "m-{val_loss:.3f}.npz")]}, ValueError, r"val_\* placeholders need validation data"),
     ("xpnet-device", lambda x, t, d: {"env": "gpu"}, ValueError, r"XPNET_DEVICE='gpu' in the environment"),
@@ -645,6 +658,18 @@ def test_x_and_y_as_two_arguments_says_to_pass_a_pair(spiral):
     x, t = spiral
     with pytest.raises(TypeError, match=r"pass the data as one pair, xn.train\(model, \(x, y\), ...\)"):
         xn.train(mlp(), x, t, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=50)
+
+
+def test_a_batch_iterator_for_the_data_says_to_pass_its_arrays(spiral):
+    """xn.train(model, xn.datasets.BatchIterator(x, y, batch_size=32)), a DataLoader habit, said only
+    "expected a pair (x, y) ..., got BatchIterator"; it now says that xpnet cuts the batches itself."""
+    x, t = spiral
+    batches = xn.datasets.BatchIterator(x, t, batch_size=32, shuffle=False)
+    with pytest.raises(TypeError, match=r"got a BatchIterator: xpnet cuts the batches itself; pass its arrays as "
+                                        r"\(x, y\) \(and to xn.train batch_size=32, shuffle=False"):
+        xn.train(mlp(), batches, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32)
+    with pytest.raises(TypeError, match=r"validation: expected a pair.*got a BatchIterator"):
+        xn.train(mlp(), (x, t), validation=batches, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32)
 
 
 def test_a_width_mismatch_names_the_data_shape(spiral):

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._user import seed as _seed_arg
+from .backend import float_dtype_name
 
 _generator = np.random.default_rng(0)
 # Inside skip_init(): numbers the generators made there. A context variable, so that skip_init in one
@@ -70,17 +71,13 @@ def _placeholder(shape: tuple[int, ...], dtype: str) -> np.ndarray:
 
 
 def _float_dtype(dtype: Any, who: str = "layer") -> np.dtype:
-    """``dtype`` checked to be a real floating type: weights of another kind cannot be trained."""
+    """``dtype`` checked to be a real floating type xpnet trains in (float16, float32, float64), in any spelling
+    that ``model.to`` takes (:func:`xpnet.backend.float_dtype_name`): weights of another kind cannot be trained."""
     try:
-        dt = None if dtype is None else np.dtype(dtype)  # np.dtype(None) is float64
-    except TypeError:
-        try:  # another library's dtype object, as PyTorch users pass it: torch.float64 -> "float64"
-            dt = np.dtype(str(dtype).rsplit(".", 1)[-1])
-        except TypeError:
-            dt = None
-    if dt is None or dt.kind != "f":
-        raise ValueError(f"{who}: dtype must be a real floating type ('float32' or 'float64'), got {dtype!r}")
-    return dt
+        return np.dtype(float_dtype_name(dtype, who))
+    except ValueError:
+        raise ValueError(f"{who}: dtype must be a real floating type ('float16', 'float32' or 'float64'), "
+                         f"got {dtype!r}") from None
 
 
 def dtype_name(dtype: Any, who: str) -> str:

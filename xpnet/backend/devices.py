@@ -435,11 +435,17 @@ def _dtype_label(dtype: Any) -> str | None:
 
 
 def float_dtype_name(dtype: Any, who: str) -> str:
-    """``dtype`` (any form, see :func:`_dtype_label`) as ``"float16"``, ``"float32"`` or ``"float64"``;
-    anything else raises a ValueError naming ``who``."""
+    """``dtype`` (any form, see :func:`_dtype_label`, and NumPy's other names: ``"half"``, ``"single"``,
+    ``"double"``, ``"f4"``) as ``"float16"``, ``"float32"`` or ``"float64"``; anything else (an integer type,
+    NumPy's ``float128``) raises a ValueError naming ``who``."""
     name = _dtype_label(dtype)
+    if isinstance(name, str) and name not in _DTYPE_NAMES:
+        try:
+            name = np.dtype(name).name
+        except TypeError:
+            pass
     if name not in ("float16", "float32", "float64"):
-        raise ValueError(f"{who}: dtype must be a floating type ('float32' or 'float64'), got {dtype!r}")
+        raise ValueError(f"{who}: dtype must be a floating type ('float16', 'float32' or 'float64'), got {dtype!r}")
     return name
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .._user import flag
 from ..backend import device_of, namespace, to_device
 
 __all__ = ["RandomShiftFlip", "shift_flip_params"]
@@ -56,8 +57,7 @@ class RandomShiftFlip:
     def __init__(self, max_shift: int = 2, flip: bool = True, seed: int = 0):
         if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or max_shift < 0:
             raise ValueError(f"RandomShiftFlip: max_shift must be an int >= 0 (pixels), got {max_shift!r}")
-        if not isinstance(flip, bool):
-            raise TypeError(f"RandomShiftFlip: flip must be True or False, got {flip!r}")
+        flip = flag(flip, "RandomShiftFlip", "flip")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"RandomShiftFlip: seed must be an int >= 0, got {seed!r}")
         self.max_shift, self.flip, self.seed = int(max_shift), flip, int(seed)

@@ -104,23 +104,25 @@ def load_mnist(normalize: bool = True, flatten: bool = True, one_hot: bool = Fal
     y: (N,) int64 class indices, or (N, 10) float32 one-hot if ``one_hot`` (``one_hot_label``, the
     book's name, also works). N is 60000 / 10000. See the module docstring for where the files are looked for.
     """
-    return _load("mnist", normalize, flatten, _one_hot(one_hot, one_hot_label), root)
+    return _load("mnist", normalize, flatten, _one_hot("load_mnist", one_hot, one_hot_label), root)
 
 
 def load_fashion_mnist(normalize: bool = True, flatten: bool = True, one_hot: bool = False,
                        root: str | os.PathLike | None = None, *, one_hot_label: bool | None = None):
     """Fashion-MNIST (Zalando's 10 clothing classes), same layout and options as :func:`load_mnist`."""
-    return _load("fashion-mnist", normalize, flatten, _one_hot(one_hot, one_hot_label), root)
+    return _load("fashion-mnist", normalize, flatten, _one_hot("load_fashion_mnist", one_hot, one_hot_label), root)
 
 
-def _one_hot(one_hot: bool, one_hot_label: bool | None) -> bool:
-    """``one_hot``, or the book's ``one_hot_label`` in its place (both given must agree)."""
+def _one_hot(who: str, one_hot: bool, one_hot_label: bool | None) -> bool:
+    """``one_hot``, or the book's ``one_hot_label`` in its place (both given must agree), each True or False."""
+    one_hot = flag(one_hot, who, "one_hot")
     if one_hot_label is None:
         return one_hot
+    one_hot_label = flag(one_hot_label, who, "one_hot_label")
     if one_hot and not one_hot_label:
-        raise ValueError("load_mnist: one_hot=True and one_hot_label=False disagree; one_hot_label is the book's "
+        raise ValueError(f"{who}: one_hot=True and one_hot_label=False disagree; one_hot_label is the book's "
                          "name for one_hot, pass one of them")
-    return bool(one_hot_label)
+    return one_hot_label
 
 
 def cache_dir(name: str) -> Path:

@@ -4,12 +4,13 @@ model's dtype, and whole numbers that look like unscaled 0..255 images are warne
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._user import warn
 from ..backend import Device, device_of, dtype_name, namespace, to_device
 
-__all__ = ["is_ids", "to_model_dtype", "warn_unscaled"]
+__all__ = ["is_ids", "to_model_dtype", "check_fits", "warn_unscaled"]
 
 
 def is_ids(model: Any, x: Any) -> bool:
@@ -26,6 +27,35 @@ def to_model_dtype(x: Any, dev: Device, dtype: Any) -> Any:
     if dtype_name(x) == "uint8":
         return dev.xp.astype(to_device(x, dev), dtype) / 255.0
     return to_device(x, dev, dtype=dtype)
+
+
+def check_fits(x: Any, dev: Device, dtype: Any, what: str) -> None:
+    """Refuse finite values of ``x`` that the cast to the model's float ``dtype`` would make inf (past float16's
+    65504, say), naming ``what`` (``"train data: x"``): NumPy's cast would only warn "overflow encountered in
+    cast" from inside xpnet, and training would then blame a non-finite input batch the data never held.
+    Looks only where ``dtype`` is narrower than ``x``'s (two reductions over x, no copy); a NaN or inf of the
+    data's own is left to the training's guard."""
+    xp, target = namespace(x), dev.xp
+    if dtype is None or not target.isdtype(dtype, "real floating") or x.ndim == 0 or x.shape[0] == 0:
+        return
+    if xp.isdtype(x.dtype, "real floating"):
+        widest = float(xp.finfo(x.dtype).max)
+    elif xp.isdtype(x.dtype, "integral"):
+        widest = float(xp.iinfo(x.dtype).max)
+    else:
+        return
+    info = target.finfo(dtype)
+    largest, eps = float(info.max), float(info.eps)
+    if widest <= largest:
+        return
+    with device_of(x).activate():
+        big = max(float(xp.max(x)), -float(xp.min(x)))
+    # The cast rounds to nearest: half an ulp past the largest number (65520 in float16) it gives inf.
+    if math.isfinite(big) and big >= largest + largest * eps / (2 * (2 - eps)):
+        name = str(dtype).rsplit(".", 1)[-1]
+        raise ValueError(f"{what} holds values up to {big:.3g} in magnitude, which {name} (largest {largest:g}) "
+                         f"cannot hold: cast to the model's dtype they would become inf; scale them (standardize, "
+                         f"or divide by their largest value) or use a float32 model")
 
 
 _UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST

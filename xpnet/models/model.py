@@ -20,7 +20,7 @@ from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
 from ..layers.recurrent import independent_batches, refuse_time_first
-from .inputs import is_ids, to_model_dtype, warn_unscaled
+from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
 
 __all__ = ["Model", "is_ids", "to_model_dtype"]  # the input helpers live in .inputs
@@ -120,6 +120,9 @@ class Model(Container):
             # Integers other than ids and uint8 are cast as xn.train casts them, with its warning for raw images.
             warn_unscaled({"predict: x" if len(moved) == 1 else f"predict: x{i + 1}": x for i, x in enumerate(moved)
                            if namespace(x).isdtype(x.dtype, "integral") and not is_ids(self, x)})
+            for i, x in enumerate(moved):
+                if not is_ids(self, x):
+                    check_fits(x, dev, self.dtype, "predict: x" if len(moved) == 1 else f"predict: x{i + 1}")
             n = int(moved[0].shape[0])
             if any(int(x.shape[0]) != n for x in moved):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "

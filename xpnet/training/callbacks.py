@@ -1,10 +1,13 @@
 """Callbacks for ``xn.train``: early stopping, checkpoints, learning-rate schedules.
 
-A callback subclasses :class:`Callback` and overrides the hooks it needs. ``on_train_begin``
-receives the trainer's state (``model``, ``optimizer``, ``history``, ``device``, ``comm``,
-``is_root``, ``has_validation``, ``save_checkpoint(path)``, ``barrier()``); the epoch hooks get
-the 1-based epoch number and, at the end, that epoch's log (the dict appended to ``History.epochs``).
-Setting ``self.stop_training = True`` ends training after the current epoch.
+A callback subclasses :class:`Callback` and overrides the hooks it needs. Before ``on_train_begin``
+``xn.train`` sets ``self.state``, the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
+``comm``, ``is_root``, ``has_validation``, ``epoch``, ``epochs``, ``save_checkpoint(path)``,
+``barrier()``), which ``on_train_begin`` also receives (an override need not call super); the epoch
+hooks get the 1-based epoch number and, at the end, that epoch's log (the dict appended to
+``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars, strings, which a full
+checkpoint keeps as JSON). Setting ``self.stop_training = True`` ends training after the current epoch;
+each run starts with it False (a callback object may serve several runs).
 
 A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
 model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
@@ -14,19 +17,22 @@ the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from typing import Any, Callable
 
 from .._user import flag, is_real, warn
 from ..backend import namespace, to_device
-from ..io.paths import fspath
+from ..io.paths import fspath, save_target
 from ..models.files import architecture
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
            "epoch_end_order"]
 
 MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+KERAS_MONITORS = {"loss": "train_loss", "accuracy": "train_accuracy", "acc": "train_accuracy",
+                  "val_acc": "val_accuracy"}  # Keras' names for the logs, and xpnet's
 
 
 class Callback:
@@ -66,7 +72,11 @@ class _Monitor:
 
     def __init__(self, owner: str, monitor: str, mode: str, min_delta: float = 0.0, nonfinite: str = ""):
         if monitor not in MONITORS:
-            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}")
+            hint = f" (Keras' {monitor!r} is {KERAS_MONITORS[monitor]!r} here)" if monitor in KERAS_MONITORS else ""
+            if isinstance(monitor, str) and "val_" + monitor.partition("_")[2] in MONITORS:
+                hint = (f" (validation_name={monitor.partition('_')[0]!r} renames only the printed figures: "
+                        f"monitor {'val_' + monitor.partition('_')[2]!r})")
+            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}{hint}")
         if mode == "auto":
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
@@ -235,20 +245,29 @@ class ModelCheckpoint(Callback):
             self._monitor.replay(state.history.epochs)
 
     def _check_path(self, has_validation: bool) -> None:
-        """Before any training: every ``{placeholder}`` is known and the folder exists."""
+        """Before any training: every ``{placeholder}`` is known, the folder exists and the path is no
+        folder (nor anything else a save refuses: :func:`~xpnet.io.paths.save_target`)."""
         logs = {k: (None if k.startswith("val_") and not has_validation else 0.5) for k in MONITORS}
         try:
             path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
         except KeyError as exc:
-            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{exc.args[0]}}} in {self.path!r}; known: "
-                             f"{{epoch}}, {', '.join('{' + k + '}' for k in MONITORS)}, {{lr}}, {{seconds}}") from None
+            key = str(exc.args[0])
+            val = "val_" + key.partition("_")[2]
+            hint = f" (validation_name renames only the printed figures: {{{val}}})" if val in MONITORS else ""
+            known = ", ".join("{" + k + "}" for k in ("epoch", *MONITORS, "lr", "seconds"))
+            raise ValueError(f"ModelCheckpoint: unknown placeholder {{{key}}} in {self.path!r}; known: {known}"
+                             f"{hint}") from None
         except (IndexError, ValueError, TypeError, AttributeError) as exc:
             hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
         folder = os.path.dirname(os.path.abspath(path))
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise ValueError(f"ModelCheckpoint: {folder!r} of {self.path!r} is a file, not a folder; give a path "
+                             "in a folder")
         if not os.path.isdir(folder):
             raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist; create it "
                              "first (os.makedirs(folder, exist_ok=True))")
+        save_target(path)  # a folder, a FIFO, a device there: refused now, not after the first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):
@@ -274,15 +293,31 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateSchedule(Callback):
-    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index.
+    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index: epoch 1 runs
+    at ``schedule(0)``, as with PyTorch's schedulers (StepLR, CosineAnnealingLR, LambdaLR) and Keras'
+    LearningRateScheduler.
 
-    ``schedule`` is any callable returning a finite lr >= 0 (0 included, as PyTorch's LambdaLR allows:
-    a warm-up from 0); :func:`step` and :func:`cosine` build common ones.
+    ``schedule`` is any callable of ``i`` alone returning a finite lr >= 0 (0 included, as PyTorch's
+    LambdaLR allows: a warm-up from 0); :func:`step` and :func:`cosine` build common ones. Keras'
+    ``schedule(epoch, lr)``, which scales the current lr, is refused when built: a resumed run would
+    scale another lr than the uninterrupted one did; write the lr as a function of the epoch.
     """
 
     def __init__(self, schedule: Callable[[int], float]):
         if not callable(schedule):
             raise TypeError(f"LearningRateSchedule: schedule must be a callable epoch -> lr, got {schedule!r}")
+        try:
+            signature = inspect.signature(schedule)
+        except (TypeError, ValueError):  # a builtin without one: taken as it is
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(0)
+            except TypeError:
+                raise TypeError(f"LearningRateSchedule: schedule must be a function schedule(i) of the 0-based "
+                                f"epoch index alone, got one taking {signature}; Keras' schedule(epoch, lr) "
+                                "scales the current lr, here write the lr itself, e.g. lambda i: 0.1 * 0.9 ** i "
+                                "(or xn.callbacks.step, cosine)") from None
         self.schedule = schedule
 
     def on_epoch_begin(self, epoch: int) -> None:
@@ -294,7 +329,8 @@ class LearningRateSchedule(Callback):
 
 
 def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float]:
-    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
+    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs (PyTorch's
+    ``StepLR``: with step_size=10, epochs 1 to 10 run at ``lr``, epoch 11 at ``lr * gamma``)."""
     if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
         raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
     _rate("step", allow_zero=True, lr=lr)
@@ -303,7 +339,10 @@ def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float
 
 
 def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float]:
-    """Cosine annealing from ``lr`` (epoch 0) towards ``min_lr`` (reached at epoch ``epochs``).
+    """Cosine annealing from ``lr`` (index 0, the first epoch) towards ``min_lr``, reached at index
+    ``epochs`` (PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``: over ``epochs`` epochs
+    the last one runs just above ``min_lr``); after it the lr stays at ``min_lr``, where PyTorch's
+    rises again.
 
     ``lr`` and ``min_lr`` are finite numbers >= 0, as every learning rate.
     """

@@ -73,8 +73,28 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
             "stopped": any(cb.stop_training for cb in callbacks)}
     if batches is not None:
         meta["batches"] = dict(batches)
-    arrays[_CKPT_KEY] = np.asarray(json.dumps(meta))
+    arrays[_CKPT_KEY] = np.asarray(json.dumps(_jsonable(meta, "")))
     atomic_savez(path, arrays)
+
+
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` with NumPy (or any backend's) scalars and 0-d arrays as Python numbers, as callbacks of the
+    user's may put them in the logs or their state; anything else JSON cannot hold is a TypeError naming
+    ``where`` it is (e.g. ``history.epochs[0].confusion``)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {k: _jsonable(v, f"{where}.{k}" if isinstance(k, str) and k.isidentifier() else f"{where}[{k!r}]")
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if getattr(value, "shape", None) == () and hasattr(value, "item"):
+        return _jsonable(value.item(), where)
+    shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
+    raise TypeError(f"ModelCheckpoint(full=True): {where.lstrip('.')} is a {type(value).__name__}{shape}; a full "
+                    "checkpoint keeps the history's logs and the callbacks' state_dict() as JSON: numbers (NumPy "
+                    "scalars too), strings, bools, None, lists and dicts, and a state_dict's arrays as one entry "
+                    "{name: array}")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

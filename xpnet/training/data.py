@@ -9,10 +9,11 @@ import numpy as np
 
 from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _index_dtype, namespace, plain_array,
                        to_device, untracked)
+from ..datasets.batches import BatchIterator
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
-from ..models.inputs import is_ids, to_model_dtype
+from ..models.inputs import check_fits, is_ids, to_model_dtype
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
@@ -24,6 +25,10 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     several inputs (``((x1, x2), y)``), each with the samples of y."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
+        if isinstance(data, BatchIterator):  # a DataLoader habit
+            got = (f"a BatchIterator: xpnet cuts the batches itself; pass its arrays as (x, y) (and to xn.train "
+                   f"batch_size={data.batch_size}, shuffle={data.shuffle}, drop_last={data.drop_last}, "
+                   f"seed={data.seed})")
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
     several = isinstance(data[0], tuple)
     if several and not data[0]:
@@ -85,6 +90,9 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     if dtype is None:
         dtype = first.dtype if namespace(first).isdtype(first.dtype, "real floating") else "float32"
         dtype = getattr(xp, str(dtype).rsplit(".", 1)[-1])
+    for i, a in enumerate(inputs(x)):
+        if not is_ids(model, a):
+            check_fits(a, dev, dtype, f"{arg}: x" if not isinstance(x, tuple) else f"{arg}: x[{i}]")
     xs = tuple(to_device(a, dev) if is_ids(model, a) else to_model_dtype(a, dev, dtype) for a in inputs(x))
     x = xs if isinstance(x, tuple) else xs[0]
     y = to_device(y, dev)
@@ -125,12 +133,14 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         if float(xp.min(y)) < 0:
             raise ValueError(f"{arg}: {loss.name} targets of shape (N, {c}) are probabilities and must be >= 0, "
                              f"got a minimum of {float(xp.min(y)):g}")
+        check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
         return x, y, xp.argmax(y, axis=1)
     if isinstance(loss, MeanSquaredError):
         if tuple(y.shape[1:]) != out_shape[1:]:
             raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
                              f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+        check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
     return x, y, (xp.argmax(y, axis=1) if is_one_hot(y) else None)
 

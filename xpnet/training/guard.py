@@ -14,6 +14,7 @@ from .checkpoint import rng_states, set_rng_states
 __all__ = ["Snapshot", "diagnose", "replay_step", "zero_grads"]
 
 _AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
+_INPUT = "the input batch"
 
 
 class Snapshot:
@@ -70,7 +71,7 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
                     f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
                     f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
                     "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
-                    "the inputs.")
+                    f"the inputs.{'' if _INPUT in where else _range_hint(model)}")
             trainer.clip(model)
             before = Snapshot(model, trainer.optimizer)
             trainer.optimizer.step(model)
@@ -82,18 +83,32 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
                     f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
                     f"{where} non-finite, with the loss and every gradient finite ({trainer.optimizer.name}, "
                     f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
-                    "smaller learning rate.")
+                    f"smaller learning rate.{_range_hint(model)}")
     return (
         f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
         "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
         f"deterministic on {trainer.dev.name}?)")
 
 
+def _range_hint(model: Any) -> str:
+    """For a model in a dtype of small range (float16: 65504), that a value past it is inf: the likely cause."""
+    dtype = model.dtype
+    if dtype is None:
+        return ""
+    largest = float(model.device.xp.finfo(dtype).max)
+    if largest >= 1e30:  # float32, float64, bfloat16: their range is seldom what ran out
+        return ""
+    name = str(dtype).rsplit(".", 1)[-1]
+    return (f" Note the model is {name}, whose largest number is {largest:g}: a value past it is inf, so the "
+            "activations or gradients may simply have outgrown it (train in float32, or keep them small: a "
+            "smaller learning rate, scaled inputs, BatchNorm).")
+
+
 def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any) -> str | None:
     """Forward/backward one batch watching every layer (by dotted name: ``3`` in a Sequential,
     ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
     model, loss = trainer.model, trainer.loss
-    found = _NonFinite(None if all(_all_finite(x) for x in xs) else "the input batch")
+    found = _NonFinite(None if all(_all_finite(x) for x in xs) else _INPUT)
     nb, count = int(yb.shape[0]), 0
     if nb:
         with watch(model, found):

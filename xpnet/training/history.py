@@ -6,11 +6,18 @@ import math
 import os
 from typing import Any, Iterable
 
-from .._user import install_hint
+from .._user import install_hint, not_here
 from ..io.atomic import atomic_write
 from ..io.paths import fspath
 
 __all__ = ["History"]
+
+# What a Keras user reaches for on the History, and where xpnet keeps it.
+_KERAS_NAMES = {
+    "history": "xpnet's History holds one dict per epoch in .epochs; Keras' history.history['val_loss'] is "
+               "[e['val_loss'] for e in history.epochs] (keys: epoch, train_loss, train_accuracy, val_loss, "
+               "val_accuracy, seconds, lr)",
+}
 
 
 class History:
@@ -30,6 +37,9 @@ class History:
 
     def __len__(self) -> int:
         return len(self.epochs)
+
+    def __getattr__(self, name: str) -> Any:
+        raise not_here("History", name, _KERAS_NAMES, kind="object")
 
     def __repr__(self) -> str:
         last = f", last={self.epochs[-1]}" if self.epochs else ""

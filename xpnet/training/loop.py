@@ -242,6 +242,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             print(f"xpnet: training on {dev.name}{ranks}: {what}, {len(batches)} steps per epoch, "
                   f"epochs {start + 1}..{epochs}", flush=True)
         for cb in callbacks:
+            # Each run's own: self.state also for an on_train_begin that does not call super, and no
+            # stop_training left from an earlier run (Keras resets model.stop_training at each fit).
+            cb.state, cb.stop_training = state, False
             cb.on_train_begin(state)
         if ckpt is not None:
             restore_callbacks(ckpt, callbacks)
