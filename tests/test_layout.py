@@ -14,7 +14,7 @@ PACKAGE = Path(xpnet.__file__).parent
 MAY_IMPORT = {
     "_user": set(),
     "backend": {"_user"},
-    "init": {"_user"},
+    "init": {"_user", "backend"},  # backend.float_dtype_name: one reading of dtype names for layers and model.to
     "grad_mode": set(),
     "nn": set(),
     "io": {"_user"},
