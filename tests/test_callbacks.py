@@ -90,6 +90,19 @@ def test_early_stopping_tracks_the_best_epoch_by_mode(data):
     assert len(h) == 8
 
 
+def test_early_stopping_takes_keras_restore_best_weights_as_restore_best(data):
+    """Keras' EarlyStopping(restore_best_weights=...) is xpnet's restore_best; it was refused as an
+    unexpected keyword. False keeps the last epoch's weights, as Keras' default does."""
+    stop = EarlyStopping(monitor="train_loss", patience=2, min_delta=100.0, restore_best_weights=False)
+    rec, model = Recorder(), mlp()
+    h = fit(model, data, [rec, stop], epochs=10)
+    assert stop.restore_best is False and len(h) == 3 and stop.best_epoch == 1
+    np.testing.assert_array_equal(xn.to_numpy(model.state()["0.W"]), rec.weights[3]["0.W"])
+    assert EarlyStopping(restore_best_weights=True).restore_best is True
+    with pytest.raises(ValueError, match="restore_best=False and restore_best_weights=True disagree"):
+        EarlyStopping(restore_best=False, restore_best_weights=True)
+
+
 def test_model_checkpoint_best_only_writes_on_improvement(data, tmp_path):
     rec = Recorder()
     ckpt = ModelCheckpoint(tmp_path / "best-{epoch:02d}.npz", monitor="val_loss", save_best_only=True)

@@ -132,8 +132,10 @@ class _Monitor:
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
-    ``restore_best=True`` puts back the weights (params and buffers) of the best epoch at the end;
-    they are kept as copies on the model's device. A full checkpoint carries the patience counter,
+    ``restore_best=True`` puts back the weights (params and buffers) of the best epoch at the end,
+    whether or not training stopped early; they are kept as copies on the model's device. Keras' name
+    ``restore_best_weights`` is the same switch (Keras' default is False: pass it to keep the last
+    epoch's weights). A full checkpoint carries the patience counter,
     the best value and epoch, whether it stopped, and the best weights (``restore_best=True``): a
     resumed run goes on exactly as the uninterrupted one, and one that had stopped returns at once
     with the weights it ended with. From a checkpoint without that state (an older xpnet), the best
@@ -142,7 +144,13 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best: bool = True):
+                 mode: str = "auto", restore_best: bool = True, *, restore_best_weights: bool | None = None):
+        if restore_best_weights is not None:  # Keras' name for the same switch
+            keras = flag(restore_best_weights, "EarlyStopping", "restore_best_weights")
+            if restore_best is not True and flag(restore_best, "EarlyStopping", "restore_best") != keras:
+                raise ValueError(f"EarlyStopping: restore_best={restore_best!r} and restore_best_weights="
+                                 f"{restore_best_weights!r} disagree; they are the same switch: give one")
+            restore_best = keras
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta,
