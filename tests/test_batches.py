@@ -238,3 +238,17 @@ def test_an_epoch_over_a_token_stream_never_waits_for_the_gpu(monkeypatch):
 
 
 
+
+
+def test_a_for_loop_over_the_iterator_itself_says_to_ask_for_an_epoch():
+    """A DataLoader habit, `for xb, yb in batches`, got Python's bare 'not iterable'."""
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)
+    batches = xn.datasets.BatchIterator(x, np.arange(10), batch_size=4)
+    with pytest.raises(TypeError, match=r"for xb, yb in batches.epoch\(epoch\)"):
+        for _ in batches:
+            pass
+    assert [len(xb) for xb, _ in batches.epoch(1)] == [4, 4, 2]
+    stream = xn.datasets.TokenStream(np.arange(50), batch_size=2, time_size=5)
+    with pytest.raises(TypeError, match=r"for xs, ts in stream.epoch\(epoch\)"):
+        list(stream)
+    assert len(list(stream.epoch(1))) == len(stream)

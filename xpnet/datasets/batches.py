@@ -85,6 +85,10 @@ class BatchIterator:
     def __len__(self) -> int:
         return len(self.bounds)
 
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        raise TypeError("BatchIterator: iterate over one epoch's batches, for xb, yb in batches.epoch(epoch): each "
+                        "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead)")
+
     def epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
         """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for)."""
         _seed(epoch, "BatchIterator.epoch", "epoch")

@@ -52,6 +52,9 @@ class TokenStream:
     def __len__(self) -> int:
         return self.steps
 
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        raise TypeError("TokenStream: iterate over one epoch's batches, for xs, ts in stream.epoch(epoch)")
+
     def rank_record(self) -> dict[str, Any]:
         """What defines this stream's batches, for the ranks of a data-parallel run to compare
         (:mod:`xpnet.distributed`, which digests the ids): their count, dtype and bytes, ``batch_size``,
