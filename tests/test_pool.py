@@ -340,6 +340,24 @@ def test_ceil_mode_without_a_window_to_add_changes_nothing(rng):
         np.testing.assert_array_equal(layer.backward(dy), plain.backward(dy))
 
 
+def test_avg_pool_divisors_are_made_once_per_input_size_dtype_and_device(rng):
+    """The (oh, ow) divisors of count_include_pad=False are kept while the input's size, dtype and device stay
+    (no host copy per step, which a CUDA-graph capture refuses: tests/test_graph_layers.py), and made again
+    when one of them changes."""
+    strict = pytest.importorskip("array_api_strict")
+    layer = AvgPool2d(3, 2, 1, count_include_pad=False)
+    base = rng.standard_normal((2, 1, 6, 6))
+    layer.forward(base)
+    table = layer._table[1]
+    layer.forward(rng.standard_normal((5, 3, 6, 6)))  # another batch: the same windows
+    assert layer._table[1] is table
+    on_strict = [xn.to_device(base, xn.Device(strict, strict.Device(name))) for name in ("CPU_DEVICE", "device1")]
+    for before, x in ((base, rng.standard_normal((1, 2, 7, 5))), (base, base.astype(np.float32)), on_strict):
+        layer.forward(before)
+        fresh = AvgPool2d(3, 2, 1, count_include_pad=False)
+        np.testing.assert_array_equal(xn.to_numpy(layer.forward(x)), xn.to_numpy(fresh.forward(x)))
+
+
 def test_save_load_keeps_the_pytorch_options(tmp_path, rng):
     model = xn.Sequential(MaxPool2d(3, 2, ceil_mode=True), AvgPool2d(3, 1, 1, True, False),
                           AvgPool2d(2, ceil_mode=True, divisor_override=3))

@@ -149,7 +149,8 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pa
 
 class AvgPool2d(_Pool2d):
     """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels, PyTorch's arguments
-    in its order. x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the input shape and the windows' divisors.
+    in its order. x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the input shape and 1 / the windows' divisors
+    (an array where they differ, kept while the input's size, dtype and device stay the same).
 
     Each window's sum is divided as PyTorch's ``avg_pool2d`` divides it: by ``divisor_override`` when given;
     else by the pixels of the window inside the padded input (``count_include_pad=True``, the default: the
@@ -163,6 +164,7 @@ class AvgPool2d(_Pool2d):
         self.divisor_override = (None if divisor_override is None
                                  else positive_int(self, "divisor_override", divisor_override))
         self._scale = None
+        self._table: tuple[Any, Any] | None = None  # ((H, W), xp, dtype, device), (oh, ow) array of 1 / divisor
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "count_include_pad": self.count_include_pad,
@@ -197,8 +199,14 @@ class AvgPool2d(_Pool2d):
         rows, cols = counts
         if len(set(rows)) == 1 and len(set(cols)) == 1:
             return 1.0 / (rows[0] * cols[0])
+        # Made once per input size and kept: a copy from the host at each step would also stop a CUDA-graph
+        # capture of the training step (CuPy refuses host copies while capturing; the warm-up steps make it).
         xp = namespace(like)
-        return xp.asarray([[1.0 / (r * c) for c in cols] for r in rows], dtype=like.dtype, device=like.device)
+        key = (self._shape[2:], xp, like.dtype, like.device)  # xp before dtype: two libraries' dtypes never compare
+        if self._table is None or self._table[0] != key:
+            table = xp.asarray([[1.0 / (r * c) for c in cols] for r in rows], dtype=like.dtype, device=like.device)
+            self._table = (key, table)
+        return self._table[1]
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
