@@ -365,8 +365,8 @@ def test_save_load_keeps_the_pytorch_options(tmp_path, rng):
     loaded = xn.load(tmp_path / "pool.npz")
     assert [l.config() for l in loaded] == [l.config() for l in model]
     assert [repr(l) for l in loaded] == ["MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)",
-                                         "AvgPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True, "
-                                         "count_include_pad=False)",
+                                         ("AvgPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True, "
+                                          "count_include_pad=False)"),
                                          "AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, divisor_override=3)"]
     x = rng.standard_normal((2, 3, 10, 9))
     np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
