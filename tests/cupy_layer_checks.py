@@ -161,16 +161,21 @@ def check_relu(dev: Any) -> None:
 
 # -- MaxPool2d ---------------------------------------------------------------------------------------
 
-POOL_GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding
-    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0)),
-    ((2, 3, 7, 9), (2, 2), (2, 2), (0, 0)),
-    ((1, 2, 7, 7), (3, 3), (2, 2), (1, 1)),
-    ((2, 1, 6, 5), (3, 2), (1, 3), (1, 0)),
-    ((1, 2, 9, 4), (2, 3), (3, 1), (0, 1)),
-    ((3, 2, 5, 5), (1, 1), (2, 2), (0, 0)),
-    ((1, 1, 4, 6), (4, 6), (1, 1), (2, 3)),
-    ((2, 2, 10, 11), (3, 3), (1, 1), (1, 1)),
-    ((1, 1, 12, 12), (12, 12), (1, 1), (0, 0)),  # 144 offsets: int32 indices
+POOL_GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding, ceil_mode
+    ((2, 3, 8, 8), (2, 2), (2, 2), (0, 0), False),
+    ((2, 3, 7, 9), (2, 2), (2, 2), (0, 0), False),
+    ((1, 2, 7, 7), (3, 3), (2, 2), (1, 1), False),
+    ((2, 1, 6, 5), (3, 2), (1, 3), (1, 0), False),
+    ((1, 2, 9, 4), (2, 3), (3, 1), (0, 1), False),
+    ((3, 2, 5, 5), (1, 1), (2, 2), (0, 0), False),
+    ((1, 1, 4, 6), (4, 6), (1, 1), (2, 3), False),
+    ((2, 2, 10, 11), (3, 3), (1, 1), (1, 1), False),
+    ((1, 1, 12, 12), (12, 12), (1, 1), (0, 0), False),  # 144 offsets: int32 indices
+    # ceil_mode: the last windows run past the padded input
+    ((2, 3, 7, 9), (2, 2), (2, 2), (0, 0), True),
+    ((1, 2, 6, 8), (3, 3), (2, 2), (1, 1), True),
+    ((2, 1, 9, 5), (3, 2), (3, 3), (1, 1), True),
+    ((1, 2, 2, 3), (3, 3), (3, 2), (0, 0), True),  # smaller than the kernel: one window each way
 ]
 
 
@@ -179,22 +184,22 @@ def _random_geometry(rng: np.random.Generator) -> tuple[Any, ...]:
     ph, pw = rng.integers(0, kh // 2 + 1), rng.integers(0, kw // 2 + 1)
     h, w = rng.integers(max(1, kh - 2 * ph), 11), rng.integers(max(1, kw - 2 * pw), 11)
     return ((int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(h), int(w)), (int(kh), int(kw)),
-            tuple(int(s) for s in rng.integers(1, 4, 2)), (int(ph), int(pw)))
+            tuple(int(s) for s in rng.integers(1, 4, 2)), (int(ph), int(pw)), bool(rng.integers(0, 2)))
 
 
 @_inf_times_zero
 def check_maxpool2d(dev: Any) -> None:
     """y, the index of each window's first maximum and dx bit for bit against the portable layer, on
-    inputs full of ties (values from {0, 1, 2}), with NaN and -inf, and inf/NaN in dy."""
+    inputs full of ties (values from {0, 1, 2}), with NaN and -inf, and inf/NaN in dy; with ceil_mode too."""
     cupy_layers = _kernels()
     rng = np.random.default_rng(3)
     geometries = POOL_GEOMETRIES + [_random_geometry(rng) for _ in range(30)]
     for dtype in ("float32", "float64"):
-        for shape, kernel, stride, padding in geometries:
+        for shape, kernel, stride, padding, ceil_mode in geometries:
             x = rng.integers(0, 3, shape).astype(dtype)
             if x.size > 8:
                 x.reshape(-1)[[1, 5]] = [np.nan, -np.inf]
-            layer = xn.layers.MaxPool2d(kernel, stride, padding)
+            layer = xn.layers.MaxPool2d(kernel, stride, padding, ceil_mode=ceil_mode)
             results = []
             dy = None
             for fast in (True, False):
@@ -205,7 +210,7 @@ def check_maxpool2d(dev: Any) -> None:
                         if dy.size > 3:
                             dy.reshape(-1)[[0, 2]] = [np.inf, np.nan]
                     results.append((_host(y), _host(layer.pieces()), _host(layer.backward(dev.asarray(dy)))))
-            what = f"{dtype} {shape} kernel={kernel} stride={stride} padding={padding}"
+            what = f"{dtype} {shape} kernel={kernel} stride={stride} padding={padding} ceil_mode={ceil_mode}"
             assert cupy_layers._pool_ready(dev.asarray(x), kernel, stride, padding, y.shape[2:], results[0][1].dtype)
             for name, a, b in zip(("y", "first", "dx"), *results):
                 assert a.dtype == b.dtype and a.shape == b.shape, (what, name)

@@ -44,6 +44,15 @@ def _pooling() -> Any:
                          L.Tanh(), L.Linear(2 * 9 + 2 * 9 + 2, 4))
 
 
+def _pooling_options() -> Any:
+    """Images (N, 2, 6, 6) through PyTorch's pooling options: ceil_mode's windows past the padding, and
+    divisors that differ from window to window (count_include_pad=False; ceil_mode's clipped windows)."""
+    return xn.Sequential(L.Concat(xn.Sequential(L.MaxPool2d(3, 2, ceil_mode=True), L.Flatten()),
+                                  xn.Sequential(L.AvgPool2d(3, 2, 1, count_include_pad=False), L.Flatten()),
+                                  xn.Sequential(L.AvgPool2d(2, 3, 1, ceil_mode=True), L.Flatten())),
+                         L.Tanh(), L.Linear(2 * 9 + 2 * 9 + 2 * 9, 4))
+
+
 def _residual() -> Any:
     return xn.Sequential(L.Linear(12, 16),
                          L.Residual(xn.Sequential(L.Linear(16, 16), L.ReLU(), L.Linear(16, 16))), L.ReLU(),
@@ -63,7 +72,8 @@ def _cnn() -> Any:
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
-    "pooling": (_pooling, (2, 6, 6)), "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8))}
+    "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
+    "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8))}
 
 
 @contextlib.contextmanager

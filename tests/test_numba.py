@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import registry
-from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU, activations
+from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU, activations, pool
 from xpnet.layers.activations import relu_forward as _portable_relu
 
 pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
-from xpnet.backend import numba_kernels  # noqa: E402 - only where Numba is installed
+from xpnet.backend import fast_numba, numba_kernels  # noqa: E402 - only where Numba is installed
 
 OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
        "maxpool2d_backward")
@@ -117,11 +117,16 @@ def test_relu_equals_portable(shape, dtype):
 
 @st.composite
 def pool_geometry(draw):
+    """MaxPool2d's positional arguments (kernel, stride, padding, dilation, return_indices, ceil_mode) and an
+    input shape it pools: at least the kernel, padded; with ceil_mode at least one window's start."""
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
-    return {"shape": (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(kh, 9)),
-                      draw(st.integers(kw, 9))),
-            "args": ((kh, kw), (draw(st.integers(1, 3)), draw(st.integers(1, 3))), (ph, pw))}
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    ceil_mode = draw(st.booleans())
+    least_h, least_w = (kh - sh + 1, kw - sw + 1) if ceil_mode else (kh, kw)
+    return {"shape": (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(max(1, least_h - 2 * ph), 9)),
+                      draw(st.integers(max(1, least_w - 2 * pw), 9))),
+            "args": ((kh, kw), (sh, sw), (ph, pw), 1, False, ceil_mode)}
 
 
 @settings(max_examples=60, deadline=None)
@@ -136,6 +141,31 @@ def test_maxpool_equals_portable(g, dtype, ties):
     np.testing.assert_array_equal(layer._first, _first_of(MaxPool2d(*g["args"]), x))
     # Overlapping windows add into dx in another order: equal to rounding.
     np.testing.assert_allclose(fast[1], ref[1], **TOL[dtype])
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 7, 5), (2, 1, 5, 9), (1, 2, 1, 3)])
+@pytest.mark.parametrize("args", [(2,), (3, 2, 1), ((2, 3), (2, 3), (1, 0)), ((3, 2), (3, 1), (1, 1))])
+def test_maxpool_ceil_mode_windows_past_the_padding_equal_portable(shape, args):
+    """ceil_mode's last windows run past the padded input, which the kernels read without bounds checks:
+    they must see -inf there (the 2x2 kernel too); y, the first maxima and dx equal the portable path's,
+    called directly and through the layer (whose NumPy input the Numba kernel accepts)."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    layer = MaxPool2d(*args, ceil_mode=True)
+    out_hw = layer._out_hw(shape)
+    if min(out_hw) < 1:
+        pytest.skip("no window: refused on both paths")
+    geometry = (layer.kernel_size, layer.stride, layer.padding)
+    y, first = numba_kernels.maxpool2d_forward(x, *geometry, out_hw, np.int8)
+    y_ref, first_ref = pool.maxpool2d_forward(x, *geometry, out_hw, np.int8)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(first, first_ref)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    np.testing.assert_allclose(numba_kernels.maxpool2d_backward(dy, first, shape, *geometry),
+                               pool.maxpool2d_backward(dy, first, shape, *geometry), **TOL["float64"])
+    assert fast_numba._first_ready(x)
+    fast, ref = run(layer, x), run(MaxPool2d(*args, ceil_mode=True), x, numba=False)
+    np.testing.assert_array_equal(fast[0], ref[0])
+    np.testing.assert_allclose(fast[1], ref[1], **TOL["float64"])
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 8, 6), (2, 3, 7, 9)])  # 2x2 windows tiling the image, and not
@@ -167,7 +197,9 @@ def test_maxpool_nan_and_inf_as_portable(args):
 
 
 @pytest.mark.parametrize("shape,args", [((1, 2, 5, 5), (2,)), ((1, 2, 6, 6), (2,)), ((2, 1, 7, 6), (3, 2, 1)),
-                                        ((1, 2, 6, 7), ((2, 3), (1, 2), (1, 1)))])
+                                        ((1, 2, 6, 7), ((2, 3), (1, 2), (1, 1))),
+                                        ((1, 2, 5, 5), (2, 2, 0, 1, False, True)),  # ceil_mode: 3x3 windows
+                                        ((2, 1, 6, 7), (3, 2, 1, 1, False, True))])
 def test_maxpool_backward_with_inf_and_nan_in_dy_follows_one_rule_on_every_path(shape, args):
     """dy times each window's mask on both paths: an inf or NaN in dy makes the window's other pixels
     NaN; pixels in no window get 0. (5x5 with pool 2, windows that do not tile, used to differ.)"""
@@ -190,7 +222,7 @@ def test_maxpool_backward_with_inf_and_nan_in_dy_follows_one_rule_on_every_path(
     if args == (2,):  # the window of dy[0, 0, 0, 0] = inf: inf at its maximum, NaN on its other three pixels
         window = fast[0, 0, :2, :2].reshape(-1)
         assert np.isinf(window).sum() == 1 and np.isnan(window).sum() == 3
-    if shape[2:] == (5, 5):
+    if shape[2:] == (5, 5) and args == (2,):
         assert not np.isnan(fast[:, :, 4, :]).any() and not fast[:, :, 4, :].any()  # in no window
 
 

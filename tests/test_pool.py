@@ -3,6 +3,8 @@ central differences, the one-max-per-window tie rule, placement on every case, c
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import xpnet as xn
 from xpnet.layers import AvgPool2d, GlobalAvgPool, MaxPool2d
@@ -204,16 +206,199 @@ def test_pytorch_defaults_are_accepted_in_pytorchs_positions(rng):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: MaxPool2d(2, ceil_mode=True), "MaxPool2d: ceil_mode=True is not supported: .*rounds down"),
     (lambda: MaxPool2d(2, 2, 0, 2), "MaxPool2d: dilation=2 is not supported"),
     (lambda: MaxPool2d(2, dilation=()), r"MaxPool2d: dilation=\(\) is not supported"),  # 1 or a pair of 1s
     (lambda: MaxPool2d(2, dilation=(1, 1, 1)), r"MaxPool2d: dilation=\(1, 1, 1\) is not supported"),
     (lambda: MaxPool2d(2, return_indices=True), "MaxPool2d: return_indices=True is not supported"),
-    (lambda: AvgPool2d(2, ceil_mode=True), "AvgPool2d: ceil_mode=True is not supported"),
-    (lambda: AvgPool2d(3, 1, 1, count_include_pad=False), "AvgPool2d: count_include_pad=False is not supported"),
-    (lambda: AvgPool2d(2, divisor_override=3), "AvgPool2d: divisor_override=3 is not supported"),
-    (lambda: AvgPool2d(2, 2, 0, 1), "AvgPool2d: ceil_mode=1 is not supported"),  # a number is no bool
 ])
 def test_other_pytorch_values_are_refused_naming_the_layer(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+# -- PyTorch's ceil_mode, count_include_pad and divisor_override ---------------------------------------
+
+# (H, W): odd sizes where ceil_mode adds a window, even ones, and inputs smaller than a 3-window (which
+# only ceil_mode pools, where PyTorch does); kernel, stride and padding over each.
+OPTION_GRID = [(h, w, k, s, p) for h, w in [(5, 7), (6, 6), (2, 3)] for k in [2, 3, (2, 3)] for s in [1, 2, 3]
+               for p in [0, 1]]
+
+OPTIONS = [
+    pytest.param(MaxPool2d, {"ceil_mode": True}, id="max-ceil"),
+    pytest.param(AvgPool2d, {"ceil_mode": True}, id="avg-ceil"),
+    pytest.param(AvgPool2d, {"count_include_pad": False}, id="avg-exclude-pad"),
+    pytest.param(AvgPool2d, {"ceil_mode": True, "count_include_pad": False}, id="avg-ceil-exclude-pad"),
+    pytest.param(AvgPool2d, {"divisor_override": 5}, id="avg-divisor"),
+    pytest.param(AvgPool2d, {"ceil_mode": True, "divisor_override": 5}, id="avg-ceil-divisor"),
+]
+
+
+def torch_pool(torch, cls, x, dy_seed, k, s, p, options):
+    """PyTorch's y and dx (float64) for ``x``, with dy drawn from ``dy_seed``; None where PyTorch refuses
+    the geometry (an empty output)."""
+    fn = torch.nn.functional.max_pool2d if cls is MaxPool2d else torch.nn.functional.avg_pool2d
+    xt = torch.tensor(x, requires_grad=True)
+    try:
+        yt = fn(xt, k, s, p, **options)
+    except RuntimeError:
+        return None
+    dy = np.random.default_rng(dy_seed).standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(dy))
+    return yt.detach().numpy(), dy, xt.grad.numpy()
+
+
+@pytest.mark.parametrize("cls,options", OPTIONS)
+def test_pytorch_options_match_pytorch(dev, rng, cls, options):
+    """Forward and input gradient equal PyTorch's own in float64, over the grid; where PyTorch finds no
+    window (an input too small even with ceil_mode) xpnet refuses the input too."""
+    torch = pytest.importorskip("torch")
+    compared = 0
+    for i, (h, w, k, s, p) in enumerate(OPTION_GRID):
+        if 2 * p > min(_pair(k)):
+            continue
+        x = rng.standard_normal((2, 3, h, w))
+        layer = cls(k, s, p, **options)
+        expected = torch_pool(torch, cls, x, i, k, s, p, options)
+        what = f"{h}x{w} kernel={k} stride={s} padding={p}"
+        if expected is None:
+            with pytest.raises(ValueError, match="smaller than|too small"):
+                layer.forward(xn.to_device(x, dev))
+            continue
+        y_ref, dy, dx_ref = expected
+        y = layer.forward(xn.to_device(x, dev))
+        dx = layer.backward(xn.to_device(dy, dev))
+        assert_placed(y, dev, "float64")
+        assert_placed(dx, dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(y), y_ref, rtol=1e-12, atol=1e-12, err_msg=f"y, {what}")
+        np.testing.assert_allclose(xn.to_numpy(dx), dx_ref, rtol=1e-12, atol=1e-12, err_msg=f"dx, {what}")
+        compared += 1
+    assert compared >= 50  # the grid is not all refusals
+
+
+def test_ceil_mode_adds_the_windows_pytorch_adds():
+    """The output sizes of PyTorch's rule (ATen's pooling_output_shape): round up, but the last window must
+    start inside the input or its left padding."""
+    cases = [  # H, kernel, stride, padding, floor size, ceil size
+        (5, 2, 2, 0, 2, 3),  # one more window, half of it past the input
+        (6, 2, 2, 0, 3, 3),  # nothing left over
+        (6, 3, 2, 1, 3, 4),  # one more, starting on the last pixel
+        (8, 3, 3, 1, 3, 3),  # rounding up gives one more, but it would start in the right padding: not added
+        (9, 3, 3, 1, 3, 4),
+        (2, 3, 3, 0, None, 1),  # input smaller than the kernel: only ceil_mode pools it
+    ]
+    for h, k, s, p, floor, ceil in cases:
+        for ceil_mode, expected in ((False, floor), (True, ceil)):
+            layer = AvgPool2d((1, k), (1, s), (0, p), ceil_mode=ceil_mode)
+            x = np.zeros((1, 1, 1, h))
+            if expected is None:
+                with pytest.raises(ValueError, match="smaller than the 1x3 kernel"):
+                    layer.forward(x)
+            else:
+                assert layer.forward(x).shape == (1, 1, 1, expected), (h, k, s, p, ceil_mode)
+
+
+@pytest.mark.parametrize("cls,options", OPTIONS)
+@pytest.mark.parametrize("k,s,p,h,w", [pytest.param(3, 2, 1, 6, 7, id="k3-s2-p1"),
+                                       pytest.param((2, 3), (2, 3), (1, 0), 5, 7, id="k2x3-s2x3-p1x0")])
+def test_pytorch_options_pass_gradcheck(dev, rng, cls, options, k, s, p, h, w):
+    # Continuous random inputs have no ties, so max pooling is differentiable there.
+    x = xn.to_device(rng.standard_normal((2, 2, h, w)), dev)
+    assert_gradients_ok(cls(k, s, p, **options), x, max_entries=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 4), sw=st.integers(1, 4),
+       h=st.integers(1, 9), w=st.integers(1, 9), pad=st.tuples(st.booleans(), st.booleans()),
+       ceil_mode=st.booleans(), count_include_pad=st.booleans(), divisor=st.sampled_from([None, 1, 4]),
+       max_pool=st.booleans())
+def test_any_geometry_matches_pytorch(kh, kw, sh, sw, h, w, pad, ceil_mode, count_include_pad, divisor, max_pool):
+    torch = pytest.importorskip("torch")
+    p = (kh // 2 if pad[0] else 0, kw // 2 if pad[1] else 0)
+    if max_pool:
+        cls, options = MaxPool2d, {"ceil_mode": ceil_mode}
+    else:
+        cls, options = AvgPool2d, {"ceil_mode": ceil_mode, "count_include_pad": count_include_pad,
+                                   "divisor_override": divisor}
+    x = np.random.default_rng(h * 10 + w).standard_normal((1, 2, h, w))
+    layer = cls((kh, kw), (sh, sw), p, **options)
+    expected = torch_pool(torch, cls, x, 0, (kh, kw), (sh, sw), p, options)
+    if expected is None:
+        with pytest.raises(ValueError):
+            layer.forward(x)
+        return
+    y_ref, dy, dx_ref = expected
+    np.testing.assert_allclose(layer.forward(x), y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_ceil_mode_without_a_window_to_add_changes_nothing(rng):
+    x = rng.standard_normal((2, 3, 8, 8))
+    for cls in (MaxPool2d, AvgPool2d):
+        layer, plain = cls(2, ceil_mode=True), cls(2)
+        np.testing.assert_array_equal(layer.forward(x), plain.forward(x))
+        dy = np.cos(plain.forward(x))
+        np.testing.assert_array_equal(layer.backward(dy), plain.backward(dy))
+
+
+def test_avg_pool_divisors_are_made_once_per_input_size_dtype_and_device(rng):
+    """The (oh, ow) divisors of count_include_pad=False are kept while the input's size, dtype and device stay
+    (no host copy per step, which a CUDA-graph capture refuses: tests/test_graph_layers.py), and made again
+    when one of them changes."""
+    strict = pytest.importorskip("array_api_strict")
+    layer = AvgPool2d(3, 2, 1, count_include_pad=False)
+    base = rng.standard_normal((2, 1, 6, 6))
+    layer.forward(base)
+    table = layer._table[1]
+    layer.forward(rng.standard_normal((5, 3, 6, 6)))  # another batch: the same windows
+    assert layer._table[1] is table
+    on_strict = [xn.to_device(base, xn.Device(strict, strict.Device(name))) for name in ("CPU_DEVICE", "device1")]
+    for before, x in ((base, rng.standard_normal((1, 2, 7, 5))), (base, base.astype(np.float32)), on_strict):
+        layer.forward(before)
+        fresh = AvgPool2d(3, 2, 1, count_include_pad=False)
+        np.testing.assert_array_equal(xn.to_numpy(layer.forward(x)), xn.to_numpy(fresh.forward(x)))
+
+
+def test_save_load_keeps_the_pytorch_options(tmp_path, rng):
+    model = xn.Sequential(MaxPool2d(3, 2, ceil_mode=True), AvgPool2d(3, 1, 1, True, False),
+                          AvgPool2d(2, ceil_mode=True, divisor_override=3))
+    model.save(tmp_path / "pool.npz")
+    loaded = xn.load(tmp_path / "pool.npz")
+    assert [l.config() for l in loaded] == [l.config() for l in model]
+    assert [repr(l) for l in loaded] == ["MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)",
+                                         ("AvgPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True, "
+                                          "count_include_pad=False)"),
+                                         "AvgPool2d(kernel_size=2, stride=2, ceil_mode=True, divisor_override=3)"]
+    x = rng.standard_normal((2, 3, 10, 9))
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
+@pytest.mark.parametrize("config", [{"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1]},
+                                    {"k": [3, 3], "stride": [2, 2], "padding": [1, 1]}])
+def test_configs_saved_before_the_options_load_with_pytorchs_defaults(config):
+    """Files saved before ceil_mode, count_include_pad and divisor_override (and before the PyTorch names)."""
+    for cls in (MaxPool2d, AvgPool2d):
+        layer = cls.from_config(dict(config))
+        assert layer.config() == cls(3, 2, 1).config()
+        assert layer.ceil_mode is False
+    assert AvgPool2d.from_config(dict(config)).count_include_pad is True
+    assert AvgPool2d.from_config(dict(config)).divisor_override is None
+
+
+@pytest.mark.parametrize("make,error,message", [
+    (lambda: MaxPool2d(2, ceil_mode=1), TypeError, "MaxPool2d: ceil_mode must be True or False, got 1"),
+    (lambda: AvgPool2d(2, 2, 0, 1), TypeError, "AvgPool2d: ceil_mode must be True or False, got 1"),  # no bool
+    (lambda: AvgPool2d(2, count_include_pad="no"), TypeError, "AvgPool2d: count_include_pad must be True or False"),
+    (lambda: AvgPool2d(2, divisor_override=0), ValueError, "AvgPool2d: divisor_override must be a positive int"),
+    (lambda: AvgPool2d(2, divisor_override=-4), ValueError, "AvgPool2d: divisor_override must be a positive int"),
+    (lambda: AvgPool2d(2, divisor_override=True), ValueError, "AvgPool2d: divisor_override must be a positive int"),
+    (lambda: AvgPool2d(2, divisor_override=2.0), ValueError, "AvgPool2d: divisor_override must be a positive int"),
+])
+def test_bad_pytorch_options_are_named_clearly(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_ceil_mode_refuses_an_input_with_no_window():
+    with pytest.raises(ValueError, match=r"MaxPool2d: input \(1, 1, 2, 5\) padded by \(0, 0\) is 2x5, too small "
+                                         r"for a 3x3 window every \(1, 1\) pixels even with ceil_mode=True"):
+        MaxPool2d(3, 1, ceil_mode=True).forward(np.zeros((1, 1, 2, 5)))

@@ -201,7 +201,7 @@ def relu_backward(dy: Any, mask: Any) -> Any:
 # output's gradient g to every pixel of its window times the mask (g at the first maximum, g * 0
 # elsewhere), so an inf or NaN g makes the window's other pixels NaN on every path. Written with selects,
 # not branches: on real activations a branch per comparison is mispredicted about half the time.
-# x comes padded (with -inf) where the layer pads.
+# x comes padded (with -inf) where the layer pads, and past that where a ceil_mode window runs on.
 
 
 @_exact
@@ -318,8 +318,12 @@ def maxpool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], 
     """See ``xpnet.layers.pool.maxpool2d_forward``."""
     shape = (x.shape[0], x.shape[1]) + tuple(out_hw)
     y, first = np.empty(shape, x.dtype), np.empty(shape, index_dtype)
-    ph, pw = padding
-    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) if ph or pw else x
+    (ph, pw), (oh, ow) = padding, out_hw
+    # ceil_mode's last window may run past the padding: -inf there too (the kernels read without bounds checks).
+    bottom = max(ph, (oh - 1) * stride[0] + kernel[0] - x.shape[2] - ph)
+    right = max(pw, (ow - 1) * stride[1] + kernel[1] - x.shape[3] - pw)
+    padded = ph or pw or bottom or right
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, bottom), (pw, right)), constant_values=-np.inf) if padded else x
     if tuple(kernel) == (2, 2):
         _maxpool2x2_forward(xpad, stride[0], stride[1], y, first)
     else:

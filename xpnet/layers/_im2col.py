@@ -50,19 +50,34 @@ def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int 
     return hp, wp
 
 
-def out_size(size: int, k: int, s: int, p: int) -> int:
-    """Output length of a window of ``k`` with stride ``s`` over ``size`` padded by ``p`` each side."""
-    return (size + 2 * p - k) // s + 1
+def out_size(size: int, k: int, s: int, p: int, ceil_mode: bool = False) -> int:
+    """Output length of a window of ``k`` with stride ``s`` over ``size`` padded by ``p`` each side: the
+    windows that fit, or with ``ceil_mode`` (pooling) one more where a part of the padded input is left,
+    PyTorch's rule (``pooling_output_shape`` in ATen's Pool.h): the last window must start inside the
+    input or its left padding, so it may run past the right padding but never lies wholly in it."""
+    if not ceil_mode:
+        return (size + 2 * p - k) // s + 1
+    n = (size + 2 * p - k + s - 1) // s + 1
+    return n - 1 if (n - 1) * s >= size + p else n
 
 
-def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
-    """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw) with ``value`` around; ``x`` itself when no padding."""
+def window_reach(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair) -> Pair:
+    """(rows, cols) of the padded input that the windows of an (oh, ow) output cover: (H + 2*ph, W + 2*pw),
+    or more where ceil_mode's last window runs past the padding (pooling pads that part too)."""
+    (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = hw, kernel, stride, padding, out_hw
+    return max(h + 2 * ph, (oh - 1) * sh + kh), max(w + 2 * pw, (ow - 1) * sw + kw)
+
+
+def pad2d(x: Any, padding: Pair, value: float = 0.0, reach: Pair | None = None) -> Any:
+    """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw) with ``value`` around, or (N, C, *reach) with more of it
+    at the bottom and right (:func:`window_reach`); ``x`` itself when there is nothing to pad."""
     ph, pw = padding
-    if ph == 0 and pw == 0:
+    n, c, h, w = x.shape
+    hp, wp = (h + 2 * ph, w + 2 * pw) if reach is None else reach
+    if (hp, wp) == (h, w):
         return x
     xp = namespace(x)
-    n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype, device=x.device)
+    out = xp.full((n, c, hp, wp), value, dtype=x.dtype, device=x.device)
     return set_at(out, (slice(None), slice(None), slice(ph, ph + h), slice(pw, pw + w)), x)
 
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._user import flag
 from ..backend import add_at, fast_path, namespace, set_at, untracked
-from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_slices
-from .base import Layer, pytorch_defaults_only
+from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_reach, window_slices
+from .base import Layer, positive_int, pytorch_defaults_only
 
 
 class _Pool2d(Layer):
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = self.kernel_size if stride is None else as_pair(self.name, "stride", stride, 1)
@@ -19,17 +20,8 @@ class _Pool2d(Layer):
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{self.name}: padding must be at most half the window, got padding "
                              f"{self.padding} for kernel_size={self.kernel_size}")
+        self.ceil_mode = flag(ceil_mode, self.name, "ceil_mode")
         self._shape = None
-
-    def _pytorch_defaults(self, given: dict[str, Any]) -> None:
-        """PyTorch's pooling arguments xpnet has no use for: their defaults pass, any other value is refused
-        naming this layer and saying what xpnet has."""
-        pytorch_defaults_only(self.name, {
-            "ceil_mode": (False, "xpnet's output size rounds down, as PyTorch's default; leave ceil_mode=False"),
-            "return_indices": (False, "xpnet's MaxPool2d returns only y (it keeps each window's argmax itself)"),
-            "count_include_pad": (True, "xpnet's AvgPool2d counts the zero padding in the mean (PyTorch's default)"),
-            "divisor_override": (None, "xpnet's AvgPool2d divides by the window's size"),
-        }, given)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "_Pool2d":
@@ -37,19 +29,26 @@ class _Pool2d(Layer):
         return cls(**{("kernel_size" if k == "k" else k): v for k, v in config.items()})
 
     def config(self) -> dict[str, Any]:
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+                "ceil_mode": self.ceil_mode}
 
     def _start(self, x: Any) -> tuple[Any, Pair]:
         """The namespace of x and the output's (oh, ow), after checking x; remembers x's shape."""
         xp = self._check_float(x)
-        check_images(self.name, x, self.kernel_size, self.padding)
+        # With ceil_mode a window may run past the padded input (PyTorch's rule): only no window at all is refused.
+        hp, wp = check_images(self.name, x, (1, 1) if self.ceil_mode else self.kernel_size, self.padding)
+        out_hw = self._out_hw(tuple(x.shape))
+        if min(out_hw) < 1:
+            raise ValueError(f"{self.name}: input {tuple(x.shape)} padded by {self.padding} is {hp}x{wp}, too small "
+                             f"for a {self.kernel_size[0]}x{self.kernel_size[1]} window every {self.stride} pixels "
+                             "even with ceil_mode=True")
         self._shape = tuple(x.shape)
-        return xp, self._out_hw(self._shape)
+        return xp, out_hw
 
     def _out_hw(self, x_shape: tuple[int, ...]) -> Pair:
         """(oh, ow) of the output for an input of ``x_shape`` (N, C, H, W)."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return out_size(x_shape[2], kh, sh, ph), out_size(x_shape[3], kw, sw, pw)
+        return out_size(x_shape[2], kh, sh, ph, self.ceil_mode), out_size(x_shape[3], kw, sw, pw, self.ceil_mode)
 
     def _check_dy(self, dy: Any) -> None:
         """Raise when dy does not have the shape of the last forward's output."""
@@ -61,26 +60,29 @@ class _Pool2d(Layer):
 
 def scatter_windows(xp: Any, dy: Any, parts: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
                     padding: Pair) -> Any:
-    """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow))."""
+    """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow)); what
+    lands in the padding, also past it (ceil_mode), is dropped."""
     n, c, h, w = x_shape
     (ph, pw) = padding
-    hp, wp = h + 2 * ph, w + 2 * pw
+    out_hw = (dy.shape[2], dy.shape[3])
+    hp, wp = window_reach((h, w), kernel, stride, padding, out_hw)
     dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
     overlap = any(s < k for s, k in zip(stride, kernel))
     write = add_at if overlap else set_at  # either works on immutable (JAX) arrays too
-    for k, (r, s) in enumerate(window_slices(kernel, stride, (dy.shape[2], dy.shape[3]))):
+    for k, (r, s) in enumerate(window_slices(kernel, stride, out_hw)):
         dx = write(dx, (slice(None), slice(None), r, s), parts(k))
-    return dx if ph == 0 and pw == 0 else dx[:, :, ph:ph + h, pw:pw + w]
+    return dx if (hp, wp) == (h, w) else dx[:, :, ph:ph + h, pw:pw + w]
 
 
 class MaxPool2d(_Pool2d):
     """Maximum over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts
-    as -inf (PyTorch's names and defaults).
+    as -inf (PyTorch's names and defaults). ``ceil_mode=True``: the output size rounds up as PyTorch's
+    (one more window where part of the padded input is left; the part of it past the input counts as -inf).
 
     x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's
     maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
-    The positional arguments are PyTorch's, in its order: ``dilation`` (1), ``return_indices`` (False) and
-    ``ceil_mode`` (False) are accepted at those defaults only; another value is refused.
+    The positional arguments are PyTorch's, in its order: ``dilation`` (1) and ``return_indices`` (False)
+    are accepted at those defaults only; another value is refused.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
     Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
@@ -89,11 +91,13 @@ class MaxPool2d(_Pool2d):
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False):
-        super().__init__(kernel_size, stride, padding)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         if not is_one(dilation):
             raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's MaxPool2d takes "
                              "contiguous windows; leave dilation=1")
-        self._pytorch_defaults({"return_indices": return_indices, "ceil_mode": ceil_mode})
+        pytorch_defaults_only(self.name, {"return_indices": (
+            False, "xpnet's MaxPool2d returns only y (it keeps each window's argmax itself)")},
+            {"return_indices": return_indices})
         self._first = None
 
     def forward(self, x: Any, train: bool = True) -> Any:
@@ -121,7 +125,7 @@ def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw:
     """y (N, C, oh, ow), the maximum of each window, and for each output the kernel offset of its
     window's first maximum (``index_dtype``), portable: one running maximum over the kernel offsets."""
     xp = namespace(x)
-    xpad = pad2d(x, padding, -math.inf)
+    xpad = pad2d(x, padding, -math.inf, window_reach(tuple(x.shape[2:]), kernel, stride, padding, out_hw))
     slices = list(window_slices(kernel, stride, out_hw))
     r, s = slices[0]
     y = xp.asarray(xpad[:, :, r, s], copy=True)
@@ -144,33 +148,71 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pa
 
 
 class AvgPool2d(_Pool2d):
-    """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels; padding counts as zeros
-    in the mean (PyTorch's ``count_include_pad=True``). x: (N, C, H, W) -> y: (N, C, oh, ow).
-    Caches only the input shape. The positional arguments are PyTorch's, in its order: ``ceil_mode`` (False),
-    ``count_include_pad`` (True) and ``divisor_override`` (None) are accepted at those defaults only."""
+    """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels, PyTorch's arguments
+    in its order. x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the input shape and 1 / the windows' divisors
+    (an array where they differ, kept while the input's size, dtype and device stay the same).
+
+    Each window's sum is divided as PyTorch's ``avg_pool2d`` divides it: by ``divisor_override`` when given;
+    else by the pixels of the window inside the padded input (``count_include_pad=True``, the default: the
+    zero padding counts, the part of a ``ceil_mode`` window past the padding does not) or inside the input
+    alone (``count_include_pad=False``). ``ceil_mode=True`` rounds the output size up as in MaxPool2d."""
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: Any = None):
-        super().__init__(kernel_size, stride, padding)
-        self._pytorch_defaults({"ceil_mode": ceil_mode, "count_include_pad": count_include_pad,
-                                "divisor_override": divisor_override})
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = flag(count_include_pad, self.name, "count_include_pad")
+        self.divisor_override = (None if divisor_override is None
+                                 else positive_int(self, "divisor_override", divisor_override))
+        self._scale = None
+        self._table: tuple[Any, Any] | None = None  # ((H, W), xp, dtype, device), (oh, ow) array of 1 / divisor
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "count_include_pad": self.count_include_pad,
+                "divisor_override": self.divisor_override}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp, out_hw = self._start(x)
-        xpad = pad2d(x, self.padding, 0.0)
+        reach = window_reach(self._shape[2:], self.kernel_size, self.stride, self.padding, out_hw)
+        xpad = pad2d(x, self.padding, 0.0, reach)
         slices = list(window_slices(self.kernel_size, self.stride, out_hw))
         r, s = slices[0]
         y = xp.asarray(xpad[:, :, r, s], copy=True)
         for r, s in slices[1:]:
             y += xpad[:, :, r, s]
-        return y * (1.0 / len(slices))
+        self._scale = self._reciprocal_divisors(y, out_hw)
+        return y * self._scale
+
+    def _reciprocal_divisors(self, like: Any, out_hw: Pair) -> Any:
+        """1 / each window's divisor (see the class): a Python float where every window has the same one, else
+        an (oh, ow) array of ``like``'s dtype and device. A window's count is its rows' count times its columns'."""
+        if self.divisor_override is not None:
+            return 1.0 / self.divisor_override
+        counts = []
+        for size, k, s, p, n in zip(self._shape[2:], self.kernel_size, self.stride, self.padding, out_hw):
+            starts = [i * s - p for i in range(n)]
+            stops = [min(start + k, size + p) for start in starts]  # ceil_mode's last window ends at the padding
+            if self.count_include_pad:
+                counts.append([stop - start for start, stop in zip(starts, stops)])
+            else:
+                counts.append([min(stop, size) - max(start, 0) for start, stop in zip(starts, stops)])
+        rows, cols = counts
+        if len(set(rows)) == 1 and len(set(cols)) == 1:
+            return 1.0 / (rows[0] * cols[0])
+        # Made once per input size and kept: a copy from the host at each step would also stop a CUDA-graph
+        # capture of the training step (CuPy refuses host copies while capturing; the warm-up steps make it).
+        xp = namespace(like)
+        key = (self._shape[2:], xp, like.dtype, like.device)  # xp before dtype: two libraries' dtypes never compare
+        if self._table is None or self._table[0] != key:
+            table = xp.asarray([[1.0 / (r * c) for c in cols] for r in rows], dtype=like.dtype, device=like.device)
+            self._table = (key, table)
+        return self._table[1]
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
         xp = self._check_float(dy)
         self._check_dy(dy)
-        share = dy * (1.0 / (self.kernel_size[0] * self.kernel_size[1]))
+        share = dy * self._need(self._scale)
         return scatter_windows(xp, dy, lambda k: share, self._shape, self.kernel_size, self.stride, self.padding)
 
 
