@@ -380,3 +380,52 @@ def test_keras_history_dot_history_says_where_the_figures_are(data):
     import copy
     import pickle
     assert pickle.loads(pickle.dumps(h)).epochs == copy.deepcopy(h).epochs == h.epochs
+
+
+class Logged(Callback):
+    def on_train_begin(self, state):
+        self.logged = state.logged
+
+
+@pytest.mark.parametrize("kind", ["classifier", "classifier-no-val", "regression", "language-model"])
+def test_the_figures_a_run_says_it_logs_are_those_each_epoch_holds(kind, tmp_path):
+    """Monitors and placeholders are checked before training against what the run will log
+    (``state.logged``): perplexity for a sequence model (it was refused as a monitor and a placeholder),
+    no accuracy for a regression (EarlyStopping(monitor='train_accuracy') failed only after epoch 1)."""
+    rng = np.random.default_rng(0)
+    rec = Logged()
+    if kind == "language-model":
+        xn.init.seed(0)
+        model = xn.book.rnnlm(13, 5, 6, dtype="float64")
+        ids, val_ids = rng.integers(0, 13, 400), rng.integers(0, 13, 120)
+        stop = EarlyStopping(monitor="val_perplexity", patience=1)
+        ckpt = ModelCheckpoint(str(tmp_path / "lm-{epoch}-{val_perplexity:.3f}.npz"))
+        h = xn.train(model, xn.datasets.TokenStream(ids, 4, 5), validation=xn.datasets.TokenStream(val_ids, 2, 5),
+                     loss="cross_entropy", optimizer=xn.optim.SGD(1.0), epochs=2, progress=False,
+                     callbacks=[rec, stop, ckpt])
+        assert stop.best == min(e["val_perplexity"] for e in h.epochs)
+        assert os.path.basename(ckpt.saved[-1]) == f"lm-2-{h.epochs[-1]['val_perplexity']:.3f}.npz"
+    elif kind == "regression":
+        x = rng.standard_normal((40, 2)).astype(np.float32)
+        xn.train(mlp(), (x, x[:, :1] @ np.ones((1, 3), np.float32)), loss="mse", optimizer=xn.optim.SGD(0.01),
+                 epochs=1, batch_size=20, validation=(x, np.zeros((40, 3), np.float32)), progress=False,
+                 callbacks=[rec])
+        h = None
+        for make in (lambda: EarlyStopping(monitor="train_accuracy"), lambda: ModelCheckpoint(
+                str(tmp_path / "m-{val_accuracy:.2f}.npz"))):
+            with pytest.raises(ValueError, match="train_accuracy|val_accuracy") as info:
+                xn.train(mlp(), (x, x[:, :1] @ np.ones((1, 3), np.float32)), loss="mse",
+                         optimizer=xn.optim.SGD(0.01), epochs=1, batch_size=20,
+                         validation=(x, np.zeros((40, 3), np.float32)), progress=False, callbacks=[make()])
+            assert "logs ['train_loss', 'val_loss']" in str(info.value) or "this run logs" in str(info.value)
+        assert not os.listdir(tmp_path)
+    else:
+        h = fit(mlp(), xn.datasets.spiral(60, 3, seed=0), [rec], epochs=1, validation=kind == "classifier")
+    if h is not None:
+        figures = {k for k, v in h.epochs[0].items() if k.startswith(("train_", "val_")) and v is not None}
+        assert rec.logged == figures
+    expected = {"classifier": {"train_loss", "train_accuracy", "val_loss", "val_accuracy"},
+                "classifier-no-val": {"train_loss", "train_accuracy"},
+                "regression": {"train_loss", "val_loss"},
+                "language-model": {"train_loss", "train_perplexity", "val_loss", "val_perplexity"}}[kind]
+    assert rec.logged == expected

@@ -2,7 +2,7 @@
 
 A callback subclasses :class:`Callback` and overrides the hooks it needs. Before ``on_train_begin``
 ``xn.train`` sets ``self.state``, the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
-``comm``, ``is_root``, ``has_validation``, ``epoch``, ``epochs``, ``save_checkpoint(path)``,
+``comm``, ``is_root``, ``has_validation``, ``logged`` (the figures each epoch's log holds), ``epoch``, ``epochs``, ``save_checkpoint(path)``,
 ``barrier()``), which ``on_train_begin`` also receives (an override need not call super); the epoch
 hooks get the 1-based epoch number and, at the end, that epoch's log (the dict appended to
 ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars, strings, which a full
@@ -30,7 +30,7 @@ from ..models.files import architecture
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
            "epoch_end_order"]
 
-MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_perplexity", "val_perplexity")
 KERAS_MONITORS = {"loss": "train_loss", "accuracy": "train_accuracy", "acc": "train_accuracy",
                   "val_acc": "val_accuracy"}  # Keras' names for the logs, and xpnet's
 
@@ -88,15 +88,20 @@ class _Monitor:
         self.best: float | None = None
 
     def check_available(self, state: Any) -> None:
+        """Before any training: the run logs the figure watched (``state.logged``)."""
         if self.monitor.startswith("val_") and not state.has_validation:
             raise ValueError(f"{self.owner}: monitor={self.monitor!r} needs validation data; pass "
                              "validation=(x_val, y_val) to xn.train or monitor 'train_loss'")
+        if self.monitor not in state.logged:
+            raise ValueError(f"{self.owner}: this run logs no {self.monitor!r} (accuracy needs class labels, "
+                             f"perplexity a sequence model's cross-entropy); it logs {sorted(state.logged)}")
 
     def value(self, logs: dict[str, Any]) -> float:
         v = logs.get(self.monitor)
         if v is None:
             raise ValueError(f"{self.owner}: the log has no value for {self.monitor!r} (accuracy is only "
-                             f"reported for classification); logs: {sorted(k for k, x in logs.items() if x is not None)}")
+                             f"reported for classification, perplexity for sequence models); logs: "
+                             f"{sorted(k for k, x in logs.items() if x is not None)}")
         return float(v)
 
     def improved(self, logs: dict[str, Any], quiet: bool = False) -> bool:
@@ -242,7 +247,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
-        self._check_path(state.has_validation)
+        self._check_path(state.logged, state.has_validation)
         try:  # before any training, not at the first save: the file must be able to record the model
             architecture(state.model)
         except TypeError as exc:
@@ -252,10 +257,10 @@ class ModelCheckpoint(Callback):
             self._monitor.speak = state.is_root
             self._monitor.replay(state.history.epochs)
 
-    def _check_path(self, has_validation: bool) -> None:
-        """Before any training: every ``{placeholder}`` is known, the folder exists and the path is no
-        folder (nor anything else a save refuses: :func:`~xpnet.io.paths.save_target`)."""
-        logs = {k: (None if k.startswith("val_") and not has_validation else 0.5) for k in MONITORS}
+    def _check_path(self, logged: frozenset[str], has_validation: bool) -> None:
+        """Before any training: every ``{placeholder}`` is known and logged by this run (``logged``), the folder
+        exists and the path is no folder (nor anything else a save refuses: :func:`~xpnet.io.paths.save_target`)."""
+        logs = {k: (0.5 if k in logged else None) for k in MONITORS}
         try:
             path = self.path.format(**{**logs, "epoch": 1, "seconds": 1.0, "lr": 0.1})
         except KeyError as exc:
@@ -266,7 +271,8 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: unknown placeholder {{{key}}} in {self.path!r}; known: {known}"
                              f"{hint}") from None
         except (IndexError, ValueError, TypeError, AttributeError) as exc:
-            hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else ""
+            hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else \
+                f" (this run logs {sorted(logged)})"
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
         folder = os.path.dirname(os.path.abspath(path))
         if os.path.exists(folder) and not os.path.isdir(folder):

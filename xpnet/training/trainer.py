@@ -53,6 +53,9 @@ class TrainerState:
         self.model, self.optimizer, self.loss, self.history = model, optimizer, loss, history
         self.device, self.comm, self.seed, self.epochs = device, comm, seed, epochs
         self.has_validation = has_validation
+        # The figures each epoch's log holds (xn.train sets them; by default those a classifier logs).
+        self.logged = frozenset({"train_loss", "train_accuracy"} | ({"val_loss", "val_accuracy"} if has_validation
+                                                                      else set()))
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
