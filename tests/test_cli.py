@@ -306,6 +306,19 @@ def test_resume_without_a_checkpoint_or_beyond_epochs_is_one_line_exit_2(tmp_pat
     assert len(err.strip().splitlines()) == 1 and (tmp_path / "cut" / "checkpoint.npz").exists()
 
 
+def test_resume_of_a_finished_run_says_that_resume_continues_interrupted_runs_only(tmp_path, capsys):
+    """--resume on an --out whose run finished said only that there is no checkpoint.npz and to leave
+    --resume out, which would train a new model over the finished one."""
+    out = tmp_path / "done"
+    assert main(SPIRAL + ["--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(SPIRAL + ["--epochs", "2", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "the run in" in err and "finished (its model.npz is there)" in err and "xn.load(" in err
+    assert len(err.strip().splitlines()) == 1 and sorted(os.listdir(out)) == ["curves.png", "history.json",
+                                                                              "model.npz"]
+
+
 def test_sigterm_writes_the_checkpoint_says_so_and_the_run_resumes(tmp_path, capsys):
     import signal
 
