@@ -253,7 +253,9 @@ def test_pytorch_options_match_pytorch(dev, rng, cls, options):
     window (an input too small even with ceil_mode) xpnet refuses the input too."""
     torch = pytest.importorskip("torch")
     compared = 0
-    for i, (h, w, k, s, p) in enumerate(OPTION_GRID):
+    # JAX compiles its operations for each new shape (37 s for the whole grid): every fifth geometry there.
+    grid = OPTION_GRID[::5] if dev.name.startswith("jax") else OPTION_GRID
+    for i, (h, w, k, s, p) in enumerate(grid):
         if 2 * p > min(_pair(k)):
             continue
         x = rng.standard_normal((2, 3, h, w))
@@ -272,7 +274,7 @@ def test_pytorch_options_match_pytorch(dev, rng, cls, options):
         np.testing.assert_allclose(xn.to_numpy(y), y_ref, rtol=1e-12, atol=1e-12, err_msg=f"y, {what}")
         np.testing.assert_allclose(xn.to_numpy(dx), dx_ref, rtol=1e-12, atol=1e-12, err_msg=f"dx, {what}")
         compared += 1
-    assert compared >= 50  # the grid is not all refusals
+    assert compared >= (50 if grid is OPTION_GRID else 5)  # the grid is not all refusals
 
 
 def test_ceil_mode_adds_the_windows_pytorch_adds():
