@@ -278,6 +278,21 @@ def test_strict_names_missing_and_unexpected_keys_and_strict_false_returns_them(
     np.testing.assert_array_equal(ours[2].params["W"], theirs["2.weight"].numpy().T)
 
 
+def test_model_load_state_dict_of_pytorch_names_points_to_the_converter():
+    ours = xn.Sequential(Linear(3, 4), ReLU(), LSTM(4, 2))
+    theirs = {**_prefixed(nn.Linear(3, 4).state_dict(), "0."), **_prefixed(nn.LSTM(4, 2).state_dict(), "2.")}
+    with pytest.raises(ValueError) as info:
+        ours.load_state_dict(theirs)
+    first, hint = str(info.value).splitlines()
+    assert first.startswith("Sequential.load_state_dict: missing keys ['0.W', '0.b', '2.Wx', '2.Wh', '2.b']")
+    assert hint == ("these look like a PyTorch state dict's names ('weight', 'bias', 'weight_ih_l0'...): "
+                    "xn.load_torch_state_dict(model, d) converts its names and layouts")
+    xn.load_torch_state_dict(ours, theirs)
+    with pytest.raises(ValueError) as info:  # xpnet's own names stay one line
+        ours.load_state_dict({"0.W": ours[0].params["W"]})
+    assert "\n" not in str(info.value)
+
+
 def test_whole_dict_hints_and_a_book_gru_is_refused():
     ours = xn.Sequential(Linear(3, 2))
     with pytest.raises(ValueError, match=r"every key starts with 'module.' \(saved from nn.DataParallel"):
