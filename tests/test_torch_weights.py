@@ -3,6 +3,9 @@ layer type with weights and for whole models, PyTorch's model trained a few step
 its weights give the same evaluation outputs, and PyTorch's model given xpnet's state dict gives them again;
 the errors name the layer, the PyTorch key and what was expected against what came."""
 
+import inspect
+import textwrap
+
 import numpy as np
 import pytest
 
@@ -305,3 +308,12 @@ def test_whole_dict_hints_and_a_book_gru_is_refused():
         with pytest.raises(ValueError, match=r"layer '0' \(GRU\(.*convention='book'\)\): the book's GRU "
                                              r"\(convention='book'\) is another function than nn.GRU"):
             call()
+
+
+def test_the_docstring_example_runs():
+    doc = inspect.getdoc(xn.load_torch_state_dict)
+    example = textwrap.dedent(doc.split("Example::", 1)[1])
+    scope = {"torch": torch, "xn": xn}
+    exec(compile(example, "load_torch_state_dict's docstring", "exec"), scope)
+    x = np.random.default_rng(5).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(scope["model"].predict(x), _out(scope["torch_model"], x), rtol=1e-5, atol=1e-6)

@@ -106,8 +106,10 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
     expected against what came. With ``strict=False`` keys left over and parameters not filled are allowed
     (a misshapen array never is) and returned, by PyTorch's names. Example::
 
+        torch_model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
         model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.ReLU(), xn.layers.Linear(3, 2))
-        xn.load_torch_state_dict(model, torch_model.state_dict())   # torch_model: the same nn.Sequential
+        xn.load_torch_state_dict(model, torch_model.state_dict())    # W = weight.T, b = bias
+        torch_model.load_state_dict(xn.torch_state_dict(model, as_tensors=True))   # and back
     """
     who = "xn.load_torch_state_dict"
     if not isinstance(state_dict, Mapping):
