@@ -239,7 +239,8 @@ class Tree:
         cast to its parameter's dtype and moved to its device.
 
         Checks everything before changing anything: a ValueError names every misshapen key and, with
-        ``strict=True`` (the default), every missing and unexpected one. Returns the missing and
+        ``strict=True`` (the default), every missing and unexpected one (and a line pointing to
+        ``xn.load_torch_state_dict`` where unexpected keys look like PyTorch's). Returns the missing and
         unexpected keys (empty when strict).
         """
         who = f"{type(self).__name__}.load_state_dict"
