@@ -27,6 +27,8 @@ NAMES = [
     "Model.named_params", "Model.named_grads", "Model.named_buffers", "Model.predict", "Model.summary", "Model.save",
     # PyTorch's names (issue 28)
     "manual_seed", "no_grad",
+    # PyTorch's state dicts in and out
+    "load_torch_state_dict", "torch_state_dict",
 ]
 
 
@@ -55,6 +57,8 @@ def test_public_name_exists(name):
     (xn.load, ["device", "dtype"]),
     (xn.layers.Residual, ["body", "shortcut"]),
     (xn.Model.load_state_dict, ["strict"]),
+    (xn.load_torch_state_dict, ["strict"]),
+    (xn.torch_state_dict, ["as_tensors"]),
     (xn.Model.predict, ["batch_size"]),
 ])
 def test_contract_keywords(fn, keywords):

@@ -21,7 +21,7 @@ from .book import load_book_params
 from .grad_mode import no_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
-from .models import Model, Sequential, XpnetFileError, load, save
+from .models import Model, Sequential, XpnetFileError, load, load_torch_state_dict, save, torch_state_dict
 from .testing import GradcheckError
 from .training import History, XpnetTrainingError, evaluate, train
 
@@ -50,6 +50,7 @@ __all__ = [
     "layers",
     "load",
     "load_book_params",
+    "load_torch_state_dict",
     "losses",
     "manual_seed",
     "no_grad",
@@ -58,6 +59,7 @@ __all__ = [
     "testing",
     "to_device",
     "to_numpy",
+    "torch_state_dict",
     "train",
 ]
 

@@ -10,6 +10,7 @@ under two names is visited once, under the first.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping, NamedTuple
 
 from .._user import flag
@@ -19,6 +20,11 @@ from ..backend import (Device, device as _resolve_device, device_of, float_dtype
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved"]
 
 _STORES = ("params", "grads", "buffers")
+
+# The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
+_PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")
+_PYTORCH_HINT = ("\nthese look like a PyTorch state dict's names ('weight', 'bias', 'weight_ih_l0'...): "
+                 "xn.load_torch_state_dict(model, d) converts its names and layouts")
 
 
 def not_built(node: Any) -> str:
@@ -233,7 +239,8 @@ class Tree:
         cast to its parameter's dtype and moved to its device.
 
         Checks everything before changing anything: a ValueError names every misshapen key and, with
-        ``strict=True`` (the default), every missing and unexpected one. Returns the missing and
+        ``strict=True`` (the default), every missing and unexpected one (and a line pointing to
+        ``xn.load_torch_state_dict`` where unexpected keys look like PyTorch's). Returns the missing and
         unexpected keys (empty when strict).
         """
         who = f"{type(self).__name__}.load_state_dict"
@@ -257,7 +264,8 @@ class Tree:
                 problems.append(f"{k!r} has shape {tuple(int(d) for d in v.shape)} in the dict but "
                                 f"{tuple(own[k].shape)} in the model")
         if problems:
-            raise ValueError(f"{who}: " + "; ".join(problems))
+            raise ValueError(f"{who}: " + "; ".join(problems) + (_PYTORCH_HINT if strict and any(
+                _PYTORCH_KEY.search(k) for k in unexpected if isinstance(k, str)) else ""))
         for k, v in state_dict.items():
             if k in own:
                 value = to_device(v, device_of(own[k]), dtype=own[k].dtype)

@@ -7,6 +7,8 @@
 - ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
 - ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
 - ``summary``: the table of layers, output shapes and parameter counts;
+- ``torch_weights``: PyTorch's state dicts in and out (``xn.load_torch_state_dict``, ``xn.torch_state_dict``),
+  names and layouts converted per layer type;
 - ``ids``: the Embeddings that read a model's inputs, their ids checked once per run (training,
   evaluation, generation) instead of in every forward.
 
@@ -19,6 +21,7 @@ from .language import LanguageModel
 from .model import Model
 from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from .sequential import Sequential
+from .torch_weights import load_torch_state_dict, torch_state_dict
 
 __all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
-           "AttentionSeq2seq"]
+           "AttentionSeq2seq", "load_torch_state_dict", "torch_state_dict"]

@@ -1,0 +1,284 @@
+"""PyTorch's state dicts in and out of xpnet models: ``xn.load_torch_state_dict``, ``xn.torch_state_dict``.
+
+How a load goes:
+
+1. Every value is read as a host array: NumPy arrays as they are, PyTorch tensors (on any device, with
+   ``requires_grad`` or not) through ``xpnet.backend.to_numpy``, by duck typing (torch is never imported).
+2. Each node of the xpnet model, by its dotted name, takes its arrays from the keys under the same prefix:
+   ``nn.Sequential``'s indices are ``xn.Sequential``'s, a custom ``nn.Module``'s attribute names an
+   ``xn.Model``'s. :data:`TORCH_NAMES` says, per xpnet layer type, which PyTorch array (or two) each
+   parameter and buffer is and in what layout; a layer type it does not list (a layer of your own, a
+   model's own parameters) keeps its names and layouts.
+3. Every problem is gathered, each naming the xpnet layer, the PyTorch key, and what was expected against
+   what came (a misshapen array; a key of a stacked or bidirectional ``nn.LSTM``; with ``strict=True`` a
+   key left over or a parameter not filled); one ValueError lists them all before anything changes.
+4. The converted dict goes through ``model.load_state_dict``, whose checks apply too, and which casts
+   and moves each array to its parameter's dtype and device.
+
+``torch_state_dict`` runs the table backwards, to NumPy arrays by PyTorch's names and in its layouts.
+Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` is
+``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (the sum is what both compute with); a BatchNorm whose momentum is
+a number, which has no ``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..backend import host_copy, to_numpy
+from ..backend.libraries import library
+from ..layers import GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, LayerNorm, Linear, TiedLinear
+from ..layers.tree import IncompatibleKeys
+
+__all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
+
+_RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0"}
+
+# xpnet layer type -> {xpnet parameter or buffer: the PyTorch array it is}: "name" the same array,
+# "name.T" transposed, "a + b" the sum of two. A subclass takes its base's entry.
+TORCH_NAMES: dict[type, dict[str, str]] = {
+    Linear: {"W": "weight.T", "b": "bias"},
+    Conv2d: {"W": "weight", "b": "bias"},
+    BatchNorm: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var",
+                "num_batches_tracked": "num_batches_tracked"},
+    LayerNorm: {"gamma": "weight", "beta": "bias"},
+    Embedding: {"W": "weight"},
+    TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
+    RNN: _RECURRENT,
+    LSTM: _RECURRENT,
+    GRU: {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "bx": "bias_ih_l0", "bh": "bias_hh_l0"},
+}
+
+_RECURRENT_KEY = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")
+_BUILT_WITHOUT = ("bias", "affine", "elementwise_affine", "track_running_stats")
+
+
+def _parse(formula: str) -> tuple[tuple[str, ...], str]:
+    """(PyTorch's names, how): how is "" (the same array), "T" (transposed) or "+" (their sum)."""
+    if " + " in formula:
+        return tuple(formula.split(" + ")), "+"
+    if formula.endswith(".T"):
+        return (formula[:-2],), "T"
+    return (formula,), ""
+
+
+def _names(node: Any) -> dict[str, str]:
+    """The node's own parameters and buffers -> their PyTorch formulas (its own names where none is known)."""
+    table = next((TORCH_NAMES[cls] for cls in type(node).__mro__ if cls in TORCH_NAMES), {})
+    return {name: table.get(name, name) for name in (*node.params, *node.buffers)}
+
+
+def _refusal(node: Any) -> str | None:
+    """Why no PyTorch state dict fits this node, or None."""
+    if isinstance(node, GRU) and node.convention == "book":
+        return ("the book's GRU (convention='book') is another function than nn.GRU, so PyTorch's weights do not "
+                "fit it: build GRU(..., convention='pytorch') (the default)")
+    return None
+
+
+def _dropped(node: Any) -> tuple[str, ...]:
+    """PyTorch's keys (last part) that this node takes and drops: a BatchNorm whose momentum is a number has no
+    ``num_batches_tracked``, which PyTorch counts but does not use then either."""
+    if isinstance(node, BatchNorm) and node.track_running_stats and node.momentum is not None:
+        return ("num_batches_tracked",)
+    return ()
+
+
+def _describe(prefix: str, node: Any) -> str:
+    if not prefix:
+        return f"the model ({node.name})"
+    return f"layer {prefix!r} ({node!r})" if not node.named_children() else f"layer {prefix!r} ({node.name})"
+
+
+def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+    """Load a PyTorch state dict (tensors or NumPy arrays by PyTorch's dotted names, from ``torch_model.state_dict()``)
+    into the xpnet ``model`` of the same structure, converting names and layouts per layer type
+    (:data:`TORCH_NAMES`: Linear's ``W = weight.T``, BatchNorm's ``gamma = weight``, LSTM's
+    ``b = bias_ih_l0 + bias_hh_l0``...). A BatchNorm whose momentum is a number drops PyTorch's
+    ``num_batches_tracked`` (unused by PyTorch too then); a ``TiedLinear`` takes PyTorch's copy of the tied
+    weight and checks it is the embedding's.
+
+    Everything is checked before anything changes: a ValueError names each layer, PyTorch key and what was
+    expected against what came. With ``strict=False`` keys left over and parameters not filled are allowed
+    (a misshapen array never is) and returned, by PyTorch's names. Example::
+
+        torch_model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.ReLU(), xn.layers.Linear(3, 2))
+        xn.load_torch_state_dict(model, torch_model.state_dict())    # W = weight.T, b = bias
+        torch_model.load_state_dict(xn.torch_state_dict(model, as_tensors=True))   # and back
+    """
+    who = "xn.load_torch_state_dict"
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"{who}: expected a dict of tensors or arrays by PyTorch's names (torch_model.state_dict()), "
+                        f"got {type(state_dict).__name__}")
+    problems: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    for key, value in state_dict.items():
+        if not isinstance(key, str) or not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            problems.append(f"the entry {key!r} is a {type(value).__name__}, not a tensor or array by name")
+        else:
+            arrays[key] = to_numpy(value)
+    modules = model.named_modules()
+    converted: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    missing: list[str] = []
+    for prefix, node in modules.items():
+        dot = f"{prefix}." if prefix else ""
+        where = _describe(prefix, node)
+        refusal = _refusal(node)
+        if refusal is not None:
+            problems.append(f"{where}: {refusal}")
+            used.update(k for k in arrays if k.rpartition(".")[0] == prefix)
+            continue
+        own = {**node.params, **node.buffers}
+        unfilled = []
+        for name, formula in _names(node).items():
+            torch_names, how = _parse(formula)
+            keys = [dot + t for t in torch_names]
+            present = [k for k in keys if k in arrays]
+            used.update(present)
+            if not present:
+                unfilled.append((name, formula, keys))
+                continue
+            if len(present) < len(keys):
+                absent = [k for k in keys if k not in arrays]
+                problems.append(f"{where}: PyTorch's {present[0]!r} came without {absent[0]!r}; xpnet's {name} is "
+                                f"{formula}")
+                continue
+            want = tuple(int(d) for d in own[name].shape)
+            want = want[::-1] if how == "T" else want
+            wrong = [k for k in keys if tuple(arrays[k].shape) != want]
+            for k in wrong:
+                problems.append(f"{where}: PyTorch's {k!r} has shape {tuple(arrays[k].shape)}, expected {want} "
+                                f"(for its {name} {tuple(own[name].shape)} = {formula})")
+            if not wrong:
+                converted[dot + name] = _to_xpnet([arrays[k] for k in keys], how)
+        used.update(dot + k for k in _dropped(node) if dot + k in arrays)
+        if isinstance(node, TiedLinear):
+            problems += _tied(node, dot, modules, arrays, used)
+        needed = [k for _, _, keys in unfilled for k in keys]
+        missing += needed
+        if strict and unfilled:
+            problems.append(f"{where}: PyTorch's {', '.join(map(repr, needed))} not in the dict (for "
+                            f"{', '.join(f'{n} = {f}' for n, f, _ in unfilled)})")
+    unexpected = [k for k in arrays if k not in used]
+    if strict:
+        problems = _hints(list(arrays), unexpected, model) + problems + _unexpected(unexpected, modules)
+    if problems:
+        raise ValueError(f"{who}: the PyTorch state dict does not fit the xpnet {model.name}:\n  "
+                         + "\n  ".join(problems))
+    model.load_state_dict(converted, strict=strict)
+    return IncompatibleKeys(missing, unexpected)
+
+
+def _to_xpnet(arrays: list[np.ndarray], how: str) -> np.ndarray:
+    if how == "+":
+        return arrays[0] + arrays[1]
+    return np.asarray(arrays[0].T if how == "T" else arrays[0], order="C")
+
+
+def _tied(node: TiedLinear, dot: str, modules: dict[str, Any], arrays: dict[str, np.ndarray],
+          used: set[str]) -> list[str]:
+    """PyTorch's state dict holds a tied weight under both modules' names: take the output layer's copy,
+    after checking it is the embedding's."""
+    key = dot + "weight"
+    if key not in arrays:
+        return []
+    used.add(key)
+    embedding = next((name for name, n in modules.items() if n is node.embedding), None)
+    theirs = None if embedding is None else arrays.get(f"{embedding}.weight")
+    if theirs is None or (theirs.shape == arrays[key].shape and np.array_equal(theirs, arrays[key])):
+        return []
+    return [(f"{_describe(dot[:-1], node)}: PyTorch's {key!r} differs from {embedding + '.weight'!r}, but this "
+             f"TiedLinear shares the Embedding {embedding!r}'s W: the PyTorch model's output layer is not tied to its "
+             "embedding (build an xn.layers.Linear there)")]
+
+
+def _unexpected(keys: list[str], modules: dict[str, Any]) -> list[str]:
+    """Why each of PyTorch's ``keys`` has no place in the xpnet model, and what to do: one line per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for key in keys:
+        by_reason.setdefault(_reason(key, modules), []).append(key)
+    return [f"PyTorch's {', '.join(map(repr, group))}: {reason}" for reason, group in by_reason.items()]
+
+
+def _reason(key: str, modules: dict[str, Any]) -> str:
+    prefix, _, last = key.rpartition(".")
+    node = modules.get(prefix)
+    recurrent = _RECURRENT_KEY.fullmatch(last)
+    kind = node.name if isinstance(node, (RNN, LSTM, GRU)) else "RNN/LSTM/GRU"
+    one = kind if "/" not in kind else "LSTM"
+    if recurrent and recurrent.group(4):
+        return (f"the reverse direction of a bidirectional nn.{kind}: xpnet's recurrent layers run forward in time "
+                "only (bidirectional=True is not supported)")
+    if recurrent and recurrent.group(2) == "hr":
+        return "an nn.LSTM's projection of h (proj_size): xpnet's LSTM has none"
+    if recurrent and int(recurrent.group(3)) > 0:
+        k = int(recurrent.group(3))
+        return (f"layer {k} of a stacked nn.{kind}(num_layers={k + 1} or more): xpnet's {one} is one layer, so the "
+                f"xpnet model stacks them, one per PyTorch layer (xn.Sequential({one}(D, H), {one}(H, H)), or "
+                f"xn.models.LanguageModel(..., num_layers={k + 1})): give PyTorch's layer {k} to its own xpnet "
+                f"{one}, its keys renamed from _l{k} to _l0")
+    if node is None:
+        return f"the xpnet model has no layer {prefix!r}"
+    takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
+    without = [f for f in _BUILT_WITHOUT if getattr(node, f, True) is False]
+    return (f"{_describe(prefix, node)} takes {', '.join(map(repr, takes)) or 'no arrays'}"
+            + (f" (it was built with {', '.join(f + '=False' for f in without)})" if without else ""))
+
+
+def _hints(keys: list[str], unexpected: list[str], model: Any) -> list[str]:
+    """What a whole dict that does not fit most likely is."""
+    hints = []
+    if keys and all(k.startswith("module.") for k in keys) and "module" not in model.named_children():
+        hints.append("every key starts with 'module.' (saved from nn.DataParallel or DistributedDataParallel): "
+                     "pass {k.removeprefix('module.'): v for k, v in state_dict.items()}")
+    own = model.state()
+    if any(k in own for k in unexpected):
+        hints.append("some keys are xpnet's own names: an xpnet state dict (model.state_dict()) loads with "
+                     "model.load_state_dict(d)")
+    return hints
+
+
+def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
+    """The xpnet ``model``'s parameters and buffers by PyTorch's names and in its layouts, as NumPy copies
+    (``as_tensors=True``: CPU torch tensors), for the equivalent PyTorch model:
+    ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in xn.torch_state_dict(model).items()})``.
+
+    The reverse of :func:`load_torch_state_dict`, with two choices: RNN's and LSTM's one bias ``b`` becomes
+    ``bias_ih_l0 = b`` and ``bias_hh_l0 = 0`` (their sum is ``b``, which is all either model computes with);
+    every BatchNorm that tracks running statistics gives ``num_batches_tracked`` as PyTorch's int64 (its count
+    with ``momentum=None``, else 0: PyTorch does not use it then). A ``TiedLinear`` gives the embedding's W
+    as its ``weight`` too, as PyTorch's state dict of tied modules does.
+    """
+    out: dict[str, np.ndarray] = {}
+    for prefix, node in model.named_modules().items():
+        dot = f"{prefix}." if prefix else ""
+        refusal = _refusal(node)
+        if refusal is not None:
+            raise ValueError(f"xn.torch_state_dict: {_describe(prefix, node)}: {refusal}")
+        if isinstance(node, TiedLinear):
+            out[dot + "weight"] = host_copy(node.embedding.params["W"])
+        own = {**node.params, **node.buffers}
+        for name, formula in _names(node).items():
+            torch_names, how = _parse(formula)
+            value = host_copy(own[name])
+            if name == "num_batches_tracked":  # a float count in xpnet, PyTorch's int64
+                value = np.asarray(np.rint(value), dtype=np.int64)
+            if how == "+":
+                values = [value, np.zeros_like(value)]
+            else:
+                values = [np.asarray(value.T, order="C") if how == "T" else value]
+            out.update(zip((dot + t for t in torch_names), values))
+        for k in _dropped(node):
+            out[dot + k] = np.zeros((), dtype=np.int64)
+    if as_tensors:
+        torch, why = library("torch")
+        if torch is None:
+            raise ImportError(f"xn.torch_state_dict(as_tensors=True): {why}; or leave as_tensors out for NumPy arrays")
+        return {k: torch.from_numpy(v) for k, v in out.items()}
+    return out
