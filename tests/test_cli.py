@@ -315,6 +315,8 @@ def test_resume_of_a_finished_run_says_that_resume_continues_interrupted_runs_on
     assert main(SPIRAL + ["--epochs", "2", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert "the run in" in err and "finished (its model.npz is there)" in err and "xn.load(" in err
+    # A new run does not train that model further: it starts a new one (over this one, in the same --out).
+    assert "a new run (more --epochs, another --out) trains a new model from the start" in err
     assert len(err.strip().splitlines()) == 1 and sorted(os.listdir(out)) == ["curves.png", "history.json",
                                                                               "model.npz"]
 

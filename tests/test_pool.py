@@ -1,6 +1,8 @@
 """MaxPool2d, AvgPool2d, GlobalAvgPool: forward against direct-loop NumPy references, gradients by
 central differences, the one-max-per-window tie rule, placement on every case, clear errors."""
 
+import copy
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -358,6 +360,19 @@ def test_avg_pool_divisors_are_made_once_per_input_size_dtype_and_device(rng):
         layer.forward(before)
         fresh = AvgPool2d(3, 2, 1, count_include_pad=False)
         np.testing.assert_array_equal(xn.to_numpy(layer.forward(x)), xn.to_numpy(fresh.forward(x)))
+
+
+def test_a_model_with_an_avg_pool_divisor_table_can_be_copied(dev, rng):
+    """AvgPool2d kept its table of divisors keyed by the namespace module and the device object, which
+    copy.deepcopy cannot copy (a module; JAX's Device): after a forward with count_include_pad=False,
+    model.summary(), xn.gradcheck and copy.deepcopy raised "cannot pickle 'module' object"."""
+    model = xn.Sequential(AvgPool2d(3, 2, 1, count_include_pad=False), xn.layers.Flatten(),
+                          xn.layers.Linear(2 * 3 * 3, 2, dtype="float64")).to(dev)
+    x = xn.to_device(rng.standard_normal((2, 2, 6, 6)), dev)
+    y = model.forward(x)
+    clone = copy.deepcopy(model)
+    np.testing.assert_array_equal(xn.to_numpy(clone.forward(x)), xn.to_numpy(y))
+    assert "(N, 2, 3, 3)" in model.summary((2, 6, 6))
 
 
 def test_save_load_keeps_the_pytorch_options(tmp_path, rng):

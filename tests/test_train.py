@@ -869,3 +869,16 @@ def test_transform_must_be_callable(spiral):
                                         r"x_batch, .* got str"):
         xn.train(mlp(), spiral, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=32, device="cpu",
                  progress=False, transform="flip")
+
+
+def test_one_sample_trains_and_evaluates_on_every_device(dev):
+    """The shape probes take the first two rows (a BatchNorm(track_running_stats=False) needs two); with one
+    sample the slice 0:2 ran past the end, which array-api-strict refuses ("out-of-bounds stops are not
+    specified"): xn.train and xn.evaluate of one sample failed there with an IndexError."""
+    x, t = np.array([[0.5, -1.0]], np.float32), np.array([1])
+    model = mlp(width=4).to(dev)
+    xs, ts = xn.to_device(x, dev), xn.to_device(t, dev)
+    h = xn.train(model, (xs, ts), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=1, device=dev,
+                 progress=False)
+    assert len(h.epochs) == 1
+    assert xn.evaluate(model, (xs, ts), loss="cross_entropy")["accuracy"] in (0.0, 1.0)

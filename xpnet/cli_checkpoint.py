@@ -38,7 +38,7 @@ def check_resume(out: str, resume: bool) -> None:
             raise UsageError(f"--resume: the run in {out!r} finished (its model.npz is there) and a finished run "
                              f"keeps no {CHECKPOINT}: --resume continues interrupted runs only; to train that model "
                              f"further, load it in Python (xn.load({os.path.join(out, 'model.npz')!r})) and call "
-                             "xn.train, or start a new run with more --epochs")
+                             "xn.train; a new run (more --epochs, another --out) trains a new model from the start")
         raise UsageError(f"--resume: there is no {path} to continue (a run writes it after each epoch and removes "
                          "it when it finishes); leave --resume out to start a new run")
     if not resume and os.path.exists(path):

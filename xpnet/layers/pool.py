@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from .._user import flag
-from ..backend import add_at, fast_path, namespace, set_at, untracked
+from ..backend import add_at, fast_path, namespace, same_device, set_at, untracked
 from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_reach, window_slices
 from .base import Layer, positive_int, pytorch_defaults_only
 
@@ -164,7 +164,7 @@ class AvgPool2d(_Pool2d):
         self.divisor_override = (None if divisor_override is None
                                  else positive_int(self, "divisor_override", divisor_override))
         self._scale = None
-        self._table: tuple[Any, Any] | None = None  # ((H, W), xp, dtype, device), (oh, ow) array of 1 / divisor
+        self._table: tuple[Any, Any] | None = None  # (H, W), (oh, ow) array of 1 / divisor
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "count_include_pad": self.count_include_pad,
@@ -201,12 +201,15 @@ class AvgPool2d(_Pool2d):
             return 1.0 / (rows[0] * cols[0])
         # Made once per input size and kept: a copy from the host at each step would also stop a CUDA-graph
         # capture of the training step (CuPy refuses host copies while capturing; the warm-up steps make it).
-        xp = namespace(like)
-        key = (self._shape[2:], xp, like.dtype, like.device)  # xp before dtype: two libraries' dtypes never compare
-        if self._table is None or self._table[0] != key:
+        # Keyed by the size and checked against the table itself, not by a namespace or device object: a module
+        # (and JAX's Device) cannot be deep-copied, and summary(), gradcheck and xpnet.testing copy the model.
+        size, table = self._shape[2:], None if self._table is None else self._table[1]
+        # same_device first: it compares the namespaces too, and two libraries' dtypes never compare.
+        if table is None or self._table[0] != size or not same_device(table, like) or table.dtype != like.dtype:
+            xp = namespace(like)
             table = xp.asarray([[1.0 / (r * c) for c in cols] for r in rows], dtype=like.dtype, device=like.device)
-            self._table = (key, table)
-        return self._table[1]
+            self._table = (size, table)
+        return table
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)

@@ -98,7 +98,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     y = to_device(y, dev)
     # Two rows: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in evaluation
     # too and refuses one value per feature.
-    probes = [a[0:2, ...] for a in xs]
+    probes = [a[0:min(2, int(a.shape[0])), ...] for a in xs]  # a stop past the end is no standard slice
     try:
         out_shape = probe_shape(model, *probes)
     except XpnetDeviceError:

@@ -126,7 +126,8 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
     # Two samples: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in
     # evaluation too and refuses one value per feature; the shapes it is watched for do not depend on N.
     with watch(model, found), mode(model, False), probe_states(model):
-        model.forward(*(a[0:2, ...] for a in (x if isinstance(x, tuple) else (x,))), train=False)
+        model.forward(*(a[0:min(2, int(a.shape[0])), ...] for a in (x if isinstance(x, tuple) else (x,))),
+                      train=False)
     single = list(found.names)
     if not single:
         return
