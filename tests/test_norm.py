@@ -470,3 +470,22 @@ def test_a_pytorch_state_dict_with_momentum_none_loads():
     model.forward(x)
     theirs(torch.from_numpy(x))
     np.testing.assert_allclose(model[0].buffers["running_var"], theirs.running_var.numpy(), **CLOSE)
+
+
+def test_a_last_evaluation_batch_of_one_sample_joins_the_one_before_without_running_statistics():
+    """BatchNorm(track_running_stats=False) normalises evaluation batches with their own statistics: a
+    validation set one sample past a multiple of the evaluation batch (1025 = 1024 + 1) trained a whole
+    epoch, then failed on its last batch of one ('use a larger batch', a batch the user never chose)."""
+    rng = np.random.default_rng(0)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 8), BatchNorm(8, track_running_stats=False), xn.layers.Linear(8, 3))
+    x, t = rng.standard_normal((64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    xv, tv = rng.standard_normal((1025, 4)).astype(np.float32), rng.integers(0, 3, 1025)
+    history = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=32,
+                       validation=(xv, tv), progress=False)
+    loss = xn.losses.SoftmaxCrossEntropy()
+    whole = float(loss.forward(model.forward(xv, train=False), tv))  # the 1025 samples as one batch
+    assert history.epochs[0]["val_loss"] == pytest.approx(whole, rel=1e-6)
+    assert xn.evaluate(model, (xv, tv), loss=loss)["loss"] == pytest.approx(whole, rel=1e-6)
+    with pytest.raises(ValueError, match="evaluation with track_running_stats=False"):
+        model.forward(xv[:1], train=False)  # one sample alone is still refused

@@ -54,7 +54,8 @@ class BatchNorm(Layer):
       after counting the batch. The count is a third buffer, ``num_batches_tracked`` (shape (), in the
       layer's float dtype, where PyTorch's is int64: a model holds one float dtype in its files and
       checkpoints, and ``model.to(dtype=...)`` casts it; float32 counts exactly to 2**24 batches, then
-      stays there, weighting each batch 2**-24). Only this setting has the buffer (PyTorch keeps it for
+      stays there, weighting each batch 2**-24; float16 stops at 2048 batches, a few epochs: keep such a
+      layer in float32). Only this setting has the buffer (PyTorch keeps it for
       every momentum). Not with ``convention="book"``, whose momentum is the weight of the old value.
     - ``device``: refused but at None; make the layer, then move it with ``.to(device)``.
 

@@ -19,6 +19,7 @@ from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
+from ..layers.norm import BatchNorm
 from ..layers.recurrent import independent_batches
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm
@@ -298,19 +299,24 @@ class Trainer:
         (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``; counted on the
         host unless ``ignored``, whether some target of y may be ignored). Each batch starts the stateful
         recurrent layers from zeros (rows are sequences of their own), whose states are as they were
-        afterwards."""
+        afterwards. A last batch of one sample joins the one before where a BatchNorm normalises with the
+        batch's statistics in evaluation too (``track_running_stats=False``), which one sample cannot give."""
         model, loss = self.model, self.loss
         xs = x if isinstance(x, tuple) else (x,)
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
+        starts = list(range(lo, hi, batch_size))
+        if len(starts) > 1 and hi - starts[-1] == 1 and any(
+                isinstance(node, BatchNorm) and not node.track_running_stats for node in model.named_modules().values()):
+            starts.pop()
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         count = self.zeros(index_dtype(self.dev)) if ignored else 0
         self.threads.round()
         with mode(model, False), independent_batches(model) as fresh, loss.none_ignored(not ignored):
-            for start in range(lo, hi, batch_size):
+            for i, start in enumerate(starts):
                 self.threads.begin()
                 fresh()
-                stop = min(start + batch_size, hi)
+                stop = starts[i + 1] if i + 1 < len(starts) else hi
                 out = model.forward(*(a[start:stop, ...] for a in xs), train=False)
                 value = loss.forward(out, y[start:stop, ...], check=False)
                 batch_loss, batch_count = self.weighted(value, stop - start)
