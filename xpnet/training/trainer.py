@@ -306,8 +306,8 @@ class Trainer:
         n = int(y.shape[0])
         lo, hi = n * self.rank // self.size, n * (self.rank + 1) // self.size
         starts = list(range(lo, hi, batch_size))
-        if len(starts) > 1 and hi - starts[-1] == 1 and any(
-                isinstance(node, BatchNorm) and not node.track_running_stats for node in model.named_modules().values()):
+        if len(starts) > 1 and hi - starts[-1] == 1 and any(isinstance(node, BatchNorm) and not node.track_running_stats
+                                                             for node in model.named_modules().values()):
             starts.pop()
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         count = self.zeros(index_dtype(self.dev)) if ignored else 0
