@@ -3,9 +3,9 @@
 A callback subclasses :class:`Callback` and overrides the hooks it needs. Before ``on_train_begin``
 ``xn.train`` sets ``self.state``, the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
 ``comm``, ``is_root``, ``has_validation``, ``logged`` (the figures each epoch's log holds), ``epoch``,
-``epochs``, ``save_checkpoint(path)``, ``barrier()``), which ``on_train_begin`` also receives (an override need not call super); the epoch
-hooks get the 1-based epoch number and, at the end, that epoch's log (the dict appended to
-``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars, strings, which a full
+``epochs``, ``save_checkpoint(path)``, ``barrier()``), which ``on_train_begin`` also receives (an override
+need not call super); the epoch hooks get the 1-based epoch number and, at the end, that epoch's log (the
+dict appended to ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars, strings, which a full
 checkpoint keeps as JSON). Setting ``self.stop_training = True`` ends training after the current epoch;
 each run starts with it False (a callback object may serve several runs).
 
