@@ -5,9 +5,9 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs. Before
 ``comm``, ``is_root``, ``has_validation``, ``logged`` (the figures each epoch's log holds), ``epoch``,
 ``epochs``, ``save_checkpoint(path)``, ``barrier()``), which ``on_train_begin`` also receives (an override
 need not call super); the epoch hooks get the 1-based epoch number and, at the end, that epoch's log (the
-dict appended to ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars, strings, which a full
-checkpoint keeps as JSON). Setting ``self.stop_training = True`` ends training after the current epoch;
-each run starts with it False (a callback object may serve several runs).
+dict appended to ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars,
+strings, which a full checkpoint keeps as JSON). Setting ``self.stop_training = True`` ends training after
+the current epoch; each run starts with it False (a callback object may serve several runs).
 
 A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
 model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
