@@ -19,6 +19,7 @@ from .embedding import Embedding
 from .flatten import Flatten
 from .layernorm import LayerNorm
 from .linear import Linear
+from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
@@ -26,6 +27,7 @@ from .tied import TiedLinear
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
+           "MultiheadAttention",
            "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",
            "Residual", "Concat"]
 
