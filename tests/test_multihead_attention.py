@@ -43,9 +43,9 @@ CASES = [
     pytest.param({}, L, S, lambda rng, h: {"attn_mask": rng.standard_normal((L, S))}, False, id="float-mask"),
     pytest.param({}, L, S, lambda rng, h: {"key_padding_mask": _bool_mask(rng, (N, S))}, False,
                  id="key-padding-mask"),
-    pytest.param({"kdim": 5, "vdim": 3}, L, S, lambda rng, h: {"attn_mask": rng.standard_normal((N * h, L, S)),
-                                                              "key_padding_mask": np.where(_bool_mask(rng, (N, S)), -np.inf, 0.0)},
-                 False, id="float-masks-3d-and-padding"),
+    pytest.param({"kdim": 5, "vdim": 3}, L, S, lambda rng, h: {
+        "attn_mask": rng.standard_normal((N * h, L, S)),
+        "key_padding_mask": np.where(_bool_mask(rng, (N, S)), -np.inf, 0.0)}, False, id="float-masks-3d-and-padding"),
     pytest.param({}, 4, 4, lambda rng, h: {"attn_mask": _causal(4, 4), "is_causal": True}, True, id="causal"),
 ]
 

@@ -33,8 +33,9 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten",
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
-_TRANSFORMER = ("xpnet has no Transformer layers; build one as an xn.Model from xn.layers.MultiheadAttention(embed_dim, "
-                "num_heads) (PyTorch's, batch_first), LayerNorm, Linear, ReLU and Dropout; its other sequence layers "
+_TRANSFORMER = ("xpnet has no Transformer layers; build one as an xn.Model from "
+                "xn.layers.MultiheadAttention(embed_dim, num_heads) (PyTorch's, batch_first), LayerNorm, Linear, "
+                "ReLU and Dropout; its other sequence layers "
                 "are Embedding, RNN, LSTM, GRU and Attention() (the book's attention of decoder states over encoder "
                 "states)")
 _CELL = ("a cell of one step is not a layer in xpnet: xn.layers.{0}(input_size, hidden_size) runs a whole sequence "

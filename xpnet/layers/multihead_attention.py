@@ -53,8 +53,8 @@ class MultiheadAttention(Layer):
         pytorch_defaults_only(self.name, {
             "add_bias_kv": (False, "xpnet's MultiheadAttention has no learned bias_k/bias_v; leave it False"),
             "add_zero_attn": (False, "xpnet's MultiheadAttention adds no zero key; leave it False"),
-            "batch_first": (True, "xpnet's MultiheadAttention takes (N, L, E) only; permute (L, N, E) inputs "
-                                  "with xp.permute_dims(x, (1, 0, 2))"),
+            "batch_first": (True, ("xpnet's MultiheadAttention takes (N, L, E) only; permute (L, N, E) inputs "
+                                   "with xp.permute_dims(x, (1, 0, 2))")),
             "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
             {"add_bias_kv": add_bias_kv, "add_zero_attn": add_zero_attn, "batch_first": batch_first,
              "device": device})
