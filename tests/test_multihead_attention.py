@@ -129,14 +129,20 @@ def test_is_causal_alone_masks_the_later_keys(dev, rng, length, source):
 
 
 def test_a_query_whose_every_key_is_masked_gives_nan_as_pytorchs(dev, rng):
-    """No RuntimeWarning either (the suite turns them into errors); the other queries are untouched."""
+    """No RuntimeWarning either (the suite turns them into errors); the other queries are untouched; dquery, dkey
+    and dvalue are NaN where PyTorch's are."""
     ours, theirs = _pair(8, 2, rng)
     x = rng.standard_normal((N, 4, 8))
     mask = _bool_mask(rng, (4, 4))
     mask[1, :] = True
-    y_t, w_t = theirs(*(torch.from_numpy(x),) * 3, attn_mask=torch.from_numpy(mask))
+    inputs = [torch.tensor(x, requires_grad=True) for _ in range(3)]
+    y_t, w_t = theirs(*inputs, attn_mask=torch.from_numpy(mask))
+    dy = rng.standard_normal((N, 4, 8))
+    y_t.backward(torch.from_numpy(dy))
     ours.to(dev)
     y, w = ours.forward(*(xn.to_device(x, dev),) * 3, attn_mask=xn.to_device(mask, dev))
+    for g, t in zip(ours.backward(xn.to_device(dy, dev)), inputs):
+        np.testing.assert_array_equal(np.isnan(xn.to_numpy(g)), np.isnan(t.grad.numpy()))
     y, w = xn.to_numpy(y), xn.to_numpy(w)
     assert np.isnan(y_t.detach().numpy()[:, 1]).all() and np.isnan(y[:, 1]).all() and np.isnan(w[:, 1]).all()
     keep = [0, 2, 3]

@@ -100,13 +100,15 @@ class MultiheadAttention(Layer):
         query, key, value = untracked(query), untracked(key), untracked(value)
         train = self._check_train(train, "query, key, value, key_padding_mask, need_weights, attn_mask, "
                                   "average_attn_weights, is_causal")
+        need_weights = flag(need_weights, self.name, "need_weights")
+        average = flag(average_attn_weights, self.name, "average_attn_weights")
+        is_causal = flag(is_causal, self.name, "is_causal")
         xp = self._check_float(query)
         for x, what, arg in ((query, "query", "query"), (key, "key", "key"), (value, "value", "value")):
             self._check_float(x)
             self._check_like_params(x, what, arg)
         N, L, S, E, H, d = self._check_shapes(query, key, value)
-        mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask,
-                     flag(is_causal, self.name, "is_causal"), self.name)
+        mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
         Wq, Wk, Wv = self._projections()
         q, k, v = query @ Wq, key @ Wk, value @ Wv
         if self.bias:
@@ -126,10 +128,9 @@ class MultiheadAttention(Layer):
         y = o @ self.params["W_out"]
         if self.bias:
             y = y + self.params["b_out"]
-        if not flag(need_weights, self.name, "need_weights"):
+        if not need_weights:
             return y, None
-        return y, (xp.mean(dropped, axis=1) if flag(average_attn_weights, self.name, "average_attn_weights")
-                   else dropped)
+        return y, xp.mean(dropped, axis=1) if average else dropped
 
     def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
         """The heads' attention backward (softmax: ds = a * (da - sum(da * a))), then the projections'."""
