@@ -19,6 +19,7 @@ from .embedding import Embedding
 from .flatten import Flatten
 from .layernorm import LayerNorm
 from .linear import Linear
+from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
@@ -26,16 +27,17 @@ from .tied import TiedLinear
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
+           "MultiheadAttention",
            "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
-_ATTENTION = ("xn.layers.Attention() is the book's dot-product attention of decoder states over encoder states, "
-              "attention(hs_enc (N, T_enc, H), hs_dec (N, T_dec, H)) -> context (N, T_dec, H): one head, "
-              "no projections and no mask")
-_TRANSFORMER = ("xpnet has no Transformer layers; its sequence layers are xn.layers.Embedding, RNN, LSTM, GRU and "
-                "Attention() (the book's attention of decoder states over encoder states)")
+_TRANSFORMER = ("xpnet has no Transformer layers; build one as an xn.Model from "
+                "xn.layers.MultiheadAttention(embed_dim, num_heads) (PyTorch's, batch_first), LayerNorm, Linear, "
+                "ReLU and Dropout; its other sequence layers "
+                "are Embedding, RNN, LSTM, GRU and Attention() (the book's attention of decoder states over encoder "
+                "states)")
 _CELL = ("a cell of one step is not a layer in xpnet: xn.layers.{0}(input_size, hidden_size) runs a whole sequence "
          "(N, T, D) in one forward and one backward; for one step at a time (generating), {0}(..., stateful=True) "
          "on (N, 1, D) starts each call from the state the last one ended with")
@@ -50,7 +52,6 @@ _PYTORCH_NAMES = {
     "BatchNorm2d": _BATCHNORM,
     "CrossEntropyLoss": "losses are in xn.losses: xn.losses.SoftmaxCrossEntropy()",
     "MSELoss": "losses are in xn.losses: xn.losses.MeanSquaredError()",
-    "MultiheadAttention": _ATTENTION,
     "Transformer": _TRANSFORMER,
     "TransformerEncoder": _TRANSFORMER,
     "TransformerEncoderLayer": _TRANSFORMER,

@@ -21,7 +21,7 @@ class Attention(Layer):
     values. Caches both inputs and the weights.
 
     There is no mask: every encoder step is attended (a padding mask passed third, PyTorch's habit, is
-    refused: the third argument is ``train``).
+    refused: the third argument is ``train``; :class:`MultiheadAttention` takes PyTorch's masks).
     """
 
     def __init__(self) -> None:
@@ -35,7 +35,8 @@ class Attention(Layer):
     def forward(self, hs_enc: Any, hs_dec: Any, train: bool = True) -> Any:  # type: ignore[override]
         hs_enc, hs_dec = untracked(hs_enc), untracked(hs_dec)
         self._check_train(train, "hs_enc, hs_dec", "xpnet's Attention has no mask (PyTorch's attn_mask or "
-                          "key_padding_mask): every encoder step is attended, as the book's TimeAttention")
+                          "key_padding_mask): every encoder step is attended, as the book's TimeAttention; "
+                          "xn.layers.MultiheadAttention takes them")
         xp = self._check_float(hs_enc)
         self._check_float(hs_dec)
         if not same_device(hs_enc, hs_dec) or hs_enc.dtype != hs_dec.dtype:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
-from ..layers import GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, LayerNorm, Linear, TiedLinear
+from ..layers import GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, LayerNorm, Linear, MultiheadAttention, TiedLinear
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -51,6 +51,10 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     RNN: _RECURRENT,
     LSTM: _RECURRENT,
     GRU: {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "bx": "bias_ih_l0", "bh": "bias_hh_l0"},
+    # W_in when kdim == vdim == embed_dim (PyTorch's in_proj_weight), else W_q, W_k, W_v (its q/k/v_proj_weight)
+    MultiheadAttention: {"W_in": "in_proj_weight.T", "W_q": "q_proj_weight.T", "W_k": "k_proj_weight.T",
+                         "W_v": "v_proj_weight.T", "b_in": "in_proj_bias", "W_out": "out_proj.weight.T",
+                         "b_out": "out_proj.bias"},
 }
 
 _RECURRENT_KEY = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")

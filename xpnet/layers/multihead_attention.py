@@ -1,0 +1,234 @@
+"""Multi-head attention: PyTorch's nn.MultiheadAttention(batch_first=True)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .. import init as _init
+from .._user import flag, is_real
+from ..backend import isdtype, same_device, untracked
+from .base import Layer, positive_int, pytorch_defaults_only
+from .dropout import dropout_forward
+
+
+class MultiheadAttention(Layer):
+    """Attention of L queries over S keys in ``num_heads`` heads of ``head_dim = embed_dim // num_heads``:
+    q, k, v projected, softmax(q k^T / sqrt(head_dim) + mask) v in each head, the heads concatenated and
+    projected out.
+
+    forward(query (N, L, E), key (N, S, kdim), value (N, S, vdim)) -> (attn_output (N, L, E), attn_weights
+    (N, L, S), the heads' mean; (N, num_heads, L, S) with ``average_attn_weights=False``; None with
+    ``need_weights=False``), a pair as PyTorch's. Self-attention is ``mha(x, x, x)``.
+    backward(d_attn_output (N, L, E)) -> (dquery, dkey, dvalue): a model that passes one x as two or three
+    of them adds their gradients (self-attention: ``dx = dq + dk + dv``), as the book adds the gradients of
+    a value used twice. No gradient flows through ``attn_weights``.
+
+    Masks, as PyTorch's: ``attn_mask`` (L, S) or (N * num_heads, L, S), boolean (True: not attended) or
+    float (added to the scores); ``key_padding_mask`` (N, S), boolean (True: padding) or float.
+    ``is_causal=True`` without ``attn_mask`` masks key j > query i (PyTorch raises there and wants the mask;
+    with a mask, both use the mask). A query whose every key is masked gets NaN weights and output, as
+    PyTorch's. ``dropout`` drops attention weights in training from the layer's seeded generator
+    (``xn.init.seed``), as Dropout; the weights returned are the dropped ones, as PyTorch's.
+
+    params, PyTorch's arrays in xpnet's (in, out) layout: when kdim == vdim == embed_dim, W_in (E, 3E) =
+    ``in_proj_weight.T`` (columns q, k, v); else W_q (E, E) = ``q_proj_weight.T``, W_k (kdim, E) =
+    ``k_proj_weight.T``, W_v (vdim, E) = ``v_proj_weight.T``. b_in (3E,) = ``in_proj_bias``, W_out (E, E) =
+    ``out_proj.weight.T``, b_out (E,) = ``out_proj.bias`` (no biases with ``bias=False``). PyTorch's
+    initialisation: Xavier-uniform projections in, U(+-1/sqrt(E)) out, zero biases.
+    Caches the inputs, the heads' q (scaled), k, v, the weights before and after dropout and the heads' output.
+    ``add_bias_kv``, ``add_zero_attn``, ``batch_first`` and ``device`` only at their defaults.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: int | None = None,
+                 vdim: int | None = None, batch_first: bool = True, device: Any = None, dtype: Any = "float32"):
+        super().__init__()
+        self.embed_dim = positive_int(self, "embed_dim", embed_dim)
+        self.num_heads = positive_int(self, "num_heads", num_heads)
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"{self.name}: embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
+        if isinstance(dropout, bool) or not is_real(dropout) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout must be a float in [0, 1), got {dropout!r}")
+        pytorch_defaults_only(self.name, {
+            "add_bias_kv": (False, "xpnet's MultiheadAttention has no learned bias_k/bias_v; leave it False"),
+            "add_zero_attn": (False, "xpnet's MultiheadAttention adds no zero key; leave it False"),
+            "batch_first": (True, ("xpnet's MultiheadAttention takes (N, L, E) only; permute (L, N, E) inputs "
+                                   "with xp.permute_dims(x, (1, 0, 2))")),
+            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            {"add_bias_kv": add_bias_kv, "add_zero_attn": add_zero_attn, "batch_first": batch_first,
+             "device": device})
+        self.kdim = self.embed_dim if kdim is None else positive_int(self, "kdim", kdim)
+        self.vdim = self.embed_dim if vdim is None else positive_int(self, "vdim", vdim)
+        self.dropout, self.bias = float(dropout), flag(bias, self.name, "bias")
+        self.dtype = _init.dtype_name(dtype, self.name)
+        self.head_dim = self.embed_dim // self.num_heads
+        E = self.embed_dim
+        if self.kdim == self.vdim == E:
+            self.params["W_in"] = _uniform((E, 3 * E), math.sqrt(6.0 / (4 * E)), self.dtype)
+        else:
+            for name, d in (("W_q", E), ("W_k", self.kdim), ("W_v", self.vdim)):
+                self.params[name] = _uniform((d, E), math.sqrt(6.0 / (d + E)), self.dtype)
+        self.params["W_out"] = _uniform((E, E), 1.0 / math.sqrt(E), self.dtype)
+        if self.bias:
+            self.params["b_in"] = _init.zeros((3 * E,), dtype=self.dtype)
+            self.params["b_out"] = _init.zeros((E,), dtype=self.dtype)
+        self.rng = _init.make_rng(None)
+        self._cache = None
+
+    def config(self) -> dict[str, Any]:
+        return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "dropout": self.dropout, "bias": self.bias,
+                "kdim": None if self.kdim == self.embed_dim else self.kdim,
+                "vdim": None if self.vdim == self.embed_dim else self.vdim, "dtype": self.dtype}
+
+    def __call__(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None,  # type: ignore[override]
+                 need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
+                 is_causal: bool = False, train: bool | None = None) -> tuple[Any, Any]:
+        return self.forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
+                            is_causal, train=self.training if train is None else train)
+
+    def _projections(self) -> tuple[Any, Any, Any]:
+        """W_q, W_k, W_v, each (in, E)."""
+        if "W_in" in self.params:
+            W, E = self.params["W_in"], self.embed_dim
+            return W[:, :E], W[:, E:2 * E], W[:, 2 * E:]
+        return self.params["W_q"], self.params["W_k"], self.params["W_v"]
+
+    def forward(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None,  # type: ignore[override]
+                need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
+                is_causal: bool = False, train: bool = True) -> tuple[Any, Any]:
+        query, key, value = untracked(query), untracked(key), untracked(value)
+        train = self._check_train(train, "query, key, value, key_padding_mask, need_weights, attn_mask, "
+                                  "average_attn_weights, is_causal")
+        need_weights = flag(need_weights, self.name, "need_weights")
+        average = flag(average_attn_weights, self.name, "average_attn_weights")
+        is_causal = flag(is_causal, self.name, "is_causal")
+        xp = self._check_float(query)
+        for x, what, arg in ((query, "query", "query"), (key, "key", "key"), (value, "value", "value")):
+            self._check_float(x)
+            self._check_like_params(x, what, arg)
+        N, L, S, E, H, d = self._check_shapes(query, key, value)
+        mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
+        Wq, Wk, Wv = self._projections()
+        q, k, v = query @ Wq, key @ Wk, value @ Wv
+        if self.bias:
+            b = self.params["b_in"]
+            q, k, v = q + b[:E], k + b[E:2 * E], v + b[2 * E:]
+        qh = _split_heads(xp, q, H) * (1.0 / math.sqrt(d))
+        kh, vh = _split_heads(xp, k, H), _split_heads(xp, v, H)
+        scores = qh @ xp.permute_dims(kh, (0, 1, 3, 2))
+        if mask is not None:
+            scores = scores + mask
+        a = _softmax(xp, scores)
+        dropped, drop = a, None
+        if train and self.dropout > 0.0:
+            dropped, drop = dropout_forward(a, self.dropout, 1.0 / (1.0 - self.dropout), self.rng, self)
+        o = _merge_heads(xp, dropped @ vh)
+        self._cache = (query, key, value, qh, kh, vh, a, dropped, drop, o)
+        y = o @ self.params["W_out"]
+        if self.bias:
+            y = y + self.params["b_out"]
+        if not need_weights:
+            return y, None
+        return y, xp.mean(dropped, axis=1) if average else dropped
+
+    def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
+        """The heads' attention backward (softmax: ds = a * (da - sum(da * a))), then the projections'."""
+        dy = untracked(dy)
+        query, key, value, qh, kh, vh, a, dropped, drop, o = self._need(self._cache)
+        N, L, E = query.shape
+        xp = self._check_grad(dy, (N, L, E))
+        H, d = self.num_heads, self.head_dim
+        grads = {"W_out": _weight_grad(xp, o, dy)}
+        doh = _split_heads(xp, dy @ xp.permute_dims(self.params["W_out"], (1, 0)), H)
+        dvh = xp.permute_dims(dropped, (0, 1, 3, 2)) @ doh
+        da = doh @ xp.permute_dims(vh, (0, 1, 3, 2))
+        if drop is not None:
+            da = da * drop
+        ds = a * (da - xp.sum(da * a, axis=-1, keepdims=True))
+        dq = _merge_heads(xp, ds @ kh) * (1.0 / math.sqrt(d))
+        dk = _merge_heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)) @ qh)
+        dv = _merge_heads(xp, dvh)
+        dW = [_weight_grad(xp, x, g) for x, g in ((query, dq), (key, dk), (value, dv))]
+        if "W_in" in self.params:
+            grads["W_in"] = xp.concat(dW, axis=1)
+        else:
+            grads["W_q"], grads["W_k"], grads["W_v"] = dW
+        if self.bias:
+            grads["b_in"] = xp.concat([xp.sum(g, axis=(0, 1)) for g in (dq, dk, dv)])
+            grads["b_out"] = xp.sum(dy, axis=(0, 1))
+        self.grads = {name: grads[name] for name in self.params}
+        Wq, Wk, Wv = self._projections()
+        return tuple(g @ xp.permute_dims(W, (1, 0)) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
+
+    def _check_shapes(self, query: Any, key: Any, value: Any) -> tuple[int, ...]:
+        """(N, L, S, E, num_heads, head_dim) after checking the three inputs' shapes."""
+        E = self.embed_dim
+        good = query.ndim == key.ndim == value.ndim == 3 and query.shape[2] == E and key.shape[2] == self.kdim \
+            and value.shape[2] == self.vdim and query.shape[0] == key.shape[0] == value.shape[0] \
+            and key.shape[1] == value.shape[1]
+        if not good:
+            raise ValueError(f"{self.name}: expected query (N, L, {E}), key (N, S, {self.kdim}) and value (N, S, "
+                             f"{self.vdim}) (batch_first; one sequence as x[None]), got {tuple(query.shape)}, "
+                             f"{tuple(key.shape)} and {tuple(value.shape)}")
+        return (int(query.shape[0]), int(query.shape[1]), int(key.shape[1]), E, self.num_heads, self.head_dim)
+
+
+def _uniform(shape: tuple[int, int], bound: float, dtype: str) -> Any:
+    """U(-bound, bound) from xpnet's seeded host generator (PyTorch's xavier_uniform_ and Linear's init)."""
+    return _init.weights(shape, shape[0], shape[1], init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)
+
+
+def _split_heads(xp: Any, x: Any, heads: int) -> Any:
+    """(N, T, E) -> (N, heads, T, E // heads)."""
+    N, T, E = x.shape
+    return xp.permute_dims(xp.reshape(x, (N, T, heads, E // heads)), (0, 2, 1, 3))
+
+
+def _merge_heads(xp: Any, x: Any) -> Any:
+    """(N, heads, T, head_dim) -> (N, T, heads * head_dim)."""
+    N, H, T, d = x.shape
+    return xp.reshape(xp.permute_dims(x, (0, 2, 1, 3)), (N, T, H * d))
+
+
+def _weight_grad(xp: Any, x: Any, g: Any) -> Any:
+    """x^T g over the N * T rows of x (N, T, D_in) and g (N, T, D_out)."""
+    return xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)) @ xp.reshape(g, (-1, g.shape[2]))
+
+
+def _softmax(xp: Any, s: Any) -> Any:
+    """Softmax over the last axis; a row of -inf only gives NaN (PyTorch's answer) without a warning."""
+    m = xp.max(s, axis=-1, keepdims=True)
+    e = xp.exp(s - xp.where(m == -math.inf, 0.0, m))
+    z = xp.sum(e, axis=-1, keepdims=True)
+    return e / xp.where(z > 0.0, z, math.nan)
+
+
+def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,
+          who: str) -> Any:
+    """The additive mask, broadcastable to the scores (N, heads, L, S), or None: boolean masks as -inf where
+    True, float masks as they are, attn_mask and key_padding_mask added."""
+    N, H, L, S = shape
+    if is_causal and attn_mask is None:
+        positions = xp.arange(S, device=query.device)
+        attn_mask = positions[None, :] > xp.arange(L, device=query.device)[:, None]
+    total = None
+    for m, name, shapes in (
+            (attn_mask, "attn_mask", {(L, S): (1, 1, L, S), (N * H, L, S): (N, H, L, S)}),
+            (key_padding_mask, "key_padding_mask", {(N, S): (N, 1, 1, S)})):
+        if m is None:
+            continue
+        if not hasattr(m, "dtype") or not same_device(m, query):
+            raise TypeError(f"{who}: {name} must be an array in the query's namespace and device, got "
+                            f"{type(m).__name__}")
+        if tuple(m.shape) not in shapes:
+            raise ValueError(f"{who}: {name} must have shape {' or '.join(map(str, shapes))}, got {tuple(m.shape)}")
+        if m.dtype == xp.bool:
+            m = xp.where(m, -math.inf, xp.zeros((), dtype=query.dtype, device=query.device))
+        elif isdtype(xp, m.dtype, "real floating"):
+            m = xp.astype(m, query.dtype)
+        else:
+            raise TypeError(f"{who}: {name} must be boolean (True: not attended) or float (added), got {m.dtype}")
+        m = xp.reshape(m, shapes[tuple(m.shape)])
+        total = m if total is None else total + m
+    return total
