@@ -307,3 +307,27 @@ def test_a_mask_passed_in_trains_place_is_named():
     x = np.zeros((2, 3, 8), np.float32)
     with pytest.raises(TypeError, match=r"^MultiheadAttention.forward\(query, key, value, .*\): train must be True"):
         layer.forward(x, x, x, None, True, None, True, False, np.zeros((3, 3), bool))
+
+
+def test_summary_shows_the_shapes_of_the_pair_it_returns():
+    """summary() wrote 'tuple' for a layer that returns a pair; it now shows the output's and the
+    weights' shapes (None where need_weights=False)."""
+
+    class SelfAttention(xn.Model):
+        def __init__(self, need_weights):
+            super().__init__()
+            self.need_weights = need_weights
+            self.attn = xn.layers.MultiheadAttention(16, 4)
+            self.fc = xn.layers.Linear(16, 3)
+
+        def forward(self, x, train=True):
+            a, _ = self.attn.forward(x, x, x, need_weights=self.need_weights, train=train)
+            return self.fc.forward(a, train)
+
+        def backward(self, dy):
+            dq, dk, dv = self.attn.backward(self.fc.backward(dy))
+            return dq + dk + dv
+
+    table = SelfAttention(True).summary(input_shape=(8, 16))
+    assert "MultiheadAttention  (N, 8, 16), (N, 8, 8)" in table and "tuple" not in table
+    assert "(N, 8, 16), None" in SelfAttention(False).summary(input_shape=(8, 16))

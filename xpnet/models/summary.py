@@ -99,10 +99,20 @@ def _record(node: Any, name: str, shapes: dict[str, str]) -> None:
 
     def recorded(*xs: Any, **kwargs: Any) -> Any:
         y = forward(*xs, **kwargs)
-        shapes[name] = _shape("N", y.shape[1:]) if hasattr(y, "shape") else type(y).__name__
+        shapes[name] = _described(y)
         return y
 
     node.forward = recorded
+
+
+def _described(y: Any) -> str:
+    """An output's shape with N for the samples; the shapes of a tuple's items (MultiheadAttention's output
+    and weights, a recurrent layer's states), None as None."""
+    if hasattr(y, "shape"):
+        return _shape("N", y.shape[1:])
+    if isinstance(y, tuple) and all(v is None or hasattr(v, "shape") for v in y):
+        return ", ".join("None" if v is None else _shape("N", v.shape[1:]) for v in y)
+    return type(y).__name__
 
 
 def _shape(batch: str, rest: tuple[int, ...]) -> str:
