@@ -317,3 +317,27 @@ def test_groups_not_dividing_the_channels_is_refused_naming_both(cin, cout, grou
     with pytest.raises(ValueError, match=rf"^Conv2d: in_channels \({cin}\) and out_channels \({cout}\) must both be "
                                          rf"divisible by groups \({groups}\)$"):
         Conv2d(cin, cout, 3, groups=groups)
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p", [(4, 4, 3, 1, 1), (3, 6, 3, 2, 0), (2, 6, (3, 2), (2, 1), (1, 0)),
+                                            (5, 10, 5, 2, 2)])
+def test_depthwise_windows_equal_the_per_group_products(monkeypatch, dev, rng, cin, cout, k, s, p):
+    # groups == in_channels goes through _depthwise.py (a sum over kernel offsets), not one im2col product
+    # per channel; both give the same numbers.
+    layer = Conv2d(cin, cout, k, s, p, groups=cin, dtype="float64")
+    layer.params["b"] = rng.standard_normal(cout)
+    layer.to(dev)
+    x = xn.to_device(rng.standard_normal((2, cin, 7, 6)), dev)
+    results = []
+    for windows in (True, False):
+        monkeypatch.setattr(conv, "_DEPTHWISE_WINDOWS", windows)
+        y = layer.forward(x)
+        dy = xn.to_device(np.cos(np.arange(np.prod(y.shape))).reshape(tuple(y.shape)), dev)
+        dx = layer.backward(dy)
+        assert_placed(dx, dev, "float64")
+        results.append([xn.to_numpy(a) for a in (y, dx, layer.grads["W"], layer.grads["b"])])
+        layer.forward(x)
+        layer.backward_params(dy)
+        np.testing.assert_array_equal(xn.to_numpy(layer.grads["W"]), results[-1][2])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

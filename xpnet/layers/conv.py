@@ -8,12 +8,14 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, untracked
+from ._depthwise import depthwise_backward, depthwise_forward
 from ._im2col import as_pair, is_one, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
 _DCOL_CHUNK_BYTES = 4 << 20
+_DEPTHWISE_WINDOWS = True  # groups == in_channels through _depthwise.py (tests turn it off to compare)
 
 
 class Conv2d(Layer):
@@ -28,10 +30,11 @@ class Conv2d(Layer):
     ``device=None`` are accepted; other values are refused with what to do.
     ``groups`` = g as PyTorch's: in_ch and out_ch divisible by g, output channel block j (out_ch // g
     channels) sees input channel block j only; g = in_ch is a depthwise convolution. Each block is the
-    same im2col product on channel slices, the outputs concatenated along channels.
+    same im2col product on channel slices, the outputs concatenated along channels; a depthwise one
+    (g = in_ch > 1) is instead a sum over the kernel offsets of windows times weights (``_depthwise.py``).
     params: W (out_ch, in_ch // g, kh, kw) (PyTorch's layout), b (out_ch,). Caches one im2col matrix per
     group, (in_ch // g * kh*kw, N*oh*ow) or for few rows (N, in_ch // g * kh*kw, oh*ow) (see
-    ``_per_sample``), and the input shape.
+    ``_per_sample``), or the padded input for a depthwise one, and the input shape.
     The products go through the ``"matmul"`` fast path, as Linear's: the library's own product, except on
     CuPy while a CUDA graph is captured, where xpnet's kernel stands in for cuBLAS.
     """
@@ -118,6 +121,10 @@ class Conv2d(Layer):
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w)
         self._shape = tuple(x.shape)
+        if self._depthwise():
+            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self.padding, (oh, ow))
+            self._col = [xpad]
+            return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.bias else y
         per_sample = self._per_sample()
         matmul = fast_path("matmul", xp, operator.matmul)
         self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample)
@@ -131,6 +138,8 @@ class Conv2d(Layer):
         return row_major(xp, xp.permute_dims(xp.reshape(y, (self.out_ch, n, oh, ow)), (1, 0, 2, 3)))
 
     def backward(self, dy: Any) -> Any:
+        if self._depthwise():
+            return self._depthwise_grads(dy)
         xp, dy2 = self._param_grads(dy)
         n, c, h, w = self._shape
         shape_g = (n, c // self.groups, h, w)
@@ -164,19 +173,38 @@ class Conv2d(Layer):
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
 
     def backward_params(self, dy: Any) -> None:
-        self._param_grads(dy)
+        if self._depthwise():
+            self._depthwise_grads(dy)
+        else:
+            self._param_grads(dy)
 
-    def _param_grads(self, dy: Any) -> tuple[Any, Any]:
-        """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow), or per
-        sample as (N, out_ch, oh*ow)."""
+    def _depthwise_grads(self, dy: Any) -> Any:
+        """Fill grads["W"], grads["b"] of a depthwise convolution; returns dx."""
+        xp, dy, cols = self._checked_dy(dy)
+        dx, self.grads["W"] = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding,
+                                                 self._shape[2:])
+        if self.bias:
+            self.grads["b"] = xp.sum(dy, axis=(0, 2, 3))
+        return dx
+
+    def _checked_dy(self, dy: Any) -> tuple[Any, Any, list[Any]]:
+        """The namespace, dy (checked to be of y's shape) and the forward's cache."""
         dy = untracked(dy)
         cols = self._need(self._col)
         xp = self._check_float(dy)
         n, _, h, w = self._shape
         oh, ow = self._out_hw(h, w)
-        matmul = fast_path("matmul", xp, operator.matmul)
         if tuple(dy.shape) != (n, self.out_ch, oh, ow):
             raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
+        return xp, dy, cols
+
+    def _param_grads(self, dy: Any) -> tuple[Any, Any]:
+        """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow), or per
+        sample as (N, out_ch, oh*ow)."""
+        xp, dy, cols = self._checked_dy(dy)
+        n, _, h, w = self._shape
+        oh, ow = self._out_hw(h, w)
+        matmul = fast_path("matmul", xp, operator.matmul)
         if self._per_sample():
             dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow))
             dW = [xp.sum(matmul(dy_g, xp.matrix_transpose(col)), axis=0)
@@ -205,6 +233,9 @@ class Conv2d(Layer):
     def _join(self, xp: Any, parts: list[Any], axis: int) -> Any:
         """The per-group results concatenated along ``axis``; the one result itself for one group."""
         return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+    def _depthwise(self) -> bool:
+        return _DEPTHWISE_WINDOWS and self.groups == self.in_ch > 1
 
     def _per_sample(self) -> bool:
         """One small product per sample (col (N, C*kh*kw, oh*ow), NCHW out with no copy) when col has
