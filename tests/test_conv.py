@@ -244,3 +244,100 @@ def test_pytorch_keyword_names_and_files_saved_before_the_rename(tmp_path):
     np.savez(tmp_path / "old.npz", **arrays)
     loaded = xn.load(tmp_path / "old.npz")
     assert repr(loaded) == repr(model)
+
+
+# (in_channels, out_channels, groups): two groups; depthwise; depthwise with a channel multiplier of 2;
+# 72 rows of col per group, so one product over the batch per group (Conv2d._per_sample)
+GROUPED = [pytest.param(4, 6, 2, id="g2"), pytest.param(4, 4, 4, id="depthwise"),
+           pytest.param(3, 6, 3, id="depthwise-x2"), pytest.param(16, 4, 2, id="g2-one-product")]
+
+
+@pytest.mark.parametrize("cin,cout,groups", GROUPED)
+@pytest.mark.parametrize("s,p,bias", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)],
+                         ids=["s1-p0-bias", "s1-p1", "s2-p0", "s2-p1-bias"])
+def test_groups_as_pytorch_forward_and_gradients(dev, rng, cin, cout, groups, s, p, bias):
+    torch = pytest.importorskip("torch")
+    layer = Conv2d(cin, cout, 3, s, p, 1, groups, bias, dtype="float64")
+    assert layer.params["W"].shape == (cout, cin // groups, 3, 3)
+    if bias:
+        layer.params["b"] = rng.standard_normal(cout)
+    x = rng.standard_normal((2, cin, 7, 6))
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(layer.params["W"], requires_grad=True)
+    tb = torch.tensor(layer.params["b"], requires_grad=True) if bias else None
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=s, padding=p, groups=groups)
+    dy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(dy))
+    layer.to(dev)
+    y = layer.forward(xn.to_device(x, dev))
+    dx = layer.backward(xn.to_device(dy, dev))
+    assert_placed(y, dev, "float64")
+    assert_placed(dx, dev, "float64")
+    ours = [y, dx, layer.grads["W"]] + ([layer.grads["b"]] if bias else [])
+    theirs = [ty, tx.grad, tw.grad] + ([tb.grad] if bias else [])
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(xn.to_numpy(a), b.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_grouped_conv_in_a_small_model_passes_gradcheck(rng):
+    xn.init.seed(0)
+    model = xn.Sequential(Conv2d(2, 4, 3, padding=1, groups=2, dtype="float64"), xn.layers.Tanh(),
+                          Conv2d(4, 4, 3, stride=2, groups=4, dtype="float64"), xn.layers.Flatten(),
+                          xn.layers.Linear(64, 3, dtype="float64"))
+    report = xn.gradcheck(model, rng.standard_normal((2, 2, 9, 9)), rng.integers(0, 3, 2), "cross_entropy")
+    assert report.ok, report
+
+
+def test_groups_save_load_round_trip_and_repr(tmp_path, rng):
+    model = xn.Sequential(Conv2d(4, 8, 3, padding=1, groups=4), xn.layers.ReLU(), Conv2d(8, 2, 1))
+    assert repr(model[0]) == "Conv2d(in_channels=4, out_channels=8, kernel_size=3, padding=1, groups=4, bias=True)"
+    assert "groups" not in repr(model[2])
+    x = rng.standard_normal((2, 4, 5, 5)).astype(np.float32)
+    model.save(tmp_path / "grouped.npz")
+    loaded = xn.load(tmp_path / "grouped.npz")
+    assert loaded[0].groups == 4 and loaded[0].config() == model[0].config()
+    np.testing.assert_array_equal(xn.to_numpy(loaded.forward(x)), xn.to_numpy(model.forward(x)))
+
+
+def test_files_saved_before_groups_load_as_one_group():
+    config = Conv2d(2, 3, 3).config()
+    del config["groups"]
+    assert Conv2d.from_config(config).groups == 1
+
+
+def test_groups_initialised_with_one_groups_fan_in():
+    xn.init.seed(0)
+    W = Conv2d(64, 64, 3, groups=64).params["W"]
+    assert W.shape == (64, 1, 3, 3)
+    assert 0.8 * np.sqrt(2 / 9) < W.std() < 1.2 * np.sqrt(2 / 9)
+
+
+@pytest.mark.parametrize("cin,cout,groups", [(3, 4, 2), (4, 3, 2), (2, 2, 4)])
+def test_groups_not_dividing_the_channels_is_refused_naming_both(cin, cout, groups):
+    with pytest.raises(ValueError, match=rf"^Conv2d: in_channels \({cin}\) and out_channels \({cout}\) must both be "
+                                         rf"divisible by groups \({groups}\)$"):
+        Conv2d(cin, cout, 3, groups=groups)
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p", [(4, 4, 3, 1, 1), (3, 6, 3, 2, 0), (2, 6, (3, 2), (2, 1), (1, 0)),
+                                            (5, 10, 5, 2, 2)])
+def test_depthwise_windows_equal_the_per_group_products(monkeypatch, dev, rng, cin, cout, k, s, p):
+    # groups == in_channels goes through _depthwise.py (a sum over kernel offsets), not one im2col product
+    # per channel; both give the same numbers.
+    layer = Conv2d(cin, cout, k, s, p, groups=cin, dtype="float64")
+    layer.params["b"] = rng.standard_normal(cout)
+    layer.to(dev)
+    x = xn.to_device(rng.standard_normal((2, cin, 7, 6)), dev)
+    results = []
+    for windows in (True, False):
+        monkeypatch.setattr(conv, "_DEPTHWISE_WINDOWS", windows)
+        y = layer.forward(x)
+        dy = xn.to_device(np.cos(np.arange(np.prod(y.shape))).reshape(tuple(y.shape)), dev)
+        dx = layer.backward(dy)
+        assert_placed(dx, dev, "float64")
+        results.append([xn.to_numpy(a) for a in (y, dx, layer.grads["W"], layer.grads["b"])])
+        layer.forward(x)
+        layer.backward_params(dy)
+        np.testing.assert_array_equal(xn.to_numpy(layer.grads["W"]), results[-1][2])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)

@@ -515,7 +515,9 @@ def test_conv2d_takes_pytorchs_positional_arguments_and_no_value_of_them_means_i
         xn.layers.Conv2d(1, 2, 3, 1, 0, 1, False)
     for kwargs, message in (({"dilation": 2}, r"dilation=2 is not supported: xpnet's Conv2d has no dilation"),
                             ({"dilation": (1, 2)}, r"dilation=\(1, 2\) is not supported"),
-                            ({"groups": 2}, r"groups=2 is not supported: xpnet's Conv2d has no groups"),
+                            ({"groups": 2}, (r"in_channels \(1\) and out_channels \(2\) must both be divisible "
+                                             r"by groups \(2\)$")),
+                            ({"groups": 0}, r"groups must be a positive int, got 0$"),
                             ({"padding_mode": "reflect"}, r"padding_mode='reflect' is not supported: xpnet pads with "
                                                           r"zeros only"),
                             ({"device": "cuda"}, r"device='cuda' is not supported: make the layer, then move it")):

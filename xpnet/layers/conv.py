@@ -8,12 +8,14 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, untracked
+from ._depthwise import depthwise_backward, depthwise_forward
 from ._im2col import as_pair, is_one, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
 _DCOL_CHUNK_BYTES = 4 << 20
+_DEPTHWISE_WINDOWS = True  # groups == in_channels through _depthwise.py (tests turn it off to compare)
 
 
 class Conv2d(Layer):
@@ -22,12 +24,17 @@ class Conv2d(Layer):
     x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
     ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs; ``padding="same"`` (stride 1,
     odd kernels: k // 2, the output the input's size) and ``"valid"`` (0) as PyTorch's. The positional arguments are
-    PyTorch's, in its order: ``dilation`` and ``groups`` (6th and 7th) are taken at 1 only (xpnet has neither;
-    another value is refused), ``bias`` is the 8th; ``init`` and ``dtype`` are keyword-only, so that no
+    PyTorch's, in its order: ``dilation`` (6th) is taken at 1 only (xpnet has none; another value is
+    refused), ``groups`` is the 7th, ``bias`` the 8th; ``init`` and ``dtype`` are keyword-only, so that no
     positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
     ``device=None`` are accepted; other values are refused with what to do.
-    params: W (out_ch, in_ch, kh, kw), b (out_ch,). Caches the im2col matrix, (in_ch*kh*kw, N*oh*ow) or
-    for few input channels (N, in_ch*kh*kw, oh*ow) (see ``_per_sample``), and the input shape.
+    ``groups`` = g as PyTorch's: in_ch and out_ch divisible by g, output channel block j (out_ch // g
+    channels) sees input channel block j only; g = in_ch is a depthwise convolution. Each block is the
+    same im2col product on channel slices, the outputs concatenated along channels; a depthwise one
+    (g = in_ch > 1) is instead a sum over the kernel offsets of windows times weights (``_depthwise.py``).
+    params: W (out_ch, in_ch // g, kh, kw) (PyTorch's layout), b (out_ch,). Caches one im2col matrix per
+    group, (in_ch // g * kh*kw, N*oh*ow) or for few rows (N, in_ch // g * kh*kw, oh*ow) (see
+    ``_per_sample``), or the padded input for a depthwise one, and the input shape.
     The products go through the ``"matmul"`` fast path, as Linear's: the library's own product, except on
     CuPy while a CUDA graph is captured, where xpnet's kernel stands in for cuBLAS.
     """
@@ -39,13 +46,19 @@ class Conv2d(Layer):
         self._refuse_pytorch_only(dilation, groups, padding_mode, device)
         self.in_ch = positive_int(self, "in_channels", in_channels)
         self.out_ch = positive_int(self, "out_channels", out_channels)
+        self.groups = positive_int(self, "groups", groups)
+        if self.in_ch % self.groups or self.out_ch % self.groups:
+            raise ValueError(f"{self.name}: in_channels ({self.in_ch}) and out_channels ({self.out_ch}) must both "
+                             f"be divisible by groups ({self.groups})")
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = self._padding(padding)
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
-        self.params["W"] = _init.weights((self.out_ch, self.in_ch, kh, kw), self.in_ch * kh * kw,
-                                         self.out_ch * kh * kw, init=init, dtype=dtype)
+        cg = self.in_ch // self.groups
+        # fan_in and fan_out as PyTorch's (from W's size(1) and size(0)): fan_in counts one group's inputs.
+        self.params["W"] = _init.weights((self.out_ch, cg, kh, kw), cg * kh * kw, self.out_ch * kh * kw,
+                                         init=init, dtype=dtype)
         if self.bias:
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None
@@ -63,18 +76,18 @@ class Conv2d(Layer):
         return as_pair(self.name, "padding", padding, 0)
 
     def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
-        """PyTorch's dilation, groups, padding_mode and device: their defaults pass, anything else is refused
-        saying what to do (a string in dilation's place is an init passed where xpnet once took it)."""
+        """PyTorch's dilation, padding_mode and device: their defaults pass, anything else is refused saying
+        what to do (a string in dilation's place is an init passed where xpnet once took it; a bool in
+        groups' place a bias)."""
         if isinstance(dilation, str):
             raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; pass the "
                             f"initialiser by keyword: init={dilation!r}")
         if is_bool(groups):
             raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
                             f"eighth, or pass it by keyword: bias={groups!r}")
-        for arg, value, instead in (("dilation", dilation, "xpnet's Conv2d has no dilation; leave it at 1"),
-                                    ("groups", groups, "xpnet's Conv2d has no groups; leave it at 1")):
-            if not is_one(value):
-                raise ValueError(f"{self.name}: {arg}={value!r} is not supported: {instead}")
+        if not is_one(dilation):
+            raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's Conv2d has no "
+                             f"dilation; leave it at 1")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
             "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
@@ -89,8 +102,8 @@ class Conv2d(Layer):
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "he"
         return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": list(self.padding), "init": init, "bias": self.bias,
-                "dtype": self.dtype}
+                "stride": list(self.stride), "padding": list(self.padding), "groups": self.groups, "init": init,
+                "bias": self.bias, "dtype": self.dtype}
 
     @property
     def in_channels(self) -> int:
@@ -108,9 +121,16 @@ class Conv2d(Layer):
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w)
         self._shape = tuple(x.shape)
+        if self._depthwise():
+            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self.padding, (oh, ow))
+            self._col = [xpad]
+            return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.bias else y
         per_sample = self._per_sample()
-        self._col = im2col(x, self.kernel_size, self.stride, self.padding, per_sample)
-        y = fast_path("matmul", xp, operator.matmul)(xp.reshape(self.params["W"], (self.out_ch, -1)), self._col)
+        matmul = fast_path("matmul", xp, operator.matmul)
+        self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample)
+                     for x_g in self._blocks(x, 1, self.in_ch)]
+        w2 = xp.reshape(self.params["W"], (self.out_ch, -1))
+        y = self._join(xp, [matmul(w_g, col) for w_g, col in zip(self._blocks(w2, 0, self.out_ch), self._col)], -2)
         if self.bias:
             y += xp.reshape(self.params["b"], (self.out_ch, 1))
         if per_sample:
@@ -118,59 +138,104 @@ class Conv2d(Layer):
         return row_major(xp, xp.permute_dims(xp.reshape(y, (self.out_ch, n, oh, ow)), (1, 0, 2, 3)))
 
     def backward(self, dy: Any) -> Any:
+        if self._depthwise():
+            return self._depthwise_grads(dy)
         xp, dy2 = self._param_grads(dy)
+        n, c, h, w = self._shape
+        shape_g = (n, c // self.groups, h, w)
+        w_blocks = self._blocks(self.params["W"], 0, self.out_ch)
         if self._per_sample():
-            w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
-            return col2im(fast_path("matmul", xp, operator.matmul)(w_t, dy2), self._shape, self.kernel_size,
-                          self.stride, self.padding, per_sample=True)
+            matmul = fast_path("matmul", xp, operator.matmul)
+            return self._join(xp, [
+                col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), dy_g), shape_g,
+                       self.kernel_size, self.stride, self.padding, per_sample=True)
+                for w_g, dy_g in zip(w_blocks, self._blocks(dy2, 1, self.out_ch))], 1)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
-            return row_major(xp, input_grad_stride1(dy, self.params["W"], self._shape, self.padding))
-        return self._input_grad_in_parts(xp, dy2)
+            return row_major(xp, self._join(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding) for w_g, dy_g
+                                                 in zip(w_blocks, self._blocks(untracked(dy), 1, self.out_ch))], 1))
+        return row_major(xp, self._join(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
+                                             for w_g, dy_g in zip(w_blocks, self._blocks(dy2, 0, self.out_ch))], 1))
 
-    def _input_grad_in_parts(self, xp: Any, dy2: Any) -> Any:
-        """dx (N, C, H, W) from dy2 (out_ch, N*oh*ow), any stride: dcol = W.T @ dy is as large as col;
-        made a few input channels at a time and each part summed back by col2im at once, it never is
-        whole, which keeps a step's peak memory down."""
-        n, c, h, w = self._shape
-        w_t = xp.matrix_transpose(xp.reshape(self.params["W"], (self.out_ch, -1)))
+    def _input_grad_in_parts(self, xp: Any, weight: Any, dy2: Any, shape: tuple[int, ...]) -> Any:
+        """dx (N, C, H, W) of one group from its weights (F, C, kh, kw) and dy2 (F, N*oh*ow), any stride:
+        dcol = W.T @ dy is as large as col; made a few input channels at a time and each part summed back
+        by col2im at once, it never is whole, which keeps a step's peak memory down."""
+        n, c, h, w = shape
+        w_t = xp.matrix_transpose(xp.reshape(weight, (weight.shape[0], -1)))
         kk = self.kernel_size[0] * self.kernel_size[1]
         per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
         matmul = fast_path("matmul", xp, operator.matmul)
         parts = [col2im(matmul(w_t[c0 * kk:min(c0 + per, c) * kk, :], dy2), (n, min(per, c - c0), h, w),
                         self.kernel_size, self.stride, self.padding) for c0 in range(0, c, per)]
-        return row_major(xp, parts[0] if len(parts) == 1 else xp.concat(parts, axis=1))
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
 
     def backward_params(self, dy: Any) -> None:
-        self._param_grads(dy)
+        if self._depthwise():
+            self._depthwise_grads(dy)
+        else:
+            self._param_grads(dy)
+
+    def _depthwise_grads(self, dy: Any) -> Any:
+        """Fill grads["W"], grads["b"] of a depthwise convolution; returns dx."""
+        xp, dy, cols = self._checked_dy(dy)
+        dx, self.grads["W"] = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding,
+                                                 self._shape[2:])
+        if self.bias:
+            self.grads["b"] = xp.sum(dy, axis=(0, 2, 3))
+        return dx
+
+    def _checked_dy(self, dy: Any) -> tuple[Any, Any, list[Any]]:
+        """The namespace, dy (checked to be of y's shape) and the forward's cache."""
+        dy = untracked(dy)
+        cols = self._need(self._col)
+        xp = self._check_float(dy)
+        n, _, h, w = self._shape
+        oh, ow = self._out_hw(h, w)
+        if tuple(dy.shape) != (n, self.out_ch, oh, ow):
+            raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
+        return xp, dy, cols
 
     def _param_grads(self, dy: Any) -> tuple[Any, Any]:
         """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow), or per
         sample as (N, out_ch, oh*ow)."""
-        dy = untracked(dy)
-        col = self._need(self._col)
-        xp = self._check_float(dy)
+        xp, dy, cols = self._checked_dy(dy)
         n, _, h, w = self._shape
         oh, ow = self._out_hw(h, w)
         matmul = fast_path("matmul", xp, operator.matmul)
-        if tuple(dy.shape) != (n, self.out_ch, oh, ow):
-            raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
         if self._per_sample():
             dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow))
-            dW = xp.sum(matmul(dy2, xp.matrix_transpose(col)), axis=0)
+            dW = [xp.sum(matmul(dy_g, xp.matrix_transpose(col)), axis=0)
+                  for dy_g, col in zip(self._blocks(dy2, 1, self.out_ch), cols)]
             axes = (0, 2)
         else:
             dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
             # col @ dy.T, transposed, not dy @ col.T: OpenBLAS splits the long inner dimension far
             # better with the small (out_ch-wide) operand last; 1.1x to 2.5x faster here.
-            dW = xp.matrix_transpose(matmul(col, xp.matrix_transpose(dy2)))
+            dW = [xp.matrix_transpose(matmul(col, xp.matrix_transpose(dy_g)))
+                  for dy_g, col in zip(self._blocks(dy2, 0, self.out_ch), cols)]
             axes = (1,)
-        self.grads["W"] = xp.reshape(dW, self.params["W"].shape)
+        self.grads["W"] = xp.reshape(self._join(xp, dW, 0), self.params["W"].shape)
         if self.bias:
             self.grads["b"] = xp.sum(dy2, axis=axes)
         return xp, dy2
+
+    def _blocks(self, a: Any, axis: int, size: int) -> list[Any]:
+        """``a`` cut along ``axis`` (of length ``size``) into ``groups`` equal blocks; ``[a]`` for one group."""
+        if self.groups == 1:
+            return [a]
+        step = size // self.groups
+        lead = (slice(None),) * axis
+        return [a[lead + (slice(g * step, (g + 1) * step), ...)] for g in range(self.groups)]
+
+    def _join(self, xp: Any, parts: list[Any], axis: int) -> Any:
+        """The per-group results concatenated along ``axis``; the one result itself for one group."""
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+    def _depthwise(self) -> bool:
+        return _DEPTHWISE_WINDOWS and self.groups == self.in_ch > 1
 
     def _per_sample(self) -> bool:
         """One small product per sample (col (N, C*kh*kw, oh*ow), NCHW out with no copy) when col has
