@@ -98,6 +98,8 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
         return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
     for name, layer in model.named_modules().items():
         kind = type(layer)
+        if kind is Conv2d and layer.groups != 1:
+            return f"layer {name!r} is a grouped convolution (groups={layer.groups}), not captured in this version"
         if kind in CONTAINERS or kind in CAPTURABLE:
             continue
         where = f"layer {name!r} ({kind.__name__})" if name else f"the model ({kind.__name__})"
