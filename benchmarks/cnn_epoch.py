@@ -191,7 +191,7 @@ def main() -> None:
         print("torch is not installed: PyTorch comparison skipped")
 
     results = time_all(steps, args.repeats)
-    xpnet_col = model[0]._col.nbytes
+    xpnet_col = sum(col.nbytes for col in model[0]._col)  # one im2col matrix per group
     print(f"{args.batches} batches of {BATCH} timed (best of {args.repeats}), extrapolated to {EPOCH} images")
     print(thread_line())
     base = results["xpnet"][0]
