@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import os
 import warnings
@@ -101,6 +102,10 @@ def test_early_stopping_takes_keras_restore_best_weights_as_restore_best(data):
     assert EarlyStopping(restore_best_weights=True).restore_best is True
     with pytest.raises(ValueError, match="restore_best=False and restore_best_weights=True disagree"):
         EarlyStopping(restore_best=False, restore_best_weights=True)
+    with pytest.raises(ValueError, match="restore_best=True and restore_best_weights=False disagree"):
+        EarlyStopping(restore_best=True, restore_best_weights=False)  # an explicit True, not the default
+    assert EarlyStopping().restore_best is True  # help() shows the default as True
+    assert repr(inspect.signature(EarlyStopping).parameters["restore_best"].default) == "True"
 
 
 def test_model_checkpoint_best_only_writes_on_improvement(data, tmp_path):

@@ -134,6 +134,16 @@ class _Monitor:
         return best_epoch, since
 
 
+class _RestoreBest:
+    """EarlyStopping's default restore_best (True), told apart from an explicit True (Keras' restore_best_weights)."""
+
+    def __repr__(self) -> str:
+        return "True"
+
+
+_RESTORE_BEST = _RestoreBest()
+
+
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
 
@@ -149,13 +159,14 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 mode: str = "auto", restore_best: bool = True, *, restore_best_weights: bool | None = None):
+                 mode: str = "auto", restore_best: Any = _RESTORE_BEST, *, restore_best_weights: bool | None = None):
         if restore_best_weights is not None:  # Keras' name for the same switch
             keras = flag(restore_best_weights, "EarlyStopping", "restore_best_weights")
-            if restore_best is not True and flag(restore_best, "EarlyStopping", "restore_best") != keras:
+            if restore_best is not _RESTORE_BEST and flag(restore_best, "EarlyStopping", "restore_best") != keras:
                 raise ValueError(f"EarlyStopping: restore_best={restore_best!r} and restore_best_weights="
                                  f"{restore_best_weights!r} disagree; they are the same switch: give one")
             restore_best = keras
+        restore_best = True if restore_best is _RESTORE_BEST else restore_best
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
         self._monitor = _Monitor("EarlyStopping", monitor, mode, min_delta,
