@@ -7,15 +7,7 @@ import os
 from typing import Any
 
 from .._user import is_int
-from ..backend import (
-    CPU,
-    Device,
-    namespace,
-    no_autograd,
-    plain_array,
-    to_device,
-    untracked,
-)
+from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_device, untracked
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode
@@ -117,12 +109,13 @@ class Model(Container):
                 if x.ndim < 1:
                     raise ValueError(f"predict: x must have a sample axis (N, ...), got shape {tuple(x.shape)}")
                 moved.append(x)
-            # Integers other than ids and uint8 are cast as xn.train casts them, with its warning for raw images.
-            warn_unscaled({"predict: x" if len(moved) == 1 else f"predict: x{i + 1}": x for i, x in enumerate(moved)
-                           if namespace(x).isdtype(x.dtype, "integral") and not is_ids(self, x)})
-            for i, x in enumerate(moved):
-                if not is_ids(self, x):
-                    check_fits(x, dev, self.dtype, "predict: x" if len(moved) == 1 else f"predict: x{i + 1}")
+            # Numbers (not ids) are cast as xn.train casts them: integers with its warning for raw images,
+            # values past the model's dtype refused.
+            numbers = {"predict: x" if len(moved) == 1 else f"predict: x{i + 1}": x for i, x in enumerate(moved)
+                       if not is_ids(self, x)}
+            warn_unscaled({k: x for k, x in numbers.items() if namespace(x).isdtype(x.dtype, "integral")})
+            for k, x in numbers.items():
+                check_fits(x, dev, self.dtype, k)
             n = int(moved[0].shape[0])
             if any(int(x.shape[0]) != n for x in moved):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
