@@ -51,7 +51,7 @@ from .data import common_device, inputs, pair, prepare
 from .history import History
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
 from .preflight import check_callbacks, check_model, check_single_samples
-from .trainer import SigtermStop, Trainer, TrainerState
+from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
 __all__ = ["train", "evaluate"]
 
@@ -235,7 +235,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches = start, cut
-        state.logged = _logged(classify, perplexity, None if val is None else cv is not None)
+        state.logged = logged_figures(classify, perplexity, None if val is None else cv is not None)
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
             what = f"{n} samples" if stream is None else \
@@ -306,15 +306,6 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         if rank == 0:
             _warn_if_diverged(history, first)
         return history
-
-
-def _logged(classify: bool, perplexity: bool, val_classify: bool | None) -> frozenset[str]:
-    """The figures (of ``xpnet.training.callbacks.MONITORS``) every epoch's log of this run holds, known
-    before training (``val_classify``: None without validation data, else whether it has classes)."""
-    train = {"loss", *(["accuracy"] if classify else []), *(["perplexity"] if perplexity else [])}
-    val = set() if val_classify is None else \
-        {"loss", *(["accuracy"] if val_classify else []), *(["perplexity"] if perplexity else [])}
-    return frozenset({f"train_{k}" for k in train} | {f"val_{k}" for k in val})
 
 
 _DIVERGED_FACTOR = 10.0

@@ -29,7 +29,7 @@ from .data import index_dtype
 from .history import History
 from .streams import StreamBatches
 
-__all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads"]
+__all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads", "logged_figures"]
 
 _REFRESH_S = 0.5
 
@@ -46,6 +46,15 @@ class SigtermStop(Exception):
         self.snapshot = snapshot
 
 
+def logged_figures(classify: bool, perplexity: bool, val_classify: bool | None) -> frozenset[str]:
+    """The figures (of ``xpnet.training.callbacks.MONITORS``) every epoch's log of a run holds, known
+    before training (``val_classify``: None without validation data, else whether it has classes)."""
+    train = {"loss", *(["accuracy"] if classify else []), *(["perplexity"] if perplexity else [])}
+    val = set() if val_classify is None else \
+        {"loss", *(["accuracy"] if val_classify else []), *(["perplexity"] if perplexity else [])}
+    return frozenset({f"train_{k}" for k in train} | {f"val_{k}" for k in val})
+
+
 class TrainerState:
     """What callbacks see: the model, optimizer, history and where training runs."""
 
@@ -55,8 +64,7 @@ class TrainerState:
         self.device, self.comm, self.seed, self.epochs = device, comm, seed, epochs
         self.has_validation = has_validation
         # The figures each epoch's log holds (xn.train sets them; by default those a classifier logs).
-        self.logged = frozenset({"train_loss", "train_accuracy"} | ({"val_loss", "val_accuracy"} if has_validation
-                                                                      else set()))
+        self.logged = logged_figures(True, False, True if has_validation else None)
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
