@@ -58,6 +58,13 @@ def check_fits(x: Any, dev: Device, dtype: Any, what: str) -> None:
                          f"or divide by their largest value) or use a float32 model")
 
 
+def probe_rows(a: Any) -> Any:
+    """The first two rows of ``a`` (all of them where it has fewer), what the checks before training run the
+    model on: two, since a ``BatchNorm(track_running_stats=False)`` normalises with the batch's statistics in
+    evaluation too and refuses one value per feature (the stop clamped: one past the end is no standard slice)."""
+    return a[0:min(2, int(a.shape[0])), ...]
+
+
 _UNSCALED_ROWS = 1024  # rows warn_unscaled looks at, evenly spaced: a full pass cost 24 ms on Fashion-MNIST
 _UNSCALED_MIN_MAX = 32  # the smallest maximum that looks like 8-bit pixels rather than counts or codes
 

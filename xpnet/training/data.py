@@ -13,7 +13,7 @@ from ..datasets.batches import BatchIterator
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
 from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
-from ..models.inputs import check_fits, is_ids, to_model_dtype
+from ..models.inputs import check_fits, is_ids, probe_rows, to_model_dtype
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
@@ -96,9 +96,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     xs = tuple(to_device(a, dev) if is_ids(model, a) else to_model_dtype(a, dev, dtype) for a in inputs(x))
     x = xs if isinstance(x, tuple) else xs[0]
     y = to_device(y, dev)
-    # Two rows: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in evaluation
-    # too and refuses one value per feature.
-    probes = [a[0:min(2, int(a.shape[0])), ...] for a in xs]  # a stop past the end is no standard slice
+    probes = [probe_rows(a) for a in xs]
     try:
         out_shape = probe_shape(model, *probes)
     except XpnetDeviceError:

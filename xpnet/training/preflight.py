@@ -19,6 +19,7 @@ from ..layers.container import Watcher, mode, watch
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import probe_states
 from ..models import Model
+from ..models.inputs import probe_rows
 from ..optim._blame import mixed_dtypes
 
 __all__ = ["check_model", "check_callbacks", "check_data", "check_single_samples"]
@@ -123,11 +124,8 @@ def check_single_samples(model: Any, x: Any, n: int, batch_size: int, size: int,
     of one) that would hold a single sample where it sees one value per feature. ``x``: the model's
     input, or a tuple of its inputs."""
     found = _SingleValueNorms()
-    # Two samples: a BatchNorm(track_running_stats=False) normalises with the batch's statistics in
-    # evaluation too and refuses one value per feature; the shapes it is watched for do not depend on N.
-    with watch(model, found), mode(model, False), probe_states(model):
-        model.forward(*(a[0:min(2, int(a.shape[0])), ...] for a in (x if isinstance(x, tuple) else (x,))),
-                      train=False)
+    with watch(model, found), mode(model, False), probe_states(model):  # the shapes watched do not depend on N
+        model.forward(*(probe_rows(a) for a in (x if isinstance(x, tuple) else (x,))), train=False)
     single = list(found.names)
     if not single:
         return
