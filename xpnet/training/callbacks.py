@@ -258,7 +258,7 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, state: Any) -> None:
         super().on_train_begin(state)
-        self._check_path(state.logged, state.has_validation)
+        self._check_path(state.logged)
         try:  # before any training, not at the first save: the file must be able to record the model
             architecture(state.model)
         except TypeError as exc:
@@ -268,7 +268,7 @@ class ModelCheckpoint(Callback):
             self._monitor.speak = state.is_root
             self._monitor.replay(state.history.epochs)
 
-    def _check_path(self, logged: frozenset[str], has_validation: bool) -> None:
+    def _check_path(self, logged: frozenset[str]) -> None:
         """Before any training: every ``{placeholder}`` is known and logged by this run (``logged``), the folder
         exists and the path is no folder (nor anything else a save refuses: :func:`~xpnet.io.paths.save_target`)."""
         logs = {k: (0.5 if k in logged else None) for k in MONITORS}
@@ -282,7 +282,8 @@ class ModelCheckpoint(Callback):
             raise ValueError(f"ModelCheckpoint: unknown placeholder {{{key}}} in {self.path!r}; known: {known}"
                              f"{hint}") from None
         except (IndexError, ValueError, TypeError, AttributeError) as exc:
-            hint = " (val_* placeholders need validation data)" if not has_validation and "val_" in self.path else \
+            no_validation = "val_loss" not in logged  # every run with validation data logs its loss
+            hint = " (val_* placeholders need validation data)" if no_validation and "val_" in self.path else \
                 f" (this run logs {sorted(logged)})"
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
         folder = os.path.dirname(os.path.abspath(path))
