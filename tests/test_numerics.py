@@ -237,7 +237,7 @@ def test_dtypes_are_taken_in_any_librarys_form(dtype):
     pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
     assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
     for bad in ("foo", "int32", None.__class__):
-        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a floating type \('float16', 'float32' or 'float64'\)"):
+        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a real floating type \('float16', 'float32' or 'float64'\)"):
             mlp().to("cpu", dtype=bad)
     with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
         xn.to_device(np.zeros(2), "cpu", dtype="foo")
@@ -294,6 +294,20 @@ def test_layers_model_to_and_embedding_take_the_same_dtype_spellings(spelling, n
     assert str(Linear(2, 3, dtype=spelling).dtype) == name
     assert str(mlp().to(dtype=spelling).dtype) == name
     assert str(xn.layers.Embedding(5, 3, dtype=spelling).dtype) == name
+
+
+def test_the_string_float_is_refused_as_ambiguous_everywhere_a_dtype_is_given():
+    """dtype="float" built a float64 layer (NumPy's reading) where a PyTorch user, for whom torch.float is
+    float32, meant float32: a model twice as large and slow with no word. It is refused, naming both readings;
+    Python's float type (float64 in NumPy and PyTorch alike) and torch.float itself keep their meaning."""
+    for make in (lambda d: Linear(2, 3, dtype=d), lambda d: mlp().to(dtype=d),
+                 lambda d: xn.layers.Embedding(5, 3, dtype=d)):
+        with pytest.raises(ValueError, match=r"dtype='float' is ambiguous: NumPy's 'float' is float64, PyTorch's "
+                                             r"torch.float is float32; write 'float32' or 'float64'"):
+            make("float")
+        assert str(make(float).dtype) == "float64"
+    torch = pytest.importorskip("torch")
+    assert str(Linear(2, 3, dtype=torch.float).dtype) == "float32"
 
 
 @pytest.mark.parametrize("spelling", ["float128", "longdouble"])

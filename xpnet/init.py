@@ -73,11 +73,7 @@ def _placeholder(shape: tuple[int, ...], dtype: str) -> np.ndarray:
 def _float_dtype(dtype: Any, who: str = "layer") -> np.dtype:
     """``dtype`` checked to be a real floating type xpnet trains in (float16, float32, float64), in any spelling
     that ``model.to`` takes (:func:`xpnet.backend.float_dtype_name`): weights of another kind cannot be trained."""
-    try:
-        return np.dtype(float_dtype_name(dtype, who))
-    except ValueError:
-        raise ValueError(f"{who}: dtype must be a real floating type ('float16', 'float32' or 'float64'), "
-                         f"got {dtype!r}") from None
+    return np.dtype(float_dtype_name(dtype, who))
 
 
 def dtype_name(dtype: Any, who: str) -> str:

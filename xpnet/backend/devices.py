@@ -437,7 +437,11 @@ def _dtype_label(dtype: Any) -> str | None:
 def float_dtype_name(dtype: Any, who: str) -> str:
     """``dtype`` (any form, see :func:`_dtype_label`, and NumPy's other names: ``"half"``, ``"single"``,
     ``"double"``, ``"f4"``) as ``"float16"``, ``"float32"`` or ``"float64"``; anything else (an integer type,
-    NumPy's ``float128``) raises a ValueError naming ``who``."""
+    NumPy's ``float128``) raises a ValueError naming ``who``. The string ``"float"`` is refused as ambiguous:
+    NumPy reads it as float64, PyTorch's ``torch.float`` is float32 (Python's ``float`` type is float64 in both)."""
+    if isinstance(dtype, str) and dtype.strip().lower() == "float":
+        raise ValueError(f"{who}: dtype={dtype!r} is ambiguous: NumPy's 'float' is float64, PyTorch's torch.float "
+                         f"is float32; write 'float32' or 'float64'")
     name = _dtype_label(dtype)
     if isinstance(name, str) and name not in _DTYPE_NAMES:
         try:
@@ -445,7 +449,8 @@ def float_dtype_name(dtype: Any, who: str) -> str:
         except TypeError:
             pass
     if name not in ("float16", "float32", "float64"):
-        raise ValueError(f"{who}: dtype must be a floating type ('float16', 'float32' or 'float64'), got {dtype!r}")
+        raise ValueError(f"{who}: dtype must be a real floating type ('float16', 'float32' or 'float64'), "
+                         f"got {dtype!r}")
     return name
 
 
