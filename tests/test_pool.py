@@ -352,14 +352,26 @@ def test_avg_pool_divisors_are_made_once_per_input_size_dtype_and_device(rng):
     layer = AvgPool2d(3, 2, 1, count_include_pad=False)
     base = rng.standard_normal((2, 1, 6, 6))
     layer.forward(base)
-    table = layer._table[1]
+    table = layer._tables[(6, 6)]
     layer.forward(rng.standard_normal((5, 3, 6, 6)))  # another batch: the same windows
-    assert layer._table[1] is table
+    assert layer._tables[(6, 6)] is table
     on_strict = [xn.to_device(base, xn.Device(strict, strict.Device(name))) for name in ("CPU_DEVICE", "device1")]
     for before, x in ((base, rng.standard_normal((1, 2, 7, 5))), (base, base.astype(np.float32)), on_strict):
         layer.forward(before)
         fresh = AvgPool2d(3, 2, 1, count_include_pad=False)
         np.testing.assert_array_equal(xn.to_numpy(layer.forward(x)), xn.to_numpy(fresh.forward(x)))
+
+
+def test_an_evaluation_on_another_image_size_keeps_the_training_sizes_divisors(rng):
+    """A captured training step reads the divisor table it was captured with at every launch. AvgPool2d kept
+    only the last size's table, so evaluating a fully convolutional net on images of another size between two
+    epochs freed the table the graph still read. Each size keeps its own; the one training made stays."""
+    layer = AvgPool2d(3, 2, 1, count_include_pad=False)
+    layer.forward(rng.standard_normal((4, 2, 8, 8)))  # training images
+    table = layer._tables[(8, 8)]
+    layer.forward(rng.standard_normal((2, 2, 12, 10)), train=False)  # evaluation on larger images
+    layer.forward(rng.standard_normal((4, 2, 8, 8)))
+    assert layer._tables[(8, 8)] is table
 
 
 def test_a_model_with_an_avg_pool_divisor_table_can_be_copied(dev, rng):

@@ -150,7 +150,7 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pa
 class AvgPool2d(_Pool2d):
     """Mean over ``kernel_size`` windows every ``stride`` (default ``kernel_size``) pixels, PyTorch's arguments
     in its order. x: (N, C, H, W) -> y: (N, C, oh, ow). Caches the input shape and 1 / the windows' divisors
-    (an array where they differ, kept while the input's size, dtype and device stay the same).
+    (an array where they differ, one kept per input size while the dtype and device stay the same).
 
     Each window's sum is divided as PyTorch's ``avg_pool2d`` divides it: by ``divisor_override`` when given;
     else by the pixels of the window inside the padded input (``count_include_pad=True``, the default: the
@@ -164,7 +164,7 @@ class AvgPool2d(_Pool2d):
         self.divisor_override = (None if divisor_override is None
                                  else positive_int(self, "divisor_override", divisor_override))
         self._scale = None
-        self._table: tuple[Any, Any] | None = None  # (H, W), (oh, ow) array of 1 / divisor
+        self._tables: dict[Pair, Any] = {}  # (H, W) -> (oh, ow) array of 1 / divisor
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "count_include_pad": self.count_include_pad,
@@ -201,14 +201,17 @@ class AvgPool2d(_Pool2d):
             return 1.0 / (rows[0] * cols[0])
         # Made once per input size and kept: a copy from the host at each step would also stop a CUDA-graph
         # capture of the training step (CuPy refuses host copies while capturing; the warm-up steps make it).
-        # Keyed by the size and checked against the table itself, not by a namespace or device object: a module
-        # (and JAX's Device) cannot be deep-copied, and summary(), gradcheck and xpnet.testing copy the model.
-        size, table = self._shape[2:], None if self._table is None else self._table[1]
+        # One per size, not only the last: a captured step reads its table at each launch, and an evaluation on
+        # images of another size between epochs must not free it. Keyed by the size and checked against the
+        # table itself, not by a namespace or device object: a module (and JAX's Device) cannot be deep-copied,
+        # and summary(), gradcheck and xpnet.testing copy the model.
+        size = tuple(self._shape[2:])
+        table = self._tables.get(size)
         # same_device first: it compares the namespaces too, and two libraries' dtypes never compare.
-        if table is None or self._table[0] != size or not same_device(table, like) or table.dtype != like.dtype:
+        if table is None or not same_device(table, like) or table.dtype != like.dtype:
             xp = namespace(like)
             table = xp.asarray([[1.0 / (r * c) for c in cols] for r in rows], dtype=like.dtype, device=like.device)
-            self._table = (size, table)
+            self._tables[size] = table
         return table
 
     def backward(self, dy: Any) -> Any:
