@@ -123,6 +123,16 @@ def test_model_checkpoint_best_only_writes_on_improvement(data, tmp_path):
         np.testing.assert_array_equal(xn.to_numpy(loaded.state()[k]), v)
 
 
+def test_model_checkpoint_makes_the_folders_of_its_path(data, tmp_path):
+    """ModelCheckpoint("runs/exp1/m-{epoch}.npz") was refused before training because runs/exp1 did not
+    exist; Keras' and Lightning's checkpoints make their folders, and so does this one: placeholders in a
+    folder's name too, each made at its save."""
+    ckpt = ModelCheckpoint(tmp_path / "runs" / "exp1" / "epoch-{epoch}" / "m.npz")
+    fit(mlp(), data, [ckpt], epochs=2)
+    assert ckpt.saved == [str(tmp_path / "runs" / "exp1" / f"epoch-{e}" / "m.npz") for e in (1, 2)]
+    assert all(xn.load(p).state().keys() == mlp().state().keys() for p in ckpt.saved)
+
+
 def test_model_checkpoint_full_writes_a_resumable_checkpoint(data, tmp_path):
     path = tmp_path / "run.npz"
     fit(mlp(), data, [ModelCheckpoint(path, full=True)], epochs=2, optimizer=xn.optim.Momentum(0.1))

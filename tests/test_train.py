@@ -541,10 +541,10 @@ CHECKED_BEFORE_TRAINING = [
     ("int-params", lambda x, t, d: {"model": _int_model()}, TypeError, r"parameter '0.W' .*dtype int32"),
     ("single-callback", lambda x, t, d: {"callbacks": xn.callbacks.EarlyStopping()}, TypeError,
      r"a single EarlyStopping; pass callbacks=\[EarlyStopping\(...\)\]"),
-    ("checkpoint-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "no" / "m.npz")]},
-     ValueError, r"folder '.*/no' of .* does not exist"),
     ("checkpoint-folder-is-a-file", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
         _a_file(d / "runs") / "m.npz")]}, ValueError, r"'.*/runs' of .* is a file, not a folder"),
+    ("checkpoint-folder-under-a-file", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(
+        _a_file(d / "runs") / "exp" / "m.npz")]}, ValueError, r"'.*/runs' of .* is a file, not a folder"),
     ("checkpoint-path-is-a-folder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d)]},
      xn.XpnetFileError, r"cannot save to .*: it is a folder, not a regular file"),
     ("checkpoint-placeholder", lambda x, t, d: {"callbacks": [xn.callbacks.ModelCheckpoint(d / "m-{step}.npz")]},

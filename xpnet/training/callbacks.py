@@ -242,7 +242,9 @@ class ModelCheckpoint(Callback):
     (model, optimizer state, epoch, history, Dropout generator states, the other callbacks' state)
     to resume with ``xn.train(..., resume_from=path)`` (``xn.load(path)`` also opens it, as the model at
     that epoch); it is written after the other callbacks
-    have seen the epoch. Writes are atomic; with ``comm`` only rank 0 writes, then
+    have seen the epoch. Missing folders of ``path`` are made at the save (as Keras' and Lightning's
+    checkpoints make them); one that cannot be made is refused before training. Writes are atomic; with
+    ``comm`` only rank 0 writes, then
     all ranks wait at a barrier. A resumed run takes up the best value from the checkpoint's history,
     so ``save_best_only`` never replaces a better file with a worse one.
     """
@@ -287,12 +289,15 @@ class ModelCheckpoint(Callback):
                 f" (this run logs {sorted(logged)})"
             raise ValueError(f"ModelCheckpoint: cannot fill in {self.path!r}: {exc}{hint}") from None
         folder = os.path.dirname(os.path.abspath(path))
-        if os.path.exists(folder) and not os.path.isdir(folder):
-            raise ValueError(f"ModelCheckpoint: {folder!r} of {self.path!r} is a file, not a folder; give a path "
-                             "in a folder")
-        if not os.path.isdir(folder):
-            raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist; create it "
-                             "first (os.makedirs(folder, exist_ok=True))")
+        existing = folder  # the folders a save makes (as Keras' and Lightning's checkpoints do) must be makeable
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing):
+            raise ValueError(f"ModelCheckpoint: {existing!r} of {self.path!r} is a file, not a folder; give a "
+                             "path in a folder")
+        if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+            raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist and cannot "
+                             f"be made: {existing!r} is not writable")
         save_target(path)  # a folder, a FIFO, a device there: refused now, not after the first epoch
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
@@ -310,6 +315,7 @@ class ModelCheckpoint(Callback):
     def _save(self, epoch: int, logs: dict[str, Any]) -> None:
         path = self.path.format(**{**logs, "epoch": epoch}) if "{" in self.path else self.path
         if self.state.is_root:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             if self.full:
                 self.state.save_checkpoint(path)
             else:
