@@ -171,6 +171,10 @@ def test_set_param_checks_the_shape_and_copies_a_read_only_array():
     (lambda: xn.callbacks.step(0.1, 2, gamma=-1), ValueError, r"step: gamma must be a finite number > 0"),
     (lambda: xn.datasets.load_mnist(root=5), TypeError, r"mnist: root must be a folder path"),
     (lambda: xn.datasets.load_mnist(root=__file__), ValueError, r"mnist: root .* is not a folder"),
+    # A typo in root loaded the system's copy (/usr/share/datasets) without a word.
+    (lambda: xn.datasets.load_fashion_mnist(root="/no/such/data"), ValueError,
+     r"fashion-mnist: root '/no/such/data' does not exist; give the folder that holds the fashion-mnist files"),
+    (lambda: xn.datasets.load_ptb(root="/no/such/data"), ValueError, r"ptb: root '/no/such/data' does not exist"),
     (lambda: xn.datasets.BatchIterator([1, 2], batch_size=1), TypeError, r"BatchIterator: array 0 must be an array"),
     (lambda: xn.History().plot(5), TypeError, r"History.plot: path must be a str, bytes or os.PathLike"),
     (lambda: xn.evaluate(mlp(), (x, t), loss="cross_entropy", batch_size=0), ValueError, r"evaluate: batch_size must"),

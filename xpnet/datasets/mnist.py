@@ -3,7 +3,7 @@
 Where the four IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte``,
 ``t10k-labels-idx1-ubyte``, each gzipped ``.gz`` or raw) are looked for, first folder holding all four wins:
 
-1. ``root`` and ``root/<name>``;
+1. ``root`` and ``root/<name>`` (a ``root`` that is not a folder is an error, not passed over);
 2. ``$XPNET_DATA/<name>`` and ``$XPNET_DATA`` (several folders may be joined with ``os.pathsep``);
 3. the user cache ``$XDG_CACHE_HOME/xpnet/<name>`` (``~/.cache/xpnet/<name>``);
 4. system folders ``/usr/local/share/datasets/<name>`` and ``/usr/share/datasets/<name>`` (Debian's
@@ -137,9 +137,10 @@ def search_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
     if root is not None:
         if not isinstance(root, (str, os.PathLike)):
             raise TypeError(f"{name}: root must be a folder path (str or os.PathLike), got {type(root).__name__}")
-        if os.path.exists(root) and not os.path.isdir(root):
-            raise ValueError(f"{name}: root {os.fspath(root)!r} is not a folder; give the folder that holds the "
-                             "IDX files, or leave root out to search the usual places")
+        if not os.path.isdir(root):  # a typo must not quietly load the copy found elsewhere
+            what = "is not a folder" if os.path.exists(root) else "does not exist"
+            raise ValueError(f"{name}: root {os.fspath(root)!r} {what}; give the folder that holds the "
+                             f"{name} files, or leave root out to search the usual places")
         dirs += [Path(root), Path(root) / name]
     for entry in os.environ.get("XPNET_DATA", "").split(os.pathsep):
         if entry:
