@@ -90,6 +90,30 @@ def test_flatten(case, rng):
     np.testing.assert_array_equal(dx, dy.astype(case[1]).reshape(2, 3, 4))
 
 
+@pytest.mark.parametrize("dims", [(), (2,), (0,), (1, 2), (-3, -2), (3,), (0, -1), (2, 2)])
+def test_flatten_takes_pytorchs_start_dim_and_end_dim(case, rng, dims):
+    """Flatten(start_dim=2) (a vision transformer's (N, C, H, W) -> (N, C, H*W)) was a TypeError; it merges the
+    axes PyTorch's nn.Flatten merges, and backward restores the shape."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 4, 5))
+    want = torch.nn.Flatten(*dims)(torch.from_numpy(x)).numpy()
+    dy = rng.standard_normal(want.shape)
+    y, dx = _run(Flatten(*dims), case, x, dy)
+    np.testing.assert_array_equal(y, want.astype(case[1]))
+    np.testing.assert_array_equal(dx, dy.astype(case[1]).reshape(x.shape))
+
+
+@pytest.mark.parametrize("dims, error, message", [
+    ((4,), ValueError, r"Flatten: start_dim=4 is out of range for a 4-d input \(expected -4..3\)"),
+    ((1, -5), ValueError, r"Flatten: end_dim=-5 is out of range for a 4-d input"),
+    ((2, 1), ValueError, r"Flatten: start_dim=2 comes after end_dim=1 on a 4-d input"),
+    (("1",), TypeError, r"Flatten: start_dim must be an int \(an axis\), got '1'"),
+])
+def test_flatten_names_axes_it_cannot_merge(dims, error, message):
+    with pytest.raises(error, match=message):
+        Flatten(*dims).forward(np.zeros((2, 3, 4, 5)))
+
+
 def test_dropout_train_scales_kept_units_and_eval_is_identity(case, rng):
     x = rng.standard_normal((200, 50)) + 3.0
     dy = rng.standard_normal((200, 50))
