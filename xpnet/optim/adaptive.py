@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._user import flag
 from ..backend import fast_path, into
 from .base import Optimizer, _choice, _fraction, _positive, _sqrt, unfused
 
@@ -71,8 +72,12 @@ class Adam(Optimizer):
     """
 
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
-                 weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch"):
+                 weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch", *,
+                 amsgrad: bool = False):
         super().__init__(lr, weight_decay, weight_decay_on)
+        if flag(amsgrad, self.name, "amsgrad"):
+            raise ValueError(f"{self.name}: amsgrad=True is not supported: xpnet's {self.name} is PyTorch's with "
+                             "amsgrad=False (the default there too)")
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
@@ -111,8 +116,9 @@ class AdamW(Adam):
     """
 
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
-                 weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch"):
-        super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention)
+                 weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch", *,
+                 amsgrad: bool = False):
+        super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention, amsgrad=amsgrad)
 
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
         p *= self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
