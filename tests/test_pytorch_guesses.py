@@ -282,12 +282,35 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
 @pytest.mark.parametrize("name,hint", [("cuda", "model.to('cuda')"), ("cpu", "model.to('cpu')"),
                                        ("zero_grad", "each model.backward(dy) overwrites every gradient"),
                                        ("named_parameters", "model.named_params()"),
-                                       ("modules", "model.named_modules()"), ("children", "model.named_children()")])
+                                       ("modules", "model.named_modules()"), ("children", "model.named_children()"),
+                                       ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),
+                                       ("half", "model.to(dtype='float16')")])
 def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
     for model in (_mlp(), xn.layers.Residual(xn.Sequential(xn.layers.Linear(4, 4)))):
         with pytest.raises(AttributeError, match=f"object has no attribute '{name}': .*" + re.escape(hint)):
             getattr(model, name)
     assert not hasattr(_mlp(), "no_such_thing")  # hasattr still answers False, with no hint
+
+
+def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
+    """model.append(layer) (PyTorch's Sequential.append, which returns the model) was an AttributeError."""
+    model = _mlp()
+    extra = xn.layers.Linear(2, 2)
+    assert model.append(xn.layers.ReLU()) is model and model.extend([extra]) is model
+    assert len(model) == 5 and model[-1] is extra and "4.W" in model.named_params()
+    with pytest.raises(TypeError, match="Sequential.append: expected an xpnet layer, got a function"):
+        model.append(lambda x: x)
+    with pytest.raises(TypeError, match="Sequential.extend: item 1 is a int, not an xpnet layer"):
+        model.extend([xn.layers.ReLU(), 3])
+    assert len(model) == 5
+
+
+def test_adam_takes_pytorchs_amsgrad_false_and_refuses_true():
+    """Adam(lr, amsgrad=False), written out by PyTorch users, was a TypeError; True is refused, not ignored."""
+    for cls in (xn.optim.Adam, xn.optim.AdamW):
+        assert cls(1e-3, amsgrad=False).betas == (0.9, 0.999)
+        with pytest.raises(ValueError, match=f"{cls.__name__}: amsgrad=True is not supported"):
+            cls(1e-3, amsgrad=True)
 
 
 def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():

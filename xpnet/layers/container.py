@@ -35,6 +35,12 @@ _PYTORCH_NAMES = {
     "to_gpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
     "to_cpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
     "to_device": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
+    "double": "model.to(dtype='float64') casts every parameter and buffer (dtype='float32' for PyTorch's "
+              ".float(), 'float16' for .half())",
+    "float": "model.to(dtype='float32') casts every parameter and buffer (dtype='float64' for PyTorch's "
+             ".double(), 'float16' for .half())",
+    "half": "model.to(dtype='float16') casts every parameter and buffer (dtype='float32' for PyTorch's "
+            ".float(), 'float64' for .double())",
     "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
     "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "

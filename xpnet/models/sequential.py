@@ -25,6 +25,22 @@ class Sequential(Model):
                 raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnet layer")
         self.layers: list[Layer] = list(layers)
 
+    def append(self, layer: Layer) -> Sequential:
+        """Add ``layer`` at the end and return the model, as PyTorch's ``Sequential.append``."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.append: expected an xpnet layer, got a {type(layer).__name__}")
+        self.layers.append(layer)
+        return self
+
+    def extend(self, layers: Any) -> Sequential:
+        """Add each of ``layers`` at the end and return the model, as PyTorch's ``Sequential.extend``."""
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential.extend: item {i} is a {type(layer).__name__}, not an xpnet layer")
+        self.layers.extend(layers)
+        return self
+
     def named_children(self) -> dict[str, Layer]:
         return {str(i): layer for i, layer in enumerate(self.layers)}
 
