@@ -2,6 +2,7 @@
 once with one line saying what to write instead (docs/from-pytorch.md)."""
 
 import importlib
+import inspect
 import pickle
 import re
 
@@ -167,10 +168,12 @@ def test_the_books_and_chainers_names_say_what_to_write(expression, hint):
 
 def _hint_tables():
     from xpnet.layers import container
+    from xpnet.training import loop
 
     return {"xn": xn._PYTORCH_NAMES, "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
             "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
-            "a model": container._PYTORCH_NAMES}
+            "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
+            "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():
@@ -311,6 +314,37 @@ def test_adam_takes_pytorchs_amsgrad_false_and_refuses_true():
         assert cls(1e-3, amsgrad=False).betas == (0.9, 0.999)
         with pytest.raises(ValueError, match=f"{cls.__name__}: amsgrad=True is not supported"):
             cls(1e-3, amsgrad=True)
+
+
+@pytest.mark.parametrize("call, keyword, hint", [
+    ("train", "verbose", "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)"),
+    ("train", "validation_data", "validation=(x_val, y_val)"),
+    ("train", "validation_split", "xn.train takes no split: hold out rows yourself"),
+    ("train", "lr", "the learning rate is the optimizer's: optimizer=xn.optim.SGD(lr=0.01)"),
+    ("train", "max_epochs", "epochs=N"),
+    ("train", "criterion", "loss=..."),
+    ("train", "gradient_clip_val", "clip_grad_norm=5.0"),
+    ("train", "scheduler", "callbacks=[xn.callbacks.LearningRateSchedule("),
+    ("train", "weight_decay", "pass it to the optimizer"),
+    ("evaluate", "device", "xn.evaluate runs where the model is: model.to(device) first"),
+    ("evaluate", "verbose", "xn.evaluate prints nothing"),
+])
+def test_keras_and_lightning_keywords_say_what_xn_train_calls_them(call, keyword, hint):
+    """xn.train(..., verbose=0) (Keras' fit), max_epochs (Lightning), lr=... gave Python's bare "unexpected
+    keyword argument", leaving the user to read the signature; the TypeError now says what to write."""
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    args = {"optimizer": "sgd", "epochs": 1, "batch_size": 10} if call == "train" else {}
+    with pytest.raises(TypeError, match=f"^{call}\\(\\) got an unexpected keyword argument '{keyword}': .*"
+                                        + re.escape(hint)):
+        getattr(xn, call)(_mlp(), (x, t), loss="cross_entropy", **args, **{keyword: 0})
+
+
+def test_other_unknown_keywords_and_the_signature_stay_pythons():
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    with pytest.raises(TypeError, match=r"^train\(\) got an unexpected keyword argument 'no_such_thing'$"):
+        xn.train(_mlp(), (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=10, no_such_thing=1)
+    assert "clip_grad_norm" in inspect.signature(xn.train).parameters
+    assert list(inspect.signature(xn.evaluate).parameters)[:2] == ["model", "data"]
 
 
 def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():

@@ -1,14 +1,16 @@
 """Meeting the user: a warning at the line of their code that caused it, an install command that works
 from their setup (a source checkout or an installed package), what counts as a number, a flag or a
-seed they pass, and the missing name that says what to write instead."""
+seed they pass, and the missing name or keyword that says what to write instead."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 import os
 import sys
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -87,6 +89,25 @@ def not_here(owner: str, name: str, hints: dict[str, str], kind: str = "module")
         return ImportError(f"cannot import name {name!r} from {owner!r}: {hint}", name=owner)
     where = f"module {owner!r}" if kind == "module" else f"{owner!r} object"
     return AttributeError(f"{where} has no attribute {name!r}" + (f": {hint}" if hint else ""))
+
+
+def keyword_hints(who: str, hints: dict[str, str]) -> Callable[[Callable], Callable]:
+    """Wrap a function so that a keyword it does not take, where ``hints`` knows it (Keras' ``verbose``,
+    PyTorch Lightning's ``max_epochs``), raises Python's TypeError with what to write instead; any other
+    call goes to the function as it is (``help()`` still shows its own signature)."""
+    def wrap(fn: Callable) -> Callable:
+        taken = set(inspect.signature(fn).parameters)
+
+        @functools.wraps(fn)
+        def hinted(*args: Any, **kwargs: Any) -> Any:
+            for name in kwargs:
+                if name not in taken and name in hints:
+                    raise TypeError(f"{who}() got an unexpected keyword argument {name!r}: {hints[name]}")
+            return fn(*args, **kwargs)
+
+        return hinted
+
+    return wrap
 
 
 def _importing_from(frame: Any) -> bool:
