@@ -339,6 +339,32 @@ def test_keras_and_lightning_keywords_say_what_xn_train_calls_them(call, keyword
         getattr(xn, call)(_mlp(), (x, t), loss="cross_entropy", **args, **{keyword: 0})
 
 
+def test_a_pytorch_dataloader_or_dataset_given_as_data_says_what_to_pass():
+    """xn.train(model, DataLoader(TensorDataset(x, t), batch_size=16)) said only "expected a pair (x, y), got
+    DataLoader"; it now names the tensors to pass and the batch size to keep."""
+    torch = pytest.importorskip("torch")
+    x, t = xn.datasets.spiral(10, 3, seed=0)
+    data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(t))
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return x[i], t[i]
+
+    for given, hint in [
+        (torch.utils.data.DataLoader(data, batch_size=16, shuffle=True),
+         "(loader.dataset.tensors[0], loader.dataset.tensors[1]), and batch_size=16 to xn.train"),
+        (data, "(dataset.tensors[0], dataset.tensors[1])"),
+        (torch.utils.data.DataLoader(Items(), batch_size=4), "pass all the samples as two arrays (x, y) and "
+                                                             "batch_size=4"),
+    ]:
+        with pytest.raises(TypeError, match=r"train data: expected a pair \(x, y\).*xpnet cuts .*the batches "
+                                            r"itself, on the device; .*" + re.escape(hint)):
+            xn.train(_mlp(), given, loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=16)
+
+
 def test_other_unknown_keywords_and_the_signature_stay_pythons():
     x, t = xn.datasets.spiral(10, 3, seed=0)
     with pytest.raises(TypeError, match=r"^train\(\) got an unexpected keyword argument 'no_such_thing'$"):

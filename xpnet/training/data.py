@@ -29,6 +29,15 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
             got = (f"a BatchIterator: xpnet cuts the batches itself; pass its arrays as (x, y) (and to xn.train "
                    f"batch_size={data.batch_size}, shuffle={data.shuffle}, drop_last={data.drop_last}, "
                    f"seed={data.seed})")
+        elif hasattr(data, "tensors") or hasattr(getattr(data, "dataset", None), "tensors"):  # PyTorch's habit
+            held = "dataset" if hasattr(data, "tensors") else "loader.dataset"
+            size = getattr(data, "batch_size", None)
+            got = (f"a PyTorch {type(data).__name__}: xpnet cuts (and shuffles) the batches itself, on the device; "
+                   f"pass the tensors as the pair, ({held}.tensors[0], {held}.tensors[1])"
+                   + (f", and batch_size={size} to xn.train" if size is not None else ""))
+        elif hasattr(data, "dataset") and hasattr(data, "batch_size"):
+            got = (f"a {type(data).__name__} (a loader of batches): xpnet cuts the batches itself, on the device; "
+                   f"pass all the samples as two arrays (x, y) and batch_size={data.batch_size}")
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
     several = isinstance(data[0], tuple)
     if several and not data[0]:
