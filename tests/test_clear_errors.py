@@ -81,7 +81,8 @@ def test_seeds_must_be_whole_numbers_from_zero(call, message, seed):
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: Linear(2, 3, dtype=None), r"Linear: dtype must be a real floating type .*got None"),
+    (lambda: Linear(2, 3, dtype=None), r"Linear: dtype must be a real floating type .*got None \(NumPy reads None "
+                                       r"as float64, PyTorch as its default float32"),
     (lambda: BatchNorm(3, dtype="int32"), r"BatchNorm: dtype must be a real floating type .*got 'int32'"),
     (lambda: xn.datasets.spiral(5, 2, noise=float("nan")), r"spiral: noise must be a finite number >= 0, got nan"),
     (lambda: xn.datasets.spiral(5, 2, dtype="int32"), r"spiral: dtype must be a (real )?floating type .*got 'int32'"),

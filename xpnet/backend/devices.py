@@ -449,8 +449,10 @@ def float_dtype_name(dtype: Any, who: str) -> str:
         except TypeError:
             pass
     if name not in ("float16", "float32", "float64"):
+        why = (" (NumPy reads None as float64, PyTorch as its default float32: write the one you mean, or leave "
+               "dtype out for the layer's default)") if dtype is None else ""
         raise ValueError(f"{who}: dtype must be a real floating type ('float16', 'float32' or 'float64'), "
-                         f"got {dtype!r}")
+                         f"got {dtype!r}{why}")
     return name
 
 
