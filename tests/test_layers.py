@@ -94,7 +94,7 @@ def test_flatten(case, rng):
 def test_flatten_takes_pytorchs_start_dim_and_end_dim(case, rng, dims):
     """Flatten(start_dim=2) (a vision transformer's (N, C, H, W) -> (N, C, H*W)) was a TypeError; it merges the
     axes PyTorch's nn.Flatten merges, and backward restores the shape."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x = rng.standard_normal((2, 3, 4, 5))
     want = torch.nn.Flatten(*dims)(torch.from_numpy(x)).numpy()
     dy = rng.standard_normal(want.shape)
