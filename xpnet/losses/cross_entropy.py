@@ -1,96 +1,13 @@
-"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch; SoftmaxCrossEntropy's ``reduction="sum"``
-the sum) and ``backward() -> dy``.
-
-Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
-whose ``backward()`` says what to write instead (xpnet has no autograd).
-"""
+"""Softmax cross-entropy: logits against class labels or probability rows."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ._user import is_int, is_real, not_here
-from .backend import device_of, fast_path, index_dtype, isdtype, namespace, same_device, untracked
-
-
-class Loss:
-    """Base class: checks shared by losses."""
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
-    def __repr__(self) -> str:
-        return f"{self.name}()"
-
-    def __call__(self, y: Any, t: Any) -> "LossValue":
-        """``forward(y, t)`` read back as a :class:`LossValue` (a float), for PyTorch-style loops. In a loop
-        that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
-        return LossValue(self.forward(y, t), self)
-
-    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
-        raise NotImplementedError
-
-    def backward(self, dout: Any = 1.0) -> Any:
-        raise NotImplementedError
-
-    def mean_count(self) -> Any:
-        """How many terms the last forward's mean is over: an int, or a 0-d integer array on the device
-        (cross-entropy's labels that are not ``ignore_index``, counted when asked); None where the loss does
-        not say. The loops weigh each batch's mean by it (``xn.evaluate``'s loss is the mean over every
-        target of the data, whatever ``batch_size``, and with ``comm`` each rank's gradient by its count);
-        None: by the batch's rows."""
-        return None
-
-    def ignores_any(self, t: Any) -> bool:
-        """Whether some target of the data ``t`` would count for nothing in the mean (cross-entropy: a label
-        equal to ``ignore_index``): the loops ask once per run (one read from the device), then vouch for
-        the answer with :meth:`none_ignored`."""
-        return False
-
-    @contextmanager
-    def none_ignored(self, vouched: bool = True) -> Iterator[None]:
-        """Within (where ``vouched``), the caller has checked once that no target of its data is ignored
-        (cross-entropy: no label equals ``ignore_index``): :meth:`mean_count` is then a Python int from the
-        shapes alone, with no device work per batch. A loss that ignores nothing has nothing to do."""
-        yield
-
-    def correct_count(self) -> Any:
-        """How many rows of the last forward's predictions have their first maximum at their label, as
-        ``count_nonzero(argmax(y, axis=-1) == t)``: a 0-d integer array on the device where the loss
-        found it along the way (CuPy's fused softmax cross-entropy), else None (count it yourself)."""
-        return None
-
-    def _check_pair(self, y: Any, t: Any) -> Any:
-        xp = namespace(y)
-        if namespace(t) is not xp or not same_device(y, t):
-            raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "
-                             "move both to one device")
-        if not isdtype(xp, y.dtype, "real floating"):
-            raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
-        return xp
-
-
-class LossValue(float):
-    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
-    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
-    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
-    ``model.backward(dy)``."""
-
-    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
-        self = super().__new__(cls, float(value))
-        self.loss_name = loss.name if loss is not None else "loss layer"
-        return self
-
-    def item(self) -> float:
-        return float(self)
-
-    def __getattr__(self, name: str) -> Any:
-        which = self.__dict__.get("loss_name", "loss layer")
-        hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
-                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
-        raise not_here(type(self).__name__, name, hints, kind="object")
+from .._user import is_int, is_real
+from ..backend import fast_path, index_dtype, isdtype, namespace, untracked
+from .base import Loss, check_dout, element_count
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -152,7 +69,7 @@ class SoftmaxCrossEntropy(Loss):
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
-        c, m = y.shape[-1], _size(y) // y.shape[-1] if y.shape[-1] else 0
+        c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
@@ -263,7 +180,7 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        _check_dout(self, dout)
+        check_dout(self, dout)
         if self.reduction == "sum":
             count, like = self.mean_count(), self._p if self._dy is None else self._dy
             dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
@@ -323,90 +240,3 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     hit = xp.astype(classes == labels[:, None], p.dtype)
     target = hit * (1.0 - label_smoothing) + label_smoothing / c if label_smoothing else hit
     return (p - target) * (dout / m if rows is None else rows * dout)
-
-
-class MeanSquaredError(Loss):
-    """Mean over all elements of (y - t)**2 (as PyTorch's MSELoss).
-
-    y, t: the same shape (N, ...). Caches y - t.
-    """
-
-    def __init__(self) -> None:
-        self._diff = None
-
-    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
-        y, t = untracked(y), untracked(t)
-        xp = self._check_pair(y, t)
-        if tuple(y.shape) != tuple(t.shape):
-            raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")
-        if t.dtype != y.dtype:
-            t = xp.astype(t, y.dtype)
-        self._diff = y - t
-        return xp.sum(self._diff * self._diff) / _size(y)
-
-    def mean_count(self) -> Any:
-        return None if self._diff is None else _size(self._diff)
-
-    def backward(self, dout: Any = 1.0) -> Any:
-        if self._diff is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
-        _check_dout(self, dout)
-        return self._diff * (2.0 * dout / _size(self._diff))
-
-
-def _check_dout(loss: Loss, dout: Any) -> None:
-    """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
-    if not (is_real(dout) or getattr(dout, "shape", None) == ()):
-        raise TypeError(f"{loss.name}: backward(dout): dout must be a number (1.0 by default), got {dout!r}")
-
-
-def _size(a: Any) -> int:
-    n = 1
-    for d in a.shape:
-        n *= int(d)
-    return n
-
-
-LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
-          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
-
-
-def get(loss: Any) -> Loss:
-    """A loss instance from an instance, a class or a name such as ``"cross_entropy"``."""
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, type) and issubclass(loss, Loss):
-        return loss()
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
-    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
-
-
-def check_mean(loss: Loss, who: str) -> Loss:
-    """``loss`` when it averages (every loss but one built with ``reduction="sum"``): ``who`` (``train``,
-    ``evaluate``) weighs batches and ranks by their size, which a sum would count twice."""
-    if getattr(loss, "reduction", "mean") != "mean":
-        raise ValueError(f"{who}: the loss has reduction={loss.reduction!r}; {who} averages the loss over batches "
-                         f"(and ranks), so pass the loss with reduction='mean' (PyTorch's default; for the gradient "
-                         f"of a sum over a batch of B counted positions, multiply the learning rate by B)")
-    return loss
-
-
-# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
-_PYTORCH_NAMES = {
-    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
-                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
-                        "last axis",
-    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
-    "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss)",
-    # The book's names (both volumes).
-    "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
-    "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
-                           "and (N, T) ids (ignore_index=-1 for the book's ignore_label)",
-    "SigmoidWithLoss": "xpnet has no sigmoid cross-entropy loss: for two classes, a Linear with 2 outputs and "
-                       "xn.losses.SoftmaxCrossEntropy() (the same model, reparametrised)",
-}
-
-
-def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, _PYTORCH_NAMES)
