@@ -5,8 +5,10 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+import numpy as np
+
 from .._user import is_real, not_here
-from ..backend import device_of, isdtype, namespace, same_device
+from ..backend import device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
 
 
 class Loss:
@@ -88,6 +90,97 @@ class LossValue(float):
         raise not_here(type(self).__name__, name, hints, kind="object")
 
 
+def check_reduction(loss: str, reduction: Any, leave_out: str = "") -> str:
+    """``reduction`` (PyTorch's name): ``"mean"`` or ``"sum"``; ``"none"``, a loss per position, is refused
+    (``leave_out``: how this loss leaves positions out instead, e.g. ``", with ignore_index to leave positions
+    out"``)."""
+    if not isinstance(reduction, str) or reduction not in ("mean", "sum"):
+        why = ("xpnet has no loss per position (its backward starts from one number): pass 'mean' or 'sum'"
+               f"{leave_out}") if reduction == "none" else "expected 'mean' or 'sum'"
+        raise ValueError(f"{loss}: reduction={reduction!r} is not supported: {why}")
+    return reduction
+
+
+class ElementwiseLoss(Loss):
+    """Shared by the losses of predictions against targets of their shape, a term per element: the pair's
+    checks, ``reduction`` (the mean over every element, PyTorch's default, or their sum), the count.
+    A subclass's forward calls :meth:`_pair`, its backward :meth:`_scale`."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        self.reduction = check_reduction(self.name, reduction)
+        self._n: int | None = None  # the elements of the last forward
+
+    def _pair(self, y: Any, t: Any) -> tuple[Any, Any, Any]:
+        """(xp, y, t) with t in y's dtype, after checking the pair and their shapes; notes the count."""
+        y, t = untracked(y), untracked(t)
+        xp = self._check_pair(y, t)
+        if tuple(y.shape) != tuple(t.shape):
+            raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")
+        if t.dtype != y.dtype:
+            t = xp.astype(t, y.dtype)
+        self._n = element_count(y)
+        return xp, y, t
+
+    def _reduced(self, xp: Any, terms: Any) -> Any:
+        """The sum of the terms, divided by their number under ``reduction="mean"``."""
+        total = xp.sum(terms)
+        return total / self._n if self.reduction == "mean" else total
+
+    def _scale(self, dout: Any) -> Any:
+        """What each element's derivative is multiplied by in backward: dout, over the count for a mean."""
+        if self._n is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        check_dout(self, dout)
+        return dout / self._n if self.reduction == "mean" else dout
+
+    def mean_count(self) -> Any:
+        """Every element of the last forward (None before one)."""
+        return self._n
+
+    def _settings(self) -> list[str]:
+        """This loss's arguments that differ from their defaults, as ``name=value`` for the repr."""
+        return [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+
+    def __repr__(self) -> str:
+        return f"{self.name}({', '.join(self._settings())})"
+
+
+class HostWeights:
+    """A loss's constant weights (class weights, BCE's ``weight`` and ``pos_weight``), kept on the host in
+    float64 as given, and sent to the data's device in its dtype at the first use there: one copy per
+    device and dtype, none per step (a captured CUDA step reads the copy its warm-up made). Not saved:
+    losses are not part of a model's files."""
+
+    def __init__(self, value: Any, who: str, arg: str, ndim: int | None = None) -> None:
+        host = to_numpy(value) if hasattr(value, "shape") else np.asarray(value)
+        if host.dtype == np.bool_ or not (np.issubdtype(host.dtype, np.integer) or
+                                          np.issubdtype(host.dtype, np.floating)):
+            raise TypeError(f"{who}: {arg} must be an array of real numbers, got {type(value).__name__} of dtype "
+                            f"{host.dtype}")
+        if ndim is not None and host.ndim != ndim:
+            raise ValueError(f"{who}: {arg} must be a 1-d array (one weight per class), got shape {host.shape}")
+        host = host.astype(np.float64)
+        if not np.all(np.isfinite(host)) or np.any(host < 0):
+            bad = float(host[~(np.isfinite(host) & (host >= 0))][0])
+            raise ValueError(f"{who}: {arg} must hold finite weights >= 0 (a negative weight rewards the error it "
+                             f"weighs), got {bad!r}")
+        host.flags.writeable = False
+        self.host = host
+        self.shape = host.shape
+        self._copy: tuple[Any, Any] = (None, None)  # (namespace, device, dtype), the array there
+
+    def like(self, a: Any) -> Any:
+        """The weights on ``a``'s device in ``a``'s dtype."""
+        xp = namespace(a)
+        key = (xp, a.device, a.dtype)
+        if self._copy[0] != key:
+            self._copy = (key, to_device(self.host, device_of(a), dtype=dtype_name(a)))
+        return self._copy[1]
+
+    def __repr__(self) -> str:
+        host = self.host
+        return repr(host.tolist()) if host.ndim <= 1 and host.size <= 8 else f"<array of shape {host.shape}>"
+
 
 def check_dout(loss: Loss, dout: Any) -> None:
     """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
@@ -96,6 +189,7 @@ def check_dout(loss: Loss, dout: Any) -> None:
 
 
 def element_count(a: Any) -> int:
+    """The number of elements of ``a``, from its shape."""
     n = 1
     for d in a.shape:
         n *= int(d)
