@@ -7,7 +7,7 @@ from typing import Any, Iterator
 
 from .._user import is_int, is_real
 from ..backend import fast_path, index_dtype, isdtype, namespace, untracked
-from .base import Loss, check_dout, element_count
+from .base import HostWeights, Loss, check_dout, check_reduction, element_count
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -32,30 +32,36 @@ class SoftmaxCrossEntropy(Loss):
     ``reduction`` (PyTorch's name): ``"mean"``, the default of both, or ``"sum"``, the sum over the
     positions that count (the mean times their number; dy alike), for a loop of your own: ``xn.train``
     and ``xn.evaluate`` average over batches and ranks, and take the mean only. ``"none"`` (a loss per
-    position) is refused, and so are PyTorch's class ``weight`` (its first positional argument) and
-    ``size_average``/``reduce``: there are no class weights here.
+    position) is refused, and so are PyTorch's ``size_average``/``reduce``.
+    ``weight`` (PyTorch's class weights, keyword-only here: the first positional argument is
+    ``ignore_index``): C weights >= 0, each label's term multiplied by its class's weight. With integer
+    labels the mean divides by the sum of the counted labels' weights, and label smoothing's uniform part
+    weighs each class by its weight under the same divisor, as PyTorch's; with probability rows the mean
+    divides by the number of rows, as PyTorch's. Kept on the host, copied once to each device and dtype
+    it is used on. ``xn.train`` and ``xn.evaluate`` weigh each batch's weighted mean by its counted
+    positions (:meth:`mean_count`), so their figure is PyTorch's weighted mean over the data only where
+    the data is one batch; the gradient of each step is PyTorch's.
     """
 
-    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean") -> None:
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean",
+                 weight: Any = None) -> None:
         if not is_int(ignore_index):
             if hasattr(ignore_index, "shape") or isinstance(ignore_index, (list, tuple)):
                 raise TypeError(f"{self.name}: the first argument is ignore_index (an int), got a "
-                                f"{type(ignore_index).__name__}; PyTorch's first, weight (class weights), has no "
-                                "counterpart here: xpnet offers ignore_index and label_smoothing")
+                                f"{type(ignore_index).__name__}; PyTorch's first, weight (class weights), is passed "
+                                "by name here: SoftmaxCrossEntropy(weight=...)")
             raise ValueError(f"{self.name}: ignore_index must be an int, got {ignore_index!r}")
         if not is_real(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
-        if reduction not in ("mean", "sum"):
-            why = ("xpnet has no loss per position (its backward starts from one number): pass 'mean' or 'sum', "
-                   "with ignore_index to leave positions out") if reduction == "none" else "expected 'mean' or 'sum'"
-            raise ValueError(f"{self.name}: reduction={reduction!r} is not supported: {why}")
+        self.reduction = check_reduction(self.name, reduction, ", with ignore_index to leave positions out")
+        self.weight = None if weight is None else HostWeights(weight, self.name, "weight", ndim=1)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
-        self.reduction = reduction
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
         self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
+        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); one-hot rows: t @ weight
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
@@ -74,9 +80,19 @@ class SoftmaxCrossEntropy(Loss):
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
         eps = self.label_smoothing
+        if self.weight is not None and self.weight.shape[0] != c:
+            raise ValueError(f"{self.name}: weight holds {self.weight.shape[0]} class weights but the logits have "
+                             f"{c} classes")
+        self._spread = None
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
             self._count, self._counted = (m, None) if self._vouched else (None, labels)
+            if self.weight is not None:
+                value, self._p, self._labels, self._rows, self._spread = weighted_cross_entropy_labels(
+                    y2, labels, self.ignore_index, eps, self.weight.like(y2), self.reduction == "sum")
+                self._t = self._dy = self._hits = None
+                self._shape = tuple(y.shape)
+                return value
             fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
             if fused is not None:
                 value, self._dy, self._hits = fused
@@ -94,6 +110,9 @@ class SoftmaxCrossEntropy(Loss):
             target = target if t.ndim == 2 else xp.reshape(target, (m, c))
             if eps:
                 target = target * (1.0 - eps) + eps / c
+            if self.weight is not None:
+                target = target * self.weight.like(y2)
+                self._spread = xp.sum(target, axis=1, keepdims=True)
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
             self._count, self._counted = m, None
@@ -168,6 +187,7 @@ class SoftmaxCrossEntropy(Loss):
         args = [f"ignore_index={self.ignore_index}"] if self.ignore_index != -100 else []
         args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
         args += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+        args += [f"weight={self.weight!r}"] if self.weight is not None else []
         return f"{self.name}({', '.join(args)})"
 
     def _arange(self, xp: Any, c: int, y: Any) -> Any:
@@ -181,6 +201,12 @@ class SoftmaxCrossEntropy(Loss):
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         check_dout(self, dout)
+        if self.weight is not None and self._labels is not None:
+            xp = namespace(self._p)
+            dy = weighted_cross_entropy_labels_backward(self._p, self._labels, self._rows, self._spread,
+                                                        self.label_smoothing, self.weight.like(self._p), dout,
+                                                        self._arange(xp, self._p.shape[1], self._p))
+            return dy if len(self._shape) == 2 else xp.reshape(dy, self._shape)
         if self.reduction == "sum":
             count, like = self.mean_count(), self._p if self._dy is None else self._dy
             dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
@@ -190,7 +216,7 @@ class SoftmaxCrossEntropy(Loss):
         p = self._p
         m, c = p.shape
         if self._labels is None:
-            dy = (p - self._t) * (dout / m)
+            dy = ((p if self._spread is None else p * self._spread) - self._t) * (dout / m)
         else:
             xp = namespace(p)
             run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
@@ -240,3 +266,40 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     hit = xp.astype(classes == labels[:, None], p.dtype)
     target = hit * (1.0 - label_smoothing) + label_smoothing / c if label_smoothing else hit
     return (p - target) * (dout / m if rows is None else rows * dout)
+
+
+def weighted_cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float, weight: Any,
+                                  summed: bool) -> tuple[Any, ...]:
+    """SoftmaxCrossEntropy with class weights ``weight`` (C,) over logits (M, C) and integer labels (M,), as
+    PyTorch's: each counted row's term is its label's weight times -log p[label], mixed by label smoothing with
+    ``sum_c weight[c] * -log p[c] / C``; the mean divides by the counted labels' weights (``summed``: by 1).
+    Returns (the loss, softmax (M, C), the labels with ignored ones set to class 0, each row's label weight
+    over that divisor (M, 1), each counted row's 1 over it (M, 1)). A divisor of 0 (every label ignored, or
+    of weight 0) is taken as 1: the loss is finite where PyTorch's is NaN."""
+    xp = namespace(y2)
+    c = y2.shape[1]
+    z, e, total, log_total = _log_softmax_parts(xp, y2)
+    valid = labels != ignore_index
+    labels = xp.where(valid, labels, xp.zeros_like(labels))
+    counted = xp.astype(valid, y2.dtype)[:, None]
+    label_weight = xp.take(weight, labels)[:, None] * counted
+    per_row = (xp.take_along_axis(z, labels[:, None], axis=1) - log_total) * label_weight
+    if label_smoothing:
+        uniform = xp.sum(z * weight, axis=1, keepdims=True) - xp.sum(weight) * log_total
+        per_row = per_row * (1.0 - label_smoothing) + uniform * (counted * (label_smoothing / c))
+    divisor = xp.sum(label_weight)
+    divisor = xp.ones_like(divisor) if summed else xp.where(divisor > 0, divisor, xp.ones_like(divisor))
+    return -xp.sum(per_row) / divisor, e / total, labels, label_weight / divisor, counted / divisor
+
+
+def weighted_cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, spread: Any, label_smoothing: float,
+                                           weight: Any, dout: Any, classes: Any) -> Any:
+    """dy (M, C) of :func:`weighted_cross_entropy_labels`: (softmax - one-hot) times each row's label weight
+    over the divisor (``rows``), mixed by label smoothing with (softmax * sum(weight) - weight) over the divisor
+    (``spread``), times dout. ``classes``: arange(C) as a (1, C) row on p's device."""
+    xp = namespace(p)
+    c = p.shape[1]
+    dy = (p - xp.astype(classes == labels[:, None], p.dtype)) * rows
+    if label_smoothing:
+        dy = dy * (1.0 - label_smoothing) + (p * xp.sum(weight) - weight) * (spread * (label_smoothing / c))
+    return dy * dout
