@@ -56,7 +56,8 @@ class Loss:
     def correct_count(self) -> Any:
         """How many rows of the last forward's predictions have their first maximum at their label, as
         ``count_nonzero(argmax(y, axis=-1) == t)``: a 0-d integer array on the device where the loss
-        found it along the way (CuPy's fused softmax cross-entropy), else None (count it yourself)."""
+        found it along the way (CuPy's fused softmax cross-entropy), else None (count it yourself).
+        SigmoidCrossEntropy counts its elements whose logit is on their target's side instead."""
         return None
 
     def _check_pair(self, y: Any, t: Any) -> Any:
