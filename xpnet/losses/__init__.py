@@ -17,8 +17,9 @@ from .binary import SigmoidCrossEntropy
 from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
 from .regression import HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss
 
-__all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError", "SmoothL1Loss",
-           "HuberLoss", "LOSSES", "get", "check_mean", "cross_entropy_labels", "cross_entropy_labels_backward"]
+__all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError",
+           "SmoothL1Loss", "HuberLoss", "LOSSES", "get", "check_mean", "cross_entropy_labels",
+           "cross_entropy_labels_backward"]
 
 
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,

@@ -62,7 +62,8 @@ class SmoothL1Loss(ElementwiseLoss):
 
     def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
         if not is_real(beta) or not beta >= 0 or beta == float("inf"):
-            raise ValueError(f"{self.name}: beta must be a finite float >= 0 (the width of the squared part), got {beta!r}")
+            raise ValueError(f"{self.name}: beta must be a finite float >= 0 (the width of the squared part), "
+                             f"got {beta!r}")
         super().__init__(reduction)
         self.beta = float(beta)
         self._diff = None
@@ -96,7 +97,8 @@ class HuberLoss(ElementwiseLoss):
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         if not is_real(delta) or not delta > 0 or delta == float("inf"):
-            raise ValueError(f"{self.name}: delta must be a finite float > 0 (where the loss turns linear), got {delta!r}")
+            raise ValueError(f"{self.name}: delta must be a finite float > 0 (where the loss turns linear), "
+                             f"got {delta!r}")
         super().__init__(reduction)
         self.delta = float(delta)
         self._diff = None

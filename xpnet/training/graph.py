@@ -60,8 +60,8 @@ from ..optim.base import DeviceScalars
 from .data import index_dtype
 from .streams import StreamBatches
 
-__all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting", "obstacle",
-           "captured_epochs", "CapturedEpochs"]
+__all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting",
+           "obstacle", "captured_epochs", "CapturedEpochs"]
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
