@@ -101,6 +101,12 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy()"),
     ("xn.losses.CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels"),
     ("xn.losses.MSELoss", "xn.losses.MeanSquaredError()"),
+    ("xn.losses.BCEWithLogitsLoss", "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1]"),
+    ("xn.losses.BCELoss", "drop the model's final Sigmoid and use xn.losses.SigmoidCrossEntropy()"),
+    ("xn.losses.L1Loss", "xn.losses.MeanAbsoluteError()"),
+    ("xn.layers.BCEWithLogitsLoss", "losses are in xn.losses: xn.losses.SigmoidCrossEntropy()"),
+    ("xn.layers.L1Loss", "losses are in xn.losses: xn.losses.MeanAbsoluteError()"),
+    ("xn.layers.HuberLoss", "losses are in xn.losses: xn.losses.HuberLoss()"),
     ("xn.optim.lr_scheduler", "xn.callbacks.LearningRateSchedule("),
     ("xn.optim.Adagrad", "xpnet's is xn.optim.AdaGrad(lr=0.01)"),
     ("xn.Module", "a model of your own subclasses xn.Model"),
@@ -153,6 +159,7 @@ def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
     ("xn.layers.SoftmaxWithLoss", "xn.losses.SoftmaxCrossEntropy()"),
     ("xn.losses.SoftmaxWithLoss", "xn.losses.SoftmaxCrossEntropy()"),
     ("xn.losses.TimeSoftmaxWithLoss", "ignore_index=-1 for the book's ignore_label"),
+    ("xn.losses.SigmoidWithLoss", "the book's SigmoidWithLoss is xn.losses.SigmoidCrossEntropy()"),
     ("xn.layers.TimeLSTM", "xn.layers.LSTM(D, H, stateful=...)"),
     ("xn.layers.TimeGRU", "convention='book'"),
     ("xn.layers.TimeAttention", "xn.layers.Attention()"),
@@ -620,7 +627,8 @@ def test_cross_entropy_takes_pytorchs_reduction_and_integer_likes():
     with pytest.raises(ValueError, match=r"reduction='avg' is not supported: expected 'mean' or 'sum'$"):
         xn.losses.SoftmaxCrossEntropy(reduction="avg")
     with pytest.raises(TypeError, match=r"^SoftmaxCrossEntropy: the first argument is ignore_index \(an int\), got "
-                                        r"a ndarray; PyTorch's first, weight \(class weights\), has no counterpart"):
+                                        r"a ndarray; PyTorch's first, weight \(class weights\), is passed by name "
+                                        r"here: SoftmaxCrossEntropy\(weight=...\)$"):
         xn.losses.SoftmaxCrossEntropy(np.ones(7))
     with pytest.raises(ValueError, match="ignore_index must be an int, got 0.5"):
         xn.losses.SoftmaxCrossEntropy(ignore_index=0.5)

@@ -12,12 +12,13 @@ from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _inde
 from ..datasets.batches import BatchIterator
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
-from ..losses import Loss, MeanSquaredError, SoftmaxCrossEntropy
+from ..losses import Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from ..losses.base import ElementwiseLoss
 from ..models.inputs import check_fits, is_ids, probe_rows, to_model_dtype
 from .preflight import check_data
 
 __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
-           "check_sequence_labels"]
+           "binary_targets", "check_sequence_labels"]
 
 
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
@@ -48,7 +49,7 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     y = plain_array(untracked(data[1]), f"{arg}: y") if hasattr(data[1], "shape") else np.asarray(data[1])
     for name, x in zip(names, xs):
         check_data(x, f"{arg}: {name}")
-    check_data(y, f"{arg}: y")
+    check_data(y, f"{arg}: y", booleans=True)
     for name, x in zip(names, xs):
         if x.ndim < 1 or y.ndim < 1:
             raise ValueError(f"{arg}: {name} and y must have a sample axis, got shapes {tuple(x.shape)} and "
@@ -91,7 +92,8 @@ def probe_shape(model: Any, *probes: Any) -> tuple[int, ...]:
 def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tuple[Any, Any, Any]:
     """``(x, y, classes)`` on ``dev`` after checking y against the loss and the model's output.
 
-    ``classes`` is the (N,) class index per sample when accuracy makes sense, else None.
+    ``classes`` is the (N,) class index per sample when accuracy makes sense, else None; for
+    SigmoidCrossEntropy with one target per sample, the targets themselves (the loss counts the hits).
     """
     xp = dev.xp
     dtype = model.dtype
@@ -143,13 +145,39 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
         return x, y, xp.argmax(y, axis=1)
-    if isinstance(loss, MeanSquaredError):
+    if isinstance(loss, SigmoidCrossEntropy):
+        return x, *binary_targets(y, out_shape, loss, dev, dtype, arg)
+    if isinstance(loss, ElementwiseLoss):
         if tuple(y.shape[1:]) != out_shape[1:]:
             raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
                              f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
         check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
     return x, y, (xp.argmax(y, axis=1) if is_one_hot(y) else None)
+
+
+def binary_targets(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, dtype: Any,
+                   arg: str) -> tuple[Any, Any]:
+    """(targets, classes) for a binary cross-entropy: 0/1 labels of any integer or bool dtype, or
+    probabilities, in the model's dtype and shape ((N,) labels for an (N, 1) output become a column), checked
+    to lie in [0, 1]; classes are the targets where each sample has one (the accuracy's), else None."""
+    xp = dev.xp
+    if y.ndim == 1 and out_shape[1:] == (1,):
+        y = xp.reshape(y, (y.shape[0], 1))
+    if tuple(y.shape[1:]) != out_shape[1:]:
+        raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
+                         f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+    if xp.isdtype(y.dtype, "bool"):
+        y = xp.astype(y, dtype)
+    lo, hi = float(xp.min(y)), float(xp.max(y))
+    if not (lo >= 0 and hi <= 1):
+        raise ValueError(f"{arg}: {loss.name} needs targets in [0, 1] (0/1 labels or probabilities), got values in "
+                         f"[{lo:g}, {hi:g}]; for more than two classes use SoftmaxCrossEntropy")
+    y = y if y.dtype == dtype else xp.astype(y, dtype)
+    per_sample = 1
+    for d in out_shape[1:]:
+        per_sample *= d
+    return y, (y if per_sample == 1 else None)
 
 
 def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str) -> Any:

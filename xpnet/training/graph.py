@@ -9,7 +9,8 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
-   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), cross-entropy or MSE,
+   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), a loss of :data:`CAPTURED_LOSSES`
+   (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
@@ -51,20 +52,25 @@ from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU,
                       Residual, Sigmoid, Tanh)
-from ..losses import MeanSquaredError, SoftmaxCrossEntropy
+from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
+                      SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
 from ..optim import Optimizer
 from ..optim.base import DeviceScalars
 from .data import index_dtype
 from .streams import StreamBatches
 
-__all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting", "obstacle",
-           "captured_epochs", "CapturedEpochs"]
+__all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting",
+           "obstacle", "captured_epochs", "CapturedEpochs"]
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
 CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
+# Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
+# the host; their weights are copied to the device at the first eager step, before the capture.
+CAPTURED_LOSSES = (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy, MeanAbsoluteError, SmoothL1Loss,
+                   HuberLoss)
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
 # graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
 # tests/test_graph.py and tests/test_graph_layers.py on the fake CuPy only; set it once
@@ -92,8 +98,9 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
     full = batches.n // batches.batch_size
     if full < WARMUP + 1:
         return f"{full} full batch(es) per epoch: a capture needs {WARMUP + 1} ({WARMUP} eager steps first)"
-    if not isinstance(loss, (SoftmaxCrossEntropy, MeanSquaredError)):
-        return f"the loss {type(loss).__name__} is not captured in this version"
+    if not isinstance(loss, CAPTURED_LOSSES):
+        captured = ", ".join(c.__name__ for c in CAPTURED_LOSSES)
+        return f"the loss {type(loss).__name__} is not captured in this version (captured: {captured})"
     if not isinstance(optimizer, Optimizer):
         return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
     for name, layer in model.named_modules().items():

@@ -103,8 +103,9 @@ def _hook_rank(name: str) -> tuple[int, str]:
     return (_HOOK_ORDER.index(name) if name in _HOOK_ORDER else len(_HOOK_ORDER), name)
 
 
-def check_data(a: Any, arg: str) -> None:
-    """``a`` holds real numbers: no strings, Python objects, complex numbers or booleans."""
+def check_data(a: Any, arg: str, booleans: bool = False) -> None:
+    """``a`` holds real numbers: no strings, Python objects, complex numbers, nor booleans unless ``booleans``
+    (targets: a binary cross-entropy's 0/1 labels, or a regression's, become the model's dtype)."""
     if isinstance(a, np.ndarray):
         kind = a.dtype.kind
         if kind in "OUSVMm":
@@ -113,7 +114,7 @@ def check_data(a: Any, arg: str) -> None:
             raise TypeError(f"{arg} holds {what} (dtype {a.dtype}); convert it to numbers "
                             "(np.asarray(..., dtype=np.float32), labels to int64) first")
     xp = namespace(a)
-    for kind in ("bool", "complex floating"):
+    for kind in ("complex floating",) if booleans else ("bool", "complex floating"):
         if xp.isdtype(a.dtype, kind):
             raise TypeError(f"{arg} has dtype {a.dtype}; xn.train needs real numbers (inputs as float32, "
                             "labels as int class indices)")

@@ -330,7 +330,7 @@ class Trainer:
                 batch_loss, batch_count = self.weighted(value, stop - start)
                 loss_sum, count = loss_sum + batch_loss, count + batch_count
                 if classes is not None:
-                    correct = correct + self.count_correct(out, classes[start:stop], classes is y)
+                    correct = correct + self.count_correct(out, classes[start:stop, ...], classes is y)
                 self.threads.end()
         value = float(self.reduce(loss_sum)) / max(int(self.reduce(count)), 1)
         return value, (int(self.reduce(correct)) / n if classes is not None else None)

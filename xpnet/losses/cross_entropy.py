@@ -1,96 +1,13 @@
-"""Losses: ``forward(y, t) -> 0-d array`` (mean over the batch; SoftmaxCrossEntropy's ``reduction="sum"``
-the sum) and ``backward() -> dy``.
-
-Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
-whose ``backward()`` says what to write instead (xpnet has no autograd).
-"""
+"""Softmax cross-entropy: logits against class labels or probability rows."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from ._user import is_int, is_real, not_here
-from .backend import device_of, fast_path, index_dtype, isdtype, namespace, same_device, untracked
-
-
-class Loss:
-    """Base class: checks shared by losses."""
-
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
-    def __repr__(self) -> str:
-        return f"{self.name}()"
-
-    def __call__(self, y: Any, t: Any) -> "LossValue":
-        """``forward(y, t)`` read back as a :class:`LossValue` (a float), for PyTorch-style loops. In a loop
-        that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
-        return LossValue(self.forward(y, t), self)
-
-    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
-        raise NotImplementedError
-
-    def backward(self, dout: Any = 1.0) -> Any:
-        raise NotImplementedError
-
-    def mean_count(self) -> Any:
-        """How many terms the last forward's mean is over: an int, or a 0-d integer array on the device
-        (cross-entropy's labels that are not ``ignore_index``, counted when asked); None where the loss does
-        not say. The loops weigh each batch's mean by it (``xn.evaluate``'s loss is the mean over every
-        target of the data, whatever ``batch_size``, and with ``comm`` each rank's gradient by its count);
-        None: by the batch's rows."""
-        return None
-
-    def ignores_any(self, t: Any) -> bool:
-        """Whether some target of the data ``t`` would count for nothing in the mean (cross-entropy: a label
-        equal to ``ignore_index``): the loops ask once per run (one read from the device), then vouch for
-        the answer with :meth:`none_ignored`."""
-        return False
-
-    @contextmanager
-    def none_ignored(self, vouched: bool = True) -> Iterator[None]:
-        """Within (where ``vouched``), the caller has checked once that no target of its data is ignored
-        (cross-entropy: no label equals ``ignore_index``): :meth:`mean_count` is then a Python int from the
-        shapes alone, with no device work per batch. A loss that ignores nothing has nothing to do."""
-        yield
-
-    def correct_count(self) -> Any:
-        """How many rows of the last forward's predictions have their first maximum at their label, as
-        ``count_nonzero(argmax(y, axis=-1) == t)``: a 0-d integer array on the device where the loss
-        found it along the way (CuPy's fused softmax cross-entropy), else None (count it yourself)."""
-        return None
-
-    def _check_pair(self, y: Any, t: Any) -> Any:
-        xp = namespace(y)
-        if namespace(t) is not xp or not same_device(y, t):
-            raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "
-                             "move both to one device")
-        if not isdtype(xp, y.dtype, "real floating"):
-            raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
-        return xp
-
-
-class LossValue(float):
-    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
-    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
-    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
-    ``model.backward(dy)``."""
-
-    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
-        self = super().__new__(cls, float(value))
-        self.loss_name = loss.name if loss is not None else "loss layer"
-        return self
-
-    def item(self) -> float:
-        return float(self)
-
-    def __getattr__(self, name: str) -> Any:
-        which = self.__dict__.get("loss_name", "loss layer")
-        hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
-                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
-        raise not_here(type(self).__name__, name, hints, kind="object")
+from .._user import is_int, is_real
+from ..backend import fast_path, index_dtype, isdtype, namespace, untracked
+from .base import HostWeights, Loss, check_dout, check_reduction, element_count
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -115,30 +32,36 @@ class SoftmaxCrossEntropy(Loss):
     ``reduction`` (PyTorch's name): ``"mean"``, the default of both, or ``"sum"``, the sum over the
     positions that count (the mean times their number; dy alike), for a loop of your own: ``xn.train``
     and ``xn.evaluate`` average over batches and ranks, and take the mean only. ``"none"`` (a loss per
-    position) is refused, and so are PyTorch's class ``weight`` (its first positional argument) and
-    ``size_average``/``reduce``: there are no class weights here.
+    position) is refused, and so are PyTorch's ``size_average``/``reduce``.
+    ``weight`` (PyTorch's class weights, keyword-only here: the first positional argument is
+    ``ignore_index``): C weights >= 0, each label's term multiplied by its class's weight. With integer
+    labels the mean divides by the sum of the counted labels' weights, and label smoothing's uniform part
+    weighs each class by its weight under the same divisor, as PyTorch's; with probability rows the mean
+    divides by the number of rows, as PyTorch's. Kept on the host, copied once to each device and dtype
+    it is used on. ``xn.train`` and ``xn.evaluate`` weigh each batch's weighted mean by its counted
+    positions (:meth:`mean_count`), so their figure is PyTorch's weighted mean over the data only where
+    the data is one batch; the gradient of each step is PyTorch's.
     """
 
-    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean") -> None:
+    def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean",
+                 weight: Any = None) -> None:
         if not is_int(ignore_index):
             if hasattr(ignore_index, "shape") or isinstance(ignore_index, (list, tuple)):
                 raise TypeError(f"{self.name}: the first argument is ignore_index (an int), got a "
-                                f"{type(ignore_index).__name__}; PyTorch's first, weight (class weights), has no "
-                                "counterpart here: xpnet offers ignore_index and label_smoothing")
+                                f"{type(ignore_index).__name__}; PyTorch's first, weight (class weights), is passed "
+                                "by name here: SoftmaxCrossEntropy(weight=...)")
             raise ValueError(f"{self.name}: ignore_index must be an int, got {ignore_index!r}")
         if not is_real(label_smoothing) or not 0.0 <= label_smoothing <= 1.0:
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
-        if reduction not in ("mean", "sum"):
-            why = ("xpnet has no loss per position (its backward starts from one number): pass 'mean' or 'sum', "
-                   "with ignore_index to leave positions out") if reduction == "none" else "expected 'mean' or 'sum'"
-            raise ValueError(f"{self.name}: reduction={reduction!r} is not supported: {why}")
+        self.reduction = check_reduction(self.name, reduction, ", with ignore_index to leave positions out")
+        self.weight = None if weight is None else HostWeights(weight, self.name, "weight", ndim=1)
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
-        self.reduction = reduction
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
         self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
+        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); one-hot rows: t @ weight
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
@@ -152,14 +75,24 @@ class SoftmaxCrossEntropy(Loss):
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
-        c, m = y.shape[-1], _size(y) // y.shape[-1] if y.shape[-1] else 0
+        c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
         eps = self.label_smoothing
+        if self.weight is not None and self.weight.shape[0] != c:
+            raise ValueError(f"{self.name}: weight holds {self.weight.shape[0]} class weights but the logits have "
+                             f"{c} classes")
+        self._spread = None
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
             self._count, self._counted = (m, None) if self._vouched else (None, labels)
+            if self.weight is not None:
+                value, self._p, self._labels, self._rows, self._spread = weighted_cross_entropy_labels(
+                    y2, labels, self.ignore_index, eps, self.weight.like(y2), self.reduction == "sum")
+                self._t = self._dy = self._hits = None
+                self._shape = tuple(y.shape)
+                return value
             fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
             if fused is not None:
                 value, self._dy, self._hits = fused
@@ -177,6 +110,9 @@ class SoftmaxCrossEntropy(Loss):
             target = target if t.ndim == 2 else xp.reshape(target, (m, c))
             if eps:
                 target = target * (1.0 - eps) + eps / c
+            if self.weight is not None:
+                target = target * self.weight.like(y2)
+                self._spread = xp.sum(target, axis=1, keepdims=True)
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
             self._count, self._counted = m, None
@@ -251,6 +187,7 @@ class SoftmaxCrossEntropy(Loss):
         args = [f"ignore_index={self.ignore_index}"] if self.ignore_index != -100 else []
         args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
         args += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+        args += [f"weight={self.weight!r}"] if self.weight is not None else []
         return f"{self.name}({', '.join(args)})"
 
     def _arange(self, xp: Any, c: int, y: Any) -> Any:
@@ -263,7 +200,13 @@ class SoftmaxCrossEntropy(Loss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        _check_dout(self, dout)
+        check_dout(self, dout)
+        if self.weight is not None and self._labels is not None:
+            xp = namespace(self._p)
+            dy = weighted_cross_entropy_labels_backward(self._p, self._labels, self._rows, self._spread,
+                                                        self.label_smoothing, self.weight.like(self._p), dout,
+                                                        self._arange(xp, self._p.shape[1], self._p))
+            return dy if len(self._shape) == 2 else xp.reshape(dy, self._shape)
         if self.reduction == "sum":
             count, like = self.mean_count(), self._p if self._dy is None else self._dy
             dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
@@ -273,7 +216,7 @@ class SoftmaxCrossEntropy(Loss):
         p = self._p
         m, c = p.shape
         if self._labels is None:
-            dy = (p - self._t) * (dout / m)
+            dy = ((p if self._spread is None else p * self._spread) - self._t) * (dout / m)
         else:
             xp = namespace(p)
             run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
@@ -325,88 +268,38 @@ def cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, label_smoothin
     return (p - target) * (dout / m if rows is None else rows * dout)
 
 
-class MeanSquaredError(Loss):
-    """Mean over all elements of (y - t)**2 (as PyTorch's MSELoss).
-
-    y, t: the same shape (N, ...). Caches y - t.
-    """
-
-    def __init__(self) -> None:
-        self._diff = None
-
-    def forward(self, y: Any, t: Any, check: bool = True) -> Any:
-        y, t = untracked(y), untracked(t)
-        xp = self._check_pair(y, t)
-        if tuple(y.shape) != tuple(t.shape):
-            raise ValueError(f"{self.name}: predictions {tuple(y.shape)} and targets {tuple(t.shape)} differ in shape")
-        if t.dtype != y.dtype:
-            t = xp.astype(t, y.dtype)
-        self._diff = y - t
-        return xp.sum(self._diff * self._diff) / _size(y)
-
-    def mean_count(self) -> Any:
-        return None if self._diff is None else _size(self._diff)
-
-    def backward(self, dout: Any = 1.0) -> Any:
-        if self._diff is None:
-            raise RuntimeError(f"{self.name}: backward called before forward")
-        _check_dout(self, dout)
-        return self._diff * (2.0 * dout / _size(self._diff))
+def weighted_cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothing: float, weight: Any,
+                                  summed: bool) -> tuple[Any, ...]:
+    """SoftmaxCrossEntropy with class weights ``weight`` (C,) over logits (M, C) and integer labels (M,), as
+    PyTorch's: each counted row's term is its label's weight times -log p[label], mixed by label smoothing with
+    ``sum_c weight[c] * -log p[c] / C``; the mean divides by the counted labels' weights (``summed``: by 1).
+    Returns (the loss, softmax (M, C), the labels with ignored ones set to class 0, each row's label weight
+    over that divisor (M, 1), each counted row's 1 over it (M, 1)). A divisor of 0 (every label ignored, or
+    of weight 0) is taken as 1: the loss is finite where PyTorch's is NaN."""
+    xp = namespace(y2)
+    c = y2.shape[1]
+    z, e, total, log_total = _log_softmax_parts(xp, y2)
+    valid = labels != ignore_index
+    labels = xp.where(valid, labels, xp.zeros_like(labels))
+    counted = xp.astype(valid, y2.dtype)[:, None]
+    label_weight = xp.take(weight, labels)[:, None] * counted
+    per_row = (xp.take_along_axis(z, labels[:, None], axis=1) - log_total) * label_weight
+    if label_smoothing:
+        uniform = xp.sum(z * weight, axis=1, keepdims=True) - xp.sum(weight) * log_total
+        per_row = per_row * (1.0 - label_smoothing) + uniform * (counted * (label_smoothing / c))
+    divisor = xp.sum(label_weight)
+    divisor = xp.ones_like(divisor) if summed else xp.where(divisor > 0, divisor, xp.ones_like(divisor))
+    return -xp.sum(per_row) / divisor, e / total, labels, label_weight / divisor, counted / divisor
 
 
-def _check_dout(loss: Loss, dout: Any) -> None:
-    """``dout``, the gradient of what follows the loss, is a number (1.0: the loss itself) or a 0-d array."""
-    if not (is_real(dout) or getattr(dout, "shape", None) == ()):
-        raise TypeError(f"{loss.name}: backward(dout): dout must be a number (1.0 by default), got {dout!r}")
-
-
-def _size(a: Any) -> int:
-    n = 1
-    for d in a.shape:
-        n *= int(d)
-    return n
-
-
-LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
-          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError}
-
-
-def get(loss: Any) -> Loss:
-    """A loss instance from an instance, a class or a name such as ``"cross_entropy"``."""
-    if isinstance(loss, Loss):
-        return loss
-    if isinstance(loss, type) and issubclass(loss, Loss):
-        return loss()
-    if isinstance(loss, str) and loss in LOSSES:
-        return LOSSES[loss]()
-    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
-
-
-def check_mean(loss: Loss, who: str) -> Loss:
-    """``loss`` when it averages (every loss but one built with ``reduction="sum"``): ``who`` (``train``,
-    ``evaluate``) weighs batches and ranks by their size, which a sum would count twice."""
-    if getattr(loss, "reduction", "mean") != "mean":
-        raise ValueError(f"{who}: the loss has reduction={loss.reduction!r}; {who} averages the loss over batches "
-                         f"(and ranks), so pass the loss with reduction='mean' (PyTorch's default; for the gradient "
-                         f"of a sum over a batch of B counted positions, multiply the learning rate by B)")
-    return loss
-
-
-# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
-_PYTORCH_NAMES = {
-    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
-                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
-                        "last axis",
-    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
-    "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss)",
-    # The book's names (both volumes).
-    "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
-    "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
-                           "and (N, T) ids (ignore_index=-1 for the book's ignore_label)",
-    "SigmoidWithLoss": "xpnet has no sigmoid cross-entropy loss: for two classes, a Linear with 2 outputs and "
-                       "xn.losses.SoftmaxCrossEntropy() (the same model, reparametrised)",
-}
-
-
-def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, _PYTORCH_NAMES)
+def weighted_cross_entropy_labels_backward(p: Any, labels: Any, rows: Any, spread: Any, label_smoothing: float,
+                                           weight: Any, dout: Any, classes: Any) -> Any:
+    """dy (M, C) of :func:`weighted_cross_entropy_labels`: (softmax - one-hot) times each row's label weight
+    over the divisor (``rows``), mixed by label smoothing with (softmax * sum(weight) - weight) over the divisor
+    (``spread``), times dout. ``classes``: arange(C) as a (1, C) row on p's device."""
+    xp = namespace(p)
+    c = p.shape[1]
+    dy = (p - xp.astype(classes == labels[:, None], p.dtype)) * rows
+    if label_smoothing:
+        dy = dy * (1.0 - label_smoothing) + (p * xp.sum(weight) - weight) * (spread * (label_smoothing / c))
+    return dy * dout

@@ -1,0 +1,76 @@
+"""Losses: ``forward(y, t) -> 0-d array`` (the mean over the batch, or with ``reduction="sum"`` the sum) and
+``backward() -> dy``. Classification: SoftmaxCrossEntropy (``cross_entropy``), SigmoidCrossEntropy
+(``bce``, PyTorch's BCEWithLogitsLoss); regression: MeanSquaredError (``mse``), MeanAbsoluteError (``l1``,
+PyTorch's L1Loss), SmoothL1Loss, HuberLoss.
+
+Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
+whose ``backward()`` says what to write instead (xpnet has no autograd).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._user import not_here
+from .base import Loss, LossValue
+from .binary import SigmoidCrossEntropy
+from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
+from .regression import HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss
+
+__all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError",
+           "SmoothL1Loss", "HuberLoss", "LOSSES", "get", "check_mean", "cross_entropy_labels",
+           "cross_entropy_labels_backward"]
+
+
+LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
+          "sigmoid_cross_entropy": SigmoidCrossEntropy, "binary_cross_entropy": SigmoidCrossEntropy,
+          "bce": SigmoidCrossEntropy, "bce_with_logits": SigmoidCrossEntropy,
+          "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
+          "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError, "l1": MeanAbsoluteError,
+          "smooth_l1": SmoothL1Loss, "huber": HuberLoss}
+
+
+def get(loss: Any) -> Loss:
+    """A loss instance from an instance, a class or a name such as ``"cross_entropy"``."""
+    if isinstance(loss, Loss):
+        return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        return loss()
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]()
+    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
+
+
+def check_mean(loss: Loss, who: str) -> Loss:
+    """``loss`` when it averages (every loss but one built with ``reduction="sum"``): ``who`` (``train``,
+    ``evaluate``) weighs batches and ranks by their size, which a sum would count twice."""
+    if getattr(loss, "reduction", "mean") != "mean":
+        raise ValueError(f"{who}: the loss has reduction={loss.reduction!r}; {who} averages the loss over batches "
+                         f"(and ranks), so pass the loss with reduction='mean' (PyTorch's default; for the gradient "
+                         f"of a sum over a batch of B counted positions, multiply the learning rate by B)")
+    return loss
+
+
+# What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
+                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
+                        "last axis",
+    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
+    "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss, with its reduction)",
+    "L1Loss": "xn.losses.MeanAbsoluteError() (the mean of |y - t| over every element, as L1Loss, with its reduction)",
+    "BCEWithLogitsLoss": "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1] of their shape as "
+                         "BCEWithLogitsLoss does, with its weight, pos_weight and reduction",
+    "BCELoss": "xpnet's binary cross-entropy takes logits, not probabilities: drop the model's final Sigmoid and use "
+               "xn.losses.SigmoidCrossEntropy() (BCEWithLogitsLoss; stable where log(sigmoid) is not)",
+    # The book's names (both volumes).
+    "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
+    "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
+                           "and (N, T) ids (ignore_index=-1 for the book's ignore_label)",
+    "SigmoidWithLoss": "the book's SigmoidWithLoss is xn.losses.SigmoidCrossEntropy() (scores and 0/1 labels of "
+                       "one shape, the mean over them; no 1e-7 inside the log)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)
