@@ -323,3 +323,54 @@ def test_a_grouped_convolution_is_not_captured():
     assert why == "layer '0' is a grouped convolution (groups=4), not captured in this version"
     plain = xn.Sequential(xn.layers.Conv2d(4, 4, 3, padding=1), xn.layers.Flatten(), xn.layers.Linear(64, 3))
     assert obstacle(plain, xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1), batches, cuda) is None
+
+
+@needs_compiler
+def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_path):
+    """Each loss of CAPTURED_LOSSES (class weights and pos_weight included: copied to the device at the first
+    eager step, not per launch) trains as eagerly when its step is captured: the same weights within float32
+    rounding, the same losses, and for the binary cross-entropy the same accuracy."""
+    out = last_json(run_with_fake_cupy("""
+    import json, numpy as np
+    import xpnet as xn
+    from xpnet.backend.graphs import StepGraph
+
+    launches = [0]
+    launch = StepGraph.launch
+    def counted(self):
+        launches[0] += 1
+        launch(self)
+    StepGraph.launch = counted
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((250, 12)).astype(np.float32)   # 7 full batches of 32 and one of 26
+    cases = {
+        "softmax-weighted": ("xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 0.5, 1.5]), "
+                             "label_smoothing=0.1)", 4, rng.integers(0, 4, 250)),
+        "sigmoid": ("xn.losses.SigmoidCrossEntropy(pos_weight=np.array([2.0]))", 1, rng.integers(0, 2, 250)),
+        "mse": ("xn.losses.MeanSquaredError()", 4, rng.standard_normal((250, 4))),
+        "l1": ("xn.losses.MeanAbsoluteError()", 4, rng.standard_normal((250, 4))),
+        "smooth-l1": ("xn.losses.SmoothL1Loss(beta=0.5)", 4, rng.standard_normal((250, 4))),
+        "huber": ("xn.losses.HuberLoss(delta=0.5)", 4, rng.standard_normal((250, 4))),
+    }
+
+    def run(loss, width, t, graph):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, width))
+        launches[0] = 0
+        h = xn.train(model, (x, t), loss=eval(loss), optimizer=xn.optim.Adam(0.01), epochs=3, batch_size=32,
+                     device="cuda", progress=False, graph=graph)
+        return {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                "losses": [e["train_loss"] for e in h.epochs],
+                "accuracy": [e.get("train_accuracy") for e in h.epochs], "launches": launches[0]}
+
+    print(json.dumps({name: {"eager": run(*case, False), "captured": run(*case, True)}
+                      for name, case in cases.items()}))
+    """, tmp_path))
+    for name, runs in out.items():
+        assert runs["eager"]["launches"] == 0 and runs["captured"]["launches"] == 3 * 7 - 2, name
+        for k, v in runs["eager"]["params"].items():
+            np.testing.assert_allclose(runs["captured"]["params"][k], v, rtol=2e-4, atol=2e-5, err_msg=f"{name} {k}")
+        np.testing.assert_allclose(runs["captured"]["losses"], runs["eager"]["losses"], rtol=1e-5, err_msg=name)
+        assert runs["captured"]["accuracy"] == runs["eager"]["accuracy"], name
+    assert all(a is not None for a in out["sigmoid"]["eager"]["accuracy"])

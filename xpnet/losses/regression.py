@@ -111,7 +111,10 @@ class HuberLoss(ElementwiseLoss):
 
     def backward(self, dout: Any = 1.0) -> Any:
         scale, d = self._scale(dout), self._diff
-        return namespace(d).clip(d, -self.delta, self.delta) * scale
+        xp = namespace(d)
+        # maximum and minimum, not xp.clip: array-api-compat's clip copies its Python bounds to the device,
+        # which a CUDA-graph capture refuses.
+        return xp.minimum(xp.maximum(d, -self.delta), self.delta) * scale
 
     def _settings(self) -> list[str]:
         return super()._settings() + ([f"delta={self.delta}"] if self.delta != 1.0 else [])
