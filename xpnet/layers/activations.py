@@ -216,7 +216,7 @@ class GELU(Layer):
         xp = self._check_float(x)
         self._x = x
         if self.approximate == "tanh":
-            c = xp.clip(x, -_TANH_CLIP, _TANH_CLIP)
+            c = xp.minimum(xp.maximum(x, -_TANH_CLIP), _TANH_CLIP)
             self._phi = xp.tanh(_TANH_SCALE * (c + _TANH_CUBIC * (c * c * c)))
             return 0.5 * x * (1.0 + self._phi)
         self._phi = 0.5 * (1.0 + erf(x * _SQRT_HALF))
@@ -228,10 +228,10 @@ class GELU(Layer):
         xp = self._check_grad(dy, x.shape)
         if self.approximate == "tanh":
             t = self._phi
-            c = xp.clip(x, -_TANH_CLIP, _TANH_CLIP)
+            c = xp.minimum(xp.maximum(x, -_TANH_CLIP), _TANH_CLIP)
             slope = 0.5 * c * (1.0 - t * t) * _TANH_SCALE * (1.0 + 3.0 * _TANH_CUBIC * (c * c))
             return dy * (0.5 * (1.0 + t) + slope)
-        c = xp.clip(x, -_PDF_CLIP, _PDF_CLIP)
+        c = xp.minimum(xp.maximum(x, -_PDF_CLIP), _PDF_CLIP)
         return dy * (self._phi + c * (_PDF_SCALE * xp.exp(-0.5 * (c * c))))
 
 
@@ -286,7 +286,7 @@ class Softplus(Layer):
         xp = namespace(x)
         if abs(self.beta) > 1.0:
             bound = xp.finfo(x.dtype).max / abs(self.beta)
-            x = xp.clip(x, -bound, bound)
+            x = xp.minimum(xp.maximum(x, -bound), bound)
         return x * self.beta
 
     def forward(self, x: Any, train: bool = True) -> Any:
