@@ -274,13 +274,14 @@ def test_gradcheck_passes(dev, make):
     (lambda: L.GELU(approximate="exact"), ValueError,
      r"^GELU: approximate must be 'none' or 'tanh' \(PyTorch's\), got 'exact'$"),
     (lambda: L.GELU(approximate=None), ValueError, r"^GELU: approximate must be .*, got None$"),
-    (lambda: L.LeakyReLU(negative_slope="a"), ValueError, r"^LeakyReLU: negative_slope must be a finite number, got 'a'$"),
+    (lambda: L.LeakyReLU(negative_slope="a"), ValueError,
+     r"^LeakyReLU: negative_slope must be a finite number, got 'a'$"),
     (lambda: L.LeakyReLU(True), ValueError, r"^LeakyReLU: negative_slope must be a finite number, got True$"),
     (lambda: L.ELU(alpha=float("nan")), ValueError, r"^ELU: alpha must be a finite number, got nan$"),
     (lambda: L.Softplus(beta=0), ValueError, r"^Softplus: beta must be a finite number other than 0, got 0$"),
     (lambda: L.Softplus(threshold="20"), ValueError, r"^Softplus: threshold must be a finite number, got '20'$"),
-    (lambda: L.Softmax(), ValueError, r"^Softmax: dim is required: PyTorch's dim=None picks dim 0 for 0-, 1- and "
-                                      r"3-d inputs .* write Softmax\(dim=-1\) for the last axis"),
+    (lambda: L.Softmax(), ValueError, (r"^Softmax: dim is required: PyTorch's dim=None picks dim 0 for 0-, 1- and "
+                                       r"3-d inputs .* write Softmax\(dim=-1\) for the last axis")),
     (lambda: L.LogSoftmax(None), ValueError, r"^LogSoftmax: dim is required: .* write LogSoftmax\(dim=-1\)"),
     (lambda: L.Softmax(dim=1.0), ValueError, r"^Softmax: dim must be an int \(an axis of the input\), got 1.0$"),
     (lambda: L.LeakyReLU(inplace=True), ValueError,
@@ -365,3 +366,8 @@ def test_summary_shows_each_layer_and_its_output_shape():
     names = ["Linear", "LeakyReLU", "ELU", "GELU", "SiLU", "Softplus", "Identity", "GELU", "Softmax", "Linear",
              "LogSoftmax"]
     assert rows == [[str(i), name, "(N,", "4)" if i >= 9 else "6)"] for i, name in enumerate(names)]
+
+
+def test_xn_functional_points_at_the_layers():
+    with pytest.raises(AttributeError, match=r"xn.layers.GELU\(\) for F.gelu, xn.layers.Softmax\(dim\) for F.softmax"):
+        xn.functional  # noqa: B018

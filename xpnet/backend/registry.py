@@ -8,8 +8,9 @@ How a fast path is found:
    modules of this package that hold fast paths, in order of preference, and the operations each
    provides. A family's module is imported and its ``register(add)`` called the first time one of
    its operations is asked for on its library's arrays, so CuPy, PyTorch, JAX and Numba are imported
-   only when their arrays arrive (SciPy, for NumPy's erf, when GELU first asks). A family whose third-party library is absent is skipped quietly;
-   one whose import fails warns once, and its operations run as portable code.
+   only when their arrays arrive (SciPy, for NumPy's erf, when GELU first asks). A family whose
+   third-party library is absent is skipped quietly; one whose import fails warns once, and its
+   operations run as portable code.
 3. A fast path may accept only some inputs (the Numba kernels: float32/float64 C-contiguous arrays);
    the others go to the next family's implementation of the op, and to the portable function last.
 4. Every fast path is tested equal to the portable path. ``set_fast_paths(False)`` (or

@@ -16,8 +16,8 @@ from ..backend import fast_path, namespace, untracked
 from ._erf import erf
 from .base import Layer, pytorch_defaults_only
 
-_INPLACE = (False, "xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
-                   "memory)")
+_INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
+                    "memory)"))
 
 
 class ReLU(Layer):
