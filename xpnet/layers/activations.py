@@ -194,7 +194,7 @@ class GELU(Layer):
     ``approximate='tanh'``, Phi(x) ~ 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))).
 
     erf is the library's where xpnet has it (SciPy's for NumPy where SciPy imports, PyTorch's, CUDA's, JAX's),
-    else portable code in standard operations (``xpnet.layers._erf``), all within an ulp or two of each other.
+    else portable code in standard operations (``xpnet.layers._erf``), all within a few ulps of each other.
     Caches x and Phi(x) ('none') or the tanh ('tanh'); backward is dy * (Phi(x) + x * pdf(x)) (PyTorch's
     formula for each form), never writing into ``dy``. Where PyTorch's tanh-form gradient is NaN for
     |x| > 1.3e154 (x**2 overflows float64), this one gives its limit, dy or 0.
