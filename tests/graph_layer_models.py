@@ -69,11 +69,19 @@ def _cnn() -> Any:
                          L.Conv2d(8, 8, 3, stride=2, padding=1), L.ReLU(), L.Flatten(), L.Linear(32, 4))
 
 
+def _activations() -> Any:
+    """PyTorch's activations between Linear layers: GELU's erf a CuPy kernel of its own, Softmax's and
+    LogSoftmax's reductions."""
+    return xn.Sequential(L.Linear(12, 16), L.GELU(), L.Linear(16, 16), L.LeakyReLU(0.1), L.ELU(0.5), L.SiLU(),
+                         L.Linear(16, 16), L.Softplus(2.0, 10.0), L.GELU(approximate="tanh"), L.Identity(),
+                         L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
-    "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8))}
+    "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,))}
 
 
 @contextlib.contextmanager

@@ -1,6 +1,7 @@
 """CUDA-graph capture of the training step (``xpnet/training/graph.py``) beyond the MLP of
 ``tests/test_graph.py``: BatchNorm (its running statistics included; PyTorch's momentum=None, whose batch
-count the launches move on, affine=False and track_running_stats=False), MaxPool2d, AvgPool2d and GlobalAvgPool, the branch containers (Residual, Concat, nested Sequential), a small CNN (Conv2d's products
+count the launches move on, affine=False and track_running_stats=False), MaxPool2d, AvgPool2d and GlobalAvgPool,
+PyTorch's activations (GELU's erf kernel, Softmax's reductions), the branch containers (Residual, Concat, nested Sequential), a small CNN (Conv2d's products
 on xpnet's own kernel), and what stays out (classes of one's own).
 On the fake CuPy of ``tests/fake_cupy`` (a capture records kernels, a launch replays them without
 Python); the same checks on a real GPU are the ``gpu`` tests at the end. The models are in
@@ -90,9 +91,9 @@ for what, make in {"subclass": lambda: xn.Sequential(L.Flatten(), L.Residual(MyL
 print(json.dumps(result))
 """, tmp_path)
     assert out["subclass None"] == 0
-    captured = ("(captured: Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, "
-                "GlobalAvgPool, Dropout, inside Sequential, Residual, Concat). Pass graph=None or False to train "
-                "eagerly")
+    captured = ("(captured: Linear, Conv2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax, "
+                "LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout, inside "
+                "Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
     assert out["subclass True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: "
                                     "layer '1.body' (MyLinear) is not captured in this version " + captured)
 

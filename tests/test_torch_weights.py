@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.layers import (GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, Flatten, LayerNorm, Linear, MaxPool2d,
-                          ReLU, Tanh, TiedLinear)
+from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, Flatten, Identity, LayerNorm,
+                          LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, SiLU, Softmax, Softplus, Tanh, TiedLinear)
 
 torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
 nn = torch.nn
@@ -83,6 +83,13 @@ CASES = [
                                   nn.Flatten(), nn.Linear(4 * 4 * 4, 10)),
      lambda: xn.Sequential(Conv2d(1, 4, 3, padding=1), BatchNorm(4), ReLU(), MaxPool2d(2), Flatten(),
                            Linear(4 * 4 * 4, 10)), _floats(5, 1, 8, 8)),
+    ("MLP-activations", lambda: nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 16), nn.LeakyReLU(0.2),
+                                              nn.ELU(0.5), nn.SiLU(), nn.Softplus(2.0, 10.0), nn.Identity(),
+                                              nn.GELU(approximate="tanh"), nn.Softmax(dim=1), nn.Linear(16, 3),
+                                              nn.LogSoftmax(dim=1)),
+     lambda: xn.Sequential(Linear(8, 16), GELU(), Linear(16, 16), LeakyReLU(0.2), ELU(0.5), SiLU(), Softplus(2.0, 10.0),
+                           Identity(), GELU(approximate="tanh"), Softmax(dim=1), Linear(16, 3), LogSoftmax(dim=1)),
+     _floats(7, 8)),
     ("LSTM-language-model", lambda: TorchLanguageModel(12, 5, 6), lambda: LanguageModel(12, 5, 6),
      _ids(3, 7, vocab=12)),
 ]

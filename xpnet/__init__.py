@@ -78,6 +78,7 @@ _PYTORCH_NAMES = {
     "autograd": "xpnet has no autograd: model.backward(criterion.backward()) is loss.backward(), and "
                 "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck",
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
+                  "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
                   "xn.layers.Attention() for F.scaled_dot_product_attention, xn.losses.SoftmaxCrossEntropy())",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",

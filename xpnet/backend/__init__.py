@@ -10,7 +10,7 @@ Everything else asks ``namespace(x)`` for the array-API namespace of its input a
 - ``random``: uniform numbers on a device from the host generators;
 - ``registry``: fast paths beside the portable code, and the table of their families, one module
   each: ``fast_numpy``, ``fast_cupy`` (with ``cupy_layers`` and ``cupy_kernels``), ``fast_torch``,
-  ``fast_numba`` (with ``numba_kernels``), ``fast_mkl``.
+  ``fast_numba`` (with ``numba_kernels``), ``fast_mkl``, ``fast_scipy`` and ``fast_jax`` (erf).
 
 It may import only ``xpnet._user`` and third-party libraries: layers, losses and everything above
 stand on it, never the other way round.

@@ -38,6 +38,8 @@ ELEMENTWISE = {
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
+    # GELU's erf: CUDA's own (erff for float), what cupyx.scipy.special.erf runs, without importing cupyx.
+    "erf": ("T x", "T y", "y = erf(x);"),
     # BatchNorm over (N, C, L), per channel: the statistics from the sums, then y in one pass.
     "bn_stats": ("T total, T squares, T gamma, T count, T eps", "T mean, T var, T inv_std, T scale",
                  "mean = total / count; var = squares / count; inv_std = 1 / sqrt(var + eps); "

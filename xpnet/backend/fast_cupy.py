@@ -70,8 +70,14 @@ def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: floa
     elementwise("rms")(g, lr, decay, scale, eps, p, h)
 
 
+def erf(x: Any) -> Any:
+    """GELU's erf, one kernel (the portable erf launches some sixty)."""
+    return elementwise("erf")(x)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
+    add("erf", erf)
     add("sgd_update", sgd_update)
     add("momentum_update", momentum_update)
     add("sgd_momentum_update", sgd_momentum_update, accepts=_after_first)

@@ -1,6 +1,6 @@
 """PyTorch fast paths: ``unfold`` and ``fold`` are im2col and col2im in the per-sample layout
-(N, C*kh*kw, oh*ow); ``index_add_`` is the embedding's scatter-add. Imported only when a PyTorch
-tensor asks for them."""
+(N, C*kh*kw, oh*ow); ``index_add_`` is the embedding's scatter-add; ``torch.special.erf`` is GELU's erf.
+Imported only when a PyTorch tensor asks for them."""
 
 from __future__ import annotations
 
@@ -30,7 +30,12 @@ def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
     return dW.index_add_(0, ids, dy)
 
 
+def erf(x: Any) -> Any:
+    return torch.special.erf(x)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("col2im", col2im)
     add("embedding_backward", embedding_backward)
+    add("erf", erf)

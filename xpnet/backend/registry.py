@@ -7,9 +7,10 @@ How a fast path is found:
 2. The families of fast paths are named in one table, :data:`FAMILIES`: for each array library, the
    modules of this package that hold fast paths, in order of preference, and the operations each
    provides. A family's module is imported and its ``register(add)`` called the first time one of
-   its operations is asked for on its library's arrays, so CuPy, PyTorch and Numba are imported
-   only when their arrays arrive. A family whose third-party library is absent is skipped quietly;
-   one whose import fails warns once, and its operations run as portable code.
+   its operations is asked for on its library's arrays, so CuPy, PyTorch, JAX and Numba are imported
+   only when their arrays arrive (SciPy, for NumPy's erf, when GELU first asks). A family whose
+   third-party library is absent is skipped quietly; one whose import fails warns once, and its
+   operations run as portable code.
 3. A fast path may accept only some inputs (the Numba kernels: float32/float64 C-contiguous arrays);
    the others go to the next family's implementation of the op, and to the portable function last.
 4. Every fast path is tested equal to the portable path. ``set_fast_paths(False)`` (or
@@ -49,12 +50,14 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "step_weights_transposed", "lstm_step",
-                                    "lstm_step_backward"))),
+                                    "lstm_step_backward")),
+              ("fast_scipy", "scipy", ("erf",))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
                                     "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",
-                                    "lstm_step_backward", "gru_step", "gru_step_backward", *_LAYER_OPS)),
+                                    "lstm_step_backward", "gru_step", "gru_step_backward", "erf", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul",))),
-    "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward")),),
+    "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
+    "jax": (("fast_jax", "jax", ("erf",)),),
 }
 
 # (op, library) -> [(family, fn, accepts)] in the order registered (used in FAMILIES order, see _resolve).
@@ -77,13 +80,15 @@ def _library(xp: Any) -> str | None:
         return "cupy"
     if array_api_compat.is_torch_namespace(xp):
         return "torch"
+    if array_api_compat.is_jax_namespace(xp):
+        return "jax"
     return None
 
 
 def register_fast_path(op: str, library: str, *, accepts: Callable[..., bool] | None = None,
                        family: str = "user") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as a fast implementation of ``op`` for arrays of ``library``
-    (``"numpy"``, ``"cupy"`` or ``"torch"``); ``accepts(*args)`` says which inputs it takes (the others
+    (``"numpy"``, ``"cupy"``, ``"torch"`` or ``"jax"``); ``accepts(*args)`` says which inputs it takes (the others
     go to the portable function). It must be tested equal to the portable path."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:

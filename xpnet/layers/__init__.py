@@ -8,7 +8,7 @@ ready-made graphs built on it (``branches``), and ``records`` writes a tree as J
 from typing import Any
 
 from .._user import not_here
-from .activations import ReLU, Sigmoid, Tanh
+from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
 from .base import Layer
 from .branches import Concat, Residual
@@ -23,9 +23,11 @@ from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
+from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
 
-__all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
+__all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
+           "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention",
            "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",

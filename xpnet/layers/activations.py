@@ -1,11 +1,23 @@
-"""Elementwise activations: ReLU, Sigmoid, Tanh. Shapes are kept: x: (N, ...) -> y: (N, ...)."""
+"""Elementwise activations: ReLU, Sigmoid, Tanh and PyTorch's LeakyReLU, ELU, GELU, SiLU, Softplus and Identity,
+with its arguments, defaults and meanings. Shapes are kept: x: (N, ...) -> y: (N, ...).
+
+PyTorch's ``inplace=`` (LeakyReLU, ELU, SiLU) is taken at its default, False; ``inplace=True`` is refused,
+saying so: xpnet never writes into a layer's input (backward needs it, and the caller may too), and a flag
+accepted and then ignored would leave code that relies on PyTorch's aliasing silently wrong.
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from .._user import is_real
 from ..backend import fast_path, namespace, untracked
-from .base import Layer
+from ._erf import erf
+from .base import Layer, pytorch_defaults_only
+
+_INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
+                    "memory)"))
 
 
 class ReLU(Layer):
@@ -89,3 +101,232 @@ class Tanh(Layer):
         y = self._need(self._y)
         self._check_grad(dy, y.shape)
         return dy * (1.0 - y * y)
+
+
+def _number(layer: Layer, arg: str, value: Any, nonzero: bool = False) -> float:
+    """``value`` as a finite float, else a ValueError naming the layer and the argument."""
+    if not is_real(value) or not math.isfinite(value) or (nonzero and value == 0):
+        what = "a finite number other than 0" if nonzero else "a finite number"
+        raise ValueError(f"{layer.name}: {arg} must be {what}, got {value!r}")
+    return float(value)
+
+
+def _sigmoid(x: Any) -> Any:
+    """1 / (1 + exp(-x)) without overflow: exp of -|x| only."""
+    xp = namespace(x)
+    e = xp.exp(-xp.abs(x))
+    inv = 1.0 / (1.0 + e)
+    return xp.where(x >= 0, inv, e * inv)
+
+
+class LeakyReLU(Layer):
+    """PyTorch's nn.LeakyReLU: y = x where x > 0, else negative_slope * x. Caches the mask x > 0; backward is
+    dy where x > 0, else negative_slope * dy (the slope at x = 0, as PyTorch's), never writing into ``dy``."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = _number(self, "negative_slope", negative_slope)
+        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        self._mask = None
+
+    def config(self) -> dict[str, Any]:
+        return {"negative_slope": self.negative_slope}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        xp = self._check_float(x)
+        self._mask = x > 0
+        # min(x, 0): a slope above 1 must not overflow where x is the output (the largest floats).
+        return xp.where(self._mask, x, xp.minimum(x, 0.0) * self.negative_slope)
+
+    def pieces(self) -> Any:
+        return self._mask
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        mask = self._need(self._mask)
+        xp = self._check_grad(dy, mask.shape)
+        return xp.where(mask, dy, dy * self.negative_slope)
+
+
+class ELU(Layer):
+    """PyTorch's nn.ELU: y = x where x > 0, else alpha * (exp(x) - 1) (as expm1, exact near 0). Caches x;
+    backward is dy where x > 0, else alpha * exp(x) * dy (at x = 0 too, as PyTorch's). exp only ever sees
+    min(x, 0): no overflow for large x."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = _number(self, "alpha", alpha)
+        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        self._x = None
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        xp = self._check_float(x)
+        self._x = x
+        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
+
+    def pieces(self) -> Any:
+        return None if self._x is None else self._x > 0
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        x = self._need(self._x)
+        xp = self._check_grad(dy, x.shape)
+        return xp.where(x > 0, dy, dy * (self.alpha * xp.exp(xp.minimum(x, 0.0))))
+
+
+_SQRT_HALF = math.sqrt(0.5)
+_PDF_SCALE = 1.0 / math.sqrt(2.0 * math.pi)  # the normal density at 0
+_TANH_SCALE = math.sqrt(2.0 / math.pi)
+_TANH_CUBIC = 0.044715
+# Beyond |x| = 10 the tanh form's inner value exceeds 43 and tanh is +-1 exactly in float32 and float64, as is the
+# normal density 0 beyond |x| = 40: x is clipped there before x**2 and x**3, which would overflow for large |x|.
+_TANH_CLIP = 10.0
+_PDF_CLIP = 40.0
+
+
+class GELU(Layer):
+    """PyTorch's nn.GELU: y = x * Phi(x), Phi the standard normal CDF, 0.5 * (1 + erf(x / sqrt(2))); with
+    ``approximate='tanh'``, Phi(x) ~ 0.5 * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x**3))).
+
+    erf is the library's where xpnet has it (SciPy's for NumPy where SciPy imports, PyTorch's, CUDA's, JAX's),
+    else portable code in standard operations (``xpnet.layers._erf``), all within a few ulps of each other.
+    Caches x and Phi(x) ('none') or the tanh ('tanh'); backward is dy * (Phi(x) + x * pdf(x)) (PyTorch's
+    formula for each form), never writing into ``dy``. Where PyTorch's tanh-form gradient is NaN for
+    |x| > 1.3e154 (x**2 overflows float64), this one gives its limit, dy or 0.
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if not isinstance(approximate, str) or approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh' (PyTorch's), got {approximate!r}")
+        self.approximate = approximate
+        self._x = None
+        self._phi = None
+
+    def config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        xp = self._check_float(x)
+        self._x = x
+        if self.approximate == "tanh":
+            c = xp.minimum(xp.maximum(x, -_TANH_CLIP), _TANH_CLIP)
+            self._phi = xp.tanh(_TANH_SCALE * (c + _TANH_CUBIC * (c * c * c)))
+            return 0.5 * x * (1.0 + self._phi)
+        self._phi = 0.5 * (1.0 + erf(x * _SQRT_HALF))
+        return x * self._phi
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        x = self._need(self._x)
+        xp = self._check_grad(dy, x.shape)
+        if self.approximate == "tanh":
+            t = self._phi
+            c = xp.minimum(xp.maximum(x, -_TANH_CLIP), _TANH_CLIP)
+            slope = 0.5 * c * (1.0 - t * t) * _TANH_SCALE * (1.0 + 3.0 * _TANH_CUBIC * (c * c))
+            return dy * (0.5 * (1.0 + t) + slope)
+        c = xp.minimum(xp.maximum(x, -_PDF_CLIP), _PDF_CLIP)
+        return dy * (self._phi + c * (_PDF_SCALE * xp.exp(-0.5 * (c * c))))
+
+
+class SiLU(Layer):
+    """PyTorch's nn.SiLU (swish): y = x * sigmoid(x), the sigmoid without overflow for large |x|. Caches x and
+    sigmoid(x); backward is dy * s * (1 + x * (1 - s)), never writing into ``dy``."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        self._x = None
+        self._s = None
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        self._check_float(x)
+        self._x, self._s = x, _sigmoid(x)
+        return x * self._s
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        x = self._need(self._x)
+        self._check_grad(dy, x.shape)
+        s = self._s
+        return dy * (s * (1.0 + x * (1.0 - s)))
+
+
+class Softplus(Layer):
+    """PyTorch's nn.Softplus: y = log(1 + exp(beta * x)) / beta, and y = x where beta * x > threshold (PyTorch's
+    switch to the line, at the same place: beta * x equal to the threshold is still the curve).
+
+    Computed as (max(z, 0) + log1p(exp(-|z|))) / beta, z = beta * x, which never overflows (PyTorch's
+    log1p(exp(z)) gives inf for z > 709 when the threshold is that high) and agrees with PyTorch's to rounding
+    elsewhere. Caches x; backward is dy * sigmoid(beta * x) on the curve and dy on the line, never writing into
+    ``dy``. beta may be negative, as in PyTorch; not 0.
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = _number(self, "beta", beta, nonzero=True)
+        self.threshold = _number(self, "threshold", threshold)
+        self._x = None
+
+    def config(self) -> dict[str, Any]:
+        return {"beta": self.beta, "threshold": self.threshold}
+
+    def _z(self, x: Any) -> Any:
+        """beta * x; where that would overflow, x is clipped first (the line is taken there anyway)."""
+        xp = namespace(x)
+        if abs(self.beta) > 1.0:
+            bound = xp.finfo(x.dtype).max / abs(self.beta)
+            x = xp.minimum(xp.maximum(x, -bound), bound)
+        return x * self.beta
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        xp = self._check_float(x)
+        self._x = x
+        z = self._z(x)
+        curve = (xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))) / self.beta
+        return xp.where(z > self.threshold, x, curve)
+
+    def pieces(self) -> Any:
+        return None if self._x is None else self._z(self._x) > self.threshold
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        x = self._need(self._x)
+        xp = self._check_grad(dy, x.shape)
+        z = self._z(x)
+        return xp.where(z > self.threshold, dy, dy * _sigmoid(z))
+
+
+class Identity(Layer):
+    """PyTorch's nn.Identity: y = x, dx = dy (the arrays themselves, not copies). Like PyTorch's, it takes any
+    arguments and ignores them (``norm = LayerNorm if norm else Identity; norm(dim)`` works); it saves none.
+    Caches the input's shape, to check dy's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        self._shape = None
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        self._check_float(x)
+        self._shape = tuple(x.shape)
+        return x
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        self._check_grad(dy, self._need(self._shape))
+        return dy

@@ -56,7 +56,8 @@ _PYTORCH_NAMES = {
     "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
                         "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
                         "last axis",
-    "NLLLoss": "xpnet has no separate log-softmax layer: xn.losses.SoftmaxCrossEntropy() takes the logits",
+    "NLLLoss": ("xpnet has no loss on log-probabilities: drop the final xn.layers.LogSoftmax and give the logits to "
+                "xn.losses.SoftmaxCrossEntropy() (LogSoftmax then NLLLoss is that loss, its gradient in one step)"),
     "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss, with its reduction)",
     "L1Loss": "xn.losses.MeanAbsoluteError() (the mean of |y - t| over every element, as L1Loss, with its reduction)",
     "BCEWithLogitsLoss": "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1] of their shape as "

@@ -8,7 +8,8 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Softmax and LogSoftmax, Identity, Flatten,
+   BatchNorm, the poolings, Dropout) inside
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
@@ -50,8 +51,8 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU,
-                      Residual, Sigmoid, Tanh)
+from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Identity,
+                      LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh)
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
@@ -65,7 +66,10 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
-CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
+# The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
+# none reads anything back to the host, and their arguments are constants of the layer.
+CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax, LogSoftmax, Identity,
+              Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
 # the host; their weights are copied to the device at the first eager step, before the capture.

@@ -16,11 +16,15 @@
 The body runs as NumPy statements (one per ``;``, plain arithmetic) on the arrays' memory.
 """
 
+import math as _math
+
 import numpy as _np
 
 from ._dispatch import _check, _host, _kernel
 
-_MATH = {"sqrt": _np.sqrt, "exp": _np.exp, "log": _np.log, "abs": _np.abs}
+# CUDA's math functions the kernel bodies call; erf as the C library's, elementwise (NumPy has none).
+_MATH = {"sqrt": _np.sqrt, "exp": _np.exp, "log": _np.log, "abs": _np.abs,
+         "erf": lambda x: _np.vectorize(_math.erf, otypes=[_np.float64])(x).astype(_np.asarray(x).dtype)}
 
 
 class _Param:
