@@ -288,6 +288,11 @@ def test_gradcheck_passes(dev, make):
      r"^LeakyReLU: inplace=True is not supported: xpnet never writes into a layer's input; leave inplace out"),
     (lambda: L.ELU(1.0, True), ValueError, r"^ELU: inplace=True is not supported"),
     (lambda: L.SiLU(inplace=True), ValueError, r"^SiLU: inplace=True is not supported"),
+    # torchvision writes nn.ReLU(True) and nn.Dropout(p, True): a TypeError, or True taken as Dropout's seed.
+    (lambda: L.ReLU(True), ValueError, r"^ReLU: inplace=True is not supported: xpnet never writes into"),
+    (lambda: L.Dropout(0.5, inplace=True), ValueError, r"^Dropout: inplace=True is not supported"),
+    (lambda: L.Dropout(0.5, True), ValueError, r"^Dropout: the second argument is seed \(an int\), got True; "
+                                               r"PyTorch's second, inplace, goes by name here: inplace=False"),
 ])
 def test_bad_arguments_name_the_layer_the_argument_and_what_came(make, error, message):
     with pytest.raises(error, match=message):
@@ -325,6 +330,8 @@ def test_pytorchs_defaults_and_positional_order_are_taken_inplace_false_too():
     assert (L.LeakyReLU(0.3, False).negative_slope, L.ELU(0.4, False).alpha) == (0.3, 0.4)
     assert (L.Softplus(3, 5).beta, L.Softplus(3, 5).threshold) == (3.0, 5.0)
     assert L.SiLU(inplace=False).config() == {} and L.LeakyReLU(inplace=False).config() == {"negative_slope": 0.01}
+    assert L.ReLU(inplace=False).config() == {} and repr(L.ReLU(False)) == "ReLU()"
+    assert L.Dropout(0.3, inplace=False).config() == L.Dropout(0.3).config()
 
 
 def test_identity_takes_any_arguments_as_pytorchs_and_keeps_none():

@@ -1,7 +1,7 @@
 """Elementwise activations: ReLU, Sigmoid, Tanh and PyTorch's LeakyReLU, ELU, GELU, SiLU, Softplus and Identity,
 with its arguments, defaults and meanings. Shapes are kept: x: (N, ...) -> y: (N, ...).
 
-PyTorch's ``inplace=`` (LeakyReLU, ELU, SiLU) is taken at its default, False; ``inplace=True`` is refused,
+PyTorch's ``inplace=`` (ReLU, LeakyReLU, ELU, SiLU; Dropout's too) is taken at its default, False; ``inplace=True`` is refused,
 saying so: xpnet never writes into a layer's input (backward needs it, and the caller may too), and a flag
 accepted and then ignored would leave code that relies on PyTorch's aliasing silently wrong.
 """
@@ -16,7 +16,7 @@ from ..backend import fast_path, namespace, untracked
 from ._erf import erf
 from .base import Layer, pytorch_defaults_only
 
-_INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
+INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
                     "memory)"))
 
 
@@ -27,9 +27,13 @@ class ReLU(Layer):
     gradient already means a lost step, which ``xn.train``'s guard reports with the layer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
+        pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._mask = None
+
+    def config(self) -> dict[str, Any]:
+        return {}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -126,7 +130,7 @@ class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
         self.negative_slope = _number(self, "negative_slope", negative_slope)
-        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._mask = None
 
     def config(self) -> dict[str, Any]:
@@ -157,7 +161,7 @@ class ELU(Layer):
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         self.alpha = _number(self, "alpha", alpha)
-        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._x = None
 
     def config(self) -> dict[str, Any]:
@@ -241,7 +245,7 @@ class SiLU(Layer):
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        pytorch_defaults_only(self.name, {"inplace": _INPLACE}, {"inplace": inplace})
+        pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._x = None
         self._s = None
 

@@ -7,7 +7,8 @@ from typing import Any
 from .. import init as _init
 from .._user import seed as _seed
 from ..backend import fast_path, namespace, uniform, untracked
-from .base import Layer
+from .activations import INPLACE
+from .base import Layer, pytorch_defaults_only
 
 
 class Dropout(Layer):
@@ -20,10 +21,15 @@ class Dropout(Layer):
     ``seed``, else from ``xn.init``'s generator), on the device where the backend allows it.
     """
 
-    def __init__(self, p: float = 0.5, seed: int | None = None, convention: str = "pytorch"):
+    def __init__(self, p: float = 0.5, seed: int | None = None, convention: str = "pytorch", *,
+                 inplace: bool = False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be a float in [0, 1), got {p!r}")
+        if isinstance(seed, bool):  # PyTorch's Dropout(p, inplace)
+            raise ValueError(f"Dropout: the second argument is seed (an int), got {seed!r}; PyTorch's second, "
+                             "inplace, goes by name here: inplace=False")
+        pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         if convention not in ("pytorch", "book"):
             raise ValueError(f"Dropout: convention must be 'pytorch' or 'book', got {convention!r}")
         self.p = float(p)
