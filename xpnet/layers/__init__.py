@@ -14,6 +14,7 @@ from .base import Layer
 from .branches import Concat, Residual
 from .container import Container
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .flatten import Flatten
@@ -28,7 +29,7 @@ from .tied import TiedLinear
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention",
-           "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",
+           "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
