@@ -8,8 +8,9 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Flatten, BatchNorm, the poolings, Dropout) inside
-   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), cross-entropy or MSE,
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d, ConvTranspose2d, the activations, Flatten, BatchNorm, the
+   poolings, Upsample, Dropout) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat,
+   nested), cross-entropy or MSE,
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
@@ -21,10 +22,11 @@ How a captured epoch goes:
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear and Conv2d multiply
-   with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
-   cuBLAS there); eager steps keep cuBLAS. Conv2d's im2col (a padded copy and a strided view copied) and
-   col2im (slices added in place) are CuPy kernels that read nothing back.
+   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d and ConvTranspose2d
+   multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
+   cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
+   (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
+   sums.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
@@ -49,8 +51,8 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d, ReLU,
-                      Residual, Sigmoid, Tanh)
+from ..layers import (AvgPool2d, BatchNorm, Concat, Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Linear,
+                      MaxPool2d, ReLU, Residual, Sigmoid, Tanh, Upsample)
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..models.sequential import Sequential
 from ..optim import Optimizer
@@ -63,7 +65,8 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "WARMUP", "BY_DEFAULT", "graph_from_envir
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
-CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
+CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, Flatten, BatchNorm, MaxPool2d, AvgPool2d,
+              GlobalAvgPool, Upsample, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
 # graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
@@ -98,7 +101,7 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
         return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
     for name, layer in model.named_modules().items():
         kind = type(layer)
-        if kind is Conv2d and layer.groups != 1:
+        if kind in (Conv2d, ConvTranspose2d) and layer.groups != 1:
             return f"layer {name!r} is a grouped convolution (groups={layer.groups}), not captured in this version"
         if kind in CONTAINERS or kind in CAPTURABLE:
             continue
