@@ -372,6 +372,20 @@ def test_bad_inputs_are_named_clearly(make_x, error, message):
         ConvTranspose2d(2, 4, 3, padding=(2, 1)).forward(make_x())
 
 
+def test_pytorchs_output_size_is_refused_saying_what_to_do():
+    layer = ConvTranspose2d(1, 1, 3, stride=2, padding=1)
+    x = np.zeros((1, 1, 4, 4), np.float32)
+    for call in (lambda: layer(x, [8, 8]), lambda: layer.forward(x, (1, 1, 8, 8))):
+        with pytest.raises(TypeError, match=r"^ConvTranspose2d.forward\(x, train\): train must be True or False, got "
+                                            r"(list|tuple); PyTorch's forward\(x, output_size\) is not taken here: "
+                                            r"choose the output size with ConvTranspose2d\(..., output_padding=...\)$"):
+            call()
+    with pytest.raises(TypeError, match="output_size"):
+        layer.forward(x, output_size=[8, 8])
+    assert layer.forward(x).shape == (1, 1, 7, 7)
+    assert ConvTranspose2d(1, 1, 3, stride=2, padding=1, output_padding=1).forward(x).shape == (1, 1, 8, 8)
+
+
 def test_backward_checks_order_and_dy_shape():
     layer = ConvTranspose2d(1, 2, 3, stride=2)
     with pytest.raises(RuntimeError, match=r"^ConvTranspose2d: backward called before forward"):

@@ -32,7 +32,12 @@ class ConvTranspose2d(Layer):
     Forward: y = col2im(W^T @ x) per group, x as (in_channels, N*H*W). Backward: col = im2col(dy) (a Conv2d
     forward of dy), dx = W @ col, dW = x @ col^T, db the sum of dy over N, oh, ow. Caches x as
     (in_channels, N*H*W) and its shape. The products go through the ``"matmul"`` fast path, as Conv2d's.
+    PyTorch's ``forward(x, output_size)`` is not taken (an output size in train's place is refused): the output
+    size is chosen with ``output_padding``.
     """
+
+    train_hint = ("PyTorch's forward(x, output_size) is not taken here: choose the output size with "
+                  "ConvTranspose2d(..., output_padding=...)")
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  output_padding: Any = 0, groups: Any = 1, bias: bool = True, dilation: Any = 1,
@@ -90,6 +95,7 @@ class ConvTranspose2d(Layer):
         return self.out_ch
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        self._check_train(train)
         x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
