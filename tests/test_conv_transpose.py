@@ -81,8 +81,8 @@ def test_backward_params_gives_backwards_gradients(rng):
     full = {k: v.copy() for k, v in layer.grads.items()}
     layer.forward(x)
     layer.backward_params(dy)
-    for k in full:
-        np.testing.assert_array_equal(layer.grads[k], full[k])
+    for k, v in full.items():
+        np.testing.assert_array_equal(layer.grads[k], v)
 
 
 def test_is_the_input_gradient_of_the_conv2d_it_undoes(rng):
@@ -327,17 +327,17 @@ def test_planted_upsample_backward_bug_is_caught(monkeypatch, rng):
     ((2, 2, (3, 3, 3)), {}, ValueError, r"^ConvTranspose2d: kernel_size must be an int >= 1 or a pair"),
     ((2, 2, 3), {"stride": 0}, ValueError, r"^ConvTranspose2d: stride must be an int >= 1 or a pair of them, got 0$"),
     ((2, 2, 3), {"padding": -1}, ValueError, r"^ConvTranspose2d: padding must be an int >= 0 or a pair of them"),
-    ((2, 2, 3), {"padding": "same"}, ValueError, r"^ConvTranspose2d: padding must be an int >= 0 or a pair of them, "
-                                                  r"got 'same'$"),
+    ((2, 2, 3), {"padding": "same"}, ValueError,
+     r"^ConvTranspose2d: padding must be an int >= 0 or a pair of them, got 'same'$"),
     ((2, 2, 3), {"output_padding": -1}, ValueError, r"^ConvTranspose2d: output_padding must be an int >= 0"),
     ((2, 2, 3), {"output_padding": 1}, ValueError,
-     r"^ConvTranspose2d: output_padding must be smaller than stride \(PyTorch's rule, with dilation 1\), got "
-     r"output_padding=\(1, 1\) and stride=\(1, 1\)$"),
+     (r"^ConvTranspose2d: output_padding must be smaller than stride \(PyTorch's rule, with dilation 1\), got "
+      r"output_padding=\(1, 1\) and stride=\(1, 1\)$")),
     ((2, 2, 3), {"stride": (2, 3), "output_padding": (1, 3)}, ValueError,
      r"got output_padding=\(1, 3\) and stride=\(2, 3\)$"),
     ((2, 2, 3), {"dilation": 2}, ValueError,
-     r"^ConvTranspose2d: dilation=2 is not supported: xpnet's ConvTranspose2d takes contiguous kernels \(as its "
-     r"Conv2d\); leave dilation=1$"),
+     (r"^ConvTranspose2d: dilation=2 is not supported: xpnet's ConvTranspose2d takes contiguous kernels \(as its "
+      r"Conv2d\); leave dilation=1$")),
     ((2, 2, 3), {"padding_mode": "reflect"}, ValueError,
      r"^ConvTranspose2d: padding_mode='reflect' is not supported: PyTorch's ConvTranspose2d pads with zeros only"),
     ((2, 2, 3), {"device": "cuda"}, ValueError,
@@ -364,8 +364,8 @@ def test_dilation_one_in_any_spelling_is_accepted():
     (lambda: np.zeros((2, 2, 4, 4), np.float64), TypeError,
      r"^ConvTranspose2d: input dtype float64 does not match the parameters' dtype float32"),
     (lambda: np.zeros((2, 2, 1, 4), np.float32), ValueError,
-     r"^ConvTranspose2d: an input of 1x4 gives an output of -1x4 \(\(H - 1\)\*stride - 2\*padding \+ kernel_size \+ "
-     r"output_padding, with padding=\(2, 1\)\): padding is too large for this input$"),
+     (r"^ConvTranspose2d: an input of 1x4 gives an output of -1x4 \(\(H - 1\)\*stride - 2\*padding \+ kernel_size \+ "
+      r"output_padding, with padding=\(2, 1\)\): padding is too large for this input$")),
 ])
 def test_bad_inputs_are_named_clearly(make_x, error, message):
     with pytest.raises(error, match=message):
@@ -398,26 +398,26 @@ def test_backward_checks_order_and_dy_shape():
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"scale_factor": 2, "mode": "bilinear"},
-     r"^Upsample: mode='bilinear' is not supported: xpnet's Upsample repeats pixels \('nearest', or 'nearest-exact', "
-     r"the same for whole-number scales\); PyTorch's interpolating modes \('linear', 'bilinear', 'bicubic', "
-     r"'trilinear', 'area'\) are not in xpnet \(for a learned upsampling: xn.layers.ConvTranspose2d\)$"),
+     (r"^Upsample: mode='bilinear' is not supported: xpnet's Upsample repeats pixels \('nearest', or 'nearest-exact', "
+      r"the same for whole-number scales\); PyTorch's interpolating modes \('linear', 'bilinear', 'bicubic', "
+      r"'trilinear', 'area'\) are not in xpnet \(for a learned upsampling: xn.layers.ConvTranspose2d\)$")),
     ({"scale_factor": 2, "mode": None}, r"^Upsample: mode=None is not supported"),
     ({}, r"^Upsample: pass exactly one of size and scale_factor \(as PyTorch\), got size=None and scale_factor=None$"),
-    ({"size": 4, "scale_factor": 2}, r"^Upsample: pass exactly one of size and scale_factor \(as PyTorch\), got "
-                                     r"size=4 and scale_factor=2$"),
-    ({"scale_factor": 1.5}, r"^Upsample: scale_factor must be a whole number >= 1 or a pair of them, got 1.5: "
-                            r"xpnet's Upsample repeats each pixel a whole number of times$"),
+    ({"size": 4, "scale_factor": 2},
+     r"^Upsample: pass exactly one of size and scale_factor \(as PyTorch\), got size=4 and scale_factor=2$"),
+    ({"scale_factor": 1.5}, (r"^Upsample: scale_factor must be a whole number >= 1 or a pair of them, got 1.5: "
+                             r"xpnet's Upsample repeats each pixel a whole number of times$")),
     ({"scale_factor": (2, 0)}, r"^Upsample: scale_factor must be a whole number >= 1 or a pair of them, got \(2, 0\)"),
     ({"scale_factor": float("inf")}, r"^Upsample: scale_factor must be a whole number >= 1"),
     ({"scale_factor": True}, r"^Upsample: scale_factor must be a whole number >= 1"),
     ({"scale_factor": "2"}, r"^Upsample: scale_factor must be a whole number >= 1"),
     ({"size": 0}, r"^Upsample: size must be an int >= 1 or a pair of them, got 0$"),
     ({"scale_factor": 2, "align_corners": False},
-     r"^Upsample: align_corners=False is not supported: it applies to PyTorch's interpolating modes; nearest has "
-     r"none, leave it None$"),
+     (r"^Upsample: align_corners=False is not supported: it applies to PyTorch's interpolating modes; nearest has "
+      r"none, leave it None$")),
     ({"scale_factor": 2, "recompute_scale_factor": True},
-     r"^Upsample: recompute_scale_factor=True is not supported: the output is \(H\*sh, W\*sw\) for a whole-number "
-     r"scale; leave it None$"),
+     (r"^Upsample: recompute_scale_factor=True is not supported: the output is \(H\*sh, W\*sw\) for a whole-number "
+      r"scale; leave it None$")),
 ])
 def test_upsample_bad_arguments_are_named_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
