@@ -77,11 +77,21 @@ def _activations() -> Any:
                          L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1))
 
 
+def _decoder() -> Any:
+    """Images (N, 2, 8, 8) down by a strided Conv2d and back up by ConvTranspose2d (overlapping windows summed by
+    col2im, output_padding) and Upsample, then classified."""
+    return xn.Sequential(L.Conv2d(2, 8, 3, stride=2, padding=1), L.ReLU(),
+                         L.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), L.Tanh(),
+                         L.Upsample(scale_factor=2), L.ConvTranspose2d(4, 2, 2, stride=2, bias=False), L.ReLU(),
+                         L.MaxPool2d(4), L.Flatten(), L.Linear(2 * 8 * 8, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
-    "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,))}
+    "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
+    "decoder": (_decoder, (2, 8, 8))}
 
 
 @contextlib.contextmanager

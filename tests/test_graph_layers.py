@@ -91,9 +91,9 @@ for what, make in {"subclass": lambda: xn.Sequential(L.Flatten(), L.Residual(MyL
 print(json.dumps(result))
 """, tmp_path)
     assert out["subclass None"] == 0
-    captured = ("(captured: Linear, Conv2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax, "
-                "LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout, inside "
-                "Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
+    captured = ("(captured: Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, "
+                "Softplus, Softmax, LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, "
+                "Upsample, Dropout, inside Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
     assert out["subclass True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: "
                                     "layer '1.body' (MyLinear) is not captured in this version " + captured)
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, Embedding, Flatten, Identity, LayerNorm,
-                          LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, SiLU, Softmax, Softplus, Tanh, TiedLinear)
+from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, Flatten, Identity,
+                          LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, SiLU, Softmax, Softplus, Tanh,
+                          TiedLinear, Upsample)
 
 torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
 nn = torch.nn
@@ -64,6 +65,11 @@ CASES = [
      _floats(2, 4, 5, 5)),
     ("Conv2d-depthwise", lambda: nn.Conv2d(3, 6, 3, stride=2, groups=3), lambda: Conv2d(3, 6, 3, stride=2, groups=3),
      _floats(2, 3, 7, 7)),
+    ("ConvTranspose2d-stride-output_padding",
+     lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1),
+     lambda: ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1), _floats(2, 3, 4, 5)),
+    ("ConvTranspose2d-groups-bias=False", lambda: nn.ConvTranspose2d(4, 6, (2, 3), groups=2, bias=False),
+     lambda: ConvTranspose2d(4, 6, (2, 3), groups=2, bias=False), _floats(2, 4, 3, 3)),
     ("BatchNorm1d", lambda: nn.BatchNorm1d(5), lambda: BatchNorm(5), _floats(6, 5)),
     ("BatchNorm2d", lambda: nn.BatchNorm2d(3), lambda: BatchNorm(3), _floats(4, 3, 5, 5)),
     ("BatchNorm2d-affine=False", lambda: nn.BatchNorm2d(3, affine=False), lambda: BatchNorm(3, affine=False),
@@ -90,6 +96,11 @@ CASES = [
      lambda: xn.Sequential(Linear(8, 16), GELU(), Linear(16, 16), LeakyReLU(0.2), ELU(0.5), SiLU(), Softplus(2.0, 10.0),
                            Identity(), GELU(approximate="tanh"), Softmax(dim=1), Linear(16, 3), LogSoftmax(dim=1)),
      _floats(7, 8)),
+    ("encoder-decoder", lambda: nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                              nn.ConvTranspose2d(4, 2, 4, stride=2, padding=1), nn.Tanh(),
+                                              nn.Upsample(scale_factor=2), nn.ConvTranspose2d(2, 1, 3, padding=1)),
+     lambda: xn.Sequential(Conv2d(1, 4, 3, stride=2, padding=1), ReLU(), ConvTranspose2d(4, 2, 4, stride=2, padding=1),
+                           Tanh(), Upsample(scale_factor=2), ConvTranspose2d(2, 1, 3, padding=1)), _floats(3, 1, 6, 6)),
     ("LSTM-language-model", lambda: TorchLanguageModel(12, 5, 6), lambda: LanguageModel(12, 5, 6),
      _ids(3, 7, vocab=12)),
 ]

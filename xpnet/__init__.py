@@ -80,7 +80,8 @@ _PYTORCH_NAMES = {
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
                   "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
-                  "xn.layers.Attention() for F.scaled_dot_product_attention, xn.losses.SoftmaxCrossEntropy())",
+                  "xn.layers.Attention() for F.scaled_dot_product_attention, xn.layers.Upsample(scale_factor=2) for "
+                  "F.interpolate(x, scale_factor=2), xn.losses.SoftmaxCrossEntropy())",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
 }
 

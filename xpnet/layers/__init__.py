@@ -14,6 +14,7 @@ from .base import Layer
 from .branches import Concat, Residual
 from .container import Container
 from .conv import Conv2d
+from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .flatten import Flatten
@@ -25,12 +26,14 @@ from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
 from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
+from .upsample import Upsample
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention",
-           "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "BatchNorm", "LayerNorm",
+           "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Upsample", "BatchNorm",
+           "LayerNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
@@ -66,6 +69,10 @@ _PYTORCH_NAMES = {
     "LSTMCell": _CELL.format("LSTM"),
     "GRUCell": _CELL.format("GRU"),
     "RNNCell": _CELL.format("RNN"),
+    "UpsamplingNearest2d": "xn.layers.Upsample(size=None, scale_factor=None) is nn.UpsamplingNearest2d: its mode, "
+                           "'nearest', is the default (whole-number scales)",
+    "UpsamplingBilinear2d": "xpnet has no bilinear upsampling: xn.layers.Upsample(scale_factor=2) repeats pixels "
+                            "(PyTorch's mode='nearest'); xn.layers.ConvTranspose2d learns an upsampling",
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }

@@ -183,6 +183,21 @@ def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, paddi
     return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
 
 
+def group_blocks(a: Any, axis: int, groups: int) -> list[Any]:
+    """``a`` cut along ``axis`` into ``groups`` equal blocks (a grouped convolution's channel blocks); ``[a]``
+    for one group."""
+    if groups == 1:
+        return [a]
+    step = a.shape[axis] // groups
+    lead = (slice(None),) * axis
+    return [a[lead + (slice(g * step, (g + 1) * step), ...)] for g in range(groups)]
+
+
+def concat_groups(xp: Any, parts: list[Any], axis: int) -> Any:
+    """The per-group results concatenated along ``axis``; the one result itself for one group."""
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+
+
 def is_one(value: Any) -> bool:
     """1 or a pair (1, 1): PyTorch's default dilation and groups (a bool is neither, nor () or (1, 1, 1))."""
     values = tuple(value) if isinstance(value, (tuple, list)) else (value,)

@@ -9,7 +9,8 @@ from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, untracked
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._im2col import as_pair, is_one, check_images, col2im, im2col, input_grad_stride1, out_size, row_major
+from ._im2col import (as_pair, check_images, col2im, concat_groups, group_blocks, im2col, input_grad_stride1, is_one,
+                      out_size, row_major)
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
@@ -128,9 +129,9 @@ class Conv2d(Layer):
         per_sample = self._per_sample()
         matmul = fast_path("matmul", xp, operator.matmul)
         self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample)
-                     for x_g in self._blocks(x, 1, self.in_ch)]
+                     for x_g in group_blocks(x, 1, self.groups)]
         w2 = xp.reshape(self.params["W"], (self.out_ch, -1))
-        y = self._join(xp, [matmul(w_g, col) for w_g, col in zip(self._blocks(w2, 0, self.out_ch), self._col)], -2)
+        y = concat_groups(xp, [matmul(w_g, col) for w_g, col in zip(group_blocks(w2, 0, self.groups), self._col)], -2)
         if self.bias:
             y += xp.reshape(self.params["b"], (self.out_ch, 1))
         if per_sample:
@@ -143,21 +144,22 @@ class Conv2d(Layer):
         xp, dy2 = self._param_grads(dy)
         n, c, h, w = self._shape
         shape_g = (n, c // self.groups, h, w)
-        w_blocks = self._blocks(self.params["W"], 0, self.out_ch)
+        w_blocks = group_blocks(self.params["W"], 0, self.groups)
         if self._per_sample():
             matmul = fast_path("matmul", xp, operator.matmul)
-            return self._join(xp, [
+            return concat_groups(xp, [
                 col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), dy_g), shape_g,
                        self.kernel_size, self.stride, self.padding, per_sample=True)
-                for w_g, dy_g in zip(w_blocks, self._blocks(dy2, 1, self.out_ch))], 1)
+                for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 1, self.groups))], 1)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
-            return row_major(xp, self._join(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding) for w_g, dy_g
-                                                 in zip(w_blocks, self._blocks(untracked(dy), 1, self.out_ch))], 1))
-        return row_major(xp, self._join(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
-                                             for w_g, dy_g in zip(w_blocks, self._blocks(dy2, 0, self.out_ch))], 1))
+            dy_blocks = group_blocks(untracked(dy), 1, self.groups)
+            return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding)
+                                                    for w_g, dy_g in zip(w_blocks, dy_blocks)], 1))
+        return row_major(xp, concat_groups(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
+                                                for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 0, self.groups))], 1))
 
     def _input_grad_in_parts(self, xp: Any, weight: Any, dy2: Any, shape: tuple[int, ...]) -> Any:
         """dx (N, C, H, W) of one group from its weights (F, C, kh, kw) and dy2 (F, N*oh*ow), any stride:
@@ -208,31 +210,19 @@ class Conv2d(Layer):
         if self._per_sample():
             dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow))
             dW = [xp.sum(matmul(dy_g, xp.matrix_transpose(col)), axis=0)
-                  for dy_g, col in zip(self._blocks(dy2, 1, self.out_ch), cols)]
+                  for dy_g, col in zip(group_blocks(dy2, 1, self.groups), cols)]
             axes = (0, 2)
         else:
             dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
             # col @ dy.T, transposed, not dy @ col.T: OpenBLAS splits the long inner dimension far
             # better with the small (out_ch-wide) operand last; 1.1x to 2.5x faster here.
             dW = [xp.matrix_transpose(matmul(col, xp.matrix_transpose(dy_g)))
-                  for dy_g, col in zip(self._blocks(dy2, 0, self.out_ch), cols)]
+                  for dy_g, col in zip(group_blocks(dy2, 0, self.groups), cols)]
             axes = (1,)
-        self.grads["W"] = xp.reshape(self._join(xp, dW, 0), self.params["W"].shape)
+        self.grads["W"] = xp.reshape(concat_groups(xp, dW, 0), self.params["W"].shape)
         if self.bias:
             self.grads["b"] = xp.sum(dy2, axis=axes)
         return xp, dy2
-
-    def _blocks(self, a: Any, axis: int, size: int) -> list[Any]:
-        """``a`` cut along ``axis`` (of length ``size``) into ``groups`` equal blocks; ``[a]`` for one group."""
-        if self.groups == 1:
-            return [a]
-        step = size // self.groups
-        lead = (slice(None),) * axis
-        return [a[lead + (slice(g * step, (g + 1) * step), ...)] for g in range(self.groups)]
-
-    def _join(self, xp: Any, parts: list[Any], axis: int) -> Any:
-        """The per-group results concatenated along ``axis``; the one result itself for one group."""
-        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
 
     def _depthwise(self) -> bool:
         return _DEPTHWISE_WINDOWS and self.groups == self.in_ch > 1

@@ -8,8 +8,8 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d, the activations, Softmax and LogSoftmax, Identity, Flatten,
-   BatchNorm, the poolings, Dropout) inside
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d, ConvTranspose2d, the activations, Softmax and LogSoftmax,
+   Identity, Flatten, BatchNorm, the poolings, Upsample, Dropout) inside
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
@@ -23,10 +23,11 @@ How a captured epoch goes:
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear and Conv2d multiply
-   with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
-   cuBLAS there); eager steps keep cuBLAS. Conv2d's im2col (a padded copy and a strided view copied) and
-   col2im (slices added in place) are CuPy kernels that read nothing back.
+   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d and ConvTranspose2d
+   multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
+   cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
+   (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
+   sums.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
@@ -51,8 +52,9 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, Dropout, Flatten, GlobalAvgPool, Identity,
-                      LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh)
+from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, ConvTranspose2d, Dropout, Flatten,
+                      GlobalAvgPool, Identity, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Residual, Sigmoid, SiLU,
+                      Softmax, Softplus, Tanh, Upsample)
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
@@ -68,8 +70,8 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # would not move on.
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
 # none reads anything back to the host, and their arguments are constants of the layer.
-CAPTURABLE = (Linear, Conv2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax, LogSoftmax, Identity,
-              Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Dropout)
+CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
+              LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Upsample, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
 # the host; their weights are copied to the device at the first eager step, before the capture.
@@ -109,7 +111,7 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
         return f"the optimizer {type(optimizer).__name__} is not one of xpnet's"
     for name, layer in model.named_modules().items():
         kind = type(layer)
-        if kind is Conv2d and layer.groups != 1:
+        if kind in (Conv2d, ConvTranspose2d) and layer.groups != 1:
             return f"layer {name!r} is a grouped convolution (groups={layer.groups}), not captured in this version"
         if kind in CONTAINERS or kind in CAPTURABLE:
             continue
