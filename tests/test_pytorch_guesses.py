@@ -467,6 +467,21 @@ def test_embedding_from_pretrained_refuses_freeze_with_what_to_pass():
     np.testing.assert_array_equal(layer.params["W"], weights)  # the padding row kept, as PyTorch's
 
 
+@pytest.mark.parametrize("make", [
+    lambda **kw: xn.layers.Linear(3, 4, **kw), lambda **kw: xn.layers.Conv2d(1, 2, 3, **kw),
+    lambda **kw: xn.layers.ConvTranspose2d(1, 2, 3, **kw), lambda **kw: xn.layers.BatchNorm(3, **kw),
+    lambda **kw: xn.layers.LayerNorm(3, **kw), lambda **kw: xn.layers.LSTM(3, 4, **kw),
+    lambda **kw: xn.layers.MultiheadAttention(4, 2, **kw)], ids=["Linear", "Conv2d", "ConvTranspose2d", "BatchNorm",
+                                                               "LayerNorm", "LSTM", "MultiheadAttention"])
+def test_every_layer_with_parameters_takes_pytorchs_device_none_and_refuses_a_device(make):
+    """nn.Linear(3, 4, device=None), PyTorch's factory keyword written out, was a TypeError on Linear alone; a
+    device is refused on each, saying to move the layer."""
+    assert make(device=None).params
+    with pytest.raises(ValueError, match=r": device='cuda' is not supported: make the layer, then move it .*"
+                                         r"with \.to\(device\)"):
+        make(device="cuda")
+
+
 def test_a_layers_dtype_may_be_given_as_pytorchs():
     torch = pytest.importorskip("torch")
     assert xn.layers.Linear(3, 4, dtype=torch.float64).params["W"].dtype == np.float64

@@ -181,6 +181,10 @@ def positive_int(layer: Layer, arg: str, value: Any) -> int:
     return operator.index(value)
 
 
+# PyTorch's factory argument device=: every xpnet layer is made on the host, then moved.
+DEVICE_DEFAULT = (None, "make the layer, then move it (or the model holding it) with .to(device)")
+
+
 def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: dict[str, Any]) -> None:
     """PyTorch's constructor arguments that xpnet has no use for, ``table[arg] = (default, what to do
     instead)``: each of ``given`` at its default passes (a bool never stands for a number, nor a number

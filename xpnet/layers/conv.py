@@ -11,7 +11,7 @@ from ..backend import fast_path, untracked
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._im2col import (as_pair, check_images, col2im, concat_groups, group_blocks, im2col, input_grad_stride1, is_one,
                       out_size, row_major)
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
@@ -91,7 +91,7 @@ class Conv2d(Layer):
                              f"dilation; leave it at 1")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
-            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            "device": DEVICE_DEFAULT},
             {"padding_mode": padding_mode, "device": device})
 
     @classmethod

@@ -10,7 +10,7 @@ from .. import init as _init
 from .._user import flag
 from ..backend import fast_path, untracked
 from ._im2col import as_pair, col2im, concat_groups, group_blocks, im2col, is_one, row_major
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
 class ConvTranspose2d(Layer):
@@ -61,7 +61,7 @@ class ConvTranspose2d(Layer):
                              "contiguous kernels (as its Conv2d); leave dilation=1")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "PyTorch's ConvTranspose2d pads with zeros only; leave padding_mode='zeros'"),
-            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            "device": DEVICE_DEFAULT},
             {"padding_mode": padding_mode, "device": device})
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size

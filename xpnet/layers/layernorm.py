@@ -8,7 +8,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_int, is_real
 from ..backend import untracked
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
 class LayerNorm(Layer):
@@ -40,7 +40,7 @@ class LayerNorm(Layer):
         self.elementwise_affine = flag(elementwise_affine, self.name, "elementwise_affine")
         self.bias = flag(bias, self.name, "bias")
         pytorch_defaults_only(self.name, {
-            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            "device": DEVICE_DEFAULT},
             {"device": device})
         self.dtype = _init.dtype_name(dtype, self.name)
         if self.elementwise_affine:

@@ -8,7 +8,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, untracked
-from .base import Layer, positive_int
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
 class Linear(Layer):
@@ -26,8 +26,9 @@ class Linear(Layer):
     """
 
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
-                 dtype: str = "float32"):
+                 dtype: str = "float32", *, device: Any = None):
         super().__init__()
+        pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
         if is_bool(init):

@@ -8,7 +8,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_real
 from ..backend import isdtype, same_device, untracked
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .dropout import dropout_forward
 
 
@@ -55,7 +55,7 @@ class MultiheadAttention(Layer):
             "add_zero_attn": (False, "xpnet's MultiheadAttention adds no zero key; leave it False"),
             "batch_first": (True, ("xpnet's MultiheadAttention takes (N, L, E) only; permute (L, N, E) inputs "
                                    "with xp.permute_dims(x, (1, 0, 2))")),
-            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            "device": DEVICE_DEFAULT},
             {"add_bias_kv": add_bias_kv, "add_zero_attn": add_zero_attn, "batch_first": batch_first,
              "device": device})
         self.kdim = self.embed_dim if kdim is None else positive_int(self, "kdim", kdim)

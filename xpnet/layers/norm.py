@@ -7,7 +7,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_real, warn
 from ..backend import fast_path, namespace, same_device, untracked
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
 class _ByConvention:
@@ -83,7 +83,7 @@ class BatchNorm(Layer):
                              "setting; with convention='book' momentum is the weight of the old value (the book's "
                              "0.9): pass a number, or leave convention='book' out for momentum=None")
         pytorch_defaults_only(self.name, {
-            "device": (None, "make the layer, then move it (or the model holding it) with .to(device)")},
+            "device": DEVICE_DEFAULT},
             {"device": device})
         self.affine = flag(affine, self.name, "affine")
         self.track_running_stats = flag(track_running_stats, self.name, "track_running_stats")

@@ -54,7 +54,7 @@ from .. import init as _init
 from .._user import flag
 from ..backend import fast_path, namespace, untracked
 from . import cells
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .tree import moved
 
 # PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
@@ -68,7 +68,7 @@ _PYTORCH_ONLY = {
     "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
     "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
                              "(see the README's Writing your own model)"),
-    "device": (None, "make the layer, then move it (or the model holding it) with .to(device)"),
+    "device": DEVICE_DEFAULT,
 }
 
 
