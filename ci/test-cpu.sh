@@ -6,4 +6,4 @@ python -m pip install -q -e '.[test]'
 # PyTorch and JAX, CPU builds, for the cross-backend tests (PyPI's Linux torch is a multi-GB CUDA build).
 python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 python -m pip install -q -e '.[backends]'
-python -m pytest -q -m "not gpu"
+python -m pytest -q -n auto -m "not gpu"
