@@ -49,7 +49,8 @@ def test_linear_multiplies_by_cublas_eagerly_and_by_its_kernel_while_captured(tm
 # The captured training step
 # ----------------------------------------------------------------------------------------
 
-_TRAIN = """
+# The launches counted, and 250 samples: 7 full batches of 32 and one of 26.
+_COUNTED = """
     import json, numpy as np
     import xpnet as xn
     from xpnet.backend.graphs import StepGraph
@@ -63,6 +64,9 @@ _TRAIN = """
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((250, 12)).astype(np.float32)   # 7 full batches of 32 and one of 26
+"""
+
+_TRAIN = _COUNTED + """
     t = rng.integers(0, 4, 250)
 
     def run(optimizer, graph, schedule=True, epochs=3, **kw):
@@ -332,20 +336,7 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
     """Each loss of CAPTURED_LOSSES (class weights and pos_weight included: copied to the device at the first
     eager step, not per launch) trains as eagerly when its step is captured: the same weights within float32
     rounding, the same losses, and for the binary cross-entropy the same accuracy."""
-    out = last_json(run_with_fake_cupy("""
-    import json, numpy as np
-    import xpnet as xn
-    from xpnet.backend.graphs import StepGraph
-
-    launches = [0]
-    launch = StepGraph.launch
-    def counted(self):
-        launches[0] += 1
-        launch(self)
-    StepGraph.launch = counted
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((250, 12)).astype(np.float32)   # 7 full batches of 32 and one of 26
+    out = last_json(run_with_fake_cupy(_COUNTED + """
     cases = {
         "softmax-weighted": ("xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 0.5, 1.5]), "
                              "label_smoothing=0.1)", 4, rng.integers(0, 4, 250)),
