@@ -43,12 +43,12 @@ class ConvTranspose2d(Layer):
                  output_padding: Any = 0, groups: Any = 1, bias: bool = True, dilation: Any = 1,
                  padding_mode: Any = "zeros", device: Any = None, *, init: Any = "pytorch", dtype: str = "float32"):
         super().__init__()
-        self.in_ch = positive_int(self, "in_channels", in_channels)
-        self.out_ch = positive_int(self, "out_channels", out_channels)
+        self.in_channels = positive_int(self, "in_channels", in_channels)
+        self.out_channels = positive_int(self, "out_channels", out_channels)
         self.groups = positive_int(self, "groups", groups)
-        if self.in_ch % self.groups or self.out_ch % self.groups:
-            raise ValueError(f"{self.name}: in_channels ({self.in_ch}) and out_channels ({self.out_ch}) must both "
-                             f"be divisible by groups ({self.groups})")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"{self.name}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
+                             f"must both be divisible by groups ({self.groups})")
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
@@ -65,34 +65,28 @@ class ConvTranspose2d(Layer):
             {"padding_mode": padding_mode, "device": device})
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
-        fan_in, fan_out = self.out_ch // self.groups * kh * kw, self.in_ch * kh * kw  # PyTorch's: W's size(1), size(0)
-        shape = (self.in_ch, self.out_ch // self.groups, kh, kw)
+        # PyTorch's fan_in and fan_out: W's size(1) and size(0) times the kernel's pixels.
+        fan_in, fan_out = self.out_channels // self.groups * kh * kw, self.in_channels * kh * kw
+        shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
         if isinstance(init, str) and init == "pytorch":
             bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) and the bias's bound, as _ConvNd's
             self.params["W"] = _uniform(shape, bound, self.dtype)
             if self.bias:
-                self.params["b"] = _uniform((self.out_ch,), bound, self.dtype)
+                self.params["b"] = _uniform((self.out_channels,), bound, self.dtype)
         else:
             self.params["W"] = _init.weights(shape, fan_in, fan_out, init=init, dtype=self.dtype)
             if self.bias:
-                self.params["b"] = _init.zeros((self.out_ch,), dtype=self.dtype)
+                self.params["b"] = _init.zeros((self.out_channels,), dtype=self.dtype)
         self._x2 = None
         self._shape = None
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "pytorch"
-        return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding),
                 "output_padding": list(self.output_padding), "groups": self.groups, "bias": self.bias, "init": init,
                 "dtype": self.dtype}
-
-    @property
-    def in_channels(self) -> int:
-        return self.in_ch
-
-    @property
-    def out_channels(self) -> int:
-        return self.out_ch
 
     def forward(self, x: Any, train: bool = True) -> Any:
         self._check_train(train)
@@ -101,22 +95,22 @@ class ConvTranspose2d(Layer):
         self._check_like_params(x)
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_ch:
-            raise ValueError(f"{self.name}: expected {self.in_ch} input channels (N, {self.in_ch}, H, W), got shape "
-                             f"{tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{self.name}: expected {self.in_channels} input channels (N, {self.in_channels}, H, W), "
+                             f"got shape {tuple(x.shape)}")
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w)
         self._shape = tuple(x.shape)
-        self._x2 = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_ch, n * h * w))
+        self._x2 = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_channels, n * h * w))
         matmul = fast_path("matmul", xp, operator.matmul)
-        shape_g = (n, self.out_ch // self.groups, oh, ow)
+        shape_g = (n, self.out_channels // self.groups, oh, ow)
         y = row_major(xp, concat_groups(xp, [
             col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), x_g), shape_g, self.kernel_size,
                    self.stride, self.padding)
             for w_g, x_g in zip(group_blocks(self.params["W"], 0, self.groups),
                                 group_blocks(self._x2, 0, self.groups))], 1))
         if self.bias:
-            y += xp.reshape(self.params["b"], (self.out_ch, 1, 1))
+            y += xp.reshape(self.params["b"], (self.out_channels, 1, 1))
         return y
 
     def backward(self, dy: Any) -> Any:
@@ -126,7 +120,7 @@ class ConvTranspose2d(Layer):
         w_blocks = group_blocks(self.params["W"], 0, self.groups)
         dx2 = concat_groups(xp, [matmul(xp.reshape(w_g, (w_g.shape[0], -1)), col_g)
                                  for w_g, col_g in zip(w_blocks, group_blocks(col, 0, self.groups))], 0)
-        return row_major(xp, xp.permute_dims(xp.reshape(dx2, (self.in_ch, n, h, w)), (1, 0, 2, 3)))
+        return row_major(xp, xp.permute_dims(xp.reshape(dx2, (self.in_channels, n, h, w)), (1, 0, 2, 3)))
 
     def backward_params(self, dy: Any) -> None:
         self._param_grads(dy)
@@ -137,7 +131,7 @@ class ConvTranspose2d(Layer):
         x2 = self._need(self._x2)
         xp = self._check_float(dy)
         n, _, h, w = self._shape
-        expected = (n, self.out_ch, *self._out_hw(h, w))
+        expected = (n, self.out_channels, *self._out_hw(h, w))
         if tuple(dy.shape) != expected:
             raise ValueError(f"{self.name}: expected dy of shape {expected} (the last forward's output), got "
                              f"{tuple(dy.shape)}")
