@@ -113,6 +113,21 @@ def test_sigmoid_cross_entropy_weights_are_copied_once_per_device_and_dtype(monk
     assert len(sent) == 2
 
 
+
+def test_a_loss_with_weights_can_be_copied_and_pickled_after_use(dev, rng):
+    """The weights' device copy was kept under the namespace module and the device object: after one forward,
+    copy.deepcopy and pickle of the loss raised "cannot pickle 'module' object"."""
+    import copy
+    import pickle
+
+    y = xn.to_device(rng.standard_normal((4, 3)), dev)
+    t = xn.to_device(np.array([0, 1, 2, 1]), dev)
+    loss = xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 3.0]))
+    want = float(loss.forward(y, t))
+    assert float(copy.deepcopy(loss).forward(y, t)) == want
+    if dev.is_numpy:
+        assert float(pickle.loads(pickle.dumps(loss)).forward(y, t)) == want
+
 # ----------------------------------------------------------------------------------------
 # MeanAbsoluteError (L1Loss), SmoothL1Loss, HuberLoss, MeanSquaredError's reduction
 # ----------------------------------------------------------------------------------------

@@ -168,15 +168,16 @@ class HostWeights:
         host.flags.writeable = False
         self.host = host
         self.shape = host.shape
-        self._copy: tuple[Any, Any] = (None, None)  # (namespace, device, dtype), the array there
+        self._copy: Any = None  # the weights where they were last used
 
     def like(self, a: Any) -> Any:
-        """The weights on ``a``'s device in ``a``'s dtype."""
-        xp = namespace(a)
-        key = (xp, a.device, a.dtype)
-        if self._copy[0] != key:
-            self._copy = (key, to_device(self.host, device_of(a), dtype=dtype_name(a)))
-        return self._copy[1]
+        """The weights on ``a``'s device in ``a``'s dtype. The copy is checked against ``a`` itself, not kept
+        under a namespace or device object: a module (and JAX's Device) cannot be deep-copied or pickled."""
+        copy = self._copy
+        # same_device first: it compares the namespaces too, and two libraries' dtypes never compare.
+        if copy is None or not same_device(copy, a) or copy.dtype != a.dtype:
+            copy = self._copy = to_device(self.host, device_of(a), dtype=dtype_name(a))
+        return copy
 
     def __repr__(self) -> str:
         host = self.host
