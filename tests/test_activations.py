@@ -299,6 +299,16 @@ def test_bad_arguments_name_the_layer_the_argument_and_what_came(make, error, me
         make()
 
 
+def test_softmax_of_a_row_of_minus_inf_is_nan_as_pytorchs_without_a_warning(dev):
+    """A row every position of which is masked (-inf) gave NaN with NumPy's "invalid value" RuntimeWarning (an
+    error in this suite), where MultiheadAttention's softmax gave it quietly; they are one function now."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    x = np.array([[-math.inf, -math.inf, -math.inf], [1.0, -math.inf, 2.0]])
+    y = xn.to_numpy(L.Softmax(dim=-1).forward(xn.to_device(x, dev)))
+    np.testing.assert_allclose(y, torch.softmax(torch.from_numpy(x), dim=-1).numpy(), rtol=1e-15, atol=0)
+    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+
+
 def test_a_dim_outside_the_input_is_refused_at_forward_naming_both():
     with pytest.raises(ValueError, match=r"^Softmax: dim=5 is not an axis of the 2-d input of shape \(2, 3\) "
                                          r"\(expected -2 to 1\)$"):

@@ -10,6 +10,7 @@ from .._user import flag, is_real
 from ..backend import isdtype, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .dropout import dropout_forward
+from .softmax import softmax
 
 
 class MultiheadAttention(Layer):
@@ -119,7 +120,7 @@ class MultiheadAttention(Layer):
         scores = qh @ xp.permute_dims(kh, (0, 1, 3, 2))
         if mask is not None:
             scores = scores + mask
-        a = _softmax(xp, scores)
+        a = softmax(scores, -1)
         dropped, drop = a, None
         if train and self.dropout > 0.0:
             dropped, drop = dropout_forward(a, self.dropout, 1.0 / (1.0 - self.dropout), self.rng, self)
@@ -194,14 +195,6 @@ def _merge_heads(xp: Any, x: Any) -> Any:
 def _weight_grad(xp: Any, x: Any, g: Any) -> Any:
     """x^T g over the N * T rows of x (N, T, D_in) and g (N, T, D_out)."""
     return xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)) @ xp.reshape(g, (-1, g.shape[2]))
-
-
-def _softmax(xp: Any, s: Any) -> Any:
-    """Softmax over the last axis; a row of -inf only gives NaN (PyTorch's answer) without a warning."""
-    m = xp.max(s, axis=-1, keepdims=True)
-    e = xp.exp(s - xp.where(m == -math.inf, 0.0, m))
-    z = xp.sum(e, axis=-1, keepdims=True)
-    return e / xp.where(z > 0.0, z, math.nan)
 
 
 def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,

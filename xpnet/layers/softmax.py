@@ -12,10 +12,11 @@ and cheaper choice, as PyTorch's CrossEntropyLoss is over LogSoftmax and NLLLoss
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._user import is_int
-from ..backend import untracked
+from ..backend import namespace, untracked
 from .base import Layer
 
 
@@ -46,15 +47,14 @@ class _AlongDim(Layer):
 
 
 class Softmax(_AlongDim):
-    """y = exp(x) / sum(exp(x)) along ``dim``, computed from x - max(x) (no overflow). x: (...) -> y: the same
-    shape. Caches y; backward is y * (dy - sum(dy * y)) along ``dim``, never writing into ``dy``."""
+    """y = exp(x) / sum(exp(x)) along ``dim`` (:func:`softmax`: no overflow; NaN, as PyTorch's, where every x
+    of a slice is -inf). x: (...) -> y: the same shape. Caches y; backward is y * (dy - sum(dy * y)) along
+    ``dim``, never writing into ``dy``."""
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
-        xp = self._check_float(x)
-        axis = self._axis(x)
-        e = xp.exp(x - xp.max(x, axis=axis, keepdims=True))
-        self._y = e / xp.sum(e, axis=axis, keepdims=True)
+        self._check_float(x)
+        self._y = softmax(x, self._axis(x))
         return self._y
 
     def backward(self, dy: Any) -> Any:
@@ -62,6 +62,16 @@ class Softmax(_AlongDim):
         y = self._need(self._y)
         xp = self._check_grad(dy, y.shape)
         return y * (dy - xp.sum(dy * y, axis=self.dim % y.ndim, keepdims=True))
+
+
+def softmax(x: Any, axis: int) -> Any:
+    """exp(x) / sum(exp(x)) along ``axis``, from x - max(x) (no overflow); a slice of -inf only (every key masked,
+    in attention) gives NaN, PyTorch's answer, without NumPy's "invalid value" warning."""
+    xp = namespace(x)
+    m = xp.max(x, axis=axis, keepdims=True)
+    e = xp.exp(x - xp.where(m == -math.inf, 0.0, m))
+    z = xp.sum(e, axis=axis, keepdims=True)
+    return e / xp.where(z > 0.0, z, math.nan)
 
 
 class LogSoftmax(_AlongDim):
