@@ -122,6 +122,9 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
+    ("xn.layers.PReLU", "xn.layers.LeakyReLU(negative_slope) has a fixed one"),
+    ("xn.layers.ReLU6", "xpnet has no ReLU6"),
+    ("xn.layers.Dropout2d", "xn.layers.Dropout(p) (no whole-channel dropout)"),
 ])
 def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint):
     with pytest.raises(AttributeError) as info:

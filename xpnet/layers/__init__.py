@@ -73,6 +73,9 @@ _PYTORCH_NAMES = {
                            "'nearest', is the default (whole-number scales)",
     "UpsamplingBilinear2d": "xpnet has no bilinear upsampling: xn.layers.Upsample(scale_factor=2) repeats pixels "
                             "(PyTorch's mode='nearest'); xn.layers.ConvTranspose2d learns an upsampling",
+    "PReLU": "xpnet has no PReLU (a learned slope): xn.layers.LeakyReLU(negative_slope) has a fixed one",
+    "ReLU6": "xpnet has no ReLU6; xn.layers.ReLU(), LeakyReLU, ELU, GELU, SiLU and Softplus are its activations",
+    "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }
