@@ -301,12 +301,19 @@ def test_bad_arguments_name_the_layer_the_argument_and_what_came(make, error, me
 
 def test_softmax_of_a_row_of_minus_inf_is_nan_as_pytorchs_without_a_warning(dev):
     """A row every position of which is masked (-inf) gave NaN with NumPy's "invalid value" RuntimeWarning (an
-    error in this suite), where MultiheadAttention's softmax gave it quietly; they are one function now."""
+    error in this suite), where MultiheadAttention's softmax gave it quietly; they are one function now, and
+    LogSoftmax shifts by the max the same way. A row with one finite value stays PyTorch's, gradients too."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x = np.array([[-math.inf, -math.inf, -math.inf], [1.0, -math.inf, 2.0]])
-    y = xn.to_numpy(L.Softmax(dim=-1).forward(xn.to_device(x, dev)))
-    np.testing.assert_allclose(y, torch.softmax(torch.from_numpy(x), dim=-1).numpy(), rtol=1e-15, atol=0)
-    assert np.isnan(y[0]).all() and np.isfinite(y[1]).all()
+    for layer, theirs in ((L.Softmax(dim=-1), torch.softmax), (L.LogSoftmax(dim=-1), torch.log_softmax)):
+        xt = torch.tensor(x, requires_grad=True)
+        want = theirs(xt, dim=-1)
+        want.backward(torch.ones_like(want))
+        y = xn.to_numpy(layer.forward(xn.to_device(x, dev)))
+        dx = xn.to_numpy(layer.backward(xn.to_device(np.ones_like(x), dev)))
+        np.testing.assert_allclose(y, want.detach().numpy(), rtol=1e-15, atol=0, err_msg=layer.name)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-15, atol=0, err_msg=layer.name)
+        assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
 
 
 def test_a_dim_outside_the_input_is_refused_at_forward_naming_both():

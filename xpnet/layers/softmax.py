@@ -75,15 +75,18 @@ def softmax(x: Any, axis: int) -> Any:
 
 
 class LogSoftmax(_AlongDim):
-    """y = x - log(sum(exp(x))) along ``dim``, computed from x - max(x) (no overflow, no log of 0). x: (...) -> y:
-    the same shape. Caches y; backward is dy - exp(y) * sum(dy) along ``dim``, never writing into ``dy``."""
+    """y = x - log(sum(exp(x))) along ``dim``, computed from x - max(x) (no overflow, no log of 0; NaN, as
+    PyTorch's, where every x of a slice is -inf, without a warning). x: (...) -> y: the same shape. Caches y;
+    backward is dy - exp(y) * sum(dy) along ``dim``, never writing into ``dy``."""
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp = self._check_float(x)
         axis = self._axis(x)
-        shifted = x - xp.max(x, axis=axis, keepdims=True)
-        self._y = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+        m = xp.max(x, axis=axis, keepdims=True)
+        shifted = x - xp.where(m == -math.inf, 0.0, m)
+        z = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
+        self._y = shifted - xp.log(xp.where(z > 0.0, z, math.nan))
         return self._y
 
     def backward(self, dy: Any) -> Any:
