@@ -84,7 +84,9 @@ _TRAIN = _COUNTED + """
 
 _OPTIMIZERS = {"sgd": "xn.optim.SGD(0.1)", "sgd-nesterov": "xn.optim.SGD(0.05, momentum=0.9, nesterov=True)",
                "momentum": "xn.optim.Momentum(0.05)", "adam": "xn.optim.Adam(0.01)",
-               "adamw": "xn.optim.AdamW(0.01)", "rmsprop": "xn.optim.RMSprop(0.01)", "adagrad": "xn.optim.AdaGrad(0.05)"}
+               "adamw": "xn.optim.AdamW(0.01)", "rmsprop": "xn.optim.RMSprop(0.01)",
+               "rmsprop-momentum-centered": "xn.optim.RMSprop(0.01, momentum=0.5, centered=True)",
+               "adagrad": "xn.optim.AdaGrad(0.05)"}
 
 
 def _assert_same_training(eager: dict, captured: dict, rtol: float = 2e-4, atol: float = 2e-5) -> None:

@@ -170,7 +170,8 @@ def test_optimizer_bound_to_another_model():
 
 @pytest.mark.parametrize("make", [lambda: optim.SGD(-1), lambda: optim.Adam(lr=math.nan), lambda: optim.SGD(math.inf),
                                   lambda: optim.Momentum(0.1, momentum=1.0), lambda: optim.Adam(betas=(0.9,)),
-                                  lambda: optim.RMSprop(alpha=-0.1), lambda: optim.AdamW(weight_decay=-1)])
+                                  lambda: optim.RMSprop(alpha=-0.1), lambda: optim.AdamW(weight_decay=-1),
+                                  lambda: optim.RMSprop(momentum=1.5)])
 def test_hyperparameters_are_validated(make):
     with pytest.raises(ValueError, match="must be"):
         make()
@@ -386,6 +387,31 @@ def test_sgd_with_momentum_takes_pytorchs_steps(rng, settings):
         model.g = g
         ours.step(model)
     np.testing.assert_allclose(model.p, w.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("settings", [{"momentum": 0.9}, {"centered": True}, {"momentum": 0.5, "centered": True},
+                                      {"momentum": 0.9, "weight_decay": 0.1}])
+def test_rmsprop_takes_pytorchs_momentum_and_centered(dev, rng, settings):
+    """RMSprop(momentum=0.9) or centered=True, torch.optim.RMSprop's options, were a TypeError; checked against
+    torch.optim.RMSprop itself, with the learning rate changed halfway, on every device."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    p0, grads = rng.standard_normal((3, 2)), [rng.standard_normal((3, 2)) for _ in range(6)]
+    w = torch.tensor(p0.copy(), requires_grad=True)
+    reference = torch.optim.RMSprop([w], lr=0.01, alpha=0.9, **settings)
+    ours = optim.RMSprop(0.01, alpha=0.9, weight_decay_on="all", **settings)
+    model = _Params(p0.copy(), dev)
+    for i, g in enumerate(grads):
+        if i == 3:
+            ours.lr = reference.param_groups[0]["lr"] = 0.002
+        w.grad = torch.tensor(g)
+        reference.step()
+        model.g = xn.to_device(g, dev)
+        ours.step(model)
+    assert_placed(model.p, dev, "float64")
+    np.testing.assert_allclose(xn.to_numpy(model.p), w.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert repr(ours).startswith("RMSprop(") and ours.hyperparams()["centered"] == settings.get("centered", False)
+    with pytest.raises(TypeError, match="RMSprop: centered must be True or False, got 'yes'"):
+        optim.RMSprop(centered="yes")
 
 
 def test_sgd_without_momentum_is_the_books_and_refuses_nesterov_without_momentum(rng):

@@ -35,28 +35,55 @@ class AdaGrad(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps)."""
+    """h = alpha*h + (1-alpha)*g*g; p -= lr * g / (sqrt(h) + eps).
+
+    PyTorch's ``momentum`` and ``centered`` (keyword-only here), as ``torch.optim.RMSprop`` steps:
+    ``centered=True`` divides by sqrt(h - a*a) + eps, a = alpha*a + (1-alpha)*g the mean gradient; with
+    ``momentum`` m > 0, buf = m*buf + g / (sqrt(...) + eps) (from zeros) and p -= lr * buf."""
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 weight_decay_on: str = "weights"):
+                 weight_decay_on: str = "weights", *, momentum: float = 0.0, centered: bool = False):
         super().__init__(lr, weight_decay, weight_decay_on)
         self.alpha = _fraction("alpha", alpha, self)
         self.eps = _positive("eps", eps, self)
+        self.momentum = _fraction("momentum", momentum, self)
+        self.centered = flag(centered, self.name, "centered")
 
     def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps}
+        return {**super().hyperparams(), "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         h = self._slot(name, "h", p, xp)
-        if fast_path("rms_update", xp, unfused)(p, g, h, self._step_lr(p), self.alpha, self.eps) is not NotImplemented:
+        plain = not (self.momentum or self.centered)  # the fused kernels have neither option
+        if plain and fast_path("rms_update", xp, unfused)(p, g, h, self._step_lr(p), self.alpha,
+                                                          self.eps) is not NotImplemented:
             return p
+        # The state moves on in place where the namespace allows it: a captured CUDA step writes into the
+        # arrays it was captured with.
         work = self._work(p, xp)
         h *= self.alpha
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - self.alpha
         h += w
-        self._store(name, h=h)
-        return self._divide_step(p, g, h, self._step_lr(p), self.eps, work, xp)
+        if plain:
+            self._store(name, h=h)
+            return self._divide_step(p, g, h, self._step_lr(p), self.eps, work, xp)
+        slots, den = {"h": h}, h
+        if self.centered:
+            a = self._slot(name, "grad_avg", p, xp)
+            a *= self.alpha
+            a += (1.0 - self.alpha) * g
+            slots["grad_avg"], den = a, h - a * a
+        step = g / (xp.sqrt(den) + self.eps)
+        if self.momentum:
+            buf = self._slot(name, "momentum_buffer", p, xp)
+            buf *= self.momentum
+            buf += step
+            slots["momentum_buffer"] = step = buf
+        self._store(name, **slots)
+        p -= self._step_lr(p) * step
+        return p
 
 
 class Adam(Optimizer):
