@@ -297,12 +297,32 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
                                        ("named_parameters", "model.named_params()"),
                                        ("modules", "model.named_modules()"), ("children", "model.named_children()"),
                                        ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),
-                                       ("half", "model.to(dtype='float16')")])
+                                       ("half", "model.to(dtype='float16')"),
+                                       ("requires_grad_", "xpnet has no frozen parameters")])
 def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
     for model in (_mlp(), xn.layers.Residual(xn.Sequential(xn.layers.Linear(4, 4)))):
         with pytest.raises(AttributeError, match=f"object has no attribute '{name}': .*" + re.escape(hint)):
             getattr(model, name)
     assert not hasattr(_mlp(), "no_such_thing")  # hasattr still answers False, with no hint
+
+
+def test_apply_calls_a_function_on_every_layer_children_first_as_pytorchs():
+    """model.apply(init_weights), PyTorch's way to initialise a model of one's own, was an AttributeError."""
+    inner = xn.Sequential(xn.layers.Linear(3, 2))
+    model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.ReLU(), inner)
+    seen = []
+
+    def init(m):
+        seen.append(m)
+        if isinstance(m, xn.layers.Linear):
+            m.params["W"] = np.full(m.params["W"].shape, 0.5, np.float32)
+
+    assert model.apply(init) is model
+    assert len(seen) == 5 and seen[-1] is model and seen.index(inner[0]) < seen.index(inner)
+    np.testing.assert_array_equal(model.predict(np.ones((1, 4), np.float32)), [[3.0, 3.0]])
+    assert xn.layers.ReLU().apply(seen.append) is not None
+    with pytest.raises(TypeError, match="Sequential.apply: fn must be a function of a layer, got str"):
+        model.apply("xavier")
 
 
 def test_a_sequential_grows_by_append_and_extend_as_pytorchs():

@@ -11,7 +11,7 @@ under two names is visited once, under the first.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 from .._user import flag
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
@@ -134,6 +134,18 @@ class Tree:
     def params_and_grads(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(named_params(), named_grads())`` from one walk of the tree (what an optimizer's step needs)."""
         return self._named("params", "grads")
+
+    def apply(self, fn: Callable[[Any], Any]) -> Any:
+        """``fn(node)`` for every layer and model inside and for this one, children before their parents, as
+        PyTorch's ``Module.apply`` (an initialisation of one's own: ``def init(m): if isinstance(m,
+        xn.layers.Linear): m.params["W"] = ...``, arrays of the model's dtype on its device, or set before
+        ``model.to(device)``); returns this one."""
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}.apply: fn must be a function of a layer, got "
+                            f"{type(fn).__name__}")
+        for node in reversed(list(self.named_modules().values())):  # each node after all of its descendants
+            fn(node)
+        return self
 
     def named_params(self) -> dict[str, Any]:
         """Every parameter by dotted name (``"0.W"``, ``"stage1.0.conv1.W"``)."""
