@@ -73,11 +73,8 @@ class Sigmoid(Layer):
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
-        xp = self._check_float(x)
-        # exp of -|x| never overflows; the two branches are the same function.
-        e = xp.exp(-xp.abs(x))
-        inv = 1.0 / (1.0 + e)
-        self._y = xp.where(x >= 0, inv, e * inv)
+        self._check_float(x)
+        self._y = _sigmoid(x)
         return self._y
 
     def backward(self, dy: Any) -> Any:
@@ -116,7 +113,7 @@ def _number(layer: Layer, arg: str, value: Any, nonzero: bool = False) -> float:
 
 
 def _sigmoid(x: Any) -> Any:
-    """1 / (1 + exp(-x)) without overflow: exp of -|x| only."""
+    """1 / (1 + exp(-x)) without overflow: exp of -|x| only (the two branches are the same function)."""
     xp = namespace(x)
     e = xp.exp(-xp.abs(x))
     inv = 1.0 / (1.0 + e)
