@@ -172,7 +172,7 @@ class Conv2d(Layer):
         matmul = fast_path("matmul", xp, operator.matmul)
         parts = [col2im(matmul(w_t[c0 * kk:min(c0 + per, c) * kk, :], dy2), (n, min(per, c - c0), h, w),
                         self.kernel_size, self.stride, self.padding) for c0 in range(0, c, per)]
-        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=1)
+        return concat_groups(xp, parts, 1)
 
     def backward_params(self, dy: Any) -> None:
         if self._depthwise():
