@@ -1,9 +1,10 @@
 """Elementwise activations: ReLU, Sigmoid, Tanh and PyTorch's LeakyReLU, ELU, GELU, SiLU, Softplus and Identity,
 with its arguments, defaults and meanings. Shapes are kept: x: (N, ...) -> y: (N, ...).
 
-PyTorch's ``inplace=`` (ReLU, LeakyReLU, ELU, SiLU; Dropout's too) is taken at its default, False; ``inplace=True`` is refused,
-saying so: xpnet never writes into a layer's input (backward needs it, and the caller may too), and a flag
-accepted and then ignored would leave code that relies on PyTorch's aliasing silently wrong.
+PyTorch's ``inplace=`` (ReLU, LeakyReLU, ELU, SiLU; Dropout's too) is taken at its default, False;
+``inplace=True`` is refused, saying so (``layers.base.INPLACE``): xpnet never writes into a layer's input
+(backward needs it, and the caller may too), and a flag accepted and then ignored would leave code that relies
+on PyTorch's aliasing silently wrong.
 """
 
 from __future__ import annotations
@@ -14,10 +15,7 @@ from typing import Any
 from .._user import is_real
 from ..backend import fast_path, namespace, untracked
 from ._erf import erf
-from .base import Layer, pytorch_defaults_only
-
-INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
-                    "memory)"))
+from .base import INPLACE, Layer, pytorch_defaults_only
 
 
 class ReLU(Layer):

@@ -183,6 +183,9 @@ def positive_int(layer: Layer, arg: str, value: Any) -> int:
 
 # PyTorch's factory argument device=: every xpnet layer is made on the host, then moved.
 DEVICE_DEFAULT = (None, "make the layer, then move it (or the model holding it) with .to(device)")
+# PyTorch's inplace= (the activations, Dropout): xpnet never writes into a layer's input.
+INPLACE = (False, ("xpnet never writes into a layer's input; leave inplace out (the output is the same, in new "
+                    "memory)"))
 
 
 def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: dict[str, Any]) -> None:

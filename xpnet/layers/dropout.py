@@ -7,8 +7,7 @@ from typing import Any
 from .. import init as _init
 from .._user import seed as _seed
 from ..backend import fast_path, namespace, uniform, untracked
-from .activations import INPLACE
-from .base import Layer, pytorch_defaults_only
+from .base import INPLACE, Layer, pytorch_defaults_only
 
 
 class Dropout(Layer):

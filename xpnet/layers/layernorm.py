@@ -39,9 +39,7 @@ class LayerNorm(Layer):
         self.eps = float(eps)
         self.elementwise_affine = flag(elementwise_affine, self.name, "elementwise_affine")
         self.bias = flag(bias, self.name, "bias")
-        pytorch_defaults_only(self.name, {
-            "device": DEVICE_DEFAULT},
-            {"device": device})
+        pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
         self.dtype = _init.dtype_name(dtype, self.name)
         if self.elementwise_affine:
             self.params["gamma"] = _init.ones(self.normalized_shape, dtype=dtype)

@@ -82,9 +82,7 @@ class BatchNorm(Layer):
             raise ValueError("BatchNorm: momentum=None (PyTorch's cumulative average of all batches) is a PyTorch "
                              "setting; with convention='book' momentum is the weight of the old value (the book's "
                              "0.9): pass a number, or leave convention='book' out for momentum=None")
-        pytorch_defaults_only(self.name, {
-            "device": DEVICE_DEFAULT},
-            {"device": device})
+        pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
         self.affine = flag(affine, self.name, "affine")
         self.track_running_stats = flag(track_running_stats, self.name, "track_running_stats")
         momentum = (0.9 if book else 0.1) if momentum is _BY_CONVENTION else momentum
