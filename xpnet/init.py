@@ -119,6 +119,13 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     return (rng.standard_normal(shape) * _std(init, fan_in, fan_out)).astype(dtype)
 
 
+def uniform(shape: tuple[int, ...], bound: float, dtype: str = "float32") -> np.ndarray:
+    """A host array of ``shape`` drawn from U(-bound, bound) by the seeded generator (PyTorch's initialisers
+    that draw uniformly: Linear's and the convolutions' kaiming_uniform_(a=sqrt(5)), xavier_uniform_), as
+    :func:`weights` draws."""
+    return weights(shape, 0, 0, init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)
+
+
 def zeros(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of zeros (biases), moved to the device with the layer."""
     return _placeholder(shape, dtype) if _skipping.get() is not None else np.zeros(shape, dtype=_float_dtype(dtype))

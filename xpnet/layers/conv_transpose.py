@@ -70,9 +70,9 @@ class ConvTranspose2d(Layer):
         shape = (self.in_channels, self.out_channels // self.groups, kh, kw)
         if isinstance(init, str) and init == "pytorch":
             bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) and the bias's bound, as _ConvNd's
-            self.params["W"] = _uniform(shape, bound, self.dtype)
+            self.params["W"] = _init.uniform(shape, bound, self.dtype)
             if self.bias:
-                self.params["b"] = _uniform((self.out_channels,), bound, self.dtype)
+                self.params["b"] = _init.uniform((self.out_channels,), bound, self.dtype)
         else:
             self.params["W"] = _init.weights(shape, fan_in, fan_out, init=init, dtype=self.dtype)
             if self.bias:
@@ -153,8 +153,3 @@ class ConvTranspose2d(Layer):
                              f"- 2*padding + kernel_size + output_padding, with padding={self.padding}): padding is "
                              "too large for this input")
         return out
-
-
-def _uniform(shape: tuple[int, ...], bound: float, dtype: str) -> Any:
-    """U(-bound, bound) from xpnet's seeded host generator (PyTorch's init of transposed convolutions)."""
-    return _init.weights(shape, 0, 0, init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)

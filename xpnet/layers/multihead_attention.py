@@ -66,11 +66,11 @@ class MultiheadAttention(Layer):
         self.head_dim = self.embed_dim // self.num_heads
         E = self.embed_dim
         if self.kdim == self.vdim == E:
-            self.params["W_in"] = _uniform((E, 3 * E), math.sqrt(6.0 / (4 * E)), self.dtype)
+            self.params["W_in"] = _init.uniform((E, 3 * E), math.sqrt(6.0 / (4 * E)), self.dtype)
         else:
             for name, d in (("W_q", E), ("W_k", self.kdim), ("W_v", self.vdim)):
-                self.params[name] = _uniform((d, E), math.sqrt(6.0 / (d + E)), self.dtype)
-        self.params["W_out"] = _uniform((E, E), 1.0 / math.sqrt(E), self.dtype)
+                self.params[name] = _init.uniform((d, E), math.sqrt(6.0 / (d + E)), self.dtype)
+        self.params["W_out"] = _init.uniform((E, E), 1.0 / math.sqrt(E), self.dtype)
         if self.bias:
             self.params["b_in"] = _init.zeros((3 * E,), dtype=self.dtype)
             self.params["b_out"] = _init.zeros((E,), dtype=self.dtype)
@@ -173,11 +173,6 @@ class MultiheadAttention(Layer):
                              f"{self.vdim}) (batch_first; one sequence as x[None]), got {tuple(query.shape)}, "
                              f"{tuple(key.shape)} and {tuple(value.shape)}")
         return (int(query.shape[0]), int(query.shape[1]), int(key.shape[1]), E, self.num_heads, self.head_dim)
-
-
-def _uniform(shape: tuple[int, int], bound: float, dtype: str) -> Any:
-    """U(-bound, bound) from xpnet's seeded host generator (PyTorch's xavier_uniform_ and Linear's init)."""
-    return _init.weights(shape, shape[0], shape[1], init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)
 
 
 def _split_heads(xp: Any, x: Any, heads: int) -> Any:
