@@ -6,6 +6,7 @@ from typing import Any
 
 from ..backend import same_device, untracked
 from .base import Layer
+from .softmax import softmax, softmax_backward
 
 
 class Attention(Layer):
@@ -48,8 +49,7 @@ class Attention(Layer):
             raise ValueError(f"Attention: expected hs_enc (N, T_enc, H) and hs_dec (N, T_dec, H), got "
                              f"{tuple(hs_enc.shape)} and {tuple(hs_dec.shape)}")
         scores = hs_dec @ xp.permute_dims(hs_enc, (0, 2, 1))
-        e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
-        a = e / xp.sum(e, axis=-1, keepdims=True)
+        a = softmax(scores, -1)
         self.attention_weights = a
         self._cache = (hs_enc, hs_dec, a)
         return a @ hs_enc
@@ -61,6 +61,6 @@ class Attention(Layer):
         if tuple(dout.shape) != tuple(hs_dec.shape):
             raise ValueError(f"Attention: expected dout of shape {tuple(hs_dec.shape)}, got {tuple(dout.shape)}")
         da = dout @ xp.permute_dims(hs_enc, (0, 2, 1))
-        ds = a * (da - xp.sum(da * a, axis=-1, keepdims=True))
+        ds = softmax_backward(a, da, -1)
         dhs_enc = xp.permute_dims(a, (0, 2, 1)) @ dout + xp.permute_dims(ds, (0, 2, 1)) @ hs_dec
         return dhs_enc, ds @ hs_enc

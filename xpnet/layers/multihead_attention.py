@@ -10,7 +10,7 @@ from .._user import flag, is_real
 from ..backend import isdtype, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .dropout import dropout_forward
-from .softmax import softmax
+from .softmax import softmax, softmax_backward
 
 
 class MultiheadAttention(Layer):
@@ -134,7 +134,7 @@ class MultiheadAttention(Layer):
         return y, xp.mean(dropped, axis=1) if average else dropped
 
     def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
-        """The heads' attention backward (softmax: ds = a * (da - sum(da * a))), then the projections'."""
+        """The heads' attention backward (the softmax's through softmax_backward), then the projections'."""
         dy = untracked(dy)
         query, key, value, qh, kh, vh, a, dropped, drop, o = self._need(self._cache)
         N, L, E = query.shape
@@ -146,7 +146,7 @@ class MultiheadAttention(Layer):
         da = doh @ xp.permute_dims(vh, (0, 1, 3, 2))
         if drop is not None:
             da = da * drop
-        ds = a * (da - xp.sum(da * a, axis=-1, keepdims=True))
+        ds = softmax_backward(a, da, -1)
         dq = _merge_heads(xp, ds @ kh) * (1.0 / math.sqrt(d))
         dk = _merge_heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)) @ qh)
         dv = _merge_heads(xp, dvh)

@@ -60,8 +60,8 @@ class Softmax(_AlongDim):
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
         y = self._need(self._y)
-        xp = self._check_grad(dy, y.shape)
-        return y * (dy - xp.sum(dy * y, axis=self.dim % y.ndim, keepdims=True))
+        self._check_grad(dy, y.shape)
+        return softmax_backward(y, dy, self.dim % y.ndim)
 
 
 def softmax(x: Any, axis: int) -> Any:
@@ -72,6 +72,11 @@ def softmax(x: Any, axis: int) -> Any:
     e = xp.exp(x - xp.where(m == -math.inf, 0.0, m))
     z = xp.sum(e, axis=axis, keepdims=True)
     return e / xp.where(z > 0.0, z, math.nan)
+
+
+def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
+    """dx of :func:`softmax` from its output ``y`` and ``dy``: y * (dy - sum(dy * y)) along ``axis``."""
+    return y * (dy - namespace(y).sum(dy * y, axis=axis, keepdims=True))
 
 
 class LogSoftmax(_AlongDim):
