@@ -3,6 +3,7 @@ in its dtype, and its targets checked against the loss and the model's output.""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -148,9 +149,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
     if isinstance(loss, SigmoidCrossEntropy):
         return x, *binary_targets(y, out_shape, loss, dev, dtype, arg)
     if isinstance(loss, ElementwiseLoss):
-        if tuple(y.shape[1:]) != out_shape[1:]:
-            raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
-                             f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+        _check_shaped_like_output(y, out_shape, loss, arg)
         check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
     return x, y, (xp.argmax(y, axis=1) if is_one_hot(y) else None)
@@ -164,9 +163,7 @@ def binary_targets(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, d
     xp = dev.xp
     if y.ndim == 1 and out_shape[1:] == (1,):
         y = xp.reshape(y, (y.shape[0], 1))
-    if tuple(y.shape[1:]) != out_shape[1:]:
-        raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
-                         f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
+    _check_shaped_like_output(y, out_shape, loss, arg)
     if xp.isdtype(y.dtype, "bool"):
         y = xp.astype(y, dtype)
     lo, hi = float(xp.min(y)), float(xp.max(y))
@@ -174,10 +171,14 @@ def binary_targets(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, d
         raise ValueError(f"{arg}: {loss.name} needs targets in [0, 1] (0/1 labels or probabilities), got values in "
                          f"[{lo:g}, {hi:g}]; for more than two classes use SoftmaxCrossEntropy")
     y = y if y.dtype == dtype else xp.astype(y, dtype)
-    per_sample = 1
-    for d in out_shape[1:]:
-        per_sample *= d
-    return y, (y if per_sample == 1 else None)
+    return y, (y if math.prod(out_shape[1:]) == 1 else None)
+
+
+def _check_shaped_like_output(y: Any, out_shape: tuple[int, ...], loss: Any, arg: str) -> None:
+    """Targets of an elementwise loss have the model output's shape, N aside."""
+    if tuple(y.shape[1:]) != out_shape[1:]:
+        raise ValueError(f"{arg}: {loss.name} needs targets shaped like the model output (N, "
+                         f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
 
 
 def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str) -> Any:
