@@ -23,6 +23,7 @@ from typing import Any, Iterator
 
 from .._user import is_int
 from ..backend import add_at, fast_path, namespace, set_at
+from .base import positive_int
 
 Pair = tuple[int, int]
 
@@ -181,6 +182,16 @@ def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, paddi
            per_sample: bool = False) -> Any:
     """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
     return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
+
+
+def channel_groups(layer: Any, in_channels: int, out_channels: int, groups: Any) -> int:
+    """PyTorch's ``groups`` of a convolution: a positive int dividing both channel counts, else a ValueError
+    naming the layer."""
+    groups = positive_int(layer, "groups", groups)
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{layer.name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both "
+                         f"be divisible by groups ({groups})")
+    return groups
 
 
 def group_blocks(a: Any, axis: int, groups: int) -> list[Any]:

@@ -9,8 +9,8 @@ from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, untracked
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._im2col import (as_pair, check_images, col2im, concat_groups, group_blocks, im2col, input_grad_stride1, is_one,
-                      out_size, row_major)
+from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_groups, group_blocks, im2col,
+                      input_grad_stride1, is_one, out_size, row_major)
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
@@ -47,10 +47,7 @@ class Conv2d(Layer):
         self._refuse_pytorch_only(dilation, groups, padding_mode, device)
         self.in_ch = positive_int(self, "in_channels", in_channels)
         self.out_ch = positive_int(self, "out_channels", out_channels)
-        self.groups = positive_int(self, "groups", groups)
-        if self.in_ch % self.groups or self.out_ch % self.groups:
-            raise ValueError(f"{self.name}: in_channels ({self.in_ch}) and out_channels ({self.out_ch}) must both "
-                             f"be divisible by groups ({self.groups})")
+        self.groups = channel_groups(self, self.in_ch, self.out_ch, groups)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = self._padding(padding)

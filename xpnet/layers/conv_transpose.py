@@ -9,7 +9,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag
 from ..backend import fast_path, untracked
-from ._im2col import as_pair, col2im, concat_groups, group_blocks, im2col, is_one, row_major
+from ._im2col import as_pair, channel_groups, col2im, concat_groups, group_blocks, im2col, is_one, row_major
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
@@ -45,10 +45,7 @@ class ConvTranspose2d(Layer):
         super().__init__()
         self.in_channels = positive_int(self, "in_channels", in_channels)
         self.out_channels = positive_int(self, "out_channels", out_channels)
-        self.groups = positive_int(self, "groups", groups)
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{self.name}: in_channels ({self.in_channels}) and out_channels ({self.out_channels}) "
-                             f"must both be divisible by groups ({self.groups})")
+        self.groups = channel_groups(self, self.in_channels, self.out_channels, groups)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
