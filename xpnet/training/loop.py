@@ -74,60 +74,46 @@ def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
 
 
-# Keywords of Keras' fit, PyTorch Lightning's Trainer, PyTorch loops and Chainer that xn.train spells otherwise.
-_LR = ("the learning rate is the optimizer's: optimizer=xn.optim.SGD(lr=0.01) (or Adam(lr=1e-3), ...); a schedule "
-       "is a callback: callbacks=[xn.callbacks.LearningRateSchedule(...)]")
-_OPTIMIZER_ARG = "an optimizer setting: pass it to the optimizer, optimizer=xn.optim.SGD(lr=0.1, momentum=0.9, " \
-                 "weight_decay=5e-4)"
-_CLIP = "clip_grad_norm=5.0 (the gradients' global 2-norm, PyTorch's clip_grad_norm_, the book's max_grad)"
-_EPOCHS = "epochs=N (the total number of epochs)"
-_SCHEDULE = ("a learning-rate schedule is a callback: callbacks=[xn.callbacks.LearningRateSchedule("
-             "xn.callbacks.step(0.1, step_size=10, gamma=0.5))] (or xn.callbacks.cosine(...))")
-_TRAIN_KEYWORDS = {
-    "verbose": "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)",
-    "validation_data": "validation=(x_val, y_val)",
-    "val_data": "validation=(x_val, y_val)",
-    "validation_split": ("xn.train takes no split: hold out rows yourself, validation=(x[n:], y[n:]) and data=(x[:n], "
-                         "y[:n]) (Keras' validation_split holds out the last rows, before any shuffling)"),
-    "criterion": "loss=... (a loss object or a name: loss=xn.losses.SoftmaxCrossEntropy(), loss='cross_entropy')",
-    "loss_fn": "loss=... (a loss object or a name: loss=xn.losses.SoftmaxCrossEntropy(), loss='cross_entropy')",
-    "lr": _LR,
-    "learning_rate": _LR,
-    "momentum": _OPTIMIZER_ARG,
-    "weight_decay": _OPTIMIZER_ARG,
-    "max_epochs": _EPOCHS,
-    "num_epochs": _EPOCHS,
-    "n_epochs": _EPOCHS,
-    "nb_epoch": _EPOCHS,
-    "max_epoch": _EPOCHS,
-    "batchsize": "batch_size=...",
-    "callback": "callbacks=[...] (a list)",
-    "metrics": ("accuracy is logged for cross-entropy (train_accuracy, val_accuracy) and perplexity for sequence "
-                "models; another figure: a callback whose on_epoch_end adds it to the logs"),
-    "scheduler": _SCHEDULE,
-    "lr_scheduler": _SCHEDULE,
-    "num_workers": "nothing to set: the data moves to the device once and every batch is gathered there",
-    "pin_memory": "nothing to set: the data moves to the device once and every batch is gathered there",
-    "gradient_clip_val": _CLIP,
-    "clip_grad": _CLIP,
-    "max_grad": _CLIP,
-    "max_norm": _CLIP,
-    "initial_epoch": "resume_from=path continues a run from a ModelCheckpoint(path, full=True) file",
-    "gpu": "device='cuda' (or 'cuda:1', 'cpu')",
-    "gpus": "device='cuda' (or 'cuda:1', 'cpu'); several GPUs train with comm=xn.distributed.init() under mpiexec",
-    "use_cuda": "device='cuda' (or 'cuda:1', 'cpu')",
-    "x": "pass the data as one pair: xn.train(model, (x, y), ...)",
-    "y": "pass the data as one pair: xn.train(model, (x, y), ...)",
-}
-_EVALUATE_KEYWORDS = {
-    "verbose": "xn.evaluate prints nothing; it returns the figures as a dict",
-    "criterion": _TRAIN_KEYWORDS["criterion"],
-    "loss_fn": _TRAIN_KEYWORDS["criterion"],
-    "metrics": "xn.evaluate returns the loss, and the accuracy for cross-entropy (the perplexity for sequences)",
-    "device": "xn.evaluate runs where the model is: model.to(device) first (xn.train leaves it on its device)",
-    "x": "pass the data as one pair: xn.evaluate(model, (x, y), loss=...)",
-    "y": "pass the data as one pair: xn.evaluate(model, (x, y), loss=...)",
-}
+# Keywords of Keras' fit, PyTorch Lightning's Trainer, PyTorch loops and Chainer that xn.train spells otherwise:
+# (the keywords, what to write instead).
+_LOSS = "loss=... (a loss object or a name: loss=xn.losses.SoftmaxCrossEntropy(), loss='cross_entropy')"
+_GPU = "device='cuda' (or 'cuda:1', 'cpu')"
+_TRAIN_KEYWORDS = {name: hint for names, hint in (
+    (("verbose",), "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)"),
+    (("validation_data", "val_data"), "validation=(x_val, y_val)"),
+    (("validation_split",), "xn.train takes no split: hold out rows yourself, validation=(x[n:], y[n:]) and "
+                            "data=(x[:n], y[:n]) (Keras' validation_split holds out the last rows, before any "
+                            "shuffling)"),
+    (("criterion", "loss_fn"), _LOSS),
+    (("lr", "learning_rate"), "the learning rate is the optimizer's: optimizer=xn.optim.SGD(lr=0.01) (or "
+                              "Adam(lr=1e-3), ...); a schedule is a callback: "
+                              "callbacks=[xn.callbacks.LearningRateSchedule(...)]"),
+    (("momentum", "weight_decay"), "an optimizer setting: pass it to the optimizer, optimizer=xn.optim.SGD(lr=0.1, "
+                                   "momentum=0.9, weight_decay=5e-4)"),
+    (("max_epochs", "num_epochs", "n_epochs", "nb_epoch", "max_epoch"), "epochs=N (the total number of epochs)"),
+    (("batchsize",), "batch_size=..."),
+    (("callback",), "callbacks=[...] (a list)"),
+    (("metrics",), "accuracy is logged for cross-entropy (train_accuracy, val_accuracy) and perplexity for sequence "
+                   "models; another figure: a callback whose on_epoch_end adds it to the logs"),
+    (("scheduler", "lr_scheduler"), "a learning-rate schedule is a callback: callbacks=["
+                                    "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, "
+                                    "gamma=0.5))] (or xn.callbacks.cosine(...))"),
+    (("num_workers", "pin_memory"), "nothing to set: the data moves to the device once and every batch is gathered "
+                                    "there"),
+    (("gradient_clip_val", "clip_grad", "max_grad", "max_norm"), "clip_grad_norm=5.0 (the gradients' global 2-norm, "
+                                                                 "PyTorch's clip_grad_norm_, the book's max_grad)"),
+    (("initial_epoch",), "resume_from=path continues a run from a ModelCheckpoint(path, full=True) file"),
+    (("gpu", "use_cuda"), _GPU),
+    (("gpus",), _GPU + "; several GPUs train with comm=xn.distributed.init() under mpiexec"),
+    (("x", "y"), "pass the data as one pair: xn.train(model, (x, y), ...)"),
+) for name in names}
+_EVALUATE_KEYWORDS = {name: hint for names, hint in (
+    (("verbose",), "xn.evaluate prints nothing; it returns the figures as a dict"),
+    (("criterion", "loss_fn"), _LOSS),
+    (("metrics",), "xn.evaluate returns the loss, and the accuracy for cross-entropy (the perplexity for sequences)"),
+    (("device",), "xn.evaluate runs where the model is: model.to(device) first (xn.train leaves it on its device)"),
+    (("x", "y"), "pass the data as one pair: xn.evaluate(model, (x, y), loss=...)"),
+) for name in names}
 
 
 _SETTINGS = {"model": describe_settings, "optimizer": lambda o: describe_settings(_get_optimizer(o)),
