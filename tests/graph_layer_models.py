@@ -86,12 +86,29 @@ def _decoder() -> Any:
                          L.MaxPool2d(4), L.Flatten(), L.Linear(2 * 8 * 8, 4))
 
 
+def _grouped() -> Any:
+    """Images (N, 4, 8, 8) through the grouped paths: Conv2d with groups=2 (a product per group), a depthwise
+    Conv2d with channel multiplier 2 (window sums added back into the padded input), a strided grouped Conv2d
+    (its input gradient in parts) and a grouped ConvTranspose2d."""
+    return xn.Sequential(L.Conv2d(4, 8, 3, padding=1, groups=2), L.ReLU(),
+                         L.Conv2d(8, 16, 3, padding=1, groups=8, bias=False), L.Tanh(),
+                         L.Conv2d(16, 8, 3, stride=2, padding=1, groups=4), L.ReLU(),
+                         L.ConvTranspose2d(8, 4, 2, stride=2, groups=2), L.ReLU(),
+                         L.MaxPool2d(4), L.Flatten(), L.Linear(4 * 2 * 2, 4))
+
+
+def _layernorm() -> Any:
+    """LayerNorm over the features, with and without its affine parameters, and over a sample's (C, H, W)."""
+    return xn.Sequential(L.LayerNorm((2, 6, 6)), L.Flatten(), L.Linear(72, 16), L.LayerNorm(16), L.GELU(),
+                         L.Linear(16, 16), L.LayerNorm(16, elementwise_affine=False), L.ReLU(), L.Linear(16, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
-    "decoder": (_decoder, (2, 8, 8))}
+    "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)), "layernorm": (_layernorm, (2, 6, 6))}
 
 
 @contextlib.contextmanager

@@ -314,25 +314,6 @@ def test_gpu_captured_training_equals_eager(make, dropout, monkeypatch):
         assert abs(c["train_accuracy"] - e["train_accuracy"]) <= 2 / 950
 
 
-def test_a_grouped_convolution_is_not_captured():
-    """Grouped and depthwise convolutions (a loop over groups, a scatter-add of windows) have not run in a
-    captured step on a GPU: the capture names the layer instead of trying."""
-    import types
-
-    from xpnet.training.graph import obstacle
-
-    xn.init.seed(0)
-    model = xn.Sequential(xn.layers.Conv2d(4, 4, 3, padding=1, groups=4), xn.layers.Flatten(),
-                          xn.layers.Linear(64, 3))
-    x, t = np.zeros((64, 4, 4, 4), np.float32), np.zeros(64, np.int64)
-    batches = xn.datasets.BatchIterator(x, t, batch_size=8)
-    cuda = types.SimpleNamespace(is_cupy=True, name="cuda:0")
-    why = obstacle(model, xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1), batches, cuda)
-    assert why == "layer '0' is a grouped convolution (groups=4), not captured in this version"
-    plain = xn.Sequential(xn.layers.Conv2d(4, 4, 3, padding=1), xn.layers.Flatten(), xn.layers.Linear(64, 3))
-    assert obstacle(plain, xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1), batches, cuda) is None
-
-
 @needs_compiler
 def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_path):
     """Each loss of CAPTURED_LOSSES (class weights and pos_weight included: copied to the device at the first

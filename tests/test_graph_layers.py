@@ -1,8 +1,9 @@
 """CUDA-graph capture of the training step (``xpnet/training/graph.py``) beyond the MLP of
 ``tests/test_graph.py``: BatchNorm (its running statistics included; PyTorch's momentum=None, whose batch
 count the launches move on, affine=False and track_running_stats=False), MaxPool2d, AvgPool2d and GlobalAvgPool,
-PyTorch's activations (GELU's erf kernel, Softmax's reductions), the branch containers (Residual, Concat, nested Sequential), a small CNN (Conv2d's products
-on xpnet's own kernel), and what stays out (classes of one's own).
+PyTorch's activations (GELU's erf kernel, Softmax's reductions), the branch containers (Residual, Concat, nested
+Sequential), a small CNN (Conv2d's products on xpnet's own kernel), grouped and depthwise convolutions, LayerNorm,
+and what stays out (classes of one's own).
 On the fake CuPy of ``tests/fake_cupy`` (a capture records kernels, a launch replays them without
 Python); the same checks on a real GPU are the ``gpu`` tests at the end. The models are in
 ``tests/graph_layer_models.py``."""
@@ -92,8 +93,8 @@ print(json.dumps(result))
 """, tmp_path)
     assert out["subclass None"] == 0
     captured = ("(captured: Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, "
-                "Softplus, Softmax, LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, "
-                "Upsample, Dropout, inside Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
+                "Softplus, Softmax, LogSoftmax, Identity, Flatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, "
+                "GlobalAvgPool, Upsample, Dropout, inside Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
     assert out["subclass True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: "
                                     "layer '1.body' (MyLinear) is not captured in this version " + captured)
 
