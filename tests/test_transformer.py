@@ -1,0 +1,248 @@
+"""TransformerEncoderLayer and TransformerEncoder against PyTorch's own in float64 on every device (PyTorch's weights
+loaded by xn.load_torch_state_dict): the output, dsrc and every parameter's gradient, post-norm and pre-norm, ReLU and
+GELU, batch first and time first, bias=False, masks; xn.gradcheck with dropout; training in a Sequential on
+array-api-strict's second device; PyTorch's copies and initialisation; saving and loading; a planted gradient bug
+that must be caught; clear errors."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import GELU, TransformerEncoder, TransformerEncoderLayer
+from xpnet.testing import assert_placed
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+CLOSE = {"rtol": 1e-10, "atol": 1e-12}
+N, L, E, HEADS, FF = 2, 5, 8, 2, 16
+
+
+def _random_weights(theirs, rng):
+    """PyTorch's parameters drawn again (biases and LayerNorm's included), so that no zero hides a bug."""
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.5))
+
+
+def _grads_by_torch_name(ours):
+    """Our gradients by PyTorch's names and layouts: a float64 host copy of the model holding them as its
+    parameters, through xn.torch_state_dict."""
+    holder = copy.deepcopy(ours).to("cpu")
+    for name, g in ours.named_grads().items():
+        holder.set_param(name, xn.to_numpy(g))
+    return xn.torch_state_dict(holder)
+
+
+def _compare(dev, ours, theirs, src, masks, batch_first=True):
+    """forward (eval and train, dropout 0), backward: the output, dsrc and every gradient."""
+    rng = np.random.default_rng(7)
+    torch_masks = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in masks.items()}
+    our_masks = {k: xn.to_device(v, dev) if isinstance(v, np.ndarray) else v for k, v in masks.items()}
+    x_t = torch.tensor(src, requires_grad=True)
+    y_t = theirs(x_t, **torch_masks)
+    dy = rng.standard_normal(tuple(y_t.shape))
+    y_t.backward(torch.from_numpy(dy))
+    ours.to(dev)
+    x = xn.to_device(src, dev)
+    y = ours(x, **our_masks)
+    assert_placed(y, dev, "float64")
+    np.testing.assert_allclose(xn.to_numpy(y), y_t.detach().numpy(), **CLOSE, err_msg="output")
+    dx = ours.backward(xn.to_device(dy, dev))
+    assert_placed(dx, dev, "float64")
+    np.testing.assert_allclose(xn.to_numpy(dx), x_t.grad.numpy(), **CLOSE, err_msg="dsrc")
+    grads = _grads_by_torch_name(ours)
+    torch_grads = {name: p.grad.numpy() for name, p in theirs.named_parameters()}
+    assert grads.keys() == torch_grads.keys()
+    for name, g in torch_grads.items():
+        np.testing.assert_allclose(grads[name], g, **CLOSE, err_msg=f"d{name}")
+
+
+def _causal(length):
+    return np.triu(np.ones((length, length), dtype=bool), k=1)
+
+
+def _padding(rng):
+    m = rng.random((N, L)) < 0.4
+    m[:, 0] = False
+    return m
+
+
+# (id, constructor arguments beyond (d_model, nhead, dim_feedforward), masks: rng -> forward's mask arguments)
+CASES = [
+    pytest.param({}, lambda rng: {}, id="post-norm-relu"),
+    pytest.param({"norm_first": True}, lambda rng: {}, id="pre-norm"),
+    pytest.param({"activation": "gelu"}, lambda rng: {}, id="gelu"),
+    pytest.param({"bias": False, "norm_first": True}, lambda rng: {}, id="bias-False"),
+    pytest.param({}, lambda rng: {"src_mask": _causal(L), "is_causal": True}, id="causal"),
+    pytest.param({"norm_first": True}, lambda rng: {"src_key_padding_mask": np.where(_padding(rng), -np.inf, 0.0),
+                                                    "src_mask": rng.standard_normal((L, L))}, id="float-masks"),
+]
+
+
+@pytest.mark.parametrize("kwargs,masks", CASES)
+def test_layer_equals_pytorch(dev, rng, kwargs, masks):
+    theirs = torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, dtype=torch.float64,
+                                              **kwargs)
+    _random_weights(theirs, rng)
+    ours = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64", **kwargs)
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), masks(rng))
+
+
+def test_time_first_equals_pytorchs_default_layout(dev, rng):
+    """batch_first=False takes and gives (L, N, E), PyTorch's default."""
+    theirs = torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, dtype=torch.float64)
+    _random_weights(theirs, rng)
+    ours = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=False, dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare(dev, ours, theirs, rng.standard_normal((L, N, E)), {"src_key_padding_mask": _padding(rng)})
+
+
+def test_encoder_equals_pytorch(dev, rng):
+    """Two pre-norm layers and a final LayerNorm, a padding mask passed to each layer."""
+    layer = torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, norm_first=True,
+                                             dtype=torch.float64)
+    theirs = torch.nn.TransformerEncoder(layer, 2, norm=torch.nn.LayerNorm(E, dtype=torch.float64),
+                                         enable_nested_tensor=False)
+    _random_weights(theirs, rng)
+    ours = TransformerEncoder(TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, norm_first=True, dtype="float64"),
+                              2, norm=xn.layers.LayerNorm(E, dtype="float64"))
+    assert sorted(xn.torch_state_dict(ours)) == sorted(theirs.state_dict())
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), {"src_key_padding_mask": _padding(rng)})
+
+
+def test_a_forgotten_gradient_is_caught(rng, monkeypatch):
+    """The comparison has teeth: a backward that drops the key's and value's share of the self-attention's
+    gradient (dq alone) fails it."""
+    theirs = torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, dtype=torch.float64)
+    _random_weights(theirs, rng)
+    ours = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    monkeypatch.setattr(TransformerEncoderLayer, "_attention_backward",
+                        lambda self, dy: self.self_attn.backward(self.dropout1.backward(dy))[0])
+    with pytest.raises(AssertionError, match="dsrc"):
+        _compare(xn.device("cpu"), ours, theirs, rng.standard_normal((N, L, E)), {})
+
+
+def test_gradcheck_passes_with_dropout(dev):
+    """float64 numerical gradients on the model's own device; dropout in the attention and both blocks."""
+    xn.init.seed(0)
+    model = TransformerEncoder(TransformerEncoderLayer(6, 2, 12, dropout=0.2, activation="gelu"), 2).to(dev)
+    x = xn.to_device(np.random.default_rng(0).standard_normal((2, 4, 6)).astype("float32"), dev)
+    report = xn.gradcheck(model, x)
+    assert report.ok, str(report)
+    assert report["layers.1.self_attn.W_in"].ok and report["layers.0.norm2.gamma"].ok and report["input"].ok
+
+
+def test_trains_in_a_sequential_on_a_second_device():
+    """Embedding, an encoder layer, Flatten and Linear learn which of 4 tokens comes first in its sequence, on
+    array-api-strict's "device1" (arrays of two devices cannot mix there: nothing goes back to the host)."""
+    strict = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 4, (512, 6))
+    labels = ids[:, 0]
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Embedding(4, 16, init=1.0),
+                          TransformerEncoderLayer(16, 2, 32, dropout=0.1, norm_first=True),
+                          xn.layers.Flatten(), xn.layers.Linear(6 * 16, 4))
+    device1 = xn.Device(strict, strict.Device("device1"))
+    history = xn.train(model, (ids, labels), loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=8,
+                       batch_size=64, device=device1, progress=False)
+    assert history.epochs[-1]["train_accuracy"] > 0.95
+    assert_placed(model.named_params()["1.linear1.W"], device1, "float32")
+
+
+def test_encoder_copies_the_layer_as_pytorch_does():
+    """Every copy starts with the layer's weights, and none is the layer given (training one changes no other)."""
+    xn.init.seed(3)
+    layer = TransformerEncoderLayer(E, HEADS, FF)
+    encoder = TransformerEncoder(layer, 3)
+    given = layer.named_params()
+    for i in range(3):
+        copied = encoder.layers[i].named_params()
+        assert copied.keys() == given.keys()
+        for name, value in given.items():
+            assert copied[name] is not value
+            np.testing.assert_array_equal(copied[name], value)
+    encoder.set_param("layers.0.linear1.W", np.zeros((E, FF), np.float32))
+    assert np.all(encoder.layers[1].linear1.params["W"] != 0) and np.all(layer.linear1.params["W"] != 0)
+
+
+def test_pytorch_initialisation_from_xpnets_seed():
+    """Linear weights and biases from U(+-1/sqrt(fan_in)) (kaiming_uniform_(a=sqrt(5)) and its bias), the
+    attention's Xavier-uniform in-projection and zero biases, LayerNorm's ones and zeros; the same seed, the same
+    draws."""
+    xn.init.seed(5)
+    a = TransformerEncoderLayer(64, 4, 256)
+    xn.init.seed(5)
+    b = TransformerEncoderLayer(64, 4, 256)
+    for name, value in a.named_params().items():
+        np.testing.assert_array_equal(value, b.named_params()[name], err_msg=name)
+    for linear, fan_in in ((a.linear1, 64), (a.linear2, 256)):
+        bound = 1.0 / math.sqrt(fan_in)
+        for p in linear.params.values():
+            assert np.abs(p).max() <= bound and np.abs(p).max() > 0.9 * bound and abs(p.mean()) < 0.1 * bound
+    assert np.abs(a.self_attn.params["W_in"]).max() <= math.sqrt(6.0 / (64 + 64))
+    assert not np.any(a.self_attn.params["b_in"]) and np.all(a.norm1.params["gamma"] == 1)
+
+
+def test_saved_and_loaded(tmp_path, rng):
+    """A model file keeps the layer's arguments (an activation layer's too) and weights."""
+    xn.init.seed(2)
+    model = xn.Sequential(TransformerEncoder(
+        TransformerEncoderLayer(E, HEADS, FF, dropout=0.3, activation=GELU(approximate="tanh"), norm_first=True,
+                                batch_first=False, layer_norm_eps=1e-6), 2, norm=xn.layers.LayerNorm(E)))
+    path = tmp_path / "encoder.xpnet"
+    model.save(path)
+    loaded = xn.load(path)
+    x = rng.standard_normal((L, N, E)).astype(np.float32)
+    np.testing.assert_array_equal(xn.to_numpy(loaded.predict(x)), xn.to_numpy(model.predict(x)))
+    layer = loaded[0].layers[1]
+    assert (layer.p, layer.batch_first, layer.norm_first, layer.layer_norm_eps) == (0.3, False, True, 1e-6)
+    assert isinstance(layer.activation, GELU) and layer.activation.approximate == "tanh"
+
+
+def test_eval_mode_drops_nothing(rng):
+    """In evaluation the dropout layers pass everything: the output equals the same weights' with dropout=0."""
+    xn.init.seed(4)
+    noisy = TransformerEncoderLayer(E, HEADS, FF, dropout=0.5)
+    plain = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0)
+    plain.load_state_dict(noisy.state_dict())
+    x = rng.standard_normal((N, L, E)).astype(np.float32)
+    np.testing.assert_array_equal(noisy.eval()(x), plain(x))
+    assert not np.allclose(noisy.train()(x), plain(x))
+
+
+@pytest.mark.parametrize("make,error,words", [
+    (lambda: TransformerEncoderLayer(E, HEADS, activation=torch.nn.functional.relu), TypeError,
+     "for PyTorch's F.relu / F.gelu pass 'relu' / 'gelu'"),
+    (lambda: TransformerEncoderLayer(E, HEADS, activation="tanh"), ValueError,
+     "activation must be 'relu', 'gelu' or an xpnet activation layer"),
+    (lambda: TransformerEncoderLayer(E, 3), ValueError, "embed_dim (8) must be divisible by num_heads (3)"),
+    (lambda: TransformerEncoderLayer(E, HEADS, dropout=1.0), ValueError,
+     "TransformerEncoderLayer: dropout must be a float in [0, 1), got 1.0"),
+    (lambda: TransformerEncoderLayer(E, HEADS, layer_norm_eps=0), ValueError,
+     "TransformerEncoderLayer: layer_norm_eps must be a float > 0, got 0"),
+    (lambda: TransformerEncoderLayer(E, HEADS, device="cuda"), ValueError,
+     "TransformerEncoderLayer: device='cuda' is not supported"),
+    (lambda: TransformerEncoder(xn.layers.Linear(E, E), 2), TypeError,
+     "TransformerEncoder: encoder_layer must be an xn.layers.TransformerEncoderLayer, got Linear"),
+    (lambda: TransformerEncoder(TransformerEncoderLayer(E, HEADS), 0), ValueError, "num_layers"),
+])
+def test_bad_arguments_say_what_was_expected(make, error, words):
+    with pytest.raises(error) as info:
+        make()
+    assert words in str(info.value)
+
+
+def test_a_wrong_input_shape_names_the_layout():
+    layer = TransformerEncoderLayer(E, HEADS, FF)
+    with pytest.raises(ValueError, match=r"TransformerEncoderLayer: expected src of shape \(N, L, E\) with E = "
+                                         r"d_model = 8, got \(2, 5, 4\)"):
+        layer(np.zeros((2, 5, 4), np.float32))
+    with pytest.raises(ValueError, match=r"\(L, N, E\) \(batch_first=False\)"):
+        TransformerEncoderLayer(E, HEADS, FF, batch_first=False)(np.zeros((5, 8), np.float32))
