@@ -115,10 +115,6 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
-    ("xn.layers.TransformerDecoderLayer", "build a decoder as an xn.Model from "
-                                          "xn.layers.MultiheadAttention(embed_dim, num_heads)"),
-    ("xn.layers.Transformer", "xn.layers.TransformerEncoderLayer(d_model, nhead) and "
-                              "xn.layers.TransformerEncoder(layer, num_layers)"),
     ("xn.layers.LSTMCell", "xn.layers.LSTM(input_size, hidden_size) runs a whole sequence"),
     ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),

@@ -230,7 +230,7 @@ def test_eval_mode_drops_nothing(rng):
     (lambda: TransformerEncoderLayer(E, HEADS, device="cuda"), ValueError,
      "TransformerEncoderLayer: device='cuda' is not supported"),
     (lambda: TransformerEncoder(xn.layers.Linear(E, E), 2), TypeError,
-     "TransformerEncoder: encoder_layer must be an xn.layers.TransformerEncoderLayer, got Linear"),
+     "TransformerEncoder: expected an xn.layers.TransformerEncoderLayer to copy, got Linear"),
     (lambda: TransformerEncoder(TransformerEncoderLayer(E, HEADS), 0), ValueError, "num_layers"),
 ])
 def test_bad_arguments_say_what_was_expected(make, error, words):
@@ -246,3 +246,211 @@ def test_a_wrong_input_shape_names_the_layout():
         layer(np.zeros((2, 5, 4), np.float32))
     with pytest.raises(ValueError, match=r"\(L, N, E\) \(batch_first=False\)"):
         TransformerEncoderLayer(E, HEADS, FF, batch_first=False)(np.zeros((5, 8), np.float32))
+
+
+# ----------------------------------------------------------------------------------------
+# The decoder and the whole encoder-decoder
+# ----------------------------------------------------------------------------------------
+T, S = 4, 6  # target and source lengths
+
+
+def _compare_two_inputs(dev, ours, theirs, first, second, masks, names=("dsrc", "dtgt")):
+    """As _compare, for a model of two inputs whose backward gives both gradients."""
+    rng = np.random.default_rng(8)
+    torch_masks = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in masks.items()}
+    our_masks = {k: xn.to_device(v, dev) if isinstance(v, np.ndarray) else v for k, v in masks.items()}
+    a, b = torch.tensor(first, requires_grad=True), torch.tensor(second, requires_grad=True)
+    y_t = theirs(a, b, **torch_masks)
+    dy = rng.standard_normal(tuple(y_t.shape))
+    y_t.backward(torch.from_numpy(dy))
+    ours.to(dev)
+    y = ours(xn.to_device(first, dev), xn.to_device(second, dev), **our_masks)
+    assert_placed(y, dev, "float64")
+    np.testing.assert_allclose(xn.to_numpy(y), y_t.detach().numpy(), **CLOSE, err_msg="output")
+    grads_in = ours.backward(xn.to_device(dy, dev))
+    for g, t, what in zip(grads_in, (a, b), names):
+        assert_placed(g, dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(g), t.grad.numpy(), **CLOSE, err_msg=what)
+    grads = _grads_by_torch_name(ours)
+    torch_grads = {name: p.grad.numpy() for name, p in theirs.named_parameters()}
+    assert grads.keys() == torch_grads.keys()
+    for name, g in torch_grads.items():
+        np.testing.assert_allclose(grads[name], g, **CLOSE, err_msg=f"d{name}")
+
+
+DECODER_CASES = [
+    pytest.param({}, lambda rng: {}, id="post-norm"),
+    pytest.param({"norm_first": True, "activation": "gelu"}, lambda rng: {}, id="pre-norm-gelu"),
+    pytest.param({}, lambda rng: {"tgt_mask": _causal(T), "tgt_is_causal": True,
+                                  "memory_key_padding_mask": _padding(rng)[:, :1].repeat(S, 1)}, id="causal-padding"),
+    pytest.param({"norm_first": True, "bias": False}, lambda rng: {"memory_mask": rng.standard_normal((T, S))},
+                 id="memory-mask-bias-False"),
+]
+
+
+@pytest.mark.parametrize("kwargs,masks", DECODER_CASES)
+def test_decoder_layer_equals_pytorch(dev, rng, kwargs, masks):
+    theirs = torch.nn.TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, dtype=torch.float64,
+                                              **kwargs)
+    _random_weights(theirs, rng)
+    ours = xn.layers.TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64", **kwargs)
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    given = masks(rng)
+    if "memory_key_padding_mask" in given:  # every target position keeps its first memory position
+        given["memory_key_padding_mask"][:, 0] = False
+    _compare_two_inputs(dev, ours, theirs, rng.standard_normal((N, T, E)), rng.standard_normal((N, S, E)), given,
+                        ("dtgt", "dmemory"))
+
+
+def test_decoder_stack_time_first_equals_pytorch(dev, rng):
+    """Two layers and a final LayerNorm in PyTorch's default (T, N, E) layout: dmemory sums both layers'."""
+    layer = torch.nn.TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, dtype=torch.float64)
+    theirs = torch.nn.TransformerDecoder(layer, 2, norm=torch.nn.LayerNorm(E, dtype=torch.float64))
+    _random_weights(theirs, rng)
+    ours = xn.layers.TransformerDecoder(
+        xn.layers.TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, batch_first=False, dtype="float64"), 2,
+        norm=xn.layers.LayerNorm(E, dtype="float64"))
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare_two_inputs(dev, ours, theirs, rng.standard_normal((T, N, E)), rng.standard_normal((S, N, E)),
+                        {"tgt_mask": _causal(T)}, ("dtgt", "dmemory"))
+
+
+def test_transformer_equals_pytorch(dev, rng):
+    """nn.Transformer (2 + 2 layers, their final LayerNorms): the output, dsrc, dtgt and every gradient."""
+    theirs = torch.nn.Transformer(E, HEADS, 2, 2, FF, dropout=0.0, batch_first=True, dtype=torch.float64)
+    _random_weights(theirs, rng)
+    ours = xn.layers.Transformer(E, HEADS, 2, 2, FF, dropout=0.0, dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    masks = {"tgt_mask": _causal(T), "src_key_padding_mask": _padding(rng)[:, :1].repeat(S, 1)}
+    masks["src_key_padding_mask"][:, :2] = False
+    masks["memory_key_padding_mask"] = masks["src_key_padding_mask"].copy()
+    _compare_two_inputs(dev, ours, theirs, rng.standard_normal((N, S, E)), rng.standard_normal((N, T, E)), masks)
+
+
+def test_a_forgotten_memory_gradient_is_caught(rng, monkeypatch):
+    """A decoder whose dmemory keeps the cross-attention's dkey alone (dvalue dropped) fails the comparison."""
+    from xpnet.layers.transformer_decoder import TransformerDecoderLayer
+
+    theirs = torch.nn.TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True, dtype=torch.float64)
+    _random_weights(theirs, rng)
+    ours = TransformerDecoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+
+    def dkey_only(self, dy):
+        dq, dk, _ = self.multihead_attn.backward(self.dropout2.backward(dy))
+        return dq, dk
+
+    monkeypatch.setattr(TransformerDecoderLayer, "_cross_attention_backward", dkey_only)
+    with pytest.raises(AssertionError, match="dmemory"):
+        _compare_two_inputs(xn.device("cpu"), ours, theirs, rng.standard_normal((N, T, E)),
+                            rng.standard_normal((N, S, E)), {}, ("dtgt", "dmemory"))
+
+
+def test_transformer_initialisation_is_pytorchs_xavier():
+    """PyTorch's _reset_parameters: every matrix from U(+-sqrt(6 / (fan_in + fan_out))), biases as the layers draw
+    them; seeded."""
+    xn.init.seed(6)
+    model = xn.layers.Transformer(32, 4, 1, 1, 128)
+    for name, value in model.named_params().items():
+        if value.ndim > 1:
+            bound = math.sqrt(6.0 / (value.shape[0] + value.shape[1]))
+            assert bound * 0.9 < np.abs(value).max() <= bound, name
+    assert not np.any(model.named_params()["decoder.layers.0.multihead_attn.b_in"])
+    xn.init.seed(6)
+    again = xn.layers.Transformer(32, 4, 1, 1, 128)
+    for name, value in model.named_params().items():
+        np.testing.assert_array_equal(value, again.named_params()[name], err_msg=name)
+
+
+def test_transformer_gradcheck_passes_with_dropout(dev):
+    xn.init.seed(0)
+    model = xn.layers.Transformer(6, 2, 1, 2, 8, dropout=0.2, norm_first=True).to(dev)
+    rng = np.random.default_rng(0)
+    src, tgt = (xn.to_device(rng.standard_normal(s).astype("float32"), dev) for s in ((2, 5, 6), (2, 3, 6)))
+    report = xn.gradcheck(model, (src, tgt))
+    assert report.ok, str(report)
+    assert report["decoder.layers.1.multihead_attn.W_in"].ok and report["input[0]"].ok and report["input[1]"].ok
+
+
+class Reverser(xn.Model):
+    """A sequence-to-sequence model of one's own around xn.layers.Transformer: tokens one-hot with their position
+    (the data carry both), projected to d_model; the decoder reads the answer so far under a causal mask."""
+
+    def __init__(self, width, vocab, d_model=32):
+        super().__init__()
+        self.src_in, self.tgt_in = xn.layers.Linear(width, d_model), xn.layers.Linear(width, d_model)
+        self.transformer = xn.layers.Transformer(d_model, 4, 1, 1, 64, dropout=0.0)
+        self.out = xn.layers.Linear(d_model, vocab)
+
+    def forward(self, src, tgt, train=True):
+        h = self.transformer.forward(self.src_in.forward(src, train), self.tgt_in.forward(tgt, train),
+                                     tgt_is_causal=True, train=train)
+        return self.out.forward(h, train)
+
+    def backward(self, dy):
+        dsrc, dtgt = self.transformer.backward(self.out.backward(dy))
+        return self.src_in.backward(dsrc), self.tgt_in.backward(dtgt)
+
+
+def _one_hot_with_positions(ids, vocab):
+    n, length = ids.shape
+    tokens = np.eye(vocab, dtype=np.float32)[ids]
+    positions = np.broadcast_to(np.eye(length, dtype=np.float32), (n, length, length))
+    return np.concatenate([tokens, positions], axis=2)
+
+
+SAMPLES, EPOCHS = 512, 8
+
+
+def test_a_transformer_learns_to_reverse_on_a_second_device():
+    """xn.train with two inputs (the source, the answer so far) on array-api-strict's "device1": the
+    encoder-decoder learns to write its source backwards, every position right in nearly every answer."""
+    strict = pytest.importorskip("array_api_strict")
+    rng = np.random.default_rng(0)
+    vocab, length, bos = 6, 5, 5
+    ids = rng.integers(0, 5, (SAMPLES, length))
+    answer = ids[:, ::-1]
+    so_far = np.concatenate([np.full((SAMPLES, 1), bos), answer[:, :-1]], axis=1)
+    src, tgt = _one_hot_with_positions(ids, vocab), _one_hot_with_positions(so_far, vocab)
+    xn.init.seed(0)
+    model = Reverser(vocab + length, vocab)
+    device1 = xn.Device(strict, strict.Device("device1"))
+    xn.train(model, ((src, tgt), answer), loss="cross_entropy", optimizer=xn.optim.Adam(3e-3), epochs=EPOCHS,
+             batch_size=64, device=device1, progress=False)
+    right = np.argmax(xn.to_numpy(model.predict(src, tgt)), axis=-1) == answer
+    assert right.mean() > 0.97 and right.all(axis=1).mean() > 0.9, (right.mean(), right.all(axis=1).mean())
+    assert_placed(model.named_params()["transformer.decoder.layers.0.linear1.W"], device1, "float32")
+
+
+def test_transformer_saved_and_loaded(tmp_path, rng):
+    xn.init.seed(2)
+    model = Reverser(8, 4)
+    path = tmp_path / "reverser.xpnet"
+    model.save(path)
+    loaded = xn.load(path)
+    src, tgt = rng.standard_normal((3, 5, 8)).astype(np.float32), rng.standard_normal((3, 2, 8)).astype(np.float32)
+    np.testing.assert_array_equal(xn.to_numpy(loaded.predict(src, tgt)), xn.to_numpy(model.predict(src, tgt)))
+    assert loaded.transformer.config() == model.transformer.config()
+
+
+@pytest.mark.parametrize("make,error,words", [
+    (lambda: xn.layers.Transformer(E, HEADS, custom_encoder=xn.layers.Linear(E, E)), ValueError,
+     "Transformer: custom_encoder and custom_decoder are not supported"),
+    (lambda: xn.layers.TransformerDecoder(xn.layers.TransformerEncoderLayer(E, HEADS), 2), TypeError,
+     "TransformerDecoder: expected an xn.layers.TransformerDecoderLayer to copy, got TransformerEncoderLayer"),
+    (lambda: xn.layers.TransformerDecoderLayer(E, HEADS, activation=torch.nn.GELU()), TypeError,
+     "for PyTorch's F.relu / F.gelu pass 'relu' / 'gelu'"),
+])
+def test_decoder_bad_arguments_say_what_was_expected(make, error, words):
+    with pytest.raises(error) as info:
+        make()
+    assert words in str(info.value)
+
+
+def test_decoder_inputs_are_checked():
+    layer = xn.layers.TransformerDecoderLayer(E, HEADS, FF)
+    with pytest.raises(ValueError, match=r"TransformerDecoderLayer: tgt and memory must hold the same number of "
+                                         r"sequences, got \(2, 4, 8\) and \(3, 6, 8\)"):
+        layer(np.zeros((2, 4, E), np.float32), np.zeros((3, 6, E), np.float32))
+    with pytest.raises(ValueError, match=r"expected memory of shape \(N, L, E\) with E = d_model = 8, got \(2, 6\)"):
+        layer(np.zeros((2, 4, E), np.float32), np.zeros((2, 6), np.float32))

@@ -27,22 +27,20 @@ from .recurrent import GRU, LSTM, RNN
 from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
+from .transformer_decoder import Transformer, TransformerDecoder, TransformerDecoderLayer
 from .upsample import Upsample
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
-           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder",
+           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Upsample", "BatchNorm",
            "LayerNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
-_TRANSFORMER = ("xpnet's Transformer layers are the encoder's, xn.layers.TransformerEncoderLayer(d_model, nhead) and "
-                "xn.layers.TransformerEncoder(layer, num_layers) (PyTorch's, batch first by default); build a "
-                "decoder as an xn.Model from xn.layers.MultiheadAttention(embed_dim, num_heads), LayerNorm, Linear, "
-                "ReLU and Dropout")
 _CELL = ("a cell of one step is not a layer in xpnet: xn.layers.{0}(input_size, hidden_size) runs a whole sequence "
          "(N, T, D) in one forward and one backward; for one step at a time (generating), {0}(..., stateful=True) "
          "on (N, 1, D) starts each call from the state the last one ended with")
@@ -61,9 +59,6 @@ _PYTORCH_NAMES = {
     "L1Loss": "losses are in xn.losses: xn.losses.MeanAbsoluteError()",
     "SmoothL1Loss": "losses are in xn.losses: xn.losses.SmoothL1Loss()",
     "HuberLoss": "losses are in xn.losses: xn.losses.HuberLoss()",
-    "Transformer": _TRANSFORMER,
-    "TransformerDecoder": _TRANSFORMER,
-    "TransformerDecoderLayer": _TRANSFORMER,
     "LSTMCell": _CELL.format("LSTM"),
     "GRUCell": _CELL.format("GRU"),
     "RNNCell": _CELL.format("RNN"),
