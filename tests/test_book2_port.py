@@ -3,8 +3,53 @@ names, its Trainer's habits) works or says at once what to write, and the pieces
 book's compute what its source computes (ch01/two_layer_net.py, common/layers.py, common/util.py)."""
 
 import numpy as np
+import pytest
+from test_pytorch_guesses import test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write as says_hint
 
 import xpnet as xn
+
+
+@pytest.mark.parametrize("expression, hint", [
+    ("xn.Trainer", "xn.train(model, (x, t), loss='cross_entropy', optimizer=optimizer, epochs=max_epoch"),
+    ("xn.RnnlmTrainer", "xn.train(model, xn.datasets.TokenStream(corpus, batch_size, time_size)"),
+    ("xn.eval_perplexity", "xn.evaluate(model, xn.datasets.TokenStream(corpus, 10, 35), loss='cross_entropy')"),
+    ("xn.eval_seq2seq", "model.exact_match(x_test, t_test)"),
+    ("xn.clip_grads", "xn.optim.clip_grad_norm(model, max_norm)"),
+    ("xn.optim.clip_grads", "xn.optim.clip_grad_norm(model, max_norm)"),
+    ("xn.to_gpu", "xn.to_device(x, 'cuda')"),
+    ("xn.to_cpu", "xn.to_numpy(x)"),
+    ("xn.GPU", "xn.train(..., device='cuda')"),
+    ("xn.config", "no GPU flag (the book's common/config.py)"),
+    ("xn.book.TwoLayerNet", "vol. 2's (ch01, Sigmoid) with activation='sigmoid'"),
+    ("xn.book.MultiLayerNet", "xn.book.multi_layer_net(input_size, hidden_size_list, output_size)"),
+    ("xn.book.SimpleConvNet", "xn.book.simple_convnet(...)"),
+    ("xn.book.SimpleRnnlm", "xn.layers.RNN(D, H, stateful=True)"),
+    ("xn.book.Rnnlm", "xn.book.rnnlm(vocab_size, wordvec_size, hidden_size)"),
+    ("xn.book.BetterRnnlm", "xn.book.better_rnnlm(vocab_size, wordvec_size, hidden_size, dropout_ratio)"),
+    ("xn.book.RnnlmGen", ".generate([start_id], length=sample_size, skip_ids=skip_ids)"),
+    ("xn.book.Seq2seq", "xn.book.seq2seq(vocab_size, wordvec_size, hidden_size)"),
+    ("xn.book.PeekySeq2seq", "xn.book.peeky_seq2seq("),
+    ("xn.book.AttentionSeq2seq", "xn.book.attention_seq2seq("),
+    ("xn.datasets.sequence", "xn.datasets.load_seq2seq_file(path)"),
+    ("xn.datasets.get_vocab", "char_to_id and id_to_char"),
+    ("xn.datasets.load_data", "spiral.load_data() is xn.datasets.spiral()"),
+    ("xn.datasets.ptb.load_data", "xn.datasets.load_ptb(split) -> (corpus, word_to_id, id_to_word)"),
+    ("xn.layers.MatMul", "xn.layers.Linear(in_features, out_features, bias=False)"),
+    ("xn.book.rnnlm(11, 4, 5).save_params", "model.save('model.npz')"),
+    ("xn.book.seq2seq(11, 4, 5).load_params", "xn.load_book_params(path, model)"),
+    ("xn.optim.SGD(0.1).update", "optimizer.step(model)"),
+    ("xn.History().ppl_list", "[e['train_perplexity'] for e in history.epochs]"),
+    ("xn.History().loss_list", "[e['train_loss'] for e in history.epochs]"),
+])
+def test_the_second_volumes_names_say_what_to_write(expression, hint):
+    says_hint(expression, hint)
+
+
+@pytest.mark.parametrize("module, name", [("xpnet.book", "Rnnlm"), ("xpnet.datasets.ptb", "load_data"),
+                                          ("xpnet.datasets", "sequence")])
+def test_from_import_of_a_book_name_keeps_the_hint(module, name):
+    with pytest.raises(ImportError, match=f"cannot import name '{name}' from '{module}': the book's"):
+        exec(f"from {module} import {name}", {})  # noqa: S102 - fixed statements
 
 
 def _softmax(x):

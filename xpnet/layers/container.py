@@ -46,6 +46,10 @@ _PYTORCH_NAMES = {
                       "xn.optim.SGD(model.head, lr=0.1), and step that)",
     "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
     "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
+    "save_params": "model.save('model.npz') writes the model (xn.load reads it back, on any device); the book's "
+                   "save_params writes a pickle that xn.load_book_params(path, model) reads",
+    "load_params": "xn.load_book_params(path, model) reads the book's save_params files (Rnnlm.pkl, "
+                   "AttentionSeq2seq.pkl) into a model built with the book's arguments; xpnet's own: xn.load(path)",
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
 }
