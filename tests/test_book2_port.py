@@ -2,8 +2,11 @@
 names, its Trainer's habits) works or says at once what to write, and the pieces that stand for the
 book's compute what its source computes (ch01/two_layer_net.py, common/layers.py, common/util.py)."""
 
+import re
+
 import numpy as np
 import pytest
+from test_book_vol2 import D, H, V
 from test_pytorch_guesses import test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write as says_hint
 
 import xpnet as xn
@@ -50,6 +53,36 @@ def test_the_second_volumes_names_say_what_to_write(expression, hint):
 def test_from_import_of_a_book_name_keeps_the_hint(module, name):
     with pytest.raises(ImportError, match=f"cannot import name '{name}' from '{module}': the book's"):
         exec(f"from {module} import {name}", {})  # noqa: S102 - fixed statements
+
+
+def _corpus(n=400):
+    return np.random.default_rng(0).integers(0, V, n)
+
+
+@pytest.mark.parametrize("keyword, hint", [
+    ("eval_interval", "xn.train logs once per epoch (history.epochs)"),
+    ("time_size", "pass xn.datasets.TokenStream(corpus, batch_size, time_size) as the data"),
+])
+def test_the_trainers_fit_keywords_say_what_to_write(keyword, hint):
+    corpus = _corpus()
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}': .*{re.escape(hint)}"):
+        xn.train(xn.book.rnnlm(V, D, H), (corpus[:-1], corpus[1:]), loss="cross_entropy", optimizer="sgd", epochs=1,
+                 batch_size=4, **{keyword: 5})
+
+
+def test_one_corpus_of_ids_where_a_pair_of_batches_was_expected_names_token_stream():
+    """RnnlmTrainer.fit(xs, ts) and eval_perplexity(model, corpus) take 1-D ids; read as N samples of one id
+    they failed inside the LSTM, naming a (2, D) input the user never made."""
+    corpus, model = _corpus(), xn.book.rnnlm(V, D, H)
+    stream = r"a 1-D array of ids is one corpus: pass xn\.datasets\.TokenStream\(corpus, batch_size, time_size\)"
+    with pytest.raises(ValueError, match=r"^train data: x of shape \(399,\) does not fit the model: .*; " + stream):
+        xn.train(model, (corpus[:-1], corpus[1:]), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=4)
+    with pytest.raises(TypeError, match=r"^evaluate data: expected a pair .*got an array of shape \(400,\); " + stream):
+        xn.evaluate(model, corpus, loss="cross_entropy")
+    with pytest.raises(TypeError, match=r"takes the corpus once, not inputs and targets: the book's "
+                                        r"fit\(corpus\[:-1\], corpus\[1:\], \.\.\.\) is "
+                                        r"TokenStream\(corpus, batch_size, time_size\)"):
+        xn.datasets.TokenStream(corpus[:-1], corpus[1:], 4, 5)
 
 
 def _softmax(x):

@@ -184,7 +184,8 @@ def _hint_tables():
 
     return {"xn": {**xn._PYTORCH_NAMES, **xn._BOOK_NAMES},
             "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
-            "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES, "an optimizer": base._PYTORCH_NAMES,
+            "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
+            "an optimizer": base._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": xn.datasets._BOOK_NAMES, "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
