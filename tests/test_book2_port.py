@@ -85,6 +85,25 @@ def test_one_corpus_of_ids_where_a_pair_of_batches_was_expected_names_token_stre
         xn.datasets.TokenStream(corpus[:-1], corpus[1:], 4, 5)
 
 
+def test_a_seq2seq_given_the_questions_alone_says_where_the_answers_go():
+    """The book's trainer.fit(x_train, t_train): its model shifts t inside forward; here t goes in twice."""
+    data = xn.datasets.addition(300)
+    (x, t), model = data.train, xn.book.seq2seq(len(data.char_to_id), 4, 8)
+    with pytest.raises(TypeError, match=r"missing 1 required positional argument: 'ts'; the book's fit\(x_train, "
+                                        r"t_train\) is xn\.train\(model, \(\(x_train, t_train\[:, :-1\]\), "
+                                        r"t_train\[:, 1:\]\), loss='cross_entropy', \.\.\.\)"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer="adam", epochs=1, batch_size=32)
+
+
+@pytest.mark.parametrize("model, x", [(lambda: xn.book.rnnlm(V, D, H), _corpus(20).reshape(2, 10)),
+                                      (lambda: xn.book.two_layer_net(2, 4, 3), np.ones((2, 2), np.float32))])
+def test_the_books_forward_with_labels_says_where_the_loss_is(model, x):
+    """The book's model.forward(xs, ts) returns the loss; an xpnet model's second argument is train."""
+    with pytest.raises(TypeError, match=r"train must be True or False, got ndarray; .*the book's forward\(x, t\) -> "
+                                        r"loss is loss\.forward\(model\.forward\(x\), t\) here$"):
+        model().forward(x, np.zeros(x.shape[:2] if x.dtype.kind == "i" else 2, dtype=np.int64))
+
+
 def _softmax(x):
     """common/functions.py softmax, for 2-D x."""
     x = x - x.max(axis=1, keepdims=True)

@@ -16,7 +16,8 @@ __all__ = ["Container", "Watcher", "mode", "watch", "STATE_HINT"]
 
 # What an array given after the input most likely is, and where xpnet takes it.
 STATE_HINT = ("an initial state (PyTorch's model(x, h0)) is set on the recurrent layer before the call: "
-              "model[i].set_state(h0, c0) (or layer.set_state), then model(x)")
+              "model[i].set_state(h0, c0) (or layer.set_state), then model(x); the book's forward(x, t) -> loss is "
+              "loss.forward(model.forward(x), t) here")
 
 # What a PyTorch user calls on a model, and what xpnet has instead.
 _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.to('cuda:1')"
