@@ -2,11 +2,12 @@
 names, its Trainer's habits) works or says at once what to write, and the pieces that stand for the
 book's compute what its source computes (ch01/two_layer_net.py, common/layers.py, common/util.py)."""
 
+import math
 import re
 
 import numpy as np
 import pytest
-from test_book_vol2 import D, H, V
+from test_book_vol2 import D, H, V, book_rnnlm_loss, book_rnnlm_params, save_params, xpnet_rnnlm
 from test_pytorch_guesses import test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write as says_hint
 
 import xpnet as xn
@@ -155,3 +156,46 @@ def test_two_layer_net_with_sigmoid_is_the_second_volumes_ch01_net():
     for got, want in zip(model.named_params().values(), book_after):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
     assert isinstance(xn.book.two_layer_net(2, 10, 3).layers[1], xn.layers.ReLU)  # vol. 1's by default
+
+
+def book_eval_perplexity(model_forward, corpus, batch_size=10, time_size=35):
+    """common/util.py eval_perplexity, line for line but the progress print; ``model_forward(xs, ts)`` is the
+    book's model.forward(xs, ts, train_flg=False), the loss of one batch."""
+    corpus_size = len(corpus)
+    total_loss = 0
+    max_iters = (corpus_size - 1) // (batch_size * time_size)
+    jump = (corpus_size - 1) // batch_size
+    for iters in range(max_iters):
+        xs = np.zeros((batch_size, time_size), dtype=np.int32)
+        ts = np.zeros((batch_size, time_size), dtype=np.int32)
+        time_offset = iters * time_size
+        offsets = [time_offset + (i * jump) for i in range(batch_size)]
+        for t in range(time_size):
+            for i, offset in enumerate(offsets):
+                xs[i, t] = corpus[(offset + t) % corpus_size]
+                ts[i, t] = corpus[(offset + t + 1) % corpus_size]
+        loss = model_forward(xs, ts)
+        total_loss += loss
+    ppl = np.exp(total_loss / max_iters)
+    return ppl
+
+
+@pytest.mark.parametrize("size, batch_size, time_size", [(1000, 10, 35), (203, 4, 5), (250, 3, 7)])
+def test_evaluate_over_a_token_stream_is_the_books_eval_perplexity(tmp_path, size, batch_size, time_size):
+    """The docs' eval_perplexity row: the book's Rnnlm (stateful from batch to batch, reset first as ch06's
+    train_rnnlm.py does) and xpnet's, loaded from one book file, give one perplexity."""
+    params = book_rnnlm_params(np.random.default_rng(1))
+    save_params(params, tmp_path / "Rnnlm.pkl")
+    book_params = [p.astype(np.float16).astype(np.float32) for p in params]  # load_params's float16 round trip
+    corpus = _corpus(size)
+    state = None
+
+    def book_forward(xs, ts):
+        nonlocal state
+        _, loss, state = book_rnnlm_loss(book_params, xs, ts, state)
+        return loss
+
+    want = book_eval_perplexity(book_forward, corpus, batch_size, time_size)
+    model = xn.load_book_params(tmp_path / "Rnnlm.pkl", xpnet_rnnlm())
+    got = xn.evaluate(model, xn.datasets.TokenStream(corpus, batch_size, time_size), loss="cross_entropy")
+    assert math.isclose(got["perplexity"], want, rel_tol=1e-12)
