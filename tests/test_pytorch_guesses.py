@@ -174,13 +174,18 @@ def test_the_books_and_chainers_names_say_what_to_write(expression, hint):
 
 
 def _hint_tables():
+    from xpnet.datasets import ptb
     from xpnet.layers import container
-    from xpnet.training import loop
+    from xpnet.optim import base
+    from xpnet.training import history, loop
 
-    return {"xn": xn._PYTORCH_NAMES, "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
+    return {"xn": {**xn._PYTORCH_NAMES, **xn._BOOK_NAMES},
+            "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
             "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
+            "an optimizer": base._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
-            "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS}
+            "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
+            "xn.datasets": xn.datasets._BOOK_NAMES, "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():

@@ -86,5 +86,30 @@ _PYTORCH_NAMES = {
 }
 
 
+_TO_DEVICE = "no GPU flag (the book's common/config.py): xn.train(..., device='cuda') runs on a GPU, "
+_CLIP = "xn.optim.clip_grad_norm(model, max_norm) is the book's clip_grads(grads, max_norm), or xn.train(..., " \
+        "clip_grad_norm=max_grad)"
+# What a reader of the book's second volume reaches for in its common/ and dataset/ folders.
+_BOOK_NAMES = {
+    "Trainer": "the book's Trainer(model, optimizer).fit(x, t, max_epoch, batch_size, max_grad) is xn.train(model, "
+               "(x, t), loss='cross_entropy', optimizer=optimizer, epochs=max_epoch, batch_size=batch_size, "
+               "clip_grad_norm=max_grad); docs/from-the-book.md maps the rest",
+    "RnnlmTrainer": "the book's RnnlmTrainer(model, optimizer).fit(xs, ts, max_epoch, batch_size, time_size, "
+                    "max_grad) is xn.train(model, xn.datasets.TokenStream(corpus, batch_size, time_size), "
+                    "loss='cross_entropy', optimizer=optimizer, epochs=max_epoch, clip_grad_norm=max_grad)",
+    "eval_perplexity": "the book's eval_perplexity(model, corpus) is xn.evaluate(model, xn.datasets.TokenStream("
+                       "corpus, 10, 35), loss='cross_entropy')['perplexity'] (batch_size 10, time_size 35, the "
+                       "book's defaults)",
+    "eval_seq2seq": "model.exact_match(x_test, t_test) is the book's eval_seq2seq summed over a test set, as a share; "
+                    "model.generate(xs, start_id, length) answers a whole batch",
+    "clip_grads": _CLIP,
+    "to_gpu": "xn.to_device(x, 'cuda') moves an array, model.to('cuda') a model; " + _TO_DEVICE
+              + "no array needs moving by hand",
+    "to_cpu": "xn.to_numpy(x) is a NumPy array from any device; model.to('cpu') moves a model",
+    "config": _TO_DEVICE + "model.to('cuda') moves a model",
+    "GPU": _TO_DEVICE + "model.to('cuda') moves a model",
+}
+
+
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, _PYTORCH_NAMES)
+    raise not_here(__name__, name, {**_PYTORCH_NAMES, **_BOOK_NAMES})

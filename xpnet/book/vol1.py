@@ -34,10 +34,11 @@ def _activation(activation: str) -> Any:
 
 
 def two_layer_net(input_size: int, hidden_size: int, output_size: int, weight_init_std: float = 0.01,
-                  dtype: str = "float32") -> Sequential:
-    """ch05's TwoLayerNet: Affine - Relu - Affine (W1, b1, W2, b2)."""
+                  dtype: str = "float32", activation: str = "relu") -> Sequential:
+    """ch05's TwoLayerNet: Affine - Relu - Affine (W1, b1, W2, b2); ``activation="sigmoid"``: the second
+    volume's ch01 TwoLayerNet, Affine - Sigmoid - Affine (its weights too start as 0.01 * randn)."""
     init = _init(weight_init_std)
-    return Sequential(Linear(input_size, hidden_size, init=init, dtype=dtype), ReLU(),
+    return Sequential(Linear(input_size, hidden_size, init=init, dtype=dtype), _activation(activation),
                       Linear(hidden_size, output_size, init=init, dtype=dtype))
 
 

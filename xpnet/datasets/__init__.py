@@ -4,6 +4,9 @@ sets, text as ids, and minibatch helpers (BatchIterator; TokenStream for truncat
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
 
+from typing import Any
+
+from .._user import not_here
 from .augment import RandomShiftFlip, shift_flip_params
 from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
@@ -56,3 +59,15 @@ __all__ = [
     "python_docs",
     "vocabulary",
 ]
+
+_SEQUENCE = ("the book's sequence.load_data(file_name) is xn.datasets.load_seq2seq_file(path), split as the book "
+             "splits; its result holds char_to_id and id_to_char (the book's get_vocab()); xn.datasets.addition() "
+             "and dates() generate such files' data offline")
+# What a reader of the book's second volume reaches for in its dataset/ folder.
+_BOOK_NAMES = {"sequence": _SEQUENCE, "get_vocab": _SEQUENCE, "load_data": (
+    "the book's spiral.load_data() is xn.datasets.spiral(), ptb.load_data(data_type) xn.datasets.load_ptb(split), "
+    "sequence.load_data(file_name) xn.datasets.load_seq2seq_file(path)")}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _BOOK_NAMES)

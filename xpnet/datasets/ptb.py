@@ -13,9 +13,11 @@ from __future__ import annotations
 import http.client
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .._user import not_here
 from .download import fetch_verified, file_sha256
 from .mnist import DatasetChecksumError, DatasetNotFoundError, cache_dir, search_dirs
 from .text import encode, vocabulary
@@ -115,3 +117,11 @@ def _not_found_message(files: tuple[str, ...], dirs: list[Path], failures: list[
     lines.append(f"Put the files in $XPNET_DATA/ptb/ or pass root=<folder>, or connect to the network: they are "
                  f"downloaded once into {cache_dir('ptb')} (from {', '.join(MIRRORS) or 'no mirror'}).")
     return "\n".join(lines)
+
+
+_BOOK_NAMES = {name: "the book's ptb.load_data(data_type) is xn.datasets.load_ptb(split) -> (corpus, word_to_id, "
+                     "id_to_word), its ids and vocabulary" for name in ("load_data", "load_vocab")}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _BOOK_NAMES)

@@ -29,7 +29,11 @@ class TokenStream:
     ``step``-th batch of the run (counting over epochs), a host (batch_size, time_size) int64 array.
     """
 
-    def __init__(self, ids: Any, batch_size: int, time_size: int):
+    def __init__(self, ids: Any, batch_size: int, time_size: int, *rest: Any):
+        if rest or hasattr(batch_size, "shape"):  # the book's fit(xs, ts, ...): inputs and targets apart
+            raise TypeError("TokenStream(ids, batch_size, time_size) takes the corpus once, not inputs and "
+                            "targets: the book's fit(corpus[:-1], corpus[1:], ...) is TokenStream(corpus, batch_size, "
+                            "time_size)")
         self.batch_size = _positive("batch_size", batch_size)
         self.time_size = _positive("time_size", time_size)
         if not hasattr(ids, "shape"):  # a Python list of ids (char_ids' output as a list, say)

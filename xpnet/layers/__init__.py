@@ -100,6 +100,8 @@ _OTHER_NAMES = {
                 "PyTorch's order i, f, g, o; xn.load_book_params converts the book's files)" + _BOOK_TABLE,
     "TimeGRU": "the book's TimeGRU is xn.layers.GRU(D, H, stateful=..., convention='book')" + _BOOK_TABLE,
     "TimeAttention": "the book's TimeAttention is xn.layers.Attention()" + _BOOK_TABLE,
+    "MatMul": "the book's MatMul(W) is xn.layers.Linear(in_features, out_features, bias=False), W (in, out); on "
+              "ids, xn.layers.Embedding(V, H) is the same product without the one-hot vectors" + _BOOK_TABLE,
     "TimeDropout": "the book's TimeDropout is xn.layers.Dropout(p): it takes (N, T, D) too" + _BOOK_TABLE,
 }
 

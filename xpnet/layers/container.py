@@ -16,7 +16,8 @@ __all__ = ["Container", "Watcher", "mode", "watch", "STATE_HINT"]
 
 # What an array given after the input most likely is, and where xpnet takes it.
 STATE_HINT = ("an initial state (PyTorch's model(x, h0)) is set on the recurrent layer before the call: "
-              "model[i].set_state(h0, c0) (or layer.set_state), then model(x)")
+              "model[i].set_state(h0, c0) (or layer.set_state), then model(x); the book's forward(x, t) -> loss is "
+              "loss.forward(model.forward(x), t) here")
 
 # What a PyTorch user calls on a model, and what xpnet has instead.
 _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.to('cuda:1')"
@@ -46,6 +47,10 @@ _PYTORCH_NAMES = {
                       "xn.optim.SGD(model.head, lr=0.1), and step that)",
     "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
     "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
+    "save_params": "model.save('model.npz') writes the model (xn.load reads it back, on any device); the book's "
+                   "save_params writes a pickle that xn.load_book_params(path, model) reads",
+    "load_params": "xn.load_book_params(path, model) reads the book's save_params files (Rnnlm.pkl, "
+                   "AttentionSeq2seq.pkl) into a model built with the book's arguments; xpnet's own: xn.load(path)",
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
 }

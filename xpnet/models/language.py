@@ -17,7 +17,7 @@ import numpy as np
 from .._user import is_int, is_real
 from ..backend import index_dtype, no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
-from ..layers.container import mode
+from ..layers.container import STATE_HINT, mode
 from .model import Model
 
 __all__ = ["LanguageModel"]
@@ -63,6 +63,7 @@ class LanguageModel(Model):
             lstm.reset_state()
 
     def forward(self, ids: Any, train: bool = True) -> Any:
+        train = self._check_train(train, "ids", hint=STATE_HINT)
         for layer in self.layers:
             ids = layer.forward(ids, train=train)
         return ids

@@ -161,6 +161,10 @@ class Seq2seq(Model):
     -> scores (N, T_dec, vocab_size); see the module docstring. ``generate(xs, start_id, length)``."""
 
     decoder_class: type = Decoder
+    # What xn.train adds when it is given the questions alone (the book's trainer.fit(x_train, t_train)).
+    inputs_hint = ("the book's fit(x_train, t_train) is xn.train(model, ((x_train, t_train[:, :-1]), "
+                   "t_train[:, 1:]), loss='cross_entropy', ...): the decoder reads the answer so far, the targets "
+                   "are its next ids")
 
     def __init__(self, vocab_size: int, wordvec_size: int, hidden_size: int, dtype: str = "float32"):
         super().__init__()

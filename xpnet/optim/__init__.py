@@ -55,6 +55,8 @@ _PYTORCH_NAMES = {
     "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
                        "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
                        "clip_grad_norm=max_norm)",
+    "clip_grads": "the book's clip_grads(grads, max_norm) is xn.optim.clip_grad_norm(model, max_norm), or "
+                  "xn.train(..., clip_grad_norm=max_grad)",
     "MomentumSGD": "Chainer's MomentumSGD(lr, momentum) is xn.optim.Momentum(lr, momentum) (the book's name), "
                    "or xn.optim.SGD(lr, momentum=...) (PyTorch's)",
 }

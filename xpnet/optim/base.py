@@ -89,6 +89,8 @@ def _model_of(name: str, target: Any) -> Any:
 
 # What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
 _PYTORCH_NAMES = {
+    "update": "the book's optimizer.update(model.params, model.grads) is optimizer.step(model): the gradients are "
+              "the model's own, from model.backward(dy)",
     "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
                     "xn.callbacks.LearningRateSchedule in xn.train)",
 }

@@ -3,6 +3,7 @@ in its dtype, and its targets checked against the loss and the model's output.""
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -22,11 +23,29 @@ __all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "
            "binary_targets", "check_sequence_labels"]
 
 
+# One long sequence of ids, where a pair of (N, T) arrays was expected: the book's RnnlmTrainer habit.
+_CORPUS_HINT = ("a 1-D array of ids is one corpus: pass xn.datasets.TokenStream(corpus, batch_size, time_size), "
+                "whose targets are the next ids (the book's RnnlmTrainer.fit(xs, ts, ...) and eval_perplexity(model, "
+                "corpus))")
+
+
+def _one_corpus(a: Any) -> bool:
+    return getattr(a, "ndim", None) == 1 and namespace(a).isdtype(a.dtype, "integral")
+
+
+def _inputs_taken(model: Any) -> int:
+    """How many inputs the model's forward needs (its positional parameters without a default, but train)."""
+    return sum(p.name != "train" and p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               for p in inspect.signature(model.forward).parameters.values())
+
+
 def pair(data: Any, arg: str) -> tuple[Any, Any]:
     """``data`` as ``(x, y)``, checked; ``x`` is one array, or a tuple of arrays for a model with
     several inputs (``((x1, x2), y)``), each with the samples of y."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         got = f"an array of shape {tuple(data.shape)}" if hasattr(data, "shape") else type(data).__name__
+        if _one_corpus(data):
+            got += f"; {_CORPUS_HINT}"
         if isinstance(data, BatchIterator):  # a DataLoader habit
             got = (f"a BatchIterator: xpnet cuts the batches itself; pass its arrays as (x, y) (and to xn.train "
                    f"batch_size={data.batch_size}, shuffle={data.shuffle}, drop_last={data.drop_last}, "
@@ -119,6 +138,10 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         for probe, a in zip(probes, xs):
             message = message.replace(str(tuple(probe.shape)), str(tuple(a.shape)))
         shapes = " and ".join(str(tuple(a.shape)) for a in xs)
+        if len(xs) == 1 and is_ids(model, xs[0]) and _one_corpus(xs[0]):
+            message += f"; {_CORPUS_HINT}"
+        elif len(xs) < _inputs_taken(model) and getattr(model, "inputs_hint", ""):
+            message += f"; {model.inputs_hint}"
         raise type(exc)(f"{arg}: x of shape {shapes} does not fit the model: {message}") from None
     if isinstance(loss, SoftmaxCrossEntropy) and len(out_shape) > 2:
         return x, check_sequence_labels(y, out_shape, loss, dev, arg), None

@@ -17,6 +17,9 @@ _KERAS_NAMES = {
     "history": "xpnet's History holds one dict per epoch in .epochs; Keras' history.history['val_loss'] is "
                "[e['val_loss'] for e in history.epochs] (keys: epoch, train_loss, train_accuracy, val_loss, "
                "val_accuracy, seconds, lr)",
+    "loss_list": "the book's trainer.loss_list (a loss every eval_interval steps) is [e['train_loss'] for e in "
+                 "history.epochs] here, one per epoch",
+    "ppl_list": "the book's trainer.ppl_list is [e['train_perplexity'] for e in history.epochs] here, one per epoch",
 }
 
 

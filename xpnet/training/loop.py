@@ -106,6 +106,10 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
     (("gpu", "use_cuda"), _GPU),
     (("gpus",), _GPU + "; several GPUs train with comm=xn.distributed.init() under mpiexec"),
     (("x", "y"), "pass the data as one pair: xn.train(model, (x, y), ...)"),
+    (("eval_interval",), "xn.train logs once per epoch (history.epochs); the book's loss every eval_interval steps "
+                         "comes from a loop of your own (docs/from-the-book.md, 'The book's Trainer and xn.train')"),
+    (("time_size",), "the book's RnnlmTrainer.fit(xs, ts, ..., batch_size, time_size) cuts one corpus: pass "
+                     "xn.datasets.TokenStream(corpus, batch_size, time_size) as the data (targets: the next ids)"),
 ) for name in names}
 _EVALUATE_KEYWORDS = {name: hint for names, hint in (
     (("verbose",), "xn.evaluate prints nothing; it returns the figures as a dict"),
