@@ -180,7 +180,11 @@ def _hint_tables():
     from xpnet.layers import container
     from xpnet.training import loop
 
-    return {"xn": xn._PYTORCH_NAMES, "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
+    from xpnet import _chainer
+
+    chainer = {name: table for name, table in vars(_chainer).items() if name.isupper() and isinstance(table, dict)}
+    return {**{f"Chainer's {name}": table for name, table in chainer.items()},
+            "xn": xn._PYTORCH_NAMES, "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
             "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS}
@@ -618,7 +622,8 @@ def test_clip_grad_norm_before_any_backward_is_a_zero_norm_as_pytorchs(dev):
 def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
     for value in (False, True, np.False_):
         with pytest.raises(TypeError, match=rf"^Linear: the third argument is init .*, got {value!r}; PyTorch's "
-                                            rf"third, bias, is bias={value!r} here$"):
+                                            rf"third, bias, is bias={value!r} here, and Chainer's third, nobias, "
+                                            rf"is bias={not value!r}$"):
             xn.layers.Linear(3, 4, value)
     assert "b" not in xn.layers.Linear(3, 4, bias=False).params
 
