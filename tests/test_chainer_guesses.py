@@ -20,8 +20,30 @@ def _one_line_hint(info, name, hint):
 
 
 @pytest.mark.parametrize("expression, hint", [
+    ("xn.serializers", "model.save(path) is serializers.save_npz(path, model)"),
+    ("xn.using_config", "model.eval() (or model.predict(x)"),
+    ("xn.config", "model.training for chainer.config.train"),
+    ("xn.links", "L.Convolution2D xn.layers.Conv2d"),
+    ("xn.functions", "F.dropout(x, ratio) xn.layers.Dropout(p=ratio)"),
+    ("xn.Chain", "a model of your own subclasses xn.Model"),
+    ("xn.ChainList", "xn.Sequential(layer, ...)"),
+    ("xn.get_device", "xn.device('cuda:0') is chainer.get_device('@cupy:0')"),
+    ("xn.backends", "xn.backend.namespace(x) its get_array_module(x)"),
+    ("xn.cuda", "to_cpu(x) xn.to_numpy(x)"),
+    ("xn.optimizers", "MomentumSGD is xn.optim.Momentum(lr, momentum)"),
+    ("xn.iterators", "xn.datasets.BatchIterator(x, t, batch_size=100, seed=0) is SerialIterator"),
+    ("xn.backend.get_array_module", "xn.backend.namespace(x)"),
+    ("xn.layers.Classifier", "xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy())"),
+    ("xn.layers.LazyLinear", "xpnet has no lazy layers"),
+    ("xn.layers.LazyConv2d", "xpnet has no lazy layers"),
+    ("xn.datasets.get_mnist", "xn.datasets.load_mnist()"),
+    ("xn.datasets.get_cifar10", "xpnet has no CIFAR loader"),
+    ("xn.datasets.SerialIterator", "xn.datasets.BatchIterator"),
     ("xn.optim.SGD(0.1).update", "optimizer.step() is Chainer's optimizer.update()"),
     ("xn.optim.SGD(0.1).add_hook", "weight_decay=rate, weight_decay_on='all'"),
+    ("xn.Sequential(xn.layers.ReLU()).xp", "model.device.xp"),
+    ("xn.Sequential(xn.layers.ReLU()).count_params", "model.summary() ends with the parameter count"),
+    ("xn.Sequential(xn.layers.ReLU()).disable_update", "xpnet has no frozen parameters"),
     ("xn.layers.Linear(2, 3).W", "layer.params['W'] is the weight array (Linear's is (in, out)"),
 ])
 def test_chainers_names_say_what_to_write(expression, hint):
@@ -201,6 +223,38 @@ def test_adam_book_convention_with_eps_1e8_steps_as_chainers_adam(weight_decay_r
             p[k] = (1 - weight_decay_rate) * p[k] - alpha_t * m[k] / (np.sqrt(v[k]) + eps)
     for k in p:
         np.testing.assert_allclose(got[k], p[k], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("spec, meant", [("@cupy:0", "cuda:0"), ("@cupy:1", "cuda:1"), ("@cupy", "cuda"),
+                                         ("@numpy", "cpu")])
+def test_chainers_device_specifiers_say_which_xpnet_string(spec, meant):
+    with pytest.raises(ValueError, match=f"got '{spec}' \\(did you mean '{meant}'\\?\\)$"):
+        xn.device(spec)
+
+
+@pytest.mark.parametrize("spec", [0, -1, np.int64(1)])
+def test_a_chainer_device_id_says_what_to_write(spec):
+    with pytest.raises(TypeError, match=r"got .*: Chainer's GPU id; 'cuda:N' is GPU N, 'cpu' Chainer's -1\)$"):
+        xn.Sequential(Linear(2, 2)).to(spec)
+
+
+def test_init_scope_registers_the_layers_as_attributes_do():
+    class MLP(xn.Model):
+        def __init__(self, scoped):
+            super().__init__()
+            if scoped:
+                with self.init_scope():
+                    self.l1, self.l2 = Linear(4, 3), Linear(3, 2)
+            else:
+                self.l1, self.l2 = Linear(4, 3), Linear(3, 2)
+
+    xn.init.seed(0)
+    scoped = MLP(True).named_params()
+    xn.init.seed(0)
+    plain = MLP(False).named_params()
+    assert list(scoped) == list(plain) == ["l1.W", "l1.b", "l2.W", "l2.b"]
+    for k in scoped:
+        np.testing.assert_array_equal(scoped[k], plain[k])
 
 
 def _chainer_max_pooling_2d(x, k, s):

@@ -22,7 +22,7 @@ MAY_IMPORT = {
     "layers": {"_user", "_chainer", "backend", "init"},
     "losses": {"_user", "_chainer", "backend"},
     "optim": {"_user", "_chainer", "backend"},
-    "datasets": {"_user", "backend"},
+    "datasets": {"_user", "_chainer", "backend"},
     "distributed": {"_user", "backend"},
     "models": {"_user", "backend", "init", "io", "layers"},
     "gradcheck_locate": {"backend"},

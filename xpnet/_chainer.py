@@ -93,6 +93,69 @@ OPTIMIZER = {
               "keeps it to itself (optimizer.step() updates it)",
 }
 
+_CONFIG = ("xpnet has no global configuration: the mode is the model's, model.eval() (or model.predict(x), "
+           "model.forward(x, train=False), xn.evaluate) for chainer.using_config('train', False), and "
+           "model.training for chainer.config.train; enable_backprop=False is xn.no_grad() (xpnet records nothing)")
+_LINKS = ("layers are in xn.layers (L.Linear is xn.layers.Linear, L.Convolution2D xn.layers.Conv2d, "
+          "L.BatchNormalization xn.layers.BatchNorm), losses in xn.losses; docs/from-chainer.md maps the rest")
+
+# What a Chainer user reaches for in chainer (import xpnet as xn standing for import chainer).
+MODULE = {
+    "using_config": _CONFIG,
+    "config": _CONFIG,
+    "serializers": "model.save(path) is serializers.save_npz(path, model) (the file holds the architecture too), "
+                   "xn.load(path) reads it back; into a model you built: model.load_state_dict(xn.load(path)"
+                   ".state_dict()); an optimizer's state: opt.state_dict() / opt.load_state_dict(d)",
+    "links": _LINKS,
+    "L": _LINKS,
+    "functions": "xpnet has no functional API: every operation is a layer object (F.relu is xn.layers.ReLU(), "
+                 "F.dropout(x, ratio) xn.layers.Dropout(p=ratio), F.max_pooling_2d(x, 2) xn.layers.MaxPool2d(2, "
+                 "ceil_mode=True), F.softmax_cross_entropy xn.losses.SoftmaxCrossEntropy(ignore_index=-1))",
+    "Chain": "a model of your own subclasses xn.Model: layers assigned as attributes in __init__ (with or without "
+             "self.init_scope()), forward(x, train=True) and backward(dy) written out (xpnet has no autograd)",
+    "ChainList": "xn.Sequential(layer, ...) for a chain of layers; a list of layers assigned as an attribute of an "
+                 "xn.Model is registered too (self.blocks = [...])",
+    "Variable": "xpnet has no Variable: layers take NumPy arrays (or CuPy, PyTorch, JAX arrays) and return arrays",
+    "get_device": "xn.device('cuda:0') is chainer.get_device('@cupy:0'), xn.device('cpu') its '@numpy'",
+    "backends": "xn.to_device(x, 'cuda') is chainer.backends.cuda.to_gpu(x), xn.to_numpy(x) its to_cpu(x), "
+                "xn.backend.namespace(x) its get_array_module(x) (the array-API namespace of x)",
+    "optimizers": "optimizers are in xn.optim (MomentumSGD is xn.optim.Momentum(lr, momentum), Adam xn.optim.Adam)",
+    "iterators": "xn.datasets.BatchIterator(x, t, batch_size=100, seed=0) is SerialIterator: "
+                 "for x, t in it.epoch(n) gives one epoch's shuffled batches; xn.train(..., batch_size=...) cuts them "
+                 "itself",
+    "Reporter": "xn.train returns a History (history.epochs: loss and accuracy per epoch) and prints them",
+}
+
+LAYERS = {
+    "Classifier": "xpnet keeps the loss apart from the model: xn.train(model, (x, t), loss=xn.losses."
+                  "SoftmaxCrossEntropy()) logs the loss and the accuracy, as L.Classifier(model) reports them",
+    "LazyLinear": "xpnet has no lazy layers: xn.layers.Linear(in_features, out_features); " + _SIZE_HINT,
+    "LazyConv2d": "xpnet has no lazy layers: xn.layers.Conv2d(in_channels, out_channels, kernel_size); " + _SIZE_HINT,
+}
+
+# What a Chainer user calls on a model (a Chain).
+MODEL = {
+    "xp": "model.device.xp is the model's array-API namespace (Chainer's link.xp)",
+    "count_params": "model.summary() ends with the parameter count; or sum(p.size for p in "
+                    "model.named_params().values())",
+    "links": "model.named_modules() is a dict of every layer and model inside, by dotted name",
+    "add_link": "assign the layer as an attribute (self.fc = xn.layers.Linear(...)) or setattr(model, name, layer)",
+    "disable_update": "xpnet has no frozen parameters: bind the optimizer to the part that trains "
+                      "(xn.optim.SGD(model.head, lr=0.1)) and step that",
+    "serialize": "model.state_dict() and model.load_state_dict(d) (or model.save(path), xn.load(path))",
+    "copyparams": "model.load_state_dict(other.state_dict())",
+}
+
+DATASETS = {
+    "get_mnist": "(x, t), (x_test, t_test) = xn.datasets.load_mnist() is get_mnist()'s data: float32 in [0, 1], "
+                 "(N, 784) (flatten=False: (N, 1, 28, 28), Chainer's ndim=3), int labels, as arrays, not tuples",
+    "get_fashion_mnist": "(x, t), (x_test, t_test) = xn.datasets.load_fashion_mnist(), as load_mnist()",
+    "get_cifar10": "xpnet has no CIFAR loader: any (N, 3, 32, 32) float32 array and int labels train with xn.train",
+    "get_cifar100": "xpnet has no CIFAR loader: any (N, 3, 32, 32) float32 array and int labels train with xn.train",
+    "TupleDataset": "xpnet takes the arrays themselves: xn.train(model, (x, t), ...)",
+    "SerialIterator": "xn.datasets.BatchIterator(x, t, batch_size=100, seed=0): for x, t in it.epoch(n)",
+}
+
 # What a Chainer user reads off a layer (a link).
 LAYER = {
     "W": "layer.params['W'] is the weight array (Linear's is (in, out): Chainer's W.array.T; Conv2d's "

@@ -4,6 +4,10 @@ sets, text as ids, and minibatch helpers (BatchIterator; TokenStream for truncat
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
 
+from typing import Any
+
+from .._chainer import DATASETS
+from .._user import not_here
 from .augment import RandomShiftFlip, shift_flip_params
 from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
@@ -56,3 +60,7 @@ __all__ = [
     "python_docs",
     "vocabulary",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, DATASETS)
