@@ -5,12 +5,13 @@ softmax_cross_entropy.py, utils/conv.py), as chainer is not installed."""
 
 import inspect
 import math
+import os
 
 import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet import _chainer
+from xpnet import _chainer, datasets
 from xpnet.layers import BatchNorm, Conv2d, Dropout, Linear, MaxPool2d
 
 
@@ -133,16 +134,16 @@ def test_a_label_of_minus_one_names_chainers_ignore_label():
         loss.forward(y, np.array([0, 5, 1]))
 
 
-def _chainer_softmax_cross_entropy(x, t, class_weight=None, ignore_label=-1):
-    """F.softmax_cross_entropy(x, t, normalize=True, class_weight=...) as its CPU forward computes it:
-    log_y *= class_weight; -sum(log_y[i, t[i]] over t[i] != ignore_label) / max(count of those, 1)."""
+def _chainer_softmax_cross_entropy(x, t, class_weight=None, ignore_label=-1, normalize=True):
+    """F.softmax_cross_entropy(x, t, normalize, class_weight=...) as its CPU forward computes it: log_y *=
+    class_weight; -sum(log_y[i, t[i]] over t[i] != ignore_label) / max(count of those or len(x), 1)."""
     log_y = x - x.max(axis=1, keepdims=True)
     log_y = log_y - np.log(np.exp(log_y).sum(axis=1, keepdims=True))
     if class_weight is not None:
         log_y = log_y * class_weight
     valid = t != ignore_label
     picked = log_y[np.arange(len(t))[valid], t[valid]]
-    return -picked.sum() / max(valid.sum(), 1)
+    return -picked.sum() / max(valid.sum() if normalize else len(x), 1)
 
 
 def test_ignore_index_minus_one_and_class_weights_as_the_hints_say():
@@ -154,6 +155,8 @@ def test_ignore_index_minus_one_and_class_weights_as_the_hints_say():
     counted = int((t != -1).sum())
     weighted_sum = float(xn.losses.SoftmaxCrossEntropy(-1, reduction="sum", weight=w).forward(x, t))
     assert weighted_sum / counted == pytest.approx(_chainer_softmax_cross_entropy(x, t, w), rel=1e-12)
+    total = float(xn.losses.SoftmaxCrossEntropy(-1, reduction="sum").forward(x, t))
+    assert total / len(t) == pytest.approx(_chainer_softmax_cross_entropy(x, t, normalize=False), rel=1e-12)
     assert float(xn.losses.SoftmaxCrossEntropy(-1, weight=w).forward(x, t)) != pytest.approx(
         _chainer_softmax_cross_entropy(x, t, w), rel=1e-3)  # the mean differs, as the class_weight hint says
 
@@ -272,6 +275,8 @@ def _chainer_max_pooling_2d(x, k, s):
 def test_ceil_mode_is_chainers_cover_all_at_padding_zero(size, k, s):
     x = np.random.default_rng(0).standard_normal((2, 3, size, size))
     np.testing.assert_array_equal(MaxPool2d(k, s, ceil_mode=True).forward(x), _chainer_max_pooling_2d(x, k, s))
+    if (size - k) % s == 0:  # every window inside: ceil_mode=False, the default, is the same
+        np.testing.assert_array_equal(MaxPool2d(k, s).forward(x), _chainer_max_pooling_2d(x, k, s))
 
 
 def test_dropout_p_means_chainers_ratio():
@@ -281,6 +286,26 @@ def test_dropout_p_means_chainers_ratio():
     assert abs(float((y == 0).mean()) - 0.3) < 0.01
 
 
+def test_chainers_initial_weights_go_in_params_transposed_for_linear():
+    """F.linear(x, W, b) is x @ W.T + b with W (out_size, in_size); Conv2d's W is Chainer's as it is."""
+    rng = np.random.default_rng(0)
+    w, b, x = rng.standard_normal((2, 3)), rng.standard_normal(2), rng.standard_normal((4, 3))
+    layer = Linear(3, 2, dtype="float64")
+    layer.params["W"], layer.params["b"] = w.T, b
+    np.testing.assert_allclose(layer.forward(x), x @ w.T + b, rtol=1e-12)
+
+
+def test_gradient_clipping_is_chainers_up_to_its_1e6():
+    """GradientClipping(threshold): every gradient times threshold / sqrt(sum of squares) when that is < 1."""
+    model = _linear_model()
+    g = _grads()[0]
+    model[0].grads = {"W": g["0.W"].copy(), "b": g["0.b"].copy()}
+    norm = math.sqrt(sum(float((a * a).sum()) for a in g.values()))
+    xn.optim.clip_grad_norm(model, 0.5)
+    for key, name in (("W", "0.W"), ("b", "0.b")):
+        np.testing.assert_allclose(model[0].grads[key], g[name] * 0.5 / norm, rtol=1e-5)
+
+
 def test_chainer_default_initialiser_lecun_normal_is_init_sigmoid():
     """LeCunNormal: N(0, 1 / fan_in), fan_in = in_size for Linear and in_channels * kh * kw for Conv2d."""
     xn.init.seed(0)
@@ -288,3 +313,38 @@ def test_chainer_default_initialiser_lecun_normal_is_init_sigmoid():
     assert float(np.std(w)) == pytest.approx(math.sqrt(1 / 1000), rel=0.01)
     w = Conv2d(50, 200, 3, init="sigmoid").params["W"]
     assert float(np.std(w)) == pytest.approx(math.sqrt(1 / (50 * 9)), rel=0.01)
+
+
+@pytest.fixture
+def fashion_mnist():
+    try:
+        datasets.find_files("fashion-mnist", download=False)
+    except datasets.DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
+
+
+def _docs_code(i):
+    """The i-th python block of docs/from-chainer.md."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "from-chainer.md")
+    with open(path, encoding="utf-8") as f:
+        return f.read().split("```python\n")[1 + i].split("```", 1)[0]
+
+
+def test_the_ported_custom_loop_of_docs_from_chainer_learns(fashion_mnist, tmp_path, monkeypatch, capsys):
+    """docs/from-chainer.md's port of train_mnist_custom_loop.py runs as printed (on small subsets)."""
+    monkeypatch.chdir(tmp_path)
+    code = _docs_code(0).replace("[:60000]", "[:2000]").replace("[:10000]", "[:500]")
+    scope = {"__name__": "ported"}
+    exec(compile(code, "from-chainer.md", "exec"), scope)  # noqa: S102 - the docs' own code
+    out = capsys.readouterr().out
+    assert float(out.rsplit("accuracy", 1)[1].strip(" :{}'\n")) > 0.6
+    fresh = scope["MLP"](784, 100, 10)  # serializers.load_npz("mlp.npz", model) into a model built anew
+    fresh.load_state_dict(xn.load(tmp_path / "mlp.npz").state_dict())
+    for name, value in scope["model"].named_params().items():
+        np.testing.assert_array_equal(xn.to_numpy(fresh.named_params()[name]), xn.to_numpy(value))
+
+
+def test_the_ported_vgg_of_docs_from_chainer_trains_and_prints_its_size(capsys):
+    exec(compile(_docs_code(1), "from-chainer.md", "exec"), {"__name__": "ported"})  # noqa: S102 - the docs' own
+    out = capsys.readouterr().out
+    assert "parameters: 139,312 (float32, on " in out and math.isfinite(float(out.strip().splitlines()[-1]))
