@@ -13,15 +13,16 @@ PACKAGE = Path(xpnet.__file__).parent
 # unit -> the units it may import (a unit is a top-level module or subpackage of xpnet).
 MAY_IMPORT = {
     "_user": set(),
+    "_chainer": set(),
     "backend": {"_user"},
     "init": {"_user", "backend"},  # backend.float_dtype_name: one reading of dtype names for layers and model.to
     "grad_mode": set(),
     "nn": set(),
     "io": {"_user"},
-    "layers": {"_user", "backend", "init"},
-    "losses": {"_user", "backend"},
-    "optim": {"_user", "backend"},
-    "datasets": {"_user", "backend"},
+    "layers": {"_user", "_chainer", "backend", "init"},
+    "losses": {"_user", "_chainer", "backend"},
+    "optim": {"_user", "_chainer", "backend"},
+    "datasets": {"_user", "_chainer", "backend"},
     "distributed": {"_user", "backend"},
     "models": {"_user", "backend", "init", "io", "layers"},
     "gradcheck_locate": {"backend"},

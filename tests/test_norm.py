@@ -257,7 +257,7 @@ def test_a_momentum_passed_second_in_xpnets_old_order_is_refused_not_taken_for_e
     """BatchNorm once took (num_features, momentum, eps): BatchNorm(64, 0.9) now puts 0.9 in eps, PyTorch's
     second argument, which would have trained silently with eps 0.9."""
     with pytest.raises(ValueError, match=rf"^BatchNorm: eps={args[0]!r} is far above PyTorch's 1e-5 .*pass "
-                                         rf"momentum={args[0]!r} by keyword$"):
+                                         rf"momentum={args[0]!r} by keyword, "):
         BatchNorm(3, *args)
     assert BatchNorm(3, 1e-3, 0.2).eps == 1e-3  # PyTorch's order, a plausible eps
 

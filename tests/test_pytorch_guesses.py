@@ -179,7 +179,11 @@ def _hint_tables():
     from xpnet.optim import base
     from xpnet.training import history, loop
 
-    return {"xn": {**xn._PYTORCH_NAMES, **xn._BOOK_NAMES},
+    from xpnet import _chainer
+
+    chainer = {name: table for name, table in vars(_chainer).items() if name.isupper() and isinstance(table, dict)}
+    return {**{f"Chainer's {name}": table for name, table in chainer.items()},
+            "xn": {**xn._PYTORCH_NAMES, **xn._BOOK_NAMES},
             "xn.layers": {**xn.layers._PYTORCH_NAMES, **xn.layers._OTHER_NAMES},
             "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
             "an optimizer": base._PYTORCH_NAMES,
@@ -620,7 +624,8 @@ def test_clip_grad_norm_before_any_backward_is_a_zero_norm_as_pytorchs(dev):
 def test_linear_refuses_pytorchs_positional_bias_naming_the_keyword():
     for value in (False, True, np.False_):
         with pytest.raises(TypeError, match=rf"^Linear: the third argument is init .*, got {value!r}; PyTorch's "
-                                            rf"third, bias, is bias={value!r} here$"):
+                                            rf"third, bias, is bias={value!r} here, and Chainer's third, nobias, "
+                                            rf"is bias={not value!r}$"):
             xn.layers.Linear(3, 4, value)
     assert "b" not in xn.layers.Linear(3, 4, bias=False).params
 

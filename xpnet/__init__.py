@@ -7,6 +7,7 @@ any array-API namespace whose arrays update in place or through ``.at``.
 from typing import Any
 
 from . import backend, book, callbacks, datasets, distributed, init, layers, losses, models, optim, testing, training
+from ._chainer import MODULE as _CHAINER_NAMES
 from ._user import not_here
 from .backend import (
     Device,
@@ -71,7 +72,9 @@ _PYTORCH_NAMES = {
     "tensor": "xpnet has no tensor type of its own: make a NumPy array (numpy.asarray) and move it with "
               "xn.to_device(x, dev)",
     "from_numpy": "layers take NumPy arrays as they are; xn.to_device(x, dev) moves one to a device",
-    "cuda": "xn.cuda_available() says whether a GPU can be used; xn.device('cuda') is the device",
+    "cuda": "xn.cuda_available() says whether a GPU can be used; xn.device('cuda') is the device (Chainer's "
+            "cuda.to_gpu(x) is xn.to_device(x, 'cuda'), to_cpu(x) xn.to_numpy(x), get_array_module(x) "
+            "xn.backend.namespace(x))",
     "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator",
     "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
               "xn.Sequential(layer, ...) for a chain of layers",
@@ -110,6 +113,9 @@ _BOOK_NAMES = {
     "GPU": _TO_DEVICE + "model.to('cuda') moves a model",
 }
 
+# chainer.config (the train flag) and the book's common/config.py (the GPU flag) are both "config".
+_BOTH_CONFIGS = f"{_CHAINER_NAMES['config']}; {_BOOK_NAMES['config']}"
+
 
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {**_PYTORCH_NAMES, **_BOOK_NAMES})
+    raise not_here(__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **_BOOK_NAMES, "config": _BOTH_CONFIGS})

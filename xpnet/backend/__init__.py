@@ -16,6 +16,9 @@ It may import only ``xpnet._user`` and third-party libraries: layers, losses and
 stand on it, never the other way round.
 """
 
+from typing import Any
+
+from .._user import not_here
 from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device, device_of, dtype_name,
                       float_dtype_name, host_copy, plain_array, same_device, to_device, to_numpy, writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
@@ -63,3 +66,13 @@ __all__ = [
     "writable",
     "writes_out",
 ]
+
+# What a Chainer or CuPy user reaches for, and what xpnet has instead.
+_OTHER_NAMES = {
+    "get_array_module": "xn.backend.namespace(x) is the array-API namespace of x (cupy.get_array_module's and "
+                        "chainer.backend.get_array_module's, array_api_compat-wrapped; PyTorch and JAX arrays too)",
+}
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _OTHER_NAMES)

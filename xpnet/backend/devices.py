@@ -18,7 +18,7 @@ from typing import Any, ContextManager
 import array_api_compat
 import numpy as np
 
-from .._user import warn
+from .._user import is_int, warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
 from .namespaces import compat, namespace, untracked, update_rule
 
@@ -88,7 +88,8 @@ DEVICE_STRINGS = ("'cpu', 'cuda', 'cuda:N', 'auto', 'torch:cpu', 'torch:cuda[:N]
 
 # Device names other libraries use, and xpnet's for the same device.
 _OTHER_NAMES = {"gpu": "cuda", "cuda0": "cuda:0", "mps": "torch:mps", "torch": "torch:cpu", "jax": "jax:cpu",
-                "torch:gpu": "torch:cuda", "jax:cuda": "jax:gpu", "numpy": "cpu", "host": "cpu"}
+                "torch:gpu": "torch:cuda", "jax:cuda": "jax:gpu", "numpy": "cpu", "host": "cpu",
+                "@numpy": "cpu", "@cupy": "cuda", "@intel64": "cpu"}  # Chainer's device specifiers
 
 
 def _did_you_mean(spec: str) -> str:
@@ -245,7 +246,8 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
     if spec is None:
         spec = "auto"
     if not isinstance(spec, str):
-        raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}")
+        number = f" ({spec!r}: Chainer's GPU id; 'cuda:N' is GPU N, 'cpu' Chainer's -1)" if is_int(spec) else ""
+        raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}{number}")
     spec = spec.strip().lower()
     forced = os.environ.get("XPNET_DEVICE", "").strip().lower()
     if forced and not is_device_string(forced):

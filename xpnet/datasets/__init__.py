@@ -6,6 +6,7 @@ All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does
 
 from typing import Any
 
+from .._chainer import DATASETS
 from .._user import not_here
 from .augment import RandomShiftFlip, shift_flip_params
 from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
@@ -70,4 +71,4 @@ _BOOK_NAMES = {"sequence": _SEQUENCE, "get_vocab": _SEQUENCE, "load_data": (
 
 
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, _BOOK_NAMES)
+    raise not_here(__name__, name, {**DATASETS, **_BOOK_NAMES})

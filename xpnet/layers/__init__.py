@@ -7,6 +7,7 @@ ready-made graphs built on it (``branches``), and ``records`` writes a tree as J
 
 from typing import Any
 
+from .._chainer import LAYERS as _CHAINER_NAMES
 from .._user import not_here
 from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
@@ -107,4 +108,4 @@ _OTHER_NAMES = {
 
 
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {**_OTHER_NAMES, **_PYTORCH_NAMES})
+    raise not_here(__name__, name, {**_OTHER_NAMES, **_CHAINER_NAMES, **_PYTORCH_NAMES})

@@ -8,6 +8,7 @@ import functools
 import inspect
 from typing import Any, Iterator
 
+from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
@@ -71,7 +72,13 @@ class Container(Layer):
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
-        raise not_here(type(self).__name__, name, _PYTORCH_NAMES, kind="object")
+        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES}, kind="object")
+
+    @contextlib.contextmanager
+    def init_scope(self) -> Iterator[None]:
+        """Chainer's ``with self.init_scope():``, accepted as it is: every layer assigned as an attribute
+        is registered, inside the scope or not."""
+        yield
 
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:
         """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""

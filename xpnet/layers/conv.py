@@ -5,8 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+from .. import _chainer
 from .. import init as _init
-from .._user import flag, is_bool
+from .._user import flag, is_bool, keyword_hints
 from ..backend import fast_path, untracked
 from ._depthwise import depthwise_backward, depthwise_forward
 from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_groups, group_blocks, im2col,
@@ -40,10 +41,13 @@ class Conv2d(Layer):
     CuPy while a CUDA graph is captured, where xpnet's kernel stands in for cuBLAS.
     """
 
+    @keyword_hints("Conv2d", _chainer.CONV2D)
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: Any = 1, bias: bool = True, padding_mode: Any = "zeros", device: Any = None,
                  *, init: Any = "he", dtype: str = "float32"):
         super().__init__()
+        if in_channels is None:
+            raise ValueError(_chainer.lazy_size(self.name, "in_channels"))
         self._refuse_pytorch_only(dilation, groups, padding_mode, device)
         self.in_ch = positive_int(self, "in_channels", in_channels)
         self.out_ch = positive_int(self, "out_channels", out_channels)
@@ -75,11 +79,14 @@ class Conv2d(Layer):
 
     def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
         """PyTorch's dilation, padding_mode and device: their defaults pass, anything else is refused saying
-        what to do (a string in dilation's place is an init passed where xpnet once took it; a bool in
-        groups' place a bias)."""
+        what to do (a string in dilation's place is an init passed where xpnet once took it, a bool there
+        Chainer's nobias; a bool in groups' place a bias)."""
         if isinstance(dilation, str):
             raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; pass the "
                             f"initialiser by keyword: init={dilation!r}")
+        if is_bool(dilation):
+            raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; Chainer's sixth, "
+                            f"nobias, is bias={not dilation!r} here, by keyword")
         if is_bool(groups):
             raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
                             f"eighth, or pass it by keyword: bias={groups!r}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _chainer
 from .. import init as _init
+from .._user import keyword_hints
 from .._user import seed as _seed
 from ..backend import fast_path, namespace, uniform, untracked
 from .base import INPLACE, Layer, pytorch_defaults_only
@@ -20,6 +22,7 @@ class Dropout(Layer):
     ``seed``, else from ``xn.init``'s generator), on the device where the backend allows it.
     """
 
+    @keyword_hints("Dropout", _chainer.DROPOUT)
     def __init__(self, p: float = 0.5, seed: int | None = None, convention: str = "pytorch", *,
                  inplace: bool = False):
         super().__init__()

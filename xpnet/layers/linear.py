@@ -5,8 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Any
 
+from .. import _chainer
 from .. import init as _init
-from .._user import flag, is_bool
+from .._user import flag, is_bool, keyword_hints
 from ..backend import fast_path, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
@@ -25,15 +26,19 @@ class Linear(Layer):
     kernel.
     """
 
+    @keyword_hints("Linear", _chainer.LINEAR)
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
                  dtype: str = "float32", *, device: Any = None):
         super().__init__()
         pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
+        if in_features is None:
+            raise ValueError(_chainer.lazy_size(self.name, "in_features"))
         self.in_features = positive_int(self, "in_features", in_features)
         self.out_features = positive_int(self, "out_features", out_features)
         if is_bool(init):
             raise TypeError(f"{self.name}: the third argument is init (the weights' initialiser: 'he', 'xavier', "
-                            f"...), got {init!r}; PyTorch's third, bias, is bias={init!r} here")
+                            f"...), got {init!r}; PyTorch's third, bias, is bias={init!r} here, and Chainer's third, "
+                            f"nobias, is bias={not init!r}")
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)

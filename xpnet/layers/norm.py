@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _chainer
 from .. import init as _init
-from .._user import flag, is_real, warn
+from .._user import flag, is_real, keyword_hints, warn
 from ..backend import fast_path, namespace, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
@@ -70,6 +71,7 @@ class BatchNorm(Layer):
     on every rank.
     """
 
+    @keyword_hints("BatchNorm", _chainer.BATCHNORM)
     def __init__(self, num_features: int, eps: float | None = None, momentum: Any = _BY_CONVENTION,
                  affine: bool = True, track_running_stats: bool = True, device: Any = None, dtype: Any = "float32",
                  *, convention: str = "pytorch"):
@@ -89,8 +91,9 @@ class BatchNorm(Layer):
         eps = (1e-6 if book else 1e-5) if eps is None else eps
         if is_real(eps) and eps >= _EPS_LIMIT:
             raise ValueError(f"BatchNorm: eps={eps!r} is far above PyTorch's 1e-5 (at most {_EPS_LIMIT:g} here): the "
-                             "second positional argument is eps, in PyTorch's order (xpnet's BatchNorm once took "
-                             f"momentum there): pass momentum={eps!r} by keyword")
+                             "second positional argument is eps, in PyTorch's order: for xpnet's old order (momentum "
+                             f"second) pass momentum={eps!r} by keyword, for Chainer's (decay second) "
+                             f"momentum={1 - eps:.3g} (1 - decay)")
         if momentum is not None and (not is_real(momentum) or not 0.0 <= momentum <= 1.0):
             raise ValueError(f"BatchNorm: momentum must be a float in [0, 1] or None, got {momentum!r}")
         if not is_real(eps) or not eps > 0.0:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .._user import flag
+from .. import _chainer
+from .._user import flag, keyword_hints
 from ..backend import add_at, fast_path, namespace, same_device, set_at, untracked
 from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_reach, window_slices
 from .base import Layer, positive_int, pytorch_defaults_only
@@ -89,6 +90,7 @@ class MaxPool2d(_Pool2d):
     dy * mask does, where PyTorch leaves them 0.
     """
 
+    @keyword_hints("MaxPool2d", _chainer.POOL)
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
@@ -157,6 +159,7 @@ class AvgPool2d(_Pool2d):
     zero padding counts, the part of a ``ceil_mode`` window past the padding does not) or inside the input
     alone (``count_include_pad=False``). ``ceil_mode=True`` rounds the output size up as in MaxPool2d."""
 
+    @keyword_hints("AvgPool2d", _chainer.POOL)
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: Any = None):
         super().__init__(kernel_size, stride, padding, ceil_mode)

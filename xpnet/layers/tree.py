@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Mapping, NamedTuple
 
-from .._user import flag
+from .. import _chainer
+from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
                        to_device, writable)
 
@@ -115,7 +116,9 @@ class Tree:
         # Only called when the attribute is missing: params, grads and buffers come from Layer.__init__.
         if name in _STORES:
             raise AttributeError(not_built(self), name=name, obj=self)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
+        error = not_here(type(self).__name__, name, _chainer.LAYER, kind="object")
+        error.name, error.obj = name, self  # Python's "Did you mean" reads them
+        raise error
 
     def _named(self, *stores: str) -> Any:
         """One dict by dotted name per store ("params", "grads", "buffers"), from one walk of the tree;

@@ -5,7 +5,8 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from .._user import is_int, is_real
+from .. import _chainer
+from .._user import is_int, is_real, keyword_hints
 from ..backend import fast_path, index_dtype, isdtype, namespace, untracked
 from .base import HostWeights, Loss, check_dout, check_reduction, element_count
 
@@ -43,6 +44,7 @@ class SoftmaxCrossEntropy(Loss):
     the data is one batch; the gradient of each step is PyTorch's.
     """
 
+    @keyword_hints("SoftmaxCrossEntropy", _chainer.SOFTMAX_CROSS_ENTROPY)
     def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean",
                  weight: Any = None) -> None:
         if not is_int(ignore_index):
@@ -180,7 +182,8 @@ class SoftmaxCrossEntropy(Loss):
             low = int(xp.min(xp.where(valid, labels, xp.full_like(labels, c - 1))))
             high = int(xp.max(xp.where(valid, labels, xp.zeros_like(labels))))
             raise ValueError(f"{self.name}: labels must lie in [0, {c}) (or equal ignore_index={self.ignore_index}), "
-                             f"got values in [{low}, {high}]")
+                             f"got values in [{low}, {high}]"
+                             + ("; Chainer's ignore_label=-1 is ignore_index=-1" if low == -1 else ""))
         return labels
 
     def __repr__(self) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._user import flag
+from .. import _chainer
+from .._user import flag, is_real, keyword_hints
 from ..backend import fast_path, into
 from .base import Optimizer, _choice, _fraction, _positive, _sqrt, unfused
 
@@ -98,6 +99,7 @@ class Adam(Optimizer):
     differ only in the first steps and where v is tiny.
     """
 
+    @keyword_hints("Adam", _chainer.ADAM)
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
                  weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch", *,
                  amsgrad: bool = False):
@@ -106,7 +108,8 @@ class Adam(Optimizer):
             raise ValueError(f"{self.name}: amsgrad=True is not supported: xpnet's {self.name} is PyTorch's with "
                              "amsgrad=False (the default there too)")
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}")
+            chainer = "; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas) else ""
+            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}{chainer}")
         self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
         self.convention = _choice("convention", convention, ("pytorch", "book"), self)
         self.eps = _positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
@@ -142,6 +145,7 @@ class AdamW(Adam):
     ``weight_decay_on="weights"`` spares biases and BatchNorm's gamma/beta.
     """
 
+    @keyword_hints("AdamW", _chainer.ADAM)
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
                  weight_decay: float = 0.01, weight_decay_on: str = "all", convention: str = "pytorch", *,
                  amsgrad: bool = False):

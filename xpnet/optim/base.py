@@ -31,6 +31,7 @@ import math
 import weakref
 from typing import Any
 
+from .. import _chainer
 from .._user import is_real, not_here
 from ._blame import missing_gradient, other_dtype
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
@@ -94,6 +95,8 @@ _PYTORCH_NAMES = {
     "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
                     "xn.callbacks.LearningRateSchedule in xn.train)",
 }
+# The book's update(params, grads) and Chainer's update() are one name.
+_UPDATE = f"{_chainer.OPTIMIZER['update']}; {_PYTORCH_NAMES['update']}"
 
 
 def unfused(*args: Any) -> Any:
@@ -201,6 +204,11 @@ class Optimizer(metaclass=_TakesAModelFirst):
         except TypeError:  # a model class with __slots__ and no __weakref__
             self._model = model
 
+    def setup(self, model: Any) -> "Optimizer":
+        """Chainer's ``optimizer.setup(model)``: :meth:`bind`, then the optimizer (``step()`` needs no model)."""
+        self.bind(model)
+        return self
+
     def _bound(self) -> Any:
         """The bound model, or None (none yet, or freed)."""
         return self._model() if isinstance(self._model, weakref.ref) else self._model
@@ -288,7 +296,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         accumulate, run one backward over the larger batch)."""
 
     def __getattr__(self, name: str) -> Any:
-        raise not_here(self.name, name, _PYTORCH_NAMES, kind="object")
+        raise not_here(self.name, name, {**_PYTORCH_NAMES, **_chainer.OPTIMIZER, "update": _UPDATE}, kind="object")
 
     def _decays(self, name: str) -> bool:
         """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "1.Wh", "3.b", ...)."""
