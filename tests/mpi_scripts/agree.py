@@ -79,6 +79,12 @@ expect(ValueError, [f"xn.train loss differs across ranks: label_smoothing {other
 expect(ValueError, [f"xn.evaluate model differs across ranks: layer 1 {others}: ReLU(), {last}: Tanh()"],
        xn.evaluate, model(xn.layers.Tanh if odd else xn.layers.ReLU), data(), loss="cross_entropy", comm=comm)
 train(data(), optimizer="sgd" if odd else xn.optim.SGD())  # a name and the optimizer it names agree
+# A model trained once more on the last rank would shuffle its epochs as later ones (xn.train counts them on).
+net = model()
+if odd:
+    xn.train(net, data(), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=BATCH, progress=False)
+expect(ValueError, [f"xn.train model differs across ranks: epochs trained by earlier xn.train calls {others}: 0, "
+                    f"{last}: 1"], train, data(), net=net)
 print(f"settings ok: rank {rank}", flush=True)
 
 # A NaN in the last row of the second global batch: that row is the last rank's.

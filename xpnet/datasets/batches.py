@@ -49,11 +49,13 @@ class BatchIterator:
     ``shuffle=False`` yields contiguous slices (views, no gather). ``rank``/``size`` select this
     process's part of each global batch (data parallel training). ``drop_last=True`` leaves out the
     last batch when it is smaller than ``batch_size`` (as PyTorch's DataLoader); with shuffling the
-    rows left out differ from epoch to epoch.
+    rows left out differ from epoch to epoch. Epoch ``e`` is shuffled as epoch ``epoch_offset + e`` of
+    ``seed``: ``xn.train`` passes the epochs it has already trained the model for, so that a second call
+    goes on to new orders.
     """
 
     def __init__(self, *arrays: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
-                 rank: int = 0, size: int = 1, drop_last: bool = False):
+                 rank: int = 0, size: int = 1, drop_last: bool = False, epoch_offset: int = 0):
         if not arrays:
             raise ValueError("BatchIterator: expected at least one array")
         for i, a in enumerate(arrays):
@@ -77,6 +79,7 @@ class BatchIterator:
         self.batch_size = operator.index(batch_size)
         self.shuffle = flag(shuffle, "BatchIterator", "shuffle")
         self.seed = _seed(seed, "BatchIterator")
+        self.epoch_offset = _seed(epoch_offset, "BatchIterator", "epoch_offset")
         self.device: Device = device_of(arrays[0])
         self.drop_last = flag(drop_last, "BatchIterator", "drop_last")
         self.used = n - n % self.batch_size if self.drop_last else n
@@ -89,6 +92,10 @@ class BatchIterator:
         raise TypeError("BatchIterator: iterate over one epoch's batches, for xb, yb in batches.epoch(epoch): each "
                         "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead)")
 
+    def permutation(self, epoch: int) -> np.ndarray:
+        """Epoch ``epoch``'s order of the rows, on the host: ``epoch_permutation(n, seed, epoch_offset + epoch)``."""
+        return epoch_permutation(self.n, self.seed, self.epoch_offset + epoch)
+
     def epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
         """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for)."""
         _seed(epoch, "BatchIterator.epoch", "epoch")
@@ -97,7 +104,7 @@ class BatchIterator:
                 yield tuple(a[lo:hi, ...] for a in self.arrays)
             return
         xp = self.device.xp
-        idx = to_device(epoch_permutation(self.n, self.seed, epoch), self.device)
+        idx = to_device(self.permutation(epoch), self.device)
         for lo, hi in self.bounds:
             rows = idx[lo:hi]
             yield tuple(xp.take(a, rows, axis=0) for a in self.arrays)
@@ -146,8 +153,7 @@ class StaticBatches:
     def load_epoch(self, epoch: int) -> None:
         """Put epoch ``epoch``'s permutation in ``perm`` (same buffer) and rewind the step counter."""
         _seed(epoch, "StaticBatches.load_epoch", "epoch")
-        self.perm[...] = to_device(epoch_permutation(self.batches.n, self.batches.seed, epoch),
-                                   self.batches.device)
+        self.perm[...] = to_device(self.batches.permutation(epoch), self.batches.device)
         self.step[...] = 0
         self.loaded = True
         self.gathered = 0

@@ -46,11 +46,13 @@ CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of 
 
 
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *, epoch: int, seed: int,
-                    history: History, callbacks: Iterable[Any] = (), batches: dict[str, Any] | None = None) -> None:
+                    history: History, callbacks: Iterable[Any] = (), batches: dict[str, Any] | None = None,
+                    epoch_offset: int = 0) -> None:
     """Write everything a resumed run needs to ``path`` (.npz, atomic): params and buffers,
     architecture, optimizer state, completed ``epoch``, ``seed``, the history, the Dropout
     layers' generator states, each callback's ``state_dict()`` and ``batches``, the settings that cut
-    the data into batches (``{"batch_size": 32, "shuffle": True, "drop_last": False}``)."""
+    the data into batches (``{"batch_size": 32, "shuffle": True, "drop_last": False}``), and ``epoch_offset``,
+    the epochs earlier calls had trained the model for (the run's shuffles count on from it)."""
     arrays = {f"model/{k}": to_numpy(v) for k, v in model.state().items()}
     sd = optimizer.state_dict()
     for name, slots in sd["state"].items():
@@ -67,7 +69,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
             else:
                 state[key] = value
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
-    meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed),
+    meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed), "epoch_offset": int(epoch_offset),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}

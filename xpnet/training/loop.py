@@ -10,7 +10,9 @@ How a run goes:
    makes every new array and runs every kernel).
 3. Each epoch draws a permutation on the host from ``(seed, epoch)``, moves that index array to
    the device and gathers the batches there, so every device sees the same batches in the same
-   order and a resumed run needs no saved shuffle state.
+   order and a resumed run needs no saved shuffle state. The epoch counts on from the epochs that
+   earlier ``xn.train`` calls trained this model object for (:func:`epochs_trained`), so that a loop of
+   one-epoch calls shuffles, and transforms, as one call of as many epochs (a checkpoint keeps the count).
 4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
@@ -26,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from typing import Any, Iterable
 
 import numpy as np
@@ -120,7 +123,9 @@ _EVALUATE_KEYWORDS = {name: hint for names, hint in (
 ) for name in names}
 
 
-_SETTINGS = {"model": describe_settings, "optimizer": lambda o: describe_settings(_get_optimizer(o)),
+# The model's count of epochs trained is compared too: it sets the shuffles (epochs_trained).
+_SETTINGS = {"model": lambda m: {**describe_settings(m), "epochs trained by earlier xn.train calls": epochs_trained(m)},
+             "optimizer": lambda o: describe_settings(_get_optimizer(o)),
              "loss": lambda loss: describe_settings(_get_loss(loss))}
 
 
@@ -142,7 +147,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     or a name (``"sgd"``, ``"momentum"``, ``"adam"``, ... with the optimizer's default lr).
     ``device``: ``"auto"`` (the device the model/data already live on, else a GPU if available, else
     the CPU), ``"cpu"``, ``"cuda[:N]"`` or a Device; ``fallback=False`` raises instead of falling back to
-    the CPU. The same ``seed`` gives the same batches on every device. ``resume_from`` continues from a
+    the CPU. The same ``seed`` gives the same batches on every device. A model object trained again goes on to
+    new batch orders (and ``transform`` draws): epoch e of a call is shuffled as epoch e of the epochs the
+    earlier calls trained it for, so ``for _ in range(3): xn.train(model, ..., epochs=1)`` sees the batches of
+    ``xn.train(model, ..., epochs=3)``, as a PyTorch, Keras or book loop reshuffles every epoch (a model
+    built or loaded anew starts from the seed's first order). ``resume_from`` continues from a
     checkpoint written by ``ModelCheckpoint(path, full=True)`` up to ``epochs`` epochs in total.
     ``comm`` (``xn.distributed.init()``) trains data parallel: each rank takes its part of every global
     batch of ``batch_size`` rows, and the result equals the one-process run; every rank must pass the
@@ -256,6 +265,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else (),
                                      batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
+        offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)
         model.to(dev)
         optimizer.to(dev)
         x, y, classes = prepare(x, y, model, loss, dev, "train data")
@@ -270,6 +280,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
         trainer.transform, trainer.threads, trainer.clip_grad_norm = transform, tuner, clip_grad_norm
+        trainer.epoch_offset = offset
         # Once per run: where no label is ignore_index, the loss counts its targets on the host each step.
         trainer.ignored = loss.ignores_any(y if stream is None else stream.ids)
         val_ignored = val is not None and loss.ignores_any(yv if val_stream is None else val_stream.ids)
@@ -277,11 +288,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         arrays = (*inputs(x), y) if classes is None or classes is y else (*inputs(x), y, classes)
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
-                          size=trainer.size, drop_last=drop_last)
+                          size=trainer.size, drop_last=drop_last, epoch_offset=offset)
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
-        state.epoch, state.batches = start, cut
+        state.epoch, state.batches, state.epoch_offset = start, cut, offset
         state.logged = logged_figures(classify, perplexity, None if val is None else cv is not None)
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
@@ -335,6 +346,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                     logs = comm.bcast_object(logs, root=0)
                 history.epochs.append(logs)
                 state.epoch = epoch
+                _EPOCHS_TRAINED[model] = offset + epoch
                 if trainer.open_bar is not None:
                     trainer.open_bar.close()
                 if trainer.show:
@@ -356,6 +368,15 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
 
 _DIVERGED_FACTOR = 10.0
+
+# model -> the epochs xn.train has trained it for, as the shuffle counts them (see epochs_trained).
+_EPOCHS_TRAINED: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
+
+
+def epochs_trained(model: Any) -> int:
+    """How many epochs earlier ``xn.train`` calls trained this model object for (0 for a model built or loaded
+    anew): a new call shuffles its epoch e as epoch ``epochs_trained(model) + e`` of its seed."""
+    return _EPOCHS_TRAINED.get(model, 0)
 
 
 def _warn_if_diverged(history: History, first: float | None) -> None:
@@ -388,7 +409,7 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
 
 @keyword_hints("evaluate", _EVALUATE_KEYWORDS)
 @collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
-            settings={"model": _SETTINGS["model"], "loss": _SETTINGS["loss"]}, weights="model")
+            settings={"model": describe_settings, "loss": _SETTINGS["loss"]}, weights="model")
 def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
              blas_threads: Any = None) -> dict[str, Any]:
     """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.

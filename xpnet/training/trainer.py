@@ -68,6 +68,7 @@ class TrainerState:
         self.callbacks = list(callbacks)
         self.epoch = 0
         self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
+        self.epoch_offset = 0  # the epochs earlier xn.train calls trained the model for: saved in checkpoints
 
     @property
     def is_root(self) -> bool:
@@ -80,7 +81,7 @@ class TrainerState:
     def save_checkpoint(self, path: str | os.PathLike) -> None:
         """A full checkpoint of the run after ``self.epoch`` epochs (resume with ``resume_from``)."""
         save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, seed=self.seed, history=self.history,
-                        callbacks=self.callbacks, batches=self.batches)
+                        callbacks=self.callbacks, batches=self.batches, epoch_offset=self.epoch_offset)
 
 
 def _is_terminal(stream: Any) -> bool:
@@ -106,6 +107,7 @@ class Trainer:
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
+        self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -113,7 +115,7 @@ class Trainer:
         if self.transform is None:
             return xs
         xb = xs[0]
-        out = self.transform(xb, epoch, step)
+        out = self.transform(xb, self.epoch_offset + epoch, step)
         if not hasattr(out, "shape") or not same_device(out, xb) or tuple(out.shape[:1]) != tuple(xb.shape[:1]):
             got = (f"an array of shape {tuple(out.shape)} on {device_of(out)}" if hasattr(out, "shape")
                    else f"a {type(out).__name__}")
