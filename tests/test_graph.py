@@ -183,9 +183,9 @@ def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_a
     assert out["custom True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
                                   "'2' (Doubling) is not captured in this version (captured: Linear, Conv2d, "
                                   "ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax, "
-                                  "LogSoftmax, Identity, Flatten, BatchNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, "
-                                  "Upsample, Dropout, inside Sequential, Residual, Concat). Pass graph=None or False to "
-                                  "train eagerly")
+                                  "LogSoftmax, Identity, Flatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, "
+                                  "GlobalAvgPool, Upsample, Dropout, inside Sequential, Residual, Concat). Pass "
+                                  "graph=None or False to train eagerly")
 
 
 @needs_compiler
