@@ -11,6 +11,7 @@ from typing import Any, Iterator
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
+from .uses import note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "watch", "STATE_HINT"]
 
@@ -62,6 +63,11 @@ class Container(Layer):
     model of your own: it adds ``predict``, ``summary`` and ``save``.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):  # one layer object per use, checked over the whole forward (uses)
+            cls.forward = scoped(vars(cls)["forward"])
+
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
@@ -71,6 +77,7 @@ class Container(Layer):
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:
         """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
+        note(self, train)
         try:
             return self.forward(*xs, train=train)
         except TypeError:

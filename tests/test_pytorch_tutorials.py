@@ -1,0 +1,67 @@
+"""What tripped while porting PyTorch's beginner tutorials (quickstart, build model, optimization, save and
+load, data, CIFAR-10 classifier, "What is torch.nn really?") to xpnet, written as a PyTorch user would."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as L
+
+
+class _SharedReLU(xn.Model):
+    """The CIFAR-10 tutorial's habit: one activation object applied after each layer."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = L.Linear(4, width), L.Linear(width, width), L.Linear(width, 3)
+        self.relu = L.ReLU()
+
+    def forward(self, x, train=True):
+        return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.relu.backward(self.fc2.backward(self.relu.backward(self.fc3.backward(dy)))))
+
+
+def _xt():
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((5, 4)).astype(np.float32), rng.integers(0, 3, 5)
+
+
+def test_a_layer_called_twice_in_one_training_forward_is_refused_naming_it():
+    """With equal widths the second use's ReLU mask silently served both backwards (wrong gradients); with
+    different widths the error came later, in backward, as a dy of the wrong shape."""
+    x, t = _xt()
+    for width in (8, 6):
+        xn.manual_seed(0)
+        model = _SharedReLU(width)
+        for call in (lambda: model(x), lambda: model.forward(x, train=True),
+                     lambda: xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=5,
+                                      progress=False, device="cpu")):
+            with pytest.raises(RuntimeError, match=r"^_SharedReLU.forward calls the layer 'relu' \(ReLU\) a second "
+                                                   r"time in training mode; .*give each use its own object "
+                                                   r"\(self.relu1 = xn.layers.ReLU\(...\), self.relu2 = ...\)$"):
+                call()
+        assert model.predict(x).shape == (5, 3)  # evaluation mode: no backward follows
+        model.eval()
+        assert model(x).shape == (5, 3)
+
+
+def test_a_sub_model_called_twice_is_refused_too_and_the_record_ends_with_the_forward():
+    x, _ = _xt()
+    block = xn.Sequential(L.Linear(4, 4), L.Tanh())
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.block = block
+
+        def forward(self, x, train=True):
+            return self.block(self.block(x))
+
+    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'block' \(Sequential\) a second time.*"
+                                           r"\(self.block1 = Sequential\(...\)"):
+        Twice()(x)
+    assert block(block(x)).shape == (5, 4)  # outside any model's forward, each call stands alone
+    relu = L.ReLU()
+    assert np.array_equal(relu(relu(x)), np.maximum(x, 0))
