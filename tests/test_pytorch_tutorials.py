@@ -65,3 +65,25 @@ def test_a_sub_model_called_twice_is_refused_too_and_the_record_ends_with_the_fo
     assert block(block(x)).shape == (5, 4)  # outside any model's forward, each call stands alone
     relu = L.ReLU()
     assert np.array_equal(relu(relu(x)), np.maximum(x, 0))
+
+
+def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():
+    """The tutorials' forward(self, x): model(x) said "forward(x, train=True) takes 1 input, got 1" and pointed
+    to initial states; predict gave Python's bare "unexpected keyword argument 'train'"."""
+    class NeuralNetwork(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.flatten, self.linear = L.Flatten(), L.Linear(16, 3)
+
+        def forward(self, x):
+            return self.linear(self.flatten(x))
+
+    model, x = NeuralNetwork(), np.zeros((2, 4, 4), np.float32)
+    hint = (r"NeuralNetwork.forward must take train= \(write def forward\(self, x, train=True\) and pass train on to "
+            r"the layers; and backward\(self, dy\), returning dx: xpnet has no autograd\)")
+    with pytest.raises(TypeError, match="^" + hint):
+        model(x)
+    with pytest.raises(TypeError, match="^predict: " + hint):
+        model.predict(x)
+    with pytest.raises(TypeError, match="^train: " + hint):
+        xn.train(model, (x, np.zeros(2, int)), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=2)
