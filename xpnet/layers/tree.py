@@ -258,7 +258,10 @@ class Tree:
         who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{who}: expected a dict of arrays by name (from model.state_dict()), got "
-                            f"{type(state_dict).__name__}")
+                            f"{type(state_dict).__name__}" + (
+                                "; xn.load(path) rebuilds the whole model, ready to use: model = xn.load(path) (for "
+                                "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
+                                if isinstance(state_dict, Tree) else ""))
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
