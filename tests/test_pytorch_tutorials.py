@@ -108,3 +108,25 @@ def test_saving_a_state_dict_the_quickstarts_way_says_what_to_write_and_that_wor
         fresh.load_state_dict(xn.load("model.pth"))
     fresh.load_state_dict(xn.load("model.pth").state_dict())
     np.testing.assert_array_equal(fresh.predict(x), model.predict(x))
+
+
+def test_train_false_reaches_layers_called_the_pytorch_way():
+    """model(x, train=False) and model.forward(x, train=False) on a model in training mode ran self.drop(x) in
+    training mode (it reads its own flag): units dropped where predict drops none."""
+    class Net(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.drop, self.bn = L.Linear(4, 4), L.Dropout(0.5), L.BatchNorm(4)
+
+        def forward(self, x, train=True):
+            return self.bn(self.drop(self.fc(x)))
+
+    x = _xt()[0]
+    xn.manual_seed(0)
+    model = Net()
+    expected = model.predict(x)
+    np.testing.assert_array_equal(model(x, train=False), expected)
+    np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    assert model.training and model.drop.training and model.bn.training  # the mode is the model's again after
+    np.testing.assert_array_equal(model.bn.buffers["running_mean"], np.zeros(4, np.float32))
+    assert not np.array_equal(model(x), expected)

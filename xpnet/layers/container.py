@@ -65,8 +65,8 @@ class Container(Layer):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "forward" in vars(cls):  # one layer object per use, checked over the whole forward (uses)
-            cls.forward = scoped(vars(cls)["forward"])
+        if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
+            cls.forward = scoped(vars(cls)["forward"], mode)
 
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.

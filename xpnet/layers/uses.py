@@ -1,11 +1,15 @@
-"""One layer object per use. A layer keeps what its backward needs from its last forward only, so a layer
-called twice in one training forward of a model (PyTorch's habit: ``self.relu`` or ``self.pool`` applied after
-each convolution) would hand the first use's backward the second use's cache: an error far from its cause
-where the shapes differ, and silently wrong gradients where they agree.
+"""What a container's forward enforces around the layers it calls as ``layer(x)``, PyTorch's way.
 
-``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by ``model(x)``,
-opens a record of the layers called as ``layer(x)`` in training mode; ``note`` raises at the second call of
-one of them. Evaluation-mode calls (no backward follows) and ``layer.forward(x)`` calls are not recorded.
+One layer object per use: a layer keeps what its backward needs from its last forward only, so a layer called
+twice in one training forward of a model (PyTorch's habit: ``self.relu`` or ``self.pool`` applied after each
+convolution) would hand the first use's backward the second use's cache: an error far from its cause where the
+shapes differ, and silently wrong gradients where they agree. ``scoped`` wraps every container's ``forward``: the
+outermost one running, called directly or by ``model(x)``, opens a record of the layers called as ``layer(x)`` in
+training mode; ``note`` raises at the second call of one of them. Evaluation-mode calls (no backward follows) and
+``layer.forward(x)`` calls are not recorded.
+
+The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
+runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
 """
 
 from __future__ import annotations
@@ -19,10 +23,16 @@ __all__ = ["scoped", "note"]
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
 
-def scoped(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """``forward`` opening the record of calls when no container's forward is running already."""
+def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Callable[..., Any]:
+    """``forward`` opening the record of calls when no container's forward is running already. Given a
+    ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
+    PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training."""
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
+        train = kwargs.get("train")
+        if (train is True or train is False) and train != self.training:
+            with mode(self, train):
+                return run(self, *xs, **kwargs)
         if getattr(_local, "calls", None) is not None:
             return forward(self, *xs, **kwargs)
         _local.calls, _local.model = {}, self
