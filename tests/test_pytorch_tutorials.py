@@ -130,3 +130,29 @@ def test_train_false_reaches_layers_called_the_pytorch_way():
     assert model.training and model.drop.training and model.bn.training  # the mode is the model's again after
     np.testing.assert_array_equal(model.bn.buffers["running_mean"], np.zeros(4, np.float32))
     assert not np.array_equal(model(x), expected)
+
+
+class _Logistic(xn.Model):
+    """nn_tutorial's Mnist_Logistic with nn.Parameter dropped: its arrays are plain attributes."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights = np.zeros((4, 3), np.float32)
+        self.bias = np.zeros(3, np.float32)
+
+    def forward(self, xb, train=True):
+        return xb @ self.weights + self.bias
+
+
+def test_a_model_whose_arrays_are_attributes_not_parameters_says_so_before_training():
+    """Every optimizer and xn.train took it and trained nothing, silently: no parameters to update."""
+    x, t = _xt()
+    hint = (r"_Logistic has no parameters to train: weights, bias are array attributes, which an optimizer does not "
+            r"see \(PyTorch's nn.Parameter\); put each in self.params \(self.params\['weights'\] = ...\)")
+    for call in (lambda m: m.parameters(), lambda m: xn.optim.SGD(m.parameters(), lr=0.5),
+                 lambda m: xn.optim.SGD(m, lr=0.5).step(), lambda m: xn.optim.Adam(1e-3).step(m),
+                 lambda m: xn.train(m, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=5)):
+        with pytest.raises(TypeError, match=hint):
+            call(_Logistic())
+    assert _Logistic().predict(x).shape == (5, 3)  # it still runs; only training needs parameters
+    assert xn.Sequential(L.ReLU()).parameters() == [] and xn.optim.SGD(xn.Sequential(L.ReLU()), lr=0.1).lr == 0.1

@@ -14,8 +14,8 @@ import re
 from typing import Any, Callable, Mapping, NamedTuple
 
 from .._user import flag
-from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
-                       to_device, writable)
+from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
+                       namespace, to_device, writable)
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved"]
 
@@ -31,6 +31,31 @@ def not_built(node: Any) -> str:
     """What to say about a layer or model whose ``__init__`` did not call ``super().__init__()``."""
     cls = type(node).__name__
     return f"{cls}.__init__ must call super().__init__() before anything else (without it a {cls} has no params)"
+
+
+def loose_arrays(model: Any) -> str:
+    """What to say when ``model`` has no parameters but classes of the user's inside hold floating arrays as
+    attributes (PyTorch's ``self.weight = nn.Parameter(...)``, which an optimizer would silently leave alone);
+    else ``""``. xpnet's own layers, which keep what backward needs as attributes, are not looked at."""
+    if model.named_params():
+        return ""
+    loose = [f"{prefix}.{attr}".lstrip(".") for prefix, node in model.named_modules().items()
+             if type(node).__module__.split(".")[0] != "xpnet"
+             for attr, value in vars(node).items()
+             if hasattr(value, "shape") and hasattr(value, "dtype") and _floating(value)]
+    if not loose:
+        return ""
+    what = "is an array attribute" if len(loose) == 1 else "are array attributes"
+    return (f"{model.name} has no parameters to train: {', '.join(loose)} {what}, which an optimizer does not see "
+            f"(PyTorch's nn.Parameter); put each in self.params (self.params['{loose[0].rpartition('.')[2]}'] = ...) "
+            "and its gradient in self.grads in backward")
+
+
+def _floating(a: Any) -> bool:
+    try:
+        return isdtype(namespace(a), a.dtype, "real floating")
+    except TypeError:  # an array of a library xpnet does not know
+        return False
 
 
 class Parameters(list):
@@ -165,6 +190,9 @@ class Tree:
 
     def parameters(self) -> Parameters:
         """The parameter arrays in ``named_params()`` order, carrying ``.model`` (PyTorch's name)."""
+        loose = loose_arrays(self)
+        if loose:
+            raise TypeError(f"{type(self).__name__}.parameters(): {loose}")
         return Parameters(list(self.named_params().values()), self)
 
     def set_param(self, name: str, value: Any) -> None:

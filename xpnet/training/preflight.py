@@ -17,6 +17,7 @@ from ..layers.base import Layer
 from ..layers.container import Watcher, mode, no_train, watch
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import probe_states
+from ..layers.tree import loose_arrays
 from ..models import Model
 from ..models.inputs import probe_rows
 from ..optim._blame import mixed_dtypes
@@ -35,7 +36,7 @@ def check_model(model: Any, who: str) -> None:
                         "xn.Sequential(*layers)")
     if not isinstance(model, Model):
         raise TypeError(f"{who}: model must be an xn.Sequential or xn.Model, got {type(model).__name__}")
-    missing = no_train(model)
+    missing = no_train(model) or (loose_arrays(model) if who == "train" else "")
     if missing:
         raise TypeError(f"{who}: {missing}")
     for name, p in model.named_params().items():
