@@ -156,3 +156,15 @@ def test_a_model_whose_arrays_are_attributes_not_parameters_says_so_before_train
             call(_Logistic())
     assert _Logistic().predict(x).shape == (5, 3)  # it still runs; only training needs parameters
     assert xn.Sequential(L.ReLU()).parameters() == [] and xn.optim.SGD(xn.Sequential(L.ReLU()), lr=0.1).lr == 0.1
+
+
+def test_an_unshuffled_batch_iterator_iterates_as_a_dataloader_without_shuffle():
+    """The quickstart's test loop, for X, y in test_dataloader: refused before, also where no shuffle was asked."""
+    x, t = _xt()
+    loader = xn.datasets.BatchIterator(x, t, batch_size=2, shuffle=False)
+    batches = [(xb, tb) for xb, tb in loader]
+    assert [len(tb) for _, tb in batches] == [2, 2, 1] and len(batches) == len(loader)
+    np.testing.assert_array_equal(np.concatenate([xb for xb, _ in batches]), x)
+    assert [tb.tolist() for _, tb in batches] == [tb.tolist() for _, tb in loader.epoch(3)]
+    with pytest.raises(TypeError, match=r"for xb, yb in batches.epoch\(epoch\): each epoch is its own seeded shuffle"):
+        iter(xn.datasets.BatchIterator(x, t, batch_size=2))

@@ -96,8 +96,13 @@ class BatchIterator:
         raise not_here("BatchIterator", name, _DATALOADER_NAMES, kind="object")
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Unshuffled, the one order every epoch has (a DataLoader without shuffle); shuffled, each epoch is its
+        own, so the loop names it."""
+        if not self.shuffle:
+            return self.epoch(0)
         raise TypeError("BatchIterator: iterate over one epoch's batches, for xb, yb in batches.epoch(epoch): each "
-                        "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead)")
+                        "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead); "
+                        "with shuffle=False, for xb, yb in batches gives the one order")
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
         """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for)."""
