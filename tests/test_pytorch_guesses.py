@@ -122,10 +122,26 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.PReLU", "xn.layers.LeakyReLU(negative_slope) has a fixed one"),
     ("xn.layers.ReLU6", "xpnet has no ReLU6"),
     ("xn.layers.Dropout2d", "xn.layers.Dropout(p) (no whole-channel dropout)"),
+    ("xn.datasets.FashionMNIST", "xn.datasets.load_fashion_mnist(): NumPy arrays, x float32 in [0, 1] as after "
+                                 "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False"),
+    ("xn.datasets.MNIST", "xn.datasets.load_mnist()"),
+    ("xn.datasets.CIFAR10", "xpnet has no CIFAR-10 loader"),
+    ("xn.datasets.DataLoader", "loader = xn.datasets.BatchIterator(x, y, batch_size=64), then for xb, yb in "
+                               "loader.epoch(epoch)"),
+    ("xn.datasets.TensorDataset", "no dataset object: pass the arrays as they are, (x, y)"),
+    ("xn.datasets.Dataset", "load every sample into two arrays"),
+    ("xn.transforms", "transform=xn.datasets.RandomShiftFlip(max_shift=2)"),
+    ("xn.layers.Lambda", "a layer needs its backward too (xpnet has no autograd)"),
+    ("xn.layers.ModuleList", "assign a plain list of layers as an attribute of your xn.Model"),
+    ("xn.layers.ModuleDict", "assign a plain dict of layers"),
+    ("xn.layers.Parameter", "self.params['W'] = ..."),
+    ("xn.Parameter", "self.params['W'] = ..."),
+    ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
+     "loader.n is the number of samples (len(loader.dataset))"),
 ])
 def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression, hint):
     with pytest.raises(AttributeError) as info:
-        eval(expression, {"xn": xn})  # noqa: S307 - fixed expressions
+        eval(expression, {"xn": xn, "np": np})  # noqa: S307 - fixed expressions
     name = expression.rsplit(".", 1)[1]
     message = str(info.value)
     assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
@@ -137,6 +153,7 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     ("xpnet.losses", "CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits"),
     ("xpnet", "Tensor", "xn.to_device(x, dev)"),
     ("xpnet.optim", "Adagrad", "xn.optim.AdaGrad(lr=0.01)"),
+    ("xpnet.datasets", "DataLoader", "xn.datasets.BatchIterator(x, y, batch_size=64)"),
 ])
 def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
     """Python turns a module __getattr__'s AttributeError into its own "cannot import name" on
@@ -189,7 +206,7 @@ def _hint_tables():
             "an optimizer": base._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
-            "xn.datasets": xn.datasets._BOOK_NAMES, "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
+            "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES}, "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():

@@ -85,6 +85,11 @@ _PYTORCH_NAMES = {
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
                   "xn.layers.Attention() for F.scaled_dot_product_attention, xn.layers.Upsample(scale_factor=2) for "
                   "F.interpolate(x, scale_factor=2), xn.losses.SoftmaxCrossEntropy())",
+    "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
+                 "your own, its gradient in self.grads['W'], filled by your backward",
+    "transforms": "xpnet has no transforms: xn.datasets.load_fashion_mnist() already scales to [0, 1] (ToTensor); "
+                  "Normalize is (x - mean) / std on the arrays, once; RandomCrop(28, padding=2) with RandomHorizontalFlip "
+                  "is xn.train(..., transform=xn.datasets.RandomShiftFlip(max_shift=2)), on training batches only",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
 }
 

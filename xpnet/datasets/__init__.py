@@ -69,6 +69,21 @@ _BOOK_NAMES = {"sequence": _SEQUENCE, "get_vocab": _SEQUENCE, "load_data": (
     "the book's spiral.load_data() is xn.datasets.spiral(), ptb.load_data(data_type) xn.datasets.load_ptb(split), "
     "sequence.load_data(file_name) xn.datasets.load_seq2seq_file(path)")}
 
+# What a PyTorch user reaches for in torchvision.datasets and torch.utils.data, and what xpnet has instead.
+_IMAGES = ("(x_train, y_train), (x_test, y_test) = xn.datasets.{0}(): NumPy arrays, x float32 in [0, 1] as after "
+           "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False; y int64 labels")
+_BATCHES = ("xn.train(model, (x, y), batch_size=64) cuts the batches itself, on the device; in a loop of your own, "
+            "loader = xn.datasets.BatchIterator(x, y, batch_size=64), then for xb, yb in loader.epoch(epoch)")
+_PYTORCH_NAMES = {
+    "FashionMNIST": _IMAGES.format("load_fashion_mnist"),
+    "MNIST": _IMAGES.format("load_mnist"),
+    "CIFAR10": "xpnet has no CIFAR-10 loader: read its arrays yourself (x float32 (N, 3, 32, 32), y int labels) and "
+               "pass them as (x, y)",
+    "DataLoader": _BATCHES,
+    "TensorDataset": "no dataset object: pass the arrays as they are, (x, y); " + _BATCHES,
+    "Dataset": "no dataset object: load every sample into two arrays, x (N, ...) and y (N,); " + _BATCHES,
+}
+
 
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {**DATASETS, **_BOOK_NAMES})
+    raise not_here(__name__, name, {**DATASETS, **_BOOK_NAMES, **_PYTORCH_NAMES})

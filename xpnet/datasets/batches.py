@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._user import flag, seed as _seed
+from .._user import flag, not_here, seed as _seed
 from ..backend import Device, XpnetBackendError, device_of, same_device, to_device, update_rule
 
 __all__ = ["BatchIterator", "StaticBatches", "epoch_permutation", "batch_bounds"]
@@ -39,6 +39,13 @@ def batch_bounds(n: int, batch_size: int, rank: int = 0, size: int = 1) -> list[
         count = min(start + batch_size, n) - start
         bounds.append((start + count * rank // size, start + count * (rank + 1) // size))
     return bounds
+
+
+# What a PyTorch user asks of a DataLoader, and what a BatchIterator has instead.
+_DATALOADER_NAMES = {
+    "dataset": "a BatchIterator holds arrays, not a dataset: loader.n is the number of samples "
+               "(len(loader.dataset)), loader.arrays the arrays, len(loader) the number of batches",
+}
 
 
 class BatchIterator:
@@ -88,9 +95,17 @@ class BatchIterator:
     def __len__(self) -> int:
         return len(self.bounds)
 
+    def __getattr__(self, name: str) -> Any:
+        raise not_here("BatchIterator", name, _DATALOADER_NAMES, kind="object")
+
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """Unshuffled, the one order every epoch has (a DataLoader without shuffle); shuffled, each epoch is its
+        own, so the loop names it."""
+        if not self.shuffle:
+            return self.epoch(0)
         raise TypeError("BatchIterator: iterate over one epoch's batches, for xb, yb in batches.epoch(epoch): each "
-                        "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead)")
+                        "epoch is its own seeded shuffle (a DataLoader reshuffles at each for loop instead); "
+                        "with shuffle=False, for xb, yb in batches gives the one order")
 
     def permutation(self, epoch: int) -> np.ndarray:
         """Epoch ``epoch``'s order of the rows, on the host: ``epoch_permutation(n, seed, epoch_offset + epoch)``."""

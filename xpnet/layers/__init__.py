@@ -70,6 +70,15 @@ _PYTORCH_NAMES = {
     "PReLU": "xpnet has no PReLU (a learned slope): xn.layers.LeakyReLU(negative_slope) has a fixed one",
     "ReLU6": "xpnet has no ReLU6; xn.layers.ReLU(), LeakyReLU, ELU, GELU, SiLU and Softplus are its activations",
     "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
+    "Lambda": "a layer needs its backward too (xpnet has no autograd): subclass xn.layers.Layer with forward(x, "
+              "train=True) and backward(dy); for the tutorial's x.view(-1, 1, 28, 28), load the images with "
+              "flatten=False, and x.view(x.size(0), -1) is xn.layers.Flatten()",
+    "ModuleList": "assign a plain list of layers as an attribute of your xn.Model (self.blocks = [...]): its layers "
+                  "are found, as 'blocks.0.W'...",
+    "ModuleDict": "assign a plain dict of layers as an attribute of your xn.Model (self.heads = {...}): its layers "
+                  "are found, as 'heads.age.W'...",
+    "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
+                 "your own, its gradient in self.grads['W'], filled by your backward",
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }

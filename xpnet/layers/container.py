@@ -12,8 +12,9 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
+from .uses import note, scoped
 
-__all__ = ["Container", "Watcher", "mode", "watch", "STATE_HINT"]
+__all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
 # What an array given after the input most likely is, and where xpnet takes it.
 STATE_HINT = ("an initial state (PyTorch's model(x, h0)) is set on the recurrent layer before the call: "
@@ -68,6 +69,11 @@ class Container(Layer):
     model of your own: it adds ``predict``, ``summary`` and ``save``.
     """
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
+            cls.forward = scoped(vars(cls)["forward"], mode)
+
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
@@ -83,6 +89,7 @@ class Container(Layer):
     def __call__(self, *xs: Any, train: bool | None = None) -> Any:
         """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
+        note(self, train)
         try:
             return self.forward(*xs, train=train)
         except TypeError:
@@ -90,18 +97,23 @@ class Container(Layer):
             raise
 
     def _check_inputs(self, xs: tuple[Any, ...], train: bool) -> None:
-        """After forward raised a TypeError: when the call itself did not fit forward's signature (an extra
-        array landing on ``train``: "got multiple values for argument 'train'"), say how many inputs the
-        model takes and where an initial state goes; else leave the error as it is."""
+        """After forward raised a TypeError: when forward takes no ``train`` (PyTorch's ``forward(self, x)``),
+        say to add it; when the call itself did not fit forward's signature (an extra array landing on
+        ``train``: "got multiple values for argument 'train'"), say how many inputs the model takes and where
+        an initial state goes; else leave the error as it is."""
         try:
             signature = inspect.signature(self.forward)
+        except ValueError:  # no signature to read (a builtin): nothing to add
+            return
+        missing = no_train(self)
+        if missing:
+            raise TypeError(missing) from None
+        try:
             signature.bind(*xs, train=train)
         except TypeError:
-            inputs = [p.name for p in signature.parameters.values() if p.name != "train"]
+            inputs = [name for name in signature.parameters if name != "train"]
             raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes {len(inputs)} input"
                             f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
-        except ValueError:  # no signature to read (a builtin): nothing to add
-            pass
 
     def named_children(self) -> dict[str, Layer]:
         children: dict[str, Layer] = {}
@@ -134,6 +146,16 @@ class Container(Layer):
         inner = "".join(f"  ({name}): {repr(child).replace(chr(10), chr(10) + '  ')}\n"
                         for name, child in children.items())
         return f"{self.name}(\n{inner})"
+
+
+def no_train(model: Layer) -> str:
+    """What to write when ``model.forward`` takes no ``train`` (PyTorch's ``forward(self, x)``), else ``""``."""
+    takes = inspect.signature(model.forward).parameters
+    if "train" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
+        return ""
+    return (f"{model.name}.forward must take train= (write def forward(self, {', '.join(takes)}, train=True) and pass "
+            "train on to the layers; and backward(self, dy), returning dx: xpnet has no autograd): training and "
+            "inference call it with train=True and False")
 
 
 @contextlib.contextmanager

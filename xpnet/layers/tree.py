@@ -15,8 +15,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 
 from .. import _chainer
 from .._user import flag, not_here
-from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, namespace,
-                       to_device, writable)
+from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
+                       namespace, to_device, writable)
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved"]
 
@@ -32,6 +32,31 @@ def not_built(node: Any) -> str:
     """What to say about a layer or model whose ``__init__`` did not call ``super().__init__()``."""
     cls = type(node).__name__
     return f"{cls}.__init__ must call super().__init__() before anything else (without it a {cls} has no params)"
+
+
+def loose_arrays(model: Any) -> str:
+    """What to say when ``model`` has no parameters but classes of the user's inside hold floating arrays as
+    attributes (PyTorch's ``self.weight = nn.Parameter(...)``, which an optimizer would silently leave alone);
+    else ``""``. xpnet's own layers, which keep what backward needs as attributes, are not looked at."""
+    if model.named_params():
+        return ""
+    loose = [f"{prefix}.{attr}".lstrip(".") for prefix, node in model.named_modules().items()
+             if type(node).__module__.split(".")[0] != "xpnet"
+             for attr, value in vars(node).items()
+             if hasattr(value, "shape") and hasattr(value, "dtype") and _floating(value)]
+    if not loose:
+        return ""
+    what = "is an array attribute" if len(loose) == 1 else "are array attributes"
+    return (f"{model.name} has no parameters to train: {', '.join(loose)} {what}, which an optimizer does not see "
+            f"(PyTorch's nn.Parameter); put each in self.params (self.params['{loose[0].rpartition('.')[2]}'] = ...) "
+            "and its gradient in self.grads in backward")
+
+
+def _floating(a: Any) -> bool:
+    try:
+        return isdtype(namespace(a), a.dtype, "real floating")
+    except TypeError:  # an array of a library xpnet does not know
+        return False
 
 
 class Parameters(list):
@@ -168,6 +193,9 @@ class Tree:
 
     def parameters(self) -> Parameters:
         """The parameter arrays in ``named_params()`` order, carrying ``.model`` (PyTorch's name)."""
+        loose = loose_arrays(self)
+        if loose:
+            raise TypeError(f"{type(self).__name__}.parameters(): {loose}")
         return Parameters(list(self.named_params().values()), self)
 
     def set_param(self, name: str, value: Any) -> None:
@@ -261,7 +289,10 @@ class Tree:
         who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
             raise TypeError(f"{who}: expected a dict of arrays by name (from model.state_dict()), got "
-                            f"{type(state_dict).__name__}")
+                            f"{type(state_dict).__name__}" + (
+                                "; xn.load(path) rebuilds the whole model, ready to use: model = xn.load(path) (for "
+                                "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
+                                if isinstance(state_dict, Tree) else ""))
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

@@ -58,12 +58,19 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     atomic_savez(path, arrays)
 
 
+# torch.save(model.state_dict(), path): what xn.save(state_dict, path) most likely meant.
+_STATE_DICT_HINT = ("; xn.save writes the whole model, its architecture too: xn.save(model, path), and xn.load(path) "
+                    "rebuilds it; a state dict alone: numpy.savez('model.npz', **model.state_dict()), then "
+                    "model.load_state_dict(numpy.load('model.npz'))")
+
+
 def save(model: Any, path: str | os.PathLike) -> None:
     """``model.save(path)``: architecture, params and buffers in one ``.npz``, written atomically;
     ``xn.load(path, device=...)`` rebuilds the model on any device."""
     if not isinstance(model, Model):
         raise TypeError(f"xn.save: expected an xn.Model or xn.Sequential, got {type(model).__name__}"
-                        + (f"; wrap the layer: xn.Sequential({model.name}(...))" if hasattr(model, "params") else ""))
+                        + (f"; wrap the layer: xn.Sequential({model.name}(...))" if hasattr(model, "params") else "")
+                        + (_STATE_DICT_HINT if isinstance(model, dict) else ""))
     save_model(model, path)
 
 

@@ -10,7 +10,7 @@ from .._user import is_int
 from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_device, untracked
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
-from ..layers.container import Container, mode
+from ..layers.container import Container, mode, no_train
 from ..layers.recurrent import independent_batches, refuse_time_first
 from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
@@ -98,6 +98,8 @@ class Model(Container):
             raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
         if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise ValueError(f"predict: batch_size must be None or an int >= 1, got {batch_size!r}")
+        if no_train(self):
+            raise TypeError(f"predict: {no_train(self)}")
         dev = self.device
         threads = blas_threads_context(blas_threads, dev, measure=False)
         with dev.activate(), threads:  # a model on cuda:N runs on GPU N (Device.activate)

@@ -230,6 +230,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self.bind(model)
         both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree
         params, grads = both() if both is not None else (model.named_params(), model.named_grads())
+        if not params and callable(getattr(model, "parameters", None)):
+            model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
         work = []
         for name, p in params.items():
             g = grads.get(name)

@@ -6,7 +6,6 @@ Each check reads the arguments only; those that look at data or weights make one
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -15,9 +14,10 @@ from .._user import warn
 from ..backend import namespace
 from ..datasets.batches import batch_bounds
 from ..layers.base import Layer
-from ..layers.container import Watcher, mode, watch
+from ..layers.container import Watcher, mode, no_train, watch
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import probe_states
+from ..layers.tree import loose_arrays
 from ..models import Model
 from ..models.inputs import probe_rows
 from ..optim._blame import mixed_dtypes
@@ -36,10 +36,9 @@ def check_model(model: Any, who: str) -> None:
                         "xn.Sequential(*layers)")
     if not isinstance(model, Model):
         raise TypeError(f"{who}: model must be an xn.Sequential or xn.Model, got {type(model).__name__}")
-    takes = inspect.signature(model.forward).parameters
-    if "train" not in takes and not any(p.kind is p.VAR_KEYWORD for p in takes.values()):
-        raise TypeError(f"{who}: {model.name}.forward must take train= (write forward(self, x, train=True) and pass "
-                        "train on to the layers): training and inference call it with train=True and False")
+    missing = no_train(model) or (loose_arrays(model) if who == "train" else "")
+    if missing:
+        raise TypeError(f"{who}: {missing}")
     for name, p in model.named_params().items():
         xp = namespace(p)
         if not xp.isdtype(p.dtype, "real floating"):

@@ -1,0 +1,63 @@
+"""What a container's forward enforces around the layers it calls as ``layer(x)``, PyTorch's way.
+
+One layer object per use: a layer keeps what its backward needs from its last forward only, so a layer called
+twice in one training forward of a model (PyTorch's habit: ``self.relu`` or ``self.pool`` applied after each
+convolution) would hand the first use's backward the second use's cache: an error far from its cause where the
+shapes differ, and silently wrong gradients where they agree. ``scoped`` wraps every container's ``forward``: the
+outermost one running, called directly or by ``model(x)``, opens a record of the layers called as ``layer(x)`` in
+training mode; ``note`` raises at the second call of one of them. Evaluation-mode calls (no backward follows) and
+``layer.forward(x)`` calls are not recorded.
+
+The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
+runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any, Callable
+
+__all__ = ["scoped", "note"]
+
+_local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
+
+
+def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Callable[..., Any]:
+    """``forward`` opening the record of calls when no container's forward is running already. Given a
+    ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
+    PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training."""
+    @functools.wraps(forward)
+    def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
+        train = kwargs.get("train")
+        if (train is True or train is False) and train != self.training:
+            with mode(self, train):
+                return run(self, *xs, **kwargs)
+        if getattr(_local, "calls", None) is not None:
+            return forward(self, *xs, **kwargs)
+        _local.calls, _local.model = {}, self
+        try:
+            return forward(self, *xs, **kwargs)
+        finally:
+            _local.calls = _local.model = None
+    return run
+
+
+def note(layer: Any, train: bool) -> None:
+    """Record a training-mode call of ``layer``; a second one in the same forward raises a RuntimeError
+    naming the layer, by its dotted name in the model, and the fix."""
+    calls = getattr(_local, "calls", None)
+    if calls is None or not train:
+        return
+    if id(layer) not in calls:
+        calls[id(layer)] = layer
+        return
+    model = _local.model
+    name = next((k for k, v in model.named_modules().items() if v is layer), None) if model is not layer else None
+    where = f"'{name}' ({layer.name})" if name else layer.name
+    attr = (name or layer.name.lower()).replace(".", "_")
+    make = f"xn.layers.{layer.name}" if type(layer).__module__.startswith("xpnet.layers.") else layer.name
+    raise RuntimeError(f"{model.name}.forward calls the layer {where} a second time in training mode; a layer keeps "
+                       "what its backward needs from its last forward only, so the first use's backward would get "
+                       f"the second's: give each use its own object (self.{attr}1 = {make}(...), "
+                       f"self.{attr}2 = ...)")
