@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh
+from xpnet.layers import Dropout, Flatten, Linear, ReLU, Sigmoid, Tanh, Unflatten
 from xpnet.testing import assert_placed, tolerance
 
 
@@ -112,6 +112,45 @@ def test_flatten_takes_pytorchs_start_dim_and_end_dim(case, rng, dims):
 def test_flatten_names_axes_it_cannot_merge(dims, error, message):
     with pytest.raises(error, match=message):
         Flatten(*dims).forward(np.zeros((2, 3, 4, 5)))
+
+
+@pytest.mark.parametrize("dim, sizes", [(1, (4, 5)), (1, (2, -1)), (-1, (5, 1, 2, 2)), (0, (1, 2)), (2, (20,))])
+def test_unflatten_splits_as_pytorchs(case, rng, dim, sizes):
+    """Unflatten(1, (C, H, W)) after a decoder's Linear: PyTorch's nn.Unflatten's shape (a -1 taking the rest of
+    the axis), the values as they were, and backward giving dy the input's shape back."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    x = rng.standard_normal((2, 20, 20))
+    want = torch.nn.Unflatten(dim, sizes)(torch.from_numpy(x)).numpy()
+    dy = rng.standard_normal(want.shape)
+    y, dx = _run(Unflatten(dim, sizes), case, x, dy)
+    np.testing.assert_array_equal(y, want.astype(case[1]))
+    np.testing.assert_array_equal(dx, dy.astype(case[1]).reshape(x.shape))
+
+
+def test_unflatten_undoes_flatten_in_a_decoder():
+    """An autoencoder's Linear -> Unflatten -> ConvTranspose2d trains end to end (the gradient reaches the first
+    layer through the reshape)."""
+    xn.init.seed(0)
+    model = xn.Sequential(Flatten(), xn.layers.Linear(16, 8 * 2 * 2), Unflatten(1, (8, 2, 2)),
+                          xn.layers.ConvTranspose2d(8, 1, 2, stride=2))
+    x = np.random.default_rng(0).standard_normal((6, 1, 4, 4)).astype(np.float64)
+    model.to(dtype="float64")
+    report = xn.gradcheck(model, x)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("args, shape, error, message", [
+    ((1, (3, 5)), (2, 20), ValueError, r"Unflatten: sizes \[3, 5\] do not multiply up to axis 1 of the input, 20"),
+    ((1, (3, -1)), (2, 20), ValueError, r"Unflatten: sizes \[3, -1\] do not multiply up to axis 1"),
+    ((2, (4, 5)), (2, 20), ValueError, r"Unflatten: dim=2 is out of range for a 2-d input of shape \(2, 20\)"),
+    ((1, 20), (2, 20), TypeError, r"Unflatten: unflattened_size must be a tuple of ints >= 1 \(one of them may "
+                                  r"be -1\), got 20"),
+    ((1, (-1, -1)), (2, 20), TypeError, r"got \(-1, -1\)"),
+    ((1.0, (4, 5)), (2, 20), TypeError, r"Unflatten: dim must be an int \(an axis\), got 1.0"),
+])
+def test_unflatten_names_what_does_not_fit(args, shape, error, message):
+    with pytest.raises(error, match=message):
+        Unflatten(*args).forward(np.zeros(shape))
 
 
 def test_dropout_train_scales_kept_units_and_eval_is_identity(case, rng):

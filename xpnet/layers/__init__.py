@@ -18,7 +18,7 @@ from .conv import Conv2d
 from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
-from .flatten import Flatten
+from .flatten import Flatten, Unflatten
 from .layernorm import LayerNorm
 from .linear import Linear
 from .multihead_attention import MultiheadAttention
@@ -32,7 +32,7 @@ from .transformer_decoder import Transformer, TransformerDecoder, TransformerDec
 from .upsample import Upsample
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Dropout",
+           "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
@@ -71,8 +71,8 @@ _PYTORCH_NAMES = {
     "ReLU6": "xpnet has no ReLU6; xn.layers.ReLU(), LeakyReLU, ELU, GELU, SiLU and Softplus are its activations",
     "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
     "Lambda": "a layer needs its backward too (xpnet has no autograd): subclass xn.layers.Layer with forward(x, "
-              "train=True) and backward(dy); for the tutorial's x.view(-1, 1, 28, 28), load the images with "
-              "flatten=False, and x.view(x.size(0), -1) is xn.layers.Flatten()",
+              "train=True) and backward(dy); the tutorial's x.view(-1, 1, 28, 28) is xn.layers.Unflatten(1, (1, 28, "
+              "28)) (or load the images with flatten=False), and x.view(x.size(0), -1) is xn.layers.Flatten()",
     "ModuleList": "assign a plain list of layers as an attribute of your xn.Model (self.blocks = [...]): its layers "
                   "are found, as 'blocks.0.W'...",
     "ModuleDict": "assign a plain dict of layers as an attribute of your xn.Model (self.heads = {...}): its layers "

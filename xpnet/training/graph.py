@@ -9,7 +9,7 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or not, the activations, Softmax
-   and LogSoftmax, Identity, Flatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout) inside
+   and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout) inside
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
@@ -54,7 +54,7 @@ from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, ConvTranspose2d, Dropout, Flatten,
                       GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Residual,
-                      Sigmoid, SiLU, Softmax, Softplus, Tanh, Upsample)
+                      Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten, Upsample)
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
@@ -71,8 +71,8 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
-              LogSoftmax, Identity, Flatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, Upsample,
-              Dropout)
+              LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
+              Upsample, Dropout)
 CONTAINERS = (Sequential, Residual, Concat)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
 # the host; their weights are copied to the device at the first eager step, before the capture.
