@@ -5,6 +5,7 @@ import pathlib
 import re
 import runpy
 
+import numpy as np
 import pytest
 
 import xpnet as xn
@@ -119,6 +120,31 @@ def test_attention_dates_example_runs(capsys):
     assert "AttentionDecoder" in out and "(N, 10, 59)" in out  # the summary, ids in
     assert "train_perplexity" in out and "epoch 1: exact-match answers" in out and "of 60" in out
     assert "exact-match answers after each epoch:" in out
+
+
+def test_transformer_dates_example_runs(capsys):
+    _load("transformer_dates").main(["--device", "cpu", "--epochs", "1", "--n", "600", "--d-model", "16",
+                                     "--layers", "1"])
+    out = capsys.readouterr().out
+    assert out.startswith("parameters: ") and "train_perplexity" in out
+    assert "epoch 1: exact-match answers" in out and "of 60" in out
+
+
+def test_transformer_dates_answers_as_predict_would_on_a_second_device():
+    """The example's greedy decoding (the questions encoded once, on the model's device) gives the answers of
+    model.predict run again on the whole answer so far at every step."""
+    strict = pytest.importorskip("array_api_strict")
+    example = _load("transformer_dates")
+    data = xn.datasets.dates(200)
+    x, t = data.test
+    xn.init.seed(1)
+    model = example.DateTransformer(len(data.char_to_id), d_model=16, layers=1).to(
+        xn.Device(strict, strict.Device("device1")))
+    so_far = t[:, :1]
+    for _ in range(4):
+        scores = xn.to_numpy(model.predict(x, so_far))
+        so_far = np.concatenate([so_far, np.argmax(scores[:, -1], axis=-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(model.answer(x, t[:, 0], 4), so_far[:, 1:])
 
 
 def test_seq2seq_addition_example_runs(capsys):
