@@ -156,3 +156,12 @@ def no_cuda(monkeypatch):
     monkeypatch.setattr(libraries, "_cupy", None)
     monkeypatch.setattr(libraries, "_cupy_error", "cupy is not installed (test)")
     monkeypatch.delenv("XPNET_DEVICE", raising=False)
+
+
+@pytest.fixture
+def fashion_mnist():
+    """Skips the test where the Fashion-MNIST files are not on the machine."""
+    try:
+        xn.datasets.find_files("fashion-mnist", download=False)
+    except xn.datasets.DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")

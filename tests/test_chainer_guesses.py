@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet import _chainer, datasets
+from xpnet import _chainer
 from xpnet.layers import BatchNorm, Conv2d, Dropout, Linear, MaxPool2d
 
 
@@ -313,14 +313,6 @@ def test_chainer_default_initialiser_lecun_normal_is_init_sigmoid():
     assert float(np.std(w)) == pytest.approx(math.sqrt(1 / 1000), rel=0.01)
     w = Conv2d(50, 200, 3, init="sigmoid").params["W"]
     assert float(np.std(w)) == pytest.approx(math.sqrt(1 / (50 * 9)), rel=0.01)
-
-
-@pytest.fixture
-def fashion_mnist():
-    try:
-        datasets.find_files("fashion-mnist", download=False)
-    except datasets.DatasetNotFoundError:
-        pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
 
 
 def _docs_code(i):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet import backend, datasets
+from xpnet import backend
 
 from conftest import require_cuda
 
@@ -21,14 +21,6 @@ def _load(name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def fashion_mnist():
-    try:
-        datasets.find_files("fashion-mnist", download=False)
-    except datasets.DatasetNotFoundError:
-        pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.py") if "ArgumentParser(" in p.read_text()))

@@ -86,17 +86,18 @@ class Container(Layer):
         is registered, inside the scope or not."""
         yield
 
-    def __call__(self, *xs: Any, train: bool | None = None) -> Any:
-        """``forward(*xs)`` in the model's mode (``train()``/``eval()``), or as ``train`` says."""
+    def __call__(self, *xs: Any, train: bool | None = None, **options: Any) -> Any:
+        """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
+        ``options`` are forward's other keywords (a Transformer's masks)."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
         note(self, train)
         try:
-            return self.forward(*xs, train=train)
+            return self.forward(*xs, train=train, **options)
         except TypeError:
-            self._check_inputs(xs, train)
+            self._check_inputs(xs, train, options)
             raise
 
-    def _check_inputs(self, xs: tuple[Any, ...], train: bool) -> None:
+    def _check_inputs(self, xs: tuple[Any, ...], train: bool, options: dict[str, Any]) -> None:
         """After forward raised a TypeError: when forward takes no ``train`` (PyTorch's ``forward(self, x)``),
         say to add it; when the call itself did not fit forward's signature (an extra array landing on
         ``train``: "got multiple values for argument 'train'"), say how many inputs the model takes and where
@@ -109,7 +110,7 @@ class Container(Layer):
         if missing:
             raise TypeError(missing) from None
         try:
-            signature.bind(*xs, train=train)
+            signature.bind(*xs, train=train, **options)
         except TypeError:
             inputs = [name for name in signature.parameters if name != "train"]
             raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes {len(inputs)} input"

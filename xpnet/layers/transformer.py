@@ -130,11 +130,6 @@ class TransformerEncoderLayer(TransformerBlock):
         self.dropout1, self.dropout2 = Dropout(self.p), Dropout(self.p)
         self.activation = self._activation_layer()
 
-    def __call__(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,  # type: ignore[override]
-                 is_causal: bool = False, train: bool | None = None) -> Any:
-        return self.forward(src, src_mask, src_key_padding_mask, is_causal,
-                            train=self.training if train is None else train)
-
     def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,  # type: ignore[override]
                 is_causal: bool = False, train: bool = True) -> Any:
         src = untracked(src)
@@ -196,11 +191,6 @@ class TransformerEncoder(Container):
 
     def config(self) -> dict[str, Any]:
         return {"encoder_layer": self.layers[0], "num_layers": self.num_layers, "norm": self.norm}
-
-    def __call__(self, src: Any, mask: Any = None, src_key_padding_mask: Any = None,  # type: ignore[override]
-                 is_causal: bool = False, train: bool | None = None) -> Any:
-        return self.forward(src, mask, src_key_padding_mask, is_causal,
-                            train=self.training if train is None else train)
 
     def forward(self, src: Any, mask: Any = None, src_key_padding_mask: Any = None,  # type: ignore[override]
                 is_causal: bool = False, train: bool = True) -> Any:

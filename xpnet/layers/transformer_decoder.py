@@ -48,12 +48,6 @@ class TransformerDecoderLayer(TransformerBlock):
         self.dropout1, self.dropout2, self.dropout3 = Dropout(self.p), Dropout(self.p), Dropout(self.p)
         self.activation = self._activation_layer()
 
-    def __call__(self, tgt: Any, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,  # type: ignore[override]
-                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
-                 memory_is_causal: bool = False, train: bool | None = None) -> Any:
-        return self.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask, memory_key_padding_mask,
-                            tgt_is_causal, memory_is_causal, train=self.training if train is None else train)
-
     def forward(self, tgt: Any, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,  # type: ignore[override]
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
                 memory_is_causal: bool = False, train: bool = True) -> Any:
@@ -128,10 +122,6 @@ class TransformerDecoder(Container):
     def config(self) -> dict[str, Any]:
         return {"decoder_layer": self.layers[0], "num_layers": self.num_layers, "norm": self.norm}
 
-    def __call__(self, tgt: Any, memory: Any, *masks: Any, train: bool | None = None,  # type: ignore[override]
-                 **named: Any) -> Any:
-        return self.forward(tgt, memory, *masks, train=self.training if train is None else train, **named)
-
     def forward(self, tgt: Any, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,  # type: ignore[override]
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
                 memory_is_causal: bool = False, train: bool = True) -> Any:
@@ -190,10 +180,6 @@ class Transformer(Container):
         layer = self.encoder.layers[0].config()
         return {"d_model": layer.pop("d_model"), "nhead": layer.pop("nhead"),
                 "num_encoder_layers": self.encoder.num_layers, "num_decoder_layers": self.decoder.num_layers, **layer}
-
-    def __call__(self, src: Any, tgt: Any, *masks: Any, train: bool | None = None,  # type: ignore[override]
-                 **named: Any) -> Any:
-        return self.forward(src, tgt, *masks, train=self.training if train is None else train, **named)
 
     def forward(self, src: Any, tgt: Any, src_mask: Any = None, tgt_mask: Any = None,  # type: ignore[override]
                 memory_mask: Any = None, src_key_padding_mask: Any = None, tgt_key_padding_mask: Any = None,
