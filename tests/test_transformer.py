@@ -204,6 +204,9 @@ def test_saved_and_loaded(tmp_path, rng):
     layer = loaded[0].layers[1]
     assert (layer.p, layer.batch_first, layer.norm_first, layer.layer_norm_eps) == (0.3, False, True, 1e-6)
     assert isinstance(layer.activation, GELU) and layer.activation.approximate == "tanh"
+    for block in (layer, model[0].layers[0]):  # the activation layer given is one child, PyTorch's "activation"
+        assert list(block.named_children()) == ["self_attn", "linear1", "dropout", "linear2", "norm1", "norm2",
+                                                "dropout1", "dropout2", "activation"]
 
 
 def test_eval_mode_drops_nothing(rng):

@@ -49,7 +49,6 @@ class TransformerBlock(Container):
         pytorch_defaults_only(who, {"device": DEVICE_DEFAULT}, {"device": device})
         self.p, self.layer_norm_eps = float(dropout), float(layer_norm_eps)
         self.activation_name = _activation_name(who, activation)
-        self._activation = activation
         self._shape: tuple[int, ...] | None = None
         return _init.dtype_name(dtype, who)
 
@@ -61,9 +60,10 @@ class TransformerBlock(Container):
     def _norm(self, dtype: str) -> LayerNorm:
         return LayerNorm(self.d_model, eps=self.layer_norm_eps, bias=self.bias, dtype=dtype)
 
-    def _activation_layer(self) -> Layer:
-        a = self._activation
-        return _ACTIVATIONS[a]() if isinstance(a, str) else a
+    @staticmethod
+    def _activation_layer(activation: Any) -> Layer:
+        """The layer for ``activation``: "relu" and "gelu" built, an xpnet layer as it is."""
+        return _ACTIVATIONS[activation]() if isinstance(activation, str) else activation
 
     def config(self) -> dict[str, Any]:
         return {"d_model": self.d_model, "nhead": self.nhead, "dim_feedforward": self.dim_feedforward,
@@ -128,7 +128,7 @@ class TransformerEncoderLayer(TransformerBlock):
         self.linear1, self.dropout, self.linear2 = self._feed_forward_layers(dtype)
         self.norm1, self.norm2 = self._norm(dtype), self._norm(dtype)
         self.dropout1, self.dropout2 = Dropout(self.p), Dropout(self.p)
-        self.activation = self._activation_layer()
+        self.activation = self._activation_layer(activation)
 
     def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,  # type: ignore[override]
                 is_causal: bool = False, train: bool = True) -> Any:

@@ -46,7 +46,7 @@ class TransformerDecoderLayer(TransformerBlock):
         self.linear1, self.dropout, self.linear2 = self._feed_forward_layers(dtype)
         self.norm1, self.norm2, self.norm3 = self._norm(dtype), self._norm(dtype), self._norm(dtype)
         self.dropout1, self.dropout2, self.dropout3 = Dropout(self.p), Dropout(self.p), Dropout(self.p)
-        self.activation = self._activation_layer()
+        self.activation = self._activation_layer(activation)
 
     def forward(self, tgt: Any, memory: Any, tgt_mask: Any = None, memory_mask: Any = None,  # type: ignore[override]
                 tgt_key_padding_mask: Any = None, memory_key_padding_mask: Any = None, tgt_is_causal: bool = False,
