@@ -206,7 +206,8 @@ def _hint_tables():
             "an optimizer": base._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
-            "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES}, "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
+            "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
+            "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():

@@ -88,8 +88,9 @@ _PYTORCH_NAMES = {
     "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
                  "your own, its gradient in self.grads['W'], filled by your backward",
     "transforms": "xpnet has no transforms: xn.datasets.load_fashion_mnist() already scales to [0, 1] (ToTensor); "
-                  "Normalize is (x - mean) / std on the arrays, once; RandomCrop(28, padding=2) with RandomHorizontalFlip "
-                  "is xn.train(..., transform=xn.datasets.RandomShiftFlip(max_shift=2)), on training batches only",
+                  "Normalize is (x - mean) / std on the arrays, once; RandomCrop(28, padding=2) with "
+                  "RandomHorizontalFlip is xn.train(..., transform=xn.datasets.RandomShiftFlip(max_shift=2)), on "
+                  "training batches only",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
 }
 

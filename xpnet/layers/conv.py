@@ -85,8 +85,8 @@ class Conv2d(Layer):
             raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; pass the "
                             f"initialiser by keyword: init={dilation!r}")
         if is_bool(dilation):
-            raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; Chainer's sixth, "
-                            f"nobias, is bias={not dilation!r} here, by keyword")
+            raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; Chainer's "
+                            f"sixth, nobias, is bias={not dilation!r} here, by keyword")
         if is_bool(groups):
             raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
                             f"eighth, or pass it by keyword: bias={groups!r}")

@@ -108,7 +108,8 @@ class Adam(Optimizer):
             raise ValueError(f"{self.name}: amsgrad=True is not supported: xpnet's {self.name} is PyTorch's with "
                              "amsgrad=False (the default there too)")
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            chainer = "; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas) else ""
+            chainer = ("; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas)
+                       else "")
             raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}{chainer}")
         self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
         self.convention = _choice("convention", convention, ("pytorch", "book"), self)

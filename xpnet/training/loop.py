@@ -124,7 +124,8 @@ _EVALUATE_KEYWORDS = {name: hint for names, hint in (
 
 
 # The model's count of epochs trained is compared too: it sets the shuffles (epochs_trained).
-_SETTINGS = {"model": lambda m: {**describe_settings(m), "epochs trained by earlier xn.train calls": epochs_trained(m)},
+_SETTINGS = {"model": lambda m: {**describe_settings(m),
+                                 "epochs trained by earlier xn.train calls": epochs_trained(m)},
              "optimizer": lambda o: describe_settings(_get_optimizer(o)),
              "loss": lambda loss: describe_settings(_get_loss(loss))}
 
