@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_real
-from ..backend import isdtype, same_device, untracked
+from ..backend import fast_path, isdtype, namespace, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .dropout import dropout_forward
 from .softmax import softmax, softmax_backward
@@ -110,11 +111,7 @@ class MultiheadAttention(Layer):
             self._check_like_params(x, what, arg)
         N, L, S, E, H, d = self._check_shapes(query, key, value)
         mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
-        Wq, Wk, Wv = self._projections()
-        q, k, v = query @ Wq, key @ Wk, value @ Wv
-        if self.bias:
-            b = self.params["b_in"]
-            q, k, v = q + b[:E], k + b[E:2 * E], v + b[2 * E:]
+        q, k, v = self._project(query, key, value)
         qh = _split_heads(xp, q, H) * (1.0 / math.sqrt(d))
         kh, vh = _split_heads(xp, k, H), _split_heads(xp, v, H)
         scores = qh @ xp.permute_dims(kh, (0, 1, 3, 2))
@@ -126,22 +123,60 @@ class MultiheadAttention(Layer):
             dropped, drop = dropout_forward(a, self.dropout, 1.0 / (1.0 - self.dropout), self.rng, self)
         o = _merge_heads(xp, dropped @ vh)
         self._cache = (query, key, value, qh, kh, vh, a, dropped, drop, o)
-        y = o @ self.params["W_out"]
+        y = _by(xp, o, self.params["W_out"])
         if self.bias:
             y = y + self.params["b_out"]
         if not need_weights:
             return y, None
         return y, xp.mean(dropped, axis=1) if average else dropped
 
+    def _project(self, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
+        """q, k, v (N, T, E): the inputs' projections, biases added. Self-attention (one array passed three
+        times, with W_in) takes one product by the whole W_in (E, 3E), as PyTorch's in_proj does."""
+        E, xp = self.embed_dim, namespace(query)
+        if self._fused(query, key, value):
+            qkv = _by(xp, query, self.params["W_in"])
+            if self.bias:
+                qkv = qkv + self.params["b_in"]
+            return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
+        Wq, Wk, Wv = self._projections()
+        q, k, v = _by(xp, query, Wq), _by(xp, key, Wk), _by(xp, value, Wv)
+        if self.bias:
+            b = self.params["b_in"]
+            q, k, v = q + b[:E], k + b[E:2 * E], v + b[2 * E:]
+        return q, k, v
+
+    def _fused(self, query: Any, key: Any, value: Any) -> bool:
+        return query is key and key is value and "W_in" in self.params
+
     def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
         """The heads' attention backward (the softmax's through softmax_backward), then the projections'."""
+        dq, dk, dv, _ = self._backward(dy)
+        Wq, Wk, Wv = self._projections()
+        xp = namespace(dq)
+        return tuple(_by(xp, g, xp.permute_dims(W, (1, 0))) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
+
+    def backward_self(self, dy: Any) -> Any:
+        """Self-attention's dx = dquery + dkey + dvalue (N, L, E) after ``mha(x, x, x)``, in one product by
+        W_in where ``backward`` takes three and two sums (the Transformer layers call this)."""
+        query, key, value = self._need(self._cache)[:3]
+        if not self._fused(query, key, value):
+            raise ValueError(f"{self.name}.backward_self: the last forward was not self-attention with W_in (one "
+                             "array as query, key and value); call backward(dy) for (dquery, dkey, dvalue)")
+        dqkv = self._backward(dy)[3]
+        xp = namespace(dqkv)
+        return _by(xp, dqkv, xp.permute_dims(self.params["W_in"], (1, 0)))
+
+    def _backward(self, dy: Any) -> tuple[Any, Any, Any, Any]:
+        """Fills grads; returns the gradients of q, k and v (N, T, E) before the input projections, and for
+        self-attention the three side by side (N, T, 3E) (else None)."""
         dy = untracked(dy)
         query, key, value, qh, kh, vh, a, dropped, drop, o = self._need(self._cache)
         N, L, E = query.shape
         xp = self._check_grad(dy, (N, L, E))
         H, d = self.num_heads, self.head_dim
         grads = {"W_out": _weight_grad(xp, o, dy)}
-        doh = _split_heads(xp, dy @ xp.permute_dims(self.params["W_out"], (1, 0)), H)
+        doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), H)
         dvh = xp.permute_dims(dropped, (0, 1, 3, 2)) @ doh
         da = doh @ xp.permute_dims(vh, (0, 1, 3, 2))
         if drop is not None:
@@ -150,17 +185,24 @@ class MultiheadAttention(Layer):
         dq = _merge_heads(xp, ds @ kh) * (1.0 / math.sqrt(d))
         dk = _merge_heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)) @ qh)
         dv = _merge_heads(xp, dvh)
-        dW = [_weight_grad(xp, x, g) for x, g in ((query, dq), (key, dk), (value, dv))]
-        if "W_in" in self.params:
-            grads["W_in"] = xp.concat(dW, axis=1)
+        dqkv = None
+        if self._fused(query, key, value):  # one product for the whole W_in
+            dqkv = xp.concat([dq, dk, dv], axis=-1)
+            grads["W_in"] = _weight_grad(xp, query, dqkv)
+            if self.bias:
+                grads["b_in"] = xp.sum(dqkv, axis=(0, 1))
         else:
-            grads["W_q"], grads["W_k"], grads["W_v"] = dW
+            dW = [_weight_grad(xp, x, g) for x, g in ((query, dq), (key, dk), (value, dv))]
+            if "W_in" in self.params:
+                grads["W_in"] = xp.concat(dW, axis=1)
+            else:
+                grads["W_q"], grads["W_k"], grads["W_v"] = dW
+            if self.bias:
+                grads["b_in"] = xp.concat([xp.sum(g, axis=(0, 1)) for g in (dq, dk, dv)])
         if self.bias:
-            grads["b_in"] = xp.concat([xp.sum(g, axis=(0, 1)) for g in (dq, dk, dv)])
             grads["b_out"] = xp.sum(dy, axis=(0, 1))
         self.grads = {name: grads[name] for name in self.params}
-        Wq, Wk, Wv = self._projections()
-        return tuple(g @ xp.permute_dims(W, (1, 0)) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
+        return dq, dk, dv, dqkv
 
     def _check_shapes(self, query: Any, key: Any, value: Any) -> tuple[int, ...]:
         """(N, L, S, E, num_heads, head_dim) after checking the three inputs' shapes."""
@@ -189,7 +231,16 @@ def _merge_heads(xp: Any, x: Any) -> Any:
 
 def _weight_grad(xp: Any, x: Any, g: Any) -> Any:
     """x^T g over the N * T rows of x (N, T, D_in) and g (N, T, D_out)."""
-    return xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)) @ xp.reshape(g, (-1, g.shape[2]))
+    matmul = fast_path("matmul", xp, operator.matmul)
+    return matmul(xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)), xp.reshape(g, (-1, g.shape[2])))
+
+
+def _by(xp: Any, x: Any, W: Any) -> Any:
+    """x (N, T, D_in) @ W (D_in, D_out) -> (N, T, D_out) as one product of x's N * T rows (NumPy would multiply
+    each of the N matrices on its own), through the "matmul" fast path, as Linear's."""
+    N, T, D = x.shape
+    y = fast_path("matmul", xp, operator.matmul)(xp.reshape(x, (N * T, D)), W)
+    return xp.reshape(y, (N, T, W.shape[1]))
 
 
 def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,

@@ -164,8 +164,7 @@ class TransformerEncoderLayer(TransformerBlock):
         return self.dropout1.forward(y, train=train)
 
     def _attention_backward(self, dy: Any) -> Any:
-        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(dy))
-        return dq + dk + dv
+        return self.self_attn.backward_self(self.dropout1.backward(dy))
 
 
 class TransformerEncoder(Container):

@@ -94,8 +94,7 @@ class TransformerDecoderLayer(TransformerBlock):
         return self.dropout1.forward(y, train=train)
 
     def _self_attention_backward(self, dy: Any) -> Any:
-        dq, dk, dv = self.self_attn.backward(self.dropout1.backward(dy))
-        return dq + dk + dv
+        return self.self_attn.backward_self(self.dropout1.backward(dy))
 
     def _cross_attention(self, x: Any, memory: Any, masks: dict[str, Any], train: bool) -> Any:
         y = self.multihead_attn.forward(x, memory, memory, need_weights=False, train=train, **masks)[0]
