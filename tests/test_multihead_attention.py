@@ -331,3 +331,23 @@ def test_summary_shows_the_shapes_of_the_pair_it_returns():
     table = SelfAttention(True).summary(input_shape=(8, 16))
     assert "MultiheadAttention  (N, 8, 16), (N, 8, 8)" in table and "tuple" not in table
     assert "(N, 8, 16), None" in SelfAttention(False).summary(input_shape=(8, 16))
+
+
+def test_backward_self_is_the_sum_of_the_three_gradients(dev, rng):
+    """Self-attention's dx in one product (what the Transformer layers call) equals dquery + dkey + dvalue, and the
+    parameters' gradients are the same either way; after cross-attention it refuses, naming backward."""
+    xn.init.seed(3)
+    mha = MultiheadAttention(8, 2, dtype="float64").to(dev)
+    x, dy = (xn.to_device(rng.standard_normal((2, 5, 8)), dev) for _ in range(2))
+    mha.forward(x, x, x)
+    dx = mha.backward_self(dy)
+    grads = {k: xn.to_numpy(v) for k, v in mha.grads.items()}
+    mha.forward(x, x, x)
+    dq, dk, dv = mha.backward(dy)
+    np.testing.assert_allclose(xn.to_numpy(dx), xn.to_numpy(dq + dk + dv), rtol=1e-12, atol=1e-13)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, xn.to_numpy(mha.grads[name]), rtol=1e-12, atol=1e-13, err_msg=name)
+    mha.forward(x, xn.to_device(rng.standard_normal((2, 5, 8)), dev), x)
+    with pytest.raises(ValueError, match=r"backward_self: the last forward was not self-attention .* call "
+                                         r"backward\(dy\)"):
+        mha.backward_self(dy)
