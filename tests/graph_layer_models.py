@@ -104,12 +104,24 @@ def _layernorm() -> Any:
                          L.Linear(16, 16), L.LayerNorm(16, elementwise_affine=False), L.ReLU(), L.Linear(16, 4))
 
 
+def _transformer() -> Any:
+    """Sequences (N, 6, 8) through a stack of two pre-norm GELU Transformer encoder layers with dropout (the
+    attention's own included: drawn in the graph) and a final LayerNorm, a post-norm ReLU layer, then classified.
+    No biases: the key projection's bias has a gradient of zero up to rounding (softmax ignores what is added to
+    all of a query's scores), which Adam would scale up to steps of lr whose sign the rounding picks."""
+    layer = L.TransformerEncoderLayer(8, 2, 16, dropout=0.1, activation="gelu", norm_first=True, bias=False)
+    return xn.Sequential(L.TransformerEncoder(layer, 2, norm=L.LayerNorm(8)),
+                         L.TransformerEncoderLayer(8, 4, 16, dropout=0.0, bias=False), L.Flatten(),
+                         L.Linear(6 * 8, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
-    "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)), "layernorm": (_layernorm, (2, 6, 6))}
+    "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)), "layernorm": (_layernorm, (2, 6, 6)),
+    "transformer": (_transformer, (6, 8))}
 
 
 @contextlib.contextmanager

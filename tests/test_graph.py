@@ -11,7 +11,7 @@ import pytest
 
 import xpnet as xn
 from xpnet.backend.graphs import StepGraph
-from xpnet.training.graph import CAPTURABLE
+from xpnet.training.graph import CAPTURABLE, CONTAINERS
 
 from conftest import require_cuda
 from test_cupy_rules import last_json, run_with_fake_cupy
@@ -181,10 +181,10 @@ def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_a
     assert out["unshuffled default"] == 0 and out["XPNET_GRAPH=0"] == 0 and out["custom None"] == 0
     assert "shuffle=False" in out["unshuffled"] and out["unshuffled"].startswith("train: graph=True: ")
     assert out["clipped"] == 3 * 7 - 2
-    captured = ", ".join(c.__name__ for c in CAPTURABLE)
+    captured, containers = (", ".join(c.__name__ for c in kinds) for kinds in (CAPTURABLE, CONTAINERS))
     assert out["custom True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: layer "
                                   f"'2' (Doubling) is not captured in this version (captured: {captured}, inside "
-                                  "Sequential, Residual, Concat). Pass graph=None or False to train eagerly")
+                                  f"{containers}). Pass graph=None or False to train eagerly")
 
 
 @needs_compiler

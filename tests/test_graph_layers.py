@@ -17,7 +17,7 @@ import pytest
 import graph_layer_models as models
 from conftest import require_cuda
 from test_cupy_rules import last_json, run_with_fake_cupy
-from xpnet.training.graph import CAPTURABLE
+from xpnet.training.graph import CAPTURABLE, CONTAINERS
 from test_graph import needs_compiler
 
 TESTS = Path(__file__).parent
@@ -93,8 +93,8 @@ for what, make in {"subclass": lambda: xn.Sequential(L.Flatten(), L.Residual(MyL
 print(json.dumps(result))
 """, tmp_path)
     assert out["subclass None"] == 0
-    captured = (f"(captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside Sequential, Residual, Concat). "
-                "Pass graph=None or False to train eagerly")
+    captured = (f"(captured: {', '.join(c.__name__ for c in CAPTURABLE)}, inside "
+                f"{', '.join(c.__name__ for c in CONTAINERS)}). Pass graph=None or False to train eagerly")
     assert out["subclass True"] == ("train: graph=True: the training step cannot be captured as a CUDA graph: "
                                     "layer '1.body' (MyLinear) is not captured in this version " + captured)
 

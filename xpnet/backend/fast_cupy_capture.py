@@ -2,7 +2,8 @@
 
 ``matmul(a, b)`` is ``a @ b`` (cuBLAS) whenever the current stream is not capturing, and xpnet's own
 kernel while it is, where CuPy refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's
-per-sample products). Layers ask for it through the registry
+per-sample products); ``heads_matmul`` the same for MultiheadAttention's (N, heads, m, k) products. Layers ask
+for it through the registry
 (``fast_path("matmul", xp, operator.matmul)``), so no layer names CuPy. Imported only when a CuPy array
 asks for it.
 """
@@ -64,5 +65,16 @@ def matmul(a: Any, b: Any) -> Any:
     return a @ b
 
 
+def heads_matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` for (N, H, m, k) @ (N, H, k, n) (attention's heads): cuBLAS, or while the current stream
+    captures a graph xpnet's kernel over the stack of N * H products (each operand made contiguous)."""
+    if not (capturing() and a.ndim == b.ndim == 4 and _kernel_takes(a[0], b[0])):
+        return a @ b
+    (n, h, m, k), w = a.shape, b.shape[3]
+    c = kernel_matmul(cupy.ascontiguousarray(a).reshape(n * h, m, k), cupy.ascontiguousarray(b).reshape(n * h, k, w))
+    return c.reshape(n, h, m, w)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("matmul", matmul)
+    add("heads_matmul", heads_matmul)

@@ -114,14 +114,14 @@ class MultiheadAttention(Layer):
         q, k, v = self._project(query, key, value)
         qh = _split_heads(xp, q, H) * (1.0 / math.sqrt(d))
         kh, vh = _split_heads(xp, k, H), _split_heads(xp, v, H)
-        scores = qh @ xp.permute_dims(kh, (0, 1, 3, 2))
+        scores = _heads(xp, qh, xp.permute_dims(kh, (0, 1, 3, 2)))
         if mask is not None:
             scores = scores + mask
         a = softmax(scores, -1)
         dropped, drop = a, None
         if train and self.dropout > 0.0:
             dropped, drop = dropout_forward(a, self.dropout, 1.0 / (1.0 - self.dropout), self.rng, self)
-        o = _merge_heads(xp, dropped @ vh)
+        o = _merge_heads(xp, _heads(xp, dropped, vh))
         self._cache = (query, key, value, qh, kh, vh, a, dropped, drop, o)
         y = _by(xp, o, self.params["W_out"])
         if self.bias:
@@ -177,13 +177,13 @@ class MultiheadAttention(Layer):
         H, d = self.num_heads, self.head_dim
         grads = {"W_out": _weight_grad(xp, o, dy)}
         doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), H)
-        dvh = xp.permute_dims(dropped, (0, 1, 3, 2)) @ doh
-        da = doh @ xp.permute_dims(vh, (0, 1, 3, 2))
+        dvh = _heads(xp, xp.permute_dims(dropped, (0, 1, 3, 2)), doh)
+        da = _heads(xp, doh, xp.permute_dims(vh, (0, 1, 3, 2)))
         if drop is not None:
             da = da * drop
         ds = softmax_backward(a, da, -1)
-        dq = _merge_heads(xp, ds @ kh) * (1.0 / math.sqrt(d))
-        dk = _merge_heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)) @ qh)
+        dq = _merge_heads(xp, _heads(xp, ds, kh)) * (1.0 / math.sqrt(d))
+        dk = _merge_heads(xp, _heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)), qh))
         dv = _merge_heads(xp, dvh)
         dqkv = None
         if self._fused(query, key, value):  # one product for the whole W_in
@@ -233,6 +233,12 @@ def _weight_grad(xp: Any, x: Any, g: Any) -> Any:
     """x^T g over the N * T rows of x (N, T, D_in) and g (N, T, D_out)."""
     matmul = fast_path("matmul", xp, operator.matmul)
     return matmul(xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)), xp.reshape(g, (-1, g.shape[2])))
+
+
+def _heads(xp: Any, a: Any, b: Any) -> Any:
+    """a (N, H, m, k) @ b (N, H, k, n), a product per sample and head, through the "heads_matmul" fast path (on
+    CuPy inside a captured CUDA graph: xpnet's kernel over the N * H stack)."""
+    return fast_path("heads_matmul", xp, operator.matmul)(a, b)
 
 
 def _by(xp: Any, x: Any, W: Any) -> Any:

@@ -9,22 +9,24 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or not, the activations, Softmax
-   and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout) inside
-   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, nested), a loss of :data:`CAPTURED_LOSSES`
+   and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout,
+   MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer
+   encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
    too, the weight 1/n computed from it on the device), so every launch moves them on.
-   Not captured: recurrent layers, embeddings, attention, and classes of the user's own, subclasses of
-   xpnet's included (their Python would run at the capture only).
+   Not captured: recurrent layers, embeddings, the book's Attention, models of two inputs (the Transformer's
+   decoder), and classes of the user's own, subclasses of xpnet's included (their Python would run at the
+   capture only).
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
    made once, from the epoch's permutation and a step counter kept on the device.
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d and ConvTranspose2d
-   multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
+   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d and
+   MultiheadAttention multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
    cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
    (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
    sums.
@@ -53,8 +55,9 @@ from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, ConvTranspose2d, Dropout, Flatten,
-                      GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, Residual,
-                      Sigmoid, SiLU, Softmax, Softplus, Tanh, Unflatten, Upsample)
+                      GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, MultiheadAttention,
+                      ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder,
+                      TransformerEncoderLayer, Unflatten, Upsample)
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
@@ -72,8 +75,10 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
               LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
-              Upsample, Dropout)
-CONTAINERS = (Sequential, Residual, Concat)
+              Upsample, Dropout, MultiheadAttention)
+# Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
+# that changes from step to step.
+CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
 # the host; their weights are copied to the device at the first eager step, before the capture.
 CAPTURED_LOSSES = (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy, MeanAbsoluteError, SmoothL1Loss,
@@ -143,10 +148,11 @@ class CapturedEpochs:
         return [*model.state().values(), *(a for s in optimizer.state.values() for a in s.values()), *self._draws]
 
     def _prepare_draws(self) -> None:
-        """Seed the Dropout layers' draw states that the epoch's start left to be seeded at the next draw:
+        """Seed the draw states of the Dropout layers (and MultiheadAttention's dropout) that the epoch's start
+        left to be seeded at the next draw:
         the launches draw without running Python."""
         self._draws = prepare_device_draws(m for m in self.trainer.model.named_modules().values()
-                                           if isinstance(m, Dropout))
+                                           if isinstance(m, (Dropout, MultiheadAttention)))
 
     def _still_valid(self) -> bool:
         now = self._arrays()
