@@ -575,6 +575,18 @@ def test_layers_that_branch_on_train_refuse_an_array_in_forward_too(name):
         layer.forward(np.ones((2, 3)), np.zeros(1, bool))
 
 
+def test_a_keyword_a_models_forward_does_not_take_is_named():
+    """model(x, training=False) (Keras) and model(x, hx=h0) (PyTorch's recurrent habit) name the keyword and what
+    to write; they once said the model "takes 1 input, got 1"."""
+    model = xn.Sequential(xn.layers.Linear(2, 3))
+    x = np.zeros((1, 2), np.float32)
+    with pytest.raises(TypeError, match=r"^Sequential: forward\(x, train=True\) takes no keyword 'training'; "
+                                        r"Keras' training= is train= here$"):
+        model(x, training=False)
+    with pytest.raises(TypeError, match=r"takes no keyword 'hx'; an initial state \(PyTorch's model\(x, h0\)\)"):
+        model(x, hx=x)
+
+
 def test_an_initial_state_given_to_a_model_or_as_hx_says_where_it_goes():
     """PyTorch's model(x, h0) and lstm(x, hx=...): xpnet's state is set with set_state before the call."""
     V, D, H = 7, 4, 5

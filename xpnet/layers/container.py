@@ -113,6 +113,12 @@ class Container(Layer):
             signature.bind(*xs, train=train, **options)
         except TypeError:
             inputs = [name for name in signature.parameters if name != "train"]
+            unknown = [k for k in options if k not in signature.parameters]
+            if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+                hint = ("; Keras' training= is train= here" if "training" in unknown else
+                        f"; {STATE_HINT}" if {"hx", "h0", "state"} & set(unknown) else "")
+                raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes no keyword "
+                                f"{', '.join(map(repr, unknown))}{hint}") from None
             raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes {len(inputs)} input"
                             f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
 
