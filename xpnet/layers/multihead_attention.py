@@ -111,7 +111,7 @@ class MultiheadAttention(Layer):
             self._check_like_params(x, what, arg)
         N, L, S, E, H, d = self._check_shapes(query, key, value)
         mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
-        q, k, v = self._project(query, key, value)
+        q, k, v = self._project_inputs(xp, query, key, value)
         qh = _split_heads(xp, q, H) * (1.0 / math.sqrt(d))
         kh, vh = _split_heads(xp, k, H), _split_heads(xp, v, H)
         scores = _heads(xp, qh, xp.permute_dims(kh, (0, 1, 3, 2)))
@@ -130,10 +130,10 @@ class MultiheadAttention(Layer):
             return y, None
         return y, xp.mean(dropped, axis=1) if average else dropped
 
-    def _project(self, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
+    def _project_inputs(self, xp: Any, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
         """q, k, v (N, T, E): the inputs' projections, biases added. Self-attention (one array passed three
         times, with W_in) takes one product by the whole W_in (E, 3E), as PyTorch's in_proj does."""
-        E, xp = self.embed_dim, namespace(query)
+        E = self.embed_dim
         if self._fused(query, key, value):
             qkv = _by(xp, query, self.params["W_in"])
             if self.bias:

@@ -215,9 +215,9 @@ def _activation_name(who: str, activation: Any) -> str | None:
         return activation
     if isinstance(activation, Layer) and not activation.params:
         return None
-    module = getattr(type(activation), "__module__", "") or ""
-    hint = ("; for PyTorch's F.relu / F.gelu pass 'relu' / 'gelu'" if module.startswith("torch")
-            or getattr(activation, "__module__", "").startswith("torch") else "")
+    # A function's module, or an object's class's (an instance reads its class's __module__).
+    hint = ("; for PyTorch's F.relu / F.gelu pass 'relu' / 'gelu'"
+            if (getattr(activation, "__module__", None) or "").startswith("torch") else "")
     raise TypeError(f"{who}: activation must be 'relu', 'gelu' or an xpnet activation layer without parameters "
                     f"(xn.layers.GELU(approximate='tanh'), ...), got {type(activation).__name__}{hint}")
 

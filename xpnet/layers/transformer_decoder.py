@@ -162,6 +162,7 @@ class Transformer(Container):
             raise ValueError("Transformer: custom_encoder and custom_decoder are not supported: build the model as an "
                              "xn.Model holding your encoder and decoder (forward: memory = encoder(src), "
                              "decoder(tgt, memory))")
+        dtype = _init.dtype_name(dtype, "Transformer")
         args = (d_model, nhead, dim_feedforward, dropout, activation, layer_norm_eps, batch_first, norm_first, bias,
                 device, dtype)
         encoder_layer = TransformerEncoderLayer(*args)
@@ -172,8 +173,7 @@ class Transformer(Container):
         for name, value in self.named_params().items():
             if value.ndim > 1:  # Xavier-uniform over PyTorch's (out, in) is the same bound over xpnet's (in, out)
                 fan_in, fan_out = value.shape[0], math.prod(value.shape[1:])
-                self.set_param(name, _init.uniform(tuple(value.shape), math.sqrt(6.0 / (fan_in + fan_out)),
-                                                   encoder_layer.config()["dtype"]))
+                self.set_param(name, _init.uniform(tuple(value.shape), math.sqrt(6.0 / (fan_in + fan_out)), dtype))
 
     def config(self) -> dict[str, Any]:
         layer = self.encoder.layers[0].config()

@@ -26,8 +26,8 @@ How a captured epoch goes:
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
    once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d and
-   MultiheadAttention multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared memory; CuPy refuses
-   cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
+   MultiheadAttention multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared
+   memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
    (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
    sums.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
@@ -148,11 +148,10 @@ class CapturedEpochs:
         return [*model.state().values(), *(a for s in optimizer.state.values() for a in s.values()), *self._draws]
 
     def _prepare_draws(self) -> None:
-        """Seed the draw states of the Dropout layers (and MultiheadAttention's dropout) that the epoch's start
-        left to be seeded at the next draw:
-        the launches draw without running Python."""
-        self._draws = prepare_device_draws(m for m in self.trainer.model.named_modules().values()
-                                           if isinstance(m, (Dropout, MultiheadAttention)))
+        """Seed the draw states that the epoch's start left to be seeded at the next draw (Dropout's,
+        MultiheadAttention's dropout: every layer that draws on the device has one): the launches draw without
+        running Python."""
+        self._draws = prepare_device_draws(self.trainer.model.named_modules().values())
 
     def _still_valid(self) -> bool:
         now = self._arrays()
