@@ -94,7 +94,9 @@ def test_saved_and_loaded_on_another_device(tmp_path, rng):
     assert sorted(loaded.named_params()) == ["0.W", "0.b", "1.gamma"]
     assert_placed(loaded[1].params["gamma"], dev1, "float32")
     x = rng.standard_normal((2, 4, 5)).astype(np.float32)
-    np.testing.assert_array_equal(xn.to_numpy(loaded.forward(xn.to_device(x, dev1))), model.forward(x))
+    # NumPy's arrays take the Numba kernel where it is installed (its sums in float64): equal to rounding.
+    np.testing.assert_allclose(xn.to_numpy(loaded.forward(xn.to_device(x, dev1))), model.forward(x),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_repr_shows_the_shape_as_given_and_the_other_arguments_away_from_their_defaults():

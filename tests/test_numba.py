@@ -1,5 +1,5 @@
-"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, ReLU, MaxPool2d, Embedding's backward and the
-optimizers' updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
+"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d,
+Embedding's backward and the optimizers' updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
 installed, and step aside for what they are not built for."""
 
 import sys
@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import registry
-from xpnet.layers import BatchNorm, Conv2d, Flatten, Linear, MaxPool2d, ReLU, activations, pool
+from xpnet.layers import BatchNorm, Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, Softmax, activations, pool
 from xpnet.layers.activations import relu_forward as _portable_relu
 
 pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
 from xpnet.backend import fast_numba, numba_kernels  # noqa: E402 - only where Numba is installed
 
 OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
-       "maxpool2d_backward")
+       "maxpool2d_backward", "layernorm_forward", "layernorm_backward", "softmax", "softmax_backward")
 TOL = {"float16": {"rtol": 0, "atol": 0}, "float32": {"rtol": 2e-5, "atol": 2e-5},
        "float64": {"rtol": 1e-12, "atol": 1e-12}}
 
@@ -237,6 +237,37 @@ def test_relu_keeps_nan_and_turns_inf_gradient_at_zero_to_nan_as_portable():
         backend.set_numba(previous)
     np.testing.assert_array_equal(y, [[np.nan, 0, 0, 2, 0, np.inf]])
     np.testing.assert_array_equal(dx, [[np.nan, np.nan, np.nan, np.inf, np.nan, np.inf]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("kwargs", [{}, {"bias": False}, {"elementwise_affine": False}])
+@pytest.mark.parametrize("shape,shift", [((4, 7, 33), 0.0), ((5, 2, 3, 4), 100.0)])
+def test_layernorm_equals_portable(dtype, kwargs, shape, shift):
+    """Every output, input gradient and parameter gradient, over one axis or several, far from zero too."""
+    rng = np.random.default_rng(len(shape))
+    x = (rng.standard_normal(shape) * 3 + shift).astype(dtype)
+    layer = LayerNorm(shape[2:], dtype=dtype, **kwargs)
+    for k, p in layer.params.items():
+        layer.params[k] = rng.standard_normal(p.shape).astype(dtype)
+    assert_same(layer, x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("dim", [-1, 1])
+def test_softmax_equals_portable_with_masked_and_nan_rows(dtype, dim):
+    """Along the last axis through the kernel (another axis: the portable path); a row of -inf only (every key
+    masked) or holding a NaN gives NaN in both, a partly masked row zeros where it is masked."""
+    x = np.random.default_rng(2).standard_normal((3, 4, 9)).astype(dtype) * 4
+    x[0, 0, :] = -np.inf
+    x[0, 1, 2] = np.nan
+    x[0, 3, :4] = -np.inf
+    fast, ref = run(Softmax(dim=dim), x), run(Softmax(dim=dim), x, numba=False)
+    for a, b in zip(fast, ref, strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), **TOL[dtype])
+    if dim == -1:
+        assert np.all(fast[0][0, 3, :4] == 0) and np.allclose(fast[0][0, 3, 4:].sum(), 1)
 
 
 @pytest.mark.parametrize("layer,x", [

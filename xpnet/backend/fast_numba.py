@@ -1,5 +1,5 @@
-"""NumPy fast paths through Numba: BatchNorm, ReLU, MaxPool2d, Embedding's backward and the optimizers'
-updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
+"""NumPy fast paths through Numba: BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d, Embedding's backward and the
+optimizers' updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -29,6 +29,29 @@ def _bn_ready(x3: Any, *rest: Any) -> bool:
 
 def _bn_backward_ready(dy3: Any, saved: tuple[Any, Any], *rest: Any) -> bool:
     return dy3.shape[2] >= 8 and _kernel_ready(dy3, saved[0]) and dy3.dtype == saved[0].dtype
+
+
+def _same_float(*arrays: Any) -> bool:
+    """Kernel-ready arrays (None skipped) of one dtype."""
+    given = [a for a in arrays if a is not None]
+    return _kernel_ready(*given) and all(a.dtype == given[0].dtype for a in given)
+
+
+def _layernorm_ready(x2: Any, gamma: Any, beta: Any, eps: float) -> bool:
+    return _same_float(x2, gamma, beta)
+
+
+def _layernorm_backward_ready(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> bool:
+    return _same_float(dy2, x_hat, inv_std, gamma)
+
+
+def _softmax_ready(x: Any, axis: int) -> bool:
+    """Along the last axis of a non-empty array."""
+    return _kernel_ready(x) and x.ndim >= 1 and axis == x.ndim - 1 and x.size > 0
+
+
+def _softmax_backward_ready(y: Any, dy: Any, axis: int) -> bool:
+    return _softmax_ready(y, axis) and _same_float(y, dy) and dy.shape == y.shape
 
 
 def _first_ready(x: Any, *rest: Any) -> bool:
@@ -62,5 +85,9 @@ def register(add: Callable[..., Any]) -> None:
                         ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
     add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
+    add("layernorm_forward", numba_kernels.layernorm_forward, _layernorm_ready)
+    add("layernorm_backward", numba_kernels.layernorm_backward, _layernorm_backward_ready)
+    add("softmax", numba_kernels.softmax, _softmax_ready)
+    add("softmax_backward", numba_kernels.softmax_backward, _softmax_backward_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_int, is_real
-from ..backend import untracked
+from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
@@ -72,16 +72,15 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm: expected input (..., {', '.join(map(str, self.normalized_shape))}), its "
                              f"last {k} ax{'is' if k == 1 else 'es'} normalized_shape, got shape {tuple(x.shape)}")
         x2 = xp.reshape(x, (-1, self._size))
-        xc = x2 - xp.mean(x2, axis=1, keepdims=True)
-        self._inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + self.eps)
-        self._x_hat = xc * self._inv_std
+        forward = fast_path("layernorm_forward", xp, layernorm_forward)
+        y, self._x_hat, self._inv_std = forward(x2, *self._affine(xp), self.eps)
         self._shape = tuple(x.shape)
-        y = self._x_hat
-        if self.elementwise_affine:
-            y = y * xp.reshape(self.params["gamma"], (-1,))
-            if self.bias:
-                y += xp.reshape(self.params["beta"], (-1,))
         return xp.reshape(y, x.shape)
+
+    def _affine(self, xp: Any) -> tuple[Any, Any]:
+        """gamma and beta as (D,) vectors, None where the layer has none."""
+        gamma, beta = (self.params.get(k) for k in ("gamma", "beta"))
+        return tuple(None if p is None else xp.reshape(p, (-1,)) for p in (gamma, beta))
 
     def backward(self, dy: Any) -> Any:
         """dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)), g = dy * gamma, means over the normalised
@@ -89,12 +88,42 @@ class LayerNorm(Layer):
         dy = untracked(dy)
         x_hat = self._need(self._x_hat)
         xp = self._check_grad(dy, self._shape)
-        dy2 = xp.reshape(dy, x_hat.shape)
-        g = dy2
-        if self.elementwise_affine:
-            self.grads["gamma"] = xp.reshape(xp.sum(dy2 * x_hat, axis=0), self.normalized_shape)
-            if self.bias:
-                self.grads["beta"] = xp.reshape(xp.sum(dy2, axis=0), self.normalized_shape)
-            g = dy2 * xp.reshape(self.params["gamma"], (-1,))
-        dx = g - xp.mean(g, axis=1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=1, keepdims=True)
-        return xp.reshape(dx * self._inv_std, self._shape)
+        gamma, beta = self._affine(xp)
+        backward = fast_path("layernorm_backward", xp, layernorm_backward)
+        dx, dgamma, dbeta = backward(xp.reshape(dy, x_hat.shape), x_hat, self._inv_std, gamma, beta is not None)
+        if gamma is not None:
+            self.grads["gamma"] = xp.reshape(dgamma, self.normalized_shape)
+        if beta is not None:
+            self.grads["beta"] = xp.reshape(dbeta, self.normalized_shape)
+        return xp.reshape(dx, self._shape)
+
+
+def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:
+    """(y, x_hat, inv_std) of each row of x2 (M, D): x_hat = (x - mean) * inv_std (M, D), inv_std =
+    1 / sqrt(var + eps) (M, 1), y = x_hat * gamma + beta ((D,) each; either may be None), portable."""
+    xp = namespace(x2)
+    xc = x2 - xp.mean(x2, axis=1, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=1, keepdims=True) + eps)
+    x_hat = xc * inv_std
+    y = x_hat
+    if gamma is not None:
+        y = y * gamma
+        if beta is not None:
+            y += beta
+    return y, x_hat, inv_std
+
+
+def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> tuple[Any, Any, Any]:
+    """(dx (M, D), dgamma (D,), dbeta (D,)) from dy2 (M, D) and what :func:`layernorm_forward` kept, portable:
+    dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)) over each row, g = dy * gamma; dgamma = sum(dy * x_hat)
+    and dbeta = sum(dy) over the rows (None without gamma, or without a bias)."""
+    xp = namespace(dy2)
+    dgamma = dbeta = None
+    g = dy2
+    if gamma is not None:
+        dgamma = xp.sum(dy2 * x_hat, axis=0)
+        if bias:
+            dbeta = xp.sum(dy2, axis=0)
+        g = dy2 * gamma
+    dx = g - xp.mean(g, axis=1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=1, keepdims=True)
+    return dx * inv_std, dgamma, dbeta

@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from .._user import is_int
-from ..backend import namespace, untracked
+from ..backend import fast_path, namespace, untracked
 from .base import Layer
 
 
@@ -68,6 +68,12 @@ def softmax(x: Any, axis: int) -> Any:
     """exp(x) / sum(exp(x)) along ``axis``, from x - max(x) (no overflow); a slice of -inf only (every key masked,
     in attention) gives NaN, PyTorch's answer, without NumPy's "invalid value" warning."""
     xp = namespace(x)
+    return fast_path("softmax", xp, _softmax)(x, axis % x.ndim)
+
+
+def _softmax(x: Any, axis: int) -> Any:
+    """:func:`softmax`, portable."""
+    xp = namespace(x)
     m = xp.max(x, axis=axis, keepdims=True)
     e = xp.exp(x - xp.where(m == -math.inf, 0.0, m))
     z = xp.sum(e, axis=axis, keepdims=True)
@@ -76,6 +82,11 @@ def softmax(x: Any, axis: int) -> Any:
 
 def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     """dx of :func:`softmax` from its output ``y`` and ``dy``: y * (dy - sum(dy * y)) along ``axis``."""
+    return fast_path("softmax_backward", namespace(y), _softmax_backward)(y, dy, axis % y.ndim)
+
+
+def _softmax_backward(y: Any, dy: Any, axis: int) -> Any:
+    """:func:`softmax_backward`, portable."""
     return y * (dy - namespace(y).sum(dy * y, axis=axis, keepdims=True))
 
 
