@@ -111,8 +111,9 @@ def test_saving_a_state_dict_the_quickstarts_way_says_what_to_write_and_that_wor
 
 
 def test_train_false_reaches_layers_called_the_pytorch_way():
-    """model(x, train=False) and model.forward(x, train=False) on a model in training mode ran self.drop(x) in
-    training mode (it reads its own flag): units dropped where predict drops none."""
+    """model(x, train=False) and model.forward(x, train=False) (or the book's forward(x, False), by position) on a
+    model in training mode ran self.drop(x) in training mode (it reads its own flag): units dropped where predict
+    drops none."""
     class Net(xn.Model):
         def __init__(self):
             super().__init__()
@@ -127,6 +128,7 @@ def test_train_false_reaches_layers_called_the_pytorch_way():
     expected = model.predict(x)
     np.testing.assert_array_equal(model(x, train=False), expected)
     np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    np.testing.assert_array_equal(model.forward(x, False), expected)
     assert model.training and model.drop.training and model.bn.training  # the mode is the model's again after
     np.testing.assert_array_equal(model.bn.buffers["running_mean"], np.zeros(4, np.float32))
     assert not np.array_equal(model(x), expected)

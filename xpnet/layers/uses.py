@@ -15,6 +15,7 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 from typing import Any, Callable
 
@@ -26,10 +27,13 @@ _local = threading.local()  # calls: {id(layer): layer} while a container's forw
 def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Callable[..., Any]:
     """``forward`` opening the record of calls when no container's forward is running already. Given a
     ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
-    PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training."""
+    PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training.
+    ``train`` given by position (the book's ``forward(x, False)``) counts as by keyword."""
+    position = _train_position(forward)
+
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        train = kwargs.get("train")
+        train = xs[position] if position is not None and len(xs) > position else kwargs.get("train")
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
@@ -41,6 +45,13 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         finally:
             _local.calls = _local.model = None
     return run
+
+
+def _train_position(forward: Callable[..., Any]) -> int | None:
+    """Where ``train`` stands among forward's positional arguments after ``self`` (None: keyword only, or none)."""
+    names = [p.name for p in inspect.signature(forward).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return names.index("train") - 1 if "train" in names[1:] else None
 
 
 def note(layer: Any, train: bool) -> None:
