@@ -14,7 +14,7 @@ import math
 import struct
 from typing import Any, Callable
 
-from ..backend import namespace
+from ..backend import index_dtype, namespace
 from ._im2col import Pair
 
 Row = list[tuple[int, float]]  # (input index, weight) pairs of one output index
@@ -111,9 +111,11 @@ def whole_repeats(rows: list[list[Row]], sizes: tuple[int, ...], out: Pair) -> P
 
 
 def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
-    """The (out, in) matrix of ``rows`` (weights of one input index added) on x's device, in x's dtype."""
-    dense = [[0.0] * in_size for _ in rows]
-    for out_row, row in zip(dense, rows):
-        for i, weight in row:
-            out_row[i] += weight
-    return namespace(x).asarray(dense, dtype=x.dtype, device=x.device)
+    """The (out, in) matrix of ``rows`` on x's device, in x's dtype, built there from the (out, k) indices and
+    weights (weights of one input index added), so that the host handles k numbers a row, not in_size."""
+    xp, k = namespace(x), max(len(row) for row in rows)
+    padded = [row + [(0, 0.0)] * (k - len(row)) for row in rows]
+    index = xp.asarray([[i for i, _ in row] for row in padded], dtype=index_dtype(xp), device=x.device)
+    weight = xp.asarray([[w for _, w in row] for row in padded], dtype=x.dtype, device=x.device)
+    hits = index[:, :, None] == xp.arange(in_size, dtype=index.dtype, device=x.device)
+    return xp.sum(xp.where(hits, weight[:, :, None], xp.zeros((), dtype=x.dtype, device=x.device)), axis=1)
