@@ -2,9 +2,10 @@
 and UpSampleKernel.cpp: ``nearest_idx``, ``nearest_exact_idx``, ``compute_source_index_and_lambda``, the cubic
 ``compute_indices_weights``), and the (out, in) matrices Upsample multiplies by.
 
-Plain Python on the host, once per input size: each output index reads a few input indices with weights, computed in
-the input's precision as PyTorch computes them (float32 arithmetic is each double result rounded to float32, which is
-exact for one +, -, * or / of float32 values). ``scale`` is the user's scale factor for the axis where PyTorch's
+The rows are plain Python on the host, once per input size: each output index reads k <= 4 input indices with
+weights (``matrix`` makes them an (out, in) matrix on the device), computed in the input's precision as PyTorch
+computes them (float32 arithmetic is each double result rounded to float32, which is exact for one +, -, * or / of
+float32 values). ``scale`` is the user's scale factor for the axis where PyTorch's
 kernel receives it (a ``scale_factor`` without ``recompute_scale_factor``), else None: the ratio is then in / out.
 """
 

@@ -31,9 +31,9 @@ class Upsample(Layer):
     ``align_corners`` (None is False; it must stay None for the nearest modes). With a ``scale_factor`` the pixels
     are placed by 1 / scale_factor, as PyTorch's, unless ``recompute_scale_factor=True`` places them by H / oh.
     A_h (oh, H) and A_w (ow, W) hold PyTorch's indices and weights (xpnet/layers/_interp.py), computed on the host
-    and made into the matrices on the input's device once per input size; where the pixels are whole-number repeats (y[i, j] =
-    x[i // sh, j // sw]) a broadcast replaces the products. Backward: dx = A_h^T @ dy @ A_w (for the repeats, each
-    sh x sw block of dy summed). Caches the input shape and the plan of its size.
+    and made into the matrices on the input's device once per input size; where the pixels are whole-number repeats
+    (y[i, j] = x[i // sh, j // sw]) a broadcast replaces the products. Backward: dx = A_h^T @ dy @ A_w (for the
+    repeats, each sh x sw block of dy summed). Caches the input shape and the plan of its size.
     """
 
     def __init__(self, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
