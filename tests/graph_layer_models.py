@@ -79,12 +79,14 @@ def _activations() -> Any:
 
 def _decoder() -> Any:
     """Images (N, 2, 8, 8) down by a strided Conv2d, through a Linear bottleneck (Flatten, Unflatten) and back up
-    by ConvTranspose2d (overlapping windows summed by col2im, output_padding) and Upsample, then classified."""
+    by ConvTranspose2d (overlapping windows summed by col2im, output_padding) and Upsample (a broadcast), then
+    resized by Upsample's products (bilinear, A_h @ x @ A_w^T: xpnet's kernel while captured) and classified."""
     return xn.Sequential(L.Conv2d(2, 8, 3, stride=2, padding=1), L.ReLU(),
                          L.Flatten(), L.Linear(8 * 4 * 4, 8 * 4 * 4), L.Unflatten(1, (8, 4, 4)),
                          L.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1), L.Tanh(),
                          L.Upsample(scale_factor=2), L.ConvTranspose2d(4, 2, 2, stride=2, bias=False), L.ReLU(),
-                         L.MaxPool2d(4), L.Flatten(), L.Linear(2 * 8 * 8, 4))
+                         L.MaxPool2d(4), L.Upsample(size=(6, 10), mode="bilinear", align_corners=True), L.Flatten(),
+                         L.Linear(2 * 6 * 10, 4))
 
 
 def _grouped() -> Any:

@@ -304,8 +304,7 @@ def test_planted_bugs_are_caught(monkeypatch, attr, mutant):
 def test_planted_upsample_backward_bug_is_caught(monkeypatch, rng):
     # dx taken from one pixel of each block instead of the block's sum
     def one_pixel(self, dy):
-        sh, sw = self._scale
-        return dy[:, :, ::sh, ::sw]
+        return dy[:, :, ::2, ::2]
 
     x = rng.standard_normal((2, 2, 3, 3))
     assert xn.gradcheck(Upsample(scale_factor=2), x).ok
@@ -397,27 +396,33 @@ def test_backward_checks_order_and_dy_shape():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"scale_factor": 2, "mode": "bilinear"},
-     (r"^Upsample: mode='bilinear' is not supported: xpnet's Upsample repeats pixels \('nearest', or 'nearest-exact', "
-      r"the same for whole-number scales\); PyTorch's interpolating modes \('linear', 'bilinear', 'bicubic', "
-      r"'trilinear', 'area'\) are not in xpnet \(for a learned upsampling: xn.layers.ConvTranspose2d\)$")),
+    ({"scale_factor": 2, "mode": "linear"},
+     (r"^Upsample: mode='linear' is not supported: it resizes 3-d \(N, C, L\) inputs; for \(N, C, H, W\) images "
+      r"PyTorch's mode is 'bilinear'$")),
+    ({"scale_factor": 2, "mode": "trilinear"}, r"^Upsample: mode='trilinear' is not supported: it resizes 5-d"),
+    ({"scale_factor": 2, "mode": "area"},
+     (r"^Upsample: mode='area' is not supported: it is PyTorch's adaptive average pooling; "
+      r"xn.layers.AvgPool2d\(k\) averages k x k blocks$")),
+    ({"scale_factor": 2, "mode": "Bilinear"},
+     r"^Upsample: mode='Bilinear' is not supported: expected one of \('nearest', 'nearest-exact', 'bilinear', "),
     ({"scale_factor": 2, "mode": None}, r"^Upsample: mode=None is not supported"),
     ({}, r"^Upsample: pass exactly one of size and scale_factor \(as PyTorch\), got size=None and scale_factor=None$"),
     ({"size": 4, "scale_factor": 2},
      r"^Upsample: pass exactly one of size and scale_factor \(as PyTorch\), got size=4 and scale_factor=2$"),
-    ({"scale_factor": 1.5}, (r"^Upsample: scale_factor must be a whole number >= 1 or a pair of them, got 1.5: "
-                             r"xpnet's Upsample repeats each pixel a whole number of times$")),
-    ({"scale_factor": (2, 0)}, r"^Upsample: scale_factor must be a whole number >= 1 or a pair of them, got \(2, 0\)"),
-    ({"scale_factor": float("inf")}, r"^Upsample: scale_factor must be a whole number >= 1"),
-    ({"scale_factor": True}, r"^Upsample: scale_factor must be a whole number >= 1"),
-    ({"scale_factor": "2"}, r"^Upsample: scale_factor must be a whole number >= 1"),
+    ({"scale_factor": (2, 0)}, r"^Upsample: scale_factor must be a number > 0 or a pair of them, got \(2, 0\)$"),
+    ({"scale_factor": -2}, r"^Upsample: scale_factor must be a number > 0 or a pair of them, got -2$"),
+    ({"scale_factor": float("inf")}, r"^Upsample: scale_factor must be a number > 0"),
+    ({"scale_factor": True}, r"^Upsample: scale_factor must be a number > 0"),
+    ({"scale_factor": "2"}, r"^Upsample: scale_factor must be a number > 0"),
+    ({"scale_factor": (1, 2, 3)}, r"^Upsample: scale_factor must be a number > 0 or a pair of them"),
     ({"size": 0}, r"^Upsample: size must be an int >= 1 or a pair of them, got 0$"),
+    ({"size": 2.5}, r"^Upsample: size must be an int >= 1 or a pair of them, got 2.5$"),
     ({"scale_factor": 2, "align_corners": False},
-     (r"^Upsample: align_corners=False is not supported: it applies to PyTorch's interpolating modes; nearest has "
-      r"none, leave it None$")),
-    ({"scale_factor": 2, "recompute_scale_factor": True},
-     (r"^Upsample: recompute_scale_factor=True is not supported: the output is \(H\*sh, W\*sw\) for a whole-number "
-      r"scale; leave it None$")),
+     (r"^Upsample: align_corners=False applies to the interpolating modes \('bilinear', 'bicubic'\), not "
+      r"mode='nearest'; leave it None \(PyTorch refuses it too\)$")),
+    ({"size": 4, "mode": "bilinear", "recompute_scale_factor": True},
+     (r"^Upsample: recompute_scale_factor=True is not meaningful with an explicit size \(as PyTorch\): leave it "
+      r"None$")),
 ])
 def test_upsample_bad_arguments_are_named_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -425,13 +430,15 @@ def test_upsample_bad_arguments_are_named_clearly(kwargs, message):
 
 
 def test_upsample_bad_inputs_and_dy_are_named_clearly():
-    with pytest.raises(ValueError, match=r"^Upsample: size=\(7, 6\) is not a whole multiple of the input's 3x3 "
-                                         r"\(input shape \(1, 2, 3, 3\)\): xpnet's Upsample repeats each pixel a "
-                                         r"whole number of times; pass a size that is a multiple of the input's, or "
-                                         r"scale_factor$"):
-        Upsample(size=(7, 6)).forward(np.zeros((1, 2, 3, 3), np.float32))
-    with pytest.raises(ValueError, match=r"^Upsample: size=\(2, 2\) is not a whole multiple of the input's 4x4"):
-        Upsample(size=2).forward(np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"^Upsample: scale_factor=\(0.2, 0.2\) makes an output of 0x0 from the "
+                                         r"input's 3x3 \(input shape \(1, 2, 3, 3\)\); each side needs at least 1 "
+                                         r"pixel$"):
+        Upsample(scale_factor=0.2).forward(np.zeros((1, 2, 3, 3), np.float32))
+    for kwargs in ({"scale_factor": 2, "mode": "bilinear", "align_corners": "yes"},
+                   {"scale_factor": 2, "recompute_scale_factor": 1}):
+        with pytest.raises(TypeError, match=r"^Upsample: (align_corners|recompute_scale_factor) must be True or "
+                                            r"False, got ('yes'|1)$"):
+            Upsample(**kwargs)
     layer = Upsample(scale_factor=2)
     with pytest.raises(ValueError, match=r"^Upsample: expected a 4-d input \(N, C, H, W\), got shape \(2, 3, 4\)$"):
         layer.forward(np.zeros((2, 3, 4), np.float32))
@@ -449,7 +456,9 @@ def test_hints_send_pytorchs_other_upsampling_names_here():
     with pytest.raises(AttributeError, match=r"UpsamplingNearest2d': xn.layers.Upsample\(size=None, "
                                              r"scale_factor=None\) is nn.UpsamplingNearest2d"):
         xn.layers.UpsamplingNearest2d  # noqa: B018
-    with pytest.raises(AttributeError, match=r"UpsamplingBilinear2d': xpnet has no bilinear upsampling"):
+    with pytest.raises(AttributeError, match=r"UpsamplingBilinear2d': xn.layers.Upsample\(size=None, "
+                                             r"scale_factor=None, mode='bilinear', align_corners=True\) is "
+                                             r"nn.UpsamplingBilinear2d"):
         xn.layers.UpsamplingBilinear2d  # noqa: B018
 
 

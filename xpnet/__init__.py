@@ -83,8 +83,9 @@ _PYTORCH_NAMES = {
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
                   "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
-                  "xn.layers.Attention() for F.scaled_dot_product_attention, xn.layers.Upsample(scale_factor=2) for "
-                  "F.interpolate(x, scale_factor=2), xn.losses.SoftmaxCrossEntropy())",
+                  "xn.layers.Attention() for F.scaled_dot_product_attention, "
+                  "xn.layers.Upsample(scale_factor=2, mode='bilinear') for F.interpolate(x, scale_factor=2, "
+                  "mode='bilinear'), xn.losses.SoftmaxCrossEntropy())",
     "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
                  "your own, its gradient in self.grads['W'], filled by your backward",
     "transforms": "xpnet has no transforms: xn.datasets.load_fashion_mnist() already scales to [0, 1] (ToTensor); "

@@ -65,8 +65,9 @@ _PYTORCH_NAMES = {
     "RNNCell": _CELL.format("RNN"),
     "UpsamplingNearest2d": "xn.layers.Upsample(size=None, scale_factor=None) is nn.UpsamplingNearest2d: its mode, "
                            "'nearest', is the default (whole-number scales)",
-    "UpsamplingBilinear2d": "xpnet has no bilinear upsampling: xn.layers.Upsample(scale_factor=2) repeats pixels "
-                            "(PyTorch's mode='nearest'); xn.layers.ConvTranspose2d learns an upsampling",
+    "UpsamplingBilinear2d": "xn.layers.Upsample(size=None, scale_factor=None, mode='bilinear', align_corners=True) "
+                            "is nn.UpsamplingBilinear2d (its corners aligned; nn.Upsample's bilinear default is "
+                            "align_corners=False)",
     "PReLU": "xpnet has no PReLU (a learned slope): xn.layers.LeakyReLU(negative_slope) has a fixed one",
     "ReLU6": "xpnet has no ReLU6; xn.layers.ReLU(), LeakyReLU, ELU, GELU, SiLU and Softplus are its activations",
     "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",

@@ -1,65 +1,78 @@
-"""Nearest-neighbour upsampling of NCHW images by a whole-number factor (PyTorch's nn.Upsample, mode 'nearest')."""
+"""Resizing of NCHW images, PyTorch's nn.Upsample / F.interpolate: 'nearest', 'nearest-exact', 'bilinear', 'bicubic'."""
 
 from __future__ import annotations
 
+import math
 import numbers
+import operator
 from typing import Any
 
-from ..backend import untracked
+from .._user import flag
+from ..backend import dtype_name, fast_path, untracked
+from . import _interp
 from ._im2col import Pair, as_pair
-from .base import Layer, pytorch_defaults_only
+from .base import Layer
 
-_MODES = ("nearest", "nearest-exact")
+_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic")
+_REFUSED = {
+    "linear": "it resizes 3-d (N, C, L) inputs; for (N, C, H, W) images PyTorch's mode is 'bilinear'",
+    "trilinear": "it resizes 5-d (N, C, D, H, W) volumes; xpnet's Upsample takes (N, C, H, W) images ('bilinear')",
+    "area": "it is PyTorch's adaptive average pooling; xn.layers.AvgPool2d(k) averages k x k blocks",
+}
 
 
 class Upsample(Layer):
-    """Each pixel repeated sh times down and sw times across: y[n, c, i, j] = x[n, c, i // sh, j // sw].
+    """y = A_h @ x @ A_w^T on each (H, W) image: every output pixel a weighted sum of input pixels, as PyTorch's.
 
-    x: (N, C, H, W) -> y: (N, C, H*sh, W*sw). PyTorch's arguments in its order: ``scale_factor`` (sh, sw), an int
-    or a pair of them >= 1 (a float that is a whole number too), or ``size`` (oh, ow), an int or a pair, which must
-    be a whole multiple of each input's (H, W); exactly one of the two. This is PyTorch's ``mode='nearest'`` (the
-    source pixel floor(dst * H / oh)) and ``'nearest-exact'`` (floor((dst + 0.5) * H / oh)): both are i // sh
-    where oh = H*sh. Refused: PyTorch's other modes (they interpolate), fractional scales and sizes that are not
-    a multiple of the input (where PyTorch's nearest pixel comes from a float32 product: floor(dst * float32(H /
-    oh)), which differs from the exact rule at some sizes, e.g. 14 -> 46 rows), ``align_corners`` and
-    ``recompute_scale_factor`` other than None. (PyTorch's float32 index differs from i // sh at some scales
-    above 40 too, e.g. 41 on 2 rows; xpnet's is exact there.)
-    Backward: dx is the sum of each sh x sw block of dy. Caches the input shape and (sh, sw).
+    x: (N, C, H, W) -> y: (N, C, oh, ow). PyTorch's arguments in its order, exactly one of ``size`` (oh, ow) (an
+    int or a pair) and ``scale_factor`` (a number > 0 or a pair; oh = floor(H * scale)). ``mode``: 'nearest' (source
+    pixel floor(dst * float32(H / oh)) in float32, PyTorch's rule: 14 -> 46 rows reads row 6 at 23, not 7),
+    'nearest-exact' (floor((dst + 0.5) * H / oh)), 'bilinear' and 'bicubic' (A = -0.75, edge pixels repeated) with
+    ``align_corners`` (None is False; it must stay None for the nearest modes). With a ``scale_factor`` the pixels
+    are placed by 1 / scale_factor, as PyTorch's, unless ``recompute_scale_factor=True`` places them by H / oh.
+    A_h (oh, H) and A_w (ow, W) hold PyTorch's indices and weights (xpnet/layers/_interp.py), computed on the host
+    and made into the matrices on the input's device once per input size; where the pixels are whole-number repeats
+    (y[i, j] = x[i // sh, j // sw]) a broadcast replaces the products. Backward: dx = A_h^T @ dy @ A_w (for the
+    repeats, each sh x sw block of dy summed). Caches the input shape and the plan of its size.
     """
 
     def __init__(self, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
                  align_corners: Any = None, recompute_scale_factor: Any = None):
         super().__init__()
         if not isinstance(mode, str) or mode not in _MODES:
-            raise ValueError(f"{self.name}: mode={mode!r} is not supported: xpnet's Upsample repeats pixels "
-                             "('nearest', or 'nearest-exact', the same for whole-number scales); PyTorch's "
-                             "interpolating modes ('linear', 'bilinear', 'bicubic', 'trilinear', 'area') are not in "
-                             "xpnet (for a learned upsampling: xn.layers.ConvTranspose2d)")
+            why = _REFUSED.get(mode) if isinstance(mode, str) else None
+            raise ValueError(f"{self.name}: mode={mode!r} is not supported: " + (why or f"expected one of {_MODES}"))
         if (size is None) == (scale_factor is None):
             raise ValueError(f"{self.name}: pass exactly one of size and scale_factor (as PyTorch), got size={size!r} "
                              f"and scale_factor={scale_factor!r}")
-        pytorch_defaults_only(self.name, {
-            "align_corners": (None, "it applies to PyTorch's interpolating modes; nearest has none, leave it None"),
-            "recompute_scale_factor": (None, "the output is (H*sh, W*sw) for a whole-number scale; leave it None")},
-            {"align_corners": align_corners, "recompute_scale_factor": recompute_scale_factor})
+        if mode.startswith("nearest") and align_corners is not None:
+            raise ValueError(f"{self.name}: align_corners={align_corners!r} applies to the interpolating modes "
+                             f"('bilinear', 'bicubic'), not mode={mode!r}; leave it None (PyTorch refuses it too)")
+        if recompute_scale_factor is not None:
+            recompute_scale_factor = flag(recompute_scale_factor, self.name, "recompute_scale_factor")
+        if recompute_scale_factor and size is not None:
+            raise ValueError(f"{self.name}: recompute_scale_factor=True is not meaningful with an explicit size (as "
+                             "PyTorch): leave it None")
         self.mode = mode
         self.size = None if size is None else as_pair(self.name, "size", size, 1)
-        self.scale_factor = None if scale_factor is None else self._whole_scale(scale_factor)
+        self.scale_factor = None if scale_factor is None else self._scale_pair(scale_factor)
+        self.align_corners = None if align_corners is None else flag(align_corners, self.name, "align_corners")
+        self.recompute_scale_factor = recompute_scale_factor
         self._shape = None
-        self._scale: Pair | None = None
+        self._plan: tuple[Any, Any] | None = None  # (key of an input's size, dtype and device; its plan)
 
-    def _whole_scale(self, scale_factor: Any) -> Pair:
-        """scale_factor as a pair of ints >= 1 (floats that are whole numbers taken as ints)."""
+    def _scale_pair(self, scale_factor: Any) -> tuple[float, float]:
+        """scale_factor as a pair of finite numbers > 0 (whole numbers as ints, for the repr)."""
         items = tuple(scale_factor) if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
-        if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real)
-                                  or not float(v).is_integer() or v < 1 for v in items):
-            raise ValueError(f"{self.name}: scale_factor must be a whole number >= 1 or a pair of them, got "
-                             f"{scale_factor!r}: xpnet's Upsample repeats each pixel a whole number of times")
-        return int(items[0]), int(items[1])
+        if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v)
+                                  or v <= 0 for v in items):
+            raise ValueError(f"{self.name}: scale_factor must be a number > 0 or a pair of them, got {scale_factor!r}")
+        return tuple(int(v) if float(v).is_integer() else float(v) for v in items)
 
     def config(self) -> dict[str, Any]:
         return {"size": None if self.size is None else list(self.size),
-                "scale_factor": None if self.scale_factor is None else list(self.scale_factor), "mode": self.mode}
+                "scale_factor": None if self.scale_factor is None else list(self.scale_factor), "mode": self.mode,
+                "align_corners": self.align_corners, "recompute_scale_factor": self.recompute_scale_factor}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -67,25 +80,58 @@ class Upsample(Layer):
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
         n, c, h, w = x.shape
-        sh, sw = self._scales(h, w, tuple(x.shape))
-        self._shape, self._scale = tuple(x.shape), (sh, sw)
-        y = xp.broadcast_to(xp.reshape(x, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw))
-        return xp.reshape(y, (n, c, h * sh, w * sw))
+        (oh, ow), repeat, (a_h, a_w) = self._plan_for(x)
+        self._shape = tuple(x.shape)
+        if repeat is not None:
+            sh, sw = repeat
+            return xp.reshape(xp.broadcast_to(xp.reshape(x, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw)),
+                              (n, c, oh, ow))
+        return _sandwich(xp, x, a_h, a_w)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
         n, c, h, w = self._need(self._shape)
-        sh, sw = self._scale
-        xp = self._check_grad(dy, (n, c, h * sh, w * sw))
-        return xp.sum(xp.reshape(dy, (n, c, h, sh, w, sw)), axis=(3, 5))
+        (oh, ow), repeat, (a_h, a_w) = self._plan[1]
+        xp = self._check_grad(dy, (n, c, oh, ow))
+        if repeat is not None:
+            return xp.sum(xp.reshape(dy, (n, c, h, repeat[0], w, repeat[1])), axis=(3, 5))
+        return _sandwich(xp, dy, a_h.T, a_w.T)
 
-    def _scales(self, h: int, w: int, shape: tuple[int, ...]) -> Pair:
-        """(sh, sw): scale_factor, or size over the input's (H, W) where it divides."""
-        if self.size is None:
-            return self.scale_factor
-        oh, ow = self.size
-        if oh % h or ow % w:
-            raise ValueError(f"{self.name}: size={self.size} is not a whole multiple of the input's {h}x{w} (input "
-                             f"shape {shape}): xpnet's Upsample repeats each pixel a whole number of times; pass a "
-                             "size that is a multiple of the input's, or scale_factor")
-        return oh // h, ow // w
+    def _plan_for(self, x: Any) -> tuple[Pair, Pair | None, tuple[Any, Any]]:
+        """((oh, ow), (sh, sw) where a broadcast repeats the pixels else None, (A_h, A_w) else (None, None)),
+        made once per input size, dtype and device."""
+        key = (tuple(x.shape[2:]), x.dtype, x.device)
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        sizes = self.size or (None, None)
+        scales = self.scale_factor or (1, 1)
+        given = (None, None) if self.size is not None or self.recompute_scale_factor else self.scale_factor
+        out = tuple(_interp.output_size(i, s, f) for i, s, f in zip(x.shape[2:], sizes, scales))
+        if min(out) < 1:
+            raise ValueError(f"{self.name}: scale_factor={self.scale_factor} makes an output of {out[0]}x{out[1]} "
+                             f"from the input's {x.shape[2]}x{x.shape[3]} (input shape {tuple(x.shape)}); each side "
+                             "needs at least 1 pixel")
+        rows = [self._rows(i, o, s, x) for i, o, s in zip(x.shape[2:], out, given)]
+        repeat = _interp.whole_repeats(rows, x.shape[2:], out)
+        matrices = (None, None) if repeat is not None else \
+            tuple(_interp.matrix(r, i, x) for r, i in zip(rows, x.shape[2:]))
+        self._plan = (key, (out, repeat, matrices))
+        return self._plan[1]
+
+    def _rows(self, in_size: int, out_size: int, scale: float | None, x: Any) -> list[_interp.Row]:
+        """PyTorch's (index, weight) pairs of each output index along one axis."""
+        if self.mode.startswith("nearest"):
+            return [[(i, 1.0)] for i in _interp.nearest(in_size, out_size, scale, self.mode == "nearest-exact")]
+        rows = _interp.linear if self.mode == "bilinear" else _interp.cubic
+        return rows(in_size, out_size, bool(self.align_corners), scale, dtype_name(x))
+
+
+def _sandwich(xp: Any, v: Any, left: Any, right: Any) -> Any:
+    """left @ v @ right^T for each image of v: (N, C, h, w) -> (N, C, oh, ow) for left (oh, h), right (ow, w).
+    Two 2-d products over all images at once (NumPy's broadcast 2-d @ 3-d product is some 50 times slower)."""
+    n, c, h, w = v.shape
+    oh, ow = left.shape[0], right.shape[0]
+    matmul = fast_path("matmul", xp, operator.matmul)
+    cols = matmul(xp.reshape(xp.permute_dims(v, (0, 1, 3, 2)), (n * c * w, h)), left.T)
+    rows = xp.reshape(xp.permute_dims(xp.reshape(cols, (n * c, w, oh)), (0, 2, 1)), (n * c * oh, w))
+    return xp.reshape(matmul(rows, right.T), (n, c, oh, ow))

@@ -25,8 +25,9 @@ How a captured epoch goes:
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d and
-   MultiheadAttention multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared
+   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d,
+   MultiheadAttention and Upsample's interpolation (A_h @ x @ A_w^T, its matrices made in the warm-up steps, once
+   per input size) multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared
    memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
    (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
    sums.

@@ -1,0 +1,122 @@
+"""PyTorch's source pixels and weights along one axis of an image, for Upsample (from aten/src/ATen/native/UpSample.h
+and UpSampleKernel.cpp: ``nearest_idx``, ``nearest_exact_idx``, ``compute_source_index_and_lambda``, the cubic
+``compute_indices_weights``), and the (out, in) matrices Upsample multiplies by.
+
+The rows are plain Python on the host, once per input size: each output index reads k <= 4 input indices with
+weights (``matrix`` makes them an (out, in) matrix on the device), computed in the input's precision as PyTorch
+computes them (float32 arithmetic is each double result rounded to float32, which is exact for one +, -, * or / of
+float32 values). ``scale`` is the user's scale factor for the axis where PyTorch's
+kernel receives it (a ``scale_factor`` without ``recompute_scale_factor``), else None: the ratio is then in / out.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from typing import Any, Callable
+
+from ..backend import index_dtype, namespace
+from ._im2col import Pair
+
+Row = list[tuple[int, float]]  # (input index, weight) pairs of one output index
+
+
+def float32(v: float) -> float:
+    """``v`` rounded to the nearest float32, as C's cast."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def rounding(dtype: str) -> Callable[[float], float]:
+    """How each arithmetic result is rounded for an input of ``dtype`` (PyTorch's opmath is float32 below float64)."""
+    return float if dtype == "float64" else float32
+
+
+def output_size(in_size: int, size: int | None, scale: float) -> int:
+    """PyTorch's output length: ``size``, else floor(in_size * scale) in double."""
+    return size if size is not None else int(in_size * scale)
+
+
+def nearest(in_size: int, out_size: int, scale: float | None, exact: bool) -> list[int]:
+    """The source index of each output index: ``floorf(dst * s)`` ('nearest'), ``floorf((dst + 0.5) * s)``
+    ('nearest-exact', the product in double then cast to float32), s = float32(1 / scale or in / out)."""
+    ratio = float32(1.0 / scale if scale else in_size / out_size)
+    if exact:
+        return [min(math.floor(float32((dst + 0.5) * ratio)), in_size - 1) for dst in range(out_size)]
+    if out_size == in_size:
+        return list(range(out_size))
+    if out_size == 2 * in_size:
+        return [dst >> 1 for dst in range(out_size)]
+    return [min(math.floor(float32(dst * ratio)), in_size - 1) for dst in range(out_size)]
+
+
+def _ratio(in_size: int, out_size: int, align_corners: bool, scale: float | None, rnd: Callable) -> float:
+    """area_pixel_compute_scale: input pixels per output pixel."""
+    if align_corners:
+        return rnd((in_size - 1) / (out_size - 1)) if out_size > 1 else 0.0
+    return rnd(1.0 / scale) if scale else rnd(in_size / out_size)
+
+
+def _source(ratio: float, dst: int, align_corners: bool, rnd: Callable) -> float:
+    """area_pixel_compute_source_index before its clamp: the output pixel's centre in input coordinates."""
+    return rnd(ratio * dst) if align_corners else rnd(rnd(ratio * rnd(dst + 0.5)) - 0.5)
+
+
+def linear(in_size: int, out_size: int, align_corners: bool, scale: float | None, dtype: str) -> list[Row]:
+    """Two (index, weight) pairs per output index: the pixels either side of its source and their weights."""
+    if out_size == in_size:
+        return [[(dst, 1.0)] for dst in range(out_size)]
+    rnd = rounding(dtype)
+    ratio, rows = _ratio(in_size, out_size, align_corners, scale, rnd), []
+    for dst in range(out_size):
+        src = max(_source(ratio, dst, align_corners, rnd), 0.0)
+        i0 = min(int(src), in_size - 1)
+        lambda1 = min(max(rnd(src - i0), 0.0), 1.0)
+        rows.append([(i0, rnd(1.0 - lambda1)), (i0 + (i0 < in_size - 1), lambda1)])
+    return rows
+
+
+def _cubic_weights(t: float, rnd: Callable) -> list[float]:
+    """get_cubic_upsample_coefficients with A = -0.75: the weights of pixels -1, 0, 1, 2 around the source."""
+    a = -0.75
+
+    def near(x: float) -> float:  # cubic_convolution1, |x| <= 1: ((A + 2) * x - (A + 3)) * x * x + 1
+        return rnd(rnd(rnd(rnd(rnd((a + 2) * x) - (a + 3)) * x) * x) + 1)
+
+    def far(x: float) -> float:  # cubic_convolution2, 1 < |x| < 2: ((A * x - 5A) * x + 8A) * x - 4A
+        return rnd(rnd(rnd(rnd(rnd(rnd(a * x) - 5 * a) * x) + 8 * a) * x) - 4 * a)
+
+    return [far(rnd(t + 1.0)), near(t), near(rnd(1.0 - t)), far(rnd(rnd(1.0 - t) + 1.0))]
+
+
+def cubic(in_size: int, out_size: int, align_corners: bool, scale: float | None, dtype: str) -> list[Row]:
+    """Four (index, weight) pairs per output index, the indices clamped to the image (edge pixels repeat)."""
+    rnd = rounding(dtype)
+    ratio, rows = _ratio(in_size, out_size, align_corners, scale, rnd), []
+    for dst in range(out_size):
+        src = _source(ratio, dst, align_corners, rnd)
+        i = min(math.floor(float32(src)), in_size - 1)
+        t = min(max(rnd(src - i), 0.0), 1.0)
+        rows.append([(max(min(i + j - 1, in_size - 1), 0), w) for j, w in enumerate(_cubic_weights(t, rnd))])
+    return rows
+
+
+def whole_repeats(rows: list[list[Row]], sizes: tuple[int, ...], out: Pair) -> Pair | None:
+    """(sh, sw) where each axis reads input index dst // s with weight 1, else None."""
+    repeats = []
+    for axis_rows, n, o in zip(rows, sizes, out):
+        s = o // n
+        if o % n or any(row != [(dst // s, 1.0)] for dst, row in enumerate(axis_rows)):
+            return None
+        repeats.append(s)
+    return repeats[0], repeats[1]
+
+
+def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
+    """The (out, in) matrix of ``rows`` on x's device, in x's dtype, built there from the (out, k) indices and
+    weights (weights of one input index added), so that the host handles k numbers a row, not in_size."""
+    xp, k = namespace(x), max(len(row) for row in rows)
+    padded = [row + [(0, 0.0)] * (k - len(row)) for row in rows]
+    index = xp.asarray([[i for i, _ in row] for row in padded], dtype=index_dtype(xp), device=x.device)
+    weight = xp.asarray([[w for _, w in row] for row in padded], dtype=x.dtype, device=x.device)
+    hits = index[:, :, None] == xp.arange(in_size, dtype=index.dtype, device=x.device)
+    return xp.sum(xp.where(hits, weight[:, :, None], xp.zeros((), dtype=x.dtype, device=x.device)), axis=1)
