@@ -160,6 +160,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
+        # Steps taken before a parameter's first update (frozen at first, then unfrozen): its own count,
+        # t - started[name], is what Adam's bias correction reads, as PyTorch's per-parameter step.
+        self.started: dict[str, int] = {}
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
@@ -214,8 +217,10 @@ class Optimizer(metaclass=_TakesAModelFirst):
         return self._model() if isinstance(self._model, weakref.ref) else self._model
 
     def step(self, model: Any = None) -> None:
-        """Update every parameter of ``model`` from the gradients its last ``backward`` left. ``model``
-        may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``)."""
+        """Update every parameter of ``model`` that trains from the gradients its last ``backward`` left.
+        ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
+        parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
+        momentum or moment advanced), as PyTorch skips a parameter without a gradient."""
         if model is None:
             model = self._bound()
             if model is None:
@@ -228,9 +233,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
         self.bind(model)
-        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree
-        params, grads = both() if both is not None else (model.named_params(), model.named_grads())
-        if not params and callable(getattr(model, "parameters", None)):
+        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
+        params, grads = both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
+        if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
         work = []
         for name, p in params.items():
@@ -324,6 +329,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
         return self._per_step("lr", p, lambda lr, t: lr)
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
+        if name not in self.state and self.t > 1:
+            self.started[name] = self.t - 1
         slots = self.state.setdefault(name, {})
         if key not in slots:
             slots[key] = xp.zeros_like(p)
@@ -364,7 +371,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
-        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t,
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "started": dict(self.started),
                 "state": {n: dict(s) for n, s in self.state.items()}}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
@@ -373,6 +380,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         for k, v in sd["hyperparams"].items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
+        self.started = {n: int(t) for n, t in sd.get("started", {}).items()}
         self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}
