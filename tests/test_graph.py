@@ -123,6 +123,38 @@ def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
 
 
 @needs_compiler
+def test_captured_training_with_frozen_layers_equals_eager_and_is_captured_again_when_they_change(tmp_path):
+    """Layers 0 and 2 frozen, layer 0 unfrozen after epoch 1 (Adam then counts its own steps): the captured
+    run trains as the eager one, layer 2 stays bit-identical in both, and the graph of epoch 1 (which
+    leaves layer 0 alone) is captured again for epoch 2: two warm-up steps fewer launched."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    class Unfreeze(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                self.state.model[0].requires_grad_(True)
+
+    def frozen_run(graph):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                              xn.layers.ReLU(), xn.layers.Linear(16, 4))
+        model[0].requires_grad_(False)
+        model[2].requires_grad_(False)
+        before = xn.to_numpy(model[2].params["W"]).tolist()
+        launches[0] = 0
+        optimizer = xn.optim.Adam(0.01)
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=3, batch_size=32,
+                     device="cuda", progress=False, graph=graph, callbacks=[Unfreeze()])
+        return {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                "launches": launches[0], "t": optimizer.t, "kept": xn.to_numpy(model[2].params["W"]).tolist() == before}
+    print(json.dumps({"eager": frozen_run(False), "captured": frozen_run(True)}))
+    """, tmp_path))
+    assert out["eager"]["kept"] and out["captured"]["kept"]
+    assert out["captured"]["launches"] == 3 * 7 - 2 - 2
+    _assert_same_training(out["eager"], out["captured"])
+
+
+@needs_compiler
 def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
     """The check above has teeth: Adam with its step count read from the host (baked into the graph at
     the capture, as a Python float would be) trains differently from eager Adam."""
