@@ -311,32 +311,36 @@ def test_dropout_is_captured_and_its_masks_are_those_of_eager_training(tmp_path)
 # ----------------------------------------------------------------------------------------
 
 
-def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0):
+def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0, frozen=False):
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(),
                           *([xn.layers.Dropout(dropout)] if dropout else []), xn.layers.Linear(100, 10))
+    model[0].requires_grad_(not frozen)
+    first = xn.to_numpy(model[0].params["W"])
     h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=2, batch_size=100, device=dev,
                  progress=False, graph=graph,
                  callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))])
+    assert not frozen or np.array_equal(xn.to_numpy(model[0].params["W"]), first)  # a frozen layer stays as it was
     return {k: xn.to_numpy(v) for k, v in model.named_params().items()}, h.epochs
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("make, dropout", [(lambda: xn.optim.SGD(0.1), 0.0), (lambda: xn.optim.Momentum(0.05), 0.0),
-                                           (lambda: xn.optim.Adam(1e-3), 0.0), (lambda: xn.optim.Adam(1e-3), 0.2)],
-                         ids=["sgd", "momentum", "adam", "adam-dropout"])
-def test_gpu_captured_training_equals_eager(make, dropout, monkeypatch):
+@pytest.mark.parametrize("make, dropout, frozen", [
+    (lambda: xn.optim.SGD(0.1), 0.0, False), (lambda: xn.optim.Momentum(0.05), 0.0, False),
+    (lambda: xn.optim.Adam(1e-3), 0.0, False), (lambda: xn.optim.Adam(1e-3), 0.2, False),
+    (lambda: xn.optim.Adam(1e-3), 0.0, True)], ids=["sgd", "momentum", "adam", "adam-dropout", "adam-frozen"])
+def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
     """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
     but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding;
-    with Dropout, its masks drawn in the graph are eager training's."""
+    with Dropout, its masks drawn in the graph are eager training's; with the first layer frozen, it stays."""
     dev = require_cuda()
     rng = np.random.default_rng(0)
     x, t = rng.random((950, 784), dtype=np.float32), rng.integers(0, 10, 950)
-    eager, eager_epochs = _mlp_training(make(), False, x, t, dev, dropout)
+    eager, eager_epochs = _mlp_training(make(), False, x, t, dev, dropout, frozen)
     launches = []
     launch = StepGraph.launch
     monkeypatch.setattr(StepGraph, "launch", lambda self: (launches.append(1), launch(self)))
-    captured, captured_epochs = _mlp_training(make(), True, x, t, dev, dropout)
+    captured, captured_epochs = _mlp_training(make(), True, x, t, dev, dropout, frozen)
     assert len(launches) == 2 * 9 - 2
     for k, v in eager.items():
         np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)
