@@ -48,7 +48,8 @@ OPTIMIZERS = {  # xpnet's, PyTorch's: the same update (weight decay on every par
 def test_fine_tuning_the_head_and_unfreezing_later_train_as_pytorch(name):
     """The frozen backbone stays bit-identical while the head trains as PyTorch's with
     ``requires_grad_(False)`` (clipped by the norm of the head's gradients only); unfrozen after three
-    steps, the backbone trains from fresh state as PyTorch's (Adam's bias correction counts its own steps)."""
+    steps, the backbone trains from fresh state as PyTorch's (Adam's bias correction counts its own steps);
+    frozen again for two steps, then unfrozen, it goes on from the state it had, as PyTorch's."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model = _mlp()
     net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
@@ -61,10 +62,10 @@ def test_fine_tuning_the_head_and_unfreezing_later_train_as_pytorch(name):
     backbone = {k: v.copy() for k, v in model[0].params.items()}
     assert model[0].requires_grad_(False) is model[0]
     net[0].requires_grad_(False)
-    for i, (x, t) in enumerate(_batches()):
-        if i == 3:
-            model[0].requires_grad_(True)
-            net[0].requires_grad_(True)
+    for i, (x, t) in enumerate(_batches(8)):
+        if i in (3, 5, 7):
+            model[0].requires_grad_(i != 5)
+            net[0].requires_grad_(i != 5)
         _step(model, opt, x, t, max_norm=0.5)
         torch_opt.zero_grad()
         torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(t)).backward()

@@ -160,9 +160,10 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
-        # Steps taken before a parameter's first update (frozen at first, then unfrozen): its own count,
-        # t - started[name], is what Adam's bias correction reads, as PyTorch's per-parameter step.
-        self.started: dict[str, int] = {}
+        # The steps a parameter did not take (before its first update, or frozen since): its own count,
+        # t - skipped[name], is what Adam's bias correction reads, as PyTorch's per-parameter step.
+        self.skipped: dict[str, int] = {}
+        self._left_out: list[str] = []  # the parameters with state that the last step left out (frozen)
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
@@ -253,7 +254,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
             work.append((name, p, g, xp))
         for name, p, _, _ in work:  # every gradient checked: only now is anything changed
             self._follow(name, p)
-        self.t += 1
+        self._left_out = [name for name in self.state if name not in params]
+        self.count_steps(1)
         if self.device_scalars is not None:
             self.device_scalars.advance()
         # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
@@ -268,6 +270,14 @@ class Optimizer(metaclass=_TakesAModelFirst):
                 new = self._update(name, new, g, xp)
                 if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                     model.set_param(name, new)
+
+    def count_steps(self, n: int) -> None:
+        """Count ``n`` steps like the last one (a CUDA graph's launches replay it without this Python; -1 undoes
+        the count of a captured step that ran no kernel): ``t``, and the steps each parameter with state that
+        it left out (frozen) did not take."""
+        self.t += n
+        for name in self._left_out:
+            self.skipped[name] = self.skipped.get(name, 0) + n
 
     def _follow(self, name: str, p: Any) -> None:
         """Move the state of parameter ``name`` to ``p``'s device and dtype where it is elsewhere (the model
@@ -330,7 +340,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
         if name not in self.state and self.t > 1:
-            self.started[name] = self.t - 1
+            self.skipped[name] = self.t - 1
         slots = self.state.setdefault(name, {})
         if key not in slots:
             slots[key] = xp.zeros_like(p)
@@ -371,7 +381,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
-        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "started": dict(self.started),
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
                 "state": {n: dict(s) for n, s in self.state.items()}}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
@@ -380,7 +390,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         for k, v in sd["hyperparams"].items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
-        self.started = {n: int(t) for n, t in sd.get("started", {}).items()}
+        self.skipped = {n: int(t) for n, t in sd.get("skipped", {}).items()}
         self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}

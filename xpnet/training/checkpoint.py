@@ -73,7 +73,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
     meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed), "epoch_offset": int(epoch_offset),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"],
-                          "started": sd.get("started", {})},
+                          "skipped": sd.get("skipped", {})},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
     if batches is not None:
@@ -118,9 +118,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         opt_type = field.get("optimizer.type", str)
         hyperparams = field.get("optimizer.hyperparams", dict)
         t = field.int("optimizer.t")
-        started = field.get("optimizer.started", dict, default={})
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= t for v in started.values()):
-            raise reader.error(f"field 'optimizer.started' is {started!r}, expected step counts from 0 to {t}")
+        skipped = field.get("optimizer.skipped", dict, default={})
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= t for v in skipped.values()):
+            raise reader.error(f"field 'optimizer.skipped' is {skipped!r}, expected step counts from 0 to {t}")
         epochs = field.get("history.epochs", list)
         for i, e in enumerate(epochs):
             if not isinstance(e, dict):
@@ -164,7 +164,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                                        tuple(state[name].shape), dtype)
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
-    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "started": started, "state": opt_state}
+    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "skipped": skipped, "state": opt_state}
     return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks,
             "types": layer_types(saved), "frozen": frozen_nodes(saved)}
 

@@ -210,13 +210,13 @@ class CapturedEpochs:
                             steps += 1
                     self._prepare_draws()  # the states the warm-up made
                     graph.capture(self._capture_step)
-                    optimizer.t -= 1  # the capture ran the Python of one step but none of its kernels
+                    optimizer.count_steps(-1)  # the capture ran the Python of one step but none of its kernels
                     self._held, self._frozen = self._arrays(), frozen_nodes(trainer.model)
                     if bar is not None:
                         bar.update(steps)
                 while steps < len(self.static):
                     graph.launch()
-                    optimizer.t += 1
+                    optimizer.count_steps(1)
                     steps += 1
                     host_count += self._launch_count
                     if bar is not None:
