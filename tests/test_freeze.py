@@ -103,6 +103,25 @@ def test_a_frozen_layer_passes_dx_back_but_computes_no_weight_gradient_and_is_no
     assert model.named_grads().keys() == {"3.W", "3.b"}
 
 
+def test_a_frozen_embedding_gathers_no_gradient_also_from_the_linear_tied_to_it():
+    xn.init.seed(0)
+    embedding = xn.layers.Embedding(7, 4, dtype="float64")
+    model = xn.Sequential(embedding, xn.layers.TiedLinear(embedding))
+    embedding.requires_grad_(False)
+    ids = np.array([[1, 2, 3], [4, 5, 6]])
+    model(ids)
+    model.backward(np.ones((2, 3, 7)))
+    assert not embedding.grads and list(model.named_grads()) == ["1.b"]
+    assert list(model.trainable_params()) == ["1.b"]
+
+
+def test_pytorchs_filter_of_trainable_parameters_says_to_pass_the_model():
+    model = _mlp()
+    with pytest.raises(TypeError, match=r"got a filter .*; to train a part only, freeze the rest "
+                                        r"\(model.backbone.requires_grad_\(False\)\) and pass the model: Adam skips"):
+        xn.optim.Adam(filter(lambda p: True, model.parameters()), lr=1e-3)
+
+
 def test_requires_grad_reads_and_the_chainer_and_keras_names():
     model = _mlp()
     assert model.requires_grad and model.trainable and model.update_enabled

@@ -83,9 +83,12 @@ def _model_of(name: str, target: Any) -> Any:
     model = owning_model(target)
     if model is not None:
         return model
+    freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
+              f"{name} skips frozen parameters") if isinstance(target, filter) else ""
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
                     f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
-                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)")
+                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
+                    f"{freeze}")
 
 
 # What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
