@@ -90,8 +90,8 @@ expect(ValueError, [f"xn.train model differs across ranks: epochs trained by ear
 net = model()
 if odd:
     net[0].requires_grad_(False)
-expect(ValueError, [f"xn.train model differs across ranks: frozen layers (requires_grad_(False)) {others}: [], "
-                    f"{last}: ['0']"], train, data(), net=net)
+expect(ValueError, [(f"xn.train model differs across ranks: frozen layers (requires_grad_(False)) {others}: [], "
+                     f"{last}: ['0']")], train, data(), net=net)
 net, loss = model(), xn.losses.SoftmaxCrossEntropy()
 x, y = data()
 for step in range(2):

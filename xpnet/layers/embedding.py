@@ -141,7 +141,7 @@ class Embedding(Layer):
                              f"got {tuple(dy.shape)}")
         if self._frozen:  # requires_grad_(False): no gradient to gather, and none given back
             self._shared = None
-            return None
+            return
         ids, dy = xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim))
         if self.padding_idx is not None:
             # where, not a product with the mask: a non-finite dy at a padding position stays out, as in PyTorch
