@@ -44,7 +44,6 @@ def _one_line_hint(info, name, hint):
     ("xn.optim.SGD(0.1).add_hook", "weight_decay=rate, weight_decay_on='all'"),
     ("xn.Sequential(xn.layers.ReLU()).xp", "model.device.xp"),
     ("xn.Sequential(xn.layers.ReLU()).count_params", "model.summary() ends with the parameter count"),
-    ("xn.Sequential(xn.layers.ReLU()).disable_update", "xpnet has no frozen parameters"),
     ("xn.layers.Linear(2, 3).W", "layer.params['W'] is the weight array (Linear's is (in, out)"),
 ])
 def test_chainers_names_say_what_to_write(expression, hint):

@@ -123,6 +123,38 @@ def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
 
 
 @needs_compiler
+def test_captured_training_with_frozen_layers_equals_eager_and_is_captured_again_when_they_change(tmp_path):
+    """Layers 0 and 2 frozen, layer 0 unfrozen after epoch 1, frozen after epoch 2 and unfrozen after epoch 3
+    (Adam counts its own steps, the launches of epoch 3 included): the captured run trains as the eager one,
+    layer 2 stays bit-identical in both, and each epoch's graph is captured anew: two warm-up steps fewer
+    launched in each."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    class Unfreeze(xn.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.state.model[0].requires_grad_(epoch % 2 == 1)
+
+    def frozen_run(graph):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, 16),
+                              xn.layers.ReLU(), xn.layers.Linear(16, 4))
+        model[0].requires_grad_(False)
+        model[2].requires_grad_(False)
+        before = xn.to_numpy(model[2].params["W"]).tolist()
+        launches[0] = 0
+        optimizer = xn.optim.Adam(0.01)
+        h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=4, batch_size=32,
+                     device="cuda", progress=False, graph=graph, callbacks=[Unfreeze()])
+        return {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
+                "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                "launches": launches[0], "t": optimizer.t, "kept": xn.to_numpy(model[2].params["W"]).tolist() == before}
+    print(json.dumps({"eager": frozen_run(False), "captured": frozen_run(True)}))
+    """, tmp_path))
+    assert out["eager"]["kept"] and out["captured"]["kept"]
+    assert out["captured"]["launches"] == 4 * (7 - 2)
+    _assert_same_training(out["eager"], out["captured"])
+
+
+@needs_compiler
 def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
     """The check above has teeth: Adam with its step count read from the host (baked into the graph at
     the capture, as a Python float would be) trains differently from eager Adam."""
@@ -279,32 +311,36 @@ def test_dropout_is_captured_and_its_masks_are_those_of_eager_training(tmp_path)
 # ----------------------------------------------------------------------------------------
 
 
-def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0):
+def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0, frozen=False):
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(784, 100), xn.layers.ReLU(),
                           *([xn.layers.Dropout(dropout)] if dropout else []), xn.layers.Linear(100, 10))
+    model[0].requires_grad_(not frozen)
+    first = xn.to_numpy(model[0].params["W"])
     h = xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=2, batch_size=100, device=dev,
                  progress=False, graph=graph,
                  callbacks=[xn.callbacks.LearningRateSchedule(xn.callbacks.step(optimizer.lr, 1, 0.5))])
+    assert not frozen or np.array_equal(xn.to_numpy(model[0].params["W"]), first)  # a frozen layer stays as it was
     return {k: xn.to_numpy(v) for k, v in model.named_params().items()}, h.epochs
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("make, dropout", [(lambda: xn.optim.SGD(0.1), 0.0), (lambda: xn.optim.Momentum(0.05), 0.0),
-                                           (lambda: xn.optim.Adam(1e-3), 0.0), (lambda: xn.optim.Adam(1e-3), 0.2)],
-                         ids=["sgd", "momentum", "adam", "adam-dropout"])
-def test_gpu_captured_training_equals_eager(make, dropout, monkeypatch):
+@pytest.mark.parametrize("make, dropout, frozen", [
+    (lambda: xn.optim.SGD(0.1), 0.0, False), (lambda: xn.optim.Momentum(0.05), 0.0, False),
+    (lambda: xn.optim.Adam(1e-3), 0.0, False), (lambda: xn.optim.Adam(1e-3), 0.2, False),
+    (lambda: xn.optim.Adam(1e-3), 0.0, True)], ids=["sgd", "momentum", "adam", "adam-dropout", "adam-frozen"])
+def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
     """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
     but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding;
-    with Dropout, its masks drawn in the graph are eager training's."""
+    with Dropout, its masks drawn in the graph are eager training's; with the first layer frozen, it stays."""
     dev = require_cuda()
     rng = np.random.default_rng(0)
     x, t = rng.random((950, 784), dtype=np.float32), rng.integers(0, 10, 950)
-    eager, eager_epochs = _mlp_training(make(), False, x, t, dev, dropout)
+    eager, eager_epochs = _mlp_training(make(), False, x, t, dev, dropout, frozen)
     launches = []
     launch = StepGraph.launch
     monkeypatch.setattr(StepGraph, "launch", lambda self: (launches.append(1), launch(self)))
-    captured, captured_epochs = _mlp_training(make(), True, x, t, dev, dropout)
+    captured, captured_epochs = _mlp_training(make(), True, x, t, dev, dropout, frozen)
     assert len(launches) == 2 * 9 - 2
     for k, v in eager.items():
         np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)

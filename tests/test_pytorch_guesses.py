@@ -321,8 +321,7 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
                                        ("named_parameters", "model.named_params()"),
                                        ("modules", "model.named_modules()"), ("children", "model.named_children()"),
                                        ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),
-                                       ("half", "model.to(dtype='float16')"),
-                                       ("requires_grad_", "xpnet has no frozen parameters")])
+                                       ("half", "model.to(dtype='float16')")])
 def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
     for model in (_mlp(), xn.layers.Residual(xn.Sequential(xn.layers.Linear(4, 4)))):
         with pytest.raises(AttributeError, match=f"object has no attribute '{name}': .*" + re.escape(hint)):
@@ -483,7 +482,6 @@ def test_embedding_takes_pytorchs_arguments_with_pytorchs_meaning():
     ({"sparse": True}, r"Embedding: sparse=True is not supported: xpnet's gradients are dense arrays"),
     ({"_weight": np.zeros((10, 5))}, r"Embedding: _weight=<ndarray> is not supported: use "
                                      r"Embedding.from_pretrained\(weights, freeze=False\), or set layer.params\['W'\]"),
-    ({"_freeze": True}, r"Embedding: _freeze=True is not supported: xpnet has no frozen parameters"),
     ({"device": "cuda"}, r"Embedding: device='cuda' is not supported: .* move the layer \(or its model\) "
                          r"with .to\(device\)"),
 ])
@@ -500,11 +498,11 @@ def test_embedding_refuses_pytorchs_fourth_positional_argument_max_norm():
         xn.layers.Embedding(10, 5, 0, 1.0)
 
 
-def test_embedding_from_pretrained_refuses_freeze_with_what_to_pass():
+def test_embedding_from_pretrained_freezes_as_pytorch_and_checks_its_arguments():
     weights = np.arange(6.0).reshape(3, 2)
-    with pytest.raises(ValueError, match=r"^Embedding.from_pretrained: freeze=True is not supported: xpnet has no "
-                                         r"frozen parameters .*; pass freeze=False$"):
-        xn.layers.Embedding.from_pretrained(weights)
+    assert not xn.layers.Embedding.from_pretrained(weights).requires_grad  # freeze=True, PyTorch's default
+    assert xn.layers.Embedding.from_pretrained(weights, freeze=False).requires_grad
+    assert not xn.layers.Embedding(3, 2, _freeze=True).requires_grad
     with pytest.raises(ValueError, match=r"Embedding: sparse=True is not supported"):
         xn.layers.Embedding.from_pretrained(weights, freeze=False, sparse=True)
     with pytest.raises(ValueError, match=r"embeddings must be 2-D .*, got shape \(6,\)"):

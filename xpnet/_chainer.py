@@ -140,8 +140,6 @@ MODEL = {
                     "model.named_params().values())",
     "links": "model.named_modules() is a dict of every layer and model inside, by dotted name",
     "add_link": "assign the layer as an attribute (self.fc = xn.layers.Linear(...)) or setattr(model, name, layer)",
-    "disable_update": "xpnet has no frozen parameters: bind the optimizer to the part that trains "
-                      "(xn.optim.SGD(model.head, lr=0.1)) and step that",
     "serialize": "model.state_dict() and model.load_state_dict(d) (or model.save(path), xn.load(path))",
     "copyparams": "model.load_state_dict(other.state_dict())",
 }

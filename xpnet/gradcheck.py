@@ -102,7 +102,8 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     max_entries: check a seeded random subset of at most that many entries per tensor.
     fast: one random direction per tensor. Costs 1 + 2 * (entries, or directions with fast) + 1 per tensor
     forward passes (the last: f at the unperturbed point again, to see that the forward is repeatable).
-    Returns a :class:`GradcheckReport`; the model and x are left untouched.
+    Frozen parameters (``requires_grad_(False)``) have no gradient: they get no row, and the report names
+    them. Returns a :class:`GradcheckReport`; the model and x are left untouched.
     """
     fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
@@ -141,7 +142,7 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
                 grads = clone.named_grads()
                 # (name, array, its gradient, how to store a perturbed array where the array was kept)
                 tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
-                           for name, p in clone.named_params().items()]
+                           for name, p in clone.trainable_params().items()]
                 tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx,
                              functools.partial(objective.xs.__setitem__, i))
                             for i, (a, dx) in enumerate(zip(x64, objective.dxs)) if not ids[i]]
@@ -154,8 +155,9 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
                     located = locate(clone, objective.xs, check, objective.rewind)
         finally:
             objective.release_rngs()
+        frozen = tuple(name for name in clone.named_params() if name not in clone.trainable_params())
         return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                               max_entries, dev.name, objective.passes, tuple(located))
+                               max_entries, dev.name, objective.passes, tuple(located), frozen)
 
 
 class _Objective:

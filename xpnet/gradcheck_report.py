@@ -47,6 +47,7 @@ class GradcheckReport:
     device: str
     forward_passes: int
     located: tuple[str, ...] = ()  # when a model fails: which of its layers is wrong (gradcheck_locate)
+    frozen: tuple[str, ...] = ()  # the parameters not checked: requires_grad_(False) froze them, they have no gradient
 
     @property
     def ok(self) -> bool:
@@ -86,6 +87,8 @@ class GradcheckReport:
             lines += self.located
         else:
             lines.append(f"OK: {len(self.rows)} row(s), {self.forward_passes} forward passes")
+        if self.frozen:
+            lines.append(f"not checked, frozen (requires_grad_(False)): {', '.join(self.frozen)}")
         return "\n".join(lines)
 
     def _cells(self, row: GradcheckRow) -> tuple[str, ...]:

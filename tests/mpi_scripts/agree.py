@@ -85,6 +85,29 @@ if odd:
     xn.train(net, data(), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=BATCH, progress=False)
 expect(ValueError, [f"xn.train model differs across ranks: epochs trained by earlier xn.train calls {others}: 0, "
                     f"{last}: 1"], train, data(), net=net)
+# The frozen layers decide which gradients the all-reduce packs: every rank must freeze the same ones, in
+# xn.train and in a loop of one's own (where they may change between steps).
+net = model()
+if odd:
+    net[0].requires_grad_(False)
+expect(ValueError, [(f"xn.train model differs across ranks: frozen layers (requires_grad_(False)) {others}: [], "
+                     f"{last}: ['0']")], train, data(), net=net)
+net, loss = model(), xn.losses.SoftmaxCrossEntropy()
+x, y = data()
+for step in range(2):
+    if step == 1 and odd:
+        net[0].requires_grad_(False)
+    loss.forward(net(x[rank::size]), y[rank::size])
+    net.backward(loss.backward())
+    if step == 0:
+        comm.allreduce_grads(net, count=len(y[rank::size]))
+expect(ValueError, ["allreduce_grads: the ranks hold different models", "param '0.W' is (4, 8) float32",
+                    "frozen param '0.W' is (4, 8) float32"], comm.allreduce_grads, net, len(y[rank::size]))
+net = model()
+net[0].requires_grad_(False)
+frozen = {k: v.copy() for k, v in net[0].params.items()}
+train(data(), net=net)
+assert all(np.array_equal(net[0].params[k], v) for k, v in frozen.items()) and not net[0].grads
 print(f"settings ok: rank {rank}", flush=True)
 
 # A NaN in the last row of the second global batch: that row is the last rank's.

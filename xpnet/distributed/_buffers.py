@@ -63,10 +63,19 @@ def _layers(model: Any) -> dict[str, Any]:
     return model.named_modules()
 
 
-def _signature(model: Any) -> tuple:
+def _frozen(model: Any) -> list[str]:
+    """The dotted names of the layers of ``model`` whose parameters ``requires_grad_(False)`` froze (no
+    gradient to reduce)."""
+    return [name for name, layer in _layers(model).items() if layer._frozen and layer.params]
+
+
+def _signature(model: Any, frozen: bool = False) -> tuple:
+    """Each parameter and buffer's name, kind, shape, dtype and library (``frozen``: a frozen parameter's
+    kind says so, for the all-reduce, which leaves it out)."""
     entries = []
     for name, layer in _layers(model).items():
-        for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
+        param = "frozen param" if frozen and layer._frozen else "param"
+        for kind, store in ((param, layer.params), ("buffer", layer.buffers)):
             for key, v in store.items():
                 entries.append((f"{name}.{key}" if name else key, kind, tuple(int(d) for d in v.shape),
                                 str(v.dtype), namespace(v).__name__))
@@ -77,7 +86,7 @@ def _first_difference(reference: tuple, sig: tuple) -> str:
     for ref, mine in zip(reference, sig):
         if ref != mine:
             name, kind, shape, dtype, lib = mine
-            return (f"{kind} {ref[0]!r} is {ref[2]} {ref[3]} ({ref[4]}) on the reference rank but "
+            return (f"{ref[1]} {ref[0]!r} is {ref[2]} {ref[3]} ({ref[4]}) on the reference rank but "
                     f"{kind} {name!r} is {shape} {dtype} ({lib}) here")
     return f"{len(sig)} parameters and buffers instead of {len(reference)}"
 

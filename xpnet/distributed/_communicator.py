@@ -13,6 +13,7 @@ import math
 import operator
 import warnings
 import weakref
+import zlib
 from typing import Any
 
 import array_api_compat
@@ -25,6 +26,7 @@ from ._abort import raised_on_every_rank, watch
 from ._buffers import (
     _empty_like_group,
     _first_difference,
+    _frozen,
     _grad_of,
     _group_by_dtype,
     _is_number,
@@ -194,7 +196,8 @@ class Communicator:
         out from the parameters (the same on every rank whatever its data): a gradient whose shape or
         dtype is not its parameter's raises. Raises ValueError (on every rank) when all counts are 0,
         unless ``empty_ok``: every gradient is then zero (a batch whose every label is ignored, as one
-        process gives it).
+        process gives it). Frozen parameters (``requires_grad_(False)``) have no gradient and are left
+        out; the ranks must freeze the same layers (compared at each call, with the counts).
 
         ``stop``: this rank's wish to stop after this step (``xn.train`` passes whether SIGTERM came),
         summed over ranks with the counts, in the same small collective; returns whether any rank passed
@@ -208,18 +211,24 @@ class Communicator:
             self._sync()
             if model not in self._verified:
                 self._check_same_model(model, "allreduce_grads", 0)
-            counts = np.array([count, int(bool(stop))], dtype=np.int64)
+            # The frozen layers decide which gradients are packed, and may change between steps: a digest h of
+            # them rides with the counts; all ranks agree on it exactly when size * sum(h*h) == sum(h)**2.
+            h = zlib.crc32("\n".join(_frozen(model)).encode()) & 0xFFFFF
+            counts = np.array([count, int(bool(stop)), h, h * h], dtype=np.int64)
             self.mpi_comm.Allreduce(self._mpi.IN_PLACE, counts, op=self._mpi.SUM)
             total, stopping = int(counts[0]), bool(counts[1])
+            if int(counts[2]) ** 2 != self.size * int(counts[3]):  # the same sums on every rank: all check
+                self._check_same_model(model, "allreduce_grads", 0)
+            trained = [layer for layer in _layers(model).values() if not layer._frozen]  # frozen: no gradient
             if total == 0 and empty_ok:
-                for layer in _layers(model).values():
+                for layer in trained:
                     layer.grads = {key: namespace(p).zeros_like(p) for key, p in layer.params.items()}
                 return stopping
             if total == 0:
                 raise raised_on_every_rank(ValueError(
                     "allreduce_grads: every rank passed count=0; there is no gradient to average"))
             entries = [(layer, key, p, _grad_of(layer, key, p) if count > 0 else None)
-                       for layer in _layers(model).values() for key, p in layer.params.items()]
+                       for layer in trained for key, p in layer.params.items()]
             for group in _group_by_dtype(entries):
                 if count == 0:
                     flat = _zeros_like_group(group)
@@ -258,7 +267,7 @@ class Communicator:
             self._entry.settle(self)
 
     def _check_same_model(self, model: Any, caller: str, root: int) -> None:
-        mine = _signature(model)
+        mine = _signature(model, frozen=caller == "allreduce_grads")
         everyone = self.mpi_comm.allgather(mine)
         reference = everyone[root]
         problems = [f"rank {r}: {_first_difference(reference, sig)}" for r, sig in enumerate(everyone)

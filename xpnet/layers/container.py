@@ -44,9 +44,6 @@ _PYTORCH_NAMES = {
              ".double(), 'float16' for .half())",
     "half": "model.to(dtype='float16') casts every parameter and buffer (dtype='float32' for PyTorch's "
             ".float(), 'float64' for .double())",
-    "requires_grad_": "xpnet has no frozen parameters: the optimizer updates every parameter of the model it "
-                      "steps (to keep a part fixed, in a loop of your own: bind the optimizer to the part that trains, "
-                      "xn.optim.SGD(model.head, lr=0.1), and step that)",
     "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
     "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
     "save_params": "model.save('model.npz') writes the model (xn.load reads it back, on any device); the book's "

@@ -187,8 +187,10 @@ class Conv2d(Layer):
     def _depthwise_grads(self, dy: Any) -> Any:
         """Fill grads["W"], grads["b"] of a depthwise convolution; returns dx."""
         xp, dy, cols = self._checked_dy(dy)
-        dx, self.grads["W"] = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding,
-                                                 self._shape[2:])
+        dx, dW = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding, self._shape[2:])
+        if self._frozen:  # dW comes with dx from one pass here: computed, not kept
+            return dx
+        self.grads["W"] = dW
         if self.bias:
             self.grads["b"] = xp.sum(dy, axis=(0, 2, 3))
         return dx
@@ -205,19 +207,22 @@ class Conv2d(Layer):
         return xp, dy, cols
 
     def _param_grads(self, dy: Any) -> tuple[Any, Any]:
-        """Fill grads["W"], grads["b"]; returns the namespace and dy as (out_ch, N*oh*ow), or per
-        sample as (N, out_ch, oh*ow)."""
+        """Fill grads["W"], grads["b"] (not when frozen); returns the namespace and dy as (out_ch, N*oh*ow),
+        or per sample as (N, out_ch, oh*ow)."""
         xp, dy, cols = self._checked_dy(dy)
         n, _, h, w = self._shape
         oh, ow = self._out_hw(h, w)
         matmul = fast_path("matmul", xp, operator.matmul)
-        if self._per_sample():
-            dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow))
+        per_sample = self._per_sample()
+        dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow)) if per_sample else \
+            xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
+        if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
+            return xp, dy2
+        if per_sample:
             dW = [xp.sum(matmul(dy_g, xp.matrix_transpose(col)), axis=0)
                   for dy_g, col in zip(group_blocks(dy2, 1, self.groups), cols)]
             axes = (0, 2)
         else:
-            dy2 = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
             # col @ dy.T, transposed, not dy @ col.T: OpenBLAS splits the long inner dimension far
             # better with the small (out_ch-wide) operand last; 1.1x to 2.5x faster here.
             dW = [xp.matrix_transpose(matmul(col, xp.matrix_transpose(dy_g)))

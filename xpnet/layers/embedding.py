@@ -22,7 +22,6 @@ PYTORCH_ONLY = {
     "sparse": (False, "xpnet's gradients are dense arrays; leave it False"),
     "_weight": (None, "use Embedding.from_pretrained(weights, freeze=False), or set layer.params['W'] "
                       "(or model.load_state_dict)"),
-    "_freeze": (False, "xpnet has no frozen parameters (every optimizer updates every parameter); leave it False"),
     "device": (None, "xpnet builds every layer on the host; move the layer (or its model) with .to(device)"),
 }
 
@@ -59,7 +58,7 @@ class Embedding(Layer):
         self.embedding_dim = positive_int(self, "embedding_dim", embedding_dim)
         pytorch_defaults_only(self.name, PYTORCH_ONLY, {
             "max_norm": max_norm, "norm_type": norm_type, "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse,
-            "_weight": _weight, "_freeze": _freeze, "device": device})
+            "_weight": _weight, "device": device})
         self.padding_idx = self._padding_index(padding_idx)
         self.init, self.dtype = init, float_dtype_name(dtype, self.name)
         self.check_ids = bool(check_ids)
@@ -68,6 +67,7 @@ class Embedding(Layer):
         if self.padding_idx is not None and W.flags.writeable:  # a skip_init placeholder is read-only zeros
             W[self.padding_idx, :] = 0
         self.params["W"] = W
+        self._frozen = flag(_freeze, self.name, "_freeze")  # PyTorch's: W does not train (requires_grad_)
         self._ids = None
         self._shared = None  # gradients for W from a TiedLinear whose backward ran before this one's
         self._done = False  # this backward ran since the last forward: a TiedLinear adds into grads["W"]
@@ -88,10 +88,9 @@ class Embedding(Layer):
         """PyTorch's ``nn.Embedding.from_pretrained``: W is a host copy of ``embeddings``
         (num_embeddings, embedding_dim), a float array of any backend, in its dtype; the padding row is
         kept as given (PyTorch's is too). Built on the host, as every layer: move it with ``.to(device)``.
-        ``freeze=True`` (PyTorch's default) is refused: pass ``freeze=False``. ``kwargs``: the constructor's."""
-        if flag(freeze, "Embedding.from_pretrained", "freeze"):
-            raise ValueError("Embedding.from_pretrained: freeze=True is not supported: xpnet has no frozen "
-                             "parameters (every optimizer updates every parameter); pass freeze=False")
+        ``freeze=True`` (PyTorch's default) gives a frozen layer (``requires_grad_(False)``: W does not
+        train). ``kwargs``: the constructor's."""
+        freeze = flag(freeze, "Embedding.from_pretrained", "freeze")
         W = host_copy(embeddings)
         if W.ndim != 2:
             raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D (num_embeddings, embedding_dim), "
@@ -100,7 +99,7 @@ class Embedding(Layer):
         with _init.skip_init():
             layer = cls(*W.shape, padding_idx, **kwargs)
         layer.params["W"] = W.astype(layer.dtype, copy=False)
-        return layer
+        return layer.requires_grad_(not freeze)
 
     @property
     def takes_ids(self) -> bool:
@@ -140,6 +139,9 @@ class Embedding(Layer):
         if tuple(dy.shape) != (*ids.shape, self.embedding_dim):
             raise ValueError(f"Embedding: expected dy of shape {(*ids.shape, self.embedding_dim)}, "
                              f"got {tuple(dy.shape)}")
+        if self._frozen:  # requires_grad_(False): no gradient to gather, and none given back
+            self._shared = None
+            return
         ids, dy = xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim))
         if self.padding_idx is not None:
             # where, not a product with the mask: a non-finite dy at a padding position stays out, as in PyTorch
@@ -152,7 +154,10 @@ class Embedding(Layer):
 
     def add_shared_grad(self, dW: Any) -> None:
         """Add ``dW`` (num_embeddings, embedding_dim) to W's gradient of this step: what a layer sharing W
-        (:class:`~xpnet.layers.TiedLinear`) found, before or after this layer's own backward."""
+        (:class:`~xpnet.layers.TiedLinear`) found, before or after this layer's own backward; none when W
+        is frozen."""
+        if self._frozen:
+            return
         if self._done:
             self.grads["W"] = self.grads["W"] + dW
         else:

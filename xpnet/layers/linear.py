@@ -85,6 +85,8 @@ class Linear(Layer):
         out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)
         xp = self._check_grad(dy, out)
         dy2 = dy if dy.ndim == 2 else xp.reshape(dy, (x2.shape[0], self.out_features))
+        if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
+            return xp, dy2
         self.grads["W"] = fast_path("matmul", xp, operator.matmul)(x2.T, dy2)
         if self.bias:
             self.grads["b"] = xp.sum(dy2, axis=0)

@@ -18,7 +18,7 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 
-__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved"]
+__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
 
 _STORES = ("params", "grads", "buffers")
 
@@ -50,6 +50,12 @@ def loose_arrays(model: Any) -> str:
     return (f"{model.name} has no parameters to train: {', '.join(loose)} {what}, which an optimizer does not see "
             f"(PyTorch's nn.Parameter); put each in self.params (self.params['{loose[0].rpartition('.')[2]}'] = ...) "
             "and its gradient in self.grads in backward")
+
+
+def frozen_nodes(model: Any) -> list[str]:
+    """The dotted names of the nodes of ``model`` that ``requires_grad_(False)`` froze ("" for the model
+    itself): what files record, and what ranks compare."""
+    return [name for name, node in model.named_modules().items() if node._frozen]
 
 
 def _floating(a: Any) -> bool:
@@ -98,6 +104,7 @@ class Tree:
     """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own."""
 
     training: bool = True  # the mode model(x) uses; train()/eval() set it on every node of a tree
+    _frozen: bool = False  # requires_grad_(False) on this node or one above: its own params are not trained
 
     params: dict[str, Any]
     grads: dict[str, Any]
@@ -145,12 +152,14 @@ class Tree:
         error.name, error.obj = name, self  # Python's "Did you mean" reads them
         raise error
 
-    def _named(self, *stores: str) -> Any:
+    def _named(self, *stores: str, trainable: bool = False) -> Any:
         """One dict by dotted name per store ("params", "grads", "buffers"), from one walk of the tree;
-        a single store gives its dict. Called for every training step (the optimizer asks for params
-        and grads together): plain loops."""
+        a single store gives its dict; ``trainable``: leave out the frozen nodes. Called for every
+        training step (the optimizer asks for params and grads together): plain loops."""
         named: list[dict[str, Any]] = [{} for _ in stores]
         for prefix, node in self.named_modules().items():
+            if trainable and node._frozen:
+                continue
             dot = prefix + "." if prefix else ""
             for store, out in zip(stores, named):
                 arrays = getattr(node, store)
@@ -159,9 +168,10 @@ class Tree:
                         out[dot + k] = v
         return named[0] if len(stores) == 1 else tuple(named)
 
-    def params_and_grads(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(named_params(), named_grads())`` from one walk of the tree (what an optimizer's step needs)."""
-        return self._named("params", "grads")
+    def params_and_grads(self, trainable: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(named_params(), named_grads())`` from one walk of the tree; ``trainable=True``: those of the
+        parameters that train only (what an optimizer's step needs)."""
+        return self._named("params", "grads", trainable=trainable)
 
     def apply(self, fn: Callable[[Any], Any]) -> Any:
         """``fn(node)`` for every layer and model inside and for this one, children before their parents, as
@@ -178,6 +188,52 @@ class Tree:
     def named_params(self) -> dict[str, Any]:
         """Every parameter by dotted name (``"0.W"``, ``"stage1.0.conv1.W"``)."""
         return self._named("params")
+
+    def trainable_params(self) -> dict[str, Any]:
+        """The parameters that train, by dotted name: ``named_params()`` less those ``requires_grad_(False)``
+        froze (PyTorch's ``[n for n, p in model.named_parameters() if p.requires_grad]``, as a dict)."""
+        return self._named("params", trainable=True)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Any:
+        """PyTorch's: ``False`` freezes every parameter of this layer and of the layers inside it (no
+        optimizer changes them, gradient clipping and ``comm`` leave their gradients out, Linear and Conv2d
+        skip their weight product in backward while still passing dx back), ``True`` lets them train again.
+        Freezing empties their ``grads``: a frozen parameter has no gradient. Returns the layer."""
+        requires_grad = flag(requires_grad, f"{type(self).__name__}.requires_grad_", "requires_grad")
+        for node in self.named_modules().values():
+            node._frozen = not requires_grad
+            if not requires_grad:
+                node.grads = {}
+        return self
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether any parameter of this layer (or of a layer inside) trains; a layer without parameters
+        answers what ``requires_grad_`` last set. Setting it is ``requires_grad_(value)``, as Keras'
+        ``trainable`` (the same property) and Chainer's ``update_enabled`` (read only there)."""
+        nodes = self.named_modules().values()
+        if not any(node.params for node in nodes):
+            return not self._frozen
+        return any(node.params and not node._frozen for node in nodes)
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        self.requires_grad_(value)
+
+    trainable = requires_grad  # Keras' layer.trainable = False
+
+    @property
+    def update_enabled(self) -> bool:
+        """Chainer's name for :attr:`requires_grad` (read only, as there)."""
+        return self.requires_grad
+
+    def disable_update(self) -> None:
+        """Chainer's ``link.disable_update()``: ``requires_grad_(False)``."""
+        self.requires_grad_(False)
+
+    def enable_update(self) -> None:
+        """Chainer's ``link.enable_update()``: ``requires_grad_(True)``."""
+        self.requires_grad_(True)
 
     def named_grads(self) -> dict[str, Any]:
         """The gradients the last backward filled, by the names of their parameters."""

@@ -5,7 +5,9 @@ The record of a ``Sequential`` is ``{"format": 1, "layers": [layer records]}`` (
 every version reads); any other model's is ``{"format": 2, "model": record}``, the record of its class
 (by module and name for a class of the user's) and of the arguments it was built with
 (``xpnet.layers.records``). Nothing is ever unpickled or imported: a class the program has not
-defined is named in the error, with what to import.
+defined is named in the error, with what to import. Where layers are frozen (``requires_grad_(False)``),
+the record names them (``"frozen"``: their dotted names, ``""`` for the model), and ``xn.load`` freezes
+them again, as ``torch.save(model)`` keeps ``requires_grad``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
 from ..layers.records import BuildError, from_record, to_record
 from ..layers.tied import TiedLinear
+from ..layers.tree import frozen_nodes
 from .model import Model
 from .sequential import Sequential
 
@@ -45,9 +48,10 @@ def architecture(model: Any) -> dict[str, Any]:
                             "the file could not hold it: save a model holding both (e.g. xn.Sequential(embedding, "
                             "..., tied))")
     seen: dict[int, int] = {}  # one record per layer object: a shared layer is written once
+    frozen = {"frozen": frozen_nodes(model)} if frozen_nodes(model) else {}  # an older xpnet ignores the key
     if type(model) is Sequential:
-        return {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers]}
-    return {"format": 2, "model": to_record(model, seen)}
+        return {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers], **frozen}
+    return {"format": 2, "model": to_record(model, seen), **frozen}
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
@@ -129,8 +133,9 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
                 if not isinstance(layers, list):
                     raise reader.error(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
                 built: list[Any] = []
-                return Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
-            model = from_record(meta.get("model"), "model")
+                model = Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
+            else:
+                model = from_record(meta.get("model"), "model")
         except BuildError as exc:  # a model file whose class, as this program defines it, refuses the arguments
             raise XpnetFileError(f"{reader.path!r} is an xpnet model file, but its {exc}; the class must take the "
                                  "arguments it was built with (or write config() and from_config())") from None
@@ -140,7 +145,17 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
             raise reader.error(str(exc)) from None
     if not isinstance(model, Model):
         raise reader.error(f"field 'model' describes a {model.name} layer, not a model")
+    _freeze(reader, model, meta.get("frozen", []))
     return model
+
+
+def _freeze(reader: NpzReader, model: Model, frozen: Any) -> None:
+    """Freeze the nodes the record names (``requires_grad_(False)`` as saved), after checking every name."""
+    nodes = model.named_modules()
+    if not isinstance(frozen, list) or not all(isinstance(name, str) and name in nodes for name in frozen):
+        raise reader.error(f"field 'frozen' is {frozen!r}, expected a list of the dotted names of its layers")
+    for name in frozen:
+        nodes[name]._frozen = True
 
 
 def stored_dtype(reader: NpzReader, names: list[str]) -> Any:

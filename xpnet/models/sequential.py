@@ -84,14 +84,22 @@ class Sequential(Model):
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
         """Backpropagate ``dy`` through every layer, filling each layer's ``grads``; returns dx.
-        ``input_grad=False`` skips the gradient for the input (returns None): training needs none."""
-        for layer in self.layers[:0:-1]:
+        ``input_grad=False`` skips the gradient for the input (returns None): training needs none, nor
+        any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
+        through at all)."""
+        layers = self.layers
+        if not input_grad:
+            first = next((i for i, layer in enumerate(layers) if layer.requires_grad and layer.named_params()), None)
+            if first is None:
+                return None
+            layers = layers[first:]
+        for layer in layers[:0:-1]:
             dy = layer.backward(dy)
-        if not self.layers:
+        if not layers:
             return dy
         if input_grad:
-            return self.layers[0].backward(dy)
-        self.layers[0].backward_params(dy)
+            return layers[0].backward(dy)
+        layers[0].backward_params(dy)
         return None
 
     def backward_params(self, dy: Any) -> None:

@@ -30,7 +30,7 @@ _BAD_SHAPE = ("summary: input_shape must be the shape of one sample as ints >= 1
 def summary(model: Any, input_shape: Any = None) -> str:
     """The table as a string: name and type of each layer (``repr(model)`` has their arguments),
     output shape (``N`` for the batch), parameter count (a composite: all of its layers'); then the
-    input shape and the total."""
+    input shape and the total (with the trainable and frozen counts where some layer is frozen)."""
     nodes = {name: node for name, node in model.named_modules().items() if name}
     shapes_in = _input_shapes(model, input_shape)
     shapes = dict.fromkeys(nodes, "-")
@@ -70,6 +70,9 @@ def summary(model: Any, input_shape: Any = None) -> str:
     else:
         given = "input: " + ", ".join(_shape("N", shape) for shape in shapes_in)
     footer = [given, f"parameters: {total:,} ({_dtype(model)}, on {model.device.name})"]
+    trainable = sum(math.prod(p.shape) for p in model.trainable_params().values())
+    if trainable < total:  # Keras' trainable / non-trainable split, where requires_grad_(False) froze some
+        footer[-1] += f"; trainable: {trainable:,}, frozen: {total - trainable:,}"
     return "\n".join([lines[0], rule, *lines[1:], rule, *footer])
 
 

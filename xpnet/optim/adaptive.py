@@ -121,10 +121,12 @@ class Adam(Optimizer):
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         b1, b2 = self.betas
         m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
+        t0 = self.skipped.get(name, 0)  # the parameter's own step is t - t0 (frozen steps left out, as PyTorch)
         # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
-        step = self._per_step("adam_step", p, lambda lr, t: lr * _sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t))
+        step = self._per_step(("adam_step", t0), p,
+                              lambda lr, t: lr * _sqrt(1.0 - b2 ** (t - t0)) / (1.0 - b1 ** (t - t0)))
         eps = self.eps if self.convention == "book" else \
-            self._per_step("adam_eps", p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** t))
+            self._per_step(("adam_eps", t0), p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** (t - t0)))
         if fast_path("adam_update", xp, unfused)(p, g, m, v, b1, b2, step, eps) is not NotImplemented:
             return p
         work = self._work(p, xp)

@@ -83,9 +83,12 @@ def _model_of(name: str, target: Any) -> Any:
     model = owning_model(target)
     if model is not None:
         return model
+    freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
+              f"{name} skips frozen parameters") if isinstance(target, filter) else ""
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
                     f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
-                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)")
+                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
+                    f"{freeze}")
 
 
 # What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
@@ -160,6 +163,10 @@ class Optimizer(metaclass=_TakesAModelFirst):
         self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
+        # The steps a parameter did not take (before its first update, or frozen since): its own count,
+        # t - skipped[name], is what Adam's bias correction reads, as PyTorch's per-parameter step.
+        self.skipped: dict[str, int] = {}
+        self._left_out: list[str] = []  # the parameters with state that the last step left out (frozen)
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
@@ -214,8 +221,10 @@ class Optimizer(metaclass=_TakesAModelFirst):
         return self._model() if isinstance(self._model, weakref.ref) else self._model
 
     def step(self, model: Any = None) -> None:
-        """Update every parameter of ``model`` from the gradients its last ``backward`` left. ``model``
-        may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``)."""
+        """Update every parameter of ``model`` that trains from the gradients its last ``backward`` left.
+        ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
+        parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
+        momentum or moment advanced), as PyTorch skips a parameter without a gradient."""
         if model is None:
             model = self._bound()
             if model is None:
@@ -228,9 +237,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
         self.bind(model)
-        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree
-        params, grads = both() if both is not None else (model.named_params(), model.named_grads())
-        if not params and callable(getattr(model, "parameters", None)):
+        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
+        params, grads = both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
+        if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
         work = []
         for name, p in params.items():
@@ -248,7 +257,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
             work.append((name, p, g, xp))
         for name, p, _, _ in work:  # every gradient checked: only now is anything changed
             self._follow(name, p)
-        self.t += 1
+        self._left_out = [name for name in self.state if name not in params]
+        self.count_steps(1)
         if self.device_scalars is not None:
             self.device_scalars.advance()
         # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
@@ -263,6 +273,14 @@ class Optimizer(metaclass=_TakesAModelFirst):
                 new = self._update(name, new, g, xp)
                 if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                     model.set_param(name, new)
+
+    def count_steps(self, n: int) -> None:
+        """Count ``n`` steps like the last one (a CUDA graph's launches replay it without this Python; -1 undoes
+        the count of a captured step that ran no kernel): ``t``, and the steps each parameter with state that
+        it left out (frozen) did not take."""
+        self.t += n
+        for name in self._left_out:
+            self.skipped[name] = self.skipped.get(name, 0) + n
 
     def _follow(self, name: str, p: Any) -> None:
         """Move the state of parameter ``name`` to ``p``'s device and dtype where it is elsewhere (the model
@@ -324,6 +342,8 @@ class Optimizer(metaclass=_TakesAModelFirst):
         return self._per_step("lr", p, lambda lr, t: lr)
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
+        if name not in self.state and self.t > 1:
+            self.skipped[name] = self.t - 1
         slots = self.state.setdefault(name, {})
         if key not in slots:
             slots[key] = xp.zeros_like(p)
@@ -364,7 +384,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
-        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t,
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
                 "state": {n: dict(s) for n, s in self.state.items()}}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
@@ -373,6 +393,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
         for k, v in sd["hyperparams"].items():
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
+        self.skipped = {n: int(t) for n, t in sd.get("skipped", {}).items()}
         self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}

@@ -32,7 +32,8 @@ def _model(target: Any) -> Any:
 def clip_grad_norm(model: Any, max_norm: float) -> Any:
     """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
     optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
-    2-norm of all gradients together; returns ``norm`` (a 0-d array on the gradients' device; 0 before
+    2-norm of all gradients of the parameters that train (frozen ones, ``requires_grad_(False)``, neither
+    count nor change, as PyTorch's over ``model.parameters()`` skips a ``.grad`` of None); returns ``norm`` (a 0-d array on the gradients' device; 0 before
     any backward, as PyTorch's).
 
     The same rule as PyTorch's ``torch.nn.utils.clip_grad_norm_`` and the book's ``clip_grads``. No
@@ -43,7 +44,7 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     """
     max_norm = check_max_norm(max_norm)
     model = _model(model)
-    stores = [node.grads for node in model.named_modules().values() if node.grads]
+    stores = [node.grads for node in model.named_modules().values() if node.grads and not node._frozen]
     grads = [g for store in stores for g in store.values()]
     if not grads:  # no backward yet: nothing to scale, a norm of 0 as PyTorch gives (0.0 without parameters)
         params = list(model.named_params().values())

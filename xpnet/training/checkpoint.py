@@ -5,8 +5,9 @@ A checkpoint holds the model's params and buffers (``model/<name>``), the optimi
 EarlyStopping's best weights) and one JSON record (``__xpnet_checkpoint__``) with the format
 version, the architecture, the completed epoch, the seed, how the data was cut into batches
 (``batch_size``, ``shuffle``, ``drop_last``), the optimizer's type, hyperparameters and step
-count, the history, the Dropout generator states, the callbacks' state and whether a
-callback stopped training. The shuffle order is derived from ``(seed, epoch)`` and needs nothing.
+count, the history, the Dropout generator states, the callbacks' state, whether a
+callback stopped training, and the frozen layers (``requires_grad_(False)``; a resumed run freezes those,
+with a warning where the model passed differs). The shuffle order is derived from ``(seed, epoch)`` and needs nothing.
 
 Reading validates everything before anything is used (as ``Optimizer.step`` does): every field's
 type, every array's header against the saved architecture (before its data), the optimizer's
@@ -34,6 +35,7 @@ from .._user import warn
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
+from ..layers.tree import frozen_nodes
 from ..models.files import (CHECKPOINT_KEY as _CKPT_KEY, CHECKPOINT_WHAT as _WHAT, FORMATS, architecture,
                             check_format, model_from_architecture, stored_dtype)
 from ..optim import Optimizer
@@ -70,7 +72,8 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
                 state[key] = value
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
     meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed), "epoch_offset": int(epoch_offset),
-            "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"]},
+            "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"],
+                          "skipped": sd.get("skipped", {})},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
     if batches is not None:
@@ -115,6 +118,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         opt_type = field.get("optimizer.type", str)
         hyperparams = field.get("optimizer.hyperparams", dict)
         t = field.int("optimizer.t")
+        skipped = field.get("optimizer.skipped", dict, default={})
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= t for v in skipped.values()):
+            raise reader.error(f"field 'optimizer.skipped' is {skipped!r}, expected step counts from 0 to {t}")
         epochs = field.get("history.epochs", list)
         for i, e in enumerate(epochs):
             if not isinstance(e, dict):
@@ -158,9 +164,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                                        tuple(state[name].shape), dtype)
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
-    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "state": opt_state}
+    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "skipped": skipped, "state": opt_state}
     return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks,
-            "types": layer_types(saved)}
+            "types": layer_types(saved), "frozen": frozen_nodes(saved)}
 
 
 class _Fields:
@@ -305,6 +311,13 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
              f"{optimizer.name} passed to train ({what}), as PyTorch's optimizer.load_state_dict does; "
              "change the learning rate of a resumed run with a LearningRateSchedule")
+    frozen = ckpt.get("frozen", [])
+    if frozen != frozen_nodes(model):
+        warn(f"resume_from: the layers frozen in {path!r} ({', '.join(map(repr, frozen)) or 'none'}) replace those "
+             f"frozen in the model ({', '.join(map(repr, frozen_nodes(model))) or 'none'}), so that the run goes on "
+             "as it was; to train another part, start a new run from xn.load(path)")
+    for name, node in model.named_modules().items():
+        node._frozen = name in frozen
     for name, v in ckpt["model"].items():
         model.set_param(name, v)
     optimizer.load_state_dict({**opt, "hyperparams": checked})

@@ -42,7 +42,8 @@ How a captured epoch goes:
 5. The short last batch (when ``batch_size`` does not divide N) runs eagerly after the launches.
 6. The NaN guard, SIGTERM and resume work as in eager training: the guard replays the epoch eagerly to
    name the step and layer. A graph holds the arrays of the capture; when the model's or the optimizer's
-   arrays were replaced since (a restored snapshot, a callback), it is captured again.
+   arrays were replaced since (a restored snapshot, a callback), or other layers were frozen
+   (``requires_grad_``: the captured step updates the parameters that trained then), it is captured again.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, ConvTrans
                       GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, MultiheadAttention,
                       ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder,
                       TransformerEncoderLayer, Unflatten, Upsample)
+from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
@@ -141,6 +143,7 @@ class CapturedEpochs:
             self.count = trainer.zeros(index_dtype(dev))
             self.scalars = DeviceScalars(dev.xp, dev.native)
         self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
+        self._frozen: list[str] = []  # the layers frozen at the capture: the step updates all the others
         self._draws: list[Any] = []  # the Dropout layers' draw states (device arrays)
         self._launch_count = 0  # the targets of one launch, where the loss counts them on the host
 
@@ -156,7 +159,8 @@ class CapturedEpochs:
 
     def _still_valid(self) -> bool:
         now = self._arrays()
-        return len(now) == len(self._held) and all(a is b for a, b in zip(now, self._held))
+        return len(now) == len(self._held) and all(a is b for a, b in zip(now, self._held)) \
+            and frozen_nodes(self.trainer.model) == self._frozen
 
     def _train_on(self, xb: Any, yb: Any, labels: Any) -> int:
         """One step on a batch (the static buffers, or the short last batch), its loss and correct count
@@ -207,13 +211,13 @@ class CapturedEpochs:
                             steps += 1
                     self._prepare_draws()  # the states the warm-up made
                     graph.capture(self._capture_step)
-                    optimizer.t -= 1  # the capture ran the Python of one step but none of its kernels
-                    self._held = self._arrays()
+                    optimizer.count_steps(-1)  # the capture ran the Python of one step but none of its kernels
+                    self._held, self._frozen = self._arrays(), frozen_nodes(trainer.model)
                     if bar is not None:
                         bar.update(steps)
                 while steps < len(self.static):
                     graph.launch()
-                    optimizer.t += 1
+                    optimizer.count_steps(1)
                     steps += 1
                     host_count += self._launch_count
                     if bar is not None:

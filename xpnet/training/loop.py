@@ -43,6 +43,7 @@ from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.recurrent import refuse_time_first
+from ..layers.tree import frozen_nodes
 from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from ..models.inputs import is_ids, warn_unscaled
@@ -123,9 +124,12 @@ _EVALUATE_KEYWORDS = {name: hint for names, hint in (
 ) for name in names}
 
 
-# The model's count of epochs trained is compared too: it sets the shuffles (epochs_trained).
+# The model's count of epochs trained is compared too: it sets the shuffles (epochs_trained); and its frozen
+# layers: they decide which gradients the all-reduce packs.
 _SETTINGS = {"model": lambda m: {**describe_settings(m),
-                                 "epochs trained by earlier xn.train calls": epochs_trained(m)},
+                                 "epochs trained by earlier xn.train calls": epochs_trained(m),
+                                 "frozen layers (requires_grad_(False))":
+                                     frozen_nodes(m) if callable(getattr(m, "named_modules", None)) else []},
              "optimizer": lambda o: describe_settings(_get_optimizer(o)),
              "loss": lambda loss: describe_settings(_get_loss(loss))}
 

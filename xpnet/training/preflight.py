@@ -48,12 +48,25 @@ def check_model(model: Any, who: str) -> None:
                             "float32 or float64 (dtype='float32')")
     if who == "train":
         _check_one_dtype(model)
+        _check_something_trains(model)
     with model.device.activate():  # a model on cuda:N is checked on GPU N (Device.activate)
         bad = [name for name, p in model.named_params().items()
                if not bool(namespace(p).all(namespace(p).isfinite(p)))]
     if bad:
         raise ValueError(f"{who}: parameters {bad} hold NaN or inf before any training (a non-finite init= or "
                          "a broken file?)")
+
+
+def _check_something_trains(model: Any) -> None:
+    """Some parameter trains: with every one frozen (``requires_grad_(False)``) a run would only cost time
+    (PyTorch's optimizer refuses the empty list of parameters that ``requires_grad`` leaves)."""
+    if not model.named_params() or model.trainable_params():
+        return
+    children = [name for name, child in model.named_children().items() if child.named_params()]
+    part = "model" + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in children[-1].split(".")) if children \
+        else "model"
+    raise ValueError(f"train: every parameter of the model is frozen (requires_grad_(False)), so nothing would "
+                     f"train; unfreeze what should: {part}.requires_grad_(True)")
 
 
 def _check_one_dtype(model: Any) -> None:
