@@ -200,13 +200,14 @@ def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: boo
 
 
 # -- Softmax along the last axis of (M, D) -------------------------------------------------------------
-# As the portable path: the row's maximum (a NaN wins), exp(x - max) in x's dtype, the sum in float64; a
-# row of -inf only (every key masked) and a row with a NaN or +inf give NaN, as PyTorch. The backward is
-# one pass where NumPy makes five.
+# As the portable path: x minus the row's maximum (a NaN wins) in x's dtype, NumPy's exp of that (its SIMD exp
+# is far faster than a compiled loop's), the sum in float64; a row of -inf only (every key masked) and a row with
+# a NaN or +inf give NaN, as PyTorch. NumPy's maximum over short rows alone took longer than the whole of this.
+# The backward is one pass where NumPy makes five.
 
 
-@_sums
-def _softmax_rows(x, y):
+@_exact
+def _shift_rows(x, y):
     m, d = x.shape
     for i in range(m):
         top = x[i, 0]
@@ -217,14 +218,20 @@ def _softmax_rows(x, y):
         if top == -np.inf:
             y[i, :] = np.nan
             continue
+        for j in range(d):
+            y[i, j] = x[i, j] - top
+
+
+@_sums
+def _normalise_rows(e):
+    m, d = e.shape
+    for i in range(m):
         total = 0.0
         for j in range(d):
-            e = np.exp(x[i, j] - top)
-            y[i, j] = e
-            total += e
+            total += e[i, j]
         scale = 1.0 / total
         for j in range(d):
-            y[i, j] *= scale
+            e[i, j] *= scale
 
 
 @_sums
@@ -241,7 +248,10 @@ def _softmax_input_grad(y, dy, dx):
 def softmax(x: Any, axis: int) -> Any:
     """See ``xpnet.layers.softmax.softmax`` (along the last axis only)."""
     y = np.empty_like(x)
-    _softmax_rows(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]))
+    y2 = y.reshape(-1, x.shape[-1])
+    _shift_rows(x.reshape(-1, x.shape[-1]), y2)
+    np.exp(y2, out=y2)
+    _normalise_rows(y2)
     return y
 
 
