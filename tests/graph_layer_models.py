@@ -100,6 +100,14 @@ def _grouped() -> Any:
                          L.MaxPool2d(4), L.Flatten(), L.Linear(4 * 2 * 2, 4))
 
 
+def _dilated() -> Any:
+    """Images (N, 1, 6, 6) through PyTorch's dilation: Conv2d, a dilated MaxPool2d (portable code on CuPy) and a
+    ConvTranspose2d whose output_padding passes its stride (possible with dilation), kept small (the fake CuPy
+    runs the captured products thread by thread)."""
+    return xn.Sequential(L.Conv2d(1, 4, 3, padding=2, dilation=2), L.ReLU(), L.MaxPool2d(3, 2, 1, dilation=2),
+                         L.ConvTranspose2d(4, 2, 2, 1, 0, 1, dilation=2), L.Tanh(), L.Flatten(), L.Linear(2 * 5 * 5, 4))
+
+
 def _layernorm() -> Any:
     """LayerNorm over the features, with and without its affine parameters, and over a sample's (C, H, W)."""
     return xn.Sequential(L.LayerNorm((2, 6, 6)), L.Flatten(), L.Linear(72, 16), L.LayerNorm(16), L.GELU(),
@@ -122,7 +130,8 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
-    "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)), "layernorm": (_layernorm, (2, 6, 6)),
+    "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
+    "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
     "transformer": (_transformer, (6, 8))}
 
 

@@ -273,10 +273,10 @@ def test_a_tiny_autoencoder_trains(rng):
 # Planted bugs: the checks above catch them
 # ----------------------------------------------------------------------------------------------------------------
 
-def _first_window_only(x, kernel, stride, padding, per_sample=False):
+def _first_window_only(x, kernel, stride, padding, per_sample=False, dilation=(1, 1)):
     """im2col with the kernel offsets past the stride zeroed: each output pixel sends its gradient to one input
     pixel, as if the windows tiled the output without overlapping."""
-    col = im2col(x, kernel, stride, padding, per_sample)
+    col = im2col(x, kernel, stride, padding, per_sample, dilation)
     (kh, kw), (sh, sw) = kernel, stride
     keep = ((np.arange(kh)[:, None] < sh) & (np.arange(kw)[None, :] < sw)).astype(col.dtype).reshape(-1)
     return col * np.tile(keep, col.shape[0] // (kh * kw))[:, None]
@@ -330,13 +330,16 @@ def test_planted_upsample_backward_bug_is_caught(monkeypatch, rng):
      r"^ConvTranspose2d: padding must be an int >= 0 or a pair of them, got 'same'$"),
     ((2, 2, 3), {"output_padding": -1}, ValueError, r"^ConvTranspose2d: output_padding must be an int >= 0"),
     ((2, 2, 3), {"output_padding": 1}, ValueError,
-     (r"^ConvTranspose2d: output_padding must be smaller than stride \(PyTorch's rule, with dilation 1\), got "
-      r"output_padding=\(1, 1\) and stride=\(1, 1\)$")),
+     (r"^ConvTranspose2d: output_padding must be smaller than stride or dilation \(PyTorch's rule\), got "
+      r"output_padding=\(1, 1\), stride=\(1, 1\) and dilation=\(1, 1\)$")),
     ((2, 2, 3), {"stride": (2, 3), "output_padding": (1, 3)}, ValueError,
-     r"got output_padding=\(1, 3\) and stride=\(2, 3\)$"),
-    ((2, 2, 3), {"dilation": 2}, ValueError,
-     (r"^ConvTranspose2d: dilation=2 is not supported: xpnet's ConvTranspose2d takes contiguous kernels \(as its "
-      r"Conv2d\); leave dilation=1$")),
+     r"got output_padding=\(1, 3\), stride=\(2, 3\) and dilation=\(1, 1\)$"),
+    ((2, 2, 3), {"dilation": (2, 3), "output_padding": (2, 2)}, ValueError,
+     r"got output_padding=\(2, 2\), stride=\(1, 1\) and dilation=\(2, 3\)$"),
+    ((2, 2, 3), {"dilation": 0}, ValueError,
+     r"^ConvTranspose2d: dilation must be an int >= 1 or a pair of them, got 0$"),
+    ((2, 2, 3), {"dilation": (2, True)}, ValueError,
+     r"^ConvTranspose2d: dilation must be an int >= 1 or a pair of them, got \(2, True\)$"),
     ((2, 2, 3), {"padding_mode": "reflect"}, ValueError,
      r"^ConvTranspose2d: padding_mode='reflect' is not supported: PyTorch's ConvTranspose2d pads with zeros only"),
     ((2, 2, 3), {"device": "cuda"}, ValueError,
@@ -363,8 +366,9 @@ def test_dilation_one_in_any_spelling_is_accepted():
     (lambda: np.zeros((2, 2, 4, 4), np.float64), TypeError,
      r"^ConvTranspose2d: input dtype float64 does not match the parameters' dtype float32"),
     (lambda: np.zeros((2, 2, 1, 4), np.float32), ValueError,
-     (r"^ConvTranspose2d: an input of 1x4 gives an output of -1x4 \(\(H - 1\)\*stride - 2\*padding \+ kernel_size \+ "
-      r"output_padding, with padding=\(2, 1\)\): padding is too large for this input$")),
+     (r"^ConvTranspose2d: an input of 1x4 gives an output of -1x4 \(\(H - 1\)\*stride - 2\*padding \+ "
+      r"dilation\*\(kernel_size - 1\) \+ output_padding \+ 1, with padding=\(2, 1\)\): padding is too large for "
+      r"this input$")),
 ])
 def test_bad_inputs_are_named_clearly(make_x, error, message):
     with pytest.raises(error, match=message):

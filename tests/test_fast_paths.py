@@ -25,18 +25,19 @@ def portable_only():
 def conv_geometry(draw):
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    h = draw(st.integers(max(1, kh - 2 * ph), 9))
-    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    dh, dw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    low_h, low_w = max(1, dh * (kh - 1) + 1 - 2 * ph), max(1, dw * (kw - 1) + 1 - 2 * pw)
+    h, w = draw(st.integers(low_h, max(low_h, 9))), draw(st.integers(low_w, max(low_w, 9)))
     return {"shape": (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w), "kernel": (kh, kw),
-            "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))), "padding": (ph, pw)}
+            "stride": (draw(st.integers(1, 3)), draw(st.integers(1, 3))), "padding": (ph, pw), "dilation": (dh, dw)}
 
 
 @settings(max_examples=60, deadline=None)
 @given(g=conv_geometry(), dtype=st.sampled_from(["float32", "float64"]), per_sample=st.booleans())
 def test_numpy_im2col_equals_portable(g, dtype, per_sample):
     x = np.random.default_rng(0).standard_normal(g["shape"]).astype(dtype)
-    fast = fast_numpy.im2col(x, g["kernel"], g["stride"], g["padding"], per_sample)
-    ref = im2col_portable(x, g["kernel"], g["stride"], g["padding"], per_sample)
+    fast = fast_numpy.im2col(x, g["kernel"], g["stride"], g["padding"], per_sample, g["dilation"])
+    ref = im2col_portable(x, g["kernel"], g["stride"], g["padding"], per_sample, g["dilation"])
     assert fast.dtype == x.dtype and fast.flags.c_contiguous
     np.testing.assert_array_equal(fast, ref)
 
@@ -47,22 +48,23 @@ def test_col2im_is_the_adjoint_of_im2col(g, per_sample):
     # <im2col(x), c> == <x, col2im(c)> for all x, c: col2im sums every window back where it came from.
     rng = np.random.default_rng(1)
     x = rng.standard_normal(g["shape"])
-    col = im2col(x, g["kernel"], g["stride"], g["padding"], per_sample)
+    col = im2col(x, g["kernel"], g["stride"], g["padding"], per_sample, g["dilation"])
     c = rng.standard_normal(col.shape)
-    back = col2im_portable(c, g["shape"], g["kernel"], g["stride"], g["padding"], per_sample)
+    back = col2im_portable(c, g["shape"], g["kernel"], g["stride"], g["padding"], per_sample, g["dilation"])
     assert back.shape == x.shape
     np.testing.assert_allclose(np.sum(col * c), np.sum(x * back), rtol=1e-10)
 
 
-@pytest.mark.parametrize("k,s,p", [(3, 1, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 0)), (5, 1, 2)])
-def test_conv_forward_and_backward_same_with_and_without_fast_paths(rng, k, s, p):
+@pytest.mark.parametrize("k,s,p,d", [(3, 1, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 0), 1), (5, 1, 2, 1),
+                                     (3, (2, 1), 1, (2, 3))])
+def test_conv_forward_and_backward_same_with_and_without_fast_paths(rng, k, s, p, d):
     x = rng.standard_normal((2, 3, 8, 7)).astype(np.float32)
     out = []
     for enabled in (True, False):
         previous = backend.set_fast_paths(enabled)
         try:
             xn.init.seed(0)
-            layer = Conv2d(3, 4, k, stride=s, padding=p)
+            layer = Conv2d(3, 4, k, stride=s, padding=p, dilation=d)
             y = layer.forward(x)
             dx = layer.backward(np.cos(y))
         finally:
@@ -89,19 +91,20 @@ def _pair(v):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("k,s,p", [(3, 1, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 0))])
-def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p):
+@pytest.mark.parametrize("k,s,p,d", [(3, 1, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 0), 1), (3, 1, 2, (2, 3))])
+def test_cupy_im2col_and_conv_equal_portable_and_cpu(rng, k, s, p, d):
     dev = require_cuda()
     x_host = rng.standard_normal((2, 3, 8, 7))
     x = dev.asarray(x_host)
     from xpnet.backend import fast_cupy
 
-    fast = fast_cupy.im2col(x, _pair(k), _pair(s), _pair(p))
-    np.testing.assert_array_equal(xn.to_numpy(fast), xn.to_numpy(im2col_portable(x, _pair(k), _pair(s), _pair(p))))
+    geometry = (_pair(k), _pair(s), _pair(p), False, _pair(d))
+    fast = fast_cupy.im2col(x, *geometry)
+    np.testing.assert_array_equal(xn.to_numpy(fast), xn.to_numpy(im2col_portable(x, *geometry)))
     out = []
     for where, xin in ((dev, x), (xn.device("cpu"), x_host)):
         xn.init.seed(0)
-        layer = Conv2d(3, 4, k, stride=s, padding=p, dtype="float64").to(where)
+        layer = Conv2d(3, 4, k, stride=s, padding=p, dilation=d, dtype="float64").to(where)
         y = layer.forward(xin)
         out.append([xn.to_numpy(a) for a in (y, layer.backward(y * 1.0), layer.grads["W"])])
     for a, b in zip(*out):
@@ -138,7 +141,7 @@ def test_torch_unfold_and_fold_equal_portable_im2col_and_col2im(g, dtype, per_sa
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(0)
     x = torch.asarray(rng.standard_normal(g["shape"]).astype(dtype))
-    args = (g["kernel"], g["stride"], g["padding"], per_sample)
+    args = (g["kernel"], g["stride"], g["padding"], per_sample, g["dilation"])
     from xpnet.backend import fast_torch
 
     col = fast_torch.im2col(x, *args)

@@ -676,8 +676,8 @@ def test_conv2d_takes_pytorchs_positional_arguments_and_no_value_of_them_means_i
     with pytest.raises(TypeError, match=r"^Conv2d: the seventh argument is PyTorch's groups, got False; bias is the "
                                         r"eighth, or pass it by keyword: bias=False$"):
         xn.layers.Conv2d(1, 2, 3, 1, 0, 1, False)
-    for kwargs, message in (({"dilation": 2}, r"dilation=2 is not supported: xpnet's Conv2d has no dilation"),
-                            ({"dilation": (1, 2)}, r"dilation=\(1, 2\) is not supported"),
+    for kwargs, message in (({"dilation": 0}, r"dilation must be an int >= 1 or a pair of them, got 0$"),
+                            ({"dilation": (1, -2)}, r"dilation must be an int >= 1 or a pair of them, got \(1, -2\)$"),
                             ({"groups": 2}, (r"in_channels \(1\) and out_channels \(2\) must both be divisible "
                                              r"by groups \(2\)$")),
                             ({"groups": 0}, r"groups must be a positive int, got 0$"),

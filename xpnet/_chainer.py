@@ -25,7 +25,7 @@ CONV2D = {
     "nobias": _NOBIAS,
     "initialW": _INITIALW + " (W is (out, in, kh, kw), as Chainer's)",
     "initial_bias": _BIAS,
-    "dilate": "xpnet's Conv2d has no dilation (PyTorch's dilation, Chainer's dilate: 1 only)",
+    "dilate": "dilation=... is Chainer's dilate (PyTorch's name: by keyword, or the sixth argument)",
 }
 
 POOL = {

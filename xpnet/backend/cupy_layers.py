@@ -124,8 +124,10 @@ def _index_ready(dtype: Any) -> bool:
     return cupy.dtype(dtype) in (cupy.int8, cupy.int32)
 
 
-def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any) -> bool:
-    return _floats(x) and _index_ready(index_dtype)
+def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any,
+                dilation: Any = (1, 1)) -> bool:
+    """Contiguous windows (a dilated MaxPool2d runs as portable code) of floats, int8 or int32 offsets."""
+    return tuple(dilation) == (1, 1) and _floats(x) and _index_ready(index_dtype)
 
 
 def _geometry(x_shape: tuple[int, ...], out_hw: Any, kernel: Any, stride: Any, padding: Any) -> tuple[int, ...]:
@@ -133,8 +135,10 @@ def _geometry(x_shape: tuple[int, ...], out_hw: Any, kernel: Any, stride: Any, p
     return (n * c, h, w, *out_hw, *kernel, *stride, *padding)
 
 
-def maxpool2d_forward(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any) -> tuple[Any, Any]:
-    """See ``xpnet.layers.pool.maxpool2d_forward``: one thread per output."""
+def maxpool2d_forward(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any,
+                      dilation: Any = (1, 1)) -> tuple[Any, Any]:
+    """See ``xpnet.layers.pool.maxpool2d_forward``: one thread per output; ``dilation`` (1, 1) only
+    (``_pool_ready`` sends the others to the portable path)."""
     shape = (x.shape[0], x.shape[1], *out_hw)
     y, first = cupy.empty(shape, x.dtype), cupy.empty(shape, index_dtype)
     geometry = _geometry(x.shape, out_hw, kernel, stride, padding)
@@ -142,15 +146,16 @@ def maxpool2d_forward(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: An
     return y, first
 
 
-def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
-    return (_floats(dy) and isinstance(first, cupy.ndarray) and first.flags.c_contiguous
-            and _index_ready(first.dtype))
+def _pool_backward_ready(dy: Any, first: Any, x_shape: Any, kernel: Any, stride: Any, padding: Any,
+                         dilation: Any = (1, 1)) -> bool:
+    return (tuple(dilation) == (1, 1) and _floats(dy) and isinstance(first, cupy.ndarray)
+            and first.flags.c_contiguous and _index_ready(first.dtype))
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any,
-                       padding: Any) -> Any:
+                       padding: Any, dilation: Any = (1, 1)) -> Any:
     """See ``xpnet.layers.pool.maxpool2d_backward``: one thread per input pixel, gathering from the
-    windows that hold it (no atomics)."""
+    windows that hold it (no atomics); ``dilation`` (1, 1) only, as the forward."""
     dx = cupy.empty(tuple(x_shape), dy.dtype)
     geometry = _geometry(tuple(x_shape), dy.shape[2:], kernel, stride, padding)
     _launch("maxpool2d_backward", dx.size, (dy, first, dx, *geometry), T=dy.dtype, I=first.dtype)

@@ -25,8 +25,9 @@ from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
-    return im2col_strided(cupy, x, kernel, stride, padding, per_sample)
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
+           dilation: Pair = (1, 1)) -> Any:
+    return im2col_strided(cupy, x, kernel, stride, padding, per_sample, dilation)
 
 
 def channel_dot(a: Any, b: Any = None) -> Any:

@@ -58,12 +58,20 @@ def _first_ready(x: Any, *rest: Any) -> bool:
     return _kernel_ready(x)
 
 
+def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any,
+                dilation: Any = (1, 1)) -> bool:
+    """Contiguous windows (a dilated MaxPool2d runs as portable code) over a kernel-ready x."""
+    return tuple(dilation) == (1, 1) and _kernel_ready(x)
+
+
 def _relu_backward_ready(dy: Any, mask: Any) -> bool:
     return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.flags.c_contiguous
 
 
-def _pool_backward_ready(dy: Any, first: Any, *rest: Any) -> bool:
-    return _kernel_ready(dy) and isinstance(first, np.ndarray) and first.flags.c_contiguous
+def _pool_backward_ready(dy: Any, first: Any, x_shape: Any, kernel: Any, stride: Any, padding: Any,
+                         dilation: Any = (1, 1)) -> bool:
+    return (tuple(dilation) == (1, 1) and _kernel_ready(dy) and isinstance(first, np.ndarray)
+            and first.flags.c_contiguous)
 
 
 def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
@@ -82,7 +90,7 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
-                        ("maxpool2d_forward", _first_ready), ("maxpool2d_backward", _pool_backward_ready)):
+                        ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
     add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
     add("layernorm_forward", numba_kernels.layernorm_forward, _layernorm_ready)

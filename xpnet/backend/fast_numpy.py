@@ -18,26 +18,30 @@ from .threads import numpy_blas_threads
 Pair = tuple[int, int]
 
 
-def im2col_strided(lib: Any, x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool) -> Any:
+def im2col_strided(lib: Any, x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool,
+                   dilation: Pair) -> Any:
     """im2col as one copy of a strided view (C, kh, kw, N, oh, ow) (per sample: (N, C, kh, kw, oh, ow))
     of the padded input: that view's memory order is already the col layout, so there is no
-    transpose and no Python loop. ``lib`` is ``numpy`` or ``cupy``."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    transpose and no Python loop; a dilation multiplies the kernel offsets' strides. ``lib`` is ``numpy``
+    or ``cupy``."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, h, w = x.shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     xpad = lib.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else lib.ascontiguousarray(x)
     s_n, s_c, s_h, s_w = xpad.strides
     as_strided = lib.lib.stride_tricks.as_strided
+    taps = (s_h * dh, s_w * dw)
     # Read-only use: the view aliases overlapping windows and is copied at once.
     if per_sample:
-        windows = as_strided(xpad, shape=(n, c, kh, kw, oh, ow), strides=(s_n, s_c, s_h, s_w, s_h * sh, s_w * sw))
+        windows = as_strided(xpad, shape=(n, c, kh, kw, oh, ow), strides=(s_n, s_c, *taps, s_h * sh, s_w * sw))
         return lib.ascontiguousarray(windows).reshape(n, c * kh * kw, oh * ow)
-    windows = as_strided(xpad, shape=(c, kh, kw, n, oh, ow), strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+    windows = as_strided(xpad, shape=(c, kh, kw, n, oh, ow), strides=(s_c, *taps, s_n, s_h * sh, s_w * sw))
     return lib.ascontiguousarray(windows).reshape(c * kh * kw, n * oh * ow)
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
-    return im2col_strided(np, x, kernel, stride, padding, per_sample)
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
+           dilation: Pair = (1, 1)) -> Any:
+    return im2col_strided(np, x, kernel, stride, padding, per_sample, dilation)
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:

@@ -11,17 +11,19 @@ import torch
 Pair = tuple[int, int]
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
-    col = torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
+           dilation: Pair = (1, 1)) -> Any:
+    col = torch.nn.functional.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
     return col if per_sample else col.permute(1, 0, 2).reshape(col.shape[1], -1)
 
 
 def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
-           per_sample: bool = False) -> Any:
+           per_sample: bool = False, dilation: Pair = (1, 1)) -> Any:
     """Sums overlapping windows and drops the padding, as ``col2im_portable``."""
     if not per_sample:
         col = col.reshape(col.shape[0], x_shape[0], -1).permute(1, 0, 2)
-    return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, padding=padding, stride=stride)
+    return torch.nn.functional.fold(col, tuple(x_shape[2:]), kernel, dilation=dilation, padding=padding,
+                                    stride=stride)
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:

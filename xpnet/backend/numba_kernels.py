@@ -441,8 +441,9 @@ def _maxpool2x2_tiled_backward(dy, first, dx):
 
 
 def maxpool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-                      out_hw: tuple[int, int], index_dtype: Any) -> tuple[Any, Any]:
-    """See ``xpnet.layers.pool.maxpool2d_forward``."""
+                      out_hw: tuple[int, int], index_dtype: Any, dilation: tuple[int, int] = (1, 1)) -> tuple[Any, Any]:
+    """See ``xpnet.layers.pool.maxpool2d_forward``; ``dilation`` (1, 1) only (fast_numba's accepts sends
+    the others to the portable path)."""
     shape = (x.shape[0], x.shape[1]) + tuple(out_hw)
     y, first = np.empty(shape, x.dtype), np.empty(shape, index_dtype)
     (ph, pw), (oh, ow) = padding, out_hw
@@ -459,8 +460,8 @@ def maxpool2d_forward(x: Any, kernel: tuple[int, int], stride: tuple[int, int], 
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: tuple[int, int],
-                       stride: tuple[int, int], padding: tuple[int, int]) -> Any:
-    """See ``xpnet.layers.pool.maxpool2d_backward``."""
+                       stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int] = (1, 1)) -> Any:
+    """See ``xpnet.layers.pool.maxpool2d_backward``; ``dilation`` (1, 1) only, as the forward."""
     dx = np.empty(x_shape, dy.dtype)
     tiled = (tuple(kernel) == tuple(stride) == (2, 2) and tuple(padding) == (0, 0)
              and tuple(x_shape[2:]) == (2 * dy.shape[2], 2 * dy.shape[3]))

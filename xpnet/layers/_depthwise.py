@@ -21,7 +21,8 @@ from ..backend import add_at, namespace
 from ._im2col import Pair, pad2d, window_slices
 
 
-def depthwise_forward(x: Any, w: Any, stride: Pair, padding: Pair, out_hw: Pair) -> tuple[Any, Any]:
+def depthwise_forward(x: Any, w: Any, stride: Pair, padding: Pair, out_hw: Pair,
+                      dilation: Pair = (1, 1)) -> tuple[Any, Any]:
     """x (N, C, H, W), w (C*m, 1, kh, kw) -> (y (N, C*m, oh, ow) without bias, x padded: the cache)."""
     xp = namespace(x)
     n, c = x.shape[0], x.shape[1]
@@ -30,14 +31,14 @@ def depthwise_forward(x: Any, w: Any, stride: Pair, padding: Pair, out_hw: Pair)
     taps = xp.reshape(w, (1, c, m, kh * kw, 1, 1))
     xpad = pad2d(x, padding)
     y = None
-    for k, (r, s) in enumerate(window_slices((kh, kw), stride, out_hw)):
+    for k, (r, s) in enumerate(window_slices((kh, kw), stride, out_hw, dilation)):
         term = xpad[:, :, None, r, s] * taps[:, :, :, k, ...]
         y = term if y is None else y + term
     return xp.reshape(y, (n, f, out_hw[0], out_hw[1])), xpad
 
 
-def depthwise_backward(dy: Any, xpad: Any, w: Any, stride: Pair, padding: Pair,
-                       x_hw: Pair) -> tuple[Any, Any]:
+def depthwise_backward(dy: Any, xpad: Any, w: Any, stride: Pair, padding: Pair, x_hw: Pair,
+                       dilation: Pair = (1, 1)) -> tuple[Any, Any]:
     """(dx (N, C, H, W), dW (C*m, 1, kh, kw)) from dy (N, C*m, oh, ow), the padded input and w."""
     xp = namespace(dy)
     n, c = xpad.shape[0], xpad.shape[1]
@@ -49,7 +50,7 @@ def depthwise_backward(dy: Any, xpad: Any, w: Any, stride: Pair, padding: Pair,
     taps = xp.reshape(w, (1, c, m, kh * kw, 1, 1))
     dxpad = xp.zeros(xpad.shape, dtype=dy.dtype, device=dy.device)
     dw = []
-    for k, (r, s) in enumerate(window_slices((kh, kw), stride, (oh, ow))):
+    for k, (r, s) in enumerate(window_slices((kh, kw), stride, (oh, ow), dilation)):
         dw.append(xp.sum(dy5 * xpad[:, :, None, r, s], axis=(0, 3, 4)))
         dxpad = add_at(dxpad, (slice(None), slice(None), r, s), xp.sum(dy5 * taps[:, :, :, k, ...], axis=2))
     dW = xp.reshape(xp.stack(dw, axis=-1), w.shape)

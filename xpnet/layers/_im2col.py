@@ -1,15 +1,16 @@
 """im2col / col2im and window slicing with standard array-API ops only (the portable path).
 
 Layout: x (N, C, H, W) <-> col (C*kh*kw, N*oh*ow). Row ``c*kh*kw + i*kw + j`` of ``col`` holds
-``x_pad[n, c, i + sh*p, j + sw*q]`` at column ``n*oh*ow + p*ow + q``. (``per_sample=True`` gives the
-layout (N, C*kh*kw, oh*ow) instead, for convolutions with few rows: see ``Conv2d``.) With it a convolution is one
-matrix product ``W.reshape(F, C*kh*kw) @ col -> (F, N*oh*ow)``, and so are the weight gradient
-``dy @ col.T`` and ``W.T @ dy``: one large product runs near the BLAS peak, where one small product per
-sample pays the BLAS threads' start-up N times (much more on a loaded machine). The price is that the
-product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW (:func:`row_major`), and
-``dy`` is copied once the other way. Both copies are cheaper than the per-sample products, and an
-NCHW array is what the next layer's elementwise work is fastest on (mixed memory orders in one
-NumPy operation are several times slower than either).
+``x_pad[n, c, dh*i + sh*p, dw*j + sw*q]`` at column ``n*oh*ow + p*ow + q`` (``dilation`` (dh, dw):
+PyTorch's, kernel taps ``d`` pixels apart, a window spanning ``d*(k - 1) + 1``; 1: contiguous windows).
+(``per_sample=True`` gives the layout (N, C*kh*kw, oh*ow) instead, for convolutions with few rows: see
+``Conv2d``.) With it a convolution is one matrix product ``W.reshape(F, C*kh*kw) @ col -> (F, N*oh*ow)``,
+and so are the weight gradient ``dy @ col.T`` and ``W.T @ dy``: one large product runs near the BLAS peak,
+where one small product per sample pays the BLAS threads' start-up N times (much more on a loaded machine).
+The price is that the product's rows are channels: ``(F, N, oh, ow)``, copied once to NCHW
+(:func:`row_major`), and ``dy`` is copied once the other way. Both copies are cheaper than the per-sample
+products, and an NCHW array is what the next layer's elementwise work is fastest on (mixed memory orders in
+one NumPy operation are several times slower than either).
 
 ``im2col``/``col2im`` take a registered fast path when there is one (``xpnet.backend.fast_numpy``,
 ``fast_cupy``, ``fast_torch``); the ``*_portable`` functions are the reference they are tested against.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import operator
 from typing import Any, Iterator
 
-from .._user import is_int
 from ..backend import add_at, fast_path, namespace, set_at
 from .base import positive_int
 
@@ -36,35 +36,50 @@ def as_pair(layer: str, arg: str, value: Any, minimum: int) -> Pair:
     return int(items[0]), int(items[1])
 
 
-def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int | None = None) -> Pair:
-    """Check ``x`` is (N, C, H, W) with a window of ``kernel`` fitting the padded image; return (H, W)
-    padded. Raises ValueError naming the layer, what it expected and what came."""
+def span(kernel: Pair, dilation: Pair) -> Pair:
+    """The (rows, cols) a kernel's window covers with its taps ``dilation`` apart: d*(k - 1) + 1 each."""
+    return dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1
+
+
+def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int | None = None,
+                 dilation: Pair = (1, 1)) -> Pair:
+    """Check ``x`` is (N, C, H, W) with a window of ``kernel`` (taps ``dilation`` apart) fitting the padded
+    image; return (H, W) padded. Raises ValueError naming the layer, what it expected and what came."""
     if x.ndim != 4:
         raise ValueError(f"{layer}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{layer}: expected {channels} input channels (N, {channels}, H, W), "
                          f"got shape {tuple(x.shape)}")
     hp, wp = x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1]
-    if hp < kernel[0] or wp < kernel[1]:
+    rows, cols = span(kernel, dilation)
+    if hp < rows or wp < cols:
+        dilated = "" if dilation == (1, 1) else f" dilated by {dilation} ({rows}x{cols})"
         raise ValueError(f"{layer}: input {tuple(x.shape)} padded by {padding} is {hp}x{wp}, smaller than "
-                         f"the {kernel[0]}x{kernel[1]} kernel")
+                         f"the {kernel[0]}x{kernel[1]} kernel{dilated}")
     return hp, wp
 
 
 def out_size(size: int, k: int, s: int, p: int, ceil_mode: bool = False) -> int:
-    """Output length of a window of ``k`` with stride ``s`` over ``size`` padded by ``p`` each side: the
-    windows that fit, or with ``ceil_mode`` (pooling) one more where a part of the padded input is left,
-    PyTorch's rule (``pooling_output_shape`` in ATen's Pool.h): the last window must start inside the
-    input or its left padding, so it may run past the right padding but never lies wholly in it."""
+    """Output length of a window of ``k`` (a dilated kernel's span) with stride ``s`` over ``size`` padded by
+    ``p`` each side: the windows that fit, or with ``ceil_mode`` (pooling) one more where a part of the padded
+    input is left, PyTorch's rule (``pooling_output_shape`` in ATen's Pool.h): the last window must start inside
+    the input or its left padding, so it may run past the right padding but never lies wholly in it."""
     if not ceil_mode:
         return (size + 2 * p - k) // s + 1
     n = (size + 2 * p - k + s - 1) // s + 1
     return n - 1 if (n - 1) * s >= size + p else n
 
 
+def conv_out_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> Pair:
+    """A convolution's (oh, ow) for an (H, W) input, PyTorch's (H + 2*p - d*(k - 1) - 1) // s + 1."""
+    rows, cols = span(kernel, dilation)
+    return out_size(hw[0], rows, stride[0], padding[0]), out_size(hw[1], cols, stride[1], padding[1])
+
+
 def window_reach(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair) -> Pair:
-    """(rows, cols) of the padded input that the windows of an (oh, ow) output cover: (H + 2*ph, W + 2*pw),
-    or more where ceil_mode's last window runs past the padding (pooling pads that part too)."""
+    """(rows, cols) of the padded input that the windows (``kernel``: their span) of an (oh, ow) output cover:
+    (H + 2*ph, W + 2*pw), or more where ceil_mode's last window runs past the padding (pooling pads that part
+    too)."""
     (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = hw, kernel, stride, padding, out_hw
     return max(h + 2 * ph, (oh - 1) * sh + kh), max(w + 2 * pw, (ow - 1) * sw + kw)
 
@@ -88,33 +103,35 @@ def row_major(xp: Any, a: Any) -> Any:
     return xp.reshape(xp.reshape(a, (-1,)), a.shape)
 
 
-def window_slices(kernel: Pair, stride: Pair, out_hw: Pair) -> Iterator[tuple[slice, slice]]:
+def window_slices(kernel: Pair, stride: Pair, out_hw: Pair, dilation: Pair = (1, 1)) -> Iterator[tuple[slice, slice]]:
     """For each kernel offset (i, j), row-major, the (rows, cols) slices of the padded input that
-    the offset touches: ``x_pad[:, :, rows, cols]`` has shape (N, C, oh, ow)."""
-    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    the offset touches (from row dh*i, column dw*j): ``x_pad[:, :, rows, cols]`` has shape (N, C, oh, ow)."""
+    (kh, kw), (sh, sw), (oh, ow), (dh, dw) = kernel, stride, out_hw, dilation
     for i in range(kh):
         for j in range(kw):
-            yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+            yield slice(dh * i, dh * i + sh * (oh - 1) + 1, sh), slice(dw * j, dw * j + sw * (ow - 1) + 1, sw)
 
 
-def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
+def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
+                    dilation: Pair = (1, 1)) -> Any:
     """x (N, C, H, W) -> col (C*kh*kw, N*oh*ow), or (N, C*kh*kw, oh*ow) with ``per_sample``: one strided
     slice per kernel offset, stacked."""
     xp = namespace(x)
     n, c, h, w = x.shape
-    oh, ow = out_size(h, kernel[0], stride[0], padding[0]), out_size(w, kernel[1], stride[1], padding[1])
+    out_hw = conv_out_hw((h, w), kernel, stride, padding, dilation)
+    oh, ow = out_hw
     kk = kernel[0] * kernel[1]
     xpad = pad2d(x, padding)
     if per_sample:
-        col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=2)
+        col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, out_hw, dilation)], axis=2)
         return xp.reshape(col, (n, c * kk, oh * ow))
     xpad = xp.permute_dims(xpad, (1, 0, 2, 3))
-    col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, (oh, ow))], axis=1)
+    col = xp.stack([xpad[:, :, r, s] for r, s in window_slices(kernel, stride, out_hw, dilation)], axis=1)
     return xp.reshape(col, (c * kk, n * oh * ow))
 
 
 def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
-                    per_sample: bool = False) -> Any:
+                    per_sample: bool = False, dilation: Pair = (1, 1)) -> Any:
     """col (C*kh*kw, N*oh*ow) (or (N, C*kh*kw, oh*ow) with ``per_sample``) -> (N, C, H, W), summing
     overlapping windows (the adjoint of im2col).
 
@@ -124,22 +141,23 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
     xp = namespace(col)
     n, c, h, w = x_shape
     (kh, kw), (ph, pw) = kernel, padding
-    oh, ow = out_size(h, kh, stride[0], ph), out_size(w, kw, stride[1], pw)
+    oh, ow = conv_out_hw((h, w), kernel, stride, padding, dilation)
     hp, wp = h + 2 * ph, w + 2 * pw
+    slices = list(window_slices(kernel, stride, (oh, ow), dilation))
     if per_sample:
         col = xp.reshape(col, (n, c, kh * kw, oh, ow))
         img = xp.zeros((n, c, hp, wp), dtype=col.dtype, device=col.device)
-        for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
+        for k, (r, s) in enumerate(slices):
             img = add_at(img, (slice(None), slice(None), r, s), col[:, :, k, ...])
         return img[:, :, ph:ph + h, pw:pw + w]
     col = xp.reshape(col, (c, kh * kw, n, oh, ow))
     img = xp.zeros((c, n, hp, wp), dtype=col.dtype, device=col.device)
-    for k, (r, s) in enumerate(window_slices(kernel, stride, (oh, ow))):
+    for k, (r, s) in enumerate(slices):
         img = add_at(img, (slice(None), slice(None), r, s), col[:, k, ...])
     return xp.permute_dims(img[:, :, ph:ph + h, pw:pw + w], (1, 0, 2, 3))
 
 
-def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair) -> Any:
+def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair, dilation: Pair = (1, 1)) -> Any:
     """dx (N, C, H, W) of a stride-1 convolution from dy (N, F, oh, ow) and w (F, C, kh, kw), with a
     col2im of kh*kw 2-d adds over long rows instead of adds over rows only ``ow`` long (returns a
     transposed view; ``row_major`` copies it to NCHW memory).
@@ -148,14 +166,14 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair)
     ``wp`` = W + 2*pw wide, R = H + ph rows per sample (a sample's bottom padding is the next one's top
     padding: both are dropped). dy is laid out the same way, zeros outside (oh, ow), so dcol = W.T @ dy
     is one product (C*kh*kw, N*R*wp), and the values kernel offset (i, j) sends back are its rows for
-    (i, j), added to the image shifted by i*wp + j. For the modern CNN's second conv (32 -> 64 channels,
+    (i, j), added to the image shifted by dh*i*wp + dw*j. For the modern CNN's second conv (32 -> 64 channels,
     14x14, batch 100), interleaved in one process: backward 16-18 ms against 18-26 ms through dcol in
     4 MiB parts and col2im, and against 17-29 ms with one product per kernel offset (small products:
     OpenBLAS's threads start 9 times)."""
     xp = namespace(dy)
     n, c, h, wd = x_shape
     f, _, kh, kw = w.shape
-    ph, pw = padding
+    (ph, pw), (dh, dw) = padding, dilation
     wp = wd + 2 * pw
     oh, ow = dy.shape[2], dy.shape[3]
     rows = max(h + ph, oh)  # R: the padded images overlap only in padding
@@ -165,23 +183,25 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair)
     flat = xp.reshape(flat, (f, length))
     dcol = xp.reshape(fast_path("matmul", xp, operator.matmul)(xp.matrix_transpose(xp.reshape(w, (f, -1))), flat),
                       (c, kh * kw, length))
-    img = xp.zeros((c, length + (kh - 1) * wp + kw - 1), dtype=dy.dtype, device=dy.device)
+    img = xp.zeros((c, length + dh * (kh - 1) * wp + dw * (kw - 1)), dtype=dy.dtype, device=dy.device)
     for k in range(kh * kw):
-        start = (k // kw) * wp + k % kw
+        start = dh * (k // kw) * wp + dw * (k % kw)
         img = add_at(img, (slice(None), slice(start, start + length)), dcol[:, k, :])
     img = xp.reshape(img[:, :length], (c, n, rows, wp))
     return xp.permute_dims(img[:, :, ph:ph + h, pw:pw + wd], (1, 0, 2, 3))
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False) -> Any:
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
+           dilation: Pair = (1, 1)) -> Any:
     """:func:`im2col_portable`, or the backend's registered fast path for ``"im2col"``."""
-    return fast_path("im2col", namespace(x), im2col_portable)(x, kernel, stride, padding, per_sample)
+    return fast_path("im2col", namespace(x), im2col_portable)(x, kernel, stride, padding, per_sample, dilation)
 
 
 def col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
-           per_sample: bool = False) -> Any:
+           per_sample: bool = False, dilation: Pair = (1, 1)) -> Any:
     """:func:`col2im_portable`, or the backend's registered fast path for ``"col2im"``."""
-    return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample)
+    return fast_path("col2im", namespace(col), col2im_portable)(col, x_shape, kernel, stride, padding, per_sample,
+                                                                dilation)
 
 
 def channel_groups(layer: Any, in_channels: int, out_channels: int, groups: Any) -> int:
@@ -208,8 +228,3 @@ def concat_groups(xp: Any, parts: list[Any], axis: int) -> Any:
     """The per-group results concatenated along ``axis``; the one result itself for one group."""
     return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
 
-
-def is_one(value: Any) -> bool:
-    """1 or a pair (1, 1): PyTorch's default dilation and groups (a bool is neither, nor () or (1, 1, 1))."""
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    return len(values) in (1, 2) and all(is_int(v) and v == 1 for v in values)

@@ -10,8 +10,8 @@ from .. import init as _init
 from .._user import flag, is_bool, keyword_hints
 from ..backend import fast_path, untracked
 from ._depthwise import depthwise_backward, depthwise_forward
-from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_groups, group_blocks, im2col,
-                      input_grad_stride1, is_one, out_size, row_major)
+from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_groups, conv_out_hw, group_blocks,
+                      im2col, input_grad_stride1, row_major, span)
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
@@ -23,12 +23,12 @@ _DEPTHWISE_WINDOWS = True  # groups == in_channels through _depthwise.py (tests 
 class Conv2d(Layer):
     """y[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f], windows taken every ``stride`` pixels.
 
-    x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - kh) // sh + 1 (ow alike).
-    ``kernel_size``, ``stride``, ``padding`` (zeros) are ints or (h, w) pairs; ``padding="same"`` (stride 1,
-    odd kernels: k // 2, the output the input's size) and ``"valid"`` (0) as PyTorch's. The positional arguments are
-    PyTorch's, in its order: ``dilation`` (6th) is taken at 1 only (xpnet has none; another value is
-    refused), ``groups`` is the 7th, ``bias`` the 8th; ``init`` and ``dtype`` are keyword-only, so that no
-    positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
+    x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow), oh = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1 (ow
+    alike). ``kernel_size``, ``stride``, ``padding`` (zeros), ``dilation`` (the kernel's taps that many pixels
+    apart, PyTorch's and Chainer's ``dilate``) are ints or (h, w) pairs; ``padding="same"`` (stride 1, an even
+    d*(k - 1): d*(k - 1) // 2, the output the input's size) and ``"valid"`` (0) as PyTorch's. The positional
+    arguments are PyTorch's, in its order: ``dilation`` the 6th, ``groups`` the 7th, ``bias`` the 8th; ``init``
+    and ``dtype`` are keyword-only, so that no positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
     ``device=None`` are accepted; other values are refused with what to do.
     ``groups`` = g as PyTorch's: in_ch and out_ch divisible by g, output channel block j (out_ch // g
     channels) sees input channel block j only; g = in_ch is a depthwise convolution. Each block is the
@@ -54,6 +54,7 @@ class Conv2d(Layer):
         self.groups = channel_groups(self, self.in_ch, self.out_ch, groups)
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
         self.stride = as_pair(self.name, "stride", stride, 1)
+        self.dilation = as_pair(self.name, "dilation", dilation, 1)
         self.padding = self._padding(padding)
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
@@ -67,20 +68,23 @@ class Conv2d(Layer):
         self._shape = None
 
     def _padding(self, padding: Any) -> tuple[int, int]:
-        """``padding`` as a pair; PyTorch's ``"valid"`` is 0 and ``"same"`` (stride 1, odd kernels) k // 2."""
+        """``padding`` as a pair; PyTorch's ``"valid"`` is 0 and ``"same"`` (stride 1, an even d*(k - 1): PyTorch's
+        total padding, then split evenly) d*(k - 1) // 2."""
         if isinstance(padding, str) and padding == "valid":
             return 0, 0
         if isinstance(padding, str) and padding == "same":
-            if self.stride != (1, 1) or any(k % 2 == 0 for k in self.kernel_size):
-                raise ValueError(f"{self.name}: padding='same' needs stride 1 and odd kernel sizes here (got "
-                                 f"stride={self.stride}, kernel_size={self.kernel_size}); pass padding as ints")
-            return self.kernel_size[0] // 2, self.kernel_size[1] // 2
+            rows, cols = span(self.kernel_size, self.dilation)
+            if self.stride != (1, 1) or (rows - 1) % 2 or (cols - 1) % 2:
+                raise ValueError(f"{self.name}: padding='same' needs stride 1 and odd kernel sizes or an even "
+                                 f"dilation here (got stride={self.stride}, kernel_size={self.kernel_size}, "
+                                 f"dilation={self.dilation}); pass padding as ints")
+            return (rows - 1) // 2, (cols - 1) // 2
         return as_pair(self.name, "padding", padding, 0)
 
     def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
-        """PyTorch's dilation, padding_mode and device: their defaults pass, anything else is refused saying
-        what to do (a string in dilation's place is an init passed where xpnet once took it, a bool there
-        Chainer's nobias; a bool in groups' place a bias)."""
+        """PyTorch's padding_mode and device: their defaults pass, anything else is refused saying what to do;
+        a string in dilation's place is an init passed where xpnet once took it, a bool there Chainer's
+        nobias; a bool in groups' place a bias."""
         if isinstance(dilation, str):
             raise TypeError(f"{self.name}: the sixth argument is PyTorch's dilation, got {dilation!r}; pass the "
                             f"initialiser by keyword: init={dilation!r}")
@@ -90,9 +94,6 @@ class Conv2d(Layer):
         if is_bool(groups):
             raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
                             f"eighth, or pass it by keyword: bias={groups!r}")
-        if not is_one(dilation):
-            raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's Conv2d has no "
-                             f"dilation; leave it at 1")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
             "device": DEVICE_DEFAULT},
@@ -107,7 +108,8 @@ class Conv2d(Layer):
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "he"
         return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
-                "stride": list(self.stride), "padding": list(self.padding), "groups": self.groups, "init": init,
+                "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
+                "groups": self.groups, "init": init,
                 "bias": self.bias, "dtype": self.dtype}
 
     @property
@@ -122,17 +124,17 @@ class Conv2d(Layer):
         x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
-        check_images(self.name, x, self.kernel_size, self.padding, channels=self.in_ch)
+        check_images(self.name, x, self.kernel_size, self.padding, channels=self.in_ch, dilation=self.dilation)
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w)
         self._shape = tuple(x.shape)
         if self._depthwise():
-            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self.padding, (oh, ow))
+            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self.padding, (oh, ow), self.dilation)
             self._col = [xpad]
             return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.bias else y
         per_sample = self._per_sample()
         matmul = fast_path("matmul", xp, operator.matmul)
-        self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample)
+        self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample, self.dilation)
                      for x_g in group_blocks(x, 1, self.groups)]
         w2 = xp.reshape(self.params["W"], (self.out_ch, -1))
         y = concat_groups(xp, [matmul(w_g, col) for w_g, col in zip(group_blocks(w2, 0, self.groups), self._col)], -2)
@@ -153,14 +155,14 @@ class Conv2d(Layer):
             matmul = fast_path("matmul", xp, operator.matmul)
             return concat_groups(xp, [
                 col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), dy_g), shape_g,
-                       self.kernel_size, self.stride, self.padding, per_sample=True)
+                       self.kernel_size, self.stride, self.padding, True, self.dilation)
                 for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 1, self.groups))], 1)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
             dy_blocks = group_blocks(untracked(dy), 1, self.groups)
-            return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding)
+            return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding, self.dilation)
                                                     for w_g, dy_g in zip(w_blocks, dy_blocks)], 1))
         return row_major(xp, concat_groups(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
                                                 for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 0, self.groups))], 1))
@@ -175,7 +177,8 @@ class Conv2d(Layer):
         per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
         matmul = fast_path("matmul", xp, operator.matmul)
         parts = [col2im(matmul(w_t[c0 * kk:min(c0 + per, c) * kk, :], dy2), (n, min(per, c - c0), h, w),
-                        self.kernel_size, self.stride, self.padding) for c0 in range(0, c, per)]
+                        self.kernel_size, self.stride, self.padding, False, self.dilation)
+                 for c0 in range(0, c, per)]
         return concat_groups(xp, parts, 1)
 
     def backward_params(self, dy: Any) -> None:
@@ -187,7 +190,8 @@ class Conv2d(Layer):
     def _depthwise_grads(self, dy: Any) -> Any:
         """Fill grads["W"], grads["b"] of a depthwise convolution; returns dx."""
         xp, dy, cols = self._checked_dy(dy)
-        dx, dW = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding, self._shape[2:])
+        dx, dW = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding, self._shape[2:],
+                                    self.dilation)
         if self._frozen:  # dW comes with dx from one pass here: computed, not kept
             return dx
         self.grads["W"] = dW
@@ -247,5 +251,4 @@ class Conv2d(Layer):
         return w_shape[1] * w_shape[2] * w_shape[3] < _ONE_PRODUCT_MIN_ROWS
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)
+        return conv_out_hw((h, w), self.kernel_size, self.stride, self.padding, self.dilation)

@@ -9,7 +9,7 @@ from typing import Any
 from .. import init as _init
 from .._user import flag
 from ..backend import fast_path, untracked
-from ._im2col import as_pair, channel_groups, col2im, concat_groups, group_blocks, im2col, is_one, row_major
+from ._im2col import as_pair, channel_groups, col2im, concat_groups, group_blocks, im2col, pad2d, row_major, span
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 
 
@@ -20,17 +20,20 @@ class ConvTranspose2d(Layer):
     Conv2d's change of size.
 
     x: (N, in_channels, H, W) -> y: (N, out_channels, oh, ow),
-    oh = (H - 1)*sh - 2*ph + kh + oph (ow alike): ``output_padding`` (< ``stride``) adds rows and columns at the
-    bottom and right that only the bias reaches, to pick among the input sizes a strided Conv2d maps to H.
+    oh = (H - 1)*sh - 2*ph + dh*(kh - 1) + oph + 1 (ow alike): ``output_padding`` (< ``stride`` or < ``dilation``,
+    PyTorch's rule) adds rows and columns at the bottom and right (of the bottom and right padding otherwise
+    cropped; past it only the bias reaches them), to pick among the input sizes a strided Conv2d maps to H.
     The arguments are PyTorch's, in its order; ``groups`` as PyTorch's (channel block j of the output from block j
-    of the input); ``dilation`` (9th) is 1 only, ``padding_mode="zeros"`` and ``device=None`` are accepted,
-    other values refused; ``init`` and ``dtype`` are keyword-only.
+    of the input); ``dilation`` (9th) as PyTorch's, the kernel's taps that many pixels apart;
+    ``padding_mode="zeros"`` and ``device=None`` are accepted, other values refused; ``init`` and ``dtype`` are
+    keyword-only.
     params: W (in_channels, out_channels // groups, kh, kw) (PyTorch's ``weight`` layout), b (out_channels,).
     ``init="pytorch"`` (the default) draws W and b as PyTorch does, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
     PyTorch's fan_in of W, (out_channels // groups)*kh*kw; Conv2d's initialisers ("he", "xavier", a standard
     deviation, a callable) from the same fan_in, b then zeros.
-    Forward: y = col2im(W^T @ x) per group, x as (in_channels, N*H*W). Backward: col = im2col(dy) (a Conv2d
-    forward of dy), dx = W @ col, dW = x @ col^T, db the sum of dy over N, oh, ow. Caches x as
+    Forward: y = col2im(W^T @ x) per group, x as (in_channels, N*H*W), unpadded, then its (oh, ow) part from
+    (ph, pw). Backward: col = im2col(dy) (a Conv2d forward of dy, placed back at (ph, pw)), dx = W @ col,
+    dW = x @ col^T, db the sum of dy over N, oh, ow. Caches x as
     (in_channels, N*H*W) and its shape. The products go through the ``"matmul"`` fast path, as Conv2d's.
     PyTorch's ``forward(x, output_size)`` is not taken (an output size in train's place is refused): the output
     size is chosen with ``output_padding``.
@@ -50,12 +53,11 @@ class ConvTranspose2d(Layer):
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.padding = as_pair(self.name, "padding", padding, 0)
         self.output_padding = as_pair(self.name, "output_padding", output_padding, 0)
-        if any(op >= s for op, s in zip(self.output_padding, self.stride)):
-            raise ValueError(f"{self.name}: output_padding must be smaller than stride (PyTorch's rule, with "
-                             f"dilation 1), got output_padding={self.output_padding} and stride={self.stride}")
-        if not is_one(dilation):
-            raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's ConvTranspose2d takes "
-                             "contiguous kernels (as its Conv2d); leave dilation=1")
+        self.dilation = as_pair(self.name, "dilation", dilation, 1)
+        if any(op >= max(s, d) for op, s, d in zip(self.output_padding, self.stride, self.dilation)):
+            raise ValueError(f"{self.name}: output_padding must be smaller than stride or dilation (PyTorch's rule), "
+                             f"got output_padding={self.output_padding}, stride={self.stride} and "
+                             f"dilation={self.dilation}")
         pytorch_defaults_only(self.name, {
             "padding_mode": ("zeros", "PyTorch's ConvTranspose2d pads with zeros only; leave padding_mode='zeros'"),
             "device": DEVICE_DEFAULT},
@@ -82,7 +84,8 @@ class ConvTranspose2d(Layer):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding),
-                "output_padding": list(self.output_padding), "groups": self.groups, "bias": self.bias, "init": init,
+                "output_padding": list(self.output_padding), "groups": self.groups, "bias": self.bias,
+                "dilation": list(self.dilation), "init": init,
                 "dtype": self.dtype}
 
     def forward(self, x: Any, train: bool = True) -> Any:
@@ -96,16 +99,17 @@ class ConvTranspose2d(Layer):
             raise ValueError(f"{self.name}: expected {self.in_channels} input channels (N, {self.in_channels}, H, W), "
                              f"got shape {tuple(x.shape)}")
         n, _, h, w = x.shape
-        oh, ow = self._out_hw(h, w)
+        out_hw = self._out_hw(h, w)
         self._shape = tuple(x.shape)
         self._x2 = xp.reshape(xp.permute_dims(x, (1, 0, 2, 3)), (self.in_channels, n * h * w))
         matmul = fast_path("matmul", xp, operator.matmul)
-        shape_g = (n, self.out_channels // self.groups, oh, ow)
-        y = row_major(xp, concat_groups(xp, [
+        shape_g = (n, self.out_channels // self.groups, *self._full_hw(h, w))
+        y = concat_groups(xp, [
             col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), x_g), shape_g, self.kernel_size,
-                   self.stride, self.padding)
+                   self.stride, (0, 0), False, self.dilation)
             for w_g, x_g in zip(group_blocks(self.params["W"], 0, self.groups),
-                                group_blocks(self._x2, 0, self.groups))], 1))
+                                group_blocks(self._x2, 0, self.groups))], 1)
+        y = row_major(xp, _window(y, self.padding, out_hw))
         if self.bias:
             y += xp.reshape(self.params["b"], (self.out_channels, 1, 1))
         return y
@@ -132,7 +136,8 @@ class ConvTranspose2d(Layer):
         if tuple(dy.shape) != expected:
             raise ValueError(f"{self.name}: expected dy of shape {expected} (the last forward's output), got "
                              f"{tuple(dy.shape)}")
-        col = im2col(dy, self.kernel_size, self.stride, self.padding)
+        (ph, pw), full_hw = self.padding, self._full_hw(h, w)
+        col = im2col(_window(dy, (-ph, -pw), full_hw), self.kernel_size, self.stride, (0, 0), False, self.dilation)
         matmul = fast_path("matmul", xp, operator.matmul)
         dW = [matmul(x_g, xp.matrix_transpose(col_g))
               for x_g, col_g in zip(group_blocks(x2, 0, self.groups), group_blocks(col, 0, self.groups))]
@@ -143,10 +148,24 @@ class ConvTranspose2d(Layer):
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
         """(oh, ow) for an (H, W) input; a ValueError where padding leaves less than one pixel."""
-        out = tuple((size - 1) * s - 2 * p + k + op for size, s, p, k, op in
-                    zip((h, w), self.stride, self.padding, self.kernel_size, self.output_padding))
+        out = tuple((size - 1) * s - 2 * p + d * (k - 1) + op + 1 for size, s, p, d, k, op in
+                    zip((h, w), self.stride, self.padding, self.dilation, self.kernel_size, self.output_padding))
         if min(out) < 1:
             raise ValueError(f"{self.name}: an input of {h}x{w} gives an output of {out[0]}x{out[1]} ((H - 1)*stride "
-                             f"- 2*padding + kernel_size + output_padding, with padding={self.padding}): padding is "
-                             "too large for this input")
+                             f"- 2*padding + dilation*(kernel_size - 1) + output_padding + 1, with padding="
+                             f"{self.padding}): padding is too large for this input")
         return out
+
+    def _full_hw(self, h: int, w: int) -> tuple[int, int]:
+        """The (rows, cols) the windows of an (H, W) input cover before padding is cropped: (H - 1)*s + the
+        kernel's span. The output is its part from (ph, pw), zeros past it (output_padding may reach there)."""
+        rows, cols = span(self.kernel_size, self.dilation)
+        return (h - 1) * self.stride[0] + rows, (w - 1) * self.stride[1] + cols
+
+
+def _window(a: Any, offset: tuple[int, int], out_hw: tuple[int, int]) -> Any:
+    """The (oh, ow) part of a (N, C, H, W) from row and column ``offset`` (negative: from before a's start),
+    zeros where it lies outside a."""
+    (t, l), (oh, ow), (h, w) = offset, out_hw, a.shape[2:]
+    part = a[:, :, max(t, 0):min(t + oh, h), max(l, 0):min(l + ow, w)]
+    return pad2d(part, (max(-t, 0), max(-l, 0)), 0.0, out_hw)

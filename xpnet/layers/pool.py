@@ -8,11 +8,13 @@ from typing import Any
 from .. import _chainer
 from .._user import flag, keyword_hints
 from ..backend import add_at, fast_path, namespace, same_device, set_at, untracked
-from ._im2col import Pair, as_pair, check_images, is_one, out_size, pad2d, window_reach, window_slices
+from ._im2col import Pair, as_pair, check_images, out_size, pad2d, span, window_reach, window_slices
 from .base import Layer, positive_int, pytorch_defaults_only
 
 
 class _Pool2d(Layer):
+    dilation: Pair = (1, 1)  # MaxPool2d's own sets it: the window's taps that many pixels apart
+
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False):
         super().__init__()
         self.kernel_size = as_pair(self.name, "kernel_size", kernel_size, 1)
@@ -37,7 +39,8 @@ class _Pool2d(Layer):
         """The namespace of x and the output's (oh, ow), after checking x; remembers x's shape."""
         xp = self._check_float(x)
         # With ceil_mode a window may run past the padded input (PyTorch's rule): only no window at all is refused.
-        hp, wp = check_images(self.name, x, (1, 1) if self.ceil_mode else self.kernel_size, self.padding)
+        hp, wp = check_images(self.name, x, (1, 1) if self.ceil_mode else self.kernel_size, self.padding,
+                              dilation=self.dilation)
         out_hw = self._out_hw(tuple(x.shape))
         if min(out_hw) < 1:
             raise ValueError(f"{self.name}: input {tuple(x.shape)} padded by {self.padding} is {hp}x{wp}, too small "
@@ -48,7 +51,7 @@ class _Pool2d(Layer):
 
     def _out_hw(self, x_shape: tuple[int, ...]) -> Pair:
         """(oh, ow) of the output for an input of ``x_shape`` (N, C, H, W)."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        (kh, kw), (sh, sw), (ph, pw) = span(self.kernel_size, self.dilation), self.stride, self.padding
         return out_size(x_shape[2], kh, sh, ph, self.ceil_mode), out_size(x_shape[3], kw, sw, pw, self.ceil_mode)
 
     def _check_dy(self, dy: Any) -> None:
@@ -60,17 +63,17 @@ class _Pool2d(Layer):
 
 
 def scatter_windows(xp: Any, dy: Any, parts: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                    padding: Pair) -> Any:
+                    padding: Pair, dilation: Pair = (1, 1)) -> Any:
     """dx (N, C, H, W) from the gradient each kernel offset receives (``parts(k)``: (N, C, oh, ow)); what
     lands in the padding, also past it (ceil_mode), is dropped."""
     n, c, h, w = x_shape
     (ph, pw) = padding
     out_hw = (dy.shape[2], dy.shape[3])
-    hp, wp = window_reach((h, w), kernel, stride, padding, out_hw)
+    hp, wp = window_reach((h, w), span(kernel, dilation), stride, padding, out_hw)
     dx = xp.zeros((n, c, hp, wp), dtype=dy.dtype, device=dy.device)
-    overlap = any(s < k for s, k in zip(stride, kernel))
+    overlap = any(s < k for s, k in zip(stride, span(kernel, dilation)))
     write = add_at if overlap else set_at  # either works on immutable (JAX) arrays too
-    for k, (r, s) in enumerate(window_slices(kernel, stride, out_hw)):
+    for k, (r, s) in enumerate(window_slices(kernel, stride, out_hw, dilation)):
         dx = write(dx, (slice(None), slice(None), r, s), parts(k))
     return dx if (hp, wp) == (h, w) else dx[:, :, ph:ph + h, pw:pw + w]
 
@@ -80,10 +83,12 @@ class MaxPool2d(_Pool2d):
     as -inf (PyTorch's names and defaults). ``ceil_mode=True``: the output size rounds up as PyTorch's
     (one more window where part of the padded input is left; the part of it past the input counts as -inf).
 
-    x: (N, C, H, W) -> y: (N, C, oh, ow). Caches for each output the kernel offset of its window's
-    maximum (int8, or int32 for windows of more than 127 pixels), so backward never reads x.
-    The positional arguments are PyTorch's, in its order: ``dilation`` (1) and ``return_indices`` (False)
-    are accepted at those defaults only; another value is refused.
+    x: (N, C, H, W) -> y: (N, C, oh, ow), oh = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1 (ceil_mode: rounded up).
+    Caches for each output the kernel offset of its window's maximum (int8, or int32 for windows of more than
+    127 pixels), so backward never reads x.
+    The positional arguments are PyTorch's, in its order: ``dilation`` (an int or a pair) as PyTorch's, the
+    window's taps that many pixels apart (the Numba and CuPy kernels take 1 only: other dilations run as
+    portable code); ``return_indices`` is accepted at False only.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
     Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
@@ -94,20 +99,21 @@ class MaxPool2d(_Pool2d):
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
                  return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        if not is_one(dilation):
-            raise ValueError(f"{self.name}: dilation={dilation!r} is not supported: xpnet's MaxPool2d takes "
-                             "contiguous windows; leave dilation=1")
+        self.dilation = as_pair(self.name, "dilation", dilation, 1)
         pytorch_defaults_only(self.name, {"return_indices": (
             False, "xpnet's MaxPool2d returns only y (it keeps each window's argmax itself)")},
             {"return_indices": return_indices})
         self._first = None
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "dilation": list(self.dilation)}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp, out_hw = self._start(x)
         index = xp.int8 if self.kernel_size[0] * self.kernel_size[1] <= 127 else xp.int32
         forward = fast_path("maxpool2d_forward", xp, maxpool2d_forward)
-        y, self._first = forward(x, self.kernel_size, self.stride, self.padding, out_hw, index)
+        y, self._first = forward(x, self.kernel_size, self.stride, self.padding, out_hw, index, self.dilation)
         return y
 
     def pieces(self) -> Any:
@@ -119,16 +125,17 @@ class MaxPool2d(_Pool2d):
         xp = self._check_float(dy)
         self._check_dy(dy)
         backward = fast_path("maxpool2d_backward", xp, maxpool2d_backward)
-        return backward(dy, first, self._shape, self.kernel_size, self.stride, self.padding)
+        return backward(dy, first, self._shape, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
 def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair,
-                      index_dtype: Any) -> tuple[Any, Any]:
+                      index_dtype: Any, dilation: Pair = (1, 1)) -> tuple[Any, Any]:
     """y (N, C, oh, ow), the maximum of each window, and for each output the kernel offset of its
     window's first maximum (``index_dtype``), portable: one running maximum over the kernel offsets."""
     xp = namespace(x)
-    xpad = pad2d(x, padding, -math.inf, window_reach(tuple(x.shape[2:]), kernel, stride, padding, out_hw))
-    slices = list(window_slices(kernel, stride, out_hw))
+    reach = window_reach(tuple(x.shape[2:]), span(kernel, dilation), stride, padding, out_hw)
+    xpad = pad2d(x, padding, -math.inf, reach)
+    slices = list(window_slices(kernel, stride, out_hw, dilation))
     r, s = slices[0]
     y = xp.asarray(xpad[:, :, r, s], copy=True)
     first = xp.zeros(y.shape, dtype=index_dtype, device=y.device)
@@ -142,11 +149,12 @@ def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw:
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                       padding: Pair) -> Any:
+                       padding: Pair, dilation: Pair = (1, 1)) -> Any:
     """dx (N, C, H, W): each output's gradient sent to its window's first maximum, portable."""
     xp = namespace(dy)
     # A multiply by the mask: xp.where with a random mask is several times slower in NumPy.
-    return scatter_windows(xp, dy, lambda k: dy * xp.astype(first == k, dy.dtype), x_shape, kernel, stride, padding)
+    return scatter_windows(xp, dy, lambda k: dy * xp.astype(first == k, dy.dtype), x_shape, kernel, stride, padding,
+                           dilation)
 
 
 class AvgPool2d(_Pool2d):

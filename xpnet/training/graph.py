@@ -8,8 +8,8 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or not, the activations, Softmax
-   and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout,
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, the activations,
+   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout,
    MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer
    encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
