@@ -4,7 +4,8 @@ for their arguments.
 - ``base``: the protocol every optimizer shares (``step``, binding to a model, checkpoint state);
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
-- ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``).
+- ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``);
+- ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
@@ -22,10 +23,11 @@ from .._user import not_here
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .base import Optimizer
 from .clip import clip_grad_norm
+from . import lr_scheduler
 from .sgd import SGD, Momentum, Nesterov
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get",
-           "clip_grad_norm"]
+           "clip_grad_norm", "lr_scheduler"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
@@ -49,9 +51,6 @@ def get(optimizer: Any) -> Optimizer:
 _PYTORCH_NAMES = {
     "Adagrad": "xpnet's is xn.optim.AdaGrad(lr=0.01), the book's spelling (eps 1e-7, the book's, where "
                "PyTorch's is 1e-10: pass eps=1e-10 for PyTorch's)",
-    "lr_scheduler": "xpnet schedules the learning rate with a callback: xn.train(..., callbacks=["
-                    "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, gamma=0.5))]) (or "
-                    "xn.callbacks.cosine(...)); in a loop of your own, set optimizer.lr at the start of each epoch",
     "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
                        "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
                        "clip_grad_norm=max_norm)",
