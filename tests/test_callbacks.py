@@ -368,21 +368,38 @@ def test_a_log_value_a_checkpoint_cannot_hold_is_named(data, tmp_path):
 
 
 def test_a_hook_that_xn_train_never_calls_is_named_before_training(data):
-    """A Keras user's on_train_batch_end (or on_batch_end) was silently never called: xn.train has epoch
-    hooks only. It now warns once, naming the method and the hooks there are."""
+    """A Keras user's on_batch_end was silently never called. It now warns once, naming the method and the
+    hooks there are."""
     class PerBatch(Callback):
-        def on_train_batch_end(self, batch, logs=None):
+        def on_batch_end(self, batch, logs=None):
             raise AssertionError("never called")
 
         def on_epoch_end(self, epoch, logs):
             pass
 
-    with pytest.warns(UserWarning, match=r"PerBatch defines on_train_batch_end, which xn.train never calls.*"
-                                         r"on_train_begin\(state\), on_epoch_begin\(epoch\)"):
+    with pytest.warns(UserWarning, match=r"PerBatch defines on_batch_end, which xn.train never calls.*"
+                                         r"on_train_begin\(state\), on_epoch_begin\(epoch\), "
+                                         r"on_train_batch_end\(batch\)"):
         fit(mlp(), data, [PerBatch()], epochs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit(mlp(), data, [Recorder(), EarlyStopping(), LearningRateSchedule(step(0.1, 2))], epochs=1)
+
+
+def test_on_train_batch_end_runs_after_every_update_with_the_step(data):
+    """Keras' per-batch hook was never called (a warning said so); it now runs after each update, the step
+    counted from 0 in each epoch, and sees the weights that update made."""
+    class PerBatch(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.calls.append((batch, float(xn.to_numpy(self.state.model.named_params()["0.b"]).sum())))
+
+    cb = PerBatch()
+    fit(mlp(), data, [cb], epochs=2)  # 180 rows in batches of 30: 6 steps per epoch
+    assert [b for b, _ in cb.calls] == [0, 1, 2, 3, 4, 5] * 2
+    assert len({w for _, w in cb.calls}) == 12
 
 
 def test_keras_history_dot_history_says_where_the_figures_are(data):

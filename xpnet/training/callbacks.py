@@ -6,7 +6,8 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs. Before
 ``epochs``, ``save_checkpoint(path)``, ``barrier()``), which ``on_train_begin`` also receives (an override
 need not call super); the epoch hooks get the 1-based epoch number and, at the end, that epoch's log (the
 dict appended to ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars,
-strings, which a full checkpoint keeps as JSON). Setting ``self.stop_training = True`` ends training after
+strings, which a full checkpoint keeps as JSON); ``on_train_batch_end(batch)`` (Keras' name), where a callback
+overrides it, runs after each update with the 0-based step of the epoch. Setting ``self.stop_training = True`` ends training after
 the current epoch; each run starts with it False (a callback object may serve several runs).
 
 A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
@@ -47,6 +48,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        pass
+
+    def on_train_batch_end(self, batch: int) -> None:
         pass
 
     def on_train_end(self) -> None:

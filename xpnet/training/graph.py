@@ -33,7 +33,8 @@ How a captured epoch goes:
    sums.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
-   each epoch's start, so a LearningRateSchedule still applies), the batch counter, the loss sum and the
+   each epoch's start, so a LearningRateSchedule still applies, and the lr again after each step where a
+   callback has a per-step hook: ``xn.callbacks.LRScheduler(..., interval="step")``), the batch counter, the loss sum and the
    correct count, which are read once per epoch as in eager training. Dropout draws its masks in the
    graph from its Philox state on the device (``xpnet.backend.random``): a key and a draw count that
    each launch reads and counts on; the key is seeded again in place at each epoch's start, before the
@@ -182,6 +183,11 @@ class CapturedEpochs:
         buffers = self.static.gather()
         return self._train_on(buffers[0], buffers[1], buffers[-1])
 
+    def _after_step(self, step: int) -> None:
+        """The per-step hooks; an lr a scheduler set reaches the next launch through the device scalar."""
+        if self.trainer.after_step(step):
+            self.scalars.lr[...] = float(self.trainer.optimizer.lr)
+
     def _capture_step(self) -> None:
         self._launch_count = self._step()
 
@@ -208,6 +214,7 @@ class CapturedEpochs:
                     with graph.allocating():
                         for _ in range(WARMUP):
                             host_count += self._step()
+                            self._after_step(steps)
                             steps += 1
                     self._prepare_draws()  # the states the warm-up made
                     graph.capture(self._capture_step)
@@ -218,6 +225,7 @@ class CapturedEpochs:
                 while steps < len(self.static):
                     graph.launch()
                     optimizer.count_steps(1)
+                    self._after_step(steps)
                     steps += 1
                     host_count += self._launch_count
                     if bar is not None:
@@ -231,6 +239,7 @@ class CapturedEpochs:
                 rows = self.static.perm[lo:self.batches.used]
                 batch = tuple(xp.take(a, rows, axis=0) for a in self.batches.arrays)
                 host_count += self._train_on(batch[0], batch[1], batch[-1])
+                trainer.after_step(steps)
                 steps += 1
                 if bar is not None:
                     bar.update(1)

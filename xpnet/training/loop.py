@@ -295,6 +295,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last, epoch_offset=offset)
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
+        trainer.batch_end = [cb.on_train_batch_end for cb in callbacks
+                             if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset

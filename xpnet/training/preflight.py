@@ -94,8 +94,8 @@ def check_callbacks(callbacks: Any, callback_type: type) -> list[Any]:
 
 
 def _warn_unknown_hooks(callbacks: list[Any], callback_type: type) -> None:
-    """Warn once about a method ``on_...`` that is no hook of ``callback_type`` (Keras' ``on_train_batch_end``,
-    ``on_batch_end``, Lightning's ``on_train_epoch_end``): xn.train would never call it, silently."""
+    """Warn once about a method ``on_...`` that is no hook of ``callback_type`` (Keras' old ``on_batch_end``,
+    Lightning's ``on_train_epoch_end``): xn.train would never call it, silently."""
     hooks = {name for name in dir(callback_type) if name.startswith("on_")}
     for cb in callbacks:
         unknown = sorted(name for name in dir(type(cb)) if name.startswith("on_") and name not in hooks
@@ -103,12 +103,13 @@ def _warn_unknown_hooks(callbacks: list[Any], callback_type: type) -> None:
         if unknown:
             ours = ", ".join(f"{name}{_HOOK_ARGS.get(name, '()')}" for name in sorted(hooks, key=_hook_rank))
             warn(f"train: callback {type(cb).__name__} defines {', '.join(unknown)}, which xn.train never calls; "
-                 f"its hooks are {ours} (epochs count from 1; no per-batch hook)")
+                 f"its hooks are {ours} (epochs count from 1; steps from 0)")
             return
 
 
-_HOOK_ORDER = ["on_train_begin", "on_epoch_begin", "on_epoch_end", "on_train_end"]
-_HOOK_ARGS = {"on_train_begin": "(state)", "on_epoch_begin": "(epoch)", "on_epoch_end": "(epoch, logs)"}
+_HOOK_ORDER = ["on_train_begin", "on_epoch_begin", "on_train_batch_end", "on_epoch_end", "on_train_end"]
+_HOOK_ARGS = {"on_train_begin": "(state)", "on_epoch_begin": "(epoch)", "on_train_batch_end": "(batch)",
+              "on_epoch_end": "(epoch, logs)"}
 
 
 def _hook_rank(name: str) -> tuple[int, str]:

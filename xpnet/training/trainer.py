@@ -69,6 +69,7 @@ class TrainerState:
         self.epoch = 0
         self.batches: dict[str, Any] | None = None  # batch_size, shuffle, drop_last: saved in checkpoints
         self.epoch_offset = 0  # the epochs earlier xn.train calls trained the model for: saved in checkpoints
+        self.captured = False  # whether the step runs as a CUDA graph (xpnet.training.graph)
 
     @property
     def is_root(self) -> bool:
@@ -108,6 +109,14 @@ class Trainer:
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
+        self.batch_end: list[Callable[[int], None]] = []  # called after each update with the step (from 0)
+
+    def after_step(self, step: int) -> bool:
+        """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` of the epoch;
+        whether there were any (a captured step then reads the lr they may have set)."""
+        for hook in self.batch_end:
+            hook(step)
+        return bool(self.batch_end)
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -236,6 +245,7 @@ class Trainer:
                 self.clip(model)
                 optimizer.step(model)
                 self.threads.end()
+                self.after_step(steps)
                 steps, seen = steps + 1, seen + nb
                 if stop:
                     if bar is not None:
