@@ -123,6 +123,25 @@ def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
 
 
 @needs_compiler
+def test_a_per_step_scheduler_reaches_the_captured_step(tmp_path):
+    """LinearLR stepped after each batch (xn.callbacks.LRScheduler(..., interval="step")): the captured step
+    reads the lr of its own step from the device scalar, so the weights are eager training's; each launch
+    ran with the lr the scheduler had set before it."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    from xpnet.optim.lr_scheduler import LinearLR
+    def scheduled(graph):
+        opt = xn.optim.SGD(0.1, momentum=0.9)
+        sched = xn.callbacks.LRScheduler(LinearLR(opt, start_factor=0.01, total_iters=20), interval="step")
+        return run(opt, graph, schedule=False, scheduler=sched)
+    print(json.dumps({"eager": scheduled(False), "captured": scheduled(True), "flat": run(xn.optim.SGD(0.1,
+                      momentum=0.9), True, schedule=False)}))
+    """, tmp_path))
+    assert out["captured"]["launches"] == 3 * 7 - 2
+    _assert_same_training(out["eager"], out["captured"])
+    assert not np.allclose(out["flat"]["params"]["0.W"], out["captured"]["params"]["0.W"], rtol=1e-3)
+
+
+@needs_compiler
 def test_captured_training_with_frozen_layers_equals_eager_and_is_captured_again_when_they_change(tmp_path):
     """Layers 0 and 2 frozen, layer 0 unfrozen after epoch 1, frozen after epoch 2 and unfrozen after epoch 3
     (Adam counts its own steps, the launches of epoch 3 included): the captured run trains as the eager one,

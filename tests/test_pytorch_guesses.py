@@ -376,7 +376,7 @@ def test_adam_takes_pytorchs_amsgrad_false_and_refuses_true():
     ("train", "max_epochs", "epochs=N"),
     ("train", "criterion", "loss=..."),
     ("train", "gradient_clip_val", "clip_grad_norm=5.0"),
-    ("train", "scheduler", "callbacks=[xn.callbacks.LearningRateSchedule("),
+    ("train", "lr_scheduler", "scheduler=... (xn.optim.lr_scheduler.StepLR(optimizer, step_size=30)"),
     ("train", "weight_decay", "pass it to the optimizer"),
     ("evaluate", "device", "xn.evaluate runs where the model is: model.to(device) first"),
     ("evaluate", "verbose", "xn.evaluate prints nothing"),

@@ -53,6 +53,7 @@ from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, pair, prepare
 from .history import History
+from .lr_callback import LRScheduler, as_callback
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
 from .preflight import check_callbacks, check_model, check_single_samples
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
@@ -99,9 +100,8 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
     (("callback",), "callbacks=[...] (a list)"),
     (("metrics",), "accuracy is logged for cross-entropy (train_accuracy, val_accuracy) and perplexity for sequence "
                    "models; another figure: a callback whose on_epoch_end adds it to the logs"),
-    (("scheduler", "lr_scheduler"), "a learning-rate schedule is a callback: callbacks=["
-                                    "xn.callbacks.LearningRateSchedule(xn.callbacks.step(0.1, step_size=10, "
-                                    "gamma=0.5))] (or xn.callbacks.cosine(...))"),
+    (("lr_scheduler",), "scheduler=... (xn.optim.lr_scheduler.StepLR(optimizer, step_size=30), stepped after each "
+                        "epoch; per batch: callbacks=[xn.callbacks.LRScheduler(scheduler, interval='step')])"),
     (("num_workers", "pin_memory"), "nothing to set: the data moves to the device once and every batch is gathered "
                                     "there"),
     (("gradient_clip_val", "clip_grad", "max_grad", "max_norm"), "clip_grad_norm=5.0 (the gradients' global 2-norm, "
@@ -142,7 +142,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
           drop_last: bool = False, validation_name: str = "val", transform: Any = None,
-          blas_threads: Any = None, clip_grad_norm: float | None = None) -> History:
+          blas_threads: Any = None, clip_grad_norm: float | None = None, scheduler: Any = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -187,6 +187,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).
     ``clip_grad_norm``: scale the gradients each step so that their global 2-norm is at most this
     (``xn.optim.clip_grad_norm``; the book's ``max_grad``), after the all-reduce with ``comm``.
+    ``scheduler``: one of ``xn.optim.lr_scheduler``'s, built on ``optimizer``, stepped after each epoch as in a
+    PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
+    interval="step")`` (here or in ``callbacks``) steps it after each batch.
     Sequence models trained with cross-entropy (labels (N, T)) get ``train_perplexity`` and
     ``val_perplexity`` in the history and the epoch line.
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
@@ -242,6 +245,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             or (val is not None and int(val[1].shape[0]) > max(batch_size, _EVAL_BATCH)):
         refuse_time_first(model, "xn.train", shuffled=shuffle)
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
+    if scheduler is not None:
+        callbacks.append(as_callback(scheduler))
     named = {**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}
     warn_unscaled({k: a for k, a in named.items() if not is_ids(model, a)})  # ids for an Embedding are no images
     placed = common_device({"model": model.device, **_named_inputs("x", x), "y": y,
@@ -266,9 +271,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             ckpt = load_checkpoint(resume_from) if rank == 0 else None
             if comm is not None:
                 ckpt = comm.bcast_object(ckpt, root=0)
-            scheduled = any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks)
-            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=("lr",) if scheduled else (),
-                                     batches=cut)
+            # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
+            keep = ("lr",) if any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks) else ()
+            keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
+            start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)
         model.to(dev)
@@ -300,6 +306,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset
+        state.captured = trainer.captured is not None
         state.logged = logged_figures(classify, perplexity, None if val is None else cv is not None)
         if trainer.show:
             ranks = f", {trainer.size} ranks" if comm is not None else ""

@@ -69,6 +69,11 @@ class OneCycleLR(LRScheduler):
                 self._set_momentum(self.group["max_momentum"])
         super().__init__(optimizer, last_epoch)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        if self.cycle_momentum:  # PyTorch's optimizer state would hold it: here, the momentum of last_epoch
+            self.get_lr()
+
     def _set_momentum(self, momentum: float) -> None:
         if self.use_beta1:
             self.optimizer.betas = (momentum, *self.optimizer.betas[1:])

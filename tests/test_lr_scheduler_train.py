@@ -1,0 +1,103 @@
+"""xn.train with the schedulers of xn.optim.lr_scheduler: stepped per epoch (scheduler=) or per batch
+(xn.callbacks.LRScheduler(..., interval="step")), the lrs of a PyTorch loop, and an exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.callbacks import Callback, LRScheduler, ModelCheckpoint
+from xpnet.optim import lr_scheduler as ls
+
+pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning")
+
+STEPS = 6  # 180 rows in batches of 30
+
+
+class LrPerStep(Callback):
+    """The lr each update ran with (listed before the scheduler's callback, which steps after it)."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_train_batch_end(self, batch):
+        self.lrs.append(self.state.optimizer.lr)
+
+
+def _fit(opt, epochs=4, callbacks=(), **kw):
+    x, t = xn.datasets.spiral(60, 3, seed=0)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
+    rec = LrPerStep()
+    h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=30,
+                 validation=(x, t), progress=False, callbacks=[rec, *callbacks], blas_threads=1, **kw)
+    return rec.lrs, h, model
+
+
+def _torch_loop(make, per_step, epochs=4, metrics=None):
+    """The lr of each step in PyTorch's loop: optimizer.step(), then scheduler.step() per batch or per epoch."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    sched, lrs = make(torch.optim.lr_scheduler, opt), []
+    for epoch in range(epochs):
+        for _ in range(STEPS):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if per_step:
+                sched.step()
+        if not per_step:
+            sched.step(*([] if metrics is None else [metrics[epoch]]))
+    return lrs
+
+
+def test_scheduler_steps_after_each_epoch_as_a_pytorch_loop():
+    make = lambda lib, o: lib.MultiStepLR(o, milestones=[1, 3], gamma=0.5)  # noqa: E731
+    opt = xn.optim.SGD(0.1, momentum=0.9)
+    lrs, h, _ = _fit(opt, scheduler=make(ls, opt))
+    assert lrs == _torch_loop(make, per_step=False)
+    assert [e["lr"] for e in h.epochs] == lrs[::STEPS]
+
+
+def test_interval_step_steps_after_each_batch_as_a_pytorch_loop():
+    make = lambda lib, o: lib.OneCycleLR(o, max_lr=0.5, epochs=4, steps_per_epoch=STEPS)  # noqa: E731
+    opt = xn.optim.SGD(0.1, momentum=0.9)
+    lrs, _, _ = _fit(opt, scheduler=LRScheduler(make(ls, opt), interval="step"))
+    np.testing.assert_allclose(lrs, _torch_loop(make, per_step=True), rtol=1e-12, atol=0)
+
+
+def test_reduce_on_plateau_reads_the_monitored_log():
+    opt = xn.optim.SGD(0.1, momentum=0.9)
+    lrs, h, _ = _fit(opt, epochs=6, scheduler=LRScheduler(ls.ReduceLROnPlateau(opt, mode="max", patience=0),
+                                                          monitor="val_acc"))
+    accuracy = [e["val_accuracy"] for e in h.epochs]
+    make = lambda lib, o: lib.ReduceLROnPlateau(o, mode="max", patience=0)  # noqa: E731
+    assert lrs == _torch_loop(make, per_step=False, epochs=6, metrics=accuracy)
+    assert len(set(lrs)) > 1
+
+
+def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(tmp_path):
+    def run(epochs, **kw):
+        opt = xn.optim.SGD(0.1, momentum=0.9)
+        sched = LRScheduler(ls.OneCycleLR(opt, max_lr=0.5, epochs=4, steps_per_epoch=STEPS), interval="step")
+        return _fit(opt, epochs, [sched, ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", full=True)], **kw)
+
+    lrs, _, model = run(4)
+    resumed_lrs, _, resumed = run(4, resume_from=tmp_path / "ckpt-2.npz")
+    assert resumed_lrs == lrs[2 * STEPS:]
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(resumed.state()[k]), xn.to_numpy(v), err_msg=k)
+
+
+def test_scheduler_mistakes_fail_before_training():
+    opt = xn.optim.SGD(0.1)
+    with pytest.raises(ValueError, match=r"LRScheduler: the scheduler sets the lr of another optimizer"):
+        _fit(xn.optim.SGD(0.1), scheduler=ls.StepLR(opt, 2))
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau reads an epoch's log, interval must be 'epoch'"):
+        LRScheduler(ls.ReduceLROnPlateau(opt), interval="step")
+    with pytest.raises(ValueError, match=r"interval must be 'epoch' or 'step', got 'batch' \(Keras' 'batch'"):
+        LRScheduler(ls.StepLR(opt, 2), interval="batch")
+    with pytest.raises(TypeError, match=r"LRScheduler: scheduler must be one of xn.optim.lr_scheduler's"):
+        _fit(opt, scheduler=lambda epoch: 0.1)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'lr_scheduler': scheduler="):
+        _fit(opt, lr_scheduler=ls.StepLR(opt, 2))
