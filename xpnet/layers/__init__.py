@@ -9,7 +9,7 @@ from typing import Any
 
 from .._chainer import LAYERS as _CHAINER_NAMES
 from .._user import not_here
-from .adaptive_pool import AdaptiveAvgPool2d
+from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
 from .base import Layer
@@ -38,7 +38,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
-           "AdaptiveAvgPool2d", "Upsample", "BatchNorm",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
            "LayerNorm",
            "Residual", "Concat"]
 
