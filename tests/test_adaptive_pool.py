@@ -3,6 +3,8 @@ F.adaptive_max_pool2d and F.interpolate(mode='area') in float64 (outputs and inp
 sizes that divide and that do not, outputs larger than the input and None in output_size (the max with ties, NaN and
 -inf as PyTorch's kernel picks); gradcheck, save/load and clear errors."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,7 @@ def assert_as_pytorch(layer, reference, hw, dev, ties=False):
     assert_placed(dx, dev, "float64")
     np.testing.assert_allclose(xn.to_numpy(y), ty.detach().numpy(), **TOL)
     np.testing.assert_allclose(xn.to_numpy(dx), tx.grad.numpy(), **TOL)
+    copy.deepcopy(layer)  # as summary() and gradcheck do: the plan's key must copy (JAX's Device does not)
 
 
 def test_adaptive_avg_pool_equals_pytorchs_on_every_device(dev):

@@ -141,6 +141,12 @@ def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
     return xp.sum(xp.where(hits, weight[:, :, None], xp.zeros((), dtype=x.dtype, device=x.device)), axis=1)
 
 
+def plan_key(x: Any) -> tuple[Any, ...]:
+    """What a plan is made for: x's image size, array type, dtype and device, in a key that a deep copy of the layer
+    can copy (summary, gradcheck and xpnet.testing copy models; JAX's Device object refuses it)."""
+    return tuple(x.shape[2:]), type(x), str(x.dtype), str(x.device)
+
+
 def plan(rows: list[list[Row]], x: Any) -> Plan:
     """The plan of resizing x (N, C, H, W) by the rows of each axis: a broadcast where they repeat whole pixels,
     else the two matrices on x's device."""

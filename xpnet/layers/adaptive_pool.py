@@ -30,7 +30,7 @@ class _AdaptivePool2d(Layer):
         super().__init__()
         self.output_size = output_pair(self.name, output_size)
         self._shape = None
-        self._plan: tuple[Any, Any] | None = None  # (key of an input's size, dtype and device; its plan)
+        self._plan: tuple[Any, Any] | None = None  # (_interp.plan_key of an input, its plan)
 
     def config(self) -> dict[str, Any]:
         return {"output_size": list(self.output_size)}
@@ -47,8 +47,8 @@ class _AdaptivePool2d(Layer):
         return tuple(i if o is None else o for i, o in zip(in_hw, self.output_size))
 
     def _plan_for(self, x: Any) -> Any:
-        """``self._make_plan(x)``, made once per input size, dtype and device."""
-        key = (tuple(x.shape[2:]), x.dtype, x.device)
+        """``self._make_plan(x, (oh, ow))``, made once per input size, dtype and device."""
+        key = _interp.plan_key(x)
         if self._plan is None or self._plan[0] != key:
             self._plan = (key, self._make_plan(x, self._out_hw(x.shape[2:])))
         return self._plan[1]

@@ -59,7 +59,7 @@ class Upsample(Layer):
         self.align_corners = None if align_corners is None else flag(align_corners, self.name, "align_corners")
         self.recompute_scale_factor = recompute_scale_factor
         self._shape = None
-        self._plan: tuple[Any, Any] | None = None  # (key of an input's size, dtype and device; its plan)
+        self._plan: tuple[Any, Any] | None = None  # (_interp.plan_key of an input, its plan)
 
     def _scale_pair(self, scale_factor: Any) -> tuple[float, float]:
         """scale_factor as a pair of finite numbers > 0 (whole numbers as ints, for the repr)."""
@@ -92,7 +92,7 @@ class Upsample(Layer):
 
     def _plan_for(self, x: Any) -> _interp.Plan:
         """The plan of x's size (``_interp.plan``), made once per input size, dtype and device."""
-        key = (tuple(x.shape[2:]), x.dtype, x.device)
+        key = _interp.plan_key(x)
         if self._plan is not None and self._plan[0] == key:
             return self._plan[1]
         sizes = self.size or (None, None)
