@@ -53,6 +53,17 @@ def _pooling_options() -> Any:
                          L.Tanh(), L.Linear(2 * 9 + 2 * 9 + 2 * 9, 4))
 
 
+def _adaptive() -> Any:
+    """Images (N, 2, 7, 6): BatchNorm, then PyTorch's adaptive poolings side by side: AdaptiveAvgPool2d's products
+    over overlapping windows (7 -> 3 rows, 6 -> 4 columns), and AdaptiveMaxPool2d's running maxima and gathers
+    followed by Upsample(mode='area'), flattened, then Linear."""
+    return xn.Sequential(L.BatchNorm(2),
+                         L.Concat(xn.Sequential(L.AdaptiveAvgPool2d((3, 4)), L.Flatten()),
+                                  xn.Sequential(L.AdaptiveMaxPool2d((3, None)), L.Upsample(size=(2, 3), mode="area"),
+                                                L.Flatten())),
+                         L.Tanh(), L.Linear(2 * 3 * 4 + 2 * 2 * 3, 4))
+
+
 def _residual() -> Any:
     return xn.Sequential(L.Linear(12, 16),
                          L.Residual(xn.Sequential(L.Linear(16, 16), L.ReLU(), L.Linear(16, 16))), L.ReLU(),
@@ -129,6 +140,7 @@ def _transformer() -> Any:
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
+    "adaptive": (_adaptive, (2, 7, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),

@@ -404,9 +404,6 @@ def test_backward_checks_order_and_dy_shape():
      (r"^Upsample: mode='linear' is not supported: it resizes 3-d \(N, C, L\) inputs; for \(N, C, H, W\) images "
       r"PyTorch's mode is 'bilinear'$")),
     ({"scale_factor": 2, "mode": "trilinear"}, r"^Upsample: mode='trilinear' is not supported: it resizes 5-d"),
-    ({"scale_factor": 2, "mode": "area"},
-     (r"^Upsample: mode='area' is not supported: it is PyTorch's adaptive average pooling; "
-      r"xn.layers.AvgPool2d\(k\) averages k x k blocks$")),
     ({"scale_factor": 2, "mode": "Bilinear"},
      r"^Upsample: mode='Bilinear' is not supported: expected one of \('nearest', 'nearest-exact', 'bilinear', "),
     ({"scale_factor": 2, "mode": None}, r"^Upsample: mode=None is not supported"),

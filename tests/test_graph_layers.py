@@ -1,6 +1,7 @@
 """CUDA-graph capture of the training step (``xpnet/training/graph.py``) beyond the MLP of
 ``tests/test_graph.py``: BatchNorm (its running statistics included; PyTorch's momentum=None, whose batch
 count the launches move on, affine=False and track_running_stats=False), MaxPool2d, AvgPool2d and GlobalAvgPool,
+AdaptiveAvgPool2d, AdaptiveMaxPool2d and Upsample(mode='area'),
 PyTorch's activations (GELU's erf kernel, Softmax's reductions), the branch containers (Residual, Concat, nested
 Sequential), a small CNN (Conv2d's products on xpnet's own kernel), grouped, depthwise and dilated convolutions, a
 dilated MaxPool2d, LayerNorm, and what stays out (classes of one's own).

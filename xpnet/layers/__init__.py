@@ -9,6 +9,7 @@ from typing import Any
 
 from .._chainer import LAYERS as _CHAINER_NAMES
 from .._user import not_here
+from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
 from .base import Layer
@@ -36,7 +37,8 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
-           "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool", "Upsample", "BatchNorm",
+           "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
            "LayerNorm",
            "Residual", "Concat"]
 
@@ -50,8 +52,6 @@ _PYTORCH_NAMES = {
     "Sequential": "a model, not a layer: xn.Sequential(layer, layer, ...)",
     "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
               "xn.Sequential(layer, ...) stacks layers; a layer of your own subclasses xn.layers.Layer",
-    "AdaptiveAvgPool2d": "xn.layers.GlobalAvgPool() is AdaptiveAvgPool2d(1) and the flatten after it: "
-                         "(N, C, H, W) -> (N, C); other output sizes are not in xpnet",
     "BatchNorm1d": _BATCHNORM,
     "BatchNorm2d": _BATCHNORM,
     "CrossEntropyLoss": "losses are in xn.losses: xn.losses.SoftmaxCrossEntropy()",

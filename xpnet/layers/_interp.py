@@ -1,6 +1,7 @@
 """PyTorch's source pixels and weights along one axis of an image, for Upsample (from aten/src/ATen/native/UpSample.h
 and UpSampleKernel.cpp: ``nearest_idx``, ``nearest_exact_idx``, ``compute_source_index_and_lambda``, the cubic
-``compute_indices_weights``), and the (out, in) matrices Upsample multiplies by.
+``compute_indices_weights``) and adaptive average pooling (AdaptivePooling.h's windows), and the (out, in) matrices
+Upsample and AdaptiveAvgPool2d multiply by: y = A_h @ x @ A_w^T, dx = A_h^T @ dy @ A_w.
 
 The rows are plain Python on the host, once per input size: each output index reads k <= 4 input indices with
 weights (``matrix`` makes them an (out, in) matrix on the device), computed in the input's precision as PyTorch
@@ -12,13 +13,16 @@ kernel receives it (a ``scale_factor`` without ``recompute_scale_factor``), else
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from typing import Any, Callable
 
-from ..backend import index_dtype, namespace
+from ..backend import fast_path, index_dtype, namespace
 from ._im2col import Pair
 
 Row = list[tuple[int, float]]  # (input index, weight) pairs of one output index
+# ((oh, ow), (sh, sw) where a broadcast repeats the pixels else None, (A_h, A_w) else (None, None))
+Plan = tuple[Pair, "Pair | None", tuple[Any, Any]]
 
 
 def float32(v: float) -> float:
@@ -100,6 +104,21 @@ def cubic(in_size: int, out_size: int, align_corners: bool, scale: float | None,
     return rows
 
 
+def window(i: int, in_size: int, out_size: int) -> tuple[int, int]:
+    """PyTorch's adaptive pooling window of output index i, [floor(i * in / out), ceil((i + 1) * in / out)), in
+    integers as AdaptivePooling.h's start_index and end_index."""
+    return i * in_size // out_size, -(-(i + 1) * in_size // out_size)
+
+
+def adaptive(in_size: int, out_size: int) -> list[Row]:
+    """Adaptive average pooling: each output index averages its window, weights 1 / the window's length."""
+    rows = []
+    for i in range(out_size):
+        start, stop = window(i, in_size, out_size)
+        rows.append([(j, 1.0 / (stop - start)) for j in range(start, stop)])
+    return rows
+
+
 def whole_repeats(rows: list[list[Row]], sizes: tuple[int, ...], out: Pair) -> Pair | None:
     """(sh, sw) where each axis reads input index dst // s with weight 1, else None."""
     repeats = []
@@ -120,3 +139,49 @@ def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
     weight = xp.asarray([[w for _, w in row] for row in padded], dtype=x.dtype, device=x.device)
     hits = index[:, :, None] == xp.arange(in_size, dtype=index.dtype, device=x.device)
     return xp.sum(xp.where(hits, weight[:, :, None], xp.zeros((), dtype=x.dtype, device=x.device)), axis=1)
+
+
+def plan_key(x: Any) -> tuple[Any, ...]:
+    """What a plan is made for: x's image size, array type, dtype and device, in a key that a deep copy of the layer
+    can copy (summary, gradcheck and xpnet.testing copy models; JAX's Device object refuses it)."""
+    return tuple(x.shape[2:]), type(x), str(x.dtype), str(x.device)
+
+
+def plan(rows: list[list[Row]], x: Any) -> Plan:
+    """The plan of resizing x (N, C, H, W) by the rows of each axis: a broadcast where they repeat whole pixels,
+    else the two matrices on x's device."""
+    in_hw = tuple(x.shape[2:])
+    out = (len(rows[0]), len(rows[1]))
+    repeat = whole_repeats(rows, in_hw, out)
+    matrices = (None, None) if repeat is not None else tuple(matrix(r, i, x) for r, i in zip(rows, in_hw))
+    return out, repeat, matrices
+
+
+def resize(xp: Any, x: Any, plan: Plan) -> Any:
+    """y (N, C, oh, ow) = A_h @ x @ A_w^T on each image of x, or the pixels repeated (sh, sw) times."""
+    (oh, ow), repeat, (a_h, a_w) = plan
+    if repeat is None:
+        return _sandwich(xp, x, a_h, a_w)
+    n, c, h, w = x.shape
+    return xp.reshape(xp.broadcast_to(xp.reshape(x, (n, c, h, 1, w, 1)), (n, c, h, repeat[0], w, repeat[1])),
+                      (n, c, oh, ow))
+
+
+def resize_back(xp: Any, dy: Any, plan: Plan, in_hw: Pair) -> Any:
+    """dx (N, C, H, W) = A_h^T @ dy @ A_w, or each (sh, sw) block of dy summed."""
+    _, repeat, (a_h, a_w) = plan
+    if repeat is None:
+        return _sandwich(xp, dy, a_h.T, a_w.T)
+    n, c = dy.shape[:2]
+    return xp.sum(xp.reshape(dy, (n, c, in_hw[0], repeat[0], in_hw[1], repeat[1])), axis=(3, 5))
+
+
+def _sandwich(xp: Any, v: Any, left: Any, right: Any) -> Any:
+    """left @ v @ right^T for each image of v: (N, C, h, w) -> (N, C, oh, ow) for left (oh, h), right (ow, w).
+    Two 2-d products over all images at once (NumPy's broadcast 2-d @ 3-d product is some 50 times slower)."""
+    n, c, h, w = v.shape
+    oh, ow = left.shape[0], right.shape[0]
+    matmul = fast_path("matmul", xp, operator.matmul)
+    cols = matmul(xp.reshape(xp.permute_dims(v, (0, 1, 3, 2)), (n * c * w, h)), left.T)
+    rows = xp.reshape(xp.permute_dims(xp.reshape(cols, (n * c, w, oh)), (0, 2, 1)), (n * c * oh, w))
+    return xp.reshape(matmul(rows, right.T), (n, c, oh, ow))

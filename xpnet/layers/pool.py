@@ -234,7 +234,8 @@ class AvgPool2d(_Pool2d):
 
 
 class GlobalAvgPool(Layer):
-    """Mean over all pixels of each channel: x (N, C, H, W) -> y (N, C). Caches the input shape."""
+    """Mean over all pixels of each channel: x (N, C, H, W) -> y (N, C), PyTorch's AdaptiveAvgPool2d(1) and the
+    flatten after it (``AdaptiveAvgPool2d(1)`` alone keeps (N, C, 1, 1)). Caches the input shape."""
 
     def __init__(self) -> None:
         super().__init__()

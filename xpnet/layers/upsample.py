@@ -1,23 +1,22 @@
-"""Resizing of NCHW images, PyTorch's nn.Upsample / F.interpolate: 'nearest', 'nearest-exact', 'bilinear', 'bicubic'."""
+"""Resizing of NCHW images, PyTorch's nn.Upsample / F.interpolate: 'nearest', 'nearest-exact', 'bilinear', 'bicubic',
+'area'."""
 
 from __future__ import annotations
 
 import math
 import numbers
-import operator
 from typing import Any
 
 from .._user import flag
-from ..backend import dtype_name, fast_path, untracked
+from ..backend import dtype_name, untracked
 from . import _interp
-from ._im2col import Pair, as_pair
+from ._im2col import as_pair
 from .base import Layer
 
-_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic")
+_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
 _REFUSED = {
     "linear": "it resizes 3-d (N, C, L) inputs; for (N, C, H, W) images PyTorch's mode is 'bilinear'",
     "trilinear": "it resizes 5-d (N, C, D, H, W) volumes; xpnet's Upsample takes (N, C, H, W) images ('bilinear')",
-    "area": "it is PyTorch's adaptive average pooling; xn.layers.AvgPool2d(k) averages k x k blocks",
 }
 
 
@@ -28,7 +27,8 @@ class Upsample(Layer):
     int or a pair) and ``scale_factor`` (a number > 0 or a pair; oh = floor(H * scale)). ``mode``: 'nearest' (source
     pixel floor(dst * float32(H / oh)) in float32, PyTorch's rule: 14 -> 46 rows reads row 6 at 23, not 7),
     'nearest-exact' (floor((dst + 0.5) * H / oh)), 'bilinear' and 'bicubic' (A = -0.75, edge pixels repeated) with
-    ``align_corners`` (None is False; it must stay None for the nearest modes). With a ``scale_factor`` the pixels
+    ``align_corners`` (None is False; it must stay None for the nearest modes and 'area'), 'area' (the mean of
+    PyTorch's adaptive pooling window, as AdaptiveAvgPool2d((oh, ow))). With a ``scale_factor`` the pixels
     are placed by 1 / scale_factor, as PyTorch's, unless ``recompute_scale_factor=True`` places them by H / oh.
     A_h (oh, H) and A_w (ow, W) hold PyTorch's indices and weights (xpnet/layers/_interp.py), computed on the host
     and made into the matrices on the input's device once per input size; where the pixels are whole-number repeats
@@ -45,7 +45,7 @@ class Upsample(Layer):
         if (size is None) == (scale_factor is None):
             raise ValueError(f"{self.name}: pass exactly one of size and scale_factor (as PyTorch), got size={size!r} "
                              f"and scale_factor={scale_factor!r}")
-        if mode.startswith("nearest") and align_corners is not None:
+        if mode in ("nearest", "nearest-exact", "area") and align_corners is not None:
             raise ValueError(f"{self.name}: align_corners={align_corners!r} applies to the interpolating modes "
                              f"('bilinear', 'bicubic'), not mode={mode!r}; leave it None (PyTorch refuses it too)")
         if recompute_scale_factor is not None:
@@ -59,7 +59,7 @@ class Upsample(Layer):
         self.align_corners = None if align_corners is None else flag(align_corners, self.name, "align_corners")
         self.recompute_scale_factor = recompute_scale_factor
         self._shape = None
-        self._plan: tuple[Any, Any] | None = None  # (key of an input's size, dtype and device; its plan)
+        self._plan: tuple[Any, Any] | None = None  # (_interp.plan_key of an input, its plan)
 
     def _scale_pair(self, scale_factor: Any) -> tuple[float, float]:
         """scale_factor as a pair of finite numbers > 0 (whole numbers as ints, for the repr)."""
@@ -79,28 +79,20 @@ class Upsample(Layer):
         xp = self._check_float(x)
         if x.ndim != 4:
             raise ValueError(f"{self.name}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
-        n, c, h, w = x.shape
-        (oh, ow), repeat, (a_h, a_w) = self._plan_for(x)
+        plan = self._plan_for(x)
         self._shape = tuple(x.shape)
-        if repeat is not None:
-            sh, sw = repeat
-            return xp.reshape(xp.broadcast_to(xp.reshape(x, (n, c, h, 1, w, 1)), (n, c, h, sh, w, sw)),
-                              (n, c, oh, ow))
-        return _sandwich(xp, x, a_h, a_w)
+        return _interp.resize(xp, x, plan)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
         n, c, h, w = self._need(self._shape)
-        (oh, ow), repeat, (a_h, a_w) = self._plan[1]
-        xp = self._check_grad(dy, (n, c, oh, ow))
-        if repeat is not None:
-            return xp.sum(xp.reshape(dy, (n, c, h, repeat[0], w, repeat[1])), axis=(3, 5))
-        return _sandwich(xp, dy, a_h.T, a_w.T)
+        plan = self._plan[1]
+        xp = self._check_grad(dy, (n, c, *plan[0]))
+        return _interp.resize_back(xp, dy, plan, (h, w))
 
-    def _plan_for(self, x: Any) -> tuple[Pair, Pair | None, tuple[Any, Any]]:
-        """((oh, ow), (sh, sw) where a broadcast repeats the pixels else None, (A_h, A_w) else (None, None)),
-        made once per input size, dtype and device."""
-        key = (tuple(x.shape[2:]), x.dtype, x.device)
+    def _plan_for(self, x: Any) -> _interp.Plan:
+        """The plan of x's size (``_interp.plan``), made once per input size, dtype and device."""
+        key = _interp.plan_key(x)
         if self._plan is not None and self._plan[0] == key:
             return self._plan[1]
         sizes = self.size or (None, None)
@@ -112,26 +104,15 @@ class Upsample(Layer):
                              f"from the input's {x.shape[2]}x{x.shape[3]} (input shape {tuple(x.shape)}); each side "
                              "needs at least 1 pixel")
         rows = [self._rows(i, o, s, x) for i, o, s in zip(x.shape[2:], out, given)]
-        repeat = _interp.whole_repeats(rows, x.shape[2:], out)
-        matrices = (None, None) if repeat is not None else \
-            tuple(_interp.matrix(r, i, x) for r, i in zip(rows, x.shape[2:]))
-        self._plan = (key, (out, repeat, matrices))
+        self._plan = (key, _interp.plan(rows, x))
         return self._plan[1]
 
     def _rows(self, in_size: int, out_size: int, scale: float | None, x: Any) -> list[_interp.Row]:
         """PyTorch's (index, weight) pairs of each output index along one axis."""
+        if self.mode == "area":  # F.interpolate's adaptive_avg_pool2d, its size floor(H * scale_factor)
+            return _interp.adaptive(in_size, out_size)
         if self.mode.startswith("nearest"):
             return [[(i, 1.0)] for i in _interp.nearest(in_size, out_size, scale, self.mode == "nearest-exact")]
         rows = _interp.linear if self.mode == "bilinear" else _interp.cubic
         return rows(in_size, out_size, bool(self.align_corners), scale, dtype_name(x))
 
-
-def _sandwich(xp: Any, v: Any, left: Any, right: Any) -> Any:
-    """left @ v @ right^T for each image of v: (N, C, h, w) -> (N, C, oh, ow) for left (oh, h), right (ow, w).
-    Two 2-d products over all images at once (NumPy's broadcast 2-d @ 3-d product is some 50 times slower)."""
-    n, c, h, w = v.shape
-    oh, ow = left.shape[0], right.shape[0]
-    matmul = fast_path("matmul", xp, operator.matmul)
-    cols = matmul(xp.reshape(xp.permute_dims(v, (0, 1, 3, 2)), (n * c * w, h)), left.T)
-    rows = xp.reshape(xp.permute_dims(xp.reshape(cols, (n * c, w, oh)), (0, 2, 1)), (n * c * oh, w))
-    return xp.reshape(matmul(rows, right.T), (n, c, oh, ow))

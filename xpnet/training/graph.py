@@ -9,9 +9,9 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, the activations,
-   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings, Upsample, Dropout,
-   MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer
-   encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
+   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings (the adaptive ones too),
+   Upsample, Dropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
+   Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
@@ -26,11 +26,12 @@ How a captured epoch goes:
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
    once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d,
-   MultiheadAttention and Upsample's interpolation (A_h @ x @ A_w^T, its matrices made in the warm-up steps, once
-   per input size) multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled in shared
-   memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
+   MultiheadAttention, Upsample's interpolation and AdaptiveAvgPool2d (A_h @ x @ A_w^T, their matrices made in the
+   warm-up steps, once per input size) multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled
+   in shared memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided view copied) and col2im
    (slices added in place) are CuPy kernels that read nothing back, as are Upsample's broadcast copy and block
-   sums.
+   sums, and AdaptiveMaxPool2d's gathers (``take``) and selections (``where``) over index arrays made in the
+   warm-up steps.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies, and the lr again after each step where a
@@ -57,10 +58,10 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (ELU, GELU, AvgPool2d, BatchNorm, Concat, Conv2d, ConvTranspose2d, Dropout, Flatten,
-                      GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, MultiheadAttention,
-                      ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder,
-                      TransformerEncoderLayer, Unflatten, Upsample)
+from ..layers import (ELU, GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat, Conv2d,
+                      ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear,
+                      LogSoftmax, MaxPool2d, MultiheadAttention, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
@@ -79,7 +80,7 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
               LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
-              Upsample, Dropout, MultiheadAttention)
+              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
