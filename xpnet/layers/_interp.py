@@ -176,6 +176,15 @@ def resize_back(xp: Any, dy: Any, plan: Plan, in_hw: Pair) -> Any:
     return xp.sum(xp.reshape(dy, (n, c, in_hw[0], repeat[0], in_hw[1], repeat[1])), axis=(3, 5))
 
 
+def layer_backward(layer: Any, dy: Any) -> Any:
+    """dx of a layer that resized its last input by its cached plan (Upsample, AdaptiveAvgPool2d: ``_shape``, and
+    ``_plan`` as (key, plan)), after checking dy's shape."""
+    n, c, h, w = layer._need(layer._shape)
+    plan = layer._plan[1]
+    xp = layer._check_grad(dy, (n, c, *plan[0]))
+    return resize_back(xp, dy, plan, (h, w))
+
+
 def _sandwich(xp: Any, v: Any, left: Any, right: Any) -> Any:
     """left @ v @ right^T for each image of v: (N, C, h, w) -> (N, C, oh, ow) for left (oh, h), right (ow, w).
     Two 2-d products over all images at once (NumPy's broadcast 2-d @ 3-d product is some 50 times slower)."""

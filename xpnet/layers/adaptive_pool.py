@@ -69,11 +69,7 @@ class AdaptiveAvgPool2d(_AdaptivePool2d):
         return _interp.resize(xp, x, self._plan_for(x))
 
     def backward(self, dy: Any) -> Any:
-        dy = untracked(dy)
-        n, c, h, w = self._need(self._shape)
-        plan = self._plan[1]
-        xp = self._check_grad(dy, (n, c, *plan[0]))
-        return _interp.resize_back(xp, dy, plan, (h, w))
+        return _interp.layer_backward(self, untracked(dy))
 
     @staticmethod
     def _make_plan(x: Any, out: tuple[int, int]) -> _interp.Plan:

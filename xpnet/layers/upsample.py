@@ -84,11 +84,7 @@ class Upsample(Layer):
         return _interp.resize(xp, x, plan)
 
     def backward(self, dy: Any) -> Any:
-        dy = untracked(dy)
-        n, c, h, w = self._need(self._shape)
-        plan = self._plan[1]
-        xp = self._check_grad(dy, (n, c, *plan[0]))
-        return _interp.resize_back(xp, dy, plan, (h, w))
+        return _interp.layer_backward(self, untracked(dy))
 
     def _plan_for(self, x: Any) -> _interp.Plan:
         """The plan of x's size (``_interp.plan``), made once per input size, dtype and device."""
