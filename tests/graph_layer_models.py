@@ -136,6 +136,15 @@ def _transformer() -> Any:
                          L.Linear(6 * 8, 4))
 
 
+def _sequence() -> Any:
+    """Sequences (N, 4, 12) through the 1-d layers (their 2-d ones on (N, C, 1, L)): a grouped, dilated Conv1d,
+    MaxPool1d, a strided Conv1d (its input gradient in parts), ConvTranspose1d, AvgPool1d and the adaptive ones."""
+    return xn.Sequential(L.Conv1d(4, 8, 3, padding=2, dilation=2, groups=2), L.ReLU(), L.MaxPool1d(2),
+                         L.Conv1d(8, 8, 3, stride=2, padding=1), L.Tanh(), L.ConvTranspose1d(8, 4, 2, stride=2),
+                         L.AvgPool1d(3, 1, 1), L.Concat(L.AdaptiveAvgPool1d(3), L.AdaptiveMaxPool1d(3)), L.Flatten(),
+                         L.Linear(4 * 6, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
@@ -144,7 +153,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
-    "transformer": (_transformer, (6, 8))}
+    "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12))}
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from .base import Layer
 from .branches import Concat, Residual
 from .container import Container
 from .conv import Conv2d
+from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
@@ -24,6 +25,7 @@ from .layernorm import LayerNorm
 from .linear import Linear
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
+from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
 from .softmax import LogSoftmax, Softmax
@@ -39,6 +41,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
+           "Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
            "LayerNorm",
            "Residual", "Concat"]
 

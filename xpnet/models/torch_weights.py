@@ -31,8 +31,8 @@ import numpy as np
 
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
-from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, LayerNorm, Linear,
-                      MultiheadAttention, TiedLinear)
+from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding, LayerNorm,
+                      Linear, MultiheadAttention, TiedLinear)
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -45,6 +45,8 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     Linear: {"W": "weight.T", "b": "bias"},
     Conv2d: {"W": "weight", "b": "bias"},
     ConvTranspose2d: {"W": "weight", "b": "bias"},  # W (in, out // groups, kh, kw), PyTorch's own layout
+    Conv1d: {"W": "weight", "b": "bias"},  # W (out, in // groups, k)
+    ConvTranspose1d: {"W": "weight", "b": "bias"},  # W (in, out // groups, k)
     BatchNorm: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var",
                 "num_batches_tracked": "num_batches_tracked"},
     LayerNorm: {"gamma": "weight", "beta": "bias"},

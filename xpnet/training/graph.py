@@ -8,8 +8,9 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, the activations,
-   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings (the adaptive ones too),
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
+   forms, the activations,
+   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings (1-d and adaptive too),
    Upsample, Dropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
    Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
@@ -58,9 +59,9 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (ELU, GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat, Conv2d,
-                      ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear,
-                      LogSoftmax, MaxPool2d, MultiheadAttention, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+from ..layers import (ELU, GELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
+                      AvgPool1d, AvgPool2d, BatchNorm, Concat, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear,
+                      LogSoftmax, MaxPool1d, MaxPool2d, MultiheadAttention, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh,
                       TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
@@ -80,7 +81,9 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
               LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
-              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention)
+              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention,
+              # the 1-d layers run their 2-d ones on views of x, dy and the params: nothing of their own moves on
+              Conv1d, ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, AdaptiveMaxPool1d)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
