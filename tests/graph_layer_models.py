@@ -134,6 +134,13 @@ def _groupnorm() -> Any:
                          L.Flatten(), L.Linear(16, 4))
 
 
+def _rmsnorm() -> Any:
+    """Sequences (N, 6, 8) through RMSNorm with its scale and PyTorch's eps=None (the dtype's epsilon), and over
+    the last two axes with an eps of its own."""
+    return xn.Sequential(L.RMSNorm(8), L.Linear(8, 16), L.GELU(), L.RMSNorm((6, 16), 1e-6), L.Flatten(),
+                         L.Linear(96, 4))
+
+
 def _transformer() -> Any:
     """Sequences (N, 6, 8) through a stack of two pre-norm GELU Transformer encoder layers with dropout (the
     attention's own included: drawn in the graph) and a final LayerNorm, a post-norm ReLU layer, then classified.
@@ -153,7 +160,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
-    "groupnorm": (_groupnorm, (2, 6, 6)),
+    "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),
     "transformer": (_transformer, (6, 8))}
 
 

@@ -12,7 +12,7 @@ import pytest
 import xpnet as xn
 from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, Flatten,
                           GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU, Linear,
-                          LogSoftmax, MaxPool2d, ReLU, SiLU, Softmax, Softplus, Tanh, TiedLinear, Upsample)
+                          LogSoftmax, MaxPool2d, ReLU, RMSNorm, SiLU, Softmax, Softplus, Tanh, TiedLinear, Upsample)
 
 torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
 nn = torch.nn
@@ -82,6 +82,7 @@ CASES = [
      _floats(3, 4, 5)),
     ("InstanceNorm1d-affine", lambda: nn.InstanceNorm1d(3, affine=True), lambda: InstanceNorm1d(3, affine=True),
      _floats(2, 3, 5)),
+    ("RMSNorm", lambda: nn.RMSNorm((4, 5)), lambda: RMSNorm((4, 5)), _floats(3, 4, 5)),
     ("InstanceNorm2d", lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.InstanceNorm2d(3)),
      lambda: xn.Sequential(Conv2d(2, 3, 3), InstanceNorm2d(3)), _floats(2, 2, 5, 5)),
     ("Embedding", lambda: nn.Embedding(10, 4), lambda: Embedding(10, 4), _ids(3, 6, vocab=10)),

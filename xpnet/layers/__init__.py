@@ -28,6 +28,7 @@ from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
+from .rmsnorm import RMSNorm
 from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
@@ -41,7 +42,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
-           "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
+           "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.

@@ -10,7 +10,7 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, the activations,
    Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm, InstanceNorm1d and 2d,
-   the poolings (the adaptive ones too), Upsample, Dropout, MultiheadAttention) inside the containers of
+   RMSNorm, the poolings (the adaptive ones too), Upsample, Dropout, MultiheadAttention) inside the containers of
    :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and stack, nested), a loss
    of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
@@ -61,8 +61,8 @@ from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (ELU, GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat, Conv2d,
                       ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, GroupNorm, Identity, InstanceNorm1d,
                       InstanceNorm2d, LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, MultiheadAttention, ReLU,
-                      Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder, TransformerEncoderLayer,
-                      Unflatten, Upsample)
+                      Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder,
+                      TransformerEncoderLayer, Unflatten, Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
@@ -81,8 +81,8 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
               LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm, InstanceNorm1d,
-              InstanceNorm2d, MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample,
-              Dropout, MultiheadAttention)
+              InstanceNorm2d, RMSNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d,
+              Upsample, Dropout, MultiheadAttention)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
