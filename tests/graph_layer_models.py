@@ -125,6 +125,22 @@ def _layernorm() -> Any:
                          L.Linear(16, 16), L.LayerNorm(16, elementwise_affine=False), L.ReLU(), L.Linear(16, 4))
 
 
+def _groupnorm() -> Any:
+    """Images (N, 2, 6, 6) through InstanceNorm2d (no affine, PyTorch's default) and GroupNorm, then features
+    through GroupNorm of 4 groups and, seen as (N, 4, 4), InstanceNorm1d with its affine parameters. No bias
+    before a GroupNorm: its gradient is zero up to rounding (see _batchnorm)."""
+    return xn.Sequential(L.InstanceNorm2d(2), L.GroupNorm(1, 2), L.Flatten(), L.Linear(72, 16, bias=False),
+                         L.GroupNorm(4, 16), L.ReLU(), L.Unflatten(1, (4, 4)), L.InstanceNorm1d(4, affine=True),
+                         L.Flatten(), L.Linear(16, 4))
+
+
+def _rmsnorm() -> Any:
+    """Sequences (N, 6, 8) through RMSNorm with its scale and PyTorch's eps=None (the dtype's epsilon), and over
+    the last two axes with an eps of its own."""
+    return xn.Sequential(L.RMSNorm(8), L.Linear(8, 16), L.GELU(), L.RMSNorm((6, 16), 1e-6), L.Flatten(),
+                         L.Linear(96, 4))
+
+
 def _transformer() -> Any:
     """Sequences (N, 6, 8) through a stack of two pre-norm GELU Transformer encoder layers with dropout (the
     attention's own included: drawn in the graph) and a final LayerNorm, a post-norm ReLU layer, then classified.
@@ -153,6 +169,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
+    "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),
     "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12))}
 
 

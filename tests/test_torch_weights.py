@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, Flatten, Identity,
-                          LayerNorm, LeakyReLU, Linear, LogSoftmax, MaxPool2d, ReLU, SiLU, Softmax, Softplus, Tanh,
-                          TiedLinear, Upsample)
+from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, Flatten,
+                          GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU, Linear,
+                          LogSoftmax, MaxPool2d, ReLU, RMSNorm, SiLU, Softmax, Softplus, Tanh, TiedLinear, Upsample)
 
 torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
 nn = torch.nn
@@ -77,6 +77,14 @@ CASES = [
     ("BatchNorm1d-momentum=None", lambda: nn.BatchNorm1d(5, momentum=None), lambda: BatchNorm(5, momentum=None),
      _floats(6, 5)),
     ("LayerNorm", lambda: nn.LayerNorm(5), lambda: LayerNorm(5), _floats(3, 4, 5)),
+    ("GroupNorm", lambda: nn.GroupNorm(2, 4), lambda: GroupNorm(2, 4), _floats(3, 4, 3, 3)),
+    ("GroupNorm-bias=False", lambda: nn.GroupNorm(4, 4, bias=False), lambda: GroupNorm(4, 4, bias=False),
+     _floats(3, 4, 5)),
+    ("InstanceNorm1d-affine", lambda: nn.InstanceNorm1d(3, affine=True), lambda: InstanceNorm1d(3, affine=True),
+     _floats(2, 3, 5)),
+    ("RMSNorm", lambda: nn.RMSNorm((4, 5)), lambda: RMSNorm((4, 5)), _floats(3, 4, 5)),
+    ("InstanceNorm2d", lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.InstanceNorm2d(3)),
+     lambda: xn.Sequential(Conv2d(2, 3, 3), InstanceNorm2d(3)), _floats(2, 2, 5, 5)),
     ("Embedding", lambda: nn.Embedding(10, 4), lambda: Embedding(10, 4), _ids(3, 6, vocab=10)),
     ("RNN", lambda: nn.RNN(4, 6, batch_first=True), lambda: RNN(4, 6), _floats(3, 5, 4)),
     ("LSTM", lambda: nn.LSTM(4, 6, batch_first=True), lambda: LSTM(4, 6), _floats(3, 5, 4)),

@@ -21,6 +21,8 @@ from .conv_transpose import ConvTranspose2d
 from .dropout import Dropout
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
+from .groupnorm import GroupNorm
+from .instancenorm import InstanceNorm1d, InstanceNorm2d
 from .layernorm import LayerNorm
 from .linear import Linear
 from .multihead_attention import MultiheadAttention
@@ -28,6 +30,7 @@ from .norm import BatchNorm
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .recurrent import GRU, LSTM, RNN
+from .rmsnorm import RMSNorm
 from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
@@ -42,7 +45,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
-           "LayerNorm",
+           "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "Residual", "Concat"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.

@@ -30,10 +30,7 @@ class LayerNorm(Layer):
     def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, device: Any = None, dtype: Any = "float32"):
         super().__init__()
-        shape = (normalized_shape,) if is_int(normalized_shape) else normalized_shape
-        if not isinstance(shape, (tuple, list)) or not shape:
-            raise ValueError(f"LayerNorm: normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}")
-        self.normalized_shape = tuple(positive_int(self, "normalized_shape", d) for d in shape)
+        self.normalized_shape = normalized_shape_of(self, normalized_shape)
         if not is_real(eps) or not eps > 0.0:
             raise ValueError(f"LayerNorm: eps must be a float > 0, got {eps!r}")
         self.eps = float(eps)
@@ -55,22 +52,14 @@ class LayerNorm(Layer):
                 "elementwise_affine": self.elementwise_affine, "bias": self.bias, "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        # The base's, but a shape (4, 4) stays (4, 4): the base shows a pair of equal ints as one (a kernel size).
-        shape = self.normalized_shape[0] if len(self.normalized_shape) == 1 else self.normalized_shape
-        defaults = {"eps": 1e-5, "elementwise_affine": True, "dtype": "float32"}
-        shown = [f"normalized_shape={shape!r}"]
-        shown += [f"{k}={getattr(self, k)!r}" for k, default in defaults.items() if getattr(self, k) != default]
-        return f"{self.name}({', '.join(shown)}, bias={self.bias!r})"
+        return shape_repr(self, {"eps": 1e-5, "elementwise_affine": True, "dtype": "float32"}, f", bias={self.bias!r}")
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
-        k = len(self.normalized_shape)
-        if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
-            raise ValueError(f"LayerNorm: expected input (..., {', '.join(map(str, self.normalized_shape))}), its "
-                             f"last {k} ax{'is' if k == 1 else 'es'} normalized_shape, got shape {tuple(x.shape)}")
+        check_last_axes(self, x)
         x2 = xp.reshape(x, (-1, self._size))
         forward = fast_path("layernorm_forward", xp, layernorm_forward)
         y, self._x_hat, self._inv_std = forward(x2, *self._affine(xp), self.eps)
@@ -96,6 +85,32 @@ class LayerNorm(Layer):
         if beta is not None:
             self.grads["beta"] = xp.reshape(dbeta, self.normalized_shape)
         return xp.reshape(dx, self._shape)
+
+
+def normalized_shape_of(layer: Layer, value: Any) -> tuple[int, ...]:
+    """PyTorch's ``normalized_shape`` (an int or a sequence of ints) as a tuple of positive ints."""
+    shape = (value,) if is_int(value) else value
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise ValueError(f"{layer.name}: normalized_shape must be an int or a tuple of ints, got {value!r}")
+    return tuple(positive_int(layer, "normalized_shape", d) for d in shape)
+
+
+def check_last_axes(layer: Any, x: Any) -> None:
+    """Raise unless the last axes of ``x`` are ``layer.normalized_shape``."""
+    shape = layer.normalized_shape
+    k = len(shape)
+    if x.ndim < k or tuple(x.shape[x.ndim - k:]) != shape:
+        raise ValueError(f"{layer.name}: expected input (..., {', '.join(map(str, shape))}), its last {k} "
+                         f"ax{'is' if k == 1 else 'es'} normalized_shape, got shape {tuple(x.shape)}")
+
+
+def shape_repr(layer: Any, defaults: dict[str, Any], tail: str = "") -> str:
+    """The base's repr, but a shape (4, 4) stays (4, 4) (the base shows a pair of equal ints as one, a kernel
+    size): ``normalized_shape``, then the attributes away from ``defaults``, then ``tail``."""
+    shape = layer.normalized_shape[0] if len(layer.normalized_shape) == 1 else layer.normalized_shape
+    shown = [f"normalized_shape={shape!r}"]
+    shown += [f"{k}={getattr(layer, k)!r}" for k, default in defaults.items() if getattr(layer, k) != default]
+    return f"{layer.name}({', '.join(shown)}{tail})"
 
 
 def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:

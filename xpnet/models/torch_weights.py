@@ -31,8 +31,9 @@ import numpy as np
 
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
-from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding, LayerNorm,
-                      Linear, MultiheadAttention, TiedLinear)
+from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding,
+                      GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, MultiheadAttention, RMSNorm,
+                      TiedLinear)
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -50,6 +51,10 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     BatchNorm: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var",
                 "num_batches_tracked": "num_batches_tracked"},
     LayerNorm: {"gamma": "weight", "beta": "bias"},
+    GroupNorm: {"gamma": "weight", "beta": "bias"},
+    InstanceNorm1d: {"gamma": "weight", "beta": "bias"},
+    InstanceNorm2d: {"gamma": "weight", "beta": "bias"},
+    RMSNorm: {"gamma": "weight"},
     Embedding: {"W": "weight"},
     TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
     RNN: _RECURRENT,

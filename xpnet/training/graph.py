@@ -9,11 +9,10 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
-   forms, the activations,
-   Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings (1-d and adaptive too),
-   Upsample, Dropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
-   Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
-   (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
+   forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm,
+   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, Dropout, MultiheadAttention)
+   inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and
+   stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
@@ -60,9 +59,11 @@ from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (ELU, GELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
-                      AvgPool1d, AvgPool2d, BatchNorm, Concat, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear,
-                      LogSoftmax, MaxPool1d, MaxPool2d, MultiheadAttention, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh,
-                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
+                      AvgPool1d, AvgPool2d, BatchNorm, Concat, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
+                      Dropout, Flatten, GlobalAvgPool, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+                      LeakyReLU, Linear, LogSoftmax, MaxPool1d, MaxPool2d, MultiheadAttention, ReLU, Residual, RMSNorm,
+                      Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten,
+                      Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
@@ -80,8 +81,9 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
 # none reads anything back to the host, and their arguments are constants of the layer.
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
-              LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
-              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention,
+              LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm, InstanceNorm1d,
+              InstanceNorm2d, RMSNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d,
+              Upsample, Dropout, MultiheadAttention,
               # the 1-d layers run their 2-d ones on views of x, dy and the params: nothing of their own moves on
               Conv1d, ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, AdaptiveMaxPool1d)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
