@@ -88,6 +88,13 @@ def _activations() -> Any:
                          L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1))
 
 
+def _more_activations() -> Any:
+    """PyTorch's piecewise-linear activations (MobileNet's), the ELU family and Mish, Softsign, LogSigmoid."""
+    return xn.Sequential(L.Linear(12, 16), L.Hardswish(), L.Linear(16, 16), L.ReLU6(), L.Hardtanh(-2.0, 0.5),
+                         L.Hardsigmoid(), L.Linear(16, 16), L.SELU(), L.CELU(0.5), L.Mish(), L.Linear(16, 16),
+                         L.Softsign(), L.LogSigmoid(), L.Linear(16, 4))
+
+
 def _decoder() -> Any:
     """Images (N, 2, 8, 8) down by a strided Conv2d, through a Linear bottleneck (Flatten, Unflatten) and back up
     by ConvTranspose2d (overlapping windows summed by col2im, output_padding) and Upsample (a broadcast), then
@@ -142,6 +149,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
     "adaptive": (_adaptive, (2, 7, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
+    "more-activations": (_more_activations, (12,)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
     "transformer": (_transformer, (6, 8))}

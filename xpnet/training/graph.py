@@ -58,9 +58,10 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (ELU, GELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat, Conv2d,
-                      ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Identity, LayerNorm, LeakyReLU, Linear,
-                      LogSoftmax, MaxPool2d, MultiheadAttention, ReLU, Residual, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat,
+                      Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Hardsigmoid, Hardswish, Hardtanh,
+                      Identity, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool2d, Mish,
+                      MultiheadAttention, ReLU, ReLU6, Residual, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh,
                       TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
@@ -78,8 +79,9 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # would not move on.
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
 # none reads anything back to the host, and their arguments are constants of the layer.
-CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
-              LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
+CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, SELU, CELU, GELU, SiLU, Softplus,
+              Hardtanh, ReLU6, Hardsigmoid, Hardswish, Mish, Softsign, LogSigmoid, Softmax, LogSoftmax, Identity,
+              Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
               AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
