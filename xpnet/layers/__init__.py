@@ -26,6 +26,7 @@ from .linear import Linear
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .smooth_activations import LogSigmoid, Mish, Softsign
 from .softmax import LogSoftmax, Softmax
@@ -36,7 +37,7 @@ from .upsample import Upsample
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
-           "Softsign", "LogSigmoid", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
+           "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
@@ -71,7 +72,6 @@ _PYTORCH_NAMES = {
     "UpsamplingBilinear2d": "xn.layers.Upsample(size=None, scale_factor=None, mode='bilinear', align_corners=True) "
                             "is nn.UpsamplingBilinear2d (its corners aligned; nn.Upsample's bilinear default is "
                             "align_corners=False)",
-    "PReLU": "xpnet has no PReLU (a learned slope): xn.layers.LeakyReLU(negative_slope) has a fixed one",
     "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
     "Lambda": "a layer needs its backward too (xpnet has no autograd): subclass xn.layers.Layer with forward(x, "
               "train=True) and backward(dy); the tutorial's x.view(-1, 1, 28, 28) is xn.layers.Unflatten(1, (1, 28, "

@@ -32,7 +32,7 @@ import numpy as np
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTranspose2d, Embedding, LayerNorm, Linear,
-                      MultiheadAttention, TiedLinear)
+                      MultiheadAttention, PReLU, TiedLinear)
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -48,6 +48,7 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     BatchNorm: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var",
                 "num_batches_tracked": "num_batches_tracked"},
     LayerNorm: {"gamma": "weight", "beta": "bias"},
+    PReLU: {"weight": "weight"},
     Embedding: {"W": "weight"},
     TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
     RNN: _RECURRENT,

@@ -61,7 +61,7 @@ from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat,
                       Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Hardsigmoid, Hardswish, Hardtanh,
                       Identity, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool2d, Mish,
-                      MultiheadAttention, ReLU, ReLU6, Residual, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh,
+                      MultiheadAttention, PReLU, ReLU, ReLU6, Residual, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh,
                       TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
@@ -78,10 +78,10 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
-# none reads anything back to the host, and their arguments are constants of the layer.
+# none reads anything back to the host, and their arguments are constants of the layer (PReLU's slopes a parameter).
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, SELU, CELU, GELU, SiLU, Softplus,
-              Hardtanh, ReLU6, Hardsigmoid, Hardswish, Mish, Softsign, LogSigmoid, Softmax, LogSoftmax, Identity,
-              Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
+              Hardtanh, ReLU6, Hardsigmoid, Hardswish, Mish, Softsign, LogSigmoid, PReLU, Softmax, LogSoftmax,
+              Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
               AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
