@@ -118,7 +118,6 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
-    ("xn.layers.Dropout2d", "xn.layers.Dropout(p) (no whole-channel dropout)"),
     ("xn.datasets.FashionMNIST", "xn.datasets.load_fashion_mnist(): NumPy arrays, x float32 in [0, 1] as after "
                                  "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False"),
     ("xn.datasets.MNIST", "xn.datasets.load_mnist()"),

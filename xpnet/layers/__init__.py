@@ -17,7 +17,7 @@ from .branches import Concat, Residual
 from .container import Container
 from .conv import Conv2d
 from .conv_transpose import ConvTranspose2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
 from .hard_activations import Hardsigmoid, Hardswish, Hardtanh, ReLU6
@@ -25,6 +25,8 @@ from .layernorm import LayerNorm
 from .linear import Linear
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
+from .padding import ConstantPad2d, ZeroPad2d
+from .pixel_shuffle import PixelShuffle, PixelUnshuffle
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
@@ -38,11 +40,13 @@ from .upsample import Upsample
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
            "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
+           "Dropout2d",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
-           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d", "PixelShuffle",
+           "PixelUnshuffle", "BatchNorm",
            "LayerNorm",
            "Residual", "Concat"]
 
@@ -72,7 +76,6 @@ _PYTORCH_NAMES = {
     "UpsamplingBilinear2d": "xn.layers.Upsample(size=None, scale_factor=None, mode='bilinear', align_corners=True) "
                             "is nn.UpsamplingBilinear2d (its corners aligned; nn.Upsample's bilinear default is "
                             "align_corners=False)",
-    "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
     "Lambda": "a layer needs its backward too (xpnet has no autograd): subclass xn.layers.Layer with forward(x, "
               "train=True) and backward(dy); the tutorial's x.view(-1, 1, 28, 28) is xn.layers.Unflatten(1, (1, 28, "
               "28)) (or load the images with flatten=False), and x.view(x.size(0), -1) is xn.layers.Flatten()",

@@ -10,8 +10,8 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, the activations,
    Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, the poolings (the adaptive ones too),
-   Upsample, Dropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
-   Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
+   Upsample, the paddings and pixel shuffles, Dropout and Dropout2d, MultiheadAttention) inside the containers
+   of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
@@ -36,7 +36,7 @@ How a captured epoch goes:
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies, and the lr again after each step where a
    callback has a per-step hook: ``xn.callbacks.LRScheduler(..., interval="step")``), the batch counter, the loss sum and the
-   correct count, which are read once per epoch as in eager training. Dropout draws its masks in the
+   correct count, which are read once per epoch as in eager training. Dropout (Dropout2d too) draws its masks in the
    graph from its Philox state on the device (``xpnet.backend.random``): a key and a draw count that
    each launch reads and counts on; the key is seeded again in place at each epoch's start, before the
    launches, from the layer's host generator as an eager epoch seeds it at its first draw, so the masks
@@ -59,10 +59,11 @@ from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, BatchNorm, Concat,
-                      Conv2d, ConvTranspose2d, Dropout, Flatten, GlobalAvgPool, Hardsigmoid, Hardswish, Hardtanh,
-                      Identity, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool2d, Mish,
-                      MultiheadAttention, PReLU, ReLU, ReLU6, Residual, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh,
-                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample)
+                      ConstantPad2d, Conv2d, ConvTranspose2d, Dropout, Dropout2d, Flatten, GlobalAvgPool, Hardsigmoid,
+                      Hardswish, Hardtanh, Identity, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool2d,
+                      Mish, MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReLU, ReLU6, Residual, Sigmoid,
+                      SiLU, Softmax, Softplus, Softsign, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten,
+                      Upsample, ZeroPad2d)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
@@ -82,7 +83,8 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, SELU, CELU, GELU, SiLU, Softplus,
               Hardtanh, ReLU6, Hardsigmoid, Hardswish, Mish, Softsign, LogSigmoid, PReLU, Softmax, LogSoftmax,
               Identity, Flatten, Unflatten, BatchNorm, LayerNorm, MaxPool2d, AvgPool2d, GlobalAvgPool,
-              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, Dropout, MultiheadAttention)
+              AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, ZeroPad2d, ConstantPad2d, PixelShuffle, PixelUnshuffle,
+              Dropout, Dropout2d, MultiheadAttention)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
