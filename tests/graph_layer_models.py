@@ -88,6 +88,23 @@ def _activations() -> Any:
                          L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1))
 
 
+def _more_activations() -> Any:
+    """PyTorch's piecewise-linear activations (MobileNet's), the ELU family, Mish, Softsign, LogSigmoid, and PReLU's
+    learned slopes (one, and one per feature)."""
+    return xn.Sequential(L.Linear(12, 16), L.Hardswish(), L.PReLU(16), L.Linear(16, 16), L.ReLU6(), L.PReLU(),
+                         L.Hardtanh(-2.0, 0.5), L.Hardsigmoid(), L.Linear(16, 16), L.SELU(), L.CELU(0.5), L.Mish(), L.Linear(16, 16),
+                         L.Softsign(), L.LogSigmoid(), L.Linear(16, 4))
+
+
+def _super_resolution() -> Any:
+    """Images (N, 1, 4, 4) through PyTorch's super-resolution and MobileNet pieces: ZeroPad2d before an unpadded
+    convolution, PReLU per channel, PixelShuffle up, Dropout2d (whole channels, drawn in the graph), an asymmetric
+    ConstantPad2d and PixelUnshuffle down (one convolution: the fake CuPy runs its products thread by thread)."""
+    return xn.Sequential(L.ZeroPad2d(1), L.Conv2d(1, 8, 3), L.PReLU(8), L.PixelShuffle(2), L.Dropout2d(0.25),
+                         L.ConstantPad2d((2, 0, 1, 1), 0.5), L.Hardswish(), L.PixelUnshuffle(2), L.Flatten(),
+                         L.Linear(8 * 5 * 5, 4))
+
+
 def _decoder() -> Any:
     """Images (N, 2, 8, 8) down by a strided Conv2d, through a Linear bottleneck (Flatten, Unflatten) and back up
     by ConvTranspose2d (overlapping windows summed by col2im, output_padding) and Upsample (a broadcast), then
@@ -167,6 +184,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "pooling": (_pooling, (2, 6, 6)), "pooling-options": (_pooling_options, (2, 6, 6)),
     "adaptive": (_adaptive, (2, 7, 6)),
     "residual": (_residual, (12,)), "cnn": (_cnn, (2, 8, 8)), "activations": (_activations, (12,)),
+    "more-activations": (_more_activations, (12,)), "super-resolution": (_super_resolution, (1, 4, 4)),
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
     "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),

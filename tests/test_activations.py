@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import library_device, require_cuda
+from conftest import DEVICES, library_device, require_cuda
 
 import xpnet as xn
 from xpnet import backend
@@ -152,7 +152,29 @@ LAYERS = [
     ("LogSoftmax-1", lambda: L.LogSoftmax(1), lambda: nn.LogSoftmax(1)),
     ("Identity", L.Identity, nn.Identity),
 ]
+# PyTorch's activations of MobileNet, GANs and self-normalising networks: on JAX all in one test (XLA compiles each
+# operation once per shape, ~0.4 s a case).
+MORE = [
+    ("SELU", L.SELU, nn.SELU),
+    ("CELU", L.CELU, nn.CELU),
+    ("CELU-alpha-0.5", lambda: L.CELU(0.5), lambda: nn.CELU(0.5)),
+    ("ReLU6", L.ReLU6, nn.ReLU6),
+    ("Hardtanh", L.Hardtanh, nn.Hardtanh),
+    ("Hardtanh--2-0.5", lambda: L.Hardtanh(-2.0, max_val=0.5), lambda: nn.Hardtanh(-2.0, max_val=0.5)),
+    ("Hardsigmoid", L.Hardsigmoid, nn.Hardsigmoid),
+    ("Hardswish", L.Hardswish, nn.Hardswish),
+    ("Mish", L.Mish, nn.Mish),
+    ("Softsign", L.Softsign, nn.Softsign),
+    ("LogSigmoid", L.LogSigmoid, nn.LogSigmoid),
+]
 SOFTMAX = (L.Softmax, L.LogSoftmax)
+
+
+def _on_devices(ids=None):
+    """(dev, make_ours, make_theirs) over the conftest's devices for LAYERS, and for MORE on all but JAX."""
+    return [pytest.param(d.values[0], o, t, id=f"{d.id}-{i}", marks=d.marks)
+            for table, skip in ((LAYERS, ()), (MORE, ("jax",))) for i, o, t in table
+            for d in DEVICES if d.id not in skip and (ids is None or ids(i))]
 CLOSE = {"rtol": 1e-12, "atol": 1e-12}
 
 
@@ -161,8 +183,9 @@ def _nudged(v):
 
 
 def _inputs(rng, softmax, dtype="float64"):
-    """(4, 3, 10) inputs and gradients: random values and, in the first 30 places, x around 0, large |x|, and each
-    Softplus's threshold (20, 10 / 2, 20 / 0.5, -20 for beta = -1) with its neighbours on either side. Softmax's
+    """(4, 3, 10) inputs and gradients: random values and, in the first 40 places, x around 0, large |x|, each
+    Softplus's threshold (20, 10 / 2, 20 / 0.5, -20 for beta = -1) with its neighbours on either side, and the
+    kinks of the hard activations exactly (+-1, +-3, 6; Hardtanh(-2, 0.5)'s). Softmax's
     large values are +-1e4 (where an unshifted exp overflows), not 1e150: their differences would overflow."""
     x = rng.standard_normal((4, 3, 10)) * 3
     if softmax:
@@ -172,7 +195,8 @@ def _inputs(rng, softmax, dtype="float64"):
         # float64: PyTorch's tanh-GELU gradient is NaN past 1.3e154.
         large = 2e38 if dtype == "float32" else 1e150
         special = [0.0, -0.0, 1e-300, -1e-300, 1e-10, -1e-10, 30.0, -30.0, 1e3, -1e3, large, -large,
-                   *_nudged(20.0), *_nudged(5.0), *_nudged(40.0), *_nudged(-20.0)]
+                   *_nudged(20.0), *_nudged(5.0), *_nudged(40.0), *_nudged(-20.0),
+                   1.0, -1.0, 3.0, -3.0, 6.0, -2.0, 0.5, *_nudged(-3.0)[1:], *_nudged(3.0)[1:]]
     flat = x.reshape(-1)
     flat[:len(special)] = special
     return x.astype(dtype), rng.standard_normal(x.shape).astype(dtype)
@@ -210,12 +234,18 @@ def _compare_with_pytorch(dev, rng, make_ours, make_theirs, ours=None, dtype="fl
     np.testing.assert_array_equal(xn.to_numpy(dy_dev), dy)
 
 
-@pytest.mark.parametrize("make_ours, make_theirs", [pytest.param(o, t, id=i) for i, o, t in LAYERS])
+@pytest.mark.parametrize("dev, make_ours, make_theirs", _on_devices(), indirect=["dev"])
 def test_each_layer_equals_pytorch_in_float64(dev, rng, make_ours, make_theirs):
     _compare_with_pytorch(dev, rng, make_ours, make_theirs)
 
 
-@pytest.mark.parametrize("make_ours, make_theirs", [pytest.param(o, t, id=i) for i, o, t in LAYERS])
+def test_the_other_activations_equal_pytorch_on_jax(rng):
+    dev = library_device("jax:cpu")
+    for _, make_ours, make_theirs in MORE:
+        _compare_with_pytorch(dev, rng, make_ours, make_theirs)
+
+
+@pytest.mark.parametrize("dev, make_ours, make_theirs", _on_devices(), indirect=["dev"])
 def test_float32_stays_float32_without_overflow(dev, rng, make_ours, make_theirs):
     """float32 in, float32 out, as close to PyTorch's float32 as rounding allows, 2e38 included (Softplus(beta=2)
     doubles it: clipped first). atol 1e-5: the tanh form's gradient near x = -5 is a difference of two terms of
@@ -257,8 +287,8 @@ def test_a_planted_gradient_bug_is_caught(rng, buggy, make_theirs):
     assert not report.ok
 
 
-@pytest.mark.parametrize("make", [pytest.param(o, id=i) for i, o, _ in LAYERS if "Softmax-0" not in i])
-def test_gradcheck_passes(dev, make):
+@pytest.mark.parametrize("dev, make, _", _on_devices(lambda i: "Softmax-0" not in i), indirect=["dev"])
+def test_gradcheck_passes(dev, make, _):
     xn.init.seed(0)
     model = xn.Sequential(xn.layers.Linear(5, 6), make(), xn.layers.Linear(6, 3)).to(dev)
     x = xn.to_device(np.random.default_rng(0).standard_normal((4, 5)).astype("float32"), dev)
@@ -288,6 +318,15 @@ def test_gradcheck_passes(dev, make):
      r"^LeakyReLU: inplace=True is not supported: xpnet never writes into a layer's input; leave inplace out"),
     (lambda: L.ELU(1.0, True), ValueError, r"^ELU: inplace=True is not supported"),
     (lambda: L.SiLU(inplace=True), ValueError, r"^SiLU: inplace=True is not supported"),
+    (lambda: L.ReLU6(True), ValueError, r"^ReLU6: inplace=True is not supported"),
+    (lambda: L.Hardswish(inplace=True), ValueError, r"^Hardswish: inplace=True is not supported"),
+    (lambda: L.CELU(1.0, True), ValueError, r"^CELU: inplace=True is not supported"),
+    (lambda: L.CELU(alpha=0), ValueError, r"^CELU: alpha must be a finite number other than 0, got 0$"),
+    (lambda: L.Hardtanh(1.0, -1.0), ValueError, (r"^Hardtanh: max_val must be greater than min_val \(PyTorch's "
+                                                 r"rule\), got min_val=1.0, max_val=-1.0$")),
+    (lambda: L.Hardtanh(min_value=-2.0), ValueError, (r"^Hardtanh: min_value= is deprecated in PyTorch and not "
+                                                      r"taken here; write min_val=-2.0$")),
+    (lambda: L.Hardtanh(max_val="1"), ValueError, r"^Hardtanh: max_val must be a finite number, got '1'$"),
     # torchvision writes nn.ReLU(True) and nn.Dropout(p, True): a TypeError, or True taken as Dropout's seed.
     (lambda: L.ReLU(True), ValueError, r"^ReLU: inplace=True is not supported: xpnet never writes into"),
     (lambda: L.Dropout(0.5, inplace=True), ValueError, r"^Dropout: inplace=True is not supported"),
@@ -326,7 +365,7 @@ def test_a_dim_outside_the_input_is_refused_at_forward_naming_both():
         L.Softmax(dim=0).forward(np.zeros(()))
 
 
-@pytest.mark.parametrize("make", [pytest.param(o, id=i) for i, o, _ in LAYERS])
+@pytest.mark.parametrize("make", [pytest.param(o, id=i) for i, o, _ in LAYERS + MORE])
 def test_bad_inputs_and_gradients_are_refused_as_the_other_layers_do(make):
     layer = make()
     with pytest.raises(RuntimeError, match=f"^{layer.name}: backward called before forward"):
@@ -349,6 +388,10 @@ def test_pytorchs_defaults_and_positional_order_are_taken_inplace_false_too():
     assert L.SiLU(inplace=False).config() == {} and L.LeakyReLU(inplace=False).config() == {"negative_slope": 0.01}
     assert L.ReLU(inplace=False).config() == {} and repr(L.ReLU(False)) == "ReLU()"
     assert L.Dropout(0.3, inplace=False).config() == L.Dropout(0.3).config()
+    assert (L.Hardtanh().min_val, L.Hardtanh().max_val) == (nn.Hardtanh().min_val, nn.Hardtanh().max_val) == (-1, 1)
+    assert (L.ReLU6().min_val, L.ReLU6().max_val) == (nn.ReLU6().min_val, nn.ReLU6().max_val) == (0, 6)
+    assert L.CELU().alpha == nn.CELU().alpha == 1.0 and L.CELU(0.3, False).alpha == 0.3
+    assert (L.Hardtanh(-2, 3, False).min_val, L.Hardtanh(-2, 3, False).max_val) == (-2.0, 3.0)
 
 
 def test_identity_takes_any_arguments_as_pytorchs_and_keeps_none():
@@ -360,15 +403,18 @@ def test_identity_takes_any_arguments_as_pytorchs_and_keeps_none():
 
 def test_repr_shows_the_arguments_away_from_their_defaults():
     assert [repr(m) for m in (L.LeakyReLU(), L.LeakyReLU(0.2), L.ELU(alpha=0.5), L.GELU(), L.GELU("tanh"), L.SiLU(),
-                              L.Softplus(), L.Softplus(2, threshold=10), L.Softmax(dim=-1), L.LogSoftmax(1))] == [
+                              L.Softplus(), L.Softplus(2, threshold=10), L.Softmax(dim=-1), L.LogSoftmax(1),
+                              L.Hardtanh(), L.Hardtanh(0, 2), L.ReLU6(), L.CELU(), L.CELU(2), L.SELU(), L.Mish())] == [
         "LeakyReLU()", "LeakyReLU(negative_slope=0.2)", "ELU(alpha=0.5)", "GELU()", "GELU(approximate='tanh')",
-        "SiLU()", "Softplus()", "Softplus(beta=2.0, threshold=10.0)", "Softmax(dim=-1)", "LogSoftmax(dim=1)"]
+        "SiLU()", "Softplus()", "Softplus(beta=2.0, threshold=10.0)", "Softmax(dim=-1)", "LogSoftmax(dim=1)",
+        "Hardtanh()", "Hardtanh(min_val=0.0, max_val=2.0)", "ReLU6()", "CELU()", "CELU(alpha=2.0)", "SELU()", "Mish()"]
 
 
 def _every_new_layer():
     return xn.Sequential(L.Linear(5, 6), L.LeakyReLU(0.2), L.ELU(alpha=0.5), L.GELU(approximate="tanh"), L.SiLU(),
                          L.Softplus(2.0, 10.0), L.Identity(6), L.GELU(), L.Softmax(dim=1), L.Linear(6, 4),
-                         L.LogSoftmax(dim=-1))
+                         L.LogSoftmax(dim=-1), L.Hardtanh(-2.0, 0.5), L.ReLU6(), L.Hardsigmoid(), L.Hardswish(),
+                         L.SELU(), L.CELU(0.5), L.Mish(), L.Softsign(), L.LogSigmoid())
 
 
 def test_saved_and_loaded_with_their_arguments_on_another_device(tmp_path, rng):
@@ -386,9 +432,10 @@ def test_saved_and_loaded_with_their_arguments_on_another_device(tmp_path, rng):
 
 
 def test_summary_shows_each_layer_and_its_output_shape():
-    rows = [line.split()[:4] for line in _every_new_layer().summary().splitlines()[2:13]]
+    rows = [line.split()[:4] for line in _every_new_layer().summary().splitlines()[2:22]]
     names = ["Linear", "LeakyReLU", "ELU", "GELU", "SiLU", "Softplus", "Identity", "GELU", "Softmax", "Linear",
-             "LogSoftmax"]
+             "LogSoftmax", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "SELU", "CELU", "Mish", "Softsign",
+             "LogSigmoid"]
     assert rows == [[str(i), name, "(N,", "4)" if i >= 9 else "6)"] for i, name in enumerate(names)]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from .._chainer import LAYERS as _CHAINER_NAMES
 from .._user import not_here
 from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
-from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .activations import CELU, ELU, GELU, SELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
 from .base import Layer
 from .branches import Concat, Residual
@@ -18,19 +18,24 @@ from .container import Container
 from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm
 from .instancenorm import InstanceNorm1d, InstanceNorm2d
+from .hard_activations import Hardsigmoid, Hardswish, Hardtanh, ReLU6
 from .layernorm import LayerNorm
 from .linear import Linear
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
+from .padding import ConstantPad2d, ZeroPad2d
+from .pixel_shuffle import PixelShuffle, PixelUnshuffle
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .rmsnorm import RMSNorm
+from .smooth_activations import LogSigmoid, Mish, Softsign
 from .softmax import LogSoftmax, Softmax
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
@@ -38,12 +43,15 @@ from .transformer_decoder import Transformer, TransformerDecoder, TransformerDec
 from .upsample import Upsample
 
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
-           "Softplus", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
+           "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
+           "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
+           "Dropout2d",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
-           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "BatchNorm",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d", "PixelShuffle",
+           "PixelUnshuffle", "BatchNorm",
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "Residual", "Concat"]
@@ -74,9 +82,6 @@ _PYTORCH_NAMES = {
     "UpsamplingBilinear2d": "xn.layers.Upsample(size=None, scale_factor=None, mode='bilinear', align_corners=True) "
                             "is nn.UpsamplingBilinear2d (its corners aligned; nn.Upsample's bilinear default is "
                             "align_corners=False)",
-    "PReLU": "xpnet has no PReLU (a learned slope): xn.layers.LeakyReLU(negative_slope) has a fixed one",
-    "ReLU6": "xpnet has no ReLU6; xn.layers.ReLU(), LeakyReLU, ELU, GELU, SiLU and Softplus are its activations",
-    "Dropout2d": "xpnet drops single activations only: xn.layers.Dropout(p) (no whole-channel dropout)",
     "Lambda": "a layer needs its backward too (xpnet has no autograd): subclass xn.layers.Layer with forward(x, "
               "train=True) and backward(dy); the tutorial's x.view(-1, 1, 28, 28) is xn.layers.Unflatten(1, (1, 28, "
               "28)) (or load the images with flatten=False), and x.view(x.size(0), -1) is xn.layers.Flatten()",

@@ -1,10 +1,11 @@
-"""Elementwise activations: ReLU, Sigmoid, Tanh and PyTorch's LeakyReLU, ELU, GELU, SiLU, Softplus and Identity,
-with its arguments, defaults and meanings. Shapes are kept: x: (N, ...) -> y: (N, ...).
+"""Elementwise activations: ReLU, Sigmoid, Tanh and PyTorch's LeakyReLU, ELU, SELU, CELU, GELU, SiLU, Softplus and
+Identity, with its arguments, defaults and meanings (the piecewise-linear ones are in ``hard_activations``, Mish,
+Softsign and LogSigmoid in ``smooth_activations``). Shapes are kept: x: (N, ...) -> y: (N, ...).
 
-PyTorch's ``inplace=`` (ReLU, LeakyReLU, ELU, SiLU; Dropout's too) is taken at its default, False;
-``inplace=True`` is refused, saying so (``layers.base.INPLACE``): xpnet never writes into a layer's input
-(backward needs it, and the caller may too), and a flag accepted and then ignored would leave code that relies
-on PyTorch's aliasing silently wrong.
+PyTorch's ``inplace=`` (ReLU, LeakyReLU, ELU, SELU, CELU, SiLU, the hard ones, Mish; Dropout's too) is
+taken at its default, False; ``inplace=True`` is refused, saying so (``layers.base.INPLACE``): xpnet never
+writes into a layer's input (backward needs it, and the caller may too), and a flag accepted and then ignored
+would leave code that relies on PyTorch's aliasing silently wrong.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class Sigmoid(Layer):
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         self._check_float(x)
-        self._y = _sigmoid(x)
+        self._y = sigmoid(x)
         return self._y
 
     def backward(self, dy: Any) -> Any:
@@ -102,7 +103,7 @@ class Tanh(Layer):
         return dy * (1.0 - y * y)
 
 
-def _number(layer: Layer, arg: str, value: Any, nonzero: bool = False) -> float:
+def number(layer: Layer, arg: str, value: Any, nonzero: bool = False) -> float:
     """``value`` as a finite float, else a ValueError naming the layer and the argument."""
     if not is_real(value) or not math.isfinite(value) or (nonzero and value == 0):
         what = "a finite number other than 0" if nonzero else "a finite number"
@@ -110,7 +111,7 @@ def _number(layer: Layer, arg: str, value: Any, nonzero: bool = False) -> float:
     return float(value)
 
 
-def _sigmoid(x: Any) -> Any:
+def sigmoid(x: Any) -> Any:
     """1 / (1 + exp(-x)) without overflow: exp of -|x| only (the two branches are the same function)."""
     xp = namespace(x)
     e = xp.exp(-xp.abs(x))
@@ -124,7 +125,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
-        self.negative_slope = _number(self, "negative_slope", negative_slope)
+        self.negative_slope = number(self, "negative_slope", negative_slope)
         pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._mask = None
 
@@ -148,34 +149,90 @@ class LeakyReLU(Layer):
         return xp.where(mask, dy, dy * self.negative_slope)
 
 
-class ELU(Layer):
-    """PyTorch's nn.ELU: y = x where x > 0, else alpha * (exp(x) - 1) (as expm1, exact near 0). Caches x;
-    backward is dy where x > 0, else alpha * exp(x) * dy (at x = 0 too, as PyTorch's). exp only ever sees
-    min(x, 0): no overflow for large x."""
+class Elementwise(Layer):
+    """An activation of no parameters whose backward needs its input: caches x; a subclass gives
+    ``_y(xp, x)`` and ``_dx(xp, x, dy)`` (never writing into ``dy``), and takes PyTorch's ``inplace`` at False."""
 
-    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
-        self.alpha = _number(self, "alpha", alpha)
         pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         self._x = None
 
     def config(self) -> dict[str, Any]:
-        return {"alpha": self.alpha}
+        return {}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp = self._check_float(x)
         self._x = x
-        return xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
-
-    def pieces(self) -> Any:
-        return None if self._x is None else self._x > 0
+        return self._y(xp, x)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
         x = self._need(self._x)
         xp = self._check_grad(dy, x.shape)
-        return xp.where(x > 0, dy, dy * (self.alpha * xp.exp(xp.minimum(x, 0.0))))
+        return self._dx(xp, x, dy)
+
+    def _y(self, xp: Any, x: Any) -> Any:
+        raise NotImplementedError
+
+    def _dx(self, xp: Any, x: Any, dy: Any) -> Any:
+        raise NotImplementedError
+
+
+class _ExponentialLinear(Elementwise):
+    """PyTorch's elu with its three coefficients: y = scale * x where x > 0, else scale * alpha *
+    expm1(input_scale * x) (exact near 0); dx = scale * dy where x > 0, else scale * alpha * input_scale *
+    exp(input_scale * x) * dy (at x = 0 too, as PyTorch's). exp only ever sees min(x, 0), clipped: no overflow."""
+
+    alpha, scale, input_scale = 1.0, 1.0, 1.0
+
+    def _exponent(self, xp: Any, x: Any) -> Any:
+        """input_scale * min(x, 0), x clipped first where exp is 0 anyway (exp(-800) is, in float64 too): CELU's
+        1 / alpha above 1 must not overflow the product for the largest floats."""
+        return xp.maximum(xp.minimum(x, 0.0), -800.0 / abs(self.input_scale)) * self.input_scale
+
+    def _y(self, xp: Any, x: Any) -> Any:
+        negative = (self.scale * self.alpha) * xp.expm1(self._exponent(xp, x))
+        return xp.where(x > 0, x * self.scale if self.scale != 1.0 else x, negative)
+
+    def pieces(self) -> Any:
+        return None if self._x is None else self._x > 0
+
+    def _dx(self, xp: Any, x: Any, dy: Any) -> Any:
+        slope = (self.scale * self.alpha * self.input_scale) * xp.exp(self._exponent(xp, x))
+        return xp.where(x > 0, dy * self.scale if self.scale != 1.0 else dy, dy * slope)
+
+
+class ELU(_ExponentialLinear):
+    """PyTorch's nn.ELU: y = x where x > 0, else alpha * (exp(x) - 1). Caches x; see ``_ExponentialLinear``."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = number(self, "alpha", alpha)
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+
+class SELU(_ExponentialLinear):
+    """PyTorch's nn.SELU: ELU with PyTorch's alpha = 1.6732632423543772 scaled by 1.0507009873554805.
+    Caches x; see ``_ExponentialLinear``."""
+
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+class CELU(_ExponentialLinear):
+    """PyTorch's nn.CELU: y = x where x > 0, else alpha * (exp(x / alpha) - 1); dx = dy * exp(x / alpha)
+    there. alpha may be negative, not 0. Caches x; see ``_ExponentialLinear``."""
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = number(self, "alpha", alpha, nonzero=True)
+        self.input_scale = 1.0 / self.alpha
+
+    def config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -250,7 +307,7 @@ class SiLU(Layer):
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         self._check_float(x)
-        self._x, self._s = x, _sigmoid(x)
+        self._x, self._s = x, sigmoid(x)
         return x * self._s
 
     def backward(self, dy: Any) -> Any:
@@ -273,8 +330,8 @@ class Softplus(Layer):
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()
-        self.beta = _number(self, "beta", beta, nonzero=True)
-        self.threshold = _number(self, "threshold", threshold)
+        self.beta = number(self, "beta", beta, nonzero=True)
+        self.threshold = number(self, "threshold", threshold)
         self._x = None
 
     def config(self) -> dict[str, Any]:
@@ -304,7 +361,7 @@ class Softplus(Layer):
         x = self._need(self._x)
         xp = self._check_grad(dy, x.shape)
         z = self._z(x)
-        return xp.where(z > self.threshold, dy, dy * _sigmoid(z))
+        return xp.where(z > self.threshold, dy, dy * sigmoid(z))
 
 
 class Identity(Layer):

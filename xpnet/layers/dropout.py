@@ -1,4 +1,5 @@
-"""Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling."""
+"""Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling. Dropout2d:
+whole channels, as PyTorch's."""
 
 from __future__ import annotations
 
@@ -27,13 +28,13 @@ class Dropout(Layer):
                  inplace: bool = False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be a float in [0, 1), got {p!r}")
+            raise ValueError(f"{self.name}: p must be a float in [0, 1), got {p!r}")
         if isinstance(seed, bool):  # PyTorch's Dropout(p, inplace)
-            raise ValueError(f"Dropout: the second argument is seed (an int), got {seed!r}; PyTorch's second, "
+            raise ValueError(f"{self.name}: the second argument is seed (an int), got {seed!r}; PyTorch's second, "
                              "inplace, goes by name here: inplace=False")
         pytorch_defaults_only(self.name, {"inplace": INPLACE}, {"inplace": inplace})
         if convention not in ("pytorch", "book"):
-            raise ValueError(f"Dropout: convention must be 'pytorch' or 'book', got {convention!r}")
+            raise ValueError(f"{self.name}: convention must be 'pytorch' or 'book', got {convention!r}")
         self.p = float(p)
         self.seed = _seed(seed, self.name, optional=True)
         self.convention = convention
@@ -54,8 +55,12 @@ class Dropout(Layer):
             self._scale = 1.0 - self.p if book else 1.0
             return x * self._scale if book else x
         kept = 1.0 if book else 1.0 / (1.0 - self.p)
-        y, self._scale = fast_path("dropout_forward", xp, dropout_forward)(x, self.p, kept, self.rng, self)
+        y, self._scale = self._drop(xp, x, kept)
         return y
+
+    def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
+        """Training forward: (y, scale)."""
+        return fast_path("dropout_forward", xp, dropout_forward)(x, self.p, kept, self.rng, self)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
@@ -64,9 +69,38 @@ class Dropout(Layer):
         return dy * scale
 
 
+class Dropout2d(Dropout):
+    """PyTorch's nn.Dropout2d(p): x: (N, C, H, W) -> y: (N, C, H, W), each channel of each sample zeroed whole
+    with probability ``p`` in training and the rest scaled by 1 / (1 - p); y = x in evaluation. Caches the scale
+    (N, C, 1, 1), drawn as Dropout draws (``xpnet.backend.uniform``: its own generator, seeded from ``seed`` or
+    ``xn.init``'s, on the device where the backend allows it). A 3-d input, which PyTorch reads as (N, C, L)
+    with a warning, is refused."""
+
+    def __init__(self, p: float = 0.5, seed: int | None = None, *, inplace: bool = False):
+        super().__init__(p, seed, inplace=inplace)
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p, "seed": self.seed}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        if getattr(x, "ndim", 4) != 4:
+            raise ValueError(f"Dropout2d: expected (N, C, H, W), got shape {tuple(x.shape)} (PyTorch reads a 3-d "
+                             "input as (N, C, L)); for that, Unflatten(2, (L, 1)) first")
+        return super().forward(x, train)
+
+    def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
+        scale = keep_scale(x, (*x.shape[:2], 1, 1), self.p, kept, self.rng, self)
+        return x * scale, scale
+
+
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
     """Training forward: (y, scale) with scale = (u >= p) * kept for u uniform in [0, 1) drawn by
     ``xpnet.backend.uniform(rng, x.shape, x, owner)``, and y = x * scale."""
-    xp = namespace(x)
-    scale = xp.astype(uniform(rng, tuple(x.shape), x, owner=owner) >= p, x.dtype) * kept
+    scale = keep_scale(x, tuple(x.shape), p, kept, rng, owner)
     return x * scale, scale
+
+
+def keep_scale(x: Any, shape: tuple[int, ...], p: float, kept: float, rng: Any, owner: Any) -> Any:
+    """(u >= p) * kept of ``shape`` in x's dtype, u uniform in [0, 1) drawn by ``xpnet.backend.uniform``."""
+    xp = namespace(x)
+    return xp.astype(uniform(rng, shape, x, owner=owner) >= p, x.dtype) * kept

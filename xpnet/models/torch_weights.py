@@ -32,8 +32,8 @@ import numpy as np
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding,
-                      GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, MultiheadAttention, RMSNorm,
-                      TiedLinear)
+                      GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, MultiheadAttention, PReLU,
+                      RMSNorm, TiedLinear)
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -55,6 +55,7 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     InstanceNorm1d: {"gamma": "weight", "beta": "bias"},
     InstanceNorm2d: {"gamma": "weight", "beta": "bias"},
     RMSNorm: {"gamma": "weight"},
+    PReLU: {"weight": "weight"},
     Embedding: {"W": "weight"},
     TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
     RNN: _RECURRENT,

@@ -10,9 +10,10 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
    forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm,
-   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, Dropout, MultiheadAttention)
-   inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and
-   stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber),
+   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings and pixel shuffles,
+   Dropout and Dropout2d, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
+   Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid
+   cross-entropy, MSE, L1, smooth L1, Huber),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
@@ -36,7 +37,7 @@ How a captured epoch goes:
    and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
    each epoch's start, so a LearningRateSchedule still applies, and the lr again after each step where a
    callback has a per-step hook: ``xn.callbacks.LRScheduler(..., interval="step")``), the batch counter, the loss sum and the
-   correct count, which are read once per epoch as in eager training. Dropout draws its masks in the
+   correct count, which are read once per epoch as in eager training. Dropout (Dropout2d too) draws its masks in the
    graph from its Philox state on the device (``xpnet.backend.random``): a key and a draw count that
    each launch reads and counts on; the key is seeded again in place at each epoch's start, before the
    launches, from the layer's host generator as an eager epoch seeds it at its first draw, so the masks
@@ -58,12 +59,13 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (ELU, GELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d,
-                      AvgPool1d, AvgPool2d, BatchNorm, Concat, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
-                      Dropout, Flatten, GlobalAvgPool, GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-                      LeakyReLU, Linear, LogSoftmax, MaxPool1d, MaxPool2d, MultiheadAttention, ReLU, Residual, RMSNorm,
-                      Sigmoid, SiLU, Softmax, Softplus, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten,
-                      Upsample)
+from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+                      AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BatchNorm, Concat, ConstantPad2d, Conv1d, Conv2d,
+                      ConvTranspose1d, ConvTranspose2d, Dropout, Dropout2d, Flatten, GlobalAvgPool, GroupNorm,
+                      Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU,
+                      Linear, LogSigmoid, LogSoftmax, MaxPool1d, MaxPool2d, Mish, MultiheadAttention, PixelShuffle,
+                      PixelUnshuffle, PReLU, ReLU, ReLU6, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softplus,
+                      Softsign, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample, ZeroPad2d)
 from ..layers.tree import frozen_nodes
 from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
                       SoftmaxCrossEntropy)
@@ -79,11 +81,12 @@ __all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT"
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
 # The activations are elementwise kernels (GELU's erf too, CUDA's own), Softmax and LogSoftmax two reductions each;
-# none reads anything back to the host, and their arguments are constants of the layer.
-CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, GELU, SiLU, Softplus, Softmax,
-              LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm, InstanceNorm1d,
-              InstanceNorm2d, RMSNorm, MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d,
-              Upsample, Dropout, MultiheadAttention,
+# none reads anything back to the host, and their arguments are constants of the layer (PReLU's slopes a parameter).
+CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, SELU, CELU, GELU, SiLU, Softplus,
+              Hardtanh, ReLU6, Hardsigmoid, Hardswish, Mish, Softsign, LogSigmoid, PReLU, Softmax, LogSoftmax,
+              Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm, InstanceNorm1d, InstanceNorm2d, RMSNorm,
+              MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, ZeroPad2d,
+              ConstantPad2d, PixelShuffle, PixelUnshuffle, Dropout, Dropout2d, MultiheadAttention,
               # the 1-d layers run their 2-d ones on views of x, dy and the params: nothing of their own moves on
               Conv1d, ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, AdaptiveMaxPool1d)
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own

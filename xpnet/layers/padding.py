@@ -1,0 +1,65 @@
+"""PyTorch's nn.ConstantPad2d and nn.ZeroPad2d: a border of one value around the last two axes."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .._user import is_real
+from ..backend import set_at, untracked
+from .base import Layer
+
+
+class ConstantPad2d(Layer):
+    """x: (N, C, H, W) or (C, H, W) -> y: (..., top + H + bottom, left + W + right), ``value`` around x.
+
+    ``padding`` is PyTorch's: an int for all four sides or (left, right, top, bottom). Caches the input's shape;
+    backward gives dy's inner block (H, W). PyTorch's negative padding (a crop) is refused, saying so.
+    """
+
+    def __init__(self, padding: Any, value: float) -> None:
+        super().__init__()
+        sides = (padding,) * 4 if isinstance(padding, int) and not isinstance(padding, bool) else padding
+        if not isinstance(sides, (tuple, list)) or len(sides) != 4 or \
+                any(isinstance(p, bool) or not hasattr(p, "__index__") for p in sides):
+            raise ValueError(f"{self.name}: padding must be an int or 4 ints (left, right, top, bottom), PyTorch's, "
+                             f"got {padding!r}")
+        self.padding = tuple(operator.index(p) for p in sides)
+        if min(self.padding) < 0:
+            raise ValueError(f"{self.name}: padding {self.padding} has a negative side, which PyTorch reads as a "
+                             "crop; xpnet pads only: slice the input instead (x[..., top:H - bottom, left:W - right])")
+        if not is_real(value):
+            raise ValueError(f"{self.name}: value must be a number, got {value!r}")
+        self.value = float(value)
+        self._shape = None
+
+    def config(self) -> dict[str, Any]:
+        return {"padding": list(self.padding), "value": self.value}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        xp = self._check_float(x)
+        if x.ndim not in (3, 4):
+            raise ValueError(f"{self.name}: expected (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
+        left, right, top, bottom = self.padding
+        *lead, h, w = x.shape
+        self._shape = tuple(x.shape)
+        out = xp.full((*lead, top + h + bottom, left + w + right), self.value, dtype=x.dtype, device=x.device)
+        return set_at(out, (..., slice(top, top + h), slice(left, left + w)), x)
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        *lead, h, w = self._need(self._shape)
+        left, right, top, bottom = self.padding
+        self._check_grad(dy, (*lead, top + h + bottom, left + w + right))
+        return dy[..., top:top + h, left:left + w]
+
+
+class ZeroPad2d(ConstantPad2d):
+    """PyTorch's nn.ZeroPad2d: ConstantPad2d(padding, 0.0)."""
+
+    def __init__(self, padding: Any) -> None:
+        super().__init__(padding, 0.0)
+
+    def config(self) -> dict[str, Any]:
+        return {"padding": list(self.padding)}
