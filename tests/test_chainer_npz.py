@@ -102,6 +102,16 @@ def test_batchnormalizations_finetune_count_n_is_momentum_none_s_count(tmp_path,
     assert float(xn.to_numpy(model[0].buffers["num_batches_tracked"])) == 3.0
 
 
+def test_chainer_sequentials_out_of_order_numbering_is_named(tmp_path, rng):
+    """chainer/sequential.py's insert puts each appended link second among its children: Sequential(L0, F.relu,
+    L1, F.relu, L2) saves L0 as 0/, L2 as 1/, L1 as 2/."""
+    f = {"0/W": _f32(rng, 4, 5), "0/b": _f32(rng, 4), "1/W": _f32(rng, 3, 4), "1/b": _f32(rng, 3),
+         "2/W": _f32(rng, 4, 4), "2/b": _f32(rng, 4)}
+    model = xn.Sequential(Linear(5, 4), ReLU(), Linear(4, 4), ReLU(), Linear(4, 3))
+    with pytest.raises(ValueError, match="(?s)'1/W' has shape.*was a chainer.Sequential.*from the last backwards"):
+        xn.load_chainer_npz(_save_npz(tmp_path / "seq.npz", f), model)
+
+
 class EmbedLSTM(xn.Model):
     def __init__(self, vocab, dim, hidden):
         super().__init__()

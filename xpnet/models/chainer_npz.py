@@ -114,24 +114,26 @@ def load_chainer_npz(file: str | os.PathLike, model: Any, path: str = "", strict
     with NpzReader(file, "an npz file (written by chainer.serializers.save_npz)") as reader:
         headers = {k: reader.header(k, objects=True) for k in reader.names if k.startswith(prefix)}
         plan, missing, problems = _plan(model, headers, prefix, strict)
-        unexpected = [k for k in headers if k not in {key for keys, _, _ in plan.values() for key in keys}]
+        unexpected = [k for k in headers if k not in {key for key, _, _ in plan.values()}]
         if strict:
             problems = _hints(reader.names, headers, prefix, model) + problems + _unexpected(unexpected, model, prefix)
+        if any("has shape" in p for p in problems):
+            problems += _sequential_hint(model)
         if problems:
             raise ValueError(f"xn.load_chainer_npz: {reader.path!r} does not fit the xpnet {model.name}:\n  "
                              + "\n  ".join(problems))
-        converted = {name: _convert(_read(reader, keys[0], headers[keys[0]]), how)
-                     for name, (keys, how, keep) in plan.items() if keep}
+        converted = {name: _convert(_read(reader, key, headers[key]), how)
+                     for name, (key, how, keep) in plan.items() if keep}
     model.load_state_dict(converted, strict=strict)
     return IncompatibleKeys(missing, [] if strict else unexpected)
 
 
 def _plan(model: Any, headers: dict[str, tuple], prefix: str,
-          strict: bool) -> tuple[dict[str, tuple[list[str], str, bool]], list[str], list[str]]:
-    """{xpnet dotted name: ([Chainer's key], how, whether it is loaded)}, the missing keys and the problems."""
+          strict: bool) -> tuple[dict[str, tuple[str, str, bool]], list[str], list[str]]:
+    """{xpnet dotted name: (Chainer's key, how, whether it is loaded)}, the missing keys and the problems."""
     modules = model.named_modules()
     paths = _chainer_paths(modules, prefix)
-    plan: dict[str, tuple[list[str], str, bool]] = {}
+    plan: dict[str, tuple[str, str, bool]] = {}
     missing: list[str] = []
     problems: list[str] = []
     for dotted, node in modules.items():
@@ -153,16 +155,17 @@ def _plan(model: Any, headers: dict[str, tuple], prefix: str,
             want = want[::-1] if how.endswith("T") else want
             if dtype.hasobject:
                 problems.append(f"{where}: Chainer's {key!r} is None, a parameter never initialised (a link built "
-                                "with a size of None and saved before its first forward): there is nothing to load")
+                                "with a size of None and saved before its first forward): there is nothing to load; "
+                                "in Chainer, run one forward (or give the size) before save_npz")
             elif dtype.kind not in ("iu" if chainer == "N" else "") + "f":
                 problems.append(f"{where}: Chainer's {key!r} is an array of {dtype}, expected floats (for its {name})")
             elif shape != want:
                 problems.append(f"{where}: Chainer's {key!r} has shape {shape}, expected {want} (for its {name} "
                                 f"{tuple(own[name].shape)}{' transposed' if how.endswith('T') else ''})")
             else:
-                plan[dot + name] = ([key], how, True)
+                plan[dot + name] = (key, how, True)
         if isinstance(node, BatchNorm) and "num_batches_tracked" not in own and paths[dotted] + "N" in headers:
-            plan[dot + "N"] = ([paths[dotted] + "N"], "", False)  # Chainer's finetune count, unused here
+            plan[dot + "N"] = (paths[dotted] + "N", "", False)  # Chainer's finetune count, unused here
     return plan, missing, problems
 
 
@@ -194,6 +197,19 @@ def _unexpected(keys: list[str], model: Any, prefix: str) -> list[str]:
             why = f"{_describe(dotted, modules[dotted])} takes {', '.join(map(repr, takes)) or 'no arrays'}"
         by_reason.setdefault(why, []).append(key)
     return [f"Chainer's {', '.join(map(repr, group))} left over: {why}" for why, group in by_reason.items()]
+
+
+def _sequential_hint(model: Any) -> list[str]:
+    """chainer.Sequential numbers three or more links out of order: a misshapen array may be that."""
+    lines = []
+    for dotted, node in model.named_modules().items():
+        children = node.named_children()
+        links = [c for c in children.values() if c.named_params() or c.named_buffers()]
+        if len(links) >= 3 and all(name.isdigit() for name in children):
+            lines.append(f"if {_describe(dotted, node)} was a chainer.Sequential, its file numbers the links 0 for "
+                         "the first, then from the last backwards (chainer/sequential.py's insert puts each appended "
+                         "link second): rename its keys in order first (docs/from-chainer.md)")
+    return lines
 
 
 def _hints(names: list[str], headers: dict[str, tuple], prefix: str, model: Any) -> list[str]:
