@@ -22,7 +22,8 @@ from .book import load_book_params
 from .grad_mode import no_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
-from .models import Model, Sequential, XpnetFileError, load, load_torch_state_dict, save, torch_state_dict
+from .models import (Model, Sequential, XpnetFileError, load, load_chainer_npz, load_torch_state_dict, save,
+                     torch_state_dict)
 from .testing import GradcheckError
 from .training import History, XpnetTrainingError, evaluate, train
 
@@ -51,6 +52,7 @@ __all__ = [
     "layers",
     "load",
     "load_book_params",
+    "load_chainer_npz",
     "load_torch_state_dict",
     "losses",
     "manual_seed",

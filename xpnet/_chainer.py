@@ -105,7 +105,11 @@ MODULE = {
     "config": _CONFIG,
     "serializers": "model.save(path) is serializers.save_npz(path, model) (the file holds the architecture too), "
                    "xn.load(path) reads it back; into a model you built: model.load_state_dict(xn.load(path)"
-                   ".state_dict()); an optimizer's state: opt.state_dict() / opt.load_state_dict(d)",
+                   ".state_dict()); a file Chainer wrote: xn.load_chainer_npz(file, model, path='predictor/'); "
+                   "an optimizer's state: opt.state_dict() / opt.load_state_dict(d)",
+    "load_npz": "xn.load_chainer_npz(file, model, path='', strict=True) is serializers.load_npz(file, model, ...): "
+                "a file of Chainer's save_npz into the xpnet model whose attributes bear the Chain's names "
+                "(path='predictor/' for an L.Classifier's)",
     "links": _LINKS,
     "L": _LINKS,
     "functions": "xpnet has no functional API: every operation is a layer object (F.relu is xn.layers.ReLU(), "

@@ -103,10 +103,11 @@ class NpzReader:
                              "xpnet writes only a few levels")
         return record
 
-    def header(self, name: str) -> tuple[tuple[int, ...], np.dtype]:
-        """Shape and dtype of array ``name`` from its ``.npy`` header; no data is read."""
+    def header(self, name: str, objects: bool = False) -> tuple[tuple[int, ...], np.dtype]:
+        """Shape and dtype of array ``name`` from its ``.npy`` header; no data is read. ``objects=True``
+        returns an object dtype (a pickle, never read) for the caller to name instead of raising."""
         with self._open(name) as f:
-            shape, _, dtype, _ = self._read_header(name, f)
+            shape, _, dtype, _ = self._read_header(name, f, objects)
         return shape, dtype
 
     def expect(self, name: str, shape: tuple[int, ...], dtype: Any, needed_by: str = "the architecture") -> None:
@@ -132,7 +133,7 @@ class NpzReader:
         except _DAMAGED as exc:
             raise self.error(f"its archive entry for array {name!r} is damaged ({exc})") from None
 
-    def _read_header(self, name: str, f: Any) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    def _read_header(self, name: str, f: Any, objects: bool = False) -> tuple[tuple[int, ...], bool, np.dtype, int]:
         try:
             version = np.lib.format.read_magic(f)
             read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -140,6 +141,8 @@ class NpzReader:
             offset = f.tell()
         except (*_DAMAGED, SyntaxError, TypeError, tokenize.TokenError) as exc:  # NumPy tokenizes the header
             raise self.error(f"array {name!r} has a broken .npy header ({exc})") from None
+        if dtype.hasobject and objects:
+            return shape, fortran, dtype, -1
         if dtype.hasobject:
             raise self.error(f"array {name!r} holds Python objects (dtype {dtype}); xpnet never loads pickles")
         nbytes = math.prod(shape) * dtype.itemsize

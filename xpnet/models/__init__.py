@@ -9,6 +9,8 @@
 - ``summary``: the table of layers, output shapes and parameter counts;
 - ``torch_weights``: PyTorch's state dicts in and out (``xn.load_torch_state_dict``, ``xn.torch_state_dict``),
   names and layouts converted per layer type;
+- ``chainer_npz``: Chainer's ``serializers.save_npz`` files into a model (``xn.load_chainer_npz``), names and
+  layouts converted per layer type;
 - ``ids``: the Embeddings that read a model's inputs, their ids checked once per run (training,
   evaluation, generation) instead of in every forward.
 
@@ -16,6 +18,7 @@ It may import the layers, ``xpnet.io``, ``xpnet.init`` and the backend; training
 and the command line stand on it.
 """
 
+from .chainer_npz import load_chainer_npz
 from .files import XpnetFileError, load, save
 from .language import LanguageModel
 from .model import Model
@@ -24,4 +27,4 @@ from .sequential import Sequential
 from .torch_weights import load_torch_state_dict, torch_state_dict
 
 __all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
-           "AttentionSeq2seq", "load_torch_state_dict", "torch_state_dict"]
+           "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "torch_state_dict"]
