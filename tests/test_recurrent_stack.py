@@ -166,6 +166,11 @@ def test_state_of_the_wrong_shape_and_hx_are_refused(rng):
     with pytest.raises(TypeError, match=r"LSTM.forward\(x, train\): takes no hx; PyTorch's forward\(x, hx\) is "
                                         r"set_state\(h0, c0\) then forward\(x\)"):
         layer(x, hx=None)
+    for call in (layer, layer.forward):
+        with pytest.raises(TypeError, match=r"LSTM.forward\(x, train\): train must be True or False, got tuple; "
+                                            r"PyTorch's forward\(x, hx\) is set_state\(h0, c0\) then forward\(x\), "
+                                            r"with h0, c0 of shape \(num_layers \* num_directions, N, hidden_size\)"):
+            call(x, (np.zeros((4, N, H), "float32"),) * 2)
     with pytest.raises(ValueError, match=r"LSTM: expected dy of shape \(\.\.\., 10\)"):
         layer.forward(x)
         layer.backward(np.zeros((N, T, H), "float32"))

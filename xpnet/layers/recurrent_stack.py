@@ -143,14 +143,22 @@ class RecurrentStack(Container):
 
     # -- forward and backward -----------------------------------------------------------------------
 
+    @property
+    def train_hint(self) -> str:  # type: ignore[override]
+        c0 = ", c0" if "c" in self.state_names else ""
+        return (f"PyTorch's forward(x, hx) is set_state(h0{c0}) then forward(x), with h0{c0} of shape "
+                "(num_layers * num_directions, N, hidden_size)")
+
+    def __call__(self, x: Any, train: bool | None = None, **hx: Any) -> Any:  # type: ignore[override]
+        """``forward`` in the layer's mode; a state in train's place (PyTorch's ``lstm(x, (h0, c0))``) is refused."""
+        return super().__call__(x, train=None if train is None else self._check_train(train), **hx)
+
     def forward(self, x: Any, train: bool = True, **hx: Any) -> Any:
         """x: (N, T, input_size) -> (N, T, num_directions * hidden_size); ``hx`` is refused, as by the single layer."""
         x = untracked(x)
+        train = self._check_train(train)
         if hx:
-            c0 = ", c0" if "c" in self.state_names else ""
-            raise TypeError(f"{self.name}.forward(x, train): takes no {', '.join(hx)}; PyTorch's forward(x, hx) is "
-                            f"set_state(h0{c0}) then forward(x), with h0{c0} of shape (num_layers * num_directions, "
-                            "N, hidden_size)")
+            raise TypeError(f"{self.name}.forward(x, train): takes no {', '.join(hx)}; {self.train_hint}")
         time = int(self.batch_first)
         y = x
         for k in range(self.num_layers):
