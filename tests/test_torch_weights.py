@@ -91,6 +91,10 @@ CASES = [
     ("LSTM-time-first-bias=False", lambda: nn.LSTM(4, 6, bias=False), lambda: LSTM(4, 6, bias=False, batch_first=False),
      _floats(5, 3, 4)),
     ("GRU", lambda: nn.GRU(4, 6, batch_first=True), lambda: GRU(4, 6), _floats(3, 5, 4)),
+    ("LSTM-2-layers-bidirectional-dropout", lambda: nn.LSTM(4, 6, 2, batch_first=True, dropout=0.3, bidirectional=True),
+     lambda: LSTM(4, 6, num_layers=2, dropout=0.3, bidirectional=True), _floats(3, 5, 4)),
+    ("GRU-2-layers-time-first", lambda: nn.GRU(4, 6, 2), lambda: GRU(4, 6, batch_first=False, num_layers=2),
+     _floats(5, 3, 4)),
     ("MLP", lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3)),
      lambda: xn.Sequential(Linear(8, 16), ReLU(), Linear(16, 16), Tanh(), Linear(16, 3)), _floats(7, 8)),
     ("CNN", lambda: nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2),
@@ -276,23 +280,27 @@ def test_a_misshapen_array_names_layer_key_and_both_shapes_and_changes_nothing()
         np.testing.assert_array_equal(v, before[k])
 
 
-def test_a_two_layer_lstm_says_that_xpnet_stacks_two_layers():
+def test_a_two_layer_lstm_says_to_build_the_xpnet_lstm_with_two_layers():
     theirs = TorchLanguageModel(12, 5, 6)
     theirs.lstm = nn.LSTM(5, 6, num_layers=2, batch_first=True)
     with pytest.raises(ValueError) as info:
         xn.load_torch_state_dict(LanguageModel(12, 5, 6), theirs.state_dict())
     assert ("PyTorch's 'lstm.weight_ih_l1', 'lstm.weight_hh_l1', 'lstm.bias_ih_l1', 'lstm.bias_hh_l1': layer 1 of a "
-            "stacked nn.LSTM(num_layers=2 or more): xpnet's LSTM is one layer, so the xpnet model stacks them, one per "
-            "PyTorch layer (xn.Sequential(LSTM(D, H), LSTM(H, H)), or xn.models.LanguageModel(..., num_layers=2)): "
-            "give PyTorch's layer 1 to its own xpnet LSTM, its keys renamed from _l1 to _l0") in str(info.value)
+            "stacked nn.LSTM(num_layers=2 or more): build the xpnet layer as the PyTorch one, "
+            "LSTM(D, H, num_layers=2, ...)") in str(info.value)
 
 
-def test_a_bidirectional_lstm_is_not_supported():
+def test_a_bidirectional_gru_says_to_build_the_xpnet_gru_bidirectional():
     with pytest.raises(ValueError, match=r"PyTorch's '0.weight_ih_l0_reverse', '0.weight_hh_l0_reverse', "
                                          r"'0.bias_ih_l0_reverse', '0.bias_hh_l0_reverse': the reverse direction of a "
-                                         r"bidirectional nn.GRU: .*\(bidirectional=True is not supported\)"):
+                                         r"bidirectional nn.GRU: build the xpnet layer as the PyTorch one, "
+                                         r"GRU\(D, H, ..., bidirectional=True\)"):
         xn.load_torch_state_dict(xn.Sequential(GRU(3, 4)), _prefixed(nn.GRU(3, 4, bidirectional=True).state_dict(),
                                                                       "0."))
+    with pytest.raises(ValueError, match=r"PyTorch's '0.weight_ih_l2', .*: layer 2 of a stacked "
+                                         r"nn.GRU\(num_layers=3 or more\)"):
+        xn.load_torch_state_dict(xn.Sequential(GRU(3, 4, num_layers=2, bidirectional=True)),
+                                 _prefixed(nn.GRU(3, 4, 3, bidirectional=True).state_dict(), "0."))
 
 
 def test_strict_names_missing_and_unexpected_keys_and_strict_false_returns_them():

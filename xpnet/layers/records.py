@@ -37,7 +37,8 @@ def to_record(layer: Layer, seen: dict[int, int] | None = None) -> dict[str, Any
     arrays = [*layer.params.values(), *layer.buffers.values()]
     if "dtype" in config and arrays:  # model.to(dtype=...) casts the arrays, not the arguments
         config["dtype"] = str(arrays[0].dtype).rsplit(".", 1)[-1]
-    record = {"type": cls.__name__ if is_xpnet_class(cls) else cls.__qualname__,
+    # a RecurrentStack is saved as the LSTM(..., num_layers=2) that builds it
+    record = {"type": getattr(layer, "saved_as", cls.__name__) if is_xpnet_class(cls) else cls.__qualname__,
               "config": {k: _encode(v, f"{cls.__qualname__}: constructor argument {k!r}", seen)
                          for k, v in config.items()}}
     if not is_xpnet_class(cls):

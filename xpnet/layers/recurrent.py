@@ -22,9 +22,10 @@ layout, time first (T, N, ...), as a transposed view of the same loop. Such a mo
 and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.train``, ``xn.evaluate`` over
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`refuse_time_first`), where PyTorch's DataLoader would silently cut time. PyTorch's other arguments keep
-their meaning where xpnet has it (``bias``, ``dtype``; ``num_layers=1``, ``dropout=0``,
-``bidirectional=False``, ``proj_size=0``, RNN's ``nonlinearity="tanh"``); any other value of them is
-refused with what to write.
+their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``, RNN's ``nonlinearity="tanh"``);
+any other value of them is refused with what to write. ``num_layers`` above 1 and ``bidirectional=True``
+build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between
+them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
@@ -51,20 +52,19 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from .. import init as _init
-from .._user import flag
+from .._user import flag, is_bool
 from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .recurrent_stack import NO_LAYER_AFTER, RecurrentStack
 from .tree import moved
 
-# PyTorch's arguments that xpnet's recurrent layers take only at their default: (default, what to write instead).
-_ONE_LAYER = ("xpnet's {name} is one layer: stack them, xn.Sequential({name}(D, H), {name}(H, H)), with "
-              "xn.layers.Dropout(p) between them for PyTorch's dropout (xn.models.LanguageModel(..., num_layers=2, "
-              "dropout=p), the book's BetterRnnlm, also drops after the embedding and after the last LSTM)")
+# PyTorch's arguments that the single layer takes only at their default: (default, what to write instead).
+# num_layers > 1 and bidirectional=True build a RecurrentStack instead (see _Recurrent.__new__).
 _PYTORCH_ONLY = {
-    "num_layers": (1, _ONE_LAYER),
-    "dropout": (0, "PyTorch applies it between stacked layers only; " + _ONE_LAYER),
-    "bidirectional": (False, "xpnet has no bidirectional {name}"),
+    "num_layers": (1, "num_layers must be an int >= 1"),
+    "dropout": (0, NO_LAYER_AFTER),
+    "bidirectional": (False, "bidirectional must be True or False"),
     "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
     "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
                              "(see the README's Writing your own model)"),
@@ -149,6 +149,15 @@ class _Recurrent(Layer):
     train_hint = ("PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
                   "(N, hidden_size)")
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
+        of this layer (which checks them); else the single layer."""
+        layers, both = kwargs.get("num_layers", 1), kwargs.get("bidirectional", False)
+        single = hasattr(layers, "__index__") and not is_bool(layers) and operator.index(layers) == 1
+        if not single or not (is_bool(both) and not both):
+            return RecurrentStack(cls, *args, **kwargs)
+        return super().__new__(cls, *args, **kwargs)
+
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, **pytorch: Any):
         super().__init__()
@@ -158,7 +167,8 @@ class _Recurrent(Layer):
             stateful = flag(stateful, self.name, "stateful")
         except TypeError:  # PyTorch's third argument is num_layers
             raise TypeError(f"{self.name}: stateful (the third argument) must be True or False, got {stateful!r}; "
-                            f"PyTorch's third is num_layers, and " + _ONE_LAYER.format(name=self.name)) from None
+                            f"PyTorch's third is num_layers: write {self.name}(input_size, hidden_size, "
+                            f"num_layers={stateful!r}) by name") from None
         self._refuse_pytorch_only(pytorch)
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")

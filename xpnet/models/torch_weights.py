@@ -10,14 +10,16 @@ How a load goes:
    parameter and buffer is and in what layout; a layer type it does not list (a layer of your own, a
    model's own parameters) keeps its names and layouts.
 3. Every problem is gathered, each naming the xpnet layer, the PyTorch key, and what was expected against
-   what came (a misshapen array; a key of a stacked or bidirectional ``nn.LSTM``; with ``strict=True`` a
-   key left over or a parameter not filled); one ValueError lists them all before anything changes.
+   what came (a misshapen array; a key of a layer or direction the xpnet ``LSTM`` was not built with; with
+   ``strict=True`` a key left over or a parameter not filled); one ValueError lists them all before anything
+   changes. A layer of a stacked or bidirectional ``LSTM(..., num_layers=2)`` (``lstm.l1_reverse``) takes
+   the keys of its level under the stack's name (``lstm.weight_ih_l1_reverse``).
 4. The converted dict goes through ``model.load_state_dict``, whose checks apply too, and which casts
    and moves each array to its parameter's dtype and device.
 
 ``torch_state_dict`` runs the table backwards, to NumPy arrays by PyTorch's names and in its layouts.
 Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` is
-``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (the sum is what both compute with); a BatchNorm whose momentum is
+``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``) (the sum is what both compute with); a BatchNorm whose momentum is
 a number, which has no ``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it.
 """
 
@@ -34,6 +36,7 @@ from ..backend.libraries import library
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding,
                       GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, MultiheadAttention, PReLU,
                       RMSNorm, TiedLinear)
+from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
@@ -80,10 +83,22 @@ def _parse(formula: str) -> tuple[tuple[str, ...], str]:
     return (formula,), ""
 
 
-def _names(node: Any) -> dict[str, str]:
-    """The node's own parameters and buffers -> their PyTorch formulas (its own names where none is known)."""
+def _names(node: Any, level: str = "l0") -> dict[str, str]:
+    """The node's own parameters and buffers -> their PyTorch formulas (its own names where none is known);
+    a recurrent layer's keys are of its ``level`` (``"l1_reverse"``: ``weight_ih_l1_reverse``)."""
     table = next((TORCH_NAMES[cls] for cls in type(node).__mro__ if cls in TORCH_NAMES), {})
+    if isinstance(node, (RNN, LSTM, GRU)):
+        table = {k: v.replace("_l0", f"_{level}") for k, v in table.items()}
     return {name: table.get(name, name) for name in (*node.params, *node.buffers)}
+
+
+def _place(prefix: str, modules: dict[str, Any]) -> tuple[str, str]:
+    """Where the node at ``prefix`` finds its PyTorch keys: (their dotted prefix, the recurrent level). A layer
+    of a ``RecurrentStack`` (``lstm.l1_reverse``) is one level of PyTorch's module (``lstm.weight_ih_l1_reverse``)."""
+    parent, _, attr = prefix.rpartition(".")
+    if prefix and isinstance(modules.get(parent), RecurrentStack):
+        return (f"{parent}." if parent else ""), attr
+    return (f"{prefix}." if prefix else ""), "l0"
 
 
 def _refusal(node: Any) -> str | None:
@@ -141,7 +156,7 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
     used: set[str] = set()
     missing: list[str] = []
     for prefix, node in modules.items():
-        dot = f"{prefix}." if prefix else ""
+        dot, level = _place(prefix, modules)
         where = _describe(prefix, node)
         refusal = _refusal(node)
         if refusal is not None:
@@ -150,7 +165,7 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
             continue
         own = {**node.params, **node.buffers}
         unfilled = []
-        for name, formula in _names(node).items():
+        for name, formula in _names(node, level).items():
             torch_names, how = _parse(formula)
             keys = [dot + t for t in torch_names]
             present = [k for k in keys if k in arrays]
@@ -170,7 +185,7 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
                 problems.append(f"{where}: PyTorch's {k!r} has shape {tuple(arrays[k].shape)}, expected {want} "
                                 f"(for its {name} {tuple(own[name].shape)} = {formula})")
             if not wrong:
-                converted[dot + name] = _to_xpnet([arrays[k] for k in keys], how)
+                converted[f"{prefix}.{name}" if prefix else name] = _to_xpnet([arrays[k] for k in keys], how)
         used.update(dot + k for k in _dropped(node) if dot + k in arrays)
         if isinstance(node, TiedLinear):
             problems += _tied(node, dot, modules, arrays, used)
@@ -224,19 +239,17 @@ def _reason(key: str, modules: dict[str, Any]) -> str:
     prefix, _, last = key.rpartition(".")
     node = modules.get(prefix)
     recurrent = _RECURRENT_KEY.fullmatch(last)
-    kind = node.name if isinstance(node, (RNN, LSTM, GRU)) else "RNN/LSTM/GRU"
+    kind = node.name if isinstance(node, (RNN, LSTM, GRU, RecurrentStack)) else "RNN/LSTM/GRU"
     one = kind if "/" not in kind else "LSTM"
-    if recurrent and recurrent.group(4):
-        return (f"the reverse direction of a bidirectional nn.{kind}: xpnet's recurrent layers run forward in time "
-                "only (bidirectional=True is not supported)")
     if recurrent and recurrent.group(2) == "hr":
         return "an nn.LSTM's projection of h (proj_size): xpnet's LSTM has none"
-    if recurrent and int(recurrent.group(3)) > 0:
+    if recurrent and recurrent.group(4) and not getattr(node, "bidirectional", False):
+        return (f"the reverse direction of a bidirectional nn.{kind}: build the xpnet layer as the PyTorch one, "
+                f"{one}(D, H, ..., bidirectional=True)")
+    if recurrent and int(recurrent.group(3)) >= getattr(node, "num_layers", 1):
         k = int(recurrent.group(3))
-        return (f"layer {k} of a stacked nn.{kind}(num_layers={k + 1} or more): xpnet's {one} is one layer, so the "
-                f"xpnet model stacks them, one per PyTorch layer (xn.Sequential({one}(D, H), {one}(H, H)), or "
-                f"xn.models.LanguageModel(..., num_layers={k + 1})): give PyTorch's layer {k} to its own xpnet "
-                f"{one}, its keys renamed from _l{k} to _l0")
+        return (f"layer {k} of a stacked nn.{kind}(num_layers={k + 1} or more): build the xpnet layer as the "
+                f"PyTorch one, {one}(D, H, num_layers={k + 1}, ...)")
     if node is None:
         return f"the xpnet model has no layer {prefix!r}"
     takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
@@ -270,15 +283,16 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
     as its ``weight`` too, as PyTorch's state dict of tied modules does.
     """
     out: dict[str, np.ndarray] = {}
-    for prefix, node in model.named_modules().items():
-        dot = f"{prefix}." if prefix else ""
+    modules = model.named_modules()
+    for prefix, node in modules.items():
+        dot, level = _place(prefix, modules)
         refusal = _refusal(node)
         if refusal is not None:
             raise ValueError(f"xn.torch_state_dict: {_describe(prefix, node)}: {refusal}")
         if isinstance(node, TiedLinear):
             out[dot + "weight"] = host_copy(node.embedding.params["W"])
         own = {**node.params, **node.buffers}
-        for name, formula in _names(node).items():
+        for name, formula in _names(node, level).items():
             torch_names, how = _parse(formula)
             value = host_copy(own[name])
             if name == "num_batches_tracked":  # a float count in xpnet, PyTorch's int64

@@ -1,0 +1,176 @@
+"""RNN, LSTM and GRU with PyTorch's num_layers, dropout and bidirectional (a RecurrentStack of single layers)
+against torch.nn's in float64: output, input gradient, every parameter gradient by PyTorch's names, the start
+state's gradient and the end state; the Dropout between layers; state, saving and the refusals."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import GRU, LSTM, RNN
+from xpnet.layers.recurrent_stack import RecurrentStack
+from xpnet.testing import assert_gradients_ok, assert_placed
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+TOL = {"rtol": 1e-11, "atol": 1e-12}
+N, T, D, H = 2, 4, 3, 5
+SHAPES = {"2-layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True},
+          "2-layers-bidirectional": {"num_layers": 2, "bidirectional": True},
+          "3-layers-dropout-eval": {"num_layers": 3, "dropout": 0.4}}
+
+
+def _grads_by_torch_name(layer):
+    """The layer's gradients by PyTorch's names and in its layouts: xn.torch_state_dict with grads for params."""
+    kept = {name: dict(sub.params) for name, sub in layer.named_children().items()}
+    try:
+        for sub in layer.layers():
+            sub.params.update(sub.grads)
+        return xn.torch_state_dict(layer)
+    finally:
+        for name, sub in layer.named_children().items():
+            sub.params.clear()
+            sub.params.update(kept[name])
+
+
+def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
+    rng = np.random.default_rng(seed)
+    module = getattr(torch.nn, kind)(D, H, batch_first=batch_first, dtype=torch.float64, **options)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.5))
+    module.eval()  # dropout, where given, is off in evaluation: the two agree
+    layer = getattr(xn.layers, kind)(D, H, batch_first=batch_first, **options)
+    assert isinstance(layer, RecurrentStack) and layer.name == kind
+    xn.load_torch_state_dict(layer.to(dev, dtype="float64"), module.state_dict())
+    rows = module.num_layers * (1 + module.bidirectional)
+    lead = (N, T) if batch_first else (T, N)
+    x, dy = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, rows // module.num_layers * H))
+    start = [rng.standard_normal((rows, N, H)) for _ in ("h", "c")[:1 + (kind == "LSTM")]]
+    layer.set_state(*[xn.to_device(s, dev) for s in start])
+    y = layer.forward(xn.to_device(x, dev), train=False)
+    dx = layer.backward(xn.to_device(dy, dev))
+    assert_placed(y, dev, "float64")
+    assert_placed(dx, dev, "float64")
+
+    tx = torch.tensor(x, requires_grad=True)
+    tstart = [torch.tensor(s, requires_grad=True) for s in start]
+    out, _ = module(tx, tuple(tstart) if kind == "LSTM" else tstart[0])
+    out.backward(torch.from_numpy(dy))
+    pairs = {"output": (y, out.detach().numpy()), "dx": (dx, tx.grad.numpy())}
+    ours = _grads_by_torch_name(layer)
+    for name, p in module.named_parameters():
+        # PyTorch's bias_hh of RNN and LSTM is xpnet's one b, whose gradient comes back as bias_ih's
+        mine = name.replace("_hh_", "_ih_") if kind != "GRU" and name.startswith("bias_hh") else name
+        pairs[name] = (ours[mine], p.grad.numpy())
+    for name, ts in zip(("dh", "dc"), tstart):
+        pairs[name] = (getattr(layer, name), ts.grad.numpy())
+    for name, (a, b) in pairs.items():
+        np.testing.assert_allclose(xn.to_numpy(a), b, **TOL, err_msg=f"{kind} {options}: {name} differs from PyTorch")
+
+
+@pytest.mark.parametrize("options", list(SHAPES.values()), ids=list(SHAPES))
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_equals_pytorch_in_float64(kind, options):
+    _compare_with_torch(kind, options, xn.device("cpu"))
+
+
+def test_equals_pytorch_on_every_device_time_first(dev):
+    _compare_with_torch("LSTM", {"num_layers": 2, "bidirectional": True}, dev, batch_first=False)
+
+
+def test_dropout_acts_between_layers_in_training_only(rng):
+    xn.init.seed(3)
+    layer = LSTM(D, H, num_layers=3, dropout=0.5, dtype="float64")
+    x = rng.standard_normal((N, T, D))
+    y = layer.forward(x)
+    assert len(layer.dropouts) == 2  # PyTorch's placement: between the layers, not on x nor after the last
+    scales = [xn.to_numpy(d._scale) for d in layer.dropouts]
+    assert all((s == 0).any() and (s == 2).any() for s in scales)
+    again = layer.l0.forward(x, train=False)
+    for k in (1, 2):
+        again = getattr(layer, f"l{k}").forward(again * scales[k - 1], train=False)
+    np.testing.assert_allclose(y, again, **TOL)
+    dy = rng.standard_normal(y.shape)
+    dx = layer.backward(dy)
+    d = layer.l0.backward(layer.dropouts[0].backward(layer.l1.backward(layer.dropouts[1].backward(
+        layer.l2.backward(dy)))))
+    np.testing.assert_allclose(dx, d, **TOL)
+    plain = LSTM(D, H, num_layers=3, dtype="float64")
+    plain.load_state_dict(layer.state_dict())
+    np.testing.assert_allclose(layer.forward(x, train=False), plain.forward(x), **TOL)
+
+
+def test_gradcheck_stacked_bidirectional(rng):
+    xn.init.seed(1)
+    layer = GRU(2, 3, num_layers=2, bidirectional=True, dtype="float64")
+    report = assert_gradients_ok(layer, rng.standard_normal((2, 3, 2)), rtol=1e-5, max_entries=12)
+    assert {row.name for row in report.rows} == {*layer.named_params(), "input"}
+
+
+def test_stateful_carries_every_layers_state_and_ends_at_pytorchs_hn_cn(rng):
+    module = torch.nn.LSTM(D, H, 2, batch_first=True, dtype=torch.float64)
+    layer = LSTM(D, H, stateful=True, num_layers=2, dtype="float64")
+    xn.load_torch_state_dict(layer, module.state_dict())
+    x = rng.standard_normal((N, 2 * T, D))
+    out, (hn, cn) = module(torch.from_numpy(x))
+    y1, y2 = layer.forward(x[:, :T]), layer.forward(x[:, T:])
+    np.testing.assert_allclose(np.concatenate([y1, y2], axis=1), out.detach().numpy(), **TOL)
+    np.testing.assert_allclose(layer.h, hn.detach().numpy(), **TOL)
+    np.testing.assert_allclose(layer.c, cn.detach().numpy(), **TOL)
+    layer.reset_state()
+    assert layer.h is None
+    np.testing.assert_allclose(layer.forward(x[:, :T]), y1, **TOL)
+
+
+def test_saves_loads_and_rebuilds_from_its_config(tmp_path, rng):
+    model = xn.Sequential(LSTM(D, H, num_layers=2, dropout=0.2, bidirectional=True), xn.layers.Linear(2 * H, 2))
+    model.to(dtype="float64")
+    x = rng.standard_normal((N, T, D))
+    model.save(tmp_path / "m.npz")
+    again = xn.load(tmp_path / "m.npz")
+    assert repr(again[0]) == repr(model[0]) == ("LSTM(input_size=3, hidden_size=5, dtype='float64', num_layers=2, "
+                                                "dropout=0.2, bidirectional=True)")
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    assert LSTM.from_config(model[0].config()).config() == model[0].config()
+    assert list(model[0].named_params())[:3] == ["l0.Wx", "l0.Wh", "l0.b"]
+    assert type(LSTM(D, H, num_layers=1, bidirectional=False)) is LSTM
+
+
+@pytest.mark.parametrize("make, error, message", [
+    (lambda: LSTM(D, H, stateful=True, bidirectional=True), ValueError,
+     r"LSTM: stateful=True with bidirectional=True is not supported: the reverse direction starts from the end"),
+    (lambda: GRU(D, H, dropout=0.2), ValueError,
+     r"GRU: dropout=0.2 is not supported: PyTorch's dropout acts between stacked layers only, and with num_layers=1"),
+    (lambda: RNN(D, H, bidirectional=True, dropout=0.2), ValueError, r"RNN: dropout=0.2 is not supported"),
+    (lambda: LSTM(D, H, num_layers=2, dropout=1.0), ValueError, r"LSTM: dropout must be a float in \[0, 1\), got 1.0"),
+    (lambda: LSTM(D, H, num_layers=0), ValueError, r"LSTM: num_layers must be a positive int, got 0"),
+    (lambda: LSTM(D, H, num_layers=True), ValueError, r"LSTM: num_layers must be a positive int, got True"),
+    (lambda: GRU(D, H, bidirectional="yes"), TypeError, r"GRU: bidirectional must be True or False, got 'yes'"),
+    (lambda: LSTM(D, H, 2), TypeError, (r"LSTM: stateful \(the third argument\) must be True or False, got 2; "
+                                        r"PyTorch's third is num_layers: write LSTM\(input_size, hidden_size, "
+                                        r"num_layers=2\) by name")),
+])
+def test_what_is_not_supported_says_what_to_write(make, error, message):
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_state_of_the_wrong_shape_and_hx_are_refused(rng):
+    layer = LSTM(D, H, num_layers=2, bidirectional=True)
+    with pytest.raises(ValueError, match=r"LSTM: state h must have shape \(4, N, 5\) \(num_layers \* "
+                                         r"num_directions, as PyTorch's h0\), got \(2, 5\)"):
+        layer.set_state(np.zeros((N, H), "float32"))
+    with pytest.raises(TypeError, match=r"GRU: has no cell state c"):
+        GRU(D, H, num_layers=2).set_state(np.zeros((2, N, H)), np.zeros((2, N, H)))
+    x = rng.standard_normal((N, T, D)).astype("float32")
+    with pytest.raises(TypeError, match=r"LSTM.forward\(x, train\): takes no hx; PyTorch's forward\(x, hx\) is "
+                                        r"set_state\(h0, c0\) then forward\(x\)"):
+        layer(x, hx=None)
+    for call in (layer, layer.forward):
+        with pytest.raises(TypeError, match=r"LSTM.forward\(x, train\): train must be True or False, got tuple; "
+                                            r"PyTorch's forward\(x, hx\) is set_state\(h0, c0\) then forward\(x\), "
+                                            r"with h0, c0 of shape \(num_layers \* num_directions, N, hidden_size\)"):
+            call(x, (np.zeros((4, N, H), "float32"),) * 2)
+    with pytest.raises(ValueError, match=r"LSTM: expected dy of shape \(\.\.\., 10\)"):
+        layer.forward(x)
+        layer.backward(np.zeros((N, T, H), "float32"))

@@ -1,0 +1,194 @@
+"""PyTorch's ``num_layers``, ``dropout`` and ``bidirectional`` for RNN, LSTM and GRU: single layers, composed.
+
+``xn.layers.LSTM(D, H, num_layers=2, dropout=p, bidirectional=True)`` (likewise RNN, GRU) builds a
+:class:`RecurrentStack`, whose ``name`` is ``LSTM``; with ``num_layers=1`` and ``bidirectional=False`` the
+single layer is built, as before. How a forward goes:
+
+1. Level k runs on level k-1's output (level 0 on x), each level one single-layer ``LSTM`` named ``l{k}``
+   (its own time loop, fast paths and state). ``Dropout(dropout)`` acts between levels in training only,
+   PyTorch's placement: never after the last level.
+2. ``bidirectional=True``: a second layer per level, ``l{k}_reverse``, runs on the sequence reversed in
+   time (``xp.flip``), its output flipped back and put after the forward one on the feature axis:
+   (N, T, 2H). Backward splits dy, reverses the second half and adds the two input gradients.
+
+The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...): ``xn.load_torch_state_dict``
+maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
+(num_layers * num_directions, N, H), row ``k * num_directions + direction``: ``set_state(h, c)`` sets each
+layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape; ``stateful=True``
+makes every layer carry its own state (refused with ``bidirectional=True``: the reverse direction starts
+from the end of the sequence, so there is nothing to carry, and PyTorch has no such thing either).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+from .._user import flag
+from ..backend import dtype_name, namespace, untracked
+from .base import Layer, positive_int
+from .container import Container
+from .dropout import Dropout
+
+# PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
+NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
+                  "warns and ignores it); leave it out, or put xn.layers.Dropout(p) after the layer")
+_SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
+                 "bidirectional": False, "convention": "pytorch"}
+
+
+class RecurrentStack(Container):
+    """``kind`` (RNN, LSTM or GRU) ``num_layers`` deep, in one direction or two.
+
+    x: (N, T, input_size) -> y: (N, T, num_directions * hidden_size) (``batch_first=False``: (T, N, ...)).
+    Each layer caches what its own backward needs; the Dropout layers their masks.
+    """
+
+    def __init__(self, kind: type, input_size: int, hidden_size: int, *args: Any, num_layers: int = 1,
+                 dropout: float = 0.0, bidirectional: bool = False, **kwargs: Any):
+        super().__init__()
+        self.kind = kind
+        self.num_layers = positive_int(self, "num_layers", num_layers)
+        self.bidirectional = flag(bidirectional, self.name, "bidirectional")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout must be a float in [0, 1), got {dropout!r} (PyTorch's p of "
+                             "the Dropout between stacked layers)")
+        if dropout and self.num_layers == 1:
+            raise ValueError(f"{self.name}: dropout={dropout!r} is not supported: {NO_LAYER_AFTER}")
+        self.dropout = float(dropout)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        directions = ("", "_reverse") if self.bidirectional else ("",)
+        width = input_size
+        for k in range(self.num_layers):
+            for suffix in directions:
+                setattr(self, f"l{k}{suffix}", kind(width, hidden_size, *args, **kwargs))
+            width = hidden_size * len(directions)
+        first = self.l0
+        self.stateful, self.batch_first, self.state_names = first.stateful, first.batch_first, first.state_names
+        if self.stateful and self.bidirectional:
+            raise ValueError(f"{self.name}: stateful=True with bidirectional=True is not supported: the reverse "
+                             "direction starts from the end of each sequence, so there is no state to carry into "
+                             "the next call (PyTorch has none either); leave stateful out and set the start state "
+                             f"with set_state(h0{', c0' if 'c' in self.state_names else ''})")
+        self.dropouts = [Dropout(self.dropout) for _ in range(self.num_layers - 1)] if self.dropout else []
+
+    @property
+    def name(self) -> str:
+        return self.kind.__name__
+
+    @property
+    def saved_as(self) -> str:
+        """The type files record it by: ``LSTM(..., num_layers=2)`` builds it again."""
+        return self.kind.__name__
+
+    def config(self) -> dict[str, Any]:
+        config = {**self.l0.config(), "input_size": self.input_size, "dtype": dtype_name(self.l0.params["Wx"])}
+        return {**config, "num_layers": self.num_layers, "dropout": self.dropout,
+                "bidirectional": self.bidirectional}
+
+    def __repr__(self) -> str:
+        shown = [f"{k}={v!r}" for k, v in self.config().items() if _SHOWN_UNLESS.get(k, ...) != v]
+        return f"{self.name}({', '.join(shown)})"
+
+    def layers(self) -> list[Layer]:
+        """The single layers in PyTorch's order: l0, l0_reverse, l1, ..., one per row of the state."""
+        return [layer for name, layer in self.named_children().items() if name.startswith("l")]
+
+    def _level(self, k: int) -> tuple[Layer, Layer | None]:
+        return vars(self)[f"l{k}"], vars(self).get(f"l{k}_reverse")
+
+    # -- state: PyTorch's (num_layers * num_directions, N, H) -------------------------------------
+
+    def reset_state(self) -> None:
+        """The next forward starts every layer from zeros."""
+        for layer in self.layers():
+            layer.reset_state()
+
+    def set_state(self, h: Any, c: Any = None) -> None:
+        """Start from ``h`` (and ``c`` for LSTM; None: zeros), PyTorch's h0 (num_layers * num_directions, N, H)."""
+        if c is not None and "c" not in self.state_names:
+            raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        layers = self.layers()
+        for what, s in (("h", h), ("c", c)):
+            if s is not None and (getattr(s, "ndim", None) != 3 or s.shape[0] != len(layers)):
+                raise ValueError(f"{self.name}: state {what} must have shape ({len(layers)}, N, {self.hidden_size}) "
+                                 f"(num_layers * num_directions, as PyTorch's h0), got "
+                                 f"{tuple(getattr(s, 'shape', ()))}")
+        h, c = untracked(h), None if c is None else untracked(c)
+        for i, layer in enumerate(layers):
+            layer.set_state(h[i, ...], None if c is None else c[i, ...])
+
+    def _rows(self, states: list[Any]) -> Any:
+        return None if any(s is None for s in states) else namespace(states[0]).stack(states, axis=0)
+
+    @property
+    def h(self) -> Any:
+        """The hidden state the next forward starts from, (num_layers * num_directions, N, H) (None: zeros)."""
+        return self._rows([layer.h for layer in self.layers()])
+
+    @property
+    def c(self) -> Any:
+        """LSTM's cell state the next forward starts from, as ``h``."""
+        return self._rows([layer.c for layer in self.layers()])
+
+    @property
+    def dh(self) -> Any:
+        """After backward: the gradient of the start state h, as ``h``."""
+        return self._rows([layer.dh for layer in self.layers()])
+
+    @property
+    def dc(self) -> Any:
+        """After backward: the gradient of LSTM's start state c, as ``h``."""
+        return self._rows([layer.dc for layer in self.layers()])
+
+    # -- forward and backward -----------------------------------------------------------------------
+
+    @property
+    def train_hint(self) -> str:  # type: ignore[override]
+        c0 = ", c0" if "c" in self.state_names else ""
+        return (f"PyTorch's forward(x, hx) is set_state(h0{c0}) then forward(x), with h0{c0} of shape "
+                "(num_layers * num_directions, N, hidden_size)")
+
+    def __call__(self, x: Any, train: bool | None = None, **hx: Any) -> Any:  # type: ignore[override]
+        """``forward`` in the layer's mode; a state in train's place (PyTorch's ``lstm(x, (h0, c0))``) is refused."""
+        return super().__call__(x, train=None if train is None else self._check_train(train), **hx)
+
+    def forward(self, x: Any, train: bool = True, **hx: Any) -> Any:
+        """x: (N, T, input_size) -> (N, T, num_directions * hidden_size); ``hx`` is refused, as by the single layer."""
+        x = untracked(x)
+        train = self._check_train(train)
+        if hx:
+            raise TypeError(f"{self.name}.forward(x, train): takes no {', '.join(hx)}; {self.train_hint}")
+        time = int(self.batch_first)
+        y = x
+        for k in range(self.num_layers):
+            if k and self.dropouts:
+                y = self.dropouts[k - 1].forward(y, train)
+            forward, reverse = self._level(k)
+            out = forward.forward(y, train)
+            if reverse is not None:
+                xp = namespace(y)
+                back = xp.flip(reverse.forward(xp.flip(y, axis=time), train), axis=time)
+                out = xp.concat([out, back], axis=-1)
+            y = out
+        return y
+
+    def backward(self, dy: Any) -> Any:
+        """dy: (N, T, num_directions * hidden_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc)."""
+        dy = untracked(dy)
+        xp = self._check_float(dy)
+        h = self.hidden_size
+        width = h * (1 + self.bidirectional)
+        if dy.ndim != 3 or dy.shape[-1] != width:
+            raise ValueError(f"{self.name}: expected dy of shape (..., {width}) as the last forward's output, got "
+                             f"{tuple(dy.shape)}")
+        time = int(self.batch_first)
+        for k in reversed(range(self.num_layers)):
+            forward, reverse = self._level(k)
+            if reverse is None:
+                dx = forward.backward(dy)
+            else:
+                back = reverse.backward(xp.flip(dy[..., h:], axis=time))
+                dx = forward.backward(dy[..., :h]) + xp.flip(back, axis=time)
+            dy = self.dropouts[k - 1].backward(dx) if k and self.dropouts else dx
+        return dy
