@@ -82,10 +82,10 @@ def _cnn() -> Any:
 
 def _activations() -> Any:
     """PyTorch's activations between Linear layers: GELU's erf a CuPy kernel of its own, Softmax's and
-    LogSoftmax's reductions."""
+    LogSoftmax's reductions (a Linear after it: cross-entropy refuses a model ending in LogSoftmax)."""
     return xn.Sequential(L.Linear(12, 16), L.GELU(), L.Linear(16, 16), L.LeakyReLU(0.1), L.ELU(0.5), L.SiLU(),
                          L.Linear(16, 16), L.Softplus(2.0, 10.0), L.GELU(approximate="tanh"), L.Identity(),
-                         L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1))
+                         L.Softmax(dim=1), L.Linear(16, 4), L.LogSoftmax(dim=-1), L.Linear(4, 4))
 
 
 def _more_activations() -> Any:

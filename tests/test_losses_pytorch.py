@@ -370,8 +370,7 @@ def test_class_weight_errors():
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, kind", [("bce", SigmoidCrossEntropy), ("binary_cross_entropy", SigmoidCrossEntropy),
-                                        ("bce_with_logits", SigmoidCrossEntropy),
+@pytest.mark.parametrize("name, kind", [("bce", SigmoidCrossEntropy), ("bce_with_logits", SigmoidCrossEntropy),
                                         ("sigmoid_cross_entropy", SigmoidCrossEntropy), ("l1", MeanAbsoluteError),
                                         ("mae", MeanAbsoluteError), ("mean_absolute_error", MeanAbsoluteError),
                                         ("smooth_l1", SmoothL1Loss), ("huber", HuberLoss)])

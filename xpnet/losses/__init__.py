@@ -1,6 +1,7 @@
 """Losses: ``forward(y, t) -> 0-d array`` (the mean over the batch, or with ``reduction="sum"`` the sum) and
 ``backward() -> dy``. Classification: SoftmaxCrossEntropy (``cross_entropy``), SigmoidCrossEntropy
-(``bce``, PyTorch's BCEWithLogitsLoss); regression: MeanSquaredError (``mse``), MeanAbsoluteError (``l1``,
+(``bce``, PyTorch's BCEWithLogitsLoss); on probabilities and log-probabilities: BCELoss (``bce_probs``),
+NLLLoss (``nll``), KLDivLoss (``kl_div``), PyTorch's; regression: MeanSquaredError (``mse``), MeanAbsoluteError (``l1``,
 PyTorch's L1Loss), SmoothL1Loss, HuberLoss.
 
 Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
@@ -15,16 +16,19 @@ from .._user import not_here
 from .base import Loss, LossValue
 from .binary import SigmoidCrossEntropy
 from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
+from .nll import NLLLoss
+from .probabilities import BCELoss, KLDivLoss
 from .regression import HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss
 
 __all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError",
-           "SmoothL1Loss", "HuberLoss", "LOSSES", "get", "check_mean", "cross_entropy_labels",
-           "cross_entropy_labels_backward"]
+           "SmoothL1Loss", "HuberLoss", "NLLLoss", "BCELoss", "KLDivLoss", "LOSSES", "get", "check_mean",
+           "cross_entropy_labels", "cross_entropy_labels_backward"]
 
 
 LOSSES = {"softmax_cross_entropy": SoftmaxCrossEntropy, "cross_entropy": SoftmaxCrossEntropy,
-          "sigmoid_cross_entropy": SigmoidCrossEntropy, "binary_cross_entropy": SigmoidCrossEntropy,
-          "bce": SigmoidCrossEntropy, "bce_with_logits": SigmoidCrossEntropy,
+          "sigmoid_cross_entropy": SigmoidCrossEntropy, "bce": SigmoidCrossEntropy,
+          "bce_with_logits": SigmoidCrossEntropy, "nll": NLLLoss, "nll_loss": NLLLoss, "bce_probs": BCELoss,
+          "kl_div": KLDivLoss,
           "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
           "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError, "l1": MeanAbsoluteError,
           "smooth_l1": SmoothL1Loss, "huber": HuberLoss}
@@ -38,32 +42,46 @@ def get(loss: Any) -> Loss:
         return loss()
     if isinstance(loss, str) and loss in LOSSES:
         return LOSSES[loss]()
+    if isinstance(loss, str) and loss in _OTHER_MEANING:
+        raise ValueError(f"loss={loss!r}: {_OTHER_MEANING[loss]}")
     raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
 
 
 def check_mean(loss: Loss, who: str) -> Loss:
-    """``loss`` when it averages (every loss but one built with ``reduction="sum"``): ``who`` (``train``,
-    ``evaluate``) weighs batches and ranks by their size, which a sum would count twice."""
-    if getattr(loss, "reduction", "mean") != "mean":
+    """``loss`` when it averages (every loss but one built with ``reduction="sum"``; KLDivLoss's
+    ``"batchmean"`` averages over the rows): ``who`` (``train``, ``evaluate``) weighs batches and ranks by
+    their size, which a sum would count twice."""
+    if getattr(loss, "reduction", "mean") not in ("mean", "batchmean"):
         raise ValueError(f"{who}: the loss has reduction={loss.reduction!r}; {who} averages the loss over batches "
                          f"(and ranks), so pass the loss with reduction='mean' (PyTorch's default; for the gradient "
                          f"of a sum over a batch of B counted positions, multiply the learning rate by B)")
     return loss
 
 
+# Names another library gives a loss on probabilities, where xpnet's nearest name takes logits: refused, so
+# that neither habit silently trains the wrong loss.
+_PROBABILITIES = ("takes probabilities; xpnet's name for that is loss='bce_probs' (xn.losses.BCELoss(), after a "
+                  "final Sigmoid), and loss='bce' takes logits (xn.losses.SigmoidCrossEntropy(), no final Sigmoid)")
+_CATEGORICAL = ("Keras' loss takes softmax probabilities; xpnet's loss='cross_entropy' takes logits: drop the final "
+                "Softmax (Keras' activation='softmax') and pass loss='cross_entropy'")
+_OTHER_MEANING = {
+    "binary_cross_entropy": "PyTorch's F.binary_cross_entropy " + _PROBABILITIES,
+    "binary_crossentropy": "Keras' binary_crossentropy " + _PROBABILITIES,
+    "categorical_crossentropy": _CATEGORICAL + " with one-hot rows",
+    "sparse_categorical_crossentropy": _CATEGORICAL + " with int labels",
+    "kl_divergence": "Keras' KL divergence takes probabilities as predictions; loss='kl_div' (xn.losses.KLDivLoss, "
+                     "PyTorch's) takes log-probabilities (after xn.layers.LogSoftmax(dim=1))",
+}
+
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _PYTORCH_NAMES = {
     "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
                         "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
                         "last axis",
-    "NLLLoss": ("xpnet has no loss on log-probabilities: drop the final xn.layers.LogSoftmax and give the logits to "
-                "xn.losses.SoftmaxCrossEntropy() (LogSoftmax then NLLLoss is that loss, its gradient in one step)"),
     "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss, with its reduction)",
     "L1Loss": "xn.losses.MeanAbsoluteError() (the mean of |y - t| over every element, as L1Loss, with its reduction)",
     "BCEWithLogitsLoss": "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1] of their shape as "
                          "BCEWithLogitsLoss does, with its weight, pos_weight and reduction",
-    "BCELoss": "xpnet's binary cross-entropy takes logits, not probabilities: drop the model's final Sigmoid and use "
-               "xn.losses.SigmoidCrossEntropy() (BCEWithLogitsLoss; stable where log(sigmoid) is not)",
     # The book's names (both volumes).
     "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
     "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "

@@ -123,16 +123,16 @@ class ElementwiseLoss(Loss):
         return xp, y, t
 
     def _reduced(self, xp: Any, terms: Any) -> Any:
-        """The sum of the terms, divided by their number under ``reduction="mean"``."""
+        """The sum of the terms, divided by the count (their number) but under ``reduction="sum"``."""
         total = xp.sum(terms)
-        return total / self._n if self.reduction == "mean" else total
+        return total if self.reduction == "sum" else total / self._n
 
     def _scale(self, dout: Any) -> Any:
         """What each element's derivative is multiplied by in backward: dout, over the count for a mean."""
         if self._n is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         check_dout(self, dout)
-        return dout / self._n if self.reduction == "mean" else dout
+        return dout if self.reduction == "sum" else dout / self._n
 
     def mean_count(self) -> Any:
         """Every element of the last forward (None before one)."""

@@ -49,11 +49,7 @@ class SigmoidCrossEntropy(ElementwiseLoss):
             raise ValueError(f"{self.name}: targets must lie in [0, 1] (0/1 labels or probabilities), got values in "
                              f"[{float(xp.min(t)):g}, {float(xp.max(t)):g}]: outside it the loss has no minimum; "
                              f"for more than two classes use SoftmaxCrossEntropy")
-        for w in (self.weight, self.pos_weight):
-            if w is not None and not _broadcasts_to(w.shape, tuple(y.shape)):
-                which = "weight" if w is self.weight else "pos_weight"
-                raise ValueError(f"{self.name}: {which} of shape {w.shape} does not broadcast to the logits' shape "
-                                 f"{tuple(y.shape)} (a (K,) {which} weighs the last axis)")
+        check_broadcast(self.name, "logits'", {"weight": self.weight, "pos_weight": self.pos_weight}, tuple(y.shape))
         a = xp.abs(y)
         e = xp.exp(-a)
         softplus = xp.log1p(e) + 0.5 * (a - y)  # -log(sigmoid(y)); 0.5 * (|y| - y) is max(-y, 0) exactly
@@ -95,6 +91,13 @@ class SigmoidCrossEntropy(ElementwiseLoss):
         weights = [f"{k}={v!r}" for k, v in (("weight", self.weight), ("pos_weight", self.pos_weight)) if v is not None]
         return weights + super()._settings()
 
+
+def check_broadcast(who: str, whose: str, weights: dict[str, Any], shape: tuple[int, ...]) -> None:
+    """Each of ``weights`` (HostWeights or None, by argument name) broadcasts to ``shape`` without growing it."""
+    for which, w in weights.items():
+        if w is not None and not _broadcasts_to(w.shape, shape):
+            raise ValueError(f"{who}: {which} of shape {w.shape} does not broadcast to the {whose} shape {shape} "
+                             f"(a (K,) {which} weighs the last axis)")
 
 
 def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:

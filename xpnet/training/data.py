@@ -14,7 +14,7 @@ from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _inde
 from ..datasets.batches import BatchIterator
 from ..layers.container import mode
 from ..layers.recurrent import probe_states
-from ..losses import Loss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from ..losses import BCELoss, Loss, NLLLoss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..losses.base import ElementwiseLoss
 from ..models.inputs import check_fits, is_ids, probe_rows, to_model_dtype
 from .preflight import check_data
@@ -143,9 +143,9 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         elif len(xs) < _inputs_taken(model) and getattr(model, "inputs_hint", ""):
             message += f"; {model.inputs_hint}"
         raise type(exc)(f"{arg}: x of shape {shapes} does not fit the model: {message}") from None
-    if isinstance(loss, SoftmaxCrossEntropy) and len(out_shape) > 2:
-        return x, check_sequence_labels(y, out_shape, loss, dev, arg), None
-    if isinstance(loss, SoftmaxCrossEntropy):
+    if isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and len(out_shape) > 2:
+        return x, check_sequence_labels(y, out_shape, loss, dev, arg, 1 if isinstance(loss, NLLLoss) else -1), None
+    if isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)):
         if len(out_shape) != 2:
             raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
         c = out_shape[1]
@@ -160,6 +160,9 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
             index = index_dtype(dev)
             y = y if y.dtype == index else xp.astype(y, index)
             return x, y, y
+        if isinstance(loss, NLLLoss):
+            raise ValueError(f"{arg}: NLLLoss needs (N,) integer class indices, got targets of shape "
+                             f"{tuple(y.shape)}; for target probabilities use KLDivLoss")
         if y.ndim != 2 or y.shape[1] != c:
             raise ValueError(f"{arg}: {loss.name} needs (N,) class indices or (N, {c}) one-hot rows for a model "
                              f"with {c} outputs, got targets of shape {tuple(y.shape)}")
@@ -169,7 +172,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
         check_fits(y, dev, dtype, f"{arg}: y")
         y = y if y.dtype == dtype else xp.astype(y, dtype)
         return x, y, xp.argmax(y, axis=1)
-    if isinstance(loss, SigmoidCrossEntropy):
+    if isinstance(loss, (SigmoidCrossEntropy, BCELoss)):
         return x, *binary_targets(y, out_shape, loss, dev, dtype, arg)
     if isinstance(loss, ElementwiseLoss):
         _check_shaped_like_output(y, out_shape, loss, arg)
@@ -204,13 +207,15 @@ def _check_shaped_like_output(y: Any, out_shape: tuple[int, ...], loss: Any, arg
                          f"{', '.join(map(str, out_shape[1:]))}), got {tuple(y.shape)}")
 
 
-def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str) -> Any:
-    """Integer labels (N, T, ...) for scores (N, T, ..., C) (a sequence model), each in [0, C) or equal to
-    the loss's ``ignore_index``; returned in the index dtype."""
-    xp, c = dev.xp, out_shape[-1]
-    if tuple(y.shape[1:]) != out_shape[1:-1] or not xp.isdtype(y.dtype, "integral"):
+def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str,
+                          axis: int = -1) -> Any:
+    """Integer labels (N, T, ...) for scores (N, T, ..., C) (a sequence model; ``axis=1``: (N, C, T, ...), NLLLoss's
+    classes), each in [0, C) or equal to the loss's ``ignore_index``; returned in the index dtype."""
+    xp, c = dev.xp, out_shape[axis]
+    positions = out_shape[1:-1] if axis == -1 else out_shape[2:]
+    if tuple(y.shape[1:]) != positions or not xp.isdtype(y.dtype, "integral"):
         raise ValueError(f"{arg}: {loss.name} on scores of shape (N, {', '.join(map(str, out_shape[1:]))}) needs "
-                         f"integer labels of shape (N, {', '.join(map(str, out_shape[1:-1]))}), got "
+                         f"integer labels of shape (N, {', '.join(map(str, positions))}), got "
                          f"{tuple(y.shape)} of dtype {y.dtype}")
     valid = y != loss.ignore_index
     if bool(xp.any(valid & ((y < 0) | (y >= c)))):

@@ -55,7 +55,7 @@ from .data import common_device, inputs, pair, prepare
 from .history import History
 from .lr_callback import LRScheduler, as_callback
 from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
-from .preflight import check_callbacks, check_model, check_single_samples
+from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
 __all__ = ["train", "evaluate"]
@@ -223,6 +223,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         raise NotImplementedError("train: transform with comm (data parallel) is not in this version: each "
                                   "rank would draw the same numbers for its part of the batch")
     loss = check_mean(_get_loss(loss), "train")
+    check_last_activation(model, loss, "train")
     optimizer = _get_optimizer(optimizer)
     optimizer.bind(model)
     stream = check_stream(data, batch_size, "train") if isinstance(data, TokenStream) else None
@@ -446,6 +447,7 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     """
     check_model(model, "evaluate")
     loss = check_mean(_get_loss(loss), "evaluate")
+    check_last_activation(model, loss, "evaluate")
     stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
     x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
     batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")

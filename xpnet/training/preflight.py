@@ -13,16 +13,19 @@ import numpy as np
 from .._user import warn
 from ..backend import namespace
 from ..datasets.batches import batch_bounds
+from ..layers.activations import Sigmoid
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, no_train, watch
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import probe_states
+from ..layers.softmax import LogSoftmax, Softmax
 from ..layers.tree import loose_arrays
-from ..models import Model
+from ..losses import KLDivLoss, NLLLoss, SigmoidCrossEntropy, SoftmaxCrossEntropy
+from ..models import Model, Sequential
 from ..models.inputs import probe_rows
 from ..optim._blame import mixed_dtypes
 
-__all__ = ["check_model", "check_callbacks", "check_data", "check_single_samples"]
+__all__ = ["check_model", "check_last_activation", "check_callbacks", "check_data", "check_single_samples"]
 
 
 def check_model(model: Any, who: str) -> None:
@@ -55,6 +58,37 @@ def check_model(model: Any, who: str) -> None:
     if bad:
         raise ValueError(f"{who}: parameters {bad} hold NaN or inf before any training (a non-finite init= or "
                          "a broken file?)")
+
+
+# (last layer, loss) pairs that apply an activation twice, or feed a loss what it does not take, and what to write.
+_TWICE = "so it would be applied twice and train badly; drop the last layer (the model's outputs are then the logits)"
+_LOG = ("takes log-probabilities, not probabilities: its result would mean nothing; make the last layer "
+        "xn.layers.LogSoftmax(dim=...) over the same axis")
+_LAST_LAYER = {
+    (Sigmoid, SigmoidCrossEntropy): f"takes logits and applies the sigmoid itself, {_TWICE}, or keep it and pass "
+                                    "loss=xn.losses.BCELoss() (loss='bce_probs'), which takes probabilities",
+    (Softmax, SoftmaxCrossEntropy): f"takes logits and applies the softmax itself, {_TWICE}",
+    (LogSoftmax, SoftmaxCrossEntropy): f"takes logits and applies the log-softmax itself, {_TWICE}, or keep it and "
+                                       "pass loss=xn.losses.NLLLoss() (loss='nll'), which takes log-probabilities",
+    (Softmax, NLLLoss): _LOG,
+    (Softmax, KLDivLoss): _LOG}
+
+
+def check_last_activation(model: Any, loss: Any, who: str) -> None:
+    """Refuse a Sequential whose last layer (a nested Sequential's last, at any depth) is the activation the
+    loss applies itself: Sigmoid with a logits BCE, Softmax or LogSoftmax with cross-entropy (the Keras habit
+    of ``activation='softmax'`` with categorical cross-entropy); or Softmax before a loss on log-probabilities
+    (NLLLoss, KLDivLoss). Each would train, badly, with no error. Other models are not looked into: their
+    forward decides what comes last."""
+    path, last = [], model
+    while isinstance(last, Sequential) and last.layers:
+        path.append(str(len(last.layers) - 1))
+        last = last.layers[-1]
+    why = next((text for (layer, kind), text in _LAST_LAYER.items()
+                if isinstance(last, layer) and isinstance(loss, kind)), None)
+    if why is not None:
+        raise ValueError(f"{who}: the model ends in {last.name} (layer {'.'.join(path)}) and the loss {loss.name} "
+                         f"{why}")
 
 
 def _check_something_trains(model: Any) -> None:
