@@ -8,11 +8,10 @@ import pytest
 
 import xpnet as xn
 from xpnet.layers import LayerNorm
-from xpnet.testing import assert_placed
+from norm_checks import check_loads_on_device1, compare_with_pytorch
 
 torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
 
-CLOSE = {"rtol": 1e-12, "atol": 1e-12}
 SHAPES = [pytest.param(6, (5, 6), id="features"), pytest.param(6, (2, 4, 6), id="sequence-NTD"),
           pytest.param((4, 6), (2, 4, 6), id="last-two-axes"), pytest.param([3, 2, 2], (2, 3, 2, 2), id="CHW"),
           pytest.param(6, (6,), id="no-leading-axes")]
@@ -25,30 +24,7 @@ def _compare_with_pytorch(dev, rng, normalized_shape, shape, kwargs, ours=None):
     """y, dx and every parameter gradient of xpnet's LayerNorm on ``dev`` and PyTorch's, float64, with random
     gamma and beta (PyTorch's weight and bias), each in xpnet's namespace, device and dtype."""
     ours = LayerNorm(normalized_shape, dtype="float64", **kwargs) if ours is None else ours
-    theirs = torch.nn.LayerNorm(normalized_shape, dtype=torch.float64, **kwargs)
-    names = {"gamma": "weight", "beta": "bias"}
-    assert set(ours.params) == {k for k, v in names.items() if getattr(theirs, v) is not None}
-    for name, value in ours.params.items():
-        value = rng.uniform(0.5, 2.0, value.shape) if name == "gamma" else rng.standard_normal(value.shape)
-        ours.params[name] = value
-        with torch.no_grad():
-            getattr(theirs, names[name]).copy_(torch.from_numpy(value))
-    ours.to(dev)
-    x, dy = rng.standard_normal(shape) * 3 + 1, rng.standard_normal(shape)
-    xt = torch.tensor(x, requires_grad=True)
-    yt = theirs(xt)
-    yt.backward(torch.from_numpy(dy))
-
-    def close(a, b, what):
-        assert_placed(a, dev, "float64")
-        np.testing.assert_allclose(xn.to_numpy(a), b.detach().numpy(), **CLOSE, err_msg=what)
-
-    for train in (True, False):  # the same in both modes
-        close(ours.forward(xn.to_device(x, dev), train=train), yt, "y")
-        close(ours.backward(xn.to_device(dy, dev)), xt.grad, "dx")
-        assert set(ours.grads) == set(ours.params)
-        for name in ours.grads:
-            close(ours.grads[name], getattr(theirs, names[name]).grad, f"d{name}")
+    compare_with_pytorch(dev, rng, ours, torch.nn.LayerNorm(normalized_shape, dtype=torch.float64, **kwargs), shape)
 
 
 @pytest.mark.parametrize("kwargs", OPTIONS)
@@ -83,20 +59,10 @@ def test_gradcheck_passes(dev, layer):
 
 
 def test_saved_and_loaded_on_another_device(tmp_path, rng):
-    strict = pytest.importorskip("array_api_strict")
-    dev1 = xn.Device(strict, strict.Device("device1"))
     model = xn.Sequential(xn.layers.Linear(5, 6), LayerNorm((4, 6), eps=1e-3, bias=False),
                           LayerNorm(6, elementwise_affine=False))
     model[1].params["gamma"] = rng.uniform(0.5, 2, (4, 6)).astype(np.float32)
-    model.save(tmp_path / "ln.npz")
-    loaded = xn.load(tmp_path / "ln.npz", device=dev1)
-    assert repr(loaded) == repr(model) and [m.config() for m in loaded] == [m.config() for m in model]
-    assert sorted(loaded.named_params()) == ["0.W", "0.b", "1.gamma"]
-    assert_placed(loaded[1].params["gamma"], dev1, "float32")
-    x = rng.standard_normal((2, 4, 5)).astype(np.float32)
-    # NumPy's arrays take the Numba kernel where it is installed (its sums in float64): equal to rounding.
-    np.testing.assert_allclose(xn.to_numpy(loaded.forward(xn.to_device(x, dev1))), model.forward(x),
-                               rtol=1e-5, atol=1e-6)
+    check_loads_on_device1(tmp_path, rng, model, ["0.W", "0.b", "1.gamma"], (2, 4, 5))
 
 
 def test_repr_shows_the_shape_as_given_and_the_other_arguments_away_from_their_defaults():
