@@ -21,7 +21,7 @@ MAY_IMPORT = {
     "io": {"_user"},
     "layers": {"_user", "_chainer", "backend", "init"},
     "losses": {"_user", "_chainer", "backend"},
-    "optim": {"_user", "_chainer", "backend"},
+    "optim": {"_user", "_chainer", "backend", "layers", "models"},  # swa_utils: AveragedModel is a model
     "datasets": {"_user", "_chainer", "backend"},
     "distributed": {"_user", "backend"},
     "models": {"_user", "backend", "init", "io", "layers"},

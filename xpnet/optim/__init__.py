@@ -5,14 +5,16 @@ for their arguments.
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``);
-- ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...).
+- ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
+- ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
 and ``Wh`` of the recurrent layers: every parameter whose name starts with ``W`` or ``weight``), never
 to biases or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
 updates). AdamW decays decoupled from the gradient instead, every parameter by default (0.01), as PyTorch's.
-It imports only the backend (and ``xpnet._user``).
+It imports only the backend (and ``xpnet._user``); ``swa_utils`` also the layers and models (an AveragedModel
+is a model, update_bn finds BatchNorm).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from .._user import not_here
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .base import Optimizer
 from .clip import clip_grad_norm
-from . import lr_scheduler
+from . import lr_scheduler, swa_utils
 from .sgd import SGD, Momentum, Nesterov
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get",
-           "clip_grad_norm", "lr_scheduler"]
+           "clip_grad_norm", "lr_scheduler", "swa_utils"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}

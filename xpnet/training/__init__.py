@@ -6,7 +6,8 @@
 - ``preflight``: the checks made before any step;
 - ``history``: the per-epoch figures, saved and plotted;
 - ``checkpoint``: full checkpoints and exact resume;
-- ``callbacks``: early stopping, checkpoints and schedules (public as ``xn.callbacks``).
+- ``callbacks``: early stopping, checkpoints and schedules (public as ``xn.callbacks``; ``lr_callback`` and
+  ``swa_callback`` wrap a scheduler and an AveragedModel).
 
 It may import everything below it (backend, layers, losses, optim, models, datasets, distributed, io);
 only the package face and the command line import it.

@@ -31,7 +31,8 @@ __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "LambdaLR", 
 _PYTORCH_NAMES = {
     "CyclicLR": "not in this version: OneCycleLR, CosineAnnealingWarmRestarts, or LambdaLR(optimizer, lambda i: ...) "
                 "with the triangle written as a function of the step",
-    "SWALR": "stochastic weight averaging is not in this version",
+    "SWALR": "not in this version (xn.optim.swa_utils has AveragedModel and update_bn): set the SWA lr with "
+             "LambdaLR(optimizer, lambda i: ...) or SequentialLR",
     "_LRScheduler": "PyTorch's old name of the base class: xn.optim.lr_scheduler.LRScheduler",
 }
 

@@ -1,0 +1,75 @@
+"""``xn.callbacks.AveragedWeights``: an :class:`~xpnet.optim.swa_utils.AveragedModel` updated by ``xn.train``
+after each epoch (SWA, as PyTorch's example) or after each step (``interval="step"``: the EMA of YOLO, diffusion
+models and ViTs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._user import is_int
+from ..backend import namespace
+from ..optim.swa_utils import AveragedModel
+from .callbacks import Callback
+
+__all__ = ["AveragedWeights"]
+
+
+class AveragedWeights(Callback):
+    """Call ``averaged.update_parameters(model)`` after each epoch (``interval="epoch"``) or each step
+    (``interval="step"``), from epoch ``start`` (1-based; PyTorch's ``swa_start`` + 1) on.
+
+    ``averaged`` is moved to the device ``xn.train`` trains on, unless it was made with ``device=``. A full
+    checkpoint keeps the average and ``n_averaged`` after the last complete epoch: a resumed run averages
+    as the uninterrupted one. Evaluate with ``averaged.predict(x)`` or ``xn.evaluate(averaged, ...)``; with
+    BatchNorm and ``use_buffers=False``, first ``xn.optim.swa_utils.update_bn(batches, averaged)``.
+    """
+
+    def __init__(self, averaged: Any, interval: str = "epoch", start: int = 1):
+        if not isinstance(averaged, AveragedModel):
+            raise TypeError(f"AveragedWeights: averaged must be an xn.optim.swa_utils.AveragedModel, e.g. "
+                            f"AveragedWeights(AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999)), "
+                            f"interval='step'), got {type(averaged).__name__}")
+        if interval not in ("epoch", "step"):
+            hint = " (Keras' 'batch' is 'step' here)" if interval == "batch" else ""
+            raise ValueError(f"AveragedWeights: interval must be 'epoch' or 'step', got {interval!r}{hint}")
+        if not is_int(start) or start < 1:
+            raise ValueError(f"AveragedWeights: start must be an int >= 1 (the first epoch averaged), got {start!r}")
+        self.averaged, self.interval, self.start = averaged, interval, int(start)
+        self._epoch = 0
+        self._saved: dict[str, Any] = {}
+
+    def on_train_begin(self, state: Any) -> None:
+        super().on_train_begin(state)
+        self.averaged.check_like(state.model, "AveragedWeights")
+        if not self.averaged.device_given:
+            self.averaged.to(state.device)
+        self._save()
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int) -> None:
+        if self.interval == "step" and self._epoch >= self.start:
+            self.averaged.update_parameters(self.state.model)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
+        if self.interval == "epoch" and epoch >= self.start:
+            self.averaged.update_parameters(self.state.model)
+        self._save()
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self._saved)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        n = state.get("n_averaged")
+        if not is_int(n) or n < 0 or not isinstance(state.get("average"), dict):
+            raise ValueError(f"AveragedWeights: expected {{'n_averaged': int >= 0, 'average': arrays}}, got "
+                             f"n_averaged={n!r}")
+        self.averaged.module.load_state_dict(state["average"])
+        self.averaged.n_averaged = int(n)
+        self._save()
+
+    def _save(self) -> None:
+        """The state after the last complete epoch (SIGTERM within an epoch writes that one), as device copies."""
+        average = {k: namespace(v).asarray(v, copy=True) for k, v in self.averaged.module.state().items()}
+        self._saved = {"n_averaged": self.averaged.n_averaged, "average": average}
