@@ -190,7 +190,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``scheduler``: one of ``xn.optim.lr_scheduler``'s, built on ``optimizer``, stepped after each epoch as in a
     PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
     interval="step")`` (here or in ``callbacks``) steps it after each batch.
-    Sequence models trained with cross-entropy (labels (N, T)) get ``train_perplexity`` and
+    Sequence models trained with cross-entropy or NLLLoss (labels (N, T)) get ``train_perplexity`` and
     ``val_perplexity`` in the history and the epoch line.
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
     ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
