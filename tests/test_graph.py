@@ -195,6 +195,20 @@ def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
 
 
 @needs_compiler
+def test_clipping_by_value_is_captured_and_trains_as_eagerly(tmp_path):
+    """clip_grad_value clamps the gradients inside the captured step as clip_grad_norm scales them: the weights
+    of eager training with it, which differ from those without it."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    print(json.dumps({"eager": run(xn.optim.SGD(0.1), False, clip_grad_value=0.01),
+                      "captured": run(xn.optim.SGD(0.1), True, clip_grad_value=0.01),
+                      "unclipped": run(xn.optim.SGD(0.1), False)}))
+    """, tmp_path))
+    assert out["captured"]["launches"] == 3 * 7 - 2
+    _assert_same_training(out["eager"], out["captured"])
+    assert not np.allclose(out["eager"]["params"]["0.W"], out["unclipped"]["params"]["0.W"], rtol=1e-3)
+
+
+@needs_compiler
 def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_asked_for(tmp_path):
     out = last_json(run_with_fake_cupy(_TRAIN + """
     import os
