@@ -195,6 +195,20 @@ def test_a_step_count_baked_into_the_graph_would_be_caught(tmp_path):
 
 
 @needs_compiler
+def test_clipping_by_value_is_captured_and_trains_as_eagerly(tmp_path):
+    """clip_grad_value clamps the gradients inside the captured step as clip_grad_norm scales them: the weights
+    of eager training with it, which differ from those without it."""
+    out = last_json(run_with_fake_cupy(_TRAIN + """
+    print(json.dumps({"eager": run(xn.optim.SGD(0.1), False, clip_grad_value=0.01),
+                      "captured": run(xn.optim.SGD(0.1), True, clip_grad_value=0.01),
+                      "unclipped": run(xn.optim.SGD(0.1), False)}))
+    """, tmp_path))
+    assert out["captured"]["launches"] == 3 * 7 - 2
+    _assert_same_training(out["eager"], out["captured"])
+    assert not np.allclose(out["eager"]["params"]["0.W"], out["unclipped"]["params"]["0.W"], rtol=1e-3)
+
+
+@needs_compiler
 def test_what_cannot_be_captured_trains_eagerly_by_default_and_is_refused_when_asked_for(tmp_path):
     out = last_json(run_with_fake_cupy(_TRAIN + """
     import os
@@ -372,7 +386,8 @@ def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
 def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_path):
     """Each loss of CAPTURED_LOSSES (class weights and pos_weight included: copied to the device at the first
     eager step, not per launch) trains as eagerly when its step is captured: the same weights within float32
-    rounding, the same losses, and for the binary cross-entropy the same accuracy."""
+    rounding, the same losses, and for the binary cross-entropies and NLLLoss the same accuracy. The losses
+    on (log-)probabilities train a model ending in the LogSoftmax or Sigmoid they follow."""
     out = last_json(run_with_fake_cupy(_COUNTED + """
     cases = {
         "softmax-weighted": ("xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 0.5, 1.5]), "
@@ -382,11 +397,17 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
         "l1": ("xn.losses.MeanAbsoluteError()", 4, rng.standard_normal((250, 4))),
         "smooth-l1": ("xn.losses.SmoothL1Loss(beta=0.5)", 4, rng.standard_normal((250, 4))),
         "huber": ("xn.losses.HuberLoss(delta=0.5)", 4, rng.standard_normal((250, 4))),
+        "nll": ("xn.losses.NLLLoss(weight=np.array([1.0, 2.0, 0.5, 1.5]))", 4, rng.integers(0, 4, 250),
+                "LogSoftmax(dim=1)"),
+        "bce-probs": ("xn.losses.BCELoss()", 1, rng.integers(0, 2, 250), "Sigmoid()"),
+        "kl-div": ("xn.losses.KLDivLoss(reduction='batchmean')", 4, rng.dirichlet(np.ones(4), 250),
+                   "LogSoftmax(dim=1)"),
     }
 
-    def run(loss, width, t, graph):
+    def run(loss, width, t, last=None, graph=False):
         xn.init.seed(0)
-        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, width))
+        model = xn.Sequential(xn.layers.Linear(12, 16), xn.layers.Tanh(), xn.layers.Linear(16, width),
+                              *([eval("xn.layers." + last)] if last else []))
         launches[0] = 0
         h = xn.train(model, (x, t), loss=eval(loss), optimizer=xn.optim.Adam(0.01), epochs=3, batch_size=32,
                      device="cuda", progress=False, graph=graph)
@@ -394,7 +415,7 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
                 "losses": [e["train_loss"] for e in h.epochs],
                 "accuracy": [e.get("train_accuracy") for e in h.epochs], "launches": launches[0]}
 
-    print(json.dumps({name: {"eager": run(*case, False), "captured": run(*case, True)}
+    print(json.dumps({name: {"eager": run(*case), "captured": run(*case, graph=True)}
                       for name, case in cases.items()}))
     """, tmp_path))
     for name, runs in out.items():
@@ -403,4 +424,4 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
             np.testing.assert_allclose(runs["captured"]["params"][k], v, rtol=2e-4, atol=2e-5, err_msg=f"{name} {k}")
         np.testing.assert_allclose(runs["captured"]["losses"], runs["eager"]["losses"], rtol=1e-5, err_msg=name)
         assert runs["captured"]["accuracy"] == runs["eager"]["accuracy"], name
-    assert all(a is not None for a in out["sigmoid"]["eager"]["accuracy"])
+    assert all(a is not None for k in ("sigmoid", "nll", "bce-probs") for a in out[k]["eager"]["accuracy"])

@@ -203,3 +203,23 @@ def test_wrong_inputs_are_refused_in_one_line():
     with pytest.raises(TypeError, match=r"^NLLLoss: the first argument is weight \(an array\), got 'sum'; pass "
                                         r"reduction='sum' by name$"):
         NLLLoss("sum")
+
+
+def test_a_sequence_model_trained_with_nll_loss_logs_perplexity_as_cross_entropy(rng):
+    """Conv1d then LogSoftmax(dim=1): log-probabilities (N, C, T), PyTorch's layout for NLLLoss, against
+    labels (N, T) give train and val perplexity, exp of the mean loss, and xn.evaluate's "perplexity";
+    (N, T, C) log-probabilities are refused, naming cross-entropy on the logits."""
+    x, y = rng.standard_normal((12, 3, 6)), rng.integers(0, 5, (12, 6))
+    model = xn.Sequential(L.Conv1d(3, 5, 3, padding=1, dtype="float64"), L.LogSoftmax(dim=1))
+    history = xn.train(model, (x, y), loss="nll", optimizer="sgd", epochs=1, batch_size=4, validation=(x, y),
+                       progress=False)
+    epoch, result = history.epochs[-1], xn.evaluate(model, (x, y), loss="nll")
+    assert epoch["train_perplexity"] == pytest.approx(np.exp(epoch["train_loss"]), rel=1e-12)
+    assert epoch["val_perplexity"] == pytest.approx(np.exp(epoch["val_loss"]), rel=1e-12)
+    assert result["perplexity"] == pytest.approx(np.exp(result["loss"]), rel=1e-12)
+    time_first = xn.Sequential(L.Embedding(5, 4), L.Linear(4, 5), L.LogSoftmax(dim=-1))
+    with pytest.raises(ValueError, match=r"^train data: NLLLoss on scores of shape \(N, 6, 5\) needs integer labels "
+                                         r"of shape \(N, 5\), got \(12, 6\) of dtype int64; NLLLoss takes the classes "
+                                         r"on axis 1, .* pass loss='cross_entropy' \(the same loss on the logits, "
+                                         r"with perplexity\)$"):
+        xn.train(time_first, (y, y), loss="nll", optimizer="sgd", epochs=1, batch_size=4, progress=False)

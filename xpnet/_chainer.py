@@ -88,7 +88,8 @@ OPTIMIZER = {
               "loss.forward(model(x), t); model.backward(loss.backward()); optimizer.step()",
     "add_hook": "Chainer's WeightDecay(rate) hook is weight_decay=rate, weight_decay_on='all' (every parameter, as "
                 "the hook); GradientClipping(threshold) is xn.optim.clip_grad_norm(model, threshold) before step(), "
-                "or xn.train(..., clip_grad_norm=threshold)",
+                "or xn.train(..., clip_grad_norm=threshold); GradientHardClipping(-c, c) is "
+                "xn.optim.clip_grad_value(model, c), or xn.train(..., clip_grad_value=c)",
     "target": "the model an optimizer updates is the one given to setup(model) or to the optimizer itself; xpnet "
               "keeps it to itself (optimizer.step() updates it)",
 }

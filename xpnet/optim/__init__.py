@@ -4,7 +4,8 @@ for their arguments.
 - ``base``: the protocol every optimizer shares (``step``, binding to a model, checkpoint state);
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
-- ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``);
+- ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``) and ``clip_grad_value``
+  (``xn.train(..., clip_grad_value=...)``);
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
 - ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn).
 
@@ -24,12 +25,12 @@ from typing import Any
 from .._user import not_here
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .base import Optimizer
-from .clip import clip_grad_norm
+from .clip import clip_grad_norm, clip_grad_value
 from . import lr_scheduler, swa_utils
 from .sgd import SGD, Momentum, Nesterov
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "OPTIMIZERS", "get",
-           "clip_grad_norm", "lr_scheduler", "swa_utils"]
+           "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
@@ -56,6 +57,8 @@ _PYTORCH_NAMES = {
     "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
                        "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
                        "clip_grad_norm=max_norm)",
+    "clip_grad_value_": "xpnet's is xn.optim.clip_grad_value(model, clip_value) (no trailing underscore; it clamps "
+                        "the gradients in place, as PyTorch's), or xn.train(..., clip_grad_value=clip_value)",
     "clip_grads": "the book's clip_grads(grads, max_norm) is xn.optim.clip_grad_norm(model, max_norm), or "
                   "xn.train(..., clip_grad_norm=max_grad)",
     "MomentumSGD": "Chainer's MomentumSGD(lr, momentum) is xn.optim.Momentum(lr, momentum) (the book's name), "

@@ -1,4 +1,5 @@
-"""Gradient clipping by global norm: PyTorch's ``clip_grad_norm_``, the book's ``clip_grads(grads, max_grad)``."""
+"""Gradient clipping: by global norm (PyTorch's ``clip_grad_norm_``, the book's ``clip_grads(grads, max_grad)``) and
+by value (PyTorch's ``clip_grad_value_``)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,28 @@ from .._user import is_real
 from ..backend import namespace
 from .base import owning_model
 
-__all__ = ["clip_grad_norm", "check_max_norm"]
+__all__ = ["clip_grad_norm", "clip_grad_value", "check_positive"]
 
 
-def check_max_norm(max_norm: Any, who: str = "clip_grad_norm") -> float:
-    """``max_norm`` as a float, after checking that it is a positive finite number."""
-    if not is_real(max_norm) or not math.isfinite(max_norm) or max_norm <= 0:
-        raise ValueError(f"{who}: max_norm must be a positive number, got {max_norm!r}")
-    return float(max_norm)
+def check_positive(value: Any, who: str, arg: str) -> float:
+    """``value`` (the argument ``arg`` of ``who``) as a float, after checking that it is a positive finite number."""
+    if not is_real(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{who}: {arg} must be a positive number, got {value!r}")
+    return float(value)
 
 
-def _model(target: Any) -> Any:
+def _model(target: Any, who: str, arg: str) -> Any:
     """The model whose gradients to clip: ``target``, or the model ``model.parameters()`` came from."""
     model = owning_model(target)
     if model is not None:
         return model
-    raise TypeError(f"clip_grad_norm: expected the model, clip_grad_norm(model, max_norm), or model.parameters(); "
-                    f"got a {type(target).__name__} (xpnet clips the gradients a model's backward left, not a list "
-                    "of arrays)")
+    raise TypeError(f"{who}: expected the model, {who}(model, {arg}), or model.parameters(); got a "
+                    f"{type(target).__name__} (xpnet clips the gradients a model's backward left, not a list of arrays)")
+
+
+def _training_grads(model: Any) -> list[dict[str, Any]]:
+    """The gradient stores of the layers that train (frozen ones, ``requires_grad_(False)``, left out)."""
+    return [node.grads for node in model.named_modules().values() if node.grads and not node._frozen]
 
 
 def clip_grad_norm(model: Any, max_norm: float) -> Any:
@@ -42,9 +47,9 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     ``xn.train(..., clip_grad_norm=5.0)`` calls it each step after the gradients are all-reduced (with
     ``comm``), so it clips by the norm of the gradient every rank then applies.
     """
-    max_norm = check_max_norm(max_norm)
-    model = _model(model)
-    stores = [node.grads for node in model.named_modules().values() if node.grads and not node._frozen]
+    max_norm = check_positive(max_norm, "clip_grad_norm", "max_norm")
+    model = _model(model, "clip_grad_norm", "max_norm")
+    stores = _training_grads(model)
     grads = [g for store in stores for g in store.values()]
     if not grads:  # no backward yet: nothing to scale, a norm of 0 as PyTorch gives (0.0 without parameters)
         params = list(model.named_params().values())
@@ -62,3 +67,19 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
         for k, g in store.items():
             store[k] = g * xp.astype(factor, g.dtype)
     return norm
+
+
+def clip_grad_value(model: Any, clip_value: float) -> None:
+    """Clamp every gradient of ``model`` (a model, or what ``model.parameters()`` returns) to
+    ``[-clip_value, clip_value]``, elementwise: PyTorch's ``torch.nn.utils.clip_grad_value_``. Frozen
+    parameters keep their gradients (PyTorch's skips a ``.grad`` of None); a shared parameter has one gradient.
+    Device work only, nothing read back. ``xn.train(..., clip_grad_value=0.5)`` calls it each step after the
+    gradients are all-reduced (with ``comm``)."""
+    clip_value = check_positive(clip_value, "clip_grad_value", "clip_value")
+    for store in _training_grads(_model(model, "clip_grad_value", "clip_value")):
+        for k, g in store.items():
+            xp = namespace(g)
+            # Not xp.clip: array-api-compat's sends the bounds from the host and assigns through boolean masks,
+            # both refused inside a captured CUDA graph.
+            top = xp.ones((), dtype=g.dtype, device=g.device) * clip_value
+            store[k] = xp.minimum(xp.maximum(g, -top), top)

@@ -214,9 +214,13 @@ def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: De
     xp, c = dev.xp, out_shape[axis]
     positions = out_shape[1:-1] if axis == -1 else out_shape[2:]
     if tuple(y.shape[1:]) != positions or not xp.isdtype(y.dtype, "integral"):
+        last = axis == 1 and tuple(y.shape[1:]) == tuple(out_shape[1:-1])
+        hint = ("; NLLLoss takes the classes on axis 1, (N, C, T), as PyTorch's: for (N, T, C) scores drop the "
+                "final LogSoftmax and pass loss='cross_entropy' (the same loss on the logits, with perplexity)"
+                if last else "")
         raise ValueError(f"{arg}: {loss.name} on scores of shape (N, {', '.join(map(str, out_shape[1:]))}) needs "
                          f"integer labels of shape (N, {', '.join(map(str, positions))}), got "
-                         f"{tuple(y.shape)} of dtype {y.dtype}")
+                         f"{tuple(y.shape)} of dtype {y.dtype}{hint}")
     valid = y != loss.ignore_index
     if bool(xp.any(valid & ((y < 0) | (y >= c)))):
         raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs (or equal "

@@ -13,7 +13,7 @@ How a captured epoch goes:
    InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings and pixel shuffles,
    Dropout and Dropout2d, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
    Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid
-   cross-entropy, MSE, L1, smooth L1, Huber),
+   cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
@@ -67,8 +67,8 @@ from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2
                       PixelUnshuffle, PReLU, ReLU, ReLU6, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softplus,
                       Softsign, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample, ZeroPad2d)
 from ..layers.tree import frozen_nodes
-from ..losses import (HuberLoss, MeanAbsoluteError, MeanSquaredError, SigmoidCrossEntropy, SmoothL1Loss,
-                      SoftmaxCrossEntropy)
+from ..losses import (BCELoss, HuberLoss, KLDivLoss, MeanAbsoluteError, MeanSquaredError, NLLLoss,
+                      SigmoidCrossEntropy, SmoothL1Loss, SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
 from ..optim import Optimizer
 from ..optim.base import DeviceScalars
@@ -93,9 +93,11 @@ CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, E
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
-# the host; their weights are copied to the device at the first eager step, before the capture.
+# the host; their weights are copied to the device at the first eager step, before the capture (NLLLoss's
+# arange(C) too). NLLLoss's count of labels not ignored is a device count as cross-entropy's; BCELoss's range check
+# and KLDivLoss's batch size are skipped with check=False or read from shapes.
 CAPTURED_LOSSES = (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy, MeanAbsoluteError, SmoothL1Loss,
-                   HuberLoss)
+                   HuberLoss, NLLLoss, BCELoss, KLDivLoss)
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
 # graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
 # tests/test_graph.py and tests/test_graph_layers.py on the fake CuPy only; set it once

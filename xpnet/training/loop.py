@@ -48,7 +48,7 @@ from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from ..models.inputs import is_ids, warn_unscaled
 from ..optim import get as _get_optimizer
-from ..optim.clip import check_max_norm
+from ..optim.clip import check_positive
 from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, pair, prepare
@@ -104,8 +104,10 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
                         "epoch; per batch: callbacks=[xn.callbacks.LRScheduler(scheduler, interval='step')])"),
     (("num_workers", "pin_memory"), "nothing to set: the data moves to the device once and every batch is gathered "
                                     "there"),
-    (("gradient_clip_val", "clip_grad", "max_grad", "max_norm"), "clip_grad_norm=5.0 (the gradients' global 2-norm, "
-                                                                 "PyTorch's clip_grad_norm_, the book's max_grad)"),
+    (("gradient_clip_val", "clip_grad", "max_grad", "max_norm", "clipnorm"),
+     "clip_grad_norm=5.0 (the gradients' global 2-norm, PyTorch's clip_grad_norm_, the book's max_grad)"),
+    (("clip_value", "clipvalue", "gradient_clip_algorithm"),
+     "clip_grad_value=0.5 (each gradient element clamped, PyTorch's clip_grad_value_), or clip_grad_norm=5.0"),
     (("initial_epoch",), "resume_from=path continues a run from a ModelCheckpoint(path, full=True) file"),
     (("gpu", "use_cuda"), _GPU),
     (("gpus",), _GPU + "; several GPUs train with comm=xn.distributed.init() under mpiexec"),
@@ -142,7 +144,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
           drop_last: bool = False, validation_name: str = "val", transform: Any = None,
-          blas_threads: Any = None, clip_grad_norm: float | None = None, scheduler: Any = None) -> History:
+          blas_threads: Any = None, clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
+          scheduler: Any = None) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -187,10 +190,12 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     ``RnnlmTrainer`` (``xpnet.training.streams``); ``batch_size`` is then the stream's (None).
     ``clip_grad_norm``: scale the gradients each step so that their global 2-norm is at most this
     (``xn.optim.clip_grad_norm``; the book's ``max_grad``), after the all-reduce with ``comm``.
+    ``clip_grad_value``: clamp each gradient element to [-clip_grad_value, clip_grad_value] instead
+    (``xn.optim.clip_grad_value``, PyTorch's ``clip_grad_value_``), at the same point; one of the two.
     ``scheduler``: one of ``xn.optim.lr_scheduler``'s, built on ``optimizer``, stepped after each epoch as in a
     PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
     interval="step")`` (here or in ``callbacks``) steps it after each batch.
-    Sequence models trained with cross-entropy (labels (N, T)) get ``train_perplexity`` and
+    Sequence models trained with cross-entropy or NLLLoss (labels (N, T)) get ``train_perplexity`` and
     ``val_perplexity`` in the history and the epoch line.
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
     ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
@@ -228,8 +233,13 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     optimizer.bind(model)
     stream = check_stream(data, batch_size, "train") if isinstance(data, TokenStream) else None
     x, y = pair(data if stream is None else next(stream.epoch(0)), "train data")
+    if clip_grad_norm is not None and clip_grad_value is not None:
+        raise ValueError(f"train: clip_grad_norm={clip_grad_norm!r} and clip_grad_value={clip_grad_value!r} were both "
+                         "given: pass one (the norm scales all gradients alike, the value clamps each element)")
     if clip_grad_norm is not None:
-        clip_grad_norm = check_max_norm(clip_grad_norm, "train: clip_grad_norm")
+        clip_grad_norm = check_positive(clip_grad_norm, "train: clip_grad_norm", "max_norm")
+    if clip_grad_value is not None:
+        clip_grad_value = check_positive(clip_grad_value, "train: clip_grad_value", "clip_value")
     if transform is not None and isinstance(x, tuple):
         raise NotImplementedError("train: transform with several inputs is not in this version; transform the "
                                   "inputs before training, or combine them in the model")
@@ -291,7 +301,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             comm.broadcast_params(model, root=0)
 
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
-        trainer.transform, trainer.threads, trainer.clip_grad_norm = transform, tuner, clip_grad_norm
+        trainer.transform, trainer.threads = transform, tuner
+        trainer.clip_grad_norm, trainer.clip_grad_value = clip_grad_norm, clip_grad_value
         trainer.epoch_offset = offset
         # Once per run: where no label is ignore_index, the loss counts its targets on the host each step.
         trainer.ignored = loss.ignores_any(y if stream is None else stream.ids)

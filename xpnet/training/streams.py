@@ -17,8 +17,9 @@ How a run over a stream goes:
 4. A validation stream is read once in evaluation mode, its state reset before and after (the book's
    ``eval_perplexity`` between ``reset_state()`` calls).
 
-For any model trained with cross-entropy on sequences of ids (scores (N, T, C), labels (N, T)) the
-history and the epoch line give ``train_perplexity`` (and ``val_perplexity``): exp of the mean loss.
+For any model trained with cross-entropy on sequences of ids (scores (N, T, C), labels (N, T)), or with
+NLLLoss on log-probabilities (N, C, T) (PyTorch's layout for it), the history and the epoch line give
+``train_perplexity`` (and ``val_perplexity``): exp of the mean loss.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Iterator
 from ..backend import Device, namespace
 from ..datasets.stream import TokenStream
 from ..layers.container import mode
-from ..losses import SoftmaxCrossEntropy
+from ..losses import NLLLoss, SoftmaxCrossEntropy
 from .data import probe_shape
 
 __all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss"]
@@ -100,8 +101,9 @@ def evaluate_stream(trainer: Any, stream: TokenStream, ignored: bool) -> float:
 
 
 def is_sequence_loss(loss: Any, y: Any) -> bool:
-    """Cross-entropy against integer labels with a time axis (N, T): a sequence model, with perplexity."""
-    return isinstance(loss, SoftmaxCrossEntropy) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
+    """Cross-entropy or NLLLoss (the mean negative log-likelihood per token either) against integer labels with
+    a time axis (N, T): a sequence model, with perplexity."""
+    return isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
 
 
 def add_perplexity(logs: dict[str, Any], prefixes: tuple[str, ...] = ("train_", "val_")) -> None:

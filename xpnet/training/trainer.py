@@ -22,7 +22,7 @@ from ..layers.container import mode
 from ..layers.norm import BatchNorm
 from ..layers.recurrent import independent_batches
 from ..losses import Loss
-from ..optim import Optimizer, clip_grad_norm
+from ..optim import Optimizer, clip_grad_norm, clip_grad_value
 from .checkpoint import save_checkpoint
 from .guard import Snapshot, diagnose, zero_grads
 from .data import index_dtype
@@ -107,6 +107,7 @@ class Trainer:
         self.ignored = True  # whether a target of the training data may be ignored (False: counted on the host)
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
+        self.clip_grad_value: float | None = None  # or max absolute value of each of their elements
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
         self.batch_end: list[Callable[[int], None]] = []  # called after each update with the step (from 0)
@@ -133,9 +134,12 @@ class Trainer:
         return (out,)
 
     def clip(self, model: Any) -> None:
-        """The gradients scaled to a global norm of at most ``clip_grad_norm`` (when set)."""
+        """The gradients scaled to a global norm of at most ``clip_grad_norm``, or clamped to
+        ``[-clip_grad_value, clip_grad_value]`` (whichever is set)."""
         if self.clip_grad_norm is not None:
             clip_grad_norm(model, self.clip_grad_norm)
+        elif self.clip_grad_value is not None:
+            clip_grad_value(model, self.clip_grad_value)
 
     def reduce(self, a: Any) -> Any:
         return a if self.comm is None else self.comm.allreduce_sum(a)
