@@ -2,7 +2,7 @@
 load it, replace its head by a fresh Linear for classes 5-9, freeze the backbone with
 model.backbone.requires_grad_(False) and train the head alone under a OneCycleLR stepped after every batch; then
 unfreeze it and fine-tune everything at a lower lr for one epoch. The same network trained from scratch on
-classes 5-9 for as many epochs as the head shows what the transfer bought. About 40 s on 2 CPU cores.
+classes 5-9 for as many epochs as the head shows what the transfer bought. Under a minute on 2 CPU cores.
 
 Classes 5-9 get few training images (--target-limit, 500) where classes 0-4 have all 30,000: the case transfer
 learning is for. Each stage prints its test accuracy on the 5,000 test images of classes 5-9 and its training time.
