@@ -369,6 +369,29 @@ def test_a_constructor_argument_json_cannot_hold_is_named_at_save(tmp_path):
     assert not (tmp_path / "s.npz").exists()
 
 
+def test_a_head_replaced_by_another_width_is_refused_at_save_not_at_load(tmp_path, rng):
+    """model.head = Linear(...) with another width saved without a word, then xn.load said the file was "not an
+    xpnet model file". Same width: the file loads; another: save names the arrays and writes nothing, and so does
+    a ModelCheckpoint before training."""
+    xn.init.seed(0)
+    net = Net(c=2, blocks=1)
+    net.head["fc"] = Linear(2, 4)
+    net.save(tmp_path / "same.npz")
+    assert xn.load(tmp_path / "same.npz").head["fc"].out_features == 4
+    net.head["fc"] = Linear(2, 3)
+    message = (r"Net built again from the arguments it was built with, as xn.load builds it, would not hold "
+               r"this model's arrays: head.fc.W \(2, 3\) where they make \(2, 4\); head.fc.b \(3,\) where they make "
+               r"\(4,\)\. A layer assigned after the model was built \(model.head = Linear\(...\)\)")
+    with pytest.raises(ValueError, match=message):
+        net.save(tmp_path / "other.npz")
+    assert not (tmp_path / "other.npz").exists()
+    with pytest.raises(ValueError, match="ModelCheckpoint: the model cannot be saved: " + message):
+        xn.train(net, (images(rng, n=20), np.arange(20) % 3), loss="cross_entropy", optimizer=xn.optim.SGD(0.1),
+                 epochs=1, batch_size=10, device="cpu", progress=False,
+                 callbacks=[xn.callbacks.ModelCheckpoint(tmp_path / "ckpt.npz")])
+    assert not (tmp_path / "ckpt.npz").exists()
+
+
 class BookAffine(xn.layers.Layer):
     """A reader's own layer, as the book writes Affine but built from sizes: no config() of its own."""
 

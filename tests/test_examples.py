@@ -106,6 +106,23 @@ def test_fashion_mnist_resnet_recipe_learns_and_saves(fashion_mnist, capsys, tmp
     assert type(loaded).__name__ == "ResNet" and len(loaded.stages) == 3 and loaded.fc.in_features == 16
 
 
+def test_finetune_example_trains_the_head_alone_then_everything(fashion_mnist, capsys, tmp_path):
+    _load("finetune_fashion_mnist").main(["--device", "cpu", "--source-limit", "2000", "--target-limit", "300",
+                                          "--pretrain-epochs", "1", "--head-epochs", "3", "--channels", "4", "8",
+                                          "--save", str(tmp_path / "pretrained.npz")])
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("head only"))
+    # Only the fresh head trains (8 x 7 x 7 -> 5: 1,965 weights), and the frozen backbone leaves it bit for bit.
+    assert "backbone frozen (1,965 of 2,325 parameters train)" in lines[head]
+    assert lines[head + 1].startswith("  backbone parameters changed: 0 of 8; BatchNorm running statistics changed: ")
+    assert float(lines[head].split("test accuracy on 5-9 ")[1].split(",")[0]) > 0.6  # 5 classes: chance 0.2; 0.85 seen
+    finetuned = next(line for line in lines if line.startswith("then everything"))
+    assert finetuned.endswith("backbone parameters changed: 8 of 8")  # unfrozen, it trains: the check can see it
+    scratch = next(line for line in lines if line.startswith("from scratch"))
+    assert 0.2 < float(scratch.split("test accuracy on 5-9 ")[1].split(",")[0]) <= 1
+    loaded = xn.load(tmp_path / "pretrained.npz")  # the pre-trained model, the example's class built again
+    assert type(loaded).__name__ == "SmallCNN" and loaded.head.out_features == 5
+
 def test_attention_dates_example_runs(capsys):
     _load("attention_dates").main(["--device", "cpu", "--epochs", "1", "--n", "600", "--hidden", "32"])
     out = capsys.readouterr().out

@@ -7,7 +7,9 @@ every version reads); any other model's is ``{"format": 2, "model": record}``, t
 (``xpnet.layers.records``). Nothing is ever unpickled or imported: a class the program has not
 defined is named in the error, with what to import. Where layers are frozen (``requires_grad_(False)``),
 the record names them (``"frozen"``: their dotted names, ``""`` for the model), and ``xn.load`` freezes
-them again, as ``torch.save(model)`` keeps ``requires_grad``.
+them again, as ``torch.save(model)`` keeps ``requires_grad``. A record is built again at save, without
+drawing weights: one that would not make the model's arrays (a layer replaced after the model was built, with
+another shape) is refused there rather than by ``xn.load``.
 """
 
 from __future__ import annotations
@@ -50,8 +52,47 @@ def architecture(model: Any) -> dict[str, Any]:
     seen: dict[int, int] = {}  # one record per layer object: a shared layer is written once
     frozen = {"frozen": frozen_nodes(model)} if frozen_nodes(model) else {}  # an older xpnet ignores the key
     if type(model) is Sequential:
-        return {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers], **frozen}
-    return {"format": 2, "model": to_record(model, seen), **frozen}
+        meta = {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers], **frozen}
+    else:
+        meta = {"format": 2, "model": to_record(model, seen), **frozen}
+    _check_rebuilds(model, meta)
+    return meta
+
+
+def _check_rebuilds(model: Any, meta: dict[str, Any]) -> None:
+    """Raise where the record builds a model with other arrays than ``model``'s, which ``xn.load`` would then
+    refuse: a layer assigned after the model was built (``model.head = Linear(512, 3)``, as a PyTorch user
+    replaces a head) is not among the arguments the record keeps. A record that cannot be built is left to
+    ``xn.load`` to report, as before."""
+    try:
+        with _init.skip_init():
+            rebuilt = _build(meta)
+    except Exception:  # noqa: BLE001 - a constructor's own error is load's to report; saving went on before
+        return
+    ours = {name: tuple(value.shape) for name, value in model.state().items()}
+    theirs = {name: tuple(value.shape) for name, value in rebuilt.state().items()}
+    if ours == theirs:
+        return
+    differ = [f"{name} {ours[name]} where they make {theirs[name]}" for name in ours
+              if name in theirs and ours[name] != theirs[name]]
+    differ += [f"{name} {ours[name]}, which they do not make" for name in ours if name not in theirs]
+    differ += [f"no {name} {theirs[name]}, which they make" for name in theirs if name not in ours]
+    raise ValueError(f"{model.name} built again from the arguments it was built with, as xn.load builds it, "
+                     f"would not hold this model's arrays: {'; '.join(differ)}. A layer assigned after the model "
+                     "was built (model.head = Linear(...)) is not among those arguments: build the model with "
+                     "arguments that make that layer (a classes= argument) and load_state_dict into it, or write "
+                     "config() returning them")
+
+
+def _build(meta: dict[str, Any]) -> Model:
+    """The model a well-formed architecture record describes (ValueError or BuildError where it is not)."""
+    if meta.get("format") == 1:
+        layers = meta.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
+        built: list[Any] = []
+        return Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
+    return from_record(meta.get("model"), "model")
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:
@@ -128,14 +169,7 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
     ``"model"`` in format 2), built without drawing any weights."""
     with _init.skip_init():
         try:
-            if meta.get("format") == 1:
-                layers = meta.get("layers")
-                if not isinstance(layers, list):
-                    raise reader.error(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
-                built: list[Any] = []
-                model = Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
-            else:
-                model = from_record(meta.get("model"), "model")
+            model = _build(meta)
         except BuildError as exc:  # a model file whose class, as this program defines it, refuses the arguments
             raise XpnetFileError(f"{reader.path!r} is an xpnet model file, but its {exc}; the class must take the "
                                  "arguments it was built with (or write config() and from_config())") from None

@@ -267,8 +267,8 @@ class ModelCheckpoint(Callback):
         self._check_path(state.logged)
         try:  # before any training, not at the first save: the file must be able to record the model
             architecture(state.model)
-        except TypeError as exc:
-            raise TypeError(f"ModelCheckpoint: the model cannot be saved: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"ModelCheckpoint: the model cannot be saved: {exc}") from None
         if self.save_best_only:
             self._monitor.check_available(state)
             self._monitor.speak = state.is_root
