@@ -17,7 +17,7 @@ from xpnet.layers import BatchNorm, Conv2d, Flatten, LayerNorm, Linear, MaxPool2
 from xpnet.layers.activations import relu_forward as _portable_relu
 
 pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
-from xpnet.backend import fast_numba, numba_kernels  # noqa: E402 - only where Numba is installed
+from xpnet.backend import fast_numba, numba_kernels, numba_rows  # noqa: E402 - only where Numba is installed
 
 OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_backward", "maxpool2d_forward",
        "maxpool2d_backward", "layernorm_forward", "layernorm_backward", "softmax", "softmax_backward")
@@ -50,7 +50,7 @@ def assert_same(layer, x, train=True, exact=False):
 
 def test_numpy_arrays_get_the_kernels():
     for op in OPS:
-        assert backend.fast_path(op, np) is getattr(numba_kernels, op)
+        assert backend.fast_path(op, np) is (getattr(numba_kernels, op, None) or getattr(numba_rows, op)), op
     previous = backend.set_numba(False)
     try:
         assert all(backend.fast_path(op, np) is None for op in OPS)

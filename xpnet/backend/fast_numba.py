@@ -1,5 +1,5 @@
 """NumPy fast paths through Numba: BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d, Embedding's backward and the
-optimizers' updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`).
+optimizers' updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`, :mod:`xpnet.backend.numba_rows`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import numba_kernels
+from . import numba_kernels, numba_rows
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -93,9 +93,9 @@ def register(add: Callable[..., Any]) -> None:
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
     add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
-    add("layernorm_forward", numba_kernels.layernorm_forward, _layernorm_ready)
-    add("layernorm_backward", numba_kernels.layernorm_backward, _layernorm_backward_ready)
-    add("softmax", numba_kernels.softmax, _softmax_ready)
-    add("softmax_backward", numba_kernels.softmax_backward, _softmax_backward_ready)
+    add("layernorm_forward", numba_rows.layernorm_forward, _layernorm_ready)
+    add("layernorm_backward", numba_rows.layernorm_backward, _layernorm_backward_ready)
+    add("softmax", numba_rows.softmax, _softmax_ready)
+    add("softmax_backward", numba_rows.softmax_backward, _softmax_backward_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
