@@ -64,6 +64,14 @@ class Callback:
         """Take up ``state`` from ``state_dict()`` (called after ``on_train_begin``)."""
 
 
+def interval_arg(who: str, interval: Any) -> str:
+    """``interval``, ``"epoch"`` or ``"step"`` (after each update), else a ValueError naming ``who``."""
+    if interval not in ("epoch", "step"):
+        hint = " (Keras' 'batch' is 'step' here)" if interval == "batch" else ""
+        raise ValueError(f"{who}: interval must be 'epoch' or 'step', got {interval!r}{hint}")
+    return interval
+
+
 def epoch_end_order(callbacks: list[Callback]) -> list[Callback]:
     """``callbacks`` with every ModelCheckpoint last (in their given order otherwise)."""
     return sorted(callbacks, key=lambda cb: isinstance(cb, ModelCheckpoint))

@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 from ..optim.lr_scheduler import LRScheduler as _Scheduler, ReduceLROnPlateau
-from .callbacks import KERAS_MONITORS, Callback, _Monitor
+from .callbacks import KERAS_MONITORS, Callback, _Monitor, interval_arg
 
 __all__ = ["LRScheduler", "as_callback"]
 
@@ -25,9 +25,7 @@ class LRScheduler(Callback):
         if not isinstance(scheduler, (_Scheduler, ReduceLROnPlateau)):
             raise TypeError(f"LRScheduler: scheduler must be one of xn.optim.lr_scheduler's, e.g. "
                             f"xn.optim.lr_scheduler.StepLR(optimizer, step_size=30), got {type(scheduler).__name__}")
-        if interval not in ("epoch", "step"):
-            hint = " (Keras' 'batch' is 'step' here)" if interval == "batch" else ""
-            raise ValueError(f"LRScheduler: interval must be 'epoch' or 'step', got {interval!r}{hint}")
+        interval_arg("LRScheduler", interval)
         self.plateau = isinstance(scheduler, ReduceLROnPlateau)
         if self.plateau and interval == "step":
             raise ValueError("LRScheduler: ReduceLROnPlateau reads an epoch's log, interval must be 'epoch'")

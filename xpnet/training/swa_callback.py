@@ -9,7 +9,7 @@ from typing import Any
 from .._user import is_int
 from ..backend import namespace
 from ..optim.swa_utils import AveragedModel
-from .callbacks import Callback
+from .callbacks import Callback, interval_arg
 
 __all__ = ["AveragedWeights"]
 
@@ -29,13 +29,10 @@ class AveragedWeights(Callback):
             raise TypeError(f"AveragedWeights: averaged must be an xn.optim.swa_utils.AveragedModel, e.g. "
                             f"AveragedWeights(AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.999)), "
                             f"interval='step'), got {type(averaged).__name__}")
-        if interval not in ("epoch", "step"):
-            hint = " (Keras' 'batch' is 'step' here)" if interval == "batch" else ""
-            raise ValueError(f"AveragedWeights: interval must be 'epoch' or 'step', got {interval!r}{hint}")
+        interval_arg("AveragedWeights", interval)
         if not is_int(start) or start < 1:
             raise ValueError(f"AveragedWeights: start must be an int >= 1 (the first epoch averaged), got {start!r}")
         self.averaged, self.interval, self.start = averaged, interval, int(start)
-        self._epoch = 0
         self._saved: dict[str, Any] = {}
 
     def on_train_begin(self, state: Any) -> None:
@@ -45,11 +42,9 @@ class AveragedWeights(Callback):
             self.averaged.to(state.device)
         self._save()
 
-    def on_epoch_begin(self, epoch: int) -> None:
-        self._epoch = epoch
-
     def on_train_batch_end(self, batch: int) -> None:
-        if self.interval == "step" and self._epoch >= self.start:
+        # state.epoch counts the epochs completed: the one running is the next
+        if self.interval == "step" and self.state.epoch + 1 >= self.start:
             self.averaged.update_parameters(self.state.model)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
