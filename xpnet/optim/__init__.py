@@ -1,7 +1,9 @@
 """Optimizers: the book's (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam) and AdamW, with PyTorch's names
 for their arguments.
 
-- ``base``: the protocol every optimizer shares (``step``, binding to a model, checkpoint state);
+- ``base``: the protocol every optimizer shares (``step``, checkpoint state);
+- ``binding``: building an optimizer with the model (PyTorch's ``SGD(model.parameters(), lr=0.1)``);
+- ``hyperparams``: the checks on hyperparameters (lr, momentum, betas, eps, choices);
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``) and ``clip_grad_value``

@@ -11,7 +11,8 @@ from typing import Any
 from .. import _chainer
 from .._user import flag, is_real, keyword_hints
 from ..backend import fast_path, into
-from .base import Optimizer, _choice, _fraction, _positive, _sqrt, unfused
+from .base import Optimizer, _sqrt, unfused
+from .hyperparams import choice, fraction, positive
 
 
 class AdaGrad(Optimizer):
@@ -20,7 +21,7 @@ class AdaGrad(Optimizer):
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
-        self.eps = _positive("eps", eps, self)
+        self.eps = positive("eps", eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "eps": self.eps}
@@ -45,9 +46,9 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights", *, momentum: float = 0.0, centered: bool = False):
         super().__init__(lr, weight_decay, weight_decay_on)
-        self.alpha = _fraction("alpha", alpha, self)
-        self.eps = _positive("eps", eps, self)
-        self.momentum = _fraction("momentum", momentum, self)
+        self.alpha = fraction("alpha", alpha, self)
+        self.eps = positive("eps", eps, self)
+        self.momentum = fraction("momentum", momentum, self)
         self.centered = flag(centered, self.name, "centered")
 
     def hyperparams(self) -> dict[str, Any]:
@@ -111,9 +112,9 @@ class Adam(Optimizer):
             chainer = ("; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas)
                        else "")
             raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}{chainer}")
-        self.betas = (_fraction("betas[0]", betas[0], self), _fraction("betas[1]", betas[1], self))
-        self.convention = _choice("convention", convention, ("pytorch", "book"), self)
-        self.eps = _positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
+        self.betas = (fraction("betas[0]", betas[0], self), fraction("betas[1]", betas[1], self))
+        self.convention = choice("convention", convention, ("pytorch", "book"), self)
+        self.eps = positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}

@@ -1,5 +1,5 @@
-"""The optimizer protocol: one shared ``step`` around a small per-optimizer ``_update``, the binding
-to a model, and the checks on hyperparameters.
+"""The optimizer protocol: one shared ``step`` around a small per-optimizer ``_update``, and the
+checkpoint state (the binding to a model is ``binding``'s, the checks on hyperparameters ``hyperparams``').
 
 Parameters are updated on their device under xpnet's one update rule
 (:func:`xpnet.backend.update_rule`): ``_update`` writes ``p -= u`` (in place on NumPy, CuPy and
@@ -26,69 +26,17 @@ captured kernels read and advance, and every update reads its step-dependent num
 
 from __future__ import annotations
 
-import inspect
 import math
 import weakref
 from typing import Any
 
 from .. import _chainer
-from .._user import is_real, not_here
+from .._user import not_here
 from ._blame import missing_gradient, other_dtype
+from .binding import TakesAModelFirst
+from .hyperparams import choice, positive
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
                        writes_out)
-
-
-class _TakesAModelFirst(type):
-    """Builds an optimizer from the book's arguments (``SGD(0.01)``) or PyTorch's (``SGD(model.parameters(),
-    lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
-    as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
-    arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
-
-    def __init__(cls, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # help() and inspect.signature show __init__'s arguments, not this __call__'s *args, **kwargs.
-        init = inspect.signature(cls.__init__)
-        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
-
-    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-        target = kwargs.pop("params", None)
-        if args and _is_params(args[0]):
-            if target is not None:
-                raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
-            target, args = args[0], args[1:]
-        model = None if target is None else _model_of(cls.__name__, target)
-        optimizer = super().__call__(*args, **kwargs)
-        if model is not None:
-            optimizer.bind(model)
-        return optimizer
-
-
-def _is_params(first: Any) -> bool:
-    """Whether an optimizer's first argument stands for the parameters (else it is the learning rate,
-    whose check then names what came)."""
-    return not is_real(first) and (hasattr(first, "named_params") or hasattr(first, "model")
-                                   or (hasattr(first, "__iter__") and not isinstance(first, str)))
-
-
-def owning_model(target: Any) -> Any:
-    """``target`` when it is a model, the model ``target = model.parameters()`` came from, else None."""
-    if hasattr(target, "named_params"):
-        return target
-    owner = getattr(target, "model", None)
-    return owner if owner is not None and hasattr(owner, "named_params") else None
-
-
-def _model_of(name: str, target: Any) -> Any:
-    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
-    model = owning_model(target)
-    if model is not None:
-        return model
-    freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
-              f"{name} skips frozen parameters") if isinstance(target, filter) else ""
-    raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
-                    f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
-                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
-                    f"{freeze}")
 
 
 # What a PyTorch user reaches for on an optimizer, and what xpnet has instead.
@@ -140,7 +88,7 @@ class DeviceScalars:
         return self._cached[key]
 
 
-class Optimizer(metaclass=_TakesAModelFirst):
+class Optimizer(metaclass=TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
     then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one
     of another dtype is blamed on the layer behind it (a backward that left it out, a later layer of
@@ -158,9 +106,9 @@ class Optimizer(metaclass=_TakesAModelFirst):
     eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
-        self._lr = _positive("lr", lr, self, allow_zero=True)
-        self.weight_decay = _positive("weight_decay", weight_decay, self, allow_zero=True)
-        self.weight_decay_on = _choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
+        self._lr = positive("lr", lr, self, allow_zero=True)
+        self.weight_decay = positive("weight_decay", weight_decay, self, allow_zero=True)
+        self.weight_decay_on = choice("weight_decay_on", weight_decay_on, ("weights", "all"), self)
         self.state: dict[str, dict[str, Any]] = {}
         self.t = 0
         # The steps a parameter did not take (before its first update, or frozen since): its own count,
@@ -185,7 +133,7 @@ class Optimizer(metaclass=_TakesAModelFirst):
 
     @lr.setter
     def lr(self, value: Any) -> None:
-        self._lr = _positive("lr", value, self, allow_zero=True)
+        self._lr = positive("lr", value, self, allow_zero=True)
 
     def hyperparams(self) -> dict[str, Any]:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
@@ -412,22 +360,3 @@ def is_weight(name: str) -> bool:
     with ``W`` (W, Wx, Wh, a custom layer's W1) or ``weight``; biases, gamma and beta are not."""
     last = name.rpartition(".")[2]
     return last.startswith(("W", "weight"))
-
-
-def _positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
-    if not is_real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{type(opt).__name__}: {arg} must be a finite number {bound}, got {v!r}")
-    return float(v)
-
-
-def _fraction(arg: str, v: Any, opt: Any) -> float:
-    if not is_real(v) or not 0.0 <= v < 1.0:
-        raise ValueError(f"{type(opt).__name__}: {arg} must be in [0, 1), got {v!r}")
-    return float(v)
-
-
-def _choice(arg: str, v: Any, choices: tuple[str, ...], opt: Any) -> str:
-    if v not in choices:
-        raise ValueError(f"{type(opt).__name__}: {arg} must be one of {', '.join(map(repr, choices))}, got {v!r}")
-    return v

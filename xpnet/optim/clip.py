@@ -8,7 +8,7 @@ from typing import Any
 
 from .._user import is_real
 from ..backend import namespace
-from .base import owning_model
+from .binding import owning_model
 
 __all__ = ["clip_grad_norm", "clip_grad_value", "check_positive"]
 

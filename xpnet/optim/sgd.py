@@ -12,7 +12,8 @@ from typing import Any
 
 from .._user import is_bool
 from ..backend import fast_path
-from .base import Optimizer, _choice, _fraction, unfused
+from .base import Optimizer, unfused
+from .hyperparams import choice, fraction
 
 
 class SGD(Optimizer):
@@ -29,11 +30,11 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
-        self.momentum = _fraction("momentum", momentum, self)
+        self.momentum = fraction("momentum", momentum, self)
         if is_bool(dampening):  # API.md's third argument was nesterov; PyTorch's, taken here, is dampening
             raise ValueError(f"{self.name}: dampening must be in [0, 1), got {dampening!r}: the third positional "
                              f"argument is dampening, in PyTorch's order; pass nesterov={dampening!r} by keyword")
-        self.dampening = _fraction("dampening", dampening, self)
+        self.dampening = fraction("dampening", dampening, self)
         if not isinstance(nesterov, bool):
             raise ValueError(f"{self.name}: nesterov must be True or False, got {nesterov!r}")
         if nesterov and (self.momentum == 0 or self.dampening != 0):
@@ -76,7 +77,7 @@ class Momentum(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)
-        self.momentum = _fraction("momentum", momentum, self)
+        self.momentum = fraction("momentum", momentum, self)
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "momentum": self.momentum}
@@ -106,7 +107,7 @@ class Nesterov(Momentum):
     def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights", convention: str = "pytorch"):
         super().__init__(lr, momentum, weight_decay, weight_decay_on)
-        self.convention = _choice("convention", convention, ("pytorch", "book", "book-2016"), self)
+        self.convention = choice("convention", convention, ("pytorch", "book", "book-2016"), self)
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "convention": self.convention}

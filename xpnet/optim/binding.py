@@ -1,0 +1,66 @@
+"""How an optimizer is built and tied to a model: the book's ``SGD(0.01)``, then ``step(model)``; or
+PyTorch's ``SGD(model, lr=0.01)`` / ``SGD(model.parameters(), lr=0.01)`` (also ``params=``), bound to that
+model from the start so that ``step()`` needs no argument. The metaclass takes the model out of the
+arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps the book's signature."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from .._user import is_real
+
+__all__ = ["TakesAModelFirst", "owning_model"]
+
+
+class TakesAModelFirst(type):
+    """Builds an optimizer from the book's arguments (``SGD(0.01)``) or PyTorch's (``SGD(model.parameters(),
+    lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
+    as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
+    arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
+
+    def __init__(cls, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # help() and inspect.signature show __init__'s arguments, not this __call__'s *args, **kwargs.
+        init = inspect.signature(cls.__init__)
+        cls.__signature__ = init.replace(parameters=list(init.parameters.values())[1:])
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        target = kwargs.pop("params", None)
+        if args and _is_params(args[0]):
+            if target is not None:
+                raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
+            target, args = args[0], args[1:]
+        model = None if target is None else _model_of(cls.__name__, target)
+        optimizer = super().__call__(*args, **kwargs)
+        if model is not None:
+            optimizer.bind(model)
+        return optimizer
+
+
+def _is_params(first: Any) -> bool:
+    """Whether an optimizer's first argument stands for the parameters (else it is the learning rate,
+    whose check then names what came)."""
+    return not is_real(first) and (hasattr(first, "named_params") or hasattr(first, "model")
+                                   or (hasattr(first, "__iter__") and not isinstance(first, str)))
+
+
+def owning_model(target: Any) -> Any:
+    """``target`` when it is a model, the model ``target = model.parameters()`` came from, else None."""
+    if hasattr(target, "named_params"):
+        return target
+    owner = getattr(target, "model", None)
+    return owner if owner is not None and hasattr(owner, "named_params") else None
+
+
+def _model_of(name: str, target: Any) -> Any:
+    """The model an optimizer is built for: ``target`` itself, or ``target.model``."""
+    model = owning_model(target)
+    if model is not None:
+        return model
+    freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
+              f"{name} skips frozen parameters") if isinstance(target, filter) else ""
+    raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
+                    f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
+                    f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
+                    f"{freeze}")
