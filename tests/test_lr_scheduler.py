@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import numpy as np
@@ -31,6 +32,9 @@ CASES = [
     ("CosineAnnealingWarmRestarts", {"T_0": 6, "T_mult": 2, "eta_min": 0.01}),
     ("SequentialLR", {}),
     ("ChainedScheduler", {}),
+    ("SWALR", {"swa_lr": 0.05}),
+    ("SWALR", {"swa_lr": 0.02, "anneal_epochs": 30, "anneal_strategy": "linear"}),
+    ("SWALR", {"swa_lr": 0.3, "anneal_epochs": 0}),
 ]
 
 
@@ -46,6 +50,8 @@ def _build(lib, optimizer, name, kwargs):
     if name == "ChainedScheduler":
         return lib.ChainedScheduler([lib.ConstantLR(optimizer, factor=0.5, total_iters=4),
                                      lib.ExponentialLR(optimizer, gamma=0.9)])
+    if name == "SWALR":  # in swa_utils, beside lr_scheduler, in both libraries
+        return importlib.import_module(lib.__name__.replace("lr_scheduler", "swa_utils")).SWALR(optimizer, **kwargs)
     return getattr(lib, name)(optimizer, **kwargs)
 
 

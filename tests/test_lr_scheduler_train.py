@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.callbacks import Callback, LRScheduler, ModelCheckpoint
-from xpnet.optim import lr_scheduler as ls
+from xpnet.callbacks import AveragedWeights, Callback, LRScheduler, ModelCheckpoint
+from xpnet.optim import lr_scheduler as ls, swa_utils
 
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`:UserWarning")
 
@@ -25,10 +27,10 @@ class LrPerStep(Callback):
         self.lrs.append(self.state.optimizer.lr)
 
 
-def _fit(opt, epochs=4, callbacks=(), **kw):
+def _fit(opt, epochs=4, callbacks=(), model=None, **kw):
     x, t = xn.datasets.spiral(60, 3, seed=0)
     xn.init.seed(0)
-    model = xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
+    model = model or xn.Sequential(xn.layers.Linear(2, 16), xn.layers.ReLU(), xn.layers.Linear(16, 3))
     rec = LrPerStep()
     h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=30,
                  validation=(x, t), progress=False, callbacks=[rec, *callbacks], blas_threads=1, **kw)
@@ -87,6 +89,41 @@ def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(t
     assert resumed_lrs == lrs[2 * STEPS:]
     for k, v in model.state().items():
         np.testing.assert_array_equal(xn.to_numpy(resumed.state()[k]), xn.to_numpy(v), err_msg=k)
+
+
+def test_swa_recipe_anneals_as_torch_and_resumes_exactly(tmp_path):
+    """PyTorch's SWA in xn.train: SequentialLR from a cosine to SWALR (torch's: the lr held at the milestone,
+    annealed after it), AveragedWeights(start=swa_start + 2) averaging the epochs of torch's ``if epoch >
+    swa_start`` (0-based), update_bn after; a run resumed in the annealing gets the same lrs and average."""
+    swa_start = 1
+
+    def make(lib, o):
+        swa = importlib.import_module(lib.__name__.replace("lr_scheduler", "swa_utils"))
+        return lib.SequentialLR(o, [lib.CosineAnnealingLR(o, T_max=5), swa.SWALR(o, swa_lr=0.02, anneal_epochs=3)],
+                                milestones=[swa_start + 1])
+
+    def run(**kw):
+        xn.init.seed(1)
+        model = xn.Sequential(xn.layers.Linear(2, 16), xn.layers.BatchNorm(16), xn.layers.ReLU(),
+                              xn.layers.Linear(16, 3))
+        averaged, opt = swa_utils.AveragedModel(model), xn.optim.SGD(0.1, momentum=0.9)
+        callbacks = [AveragedWeights(averaged, start=swa_start + 2),
+                     ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", full=True)]
+        return _fit(opt, 6, callbacks, model=model, scheduler=make(ls, opt), **kw)[0], averaged
+
+    lrs, averaged = run()
+    assert lrs == _torch_loop(make, per_step=False, epochs=6)
+    resumed_lrs, resumed = run(resume_from=tmp_path / "ckpt-3.npz")
+    assert resumed_lrs == lrs[3 * STEPS:] and lrs[-1] == 0.02
+    assert resumed.n_averaged == averaged.n_averaged == sum(epoch > swa_start for epoch in range(6))
+    for k, v in averaged.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(resumed.state()[k]), xn.to_numpy(v), err_msg=k)
+    x, _ = xn.datasets.spiral(60, 3, seed=0)
+    swa_utils.update_bn([x[:90], x[90:]], averaged)
+    linear = averaged.module[0]
+    np.testing.assert_allclose(xn.to_numpy(averaged.module[1].buffers["running_mean"]),
+                               (x @ xn.to_numpy(linear.params["W"]) + xn.to_numpy(linear.params["b"])).mean(0),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_scheduler_mistakes_fail_before_training():

@@ -172,8 +172,6 @@ def test_mistakes_fail_at_once_with_one_line():
         averaged.backward(np.zeros((1, 2)))
     with pytest.raises(TypeError, match=r"update_bn: loader is one array; pass batches"):
         swa_utils.update_bn(np.zeros((4, 3)), model)
-    with pytest.raises(AttributeError, match=r"SWALR is not in this version"):
-        swa_utils.SWALR  # noqa: B018
     with pytest.raises(ValueError, match=r"AveragedWeights: the average holds '0.W' \(2, 8\) float32, the model "
                                          r"\(2, 4\) float32"):
         _fit(lambda m: swa_utils.AveragedModel(xn.Sequential(xn.layers.Linear(2, 8))), epochs=1,

@@ -9,7 +9,7 @@ for their arguments.
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``) and ``clip_grad_value``
   (``xn.train(..., clip_grad_value=...)``);
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
-- ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn).
+- ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn, SWALR).
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``

@@ -5,30 +5,37 @@
   equal weights by default (SWA), ``multi_avg_fn=get_ema_multi_avg_fn(decay)`` for an exponential moving
   average (EMA); calling it runs the copy's forward;
 - ``get_ema_multi_avg_fn``, ``get_swa_multi_avg_fn``, ``get_ema_avg_fn``, ``get_swa_avg_fn``: PyTorch's formulas;
-- ``update_bn(loader, model)``: BatchNorm's running statistics recomputed by one pass over the data.
+- ``update_bn(loader, model)``: BatchNorm's running statistics recomputed by one pass over the data;
+- ``SWALR(optimizer, swa_lr, anneal_epochs=10, anneal_strategy="cos")``: the lr annealed to ``swa_lr``, a
+  scheduler of ``xn.optim.lr_scheduler``'s kind (``scheduler=`` in ``xn.train``, after the schedule before
+  it in ``SequentialLR``).
 
 In ``xn.train``, ``xn.callbacks.AveragedWeights(averaged, interval="epoch"|"step")`` updates it. Where xpnet
 differs, for arrays that may not be written into (JAX): ``multi_avg_fn(averaged, current, n)`` returns the
 new list (PyTorch's writes into the first); ``n_averaged`` is a Python int (PyTorch's a buffer tensor; the
-averaged model's ``state_dict()`` holds it, as PyTorch's). ``SWALR`` is not in this version.
+averaged model's ``state_dict()`` holds it, as PyTorch's). SWALR's ``swa_lr`` is one number: an xpnet
+optimizer has one lr, no param groups.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Callable
 
 import numpy as np
 
-from .._user import flag, is_real, not_here
+from .._user import flag, is_real
 from ..backend import device as resolve_device, dtype_name, namespace, to_device
 from ..layers.container import mode
 from ..layers.norm import BatchNorm
 from ..layers.tree import Tree
 from ..models.inputs import to_model_dtype
 from ..models.model import Model
+from .hyperparams import choice
+from .lr_scheduler.base import LRScheduler, count, rate
 
-__all__ = ["AveragedModel", "update_bn", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get_ema_avg_fn",
+__all__ = ["AveragedModel", "update_bn", "SWALR", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get_ema_avg_fn",
            "get_swa_avg_fn"]
 
 
@@ -195,9 +202,34 @@ def update_bn(loader: Any, model: Any, device: Any = None) -> None:
             bn.momentum = m
 
 
-def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {"SWALR": _SWALR})
+class SWALR(LRScheduler):
+    """PyTorch's SWALR: the lr goes from its value when the annealing starts to ``swa_lr`` over
+    ``anneal_epochs`` steps (``"cos"`` or ``"linear"``; 0: at the first step), then stays there.
 
+    PyTorch's formula step by step: each step recovers the lr before annealing from the current one, so it
+    takes over from whatever schedule set it: stepped by hand after the epochs past ``swa_start`` (PyTorch's
+    recipe), or in ``xn.train``, ``scheduler=SequentialLR(opt, [CosineAnnealingLR(opt, T_max=...), SWALR(opt,
+    swa_lr=0.05)], milestones=[swa_start + 1])``. ``swa_lr``: one number (PyTorch's list per param group is
+    refused: an xpnet optimizer has one lr).
+    """
 
-_SWALR = ("SWALR is not in this version: set the SWA lr with xn.optim.lr_scheduler.LambdaLR(optimizer, lambda i: ...) "
-          "or SequentialLR, or xn.callbacks.LearningRateSchedule(lambda i: ...)")
+    def __init__(self, optimizer: Any, swa_lr: float, anneal_epochs: int = 10, anneal_strategy: str = "cos",
+                 last_epoch: int = -1):
+        self.swa_lr = rate("SWALR", "swa_lr", swa_lr)
+        self._anneal_strategy = choice("anneal_strategy", anneal_strategy, ("cos", "linear"), self)
+        self.anneal_epochs = count("SWALR", "anneal_epochs", anneal_epochs, lo=0)
+        super().__init__(optimizer, last_epoch)
+
+    def anneal_func(self, t: float) -> float:
+        """The share of ``swa_lr`` at fraction ``t`` of the annealing."""
+        return (1 - math.cos(math.pi * t)) / 2 if self._anneal_strategy == "cos" else t
+
+    def get_lr(self) -> list[float]:
+        step = self._step_count - 1
+        if self.anneal_epochs == 0:
+            step = max(1, step)
+        prev_alpha = self.anneal_func(max(0, min(1, (step - 1) / max(1, self.anneal_epochs))))
+        lr = self.optimizer.lr
+        prev_lr = self.swa_lr if prev_alpha == 1 else (lr - prev_alpha * self.swa_lr) / (1 - prev_alpha)
+        alpha = self.anneal_func(max(0, min(1, step / max(1, self.anneal_epochs))))
+        return [self.swa_lr * alpha + prev_lr * (1 - alpha)]

@@ -16,7 +16,8 @@ __all__ = ["AveragedWeights"]
 
 class AveragedWeights(Callback):
     """Call ``averaged.update_parameters(model)`` after each epoch (``interval="epoch"``) or each step
-    (``interval="step"``), from epoch ``start`` (1-based; PyTorch's ``swa_start`` + 1) on.
+    (``interval="step"``), from epoch ``start`` on (1-based: PyTorch's ``if epoch > swa_start`` over 0-based
+    epochs is ``start=swa_start + 2``).
 
     ``averaged`` is moved to the device ``xn.train`` trains on, unless it was made with ``device=``. A full
     checkpoint keeps the average and ``n_averaged`` after the last complete epoch: a resumed run averages

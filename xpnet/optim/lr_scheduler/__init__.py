@@ -31,8 +31,7 @@ __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "LambdaLR", 
 _PYTORCH_NAMES = {
     "CyclicLR": "not in this version: OneCycleLR, CosineAnnealingWarmRestarts, or LambdaLR(optimizer, lambda i: ...) "
                 "with the triangle written as a function of the step",
-    "SWALR": "not in this version (xn.optim.swa_utils has AveragedModel and update_bn): set the SWA lr with "
-             "LambdaLR(optimizer, lambda i: ...) or SequentialLR",
+    "SWALR": "it is in xn.optim.swa_utils, as PyTorch's: xn.optim.swa_utils.SWALR(optimizer, swa_lr=0.05)",
     "_LRScheduler": "PyTorch's old name of the base class: xn.optim.lr_scheduler.LRScheduler",
 }
 
