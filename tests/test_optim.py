@@ -9,6 +9,8 @@ import xpnet as xn
 from xpnet import optim
 from xpnet.testing import assert_placed, tolerance
 
+from torch_optim_checks import torch_steps
+
 
 class _Params:
     """A one-parameter 'model' with a fixed gradient sequence."""
@@ -28,6 +30,8 @@ class _Params:
 
 
 def _reference(name, p, grads, lr):
+    if name in ("nadam", "radam", "adamax", "adadelta"):  # PyTorch's own, run
+        return torch_steps(optim.OPTIMIZERS[name].__name__, p, grads, lr=lr)
     p = p.copy()
     v = np.zeros_like(p)
     h = np.zeros_like(p)
@@ -274,7 +278,7 @@ def test_weight_decay_is_the_books_l2_on_weights_only(rng, name):
     for k in start:
         np.testing.assert_allclose(ours[k], book[k], rtol=1e-12, atol=1e-15, err_msg=k)
     every = run(cls(0.01, weight_decay=lam, weight_decay_on="all"), False)
-    assert not np.allclose(every["0.b"], book["0.b"])
+    assert not np.allclose(every["0.b"], book["0.b"], rtol=1e-9, atol=0)  # Adadelta at lr 0.01 moves by ~1e-6
 
 
 def _every_layers_params():

@@ -108,11 +108,8 @@ class Adam(Optimizer):
         if flag(amsgrad, self.name, "amsgrad"):
             raise ValueError(f"{self.name}: amsgrad=True is not supported: xpnet's {self.name} is PyTorch's with "
                              "amsgrad=False (the default there too)")
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            chainer = ("; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas)
-                       else "")
-            raise ValueError(f"{self.name}: betas must be a pair (beta1, beta2), got {betas!r}{chainer}")
-        self.betas = (fraction("betas[0]", betas[0], self), fraction("betas[1]", betas[1], self))
+        chainer = "; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas) else ""
+        self.betas = betas_pair(betas, self, chainer)
         self.convention = choice("convention", convention, ("pytorch", "book"), self)
         self.eps = positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
 
@@ -158,3 +155,10 @@ class AdamW(Adam):
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
         p *= self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
         return p, g
+
+
+def betas_pair(betas: Any, opt: Any, hint: str = "") -> tuple[float, float]:
+    """``betas`` checked as PyTorch's: a pair (beta1, beta2), each in [0, 1); ``hint`` ends the message."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"{opt.name}: betas must be a pair (beta1, beta2), got {betas!r}{hint}")
+    return fraction("betas[0]", betas[0], opt), fraction("betas[1]", betas[1], opt)
