@@ -205,7 +205,7 @@ class _Recurrent(CarriedState, Layer):
 
     def backward(self, dhs: Any) -> Any:
         """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
-        fills grads, ``dh`` (and ``dc``)."""
+        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``)."""
         dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
@@ -226,10 +226,11 @@ class _Recurrent(CarriedState, Layer):
         finally:
             self._WhT = None
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
-        h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
-        self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
-        if self.bias:
-            self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+        if not self._frozen:  # requires_grad_(False): no weight products, the saving fine-tuning is for
+            h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
+            self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
+            if self.bias:
+                self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
