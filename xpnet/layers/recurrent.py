@@ -96,7 +96,18 @@ def step_weights_transposed(W: Any, steps: int) -> Any:
     return W.T
 
 
-class _Recurrent(CarriedState, Layer):
+class _StacksAreInstances(type):
+    """The metaclass of RNN, LSTM and GRU: ``LSTM(D, H, num_layers=2)`` builds a :class:`RecurrentStack` of
+    single LSTMs, and ``isinstance`` of it is True for ``LSTM`` (and its bases but ``_Recurrent``), as PyTorch's
+    users check layer types (to initialise weights by type). ``issubclass(RecurrentStack, LSTM)`` stays False."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if type.__instancecheck__(cls, obj):
+            return True
+        return isinstance(obj, RecurrentStack) and cls is not _Recurrent and issubclass(obj.kind, cls)
+
+
+class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
     """The time loop shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`; subclasses give the step."""
 
     blocks = 1

@@ -103,7 +103,7 @@ def _place(prefix: str, modules: dict[str, Any]) -> tuple[str, str]:
 
 def _refusal(node: Any) -> str | None:
     """Why no PyTorch state dict fits this node, or None."""
-    if isinstance(node, GRU) and node.convention == "book":
+    if isinstance(node, GRU) and not isinstance(node, RecurrentStack) and node.convention == "book":
         return ("the book's GRU (convention='book') is another function than nn.GRU, so PyTorch's weights do not "
                 "fit it: build GRU(..., convention='pytorch') (the default)")
     return None
