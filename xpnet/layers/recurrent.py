@@ -23,10 +23,10 @@ layout, time first (T, N, ...), as a transposed view of the same loop. Such a mo
 and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.train``, ``xn.evaluate`` over
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`~xpnet.layers.recurrent_state.refuse_time_first`), where PyTorch's DataLoader would silently cut
-time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``, RNN's ``nonlinearity="tanh"``);
-any other value of them is refused with what to write. ``num_layers`` above 1 and ``bidirectional=True``
-build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between
-them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
+time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``,
+RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write. ``num_layers`` above 1
+and ``bidirectional=True`` build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with
+``dropout`` between them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
@@ -60,7 +60,7 @@ from .recurrent_stack import NO_LAYER_AFTER, RecurrentStack
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
 
 # The model-wide state helpers are imported from here too (they lived here).
-__all__ = ["RNN", "LSTM", "GRU", "independent_batches", "probe_states", "refuse_time_first"]
+__all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
 
 # PyTorch's arguments that the single layer takes only at their default: (default, what to write instead).
 # num_layers > 1 and bidirectional=True build a RecurrentStack instead (see _Recurrent.__new__).
