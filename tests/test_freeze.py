@@ -234,3 +234,21 @@ def test_fine_tuning_on_array_api_strict_device1_end_to_end():
     assert all(np.array_equal(after[k], backbone[k]) for k in ("0.W", "0.b"))
     assert not any(np.array_equal(after[k], backbone[k]) for k in ("2.W", "2.b"))
     assert model.device == dev
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_a_frozen_recurrent_stack_passes_dx_and_the_state_gradient_back_but_computes_no_weight_gradient(kind):
+    xn.init.seed(0)
+    layer = getattr(xn.layers, kind)(3, 4, num_layers=2, dtype="float64")
+    rng = np.random.default_rng(0)
+    x, dy = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 5, 4))
+    layer(x)
+    reference, dh = layer.backward(dy), layer.dh
+    layer.requires_grad_(False)
+    before = {name: np.copy(p) for name, p in layer.named_params().items()}
+    layer(x)
+    np.testing.assert_array_equal(layer.backward(dy), reference)
+    np.testing.assert_array_equal(layer.dh, dh)
+    assert not any(node.grads for node in layer.named_modules().values())
+    xn.optim.SGD(0.1).step(layer)
+    assert all(np.array_equal(p, before[name]) for name, p in layer.named_params().items())

@@ -115,9 +115,6 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.optim.clip_grad_value_", "xpnet's is xn.optim.clip_grad_value(model, clip_value) (no trailing underscore"),
     ("xn.optim.SGD(0.1).param_groups", "set optimizer.lr"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
-    ("xn.layers.LSTMCell", "xn.layers.LSTM(input_size, hidden_size) runs a whole sequence"),
-    ("xn.layers.GRUCell", "GRU(..., stateful=True) on (N, 1, D)"),
-    ("xn.layers.RNNCell", "RNN(..., stateful=True) on (N, 1, D)"),
     ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
     ("xn.datasets.FashionMNIST", "xn.datasets.load_fashion_mnist(): NumPy arrays, x float32 in [0, 1] as after "
                                  "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False"),
@@ -434,8 +431,8 @@ def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
 
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
 def test_a_stateful_recurrent_layer_on_one_step_is_pytorchs_cell(name):
-    """What the LSTMCell/GRUCell/RNNCell hints say: stateful=True on (N, 1, D), call after call, gives the
-    whole sequence's outputs, and those of torch.nn.<name>Cell stepped over it."""
+    """Generating one step at a time with the sequence layer: stateful=True on (N, 1, D), call after call, gives
+    the whole sequence's outputs, and those of torch.nn.<name>Cell stepped over it."""
     torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     whole = getattr(xn.layers, name)(3, 4, dtype="float64")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from xpnet.book.vol2_params import book_layout
 from xpnet.layers import GRU, LSTM, RNN
 from xpnet.layers.recurrent_stack import RecurrentStack
 from xpnet.testing import assert_gradients_ok, assert_placed
@@ -174,3 +175,16 @@ def test_state_of_the_wrong_shape_and_hx_are_refused(rng):
     with pytest.raises(ValueError, match=r"LSTM: expected dy of shape \(\.\.\., 10\)"):
         layer.forward(x)
         layer.backward(np.zeros((N, T, H), "float32"))
+
+
+@pytest.mark.parametrize("options", [{"num_layers": 2}, {"bidirectional": True}], ids=["2-layers", "bidirectional"])
+def test_a_stack_is_an_instance_of_its_kind_as_pytorchs_module(options):
+    """PyTorch's users pick layers by type (``isinstance(m, nn.LSTM)``, to initialise weights); xpnet's code
+    that reads a single layer's attributes keeps to the single layers."""
+    for kind in (RNN, LSTM, GRU):
+        layer = kind(D, H, **options)
+        assert [isinstance(layer, k) for k in (RNN, LSTM, GRU)] == [k is kind for k in (RNN, LSTM, GRU)]
+        assert isinstance(layer, (xn.layers.Linear, kind)) and not issubclass(type(layer), kind)
+    with pytest.raises(TypeError, match=r"load_book_params: layer 0 is GRU\(.*num_layers=2\), a stack of layers; "
+                                        r"the book's files hold single layers: pass its layers"):
+        book_layout([GRU(D, H, num_layers=2, convention="book")])

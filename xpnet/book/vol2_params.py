@@ -26,6 +26,7 @@ import numpy as np
 
 from ..backend import to_device
 from ..layers import GRU, LSTM, RNN, Embedding, Layer, Linear, TiedLinear
+from ..layers.recurrent_stack import RecurrentStack
 
 __all__ = ["BOOK_GATES", "lstm_from_book", "lstm_to_book", "book_layout", "copy_book_param_list"]
 
@@ -52,6 +53,9 @@ def book_layout(layers: Sequence[Layer]) -> list[tuple[Layer, str]]:
     that has no counterpart in the book (Conv2d, BatchNorm, PyTorch's GRU) is a TypeError naming it."""
     layout = []
     for i, layer in enumerate(layers):
+        if isinstance(layer, RecurrentStack):
+            raise TypeError(f"load_book_params: layer {i} is {layer!r}, a stack of layers; the book's files hold "
+                            "single layers: pass its layers in its place (*layer.layers())")
         if isinstance(layer, GRU) and layer.convention != "book":
             raise TypeError(f"load_book_params: layer {i} is GRU(convention={layer.convention!r}); the book's GRU is "
                             "GRU(convention=\"book\")")

@@ -34,6 +34,7 @@ from .pixel_shuffle import PixelShuffle, PixelUnshuffle
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 from .rmsnorm import RMSNorm
 from .smooth_activations import LogSigmoid, Mish, Softsign
 from .softmax import LogSoftmax, Softmax
@@ -46,7 +47,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
            "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
            "Dropout2d",
-           "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "Attention",
+           "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
@@ -58,9 +59,6 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
-_CELL = ("a cell of one step is not a layer in xpnet: xn.layers.{0}(input_size, hidden_size) runs a whole sequence "
-         "(N, T, D) in one forward and one backward; for one step at a time (generating), {0}(..., stateful=True) "
-         "on (N, 1, D) starts each call from the state the last one ended with")
 
 _PYTORCH_NAMES = {
     "Sequential": "a model, not a layer: xn.Sequential(layer, layer, ...)",
@@ -77,9 +75,6 @@ _PYTORCH_NAMES = {
     "NLLLoss": "losses are in xn.losses: xn.losses.NLLLoss()",
     "BCELoss": "losses are in xn.losses: xn.losses.BCELoss()",
     "KLDivLoss": "losses are in xn.losses: xn.losses.KLDivLoss()",
-    "LSTMCell": _CELL.format("LSTM"),
-    "GRUCell": _CELL.format("GRU"),
-    "RNNCell": _CELL.format("RNN"),
     "UpsamplingNearest2d": "xn.layers.Upsample(size=None, scale_factor=None) is nn.UpsamplingNearest2d: its mode, "
                            "'nearest', is the default (whole-number scales)",
     "UpsamplingBilinear2d": "xn.layers.Upsample(size=None, scale_factor=None, mode='bilinear', align_corners=True) "

@@ -13,19 +13,20 @@ How a forward goes:
 4. ``stateful=True`` keeps the last state for the next forward (truncated backpropagation through
    time: two calls of T steps give the outputs of one call of 2T steps); ``reset_state()`` drops it.
    ``model.predict``, ``xn.evaluate`` and ``xn.train`` (its training batches and its validation) over
-   arrays take each row for a sequence of its own: every batch starts the stateful layers from zeros, and the state they carried
-   before the call is theirs again after it (:func:`independent_batches`). Over a
-   ``xn.datasets.TokenStream`` the state runs on from batch to batch (``xpnet.training.streams``).
+   arrays take each row for a sequence of its own: every batch starts the stateful layers from zeros,
+   and the state they carried before the call is theirs again after it
+   (:func:`~xpnet.layers.recurrent_state.independent_batches`). Over a ``xn.datasets.TokenStream`` the
+   state runs on from batch to batch (``xpnet.training.streams``).
 
 Batch first, as the book and ``batch_first=True``; ``batch_first=False`` takes and gives PyTorch's default
 layout, time first (T, N, ...), as a transposed view of the same loop. Such a model runs by ``forward``
 and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.train``, ``xn.evaluate`` over
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
-(:func:`refuse_time_first`), where PyTorch's DataLoader would silently cut time. PyTorch's other arguments keep
-their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``, RNN's ``nonlinearity="tanh"``);
-any other value of them is refused with what to write. ``num_layers`` above 1 and ``bidirectional=True``
-build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between
-them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
+(:func:`~xpnet.layers.recurrent_state.refuse_time_first`), where PyTorch's DataLoader would silently cut
+time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``,
+RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write. ``num_layers`` above 1
+and ``bidirectional=True`` build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with
+``dropout`` between them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
@@ -48,8 +49,7 @@ adds to its own backward.
 from __future__ import annotations
 
 import operator
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_bool
@@ -57,7 +57,10 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .recurrent_stack import NO_LAYER_AFTER, RecurrentStack
-from .tree import moved
+from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
+
+# The model-wide state helpers are imported from here too (they lived here).
+__all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
 
 # PyTorch's arguments that the single layer takes only at their default: (default, what to write instead).
 # num_layers > 1 and bidirectional=True build a RecurrentStack instead (see _Recurrent.__new__).
@@ -93,55 +96,18 @@ def step_weights_transposed(W: Any, steps: int) -> Any:
     return W.T
 
 
-@contextmanager
-def probe_states(model: Any) -> Iterator[None]:
-    """Within: every recurrent layer of ``model`` starts from zeros (a one-row probe forward fits);
-    after: each holds the state and backward cache it had, so the probe leaves no trace."""
-    layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
-    kept = [(node._state, node._cache) for node in layers]
-    for node in layers:
-        node._state = None
-    try:
-        yield
-    finally:
-        for node, (state, cache) in zip(layers, kept):
-            node._state, node._cache = state, cache
+class _StacksAreInstances(type):
+    """The metaclass of RNN, LSTM and GRU: ``LSTM(D, H, num_layers=2)`` builds a :class:`RecurrentStack` of
+    single LSTMs, and ``isinstance`` of it is True for ``LSTM`` (and its bases but ``_Recurrent``), as PyTorch's
+    users check layer types (to initialise weights by type). ``issubclass(RecurrentStack, LSTM)`` stays False."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if type.__instancecheck__(cls, obj):
+            return True
+        return isinstance(obj, RecurrentStack) and cls is not _Recurrent and issubclass(obj.kind, cls)
 
 
-def refuse_time_first(model: Any, who: str, shuffled: bool = False) -> None:
-    """Raise where a recurrent layer of ``model`` takes time first (``batch_first=False``) in a loop that
-    cuts (``shuffled``: and shuffles) axis 0 of the data (``who``, e.g. ``"xn.train"``): axis 0 is time there."""
-    found = [f"layer {name!r} ({node.name})" for name, node in model.named_modules().items()
-             if isinstance(node, _Recurrent) and not node.batch_first]
-    if found:
-        raise ValueError(f"{who} cuts the data into batches along axis 0, the samples, but {', '.join(found)} "
-                         f"takes time first (batch_first=False, input (T, N, ...)), so its batches would be cut "
-                         f"{'and shuffled ' if shuffled else ''}along time. Build the recurrent layers with batch_first=True and pass "
-                         "(N, T, ...) data")
-
-
-@contextmanager
-def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
-    """For ``predict``, ``evaluate`` and ``train`` over arrays, whose rows are sequences of their own:
-    within, calling the yielded function before a batch has every stateful recurrent layer of ``model``
-    start it from zeros, not from the end of the batch before (other sequences, maybe another count of
-    them); after, each recurrent layer holds the state it had before, so the call leaves no trace in it."""
-    layers = [node for node in model.named_modules().values() if isinstance(node, _Recurrent)]
-    kept = [node._state for node in layers]
-
-    def fresh() -> None:
-        for node in layers:
-            if node.stateful:
-                node._state = None
-
-    try:
-        yield fresh
-    finally:
-        for node, state in zip(layers, kept):
-            node._state = state
-
-
-class _Recurrent(Layer):
+class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
     """The time loop shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`; subclasses give the step."""
 
     blocks = 1
@@ -177,7 +143,6 @@ class _Recurrent(Layer):
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
         for name in self.bias_names():
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
-        self._state: tuple[Any, ...] | None = None
         self._cache = None
         self._Wh = self._WhT = None  # what the steps multiply by: Wh during a forward, Wh.T during a backward
         self.dh = None
@@ -198,57 +163,6 @@ class _Recurrent(Layer):
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
                 "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first}
-
-    # -- state ------------------------------------------------------------------------------
-
-    @property
-    def h(self) -> Any:
-        """The hidden state the next forward starts from (None: zeros)."""
-        return None if self._state is None else self._state[0]
-
-    def reset_state(self) -> None:
-        """The next forward starts from zeros."""
-        self._state = None
-
-    def set_state(self, h: Any, c: Any = None) -> None:
-        """Start the next forwards from ``h`` (N, H) (and ``c`` for LSTM; None: zeros). Without
-        ``stateful`` every forward starts there until ``reset_state()`` (the book's non-stateful
-        layers ignore ``set_state``); with it the first does and the state then moves on."""
-        if c is not None and "c" not in self.state_names:
-            raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
-        h, c = untracked(h), None if c is None else untracked(c)
-        xp = namespace(h)
-        if h.ndim != 2 or h.shape[1] != self.hidden_size:
-            raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
-        self._check_like_params(h, "state h", "h")
-        if "c" not in self.state_names:
-            self._state = (h,)
-            return
-        c = xp.zeros_like(h) if c is None else c
-        if tuple(c.shape) != tuple(h.shape):
-            raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
-        self._check_like_params(c, "state c", "c")
-        self._state = (h, c)
-
-    def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
-        """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
-        super()._move_own(dev, dtype, memo)
-        if self._state is not None:
-            self._state = tuple(moved(s, dev, dtype, memo) for s in self._state)
-        self._cache = None
-
-    def _start(self, x: Any) -> tuple[Any, ...]:
-        xp = namespace(x)
-        n = x.shape[0]
-        if self._state is None:
-            zeros = xp.zeros((n, self.hidden_size), dtype=x.dtype, device=x.device)
-            return (zeros,) * len(self.state_names)
-        if self._state[0].shape[0] != n:
-            raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
-                             f"{n}; call reset_state() or set_state() for the new batch")
-        for name, s in zip(self.state_names, self._state):
-            self._check_like_params(s, f"state {name}", name)
-        return self._state
 
     # -- forward and backward -------------------------------------------------------------------
 
@@ -302,7 +216,7 @@ class _Recurrent(Layer):
 
     def backward(self, dhs: Any) -> Any:
         """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
-        fills grads, ``dh`` (and ``dc``)."""
+        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``)."""
         dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
@@ -323,10 +237,11 @@ class _Recurrent(Layer):
         finally:
             self._WhT = None
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
-        h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
-        self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
-        if self.bias:
-            self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+        if not self._frozen:  # requires_grad_(False): no weight products, the saving fine-tuning is for
+            h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
+            self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
+            if self.bias:
+                self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)

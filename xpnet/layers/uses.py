@@ -6,7 +6,9 @@ convolution) would hand the first use's backward the second use's cache: an erro
 shapes differ, and silently wrong gradients where they agree. ``scoped`` wraps every container's ``forward``: the
 outermost one running, called directly or by ``model(x)``, opens a record of the layers called as ``layer(x)`` in
 training mode; ``note`` raises at the second call of one of them. Evaluation-mode calls (no backward follows) and
-``layer.forward(x)`` calls are not recorded.
+``layer.forward(x)`` calls are not recorded, nor are the recurrent cells' (``LSTMCell``...): a cell keeps a stack
+of caches, one per call, and its backward takes them in reverse order, so PyTorch's loop through one cell is right
+(:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves ``note`` out).
 
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.

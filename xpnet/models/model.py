@@ -11,7 +11,7 @@ from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_devic
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode, no_train
-from ..layers.recurrent import independent_batches, refuse_time_first
+from ..layers.recurrent_state import independent_batches, refuse_time_first
 from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
 

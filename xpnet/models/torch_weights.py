@@ -19,8 +19,9 @@ How a load goes:
 
 ``torch_state_dict`` runs the table backwards, to NumPy arrays by PyTorch's names and in its layouts.
 Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` is
-``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``) (the sum is what both compute with); a BatchNorm whose momentum is
-a number, which has no ``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it.
+``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``; the cells' ``bias_ih = b``,
+``bias_hh = 0``) (the sum is what both compute with); a BatchNorm whose momentum is a number, which has no
+``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ import numpy as np
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding,
-                      GroupNorm, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, MultiheadAttention, PReLU,
-                      RMSNorm, TiedLinear)
+                      GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LSTMCell,
+                      MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
 
 _RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0"}
+_CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh"}  # nn.RNNCell's, nn.LSTMCell's
 
 # xpnet layer type -> {xpnet parameter or buffer: the PyTorch array it is}: "name" the same array,
 # "name.T" transposed, "a + b" the sum of two. A subclass takes its base's entry.
@@ -64,6 +66,9 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     RNN: _RECURRENT,
     LSTM: _RECURRENT,
     GRU: {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "bx": "bias_ih_l0", "bh": "bias_hh_l0"},
+    RNNCell: _CELL,
+    LSTMCell: _CELL,
+    GRUCell: {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "bx": "bias_ih", "bh": "bias_hh"},
     # W_in when kdim == vdim == embed_dim (PyTorch's in_proj_weight), else W_q, W_k, W_v (its q/k/v_proj_weight)
     MultiheadAttention: {"W_in": "in_proj_weight.T", "W_q": "q_proj_weight.T", "W_k": "k_proj_weight.T",
                          "W_v": "v_proj_weight.T", "b_in": "in_proj_bias", "W_out": "out_proj.weight.T",
@@ -103,7 +108,7 @@ def _place(prefix: str, modules: dict[str, Any]) -> tuple[str, str]:
 
 def _refusal(node: Any) -> str | None:
     """Why no PyTorch state dict fits this node, or None."""
-    if isinstance(node, GRU) and node.convention == "book":
+    if isinstance(node, GRU) and not isinstance(node, RecurrentStack) and node.convention == "book":
         return ("the book's GRU (convention='book') is another function than nn.GRU, so PyTorch's weights do not "
                 "fit it: build GRU(..., convention='pytorch') (the default)")
     return None
@@ -277,7 +282,8 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
     ``torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in xn.torch_state_dict(model).items()})``.
 
     The reverse of :func:`load_torch_state_dict`, with two choices: RNN's and LSTM's one bias ``b`` becomes
-    ``bias_ih_l0 = b`` and ``bias_hh_l0 = 0`` (their sum is ``b``, which is all either model computes with);
+    ``bias_ih_l0 = b`` and ``bias_hh_l0 = 0`` (their cells': ``bias_ih``, ``bias_hh``) (their sum is ``b``, which
+    is all either model computes with);
     every BatchNorm that tracks running statistics gives ``num_batches_tracked`` as PyTorch's int64 (its count
     with ``momentum=None``, else 0: PyTorch does not use it then). A ``TiedLinear`` gives the embedding's W
     as its ``weight`` too, as PyTorch's state dict of tied modules does.

@@ -13,7 +13,7 @@ from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _inde
                        to_device, untracked)
 from ..datasets.batches import BatchIterator
 from ..layers.container import mode
-from ..layers.recurrent import probe_states
+from ..layers.recurrent_state import probe_states
 from ..losses import BCELoss, Loss, NLLLoss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..losses.base import ElementwiseLoss
 from ..models.inputs import check_fits, is_ids, probe_rows, to_model_dtype

@@ -42,7 +42,7 @@ from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
-from ..layers.recurrent import refuse_time_first
+from ..layers.recurrent_state import refuse_time_first
 from ..layers.tree import frozen_nodes
 from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once

@@ -17,7 +17,7 @@ from ..layers.activations import Sigmoid
 from ..layers.base import Layer
 from ..layers.container import Watcher, mode, no_train, watch
 from ..layers.norm import BatchNorm
-from ..layers.recurrent import probe_states
+from ..layers.recurrent_state import probe_states
 from ..layers.softmax import LogSoftmax, Softmax
 from ..layers.tree import loose_arrays
 from ..losses import KLDivLoss, NLLLoss, SigmoidCrossEntropy, SoftmaxCrossEntropy

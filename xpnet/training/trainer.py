@@ -20,7 +20,7 @@ from ..distributed._abort import raised_on_every_rank
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.norm import BatchNorm
-from ..layers.recurrent import independent_batches
+from ..layers.recurrent_state import independent_batches
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm, clip_grad_value
 from .checkpoint import save_checkpoint
@@ -181,7 +181,7 @@ class Trainer:
         """Around an epoch: the yielded function, called before each batch, starts the stateful recurrent
         layers from zeros for a batch of array rows, which are sequences of their own (a shuffled batch
         is no continuation of the one before, nor has it as many rows), and they hold their earlier
-        state afterwards (:func:`~xpnet.layers.recurrent.independent_batches`); a stream's batches carry
+        state afterwards (:func:`~xpnet.layers.recurrent_state.independent_batches`); a stream's batches carry
         the state on (truncated BPTT: :mod:`xpnet.training.streams`)."""
         if isinstance(batches, StreamBatches):
             yield lambda: None

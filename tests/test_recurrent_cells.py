@@ -1,0 +1,123 @@
+"""RNNCell, LSTMCell, GRUCell against torch.nn's in float64 over a loop of steps through one cell (outputs, dx, the
+start state's gradients, every parameter gradient summed over the steps), a model of one's own looping a cell under
+xn.gradcheck, and what a PyTorch or book habit that does not fit is told."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import GRUCell, LSTMCell, RNNCell
+
+N, D, H, T = 2, 3, 4, 3
+TOL = {"rtol": 1e-12, "atol": 1e-14}
+
+
+def _loop(cell, xs, start, dys):
+    """PyTorch's decoder habit in xpnet: T calls of one cell, then T backward calls in reverse."""
+    pair = isinstance(cell, LSTMCell)
+    state, ys = start, []
+    for x in xs:
+        state = cell(x, state)
+        ys.append(state[0] if pair else state)
+    dh, dc, dxs = None, None, [None] * len(xs)
+    for t in reversed(range(len(xs))):
+        g = dys[t] if dh is None else dys[t] + dh
+        dxs[t], dstate = cell.backward(g, dc) if pair else cell.backward(g)
+        dh, dc = dstate if pair else (dstate, None)
+    return ys, dxs, (dh, dc) if pair else (dh,)
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_a_loop_through_one_cell_equals_pytorchs_and_sums_the_parameter_gradients(kind):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    rng = np.random.default_rng(0)
+    module = getattr(torch.nn, f"{kind}Cell")(D, H, dtype=torch.float64)
+    cell = getattr(xn.layers, f"{kind}Cell")(D, H, dtype="float64")
+    xn.load_torch_state_dict(cell, module.state_dict())
+    xs, dys = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
+    start = [rng.standard_normal((N, H)) for _ in range(1 + (kind == "LSTM"))]
+    for _ in range(2):  # the second round starts afresh: its gradients replace the first's
+        ys, dxs, dstart = _loop(cell, xs, tuple(start) if kind == "LSTM" else start[0], dys)
+
+    txs, tstart = torch.tensor(xs, requires_grad=True), [torch.tensor(s, requires_grad=True) for s in start]
+    state, outs = tuple(tstart) if kind == "LSTM" else tstart[0], []
+    for t in range(T):
+        state = module(txs[t], state)
+        outs.append(state[0] if kind == "LSTM" else state)
+    sum((o * torch.from_numpy(dys[t])).sum() for t, o in enumerate(outs)).backward()
+    np.testing.assert_allclose(np.stack(ys), torch.stack(outs).detach().numpy(), **TOL)
+    np.testing.assert_allclose(np.stack(dxs), txs.grad.numpy(), **TOL)
+    for ours, theirs in zip(dstart, tstart):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), **TOL)
+    grads = {"weight_ih": cell.grads["Wx"].T, "weight_hh": cell.grads["Wh"].T}
+    grads.update({"bias_ih": cell.grads["bx"], "bias_hh": cell.grads["bh"]} if kind == "GRU" else
+                 {"bias_ih": cell.grads["b"], "bias_hh": cell.grads["b"]})  # b = bias_ih + bias_hh: the same grad
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), **TOL, err_msg=name)
+
+
+def test_unbatched_steps_are_pytorchs_one_row():
+    cell = LSTMCell(D, H, dtype="float64")
+    x, h, c = np.random.default_rng(1).standard_normal((3, D + H))[:, :D], np.ones(H), np.zeros(H)
+    h1, c1 = cell(x[0], (h, c))
+    batched = cell(x[:1], (h[None], c[None]))
+    np.testing.assert_array_equal(h1, batched[0][0])
+    assert h1.shape == c1.shape == (H,)
+    cell.backward(np.ones((1, H)))
+    dx, (dh, dc) = cell.backward(np.ones(H))
+    assert dx.shape == (D,) and dh.shape == dc.shape == (H,)
+
+
+class Decoder(xn.Model):
+    """h_{t+1} = cell(x_t, h_t) for each step, the same cell every step; scores = head(h_T)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell, self.head = GRUCell(D, H), xn.layers.Linear(H, 2)
+
+    def forward(self, x, train=True):
+        h = None
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t, :], h)
+        return self.head(h)
+
+    def backward(self, dy):
+        dh, dxs = self.head.backward(dy), []
+        for _ in range(T):
+            dx, dh = self.cell.backward(dh)
+            dxs.insert(0, dx)
+        return np.stack(dxs, axis=1)
+
+
+def test_gradcheck_passes_on_a_model_looping_one_cell_and_a_frozen_cell_gives_dx_only():
+    model = Decoder()
+    x = np.random.default_rng(2).standard_normal((N, T, D))
+    assert xn.gradcheck(model, x, np.array([0, 1]), loss="cross_entropy").ok
+    model.to(dtype="float64")
+    dy = np.ones((N, 2))
+    model(x)
+    dx = model.backward(dy)
+    model.cell.requires_grad_(False)
+    model(x)
+    np.testing.assert_array_equal(model.backward(dy), dx)
+    assert not model.cell.grads
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: RNNCell(D, H)(np.zeros((N, D), np.float32), (np.zeros((N, H), np.float32),) * 2), TypeError,
+     r"RNNCell.forward\(x, hx, train\): hx is one array h of shape \(2, 4\) \(None: zeros\), got tuple"),
+    (lambda: LSTMCell(D, H)(np.zeros((N, D), np.float32), np.zeros((N, H), np.float32)), TypeError,
+     (r"LSTMCell.forward\(x, hx, train\): hx is a pair \(h, c\) of arrays of shape \(2, 4\) \(None: zeros\), "
+      r"got ndarray")),
+    (lambda: GRUCell(D, H).forward(np.zeros((N, D), np.float32), False), TypeError,
+     r"got bool; train is the third argument \(train=False by name\)"),
+    (lambda: GRUCell(D, H)(np.zeros((N, T, D), np.float32)), ValueError,
+     (r"GRUCell: expected input of shape \(N, 3\) or \(3,\) \(one step\), got \(2, 3, 3\); a whole sequence "
+      r"\(N, T, 3\) goes through xn.layers.GRU")),
+    (lambda: RNNCell(D, H, nonlinearity="relu"), ValueError, r"RNNCell: nonlinearity='relu' is not supported"),
+    (lambda: LSTMCell(D, H).backward(np.zeros((N, H), np.float32)), RuntimeError,
+     r"LSTMCell: backward called more times than forward"),
+])
+def test_what_does_not_fit_says_what_to_write(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

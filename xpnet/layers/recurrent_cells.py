@@ -1,0 +1,208 @@
+"""PyTorch's one-step cells RNNCell, LSTMCell, GRUCell (the book's RNN, LSTM, GRU step classes), for loops of one's own.
+
+A cell runs one time step through the step functions of the sequence layers (:mod:`xpnet.layers.cells`), with
+their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell: bx, bh), so weights copy between an ``LSTM``
+and an ``LSTMCell``, and ``xn.load_torch_state_dict`` takes ``nn.LSTMCell``'s ``weight_ih``, ``weight_hh``,
+``bias_ih``, ``bias_hh`` (``Wx = weight_ih.T``, ``b = bias_ih + bias_hh``). How a decoder loop goes:
+
+1. ``h = cell(x, h)`` (LSTMCell: ``h, c = cell(x, (h, c))``), x (N, D) or PyTorch's unbatched (D,); ``hx`` None
+   is zeros. Each training-mode call pushes what its backward needs onto the cell's stack, so one cell may be
+   called at every step of a loop inside one forward of a model (:mod:`xpnet.layers.uses` lets cells through).
+2. ``backward(dh)`` (LSTMCell: ``backward(dh, dc=None)``, None for zeros) takes the last call's cache off the
+   stack: one backward per call, in reverse order. It returns ``(dx, dh_prev)`` (``(dx, (dh_prev, dc_prev))``);
+   the caller adds the gradients of a state used twice (a step's output and the next step's input), as the book.
+3. The parameter gradients are summed over the backward calls; the first forward after a backward starts a new
+   round (the stack emptied, the next backward's gradients replace the old). ``train=False`` calls keep nothing.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from .. import init as _init
+from .._user import flag, is_bool
+from ..backend import fast_path, namespace, untracked
+from . import cells
+from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .recurrent import step_weights_transposed
+
+
+class _Cell(Layer):
+    """One step of a recurrent layer; subclasses give the step and its backward."""
+
+    blocks = 1
+    state_names: tuple[str, ...] = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, init: Any = "sigmoid",
+                 dtype: Any = "float32", device: Any = None):
+        super().__init__()
+        pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
+        self.input_size = positive_int(self, "input_size", input_size)
+        self.hidden_size = positive_int(self, "hidden_size", hidden_size)
+        self.bias, self.init, self.dtype = flag(bias, self.name, "bias"), init, _init.dtype_name(dtype, self.name)
+        d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
+        for name in self.bias_names():
+            self.params[name] = _init.zeros((width,), dtype=self.dtype)
+        self._caches: tuple[Any, ...] = ()  # one per training-mode forward not yet backpropagated, rebound (not
+        self._backed = False  # appended to) so that xn.gradcheck's rewinding restores it; a backward ran since
+
+    def bias_names(self) -> tuple[str, ...]:
+        return ("b",) if self.bias else ()
+
+    def config(self) -> dict[str, Any]:
+        init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias, "init": init,
+                "dtype": self.dtype}
+
+    def __call__(self, x: Any, hx: Any = None, train: bool | None = None) -> Any:  # type: ignore[override]
+        """``forward`` in the layer's mode; never recorded as a use (a cell is called once per step)."""
+        return self.forward(x, hx, train=self.training if train is None else train)
+
+    def forward(self, x: Any, hx: Any = None, train: bool = True) -> Any:
+        """x: (N, input_size) or (input_size,), hx: None (zeros), h (N, hidden_size) (LSTMCell: a pair (h, c))
+        -> h' (LSTMCell: (h', c')) of hx's shape. Training mode pushes the step's cache."""
+        x = untracked(x)
+        train = self._check_train(train, "x, hx")
+        xp = self._check_float(x)
+        self._check_like_params(x)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.shape[0] == 0:
+            raise ValueError(f"{self.name}: expected input of shape (N, {self.input_size}) or ({self.input_size},) "
+                             f"(one step), got {tuple(x.shape)}; a whole sequence (N, T, {self.input_size}) goes "
+                             f"through xn.layers.{self.name[:-4]}")
+        x2 = xp.reshape(x, (-1, self.input_size))
+        state = self._states(hx, x2.shape[0], x.ndim == 2)
+        ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
+        if self.bias:
+            ax = ax + self.params[self.bias_names()[0]]
+        new, cache = self._step(ax, state)
+        if train:
+            if self._backed:
+                self._caches, self._backed = (), False
+            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2))
+        new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
+        return new if len(self.state_names) == 2 else new[0]
+
+    def _states(self, hx: Any, n: int, batched: bool) -> tuple[Any, ...]:
+        """The start state as (N, H) arrays, checked."""
+        pair = len(self.state_names) == 2
+        held = "a pair (h, c) of arrays" if pair else "one array h"
+        shape = (n, self.hidden_size) if batched else (self.hidden_size,)
+        if hx is None:
+            zeros = namespace(self.params["Wx"]).zeros((n, self.hidden_size), dtype=self.params["Wx"].dtype,
+                                                       device=self.params["Wx"].device)
+            return (zeros,) * len(self.state_names)
+        if is_bool(hx) or pair != isinstance(hx, (tuple, list)) or (pair and len(hx) != 2):
+            raise TypeError(f"{self.name}.forward(x, hx, train): hx is {held} of shape {shape} (None: zeros), got "
+                            f"{type(hx).__name__}; train is the third argument (train=False by name)")
+        states = []
+        for name, s in zip(self.state_names, hx if pair else (hx,)):
+            s = untracked(s)
+            self._check_float(s)
+            if tuple(s.shape) != shape:
+                raise ValueError(f"{self.name}: state {name} must have shape {shape} as the input, got "
+                                 f"{tuple(s.shape)}")
+            self._check_like_params(s, f"state {name}", "hx")
+            states.append(namespace(s).reshape(s, (n, self.hidden_size)))
+        return tuple(states)
+
+    def _backward(self, dh: Any, dc: Any = None) -> tuple[Any, tuple[Any, ...]]:
+        """(dx, the start state's gradients) of the last forward not yet backpropagated; fills grads."""
+        if not self._caches:
+            raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
+                               "training-mode forward, in the reverse order of the forwards)")
+        x2, h, cache, batched = self._caches[-1]
+        shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
+        grads = []
+        for g in (dh, dc):
+            g = None if g is None else untracked(g)
+            xp = self._check_grad(g, shape) if g is not None else None
+            grads.append(None if g is None else xp.reshape(g, (x2.shape[0], self.hidden_size)))
+        self._caches = self._caches[:-1]
+        xp = namespace(x2)
+        WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], 1)
+        dax, dah, dstate = self._step_back(grads[0], grads[1], cache, WhT)
+        if not self._frozen:  # requires_grad_(False): no weight products
+            matmul = fast_path("matmul", xp, operator.matmul)
+            step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
+            step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), (dax, dah))})
+            self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
+                               for k, g in step.items()})
+        self._backed = True
+        dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
+        if not batched:
+            dx, dstate = xp.reshape(dx, (self.input_size,)), tuple(xp.reshape(s, shape) for s in dstate)
+        return dx, dstate
+
+    def backward(self, dh: Any) -> tuple[Any, Any]:
+        """dh: the gradient of the last forward's h', (N, H) or (H,) -> (dx, dh_prev); fills grads."""
+        dx, (dh_prev,) = self._backward(dh)
+        return dx, dh_prev
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        raise NotImplementedError
+
+    def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        raise NotImplementedError
+
+
+class RNNCell(_Cell):
+    """PyTorch's ``nn.RNNCell``, tanh: h' = tanh(x @ Wx + h @ Wh + b). params Wx (D, H), Wh (H, H), b (H,)
+    (``b = bias_ih + bias_hh``), as :class:`~xpnet.layers.RNN`'s; caches x, h and h' per call."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
+                 init: Any = "sigmoid", dtype: Any = "float32", device: Any = None):
+        tanh_only = ("tanh", "xpnet's RNNCell is tanh only, as its RNN; for ReLU write a cell of your own")
+        pytorch_defaults_only("RNNCell", {"nonlinearity": tanh_only}, {"nonlinearity": nonlinearity})
+        super().__init__(input_size, hidden_size, bias, init=init, dtype=dtype, device=device)
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self.params["Wh"])
+        return (h,), cache
+
+    def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        dax, dah, dh_prev = fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)(dh, cache, WhT)
+        return dax, dah, (dh_prev,)
+
+
+class LSTMCell(_Cell):
+    """PyTorch's ``nn.LSTMCell``: gates i, f, g, o. params Wx (D, 4H), Wh (H, 4H), b (4H,) (``b = bias_ih +
+    bias_hh``), as :class:`~xpnet.layers.LSTM`'s; ``hx`` and the output are pairs (h, c); caches the gates."""
+
+    blocks = 4
+    state_names = ("h", "c")
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        h, c, cache = fast_path("lstm_step", namespace(ax), cells.lstm_step)(ax, state[0], state[1],
+                                                                            self.params["Wh"])
+        return (h, c), cache
+
+    def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
+        dax, dah, dh_prev, dc_prev = step_back(dh, dc, cache, WhT)
+        return dax, dah, (dh_prev, dc_prev)
+
+    def backward(self, dh: Any, dc: Any = None) -> tuple[Any, tuple[Any, Any]]:  # type: ignore[override]
+        """dh, dc: the gradients of the last forward's h', c' (dc None: zeros) -> (dx, (dh_prev, dc_prev))."""
+        return self._backward(dh, dc)  # type: ignore[return-value]
+
+
+class GRUCell(_Cell):
+    """PyTorch's ``nn.GRUCell`` (blocks r, z, n; the reset gate after the product). params Wx (D, 3H), Wh (H, 3H),
+    bx = bias_ih, bh = bias_hh (3H,), as :class:`~xpnet.layers.GRU`'s; caches the gates per call."""
+
+    blocks = 3
+
+    def bias_names(self) -> tuple[str, ...]:
+        return ("bx", "bh") if self.bias else ()
+
+    def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        step = fast_path("gru_step", namespace(ax), cells.gru_step)
+        h, cache = step(ax, state[0], self.params["Wh"], self.params.get("bh"))
+        return (h,), cache
+
+    def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        dax, dah, dh_prev = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)(dh, cache, WhT)
+        return dax, dah, (dh_prev,)

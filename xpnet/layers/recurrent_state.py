@@ -1,0 +1,126 @@
+"""The state a recurrent layer carries from one forward to the next, and what runs over a whole model do with it.
+
+A time loop (:mod:`xpnet.layers.recurrent`) starts from zeros, from what ``set_state`` gave, or, with
+``stateful=True``, from where its last forward ended. :class:`CarriedState` is that part of the layer: ``h``
+(and LSTM's ``c``), ``set_state``, ``reset_state``, the state moved with the layer, and the start of a forward.
+The functions below serve the loops over a model: a probe forward that leaves no trace (:func:`probe_states`),
+batches whose rows are sequences of their own (:func:`independent_batches`), and the refusal to cut time-first
+data into batches (:func:`refuse_time_first`).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from ..backend import namespace, untracked
+from .tree import moved
+
+
+class CarriedState:
+    """The state of a time loop over (N, T, ...) sequences, ``state_names`` arrays of shape (N, hidden_size): a
+    base of the recurrent layers, before :class:`~xpnet.layers.base.Layer` (whose input checks it uses)."""
+
+    state_names: tuple[str, ...] = ("h",)
+    hidden_size: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._state: tuple[Any, ...] | None = None
+
+    @property
+    def h(self) -> Any:
+        """The hidden state the next forward starts from (None: zeros)."""
+        return None if self._state is None else self._state[0]
+
+    def reset_state(self) -> None:
+        """The next forward starts from zeros."""
+        self._state = None
+
+    def set_state(self, h: Any, c: Any = None) -> None:
+        """Start the next forwards from ``h`` (N, H) (and ``c`` for LSTM; None: zeros). Without
+        ``stateful`` every forward starts there until ``reset_state()`` (the book's non-stateful
+        layers ignore ``set_state``); with it the first does and the state then moves on."""
+        if c is not None and "c" not in self.state_names:
+            raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        h, c = untracked(h), None if c is None else untracked(c)
+        xp = namespace(h)
+        if h.ndim != 2 or h.shape[1] != self.hidden_size:
+            raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
+        self._check_like_params(h, "state h", "h")
+        if "c" not in self.state_names:
+            self._state = (h,)
+            return
+        c = xp.zeros_like(h) if c is None else c
+        if tuple(c.shape) != tuple(h.shape):
+            raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
+        self._check_like_params(c, "state c", "c")
+        self._state = (h, c)
+
+    def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
+        """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
+        super()._move_own(dev, dtype, memo)
+        if self._state is not None:
+            self._state = tuple(moved(s, dev, dtype, memo) for s in self._state)
+        self._cache = None
+
+    def _start(self, x: Any) -> tuple[Any, ...]:
+        xp = namespace(x)
+        n = x.shape[0]
+        if self._state is None:
+            zeros = xp.zeros((n, self.hidden_size), dtype=x.dtype, device=x.device)
+            return (zeros,) * len(self.state_names)
+        if self._state[0].shape[0] != n:
+            raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
+                             f"{n}; call reset_state() or set_state() for the new batch")
+        for name, s in zip(self.state_names, self._state):
+            self._check_like_params(s, f"state {name}", name)
+        return self._state
+
+
+@contextmanager
+def probe_states(model: Any) -> Iterator[None]:
+    """Within: every recurrent layer of ``model`` starts from zeros (a one-row probe forward fits);
+    after: each holds the state and backward cache it had, so the probe leaves no trace."""
+    layers = [node for node in model.named_modules().values() if isinstance(node, CarriedState)]
+    kept = [(node._state, node._cache) for node in layers]
+    for node in layers:
+        node._state = None
+    try:
+        yield
+    finally:
+        for node, (state, cache) in zip(layers, kept):
+            node._state, node._cache = state, cache
+
+
+def refuse_time_first(model: Any, who: str, shuffled: bool = False) -> None:
+    """Raise where a recurrent layer of ``model`` takes time first (``batch_first=False``) in a loop that
+    cuts (``shuffled``: and shuffles) axis 0 of the data (``who``, e.g. ``"xn.train"``): axis 0 is time there."""
+    found = [f"layer {name!r} ({node.name})" for name, node in model.named_modules().items()
+             if isinstance(node, CarriedState) and not node.batch_first]
+    if found:
+        raise ValueError(f"{who} cuts the data into batches along axis 0, the samples, but {', '.join(found)} "
+                         f"takes time first (batch_first=False, input (T, N, ...)), so its batches would be cut "
+                         f"{'and shuffled ' if shuffled else ''}along time. Build the recurrent layers with batch_first=True and pass "
+                         "(N, T, ...) data")
+
+
+@contextmanager
+def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
+    """For ``predict``, ``evaluate`` and ``train`` over arrays, whose rows are sequences of their own:
+    within, calling the yielded function before a batch has every stateful recurrent layer of ``model``
+    start it from zeros, not from the end of the batch before (other sequences, maybe another count of
+    them); after, each recurrent layer holds the state it had before, so the call leaves no trace in it."""
+    layers = [node for node in model.named_modules().values() if isinstance(node, CarriedState)]
+    kept = [node._state for node in layers]
+
+    def fresh() -> None:
+        for node in layers:
+            if node.stateful:
+                node._state = None
+
+    try:
+        yield fresh
+    finally:
+        for node, state in zip(layers, kept):
+            node._state = state
