@@ -33,6 +33,7 @@ def test_pool_indices_and_unpool_equal_to_pytorch(dev, rng, case):
     y, idx = MaxPool2d(k, s, p, return_indices=True).forward(xn.to_device(x, dev))
     yt, it = F.max_pool2d(torch.from_numpy(x), k, s, p, return_indices=True)
     assert_placed(y, dev, "float64")
+    np.testing.assert_array_equal(xn.to_numpy(y), yt.numpy())
     np.testing.assert_array_equal(xn.to_numpy(idx), it.numpy())
     h = rng.standard_normal(tuple(y.shape))
     unpool = MaxUnpool2d(k, s, p)
