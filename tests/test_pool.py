@@ -212,7 +212,6 @@ def test_pytorch_defaults_are_accepted_in_pytorchs_positions(rng):
     (lambda: MaxPool2d(2, dilation=True), r"^MaxPool2d: dilation must be an int >= 1 or a pair of them, got True$"),
     (lambda: MaxPool2d(2, dilation=()), r"MaxPool2d: dilation must be an int >= 1 or a pair of them, got \(\)$"),
     (lambda: MaxPool2d(2, dilation=(1, 1, 1)), r"MaxPool2d: dilation must be an int >= 1 or a pair of them"),
-    (lambda: MaxPool2d(2, return_indices=True), "MaxPool2d: return_indices=True is not supported"),
 ])
 def test_other_pytorch_values_are_refused_naming_the_layer(make, message):
     with pytest.raises(ValueError, match=message):

@@ -68,8 +68,13 @@ class Lifted(Layer):
             flat.params[k] = xp.reshape(v, (*v.shape[:2], 1, *v.shape[2:])) if v.ndim == 3 else v
         with self._as_1d():
             y = flat.forward(xp.reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2])), train)
-        self._y_shape = (y.shape[0], y.shape[1], y.shape[3])
-        return xp.reshape(y, self._y_shape)
+        ys = y if isinstance(y, tuple) else (y,)  # a max pool's (y, indices)
+        self._y_shape = (ys[0].shape[0], ys[0].shape[1], ys[0].shape[3])
+        ys = tuple(xp.reshape(a, self._y_shape) for a in ys)
+        return ys if isinstance(y, tuple) else ys[0]
+
+    def sequential_refusal(self) -> str:
+        return self._flat.sequential_refusal()
 
     def backward(self, dy: Any) -> Any:
         return self._backward(dy, self._flat.backward)

@@ -76,6 +76,10 @@ class Layer(Tree):
         """
         return None
 
+    def sequential_refusal(self) -> str:
+        """Why this layer cannot sit in a Sequential (it takes or gives more than one array), or ""."""
+        return ""
+
     def backward_params(self, dy: Any) -> None:
         """Fill ``grads`` without computing dx (the first layer of a model needs no input gradient).
         Layers whose dx is costly override this."""

@@ -7,9 +7,9 @@ from typing import Any
 
 from .. import _chainer
 from .._user import flag, keyword_hints
-from ..backend import add_at, fast_path, namespace, same_device, set_at, untracked
+from ..backend import add_at, fast_path, index_dtype, namespace, same_device, set_at, untracked
 from ._im2col import Pair, as_pair, check_images, out_size, pad2d, span, window_reach, window_slices
-from .base import Layer, positive_int, pytorch_defaults_only
+from .base import Layer, positive_int
 
 
 class _Pool2d(Layer):
@@ -88,7 +88,9 @@ class MaxPool2d(_Pool2d):
     127 pixels), so backward never reads x.
     The positional arguments are PyTorch's, in its order: ``dilation`` (an int or a pair) as PyTorch's, the
     window's taps that many pixels apart (the Numba and CuPy kernels take 1 only: other dilations run as
-    portable code); ``return_indices`` is accepted at False only.
+    portable code). ``return_indices=True``: forward returns (y, indices) as PyTorch's, indices (N, C, oh, ow)
+    each window's maximum as the flat index h*W + w into its (n, c) input plane (int64; int32 on JAX without x64),
+    for a MaxUnpool2d; backward still takes dy of y only. Such a pool has two outputs, so no Sequential holds it.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
     book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
     Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
@@ -100,13 +102,18 @@ class MaxPool2d(_Pool2d):
                  return_indices: bool = False, ceil_mode: bool = False):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.dilation = as_pair(self.name, "dilation", dilation, 1)
-        pytorch_defaults_only(self.name, {"return_indices": (
-            False, "xpnet's MaxPool2d returns only y (it keeps each window's argmax itself)")},
-            {"return_indices": return_indices})
+        self.return_indices = flag(return_indices, self.name, "return_indices")
         self._first = None
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "dilation": list(self.dilation)}
+        return {**super().config(), "dilation": list(self.dilation), "return_indices": self.return_indices}
+
+    def sequential_refusal(self) -> str:
+        if not self.return_indices:
+            return ""
+        return ("returns (y, indices) (return_indices=True), which the next layer cannot take: write an xn.Model "
+                "whose forward passes them on (y, idx = self.pool(x); ...; self.unpool(h, idx)), or leave "
+                "return_indices out")
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -114,6 +121,9 @@ class MaxPool2d(_Pool2d):
         index = xp.int8 if self.kernel_size[0] * self.kernel_size[1] <= 127 else xp.int32
         forward = fast_path("maxpool2d_forward", xp, maxpool2d_forward)
         y, self._first = forward(x, self.kernel_size, self.stride, self.padding, out_hw, index, self.dilation)
+        if self.return_indices:
+            return y, input_indices(xp, self._first, self._shape[3], self.kernel_size[1], self.stride,
+                                    self.padding, self.dilation)
         return y
 
     def pieces(self) -> Any:
@@ -126,6 +136,17 @@ class MaxPool2d(_Pool2d):
         self._check_dy(dy)
         backward = fast_path("maxpool2d_backward", xp, maxpool2d_backward)
         return backward(dy, first, self._shape, self.kernel_size, self.stride, self.padding, self.dilation)
+
+
+def input_indices(xp: Any, first: Any, width: int, kw: int, stride: Pair, padding: Pair, dilation: Pair) -> Any:
+    """PyTorch's max-pooling indices (N, C, oh, ow): for each output, the flat index h*W + w in its input plane
+    (``width`` W) of the window's maximum, from ``first``, its kernel offset (kernel ``(kh, kw)``, row-major)."""
+    index = index_dtype(xp)
+    k = xp.astype(first, index)
+    oh, ow = first.shape[2:]
+    rows = xp.arange(oh, dtype=index, device=first.device) * stride[0] - padding[0]
+    cols = xp.arange(ow, dtype=index, device=first.device) * stride[1] - padding[1]
+    return (xp.reshape(rows, (-1, 1)) + (k // kw) * dilation[0]) * width + cols + (k % kw) * dilation[1]
 
 
 def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair,

@@ -21,14 +21,14 @@ class Sequential(Model):
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential: item {i} is a {type(layer).__name__}, not an xpnet layer")
+            _check_item("Sequential", i, layer)
         self.layers: list[Layer] = list(layers)
 
     def append(self, layer: Layer) -> Sequential:
         """Add ``layer`` at the end and return the model, as PyTorch's ``Sequential.append``."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.append: expected an xpnet layer, got a {type(layer).__name__}")
+        _check_item("Sequential.append", len(self.layers), layer)
         self.layers.append(layer)
         return self
 
@@ -36,8 +36,7 @@ class Sequential(Model):
         """Add each of ``layers`` at the end and return the model, as PyTorch's ``Sequential.extend``."""
         layers = list(layers)
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"Sequential.extend: item {i} is a {type(layer).__name__}, not an xpnet layer")
+            _check_item("Sequential.extend", i, layer)
         self.layers.extend(layers)
         return self
 
@@ -104,3 +103,12 @@ class Sequential(Model):
 
     def backward_params(self, dy: Any) -> None:
         self.backward(dy, input_grad=False)
+
+
+def _check_item(where: str, i: int, layer: Any) -> None:
+    """Raise unless ``layer`` (item ``i``) is an xpnet layer of one input and one output."""
+    if not isinstance(layer, Layer):
+        raise TypeError(f"{where}: item {i} is a {type(layer).__name__}, not an xpnet layer")
+    refusal = layer.sequential_refusal()
+    if refusal:
+        raise ValueError(f"{where}: item {i}, {layer!r}, {refusal}")

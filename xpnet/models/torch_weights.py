@@ -21,7 +21,8 @@ How a load goes:
 Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` is
 ``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``; the cells' ``bias_ih = b``,
 ``bias_hh = 0``) (the sum is what both compute with); a BatchNorm whose momentum is a number, which has no
-``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it.
+``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it, as an InstanceNorm with running
+statistics does (PyTorch never counts it there).
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
                 "num_batches_tracked": "num_batches_tracked"},
     LayerNorm: {"gamma": "weight", "beta": "bias"},
     GroupNorm: {"gamma": "weight", "beta": "bias"},
-    InstanceNorm1d: {"gamma": "weight", "beta": "bias"},
-    InstanceNorm2d: {"gamma": "weight", "beta": "bias"},
+    InstanceNorm1d: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
+    InstanceNorm2d: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
     RMSNorm: {"gamma": "weight"},
     PReLU: {"weight": "weight"},
     Embedding: {"W": "weight"},
@@ -116,8 +117,10 @@ def _refusal(node: Any) -> str | None:
 
 def _dropped(node: Any) -> tuple[str, ...]:
     """PyTorch's keys (last part) that this node takes and drops: a BatchNorm whose momentum is a number has no
-    ``num_batches_tracked``, which PyTorch counts but does not use then either."""
-    if isinstance(node, BatchNorm) and node.track_running_stats and node.momentum is not None:
+    ``num_batches_tracked``, which PyTorch counts but does not use then either; nor an InstanceNorm with running
+    statistics, whose ``num_batches_tracked`` PyTorch never counts."""
+    if isinstance(node, BatchNorm) and node.track_running_stats and node.momentum is not None or \
+            isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and node.track_running_stats:
         return ("num_batches_tracked",)
     return ()
 
