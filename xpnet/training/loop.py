@@ -17,7 +17,8 @@ How a run goes:
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
    sum, or the check that every weight is still finite (one device reduction folded into the same
-   read), comes back non-finite, the epoch is replayed from that copy one step at a time, checking
+   read), comes back non-finite, the epoch is replayed from that copy (and the per-step callbacks'
+   state: each step at the lr its schedule gave it) one step at a time, checking
    every layer's output and gradient and the weights after each update, to name the step and the
    first layer or parameter that went non-finite; :class:`XpnetTrainingError` is raised with the
    model holding the weights from just before that step.
@@ -313,8 +314,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last, epoch_offset=offset)
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
-        trainer.batch_end = [cb.on_train_batch_end for cb in callbacks
-                             if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
+        trainer.step_callbacks = [cb for cb in callbacks
+                                  if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
         perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset

@@ -110,14 +110,18 @@ class Trainer:
         self.clip_grad_value: float | None = None  # or max absolute value of each of their elements
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
-        self.batch_end: list[Callable[[int], None]] = []  # called after each update with the step (from 0)
+        self.step_callbacks: list[Any] = []  # those with an on_train_batch_end of their own
 
     def after_step(self, step: int) -> bool:
-        """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` of the epoch;
-        whether there were any (a captured step then reads the lr they may have set)."""
-        for hook in self.batch_end:
-            hook(step)
-        return bool(self.batch_end)
+        """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` (from 0) of the
+        epoch; whether there were any (a captured step then reads the lr they may have set)."""
+        for cb in self.step_callbacks:
+            cb.on_train_batch_end(step)
+        return bool(self.step_callbacks)
+
+    def snapshot(self) -> Snapshot:
+        """The epoch's start, for the guard's replay and SIGTERM: weights, optimizer and per-step callbacks."""
+        return Snapshot(self.model, self.optimizer, self.step_callbacks)
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -197,7 +201,7 @@ class Trainer:
 
     def run_captured_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int) -> dict[str, Any]:
         """``run_epoch`` as launches of the captured step (``self.captured``, :mod:`xpnet.training.graph`)."""
-        snapshot = Snapshot(self.model, self.optimizer)
+        snapshot = self.snapshot()
         bar = self._progress(batches, epoch, epochs)
         try:
             steps, loss_total, correct, count = self.captured.run_epoch(epoch, bar, snapshot)
@@ -219,7 +223,7 @@ class Trainer:
         if self.captured is not None:
             return self.run_captured_epoch(batches, epoch, epochs, n)
         xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
-        snapshot = Snapshot(model, optimizer)
+        snapshot = self.snapshot()
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         count = self.zeros(index_dtype(self.dev)) if self.ignored else 0  # an int: no device add per step
         bar = self._progress(batches, epoch, epochs)
