@@ -28,7 +28,8 @@ class History:
 
     ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``; for a sequence model trained
-    with cross-entropy or NLLLoss also ``train_perplexity`` and ``val_perplexity`` (exp of the mean losses).
+    with cross-entropy or NLLLoss also ``train_perplexity`` and ``val_perplexity`` (exp of the mean negative
+    log-likelihood per counted token: of the mean losses, but without class weights or label smoothing).
     The losses are means over every target of the data (``val_loss``) or of the epoch's batches as the
     weights moved (``train_loss``): each batch weighs by the count its loss's mean is over (labels that are
     not ``ignore_index``; its rows for a loss that does not say), so they do not depend on ``batch_size``.

@@ -55,7 +55,8 @@ from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, se
 from .data import common_device, inputs, pair, prepare
 from .history import History
 from .lr_callback import LRScheduler, as_callback
-from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
+from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
+                      perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
@@ -197,7 +198,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
     interval="step")`` (here or in ``callbacks``) steps it after each batch.
     Sequence models trained with cross-entropy or NLLLoss (labels (N, T)) get ``train_perplexity`` and
-    ``val_perplexity`` in the history and the epoch line.
+    ``val_perplexity`` in the history and the epoch line (exp of the mean NLL per counted token, without class
+    weights or label smoothing).
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
     ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
     default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
@@ -313,10 +315,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last, epoch_offset=offset)
+        perplexity = is_sequence_loss(loss, y)
+        trainer.nll = perplexity_loss(loss) if perplexity else None
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
         trainer.step_callbacks = [cb for cb in callbacks
                                   if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
-        perplexity = is_sequence_loss(loss, y)
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset
         state.captured = trainer.captured is not None
@@ -359,14 +362,15 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 except SigtermStop as stop:
                     stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
                     _save_last_and_terminate(callbacks, sigterm)
+                nll = {"train_": epoch_logs.pop("train_nll", None), "val_": None}
                 logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
                 if val_stream is not None:
-                    logs["val_loss"] = evaluate_stream(trainer, val_stream, val_ignored)
+                    logs["val_loss"], nll["val_"] = evaluate_stream(trainer, val_stream, val_ignored)
                 elif val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH),
-                                                                              val_ignored)
+                    logs["val_loss"], logs["val_accuracy"], nll["val_"] = trainer.evaluate(
+                        xv, yv, cv, max(batch_size, _EVAL_BATCH), val_ignored)
                 if perplexity:
-                    add_perplexity(logs)
+                    add_perplexity(logs, nll=nll)
                 logs["seconds"] = time.perf_counter() - t0
                 logs["lr"] = float(optimizer.lr)
                 if comm is not None:
@@ -455,7 +459,8 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
     validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
     stream's). For cross-entropy over sequences of ids (a stream, or labels (N, T)) the result also holds
-    ``"perplexity"``, exp of the mean loss.
+    ``"perplexity"``, exp of the mean negative log-likelihood per counted token (of the mean loss, but without
+    class weights or label smoothing).
     """
     check_model(model, "evaluate")
     loss = check_mean(_get_loss(loss), "evaluate")
@@ -472,16 +477,18 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
         x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
         trainer.threads = tuner
+        if stream is not None or is_sequence_loss(loss, y):
+            trainer.nll = perplexity_loss(loss)
         datasets = [(stream.xs,) if stream is not None else inputs(x)]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
                 ids_checked_once(model, datasets):
             if stream is None:
-                value, accuracy = trainer.evaluate(x, y, classes, batch_size, loss.ignores_any(y))
+                value, accuracy, nll = trainer.evaluate(x, y, classes, batch_size, loss.ignores_any(y))
             else:
                 check_ids(stream, model, x, "evaluate data")
-                value, accuracy = evaluate_stream(trainer, stream, loss.ignores_any(stream.ids)), None
+                (value, nll), accuracy = evaluate_stream(trainer, stream, loss.ignores_any(stream.ids)), None
     result = {"loss": value, "accuracy": accuracy}
     if stream is not None or is_sequence_loss(loss, y):
-        add_perplexity(result, ("",))
+        add_perplexity(result, ("",), {"": nll})
     return result
 
