@@ -383,6 +383,29 @@ def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
 
 
 @needs_compiler
+def test_the_captured_step_sums_the_perplexitys_plain_nll_as_eager_training(tmp_path):
+    """Cross-entropy with class weights and label smoothing on labels (N, T): the captured step adds up the
+    mean NLL without them, which perplexity is exp of, as the eager step does (not exp of the loss)."""
+    out = last_json(run_with_fake_cupy(_COUNTED + """
+    t = rng.integers(0, 4, (250, 3))
+    def run(graph):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(4, 16), xn.layers.Tanh(), xn.layers.Linear(16, 4))
+        launches[0] = 0
+        loss = xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 0.5, 1.5]), label_smoothing=0.1)
+        h = xn.train(model, (x.reshape(250, 3, 4), t), loss=loss, optimizer=xn.optim.Adam(0.01), epochs=2,
+                     batch_size=32, device="cuda", progress=False, graph=graph)
+        return {"epochs": h.epochs, "launches": launches[0]}
+    print(json.dumps({"eager": run(False), "captured": run(True)}))
+    """, tmp_path))
+    assert out["captured"]["launches"] == 2 * 7 - 2
+    for e, c in zip(out["eager"]["epochs"], out["captured"]["epochs"]):
+        assert c["train_perplexity"] == pytest.approx(e["train_perplexity"], rel=1e-5)
+        assert c["train_loss"] == pytest.approx(e["train_loss"], rel=1e-5)
+        assert e["train_perplexity"] != pytest.approx(np.exp(e["train_loss"]), rel=1e-3)
+
+
+@needs_compiler
 def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_path):
     """Each loss of CAPTURED_LOSSES (class weights and pos_weight included: copied to the device at the first
     eager step, not per launch) trains as eagerly when its step is captured: the same weights within float32

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 
 import numpy as np
 import pytest
@@ -124,6 +125,44 @@ def test_swa_recipe_anneals_as_torch_and_resumes_exactly(tmp_path):
     np.testing.assert_allclose(xn.to_numpy(averaged.module[1].buffers["running_mean"]),
                                (x @ xn.to_numpy(linear.params["W"]) + xn.to_numpy(linear.params["b"])).mean(0),
                                rtol=1e-5, atol=1e-6)
+
+
+class StateBefore(Callback):
+    """The model's state after update ``step`` (from 0) of ``epoch``."""
+
+    def __init__(self, epoch, step):
+        self.epoch, self.step, self.kept = epoch, step, None
+
+    def on_train_batch_end(self, batch):
+        if (self.state.epoch + 1, batch) == (self.epoch, self.step):
+            self.kept = {k: xn.to_numpy(v).copy() for k, v in self.state.model.state().items()}
+
+
+def test_the_nan_guard_replays_an_epoch_at_the_lrs_of_its_steps():
+    """A NaN batch at epoch 2, step 4 under a per-step schedule: the guard's replay of epoch 2 runs each step
+    at the lr the schedule gave it (not all at the epoch's first), so the model is left as the error says,
+    with the weights, the lr and the schedule of the uninterrupted run before that step."""
+    def run(*callbacks, transform=None):
+        opt = xn.optim.SGD(0.1, momentum=0.9)
+        sched = LRScheduler(ls.OneCycleLR(opt, max_lr=0.5, epochs=4, steps_per_epoch=STEPS), interval="step")
+        used, update = [], opt.step
+        opt.step = lambda model: (used.append(opt.lr), update(model))
+        runs.append((used, sched.scheduler))
+        _fit(opt, callbacks=[*callbacks, sched], transform=transform)
+
+    def poison(xb, epoch, step):
+        return xb * math.nan if (epoch, step) == (2, 3) else xb
+
+    runs, before, guarded = [], StateBefore(2, 2), Callback()  # guarded.state: the failed run's
+    run(before)
+    with pytest.raises(xn.XpnetTrainingError, match=r"epoch 2, step 4 of 6; first non-finite value: the input batch"):
+        run(guarded, transform=poison)
+    (clean, _), (used, sched) = runs
+    assert used[:2 * STEPS] == clean[:2 * STEPS]  # epochs 1 and 2 as they ran
+    assert used[2 * STEPS:] == clean[STEPS:STEPS + 3]  # the replay of epoch 2's steps 1-3
+    assert sched.optimizer.lr == clean[STEPS + 3] and sched.last_epoch == STEPS + 3
+    for k, v in before.kept.items():
+        np.testing.assert_array_equal(xn.to_numpy(guarded.state.model.state()[k]), v, err_msg=k)
 
 
 def test_scheduler_mistakes_fail_before_training():

@@ -188,7 +188,7 @@ def _hint_tables():
     from xpnet.datasets import ptb
     from xpnet.layers import container
     from xpnet.optim import base
-    from xpnet.training import history, loop
+    from xpnet.training import evaluation, history, loop
 
     from xpnet import _chainer
 
@@ -199,7 +199,7 @@ def _hint_tables():
             "xn.losses": xn.losses._PYTORCH_NAMES, "xn.optim": optim._PYTORCH_NAMES,
             "an optimizer": base._PYTORCH_NAMES,
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
-            "xn.evaluate's keywords": loop._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
+            "xn.evaluate's keywords": evaluation._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
             "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
 

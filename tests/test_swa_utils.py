@@ -3,6 +3,8 @@ and xn.callbacks.AveragedWeights in xn.train: per step and per epoch, on another
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -149,6 +151,30 @@ def test_resume_from_a_full_checkpoint_averages_as_the_uninterrupted_run(tmp_pat
     assert resumed.n_averaged == whole.n_averaged == 12
     for k, v in whole.state().items():
         np.testing.assert_array_equal(xn.to_numpy(resumed.state()[k]), xn.to_numpy(v), err_msg=k)
+
+
+def test_the_nan_guard_leaves_the_average_of_the_steps_before_the_bad_one():
+    """A NaN batch at epoch 2, step 3: the error leaves the model with the weights from before that step, and
+    the per-step average with the average of those same steps (it used to hold epoch 2's NaN weights)."""
+    class _AverageAt(Callback):
+        def on_train_batch_end(self, batch):
+            if (self.state.epoch + 1, batch) == (2, 1):
+                self.kept = {k: xn.to_numpy(v).copy() for k, v in averaged[-1].state().items()}
+
+    def make(model):
+        averaged.append(swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.8)))
+        return averaged[-1]
+
+    def poison(xb, epoch, step):
+        return xb * math.nan if (epoch, step) == (2, 2) else xb
+
+    averaged, at = [], _AverageAt()
+    _fit(make, callbacks=lambda a: [AveragedWeights(a, interval="step"), at])
+    with pytest.raises(xn.XpnetTrainingError, match=r"epoch 2, step 3 of 3; first non-finite value: the input batch"):
+        _fit(make, callbacks=lambda a: [AveragedWeights(a, interval="step")], transform=poison)
+    assert averaged[-1].n_averaged == 5
+    for k, v in at.kept.items():
+        np.testing.assert_array_equal(xn.to_numpy(averaged[-1].state()[k]), v, err_msg=k)
 
 
 def test_mistakes_fail_at_once_with_one_line():

@@ -264,3 +264,31 @@ def test_data_parallel_training_over_a_stream_with_clipping_equals_one_process(t
     assert_ok(launch(2, "stream_clip.py", str(tmp_path)))
     reference = script.run()
     _assert_matches_reference(_rank_results(tmp_path, "stream", 2), reference, "float64")
+
+
+@pytest.mark.parametrize("loss", [xn.losses.SoftmaxCrossEntropy(-1, 0.2, weight=np.linspace(0.2, 3.0, V)),
+                                  xn.losses.SoftmaxCrossEntropy(-1, label_smoothing=0.3)],
+                         ids=["weight-and-smoothing", "smoothing"])
+def test_perplexity_is_exp_of_the_plain_mean_nll_under_class_weights_and_smoothing(rng, loss):
+    """The loss logged is the weighted, smoothed one, but perplexity is exp of the mean negative
+    log-likelihood per counted token (torchmetrics' Perplexity, the book's eval_perplexity): torch's
+    cross_entropy without weight or smoothing, on a trained model that lr=0 then keeps as it is."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    x, y = rng.integers(0, V, (12, T)), np.where(rng.random((12, T)) < 0.2, -1, rng.integers(0, V, (12, T)))
+    xv, yv = rng.integers(0, V, (6, T)), rng.integers(0, V, (6, T))
+    model = lm()
+    xn.train(model, (x, y), loss=loss, optimizer=xn.optim.SGD(2.0), epochs=10, batch_size=4, progress=False)
+    history = xn.train(model, (x, y), loss=loss, optimizer=xn.optim.SGD(0.0), epochs=1, batch_size=4,
+                       validation=(xv, yv), progress=False)
+
+    def nll(xs, ys):
+        model.reset_state()
+        scores = torch.from_numpy(xn.to_numpy(model.forward(xs, train=False)))
+        return float(torch.nn.functional.cross_entropy(scores.permute(0, 2, 1), torch.from_numpy(ys),
+                                                       ignore_index=-1))
+
+    logs = history.epochs[0]
+    assert logs["train_perplexity"] == pytest.approx(math.exp(nll(x, y)), rel=1e-10)
+    assert logs["val_perplexity"] == pytest.approx(math.exp(nll(xv, yv)), rel=1e-10)
+    assert xn.evaluate(model, (xv, yv), loss=loss)["perplexity"] == pytest.approx(logs["val_perplexity"], rel=1e-12)
+    assert logs["train_perplexity"] != pytest.approx(math.exp(logs["train_loss"]), rel=1e-3)  # the loss differs

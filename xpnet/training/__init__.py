@@ -1,6 +1,6 @@
 """Training: ``xn.train`` and ``xn.evaluate``, and what a run keeps and writes.
 
-- ``loop``: ``train`` and ``evaluate`` (read its docstring, "How a run goes", first);
+- ``loop``: ``train`` (read its docstring, "How a run goes", first); ``evaluation``: ``evaluate``;
 - ``trainer``: the per-epoch work on one device and one rank, and the non-finite guard;
 - ``data``: the data checked, moved to the device once, and its targets checked against the loss;
 - ``preflight``: the checks made before any step;
@@ -14,8 +14,9 @@ only the package face and the command line import it.
 """
 
 from . import callbacks
+from .evaluation import evaluate
 from .history import History
-from .loop import evaluate, train
+from .loop import train
 from .trainer import TrainerState, XpnetTrainingError
 
 __all__ = ["History", "TrainerState", "XpnetTrainingError", "callbacks", "evaluate", "train"]

@@ -14,6 +14,9 @@ A callback with state that a resumed run needs returns it from ``state_dict()`` 
 model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after
 ``on_train_begin``; full checkpoints carry it. At the end of an epoch ModelCheckpoint runs after
 the other callbacks (:func:`epoch_end_order`), so a checkpoint holds their state after that epoch.
+Where the NaN guard replays an epoch (:mod:`xpnet.training.guard`), a callback with an
+``on_train_batch_end`` first gets back the ``state_dict()`` it gave at the epoch's start, then the hook
+runs again after each replayed update.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from ..losses.base import ElementwiseLoss
 from ..models.inputs import check_fits, is_ids, probe_rows, to_model_dtype
 from .preflight import check_data
 
-__all__ = ["pair", "inputs", "common_device", "to_model_dtype", "probe_shape", "prepare", "index_dtype", "is_one_hot",
-           "binary_targets", "check_sequence_labels"]
+__all__ = ["pair", "inputs", "named_inputs", "common_device", "to_model_dtype", "probe_shape", "prepare",
+           "index_dtype", "is_one_hot", "binary_targets", "check_sequence_labels"]
 
 
 # One long sequence of ids, where a pair of (N, T) arrays was expected: the book's RnnlmTrainer habit.
@@ -240,3 +240,10 @@ def is_one_hot(y: Any) -> bool:
     if y.ndim != 2 or y.shape[1] < 2 or not xp.isdtype(y.dtype, "real floating"):
         return False
     return bool(xp.all((y == 0.0) | (y == 1.0))) and bool(xp.all(xp.sum(y, axis=1) == 1.0))
+
+
+def named_inputs(label: str, x: Any) -> dict[str, Any]:
+    """``{label: x}``, or ``{"label[0]": x1, ...}`` for several inputs: for checks that name what they find."""
+    xs = inputs(x)
+    return {label: xs[0]} if len(xs) == 1 and not isinstance(x, tuple) else \
+        {f"{label}[{i}]": a for i, a in enumerate(xs)}

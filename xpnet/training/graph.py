@@ -153,6 +153,7 @@ class CapturedEpochs:
             self.loss_sum = trainer.zeros(trainer.loss_sum_dtype())
             self.correct = trainer.zeros(index_dtype(dev))
             self.count = trainer.zeros(index_dtype(dev))
+            self.nll_sum = None if trainer.nll is None else trainer.zeros(trainer.loss_sum_dtype())
             self.scalars = DeviceScalars(dev.xp, dev.native)
         self._held: list[Any] = []  # the arrays the graph reads and writes, as captured
         self._frozen: list[str] = []  # the layers frozen at the capture: the step updates all the others
@@ -179,8 +180,10 @@ class CapturedEpochs:
         added to the device sums; its count of targets too where that is on the device, else returned
         (an int: no device work for it)."""
         trainer = self.trainer
-        batch_loss, count, hits = trainer.forward_backward((xb,), yb, labels, self.classify)
+        batch_loss, count, hits, nll = trainer.forward_backward((xb,), yb, labels, self.classify)
         self.loss_sum += batch_loss  # in place: the graph's launches add into the arrays of the capture
+        if nll is not None:
+            self.nll_sum += nll
         if not isinstance(count, int):
             self.count += count
             count = 0
@@ -202,11 +205,11 @@ class CapturedEpochs:
     def _capture_step(self) -> None:
         self._launch_count = self._step()
 
-    def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None, int]:
+    def run_epoch(self, epoch: int, bar: Any, snapshot: Any) -> tuple[int, float, int | None, int, float | None]:
         """The full batches of ``epoch`` (launches; the first epoch warms up and captures first), then the
         short last batch eagerly. Returns the steps run, the epoch's loss sum (NaN where the loss or a
-        weight went non-finite), its correct count (None unless classifying) and the count of targets the
-        loss sum is over, read once."""
+        weight went non-finite), its correct count (None unless classifying), the count of targets the
+        loss sum is over, read once, and the sum of the trainer's ``nll`` (None without one)."""
         trainer, optimizer, graph, xp = self.trainer, self.trainer.optimizer, self.graph, self.trainer.dev.xp
         from .trainer import SigtermStop  # noqa: PLC0415 - the trainer imports this module
         steps, host_count = 0, 0
@@ -215,6 +218,8 @@ class CapturedEpochs:
             self.loss_sum[...] = 0
             self.correct[...] = 0
             self.count[...] = 0
+            if self.nll_sum is not None:
+                self.nll_sum[...] = 0
             self._prepare_draws()
             if graph.captured and not self._still_valid():
                 graph.drop()
@@ -256,7 +261,8 @@ class CapturedEpochs:
                     bar.update(1)
             total = float(xp.where(trainer.params_finite(), self.loss_sum, trainer.zeros(self.loss_sum.dtype) + math.nan))
             correct = int(self.correct) if self.classify else None
-        return steps, total, correct, int(self.count) + host_count
+            nll = None if self.nll_sum is None else float(self.nll_sum)
+        return steps, total, correct, int(self.count) + host_count, nll
 
 
 def graph_from_environment() -> str:

@@ -4,7 +4,7 @@ the first step, the layer and the value (:func:`diagnose`; with ``comm`` the ran
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from ..backend import namespace
 from ..layers.container import Watcher, watch
@@ -18,14 +18,17 @@ _INPUT = "the input batch"
 
 
 class Snapshot:
-    """Device copies of params, buffers and optimizer state, and the Dropout generator states."""
+    """Device copies of params, buffers and optimizer state, the Dropout generator states, and the
+    ``state_dict()`` of ``callbacks`` (those with per-step hooks: an ``LRScheduler(..., interval="step")``,
+    ``AveragedWeights``), which is their state after the last complete epoch, kept until the next ends."""
 
-    def __init__(self, model: Any, optimizer: Optimizer):
+    def __init__(self, model: Any, optimizer: Optimizer, callbacks: Iterable[Any] = ()):
         self.state = {k: _copy(v) for k, v in model.state().items()}
         sd = optimizer.state_dict()
         sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
         self.optimizer = sd
         self.rng = rng_states(model)
+        self.callbacks = [(cb, cb.state_dict()) for cb in callbacks]
 
     def restore(self, model: Any, optimizer: Optimizer) -> None:
         for k, v in self.state.items():
@@ -34,6 +37,8 @@ class Snapshot:
         sd["state"] = {n: {k: _copy(v) for k, v in s.items()} for n, s in sd["state"].items()}
         optimizer.load_state_dict(sd)
         set_rng_states(model, self.rng)
+        for cb, state in self.callbacks:  # a scheduler's sets the lr again: the same as the optimizer's
+            cb.load_state_dict(state)
 
 
 def _copy(a: Any) -> Any:
@@ -46,8 +51,10 @@ def _all_finite(a: Any) -> bool:
 
 
 def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: int) -> str:
-    """Replay ``epoch`` from its starting weights, checking every layer and every update, up to
-    the first bad step; the model is left with the weights from before that step. With ``comm``
+    """Replay ``epoch`` from its starting weights (and the per-step callbacks' state: each step runs at
+    the lr its schedule gave it, and the hooks run after each update as in the epoch), checking every layer
+    and every update, up to the first bad step; the model is left with the weights, and the callbacks
+    with the state, from before that step. With ``comm``
     the ranks agree on each step's finding, which names the rank(s) where it was seen. Returns the
     message of the error that ``trainer`` (a :class:`~xpnet.training.trainer.Trainer`) raises."""
     model, comm = trainer.model, trainer.comm
@@ -84,6 +91,7 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
                     f"{where} non-finite, with the loss and every gradient finite ({trainer.optimizer.name}, "
                     f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
                     f"smaller learning rate.{_range_hint(model)}")
+            trainer.after_step(step)
     return (
         f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
         "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "

@@ -6,11 +6,13 @@ import math
 import os
 from typing import Any, Iterable
 
-from .._user import install_hint, not_here
+from .._user import install_hint, not_here, warn
 from ..io.atomic import atomic_write
 from ..io.paths import fspath
 
-__all__ = ["History"]
+__all__ = ["History", "format_logs", "warn_if_diverged"]
+
+_DIVERGED_FACTOR = 10.0  # warn_if_diverged: a last loss this many times the first
 
 # What a Keras user reaches for on the History, and where xpnet keeps it.
 _KERAS_NAMES = {
@@ -28,7 +30,8 @@ class History:
 
     ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``; for a sequence model trained
-    with cross-entropy or NLLLoss also ``train_perplexity`` and ``val_perplexity`` (exp of the mean losses).
+    with cross-entropy or NLLLoss also ``train_perplexity`` and ``val_perplexity`` (exp of the mean negative
+    log-likelihood per counted token: of the mean losses, but without class weights or label smoothing).
     The losses are means over every target of the data (``val_loss``) or of the epoch's batches as the
     weights moved (``train_loss``): each batch weighs by the count its loss's mean is over (labels that are
     not ``ignore_index``; its rows for a loss that does not say), so they do not depend on ``batch_size``.
@@ -92,3 +95,23 @@ class History:
             fig.suptitle(title)
         fig.tight_layout()
         return fig
+
+
+def format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
+    """The epoch's figures; the val_* ones are printed under ``validation_name`` (e.g. test_loss)."""
+    parts = [f"{k.replace('val_', validation_name + '_', 1)} {logs[k]:.4f}"
+             for k in ("train_loss", "train_accuracy", "train_perplexity", "val_loss", "val_accuracy",
+                       "val_perplexity") if logs.get(k) is not None]
+    return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
+
+
+def warn_if_diverged(history: History, first: float | None) -> None:
+    """Warn when the last epoch's training loss is far above the loss of the run's first step (over every
+    rank's part of it, as the epoch's): a learning rate too large can diverge to a finite loss (SGD(1e3)
+    ended at 307) without the NaN guard ever seeing a non-finite value."""
+    if first is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
+        return
+    last = history.epochs[-1]["train_loss"]
+    if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
+        warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
+             f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")

@@ -1,4 +1,5 @@
-"""``xn.train`` and ``xn.evaluate``: a minibatch loop that runs where the model runs.
+"""``xn.train``: a minibatch loop that runs where the model runs (``xn.evaluate``, the same evaluation pass
+without training, is :mod:`xpnet.training.evaluation`).
 
 How a run goes:
 
@@ -17,7 +18,8 @@ How a run goes:
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
    sum, or the check that every weight is still finite (one device reduction folded into the same
-   read), comes back non-finite, the epoch is replayed from that copy one step at a time, checking
+   read), comes back non-finite, the epoch is replayed from that copy (and the per-step callbacks'
+   state: each step at the lr its schedule gave it) one step at a time, checking
    every layer's output and gradient and the weights after each update, to name the step and the
    first layer or parameter that went non-finite; :class:`XpnetTrainingError` is raised with the
    model holding the weights from just before that step.
@@ -25,7 +27,6 @@ How a run goes:
 
 from __future__ import annotations
 
-import math
 import os
 import time
 import weakref
@@ -33,7 +34,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .._user import flag, keyword_hints, warn
+from .._user import flag, keyword_hints
 from ..backend import device as _resolve_device, no_autograd
 from ..backend.threads import blas_threads as threads_context
 from ..datasets.batches import BatchIterator
@@ -51,37 +52,19 @@ from ..optim import get as _get_optimizer
 from ..optim.clip import check_positive
 from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
-from .data import common_device, inputs, pair, prepare
-from .history import History
+from .data import common_device, inputs, named_inputs, pair, prepare
+from .evaluation import EVAL_BATCH, LOSS_HINT, loss_settings
+from .history import History, format_logs, warn_if_diverged
 from .lr_callback import LRScheduler, as_callback
-from .streams import StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss
-from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples
+from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
+                      perplexity_loss)
+from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
-__all__ = ["train", "evaluate"]
-
-_EVAL_BATCH = 1024
-
-
-def _int_arg(name: str, value: Any, lo: int, hi: int | None = None, who: str = "train") -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
-            or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{who}: {name} must be an int {bound}, got {value!r}")
-    return int(value)
-
-
-def _format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
-    """The epoch's figures; the val_* ones are printed under ``validation_name`` (e.g. test_loss)."""
-    parts = [f"{k.replace('val_', validation_name + '_', 1)} {logs[k]:.4f}"
-             for k in ("train_loss", "train_accuracy", "train_perplexity", "val_loss", "val_accuracy",
-                       "val_perplexity") if logs.get(k) is not None]
-    return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
-
+__all__ = ["train", "epochs_trained"]
 
 # Keywords of Keras' fit, PyTorch Lightning's Trainer, PyTorch loops and Chainer that xn.train spells otherwise:
 # (the keywords, what to write instead).
-_LOSS = "loss=... (a loss object or a name: loss=xn.losses.SoftmaxCrossEntropy(), loss='cross_entropy')"
 _GPU = "device='cuda' (or 'cuda:1', 'cpu')"
 _TRAIN_KEYWORDS = {name: hint for names, hint in (
     (("verbose",), "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)"),
@@ -89,7 +72,7 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
     (("validation_split",), "xn.train takes no split: hold out rows yourself, validation=(x[n:], y[n:]) and "
                             "data=(x[:n], y[:n]) (Keras' validation_split holds out the last rows, before any "
                             "shuffling)"),
-    (("criterion", "loss_fn"), _LOSS),
+    (("criterion", "loss_fn"), LOSS_HINT),
     (("lr", "learning_rate"), "the learning rate is the optimizer's: optimizer=xn.optim.SGD(lr=0.01) (or "
                               "Adam(lr=1e-3), ...); a schedule is a callback: "
                               "callbacks=[xn.callbacks.LearningRateSchedule(...)]"),
@@ -117,13 +100,6 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
     (("time_size",), "the book's RnnlmTrainer.fit(xs, ts, ..., batch_size, time_size) cuts one corpus: pass "
                      "xn.datasets.TokenStream(corpus, batch_size, time_size) as the data (targets: the next ids)"),
 ) for name in names}
-_EVALUATE_KEYWORDS = {name: hint for names, hint in (
-    (("verbose",), "xn.evaluate prints nothing; it returns the figures as a dict"),
-    (("criterion", "loss_fn"), _LOSS),
-    (("metrics",), "xn.evaluate returns the loss, and the accuracy for cross-entropy (the perplexity for sequences)"),
-    (("device",), "xn.evaluate runs where the model is: model.to(device) first (xn.train leaves it on its device)"),
-    (("x", "y"), "pass the data as one pair: xn.evaluate(model, (x, y), loss=...)"),
-) for name in names}
 
 
 # The model's count of epochs trained is compared too: it sets the shuffles (epochs_trained); and its frozen
@@ -133,7 +109,7 @@ _SETTINGS = {"model": lambda m: {**describe_settings(m),
                                  "frozen layers (requires_grad_(False))":
                                      frozen_nodes(m) if callable(getattr(m, "named_modules", None)) else []},
              "optimizer": lambda o: describe_settings(_get_optimizer(o)),
-             "loss": lambda loss: describe_settings(_get_loss(loss))}
+             "loss": loss_settings}
 
 
 @keyword_hints("train", _TRAIN_KEYWORDS)
@@ -182,7 +158,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     training batch on the device after it is gathered (step counts from 0 in each epoch); validation
     data is never transformed. One process only (not with ``comm``), one input.
     Over arrays each row is a sequence of its own for stateful recurrent layers: every training batch
-    starts them from zeros (as :func:`evaluate` does), and the state they carried before is theirs again after.
+    starts them from zeros (as ``xn.evaluate`` does), and the state they carried
+    before is theirs again after.
     With ``comm`` each rank's gradient weighs by the targets its loss averaged (``loss.mean_count()``: the
     labels that are not ``ignore_index``), so padded labels give the one-process result too.
     ``data`` may also be a ``xn.datasets.TokenStream`` (and ``validation`` another): truncated
@@ -196,7 +173,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
     interval="step")`` (here or in ``callbacks``) steps it after each batch.
     Sequence models trained with cross-entropy or NLLLoss (labels (N, T)) get ``train_perplexity`` and
-    ``val_perplexity`` in the history and the epoch line.
+    ``val_perplexity`` in the history and the epoch line (exp of the mean NLL per counted token, without class
+    weights or label smoothing).
     The model trains in training mode and is left in the mode (``model.train()``/``eval()``) it had.
     ``blas_threads``: how many threads NumPy's BLAS uses for the products on the CPU: ``"auto"`` (the
     default, or ``XPNET_BLAS_THREADS``) times the first steps of each epoch with 1 thread and with the
@@ -208,7 +186,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
 
     Batches are cut (and shuffled) along axis 0, the samples: a model with a recurrent layer that takes
     time first (``batch_first=False``) is refused, naming the layer, unless the data is one batch, unshuffled,
-    in one process; the same in :func:`evaluate` where it cuts more than one batch.
+    in one process; the same in ``xn.evaluate`` where it cuts more than one batch.
     Everything is checked before any training (``xpnet.training.preflight``): a clear error names what to
     change (parameters of mixed dtypes, such as a float64 layer of your own among float32 ones: which, and
     ``model.to(dtype=...)``); inputs that look like unscaled 0..255 images give a warning.
@@ -244,24 +222,24 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         raise NotImplementedError("train: transform with several inputs is not in this version; transform the "
                                   "inputs before training, or combine them in the model")
     n = int(y.shape[0]) if stream is None else stream.batch_size * len(stream)
-    epochs = _int_arg("epochs", epochs, 0)
+    epochs = int_arg("epochs", epochs, 0)
     if batch_size is None and stream is None:
         raise TypeError("train: batch_size is required (the rows of each minibatch), e.g. batch_size=100")
-    batch_size = _int_arg("batch_size", stream.batch_size if stream else batch_size, 1, n)
-    seed = _int_arg("seed", seed, 0)
+    batch_size = int_arg("batch_size", stream.batch_size if stream else batch_size, 1, n)
+    seed = int_arg("seed", seed, 0)
     val_stream = validation if isinstance(validation, TokenStream) else None
     val = pair(validation if val_stream is None else next(val_stream.epoch(0)), "validation") \
         if validation is not None else None
     if stream is not None or val_stream is not None or batch_size < n or shuffle or comm is not None \
-            or (val is not None and int(val[1].shape[0]) > max(batch_size, _EVAL_BATCH)):
+            or (val is not None and int(val[1].shape[0]) > max(batch_size, EVAL_BATCH)):
         refuse_time_first(model, "xn.train", shuffled=shuffle)
     callbacks = check_callbacks(callbacks, _callbacks.Callback)
     if scheduler is not None:
         callbacks.append(as_callback(scheduler))
-    named = {**_named_inputs("train data", x), **(_named_inputs("validation", val[0]) if val else {})}
+    named = {**named_inputs("train data", x), **(named_inputs("validation", val[0]) if val else {})}
     warn_unscaled({k: a for k, a in named.items() if not is_ids(model, a)})  # ids for an Embedding are no images
-    placed = common_device({"model": model.device, **_named_inputs("x", x), "y": y,
-                            **(_named_inputs("validation x", val[0]) if val else {}), "validation y": val and val[1]})
+    placed = common_device({"model": model.device, **named_inputs("x", x), "y": y,
+                            **(named_inputs("validation x", val[0]) if val else {}), "validation y": val and val[1]})
     if isinstance(device, str) and device.strip().lower() == "auto" and placed is not None:
         dev = placed
     elif comm is not None:
@@ -312,10 +290,11 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         batches = StreamBatches(stream, model, dev, trainer.rank, trainer.size) if stream is not None else \
             BatchIterator(*arrays, batch_size=batch_size, shuffle=shuffle, seed=seed, rank=trainer.rank,
                           size=trainer.size, drop_last=drop_last, epoch_offset=offset)
-        trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
-        trainer.batch_end = [cb.on_train_batch_end for cb in callbacks
-                             if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
         perplexity = is_sequence_loss(loss, y)
+        trainer.nll = perplexity_loss(loss) if perplexity else None
+        trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
+        trainer.step_callbacks = [cb for cb in callbacks
+                                  if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset
         state.captured = trainer.captured is not None
@@ -358,14 +337,15 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 except SigtermStop as stop:
                     stop.snapshot.restore(model, optimizer)  # back to the end of the last complete epoch
                     _save_last_and_terminate(callbacks, sigterm)
+                nll = {"train_": epoch_logs.pop("train_nll", None), "val_": None}
                 logs = {"epoch": epoch, **epoch_logs, "val_loss": None, "val_accuracy": None}
                 if val_stream is not None:
-                    logs["val_loss"] = evaluate_stream(trainer, val_stream, val_ignored)
+                    logs["val_loss"], nll["val_"] = evaluate_stream(trainer, val_stream, val_ignored)
                 elif val is not None:
-                    logs["val_loss"], logs["val_accuracy"] = trainer.evaluate(xv, yv, cv, max(batch_size, _EVAL_BATCH),
-                                                                              val_ignored)
+                    logs["val_loss"], logs["val_accuracy"], nll["val_"] = trainer.evaluate(
+                        xv, yv, cv, max(batch_size, EVAL_BATCH), val_ignored)
                 if perplexity:
-                    add_perplexity(logs)
+                    add_perplexity(logs, nll=nll)
                 logs["seconds"] = time.perf_counter() - t0
                 logs["lr"] = float(optimizer.lr)
                 if comm is not None:
@@ -376,7 +356,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 if trainer.open_bar is not None:
                     trainer.open_bar.close()
                 if trainer.show:
-                    print(f"epoch {epoch}/{epochs}  {_format_logs(logs, validation_name)}", flush=True)
+                    print(f"epoch {epoch}/{epochs}  {format_logs(logs, validation_name)}", flush=True)
                 for cb in _callbacks.epoch_end_order(callbacks):
                     cb.on_epoch_end(epoch, logs)
                 if trainer.sigterm_agreed():
@@ -389,11 +369,9 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             comm.broadcast_params(model, root=0)
         first = trainer.first_step_loss()  # reduced over ranks: the epochs' losses are means over all of them
         if rank == 0:
-            _warn_if_diverged(history, first)
+            warn_if_diverged(history, first)
         return history
 
-
-_DIVERGED_FACTOR = 10.0
 
 # model -> the epochs xn.train has trained it for, as the shuffle counts them (see epochs_trained).
 _EPOCHS_TRAINED: "weakref.WeakKeyDictionary[Any, int]" = weakref.WeakKeyDictionary()
@@ -405,23 +383,10 @@ def epochs_trained(model: Any) -> int:
     return _EPOCHS_TRAINED.get(model, 0)
 
 
-def _warn_if_diverged(history: History, first: float | None) -> None:
-    """Warn when the last epoch's training loss is far above the loss of the run's first step (over every
-    rank's part of it, as the epoch's): a learning rate too large can diverge to a finite loss (SGD(1e3)
-    ended at 307) without the NaN guard ever seeing a non-finite value."""
-    if first is None or not history.epochs or history.epochs[-1].get("train_loss") is None:
-        return
-    last = history.epochs[-1]["train_loss"]
-    if math.isfinite(first) and first > 0 and last > _DIVERGED_FACTOR * first:
-        warn(f"train: the training loss ended at {last:.4g} (epoch {history.epochs[-1]['epoch']}), far above where "
-             f"this run began ({first:.4g} at its first step): training diverged; try a smaller learning rate")
 
 
-def _named_inputs(label: str, x: Any) -> dict[str, Any]:
-    """``{label: x}``, or ``{"label[0]": x1, ...}`` for several inputs: for checks that name what they find."""
-    xs = inputs(x)
-    return {label: xs[0]} if len(xs) == 1 and not isinstance(x, tuple) else \
-        {f"{label}[{i}]": a for i, a in enumerate(xs)}
+
+
 
 
 def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
@@ -431,56 +396,3 @@ def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None
         if isinstance(cb, _callbacks.ModelCheckpoint):
             cb.save_last()
     sigterm.terminate()
-
-
-@keyword_hints("evaluate", _EVALUATE_KEYWORDS)
-@collective("xn.evaluate", data={"data": "evaluate data"}, same=("batch_size",),
-            settings={"model": describe_settings, "loss": _SETTINGS["loss"]}, weights="model")
-def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None, comm: Any = None,
-             blas_threads: Any = None) -> dict[str, Any]:
-    """Mean loss and accuracy of ``model`` on ``data = (x, y)``, on the model's device.
-
-    Returns ``{"loss": float, "accuracy": float or None}``; accuracy is None where the targets are not
-    class labels (e.g. MSE against real values). The loss is the mean over every target of the data (the
-    labels that are not the loss's ``ignore_index``: padding counts for nothing), whatever ``batch_size``.
-    ``batch_size`` (default 1024) bounds memory. With ``comm`` each rank evaluates its share and the sums
-    are reduced; every rank must hold the same weights (a digest of each parameter and buffer is compared:
-    a difference raises on every rank, naming the first; ``comm.broadcast_params(model)`` gives every rank
-    rank 0's). ``blas_threads`` as in :func:`train`.
-    Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
-    from zeros, and the state they carried before the call is theirs again after it (so is it in
-    :func:`train`'s validation).
-
-    ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as :func:`train` reads a
-    validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
-    stream's). For cross-entropy over sequences of ids (a stream, or labels (N, T)) the result also holds
-    ``"perplexity"``, exp of the mean loss.
-    """
-    check_model(model, "evaluate")
-    loss = check_mean(_get_loss(loss), "evaluate")
-    check_last_activation(model, loss, "evaluate")
-    stream = check_stream(data, batch_size, "evaluate") if isinstance(data, TokenStream) else None
-    x, y = pair(data if stream is None else next(stream.epoch(0)), "evaluate data")
-    batch_size = _EVAL_BATCH if batch_size is None else _int_arg("batch_size", batch_size, 1, who="evaluate")
-    if stream is not None or batch_size < int(y.shape[0]) or comm is not None:
-        refuse_time_first(model, "xn.evaluate")
-    dev = model.device
-    common_device({"model": dev, **_named_inputs("x", x), "y": y})
-    threads = threads_context(blas_threads, dev)
-    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
-        x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
-        trainer = Trainer(model, loss, None, dev, comm, progress=False)
-        trainer.threads = tuner
-        datasets = [(stream.xs,) if stream is not None else inputs(x)]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), no_autograd(dev.xp), \
-                ids_checked_once(model, datasets):
-            if stream is None:
-                value, accuracy = trainer.evaluate(x, y, classes, batch_size, loss.ignores_any(y))
-            else:
-                check_ids(stream, model, x, "evaluate data")
-                value, accuracy = evaluate_stream(trainer, stream, loss.ignores_any(stream.ids)), None
-    result = {"loss": value, "accuracy": accuracy}
-    if stream is not None or is_sequence_loss(loss, y):
-        add_perplexity(result, ("",))
-    return result
-

@@ -25,7 +25,16 @@ from ..models import Model, Sequential
 from ..models.inputs import probe_rows
 from ..optim._blame import mixed_dtypes
 
-__all__ = ["check_model", "check_last_activation", "check_callbacks", "check_data", "check_single_samples"]
+__all__ = ["int_arg", "check_model", "check_last_activation", "check_callbacks", "check_data", "check_single_samples"]
+
+
+def int_arg(name: str, value: Any, lo: int, hi: int | None = None, who: str = "train") -> int:
+    """``value``, an int in [lo, hi] (no bool), else a ValueError naming ``who`` and ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo \
+            or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{who}: {name} must be an int {bound}, got {value!r}")
+    return int(value)
 
 
 def check_model(model: Any, who: str) -> None:

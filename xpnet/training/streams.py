@@ -19,7 +19,10 @@ How a run over a stream goes:
 
 For any model trained with cross-entropy on sequences of ids (scores (N, T, C), labels (N, T)), or with
 NLLLoss on log-probabilities (N, C, T) (PyTorch's layout for it), the history and the epoch line give
-``train_perplexity`` (and ``val_perplexity``): exp of the mean loss.
+``train_perplexity`` (and ``val_perplexity``): exp of the mean negative log-likelihood per token that is not
+``ignore_index`` (torchmetrics' Perplexity, the book's ``eval_perplexity``). That is exp of the mean loss, except
+under class weights or label smoothing: then the loops also take the mean of :func:`perplexity_loss`, the same
+loss without them (one more loss forward per batch, only then).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from ..layers.container import mode
 from ..losses import NLLLoss, SoftmaxCrossEntropy
 from .data import probe_shape
 
-__all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss"]
+__all__ = ["StreamBatches", "reset_states", "check_stream", "evaluate_stream", "add_perplexity", "is_sequence_loss",
+           "perplexity_loss"]
 
 
 def reset_states(model: Any) -> None:
@@ -82,22 +86,27 @@ class StreamBatches:
             yield x[self.lo:self.hi, :], t[self.lo:self.hi, :]
 
 
-def evaluate_stream(trainer: Any, stream: TokenStream, ignored: bool) -> float:
+def evaluate_stream(trainer: Any, stream: TokenStream, ignored: bool) -> tuple[float, float | None]:
     """The mean loss over every target of one pass of ``stream`` in evaluation mode: this rank's rows (a
     rank with none, where the stream has fewer rows than ranks, sums nothing), summed over ranks; each
     batch weighs by its count of targets (counted on the host unless ``ignored``: some id may be the loss's
-    ``ignore_index``). The model's recurrent state is reset before and after."""
+    ``ignore_index``). The model's recurrent state is reset before and after. Returns it and the mean of
+    ``trainer.nll`` alike (None without one)."""
     model, loss = trainer.model, trainer.loss
     batches = StreamBatches(stream, model, trainer.dev, trainer.rank, trainer.size)
     total, count = trainer.zeros(trainer.loss_sum_dtype()), 0
+    nll = None if trainer.nll is None else trainer.zeros(trainer.loss_sum_dtype())
     with mode(model, False), loss.none_ignored(not ignored):
         for x, t in batches.epoch(1):
             if x.shape[0]:
-                value = loss.forward(model.forward(x, train=False), t, check=False)
-                batch_total, batch_count = trainer.weighted(value, int(x.shape[0]))
+                out = model.forward(x, train=False)
+                batch_total, batch_count = trainer.weighted(loss.forward(out, t, check=False), int(x.shape[0]))
                 total, count = total + batch_total, count + batch_count
+                if nll is not None:
+                    nll = nll + trainer.nll_sum(out, t)
     reset_states(model)
-    return float(trainer.reduce(total)) / max(int(trainer.reduce(count)), 1)
+    count = max(int(trainer.reduce(count)), 1)
+    return float(trainer.reduce(total)) / count, None if nll is None else float(trainer.reduce(nll)) / count
 
 
 def is_sequence_loss(loss: Any, y: Any) -> bool:
@@ -106,10 +115,23 @@ def is_sequence_loss(loss: Any, y: Any) -> bool:
     return isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
 
 
-def add_perplexity(logs: dict[str, Any], prefixes: tuple[str, ...] = ("train_", "val_")) -> None:
+def perplexity_loss(loss: Any) -> Any:
+    """The loss whose mean is the mean negative log-likelihood per counted token where ``loss``'s is not (class
+    weights, label smoothing): ``loss``'s class without them, with its ``ignore_index``; None where ``loss``'s
+    mean is that itself."""
+    if getattr(loss, "weight", None) is None and not getattr(loss, "label_smoothing", 0.0):
+        return None
+    plain = SoftmaxCrossEntropy if isinstance(loss, SoftmaxCrossEntropy) else NLLLoss
+    return plain(ignore_index=loss.ignore_index)
+
+
+def add_perplexity(logs: dict[str, Any], prefixes: tuple[str, ...] = ("train_", "val_"),
+                   nll: dict[str, float | None] | None = None) -> None:
     """``train_perplexity`` and ``val_perplexity`` (``perplexity`` from ``loss`` with the prefix ""): exp
-    of the mean losses (inf past exp's range)."""
+    of the mean negative log-likelihoods ``nll[prefix]`` where given, else of the mean losses (inf past
+    exp's range)."""
     for prefix in prefixes:
-        value = logs.get(f"{prefix}loss")
+        value = (nll or {}).get(prefix)
+        value = logs.get(f"{prefix}loss") if value is None else value
         if value is not None:
             logs[f"{prefix}perplexity"] = math.exp(value) if value < 700 else math.inf

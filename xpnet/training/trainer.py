@@ -110,14 +110,19 @@ class Trainer:
         self.clip_grad_value: float | None = None  # or max absolute value of each of their elements
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
-        self.batch_end: list[Callable[[int], None]] = []  # called after each update with the step (from 0)
+        self.step_callbacks: list[Any] = []  # those with an on_train_batch_end of their own
+        self.nll: Loss | None = None  # the loss perplexity is of, where not self.loss (streams.perplexity_loss)
 
     def after_step(self, step: int) -> bool:
-        """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` of the epoch;
-        whether there were any (a captured step then reads the lr they may have set)."""
-        for hook in self.batch_end:
-            hook(step)
-        return bool(self.batch_end)
+        """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` (from 0) of the
+        epoch; whether there were any (a captured step then reads the lr they may have set)."""
+        for cb in self.step_callbacks:
+            cb.on_train_batch_end(step)
+        return bool(self.step_callbacks)
+
+    def snapshot(self) -> Snapshot:
+        """The epoch's start, for the guard's replay and SIGTERM: weights, optimizer and per-step callbacks."""
+        return Snapshot(self.model, self.optimizer, self.step_callbacks)
 
     def batch_inputs(self, batch: tuple[Any, ...], epoch: int, step: int) -> tuple[Any, ...]:
         """The batch's inputs, through ``transform`` (one input; step counts from 0 within the epoch)."""
@@ -167,6 +172,11 @@ class Trainer:
             count = xp.astype(count, index)
         return xp.astype(value, dtype) * xp.astype(count, dtype), count
 
+    def nll_sum(self, out: Any, labels: Any) -> Any:
+        """The batch's sum of ``self.nll`` after ``self.loss``'s forward on the same ``out``: its mean times the
+        count ``self.loss`` gave (the same targets), as :meth:`weighted` gives it."""
+        return self.weighted(self.nll.forward(out, labels, check=False), int(labels.shape[0]))[0]
+
     def first_step_loss(self) -> float | None:
         """The loss of this run's first step, the mean over every target of its global batch (reduced over
         ranks, weighted as the epoch's loss is, so the two compare); None before any step. A collective
@@ -197,10 +207,10 @@ class Trainer:
 
     def run_captured_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int) -> dict[str, Any]:
         """``run_epoch`` as launches of the captured step (``self.captured``, :mod:`xpnet.training.graph`)."""
-        snapshot = Snapshot(self.model, self.optimizer)
+        snapshot = self.snapshot()
         bar = self._progress(batches, epoch, epochs)
         try:
-            steps, loss_total, correct, count = self.captured.run_epoch(epoch, bar, snapshot)
+            steps, loss_total, correct, count, nll = self.captured.run_epoch(epoch, bar, snapshot)
         except SigtermStop:
             if bar is not None:
                 bar.close()
@@ -212,16 +222,19 @@ class Trainer:
             raise self.diagnose(snapshot, batches, epoch, steps)
         self.open_bar = bar
         return {"train_loss": loss_total / max(count, 1),
-                "train_accuracy": correct / n if correct is not None else None}
+                "train_accuracy": correct / n if correct is not None else None,
+                **({} if nll is None else {"train_nll": nll / max(count, 1)})}
 
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
-        """One pass over ``batches``: returns train_loss/train_accuracy, or raises XpnetTrainingError."""
+        """One pass over ``batches``: returns train_loss/train_accuracy (and train_nll, the mean of
+        ``self.nll``, where there is one), or raises XpnetTrainingError."""
         if self.captured is not None:
             return self.run_captured_epoch(batches, epoch, epochs, n)
         xp, model, optimizer, comm = self.dev.xp, self.model, self.optimizer, self.comm
-        snapshot = Snapshot(model, optimizer)
+        snapshot = self.snapshot()
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         count = self.zeros(index_dtype(self.dev)) if self.ignored else 0  # an int: no device add per step
+        nll_sum = None if self.nll is None else self.zeros(loss_sum.dtype)
         bar = self._progress(batches, epoch, epochs)
         steps, seen, last_refresh = 0, 0, time.perf_counter()
         self.threads.round()
@@ -232,8 +245,10 @@ class Trainer:
                 xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
                 nb = int(yb.shape[0])
                 if nb:
-                    batch_loss, batch_count, hits = self.forward_backward(xs, yb, batch[-1], classify)
+                    batch_loss, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify)
                     loss_sum, count = loss_sum + batch_loss, count + batch_count
+                    if nll_sum is not None:
+                        nll_sum = nll_sum + batch_nll
                     if classify:
                         correct = correct + hits
                 else:
@@ -271,17 +286,20 @@ class Trainer:
             if bar is not None:
                 bar.close()
             raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
-        logs = {"train_loss": loss_total / max(int(self.reduce(count)), 1),
-                "train_accuracy": int(self.reduce(correct)) / n if classify else None}
+        count = max(int(self.reduce(count)), 1)
+        logs = {"train_loss": loss_total / count, "train_accuracy": int(self.reduce(correct)) / n if classify else None}
+        if nll_sum is not None:
+            logs["train_nll"] = float(self.reduce(nll_sum)) / count
         self.open_bar = bar
         return logs
 
     def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any,
-                         classify: bool) -> tuple[Any, Any, Any]:
+                         classify: bool) -> tuple[Any, Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
         update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
-        its correct count against ``classes`` or None unless ``classify``), 0-d on the device (the count
-        an int where none is ignored). Notes the run's first loss sum and count."""
+        its correct count against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None
+        without ``self.nll``), 0-d on the device (the count an int where none is ignored). Notes the run's
+        first loss sum and count."""
         model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
@@ -290,7 +308,7 @@ class Trainer:
         if self.first_loss is None:
             self.first_loss = (batch_loss, count)
         hits = self.count_correct(out, classes, classes is yb) if classify else None
-        return batch_loss, count, hits
+        return batch_loss, count, hits, None if self.nll is None else self.nll_sum(out, yb)
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
@@ -317,8 +335,10 @@ class Trainer:
             ok = ok & xp.all(xp.isfinite(p))
         return ok
 
-    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int, ignored: bool) -> tuple[float, float | None]:
-        """Mean loss and accuracy over this rank's share of (x, y) (x: one input or a tuple of them),
+    def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int,
+                 ignored: bool) -> tuple[float, float | None, float | None]:
+        """Mean loss, accuracy and mean of ``self.nll`` (None without one) over this rank's share of (x, y)
+        (x: one input or a tuple of them),
         summed over ranks, in evaluation mode: no buffer changes. The loss is the mean over every target
         (each batch weighs by :meth:`weighted`'s count: the same whatever ``batch_size``; counted on the
         host unless ``ignored``, whether some target of y may be ignored). Each batch starts the stateful
@@ -335,6 +355,7 @@ class Trainer:
             starts.pop()
         loss_sum, correct = self.zeros(self.loss_sum_dtype()), self.zeros(index_dtype(self.dev))
         count = self.zeros(index_dtype(self.dev)) if ignored else 0
+        nll_sum = None if self.nll is None else self.zeros(loss_sum.dtype)
         self.threads.round()
         with mode(model, False), independent_batches(model) as fresh, loss.none_ignored(not ignored):
             for i, start in enumerate(starts):
@@ -345,11 +366,14 @@ class Trainer:
                 value = loss.forward(out, y[start:stop, ...], check=False)
                 batch_loss, batch_count = self.weighted(value, stop - start)
                 loss_sum, count = loss_sum + batch_loss, count + batch_count
+                if nll_sum is not None:
+                    nll_sum = nll_sum + self.nll_sum(out, y[start:stop, ...])
                 if classes is not None:
                     correct = correct + self.count_correct(out, classes[start:stop, ...], classes is y)
                 self.threads.end()
-        value = float(self.reduce(loss_sum)) / max(int(self.reduce(count)), 1)
-        return value, (int(self.reduce(correct)) / n if classes is not None else None)
+        count = max(int(self.reduce(count)), 1)
+        return (float(self.reduce(loss_sum)) / count, int(self.reduce(correct)) / n if classes is not None else None,
+                None if nll_sum is None else float(self.reduce(nll_sum)) / count)
 
     def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
         """The error that names the first non-finite step of ``epoch`` (:func:`xpnet.training.guard.diagnose`)."""
