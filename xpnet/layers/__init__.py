@@ -26,6 +26,8 @@ from .instancenorm import InstanceNorm1d, InstanceNorm2d
 from .hard_activations import Hardsigmoid, Hardswish, Hardtanh, ReLU6
 from .layernorm import LayerNorm
 from .linear import Linear
+from .mode_padding import (CircularPad1d, CircularPad2d, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
+                           ReplicationPad2d)
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
@@ -50,7 +52,9 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
-           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d", "PixelShuffle",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d",
+           "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "CircularPad1d",
+           "CircularPad2d", "PixelShuffle",
            "PixelUnshuffle", "BatchNorm",
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
