@@ -41,6 +41,7 @@ def _check(who: str, mode: str, shape: tuple[int, ...], axis: int, before: int, 
 
 
 def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
+    """x grown by ``before`` and ``after`` values along the negative ``axis``, in ``mode``."""
     xp, n = namespace(x), x.shape[axis]
     if mode == "reflect":
         left, right = _take(x, axis, 1, before + 1), _take(x, axis, n - 1 - after, n - 1)
@@ -57,9 +58,11 @@ def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
 
 
 def _unpad_axis(dy: Any, axis: int, before: int, after: int, n: int, mode: str) -> Any:
+    """The gradient of :func:`_pad_axis` for an axis of size ``n``: dy's middle plus each border's part, placed on
+    the values it was read from."""
     xp = namespace(dy)
-    lo, dx, hi = _take(dy, axis, 0, before), _take(dy, axis, before, before + n), _take(dy, axis, before + n,
-                                                                                        before + n + after)
+    lo, dx = _take(dy, axis, 0, before), _take(dy, axis, before, before + n)
+    hi = _take(dy, axis, before + n, before + n + after)
 
     def placed(piece: Any, start: int) -> Any:
         """``piece`` at ``start`` of a zero array of dx's shape."""
