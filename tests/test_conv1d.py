@@ -162,7 +162,8 @@ def test_save_load_and_repr(tmp_path, rng):
      "viewed as (N, C, 1, L))"),
     (lambda: L.Conv1d(4, 6, 3, 1, 0, "he"), "Conv1d: the sixth argument is PyTorch's dilation, got 'he'; pass the "
      "initialiser by keyword: init='he' (run as Conv2d"),
-    (lambda: L.Conv1d(4, 6, 3, padding_mode="circular"), "Conv1d: padding_mode='circular' is not supported"),
+    (lambda: L.Conv1d(4, 6, 3, padding_mode="mirror"), "Conv1d: padding_mode must be one of 'zeros', 'reflect', "
+     "'replicate', 'circular' (PyTorch's), got 'mirror' (run as Conv2d"),
     (lambda: L.Conv1d(4, 6, 3).forward(np.zeros((2, 4, 9), np.float32)).shape and
      L.Conv1d(4, 6, 3).backward(np.zeros((2, 6, 7), np.float32)), "Conv1d: backward called before forward"),
 ])

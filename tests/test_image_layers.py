@@ -86,7 +86,7 @@ def test_saved_and_loaded_with_their_arguments(tmp_path, rng):
      r"^PixelUnshuffle: height and width \(4, 3\) must be divisible by downscale_factor = 2$"),
     (lambda: L.Dropout2d(0.5).forward(np.zeros((2, 3, 4))),
      r"^Dropout2d: expected \(N, C, H, W\), got shape \(2, 3, 4\) \(PyTorch reads a 3-d input as \(N, C, L\)\); "
-     r"for that, Unflatten\(2, \(L, 1\)\) first$"),
+     r"for that, Dropout1d$"),
     (lambda: L.Dropout2d(0.5, True), r"^Dropout2d: the second argument is seed \(an int\), got True"),
     (lambda: L.Dropout2d(inplace=True), r"^Dropout2d: inplace=True is not supported"),
     (lambda: L.Dropout2d(1.0), r"^Dropout2d: p must be a float in \[0, 1\), got 1.0$"),

@@ -675,8 +675,9 @@ def test_conv2d_takes_pytorchs_positional_arguments_and_no_value_of_them_means_i
                             ({"groups": 2}, (r"in_channels \(1\) and out_channels \(2\) must both be divisible "
                                              r"by groups \(2\)$")),
                             ({"groups": 0}, r"groups must be a positive int, got 0$"),
-                            ({"padding_mode": "reflect"}, r"padding_mode='reflect' is not supported: xpnet pads with "
-                                                          r"zeros only"),
+                            ({"padding_mode": "reflective"}, (r"padding_mode must be one of 'zeros', 'reflect', "
+                                                             r"'replicate', 'circular' \(PyTorch's\), got "
+                                                             r"'reflective'$")),
                             ({"device": "cuda"}, r"device='cuda' is not supported: make the layer, then move it")):
         with pytest.raises(ValueError, match=rf"^Conv2d: {message}"):
             xn.layers.Conv2d(1, 2, 3, **kwargs)

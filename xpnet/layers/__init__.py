@@ -18,14 +18,17 @@ from .container import Container
 from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
-from .dropout import Dropout, Dropout2d
+from .distances import CosineSimilarity, PairwiseDistance
+from .dropout import Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm
 from .instancenorm import InstanceNorm1d, InstanceNorm2d
-from .hard_activations import Hardsigmoid, Hardswish, Hardtanh, ReLU6
+from .hard_activations import Hardshrink, Hardsigmoid, Hardswish, Hardtanh, ReLU6, Softshrink, Threshold
 from .layernorm import LayerNorm
 from .linear import Linear
+from .mode_padding import (CircularPad1d, CircularPad2d, ReflectionPad1d, ReflectionPad2d, ReplicationPad1d,
+                           ReplicationPad2d)
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
@@ -36,8 +39,8 @@ from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 from .rmsnorm import RMSNorm
-from .smooth_activations import LogSigmoid, Mish, Softsign
-from .softmax import LogSoftmax, Softmax
+from .smooth_activations import GLU, LogSigmoid, Mish, Softsign, Tanhshrink
+from .softmax import LogSoftmax, Softmax, Softmin
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 from .transformer_decoder import Transformer, TransformerDecoder, TransformerDecoderLayer
@@ -47,12 +50,15 @@ from .upsample import Upsample
 __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "ELU", "GELU", "SiLU",
            "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
            "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
-           "Dropout2d",
+           "Dropout2d", "Dropout1d", "GLU", "Softmin", "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
+           "CosineSimilarity", "PairwiseDistance",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "GlobalAvgPool",
-           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d", "PixelShuffle",
+           "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d",
+           "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "CircularPad1d",
+           "CircularPad2d", "PixelShuffle",
            "PixelUnshuffle", "BatchNorm",
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "AdaptiveAvgPool1d", "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",

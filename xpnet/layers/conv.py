@@ -13,6 +13,7 @@ from ._depthwise import depthwise_backward, depthwise_forward
 from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_groups, conv_out_hw, group_blocks,
                       im2col, input_grad_stride1, row_major, span)
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .mode_padding import MODES, mode_pad, mode_unpad
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
@@ -28,8 +29,10 @@ class Conv2d(Layer):
     apart, PyTorch's and Chainer's ``dilate``) are ints or (h, w) pairs; ``padding="same"`` (stride 1, an even
     d*(k - 1): d*(k - 1) // 2, the output the input's size) and ``"valid"`` (0) as PyTorch's. The positional
     arguments are PyTorch's, in its order: ``dilation`` the 6th, ``groups`` the 7th, ``bias`` the 8th; ``init``
-    and ``dtype`` are keyword-only, so that no positional value of PyTorch's means something else here. PyTorch's ``padding_mode="zeros"`` and
-    ``device=None`` are accepted; other values are refused with what to do.
+    and ``dtype`` are keyword-only, so that no positional value of PyTorch's means something else here.
+    ``padding_mode`` as PyTorch's: "zeros", or "reflect", "replicate", "circular" (x padded so, as
+    ``mode_padding`` pads, then convolved without padding; backward adds the border's gradient back).
+    PyTorch's ``device=None`` is accepted; another device is refused with what to do.
     ``groups`` = g as PyTorch's: in_ch and out_ch divisible by g, output channel block j (out_ch // g
     channels) sees input channel block j only; g = in_ch is a depthwise convolution. Each block is the
     same im2col product on channel slices, the outputs concatenated along channels; a depthwise one
@@ -56,6 +59,9 @@ class Conv2d(Layer):
         self.stride = as_pair(self.name, "stride", stride, 1)
         self.dilation = as_pair(self.name, "dilation", dilation, 1)
         self.padding = self._padding(padding)
+        self.padding_mode = padding_mode
+        # The convolution's own zero padding: none where x is padded in another mode first.
+        self._conv_pad = self.padding if padding_mode == "zeros" else (0, 0)
         self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
         cg = self.in_ch // self.groups
@@ -66,6 +72,7 @@ class Conv2d(Layer):
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None
         self._shape = None
+        self._unpadded = None
 
     def _padding(self, padding: Any) -> tuple[int, int]:
         """``padding`` as a pair; PyTorch's ``"valid"`` is 0 and ``"same"`` (stride 1, an even d*(k - 1): PyTorch's
@@ -82,7 +89,7 @@ class Conv2d(Layer):
         return as_pair(self.name, "padding", padding, 0)
 
     def _refuse_pytorch_only(self, dilation: Any, groups: Any, padding_mode: Any, device: Any) -> None:
-        """PyTorch's padding_mode and device: their defaults pass, anything else is refused saying what to do;
+        """PyTorch's padding_mode one of its four, device its default, else refused saying what to do;
         a string in dilation's place is an init passed where xpnet once took it, a bool there Chainer's
         nobias; a bool in groups' place a bias."""
         if isinstance(dilation, str):
@@ -94,10 +101,10 @@ class Conv2d(Layer):
         if is_bool(groups):
             raise TypeError(f"{self.name}: the seventh argument is PyTorch's groups, got {groups!r}; bias is the "
                             f"eighth, or pass it by keyword: bias={groups!r}")
-        pytorch_defaults_only(self.name, {
-            "padding_mode": ("zeros", "xpnet pads with zeros only; leave padding_mode='zeros'"),
-            "device": DEVICE_DEFAULT},
-            {"padding_mode": padding_mode, "device": device})
+        if not isinstance(padding_mode, str) or padding_mode not in ("zeros", *MODES):
+            raise ValueError(f"{self.name}: padding_mode must be one of 'zeros', 'reflect', 'replicate', 'circular' "
+                             f"(PyTorch's), got {padding_mode!r}")
+        pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Conv2d":
@@ -109,7 +116,7 @@ class Conv2d(Layer):
         init = self.init if isinstance(self.init, (str, int, float)) else "he"
         return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
-                "groups": self.groups, "init": init,
+                "groups": self.groups, "padding_mode": self.padding_mode, "init": init,
                 "bias": self.bias, "dtype": self.dtype}
 
     @property
@@ -124,17 +131,20 @@ class Conv2d(Layer):
         x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
-        check_images(self.name, x, self.kernel_size, self.padding, channels=self.in_ch, dilation=self.dilation)
+        if self.padding_mode != "zeros":
+            self._unpadded = tuple(x.shape)
+            x = mode_pad(self.name, x, self._sides(), self.padding_mode)
+        check_images(self.name, x, self.kernel_size, self._conv_pad, channels=self.in_ch, dilation=self.dilation)
         n, _, h, w = x.shape
         oh, ow = self._out_hw(h, w)
         self._shape = tuple(x.shape)
         if self._depthwise():
-            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self.padding, (oh, ow), self.dilation)
+            y, xpad = depthwise_forward(x, self.params["W"], self.stride, self._conv_pad, (oh, ow), self.dilation)
             self._col = [xpad]
             return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.bias else y
         per_sample = self._per_sample()
         matmul = fast_path("matmul", xp, operator.matmul)
-        self._col = [im2col(x_g, self.kernel_size, self.stride, self.padding, per_sample, self.dilation)
+        self._col = [im2col(x_g, self.kernel_size, self.stride, self._conv_pad, per_sample, self.dilation)
                      for x_g in group_blocks(x, 1, self.groups)]
         w2 = xp.reshape(self.params["W"], (self.out_ch, -1))
         y = concat_groups(xp, [matmul(w_g, col) for w_g, col in zip(group_blocks(w2, 0, self.groups), self._col)], -2)
@@ -144,7 +154,19 @@ class Conv2d(Layer):
             return xp.reshape(y, (n, self.out_ch, oh, ow))
         return row_major(xp, xp.permute_dims(xp.reshape(y, (self.out_ch, n, oh, ow)), (1, 0, 2, 3)))
 
+    def _sides(self) -> tuple[int, int, int, int]:
+        """``padding`` as PyTorch's F.pad takes it: (left, right, top, bottom)."""
+        ph, pw = self.padding
+        return pw, pw, ph, ph
+
     def backward(self, dy: Any) -> Any:
+        dx = self._input_grad(dy)
+        if self.padding_mode == "zeros":
+            return dx
+        return mode_unpad(dx, self._sides(), self.padding_mode, self._unpadded)
+
+    def _input_grad(self, dy: Any) -> Any:
+        """dx of the convolution proper (of the padded input, for a padding_mode other than zeros)."""
         if self._depthwise():
             return self._depthwise_grads(dy)
         xp, dy2 = self._param_grads(dy)
@@ -155,14 +177,15 @@ class Conv2d(Layer):
             matmul = fast_path("matmul", xp, operator.matmul)
             return concat_groups(xp, [
                 col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), dy_g), shape_g,
-                       self.kernel_size, self.stride, self.padding, True, self.dilation)
+                       self.kernel_size, self.stride, self._conv_pad, True, self.dilation)
                 for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 1, self.groups))], 1)
         if self.stride == (1, 1):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
             dy_blocks = group_blocks(untracked(dy), 1, self.groups)
-            return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self.padding, self.dilation)
+            return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self._conv_pad,
+                                                                       self.dilation)
                                                     for w_g, dy_g in zip(w_blocks, dy_blocks)], 1))
         return row_major(xp, concat_groups(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
                                                 for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 0, self.groups))], 1))
@@ -177,7 +200,7 @@ class Conv2d(Layer):
         per = max(1, _DCOL_CHUNK_BYTES // (kk * dy2.shape[1] * (xp.finfo(dy2.dtype).bits // 8)))
         matmul = fast_path("matmul", xp, operator.matmul)
         parts = [col2im(matmul(w_t[c0 * kk:min(c0 + per, c) * kk, :], dy2), (n, min(per, c - c0), h, w),
-                        self.kernel_size, self.stride, self.padding, False, self.dilation)
+                        self.kernel_size, self.stride, self._conv_pad, False, self.dilation)
                  for c0 in range(0, c, per)]
         return concat_groups(xp, parts, 1)
 
@@ -190,7 +213,7 @@ class Conv2d(Layer):
     def _depthwise_grads(self, dy: Any) -> Any:
         """Fill grads["W"], grads["b"] of a depthwise convolution; returns dx."""
         xp, dy, cols = self._checked_dy(dy)
-        dx, dW = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self.padding, self._shape[2:],
+        dx, dW = depthwise_backward(dy, cols[0], self.params["W"], self.stride, self._conv_pad, self._shape[2:],
                                     self.dilation)
         if self._frozen:  # dW comes with dx from one pass here: computed, not kept
             return dx
@@ -251,4 +274,4 @@ class Conv2d(Layer):
         return w_shape[1] * w_shape[2] * w_shape[3] < _ONE_PRODUCT_MIN_ROWS
 
     def _out_hw(self, h: int, w: int) -> tuple[int, int]:
-        return conv_out_hw((h, w), self.kernel_size, self.stride, self.padding, self.dilation)
+        return conv_out_hw((h, w), self.kernel_size, self.stride, self._conv_pad, self.dilation)

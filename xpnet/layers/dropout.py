@@ -1,5 +1,5 @@
-"""Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling. Dropout2d:
-whole channels, as PyTorch's."""
+"""Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling. Dropout1d
+and Dropout2d: whole channels, as PyTorch's."""
 
 from __future__ import annotations
 
@@ -69,12 +69,9 @@ class Dropout(Layer):
         return dy * scale
 
 
-class Dropout2d(Dropout):
-    """PyTorch's nn.Dropout2d(p): x: (N, C, H, W) -> y: (N, C, H, W), each channel of each sample zeroed whole
-    with probability ``p`` in training and the rest scaled by 1 / (1 - p); y = x in evaluation. Caches the scale
-    (N, C, 1, 1), drawn as Dropout draws (``xpnet.backend.uniform``: its own generator, seeded from ``seed`` or
-    ``xn.init``'s, on the device where the backend allows it). A 3-d input, which PyTorch reads as (N, C, L)
-    with a warning, is refused."""
+class _ChannelDropout(Dropout):
+    """Dropout of whole channels: PyTorch's arguments (p, inplace) and Dropout's seed; a subclass gives the shape
+    of its scale, one value per channel (``_channels``), and checks the input's axes."""
 
     def __init__(self, p: float = 0.5, seed: int | None = None, *, inplace: bool = False):
         super().__init__(p, seed, inplace=inplace)
@@ -82,15 +79,44 @@ class Dropout2d(Dropout):
     def config(self) -> dict[str, Any]:
         return {"p": self.p, "seed": self.seed}
 
+    def _channels(self, x: Any) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
+        scale = keep_scale(x, self._channels(x), self.p, kept, self.rng, self)
+        return x * scale, scale
+
+
+class Dropout2d(_ChannelDropout):
+    """PyTorch's nn.Dropout2d(p): x: (N, C, H, W) -> y: (N, C, H, W), each channel of each sample zeroed whole
+    with probability ``p`` in training and the rest scaled by 1 / (1 - p); y = x in evaluation. Caches the scale
+    (N, C, 1, 1), drawn as Dropout draws (``xpnet.backend.uniform``: its own generator, seeded from ``seed`` or
+    ``xn.init``'s, on the device where the backend allows it). A 3-d input, which PyTorch reads as (N, C, L)
+    with a warning, is refused."""
+
     def forward(self, x: Any, train: bool = True) -> Any:
         if getattr(x, "ndim", 4) != 4:
             raise ValueError(f"Dropout2d: expected (N, C, H, W), got shape {tuple(x.shape)} (PyTorch reads a 3-d "
-                             "input as (N, C, L)); for that, Unflatten(2, (L, 1)) first")
+                             "input as (N, C, L)); for that, Dropout1d")
         return super().forward(x, train)
 
-    def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
-        scale = keep_scale(x, (*x.shape[:2], 1, 1), self.p, kept, self.rng, self)
-        return x * scale, scale
+    def _channels(self, x: Any) -> tuple[int, ...]:
+        return (*x.shape[:2], 1, 1)
+
+
+class Dropout1d(_ChannelDropout):
+    """PyTorch's nn.Dropout1d(p): x: (N, C, L) or one sample (C, L) -> y: the same shape, each channel zeroed whole
+    with probability ``p`` in training and the rest scaled by 1 / (1 - p); y = x in evaluation. Caches the scale
+    (N, C, 1) or (C, 1), drawn as Dropout2d draws."""
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        if getattr(x, "ndim", 3) not in (2, 3):
+            raise ValueError(f"Dropout1d: expected (N, C, L) or (C, L), got shape {tuple(x.shape)}; images (N, C, "
+                             "H, W) go to Dropout2d")
+        return super().forward(x, train)
+
+    def _channels(self, x: Any) -> tuple[int, ...]:
+        return (*x.shape[:-1], 1)
 
 
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:

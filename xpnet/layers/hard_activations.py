@@ -1,6 +1,6 @@
-"""PyTorch's piecewise-linear activations (MobileNet's): Hardtanh, ReLU6, Hardsigmoid, Hardswish, with its
-arguments, defaults, formulas and, at each kink, its gradient. Shapes are kept: x: (N, ...) -> y: (N, ...).
-Each caches x; ``inplace=True`` is refused as the other activations refuse it."""
+"""PyTorch's piecewise-linear activations: Hardtanh, ReLU6, Hardsigmoid, Hardswish (MobileNet's), Threshold,
+Softshrink, Hardshrink, with its arguments, defaults, formulas and, at each kink, its gradient. Shapes are kept:
+x: (N, ...) -> y: (N, ...). Each caches x; ``inplace=True`` is refused as the other activations refuse it."""
 
 from __future__ import annotations
 
@@ -81,3 +81,65 @@ class Hardswish(Elementwise):
     def _dx(self, xp: Any, x: Any, dy: Any) -> Any:
         inside = xp.where(x < 3.0, dy * (x / 3.0 + 0.5), dy)
         return xp.where(x <= -3.0, xp.zeros_like(dy), inside)
+
+
+class Threshold(Elementwise):
+    """PyTorch's nn.Threshold(threshold, value): y = x where x > threshold, else ``value``; dx = dy where
+    x > threshold, else 0 (at the threshold too, as PyTorch's)."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.threshold, self.value = number(self, "threshold", threshold), number(self, "value", value)
+
+    def config(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "value": self.value}
+
+    def _y(self, xp: Any, x: Any) -> Any:
+        return xp.where(x > self.threshold, x, xp.full_like(x, self.value))
+
+    def pieces(self) -> Any:
+        return None if self._x is None else self._x > self.threshold
+
+    def _dx(self, xp: Any, x: Any, dy: Any) -> Any:
+        return xp.where(x > self.threshold, dy, xp.zeros_like(dy))
+
+
+class _Shrink(Elementwise):
+    """Softshrink's and Hardshrink's ``lambd`` and their kinks: dx = dy where |x| > lambd, else 0 (at
+    +-lambd too, as PyTorch's)."""
+
+    def __init__(self, lambd: float = 0.5) -> None:
+        super().__init__()
+        self.lambd = number(self, "lambd", lambd)
+
+    def config(self) -> dict[str, Any]:
+        return {"lambd": self.lambd}
+
+    def pieces(self) -> Any:
+        x = self._x
+        return None if x is None else (x < -self.lambd) | (x > self.lambd)
+
+    def _dx(self, xp: Any, x: Any, dy: Any) -> Any:
+        return xp.where((x < -self.lambd) | (x > self.lambd), dy, xp.zeros_like(dy))
+
+
+class Softshrink(_Shrink):
+    """PyTorch's nn.Softshrink(lambd=0.5): y = x - lambd above lambd, x + lambd below -lambd, else 0; lambd >= 0
+    (PyTorch refuses a negative one at its forward, xpnet when the layer is made)."""
+
+    def __init__(self, lambd: float = 0.5) -> None:
+        super().__init__(lambd)
+        if self.lambd < 0:
+            raise ValueError(f"{self.name}: lambd must be >= 0 (PyTorch's rule), got {lambd!r}")
+
+    def _y(self, xp: Any, x: Any) -> Any:
+        zero = xp.zeros_like(x)
+        return xp.where(x > self.lambd, x - self.lambd, xp.where(x < -self.lambd, x + self.lambd, zero))
+
+
+class Hardshrink(_Shrink):
+    """PyTorch's nn.Hardshrink(lambd=0.5): y = x where |x| > lambd, else 0 (a negative lambd keeps every x, as
+    PyTorch's)."""
+
+    def _y(self, xp: Any, x: Any) -> Any:
+        return xp.where((x < -self.lambd) | (x > self.lambd), x, xp.zeros_like(x))

@@ -1,4 +1,5 @@
-"""PyTorch's nn.ConstantPad2d and nn.ZeroPad2d: a border of one value around the last two axes."""
+"""PyTorch's nn.ConstantPad2d and nn.ZeroPad2d: a border of one value around the last two axes; ``pad_sides``,
+PyTorch's ``padding`` argument read for every padding layer (``mode_padding`` holds the reflecting ones)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,24 @@ from ..backend import set_at, untracked
 from .base import Layer
 
 
+_SIDES = {2: "(left, right)", 4: "(left, right, top, bottom)"}
+_CROPS = {2: "x[..., left:W - right]", 4: "x[..., top:H - bottom, left:W - right]"}
+
+
+def pad_sides(who: str, padding: Any, count: int) -> tuple[int, ...]:
+    """PyTorch's ``padding``: an int for every side or ``count`` ints in its order (left, right[, top, bottom]);
+    anything else, and a negative side (PyTorch's crop), is a ValueError naming ``who``."""
+    sides = (padding,) * count if isinstance(padding, int) and not isinstance(padding, bool) else padding
+    if not isinstance(sides, (tuple, list)) or len(sides) != count or \
+            any(isinstance(p, bool) or not hasattr(p, "__index__") for p in sides):
+        raise ValueError(f"{who}: padding must be an int or {count} ints {_SIDES[count]}, PyTorch's, got {padding!r}")
+    sides = tuple(operator.index(p) for p in sides)
+    if min(sides) < 0:
+        raise ValueError(f"{who}: padding {sides} has a negative side, which PyTorch reads as a crop; xpnet pads "
+                         f"only: slice the input instead ({_CROPS[count]})")
+    return sides
+
+
 class ConstantPad2d(Layer):
     """x: (N, C, H, W) or (C, H, W) -> y: (..., top + H + bottom, left + W + right), ``value`` around x.
 
@@ -19,15 +38,7 @@ class ConstantPad2d(Layer):
 
     def __init__(self, padding: Any, value: float) -> None:
         super().__init__()
-        sides = (padding,) * 4 if isinstance(padding, int) and not isinstance(padding, bool) else padding
-        if not isinstance(sides, (tuple, list)) or len(sides) != 4 or \
-                any(isinstance(p, bool) or not hasattr(p, "__index__") for p in sides):
-            raise ValueError(f"{self.name}: padding must be an int or 4 ints (left, right, top, bottom), PyTorch's, "
-                             f"got {padding!r}")
-        self.padding = tuple(operator.index(p) for p in sides)
-        if min(self.padding) < 0:
-            raise ValueError(f"{self.name}: padding {self.padding} has a negative side, which PyTorch reads as a "
-                             "crop; xpnet pads only: slice the input instead (x[..., top:H - bottom, left:W - right])")
+        self.padding = pad_sides(self.name, padding, 4)
         if not is_real(value):
             raise ValueError(f"{self.name}: value must be a number, got {value!r}")
         self.value = float(value)

@@ -1,4 +1,4 @@
-"""Softmax and LogSoftmax over one axis: PyTorch's nn.Softmax(dim) and nn.LogSoftmax(dim).
+"""Softmax, LogSoftmax and Softmin over one axis: PyTorch's nn.Softmax(dim), nn.LogSoftmax(dim), nn.Softmin(dim).
 
 ``dim`` is required. PyTorch's default, ``dim=None``, picks an axis from the input's number of axes (0 for
 0-, 1- and 3-d inputs, 1 otherwise) and warns that this is deprecated; on (N, T, C) sequences it normalises
@@ -21,7 +21,7 @@ from .base import Layer
 
 
 class _AlongDim(Layer):
-    """The argument check shared by Softmax and LogSoftmax."""
+    """The argument check shared by Softmax, LogSoftmax, Softmin (and GLU)."""
 
     def __init__(self, dim: int | None = None) -> None:
         super().__init__()
@@ -62,6 +62,23 @@ class Softmax(_AlongDim):
         y = self._need(self._y)
         self._check_grad(dy, y.shape)
         return softmax_backward(y, dy, self.dim % y.ndim)
+
+
+class Softmin(_AlongDim):
+    """PyTorch's nn.Softmin(dim): y = softmax(-x) along ``dim``. x: (...) -> y: the same shape. Caches y; backward
+    is minus softmax's, -y * (dy - sum(dy * y))."""
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        x = untracked(x)
+        self._check_float(x)
+        self._y = softmax(-x, self._axis(x))
+        return self._y
+
+    def backward(self, dy: Any) -> Any:
+        dy = untracked(dy)
+        y = self._need(self._y)
+        self._check_grad(dy, y.shape)
+        return -softmax_backward(y, dy, self.dim % y.ndim)
 
 
 def softmax(x: Any, axis: int) -> Any:
