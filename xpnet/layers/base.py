@@ -77,8 +77,15 @@ class Layer(Tree):
         return None
 
     def sequential_refusal(self) -> str:
-        """Why this layer cannot sit in a Sequential (it takes or gives more than one array), or ""."""
-        return ""
+        """Why this layer cannot sit in a Sequential (it takes or gives more than one array), or "": by default,
+        a forward that requires more than one input (MultiheadAttention's query, key, value)."""
+        required = [p.name for p in inspect.signature(self.forward).parameters.values()
+                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+                    and not p.name.startswith("train")]  # a layer of one's own may require train (the book's flag)
+        if len(required) < 2:
+            return ""
+        return (f"takes {len(required)} inputs ({', '.join(required)}) where a Sequential passes one: write an "
+                f"xn.Model whose forward passes them, self.layer({', '.join(required)})")
 
     def backward_params(self, dy: Any) -> None:
         """Fill ``grads`` without computing dx (the first layer of a model needs no input gradient).

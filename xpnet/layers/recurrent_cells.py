@@ -57,6 +57,10 @@ class _Cell(Layer):
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self.bias, "init": init,
                 "dtype": self.dtype}
 
+    def sequential_refusal(self) -> str:
+        return (f"is one step of a loop (its backward gives dx and the state's gradient): a whole sequence in a "
+                f"Sequential goes through xn.layers.{self.name[:-4]}; loop the cell in an xn.Model of your own")
+
     def __call__(self, x: Any, hx: Any = None, train: bool | None = None) -> Any:  # type: ignore[override]
         """``forward`` in the layer's mode; never recorded as a use (a cell is called once per step)."""
         return self.forward(x, hx, train=self.training if train is None else train)

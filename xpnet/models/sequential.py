@@ -111,4 +111,5 @@ def _check_item(where: str, i: int, layer: Any) -> None:
         raise TypeError(f"{where}: item {i} is a {type(layer).__name__}, not an xpnet layer")
     refusal = layer.sequential_refusal()
     if refusal:
-        raise ValueError(f"{where}: item {i}, {layer!r}, {refusal}")
+        shown = repr(layer) if "\n" not in repr(layer) else layer.name  # a container's repr takes many lines
+        raise ValueError(f"{where}: item {i}, {shown}, {refusal}")
