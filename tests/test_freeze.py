@@ -103,6 +103,43 @@ def test_a_frozen_layer_passes_dx_back_but_computes_no_weight_gradient_and_is_no
     assert model.named_grads().keys() == {"3.W", "3.b"}
 
 
+_L = xn.layers
+# name -> (the layer, in float64, the shapes of its inputs, train): every layer whose backward has a parameter
+# gradient to skip when frozen.
+FROZEN_CASES = {
+    "BatchNorm-train": (lambda: _L.BatchNorm(3, dtype="float64"), [(4, 3, 5, 5)], True),
+    "BatchNorm-eval": (lambda: _L.BatchNorm(3, dtype="float64"), [(4, 3)], False),
+    "LayerNorm": (lambda: _L.LayerNorm(6, dtype="float64"), [(2, 3, 6)], True),
+    "GroupNorm": (lambda: _L.GroupNorm(2, 4, dtype="float64"), [(2, 4, 3, 3)], True),
+    "InstanceNorm2d": (lambda: _L.InstanceNorm2d(4, affine=True, dtype="float64"), [(2, 4, 3, 3)], True),
+    "RMSNorm": (lambda: _L.RMSNorm(6, dtype="float64"), [(2, 3, 6)], True),
+    "PReLU": (lambda: _L.PReLU(4, dtype="float64"), [(2, 4, 3)], True),
+}
+
+
+def _forward_backward(layer, inputs, train):
+    y = layer.forward(*inputs, train=train)
+    return (layer.backward(np.random.default_rng(1).normal(size=y.shape)),)
+
+
+@pytest.mark.parametrize("name", list(FROZEN_CASES))
+def test_a_frozen_layer_gives_the_same_dx_and_computes_no_parameter_gradient(name):
+    """As Linear's: ``requires_grad_(False)`` empties grads, and backward gives dx alone (no sum or product
+    for a parameter's gradient is made, so none is stored), the same dx as before freezing."""
+    make, shapes, train = FROZEN_CASES[name]
+    xn.init.seed(0)
+    layer = make()
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=s) for s in shapes]
+    trained = _forward_backward(layer, inputs, train)
+    assert any(node.grads for node in layer.named_modules().values())
+    layer.requires_grad_(False)
+    frozen = _forward_backward(layer, inputs, train)
+    assert [k for node in layer.named_modules().values() for k in node.grads] == []
+    for a, b in zip(frozen, trained, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
 def test_a_frozen_embedding_gathers_no_gradient_also_from_the_linear_tied_to_it():
     xn.init.seed(0)
     embedding = xn.layers.Embedding(7, 4, dtype="float64")
