@@ -338,8 +338,8 @@ def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypa
 
     real = numba_kernels.batchnorm_backward
 
-    def planted(*args):
-        dx, dgamma, dbeta = real(*args)
+    def planted(*args, **kwargs):
+        dx, dgamma, dbeta = real(*args, **kwargs)
         return dx * 1.01, dgamma, dbeta  # 1 % off in dx only
 
     _plant(monkeypatch, "batchnorm_backward", planted)
