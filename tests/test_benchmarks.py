@@ -135,3 +135,11 @@ def test_thread_load_prints_both_ratios_and_ends_its_load():
     assert "loaded: default / best fixed count = " in out and "idle:   default / " in out, out
     rows = [line for line in out.splitlines() if line.startswith(("| loaded", "| idle"))]
     assert len(rows) == 5 and "threads: BLAS" in out
+
+
+@pytest.mark.slow
+def test_frozen_step_prints_the_ratios_of_frozen_to_unfrozen():
+    out = run("frozen_step.py", "--only", "cnn", "--repeat", "1", "--steps", "1")
+    assert "threads: BLAS" in out and "cnn: xpnet unfrozen" in out and "xpnet frozen/unfrozen" in out
+    if importlib.util.find_spec("torch"):
+        assert "xpnet frozen/PyTorch frozen" in out

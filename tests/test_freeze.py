@@ -103,6 +103,58 @@ def test_a_frozen_layer_passes_dx_back_but_computes_no_weight_gradient_and_is_no
     assert model.named_grads().keys() == {"3.W", "3.b"}
 
 
+_L = xn.layers
+# name -> (the layer, in float64, the shapes of its inputs, train): every layer whose backward has a parameter
+# gradient to skip when frozen; the Transformer layers through their attention, LayerNorms and Linears.
+FROZEN_CASES = {
+    "BatchNorm-train": (lambda: _L.BatchNorm(3, dtype="float64"), [(4, 3, 5, 5)], True),
+    "BatchNorm-eval": (lambda: _L.BatchNorm(3, dtype="float64"), [(4, 3)], False),
+    "LayerNorm": (lambda: _L.LayerNorm(6, dtype="float64"), [(2, 3, 6)], True),
+    "GroupNorm": (lambda: _L.GroupNorm(2, 4, dtype="float64"), [(2, 4, 3, 3)], True),
+    "InstanceNorm2d": (lambda: _L.InstanceNorm2d(4, affine=True, dtype="float64"), [(2, 4, 3, 3)], True),
+    "RMSNorm": (lambda: _L.RMSNorm(6, dtype="float64"), [(2, 3, 6)], True),
+    "PReLU": (lambda: _L.PReLU(4, dtype="float64"), [(2, 4, 3)], True),
+    "ConvTranspose2d": (lambda: _L.ConvTranspose2d(3, 2, 3, stride=2, dtype="float64"), [(2, 3, 4, 4)], True),
+    "ConvTranspose1d": (lambda: _L.ConvTranspose1d(3, 2, 3, stride=2, dtype="float64"), [(2, 3, 5)], True),
+    "MultiheadAttention-self": (lambda: _L.MultiheadAttention(8, 2, dtype="float64"), ["self", (2, 5, 8)], True),
+    "MultiheadAttention-kdim": (lambda: _L.MultiheadAttention(8, 2, kdim=5, vdim=3, dtype="float64"),
+                                [(2, 4, 8), (2, 6, 5), (2, 6, 3)], True),
+    "TransformerEncoderLayer": (lambda: _L.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype="float64"),
+                                [(2, 5, 8)], True),
+    "TransformerDecoderLayer": (lambda: _L.TransformerDecoderLayer(8, 2, 16, dropout=0.0, norm_first=True,
+                                                                   dtype="float64"), [(2, 4, 8), (2, 5, 8)], True),
+}
+
+
+def _forward_backward(layer, inputs, train):
+    y = layer.forward(*inputs, train=train)
+    y = y[0] if isinstance(y, tuple) else y  # MultiheadAttention's (output, weights)
+    dx = layer.backward(np.random.default_rng(1).normal(size=y.shape))
+    return dx if isinstance(dx, tuple) else (dx,)
+
+
+@pytest.mark.parametrize("name", list(FROZEN_CASES))
+def test_a_frozen_layer_gives_the_same_dx_and_computes_no_parameter_gradient(name):
+    """As Linear's: ``requires_grad_(False)`` empties grads, and backward gives dx alone (no sum or product
+    for a parameter's gradient is made, so none is stored), the same dx as before freezing."""
+    make, shapes, train = FROZEN_CASES[name]
+    xn.init.seed(0)
+    layer = make()
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=s) for s in shapes if s != "self"]
+    inputs = inputs * 3 if shapes[0] == "self" else inputs
+    trained = _forward_backward(layer, inputs, train)
+    assert any(node.grads for node in layer.named_modules().values())
+    flat = getattr(layer, "_flat", None)  # the 2-d layer a 1-d one runs: its grads are not made again
+    kept = dict(flat.grads) if flat is not None else {}
+    layer.requires_grad_(False)
+    frozen = _forward_backward(layer, inputs, train)
+    assert [k for node in layer.named_modules().values() for k in node.grads] == []
+    assert all(flat.grads[k] is g for k, g in kept.items())
+    for a, b in zip(frozen, trained, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+
+
 def test_a_frozen_embedding_gathers_no_gradient_also_from_the_linear_tied_to_it():
     xn.init.seed(0)
     embedding = xn.layers.Embedding(7, 4, dtype="float64")
@@ -113,6 +165,11 @@ def test_a_frozen_embedding_gathers_no_gradient_also_from_the_linear_tied_to_it(
     model.backward(np.ones((2, 3, 7)))
     assert not embedding.grads and list(model.named_grads()) == ["1.b"]
     assert list(model.trainable_params()) == ["1.b"]
+    model.requires_grad_(False)
+    embedding.add_shared_grad = None  # the tied layer makes no product for a frozen W's gradient
+    model(ids)
+    model.backward(np.ones((2, 3, 7)))
+    assert not model.named_grads()
 
 
 def test_pytorchs_filter_of_trainable_parameters_says_to_pass_the_model():

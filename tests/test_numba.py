@@ -240,13 +240,15 @@ def test_relu_keeps_nan_and_turns_inf_gradient_at_zero_to_nan_as_portable():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("kwargs", [{}, {"bias": False}, {"elementwise_affine": False}])
+@pytest.mark.parametrize("kwargs", [{}, {"bias": False}, {"elementwise_affine": False}, {"frozen": True}])
 @pytest.mark.parametrize("shape,shift", [((4, 7, 33), 0.0), ((5, 2, 3, 4), 100.0)])
 def test_layernorm_equals_portable(dtype, kwargs, shape, shift):
-    """Every output, input gradient and parameter gradient, over one axis or several, far from zero too."""
+    """Every output, input gradient and parameter gradient, over one axis or several, far from zero too;
+    frozen (requires_grad_(False)): dx alone, by both paths."""
     rng = np.random.default_rng(len(shape))
     x = (rng.standard_normal(shape) * 3 + shift).astype(dtype)
-    layer = LayerNorm(shape[2:], dtype=dtype, **kwargs)
+    layer = LayerNorm(shape[2:], dtype=dtype, **{k: v for k, v in kwargs.items() if k != "frozen"})
+    layer.requires_grad_("frozen" not in kwargs)
     for k, p in layer.params.items():
         layer.params[k] = rng.standard_normal(p.shape).astype(dtype)
     assert_same(layer, x)
@@ -336,8 +338,8 @@ def test_gradcheck_passes_through_the_kernels_and_catches_a_planted_bug(monkeypa
 
     real = numba_kernels.batchnorm_backward
 
-    def planted(*args):
-        dx, dgamma, dbeta = real(*args)
+    def planted(*args, **kwargs):
+        dx, dgamma, dbeta = real(*args, **kwargs)
         return dx * 1.01, dgamma, dbeta  # 1 % off in dx only
 
     _plant(monkeypatch, "batchnorm_backward", planted)

@@ -222,9 +222,11 @@ def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: 
 
 
 def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
-                       train: bool) -> tuple[Any, Any, Any]:
+                       train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_backward``: two reductions (sum(dy) and sum(dy * (x - shift))),
-    the per-channel factors in one small kernel, dx in one pass."""
+    the per-channel factors in one small kernel, dx in one pass; in evaluation with ``grads=False`` dx only."""
+    if not train and not grads:
+        return dy3 * _per_channel(gamma * inv_std), None, None
     x, shift = x_shift
     shift = cupy.zeros(x.shape[1], x.dtype) if shift is None else shift
     dbeta = cupy.sum(dy3, axis=(0, 2))

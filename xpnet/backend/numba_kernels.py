@@ -113,25 +113,33 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
 
 
 def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
-                       train: bool) -> tuple[Any, Any, Any]:
+                       train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_backward``."""
     x, shift = x_shift
     dtype = dy3.dtype
+    scale = (gamma * inv_std).astype(dtype)
+    if not train and not grads:
+        return _scaled(dy3, scale), None, None
     shift = np.zeros(x.shape[1], dtype) if shift is None else shift.astype(dtype)
     sum_dy, sum_dyx = _channel_grad_sums(dy3, x, shift)
     dbeta = sum_dy.astype(dtype)
     dgamma = (sum_dyx.astype(dtype) * inv_std).astype(dtype)
-    scale = (gamma * inv_std).astype(dtype)
-    dx = np.empty_like(dy3)
     if not train:
-        zeros = np.zeros_like(scale)
-        _channel_affine(dy3, zeros, scale, zeros, dx)
-        return dx, dgamma, dbeta
+        return _scaled(dy3, scale), dgamma, dbeta
+    dx = np.empty_like(dy3)
     count = x.shape[0] * x.shape[2]
     a = (-scale * inv_std * dgamma / count).astype(dtype)
     c0 = (scale * dbeta / count).astype(dtype)
     _bn_input_grad(dy3, x, shift, a, scale, c0, dx)
     return dx, dgamma, dbeta
+
+
+def _scaled(dy3: Any, scale: Any) -> Any:
+    """dy3 (N, C, L) times a factor (C,) per channel: evaluation's dx."""
+    dx = np.empty_like(dy3)
+    zeros = np.zeros_like(scale)
+    _channel_affine(dy3, zeros, scale, zeros, dx)
+    return dx
 
 
 # -- Embedding's backward ------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def _layernorm_rows(x, gamma, beta, eps, x_hat, inv_std, y):
 
 
 @_sums
-def _layernorm_input_grad(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta):
+def _layernorm_input_grad(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta, grads):
     m, d = dy.shape
     for i in range(m):
         sum_g = 0.0
@@ -49,8 +49,10 @@ def _layernorm_input_grad(dy, x_hat, inv_std, gamma, dx, dgamma, dbeta):
             g = dy[i, j] * gamma[j]
             sum_g += g
             sum_gx += g * x_hat[i, j]
-            dgamma[j] += dy[i, j] * x_hat[i, j]
-            dbeta[j] += dy[i, j]
+        if grads:  # a row of dgamma and dbeta after the row's sums, not among them: that loop stays vectorised
+            for j in range(d):
+                dgamma[j] += dy[i, j] * x_hat[i, j]
+                dbeta[j] += dy[i, j]
         mean_g, mean_gx, r = sum_g / d, sum_gx / d, inv_std[i, 0]
         for j in range(d):
             dx[i, j] = (dy[i, j] * gamma[j] - mean_g - x_hat[i, j] * mean_gx) * r
@@ -67,13 +69,16 @@ def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, 
     return y, x_hat, inv_std
 
 
-def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> tuple[Any, Any, Any]:
+def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
+                       grads: bool = True) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.layernorm.layernorm_backward``: dgamma and dbeta summed in float64."""
     d = dy2.shape[1]
     dx = np.empty_like(dy2)
     dgamma, dbeta = np.zeros(d), np.zeros(d)
-    _layernorm_input_grad(dy2, x_hat, inv_std, np.ones(d, dy2.dtype) if gamma is None else gamma, dx, dgamma, dbeta)
-    if gamma is None:
+    grads = grads and gamma is not None
+    _layernorm_input_grad(dy2, x_hat, inv_std, np.ones(d, dy2.dtype) if gamma is None else gamma, dx, dgamma, dbeta,
+                          grads)
+    if not grads:
         return dx, None, None
     return dx, dgamma.astype(dy2.dtype), dbeta.astype(dy2.dtype) if bias else None
 

@@ -127,7 +127,8 @@ class ConvTranspose2d(Layer):
         self._param_grads(dy)
 
     def _param_grads(self, dy: Any) -> tuple[Any, Any]:
-        """Fill grads["W"], grads["b"]; returns the namespace and im2col of dy, (out_channels*kh*kw, N*H*W)."""
+        """Fill grads["W"], grads["b"] (not when frozen); returns the namespace and im2col of dy,
+        (out_channels*kh*kw, N*H*W)."""
         dy = untracked(dy)
         x2 = self._need(self._x2)
         xp = self._check_float(dy)
@@ -138,6 +139,8 @@ class ConvTranspose2d(Layer):
                              f"{tuple(dy.shape)}")
         (ph, pw), full_hw = self.padding, self._full_hw(h, w)
         col = im2col(_window(dy, (-ph, -pw), full_hw), self.kernel_size, self.stride, (0, 0), False, self.dilation)
+        if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
+            return xp, col
         matmul = fast_path("matmul", xp, operator.matmul)
         dW = [matmul(x_g, xp.matrix_transpose(col_g))
               for x_g, col_g in zip(group_blocks(x2, 0, self.groups), group_blocks(col, 0, self.groups))]

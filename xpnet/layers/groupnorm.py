@@ -51,10 +51,10 @@ class _ChannelGroupNorm(Layer):
         xp = self._check_grad(dy, self._shape)
         g = dy3 = xp.reshape(dy, (self._n, self._channels, -1))
         if self.affine:
-            x_hat3 = xp.reshape(x_hat, dy3.shape)
-            self.grads["gamma"] = xp.sum(dy3 * x_hat3, axis=(0, 2))
-            if self.bias:
-                self.grads["beta"] = xp.sum(dy3, axis=(0, 2))
+            if not self._frozen:  # requires_grad_(False): no sums for dgamma and dbeta, dx only
+                self.grads["gamma"] = xp.sum(dy3 * xp.reshape(x_hat, dy3.shape), axis=(0, 2))
+                if self.bias:
+                    self.grads["beta"] = xp.sum(dy3, axis=(0, 2))
             g = dy3 * xp.reshape(self.params["gamma"], (-1, 1))
         backward = fast_path("layernorm_backward", xp, layernorm_backward)
         dx = backward(xp.reshape(g, x_hat.shape), x_hat, self._inv_std, None, False)[0]

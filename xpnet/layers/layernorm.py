@@ -79,10 +79,11 @@ class LayerNorm(Layer):
         xp = self._check_grad(dy, self._shape)
         gamma, beta = self._affine(xp)
         backward = fast_path("layernorm_backward", xp, layernorm_backward)
-        dx, dgamma, dbeta = backward(xp.reshape(dy, x_hat.shape), x_hat, self._inv_std, gamma, beta is not None)
-        if gamma is not None:
+        dx, dgamma, dbeta = backward(xp.reshape(dy, x_hat.shape), x_hat, self._inv_std, gamma, beta is not None,
+                                     grads=not self._frozen)  # frozen: no column sums, the saving fine-tuning is for
+        if dgamma is not None:
             self.grads["gamma"] = xp.reshape(dgamma, self.normalized_shape)
-        if beta is not None:
+        if dbeta is not None:
             self.grads["beta"] = xp.reshape(dbeta, self.normalized_shape)
         return xp.reshape(dx, self._shape)
 
@@ -128,17 +129,19 @@ def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, 
     return y, x_hat, inv_std
 
 
-def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> tuple[Any, Any, Any]:
+def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
+                       grads: bool = True) -> tuple[Any, Any, Any]:
     """(dx (M, D), dgamma (D,), dbeta (D,)) from dy2 (M, D) and what :func:`layernorm_forward` kept, portable:
     dx = inv_std * (g - mean(g) - x_hat * mean(g * x_hat)) over each row, g = dy * gamma; dgamma = sum(dy * x_hat)
-    and dbeta = sum(dy) over the rows (None without gamma, or without a bias)."""
+    and dbeta = sum(dy) over the rows (None without gamma, or without a bias, or with ``grads=False``: dx only)."""
     xp = namespace(dy2)
     dgamma = dbeta = None
     g = dy2
     if gamma is not None:
-        dgamma = xp.sum(dy2 * x_hat, axis=0)
-        if bias:
-            dbeta = xp.sum(dy2, axis=0)
+        if grads:
+            dgamma = xp.sum(dy2 * x_hat, axis=0)
+            if bias:
+                dbeta = xp.sum(dy2, axis=0)
         g = dy2 * gamma
     dx = g - xp.mean(g, axis=1, keepdims=True) - x_hat * xp.mean(g * x_hat, axis=1, keepdims=True)
     return dx * inv_std, dgamma, dbeta

@@ -168,14 +168,13 @@ class MultiheadAttention(Layer):
         return _by(xp, dqkv, xp.permute_dims(self.params["W_in"], (1, 0)))
 
     def _backward(self, dy: Any) -> tuple[Any, Any, Any, Any]:
-        """Fills grads; returns the gradients of q, k and v (N, T, E) before the input projections, and for
-        self-attention the three side by side (N, T, 3E) (else None)."""
+        """Fills grads (not when frozen); returns the gradients of q, k and v (N, T, E) before the input
+        projections, and for self-attention the three side by side (N, T, 3E) (else None)."""
         dy = untracked(dy)
         query, key, value, qh, kh, vh, a, dropped, drop, o = self._need(self._cache)
         N, L, E = query.shape
         xp = self._check_grad(dy, (N, L, E))
         H, d = self.num_heads, self.head_dim
-        grads = {"W_out": _weight_grad(xp, o, dy)}
         doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), H)
         dvh = _heads(xp, xp.permute_dims(dropped, (0, 1, 3, 2)), doh)
         da = _heads(xp, doh, xp.permute_dims(vh, (0, 1, 3, 2)))
@@ -185,24 +184,31 @@ class MultiheadAttention(Layer):
         dq = _merge_heads(xp, _heads(xp, ds, kh)) * (1.0 / math.sqrt(d))
         dk = _merge_heads(xp, _heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)), qh))
         dv = _merge_heads(xp, dvh)
-        dqkv = None
-        if self._fused(query, key, value):  # one product for the whole W_in
-            dqkv = xp.concat([dq, dk, dv], axis=-1)
-            grads["W_in"] = _weight_grad(xp, query, dqkv)
+        dqkv = xp.concat([dq, dk, dv], axis=-1) if self._fused(query, key, value) else None
+        if not self._frozen:  # requires_grad_(False): none of the weight products, the saving fine-tuning is for
+            self.grads = self._param_grads(xp, dy, (query, key, value), (dq, dk, dv), dqkv, o)
+        return dq, dk, dv, dqkv
+
+    def _param_grads(self, xp: Any, dy: Any, inputs: tuple[Any, Any, Any], dqkv_parts: tuple[Any, Any, Any],
+                     dqkv: Any, o: Any) -> dict[str, Any]:
+        """The gradient of every param from dy (N, L, E), the inputs, the gradients of q, k, v (N, T, E) (side
+        by side as dqkv (N, T, 3E) for self-attention, else None) and the heads' output o (N, L, E)."""
+        grads = {"W_out": _weight_grad(xp, o, dy)}
+        if dqkv is not None:  # one product for the whole W_in
+            grads["W_in"] = _weight_grad(xp, inputs[0], dqkv)
             if self.bias:
                 grads["b_in"] = xp.sum(dqkv, axis=(0, 1))
         else:
-            dW = [_weight_grad(xp, x, g) for x, g in ((query, dq), (key, dk), (value, dv))]
+            dW = [_weight_grad(xp, x, g) for x, g in zip(inputs, dqkv_parts)]
             if "W_in" in self.params:
                 grads["W_in"] = xp.concat(dW, axis=1)
             else:
                 grads["W_q"], grads["W_k"], grads["W_v"] = dW
             if self.bias:
-                grads["b_in"] = xp.concat([xp.sum(g, axis=(0, 1)) for g in (dq, dk, dv)])
+                grads["b_in"] = xp.concat([xp.sum(g, axis=(0, 1)) for g in dqkv_parts])
         if self.bias:
             grads["b_out"] = xp.sum(dy, axis=(0, 1))
-        self.grads = {name: grads[name] for name in self.params}
-        return dq, dk, dv, dqkv
+        return {name: grads[name] for name in self.params}
 
     def _check_shapes(self, query: Any, key: Any, value: Any) -> tuple[int, ...]:
         """(N, L, S, E, num_heads, head_dim) after checking the three inputs' shapes."""

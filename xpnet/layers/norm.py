@@ -169,9 +169,10 @@ class BatchNorm(Layer):
             raise ValueError(f"BatchNorm: expected dy of shape {self._shape}, got {tuple(dy.shape)}")
         gamma = self.params["gamma"] if self.affine else self._unit[0]
         backward = fast_path("batchnorm_backward", xp, batchnorm_backward)
+        grads = self.affine and not self._frozen  # frozen: in evaluation no sums over the batch, dx only
         dx, dgamma, dbeta = backward(xp.reshape(dy, x_shift[0].shape), x_shift, gamma, self._inv_std,
-                                     self._batch_stats)
-        if self.affine:
+                                     self._batch_stats, grads=grads)
+        if grads:
             self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
         return xp.reshape(dx, dy.shape)
 
@@ -242,16 +243,20 @@ def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, 
 
 
 def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
-                       train: bool) -> tuple[Any, Any, Any]:
+                       train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
     """dx3 (N, C, L), dgamma and dbeta (C,) from dy3 and what :func:`batchnorm_forward` kept, portable.
     With ``train`` the batch statistics depend on every x, and dx takes their share of the gradient:
-    dx = scale * (dy - dbeta/count - x_hat * dgamma/count), scale = gamma * inv_std."""
+    dx = scale * (dy - dbeta/count - x_hat * dgamma/count), scale = gamma * inv_std. Without, dx =
+    scale * dy, and ``grads=False`` (a frozen layer, or no gamma and beta) skips the two sums: dgamma and
+    dbeta None."""
     xp = namespace(dy3)
+    scale = gamma * inv_std
+    if not train and not grads:
+        return dy3 * _bcast(xp, scale), None, None
     x, shift = x_shift
     xc = x if shift is None else x - _bcast(xp, shift)
     dbeta = _channel_dot(xp, dy3)
     dgamma = _channel_dot(xp, dy3, xc) * inv_std
-    scale = gamma * inv_std
     if not train:
         return dy3 * _bcast(xp, scale), dgamma, dbeta
     count = xc.shape[0] * xc.shape[2]

@@ -72,7 +72,8 @@ class RMSNorm(Layer):
         xp = self._check_grad(dy, self._shape)
         g = dy2 = xp.reshape(dy, x_hat.shape)
         if self.elementwise_affine:
-            self.grads["gamma"] = xp.reshape(xp.sum(dy2 * x_hat, axis=0), self.normalized_shape)
+            if not self._frozen:  # requires_grad_(False): no sum for dgamma, dx only
+                self.grads["gamma"] = xp.reshape(xp.sum(dy2 * x_hat, axis=0), self.normalized_shape)
             g = dy2 * xp.reshape(self.params["gamma"], (-1,))
         dx = (g - x_hat * xp.mean(g * x_hat, axis=1, keepdims=True)) * self._inv_rms
         return xp.reshape(dx, self._shape)

@@ -64,8 +64,9 @@ class TiedLinear(Layer):
         x2 = self._need(self._x)
         xp = self._check_grad(dy, (*self._shape[:-1], self.out_features))
         dy2 = xp.reshape(dy, (x2.shape[0], self.out_features))
-        if self.bias:
+        if self.bias and not self._frozen:
             self.grads["b"] = xp.sum(dy2, axis=0)
         matmul = fast_path("matmul", xp, operator.matmul)
-        self.embedding.add_shared_grad(matmul(xp.permute_dims(dy2, (1, 0)), x2))
+        if not self.embedding._frozen:  # a frozen W takes no gradient: no weight product
+            self.embedding.add_shared_grad(matmul(xp.permute_dims(dy2, (1, 0)), x2))
         return xp.reshape(matmul(dy2, self.embedding.params["W"]), self._shape)

@@ -196,8 +196,9 @@ class Tree:
 
     def requires_grad_(self, requires_grad: bool = True) -> Any:
         """PyTorch's: ``False`` freezes every parameter of this layer and of the layers inside it (no
-        optimizer changes them, gradient clipping and ``comm`` leave their gradients out, Linear and Conv2d
-        skip their weight product in backward while still passing dx back), ``True`` lets them train again.
+        optimizer changes them, gradient clipping and ``comm`` leave their gradients out, xpnet's layers but the
+        recurrent ones skip their parameter gradients' products and sums in backward while still passing dx
+        back), ``True`` lets them train again.
         Freezing empties their ``grads``: a frozen parameter has no gradient. Returns the layer."""
         requires_grad = flag(requires_grad, f"{type(self).__name__}.requires_grad_", "requires_grad")
         for node in self.named_modules().values():
