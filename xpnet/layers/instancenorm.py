@@ -33,7 +33,7 @@ class _InstanceNorm(_ChannelGroupNorm):
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum, "affine": self.affine,
-                "dtype": self.dtype, "bias": self.bias}
+                "dtype": self.dtype, "bias": self.has_bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
