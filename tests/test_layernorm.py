@@ -108,5 +108,5 @@ def test_bad_arguments_are_named_clearly(kwargs, error):
 
 def test_pytorchs_positional_order():
     layer = LayerNorm(4, 1e-3, True, False, None, "float64")
-    assert (layer.eps, layer.elementwise_affine, layer.bias, layer.dtype) == (1e-3, True, False, "float64")
+    assert (layer.eps, layer.elementwise_affine, layer.bias, layer.dtype) == (1e-3, True, None, "float64")
     assert set(layer.params) == {"gamma"}

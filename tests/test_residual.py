@@ -30,8 +30,8 @@ def to_torch(torch, layer, prefix=""):
     name = lambda k: f"{prefix}{k}"  # noqa: E731
     if isinstance(layer, Conv2d):
         m = nn.Conv2d(layer.in_ch, layer.out_ch, layer.kernel_size, stride=layer.stride, padding=layer.padding,
-                      bias=layer.bias, dtype=torch.float64)
-        pairs = [(name("W"), m.weight, False)] + ([(name("b"), m.bias, False)] if layer.bias else [])
+                      bias=layer.bias is not None, dtype=torch.float64)
+        pairs = [(name("W"), m.weight, False)] + ([(name("b"), m.bias, False)] if layer.bias is not None else [])
     elif isinstance(layer, BatchNorm):
         m = nn.BatchNorm2d(layer.num_features, eps=layer.eps, momentum=layer.momentum, dtype=torch.float64)
         pairs = [(name("gamma"), m.weight, False), (name("beta"), m.bias, False)]

@@ -19,7 +19,7 @@ stand on it, never the other way round.
 from typing import Any
 
 from .._user import not_here
-from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, device, device_of, dtype_name,
+from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, copy_into, device, device_of, dtype_name,
                       float_dtype_name, host_copy, plain_array, same_device, to_device, to_numpy, writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, index_dtype, isdtype, namespace, no_autograd, set_at,
@@ -35,6 +35,7 @@ __all__ = [
     "XpnetDeviceError",
     "XpnetDeviceWarning",
     "add_at",
+    "copy_into",
     "cuda_available",
     "cuda_device_count",
     "cuda_unavailable_reason",

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._user import is_int, warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
-from .namespaces import compat, namespace, untracked, update_rule
+from .namespaces import compat, namespace, no_autograd, untracked, update_rule
 
 __all__ = ["XpnetDeviceWarning", "XpnetDeviceError", "Device", "CPU", "device", "device_of", "same_device", "to_numpy",
            "to_device", "dtype_name", "float_dtype_name", "plain_array", "writable"]
@@ -343,6 +343,15 @@ def plain_array(a: Any, arg: str) -> Any:
 def writable(a: Any) -> Any:
     """``a``, or a copy where it is a read-only NumPy array (in-place updates would fail on it)."""
     return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
+
+
+def copy_into(a: Any, host: np.ndarray) -> Any:
+    """Write the host array ``host`` (``a``'s shape) into ``a`` in place, in ``a``'s dtype on its device (a view
+    writes through into its base); returns ``a``. Only for arrays that ``update_rule`` says are written in place
+    (not JAX's); a PyTorch tensor that requires grad is written outside autograd, as ``torch.nn.init`` writes."""
+    with no_autograd(namespace(a)):
+        a[...] = to_device(host, device_of(a), dtype=dtype_name(a))
+    return a
 
 
 def to_device(a: Any, dev: Any, dtype: Any = None, *, copy: bool | None = None) -> Any:

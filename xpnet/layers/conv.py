@@ -14,6 +14,7 @@ from ._im2col import (as_pair, channel_groups, check_images, col2im, concat_grou
                       im2col, input_grad_stride1, row_major, span)
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .mode_padding import MODES, mode_pad, mode_unpad
+from .pytorch_params import PyTorchParam
 
 
 _ONE_PRODUCT_MIN_ROWS = 64
@@ -44,6 +45,9 @@ class Conv2d(Layer):
     CuPy while a CUDA graph is captured, where xpnet's kernel stands in for cuBLAS.
     """
 
+    weight = PyTorchParam("W")  # PyTorch's name and layout
+    bias = PyTorchParam("b")  # None when built without one
+
     @keyword_hints("Conv2d", _chainer.CONV2D)
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: Any = 1, bias: bool = True, padding_mode: Any = "zeros", device: Any = None,
@@ -62,13 +66,13 @@ class Conv2d(Layer):
         self.padding_mode = padding_mode
         # The convolution's own zero padding: none where x is padded in another mode first.
         self._conv_pad = self.padding if padding_mode == "zeros" else (0, 0)
-        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
+        self.init, self.has_bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
         cg = self.in_ch // self.groups
         # fan_in and fan_out as PyTorch's (from W's size(1) and size(0)): fan_in counts one group's inputs.
         self.params["W"] = _init.weights((self.out_ch, cg, kh, kw), cg * kh * kw, self.out_ch * kh * kw,
                                          init=init, dtype=dtype)
-        if self.bias:
+        if self.has_bias:
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None
         self._shape = None
@@ -117,7 +121,7 @@ class Conv2d(Layer):
         return {"in_channels": self.in_ch, "out_channels": self.out_ch, "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding), "dilation": list(self.dilation),
                 "groups": self.groups, "padding_mode": self.padding_mode, "init": init,
-                "bias": self.bias, "dtype": self.dtype}
+                "bias": self.has_bias, "dtype": self.dtype}
 
     @property
     def in_channels(self) -> int:
@@ -141,14 +145,14 @@ class Conv2d(Layer):
         if self._depthwise():
             y, xpad = depthwise_forward(x, self.params["W"], self.stride, self._conv_pad, (oh, ow), self.dilation)
             self._col = [xpad]
-            return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.bias else y
+            return y + xp.reshape(self.params["b"], (self.out_ch, 1, 1)) if self.has_bias else y
         per_sample = self._per_sample()
         matmul = fast_path("matmul", xp, operator.matmul)
         self._col = [im2col(x_g, self.kernel_size, self.stride, self._conv_pad, per_sample, self.dilation)
                      for x_g in group_blocks(x, 1, self.groups)]
         w2 = xp.reshape(self.params["W"], (self.out_ch, -1))
         y = concat_groups(xp, [matmul(w_g, col) for w_g, col in zip(group_blocks(w2, 0, self.groups), self._col)], -2)
-        if self.bias:
+        if self.has_bias:
             y += xp.reshape(self.params["b"], (self.out_ch, 1))
         if per_sample:
             return xp.reshape(y, (n, self.out_ch, oh, ow))
@@ -218,7 +222,7 @@ class Conv2d(Layer):
         if self._frozen:  # dW comes with dx from one pass here: computed, not kept
             return dx
         self.grads["W"] = dW
-        if self.bias:
+        if self.has_bias:
             self.grads["b"] = xp.sum(dy, axis=(0, 2, 3))
         return dx
 
@@ -256,7 +260,7 @@ class Conv2d(Layer):
                   for dy_g, col in zip(group_blocks(dy2, 0, self.groups), cols)]
             axes = (1,)
         self.grads["W"] = xp.reshape(concat_groups(xp, dW, 0), self.params["W"].shape)
-        if self.bias:
+        if self.has_bias:
             self.grads["b"] = xp.sum(dy2, axis=axes)
         return xp, dy2
 

@@ -9,6 +9,7 @@ from .. import init as _init
 from ._lifted import Lifted, lifted
 from .conv import Conv2d
 from .conv_transpose import ConvTranspose2d
+from .pytorch_params import PyTorchParam
 
 
 def _kaiming_uniform(shape: tuple[int, ...], rng: Any) -> Any:
@@ -28,6 +29,9 @@ class Conv1d(Lifted):
     Conv2d's initialisers ("he", ...) draw W from the same fan_in, b zeros. Caches what Conv2d caches.
     """
 
+    weight = PyTorchParam("W")  # PyTorch's name and layout
+    bias = PyTorchParam("b")  # None when built without one
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1, padding: Any = 0,
                  dilation: Any = 1, groups: Any = 1, bias: bool = True, padding_mode: Any = "zeros", device: Any = None,
                  *, init: Any = "pytorch", dtype: str = "float32"):
@@ -40,7 +44,7 @@ class Conv1d(Lifted):
                           init=_kaiming_uniform if pytorch else init, dtype=dtype)
         self.in_channels, self.out_channels, self.init = flat.in_ch, flat.out_ch, init
         self._adopt(flat)
-        if pytorch and flat.bias:
+        if pytorch and flat.has_bias:
             self.params["b"] = _init.uniform((flat.out_ch,), 1.0 / math.sqrt(math.prod(flat.params["W"].shape[1:])),
                                              flat.dtype)
 
@@ -56,6 +60,9 @@ class ConvTranspose1d(Lifted):
     (in_channels, out_channels // groups, k), b (out_channels,): PyTorch's ``weight`` and ``bias``, drawn as
     ConvTranspose2d draws them (``init="pytorch"``, PyTorch's own, by default). Caches what ConvTranspose2d caches.
     """
+
+    weight = PyTorchParam("W")  # PyTorch's name and layout
+    bias = PyTorchParam("b")  # None when built without one
 
     train_hint = ("PyTorch's forward(x, output_size) is not taken here: choose the output size with "
                   "ConvTranspose1d(..., output_padding=...)")

@@ -11,6 +11,7 @@ from .._user import flag
 from ..backend import fast_path, untracked
 from ._im2col import as_pair, channel_groups, col2im, concat_groups, group_blocks, im2col, pad2d, row_major, span
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 
 class ConvTranspose2d(Layer):
@@ -39,6 +40,9 @@ class ConvTranspose2d(Layer):
     size is chosen with ``output_padding``.
     """
 
+    weight = PyTorchParam("W")  # PyTorch's name and layout
+    bias = PyTorchParam("b")  # None when built without one
+
     train_hint = ("PyTorch's forward(x, output_size) is not taken here: choose the output size with "
                   "ConvTranspose2d(..., output_padding=...)")
 
@@ -62,7 +66,7 @@ class ConvTranspose2d(Layer):
             "padding_mode": ("zeros", "PyTorch's ConvTranspose2d pads with zeros only; leave padding_mode='zeros'"),
             "device": DEVICE_DEFAULT},
             {"padding_mode": padding_mode, "device": device})
-        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
+        self.init, self.has_bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         kh, kw = self.kernel_size
         # PyTorch's fan_in and fan_out: W's size(1) and size(0) times the kernel's pixels.
         fan_in, fan_out = self.out_channels // self.groups * kh * kw, self.in_channels * kh * kw
@@ -70,11 +74,11 @@ class ConvTranspose2d(Layer):
         if isinstance(init, str) and init == "pytorch":
             bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) and the bias's bound, as _ConvNd's
             self.params["W"] = _init.uniform(shape, bound, self.dtype)
-            if self.bias:
+            if self.has_bias:
                 self.params["b"] = _init.uniform((self.out_channels,), bound, self.dtype)
         else:
             self.params["W"] = _init.weights(shape, fan_in, fan_out, init=init, dtype=self.dtype)
-            if self.bias:
+            if self.has_bias:
                 self.params["b"] = _init.zeros((self.out_channels,), dtype=self.dtype)
         self._x2 = None
         self._shape = None
@@ -84,7 +88,7 @@ class ConvTranspose2d(Layer):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "kernel_size": list(self.kernel_size),
                 "stride": list(self.stride), "padding": list(self.padding),
-                "output_padding": list(self.output_padding), "groups": self.groups, "bias": self.bias,
+                "output_padding": list(self.output_padding), "groups": self.groups, "bias": self.has_bias,
                 "dilation": list(self.dilation), "init": init,
                 "dtype": self.dtype}
 
@@ -110,7 +114,7 @@ class ConvTranspose2d(Layer):
             for w_g, x_g in zip(group_blocks(self.params["W"], 0, self.groups),
                                 group_blocks(self._x2, 0, self.groups))], 1)
         y = row_major(xp, _window(y, self.padding, out_hw))
-        if self.bias:
+        if self.has_bias:
             y += xp.reshape(self.params["b"], (self.out_channels, 1, 1))
         return y
 
@@ -145,7 +149,7 @@ class ConvTranspose2d(Layer):
         dW = [matmul(x_g, xp.matrix_transpose(col_g))
               for x_g, col_g in zip(group_blocks(x2, 0, self.groups), group_blocks(col, 0, self.groups))]
         self.grads["W"] = xp.reshape(concat_groups(xp, dW, 0), self.params["W"].shape)
-        if self.bias:
+        if self.has_bias:
             self.grads["b"] = xp.sum(dy, axis=(0, 2, 3))
         return xp, col
 

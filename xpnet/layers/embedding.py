@@ -9,6 +9,7 @@ from .. import init as _init
 from .._user import flag, is_int
 from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device, untracked
 from .base import Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 # The portable backward's one-hot blocks hold at most this many elements (16 MiB in float32).
 ONE_HOT_ELEMENTS = 1 << 22
@@ -48,6 +49,8 @@ class Embedding(Layer):
     inputs (the first layer of a Sequential or a LanguageModel, the seq2seq models' two) once per run
     instead (``xpnet.models.ids``).
     """
+
+    weight = PyTorchParam("W")  # PyTorch's name and layout
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,
                  init: Any = "normal", dtype: Any = "float32", check_ids: bool = True, max_norm: Any = None,

@@ -9,6 +9,7 @@ from .._user import flag, is_real
 from ..backend import fast_path, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .layernorm import layernorm_backward, layernorm_forward
+from .pytorch_params import PyTorchParam
 
 
 class _ChannelGroupNorm(Layer):
@@ -16,17 +17,20 @@ class _ChannelGroupNorm(Layer):
     (LayerNorm's rows of (N*G, C/G*L), its Numba kernels on NumPy), then gamma and beta per channel.
     Caches x_hat (N*G, C/G*L), 1/sqrt(var + eps) (N*G, 1), N and the input shape."""
 
+    weight = PyTorchParam("gamma")  # PyTorch's name and layout
+    bias = PyTorchParam("beta")  # None when built without one
+
     def _build(self, channels: int, groups: int, eps: Any, affine: Any, bias: Any, device: Any, dtype: Any) -> None:
         if not is_real(eps) or not eps > 0.0:
             raise ValueError(f"{self.name}: eps must be a float > 0, got {eps!r}")
         self.eps = float(eps)
-        self.affine, self.bias = flag(affine, self.name, "affine"), flag(bias, self.name, "bias")
+        self.affine, self.has_bias = flag(affine, self.name, "affine"), flag(bias, self.name, "bias")
         pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
         self.dtype = _init.dtype_name(dtype, self.name)
         self._channels, self._groups = channels, groups
         if self.affine:
             self.params["gamma"] = _init.ones((channels,), dtype=dtype)
-            if self.bias:
+            if self.has_bias:
                 self.params["beta"] = _init.zeros((channels,), dtype=dtype)
         self._x_hat = self._inv_std = self._shape = self._n = None
 
@@ -38,7 +42,7 @@ class _ChannelGroupNorm(Layer):
         y = xp.reshape(y, (n, self._channels, -1))
         if self.affine:
             y = y * xp.reshape(self.params["gamma"], (-1, 1))
-            if self.bias:
+            if self.has_bias:
                 y = y + xp.reshape(self.params["beta"], (-1, 1))
         self._shape, self._n = tuple(x.shape), n
         return xp.reshape(y, x.shape)
@@ -53,7 +57,7 @@ class _ChannelGroupNorm(Layer):
         if self.affine:
             if not self._frozen:  # requires_grad_(False): no sums for dgamma and dbeta, dx only
                 self.grads["gamma"] = xp.sum(dy3 * xp.reshape(x_hat, dy3.shape), axis=(0, 2))
-                if self.bias:
+                if self.has_bias:
                     self.grads["beta"] = xp.sum(dy3, axis=(0, 2))
             g = dy3 * xp.reshape(self.params["gamma"], (-1, 1))
         backward = fast_path("layernorm_backward", xp, layernorm_backward)
@@ -86,7 +90,7 @@ class GroupNorm(_ChannelGroupNorm):
 
     def config(self) -> dict[str, Any]:
         return {"num_groups": self.num_groups, "num_channels": self.num_channels, "eps": self.eps,
-                "affine": self.affine, "dtype": self.dtype, "bias": self.bias}
+                "affine": self.affine, "dtype": self.dtype, "bias": self.has_bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)

@@ -39,7 +39,7 @@ class _InstanceNorm(_ChannelGroupNorm):
 
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum, "affine": self.affine,
-                "track_running_stats": self.track_running_stats, "dtype": self.dtype, "bias": self.bias}
+                "track_running_stats": self.track_running_stats, "dtype": self.dtype, "bias": self.has_bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -80,7 +80,7 @@ class _InstanceNorm(_ChannelGroupNorm):
         y = self._x_hat
         if self.affine:
             y = y * xp.reshape(self.params["gamma"], (-1, 1))
-            if self.bias:
+            if self.has_bias:
                 y = y + xp.reshape(self.params["beta"], (-1, 1))
         return xp.reshape(y, x.shape)
 
@@ -94,9 +94,10 @@ class _InstanceNorm(_ChannelGroupNorm):
         dy3 = xp.reshape(dy, self._x_hat.shape)
         scale = self._running_inv_std
         if self.affine:
-            self.grads["gamma"] = xp.sum(dy3 * self._x_hat, axis=(0, 2))
-            if self.bias:
-                self.grads["beta"] = xp.sum(dy3, axis=(0, 2))
+            if not self._frozen:  # requires_grad_(False): dx only
+                self.grads["gamma"] = xp.sum(dy3 * self._x_hat, axis=(0, 2))
+                if self.has_bias:
+                    self.grads["beta"] = xp.sum(dy3, axis=(0, 2))
             scale = scale * self.params["gamma"]
         return xp.reshape(dy3 * xp.reshape(scale, (-1, 1)), self._shape)
 

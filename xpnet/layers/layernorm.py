@@ -9,6 +9,7 @@ from .. import init as _init
 from .._user import flag, is_int, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 
 class LayerNorm(Layer):
@@ -27,6 +28,9 @@ class LayerNorm(Layer):
     dtype``); ``device`` only at None (move the layer with ``.to(device)``).
     """
 
+    weight = PyTorchParam("gamma")  # PyTorch's name and layout
+    bias = PyTorchParam("beta")  # None when built without one
+
     def __init__(self, normalized_shape: Any, eps: float = 1e-5, elementwise_affine: bool = True,
                  bias: bool = True, device: Any = None, dtype: Any = "float32"):
         super().__init__()
@@ -35,12 +39,12 @@ class LayerNorm(Layer):
             raise ValueError(f"LayerNorm: eps must be a float > 0, got {eps!r}")
         self.eps = float(eps)
         self.elementwise_affine = flag(elementwise_affine, self.name, "elementwise_affine")
-        self.bias = flag(bias, self.name, "bias")
+        self.has_bias = flag(bias, self.name, "bias")
         pytorch_defaults_only(self.name, {"device": DEVICE_DEFAULT}, {"device": device})
         self.dtype = _init.dtype_name(dtype, self.name)
         if self.elementwise_affine:
             self.params["gamma"] = _init.ones(self.normalized_shape, dtype=dtype)
-            if self.bias:
+            if self.has_bias:
                 self.params["beta"] = _init.zeros(self.normalized_shape, dtype=dtype)
         self._size = math.prod(self.normalized_shape)
         self._x_hat = None
@@ -49,10 +53,11 @@ class LayerNorm(Layer):
 
     def config(self) -> dict[str, Any]:
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
-                "elementwise_affine": self.elementwise_affine, "bias": self.bias, "dtype": self.dtype}
+                "elementwise_affine": self.elementwise_affine, "bias": self.has_bias, "dtype": self.dtype}
 
     def __repr__(self) -> str:
-        return shape_repr(self, {"eps": 1e-5, "elementwise_affine": True, "dtype": "float32"}, f", bias={self.bias!r}")
+        return shape_repr(self, {"eps": 1e-5, "elementwise_affine": True, "dtype": "float32"},
+                          f", bias={self.has_bias!r}")
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)

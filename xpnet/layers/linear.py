@@ -10,6 +10,7 @@ from .. import init as _init
 from .._user import flag, is_bool, keyword_hints
 from ..backend import fast_path, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 
 class Linear(Layer):
@@ -21,10 +22,14 @@ class Linear(Layer):
     last axis decides: an input whose last axis is in_features keeps its leading axes.
     Caches the input as a 2-D matrix and its original shape. params: W (in_features, out_features),
     b (out_features,) (none with ``bias=False``, by keyword: the third argument is ``init``, where
-    PyTorch's is ``bias``, and a bool there is refused). The products go through the ``"matmul"`` fast
+    PyTorch's is ``bias``, and a bool there is refused); ``weight`` is PyTorch's (out_features, in_features), the
+    view W.T, and ``bias`` is b or None (``has_bias`` the flag). The products go through the ``"matmul"`` fast
     path: on CuPy, cuBLAS, or while a CUDA graph is being captured (where cuBLAS is refused) xpnet's own
     kernel.
     """
+
+    weight = PyTorchParam("W", transposed=True)  # PyTorch's name and layout (the transpose of W)
+    bias = PyTorchParam("b")  # None when built without one
 
     @keyword_hints("Linear", _chainer.LINEAR)
     def __init__(self, in_features: int, out_features: int, init: Any = "he", bias: bool = True,
@@ -39,10 +44,10 @@ class Linear(Layer):
             raise TypeError(f"{self.name}: the third argument is init (the weights' initialiser: 'he', 'xavier', "
                             f"...), got {init!r}; PyTorch's third, bias, is bias={init!r} here, and Chainer's third, "
                             f"nobias, is bias={not init!r}")
-        self.init, self.bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
+        self.init, self.has_bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
                                          self.out_features, init=init, dtype=dtype)
-        if self.bias:
+        if self.has_bias:
             self.params["b"] = _init.zeros((self.out_features,), dtype=dtype)
         self._x = None
         self._shape = None
@@ -50,7 +55,7 @@ class Linear(Layer):
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "he"
         return {"in_features": self.in_features, "out_features": self.out_features, "init": init,
-                "bias": self.bias, "dtype": self.dtype}
+                "bias": self.has_bias, "dtype": self.dtype}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -65,7 +70,7 @@ class Linear(Layer):
         x2 = x if x.ndim == 2 else xp.reshape(x, (-1 if leading else x.shape[0], self.in_features))
         self._x = x2
         y = fast_path("matmul", xp, operator.matmul)(x2, self.params["W"])
-        if self.bias:
+        if self.has_bias:
             y += self.params["b"]
         return xp.reshape(y, (*x.shape[:-1], self.out_features)) if leading else y
 
@@ -88,7 +93,7 @@ class Linear(Layer):
         if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
             return xp, dy2
         self.grads["W"] = fast_path("matmul", xp, operator.matmul)(x2.T, dy2)
-        if self.bias:
+        if self.has_bias:
             self.grads["b"] = xp.sum(dy2, axis=0)
         return xp, dy2
 

@@ -9,6 +9,7 @@ from .. import init as _init
 from .._user import flag, is_real, keyword_hints, warn
 from ..backend import fast_path, namespace, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 
 class _ByConvention:
@@ -70,6 +71,9 @@ class BatchNorm(Layer):
     running statistics while it trains (not synchronised across ranks); ``xn.train`` ends with rank 0's
     on every rank.
     """
+
+    weight = PyTorchParam("gamma")  # PyTorch's name and layout
+    bias = PyTorchParam("beta")  # None when built without one
 
     @keyword_hints("BatchNorm", _chainer.BATCHNORM)
     def __init__(self, num_features: int, eps: float | None = None, momentum: Any = _BY_CONVENTION,

@@ -8,6 +8,7 @@ from .. import init as _init
 from ..backend import untracked
 from .activations import number
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .pytorch_params import PyTorchParam
 
 
 class PReLU(Layer):
@@ -19,6 +20,8 @@ class PReLU(Layer):
     x > 0, else weight * dy (at x = 0 too, as PyTorch's), and grads["weight"] the sum of x * dy where x <= 0
     over every axis but the channels'.
     """
+
+    weight = PyTorchParam("weight")  # PyTorch's name and layout
 
     def __init__(self, num_parameters: int = 1, init: float = 0.25, device: Any = None,
                  dtype: Any = "float32") -> None:

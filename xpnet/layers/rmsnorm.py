@@ -10,6 +10,7 @@ from .._user import flag, is_real
 from ..backend import untracked
 from .base import DEVICE_DEFAULT, Layer, pytorch_defaults_only
 from .layernorm import check_last_axes, normalized_shape_of, shape_repr
+from .pytorch_params import PyTorchParam
 
 
 class RMSNorm(Layer):
@@ -25,6 +26,8 @@ class RMSNorm(Layer):
     The arguments are PyTorch's, in its order (``normalized_shape, eps, elementwise_affine, device, dtype``);
     ``device`` only at None (move the layer with ``.to(device)``).
     """
+
+    weight = PyTorchParam("gamma")  # PyTorch's name and layout
 
     def __init__(self, normalized_shape: Any, eps: float | None = None, elementwise_affine: bool = True,
                  device: Any = None, dtype: Any = "float32"):

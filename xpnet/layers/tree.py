@@ -148,6 +148,12 @@ class Tree:
         # Only called when the attribute is missing: params, grads and buffers come from Layer.__init__.
         if name in _STORES:
             raise AttributeError(not_built(self), name=name, obj=self)
+        if name in ("weight", "bias"):  # PyTorch's, where this layer has no such parameter
+            keys = ", ".join(map(repr, vars(self).get("params", {}))) or "none"
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}: PyTorch's {name} is on "
+                                 f"the layers PyTorch has it on (Linear, Conv2d, BatchNorm...); this one's params are "
+                                 f"{keys} (layer.params[key]; a model's by dotted name: model.named_params())",
+                                 name=name, obj=self)
         error = not_here(type(self).__name__, name, _chainer.LAYER, kind="object")
         error.name, error.obj = name, self  # Python's "Did you mean" reads them
         raise error

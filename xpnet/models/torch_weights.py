@@ -261,7 +261,9 @@ def _reason(key: str, modules: dict[str, Any]) -> str:
     if node is None:
         return f"the xpnet model has no layer {prefix!r}"
     takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
-    without = [f for f in _BUILT_WITHOUT if getattr(node, f, True) is False]
+    # bias is has_bias on the layers whose bias is PyTorch's parameter, the flag itself on the recurrent ones
+    without = [f for f in _BUILT_WITHOUT
+               if getattr(node, "has_bias" if f == "bias" else f, getattr(node, f, True)) is False]
     return (f"{_describe(prefix, node)} takes {', '.join(map(repr, takes)) or 'no arrays'}"
             + (f" (it was built with {', '.join(f + '=False' for f in without)})" if without else ""))
 

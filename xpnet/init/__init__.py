@@ -1,7 +1,8 @@
 """Weight initialisers, drawn on the host from a seeded generator.
 
 Weights are drawn with ``numpy.random.Generator`` on the host and moved to the device afterwards,
-so one seed gives bit-identical initial weights on every backend and device.
+so one seed gives bit-identical initial weights on every backend and device. PyTorch's ``torch.nn.init``
+(``kaiming_normal_(m.weight)``...), filling a layer's array in place, is in ``pytorch`` and exported here.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ._user import seed as _seed_arg
-from .backend import float_dtype_name
+from .._user import seed as _seed_arg
+from ..backend import float_dtype_name
 
 _generator = np.random.default_rng(0)
 # Inside skip_init(): numbers the generators made there. A context variable, so that skip_init in one
@@ -134,3 +135,9 @@ def zeros(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
 def ones(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of ones (scales)."""
     return _placeholder(shape, dtype) if _skipping.get() is not None else np.ones(shape, dtype=_float_dtype(dtype))
+
+
+# PyTorch's torch.nn.init, filling arrays in place; imported last: it reads this module's generator().
+from .pytorch import (calculate_gain, constant_, dirac_, eye_, kaiming_normal_, kaiming_std,
+                      kaiming_uniform_, normal_, ones_, orthogonal_, trunc_normal_, uniform_, xavier_normal_,
+                      xavier_std, xavier_uniform_, zeros_)

@@ -1,0 +1,71 @@
+"""PyTorch's ``weight`` and ``bias`` attributes: its parameters in its layout over xpnet's params, checked against
+torch's modules through ``xn.load_torch_state_dict``; the constructor's ``bias`` flag kept in config, repr, files."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as L
+
+TORCH = "torch is not installed (pip install -e '.[backends]')"
+
+
+@pytest.mark.parametrize("make", [
+    lambda nn: (L.Linear(5, 3), nn.Linear(5, 3)), lambda nn: (L.Linear(5, 3, bias=False), nn.Linear(5, 3, False)),
+    lambda nn: (L.Conv2d(4, 6, 3, groups=2), nn.Conv2d(4, 6, 3, groups=2)),
+    lambda nn: (L.Conv1d(2, 3, 3), nn.Conv1d(2, 3, 3)),
+    lambda nn: (L.ConvTranspose2d(4, 6, 3, groups=2), nn.ConvTranspose2d(4, 6, 3, groups=2)),
+    lambda nn: (L.ConvTranspose1d(2, 3, 3, bias=False), nn.ConvTranspose1d(2, 3, 3, bias=False)),
+    lambda nn: (L.BatchNorm(3), nn.BatchNorm2d(3)),
+    lambda nn: (L.BatchNorm(3, affine=False), nn.BatchNorm1d(3, affine=False)),
+    lambda nn: (L.LayerNorm(4, bias=False), nn.LayerNorm(4, bias=False)),
+    lambda nn: (L.GroupNorm(2, 4), nn.GroupNorm(2, 4)), lambda nn: (L.InstanceNorm2d(3), nn.InstanceNorm2d(3)),
+    lambda nn: (L.RMSNorm(4), nn.RMSNorm(4)), lambda nn: (L.Embedding(5, 3), nn.Embedding(5, 3)),
+    lambda nn: (L.PReLU(3), nn.PReLU(3)),
+], ids=["Linear", "Linear-nobias", "Conv2d", "Conv1d", "ConvTranspose2d", "ConvTranspose1d-nobias", "BatchNorm",
+        "BatchNorm-noaffine", "LayerNorm-nobias", "GroupNorm", "InstanceNorm2d", "RMSNorm", "Embedding", "PReLU"])
+def test_weight_and_bias_are_pytorchs_values_in_its_layout(make):
+    torch = pytest.importorskip("torch", reason=TORCH)
+    ours, theirs = make(torch.nn)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.uniform_(-1, 1)
+    xn.load_torch_state_dict(xn.Sequential(ours), torch.nn.Sequential(theirs).state_dict())
+    for name in ("weight", "bias"):
+        if not hasattr(theirs, name):
+            assert not hasattr(ours, name)
+        elif getattr(theirs, name) is None:
+            assert getattr(ours, name) is None
+        else:
+            np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name).detach().numpy())
+
+
+def test_linears_weight_is_a_view_of_W_and_assigning_it_transposes_back():
+    layer = L.Linear(3, 2)
+    layer.weight[...] = np.arange(6.0).reshape(2, 3)  # (out, in), as nn.Linear's
+    np.testing.assert_array_equal(layer.params["W"], np.arange(6.0).reshape(2, 3).T)
+    layer.weight = np.ones((2, 3)) * np.arange(3)
+    assert layer.params["W"].dtype == np.float32
+    np.testing.assert_array_equal(layer.params["W"], np.ones((3, 2)) * np.arange(3)[:, None])
+    with pytest.raises(ValueError, match=r"^Linear.weight: expected shape \(2, 3\) \(PyTorch's layout, the "
+                                         r"transpose of params\['W'\] \(3, 2\)\), got \(3, 2\)$"):
+        layer.weight = np.zeros((3, 2))
+    with pytest.raises(ValueError, match="^Linear.bias = None: .*build the layer with or without it"):
+        layer.bias = None
+    with pytest.raises(ValueError, match=r"Linear\(in_features=3, out_features=2, bias=False\) has none"):
+        L.Linear(3, 2, bias=False).bias = np.zeros(2)
+
+
+def test_config_repr_and_files_keep_the_bias_flag(tmp_path):
+    model = xn.Sequential(L.Linear(3, 4, bias=False), L.LayerNorm(4, bias=False), L.GroupNorm(2, 4, bias=False))
+    assert repr(model[0]) == "Linear(in_features=3, out_features=4, bias=False)"
+    assert [m.config()["bias"] for m in model] == [False, False, False]
+    model.save(tmp_path / "m.npz")
+    again = xn.load(tmp_path / "m.npz")
+    assert [m.bias for m in again] == [None, None, None] and repr(again) == repr(model)
+
+
+def test_a_layer_without_pytorchs_weight_names_its_params():
+    assert not hasattr(L.ReLU(), "weight")
+    with pytest.raises(AttributeError, match="'Embedding' object has no attribute 'bias': .*this one's params are 'W'"):
+        L.Embedding(4, 2).bias  # noqa: B018
