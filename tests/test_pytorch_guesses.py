@@ -354,6 +354,54 @@ def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
     assert len(model) == 5
 
 
+def test_a_sequentials_layers_are_replaced_inserted_and_removed_as_pytorchs():
+    """model[-1] = Linear(8, 3) (VGG's classifier[6] = nn.Linear(4096, n) when fine-tuning), del model[i], insert
+    and pop were a TypeError or an AttributeError."""
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 2))
+    head = xn.layers.Linear(8, 3)
+    model[-1] = head
+    assert model[2] is head and model.predict(np.ones((5, 4), np.float32)).shape == (5, 3)
+    relu = model.pop(1)
+    assert isinstance(relu, xn.layers.ReLU) and len(model) == 2 and list(model.named_params())[2:] == ["1.W", "1.b"]
+    assert model.insert(1, relu) is model and model[1] is relu and model.insert(-1, xn.layers.Tanh())[2].name == "Tanh"
+    del model[1:3]
+    assert [layer.name for layer in model] == ["Linear", "Linear"]
+    with pytest.raises(IndexError, match=r"^Sequential: index 2 is out of range for its 2 layers"):
+        model[2] = xn.layers.ReLU()
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is a int, not an xpnet layer"):
+        model[0] = 3
+    with pytest.raises(IndexError, match=r"^Sequential.insert: index must be an int in -2..2, got 5"):
+        model.insert(5, xn.layers.ReLU())
+    with pytest.raises(ValueError, match=r"^Sequential: item 0, MultiheadAttention"):
+        model[0] = xn.layers.MultiheadAttention(8, 2)
+
+
+def test_an_optimizer_starts_a_replaced_layer_of_another_shape_afresh():
+    """model[-1] = Linear(8, 3) after steps with Adam: the old head's moments (8, 2) failed the update with
+    NumPy's broadcast error; the new head starts from fresh state, its own first step, the rest goes on."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 4)).astype(np.float32)
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 2))
+    opt = xn.optim.Adam(model, lr=1e-2)
+    loss = xn.losses.SoftmaxCrossEntropy()
+
+    def step(t):
+        loss.forward(model.forward(x), t)
+        model.backward(loss.backward())
+        grads = {k: v.copy() for k, v in model.named_grads().items()}
+        opt.step()
+        return grads
+
+    for _ in range(2):
+        step(rng.integers(0, 2, 16))
+    model[-1] = xn.layers.Linear(8, 3)
+    g = step(rng.integers(0, 3, 16))
+    b1, b2 = opt.betas
+    np.testing.assert_allclose(opt.state["2.W"]["m"], (1 - b1) * g["2.W"], rtol=1e-6)
+    np.testing.assert_allclose(opt.state["2.W"]["v"], (1 - b2) * g["2.W"] ** 2, rtol=1e-6)
+    assert opt.t - opt.skipped["2.W"] == 1 and opt.t - opt.skipped.get("0.W", 0) == 3
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: xn.layers.MultiheadAttention(8, 2), r"item 1, MultiheadAttention\(embed_dim=8.*\), takes 3 inputs "
      r"\(query, key, value\) where a Sequential passes one: write an xn.Model .*self.layer\(query, key, value\)$"),

@@ -40,6 +40,39 @@ class Sequential(Model):
         self.layers.extend(layers)
         return self
 
+    def insert(self, index: int, layer: Layer) -> Sequential:
+        """Put ``layer`` before position ``index`` (negative from the end; ``len(model)`` appends) and return the
+        model, as PyTorch's ``Sequential.insert``."""
+        n = len(self.layers)
+        if not is_int(index) or not -n <= index <= n:
+            raise IndexError(f"Sequential.insert: index must be an int in -{n}..{n}, got {index!r}")
+        _check_item("Sequential.insert", int(index) if index >= 0 else int(index) + n, layer)
+        self.layers.insert(int(index), layer)
+        return self
+
+    def pop(self, i: Any) -> Any:
+        """Remove the layer at ``i`` (an int, or a slice: a Sequential of them) and return it, as PyTorch's."""
+        taken = self[i]
+        del self[i]
+        return taken
+
+    def __setitem__(self, i: Any, layer: Layer) -> None:
+        """``model[i] = layer`` replaces the layer at index ``i`` (PyTorch's ``model.classifier[6] = Linear(...)``
+        when fine-tuning); the new layer trains, whatever the old one's ``requires_grad``."""
+        self[i]  # the index checks and their messages
+        if isinstance(i, slice):
+            raise TypeError("Sequential: a layer is replaced by an int index (model[i] = layer), got a slice")
+        _check_item("Sequential", int(i) % len(self.layers), layer)
+        self.layers[int(i)] = layer
+
+    def __delitem__(self, i: Any) -> None:
+        """``del model[i]`` (an int or a slice) removes those layers, as PyTorch's."""
+        if isinstance(i, slice):
+            del self.layers[i]
+            return
+        self[i]
+        del self.layers[int(i)]
+
     def named_children(self) -> dict[str, Layer]:
         return {str(i): layer for i, layer in enumerate(self.layers)}
 

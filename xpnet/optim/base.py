@@ -233,11 +233,17 @@ class Optimizer(metaclass=TakesAModelFirst):
     def _follow(self, name: str, p: Any) -> None:
         """Move the state of parameter ``name`` to ``p``'s device and dtype where it is elsewhere (the model
         was moved with ``model.to`` after earlier steps): state from another library would make the update
-        fail inside it, or silently turn ``p`` into that library's array."""
+        fail inside it, or silently turn ``p`` into that library's array. State of another shape belonged to a
+        layer since replaced (``model[-1] = Linear(8, 3)``): ``p`` starts afresh, as a parameter new to the
+        optimizer."""
         slots = self.state.get(name)
         if not slots:
             return
         first = next(iter(slots.values()))
+        if tuple(first.shape) != tuple(p.shape):  # another layer took the name (model[-1] = Linear(8, 3)): new state
+            del self.state[name]
+            self.skipped.pop(name, None)
+            return
         if same_device(first, p) and first.dtype == p.dtype:
             return
         dev = device_of(p)
