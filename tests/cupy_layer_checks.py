@@ -312,6 +312,38 @@ def check_batchnorm_options(dev: Any) -> None:
                         assert cupy_layers._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
 
 
+def check_frozen_norms(dev: Any) -> None:
+    """BatchNorm and LayerNorm frozen (``requires_grad_(False)``: BatchNorm's kernel in evaluation gives dx only,
+    no sums over the batch), in training and evaluation: y, dx and the running statistics against the portable
+    layer frozen, dx against the layer not frozen, and no gradients."""
+    rng = np.random.default_rng(7)
+    for dtype in ("float32", "float64"):
+        for make, shape in ((lambda: xn.layers.BatchNorm(3, dtype=dtype), (8, 3, 5, 4)),
+                            (lambda: xn.layers.BatchNorm(5, dtype=dtype), (16, 5)),
+                            (lambda: xn.layers.LayerNorm((3, 4), dtype=dtype), (6, 2, 3, 4))):
+            x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            gamma = rng.uniform(0.5, 2, make().params["gamma"].shape).astype(dtype)
+            for train in (True, False):
+                results = []
+                for fast, frozen in ((True, True), (False, True), (True, False)):
+                    layer = make().to(dev)
+                    layer.params["gamma"] = dev.asarray(gamma)
+                    layer.requires_grad_(not frozen)
+                    with fast_paths(fast):
+                        y = layer.forward(dev.asarray(x), train=train)
+                        dx = layer.backward(dev.asarray(dy))
+                    assert not layer.grads or not frozen, (type(layer).__name__, train, sorted(layer.grads))
+                    results.append({"y": y, "dx": dx, **layer.buffers})
+                what = f"{type(layer).__name__} {dtype} {shape} train={train}"
+                for other in results[1:]:
+                    for k, b in other.items():
+                        a = results[0][k]
+                        assert a.dtype == b.dtype and a.shape == b.shape, (what, k)
+                        np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                                   err_msg=f"{what}: {k}")
+
+
 def check_training(dev: Any) -> None:
     """``xn.train`` and ``xn.evaluate`` of a small CNN (Conv2d, BatchNorm, ReLU, MaxPool2d, Linear) with
     the kernels and without: the same losses, accuracies (the trainer's count from the loss's row hits
@@ -497,7 +529,7 @@ def check_language_model_training(dev: Any) -> None:
 
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
-          check_batchnorm, check_batchnorm_options, check_training,
+          check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training]
 
 

@@ -178,6 +178,29 @@ def _sequence() -> Any:
                          L.Linear(4 * 6, 4))
 
 
+def _padding_modes() -> Any:
+    """Images (N, 2, 4, 5) through PyTorch's reflection, replication and circular paddings, as layers and as
+    Conv2d's and Conv1d's padding_mode (concatenated slices, flips and broadcasts; their gradients summed back),
+    InstanceNorm2d and 1d tracking running statistics (moved on in place), then, seen as (N, 4, 10), the 1-d ones.
+    No bias before an InstanceNorm (see _batchnorm)."""
+    return xn.Sequential(L.ReflectionPad2d((1, 2, 0, 1)),
+                         L.Conv2d(2, 3, 3, padding=1, bias=False, padding_mode="circular"),
+                         L.InstanceNorm2d(3, affine=True, track_running_stats=True), L.ReplicationPad2d(1),
+                         L.Conv2d(3, 2, 3, stride=2, padding=1, padding_mode="reflect"), L.Tanh(), L.Flatten(),
+                         L.Unflatten(1, (4, 10)), L.ReflectionPad1d(2),
+                         L.Conv1d(4, 2, 3, padding=1, bias=False, padding_mode="replicate"), L.CircularPad1d((1, 2)),
+                         L.InstanceNorm1d(2, momentum=0.2, track_running_stats=True), L.ReplicationPad1d(1),
+                         L.Flatten(), L.Linear(2 * 19, 4))
+
+
+def _gated() -> Any:
+    """PyTorch's GLU (halves of the features, then of the channels), Threshold, the shrinks, Softmin, and
+    Dropout1d's whole channels of (N, 4, 4), drawn in the graph."""
+    return xn.Sequential(L.Linear(12, 16), L.GLU(), L.Linear(8, 16), L.Threshold(0.1, -0.5), L.Softshrink(0.2),
+                         L.Linear(16, 16), L.Hardshrink(0.1), L.Tanhshrink(), L.Unflatten(1, (4, 4)),
+                         L.Dropout1d(0.25), L.GLU(1), L.Flatten(), L.Softmin(dim=1), L.Linear(8, 4))
+
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
@@ -188,7 +211,8 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "decoder": (_decoder, (2, 8, 8)), "grouped": (_grouped, (4, 8, 8)),
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
     "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),
-    "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12))}
+    "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12)),
+    "padding-modes": (_padding_modes, (2, 4, 5)), "gated": (_gated, (12,))}
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import xpnet as xn
 from xpnet import optim
 from xpnet.optim.base import DeviceScalars
 
+from conftest import require_cuda
 from torch_optim_checks import torch_steps
 
 
@@ -112,6 +113,26 @@ def test_numbers_computed_on_the_device_equal_the_eager_ones(name, kwargs, rng):
     on_device = _run(opt, p0, grads)
     for key in eager.p:
         np.testing.assert_allclose(on_device.p[key], eager.p[key], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scalars", [False, True], ids=["eager", "device-scalars"])
+@pytest.mark.parametrize("name", ["NAdam", "RAdam", "Adamax", "Adadelta"])
+def test_steps_on_cupy_equal_numpys(name, scalars, rng):
+    """Ten steps on CuPy in float64, the bias frozen for two (its own step count): NumPy's eager steps, with the
+    step's numbers as Python floats or read from device arrays (DeviceScalars) as a captured step reads them."""
+    dev = require_cuda()
+    p0, grads = _data(rng)
+    expected = _run(getattr(optim, name)(0.01), p0, grads, frozen_at=(2, 3))
+    opt = getattr(optim, name)(0.01)
+    if scalars:
+        opt.device_scalars = DeviceScalars(dev.xp, dev.native)
+        opt.device_scalars.set(opt.lr, opt.t)
+    got = _run(opt, [xn.to_device(p, dev) for p in p0], [[xn.to_device(g, dev) for g in step] for step in grads],
+               frozen_at=(2, 3))
+    for key in expected.p:
+        xn.testing.assert_placed(got.p[key], dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(got.p[key]), expected.p[key], rtol=1e-12, atol=1e-14, err_msg=key)
 
 
 @pytest.mark.parametrize("make,message", [

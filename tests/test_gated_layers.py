@@ -12,7 +12,7 @@ from conftest import DEVICE_MAKERS
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
-DEVICES = ["numpy", "strict-device1"]
+DEVICES = ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 # (xpnet's layer, PyTorch's module by name and arguments)
 ONE_INPUT = [
@@ -101,17 +101,21 @@ def test_pairwise_distance_p0_counts_and_passes_no_gradient():
         np.testing.assert_array_equal(dx, np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shape", [(8, 16, 5), (16, 5)])
-def test_dropout1d_zeroes_whole_channels_with_dropouts_draws(shape, rng):
+def test_dropout1d_zeroes_whole_channels_with_dropouts_draws(shape, device, rng):
+    """On CuPy the draws are made on the device (Philox), the same for Dropout1d and Dropout of one seed."""
+    dev = DEVICE_MAKERS[device]()
     x = rng.standard_normal(shape) + 5.0
     layer = L.Dropout1d(0.25, seed=3)
-    y = layer.forward(x)
-    kept = L.Dropout(0.25, seed=3).forward(np.ones((*shape[:-1], 1))) != 0
-    np.testing.assert_allclose(y, np.where(kept, x / 0.75, 0.0), rtol=1e-15)
+    y = layer.forward(xn.to_device(x, dev))
+    kept = xn.to_numpy(L.Dropout(0.25, seed=3).forward(xn.to_device(np.ones((*shape[:-1], 1)), dev))) != 0
+    _check(y, np.where(kept, x / 0.75, 0.0), dev, "y")
     assert 0 < (~kept).sum() < kept.size
-    np.testing.assert_array_equal(layer.backward(np.ones(shape)), np.where(kept, 1 / 0.75, np.zeros(shape)))
+    _check(layer.backward(xn.to_device(np.ones(shape), dev)), np.where(kept, 1 / 0.75, np.zeros(shape)), dev, "dx")
     layer.eval()
-    assert layer(x) is x
+    x_dev = xn.to_device(x, dev)
+    assert layer(x_dev) is x_dev
 
 
 def test_saved_and_loaded_with_their_arguments(tmp_path, rng):

@@ -87,7 +87,9 @@ _OPTIMIZERS = {"sgd": "xn.optim.SGD(0.1)", "sgd-nesterov": "xn.optim.SGD(0.05, m
                "momentum": "xn.optim.Momentum(0.05)", "adam": "xn.optim.Adam(0.01)",
                "adamw": "xn.optim.AdamW(0.01)", "rmsprop": "xn.optim.RMSprop(0.01)",
                "rmsprop-momentum-centered": "xn.optim.RMSprop(0.01, momentum=0.5, centered=True)",
-               "adagrad": "xn.optim.AdaGrad(0.05)"}
+               "adagrad": "xn.optim.AdaGrad(0.05)", "nadam": "xn.optim.NAdam(0.01)",
+               "radam": "xn.optim.RAdam(0.01, decoupled_weight_decay=True, weight_decay=0.01)",
+               "adamax": "xn.optim.Adamax(0.01)", "adadelta": "xn.optim.Adadelta(1.0)"}
 
 
 def _assert_same_training(eager: dict, captured: dict, rtol: float = 2e-4, atol: float = 2e-5) -> None:
@@ -126,19 +128,25 @@ def test_captured_training_equals_eager_training_for_every_optimizer(tmp_path):
 def test_a_per_step_scheduler_reaches_the_captured_step(tmp_path):
     """LinearLR stepped after each batch (xn.callbacks.LRScheduler(..., interval="step")): the captured step
     reads the lr of its own step from the device scalar, so the weights are eager training's; each launch
-    ran with the lr the scheduler had set before it."""
+    ran with the lr the scheduler had set before it. The same for SWALR's annealing (xn.optim.swa_utils) with
+    NAdam."""
     out = last_json(run_with_fake_cupy(_TRAIN + """
     from xpnet.optim.lr_scheduler import LinearLR
-    def scheduled(graph):
-        opt = xn.optim.SGD(0.1, momentum=0.9)
-        sched = xn.callbacks.LRScheduler(LinearLR(opt, start_factor=0.01, total_iters=20), interval="step")
-        return run(opt, graph, schedule=False, scheduler=sched)
+    from xpnet.optim.swa_utils import SWALR
+    def scheduled(graph, swa=False):
+        opt = xn.optim.NAdam(0.01) if swa else xn.optim.SGD(0.1, momentum=0.9)
+        lrs = SWALR(opt, swa_lr=0.001, anneal_epochs=15) if swa else LinearLR(opt, start_factor=0.01, total_iters=20)
+        return run(opt, graph, schedule=False, scheduler=xn.callbacks.LRScheduler(lrs, interval="step"))
     print(json.dumps({"eager": scheduled(False), "captured": scheduled(True), "flat": run(xn.optim.SGD(0.1,
-                      momentum=0.9), True, schedule=False)}))
+                      momentum=0.9), True, schedule=False), "swa eager": scheduled(False, True),
+                      "swa captured": scheduled(True, True), "swa flat": run(xn.optim.NAdam(0.01), True,
+                      schedule=False)}))
     """, tmp_path))
-    assert out["captured"]["launches"] == 3 * 7 - 2
-    _assert_same_training(out["eager"], out["captured"])
-    assert not np.allclose(out["flat"]["params"]["0.W"], out["captured"]["params"]["0.W"], rtol=1e-3)
+    for kind in ("", "swa "):
+        assert out[kind + "captured"]["launches"] == 3 * 7 - 2
+        _assert_same_training(out[kind + "eager"], out[kind + "captured"])
+        assert not np.allclose(out[kind + "flat"]["params"]["0.W"], out[kind + "captured"]["params"]["0.W"],
+                               rtol=1e-3), kind
 
 
 @needs_compiler
@@ -361,7 +369,10 @@ def _mlp_training(optimizer, graph, x, t, dev, dropout=0.0, frozen=False):
 @pytest.mark.parametrize("make, dropout, frozen", [
     (lambda: xn.optim.SGD(0.1), 0.0, False), (lambda: xn.optim.Momentum(0.05), 0.0, False),
     (lambda: xn.optim.Adam(1e-3), 0.0, False), (lambda: xn.optim.Adam(1e-3), 0.2, False),
-    (lambda: xn.optim.Adam(1e-3), 0.0, True)], ids=["sgd", "momentum", "adam", "adam-dropout", "adam-frozen"])
+    (lambda: xn.optim.Adam(1e-3), 0.0, True), (lambda: xn.optim.NAdam(1e-3), 0.0, False),
+    (lambda: xn.optim.RAdam(1e-3), 0.0, False), (lambda: xn.optim.Adamax(1e-3), 0.0, False),
+    (lambda: xn.optim.Adadelta(), 0.0, False)],
+    ids=["sgd", "momentum", "adam", "adam-dropout", "adam-frozen", "nadam", "radam", "adamax", "adadelta"])
 def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
     """The 784-100-10 MLP, 2 epochs of 9 full batches and a short one: the captured step (launched for all
     but the warm-up steps) gives eager training's weights, losses and accuracies within float32 rounding;

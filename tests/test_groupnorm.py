@@ -30,7 +30,8 @@ def test_equal_to_pytorch(dev, rng):
                              getattr(torch.nn, torch_name)(*args, dtype=torch.float64, **kwargs), shape)
 
 
-@pytest.mark.parametrize("dev", ["numpy", "strict-device1"], indirect=True)
+@pytest.mark.parametrize("dev", ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)],
+                         indirect=True)
 @pytest.mark.parametrize("cls,momentum,shape", [(InstanceNorm2d, 0.3, (3, 4, 3, 5)), (InstanceNorm1d, 0.1, (4, 6)),
                                                 (InstanceNorm1d, None, (2, 4, 6))])
 def test_running_statistics_equal_to_pytorch(dev, rng, cls, momentum, shape):

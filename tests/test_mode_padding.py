@@ -30,7 +30,7 @@ def _torch_run(torch, module, x, rng):
     return yt.detach().numpy(), xt.grad.numpy(), dy
 
 
-DEVICES = ["numpy", "strict-device1"]
+DEVICES = ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
 @pytest.mark.parametrize("device", DEVICES)

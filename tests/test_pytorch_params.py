@@ -69,3 +69,34 @@ def test_a_layer_without_pytorchs_weight_names_its_params():
     assert not hasattr(L.ReLU(), "weight")
     with pytest.raises(AttributeError, match="'Embedding' object has no attribute 'bias': .*this one's params are 'W'"):
         L.Embedding(4, 2).bias  # noqa: B018
+
+
+def _trained_after_pytorchs_idioms(dev):
+    """A model on ``dev`` initialised through PyTorch's weight and bias (in place, and by assignment), then three
+    Adam steps: its state on the host."""
+    xn.init.seed(0)
+    model = xn.Sequential(L.Linear(4, 5), L.Tanh(), L.Linear(5, 3)).to(dev, dtype="float64")
+    xn.init.kaiming_uniform_(model[0].weight, a=0.5)  # into the transposed view of W (5, 4) -> W (4, 5)
+    xn.init.orthogonal_(model[2].weight)
+    xn.init.zeros_(model[0].bias)
+    model[2].weight = np.arange(15.0).reshape(3, 5) / 10 - 0.7  # a host array, nn.Linear's (out, in)
+    optimizer, loss = xn.optim.Adam(model, lr=0.01), xn.losses.SoftmaxCrossEntropy()
+    rng = np.random.default_rng(0)
+    x, t = xn.to_device(rng.standard_normal((6, 4)), dev), xn.to_device(np.arange(6) % 3, dev)
+    for _ in range(3):
+        loss.forward(model.forward(x), t)
+        model.backward(loss.backward())
+        optimizer.step()
+    for value in model.state().values():
+        xn.testing.assert_placed(value, dev, "float64")
+    return {k: xn.to_numpy(v) for k, v in model.state().items()}
+
+
+@pytest.mark.parametrize("dev", ["strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)], indirect=True)
+def test_weights_set_in_pytorchs_layout_on_a_device_train_as_on_numpy(dev):
+    """xn.init's in-place initialisers write through Linear's weight (a view of W transposed) on the device, and
+    an assigned weight leaves W a transposed array there that the products and the optimizer's (fused) update
+    take: the same state as on NumPy."""
+    expected = _trained_after_pytorchs_idioms(xn.device("cpu"))
+    for k, v in _trained_after_pytorchs_idioms(dev).items():
+        np.testing.assert_allclose(v, expected[k], rtol=1e-12, atol=1e-14, err_msg=k)

@@ -27,17 +27,24 @@ def _loop(cell, xs, start, dys):
     return ys, dxs, (dh, dc) if pair else (dh,)
 
 
+@pytest.mark.parametrize("dev", ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)],
+                         indirect=True)
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
-def test_a_loop_through_one_cell_equals_pytorchs_and_sums_the_parameter_gradients(kind):
+def test_a_loop_through_one_cell_equals_pytorchs_and_sums_the_parameter_gradients(kind, dev):
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(0)
     module = getattr(torch.nn, f"{kind}Cell")(D, H, dtype=torch.float64)
     cell = getattr(xn.layers, f"{kind}Cell")(D, H, dtype="float64")
     xn.load_torch_state_dict(cell, module.state_dict())
+    cell.to(dev)
     xs, dys = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
     start = [rng.standard_normal((N, H)) for _ in range(1 + (kind == "LSTM"))]
+    on = [[xn.to_device(a, dev) for a in arrays] for arrays in (xs, dys, start)]
     for _ in range(2):  # the second round starts afresh: its gradients replace the first's
-        ys, dxs, dstart = _loop(cell, xs, tuple(start) if kind == "LSTM" else start[0], dys)
+        ys, dxs, dstart = _loop(cell, on[0], tuple(on[2]) if kind == "LSTM" else on[2][0], on[1])
+    for got in (*ys, *dxs, *dstart, *cell.grads.values()):
+        xn.testing.assert_placed(got, dev, "float64")
+    ys, dxs, dstart = ([xn.to_numpy(a) for a in arrays] for arrays in (ys, dxs, dstart))
 
     txs, tstart = torch.tensor(xs, requires_grad=True), [torch.tensor(s, requires_grad=True) for s in start]
     state, outs = tuple(tstart) if kind == "LSTM" else tstart[0], []
@@ -49,9 +56,10 @@ def test_a_loop_through_one_cell_equals_pytorchs_and_sums_the_parameter_gradient
     np.testing.assert_allclose(np.stack(dxs), txs.grad.numpy(), **TOL)
     for ours, theirs in zip(dstart, tstart):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), **TOL)
-    grads = {"weight_ih": cell.grads["Wx"].T, "weight_hh": cell.grads["Wh"].T}
-    grads.update({"bias_ih": cell.grads["bx"], "bias_hh": cell.grads["bh"]} if kind == "GRU" else
-                 {"bias_ih": cell.grads["b"], "bias_hh": cell.grads["b"]})  # b = bias_ih + bias_hh: the same grad
+    ours = {k: xn.to_numpy(v) for k, v in cell.grads.items()}
+    grads = {"weight_ih": ours["Wx"].T, "weight_hh": ours["Wh"].T}
+    grads.update({"bias_ih": ours["bx"], "bias_hh": ours["bh"]} if kind == "GRU" else
+                 {"bias_ih": ours["b"], "bias_hh": ours["b"]})  # b = bias_ih + bias_hh: the same grad
     for name, p in module.named_parameters():
         np.testing.assert_allclose(grads[name], p.grad.numpy(), **TOL, err_msg=name)
 

@@ -58,24 +58,29 @@ def test_dilated_pool_indices_and_default_unpool_size(rng):
     np.testing.assert_array_equal(z, F.max_unpool2d(yt, it, 2).numpy())
 
 
-def test_1d_equal_to_pytorch(rng):
+@pytest.mark.parametrize("dev", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)], indirect=True)
+def test_1d_equal_to_pytorch(dev, rng):
     x = rng.standard_normal((2, 3, 9))
     pool = MaxPool1d(3, 2, 1, return_indices=True)
-    y, idx = pool.forward(x)
+    y, idx = pool.forward(xn.to_device(x, dev))
     xt = torch.tensor(x, requires_grad=True)
     yt, it = F.max_pool1d(xt, 3, 2, 1, return_indices=True)
-    dy = rng.standard_normal(y.shape)
+    dy = rng.standard_normal(tuple(y.shape))
     yt.backward(torch.from_numpy(dy))
-    np.testing.assert_array_equal(pool.backward(dy), xt.grad.numpy())  # the gradient of y alone
-    np.testing.assert_array_equal(idx, it.numpy())
+    dx = pool.backward(xn.to_device(dy, dev))
+    np.testing.assert_array_equal(xn.to_numpy(dx), xt.grad.numpy())  # the gradient of y alone
+    np.testing.assert_array_equal(xn.to_numpy(idx), it.numpy())
     unpool = MaxUnpool1d(3, 2, 1)
-    h = rng.standard_normal(y.shape)
+    h = rng.standard_normal(tuple(y.shape))
     ht = torch.tensor(h, requires_grad=True)
     zt = F.max_unpool1d(ht, it.detach(), 3, 2, 1, (9,))
     dz = rng.standard_normal((2, 3, 9))
     zt.backward(torch.from_numpy(dz))
-    np.testing.assert_array_equal(unpool(h, idx, (9,)), zt.detach().numpy())
-    np.testing.assert_array_equal(unpool.backward(dz), ht.grad.numpy())
+    z, dh = unpool(xn.to_device(h, dev), idx, (9,)), unpool.backward(xn.to_device(dz, dev))
+    for got in (y, dx, z, dh):
+        assert_placed(got, dev, "float64")
+    np.testing.assert_array_equal(xn.to_numpy(z), zt.detach().numpy())
+    np.testing.assert_array_equal(xn.to_numpy(dh), ht.grad.numpy())
     assert unpool.config() == {"kernel_size": 3, "stride": 2, "padding": 1}
 
 

@@ -10,8 +10,8 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
    forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm,
-   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings and pixel shuffles,
-   Dropout and Dropout2d, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
+   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (reflection,
+   replication and circular too) and pixel shuffles, Dropout, Dropout1d and Dropout2d, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual,
    Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid
    cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss),
    any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
@@ -59,13 +59,15 @@ from ..backend.graphs import StepGraph
 from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
-from ..layers import (CELU, ELU, GELU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
-                      AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BatchNorm, Concat, ConstantPad2d, Conv1d, Conv2d,
-                      ConvTranspose1d, ConvTranspose2d, Dropout, Dropout2d, Flatten, GlobalAvgPool, GroupNorm,
-                      Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU,
-                      Linear, LogSigmoid, LogSoftmax, MaxPool1d, MaxPool2d, Mish, MultiheadAttention, PixelShuffle,
-                      PixelUnshuffle, PReLU, ReLU, ReLU6, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softplus,
-                      Softsign, Tanh, TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample, ZeroPad2d)
+from ..layers import (CELU, ELU, GELU, GLU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+                      AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BatchNorm, CircularPad1d, CircularPad2d, Concat,
+                      ConstantPad2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Dropout1d, Dropout2d,
+                      Flatten, GlobalAvgPool, GroupNorm, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity,
+                      InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool1d,
+                      MaxPool2d, Mish, MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReflectionPad1d,
+                      ReflectionPad2d, ReLU, ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid,
+                      SiLU, Softmax, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold,
+                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample, ZeroPad2d)
 from ..layers.tree import frozen_nodes
 from ..losses import (BCELoss, HuberLoss, KLDivLoss, MeanAbsoluteError, MeanSquaredError, NLLLoss,
                       SigmoidCrossEntropy, SmoothL1Loss, SoftmaxCrossEntropy)
@@ -88,7 +90,14 @@ CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, E
               MaxPool2d, AvgPool2d, GlobalAvgPool, AdaptiveAvgPool2d, AdaptiveMaxPool2d, Upsample, ZeroPad2d,
               ConstantPad2d, PixelShuffle, PixelUnshuffle, Dropout, Dropout2d, MultiheadAttention,
               # the 1-d layers run their 2-d ones on views of x, dy and the params: nothing of their own moves on
-              Conv1d, ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, AdaptiveMaxPool1d)
+              Conv1d, ConvTranspose1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d, AdaptiveMaxPool1d,
+              # slices, flips, broadcasts and concatenations (their gradients summed back), with sizes from shapes
+              ReflectionPad1d, ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, CircularPad1d, CircularPad2d,
+              # elementwise or along one axis, their numbers constants of the layer; Dropout1d draws as Dropout2d
+              GLU, Softmin, Threshold, Tanhshrink, Softshrink, Hardshrink, Dropout1d)
+# Left out, each used only inside a model class of one's own (refused above): MaxPool2d/1d(return_indices=True)
+# and MaxUnpool2d/1d (which reads its indices back to check them), the cells RNNCell, LSTMCell and GRUCell, and
+# the layers of two inputs, CosineSimilarity and PairwiseDistance.
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
