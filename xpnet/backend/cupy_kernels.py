@@ -167,8 +167,9 @@ extern "C" __global__ void xpnet_softmax_cross_entropy(const T* y, const L* t, c
 }
 """,
     # MaxPool2d over (planes = N * C, H, W), one thread per output: the running maximum over the window's
-    # offsets in row-major order as the portable path (padding reads as -inf; a NaN wins and stays; the
-    # last offset that raised the maximum is the window's first maximum).
+    # offsets in row-major order as the portable path (padding reads as -inf), raised by PyTorch's
+    # `v > best || isnan(v)`: the first maximum, the last NaN; the index starts at the window's first pixel
+    # inside the input (what a window of -inf only keeps).
     "maxpool2d_forward": r"""
 extern "C" __global__ void xpnet_maxpool2d_forward(const T* x, T* y, I* first, T neg_inf, long long planes,
                                                    long long h, long long w, long long oh, long long ow,
@@ -179,15 +180,16 @@ extern "C" __global__ void xpnet_maxpool2d_forward(const T* x, T* y, I* first, T
     long long q = i %% ow, p = (i / ow) %% oh;
     const T* plane = x + (i / (oh * ow)) * h * w;
     T best = neg_inf;
-    long long arg = 0, offset = 0;
+    long long r0 = p * sh - ph, s0 = q * sw - pw;
+    long long arg = (r0 < 0 ? -r0 : 0) * kw + (s0 < 0 ? -s0 : 0), offset = 0;
     for (long long di = 0; di < kh; ++di) {
-        long long r = p * sh - ph + di;
+        long long r = r0 + di;
         for (long long dj = 0; dj < kw; ++dj, ++offset) {
-            long long s = q * sw - pw + dj;
+            long long s = s0 + dj;
             T v = (r >= 0 && r < h && s >= 0 && s < w) ? plane[r * w + s] : neg_inf;
-            bool raised = v > best;
+            bool raised = v > best || v != v;
             arg = raised ? offset : arg;
-            best = (offset == 0 || raised || v != v) ? v : best;
+            best = raised ? v : best;
         }
     }
     y[i] = best;

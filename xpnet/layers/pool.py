@@ -92,7 +92,9 @@ class MaxPool2d(_Pool2d):
     each window's maximum as the flat index h*W + w into its (n, c) input plane (int64; int32 on JAX without x64),
     for a MaxUnpool2d; backward still takes dy of y only. Such a pool has two outputs, so no Sequential holds it.
     On ties the whole gradient goes to the first maximum of the window in row-major order (as in the
-    book and PyTorch), not split. Backward is dy times each window's mask on every path (portable,
+    book and PyTorch), not split; a window holding NaN gives y NaN, its index and gradient at its last NaN,
+    and one of -inf only its first pixel inside the input (PyTorch's kernel, ``val > max || isnan(val)``,
+    on every path). Backward is dy times each window's mask on every path (portable,
     Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
     dy * mask does, where PyTorch leaves them 0.
     """
@@ -151,8 +153,9 @@ def input_indices(xp: Any, first: Any, width: int, kw: int, stride: Pair, paddin
 
 def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair,
                       index_dtype: Any, dilation: Pair = (1, 1)) -> tuple[Any, Any]:
-    """y (N, C, oh, ow), the maximum of each window, and for each output the kernel offset of its
-    window's first maximum (``index_dtype``), portable: one running maximum over the kernel offsets."""
+    """y (N, C, oh, ow), the maximum of each window, and for each output the kernel offset (``index_dtype``)
+    PyTorch's kernel picks: its first maximum, its last NaN where it holds any, its first pixel inside the
+    input where it holds only -inf. Portable: one running maximum over the kernel offsets."""
     xp = namespace(x)
     reach = window_reach(tuple(x.shape[2:]), span(kernel, dilation), stride, padding, out_hw)
     xpad = pad2d(x, padding, -math.inf, reach)
@@ -160,13 +163,28 @@ def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw:
     r, s = slices[0]
     y = xp.asarray(xpad[:, :, r, s], copy=True)
     first = xp.zeros(y.shape, dtype=index_dtype, device=y.device)
+    if any(padding):
+        first = first + first_inside(xp, out_hw, kernel[1], stride, padding, dilation, index_dtype, y.device)
     for k, (r, s) in enumerate(slices[1:], start=1):
-        m = xp.maximum(y, xpad[:, :, r, s])
-        # Strictly greater: a tie keeps the earlier offset. The last offset that raised the
-        # running maximum is the first offset of the window's maximum.
-        first = xp.maximum(first, xp.astype(m > y, first.dtype) * k)
-        y = m
+        v = xpad[:, :, r, s]
+        # PyTorch's `val > maxval || isnan(val)`: a tie keeps the earlier offset, a later NaN takes over
+        # (y is NaN from the first one on). The last offset that raised is the one picked.
+        raised = (v > y) | xp.isnan(v)
+        first = xp.maximum(first, xp.astype(raised, first.dtype) * k)
+        y = xp.maximum(y, v)
     return y, first
+
+
+def first_inside(xp: Any, out_hw: Pair, kw: int, stride: Pair, padding: Pair, dilation: Pair, dtype: Any,
+                 device: Any) -> Any:
+    """(oh, ow): each window's first kernel offset inside the input (past its top and left padding), where
+    PyTorch's kernel starts; made on the device (no host copy, which a CUDA-graph capture refuses)."""
+    index = index_dtype(xp)
+    starts = []
+    for n, s, p, d in zip(out_hw, stride, padding, dilation):
+        before = p - xp.arange(n, dtype=index, device=device) * s  # padding taps before the window's input
+        starts.append((xp.maximum(before, xp.zeros_like(before)) + d - 1) // d)
+    return xp.astype(xp.reshape(starts[0], (-1, 1)) * kw + starts[1], dtype)
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
