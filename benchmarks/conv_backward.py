@@ -26,7 +26,7 @@ from xpnet.layers import Conv2d  # noqa: E402
 def previous_backward(layer: Conv2d, dy: np.ndarray) -> np.ndarray:
     """The stride-1 backward before the flat layout: the layer's own path for other strides, dcol =
     W.T @ dy in 4 MiB parts of input channels, each summed back by col2im over rows ``ow`` long."""
-    xp, dy2 = layer._param_grads(dy)
+    xp, _, dy2 = layer._param_grads(dy)
     return layer._input_grad_in_parts(xp, layer.params["W"], dy2, layer._shape)
 
 

@@ -114,6 +114,13 @@ FROZEN_CASES = {
     "InstanceNorm2d": (lambda: _L.InstanceNorm2d(4, affine=True, dtype="float64"), [(2, 4, 3, 3)], True),
     "RMSNorm": (lambda: _L.RMSNorm(6, dtype="float64"), [(2, 3, 6)], True),
     "PReLU": (lambda: _L.PReLU(4, dtype="float64"), [(2, 4, 3)], True),
+    # Conv2d's dx paths: stride 1 over the batch (8*3*3 rows), one product per sample (few rows), other strides
+    # (dcol in parts and col2im), groups, and depthwise (dW and dx from one pass).
+    "Conv2d-stride1": (lambda: _L.Conv2d(8, 3, 3, padding=1, dtype="float64"), [(2, 8, 5, 5)], True),
+    "Conv2d-per-sample": (lambda: _L.Conv2d(2, 3, 3, padding=1, dtype="float64"), [(2, 2, 5, 5)], True),
+    "Conv2d-stride2-groups": (lambda: _L.Conv2d(16, 4, 3, stride=2, padding=1, groups=2, dtype="float64"),
+                              [(2, 16, 5, 5)], True),
+    "Conv2d-depthwise": (lambda: _L.Conv2d(3, 3, 3, padding=1, groups=3, dtype="float64"), [(2, 3, 5, 5)], True),
     "ConvTranspose2d": (lambda: _L.ConvTranspose2d(3, 2, 3, stride=2, dtype="float64"), [(2, 3, 4, 4)], True),
     "ConvTranspose1d": (lambda: _L.ConvTranspose1d(3, 2, 3, stride=2, dtype="float64"), [(2, 3, 5)], True),
     "MultiheadAttention-self": (lambda: _L.MultiheadAttention(8, 2, dtype="float64"), ["self", (2, 5, 8)], True),

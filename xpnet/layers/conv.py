@@ -173,12 +173,13 @@ class Conv2d(Layer):
         """dx of the convolution proper (of the padded input, for a padding_mode other than zeros)."""
         if self._depthwise():
             return self._depthwise_grads(dy)
-        xp, dy2 = self._param_grads(dy)
+        xp, dy, dy2 = self._param_grads(dy)
         n, c, h, w = self._shape
         shape_g = (n, c // self.groups, h, w)
         w_blocks = group_blocks(self.params["W"], 0, self.groups)
         if self._per_sample():
             matmul = fast_path("matmul", xp, operator.matmul)
+            dy2 = self._dy_rows(xp, dy) if dy2 is None else dy2
             return concat_groups(xp, [
                 col2im(matmul(xp.matrix_transpose(xp.reshape(w_g, (w_g.shape[0], -1))), dy_g), shape_g,
                        self.kernel_size, self.stride, self._conv_pad, True, self.dilation)
@@ -187,10 +188,11 @@ class Conv2d(Layer):
             # col's last use was dW: dropped before dcol (as large) is made, which keeps the step's
             # peak memory where it was (one backward per forward, as Layer says).
             self._col = None
-            dy_blocks = group_blocks(untracked(dy), 1, self.groups)
+            dy_blocks = group_blocks(dy, 1, self.groups)
             return row_major(xp, concat_groups(xp, [input_grad_stride1(dy_g, w_g, shape_g, self._conv_pad,
                                                                        self.dilation)
                                                     for w_g, dy_g in zip(w_blocks, dy_blocks)], 1))
+        dy2 = self._dy_rows(xp, dy) if dy2 is None else dy2
         return row_major(xp, concat_groups(xp, [self._input_grad_in_parts(xp, w_g, dy_g, shape_g)
                                                 for w_g, dy_g in zip(w_blocks, group_blocks(dy2, 0, self.groups))], 1))
 
@@ -237,18 +239,23 @@ class Conv2d(Layer):
             raise ValueError(f"Conv2d: expected dy of shape {(n, self.out_ch, oh, ow)}, got {tuple(dy.shape)}")
         return xp, dy, cols
 
-    def _param_grads(self, dy: Any) -> tuple[Any, Any]:
-        """Fill grads["W"], grads["b"] (not when frozen); returns the namespace and dy as (out_ch, N*oh*ow),
-        or per sample as (N, out_ch, oh*ow)."""
+    def _dy_rows(self, xp: Any, dy: Any) -> Any:
+        """dy (N, out_ch, oh, ow) as the products take it: (out_ch, N*oh*ow) (a copy), or per sample
+        (N, out_ch, oh*ow) (a view)."""
+        n, f, oh, ow = dy.shape
+        if self._per_sample():
+            return xp.reshape(dy, (n, f, oh * ow))
+        return xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (f, n * oh * ow))
+
+    def _param_grads(self, dy: Any) -> tuple[Any, Any, Any]:
+        """Fill grads["W"], grads["b"] (not when frozen); returns the namespace, dy checked and dy as
+        :meth:`_dy_rows` gives it, None when frozen (the stride-1 dx reads dy itself: no copy for nothing)."""
         xp, dy, cols = self._checked_dy(dy)
-        n, _, h, w = self._shape
-        oh, ow = self._out_hw(h, w)
+        if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
+            return xp, dy, None
         matmul = fast_path("matmul", xp, operator.matmul)
         per_sample = self._per_sample()
-        dy2 = xp.reshape(dy, (n, self.out_ch, oh * ow)) if per_sample else \
-            xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_ch, n * oh * ow))
-        if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for
-            return xp, dy2
+        dy2 = self._dy_rows(xp, dy)
         if per_sample:
             dW = [xp.sum(matmul(dy_g, xp.matrix_transpose(col)), axis=0)
                   for dy_g, col in zip(group_blocks(dy2, 1, self.groups), cols)]
@@ -262,7 +269,7 @@ class Conv2d(Layer):
         self.grads["W"] = xp.reshape(concat_groups(xp, dW, 0), self.params["W"].shape)
         if self.has_bias:
             self.grads["b"] = xp.sum(dy2, axis=axes)
-        return xp, dy2
+        return xp, dy, dy2
 
     def _depthwise(self) -> bool:
         return _DEPTHWISE_WINDOWS and self.groups == self.in_ch > 1
