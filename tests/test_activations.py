@@ -12,7 +12,7 @@ import xpnet as xn
 from xpnet import backend
 from xpnet.layers import _erf
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 
 # -- erf -------------------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ def test_profile_step_prints_every_phase(workload):
 
 @pytest.mark.slow
 def test_profile_step_prints_pytorchs_most_expensive_operators():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("profile_step.py", "--workload", "cnn-modern", "--batch", "8", "--steps", "1", "--repeats", "1",
               "--torch-ops", "4")
     after = out.split("PyTorch's step by operator", 1)[1].splitlines()
@@ -71,7 +71,7 @@ def test_profile_step_prints_pytorchs_most_expensive_operators():
 
 @pytest.mark.slow
 def test_compare_has_the_modern_cnn_against_pytorch():
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--only", "cnn-modern", "--batches", "8", "--steps", "1", "--repeats", "1",
               "--lstm-steps", "0")
     rows = table(out)
@@ -110,7 +110,7 @@ def test_conv_backward_checks_both_paths_equal_and_prints_the_ratio():
 
 @pytest.mark.slow
 def test_lstm_lm_prints_both_times_the_ratio_and_the_threads():
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("lstm_lm.py", "--vocab", "50", "--hidden", "8", "--batch", "2", "--time", "3", "--steps", "1",
               "--repeats", "1")
     assert "xpnet (NumPy)" in out and "PyTorch" in out and float(out.split("ratio xpnet/PyTorch:")[1].split()[0]) > 0
@@ -119,7 +119,7 @@ def test_lstm_lm_prints_both_times_the_ratio_and_the_threads():
 
 @pytest.mark.slow
 def test_train_mlp_prints_the_ratios_at_equal_threads_and_the_peak():
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("train_mlp.py", "--samples", "1000", "--repeat", "1")
     for line in ("ratio xpnet default / faster numpy loop:", "ratio xpnet / numpy, both 1 thread     :",
                  "ratio xpnet default / pytorch          :"):

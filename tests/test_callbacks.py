@@ -326,7 +326,7 @@ def test_a_schedule_that_does_not_take_the_epoch_alone_is_refused_when_built(sch
 def test_schedules_give_the_lr_of_epoch_1_at_index_0_as_torchs_schedulers():
     """step and cosine follow PyTorch's StepLR and CosineAnnealingLR (epoch 1 runs at schedule(0), the
     lr given), checked against torch where it is installed; cosine stays at min_lr after its epochs."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     for make, ours in ((lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5), step(0.1, 3, 0.5)),
                        (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=5, eta_min=0.01),
                         cosine(0.1, 5, min_lr=0.01))):

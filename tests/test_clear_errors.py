@@ -229,7 +229,7 @@ def test_gradcheck_names_a_non_finite_weight():
 def test_cli_on_torch_writes_the_whole_record(tmp_path):
     """--device torch:cpu trained, then failed in run_config (int(v.size) on a tensor), leaving model.npz
     without history.json."""
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert main(["train", "--dataset", "spiral", "--device", "torch:cpu", "--epochs", "1", "--quiet",
                  "--out", str(tmp_path)]) == 0
     record = json.loads((tmp_path / "history.json").read_text())

@@ -195,7 +195,7 @@ def test_bad_arguments_are_named_clearly(kwargs, message):
 
 @pytest.mark.parametrize("k", [1, 3, (5, 3)])
 def test_padding_same_and_valid_as_pytorch(rng, k):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x = rng.standard_normal((2, 3, 7, 6))
     for padding in ("same", "valid"):
         ours = Conv2d(3, 4, k, padding=padding, dtype="float64")
@@ -256,7 +256,7 @@ GROUPED = [pytest.param(4, 6, 2, id="g2"), pytest.param(4, 4, 4, id="depthwise")
 @pytest.mark.parametrize("s,p,bias", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)],
                          ids=["s1-p0-bias", "s1-p1", "s2-p0", "s2-p1-bias"])
 def test_groups_as_pytorch_forward_and_gradients(dev, rng, cin, cout, groups, s, p, bias):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     layer = Conv2d(cin, cout, 3, s, p, 1, groups, bias, dtype="float64")
     assert layer.params["W"].shape == (cout, cin // groups, 3, 3)
     if bias:

@@ -12,7 +12,7 @@ from xpnet.layers import Conv2d, ConvTranspose2d, Upsample, conv_transpose, upsa
 from xpnet.layers._im2col import group_blocks, im2col
 from xpnet.testing import assert_placed
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 

@@ -10,7 +10,7 @@ import xpnet as xn
 from xpnet.layers import LayerNorm
 from norm_checks import check_loads_on_device1, compare_with_pytorch
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 SHAPES = [pytest.param(6, (5, 6), id="features"), pytest.param(6, (2, 4, 6), id="sequence-NTD"),
           pytest.param((4, 6), (2, 4, 6), id="last-two-axes"), pytest.param([3, 2, 2], (2, 3, 2, 2), id="CHW"),

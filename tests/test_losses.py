@@ -35,7 +35,7 @@ def test_softmax_cross_entropy(case, rng, labels):
 
 @pytest.mark.parametrize("labels", ["int", "probabilities"])
 def test_label_smoothing_equals_pytorch(rng, labels):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     y = rng.standard_normal((6, 4)) * 3
     t = rng.integers(0, 4, 6)
     target = t if labels == "int" else rng.dirichlet(np.ones(4), 6)
@@ -56,7 +56,7 @@ def test_label_smoothing_equals_pytorch(rng, labels):
 def test_reduction_equals_pytorch(rng, reduction, labels, smoothing):
     """PyTorch's reduction: 'sum' is the sum over the counted positions (ignored labels left out), and
     its dy the gradient of that sum; over sequences (N, T, C), with a dout other than 1."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     y = rng.standard_normal((3, 4, 5)) * 3
     t = rng.integers(0, 5, (3, 4))
     t[0, :2] = t[2, 3] = 0  # the pad id: ignored
@@ -198,7 +198,7 @@ def test_integer_labels_of_any_dtype_give_the_int64_loss(spec, dtype):
         strict = pytest.importorskip("array_api_strict")
         dev = xn.Device(strict, strict.Device("device1"))
     elif spec == "torch:cpu":
-        pytest.importorskip("torch")
+        pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
         dev = xn.device(spec, fallback=False)
     else:
         dev = xn.device(spec)

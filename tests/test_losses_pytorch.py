@@ -15,7 +15,7 @@ EXACT = {"rtol": 1e-12, "atol": 1e-12}
 
 @pytest.fixture
 def torch():
-    return pytest.importorskip("torch", reason="torch is the reference (pip install -e '.[backends]')")
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 
 def _compare(loss, reference, y, t, dev, dout=0.7, **tensors):

@@ -15,7 +15,7 @@ from xpnet.layers import MultiheadAttention
 from xpnet.models.torch_weights import TORCH_NAMES
 from xpnet.testing import assert_placed
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 CLOSE = {"rtol": 1e-10, "atol": 1e-12}
 N, L, S = 2, 3, 5

@@ -93,7 +93,7 @@ def test_same_numbers_on_numpy_and_strict_device1(rng):
 
 
 def test_matches_pytorch_outputs_and_gradients(rng):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x, dy = rng.standard_normal((5, 3, 4, 2)), rng.standard_normal((5, 3, 4, 2))
     ours = _layer(rng, 3, "float64")
     theirs = torch.nn.BatchNorm2d(3, eps=1e-5, momentum=0.1, dtype=torch.float64)
@@ -114,7 +114,7 @@ def test_matches_pytorch_outputs_and_gradients(rng):
 def test_running_variance_and_evaluation_match_pytorch_after_training_steps(rng, shape):
     """PyTorch's running_var takes the unbiased batch variance (n/(n-1)); training still normalises with
     the biased one. Three training steps, then the evaluation output, in float64."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     ours = BatchNorm(4, momentum=0.3, dtype="float64")
     theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(4, momentum=0.3,
                                                                                  dtype=torch.float64)
@@ -193,7 +193,7 @@ def test_the_books_convention_reproduces_the_books_batchnorm(rng):
 
 
 def test_pytorch_momentum_means_what_pytorch_means(rng):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     batches = [rng.standard_normal((6, 3, 2, 2)) for _ in range(3)]
     ours = BatchNorm(3, momentum=0.3, dtype="float64")
     theirs = torch.nn.BatchNorm2d(3, momentum=0.3, dtype=torch.float64)
@@ -239,7 +239,7 @@ def test_pytorch_positional_order_eps_then_momentum(rng):
     """nn.BatchNorm2d(4, 1e-3, 0.2): eps second, momentum third, as PyTorch (not momentum=1e-3, eps=0.2)."""
     layer = BatchNorm(4, 1e-3, 0.2, True, True, None, "float64")
     assert (layer.eps, layer.momentum, layer.dtype) == (1e-3, 0.2, "float64")
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     theirs = torch.nn.BatchNorm2d(4, 1e-3, 0.2, dtype=torch.float64)
     x = rng.standard_normal((3, 4, 2, 2))
     np.testing.assert_allclose(layer.forward(x), theirs(torch.tensor(x)).detach().numpy(), rtol=1e-10, atol=1e-12)
@@ -300,7 +300,7 @@ def _compare_with_pytorch(dev, rng, shape, kwargs, ours=None, steps=4):
     """``steps`` training forwards and backwards, then one in evaluation, of xpnet's BatchNorm on ``dev``
     and PyTorch's, float64, the same (random) gamma and beta: y, dx, every parameter gradient and every
     buffer after each step (num_batches_tracked too), each in xpnet's namespace, device and dtype."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     c = shape[1]
     ours = BatchNorm(c, dtype="float64", **kwargs) if ours is None else ours
     theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(c, dtype=torch.float64, **kwargs)
@@ -377,7 +377,7 @@ def test_evaluation_without_running_statistics_refuses_one_value_per_feature_as_
                                          r"statistics, as PyTorch\) needs more than one value per feature, got "
                                          r"input shape \(1, 3\); use a larger batch$"):
         layer.forward(np.ones((1, 3), np.float32), train=False)
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
         torch.nn.BatchNorm1d(3, track_running_stats=False).eval()(torch.ones(1, 3))
     assert layer.forward(np.ones((2, 3, 1, 1), np.float32), train=False).shape == (2, 3, 1, 1)
@@ -456,7 +456,7 @@ def test_files_from_before_the_options_load_with_pytorchs_defaults():
 
 def test_a_pytorch_state_dict_with_momentum_none_loads():
     """PyTorch's int64 num_batches_tracked goes into xpnet's float one (weight and bias are gamma and beta)."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     theirs = torch.nn.BatchNorm1d(3, momentum=None, dtype=torch.float64)
     rng = np.random.default_rng(0)
     for _ in range(5):

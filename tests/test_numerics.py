@@ -234,7 +234,7 @@ def test_jax_without_x64_refuses_float64_and_casts_float64_data_like_numpy(spira
 def test_dtypes_are_taken_in_any_librarys_form(dtype):
     """model.to("torch:cpu", dtype=np.float64) failed inside torch; model.to("cpu", dtype="foo") with an
     AttributeError from the namespace."""
-    pytest.importorskip("torch", reason="torch is not installed (pip install -e .[backends])")
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
     for bad in ("foo", "int32", None.__class__):
         with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a real floating type \('float16', 'float32' or 'float64'\)"):
@@ -306,7 +306,7 @@ def test_the_string_float_is_refused_as_ambiguous_everywhere_a_dtype_is_given():
                                              r"torch.float is float32; write 'float32' or 'float64'"):
             make("float")
         assert str(make(float).dtype) == "float64"
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert str(Linear(2, 3, dtype=torch.float).dtype) == "float32"
 
 

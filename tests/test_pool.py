@@ -146,7 +146,7 @@ def test_same_numbers_on_numpy_and_strict_device1(rng):
 
 @pytest.mark.parametrize("stride,padding", [(None, 0), (1, 1), (2, 1)])
 def test_matches_pytorch(rng, stride, padding):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x = rng.standard_normal((2, 3, 7, 8))
     for ours, theirs in ((MaxPool2d(3, stride=stride, padding=padding), torch.nn.MaxPool2d(3, stride, padding)),
                          (AvgPool2d(3, stride=stride, padding=padding), torch.nn.AvgPool2d(3, stride, padding))):
@@ -253,7 +253,7 @@ def torch_pool(torch, cls, x, dy_seed, k, s, p, options):
 def test_pytorch_options_match_pytorch(dev, rng, cls, options):
     """Forward and input gradient equal PyTorch's own in float64, over the grid; where PyTorch finds no
     window (an input too small even with ceil_mode) xpnet refuses the input too."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     compared = 0
     # JAX compiles its operations for each new shape (37 s for the whole grid): every fifth geometry there.
     grid = OPTION_GRID[::5] if dev.name.startswith("jax") else OPTION_GRID
@@ -316,7 +316,7 @@ def test_pytorch_options_pass_gradcheck(dev, rng, cls, options, k, s, p, h, w):
        ceil_mode=st.booleans(), count_include_pad=st.booleans(), divisor=st.sampled_from([None, 1, 4]),
        max_pool=st.booleans())
 def test_any_geometry_matches_pytorch(kh, kw, sh, sw, h, w, pad, ceil_mode, count_include_pad, divisor, max_pool):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     p = (kh // 2 if pad[0] else 0, kw // 2 if pad[1] else 0)
     if max_pool:
         cls, options = MaxPool2d, {"ceil_mode": ceil_mode}

@@ -462,7 +462,7 @@ def test_keras_and_lightning_keywords_say_what_xn_train_calls_them(call, keyword
 def test_a_pytorch_dataloader_or_dataset_given_as_data_says_what_to_pass():
     """xn.train(model, DataLoader(TensorDataset(x, t), batch_size=16)) said only "expected a pair (x, y), got
     DataLoader"; it now names the tensors to pass and the batch size to keep."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x, t = xn.datasets.spiral(10, 3, seed=0)
     data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(t))
 
@@ -506,7 +506,7 @@ def test_indexing_a_sequential_names_its_length_and_slices_give_a_sequential():
 def test_a_stateful_recurrent_layer_on_one_step_is_pytorchs_cell(name):
     """Generating one step at a time with the sequence layer: stateful=True on (N, 1, D), call after call, gives
     the whole sequence's outputs, and those of torch.nn.<name>Cell stepped over it."""
-    torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     whole = getattr(xn.layers, name)(3, 4, dtype="float64")
     step = getattr(xn.layers, name)(3, 4, stateful=True, dtype="float64")
@@ -527,7 +527,7 @@ def test_a_stateful_recurrent_layer_on_one_step_is_pytorchs_cell(name):
 
 
 def test_embedding_takes_pytorchs_arguments_with_pytorchs_meaning():
-    torch = pytest.importorskip("torch", reason="PyTorch's dtype object (pip install -e .[backends])")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     layer = xn.layers.Embedding(10, 5, padding_idx=0)
     assert layer.padding_idx == 0 and not np.any(layer.params["W"][0]) and np.all(layer.params["W"][1:])
     assert xn.layers.Embedding(10, 5, -3).padding_idx == 7
@@ -595,7 +595,7 @@ def test_every_layer_with_parameters_takes_pytorchs_device_none_and_refuses_a_de
 
 
 def test_a_layers_dtype_may_be_given_as_pytorchs():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert xn.layers.Linear(3, 4, dtype=torch.float64).params["W"].dtype == np.float64
     assert xn.layers.Conv2d(1, 2, 3, dtype=torch.float32).params["W"].dtype == np.float32
     assert xn.layers.LSTM(3, 4, dtype=torch.float64).params["Wh"].dtype == np.float64

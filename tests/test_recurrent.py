@@ -10,7 +10,7 @@ from xpnet.backend import namespace
 from xpnet.layers import GRU, LSTM, RNN
 from xpnet.testing import assert_gradients_ok, assert_placed
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 N, T, D, H = 3, 5, 4, 6

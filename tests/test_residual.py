@@ -89,7 +89,7 @@ def TorchCat(torch, branches, axis):  # noqa: N802
 
 def assert_equals_pytorch(model, x, dev, rtol=1e-12):
     """Our forward, every parameter gradient and dx on ``dev`` against PyTorch's, float64, training mode."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model = model.to("cpu", dtype="float64")
     theirs, pairs = to_torch(torch, model)
     assert {name for name, _, _ in pairs} == set(model.named_params())  # the reference covers every parameter

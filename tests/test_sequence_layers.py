@@ -14,7 +14,7 @@ from xpnet.layers.embedding import embedding_backward
 from xpnet.losses import SoftmaxCrossEntropy
 from xpnet.testing import assert_gradients_ok, assert_placed, tolerance
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 TOL = {"rtol": 1e-12, "atol": 1e-12}
 V, E = 7, 5

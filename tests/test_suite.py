@@ -1,5 +1,6 @@
 """The suite's own output: what the README's test command prints stays short."""
 
+import ast
 import os
 import re
 import subprocess
@@ -32,3 +33,19 @@ def test_skipped_tests_are_summed_by_reason(tmp_path):
     assert len(reasons) == len(set(reasons)) == 3, out  # one line per reason: no GPU, no torch, no jax
     assert sum(counts) == int(re.search(r"(\d+) skipped", out).group(1)) > 50, out
     assert any("torch is not installed" in r for r in reasons) and any("jax is not installed" in r for r in reasons)
+
+
+def test_every_torch_skip_gives_the_one_reason():
+    """Without torch, the summary prints one line for every test that needs it (the test above): each
+    importorskip of torch names the same reason, as a literal or a module constant holding it."""
+    reason = "torch is not installed (pip install -e '.[backends]')"
+    odd = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        text = path.read_text()
+        constants = {m.group(1) for m in re.finditer(r"^(\w+) = (\"[^\"]*\")$", text, re.M)
+                     if ast.literal_eval(m.group(2)) == reason}
+        for m in re.finditer(r"importorskip\(\"torch\"(?:, reason=(\"[^\"]*\"|\w+))?\)", text):
+            given = m.group(1) or ""
+            if given not in constants and not (given.startswith('"') and ast.literal_eval(given) == reason):
+                odd.append(f"{path.name}: {m.group(0)}")
+    assert not odd, odd

@@ -14,7 +14,7 @@ from xpnet.layers import (ELU, GELU, GRU, LSTM, RNN, BatchNorm, Conv2d, ConvTran
                           GroupNorm, Identity, InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU, Linear,
                           LogSoftmax, MaxPool2d, ReLU, RMSNorm, SiLU, Softmax, Softplus, Tanh, TiedLinear, Upsample)
 
-torch = pytest.importorskip("torch", reason="the reference is PyTorch itself (pip install -e .[backends])")
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 nn = torch.nn
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}

@@ -234,7 +234,7 @@ def test_stream_arguments_are_checked(rng):
 
 
 def test_clip_grad_norm_equals_pytorch(dev, rng):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model = lm().to(dev)
     loss = xn.losses.SoftmaxCrossEntropy()
     x, t = xn.to_device(rng.integers(0, V, (B, T)), dev), xn.to_device(rng.integers(0, V, (B, T)), dev)
