@@ -101,8 +101,8 @@ def refuse_time_first(model: Any, who: str, shuffled: bool = False) -> None:
     if found:
         raise ValueError(f"{who} cuts the data into batches along axis 0, the samples, but {', '.join(found)} "
                          f"takes time first (batch_first=False, input (T, N, ...)), so its batches would be cut "
-                         f"{'and shuffled ' if shuffled else ''}along time. Build the recurrent layers with batch_first=True and pass "
-                         "(N, T, ...) data")
+                         f"{'and shuffled ' if shuffled else ''}along time. Build the recurrent layers with "
+                         "batch_first=True and pass (N, T, ...) data")
 
 
 @contextmanager
