@@ -14,7 +14,8 @@ How a captured epoch goes:
    replication and circular too) and pixel shuffles, Dropout, Dropout1d and Dropout2d, MultiheadAttention) inside
    the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and stack,
    nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber,
-   NLLLoss, BCELoss, KLDivLoss), any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
+   NLLLoss, BCELoss, KLDivLoss), any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1``
+   full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
    too, the weight 1/n computed from it on the device), so every launch moves them on.
