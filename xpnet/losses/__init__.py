@@ -2,7 +2,8 @@
 ``backward() -> dy``. Classification: SoftmaxCrossEntropy (``cross_entropy``), SigmoidCrossEntropy
 (``bce``, PyTorch's BCEWithLogitsLoss); on probabilities and log-probabilities: BCELoss (``bce_probs``),
 NLLLoss (``nll``), KLDivLoss (``kl_div``), PyTorch's; regression: MeanSquaredError (``mse``), MeanAbsoluteError (``l1``,
-PyTorch's L1Loss), SmoothL1Loss, HuberLoss.
+PyTorch's L1Loss), SmoothL1Loss, HuberLoss; PyTorch's SoftMarginLoss, HingeEmbeddingLoss, MultiLabelSoftMarginLoss
+and PoissonNLLLoss.
 
 Calling a loss, ``loss = criterion(y, t)`` as in PyTorch, gives a :class:`LossValue`: a Python float
 whose ``backward()`` says what to write instead (xpnet has no autograd).
@@ -16,12 +17,14 @@ from .._user import not_here
 from .base import Loss, LossValue
 from .binary import SigmoidCrossEntropy
 from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
+from .margins import HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss, SoftMarginLoss
 from .nll import NLLLoss
 from .probabilities import BCELoss, KLDivLoss
 from .regression import HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss
 
 __all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError",
-           "SmoothL1Loss", "HuberLoss", "NLLLoss", "BCELoss", "KLDivLoss", "LOSSES", "get", "check_mean",
+           "SmoothL1Loss", "HuberLoss", "NLLLoss", "BCELoss", "KLDivLoss", "SoftMarginLoss",
+           "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "HingeEmbeddingLoss", "LOSSES", "get", "check_mean",
            "cross_entropy_labels", "cross_entropy_labels_backward"]
 
 
