@@ -14,6 +14,7 @@ from .activations import CELU, ELU, GELU, SELU, Identity, LeakyReLU, ReLU, Sigmo
 from .attention import Attention
 from .base import Layer
 from .branches import Concat, Residual
+from .channel_shuffle import ChannelShuffle
 from .container import Container
 from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
@@ -32,7 +33,7 @@ from .mode_padding import (CircularPad1d, CircularPad2d, ReflectionPad1d, Reflec
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
-from .padding import ConstantPad2d, ZeroPad2d
+from .padding import ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d
 from .pixel_shuffle import PixelShuffle, PixelUnshuffle
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .prelu import PReLU
@@ -63,7 +64,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "AdaptiveAvgPool1d",
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
-           "Residual", "Concat"]
+           "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"

@@ -1,4 +1,5 @@
-"""PyTorch's nn.ConstantPad2d and nn.ZeroPad2d: a border of one value around the last two axes; ``pad_sides``,
+"""PyTorch's nn.ConstantPad1d/2d and nn.ZeroPad1d/2d: a border of one value around the last one or two axes;
+``pad_sides``,
 PyTorch's ``padding`` argument read for every padding layer (``mode_padding`` holds the reflecting ones)."""
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ class ConstantPad2d(Layer):
     backward gives dy's inner block (H, W). PyTorch's negative padding (a crop) is refused, saying so.
     """
 
+    _axes = 2  # padded, the last ones
+
     def __init__(self, padding: Any, value: float) -> None:
         super().__init__()
-        self.padding = pad_sides(self.name, padding, 4)
+        self.padding = pad_sides(self.name, padding, 2 * self._axes)
         if not is_real(value):
             raise ValueError(f"{self.name}: value must be a number, got {value!r}")
         self.value = float(value)
@@ -50,20 +53,30 @@ class ConstantPad2d(Layer):
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp = self._check_float(x)
-        if x.ndim not in (3, 4):
-            raise ValueError(f"{self.name}: expected (N, C, H, W) or (C, H, W), got shape {tuple(x.shape)}")
-        left, right, top, bottom = self.padding
-        *lead, h, w = x.shape
+        if x.ndim not in (self._axes + 1, self._axes + 2):
+            shapes = "(N, C, H, W) or (C, H, W)" if self._axes == 2 else "(N, C, W) or (C, W)"
+            raise ValueError(f"{self.name}: expected {shapes}, got shape {tuple(x.shape)}")
         self._shape = tuple(x.shape)
-        out = xp.full((*lead, top + h + bottom, left + w + right), self.value, dtype=x.dtype, device=x.device)
-        return set_at(out, (..., slice(top, top + h), slice(left, left + w)), x)
+        out = xp.full(self._padded(), self.value, dtype=x.dtype, device=x.device)
+        return set_at(out, self._inner(), x)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
-        *lead, h, w = self._need(self._shape)
-        left, right, top, bottom = self.padding
-        self._check_grad(dy, (*lead, top + h + bottom, left + w + right))
-        return dy[..., top:top + h, left:left + w]
+        self._need(self._shape)
+        self._check_grad(dy, self._padded())
+        return dy[self._inner()]
+
+    def _padded(self) -> tuple[int, ...]:
+        """The output's shape: PyTorch's padding pairs from the last axis back."""
+        shape = list(self._shape)
+        for i in range(self._axes):
+            shape[-1 - i] += self.padding[2 * i] + self.padding[2 * i + 1]
+        return tuple(shape)
+
+    def _inner(self) -> tuple[Any, ...]:
+        """The index of the input's block in the output."""
+        sides = [slice(self.padding[2 * i], self.padding[2 * i] + self._shape[-1 - i]) for i in range(self._axes)]
+        return (..., *reversed(sides))
 
 
 class ZeroPad2d(ConstantPad2d):
@@ -74,3 +87,16 @@ class ZeroPad2d(ConstantPad2d):
 
     def config(self) -> dict[str, Any]:
         return {"padding": list(self.padding)}
+
+
+class ConstantPad1d(ConstantPad2d):
+    """x: (N, C, W) or (C, W) -> y: (..., left + W + right), ``value`` around x; ``padding``: an int or
+    PyTorch's (left, right)."""
+
+    _axes = 1
+
+
+class ZeroPad1d(ZeroPad2d):
+    """PyTorch's nn.ZeroPad1d: ConstantPad1d(padding, 0.0)."""
+
+    _axes = 1
