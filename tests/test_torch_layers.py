@@ -62,3 +62,59 @@ def test_saved_and_loaded_with_their_arguments(tmp_path):
 def test_refusals_name_the_layer_and_the_argument(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+class _BilinearModel(xn.Model):
+    def __init__(self, bias):
+        super().__init__()
+        self.bil = L.Bilinear(3, 4, 2, bias=bias, dtype="float64")
+
+    def forward(self, x1, x2, train=True):
+        return self.bil.forward(x1, x2, train)
+
+    def backward(self, dy):
+        return self.bil.backward(dy)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("bias", [True, False])
+def test_bilinear_equals_pytorch_with_its_state_dict(device, bias):
+    """PyTorch's weights loaded by name; y, dx1, dx2 and both parameter gradients equal in float64, over a
+    leading axis beyond the batch too."""
+    torch = pytest.importorskip("torch", reason=TORCH)
+    dev, rng = DEVICE_MAKERS[device](), np.random.default_rng(5)
+    ref = torch.nn.Module()
+    ref.bil = torch.nn.Bilinear(3, 4, 2, bias=bias, dtype=torch.float64)
+    model = _BilinearModel(bias)
+    xn.load_torch_state_dict(model, ref.state_dict())
+    model.to(dev)
+    x1, x2 = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 4))
+    t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+    yt = ref.bil(t1, t2)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(dy))
+    y = model.forward(xn.to_device(x1, dev), xn.to_device(x2, dev))
+    dx1, dx2 = model.backward(xn.to_device(dy, dev))
+    expected = {"y": yt, "dx1": t1.grad, "dx2": t2.grad, "bil.W": ref.bil.weight.grad, "bil.b": ref.bil.bias}
+    got = {"y": y, "dx1": dx1, "dx2": dx2, **model.named_grads()}
+    assert set(got) == {"y", "dx1", "dx2", "bil.W"} | ({"bil.b"} if bias else set())
+    if bias:
+        expected["bil.b"] = ref.bil.bias.grad
+    for key, value in got.items():
+        xn.testing.assert_placed(value, dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(value), expected[key].detach().numpy(), rtol=1e-12, atol=1e-12,
+                                   err_msg=key)
+
+
+def test_bilinear_draws_as_pytorch_and_refuses_what_it_cannot_take():
+    xn.init.seed(0)
+    layer = L.Bilinear(16, 3, 500)
+    bound = 1 / 4
+    for w in (layer.weight, layer.bias):
+        assert w.dtype == np.float32 and -bound <= w.min() and w.max() <= bound and w.max() > 0.9 * bound
+    assert layer.weight.shape == (500, 16, 3)
+    with pytest.raises(ValueError, match=r"Bilinear: expected x1 \(..., 16\) and x2 \(..., 3\) with the same leading "
+                                         r"axes, got \(2, 16\) and \(3, 3\)"):
+        layer(np.zeros((2, 16), np.float32), np.zeros((3, 3), np.float32))
+    with pytest.raises(TypeError, match="Bilinear: bias must be True or False"):
+        L.Bilinear(2, 2, 2, "yes")

@@ -13,6 +13,7 @@ from .adaptive_pool import AdaptiveAvgPool2d, AdaptiveMaxPool2d
 from .activations import CELU, ELU, GELU, SELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .attention import Attention
 from .base import Layer
+from .bilinear import Bilinear
 from .branches import Concat, Residual
 from .channel_shuffle import ChannelShuffle
 from .container import Container
@@ -64,7 +65,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "AdaptiveAvgPool1d",
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
-           "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle"]
+           "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle", "Bilinear"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"

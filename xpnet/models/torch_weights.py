@@ -35,8 +35,8 @@ import numpy as np
 
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
-from ..layers import (GRU, LSTM, RNN, BatchNorm, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Embedding,
-                      GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LSTMCell,
+from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
+                      Embedding, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LSTMCell,
                       MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
@@ -50,6 +50,7 @@ _CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh"}  # 
 # "name.T" transposed, "a + b" the sum of two. A subclass takes its base's entry.
 TORCH_NAMES: dict[type, dict[str, str]] = {
     Linear: {"W": "weight.T", "b": "bias"},
+    Bilinear: {"W": "weight", "b": "bias"},  # W (out, in1, in2), PyTorch's own layout
     Conv2d: {"W": "weight", "b": "bias"},
     ConvTranspose2d: {"W": "weight", "b": "bias"},  # W (in, out // groups, kh, kw), PyTorch's own layout
     Conv1d: {"W": "weight", "b": "bias"},  # W (out, in // groups, k)
