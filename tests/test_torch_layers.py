@@ -17,6 +17,12 @@ LAYERS = [
     (lambda: L.ConstantPad1d(2, -1.5), ("ConstantPad1d", 2, -1.5), (3, 4)),
     (lambda: L.ChannelShuffle(3), ("ChannelShuffle", 3), (2, 6, 2, 3)),
     (lambda: L.ChannelShuffle(2), ("ChannelShuffle", 2), (2, 8, 3)),
+    (lambda: L.Unfold(3), ("Unfold", 3), (2, 3, 5, 4)),
+    (lambda: L.Unfold((2, 3), 2, (1, 0), (2, 1)), ("Unfold", (2, 3), 2, (1, 0), (2, 1)), (2, 2, 6, 7)),
+    (lambda: L.Unfold(2, padding=1, stride=2), ("Unfold", 2, 1, 1, 2), (3, 5, 4)),
+    (lambda: L.Fold((5, 4), 3), ("Fold", (5, 4), 3), (2, 27, 6)),
+    (lambda: L.Fold(6, (2, 3), 2, 1, (2, 1)), ("Fold", 6, (2, 3), 2, 1, (2, 1)), (2, 12, 12)),
+    (lambda: L.Fold((4, 5), 2, stride=2, padding=1), ("Fold", (4, 5), 2, 1, 1, 2), (8, 9)),
 ]
 
 
@@ -50,9 +56,16 @@ def test_saved_and_loaded_with_their_arguments(tmp_path):
     assert repr(loaded) == repr(model)
     x = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
     np.testing.assert_array_equal(loaded(x), model(x))
+    windows = xn.Sequential(L.Unfold((2, 3), 2, 1, (2, 1)), L.Fold((5, 6), (2, 3), 2, 1, (2, 1)))
+    windows.save(tmp_path / "w.npz")
+    assert repr(xn.load(tmp_path / "w.npz")) == repr(windows)
 
 
 @pytest.mark.parametrize("make, message", [
+    (lambda: L.Unfold(0), r"Unfold: kernel_size must be an int >= 1 or a pair of them, got 0"),
+    (lambda: L.Unfold(3).forward(np.zeros((1, 1, 2, 5))), r"Unfold: input \(1, 1, 2, 5\) padded by \(0, 0\) is 2x5"),
+    (lambda: L.Fold(4, 2).forward(np.zeros((1, 8, 10))), r"Fold: expected \(N, C\*4, L\) or \(C\*4, L\) with L = 9"),
+    (lambda: L.Fold(2, 3).forward(np.zeros((1, 9, 1))), r"Fold: output_size \(2, 2\) padded by \(0, 0\) is smaller"),
     (lambda: L.ZeroPad1d((1, 2, 3, 4)), r"ZeroPad1d: padding must be an int or 2 ints \(left, right\)"),
     (lambda: L.ConstantPad1d(-1, 0.0), "ConstantPad1d: padding .* has a negative side"),
     (lambda: L.ZeroPad1d(1).forward(np.zeros((1, 2, 3, 4))), r"ZeroPad1d: expected \(N, C, W\) or \(C, W\)"),

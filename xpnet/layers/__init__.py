@@ -24,6 +24,7 @@ from .distances import CosineSimilarity, PairwiseDistance
 from .dropout import Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
+from .fold import Fold, Unfold
 from .groupnorm import GroupNorm
 from .instancenorm import InstanceNorm1d, InstanceNorm2d
 from .hard_activations import Hardshrink, Hardsigmoid, Hardswish, Hardtanh, ReLU6, Softshrink, Threshold
@@ -65,7 +66,8 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "AdaptiveAvgPool1d",
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
-           "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle", "Bilinear"]
+           "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle", "Bilinear", "Unfold",
+           "Fold"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
