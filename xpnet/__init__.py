@@ -77,7 +77,12 @@ _PYTORCH_NAMES = {
     "cuda": "xn.cuda_available() says whether a GPU can be used; xn.device('cuda') is the device (Chainer's "
             "cuda.to_gpu(x) is xn.to_device(x, 'cuda'), to_cpu(x) xn.to_numpy(x), get_array_module(x) "
             "xn.backend.namespace(x))",
-    "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator",
+    "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator; nn.utils."
+             "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm)",
+    "clip_grad_norm_": optim._PYTORCH_NAMES["clip_grad_norm_"],
+    "clip_grad_value_": optim._PYTORCH_NAMES["clip_grad_value_"],
+    "DataParallel": layers._PARALLEL,
+    "DistributedDataParallel": layers._PARALLEL,
     "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
               "xn.Sequential(layer, ...) for a chain of layers",
     "autograd": "xpnet has no autograd: model.backward(criterion.backward()) is loss.backward(), and "

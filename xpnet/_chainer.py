@@ -136,6 +136,12 @@ LAYERS = {
                   "SoftmaxCrossEntropy()) logs the loss and the accuracy, as L.Classifier(model) reports them",
     "LazyLinear": "xpnet has no lazy layers: xn.layers.Linear(in_features, out_features); " + _SIZE_HINT,
     "LazyConv2d": "xpnet has no lazy layers: xn.layers.Conv2d(in_channels, out_channels, kernel_size); " + _SIZE_HINT,
+    **{f"Lazy{name}": f"xpnet has no lazy layers: xn.layers.{name}({args}); " + _SIZE_HINT for name, args in (
+        ("Conv1d", "in_channels, out_channels, kernel_size"), ("ConvTranspose1d", "in_channels, out_channels, "
+         "kernel_size"), ("ConvTranspose2d", "in_channels, out_channels, kernel_size"), ("InstanceNorm1d",
+         "num_features"), ("InstanceNorm2d", "num_features"))},
+    **{f"LazyBatchNorm{d}": "xpnet has no lazy layers: xn.layers.BatchNorm(num_features); " + _SIZE_HINT
+       for d in ("1d", "2d")},
 }
 
 # What a Chainer user calls on a model (a Chain).

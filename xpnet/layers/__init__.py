@@ -72,6 +72,9 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
 
+_PARALLEL = ("no wrapper: xn.train(model, data, ..., comm=xn.distributed.init()) under mpiexec trains data "
+             "parallel, one process per GPU")
+
 _PYTORCH_NAMES = {
     "Sequential": "a model, not a layer: xn.Sequential(layer, layer, ...)",
     "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
@@ -101,6 +104,12 @@ _PYTORCH_NAMES = {
                   "are found, as 'heads.age.W'...",
     "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
                  "your own, its gradient in self.grads['W'], filled by your backward",
+    "DataParallel": _PARALLEL,
+    "DistributedDataParallel": _PARALLEL,
+    "utils": "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, "
+             "max_norm), or xn.train(..., clip_grad_norm=max_norm)",
+    **{name: "losses are in xn.losses: xn.losses." + name + "()" for name in (
+        "SoftMarginLoss", "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "HingeEmbeddingLoss")},
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }

@@ -76,6 +76,9 @@ _OTHER_MEANING = {
                      "PyTorch's) takes log-probabilities (after xn.layers.LogSoftmax(dim=1))",
 }
 
+_SEVERAL = "xpnet has no such loss: its losses take forward(y, t), one prediction and one target, and "
+_OWN = "write a loss of your own (subclass xn.losses.Loss: forward(y, t) and backward() -> dy)"
+
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _PYTORCH_NAMES = {
     "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
@@ -85,6 +88,19 @@ _PYTORCH_NAMES = {
     "L1Loss": "xn.losses.MeanAbsoluteError() (the mean of |y - t| over every element, as L1Loss, with its reduction)",
     "BCEWithLogitsLoss": "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1] of their shape as "
                          "BCEWithLogitsLoss does, with its weight, pos_weight and reduction",
+    # Losses of several inputs: a loss here is forward(y, t), one prediction and one target.
+    "CTCLoss": _SEVERAL + "CTC takes log-probabilities, targets and two length arrays: " + _OWN
+               + "; xn.losses.NLLLoss() takes log-probabilities with one label per position",
+    "TripletMarginLoss": _SEVERAL + "it takes anchor, positive and negative: compute both distances in an xn.Model "
+                         "(xn.layers.PairwiseDistance() takes two inputs) and " + _OWN,
+    "CosineEmbeddingLoss": _SEVERAL + "it takes x1, x2 and t: an xn.Model whose output is 1 - cos (xn.layers."
+                           "CosineSimilarity(dim=1) takes two inputs) trained with xn.losses.HingeEmbeddingLoss("
+                           "margin=1 - margin) is the same loss",
+    "MarginRankingLoss": _SEVERAL + "it takes x1, x2 and t: compute d = x1 - x2 in an xn.Model and " + _OWN
+                         + " for max(0, margin - t * d); xn.losses.SoftMarginLoss() on d is its smooth form",
+    "GaussianNLLLoss": _SEVERAL + "it takes a variance too: return the mean and the variance in one array from an "
+                       "xn.Model and " + _OWN + " for 0.5 * (log(var) + (y - t)**2 / var); with a fixed variance it is "
+                       "xn.losses.MeanSquaredError() / (2 * var) plus a constant",
     # The book's names (both volumes).
     "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
     "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
