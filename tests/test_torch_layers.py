@@ -131,3 +131,39 @@ def test_bilinear_draws_as_pytorch_and_refuses_what_it_cannot_take():
         layer(np.zeros((2, 16), np.float32), np.zeros((3, 3), np.float32))
     with pytest.raises(TypeError, match="Bilinear: bias must be True or False"):
         L.Bilinear(2, 2, 2, "yes")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_alpha_dropout_equals_pytorch_for_pytorchs_mask(device, monkeypatch):
+    """PyTorch's draw read back from its output (a dropped element is -alpha * a * (1 - p)), given to
+    xpnet's draw: y and dx as PyTorch's."""
+    torch = pytest.importorskip("torch", reason=TORCH)
+    dev, rng, p = DEVICE_MAKERS[device](), np.random.default_rng(2), 0.3
+    x = rng.standard_normal((6, 50))
+    xt = torch.tensor(x, requires_grad=True)
+    torch.manual_seed(0)
+    yt = torch.nn.AlphaDropout(p)(xt)
+    dy = rng.standard_normal(x.shape)
+    yt.backward(torch.from_numpy(dy))
+    a = 1 / np.sqrt((1.7580993408473766 ** 2 * p + 1) * (1 - p))
+    dropped = np.isclose(yt.detach().numpy(), -1.7580993408473766 * a * (1 - p), rtol=0, atol=1e-12)
+    assert 0 < dropped.sum() < dropped.size
+    monkeypatch.setattr("xpnet.layers.dropout.uniform",
+                        lambda gen, shape, like, owner: xn.to_device(np.where(dropped, 0.0, 0.99), dev))
+    layer = L.AlphaDropout(p)
+    y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
+    for got, expected in ((y, yt.detach().numpy()), (dx, xt.grad.numpy())):
+        xn.testing.assert_placed(got, dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(got), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_alpha_dropout_keeps_mean_and_variance_and_is_the_identity_in_evaluation():
+    x = np.random.default_rng(0).standard_normal((200, 1000))
+    layer = L.AlphaDropout(0.2, seed=1)
+    y = layer.forward(x)
+    assert abs(y.mean()) < 0.01 and abs(y.var() - 1) < 0.01
+    assert abs(np.mean(layer.backward(np.ones_like(x)) == 0) - 0.2) < 0.005
+    np.testing.assert_array_equal(layer.forward(x, train=False), x)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), np.ones_like(x))
+    again = L.AlphaDropout(0.2, seed=1).forward(x)
+    np.testing.assert_array_equal(again, y)

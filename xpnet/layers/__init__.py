@@ -21,7 +21,7 @@ from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
 from .distances import CosineSimilarity, PairwiseDistance
-from .dropout import Dropout, Dropout1d, Dropout2d
+from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
 from .fold import Fold, Unfold
@@ -67,7 +67,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle", "Bilinear", "Unfold",
-           "Fold"]
+           "Fold", "AlphaDropout"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"

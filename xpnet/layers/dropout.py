@@ -1,5 +1,5 @@
 """Dropout: zero a fraction ``p`` of activations in training; inverted (PyTorch) or the book's scaling. Dropout1d
-and Dropout2d: whole channels, as PyTorch's."""
+and Dropout2d: whole channels, as PyTorch's. AlphaDropout: SELU's, PyTorch's."""
 
 from __future__ import annotations
 
@@ -117,6 +117,23 @@ class Dropout1d(_ChannelDropout):
 
     def _channels(self, x: Any) -> tuple[int, ...]:
         return (*x.shape[:-1], 1)
+
+
+class AlphaDropout(_ChannelDropout):
+    """PyTorch's nn.AlphaDropout(p): x: (N, ...) -> y: x's shape, each activation set with probability ``p`` to
+    SELU's saturation -alpha in training, then ``a * (.) + b`` with PyTorch's a and b, so that inputs of mean 0
+    and variance 1 keep them; y = x in evaluation. Caches the scale a * mask, drawn as Dropout draws."""
+
+    _ALPHA = 1.7580993408473766  # -SELU's limit at -inf, divided by its scale (PyTorch's constant)
+
+    def _channels(self, x: Any) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
+        alpha, p = self._ALPHA, self.p
+        a = (alpha * alpha * p + 1.0) ** -0.5 * (1.0 - p) ** -0.5
+        scale = keep_scale(x, tuple(x.shape), p, a, self.rng, self)
+        return (x + alpha) * scale - alpha * a * (1.0 - p), scale
 
 
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
