@@ -85,6 +85,8 @@ def test_soft_margin_is_finite_for_huge_scores():
     (lambda: HingeEmbeddingLoss(margin="1"), "HingeEmbeddingLoss: margin must be a finite number, got '1'"),
     (lambda: SoftMarginLoss("none"), "SoftMarginLoss: reduction='none' is not supported"),
     (lambda: MultiLabelSoftMarginLoss("sum"), "MultiLabelSoftMarginLoss: the first argument is weight"),
+    (lambda: MultiLabelSoftMarginLoss().forward(np.zeros((2, 3)), np.array([[0.0, 2.0, 1.0], [1.0, 0.0, 0.0]])),
+     r"targets must lie in \[0, 1\] .* each class's target is 0 or 1 \(several classes may be 1\)"),
     (lambda: MultiLabelSoftMarginLoss().forward(np.zeros((2, 3, 4)), np.zeros((2, 3, 4))),
      r"MultiLabelSoftMarginLoss: expected logits \(N, C\) or \(C,\), got shape \(2, 3, 4\)"),
 ])

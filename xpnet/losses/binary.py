@@ -34,6 +34,8 @@ class SigmoidCrossEntropy(ElementwiseLoss):
     grows with the logit) and its sigmoid overflows for scores below -709.
     """
 
+    _other_classes = "for more than two classes use SoftmaxCrossEntropy"  # the end of the target check's message
+
     def __init__(self, weight: Any = None, reduction: str = "mean", pos_weight: Any = None) -> None:
         if isinstance(weight, str):  # BCEWithLogitsLoss(weight, size_average, reduce, reduction, pos_weight)
             raise TypeError(f"{self.name}: the first argument is weight (an array), got {weight!r}; pass "
@@ -48,7 +50,7 @@ class SigmoidCrossEntropy(ElementwiseLoss):
         if check and self._n and not (float(xp.min(t)) >= 0 and float(xp.max(t)) <= 1):
             raise ValueError(f"{self.name}: targets must lie in [0, 1] (0/1 labels or probabilities), got values in "
                              f"[{float(xp.min(t)):g}, {float(xp.max(t)):g}]: outside it the loss has no minimum; "
-                             f"for more than two classes use SoftmaxCrossEntropy")
+                             f"{self._other_classes}")
         check_broadcast(self.name, "logits'", {"weight": self.weight, "pos_weight": self.pos_weight}, tuple(y.shape))
         a = xp.abs(y)
         e = xp.exp(-a)

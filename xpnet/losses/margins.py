@@ -73,6 +73,9 @@ class MultiLabelSoftMarginLoss(SigmoidCrossEntropy):
     ``SigmoidCrossEntropy(weight)``; under "sum" that divided by C.
     """
 
+    _other_classes = "each class's target is 0 or 1 (several classes may be 1); for one class of many per sample " \
+        "use SoftmaxCrossEntropy"
+
     def __init__(self, weight: Any = None, reduction: str = "mean") -> None:
         super().__init__(weight, reduction)
         self._classes = 1
