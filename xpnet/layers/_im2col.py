@@ -172,7 +172,7 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair,
     OpenBLAS's threads start 9 times). The two passes around the product go through the ``"conv_flat_dy"``
     and ``"conv_shifted_sums"`` fast paths (Numba's: :mod:`xpnet.backend.numba_conv`)."""
     xp = namespace(dy)
-    n, c, h, wd = x_shape
+    _, c, h, wd = x_shape
     f, _, kh, kw = w.shape
     wp = wd + 2 * padding[1]
     rows = max(h + padding[0], dy.shape[2])  # R: the padded images overlap only in padding
