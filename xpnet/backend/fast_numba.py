@@ -1,5 +1,6 @@
-"""NumPy fast paths through Numba: BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d, Embedding's backward and the
-optimizers' updates as compiled kernels (:mod:`xpnet.backend.numba_kernels`, :mod:`xpnet.backend.numba_rows`).
+"""NumPy fast paths through Numba: BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d, Embedding's backward, the
+optimizers' updates and the passes around a stride-1 Conv2d's input-gradient product as compiled kernels
+(:mod:`xpnet.backend.numba_kernels`, :mod:`xpnet.backend.numba_rows`, :mod:`xpnet.backend.numba_conv`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -14,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import numba_kernels, numba_rows
+from . import numba_conv, numba_kernels, numba_rows
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -87,6 +88,15 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
             and all(a.flags.writeable for a in (p, *states)))
 
 
+def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
+    """Any strides (a group's channels are a view of dy)."""
+    return isinstance(dy, np.ndarray) and dy.dtype in (np.float32, np.float64)
+
+
+def _shifted_sums_ready(dcol: Any, *rest: Any) -> bool:
+    return _kernel_ready(dcol)
+
+
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
@@ -97,5 +107,7 @@ def register(add: Callable[..., Any]) -> None:
     add("layernorm_backward", numba_rows.layernorm_backward, _layernorm_backward_ready)
     add("softmax", numba_rows.softmax, _softmax_ready)
     add("softmax_backward", numba_rows.softmax_backward, _softmax_backward_ready)
+    add("conv_flat_dy", numba_conv.flat_dy, _flat_dy_ready)
+    add("conv_shifted_sums", numba_conv.shifted_sums, _shifted_sums_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

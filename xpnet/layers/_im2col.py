@@ -160,7 +160,7 @@ def col2im_portable(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pa
 def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair, dilation: Pair = (1, 1)) -> Any:
     """dx (N, C, H, W) of a stride-1 convolution from dy (N, F, oh, ow) and w (F, C, kh, kw), with a
     col2im of kh*kw 2-d adds over long rows instead of adds over rows only ``ow`` long (returns a
-    transposed view; ``row_major`` copies it to NCHW memory).
+    transposed view, or NCHW memory from the fast path; ``row_major`` copies a view to NCHW memory).
 
     Works in a flat layout: sample n's padded image starts at n*R*wp of one long row per channel, rows
     ``wp`` = W + 2*pw wide, R = H + ph rows per sample (a sample's bottom padding is the next one's top
@@ -169,21 +169,38 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair,
     (i, j), added to the image shifted by dh*i*wp + dw*j. For the modern CNN's second conv (32 -> 64 channels,
     14x14, batch 100), interleaved in one process: backward 16-18 ms against 18-26 ms through dcol in
     4 MiB parts and col2im, and against 17-29 ms with one product per kernel offset (small products:
-    OpenBLAS's threads start 9 times)."""
+    OpenBLAS's threads start 9 times). The two passes around the product go through the ``"conv_flat_dy"``
+    and ``"conv_shifted_sums"`` fast paths (Numba's: :mod:`xpnet.backend.numba_conv`)."""
     xp = namespace(dy)
-    n, c, h, wd = x_shape
+    _, c, h, wd = x_shape
     f, _, kh, kw = w.shape
-    (ph, pw), (dh, dw) = padding, dilation
-    wp = wd + 2 * pw
-    oh, ow = dy.shape[2], dy.shape[3]
-    rows = max(h + ph, oh)  # R: the padded images overlap only in padding
+    wp = wd + 2 * padding[1]
+    rows = max(h + padding[0], dy.shape[2])  # R: the padded images overlap only in padding
+    flat = fast_path("conv_flat_dy", xp, flat_dy_portable)(dy, rows, wp)
+    dcol = xp.reshape(fast_path("matmul", xp, operator.matmul)(xp.matrix_transpose(xp.reshape(w, (f, -1))), flat),
+                      (c, kh * kw, flat.shape[1]))
+    return fast_path("conv_shifted_sums", xp, shifted_sums_portable)(dcol, x_shape, (kh, kw), padding, dilation,
+                                                                     rows, wp)
+
+
+def flat_dy_portable(dy: Any, rows: int, wp: int) -> Any:
+    """dy (N, F, oh, ow) -> (F, N*rows*wp): sample n's rows from n*rows*wp, each ``wp`` long, zeros around."""
+    xp = namespace(dy)
+    n, f, oh, ow = dy.shape
     flat = xp.zeros((f, n, rows, wp), dtype=dy.dtype, device=dy.device)
     flat = set_at(flat, (slice(None), slice(None), slice(0, oh), slice(0, ow)), xp.permute_dims(dy, (1, 0, 2, 3)))
-    length = n * rows * wp
-    flat = xp.reshape(flat, (f, length))
-    dcol = xp.reshape(fast_path("matmul", xp, operator.matmul)(xp.matrix_transpose(xp.reshape(w, (f, -1))), flat),
-                      (c, kh * kw, length))
-    img = xp.zeros((c, length + dh * (kh - 1) * wp + dw * (kw - 1)), dtype=dy.dtype, device=dy.device)
+    return xp.reshape(flat, (f, n * rows * wp))
+
+
+def shifted_sums_portable(dcol: Any, x_shape: tuple[int, ...], kernel: Pair, padding: Pair, dilation: Pair,
+                          rows: int, wp: int) -> Any:
+    """dcol (C, kh*kw, N*rows*wp) -> dx (N, C, H, W) (a transposed view): kernel offset (i, j)'s rows added to
+    the flat image shifted by dh*i*wp + dw*j, offsets in row-major order, the padding then cut off."""
+    xp = namespace(dcol)
+    n, c, h, wd = x_shape
+    (kh, kw), (ph, pw), (dh, dw) = kernel, padding, dilation
+    length = dcol.shape[2]
+    img = xp.zeros((c, length + dh * (kh - 1) * wp + dw * (kw - 1)), dtype=dcol.dtype, device=dcol.device)
     for k in range(kh * kw):
         start = dh * (k // kw) * wp + dw * (k % kw)
         img = add_at(img, (slice(None), slice(start, start + length)), dcol[:, k, :])
