@@ -1,5 +1,5 @@
 """PyTorch's SoftMarginLoss, HingeEmbeddingLoss, MultiLabelSoftMarginLoss and PoissonNLLLoss: loss and dy equal
-to torch.nn's in float64 (at the hinge's kink too) on NumPy and array-api-strict, and their refusals."""
+to torch.nn's in float64 (at the hinge's kink too) on NumPy, array-api-strict and CuPy (gpu), and their refusals."""
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from xpnet.losses import HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNL
 from xpnet.testing import assert_placed
 
 TORCH = "torch is not installed (pip install -e '.[backends]')"
-DEVICES = ["numpy", "strict-device1"]
+DEVICES = ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
 def _signs(rng, shape):

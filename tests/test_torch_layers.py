@@ -1,5 +1,5 @@
 """PyTorch's ZeroPad1d, ConstantPad1d, ChannelShuffle, Unfold, Fold, Bilinear and AlphaDropout: y and every
-gradient equal to torch.nn's in float64 on NumPy and array-api-strict; files; refusals."""
+gradient equal to torch.nn's in float64 on NumPy, array-api-strict and CuPy (gpu); files; refusals."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from conftest import DEVICE_MAKERS
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
-DEVICES = ["numpy", "strict-device1"]
+DEVICES = ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 # (xpnet's layer, PyTorch's module by name and arguments, input shape)
 LAYERS = [
@@ -157,13 +157,20 @@ def test_alpha_dropout_equals_pytorch_for_pytorchs_mask(device, monkeypatch):
         np.testing.assert_allclose(xn.to_numpy(got), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_alpha_dropout_keeps_mean_and_variance_and_is_the_identity_in_evaluation():
-    x = np.random.default_rng(0).standard_normal((200, 1000))
+@pytest.mark.parametrize("device", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_alpha_dropout_keeps_mean_and_variance_and_is_the_identity_in_evaluation(device):
+    """Drawn as Dropout draws (on CuPy on the device, Philox): it drops where Dropout of its seed drops."""
+    dev = DEVICE_MAKERS[device]()
+    host = np.random.default_rng(0).standard_normal((200, 1000))
+    x = xn.to_device(host, dev)
     layer = L.AlphaDropout(0.2, seed=1)
-    y = layer.forward(x)
+    y_dev = layer.forward(x)
+    xn.testing.assert_placed(y_dev, dev, "float64")
+    y = xn.to_numpy(y_dev)
     assert abs(y.mean()) < 0.01 and abs(y.var() - 1) < 0.01
-    assert abs(np.mean(layer.backward(np.ones_like(x)) == 0) - 0.2) < 0.005
-    np.testing.assert_array_equal(layer.forward(x, train=False), x)
-    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), np.ones_like(x))
-    again = L.AlphaDropout(0.2, seed=1).forward(x)
-    np.testing.assert_array_equal(again, y)
+    dropped = xn.to_numpy(layer.backward(xn.to_device(np.ones_like(host), dev))) == 0
+    assert abs(dropped.mean() - 0.2) < 0.005
+    np.testing.assert_array_equal(dropped, xn.to_numpy(L.Dropout(0.2, seed=1).forward(x)) == 0)
+    np.testing.assert_array_equal(xn.to_numpy(layer.forward(x, train=False)), host)
+    np.testing.assert_array_equal(xn.to_numpy(layer.backward(x)), host)
+    np.testing.assert_array_equal(xn.to_numpy(L.AlphaDropout(0.2, seed=1).forward(x)), y)
