@@ -201,6 +201,15 @@ def _gated() -> Any:
                          L.Dropout1d(0.25), L.GLU(1), L.Flatten(), L.Softmin(dim=1), L.Linear(8, 4))
 
 
+def _windows() -> Any:
+    """Images (N, 2, 6, 6): ShuffleNet's grouped convolutions with ChannelShuffle between, Unfold's overlapping
+    windows (im2col) summed back by Fold (col2im), then, seen as (N, 4, 36), ZeroPad1d and ConstantPad1d, and
+    SELU with AlphaDropout, drawn in the graph."""
+    return xn.Sequential(L.Conv2d(2, 4, 1, groups=2), L.ChannelShuffle(2), L.Conv2d(4, 4, 3, padding=1, groups=2),
+                         L.Unfold(3, padding=1, stride=2), L.Tanh(), L.Fold((6, 6), 3, padding=1, stride=2),
+                         L.Flatten(), L.Unflatten(1, (4, 36)), L.ZeroPad1d((1, 2)), L.ConstantPad1d(1, 0.5),
+                         L.Flatten(), L.SELU(), L.AlphaDropout(0.2), L.Linear(4 * 41, 4))
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
@@ -212,7 +221,8 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "dilated": (_dilated, (1, 6, 6)), "layernorm": (_layernorm, (2, 6, 6)),
     "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),
     "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12)),
-    "padding-modes": (_padding_modes, (2, 4, 5)), "gated": (_gated, (12,))}
+    "padding-modes": (_padding_modes, (2, 4, 5)), "gated": (_gated, (12,)),
+    "windows": (_windows, (2, 6, 6))}
 
 
 @contextlib.contextmanager

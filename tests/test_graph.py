@@ -423,6 +423,7 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
     rounding, the same losses, and for the binary cross-entropies and NLLLoss the same accuracy. The losses
     on (log-)probabilities train a model ending in the LogSoftmax or Sigmoid they follow."""
     out = last_json(run_with_fake_cupy(_COUNTED + """
+    signs = np.where(rng.uniform(size=(250, 4)) < 0.5, -1.0, 1.0).astype(np.float32)
     cases = {
         "softmax-weighted": ("xn.losses.SoftmaxCrossEntropy(weight=np.array([1.0, 2.0, 0.5, 1.5]), "
                              "label_smoothing=0.1)", 4, rng.integers(0, 4, 250)),
@@ -436,6 +437,11 @@ def test_captured_training_equals_eager_training_for_every_captured_loss(tmp_pat
         "bce-probs": ("xn.losses.BCELoss()", 1, rng.integers(0, 2, 250), "Sigmoid()"),
         "kl-div": ("xn.losses.KLDivLoss(reduction='batchmean')", 4, rng.dirichlet(np.ones(4), 250),
                    "LogSoftmax(dim=1)"),
+        "soft-margin": ("xn.losses.SoftMarginLoss()", 4, signs),
+        "hinge-embedding": ("xn.losses.HingeEmbeddingLoss(margin=0.5)", 4, signs),
+        "multilabel-soft-margin": ("xn.losses.MultiLabelSoftMarginLoss(weight=np.array([1.0, 2.0, 0.5, 1.5]))", 4,
+                                   (signs > 0).astype(np.float32)),
+        "poisson-nll": ("xn.losses.PoissonNLLLoss(full=True)", 4, rng.integers(0, 5, (250, 4)).astype(np.float32)),
     }
 
     def run(loss, width, t, last=None, graph=False):

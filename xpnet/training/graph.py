@@ -10,12 +10,13 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
    forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm,
-   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (reflection,
-   replication and circular too) and pixel shuffles, Dropout, Dropout1d and Dropout2d, MultiheadAttention) inside
-   the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the Transformer encoder's layer and stack,
-   nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber,
-   NLLLoss, BCELoss, KLDivLoss), any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1``
-   full batches per epoch.
+   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
+   reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d,
+   Dropout2d and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential,
+   Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
+   (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss,
+   HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss), any xpnet optimizer, gradient clipping or
+   not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
    too, the weight 1/n computed from it on the device), so every launch moves them on.
@@ -61,17 +62,19 @@ from ..backend.random import prepare_device_draws
 from ..backend.registry import fast_paths_enabled
 from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (CELU, ELU, GELU, GLU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
-                      AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, BatchNorm, CircularPad1d, CircularPad2d, Concat,
-                      ConstantPad2d, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d, Dropout, Dropout1d, Dropout2d,
-                      Flatten, GlobalAvgPool, GroupNorm, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity,
-                      InstanceNorm1d, InstanceNorm2d, LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool1d,
-                      MaxPool2d, Mish, MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReflectionPad1d,
-                      ReflectionPad2d, ReLU, ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid,
-                      SiLU, Softmax, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold,
-                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Upsample, ZeroPad2d)
+                      AdaptiveMaxPool2d, AlphaDropout, AvgPool1d, AvgPool2d, BatchNorm, ChannelShuffle, CircularPad1d,
+                      CircularPad2d, Concat, ConstantPad1d, ConstantPad2d, Conv1d, Conv2d, ConvTranspose1d,
+                      ConvTranspose2d, Dropout, Dropout1d, Dropout2d, Flatten, Fold, GlobalAvgPool, GroupNorm,
+                      Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d,
+                      LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool1d, MaxPool2d, Mish,
+                      MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReflectionPad1d, ReflectionPad2d, ReLU,
+                      ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softmin,
+                      Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold, TransformerEncoder,
+                      TransformerEncoderLayer, Unflatten, Unfold, Upsample, ZeroPad1d, ZeroPad2d)
 from ..layers.tree import frozen_nodes
-from ..losses import (BCELoss, HuberLoss, KLDivLoss, MeanAbsoluteError, MeanSquaredError, NLLLoss,
-                      SigmoidCrossEntropy, SmoothL1Loss, SoftmaxCrossEntropy)
+from ..losses import (BCELoss, HingeEmbeddingLoss, HuberLoss, KLDivLoss, MeanAbsoluteError, MeanSquaredError,
+                      MultiLabelSoftMarginLoss, NLLLoss, PoissonNLLLoss, SigmoidCrossEntropy, SmoothL1Loss,
+                      SoftMarginLoss, SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
 from ..optim import Optimizer
 from ..optim.base import DeviceScalars
@@ -95,19 +98,24 @@ CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, E
               # slices, flips, broadcasts and concatenations (their gradients summed back), with sizes from shapes
               ReflectionPad1d, ReflectionPad2d, ReplicationPad1d, ReplicationPad2d, CircularPad1d, CircularPad2d,
               # elementwise or along one axis, their numbers constants of the layer; Dropout1d draws as Dropout2d
-              GLU, Softmin, Threshold, Tanhshrink, Softshrink, Hardshrink, Dropout1d)
+              GLU, Softmin, Threshold, Tanhshrink, Softshrink, Hardshrink, Dropout1d,
+              # reshapes and permutes, a padded copy, im2col and col2im (Conv2d's kernels); AlphaDropout draws as
+              # Dropout does
+              ZeroPad1d, ConstantPad1d, ChannelShuffle, Unfold, Fold, AlphaDropout)
 # Left out, each used only inside a model class of one's own (refused above): MaxPool2d/1d(return_indices=True)
 # and MaxUnpool2d/1d (which reads its indices back to check them), the cells RNNCell, LSTMCell and GRUCell, and
-# the layers of two inputs, CosineSimilarity and PairwiseDistance.
+# the layers of two inputs, CosineSimilarity, PairwiseDistance and Bilinear.
 # Their forward calls their children and adds, permutes or concatenates what comes back: nothing of their own
 # that changes from step to step.
 CONTAINERS = (Sequential, Residual, Concat, TransformerEncoderLayer, TransformerEncoder)
 # Their forward and backward (with check=False) are elementwise kernels and reductions that read nothing back to
 # the host; their weights are copied to the device at the first eager step, before the capture (NLLLoss's
 # arange(C) too). NLLLoss's count of labels not ignored is a device count as cross-entropy's; BCELoss's range check
-# and KLDivLoss's batch size are skipped with check=False or read from shapes.
+# and KLDivLoss's batch size are skipped with check=False or read from shapes; MultiLabelSoftMarginLoss's class
+# count is read from y's shape.
 CAPTURED_LOSSES = (SoftmaxCrossEntropy, MeanSquaredError, SigmoidCrossEntropy, MeanAbsoluteError, SmoothL1Loss,
-                   HuberLoss, NLLLoss, BCELoss, KLDivLoss)
+                   HuberLoss, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss, HingeEmbeddingLoss,
+                   MultiLabelSoftMarginLoss, PoissonNLLLoss)
 WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the pool holds a step's blocks
 # graph=None captures only when this is True: the capture has passed the gpu tests of tests/test_matmul_kernel.py,
 # tests/test_graph.py and tests/test_graph_layers.py on the fake CuPy only; set it once
