@@ -67,6 +67,26 @@ def test_a_sub_model_called_twice_is_refused_too_and_the_record_ends_with_the_fo
     assert np.array_equal(relu(relu(x)), np.maximum(x, 0))
 
 
+@pytest.mark.parametrize("make", [L.CosineSimilarity, lambda: L.Bilinear(4, 4, 2)], ids=["CosineSimilarity", "Bilinear"])
+def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make):
+    """A two-input layer (it keeps one call's inputs for its backward) called twice in one training forward
+    handed the first use's backward the second's inputs, silently."""
+    x, _ = _xt()
+    pair = make()
+
+    class Siamese(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.pair = pair
+
+        def forward(self, x, train=True):
+            return self.pair(x, x) + self.pair(x, -x)
+
+    with pytest.raises(RuntimeError, match=r"^Siamese.forward calls the layer 'pair' \(\w+\) a second time"):
+        Siamese()(x)
+    assert Siamese().forward(x, train=False).shape[0] == 5  # evaluation: no backward follows
+
+
 def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():
     """The tutorials' forward(self, x): model(x) said "forward(x, train=True) takes 1 input, got 1" and pointed
     to initial states; predict gave Python's bare "unexpected keyword argument 'train'"."""

@@ -10,6 +10,7 @@ from .._user import flag
 from ..backend import untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .pytorch_params import PyTorchParam
+from .uses import note
 
 
 class Bilinear(Layer):
@@ -43,7 +44,11 @@ class Bilinear(Layer):
                 "out_features": self.out_features, "bias": self.has_bias, "dtype": self.dtype}
 
     def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        return self.forward(x1, x2, train=self.training if train is None else train)
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
+        train = self.training if train is None else \
+            self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
+        note(self, train)
+        return self.forward(x1, x2, train=train)
 
     def forward(self, x1: Any, x2: Any, train: bool = True) -> Any:  # type: ignore[override]
         self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")

@@ -12,6 +12,7 @@ from typing import Any
 from .._user import flag, is_int, is_real
 from ..backend import same_device, untracked
 from .base import Layer
+from .uses import note
 
 
 def _unbroadcast(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
@@ -27,7 +28,11 @@ class _Pair(Layer):
     _shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # the inputs' shapes, for backward
 
     def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        return self.forward(x1, x2, train=self.training if train is None else train)
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
+        train = self.training if train is None else \
+            self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
+        note(self, train)
+        return self.forward(x1, x2, train=train)
 
     def _pair(self, x1: Any, x2: Any, train: Any) -> tuple[Any, Any, Any]:
         """The namespace and x1, x2 broadcast, after the checks; the input shapes are cached."""
