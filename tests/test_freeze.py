@@ -126,6 +126,7 @@ FROZEN_CASES = {
     "MultiheadAttention-self": (lambda: _L.MultiheadAttention(8, 2, dtype="float64"), ["self", (2, 5, 8)], True),
     "MultiheadAttention-kdim": (lambda: _L.MultiheadAttention(8, 2, kdim=5, vdim=3, dtype="float64"),
                                 [(2, 4, 8), (2, 6, 5), (2, 6, 3)], True),
+    "Bilinear": (lambda: _L.Bilinear(3, 4, 2, dtype="float64"), [(5, 3), (5, 4)], True),
     "TransformerEncoderLayer": (lambda: _L.TransformerEncoderLayer(8, 2, 16, dropout=0.0, dtype="float64"),
                                 [(2, 5, 8)], True),
     "TransformerDecoderLayer": (lambda: _L.TransformerDecoderLayer(8, 2, 16, dropout=0.0, norm_first=True,

@@ -76,10 +76,11 @@ class Bilinear(Layer):
         dc = xp.sum(g[:, :, None] * a_w, axis=1)
         g_c = xp.reshape(g[:, :, None] * c[:, None, :], (-1, self.out_features * self.in2_features))
         da = g_c @ self._flat_w(xp).T
-        dw = xp.reshape(a.T @ g_c, (self.in1_features, self.out_features, self.in2_features))
-        self.grads["W"] = xp.permute_dims(dw, (1, 0, 2))
-        if self.has_bias:
-            self.grads["b"] = xp.sum(g, axis=0)
+        if not self._frozen:  # requires_grad_(False): dx1 and dx2 only
+            dw = xp.reshape(a.T @ g_c, (self.in1_features, self.out_features, self.in2_features))
+            self.grads["W"] = xp.permute_dims(dw, (1, 0, 2))
+            if self.has_bias:
+                self.grads["b"] = xp.sum(g, axis=0)
         return xp.reshape(da, (*lead, self.in1_features)), xp.reshape(dc, (*lead, self.in2_features))
 
     def _flat_w(self, xp: Any) -> Any:
