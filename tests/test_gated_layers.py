@@ -9,6 +9,7 @@ import pytest
 
 import xpnet as xn
 from conftest import DEVICE_MAKERS
+from torch_reference import torch_run
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
@@ -50,14 +51,11 @@ def test_one_input_layers_equal_pytorch_at_their_kinks_too(device, rng):
     x = rng.standard_normal((3, 4, 6))
     x[0, 0] = [0.5, -0.5, 0.25, -0.25, 0.0, 2.0]  # the kinks of Threshold(0.5, ...) and the shrinks
     for make, (name, *args) in ONE_INPUT:
-        xt = torch.tensor(x, requires_grad=True)
-        yt = getattr(torch.nn, name)(*args)(xt)
-        dy = rng.standard_normal(tuple(yt.shape))
-        yt.backward(torch.from_numpy(dy))
+        y_t, dy, (dx_t,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
         layer = make()
         y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
-        _check(y, yt.detach().numpy(), dev, repr(layer))
-        _check(dx, xt.grad.numpy(), dev, repr(layer))
+        _check(y, y_t, dev, repr(layer))
+        _check(dx, dx_t, dev, repr(layer))
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -68,14 +66,11 @@ def test_two_input_layers_equal_pytorch_for_both_gradients(device, rng):
         x1, x2 = rng.standard_normal(s1), rng.standard_normal(s2)
         if name == "PairwiseDistance" and s1 == s2:  # a tie at the maximum (p=inf), a tiny difference (p < 1)
             x1[..., 0, :3], x2[..., 0, :3] = [2.0, -2.0, 0.5], [0.0, 0.0, 0.5]
-        t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
-        yt = getattr(torch.nn, name)(*args)(t1, t2)
-        dy = rng.standard_normal(tuple(yt.shape))
-        yt.backward(torch.from_numpy(dy))
+        y_t, dy, (dx1_t, dx2_t) = torch_run(torch, getattr(torch.nn, name)(*args), x1, x2, rng=rng)
         layer = make()
         y = layer(xn.to_device(x1, dev), xn.to_device(x2, dev))
         dx1, dx2 = layer.backward(xn.to_device(dy, dev))
-        for got, expected in ((y, yt.detach().numpy()), (dx1, t1.grad.numpy()), (dx2, t2.grad.numpy())):
+        for got, expected in ((y, y_t), (dx1, dx1_t), (dx2, dx2_t)):
             _check(got, expected, dev, repr(layer))
 
 

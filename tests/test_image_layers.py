@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from torch_reference import torch_run
 
 L = xn.layers
 
@@ -24,13 +25,10 @@ def test_each_layer_equals_pytorch(dev, rng):
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     for make, (name, *args), shape in LAYERS:
         x = rng.standard_normal(shape)
-        xt = torch.tensor(x, requires_grad=True)
-        yt = getattr(torch.nn, name)(*args)(xt)
-        dy = rng.standard_normal(tuple(yt.shape))
-        yt.backward(torch.from_numpy(dy))
+        y_t, dy, (dx_t,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
         layer = make()
         y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
-        for got, expected in ((y, yt.detach().numpy()), (dx, xt.grad.numpy())):
+        for got, expected in ((y, y_t), (dx, dx_t)):
             xn.testing.assert_placed(got, dev, "float64")
             np.testing.assert_array_equal(xn.to_numpy(got), expected, err_msg=repr(layer))
 

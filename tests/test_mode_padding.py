@@ -6,6 +6,7 @@ import pytest
 
 import xpnet as xn
 from conftest import DEVICE_MAKERS
+from torch_reference import torch_run
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
@@ -21,15 +22,6 @@ PADS = [
 ]
 
 
-def _torch_run(torch, module, x, rng):
-    """PyTorch's y and dx for x, and the dy given."""
-    xt = torch.tensor(x, requires_grad=True)
-    yt = module(xt)
-    dy = rng.standard_normal(tuple(yt.shape))
-    yt.backward(torch.from_numpy(dy))
-    return yt.detach().numpy(), xt.grad.numpy(), dy
-
-
 DEVICES = ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
 
 
@@ -39,7 +31,7 @@ def test_pad_layers_equal_pytorch(device, rng):
     dev = DEVICE_MAKERS[device]()
     for name, padding, shape in PADS:
         x = rng.standard_normal(shape)
-        y_t, dx_t, dy = _torch_run(torch, getattr(torch.nn, name)(padding), x, rng)
+        y_t, dy, (dx_t,) = torch_run(torch, getattr(torch.nn, name)(padding), x, rng=rng)
         layer = getattr(L, name)(padding)
         y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
         xn.testing.assert_placed(y, dev, "float64")
@@ -63,7 +55,7 @@ def test_conv_padding_modes_equal_pytorch(mode, device, rng):
         ours.load_state_dict({"W": theirs.weight.detach().numpy(), "b": theirs.bias.detach().numpy()})
         ours.to(dev)
         x = rng.standard_normal(shape)
-        y_t, dx_t, dy = _torch_run(torch, theirs, x, rng)
+        y_t, dy, (dx_t,) = torch_run(torch, theirs, x, rng=rng)
         y, dx = ours.forward(xn.to_device(x, dev)), ours.backward(xn.to_device(dy, dev))
         for got, expected in ((y, y_t), (dx, dx_t), (ours.grads["W"], theirs.weight.grad.numpy()),
                               (ours.grads["b"], theirs.bias.grad.numpy())):

@@ -6,6 +6,7 @@ import pytest
 
 import xpnet as xn
 from conftest import DEVICE_MAKERS
+from torch_reference import torch_run
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
@@ -26,22 +27,13 @@ LAYERS = [
 ]
 
 
-def _torch_pair(torch, module, x, rng):
-    """PyTorch's y, a dy of its shape, and its dx for that dy."""
-    xt = torch.tensor(x, requires_grad=True)
-    yt = module(xt)
-    dy = rng.standard_normal(tuple(yt.shape))
-    yt.backward(torch.from_numpy(dy))
-    return yt.detach().numpy(), dy, xt.grad.numpy()
-
-
 @pytest.mark.parametrize("device", DEVICES)
 def test_rearranging_layers_equal_pytorch(device):
     torch = pytest.importorskip("torch", reason=TORCH)
     dev, rng = DEVICE_MAKERS[device](), np.random.default_rng(3)
     for make, (name, *args), shape in LAYERS:
         x = rng.standard_normal(shape)
-        y_ref, dy, dx_ref = _torch_pair(torch, getattr(torch.nn, name)(*args), x, rng)
+        y_ref, dy, (dx_ref,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
         layer = make()
         y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
         for got, expected in ((y, y_ref), (dx, dx_ref)):
