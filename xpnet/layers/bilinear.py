@@ -8,12 +8,12 @@ from typing import Any
 from .. import init as _init
 from .._user import flag
 from ..backend import untracked
-from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .base import DEVICE_DEFAULT, positive_int, pytorch_defaults_only
 from .pytorch_params import PyTorchParam
-from .uses import note
+from .two_inputs import _TwoInputs
 
 
-class Bilinear(Layer):
+class Bilinear(_TwoInputs):
     """x1: (N, *, in1_features), x2: (N, *, in2_features) -> y: (N, *, out_features),
     ``y[..., o] = sum_ij x1[..., i] W[o, i, j] x2[..., j] + b[o]``.
 
@@ -43,15 +43,8 @@ class Bilinear(Layer):
         return {"in1_features": self.in1_features, "in2_features": self.in2_features,
                 "out_features": self.out_features, "bias": self.has_bias, "dtype": self.dtype}
 
-    def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
-        train = self.training if train is None else \
-            self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
-        note(self, train)
-        return self.forward(x1, x2, train=train)
-
     def forward(self, x1: Any, x2: Any, train: bool = True) -> Any:  # type: ignore[override]
-        self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
+        self._check_pair_train(train)
         x1, x2 = untracked(x1), untracked(x2)
         xp = self._check_float(x1)
         self._check_like_params(x1, "x1", "x1")

@@ -11,8 +11,7 @@ from typing import Any
 
 from .._user import flag, is_int, is_real
 from ..backend import same_device, untracked
-from .base import Layer
-from .uses import note
+from .two_inputs import _TwoInputs
 
 
 def _unbroadcast(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
@@ -22,21 +21,14 @@ def _unbroadcast(xp: Any, g: Any, shape: tuple[int, ...]) -> Any:
     return xp.reshape(xp.sum(g, axis=axes, keepdims=True), shape) if axes else g
 
 
-class _Pair(Layer):
+class _Pair(_TwoInputs):
     """The two inputs' checks and broadcast; the forward of a subclass gets x1 and x2 broadcast to one shape."""
 
     _shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # the inputs' shapes, for backward
 
-    def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
-        train = self.training if train is None else \
-            self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
-        note(self, train)
-        return self.forward(x1, x2, train=train)
-
     def _pair(self, x1: Any, x2: Any, train: Any) -> tuple[Any, Any, Any]:
         """The namespace and x1, x2 broadcast, after the checks; the input shapes are cached."""
-        self._check_train(train, "x1, x2", f"{self.name} takes two inputs, x1 and x2, and no third")
+        self._check_pair_train(train)
         x1, x2 = untracked(x1), untracked(x2)
         xp = self._check_float(x1)
         self._check_float(x2)
