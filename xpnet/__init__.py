@@ -22,6 +22,7 @@ from .book import load_book_params
 from .grad_mode import no_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
+from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
 from .models import (Model, Sequential, XpnetFileError, load, load_chainer_npz, load_torch_state_dict, save,
                      torch_state_dict)
 from .testing import GradcheckError
@@ -47,6 +48,7 @@ __all__ = [
     "device",
     "distributed",
     "evaluate",
+    "freeze_batch_norm",
     "gradcheck",
     "init",
     "layers",
@@ -64,6 +66,7 @@ __all__ = [
     "to_numpy",
     "torch_state_dict",
     "train",
+    "unfreeze_batch_norm",
 ]
 
 # What a PyTorch user reaches for in torch, and what xpnet has instead.

@@ -25,6 +25,7 @@ from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
 from .fold import Fold, Unfold
+from .frozen_norm import FrozenBatchNorm2d
 from .groupnorm import GroupNorm
 from .instancenorm import InstanceNorm1d, InstanceNorm2d
 from .hard_activations import Hardshrink, Hardsigmoid, Hardswish, Hardtanh, ReLU6, Softshrink, Threshold
@@ -62,7 +63,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d",
            "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "CircularPad1d",
            "CircularPad2d", "PixelShuffle",
-           "PixelUnshuffle", "BatchNorm",
+           "PixelUnshuffle", "BatchNorm", "FrozenBatchNorm2d",
            "Conv1d", "ConvTranspose1d", "MaxPool1d", "MaxUnpool1d", "AvgPool1d", "AdaptiveAvgPool1d",
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
@@ -81,6 +82,8 @@ _PYTORCH_NAMES = {
               "xn.Sequential(layer, ...) stacks layers; a layer of your own subclasses xn.layers.Layer",
     "BatchNorm1d": _BATCHNORM,
     "BatchNorm2d": _BATCHNORM,
+    "FrozenBatchNorm1d": "xn.layers.FrozenBatchNorm2d(num_features) takes (N, D) features too, as xn.layers.BatchNorm "
+                         "does",
     "CrossEntropyLoss": "losses are in xn.losses: xn.losses.SoftmaxCrossEntropy()",
     "MSELoss": "losses are in xn.losses: xn.losses.MeanSquaredError()",
     "BCEWithLogitsLoss": "losses are in xn.losses: xn.losses.SigmoidCrossEntropy()",

@@ -140,9 +140,7 @@ class BatchNorm(Layer):
         train = self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
-        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm: expected input (N, {self.num_features}) or (N, {self.num_features}, H, W), "
-                             f"got shape {tuple(x.shape)}")
+        check_channels(self, x)
         # (N, C, H*W) (or (N, D, 1)): each channel's values lie in contiguous runs, and per-channel
         # vectors broadcast as (1, C, 1); NumPy's reductions over axes (0, 2, 3) of NCHW and its
         # broadcasts against (1, C, 1, 1) are several times slower.
@@ -204,6 +202,13 @@ class BatchNorm(Layer):
             return m, 1.0 - m, 1.0 - m
         # PyTorch's running_var takes the unbiased variance, the book's the biased one it normalised with.
         return 1.0 - m, m, m * (count / (count - 1))
+
+
+def check_channels(layer: Layer, x: Any) -> None:
+    """Raise unless ``x`` is (N, C) or (N, C, H, W) with C the layer's ``num_features`` (BatchNorm's inputs)."""
+    c = layer.num_features
+    if x.ndim not in (2, 4) or x.shape[1] != c:
+        raise ValueError(f"{layer.name}: expected input (N, {c}) or (N, {c}, H, W), got shape {tuple(x.shape)}")
 
 
 def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:

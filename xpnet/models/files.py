@@ -7,7 +7,9 @@ every version reads); any other model's is ``{"format": 2, "model": record}``, t
 (``xpnet.layers.records``). Nothing is ever unpickled or imported: a class the program has not
 defined is named in the error, with what to import. Where layers are frozen (``requires_grad_(False)``),
 the record names them (``"frozen"``: their dotted names, ``""`` for the model), and ``xn.load`` freezes
-them again, as ``torch.save(model)`` keeps ``requires_grad``. A record is built again at save, without
+them again, as ``torch.save(model)`` keeps ``requires_grad``; ``"frozen_batch_norm"`` names the
+``FrozenBatchNorm2d`` layers, which ``xn.load`` makes from the BatchNorm a model's constructor builds there
+(``xn.freeze_batch_norm`` after the model was built). A record is built again at save, without
 drawing weights: one that would not make the model's arrays (a layer replaced after the model was built, with
 another shape) is refused there rather than by ``xn.load``.
 """
@@ -24,6 +26,8 @@ from .. import init as _init
 from ..backend import to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
+from ..layers.frozen_norm import FrozenBatchNorm2d, freeze_named
+from ..layers.norm import BatchNorm
 from ..layers.records import BuildError, from_record, to_record
 from ..layers.tied import TiedLinear
 from ..layers.tree import frozen_nodes
@@ -51,6 +55,9 @@ def architecture(model: Any) -> dict[str, Any]:
                             "..., tied))")
     seen: dict[int, int] = {}  # one record per layer object: a shared layer is written once
     frozen = {"frozen": frozen_nodes(model)} if frozen_nodes(model) else {}  # an older xpnet ignores the key
+    converted = [name for name, node in model.named_modules().items() if isinstance(node, FrozenBatchNorm2d)]
+    if converted:
+        frozen["frozen_batch_norm"] = converted
     if type(model) is Sequential:
         meta = {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers], **frozen}
     else:
@@ -91,8 +98,21 @@ def _build(meta: dict[str, Any]) -> Model:
         if not isinstance(layers, list):
             raise ValueError(f"field 'layers' is {type(layers).__name__}, expected a list of layers")
         built: list[Any] = []
-        return Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
-    return from_record(meta.get("model"), "model")
+        model = Sequential(*(from_record(d, f"layers[{i}]", built) for i, d in enumerate(layers)))
+    else:
+        model = from_record(meta.get("model"), "model")
+    return _freeze_batch_norm(model, meta.get("frozen_batch_norm", []))
+
+
+def _freeze_batch_norm(model: Any, names: Any) -> Any:
+    """``model`` with its BatchNorm layers ``names`` frozen as ``xn.freeze_batch_norm`` froze them before the save
+    (a model of the user's class is built again with BatchNorm where its constructor makes one)."""
+    nodes = model.named_modules()
+    if not isinstance(names, list) or not all(isinstance(name, str) and isinstance(nodes.get(name), (
+            BatchNorm, FrozenBatchNorm2d)) for name in names):
+        raise ValueError(f"field 'frozen_batch_norm' is {names!r}, expected a list of the dotted names of its "
+                         "BatchNorm layers")
+    return freeze_named(model, names, "xn.load") if names else model
 
 
 def save_model(model: Any, path: str | os.PathLike) -> None:

@@ -36,8 +36,8 @@ import numpy as np
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
-                      Embedding, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm, Linear, LSTMCell,
-                      MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
+                      Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
+                      Linear, LSTMCell, MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
@@ -119,9 +119,11 @@ def _refusal(node: Any) -> str | None:
 def _dropped(node: Any) -> tuple[str, ...]:
     """PyTorch's keys (last part) that this node takes and drops: a BatchNorm whose momentum is a number has no
     ``num_batches_tracked``, which PyTorch counts but does not use then either; nor an InstanceNorm with running
-    statistics, whose ``num_batches_tracked`` PyTorch never counts."""
+    statistics, whose ``num_batches_tracked`` PyTorch never counts; nor a FrozenBatchNorm2d, whose torchvision
+    original drops it from the BatchNorm2d state dicts it loads."""
     if isinstance(node, BatchNorm) and node.track_running_stats and node.momentum is not None or \
-            isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and node.track_running_stats:
+            isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and node.track_running_stats or \
+            isinstance(node, FrozenBatchNorm2d):
         return ("num_batches_tracked",)
     return ()
 
@@ -291,7 +293,8 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
     ``bias_ih_l0 = b`` and ``bias_hh_l0 = 0`` (their cells': ``bias_ih``, ``bias_hh``) (their sum is ``b``, which
     is all either model computes with);
     every BatchNorm that tracks running statistics gives ``num_batches_tracked`` as PyTorch's int64 (its count
-    with ``momentum=None``, else 0: PyTorch does not use it then). A ``TiedLinear`` gives the embedding's W
+    with ``momentum=None``, else 0: PyTorch does not use it then), a FrozenBatchNorm2d 0 too (so the dict loads
+    into ``nn.BatchNorm2d`` as into torchvision's ``FrozenBatchNorm2d``, which drops it). A ``TiedLinear`` gives the embedding's W
     as its ``weight`` too, as PyTorch's state dict of tied modules does.
     """
     out: dict[str, np.ndarray] = {}
