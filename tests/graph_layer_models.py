@@ -210,6 +210,19 @@ def _windows() -> Any:
                          L.Flatten(), L.Unflatten(1, (4, 36)), L.ZeroPad1d((1, 2)), L.ConstantPad1d(1, 0.5),
                          L.Flatten(), L.SELU(), L.AlphaDropout(0.2), L.Linear(4 * 41, 4))
 
+def _frozen_batchnorm() -> Any:
+    """Images (N, 2, 6, 6): a convolution whose BatchNorm xn.freeze_batch_norm froze, with statistics and affine
+    of its own (drawn from a generator of the model's), then a frozen BatchNorm over features."""
+    model = xn.Sequential(L.Conv2d(2, 4, 3, padding=1, bias=False), L.BatchNorm(4), L.ReLU(), L.MaxPool2d(2),
+                          L.Flatten(), L.BatchNorm(36), L.Tanh(), L.Linear(36, 4))
+    rng = np.random.default_rng(5)
+    for bn in (model[1], model[5]):
+        c = bn.num_features
+        bn.params.update(gamma=rng.uniform(0.5, 2, c).astype(np.float32), beta=rng.normal(size=c).astype(np.float32))
+        bn.buffers.update(running_mean=rng.normal(size=c).astype(np.float32),
+                          running_var=rng.uniform(0.5, 2, c).astype(np.float32))
+    return xn.freeze_batch_norm(model)
+
 # name -> (the model, the shape of one sample)
 MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "batchnorm": (_batchnorm, (12,)), "batchnorm-options": (_batchnorm_options, (12,)),
@@ -222,7 +235,7 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[int, ...]]] = {
     "groupnorm": (_groupnorm, (2, 6, 6)), "rmsnorm": (_rmsnorm, (6, 8)),
     "transformer": (_transformer, (6, 8)), "sequence": (_sequence, (4, 12)),
     "padding-modes": (_padding_modes, (2, 4, 5)), "gated": (_gated, (12,)),
-    "windows": (_windows, (2, 6, 6))}
+    "windows": (_windows, (2, 6, 6)), "frozen-batchnorm": (_frozen_batchnorm, (2, 6, 6))}
 
 
 @contextlib.contextmanager

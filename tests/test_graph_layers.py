@@ -6,7 +6,8 @@ PyTorch's activations (GELU's erf kernel, Softmax's reductions), the branch cont
 Sequential), a small CNN (Conv2d's products on xpnet's own kernel), grouped, depthwise and dilated convolutions, a
 dilated MaxPool2d, LayerNorm, GroupNorm, InstanceNorm (tracking running statistics too) and RMSNorm, the reflection,
 replication and circular paddings (Conv's padding_mode too), GLU, Softmin, Threshold, the shrinks and Dropout1d,
-ChannelShuffle, Unfold, Fold, ZeroPad1d, ConstantPad1d and AlphaDropout, and what stays out (classes of one's own).
+ChannelShuffle, Unfold, Fold, ZeroPad1d, ConstantPad1d and AlphaDropout, FrozenBatchNorm2d (xn.freeze_batch_norm),
+and what stays out (classes of one's own).
 On the fake CuPy of ``tests/fake_cupy`` (a capture records kernels, a launch replays them without
 Python); the same checks on a real GPU are the ``gpu`` tests at the end. The models are in
 ``tests/graph_layer_models.py``."""

@@ -9,8 +9,8 @@ How a captured epoch goes:
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
-   forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, LayerNorm, GroupNorm,
-   InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
+   forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d,
+   LayerNorm, GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
    reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d,
    Dropout2d and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential,
    Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
@@ -63,8 +63,8 @@ from ..datasets.batches import BatchIterator, StaticBatches
 from ..layers import (CELU, ELU, GELU, GLU, SELU, AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                       AdaptiveMaxPool2d, AlphaDropout, AvgPool1d, AvgPool2d, BatchNorm, ChannelShuffle, CircularPad1d,
                       CircularPad2d, Concat, ConstantPad1d, ConstantPad2d, Conv1d, Conv2d, ConvTranspose1d,
-                      ConvTranspose2d, Dropout, Dropout1d, Dropout2d, Flatten, Fold, GlobalAvgPool, GroupNorm,
-                      Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d,
+                      ConvTranspose2d, Dropout, Dropout1d, Dropout2d, Flatten, Fold, FrozenBatchNorm2d, GlobalAvgPool,
+                      GroupNorm, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d,
                       LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool1d, MaxPool2d, Mish,
                       MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReflectionPad1d, ReflectionPad2d, ReLU,
                       ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softmin,
@@ -100,7 +100,9 @@ CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, E
               GLU, Softmin, Threshold, Tanhshrink, Softshrink, Hardshrink, Dropout1d,
               # reshapes and permutes, a padded copy, im2col and col2im (Conv2d's kernels); AlphaDropout draws as
               # Dropout does
-              ZeroPad1d, ConstantPad1d, ChannelShuffle, Unfold, Fold, AlphaDropout)
+              ZeroPad1d, ConstantPad1d, ChannelShuffle, Unfold, Fold, AlphaDropout,
+              # its scale and shift computed from its buffers at every forward; nothing of its own moves on
+              FrozenBatchNorm2d)
 # Left out, each used only inside a model class of one's own (refused above): MaxPool2d/1d(return_indices=True)
 # and MaxUnpool2d/1d (which reads its indices back to check them), the cells RNNCell, LSTMCell and GRUCell, and
 # the layers of two inputs, CosineSimilarity, PairwiseDistance and Bilinear.
