@@ -176,6 +176,6 @@ def test_clear_errors():
     with pytest.raises(ValueError, match="FrozenBatchNorm2d: eps must be a float >= 0, got -1"):
         L.FrozenBatchNorm2d(4, -1)
     with pytest.raises(AttributeError, match="FrozenBatchNorm2d.num_features. takes .N, D. features too"):
-        L.FrozenBatchNorm1d
+        _ = L.FrozenBatchNorm1d
     with pytest.raises(TypeError, match="xn.freeze_batch_norm: expected an xpnet model or layer, got dict"):
         xn.freeze_batch_norm({})
