@@ -294,8 +294,8 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
     is all either model computes with);
     every BatchNorm that tracks running statistics gives ``num_batches_tracked`` as PyTorch's int64 (its count
     with ``momentum=None``, else 0: PyTorch does not use it then), a FrozenBatchNorm2d 0 too (so the dict loads
-    into ``nn.BatchNorm2d`` as into torchvision's ``FrozenBatchNorm2d``, which drops it). A ``TiedLinear`` gives the embedding's W
-    as its ``weight`` too, as PyTorch's state dict of tied modules does.
+    into ``nn.BatchNorm2d`` as into torchvision's ``FrozenBatchNorm2d``, which drops it). A ``TiedLinear`` gives
+    the embedding's W as its ``weight`` too, as PyTorch's state dict of tied modules does.
     """
     out: dict[str, np.ndarray] = {}
     modules = model.named_modules()

@@ -10,8 +10,8 @@ How a captured epoch goes:
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
    forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d,
-   LayerNorm, GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
-   reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d,
+   LayerNorm, GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the
+   paddings (1-d and 2-d; reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d,
    Dropout2d and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential,
    Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
    (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss,
