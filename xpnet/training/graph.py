@@ -8,15 +8,14 @@ How a captured epoch goes:
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
    device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
-   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d
-   forms, the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d,
-   LayerNorm, GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the
-   paddings (1-d and 2-d; reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d,
-   Dropout2d and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential,
-   Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES`
-   (softmax or sigmoid cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss,
-   HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss), any xpnet optimizer, gradient clipping or
-   not, and at least ``WARMUP + 1`` full batches per epoch.
+   of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d forms,
+   the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d, LayerNorm,
+   GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
+   reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d, Dropout2d
+   and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the
+   Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy,
+   MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss, HingeEmbeddingLoss, MultiLabelSoftMarginLoss,
+   PoissonNLLLoss), any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
    Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
    to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
    too, the weight 1/n computed from it on the device), so every launch moves them on.
