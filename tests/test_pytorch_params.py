@@ -1,5 +1,6 @@
-"""PyTorch's ``weight`` and ``bias`` attributes: its parameters in its layout over xpnet's params, checked against
-torch's modules through ``xn.load_torch_state_dict``; the constructor's ``bias`` flag kept in config, repr, files."""
+"""PyTorch's ``weight`` and ``bias`` attributes (its parameters in its layout over xpnet's params) and ``running_mean``
+and ``running_var`` (over the buffers), checked against torch's modules through ``xn.load_torch_state_dict``; the
+constructor's ``bias`` flag kept in config, repr, files."""
 
 import numpy as np
 import pytest
@@ -19,25 +20,45 @@ TORCH = "torch is not installed (pip install -e '.[backends]')"
     lambda nn: (L.BatchNorm(3), nn.BatchNorm2d(3)),
     lambda nn: (L.BatchNorm(3, affine=False), nn.BatchNorm1d(3, affine=False)),
     lambda nn: (L.LayerNorm(4, bias=False), nn.LayerNorm(4, bias=False)),
+    lambda nn: (L.BatchNorm(3, track_running_stats=False), nn.BatchNorm1d(3, track_running_stats=False)),
     lambda nn: (L.GroupNorm(2, 4), nn.GroupNorm(2, 4)), lambda nn: (L.InstanceNorm2d(3), nn.InstanceNorm2d(3)),
+    lambda nn: (L.InstanceNorm1d(3, affine=True, track_running_stats=True),
+                nn.InstanceNorm1d(3, affine=True, track_running_stats=True)),
     lambda nn: (L.RMSNorm(4), nn.RMSNorm(4)), lambda nn: (L.Embedding(5, 3), nn.Embedding(5, 3)),
     lambda nn: (L.PReLU(3), nn.PReLU(3)),
 ], ids=["Linear", "Linear-nobias", "Conv2d", "Conv1d", "ConvTranspose2d", "ConvTranspose1d-nobias", "BatchNorm",
-        "BatchNorm-noaffine", "LayerNorm-nobias", "GroupNorm", "InstanceNorm2d", "RMSNorm", "Embedding", "PReLU"])
-def test_weight_and_bias_are_pytorchs_values_in_its_layout(make):
+        "BatchNorm-noaffine", "LayerNorm-nobias", "BatchNorm-nostats", "GroupNorm", "InstanceNorm2d",
+        "InstanceNorm1d-stats", "RMSNorm", "Embedding", "PReLU"])
+def test_weight_bias_and_running_statistics_are_pytorchs_values_in_its_layout(make):
     torch = pytest.importorskip("torch", reason=TORCH)
     ours, theirs = make(torch.nn)
     with torch.no_grad():
-        for p in theirs.parameters():
-            p.uniform_(-1, 1)
+        for p in [*theirs.parameters(), *(b for b in theirs.buffers() if b.is_floating_point())]:
+            p.uniform_(0.5, 1)
     xn.load_torch_state_dict(xn.Sequential(ours), torch.nn.Sequential(theirs).state_dict())
-    for name in ("weight", "bias"):
+    for name in ("weight", "bias", "running_mean", "running_var"):
         if not hasattr(theirs, name):
             assert not hasattr(ours, name)
         elif getattr(theirs, name) is None:
             assert getattr(ours, name) is None
         else:
             np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name).detach().numpy())
+
+
+def test_running_statistics_are_the_buffers_themselves_and_assigning_them_replaces_the_buffer():
+    bn = L.BatchNorm(3)
+    bn.running_mean[...] = 2.0  # an in-place write, as torch's bn.running_mean.fill_(2.0)
+    np.testing.assert_array_equal(bn.buffers["running_mean"], np.full(3, 2.0, np.float32))
+    bn.running_var = np.arange(3.0)  # float64 given: stored in the layer's dtype
+    assert bn.buffers["running_var"].dtype == np.float32 and list(bn.buffers["running_var"]) == [0.0, 1.0, 2.0]
+    with pytest.raises(ValueError, match=r"^BatchNorm.running_var: expected shape \(3,\)"):
+        bn.running_var = np.ones(4)
+    with pytest.raises(ValueError, match=r"^BatchNorm.running_mean = \.\.\.: .*has none\); .*track_running_stats"):
+        L.BatchNorm(3, track_running_stats=False).running_mean = np.zeros(3)
+    frozen = L.FrozenBatchNorm2d(3)  # torchvision's four attributes, over its buffers
+    frozen.weight[...], frozen.running_var = 3.0, np.full(3, 4.0)
+    x = np.ones((1, 3, 1, 1), np.float32)
+    np.testing.assert_allclose(frozen.forward(x, train=True), 3.0 / np.sqrt(4.0 + 1e-5) * x, rtol=1e-6)
 
 
 def test_linears_weight_is_a_view_of_W_and_assigning_it_transposes_back():

@@ -10,6 +10,7 @@ from .._user import is_real
 from ..backend import dtype_name, namespace, untracked
 from .base import Layer, positive_int
 from .norm import BatchNorm, _bcast, check_channels
+from .pytorch_params import PyTorchParam
 from .tree import _STORES
 
 __all__ = ["FrozenBatchNorm2d", "freeze_batch_norm", "unfreeze_batch_norm", "freeze_named"]
@@ -22,8 +23,14 @@ class FrozenBatchNorm2d(Layer):
     x: (N, C, H, W), or (N, C) features as ``BatchNorm`` takes them -> y: x's shape. No params: weight, bias,
     running_mean and running_var (C,) are buffers (torchvision's names, so PyTorch's state dicts load by name;
     their ``num_batches_tracked`` is dropped, as there), saved and moved with the model, never trained or
-    updated. backward: dx = dy * scale. Caches scale (C,) and the input shape. ``dtype`` (keyword) as BatchNorm's.
+    updated; ``layer.weight``, ``layer.running_mean``... read and assign them as torchvision's attributes.
+    backward: dx = dy * scale. Caches scale (C,) and the input shape. ``dtype`` (keyword) as BatchNorm's.
     """
+
+    weight = PyTorchParam("weight", store="buffers")
+    bias = PyTorchParam("bias", store="buffers")
+    running_mean = PyTorchParam("running_mean", store="buffers")
+    running_var = PyTorchParam("running_var", store="buffers")
 
     def __init__(self, num_features: int, eps: float = 1e-5, *, dtype: Any = "float32"):
         super().__init__()

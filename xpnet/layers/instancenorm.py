@@ -11,6 +11,7 @@ from ..backend import fast_path, untracked
 from .base import positive_int
 from .groupnorm import _ChannelGroupNorm
 from .norm import batchnorm_running
+from .pytorch_params import PyTorchParam
 
 
 class _InstanceNorm(_ChannelGroupNorm):
@@ -22,6 +23,8 @@ class _InstanceNorm(_ChannelGroupNorm):
 
     _spatial = 0
     _axes = ""
+    running_mean = PyTorchParam("running_mean", store="buffers")  # None without track_running_stats, as PyTorch's
+    running_var = PyTorchParam("running_var", store="buffers")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: Any = 0.1, affine: bool = False,
                  track_running_stats: bool = False, device: Any = None, dtype: Any = "float32", *, bias: bool = True):

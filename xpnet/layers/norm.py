@@ -74,6 +74,8 @@ class BatchNorm(Layer):
 
     weight = PyTorchParam("gamma")  # PyTorch's name and layout
     bias = PyTorchParam("beta")  # None when built without one
+    running_mean = PyTorchParam("running_mean", store="buffers")  # None without track_running_stats
+    running_var = PyTorchParam("running_var", store="buffers")
 
     @keyword_hints("BatchNorm", _chainer.BATCHNORM)
     def __init__(self, num_features: int, eps: float | None = None, momentum: Any = _BY_CONVENTION,
