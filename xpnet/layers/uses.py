@@ -73,4 +73,14 @@ def note(layer: Any, train: bool) -> None:
     raise RuntimeError(f"{model.name}.forward calls the layer {where} a second time in training mode; a layer keeps "
                        "what its backward needs from its last forward only, so the first use's backward would get "
                        f"the second's: give each use its own object (self.{attr}1 = {make}(...), "
-                       f"self.{attr}2 = ...)")
+                       f"self.{attr}2 = ...){_shared(layer)}")
+
+
+def _shared(layer: Any) -> str:
+    """For a layer with parameters, how to keep one set of weights for all uses (own objects would not share
+    them): a siamese network's two inputs, pytorch/examples' Linear at every step of a time loop."""
+    if not layer.named_params():
+        return ""
+    return ("; to share its weights between the uses (a siamese network, one layer at every time step), call it "
+            "once on the inputs joined along the batch axis (xp.concat([x1, x2]), then y[:n], y[n:]; steps stacked "
+            "on a time axis for a Linear) and backward once on the dys joined alike")
