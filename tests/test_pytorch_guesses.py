@@ -355,6 +355,22 @@ def test_apply_calls_a_function_on_every_layer_children_first_as_pytorchs():
         model.apply("xavier")
 
 
+def test_an_init_function_using_tensor_data_methods_says_what_xn_init_writes_instead():
+    """DCGAN's and the siamese network's weights_init, ``m.weight.data.normal_(0.0, 0.02)`` and
+    ``m.bias.data.fill_(0.01)``, failed as "'memoryview' object has no attribute 'fill_'" (NumPy's .data)."""
+    model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.ReLU())
+
+    def weights_init(m):
+        if isinstance(m, xn.layers.Linear):
+            m.bias.data.fill_(0.01)
+
+    with pytest.raises(AttributeError, match=r"^'memoryview' object has no attribute 'fill_': xpnet's m.weight and "
+                                             r"m.bias are the arrays themselves.*xn.init.constant_\(m.bias, v\)"):
+        model.apply(weights_init)
+    with pytest.raises(AttributeError, match=r"^'Sequential' object has no attribute 'fill_'$"):
+        model.apply(lambda m: model.fill_)  # a missing name of the model itself keeps its own message
+
+
 def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
     """model.append(layer) (PyTorch's Sequential.append, which returns the model) was an AttributeError."""
     model = _mlp()
