@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
-from .uses import note, scoped
+from .uses import counted, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -70,6 +70,8 @@ class Container(Layer):
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
             cls.forward = scoped(vars(cls)["forward"], mode)
+        if "backward" in vars(cls):  # PyTorch's several backwards before one step: counted for the optimizer
+            cls.backward = counted(vars(cls)["backward"])
 
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
