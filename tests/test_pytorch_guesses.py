@@ -356,7 +356,8 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
 
 
 @pytest.mark.parametrize("name,hint", [("cuda", "model.to('cuda')"), ("cpu", "model.to('cpu')"),
-                                       ("zero_grad", "each model.backward(dy) overwrites every gradient"),
+                                       ("zero_grad", "each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
+                                                     "(it clears nothing, and its step() refuses"),
                                        ("named_parameters", "model.named_params()"),
                                        ("modules", "model.named_modules()"), ("children", "model.named_children()"),
                                        ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),

@@ -26,8 +26,9 @@ _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.
 _PYTORCH_NAMES = {
     "cuda": _TO,
     "cpu": _TO,
-    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient (optimizer.zero_grad() "
-                 "exists, for PyTorch's loop, and does nothing)",
+    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
+                 "(it clears nothing, and its step() refuses a model whose backward ran more than once since, where "
+                 "PyTorch would have added the gradients)",
     "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
                         "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs",
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
