@@ -176,6 +176,12 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.ModuleDict", "assign a plain dict of layers"),
     ("xn.layers.Parameter", "self.params['W'] = ..."),
     ("xn.Parameter", "self.params['W'] = ..."),
+    ("xn.accelerator", "xn.cuda_available() is torch.accelerator.is_available(); xn.device('auto') is "
+                       "current_accelerator()"),  # pytorch/examples' mnist, vae, dcgan, word_language_model
+    ("xn.randn", "draw on the host, rng = numpy.random.default_rng(seed)"),
+    ("xn.randn_like", "then xn.to_device(z, dev)"),
+    ("xn.cat", "xp = xn.backend.namespace(x)"),
+    ("xn.flatten", "xp.reshape(x, (n, -1)) for torch.flatten(x, 1)"),
     ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
      "loader.n is the number of samples (len(loader.dataset))"),
 ])
