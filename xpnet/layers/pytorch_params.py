@@ -67,7 +67,7 @@ def _refuse_tying(who: str, layer: Any, value: Any) -> None:
     if other is None or other is layer or array() is not value:
         return
     instead = (f"for an output layer sharing the embedding's matrix, build it as xn.layers.TiedLinear(embedding) in "
-               f"place of the Linear" if type(other).__name__ == "Embedding" else
+               f"place of the {layer.name}" if type(other).__name__ == "Embedding" else
                "xpnet ties only an Embedding and its output layer, xn.layers.TiedLinear(embedding)")
     raise ValueError(f"{who} = {other.name}.{attr}: PyTorch ties the two layers to one parameter here; xpnet cannot "
                      f"tie by assignment (two parameters, updated twice, untied by model files): {instead}; to copy "
