@@ -85,6 +85,9 @@ def test_saved_and_loaded_with_their_arguments(tmp_path, rng):
     (lambda: L.Dropout2d(0.5).forward(np.zeros((2, 3, 4))),
      r"^Dropout2d: expected \(N, C, H, W\), got shape \(2, 3, 4\) \(PyTorch reads a 3-d input as \(N, C, L\)\); "
      r"for that, Dropout1d$"),
+    (lambda: L.Dropout2d(0.25).forward(np.zeros((8, 64))),  # mnist_rnn's Dropout2d after a BatchNorm1d
+     r"^Dropout2d: expected \(N, C, H, W\), got shape \(8, 64\); PyTorch drops single values of a 2-d input, as "
+     r"Dropout does \(deprecated, with a warning\): use xn.layers.Dropout\(p\)$"),
     (lambda: L.Dropout2d(0.5, True), r"^Dropout2d: the second argument is seed \(an int\), got True"),
     (lambda: L.Dropout2d(inplace=True), r"^Dropout2d: inplace=True is not supported"),
     (lambda: L.Dropout2d(1.0), r"^Dropout2d: p must be a float in \[0, 1\), got 1.0$"),

@@ -54,6 +54,38 @@ def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
         opt.step(_mlp())
 
 
+def test_two_backwards_after_zero_grad_are_refused_at_step_and_one_on_the_joined_batch_is_pytorchs_step():
+    """DCGAN's discriminator: zero_grad, backward on real images, backward on fakes, step. PyTorch adds the two
+    gradients; xpnet's backward overwrites, so the step silently followed the fakes alone."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    (x1, t1), (x2, t2) = _batches()[:2]
+    model, criterion = _mlp(), xn.losses.SoftmaxCrossEntropy(reduction="sum")
+    opt = optim.SGD(model, lr=0.1)
+    before = {k: np.copy(v) for k, v in model.named_params().items()}
+    opt.zero_grad()
+    for x, t in ((x1, t1), (x2, t2)):
+        criterion(model(x), t)
+        model.backward(criterion.backward())
+    with pytest.raises(RuntimeError, match=r"^SGD.step\(\): Sequential.backward ran 2 times since zero_grad\(\); "
+                                           r"PyTorch adds their gradients, xpnet's backward overwrites them.*join"):
+        opt.step()
+    assert all(np.array_equal(v, before[k]) for k, v in model.named_params().items())
+
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    xn.load_torch_state_dict(xn.Sequential(*[model[i] for i in range(3)]), theirs.state_dict())
+    for x, t in ((x1, t1), (x2, t2)):  # PyTorch's loop: the gradients of both backwards added
+        torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(t), reduction="sum").backward()
+    expected = (theirs[0].weight - 0.1 * theirs[0].weight.grad).detach().numpy()  # SGD's step
+    opt.zero_grad()
+    criterion(model(np.concatenate([x1, x2])), np.concatenate([t1, t2]))  # the hint: one backward, batches joined
+    model.backward(criterion.backward())
+    opt.step()
+    np.testing.assert_allclose(model[0].weight, expected, rtol=1e-5, atol=1e-6)
+    model.backward(criterion.backward())  # the book's loop, without zero_grad, is not counted
+    model.backward(criterion.backward())
+    opt.step()
+
+
 def test_positional_arguments_after_the_model_keep_their_meaning():
     model = _mlp()
     opt = optim.Momentum(model.parameters(), 0.02, 0.5)
@@ -144,6 +176,12 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.ModuleDict", "assign a plain dict of layers"),
     ("xn.layers.Parameter", "self.params['W'] = ..."),
     ("xn.Parameter", "self.params['W'] = ..."),
+    ("xn.accelerator", "xn.cuda_available() is torch.accelerator.is_available(); xn.device('auto') is "
+                       "current_accelerator()"),  # pytorch/examples' mnist, vae, dcgan, word_language_model
+    ("xn.randn", "draw on the host, rng = numpy.random.default_rng(seed)"),
+    ("xn.randn_like", "then xn.to_device(z, dev)"),
+    ("xn.cat", "xp = xn.backend.namespace(x)"),
+    ("xn.flatten", "xp.reshape(x, (n, -1)) for torch.flatten(x, 1)"),
     ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
      "loader.n is the number of samples (len(loader.dataset))"),
 ])
@@ -324,7 +362,8 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
 
 
 @pytest.mark.parametrize("name,hint", [("cuda", "model.to('cuda')"), ("cpu", "model.to('cpu')"),
-                                       ("zero_grad", "each model.backward(dy) overwrites every gradient"),
+                                       ("zero_grad", "each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
+                                                     "(it clears nothing, and its step() refuses"),
                                        ("named_parameters", "model.named_params()"),
                                        ("modules", "model.named_modules()"), ("children", "model.named_children()"),
                                        ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),
@@ -353,6 +392,22 @@ def test_apply_calls_a_function_on_every_layer_children_first_as_pytorchs():
     assert xn.layers.ReLU().apply(seen.append) is not None
     with pytest.raises(TypeError, match="Sequential.apply: fn must be a function of a layer, got str"):
         model.apply("xavier")
+
+
+def test_an_init_function_using_tensor_data_methods_says_what_xn_init_writes_instead():
+    """DCGAN's and the siamese network's weights_init, ``m.weight.data.normal_(0.0, 0.02)`` and
+    ``m.bias.data.fill_(0.01)``, failed as "'memoryview' object has no attribute 'fill_'" (NumPy's .data)."""
+    model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.ReLU())
+
+    def weights_init(m):
+        if isinstance(m, xn.layers.Linear):
+            m.bias.data.fill_(0.01)
+
+    with pytest.raises(AttributeError, match=r"^'memoryview' object has no attribute 'fill_': xpnet's m.weight and "
+                                             r"m.bias are the arrays themselves.*xn.init.constant_\(m.bias, v\)"):
+        model.apply(weights_init)
+    with pytest.raises(AttributeError, match=r"^'Sequential' object has no attribute 'fill_'$"):
+        model.apply(lambda m: model.fill_)  # a missing name of the model itself keeps its own message
 
 
 def test_a_sequential_grows_by_append_and_extend_as_pytorchs():

@@ -77,6 +77,24 @@ def test_linears_weight_is_a_view_of_W_and_assigning_it_transposes_back():
         L.Linear(3, 2, bias=False).bias = np.zeros(2)
 
 
+def test_assigning_another_layers_weight_is_refused_where_pytorch_would_tie_the_two():
+    """word_language_model's ``decoder.weight = encoder.weight`` made the Linear's W a view of the Embedding's on
+    NumPy: two parameters over one memory, each stepped by the optimizer with its own state, untied by a file."""
+    encoder, decoder, conv = L.Embedding(6, 4), L.Linear(4, 6), L.Conv2d(2, 2, 3)
+    before = decoder.params["W"]
+    with pytest.raises(ValueError, match=r"^Linear.weight = Embedding.weight: PyTorch ties the two layers to one "
+                                         r"parameter here; .*xn.layers.TiedLinear\(embedding\) in place of the Linear"):
+        decoder.weight = encoder.weight
+    with pytest.raises(ValueError, match=r"^Conv2d.weight = Conv2d.weight: .*xpnet ties only an Embedding"):
+        L.Conv2d(2, 2, 3).weight = conv.weight
+    assert decoder.params["W"] is before
+    decoder.weight = np.asarray(encoder.weight, copy=True)  # a copy of the values is taken as before
+    np.testing.assert_array_equal(decoder.params["W"], encoder.params["W"].T)
+    assert not np.shares_memory(decoder.params["W"], encoder.params["W"])
+    decoder.weight = decoder.weight * 2  # an array computed from a read, and the layer's own weight, are no tie
+    decoder.bias = decoder.bias
+
+
 def test_config_repr_and_files_keep_the_bias_flag(tmp_path):
     model = xn.Sequential(L.Linear(3, 4, bias=False), L.LayerNorm(4, bias=False), L.GroupNorm(2, 4, bias=False))
     assert repr(model[0]) == "Linear(in_features=3, out_features=4, bias=False)"

@@ -67,6 +67,25 @@ def test_a_sub_model_called_twice_is_refused_too_and_the_record_ends_with_the_fo
     assert np.array_equal(relu(relu(x)), np.maximum(x, 0))
 
 
+def test_a_layer_with_weights_called_twice_says_how_to_share_them_as_well():
+    """pytorch/examples' siamese network runs one backbone on both images, time_sequence_prediction one Linear at
+    every step: the hint said only to make one object per use, which would train two sets of weights."""
+    x, _ = _xt()
+
+    class Siamese(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.backbone = xn.Sequential(L.Linear(4, 3), L.Tanh())
+
+        def forward(self, x1, x2, train=True):
+            return self.backbone(x1) - self.backbone(x2)
+
+    with pytest.raises(RuntimeError, match=r"^Siamese.forward calls the layer 'backbone' \(Sequential\) .*"
+                                           r"self.backbone2 = ...\); to share its weights between the uses \(a siamese "
+                                           r"network, .*call it once on the inputs joined along the batch axis"):
+        Siamese()(x, -x)
+
+
 @pytest.mark.parametrize("make", [L.CosineSimilarity, lambda: L.Bilinear(4, 4, 2)], ids=["CosineSimilarity", "Bilinear"])
 def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make):
     """A two-input layer (it keeps one call's inputs for its backward) called twice in one training forward

@@ -69,6 +69,12 @@ __all__ = [
     "unfreeze_batch_norm",
 ]
 
+_RANDOM = ("xpnet draws no arrays of its own: draw on the host, rng = numpy.random.default_rng(seed), "
+           "z = rng.standard_normal((64, 20), dtype=numpy.float32) (DCGAN's noise, a VAE's eps), then "
+           "xn.to_device(z, dev)")
+_ARRAYS = ("xpnet has no array functions: use the namespace of the arrays, xp = xn.backend.namespace(x) (NumPy's, "
+           "CuPy's... as the array API names them: xp.concat([a, b], axis=1) for torch.cat, xp.reshape(x, (n, -1)) "
+           "for torch.flatten(x, 1)); in a model, an operation with a backward is a layer (xn.layers.Flatten())")
 # What a PyTorch user reaches for in torch, and what xpnet has instead.
 _PYTORCH_NAMES = {
     "nn": "xpnet has no nn module: layers are in xn.layers, losses in xn.losses, the model is xn.Sequential(...)",
@@ -103,6 +109,10 @@ _PYTORCH_NAMES = {
                   "RandomHorizontalFlip is xn.train(..., transform=xn.datasets.RandomShiftFlip(max_shift=2)), on "
                   "training batches only",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
+    "accelerator": "xn.cuda_available() is torch.accelerator.is_available(); xn.device('auto') is "
+                   "current_accelerator() (the GPU where one is usable, else the CPU), model.to(dev) moves a model",
+    **dict.fromkeys(("randn", "randn_like", "rand", "randint"), _RANDOM),
+    **dict.fromkeys(("cat", "stack", "zeros", "ones", "full", "arange", "exp", "flatten", "tril"), _ARRAYS),
 }
 
 

@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
 from .tree import not_built
-from .uses import note, scoped
+from .uses import counted, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -26,8 +26,9 @@ _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.
 _PYTORCH_NAMES = {
     "cuda": _TO,
     "cpu": _TO,
-    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient (optimizer.zero_grad() "
-                 "exists, for PyTorch's loop, and does nothing)",
+    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
+                 "(it clears nothing, and its step() refuses a model whose backward ran more than once since, where "
+                 "PyTorch would have added the gradients)",
     "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
                         "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs",
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
@@ -70,6 +71,8 @@ class Container(Layer):
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
             cls.forward = scoped(vars(cls)["forward"], mode)
+        if "backward" in vars(cls):  # PyTorch's several backwards before one step: counted for the optimizer
+            cls.backward = counted(vars(cls)["backward"])
 
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.

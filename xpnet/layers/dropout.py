@@ -92,9 +92,13 @@ class Dropout2d(_ChannelDropout):
     with probability ``p`` in training and the rest scaled by 1 / (1 - p); y = x in evaluation. Caches the scale
     (N, C, 1, 1), drawn as Dropout draws (``xpnet.backend.uniform``: its own generator, seeded from ``seed`` or
     ``xn.init``'s, on the device where the backend allows it). A 3-d input, which PyTorch reads as (N, C, L)
-    with a warning, is refused."""
+    with a warning, is refused, and so is a 2-d one, whose values PyTorch drops one by one (Dropout)."""
 
     def forward(self, x: Any, train: bool = True) -> Any:
+        if getattr(x, "ndim", 4) == 2:  # pytorch/examples' mnist_rnn: Dropout2d after a BatchNorm1d of (N, 64)
+            raise ValueError(f"Dropout2d: expected (N, C, H, W), got shape {tuple(x.shape)}; PyTorch drops single "
+                             "values of a 2-d input, as Dropout does (deprecated, with a warning): use "
+                             "xn.layers.Dropout(p)")
         if getattr(x, "ndim", 4) != 4:
             raise ValueError(f"Dropout2d: expected (N, C, H, W), got shape {tuple(x.shape)} (PyTorch reads a 3-d "
                              "input as (N, C, L)); for that, Dropout1d")

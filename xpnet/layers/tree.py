@@ -100,6 +100,14 @@ def _check_built(node: Any) -> None:
         raise TypeError(not_built(node))
 
 
+# What an init function of PyTorch's applies to m.weight.data (NumPy's .data is a memoryview, CuPy's a pointer).
+_TENSOR_METHODS = ("data", "normal_", "uniform_", "fill_", "zero_", "copy_", "mul_", "add_", "clamp_")
+_TENSOR_METHODS_HINT = ("xpnet's m.weight and m.bias are the arrays themselves, without PyTorch's .data and in-place "
+                        "methods: m.weight.data.normal_(0.0, 0.02) is xn.init.normal_(m.weight, 0.0, 0.02), "
+                        ".uniform_(a, b) xn.init.uniform_(m.weight, a, b), m.bias.data.fill_(v) "
+                        "xn.init.constant_(m.bias, v), .zero_() xn.init.zeros_(m.bias)")
+
+
 class Tree:
     """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own."""
 
@@ -188,7 +196,12 @@ class Tree:
             raise TypeError(f"{type(self).__name__}.apply: fn must be a function of a layer, got "
                             f"{type(fn).__name__}")
         for node in reversed(list(self.named_modules().values())):  # each node after all of its descendants
-            fn(node)
+            try:
+                fn(node)
+            except AttributeError as exc:
+                if exc.name not in _TENSOR_METHODS or isinstance(exc.obj, Tree):
+                    raise
+                raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
         return self
 
     def named_params(self) -> dict[str, Any]:

@@ -10,6 +10,12 @@ training mode; ``note`` raises at the second call of one of them. Evaluation-mod
 of caches, one per call, and its backward takes them in reverse order, so PyTorch's loop through one cell is right
 (:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves ``note`` out).
 
+Backward calls after ``optimizer.zero_grad()``: PyTorch's loop adds the gradients of every ``backward`` since
+``zero_grad()`` (DCGAN's discriminator: one backward on real images, one on fakes, then one step); xpnet's backward
+overwrites them. ``counted`` wraps every container's ``backward`` to count its calls once an optimizer bound to it
+has called ``arm``, and ``backwards_since_zero_grad`` gives the count to the optimizer's step, which refuses more
+than one.
+
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
 """
@@ -21,7 +27,7 @@ import inspect
 import threading
 from typing import Any, Callable
 
-__all__ = ["scoped", "note"]
+__all__ = ["scoped", "note", "counted", "arm", "backwards_since_zero_grad"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -73,4 +79,36 @@ def note(layer: Any, train: bool) -> None:
     raise RuntimeError(f"{model.name}.forward calls the layer {where} a second time in training mode; a layer keeps "
                        "what its backward needs from its last forward only, so the first use's backward would get "
                        f"the second's: give each use its own object (self.{attr}1 = {make}(...), "
-                       f"self.{attr}2 = ...)")
+                       f"self.{attr}2 = ...){_shared(layer)}")
+
+
+def _shared(layer: Any) -> str:
+    """For a layer with parameters, how to keep one set of weights for all uses (own objects would not share
+    them): a siamese network's two inputs, pytorch/examples' Linear at every step of a time loop."""
+    if not layer.named_params():
+        return ""
+    return ("; to share its weights between the uses (a siamese network, one layer at every time step), call it "
+            "once on the inputs joined along the batch axis (xp.concat([x1, x2]), then y[:n], y[n:]; steps stacked "
+            "on a time axis for a Linear) and backward once on the dys joined alike")
+
+
+def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` counting its calls on the container while ``arm`` has armed it."""
+    @functools.wraps(backward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls = self.__dict__.get("_backwards_since_zero_grad")
+        if calls is not None:
+            self.__dict__["_backwards_since_zero_grad"] = calls + 1
+        return backward(self, *args, **kwargs)
+    return run
+
+
+def arm(model: Any, on: bool = True) -> None:
+    """Start counting ``model``'s backward calls from 0 (``optimizer.zero_grad()``), or stop (``on=False``, a step)."""
+    if isinstance(getattr(model, "__dict__", None), dict):
+        model.__dict__["_backwards_since_zero_grad"] = 0 if on else None
+
+
+def backwards_since_zero_grad(model: Any) -> int:
+    """How many times ``model.backward`` ran since the optimizer's ``zero_grad()`` (0 when not counting)."""
+    return getattr(model, "__dict__", {}).get("_backwards_since_zero_grad") or 0

@@ -33,6 +33,7 @@ from typing import Any
 from .. import _chainer
 from .._user import not_here
 from ._blame import missing_gradient, other_dtype
+from ..layers.uses import arm, backwards_since_zero_grad
 from .binding import TakesAModelFirst
 from .hyperparams import choice, positive
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
@@ -203,6 +204,14 @@ class Optimizer(metaclass=TakesAModelFirst):
             update_rule(xp)
             self._check_eps(p)
             work.append((name, p, g, xp))
+        calls = backwards_since_zero_grad(model)
+        if calls > 1:
+            raise RuntimeError(f"{self.name}.step(): {type(model).__name__}.backward ran {calls} times since "
+                               "zero_grad(); PyTorch adds their gradients, xpnet's backward overwrites them, so this "
+                               "step would follow the last backward alone: run one forward and one backward on the "
+                               "batches joined (model(xp.concat([x_real, x_fake])), the labels joined alike; a mean "
+                               "loss is then half PyTorch's sum of two: reduction='sum'), or step after each backward")
+        arm(model, on=False)
         for name, p, _, _ in work:  # every gradient checked: only now is anything changed
             self._follow(name, p)
         self._left_out = [name for name in self.state if name not in params]
@@ -267,7 +276,12 @@ class Optimizer(metaclass=TakesAModelFirst):
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to clear, kept so that PyTorch's loop runs as written: each ``backward`` overwrites
         every gradient (one backward per step; gradients are never accumulated across calls, so to
-        accumulate, run one backward over the larger batch)."""
+        accumulate, run one backward over the larger batch). It starts counting the bound model's backward
+        calls: ``step`` refuses a model whose backward ran more than once since, as PyTorch would have summed
+        those gradients."""
+        model = self._bound()
+        if model is not None:
+            arm(model)
 
     def __getattr__(self, name: str) -> Any:
         raise not_here(self.name, name, {**_PYTORCH_NAMES, **_chainer.OPTIMIZER, "update": _UPDATE}, kind="object")
