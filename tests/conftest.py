@@ -165,3 +165,12 @@ def fashion_mnist():
         xn.datasets.find_files("fashion-mnist", download=False)
     except xn.datasets.DatasetNotFoundError:
         pytest.skip("Fashion-MNIST files not found (apt-get install dataset-fashion-mnist, or set XPNET_DATA)")
+
+
+@pytest.fixture(params=["products", "taps"])
+def resize_path(request, monkeypatch):
+    """Upsample and AdaptiveAvgPool2d made to resize by their two products or by their taps, whatever the size
+    (``xpnet.layers._interp.banded``): the tests against PyTorch hold on both."""
+    taps = request.param == "taps"
+    monkeypatch.setattr(xn.layers._interp, "banded", lambda x: taps)
+    return request.param

@@ -59,7 +59,7 @@ def test_adaptive_avg_pool_equals_pytorchs_on_every_device(dev):
 
 
 @pytest.mark.parametrize("output_size,hw", AVG_CASES)
-def test_adaptive_avg_pool_equals_pytorchs(output_size, hw):
+def test_adaptive_avg_pool_equals_pytorchs(output_size, hw, resize_path):
     assert_as_pytorch(AdaptiveAvgPool2d(output_size), lambda t: F.adaptive_avg_pool2d(t, output_size), hw,
                       xn.device("cpu"))
 
@@ -81,7 +81,7 @@ def test_upsample_area_equals_pytorchs_interpolate_on_every_device(dev):
 
 
 @pytest.mark.parametrize("kwargs,hw", AREA_CASES)
-def test_upsample_area_equals_pytorchs_interpolate(kwargs, hw):
+def test_upsample_area_equals_pytorchs_interpolate(kwargs, hw, resize_path):
     assert_as_pytorch(Upsample(mode="area", **kwargs), lambda t: F.interpolate(t, mode="area", **kwargs), hw,
                       xn.device("cpu"))
 

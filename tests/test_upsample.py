@@ -56,7 +56,7 @@ def test_equal_to_pytorchs_interpolate(dev, kwargs, hw):
 
 
 @pytest.mark.parametrize("kwargs,hw", CASES + MORE_CASES)
-def test_equal_to_pytorchs_interpolate_on_numpy(kwargs, hw):
+def test_equal_to_pytorchs_interpolate_on_numpy(kwargs, hw, resize_path):
     _assert_as_pytorch(kwargs, hw, xn.device("cpu"))
 
 

@@ -1,6 +1,7 @@
 """NumPy fast paths through Numba: BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d, Embedding's backward, the
-optimizers' updates and the passes around a stride-1 Conv2d's input-gradient product as compiled kernels
-(:mod:`xpnet.backend.numba_kernels`, :mod:`xpnet.backend.numba_rows`, :mod:`xpnet.backend.numba_conv`).
+optimizers' updates, the passes around a stride-1 Conv2d's input-gradient product and Upsample's banded resizing as
+compiled kernels (:mod:`xpnet.backend.numba_kernels`, :mod:`xpnet.backend.numba_rows`,
+:mod:`xpnet.backend.numba_conv`, :mod:`xpnet.backend.numba_resize`).
 
 Loaded, and Numba imported, the first time one of these layers runs on a NumPy array, and only where
 Numba is installed (``pip install 'xpnet[numba]'``); each kernel is compiled on its first call and
@@ -15,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import numba_conv, numba_kernels, numba_rows
+from . import numba_conv, numba_kernels, numba_resize, numba_rows
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -97,6 +98,12 @@ def _shifted_sums_ready(dcol: Any, *rest: Any) -> bool:
     return _kernel_ready(dcol)
 
 
+def _taps_ready(v: Any, index: Any, weight: Any, axis: int) -> bool:
+    """Any strides (made contiguous first); the weights in v's float dtype."""
+    return (isinstance(v, np.ndarray) and v.dtype in (np.float32, np.float64) and isinstance(weight, np.ndarray)
+            and weight.dtype == v.dtype and isinstance(index, np.ndarray))
+
+
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
                         ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
@@ -109,5 +116,6 @@ def register(add: Callable[..., Any]) -> None:
     add("softmax_backward", numba_rows.softmax_backward, _softmax_backward_ready)
     add("conv_flat_dy", numba_conv.flat_dy, _flat_dy_ready)
     add("conv_shifted_sums", numba_conv.shifted_sums, _shifted_sums_ready)
+    add("resize_taps", numba_resize.taps, _taps_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)

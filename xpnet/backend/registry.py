@@ -48,7 +48,7 @@ _STEP_OPS = ("step_weights", "step_weights_transposed")
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "embedding_backward", "layernorm_forward",
                                        "layernorm_backward", "softmax", "softmax_backward", "conv_flat_dy",
-                                       "conv_shifted_sums")),
+                                       "conv_shifted_sums", "resize_taps")),
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "step_weights_transposed", "lstm_step",

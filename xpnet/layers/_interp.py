@@ -8,6 +8,10 @@ weights (``matrix`` makes them an (out, in) matrix on the device), computed in t
 computes them (float32 arithmetic is each double result rounded to float32, which is exact for one +, -, * or / of
 float32 values). ``scale`` is the user's scale factor for the axis where PyTorch's
 kernel receives it (a ``scale_factor`` without ``recompute_scale_factor``), else None: the ratio is then in / out.
+
+Large images are resized by their taps instead of the matrices (``banded``): along each axis, y = the sum over
+j < k of weight[:, j] * x taken at index[:, j], and the backward is the same gather over the rows of A^T (each
+input index's outputs and weights, made on the host), so no scatter-add is needed; both equal the products.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from ..backend import fast_path, index_dtype, namespace
 from ._im2col import Pair
 
 Row = list[tuple[int, float]]  # (input index, weight) pairs of one output index
-# ((oh, ow), (sh, sw) where a broadcast repeats the pixels else None, (A_h, A_w) else (None, None))
-Plan = tuple[Pair, "Pair | None", tuple[Any, Any]]
+Band = tuple[Any, Any]  # (index, weight), both (out, k) on the device: the rows of a matrix, padded to k taps
+# ((oh, ow), (sh, sw) where a broadcast repeats the pixels else None, (A_h, A_w) or (None, None), the bands of
+# A_h, A_w, A_h^T, A_w^T or None)
+Plan = tuple[Pair, "Pair | None", tuple[Any, Any], "tuple[Band, Band, Band, Band] | None"]
+# The smallest side from which a NumPy image is resized by its taps where Numba is installed. Measured with
+# benchmarks/upsample.py (bilinear x2, forward + backward): the taps win from 16 x 16 on, the products below.
+BANDED_FROM = 16
 
 
 def float32(v: float) -> float:
@@ -130,13 +139,20 @@ def whole_repeats(rows: list[list[Row]], sizes: tuple[int, ...], out: Pair) -> P
     return repeats[0], repeats[1]
 
 
-def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
-    """The (out, in) matrix of ``rows`` on x's device, in x's dtype, built there from the (out, k) indices and
-    weights (weights of one input index added), so that the host handles k numbers a row, not in_size."""
+def band(rows: list[Row], x: Any) -> Band:
+    """The (out, k) indices and weights of ``rows`` on x's device in x's dtype, a shorter row padded with its last
+    index at weight 0."""
     xp, k = namespace(x), max(len(row) for row in rows)
-    padded = [row + [(0, 0.0)] * (k - len(row)) for row in rows]
+    padded = [row + [(row[-1][0], 0.0)] * (k - len(row)) for row in rows]
     index = xp.asarray([[i for i, _ in row] for row in padded], dtype=index_dtype(xp), device=x.device)
-    weight = xp.asarray([[w for _, w in row] for row in padded], dtype=x.dtype, device=x.device)
+    return index, xp.asarray([[w for _, w in row] for row in padded], dtype=x.dtype, device=x.device)
+
+
+def matrix(rows: list[Row], in_size: int, x: Any) -> Any:
+    """The (out, in) matrix of ``rows`` on x's device, in x's dtype, built there from their ``band`` (weights of
+    one input index added), so that the host handles k numbers a row, not in_size."""
+    xp = namespace(x)
+    index, weight = band(rows, x)
     hits = index[:, :, None] == xp.arange(in_size, dtype=index.dtype, device=x.device)
     return xp.sum(xp.where(hits, weight[:, :, None], xp.zeros((), dtype=x.dtype, device=x.device)), axis=1)
 
@@ -147,19 +163,43 @@ def plan_key(x: Any) -> tuple[Any, ...]:
     return tuple(x.shape[2:]), type(x), str(x.dtype), str(x.device)
 
 
+def banded(x: Any) -> bool:
+    """Whether to resize x by its taps rather than the two products: where a compiled kernel gathers them
+    (NumPy with Numba; the portable gathers measured slower than the products on NumPy and PyTorch's CPU) and
+    the image is large enough (``BANDED_FROM``)."""
+    return min(x.shape[2:]) >= BANDED_FROM and fast_path("resize_taps", namespace(x)) is not None
+
+
+def transposed(rows: list[Row], in_size: int) -> list[Row]:
+    """The rows of A^T: each input index's (output index, weight) pairs; an index no output reads gets weight 0."""
+    cols: list[Row] = [[] for _ in range(in_size)]
+    for dst, row in enumerate(rows):
+        for i, w in row:
+            cols[i].append((dst, w))
+    return [col or [(0, 0.0)] for col in cols]
+
+
 def plan(rows: list[list[Row]], x: Any) -> Plan:
     """The plan of resizing x (N, C, H, W) by the rows of each axis: a broadcast where they repeat whole pixels,
-    else the two matrices on x's device."""
+    else the taps of A_h, A_w and their transposes where ``banded(x)``, else the two matrices, on x's device."""
     in_hw = tuple(x.shape[2:])
     out = (len(rows[0]), len(rows[1]))
     repeat = whole_repeats(rows, in_hw, out)
-    matrices = (None, None) if repeat is not None else tuple(matrix(r, i, x) for r, i in zip(rows, in_hw))
-    return out, repeat, matrices
+    if repeat is not None:
+        return out, repeat, (None, None), None
+    if banded(x):
+        bands = [band(r, x) for r in rows] + [band(transposed(r, i), x) for r, i in zip(rows, in_hw)]
+        return out, None, (None, None), tuple(bands)
+    return out, None, tuple(matrix(r, i, x) for r, i in zip(rows, in_hw)), None
 
 
 def resize(xp: Any, x: Any, plan: Plan) -> Any:
-    """y (N, C, oh, ow) = A_h @ x @ A_w^T on each image of x, or the pixels repeated (sh, sw) times."""
-    (oh, ow), repeat, (a_h, a_w) = plan
+    """y (N, C, oh, ow) = A_h @ x @ A_w^T on each image of x (by products or taps), or the pixels repeated
+    (sh, sw) times."""
+    (oh, ow), repeat, (a_h, a_w), bands = plan
+    if bands is not None:
+        along = fast_path("resize_taps", xp, taps)
+        return along(along(x, *bands[0], 2), *bands[1], 3)
     if repeat is None:
         return _sandwich(xp, x, a_h, a_w)
     n, c, h, w = x.shape
@@ -168,12 +208,27 @@ def resize(xp: Any, x: Any, plan: Plan) -> Any:
 
 
 def resize_back(xp: Any, dy: Any, plan: Plan, in_hw: Pair) -> Any:
-    """dx (N, C, H, W) = A_h^T @ dy @ A_w, or each (sh, sw) block of dy summed."""
-    _, repeat, (a_h, a_w) = plan
+    """dx (N, C, H, W) = A_h^T @ dy @ A_w (by products or taps), or each (sh, sw) block of dy summed."""
+    _, repeat, (a_h, a_w), bands = plan
+    if bands is not None:
+        along = fast_path("resize_taps", xp, taps)
+        return along(along(dy, *bands[2], 2), *bands[3], 3)
     if repeat is None:
         return _sandwich(xp, dy, a_h.T, a_w.T)
     n, c = dy.shape[:2]
     return xp.sum(xp.reshape(dy, (n, c, in_hw[0], repeat[0], in_hw[1], repeat[1])), axis=(3, 5))
+
+
+def taps(v: Any, index: Any, weight: Any, axis: int) -> Any:
+    """v (N, C, H, W) resized along ``axis`` (2 or 3) by its (out, k) taps: the sum over j of weight[:, j] times
+    v taken at index[:, j] (Numba's kernel on NumPy: ``xpnet.backend.numba_resize``)."""
+    xp = namespace(v)
+    y = None
+    for j in range(index.shape[1]):
+        w = weight[:, j] if axis == 3 else weight[:, j:j + 1]
+        term = xp.take(v, index[:, j], axis=axis) * w
+        y = term if y is None else y + term
+    return y
 
 
 def layer_backward(layer: Any, dy: Any) -> Any:
