@@ -18,7 +18,12 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   another (``cupy/random/_bit_generator.pyx``); see :mod:`cupy.random`.
 - A kernel given a NumPy array raises ``TypeError`` ("Unsupported type"), as does ``numpy.asarray`` of a
   fake array (``__array__``): host arrays and host copies do not pass unseen.
-- No ``vecdot`` (not in CuPy 14: array-api-compat falls back to a batched ``matmul``).
+- CuPy 14.2's names only, not NumPy's (:mod:`cupy._names`, generated from CuPy's source by
+  ``tests/fake_cupy/make_names.py``): ``cupy``, ``linalg``, ``fft``, ``lib.stride_tricks`` and the ``ndarray``
+  methods and attributes; a call with a parameter CuPy's function or method lacks (``where=``, ``like=``,
+  ``stable=``...), a ufunc method or keyword CuPy refuses (``maximum.reduce``, ``add(where=)``) and a sort
+  ``kind`` other than None/'stable' raise as in CuPy (:mod:`cupy._strict`); sorts are stable, as CuPy's.
+  So no ``vecdot`` (array-api-compat falls back to a batched ``matmul``).
 - Stream capture (:mod:`cupy.cuda.stream`): on a capturing stream every kernel below is recorded, not
   run, and its new outputs hold garbage until the graph is launched; a launch replays the records.
   Refused there, as CuPy and CUDA refuse them: device-to-host copies and synchronisation, cuBLAS
@@ -57,11 +62,10 @@ from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool
 from ._dispatch import PerformanceWarning  # noqa: F401 - where it has been: cupy.PerformanceWarning
 # The functions and ndarray below look _call up here, where tests/cupy_layer_checks.py replaces it to count launches.
 from ._dispatch import _call, _check, _flat, _host, _kernel, _refuse_library, _to_host, _wrap
+from . import _names, _strict
 
 if _os.environ.get("FAKE_CUPY_IMPORT_WARNING") == "1":
     _warnings.warn("CUDA path could not be detected (fake)", RuntimeWarning)
-
-del vecdot  # noqa: F821 - CuPy 14 has none
 
 
 class ndarray:
@@ -115,12 +119,19 @@ class ndarray:
         return _kernel("astype", lambda: a.astype(dtype, order=order), (self,))
 
     def __getattr__(self, name):
-        if name.startswith("__"):  # no __array_interface__ & co.: NumPy must not read the memory
-            raise AttributeError(name)
+        # Only cupy.ndarray's own (no __array_interface__ & co.: NumPy must not read the memory).
+        if name not in _names.NDARRAY:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute '{name}' (fake CuPy: not in CuPy 14)")
         method = getattr(self._a, name)
         if not callable(method):
             return method
-        return lambda *args, **kwargs: _call(name, lambda *a, **k: getattr(self._a, name)(*a, **k), args, kwargs)
+
+        def call(*args, **kwargs):
+            _strict.check_call(f"ndarray.{name}", _names.NDARRAY[name], args, kwargs)
+            kwargs = _strict.stable(f"ndarray.{name}", args, kwargs)
+            return _call(name, lambda *a, **k: getattr(self._a, name)(*a, **k), args, kwargs)
+
+        return call
 
     def __getitem__(self, key):
         fancy = _builtins.any(isinstance(k, (ndarray, _np.ndarray, list)) for k in _flat([key]))
@@ -143,6 +154,7 @@ class ndarray:
         _kernel("setitem", run, arrays, (self,), finish=lambda r: None)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        _strict.check_ufunc(ufunc, method, kwargs)
         out = kwargs.get("out", ())
         _check(*inputs, *out)
         _refuse_library(ufunc.__name__, inputs)
@@ -153,6 +165,11 @@ class ndarray:
                        lambda: getattr(ufunc, method)(*h_inputs, **h_kwargs), inputs, out, finish)
 
     def __array_function__(self, func, types, args, kwargs):
+        # CuPy runs its own function of that name, or returns NotImplemented (core.pyx:2028-2044).
+        module = {"numpy": _names.CUPY, "numpy.linalg": _names.LINALG, "numpy.fft": _names.FFT}.get(func.__module__)
+        if module is None or func.__name__ not in module:
+            return NotImplemented
+        _strict.check_call(func.__name__, module[func.__name__], args, kwargs)
         return _call(func.__name__, func, args, kwargs)
 
     def __repr__(self):
@@ -231,9 +248,11 @@ def asnumpy(a, stream=None, order="C", out=None):
     return a.get() if isinstance(a, ndarray) else _np.asarray(a)
 
 
-def _function(name, f):
+def _function(name, f, names=_names.CUPY):
+    """NumPy's ``f`` as CuPy's ``name`` (its parameters from ``names``): a kernel."""
     def call(*args, **kwargs):
-        return _call(name, f, args, kwargs)
+        _strict.check_call(name, names.get(name), args, kwargs)
+        return _call(name, f, args, _strict.stable(name, args, kwargs))
 
     call.__name__ = call.__qualname__ = name
     return call
@@ -250,8 +269,13 @@ from ._kernels import ElementwiseKernel, ReductionKernel  # noqa: E402, F401 - a
 from ._raw import RawKernel  # noqa: E402, F401 - after ndarray, which it uses
 
 lib = _types.SimpleNamespace(stride_tricks=_types.SimpleNamespace(
-    as_strided=_function("as_strided", _np.lib.stride_tricks.as_strided)))
+    as_strided=_function("as_strided", _np.lib.stride_tricks.as_strided, _names.STRIDE_TRICKS)))
 
-for _name in ("fft", "linalg", "random"):  # NumPy's modules of these names came with the star import
+asarray, array, asnumpy = (_strict.checked(f.__name__, f, _names.CUPY[f.__name__]) for f in (asarray, array, asnumpy))
+
+# CuPy's names only (cupy/_names.py): NumPy's others came with the star import, as its fft, linalg, random.
+for _name in [n for n in globals() if not n.startswith("_") and n not in _names.CUPY]:
+    del globals()[_name]
+for _name in ("fft", "linalg", "random"):
     globals().pop(_name, None)
 from . import fft, linalg, random  # noqa: E402 - submodules after the names they use

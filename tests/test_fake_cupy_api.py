@@ -1,0 +1,55 @@
+"""The fake CuPy offers CuPy 14.2's API, not NumPy's (``tests/fake_cupy/cupy/_names.py``, generated from CuPy's
+source by ``tests/fake_cupy/make_names.py``): a name, ``ndarray`` method or keyword CuPy lacks fails on the fake as
+it would on the GPU, so the GPU session is not spent on an AttributeError."""
+
+from __future__ import annotations
+
+from test_cupy_rules import last_json, run_with_fake_cupy
+
+_CALLS = {
+    # cupy/_math/sumprod.py: sum(a, axis=None, dtype=None, out=None, keepdims=False), no where=
+    "cupy.sum(x, where=x > 0)": "TypeError",
+    "x.sum(where=x > 0)": "TypeError",
+    "numpy.sum(x, where=x > 0)": "TypeError",  # __array_function__ runs cupy.sum
+    "x.argsort(stable=True)": "TypeError",  # core.pyx: argsort(self, axis=-1, kind=None)
+    "cupy.sort(x, kind='quicksort')": "ValueError",  # core.pyx: _check_kind_sort
+    "cupy.asarray(x, like=x)": "TypeError",
+    "cupy.add(x, x, where=x > 0)": "TypeError",  # _kernel.pyx: ufunc.__call__, 'Wrong arguments'
+    "cupy.maximum.reduce(x)": "NotImplementedError",  # _kernel.pyx: ufunc.reduce, add and multiply only
+    "cupy.einsum('ij->i', x, casting='no')": "TypeError",  # linalg/_einsum.py
+    "cupy.lib.stride_tricks.as_strided(x, shape=(2,), writeable=False)": "TypeError",
+    "x.setflags(write=False)": "AttributeError",  # no such cupy.ndarray method
+    "cupy.vecdot(x, x)": "AttributeError",  # not in CuPy 14
+    "cupy.linalg.vector_norm(x)": "AttributeError",
+    # What CuPy has passes.
+    "cupy.sum(x, axis=1, keepdims=True)": None,
+    "cupy.add.at(x, cupy.asarray(numpy.array([0])), 1.0)": None,
+    "x.argsort(axis=-1, kind='stable')": None,
+}
+
+
+def test_the_fake_refuses_what_cupy_14_lacks(tmp_path):
+    code = f"""
+        import json, numpy, cupy
+        x = cupy.asarray(numpy.arange(6.0).reshape(2, 3))
+        raised = {{}}
+        for call in {list(_CALLS)!r}:
+            try:
+                eval(call)
+                raised[call] = None
+            except Exception as e:
+                raised[call] = type(e).__name__
+        print(json.dumps(raised))
+    """
+    assert last_json(run_with_fake_cupy(code, tmp_path)) == _CALLS
+
+
+def test_the_fake_sorts_stably_as_cupy(tmp_path):
+    """CuPy's sort and argsort are stable by default (``cupy/_sorting/sort.py``: None is 'stable'); NumPy's
+    default quicksort is not, so ties came out in another order on the fake."""
+    code = """
+        import json, numpy, cupy
+        x = cupy.asarray(numpy.array([1.0, 0.0] * 50))
+        print(json.dumps([cupy.argsort(x).get().tolist(), x.argsort().get().tolist()]))
+    """
+    assert last_json(run_with_fake_cupy(code, tmp_path)) == [[*range(1, 100, 2), *range(0, 100, 2)]] * 2
