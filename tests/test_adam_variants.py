@@ -99,6 +99,36 @@ def test_state_dict_resumes_exactly(name, rng):
         np.testing.assert_array_equal(half.p[key], whole.p[key])
 
 
+def _one_cycle(opt, lr_scheduler):
+    return lr_scheduler.OneCycleLR(opt, 0.05, total_steps=12, pct_start=0.4, base_momentum=0.5)
+
+
+def _cycle(opt, sched, model, grads):
+    for g in grads:
+        _run(opt, None, [g], model=model)
+        sched.step()
+
+
+def test_nadam_resumed_under_one_cycle_momentum_goes_on_as_pytorchs_uninterrupted_run(rng):
+    """OneCycleLR's cycle_momentum moves beta1 at each step; PyTorch multiplies each step's mu, with that step's
+    beta1, into its state's mu_product. After a state_dict round trip NAdam rebuilt its product with the
+    current beta1 alone: off PyTorch's and its own uninterrupted run."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    p0, grads = _data(rng, 12)
+    first, model = optim.NAdam(), _Params(p0)
+    sched = _one_cycle(first, optim.lr_scheduler)
+    _cycle(first, sched, model, grads[:6])
+    resumed = optim.NAdam(0.5, (0.1, 0.9))
+    resumed_sched = _one_cycle(resumed, optim.lr_scheduler)
+    resumed.load_state_dict(first.state_dict())
+    resumed_sched.load_state_dict(sched.state_dict())
+    _cycle(resumed, resumed_sched, model, grads[6:])
+    for i, key in enumerate(model.p):
+        ref = torch_steps("NAdam", p0[i], [g[i] for g in grads],
+                          schedule=lambda opt: _one_cycle(opt, torch.optim.lr_scheduler))
+        np.testing.assert_allclose(model.p[key], ref, rtol=1e-14, atol=1e-15)
+
+
 @pytest.mark.parametrize("name,kwargs", [("NAdam", {}), ("NAdam", {"momentum_decay": 0.0}),
                                          ("RAdam", {"decoupled_weight_decay": True, "weight_decay": 0.1}),
                                          ("Adamax", {}), ("Adadelta", {})])

@@ -264,6 +264,7 @@ def test_a_broken_full_checkpoint_given_to_xn_load_is_named_as_a_checkpoint(chec
     (lambda a, m: m["optimizer"]["hyperparams"].update(momentum=0.9), r"'optimizer.hyperparams' is invalid: .*momentum"),
     (lambda a, m: m["optimizer"].pop("t"), r"field 'optimizer.t' is missing"),
     (lambda a, m: m.pop("optimizer"), r"field 'optimizer.type' is missing"),
+    (lambda a, m: m["optimizer"].update(scalars={"0.W": {"mu_product": "1"}}), r"field 'optimizer.scalars' is "),
     (lambda a, m: m.update(epoch="1"), r"field 'epoch' is '1', expected a int"),
     (lambda a, m: m.update(epoch=-1), r"field 'epoch' is -1, expected an int >= 0"),
     (lambda a, m: m["history"].update(epochs=[1]), r"field 'history.epochs\[0\]' is 1"),
@@ -283,6 +284,12 @@ def test_a_checkpoint_is_validated_field_by_field(spiral, checkpoint, change, me
     with pytest.raises(xn.XpnetFileError, match=message) as info:
         fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=checkpoint)
     assert str(checkpoint) in str(info.value)
+
+
+def test_a_checkpoint_written_before_optimizer_scalars_still_resumes(spiral, checkpoint):
+    """Checkpoints older than NAdam's kept mu_product have no 'optimizer.scalars': they resume as before."""
+    rewrite(checkpoint, lambda a, m: m["optimizer"].pop("scalars"))
+    assert len(fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=checkpoint).epochs) == 2
 
 
 def test_resuming_warns_that_the_saved_hyperparameters_replace_the_optimizers(spiral, checkpoint):

@@ -79,9 +79,13 @@ def test_reduce_on_plateau_reads_the_monitored_log():
     assert len(set(lrs)) > 1
 
 
-def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(tmp_path):
+@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1, momentum=0.9), lambda: xn.optim.NAdam(0.01)],
+                         ids=["SGD", "NAdam"])
+def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(make, tmp_path):
+    """cycle_momentum moves SGD's momentum and NAdam's beta1 at each step: NAdam's running product of mu (each
+    with its step's beta1) is kept by the checkpoint, where a resumed NAdam rebuilt it with the current beta1."""
     def run(epochs, **kw):
-        opt = xn.optim.SGD(0.1, momentum=0.9)
+        opt = make()
         sched = LRScheduler(ls.OneCycleLR(opt, max_lr=0.5, epochs=4, steps_per_epoch=STEPS), interval="step")
         return _fit(opt, epochs, [sched, ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", full=True)], **kw)
 

@@ -86,11 +86,13 @@ def test_a_layer_with_weights_called_twice_says_how_to_share_them_as_well():
         Siamese()(x, -x)
 
 
-@pytest.mark.parametrize("make", [L.CosineSimilarity, lambda: L.Bilinear(4, 4, 2)], ids=["CosineSimilarity", "Bilinear"])
-def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make):
+@pytest.mark.parametrize("make, steps", [(L.CosineSimilarity, None), (lambda: L.Bilinear(4, 4, 2), None),
+                                         (L.Attention, 3)], ids=["CosineSimilarity", "Bilinear", "Attention"])
+def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make, steps):
     """A two-input layer (it keeps one call's inputs for its backward) called twice in one training forward
-    handed the first use's backward the second's inputs, silently."""
+    handed the first use's backward the second's inputs, silently. The book's Attention takes (N, T, H)."""
     x, _ = _xt()
+    x = x if steps is None else np.stack([x] * steps, axis=1) * np.arange(1, steps + 1, dtype=x.dtype)[:, None]
     pair = make()
 
     class Siamese(xn.Model):

@@ -238,7 +238,10 @@ def test_pytorchs_other_arguments_at_their_defaults_are_taken(cls):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"dropout": 0.5}, r"LSTM: dropout=0.5 is not supported: PyTorch's dropout acts between stacked layers only"),
-    ({"proj_size": 2}, r"LSTM: proj_size=2 is not supported"),
+    ({"proj_size": H}, rf"LSTM: proj_size must be an int from 0 \(no projection\) to below hidden_size={H} "
+                       rf"\(PyTorch's rule\), got {H}"),
+    ({"proj_size": -1}, r"LSTM: proj_size must be an int .*, got -1"),
+    ({"proj_size": True}, r"LSTM: proj_size must be an int .*, got True"),
     ({"device": "cuda"}, r"LSTM: device='cuda' is not supported: make the layer, then move it .* with .to\(device\)"),
 ])
 def test_pytorchs_arguments_xpnet_lacks_say_what_to_write(kwargs, message):

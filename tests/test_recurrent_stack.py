@@ -11,6 +11,8 @@ from xpnet.layers import GRU, LSTM, RNN
 from xpnet.layers.recurrent_stack import RecurrentStack
 from xpnet.testing import assert_gradients_ok, assert_placed
 
+from conftest import DEVICE_MAKERS
+
 torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 TOL = {"rtol": 1e-11, "atol": 1e-12}
@@ -22,15 +24,16 @@ SHAPES = {"2-layers": {"num_layers": 2}, "bidirectional": {"bidirectional": True
 
 def _grads_by_torch_name(layer):
     """The layer's gradients by PyTorch's names and in its layouts: xn.torch_state_dict with grads for params."""
-    kept = {name: dict(sub.params) for name, sub in layer.named_children().items()}
+    subs = layer.layers() if isinstance(layer, RecurrentStack) else [layer]
+    kept = [dict(sub.params) for sub in subs]
     try:
-        for sub in layer.layers():
+        for sub in subs:
             sub.params.update(sub.grads)
         return xn.torch_state_dict(layer)
     finally:
-        for name, sub in layer.named_children().items():
+        for sub, params in zip(subs, kept):
             sub.params.clear()
-            sub.params.update(kept[name])
+            sub.params.update(params)
 
 
 def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
@@ -41,13 +44,14 @@ def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.5))
     module.eval()  # dropout, where given, is off in evaluation: the two agree
     layer = getattr(xn.layers, kind)(D, H, batch_first=batch_first, **options)
-    assert isinstance(layer, RecurrentStack) and layer.name == kind
+    assert layer.name == kind
     xn.load_torch_state_dict(layer.to(dev, dtype="float64"), module.state_dict())
     rows = module.num_layers * (1 + module.bidirectional)
-    lead = (N, T) if batch_first else (T, N)
-    x, dy = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, rows // module.num_layers * H))
-    start = [rng.standard_normal((rows, N, H)) for _ in ("h", "c")[:1 + (kind == "LSTM")]]
-    layer.set_state(*[xn.to_device(s, dev) for s in start])
+    lead, width = (N, T) if batch_first else (T, N), options.get("proj_size") or H  # h's width
+    x, dy = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, rows // module.num_layers * width))
+    start = [rng.standard_normal((rows, N, w)) for w in (width, H)[:1 + (kind == "LSTM")]]
+    single = not isinstance(layer, RecurrentStack)  # its state is the one row of PyTorch's, (N, width)
+    layer.set_state(*[xn.to_device(s[0] if single else s, dev) for s in start])
     y = layer.forward(xn.to_device(x, dev), train=False)
     dx = layer.backward(xn.to_device(dy, dev))
     assert_placed(y, dev, "float64")
@@ -64,7 +68,7 @@ def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
         mine = name.replace("_hh_", "_ih_") if kind != "GRU" and name.startswith("bias_hh") else name
         pairs[name] = (ours[mine], p.grad.numpy())
     for name, ts in zip(("dh", "dc"), tstart):
-        pairs[name] = (getattr(layer, name), ts.grad.numpy())
+        pairs[name] = (getattr(layer, name), ts.grad.numpy()[0] if single else ts.grad.numpy())
     for name, (a, b) in pairs.items():
         np.testing.assert_allclose(xn.to_numpy(a), b, **TOL, err_msg=f"{kind} {options}: {name} differs from PyTorch")
 
@@ -75,8 +79,27 @@ def test_equals_pytorch_in_float64(kind, options):
     _compare_with_torch(kind, options, xn.device("cpu"))
 
 
+PROJECTED = {"1-layer": {"proj_size": 2}, "2-layers": {"proj_size": 3, "num_layers": 2},
+             "2-layers-bidirectional": {"proj_size": 2, "num_layers": 2, "bidirectional": True}}
+
+
+@pytest.mark.parametrize("options", list(PROJECTED.values()), ids=list(PROJECTED))
+def test_lstm_proj_size_equals_pytorch_in_float64(options):
+    """nn.LSTM(proj_size=P): h = (o * tanh(c)) @ weight_hr.T, P wide (the output, h0, dh, the next level's
+    input), c H wide; output, every parameter's gradient (weight_hr_l{k} too), dx, dh0 and dc0 (it was refused)."""
+    _compare_with_torch("LSTM", options, xn.device("cpu"))
+
+
 def test_equals_pytorch_on_every_device_time_first(dev):
     _compare_with_torch("LSTM", {"num_layers": 2, "bidirectional": True}, dev, batch_first=False)
+
+
+@pytest.mark.parametrize("where", ["strict-device1", pytest.param("cupy", marks=pytest.mark.gpu), "torch"])
+def test_lstm_proj_size_equals_pytorch_on_other_devices(where):
+    """Its portable steps (the fast paths' step kernels are left out) on another device (JAX runs the same code
+    as array-api-strict, at a few seconds' warm-up)."""
+    _compare_with_torch("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 2}, DEVICE_MAKERS[where](),
+                        batch_first=False)
 
 
 def test_dropout_acts_between_layers_in_training_only(rng):
@@ -101,16 +124,21 @@ def test_dropout_acts_between_layers_in_training_only(rng):
     np.testing.assert_allclose(layer.forward(x, train=False), plain.forward(x), **TOL)
 
 
-def test_gradcheck_stacked_bidirectional(rng):
+@pytest.mark.parametrize("make", [lambda: GRU(2, 3, num_layers=2, bidirectional=True, dtype="float64"),
+                                  lambda: LSTM(2, 3, num_layers=2, bidirectional=True, proj_size=2, dtype="float64")],
+                         ids=["GRU", "LSTM-proj_size"])
+def test_gradcheck_stacked_bidirectional(rng, make):
     xn.init.seed(1)
-    layer = GRU(2, 3, num_layers=2, bidirectional=True, dtype="float64")
+    layer = make()
     report = assert_gradients_ok(layer, rng.standard_normal((2, 3, 2)), rtol=1e-5, max_entries=12)
     assert {row.name for row in report.rows} == {*layer.named_params(), "input"}
 
 
-def test_stateful_carries_every_layers_state_and_ends_at_pytorchs_hn_cn(rng):
-    module = torch.nn.LSTM(D, H, 2, batch_first=True, dtype=torch.float64)
-    layer = LSTM(D, H, stateful=True, num_layers=2, dtype="float64")
+@pytest.mark.parametrize("proj_size", [0, 2])
+def test_stateful_carries_every_layers_state_and_ends_at_pytorchs_hn_cn(rng, proj_size):
+    """With proj_size the h carried is P wide, c H wide, as PyTorch's h_n and c_n."""
+    module = torch.nn.LSTM(D, H, 2, batch_first=True, dtype=torch.float64, proj_size=proj_size)
+    layer = LSTM(D, H, stateful=True, num_layers=2, dtype="float64", proj_size=proj_size)
     xn.load_torch_state_dict(layer, module.state_dict())
     x = rng.standard_normal((N, 2 * T, D))
     out, (hn, cn) = module(torch.from_numpy(x))
@@ -135,6 +163,21 @@ def test_saves_loads_and_rebuilds_from_its_config(tmp_path, rng):
     assert LSTM.from_config(model[0].config()).config() == model[0].config()
     assert list(model[0].named_params())[:3] == ["l0.Wx", "l0.Wh", "l0.b"]
     assert type(LSTM(D, H, num_layers=1, bidirectional=False)) is LSTM
+
+
+def test_proj_size_is_saved_and_a_projection_into_a_layer_without_one_says_how_to_build_it(tmp_path, rng):
+    model = xn.Sequential(LSTM(D, H, num_layers=2, proj_size=2), xn.layers.Linear(2, 2))
+    model.save(tmp_path / "m.npz")
+    again = xn.load(tmp_path / "m.npz")
+    assert repr(again[0]) == "LSTM(input_size=3, hidden_size=5, dtype='float32', proj_size=2, num_layers=2)"
+    assert {k: tuple(v.shape) for k, v in again[0].named_params().items() if k.startswith("l1")} == \
+        {"l1.Wx": (2, 4 * H), "l1.Wh": (2, 4 * H), "l1.b": (4 * H,), "l1.Wr": (H, 2)}
+    x = rng.standard_normal((N, T, D)).astype(np.float32)
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+    module = torch.nn.LSTM(D, H, proj_size=2, batch_first=True)
+    with pytest.raises(ValueError, match=r"'weight_hr_l0': the projection of h of an nn.LSTM\(..., proj_size=P\): "
+                                         r"build the xpnet layer as the PyTorch one, LSTM\(D, H, ..., proj_size=P\)"):
+        xn.load_torch_state_dict(LSTM(D, 2), module.state_dict())
 
 
 @pytest.mark.parametrize("make, error, message", [

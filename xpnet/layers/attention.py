@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import same_device, untracked
-from .base import Layer
+from ..backend import untracked
 from .softmax import softmax, softmax_backward
+from .two_inputs import _TwoInputs
 
 
-class Attention(Layer):
+class Attention(_TwoInputs):
     """For each decoder step, a softmax over the encoder steps of ``hs_enc . h`` weighs the encoder
     states into a context vector (no parameters).
 
@@ -23,27 +23,23 @@ class Attention(Layer):
 
     There is no mask: every encoder step is attended (a padding mask passed third, PyTorch's habit, is
     refused: the third argument is ``train``; :class:`MultiheadAttention` takes PyTorch's masks).
+    One object per use: called as ``att(hs_enc, hs_dec)`` twice in one training forward of a model it is
+    refused (the first use's backward would get the second's cache), as every layer.
     """
+
+    _inputs = ("hs_enc", "hs_dec")
+    _third = ("xpnet's Attention has no mask (PyTorch's attn_mask or key_padding_mask): every encoder step is "
+              "attended, as the book's TimeAttention; xn.layers.MultiheadAttention takes them")
 
     def __init__(self) -> None:
         super().__init__()
         self.attention_weights = None
         self._cache = None
 
-    def __call__(self, hs_enc: Any, hs_dec: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        return self.forward(hs_enc, hs_dec, train=self.training if train is None else train)
-
     def forward(self, hs_enc: Any, hs_dec: Any, train: bool = True) -> Any:  # type: ignore[override]
         hs_enc, hs_dec = untracked(hs_enc), untracked(hs_dec)
-        self._check_train(train, "hs_enc, hs_dec", "xpnet's Attention has no mask (PyTorch's attn_mask or "
-                          "key_padding_mask): every encoder step is attended, as the book's TimeAttention; "
-                          "xn.layers.MultiheadAttention takes them")
-        xp = self._check_float(hs_enc)
-        self._check_float(hs_dec)
-        if not same_device(hs_enc, hs_dec) or hs_enc.dtype != hs_dec.dtype:
-            raise ValueError("Attention: hs_enc and hs_dec must share namespace, device and dtype, got "
-                             f"{hs_enc.dtype} and {hs_dec.dtype} arrays of {type(hs_enc).__name__} and "
-                             f"{type(hs_dec).__name__}")
+        self._check_pair_train(train)
+        xp = self._check_pair(hs_enc, hs_dec)
         if hs_enc.ndim != 3 or hs_dec.ndim != 3 or hs_enc.shape[0] != hs_dec.shape[0] \
                 or hs_enc.shape[2] != hs_dec.shape[2]:
             raise ValueError(f"Attention: expected hs_enc (N, T_enc, H) and hs_dec (N, T_dec, H), got "

@@ -44,9 +44,9 @@ def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[A
 
 def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
     """Gates i, f, o = sigmoid, g = tanh of ``ax + h @ Wh``; c_next = f * c + i * g,
-    h_next = o * tanh(c_next). Caches h, c, the four gates and tanh(c_next)."""
+    h_next = o * tanh(c_next) (N, H). Caches h, c, the four gates and tanh(c_next)."""
     xp = namespace(ax)
-    H = h.shape[1]
+    H = c.shape[1]  # h is narrower under LSTM's proj_size
     a = ax + h @ Wh
     gates_if = sigmoid(a[:, :2 * H])
     i, f = gates_if[:, :H], gates_if[:, H:]

@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from .._user import flag, is_int, is_real
-from ..backend import same_device, untracked
+from ..backend import untracked
 from .two_inputs import _TwoInputs
 
 
@@ -30,11 +30,7 @@ class _Pair(_TwoInputs):
         """The namespace and x1, x2 broadcast, after the checks; the input shapes are cached."""
         self._check_pair_train(train)
         x1, x2 = untracked(x1), untracked(x2)
-        xp = self._check_float(x1)
-        self._check_float(x2)
-        if not same_device(x1, x2) or x1.dtype != x2.dtype:
-            raise ValueError(f"{self.name}: x1 and x2 must share namespace, device and dtype, got {x1.dtype} and "
-                             f"{x2.dtype} arrays of {type(x1).__name__} and {type(x2).__name__}")
+        xp = self._check_pair(x1, x2)
         s1, s2 = tuple(x1.shape), tuple(x2.shape)
         n = max(len(s1), len(s2))
         p1, p2 = (1,) * (n - len(s1)) + s1, (1,) * (n - len(s2)) + s2

@@ -23,7 +23,7 @@ layout, time first (T, N, ...), as a transposed view of the same loop. Such a mo
 and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.train``, ``xn.evaluate`` over
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`~xpnet.layers.recurrent_state.refuse_time_first`), where PyTorch's DataLoader would silently cut
-time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``; ``proj_size=0``,
+time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``, LSTM's ``proj_size``,
 RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write. ``num_layers`` above 1
 and ``bidirectional=True`` build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with
 ``dropout`` between them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
@@ -68,7 +68,6 @@ _PYTORCH_ONLY = {
     "num_layers": (1, "num_layers must be an int >= 1"),
     "dropout": (0, NO_LAYER_AFTER),
     "bidirectional": (False, "bidirectional must be True or False"),
-    "proj_size": (0, "xpnet's LSTM has no projection of h (PyTorch's proj_size)"),
     "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
                              "(see the README's Writing your own model)"),
     "device": DEVICE_DEFAULT,
@@ -138,7 +137,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         self._refuse_pytorch_only(pytorch)
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
-        d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
+        d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
         self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
         for name in self.bias_names():
@@ -150,7 +149,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
     def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
         """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
         for arg in pytorch:
-            only = {"proj_size": LSTM, "nonlinearity": RNN}.get(arg, _Recurrent)
+            only = {"nonlinearity": RNN}.get(arg, _Recurrent)
             if arg not in _PYTORCH_ONLY or not isinstance(self, only):
                 raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
         table = {arg: (default, instead.format(name=self.name)) for arg, (default, instead) in _PYTORCH_ONLY.items()}
@@ -175,7 +174,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         return self.forward(x, train=self.training if train is None else train, hx=hx)
 
     def forward(self, x: Any, train: bool = True, *, hx: Any = _NO_HX) -> Any:
-        """x: (N, T, input_size) -> hs: (N, T, hidden_size), the hidden state after each step; (T, N, ...)
+        """x: (N, T, input_size) -> hs: (N, T, out_size), the hidden state after each step; (T, N, ...)
         both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
         the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
         x = untracked(x)
@@ -215,13 +214,13 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         return xp.stack(hs, axis=int(self.batch_first))
 
     def backward(self, dhs: Any) -> Any:
-        """dhs: (N, T, hidden_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
+        """dhs: (N, T, out_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
         fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``)."""
         dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
         n, steps = start[0].shape[0], len(caches)
-        expected = (n, steps, self.hidden_size) if self.batch_first else (steps, n, self.hidden_size)
+        expected = (n, steps, self.out_size) if self.batch_first else (steps, n, self.out_size)
         if tuple(dhs.shape) != expected:
             raise ValueError(f"{self.name}: expected dhs of shape {expected}, got {tuple(dhs.shape)}")
         if not self.batch_first:
@@ -238,7 +237,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
             self._WhT = None
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
         if not self._frozen:  # requires_grad_(False): no weight products, the saving fine-tuning is for
-            h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.hidden_size))
+            h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.out_size))
             self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
             if self.bias:
                 self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
@@ -252,7 +251,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         """Wx's and Wh's gradients (and the hidden bias's) from every step's dax and dah: x2 (N*T, D) is what
         Wx multiplied, h_prev (N*T, H) what Wh did. RNN and LSTM multiply both by dax (their dah is dax), so
         one product of the two side by side gives both gradients, as row blocks of one array (at the book's
-        sizes, N*T=700, D=H=650, one thread: 31 ms against two products of 17.5 ms)."""
+        sizes, N*T=700, D=H=650, one thread: 31 ms against two products of 17.5 ms); h_prev is (N*T, out_size)."""
         both = fast_path("matmul", xp, operator.matmul)(xp.concat([x2, h_prev], axis=1).T, dax)
         self.grads["Wx"], self.grads["Wh"] = both[:self.input_size, :], both[self.input_size:, :]
 
@@ -303,31 +302,72 @@ class LSTM(_Recurrent):
     docstring has the lines). Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and
     each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
+
+    ``proj_size=P`` (0 < P < hidden_size), PyTorch's: h_t = (o_t * tanh(c_t)) @ Wr with Wr (H, P) =
+    ``weight_hr_l0.T``; h, the output and ``dh`` are P wide ((N, T, P), h0 (N, P)), c stays (N, H), and Wh
+    is (P, 4H). Its steps run the portable code (the Numba and CuPy step kernels take h of hidden_size).
     """
 
     blocks = 4
     state_names = ("h", "c")
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
-                 dtype: str = "float32", **kwargs: Any):
+                 dtype: str = "float32", *, proj_size: int = 0, **kwargs: Any):
+        self.proj_size = _proj_size(self.name, proj_size, hidden_size)
         super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
+        if self.proj_size:
+            self.params["Wr"] = _init.weights((self.hidden_size, self.proj_size), self.hidden_size, self.proj_size,
+                                              init=init, dtype=self.dtype)
         self.dc = None
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "proj_size": self.proj_size}
 
     @property
     def c(self) -> Any:
         """The cell state the next forward starts from (None: zeros)."""
         return None if self._state is None else self._state[1]
 
+    @property
+    def _steps_multiply_Wh(self) -> bool:
+        return not self.proj_size  # the step fast paths (and MKL's packed Wh) are for h of hidden_size
+
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+        if self.proj_size:
+            h, c, cache = cells.lstm_step(ax, state[0], state[1], self._Wh)
+            return (h @ self.params["Wr"], c), cache
         step = fast_path("lstm_step", namespace(ax), cells.lstm_step)
         h, c, cache = step(ax, state[0], state[1], self._Wh)
         return (h, c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
+        if self.proj_size:  # dah carries the step's whole dh, for Wr's gradient
+            dax, _, dh_prev, dc_prev = cells.lstm_step_backward(dh @ self.params["Wr"].T, dc, cache,
+                                                                self.params["Wh"].T)
+            return dax, dh, (dh_prev, dc_prev)
         step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
         dax, dah, dh_prev, dc_prev = step_back(dh, dc, cache, self._WhT)
         return dax, dah, (dh_prev, dc_prev)
+
+    def _weight_grads(self, xp: Any, x2: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
+        """Wx's and Wh's as RNN's; with ``proj_size``, Wr's from each step's o * tanh(c) (the cache's last two)
+        and the whole dh of that step (its dah)."""
+        super()._weight_grads(xp, x2, h_prev, dax, dahs, caches)
+        if self.proj_size:
+            rows = h_prev.shape[0]
+            unprojected = xp.reshape(xp.stack([c[5] * c[6] for c in caches], axis=1), (rows, self.hidden_size))
+            dh = xp.reshape(xp.stack(dahs, axis=1), (rows, self.proj_size))
+            self.grads["Wr"] = fast_path("matmul", xp, operator.matmul)(unprojected.T, dh)
+
+
+def _proj_size(who: str, proj_size: Any, hidden_size: Any) -> int:
+    """PyTorch's ``proj_size``: an int from 0 (no projection) to below ``hidden_size``, else a ValueError."""
+    if isinstance(proj_size, bool) or not hasattr(proj_size, "__index__") or operator.index(proj_size) < 0 or \
+            (proj_size and proj_size >= hidden_size):
+        raise ValueError(f"{who}: proj_size must be an int from 0 (no projection) to below hidden_size={hidden_size!r} "
+                         f"(PyTorch's rule), got {proj_size!r}")
+    return operator.index(proj_size)
 
 
 class GRU(_Recurrent):

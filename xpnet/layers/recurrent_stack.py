@@ -34,13 +34,14 @@ from .dropout import Dropout
 NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
                   "warns and ignores it); leave it out, or put xn.layers.Dropout(p) after the layer")
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
-                 "bidirectional": False, "convention": "pytorch"}
+                 "bidirectional": False, "convention": "pytorch", "proj_size": 0}
 
 
 class RecurrentStack(Container):
     """``kind`` (RNN, LSTM or GRU) ``num_layers`` deep, in one direction or two.
 
-    x: (N, T, input_size) -> y: (N, T, num_directions * hidden_size) (``batch_first=False``: (T, N, ...)).
+    x: (N, T, input_size) -> y: (N, T, num_directions * out_size) (``batch_first=False``: (T, N, ...)); out_size is
+    hidden_size, or an LSTM's ``proj_size``, which is also the width of h and of what the next level takes.
     Each layer caches what its own backward needs; the Dropout layers their masks.
     """
 
@@ -62,7 +63,7 @@ class RecurrentStack(Container):
         for k in range(self.num_layers):
             for suffix in directions:
                 setattr(self, f"l{k}{suffix}", kind(width, hidden_size, *args, **kwargs))
-            width = hidden_size * len(directions)
+            width = self.l0.out_size * len(directions)
         first = self.l0
         self.stateful, self.batch_first, self.state_names = first.stateful, first.batch_first, first.state_names
         if self.stateful and self.bidirectional:
@@ -111,7 +112,8 @@ class RecurrentStack(Container):
         layers = self.layers()
         for what, s in (("h", h), ("c", c)):
             if s is not None and (getattr(s, "ndim", None) != 3 or s.shape[0] != len(layers)):
-                raise ValueError(f"{self.name}: state {what} must have shape ({len(layers)}, N, {self.hidden_size}) "
+                width = self.l0.state_widths[0 if what == "h" else -1]
+                raise ValueError(f"{self.name}: state {what} must have shape ({len(layers)}, N, {width}) "
                                  f"(num_layers * num_directions, as PyTorch's h0), got "
                                  f"{tuple(getattr(s, 'shape', ()))}")
         h, c = untracked(h), None if c is None else untracked(c)
@@ -154,7 +156,7 @@ class RecurrentStack(Container):
         return super().__call__(x, train=None if train is None else self._check_train(train), **hx)
 
     def forward(self, x: Any, train: bool = True, **hx: Any) -> Any:
-        """x: (N, T, input_size) -> (N, T, num_directions * hidden_size); ``hx`` is refused, as by the single layer."""
+        """x: (N, T, input_size) -> (N, T, num_directions * out_size); ``hx`` is refused, as by the single layer."""
         x = untracked(x)
         train = self._check_train(train)
         if hx:
@@ -174,10 +176,10 @@ class RecurrentStack(Container):
         return y
 
     def backward(self, dy: Any) -> Any:
-        """dy: (N, T, num_directions * hidden_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc)."""
+        """dy: (N, T, num_directions * out_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc)."""
         dy = untracked(dy)
         xp = self._check_float(dy)
-        h = self.hidden_size
+        h = self.l0.out_size
         width = h * (1 + self.bidirectional)
         if dy.ndim != 3 or dy.shape[-1] != width:
             raise ValueError(f"{self.name}: expected dy of shape (..., {width}) as the last forward's output, got "

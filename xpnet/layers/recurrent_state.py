@@ -18,15 +18,27 @@ from .tree import moved
 
 
 class CarriedState:
-    """The state of a time loop over (N, T, ...) sequences, ``state_names`` arrays of shape (N, hidden_size): a
-    base of the recurrent layers, before :class:`~xpnet.layers.base.Layer` (whose input checks it uses)."""
+    """The state of a time loop over (N, T, ...) sequences, ``state_names`` arrays of shape (N, hidden_size) (an
+    LSTM's h (N, proj_size) where it projects h): a base of the recurrent layers, before
+    :class:`~xpnet.layers.base.Layer` (whose input checks it uses)."""
 
     state_names: tuple[str, ...] = ("h",)
     hidden_size: int
+    proj_size = 0  # LSTM's projection of h, PyTorch's proj_size (0: none)
 
     def __init__(self) -> None:
         super().__init__()
         self._state: tuple[Any, ...] | None = None
+
+    @property
+    def out_size(self) -> int:
+        """The width of h, of the output at each step and of what the next stacked layer takes."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def state_widths(self) -> tuple[int, ...]:
+        """The width of each state array, in ``state_names`` order: h's ``out_size``, c's ``hidden_size``."""
+        return (self.out_size,) + (self.hidden_size,) * (len(self.state_names) - 1)
 
     @property
     def h(self) -> Any:
@@ -38,22 +50,24 @@ class CarriedState:
         self._state = None
 
     def set_state(self, h: Any, c: Any = None) -> None:
-        """Start the next forwards from ``h`` (N, H) (and ``c`` for LSTM; None: zeros). Without
+        """Start the next forwards from ``h`` (N, out_size) (and ``c`` (N, H) for LSTM; None: zeros). Without
         ``stateful`` every forward starts there until ``reset_state()`` (the book's non-stateful
         layers ignore ``set_state``); with it the first does and the state then moves on."""
         if c is not None and "c" not in self.state_names:
             raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
         h, c = untracked(h), None if c is None else untracked(c)
         xp = namespace(h)
-        if h.ndim != 2 or h.shape[1] != self.hidden_size:
-            raise ValueError(f"{self.name}: state h must have shape (N, {self.hidden_size}), got {tuple(h.shape)}")
+        width, cells = self.state_widths[0], self.state_widths[-1]
+        if h.ndim != 2 or h.shape[1] != width:
+            raise ValueError(f"{self.name}: state h must have shape (N, {width}), got {tuple(h.shape)}")
         self._check_like_params(h, "state h", "h")
         if "c" not in self.state_names:
             self._state = (h,)
             return
-        c = xp.zeros_like(h) if c is None else c
-        if tuple(c.shape) != tuple(h.shape):
-            raise ValueError(f"{self.name}: state c must have the shape of h, {tuple(h.shape)}, got {tuple(c.shape)}")
+        c = xp.zeros((h.shape[0], cells), dtype=h.dtype, device=h.device) if c is None else c
+        if tuple(c.shape) != (h.shape[0], cells):
+            raise ValueError(f"{self.name}: state c must have shape {(h.shape[0], cells)} (N, hidden_size), got "
+                             f"{tuple(c.shape)}")
         self._check_like_params(c, "state c", "c")
         self._state = (h, c)
 
@@ -68,8 +82,7 @@ class CarriedState:
         xp = namespace(x)
         n = x.shape[0]
         if self._state is None:
-            zeros = xp.zeros((n, self.hidden_size), dtype=x.dtype, device=x.device)
-            return (zeros,) * len(self.state_names)
+            return tuple(xp.zeros((n, w), dtype=x.dtype, device=x.device) for w in self.state_widths)
         if self._state[0].shape[0] != n:
             raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
                              f"{n}; call reset_state() or set_state() for the new batch")

@@ -66,7 +66,7 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
     Embedding: {"W": "weight"},
     TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
     RNN: _RECURRENT,
-    LSTM: _RECURRENT,
+    LSTM: {**_RECURRENT, "Wr": "weight_hr_l0.T"},  # Wr only with proj_size
     GRU: {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "bx": "bias_ih_l0", "bh": "bias_hh_l0"},
     RNNCell: _CELL,
     LSTMCell: _CELL,
@@ -253,7 +253,8 @@ def _reason(key: str, modules: dict[str, Any]) -> str:
     kind = node.name if isinstance(node, (RNN, LSTM, GRU, RecurrentStack)) else "RNN/LSTM/GRU"
     one = kind if "/" not in kind else "LSTM"
     if recurrent and recurrent.group(2) == "hr":
-        return "an nn.LSTM's projection of h (proj_size): xpnet's LSTM has none"
+        return ("the projection of h of an nn.LSTM(..., proj_size=P): build the xpnet layer as the PyTorch one, "
+                "LSTM(D, H, ..., proj_size=P)")
     if recurrent and recurrent.group(4) and not getattr(node, "bidirectional", False):
         return (f"the reverse direction of a bidirectional nn.{kind}: build the xpnet layer as the PyTorch one, "
                 f"{one}(D, H, ..., bidirectional=True)")

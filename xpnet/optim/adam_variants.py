@@ -62,6 +62,12 @@ class NAdam(_AdamLike):
     mu_t = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay)), P_t = mu_1 * ... * mu_t;
     p -= lr * (1 - mu_t) / (1 - P_t) * g / d + lr * mu_{t+1} / (1 - P_t * mu_{t+1}) * m / d,
     d = sqrt(v / (1 - b2**t)) + eps.
+
+    P_t is PyTorch's ``mu_product``: each parameter's running product, each mu with the beta1 of its step
+    (OneCycleLR's ``cycle_momentum`` moves it), kept as ``scalars[name] = {"mu_product": P, "mu_step": t}`` in
+    ``state_dict()`` and checkpoints, so a resumed run goes on as the uninterrupted one. Steps it has not seen
+    (a state or checkpoint without it, steps captured as a CUDA graph, where beta1 stays fixed) are
+    multiplied in with the current beta1; a captured step computes P_t in closed form on the device.
     """
 
     def __init__(self, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
@@ -69,34 +75,22 @@ class NAdam(_AdamLike):
                  weight_decay_on: str = "weights"):
         super().__init__(lr, betas, eps, weight_decay, weight_decay_on, decoupled_weight_decay)
         self.momentum_decay = positive("momentum_decay", momentum_decay, self, allow_zero=True)
-        self._products: dict[int, float] = {}  # P_n of this step, by step count n
-        self._products_before: dict[int, float] = {}  # those of the step before
-        self._products_t = 0
 
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "momentum_decay": self.momentum_decay,
                 "decoupled_weight_decay": self.decoupled_weight_decay}
 
-    def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
-        super().load_state_dict(sd, device)
-        self._products, self._products_before = {}, {}
-
     def _mu(self, n: Any) -> Any:
         return self.betas[0] * (1.0 - 0.5 * 0.96 ** (n * self.momentum_decay))
 
-    def _product(self, n: Any) -> Any:
-        """P_n, the product of mu_1 ... mu_n: PyTorch's running product, each step's mu with that step's
-        beta1 (OneCycleLR may move it); from scratch after a resume; closed form on the device."""
-        if not isinstance(n, int):
-            return _product_on_device(self.betas[0], self.momentum_decay, n)
-        if self._products_t != self.t:
-            self._products_before, self._products, self._products_t = self._products, {}, self.t
-        if n not in self._products:
-            before = self._products_before.get(n - 1)
-            if before is None:
-                before = math.prod(self._mu(i) for i in range(1, n))
-            self._products[n] = before * self._mu(n)
-        return self._products[n]
+    def _mu_product(self, name: str, n: int) -> float:
+        """P_n of parameter ``name`` at its n-th step, kept for the next: the last one times mu_n (times the
+        mu of any steps it did not see, with the current beta1)."""
+        kept = self.scalars.get(name, {})
+        product, step = kept.get("mu_product", 1.0), kept.get("mu_step", 0)
+        product *= math.prod(self._mu(i) for i in range(step + 1, n + 1))
+        self.scalars[name] = {"mu_product": product, "mu_step": n}
+        return product
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         work = self._work(p, xp)
@@ -104,11 +98,19 @@ class NAdam(_AdamLike):
         v = self._second_moment(v, g, xp, work)
         self._store(name, exp_avg=m, exp_avg_sq=v)
         b2 = self.betas[1]
+        if self.device_scalars is None:
+            kept = self._mu_product(name, self.t - t0)
+
+            def product(n: Any) -> Any:
+                return kept
+        else:
+            def product(n: Any) -> Any:
+                return _product_on_device(self.betas[0], self.momentum_decay, n)
         bc2 = self._per_step(("nadam_bc2", t0), p, lambda lr, t: 1.0 - b2 ** (t - t0))
         c_g = self._per_step(("nadam_g", t0), p,
-                             lambda lr, t: lr * (1.0 - self._mu(t - t0)) / (1.0 - self._product(t - t0)))
+                             lambda lr, t: lr * (1.0 - self._mu(t - t0)) / (1.0 - product(t - t0)))
         c_m = self._per_step(("nadam_m", t0), p, lambda lr, t: lr * self._mu(t - t0 + 1)
-                             / (1.0 - self._product(t - t0) * self._mu(t - t0 + 1)))
+                             / (1.0 - product(t - t0) * self._mu(t - t0 + 1)))
         d = v / bc2 if work is None else xp.divide(v, bc2, out=work)  # a scalar: not into()'s standard call
         d = into(work, xp.sqrt, d)
         d += self.eps

@@ -115,6 +115,8 @@ class Optimizer(metaclass=TakesAModelFirst):
         # The steps a parameter did not take (before its first update, or frozen since): its own count,
         # t - skipped[name], is what Adam's bias correction reads, as PyTorch's per-parameter step.
         self.skipped: dict[str, int] = {}
+        # Numbers of one parameter kept on the host (NAdam's mu_product): {name: {key: float or int}}.
+        self.scalars: dict[str, dict[str, Any]] = {}
         self._left_out: list[str] = []  # the parameters with state that the last step left out (frozen)
         self._model: Any = None  # a weak reference to the bound model (or the model, if it takes none)
         self._work_buffers: dict[Any, Any] = {}
@@ -252,6 +254,7 @@ class Optimizer(metaclass=TakesAModelFirst):
         if tuple(first.shape) != tuple(p.shape):  # another layer took the name (model[-1] = Linear(8, 3)): new state
             del self.state[name]
             self.skipped.pop(name, None)
+            self.scalars.pop(name, None)
             return
         if same_device(first, p) and first.dtype == p.dtype:
             return
@@ -351,8 +354,10 @@ class Optimizer(metaclass=TakesAModelFirst):
     # -- checkpointing ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyperparameters, step count and per-parameter state (arrays stay on their device)."""
+        """Hyperparameters, step count and per-parameter state (arrays stay on their device; ``scalars``,
+        numbers kept on the host, such as NAdam's ``mu_product``)."""
         return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
+                "scalars": {n: dict(s) for n, s in self.scalars.items()},
                 "state": {n: dict(s) for n, s in self.state.items()}}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
@@ -362,6 +367,7 @@ class Optimizer(metaclass=TakesAModelFirst):
             setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
         self.skipped = {n: int(t) for n, t in sd.get("skipped", {}).items()}
+        self.scalars = {n: dict(s) for n, s in sd.get("scalars", {}).items()}  # none in states saved before them
         self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}

@@ -73,7 +73,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
     meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed), "epoch_offset": int(epoch_offset),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"],
-                          "skipped": sd.get("skipped", {})},
+                          "skipped": sd.get("skipped", {}), "scalars": sd.get("scalars", {})},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
     if batches is not None:
@@ -121,6 +121,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         skipped = field.get("optimizer.skipped", dict, default={})
         if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= t for v in skipped.values()):
             raise reader.error(f"field 'optimizer.skipped' is {skipped!r}, expected step counts from 0 to {t}")
+        scalars = field.get("optimizer.scalars", dict, default={})  # none in checkpoints written before them
+        if not all(isinstance(s, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in s.values()) for s in scalars.values()):
+            raise reader.error(f"field 'optimizer.scalars' is {scalars!r}, expected {{parameter: {{name: number}}}}")
         epochs = field.get("history.epochs", list)
         for i, e in enumerate(epochs):
             if not isinstance(e, dict):
@@ -164,7 +168,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                                        tuple(state[name].shape), dtype)
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
-    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "skipped": skipped, "state": opt_state}
+    opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "skipped": skipped, "scalars": scalars,
+           "state": opt_state}
     return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks,
             "types": layer_types(saved), "frozen": frozen_nodes(saved)}
 
