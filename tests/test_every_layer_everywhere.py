@@ -70,6 +70,12 @@ def _tied() -> Any:
     return xn.Sequential(embedding, L.Tanh(), L.TiedLinear(embedding))
 
 
+def _from_state(layer: Any, x: Any, h: Any, train: bool) -> Any:
+    """The book's set_state(h) then forward: dh of the start state is layer.dh after backward."""
+    layer.set_state(h)
+    return layer.forward(x, train=train)
+
+
 def _transformer(**kw: Any) -> dict[str, Any]:
     return {"d_model": 8, "nhead": 2, "dim_feedforward": 16, "dropout": 0.0, **kw}
 
@@ -200,6 +206,18 @@ VARIANTS: dict[str, Case] = {
     "Upsample-area": Case(lambda: L.Upsample(size=(2, 3), mode="area"), ((1, 2, 5, 7),)),
     "Fold-stride-dilation": Case(lambda: L.Fold((5, 6), 2, dilation=2, padding=1, stride=2), ((1, 8, 9),)),
     "BatchNorm-book": Case(lambda: L.BatchNorm(6, convention="book"), ((8, 6),)),
+    "LSTM-stacked-bidirectional-dropout": Case(lambda: L.LSTM(4, 5, num_layers=2, bidirectional=True, dropout=0.3),
+                                               (SEQUENCES,), draws_mask=True),
+    "RNN-set_state": Case(lambda: L.RNN(4, 5), (SEQUENCES, (2, 5)), forward=_from_state,
+                          backward=lambda m, dy: (m.backward(dy), m.dh)),
+    "Conv1d-circular-groups": Case(lambda: L.Conv1d(4, 2, 3, padding=1, groups=2, padding_mode="circular"),
+                                   ((2, 4, 6),)),
+    "ConvTranspose1d-dilation-output_padding": Case(
+        lambda: L.ConvTranspose1d(3, 2, 3, stride=2, dilation=2, output_padding=1), (SIGNALS,)),
+    "InstanceNorm2d-batch-statistics": Case(lambda: L.InstanceNorm2d(3), (IMAGES,)),
+    "LayerNorm-no-affine": Case(lambda: L.LayerNorm((3, 4), elementwise_affine=False), (SEQUENCES,)),
+    "Upsample-nearest-exact-fractional": Case(lambda: L.Upsample(scale_factor=1.5, mode="nearest-exact"),
+                                              ((1, 2, 3, 4),)),
 }
 
 
@@ -232,6 +250,8 @@ def _inputs(case: Case) -> list[np.ndarray]:
 
 
 def _run(case: Case, train: bool) -> Callable[..., dict[str, Any]]:
+    floats = sum(isinstance(x, tuple) or x.dtype.kind == "f" for x in case.inputs)
+
     def run(xs: list[Any], device: Any) -> dict[str, Any]:
         xn.init.seed(0)
         layer = case.make().to(device)
@@ -239,6 +259,7 @@ def _run(case: Case, train: bool) -> Callable[..., dict[str, Any]]:
         rng = np.random.default_rng(1)
         dys = [xn.to_device(rng.standard_normal(tuple(y.shape)).astype(np.float32), device) for y in ys]
         dxs = _arrays(case.backward(layer, *dys))
+        assert len(dxs) == floats, f"{len(dxs)} dx for {floats} float inputs"
         out = {"y": ys, "dx": dxs, "grads": layer.named_grads(), "buffers": layer.named_buffers(),
                "y_eval": _arrays(case.forward(layer, *xs, train=False))}
         for a in [*ys, *dxs, *out["y_eval"], *out["grads"].values(), *out["buffers"].values()]:
