@@ -4,11 +4,13 @@ JAX: the training forward, dx of every input, every parameter gradient, the buff
 evaluation forward, each output, dx and gradient kept on the input's device in float32.
 
 ``CASES`` holds one small case per layer class, ``VARIANTS`` options with code of their own; a public layer
-without a case fails ``test_every_layer_has_a_case``, naming it. Layers that draw a mask (the dropouts) compare in training mode where the mask is drawn on the host from
-the layer's seeded generator (NumPy, strict, PyTorch, JAX: the same numbers, so an exact test of mask and scaling);
-CuPy draws it on the GPU from a generator of its own, so there they compare in evaluation mode (CuPy's masks are
-checked by their statistics in tests/cupy_random_checks.py). The attention and Transformer layers run with
-dropout=0.0: their dropout is Dropout's code, compared here through Dropout's own case.
+without a case fails ``test_every_layer_has_a_case``, naming it.
+
+Cases that draw a mask (the dropouts, and the variants of the attention, Transformer and stacked LSTM with
+dropout > 0) compare in training mode where the mask is drawn on the host from the layer's seeded generator
+(NumPy, strict, PyTorch, JAX: the same numbers, so an exact test of mask and scaling). CuPy draws it on the GPU
+from a generator of its own, so there they compare in evaluation mode (CuPy's numbers are checked against a
+reference Philox, and its Dropout kernel against the portable code, in tests/cupy_random_checks.py).
 """
 
 from __future__ import annotations
