@@ -173,7 +173,7 @@ CASES: dict[str, Case] = {
 # compiles each operation at its first use: about a second per layer here, two minutes for all of them. So JAX
 # compares GELU and the layers that bring arrays of their own to the input's device: a mask drawn on the host
 # (Dropout2d), integer ids (Embedding) and indices (MaxUnpool1d), interpolation matrices made on the host (Upsample),
-# and a layer with parameters (Linear). Every case passed on JAX when this module was written.
+# and a layer with parameters (Linear). Every case and variant passed on JAX when this module was written.
 JAX_CASES = ("GELU", "Dropout2d", "Embedding", "MaxUnpool1d", "Upsample", "Linear")
 
 # Options that take code paths of their own ("Name-what": the layer's name first).
