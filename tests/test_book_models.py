@@ -326,3 +326,15 @@ def test_models_save_and_load(tmp_path, name, rng):
     np.testing.assert_array_equal(xn.to_numpy(again.predict(*inputs)), xn.to_numpy(model.predict(*inputs)))
     if name == "BetterRnnlm":
         assert again.layers[-1].embedding is again.layers[0]
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_tied_linear_moved_without_its_embedding_says_so_in_forward(bias):
+    """The Embedding is not TiedLinear's child: moving the TiedLinear alone leaves W behind, which forward
+    names (it failed inside the array library: array_api_strict's AttributeError, CuPy's TypeError)."""
+    dev = DEVICE_MAKERS["strict-device1"]()
+    out = TiedLinear(xn.layers.Embedding(V, D), bias=bias).to(dev)
+    x = xn.to_device(np.ones((2, D), dtype=np.float32), dev)
+    with pytest.raises(xn.backend.XpnetDeviceError, match=r"TiedLinear: input is on .* but the W of its Embedding is "
+                                                          r"on cpu: .*not part of the model"):
+        out.forward(x)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag
-from ..backend import fast_path, untracked
+from ..backend import XpnetDeviceError, device_of, fast_path, same_device, untracked
 from .base import Layer
 from .embedding import Embedding
 
@@ -50,6 +50,10 @@ class TiedLinear(Layer):
         xp = self._check_float(x)
         W = self.embedding.params["W"]
         self._check_like_params(x)
+        if not same_device(x, W):
+            raise XpnetDeviceError(f"TiedLinear: input is on {device_of(x)} but the W of its Embedding is on "
+                                   f"{device_of(W)}: the Embedding is not part of the model that was moved (it is "
+                                   "not TiedLinear's child); put it in the model, before the TiedLinear")
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ValueError(f"TiedLinear: expected input of shape (..., {self.in_features}), got {tuple(x.shape)}")
         self._shape = tuple(x.shape)
