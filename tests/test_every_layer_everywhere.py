@@ -78,6 +78,15 @@ def _from_state(layer: Any, x: Any, h: Any, train: bool) -> Any:
     return layer.forward(x, train=train)
 
 
+def _frozen_batch_norm() -> Any:
+    """xn.freeze_batch_norm of a BatchNorm whose statistics and affine are not the defaults."""
+    bn, rng = L.BatchNorm(3), np.random.default_rng(5)
+    bn.params.update(gamma=rng.uniform(0.5, 2, 3).astype(np.float32), beta=rng.standard_normal(3).astype(np.float32))
+    bn.buffers.update(running_mean=rng.standard_normal(3).astype(np.float32),
+                      running_var=rng.uniform(0.5, 2, 3).astype(np.float32))
+    return xn.freeze_batch_norm(bn)
+
+
 def _transformer(**kw: Any) -> dict[str, Any]:
     return {"d_model": 8, "nhead": 2, "dim_feedforward": 16, "dropout": 0.0, **kw}
 
@@ -154,6 +163,7 @@ CASES: dict[str, Case] = {
     "Unfold": Case(lambda: L.Unfold(2, padding=1), ((1, 2, 3, 4),)),
     "Fold": Case(lambda: L.Fold((3, 4), 2), ((1, 8, 6),)),
     "BatchNorm": Case(lambda: L.BatchNorm(3), (IMAGES,)),
+    "FrozenBatchNorm2d": Case(_frozen_batch_norm, (IMAGES,)),
     "Conv1d": Case(lambda: L.Conv1d(3, 2, 3, padding=1), (SIGNALS,)),
     "ConvTranspose1d": Case(lambda: L.ConvTranspose1d(3, 2, 3, stride=2), (SIGNALS,)),
     "MaxPool1d": Case(lambda: L.MaxPool1d(2), (SIGNALS,)),
@@ -218,6 +228,8 @@ VARIANTS: dict[str, Case] = {
         lambda: L.ConvTranspose1d(3, 2, 3, stride=2, dilation=2, output_padding=1), (SIGNALS,)),
     "InstanceNorm2d-batch-statistics": Case(lambda: L.InstanceNorm2d(3), (IMAGES,)),
     "LayerNorm-no-affine": Case(lambda: L.LayerNorm((3, 4), elementwise_affine=False), (SEQUENCES,)),
+    "Upsample-bilinear-taps": Case(lambda: L.Upsample(scale_factor=2, mode="bilinear"), ((1, 2, 16, 17),)),
+    "LSTM-proj_size": Case(lambda: L.LSTM(4, 5, proj_size=3), (SEQUENCES,)),
     "Upsample-nearest-exact-fractional": Case(lambda: L.Upsample(scale_factor=1.5, mode="nearest-exact"),
                                               ((1, 2, 3, 4),)),
 }
