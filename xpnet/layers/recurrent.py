@@ -58,6 +58,7 @@ from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .recurrent_stack import NO_LAYER_AFTER, RecurrentStack
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
+from .uses import note
 
 # The model-wide state helpers are imported from here too (they lived here).
 __all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
@@ -171,7 +172,11 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
     def __call__(self, x: Any, train: bool | None = None, *, hx: Any = _NO_HX) -> Any:  # type: ignore[override]
-        return self.forward(x, train=self.training if train is None else train, hx=hx)
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer: unlike a cell,
+        the layer keeps the last forward's cache only)."""
+        train = self.training if train is None else self._check_train(train)
+        note(self, train)
+        return self.forward(x, train=train, hx=hx)
 
     def forward(self, x: Any, train: bool = True, *, hx: Any = _NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, out_size), the hidden state after each step; (T, N, ...)
