@@ -108,6 +108,54 @@ def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make, steps
     assert Siamese().forward(x, train=False).shape[0] == 5  # evaluation: no backward follows
 
 
+def test_multihead_attention_called_twice_is_refused_and_a_decoder_layers_two_attentions_are_not():
+    """self.mha(x, x, x) twice in one training forward handed the first use's backward the second's cache,
+    silently: MultiheadAttention's __call__ recorded no use. A decoder layer's self- and cross-attention are two
+    objects, called by forward, so a model calling the layer once is not refused."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.mha = L.MultiheadAttention(4, 2)
+
+        def forward(self, x, train=True):
+            return self.mha(x, x, x)[0] + self.mha(x, -x, -x)[0]
+
+    class Decoder(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.layer = L.TransformerDecoderLayer(4, 2, dim_feedforward=8)
+
+        def forward(self, tgt, memory, train=True):
+            return self.layer(tgt, memory)
+
+    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'mha' \(MultiheadAttention\) a second "
+                                           r"time.*self.mha2 = \.\.\.\); to share its weights"):
+        Twice()(x)
+    assert Twice().forward(x, train=False).shape == x.shape  # evaluation: no backward follows
+    assert Decoder()(x, -x).shape == x.shape
+
+
+@pytest.mark.parametrize("make", [lambda: L.LSTM(4, 3), lambda: L.GRU(4, 3)], ids=["LSTM", "GRU"])
+def test_a_single_recurrent_layer_called_twice_is_refused_as_a_stacked_one(make):
+    """self.lstm(x) twice in one training forward: LSTM(4, 3, num_layers=2) was refused, the single LSTM handed
+    the first use's backward the second's cache, silently (its __call__ recorded no use)."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = make()
+
+        def forward(self, x, train=True):
+            return self.rnn(x) + self.rnn(-x)
+
+    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'rnn' \((LSTM|GRU)\) a second time"):
+        Twice()(x)
+    assert Twice().forward(x, train=False).shape == (2, 3, 3)  # evaluation: no backward follows
+
+
 def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():
     """The tutorials' forward(self, x): model(x) said "forward(x, train=True) takes 1 input, got 1" and pointed
     to initial states; predict gave Python's bare "unexpected keyword argument 'train'"."""

@@ -11,7 +11,8 @@ the previous state.
 
 Column blocks, in order: RNN one block; LSTM PyTorch's i, f, g, o (input, forget, cell candidate,
 output); GRU PyTorch's r, z, n; the book's GRU z, r, h~. Shapes: ax (N, blocks * H), h and c (N, H),
-Wh (H, blocks * H).
+Wh (H, blocks * H). ``step_weights`` and ``step_weights_transposed`` make Wh ready once for a loop's steps
+(the portable code leaves it as it is, fast paths pack or copy it).
 """
 
 from __future__ import annotations
@@ -116,3 +117,14 @@ def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any) -> tup
     dzr = xp.concat([dh_next * (hh - h) * z * (1.0 - z), drh * h * r * (1.0 - r)], axis=1)
     dh_prev = dh_next * (1.0 - z) + r * drh + dzr @ Wh[:, :2 * H].T
     return xp.concat([dzr, dt], axis=1), (dzr, dt), dh_prev
+
+
+def step_weights(W: Any, steps: int) -> Any:
+    """W (H, blocks * H) for ``steps`` products ``h @ W``, as it is (MKL's fast path packs it once)."""
+    return W
+
+
+def step_weights_transposed(W: Any, steps: int) -> Any:
+    """W (H, blocks * H) transposed for ``steps`` products ``da @ W.T``, as a view (NumPy's fast path makes a
+    contiguous copy, MKL's packs it once)."""
+    return W.T

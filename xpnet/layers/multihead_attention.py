@@ -12,6 +12,9 @@ from ..backend import fast_path, isdtype, namespace, same_device, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .dropout import dropout_forward
 from .softmax import softmax, softmax_backward
+from .uses import note
+
+_INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
 
 
 class MultiheadAttention(Layer):
@@ -86,8 +89,12 @@ class MultiheadAttention(Layer):
     def __call__(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None,  # type: ignore[override]
                  need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
                  is_causal: bool = False, train: bool | None = None) -> tuple[Any, Any]:
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer; the
+        Transformer layers call their attentions by ``forward``, each its own object)."""
+        train = self.training if train is None else self._check_train(train, _INPUTS)
+        note(self, train)
         return self.forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
-                            is_causal, train=self.training if train is None else train)
+                            is_causal, train=train)
 
     def _projections(self) -> tuple[Any, Any, Any]:
         """W_q, W_k, W_v, each (in, E)."""
@@ -100,8 +107,7 @@ class MultiheadAttention(Layer):
                 need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
                 is_causal: bool = False, train: bool = True) -> tuple[Any, Any]:
         query, key, value = untracked(query), untracked(key), untracked(value)
-        train = self._check_train(train, "query, key, value, key_padding_mask, need_weights, attn_mask, "
-                                  "average_attn_weights, is_causal")
+        train = self._check_train(train, _INPUTS)
         need_weights = flag(need_weights, self.name, "need_weights")
         average = flag(average_attn_weights, self.name, "average_attn_weights")
         is_causal = flag(is_causal, self.name, "is_causal")

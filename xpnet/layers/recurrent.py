@@ -24,9 +24,10 @@ and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.tra
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`~xpnet.layers.recurrent_state.refuse_time_first`), where PyTorch's DataLoader would silently cut
 time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``, LSTM's ``proj_size``,
-RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write. ``num_layers`` above 1
-and ``bidirectional=True`` build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with
-``dropout`` between them); ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
+RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write
+(:mod:`~xpnet.layers.recurrent_args`). ``num_layers`` above 1 and ``bidirectional=True`` build a
+:class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between them);
+``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
 PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
 is ``train``, so a state passed there is refused, never ignored.
 
@@ -52,61 +53,21 @@ import operator
 from typing import Any
 
 from .. import init as _init
-from .._user import flag, is_bool
+from .._user import flag
 from ..backend import fast_path, namespace, untracked
 from . import cells
-from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
-from .recurrent_stack import NO_LAYER_AFTER, RecurrentStack
+from .base import Layer, positive_int
+from .cells import step_weights, step_weights_transposed
+from .recurrent_args import NO_HX, builds_stack, refuse_hx, refuse_pytorch_only, stateful_flag
+from .recurrent_args import proj_size as checked_proj_size
+from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
+from .uses import note
 
 # The model-wide state helpers are imported from here too (they lived here).
 __all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
 
-# PyTorch's arguments that the single layer takes only at their default: (default, what to write instead).
-# num_layers > 1 and bidirectional=True build a RecurrentStack instead (see _Recurrent.__new__).
-_PYTORCH_ONLY = {
-    "num_layers": (1, "num_layers must be an int >= 1"),
-    "dropout": (0, NO_LAYER_AFTER),
-    "bidirectional": (False, "bidirectional must be True or False"),
-    "nonlinearity": ("tanh", "xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
-                             "(see the README's Writing your own model)"),
-    "device": DEVICE_DEFAULT,
-}
-
-
-class _NoState:
-    """The default of forward's ``hx``: not given (None is a value a PyTorch user passes)."""
-
-    def __repr__(self) -> str:
-        return "not given"
-
-
-_NO_HX = _NoState()
-
-
-def step_weights(W: Any, steps: int) -> Any:
-    """W (H, blocks * H) for ``steps`` products ``h @ W``, as it is (MKL's fast path packs it once)."""
-    return W
-
-
-def step_weights_transposed(W: Any, steps: int) -> Any:
-    """W (H, blocks * H) transposed for ``steps`` products ``da @ W.T``, as a view (NumPy's fast path makes a
-    contiguous copy, MKL's packs it once)."""
-    return W.T
-
-
-class _StacksAreInstances(type):
-    """The metaclass of RNN, LSTM and GRU: ``LSTM(D, H, num_layers=2)`` builds a :class:`RecurrentStack` of
-    single LSTMs, and ``isinstance`` of it is True for ``LSTM`` (and its bases but ``_Recurrent``), as PyTorch's
-    users check layer types (to initialise weights by type). ``issubclass(RecurrentStack, LSTM)`` stays False."""
-
-    def __instancecheck__(cls, obj: Any) -> bool:
-        if type.__instancecheck__(cls, obj):
-            return True
-        return isinstance(obj, RecurrentStack) and cls is not _Recurrent and issubclass(obj.kind, cls)
-
-
-class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
+class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
     """The time loop shared by :class:`RNN`, :class:`LSTM` and :class:`GRU`; subclasses give the step."""
 
     blocks = 1
@@ -117,9 +78,7 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
         of this layer (which checks them); else the single layer."""
-        layers, both = kwargs.get("num_layers", 1), kwargs.get("bidirectional", False)
-        single = hasattr(layers, "__index__") and not is_bool(layers) and operator.index(layers) == 1
-        if not single or not (is_bool(both) and not both):
+        if builds_stack(kwargs):
             return RecurrentStack(cls, *args, **kwargs)
         return super().__new__(cls, *args, **kwargs)
 
@@ -128,13 +87,8 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         super().__init__()
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
-        try:
-            stateful = flag(stateful, self.name, "stateful")
-        except TypeError:  # PyTorch's third argument is num_layers
-            raise TypeError(f"{self.name}: stateful (the third argument) must be True or False, got {stateful!r}; "
-                            f"PyTorch's third is num_layers: write {self.name}(input_size, hidden_size, "
-                            f"num_layers={stateful!r}) by name") from None
-        self._refuse_pytorch_only(pytorch)
+        stateful = stateful_flag(self.name, stateful)
+        refuse_pytorch_only(self.name, pytorch, isinstance(self, RNN))
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
@@ -145,15 +99,6 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
         self._cache = None
         self._Wh = self._WhT = None  # what the steps multiply by: Wh during a forward, Wh.T during a backward
         self.dh = None
-
-    def _refuse_pytorch_only(self, pytorch: dict[str, Any]) -> None:
-        """PyTorch's constructor arguments: their defaults pass, anything else says what to write."""
-        for arg in pytorch:
-            only = {"nonlinearity": RNN}.get(arg, _Recurrent)
-            if arg not in _PYTORCH_ONLY or not isinstance(self, only):
-                raise TypeError(f"{self.name}.__init__() got an unexpected keyword argument {arg!r}")
-        table = {arg: (default, instead.format(name=self.name)) for arg, (default, instead) in _PYTORCH_ONLY.items()}
-        pytorch_defaults_only(self.name, table, pytorch)
 
     def bias_names(self) -> tuple[str, ...]:
         return ("b",) if self.bias else ()
@@ -170,19 +115,19 @@ class _Recurrent(CarriedState, Layer, metaclass=_StacksAreInstances):
             return f"(N, T, {width}) with T >= 1 (batch first)"
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
-    def __call__(self, x: Any, train: bool | None = None, *, hx: Any = _NO_HX) -> Any:  # type: ignore[override]
-        return self.forward(x, train=self.training if train is None else train, hx=hx)
+    def __call__(self, x: Any, train: bool | None = None, *, hx: Any = NO_HX) -> Any:  # type: ignore[override]
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer: unlike a cell,
+        the layer keeps the last forward's cache only)."""
+        train = self.training if train is None else self._check_train(train)
+        note(self, train)
+        return self.forward(x, train=train, hx=hx)
 
-    def forward(self, x: Any, train: bool = True, *, hx: Any = _NO_HX) -> Any:
+    def forward(self, x: Any, train: bool = True, *, hx: Any = NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, out_size), the hidden state after each step; (T, N, ...)
         both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
         the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
         x = untracked(x)
-        if hx is not _NO_HX:
-            c0 = ", c0" if "c" in self.state_names else ""
-            raise TypeError(f"{self.name}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is "
-                            f"set_state(h0{c0}) then forward(x), with h0{c0} of shape (N, hidden_size) "
-                            "(hx=None: reset_state() then forward(x))")
+        refuse_hx(self.name, self.state_names, hx)
         self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
@@ -313,7 +258,7 @@ class LSTM(_Recurrent):
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, proj_size: int = 0, **kwargs: Any):
-        self.proj_size = _proj_size(self.name, proj_size, hidden_size)
+        self.proj_size = checked_proj_size(self.name, proj_size, hidden_size)
         super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
         if self.proj_size:
             self.params["Wr"] = _init.weights((self.hidden_size, self.proj_size), self.hidden_size, self.proj_size,
@@ -359,15 +304,6 @@ class LSTM(_Recurrent):
             unprojected = xp.reshape(xp.stack([c[5] * c[6] for c in caches], axis=1), (rows, self.hidden_size))
             dh = xp.reshape(xp.stack(dahs, axis=1), (rows, self.proj_size))
             self.grads["Wr"] = fast_path("matmul", xp, operator.matmul)(unprojected.T, dh)
-
-
-def _proj_size(who: str, proj_size: Any, hidden_size: Any) -> int:
-    """PyTorch's ``proj_size``: an int from 0 (no projection) to below ``hidden_size``, else a ValueError."""
-    if isinstance(proj_size, bool) or not hasattr(proj_size, "__index__") or operator.index(proj_size) < 0 or \
-            (proj_size and proj_size >= hidden_size):
-        raise ValueError(f"{who}: proj_size must be an int from 0 (no projection) to below hidden_size={hidden_size!r} "
-                         f"(PyTorch's rule), got {proj_size!r}")
-    return operator.index(proj_size)
 
 
 class GRU(_Recurrent):

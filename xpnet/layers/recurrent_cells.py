@@ -25,7 +25,7 @@ from .._user import flag, is_bool
 from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
-from .recurrent import step_weights_transposed
+from .cells import step_weights_transposed
 
 
 class _Cell(Layer):

@@ -2,7 +2,8 @@
 
 ``xn.layers.LSTM(D, H, num_layers=2, dropout=p, bidirectional=True)`` (likewise RNN, GRU) builds a
 :class:`RecurrentStack`, whose ``name`` is ``LSTM``; with ``num_layers=1`` and ``bidirectional=False`` the
-single layer is built, as before. How a forward goes:
+single layer is built, as before; ``isinstance(stack, LSTM)`` is True (:class:`StacksAreInstances`). How a
+forward goes:
 
 1. Level k runs on level k-1's output (level 0 on x), each level one single-layer ``LSTM`` named ``l{k}``
    (its own time loop, fast paths and state). ``Dropout(dropout)`` acts between levels in training only,
@@ -194,3 +195,16 @@ class RecurrentStack(Container):
                 dx = forward.backward(dy[..., :h]) + xp.flip(back, axis=time)
             dy = self.dropouts[k - 1].backward(dx) if k and self.dropouts else dx
         return dy
+
+
+class StacksAreInstances(type):
+    """The metaclass of RNN, LSTM and GRU: ``LSTM(D, H, num_layers=2)`` builds a :class:`RecurrentStack` of
+    single LSTMs, and ``isinstance`` of it is True for ``LSTM`` (and its bases but the root that took this
+    metaclass, their private base), as PyTorch's users check layer types (to initialise weights by type).
+    ``issubclass(RecurrentStack, LSTM)`` stays False."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        if type.__instancecheck__(cls, obj):
+            return True
+        below_root = any(isinstance(base, StacksAreInstances) for base in cls.__bases__)
+        return isinstance(obj, RecurrentStack) and below_root and issubclass(obj.kind, cls)
