@@ -156,6 +156,25 @@ def test_a_single_recurrent_layer_called_twice_is_refused_as_a_stacked_one(make)
     assert Twice().forward(x, train=False).shape == (2, 3, 3)  # evaluation: no backward follows
 
 
+@pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, num_layers=2)],
+                         ids=["GRU", "LSTM-stack"])
+def test_a_recurrent_layer_called_at_each_step_of_a_loop_is_pointed_to_the_whole_sequence_or_its_cell(make):
+    """PyTorch's seq2seq tutorial decoder calls its GRU once per time step: the hint said to join the inputs along
+    the batch axis, which a loop whose steps depend on each other cannot do."""
+    class Loop(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = make()
+
+        def forward(self, x, train=True):
+            return [self.rnn(x[:, t:t + 1]) for t in range(x.shape[1])][-1]
+
+    cell = "GRUCell" if "GRU" in repr(make()) else "LSTMCell"
+    with pytest.raises(RuntimeError, match=r"over the steps of a loop, run it once on the whole sequence \(N, T, "
+                                           rf"features\), stateful=True .*xn\.layers\.{cell}"):
+        Loop()(np.ones((2, 3, 4), np.float32))
+
+
 def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():
     """The tutorials' forward(self, x): model(x) said "forward(x, train=True) takes 1 input, got 1" and pointed
     to initial states; predict gave Python's bare "unexpected keyword argument 'train'"."""

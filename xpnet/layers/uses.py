@@ -87,6 +87,11 @@ def _shared(layer: Any) -> str:
     them): a siamese network's two inputs, pytorch/examples' Linear at every step of a time loop."""
     if not layer.named_params():
         return ""
+    name = getattr(layer, "kind", type(layer)).__name__  # a stack of recurrent layers names its kind
+    if hasattr(layer, "reset_state") and name in ("RNN", "LSTM", "GRU"):  # a loop over its time steps
+        return (f"; for one {name} over the steps of a loop, run it once on the whole sequence (N, T, features), "
+                f"stateful=True carrying the state to the next call, or loop an xn.layers.{name}Cell, which keeps "
+                "a cache per call and takes them back in reverse order")
     return ("; to share its weights between the uses (a siamese network, one layer at every time step), call it "
             "once on the inputs joined along the batch axis (xp.concat([x1, x2]), then y[:n], y[n:]; steps stacked "
             "on a time axis for a Linear) and backward once on the dys joined alike")
