@@ -7,6 +7,7 @@ A marker is an HTML comment just above a block's opening fence (GitHub does not 
     <!-- docs-test: before "code" -->         runs first: what the prose around a fragment supplies
     <!-- docs-test: replace "old" "new" -->   fewer epochs or samples; "old" must be in the block
     <!-- docs-test: prints "text" -->         the block's output holds this text
+    <!-- docs-test: output -->                the block prints exactly the next fenced block (its output)
 
 Quoted strings are Python string literals ("\\n" is a new line). Any other python block runs as it is.
 """
@@ -23,7 +24,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 MARKER = re.compile(r"^\s*<!-- docs-test: (\w+)(.*?) -->\s*$")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-KINDS = {"skip", "continue", "before", "replace", "prints"}
+KINDS = {"skip", "continue", "before", "replace", "prints", "output"}
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Block:
     lang: str
     code: str
     markers: list[tuple[str, str | list[str]]] = field(default_factory=list)
+    next: Block | None = None  # the fenced block after this one
 
     @property
     def where(self) -> str:
@@ -66,6 +68,8 @@ def blocks(path: Path) -> list[Block]:
         while above >= 0 and (marker := _marker(lines[above], f"{path.name}:{above + 1}")) is not None:
             block.markers.insert(0, marker)
             above -= 1
+        if found:
+            found[-1].next = block
         found.append(block)
         i = end + 1
     return found

@@ -72,3 +72,5 @@ def test_the_block_runs(block, tmp_path, monkeypatch, capsys, no_cuda):
     for kind, args in markers:
         if kind == "prints":
             assert args[0] in out, f"{block.where} printed:\n{out}\nwhere its marker says {args[0]!r}"
+        if kind == "output":
+            assert out.strip() == block.next.code.strip(), f"{block.where} printed:\n{out}\nnot {block.next.where}"
