@@ -113,3 +113,10 @@ def paths(path: Path) -> list[tuple[int, str]]:
     return [(text.count("\n", 0, span.start()) + 1, m.group(1)) for span in SPANS.finditer(text)
             if not ELSEWHERE.search(text[max(0, span.start() - 20):span.start()])
             for m in PATH.finditer(span.group())]
+
+
+def names(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of each ``xn.name.name`` in ``path``, code and prose alike."""
+    text = path.read_text(encoding="utf-8")
+    return [(text.count("\n", 0, m.start()) + 1, m.group(1))
+            for m in re.finditer(r"(?<![\w.])xn\.([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)", text)]

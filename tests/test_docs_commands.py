@@ -1,12 +1,14 @@
-"""The command lines and file paths of README.md and docs/*.md exist: each flag a documented command passes is
-one its script's argparse accepts (read from the source, nothing run), and each file named is in the repository."""
+"""The command lines, file paths and names of README.md and docs/*.md exist: each flag a documented command passes
+is one its script's argparse accepts (read from the source, nothing run), each file named is in the repository,
+and each ``xn.name`` is xpnet's or, where the docs name another library's spelling, refused with what to write."""
 
 import ast
 from functools import cache
 
 import pytest
 
-from docs_blocks import DOCS, ROOT, commands, paths
+import xpnet as xn
+from docs_blocks import DOCS, ROOT, commands, names, paths
 
 
 @cache
@@ -58,3 +60,23 @@ def test_every_documented_command_line_is_accepted(doc):
 def test_every_file_the_docs_name_exists(doc):
     wrong = [f"{doc.name}:{line}: {name}" for line, name in paths(doc) if not (ROOT / name).exists()]
     assert not wrong, "no such file or folder:\n" + "\n".join(wrong)
+
+
+def unresolved(dotted: str) -> str | None:
+    """Why ``xn.<dotted>`` is not an xpnet name, or None; a refusal that says what to write counts as one."""
+    obj = xn
+    for part in dotted.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as e:
+            hint = str(e).partition(f"has no attribute '{part}'")[2]
+            return None if hint.strip(": ") else str(e)
+    return None
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_xn_name_the_docs_use_exists_or_says_what_to_write(doc):
+    found = names(doc)
+    assert found or doc.name != "README.md"
+    wrong = sorted({f"{doc.name}:{line}: xn.{name}: {why}" for line, name in found if (why := unresolved(name))})
+    assert not wrong, "\n".join(wrong)
