@@ -82,7 +82,7 @@ def python_blocks() -> list[Block]:
 def prose(path: Path) -> str:
     """The text outside python blocks, shell and output blocks kept: where command lines are."""
     text = path.read_text(encoding="utf-8")
-    return re.sub(r"```python\n.*?```", lambda m: "\n" * m.group().count("\n"), text, flags=re.S)
+    return re.sub(r"```python\n.*?```", lambda m: "\n" * m.group().count("\n"), text, flags=re.DOTALL)
 
 
 COMMAND = re.compile(r"(?:python3? (?:-m xpnet|(?:examples|benchmarks)/\w+\.py)|(?<![\w/.:-])xpnet (?=--|train --|gradcheck))"
@@ -103,7 +103,7 @@ def commands(path: Path) -> list[tuple[int, str]]:
 
 
 PATH = re.compile(r"(?<![\w/.-])((?:examples|benchmarks|ci|docs|tests|xpnet)/[a-z_][\w./-]*\w)")  # lowercase: not "xpnet/NumPy"
-SPANS = re.compile(r"```\w*\n.*?```|`[^`]+`|\]\([^)]+\)", flags=re.S)
+SPANS = re.compile(r"```\w*\n.*?```|`[^`]+`|\]\([^)]+\)", flags=re.DOTALL)
 ELSEWHERE = re.compile(r"(Chainer|PyTorch|Keras|the book)'s $")  # a path in another project's repository
 
 
