@@ -2,7 +2,6 @@
 several inputs, gradcheck; training with every optimizer, checkpoints and the NaN guard."""
 
 import copy
-import pathlib
 
 import numpy as np
 import pytest
@@ -632,16 +631,6 @@ def test_data_parallel_training_of_a_two_input_model_equals_one_process(tmp_path
     script = _load_script("composite")
     assert_ok(launch(2, "composite.py", str(tmp_path)))
     _assert_matches_reference(_rank_results(tmp_path, "composite", 2), script.run(), "float64")
-
-
-def test_the_readme_example_runs_as_shown(capsys):
-    """README, "Writing your own model": the Block example runs and prints what its comment says."""
-    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Writing your own model"):readme.index("## Benchmarks")]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
-    exec(compile(code, "README.md", "exec"), {})
-    expected = code.rsplit("# ", 1)[1].strip()
-    assert capsys.readouterr().out.strip() == expected
 
 
 def test_a_sequential_subclass_is_saved_by_its_own_arguments(tmp_path, rng):
