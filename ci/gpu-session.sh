@@ -97,11 +97,11 @@ row setup "$rc" "$t0" "${probe:-$(tail -n 1 "$OUT/setup.log" | cut -c1-110)}"
 # One test that hangs (a graph launch, NCCL) must not take the whole step: pytest-timeout, where the machine has
 # it, ends it after 90 s as a failure; --durations lists the slowest, for the next session's time budget.
 # A fresh machine compiles every kernel the suite touches (NVRTC; CuPy's CUB reductions are slow to build):
-# pytest-xdist, where the machine has it, runs 4 workers (whole test files each, in their own order), so
+# pytest-xdist, where the machine has it, runs 8 workers (whole test files each, in their own order), so
 # the compiles share the machine's 16 cores; the GPU has room for all of them.
 per_test=()
 python3 -c "import pytest_timeout" 2>/dev/null && per_test=(--timeout 90)
-python3 -c "import xdist" 2>/dev/null && per_test+=(-n 4 --dist loadfile)
+python3 -c "import xdist" 2>/dev/null && per_test+=(-n 8 --dist loadfile)
 step pytest 230 python3 -m pytest -m gpu -rfEs -p no:cacheprovider --durations 15 "${per_test[@]}"
 passed=$(grep -oE '[0-9]+ passed' "$OUT/pytest.log" | tail -n 1 | cut -d' ' -f1)
 if [ -z "$passed" ] || [ "$passed" -eq 0 ]; then
