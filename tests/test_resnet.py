@@ -1,0 +1,241 @@
+"""xn.models.resnet18/34/50 against torchvision's ResNets: the same state-dict keys and shapes, its trained
+weights loaded strictly, the same outputs, input gradient and parameter gradients in float64, and xpnet's weights
+loaded back into torchvision's; fine-tuning with a new head and frozen BatchNorm."""
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import BatchNorm, FrozenBatchNorm2d, Linear
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+nn = torch.nn
+
+
+# torchvision/models/resnet.py (pytorch/vision), transcribed: conv3x3, conv1x1, BasicBlock, Bottleneck and ResNet
+# as torchvision writes them, without groups, width_per_group, dilation and norm_layer (their defaults).
+def conv3x3(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class TorchBasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class TorchBottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        return self.relu(out + identity)
+
+
+class TorchResNet(nn.Module):
+    def __init__(self, block, layers, num_classes=1000, zero_init_residual=False):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, TorchBottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+                elif isinstance(m, TorchBasicBlock):
+                    nn.init.constant_(m.bn2.weight, 0)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       nn.BatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+ARCHS = {"resnet18": (TorchBasicBlock, [2, 2, 2, 2]), "resnet34": (TorchBasicBlock, [3, 4, 6, 3]),
+         "resnet50": (TorchBottleneck, [3, 4, 6, 3])}
+
+
+def _reference(arch, seed=0, **kwargs):
+    """torchvision's model in float64 with random BatchNorm parameters and running statistics (as trained)."""
+    torch.manual_seed(seed)
+    ref = TorchResNet(*ARCHS[arch], **kwargs).double()
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
+                m.num_batches_tracked.fill_(7)
+    return ref
+
+
+def _loaded(arch, ref, **kwargs):
+    model = getattr(xn.models, arch)(**kwargs).to(dtype="float64")
+    xn.load_torch_state_dict(model, ref.state_dict(), strict=True)
+    return model
+
+
+def _torch_name(name):
+    """xpnet's parameter name -> torchvision's (Linear's W is weight.T)."""
+    prefix, _, own = name.rpartition(".")
+    return f"{prefix}.{ {'W': 'weight', 'gamma': 'weight', 'beta': 'bias', 'b': 'bias'}[own]}"
+
+
+def _close(actual, expected, name=""):
+    """rtol 1e-8 against the array's scale: layer4's BatchNorm normalises N = 2 values per channel in training
+    (1x1 pixels), which turns float64's rounding into errors ~1e-10 of the largest entry in the small ones."""
+    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-8 * np.max(np.abs(expected)), err_msg=name)
+
+
+def test_resnet18_equals_torchvision_forward_backward_and_state_dict_both_ways():
+    ref = _reference("resnet18", num_classes=10)
+    model = _loaded("resnet18", ref, num_classes=10)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((2, 3, 32, 32)), np.array([3, 7])
+
+    ref.eval()
+    np.testing.assert_allclose(model.forward(x, train=False), ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-10,
+                               atol=1e-12)
+
+    ref.train()
+    xt = torch.from_numpy(x).requires_grad_()
+    y_ref = ref(xt)
+    nn.functional.cross_entropy(y_ref, torch.from_numpy(t)).backward()
+    loss = xn.losses.SoftmaxCrossEntropy()
+    y = model.forward(x, train=True)
+    loss.forward(y, t)
+    dx = model.backward(loss.backward())
+    _close(y, y_ref.detach().numpy())
+    _close(dx, xt.grad.numpy())
+    ref_grads = {k: p.grad.numpy() for k, p in ref.named_parameters()}
+    grads = model.named_grads()
+    assert {_torch_name(k) for k in grads} == set(ref_grads)
+    for name, g in grads.items():
+        expected = ref_grads[_torch_name(name)]
+        _close(g, expected.T if name == "fc.W" else expected, name)
+    state = model.state_dict()
+    for name, buf in ref.named_buffers():  # the running statistics after one training step
+        if not name.endswith("num_batches_tracked"):
+            _close(state[name], buf.numpy(), name)
+
+    back = _reference("resnet18", seed=1, num_classes=10).eval()
+    back.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in xn.torch_state_dict(model).items()},
+                         strict=True)
+    np.testing.assert_allclose(back(torch.from_numpy(x)).detach().numpy(), model.forward(x, train=False),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
+def test_deeper_resnets_have_torchvisions_state_dict(arch):
+    ref = _reference(arch).eval()
+    model = getattr(xn.models, arch)().to(dtype="float64")
+    expected = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in xn.torch_state_dict(model).items()} == expected
+    xn.load_torch_state_dict(model, ref.state_dict(), strict=True)
+    if arch == "resnet50":  # Bottleneck runs as torchvision's
+        x = np.random.default_rng(1).standard_normal((1, 3, 32, 32))
+        np.testing.assert_allclose(model.forward(x, train=False), ref(torch.from_numpy(x)).detach().numpy(),
+                                   rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch, last", [("resnet18", "bn2"), ("resnet50", "bn3")])
+def test_torchvisions_init(arch, last):
+    xn.init.seed(0)
+    model = getattr(xn.models, arch)(zero_init_residual=True)
+    params = model.named_params()
+    w = params["layer4.1.conv2.W"]  # kaiming_normal_(mode='fan_out', nonlinearity='relu')
+    assert np.std(w) == pytest.approx(math.sqrt(2 / (w.shape[0] * 9)), rel=0.02)
+    assert np.max(np.abs(params["fc.W"])) <= 1 / math.sqrt(params["fc.W"].shape[0])  # nn.Linear's own init
+    gammas = {k: bool(np.all(v == 0)) for k, v in params.items() if k.endswith("gamma")}
+    assert {k for k, zero in gammas.items() if zero} == {k for k in gammas if k.endswith(f"{last}.gamma")
+                                                        and k.startswith("layer") and "downsample" not in k}
+    assert all(np.all(v == 1) for k, v in params.items() if k.endswith("gamma") and not gammas[k])
+
+
+def test_torchvisions_weights_argument_says_to_load_a_state_dict():
+    with pytest.raises(ValueError, match=r"downloads no weights.*load_torch_state_dict"):
+        xn.models.resnet18(weights="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="downloads no weights"):
+        xn.models.resnet50(pretrained=True)
+
+
+def test_fine_tune_a_new_head_with_frozen_batch_norm(tmp_path):
+    xn.init.seed(0)
+    model = xn.models.resnet18()
+    model.fc = Linear(512, 10)
+    xn.freeze_batch_norm(model)
+    named = model.named_modules()
+    assert not any(isinstance(m, BatchNorm) for m in named.values())
+    assert isinstance(named["layer2.0.downsample.1"], FrozenBatchNorm2d)
+    rng = np.random.default_rng(0)
+    x, t = rng.random((4, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, 4)
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), epochs=1, batch_size=4, optimizer=xn.optim.SGD(0.01), device="cpu",
+                       progress=False)
+    assert math.isfinite(history.epochs[-1]["train_loss"])
+    after = model.state_dict()
+    assert not np.array_equal(after["fc.W"], before["fc.W"])
+    assert np.array_equal(after["bn1.running_mean"], before["bn1.running_mean"])
+
+    xn.save(model, tmp_path / "tuned.npz")
+    np.testing.assert_array_equal(xn.load(tmp_path / "tuned.npz").predict(x), model.predict(x))
