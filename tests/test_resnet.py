@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from vision_checks import check_equals_torch, randomise_batch_norm
 
 import xpnet as xn
 from xpnet.layers import BatchNorm, FrozenBatchNorm2d, Linear
@@ -119,70 +120,14 @@ ARCHS = {"resnet18": (TorchBasicBlock, [2, 2, 2, 2]), "resnet34": (TorchBasicBlo
 def _reference(arch, seed=0, **kwargs):
     """torchvision's model in float64 with random BatchNorm parameters and running statistics (as trained)."""
     torch.manual_seed(seed)
-    ref = TorchResNet(*ARCHS[arch], **kwargs).double()
-    with torch.no_grad():
-        for m in ref.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1), m.running_var.uniform_(0.5, 1.5)
-                m.num_batches_tracked.fill_(7)
-    return ref
-
-
-def _loaded(arch, ref, **kwargs):
-    model = getattr(xn.models, arch)(**kwargs).to(dtype="float64")
-    xn.load_torch_state_dict(model, ref.state_dict(), strict=True)
-    return model
-
-
-def _torch_name(name):
-    """xpnet's parameter name -> torchvision's (Linear's W is weight.T)."""
-    prefix, _, own = name.rpartition(".")
-    return f"{prefix}.{ {'W': 'weight', 'gamma': 'weight', 'beta': 'bias', 'b': 'bias'}[own]}"
-
-
-def _close(actual, expected, name=""):
-    """rtol 1e-8 against the array's scale: layer4's BatchNorm normalises N = 2 values per channel in training
-    (1x1 pixels), which turns float64's rounding into errors ~1e-10 of the largest entry in the small ones."""
-    np.testing.assert_allclose(actual, expected, rtol=1e-8, atol=1e-8 * np.max(np.abs(expected)), err_msg=name)
+    return randomise_batch_norm(torch, TorchResNet(*ARCHS[arch], **kwargs).double())
 
 
 def test_resnet18_equals_torchvision_forward_backward_and_state_dict_both_ways():
-    ref = _reference("resnet18", num_classes=10)
-    model = _loaded("resnet18", ref, num_classes=10)
     rng = np.random.default_rng(0)
-    x, t = rng.standard_normal((2, 3, 32, 32)), np.array([3, 7])
-
-    ref.eval()
-    np.testing.assert_allclose(model.forward(x, train=False), ref(torch.from_numpy(x)).detach().numpy(), rtol=1e-10,
-                               atol=1e-12)
-
-    ref.train()
-    xt = torch.from_numpy(x).requires_grad_()
-    y_ref = ref(xt)
-    nn.functional.cross_entropy(y_ref, torch.from_numpy(t)).backward()
-    loss = xn.losses.SoftmaxCrossEntropy()
-    y = model.forward(x, train=True)
-    loss.forward(y, t)
-    dx = model.backward(loss.backward())
-    _close(y, y_ref.detach().numpy())
-    _close(dx, xt.grad.numpy())
-    ref_grads = {k: p.grad.numpy() for k, p in ref.named_parameters()}
-    grads = model.named_grads()
-    assert {_torch_name(k) for k in grads} == set(ref_grads)
-    for name, g in grads.items():
-        expected = ref_grads[_torch_name(name)]
-        _close(g, expected.T if name == "fc.W" else expected, name)
-    state = model.state_dict()
-    for name, buf in ref.named_buffers():  # the running statistics after one training step
-        if not name.endswith("num_batches_tracked"):
-            _close(state[name], buf.numpy(), name)
-
-    back = _reference("resnet18", seed=1, num_classes=10).eval()
-    back.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in xn.torch_state_dict(model).items()},
-                         strict=True)
-    np.testing.assert_allclose(back(torch.from_numpy(x)).detach().numpy(), model.forward(x, train=False),
-                               rtol=1e-10, atol=1e-12)
+    check_equals_torch(torch, xn.models.resnet18(num_classes=10).to(dtype="float64"),
+                       _reference("resnet18", num_classes=10), _reference("resnet18", seed=1, num_classes=10),
+                       rng.standard_normal((2, 3, 32, 32)), np.array([3, 7]))
 
 
 @pytest.mark.parametrize("arch", ["resnet34", "resnet50"])
@@ -230,8 +175,8 @@ def test_fine_tune_a_new_head_with_frozen_batch_norm(tmp_path):
     rng = np.random.default_rng(0)
     x, t = rng.random((4, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, 4)
     before = {k: np.array(v) for k, v in model.state_dict().items()}
-    history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), epochs=1, batch_size=4, optimizer=xn.optim.SGD(0.01), device="cpu",
-                       progress=False)
+    history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=xn.optim.SGD(0.01), epochs=1,
+                       batch_size=4, device="cpu", progress=False)
     assert math.isfinite(history.epochs[-1]["train_loss"])
     after = model.state_dict()
     assert not np.array_equal(after["fc.W"], before["fc.W"])

@@ -21,21 +21,26 @@ from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, MaxPool2d, Re
 from .model import Model
 from .sequential import Sequential
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+__all__ = ["fan_out_conv", "no_download", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
+           "resnet101", "resnet152"]
 
 
-def _conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0) -> Conv2d:
-    """A convolution without bias, drawn as torchvision draws it: kaiming_normal_(mode='fan_out', 'relu')."""
-    std = kaiming_std((out_planes, in_planes, kernel_size, kernel_size), mode="fan_out", nonlinearity="relu")
-    return Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding, bias=False, init=std)
+def fan_out_conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 groups: int = 1) -> Conv2d:
+    """A convolution without bias, drawn as torchvision's models draw theirs: kaiming_normal_(mode='fan_out',
+    gain sqrt(2)), fan_out = out_planes * kernel_size**2 (PyTorch's, whatever the groups)."""
+    shape = (out_planes, in_planes // groups, kernel_size, kernel_size)
+    std = kaiming_std(shape, mode="fan_out", nonlinearity="relu")
+    return Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding, groups=groups, bias=False,
+                  init=std)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> Conv2d:
-    return _conv(in_planes, out_planes, 3, stride, padding=1)
+    return fan_out_conv(in_planes, out_planes, 3, stride, padding=1)
 
 
 def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> Conv2d:
-    return _conv(in_planes, out_planes, 1, stride)
+    return fan_out_conv(in_planes, out_planes, 1, stride)
 
 
 class BasicBlock(Model):
@@ -114,7 +119,7 @@ class ResNet(Model):
         if len(layers) != 4:
             raise ValueError(f"ResNet: layers must give the blocks of 4 stages, got {layers!r}")
         self._block, self.inplanes = block, 64
-        self.conv1 = _conv(3, self.inplanes, 7, stride=2, padding=3)
+        self.conv1 = fan_out_conv(3, self.inplanes, 7, stride=2, padding=3)
         self.bn1, self.relu, self.maxpool = BatchNorm(self.inplanes), ReLU(), MaxPool2d(3, stride=2, padding=1)
         self.layer1 = self._make_layer(block, 64, layers[0])
         self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
@@ -161,13 +166,18 @@ class ResNet(Model):
         return self.conv1.backward(self.bn1.backward(self.relu.backward(self.maxpool.backward(d))))
 
 
-def _resnet(block: type, layers: list[int], weights: Any, kwargs: dict[str, Any], name: str) -> ResNet:
+def no_download(name: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without torchvision's ``pretrained`` and ``progress``; its weights refused, saying what to do."""
     if weights is not None or kwargs.pop("pretrained", False):
         raise ValueError(f"xn.models.{name}: xpnet downloads no weights; build the model, then load torchvision's: "
                          f"xn.load_torch_state_dict(model, torchvision.models.{name}(weights=...).state_dict()) "
                          "(or torch.load of a saved state dict)")
     kwargs.pop("progress", None)
-    return ResNet(block, layers, **kwargs)
+    return kwargs
+
+
+def _resnet(block: type, layers: list[int], weights: Any, kwargs: dict[str, Any], name: str) -> ResNet:
+    return ResNet(block, layers, **no_download(name, weights, kwargs))
 
 
 def resnet18(*, weights: Any = None, **kwargs: Any) -> ResNet:
