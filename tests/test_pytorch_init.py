@@ -111,6 +111,29 @@ def test_the_pytorch_idiom_initialises_a_sequential_in_place():
     np.testing.assert_array_equal(params["4.b"], 0.0)
 
 
+class InitialisedInInit(xn.Model):
+    """A PyTorch port that runs the idiom in ``__init__``, as torchvision's models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = small_net()
+        pytorch_idiom(self.net)
+
+    def forward(self, x, train=True):
+        return self.net.forward(x, train)
+
+    def backward(self, dy):
+        return self.net.backward(dy)
+
+
+def test_a_model_that_initialises_in_its_init_loads_from_its_file(tmp_path):
+    model = InitialisedInInit()
+    model.save(tmp_path / "m.npz")  # xn.load builds it without drawing (read-only placeholders), then fills it
+    loaded = xn.load(tmp_path / "m.npz")
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(loaded.state_dict()[k], v, err_msg=k)
+
+
 def test_one_seed_gives_the_same_weights_on_every_device(dev):
     reference = small_net()
     xn.init.seed(7)

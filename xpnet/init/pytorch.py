@@ -101,7 +101,12 @@ def _shape(tensor: Any, who: str) -> tuple[int, ...]:
 
 
 def _fill(who: str, tensor: Any, draw: Callable[[tuple[int, ...]], np.ndarray]) -> Any:
-    """``tensor`` filled in place with ``draw(shape)`` (a host array), and returned."""
+    """``tensor`` filled in place with ``draw(shape)`` (a host array), and returned; left as it is while layers
+    are built for weights that a file gives next (``xn.load``'s ``skip_init``: read-only placeholders)."""
+    from . import _skipping  # noqa: PLC0415 - the package imports this module
+
+    if _skipping.get() is not None:
+        return tensor
     return copy_into(tensor, np.asarray(draw(_shape(tensor, who)), dtype=np.float64))
 
 

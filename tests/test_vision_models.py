@@ -1,0 +1,89 @@
+"""xn.models' torchvision architectures without torch: torchvision's init, what its weights= argument becomes,
+fine-tuning (a new head, frozen BatchNorm, saved and loaded), and a training step on another device equal to NumPy's
+(their equality with torchvision itself: tests/test_resnet.py, tests/test_mobilenet.py)."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import DEVICE_MAKERS
+from vision_checks import close
+
+import xpnet as xn
+from xpnet.layers import BatchNorm, FrozenBatchNorm2d, Linear
+
+
+@pytest.mark.parametrize("block, last", [("BasicBlock", "bn2"), ("Bottleneck", "bn3")])
+def test_resnets_take_torchvisions_init(block, last):
+    xn.init.seed(0)
+    model = xn.models.ResNet(block, [1, 2, 1, 2], zero_init_residual=True)
+    params = model.named_params()
+    w = params["layer4.1.conv2.W"]  # kaiming_normal_(mode='fan_out', nonlinearity='relu')
+    assert np.std(w) == pytest.approx(math.sqrt(2 / (w.shape[0] * 9)), rel=0.02)
+    assert np.max(np.abs(params["fc.W"])) <= 1 / math.sqrt(params["fc.W"].shape[0])  # nn.Linear's own init
+    gammas = {k: bool(np.all(v == 0)) for k, v in params.items() if k.endswith("gamma")}
+    assert {k for k, zero in gammas.items() if zero} == {k for k in gammas if k.endswith(f"{last}.gamma")
+                                                        and k.startswith("layer") and "downsample" not in k}
+    assert all(np.all(v == 1) for k, v in params.items() if k.endswith("gamma") and not gammas[k])
+
+
+def test_torchvisions_weights_argument_says_to_load_a_state_dict():
+    with pytest.raises(ValueError, match=r"downloads no weights.*load_torch_state_dict"):
+        xn.models.resnet18(weights="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="downloads no weights"):
+        xn.models.resnet50(pretrained=True)
+
+
+def test_fine_tune_a_new_head_with_frozen_batch_norm(tmp_path):
+    xn.init.seed(0)
+    model = xn.models.resnet18()
+    model.fc = Linear(512, 10)
+    xn.freeze_batch_norm(model)
+    named = model.named_modules()
+    assert not any(isinstance(m, BatchNorm) for m in named.values())
+    assert isinstance(named["layer2.0.downsample.1"], FrozenBatchNorm2d)
+    rng = np.random.default_rng(0)
+    x, t = rng.random((4, 3, 32, 32), dtype=np.float32), rng.integers(0, 10, 4)
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    history = xn.train(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=xn.optim.SGD(0.01), epochs=1,
+                       batch_size=4, device="cpu", progress=False)
+    assert math.isfinite(history.epochs[-1]["train_loss"])
+    after = model.state_dict()
+    assert not np.array_equal(after["fc.W"], before["fc.W"])
+    assert np.array_equal(after["bn1.running_mean"], before["bn1.running_mean"])
+
+    xn.save(model, tmp_path / "tuned.npz")
+    np.testing.assert_array_equal(xn.load(tmp_path / "tuned.npz").predict(x), model.predict(x))
+
+
+def test_mobilenet_v2_takes_torchvisions_init_and_saves_a_new_head(tmp_path):
+    xn.init.seed(0)
+    model = xn.models.mobilenet_v2()
+    w = model.named_params()["features.18.0.W"]  # kaiming_normal_(mode='fan_out'): fan_out = 1280
+    assert np.std(w) == pytest.approx(math.sqrt(2 / 1280), rel=0.02)
+    assert np.std(model.named_params()["classifier.1.W"]) == pytest.approx(0.01, rel=0.02)
+    model.classifier[1] = Linear(1280, 10)
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    xn.save(model, tmp_path / "tuned.npz")
+    np.testing.assert_array_equal(xn.load(tmp_path / "tuned.npz").predict(x), model.predict(x))
+
+
+@pytest.mark.parametrize("build", [lambda: xn.models.ResNet("BasicBlock", [1, 1, 1, 1], num_classes=3),
+                                   lambda: xn.models.mobilenet_v2(num_classes=3, width_mult=0.1, dropout=0.0)],
+                         ids=["resnet", "mobilenet_v2"])
+@pytest.mark.parametrize("dev_id", [pytest.param("strict-device1", id="strict-device1"),
+                                    pytest.param("cupy", id="cupy", marks=pytest.mark.gpu)])
+def test_trains_on_another_device(dev_id, build):
+    """The same step on array-api-strict's second device (no NumPy inside) and on CuPy. JAX and PyTorch run the same
+    layers, each tested there; their CPU convolutions take tens of seconds for a ResNet."""
+    dev = DEVICE_MAKERS[dev_id]()
+    xn.init.seed(0)
+    model = build().to(dtype="float64")
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((2, 3, 32, 32)), rng.standard_normal((2, 3))
+    y_cpu, dx_cpu = model.forward(x), model.backward(dy)
+    model.to(dev)
+    y = model.forward(xn.to_device(x, dev))
+    dx = model.backward(xn.to_device(dy, dev))
+    close(xn.to_numpy(y), y_cpu)
+    close(xn.to_numpy(dx), dx_cpu)

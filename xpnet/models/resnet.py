@@ -1,0 +1,205 @@
+"""torchvision's ResNets (``torchvision/models/resnet.py``): the same module tree, attribute names and
+initialisation, so that ``torchvision.models.resnet18(weights=...).state_dict()`` loads with
+``xn.load_torch_state_dict(model, state_dict)`` and ``xn.torch_state_dict(model)`` loads back into torchvision's.
+
+x: (N, 3, H, W) -> scores (N, num_classes); any H, W of at least 32 pixels (the stem and the four
+stages halve the image five times; the average pool takes what is left).
+
+One difference in the tree, none in the state dict: torchvision's block applies its one ``relu`` two
+(Bottleneck: three) times; an xpnet layer keeps what its backward needs from its last forward only,
+so the block has one ReLU per use, ``relu``, ``relu2`` (, ``relu3``), in the order they run.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backend import namespace
+from ..init.pytorch import kaiming_std, kaiming_uniform_, uniform_, zeros_
+from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, MaxPool2d, ReLU
+from .model import Model
+from .sequential import Sequential
+
+__all__ = ["fan_out_conv", "no_download", "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet34", "resnet50",
+           "resnet101", "resnet152"]
+
+
+def fan_out_conv(in_planes: int, out_planes: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 groups: int = 1) -> Conv2d:
+    """A convolution without bias, drawn as torchvision's models draw theirs: kaiming_normal_(mode='fan_out',
+    gain sqrt(2)), fan_out = out_planes * kernel_size**2 (PyTorch's, whatever the groups)."""
+    shape = (out_planes, in_planes // groups, kernel_size, kernel_size)
+    std = kaiming_std(shape, mode="fan_out", nonlinearity="relu")
+    return Conv2d(in_planes, out_planes, kernel_size, stride=stride, padding=padding, groups=groups, bias=False,
+                  init=std)
+
+
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> Conv2d:
+    return fan_out_conv(in_planes, out_planes, 3, stride, padding=1)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> Conv2d:
+    return fan_out_conv(in_planes, out_planes, 1, stride)
+
+
+class BasicBlock(Model):
+    """relu(bn2(conv2(relu(bn1(conv1(x))))) + identity), identity = downsample(x) or x.
+    x: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Any = None):
+        super().__init__()
+        self.conv1, self.bn1, self.relu = conv3x3(inplanes, planes, stride), BatchNorm(planes), ReLU()
+        self.conv2, self.bn2 = conv3x3(planes, planes), BatchNorm(planes)
+        self.downsample, self.relu2 = downsample, ReLU()
+
+    def last_bn(self) -> BatchNorm:
+        return self.bn2
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        out = self.relu.forward(self.bn1.forward(self.conv1.forward(x, train), train), train)
+        out = self.bn2.forward(self.conv2.forward(out, train), train)
+        identity = x if self.downsample is None else self.downsample.forward(x, train)
+        return self.relu2.forward(out + identity, train)
+
+    def backward(self, dy: Any) -> Any:
+        d = self.relu2.backward(dy)  # the sum's gradient, shared by both branches
+        dx = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(d)))))
+        return dx + (d if self.downsample is None else self.downsample.backward(d))
+
+
+class Bottleneck(Model):
+    """relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))) + identity), the stride on conv2 (ResNet v1.5,
+    torchvision's). x: (N, inplanes, H, W) -> (N, 4 * planes, H / stride, W / stride)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: Any = None):
+        super().__init__()
+        self.conv1, self.bn1 = conv1x1(inplanes, planes), BatchNorm(planes)
+        self.conv2, self.bn2 = conv3x3(planes, planes, stride), BatchNorm(planes)
+        self.conv3, self.bn3 = conv1x1(planes, planes * self.expansion), BatchNorm(planes * self.expansion)
+        self.relu, self.relu2, self.relu3 = ReLU(), ReLU(), ReLU()
+        self.downsample = downsample
+
+    def last_bn(self) -> BatchNorm:
+        return self.bn3
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        out = self.relu.forward(self.bn1.forward(self.conv1.forward(x, train), train), train)
+        out = self.relu2.forward(self.bn2.forward(self.conv2.forward(out, train), train), train)
+        out = self.bn3.forward(self.conv3.forward(out, train), train)
+        identity = x if self.downsample is None else self.downsample.forward(x, train)
+        return self.relu3.forward(out + identity, train)
+
+    def backward(self, dy: Any) -> Any:
+        d = self.relu3.backward(dy)
+        dh = self.relu2.backward(self.conv3.backward(self.bn3.backward(d)))
+        dx = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(dh)))))
+        return dx + (d if self.downsample is None else self.downsample.backward(d))
+
+
+_BLOCKS = {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}
+
+
+class ResNet(Model):
+    """conv1 (7x7, stride 2), bn1, relu, maxpool (3x3, stride 2) -> layer1..layer4 (``xn.Sequential`` of
+    blocks, the last three starting with stride 2) -> avgpool (to 1x1), flatten -> fc.
+    x: (N, 3, H, W) -> (N, num_classes). ``block``: ``BasicBlock`` or ``Bottleneck`` (or its name),
+    ``layers``: the blocks per stage. ``zero_init_residual``: each block's last BatchNorm starts with
+    gamma = 0, so that every block starts as the identity (torchvision's option)."""
+
+    def __init__(self, block: Any, layers: Any, num_classes: int = 1000, zero_init_residual: bool = False):
+        super().__init__()
+        block = _BLOCKS.get(block, block)
+        if block not in _BLOCKS.values():
+            raise ValueError(f"ResNet: block must be BasicBlock or Bottleneck (or its name), got {block!r}")
+        if len(layers) != 4:
+            raise ValueError(f"ResNet: layers must give the blocks of 4 stages, got {layers!r}")
+        self._block, self.inplanes = block, 64
+        self.conv1 = fan_out_conv(3, self.inplanes, 7, stride=2, padding=3)
+        self.bn1, self.relu, self.maxpool = BatchNorm(self.inplanes), ReLU(), MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = AdaptiveAvgPool2d((1, 1))
+        self.fc = Linear(512 * block.expansion, num_classes)
+        # nn.Linear's own init, which torchvision keeps: kaiming_uniform_(a=sqrt(5)), bias U(-1/sqrt(in), ..).
+        kaiming_uniform_(self.fc.weight, a=math.sqrt(5))
+        uniform_(self.fc.bias, -1 / math.sqrt(self.fc.in_features), 1 / math.sqrt(self.fc.in_features))
+        if zero_init_residual:
+            for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+                for b in stage.layers:
+                    zeros_(b.last_bn().params["gamma"])
+
+    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = Sequential(conv1x1(self.inplanes, planes * block.expansion, stride),
+                                    BatchNorm(planes * block.expansion))
+        first = block(self.inplanes, planes, stride, downsample)
+        self.inplanes = planes * block.expansion
+        return Sequential(first, *(block(self.inplanes, planes) for _ in range(1, blocks)))
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        # the classes a replaced head gives (model.fc = Linear(512, 10) to fine-tune), so that a file rebuilds it
+        return {**config, "block": self._block.__name__, "layers": list(config["layers"]),
+                "num_classes": getattr(self.fc, "out_features", config.get("num_classes", 1000))}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        h = self.maxpool.forward(self.relu.forward(self.bn1.forward(self.conv1.forward(x, train), train), train),
+                                 train)
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            h = stage.forward(h, train)
+        h = self.avgpool.forward(h, train)
+        return self.fc.forward(namespace(h).reshape(h, (h.shape[0], h.shape[1])), train)
+
+    def backward(self, dy: Any) -> Any:
+        d = self.fc.backward(dy)
+        d = self.avgpool.backward(namespace(d).reshape(d, (d.shape[0], d.shape[1], 1, 1)))
+        for stage in (self.layer4, self.layer3, self.layer2, self.layer1):
+            d = stage.backward(d)
+        return self.conv1.backward(self.bn1.backward(self.relu.backward(self.maxpool.backward(d))))
+
+
+def no_download(name: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` without torchvision's ``pretrained`` and ``progress``; its weights refused, saying what to do."""
+    if weights is not None or kwargs.pop("pretrained", False):
+        raise ValueError(f"xn.models.{name}: xpnet downloads no weights; build the model, then load torchvision's: "
+                         f"xn.load_torch_state_dict(model, torchvision.models.{name}(weights=...).state_dict()) "
+                         "(or torch.load of a saved state dict)")
+    kwargs.pop("progress", None)
+    return kwargs
+
+
+def _resnet(block: type, layers: list[int], weights: Any, kwargs: dict[str, Any], name: str) -> ResNet:
+    return ResNet(block, layers, **no_download(name, weights, kwargs))
+
+
+def resnet18(*, weights: Any = None, **kwargs: Any) -> ResNet:
+    """ResNet-18: BasicBlock, [2, 2, 2, 2]; ``num_classes=1000``, ``zero_init_residual=False``."""
+    return _resnet(BasicBlock, [2, 2, 2, 2], weights, kwargs, "resnet18")
+
+
+def resnet34(*, weights: Any = None, **kwargs: Any) -> ResNet:
+    """ResNet-34: BasicBlock, [3, 4, 6, 3]; arguments as :func:`resnet18`."""
+    return _resnet(BasicBlock, [3, 4, 6, 3], weights, kwargs, "resnet34")
+
+
+def resnet50(*, weights: Any = None, **kwargs: Any) -> ResNet:
+    """ResNet-50: Bottleneck, [3, 4, 6, 3]; arguments as :func:`resnet18`."""
+    return _resnet(Bottleneck, [3, 4, 6, 3], weights, kwargs, "resnet50")
+
+
+def resnet101(*, weights: Any = None, **kwargs: Any) -> ResNet:
+    """ResNet-101: Bottleneck, [3, 4, 23, 3]; arguments as :func:`resnet18`."""
+    return _resnet(Bottleneck, [3, 4, 23, 3], weights, kwargs, "resnet101")
+
+
+def resnet152(*, weights: Any = None, **kwargs: Any) -> ResNet:
+    """ResNet-152: Bottleneck, [3, 8, 36, 3]; arguments as :func:`resnet18`."""
+    return _resnet(Bottleneck, [3, 8, 36, 3], weights, kwargs, "resnet152")
