@@ -104,3 +104,10 @@ def test_d2ls_multihead_attention_with_valid_lens_is_multihead_attention_with_ma
     mask = np.arange(S)[None, :] >= valid_lens[:, None]
     np.testing.assert_allclose(mha(x, kv, kv, key_padding_mask=mask, train=False)[0], padded, rtol=1e-10)
     np.testing.assert_allclose(mha(x, x, x, is_causal=True, train=False)[0], causal, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["add_module", "add"])
+def test_sequential_add_module_says_sequential_names_by_position(name):
+    """d2l's ResNet, DenseNet and Transformer: net = nn.Sequential(); net.add_module(f'b{i+2}', block)."""
+    with pytest.raises(AttributeError, match=r"names its layers by position .* model\.append\(layer\) .* xn\.Model"):
+        getattr(xn.Sequential(xn.layers.ReLU()), name)

@@ -67,6 +67,8 @@ class Container(Layer):
     model of your own: it adds ``predict``, ``summary`` and ``save``.
     """
 
+    _name_hints: dict[str, str] = {}  # a subclass's own hints for names it lacks, over the ones above
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
@@ -78,7 +80,8 @@ class Container(Layer):
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
-        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES}, kind="object")
+        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints},
+                       kind="object")
 
     @contextlib.contextmanager
     def init_scope(self) -> Iterator[None]:
