@@ -111,3 +111,15 @@ def test_sequential_add_module_says_sequential_names_by_position(name):
     """d2l's ResNet, DenseNet and Transformer: net = nn.Sequential(); net.add_module(f'b{i+2}', block)."""
     with pytest.raises(AttributeError, match=r"names its layers by position .* model\.append\(layer\) .* xn\.Model"):
         getattr(xn.Sequential(xn.layers.ReLU()), name)
+
+
+def test_pytorch_in_place_init_in_a_models_init_says_what_to_write():
+    """d2l's LinearRegression: self.net.weight.data.normal_(0, 0.01) in __init__ (not only inside model.apply)."""
+    class LinearRegression(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.net = xn.layers.Linear(2, 1)
+            self.net.weight.data.normal_(0, 0.01)
+
+    with pytest.raises(AttributeError, match=r"xn\.init\.normal_\(m\.weight, 0\.0, 0\.02\)"):
+        LinearRegression()

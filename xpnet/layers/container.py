@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
-from .tree import not_built
+from .tree import not_built, tensor_method_hint
 from .uses import counted, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
@@ -56,6 +56,16 @@ _PYTORCH_NAMES = {
 }
 
 
+def _hinted_init(init: Any) -> Any:
+    """``init`` with PyTorch's in-place tensor methods (``.data.normal_``) answered by what to write."""
+    @functools.wraps(init)
+    def hinted(self: Any, *args: Any, **kwargs: Any) -> None:
+        with tensor_method_hint():
+            init(self, *args, **kwargs)
+
+    return hinted
+
+
 class Container(Layer):
     """A layer whose sub-layers are its attributes: layers, and lists, tuples or dicts of layers.
 
@@ -75,6 +85,8 @@ class Container(Layer):
             cls.forward = scoped(vars(cls)["forward"], mode)
         if "backward" in vars(cls):  # PyTorch's several backwards before one step: counted for the optimizer
             cls.backward = counted(vars(cls)["backward"])
+        if "__init__" in vars(cls):  # d2l's self.net.weight.data.normal_(0, 0.01) in __init__: say what to write
+            cls.__init__ = _hinted_init(vars(cls)["__init__"])
 
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
