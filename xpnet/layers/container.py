@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import not_here
 from .base import Layer
-from .tree import not_built
+from .tree import not_built, tensor_method_hint
 from .uses import counted, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
@@ -56,6 +56,16 @@ _PYTORCH_NAMES = {
 }
 
 
+def _hinted_init(init: Any) -> Any:
+    """``init`` with PyTorch's in-place tensor methods (``.data.normal_``) answered by what to write."""
+    @functools.wraps(init)
+    def hinted(self: Any, *args: Any, **kwargs: Any) -> None:
+        with tensor_method_hint():
+            init(self, *args, **kwargs)
+
+    return hinted
+
+
 class Container(Layer):
     """A layer whose sub-layers are its attributes: layers, and lists, tuples or dicts of layers.
 
@@ -67,18 +77,23 @@ class Container(Layer):
     model of your own: it adds ``predict``, ``summary`` and ``save``.
     """
 
+    _name_hints: dict[str, str] = {}  # a subclass's own hints for names it lacks, over the ones above
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
             cls.forward = scoped(vars(cls)["forward"], mode)
         if "backward" in vars(cls):  # PyTorch's several backwards before one step: counted for the optimizer
             cls.backward = counted(vars(cls)["backward"])
+        if "__init__" in vars(cls):  # d2l's self.net.weight.data.normal_(0, 0.01) in __init__: say what to write
+            cls.__init__ = _hinted_init(vars(cls)["__init__"])
 
     def __getattr__(self, name: str) -> Any:
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
-        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES}, kind="object")
+        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints},
+                       kind="object")
 
     @contextlib.contextmanager
     def init_scope(self) -> Iterator[None]:

@@ -10,8 +10,9 @@ under two names is visited once, under the first.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from .. import _chainer
 from .._user import flag, not_here
@@ -108,6 +109,18 @@ _TENSOR_METHODS_HINT = ("xpnet's m.weight and m.bias are the arrays themselves, 
                         "xn.init.constant_(m.bias, v), .zero_() xn.init.zeros_(m.bias)")
 
 
+@contextlib.contextmanager
+def tensor_method_hint() -> Iterator[None]:
+    """An AttributeError for PyTorch's ``m.weight.data.normal_(...)`` on an array, raised inside, gets the line
+    to write instead (``model.apply(init_fn)``, a model's ``__init__``: d2l's ``self.net.weight.data``)."""
+    try:
+        yield
+    except AttributeError as exc:
+        if exc.name not in _TENSOR_METHODS or isinstance(exc.obj, Tree) or _TENSOR_METHODS_HINT in str(exc):
+            raise
+        raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
+
+
 class Tree:
     """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own."""
 
@@ -196,12 +209,8 @@ class Tree:
             raise TypeError(f"{type(self).__name__}.apply: fn must be a function of a layer, got "
                             f"{type(fn).__name__}")
         for node in reversed(list(self.named_modules().values())):  # each node after all of its descendants
-            try:
+            with tensor_method_hint():
                 fn(node)
-            except AttributeError as exc:
-                if exc.name not in _TENSOR_METHODS or isinstance(exc.obj, Tree):
-                    raise
-                raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
         return self
 
     def named_params(self) -> dict[str, Any]:

@@ -16,6 +16,12 @@ class Sequential(Model):
     """Layers (or models) applied in order. ``named_params()`` keys are ``"<index>.<param>"``, e.g. ``"0.W"``,
     and ``"<index>.<name>.<param>"`` inside a model it holds."""
 
+    _name_hints = {name: f"xn.Sequential names its layers by position ('0', '1', ...): model.append(layer) adds one "
+                         f"at the end ({what}); for parts with names (net.b2, net.last), write an xn.Model whose "
+                         f"__init__ assigns them as attributes, self.b2 = ..."
+                   for name, what in (("add_module", "PyTorch's net.add_module('b2', block) names it 'b2'"),
+                                      ("add", "Gluon's and Keras' net.add"))}
+
     def __init__(self, *layers: Layer):
         super().__init__()
         if len(layers) == 1 and isinstance(layers[0], (list, tuple)):

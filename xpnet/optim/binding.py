@@ -58,6 +58,13 @@ def _model_of(name: str, target: Any) -> Any:
     model = owning_model(target)
     if model is not None:
         return model
+    if isinstance(target, (list, tuple)) and any(isinstance(g, dict) and "params" in g for g in target):
+        raise TypeError(
+            f"{name}: PyTorch's parameter groups (a list of dicts) are not taken: an xpnet optimizer has one lr and "
+            f"one weight_decay for the model, and weight_decay decays the weights only (W, the recurrent layers' Wx "
+            f"and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all': "
+            f"[{{'params': net.weight, 'weight_decay': wd}}, {{'params': net.bias}}] is "
+            f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
     freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
               f"{name} skips frozen parameters") if isinstance(target, filter) else ""
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
