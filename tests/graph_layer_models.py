@@ -159,12 +159,13 @@ def _rmsnorm() -> Any:
 
 
 def _transformer() -> Any:
-    """Sequences (N, 6, 8) through a stack of two pre-norm GELU Transformer encoder layers with dropout (the
-    attention's own included: drawn in the graph) and a final LayerNorm, a post-norm ReLU layer, then classified.
+    """Sequences (N, 6, 8) through PositionalEncoding (its table made in the warm-up steps, its dropout drawn in
+    the graph), a stack of two pre-norm GELU Transformer encoder layers with dropout (the attention's own
+    included: drawn in the graph) and a final LayerNorm, a post-norm ReLU layer, then classified.
     No biases: the key projection's bias has a gradient of zero up to rounding (softmax ignores what is added to
     all of a query's scores), which Adam would scale up to steps of lr whose sign the rounding picks."""
     layer = L.TransformerEncoderLayer(8, 2, 16, dropout=0.1, activation="gelu", norm_first=True, bias=False)
-    return xn.Sequential(L.TransformerEncoder(layer, 2, norm=L.LayerNorm(8)),
+    return xn.Sequential(L.PositionalEncoding(8, 0.1), L.TransformerEncoder(layer, 2, norm=L.LayerNorm(8)),
                          L.TransformerEncoderLayer(8, 4, 16, dropout=0.0, bias=False), L.Flatten(),
                          L.Linear(6 * 8, 4))
 

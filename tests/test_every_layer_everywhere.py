@@ -178,13 +178,15 @@ CASES: dict[str, Case] = {
     "InstanceNorm2d": Case(lambda: L.InstanceNorm2d(3, affine=True, track_running_stats=True), (IMAGES,)),
     "Residual": Case(lambda: L.Residual(L.Linear(5, 5)), ((3, 5),)),
     "Concat": Case(lambda: L.Concat(L.Linear(5, 3), L.Tanh()), ((3, 5),)),
+    "PositionalEncoding": Case(lambda: L.PositionalEncoding(4, 0.3), (SEQUENCES,), draws_mask=True),
 }
 # JAX runs the same array-API code as array_api_strict, except GELU's erf (jax.scipy's, its one fast path), and
 # compiles each operation at its first use: about a second per layer here, two minutes for all of them. So JAX
 # compares GELU and the layers that bring arrays of their own to the input's device: a mask drawn on the host
-# (Dropout2d), integer ids (Embedding) and indices (MaxUnpool1d), interpolation matrices made on the host (Upsample),
-# and a layer with parameters (Linear). Every case and variant passed on JAX when this module was written.
-JAX_CASES = ("GELU", "Dropout2d", "Embedding", "MaxUnpool1d", "Upsample", "Linear")
+# (Dropout2d), integer ids (Embedding) and indices (MaxUnpool1d), interpolation matrices and the sinusoid table made
+# on the host (Upsample, PositionalEncoding), and a layer with parameters (Linear). Every case and variant passed on
+# JAX when this module was written.
+JAX_CASES = ("GELU", "Dropout2d", "Embedding", "MaxUnpool1d", "Upsample", "PositionalEncoding", "Linear")
 
 # Options that take code paths of their own ("Name-what": the layer's name first).
 VARIANTS: dict[str, Case] = {
@@ -229,6 +231,7 @@ VARIANTS: dict[str, Case] = {
     "InstanceNorm2d-batch-statistics": Case(lambda: L.InstanceNorm2d(3), (IMAGES,)),
     "LayerNorm-no-affine": Case(lambda: L.LayerNorm((3, 4), elementwise_affine=False), (SEQUENCES,)),
     "Upsample-bilinear-taps": Case(lambda: L.Upsample(scale_factor=2, mode="bilinear"), ((1, 2, 16, 17),)),
+    "PositionalEncoding-time-first": Case(lambda: L.PositionalEncoding(4, 0.0, batch_first=False), (SEQUENCES,)),
     "LSTM-proj_size": Case(lambda: L.LSTM(4, 5, proj_size=3), (SEQUENCES,)),
     "Upsample-nearest-exact-fractional": Case(lambda: L.Upsample(scale_factor=1.5, mode="nearest-exact"),
                                               ((1, 2, 3, 4),)),

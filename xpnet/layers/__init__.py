@@ -39,6 +39,7 @@ from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
 from .padding import ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d
 from .pixel_shuffle import PixelShuffle, PixelUnshuffle
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from .positional import PositionalEncoding
 from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
@@ -58,7 +59,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "CosineSimilarity", "PairwiseDistance",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
            "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
-           "TransformerDecoder", "Transformer",
+           "TransformerDecoder", "Transformer", "PositionalEncoding",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d",
            "ReflectionPad1d", "ReflectionPad2d", "ReplicationPad1d", "ReplicationPad2d", "CircularPad1d",

@@ -12,13 +12,14 @@ How a captured epoch goes:
    the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d, LayerNorm,
    GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
    reflection, replication and circular too), pixel and channel shuffles, Unfold and Fold, Dropout, Dropout1d, Dropout2d
-   and AlphaDropout, MultiheadAttention) inside the containers of :data:`CONTAINERS` (Sequential, Residual, Concat, the
-   Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax or sigmoid cross-entropy,
-   MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss, HingeEmbeddingLoss, MultiLabelSoftMarginLoss,
-   PoissonNLLLoss), any xpnet optimizer, gradient clipping or not, and at least ``WARMUP + 1`` full batches per epoch.
-   Each of these layers keeps nothing in Python that changes from step to step and reads nothing back
-   to the host; BatchNorm moves its running statistics on in place (with ``momentum=None`` its batch count
-   too, the weight 1/n computed from it on the device), so every launch moves them on.
+   and AlphaDropout, MultiheadAttention, PositionalEncoding) inside the containers of :data:`CONTAINERS` (Sequential,
+   Residual, Concat, the Transformer encoder's layer and stack, nested), a loss of :data:`CAPTURED_LOSSES` (softmax
+   or sigmoid cross-entropy, MSE, L1, smooth L1, Huber, NLLLoss, BCELoss, KLDivLoss, SoftMarginLoss,
+   HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss), any xpnet optimizer, gradient clipping or not,
+   and at least ``WARMUP + 1`` full batches per epoch. Each of these layers keeps nothing in Python that changes
+   from step to step and reads nothing back to the host; BatchNorm moves its running statistics on in place (with
+   ``momentum=None`` its batch count too, the weight 1/n computed from it on the device), so every launch moves them
+   on; PositionalEncoding's table is made in the warm-up steps, once per length, dtype and device.
    Not captured: recurrent layers, embeddings, the book's Attention, models of two inputs (the Transformer's
    decoder), and classes of the user's own, subclasses of xpnet's included (their Python would run at the
    capture only).
@@ -65,10 +66,10 @@ from ..layers import (CELU, ELU, GELU, GLU, SELU, AdaptiveAvgPool1d, AdaptiveAvg
                       ConvTranspose2d, Dropout, Dropout1d, Dropout2d, Flatten, Fold, FrozenBatchNorm2d, GlobalAvgPool,
                       GroupNorm, Hardshrink, Hardsigmoid, Hardswish, Hardtanh, Identity, InstanceNorm1d, InstanceNorm2d,
                       LayerNorm, LeakyReLU, Linear, LogSigmoid, LogSoftmax, MaxPool1d, MaxPool2d, Mish,
-                      MultiheadAttention, PixelShuffle, PixelUnshuffle, PReLU, ReflectionPad1d, ReflectionPad2d, ReLU,
-                      ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid, SiLU, Softmax, Softmin,
-                      Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold, TransformerEncoder,
-                      TransformerEncoderLayer, Unflatten, Unfold, Upsample, ZeroPad1d, ZeroPad2d)
+                      MultiheadAttention, PixelShuffle, PixelUnshuffle, PositionalEncoding, PReLU, ReflectionPad1d,
+                      ReflectionPad2d, ReLU, ReLU6, ReplicationPad1d, ReplicationPad2d, Residual, RMSNorm, Sigmoid,
+                      SiLU, Softmax, Softmin, Softplus, Softshrink, Softsign, Tanh, Tanhshrink, Threshold,
+                      TransformerEncoder, TransformerEncoderLayer, Unflatten, Unfold, Upsample, ZeroPad1d, ZeroPad2d)
 from ..layers.tree import frozen_nodes
 from ..losses import (BCELoss, HingeEmbeddingLoss, HuberLoss, KLDivLoss, MeanAbsoluteError, MeanSquaredError,
                       MultiLabelSoftMarginLoss, NLLLoss, PoissonNLLLoss, SigmoidCrossEntropy, SmoothL1Loss,
@@ -101,7 +102,9 @@ CAPTURABLE = (Linear, Conv2d, ConvTranspose2d, ReLU, Sigmoid, Tanh, LeakyReLU, E
               # Dropout does
               ZeroPad1d, ConstantPad1d, ChannelShuffle, Unfold, Fold, AlphaDropout,
               # its scale and shift computed from its buffers at every forward; nothing of its own moves on
-              FrozenBatchNorm2d)
+              FrozenBatchNorm2d,
+              # x + a table made in the warm-up steps (once per length, dtype and device), then its Dropout child
+              PositionalEncoding)
 # Left out, each used only inside a model class of one's own (refused above): MaxPool2d/1d(return_indices=True)
 # and MaxUnpool2d/1d (which reads its indices back to check them), the cells RNNCell, LSTMCell and GRUCell, and
 # the layers of two inputs, CosineSimilarity, PairwiseDistance and Bilinear.
