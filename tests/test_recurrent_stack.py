@@ -36,7 +36,8 @@ def _grads_by_torch_name(layer):
             sub.params.update(params)
 
 
-def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
+def _compare_with_torch(kind, options, dev, batch_first=True, seed=0, final=False):
+    """``final``: the loss uses h_n (and c_n) too, their gradients given to backward as dh_n (dc_n)."""
     rng = np.random.default_rng(seed)
     module = getattr(torch.nn, kind)(D, H, batch_first=batch_first, dtype=torch.float64, **options)
     with torch.no_grad():
@@ -51,16 +52,19 @@ def _compare_with_torch(kind, options, dev, batch_first=True, seed=0):
     x, dy = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, rows // module.num_layers * width))
     start = [rng.standard_normal((rows, N, w)) for w in (width, H)[:1 + (kind == "LSTM")]]
     single = not isinstance(layer, RecurrentStack)  # its state is the one row of PyTorch's, (N, width)
+    ends = [rng.standard_normal(s.shape) for s in start] if final else []
     layer.set_state(*[xn.to_device(s[0] if single else s, dev) for s in start])
     y = layer.forward(xn.to_device(x, dev), train=False)
-    dx = layer.backward(xn.to_device(dy, dev))
+    dx = layer.backward(xn.to_device(dy, dev),
+                        **{name: xn.to_device(g[0] if single else g, dev) for name, g in zip(("dh_n", "dc_n"), ends)})
     assert_placed(y, dev, "float64")
     assert_placed(dx, dev, "float64")
 
     tx = torch.tensor(x, requires_grad=True)
     tstart = [torch.tensor(s, requires_grad=True) for s in start]
-    out, _ = module(tx, tuple(tstart) if kind == "LSTM" else tstart[0])
-    out.backward(torch.from_numpy(dy))
+    out, state = module(tx, tuple(tstart) if kind == "LSTM" else tstart[0])
+    state = state if kind == "LSTM" else (state,)
+    torch.autograd.backward([out, *state[:len(ends)]], [torch.from_numpy(dy), *map(torch.from_numpy, ends)])
     pairs = {"output": (y, out.detach().numpy()), "dx": (dx, tx.grad.numpy())}
     ours = _grads_by_torch_name(layer)
     for name, p in module.named_parameters():
@@ -100,6 +104,58 @@ def test_lstm_proj_size_equals_pytorch_on_other_devices(where):
     as array-api-strict, at a few seconds' warm-up)."""
     _compare_with_torch("LSTM", {"num_layers": 2, "bidirectional": True, "proj_size": 2}, DEVICE_MAKERS[where](),
                         batch_first=False)
+
+
+FINAL = {"1-layer": {}, "2-layers": {"num_layers": 2},
+         "2-layers-bidirectional": {"num_layers": 2, "bidirectional": True},
+         "proj_size-2-layers": {"num_layers": 2, "proj_size": 3}}
+
+
+@pytest.mark.parametrize("kind, options", [pytest.param(kind, options, id=f"{kind}-{name}")
+                                           for kind in ("RNN", "LSTM", "GRU") for name, options in FINAL.items()
+                                           if kind == "LSTM" or "proj_size" not in options])
+def test_final_state_gradient_equals_pytorch_in_float64(kind, options):
+    """A loss of the output and of h_n (and c_n), d2l's Seq2Seq encoder: backward(dy, dh_n, dc_n) gives
+    PyTorch's dx, dh0 (dc0) and every parameter gradient; a single layer takes its (N, H) row (Numba's step
+    kernels on NumPy)."""
+    _compare_with_torch(kind, options, xn.device("cpu"), final=True)
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_final_state_gradient_equals_pytorch_on_another_device_time_first(kind):
+    """The portable steps (array-api-strict's second device), time first."""
+    _compare_with_torch(kind, {"num_layers": 2, "bidirectional": True}, DEVICE_MAKERS["strict-device1"](),
+                        batch_first=False, final=True)
+
+
+@pytest.mark.parametrize("make", [lambda: LSTM(D, H, dtype="float64"),
+                                  lambda: LSTM(D, H, num_layers=2, dtype="float64")], ids=["layer", "stack"])
+def test_zero_final_state_gradients_change_nothing(rng, make):
+    """dh_n and dc_n of zeros give what backward(dy) alone gives (and dc_n alone is taken)."""
+    layer = make()
+    x = rng.standard_normal((N, T, D))
+    dy = rng.standard_normal((N, T, H))
+    zeros = np.zeros((2, N, H) if isinstance(layer, RecurrentStack) else (N, H))
+    results = []
+    for kw in ({}, {"dh_n": zeros, "dc_n": zeros}, {"dc_n": zeros}):
+        layer.forward(x)
+        results.append([layer.backward(dy, **kw), layer.dh, layer.dc, *layer.named_grads().values()])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_final_state_gradients_that_do_not_fit_are_refused(rng):
+    x, dy = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, H))
+    gru, stack = GRU(D, H, dtype="float64"), GRU(D, H, num_layers=2, dtype="float64")
+    gru.forward(x)
+    with pytest.raises(TypeError, match=r"GRU.backward: dc_n is an LSTM's .* GRU has no cell state"):
+        gru.backward(dy, dc_n=np.zeros((N, H)))
+    with pytest.raises(ValueError, match=r"GRU.backward: dh_n must have shape \(N, 5\) = \(2, 5\)"):
+        gru.backward(dy, dh_n=np.zeros((1, N, H)))
+    stack.forward(x)
+    with pytest.raises(ValueError, match=r"GRU.backward: dh_n must have shape \(2, N, 5\) \(num_layers"):
+        stack.backward(dy, dh_n=np.zeros((N, H)))
 
 
 def test_dropout_acts_between_layers_in_training_only(rng):

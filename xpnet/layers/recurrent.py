@@ -44,7 +44,8 @@ step (which does not grow with the gradient). The GRU keeps PyTorch's two biases
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
 gradient of the state the forward started from, which the layer that set it (a seq2seq encoder)
-adds to its own backward.
+adds to its own backward. ``backward(dhs, dh_n, dc_n)`` takes the gradient of the final state as well,
+for a loss that uses it besides the outputs (added to the last step's state gradient).
 """
 
 from __future__ import annotations
@@ -158,9 +159,14 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             self._state = state
         return xp.stack(hs, axis=int(self.batch_first))
 
-    def backward(self, dhs: Any) -> Any:
+    def backward(self, dhs: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
         """dhs: (N, T, out_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
-        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``)."""
+        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``).
+
+        ``dh_n`` (N, out_size) and LSTM's ``dc_n`` (N, hidden_size): the gradients of the final state (PyTorch's
+        h_n, c_n, one layer's row), for a loss that uses it besides the outputs (a seq2seq encoder handing its
+        state to the decoder); added to the last step's state gradient. None: no such use. The step fast paths
+        (Numba, CuPy) take them as they take the state gradient of any later step."""
         dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
@@ -171,7 +177,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         if not self.batch_first:
             dhs = xp.permute_dims(dhs, (1, 0, 2))
         daxs, dahs = [None] * steps, [None] * steps
-        dstate = None
+        dstate = self._final_state_grad(xp, dhs, dh_n, dc_n)
         # Wh transposed, once for the steps' dh_prev products (a contiguous copy, or packed for MKL, on NumPy).
         if self._steps_multiply_Wh:
             self._WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], steps)

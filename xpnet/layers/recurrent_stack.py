@@ -15,7 +15,8 @@ forward goes:
 The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...): ``xn.load_torch_state_dict``
 maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
 (num_layers * num_directions, N, H), row ``k * num_directions + direction``: ``set_state(h, c)`` sets each
-layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape; ``stateful=True``
+layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape, and ``backward(dy, dh_n,
+dc_n)`` takes the final state's gradient in it; ``stateful=True``
 makes every layer carry its own state (refused with ``bidirectional=True``: the reverse direction starts
 from the end of the sequence, so there is nothing to carry, and PyTorch has no such thing either).
 """
@@ -146,6 +147,22 @@ class RecurrentStack(Container):
 
     # -- forward and backward -----------------------------------------------------------------------
 
+    def _state_rows(self, what: str, grad: Any) -> list[Any] | None:
+        """``grad`` (num_layers * num_directions, N, width) as one row per layer (None stays None)."""
+        if grad is None:
+            return None
+        if what == "dc_n" and "c" not in self.state_names:
+            raise TypeError(f"{self.name}.backward: dc_n is an LSTM's (the gradient of c_n); {self.name} has no "
+                            "cell state: pass backward(dy, dh_n) only")
+        layers = self.layers()
+        if getattr(grad, "ndim", None) != 3 or grad.shape[0] != len(layers):
+            width = self.l0.state_widths[0 if what == "dh_n" else -1]
+            raise ValueError(f"{self.name}.backward: {what} must have shape ({len(layers)}, N, {width}) "
+                             f"(num_layers * num_directions, as PyTorch's {what[1:]}), got "
+                             f"{tuple(getattr(grad, 'shape', ()))}")
+        grad = untracked(grad)
+        return [grad[i, ...] for i in range(len(layers))]
+
     @property
     def train_hint(self) -> str:  # type: ignore[override]
         c0 = ", c0" if "c" in self.state_names else ""
@@ -176,23 +193,31 @@ class RecurrentStack(Container):
             y = out
         return y
 
-    def backward(self, dy: Any) -> Any:
-        """dy: (N, T, num_directions * out_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc)."""
+    def backward(self, dy: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
+        """dy: (N, T, num_directions * out_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc).
+
+        ``dh_n`` (and LSTM's ``dc_n``): the gradient of the final state in PyTorch's h_n layout, (num_layers *
+        num_directions, N, H); row ``k * num_directions + direction`` goes to that layer's backward (the lower
+        levels' h_n are no outputs, so only this reaches them: d2l's Seq2Seq encoder handing its state to the
+        decoder). None: no such use."""
         dy = untracked(dy)
         xp = self._check_float(dy)
+        rows = {"dh_n": self._state_rows("dh_n", dh_n), "dc_n": self._state_rows("dc_n", dc_n)}
         h = self.l0.out_size
         width = h * (1 + self.bidirectional)
         if dy.ndim != 3 or dy.shape[-1] != width:
             raise ValueError(f"{self.name}: expected dy of shape (..., {width}) as the last forward's output, got "
                              f"{tuple(dy.shape)}")
         time = int(self.batch_first)
+        ends = 1 + self.bidirectional
         for k in reversed(range(self.num_layers)):
             forward, reverse = self._level(k)
+            final = [{what: r[k * ends + i] for what, r in rows.items() if r is not None} for i in range(ends)]
             if reverse is None:
-                dx = forward.backward(dy)
+                dx = forward.backward(dy, **final[0])
             else:
-                back = reverse.backward(xp.flip(dy[..., h:], axis=time))
-                dx = forward.backward(dy[..., :h]) + xp.flip(back, axis=time)
+                back = reverse.backward(xp.flip(dy[..., h:], axis=time), **final[1])
+                dx = forward.backward(dy[..., :h], **final[0]) + xp.flip(back, axis=time)
             dy = self.dropouts[k - 1].backward(dx) if k and self.dropouts else dx
         return dy
 

@@ -2,7 +2,8 @@
 
 A time loop (:mod:`xpnet.layers.recurrent`) starts from zeros, from what ``set_state`` gave, or, with
 ``stateful=True``, from where its last forward ended. :class:`CarriedState` is that part of the layer: ``h``
-(and LSTM's ``c``), ``set_state``, ``reset_state``, the state moved with the layer, and the start of a forward.
+(and LSTM's ``c``), ``set_state``, ``reset_state``, the state moved with the layer, the start of a forward, and
+the gradient of the final state a backward starts from.
 The functions below serve the loops over a model: a probe forward that leaves no trace (:func:`probe_states`),
 batches whose rows are sequences of their own (:func:`independent_batches`), and the refusal to cut time-first
 data into batches (:func:`refuse_time_first`).
@@ -70,6 +71,28 @@ class CarriedState:
                              f"{tuple(c.shape)}")
         self._check_like_params(c, "state c", "c")
         self._state = (h, c)
+
+    def _final_state_grad(self, xp: Any, dhs: Any, dh_n: Any, dc_n: Any) -> tuple[Any, ...] | None:
+        """The state gradient the reverse loop starts from: None without ``dh_n`` and ``dc_n``, else one array
+        per state (h's zeros where only dc_n is given; dc None where only dh_n is), each checked against its shape;
+        ``dhs`` is batch first."""
+        if dc_n is not None and "c" not in self.state_names:
+            raise TypeError(f"{self.name}.backward: dc_n is an LSTM's (the gradient of c_n); {self.name} has no "
+                            "cell state: pass backward(dhs, dh_n) only")
+        if dh_n is None and dc_n is None:
+            return None
+        grads, n = [], dhs.shape[0]
+        for what, g, width in zip(("dh_n", "dc_n"), (dh_n, dc_n), self.state_widths):
+            if g is None:
+                grads.append(None if what == "dc_n" else xp.zeros_like(dhs[:, 0, :]))
+                continue
+            g = untracked(g)
+            self._check_like_params(g, what, what)
+            if tuple(g.shape) != (n, width):
+                raise ValueError(f"{self.name}.backward: {what} must have shape (N, {width}) = {(n, width)}, the "
+                                 f"final state's (one layer's row of PyTorch's {what[1:]}), got {tuple(g.shape)}")
+            grads.append(g)
+        return tuple(grads)
 
     def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
         """Params and buffers, and the carried state (stateful=True) with them; the cache is dropped."""
