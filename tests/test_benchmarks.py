@@ -109,6 +109,13 @@ def test_conv_backward_checks_both_paths_equal_and_prints_the_ratio():
 
 
 @pytest.mark.slow
+def test_conv_winograd_checks_it_equals_im2col_and_prints_the_ratios():
+    pytest.importorskip("numba", reason="Numba is not installed (pip install -e '.[numba]')")
+    out = run("conv_winograd.py", "--batch", "3", "--shapes", "8,4,5", "--steps", "1", "--repeats", "1")
+    assert "Winograd equal to im2col" in out and "Winograd/im2col: forward" in out and "threads: BLAS" in out
+
+
+@pytest.mark.slow
 def test_lstm_lm_prints_both_times_the_ratio_and_the_threads():
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("lstm_lm.py", "--vocab", "50", "--hidden", "8", "--batch", "2", "--time", "3", "--steps", "1",
