@@ -7,9 +7,100 @@ import math
 import operator
 from typing import Any, NamedTuple
 
-from ..backend import fast_path, isdtype, namespace, same_device
+from .. import init as _init
+from .._user import flag, is_real
+from ..backend import fast_path, isdtype, namespace, same_device, untracked
+from .base import Layer
 from .dropout import dropout_forward
 from .softmax import softmax, softmax_backward
+from .uses import note
+
+_INPUTS = "query, key, value, attn_mask, is_causal"
+
+
+class ScaledDotProductAttention(Layer):
+    """PyTorch's ``F.scaled_dot_product_attention`` (d2l's ``DotProductAttention``) as a layer without parameters:
+    softmax(q k^T * scale + mask) v, ``scale = 1 / sqrt(E)`` unless given.
+
+    forward(query (..., L, E), key (..., S, E), value (..., S, Ev), attn_mask=None, is_causal=False) -> (..., L, Ev),
+    the leading (batch, head) axes the same for the three. backward(dy (..., L, Ev)) -> (dquery, dkey, dvalue).
+
+    ``attn_mask`` as F.scaled_dot_product_attention's, broadcastable to the scores (..., L, S): boolean with **True:
+    attended** (the opposite of nn.MultiheadAttention's masks) or float, added to the scores. ``is_causal=True``
+    attends key j <= query i; with an ``attn_mask`` too it is refused, as PyTorch asserts. d2l's ``valid_lens`` is
+    the mask its ``masked_softmax`` builds: ``attn_mask = xp.arange(S) < valid_lens[:, None, None]`` for (N,) lengths,
+    ``xp.arange(S) < valid_lens[..., None]`` for (N, L). A query whose every key is masked gets NaN (PyTorch's
+    answer; d2l's -1e6 gives it the mean of the values). ``dropout`` drops weights in training from the layer's
+    seeded generator (``xn.init.seed``), as MultiheadAttention's. ``attention_weights`` (..., L, S) keeps the last
+    forward's weights before dropout for plotting, as d2l's. Caches q * scale, k, v, the weights and the dropped ones.
+    """
+
+    def __init__(self, dropout: float = 0.0, scale: float | None = None):
+        super().__init__()
+        if isinstance(dropout, bool) or not is_real(dropout) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self.name}: dropout must be a float in [0, 1), got {dropout!r}")
+        if scale is not None and (isinstance(scale, bool) or not is_real(scale)):
+            raise TypeError(f"{self.name}: scale must be a float or None (1 / sqrt(E)), got {scale!r}")
+        self.dropout, self.scale = float(dropout), None if scale is None else float(scale)
+        self.rng = _init.make_rng(None)
+        self.attention_weights = None
+        self._cache = None
+
+    def __call__(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
+                 is_causal: bool = False, train: bool | None = None) -> Any:
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
+        train = self.training if train is None else self._check_train(train, _INPUTS)
+        note(self, train)
+        return self.forward(query, key, value, attn_mask, is_causal, train=train)
+
+    def forward(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
+                is_causal: bool = False, train: bool = True) -> Any:
+        query, key, value = untracked(query), untracked(key), untracked(value)
+        train = self._check_train(train, _INPUTS)
+        is_causal = flag(is_causal, self.name, "is_causal")
+        xp = self._check_inputs(query, key, value)
+        mask = self._mask(xp, query, key, attn_mask, is_causal)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if self.scale is None else self.scale
+        y, saved = attend(query, key, value, mask, scale, self.dropout if train else 0.0, self.rng, self)
+        self.attention_weights, self._cache = saved.weights, saved
+        return y
+
+    def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
+        dy = untracked(dy)
+        saved = self._need(self._cache)
+        self._check_grad(dy, (*saved.q.shape[:-1], saved.v.shape[-1]))
+        return attend_backward(dy, saved)
+
+    def _check_inputs(self, query: Any, key: Any, value: Any) -> Any:
+        xp = self._check_float(query)
+        for x in (key, value):
+            self._check_float(x)
+            if not same_device(x, query) or x.dtype != query.dtype:
+                raise ValueError(f"{self.name}: query, key and value must share namespace, device and dtype, got "
+                                 f"{query.dtype}, {key.dtype} and {value.dtype} arrays of {type(query).__name__}, "
+                                 f"{type(key).__name__} and {type(value).__name__}")
+        q, k, v = (tuple(x.shape) for x in (query, key, value))
+        if not (2 <= len(q) == len(k) == len(v) and q[:-2] == k[:-2] == v[:-2] and q[-1] == k[-1]
+                and k[-2] == v[-2]):
+            raise ValueError(f"{self.name}: expected query (..., L, E), key (..., S, E) and value (..., S, Ev) with "
+                             f"the same leading axes, got {q}, {k} and {v}")
+        return xp
+
+    def _mask(self, xp: Any, query: Any, key: Any, attn_mask: Any, is_causal: bool) -> Any:
+        """The additive mask, broadcastable to the scores (..., L, S), or None."""
+        scores = (*query.shape[:-1], key.shape[-2])
+        if is_causal:
+            if attn_mask is not None:
+                raise ValueError(f"{self.name}: is_causal=True with an attn_mask (PyTorch refuses both); pass one: "
+                                 "the causal rows combined into attn_mask, or is_causal=True alone")
+            return additive(xp, causal(xp, query, *scores[-2:]), query, "is_causal", self.name)
+        if attn_mask is None:
+            return None
+        mask_array(attn_mask, query, "attn_mask", self.name)
+        m = tuple(attn_mask.shape)
+        if len(m) > len(scores) or any(a not in (1, b) for a, b in zip(m[::-1], scores[::-1])):
+            raise ValueError(f"{self.name}: attn_mask must broadcast to the scores {scores} (..., L, S), got {m}")
+        return additive(xp, attn_mask, query, "attn_mask", self.name, true_attends=True)
 
 
 class Attended(NamedTuple):
