@@ -40,8 +40,8 @@ def test_weight_decay_on_weights_only_is_d2ls_parameter_groups():
     np.testing.assert_allclose(model[0].bias, tnet[0].bias.detach().numpy(), rtol=1e-12)
 
 
-def test_functional_names_multihead_attention_for_scaled_attention_not_the_books_unscaled_one():
-    with pytest.raises(AttributeError, match=r"MultiheadAttention\(embed_dim, num_heads\) for .* "
+def test_functional_names_scaled_dot_product_attention_not_the_books_unscaled_one():
+    with pytest.raises(AttributeError, match=r"ScaledDotProductAttention\(dropout=dropout_p, scale=scale\) for "
                                              r"F.scaled_dot_product_attention.*Attention\(\) .* not scaled"):
         xn.functional
 

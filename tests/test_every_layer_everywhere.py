@@ -132,6 +132,7 @@ CASES: dict[str, Case] = {
     "LSTMCell": Case(lambda: L.LSTMCell(4, 5), ((3, 4), (3, 5), (3, 5)),
                      forward=lambda m, x, h, c, train: m.forward(x, (h, c), train=train)),
     "Attention": Case(L.Attention, ((2, 5, 4), (2, 3, 4))),
+    "ScaledDotProductAttention": Case(L.ScaledDotProductAttention, ((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 6))),
     "MultiheadAttention": Case(lambda: L.MultiheadAttention(8, 2), ((2, 3, 8), (2, 4, 8), (2, 4, 8)),
                                backward=lambda m, dy, dweights: m.backward(dy)),
     "TransformerEncoderLayer": Case(_encoder_layer, ((2, 3, 8),)),
@@ -201,6 +202,9 @@ VARIANTS: dict[str, Case] = {
                                          backward=lambda m, dy, dweights: m.backward(dy)),
     "MultiheadAttention-dropout": Case(lambda: L.MultiheadAttention(8, 2, dropout=0.3), ((2, 3, 8),) * 3,
                                        backward=lambda m, dy, dweights: m.backward(dy), draws_mask=True),
+    "ScaledDotProductAttention-dropout-causal": Case(
+        lambda: L.ScaledDotProductAttention(dropout=0.3, scale=0.5), ((2, 4, 3), (2, 4, 3), (2, 4, 5)),
+        forward=lambda m, q, k, v, train: m.forward(q, k, v, is_causal=True, train=train), draws_mask=True),
     "TransformerEncoderLayer-norm_first-gelu-causal": Case(
         lambda: L.TransformerEncoderLayer(**_transformer(norm_first=True, activation="gelu")), ((2, 3, 8),),
         forward=lambda m, x, train: m.forward(x, is_causal=True, train=train)),

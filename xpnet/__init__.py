@@ -98,9 +98,11 @@ _PYTORCH_NAMES = {
                 "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck",
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
                   "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
-                  "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward and "
-                  "for F.scaled_dot_product_attention's softmax(q k^T / sqrt(d)) v with its masks (xn.layers."
-                  "Attention() is the book's att(hs_enc, hs_dec): not scaled, keys as values, no mask), "
+                  "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
+                  "xn.layers.ScaledDotProductAttention(dropout=dropout_p, scale=scale) for "
+                  "F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=...) (its boolean attn_mask True: "
+                  "attended, as F's) (xn.layers.Attention() is the book's att(hs_enc, hs_dec): not scaled, keys as "
+                  "values, no mask), "
                   "xn.layers.Upsample(scale_factor=2, mode='bilinear') for F.interpolate(x, scale_factor=2, "
                   "mode='bilinear'), xn.losses.SoftmaxCrossEntropy())",
     "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "

@@ -44,6 +44,7 @@ from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 from .rmsnorm import RMSNorm
+from .scaled_dot_product import ScaledDotProductAttention
 from .smooth_activations import GLU, LogSigmoid, Mish, Softsign, Tanhshrink
 from .softmax import LogSoftmax, Softmax, Softmin
 from .tied import TiedLinear
@@ -58,7 +59,8 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Dropout2d", "Dropout1d", "GLU", "Softmin", "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
            "CosineSimilarity", "PairwiseDistance",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
-           "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
+           "MultiheadAttention", "ScaledDotProductAttention", "TransformerEncoderLayer", "TransformerEncoder",
+           "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer", "PositionalEncoding",
            "Conv2d", "ConvTranspose2d", "MaxPool2d", "MaxUnpool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "ZeroPad2d", "ConstantPad2d",

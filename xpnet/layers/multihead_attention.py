@@ -8,10 +8,9 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_real
-from ..backend import fast_path, isdtype, namespace, same_device, untracked
+from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
-from .dropout import dropout_forward
-from .softmax import softmax, softmax_backward
+from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array
 from .uses import note
 
 _INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
@@ -115,20 +114,14 @@ class MultiheadAttention(Layer):
         for x, what, arg in ((query, "query", "query"), (key, "key", "key"), (value, "value", "value")):
             self._check_float(x)
             self._check_like_params(x, what, arg)
-        N, L, S, E, H, d = self._check_shapes(query, key, value)
+        N, L, S, _, H, d = self._check_shapes(query, key, value)
         mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
         q, k, v = self._project_inputs(xp, query, key, value)
-        qh = _split_heads(xp, q, H) * (1.0 / math.sqrt(d))
-        kh, vh = _split_heads(xp, k, H), _split_heads(xp, v, H)
-        scores = _heads(xp, qh, xp.permute_dims(kh, (0, 1, 3, 2)))
-        if mask is not None:
-            scores = scores + mask
-        a = softmax(scores, -1)
-        dropped, drop = a, None
-        if train and self.dropout > 0.0:
-            dropped, drop = dropout_forward(a, self.dropout, 1.0 / (1.0 - self.dropout), self.rng, self)
-        o = _merge_heads(xp, _heads(xp, dropped, vh))
-        self._cache = (query, key, value, qh, kh, vh, a, dropped, drop, o)
+        p = self.dropout if train else 0.0
+        oh, attended = attend(_split_heads(xp, q, H), _split_heads(xp, k, H), _split_heads(xp, v, H), mask,
+                              1.0 / math.sqrt(d), p, self.rng, self)
+        o, dropped = _merge_heads(xp, oh), attended.dropped
+        self._cache = (query, key, value, attended, o)
         y = _by(xp, o, self.params["W_out"])
         if self.bias:
             y = y + self.params["b_out"]
@@ -177,19 +170,11 @@ class MultiheadAttention(Layer):
         """Fills grads (not when frozen); returns the gradients of q, k and v (N, T, E) before the input
         projections, and for self-attention the three side by side (N, T, 3E) (else None)."""
         dy = untracked(dy)
-        query, key, value, qh, kh, vh, a, dropped, drop, o = self._need(self._cache)
+        query, key, value, attended, o = self._need(self._cache)
         N, L, E = query.shape
         xp = self._check_grad(dy, (N, L, E))
-        H, d = self.num_heads, self.head_dim
-        doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), H)
-        dvh = _heads(xp, xp.permute_dims(dropped, (0, 1, 3, 2)), doh)
-        da = _heads(xp, doh, xp.permute_dims(vh, (0, 1, 3, 2)))
-        if drop is not None:
-            da = da * drop
-        ds = softmax_backward(a, da, -1)
-        dq = _merge_heads(xp, _heads(xp, ds, kh)) * (1.0 / math.sqrt(d))
-        dk = _merge_heads(xp, _heads(xp, xp.permute_dims(ds, (0, 1, 3, 2)), qh))
-        dv = _merge_heads(xp, dvh)
+        doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), self.num_heads)
+        dq, dk, dv = (_merge_heads(xp, g) for g in attend_backward(doh, attended))
         dqkv = xp.concat([dq, dk, dv], axis=-1) if self._fused(query, key, value) else None
         if not self._frozen:  # requires_grad_(False): none of the weight products, the saving fine-tuning is for
             self.grads = self._param_grads(xp, dy, (query, key, value), (dq, dk, dv), dqkv, o)
@@ -247,12 +232,6 @@ def _weight_grad(xp: Any, x: Any, g: Any) -> Any:
     return matmul(xp.permute_dims(xp.reshape(x, (-1, x.shape[2])), (1, 0)), xp.reshape(g, (-1, g.shape[2])))
 
 
-def _heads(xp: Any, a: Any, b: Any) -> Any:
-    """a (N, H, m, k) @ b (N, H, k, n), a product per sample and head, through the "heads_matmul" fast path (on
-    CuPy inside a captured CUDA graph: xpnet's kernel over the N * H stack)."""
-    return fast_path("heads_matmul", xp, operator.matmul)(a, b)
-
-
 def _by(xp: Any, x: Any, W: Any) -> Any:
     """x (N, T, D_in) @ W (D_in, D_out) -> (N, T, D_out) as one product of x's N * T rows (NumPy would multiply
     each of the N matrices on its own), through the "matmul" fast path, as Linear's."""
@@ -267,25 +246,17 @@ def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_paddi
     True, float masks as they are, attn_mask and key_padding_mask added."""
     N, H, L, S = shape
     if is_causal and attn_mask is None:
-        positions = xp.arange(S, device=query.device)
-        attn_mask = positions[None, :] > xp.arange(L, device=query.device)[:, None]
+        attn_mask = causal(xp, query, L, S)
     total = None
     for m, name, shapes in (
             (attn_mask, "attn_mask", {(L, S): (1, 1, L, S), (N * H, L, S): (N, H, L, S)}),
             (key_padding_mask, "key_padding_mask", {(N, S): (N, 1, 1, S)})):
         if m is None:
             continue
-        if not hasattr(m, "dtype") or not same_device(m, query):
-            raise TypeError(f"{who}: {name} must be an array in the query's namespace and device, got "
-                            f"{type(m).__name__}")
+        mask_array(m, query, name, who)
         if tuple(m.shape) not in shapes:
             raise ValueError(f"{who}: {name} must have shape {' or '.join(map(str, shapes))}, got {tuple(m.shape)}")
-        if m.dtype == xp.bool:
-            m = xp.where(m, -math.inf, xp.zeros((), dtype=query.dtype, device=query.device))
-        elif isdtype(xp, m.dtype, "real floating"):
-            m = xp.astype(m, query.dtype)
-        else:
-            raise TypeError(f"{who}: {name} must be boolean (True: not attended) or float (added), got {m.dtype}")
+        m = additive(xp, m, query, name, who)
         m = xp.reshape(m, shapes[tuple(m.shape)])
         total = m if total is None else total + m
     return total

@@ -20,7 +20,8 @@ How a captured epoch goes:
    from step to step and reads nothing back to the host; BatchNorm moves its running statistics on in place (with
    ``momentum=None`` its batch count too, the weight 1/n computed from it on the device), so every launch moves them
    on; PositionalEncoding's table is made in the warm-up steps, once per length, dtype and device.
-   Not captured: recurrent layers, embeddings, the book's Attention, models of two inputs (the Transformer's
+   Not captured: recurrent layers, embeddings, the book's Attention, ScaledDotProductAttention (three inputs: a
+   Sequential refuses it, so it runs only in a model of the user's own), models of two inputs (the Transformer's
    decoder), and classes of the user's own, subclasses of xpnet's included (their Python would run at the
    capture only).
 2. Inputs: :class:`~xpnet.datasets.StaticBatches` gathers each full batch on the device into buffers
