@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from torch_reference import torch_run
+from torch_reference import assert_rearranging_layers_equal_torch
 
 L = xn.layers
 
@@ -23,14 +23,7 @@ LAYERS = [
 def test_each_layer_equals_pytorch(dev, rng):
     """Data moved, not computed: equal exactly, forward and backward, in float64."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
-    for make, (name, *args), shape in LAYERS:
-        x = rng.standard_normal(shape)
-        y_t, dy, (dx_t,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
-        layer = make()
-        y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
-        for got, expected in ((y, y_t), (dx, dx_t)):
-            xn.testing.assert_placed(got, dev, "float64")
-            np.testing.assert_array_equal(xn.to_numpy(got), expected, err_msg=repr(layer))
+    assert_rearranging_layers_equal_torch(torch, LAYERS, dev, rng)
 
 
 def test_dropout2d_zeroes_whole_channels_with_dropouts_draws_and_scaling(dev, rng):

@@ -6,7 +6,7 @@ import pytest
 
 import xpnet as xn
 from conftest import DEVICE_MAKERS
-from torch_reference import torch_run
+from torch_reference import assert_rearranging_layers_equal_torch
 
 L = xn.layers
 TORCH = "torch is not installed (pip install -e '.[backends]')"
@@ -30,15 +30,7 @@ LAYERS = [
 @pytest.mark.parametrize("device", DEVICES)
 def test_rearranging_layers_equal_pytorch(device):
     torch = pytest.importorskip("torch", reason=TORCH)
-    dev, rng = DEVICE_MAKERS[device](), np.random.default_rng(3)
-    for make, (name, *args), shape in LAYERS:
-        x = rng.standard_normal(shape)
-        y_ref, dy, (dx_ref,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
-        layer = make()
-        y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
-        for got, expected in ((y, y_ref), (dx, dx_ref)):
-            xn.testing.assert_placed(got, dev, "float64")
-            np.testing.assert_array_equal(xn.to_numpy(got), expected, err_msg=repr(layer))
+    assert_rearranging_layers_equal_torch(torch, LAYERS, DEVICE_MAKERS[device](), np.random.default_rng(3))
 
 
 def test_saved_and_loaded_with_their_arguments(tmp_path):

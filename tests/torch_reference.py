@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+import xpnet as xn
+
 
 def torch_run(torch: Any, module: Any, *xs: Any, rng: Any) -> tuple[Any, Any, list[Any]]:
     """``module(*xs)`` in PyTorch: its y, a dy of y's shape drawn from ``rng`` (after the inputs were made), and
@@ -13,3 +17,16 @@ def torch_run(torch: Any, module: Any, *xs: Any, rng: Any) -> tuple[Any, Any, li
     dy = rng.standard_normal(tuple(yt.shape))
     yt.backward(torch.from_numpy(dy))
     return yt.detach().numpy(), dy, [t.grad.numpy() for t in ts]
+
+
+def assert_rearranging_layers_equal_torch(torch: Any, layers: Any, dev: Any, rng: Any) -> None:
+    """For each ``(make, (torch.nn name, *args), input shape)`` of ``layers``: the xpnet layer's y and dx on ``dev``
+    equal torch.nn's exactly, in float64 (layers that move data and compute nothing), and stay on ``dev``."""
+    for make, (name, *args), shape in layers:
+        x = rng.standard_normal(shape)
+        y_t, dy, (dx_t,) = torch_run(torch, getattr(torch.nn, name)(*args), x, rng=rng)
+        layer = make()
+        y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
+        for got, expected in ((y, y_t), (dx, dx_t)):
+            xn.testing.assert_placed(got, dev, "float64")
+            np.testing.assert_array_equal(xn.to_numpy(got), expected, err_msg=repr(layer))
