@@ -14,6 +14,15 @@ import os
 _ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+def optional_torch() -> object | None:
+    """torch where it is installed (a benchmark's PyTorch baseline and thread line), else None."""
+    try:
+        import torch  # noqa: PLC0415 - optional, only for the baseline
+    except ImportError:
+        return None
+    return torch
+
+
 def thread_line(torch: object | None = None) -> str:
     """One line: the BLAS libraries loaded and their thread counts (and PyTorch's, if given)."""
     try:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _threads import thread_line  # noqa: E402
+from _threads import optional_torch, thread_line  # noqa: E402
 
 from xpnet.layers import Conv2d  # noqa: E402
 
@@ -38,10 +38,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    torch = optional_torch()
     print(thread_line(torch))
     rng = np.random.default_rng(0)
     cin, cout = args.channels

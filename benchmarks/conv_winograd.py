@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _winograd as wg  # noqa: E402
-from _threads import thread_line  # noqa: E402
+from _threads import optional_torch, thread_line  # noqa: E402
 
 from xpnet.layers import Conv2d  # noqa: E402
 
@@ -110,10 +110,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    torch = optional_torch()
     print(thread_line(torch))
     print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     for dtype in ("float32", "float64"):

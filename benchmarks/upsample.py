@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _threads import thread_line  # noqa: E402
+from _threads import optional_torch, thread_line  # noqa: E402
 
 from xpnet.layers import Upsample, _interp  # noqa: E402
 
@@ -47,10 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    torch = optional_torch()
     print(thread_line(torch))
     print("load average (1, 5, 15 min): " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"Upsample(scale_factor=2) float32, forward + backward, ms, best of {args.repeats} x {args.steps}, "
