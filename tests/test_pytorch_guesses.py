@@ -54,38 +54,6 @@ def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
         opt.step(_mlp())
 
 
-def test_two_backwards_after_zero_grad_are_refused_at_step_and_one_on_the_joined_batch_is_pytorchs_step():
-    """DCGAN's discriminator: zero_grad, backward on real images, backward on fakes, step. PyTorch adds the two
-    gradients; xpnet's backward overwrites, so the step silently followed the fakes alone."""
-    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
-    (x1, t1), (x2, t2) = _batches()[:2]
-    model, criterion = _mlp(), xn.losses.SoftmaxCrossEntropy(reduction="sum")
-    opt = optim.SGD(model, lr=0.1)
-    before = {k: np.copy(v) for k, v in model.named_params().items()}
-    opt.zero_grad()
-    for x, t in ((x1, t1), (x2, t2)):
-        criterion(model(x), t)
-        model.backward(criterion.backward())
-    with pytest.raises(RuntimeError, match=r"^SGD.step\(\): Sequential.backward ran 2 times since zero_grad\(\); "
-                                           r"PyTorch adds their gradients, xpnet's backward overwrites them.*join"):
-        opt.step()
-    assert all(np.array_equal(v, before[k]) for k, v in model.named_params().items())
-
-    theirs = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    xn.load_torch_state_dict(xn.Sequential(*[model[i] for i in range(3)]), theirs.state_dict())
-    for x, t in ((x1, t1), (x2, t2)):  # PyTorch's loop: the gradients of both backwards added
-        torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(t), reduction="sum").backward()
-    expected = (theirs[0].weight - 0.1 * theirs[0].weight.grad).detach().numpy()  # SGD's step
-    opt.zero_grad()
-    criterion(model(np.concatenate([x1, x2])), np.concatenate([t1, t2]))  # the hint: one backward, batches joined
-    model.backward(criterion.backward())
-    opt.step()
-    np.testing.assert_allclose(model[0].weight, expected, rtol=1e-5, atol=1e-6)
-    model.backward(criterion.backward())  # the book's loop, without zero_grad, is not counted
-    model.backward(criterion.backward())
-    opt.step()
-
-
 def test_positional_arguments_after_the_model_keep_their_meaning():
     model = _mlp()
     opt = optim.Momentum(model.parameters(), 0.02, 0.5)
@@ -231,7 +199,6 @@ def test_from_import_of_a_pytorch_name_keeps_the_hint(module, name, hint):
     ("xn.layers.Convolution2D", "xn.layers.Conv2d(in_channels, out_channels, kernel_size, stride, padding)"),
     ("xn.optim.MomentumSGD", "xn.optim.Momentum(lr, momentum)"),
     ("xn.Sequential(xn.layers.ReLU()).to_gpu", "model.to('cuda')"),
-    ("xn.Sequential(xn.layers.ReLU()).cleargrads", "overwrites every gradient"),
 ])
 def test_the_books_and_chainers_names_say_what_to_write(expression, hint):
     """A reader of the book (its class names) or a Chainer user gets the xpnet name, as a PyTorch user does."""
@@ -364,8 +331,6 @@ def test_the_porting_pages_loop_ends_where_xn_train_does():
 
 
 @pytest.mark.parametrize("name,hint", [("cuda", "model.to('cuda')"), ("cpu", "model.to('cpu')"),
-                                       ("zero_grad", "each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
-                                                     "(it clears nothing, and its step() refuses"),
                                        ("named_parameters", "model.named_params()"),
                                        ("modules", "model.named_modules()"), ("children", "model.named_children()"),
                                        ("double", "model.to(dtype='float64')"), ("float", "model.to(dtype='float32')"),

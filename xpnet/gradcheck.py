@@ -79,6 +79,7 @@ from .layers.base import Layer
 from .gradcheck_locate import locate
 from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
+from .layers.uses import arm
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 
@@ -128,6 +129,7 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
         x64 = [xp.asarray(a, copy=True) if is_ids else xp.astype(a, xp.float64, copy=True)
                for a, is_ids in zip(xs, ids)]
         clone = copy.deepcopy(model_or_layer).to(dev, dtype="float64").train()
+        arm(clone, on=False)  # each pass's backward overwrites, whatever zero_grad() was called on the model
         if t is not None:
             t = to_device(t, dev)
             if xp.isdtype(t.dtype, "real floating"):

@@ -9,10 +9,10 @@ import inspect
 from typing import Any, Iterator
 
 from .._chainer import MODEL as _CHAINER_NAMES
-from .._user import not_here
+from .._user import flag, not_here
 from .base import Layer
 from .tree import not_built, tensor_method_hint
-from .uses import counted, note, scoped
+from .uses import arm, counted, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -26,9 +26,6 @@ _TO = "model.to(device) moves a model: model.to('cuda'), model.to('cpu'), model.
 _PYTORCH_NAMES = {
     "cuda": _TO,
     "cpu": _TO,
-    "zero_grad": "nothing to clear: each model.backward(dy) overwrites every gradient; write optimizer.zero_grad() "
-                 "(it clears nothing, and its step() refuses a model whose backward ran more than once since, where "
-                 "PyTorch would have added the gradients)",
     "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
                         "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs",
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
@@ -45,7 +42,6 @@ _PYTORCH_NAMES = {
              ".double(), 'float16' for .half())",
     "half": "model.to(dtype='float16') casts every parameter and buffer (dtype='float32' for PyTorch's "
             ".float(), 'float64' for .double())",
-    "cleargrads": "nothing to clear: each model.backward(dy) overwrites every gradient",
     "namedparams": "model.named_params() is a dict of the parameters by dotted name ('0.W', 'stage1.conv.W')",
     "save_params": "model.save('model.npz') writes the model (xn.load reads it back, on any device); the book's "
                    "save_params writes a pickle that xn.load_book_params(path, model) reads",
@@ -100,6 +96,17 @@ class Container(Layer):
         """Chainer's ``with self.init_scope():``, accepted as it is: every layer assigned as an attribute
         is registered, inside the scope or not."""
         yield
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """PyTorch's ``model.zero_grad()``, as ``optimizer.zero_grad()``: clear every gradient of the model
+        (``set_to_none=False``: zeros), and from now on add the gradients of each ``backward`` to those already
+        there until the next ``zero_grad()`` (:mod:`xpnet.layers.uses`). Never called, each ``backward``
+        overwrites every gradient (the book's loop)."""
+        arm(self, set_to_none=flag(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none"))
+
+    def cleargrads(self) -> None:
+        """Chainer's ``model.cleargrads()``: :meth:`zero_grad` (Chainer's backward adds to the gradients too)."""
+        self.zero_grad()
 
     def __call__(self, *xs: Any, train: bool | None = None, **options: Any) -> Any:
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;

@@ -10,11 +10,18 @@ training mode; ``note`` raises at the second call of one of them. Evaluation-mod
 of caches, one per call, and its backward takes them in reverse order, so PyTorch's loop through one cell is right
 (:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves ``note`` out).
 
-Backward calls after ``optimizer.zero_grad()``: PyTorch's loop adds the gradients of every ``backward`` since
-``zero_grad()`` (DCGAN's discriminator: one backward on real images, one on fakes, then one step); xpnet's backward
-overwrites them. ``counted`` wraps every container's ``backward`` to count its calls once an optimizer bound to it
-has called ``arm``, and ``backwards_since_zero_grad`` gives the count to the optimizer's step, which refuses more
-than one.
+Backward calls after ``zero_grad()``, PyTorch's way: ``optimizer.zero_grad()`` (or ``model.zero_grad()``,
+Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=False``: sets them to zeros) and
+from then on every ``backward`` of the model adds its gradients to those already there, as PyTorch's autograd
+does, until the next ``zero_grad()``: DCGAN's discriminator (one backward on real images, one on fakes, then one
+step) and gradient accumulation (``model.backward(dy / k)`` for k batches, then one step) run as written. A
+model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overwrites every gradient. ``counted``
+wraps every container's ``backward``; the adding is done there, around the whole backward of the model that
+``arm`` armed, so no layer needs to know: each layer still assigns its gradients, and the model's own sum is
+made after it (a layer that writes into its gradient arrays in place, instead of assigning new ones, gets them
+taken away by the second backward and fails, naming the layer, rather than silently losing the first's).
+A parameter that no backward reached since ``zero_grad()`` has no gradient, and the optimizer's step leaves it
+and its state as they are, as PyTorch skips a parameter whose ``grad`` is None.
 
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
@@ -27,7 +34,9 @@ import inspect
 import threading
 from typing import Any, Callable
 
-__all__ = ["scoped", "note", "counted", "arm", "backwards_since_zero_grad"]
+from ..backend import namespace
+
+__all__ = ["scoped", "note", "counted", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -98,22 +107,78 @@ def _shared(layer: Any) -> str:
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
-    """``backward`` counting its calls on the container while ``arm`` has armed it."""
+    """``backward`` adding its gradients to those of the backward calls before it since ``arm`` (``zero_grad()``)."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls = self.__dict__.get("_backwards_since_zero_grad")
-        if calls is not None:
-            self.__dict__["_backwards_since_zero_grad"] = calls + 1
-        return backward(self, *args, **kwargs)
+        if calls is None:
+            return backward(self, *args, **kwargs)
+        self.__dict__["_backwards_since_zero_grad"] = calls + 1
+        if calls == 0:  # the first since zero_grad(): there is nothing to add to
+            return backward(self, *args, **kwargs)
+        earlier = _take_grads(self)
+        try:
+            return backward(self, *args, **kwargs)
+        except KeyError as exc:
+            error = _in_place(self, earlier, exc)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            _add_grads(earlier)
     return run
 
 
-def arm(model: Any, on: bool = True) -> None:
-    """Start counting ``model``'s backward calls from 0 (``optimizer.zero_grad()``), or stop (``on=False``, a step)."""
-    if isinstance(getattr(model, "__dict__", None), dict):
-        model.__dict__["_backwards_since_zero_grad"] = 0 if on else None
+def _take_grads(model: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Take every gradient out of the model's nodes, so that the next backward assigns fresh ones."""
+    taken = []
+    for node in model.named_modules().values():
+        if node.grads:
+            taken.append((node, dict(node.grads)))
+            node.grads.clear()
+    return taken
 
 
-def backwards_since_zero_grad(model: Any) -> int:
-    """How many times ``model.backward`` ran since the optimizer's ``zero_grad()`` (0 when not counting)."""
-    return getattr(model, "__dict__", {}).get("_backwards_since_zero_grad") or 0
+def _add_grads(taken: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Put the taken gradients back, each added to the one the backward assigned in its place, if any."""
+    for node, grads in taken:
+        for key, earlier in grads.items():
+            new = node.grads.get(key)
+            node.grads[key] = earlier if new is None else earlier + new
+
+
+def _in_place(model: Any, taken: list[tuple[Any, dict[str, Any]]], exc: KeyError) -> RuntimeError | None:
+    """The error for a backward that read a gradient the sum had taken out (a layer of one's own writing into
+    ``self.grads[key]`` in place), or None for a KeyError of another cause."""
+    names = {id(node): name for name, node in model.named_modules().items()}
+    key = exc.args[0] if exc.args else None
+    holders = [f"'{names[id(node)] or model.name}' ({node.name})" for node, grads in taken if key in grads]
+    if not holders:
+        return None
+    where = holders[0]
+    return RuntimeError(f"{model.name}.backward ran again since zero_grad(), so it adds to the gradients of the "
+                        f"backward before it, and {where} read its gradient {key!r} instead of assigning a "
+                        f"new one; write self.grads[{key!r}] = ... in its backward (xpnet adds the "
+                        "earlier gradient after the backward), or step after each backward")
+
+
+def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
+    """``zero_grad()``: clear ``model``'s gradients (``set_to_none=False``: zeros of each trainable parameter's
+    shape) and add the gradients of its backward calls from now on; ``on=False``: overwrite them again (the
+    book's rule; ``xn.train`` and ``xn.gradcheck`` run their own backward calls so)."""
+    if not isinstance(getattr(model, "__dict__", None), dict):
+        return
+    if not on:
+        model.__dict__["_backwards_since_zero_grad"] = None
+        return
+    model.__dict__["_backwards_since_zero_grad"] = 0
+    nodes = model.named_modules().values() if hasattr(model, "named_modules") else ()
+    for node in nodes:
+        node.grads.clear()
+        if not set_to_none and not node._frozen:
+            node.grads.update({k: namespace(p).zeros_like(p) for k, p in node.params.items()})
+
+
+def armed(model: Any) -> bool:
+    """Whether ``model``'s backward calls add their gradients (``zero_grad()`` was called on it)."""
+    return getattr(model, "__dict__", {}).get("_backwards_since_zero_grad") is not None

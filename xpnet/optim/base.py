@@ -31,9 +31,9 @@ import weakref
 from typing import Any
 
 from .. import _chainer
-from .._user import not_here
+from .._user import flag, not_here
 from ._blame import missing_gradient, other_dtype
-from ..layers.uses import arm, backwards_since_zero_grad
+from ..layers.uses import arm, armed
 from .binding import TakesAModelFirst
 from .hyperparams import choice, positive
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
@@ -172,7 +172,8 @@ class Optimizer(metaclass=TakesAModelFirst):
         return self._model() if isinstance(self._model, weakref.ref) else self._model
 
     def step(self, model: Any = None) -> None:
-        """Update every parameter of ``model`` that trains from the gradients its last ``backward`` left.
+        """Update every parameter of ``model`` that trains from the gradients its last ``backward`` left (the
+        sum of its backward calls since ``zero_grad()``, where that was called).
         ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
         parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
         momentum or moment advanced), as PyTorch skips a parameter without a gradient."""
@@ -192,6 +193,11 @@ class Optimizer(metaclass=TakesAModelFirst):
         params, grads = both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
         if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
+        if armed(model) and params:  # zero_grad() cleared the gradients: one no backward reached since is left out
+            params = {name: p for name, p in params.items() if name in grads}
+            if not params:
+                raise RuntimeError(f"{self.name}.step(): no gradient since zero_grad(); call "
+                                   "model.backward(criterion.backward()) between zero_grad() and step()")
         work = []
         for name, p in params.items():
             g = grads.get(name)
@@ -206,14 +212,6 @@ class Optimizer(metaclass=TakesAModelFirst):
             update_rule(xp)
             self._check_eps(p)
             work.append((name, p, g, xp))
-        calls = backwards_since_zero_grad(model)
-        if calls > 1:
-            raise RuntimeError(f"{self.name}.step(): {type(model).__name__}.backward ran {calls} times since "
-                               "zero_grad(); PyTorch adds their gradients, xpnet's backward overwrites them, so this "
-                               "step would follow the last backward alone: run one forward and one backward on the "
-                               "batches joined (model(xp.concat([x_real, x_fake])), the labels joined alike; a mean "
-                               "loss is then half PyTorch's sum of two: reduction='sum'), or step after each backward")
-        arm(model, on=False)
         for name, p, _, _ in work:  # every gradient checked: only now is anything changed
             self._follow(name, p)
         self._left_out = [name for name in self.state if name not in params]
@@ -277,14 +275,15 @@ class Optimizer(metaclass=TakesAModelFirst):
         self._eps_ok.add((p.dtype, eps))
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Nothing to clear, kept so that PyTorch's loop runs as written: each ``backward`` overwrites
-        every gradient (one backward per step; gradients are never accumulated across calls, so to
-        accumulate, run one backward over the larger batch). It starts counting the bound model's backward
-        calls: ``step`` refuses a model whose backward ran more than once since, as PyTorch would have summed
-        those gradients."""
+        """PyTorch's: clear the bound model's gradients (``set_to_none=False``: set them to zeros), and from
+        now on add the gradients of each of its ``backward`` calls to those already there, until the next
+        ``zero_grad()``: two backwards then one step (DCGAN's discriminator), or gradient accumulation
+        (``model.backward(dy / k)`` over k batches, then ``step()``), as PyTorch's autograd. ``step`` then
+        leaves out a parameter that no backward reached since (no gradient, as PyTorch's None). Without
+        ``zero_grad()`` each backward overwrites every gradient (the book's loop, ``xn.train``)."""
         model = self._bound()
         if model is not None:
-            arm(model)
+            arm(model, set_to_none=flag(set_to_none, f"{self.name}.zero_grad", "set_to_none"))
 
     def __getattr__(self, name: str) -> Any:
         raise not_here(self.name, name, {**_PYTORCH_NAMES, **_chainer.OPTIMIZER, "update": _UPDATE}, kind="object")

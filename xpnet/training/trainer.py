@@ -21,6 +21,7 @@ from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.norm import BatchNorm
 from ..layers.recurrent_state import independent_batches
+from ..layers.uses import arm
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm, clip_grad_value
 from .checkpoint import save_checkpoint
@@ -96,6 +97,8 @@ class Trainer:
     def __init__(self, model: Any, loss: Loss, optimizer: Optimizer | None, dev: Device, comm: Any,
                  progress: bool):
         self.model, self.loss, self.optimizer, self.dev, self.comm = model, loss, optimizer, dev, comm
+        if optimizer is not None:  # each step's backward overwrites, whatever zero_grad() a loop of one's own called
+            arm(model, on=False)
         self.rank, self.size = (0, 1) if comm is None else (int(comm.rank), int(comm.size))
         self.show = progress and self.rank == 0
         self.bar = self.show and _is_terminal(sys.stdout)

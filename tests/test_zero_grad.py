@@ -1,0 +1,177 @@
+"""PyTorch's zero_grad: after ``optimizer.zero_grad()`` (or ``model.zero_grad()``, Chainer's ``cleargrads()``) each
+``model.backward`` adds its gradients to those already there until the next ``zero_grad()``, as autograd does, so
+DCGAN's two backwards before one step and gradient accumulation run as written; compared with torch in float64."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _pair():
+    """An xpnet MLP and torch's with the same float64 weights."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.Tanh(), xn.layers.Linear(8, 3)).to(dtype="float64")
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    return model, theirs
+
+
+def _batches(n=3, size=5):
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal((size, 4)), rng.integers(0, 3, size)) for _ in range(n)]
+
+
+def _assert_same(model, theirs):
+    for key, value in theirs.state_dict().items():
+        np.testing.assert_allclose(xn.torch_state_dict(model)[key], value.numpy(), rtol=1e-12, atol=1e-14,
+                                   err_msg=key)
+
+
+def _torch_backward(theirs, x, t, scale=1.0):
+    loss = torch.nn.functional.cross_entropy(theirs(torch.from_numpy(x)), torch.from_numpy(t)) * scale
+    loss.backward()
+
+
+@pytest.mark.parametrize("zero", ["optimizer", "model", "cleargrads"])
+def test_two_backwards_after_zero_grad_add_their_gradients_as_pytorchs(zero):
+    """DCGAN's discriminator: zero_grad, backward on real images, backward on fakes, one step."""
+    model, theirs = _pair()
+    opt, topt = xn.optim.SGD(model, lr=0.1, momentum=0.9), torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    batches = _batches()
+    for _ in range(2):
+        {"optimizer": opt.zero_grad, "model": model.zero_grad, "cleargrads": model.cleargrads}[zero]()
+        topt.zero_grad()
+        for x, t in batches[:2]:
+            criterion(model(x), t)
+            model.backward(criterion.backward())
+            _torch_backward(theirs, x, t)
+        opt.step()
+        topt.step()
+        _assert_same(model, theirs)
+
+
+def test_gradient_accumulation_equals_pytorchs_and_one_backward_on_the_joined_batch():
+    model, theirs = _pair()
+    joined, _ = _pair()
+    opt, topt = xn.optim.Adam(model, lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    jopt, criterion = xn.optim.Adam(joined, lr=0.01), xn.losses.SoftmaxCrossEntropy()
+    batches = _batches(6)
+    opt.zero_grad()
+    for i, (x, t) in enumerate(batches):
+        criterion(model(x), t)
+        model.backward(criterion.backward() / 3)
+        _torch_backward(theirs, x, t, scale=1 / 3)
+        if (i + 1) % 3 == 0:
+            opt.step()
+            topt.step()
+            opt.zero_grad()
+            topt.zero_grad()
+    _assert_same(model, theirs)
+    for group in (batches[:3], batches[3:]):  # equal batches: the mean of their mean losses is the joined mean
+        criterion(joined(np.concatenate([x for x, _ in group])), np.concatenate([t for _, t in group]))
+        joined.backward(criterion.backward())
+        jopt.step()
+    for key, value in joined.named_params().items():
+        np.testing.assert_allclose(model.named_params()[key], value, rtol=1e-10, err_msg=key)
+
+
+class _TwoHeads(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.body, self.relu = xn.layers.Linear(4, 6), xn.layers.ReLU()
+        self.a, self.b = xn.layers.Linear(6, 3), xn.layers.Linear(6, 3)
+
+    def forward(self, x, head="a", train=True):
+        self._head = getattr(self, head)
+        return self._head(self.relu(self.body(x)))
+
+    def backward(self, dy):
+        return self.body.backward(self.relu.backward(self._head.backward(dy)))
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_parameter_no_backward_reached_since_zero_grad_steps_as_pytorchs(set_to_none):
+    """set_to_none=True: left out of the step, its momentum too (PyTorch's grad None); False: a zero gradient."""
+    xn.init.seed(0)
+    model = _TwoHeads().to(dtype="float64")
+    theirs = torch.nn.ModuleDict({k: torch.nn.Linear(4 if k == "body" else 6, 3 if k != "body" else 6)
+                                  for k in ("body", "a", "b")}).double()
+    for k in ("body", "a", "b"):
+        theirs[k].weight.data = torch.from_numpy(np.array(getattr(model, k).weight))
+        theirs[k].bias.data = torch.from_numpy(np.array(getattr(model, k).bias))
+    opt = xn.optim.SGD(model, lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    for (x, t), head in zip(_batches(3), ["a", "b", "a"]):
+        opt.zero_grad(set_to_none=set_to_none)
+        topt.zero_grad(set_to_none=set_to_none)
+        criterion(model(x, head=head), t)
+        model.backward(criterion.backward())
+        out = theirs[head](torch.relu(theirs["body"](torch.from_numpy(x))))
+        torch.nn.functional.cross_entropy(out, torch.from_numpy(t)).backward()
+        opt.step()
+        topt.step()
+        for k in ("body", "a", "b"):
+            np.testing.assert_allclose(getattr(model, k).weight, theirs[k].weight.detach().numpy(), rtol=1e-12,
+                                       err_msg=f"{k} after head {head}")
+
+
+def test_without_zero_grad_each_backward_overwrites_and_xn_train_ignores_a_loops_zero_grad():
+    """The book's loop keeps its rule; xn.train after a loop of one's own steps as a fresh run."""
+    model, _ = _pair()
+    criterion, batches = xn.losses.SoftmaxCrossEntropy(), _batches()
+    for x, t in batches[:2]:
+        criterion(model(x), t)
+        model.backward(criterion.backward())
+    last, _ = _pair()
+    criterion(last(batches[1][0]), batches[1][1])
+    last.backward(criterion.backward())
+    for key, g in last.named_grads().items():
+        np.testing.assert_array_equal(model.named_grads()[key], g, err_msg=key)
+
+    x = np.concatenate([x for x, _ in batches])
+    t = np.concatenate([t for _, t in batches])
+    trained, fresh = _pair()[0], _pair()[0]
+    xn.optim.SGD(trained, lr=0.1).zero_grad()
+    for m in (trained, fresh):
+        xn.train(m, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(lr=0.1), epochs=1, batch_size=5,
+                 device="cpu", progress=False)
+    for key, value in fresh.named_params().items():
+        np.testing.assert_array_equal(trained.named_params()[key], value, err_msg=key)
+
+
+def test_step_after_zero_grad_without_a_backward_says_so():
+    model, _ = _pair()
+    opt = xn.optim.SGD(model, lr=0.1)
+    before = {k: np.copy(v) for k, v in model.named_params().items()}
+    opt.zero_grad()
+    with pytest.raises(RuntimeError, match=r"^SGD.step\(\): no gradient since zero_grad\(\); call model.backward"):
+        opt.step()
+    assert all(np.array_equal(v, before[k]) for k, v in model.named_params().items())
+
+
+class _InPlace(xn.layers.Linear):
+    def backward(self, dy):
+        self.grads["W"][...] = self._x.T @ dy  # writes into last backward's array
+        self.grads["b"] = dy.sum(axis=0)
+        return dy @ self.params["W"].T
+
+
+def test_a_layer_writing_its_gradient_in_place_fails_at_the_second_backward_naming_it():
+    xn.init.seed(0)
+    model = xn.Sequential(_InPlace(4, 3))
+    opt, criterion = xn.optim.SGD(model, lr=0.1), xn.losses.SoftmaxCrossEntropy()
+    opt.zero_grad()
+    model[0].grads["W"] = np.zeros((4, 3), np.float32)  # as a layer that made its buffer in __init__
+    (x, t), (x2, t2) = _batches(2)
+    criterion(model(x.astype(np.float32)), t)
+    model.backward(criterion.backward())
+    criterion(model(x2.astype(np.float32)), t2)
+    with pytest.raises(RuntimeError, match=r"Sequential.backward ran again since zero_grad\(\).*'0' \(_InPlace\) "
+                                           r"read its gradient 'W'.*self.grads\['W'\] = \.\.\."):
+        model.backward(criterion.backward())
