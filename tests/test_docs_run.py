@@ -12,7 +12,26 @@ from docs_blocks import DOCS, ROOT, python_blocks
 from xpnet.datasets import mnist
 
 BLOCKS = python_blocks()
-_left: dict = {}  # the namespace each file's last block left, for "continue"
+
+
+def _chains(blocks):
+    """The blocks in runs: a block marked "continue" joins the run of the file's block before it (skip-marked
+    ones aside, each a run of its own that the test skips), so that one test runs them in order in one
+    namespace, whichever pytest-xdist worker takes it (blocks run as separate tests could land on different
+    workers, and a continued block then ran in what another block left)."""
+    chains, last = [], {}
+    for block in blocks:
+        if any(kind == "skip" for kind, _ in block.markers):
+            chains.append([block])
+        elif any(kind == "continue" for kind, _ in block.markers) and block.path in last:
+            last[block.path].append(block)
+        else:
+            chains.append([block])
+            last[block.path] = chains[-1]
+    return chains
+
+
+CHAINS = _chains(BLOCKS)
 _read = functools.cache(mnist._read_verified)
 
 
@@ -41,13 +60,22 @@ def test_every_python_block_is_listed():
     assert len(BLOCKS) == count > 10
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
-def test_the_block_runs(block, tmp_path, monkeypatch, capsys, no_cuda):
+@pytest.mark.parametrize("chain", CHAINS, ids=[c[0].where + (f"+{len(c) - 1}" if len(c) > 1 else "") for c in CHAINS])
+def test_the_blocks_run(chain, tmp_path, monkeypatch, capsys, no_cuda):
+    skip = [why for kind, why in chain[0].markers if kind == "skip"]
+    if skip:
+        pytest.skip(f"{chain[0].where}: {skip[0].strip('()')}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    monkeypatch.setattr(mnist, "_read_verified", _read_once)
+    monkeypatch.setattr(xn.init, "_generator", np.random.default_rng(0))  # a fresh process: as import leaves it
+    namespace = {"__name__": "__main__"}
+    for block in chain:
+        _run(block, namespace, capsys)
+
+
+def _run(block, namespace, capsys):
     markers = block.markers
-    skip = [why for kind, why in markers if kind == "skip"]
-    if skip:  # not part of the file's run: a block after it continues the one before
-        pytest.skip(f"{block.where}: {skip[0].strip('()')}")
-    left = _left.pop(block.path, None)
     code = block.code
     for kind, args in markers:
         if kind == "replace":
@@ -55,19 +83,9 @@ def test_the_block_runs(block, tmp_path, monkeypatch, capsys, no_cuda):
             code = code.replace(*args)
     before = "\n".join(args[0] for kind, args in markers if kind == "before")
     _needs_data(before + code)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(ROOT / "examples"))
-    monkeypatch.setattr(mnist, "_read_verified", _read_once)
-    if any(kind == "continue" for kind, _ in markers):
-        namespace = left
-        if namespace is None:
-            pytest.skip("the docs block continues one that did not run")
-    else:  # a fresh process: the weights' generator as import leaves it
-        namespace = {"__name__": "__main__"}
-        monkeypatch.setattr(xn.init, "_generator", np.random.default_rng(0))
+    capsys.readouterr()
     exec(compile(before, f"{block.where} (before)", "exec"), namespace)
     exec(compile(code, block.where, "exec"), namespace)
-    _left[block.path] = namespace
     out = capsys.readouterr().out
     for kind, args in markers:
         if kind == "prints":
