@@ -41,8 +41,9 @@ def test_weight_decay_on_weights_only_is_d2ls_parameter_groups():
 
 
 def test_functional_names_scaled_dot_product_attention_not_the_books_unscaled_one():
-    with pytest.raises(AttributeError, match=r"ScaledDotProductAttention\(dropout=dropout_p, scale=scale\) for "
-                                             r"F.scaled_dot_product_attention.*Attention\(\) .* not scaled"):
+    with pytest.raises(AttributeError, match=r"ScaledDotProductAttention\(dropout=dropout_p, scale=scale, "
+                                             r"enable_gqa=enable_gqa\) for F.scaled_dot_product_attention.*"
+                                             r"Attention\(\) .* not scaled"):
         xn.functional
 
 

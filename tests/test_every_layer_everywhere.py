@@ -205,6 +205,8 @@ VARIANTS: dict[str, Case] = {
     "ScaledDotProductAttention-dropout-causal": Case(
         lambda: L.ScaledDotProductAttention(dropout=0.3, scale=0.5), ((2, 4, 3), (2, 4, 3), (2, 4, 5)),
         forward=lambda m, q, k, v, train: m.forward(q, k, v, is_causal=True, train=train), draws_mask=True),
+    "ScaledDotProductAttention-gqa": Case(lambda: L.ScaledDotProductAttention(enable_gqa=True),
+                                          ((2, 4, 3, 4), (2, 2, 5, 4), (2, 2, 5, 6))),
     "TransformerEncoderLayer-norm_first-gelu-causal": Case(
         lambda: L.TransformerEncoderLayer(**_transformer(norm_first=True, activation="gelu")), ((2, 3, 8),),
         forward=lambda m, x, train: m.forward(x, is_causal=True, train=train)),

@@ -110,7 +110,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.optim.Adagrad", "xpnet's is xn.optim.AdaGrad(lr=0.01)"),
     ("xn.Module", "a model of your own subclasses xn.Model"),
     ("xn.autograd", "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck"),
-    ("xn.functional", "xn.layers.ScaledDotProductAttention(dropout=dropout_p, scale=scale) for "
+    ("xn.functional", "xn.layers.ScaledDotProductAttention(dropout=dropout_p, scale=scale, enable_gqa=enable_gqa) for "
                       "F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=...) (its boolean attn_mask True: "
                       "attended, as F's)"),
     ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),

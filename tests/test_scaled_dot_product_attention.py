@@ -1,6 +1,6 @@
 """ScaledDotProductAttention against PyTorch's F.scaled_dot_product_attention in float64 (output; dquery, dkey, dvalue
-by autograd) with boolean and float masks, is_causal, scale and leading head axes; against d2l's DotProductAttention
-with valid_lens (its code, run in PyTorch); xn.gradcheck; one object per use; clear errors."""
+by autograd) with boolean and float masks, is_causal, scale, leading head axes and enable_gqa; against d2l's
+DotProductAttention with valid_lens (its code, run in PyTorch); xn.gradcheck; one object per use; clear errors."""
 
 import math
 
@@ -47,6 +47,32 @@ def test_equals_torch_scaled_dot_product_attention(lead, args, masks):
         q, k, v, **theirs, **args), xs, kw, rng)
     for ours, expected in pairs:
         np.testing.assert_allclose(ours, expected, **CLOSE)
+
+
+@pytest.mark.parametrize("is_causal", [False, True], ids=["no-mask", "causal"])
+def test_enable_gqa_equals_torch_grouped_query_attention(is_causal):
+    """4 query heads over 2 key/value heads: query heads 0, 1 attend to key/value head 0, heads 2, 3 to head 1
+    (F's repeat_interleave); dkey and dvalue summed over each pair."""
+    rng = np.random.default_rng(7)
+    xs = [rng.standard_normal(s) for s in ((2, 4, 5, 3), (2, 2, 5, 3), (2, 2, 5, 6))]
+    pairs = _grads(ScaledDotProductAttention(enable_gqa=True), lambda q, k, v: F.scaled_dot_product_attention(
+        q, k, v, is_causal=is_causal, enable_gqa=True), xs, {"is_causal": is_causal}, rng)
+    for ours, expected in pairs:
+        np.testing.assert_allclose(ours, expected, **CLOSE)
+
+
+@pytest.mark.parametrize("gqa, query_heads, message", [
+    (True, 3, r"^ScaledDotProductAttention: with enable_gqa=True, the query's heads Hq must be a multiple of the "
+              r"key's and value's Hkv, got Hq=3 and Hkv=2$"),
+    (False, 4, r"^ScaledDotProductAttention: expected query \(..., L, E\), .* got \(2, 4, 5, 3\), \(2, 2, 5, 3\) "
+               r"and \(2, 2, 5, 6\); for key and value of fewer heads than the query \(grouped-query attention\), "
+               r"ScaledDotProductAttention\(enable_gqa=True\)$"),
+], ids=["heads-not-a-multiple", "fewer-heads-without-gqa"])
+def test_grouped_heads_that_do_not_fit_fail_at_once(gqa, query_heads, message):
+    rng = np.random.default_rng(8)
+    q, k, v = (rng.standard_normal(s) for s in ((2, query_heads, 5, 3), (2, 2, 5, 3), (2, 2, 5, 6)))
+    with pytest.raises(ValueError, match=message):
+        ScaledDotProductAttention(enable_gqa=gqa)(q, k, v)
 
 
 def _d2l_dot_product_attention():

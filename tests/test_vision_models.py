@@ -34,6 +34,27 @@ def test_torchvisions_weights_argument_says_to_load_a_state_dict():
         xn.models.resnet50(pretrained=True)
 
 
+@pytest.mark.parametrize("build, error, message", [
+    (lambda: xn.models.resnext50_32x4d(groups=16), ValueError,
+     r"^xn.models.resnext50_32x4d: groups is 32 in resnext50_32x4d, got groups=16; for another, build "
+     r"xn.models.ResNet\('Bottleneck', \[3, 4, 6, 3\], groups=...\)$"),
+    (lambda: xn.models.wide_resnet101_2(weights="DEFAULT"), ValueError, "downloads no weights"),
+    (lambda: xn.models.ResNet("BasicBlock", [1, 1, 1, 1], groups=32, width_per_group=4), ValueError,
+     r"^BasicBlock: groups=1 and base_width=64 only .*got groups=32 and base_width=4; ResNeXt and wide ResNets are "
+     r"built of Bottleneck$"),
+    (lambda: xn.models.resnet18(replace_stride_with_dilation=[False, False, True]), NotImplementedError,
+     r"^BasicBlock: dilation > 1 is not supported \(as in torchvision\), got 2; .* needs Bottleneck$"),
+    (lambda: xn.models.resnet50(replace_stride_with_dilation=[True, True]), ValueError,
+     r"^ResNet: replace_stride_with_dilation must be None or 3 flags \(True or False\) for layer2, layer3 and "
+     r"layer4, got \[True, True\]$"),
+    (lambda: xn.models.resnet50(norm_layer=FrozenBatchNorm2d), ValueError,
+     r"^ResNet: norm_layer must be None .* build the model, then xn.freeze_batch_norm\(model\)$"),
+], ids=["builder-fixed-groups", "weights", "basic-groups", "basic-dilation", "dilation-flags", "norm_layer"])
+def test_what_torchvision_refuses_or_xpnet_does_not_take_is_refused_at_once(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
 def test_fine_tune_a_new_head_with_frozen_batch_norm(tmp_path):
     xn.init.seed(0)
     model = xn.models.resnet18()

@@ -99,7 +99,7 @@ _PYTORCH_NAMES = {
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
                   "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
-                  "xn.layers.ScaledDotProductAttention(dropout=dropout_p, scale=scale) for "
+                  "xn.layers.ScaledDotProductAttention(dropout=dropout_p, scale=scale, enable_gqa=enable_gqa) for "
                   "F.scaled_dot_product_attention(q, k, v, attn_mask, is_causal=...) (its boolean attn_mask True: "
                   "attended, as F's) (xn.layers.Attention() is the book's att(hs_enc, hs_dec): not scaled, keys as "
                   "values, no mask), "

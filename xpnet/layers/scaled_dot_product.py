@@ -24,6 +24,10 @@ class ScaledDotProductAttention(Layer):
 
     forward(query (..., L, E), key (..., S, E), value (..., S, Ev), attn_mask=None, is_causal=False) -> (..., L, Ev),
     the leading (batch, head) axes the same for the three. backward(dy (..., L, Ev)) -> (dquery, dkey, dvalue).
+    ``enable_gqa=True`` (F's argument, here the layer's, as ``dropout_p`` and ``scale``): grouped-query attention,
+    query (..., Hq, L, E), key (..., Hkv, S, E), value (..., Hkv, S, Ev), Hq a multiple of Hkv; each run of Hq / Hkv
+    query heads attends to one key/value head (F's ``repeat_interleave`` along the head axis), dkey and dvalue
+    summed over the run.
 
     ``attn_mask`` as F.scaled_dot_product_attention's, broadcastable to the scores (..., L, S): boolean with **True:
     attended** (the opposite of nn.MultiheadAttention's masks) or float, added to the scores. ``is_causal=True``
@@ -32,16 +36,18 @@ class ScaledDotProductAttention(Layer):
     ``xp.arange(S) < valid_lens[..., None]`` for (N, L). A query whose every key is masked gets NaN (PyTorch's
     answer; d2l's -1e6 gives it the mean of the values). ``dropout`` drops weights in training from the layer's
     seeded generator (``xn.init.seed``), as MultiheadAttention's. ``attention_weights`` (..., L, S) keeps the last
-    forward's weights before dropout for plotting, as d2l's. Caches q * scale, k, v, the weights and the dropped ones.
+    forward's weights before dropout for plotting, as d2l's. Caches q * scale, k, v (repeated to Hq heads), the weights
+    and the dropped ones.
     """
 
-    def __init__(self, dropout: float = 0.0, scale: float | None = None):
+    def __init__(self, dropout: float = 0.0, scale: float | None = None, enable_gqa: bool = False):
         super().__init__()
         if isinstance(dropout, bool) or not is_real(dropout) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self.name}: dropout must be a float in [0, 1), got {dropout!r}")
         if scale is not None and (isinstance(scale, bool) or not is_real(scale)):
             raise TypeError(f"{self.name}: scale must be a float or None (1 / sqrt(E)), got {scale!r}")
         self.dropout, self.scale = float(dropout), None if scale is None else float(scale)
+        self.enable_gqa = flag(enable_gqa, self.name, "enable_gqa")
         self.rng = _init.make_rng(None)
         self.attention_weights = None
         self._cache = None
@@ -58,20 +64,23 @@ class ScaledDotProductAttention(Layer):
         query, key, value = untracked(query), untracked(key), untracked(value)
         train = self._check_train(train, _INPUTS)
         is_causal = flag(is_causal, self.name, "is_causal")
-        xp = self._check_inputs(query, key, value)
+        xp, group = self._check_inputs(query, key, value)
         mask = self._mask(xp, query, key, attn_mask, is_causal)
         scale = 1.0 / math.sqrt(query.shape[-1]) if self.scale is None else self.scale
+        key, value = _repeat_heads(xp, key, group), _repeat_heads(xp, value, group)
         y, saved = attend(query, key, value, mask, scale, self.dropout if train else 0.0, self.rng, self)
-        self.attention_weights, self._cache = saved.weights, saved
+        self.attention_weights, self._cache = saved.weights, (saved, group)
         return y
 
     def backward(self, dy: Any) -> tuple[Any, Any, Any]:  # type: ignore[override]
         dy = untracked(dy)
-        saved = self._need(self._cache)
+        saved, group = self._need(self._cache)
         self._check_grad(dy, (*saved.q.shape[:-1], saved.v.shape[-1]))
-        return attend_backward(dy, saved)
+        dq, dk, dv = attend_backward(dy, saved)
+        return dq, _sum_heads(namespace(dk), dk, group), _sum_heads(namespace(dv), dv, group)
 
-    def _check_inputs(self, query: Any, key: Any, value: Any) -> Any:
+    def _check_inputs(self, query: Any, key: Any, value: Any) -> tuple[Any, int]:
+        """The namespace, and how many query heads share a key/value head (1 without enable_gqa)."""
         xp = self._check_float(query)
         for x in (key, value):
             self._check_float(x)
@@ -80,11 +89,23 @@ class ScaledDotProductAttention(Layer):
                                  f"{query.dtype}, {key.dtype} and {value.dtype} arrays of {type(query).__name__}, "
                                  f"{type(key).__name__} and {type(value).__name__}")
         q, k, v = (tuple(x.shape) for x in (query, key, value))
+        if self.enable_gqa:
+            if not (3 <= len(q) == len(k) == len(v) and q[:-3] == k[:-3] == v[:-3] and k[-3] == v[-3]
+                    and q[-1] == k[-1] and k[-2] == v[-2]):
+                raise ValueError(f"{self.name}: with enable_gqa=True, expected query (..., Hq, L, E), key (..., Hkv, "
+                                 f"S, E) and value (..., Hkv, S, Ev) with the same leading axes, got {q}, {k} and {v}")
+            if q[-3] % k[-3]:
+                raise ValueError(f"{self.name}: with enable_gqa=True, the query's heads Hq must be a multiple of the "
+                                 f"key's and value's Hkv, got Hq={q[-3]} and Hkv={k[-3]}")
+            return xp, q[-3] // k[-3]
         if not (2 <= len(q) == len(k) == len(v) and q[:-2] == k[:-2] == v[:-2] and q[-1] == k[-1]
                 and k[-2] == v[-2]):
+            fewer = 3 <= len(q) == len(k) and q[:-3] == k[:-3] and k[-3] < q[-3]
             raise ValueError(f"{self.name}: expected query (..., L, E), key (..., S, E) and value (..., S, Ev) with "
-                             f"the same leading axes, got {q}, {k} and {v}")
-        return xp
+                             f"the same leading axes, got {q}, {k} and {v}" + (
+                                 "; for key and value of fewer heads than the query (grouped-query attention), "
+                                 "ScaledDotProductAttention(enable_gqa=True)" if fewer else ""))
+        return xp, 1
 
     def _mask(self, xp: Any, query: Any, key: Any, attn_mask: Any, is_causal: bool) -> Any:
         """The additive mask, broadcastable to the scores (..., L, S), or None."""
@@ -142,6 +163,24 @@ def attend_backward(do: Any, saved: Attended) -> tuple[Any, Any, Any]:
         da = da * saved.drop
     ds = softmax_backward(saved.weights, da, -1)
     return _heads(xp, ds, saved.k) * saved.scale, _heads(xp, _t(xp, ds), saved.q), dv
+
+
+def _repeat_heads(xp: Any, x: Any, group: int) -> Any:
+    """x (..., H, S, E) with each head repeated ``group`` times in a row: (..., H * group, S, E), F's
+    ``repeat_interleave(group, -3)``."""
+    if group == 1:
+        return x
+    *lead, h, s, e = x.shape
+    run = xp.broadcast_to(xp.expand_dims(x, axis=-3), (*lead, h, group, s, e))
+    return xp.reshape(run, (*lead, h * group, s, e))
+
+
+def _sum_heads(xp: Any, dx: Any, group: int) -> Any:
+    """The gradient of :func:`_repeat_heads`: dx (..., H * group, S, E) summed over each run, (..., H, S, E)."""
+    if group == 1:
+        return dx
+    *lead, hg, s, e = dx.shape
+    return xp.sum(xp.reshape(dx, (*lead, hg // group, group, s, e)), axis=-3)
 
 
 def _t(xp: Any, x: Any) -> Any:

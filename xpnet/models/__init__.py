@@ -7,7 +7,8 @@
 - ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
 - ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
 - ``resnet``: torchvision's ResNets (``xn.models.resnet18``, ``resnet34``, ``resnet50``, ``resnet101``,
-  ``resnet152``; ``ResNet``, ``BasicBlock``, ``Bottleneck``), its module names, so that its state dicts load;
+  ``resnet152``, ``resnext50_32x4d``, ``resnext101_32x8d``, ``resnext101_64x4d``, ``wide_resnet50_2``,
+  ``wide_resnet101_2``; ``ResNet``, ``BasicBlock``, ``Bottleneck``), its module names, so that its state dicts load;
 - ``mobilenet``: torchvision's MobileNetV2 (``xn.models.mobilenet_v2``), likewise;
 - ``summary``: the table of layers, output shapes and parameter counts;
 - ``torch_weights``: PyTorch's state dicts in and out (``xn.load_torch_state_dict``, ``xn.torch_state_dict``),
@@ -26,12 +27,14 @@ from .files import XpnetFileError, load, save
 from .language import LanguageModel
 from .mobilenet import InvertedResidual, MobileNetV2, mobilenet_v2
 from .model import Model
-from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
+from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50, resnet101, resnet152,
+                     resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2)
 from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from .sequential import Sequential
 from .torch_weights import load_torch_state_dict, torch_state_dict
 
 __all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
            "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "torch_state_dict", "ResNet", "BasicBlock",
-           "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+           "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+           "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
            "MobileNetV2", "InvertedResidual", "mobilenet_v2"]
