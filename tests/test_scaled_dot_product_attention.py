@@ -174,7 +174,10 @@ def test_one_object_per_use():
     (ScaledDotProductAttention, {"value": np.ones((2, 4, 6))},
      r"^ScaledDotProductAttention: expected query \(..., L, E\), key \(..., S, E\) and value \(..., S, Ev\) "
      r"with the same leading axes, got \(2, 3, 4\), \(2, 5, 4\) and \(2, 4, 6\)$"),
-], ids=["dropout", "causal-and-mask", "mask-shape", "mask-dtype", "value-length"])
+    (ScaledDotProductAttention, {"dropout_p": 0.1, "enable_gqa": True},
+     r"^ScaledDotProductAttention: dropout_p, enable_gqa is the layer's, not the call's .* build it with "
+     r"ScaledDotProductAttention\(dropout=0.1, enable_gqa=True\), then call layer\(query, key, value"),
+], ids=["dropout", "causal-and-mask", "mask-shape", "mask-dtype", "value-length", "functional-keywords"])
 def test_what_does_not_fit_fails_at_once(make, forward, message):
     with pytest.raises((ValueError, TypeError), match=message):
         q, k, v = _inputs(np.random.default_rng(6), (2,))

@@ -53,8 +53,11 @@ class ScaledDotProductAttention(Layer):
         self._cache = None
 
     def __call__(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
-                 is_causal: bool = False, train: bool | None = None) -> Any:
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
+                 is_causal: bool = False, train: bool | None = None, **functional: Any) -> Any:
+        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer). F's
+        ``dropout_p``, ``scale`` and ``enable_gqa`` given here are refused, naming the constructor's argument."""
+        if functional:
+            raise TypeError(_layer_arguments(self.name, functional))
         train = self.training if train is None else self._check_train(train, _INPUTS)
         note(self, train)
         return self.forward(query, key, value, attn_mask, is_causal, train=train)
@@ -219,3 +222,14 @@ def additive(xp: Any, m: Any, query: Any, name: str, who: str, true_attends: boo
         return xp.astype(m, query.dtype)
     rule = "True: attended" if true_attends else "True: not attended"
     raise TypeError(f"{who}: {name} must be boolean ({rule}) or float (added), got {m.dtype}")
+
+
+def _layer_arguments(name: str, given: dict[str, Any]) -> str:
+    """What to write for keywords of F.scaled_dot_product_attention given to the call instead of the layer."""
+    own = {"dropout_p": "dropout", "scale": "scale", "enable_gqa": "enable_gqa"}
+    known = [k for k in given if k in own]
+    if not known:
+        return f"{name}() got an unexpected keyword argument {next(iter(given))!r}"
+    args = ", ".join(f"{own[k]}={given[k]!r}" for k in known)
+    return (f"{name}: {', '.join(known)} is the layer's, not the call's (F.scaled_dot_product_attention takes "
+            f"it per call): build it with {name}({args}), then call layer(query, key, value, attn_mask, is_causal)")
