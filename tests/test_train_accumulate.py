@@ -67,7 +67,7 @@ def test_one_batch_per_update_is_the_default_path_bit_for_bit():
     assert epochs(h_one) == epochs(h_default)
 
 
-@pytest.mark.parametrize("where", ["numpy", "strict-device1", "torch"])
+@pytest.mark.parametrize("where", ["numpy", "strict-device1"])
 def test_batches_weigh_by_the_targets_their_loss_counts(where):
     """Labels padded with ignore_index, a different count of real targets in every batch (counted on the device):
     two batches of 3 accumulated equal batches of 6, whose loss is the mean over all their real targets."""
