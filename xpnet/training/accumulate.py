@@ -71,8 +71,9 @@ class GradientMean:
             zero_grads(model)
         for (_, key), (node, m) in self.mean.items():
             node.grads[key] = m
-        # The update follows the mean of several backward calls, summed here (optimizer.zero_grad()'s count of
-        # backward calls, which the step checks, is for loops of the user's own).
+        # Each backward of the group overwrote the gradients and the sum is made here: an optimizer.zero_grad() that
+        # a loop of one's own called before xn.train must not take them for backward calls after it
+        # (xpnet.layers.uses).
         arm(model, on=False)
         self.mean, self.count = {}, 0
         return count
