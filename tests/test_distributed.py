@@ -391,6 +391,14 @@ def test_padded_labels_on_ranks_equal_one_process(n):
 
 
 @needs_mpi
+def test_accumulated_batches_on_ranks_equal_one_process():
+    """accumulate_grad_batches=2 over the padded labels: batches of 5, 5, 5 and 1 rows (the last leaves rank 0 without
+    one), each rank's gradient the mean over its real targets of a group, all-reduced once per update weighing by
+    their count."""
+    _assert_ranks_like_one(2, "accumulate")
+
+
+@needs_mpi
 @pytest.mark.parametrize("n", [2, 3])
 def test_a_stream_of_fewer_rows_than_ranks_evaluates_as_one_process(n):
     """A one-row validation TokenStream (and xn.evaluate of one): a rank without a row sums nothing (it

@@ -5,6 +5,8 @@
   loss is the mean over its own real targets, so its gradient must weigh by their count, not by its rows.
 - ``stream``: a TokenStream of 1 row, fewer rows than ranks, as validation and in ``xn.evaluate``: a rank
   without a row sums nothing.
+- ``accumulate``: ``padded`` with ``accumulate_grad_batches=2``: each rank's gradient is the mean over its targets
+  of a group of batches (one of them leaving a rank without a row), weighed by their count in one all-reduce.
 - ``diverge``: a first batch whose first rows (rank 0's) fit well and whose others do not: the first
   step's loss the divergence warning compares with must be that of the whole batch, as the epoch's is.
 
@@ -33,7 +35,7 @@ def epochs(history):
     return [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs]
 
 
-def padded(on):
+def padded(on, accumulate=1):
     rng = np.random.default_rng(0)
     n, t, v = 16, 6, 11
     x, y = rng.integers(0, v, (n, t)), rng.integers(0, v, (n, t))
@@ -45,7 +47,8 @@ def padded(on):
                           xn.layers.Linear(5, v)).to("cpu", "float64")
     loss = xn.losses.SoftmaxCrossEntropy(ignore_index=-100)
     history = xn.train(model, (x, y), loss=loss, optimizer=xn.optim.Adam(0.05), epochs=2, batch_size=5,
-                       device="cpu", validation=(xv, yv), progress=False, comm=on, seed=0)
+                       device="cpu", validation=(xv, yv), progress=False, comm=on, seed=0,
+                       accumulate_grad_batches=accumulate)
     return weights(model), epochs(history), xn.evaluate(model, (x, y), loss=loss, batch_size=3, comm=on)
 
 
@@ -75,6 +78,6 @@ def diverge(on):
 
 
 case = sys.argv[1]
-run = {"padded": padded, "stream": stream, "diverge": diverge}[case]
+run = {"padded": padded, "accumulate": lambda on: padded(on, accumulate=2), "stream": stream, "diverge": diverge}[case]
 assert_close(run(comm), run(None), case)
 print(f"ranks like one: {case} rank {comm.rank} of {comm.size}", flush=True)

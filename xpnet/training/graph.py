@@ -7,7 +7,8 @@ How a captured epoch goes:
    ``graph=None`` (the default) captures where there is none only once :data:`BY_DEFAULT` is True, which
    waits for the capture to pass its ``gpu`` tests on a real GPU (issue 23: it has only run on the fake
    CuPy), and trains eagerly until then; ``graph=False`` (or ``XPNET_GRAPH=0``) never captures. Captured: a CuPy
-   device, one process, shuffled batches, no ``transform``, one input, the fast paths on, every layer
+   device, one process, shuffled batches, no ``transform``, one input, one batch per update (no
+   ``accumulate_grad_batches``), the fast paths on, every layer
    of a class in :data:`CAPTURABLE` (Linear, Conv2d and ConvTranspose2d, grouped or dilated or not, and their 1-d forms,
    the activations, Softmax and LogSoftmax, Identity, Flatten, Unflatten, BatchNorm, FrozenBatchNorm2d, LayerNorm,
    GroupNorm, InstanceNorm1d and 2d, RMSNorm, the poolings (1-d and adaptive too), Upsample, the paddings (1-d and 2-d;
@@ -81,8 +82,8 @@ from ..optim.base import DeviceScalars
 from .data import index_dtype
 from .streams import StreamBatches
 
-__all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT", "graph_from_environment", "setting",
-           "obstacle", "captured_epochs", "CapturedEpochs"]
+__all__ = ["CAPTURABLE", "CONTAINERS", "CAPTURED_LOSSES", "WARMUP", "BY_DEFAULT", "ACCUMULATED",
+           "graph_from_environment", "setting", "obstacle", "captured_epochs", "CapturedEpochs"]
 
 # Exactly these classes, not subclasses: a class of the user's own may keep state in Python that a replay
 # would not move on.
@@ -126,11 +127,18 @@ WARMUP = 2  # eager steps before the capture: the optimizer's state exists, the 
 # `XPNET_REQUIRE_GPU=1 pytest -m gpu tests/test_matmul_kernel.py tests/test_graph.py tests/test_graph_layers.py`
 # passes on a GPU.
 BY_DEFAULT = False
+# Why accumulate_grad_batches > 1 is not captured.
+ACCUMULATED = ("a captured step launches one forward, backward and update per batch, while accumulating sums the "
+               "gradients of several batches in Python between the updates, which a graph would not run again "
+               "(not captured in this version)")
 
 
 def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev: Any, *, comm: Any = None,
-             transform: Any = None, inputs: int = 1) -> str | None:
-    """Why this run's training step cannot be captured as a CUDA graph, or None when it can."""
+             transform: Any = None, inputs: int = 1, accumulate: int = 1) -> str | None:
+    """Why this run's training step cannot be captured as a CUDA graph, or None when it can (``accumulate``:
+    ``accumulate_grad_batches``)."""
+    if accumulate > 1:
+        return f"accumulate_grad_batches={accumulate}: {ACCUMULATED}"
     if not dev.is_cupy:
         return f"it needs a CuPy device; this run is on {dev.name}"
     if comm is not None:
@@ -323,7 +331,7 @@ def captured_epochs(graph: bool | None, trainer: Any, batches: Any, classify: bo
         why = "token-stream training (truncated BPTT) is not captured in this version"
     else:
         why = obstacle(trainer.model, trainer.loss, trainer.optimizer, batches, trainer.dev,
-                              comm=trainer.comm, transform=transform, inputs=trainer.inputs)
+                       comm=trainer.comm, transform=transform, inputs=trainer.inputs, accumulate=trainer.accumulate)
     if why is None:
         return CapturedEpochs(trainer, batches, classify)
     if graph:

@@ -52,7 +52,8 @@ def _all_finite(a: Any) -> bool:
 
 def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: int) -> str:
     """Replay ``epoch`` from its starting weights (and the per-step callbacks' state: each step runs at
-    the lr its schedule gave it, and the hooks run after each update as in the epoch), checking every layer
+    the lr its schedule gave it, and the hooks run after each update as in the epoch; the gradients of each
+    group of ``trainer.accumulate`` batches summed before its update as in the epoch), checking every layer
     and every update, up to the first bad step; the model is left with the weights, and the callbacks
     with the state, from before that step. With ``comm``
     the ranks agree on each step's finding, which names the rank(s) where it was seen. Returns the
@@ -67,18 +68,25 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
         first = [(r, w) for r, w in found if w != _AFTER_ALLREDUCE] or found  # where it came from
         return "; ".join(f"rank {r}: {w}" for r, w in first) or None
 
+    group = trainer.gradient_mean(len(batches))
+    updates = 0
     with trainer.batch_states(batches) as fresh:
         for step, batch in enumerate(batches.epoch(epoch)):
             if step >= steps:
                 break
             fresh()
-            where = agreed(replay_step(trainer, trainer.batch_inputs(batch, epoch, step), batch[trainer.inputs]))
+            ends = group is None or group.ends_group(step)
+            where = agreed(replay_step(trainer, trainer.batch_inputs(batch, epoch, step), batch[trainer.inputs],
+                                       group, ends))
+            which = f"{'step' if group is None else 'batch'} {step + 1} of {len(batches)}"
             if where is not None:
+                kept = "from before that step" if group is None else "that batch ran with"
                 return (
-                    f"training stopped: the loss became non-finite in epoch {epoch}, step {step + 1} of "
-                    f"{len(batches)}; first non-finite value: {where}. The model keeps the weights from "
-                    "before that step. Try a smaller learning rate, check the data for NaN/inf, or scale "
-                    f"the inputs.{'' if _INPUT in where else _range_hint(model)}")
+                    f"training stopped: the loss became non-finite in epoch {epoch}, {which}; first non-finite "
+                    f"value: {where}. The model keeps the weights {kept}. Try a smaller learning rate, check the "
+                    f"data for NaN/inf, or scale the inputs.{'' if _INPUT in where else _range_hint(model)}")
+            if not ends:
+                continue
             trainer.clip(model)
             before = Snapshot(model, trainer.optimizer)
             trainer.optimizer.step(model)
@@ -86,12 +94,15 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
                                  if not _all_finite(p)), None))
             if where is not None:
                 before.restore(model, trainer.optimizer)
+                which = which if group is None else \
+                    f"after batches {step - step % group.every + 1} to {step + 1} of {len(batches)} (accumulated)"
                 return (
-                    f"training stopped: the update of epoch {epoch}, step {step + 1} of {len(batches)} made "
+                    f"training stopped: the update of epoch {epoch}, {which} made "
                     f"{where} non-finite, with the loss and every gradient finite ({trainer.optimizer.name}, "
-                    f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that step. Try a "
-                    f"smaller learning rate.{_range_hint(model)}")
-            trainer.after_step(step)
+                    f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that "
+                    f"{'step' if group is None else 'update'}. Try a smaller learning rate.{_range_hint(model)}")
+            trainer.after_step(updates)
+            updates += 1
     return (
         f"training stopped: the loss or the weights of epoch {epoch} became non-finite, but replaying the "
         "epoch from its starting weights did not reproduce it layer by layer (a layer that is not "
@@ -112,9 +123,11 @@ def _range_hint(model: Any) -> str:
             "smaller learning rate, scaled inputs, BatchNorm).")
 
 
-def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any) -> str | None:
+def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any, group: Any = None, ends: bool = True) -> str | None:
     """Forward/backward one batch watching every layer (by dotted name: ``3`` in a Sequential,
-    ``stage1.0.conv1`` in a model); where the first non-finite value appeared."""
+    ``stage1.0.conv1`` in a model); where the first non-finite value appeared. With ``group`` (a
+    :class:`~xpnet.training.accumulate.GradientMean`) the gradients are added to it, and where the batch
+    ``ends`` the group, its mean becomes the gradients (all-reduced with ``comm``)."""
     model, loss = trainer.model, trainer.loss
     found = _NonFinite(None if all(_all_finite(x) for x in xs) else _INPUT)
     nb, count = int(yb.shape[0]), 0
@@ -128,9 +141,15 @@ def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any) -> str | None:
         bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
         if bad:  # a gradient a model of the user's computes itself
             found.note(f"the gradient of {bad[0]!r}")
-    else:
+        if group is not None:
+            group.add(count)
+    elif group is None:
         zero_grads(model)
     first = found.first
+    if group is not None:
+        if not ends:
+            return first
+        count = group.finish()
     if trainer.comm is not None:
         trainer.comm.allreduce_grads(model, count=count, empty_ok=True)
         if first is None and not all(_all_finite(g) for g in model.named_grads().values()):

@@ -16,6 +16,8 @@ How a run goes:
    one-epoch calls shuffles, and transforms, as one call of as many epochs (a checkpoint keeps the count).
 4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
+   With ``accumulate_grad_batches=k`` the gradients of k batches are summed on the device too, and
+   the update follows each group of them (:mod:`xpnet.training.accumulate`).
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
    sum, or the check that every weight is still finite (one device reduction folded into the same
    read), comes back non-finite, the epoch is replayed from that copy (and the per-step callbacks'
@@ -89,6 +91,9 @@ _TRAIN_KEYWORDS = {name: hint for names, hint in (
                                     "there"),
     (("gradient_clip_val", "clip_grad", "max_grad", "max_norm", "clipnorm"),
      "clip_grad_norm=5.0 (the gradients' global 2-norm, PyTorch's clip_grad_norm_, the book's max_grad)"),
+    (("gradient_accumulation_steps", "accumulation_steps", "accumulate_grad_steps"),
+     "accumulate_grad_batches=k (PyTorch Lightning's name): the optimizer steps once every k batches, on their "
+     "mean gradient"),
     (("clip_value", "clipvalue", "gradient_clip_algorithm"),
      "clip_grad_value=0.5 (each gradient element clamped, PyTorch's clip_grad_value_), or clip_grad_norm=5.0"),
     (("initial_epoch",), "resume_from=path continues a run from a ModelCheckpoint(path, full=True) file"),
@@ -114,14 +119,15 @@ _SETTINGS = {"model": lambda m: {**describe_settings(m),
 
 @keyword_hints("train", _TRAIN_KEYWORDS)
 @collective("xn.train", data={"data": "train data", "validation": "validation data"},
-            same=("epochs", "batch_size", "seed", "shuffle", "drop_last"), settings=_SETTINGS)
+            same=("epochs", "batch_size", "seed", "shuffle", "drop_last", "accumulate_grad_batches"),
+            settings=_SETTINGS)
 def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs: int, batch_size: int | None = None,
           device: Any = "auto", validation: Any = None, seed: int = 0, callbacks: Iterable[Any] = (),
           progress: bool = True, shuffle: bool = True, fallback: bool = True,
           resume_from: str | os.PathLike | None = None, comm: Any = None, graph: bool | None = None,
           drop_last: bool = False, validation_name: str = "val", transform: Any = None,
           blas_threads: Any = None, clip_grad_norm: float | None = None, clip_grad_value: float | None = None,
-          scheduler: Any = None) -> History:
+          scheduler: Any = None, accumulate_grad_batches: int = 1) -> History:
     """Train ``model`` on ``data = (x, y)`` for ``epochs`` epochs of minibatches; returns a :class:`History`.
 
     x: (N, ...) NumPy array or array of any supported backend (uint8 images are scaled by 1/255 on
@@ -169,6 +175,18 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     (``xn.optim.clip_grad_norm``; the book's ``max_grad``), after the all-reduce with ``comm``.
     ``clip_grad_value``: clamp each gradient element to [-clip_grad_value, clip_grad_value] instead
     (``xn.optim.clip_grad_value``, PyTorch's ``clip_grad_value_``), at the same point; one of the two.
+    ``accumulate_grad_batches=k`` (PyTorch Lightning's name): the optimizer steps once every k batches, on the
+    gradient of the mean loss over every sample of those batches: each batch's gradient weighs by the count its
+    loss averaged (``loss.mean_count()``, as the ranks of ``comm`` weigh), summed on the device
+    (:mod:`xpnet.training.accumulate`). An epoch's last group may hold fewer batches: it steps on those, with
+    their own weights (as Lightning does). For a model without batch statistics or random draws (BatchNorm,
+    Dropout), ``batch_size=B, accumulate_grad_batches=k`` ends with the weights of ``batch_size=k*B`` up to float
+    rounding, the shuffle depending on ``seed`` and the epoch alone (with ``drop_last=False``, or where ``k*B``
+    divides the samples). Clipping applies to the accumulated gradient, ``comm`` all-reduces it once per update,
+    and the per-step callbacks (``on_train_batch_end``, ``LRScheduler(..., interval="step")``) run after each
+    update, numbered by updates; the losses logged stay those of every batch. ``graph=True`` is refused with it
+    (a captured step updates after each batch). A PyTorch loop's ``loss = loss / k; loss.backward()`` and
+    ``if (i + 1) % k == 0: opt.step(); opt.zero_grad()`` is ``accumulate_grad_batches=k`` (with equal batches).
     ``scheduler``: one of ``xn.optim.lr_scheduler``'s, built on ``optimizer``, stepped after each epoch as in a
     PyTorch loop (ReduceLROnPlateau with the epoch's ``val_loss``); ``xn.callbacks.LRScheduler(scheduler,
     interval="step")`` (here or in ``callbacks``) steps it after each batch.
@@ -226,6 +244,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if batch_size is None and stream is None:
         raise TypeError("train: batch_size is required (the rows of each minibatch), e.g. batch_size=100")
     batch_size = int_arg("batch_size", stream.batch_size if stream else batch_size, 1, n)
+    accumulate = int_arg("accumulate_grad_batches", accumulate_grad_batches, 1)
+    if accumulate > 1 and graph is True:
+        raise ValueError(f"train: graph=True with accumulate_grad_batches={accumulate}: {_graph.ACCUMULATED}; "
+                         "pass graph=None or False to train eagerly")
     seed = int_arg("seed", seed, 0)
     val_stream = validation if isinstance(validation, TokenStream) else None
     val = pair(validation if val_stream is None else next(val_stream.epoch(0)), "validation") \
@@ -281,6 +303,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         trainer = Trainer(model, loss, optimizer, dev, comm, progress)
         trainer.transform, trainer.threads = transform, tuner
         trainer.clip_grad_norm, trainer.clip_grad_value = clip_grad_norm, clip_grad_value
+        trainer.accumulate = accumulate
         trainer.epoch_offset = offset
         # Once per run: where no label is ignore_index, the loss counts its targets on the host each step.
         trainer.ignored = loss.ignores_any(y if stream is None else stream.ids)
@@ -303,8 +326,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             ranks = f", {trainer.size} ranks" if comm is not None else ""
             what = f"{n} samples" if stream is None else \
                 f"{n * stream.time_size} tokens in batches of {stream.batch_size} rows x {stream.time_size} steps"
-            print(f"xpnet: training on {dev.name}{ranks}: {what}, {len(batches)} steps per epoch, "
-                  f"epochs {start + 1}..{epochs}", flush=True)
+            steps = f"{len(batches)} steps" if accumulate == 1 else \
+                f"{len(batches)} batches ({-(-len(batches) // accumulate)} updates, every {accumulate} batches)"
+            print(f"xpnet: training on {dev.name}{ranks}: {what}, {steps} per epoch, epochs {start + 1}..{epochs}",
+                  flush=True)
         for cb in callbacks:
             # Each run's own: self.state also for an on_train_begin that does not call super, and no
             # stop_training left from an earlier run (Keras resets model.stop_training at each fit).

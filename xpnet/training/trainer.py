@@ -24,6 +24,7 @@ from ..layers.recurrent_state import independent_batches
 from ..layers.uses import arm
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm, clip_grad_value
+from .accumulate import GradientMean
 from .checkpoint import save_checkpoint
 from .guard import Snapshot, diagnose, zero_grads
 from .data import index_dtype
@@ -111,6 +112,7 @@ class Trainer:
         self.threads = ThreadTuner([], (1,))  # NumPy's BLAS thread count per step (xpnet.backend.threads)
         self.clip_grad_norm: float | None = None  # max global norm of the (all-reduced) gradients per step
         self.clip_grad_value: float | None = None  # or max absolute value of each of their elements
+        self.accumulate = 1  # batches per update (accumulate_grad_batches: xpnet.training.accumulate)
         self.captured: Any = None  # a CapturedEpochs (xpnet.training.graph) where the step runs as a CUDA graph
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
         self.step_callbacks: list[Any] = []  # those with an on_train_batch_end of their own
@@ -118,10 +120,16 @@ class Trainer:
 
     def after_step(self, step: int) -> bool:
         """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` (from 0) of the
-        epoch; whether there were any (a captured step then reads the lr they may have set)."""
+        epoch (with ``accumulate`` > 1 an update follows each group of batches); whether there were any (a
+        captured step then reads the lr they may have set)."""
         for cb in self.step_callbacks:
             cb.on_train_batch_end(step)
         return bool(self.step_callbacks)
+
+    def gradient_mean(self, batches: int) -> GradientMean | None:
+        """Where ``accumulate`` > 1, the mean that sums the gradients of each group of an epoch of ``batches``
+        batches between updates (:mod:`xpnet.training.accumulate`); None where each batch updates."""
+        return GradientMean(self.model, self.accumulate, batches) if self.accumulate > 1 else None
 
     def snapshot(self) -> Snapshot:
         """The epoch's start, for the guard's replay and SIGTERM: weights, optimizer and per-step callbacks."""
@@ -239,7 +247,8 @@ class Trainer:
         count = self.zeros(index_dtype(self.dev)) if self.ignored else 0  # an int: no device add per step
         nll_sum = None if self.nll is None else self.zeros(loss_sum.dtype)
         bar = self._progress(batches, epoch, epochs)
-        steps, seen, last_refresh = 0, 0, time.perf_counter()
+        steps, seen, updates, last_refresh = 0, 0, 0, time.perf_counter()
+        group = self.gradient_mean(len(batches))
         self.threads.round()
         with self.batch_states(batches) as fresh:
             for batch in batches.epoch(epoch):
@@ -254,20 +263,30 @@ class Trainer:
                         nll_sum = nll_sum + batch_nll
                     if classify:
                         correct = correct + hits
+                    if group is not None:
+                        group.add(batch_count)
                 else:
-                    zero_grads(model)
+                    if group is None:
+                        zero_grads(model)
                     batch_count = 0
                     if self.first_loss is None:
                         self.first_loss = (self.zeros(loss_sum.dtype), 0)
-                stop = self.sigterm is not None and self.sigterm.requested
-                if comm is not None:
-                    # Each rank's gradient is the mean over its own targets: weigh it by their count. SIGTERM
-                    # to any rank stops every rank after this same step (agreed in the counts' collective).
-                    stop = comm.allreduce_grads(model, count=int(batch_count), empty_ok=True, stop=stop)
-                self.clip(model)
-                optimizer.step(model)
-                self.threads.end()
-                self.after_step(steps)
+                stop = False
+                if group is None or group.ends_group(steps):
+                    if group is not None:
+                        batch_count = group.finish()
+                    stop = self.sigterm is not None and self.sigterm.requested
+                    if comm is not None:
+                        # Each rank's gradient is the mean over its own targets: weigh it by their count. SIGTERM
+                        # to any rank stops every rank after this same update (agreed in the counts' collective).
+                        stop = comm.allreduce_grads(model, count=int(batch_count), empty_ok=True, stop=stop)
+                    self.clip(model)
+                    optimizer.step(model)
+                    self.threads.end()
+                    self.after_step(updates)
+                    updates += 1
+                else:
+                    self.threads.end()
                 steps, seen = steps + 1, seen + nb
                 if stop:
                     if bar is not None:
