@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import namespace
-from ..layers.uses import arm
 from .guard import zero_grads
 
 __all__ = ["GradientMean"]
@@ -71,10 +70,6 @@ class GradientMean:
             zero_grads(model)
         for (_, key), (node, m) in self.mean.items():
             node.grads[key] = m
-        # Each backward of the group overwrote the gradients and the sum is made here: an optimizer.zero_grad() that
-        # a loop of one's own called before xn.train must not take them for backward calls after it
-        # (xpnet.layers.uses).
-        arm(model, on=False)
         self.mean, self.count = {}, 0
         return count
 
