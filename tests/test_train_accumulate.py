@@ -132,6 +132,9 @@ def test_a_resumed_run_equals_the_uninterrupted_one(tmp_path):
     for k, w in weights(full).items():
         np.testing.assert_array_equal(weights(resumed)[k], w, err_msg=k)
     assert epochs(h_resumed) == epochs(h_full)
+    with pytest.warns(UserWarning, match=r"was trained with accumulate_grad_batches=3, this run has "
+                                         r"accumulate_grad_batches=1"):
+        fit(mlp(), 4, resume_from=path)
 
 
 def test_the_guard_names_the_batch_and_keeps_the_weights_it_ran_with():

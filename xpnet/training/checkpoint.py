@@ -199,7 +199,7 @@ class _Fields:
         return value
 
 
-_BATCH_SETTINGS = {"batch_size": int, "shuffle": bool, "drop_last": bool}
+_BATCH_SETTINGS = {"batch_size": int, "shuffle": bool, "drop_last": bool, "accumulate_grad_batches": int}
 
 
 def _check_batches(reader: NpzReader, batches: dict[str, Any]) -> None:

@@ -278,6 +278,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         # A stream cuts its own batches: only their row count is the run's to compare.
         cut = {"batch_size": batch_size} if stream is not None else \
             {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last}
+        cut["accumulate_grad_batches"] = accumulate  # the updates, not the batches: compared on resume as well
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from) if rank == 0 else None
             if comm is not None:
