@@ -108,6 +108,34 @@ def test_a_frozen_layer_is_left_as_it_is_and_the_rest_trains_as_torch():
         opt.step(closure_of(opt))
 
 
+def test_a_parameter_the_backward_does_not_reach_has_a_zero_gradient_as_in_torch():
+    """PyTorch's LBFGS gathers a gradient of None as zeros; xpnet's, a parameter without one after the closure."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    model, net, closure_of, torch_closure_of = _problem("lsq", torch)
+
+    class WithSpare(xn.Model):  # a head not used yet
+        def __init__(self):
+            super().__init__()
+            self.fc, self.spare = model[0], xn.layers.Linear(5, 2, dtype="float64")
+
+        def forward(self, x, train=True):
+            return self.fc.forward(x, train)
+
+        def backward(self, dy):
+            return self.fc.backward(dy)
+    spare_model, spare_net = WithSpare(), torch.nn.Linear(5, 2).double()
+    spare = {k: v.copy() for k, v in spare_model.spare.params.items()}
+    opt = xn.optim.LBFGS(spare_model, max_iter=4, history_size=2, line_search_fn="strong_wolfe")
+    torch_opt = torch.optim.LBFGS([*net.parameters(), *spare_net.parameters()], max_iter=4, history_size=2,
+                                  line_search_fn="strong_wolfe")
+    for step in range(2):
+        opt.step(closure_of(opt))
+        torch_opt.step(torch_closure_of(torch_opt))
+        _assert_as_torch(model, net, opt, torch_opt, f"step {step}")
+    for k, v in spare.items():
+        np.testing.assert_array_equal(spare_model.spare.params[k], v)
+
+
 def _frozen_mlp_steps(dev):
     """The 4-8-3 MLP, its first layer frozen, after two line-searched steps on ``dev``: (params, losses, opt)."""
     xn.init.seed(0)
@@ -186,6 +214,8 @@ def test_pytorchs_signature_and_what_is_refused():
         opt.step(model)
     with pytest.raises(TypeError, match="the closure returned NoneType, expected the loss"):
         opt.step(lambda: None)
+    with pytest.raises(RuntimeError, match="the closure left no gradient"):
+        opt.step(lambda: 1.0)
     with pytest.raises(RuntimeError, match=r"no model to update .*LBFGS\(model.parameters\(\), lr=1.0\)"):
         xn.optim.LBFGS().step(closure_of(opt))
     x, t = _data("mlp", 0)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .._user import is_int
 from ..backend import device_of, namespace, no_autograd, same_device, to_device, update_rule
-from ._blame import missing_gradient, mixed_dtypes, other_dtype
+from ._blame import mixed_dtypes, other_dtype
 from .base import Optimizer
 from .hyperparams import choice, positive
 from .line_search import strong_wolfe
@@ -52,8 +52,9 @@ class LBFGS(Optimizer):
 
     It works on one flat vector of the parameters that train (all of one dtype, on one device), in
     ``trainable_params()`` order: a frozen parameter (``requires_grad_(False)``) is left out and exactly as it
-    is, as PyTorch's LBFGS gives one without a gradient a zero one. Freezing or replacing a layer between steps
-    changes that vector: ``step`` refuses, saying to build a new LBFGS.
+    is, as PyTorch's LBFGS gives one without a gradient a zero one; a parameter that trains but that the
+    closure's backward did not reach (a layer the forward did not use) has a zero gradient, as there. Freezing
+    or replacing a layer between steps changes that vector: ``step`` refuses, saying to build a new LBFGS.
 
     ``state`` is PyTorch's (which it registers under the first parameter): ``func_evals``, ``n_iter``, and after
     an iteration ``d``, ``t`` (the last step length), ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``,
@@ -252,12 +253,15 @@ class LBFGS(Optimizer):
                             f"(a number or a 0-d array): {_CLOSURE}") from None
         grads = model.named_grads()
         params = self._trained(model)
+        if not any(name in grads for name in params):
+            raise RuntimeError(f"{self.name}.step: the closure left no gradient (no model.backward since "
+                               f"zero_grad()): {_CLOSURE}")
         flat = []
         for name, p in params.items():
             g = grads.get(name)
-            if g is None:
-                raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)} (in the closure: "
-                                   f"{_CLOSURE})")
+            if g is None:  # no backward reached it: a zero gradient, as PyTorch's LBFGS takes a grad of None
+                flat.append(xp.zeros_like(xp.reshape(p, (-1,))))
+                continue
             if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
                 raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                                  f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
