@@ -181,12 +181,10 @@ def test_bad_hyperparameters_are_refused_naming_them(make, message):
         make()
 
 
-def test_names_for_train_and_what_xpnet_says_of_lbfgs_and_asgd():
+def test_names_for_train_and_what_xpnet_says_of_asgd():
     for name, cls in [("nadam", optim.NAdam), ("RAdam", optim.RAdam), ("adamax", optim.Adamax),
                       ("adadelta", optim.Adadelta)]:
         assert type(optim.get(name)) is cls
     assert optim.get("adadelta").lr == 1.0 and repr(optim.NAdam()).startswith("NAdam(lr=0.002, betas=(0.9, 0.999)")
-    with pytest.raises(AttributeError, match="xpnet has no L-BFGS: it calls step\\(closure\\)"):
-        xn.optim.LBFGS
     with pytest.raises(AttributeError, match="AveragedModel"):
         xn.optim.ASGD

@@ -1,5 +1,5 @@
 """Optimizers: the book's (SGD, Momentum, Nesterov, AdaGrad, RMSprop, Adam), and PyTorch's AdamW, NAdam, RAdam,
-Adamax and Adadelta, with PyTorch's names for their arguments.
+Adamax, Adadelta and LBFGS, with PyTorch's names for their arguments.
 
 - ``base``: the protocol every optimizer shares (``step``, checkpoint state);
 - ``binding``: building an optimizer with the model (PyTorch's ``SGD(model.parameters(), lr=0.1)``);
@@ -7,6 +7,7 @@ Adamax and Adadelta, with PyTorch's names for their arguments.
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;
 - ``adam_variants``: ``NAdam``, ``RAdam``, ``Adamax`` (PyTorch's); ``adadelta``: ``Adadelta`` (PyTorch's);
+- ``lbfgs``: ``LBFGS`` (PyTorch's, ``step(closure)``; not for ``xn.train``), its strong-Wolfe search in ``line_search``;
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``) and ``clip_grad_value``
   (``xn.train(..., clip_grad_value=...)``);
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
@@ -31,11 +32,12 @@ from .adam_variants import Adamax, NAdam, RAdam
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .base import Optimizer
 from .clip import clip_grad_norm, clip_grad_value
+from .lbfgs import LBFGS, NOT_IN_TRAIN
 from . import lr_scheduler, swa_utils
 from .sgd import SGD, Momentum, Nesterov
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "NAdam", "RAdam",
-           "Adamax", "Adadelta", "OPTIMIZERS", "get",
+           "Adamax", "Adadelta", "LBFGS", "OPTIMIZERS", "get",
            "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
@@ -44,7 +46,11 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
 
 
 def get(optimizer: Any) -> Optimizer:
-    """An optimizer from an instance, a class or a name such as ``"adam"`` (with its default lr)."""
+    """The optimizer ``xn.train`` steps, from an instance, a class or a name such as ``"adam"`` (with its default
+    lr). LBFGS, which steps through a closure, is refused in every form, saying what to write instead."""
+    named = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
+    if named or optimizer is LBFGS or isinstance(optimizer, LBFGS):
+        raise TypeError(NOT_IN_TRAIN)
     if isinstance(optimizer, Optimizer):
         return optimizer
     if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
@@ -68,10 +74,6 @@ _PYTORCH_NAMES = {
                         "the gradients in place, as PyTorch's), or xn.train(..., clip_grad_value=clip_value)",
     "clip_grads": "the book's clip_grads(grads, max_norm) is xn.optim.clip_grad_norm(model, max_norm), or "
                   "xn.train(..., clip_grad_norm=max_grad)",
-    "LBFGS": "xpnet has no L-BFGS: it calls step(closure) to evaluate the loss again several times a step, "
-             "and an xpnet optimizer steps from the gradients of one backward; use xn.optim.Adam (or SGD, "
-             "RAdam, ...) with xn.train, or scipy.optimize.minimize(method='L-BFGS-B') on a flat copy of "
-             "the weights for a small full-batch problem",
     "ASGD": "xpnet has no ASGD: for the average of the weights that PyTorch's ASGD keeps, train with SGD and "
             "average with xn.optim.swa_utils.AveragedModel (SWA, or EMA)",
     "MomentumSGD": "Chainer's MomentumSGD(lr, momentum) is xn.optim.Momentum(lr, momentum) (the book's name), "
