@@ -90,6 +90,16 @@ def test_a_model_written_pytorchs_way_trains_and_saves_the_switch(tmp_path, rng)
         "LSTM(input_size=3, hidden_size=5, dtype='float32', return_state=True, num_layers=2)"
 
 
+def test_a_non_finite_step_is_found_past_the_layers_tuple_outputs(rng):
+    """xn.train's search for the first non-finite value replays the epoch's earlier steps watching every layer, whose
+    outputs here are (out, (h_n, c_n))."""
+    x = rng.standard_normal((16, T, D)).astype(np.float32)
+    x[-1, 0, 0] = np.nan
+    with pytest.raises(xn.XpnetTrainingError, match=r"epoch 1, step 2 of 2; first non-finite value: the input batch"):
+        xn.train(PyTorchWay(), (x, np.zeros(16, np.int64)), loss="cross_entropy", optimizer="sgd", epochs=1,
+                 batch_size=8, shuffle=False, progress=False)
+
+
 @pytest.mark.parametrize("make, call", [(lambda: LSTM(D, H, return_state=True),
                                           r"out, \(h_n, c_n\) = self.lstm\(x, \(h0, c0\)\)"),
                                          (lambda: GRU(D, H, num_layers=2, return_state=True),
