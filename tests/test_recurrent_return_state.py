@@ -1,6 +1,7 @@
 """RNN, LSTM and GRU with return_state=True, PyTorch's calling convention: out, (h_n, c_n) = lstm(x, (h0, c0)),
 equal to torch.nn's in float64 (out, h_n, c_n, dx, dh0, dc0, every parameter gradient); a model written PyTorch's
-way trains; the Sequential's refusal, saving, and the arguments refused."""
+way trains; the Sequential's refusal, saving, and the error a model's forward gets for unpacking the output of a
+layer built without the switch."""
 
 import numpy as np
 import pytest
@@ -109,6 +110,41 @@ def test_a_sequential_refuses_it_saying_what_to_write(make, call):
                                          r"the next layer cannot take: leave return_state out in a Sequential .*"
                                          r"or write an xn.Model whose forward unpacks it, " + call):
         xn.Sequential(make(), xn.layers.Linear(H, 2))
+
+
+class Unpacking(xn.Model):
+    """PyTorch's forward over an xpnet LSTM built without return_state."""
+
+    def __init__(self, deeper=False):
+        super().__init__()
+        self.encoder = xn.Sequential(xn.layers.Linear(D, D), LSTM(D, H))
+        self.deeper = deeper
+
+    def forward(self, x, train=True):
+        if self.deeper:
+            return _first_and_rest(self.encoder(x))
+        out, (h, c) = self.encoder(x)
+        return out
+
+
+def _first_and_rest(y):
+    first, rest = y  # an unpacking error of a function the forward calls: no hint
+    return first
+
+
+@pytest.mark.parametrize("n, error", [(3, r"too many values to unpack \(expected 2\)"),
+                                      (1, r"not enough values to unpack \(expected 2, got 1\)")])
+def test_unpacking_the_output_pytorchs_way_says_what_the_layer_returns(rng, n, error):
+    x = rng.standard_normal((n, T, D)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"^Unpacking.forward: " + error + r"; Unpacking holds 'encoder.1' \(LSTM\), "
+                                         r"and xpnet's RNN, LSTM and GRU return the output alone, one array: write "
+                                         r"out = self.encoder\[1\]\(x\), or build it as xn.layers.LSTM\(..., "
+                                         r"return_state=True\) for PyTorch's out, \(h_n, c_n\) = "
+                                         r"self.encoder\[1\]\(x, \(h0, c0\)\)$") as caught:
+        Unpacking()(x)
+    assert isinstance(caught.value.__cause__, ValueError) and str(caught.value.__cause__).startswith(error[:8])
+    with pytest.raises(ValueError, match=r"^too many values to unpack \(expected 2\)$"):
+        Unpacking(deeper=True)(rng.standard_normal((3, T, D)).astype(np.float32))
 
 
 def test_arguments_that_do_not_fit_are_refused(rng):

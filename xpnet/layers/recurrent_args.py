@@ -22,13 +22,16 @@ name, off by default), on the single layer and on the stack alike:
    ``xn.Model``.
 
 Without the switch the second argument is xpnet's ``train`` and a state there, or as ``hx``, is refused, never
-ignored.
+ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c) = self.lstm(x)``, fails
+unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
-from typing import Any
+from typing import Any, Callable
 
 from .._user import flag, is_bool
 from ..backend import untracked
@@ -157,6 +160,55 @@ def return_state_refusal(who: str, state_names: tuple[str, ...]) -> str:
     return (f"returns {gives} (return_state=True), which the next layer cannot take: leave return_state out in a "
             f"Sequential (the output alone; h_n is out[:, -1] of one direction), or write an xn.Model whose forward "
             f"unpacks it, {pytorch_call(who, state_names, 'self.' + who.lower())}")
+
+
+_UNPACKING = ("too many values to unpack", "not enough values to unpack")
+
+
+def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A container's ``forward`` whose own unpacking of a recurrent layer's output, PyTorch's
+    ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that says why: the
+    model holds an RNN, LSTM or GRU without ``return_state``, which returns the output alone. An unpacking
+    error in a function that forward calls, or in a model without such a layer, is left as it is."""
+    code = inspect.unwrap(forward).__code__
+
+    @functools.wraps(forward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return forward(self, *args, **kwargs)
+        except ValueError as e:
+            hint = _unpacking_hint(self, code, e)
+            if hint is None:
+                raise
+            raise ValueError(hint) from e
+    return run
+
+
+def _unpacking_hint(model: Any, code: Any, error: ValueError) -> str | None:
+    """The message for ``error`` raised by forward's own frame (``code``) unpacking, naming the recurrent
+    layers of ``model`` built without ``return_state`` (a stack's, not its levels'), or None."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_code is not code or not str(error).startswith(_UNPACKING):
+        return None
+    from .recurrent_stack import RecurrentStack  # imported here: both import this module
+    from .recurrent_state import CarriedState
+    found: dict[str, Any] = {}
+    for name, node in model.named_modules().items():
+        recurrent = isinstance(node, (CarriedState, RecurrentStack))
+        if name and recurrent and not any(name.startswith(outer + ".") for outer in found):
+            found[name] = node
+    found = {name: node for name, node in found.items() if not node.return_state}
+    if not found:
+        return None
+    name, layer = next(iter(found.items()))
+    attr = "self" + "".join(f".{p}" if p.isidentifier() else f"[{p}]" if p.isdigit() else f"[{p!r}]"
+                            for p in name.split("."))
+    held = ", ".join(f"'{n}' ({node.name})" for n, node in found.items())
+    return (f"{model.name}.forward: {error}; {model.name} holds {held}, and xpnet's RNN, LSTM and GRU return the "
+            f"output alone, one array: write out = {attr}(x), or build it as xn.layers.{layer.name}(..., "
+            f"return_state=True) for PyTorch's {pytorch_call(layer.name, layer.state_names, attr)}")
 
 
 def proj_size(who: str, proj_size: Any, hidden_size: Any) -> int:
