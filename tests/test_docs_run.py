@@ -12,7 +12,22 @@ from docs_blocks import DOCS, ROOT, python_blocks
 from xpnet.datasets import mnist
 
 BLOCKS = python_blocks()
-_left: dict = {}  # the namespace each file's last block left, for "continue"
+_left: dict = {}  # (where, namespace) of the last block run of each file, for "continue"
+
+
+def _runs_after() -> dict[str, str]:
+    """The block each one follows in its file's run (blocks marked skip are not in it): under pytest-xdist that
+    block may have run in another worker, where this worker's last block of the file is an earlier one."""
+    after, last = {}, {}
+    for b in BLOCKS:
+        if b.path in last:
+            after[b.where] = last[b.path]
+        if not any(kind == "skip" for kind, _ in b.markers):
+            last[b.path] = b.where
+    return after
+
+
+_AFTER = _runs_after()
 _read = functools.cache(mnist._read_verified)
 
 
@@ -59,7 +74,7 @@ def test_the_block_runs(block, tmp_path, monkeypatch, capsys, no_cuda):
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     monkeypatch.setattr(mnist, "_read_verified", _read_once)
     if any(kind == "continue" for kind, _ in markers):
-        namespace = left
+        namespace = left[1] if left is not None and left[0] == _AFTER.get(block.where) else None
         if namespace is None:
             pytest.skip("the docs block continues one that did not run")
     else:  # a fresh process: the weights' generator as import leaves it
@@ -67,7 +82,7 @@ def test_the_block_runs(block, tmp_path, monkeypatch, capsys, no_cuda):
         monkeypatch.setattr(xn.init, "_generator", np.random.default_rng(0))
     exec(compile(before, f"{block.where} (before)", "exec"), namespace)
     exec(compile(code, block.where, "exec"), namespace)
-    _left[block.path] = namespace
+    _left[block.path] = (block.where, namespace)
     out = capsys.readouterr().out
     for kind, args in markers:
         if kind == "prints":
