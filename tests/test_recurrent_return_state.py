@@ -79,7 +79,7 @@ def test_a_model_written_pytorchs_way_trains_and_saves_the_switch(tmp_path, rng)
     x = rng.standard_normal((32, T, D)).astype(np.float32)
     t = (x[:, :, 0].sum(axis=1) > 0).astype(np.int64)
     model = PyTorchWay()
-    history = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(model, lr=0.05), epochs=8,
+    history = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.Adam(model, lr=0.05), epochs=4,
                        batch_size=8, progress=False)
     assert history.epochs[-1]["train_loss"] < 0.5 * history.epochs[0]["train_loss"]
     model.save(tmp_path / "m.npz")
