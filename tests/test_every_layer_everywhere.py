@@ -239,6 +239,12 @@ VARIANTS: dict[str, Case] = {
     "Upsample-bilinear-taps": Case(lambda: L.Upsample(scale_factor=2, mode="bilinear"), ((1, 2, 16, 17),)),
     "PositionalEncoding-time-first": Case(lambda: L.PositionalEncoding(4, 0.0, batch_first=False), (SEQUENCES,)),
     "LSTM-proj_size": Case(lambda: L.LSTM(4, 5, proj_size=3), (SEQUENCES,)),
+    "GRU-return_state": Case(lambda: L.GRU(4, 5, return_state=True), (SEQUENCES, (1, 2, 5)),
+                             backward=lambda m, dy, dh_n: (m.backward(dy, dh_n), m.dh)),
+    "LSTM-return_state-stacked-bidirectional": Case(
+        lambda: L.LSTM(4, 5, num_layers=2, bidirectional=True, return_state=True), (SEQUENCES, (4, 2, 5), (4, 2, 5)),
+        forward=lambda m, x, h, c, train: m.forward(x, (h, c), train=train),
+        backward=lambda m, dy, dh_n, dc_n: (m.backward(dy, dh_n, dc_n), m.dh, m.dc)),
     "Upsample-nearest-exact-fractional": Case(lambda: L.Upsample(scale_factor=1.5, mode="nearest-exact"),
                                               ((1, 2, 3, 4),)),
 }

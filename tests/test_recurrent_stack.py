@@ -36,36 +36,45 @@ def _grads_by_torch_name(layer):
             sub.params.update(params)
 
 
-def _compare_with_torch(kind, options, dev, batch_first=True, seed=0, final=False):
-    """``final``: the loss uses h_n (and c_n) too, their gradients given to backward as dh_n (dc_n)."""
+def _compare_with_torch(kind, options, dev, batch_first=True, seed=0, final=False, return_state=False):
+    """``final``: the loss uses h_n (and c_n) too, their gradients given to backward as dh_n (dc_n).
+    ``return_state``: the layer built with it, called PyTorch's way, ``layer(x, hx)``, and its h_n (c_n) compared."""
     rng = np.random.default_rng(seed)
     module = getattr(torch.nn, kind)(D, H, batch_first=batch_first, dtype=torch.float64, **options)
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape)) * 0.5))
     module.eval()  # dropout, where given, is off in evaluation: the two agree
-    layer = getattr(xn.layers, kind)(D, H, batch_first=batch_first, **options)
+    layer = getattr(xn.layers, kind)(D, H, batch_first=batch_first, return_state=return_state, **options)
     assert layer.name == kind
     xn.load_torch_state_dict(layer.to(dev, dtype="float64"), module.state_dict())
     rows = module.num_layers * (1 + module.bidirectional)
     lead, width = (N, T) if batch_first else (T, N), options.get("proj_size") or H  # h's width
     x, dy = rng.standard_normal((*lead, D)), rng.standard_normal((*lead, rows // module.num_layers * width))
     start = [rng.standard_normal((rows, N, w)) for w in (width, H)[:1 + (kind == "LSTM")]]
-    single = not isinstance(layer, RecurrentStack)  # its state is the one row of PyTorch's, (N, width)
+    # a single layer's state is the one row of PyTorch's, (N, width), but with return_state
+    single = not isinstance(layer, RecurrentStack) and not return_state
     ends = [rng.standard_normal(s.shape) for s in start] if final else []
-    layer.set_state(*[xn.to_device(s[0] if single else s, dev) for s in start])
-    y = layer.forward(xn.to_device(x, dev), train=False)
+    returned = ()  # h_n (and c_n), where the layer returns them
+    if return_state:
+        hx = [xn.to_device(s, dev) for s in start]
+        y, returned = layer(xn.to_device(x, dev), tuple(hx) if kind == "LSTM" else hx[0], train=False)
+        returned = returned if kind == "LSTM" else (returned,)
+    else:
+        layer.set_state(*[xn.to_device(s[0] if single else s, dev) for s in start])
+        y = layer.forward(xn.to_device(x, dev), train=False)
     dx = layer.backward(xn.to_device(dy, dev),
                         **{name: xn.to_device(g[0] if single else g, dev) for name, g in zip(("dh_n", "dc_n"), ends)})
-    assert_placed(y, dev, "float64")
-    assert_placed(dx, dev, "float64")
+    for a in (y, dx, *returned):
+        assert_placed(a, dev, "float64")
 
     tx = torch.tensor(x, requires_grad=True)
     tstart = [torch.tensor(s, requires_grad=True) for s in start]
-    out, state = module(tx, tuple(tstart) if kind == "LSTM" else tstart[0])
-    state = state if kind == "LSTM" else (state,)
-    torch.autograd.backward([out, *state[:len(ends)]], [torch.from_numpy(dy), *map(torch.from_numpy, ends)])
+    out, state_t = module(tx, tuple(tstart) if kind == "LSTM" else tstart[0])
+    state_t = state_t if kind == "LSTM" else (state_t,)
+    torch.autograd.backward([out, *state_t[:len(ends)]], [torch.from_numpy(dy), *map(torch.from_numpy, ends)])
     pairs = {"output": (y, out.detach().numpy()), "dx": (dx, tx.grad.numpy())}
+    pairs.update({name: (s, t.detach().numpy()) for name, s, t in zip(("h_n", "c_n"), returned, state_t)})
     ours = _grads_by_torch_name(layer)
     for name, p in module.named_parameters():
         # PyTorch's bias_hh of RNN and LSTM is xpnet's one b, whose gradient comes back as bias_ih's

@@ -28,8 +28,12 @@ RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to 
 (:mod:`~xpnet.layers.recurrent_args`). ``num_layers`` above 1 and ``bidirectional=True`` build a
 :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between them);
 ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
-PyTorch's ``forward(x, hx)`` is ``set_state(h, c)`` then ``forward(x)``: the second argument of forward
-is ``train``, so a state passed there is refused, never ignored.
+
+``return_state=True`` (by name) is PyTorch's calling convention, ``out, (h_n, c_n) = lstm(x, (h0, c0))`` (RNN,
+GRU: ``out, h_n = gru(x, h0)``), the states in PyTorch's shapes whatever ``batch_first``; ``backward(dout, dh_n,
+dc_n)`` takes theirs, and ``dh``, ``dc`` are then h0's and c0's (:mod:`~xpnet.layers.recurrent_args` has the
+rules). Without it the output comes alone and forward's second argument is ``train``: a state there (or as
+``hx``) is refused, never ignored; ``set_state(h0, c0)`` then ``forward(x)`` is PyTorch's ``forward(x, hx)``.
 
 RNN and LSTM keep one bias, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout): forward and every
 gradient equal PyTorch's, but training does not. PyTorch updates its two bias tensors, each with the
@@ -59,7 +63,8 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
-from .recurrent_args import NO_HX, builds_stack, refuse_hx, refuse_pytorch_only, stateful_flag
+from .recurrent_args import (NO_HX, builds_stack, call_arguments, hx_hint, refuse_pytorch_only, return_state_refusal,
+                             stateful_flag)
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
@@ -73,8 +78,6 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
-    train_hint = ("PyTorch's forward(x, hx) is set_state(h0, c0) then forward(x), with h0 and c0 of shape "
-                  "(N, hidden_size)")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
@@ -84,7 +87,8 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         return super().__new__(cls, *args, **kwargs)
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
-                 dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, **pytorch: Any):
+                 dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, return_state: bool = False,
+                 **pytorch: Any):
         super().__init__()
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
@@ -92,6 +96,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         refuse_pytorch_only(self.name, pytorch, isinstance(self, RNN))
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
+        self.return_state = flag(return_state, self.name, "return_state")
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
         self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
@@ -107,7 +112,15 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
-                "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first}
+                "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first,
+                "return_state": self.return_state}
+
+    @property
+    def train_hint(self) -> str:  # type: ignore[override]
+        return hx_hint(self.name, self.state_names, "(N, hidden_size)")
+
+    def sequential_refusal(self) -> str:
+        return return_state_refusal(self.name, self.state_names) if self.return_state else ""
 
     # -- forward and backward -------------------------------------------------------------------
 
@@ -116,19 +129,21 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             return f"(N, T, {width}) with T >= 1 (batch first)"
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
-    def __call__(self, x: Any, train: bool | None = None, *, hx: Any = NO_HX) -> Any:  # type: ignore[override]
+    def __call__(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:  # type: ignore[override]
         """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer: unlike a cell,
-        the layer keeps the last forward's cache only)."""
+        the layer keeps the last forward's cache only). ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
+        train, hx = call_arguments(self, args, train, hx, None)
         train = self.training if train is None else self._check_train(train)
         note(self, train)
         return self.forward(x, train=train, hx=hx)
 
-    def forward(self, x: Any, train: bool = True, *, hx: Any = NO_HX) -> Any:
+    def forward(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, out_size), the hidden state after each step; (T, N, ...)
-        both with ``batch_first=False``. ``hx`` (PyTorch's initial state) is refused, whatever its value:
-        the state is set with ``set_state`` (``reset_state()`` for zeros) before the forward."""
+        both with ``batch_first=False``. ``forward(x, train=True)``, from the state ``set_state`` gave (or
+        ``stateful`` carried); ``hx`` is refused. ``return_state=True``: ``forward(x, hx=None, *, train=True)``
+        -> ``(hs, (h_n, c_n))`` (RNN, GRU: ``(hs, h_n)``), hx and the states (1, N, width) as PyTorch's."""
+        train, hx = call_arguments(self, args, train, hx, True)
         x = untracked(x)
-        refuse_hx(self.name, self.state_names, hx)
         self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
@@ -138,7 +153,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         if not self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]
-        start = state = self._start(x)
+        start = state = self._start(x, hx)
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         ax = xp.reshape(ax + self.params[self.bias_names()[0]] if self.bias else ax, (n, steps, -1))
@@ -157,19 +172,24 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self._cache = (x2, start, caches)
         if self.stateful:
             self._state = state
-        return xp.stack(hs, axis=int(self.batch_first))
+        hs = xp.stack(hs, axis=int(self.batch_first))
+        return (hs, self._returned(xp, state)) if self.return_state else hs
 
     def backward(self, dhs: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
         """dhs: (N, T, out_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);
-        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``).
+        fills grads (none while frozen by ``requires_grad_(False)``), ``dh`` (and ``dc``): the gradient of the
+        start state, (N, out_size) (N, hidden_size); (1, N, ...) as PyTorch's h0 with ``return_state=True``.
 
         ``dh_n`` (N, out_size) and LSTM's ``dc_n`` (N, hidden_size): the gradients of the final state (PyTorch's
-        h_n, c_n, one layer's row), for a loss that uses it besides the outputs (a seq2seq encoder handing its
-        state to the decoder); added to the last step's state gradient. None: no such use. The step fast paths
-        (Numba, CuPy) take them as they take the state gradient of any later step."""
+        h_n, c_n, one layer's row; (1, N, ...) as forward returned them with ``return_state=True``), for a loss
+        that uses it besides the outputs (a seq2seq encoder handing its state to the decoder); added to the last
+        step's state gradient. None: no such use. The step fast paths (Numba, CuPy) take them as they take the
+        state gradient of any later step."""
         dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
         xp = self._check_float(dhs)
+        if self.return_state:
+            dh_n, dc_n = self._final_rows(dh_n, dc_n)
         n, steps = start[0].shape[0], len(caches)
         expected = (n, steps, self.out_size) if self.batch_first else (steps, n, self.out_size)
         if tuple(dhs.shape) != expected:
@@ -193,7 +213,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             if self.bias:
                 self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
         for name, grad in zip(self.state_names, dstate):
-            setattr(self, "d" + name, grad)
+            setattr(self, "d" + name, xp.expand_dims(grad, axis=0) if self.return_state else grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
         dx = xp.reshape(dx, (n, steps, self.input_size))
         return dx if self.batch_first else xp.permute_dims(dx, (1, 0, 2))

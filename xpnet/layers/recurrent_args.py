@@ -4,18 +4,42 @@ build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack`, and what the laye
 PyTorch's ``num_layers``, ``dropout``, ``bidirectional``, RNN's ``nonlinearity`` and ``device`` pass at their
 defaults; ``num_layers`` other than 1 or ``bidirectional`` other than False build a stack (:func:`builds_stack`);
 any other value is refused with what to write. PyTorch's third positional argument is ``num_layers`` where
-xpnet's is ``stateful``, its ``forward(x, hx)`` takes a state where xpnet's takes ``train``: both are refused,
-never misread. LSTM's ``proj_size`` is checked by PyTorch's rule.
+xpnet's is ``stateful``: refused, never misread. LSTM's ``proj_size`` is checked by PyTorch's rule.
+
+PyTorch's calling convention, ``out, (h_n, c_n) = lstm(x, (h0, c0))``, is the switch ``return_state=True`` (by
+name, off by default), on the single layer and on the stack alike:
+
+1. The second argument of forward, or ``hx=``, is PyTorch's initial state (:func:`call_arguments`): LSTM's
+   ``(h0, c0)``, RNN's and GRU's ``h0``, each (num_layers * num_directions, N, H_out) (one layer: (1, N, H);
+   c0's last axis H_cell, hidden_size, where ``proj_size`` makes h narrower), whatever ``batch_first``
+   (:func:`hx_rows`). None starts from zeros; left out, the forward starts as without the switch, from what
+   ``set_state`` gave or ``stateful`` carried; a given hx overrides both for its call, and ``stateful`` carries
+   the final state on. ``train`` goes by name.
+2. Forward returns ``(out, (h_n, c_n))`` (RNN, GRU: ``(out, h_n)``), the final states in those shapes;
+   ``backward(dout, dh_n, dc_n)`` takes their gradients in them, and ``dh``, ``dc`` then hold the gradients of
+   h0 and c0 in theirs.
+3. Two things come back, so a Sequential refuses the layer (:func:`return_state_refusal`): its use goes in an
+   ``xn.Model``.
+
+Without the switch the second argument is xpnet's ``train`` and a state there, or as ``hx``, is refused, never
+ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c) = self.lstm(x)``, fails
+unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
-from typing import Any
+from typing import Any, Callable
 
 from .._user import flag, is_bool
+from ..backend import untracked
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
-from .recurrent_stack import NO_LAYER_AFTER
+
+# PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
+NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
+                  "warns and ignores it); leave it out, or put xn.layers.Dropout(p) after the layer")
 
 # PyTorch's arguments that the single layer takes only at their default: (default, what to write instead).
 _PYTORCH_ONLY = {
@@ -65,12 +89,126 @@ def refuse_pytorch_only(who: str, pytorch: dict[str, Any], nonlinearity: bool) -
     pytorch_defaults_only(who, _PYTORCH_ONLY, pytorch)
 
 
-def refuse_hx(who: str, state_names: tuple[str, ...], hx: Any) -> None:
-    """Forward's ``hx`` (PyTorch's initial state), refused whatever its value, saying to ``set_state`` it."""
-    if hx is not NO_HX:
-        c0 = ", c0" if "c" in state_names else ""
-        raise TypeError(f"{who}.forward(x, train): takes no hx; PyTorch's forward(x, hx) is set_state(h0{c0}) then "
-                        f"forward(x), with h0{c0} of shape (N, hidden_size) (hx=None: reset_state() then forward(x))")
+def hx_hint(who: str, state_names: tuple[str, ...], shape: str) -> str:
+    """Where PyTorch's ``forward(x, hx)`` goes for a layer built without ``return_state`` (its state of ``shape``):
+    for the errors of a state passed as ``train`` or ``hx``."""
+    c0 = ", c0" if "c" in state_names else ""
+    return (f"PyTorch's forward(x, hx) is set_state(h0{c0}) then forward(x), with h0{c0} of shape {shape} (hx=None: "
+            f"reset_state() then forward(x)); or build the layer with return_state=True for PyTorch's "
+            f"{pytorch_call(who, state_names)}")
+
+
+def pytorch_call(who: str, state_names: tuple[str, ...], attr: str = "") -> str:
+    """PyTorch's call of the layer, ``out, (h_n, c_n) = lstm(x, (h0, c0))`` (RNN, GRU: ``out, h_n = gru(x, h0)``)."""
+    attr = attr or who.lower()
+    if "c" in state_names:
+        return f"out, (h_n, c_n) = {attr}(x, (h0, c0))"
+    return f"out, h_n = {attr}(x, h0)"
+
+
+def call_arguments(layer: Any, args: tuple[Any, ...], train: Any, hx: Any, default: Any) -> tuple[Any, Any]:
+    """``(train, hx)`` from a recurrent layer's ``forward`` or ``__call__(x, *args, train=None, hx=...)``;
+    train not given is ``default`` (forward's True, ``__call__``'s None: the layer's mode).
+
+    Without ``return_state`` the one argument after x is xpnet's ``train`` (a state there fails ``train``'s
+    check, with the layer's ``train_hint``) and ``hx`` is refused, whatever its value, with the same hint.
+    With it, that argument is PyTorch's ``hx`` (None: zeros) and ``train`` goes by name; a bool there, which
+    no state is, is refused rather than guessed at."""
+    who = layer.name
+    if len(args) > 1:
+        second = "hx" if layer.return_state else "train"
+        raise TypeError(f"{who}.forward(x, {second}) takes 2 positional arguments, got {1 + len(args)}")
+    if not layer.return_state:
+        if hx is not NO_HX:
+            raise TypeError(f"{who}.forward(x, train): takes no hx; {layer.train_hint}")
+        if args and train is not None:
+            raise TypeError(f"{who}.forward() got multiple values for argument 'train'")
+        return (args[0] if args else default if train is None else train), hx
+    if args and is_bool(args[0]):
+        raise TypeError(f"{who}.forward(x, hx): with return_state=True the second argument is PyTorch's hx, the "
+                        f"start state, got {args[0]!r}; pass train by name ({who.lower()}(x, hx, train=False))")
+    if args and hx is not NO_HX:
+        raise TypeError(f"{who}.forward() got multiple values for argument 'hx'")
+    return (default if train is None else train), (args[0] if args else hx)
+
+
+def hx_rows(who: str, state_names: tuple[str, ...], widths: tuple[int, ...], rows: int, hx: Any) -> list[Any]:
+    """PyTorch's ``hx``, (h0, c0) (LSTM) or h0 (RNN, GRU) of (rows, N, width) each (``rows``: num_layers *
+    num_directions), checked, as the hx of each layer: row ``k * num_directions + direction``, (1, N, width)
+    (None, zeros, for each where hx is None)."""
+    if hx is None:
+        return [None] * rows
+    pair = "c" in state_names
+    if pair != isinstance(hx, (tuple, list)) or (pair and len(hx) != 2):
+        held = "a pair (h0, c0) of arrays" if pair else "one array h0"
+        raise TypeError(f"{who}.forward(x, hx): hx is {held} of shape ({rows}, N, {widths[0]}) (num_layers * "
+                        f"num_directions, as PyTorch's; None: zeros), got {type(hx).__name__}")
+    states = [untracked(s) for s in (hx if pair else (hx,))]
+    n = states[0].shape[1] if getattr(states[0], "ndim", None) == 3 else "N"
+    for name, s, width in zip(state_names, states, widths):
+        if getattr(s, "ndim", None) != 3 or tuple(s.shape) != (rows, n, width):
+            raise ValueError(f"{who}.forward(x, hx): {name}0 must have shape ({rows}, {n}, {width}), PyTorch's "
+                             f"(num_layers * num_directions, N, {'H_out' if name == 'h' else 'H_cell'}), got "
+                             f"{tuple(getattr(s, 'shape', ()))}")
+    layers = [tuple(s[i:i + 1, ...] for s in states) for i in range(rows)]
+    return layers if pair else [row[0] for row in layers]
+
+
+def return_state_refusal(who: str, state_names: tuple[str, ...]) -> str:
+    """Why a layer built with ``return_state=True`` cannot sit in a Sequential, and what to write."""
+    gives = "(out, (h_n, c_n))" if "c" in state_names else "(out, h_n)"
+    return (f"returns {gives} (return_state=True), which the next layer cannot take: leave return_state out in a "
+            f"Sequential (the output alone; h_n is out[:, -1] of one direction), or write an xn.Model whose forward "
+            f"unpacks it, {pytorch_call(who, state_names, 'self.' + who.lower())}")
+
+
+_UNPACKING = ("too many values to unpack", "not enough values to unpack")
+
+
+def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A container's ``forward`` whose own unpacking of a recurrent layer's output, PyTorch's
+    ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that says why: the
+    model holds an RNN, LSTM or GRU without ``return_state``, which returns the output alone. An unpacking
+    error in a function that forward calls, or in a model without such a layer, is left as it is."""
+    code = inspect.unwrap(forward).__code__
+
+    @functools.wraps(forward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return forward(self, *args, **kwargs)
+        except ValueError as e:
+            hint = _unpacking_hint(self, code, e)
+            if hint is None:
+                raise
+            raise ValueError(hint) from e
+    return run
+
+
+def _unpacking_hint(model: Any, code: Any, error: ValueError) -> str | None:
+    """The message for ``error`` raised by forward's own frame (``code``) unpacking, naming the recurrent
+    layers of ``model`` built without ``return_state`` (a stack's, not its levels'), or None."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_code is not code or not str(error).startswith(_UNPACKING):
+        return None
+    from .recurrent_stack import RecurrentStack  # imported here: both import this module
+    from .recurrent_state import CarriedState
+    found: dict[str, Any] = {}
+    for name, node in model.named_modules().items():
+        recurrent = isinstance(node, (CarriedState, RecurrentStack))
+        if name and recurrent and not any(name.startswith(outer + ".") for outer in found):
+            found[name] = node
+    found = {name: node for name, node in found.items() if not node.return_state}
+    if not found:
+        return None
+    name, layer = next(iter(found.items()))
+    attr = "self" + "".join(f".{p}" if p.isidentifier() else f"[{p}]" if p.isdigit() else f"[{p!r}]"
+                            for p in name.split("."))
+    held = ", ".join(f"'{n}' ({node.name})" for n, node in found.items())
+    return (f"{model.name}.forward: {error}; {model.name} holds {held}, and xpnet's RNN, LSTM and GRU return the "
+            f"output alone, one array: write out = {attr}(x), or build it as xn.layers.{layer.name}(..., "
+            f"return_state=True) for PyTorch's {pytorch_call(layer.name, layer.state_names, attr)}")
 
 
 def proj_size(who: str, proj_size: Any, hidden_size: Any) -> int:

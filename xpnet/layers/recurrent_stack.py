@@ -16,7 +16,9 @@ The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...): ``xn.loa
 maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
 (num_layers * num_directions, N, H), row ``k * num_directions + direction``: ``set_state(h, c)`` sets each
 layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape, and ``backward(dy, dh_n,
-dc_n)`` takes the final state's gradient in it; ``stateful=True``
+dc_n)`` takes the final state's gradient in it. With ``return_state=True`` (PyTorch's convention) every layer
+has it too: each takes its row of ``hx`` and gives its row of h_n (and c_n), (1, N, H), joined in that layout.
+``stateful=True``
 makes every layer carry its own state (refused with ``bidirectional=True``: the reverse direction starts
 from the end of the sequence, so there is nothing to carry, and PyTorch has no such thing either).
 """
@@ -31,12 +33,10 @@ from ..backend import dtype_name, namespace, untracked
 from .base import Layer, positive_int
 from .container import Container
 from .dropout import Dropout
+from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, hx_hint, hx_rows, return_state_refusal
 
-# PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
-NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
-                  "warns and ignores it); leave it out, or put xn.layers.Dropout(p) after the layer")
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
-                 "bidirectional": False, "convention": "pytorch", "proj_size": 0}
+                 "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False}
 
 
 class RecurrentStack(Container):
@@ -48,9 +48,10 @@ class RecurrentStack(Container):
     """
 
     def __init__(self, kind: type, input_size: int, hidden_size: int, *args: Any, num_layers: int = 1,
-                 dropout: float = 0.0, bidirectional: bool = False, **kwargs: Any):
+                 dropout: float = 0.0, bidirectional: bool = False, return_state: bool = False, **kwargs: Any):
         super().__init__()
         self.kind = kind
+        self.return_state = flag(return_state, self.name, "return_state")
         self.num_layers = positive_int(self, "num_layers", num_layers)
         self.bidirectional = flag(bidirectional, self.name, "bidirectional")
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) or not 0.0 <= dropout < 1.0:
@@ -64,7 +65,7 @@ class RecurrentStack(Container):
         width = input_size
         for k in range(self.num_layers):
             for suffix in directions:
-                setattr(self, f"l{k}{suffix}", kind(width, hidden_size, *args, **kwargs))
+                setattr(self, f"l{k}{suffix}", kind(width, hidden_size, *args, return_state=return_state, **kwargs))
             width = self.l0.out_size * len(directions)
         first = self.l0
         self.stateful, self.batch_first, self.state_names = first.stateful, first.batch_first, first.state_names
@@ -88,6 +89,9 @@ class RecurrentStack(Container):
         config = {**self.l0.config(), "input_size": self.input_size, "dtype": dtype_name(self.l0.params["Wx"])}
         return {**config, "num_layers": self.num_layers, "dropout": self.dropout,
                 "bidirectional": self.bidirectional}
+
+    def sequential_refusal(self) -> str:
+        return return_state_refusal(self.name, self.state_names) if self.return_state else ""
 
     def __repr__(self) -> str:
         shown = [f"{k}={v!r}" for k, v in self.config().items() if _SHOWN_UNLESS.get(k, ...) != v]
@@ -122,8 +126,13 @@ class RecurrentStack(Container):
         for i, layer in enumerate(layers):
             layer.set_state(h[i, ...], None if c is None else c[i, ...])
 
-    def _rows(self, states: list[Any]) -> Any:
-        return None if any(s is None for s in states) else namespace(states[0]).stack(states, axis=0)
+    def _rows(self, states: list[Any], joined: bool = False) -> Any:
+        """The layers' states, (N, H) each, as PyTorch's (num_layers * num_directions, N, H); ``joined``: (1, N, H)
+        each, a ``return_state`` layer's gradients."""
+        if any(s is None for s in states):
+            return None
+        xp = namespace(states[0])
+        return xp.concat(states, axis=0) if joined else xp.stack(states, axis=0)
 
     @property
     def h(self) -> Any:
@@ -138,12 +147,12 @@ class RecurrentStack(Container):
     @property
     def dh(self) -> Any:
         """After backward: the gradient of the start state h, as ``h``."""
-        return self._rows([layer.dh for layer in self.layers()])
+        return self._rows([layer.dh for layer in self.layers()], self.return_state)
 
     @property
     def dc(self) -> Any:
         """After backward: the gradient of LSTM's start state c, as ``h``."""
-        return self._rows([layer.dc for layer in self.layers()])
+        return self._rows([layer.dc for layer in self.layers()], self.return_state)
 
     # -- forward and backward -----------------------------------------------------------------------
 
@@ -161,37 +170,54 @@ class RecurrentStack(Container):
                              f"(num_layers * num_directions, as PyTorch's {what[1:]}), got "
                              f"{tuple(getattr(grad, 'shape', ()))}")
         grad = untracked(grad)
-        return [grad[i, ...] for i in range(len(layers))]
+        return [grad[i:i + 1, ...] if self.return_state else grad[i, ...] for i in range(len(layers))]
 
     @property
     def train_hint(self) -> str:  # type: ignore[override]
-        c0 = ", c0" if "c" in self.state_names else ""
-        return (f"PyTorch's forward(x, hx) is set_state(h0{c0}) then forward(x), with h0{c0} of shape "
-                "(num_layers * num_directions, N, hidden_size)")
+        return hx_hint(self.name, self.state_names, "(num_layers * num_directions, N, hidden_size)")
 
-    def __call__(self, x: Any, train: bool | None = None, **hx: Any) -> Any:  # type: ignore[override]
-        """``forward`` in the layer's mode; a state in train's place (PyTorch's ``lstm(x, (h0, c0))``) is refused."""
-        return super().__call__(x, train=None if train is None else self._check_train(train), **hx)
+    def __call__(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:  # type: ignore[override]
+        """``forward`` in the layer's mode: ``stack(x, train)``, or with ``return_state=True`` ``stack(x, hx)``;
+        a state in train's place (PyTorch's ``lstm(x, (h0, c0))`` without the switch) is refused."""
+        train, hx = call_arguments(self, args, train, hx, None)
+        train = None if train is None else self._check_train(train)
+        return super().__call__(x, train=train, **({} if hx is NO_HX else {"hx": hx}))
 
-    def forward(self, x: Any, train: bool = True, **hx: Any) -> Any:
-        """x: (N, T, input_size) -> (N, T, num_directions * out_size); ``hx`` is refused, as by the single layer."""
+    def forward(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:
+        """x: (N, T, input_size) -> (N, T, num_directions * out_size); ``hx`` is refused, as by the single layer.
+        ``return_state=True``: ``forward(x, hx=None, *, train=True)`` -> ``(y, (h_n, c_n))`` (RNN, GRU: ``(y,
+        h_n)``), hx and the states in PyTorch's layout, (num_layers * num_directions, N, H)."""
         x = untracked(x)
+        train, hx = call_arguments(self, args, train, hx, True)
         train = self._check_train(train)
-        if hx:
-            raise TypeError(f"{self.name}.forward(x, train): takes no {', '.join(hx)}; {self.train_hint}")
+        starts = [{}] * len(self.layers()) if hx is NO_HX else \
+            [{"hx": row} for row in hx_rows(self.name, self.state_names, self.l0.state_widths, len(self.layers()), hx)]
         time = int(self.batch_first)
+        ends = 1 + self.bidirectional
+        finals: list[Any] = []  # with return_state, each layer's (h_n, c_n) or h_n, (1, N, H)
+
+        def run(layer: Layer, y: Any, row: int) -> Any:
+            out = layer.forward(y, train=train, **starts[row])
+            if self.return_state:
+                out, final = out
+                finals.append(final if isinstance(final, tuple) else (final,))
+            return out
+
         y = x
         for k in range(self.num_layers):
             if k and self.dropouts:
                 y = self.dropouts[k - 1].forward(y, train)
             forward, reverse = self._level(k)
-            out = forward.forward(y, train)
+            out = run(forward, y, k * ends)
             if reverse is not None:
                 xp = namespace(y)
-                back = xp.flip(reverse.forward(xp.flip(y, axis=time), train), axis=time)
-                out = xp.concat([out, back], axis=-1)
+                out = xp.concat([out, xp.flip(run(reverse, xp.flip(y, axis=time), k * ends + 1), axis=time)], axis=-1)
             y = out
-        return y
+        if not self.return_state:
+            return y
+        xp = namespace(y)
+        states = tuple(xp.concat([final[i] for final in finals], axis=0) for i in range(len(self.state_names)))
+        return y, (states if len(states) == 2 else states[0])
 
     def backward(self, dy: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
         """dy: (N, T, num_directions * out_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc).

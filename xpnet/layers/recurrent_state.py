@@ -2,8 +2,9 @@
 
 A time loop (:mod:`xpnet.layers.recurrent`) starts from zeros, from what ``set_state`` gave, or, with
 ``stateful=True``, from where its last forward ended. :class:`CarriedState` is that part of the layer: ``h``
-(and LSTM's ``c``), ``set_state``, ``reset_state``, the state moved with the layer, the start of a forward, and
-the gradient of the final state a backward starts from.
+(and LSTM's ``c``), ``set_state``, ``reset_state``, the state moved with the layer, the start of a forward (or the
+start PyTorch's ``hx`` gave it, with ``return_state=True``), and the gradient of the final state a backward starts
+from.
 The functions below serve the loops over a model: a probe forward that leaves no trace (:func:`probe_states`),
 batches whose rows are sequences of their own (:func:`independent_batches`), and the refusal to cut time-first
 data into batches (:func:`refuse_time_first`).
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from ..backend import namespace, untracked
+from .recurrent_args import NO_HX, hx_rows
 from .tree import moved
 
 
@@ -101,17 +103,41 @@ class CarriedState:
             self._state = tuple(moved(s, dev, dtype, memo) for s in self._state)
         self._cache = None
 
-    def _start(self, x: Any) -> tuple[Any, ...]:
+    def _start(self, x: Any, hx: Any = NO_HX) -> tuple[Any, ...]:
+        """The state a forward over ``x`` (N, T, ...) starts from: PyTorch's ``hx`` where given (``return_state``;
+        None: zeros), over what ``set_state`` gave or the last forward carried (``stateful``), else zeros."""
         xp = namespace(x)
         n = x.shape[0]
-        if self._state is None:
+        state, what = self._state, "the state"
+        if hx is not NO_HX:
+            row = hx_rows(self.name, self.state_names, self.state_widths, 1, hx)[0]
+            row = (row,) if row is not None and len(self.state_names) == 1 else row
+            state, what = None if row is None else tuple(s[0, ...] for s in row), "hx"
+        if state is None:
             return tuple(xp.zeros((n, w), dtype=x.dtype, device=x.device) for w in self.state_widths)
-        if self._state[0].shape[0] != n:
-            raise ValueError(f"{self.name}: the state holds {self._state[0].shape[0]} sequences but the input has "
-                             f"{n}; call reset_state() or set_state() for the new batch")
-        for name, s in zip(self.state_names, self._state):
-            self._check_like_params(s, f"state {name}", name)
-        return self._state
+        if state[0].shape[0] != n:
+            fix = "call reset_state() or set_state() for the new batch" if hx is NO_HX else "give hx the input's N"
+            raise ValueError(f"{self.name}: {what} holds {state[0].shape[0]} sequences but the input has {n}; {fix}")
+        for name, s in zip(self.state_names, state):
+            self._check_like_params(s, f"state {name}", name if hx is NO_HX else "hx")
+        return state
+
+    def _returned(self, xp: Any, state: tuple[Any, ...]) -> Any:
+        """A forward's final state as PyTorch returns it (``return_state=True``): one layer's row of h_n
+        (1, N, out_size), and of LSTM's c_n (1, N, hidden_size), as ``(h_n, c_n)`` or h_n alone."""
+        rows = tuple(xp.expand_dims(s, axis=0) for s in state)
+        return rows if len(rows) == 2 else rows[0]
+
+    def _final_rows(self, dh_n: Any, dc_n: Any) -> tuple[Any, Any]:
+        """``return_state=True``'s backward: dh_n (1, N, out_size) and dc_n (1, N, hidden_size), the shapes the
+        forward returned h_n and c_n in, as the (N, width) rows a backward takes (None stays None)."""
+        rows = []
+        for what, g, width in zip(("dh_n", "dc_n"), (dh_n, dc_n), (self.state_widths[0], self.state_widths[-1])):
+            if g is not None and (getattr(g, "ndim", None) != 3 or g.shape[0] != 1 or g.shape[2] != width):
+                raise ValueError(f"{self.name}.backward: {what} must have shape (1, N, {width}), the {what[1:]} the "
+                                 f"forward returned (return_state=True), got {tuple(getattr(g, 'shape', ()))}")
+            rows.append(None if g is None else untracked(g)[0, ...])
+        return rows[0], rows[1]
 
 
 @contextmanager

@@ -46,6 +46,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
     PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training.
     ``train`` given by position (the book's ``forward(x, False)``) counts as by keyword."""
+    from .recurrent_args import unpacking_hinted  # imported here: it imports the layer base, which imports this
+    forward = unpacking_hinted(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
     position = _train_position(forward)
 
     @functools.wraps(forward)

@@ -46,6 +46,10 @@ def _copy(a: Any) -> Any:
 
 
 def _all_finite(a: Any) -> bool:
+    """Whether every value of ``a`` is finite: an array, or a layer's tuple of them (an LSTM's ``(out, (h_n, c_n))``
+    with return_state=True, MultiheadAttention's output and weights or None)."""
+    if a is None or isinstance(a, (tuple, list)):
+        return all(_all_finite(v) for v in a or ())
     xp = namespace(a)
     return bool(xp.all(xp.isfinite(a)))
 
