@@ -18,10 +18,9 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .submodules import _STORES
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
-
-_STORES = ("params", "grads", "buffers")
 
 # The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
 _PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")

@@ -7,6 +7,7 @@ from typing import Any
 from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
+from ..layers.submodules import Place
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -69,7 +70,7 @@ class Sequential(Model):
         if isinstance(i, slice):
             raise TypeError("Sequential: a layer is replaced by an int index (model[i] = layer), got a slice")
         _check_item("Sequential", int(i) % len(self.layers), layer)
-        self.layers[int(i)] = layer
+        Place(self, "layers", int(i) % len(self.layers)).put(layer)
 
     def __delitem__(self, i: Any) -> None:
         """``del model[i]`` (an int or a slice) removes those layers, as PyTorch's."""
