@@ -74,6 +74,7 @@ class Container(Layer):
     """
 
     _name_hints: dict[str, str] = {}  # a subclass's own hints for names it lacks, over the ones above
+    _attribute_children = True  # set_submodule(name, layer, strict=False) may add one as an attribute
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

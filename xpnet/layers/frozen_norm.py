@@ -11,7 +11,7 @@ from ..backend import dtype_name, namespace, untracked
 from .base import Layer, positive_int
 from .norm import BatchNorm, _bcast, check_channels
 from .pytorch_params import PyTorchParam
-from .tree import _STORES
+from .submodules import replace_everywhere
 
 __all__ = ["FrozenBatchNorm2d", "freeze_batch_norm", "unfreeze_batch_norm", "freeze_named"]
 
@@ -133,17 +133,5 @@ def _convert(model: Layer, kind: type, make: Callable[[Any, str], Layer], who: s
             new[id(node)].training, new[id(node)]._frozen = node.training, node._frozen
     if id(model) in new:
         return new[id(model)]
-    for node in modules.values():
-        own = vars(node)
-        for attr, value in list(own.items()):
-            if attr in _STORES:
-                continue
-            if isinstance(value, Layer) and id(value) in new:
-                own[attr] = new[id(value)]
-            elif isinstance(value, list) and any(id(v) in new for v in value):
-                value[:] = [new.get(id(v), v) if isinstance(v, Layer) else v for v in value]
-            elif isinstance(value, tuple) and any(id(v) in new for v in value):
-                own[attr] = tuple(new.get(id(v), v) if isinstance(v, Layer) else v for v in value)
-            elif isinstance(value, dict):
-                value.update({k: new[id(v)] for k, v in value.items() if isinstance(v, Layer) and id(v) in new})
+    replace_everywhere(modules.values(), new)
     return model

@@ -4,8 +4,9 @@ A model is a tree of layers. A leaf (Linear, ReLU...) has no children; a composi
 (:class:`~xpnet.layers.Container`, ``xn.Model``, ``xn.Sequential``, ``Residual``) names its children in
 ``named_children()``. Everything else is built on that one method, walked once per call by
 :meth:`Tree.named_modules`: dotted names (``"stage1.0.conv1.W"``), the mode ``model(x)`` uses
-(``train()``/``eval()``, PyTorch's names), moving to a device, and state dicts. A layer that appears
-under two names is visited once, under the first.
+(``train()``/``eval()``, PyTorch's names), moving to a device, and state dicts; a node or an array found, and a
+node replaced, by its dotted name (:mod:`~xpnet.layers.submodules`). A layer that appears under two names is
+visited once, under the first.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .submodules import _STORES, Submodules
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
-
-_STORES = ("params", "grads", "buffers")
 
 # The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
 _PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")
@@ -121,8 +121,10 @@ def tensor_method_hint() -> Iterator[None]:
         raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
 
 
-class Tree:
-    """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own."""
+class Tree(Submodules):
+    """The node protocol shared by every layer; ``params``, ``grads`` and ``buffers`` are the node's own. A node and
+    an array by dotted name (``get_submodule``, ``set_submodule``, ``get_parameter``, ``get_buffer``) come from
+    :class:`~xpnet.layers.submodules.Submodules`."""
 
     training: bool = True  # the mode model(x) uses; train()/eval() set it on every node of a tree
     _frozen: bool = False  # requires_grad_(False) on this node or one above: its own params are not trained

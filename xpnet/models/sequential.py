@@ -7,6 +7,7 @@ from typing import Any
 from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
+from ..layers.submodules import Place
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -21,6 +22,7 @@ class Sequential(Model):
                          f"__init__ assigns them as attributes, self.b2 = ..."
                    for name, what in (("add_module", "PyTorch's net.add_module('b2', block) names it 'b2'"),
                                       ("add", "Gluon's and Keras' net.add"))}
+    _attribute_children = False  # its layers are self.layers, by position
 
     def __init__(self, *layers: Layer):
         super().__init__()
@@ -69,7 +71,10 @@ class Sequential(Model):
         if isinstance(i, slice):
             raise TypeError("Sequential: a layer is replaced by an int index (model[i] = layer), got a slice")
         _check_item("Sequential", int(i) % len(self.layers), layer)
-        self.layers[int(i)] = layer
+        Place(self, "layers", int(i) % len(self.layers)).put(layer)
+
+    def _set_child(self, name: str, layer: Layer) -> None:
+        self[int(name)] = layer  # set_submodule("2", layer): model[2] = layer, its checks and messages
 
     def __delitem__(self, i: Any) -> None:
         """``del model[i]`` (an int or a slice) removes those layers, as PyTorch's."""
