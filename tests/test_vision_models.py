@@ -1,6 +1,7 @@
 """xn.models' torchvision architectures without torch: torchvision's init, what its weights= argument becomes,
 fine-tuning (a new head, frozen BatchNorm, saved and loaded), and a training step on another device equal to NumPy's
-(their equality with torchvision itself: tests/test_resnet.py, tests/test_mobilenet.py)."""
+(their equality with torchvision itself: tests/test_resnet.py, tests/test_mobilenet.py,
+tests/test_vgg.py)."""
 
 import math
 
@@ -11,6 +12,8 @@ from vision_checks import close
 
 import xpnet as xn
 from xpnet.layers import BatchNorm, FrozenBatchNorm2d, Linear
+from xpnet.models.files import architecture
+from xpnet.models.vgg import cfgs, make_layers, pytorch_linear
 
 
 @pytest.mark.parametrize("block, last", [("BasicBlock", "bn2"), ("Bottleneck", "bn3")])
@@ -32,6 +35,10 @@ def test_torchvisions_weights_argument_says_to_load_a_state_dict():
         xn.models.resnet18(weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="downloads no weights"):
         xn.models.resnet50(pretrained=True)
+    with pytest.raises(ValueError, match=r"downloads no weights.*torchvision.models.vgg16_bn\(weights=...\)"):
+        xn.models.vgg16_bn(pretrained=True)
+    with pytest.raises(ValueError, match="downloads no weights"):
+        xn.models.alexnet(weights="DEFAULT")
 
 
 @pytest.mark.parametrize("build, error, message", [
@@ -49,7 +56,13 @@ def test_torchvisions_weights_argument_says_to_load_a_state_dict():
      r"layer4, got \[True, True\]$"),
     (lambda: xn.models.resnet50(norm_layer=FrozenBatchNorm2d), ValueError,
      r"^ResNet: norm_layer must be None .* build the model, then xn.freeze_batch_norm\(model\)$"),
-], ids=["builder-fixed-groups", "weights", "basic-groups", "basic-dilation", "dilation-flags", "norm_layer"])
+    (lambda: make_layers("A"), ValueError,
+     r"^make_layers: cfg must list channel counts \(ints >= 1\) and 'M' \(a 2x2 max pool\), as "
+     r"xpnet.models.vgg.cfgs\['A'\], got 'A'$"),
+    (lambda: xn.models.VGG(cfgs["A"]), TypeError,
+     r"^VGG: features must be an xpnet layer or model \(xpnet.models.vgg.make_layers\(cfg, batch_norm\)\), got list$"),
+], ids=["builder-fixed-groups", "weights", "basic-groups", "basic-dilation", "dilation-flags", "norm_layer",
+        "vgg-cfg-name", "vgg-cfg-as-features"])
 def test_what_torchvision_refuses_or_xpnet_does_not_take_is_refused_at_once(build, error, message):
     with pytest.raises(error, match=message):
         build()
@@ -87,6 +100,31 @@ def test_mobilenet_v2_takes_torchvisions_init_and_saves_a_new_head(tmp_path):
     x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
     xn.save(model, tmp_path / "tuned.npz")
     np.testing.assert_array_equal(xn.load(tmp_path / "tuned.npz").predict(x), model.predict(x))
+
+
+def test_vgg_takes_torchvisions_init_and_alexnet_pytorchs_own():
+    xn.init.seed(0)
+    model = xn.models.VGG(make_layers([16, 64, "M"], batch_norm=True), num_classes=3)
+    params = model.named_params()
+    w = params["features.3.W"]  # kaiming_normal_(mode='fan_out', nonlinearity='relu'): fan_out = 64 * 3 * 3
+    assert np.std(w) == pytest.approx(math.sqrt(2 / (64 * 9)), rel=0.03)
+    assert np.std(params["classifier.6.W"]) == pytest.approx(0.01, rel=0.03)
+    assert all(np.all(v == 0) for k, v in params.items() if k.endswith((".b", ".beta")))
+    assert all(np.all(v == 1) for k, v in params.items() if k.endswith(".gamma"))
+    # PyTorch's own init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias: make_layers' convolutions (VGG's
+    # init_weights=False keeps them) and AlexNet's layers
+    for layer, fan_in in [(make_layers([64])[0], 3 * 3 * 3), (pytorch_linear(64, 64), 64)]:
+        for v in layer.params.values():
+            assert 0.8 / math.sqrt(fan_in) < np.max(np.abs(v)) <= 1 / math.sqrt(fan_in)
+
+
+@pytest.mark.parametrize("arch", ["vgg11", "alexnet"])
+def test_vgg_and_alexnet_with_a_new_head_are_saved_to_be_built_again(arch):
+    with xn.init.skip_init():
+        model = getattr(xn.models, arch)()
+    model.classifier[6] = Linear(4096, 10)
+    # what xn.save writes before any array, refused where xn.load would not build this head again
+    assert architecture(model)["model"]["config"]["num_classes"] == 10
 
 
 @pytest.mark.parametrize("build", [lambda: xn.models.ResNet("BasicBlock", [1, 1, 1, 1], num_classes=3),

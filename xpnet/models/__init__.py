@@ -10,6 +10,9 @@
   ``resnet152``, ``resnext50_32x4d``, ``resnext101_32x8d``, ``resnext101_64x4d``, ``wide_resnet50_2``,
   ``wide_resnet101_2``; ``ResNet``, ``BasicBlock``, ``Bottleneck``), its module names, so that its state dicts load;
 - ``mobilenet``: torchvision's MobileNetV2 (``xn.models.mobilenet_v2``), likewise;
+- ``vgg``: torchvision's VGGs (``xn.models.vgg11``, ``vgg11_bn``, ``vgg13``, ``vgg13_bn``, ``vgg16``,
+  ``vgg16_bn``, ``vgg19``, ``vgg19_bn``; ``VGG``, and ``make_layers`` and ``cfgs`` in the module), likewise;
+- ``alexnet``: torchvision's AlexNet (``xn.models.alexnet``; ``AlexNet``), likewise;
 - ``summary``: the table of layers, output shapes and parameter counts;
 - ``torch_weights``: PyTorch's state dicts in and out (``xn.load_torch_state_dict``, ``xn.torch_state_dict``),
   names and layouts converted per layer type;
@@ -22,6 +25,7 @@ It may import the layers, ``xpnet.io``, ``xpnet.init`` and the backend; training
 and the command line stand on it.
 """
 
+from .alexnet import AlexNet, alexnet
 from .chainer_npz import load_chainer_npz
 from .files import XpnetFileError, load, save
 from .language import LanguageModel
@@ -32,9 +36,11 @@ from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet5
 from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from .sequential import Sequential
 from .torch_weights import load_torch_state_dict, torch_state_dict
+from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 __all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
            "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "torch_state_dict", "ResNet", "BasicBlock",
            "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
            "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
-           "MobileNetV2", "InvertedResidual", "mobilenet_v2"]
+           "MobileNetV2", "InvertedResidual", "mobilenet_v2", "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
+           "vgg16_bn", "vgg19", "vgg19_bn", "AlexNet", "alexnet"]
