@@ -28,7 +28,7 @@ NAMES = [
     # PyTorch's names (issue 28)
     "manual_seed", "no_grad",
     # PyTorch's state dicts in and out
-    "load_torch_state_dict", "torch_state_dict",
+    "load_torch_state_dict", "torch_state_dict", "read_torch_file",
 ]
 
 
@@ -57,7 +57,7 @@ def test_public_name_exists(name):
     (xn.load, ["device", "dtype"]),
     (xn.layers.Residual, ["body", "shortcut"]),
     (xn.Model.load_state_dict, ["strict"]),
-    (xn.load_torch_state_dict, ["strict"]),
+    (xn.load_torch_state_dict, ["strict", "key"]),
     (xn.torch_state_dict, ["as_tensors"]),
     (xn.Model.predict, ["batch_size"]),
 ])

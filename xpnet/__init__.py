@@ -23,8 +23,8 @@ from .grad_mode import no_grad
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
 from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
-from .models import (Model, Sequential, XpnetFileError, load, load_chainer_npz, load_torch_state_dict, save,
-                     torch_state_dict)
+from .models import (Model, Sequential, XpnetFileError, load, load_chainer_npz, load_torch_state_dict,
+                     read_torch_file, save, torch_state_dict)
 from .testing import GradcheckError
 from .training import History, XpnetTrainingError, evaluate, train
 
@@ -60,6 +60,7 @@ __all__ = [
     "manual_seed",
     "no_grad",
     "optim",
+    "read_torch_file",
     "save",
     "testing",
     "to_device",

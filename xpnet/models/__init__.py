@@ -15,7 +15,7 @@
 - ``alexnet``: torchvision's AlexNet (``xn.models.alexnet``; ``AlexNet``), likewise;
 - ``summary``: the table of layers, output shapes and parameter counts;
 - ``torch_weights``: PyTorch's state dicts in and out (``xn.load_torch_state_dict``, ``xn.torch_state_dict``),
-  names and layouts converted per layer type;
+  names and layouts converted per layer type, and ``torch.save``'s files read without torch (``xn.read_torch_file``);
 - ``chainer_npz``: Chainer's ``serializers.save_npz`` files into a model (``xn.load_chainer_npz``), names and
   layouts converted per layer type;
 - ``ids``: the Embeddings that read a model's inputs, their ids checked once per run (training,
@@ -35,12 +35,12 @@ from .resnet import (BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet5
                      resnext50_32x4d, resnext101_32x8d, resnext101_64x4d, wide_resnet50_2, wide_resnet101_2)
 from .seq2seq import AttentionSeq2seq, PeekySeq2seq, Seq2seq
 from .sequential import Sequential
-from .torch_weights import load_torch_state_dict, torch_state_dict
+from .torch_weights import load_torch_state_dict, read_torch_file, torch_state_dict
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 __all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
-           "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "torch_state_dict", "ResNet", "BasicBlock",
-           "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-           "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+           "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "read_torch_file", "torch_state_dict",
+           "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
            "MobileNetV2", "InvertedResidual", "mobilenet_v2", "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
            "vgg16_bn", "vgg19", "vgg19_bn", "AlexNet", "alexnet"]

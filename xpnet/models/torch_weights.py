@@ -1,7 +1,9 @@
-"""PyTorch's state dicts in and out of xpnet models: ``xn.load_torch_state_dict``, ``xn.torch_state_dict``.
+"""PyTorch's state dicts in and out of xpnet models: ``xn.load_torch_state_dict``, ``xn.torch_state_dict``, and
+``xn.read_torch_file``, what a file of ``torch.save`` holds, read without torch (``xpnet/io/torch_file.py``).
 
 How a load goes:
 
+0. A path is read with ``xn.read_torch_file``; ``key=`` picks the state dict out of a checkpoint dict.
 1. Every value is read as a host array: NumPy arrays as they are, PyTorch tensors (on any device, with
    ``requires_grad`` or not) through ``xpnet.backend.to_numpy``, by duck typing (torch is never imported).
 2. Each node of the xpnet model, by its dotted name, takes its arrays from the keys under the same prefix:
@@ -27,6 +29,7 @@ statistics does (PyTorch never counts it there).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,13 +38,15 @@ import numpy as np
 
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
+from ..io.paths import fspath
+from ..io.torch_file import read_torch_archive
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
                       Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
                       Linear, LSTMCell, MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
-__all__ = ["TORCH_NAMES", "load_torch_state_dict", "torch_state_dict"]
+__all__ = ["TORCH_NAMES", "load_torch_state_dict", "read_torch_file", "torch_state_dict"]
 
 _RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0"}
 _CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh"}  # nn.RNNCell's, nn.LSTMCell's
@@ -134,13 +139,35 @@ def _describe(prefix: str, node: Any) -> str:
     return f"layer {prefix!r} ({node!r})" if not node.named_children() else f"layer {prefix!r} ({node.name})"
 
 
-def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+def read_torch_file(path: str | os.PathLike) -> Any:
+    """What the file at ``path`` of ``torch.save`` (torch 1.6 and later: every torchvision weight file) holds, read
+    without torch, every tensor a NumPy array: a state dict is a dict of arrays by PyTorch's names, a checkpoint
+    dict (``{"model": state_dict, "epoch": 3}``) keeps its dicts, lists, numbers and strings. As ``torch.load``
+    with ``weights_only=True``, nothing in the file is called but the few names a state dict needs; anything
+    else is refused, naming it. dtypes: float16/32/64, int8/16/32/64, uint8/16/32/64, bool, complex64/128, and
+    bfloat16, which NumPy lacks, as float32 (exact: each bfloat16 is a float32 whose low 16 bits are zero).
+    Tensors that shared memory in PyTorch (views of one storage) share it here where they are contiguous; a
+    non-contiguous one (a transposed view) is a copy. torch's older format (torch < 1.6) and TorchScript
+    archives (``torch.jit.save``) are refused, saying what to do; every error is an XpnetFileError naming the path.
+    ``xn.read_torch_file("resnet18-f37072fd.pth")["fc.weight"]`` is torchvision's (1000, 512) float32 array.
+    """
+    return read_torch_archive(path, "xn.read_torch_file")
+
+
+def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
+                          key: str | None = None) -> IncompatibleKeys:
     """Load a PyTorch state dict (tensors or NumPy arrays by PyTorch's dotted names, from ``torch_model.state_dict()``)
     into the xpnet ``model`` of the same structure, converting names and layouts per layer type
     (:data:`TORCH_NAMES`: Linear's ``W = weight.T``, BatchNorm's ``gamma = weight``, LSTM's
     ``b = bias_ih_l0 + bias_hh_l0``...). A BatchNorm whose momentum is a number drops PyTorch's
     ``num_batches_tracked`` (unused by PyTorch too then); a ``TiedLinear`` takes PyTorch's copy of the tied
     weight and checks it is the embedding's.
+
+    ``state_dict`` may be the path of a file of ``torch.save``, read without torch (:func:`read_torch_file`):
+    ``xn.load_torch_state_dict(xn.models.resnet18(), "resnet18-f37072fd.pth")`` loads torchvision's file. A
+    checkpoint dict (``torch.save({"model": model.state_dict(), "epoch": 3}, path)``) needs ``key``, the entry
+    that is the state dict: ``key="model"`` loads ``torch.load(path)["model"]`` (xpnet's argument, not PyTorch's);
+    without it the error lists the entries.
 
     Everything is checked before anything changes: a ValueError names each layer, PyTorch key and what was
     expected against what came. With ``strict=False`` keys left over and parameters not filled are allowed
@@ -152,16 +179,18 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
         torch_model.load_state_dict(xn.torch_state_dict(model, as_tensors=True))   # and back
     """
     who = "xn.load_torch_state_dict"
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"{who}: expected a dict of tensors or arrays by PyTorch's names (torch_model.state_dict()), "
-                        f"got {type(state_dict).__name__}")
+    source = "the dict"
+    if isinstance(state_dict, (str, bytes, os.PathLike)):
+        source = repr(fspath(state_dict, who))
+        state_dict = read_torch_archive(state_dict, who)
+    state_dict = _state_dict_in(state_dict, key, source, who)
     problems: list[str] = []
     arrays: dict[str, np.ndarray] = {}
-    for key, value in state_dict.items():
-        if not isinstance(key, str) or not hasattr(value, "shape") or not hasattr(value, "dtype"):
-            problems.append(f"the entry {key!r} is a {type(value).__name__}, not a tensor or array by name")
+    for entry, value in state_dict.items():
+        if not isinstance(entry, str) or not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            problems.append(f"the entry {entry!r} is a {type(value).__name__}, not a tensor or array by name")
         else:
-            arrays[key] = to_numpy(value)
+            arrays[entry] = to_numpy(value)
     modules = model.named_modules()
     converted: dict[str, np.ndarray] = {}
     used: set[str] = set()
@@ -213,6 +242,33 @@ def load_torch_state_dict(model: Any, state_dict: Mapping[str, Any], strict: boo
                          + "\n  ".join(problems))
     model.load_state_dict(converted, strict=strict)
     return IncompatibleKeys(missing, unexpected)
+
+
+def _state_dict_in(obj: Any, key: str | None, source: str, who: str) -> Mapping[str, Any]:
+    """The state dict that ``obj`` (read from ``source``) is, or holds under ``key``: a checkpoint dict without
+    ``key`` is refused, listing its entries."""
+    if key is not None:
+        if not isinstance(obj, Mapping) or key not in obj:
+            entries = ", ".join(map(repr, obj)) if isinstance(obj, Mapping) else f"none: it is a {type(obj).__name__}"
+            raise ValueError(f"{who}: key={key!r}, but {source} has no entry {key!r} (its entries: {entries})")
+        obj, source = obj[key], f"{source}[{key!r}]"
+    if not isinstance(obj, Mapping):
+        raise TypeError(f"{who}: expected a dict of tensors or arrays by PyTorch's names (torch_model.state_dict()) "
+                        f"or the path of a file of one, got {type(obj).__name__}"
+                        + (f" in {source}" if source != "the dict" else ""))
+    inner = [k for k, v in obj.items() if isinstance(v, Mapping)]
+    if inner:
+        entries = ", ".join(f"{k!r} ({_what(v)})" for k, v in obj.items())
+        raise ValueError(f"{who}: {source} is a checkpoint dict, not a state dict (tensors by name): its entries are "
+                         f"{entries}; pass key= naming the state dict, key={inner[0]!r}")
+    return obj
+
+
+def _what(value: Any) -> str:
+    if isinstance(value, Mapping):
+        arrays = sum(hasattr(v, "shape") and hasattr(v, "dtype") for v in value.values())
+        return f"a dict of {len(value)} entries, {arrays} of them tensors"
+    return f"{type(value).__name__} of shape {tuple(value.shape)}" if hasattr(value, "shape") else type(value).__name__
 
 
 def _to_xpnet(arrays: list[np.ndarray], how: str) -> np.ndarray:
