@@ -31,7 +31,8 @@ def test_resnets_take_torchvisions_init(block, last):
 
 
 def test_torchvisions_weights_argument_says_to_load_a_state_dict():
-    with pytest.raises(ValueError, match=r"downloads no weights.*load_torch_state_dict"):
+    with pytest.raises(ValueError, match=r"downloads no weights.*model = xn.models.resnet18\(\); "
+                                         r"xn.load_torch_state_dict\(model, 'resnet18-<hash>.pth'\)"):
         xn.models.resnet18(weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="downloads no weights"):
         xn.models.resnet50(pretrained=True)

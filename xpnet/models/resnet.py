@@ -211,9 +211,11 @@ class ResNet(Model):
 def no_download(name: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
     """``kwargs`` without torchvision's ``pretrained`` and ``progress``; its weights refused, saying what to do."""
     if weights is not None or kwargs.pop("pretrained", False):
-        raise ValueError(f"xn.models.{name}: xpnet downloads no weights; build the model, then load torchvision's: "
-                         f"xn.load_torch_state_dict(model, torchvision.models.{name}(weights=...).state_dict()) "
-                         "(or torch.load of a saved state dict)")
+        raise ValueError(f"xn.models.{name}: xpnet downloads no weights; build the model, then load torchvision's "
+                         f"file (its download cache is ~/.cache/torch/hub/checkpoints/), no torch needed: model = "
+                         f"xn.models.{name}(); xn.load_torch_state_dict(model, '{name}-<hash>.pth'); or, with "
+                         f"torchvision, xn.load_torch_state_dict(model, torchvision.models.{name}(weights=...)"
+                         ".state_dict())")
     kwargs.pop("progress", None)
     return kwargs
 
