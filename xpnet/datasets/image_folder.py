@@ -14,7 +14,8 @@ How a folder is read (torchvision's ``datasets/folder.py`` and ``transforms/func
 Why one function and arrays, not a dataset object: ``xn.train`` takes ``(x, y)`` and cuts the batches on the
 device, so each image is decoded and resized once, not once per epoch. The whole folder is then in memory:
 ``N * 3 * H * W`` bytes as uint8 (a 224x224 image 147 KiB, the ants/bees tutorial's 397 images 57 MiB), four
-times that as float32 with ``normalize``. For folders that do not fit, load them a part at a time.
+times that as float32 with ``normalize``. A folder that does not fit loads in parts, the files that
+``is_valid_file`` accepts at each call (with ``allow_empty=True``, so that every class keeps its label).
 """
 
 from __future__ import annotations
