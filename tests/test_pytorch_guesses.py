@@ -136,6 +136,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
                                  "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False"),
     ("xn.datasets.MNIST", "xn.datasets.load_mnist()"),
     ("xn.datasets.CIFAR10", "xpnet has no CIFAR-10 loader"),
+    ("xn.datasets.ImageFolder", "x, y, classes = xn.datasets.load_image_folder(root, size=224, resize=256)"),
     ("xn.datasets.DataLoader", "loader = xn.datasets.BatchIterator(x, y, batch_size=64), then for xb, yb in "
                                "loader.epoch(epoch)"),
     ("xn.datasets.TensorDataset", "no dataset object: pass the arrays as they are, (x, y)"),

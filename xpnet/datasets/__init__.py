@@ -1,5 +1,6 @@
-"""Datasets: toy sets embedded in code, MNIST/Fashion-MNIST and Penn Treebank loaders, the book's seq2seq
-sets, text as ids, and minibatch helpers (BatchIterator; TokenStream for truncated BPTT).
+"""Datasets: toy sets embedded in code, MNIST/Fashion-MNIST and Penn Treebank loaders, a folder of class
+subfolders of images (torchvision's ImageFolder), the book's seq2seq sets, text as ids, and minibatch helpers
+(BatchIterator; TokenStream for truncated BPTT).
 
 All return host NumPy arrays; move them with ``xn.to_device`` (``xn.train`` does it per batch).
 """
@@ -11,6 +12,7 @@ from .._user import not_here
 from .augment import RandomShiftFlip, shift_flip_params
 from .batches import BatchIterator, StaticBatches, batch_bounds, epoch_permutation
 from .idx import IDXFormatError, read_idx
+from .image_folder import IMG_EXTENSIONS, ImageFolderData, find_classes, load_image_folder, make_dataset
 from .mnist import (
     DatasetChecksumError,
     DatasetNotFoundError,
@@ -34,13 +36,18 @@ __all__ = [
     "DatasetChecksumError",
     "DatasetNotFoundError",
     "IDXFormatError",
+    "IMG_EXTENSIONS",
+    "ImageFolderData",
     "batch_bounds",
     "blobs",
     "cache_dir",
     "epoch_permutation",
+    "find_classes",
     "find_files",
+    "load_image_folder",
     "load_fashion_mnist",
     "load_mnist",
+    "make_dataset",
     "read_idx",
     "search_dirs",
     "shift_flip_params",
@@ -74,9 +81,14 @@ _IMAGES = ("(x_train, y_train), (x_test, y_test) = xn.datasets.{0}(): NumPy arra
            "ToTensor(), (N, 784), or (N, 1, 28, 28) with flatten=False; y int64 labels")
 _BATCHES = ("xn.train(model, (x, y), batch_size=64) cuts the batches itself, on the device; in a loop of your own, "
             "loader = xn.datasets.BatchIterator(x, y, batch_size=64), then for xb, yb in loader.epoch(epoch)")
+_FOLDER = ("x, y, classes = xn.datasets.load_image_folder(root, size=224, resize=256): the whole folder as one "
+           "uint8 (N, 3, 224, 224) array, as ImageFolder with Resize(256), CenterCrop(224), ToTensor() gives it, and "
+           "int64 labels; normalize=(mean, std) for Normalize, float32")
 _PYTORCH_NAMES = {
     "FashionMNIST": _IMAGES.format("load_fashion_mnist"),
     "MNIST": _IMAGES.format("load_mnist"),
+    "ImageFolder": _FOLDER,
+    "DatasetFolder": _FOLDER,
     "CIFAR10": "xpnet has no CIFAR-10 loader: read its arrays yourself (x float32 (N, 3, 32, 32), y int labels) and "
                "pass them as (x, y)",
     "DataLoader": _BATCHES,
