@@ -13,18 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import namespace
 from ..layers import AdaptiveAvgPool2d, Dropout, MaxPool2d, ReLU
 from ..layers.base import positive_int
-from .model import Model
 from .resnet import no_download
 from .sequential import Sequential
-from .vgg import pytorch_conv2d, pytorch_linear
+from .vgg import FeaturesPoolClassifier, pytorch_conv2d, pytorch_linear
 
 __all__ = ["AlexNet", "alexnet"]
 
 
-class AlexNet(Model):
+class AlexNet(FeaturesPoolClassifier):
     """features (conv 11x11 stride 4 to 64 channels, ReLU, max pool 3x3 stride 2, conv 5x5 to 192, ReLU, max pool,
     convs 3x3 to 384, 256 and 256, each with ReLU, max pool) -> avgpool (adaptive, to 6x6), flatten -> classifier
     (Dropout(dropout), Linear(256 * 6 * 6, 4096), ReLU, Dropout(dropout), Linear(4096, 4096), ReLU,
@@ -42,21 +40,6 @@ class AlexNet(Model):
         self.avgpool = AdaptiveAvgPool2d((6, 6))
         self.classifier = Sequential(Dropout(dropout), pytorch_linear(256 * 6 * 6, 4096), ReLU(), Dropout(dropout),
                                      pytorch_linear(4096, 4096), ReLU(), pytorch_linear(4096, num_classes))
-        self._pooled_shape: tuple[int, ...] | None = None
-
-    def config(self) -> dict[str, Any]:
-        config = super().config()
-        head = self.classifier.layers[-1]  # a replaced head (classifier[6] = Linear(4096, 10)): what a file rebuilds
-        return {**config, "num_classes": getattr(head, "out_features", config.get("num_classes", 1000))}
-
-    def forward(self, x: Any, train: bool = True) -> Any:
-        h = self.avgpool.forward(self.features.forward(x, train), train)
-        self._pooled_shape = tuple(h.shape)
-        return self.classifier.forward(namespace(h).reshape(h, (h.shape[0], -1)), train)
-
-    def backward(self, dy: Any) -> Any:
-        d = self.classifier.backward(dy)
-        return self.features.backward(self.avgpool.backward(namespace(d).reshape(d, self._pooled_shape)))
 
 
 def alexnet(*, weights: Any = None, **kwargs: Any) -> AlexNet:

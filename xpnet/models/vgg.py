@@ -23,7 +23,7 @@ from .model import Model
 from .resnet import no_download
 from .sequential import Sequential
 
-__all__ = ["pytorch_conv2d", "pytorch_linear", "make_layers", "cfgs", "VGG", "vgg11", "vgg11_bn", "vgg13",
+__all__ = ["pytorch_conv2d", "pytorch_linear", "make_layers", "cfgs", "FeaturesPoolClassifier", "VGG", "vgg11", "vgg11_bn", "vgg13",
            "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 # torchvision's: the output channels of each 3x3 convolution, "M" a 2x2 max pool (VGG-11, 13, 16, 19)
@@ -78,7 +78,28 @@ def make_layers(cfg: list[Any], batch_norm: bool = False) -> Sequential:
     return Sequential(*layers)
 
 
-class VGG(Model):
+class FeaturesPoolClassifier(Model):
+    """torchvision's VGG and AlexNet: ``features`` -> ``avgpool`` -> flatten -> ``classifier`` (a Sequential whose
+    last layer is the head), set by the subclass's ``__init__``. Caches the pooled shape for backward."""
+
+    _pooled_shape: tuple[int, ...] | None = None
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        head = self.classifier.layers[-1]  # a replaced head (classifier[6] = Linear(4096, 10)): what a file rebuilds
+        return {**config, "num_classes": getattr(head, "out_features", config.get("num_classes", 1000))}
+
+    def forward(self, x: Any, train: bool = True) -> Any:
+        h = self.avgpool.forward(self.features.forward(x, train), train)
+        self._pooled_shape = tuple(h.shape)
+        return self.classifier.forward(namespace(h).reshape(h, (h.shape[0], -1)), train)
+
+    def backward(self, dy: Any) -> Any:
+        d = self.classifier.backward(dy)
+        return self.features.backward(self.avgpool.backward(namespace(d).reshape(d, self._pooled_shape)))
+
+
+class VGG(FeaturesPoolClassifier):
     """features (``make_layers(cfg, batch_norm)``, 512 channels out) -> avgpool (adaptive, to 7x7), flatten
     -> classifier (Linear(512 * 7 * 7, 4096), ReLU, Dropout(dropout), Linear(4096, 4096), ReLU, Dropout(dropout),
     Linear(4096, num_classes)). x: (N, 3, H, W) -> (N, num_classes). ``init_weights``: torchvision's init,
@@ -111,21 +132,6 @@ class VGG(Model):
                 elif isinstance(m, Linear):
                     normal_(m.weight, 0, 0.01)
                     constant_(m.bias, 0)
-        self._pooled_shape: tuple[int, ...] | None = None
-
-    def config(self) -> dict[str, Any]:
-        config = super().config()
-        head = self.classifier.layers[-1]  # a replaced head (classifier[6] = Linear(4096, 10)): what a file rebuilds
-        return {**config, "num_classes": getattr(head, "out_features", config.get("num_classes", 1000))}
-
-    def forward(self, x: Any, train: bool = True) -> Any:
-        h = self.avgpool.forward(self.features.forward(x, train), train)
-        self._pooled_shape = tuple(h.shape)
-        return self.classifier.forward(namespace(h).reshape(h, (h.shape[0], -1)), train)
-
-    def backward(self, dy: Any) -> Any:
-        d = self.classifier.backward(dy)
-        return self.features.backward(self.avgpool.backward(namespace(d).reshape(d, self._pooled_shape)))
 
 
 def _vgg(cfg: str, batch_norm: bool, name: str, weights: Any, kwargs: dict[str, Any]) -> VGG:
