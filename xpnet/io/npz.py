@@ -32,7 +32,7 @@ import numpy as np
 
 from .paths import XpnetFileError, fspath, open_regular
 
-__all__ = ["XpnetFileError", "NpzReader"]
+__all__ = ["XpnetFileError", "NpzReader", "fill"]
 
 _NPY_MAGIC = b"\x93NUMPY"
 _MAX_RECORD_BYTES = 64 << 20
@@ -156,14 +156,8 @@ class NpzReader:
             _, fortran, _, nbytes = self._read_header(name, f)
             out = np.empty(shape[::-1] if fortran else shape, dtype=dtype)
             view = memoryview(out.reshape(-1).view(np.uint8))
-            filled = 0
             try:
-                while filled < nbytes:
-                    n = f.readinto(view[filled:])
-                    if not n:
-                        break
-                    filled += n
-                f.read(1)  # reaches the end of the member, where zipfile checks the CRC
+                filled = fill(f, view[:nbytes])
             except _DAMAGED as exc:
                 raise self.error(f"array {name!r} is corrupt ({exc})") from None
         if filled != nbytes:
@@ -183,3 +177,17 @@ def _depth(value: Any, limit: int) -> int:
             if level <= limit:
                 stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
     return deepest
+
+
+def fill(member: Any, view: memoryview, chunk: int | None = None) -> int:
+    """Read the open zip ``member`` into ``view`` (writable bytes) until it is full or the member ends, ``chunk``
+    bytes at a time at most, then one byte more, which reaches the member's end, where zipfile checks the CRC;
+    returns the bytes read. zipfile's and zlib's errors are the caller's to turn into its message."""
+    filled = 0
+    while filled < len(view):
+        n = member.readinto(view[filled:] if chunk is None else view[filled:filled + chunk])
+        if not n:
+            break
+        filled += n
+    member.read(1)
+    return filled

@@ -39,6 +39,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from .npz import fill
 from .paths import XpnetFileError, fspath, open_regular
 from .unpickle import _encode
 
@@ -291,15 +292,9 @@ class _Archive:
 
     def _read(self, info: zipfile.ZipInfo) -> np.ndarray:
         raw = np.empty(info.file_size, np.uint8)
-        view, filled = memoryview(raw), 0
         try:
             with self.zip.open(info) as f:
-                while filled < raw.size:
-                    n = f.readinto(view[filled:filled + _CHUNK])
-                    if not n:
-                        break
-                    filled += n
-                f.read(1)  # reaches the end of the record, where zipfile checks the CRC
+                filled = fill(f, memoryview(raw), _CHUNK)
         except _DAMAGED as exc:
             raise self.error(f"its record {info.filename!r} is damaged ({exc})") from None
         if filled != raw.size:
