@@ -23,8 +23,8 @@ from .model import Model
 from .resnet import no_download
 from .sequential import Sequential
 
-__all__ = ["pytorch_conv2d", "pytorch_linear", "make_layers", "cfgs", "FeaturesPoolClassifier", "VGG", "vgg11", "vgg11_bn", "vgg13",
-           "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
+__all__ = ["pytorch_conv2d", "pytorch_linear", "make_layers", "cfgs", "FeaturesPoolClassifier", "VGG", "vgg11",
+           "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn"]
 
 # torchvision's: the output channels of each 3x3 convolution, "M" a 2x2 max pool (VGG-11, 13, 16, 19)
 cfgs: dict[str, list[Any]] = {
