@@ -93,7 +93,8 @@ class SpectralNorm(_Reparametrized):
     sigma = u . (M v); the gradient flows through sigma with u, v held constant (PyTorch's no_grad).
     Caches W_orig, sigma, u and v, and what the layer caches. PyTorch's state dict names (the new API's
     ``parametrizations.weight.original``, ``parametrizations.weight.0._u``, ``._v``; the older
-    ``torch.nn.utils.spectral_norm``'s ``weight_orig``, ``weight_u``, ``weight_v`` load too) are in
+    ``torch.nn.utils.spectral_norm``'s ``weight_orig``, ``weight_u``, ``weight_v`` load too, but its power
+    iteration updates v first, then u: the same after evaluation, one step apart in training) are in
     ``xn.load_torch_state_dict``. PyTorch's function returns the module itself; this wraps it.
     """
 
@@ -170,7 +171,9 @@ class WeightNorm(_Reparametrized):
         super().__init__(layer)
         self.dim = None if dim is None or dim == -1 and not isinstance(dim, bool) else self._dim(dim, 0)
         W = layer.params["W"]
-        self.params["g"] = self._norm(namespace(W), W)
+        xp = namespace(W)
+        norm = self._norm(xp, W)
+        self.params["g"] = xp.reshape(norm, ()) if self.dim is None else norm
         self.params["v"] = W
         self._hand_bias()
         self._cache = None
@@ -178,11 +181,14 @@ class WeightNorm(_Reparametrized):
     def config(self) -> dict[str, Any]:
         return {"layer": self.layer, "dim": self.dim}
 
+    def _axes(self, ndim: int) -> tuple[int, ...]:
+        """The axes of W the norm is over: all but ``dim``'s, or all."""
+        keep = None if self.dim is None else self._axis(self.dim)
+        return tuple(a for a in range(ndim) if a != keep)
+
     def _norm(self, xp: Any, v: Any) -> Any:
-        if self.dim is None:
-            return xp.sqrt(xp.sum(v * v))
-        axis = self._axis(self.dim)
-        return xp.sqrt(xp.sum(v * v, axis=tuple(a for a in range(v.ndim) if a != axis), keepdims=True))
+        """|v| over the norm's axes, kept as axes of length 1 (an array where NumPy's whole sum is a scalar)."""
+        return xp.sqrt(xp.sum(v * v, axis=self._axes(v.ndim), keepdims=True))
 
     def _compute_weight(self, xp: Any, train: bool) -> Any:
         g, v = self.params["g"], self.params["v"]
@@ -193,9 +199,5 @@ class WeightNorm(_Reparametrized):
     def _weight_grads(self, xp: Any, dw: Any) -> dict[str, Any]:
         """dg = sum(dw * v) / |v|, dv = g / |v| * dw - g * sum(dw * v) / |v|^3 * v, the sums over the norm's axes."""
         g, v, norm = self._need(self._cache)
-        if self.dim is None:
-            s = xp.sum(dw * v)
-        else:
-            axis = self._axis(self.dim)
-            s = xp.sum(dw * v, axis=tuple(a for a in range(v.ndim) if a != axis), keepdims=True)
-        return {"g": s / norm, "v": (g / norm) * dw - (g * s / (norm * norm * norm)) * v}
+        s = xp.sum(dw * v, axis=self._axes(v.ndim), keepdims=True)
+        return {"g": xp.reshape(s / norm, g.shape), "v": (g / norm) * dw - (g * s / (norm * norm * norm)) * v}
