@@ -94,7 +94,7 @@ class SpectralNorm(_Reparametrized):
     Caches W_orig, sigma, u and v, and what the layer caches. PyTorch's state dict names (the new API's
     ``parametrizations.weight.original``, ``parametrizations.weight.0._u``, ``._v``; the older
     ``torch.nn.utils.spectral_norm``'s ``weight_orig``, ``weight_u``, ``weight_v`` load too, but its power
-    iteration updates v first, then u: the same after evaluation, one step apart in training) are in
+    iteration updates v first, then u: evaluation agrees; in training slightly other u, v until they converge) are in
     ``xn.load_torch_state_dict``. PyTorch's function returns the module itself; this wraps it.
     """
 
