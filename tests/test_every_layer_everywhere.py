@@ -178,6 +178,8 @@ CASES: dict[str, Case] = {
     "InstanceNorm1d": Case(lambda: L.InstanceNorm1d(3, affine=True, track_running_stats=True), (SIGNALS,)),
     "InstanceNorm2d": Case(lambda: L.InstanceNorm2d(3, affine=True, track_running_stats=True), (IMAGES,)),
     "Residual": Case(lambda: L.Residual(L.Linear(5, 5)), ((3, 5),)),
+    "SpectralNorm": Case(lambda: L.SpectralNorm(L.Conv2d(2, 3, 3)), ((2, 2, 4, 4),)),
+    "WeightNorm": Case(lambda: L.WeightNorm(L.Linear(6, 4)), ((3, 6),)),
     "Concat": Case(lambda: L.Concat(L.Linear(5, 3), L.Tanh()), ((3, 5),)),
     "PositionalEncoding": Case(lambda: L.PositionalEncoding(4, 0.3), (SEQUENCES,), draws_mask=True),
 }
@@ -245,6 +247,8 @@ VARIANTS: dict[str, Case] = {
         lambda: L.LSTM(4, 5, num_layers=2, bidirectional=True, return_state=True), (SEQUENCES, (4, 2, 5), (4, 2, 5)),
         forward=lambda m, x, h, c, train: m.forward(x, (h, c), train=train),
         backward=lambda m, dy, dh_n, dc_n: (m.backward(dy, dh_n, dc_n), m.dh, m.dc)),
+    "SpectralNorm-Linear-dim1": Case(lambda: L.SpectralNorm(L.Linear(6, 4), n_power_iterations=2, dim=1), ((3, 6),)),
+    "WeightNorm-ConvTranspose1d-whole": Case(lambda: L.WeightNorm(L.ConvTranspose1d(3, 2, 3), dim=None), (SIGNALS,)),
     "Upsample-nearest-exact-fractional": Case(lambda: L.Upsample(scale_factor=1.5, mode="nearest-exact"),
                                               ((1, 2, 3, 4),)),
 }

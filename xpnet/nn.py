@@ -3,5 +3,6 @@
 raise ImportError(
     "xpnet has no nn module: layers are in xpnet.layers (import xpnet as xn; xn.layers.Linear, xn.layers.Conv2d, "
     "...), losses in xn.losses (xn.losses.SoftmaxCrossEntropy), the model is xn.Sequential(...); "
+    "nn.utils' spectral_norm(m) and weight_norm(m) are the layers xn.layers.SpectralNorm(m), xn.layers.WeightNorm(m); "
     "docs/from-pytorch.md maps the rest"
 )

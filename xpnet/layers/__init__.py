@@ -43,6 +43,7 @@ from .positional import PositionalEncoding
 from .prelu import PReLU
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
+from .reparametrized import SpectralNorm, WeightNorm
 from .rmsnorm import RMSNorm
 from .scaled_dot_product import ScaledDotProductAttention
 from .smooth_activations import GLU, LogSigmoid, Mish, Softsign, Tanhshrink
@@ -71,7 +72,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "AdaptiveMaxPool1d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "RMSNorm",
            "Residual", "Concat", "ZeroPad1d", "ConstantPad1d", "ChannelShuffle", "Bilinear", "Unfold",
-           "Fold", "AlphaDropout"]
+           "Fold", "AlphaDropout", "SpectralNorm", "WeightNorm"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
@@ -113,7 +114,13 @@ _PYTORCH_NAMES = {
     "DataParallel": _PARALLEL,
     "DistributedDataParallel": _PARALLEL,
     "utils": "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, "
-             "max_norm), or xn.train(..., clip_grad_norm=max_norm)",
+             "max_norm), or xn.train(..., clip_grad_norm=max_norm); torch.nn.utils.spectral_norm(m) is "
+             "xn.layers.SpectralNorm(m), weight_norm(m) xn.layers.WeightNorm(m)",
+    "spectral_norm": "torch.nn.utils.parametrizations.spectral_norm(m, n_power_iterations=1, eps=1e-12, dim=None) is "
+                     "xn.layers.SpectralNorm(m, n_power_iterations=1, eps=1e-12, dim=None): a layer wrapping m, "
+                     "put in the model where m was",
+    "weight_norm": "torch.nn.utils.parametrizations.weight_norm(m, dim=0) is xn.layers.WeightNorm(m, dim=0): a "
+                   "layer wrapping m, put in the model where m was",
     **{name: "losses are in xn.losses: xn.losses." + name + "()" for name in (
         "SoftMarginLoss", "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "HingeEmbeddingLoss")},
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "

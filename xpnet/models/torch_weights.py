@@ -42,7 +42,8 @@ from ..io.paths import fspath
 from ..io.torch_file import read_torch_archive
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
                       Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-                      Linear, LSTMCell, MultiheadAttention, PReLU, RMSNorm, RNNCell, TiedLinear)
+                      Linear, LSTMCell, MultiheadAttention, PReLU, RMSNorm, RNNCell, SpectralNorm, TiedLinear,
+                      WeightNorm)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
@@ -82,6 +83,13 @@ TORCH_NAMES: dict[type, dict[str, str]] = {
                          "b_out": "out_proj.bias"},
 }
 
+# The older hook functions' names (torch.nn.utils.spectral_norm, weight_norm) -> the parametrizations' (the new API,
+# torch's recommendation), which xn.torch_state_dict gives: either loads.
+_OLD_NAMES = {SpectralNorm: {"weight_orig": "parametrizations.weight.original",
+                             "weight_u": "parametrizations.weight.0._u", "weight_v": "parametrizations.weight.0._v"},
+              WeightNorm: {"weight_g": "parametrizations.weight.original0",
+                           "weight_v": "parametrizations.weight.original1"}}
+
 _RECURRENT_KEY = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")
 _BUILT_WITHOUT = ("bias", "affine", "elementwise_affine", "track_running_stats")
 
@@ -99,6 +107,12 @@ def _names(node: Any, level: str = "l0") -> dict[str, str]:
     """The node's own parameters and buffers -> their PyTorch formulas (its own names where none is known);
     a recurrent layer's keys are of its ``level`` (``"l1_reverse"``: ``weight_ih_l1_reverse``)."""
     table = next((TORCH_NAMES[cls] for cls in type(node).__mro__ if cls in TORCH_NAMES), {})
+    if isinstance(node, (SpectralNorm, WeightNorm)):  # the wrapped layer's weight, by PyTorch's parametrization
+        layout = ".T" if _names(node.layer)["W"].endswith(".T") else ""
+        table = {"W_orig": "parametrizations.weight.original" + layout, "u": "parametrizations.weight.0._u",
+                 "v": "parametrizations.weight.0._v", "b": "bias"} if isinstance(node, SpectralNorm) else \
+            {"g": "parametrizations.weight.original0" + layout, "v": "parametrizations.weight.original1" + layout,
+             "b": "bias"}
     if isinstance(node, (RNN, LSTM, GRU)):
         table = {k: v.replace("_l0", f"_{level}") for k, v in table.items()}
     return {name: table.get(name, name) for name in (*node.params, *node.buffers)}
@@ -192,6 +206,7 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
         else:
             arrays[entry] = to_numpy(value)
     modules = model.named_modules()
+    arrays = _renamed_old(arrays, modules)
     converted: dict[str, np.ndarray] = {}
     used: set[str] = set()
     missing: list[str] = []
@@ -242,6 +257,18 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
                          + "\n  ".join(problems))
     model.load_state_dict(converted, strict=strict)
     return IncompatibleKeys(missing, unexpected)
+
+
+def _renamed_old(arrays: dict[str, np.ndarray], modules: dict[str, Any]) -> dict[str, np.ndarray]:
+    """``arrays`` with the older spectral_norm's and weight_norm's keys (``weight_orig``, ``weight_g``...) of each
+    SpectralNorm and WeightNorm under the parametrizations' names, as PyTorch's own weight_norm loads them."""
+    renames = {}
+    for prefix, node in modules.items():
+        dot = f"{prefix}." if prefix else ""
+        old = _OLD_NAMES.get(type(node), {})
+        if all(dot + k in arrays for k in old):
+            renames.update({dot + k: dot + new for k, new in old.items()})
+    return {renames.get(k, k): v for k, v in arrays.items()} if renames else arrays
 
 
 def _state_dict_in(obj: Any, key: str | None, source: str, who: str) -> Mapping[str, Any]:
