@@ -101,6 +101,34 @@ def test_a_non_finite_step_is_found_past_the_layers_tuple_outputs(rng):
                  batch_size=8, shuffle=False, progress=False)
 
 
+class FromFinalState(xn.Model):
+    """PyTorch's other classifier: the scores from h_n, whose gradient backward takes by position."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = LSTM(D, H, return_state=True)
+        self.fc = xn.layers.Linear(H, 2)
+
+    def forward(self, x, train=True):
+        out, (h_n, c_n) = self.lstm(x)
+        self.shape = out.shape
+        return self.fc(h_n[-1])
+
+    def backward(self, dy):
+        dh = self.fc.backward(dy)
+        return self.lstm.backward(np.zeros(self.shape, dh.dtype), dh[None])
+
+
+def test_backward_given_dh_n_by_position_is_watched_by_gradcheck_and_the_guard(rng):
+    """gradcheck's and the NaN guard's watchers took one gradient per backward: dh_n by position failed there."""
+    x = rng.standard_normal((4, T, D))
+    assert xn.gradcheck(FromFinalState().to(dtype="float64"), x, np.array([0, 1, 1, 0]), loss="cross_entropy")
+    x[-1, 0, 0] = np.nan
+    with pytest.raises(xn.XpnetTrainingError, match=r"epoch 1, step 2 of 2; first non-finite value: the input batch"):
+        xn.train(FromFinalState(), (x.astype(np.float32), np.zeros(4, np.int64)), loss="cross_entropy",
+                 optimizer="sgd", epochs=1, batch_size=2, shuffle=False, progress=False)
+
+
 @pytest.mark.parametrize("make, call", [(lambda: LSTM(D, H, return_state=True),
                                           r"out, \(h_n, c_n\) = self.lstm\(x, \(h0, c0\)\)"),
                                          (lambda: GRU(D, H, num_layers=2, return_state=True),

@@ -260,6 +260,8 @@ def _wrap(name: str, leaf: Layer, watcher: Watcher) -> None:
 
     leaf.forward = watched(leaf.forward, lambda n, layer, *xs: watcher.before_forward(n, layer, arrays(xs)),
                            lambda n, layer, *xs_y: watcher.forward(n, layer, arrays(xs_y[:-1]), xs_y[-1]))
-    leaf.backward = watched(leaf.backward, watcher.before_backward, watcher.backward)
+    # backward(dy, dh_n, dc_n) (a recurrent layer's final-state gradients, PyTorch's order): the watcher sees dy
+    leaf.backward = watched(leaf.backward, lambda n, layer, dy, *_: watcher.before_backward(n, layer, dy),
+                            lambda n, layer, dy, *rest_dx: watcher.backward(n, layer, dy, rest_dx[-1]))
     leaf.backward_params = watched(leaf.backward_params, watcher.before_backward,
                                    lambda n, layer, dy, _: watcher.backward(n, layer, dy, None))
