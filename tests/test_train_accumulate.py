@@ -198,3 +198,16 @@ def test_graph_capture_is_refused_with_accumulation_and_a_guess_is_told_the_name
     with pytest.raises(TypeError, match=r"'gradient_accumulation_steps': accumulate_grad_batches=k \(PyTorch "
                                         r"Lightning's name\)"):
         fit(mlp(), 4, gradient_accumulation_steps=2)
+
+
+def test_a_float16_models_group_weighs_token_counts_past_float16s_largest_number():
+    """Counts of targets counted on the device (labels with ignore_index) pass 65504 within a group: each batch
+    keeps its share, where the counts cast to float16 made the later batches weigh nothing."""
+    from xpnet.training.accumulate import GradientMean
+    model = xn.Sequential(xn.layers.Linear(2, 3)).to("cpu", "float16")
+    group = GradientMean(model, every=3, batches=3)
+    for value, count in ((1.0, 40000), (2.0, 40000), (6.0, 20000)):
+        model[0].grads.update({k: np.full(p.shape, value, np.float16) for k, p in model[0].params.items()})
+        group.add(np.asarray(count))
+    assert int(group.finish()) == 100000
+    np.testing.assert_allclose(model[0].grads["b"], np.full(3, (40000 + 80000 + 120000) / 100000), rtol=2e-3)

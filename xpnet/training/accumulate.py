@@ -76,9 +76,11 @@ class GradientMean:
 
 def _ratio(count: Any, total: Any, g: Any) -> Any:
     """``count / total`` (0 where both are 0: every target so far ignored) in ``g``'s dtype; 0-d on the device
-    where either is."""
+    where either is. Divided in float32 at least: a count of tokens passes float16's largest number, 65504."""
     if isinstance(total, int):
         return count / max(total, 1)
     xp = namespace(g)
-    t = xp.astype(total, g.dtype)
-    return (count if isinstance(count, int) else xp.astype(count, g.dtype)) / xp.maximum(t, xp.ones_like(t))
+    dtype = g.dtype if xp.finfo(g.dtype).bits >= 32 else xp.float32
+    t = xp.astype(total, dtype)
+    c = count if isinstance(count, int) else xp.astype(count, dtype)
+    return xp.astype(c / xp.maximum(t, xp.ones_like(t)), g.dtype)
