@@ -175,3 +175,21 @@ def test_a_layer_writing_its_gradient_in_place_fails_at_the_second_backward_nami
     with pytest.raises(RuntimeError, match=r"Sequential.backward ran again since zero_grad\(\).*'0' \(_InPlace\) "
                                            r"read its gradient 'W'.*self.grads\['W'\] = \.\.\."):
         model.backward(criterion.backward())
+
+
+def test_xn_train_ignores_a_zero_grad_called_on_a_part_of_the_model():
+    """A head fine-tuned by a loop of one's own (its own optimizer's zero_grad) before xn.train trains the model:
+    the head's backward must overwrite its gradients at every step of the run, not add them up."""
+    x = np.concatenate([x for x, _ in _batches(4)])
+    t = np.concatenate([t for _, t in _batches(4)])
+    trained = []
+    for arm_head in (False, True):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.Sequential(xn.layers.Linear(8, 3)))
+        if arm_head:
+            xn.optim.SGD(model[2], lr=0.1).zero_grad()
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(lr=0.1), epochs=2, batch_size=5,
+                 device="cpu", progress=False)
+        trained.append(model.named_params())
+    for key, value in trained[0].items():
+        np.testing.assert_array_equal(trained[1][key], value, err_msg=key)

@@ -170,11 +170,12 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
     book's rule; ``xn.train`` and ``xn.gradcheck`` run their own backward calls so)."""
     if not isinstance(getattr(model, "__dict__", None), dict):
         return
-    if not on:
-        model.__dict__["_backwards_since_zero_grad"] = None
+    nodes = list(model.named_modules().values()) if hasattr(model, "named_modules") else [model]
+    if not on:  # every node: a part armed by an optimizer of its own (a head's) would add up the run's gradients
+        for node in nodes:
+            node.__dict__["_backwards_since_zero_grad"] = None
         return
     model.__dict__["_backwards_since_zero_grad"] = 0
-    nodes = model.named_modules().values() if hasattr(model, "named_modules") else ()
     for node in nodes:
         node.grads.clear()
         if not set_to_none and not node._frozen:
