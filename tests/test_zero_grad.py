@@ -193,3 +193,35 @@ def test_xn_train_ignores_a_zero_grad_called_on_a_part_of_the_model():
         trained.append(model.named_params())
     for key, value in trained[0].items():
         np.testing.assert_array_equal(trained[1][key], value, err_msg=key)
+
+
+
+def test_a_lone_layer_adds_as_pytorchs_and_the_books_optimizer_keeps_overwriting():
+    """PyTorch's nn.Linear regression: the model is one layer. An optimizer given its model only at step(model),
+    the book's SGD(lr), has no model at its first zero_grad(): it clears nothing, before that step and after."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(3, 2).double()
+    topt, loss = torch.optim.SGD(theirs.parameters(), lr=0.1), xn.losses.MeanSquaredError()
+    ours, book = xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Linear(3, 2, dtype="float64")
+    for layer in (ours, book):
+        xn.load_torch_state_dict(layer, theirs.state_dict())
+    opt, book_opt = xn.optim.SGD(ours, lr=0.1), xn.optim.SGD(lr=0.1)
+    for _ in range(2):
+        topt.zero_grad()
+        for _ in range(2):
+            torch.nn.functional.mse_loss(theirs(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        opt.zero_grad()
+        book_opt.zero_grad()
+        for i, layer in enumerate((ours, book, ours, book)):
+            loss.forward(layer(x), y)
+            layer.backward(loss.backward())
+            if i == 1:
+                first = dict(book.grads)
+        np.testing.assert_allclose(ours.grads["W"].T, theirs.weight.grad.numpy(), rtol=1e-12)
+        for key, g in first.items():  # the second backward overwrote the first's equal gradient
+            np.testing.assert_array_equal(book.grads[key], g, err_msg=key)
+        topt.step()
+        opt.step()
+        book_opt.step(book)

@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .tree import not_built, tensor_method_hint
-from .uses import arm, counted, note, scoped
+from .uses import arm, note, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -80,8 +80,6 @@ class Container(Layer):
         super().__init_subclass__(**kwargs)
         if "forward" in vars(cls):  # one layer object per use, checked over the whole forward; train= as the mode
             cls.forward = scoped(vars(cls)["forward"], mode)
-        if "backward" in vars(cls):  # PyTorch's several backwards before one step: counted for the optimizer
-            cls.backward = counted(vars(cls)["backward"])
         if "__init__" in vars(cls):  # d2l's self.net.weight.data.normal_(0, 0.01) in __init__: say what to write
             cls.__init__ = _hinted_init(vars(cls)["__init__"])
 

@@ -15,9 +15,11 @@ Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=Fa
 from then on every ``backward`` of the model adds its gradients to those already there, as PyTorch's autograd
 does, until the next ``zero_grad()``: DCGAN's discriminator (one backward on real images, one on fakes, then one
 step) and gradient accumulation (``model.backward(dy / k)`` for k batches, then one step) run as written. A
-model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overwrites every gradient. ``counted``
-wraps every container's ``backward``; the adding is done there, around the whole backward of the model that
-``arm`` armed, so no layer needs to know: each layer still assigns its gradients, and the model's own sum is
+model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overwrites every gradient, and so does
+one whose optimizer was given it only at ``step(model)`` (the book's ``SGD(lr)``: its ``zero_grad()`` before that
+step has no model to clear, so it clears none). ``counted`` wraps every layer's ``backward`` (a model, or a lone
+layer that an optimizer updates); the adding is done there, around the whole backward of what ``arm`` armed, so
+no layer needs to know: each layer still assigns its gradients, and the model's own sum is
 made after it (a layer that writes into its gradient arrays in place, instead of assigning new ones, gets them
 taken away by the second backward and fails, naming the layer, rather than silently losing the first's).
 A parameter that no backward reached since ``zero_grad()`` has no gradient, and the optimizer's step leaves it

@@ -105,6 +105,7 @@ class Optimizer(metaclass=TakesAModelFirst):
     """
 
     eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
+    _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self._lr = positive("lr", lr, self, allow_zero=True)
@@ -165,6 +166,7 @@ class Optimizer(metaclass=TakesAModelFirst):
     def setup(self, model: Any) -> "Optimizer":
         """Chainer's ``optimizer.setup(model)``: :meth:`bind`, then the optimizer (``step()`` needs no model)."""
         self.bind(model)
+        self._built_with_model = True
         return self
 
     def _bound(self) -> Any:
@@ -280,10 +282,13 @@ class Optimizer(metaclass=TakesAModelFirst):
         ``zero_grad()``: two backwards then one step (DCGAN's discriminator), or gradient accumulation
         (``model.backward(dy / k)`` over k batches, then ``step()``), as PyTorch's autograd. ``step`` then
         leaves out a parameter that no backward reached since (no gradient, as PyTorch's None). Without
-        ``zero_grad()`` each backward overwrites every gradient (the book's loop, ``xn.train``)."""
+        ``zero_grad()`` each backward overwrites every gradient (the book's loop, ``xn.train``), and so it does
+        for an optimizer built without its model and given it by ``step(model)`` (the book's ``SGD(lr)``),
+        whose zero_grad() clears nothing: build it with the model, ``SGD(model, lr)``, for PyTorch's adding."""
+        set_to_none = flag(set_to_none, f"{self.name}.zero_grad", "set_to_none")
         model = self._bound()
-        if model is not None:
-            arm(model, set_to_none=flag(set_to_none, f"{self.name}.zero_grad", "set_to_none"))
+        if model is not None and self._built_with_model:
+            arm(model, set_to_none=set_to_none)
 
     def __getattr__(self, name: str) -> Any:
         raise not_here(self.name, name, {**_PYTORCH_NAMES, **_chainer.OPTIMIZER, "update": _UPDATE}, kind="object")

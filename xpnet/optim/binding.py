@@ -35,6 +35,7 @@ class TakesAModelFirst(type):
         optimizer = super().__call__(*args, **kwargs)
         if model is not None:
             optimizer.bind(model)
+            optimizer._built_with_model = True
         return optimizer
 
 
