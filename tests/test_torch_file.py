@@ -194,6 +194,22 @@ def _write_pickle(path, marker):
     path.write_bytes(pickle.dumps({"w": [0.0, 1.0]}))
 
 
+def _write_expanded(path, marker):
+    """A 256 MB tensor from a file of 1.5 kB: one element, strides 0 (torch's expand)."""
+    torch = pytest.importorskip("torch", reason="torch writes the file")
+    torch.save({"w": torch.zeros(1).expand(8000, 8000)}, path)
+
+
+def _write_deflated(path, marker):
+    """torch.save's records deflated again: a storage of 50 MB from 50 kB."""
+    torch = pytest.importorskip("torch", reason="torch writes the file")
+    torch.save({"w": torch.zeros(50_000_000, dtype=torch.uint8)}, path.with_suffix(".stored"))
+    with zipfile.ZipFile(path.with_suffix(".stored")) as src, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+
+
 @pytest.mark.parametrize("write, message", [
     (_write_system_call, r"refused to load os.system: a state dict \(or a checkpoint dict of them\) holds only"),
     (_write_whole_model, r"refused to load torch.nn.modules.linear.Linear: a whole pickled model \(torch.save\(model\)"
@@ -203,7 +219,10 @@ def _write_pickle(path, marker):
     (_write_npz, r"is not a file of torch.save .*: a zip archive without one <name>/data.pkl, as torch.save writes "
                  r"\(it holds 'w.npy'\)$"),
     (_write_pickle, r"is not a file of torch.save .*: it starts with b'\\x80\\x04\\x95"),
-], ids=["os.system", "whole-model", "legacy", "npz", "pickle"])
+    (_write_expanded, r"refused a tensor of size \(8000, 8000\) and stride \(0, 0\) .* more memory than 4 times the "
+                      r"file and 64 MiB"),
+    (_write_deflated, r"its record '.*/data/0' is compressed, where torch.save stores each storage as it is"),
+], ids=["os.system", "whole-model", "legacy", "npz", "pickle", "expanded", "deflated"])
 def test_what_is_not_a_state_dict_file_is_refused_naming_the_file_and_calling_nothing(tmp_path, write, message):
     marker = tmp_path / "called"
     write(tmp_path / "file.pt", marker)

@@ -19,7 +19,10 @@ following ``torch/serialization.py``'s ``_load``:
    memory (``location``, the device it was saved from, is not used), after checking that its record holds
    ``numel`` elements. Each tensor is a view of it by ``(storage_offset, size, stride)`` in elements, checked to
    lie inside it; a view whose strides are not C-contiguous is copied, so contiguous tensors that shared a
-   storage in PyTorch (views, ties) share memory here too.
+   storage in PyTorch (views, ties) share memory here too. Copies and conversions (byte order, bfloat16) may
+   take 4 times the file's size and 64 MiB at most: a view that repeats its storage's elements (stride 0,
+   torch's ``expand``) is refused past that, so that a small file cannot fill the memory; so is a storage
+   record that is compressed (``torch.save`` stores them as they are, never more bytes than the file holds).
 
 Every failure is an :class:`XpnetFileError` naming the path.
 """
@@ -135,9 +138,10 @@ class _TorchUnpickler(pickle.Unpickler):
     _ordered_dict = OrderedDict
     _encode = staticmethod(_encode)
 
-    def __init__(self, file: Any, storage: Callable[[str, str, int], _Storage], byteorder: str):
+    def __init__(self, file: Any, storage: Callable[[str, str, int], _Storage], byteorder: str, budget: int):
         super().__init__(file)
         self.storage, self.byteorder = storage, byteorder
+        self.budget = budget  # bytes the tensors may take beyond their storages (copies, conversions)
 
     def find_class(self, module: str, name: str) -> Any:
         found = ALLOWED.get((module, name))
@@ -220,6 +224,13 @@ class _TorchUnpickler(pickle.Unpickler):
             raise _Refused(f"refused a tensor of offset {offset}, size {size} and stride {stride}: it reaches "
                            f"element {end - 1} of storage {storage.key!r}, which holds {elements.size}")
         contiguous = all(s == math.prod(size[i + 1:]) for i, (n, s) in enumerate(zip(size, stride)) if n != 1)
+        converted = self.byteorder != "little" or dtype == "bfloat16" or bool(metadata)
+        if count and (converted or not contiguous):  # memory of its own: a view repeating its storage could take
+            self.budget -= count * max(kind.itemsize, 4)  # far more than the file holds (stride 0, torch's expand)
+            if self.budget < 0:
+                raise _Refused(f"refused a tensor of size {size} and stride {stride} of storage {storage.key!r}: "
+                               "the copies of the file's tensors would take more memory than 4 times the file and "
+                               "64 MiB (views that repeat their storage's elements, such as torch's expand)")
         if count == 0:
             array = np.zeros(size, kind)
         elif contiguous:
@@ -283,6 +294,9 @@ class _Archive:
             if info.file_size != nbytes:
                 raise self.error(f"storage {key!r} should hold {numel} elements of {dtype} ({nbytes} bytes), its "
                                  f"record holds {info.file_size} bytes")
+            if info.compress_type != zipfile.ZIP_STORED:  # torch.save stores them: a storage never outgrows the file
+                raise self.error(f"its record {info.filename!r} is compressed, where torch.save stores each storage "
+                                 "as it is: re-save the file with torch.save")
             self.storages[key] = self._read(self._check(info))
         raw = self.storages[key]
         if raw.nbytes != nbytes:
@@ -302,7 +316,8 @@ class _Archive:
         return raw
 
     def load(self) -> Any:
-        unpickler = _TorchUnpickler(io.BytesIO(self.record("data.pkl")), self.storage, self.byteorder)
+        unpickler = _TorchUnpickler(io.BytesIO(self.record("data.pkl")), self.storage, self.byteorder,
+                                    4 * self.size + (64 << 20))
         return unpickler.load()
 
 
