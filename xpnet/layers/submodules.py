@@ -7,7 +7,8 @@ a Sequential, as an entry of its ``layers`` list named by position (``"2"``). A 
 :func:`places` lists a node's. Replacing a layer is putting another at a place: at the one a name leads to
 (``set_submodule``, ``model[i] = layer``: a layer held at two places stays at the other, as PyTorch's), or at every
 place holding it (:func:`replace_everywhere`, by identity: ``xn.freeze_batch_norm``'s "a layer held twice stays one
-layer"). Nothing of the old layer passes to the new one.
+layer"). Nothing of the old layer passes to the new one, but for an optimizer built before, which knows the
+parameters by name: a replacement of the same shapes goes on from the old layer's state (momentum, moments).
 """
 
 from __future__ import annotations
@@ -110,7 +111,10 @@ class Submodules:
         it: an attribute, an entry of a list, tuple or dict, a Sequential's position (checked as ``model[i] =
         layer`` checks it). The old layer leaves only that place (held elsewhere too, it stays there, as PyTorch's)
         and nothing of it passes on: ``module`` keeps its own arrays, mode and ``requires_grad`` (a new layer
-        trains), and ``named_params()``, ``state_dict()`` and optimizers see it from then on.
+        trains), and ``named_params()``, ``state_dict()`` and optimizers see it from then on. An optimizer built
+        before knows the parameters by name: it starts them afresh where their shapes differ from the old ones',
+        and goes on from the old layer's state (momentum, Adam's moments) where they are the same; build a new
+        optimizer to start afresh (PyTorch's old optimizer would not even see the new layer).
         ``strict=False`` (the default) may also add a layer: a new attribute of a model of one's own (``"extra"``,
         ``"block.extra"``), a new entry of its dict of layers (``"heads.new"``); ``strict=True`` only replaces,
         as PyTorch's. An attribute that is no layer (``lr``) is never replaced. Errors as PyTorch's: ValueError
