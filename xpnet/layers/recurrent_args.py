@@ -23,7 +23,8 @@ name, off by default), on the single layer and on the stack alike:
 
 Without the switch the second argument is xpnet's ``train`` and a state there, or as ``hx``, is refused, never
 ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c) = self.lstm(x)``, fails
-unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why.
+unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Not with a batch of
+exactly 2 sequences (``out, h = self.gru(x)`` then unpacks the batch axis and fails later, elsewhere).
 """
 
 from __future__ import annotations
