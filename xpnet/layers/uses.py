@@ -19,9 +19,9 @@ model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overw
 one whose optimizer was given it only at ``step(model)`` (the book's ``SGD(lr)``: its ``zero_grad()`` before that
 step has no model to clear, so it clears none). ``counted`` wraps every layer's ``backward`` (a model, or a lone
 layer that an optimizer updates); the adding is done there, around the whole backward of what ``arm`` armed, so
-no layer needs to know: each layer still assigns its gradients, and the model's own sum is
-made after it (a layer that writes into its gradient arrays in place, instead of assigning new ones, gets them
-taken away by the second backward and fails, naming the layer, rather than silently losing the first's).
+no layer needs to know: each layer still assigns its gradients, and the model's own sum is made after it (a layer
+that writes into its gradient arrays in place, instead of assigning new ones, gets them taken away by the second
+backward and fails, naming the layer, rather than silently losing the first's).
 A parameter that no backward reached since ``zero_grad()`` has no gradient, and the optimizer's step leaves it
 and its state as they are, as PyTorch skips a parameter whose ``grad`` is None.
 
@@ -172,7 +172,9 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
     book's rule; ``xn.train`` and ``xn.gradcheck`` run their own backward calls so)."""
     if not isinstance(getattr(model, "__dict__", None), dict):
         return
-    nodes = list(model.named_modules().values()) if hasattr(model, "named_modules") else [model]
+    if not hasattr(model, "named_modules"):  # not an xpnet layer or model: nothing of its own to add up
+        return
+    nodes = list(model.named_modules().values())
     if not on:  # every node: a part armed by an optimizer of its own (a head's) would add up the run's gradients
         for node in nodes:
             node.__dict__["_backwards_since_zero_grad"] = None
