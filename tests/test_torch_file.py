@@ -233,6 +233,15 @@ def test_what_is_not_a_state_dict_file_is_refused_naming_the_file_and_calling_no
     assert not marker.exists()
 
 
+def test_a_files_bytes_given_for_its_path_are_refused_saying_so(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch writes the file")
+    buffer = io.BytesIO()
+    torch.save({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, buffer)
+    with pytest.raises(TypeError, match=r"^xn.load_torch_state_dict: got \d+ bytes of a file's contents, where it "
+                                        r"reads a file by its path"):
+        xn.load_torch_state_dict(xn.layers.Linear(2, 2), buffer.getvalue())
+
+
 def test_a_missing_file_names_its_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         xn.read_torch_file(tmp_path / "missing.pth")

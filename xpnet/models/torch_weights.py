@@ -194,6 +194,9 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     """
     who = "xn.load_torch_state_dict"
     source = "the dict"
+    if isinstance(state_dict, (bytes, bytearray)) and (b"\0" in state_dict or state_dict[:2] == b"PK"):
+        raise TypeError(f"{who}: got {len(state_dict)} bytes of a file's contents, where it reads a file by its path "
+                        "(or takes a dict of tensors): pass the path, or write the bytes to a file first")
     if isinstance(state_dict, (str, bytes, os.PathLike)):
         source = repr(fspath(state_dict, who))
         state_dict = read_torch_archive(state_dict, who)
