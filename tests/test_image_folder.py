@@ -99,7 +99,7 @@ def test_pixels_labels_and_order_are_torchvisions(folder, size, resize, max_size
 
 
 def test_normalize_is_torchvisions_after_to_tensor(folder):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
     x = xn.datasets.load_image_folder(folder, 8, 10, normalize=(mean, std)).x
     t = torch.from_numpy(xn.datasets.load_image_folder(folder, 8, 10).x).to(torch.float32).div(255)  # ToTensor

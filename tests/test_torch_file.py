@@ -196,13 +196,11 @@ def _write_pickle(path, marker):
 
 def _write_expanded(path, marker):
     """A 256 MB tensor from a file of 1.5 kB: one element, strides 0 (torch's expand)."""
-    torch = pytest.importorskip("torch", reason="torch writes the file")
     torch.save({"w": torch.zeros(1).expand(8000, 8000)}, path)
 
 
 def _write_deflated(path, marker):
     """torch.save's records deflated again: a storage of 50 MB from 50 kB."""
-    torch = pytest.importorskip("torch", reason="torch writes the file")
     torch.save({"w": torch.zeros(50_000_000, dtype=torch.uint8)}, path.with_suffix(".stored"))
     with zipfile.ZipFile(path.with_suffix(".stored")) as src, \
             zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as dst:
@@ -234,7 +232,6 @@ def test_what_is_not_a_state_dict_file_is_refused_naming_the_file_and_calling_no
 
 
 def test_a_files_bytes_given_for_its_path_are_refused_saying_so(tmp_path):
-    torch = pytest.importorskip("torch", reason="torch writes the file")
     buffer = io.BytesIO()
     torch.save({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, buffer)
     with pytest.raises(TypeError, match=r"^xn.load_torch_state_dict: got \d+ bytes of a file's contents, where it "
