@@ -366,6 +366,10 @@ def test_transformer_initialisation_is_pytorchs_xavier():
 
 
 def test_transformer_gradcheck_passes_with_dropout(dev):
+    if dev.xp.__name__.startswith("jax"):  # its ops are dispatched one by one: 65-97 s of the suite's 15 minutes
+        pytest.skip("the whole Transformer's gradcheck is left out on JAX: there its every gradient equals "
+                    "PyTorch's (test_transformer_equals_pytorch), and its encoder's gradcheck runs "
+                    "(test_gradcheck_passes_with_dropout)")
     xn.init.seed(0)
     model = xn.layers.Transformer(6, 2, 1, 2, 8, dropout=0.2, norm_first=True).to(dev)
     rng = np.random.default_rng(0)
