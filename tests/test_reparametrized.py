@@ -117,10 +117,12 @@ def test_gradcheck_passes():
     xn.init.seed(0)
     model = xn.Sequential(L.SpectralNorm(L.Linear(3, 4, dtype="float64"), n_power_iterations=40), L.Tanh(),
                           L.WeightNorm(L.Linear(4, 2, dtype="float64")), L.Tanh(),
-                          L.WeightNorm(L.Linear(2, 2, dtype="float64"), dim=1))
+                          L.WeightNorm(L.Linear(2, 2, dtype="float64"), dim=1), L.Tanh(),
+                          L.WeightNorm(L.Linear(2, 2, dtype="float64"), dim=None))  # g 0-d, as PyTorch's
     x = np.random.default_rng(0).standard_normal((3, 3))
     report = xn.gradcheck(model, x)
     assert report.ok, report
+    assert report["6.g"].ok
 
 
 def test_files_round_trip_and_xn_train(tmp_path):

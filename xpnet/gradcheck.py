@@ -305,7 +305,7 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
     else:
         flat = np.arange(size) if max_entries is None or max_entries >= size else \
             np.sort(rng.choice(size, size=max_entries, replace=False))
-        indices = [tuple(int(i) for i in idx) for idx in zip(*np.unravel_index(flat, shape))]
+        indices = [tuple(int(i) for i in idx) for idx in zip(*np.unravel_index(flat, shape))] if shape else [()]
         analytic = grad.reshape(-1)[flat]
         # The values come to the host once per tensor; writing a float back restores an entry exactly.
         host = to_numpy(a)
