@@ -109,20 +109,24 @@ class SpectralNorm(_Reparametrized):
         self.params["W_orig"] = W
         self._hand_bias()
         xp = namespace(W)
-        rows, cols = self._matrix(xp, W).shape
-        for key, n in (("u", rows), ("v", cols)):
+        M = self._matrix(xp, W)
+        for key, n in zip(("u", "v"), M.shape):
             drawn = _init.weights((n,), 0, 0, init=lambda shape, rng: rng.standard_normal(shape), dtype=dtype_name(W))
             self.buffers[key] = self._normalized(xp, to_device(drawn, device_of(W)))
-        self._power_iterations(xp, self._matrix(xp, W), 15)
+        self._power_iterations(xp, M, 15)
         self._cache = None
 
     def config(self) -> dict[str, Any]:
         return {"layer": self.layer, "n_power_iterations": self.n_power_iterations, "eps": self.eps, "dim": self.dim}
 
-    def _matrix(self, xp: Any, W: Any) -> Any:
+    def _order(self, ndim: int) -> tuple[int, ...]:
+        """W's axes with the one that is ``dim`` first: the rows of the matrix M."""
         axis = self._axis(self.dim)
-        order = (axis, *(a for a in range(W.ndim) if a != axis))
-        return xp.reshape(xp.permute_dims(W, order), (W.shape[axis], -1))
+        return (axis, *(a for a in range(ndim) if a != axis))
+
+    def _matrix(self, xp: Any, W: Any) -> Any:
+        order = self._order(W.ndim)
+        return xp.reshape(xp.permute_dims(W, order), (W.shape[order[0]], -1))
 
     def _normalized(self, xp: Any, a: Any) -> Any:
         return a / xp.clip(xp.sqrt(xp.sum(a * a)), min=self.eps)
@@ -147,8 +151,7 @@ class SpectralNorm(_Reparametrized):
     def _weight_grads(self, xp: Any, dW: Any) -> dict[str, Any]:
         """d(W / sigma) with sigma = u . (M v): dW / sigma - sum(dW * W) / sigma^2 * (u v^T as W)."""
         W, sigma, u, v = self._need(self._cache)
-        axis = self._axis(self.dim)
-        order = (axis, *(a for a in range(W.ndim) if a != axis))
+        order = self._order(W.ndim)
         outer = xp.reshape(u[:, None] * v[None, :], tuple(W.shape[a] for a in order))
         back = tuple(order.index(a) for a in range(W.ndim))
         return {"W_orig": dW / sigma - (xp.sum(dW * W) / (sigma * sigma)) * xp.permute_dims(outer, back)}
