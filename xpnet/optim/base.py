@@ -205,11 +205,7 @@ class Optimizer(metaclass=TakesAModelFirst):
             g = grads.get(name)
             if g is None:
                 raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
-            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
-                raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
-                                 f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
-            if g.dtype != p.dtype:
-                raise ValueError(f"{self.name}: {other_dtype(model, name, g, params)}")
+            self._check_gradient(model, name, p, g, params)
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)
@@ -232,6 +228,14 @@ class Optimizer(metaclass=TakesAModelFirst):
                 new = self._update(name, new, g, xp)
                 if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                     model.set_param(name, new)
+
+    def _check_gradient(self, model: Any, name: str, p: Any, g: Any, params: dict[str, Any]) -> None:
+        """Raise unless the gradient ``g`` of parameter ``name`` (``p``) has its device, shape and dtype."""
+        if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
+            raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
+                             f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
+        if g.dtype != p.dtype:
+            raise ValueError(f"{self.name}: {other_dtype(model, name, g, params)}")
 
     def count_steps(self, n: int) -> None:
         """Count ``n`` steps like the last one (a CUDA graph's launches replay it without this Python; -1 undoes

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from .._user import is_int
 from ..backend import device_of, namespace, no_autograd, same_device, to_device, update_rule
-from ._blame import mixed_dtypes, other_dtype
+from ._blame import mixed_dtypes
 from .base import Optimizer
 from .hyperparams import choice, positive
 from .line_search import strong_wolfe
@@ -262,11 +262,7 @@ class LBFGS(Optimizer):
             if g is None:  # no backward reached it: a zero gradient, as PyTorch's LBFGS takes a grad of None
                 flat.append(xp.zeros_like(xp.reshape(p, (-1,))))
                 continue
-            if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
-                raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
-                                 f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")
-            if g.dtype != p.dtype:
-                raise ValueError(f"{self.name}: {other_dtype(model, name, g, params)}")
+            self._check_gradient(model, name, p, g, params)
             flat.append(xp.reshape(g, (-1,)))
         return returned, loss, xp.concat(flat)
 
