@@ -28,151 +28,38 @@ def _xt():
     return rng.standard_normal((5, 4)).astype(np.float32), rng.integers(0, 3, 5)
 
 
-def test_a_layer_called_twice_in_one_training_forward_is_refused_naming_it():
-    """With equal widths the second use's ReLU mask silently served both backwards (wrong gradients); with
-    different widths the error came later, in backward, as a dy of the wrong shape."""
+class _TwoReLUs(_SharedReLU):
+    """The same network with one ReLU object per use."""
+
+    def __init__(self, width=8):
+        super().__init__(width)
+        self.relu2 = L.ReLU()
+
+    def forward(self, x, train=True):
+        return self.fc3(self.relu2(self.fc2(self.relu(self.fc1(x)))))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.relu.backward(self.fc2.backward(self.relu2.backward(self.fc3.backward(dy)))))
+
+
+def test_one_relu_applied_after_each_layer_trains_as_one_relu_per_use():
+    """The CIFAR-10 tutorial's self.relu after every layer was refused (the second use's mask would serve both
+    backwards): it now trains, through xn.train too, as the network with a ReLU object per use
+    (tests/test_reused_layers.py checks it against PyTorch)."""
     x, t = _xt()
-    for width in (8, 6):
+    x, t = np.concatenate([x] * 4), np.concatenate([t] * 4)
+    trained = []
+    for make in (_SharedReLU, _TwoReLUs):
         xn.manual_seed(0)
-        model = _SharedReLU(width)
-        for call in (lambda: model(x), lambda: model.forward(x, train=True),
-                     lambda: xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=5,
-                                      progress=False, device="cpu")):
-            with pytest.raises(RuntimeError, match=r"^_SharedReLU.forward calls the layer 'relu' \(ReLU\) a second "
-                                                   r"time in training mode; .*give each use its own object "
-                                                   r"\(self.relu1 = xn.layers.ReLU\(...\), self.relu2 = ...\)$"):
-                call()
-        assert model.predict(x).shape == (5, 3)  # evaluation mode: no backward follows
-        model.eval()
-        assert model(x).shape == (5, 3)
-
-
-def test_a_sub_model_called_twice_is_refused_too_and_the_record_ends_with_the_forward():
-    x, _ = _xt()
-    block = xn.Sequential(L.Linear(4, 4), L.Tanh())
-
-    class Twice(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.block = block
-
-        def forward(self, x, train=True):
-            return self.block(self.block(x))
-
-    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'block' \(Sequential\) a second time.*"
-                                           r"\(self.block1 = Sequential\(...\)"):
-        Twice()(x)
-    assert block(block(x)).shape == (5, 4)  # outside any model's forward, each call stands alone
-    relu = L.ReLU()
-    assert np.array_equal(relu(relu(x)), np.maximum(x, 0))
-
-
-def test_a_layer_with_weights_called_twice_says_how_to_share_them_as_well():
-    """pytorch/examples' siamese network runs one backbone on both images, time_sequence_prediction one Linear at
-    every step: the hint said only to make one object per use, which would train two sets of weights."""
-    x, _ = _xt()
-
-    class Siamese(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.backbone = xn.Sequential(L.Linear(4, 3), L.Tanh())
-
-        def forward(self, x1, x2, train=True):
-            return self.backbone(x1) - self.backbone(x2)
-
-    with pytest.raises(RuntimeError, match=r"^Siamese.forward calls the layer 'backbone' \(Sequential\) .*"
-                                           r"self.backbone2 = ...\); to share its weights between the uses \(a siamese "
-                                           r"network, .*call it once on the inputs joined along the batch axis"):
-        Siamese()(x, -x)
-
-
-@pytest.mark.parametrize("make, steps", [(L.CosineSimilarity, None), (lambda: L.Bilinear(4, 4, 2), None),
-                                         (L.Attention, 3)], ids=["CosineSimilarity", "Bilinear", "Attention"])
-def test_a_layer_of_two_inputs_called_twice_is_refused_as_one_of_one(make, steps):
-    """A two-input layer (it keeps one call's inputs for its backward) called twice in one training forward
-    handed the first use's backward the second's inputs, silently. The book's Attention takes (N, T, H)."""
-    x, _ = _xt()
-    x = x if steps is None else np.stack([x] * steps, axis=1) * np.arange(1, steps + 1, dtype=x.dtype)[:, None]
-    pair = make()
-
-    class Siamese(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.pair = pair
-
-        def forward(self, x, train=True):
-            return self.pair(x, x) + self.pair(x, -x)
-
-    with pytest.raises(RuntimeError, match=r"^Siamese.forward calls the layer 'pair' \(\w+\) a second time"):
-        Siamese()(x)
-    assert Siamese().forward(x, train=False).shape[0] == 5  # evaluation: no backward follows
-
-
-def test_multihead_attention_called_twice_is_refused_and_a_decoder_layers_two_attentions_are_not():
-    """self.mha(x, x, x) twice in one training forward handed the first use's backward the second's cache,
-    silently: MultiheadAttention's __call__ recorded no use. A decoder layer's self- and cross-attention are two
-    objects, called by forward, so a model calling the layer once is not refused."""
-    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
-
-    class Twice(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.mha = L.MultiheadAttention(4, 2)
-
-        def forward(self, x, train=True):
-            return self.mha(x, x, x)[0] + self.mha(x, -x, -x)[0]
-
-    class Decoder(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.layer = L.TransformerDecoderLayer(4, 2, dim_feedforward=8)
-
-        def forward(self, tgt, memory, train=True):
-            return self.layer(tgt, memory)
-
-    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'mha' \(MultiheadAttention\) a second "
-                                           r"time.*self.mha2 = \.\.\.\); to share its weights"):
-        Twice()(x)
-    assert Twice().forward(x, train=False).shape == x.shape  # evaluation: no backward follows
-    assert Decoder()(x, -x).shape == x.shape
-
-
-@pytest.mark.parametrize("make", [lambda: L.LSTM(4, 3), lambda: L.GRU(4, 3)], ids=["LSTM", "GRU"])
-def test_a_single_recurrent_layer_called_twice_is_refused_as_a_stacked_one(make):
-    """self.lstm(x) twice in one training forward: LSTM(4, 3, num_layers=2) was refused, the single LSTM handed
-    the first use's backward the second's cache, silently (its __call__ recorded no use)."""
-    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
-
-    class Twice(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.rnn = make()
-
-        def forward(self, x, train=True):
-            return self.rnn(x) + self.rnn(-x)
-
-    with pytest.raises(RuntimeError, match=r"^Twice.forward calls the layer 'rnn' \((LSTM|GRU)\) a second time"):
-        Twice()(x)
-    assert Twice().forward(x, train=False).shape == (2, 3, 3)  # evaluation: no backward follows
-
-
-@pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, num_layers=2)],
-                         ids=["GRU", "LSTM-stack"])
-def test_a_recurrent_layer_called_at_each_step_of_a_loop_is_pointed_to_the_whole_sequence_or_its_cell(make):
-    """PyTorch's seq2seq tutorial decoder calls its GRU once per time step: the hint said to join the inputs along
-    the batch axis, which a loop whose steps depend on each other cannot do."""
-    class Loop(xn.Model):
-        def __init__(self):
-            super().__init__()
-            self.rnn = make()
-
-        def forward(self, x, train=True):
-            return [self.rnn(x[:, t:t + 1]) for t in range(x.shape[1])][-1]
-
-    cell = "GRUCell" if "GRU" in repr(make()) else "LSTMCell"
-    with pytest.raises(RuntimeError, match=r"over the steps of a loop, run it once on the whole sequence \(N, T, "
-                                           rf"features\), stateful=True .*xn\.layers\.{cell}"):
-        Loop()(np.ones((2, 3, 4), np.float32))
+        model = make()
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(lr=0.5, momentum=0.9), epochs=3,
+                 batch_size=5, progress=False, device="cpu", seed=0)
+        trained.append(model.named_params())
+    assert trained[0].keys() == trained[1].keys()
+    for k, v in trained[0].items():
+        np.testing.assert_array_equal(v, trained[1][k], err_msg=k)
+    xn.manual_seed(0)
+    assert not np.array_equal(_SharedReLU().named_params()["fc1.W"], trained[0]["fc1.W"])  # it did train
 
 
 def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():

@@ -10,7 +10,7 @@ from typing import Any
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .tree import Tree
-from .uses import counted, note
+from .uses import counted, note, reused
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
@@ -50,8 +50,12 @@ class Layer(Tree):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
-        if "backward" in vars(cls):  # after zero_grad(), backward adds its gradients, as PyTorch's (layers.uses)
-            cls.backward = counted(vars(cls)["backward"])
+        # A layer called twice in a forward takes its calls back in reverse; after zero_grad(), backward adds its
+        # gradients, as PyTorch's (layers.uses)
+        if "backward" in vars(cls):
+            cls.backward = counted(reused(vars(cls)["backward"]))
+        if "backward_params" in vars(cls):
+            cls.backward_params = reused(vars(cls)["backward_params"])
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)

@@ -88,8 +88,8 @@ class MultiheadAttention(Layer):
     def __call__(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None,  # type: ignore[override]
                  need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
                  is_causal: bool = False, train: bool | None = None) -> tuple[Any, Any]:
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer; the
-        Transformer layers call their attentions by ``forward``, each its own object)."""
+        """``forward`` in the layer's mode, recorded as a use (a second call in one training forward is taken back
+        in reverse by backward, as every layer's: :mod:`xpnet.layers.uses`)."""
         train = self.training if train is None else self._check_train(train, _INPUTS)
         note(self, train)
         return self.forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,

@@ -130,8 +130,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         return f"(T, N, {width}) with T >= 1 (time first: batch_first=False)"
 
     def __call__(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:  # type: ignore[override]
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer: unlike a cell,
-        the layer keeps the last forward's cache only). ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
+        """``forward`` in the layer's mode, recorded as a use (:mod:`xpnet.layers.uses`: called again in one training
+        forward, its backward calls take the calls back in reverse; refused when ``stateful``).
+        ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
         train, hx = call_arguments(self, args, train, hx, None)
         train = self.training if train is None else self._check_train(train)
         note(self, train)

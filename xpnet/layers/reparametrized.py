@@ -31,6 +31,7 @@ class _Reparametrized(Layer):
                             f"Conv1d, Conv2d, ConvTranspose1d or ConvTranspose2d, got {type(layer).__name__}")
         self.layer = layer
         self._transposed = isinstance(layer, Linear)  # W (in, out) is PyTorch's weight (out, in) transposed
+        self._weight: Any = None  # the layer's W as the last forward computed it
 
     def _dim(self, dim: Any, default: int, arg: str = "dim") -> int:
         """PyTorch's ``dim`` of the weight checked, as a non-negative axis of PyTorch's layout."""
@@ -57,19 +58,27 @@ class _Reparametrized(Layer):
         self._check_like_params(x)
         layer = self.layer
         layer._frozen = self._frozen
-        layer.params["W"] = self._compute_weight(xp, train)
+        layer.params["W"] = self._weight = self._compute_weight(xp, train)
         if "b" in self.params:
             layer.params["b"] = self.params["b"]
         return layer.forward(x, train)
 
     def backward(self, dy: Any) -> Any:
+        self._hand_weight()
         dx = self.layer.backward(dy)
         self._take_grads()
         return dx
 
     def backward_params(self, dy: Any) -> None:
+        self._hand_weight()
         self.layer.backward_params(dy)
         self._take_grads()
+
+    def _hand_weight(self) -> None:
+        """The layer's W as this forward computed it: the layer's backward reads it, and a later forward of this
+        layer in the same model's forward (a second use, :mod:`xpnet.layers.uses`) put its own there."""
+        if self._weight is not None:
+            self.layer.params["W"] = self._weight
 
     def _take_grads(self) -> None:
         if self._frozen:

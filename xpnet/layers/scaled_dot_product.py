@@ -54,7 +54,7 @@ class ScaledDotProductAttention(Layer):
 
     def __call__(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
                  is_causal: bool = False, train: bool | None = None, **functional: Any) -> Any:
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer). F's
+        """``forward`` in the layer's mode, recorded as a use (:mod:`xpnet.layers.uses`). F's
         ``dropout_p``, ``scale`` and ``enable_gqa`` given here are refused, naming the constructor's argument."""
         if functional:
             raise TypeError(_layer_arguments(self.name, functional))

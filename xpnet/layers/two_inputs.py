@@ -18,7 +18,7 @@ class _TwoInputs(Layer):
     _third = ""
 
     def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
-        """``forward`` in the layer's mode, recorded as a use (one object per use, as every layer)."""
+        """``forward`` in the layer's mode, recorded as a use (:mod:`xpnet.layers.uses`)."""
         train = self.training if train is None else self._check_pair_train(train)
         note(self, train)
         return self.forward(x1, x2, train=train)

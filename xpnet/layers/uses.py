@@ -1,14 +1,22 @@
-"""What a container's forward enforces around the layers it calls as ``layer(x)``, PyTorch's way.
+"""What a container's forward does around the layers it calls as ``layer(x)``, PyTorch's way.
 
-One layer object per use: a layer keeps what its backward needs from its last forward only, so a layer called
-twice in one training forward of a model (PyTorch's habit: ``self.relu`` or ``self.pool`` applied after each
-convolution) would hand the first use's backward the second use's cache: an error far from its cause where the
-shapes differ, and silently wrong gradients where they agree. ``scoped`` wraps every container's ``forward``: the
-outermost one running, called directly or by ``model(x)``, opens a record of the layers called as ``layer(x)`` in
-training mode; ``note`` raises at the second call of one of them. Evaluation-mode calls (no backward follows) and
-``layer.forward(x)`` calls are not recorded, nor are the recurrent cells' (``LSTMCell``...): a cell keeps a stack
-of caches, one per call, and its backward takes them in reverse order, so PyTorch's loop through one cell is right
-(:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves ``note`` out).
+One layer object for several uses, as PyTorch writes it (``self.relu`` or ``self.pool`` applied after each
+convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network's two inputs; a GRU called at each
+step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
+the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
+``model(x)``, opens a record of the layers called as ``layer(x)`` in training mode. ``note`` records each call;
+from the second call of one layer on it keeps the state the call before left (every attribute of the layer and of
+the layers inside it, by reference: a forward rebinds its caches, it does not write into them), and the layer's
+backward calls then take them back in reverse order (``reused``): the first backward serves the last call, each
+next one the call before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's
+``backward`` goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
+``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
+Dropout's draw count, a cache a later forward reads). Evaluation-mode calls (no backward follows) and
+``layer.forward(x)`` calls are not recorded. Refused, naming the layer: a second call of a ``stateful=True``
+recurrent layer, whose state flows from one call into the next, where its backward cannot follow it (loop an
+``LSTMCell``, or run the layer once on the whole sequence). The recurrent cells (``LSTMCell``...) keep their own
+stack of caches, one per call, the same order (:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves
+``note`` out).
 
 Backward calls after ``zero_grad()``, PyTorch's way: ``optimizer.zero_grad()`` (or ``model.zero_grad()``,
 Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=False``: sets them to zeros) and
@@ -38,7 +46,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "note", "counted", "arm", "armed"]
+__all__ = ["scoped", "note", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -76,38 +84,118 @@ def _train_position(forward: Callable[..., Any]) -> int | None:
 
 
 def note(layer: Any, train: bool) -> None:
-    """Record a training-mode call of ``layer``; a second one in the same forward raises a RuntimeError
-    naming the layer, by its dotted name in the model, and the fix."""
+    """Record a training-mode call of ``layer``: the first of this forward drops what an earlier forward's calls
+    kept, each later one keeps the state the call before left, for the backward calls (``reused``). A second
+    call of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
     calls = getattr(_local, "calls", None)
     if calls is None or not train:
         return
     if id(layer) not in calls:
         calls[id(layer)] = layer
+        vars(layer).pop(_USES, None)
         return
+    if getattr(layer, "stateful", False) is True:
+        raise RuntimeError(_stateful_twice(layer))
+    uses = vars(layer).get(_USES)
+    if uses is None:
+        uses = vars(layer)[_USES] = _Uses()
+    uses.after.append(_state(layer))
+
+
+_USES = "_uses_in_last_forward"
+# Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
+_HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
+                   "_init_args", "_backwards_since_zero_grad", _USES})
+_ABSENT = object()
+
+
+class _Uses:
+    """The training-mode calls of one layer in one forward of a model, for its backward calls: ``after[i]``, the
+    state of the layer's nodes after call i + 1 (all calls but the last); ``final``, the last call's, kept by
+    the first backward; ``backwards``, the backward calls so far; ``running``, a backward of the layer under way
+    (its ``backward_params`` calling its ``backward`` is one)."""
+
+    __slots__ = ("after", "final", "backwards", "running")
+
+    def __init__(self) -> None:
+        self.after: list[list[tuple[Any, dict[str, Any]]]] = []
+        self.final: list[tuple[Any, dict[str, Any]]] = []
+        self.backwards = 0
+        self.running = False
+
+
+def _state(layer: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Every attribute a forward may rebind, of ``layer`` and of each layer inside it, by reference."""
+    return [(node, {k: v for k, v in vars(node).items() if k not in _HELD}) for node in _nodes(layer)]
+
+
+def _nodes(layer: Any) -> list[Any]:
+    """``layer``, the layers inside it, and the layers each of them runs as an attribute of its own without
+    holding it as a sub-layer (Conv1d's Conv2d on (N, C, 1, L)), each once."""
+    found: dict[int, Any] = {}
+    for node in layer.named_modules().values():
+        todo = [node]
+        while todo:
+            one = todo.pop()
+            if id(one) not in found:
+                found[id(one)] = one
+                todo += [v for v in vars(one).values() if hasattr(v, "named_modules") and hasattr(v, "backward")]
+    return list(found.values())
+
+
+def _restore(state: list[tuple[Any, dict[str, Any]]], unless_rebound_since: Any = None) -> None:
+    """Put the attributes of ``state`` back; with ``unless_rebound_since`` (an earlier state), only those still
+    as they were there (an attribute rebound since, by a backward, keeps its new value: the book's ``lstm.dh``)."""
+    for i, (node, attributes) in enumerate(state):
+        now = vars(node)
+        before = unless_rebound_since[i][1] if unless_rebound_since is not None else None
+        for k, v in attributes.items():
+            current = now.get(k, _ABSENT)
+            if current is v or (before is not None and current is not before.get(k, _ABSENT)):
+                continue
+            now[k] = v
+
+
+def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` (or ``backward_params``) taking the calls of the last forward back in reverse order, where
+    the layer was called more than once in it (``note``): before each backward but the first, the state the
+    matching call left is put back, and the parameter gradients already there are added to the new ones."""
+    @functools.wraps(backward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        uses = self.__dict__.get(_USES)
+        if uses is None or uses.running:
+            return backward(self, *args, **kwargs)
+        uses.backwards += 1
+        served = len(uses.after) + 2 - uses.backwards  # the call this one serves, counted from 1
+        uses.running = True
+        try:
+            if uses.backwards == 1:  # the last call: its state is in place
+                uses.final = _state(self)
+                return backward(self, *args, **kwargs)
+            state = uses.after[served - 1]
+            _restore(state)
+            earlier = _take_grads(self)
+            try:
+                return backward(self, *args, **kwargs)
+            finally:
+                _add_grads(earlier)
+                if served == 1:  # the first call's backward ends the round: the layer as its last call left it
+                    _restore(uses.final, unless_rebound_since=state)
+                    del self.__dict__[_USES]
+        finally:
+            uses.running = False
+    return run
+
+
+def _stateful_twice(layer: Any) -> str:
+    """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
     name = next((k for k, v in model.named_modules().items() if v is layer), None) if model is not layer else None
     where = f"'{name}' ({layer.name})" if name else layer.name
-    attr = (name or layer.name.lower()).replace(".", "_")
-    make = f"xn.layers.{layer.name}" if type(layer).__module__.startswith("xpnet.layers.") else layer.name
-    raise RuntimeError(f"{model.name}.forward calls the layer {where} a second time in training mode; a layer keeps "
-                       "what its backward needs from its last forward only, so the first use's backward would get "
-                       f"the second's: give each use its own object (self.{attr}1 = {make}(...), "
-                       f"self.{attr}2 = ...){_shared(layer)}")
-
-
-def _shared(layer: Any) -> str:
-    """For a layer with parameters, how to keep one set of weights for all uses (own objects would not share
-    them): a siamese network's two inputs, pytorch/examples' Linear at every step of a time loop."""
-    if not layer.named_params():
-        return ""
-    name = getattr(layer, "kind", type(layer)).__name__  # a stack of recurrent layers names its kind
-    if hasattr(layer, "reset_state") and name in ("RNN", "LSTM", "GRU"):  # a loop over its time steps
-        return (f"; for one {name} over the steps of a loop, run it once on the whole sequence (N, T, features), "
-                f"stateful=True carrying the state to the next call, or loop an xn.layers.{name}Cell, which keeps "
-                "a cache per call and takes them back in reverse order")
-    return ("; to share its weights between the uses (a siamese network, one layer at every time step), call it "
-            "once on the inputs joined along the batch axis (xp.concat([x1, x2]), then y[:n], y[n:]; steps stacked "
-            "on a time axis for a Linear) and backward once on the dys joined alike")
+    kind = getattr(layer, "kind", type(layer)).__name__  # a stack of recurrent layers names its kind
+    return (f"{model.name}.forward calls the stateful layer {where} a second time in training mode: its state "
+            "flows from one call into the next, where its backward cannot follow it; run it once on the whole "
+            f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,0 +1,337 @@
+"""One layer object called several times in one training forward, PyTorch's way (the CIFAR-10 tutorial's
+``self.pool`` and ``self.relu`` after each convolution, a siamese network's one backbone, the seq2seq tutorial's
+GRU at each decoder step): the backward calls take the calls back in reverse order, and the parameter gradients of
+the uses add up, as autograd's. References: torch itself in float64, and every layer against two of its calls made
+one after the other (forward, backward, forward, backward) on a copy."""
+
+import copy
+
+import numpy as np
+import pytest
+from test_every_layer_everywhere import CASES, VARIANTS, _arrays, _inputs
+
+import xpnet as xn
+from xpnet import layers as L
+from xpnet.layers.uses import note
+
+F64 = "float64"
+
+
+class CifarNet(xn.Model):
+    """The CIFAR-10 tutorial's Net as written there: one MaxPool2d and one ReLU for every use."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.pool, self.conv2 = L.Conv2d(3, 6, 5, dtype=F64), L.MaxPool2d(2, 2), L.Conv2d(6, 16, 5, dtype=F64)
+        self.flatten = L.Flatten()
+        self.fc1, self.fc2 = L.Linear(400, 120, dtype=F64), L.Linear(120, 84, dtype=F64)
+        self.fc3 = L.Linear(84, 10, dtype=F64)
+        self.relu = L.ReLU()
+
+    def forward(self, x, train=True):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.flatten(x)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def backward(self, dy):  # the forward's calls in reverse, self.relu and self.pool once per use
+        dy = self.fc2.backward(self.relu.backward(self.fc3.backward(dy)))
+        dy = self.flatten.backward(self.fc1.backward(self.relu.backward(dy)))
+        dy = self.conv2.backward(self.relu.backward(self.pool.backward(dy)))
+        return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
+
+
+def _torch_grads(model, xpnet_model):
+    """PyTorch's parameter gradients under xpnet's names and layouts."""
+    grads = {k: v.grad for k, v in model.named_parameters()}
+    return {
+        name: (g.numpy().T if name.endswith(".W") and g.ndim == 2 else g.numpy())
+        for name, g in zip(xpnet_model.named_params(), grads.values())}
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch():
+    torch = _torch()
+
+    class TorchCifarNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            nn = torch.nn
+            self.conv1, self.pool, self.conv2 = nn.Conv2d(3, 6, 5), nn.MaxPool2d(2, 2), nn.Conv2d(6, 16, 5)
+            self.fc1, self.fc2, self.fc3 = nn.Linear(400, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = self.pool(torch.relu(self.conv1(x)))
+            x = self.pool(torch.relu(self.conv2(x)))
+            x = torch.flatten(x, 1)
+            return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+    torch.manual_seed(0)
+    theirs = TorchCifarNet().double()
+    ours = CifarNet()
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((3, 3, 32, 32)), rng.standard_normal((3, 10))
+    y = ours(x)
+    dx = ours.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    yt.backward(torch.tensor(dy))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-13)
+    expected = _torch_grads(theirs, ours)
+    for name, g in ours.named_grads().items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-12, atol=1e-13, err_msg=name)
+
+
+def test_the_cifar_tutorials_net_passes_gradcheck():
+    x, t = np.random.default_rng(1).standard_normal((2, 3, 32, 32)), np.array([1, 7])
+    xn.manual_seed(0)
+    assert xn.gradcheck(CifarNet(), x, t, loss="cross_entropy", max_entries=8).ok
+
+
+class Siamese(xn.Model):
+    """pytorch/examples' siamese network: one backbone (BatchNorm inside) on both images."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = xn.Sequential(L.Linear(6, 5, dtype=F64), L.BatchNorm(5, dtype=F64), L.Tanh())
+        self.head = L.Linear(1, 1, dtype=F64)
+        self.distance = L.PairwiseDistance()
+
+    def forward(self, x1, x2, train=True):
+        return self.head(self.distance(self.backbone(x1), self.backbone(x2))[:, None])
+
+    def backward(self, dy):  # wrong: the first call's gradient taken back first, with the second call's cache
+        d1, d2 = self.distance.backward(self.head.backward(dy)[:, 0])
+        return self.backbone.backward(d1), self.backbone.backward(d2)
+
+
+class SiameseReversed(Siamese):
+    def backward(self, dy):
+        d1, d2 = self.distance.backward(self.head.backward(dy)[:, 0])
+        dx2 = self.backbone.backward(d2)  # the second call first
+        return self.backbone.backward(d1), dx2
+
+
+def test_a_siamese_backbone_called_on_both_inputs_equals_pytorch_over_sgd_steps():
+    """Each call's BatchNorm normalises its own batch and moves the running statistics, as PyTorch's two calls;
+    the backbone's weights take the sum of both uses' gradients."""
+    torch = _torch()
+    torch.manual_seed(0)
+    nn = torch.nn
+    backbone = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.Tanh()).double()
+    head = nn.Linear(1, 1).double()
+    ours = SiameseReversed()
+    xn.load_torch_state_dict(ours.backbone, backbone.state_dict())
+    xn.load_torch_state_dict(ours.head, head.state_dict())
+    topt = torch.optim.SGD([*backbone.parameters(), *head.parameters()], lr=0.1, momentum=0.9)
+    opt = xn.optim.SGD(ours, lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        x1, x2, dy = rng.standard_normal((4, 6)), rng.standard_normal((4, 6)), rng.standard_normal((4, 1))
+        opt.zero_grad()
+        y = ours(x1, x2)
+        dx1, dx2 = ours.backward(dy)
+        opt.step()
+        t1, t2 = torch.tensor(x1, requires_grad=True), torch.tensor(x2, requires_grad=True)
+        topt.zero_grad()
+        yt = head(nn.functional.pairwise_distance(backbone(t1), backbone(t2))[:, None])
+        yt.backward(torch.tensor(dy))
+        topt.step()
+        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(dx1, t1.grad.numpy(), rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(dx2, t2.grad.numpy(), rtol=1e-11, atol=1e-13)
+    for name, value in xn.torch_state_dict(ours.backbone).items():
+        if name.endswith("num_batches_tracked"):  # xpnet's BatchNorm counts no batches at momentum 0.1
+            continue
+        np.testing.assert_allclose(value, backbone.state_dict()[name].numpy(), rtol=1e-11, atol=1e-13, err_msg=name)
+
+
+def test_a_gru_called_at_each_step_of_a_decoder_loop_equals_pytorchs_loop():
+    """The seq2seq tutorial's DecoderRNN: output, hidden = self.gru(output, hidden) once per step, a Linear on
+    each step's output; the backward goes through the steps in reverse, passing the state's gradient back."""
+    torch = _torch()
+    torch.manual_seed(0)
+    gru_t, out_t = torch.nn.GRU(3, 4, batch_first=True).double(), torch.nn.Linear(4, 3).double()
+    steps, rng = 4, np.random.default_rng(3)
+    x, h0, dys = rng.standard_normal((2, 1, 3)), rng.standard_normal((1, 2, 4)), rng.standard_normal((steps, 2, 1, 3))
+
+    class Decoder(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.gru, self.out = L.GRU(3, 4, return_state=True, dtype=F64), L.Linear(4, 3, dtype=F64)
+
+        def forward(self, x, h, train=True):
+            outputs = []
+            for _ in range(steps):  # each step's prediction is the next step's input, as the tutorial's
+                output, h = self.gru(x, h)
+                x = self.out(output)
+                outputs.append(x)
+            return outputs
+
+        def backward(self, dys):
+            dx, dh = 0.0, np.zeros((1, 2, 4))
+            for dy in reversed(dys):
+                dout = self.out.backward(dy + dx)
+                dx, dh = self.gru.backward(dout, dh), self.gru.dh
+            return dx, dh
+
+    ours = Decoder()
+    xn.load_torch_state_dict(ours.gru, gru_t.state_dict())
+    xn.load_torch_state_dict(ours.out, out_t.state_dict())
+    ys = ours(x, h0)
+    dx, dh0 = ours.backward(list(dys))
+    xt, ht = torch.tensor(x, requires_grad=True), torch.tensor(h0, requires_grad=True)
+    inp, h, theirs = xt, ht, []
+    for _ in range(steps):
+        output, h = gru_t(inp, h)
+        inp = out_t(output)
+        theirs.append(inp)
+    torch.autograd.backward(theirs, [torch.tensor(d) for d in dys])
+    for y, yt in zip(ys, theirs):
+        np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(dh0, ht.grad.numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.gru.grads["Wx"], gru_t.weight_ih_l0.grad.numpy().T, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(ours.out.grads["W"], out_t.weight.grad.numpy().T, rtol=1e-11, atol=1e-13)
+
+
+def _second_inputs(xs):
+    """Other values for a second call: floats moved and scaled, ids and indices as they are."""
+    return [x * -1.5 + 0.25 if x.dtype.kind == "f" else x for x in xs]
+
+
+def _dys(ys, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(tuple(y.shape)).astype(y.dtype) for y in ys]
+
+
+def _reusable():
+    return sorted(name for name, case in {**CASES, **VARIANTS}.items() if not getattr(case.make(), "stateful", False))
+
+
+@pytest.mark.parametrize("name", _reusable())
+def test_every_layer_called_twice_equals_two_calls_one_after_the_other(name):
+    """Called twice in one forward, backward in reverse: outputs, input gradients, the summed parameter
+    gradients and the buffers equal those of a copy run forward-backward twice; and the next forward after the
+    round equals the copy's too (a Dropout's draws go on from the last call's, a carried cache is the last's)."""
+    case = {**CASES, **VARIANTS}[name]
+    xn.init.seed(0)
+    layer = case.make()
+    reference = copy.deepcopy(layer)
+    xs1 = _inputs(case)
+    xs2 = _second_inputs(xs1)
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, train=True):
+            note(self.layer, True)  # what layer(...) does; the cases call forward with their own arguments
+            first = _arrays(case.forward(self.layer, *xs1, train=True))
+            note(self.layer, True)
+            return first, _arrays(case.forward(self.layer, *xs2, train=True))
+
+    y1, y2 = Twice().forward()
+    dy1, dy2 = _dys(y1, 1), _dys(y2, 2)
+    dx2 = _arrays(case.backward(layer, *dy2))
+    dx1 = _arrays(case.backward(layer, *dy1))
+    grads = {k: np.array(v) for k, v in layer.named_grads().items()}
+
+    r1 = _arrays(case.forward(reference, *xs1, train=True))
+    rdx1 = _arrays(case.backward(reference, *dy1))
+    rgrads = {k: np.array(v) for k, v in reference.named_grads().items()}
+    r2 = _arrays(case.forward(reference, *xs2, train=True))
+    rdx2 = _arrays(case.backward(reference, *dy2))
+    for k, v in reference.named_grads().items():
+        rgrads[k] = rgrads[k] + v if k in rgrads else v
+    for ours, theirs in [(y1, r1), (y2, r2), (dx1, rdx1), (dx2, rdx2)]:
+        assert len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert grads.keys() == rgrads.keys()
+    for k in grads:
+        np.testing.assert_allclose(grads[k], rgrads[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    for k, v in layer.named_buffers().items():
+        np.testing.assert_allclose(v, reference.named_buffers()[k], rtol=1e-6, atol=1e-7, err_msg=k)
+    for a, b in zip(_arrays(case.forward(layer, *xs1, train=True)), _arrays(case.forward(reference, *xs1, train=True))):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_a_siamese_backward_in_the_forwards_order_fails_gradcheck_and_the_reverse_passes():
+    """Where two uses do not depend on each other, the order of their backward calls is the model's to get
+    right (the reverse of the calls): gradcheck tells a wrong one."""
+    rng = np.random.default_rng(6)
+    x1, x2 = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    xn.manual_seed(0)
+    assert not xn.gradcheck(Siamese(), (x1, x2)).ok
+    xn.manual_seed(0)
+    assert xn.gradcheck(SiameseReversed(), (x1, x2)).ok
+
+
+def test_gradients_of_the_uses_add_to_those_since_zero_grad():
+    """Two training steps' backward calls after one zero_grad(): each sums its own uses, and the two sums add."""
+    xn.manual_seed(0)
+    model = SiameseReversed()
+    reference = copy.deepcopy(model)
+    rng = np.random.default_rng(4)
+    batches = [(rng.standard_normal((4, 6)), rng.standard_normal((4, 6)), rng.standard_normal((4, 1)))
+               for _ in range(2)]
+    model.zero_grad()
+    for x1, x2, dy in batches:
+        model(x1, x2)
+        model.backward(dy)
+    total = {}
+    for x1, x2, dy in batches:
+        reference(x1, x2)
+        reference.backward(dy)
+        for k, v in reference.named_grads().items():
+            total[k] = total.get(k, 0) + v
+    for k, v in model.named_grads().items():
+        np.testing.assert_allclose(v, total[k], rtol=1e-12, err_msg=k)
+
+
+def test_a_forward_whose_backward_stopped_short_leaves_nothing_to_the_next():
+    """A round left unfinished (one backward for two calls, an exception in the loss) does not leak into the
+    next forward's backward calls."""
+    xn.manual_seed(0)
+    model = SiameseReversed()
+    reference = copy.deepcopy(model)
+    rng = np.random.default_rng(5)
+    x1, x2, dy = rng.standard_normal((4, 6)), rng.standard_normal((4, 6)), rng.standard_normal((4, 1))
+    model(-x1, x2)
+    model.backbone.backward(np.ones((4, 5)))  # one of the two
+    model(x1, x2)
+    reference(x1, x2)
+    for ours, theirs in zip(model.backward(dy), reference.backward(dy)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    for k, v in model.named_grads().items():
+        np.testing.assert_allclose(v, reference.named_grads()[k], rtol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, stateful=True,
+                                                                                      num_layers=2)],
+                         ids=["GRU", "LSTM-stack"])
+def test_a_stateful_recurrent_layer_called_twice_is_refused_naming_it(make):
+    """Its state flows from one call into the next, where backward cannot follow it."""
+    class Loop(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.rnn = make()
+
+        def forward(self, x, train=True):
+            return [self.rnn(x[:, t:t + 1]) for t in range(x.shape[1])][-1]
+
+    cell = "GRUCell" if "GRU" in repr(make()) else "LSTMCell"
+    with pytest.raises(RuntimeError, match=r"^Loop.forward calls the stateful layer 'rnn' \((GRU|LSTM)\) a second "
+                                           r"time in training mode: its state flows from one call into the next, "
+                                           rf"where its backward cannot follow it; .*xn\.layers\.{cell}"):
+        Loop()(np.ones((2, 3, 4), np.float32))
+    assert Loop().forward(np.ones((2, 3, 4), np.float32), train=False).shape == (2, 1, 3)  # no backward follows
