@@ -335,3 +335,37 @@ def test_a_stateful_recurrent_layer_called_twice_is_refused_naming_it(make):
                                            rf"where its backward cannot follow it; .*xn\.layers\.{cell}"):
         Loop()(np.ones((2, 3, 4), np.float32))
     assert Loop().forward(np.ones((2, 3, 4), np.float32), train=False).shape == (2, 1, 3)  # no backward follows
+
+
+def test_a_sequential_holding_one_layer_object_twice_equals_pytorchs():
+    """PyTorch's nn.Sequential(*[nn.Linear(4, 4), nn.Tanh()] * 2): one Linear and one Tanh at two places each,
+    the Linear's weights shared (listed once, their gradient the sum of both uses); through xn.train too."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(*[torch.nn.Linear(4, 4), torch.nn.Tanh()] * 2, torch.nn.Linear(4, 3)).double()
+    shared, tanh = L.Linear(4, 4, dtype=F64), L.Tanh()
+    ours = xn.Sequential(shared, tanh, shared, tanh, L.Linear(4, 3, dtype=F64))
+    shared.params["W"][...] = theirs[0].weight.detach().numpy().T
+    shared.params["b"][...] = theirs[0].bias.detach().numpy()
+    ours[4].params["W"][...] = theirs[4].weight.detach().numpy().T
+    ours[4].params["b"][...] = theirs[4].bias.detach().numpy()
+    assert list(ours.named_params()) == ["0.W", "0.b", "4.W", "4.b"]
+    rng = np.random.default_rng(7)
+    x, t = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    xt = torch.tensor(x, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(theirs(xt), torch.tensor(t))
+    loss.backward()
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    np.testing.assert_allclose(criterion(ours(x), t), loss.item(), rtol=1e-12)
+    np.testing.assert_allclose(ours.backward(criterion.backward()), xt.grad.numpy(), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(shared.grads["W"], theirs[0].weight.grad.numpy().T, rtol=1e-11, atol=1e-13)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1)
+    for _ in range(2):
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), torch.tensor(t)).backward()
+        topt.step()
+    ours_before = copy.deepcopy(ours)
+    xn.train(ours, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(lr=0.1), epochs=2, batch_size=6,
+             progress=False, device="cpu")
+    np.testing.assert_allclose(shared.params["W"], theirs[0].weight.detach().numpy().T, rtol=1e-11, atol=1e-13)
+    assert not np.allclose(shared.params["W"], ours_before[0].params["W"])

@@ -36,6 +36,9 @@ class Layer(Tree):
     """
 
     train_hint = ""  # what an array passed as forward's train most likely was meant to be, for its error
+    # Attributes another layer's backward writes into (a TiedLinear's share of an Embedding's gradient): not put
+    # back between the backward calls of a layer called more than once in a forward (layers.uses).
+    kept_between_uses: tuple[str, ...] = ()
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         self = super().__new__(cls)

@@ -51,6 +51,7 @@ class Embedding(Layer):
     """
 
     weight = PyTorchParam("W")  # PyTorch's name and layout
+    kept_between_uses = ("_shared",)  # a TiedLinear's backward adds there, before this layer's backward of its call
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None, *,
                  init: Any = "normal", dtype: Any = "float32", check_ids: bool = True, max_norm: Any = None,

@@ -126,7 +126,8 @@ class _Uses:
 
 def _state(layer: Any) -> list[tuple[Any, dict[str, Any]]]:
     """Every attribute a forward may rebind, of ``layer`` and of each layer inside it, by reference."""
-    return [(node, {k: v for k, v in vars(node).items() if k not in _HELD}) for node in _nodes(layer)]
+    return [(node, {k: v for k, v in vars(node).items() if k not in _HELD and k not in node.kept_between_uses})
+            for node in _nodes(layer)]
 
 
 def _nodes(layer: Any) -> list[Any]:

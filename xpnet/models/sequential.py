@@ -8,6 +8,7 @@ from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.submodules import Place
+from ..layers.uses import note
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -122,6 +123,7 @@ class Sequential(Model):
         """
         train = self._check_train(train, hint=STATE_HINT)
         for layer in self.layers:
+            note(layer, train)  # one layer object at several places (PyTorch's [Linear, ReLU] * 3): a use each
             x = layer.forward(x, train=train)
         return x
 
