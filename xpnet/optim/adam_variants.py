@@ -22,6 +22,8 @@ from .hyperparams import positive
 class _AdamLike(Optimizer):
     """lr, betas, eps and weight decay checked as PyTorch's; m (``exp_avg``) moved on as PyTorch's lerp."""
 
+    PYTORCH_ONLY = {"maximize": False, "foreach": None, "capturable": False, "differentiable": False}
+
     def __init__(self, lr: float, betas: Any, eps: float, weight_decay: float, weight_decay_on: str,
                  decoupled_weight_decay: bool = False):
         super().__init__(lr, weight_decay, weight_decay_on)

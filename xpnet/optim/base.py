@@ -36,6 +36,7 @@ from ._blame import missing_gradient, other_dtype
 from ..layers.uses import arm, armed
 from .binding import TakesAModelFirst
 from .hyperparams import choice, positive
+from .param_groups import ParamGroup
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
                        writes_out)
 
@@ -44,8 +45,6 @@ from ..backend import (device_of, into, namespace, no_autograd, same_device, to_
 _PYTORCH_NAMES = {
     "update": "the book's optimizer.update(model.params, model.grads) is optimizer.step(model): the gradients are "
               "the model's own, from model.backward(dy)",
-    "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
-                    "xn.callbacks.LearningRateSchedule in xn.train)",
 }
 # The book's update(params, grads) and Chainer's update() are one name.
 _UPDATE = f"{_chainer.OPTIMIZER['update']}; {_PYTORCH_NAMES['update']}"
@@ -105,6 +104,8 @@ class Optimizer(metaclass=TakesAModelFirst):
     """
 
     eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
+    # PyTorch's param-group keys of this optimizer that xpnet has no setting for, at PyTorch's default value.
+    PYTORCH_ONLY: dict[str, Any] = {}
     _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
@@ -123,6 +124,7 @@ class Optimizer(metaclass=TakesAModelFirst):
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
         self.device_scalars: DeviceScalars | None = None  # lr and t on the device, for a captured step
+        self._param_groups: list[ParamGroup] | None = None  # made when first asked for
 
     @property
     def name(self) -> str:
@@ -138,6 +140,15 @@ class Optimizer(metaclass=TakesAModelFirst):
     @lr.setter
     def lr(self, value: Any) -> None:
         self._lr = positive("lr", value, self, allow_zero=True)
+
+    @property
+    def param_groups(self) -> list[ParamGroup]:
+        """PyTorch's ``optimizer.param_groups``: one group (:class:`~xpnet.optim.param_groups.ParamGroup`) per
+        part of the model with its own hyperparameters, live: ``g["lr"] = 0.01`` sets the lr it steps with.
+        An optimizer built with one model has one group, whose values are the optimizer's attributes."""
+        if self._param_groups is None:
+            self._param_groups = [ParamGroup(self)]
+        return list(self._param_groups)
 
     def hyperparams(self) -> dict[str, Any]:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}

@@ -10,17 +10,12 @@ its lr as the optimizer's ``initial_lr`` (PyTorch's ``param_group["initial_lr"]`
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 from ..._user import is_real
 from ..base import Optimizer
 
 __all__ = ["LRScheduler", "check_optimizer", "one_value", "count", "rate"]
-
-# optimizer -> its initial_lr (PyTorch keeps it in each param group).
-INITIAL_LR: "weakref.WeakKeyDictionary[Optimizer, float]" = weakref.WeakKeyDictionary()
-
 
 def check_optimizer(who: str, optimizer: Any) -> Optimizer:
     """``optimizer`` when it is an xpnet optimizer, else a TypeError saying what to pass."""
@@ -69,13 +64,15 @@ class LRScheduler:
     def __init__(self, optimizer: Any, last_epoch: int = -1):
         self.optimizer = check_optimizer(type(self).__name__, optimizer)
         last_epoch = count(type(self).__name__, "last_epoch", last_epoch, lo=-1)
+        groups = self.optimizer.param_groups
         if last_epoch == -1:
-            INITIAL_LR.setdefault(self.optimizer, self.optimizer.lr)
-        elif self.optimizer not in INITIAL_LR:
+            for group in groups:
+                group.setdefault("initial_lr", group["lr"])
+        elif any("initial_lr" not in group for group in groups):
             raise ValueError(f"{type(self).__name__}: last_epoch={last_epoch} resumes a schedule, which needs the "
                              "optimizer's initial_lr from an earlier scheduler; resume with "
                              "scheduler.load_state_dict(saved) (or xn.train's resume_from) and last_epoch=-1")
-        self.base_lrs = [INITIAL_LR[self.optimizer]]
+        self.base_lrs = [group["initial_lr"] for group in groups]
         self.last_epoch = last_epoch
         self._initial_step()
 

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from typing import Any
 
 from ..._user import flag
-from .base import INITIAL_LR, LRScheduler, check_optimizer, count, one_value, rate
+from .base import LRScheduler, check_optimizer, count, one_value, rate
 
 __all__ = ["OneCycleLR", "SequentialLR", "ChainedScheduler"]
 
@@ -56,7 +56,7 @@ class OneCycleLR(LRScheduler):
         # PyTorch keeps these in the param group; here they are the scheduler's (saved in its state_dict).
         self.group = {"initial_lr": max_lr / div, "max_lr": max_lr, "min_lr": max_lr / div / final}
         if last_epoch == -1:
-            INITIAL_LR[optimizer] = self.group["initial_lr"]
+            optimizer.param_groups[0]["initial_lr"] = self.group["initial_lr"]
         self.cycle_momentum = flag(cycle_momentum, who, "cycle_momentum")
         if self.cycle_momentum:
             if not {"momentum", "betas"} & set(vars(optimizer)):
@@ -132,7 +132,7 @@ class SequentialLR(LRScheduler):
         self._milestones = [count("SequentialLR", "milestones[]", m) for m in milestones]
         self.last_epoch = count("SequentialLR", "last_epoch", last_epoch, lo=-1) + 1
         self.optimizer = optimizer
-        optimizer.lr = INITIAL_LR[optimizer]
+        optimizer.lr = optimizer.param_groups[0]["initial_lr"]
         for s in self._schedulers:  # undo the step each made when built
             s.last_epoch -= 1
         self._schedulers[bisect_right(self._milestones, 0)]._initial_step()
