@@ -15,7 +15,8 @@ from typing import Any
 from .._user import flag
 from ..backend import into, namespace
 from .adaptive import betas_pair
-from .base import Optimizer, _sqrt
+from .base import Optimizer
+from .device_scalars import _sqrt
 from .hyperparams import positive
 
 

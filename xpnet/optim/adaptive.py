@@ -11,7 +11,8 @@ from typing import Any
 from .. import _chainer
 from .._user import flag, is_real, keyword_hints
 from ..backend import fast_path, into
-from .base import Optimizer, _sqrt, unfused
+from .base import Optimizer, unfused
+from .device_scalars import _sqrt
 from .hyperparams import choice, fraction, positive
 
 
