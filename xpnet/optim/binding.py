@@ -62,9 +62,10 @@ def groups_hint(name: str, index: int, params: Any) -> str:
     """Why param group ``index`` cannot be taken: its ``params`` name no layer of a model."""
     return (f"{name}: PyTorch's parameter groups are taken where each names a layer, but param group {index}'s "
             f"'params' is a {type(params).__name__}; a group updates a layer (or a model) as a whole, given as "
-            f"layer.parameters() or the layer itself, so that its parameters are found by name; a bare array (net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': "
-            f"wd}}, {{'params': net.bias}}]: xpnet's weight_decay decays the weights only (W, the recurrent layers' "
-            f"Wx and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all', so that is "
+            f"layer.parameters() or the layer itself, so that its parameters are found by name; a bare array "
+            f"(net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': wd}}, "
+            f"{{'params': net.bias}}]: xpnet's weight_decay decays the weights only (W, the recurrent layers' Wx "
+            f"and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all', so that is "
             f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
 
 

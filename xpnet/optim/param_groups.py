@@ -104,6 +104,16 @@ class ParamGroup(MutableMapping):
         else:
             setattr(opt, key, checked)
 
+    def put(self, key: str, value: Any) -> None:
+        """Set the hyperparameter ``key`` to ``value`` checked already (OneCycleLR's momentum, in range by its
+        own checks): no optimizer is built to check it, as a step's scheduler may do it at every batch."""
+        if self.values is not None:
+            self.values[key] = value
+        elif key == "lr":
+            self._optimizer.__dict__["_lr"] = value
+        else:
+            setattr(self._optimizer, key, value)
+
     def _checked(self, key: str, value: Any, settings: dict[str, Any]) -> Any:
         """``value`` for ``key`` as the constructor takes it (its checks, its type: a float, a tuple)."""
         opt = self._optimizer
