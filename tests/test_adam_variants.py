@@ -7,7 +7,7 @@ import pytest
 import array_api_compat.numpy as anp
 import xpnet as xn
 from xpnet import optim
-from xpnet.optim.base import DeviceScalars
+from xpnet.optim.device_scalars import DeviceScalars
 
 from conftest import require_cuda
 from torch_optim_checks import torch_steps

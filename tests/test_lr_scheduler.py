@@ -131,9 +131,12 @@ def test_reduce_on_plateau_equals_torch(kwargs):
 @pytest.mark.parametrize("make,match", [
     (lambda o: ls.StepLR(o, 0), r"StepLR: step_size must be an int >= 1, got 0"),
     (lambda o: ls.LambdaLR(o, [lambda e: 1.0, lambda e: 0.5]),
-     r"LambdaLR: lr_lambda is a list \(one per param group in PyTorch\); an xpnet optimizer has one lr"),
-    (lambda o: ls.OneCycleLR(o, max_lr=[0.1, 0.2], total_steps=10), r"OneCycleLR: max_lr is a list .* max_lr=0.1"),
-    (lambda o: ls.ReduceLROnPlateau(o, min_lr=[0.0]), r"ReduceLROnPlateau: min_lr is a list"),
+     r"LambdaLR: lr_lambda has 2 values, one per param group, and the optimizer has 1 param group\(s\); pass 1 "
+     r"value\(s\) or one for all"),
+    (lambda o: ls.OneCycleLR(o, max_lr=[0.1, 0.2], total_steps=10), r"OneCycleLR: max_lr has 2 values, one per param"),
+    (lambda o: ls.ReduceLROnPlateau(o, min_lr=[0.0, 0.1]), r"ReduceLROnPlateau: min_lr has 2 values"),
+    (lambda o: ls.StepLR(o, 3, gamma=[0.1, 0.2]),
+     r"StepLR: gamma must be one value for every param group \(as PyTorch's\), got \[0.1, 0.2\]"),
     (lambda o: ls.ReduceLROnPlateau(o, factor=1.0), r"ReduceLROnPlateau: factor must be a finite number in \(0, 1\)"),
     (lambda o: ls.LinearLR(o, start_factor=0.0), r"LinearLR: start_factor must be a finite number in \(0, 1\]"),
     (lambda o: ls.OneCycleLR(o, max_lr=0.1), r"OneCycleLR: give total_steps, or epochs and steps_per_epoch"),
@@ -166,3 +169,74 @@ def test_one_cycle_moves_adams_beta1_as_torch():
         sched.step()
         assert opt.betas == pytest.approx(topt.param_groups[0]["betas"], rel=1e-12)
         assert opt.lr == pytest.approx(tsched.get_last_lr()[0], rel=1e-12)
+
+
+# Per-group lists where PyTorch takes them (two groups).
+GROUP_CASES = CASES + [
+    ("LambdaLR", {"lr_lambda": [lambda e: 0.9 ** e, lambda e: 1.0 / (1 + e)]}),
+    ("MultiplicativeLR", {"lr_lambda": [lambda e: 0.97, lambda e: 0.9]}),
+    ("OneCycleLR", {"max_lr": [0.7, 0.2], "total_steps": STEPS, "base_momentum": [0.8, 0.85],
+                    "max_momentum": [0.9, 0.95]}),
+    ("SWALR", {"swa_lr": [0.05, 0.001], "anneal_epochs": 7}),
+]
+
+
+@pytest.mark.parametrize("name,kwargs", GROUP_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(GROUP_CASES)])
+def test_two_param_groups_get_torchs_lrs_step_by_step(name, kwargs):
+    """Each group's lr (and OneCycleLR's momentum) equals torch's [g['lr'] for g in opt.param_groups]."""
+    torch = _torch()
+    params = [torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)) for _ in range(2)]
+    topt = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.03}], lr=0.1, momentum=0.9)
+    model = xn.Sequential(xn.layers.Linear(1, 1), xn.layers.Linear(1, 1))
+    opt = xn.optim.SGD([{"params": model[0]}, {"params": model[1], "lr": 0.03}], lr=0.1, momentum=0.9)
+    tsched, sched = _build(torch.optim.lr_scheduler, topt, name, kwargs), _build(ls, opt, name, kwargs)
+    apart = 0  # the steps where the two groups' lrs differ
+    for _ in range(STEPS):
+        ours = [(g["lr"], g["momentum"]) for g in opt.param_groups]
+        apart += ours[0][0] != ours[1][0]
+        theirs = [(g["lr"], g["momentum"]) for g in topt.param_groups]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(sched.get_last_lr(), tsched.get_last_lr(), rtol=1e-12, atol=0)
+        if _ == STEPS - 1:
+            break
+        tsched.step()
+        sched.step()
+    # one max_lr, or anneal_epochs=0 to one swa_lr: the same lr for both groups from the first step, as torch's
+    assert apart > 0 or name == "OneCycleLR" and not isinstance(kwargs["max_lr"], list) or kwargs.get("swa_lr") == 0.3
+
+
+@pytest.mark.parametrize("kwargs", [{"min_lr": [0.004, 0.02]}, {"min_lr": 0.01, "factor": 0.5}])
+def test_reduce_on_plateau_reduces_each_group_as_torch(kwargs):
+    torch = _torch()
+    metrics = np.round(np.random.default_rng(0).uniform(0.5, 1.0, STEPS), 2)
+    params = [torch.nn.Parameter(torch.zeros(1)) for _ in range(2)]
+    topt = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.05}], lr=0.1)
+    model = xn.Sequential(xn.layers.Linear(1, 1), xn.layers.Linear(1, 1))
+    opt = xn.optim.SGD([{"params": model[0]}, {"params": model[1], "lr": 0.05}], lr=0.1)
+    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=1, **kwargs)
+    sched = ls.ReduceLROnPlateau(opt, patience=1, **kwargs)
+    lrs = []
+    for m in metrics:
+        tsched.step(float(m))
+        sched.step(m)
+        assert sched.get_last_lr() == tsched.get_last_lr() == [g["lr"] for g in opt.param_groups]
+        lrs.append(tuple(sched.get_last_lr()))
+    assert len(set(lrs)) > 2 and any(a != b for a, b in lrs)
+
+
+def test_two_groups_state_dict_resumes_the_same_lrs():
+    def build():
+        model = xn.Sequential(xn.layers.Linear(1, 1), xn.layers.Linear(1, 1))
+        opt = xn.optim.Adam([{"params": model[0]}, {"params": model[1], "lr": 0.03}], lr=0.1)
+        return opt, ls.OneCycleLR(opt, max_lr=[0.5, 0.2], total_steps=STEPS)
+
+    opt, sched = build()
+    for _ in range(20):
+        sched.step()
+    again, resumed = build()
+    resumed.load_state_dict(json.loads(json.dumps(sched.state_dict())))
+    assert [(g["lr"], g["betas"]) for g in again.param_groups] == [(g["lr"], g["betas"]) for g in opt.param_groups]
+    for _ in range(STEPS - 21):
+        sched.step()
+        resumed.step()
+    assert resumed.get_last_lr() == sched.get_last_lr()

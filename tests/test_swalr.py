@@ -35,12 +35,11 @@ def test_pytorchs_recipe_by_hand_anneals_from_the_schedule_before_as_torch(strat
     assert lrs[ls][-1] == 0.01 and len(set(lrs[ls][swa_start:])) > 5
 
 
-def test_swa_lr_per_param_group_is_refused_naming_the_one_value():
-    """PyTorch takes a list of one swa_lr per param group; an xpnet optimizer has one lr and no groups."""
+def test_a_list_of_swa_lr_needs_one_per_param_group():
+    """PyTorch takes a list of one swa_lr per param group (tests/test_lr_scheduler.py steps one against torch's)."""
     opt = xn.optim.SGD(0.1)
-    with pytest.raises(ValueError, match=r"^SWALR: swa_lr is a list \(one per param group in PyTorch\); an xpnet "
-                                         r"optimizer has one lr and no param groups: pass one value, e.g. "
-                                         r"swa_lr=0.05$"):
+    with pytest.raises(ValueError, match=r"^SWALR: swa_lr has 2 values, one per param group, and the optimizer has "
+                                         r"1 param group\(s\); pass 1 value\(s\) or one for all$"):
         swa_utils.SWALR(opt, swa_lr=[0.05, 0.01])
     assert opt.lr == 0.1
 

@@ -17,6 +17,8 @@ class Adadelta(Optimizer):
     ``lr`` scales delta (1.0, PyTorch's default, is the paper's rule); ``rho`` in [0, 1] as PyTorch's. ``foreach``
     (PyTorch's fifth argument) is taken and changes nothing: xpnet has one implementation."""
 
+    PYTORCH_ONLY = {"maximize": False, "capturable": False, "foreach": None, "differentiable": False}
+
     def __init__(self, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0,
                  foreach: bool | None = None, *, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)

@@ -15,12 +15,15 @@ from typing import Any
 from .._user import flag
 from ..backend import into, namespace
 from .adaptive import betas_pair
-from .base import Optimizer, _sqrt
+from .base import Optimizer
+from .device_scalars import _sqrt
 from .hyperparams import positive
 
 
 class _AdamLike(Optimizer):
     """lr, betas, eps and weight decay checked as PyTorch's; m (``exp_avg``) moved on as PyTorch's lerp."""
+
+    PYTORCH_ONLY = {"maximize": False, "foreach": None, "capturable": False, "differentiable": False}
 
     def __init__(self, lr: float, betas: Any, eps: float, weight_decay: float, weight_decay_on: str,
                  decoupled_weight_decay: bool = False):

@@ -11,12 +11,16 @@ from typing import Any
 from .. import _chainer
 from .._user import flag, is_real, keyword_hints
 from ..backend import fast_path, into
-from .base import Optimizer, _sqrt, unfused
+from .base import Optimizer, unfused
+from .device_scalars import _sqrt
 from .hyperparams import choice, fraction, positive
 
 
 class AdaGrad(Optimizer):
     """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
+
+    PYTORCH_ONLY = {"lr_decay": 0, "initial_accumulator_value": 0, "foreach": None, "maximize": False,
+                    "differentiable": False, "fused": None}
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights"):
@@ -42,6 +46,8 @@ class RMSprop(Optimizer):
     PyTorch's ``momentum`` and ``centered`` (keyword-only here), as ``torch.optim.RMSprop`` steps:
     ``centered=True`` divides by sqrt(h - a*a) + eps, a = alpha*a + (1-alpha)*g the mean gradient; with
     ``momentum`` m > 0, buf = m*buf + g / (sqrt(...) + eps) (from zeros) and p -= lr * buf."""
+
+    PYTORCH_ONLY = {"capturable": False, "foreach": None, "maximize": False, "differentiable": False}
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights", *, momentum: float = 0.0, centered: bool = False):
@@ -100,6 +106,9 @@ class Adam(Optimizer):
     differ only in the first steps and where v is tiny.
     """
 
+    PYTORCH_ONLY = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                    "differentiable": False, "fused": None, "decoupled_weight_decay": False}
+
     @keyword_hints("Adam", _chainer.ADAM)
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
                  weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch", *,
@@ -145,6 +154,8 @@ class AdamW(Adam):
     As PyTorch's AdamW, the decay applies to every parameter by default (``weight_decay_on="all"``);
     ``weight_decay_on="weights"`` spares biases and BatchNorm's gamma/beta.
     """
+
+    PYTORCH_ONLY = {**Adam.PYTORCH_ONLY, "decoupled_weight_decay": True}
 
     @keyword_hints("AdamW", _chainer.ADAM)
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,

@@ -26,7 +26,6 @@ captured kernels read and advance, and every update reads its step-dependent num
 
 from __future__ import annotations
 
-import math
 import weakref
 from typing import Any
 
@@ -35,7 +34,10 @@ from .._user import flag, not_here
 from ._blame import missing_gradient, other_dtype
 from ..layers.uses import arm, armed
 from .binding import TakesAModelFirst
+from .device_scalars import DeviceScalars
+from .grouped import GroupedSteps
 from .hyperparams import choice, positive
+from .param_groups import ParamGroup
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
                        writes_out)
 
@@ -44,8 +46,6 @@ from ..backend import (device_of, into, namespace, no_autograd, same_device, to_
 _PYTORCH_NAMES = {
     "update": "the book's optimizer.update(model.params, model.grads) is optimizer.step(model): the gradients are "
               "the model's own, from model.backward(dy)",
-    "param_groups": "an xpnet optimizer has one set of hyperparameters: set optimizer.lr (or use "
-                    "xn.callbacks.LearningRateSchedule in xn.train)",
 }
 # The book's update(params, grads) and Chainer's update() are one name.
 _UPDATE = f"{_chainer.OPTIMIZER['update']}; {_PYTORCH_NAMES['update']}"
@@ -58,38 +58,7 @@ def unfused(*args: Any) -> Any:
     return NotImplemented
 
 
-def _sqrt(x: Any) -> Any:
-    """sqrt of a Python float, or of a 0-d device array (a step's number under ``device_scalars``)."""
-    return math.sqrt(x) if isinstance(x, float) else namespace(x).sqrt(x)
-
-
-class DeviceScalars:
-    """The learning rate and the step count as 0-d float64 arrays on the parameters' device, for a step
-    captured as a CUDA graph: the captured kernels read them, so each launch uses the values of its own
-    step, where a Python float would stay the one of the capture. ``set(lr, t)`` fills them (outside a
-    capture: at each epoch's start); ``Optimizer.step`` advances ``t`` on the device."""
-
-    def __init__(self, xp: Any, device: Any):
-        self.xp = xp
-        self.lr = xp.zeros((), dtype=xp.float64, device=device)
-        self.t = xp.zeros((), dtype=xp.float64, device=device)
-        self._cached: dict[Any, Any] = {}  # (name, dtype) -> this step's number, computed once per step
-
-    def set(self, lr: float, t: int) -> None:
-        self.lr[...] = float(lr)
-        self.t[...] = float(t)
-
-    def advance(self) -> None:
-        self.t += 1.0
-        self._cached.clear()
-
-    def once(self, key: Any, compute: Any) -> Any:
-        if key not in self._cached:
-            self._cached[key] = compute()
-        return self._cached[key]
-
-
-class Optimizer(metaclass=TakesAModelFirst):
+class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
     then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one
     of another dtype is blamed on the layer behind it (a backward that left it out, a later layer of
@@ -101,10 +70,13 @@ class Optimizer(metaclass=TakesAModelFirst):
 
     The first argument is the learning rate, or the model to update (a model, or what
     ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
-    then bound to that model and ``step()`` takes no argument.
+    then bound to that model and ``step()`` takes no argument; or PyTorch's list of param groups, each a
+    layer with its own hyperparameters (:mod:`~xpnet.optim.grouped`), read and set in ``param_groups``.
     """
 
     eps: float | None = None  # the adaptive optimizers' denominator guard (None: this one divides by nothing)
+    # PyTorch's param-group keys of this optimizer that xpnet has no setting for, at PyTorch's default value.
+    PYTORCH_ONLY: dict[str, Any] = {}
     _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
@@ -123,6 +95,7 @@ class Optimizer(metaclass=TakesAModelFirst):
         self._work_buffers: dict[Any, Any] = {}
         self._eps_ok: set[Any] = set()  # (parameter dtype, eps) checked not to round to 0
         self.device_scalars: DeviceScalars | None = None  # lr and t on the device, for a captured step
+        self._param_groups: list[ParamGroup] | None = None  # made when first asked for
 
     @property
     def name(self) -> str:
@@ -137,7 +110,20 @@ class Optimizer(metaclass=TakesAModelFirst):
 
     @lr.setter
     def lr(self, value: Any) -> None:
+        if self._several_groups:
+            raise ValueError(f"{self.name} has {len(self.param_groups)} param groups, each with its own lr: set "
+                             "them through optimizer.param_groups (for g in optimizer.param_groups: g['lr'] = ...) "
+                             "or with a scheduler of xn.optim.lr_scheduler; optimizer.lr reads the first group's")
         self._lr = positive("lr", value, self, allow_zero=True)
+
+    @property
+    def param_groups(self) -> list[ParamGroup]:
+        """PyTorch's ``optimizer.param_groups``: one group (:class:`~xpnet.optim.param_groups.ParamGroup`) per
+        part of the model with its own hyperparameters, live: ``g["lr"] = 0.01`` sets the lr it steps with.
+        An optimizer built with one model has one group, whose values are the optimizer's attributes."""
+        if self._param_groups is None:
+            self._param_groups = [ParamGroup(self)]
+        return list(self._param_groups)
 
     def hyperparams(self) -> dict[str, Any]:
         return {"lr": self.lr, "weight_decay": self.weight_decay, "weight_decay_on": self.weight_decay_on}
@@ -158,6 +144,8 @@ class Optimizer(metaclass=TakesAModelFirst):
             if self._bound() is not model:
                 raise ValueError(f"{self.name}: this optimizer is bound to another model; make one optimizer per model")
             return
+        if self._several_groups:
+            self._bind_root(model)
         try:
             self._model = weakref.ref(model)
         except TypeError:  # a model class with __slots__ and no __weakref__
@@ -179,6 +167,9 @@ class Optimizer(metaclass=TakesAModelFirst):
         ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
         parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
         momentum or moment advanced), as PyTorch skips a parameter without a gradient."""
+        if self._several_groups:
+            self._step_groups(model)
+            return
         if model is None:
             model = self._bound()
             if model is None:
@@ -191,15 +182,25 @@ class Optimizer(metaclass=TakesAModelFirst):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
         self.bind(model)
+        work = self._collect(model, "", armed(model))
+        if work is None:
+            raise RuntimeError(f"{self.name}.step(): no gradient since zero_grad(); call "
+                               "model.backward(criterion.backward()) between zero_grad() and step()")
+        self._advance(work)
+        self._apply(work)
+
+    def _collect(self, model: Any, prefix: str, adding: bool) -> list[tuple[Any, ...]] | None:
+        """The parameters of ``model`` that train, each checked with its gradient, as ``(prefix + name, model,
+        name, p, g, xp)``; ``adding`` (zero_grad() armed it): those a backward reached since, None if none
+        was reached."""
         both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
         params, grads = both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
         if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
-        if armed(model) and params:  # zero_grad() cleared the gradients: one no backward reached since is left out
+        if adding and params:  # zero_grad() cleared the gradients: one no backward reached since is left out
             params = {name: p for name, p in params.items() if name in grads}
             if not params:
-                raise RuntimeError(f"{self.name}.step(): no gradient since zero_grad(); call "
-                                   "model.backward(criterion.backward()) between zero_grad() and step()")
+                return None
         work = []
         for name, p in params.items():
             g = grads.get(name)
@@ -209,25 +210,34 @@ class Optimizer(metaclass=TakesAModelFirst):
             xp = namespace(p)
             update_rule(xp)
             self._check_eps(p)
-            work.append((name, p, g, xp))
-        for name, p, _, _ in work:  # every gradient checked: only now is anything changed
+            work.append((prefix + name, model, name, p, g, xp))
+        return work
+
+    def _advance(self, work: list[tuple[Any, ...]]) -> None:
+        """Once every gradient is checked, before any update: the state follows its parameter, and the step
+        is counted (for those with state that ``work`` leaves out too)."""
+        for name, _, _, p, _, _ in work:
             self._follow(name, p)
-        self._left_out = [name for name in self.state if name not in params]
+        stepped = {item[0] for item in work}
+        self._left_out = [name for name in self.state if name not in stepped]
         self.count_steps(1)
         if self.device_scalars is not None:
             self.device_scalars.advance()
+
+    def _apply(self, work: list[tuple[Any, ...]]) -> None:
+        """Update each parameter of ``work`` with the hyperparameters in effect."""
         # A gradient that autograd tracks (backward given a tensor that requires grad) must not make the
         # parameters non-leaf tensors with a graph that grows step after step.
         if not work:  # a model without parameters (only ReLUs, say): nothing to update
             return
-        with no_autograd(work[0][3]):
-            for name, p, g, xp in work:
+        with no_autograd(work[0][5]):
+            for name, model, local, p, g, xp in work:
                 new = p
                 if self.weight_decay and self._decays(name):
                     new, g = self._decay(new, g)
                 new = self._update(name, new, g, xp)
                 if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
-                    model.set_param(name, new)
+                    model.set_param(local, new)
 
     def _check_gradient(self, model: Any, name: str, p: Any, g: Any, params: dict[str, Any]) -> None:
         """Raise unless the gradient ``g`` of parameter ``name`` (``p``) has its device, shape and dtype."""
@@ -290,6 +300,10 @@ class Optimizer(metaclass=TakesAModelFirst):
         for an optimizer built without its model and given it by ``step(model)`` (the book's ``SGD(lr)``),
         whose zero_grad() clears nothing: build it with the model, ``SGD(model, lr)``, for PyTorch's adding."""
         set_to_none = flag(set_to_none, f"{self.name}.zero_grad", "set_to_none")
+        if self._several_groups:
+            for group in self.param_groups:
+                arm(group.node, set_to_none=set_to_none)
+            return
         model = self._bound()
         if model is not None and self._built_with_model:
             arm(model, set_to_none=set_to_none)
@@ -363,16 +377,23 @@ class Optimizer(metaclass=TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device; ``scalars``,
-        numbers kept on the host, such as NAdam's ``mu_product``)."""
-        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
-                "scalars": {n: dict(s) for n, s in self.scalars.items()},
-                "state": {n: dict(s) for n, s in self.state.items()}}
+        numbers kept on the host, such as NAdam's ``mu_product``); with several param groups, ``param_groups``:
+        each group's hyperparameters (``hyperparams`` are the first's)."""
+        sd = {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
+              "scalars": {n: dict(s) for n, s in self.scalars.items()},
+              "state": {n: dict(s) for n, s in self.state.items()}}
+        if self._several_groups:
+            sd["param_groups"] = self.groups_state()
+        return sd
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         if sd.get("type") != self.name:
             raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
-        for k, v in sd["hyperparams"].items():
-            setattr(self, k, tuple(v) if isinstance(v, list) else v)
+        if self._several_groups or "param_groups" in sd:
+            self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
+        else:
+            for k, v in sd["hyperparams"].items():
+                setattr(self, k, tuple(v) if isinstance(v, list) else v)
         self.t = int(sd["t"])
         self.skipped = {n: int(t) for n, t in sd.get("skipped", {}).items()}
         self.scalars = {n: dict(s) for n, s in sd.get("scalars", {}).items()}  # none in states saved before them

@@ -1,7 +1,9 @@
 """How an optimizer is built and tied to a model: the book's ``SGD(0.01)``, then ``step(model)``; or
 PyTorch's ``SGD(model, lr=0.01)`` / ``SGD(model.parameters(), lr=0.01)`` (also ``params=``), bound to that
-model from the start so that ``step()`` needs no argument. The metaclass takes the model out of the
-arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps the book's signature."""
+model from the start so that ``step()`` needs no argument; or PyTorch's list of param groups, ``SGD([{'params':
+model.base.parameters()}, {'params': model.head.parameters(), 'lr': 1e-3}], lr=1e-2)`` (``grouped``). The
+metaclass takes the model out of the arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps
+the book's signature."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ from typing import Any
 
 from .._user import is_real
 
-__all__ = ["TakesAModelFirst", "owning_model"]
+__all__ = ["TakesAModelFirst", "owning_model", "groups_hint"]
 
 
 class TakesAModelFirst(type):
     """Builds an optimizer from the book's arguments (``SGD(0.01)``) or PyTorch's (``SGD(model.parameters(),
     lr=0.01)``, also ``params=``): a first argument that is a model (it has ``named_params``), carries one
     as ``.model`` (what ``model.parameters()`` returns) or is any other collection is taken out of the
-    arguments, and the new optimizer is bound to that model (a collection without one is refused)."""
+    arguments, and the new optimizer is bound to that model (a collection without one is refused); a list of
+    dicts makes its param groups. ``optimizer.defaults`` keeps the constructor's hyperparameters, as PyTorch's."""
 
     def __init__(cls, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -31,9 +34,13 @@ class TakesAModelFirst(type):
             if target is not None:
                 raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
             target, args = args[0], args[1:]
-        model = None if target is None else _model_of(cls.__name__, target)
+        groups = target if _is_groups(target) else None
+        model = None if target is None or groups is not None else _model_of(cls.__name__, target)
         optimizer = super().__call__(*args, **kwargs)
-        if model is not None:
+        optimizer.defaults = optimizer.hyperparams()
+        if groups is not None:
+            optimizer.take_groups(list(groups))
+        elif model is not None:
             optimizer.bind(model)
             optimizer._built_with_model = True
         return optimizer
@@ -44,6 +51,22 @@ def _is_params(first: Any) -> bool:
     whose check then names what came)."""
     return not is_real(first) and (hasattr(first, "named_params") or hasattr(first, "model")
                                    or (hasattr(first, "__iter__") and not isinstance(first, str)))
+
+
+def _is_groups(target: Any) -> bool:
+    """Whether ``target`` is PyTorch's list of param groups (dicts)."""
+    return isinstance(target, (list, tuple)) and bool(target) and any(isinstance(g, dict) for g in target)
+
+
+def groups_hint(name: str, index: int, params: Any) -> str:
+    """Why param group ``index`` cannot be taken: its ``params`` name no layer of a model."""
+    return (f"{name}: PyTorch's parameter groups are taken where each names a layer, but param group {index}'s "
+            f"'params' is a {type(params).__name__}; a group updates a layer (or a model) as a whole, given as "
+            f"layer.parameters() or the layer itself, so that its parameters are found by name; a bare array "
+            f"(net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': wd}}, "
+            f"{{'params': net.bias}}]: xpnet's weight_decay decays the weights only (W, the recurrent layers' Wx "
+            f"and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all', so that is "
+            f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
 
 
 def owning_model(target: Any) -> Any:
@@ -59,13 +82,6 @@ def _model_of(name: str, target: Any) -> Any:
     model = owning_model(target)
     if model is not None:
         return model
-    if isinstance(target, (list, tuple)) and any(isinstance(g, dict) and "params" in g for g in target):
-        raise TypeError(
-            f"{name}: PyTorch's parameter groups (a list of dicts) are not taken: an xpnet optimizer has one lr and "
-            f"one weight_decay for the model, and weight_decay decays the weights only (W, the recurrent layers' Wx "
-            f"and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all': "
-            f"[{{'params': net.weight, 'weight_decay': wd}}, {{'params': net.bias}}] is "
-            f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
     freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
               f"{name} skips frozen parameters") if isinstance(target, filter) else ""
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "

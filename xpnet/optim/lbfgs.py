@@ -63,6 +63,8 @@ class LBFGS(Optimizer):
     ``xn.train`` does not take an LBFGS (:data:`NOT_IN_TRAIN` says what to write instead).
     """
 
+    ONE_GROUP_ONLY = "LBFGS doesn't support per-parameter options (parameter groups), as PyTorch's"
+
     def __init__(self, lr: float = 1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad: float = 1e-7,
                  tolerance_change: float = 1e-9, history_size: int = 100, line_search_fn: str | None = None):
         super().__init__(lr)

@@ -27,6 +27,8 @@ class SGD(Optimizer):
     Wh), as the book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
     """
 
+    PYTORCH_ONLY = {"maximize": False, "foreach": None, "differentiable": False, "fused": None}
+
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, weight_decay_on: str = "weights"):
         super().__init__(lr, weight_decay, weight_decay_on)

@@ -13,8 +13,8 @@
 In ``xn.train``, ``xn.callbacks.AveragedWeights(averaged, interval="epoch"|"step")`` updates it. Where xpnet
 differs, for arrays that may not be written into (JAX): ``multi_avg_fn(averaged, current, n)`` returns the
 new list (PyTorch's writes into the first); ``n_averaged`` is a Python int (PyTorch's a buffer tensor; the
-averaged model's ``state_dict()`` holds it, as PyTorch's). SWALR's ``swa_lr`` is one number: an xpnet
-optimizer has one lr, no param groups.
+averaged model's ``state_dict()`` holds it, as PyTorch's). SWALR's ``swa_lr`` is one number or a list of one
+per param group, as PyTorch's.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from ..layers.tree import Tree
 from ..models.inputs import to_model_dtype
 from ..models.model import Model
 from .hyperparams import choice
-from .lr_scheduler.base import LRScheduler, count, rate
+from .lr_scheduler.base import LRScheduler, check_optimizer, count, per_group, rate
 
 __all__ = ["AveragedModel", "update_bn", "SWALR", "get_ema_multi_avg_fn", "get_swa_multi_avg_fn", "get_ema_avg_fn",
            "get_swa_avg_fn"]
@@ -209,13 +209,14 @@ class SWALR(LRScheduler):
     PyTorch's formula step by step: each step recovers the lr before annealing from the current one, so it
     takes over from whatever schedule set it: stepped by hand after the epochs past ``swa_start`` (PyTorch's
     recipe), or in ``xn.train``, ``scheduler=SequentialLR(opt, [CosineAnnealingLR(opt, T_max=...), SWALR(opt,
-    swa_lr=0.05)], milestones=[swa_start + 1])``. ``swa_lr``: one number (PyTorch's list per param group is
-    refused: an xpnet optimizer has one lr).
+    swa_lr=0.05)], milestones=[swa_start + 1])``. ``swa_lr``: one number, or a list of one per param group
+    (kept as ``swa_lrs``; PyTorch keeps them in the groups).
     """
 
     def __init__(self, optimizer: Any, swa_lr: float, anneal_epochs: int = 10, anneal_strategy: str = "cos",
                  last_epoch: int = -1):
-        self.swa_lr = rate("SWALR", "swa_lr", swa_lr)
+        self.swa_lrs = per_group("SWALR", "swa_lr", swa_lr, check_optimizer("SWALR", optimizer),
+                                 lambda arg, v: rate("SWALR", arg, v))
         self._anneal_strategy = choice("anneal_strategy", anneal_strategy, ("cos", "linear"), self)
         self.anneal_epochs = count("SWALR", "anneal_epochs", anneal_epochs, lo=0)
         super().__init__(optimizer, last_epoch)
@@ -229,7 +230,7 @@ class SWALR(LRScheduler):
         if self.anneal_epochs == 0:
             step = max(1, step)
         prev_alpha = self.anneal_func(max(0, min(1, (step - 1) / max(1, self.anneal_epochs))))
-        lr = self.optimizer.lr
-        prev_lr = self.swa_lr if prev_alpha == 1 else (lr - prev_alpha * self.swa_lr) / (1 - prev_alpha)
+        prev_lrs = [swa_lr if prev_alpha == 1 else (lr - prev_alpha * swa_lr) / (1 - prev_alpha)
+                    for lr, swa_lr in zip(self._lrs(), self.swa_lrs)]
         alpha = self.anneal_func(max(0, min(1, step / max(1, self.anneal_epochs))))
-        return [self.swa_lr * alpha + prev_lr * (1 - alpha)]
+        return [swa_lr * alpha + lr * (1 - alpha) for lr, swa_lr in zip(prev_lrs, self.swa_lrs)]

@@ -73,7 +73,8 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
         saved_callbacks.append({"type": type(cb).__name__, "state": state, "arrays": stored})
     meta = {**architecture(model), "epoch": int(epoch), "seed": int(seed), "epoch_offset": int(epoch_offset),
             "optimizer": {"type": sd["type"], "hyperparams": sd["hyperparams"], "t": sd["t"],
-                          "skipped": sd.get("skipped", {}), "scalars": sd.get("scalars", {})},
+                          "skipped": sd.get("skipped", {}), "scalars": sd.get("scalars", {}),
+                          **({"param_groups": sd["param_groups"]} if "param_groups" in sd else {})},
             "history": history.to_dict(), "rng": rng_states(model), "callbacks": saved_callbacks,
             "stopped": any(cb.stop_training for cb in callbacks)}
     if batches is not None:
@@ -122,6 +123,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= t for v in skipped.values()):
             raise reader.error(f"field 'optimizer.skipped' is {skipped!r}, expected step counts from 0 to {t}")
         scalars = field.get("optimizer.scalars", dict, default={})  # none in checkpoints written before them
+        groups = field.get("optimizer.param_groups", list, default=None)  # an optimizer of several groups
+        if groups is not None and not all(isinstance(g, dict) for g in groups):
+            raise reader.error(f"field 'optimizer.param_groups' is {groups!r:.80}, expected a list of objects")
         if not all(isinstance(s, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                for v in s.values()) for s in scalars.values()):
             raise reader.error(f"field 'optimizer.scalars' is {scalars!r}, expected {{parameter: {{name: number}}}}")
@@ -169,7 +173,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
                                     for name in cb["state"][key]}
     meta["epoch"], meta["seed"] = epoch, seed
     opt = {"type": opt_type, "hyperparams": hyperparams, "t": t, "skipped": skipped, "scalars": scalars,
-           "state": opt_state}
+           "state": opt_state, **({} if groups is None else {"param_groups": groups})}
     return {"path": os.fspath(path), "meta": meta, "model": model, "optimizer": opt, "callbacks": callbacks,
             "types": layer_types(saved), "frozen": frozen_nodes(saved)}
 
@@ -300,6 +304,11 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
     except (TypeError, ValueError) as exc:
         raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
+    saved_groups = len(opt.get("param_groups", [None]))
+    if saved_groups != len(optimizer.param_groups):
+        raise ValueError(f"resume_from: {path!r} holds the state of an optimizer of {saved_groups} param group(s), "
+                         f"the {optimizer.name} passed to train has {len(optimizer.param_groups)}; build it with the "
+                         "groups of the run checkpointed")
     saved_batches = meta.get("batches", {})
     other = [(k, saved_batches[k], v) for k, v in (batches or {}).items() if k in saved_batches
              and saved_batches[k] != v]

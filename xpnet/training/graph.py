@@ -78,7 +78,7 @@ from ..losses import (BCELoss, HingeEmbeddingLoss, HuberLoss, KLDivLoss, MeanAbs
                       SoftMarginLoss, SoftmaxCrossEntropy)
 from ..models.sequential import Sequential
 from ..optim import Optimizer
-from ..optim.base import DeviceScalars
+from ..optim.device_scalars import DeviceScalars
 from .data import index_dtype
 from .streams import StreamBatches
 
@@ -139,6 +139,10 @@ def obstacle(model: Any, loss: Any, optimizer: Any, batches: BatchIterator, dev:
     ``accumulate_grad_batches``)."""
     if accumulate > 1:
         return f"accumulate_grad_batches={accumulate}: {ACCUMULATED}"
+    groups = len(getattr(optimizer, "param_groups", ()))
+    if groups > 1:
+        return (f"the optimizer has {groups} param groups, and a captured step reads one learning rate on the "
+                "device (DeviceScalars); train with one group or eagerly")
     if not dev.is_cupy:
         return f"it needs a CuPy device; this run is on {dev.name}"
     if comm is not None:

@@ -1,10 +1,11 @@
 """``xn.optim.lr_scheduler``: PyTorch's learning-rate schedulers for an xpnet optimizer.
 
 The same classes, arguments and lrs as ``torch.optim.lr_scheduler`` (PyTorch's own formulas, so that the
-values match to the last bit), on an optimizer with one ``lr``: a list of one value per param group is
-refused. In your own loop, ``scheduler.step()`` after ``optimizer.step()``, per epoch or per batch; in
-``xn.train``, ``scheduler=`` steps it after each epoch and ``xn.callbacks.LRScheduler(scheduler,
-interval="step")`` after each batch (ReduceLROnPlateau reads ``monitor``, ``val_loss`` by default).
+values match to the last bit), each of ``optimizer.param_groups`` scheduled from its own lr; PyTorch's lists
+of one value per group are taken where it takes them. In your own loop, ``scheduler.step()`` after
+``optimizer.step()``, per epoch or per batch; in ``xn.train``, ``scheduler=`` steps it after each epoch and
+``xn.callbacks.LRScheduler(scheduler, interval="step")`` after each batch (ReduceLROnPlateau reads
+``monitor``, ``val_loss`` by default).
 
 - ``base``: ``LRScheduler`` (``step``, ``get_last_lr``, ``last_epoch``, ``state_dict``) and the checks;
 - ``decay``: StepLR, MultiStepLR, ExponentialLR, LambdaLR, MultiplicativeLR, LinearLR, ConstantLR,

@@ -1,26 +1,23 @@
-"""The scheduler protocol, PyTorch's ``LRScheduler`` for an xpnet optimizer (one ``lr``, no param groups).
+"""The scheduler protocol, PyTorch's ``LRScheduler`` for an xpnet optimizer.
 
-A scheduler sets ``optimizer.lr`` when built (its value at ``last_epoch`` 0) and at each ``step()``; it
-follows ``torch/optim/lr_scheduler.py`` formula by formula (the chainable forms multiply the current
-lr), so that the lrs equal PyTorch's to the last bit. The first scheduler built on an optimizer records
-its lr as the optimizer's ``initial_lr`` (PyTorch's ``param_group["initial_lr"]``), every scheduler's
-``base_lrs``. Lists of one value per param group are refused: an xpnet optimizer has one lr.
+A scheduler sets the lr of each of ``optimizer.param_groups`` when built (its value at ``last_epoch`` 0)
+and at each ``step()``; it follows ``torch/optim/lr_scheduler.py`` formula by formula, each group's lr
+from its own (the chainable forms multiply the current lr), so that the lrs equal PyTorch's to the last
+bit. The first scheduler built on an optimizer records each group's lr as its ``initial_lr``, every
+scheduler's ``base_lrs``. Where PyTorch takes one value per group (LambdaLR's ``lr_lambda``, OneCycleLR's
+``max_lr``, ReduceLROnPlateau's ``min_lr``, SWALR's ``swa_lr``) a list of that length is taken
+(:func:`per_group`); elsewhere a list is refused (:func:`one_value`).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from typing import Any
 
 from ..._user import is_real
 from ..base import Optimizer
 
-__all__ = ["LRScheduler", "check_optimizer", "one_value", "count", "rate"]
-
-# optimizer -> its initial_lr (PyTorch keeps it in each param group).
-INITIAL_LR: "weakref.WeakKeyDictionary[Optimizer, float]" = weakref.WeakKeyDictionary()
-
+__all__ = ["LRScheduler", "check_optimizer", "one_value", "per_group", "count", "rate"]
 
 def check_optimizer(who: str, optimizer: Any) -> Optimizer:
     """``optimizer`` when it is an xpnet optimizer, else a TypeError saying what to pass."""
@@ -33,12 +30,22 @@ def check_optimizer(who: str, optimizer: Any) -> Optimizer:
 
 
 def one_value(who: str, arg: str, value: Any) -> Any:
-    """``value``, refusing PyTorch's list of one value per param group."""
+    """``value``, refusing a list (an argument PyTorch takes as one value for every param group)."""
     if isinstance(value, (list, tuple)):
-        raise ValueError(f"{who}: {arg} is a {type(value).__name__} (one per param group in PyTorch); an xpnet "
-                         f"optimizer has one lr and no param groups: pass one value, e.g. {arg}={value[0]!r}"
-                         if value else f"{who}: {arg} must be one value, got {value!r}")
+        raise ValueError(f"{who}: {arg} must be one value for every param group (as PyTorch's), got {value!r}")
     return value
+
+
+def per_group(who: str, arg: str, value: Any, optimizer: Any, check: Any = None) -> list[Any]:
+    """PyTorch's ``_format_param``: one value per param group of ``optimizer``, from a list of that length or
+    one value for all; ``check(arg, value)`` checks each (its ``arg`` indexed where a list came)."""
+    n = len(optimizer.param_groups)
+    if not isinstance(value, (list, tuple)):
+        return [value if check is None else check(arg, value)] * n
+    if len(value) != n:
+        raise ValueError(f"{who}: {arg} has {len(value)} values, one per param group, and the optimizer has {n} "
+                         f"param group(s); pass {n} value(s) or one for all")
+    return [v if check is None else check(f"{arg}[{i}]", v) for i, v in enumerate(value)]
 
 
 def count(who: str, arg: str, value: Any, lo: int = 1) -> int:
@@ -62,20 +69,22 @@ def rate(who: str, arg: str, value: Any, lo: float = 0.0, hi: float = math.inf, 
 class LRScheduler:
     """PyTorch's base class: ``step()`` after each epoch (or batch), ``get_last_lr()``, ``last_epoch``,
     ``state_dict()`` / ``load_state_dict()``. A subclass writes ``get_lr()`` (PyTorch's chainable form,
-    a one-element list) and, where PyTorch has one, ``_get_closed_form_lr()`` (SequentialLR uses it)."""
+    one lr per param group) and, where PyTorch has one, ``_get_closed_form_lr()`` (SequentialLR uses it)."""
 
     _is_initial = False
 
     def __init__(self, optimizer: Any, last_epoch: int = -1):
         self.optimizer = check_optimizer(type(self).__name__, optimizer)
         last_epoch = count(type(self).__name__, "last_epoch", last_epoch, lo=-1)
+        groups = self.optimizer.param_groups
         if last_epoch == -1:
-            INITIAL_LR.setdefault(self.optimizer, self.optimizer.lr)
-        elif self.optimizer not in INITIAL_LR:
+            for group in groups:
+                group.setdefault("initial_lr", group["lr"])
+        elif any("initial_lr" not in group for group in groups):
             raise ValueError(f"{type(self).__name__}: last_epoch={last_epoch} resumes a schedule, which needs the "
                              "optimizer's initial_lr from an earlier scheduler; resume with "
                              "scheduler.load_state_dict(saved) (or xn.train's resume_from) and last_epoch=-1")
-        self.base_lrs = [INITIAL_LR[self.optimizer]]
+        self.base_lrs = [group["initial_lr"] for group in groups]
         self.last_epoch = last_epoch
         self._initial_step()
 
@@ -90,8 +99,12 @@ class LRScheduler:
     def get_lr(self) -> list[float]:
         raise NotImplementedError
 
+    def _lrs(self) -> list[float]:
+        """Each param group's lr now."""
+        return [group["lr"] for group in self.optimizer.param_groups]
+
     def get_last_lr(self) -> list[float]:
-        """The lr set by the last step, as a list of one (PyTorch's one per param group)."""
+        """The lrs set by the last step, one per param group."""
         return list(self._last_lr)
 
     def step(self, epoch: Any = None) -> None:
@@ -110,14 +123,17 @@ class LRScheduler:
             self.last_epoch = epoch
             closed = getattr(self, "_get_closed_form_lr", None)
             values = closed() if closed is not None else self.get_lr()
-        self._set_lr(values[0])
+        self._set_lrs(values)
 
-    def _set_lr(self, lr: Any) -> None:
-        if not is_real(lr) or not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"{type(self).__name__}: the lr at last_epoch {self.last_epoch} is {lr!r}; a learning "
-                             "rate is a finite number >= 0 (check lr_lambda and the factors)")
-        self.optimizer.lr = lr
-        self._last_lr = [self.optimizer.lr]
+    def _set_lrs(self, lrs: list[Any]) -> None:
+        """Each param group's lr, every one checked first."""
+        for lr in lrs:
+            if not is_real(lr) or not math.isfinite(lr) or lr < 0:
+                raise ValueError(f"{type(self).__name__}: the lr at last_epoch {self.last_epoch} is {lr!r}; a "
+                                 "learning rate is a finite number >= 0 (check lr_lambda and the factors)")
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        self._last_lr = self._lrs()
 
     def state_dict(self) -> dict[str, Any]:
         """Every attribute but the optimizer, as PyTorch's (JSON values: a full checkpoint keeps them)."""
@@ -130,8 +146,9 @@ class LRScheduler:
                              f"{type(self).__name__}.state_dict(), got {state_dict!r:.80}")
         self.__dict__.update(state_dict)
         last = self.__dict__.get("_last_lr")
-        if isinstance(last, list) and len(last) == 1:
-            self._set_lr(last[0])
+        if isinstance(last, list) and len(last) == len(self.optimizer.param_groups):
+            self._set_lrs(last)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={self.optimizer.lr!r})"
+        lrs = self._lrs()
+        return f"{type(self).__name__}(last_epoch={self.last_epoch}, lr={lrs[0] if len(lrs) == 1 else lrs!r})"

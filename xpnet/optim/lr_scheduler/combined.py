@@ -7,7 +7,7 @@ from bisect import bisect_right
 from typing import Any
 
 from ..._user import flag
-from .base import INITIAL_LR, LRScheduler, check_optimizer, count, one_value, rate
+from .base import LRScheduler, check_optimizer, count, per_group, rate
 
 __all__ = ["OneCycleLR", "SequentialLR", "ChainedScheduler"]
 
@@ -16,7 +16,8 @@ class OneCycleLR(LRScheduler):
     """Up from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start`` of ``total_steps`` (or ``epochs *
     steps_per_epoch``), then down to ``initial_lr / final_div_factor``; stepped after every batch.
     ``cycle_momentum=True`` (PyTorch's default) moves the optimizer's ``momentum`` (SGD, Momentum, Nesterov,
-    RMSprop), or Adam's and AdamW's beta1, the other way between ``max_momentum`` and ``base_momentum``."""
+    RMSprop), or Adam's and AdamW's beta1, the other way between ``max_momentum`` and ``base_momentum``.
+    ``max_lr``, ``max_momentum`` and ``base_momentum`` take a list of one value per param group, as PyTorch's."""
 
     def __init__(self, optimizer: Any, max_lr: float, total_steps: int | None = None, epochs: int | None = None,
                  steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
@@ -50,35 +51,42 @@ class OneCycleLR(LRScheduler):
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"{who}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self._anneal_func_type = anneal_strategy
-        max_lr = rate(who, "max_lr", max_lr)
+        max_lrs = per_group(who, "max_lr", max_lr, optimizer, lambda arg, v: rate(who, arg, v))
         div = rate(who, "div_factor", div_factor, open_lo=True)
         final = rate(who, "final_div_factor", final_div_factor, open_lo=True)
-        # PyTorch keeps these in the param group; here they are the scheduler's (saved in its state_dict).
-        self.group = {"initial_lr": max_lr / div, "max_lr": max_lr, "min_lr": max_lr / div / final}
+        # PyTorch keeps these in each param group; here they are the scheduler's (saved in its state_dict).
+        self.groups = [{"initial_lr": m / div, "max_lr": m, "min_lr": m / div / final} for m in max_lrs]
         if last_epoch == -1:
-            INITIAL_LR[optimizer] = self.group["initial_lr"]
+            for group, values in zip(optimizer.param_groups, self.groups):
+                group["initial_lr"] = values["initial_lr"]
         self.cycle_momentum = flag(cycle_momentum, who, "cycle_momentum")
         if self.cycle_momentum:
             if not {"momentum", "betas"} & set(vars(optimizer)):
                 raise ValueError(f"{who}: cycle_momentum=True (PyTorch's default) moves the optimizer's momentum "
                                  f"or beta1, which {optimizer.name} has not; pass cycle_momentum=False")
             self.use_beta1 = "betas" in vars(optimizer)
-            self.group["max_momentum"] = rate(who, "max_momentum", max_momentum, 0.0, 1.0, open_hi=True)
-            self.group["base_momentum"] = rate(who, "base_momentum", base_momentum, 0.0, 1.0, open_hi=True)
+            for arg, value in (("max_momentum", max_momentum), ("base_momentum", base_momentum)):
+                momenta = per_group(who, arg, value, optimizer, lambda a, v: rate(who, a, v, 0.0, 1.0, open_hi=True))
+                for values, m in zip(self.groups, momenta):
+                    values[arg] = m
             if last_epoch == -1:
-                self._set_momentum(self.group["max_momentum"])
+                for i, values in enumerate(self.groups):
+                    self._set_momentum(i, values["max_momentum"])
         super().__init__(optimizer, last_epoch)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "group" in state_dict:  # saved before param groups: the values of the one group
+            state_dict = {**{k: v for k, v in state_dict.items() if k != "group"}, "groups": [state_dict["group"]]}
         super().load_state_dict(state_dict)
         if self.cycle_momentum:  # PyTorch's optimizer state would hold it: here, the momentum of last_epoch
             self.get_lr()
 
-    def _set_momentum(self, momentum: float) -> None:
+    def _set_momentum(self, i: int, momentum: float) -> None:
+        group = self.optimizer.param_groups[i]
         if self.use_beta1:
-            self.optimizer.betas = (momentum, *self.optimizer.betas[1:])
+            group.put("betas", (momentum, *group["betas"][1:]))
         else:
-            self.optimizer.momentum = momentum
+            group.put("momentum", momentum)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
@@ -86,22 +94,24 @@ class OneCycleLR(LRScheduler):
         return (end - start) * pct + start
 
     def get_lr(self) -> list[float]:
-        step_num, group = self.last_epoch, self.group
+        step_num = self.last_epoch
         if step_num > self.total_steps:
             raise ValueError(f"OneCycleLR: stepped {step_num} times, more than total_steps={self.total_steps} (over "
                              "epochs * steps_per_epoch: one step() per batch, for as many epochs as given)")
-        start_step = 0.0
-        for i, phase in enumerate(self._schedule_phases):
-            end_step = phase["end_step"]
-            if step_num <= end_step or i == len(self._schedule_phases) - 1:
-                pct = (step_num - start_step) / (end_step - start_step)
-                lr = self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct)
-                if self.cycle_momentum:
-                    self._set_momentum(self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]],
-                                                    pct))
-                break
-            start_step = phase["end_step"]
-        return [lr]
+        lrs = []
+        for g, group in enumerate(self.groups):
+            start_step = 0.0
+            for i, phase in enumerate(self._schedule_phases):
+                end_step = phase["end_step"]
+                if step_num <= end_step or i == len(self._schedule_phases) - 1:
+                    pct = (step_num - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(g, self._anneal(group[phase["start_momentum"]],
+                                                           group[phase["end_momentum"]], pct))
+                    break
+                start_step = phase["end_step"]
+        return lrs
 
 
 def _check_schedulers(who: str, optimizer: Any, schedulers: Any) -> list[LRScheduler]:
@@ -132,7 +142,8 @@ class SequentialLR(LRScheduler):
         self._milestones = [count("SequentialLR", "milestones[]", m) for m in milestones]
         self.last_epoch = count("SequentialLR", "last_epoch", last_epoch, lo=-1) + 1
         self.optimizer = optimizer
-        optimizer.lr = INITIAL_LR[optimizer]
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
         for s in self._schedulers:  # undo the step each made when built
             s.last_epoch -= 1
         self._schedulers[bisect_right(self._milestones, 0)]._initial_step()
@@ -172,10 +183,10 @@ class ChainedScheduler(SequentialLR):
         self._schedulers = _check_schedulers("ChainedScheduler", optimizer, schedulers)
         self.optimizer = optimizer
         self.last_epoch = 0
-        self._last_lr = [optimizer.lr]
+        self._last_lr = self._lrs()
 
     def step(self) -> None:  # type: ignore[override]
         for s in self._schedulers:
             s.step()
         self.last_epoch += 1
-        self._last_lr = [self.optimizer.lr]
+        self._last_lr = self._lrs()

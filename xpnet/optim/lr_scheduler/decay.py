@@ -1,6 +1,7 @@
 """The schedules of one formula: PyTorch's StepLR, MultiStepLR, ExponentialLR, LambdaLR, MultiplicativeLR,
 LinearLR, ConstantLR, PolynomialLR, CosineAnnealingLR and CosineAnnealingWarmRestarts, each with PyTorch's
-arguments and its chainable ``get_lr`` (the closed form only where PyTorch uses one)."""
+arguments and its chainable ``get_lr`` (the closed form only where PyTorch uses one), each param group's lr
+from its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from bisect import bisect_right
 from collections import Counter
 from typing import Any, Callable
 
-from .base import LRScheduler, count, one_value, rate
+from .base import LRScheduler, check_optimizer, count, per_group, rate
 
 __all__ = ["StepLR", "MultiStepLR", "ExponentialLR", "LambdaLR", "MultiplicativeLR", "LinearLR", "ConstantLR",
            "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts"]
@@ -26,11 +27,11 @@ class StepLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
-            return [self.optimizer.lr]
-        return [self.optimizer.lr * self.gamma]
+            return self._lrs()
+        return [lr * self.gamma for lr in self._lrs()]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.base_lrs[0] * self.gamma ** (self.last_epoch // self.step_size)]
+        return [base * self.gamma ** (self.last_epoch // self.step_size) for base in self.base_lrs]
 
 
 class MultiStepLR(LRScheduler):
@@ -45,12 +46,12 @@ class MultiStepLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
-            return [self.optimizer.lr]
-        return [self.optimizer.lr * self.gamma ** self.milestones[self.last_epoch]]
+            return self._lrs()
+        return [lr * self.gamma ** self.milestones[self.last_epoch] for lr in self._lrs()]
 
     def _get_closed_form_lr(self) -> list[float]:
         milestones = sorted(self.milestones.elements())
-        return [self.base_lrs[0] * self.gamma ** bisect_right(milestones, self.last_epoch)]
+        return [base * self.gamma ** bisect_right(milestones, self.last_epoch) for base in self.base_lrs]
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "milestones": sorted(self.milestones.elements())}
@@ -69,41 +70,45 @@ class ExponentialLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
-            return [self.optimizer.lr]
-        return [self.optimizer.lr * self.gamma]
+            return self._lrs()
+        return [lr * self.gamma for lr in self._lrs()]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.base_lrs[0] * self.gamma ** self.last_epoch]
+        return [base * self.gamma ** self.last_epoch for base in self.base_lrs]
 
 
 class _OfLambda(LRScheduler):
-    """LambdaLR and MultiplicativeLR: a function of the step count; its ``__dict__`` saved where it has one."""
+    """LambdaLR and MultiplicativeLR: a function of the step count (one for all param groups, or a list of one
+    per group); a function's ``__dict__`` saved where it has one."""
 
     def __init__(self, optimizer: Any, lr_lambda: Callable[[int], float], last_epoch: int = -1):
         who = type(self).__name__
-        one_value(who, "lr_lambda", lr_lambda)
-        if not callable(lr_lambda):
-            raise TypeError(f"{who}: lr_lambda must be a function of the step count, got {lr_lambda!r}")
-        self.lr_lambdas = [lr_lambda]
+
+        def function(arg: str, fn: Any) -> Any:
+            if not callable(fn):
+                raise TypeError(f"{who}: {arg} must be a function of the step count, got {fn!r}")
+            return fn
+        self.lr_lambdas = per_group(who, "lr_lambda", lr_lambda, check_optimizer(who, optimizer), function)
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        fn = self.lr_lambdas[0]
         return {**{k: v for k, v in super().state_dict().items() if k != "lr_lambdas"},
-                "lr_lambdas": [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)]}
+                "lr_lambdas": [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+                               for fn in self.lr_lambdas]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved = state_dict.get("lr_lambdas", [None])
         super().load_state_dict({k: v for k, v in state_dict.items() if k != "lr_lambdas"})
-        if saved and saved[0] is not None:
-            self.lr_lambdas[0].__dict__.update(saved[0])
+        for fn, kept in zip(self.lr_lambdas, saved or []):
+            if kept is not None:
+                fn.__dict__.update(kept)
 
 
 class LambdaLR(_OfLambda):
     """base lr * lr_lambda(step count)."""
 
     def get_lr(self) -> list[float]:
-        return [self.base_lrs[0] * self.lr_lambdas[0](self.last_epoch)]
+        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
 
 
 class MultiplicativeLR(_OfLambda):
@@ -111,8 +116,8 @@ class MultiplicativeLR(_OfLambda):
 
     def get_lr(self) -> list[float]:
         if self._is_initial:
-            return [self.optimizer.lr]
-        return [self.optimizer.lr * self.lr_lambdas[0](self.last_epoch)]
+            return self._lrs()
+        return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._lrs())]
 
 
 class LinearLR(LRScheduler):
@@ -126,18 +131,19 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        lr = self.optimizer.lr
+        lrs = self._lrs()
         if self.last_epoch == 0:
-            return [lr * self.start_factor]
+            return [lr * self.start_factor for lr in lrs]
         if self._is_initial or self.last_epoch > self.total_iters:
-            return [lr]
+            return lrs
         delta = self.end_factor - self.start_factor
-        return [lr * (1.0 + delta / (self.total_iters * self.start_factor + (self.last_epoch - 1) * delta))]
+        return [lr * (1.0 + delta / (self.total_iters * self.start_factor + (self.last_epoch - 1) * delta))
+                for lr in lrs]
 
     def _get_closed_form_lr(self) -> list[float]:
         delta = self.end_factor - self.start_factor
-        return [self.base_lrs[0] * (self.start_factor + delta * min(self.total_iters, self.last_epoch)
-                                    / self.total_iters)]
+        return [base * (self.start_factor + delta * min(self.total_iters, self.last_epoch) / self.total_iters)
+                for base in self.base_lrs]
 
 
 class ConstantLR(LRScheduler):
@@ -149,15 +155,16 @@ class ConstantLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        lr = self.optimizer.lr
+        lrs = self._lrs()
         if self.last_epoch == 0:
-            return [lr * self.factor]
+            return [lr * self.factor for lr in lrs]
         if self.last_epoch != self.total_iters:
-            return [lr]
-        return [lr * (1.0 / self.factor)]
+            return lrs
+        return [lr * (1.0 / self.factor) for lr in lrs]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.base_lrs[0] * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))]
+        return [base * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+                for base in self.base_lrs]
 
 
 class PolynomialLR(LRScheduler):
@@ -170,13 +177,14 @@ class PolynomialLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         if self._is_initial or self.last_epoch > self.total_iters:
-            return [self.optimizer.lr]
+            return self._lrs()
         factor = ((1.0 - self.last_epoch / self.total_iters)
                   / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
-        return [self.optimizer.lr * factor]
+        return [lr * factor for lr in self._lrs()]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.base_lrs[0] * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power]
+        return [base * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
+                for base in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -188,19 +196,21 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        lr, base, e, t = self.optimizer.lr, self.base_lrs[0], self.last_epoch, self.T_max
+        lrs, e, t = self._lrs(), self.last_epoch, self.T_max
         if self._is_initial:
-            return [lr]
+            return lrs
         if self._step_count == 1 and e > 0:
-            return [self.eta_min + (base - self.eta_min) * (1 + math.cos(e * math.pi / t)) / 2]
+            return [self.eta_min + (base - self.eta_min) * (1 + math.cos(e * math.pi / t)) / 2
+                    for base in self.base_lrs]
         if (e - 1 - t) % (2 * t) == 0:
-            return [lr + (base - self.eta_min) * (1 - math.cos(math.pi / t)) / 2]
+            return [lr + (base - self.eta_min) * (1 - math.cos(math.pi / t)) / 2
+                    for lr, base in zip(lrs, self.base_lrs)]
         return [(1 + math.cos(math.pi * e / t)) / (1 + math.cos(math.pi * (e - 1) / t)) * (lr - self.eta_min)
-                + self.eta_min]
+                + self.eta_min for lr in lrs]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.eta_min + (self.base_lrs[0] - self.eta_min)
-                * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2]
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+                for base in self.base_lrs]
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
@@ -216,8 +226,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        base = self.base_lrs[0]
-        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2]
+        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+                for base in self.base_lrs]
 
     def step(self, epoch: Any = None) -> None:
         if epoch is None and self.last_epoch < 0:
@@ -241,4 +251,4 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                 self.T_i = self.T_0
                 self.T_cur = epoch
         self.last_epoch = math.floor(epoch)
-        self._set_lr(self.get_lr()[0])
+        self._set_lrs(self.get_lr())

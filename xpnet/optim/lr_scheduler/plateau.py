@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..._user import is_real
-from .base import check_optimizer, count, rate
+from .base import check_optimizer, count, per_group, rate
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -14,7 +14,8 @@ __all__ = ["ReduceLROnPlateau"]
 class ReduceLROnPlateau:
     """``step(metric)`` after each epoch; after more than ``patience`` epochs without an improvement
     (``threshold``, relative or absolute) the lr is multiplied by ``factor`` (not below ``min_lr``), then
-    ``cooldown`` epochs pass before bad epochs count again. In ``xn.train``:
+    ``cooldown`` epochs pass before bad epochs count again; each param group's lr alike, ``min_lr`` one value
+    for all or a list of one per group, as PyTorch's. In ``xn.train``:
     ``xn.callbacks.LRScheduler(scheduler, monitor="val_loss")``."""
 
     def __init__(self, optimizer: Any, mode: str = "min", factor: float = 0.1, patience: int = 10,
@@ -23,8 +24,8 @@ class ReduceLROnPlateau:
         who = "ReduceLROnPlateau"
         self.optimizer = check_optimizer(who, optimizer)
         self.factor = rate(who, "factor", factor, 0.0, 1.0, open_lo=True, open_hi=True)
-        self.min_lrs = [rate(who, "min_lr", min_lr)]
-        self.default_min_lr = self.min_lrs[0]
+        self.min_lrs = per_group(who, "min_lr", min_lr, self.optimizer, lambda arg, v: rate(who, arg, v))
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.patience = count(who, "patience", patience, lo=0)
         self.cooldown = count(who, "cooldown", cooldown, lo=0)
         self.threshold = rate(who, "threshold", threshold)
@@ -35,7 +36,7 @@ class ReduceLROnPlateau:
         self.mode, self.threshold_mode = mode, threshold_mode
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self.last_epoch = 0
-        self._last_lr = [self.optimizer.lr]
+        self._last_lr = self._lrs()
         self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
 
     def _is_better(self, a: float, best: float) -> bool:
@@ -58,12 +59,22 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            old = float(self.optimizer.lr)
-            new = max(old * self.factor, self.min_lrs[0])
-            if old - new > self.eps:
-                self.optimizer.lr = new
+            groups = self.optimizer.param_groups
+            if len(self.min_lrs) != len(groups):  # a group added since it was built
+                if self.default_min_lr is None:
+                    raise RuntimeError(f"ReduceLROnPlateau: min_lr has {len(self.min_lrs)} values and the optimizer "
+                                       f"now {len(groups)} param groups; set scheduler.min_lrs to one per group")
+                self.min_lrs = [self.default_min_lr] * len(groups)
+            for group, min_lr in zip(groups, self.min_lrs):
+                old = float(group["lr"])
+                new = max(old * self.factor, min_lr)
+                if old - new > self.eps:
+                    group["lr"] = new
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
-        self._last_lr = [self.optimizer.lr]
+        self._last_lr = self._lrs()
+
+    def _lrs(self) -> list[float]:
+        return [group["lr"] for group in self.optimizer.param_groups]
 
     @property
     def in_cooldown(self) -> bool:
@@ -80,4 +91,5 @@ class ReduceLROnPlateau:
             raise ValueError(f"ReduceLROnPlateau.load_state_dict: expected a dict from state_dict(), got "
                              f"{state_dict!r:.80}")
         self.__dict__.update(state_dict)
-        self.optimizer.lr = self._last_lr[0]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
