@@ -22,7 +22,8 @@ class CifarNet(xn.Model):
 
     def __init__(self):
         super().__init__()
-        self.conv1, self.pool, self.conv2 = L.Conv2d(3, 6, 5, dtype=F64), L.MaxPool2d(2, 2), L.Conv2d(6, 16, 5, dtype=F64)
+        self.conv1, self.conv2 = L.Conv2d(3, 6, 5, dtype=F64), L.Conv2d(6, 16, 5, dtype=F64)
+        self.pool = L.MaxPool2d(2, 2)
         self.flatten = L.Flatten()
         self.fc1, self.fc2 = L.Linear(400, 120, dtype=F64), L.Linear(120, 84, dtype=F64)
         self.fc3 = L.Linear(84, 10, dtype=F64)

@@ -26,7 +26,8 @@ class MultiheadAttention(Layer):
     ``need_weights=False``), a pair as PyTorch's. Self-attention is ``mha(x, x, x)``.
     backward(d_attn_output (N, L, E)) -> (dquery, dkey, dvalue): a model that passes one x as two or three
     of them adds their gradients (self-attention: ``dx = dq + dk + dv``), as the book adds the gradients of
-    a value used twice; ``backward_self(dy)`` gives that sum in one product after ``mha(x, x, x)``. No gradient flows through ``attn_weights``.
+    a value used twice; ``backward_self(dy)`` gives that sum in one product after ``mha(x, x, x)``. No gradient
+    flows through ``attn_weights``.
 
     Masks, as PyTorch's: ``attn_mask`` (L, S) or (N * num_heads, L, S), boolean (True: not attended) or
     float (added to the scores); ``key_padding_mask`` (N, S), boolean (True: padding) or float.
