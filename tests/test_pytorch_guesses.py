@@ -240,6 +240,25 @@ def test_every_xpnet_name_a_hint_gives_exists():
     assert not missing, missing
 
 
+def test_every_module_of_torch_nn_is_in_xpnet_or_says_what_to_write():
+    """A PyTorch user's nn.X as xn.layers.X (losses as xn.losses.X): the class, or an AttributeError saying what to
+    write instead (a 3-d layer, SyncBatchNorm, Softmax2d, RReLU... gave Python's bare message)."""
+    nn = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')").nn
+    bare = []
+    for name in dir(nn):
+        if not (inspect.isclass(getattr(nn, name)) and issubclass(getattr(nn, name), nn.Module)):
+            continue
+        owners = (xn.losses, xn.layers) if name.endswith("Loss") else (xn.layers,)
+        for owner in owners:
+            try:
+                getattr(owner, name)
+                break
+            except AttributeError as e:
+                if str(e).endswith(f"has no attribute {name!r}"):
+                    bare.append(f"{owner.__name__}.{name}")
+    assert not bare, bare
+
+
 def test_other_missing_names_raise_pythons_plain_attribute_error():
     for owner, name in ((xn, "no_such_name"), (xn.layers, "Linear2"), (xn.losses, "x"), (xn.optim, "Lion")):
         with pytest.raises(AttributeError, match=f"has no attribute '{name}'$"):

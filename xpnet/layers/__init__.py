@@ -123,6 +123,44 @@ _PYTORCH_NAMES = {
                    "layer wrapping m, put in the model where m was",
     **{name: "losses are in xn.losses: xn.losses." + name + "()" for name in (
         "SoftMarginLoss", "MultiLabelSoftMarginLoss", "PoissonNLLLoss", "HingeEmbeddingLoss")},
+    **{name: f"losses are in xn.losses, which has no {name} either: getattr(xn.losses, {name!r}) says what to write "
+             "instead" for name in (
+        "CTCLoss", "TripletMarginLoss", "GaussianNLLLoss", "MarginRankingLoss", "CosineEmbeddingLoss",
+        "MultiMarginLoss", "MultiLabelMarginLoss", "TripletMarginWithDistanceLoss", "AdaptiveLogSoftmaxWithLoss",
+        "LinearCrossEntropyLoss")},
+    "NLLLoss2d": "losses are in xn.losses: xn.losses.NLLLoss() takes (N, C, H, W) log-probabilities and (N, H, W) "
+                 "labels, as PyTorch's NLLLoss (NLLLoss2d is its deprecated name)",
+    **{f"{kind}3d": f"xpnet's layers are 1-d and 2-d, on (N, C, L) and (N, C, H, W); it has no 3-d (volumetric) "
+                    f"layers: xn.layers.{kind}2d is the 2-d one" for kind in (
+        "Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveAvgPool", "AdaptiveMaxPool", "MaxUnpool",
+        "InstanceNorm", "Dropout", "ReflectionPad", "ReplicationPad", "CircularPad", "ZeroPad", "ConstantPad")},
+    **{name: "xpnet's layers are 1-d and 2-d, on (N, C, L) and (N, C, H, W), and take their input size when built: "
+             "no 3-d (volumetric) or lazy layers" for name in (
+        "BatchNorm3d", "LazyBatchNorm3d", "LazyConv3d", "LazyConvTranspose3d", "LazyInstanceNorm3d", "LPPool3d",
+        "FractionalMaxPool3d")},
+    "SyncBatchNorm": "xpnet has no SyncBatchNorm: under xn.train(..., comm=xn.distributed.init()) each rank's "
+                     "xn.layers.BatchNorm(num_features) normalises its own share of the batch, as DDP's BatchNorm2d "
+                     "without convert_sync_batchnorm (the README's data-parallel section says so)",
+    "Softmax2d": "xn.layers.Softmax(dim=-3) is nn.Softmax2d: the softmax over the channels of (N, C, H, W) or "
+                 "(C, H, W)",
+    "RReLU": "xpnet has no RReLU (its slope drawn per element in training): xn.layers.LeakyReLU(negative_slope=(lower "
+             "+ upper) / 2) is RReLU's evaluation mode",
+    "LocalResponseNorm": "xpnet has no LocalResponseNorm (the 2012 AlexNet's and GoogLeNet's; torchvision's alexnet, "
+                         "xn.models.alexnet(), has none): BatchNorm, GroupNorm or LayerNorm in its place, or a layer "
+                         "of your own (xn.layers.Layer, forward and backward)",
+    "CrossMapLRN2d": "xpnet has no CrossMapLRN2d (LocalResponseNorm's legacy form): BatchNorm, GroupNorm or LayerNorm "
+                     "in its place, or a layer of your own (xn.layers.Layer, forward and backward)",
+    "FeatureAlphaDropout": "xpnet has xn.layers.AlphaDropout(p), value by value; no channel-wise form: "
+                           "xn.layers.Dropout2d(p) drops whole channels (without SELU's scaling)",
+    **{name: "xpnet has no LP pooling: xn.layers.AvgPool" + name[-2:] + " or MaxPool" + name[-2:] + " (LP pooling's "
+             "limits p = 1, times the window size, and p = inf)" for name in ("LPPool1d", "LPPool2d")},
+    "FractionalMaxPool2d": "xpnet has no fractional max pooling: xn.layers.AdaptiveMaxPool2d(output_size) pools to a "
+                           "size of your choice with fixed windows",
+    **{name: "a parameter is an array in a layer's params dict: self.params['w0'] = ... (one key per array) in a "
+             "layer or model of your own, its gradient in self.grads['w0']" for name in ("ParameterList",
+                                                                                           "ParameterDict")},
+    **{name: "the recurrent layers' base classes are not public: xn.layers.RNN, LSTM, GRU (and the cells RNNCell, "
+             "LSTMCell, GRUCell)" for name in ("RNNBase", "RNNCellBase")},
     "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
                     "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }

@@ -101,6 +101,17 @@ _PYTORCH_NAMES = {
     "GaussianNLLLoss": _SEVERAL + "it takes a variance too: return the mean and the variance in one array from an "
                        "xn.Model and " + _OWN + " for 0.5 * (log(var) + (y - t)**2 / var); with a fixed variance it is "
                        "xn.losses.MeanSquaredError() / (2 * var) plus a constant",
+    "TripletMarginWithDistanceLoss": _SEVERAL + "it takes anchor, positive and negative: compute both distances in "
+                                     "an xn.Model (xn.layers.PairwiseDistance() or CosineSimilarity() take two "
+                                     "inputs) and " + _OWN,
+    "MultiMarginLoss": "xpnet has no multi-class hinge loss: xn.losses.SoftmaxCrossEntropy() trains a classifier on "
+                       "the same logits and int labels, or " + _OWN + " for sum(max(0, margin - y[t] + y[i])) / C",
+    "MultiLabelMarginLoss": "xpnet has no multi-label hinge loss: xn.losses.MultiLabelSoftMarginLoss() takes the "
+                            "same scores with 0/1 targets (its smooth form), or " + _OWN,
+    "AdaptiveLogSoftmaxWithLoss": "xpnet has no adaptive softmax (it takes its own projections and clusters): "
+                                  "xn.layers.Linear(in_features, n_classes) then xn.losses.SoftmaxCrossEntropy()",
+    "LinearCrossEntropyLoss": "xn.layers.Linear(in_features, num_classes) as the model's last layer, then "
+                              "xn.losses.SoftmaxCrossEntropy(): the same loss in two steps",
     # The book's names (both volumes).
     "SoftmaxWithLoss": "the book's SoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() (int labels or one-hot rows)",
     "TimeSoftmaxWithLoss": "the book's TimeSoftmaxWithLoss is xn.losses.SoftmaxCrossEntropy() on (N, T, V) scores "
