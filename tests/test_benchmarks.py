@@ -139,7 +139,8 @@ def test_thread_load_prints_both_ratios_and_ends_its_load():
 
 @pytest.mark.slow
 def test_frozen_step_prints_the_ratios_of_frozen_to_unfrozen():
-    out = run("frozen_step.py", "--only", "cnn", "--repeat", "1", "--steps", "1")
+    out = run("frozen_step.py", "--only", "cnn", "resnet", "--repeat", "1", "--steps", "1")
     assert "threads: BLAS" in out and "cnn: xpnet unfrozen" in out and "xpnet frozen/unfrozen" in out
+    assert "resnet: xpnet unfrozen" in out
     if importlib.util.find_spec("torch"):
         assert "xpnet frozen/PyTorch frozen" in out

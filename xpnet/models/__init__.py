@@ -3,6 +3,8 @@
 - ``model``: :class:`Model`, a model of your own with forward and backward written out, and what
   every model has (``predict``, ``summary``, ``save``; modes and state dicts come with every layer);
 - ``sequential``: :class:`Sequential`, layers applied in order (a Model);
+- ``chain``: :func:`backward_chain`, the backward of a model whose parts run in order, stopping at the earliest
+  part that trains when no input gradient is wanted (Sequential's and the models' below; one's own ``xn.Model``);
 - ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``);
 - ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
 - ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
@@ -26,6 +28,7 @@ and the command line stand on it.
 """
 
 from .alexnet import AlexNet, alexnet
+from .chain import backward_chain
 from .chainer_npz import load_chainer_npz
 from .files import XpnetFileError, load, save
 from .language import LanguageModel
@@ -38,8 +41,9 @@ from .sequential import Sequential
 from .torch_weights import load_torch_state_dict, read_torch_file, torch_state_dict
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
-__all__ = ["Model", "Sequential", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq", "PeekySeq2seq",
-           "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "read_torch_file", "torch_state_dict",
+__all__ = ["Model", "Sequential", "backward_chain", "XpnetFileError", "load", "save", "LanguageModel", "Seq2seq",
+           "PeekySeq2seq", "AttentionSeq2seq", "load_chainer_npz", "load_torch_state_dict", "read_torch_file",
+           "torch_state_dict",
            "ResNet", "BasicBlock", "Bottleneck", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
            "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
            "MobileNetV2", "InvertedResidual", "mobilenet_v2", "VGG", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",

@@ -18,6 +18,7 @@ from .._user import is_int, is_real
 from ..backend import index_dtype, no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import STATE_HINT, mode
+from .chain import backward_chain
 from .model import Model
 
 __all__ = ["LanguageModel"]
@@ -68,9 +69,13 @@ class LanguageModel(Model):
             ids = layer.forward(ids, train=train)
         return ids
 
-    def backward(self, dscore: Any) -> None:
-        for layer in reversed(self.layers):
-            dscore = layer.backward(dscore)
+    def backward(self, dscore: Any, input_grad: bool = True) -> None:
+        """dscore (N, T, vocab_size) -> None (ids have no gradient); ``input_grad=False`` (``backward_params``)
+        stops at the earliest layer that trains (``backward_chain``): a frozen embedding and LSTM are skipped."""
+        backward_chain(self.layers, dscore, input_grad)
+
+    def backward_params(self, dscore: Any) -> None:
+        self.backward(dscore, input_grad=False)
 
     def generate(self, start_ids: Any, length: int, temperature: float = 1.0, seed: int | None = None,
                  skip_ids: Any = ()) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..layers import BatchNorm, Dropout, GlobalAvgPool, Linear, ReLU6
+from .chain import backward_chain
 from .model import Model
 from .resnet import fan_out_conv, no_download
 from .sequential import Sequential
@@ -56,9 +57,15 @@ class InvertedResidual(Model):
         y = self.conv.forward(x, train)
         return x + y if self.use_res_connect else y
 
-    def backward(self, dy: Any) -> Any:
-        dx = self.conv.backward(dy)
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """``input_grad=False``: conv's parameter gradients only (the skip has none), returns None."""
+        dx = self.conv.backward(dy, input_grad)
+        if not input_grad:
+            return None
         return dx + dy if self.use_res_connect else dx
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
 
 
 class MobileNetV2(Model):
@@ -92,8 +99,13 @@ class MobileNetV2(Model):
     def forward(self, x: Any, train: bool = True) -> Any:
         return self.classifier.forward(self.pool.forward(self.features.forward(x, train), train), train)
 
-    def backward(self, dy: Any) -> Any:
-        return self.features.backward(self.pool.backward(self.classifier.backward(dy)))
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """dy (N, num_classes) -> dx; ``input_grad=False``: no dx (None), and nothing below the earliest part
+        that trains is backpropagated (``backward_chain``)."""
+        return backward_chain([self.features, self.pool, self.classifier], dy, input_grad)
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
 
 
 def mobilenet_v2(*, weights: Any = None, **kwargs: Any) -> MobileNetV2:

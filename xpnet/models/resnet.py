@@ -21,6 +21,7 @@ from ..backend import namespace
 from ..init.pytorch import kaiming_std, kaiming_uniform_, uniform_, zeros_
 from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, MaxPool2d, ReLU
 from ..layers.base import positive_int
+from .chain import backward_chain
 from .model import Model
 from .sequential import Sequential
 
@@ -76,10 +77,12 @@ class BasicBlock(Model):
         identity = x if self.downsample is None else self.downsample.forward(x, train)
         return self.relu2.forward(out + identity, train)
 
-    def backward(self, dy: Any) -> Any:
-        d = self.relu2.backward(dy)  # the sum's gradient, shared by both branches
-        dx = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(d)))))
-        return dx + (d if self.downsample is None else self.downsample.backward(d))
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        return _block_backward(self, [self.conv1, self.bn1, self.relu, self.conv2, self.bn2], self.relu2, dy,
+                               input_grad)
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
 
 
 class Bottleneck(Model):
@@ -110,11 +113,21 @@ class Bottleneck(Model):
         identity = x if self.downsample is None else self.downsample.forward(x, train)
         return self.relu3.forward(out + identity, train)
 
-    def backward(self, dy: Any) -> Any:
-        d = self.relu3.backward(dy)
-        dh = self.relu2.backward(self.conv3.backward(self.bn3.backward(d)))
-        dx = self.conv1.backward(self.bn1.backward(self.relu.backward(self.conv2.backward(self.bn2.backward(dh)))))
-        return dx + (d if self.downsample is None else self.downsample.backward(d))
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        branch = [self.conv1, self.bn1, self.relu, self.conv2, self.bn2, self.relu2, self.conv3, self.bn3]
+        return _block_backward(self, branch, self.relu3, dy, input_grad)
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
+
+
+def _block_backward(block: Any, branch: list[Any], relu: ReLU, dy: Any, input_grad: bool) -> Any:
+    """A block's backward: ``relu`` after the sum of ``branch`` (its layers in forward order) and the identity or
+    downsample; ``input_grad=False``: the parameter gradients only (``backward_chain``), returns None."""
+    d = relu.backward(dy)  # the sum's gradient, shared by both branches
+    dx = backward_chain(branch, d, input_grad)
+    shortcut = d if block.downsample is None else backward_chain([block.downsample], d, input_grad)
+    return dx + shortcut if input_grad else None
 
 
 _BLOCKS = {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}
@@ -200,12 +213,18 @@ class ResNet(Model):
         h = self.avgpool.forward(h, train)
         return self.fc.forward(namespace(h).reshape(h, (h.shape[0], h.shape[1])), train)
 
-    def backward(self, dy: Any) -> Any:
-        d = self.fc.backward(dy)
-        d = self.avgpool.backward(namespace(d).reshape(d, (d.shape[0], d.shape[1], 1, 1)))
-        for stage in (self.layer4, self.layer3, self.layer2, self.layer1):
-            d = stage.backward(d)
-        return self.conv1.backward(self.bn1.backward(self.relu.backward(self.maxpool.backward(d))))
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """dy (N, num_classes) -> dx (N, 3, H, W); ``input_grad=False``: no dx (None), and nothing below the
+        earliest part that trains is backpropagated (``backward_chain``): a frozen backbone costs nothing."""
+        def unflatten(d: Any) -> Any:
+            return namespace(d).reshape(d, (d.shape[0], d.shape[1], 1, 1))
+
+        parts = [self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2, self.layer3, self.layer4,
+                 self.avgpool, unflatten, self.fc]
+        return backward_chain(parts, dy, input_grad)
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
 
 
 def no_download(name: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

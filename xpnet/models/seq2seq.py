@@ -31,6 +31,7 @@ from .._user import is_int
 from ..backend import index_dtype, namespace, no_autograd, plain_array, to_device, to_numpy, untracked
 from ..layers import LSTM, Attention, Embedding, Linear
 from ..layers.container import Container, mode
+from .chain import backward_chain
 from .model import Model
 
 __all__ = ["Encoder", "Decoder", "PeekyDecoder", "AttentionDecoder", "Seq2seq", "PeekySeq2seq",
@@ -49,8 +50,11 @@ class Encoder(Container):
     def forward(self, xs: Any, train: bool = True) -> Any:
         return self.lstm.forward(self.embed.forward(xs, train=train), train=train)
 
-    def backward(self, dhs: Any) -> None:
-        self.embed.backward(self.lstm.backward(dhs))
+    def backward(self, dhs: Any, input_grad: bool = True) -> None:
+        backward_chain([self.embed, self.lstm], dhs, input_grad)
+
+    def backward_params(self, dhs: Any) -> None:
+        self.backward(dhs, input_grad=False)
 
 
 def _at_last_step(dh: Any, steps: int) -> Any:
@@ -174,9 +178,14 @@ class Seq2seq(Model):
     def forward(self, xs: Any, ts: Any, train: bool = True) -> Any:  # type: ignore[override]
         return self.decoder.forward(ts, self.encoder.forward(xs, train=train), train=train)
 
-    def backward(self, dscore: Any) -> tuple[None, None]:
-        self.encoder.backward(self.decoder.backward(dscore))
-        return None, None
+    def backward(self, dscore: Any, input_grad: bool = True) -> tuple[None, None] | None:
+        """dscore (N, T_dec, V) -> (None, None) (ids have no gradient); ``input_grad=False`` (``backward_params``):
+        None, and a frozen encoder is not backpropagated through (``backward_chain``)."""
+        backward_chain([self.encoder, self.decoder], dscore, input_grad)
+        return (None, None) if input_grad else None
+
+    def backward_params(self, dscore: Any) -> None:
+        self.backward(dscore, input_grad=False)
 
     def generate(self, xs: Any, start_id: Any, length: int) -> Any:
         """Greedy answers to the questions xs (N, T_enc) (any backend; moved to the model's device):

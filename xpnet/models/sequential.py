@@ -9,6 +9,7 @@ from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.submodules import Place
 from ..layers.uses import note
+from .chain import backward_chain
 from .model import Model
 
 __all__ = ["Sequential"]
@@ -132,20 +133,7 @@ class Sequential(Model):
         ``input_grad=False`` skips the gradient for the input (returns None): training needs none, nor
         any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
         through at all)."""
-        layers = self.layers
-        if not input_grad:
-            first = next((i for i, layer in enumerate(layers) if layer.requires_grad and layer.named_params()), None)
-            if first is None:
-                return None
-            layers = layers[first:]
-        for layer in layers[:0:-1]:
-            dy = layer.backward(dy)
-        if not layers:
-            return dy
-        if input_grad:
-            return layers[0].backward(dy)
-        layers[0].backward_params(dy)
-        return None
+        return backward_chain(self.layers, dy, input_grad)
 
     def backward_params(self, dy: Any) -> None:
         self.backward(dy, input_grad=False)

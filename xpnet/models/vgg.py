@@ -19,6 +19,7 @@ from ..backend import namespace
 from ..init.pytorch import constant_, kaiming_normal_, normal_, uniform_
 from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Linear, MaxPool2d, ReLU
 from ..layers.base import Layer, positive_int
+from .chain import backward_chain
 from .model import Model
 from .resnet import no_download
 from .sequential import Sequential
@@ -94,9 +95,16 @@ class FeaturesPoolClassifier(Model):
         self._pooled_shape = tuple(h.shape)
         return self.classifier.forward(namespace(h).reshape(h, (h.shape[0], -1)), train)
 
-    def backward(self, dy: Any) -> Any:
-        d = self.classifier.backward(dy)
-        return self.features.backward(self.avgpool.backward(namespace(d).reshape(d, self._pooled_shape)))
+    def backward(self, dy: Any, input_grad: bool = True) -> Any:
+        """dy (N, num_classes) -> dx; ``input_grad=False``: no dx (None), and nothing below the earliest part
+        that trains is backpropagated (``backward_chain``)."""
+        def unflatten(d: Any) -> Any:
+            return namespace(d).reshape(d, self._pooled_shape)
+
+        return backward_chain([self.features, self.avgpool, unflatten, self.classifier], dy, input_grad)
+
+    def backward_params(self, dy: Any) -> None:
+        self.backward(dy, input_grad=False)
 
 
 class VGG(FeaturesPoolClassifier):

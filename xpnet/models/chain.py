@@ -1,0 +1,63 @@
+"""``backward_chain``: the backward of a model whose forward runs its parts one after another, stopping, when no
+input gradient is wanted, at the earliest part that trains (what ``xn.train`` asks for: ``backward_params``).
+
+``xn.Sequential``, the vision models (ResNet, VGG, AlexNet, MobileNetV2), ``LanguageModel`` and the encoder-decoders
+write their backward with it, so that fine-tuning a head on a frozen backbone (PyTorch's ``requires_grad_(False)``)
+costs the head's backward alone, as PyTorch's autograd skips what needs no gradient. A model of one's own does the
+same (a Flatten, or a function for a reshape of its own forward)::
+
+    class Net(xn.Model):
+        def __init__(self, backbone, features, classes):
+            super().__init__()
+            self.backbone, self.flatten = backbone, xn.layers.Flatten()
+            self.head = xn.layers.Linear(features, classes)
+
+        def forward(self, x, train=True):
+            return self.head.forward(self.flatten.forward(self.backbone.forward(x, train), train), train)
+
+        def backward(self, dy, input_grad=True):
+            return xn.models.backward_chain([self.backbone, self.flatten, self.head], dy, input_grad)
+
+        def backward_params(self, dy):  # what xn.train calls
+            self.backward(dy, input_grad=False)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence, Union
+
+from ..layers.base import Layer
+
+__all__ = ["backward_chain", "trains"]
+
+Part = Union[Layer, Callable[[Any], Any]]
+
+
+def trains(layer: Layer) -> bool:
+    """Whether a parameter of ``layer`` (or of a layer inside it) trains: has one, not ``requires_grad_(False)``."""
+    return any(node.params and not node._frozen for node in layer.named_modules().values())
+
+
+def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> Any:
+    """Backpropagate ``dy`` through ``parts``, a model's steps in forward order: layers (or models), and functions
+    taking a gradient back through a step without parameters (the reshape between a pool and a Linear). Returns
+    the first part's dx.
+
+    ``input_grad=False`` (``backward_params``: gradients for the parameters only) returns None and stops at the
+    earliest layer whose parameters train, which gets ``backward_params`` (no dx: a Sequential there stops inside
+    it the same way); nothing below it runs, so a frozen backbone is not backpropagated through at all. Every
+    parameter that trains gets the gradient the full backward gives."""
+    parts = list(parts)
+    if not input_grad:
+        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and trains(p)), None)
+        if first is None:
+            return None
+        parts = parts[first:]
+    if not parts:
+        return dy
+    for part in parts[:0:-1]:
+        dy = part.backward(dy) if isinstance(part, Layer) else part(dy)
+    if input_grad:
+        return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
+    parts[0].backward_params(dy)
+    return None
