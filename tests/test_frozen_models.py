@@ -257,3 +257,23 @@ def test_the_books_sequence_models_skip_their_frozen_layers_with_the_same_gradie
     for key in full:
         np.testing.assert_allclose(short[key], full[key], rtol=1e-12, atol=1e-14, err_msg=key)
     assert set(short_ran) == set(full_ran) - not_run and not_run <= set(full_ran)
+
+
+def test_a_subclass_whose_backward_takes_no_input_grad_trains_through_its_own_backward():
+    """A ResNet subclass of the user's with backward(self, dy), the signature every model had: xn.train's
+    backward_params runs that backward in full (it got backward() got an unexpected keyword 'input_grad')."""
+    calls = []
+
+    class Mine(xn.models.ResNet):
+        def backward(self, dy):
+            calls.append(dy.shape)
+            return super().backward(dy)
+
+    xn.manual_seed(0)
+    model = Mine("BasicBlock", [1, 1, 1, 1], num_classes=3)
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((4, 3, 32, 32)).astype(np.float32), rng.integers(0, 3, 4)
+    before = np.array(model.fc.params["W"])
+    xn.train(model, (x, t), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=4, progress=False,
+             device="cpu")
+    assert calls == [(4, 3)] and not np.array_equal(before, model.fc.params["W"])

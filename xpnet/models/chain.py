@@ -24,11 +24,13 @@ same (a Flatten, or a function for a reshape of its own forward)::
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, Sequence, Union
 
 from ..layers.base import Layer
 
-__all__ = ["backward_chain", "trains"]
+__all__ = ["backward_chain", "trains", "StopsWhereNothingTrains"]
 
 Part = Union[Layer, Callable[[Any], Any]]
 
@@ -61,3 +63,20 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
         return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
     parts[0].backward_params(dy)
     return None
+
+
+class StopsWhereNothingTrains:
+    """``backward_params(dy)`` (what ``xn.train`` calls) as ``backward(dy, input_grad=False)``, for a model whose
+    backward takes ``input_grad`` (``backward_chain``'s); where a subclass's ``backward(dy)`` does not take it,
+    that backward in full, as every model's ``backward_params`` was before."""
+
+    def backward_params(self, dy: Any) -> None:
+        if _takes_input_grad(type(self).backward):
+            self.backward(dy, input_grad=False)
+        else:
+            self.backward(dy)
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_input_grad(backward: Callable[..., Any]) -> bool:
+    return "input_grad" in inspect.signature(backward).parameters

@@ -18,13 +18,13 @@ from .._user import is_int, is_real
 from ..backend import index_dtype, no_autograd, to_device, to_numpy
 from ..layers import LSTM, Dropout, Embedding, Linear, TiedLinear
 from ..layers.container import STATE_HINT, mode
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 
 __all__ = ["LanguageModel"]
 
 
-class LanguageModel(Model):
+class LanguageModel(StopsWhereNothingTrains, Model):
     """``LanguageModel(vocab_size, wordvec_size, hidden_size, num_layers=1, dropout=0.0, tie_weights=False)``.
 
     forward(ids (N, T), train=True) -> scores (N, T, vocab_size); backward(dscores) returns None (ids
@@ -74,8 +74,6 @@ class LanguageModel(Model):
         stops at the earliest layer that trains (``backward_chain``): a frozen embedding and LSTM are skipped."""
         backward_chain(self.layers, dscore, input_grad)
 
-    def backward_params(self, dscore: Any) -> None:
-        self.backward(dscore, input_grad=False)
 
     def generate(self, start_ids: Any, length: int, temperature: float = 1.0, seed: int | None = None,
                  skip_ids: Any = ()) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..layers import BatchNorm, Dropout, GlobalAvgPool, Linear, ReLU6
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 from .resnet import fan_out_conv, no_download
 from .sequential import Sequential
@@ -38,7 +38,7 @@ def conv_bn_relu6(in_channels: int, out_channels: int, kernel_size: int = 3, str
     return Sequential(conv, BatchNorm(out_channels), ReLU6())
 
 
-class InvertedResidual(Model):
+class InvertedResidual(StopsWhereNothingTrains, Model):
     """conv: [1x1 expansion to inp * expand_ratio channels (none where it is 1)], 3x3 depthwise (stride),
     1x1 projection, BatchNorm; x + conv(x) where stride is 1 and inp == oup.
     x: (N, inp, H, W) -> (N, oup, H / stride, W / stride)."""
@@ -64,11 +64,8 @@ class InvertedResidual(Model):
             return None
         return dx + dy if self.use_res_connect else dx
 
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
-
-class MobileNetV2(Model):
+class MobileNetV2(StopsWhereNothingTrains, Model):
     """features (conv_bn_relu6 stride 2, 17 InvertedResidual blocks, a 1x1 conv_bn_relu6 to
     ``last_channel``) -> pool (global average) -> classifier (Dropout(dropout), Linear).
     x: (N, 3, H, W) -> (N, num_classes); channels scaled by ``width_mult`` and rounded to multiples of
@@ -103,9 +100,6 @@ class MobileNetV2(Model):
         """dy (N, num_classes) -> dx; ``input_grad=False``: no dx (None), and nothing below the earliest part
         that trains is backpropagated (``backward_chain``)."""
         return backward_chain([self.features, self.pool, self.classifier], dy, input_grad)
-
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
 
 def mobilenet_v2(*, weights: Any = None, **kwargs: Any) -> MobileNetV2:

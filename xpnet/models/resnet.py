@@ -21,7 +21,7 @@ from ..backend import namespace
 from ..init.pytorch import kaiming_std, kaiming_uniform_, uniform_, zeros_
 from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Linear, MaxPool2d, ReLU
 from ..layers.base import positive_int
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 from .sequential import Sequential
 
@@ -48,7 +48,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> Conv2d:
     return fan_out_conv(in_planes, out_planes, 1, stride)
 
 
-class BasicBlock(Model):
+class BasicBlock(StopsWhereNothingTrains, Model):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + identity), identity = downsample(x) or x.
     x: (N, inplanes, H, W) -> (N, planes, H / stride, W / stride). ``groups``, ``base_width`` and ``dilation``
     are torchvision's, refused (as there) but at their defaults: a ResNeXt or dilated stage needs Bottleneck."""
@@ -81,11 +81,8 @@ class BasicBlock(Model):
         return _block_backward(self, [self.conv1, self.bn1, self.relu, self.conv2, self.bn2], self.relu2, dy,
                                input_grad)
 
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
-
-class Bottleneck(Model):
+class Bottleneck(StopsWhereNothingTrains, Model):
     """relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x))))))) + identity), the stride on conv2 (ResNet v1.5,
     torchvision's). x: (N, inplanes, H, W) -> (N, 4 * planes, H / stride, W / stride). conv1 and conv2 have
     ``width = int(planes * base_width / 64) * groups`` channels, conv2 in ``groups`` groups with ``dilation``
@@ -117,9 +114,6 @@ class Bottleneck(Model):
         branch = [self.conv1, self.bn1, self.relu, self.conv2, self.bn2, self.relu2, self.conv3, self.bn3]
         return _block_backward(self, branch, self.relu3, dy, input_grad)
 
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
-
 
 def _block_backward(block: Any, branch: list[Any], relu: ReLU, dy: Any, input_grad: bool) -> Any:
     """A block's backward: ``relu`` after the sum of ``branch`` (its layers in forward order) and the identity or
@@ -133,7 +127,7 @@ def _block_backward(block: Any, branch: list[Any], relu: ReLU, dy: Any, input_gr
 _BLOCKS = {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}
 
 
-class ResNet(Model):
+class ResNet(StopsWhereNothingTrains, Model):
     """conv1 (7x7, stride 2), bn1, relu, maxpool (3x3, stride 2) -> layer1..layer4 (``xn.Sequential`` of
     blocks, the last three starting with stride 2) -> avgpool (to 1x1), flatten -> fc.
     x: (N, 3, H, W) -> (N, num_classes). ``block``: ``BasicBlock`` or ``Bottleneck`` (or its name),
@@ -222,9 +216,6 @@ class ResNet(Model):
         parts = [self.conv1, self.bn1, self.relu, self.maxpool, self.layer1, self.layer2, self.layer3, self.layer4,
                  self.avgpool, unflatten, self.fc]
         return backward_chain(parts, dy, input_grad)
-
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
 
 def no_download(name: str, weights: Any, kwargs: dict[str, Any]) -> dict[str, Any]:

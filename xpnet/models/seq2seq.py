@@ -31,14 +31,14 @@ from .._user import is_int
 from ..backend import index_dtype, namespace, no_autograd, plain_array, to_device, to_numpy, untracked
 from ..layers import LSTM, Attention, Embedding, Linear
 from ..layers.container import Container, mode
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 
 __all__ = ["Encoder", "Decoder", "PeekyDecoder", "AttentionDecoder", "Seq2seq", "PeekySeq2seq",
            "AttentionSeq2seq"]
 
 
-class Encoder(Container):
+class Encoder(StopsWhereNothingTrains, Container):
     """ids (N, T) -> hs (N, T, H): Embedding then LSTM (not stateful), the book's ``Encoder`` (its
     ``AttentionEncoder`` keeps all of hs; the others use hs[:, -1])."""
 
@@ -52,9 +52,6 @@ class Encoder(Container):
 
     def backward(self, dhs: Any, input_grad: bool = True) -> None:
         backward_chain([self.embed, self.lstm], dhs, input_grad)
-
-    def backward_params(self, dhs: Any) -> None:
-        self.backward(dhs, input_grad=False)
 
 
 def _at_last_step(dh: Any, steps: int) -> Any:
@@ -160,7 +157,7 @@ class AttentionDecoder(Decoder):
         return dhs + _at_last_step(self.lstm.dh, self._enc_steps)
 
 
-class Seq2seq(Model):
+class Seq2seq(StopsWhereNothingTrains, Model):
     """The book's ``Seq2seq(vocab_size, wordvec_size, hidden_size)``: forward(xs (N, T_enc), ts (N, T_dec))
     -> scores (N, T_dec, vocab_size); see the module docstring. ``generate(xs, start_id, length)``."""
 
@@ -184,8 +181,6 @@ class Seq2seq(Model):
         backward_chain([self.encoder, self.decoder], dscore, input_grad)
         return (None, None) if input_grad else None
 
-    def backward_params(self, dscore: Any) -> None:
-        self.backward(dscore, input_grad=False)
 
     def generate(self, xs: Any, start_id: Any, length: int) -> Any:
         """Greedy answers to the questions xs (N, T_enc) (any backend; moved to the model's device):

@@ -9,13 +9,13 @@ from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.submodules import Place
 from ..layers.uses import note
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 
 __all__ = ["Sequential"]
 
 
-class Sequential(Model):
+class Sequential(StopsWhereNothingTrains, Model):
     """Layers (or models) applied in order. ``named_params()`` keys are ``"<index>.<param>"``, e.g. ``"0.W"``,
     and ``"<index>.<name>.<param>"`` inside a model it holds."""
 
@@ -134,9 +134,6 @@ class Sequential(Model):
         any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
         through at all)."""
         return backward_chain(self.layers, dy, input_grad)
-
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
 
 def _check_item(where: str, i: int, layer: Any) -> None:

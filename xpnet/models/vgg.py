@@ -19,7 +19,7 @@ from ..backend import namespace
 from ..init.pytorch import constant_, kaiming_normal_, normal_, uniform_
 from ..layers import AdaptiveAvgPool2d, BatchNorm, Conv2d, Dropout, Linear, MaxPool2d, ReLU
 from ..layers.base import Layer, positive_int
-from .chain import backward_chain
+from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 from .resnet import no_download
 from .sequential import Sequential
@@ -79,7 +79,7 @@ def make_layers(cfg: list[Any], batch_norm: bool = False) -> Sequential:
     return Sequential(*layers)
 
 
-class FeaturesPoolClassifier(Model):
+class FeaturesPoolClassifier(StopsWhereNothingTrains, Model):
     """torchvision's VGG and AlexNet: ``features`` -> ``avgpool`` -> flatten -> ``classifier`` (a Sequential whose
     last layer is the head), set by the subclass's ``__init__``. Caches the pooled shape for backward."""
 
@@ -102,9 +102,6 @@ class FeaturesPoolClassifier(Model):
             return namespace(d).reshape(d, self._pooled_shape)
 
         return backward_chain([self.features, self.avgpool, unflatten, self.classifier], dy, input_grad)
-
-    def backward_params(self, dy: Any) -> None:
-        self.backward(dy, input_grad=False)
 
 
 class VGG(FeaturesPoolClassifier):
