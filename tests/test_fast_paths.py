@@ -1,6 +1,10 @@
 """The NumPy/CuPy/PyTorch fast paths of ``xpnet.backend`` (``fast_numpy``, ``fast_cupy``, ``fast_torch``) give the same numbers as the portable code,
 and ``set_fast_paths(False)`` switches them off."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import require_cuda
@@ -79,6 +83,20 @@ def test_registry_picks_the_numpy_path_and_can_be_switched_off(portable_only):
     assert backend.fast_path("im2col", xp) is None
     backend.set_fast_paths(True)
     assert backend.fast_path("im2col", xp) is fast_numpy.im2col
+
+
+@pytest.mark.parametrize("value, on", [("0", True), ("false", True), ("1", False), ("yes", False),
+                                      ("maybe", None)])
+def test_the_environment_switch_reads_0_as_on_and_refuses_what_it_cannot_read(value, on):
+    """XPNET_DISABLE_FAST_PATHS=0 switched the fast paths off (any value set did), the opposite of what it says."""
+    code = "from xpnet.backend.registry import fast_paths_enabled; print(fast_paths_enabled())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XPNET_DISABLE_FAST_PATHS": value})
+    if on is None:
+        assert proc.returncode != 0 and ("ValueError: XPNET_DISABLE_FAST_PATHS='maybe' in the environment: expected "
+                                         "1 (switch these fast paths off) or 0 (leave them on)") in proc.stderr
+    else:
+        assert proc.returncode == 0 and proc.stdout.split() == [str(on)], proc.stderr
 
 
 def test_no_fast_path_for_other_namespaces():

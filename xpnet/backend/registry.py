@@ -69,8 +69,23 @@ _loaded: dict[str, bool] = {}  # family -> whether it registered (False: absent 
 # the function that does it at run time).
 _FAMILY_SWITCHES = {"fast_numba": ("XPNET_DISABLE_NUMBA", "set_numba"),
                     "fast_mkl": ("XPNET_DISABLE_MKL", "set_mkl")}
-_switches = {"all": os.environ.get("XPNET_DISABLE_FAST_PATHS", "") == "",
-             **{family: os.environ.get(env, "") == "" for family, (env, _) in _FAMILY_SWITCHES.items()}}
+
+
+def _on(env: str) -> bool:
+    """Whether the environment variable ``env`` (``XPNET_DISABLE_...``) leaves its fast paths on: unset, empty, 0,
+    false, no or off; 1, true, yes or on switch them off. Another value raises a ValueError naming it (``=0`` read
+    as set, and so as off, would have meant the opposite of what it says)."""
+    value = os.environ.get(env, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return True
+    if value in ("1", "true", "yes", "on"):
+        return False
+    raise ValueError(f"{env}={os.environ[env]!r} in the environment: expected 1 (switch these fast paths off) or 0 "
+                     "(leave them on)")
+
+
+_switches = {"all": _on("XPNET_DISABLE_FAST_PATHS"),
+             **{family: _on(env) for family, (env, _) in _FAMILY_SWITCHES.items()}}
 _resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> [(fn, accepts), ...] switched on; cleared by the switches
 _guards: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
