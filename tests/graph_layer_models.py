@@ -2,8 +2,8 @@
 captured as a CUDA graph: imported in a fresh process on the fake CuPy of ``tests/fake_cupy`` and by the
 ``gpu`` tests on a real GPU.
 
-250 samples in batches of 32: each epoch is 7 full batches (2 eager warm-up steps and a capture in the
-first epoch, launches after) and a short batch of 26, run eagerly.
+100 samples in batches of 32: each epoch is 3 full batches (2 eager warm-up steps and a capture in the
+first epoch, launches after) and a short batch of 4, run eagerly.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import xpnet as xn
 from xpnet.backend.graphs import StepGraph
 
 L = xn.layers
-N, BATCH = 250, 32
+N, BATCH = 100, 32
 FULL = N // BATCH
 
 
@@ -256,12 +256,12 @@ def counting_launches() -> Iterator[list[int]]:
         StepGraph.launch = launch
 
 
-def train(name: str, graph: bool | None, epochs: int = 3, dev: Any = "cuda") -> dict[str, Any]:
-    """``epochs`` of Adam on model ``name`` from seed 0: its state (parameters and running statistics),
-    the epochs' losses and accuracies, the graph launches and the optimizer's step count."""
+def train(name: str, graph: bool | None, epochs: int = 3, dev: Any = "cuda", samples: int = N) -> dict[str, Any]:
+    """``epochs`` of Adam on model ``name`` from seed 0 (``samples`` of data): its state (parameters and running
+    statistics), the epochs' losses and accuracies, the graph launches and the optimizer's step count."""
     make, sample = MODELS[name]
     rng = np.random.default_rng(0)
-    x, t = rng.standard_normal((N, *sample)).astype(np.float32), rng.integers(0, 4, N)
+    x, t = rng.standard_normal((samples, *sample)).astype(np.float32), rng.integers(0, 4, samples)
     xn.init.seed(0)
     model, optimizer = make(), xn.optim.Adam(0.01)
     with counting_launches() as launches:

@@ -91,15 +91,30 @@ def test_xpnet_device_cpu_cannot_turn_a_cupy_case_into_numpy(tmp_path):
     assert "XPNET_REQUIRE_GPU=1: XPNET_DEVICE=cpu in the environment" in strict.stdout
 
 
+# The test files in two shards, so that pytest -n spreads the two runs of the GPU suite below over two workers,
+# where one run of all of it was the suite's longest test by far: the four files that take most of a run on the
+# fake CuPy (its kernels run on the CPU, thread by thread) two to a shard, the others every other file.
+HEAVY = [["test_transformer.py", "test_matmul_kernel.py"], ["test_graph_layers.py", "test_graph.py"]]
+TEST_FILES = sorted(path.name for path in (ROOT / "tests").glob("test_*.py"))
+_REST = [name for name in TEST_FILES if not any(name in heavy for heavy in HEAVY)]
+SHARDS = [HEAVY[0] + _REST[0::2], HEAVY[1] + _REST[1::2]]
+
+
+def test_the_shards_hold_every_test_file_once():
+    assert sorted(name for shard in SHARDS for name in shard) == TEST_FILES
+    assert "test_layers.py" in TEST_FILES and "test_gpu_checks.py" in TEST_FILES
+
+
 @pytest.mark.slow
-def test_the_whole_gpu_suite_runs_on_the_fake_cupy(tmp_path):
+@pytest.mark.parametrize("shard", range(len(SHARDS)))
+def test_the_whole_gpu_suite_runs_on_the_fake_cupy(tmp_path, shard):
     """Every CuPy path of xpnet under CuPy's device rules, on every CI run (the fake of tests/fake_cupy):
     a host copy, a kernel given arrays of two GPUs, an unhashable cupy Device or a NumPy array reaching
     a CuPy kernel fails here before a GPU ever runs it. What needs CUDA itself skips, saying so."""
-    proc = run_pytest(tmp_path, ["-m", "gpu", "-q"], cupy="fake")
+    proc = run_pytest(tmp_path, ["-m", "gpu", "-q", *(f"tests/{name}" for name in SHARDS[shard])], cupy="fake")
     last = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 0 and "failed" not in last and "error" not in last, proc.stdout[-6000:]
-    assert int(last.split(" passed")[0].split()[-1]) >= 200, last  # 249 when this test was written
+    assert int(last.split(" passed")[0].split()[-1]) >= 250, last  # 328 and 573 gpu tests, 898 passed in all (README)
     skipped = [line for line in proc.stdout.splitlines() if line.startswith("SKIPPED")]
     assert all("no cupyx" in line or "no NCCL" in line for line in skipped), skipped
 

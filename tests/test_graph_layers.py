@@ -62,9 +62,12 @@ print(json.dumps({{"eager": models.train({name!r}, False), "captured": models.tr
 @needs_compiler
 def test_running_statistics_moved_on_into_new_arrays_would_be_caught(tmp_path):
     """The check above has teeth: with BatchNorm's old update (new arrays each step) the weights still
-    agree, the running statistics do not."""
+    agree, the running statistics do not. With this update the step is captured anew each epoch (two eager
+    warm-up steps first: 15 launches in 3 epochs of 7 full batches), so it takes epochs of several launches for
+    the statistics to go stale: 250 samples here (models.N's 3 full batches an epoch give 3 launches in all)."""
     out = _on_fake_cupy(_NEW_ARRAYS + """
-print(json.dumps({"eager": models.train("batchnorm", False), "captured": models.train("batchnorm", True)}))
+print(json.dumps({"eager": models.train("batchnorm", False, samples=250),
+                  "captured": models.train("batchnorm", True, samples=250)}))
 """, tmp_path)
     with pytest.raises(AssertionError, match="running_"):
         models.assert_same_training(out["eager"], out["captured"])

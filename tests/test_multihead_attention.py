@@ -194,7 +194,7 @@ def test_gradcheck_passes(dev):
     model = Decoder().to(dev)
     rng = np.random.default_rng(0)
     x, memory = (xn.to_device(rng.standard_normal(s).astype("float32"), dev) for s in ((2, 3, 6), (2, 5, 4)))
-    report = xn.gradcheck(model, (x, memory))
+    report = xn.gradcheck(model, (x, memory), max_entries=16)  # a seeded 16 entries of each tensor
     assert report.ok, str(report)
     assert report["self_attn.W_in"].ok and report["cross_attn.W_k"].ok and report["input[1]"].ok
 

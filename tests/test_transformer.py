@@ -129,11 +129,12 @@ def test_a_forgotten_gradient_is_caught(rng, monkeypatch):
 
 
 def test_gradcheck_passes_with_dropout(dev):
-    """float64 numerical gradients on the model's own device; dropout in the attention and both blocks."""
+    """float64 numerical gradients on the model's own device; dropout in the attention and both blocks. A seeded
+    16 entries of each tensor: a dropout mask that forward and backward disagree on shows in any of them."""
     xn.init.seed(0)
     model = TransformerEncoder(TransformerEncoderLayer(6, 2, 12, dropout=0.2, activation="gelu"), 2).to(dev)
     x = xn.to_device(np.random.default_rng(0).standard_normal((2, 4, 6)).astype("float32"), dev)
-    report = xn.gradcheck(model, x)
+    report = xn.gradcheck(model, x, max_entries=16)
     assert report.ok, str(report)
     assert report["layers.1.self_attn.W_in"].ok and report["layers.0.norm2.gamma"].ok and report["input"].ok
 
@@ -374,7 +375,7 @@ def test_transformer_gradcheck_passes_with_dropout(dev):
     model = xn.layers.Transformer(6, 2, 1, 2, 8, dropout=0.2, norm_first=True).to(dev)
     rng = np.random.default_rng(0)
     src, tgt = (xn.to_device(rng.standard_normal(s).astype("float32"), dev) for s in ((2, 5, 6), (2, 3, 6)))
-    report = xn.gradcheck(model, (src, tgt))
+    report = xn.gradcheck(model, (src, tgt), max_entries=16)
     assert report.ok, str(report)
     assert report["decoder.layers.1.multihead_attn.W_in"].ok and report["input[0]"].ok and report["input[1]"].ok
 
