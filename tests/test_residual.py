@@ -135,7 +135,8 @@ def test_concat_equals_pytorch(dev, rng):
 
 def test_example_network_equals_pytorch(dev, rng):
     xn.init.seed(0)
-    model = _example().ResNet()  # the example's defaults: 16, 32 and 64 channels
+    model = _example().ResNet(channels=(8, 16, 32))  # the example's blocks; its channels (36, 72, 144) cost JAX
+    # compile and dispatch time and test nothing more
     assert_equals_pytorch(model, rng.standard_normal((2, 1, 12, 12)), dev)
 
 
