@@ -30,14 +30,9 @@ from typing import Any, Callable, Sequence, Union
 
 from ..layers.base import Layer
 
-__all__ = ["backward_chain", "trains", "StopsWhereNothingTrains"]
+__all__ = ["backward_chain", "StopsWhereNothingTrains"]
 
 Part = Union[Layer, Callable[[Any], Any]]
-
-
-def trains(layer: Layer) -> bool:
-    """Whether a parameter of ``layer`` (or of a layer inside it) trains: has one, not ``requires_grad_(False)``."""
-    return any(node.params and not node._frozen for node in layer.named_modules().values())
 
 
 def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> Any:
@@ -51,7 +46,8 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
     parameter that trains gets the gradient the full backward gives."""
     parts = list(parts)
     if not input_grad:
-        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and trains(p)), None)
+        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and p.requires_grad and p.named_params()),
+                     None)
         if first is None:
             return None
         parts = parts[first:]

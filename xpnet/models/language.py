@@ -74,7 +74,6 @@ class LanguageModel(StopsWhereNothingTrains, Model):
         stops at the earliest layer that trains (``backward_chain``): a frozen embedding and LSTM are skipped."""
         backward_chain(self.layers, dscore, input_grad)
 
-
     def generate(self, start_ids: Any, length: int, temperature: float = 1.0, seed: int | None = None,
                  skip_ids: Any = ()) -> Any:
         """Sample ``length`` ids after the prompt ``start_ids`` (an int, a list of ids, or (N, T0) ids for

@@ -181,7 +181,6 @@ class Seq2seq(StopsWhereNothingTrains, Model):
         backward_chain([self.encoder, self.decoder], dscore, input_grad)
         return (None, None) if input_grad else None
 
-
     def generate(self, xs: Any, start_id: Any, length: int) -> Any:
         """Greedy answers to the questions xs (N, T_enc) (any backend; moved to the model's device):
         ids (N, length) on the model's device in its default index dtype (int64 on NumPy, whatever the

@@ -17,7 +17,8 @@ from typing import Any
 from ..._user import is_real
 from ..base import Optimizer
 
-__all__ = ["LRScheduler", "check_optimizer", "one_value", "per_group", "count", "rate"]
+__all__ = ["LRScheduler", "check_optimizer", "one_value", "per_group", "group_lrs", "count", "rate"]
+
 
 def check_optimizer(who: str, optimizer: Any) -> Optimizer:
     """``optimizer`` when it is an xpnet optimizer, else a TypeError saying what to pass."""
@@ -46,6 +47,11 @@ def per_group(who: str, arg: str, value: Any, optimizer: Any, check: Any = None)
         raise ValueError(f"{who}: {arg} has {len(value)} values, one per param group, and the optimizer has {n} "
                          f"param group(s); pass {n} value(s) or one for all")
     return [v if check is None else check(f"{arg}[{i}]", v) for i, v in enumerate(value)]
+
+
+def group_lrs(optimizer: Any) -> list[float]:
+    """Each of ``optimizer.param_groups``' lr now."""
+    return [group["lr"] for group in optimizer.param_groups]
 
 
 def count(who: str, arg: str, value: Any, lo: int = 1) -> int:
@@ -100,8 +106,7 @@ class LRScheduler:
         raise NotImplementedError
 
     def _lrs(self) -> list[float]:
-        """Each param group's lr now."""
-        return [group["lr"] for group in self.optimizer.param_groups]
+        return group_lrs(self.optimizer)
 
     def get_last_lr(self) -> list[float]:
         """The lrs set by the last step, one per param group."""

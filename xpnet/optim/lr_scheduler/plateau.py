@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from ..._user import is_real
-from .base import check_optimizer, count, per_group, rate
+from .base import check_optimizer, count, group_lrs, per_group, rate
 
 __all__ = ["ReduceLROnPlateau"]
 
@@ -36,7 +36,7 @@ class ReduceLROnPlateau:
         self.mode, self.threshold_mode = mode, threshold_mode
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self.last_epoch = 0
-        self._last_lr = self._lrs()
+        self._last_lr = group_lrs(self.optimizer)
         self.best, self.cooldown_counter, self.num_bad_epochs = self.mode_worse, 0, 0
 
     def _is_better(self, a: float, best: float) -> bool:
@@ -71,10 +71,7 @@ class ReduceLROnPlateau:
                 if old - new > self.eps:
                     group["lr"] = new
             self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
-        self._last_lr = self._lrs()
-
-    def _lrs(self) -> list[float]:
-        return [group["lr"] for group in self.optimizer.param_groups]
+        self._last_lr = group_lrs(self.optimizer)
 
     @property
     def in_cooldown(self) -> bool:
