@@ -145,14 +145,45 @@ def test_without_zero_grad_each_backward_overwrites_and_xn_train_ignores_a_loops
         np.testing.assert_array_equal(trained.named_params()[key], value, err_msg=key)
 
 
-def test_step_after_zero_grad_without_a_backward_says_so():
-    model, _ = _pair()
-    opt = xn.optim.SGD(model, lr=0.1)
-    before = {k: np.copy(v) for k, v in model.named_params().items()}
-    opt.zero_grad()
-    with pytest.raises(RuntimeError, match=r"^SGD.step\(\): no gradient since zero_grad\(\); call model.backward"):
-        opt.step()
-    assert all(np.array_equal(v, before[k]) for k, v in model.named_params().items())
+@pytest.mark.parametrize("groups", [False, True], ids=["one group", "two groups"])
+def test_step_after_zero_grad_without_a_backward_changes_nothing_as_pytorchs(groups):
+    """PyTorch skips every parameter whose .grad is None: a step with no backward since zero_grad() leaves the
+    weights and Adam's state (its step count too) as they were; the next backward's step updates as before."""
+    xn.init.seed(0)
+    model = _TwoHeads().to(dtype="float64")
+    theirs = torch.nn.ModuleDict({k: torch.nn.Linear(4 if k == "body" else 6, 3 if k != "body" else 6)
+                                  for k in ("body", "a", "b")}).double()
+    for k in ("body", "a", "b"):
+        theirs[k].weight.data = torch.from_numpy(np.array(getattr(model, k).weight))
+        theirs[k].bias.data = torch.from_numpy(np.array(getattr(model, k).bias))
+    if groups:
+        opt = xn.optim.Adam([{"params": model.body}, {"params": model.a, "lr": 0.02}, {"params": model.b}], lr=0.01)
+        topt = torch.optim.Adam([{"params": theirs[k].parameters(), **({"lr": 0.02} if k == "a" else {})}
+                                 for k in ("body", "a", "b")], lr=0.01)
+    else:
+        opt, topt = xn.optim.Adam(model, lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    for (x, t), head in zip(_batches(6), ["a", None, None, "b", None, "a"]):
+        opt.zero_grad()
+        topt.zero_grad()
+        if head is not None:
+            criterion(model(x, head=head), t)
+            model.backward(criterion.backward())
+            out = theirs[head](torch.relu(theirs["body"](torch.from_numpy(x))))
+            torch.nn.functional.cross_entropy(out, torch.from_numpy(t)).backward()
+        before = {k: np.copy(v) for k, v in model.named_params().items()}
+        opt.step(model)  # the state named in the model, as by one group's
+        topt.step()
+        if head is None:
+            assert all(np.array_equal(v, before[k]) for k, v in model.named_params().items())
+        for k in ("body", "a", "b"):
+            for name, p in (("W", theirs[k].weight), ("b", theirs[k].bias)):
+                np.testing.assert_allclose(getattr(model, k).params[name].T if name == "W" else
+                                           getattr(model, k).params[name], p.detach().numpy(), rtol=1e-12,
+                                           err_msg=f"{k}.{name}")
+                steps = int(topt.state[p]["step"]) if p in topt.state else 0
+                key = f"{k}.{name}"
+                assert (opt.t - opt.skipped.get(key, 0) if key in opt.state else 0) == steps, key
 
 
 class _InPlace(xn.layers.Linear):

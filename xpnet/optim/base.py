@@ -166,7 +166,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         sum of its backward calls since ``zero_grad()``, where that was called).
         ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
         parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
-        momentum or moment advanced), as PyTorch skips a parameter without a gradient."""
+        momentum or moment advanced), as PyTorch skips a parameter without a gradient; so is one that no
+        backward reached since ``zero_grad()`` (PyTorch's ``.grad`` None), and a step with none reached changes
+        nothing, not even the step count (Adam's bias correction), as PyTorch's."""
         if self._several_groups:
             self._step_groups(model)
             return
@@ -183,9 +185,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
                             f"{type(model).__name__}")
         self.bind(model)
         work = self._collect(model, "", armed(model))
-        if work is None:
-            raise RuntimeError(f"{self.name}.step(): no gradient since zero_grad(); call "
-                               "model.backward(criterion.backward()) between zero_grad() and step()")
+        if work is None:  # zero_grad() and no backward since: every .grad None in PyTorch, which skips them all
+            return
         self._advance(work)
         self._apply(work)
 

@@ -128,9 +128,8 @@ class GroupedSteps:
         for i, group in enumerate(groups):
             prefix = _ROOTLESS.format(i) if root is None else self._prefix(root, group.node, i)
             works.append(self._collect(group.node, prefix, armed(group.node) or armed(root)))
-        if all(work is None for work in works):
-            raise RuntimeError(f"{self.name}.step(): no gradient since zero_grad(); call "
-                               "model.backward(criterion.backward()) between zero_grad() and step()")
+        if all(work is None for work in works):  # no backward since zero_grad(): PyTorch's step skips them all
+            return
         works = [work or [] for work in works]
         self._advance([item for work in works for item in work])
         first = self.hyperparams()
