@@ -30,6 +30,13 @@ CASES = [
     ("OneCycleLR", {"max_lr": 0.7, "epochs": 5, "steps_per_epoch": 10, "anneal_strategy": "linear",
                     "three_phase": True}),
     ("CosineAnnealingWarmRestarts", {"T_0": 6, "T_mult": 2, "eta_min": 0.01}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.2, "step_size_up": 7}),
+    ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.2, "step_size_up": 4, "step_size_down": 9, "mode": "triangular2",
+                  "base_momentum": 0.7, "max_momentum": 0.95}),
+    ("CyclicLR", {"base_lr": 0.05, "max_lr": 0.3, "step_size_up": 5, "mode": "exp_range", "gamma": 0.97}),
+    ("CyclicLR", {"base_lr": 0.05, "max_lr": 0.3, "step_size_up": 6, "step_size_down": 3,
+                  "scale_fn": lambda x: 1 / (1 + 0.1 * x), "scale_mode": "iterations", "cycle_momentum": False}),
+    ("CyclicLR", {"base_lr": 0.05, "max_lr": 0.3, "step_size_up": 3, "scale_fn": lambda x: 0.8 ** x}),
     ("SequentialLR", {}),
     ("ChainedScheduler", {}),
     ("SWALR", {"swa_lr": 0.05}),
@@ -144,6 +151,16 @@ def test_reduce_on_plateau_equals_torch(kwargs):
      r"OneCycleLR: cycle_momentum=True .* AdaGrad has not; pass cycle_momentum=False"),
     (lambda o: ls.LambdaLR(o, lambda e: -1.0), r"LambdaLR: the lr at last_epoch 0 is -0.1"),
     (lambda o: ls.StepLR(o, 3).step(5), r"StepLR.step: step\(epoch\) is deprecated in PyTorch"),
+    (lambda o: ls.CyclicLR(o, 0.01, 0.1, mode="triangle"),
+     r"CyclicLR: mode must be one of 'triangular', 'triangular2', 'exp_range' \(or give scale_fn\), got 'triangle'"),
+    (lambda o: ls.CyclicLR(o, 0.01, 0.1, step_size_up=0), r"CyclicLR: step_size_up must be an int >= 1, got 0"),
+    (lambda o: ls.CyclicLR(o, 0.01, 0.1, scale_fn=lambda x: 1.0, scale_mode="epoch"),
+     r"CyclicLR: scale_mode must be 'cycle' or 'iterations', got 'epoch'"),
+    (lambda o: ls.CyclicLR(o, [0.01, 0.02], 0.1), r"CyclicLR: base_lr has 2 values, one per param group"),
+    (lambda o: ls.CyclicLR(o, 0.01, 0.1, max_momentum=1.0),
+     r"CyclicLR: max_momentum must be a finite number in \[0, 1\), got 1.0"),
+    (lambda o: ls.CyclicLR(xn.optim.Adadelta(1.0), 0.01, 0.1),
+     r"CyclicLR: cycle_momentum=True .* Adadelta has not; pass cycle_momentum=False"),
 ])
 def test_bad_arguments_fail_at_once_saying_what_to_write(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -158,12 +175,15 @@ def test_a_torch_optimizer_is_refused_naming_it():
         ls.StepLR(opt, step_size=3)
 
 
-def test_one_cycle_moves_adams_beta1_as_torch():
+@pytest.mark.parametrize("name,kwargs", [("OneCycleLR", {"max_lr": 0.2, "total_steps": 20}),
+                                         ("CyclicLR", {"base_lr": 0.01, "max_lr": 0.2, "step_size_up": 3})])
+def test_cycle_momentum_moves_adams_beta1_as_torch(name, kwargs):
     torch = _torch()
     topt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.1, betas=(0.9, 0.99))
     opt = xn.optim.Adam(0.1, betas=(0.9, 0.99))
-    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.2, total_steps=20)
-    sched = ls.OneCycleLR(opt, max_lr=0.2, total_steps=20)
+    tsched = getattr(torch.optim.lr_scheduler, name)(topt, **kwargs)
+    sched = getattr(ls, name)(opt, **kwargs)
+    assert opt.betas == topt.param_groups[0]["betas"]
     for _ in range(19):
         tsched.step()
         sched.step()
@@ -178,7 +198,12 @@ GROUP_CASES = CASES + [
     ("OneCycleLR", {"max_lr": [0.7, 0.2], "total_steps": STEPS, "base_momentum": [0.8, 0.85],
                     "max_momentum": [0.9, 0.95]}),
     ("SWALR", {"swa_lr": [0.05, 0.001], "anneal_epochs": 7}),
+    ("CyclicLR", {"base_lr": [0.01, 0.002], "max_lr": [0.2, 0.05], "step_size_up": 4, "step_size_down": 6,
+                  "mode": "triangular2", "base_momentum": [0.8, 0.85], "max_momentum": [0.9, 0.95]}),
+    ("CyclicLR", {"base_lr": [0.01, 0.002], "max_lr": 0.2, "step_size_up": 5, "mode": "exp_range", "gamma": 0.95}),
 ]
+# The schedules that set every group's lr from values given once: one value, the same lr in both groups (as torch's).
+SAME_LR = {"OneCycleLR": "max_lr", "CyclicLR": "base_lr", "SWALR": "swa_lr"}
 
 
 @pytest.mark.parametrize("name,kwargs", GROUP_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(GROUP_CASES)])
@@ -201,8 +226,9 @@ def test_two_param_groups_get_torchs_lrs_step_by_step(name, kwargs):
             break
         tsched.step()
         sched.step()
-    # one max_lr, or anneal_epochs=0 to one swa_lr: the same lr for both groups from the first step, as torch's
-    assert apart > 0 or name == "OneCycleLR" and not isinstance(kwargs["max_lr"], list) or kwargs.get("swa_lr") == 0.3
+    # one max_lr, base_lr, or anneal_epochs=0 to one swa_lr: the same lr for both groups from the first step
+    assert apart > 0 or name in SAME_LR and not isinstance(kwargs[SAME_LR[name]], list) and \
+        (name != "SWALR" or kwargs.get("anneal_epochs") == 0)
 
 
 @pytest.mark.parametrize("kwargs", [{"min_lr": [0.004, 0.02]}, {"min_lr": 0.01, "factor": 0.5}])

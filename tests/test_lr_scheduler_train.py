@@ -79,14 +79,24 @@ def test_reduce_on_plateau_reads_the_monitored_log():
     assert len(set(lrs)) > 1
 
 
-@pytest.mark.parametrize("make", [lambda: xn.optim.SGD(0.1, momentum=0.9), lambda: xn.optim.NAdam(0.01)],
-                         ids=["SGD", "NAdam"])
-def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(make, tmp_path):
+def _one_cycle(opt):
+    return ls.OneCycleLR(opt, max_lr=0.5, epochs=4, steps_per_epoch=STEPS)
+
+
+def _cyclic(opt):
+    return ls.CyclicLR(opt, base_lr=0.01, max_lr=0.5, step_size_up=4, step_size_down=5, mode="triangular2")
+
+
+@pytest.mark.parametrize("make, schedule", [(lambda: xn.optim.SGD(0.1, momentum=0.9), _one_cycle),
+                                            (lambda: xn.optim.NAdam(0.01), _one_cycle),
+                                            (lambda: xn.optim.SGD(0.1, momentum=0.9), _cyclic)],
+                         ids=["SGD-OneCycleLR", "NAdam-OneCycleLR", "SGD-CyclicLR"])
+def test_resume_from_a_full_checkpoint_gives_the_uninterrupted_lrs_and_weights(make, schedule, tmp_path):
     """cycle_momentum moves SGD's momentum and NAdam's beta1 at each step: NAdam's running product of mu (each
     with its step's beta1) is kept by the checkpoint, where a resumed NAdam rebuilt it with the current beta1."""
     def run(epochs, **kw):
         opt = make()
-        sched = LRScheduler(ls.OneCycleLR(opt, max_lr=0.5, epochs=4, steps_per_epoch=STEPS), interval="step")
+        sched = LRScheduler(schedule(opt), interval="step")
         return _fit(opt, epochs, [sched, ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz", full=True)], **kw)
 
     lrs, _, model = run(4)

@@ -106,7 +106,7 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.layers.L1Loss", "losses are in xn.losses: xn.losses.MeanAbsoluteError()"),
     ("xn.layers.HuberLoss", "losses are in xn.losses: xn.losses.HuberLoss()"),
     ("xn.layers.NLLLoss", "losses are in xn.losses: xn.losses.NLLLoss()"),
-    ("xn.optim.lr_scheduler.CyclicLR", "not in this version: OneCycleLR, CosineAnnealingWarmRestarts"),
+    ("xn.optim.lr_scheduler._LRScheduler", "PyTorch's old name of the base class: xn.optim.lr_scheduler.LRScheduler"),
     ("xn.optim.Adagrad", "xpnet's is xn.optim.AdaGrad(lr=0.01)"),
     ("xn.Module", "a model of your own subclasses xn.Model"),
     ("xn.autograd", "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck"),

@@ -11,6 +11,7 @@ of one value per group are taken where it takes them. In your own loop, ``schedu
 - ``decay``: StepLR, MultiStepLR, ExponentialLR, LambdaLR, MultiplicativeLR, LinearLR, ConstantLR,
   PolynomialLR, CosineAnnealingLR, CosineAnnealingWarmRestarts;
 - ``combined``: OneCycleLR, SequentialLR, ChainedScheduler;
+- ``cyclic``: CyclicLR;
 - ``plateau``: ReduceLROnPlateau.
 """
 
@@ -21,17 +22,16 @@ from typing import Any
 from ..._user import not_here
 from .base import LRScheduler
 from .combined import ChainedScheduler, OneCycleLR, SequentialLR
+from .cyclic import CyclicLR
 from .decay import (ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LinearLR,
                     MultiplicativeLR, MultiStepLR, PolynomialLR, StepLR)
 from .plateau import ReduceLROnPlateau
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "LambdaLR", "MultiplicativeLR", "LinearLR",
            "ConstantLR", "PolynomialLR", "CosineAnnealingLR", "CosineAnnealingWarmRestarts", "OneCycleLR",
-           "SequentialLR", "ChainedScheduler", "ReduceLROnPlateau"]
+           "CyclicLR", "SequentialLR", "ChainedScheduler", "ReduceLROnPlateau"]
 
 _PYTORCH_NAMES = {
-    "CyclicLR": "not in this version: OneCycleLR, CosineAnnealingWarmRestarts, or LambdaLR(optimizer, lambda i: ...) "
-                "with the triangle written as a function of the step",
     "SWALR": "it is in xn.optim.swa_utils, as PyTorch's: xn.optim.swa_utils.SWALR(optimizer, swa_lr=0.05)",
     "_LRScheduler": "PyTorch's old name of the base class: xn.optim.lr_scheduler.LRScheduler",
 }

@@ -17,7 +17,8 @@ from typing import Any
 from ..._user import is_real
 from ..base import Optimizer
 
-__all__ = ["LRScheduler", "check_optimizer", "one_value", "per_group", "group_lrs", "count", "rate"]
+__all__ = ["LRScheduler", "check_optimizer", "one_value", "per_group", "group_lrs", "count", "rate", "momentum_key",
+           "set_momentum"]
 
 
 def check_optimizer(who: str, optimizer: Any) -> Optimizer:
@@ -52,6 +53,25 @@ def per_group(who: str, arg: str, value: Any, optimizer: Any, check: Any = None)
 def group_lrs(optimizer: Any) -> list[float]:
     """Each of ``optimizer.param_groups``' lr now."""
     return [group["lr"] for group in optimizer.param_groups]
+
+
+def momentum_key(who: str, optimizer: Any) -> bool:
+    """For ``cycle_momentum``: whether the optimizer's beta1 moves (Adam's ``betas``) rather than its
+    ``momentum`` (SGD, RMSprop), as PyTorch's; a ValueError where it has neither."""
+    settings = optimizer.hyperparams()
+    if "momentum" not in settings and "betas" not in settings:
+        raise ValueError(f"{who}: cycle_momentum=True (PyTorch's default) moves the optimizer's momentum or beta1, "
+                         f"which {optimizer.name} has not; pass cycle_momentum=False")
+    return "betas" in settings
+
+
+def set_momentum(optimizer: Any, i: int, momentum: float, use_beta1: bool) -> None:
+    """Param group ``i``'s momentum (or beta1) to ``momentum``, in range by the scheduler's own checks."""
+    group = optimizer.param_groups[i]
+    if use_beta1:
+        group.put("betas", (momentum, *group["betas"][1:]))
+    else:
+        group.put("momentum", momentum)
 
 
 def count(who: str, arg: str, value: Any, lo: int = 1) -> int:

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from typing import Any
 
 from ..._user import flag
-from .base import LRScheduler, check_optimizer, count, per_group, rate
+from .base import LRScheduler, check_optimizer, count, momentum_key, per_group, rate, set_momentum
 
 __all__ = ["OneCycleLR", "SequentialLR", "ChainedScheduler"]
 
@@ -61,17 +61,14 @@ class OneCycleLR(LRScheduler):
                 group["initial_lr"] = values["initial_lr"]
         self.cycle_momentum = flag(cycle_momentum, who, "cycle_momentum")
         if self.cycle_momentum:
-            if not {"momentum", "betas"} & set(vars(optimizer)):
-                raise ValueError(f"{who}: cycle_momentum=True (PyTorch's default) moves the optimizer's momentum "
-                                 f"or beta1, which {optimizer.name} has not; pass cycle_momentum=False")
-            self.use_beta1 = "betas" in vars(optimizer)
+            self.use_beta1 = momentum_key(who, optimizer)
             for arg, value in (("max_momentum", max_momentum), ("base_momentum", base_momentum)):
                 momenta = per_group(who, arg, value, optimizer, lambda a, v: rate(who, a, v, 0.0, 1.0, open_hi=True))
                 for values, m in zip(self.groups, momenta):
                     values[arg] = m
             if last_epoch == -1:
                 for i, values in enumerate(self.groups):
-                    self._set_momentum(i, values["max_momentum"])
+                    set_momentum(optimizer, i, values["max_momentum"], self.use_beta1)
         super().__init__(optimizer, last_epoch)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -80,13 +77,6 @@ class OneCycleLR(LRScheduler):
         super().load_state_dict(state_dict)
         if self.cycle_momentum:  # PyTorch's optimizer state would hold it: here, the momentum of last_epoch
             self.get_lr()
-
-    def _set_momentum(self, i: int, momentum: float) -> None:
-        group = self.optimizer.param_groups[i]
-        if self.use_beta1:
-            group.put("betas", (momentum, *group["betas"][1:]))
-        else:
-            group.put("momentum", momentum)
 
     def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
@@ -107,8 +97,8 @@ class OneCycleLR(LRScheduler):
                     pct = (step_num - start_step) / (end_step - start_step)
                     lrs.append(self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct))
                     if self.cycle_momentum:
-                        self._set_momentum(g, self._anneal(group[phase["start_momentum"]],
-                                                           group[phase["end_momentum"]], pct))
+                        set_momentum(self.optimizer, g, self._anneal(group[phase["start_momentum"]],
+                                                                     group[phase["end_momentum"]], pct), self.use_beta1)
                     break
                 start_step = phase["end_step"]
         return lrs
