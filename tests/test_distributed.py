@@ -216,8 +216,8 @@ def test_ranks_given_different_data_are_told_before_training(agree_runs):
 
 @needs_mpi
 def test_ranks_given_different_settings_are_told_before_training(agree_runs):
-    """Issue 27, "silent disagreement": another learning rate, momentum, optimizer, activation or loss
-    setting on the last rank trained to other weights and exited 0; the same x with one label flipped,
+    """Issue 27, "silent disagreement": another learning rate (of any param group), momentum, optimizer, activation
+    or loss setting on the last rank trained to other weights and exited 0; the same x with one label flipped,
     or x changed in a row the old 8-row hash never read, passed the data check. Each now raises on every
     rank naming what differs (messages checked in tests/mpi_scripts/agree.py)."""
     for n, proc in agree_runs.items():

@@ -315,7 +315,8 @@ def test_train_steps_the_groups_and_a_resumed_run_keeps_their_lrs(tmp_path):
     assert [g["lr"] for g in straight_opt.param_groups] == [0.01 / 16, 0.02 / 16]
     path = tmp_path / "run.npz"
     run(2, callbacks=[_HalveEachGroupsLr(), xn.callbacks.ModelCheckpoint(path, full=True)])
-    with pytest.warns(UserWarning, match="the optimizer hyperparameters saved in"):
+    with pytest.warns(UserWarning, match=r"the optimizer hyperparameters saved in .* \(lr 0.01 -> 0.0025, "
+                                         r"param_groups\[1\] lr 0.02 -> 0.005\)"):
         resumed, resumed_opt = run(4, callbacks=[_HalveEachGroupsLr()], resume_from=path)
     assert [g["lr"] for g in resumed_opt.param_groups] == [0.01 / 16, 0.02 / 16]
     for k, v in straight.state().items():
@@ -324,3 +325,70 @@ def test_train_steps_the_groups_and_a_resumed_run_keeps_their_lrs(tmp_path):
     with pytest.raises(ValueError, match=r"holds the state of an optimizer of 2 param group\(s\), the Adam passed to "
                                          r"train has 1"):
         xn.train(model, (x, t), optimizer=optim.Adam(model, lr=0.01), epochs=4, resume_from=path, **fit)
+
+
+def test_learning_rate_schedule_sets_each_group_as_pytorchs_lambda_lr_and_history_logs_each(tmp_path):
+    """schedule(i) is the first group's lr, the others keep their ratio to it: PyTorch's LambdaLR with the factor
+    schedule(i) / the first group's initial lr, stepped per epoch. Each epoch's log has ``lrs`` beside ``lr``, and
+    a resumed run (the initial lrs kept by the checkpoint) goes on with the uninterrupted run's lrs."""
+    rng = np.random.default_rng(2)
+    x, t = rng.standard_normal((16, 4)), rng.standard_normal((16, 3))
+    schedule = xn.callbacks.cosine(0.1, 4, min_lr=0.001)
+
+    def run(epochs, *callbacks, **kwargs):
+        model = _net()
+        opt = optim.Adam([{"params": model.base}, {"params": model.classifier, "lr": 0.02}], lr=0.01)
+        return xn.train(model, (x, t), loss=xn.losses.MeanSquaredError(), optimizer=opt, epochs=epochs, batch_size=8,
+                        progress=False, callbacks=[xn.callbacks.LearningRateSchedule(schedule), *callbacks], **kwargs)
+
+    history = run(4)
+    params = [torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)) for _ in range(2)]
+    topt = torch.optim.Adam([{"params": params[:1]}, {"params": params[1:], "lr": 0.02}], lr=0.01)
+    tsched = torch.optim.lr_scheduler.LambdaLR(topt, lambda i: schedule(i) / 0.01)
+    theirs = []
+    for _ in range(4):
+        theirs.append([g["lr"] for g in topt.param_groups])
+        topt.step()
+        tsched.step()
+    np.testing.assert_allclose([e["lrs"] for e in history.epochs], theirs, rtol=1e-14, atol=0)
+    assert [e["lr"] for e in history.epochs] == [e["lrs"][0] for e in history.epochs] == [schedule(i) for i in range(4)]
+    path = tmp_path / "run.npz"
+    run(2, xn.callbacks.ModelCheckpoint(path, full=True))
+    resumed = run(4, resume_from=path)
+    assert [e["lrs"] for e in resumed.epochs] == [e["lrs"] for e in history.epochs]
+    model = _net()
+    opt = optim.SGD([{"params": model.base, "lr": 0.0}, {"params": model.classifier}], lr=0.1)
+    with pytest.raises(ValueError, match=r"LearningRateSchedule: the first of the 2 param groups has an initial lr "
+                                         r"of 0.*LambdaLR\(optimizer, \[f0, f1, ...\]\)"):
+        xn.train(model, (x, t), loss=xn.losses.MeanSquaredError(), optimizer=opt, epochs=1, batch_size=8,
+                 progress=False, callbacks=[xn.callbacks.LearningRateSchedule(schedule)])
+
+
+def test_the_ranks_compare_every_groups_hyperparameters():
+    """What xn.train(comm=...) compares across ranks (tests/mpi_scripts/agree.py runs it): the groups' count and
+    each group's settings, not only the first's."""
+    from xpnet.distributed._checks import describe_settings, differences
+
+    def described(head_lr, **more):
+        model = _net()
+        groups = [{"params": model.base}, {"params": model.classifier, "lr": head_lr, **more}]
+        return describe_settings(optim.SGD(groups, lr=0.1, momentum=0.9))
+
+    assert differences("o", [described(0.02), described(0.02)]) == []
+    assert differences("o", [described(0.02), described(0.05, momentum=0.5)]) == \
+        ["o across ranks: param_groups[1] lr rank 0: 0.02, rank 1: 0.05; param_groups[1] momentum rank 0: 0.9, "
+         "rank 1: 0.5"]
+    assert differences("o", [described(0.1), describe_settings(optim.SGD(_net(), lr=0.1, momentum=0.9))])[0] \
+        .startswith("o across ranks: param groups rank 0: 2, rank 1: 1")
+
+
+def test_the_nan_guard_names_each_groups_lr():
+    rng = np.random.default_rng(2)
+    x, t = rng.standard_normal((16, 4)), rng.standard_normal((16, 3))
+    xn.init.seed(0)
+    model = Net()  # float32: 1e300 * a gradient overflows
+    opt = optim.SGD([{"params": model.base}, {"params": model.classifier, "lr": 1e300}], lr=0.01)
+    with pytest.raises(xn.XpnetTrainingError, match=r"made parameter 'classifier.[Wb]' non-finite.*\(SGD, "
+                                                    r"lrs=\[0.01, 1e\+300\]\)"):
+        xn.train(model, (x, t), loss=xn.losses.MeanSquaredError(), optimizer=opt, epochs=1, batch_size=16,
+                 progress=False)  # one step: the end of the epoch finds the weights it made

@@ -74,6 +74,20 @@ expect(ValueError, [f"xn.train optimizer differs across ranks: type {others}: SG
        train, data(), optimizer=xn.optim.Adam(0.1) if odd else xn.optim.SGD(0.1))
 expect(ValueError, [f"xn.train model differs across ranks: layer 1 {others}: ReLU(), {last}: Tanh()"],
        train, data(), net=model(xn.layers.Tanh if odd else xn.layers.ReLU))
+
+
+def grouped(head_lr):
+    """A model and an SGD of two param groups, the head's at ``head_lr``."""
+    net = model()
+    return net, xn.optim.SGD([{"params": net[0]}, {"params": net[2], "lr": head_lr}], lr=0.1, momentum=0.9)
+
+
+# Every group's hyperparameters, not only the first's (the optimizer's own).
+net, opt = grouped(0.05 if odd else 0.02)
+expect(ValueError, [f"xn.train optimizer differs across ranks: param_groups[1] lr {others}: 0.02, {last}: 0.05"],
+       train, data(), net=net, optimizer=opt)
+net, opt = grouped(0.02)
+assert [e["lrs"] for e in train(data(), net=net, optimizer=opt).epochs] == [[0.1, 0.02]] * 2
 expect(ValueError, [f"xn.train loss differs across ranks: label_smoothing {others}: 0.0, {last}: 0.1"],
        train, data(), loss=xn.losses.SoftmaxCrossEntropy(label_smoothing=0.1 if odd else 0.0))
 expect(ValueError, [f"xn.evaluate model differs across ranks: layer 1 {others}: ReLU(), {last}: Tanh()"],

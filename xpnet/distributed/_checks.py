@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
+from ..optim.base import Optimizer
 
 _CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
 _MOST_NAMED = 3  # differences named in one message, the rest counted (a layer inserted shifts every later one)
@@ -76,14 +77,21 @@ def digest(a: Any) -> str:
 def describe_settings(obj: Any) -> dict[str, Any]:
     """The type and settings of an optimizer or loss (``hyperparams()``, else its public plain
     attributes), or of a model (:func:`describe_model`), comparable across ranks; the string a rank
-    passed stays a string."""
+    passed stays a string. An optimizer: also the count of its param groups and each later group's
+    hyperparameters (``param_groups[1] lr``; the first group's are the optimizer's own)."""
     if isinstance(obj, str):
         return {"passed as": repr(obj)}
     if callable(getattr(obj, "named_modules", None)):
         return describe_model(obj)
     hyperparams = getattr(obj, "hyperparams", None)
     settings = hyperparams() if callable(hyperparams) else _plain_settings(obj)
-    return {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
+    info = {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
+    if isinstance(obj, Optimizer):
+        groups = obj.param_groups
+        info["param groups"] = len(groups)
+        for i, group in enumerate(groups[1:], 1):
+            info.update({f"param_groups[{i}] {k}": plain(v) for k, v in group.hyperparams().items()})
+    return info
 
 
 def describe_model(model: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Callbacks for ``xn.train``: early stopping, checkpoints, learning-rate schedules.
+"""Callbacks for ``xn.train``: early stopping, checkpoints (learning-rate schedules: ``lr_callback``).
 
 A callback subclasses :class:`Callback` and overrides the hooks it needs. Before ``on_train_begin``
 ``xn.train`` sets ``self.state``, the trainer's state (``model``, ``optimizer``, ``history``, ``device``,
@@ -21,18 +21,16 @@ runs again after each replayed update.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-from typing import Any, Callable
+from typing import Any
 
 from .._user import flag, is_real, warn
 from ..backend import namespace, to_device
 from ..io.paths import fspath, save_target
 from ..models.files import architecture
 
-__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "LearningRateSchedule", "step", "cosine",
-           "epoch_end_order"]
+__all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "epoch_end_order"]
 
 MONITORS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "train_perplexity", "val_perplexity")
 KERAS_MONITORS = {"loss": "train_loss", "accuracy": "train_accuracy", "acc": "train_accuracy",
@@ -337,73 +335,6 @@ class ModelCheckpoint(Callback):
                 self.state.model.save(path)
         self.state.barrier()
         self.saved.append(path)
-
-
-class LearningRateSchedule(Callback):
-    """Set ``optimizer.lr = schedule(i)`` before each epoch, ``i`` the 0-based epoch index: epoch 1 runs
-    at ``schedule(0)``, as with PyTorch's schedulers (StepLR, CosineAnnealingLR, LambdaLR) and Keras'
-    LearningRateScheduler.
-
-    ``schedule`` is any callable of ``i`` alone returning a finite lr >= 0 (0 included, as PyTorch's
-    LambdaLR allows: a warm-up from 0); :func:`step` and :func:`cosine` build common ones. Keras'
-    ``schedule(epoch, lr)``, which scales the current lr, is refused when built: a resumed run would
-    scale another lr than the uninterrupted one did; write the lr as a function of the epoch.
-    """
-
-    def __init__(self, schedule: Callable[[int], float]):
-        if not callable(schedule):
-            raise TypeError(f"LearningRateSchedule: schedule must be a callable epoch -> lr, got {schedule!r}")
-        try:
-            signature = inspect.signature(schedule)
-        except (TypeError, ValueError):  # a builtin without one: taken as it is
-            signature = None
-        if signature is not None:
-            try:
-                signature.bind(0)
-            except TypeError:
-                raise TypeError(f"LearningRateSchedule: schedule must be a function schedule(i) of the 0-based "
-                                f"epoch index alone, got one taking {signature}; Keras' schedule(epoch, lr) "
-                                "scales the current lr, here write the lr itself, e.g. lambda i: 0.1 * 0.9 ** i "
-                                "(or xn.callbacks.step, cosine)") from None
-        self.schedule = schedule
-
-    def on_epoch_begin(self, epoch: int) -> None:
-        lr = self.schedule(epoch - 1)
-        if not is_real(lr) or not math.isfinite(lr) or lr < 0:
-            raise ValueError(f"LearningRateSchedule: schedule({epoch - 1}) returned {lr!r}; expected a "
-                             "finite number >= 0")
-        self.state.optimizer.lr = float(lr)
-
-
-def step(lr: float, step_size: int, gamma: float = 0.1) -> Callable[[int], float]:
-    """``lr * gamma ** (i // step_size)``: multiply by ``gamma`` every ``step_size`` epochs (PyTorch's
-    ``StepLR``: with step_size=10, epochs 1 to 10 run at ``lr``, epoch 11 at ``lr * gamma``)."""
-    if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-        raise ValueError(f"step: step_size must be an int >= 1, got {step_size!r}")
-    _rate("step", allow_zero=True, lr=lr)
-    _rate("step", gamma=gamma)
-    return lambda i: lr * gamma ** (i // step_size)
-
-
-def cosine(lr: float, epochs: int, min_lr: float = 0.0) -> Callable[[int], float]:
-    """Cosine annealing from ``lr`` (index 0, the first epoch) towards ``min_lr``, reached at index
-    ``epochs`` (PyTorch's ``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``: over ``epochs`` epochs
-    the last one runs just above ``min_lr``); after it the lr stays at ``min_lr``, where PyTorch's
-    rises again.
-
-    ``lr`` and ``min_lr`` are finite numbers >= 0, as every learning rate.
-    """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"cosine: epochs must be an int >= 1, got {epochs!r}")
-    _rate("cosine", allow_zero=True, lr=lr, min_lr=min_lr)
-    return lambda i: min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * min(i, epochs) / epochs))
-
-
-def _rate(who: str, allow_zero: bool = False, **values: Any) -> None:
-    """Each of ``values`` is a finite number > 0 (>= 0 with ``allow_zero``), else a ValueError naming it."""
-    for arg, v in values.items():
-        if not is_real(v) or not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-            raise ValueError(f"{who}: {arg} must be a finite number {'>=' if allow_zero else '>'} 0, got {v!r}")
 
 
 def _copy_state(model: Any) -> dict[str, Any]:

@@ -320,6 +320,9 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
              "continue the same run")
     changed = {k: (v, checked[k]) for k, v in optimizer.hyperparams().items()
                if k in checked and k not in keep and _differs(v, checked[k])}
+    for i, (group, saved) in enumerate(zip(optimizer.param_groups[1:], opt.get("param_groups", [])[1:]), 1):
+        changed.update({f"param_groups[{i}] {k}": (v, saved[k]) for k, v in group.hyperparams().items()
+                        if k in saved and k not in keep and _differs(v, saved[k])})
     if changed:
         what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "

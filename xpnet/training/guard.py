@@ -103,7 +103,7 @@ def diagnose(trainer: Any, snapshot: Snapshot, batches: Any, epoch: int, steps: 
                 return (
                     f"training stopped: the update of epoch {epoch}, {which} made "
                     f"{where} non-finite, with the loss and every gradient finite ({trainer.optimizer.name}, "
-                    f"lr={trainer.optimizer.lr:g}). The model keeps the weights from before that "
+                    f"{_lrs(trainer.optimizer)}). The model keeps the weights from before that "
                     f"{'step' if group is None else 'update'}. Try a smaller learning rate.{_range_hint(model)}")
             trainer.after_step(updates)
             updates += 1
@@ -188,3 +188,9 @@ class _NonFinite(Watcher):
 def zero_grads(model: Any) -> None:
     for layer in model.named_modules().values():
         layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
+
+
+def _lrs(optimizer: Any) -> str:
+    """``lr=0.1``, or with several param groups each group's, ``lrs=[0.1, 0.01]``."""
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    return f"lr={lrs[0]:g}" if len(lrs) == 1 else f"lrs=[{', '.join(f'{lr:g}' for lr in lrs)}]"

@@ -10,7 +10,7 @@ from .._user import install_hint, not_here, warn
 from ..io.atomic import atomic_write
 from ..io.paths import fspath
 
-__all__ = ["History", "format_logs", "warn_if_diverged"]
+__all__ = ["History", "format_logs", "lr_figures", "warn_if_diverged"]
 
 _DIVERGED_FACTOR = 10.0  # warn_if_diverged: a last loss this many times the first
 
@@ -18,7 +18,7 @@ _DIVERGED_FACTOR = 10.0  # warn_if_diverged: a last loss this many times the fir
 _KERAS_NAMES = {
     "history": "xpnet's History holds one dict per epoch in .epochs; Keras' history.history['val_loss'] is "
                "[e['val_loss'] for e in history.epochs] (keys: epoch, train_loss, train_accuracy, val_loss, "
-               "val_accuracy, seconds, lr)",
+               "val_accuracy, seconds, lr; lrs with several param groups)",
     "loss_list": "the book's trainer.loss_list (a loss every eval_interval steps) is [e['train_loss'] for e in "
                  "history.epochs] here, one per epoch",
     "ppl_list": "the book's trainer.ppl_list is [e['train_perplexity'] for e in history.epochs] here, one per epoch",
@@ -29,7 +29,8 @@ class History:
     """What ``xn.train`` returns: one dict per epoch and the device's name.
 
     ``epochs[i]`` has ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
-    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr``; for a sequence model trained
+    ``val_accuracy`` (None where not measured), ``seconds`` and ``lr`` (:func:`lr_figures`: the first param
+    group's, and with several groups ``lrs``, each group's); for a sequence model trained
     with cross-entropy or NLLLoss also ``train_perplexity`` and ``val_perplexity`` (exp of the mean negative
     log-likelihood per counted token: of the mean losses, but without class weights or label smoothing).
     The losses are means over every target of the data (``val_loss``) or of the epoch's batches as the
@@ -103,6 +104,16 @@ def format_logs(logs: dict[str, Any], validation_name: str = "val") -> str:
              for k in ("train_loss", "train_accuracy", "train_perplexity", "val_loss", "val_accuracy",
                        "val_perplexity") if logs.get(k) is not None]
     return "  ".join(parts) + f"  ({logs['seconds']:.3g}s)"
+
+
+def lr_figures(optimizer: Any) -> dict[str, Any]:
+    """An epoch log's ``lr``: the optimizer's, which is its first param group's; with several groups also
+    ``lrs``, each group's in order (they may differ, and ``lr`` alone would hide all but the first)."""
+    figures: dict[str, Any] = {"lr": float(optimizer.lr)}
+    groups = optimizer.param_groups
+    if len(groups) > 1:
+        figures["lrs"] = [float(group["lr"]) for group in groups]
+    return figures
 
 
 def warn_if_diverged(history: History, first: float | None) -> None:

@@ -56,8 +56,8 @@ from . import callbacks as _callbacks, graph as _graph
 from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, named_inputs, pair, prepare
 from .evaluation import EVAL_BATCH, LOSS_HINT, loss_settings
-from .history import History, format_logs, warn_if_diverged
-from .lr_callback import LRScheduler, as_callback
+from .history import History, format_logs, lr_figures, warn_if_diverged
+from .lr_callback import LearningRateSchedule, LRScheduler, as_callback
 from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
                       perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
@@ -284,7 +284,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             if comm is not None:
                 ckpt = comm.bcast_object(ckpt, root=0)
             # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
-            keep = ("lr",) if any(isinstance(cb, _callbacks.LearningRateSchedule) for cb in callbacks) else ()
+            keep = ("lr",) if any(isinstance(cb, LearningRateSchedule) for cb in callbacks) else ()
             keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
@@ -373,7 +373,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 if perplexity:
                     add_perplexity(logs, nll=nll)
                 logs["seconds"] = time.perf_counter() - t0
-                logs["lr"] = float(optimizer.lr)
+                logs.update(lr_figures(optimizer))
                 if comm is not None:
                     logs = comm.bcast_object(logs, root=0)
                 history.epochs.append(logs)
