@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import types
 
 import numpy as np
 import pytest
@@ -191,3 +192,7 @@ def test_scheduler_mistakes_fail_before_training():
         _fit(opt, scheduler=lambda epoch: 0.1)
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'lr_scheduler': scheduler="):
         _fit(opt, lr_scheduler=ls.StepLR(opt, 2))
+    captured = types.SimpleNamespace(optimizer=opt, captured=True)  # xn.train(graph=True)'s state on a GPU
+    with pytest.raises(ValueError, match=r"LRScheduler: CyclicLR's cycle_momentum changes the momentum, which a "
+                                         r"captured CUDA-graph step keeps"):
+        LRScheduler(ls.CyclicLR(opt, 0.01, 0.1), interval="step").on_train_begin(captured)

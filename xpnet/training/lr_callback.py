@@ -45,8 +45,9 @@ class LRScheduler(Callback):
                              "updates; build it on the optimizer you pass: opt = xn.optim.SGD(0.1); "
                              "xn.train(..., optimizer=opt, scheduler=StepLR(opt, 30))")
         if getattr(self.scheduler, "cycle_momentum", False) and getattr(state, "captured", False):
-            raise ValueError("LRScheduler: OneCycleLR's cycle_momentum changes the momentum, which a captured "
-                             "CUDA-graph step keeps as it was captured; pass cycle_momentum=False or graph=False")
+            raise ValueError(f"LRScheduler: {type(self.scheduler).__name__}'s cycle_momentum changes the momentum, "
+                             "which a captured CUDA-graph step keeps as it was captured; pass cycle_momentum=False "
+                             "or graph=False")
         if self._monitor is not None:
             self._monitor.check_available(state)
         self._saved = copy.deepcopy(self.scheduler.state_dict())
