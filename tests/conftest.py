@@ -84,6 +84,13 @@ def require_cuda():
     return dev
 
 
+def on_fake_cupy() -> bool:
+    """Whether the CuPy of the ``gpu`` tests is the fake of tests/fake_cupy (NumPy underneath, raw kernels run by g++
+    thread by thread): a test may then leave out sizes that take it minutes, never cases of another kind."""
+    cupy = libraries.cupy() if xn.cuda_available() else None
+    return cupy is not None and Path(cupy.__file__).resolve().parent.parent.name == "fake_cupy"
+
+
 def pytest_configure(config):
     """Child processes (``mpiexec``, ``python -m xpnet``) import the xpnet under test, installed or not."""
     root = str(Path(xn.__file__).resolve().parents[1])
