@@ -12,7 +12,10 @@ in either mode). The header of every run says whether CUDA is usable, or why not
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import array_api_compat
@@ -22,6 +25,27 @@ import pytest
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import libraries
+
+
+def _share_jax_compilations() -> None:
+    """One on-disk XLA cache for the run: JAX compiles every primitive afresh for each shape (~40 ms here), so
+    the xdist workers, and the scripts tests start, read what another already compiled (about a sixth of the JAX
+    cases' time on a clean run; most of it on the next run). Set through the environment, which JAX reads when
+    imported (later: no test imports it before this) and child processes inherit; a cache the user set is left
+    alone. The size limit turns on JAX's file lock, which the workers' concurrent writes need."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or "jax" in sys.modules:
+        return
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name (a container without one): one cache for all
+        user = "any"
+    os.environ.update({"JAX_COMPILATION_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"xpnet-tests-jax-{user}"),
+                       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+                       "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30)})
+
+
+_share_jax_compilations()
 
 
 def _strict_device(name: str):
@@ -58,6 +82,13 @@ def require_cuda():
     made = xn.to_device(np.zeros(1, dtype=np.float32), dev)
     assert dev.is_cupy and array_api_compat.is_cupy_array(made), f"xn.device('cuda') gave {dev}, arrays {type(made)}"
     return dev
+
+
+def on_fake_cupy() -> bool:
+    """Whether the CuPy of the ``gpu`` tests is the fake of tests/fake_cupy (NumPy underneath, raw kernels run by g++
+    thread by thread): a test may then leave out sizes that take it minutes, never cases of another kind."""
+    cupy = libraries.cupy() if xn.cuda_available() else None
+    return cupy is not None and Path(cupy.__file__).resolve().parent.parent.name == "fake_cupy"
 
 
 def pytest_configure(config):

@@ -370,3 +370,31 @@ def test_a_sequential_holding_one_layer_object_twice_equals_pytorchs():
              progress=False, device="cpu")
     np.testing.assert_allclose(shared.params["W"], theirs[0].weight.detach().numpy().T, rtol=1e-11, atol=1e-13)
     assert not np.allclose(shared.params["W"], ours_before[0].params["W"])
+
+
+@pytest.mark.parametrize("graph", ["residual", "concat"])
+def test_one_layer_inside_a_residual_and_its_shortcut_or_two_branches_equals_pytorch(graph):
+    """Residual and Concat call their parts as ``layer(x)`` and take them back last first: one Linear in the body
+    and the shortcut (two Concat branches) is two uses, dx and its weights' gradient the sum of both, as autograd."""
+    torch = _torch()
+    torch.manual_seed(0)
+    lin_t, mid_t = torch.nn.Linear(4, 4).double(), torch.nn.Linear(4, 4).double()
+    lin, mid = L.Linear(4, 4, dtype=F64), L.Linear(4, 4, dtype=F64)
+    for ours, theirs in ((lin, lin_t), (mid, mid_t)):
+        xn.load_torch_state_dict(ours, theirs.state_dict())
+    body = xn.Sequential(lin, L.Tanh(), mid, lin)  # lin twice in the body too
+    model = L.Residual(body, lin) if graph == "residual" else L.Concat(lin, body, L.Tanh(), axis=1)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4))
+    xt = torch.tensor(x, requires_grad=True)
+    y_body = lin_t(mid_t(torch.tanh(lin_t(xt))))
+    yt = y_body + lin_t(xt) if graph == "residual" else torch.cat([lin_t(xt), y_body, torch.tanh(xt)], dim=1)
+    dy = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.tensor(dy))
+    y = model(x)
+    dx = model.backward(dy)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(lin.grads["W"], lin_t.weight.grad.numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(lin.grads["b"], lin_t.bias.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mid.grads["W"], mid_t.weight.grad.numpy().T, rtol=1e-12)

@@ -375,7 +375,7 @@ def test_transformer_gradcheck_passes_with_dropout(dev):
     model = xn.layers.Transformer(6, 2, 1, 2, 8, dropout=0.2, norm_first=True).to(dev)
     rng = np.random.default_rng(0)
     src, tgt = (xn.to_device(rng.standard_normal(s).astype("float32"), dev) for s in ((2, 5, 6), (2, 3, 6)))
-    report = xn.gradcheck(model, (src, tgt), max_entries=16)
+    report = xn.gradcheck(model, (src, tgt), max_entries=6)  # 6 of each of the 52 arrays: half the time of 16
     assert report.ok, str(report)
     assert report["decoder.layers.1.multihead_attn.W_in"].ok and report["input[0]"].ok and report["input[1]"].ok
 

@@ -26,6 +26,8 @@ class Residual(Container):
     ``Sequential(Conv2d(c_in, c_out, 1, stride=2), BatchNorm(c_out))``.
     x: (N, ...) -> y: the body's output shape. backward: dx = body's dx + shortcut's dx (dy itself
     for the identity), the skip's gradient added as the book adds a fan-out's. Caches nothing itself.
+    Body and shortcut are called as ``layer(x)`` and taken back in reverse (the shortcut's backward first), so a
+    layer object in both (one ``relu`` for the whole model) is two uses (:mod:`xpnet.layers.uses`).
     """
 
     def __init__(self, body: Layer, shortcut: Layer | None = None):
@@ -37,8 +39,8 @@ class Residual(Container):
         return {"body": self.body, "shortcut": self.shortcut}
 
     def forward(self, x: Any, train: bool = True) -> Any:
-        y = self.body.forward(x, train=train)
-        s = x if self.shortcut is None else self.shortcut.forward(x, train=train)
+        y = self.body(x, train=train)
+        s = x if self.shortcut is None else self.shortcut(x, train=train)
         if tuple(y.shape) != tuple(s.shape):
             what = "the input" if self.shortcut is None else "the shortcut"
             raise ValueError(f"Residual: the body gives shape {tuple(y.shape)} but {what} {tuple(s.shape)} for an "
@@ -47,13 +49,13 @@ class Residual(Container):
         return y + s
 
     def backward(self, dy: Any) -> Any:
-        dx = self.body.backward(dy)
-        return dx + (dy if self.shortcut is None else self.shortcut.backward(dy))
+        skip = dy if self.shortcut is None else self.shortcut.backward(dy)  # the last call's backward first
+        return self.body.backward(dy) + skip
 
     def backward_params(self, dy: Any) -> None:
-        self.body.backward_params(dy)
         if self.shortcut is not None:
             self.shortcut.backward_params(dy)
+        self.body.backward_params(dy)
 
 
 class Concat(Container):
@@ -61,7 +63,8 @@ class Concat(Container):
     outputs side by side (Inception's block; ``axis=1`` is the channels of NCHW or the features of (N, D)).
 
     The outputs must agree on every axis but ``axis``. backward: dy is cut along ``axis`` into each
-    branch's part and the branches' dx are summed. Caches each branch's size along ``axis``.
+    branch's part and the branches' dx are summed. Caches each branch's size along ``axis``. The branches are
+    called as ``layer(x)`` and taken back last first, so one layer object in two branches is two uses.
     """
 
     def __init__(self, *branches: Layer, axis: int = 1):
@@ -82,7 +85,7 @@ class Concat(Container):
         return cls(*config["branches"], axis=config["axis"])
 
     def forward(self, x: Any, train: bool = True) -> Any:
-        ys = [b.forward(x, train=train) for b in self.branches]
+        ys = [b(x, train=train) for b in self.branches]
         axis = self.axis % ys[0].ndim
         shapes = [tuple(y.shape[:axis]) + tuple(y.shape[axis + 1:]) for y in ys]
         if len(set(shapes)) > 1 or any(y.ndim != ys[0].ndim for y in ys):
@@ -101,12 +104,13 @@ class Concat(Container):
         return parts
 
     def backward(self, dy: Any) -> Any:
-        dxs = [b.backward(part) for b, part in zip(self.branches, self._parts(dy))]
+        pairs = list(zip(self.branches, self._parts(dy)))
+        dxs = [b.backward(part) for b, part in reversed(pairs)][::-1]  # the last call's backward first
         dx = dxs[0]
         for more in dxs[1:]:
             dx = dx + more
         return dx
 
     def backward_params(self, dy: Any) -> None:
-        for b, part in zip(self.branches, self._parts(dy)):
+        for b, part in reversed(list(zip(self.branches, self._parts(dy)))):
             b.backward_params(part)
