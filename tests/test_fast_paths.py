@@ -180,7 +180,7 @@ def test_registry_picks_the_torch_paths():
     assert backend.fast_path("col2im", xp) is fast_torch.col2im
 
 
-# -- JAX: one compiled gather / scatter per geometry, against the portable code. The portable code runs on the
+# -- JAX: one compiled function per geometry, against the portable code. The portable code runs on the
 # inputs' NumPy copies: the same operations in the same IEEE arithmetic as on JAX arrays, without JAX compiling each
 # of them (~20 s for these cases). The layers on JAX, through these paths, are checked against PyTorch in test_conv,
 # test_pool, test_conv_transpose and test_dilation.
@@ -213,13 +213,13 @@ def test_jax_im2col_and_col2im_equal_portable(shape, kernel, stride, padding, di
     c = rng.standard_normal(tuple(col.shape))
     back = fast_jax.col2im(xn.to_device(c, dev), shape, *args)
     assert back.shape == shape
-    # The same sums, but in the order XLA's scatter-add runs them (row-major updates on the CPU: then equal bits):
-    # rtol 1e-12, not bit for bit.
-    np.testing.assert_allclose(xn.to_numpy(back), col2im_portable(c, shape, *args), rtol=1e-12, atol=1e-15)
+    # the same sums in the same order (the offsets' windows added to zeros one after the other): bit for bit
+    np.testing.assert_array_equal(xn.to_numpy(back), col2im_portable(c, shape, *args))
 
 
 @pytest.mark.parametrize("shape,kernel,padding,dilation", [((2, 3, 5, 4), (3, 2), (1, 1), (1, 2)),
-                                                            ((1, 2, 6, 5), (2, 3), (0, 2), (2, 1))])
+                                                            ((1, 2, 6, 5), (2, 3), (0, 2), (2, 1)),
+                                                            ((1, 2, 1, 3), (3, 2), (2, 0), (2, 1))])  # a row past dx
 def test_jax_stride1_input_gradient_passes_equal_portable(shape, kernel, padding, dilation):
     from xpnet.layers._im2col import conv_out_hw, flat_dy_portable, shifted_sums_portable
 
@@ -233,9 +233,9 @@ def test_jax_stride1_input_gradient_passes_equal_portable(shape, kernel, padding
                                   flat_dy_portable(dy, rows, wp))
     dcol = rng.standard_normal((c, kernel[0] * kernel[1], n * rows * wp))
     args = (shape, kernel, padding, dilation, rows, wp)
-    # a scatter-add as in col2im: rtol 1e-12
-    np.testing.assert_allclose(xn.to_numpy(fast_jax.shifted_sums(xn.to_device(dcol, dev), *args)),
-                               shifted_sums_portable(dcol, *args), rtol=1e-12, atol=1e-15)
+    # the same sums in the same order: bit for bit
+    np.testing.assert_array_equal(xn.to_numpy(fast_jax.shifted_sums(xn.to_device(dcol, dev), *args)),
+                                  shifted_sums_portable(dcol, *args))
 
 
 # (kernel, stride, padding, dilation, ceil_mode); x is (2, 2, 7, 6) with its top-left 2x2 of channel 0 -inf, so that
@@ -268,9 +268,10 @@ def test_jax_maxpool_equals_portable_on_ties_nans_and_infs(kernel, stride, paddi
     geometry = ((2, 2, 7, 6), kernel, stride, padding, dilation)
     with np.errstate(invalid="ignore"):
         dx_ref = pool.maxpool2d_backward(dy, first_ref, *geometry)
-    # each pixel's shares added in the offsets' order, or written once without overlap: rtol 1e-12
-    np.testing.assert_allclose(xn.to_numpy(fast_jax.maxpool2d_backward(xn.to_device(dy, dev), first, *geometry)),
-                               dx_ref, rtol=1e-12, atol=1e-15)
+    # each pixel's shares added in the offsets' order: bit for bit, but for the sign of a zero where the windows
+    # do not overlap (the portable code writes them, -0.0 from a negative dy * 0 stays; added to 0.0 it is 0.0)
+    np.testing.assert_array_equal(xn.to_numpy(fast_jax.maxpool2d_backward(xn.to_device(dy, dev), first, *geometry)),
+                                  dx_ref)
 
 
 def test_registry_picks_the_jax_paths_and_can_be_switched_off(portable_only):
