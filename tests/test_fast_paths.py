@@ -1,4 +1,5 @@
-"""The NumPy/CuPy/PyTorch fast paths of ``xpnet.backend`` (``fast_numpy``, ``fast_cupy``, ``fast_torch``) give the same numbers as the portable code,
+"""The NumPy/CuPy/PyTorch/JAX fast paths of ``xpnet.backend`` (``fast_numpy``, ``fast_cupy``, ``fast_torch``,
+``fast_jax``) give the same numbers as the portable code,
 and ``set_fast_paths(False)`` switches them off."""
 
 import os
@@ -177,6 +178,110 @@ def test_registry_picks_the_torch_paths():
 
     assert backend.fast_path("im2col", xp) is fast_torch.im2col
     assert backend.fast_path("col2im", xp) is fast_torch.col2im
+
+
+# -- JAX: one compiled function per geometry, against the portable code. The portable code runs on the
+# inputs' NumPy copies: the same operations in the same IEEE arithmetic as on JAX arrays, without JAX compiling each
+# of them (~20 s for these cases). The layers on JAX, through these paths, are checked against PyTorch in test_conv,
+# test_pool, test_conv_transpose and test_dilation.
+
+JAX_CONV = [((2, 3, 7, 6), (3, 2), (1, 2), (1, 0), (1, 1), False),  # (shape, kernel, stride, padding, dilation,
+            ((1, 2, 9, 8), (2, 3), (2, 1), (1, 1), (2, 1), True),  # per_sample)
+            ((2, 2, 5, 5), (3, 3), (3, 2), (0, 1), (1, 2), True),
+            ((1, 1, 4, 3), (1, 1), (1, 1), (0, 0), (1, 1), False)]
+
+
+def _jax():
+    from conftest import library_device
+
+    dev = library_device("jax:cpu")  # float64 on
+    from xpnet.backend import fast_jax
+
+    return dev, fast_jax
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding,dilation,per_sample", JAX_CONV)
+def test_jax_im2col_and_col2im_equal_portable(shape, kernel, stride, padding, dilation, per_sample):
+    dev, fast_jax = _jax()
+    rng = np.random.default_rng(0)
+    host = rng.standard_normal(shape)
+    host[0, 0, 1, 1], host[-1, -1, -1, 0] = np.inf, np.nan  # a gather moves them, never spreads them
+    args = (kernel, stride, padding, per_sample, dilation)
+    col = fast_jax.im2col(xn.to_device(host, dev), *args)
+    assert str(col.dtype) == "float64"
+    np.testing.assert_array_equal(xn.to_numpy(col), im2col_portable(host, *args))
+    c = rng.standard_normal(tuple(col.shape))
+    back = fast_jax.col2im(xn.to_device(c, dev), shape, *args)
+    assert back.shape == shape
+    # the same sums in the same order (the offsets' windows added to zeros one after the other): bit for bit
+    np.testing.assert_array_equal(xn.to_numpy(back), col2im_portable(c, shape, *args))
+
+
+@pytest.mark.parametrize("shape,kernel,padding,dilation", [((2, 3, 5, 4), (3, 2), (1, 1), (1, 2)),
+                                                            ((1, 2, 6, 5), (2, 3), (0, 2), (2, 1)),
+                                                            ((1, 2, 1, 3), (3, 2), (2, 0), (2, 1))])  # a row past dx
+def test_jax_stride1_input_gradient_passes_equal_portable(shape, kernel, padding, dilation):
+    from xpnet.layers._im2col import conv_out_hw, flat_dy_portable, shifted_sums_portable
+
+    dev, fast_jax = _jax()
+    rng = np.random.default_rng(1)
+    n, c, h, w = shape
+    oh, ow = conv_out_hw((h, w), kernel, (1, 1), padding, dilation)
+    rows, wp = max(h + padding[0], oh), w + 2 * padding[1]  # as input_grad_stride1 lays them out
+    dy = rng.standard_normal((n, 4, oh, ow))
+    np.testing.assert_array_equal(xn.to_numpy(fast_jax.flat_dy(xn.to_device(dy, dev), rows, wp)),
+                                  flat_dy_portable(dy, rows, wp))
+    dcol = rng.standard_normal((c, kernel[0] * kernel[1], n * rows * wp))
+    args = (shape, kernel, padding, dilation, rows, wp)
+    # the same sums in the same order: bit for bit
+    np.testing.assert_array_equal(xn.to_numpy(fast_jax.shifted_sums(xn.to_device(dcol, dev), *args)),
+                                  shifted_sums_portable(dcol, *args))
+
+
+# (kernel, stride, padding, dilation, ceil_mode); x is (2, 2, 7, 6) with its top-left 2x2 of channel 0 -inf, so that
+# a padded window there holds only -inf.
+JAX_POOL = [((3, 3), (2, 2), (1, 1), (1, 1), True), ((2, 2), (1, 1), (1, 1), (2, 2), False),
+            ((3, 2), (2, 1), (1, 0), (1, 1), False), ((2, 2), (2, 2), (0, 0), (1, 1), True)]
+
+
+@pytest.mark.parametrize("kernel,stride,padding,dilation,ceil_mode", JAX_POOL)
+def test_jax_maxpool_equals_portable_on_ties_nans_and_infs(kernel, stride, padding, dilation, ceil_mode):
+    from xpnet.layers import pool
+    from xpnet.layers._im2col import out_size, span
+
+    dev, fast_jax = _jax()
+    rng = np.random.default_rng(2)
+    host = rng.integers(-1, 2, (2, 2, 7, 6)).astype(np.float64)  # three values: ties everywhere
+    host[0, 0, :2, :2] = -np.inf
+    host[0, 1, 3, 2] = host[0, 1, 4, 3] = host[1, 0, 5, 5] = np.nan
+    host[1, 1, 2, 3], host[1, 1, 6, 0], host[1, 0, 0, 4] = np.inf, -np.inf, np.inf
+    rows, cols = span(kernel, dilation)
+    out_hw = (out_size(7, rows, stride[0], padding[0], ceil_mode), out_size(6, cols, stride[1], padding[1], ceil_mode))
+    y, first = fast_jax.maxpool2d_forward(xn.to_device(host, dev), kernel, stride, padding, out_hw, dev.xp.int8,
+                                          dilation)
+    y_ref, first_ref = pool.maxpool2d_forward(host, kernel, stride, padding, out_hw, np.int8, dilation)
+    assert str(first.dtype) == "int8" and y.shape == y_ref.shape
+    np.testing.assert_array_equal(xn.to_numpy(y), y_ref)
+    np.testing.assert_array_equal(xn.to_numpy(first), first_ref)
+    dy = rng.standard_normal(tuple(y.shape))
+    dy[1, 1, 0, 0] = np.inf  # its whole window's gradient NaN (inf * 0), as the portable code's
+    geometry = ((2, 2, 7, 6), kernel, stride, padding, dilation)
+    with np.errstate(invalid="ignore"):
+        dx_ref = pool.maxpool2d_backward(dy, first_ref, *geometry)
+    # each pixel's shares added in the offsets' order: bit for bit, but for the sign of a zero where the windows
+    # do not overlap (the portable code writes them, -0.0 from a negative dy * 0 stays; added to 0.0 it is 0.0)
+    np.testing.assert_array_equal(xn.to_numpy(fast_jax.maxpool2d_backward(xn.to_device(dy, dev), first, *geometry)),
+                                  dx_ref)
+
+
+def test_registry_picks_the_jax_paths_and_can_be_switched_off(portable_only):
+    dev, fast_jax = _jax()
+    ops = ("im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward", "maxpool2d_backward")
+    assert all(backend.fast_path(op, dev.xp, im2col_portable) is im2col_portable for op in ops)
+    backend.set_fast_paths(True)
+    picked = [backend.fast_path(op, dev.xp, im2col_portable) for op in ops]
+    assert picked == [fast_jax.im2col, fast_jax.col2im, fast_jax.flat_dy, fast_jax.shifted_sums,
+                      fast_jax.maxpool2d_forward, fast_jax.maxpool2d_backward]
 
 
 # -- optimizers: one work buffer through ``out=`` (NumPy, CuPy) against a temporary per operation --------

@@ -59,7 +59,8 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "lstm_step_backward", "gru_step", "gru_step_backward", "erf", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
-    "jax": (("fast_jax", "jax", ("erf",)),),
+    "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",
+                                  "maxpool2d_backward")),),
 }
 
 # (op, library) -> [(family, fn, accepts)] in the order registered (used in FAMILIES order, see _resolve).

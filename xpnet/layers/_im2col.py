@@ -13,7 +13,7 @@ products, and an NCHW array is what the next layer's elementwise work is fastest
 one NumPy operation are several times slower than either).
 
 ``im2col``/``col2im`` take a registered fast path when there is one (``xpnet.backend.fast_numpy``,
-``fast_cupy``, ``fast_torch``); the ``*_portable`` functions are the reference they are tested against.
+``fast_cupy``, ``fast_torch``, ``fast_jax``); the ``*_portable`` functions are the reference they are tested against.
 Writes into windows go through ``set_at``/``add_at``, so they also work on immutable (JAX) arrays.
 """
 
@@ -170,7 +170,7 @@ def input_grad_stride1(dy: Any, w: Any, x_shape: tuple[int, ...], padding: Pair,
     14x14, batch 100), interleaved in one process: backward 16-18 ms against 18-26 ms through dcol in
     4 MiB parts and col2im, and against 17-29 ms with one product per kernel offset (small products:
     OpenBLAS's threads start 9 times). The two passes around the product go through the ``"conv_flat_dy"``
-    and ``"conv_shifted_sums"`` fast paths (Numba's: :mod:`xpnet.backend.numba_conv`)."""
+    and ``"conv_shifted_sums"`` fast paths (Numba's: :mod:`xpnet.backend.numba_conv`; JAX's: ``fast_jax``)."""
     xp = namespace(dy)
     _, c, h, wd = x_shape
     f, _, kh, kw = w.shape

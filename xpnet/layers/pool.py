@@ -95,7 +95,7 @@ class MaxPool2d(_Pool2d):
     book and PyTorch), not split; a window holding NaN gives y NaN, its index and gradient at its last NaN,
     and one of -inf only its first pixel inside the input (PyTorch's kernel, ``val > max || isnan(val)``,
     on every path). Backward is dy times each window's mask on every path (portable,
-    Numba and CuPy): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
+    Numba, CuPy and JAX): an inf or NaN in dy makes the other pixels of its window NaN (inf * 0), as ReLU's
     dy * mask does, where PyTorch leaves them 0.
     """
 
