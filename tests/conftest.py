@@ -12,10 +12,7 @@ in either mode). The header of every run says whether CUDA is usable, or why not
 
 from __future__ import annotations
 
-import getpass
 import os
-import sys
-import tempfile
 from pathlib import Path
 
 import array_api_compat
@@ -25,27 +22,6 @@ import pytest
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import libraries
-
-
-def _share_jax_compilations() -> None:
-    """One on-disk XLA cache for the run: JAX compiles every primitive afresh for each shape (~40 ms here), so
-    the xdist workers, and the scripts tests start, read what another already compiled (about a sixth of the JAX
-    cases' time on a clean run; most of it on the next run). Set through the environment, which JAX reads when
-    imported (later: no test imports it before this) and child processes inherit; a cache the user set is left
-    alone. The size limit turns on JAX's file lock, which the workers' concurrent writes need."""
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR") or "jax" in sys.modules:
-        return
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name (a container without one): one cache for all
-        user = "any"
-    os.environ.update({"JAX_COMPILATION_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"xpnet-tests-jax-{user}"),
-                       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-                       "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-                       "JAX_COMPILATION_CACHE_MAX_SIZE": str(1 << 30)})
-
-
-_share_jax_compilations()
 
 
 def _strict_device(name: str):
