@@ -32,8 +32,7 @@ import jax.numpy as jnp
 import jax.scipy.special
 import numpy as np
 
-from ..layers._im2col import conv_out_hw, span, window_reach, window_slices
-from ..layers.pool import first_inside
+from .windows import conv_out_hw, first_inside, span, window_reach, window_slices
 
 Pair = tuple[int, int]
 

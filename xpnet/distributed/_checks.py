@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from ..backend import to_numpy
-from ..optim.base import Optimizer
 
 _CHUNK_BYTES = 1 << 24  # data are hashed this much at a time: no copy of the whole set
 _MOST_NAMED = 3  # differences named in one message, the rest counted (a layer inserted shifts every later one)
@@ -86,8 +85,8 @@ def describe_settings(obj: Any) -> dict[str, Any]:
     hyperparams = getattr(obj, "hyperparams", None)
     settings = hyperparams() if callable(hyperparams) else _plain_settings(obj)
     info = {"type": type(obj).__name__, **{k: plain(v) for k, v in settings.items()}}
-    if isinstance(obj, Optimizer):
-        groups = obj.param_groups
+    groups = getattr(obj, "param_groups", None)  # an xpnet optimizer's (optim sits above this unit: no import)
+    if isinstance(groups, list) and all(callable(getattr(g, "hyperparams", None)) for g in groups):
         info["param groups"] = len(groups)
         for i, group in enumerate(groups[1:], 1):
             info.update({f"param_groups[{i}] {k}": plain(v) for k, v in group.hyperparams().items()})

@@ -20,10 +20,13 @@ Writes into windows go through ``set_at``/``add_at``, so they also work on immut
 from __future__ import annotations
 
 import operator
-from typing import Any, Iterator
+from typing import Any
 
 from ..backend import add_at, fast_path, namespace, set_at
+# The window geometry, imported from the backend that its fast paths share it with, and named here for the layers
+from ..backend.windows import conv_out_hw, out_size, span, window_reach, window_slices  # noqa: F401
 from .base import positive_int
+
 
 Pair = tuple[int, int]
 
@@ -34,11 +37,6 @@ def as_pair(layer: str, arg: str, value: Any, minimum: int) -> Pair:
     if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in items):
         raise ValueError(f"{layer}: {arg} must be an int >= {minimum} or a pair of them, got {value!r}")
     return int(items[0]), int(items[1])
-
-
-def span(kernel: Pair, dilation: Pair) -> Pair:
-    """The (rows, cols) a kernel's window covers with its taps ``dilation`` apart: d*(k - 1) + 1 each."""
-    return dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1
 
 
 def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int | None = None,
@@ -59,31 +57,6 @@ def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int 
     return hp, wp
 
 
-def out_size(size: int, k: int, s: int, p: int, ceil_mode: bool = False) -> int:
-    """Output length of a window of ``k`` (a dilated kernel's span) with stride ``s`` over ``size`` padded by
-    ``p`` each side: the windows that fit, or with ``ceil_mode`` (pooling) one more where a part of the padded
-    input is left, PyTorch's rule (``pooling_output_shape`` in ATen's Pool.h): the last window must start inside
-    the input or its left padding, so it may run past the right padding but never lies wholly in it."""
-    if not ceil_mode:
-        return (size + 2 * p - k) // s + 1
-    n = (size + 2 * p - k + s - 1) // s + 1
-    return n - 1 if (n - 1) * s >= size + p else n
-
-
-def conv_out_hw(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair = (1, 1)) -> Pair:
-    """A convolution's (oh, ow) for an (H, W) input, PyTorch's (H + 2*p - d*(k - 1) - 1) // s + 1."""
-    rows, cols = span(kernel, dilation)
-    return out_size(hw[0], rows, stride[0], padding[0]), out_size(hw[1], cols, stride[1], padding[1])
-
-
-def window_reach(hw: Pair, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair) -> Pair:
-    """(rows, cols) of the padded input that the windows (``kernel``: their span) of an (oh, ow) output cover:
-    (H + 2*ph, W + 2*pw), or more where ceil_mode's last window runs past the padding (pooling pads that part
-    too)."""
-    (h, w), (kh, kw), (sh, sw), (ph, pw), (oh, ow) = hw, kernel, stride, padding, out_hw
-    return max(h + 2 * ph, (oh - 1) * sh + kh), max(w + 2 * pw, (ow - 1) * sw + kw)
-
-
 def pad2d(x: Any, padding: Pair, value: float = 0.0, reach: Pair | None = None) -> Any:
     """x (N, C, H, W) -> (N, C, H + 2*ph, W + 2*pw) with ``value`` around, or (N, C, *reach) with more of it
     at the bottom and right (:func:`window_reach`); ``x`` itself when there is nothing to pad."""
@@ -101,15 +74,6 @@ def row_major(xp: Any, a: Any) -> Any:
     """``a`` with its memory in row-major order: a copy of a transposed view, ``a`` itself when it is
     already row-major. Flattening is what forces the copy (``permute_dims`` alone gives only a view)."""
     return xp.reshape(xp.reshape(a, (-1,)), a.shape)
-
-
-def window_slices(kernel: Pair, stride: Pair, out_hw: Pair, dilation: Pair = (1, 1)) -> Iterator[tuple[slice, slice]]:
-    """For each kernel offset (i, j), row-major, the (rows, cols) slices of the padded input that
-    the offset touches (from row dh*i, column dw*j): ``x_pad[:, :, rows, cols]`` has shape (N, C, oh, ow)."""
-    (kh, kw), (sh, sw), (oh, ow), (dh, dw) = kernel, stride, out_hw, dilation
-    for i in range(kh):
-        for j in range(kw):
-            yield slice(dh * i, dh * i + sh * (oh - 1) + 1, sh), slice(dw * j, dw * j + sw * (ow - 1) + 1, sw)
 
 
 def im2col_portable(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,

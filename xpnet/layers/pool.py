@@ -8,6 +8,7 @@ from typing import Any
 from .. import _chainer
 from .._user import flag, keyword_hints
 from ..backend import add_at, fast_path, index_dtype, namespace, same_device, set_at, untracked
+from ..backend.windows import first_inside
 from ._im2col import Pair, as_pair, check_images, out_size, pad2d, span, window_reach, window_slices
 from .base import Layer, positive_int
 
@@ -173,18 +174,6 @@ def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw:
         first = xp.maximum(first, xp.astype(raised, first.dtype) * k)
         y = xp.maximum(y, v)
     return y, first
-
-
-def first_inside(xp: Any, out_hw: Pair, kw: int, stride: Pair, padding: Pair, dilation: Pair, dtype: Any,
-                 device: Any) -> Any:
-    """(oh, ow): each window's first kernel offset inside the input (past its top and left padding), where
-    PyTorch's kernel starts; made on the device (no host copy, which a CUDA-graph capture refuses)."""
-    index = index_dtype(xp)
-    starts = []
-    for n, s, p, d in zip(out_hw, stride, padding, dilation):
-        before = p - xp.arange(n, dtype=index, device=device) * s  # padding taps before the window's input
-        starts.append((xp.maximum(before, xp.zeros_like(before)) + d - 1) // d)
-    return xp.astype(xp.reshape(starts[0], (-1, 1)) * kw + starts[1], dtype)
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair,
