@@ -94,9 +94,8 @@ class _TwoHeads(xn.Model):
         return self.body.backward(self.relu.backward(self._head.backward(dy)))
 
 
-@pytest.mark.parametrize("set_to_none", [True, False])
-def test_a_parameter_no_backward_reached_since_zero_grad_steps_as_pytorchs(set_to_none):
-    """set_to_none=True: left out of the step, its momentum too (PyTorch's grad None); False: a zero gradient."""
+def _two_heads_and_torchs():
+    """A float64 _TwoHeads and PyTorch's twin (a ModuleDict of its three Linears) from the same weights."""
     xn.init.seed(0)
     model = _TwoHeads().to(dtype="float64")
     theirs = torch.nn.ModuleDict({k: torch.nn.Linear(4 if k == "body" else 6, 3 if k != "body" else 6)
@@ -104,6 +103,13 @@ def test_a_parameter_no_backward_reached_since_zero_grad_steps_as_pytorchs(set_t
     for k in ("body", "a", "b"):
         theirs[k].weight.data = torch.from_numpy(np.array(getattr(model, k).weight))
         theirs[k].bias.data = torch.from_numpy(np.array(getattr(model, k).bias))
+    return model, theirs
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_parameter_no_backward_reached_since_zero_grad_steps_as_pytorchs(set_to_none):
+    """set_to_none=True: left out of the step, its momentum too (PyTorch's grad None); False: a zero gradient."""
+    model, theirs = _two_heads_and_torchs()
     opt = xn.optim.SGD(model, lr=0.1, momentum=0.9)
     topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
     criterion = xn.losses.SoftmaxCrossEntropy()
@@ -149,13 +155,7 @@ def test_without_zero_grad_each_backward_overwrites_and_xn_train_ignores_a_loops
 def test_step_after_zero_grad_without_a_backward_changes_nothing_as_pytorchs(groups):
     """PyTorch skips every parameter whose .grad is None: a step with no backward since zero_grad() leaves the
     weights and Adam's state (its step count too) as they were; the next backward's step updates as before."""
-    xn.init.seed(0)
-    model = _TwoHeads().to(dtype="float64")
-    theirs = torch.nn.ModuleDict({k: torch.nn.Linear(4 if k == "body" else 6, 3 if k != "body" else 6)
-                                  for k in ("body", "a", "b")}).double()
-    for k in ("body", "a", "b"):
-        theirs[k].weight.data = torch.from_numpy(np.array(getattr(model, k).weight))
-        theirs[k].bias.data = torch.from_numpy(np.array(getattr(model, k).bias))
+    model, theirs = _two_heads_and_torchs()
     if groups:
         opt = xn.optim.Adam([{"params": model.body}, {"params": model.a, "lr": 0.02}, {"params": model.b}], lr=0.01)
         topt = torch.optim.Adam([{"params": theirs[k].parameters(), **({"lr": 0.02} if k == "a" else {})}
