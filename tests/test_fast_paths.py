@@ -274,14 +274,39 @@ def test_jax_maxpool_equals_portable_on_ties_nans_and_infs(kernel, stride, paddi
                                   dx_ref)
 
 
+@pytest.mark.parametrize("kernel,stride,padding,ceil_mode", [((3, 3), (2, 2), (1, 1), True),
+                                                              ((2, 3), (1, 2), (1, 0), False),
+                                                              ((2, 2), (2, 2), (0, 0), True)])
+def test_jax_avgpool_window_sums_and_backward_equal_portable(kernel, stride, padding, ceil_mode):
+    """The same sums in the same order: bit for bit, an inf and a NaN in x and in the shares included (the
+    portable backward writes non-overlapping windows where this adds them to zeros: equal, -0.0 == 0.0)."""
+    from xpnet.layers import pool
+    from xpnet.layers._im2col import out_size
+
+    dev, fast_jax = _jax()
+    rng = np.random.default_rng(3)
+    host = rng.standard_normal((2, 2, 7, 6))
+    host[0, 1, 3, 2], host[1, 0, 5, 5] = np.inf, np.nan
+    out_hw = tuple(out_size(size, k, s, p, ceil_mode) for size, k, s, p in zip((7, 6), kernel, stride, padding))
+    y = fast_jax.avgpool2d_sums(xn.to_device(host, dev), kernel, stride, padding, out_hw)
+    np.testing.assert_array_equal(xn.to_numpy(y), pool.avgpool2d_sums(host, kernel, stride, padding, out_hw))
+    share = rng.standard_normal((2, 2, *out_hw))
+    share[1, 1, 0, 0] = np.inf
+    dx = fast_jax.avgpool2d_backward(xn.to_device(share, dev), (2, 2, 7, 6), kernel, stride, padding)
+    np.testing.assert_array_equal(xn.to_numpy(dx), pool.avgpool2d_backward(share, (2, 2, 7, 6), kernel, stride,
+                                                                           padding))
+
+
 def test_registry_picks_the_jax_paths_and_can_be_switched_off(portable_only):
     dev, fast_jax = _jax()
-    ops = ("im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward", "maxpool2d_backward")
+    ops = ("im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward", "maxpool2d_backward",
+           "avgpool2d_sums", "avgpool2d_backward")
     assert all(backend.fast_path(op, dev.xp, im2col_portable) is im2col_portable for op in ops)
     backend.set_fast_paths(True)
     picked = [backend.fast_path(op, dev.xp, im2col_portable) for op in ops]
     assert picked == [fast_jax.im2col, fast_jax.col2im, fast_jax.flat_dy, fast_jax.shifted_sums,
-                      fast_jax.maxpool2d_forward, fast_jax.maxpool2d_backward]
+                      fast_jax.maxpool2d_forward, fast_jax.maxpool2d_backward, fast_jax.avgpool2d_sums,
+                      fast_jax.avgpool2d_backward]
 
 
 # -- optimizers: one work buffer through ``out=`` (NumPy, CuPy) against a temporary per operation --------

@@ -60,7 +60,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
     "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",
-                                  "maxpool2d_backward")),),
+                                  "maxpool2d_backward", "avgpool2d_sums", "avgpool2d_backward")),),
 }
 
 # (op, library) -> [(family, fn, accepts)] in the order registered (used in FAMILIES order, see _resolve).

@@ -212,13 +212,7 @@ class AvgPool2d(_Pool2d):
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
         xp, out_hw = self._start(x)
-        reach = window_reach(self._shape[2:], self.kernel_size, self.stride, self.padding, out_hw)
-        xpad = pad2d(x, self.padding, 0.0, reach)
-        slices = list(window_slices(self.kernel_size, self.stride, out_hw))
-        r, s = slices[0]
-        y = xp.asarray(xpad[:, :, r, s], copy=True)
-        for r, s in slices[1:]:
-            y += xpad[:, :, r, s]
+        y = fast_path("avgpool2d_sums", xp, avgpool2d_sums)(x, self.kernel_size, self.stride, self.padding, out_hw)
         self._scale = self._reciprocal_divisors(y, out_hw)
         return y * self._scale
 
@@ -258,7 +252,28 @@ class AvgPool2d(_Pool2d):
         xp = self._check_float(dy)
         self._check_dy(dy)
         share = dy * self._need(self._scale)
-        return scatter_windows(xp, dy, lambda k: share, self._shape, self.kernel_size, self.stride, self.padding)
+        backward = fast_path("avgpool2d_backward", xp, avgpool2d_backward)
+        return backward(share, self._shape, self.kernel_size, self.stride, self.padding)
+
+
+def avgpool2d_sums(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pair) -> Any:
+    """Each window's sum (N, C, oh, ow) over x (N, C, H, W) padded with zeros (also where a ceil_mode window runs
+    past the padding): the kernel offsets' strided slices added in row-major order, portable."""
+    xp = namespace(x)
+    reach = window_reach(tuple(x.shape[2:]), kernel, stride, padding, out_hw)
+    xpad = pad2d(x, padding, 0.0, reach)
+    slices = list(window_slices(kernel, stride, out_hw))
+    r, s = slices[0]
+    y = xp.asarray(xpad[:, :, r, s], copy=True)
+    for r, s in slices[1:]:
+        y += xpad[:, :, r, s]
+    return y
+
+
+def avgpool2d_backward(share: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
+    """dx (N, C, H, W): each window's share of dy (N, C, oh, ow), dy over its divisor, given to each of its pixels,
+    portable."""
+    return scatter_windows(namespace(share), share, lambda k: share, x_shape, kernel, stride, padding)
 
 
 class GlobalAvgPool(Layer):
