@@ -94,6 +94,16 @@ def _sum_windows(parts: Any, kernel: Pair, stride: Pair, dilation: Pair, size: P
     return out
 
 
+def _scatter_windows(parts: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
+                     dilation: Pair) -> Any:
+    """A pool's dx (N, C, H, W) from each offset's share parts (N, C, kh*kw, oh, ow), as the portable
+    ``scatter_windows``: the windows added back over the reach of the padded input, the padding then cut off."""
+    h, w = x_shape[2:]
+    ph, pw = padding
+    reach = window_reach((h, w), span(kernel, dilation), stride, padding, tuple(parts.shape[3:]))
+    return _sum_windows(parts, kernel, stride, dilation, reach)[:, :, ph:ph + h, pw:pw + w]
+
+
 @partial(jax.jit, static_argnums=(1, 2, 3, 4, 5, 6))
 def _col2im(col: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair, per_sample: bool,
             dilation: Pair) -> Any:
@@ -179,14 +189,11 @@ def maxpool2d_forward(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw:
 @partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
 def _maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
                         dilation: Pair) -> Any:
-    n, c, h, w = x_shape
-    ph, pw = padding
-    reach = window_reach((h, w), span(kernel, dilation), stride, padding, tuple(dy.shape[2:]))
     picked = first[:, :, None] == jnp.arange(kernel[0] * kernel[1], dtype=first.dtype)[:, None, None]
     # dy times each offset's mask, as the portable code: an inf or NaN in dy makes its whole window NaN. Written
     # as a where, since XLA rewrites dy * convert(mask) into one (inf * 0 then gives 0).
     parts = jnp.where(picked, dy[:, :, None], dy[:, :, None] * 0.0)
-    return _sum_windows(parts, kernel, stride, dilation, reach)[:, :, ph:ph + h, pw:pw + w]
+    return _scatter_windows(parts, x_shape, kernel, stride, padding, dilation)
 
 
 def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair,
@@ -214,11 +221,8 @@ def avgpool2d_sums(x: Any, kernel: Pair, stride: Pair, padding: Pair, out_hw: Pa
 
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))
 def _avgpool2d_backward(share: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    n, c, h, w = x_shape
-    ph, pw = padding
-    reach = window_reach((h, w), kernel, stride, padding, tuple(share.shape[2:]))
-    parts = jnp.broadcast_to(share[:, :, None], (n, c, kernel[0] * kernel[1], *share.shape[2:]))
-    return _sum_windows(parts, kernel, stride, (1, 1), reach)[:, :, ph:ph + h, pw:pw + w]
+    parts = jnp.broadcast_to(share[:, :, None], (*share.shape[:2], kernel[0] * kernel[1], *share.shape[2:]))
+    return _scatter_windows(parts, x_shape, kernel, stride, padding, (1, 1))
 
 
 def avgpool2d_backward(share: Any, x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
