@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from ..backend import namespace
 from ..layers.container import Watcher, watch
 from ..optim import Optimizer
+from ..optim.lr_scheduler.base import group_lrs
 from .checkpoint import rng_states, set_rng_states
 
 __all__ = ["Snapshot", "diagnose", "replay_step", "zero_grads"]
@@ -192,5 +193,5 @@ def zero_grads(model: Any) -> None:
 
 def _lrs(optimizer: Any) -> str:
     """``lr=0.1``, or with several param groups each group's, ``lrs=[0.1, 0.01]``."""
-    lrs = [group["lr"] for group in optimizer.param_groups]
+    lrs = group_lrs(optimizer)
     return f"lr={lrs[0]:g}" if len(lrs) == 1 else f"lrs=[{', '.join(f'{lr:g}' for lr in lrs)}]"

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from .._user import install_hint, not_here, warn
 from ..io.atomic import atomic_write
 from ..io.paths import fspath
+from ..optim.lr_scheduler.base import group_lrs
 
 __all__ = ["History", "format_logs", "lr_figures", "warn_if_diverged"]
 
@@ -110,9 +111,9 @@ def lr_figures(optimizer: Any) -> dict[str, Any]:
     """An epoch log's ``lr``: the optimizer's, which is its first param group's; with several groups also
     ``lrs``, each group's in order (they may differ, and ``lr`` alone would hide all but the first)."""
     figures: dict[str, Any] = {"lr": float(optimizer.lr)}
-    groups = optimizer.param_groups
-    if len(groups) > 1:
-        figures["lrs"] = [float(group["lr"]) for group in groups]
+    lrs = group_lrs(optimizer)
+    if len(lrs) > 1:
+        figures["lrs"] = [float(lr) for lr in lrs]
     return figures
 
 
