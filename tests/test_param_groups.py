@@ -72,7 +72,7 @@ def test_writes_are_checked_as_the_constructor_checks():
         group["maximize"] = True
     group["foreach"] = None  # PyTorch's default: taken, changes nothing
     with pytest.raises(KeyError, match=r"SGD: param_groups\[0\] has no key 'name'; its keys are 'params', 'lr'"):
-        group["name"] = "head"
+        group["name"]
     with pytest.raises(KeyError, match="has no key 'betas'"):
         group["betas"]
     with pytest.raises(TypeError, match=r"SGD: param_groups\[0\]: the key 'lr' cannot be deleted"):
@@ -204,7 +204,7 @@ def test_groups_are_checked_as_the_constructor_checks():
         optim.SGD([{"params": model.base.parameters()}, {"params": model.classifier, "lr": -1}], lr=0.1)
     with pytest.raises(ValueError, match=r"SGD: param group 1: maximize=True: only PyTorch's default False"):
         optim.SGD([{"params": model.base}, {"params": model.classifier, "maximize": True}], lr=0.1)
-    with pytest.raises(KeyError, match=r"SGD: param group 1 has the key 'betas', which is not one of SGD's"):
+    with pytest.raises(KeyError, match=r"SGD: param group 1 has the key 'betas', not one of SGD's"):
         optim.SGD([{"params": model.base}, {"params": model.classifier, "betas": (0.9, 0.99)}], lr=0.1)
     with pytest.raises(ValueError, match=r"SGD: some parameters appear in more than one parameter group \(groups "
                                          r"0 and 1"):
@@ -392,3 +392,150 @@ def test_the_nan_guard_names_each_groups_lr():
                                                     r"lrs=\[0.01, 1e\+300\]\)"):
         xn.train(model, (x, t), loss=xn.losses.MeanSquaredError(), optimizer=opt, epochs=1, batch_size=16,
                  progress=False)  # one step: the end of the epoch finds the weights it made
+
+
+# -- keys of one's own ------------------------------------------------------------------------------------------
+
+_OWN = ("name", "tags", "warmup_epochs")
+
+
+def _own(group):
+    return {k: group[k] for k in _OWN if k in group}
+
+
+def test_keys_of_ones_own_are_kept_read_set_and_saved_as_pytorchs():
+    """Hugging Face style groups, {'params': ..., 'name': ...}: the keys are read, set, added, deleted, and carried
+    by state_dict() and load_state_dict() as torch.optim keeps them (the saved groups replace the loaded one's)."""
+    model = _net()
+    base, middle, head = _leaves(model.base), _leaves(model.middle), _leaves(model.classifier)
+    opt = optim.SGD([{"params": model.base.parameters(), "name": "encoder"},
+                     {"params": model.classifier.parameters(), "lr": 1e-2, "name": "head", "tags": ["new"]}], lr=1e-3)
+    topt = torch.optim.SGD([{"params": base, "name": "encoder"},
+                            {"params": head, "lr": 1e-2, "name": "head", "tags": ["new"]}], lr=1e-3)
+    assert [_own(g) for g in opt.param_groups] == [_own(g) for g in topt.param_groups]
+    for o, params in ((opt, model.middle.parameters()), (topt, middle)):
+        o.param_groups[1]["name"] = "classifier"
+        o.param_groups[0]["warmup_epochs"] = 2
+        o.add_param_group({"params": params, "name": "middle"})
+        del o.param_groups[1]["tags"]
+    assert [_own(g) for g in opt.param_groups] == [_own(g) for g in topt.param_groups] == \
+        [{"name": "encoder", "warmup_epochs": 2}, {"name": "classifier"}, {"name": "middle"}]
+    assert opt.param_groups[1]["lr"] == 1e-2 and "tags" not in opt.param_groups[1]
+    saved, tsaved = opt.state_dict(), topt.state_dict()
+    assert [_own(g) for g in saved["param_groups"]] == [_own(g) for g in tsaved["param_groups"]]
+
+    fresh = optim.SGD([{"params": model.base, "name": "old"}, {"params": model.classifier, "tags": ["x"]},
+                       {"params": model.middle}], lr=0.5)
+    tfresh = torch.optim.SGD([{"params": base, "name": "old"}, {"params": head, "tags": ["x"]}, {"params": middle}],
+                             lr=0.5)
+    fresh.load_state_dict(saved)
+    tfresh.load_state_dict(tsaved)
+    saved["param_groups"][0]["name"] = "changed after"
+    tsaved["param_groups"][0]["name"] = "changed after"
+    assert [_own(g) for g in fresh.param_groups] == [_own(g) for g in tfresh.param_groups] == \
+        [{"name": "encoder", "warmup_epochs": 2}, {"name": "classifier"}, {"name": "middle"}]
+    assert [g["lr"] for g in fresh.param_groups] == [1e-3, 1e-2, 1e-3]
+
+    one = optim.Adam([{"params": model, "name": "all"}], lr=0.1)  # one group: its state_dict carries the key too
+    again = optim.Adam(model, lr=0.1)
+    again.load_state_dict(one.state_dict())
+    assert again.param_groups[0]["name"] == "all"
+    again.load_state_dict(optim.Adam(model, lr=0.1).state_dict())
+    assert "name" not in again.param_groups[0]
+    lbfgs = optim.LBFGS(model)
+    lbfgs.load_state_dict(optim.LBFGS([{"params": model, "name": "all"}]).state_dict())
+    assert lbfgs.param_groups[0]["name"] == "all"
+
+
+@pytest.mark.parametrize("ours", [optim.SGD, optim.Adam])
+@pytest.mark.parametrize("groups", [1, 2])
+def test_keys_of_ones_own_leave_the_steps_as_they_are(ours, groups):
+    """timm's 'lr_scale' is read by its own scheduler: the optimizer's step ignores it, as torch.optim's."""
+    x, t = _data()
+    states = []
+    for own in ({}, {"name": "block", "lr_scale": 10.0, "tags": ["a", "b"]}):
+        model = _net()
+        parts = [{"params": model, **own}] if groups == 1 else \
+            [{"params": model.base, **own}, {"params": model.classifier, "lr": 0.05, **own}]
+        opt = ours(parts, lr=0.01, momentum=0.9) if ours is optim.SGD else ours(parts, lr=0.01)
+        for _ in range(3):
+            _grads(model, x, t)
+            opt.step(model)
+        states.append(model.state())
+    for k, v in states[0].items():
+        np.testing.assert_array_equal(states[1][k], v, err_msg=k)
+
+
+def test_a_misspelt_hyperparameter_or_another_optimizers_is_refused():
+    """PyTorch keeps {'weight_decy': 0.1} and trains without the decay; xpnet refuses it, naming the key meant."""
+    model = _net()
+    with pytest.raises(KeyError, match=r"SGD: param group 1 has the key 'weight_decy', not one of SGD's; did you mean "
+                                       r"'weight_decay'\? \(keys of your own, as PyTorch's 'name', are kept as given"):
+        optim.SGD([{"params": model.base}, {"params": model.classifier, "weight_decy": 0.1}], lr=0.1)
+    for key, meant in [("learning_rate", "lr"), ("LR", "lr"), ("momentun", "momentum"), ("nesterove", "nesterov"),
+                       ("inital_lr", "initial_lr"), ("maximise", "maximize")]:
+        with pytest.raises(KeyError, match=f"has the key '{key}', not one of SGD's; did you mean '{meant}'"):
+            optim.SGD([{"params": model, key: 0.5}], lr=0.1)
+    opt = optim.Adam(model.base, lr=0.1)
+    with pytest.raises(KeyError, match=r"Adam: param group 1 has the key 'beta', not one of Adam's; did you mean "
+                                       r"'betas'\?"):
+        opt.add_param_group({"params": model.classifier, "beta": (0.5, 0.9)})
+    with pytest.raises(KeyError, match=r"Adam: param_groups\[0\] has the key 'epsilon', not one of Adam's; did you "
+                                       r"mean 'eps'\?"):
+        opt.param_groups[0]["epsilon"] = 1e-6
+    with pytest.raises(KeyError, match=r"Adam: param_groups\[0\] has the key 'momentum', not one of Adam's \('lr', "
+                                       r"'weight_decay', 'weight_decay_on', 'betas', 'eps', 'convention'\); it is a "
+                                       r"hyperparameter of SGD, Momentum, Nesterov, RMSprop: build that optimizer"):
+        opt.param_groups[0]["momentum"] = 0.9
+    with pytest.raises(KeyError, match=r"SGD: param group 0 has the key 'amsgrad', not one of SGD's .*; it is a "
+                                       r"hyperparameter of Adam, AdamW: build"):
+        optim.SGD([{"params": model, "amsgrad": False}], lr=0.1)
+    with pytest.raises(TypeError, match=r"SGD: param group 0 has the key 0 of type int; the keys of a group are "
+                                        r"strings"):
+        optim.SGD([{"params": model, 0: "x"}], lr=0.1)
+    assert set(opt.param_groups[0]) == set(optim.Adam(model, lr=0.1).param_groups[0])  # nothing refused was kept
+    kept = optim.SGD([{"params": model, "weight_decay_mult": 0.0, "base_lr": 0.1, "param_names": ["W"]}], lr=0.1)
+    assert _own(kept.param_groups[0]) == {} and kept.param_groups[0]["base_lr"] == 0.1
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_resumed_run_gets_the_groups_own_keys_back(tmp_path, groups):
+    rng = np.random.default_rng(2)
+    x, t = rng.standard_normal((16, 4)), rng.standard_normal((16, 3))
+    fit = dict(loss=xn.losses.MeanSquaredError(), batch_size=8, seed=3, progress=False)
+    own = [{"name": "encoder", "tags": ["frozen", "sweep"]}, {"name": "head", "warmup_epochs": 3}][:groups]
+
+    def build(model, keys):
+        parts = [{"params": model}] if groups == 1 else [{"params": model.base}, {"params": model.classifier}]
+        return optim.Adam([{**part, **more} for part, more in zip(parts, keys)], lr=0.01)
+
+    path = tmp_path / "run.npz"
+    model = _net()
+    xn.train(model, (x, t), optimizer=build(model, own), epochs=1, callbacks=[
+        xn.callbacks.ModelCheckpoint(path, full=True)], **fit)
+    model = _net()
+    opt = build(model, [{"name": "other"}, {}][:groups])
+    xn.train(model, (x, t), optimizer=opt, epochs=2, resume_from=path, **fit)
+    assert [_own(g) for g in opt.param_groups] == own
+
+    model = _net()
+    bad = tmp_path / "bad.npz"
+    opt = build(model, [{}] * (groups - 1) + [{"tag": {"logger": object()}}])
+    with pytest.raises(TypeError, match=rf"ModelCheckpoint\(full=True\): optimizer.param_groups\[{groups - 1}\].tag."
+                                        r"logger is a object; a full checkpoint keeps .* the keys of your own in the "
+                                        r"optimizer's param groups as JSON"):
+        xn.train(model, (x, t), optimizer=opt, epochs=1, callbacks=[xn.callbacks.ModelCheckpoint(bad, full=True)],
+                 **fit)
+    assert not bad.exists()
+
+
+def test_the_ranks_agree_whatever_the_groups_own_keys():
+    """A rank-varying 'name' is no hazard: what xn.train(comm=...) compares leaves the own keys out."""
+    from xpnet.distributed._checks import describe_settings, differences
+
+    def described(rank):
+        model = _net()
+        groups = [{"params": model.base, "name": f"rank {rank}"}, {"params": model.classifier, "lr": 0.02}]
+        return describe_settings(optim.SGD(groups, lr=0.1))
+
+    assert differences("o", [described(0), described(1)]) == []

@@ -5,6 +5,7 @@ Adamax, Adadelta and LBFGS, with PyTorch's names for their arguments.
 - ``binding``: building an optimizer with the model (PyTorch's ``SGD(model.parameters(), lr=0.1)``);
 - ``param_groups``: ``optimizer.param_groups``, each group a live mapping of its hyperparameters by PyTorch's names;
 - ``grouped``: several groups, each a layer with its own hyperparameters, and ``add_param_group``;
+- ``group_keys``: a group's keys of the user's own (PyTorch's ``'name'``), kept; a misspelt hyperparameter refused;
 - ``hyperparams``: the checks on hyperparameters (lr, momentum, betas, eps, choices);
 - ``sgd``: ``SGD`` (PyTorch's, with momentum and Nesterov), the book's ``Momentum`` and ``Nesterov``;
 - ``adaptive``: ``AdaGrad``, ``RMSprop``, ``Adam``, ``AdamW``;

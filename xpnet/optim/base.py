@@ -378,12 +378,13 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device; ``scalars``,
-        numbers kept on the host, such as NAdam's ``mu_product``); with several param groups, ``param_groups``:
-        each group's hyperparameters (``hyperparams`` are the first's)."""
+        numbers kept on the host, such as NAdam's ``mu_product``); with several param groups, or a group with
+        keys of the user's own (``'name'``), ``param_groups``: each group's hyperparameters (``hyperparams`` are
+        the first's) and own keys, their values themselves (not copies), as PyTorch's."""
         sd = {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
               "scalars": {n: dict(s) for n, s in self.scalars.items()},
               "state": {n: dict(s) for n, s in self.state.items()}}
-        if self._several_groups:
+        if self._several_groups or any(g.own for g in self.param_groups):
             sd["param_groups"] = self.groups_state()
         return sd
 
@@ -395,6 +396,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         else:
             for k, v in sd["hyperparams"].items():
                 setattr(self, k, tuple(v) if isinstance(v, list) else v)
+            self.param_groups[0].own = {}  # saved without own keys: PyTorch's saved group replaces the group
         self.t = int(sd["t"])
         self.skipped = {n: int(t) for n, t in sd.get("skipped", {}).items()}
         self.scalars = {n: dict(s) for n, s in sd.get("scalars", {}).items()}  # none in states saved before them

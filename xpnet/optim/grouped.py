@@ -3,7 +3,9 @@ model.classifier.parameters(), 'lr': 1e-3}], lr=1e-2, momentum=0.9)`` and ``add_
 
 A group covers one node of the model tree (``sub.parameters()`` carries it as ``.model``; a layer or model
 itself is taken too) and holds its hyperparameters: the constructor's keywords (``optimizer.defaults``),
-overridden by the dict's keys, checked as the constructor checks them. A parameter in two groups is refused,
+overridden by the dict's keys, checked as the constructor checks them. Any other key is the user's own
+(``'name': 'head'``), kept as given and ignored by the step, as PyTorch's, unless it looks like a misspelt
+hyperparameter or another optimizer's (:mod:`~xpnet.optim.group_keys`). A parameter in two groups is refused,
 as PyTorch refuses it. How a step of several groups goes:
 
 1. The root: the model given to ``step(model)`` (``xn.train`` gives it), else the one an earlier step bound;
@@ -14,14 +16,18 @@ as PyTorch refuses it. How a step of several groups goes:
    are the optimizer's own attributes), and the first group's are put back after.
 
 State stays per parameter (by name), so it survives; ``zero_grad()`` clears and arms each group's node.
+``state_dict()`` keeps each group's hyperparameters and own keys (the values themselves, as PyTorch's);
+``load_state_dict()`` puts back the hyperparameters and replaces each group's own keys with the saved ones.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from ..layers.uses import armed
 from .binding import groups_hint, owning_model
+from .group_keys import check_own_key
 from .hyperparams import positive
 from .param_groups import WHY_FIXED, ParamGroup
 
@@ -41,18 +47,18 @@ class GroupedSteps:
         built = [self._group_from(spec, i) for i, spec in enumerate(specs)]
         if len(built) > 1 and self.ONE_GROUP_ONLY:
             raise ValueError(f"{self.name}: {self.ONE_GROUP_ONLY}")
-        _check_disjoint(self.name, [node for node, _, _ in built])
-        node, values, initial_lr = built[0]
+        _check_disjoint(self.name, [node for node, _, _, _ in built])
+        node, values, _, _ = built[0]
         self._put(values)
         if len(built) == 1:  # one group: the optimizer of one model, as SGD(node, ...) builds it
             self.bind(node)
             self._built_with_model = True
             self._param_groups = [ParamGroup(self)]
         else:
-            self._param_groups = [ParamGroup(self, node)] + [ParamGroup(self, n, v) for n, v, _ in built[1:]]
+            self._param_groups = [ParamGroup(self, node)] + [ParamGroup(self, n, v) for n, v, _, _ in built[1:]]
             self._several_groups = self._built_with_model = True
-        for group, (_, _, lr) in zip(self._param_groups, built):
-            group.initial_lr = lr
+        for group, (_, _, lr, own) in zip(self._param_groups, built):
+            group.initial_lr, group.own = lr, own
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """PyTorch's: another group, ``{'params': layer.parameters(), 'lr': ...}``, its missing keys from
@@ -60,7 +66,7 @@ class GroupedSteps:
         groups = self.param_groups
         if self.ONE_GROUP_ONLY:
             raise ValueError(f"{self.name}.add_param_group: {self.ONE_GROUP_ONLY}")
-        node, values, initial_lr = self._group_from(param_group, len(groups))
+        node, values, initial_lr, own = self._group_from(param_group, len(groups))
         if not self._several_groups:
             first = self._bound()
             if first is None:
@@ -77,18 +83,19 @@ class GroupedSteps:
             if root is not None:
                 self._prefix(root, node, len(groups))  # refused unless it is inside the root
         group = ParamGroup(self, node, values)
-        group.initial_lr = initial_lr
+        group.initial_lr, group.own = initial_lr, own
         self._param_groups.append(group)
 
-    def _group_from(self, spec: Any, index: int) -> tuple[Any, dict[str, Any], float | None]:
-        """(node, hyperparameters checked as the constructor checks them, initial_lr) of one group's dict."""
+    def _group_from(self, spec: Any, index: int) -> tuple[Any, dict[str, Any], float | None, dict[str, Any]]:
+        """(node, hyperparameters checked as the constructor checks them, initial_lr, the keys of the user's own)
+        of one group's dict."""
         if not isinstance(spec, dict) or "params" not in spec:
             raise TypeError(f"{self.name}: param group {index} must be a dict with a 'params' key, "
                             f"{{'params': layer.parameters(), 'lr': ...}}, got {spec!r:.80}")
         node = owning_model(spec["params"])
         if node is None:
             raise TypeError(groups_hint(self.name, index, spec["params"]))
-        settings, fixed, initial_lr = dict(self.defaults), self.PYTORCH_ONLY, None
+        settings, fixed, initial_lr, own = dict(self.defaults), self.PYTORCH_ONLY, None, {}
         for key, value in spec.items():
             if key == "params":
                 continue
@@ -101,12 +108,12 @@ class GroupedSteps:
             elif key in settings:
                 settings[key] = value
             else:
-                raise KeyError(f"{self.name}: param group {index} has the key {key!r}, which is not one of "
-                               f"{self.name}'s: {', '.join(map(repr, [*settings, *fixed]))}")
+                check_own_key(self, key, f"{self.name}: param group {index}")
+                own[key] = value
         values = type(self)(**settings).hyperparams()
         if initial_lr is not None:
             initial_lr = positive("initial_lr", initial_lr, self, allow_zero=True)
-        return node, values, initial_lr
+        return node, values, initial_lr, own
 
     def _put(self, values: dict[str, Any]) -> None:
         """Put a group's hyperparameters in effect on the optimizer's attributes (unchecked: checked when set)."""
@@ -171,20 +178,28 @@ class GroupedSteps:
     # -- checkpoints -------------------------------------------------------------------------------
 
     def groups_state(self) -> list[dict[str, Any]]:
-        """Each group's hyperparameters (and ``initial_lr`` where set), for ``state_dict()``."""
-        return [{**g.hyperparams(), **({} if g.initial_lr is None else {"initial_lr": g.initial_lr})}
+        """Each group's hyperparameters (and ``initial_lr`` where set) and its own keys, for ``state_dict()``."""
+        return [{**g.hyperparams(), **({} if g.initial_lr is None else {"initial_lr": g.initial_lr}), **g.own}
                 for g in self.param_groups]
 
     def load_groups(self, saved: Any) -> None:
-        """Take up ``groups_state()``'s list: the same number of groups, each value checked as when set."""
+        """Take up ``groups_state()``'s list: the same number of groups, each hyperparameter checked as when set;
+        the saved own keys (a copy) replace each group's, as PyTorch's saved groups replace its own."""
         groups = self.param_groups
         if not isinstance(saved, list) or len(saved) != len(groups):
             count = len(saved) if isinstance(saved, list) else 1
             raise ValueError(f"{self.name}.load_state_dict: the state is of {count} param group(s), this "
                              f"optimizer has {len(groups)}; build it with the groups it was saved with")
-        for group, values in zip(groups, saved):
+        known = {*self.hyperparams(), *self.PYTORCH_ONLY, "initial_lr"}
+        owns = [{k: v for k, v in values.items() if k not in known} for values in saved]
+        for i, own in enumerate(owns):
+            for key in own:
+                check_own_key(self, key, f"{self.name}.load_state_dict: param group {i}")
+        for group, values, own in zip(groups, saved, owns):
             for key, value in values.items():
-                group[key] = tuple(value) if isinstance(value, list) else value
+                if key not in own:
+                    group[key] = tuple(value) if isinstance(value, list) else value
+            group.own = copy.deepcopy(own)
 
 
 _ROOTLESS = "param_groups.{}."  # the names of a group's state while no root model is bound

@@ -299,15 +299,20 @@ class LBFGS(Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, the steps taken (``t``), the names of the parameters in the flat vector, and the
-        state (its arrays on their device; its lists copied, so that later steps leave this one as it is)."""
-        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "params": list(self._names),
-                "state": {k: list(v) if k in _LISTS else v for k, v in self.state.items()}}
+        state (its arrays on their device; its lists copied, so that later steps leave this one as it is); the
+        group's keys of the user's own in ``param_groups`` where it has some."""
+        sd = {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "params": list(self._names),
+              "state": {k: list(v) if k in _LISTS else v for k, v in self.state.items()}}
+        if self.param_groups[0].own:
+            sd["param_groups"] = self.groups_state()
+        return sd
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         if sd.get("type") != self.name:
             raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
         for k, v in type(self)(**sd["hyperparams"]).hyperparams().items():  # checked as the constructor does
             setattr(self, k, v)
+        self.load_groups(sd.get("param_groups", [{}]))  # the own keys, the hyperparameters again
         self.t = int(sd["t"])
         self._names = list(sd.get("params", []))
         self.state = {k: list(v) if k in _LISTS else v for k, v in sd["state"].items()}

@@ -8,7 +8,10 @@ steps exactly as before; another group keeps its own dict, put in effect on the 
 parameters update. Reading a key reads the value; writing checks it as the optimizer's constructor does
 (``g["lr"] = -1`` raises what ``optimizer.lr = -1`` raises). PyTorch's keys that xpnet has no setting for
 (``maximize``, ``foreach``, ``fused``...) read as PyTorch's default, and another value is refused;
-``"initial_lr"`` appears once a scheduler set it. Keys cannot be added nor deleted (but ``initial_lr``).
+``"initial_lr"`` appears once a scheduler set it. Those keys cannot be deleted (but ``initial_lr``). A key of
+the user's own (``g["name"] = "head"``) is kept as given, as PyTorch keeps it, and deleted at will; the step
+ignores it; one that looks like a misspelt hyperparameter, or another optimizer's, is refused
+(:mod:`~xpnet.optim.group_keys`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import MutableMapping
 from typing import Any, Iterator
 
 from ..layers.tree import Parameters
+from .group_keys import check_own_key
 from .hyperparams import positive
 
 __all__ = ["ParamGroup", "WHY_FIXED"]
@@ -38,13 +42,15 @@ WHY_FIXED = {
 class ParamGroup(MutableMapping):
     """One of ``optimizer.param_groups``. ``node``: the sub-model it covers (None: the optimizer's bound
     model, the first group of an optimizer of one group); ``values``: its own hyperparameters by the
-    optimizer's attribute names (None: the optimizer's attributes, live)."""
+    optimizer's attribute names (None: the optimizer's attributes, live); ``own``: the keys of the user's own
+    (``{"name": "head"}``), their values as given."""
 
     def __init__(self, optimizer: Any, node: Any = None, values: dict[str, Any] | None = None):
         self._optimizer = optimizer
         self.node = node
         self.values = values
         self.initial_lr: float | None = None
+        self.own: dict[str, Any] = {}
 
     # -- what the group holds ------------------------------------------------------------
 
@@ -76,6 +82,8 @@ class ParamGroup(MutableMapping):
         fixed = self._optimizer.PYTORCH_ONLY
         if key in fixed:
             return fixed[key]
+        if key in self.own:
+            return self.own[key]
         raise KeyError(self._unknown(key))
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -95,7 +103,10 @@ class ParamGroup(MutableMapping):
             return
         settings = self.hyperparams()
         if key not in settings:
-            raise KeyError(self._unknown(key))
+            if key not in self.own:
+                check_own_key(opt, key, self._where())
+            self.own[key] = value
+            return
         checked = self._checked(key, value, settings)
         if self.values is not None:
             self.values[key] = checked
@@ -129,12 +140,14 @@ class ParamGroup(MutableMapping):
         if key == "initial_lr" and self.initial_lr is not None:
             self.initial_lr = None
             return
+        if key in self.own:
+            del self.own[key]
+            return
         raise TypeError(f"{self._where()}: the key {key!r} cannot be deleted: a group holds every hyperparameter "
                         f"of {self._optimizer.name} ({', '.join(map(repr, self))})")
 
     def _unknown(self, key: Any) -> str:
-        return (f"{self._where()} has no key {key!r}; its keys are {', '.join(map(repr, self))} (a key of your own "
-                "cannot be added: keep it beside the optimizer)")
+        return f"{self._where()} has no key {key!r}; its keys are {', '.join(map(repr, self))}"
 
     def __iter__(self) -> Iterator[str]:
         yield "params"
@@ -142,6 +155,7 @@ class ParamGroup(MutableMapping):
         yield from self._optimizer.PYTORCH_ONLY
         if self.initial_lr is not None:
             yield "initial_lr"
+        yield from self.own
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -85,8 +85,9 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Optimizer, *
 
 def _jsonable(value: Any, where: str) -> Any:
     """``value`` with NumPy (or any backend's) scalars and 0-d arrays as Python numbers, as callbacks of the
-    user's may put them in the logs or their state; anything else JSON cannot hold is a TypeError naming
-    ``where`` it is (e.g. ``history.epochs[0].confusion``)."""
+    user's may put them in the logs or their state, or the user in a param group's own keys; anything else JSON
+    cannot hold is a TypeError naming ``where`` it is (e.g. ``history.epochs[0].confusion``,
+    ``optimizer.param_groups[1].tag``). A tuple comes back as a list, as JSON has no tuples."""
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, dict):
@@ -98,9 +99,9 @@ def _jsonable(value: Any, where: str) -> Any:
         return _jsonable(value.item(), where)
     shape = f" of shape {tuple(value.shape)}" if hasattr(value, "shape") else ""
     raise TypeError(f"ModelCheckpoint(full=True): {where.lstrip('.')} is a {type(value).__name__}{shape}; a full "
-                    "checkpoint keeps the history's logs and the callbacks' state_dict() as JSON: numbers (NumPy "
-                    "scalars too), strings, bools, None, lists and dicts, and a state_dict's arrays as one entry "
-                    "{name: array}")
+                    "checkpoint keeps the history's logs, the callbacks' state_dict() and the keys of your own in "
+                    "the optimizer's param groups as JSON: numbers (NumPy scalars too), strings, bools, None, lists "
+                    "and dicts, and a state_dict's arrays as one entry {name: array}")
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
