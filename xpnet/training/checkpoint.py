@@ -4,9 +4,9 @@ A checkpoint holds the model's params and buffers (``model/<name>``), the optimi
 (``optimizer/<param>/<slot>``), the callbacks' arrays (``callbacks/<i>/<key>/<name>``, e.g.
 EarlyStopping's best weights) and one JSON record (``__xpnet_checkpoint__``) with the format
 version, the architecture, the completed epoch, the seed, how the data was cut into batches
-(``batch_size``, ``shuffle``, ``drop_last``), the optimizer's type, hyperparameters and step
-count, the history, the Dropout generator states, the callbacks' state, whether a
-callback stopped training, and the frozen layers (``requires_grad_(False)``; a resumed run freezes those,
+(``batch_size``, ``shuffle``, ``drop_last``), the optimizer's type, hyperparameters (each param group's, with
+its keys of the user's own) and step count, the history, the Dropout generator states, the callbacks' state,
+whether a callback stopped training, and the frozen layers (``requires_grad_(False)``; a resumed run freezes those,
 with a warning where the model passed differs). The shuffle order is derived from ``(seed, epoch)`` and needs nothing.
 
 Reading validates everything before anything is used (as ``Optimizer.step`` does): every field's
