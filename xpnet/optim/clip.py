@@ -26,7 +26,8 @@ def _model(target: Any, who: str, arg: str) -> Any:
     if model is not None:
         return model
     raise TypeError(f"{who}: expected the model, {who}(model, {arg}), or model.parameters(); got a "
-                    f"{type(target).__name__} (xpnet clips the gradients a model's backward left, not a list of arrays)")
+                    f"{type(target).__name__} (xpnet clips the gradients a model's backward left, not a list of "
+                    "arrays)")
 
 
 def _training_grads(model: Any) -> list[dict[str, Any]]:
@@ -38,8 +39,8 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
     optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
     2-norm of all gradients of the parameters that train (frozen ones, ``requires_grad_(False)``, neither
-    count nor change, as PyTorch's over ``model.parameters()`` skips a ``.grad`` of None); returns ``norm`` (a 0-d array on the gradients' device; 0 before
-    any backward, as PyTorch's).
+    count nor change, as PyTorch's over ``model.parameters()`` skips a ``.grad`` of None); returns ``norm``
+    (a 0-d array on the gradients' device; 0 before any backward, as PyTorch's).
 
     The same rule as PyTorch's ``torch.nn.utils.clip_grad_norm_`` and the book's ``clip_grads``. No
     value is read back to the host: the factor is computed and applied on the device (1 when the norm
