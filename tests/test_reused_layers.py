@@ -44,6 +44,16 @@ class CifarNet(xn.Model):
         return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
 
 
+class BookCifarNet(CifarNet):
+    """The same net written the book's way, each call ``layer.forward(x, train)``: the same uses."""
+
+    def forward(self, x, train=True):
+        x = self.pool.forward(self.relu.forward(self.conv1.forward(x, train), train), train)
+        x = self.pool.forward(self.relu.forward(self.conv2.forward(x, train), train), train)
+        x = self.relu.forward(self.fc1.forward(self.flatten.forward(x, train), train), train)
+        return self.fc3.forward(self.relu.forward(self.fc2.forward(x, train), train), train)
+
+
 def _torch_grads(model, xpnet_model):
     """PyTorch's parameter gradients under xpnet's names and layouts."""
     grads = {k: v.grad for k, v in model.named_parameters()}
@@ -56,7 +66,8 @@ def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 
-def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch():
+@pytest.mark.parametrize("net", [CifarNet, BookCifarNet], ids=["layer(x)", "layer.forward(x)"])
+def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch(net):
     torch = _torch()
 
     class TorchCifarNet(torch.nn.Module):
@@ -74,7 +85,7 @@ def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch():
 
     torch.manual_seed(0)
     theirs = TorchCifarNet().double()
-    ours = CifarNet()
+    ours = net()
     xn.load_torch_state_dict(ours, theirs.state_dict())
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal((3, 3, 32, 32)), rng.standard_normal((3, 10))
@@ -320,7 +331,8 @@ def test_a_forward_whose_backward_stopped_short_leaves_nothing_to_the_next():
 @pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, stateful=True,
                                                                                       num_layers=2)],
                          ids=["GRU", "LSTM-stack"])
-def test_a_stateful_recurrent_layer_called_twice_is_refused_naming_it(make):
+@pytest.mark.parametrize("book", [False, True], ids=["layer(x)", "layer.forward(x, train)"])
+def test_a_stateful_recurrent_layer_called_twice_is_refused_naming_it(make, book):
     """Its state flows from one call into the next, where backward cannot follow it."""
     class Loop(xn.Model):
         def __init__(self):
@@ -328,7 +340,8 @@ def test_a_stateful_recurrent_layer_called_twice_is_refused_naming_it(make):
             self.rnn = make()
 
         def forward(self, x, train=True):
-            return [self.rnn(x[:, t:t + 1]) for t in range(x.shape[1])][-1]
+            call = (lambda x: self.rnn.forward(x, train)) if book else self.rnn
+            return [call(x[:, t:t + 1]) for t in range(x.shape[1])][-1]
 
     cell = "GRUCell" if "GRU" in repr(make()) else "LSTMCell"
     with pytest.raises(RuntimeError, match=r"^Loop.forward calls the stateful layer 'rnn' \((GRU|LSTM)\) a second "

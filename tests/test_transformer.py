@@ -115,6 +115,22 @@ def test_encoder_equals_pytorch(dev, rng):
     _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), {"src_key_padding_mask": _padding(rng)})
 
 
+def test_two_layers_given_one_activation_object_equal_pytorch(dev, rng):
+    """PyTorch's layers may share one nn.GELU(): two xpnet layers given one GELU layer call it once each, and each
+    backward gets its own call's cache back (the layers call their parts as the book does, by forward)."""
+    gelu = torch.nn.GELU()
+    theirs = torch.nn.Sequential(*[torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, activation=gelu,
+                                                                     batch_first=True, dtype=torch.float64)
+                                   for _ in range(2)])
+    _random_weights(theirs, rng)
+    shared = GELU()
+    ours = xn.Sequential(*[TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, activation=shared, dtype="float64")
+                           for _ in range(2)])
+    assert ours[0].activation is ours[1].activation
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), {})
+
+
 def test_a_forgotten_gradient_is_caught(rng, monkeypatch):
     """The comparison has teeth: a backward that drops the key's and value's share of the self-attention's
     gradient (dq alone) fails it."""

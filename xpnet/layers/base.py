@@ -10,7 +10,7 @@ from typing import Any
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .tree import Tree
-from .uses import counted, note, reused
+from .uses import counted, recorded, reused
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
@@ -39,6 +39,10 @@ class Layer(Tree):
     # Attributes another layer's backward writes into (a TiedLinear's share of an Embedding's gradient): not put
     # back between the backward calls of a layer called more than once in a forward (layers.uses).
     kept_between_uses: tuple[str, ...] = ()
+    # Whether a training-mode call of forward within a model's forward is noted as a use (layers.uses); the
+    # recurrent cells keep a cache per call of their own instead.
+    records_uses = True
+    uses_inside = False  # whether the layers its forward calls are uses of their own (a container's children)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         self = super().__new__(cls)
@@ -55,6 +59,8 @@ class Layer(Tree):
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
         # A layer called twice in a forward takes its calls back in reverse; after zero_grad(), backward adds its
         # gradients, as PyTorch's (layers.uses)
+        if "forward" in vars(cls) and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
+            cls.forward = recorded(vars(cls)["forward"], vars(cls).get("_train_of_forward"))
         if "backward" in vars(cls):
             cls.backward = counted(reused(vars(cls)["backward"]))
         if "backward_params" in vars(cls):
@@ -104,7 +110,6 @@ class Layer(Tree):
     def __call__(self, x: Any, train: bool | None = None) -> Any:
         """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""
         train = self.training if train is None else self._check_train(train)
-        note(self, train)
         return self.forward(x, train=train)
 
     def config(self) -> dict[str, Any]:

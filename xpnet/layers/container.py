@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .tree import not_built, tensor_method_hint
-from .uses import arm, note, scoped
+from .uses import arm, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -75,6 +75,7 @@ class Container(Layer):
 
     _name_hints: dict[str, str] = {}  # a subclass's own hints for names it lacks, over the ones above
     _attribute_children = True  # set_submodule(name, layer, strict=False) may add one as an attribute
+    uses_inside = True  # each child its forward calls, self.relu(x) or self.relu.forward(x), is a use (layers.uses)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -111,7 +112,6 @@ class Container(Layer):
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
         ``options`` are forward's other keywords (a Transformer's masks)."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
-        note(self, train)
         try:
             return self.forward(*xs, train=train, **options)
         except TypeError:

@@ -63,12 +63,11 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
-from .recurrent_args import (NO_HX, builds_stack, call_arguments, hx_hint, refuse_pytorch_only, return_state_refusal,
-                             stateful_flag)
+from .recurrent_args import (NO_HX, builds_stack, call_arguments, forward_train, hx_hint, refuse_pytorch_only,
+                             return_state_refusal, stateful_flag)
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
-from .uses import note
 
 # The model-wide state helpers are imported from here too (they lived here).
 __all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
@@ -135,8 +134,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
         train, hx = call_arguments(self, args, train, hx, None)
         train = self.training if train is None else self._check_train(train)
-        note(self, train)
         return self.forward(x, train=train, hx=hx)
+
+    _train_of_forward = forward_train  # forward's train may come after x, where *args hides it
 
     def forward(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:
         """x: (N, T, input_size) -> hs: (N, T, out_size), the hidden state after each step; (T, N, ...)

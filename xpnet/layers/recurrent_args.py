@@ -107,6 +107,16 @@ def pytorch_call(who: str, state_names: tuple[str, ...], attr: str = "") -> str:
     return f"out, h_n = {attr}(x, h0)"
 
 
+def forward_train(layer: Any, xs: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The ``train`` a recurrent layer's ``forward(x, *args, train=None, hx=...)`` was given, as
+    :func:`call_arguments` reads it (by name, or after x without ``return_state``; True where not given),
+    unchecked: for :func:`xpnet.layers.uses.recorded`."""
+    train = kwargs.get("train")
+    if train is None and len(xs) > 1 and not layer.return_state:
+        train = xs[1]
+    return True if train is None else train
+
+
 def call_arguments(layer: Any, args: tuple[Any, ...], train: Any, hx: Any, default: Any) -> tuple[Any, Any]:
     """``(train, hx)`` from a recurrent layer's ``forward`` or ``__call__(x, *args, train=None, hx=...)``;
     train not given is ``default`` (forward's True, ``__call__``'s None: the layer's mode).

@@ -33,6 +33,7 @@ class _Cell(Layer):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
+    records_uses = False  # a cell pushes a cache per call itself, for a loop of steps
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, init: Any = "sigmoid",
                  dtype: Any = "float32", device: Any = None):

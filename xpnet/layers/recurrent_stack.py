@@ -33,7 +33,7 @@ from ..backend import dtype_name, namespace, untracked
 from .base import Layer, positive_int
 from .container import Container
 from .dropout import Dropout
-from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, hx_hint, hx_rows, return_state_refusal
+from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
                  "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False}
@@ -182,6 +182,8 @@ class RecurrentStack(Container):
         train, hx = call_arguments(self, args, train, hx, None)
         train = None if train is None else self._check_train(train)
         return super().__call__(x, train=train, **({} if hx is NO_HX else {"hx": hx}))
+
+    _train_of_forward = forward_train  # forward's train may come after x, where *args hides it
 
     def forward(self, x: Any, *args: Any, train: bool | None = None, hx: Any = NO_HX) -> Any:
         """x: (N, T, input_size) -> (N, T, num_directions * out_size); ``hx`` is refused, as by the single layer.

@@ -4,19 +4,20 @@ One layer object for several uses, as PyTorch writes it (``self.relu`` or ``self
 convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network's two inputs; a GRU called at each
 step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
 the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
-``model(x)``, opens a record of the layers called as ``layer(x)`` in training mode. ``note`` records each call;
-from the second call of one layer on it keeps the state the call before left (every attribute of the layer and of
-the layers inside it, by reference: a forward rebinds its caches, it does not write into them), and the layer's
-backward calls then take them back in reverse order (``reused``): the first backward serves the last call, each
-next one the call before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's
-``backward`` goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
+``model(x)``, opens a record of the layers it calls in training mode, as ``layer(x)`` or as ``layer.forward(x)``
+(the book's way; ``recorded`` wraps every layer's ``forward``). ``note`` records each call; from the second call
+of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
+it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
+take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
+before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's ``backward``
+goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
 ``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
-Dropout's draw count, a cache a later forward reads). Evaluation-mode calls (no backward follows) and
-``layer.forward(x)`` calls are not recorded. Refused, naming the layer: a second call of a ``stateful=True``
-recurrent layer, whose state flows from one call into the next, where its backward cannot follow it (loop an
-``LSTMCell``, or run the layer once on the whole sequence). The recurrent cells (``LSTMCell``...) keep their own
-stack of caches, one per call, the same order (:mod:`xpnet.layers.recurrent_cells`; their ``__call__`` leaves
-``note`` out).
+Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows),
+and what a layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
+Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
+into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
+sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
+(:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
 
 Backward calls after ``zero_grad()``, PyTorch's way: ``optimizer.zero_grad()`` (or ``model.zero_grad()``,
 Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=False``: sets them to zeros) and
@@ -46,7 +47,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "note", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "note", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -68,11 +69,46 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         if getattr(_local, "calls", None) is not None:
             return forward(self, *xs, **kwargs)
-        _local.calls, _local.model = {}, self
+        _local.calls, _local.model, _local.running, _local.within_layer = {}, self, set(), False
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            _local.calls = _local.model = None
+            _local.calls = _local.model = _local.running = None
+    return run
+
+
+def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = None) -> Callable[..., Any]:
+    """``forward`` noting its call as a use of the layer while a container's forward runs: ``layer.forward(x)``
+    (the book's way) counts as ``layer(x)`` does. Its ``train``, by position or keyword, else its default
+    (None there, or no ``train`` at all: the layer's mode), says whether the call is one; ``train_of(self, xs,
+    kwargs)`` reads it instead where forward's signature hides it (a recurrent layer's ``*args``). A forward
+    running within the same layer's forward (``super().forward``) is the same call, noted once; what a layer
+    that is not a container runs within its forward (Conv1d's Conv2d, SpectralNorm's layer) is part of its own
+    call, taken back with it (``_nodes``), not noted."""
+    position = _train_position(forward)
+    parameter = inspect.signature(forward).parameters.get("train")
+    default = None if parameter is None or parameter.default is parameter.empty else parameter.default
+
+    @functools.wraps(forward)
+    def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
+        if getattr(_local, "calls", None) is None:
+            return forward(self, *xs, **kwargs)
+        running = _local.running
+        if _local.within_layer or id(self) in running:
+            return forward(self, *xs, **kwargs)
+        if train_of is not None:
+            train = train_of(self, xs, kwargs)
+        else:
+            train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
+        note(self, self.training if train is None else train is True)
+        running.add(id(self))
+        within = _local.within_layer = not self.uses_inside
+        try:
+            return forward(self, *xs, **kwargs)
+        finally:
+            running.discard(id(self))
+            if within:
+                _local.within_layer = False
     return run
 
 

@@ -8,7 +8,6 @@ from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.submodules import Place
-from ..layers.uses import note
 from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 
@@ -124,7 +123,6 @@ class Sequential(StopsWhereNothingTrains, Model):
         """
         train = self._check_train(train, hint=STATE_HINT)
         for layer in self.layers:
-            note(layer, train)  # one layer object at several places (PyTorch's [Linear, ReLU] * 3): a use each
             x = layer.forward(x, train=train)
         return x
 
