@@ -70,7 +70,7 @@ def tree_record(tree: Any, host_array: Callable[[Any], np.ndarray | None],
         if isinstance(value, dict):
             for key in value:
                 if not isinstance(key, str):
-                    raise TypeError(f"{who}: {where} has the key {key!r}, a {type(key).__name__}; a file holds "
+                    raise TypeError(f"{who}: {where} has the key {key!r}, {_a(key)}; a file holds "
                                     "dicts with str keys only")
             return {"type": "dict", "items": {k: walk(v, f"{where}[{k!r}]", level + 2) for k, v in value.items()}}
         if isinstance(value, list):
@@ -87,7 +87,7 @@ def tree_record(tree: Any, host_array: Callable[[Any], np.ndarray | None],
         else:
             host = host_array(value)
             if host is None:
-                raise TypeError(f"{who}: {where} is a {_type_name(value)}, which a file cannot hold; it holds "
+                raise TypeError(f"{who}: {where} is {_a(value)}, which a file cannot hold; it holds "
                                 f"{_HOLDS}{_hint(value)}")
             if host.dtype.kind not in _ARRAY_KINDS:
                 raise TypeError(f"{who}: {where} is an array of dtype {host.dtype}, which a file cannot hold; "
@@ -103,19 +103,22 @@ def _numpy_scalar(value: np.generic, where: str, who: str) -> dict[str, Any]:
     dtype = value.dtype.name
     if dtype not in _SCALAR_DTYPES:
         raise TypeError(f"{who}: {where} is a NumPy scalar of dtype {dtype}, which a file cannot hold; NumPy "
-                        f"scalars of {', '.join(_SCALAR_DTYPES)} only (a 0-d array of it: numpy.asarray(value))")
+                        f"scalars of {', '.join(_SCALAR_DTYPES)} only")
     item = value.item()
     return {"type": "numpy", "dtype": dtype, "value": [item.real, item.imag] if isinstance(item, complex) else item}
 
 
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+def _a(value: Any) -> str:
+    """``value``'s type with its article: "a function", "an object", "a Sequential"."""
+    name = type(value).__name__
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _hint(value: Any) -> str:
     if hasattr(value, "state_dict"):
-        return "; save its state_dict() there (xn.save(model, path) saves a whole model, its architecture too)"
+        whole = " (xn.save(model, path) alone saves a whole model, its architecture too)" if hasattr(
+            value, "params") else ""
+        return f"; save its state_dict() instead{whole}"
     if callable(value):
         return "; a function is code, which torch.save pickles and xpnet never does: save the values it uses"
     return ""

@@ -170,7 +170,8 @@ def load(path: str | os.PathLike, device: Any = None, dtype: Any = None, *, map_
     False: nothing is ever unpickled, whichever.
 
     Values come back as saved: dicts in their key order, lists, tuples, NumPy scalars of their dtype, arrays as
-    writable NumPy arrays (each array saved once, where it was found in several places, is one array again), so
+    writable NumPy arrays, or on ``device`` (NumPy's arrays of str or bytes stay on the host; an array found in
+    several places was saved once and is one array again), so
     that ``model.load_state_dict(xn.load(path))`` and ``optimizer.load_state_dict(ckpt["optimizer_state_dict"])``
     take them.
 
@@ -196,7 +197,8 @@ def load(path: str | os.PathLike, device: Any = None, dtype: Any = None, *, map_
         if tree is not None:
             reader.what = TREE_WHAT
             check_format(reader, tree, "format", TREE_FORMAT)
-            return read_tree(reader, tree, lambda a: to_device(a, dev, dtype=dtype if a.dtype.kind == "f" else None))
+            return read_tree(reader, tree, lambda a: a if a.dtype.kind in "US" else  # str arrays stay on the host
+                             to_device(a, dev, dtype=dtype if a.dtype.kind == "f" else None))
         meta, prefix = reader.record(_CONFIG_KEY), ""
         reader.what = _MODEL_WHAT
         if meta is None:
