@@ -336,6 +336,8 @@ def _tree(record):
     (lambda a, r: _tree(r).update({"o": {"type": "object", "module": "os", "name": "system"}}),
      r"obj\['o'\] in its record is .*, expected a value xn.save writes"),
     (lambda a, r: _tree(r)["w"].update({"dtype": "O"}), r"obj\['w'\] in its record has dtype 'O', expected"),
+    (lambda a, r: _tree(r).update({"h": {"type": "numpy", "dtype": "float16", "value": 1e10}}),
+     r"obj\['h'\] in its record is .*, expected a float16 value"),
 ])
 def test_a_damaged_tree_file_is_refused_naming_what_is_wrong(tmp_path, change, message):
     path = tmp_path / "ckpt.pt"
@@ -343,6 +345,26 @@ def test_a_damaged_tree_file_is_refused_naming_what_is_wrong(tmp_path, change, m
     rewrite(path, change)
     with pytest.raises(xn.XpnetFileError, match=f"^'{path}' is not a file of saved values .*: {message}"):
         xn.load(path)
+
+
+def test_every_bit_flip_loads_what_was_saved_or_names_the_file(tmp_path):
+    """Single and multiple bit flips anywhere in a checkpoint dict's file (its record's JSON included): the very
+    tree saved, or one XpnetFileError naming the file."""
+    good, path = tmp_path / "good.pt", tmp_path / "flipped.pt"
+    tree = {"epoch": 3, "w": np.arange(6.0).reshape(2, 3), "n": (np.float16(1.5), np.int8(-3), 1 + 2j), "s": "adam"}
+    xn.save(tree, good)
+    data, rng, refused = bytearray(good.read_bytes()), np.random.default_rng(27), 0
+    for i in range(300):
+        flipped = bytearray(data)
+        for bit in rng.integers(0, len(data) * 8, 1 if i < 200 else 4):
+            flipped[bit // 8] ^= 1 << (bit % 8)
+        path.write_bytes(bytes(flipped))
+        try:
+            same(tree, xn.load(path))
+        except xn.XpnetFileError as exc:
+            assert str(path) in str(exc)
+            refused += 1
+    assert refused > 200
 
 
 def test_a_truncated_or_foreign_file_is_refused_clearly(tmp_path):

@@ -25,7 +25,9 @@ no other array, the second building the tree from the arrays' data. A node of an
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from typing import Any, Callable
 
 import numpy as np
@@ -39,6 +41,7 @@ TREE_KEY = "__xpnet_tree__"
 TREE_FORMAT = 1
 TREE_WHAT = "a file of saved values (written by xn.save(obj, path) of a dict, list or array)"
 _ARRAY_KINDS = "biufcUS"  # bool, numbers, and NumPy's str and bytes arrays; never objects
+_ARRAY_DTYPE = r"[biufcUS][0-9]+"  # how the record names them: NumPy's dtype.str without the byte order
 _SCALAR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
                   "float32", "float64", "complex64", "complex128")
 _HOLDS = ("dicts (str keys), lists, tuples, arrays, None, bool, int, float, complex, str and NumPy scalars of "
@@ -162,14 +165,13 @@ def _build(node: Any, where: str, reader: NpzReader, refs: dict[str, Any], data:
 def _array(node: dict[str, Any], where: str, reader: NpzReader, refs: dict[str, Any],
            data: dict[str, Any] | None) -> Any:
     name, shape, dtype = node.get("name"), node.get("shape"), node.get("dtype")
-    if not isinstance(name, str) or not isinstance(shape, list) or not all(
-            type(n) is int and n >= 0 for n in shape) or not isinstance(dtype, str):
+    if not isinstance(name, str) or not isinstance(shape, list) or not all(type(n) is int and n >= 0 for n in shape):
         raise reader.error(f"{where} in its record is {node!r:.120}, expected an array's name, shape and dtype")
     try:
-        found = np.dtype(dtype)
-    except TypeError:
+        found = np.dtype(dtype) if isinstance(dtype, str) and re.fullmatch(_ARRAY_DTYPE, dtype) else None
+    except (TypeError, ValueError, OverflowError):  # a size NumPy cannot make
         found = None
-    if found is None or found.kind not in _ARRAY_KINDS:
+    if found is None:
         raise reader.error(f"{where} in its record has dtype {dtype!r}, expected an array dtype of bool, a "
                            "number, str or bytes")
     ref = (tuple(shape), found)
@@ -188,8 +190,10 @@ def _scalar(node: dict[str, Any], where: str, reader: NpzReader) -> Any:
     fits = (type(value) is bool if kind == "b" else type(value) is int if kind in "iu" else
             type(value) in (int, float) if kind == "f" else _pair(value))
     if fits and kind in "iu":
-        info = np.iinfo(dtype)
-        fits = info.min <= value <= info.max
+        fits = np.iinfo(dtype).min <= value <= np.iinfo(dtype).max
+    if fits and kind in "fc":  # what a save wrote fits its dtype; more would overflow to inf
+        limit = float(np.finfo(dtype).max)
+        fits = all(not math.isfinite(v) or abs(v) <= limit for v in (value if kind == "c" else [value]))
     if not fits:
         raise reader.error(f"{where} in its record is {node!r:.120}, expected a {dtype} value")
     return dtype.type(complex(*value) if kind == "c" else value)
