@@ -54,7 +54,7 @@ def test_public_name_exists(name):
     (xn.optim.Adam, ["lr", "betas", "eps", "weight_decay"]),
     (xn.testing.assert_backends_agree, ["devices", "rtol", "atol"]),
     (xn.Sequential.predict, ["batch_size"]),
-    (xn.load, ["device", "dtype"]),
+    (xn.load, ["device", "dtype", "map_location", "weights_only"]),
     (xn.layers.Residual, ["body", "shortcut"]),
     (xn.Model.load_state_dict, ["strict"]),
     (xn.load_torch_state_dict, ["strict", "key"]),

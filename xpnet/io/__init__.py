@@ -5,6 +5,7 @@
 - ``atomic``: every write goes to a temporary file in the target's folder, then a rename;
 - ``signals``: SIGTERM (what batch schedulers send) handled like Ctrl-C during a save or a run;
 - ``npz``: the ``.npz`` reader that checks each array's header before reading its data;
+- ``tree_file``: a tree of values (a state dict, PyTorch's checkpoint dict) in one ``.npz``, without pickle;
 - ``unpickle``: pickles that may hold only arrays (the book's weight files), never plain ``pickle.load``;
 - ``torch_file``: PyTorch's ``.pt``/``.pth`` files of ``torch.save`` read without torch, their pickle through an
   allow-list of what a state dict needs (torch's own for ``weights_only=True``, cut down).

@@ -82,6 +82,11 @@ class NpzReader:
     def names(self) -> list[str]:
         return list(self._members)
 
+    @property
+    def archive_names(self) -> list[str]:
+        """Every member of the archive, ``.npy`` or not (what wrote a foreign file shows there)."""
+        return self._zip.namelist()
+
     def error(self, why: str) -> XpnetFileError:
         return XpnetFileError(f"{self.path!r} is not {self.what}: {why}")
 

@@ -397,8 +397,11 @@ class Tree(Submodules):
                 problems.append(f"{k!r} has shape {tuple(int(d) for d in v.shape)} in the dict but "
                                 f"{tuple(own[k].shape)} in the model")
         if problems:
+            inner = [k for k, v in state_dict.items() if missing and isinstance(v, Mapping) and set(own) <= set(v)]
             raise ValueError(f"{who}: " + "; ".join(problems) + (_PYTORCH_HINT if strict and any(
-                _PYTORCH_KEY.search(k) for k in unexpected if isinstance(k, str)) else ""))
+                _PYTORCH_KEY.search(k) for k in unexpected if isinstance(k, str)) else "") + (
+                f"\nits entry {inner[0]!r} holds this model's arrays (a checkpoint dict?): "
+                f"model.load_state_dict(d[{inner[0]!r}])" if inner else ""))
         for k, v in state_dict.items():
             if k in own:
                 value = to_device(v, device_of(own[k]), dtype=own[k].dtype)

@@ -5,7 +5,8 @@
 - ``sequential``: :class:`Sequential`, layers applied in order (a Model);
 - ``chain``: :func:`backward_chain`, the backward of a model whose parts run in order, stopping at the earliest
   part that trains when no input gradient is wanted (Sequential's and the models' below; one's own ``xn.Model``);
-- ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``);
+- ``files``: a model as a device-independent ``.npz`` file (``model.save``, ``xn.save``, ``xn.load``), and a state
+  dict or checkpoint dict as one (``xn.save(model.state_dict(), path)``, through ``xpnet.io.tree_file``);
 - ``language``: :class:`LanguageModel`, stacked LSTMs over ids (the book's Rnnlm, BetterRnnlm), sampling;
 - ``seq2seq``: the book's encoder-decoders (``Seq2seq``, ``PeekySeq2seq``, ``AttentionSeq2seq``), greedy decoding;
 - ``resnet``: torchvision's ResNets (``xn.models.resnet18``, ``resnet34``, ``resnet50``, ``resnet101``,

@@ -12,6 +12,10 @@ them again, as ``torch.save(model)`` keeps ``requires_grad``; ``"frozen_batch_no
 (``xn.freeze_batch_norm`` after the model was built). A record is built again at save, without
 drawing weights: one that would not make the model's arrays (a layer replaced after the model was built, with
 another shape) is refused there rather than by ``xn.load``.
+
+``xn.save`` of anything but a model (a state dict, PyTorch's checkpoint dict of state dicts, epoch and loss) writes
+a tree of values (``xpnet.io.tree_file``), which ``xn.load`` gives back as it was: PyTorch's ``torch.save`` and
+``torch.load``, without pickle.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ import os
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_array_api_obj
 
 from .. import init as _init
-from ..backend import to_numpy
+from ..backend import CPU, Device, device as resolve_device, float_dtype_name, to_device, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
+from ..io.tree_file import TREE_FORMAT, TREE_KEY, TREE_WHAT, read_tree, save_tree
 from ..layers.frozen_norm import FrozenBatchNorm2d, freeze_named
 from ..layers.norm import BatchNorm
 from ..layers.records import BuildError, from_record, to_record
@@ -41,6 +47,8 @@ _CONFIG_KEY = "__xpnet_model__"
 # A training checkpoint's record (xpnet.training.checkpoint), which holds the architecture too.
 CHECKPOINT_KEY = "__xpnet_checkpoint__"
 CHECKPOINT_WHAT = "an xpnet training checkpoint (written by xn.callbacks.ModelCheckpoint(path, full=True))"
+_MODEL_WHAT = "an xpnet model file (written by model.save)"
+_ANY_WHAT = "an xpnet model file or a file of saved values (written by xn.save or model.save)"
 FORMATS = (1, 2)  # 1: a Sequential as its list of layers; 2: any model as the record of its class
 
 
@@ -123,53 +131,112 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     atomic_savez(path, arrays)
 
 
-# torch.save(model.state_dict(), path): what xn.save(state_dict, path) most likely meant.
-_STATE_DICT_HINT = ("; xn.save writes the whole model, its architecture too: xn.save(model, path), and xn.load(path) "
-                    "rebuilds it; a state dict alone: numpy.savez('model.npz', **model.state_dict()), then "
-                    "model.load_state_dict(numpy.load('model.npz'))")
+def save(obj: Any, path: str | os.PathLike) -> None:
+    """Write ``obj`` to ``path`` (.npz) atomically, as PyTorch's ``torch.save(obj, path)``; nothing is pickled.
+
+    - A model (``xn.Model``, ``xn.Sequential``; ``model.save(path)``): its architecture, params and buffers;
+      ``xn.load(path, device=...)`` builds the model again, on any device.
+    - A state dict or PyTorch's checkpoint dict (``{"epoch": 5, "model_state_dict": model.state_dict(),
+      "optimizer_state_dict": optimizer.state_dict(), "loss": loss}``): a tree of dicts (str keys), lists, tuples,
+      arrays of any backend (stored as NumPy arrays, PyTorch's bfloat16 as float32), None, bool, int, float,
+      complex, str and NumPy scalars, which ``xn.load(path)`` gives back with its types (tuple or list, int or
+      float, a NumPy scalar's dtype, each dict's key order). Anything else in it (an object, a function, a key
+      that is not a str) is refused before anything is written, naming its place
+      (``obj['optimizer_state_dict']['state']``) and its type.
+    """
+    if isinstance(obj, Model):
+        save_model(obj, path)
+    elif hasattr(obj, "params") and not isinstance(obj, (dict, list, tuple)):
+        raise TypeError(f"xn.save: expected an xn.Model or xn.Sequential, got {type(obj).__name__}; wrap the layer: "
+                        f"xn.Sequential({obj.name}(...)), or save its state_dict()")
+    else:
+        save_tree(path, obj, _host_array)
 
 
-def save(model: Any, path: str | os.PathLike) -> None:
-    """``model.save(path)``: architecture, params and buffers in one ``.npz``, written atomically;
-    ``xn.load(path, device=...)`` rebuilds the model on any device."""
-    if not isinstance(model, Model):
-        raise TypeError(f"xn.save: expected an xn.Model or xn.Sequential, got {type(model).__name__}"
-                        + (f"; wrap the layer: xn.Sequential({model.name}(...))" if hasattr(model, "params") else "")
-                        + (_STATE_DICT_HINT if isinstance(model, dict) else ""))
-    save_model(model, path)
+def _host_array(value: Any) -> np.ndarray | None:
+    """``value`` as a NumPy array on the host where it is an array of any backend, else None."""
+    return to_numpy(value) if is_array_api_obj(value) else None
 
 
-def load(path: str | os.PathLike, device: Any = "cpu", dtype: Any = None) -> Model:
-    """Rebuild a model saved with ``model.save`` or ``xn.save`` onto ``device``, its floats cast to
-    ``dtype`` when given (``"float32"``: a float64 file onto a device without float64, such as JAX
-    without ``jax_enable_x64``; cast on the host, as ``model.to(device, dtype=...)``).
+def load(path: str | os.PathLike, device: Any = None, dtype: Any = None, *, map_location: Any = None,
+         weights_only: bool | None = None) -> Any:
+    """What ``xn.save`` wrote to ``path``: a model (``xn.save(model, path)``, ``model.save(path)``) built again, or
+    the values saved (``xn.save(model.state_dict(), path)``, a checkpoint dict), as PyTorch's ``torch.load``.
+    Arrays and the model go on ``device`` (the host, NumPy, by default; ``"cuda"``, ``"cuda:1"``, ``"torch:cpu"``,
+    an ``xn.Device``), PyTorch's ``map_location`` is the same argument (a device string, ``xn.Device`` or
+    ``torch.device``, taken as its string); floats cast to ``dtype`` when given (``"float32"``: a float64 file onto
+    a device without float64, such as JAX without ``jax_enable_x64``; cast on the host, as ``model.to(device,
+    dtype=...)``; a tree's floating arrays only, not its numbers). ``weights_only`` (PyTorch's) may be True or
+    False: nothing is ever unpickled, whichever.
+
+    Values come back as saved: dicts in their key order, lists, tuples, NumPy scalars of their dtype, arrays as
+    writable NumPy arrays, or on ``device`` (NumPy's arrays of str or bytes stay on the host; an array found in
+    several places was saved once and is one array again), so
+    that ``model.load_state_dict(xn.load(path))`` and ``optimizer.load_state_dict(ckpt["optimizer_state_dict"])``
+    take them.
 
     A training checkpoint (``xn.callbacks.ModelCheckpoint(path, full=True)``, or the one written on
-    SIGTERM) loads too: the model with the weights it had at the checkpoint's epoch, the state a resumed
-    run starts from. The rest of the checkpoint is left out (the optimizer's state, the history, and the
+    SIGTERM) loads as a model too: the model with the weights it had at the checkpoint's epoch, the state a
+    resumed run starts from. The rest of the checkpoint is left out (the optimizer's state, the history, and the
     callbacks' arrays such as EarlyStopping's best weights); ``xn.train(..., resume_from=path)`` uses it.
 
-    Validates fully before use: the format version, the architecture record, and every array's
-    shape and dtype (read from its header, before its data) against the layers the record builds;
-    no name may be missing or extra. Layers are built without drawing weights (``xn.init`` is left
-    untouched), so a file that declares huge layers but does not hold them fails at once.
-    A model of the user's own class is built again from the arguments it was built with; its class
-    must be defined in this program (the error says what to import).
+    Validates fully before use: the format version, the record, and every array's shape and dtype (read from its
+    header, before its data) against what the record says; no array may be missing or extra. A model's layers are
+    built without drawing weights (``xn.init`` is left untouched), so a file that declares huge layers but does not
+    hold them fails at once. A model of the user's own class is built again from the arguments it was built with;
+    its class must be defined in this program (the error says what to import).
     Raises :class:`XpnetFileError` (a ValueError) naming the path and what is wrong.
     """
-    with NpzReader(path, "an xpnet model file (written by model.save)") as reader:
+    dev = _load_device(device, map_location)
+    if weights_only is not None and not isinstance(weights_only, bool):
+        raise TypeError(f"xn.load: weights_only must be True or False (nothing is unpickled either way), got "
+                        f"{weights_only!r}")
+    dtype = None if dtype is None else float_dtype_name(dtype, "xn.load")
+    with NpzReader(path, _ANY_WHAT) as reader:
+        tree = reader.record(TREE_KEY)
+        if tree is not None:
+            reader.what = TREE_WHAT
+            check_format(reader, tree, "format", TREE_FORMAT)
+            return read_tree(reader, tree, lambda a: a if a.dtype.kind in "US" else  # str arrays stay on the host
+                             to_device(a, dev, dtype=dtype if a.dtype.kind == "f" else None))
         meta, prefix = reader.record(_CONFIG_KEY), ""
+        reader.what = _MODEL_WHAT
         if meta is None:
             meta, prefix = reader.record(CHECKPOINT_KEY), "model/"
             if meta is None:
-                raise reader.error("it has no architecture record")
+                raise reader.error(_no_record(reader))
             reader.what = CHECKPOINT_WHAT
         check_format(reader, meta, "format", FORMATS)
         model = model_from_architecture(reader, meta)
         found = set(reader.names) - {_CONFIG_KEY} if not prefix else \
             {name for name in reader.names if name.startswith(prefix)}
         read_state(reader, model, {name: prefix + name for name in model.state()}, found)
-    return model.to(device, dtype=dtype)
+    return model.to(dev, dtype=dtype)
+
+
+def _load_device(device: Any, map_location: Any) -> Device:
+    """The device of ``xn.load``'s ``device=`` or PyTorch's ``map_location=`` (one of them; neither: the host)."""
+    if map_location is not None:
+        if device is not None:
+            raise TypeError("xn.load: give device= or map_location= (PyTorch's name for it), not both")
+        if isinstance(map_location, dict) or callable(map_location):
+            raise TypeError(f"xn.load: map_location takes a device ('cpu', 'cuda', 'cuda:0', a device object), got a "
+                            f"{type(map_location).__name__}; torch.load's dict or function of storage locations has "
+                            "no counterpart: xpnet puts every array on the one device given")
+        device = map_location
+    if device is None:
+        return CPU
+    if not isinstance(device, (str, Device)) and isinstance(getattr(device, "type", None), str):
+        device = str(device)  # torch.device("cuda", 0) -> "cuda:0", as map_location's string
+    return resolve_device(device)
+
+
+def _no_record(reader: NpzReader) -> str:
+    """Why a zip archive without an xpnet record is none of xpnet's files, and what reads it."""
+    if any(name.endswith("/data.pkl") for name in reader.archive_names):
+        return "it has no xpnet record; it is a file of PyTorch's torch.save, which xn.read_torch_file(path) reads"
+    return ("it has no xpnet record (a model's architecture, a checkpoint's, or the values of xn.save(obj, path)); "
+            "an archive of numpy.savez reads with numpy.load(path)")
 
 
 def check_format(reader: NpzReader, meta: Any, field: str, known: int | tuple[int, ...]) -> None:

@@ -27,6 +27,7 @@ captured kernels read and advance, and every update reads its step-dependent num
 from __future__ import annotations
 
 import weakref
+from collections.abc import Mapping
 from typing import Any
 
 from .. import _chainer
@@ -389,8 +390,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         return sd
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
-        if sd.get("type") != self.name:
-            raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
+        check_state_dict(self.name, sd)
         if self._several_groups or "param_groups" in sd:
             self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
         else:
@@ -411,6 +411,21 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         self._work_buffers = {}
         self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
         return self
+
+
+def check_state_dict(name: str, sd: Any) -> None:
+    """Raise unless ``sd`` is the ``state_dict()`` of an optimizer ``name``, saying which entry of a checkpoint
+    dict (``{"optimizer_state_dict": ...}``) holds one where ``sd`` is that dict."""
+    who = f"{name}.load_state_dict"
+    if not isinstance(sd, Mapping):
+        raise TypeError(f"{who}: expected the dict of optimizer.state_dict(), got {type(sd).__name__}")
+    if "type" not in sd:
+        inner = [k for k, v in sd.items() if isinstance(v, Mapping) and "type" in v and "state" in v]
+        where = f"; its entry {inner[0]!r} is one: optimizer.load_state_dict(d[{inner[0]!r}])" if inner else ""
+        raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
+                         f"'state'), got a dict of keys {list(sd)[:10]}{where}")
+    if sd["type"] != name:
+        raise ValueError(f"{name}: cannot load the state of a {sd['type']} optimizer")
 
 
 def is_weight(name: str) -> bool:

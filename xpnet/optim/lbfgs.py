@@ -15,7 +15,7 @@ from typing import Any, Callable
 from .._user import is_int
 from ..backend import device_of, namespace, no_autograd, same_device, to_device, update_rule
 from ._blame import mixed_dtypes
-from .base import Optimizer
+from .base import Optimizer, check_state_dict
 from .hyperparams import choice, positive
 from .line_search import strong_wolfe
 
@@ -308,8 +308,7 @@ class LBFGS(Optimizer):
         return sd
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
-        if sd.get("type") != self.name:
-            raise ValueError(f"{self.name}: cannot load the state of a {sd.get('type')} optimizer")
+        check_state_dict(self.name, sd)
         for k, v in type(self)(**sd["hyperparams"]).hyperparams().items():  # checked as the constructor does
             setattr(self, k, v)
         self.load_groups(sd.get("param_groups", [{}]))  # the own keys, the hyperparameters again

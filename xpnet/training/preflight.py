@@ -47,7 +47,9 @@ def check_model(model: Any, who: str) -> None:
         raise TypeError(f"{who}: model must be a model, got a {type(model).__name__} of layers; wrap it: "
                         "xn.Sequential(*layers)")
     if not isinstance(model, Model):
-        raise TypeError(f"{who}: model must be an xn.Sequential or xn.Model, got {type(model).__name__}")
+        raise TypeError(f"{who}: model must be an xn.Sequential or xn.Model, got {type(model).__name__}" + (
+            "; a state dict (what xn.load gives for a file of xn.save(model.state_dict(), path)) goes into a model "
+            "built as the saved one: model.load_state_dict(d)" if isinstance(model, dict) else ""))
     missing = no_train(model) or (loose_arrays(model) if who == "train" else "")
     if missing:
         raise TypeError(f"{who}: {missing}")
