@@ -12,7 +12,6 @@ from test_every_layer_everywhere import CASES, VARIANTS, _arrays, _inputs
 
 import xpnet as xn
 from xpnet import layers as L
-from xpnet.layers.uses import note
 
 F64 = "float64"
 
@@ -246,9 +245,7 @@ def test_every_layer_called_twice_equals_two_calls_one_after_the_other(name):
             self.layer = layer
 
         def forward(self, train=True):
-            note(self.layer, True)  # what layer(...) does; the cases call forward with their own arguments
-            first = _arrays(case.forward(self.layer, *xs1, train=True))
-            note(self.layer, True)
+            first = _arrays(case.forward(self.layer, *xs1, train=True))  # each forward call a use
             return first, _arrays(case.forward(self.layer, *xs2, train=True))
 
     y1, y2 = Twice().forward()

@@ -69,11 +69,11 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         if getattr(_local, "calls", None) is not None:
             return forward(self, *xs, **kwargs)
-        _local.calls, _local.model, _local.running, _local.within_layer = {}, self, set(), False
+        _local.calls, _local.model, _local.caller = {}, self, None
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            _local.calls = _local.model = _local.running = None
+            _local.calls = _local.model = _local.caller = None
     return run
 
 
@@ -91,24 +91,28 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        if getattr(_local, "calls", None) is None:
+        local = _local
+        calls = getattr(local, "calls", None)
+        if calls is None:
             return forward(self, *xs, **kwargs)
-        running = _local.running
-        if _local.within_layer or id(self) in running:
+        caller = local.caller  # the layer whose forward runs this call, None at the model's own
+        if caller is self or (caller is not None and not caller.uses_inside):
             return forward(self, *xs, **kwargs)
         if train_of is not None:
             train = train_of(self, xs, kwargs)
         else:
             train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
-        note(self, self.training if train is None else train is True)
-        running.add(id(self))
-        within = _local.within_layer = not self.uses_inside
+        if train is True or (train is None and self.training):
+            if id(self) in calls:
+                _again(self)
+            else:  # the first call in this forward: what an earlier forward's calls kept goes
+                calls[id(self)] = self
+                self.__dict__.pop(_USES, None)
+        local.caller = self
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            running.discard(id(self))
-            if within:
-                _local.within_layer = False
+            local.caller = caller
     return run
 
 
@@ -130,6 +134,11 @@ def note(layer: Any, train: bool) -> None:
         calls[id(layer)] = layer
         vars(layer).pop(_USES, None)
         return
+    _again(layer)
+
+
+def _again(layer: Any) -> None:
+    """A second or later call of ``layer`` in this forward: keep the state the call before left."""
     if getattr(layer, "stateful", False) is True:
         raise RuntimeError(_stateful_twice(layer))
     uses = vars(layer).get(_USES)
