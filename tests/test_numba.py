@@ -396,6 +396,12 @@ def test_optimizer_updates_equal_portable_bit_for_bit(name, dtype):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (name, dtype, special, k, a, b)
 
 
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
 def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update():
     from xpnet.optim.base import unfused
 
@@ -409,6 +415,13 @@ def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update(
         assert backend.fast_path(op, np, unfused)(*half) is NotImplemented  # not built for float16
         view = tuple(a.T if isinstance(a, np.ndarray) else a for a in args)
         assert backend.fast_path(op, np, unfused)(*view) is NotImplemented  # nor for a transposed view
+        arrays = [i for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+        for i in arrays:  # any one array unfit: p or a state read-only, g or a state of another dtype or shape
+            for unfit in (_read_only(args[i]), args[i].astype(np.float64), args[i][:, :2].copy()):
+                if i == 1 and not unfit.flags.writeable:
+                    continue  # the gradient is only read
+                odd = (*args[:i], unfit, *args[i + 1:])
+                assert backend.fast_path(op, np, unfused)(*odd) is NotImplemented, (op, i, unfit)
     # a transposed parameter takes the portable path and ends where a contiguous one does
     fast, ref = _train_steps(UPDATES["Adam"], "float32", True, transposed=True), _train_steps(UPDATES["Adam"],
                                                                                                "float32", False)

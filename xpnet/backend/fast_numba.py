@@ -19,10 +19,16 @@ import numpy as np
 from . import numba_conv, numba_kernels, numba_resize, numba_rows
 
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def _kernel_ready(*arrays: Any) -> bool:
-    """float32/float64 C-contiguous NumPy arrays (other dtypes and layouts take the portable path)."""
-    return all(isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-               for a in arrays)
+    """float32/float64 C-contiguous NumPy arrays (other dtypes and layouts take the portable path). Asked at
+    every call of a kernel (the optimizers' several a step): a plain loop."""
+    for a in arrays:
+        if not isinstance(a, np.ndarray) or a.dtype not in _FLOATS or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 def _bn_ready(x3: Any, *rest: Any) -> bool:
@@ -84,9 +90,13 @@ def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
 def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     """An optimizer's update: the parameter, its gradient and its state arrays (all but g written in
     place) of one float dtype and shape, C-contiguous."""
-    states = [a for a in rest if isinstance(a, np.ndarray)]
-    return (_kernel_ready(p, g, *states) and all(a.dtype == p.dtype and a.shape == p.shape for a in (g, *states))
-            and all(a.flags.writeable for a in (p, *states)))
+    if not _kernel_ready(p, g) or g.dtype != p.dtype or g.shape != p.shape or not p.flags.writeable:
+        return False
+    for a in rest:
+        if isinstance(a, np.ndarray) and not (a.dtype == p.dtype and a.shape == p.shape and a.flags.c_contiguous
+                                              and a.flags.writeable):
+            return False
+    return True
 
 
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
