@@ -335,8 +335,7 @@ def test_dropout_is_captured_and_its_masks_are_those_of_eager_training(tmp_path)
         return y, scale
     entries = xn.backend.registry._FAST_PATHS[("dropout_forward", "cupy")]
     entries[:] = [(family, baked if fn is forward else fn, accepts) for family, fn, accepts in entries]
-    xn.backend.registry._resolved.clear()
-    xn.backend.registry._guards.clear()
+    xn.backend.registry.forget_resolved()
     result["baked"] = dropout_run(True)[1]
     print(json.dumps(result))
     """, tmp_path))

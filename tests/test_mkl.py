@@ -182,6 +182,7 @@ def test_the_layers_large_products_all_go_through_mkl(rng, monkeypatch):
     monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.setattr(registry, "_answers", {})
     x = rng.integers(0, 11, (4, 6))
     emb = xn.layers.Embedding(11, 8)
     model = xn.Sequential(emb, xn.layers.LSTM(8, 8), xn.layers.GRU(8, 8), xn.layers.Linear(8, 8),
@@ -262,6 +263,7 @@ def test_an_mkl_without_its_library_warns_once_and_falls_back(monkeypatch, rng):
                                                   for k, v in registry._FAST_PATHS.items()})
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.setattr(registry, "_answers", {})
     monkeypatch.delitem(sys.modules, "xpnet.backend.fast_mkl", raising=False)
     monkeypatch.setattr(importlib.metadata, "files", lambda name: [])
     lstm = xn.layers.LSTM(3, 4)
@@ -280,6 +282,7 @@ def test_mkl_comes_before_numpys_copy_whichever_family_loaded_first(monkeypatch)
     monkeypatch.setattr(registry, "_FAST_PATHS", {})
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.setattr(registry, "_answers", {})
     assert backend.fast_path("im2col", np) is fast_numpy.im2col  # loads fast_numpy alone
     W = np.ones((3, 4), np.float32)
     made = backend.fast_path("step_weights_transposed", np, lambda W, steps: W.T)(W, 5)

@@ -291,6 +291,7 @@ def _without_numba_family(monkeypatch):
                                                   for k, v in registry._FAST_PATHS.items()})
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.setattr(registry, "_answers", {})
 
 
 def test_a_numba_that_fails_to_import_warns_once_and_falls_back(monkeypatch):
@@ -323,6 +324,7 @@ def _plant(monkeypatch, op, fn):
     monkeypatch.setitem(registry._FAST_PATHS, (op, "numpy"), [(family, fn, accepts)])
     monkeypatch.setattr(registry, "_resolved", {})
     monkeypatch.setattr(registry, "_guards", {})
+    monkeypatch.setattr(registry, "_answers", {})
 
 
 def _convnet(dtype):

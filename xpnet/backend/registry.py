@@ -89,6 +89,16 @@ _switches = {"all": _on("XPNET_DISABLE_FAST_PATHS"),
              **{family: _on(env) for family, (env, _) in _FAMILY_SWITCHES.items()}}
 _resolved: dict[tuple[str, str], Any] = {}  # (op, library) -> [(fn, accepts), ...] switched on; cleared by the switches
 _guards: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {}
+# What fast_path answered, by (op, namespace, portable): asked a dozen times a training step, so one lookup.
+_answers: dict[tuple[str, Any, Any], Any] = {}
+_ANSWERS_KEPT = 4096  # a caller passing a new portable function at each call would grow it: cleared past this
+
+
+def forget_resolved() -> None:
+    """Drop what the lookups kept (after a registration, a switch, or a test's change to ``_FAST_PATHS``)."""
+    _resolved.clear()
+    _guards.clear()
+    _answers.clear()
 
 
 def _library(xp: Any) -> str | None:
@@ -111,8 +121,7 @@ def register_fast_path(op: str, library: str, *, accepts: Callable[..., bool] | 
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         _FAST_PATHS.setdefault((op, library), []).append((family, fn, accepts))
-        _resolved.clear()
-        _guards.clear()
+        forget_resolved()
         return fn
 
     return decorate
@@ -172,7 +181,17 @@ def fast_path(op: str, xp: Any, portable: Callable[..., Any] | None = None) -> C
     """What runs ``op`` for namespace ``xp``: its fast implementation where one is registered and on,
     else ``portable`` (None when not given). Fast paths that accept only some inputs are returned
     guarded: an input goes to the first that accepts it, else to ``portable`` (without ``portable``:
-    the first fast path is returned as it is)."""
+    the first fast path is returned as it is). The answer is kept until :func:`forget_resolved`."""
+    key = (op, xp, portable)
+    answer = _answers.get(key, _answers)
+    if answer is _answers:
+        if len(_answers) >= _ANSWERS_KEPT:
+            _answers.clear()
+        answer = _answers[key] = _fast_path(op, xp, portable)
+    return answer
+
+
+def _fast_path(op: str, xp: Any, portable: Callable[..., Any] | None) -> Callable[..., Any] | None:
     if not _switches["all"]:
         return portable
     library = _library(xp)
@@ -219,8 +238,7 @@ def into(out: Any, fn: Callable[..., Any], *args: Any) -> Any:
 def _switch(name: str, enabled: bool) -> bool:
     who = _FAMILY_SWITCHES[name][1] if name in _FAMILY_SWITCHES else "set_fast_paths"
     previous, _switches[name] = _switches[name], flag(enabled, who, "enabled")
-    _resolved.clear()
-    _guards.clear()
+    forget_resolved()
     return previous
 
 
