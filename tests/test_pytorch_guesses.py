@@ -93,6 +93,26 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     assert "SoftmaxCrossEntropy" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_sums_and_scalings_of_loss_values_stay_loss_values():
+    """DCGAN prints errD.item() of errD = errD_real + errD_fake; a VAE's loss = BCE + KLD (a number of its own)
+    ends in loss.backward(): a plain float had no item() and said nothing about backward."""
+    bce = xn.losses.BCELoss()
+    y = np.array([0.2, 0.9])
+    real, fake = bce(y, np.ones(2)), bce(y, np.zeros(2))
+    kld = np.float64(0.25)
+    errD = real + fake
+    assert errD.item() == float(real) + float(fake)
+    for value in (errD, real - fake, 2 * real, real * 2, real / 4, 1 - real, sum([real, fake]), -real, real + kld):
+        assert isinstance(value, xn.losses.LossValue) and value.item() == float(value)
+    assert type(real * np.ones(2)) is np.ndarray  # arrays stay arrays
+    with pytest.raises(AttributeError) as info:
+        (real + kld).backward()
+    message = str(info.value)
+    assert "xpnet has no autograd" in message and "each loss layer's backward()" in message
+    assert "a VAE's KL term" in message and "\n" not in message
+    with pytest.raises(AttributeError, match=r"model.backward\(criterion.backward\(\)\), criterion being the BCELoss"):
+        real.backward()  # one loss keeps its one line
+
 @pytest.mark.parametrize("expression,hint", [
     ("xn.nn", "layers are in xn.layers"),
     ("xn.layers.Sequential", "xn.Sequential(layer, layer, ...)"),
