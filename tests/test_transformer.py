@@ -252,6 +252,21 @@ def test_a_wrong_input_shape_names_the_layout():
         TransformerEncoderLayer(E, HEADS, FF, batch_first=False)(np.zeros((5, 8), np.float32))
 
 
+
+def test_generate_square_subsequent_mask_is_pytorchs_and_masks_as_is_causal(dev, rng):
+    """The Transformer tutorial's src_mask = nn.Transformer.generate_square_subsequent_mask(len(src)).to(device)."""
+    theirs = torch.nn.Transformer.generate_square_subsequent_mask(L)
+    ours = xn.layers.Transformer.generate_square_subsequent_mask(L)
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float32  # on the host, PyTorch's default dtype
+    np.testing.assert_array_equal(ours, theirs.numpy())
+    mask = xn.layers.Transformer.generate_square_subsequent_mask(L, device=dev, dtype="float64")
+    assert_placed(mask, dev, "float64")
+    layer = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64").to(dev)
+    x = xn.to_device(rng.standard_normal((N, L, E)), dev)
+    np.testing.assert_allclose(xn.to_numpy(layer(x, mask)), xn.to_numpy(layer(x, is_causal=True)), **CLOSE)
+    with pytest.raises(ValueError, match=r"Transformer.generate_square_subsequent_mask: sz must be an int >= 0"):
+        xn.layers.Transformer.generate_square_subsequent_mask(2.5)
+
 # ----------------------------------------------------------------------------------------
 # The decoder and the whole encoder-decoder
 # ----------------------------------------------------------------------------------------
