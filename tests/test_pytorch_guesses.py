@@ -329,6 +329,19 @@ def test_no_grad_runs_what_it_wraps_unchanged():
         raise ValueError("inside")
 
 
+
+def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
+    """The transfer-learning tutorial's loop: with torch.set_grad_enabled(phase == 'train'): outputs = model(x)."""
+    model, (x, t) = _mlp(), _batches()[0]
+    expected = model.forward(x, train=False)
+    for phase in ("train", "val"):
+        with xn.set_grad_enabled(phase == "train"), xn.enable_grad():
+            np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    xn.set_grad_enabled(False)  # PyTorch's call form, which switches recording off: xpnet records nothing anyway
+    np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    with pytest.raises(TypeError, match=r"^set_grad_enabled: mode must be True or False \(as PyTorch's\), got 'train'$"):
+        xn.set_grad_enabled("train")
+
 def test_manual_seed_is_pytorchs_name_for_the_weight_seed():
     def weights_and_mask(seed_with, s):
         seed_with(s)

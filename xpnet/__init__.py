@@ -19,7 +19,7 @@ from .backend import (
     to_numpy,
 )
 from .book import load_book_params
-from .grad_mode import no_grad
+from .grad_mode import enable_grad, no_grad, set_grad_enabled
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
 from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
@@ -47,6 +47,7 @@ __all__ = [
     "datasets",
     "device",
     "distributed",
+    "enable_grad",
     "evaluate",
     "freeze_batch_norm",
     "gradcheck",
@@ -62,6 +63,7 @@ __all__ = [
     "optim",
     "read_torch_file",
     "save",
+    "set_grad_enabled",
     "testing",
     "to_device",
     "to_numpy",
