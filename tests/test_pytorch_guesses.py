@@ -291,6 +291,13 @@ def test_import_xpnet_nn_says_where_its_names_live():
         importlib.import_module("xpnet.nn")
 
 
+def test_import_xpnet_functional_says_every_operation_is_a_layer():
+    """import torch.nn.functional as F (the CIFAR-10, Transformer and VAE tutorials) ported as xpnet.functional."""
+    with pytest.raises(ImportError, match=r"xpnet has no functional module: every operation is a layer object, .*"
+                                          r"F.relu\(x\) is xn.layers.ReLU\(\).*docs/from-pytorch.md"):
+        importlib.import_module("xpnet.functional")
+
+
 def test_import_from_lr_scheduler_gives_pytorchs_schedulers():
     """``from xpnet.optim.lr_scheduler import StepLR`` used to fail with a hint; the module now holds them."""
     namespace = {}
