@@ -172,6 +172,12 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
     ("xn.randn_like", "then xn.to_device(z, dev)"),
     ("xn.cat", "xp = xn.backend.namespace(x)"),
     ("xn.flatten", "xp.reshape(x, (n, -1)) for torch.flatten(x, 1)"),
+    ("xn.max", "xp = xn.backend.namespace(x)"),  # _, predicted = torch.max(outputs, 1): CIFAR-10, transfer learning
+    ("xn.sum", "xp = xn.backend.namespace(x)"),  # torch.sum(preds == labels.data); the VAE's KLD
+    ("xn.triu", "xp = xn.backend.namespace(x)"),  # the Transformer tutorial's older mask
+    ("xn.sigmoid", "torch.sigmoid(x) is xn.layers.Sigmoid()"),  # the VAE's decode
+    ("xn.tanh", "xn.layers.Tanh()"),
+    ("xn.randperm", "draw on the host, rng = numpy.random.default_rng(seed)"),
     ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
      "loader.n is the number of samples (len(loader.dataset))"),
 ])
