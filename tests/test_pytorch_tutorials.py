@@ -165,3 +165,58 @@ def test_an_unshuffled_batch_iterator_iterates_as_a_dataloader_without_shuffle()
     assert [tb.tolist() for _, tb in batches] == [tb.tolist() for _, tb in loader.epoch(3)]
     with pytest.raises(TypeError, match=r"for xb, yb in batches.epoch\(epoch\): each epoch is its own seeded shuffle"):
         iter(xn.datasets.BatchIterator(x, t, batch_size=2))
+
+
+class _VAE(xn.Model):
+    """pytorch/examples' vae/main.py, small, as docs/from-pytorch.md ports it; eps given (torch.randn_like's draw)."""
+
+    def __init__(self, d=12, h=8, z=3):
+        super().__init__()
+        self.fc1, self.relu1, self.fc21, self.fc22 = L.Linear(d, h), L.ReLU(), L.Linear(h, z), L.Linear(h, z)
+        self.fc3, self.relu3, self.fc4, self.sigmoid = L.Linear(z, h), L.ReLU(), L.Linear(h, d), L.Sigmoid()
+
+    def forward(self, x, train=True):
+        h1 = self.relu1(self.fc1(x))
+        mu, logvar = self.fc21(h1), self.fc22(h1)
+        self.std = np.exp(0.5 * logvar)
+        z = mu + self.eps * self.std
+        return self.sigmoid(self.fc4(self.relu3(self.fc3(z)))), mu, logvar
+
+    def backward(self, drecon, dmu, dlogvar):
+        dz = self.fc3.backward(self.relu3.backward(self.fc4.backward(self.sigmoid.backward(drecon))))
+        dmu, dlogvar = dmu + dz, dlogvar + dz * self.eps * 0.5 * self.std
+        return self.fc1.backward(self.relu1.backward(self.fc21.backward(dmu) + self.fc22.backward(dlogvar)))
+
+
+def test_a_vae_whose_kl_gradient_is_written_out_trains_as_pytorchs():
+    """The VAE's loss of two parts, BCE(recon, x, reduction='sum') + KLD, and its one loss.backward(): in xpnet the
+    BCE's backward for the reconstruction and the KL term's gradient written out for mu and logvar (the docs' port),
+    three Adam steps equal to PyTorch's in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    theirs = torch.nn.ModuleDict({name: torch.nn.Linear(i, o, dtype=torch.float64) for name, i, o in
+                                  (("fc1", 12, 8), ("fc21", 8, 3), ("fc22", 8, 3), ("fc3", 3, 8), ("fc4", 8, 12))})
+    ours = _VAE().to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    bce = xn.losses.BCELoss(reduction="sum")
+    opt, topt = xn.optim.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    for _ in range(3):
+        x, eps = rng.random((5, 12)), rng.standard_normal((5, 3))
+        opt.zero_grad()
+        ours.eps = eps
+        recon, mu, logvar = ours(x)
+        loss = bce(recon, x) + -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar))
+        ours.backward(bce.backward(), mu, 0.5 * (np.exp(logvar) - 1))
+        opt.step()
+        topt.zero_grad()
+        h1 = F.relu(theirs.fc1(torch.from_numpy(x)))
+        tmu, tlogvar = theirs.fc21(h1), theirs.fc22(h1)
+        trecon = torch.sigmoid(theirs.fc4(F.relu(theirs.fc3(tmu + torch.from_numpy(eps) * torch.exp(0.5 * tlogvar)))))
+        tloss = F.binary_cross_entropy(trecon, torch.from_numpy(x), reduction="sum") \
+            - 0.5 * torch.sum(1 + tlogvar - tmu.pow(2) - tlogvar.exp())
+        tloss.backward()
+        topt.step()
+        assert isinstance(loss, xn.losses.LossValue) and loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+    for name, value in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
