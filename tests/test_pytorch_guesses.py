@@ -178,6 +178,8 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
     ("xn.sigmoid", "torch.sigmoid(x) is xn.layers.Sigmoid()"),  # the VAE's decode
     ("xn.tanh", "xn.layers.Tanh()"),
     ("xn.randperm", "draw on the host, rng = numpy.random.default_rng(seed)"),
+    # the quickstart's device = torch.accelerator.current_accelerator().type if ... else "cpu"
+    ("xn.device('cpu').type", "xn.device('auto') is the device itself: model.to(dev), xn.to_device(x, dev)"),
     ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
      "loader.n is the number of samples (len(loader.dataset))"),
 ])
@@ -248,7 +250,8 @@ def _hint_tables():
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": evaluation._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
-            "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
+            "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES,
+            "a device": xn.backend.devices._PYTORCH_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():
