@@ -1,5 +1,6 @@
 """What tripped while porting PyTorch's beginner tutorials (quickstart, build model, optimization, save and
-load, data, CIFAR-10 classifier, "What is torch.nn really?") to xpnet, written as a PyTorch user would."""
+load, data, CIFAR-10 classifier, "What is torch.nn really?") to xpnet, written as a PyTorch user would; and the
+ports docs/from-pytorch.md gives of pytorch/examples' VAE and the classic char-RNN classifier, against PyTorch."""
 
 import numpy as np
 import pytest
@@ -220,3 +221,55 @@ def test_a_vae_whose_kl_gradient_is_written_out_trains_as_pytorchs():
         assert isinstance(loss, xn.losses.LossValue) and loss.item() == pytest.approx(tloss.item(), rel=1e-12)
     for name, value in xn.torch_state_dict(ours).items():
         np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+class _CharRNN(xn.Model):
+    """The classic char-RNN tutorial's RNN (i2h, h2h, h2o, LogSoftmax), its per-character loop inside forward."""
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.i2h, self.h2h = L.Linear(input_size, hidden_size), L.Linear(hidden_size, hidden_size)
+        self.h2o, self.tanh, self.softmax = L.Linear(hidden_size, output_size), L.Tanh(), L.LogSoftmax(dim=1)
+
+    def forward(self, line, train=True):
+        hidden = np.zeros((line.shape[1], self.hidden_size), dtype=line.dtype)
+        for i in range(line.shape[0]):
+            hidden = self.tanh(self.i2h(line[i]) + self.h2h(hidden))
+        self.steps = line.shape[0]
+        return self.softmax(self.h2o(hidden))
+
+    def backward(self, dy):
+        dh = self.h2o.backward(self.softmax.backward(dy))
+        for _ in range(self.steps):
+            da = self.tanh.backward(dh)
+            self.i2h.backward(da)
+            dh = self.h2h.backward(da)
+
+
+def test_the_classic_char_rnn_with_its_loop_inside_forward_trains_as_pytorchs():
+    """Its manual SGD step, p.data.add_(p.grad.data, alpha=-lr), over names of several lengths, in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    torch.manual_seed(0)
+    theirs = torch.nn.ModuleDict({"i2h": torch.nn.Linear(6, 5), "h2h": torch.nn.Linear(5, 5),
+                                  "h2o": torch.nn.Linear(5, 3)}).double()
+    ours = _CharRNN(6, 5, 3).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    criterion, rng, lr = xn.losses.NLLLoss(), np.random.default_rng(0), 0.1
+    for length in (4, 1, 7):
+        line, category = np.eye(6)[rng.integers(0, 6, length)][:, None, :], rng.integers(0, 3, 1)
+        ours.zero_grad()
+        criterion(ours(line), category)
+        ours.backward(criterion.backward())
+        grads = ours.named_grads()
+        for name, p in ours.named_params().items():
+            p -= lr * grads[name]
+        theirs.zero_grad()
+        hidden = torch.zeros(1, 5, dtype=torch.float64)
+        for i in range(length):
+            hidden = torch.tanh(theirs.i2h(torch.from_numpy(line[i])) + theirs.h2h(hidden))
+        torch.nn.functional.nll_loss(torch.log_softmax(theirs.h2o(hidden), dim=1), torch.from_numpy(category)).backward()
+        for p in theirs.parameters():
+            p.data.add_(p.grad.data, alpha=-lr)
+    for name, value in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
