@@ -84,7 +84,9 @@ def _target(tensor: Any, who: str) -> Any:
     """``tensor`` once checked to be a floating array that can be written in place (TypeError otherwise)."""
     if not (hasattr(tensor, "shape") and hasattr(tensor, "dtype")) or isinstance(tensor, np.generic):
         got = "None (a layer built without a bias has m.bias None: test `if m.bias is not None`)" if tensor is None \
-            else f"a {type(tensor).__name__}" + (" (pass its m.weight or m.bias)" if hasattr(tensor, "params") else "")
+            else f"a {type(tensor).__name__}" + (" (pass its m.weight or m.bias)" if hasattr(tensor, "params") else
+                                                 " (NumPy's .data, the array's raw memory: pass m.weight itself, "
+                                                 "without .data)" if isinstance(tensor, memoryview) else "")
         raise TypeError(f"{who}: tensor must be an array such as a layer's m.weight, got {got}")
     xp = namespace(tensor)
     if not isdtype(xp, tensor.dtype, "real floating"):
