@@ -355,7 +355,8 @@ def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
             np.testing.assert_array_equal(model.forward(x, train=False), expected)
     xn.set_grad_enabled(False)  # PyTorch's call form, which switches recording off: xpnet records nothing anyway
     np.testing.assert_array_equal(model.forward(x, train=False), expected)
-    with pytest.raises(TypeError, match=r"^set_grad_enabled: mode must be True or False \(as PyTorch's\), got 'train'$"):
+    with pytest.raises(TypeError, match=r"^set_grad_enabled: mode must be True or False \(as PyTorch's\), "
+                                        r"got 'train'$"):
         xn.set_grad_enabled("train")
 
 def test_manual_seed_is_pytorchs_name_for_the_weight_seed():

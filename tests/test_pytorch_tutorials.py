@@ -268,7 +268,8 @@ def test_the_classic_char_rnn_with_its_loop_inside_forward_trains_as_pytorchs():
         hidden = torch.zeros(1, 5, dtype=torch.float64)
         for i in range(length):
             hidden = torch.tanh(theirs.i2h(torch.from_numpy(line[i])) + theirs.h2h(hidden))
-        torch.nn.functional.nll_loss(torch.log_softmax(theirs.h2o(hidden), dim=1), torch.from_numpy(category)).backward()
+        log_probs = torch.log_softmax(theirs.h2o(hidden), dim=1)
+        torch.nn.functional.nll_loss(log_probs, torch.from_numpy(category)).backward()
         for p in theirs.parameters():
             p.data.add_(p.grad.data, alpha=-lr)
     for name, value in xn.torch_state_dict(ours).items():

@@ -243,8 +243,8 @@ def _by(xp: Any, x: Any, W: Any) -> Any:
 
 # A mask made for PyTorch's default (L, N, E) batches, given with them to a layer that reads (N, L, E).
 _TIME_FIRST = ("; the query {} is read batch first, (N, L, E), and the mask fits it read time first, (L, N, E), "
-               "PyTorch's default layout: build the Transformer layers (and PositionalEncoding) with batch_first=False, "
-               "or permute the inputs to (N, L, E)")
+               "PyTorch's default layout: build the Transformer layers (and PositionalEncoding) with "
+               "batch_first=False, or permute the inputs to (N, L, E)")
 
 
 def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,
