@@ -18,6 +18,7 @@ MAY_IMPORT = {
     "init": {"_user", "backend"},  # backend.float_dtype_name: one reading of dtype names for layers and model.to
     "grad_mode": set(),
     "nn": set(),
+    "functional": set(),
     "io": {"_user"},
     "layers": {"_user", "_chainer", "backend", "init"},
     "losses": {"_user", "_chainer", "backend"},

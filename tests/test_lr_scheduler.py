@@ -18,6 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.s
 # (name, arguments as PyTorch takes them after the optimizer); OneCycleLR's also move SGD's momentum.
 CASES = [
     ("StepLR", {"step_size": 7, "gamma": 0.5}),
+    ("StepLR", {"step_size": 1.0, "gamma": 0.95}),  # the word-language tutorial's StepLR(optimizer, 1.0, gamma=0.95)
     ("MultiStepLR", {"milestones": [5, 12, 12, 30], "gamma": 0.3}),
     ("ExponentialLR", {"gamma": 0.93}),
     ("CosineAnnealingLR", {"T_max": 13, "eta_min": 0.001}),
@@ -137,6 +138,7 @@ def test_reduce_on_plateau_equals_torch(kwargs):
 
 @pytest.mark.parametrize("make,match", [
     (lambda o: ls.StepLR(o, 0), r"StepLR: step_size must be an int >= 1, got 0"),
+    (lambda o: ls.StepLR(o, 2.5), r"StepLR: step_size must be an int >= 1, got 2.5"),  # 1.0 counts as 1
     (lambda o: ls.LambdaLR(o, [lambda e: 1.0, lambda e: 0.5]),
      r"LambdaLR: lr_lambda has 2 values, one per param group, and the optimizer has 1 param group\(s\); pass 1 "
      r"value\(s\) or one for all"),

@@ -117,3 +117,14 @@ def test_saved_and_loaded_with_its_arguments(tmp_path):
     model.save(tmp_path / "pe.npz")
     back = xn.load(tmp_path / "pe.npz")[0]
     assert (back.d_model, back.dropout.p, back.max_len, back.batch_first) == (8, 0.2, 50, False)
+
+
+def test_a_state_dict_holding_the_hand_written_table_says_to_leave_it_out():
+    """The Transformer tutorial's PositionalEncoding registers its table as the buffer 'pe', in its state dict."""
+    theirs = nn.Sequential(nn.Linear(8, 8), ExamplesPositionalEncoding(8, max_len=20))
+    ours = xn.Sequential(xn.layers.Linear(8, 8), PositionalEncoding(8, max_len=20, batch_first=False))
+    with pytest.raises(ValueError, match=r"PyTorch's '1.pe': the table a hand-written PositionalEncoding keeps as a "
+                                         r"buffer; xpnet's computes the same itself: leave '1.pe' out, or pass "
+                                         r"strict=False"):
+        xn.load_torch_state_dict(ours, theirs.state_dict())
+    assert xn.load_torch_state_dict(ours, theirs.state_dict(), strict=False).unexpected_keys == ["1.pe"]

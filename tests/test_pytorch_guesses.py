@@ -93,6 +93,26 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     assert "SoftmaxCrossEntropy" in str(info.value) and "\n" not in str(info.value)
 
 
+def test_sums_and_scalings_of_loss_values_stay_loss_values():
+    """DCGAN prints errD.item() of errD = errD_real + errD_fake; a VAE's loss = BCE + KLD (a number of its own)
+    ends in loss.backward(): a plain float had no item() and said nothing about backward."""
+    bce = xn.losses.BCELoss()
+    y = np.array([0.2, 0.9])
+    real, fake = bce(y, np.ones(2)), bce(y, np.zeros(2))
+    kld = np.float64(0.25)
+    errD = real + fake
+    assert errD.item() == float(real) + float(fake)
+    for value in (errD, real - fake, 2 * real, real * 2, real / 4, 1 - real, sum([real, fake]), -real, real + kld):
+        assert isinstance(value, xn.losses.LossValue) and value.item() == float(value)
+    assert type(real * np.ones(2)) is np.ndarray  # arrays stay arrays
+    with pytest.raises(AttributeError) as info:
+        (real + kld).backward()
+    message = str(info.value)
+    assert "xpnet has no autograd" in message and "each loss layer's backward()" in message
+    assert "a VAE's KL term" in message and "\n" not in message
+    with pytest.raises(AttributeError, match=r"model.backward\(criterion.backward\(\)\), criterion being the BCELoss"):
+        real.backward()  # one loss keeps its one line
+
 @pytest.mark.parametrize("expression,hint", [
     ("xn.nn", "layers are in xn.layers"),
     ("xn.layers.Sequential", "xn.Sequential(layer, layer, ...)"),
@@ -152,6 +172,14 @@ def test_a_loss_called_like_pytorchs_gives_a_float_whose_backward_says_what_to_w
     ("xn.randn_like", "then xn.to_device(z, dev)"),
     ("xn.cat", "xp = xn.backend.namespace(x)"),
     ("xn.flatten", "xp.reshape(x, (n, -1)) for torch.flatten(x, 1)"),
+    ("xn.max", "xp = xn.backend.namespace(x)"),  # _, predicted = torch.max(outputs, 1): CIFAR-10, transfer learning
+    ("xn.sum", "xp = xn.backend.namespace(x)"),  # torch.sum(preds == labels.data); the VAE's KLD
+    ("xn.triu", "xp = xn.backend.namespace(x)"),  # the Transformer tutorial's older mask
+    ("xn.sigmoid", "torch.sigmoid(x) is xn.layers.Sigmoid()"),  # the VAE's decode
+    ("xn.tanh", "xn.layers.Tanh()"),
+    ("xn.randperm", "draw on the host, rng = numpy.random.default_rng(seed)"),
+    # the quickstart's device = torch.accelerator.current_accelerator().type if ... else "cpu"
+    ("xn.device('cpu').type", "xn.device('auto') is the device itself: model.to(dev), xn.to_device(x, dev)"),
     ("xn.datasets.BatchIterator(np.zeros((130, 2)), batch_size=64).dataset",
      "loader.n is the number of samples (len(loader.dataset))"),
 ])
@@ -222,7 +250,8 @@ def _hint_tables():
             "a model": container._PYTORCH_NAMES, "xn.train's keywords": loop._TRAIN_KEYWORDS,
             "xn.evaluate's keywords": evaluation._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
-            "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES}
+            "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES,
+            "a device": xn.backend.devices._PYTORCH_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():
@@ -271,6 +300,13 @@ def test_import_xpnet_nn_says_where_its_names_live():
         importlib.import_module("xpnet.nn")
 
 
+def test_import_xpnet_functional_says_every_operation_is_a_layer():
+    """import torch.nn.functional as F (the CIFAR-10, Transformer and VAE tutorials) ported as xpnet.functional."""
+    with pytest.raises(ImportError, match=r"xpnet has no functional module: every operation is a layer object, .*"
+                                          r"F.relu\(x\) is xn.layers.ReLU\(\).*docs/from-pytorch.md"):
+        importlib.import_module("xpnet.functional")
+
+
 def test_import_from_lr_scheduler_gives_pytorchs_schedulers():
     """``from xpnet.optim.lr_scheduler import StepLR`` used to fail with a hint; the module now holds them."""
     namespace = {}
@@ -308,6 +344,20 @@ def test_no_grad_runs_what_it_wraps_unchanged():
     with pytest.raises(ValueError, match="inside"), xn.no_grad():
         raise ValueError("inside")
 
+
+
+def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
+    """The transfer-learning tutorial's loop: with torch.set_grad_enabled(phase == 'train'): outputs = model(x)."""
+    model, (x, t) = _mlp(), _batches()[0]
+    expected = model.forward(x, train=False)
+    for phase in ("train", "val"):
+        with xn.set_grad_enabled(phase == "train"), xn.enable_grad():
+            np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    xn.set_grad_enabled(False)  # PyTorch's call form, which switches recording off: xpnet records nothing anyway
+    np.testing.assert_array_equal(model.forward(x, train=False), expected)
+    with pytest.raises(TypeError, match=r"^set_grad_enabled: mode must be True or False \(as PyTorch's\), "
+                                        r"got 'train'$"):
+        xn.set_grad_enabled("train")
 
 def test_manual_seed_is_pytorchs_name_for_the_weight_seed():
     def weights_and_mask(seed_with, s):

@@ -153,7 +153,10 @@ def test_one_seed_gives_the_same_weights_on_every_device(dev):
 def test_clear_errors_for_what_is_not_a_layers_array():
     torch = pytest.importorskip("torch", reason=TORCH)
     for bad, said in ((True, "got a bool"), (None, "got None .*test `if m.bias is not None`"),
-                      (L.Linear(2, 2), "got a Linear \\(pass its m.weight or m.bias\\)")):
+                      (L.Linear(2, 2), "got a Linear \\(pass its m.weight or m.bias\\)"),
+                      # DCGAN's weights_init: nn.init.normal_(m.weight.data, 0.0, 0.02)
+                      (L.Linear(2, 2).weight.data, "got a memoryview \\(NumPy's .data, the array's raw memory: "
+                                                   "pass m.weight itself, without .data\\)")):
         with pytest.raises(TypeError, match=f"^xn.init.zeros_: tensor must be an array such as a layer's m.weight, "
                                             f"{said}"):
             xn.init.zeros_(bad)

@@ -1,5 +1,6 @@
 """What tripped while porting PyTorch's beginner tutorials (quickstart, build model, optimization, save and
-load, data, CIFAR-10 classifier, "What is torch.nn really?") to xpnet, written as a PyTorch user would."""
+load, data, CIFAR-10 classifier, "What is torch.nn really?") to xpnet, written as a PyTorch user would; and the
+ports docs/from-pytorch.md gives of pytorch/examples' VAE and the classic char-RNN classifier, against PyTorch."""
 
 import numpy as np
 import pytest
@@ -163,3 +164,111 @@ def test_an_unshuffled_batch_iterator_iterates_as_a_dataloader_without_shuffle()
     assert [tb.tolist() for _, tb in batches] == [tb.tolist() for _, tb in loader.epoch(3)]
     with pytest.raises(TypeError, match=r"for xb, yb in batches.epoch\(epoch\): each epoch is its own seeded shuffle"):
         iter(xn.datasets.BatchIterator(x, t, batch_size=2))
+
+
+class _VAE(xn.Model):
+    """pytorch/examples' vae/main.py, small, as docs/from-pytorch.md ports it; eps given (torch.randn_like's draw)."""
+
+    def __init__(self, d=12, h=8, z=3):
+        super().__init__()
+        self.fc1, self.relu1, self.fc21, self.fc22 = L.Linear(d, h), L.ReLU(), L.Linear(h, z), L.Linear(h, z)
+        self.fc3, self.relu3, self.fc4, self.sigmoid = L.Linear(z, h), L.ReLU(), L.Linear(h, d), L.Sigmoid()
+
+    def forward(self, x, train=True):
+        h1 = self.relu1(self.fc1(x))
+        mu, logvar = self.fc21(h1), self.fc22(h1)
+        self.std = np.exp(0.5 * logvar)
+        z = mu + self.eps * self.std
+        return self.sigmoid(self.fc4(self.relu3(self.fc3(z)))), mu, logvar
+
+    def backward(self, drecon, dmu, dlogvar):
+        dz = self.fc3.backward(self.relu3.backward(self.fc4.backward(self.sigmoid.backward(drecon))))
+        dmu, dlogvar = dmu + dz, dlogvar + dz * self.eps * 0.5 * self.std
+        return self.fc1.backward(self.relu1.backward(self.fc21.backward(dmu) + self.fc22.backward(dlogvar)))
+
+
+def test_a_vae_whose_kl_gradient_is_written_out_trains_as_pytorchs():
+    """The VAE's loss of two parts, BCE(recon, x, reduction='sum') + KLD, and its one loss.backward(): in xpnet the
+    BCE's backward for the reconstruction and the KL term's gradient written out for mu and logvar (the docs' port),
+    three Adam steps equal to PyTorch's in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    theirs = torch.nn.ModuleDict({name: torch.nn.Linear(i, o, dtype=torch.float64) for name, i, o in
+                                  (("fc1", 12, 8), ("fc21", 8, 3), ("fc22", 8, 3), ("fc3", 3, 8), ("fc4", 8, 12))})
+    ours = _VAE().to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    bce = xn.losses.BCELoss(reduction="sum")
+    opt, topt = xn.optim.Adam(ours.parameters(), lr=1e-2), torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    for _ in range(3):
+        x, eps = rng.random((5, 12)), rng.standard_normal((5, 3))
+        opt.zero_grad()
+        ours.eps = eps
+        recon, mu, logvar = ours(x)
+        loss = bce(recon, x) + -0.5 * np.sum(1 + logvar - mu ** 2 - np.exp(logvar))
+        ours.backward(bce.backward(), mu, 0.5 * (np.exp(logvar) - 1))
+        opt.step()
+        topt.zero_grad()
+        h1 = F.relu(theirs.fc1(torch.from_numpy(x)))
+        tmu, tlogvar = theirs.fc21(h1), theirs.fc22(h1)
+        trecon = torch.sigmoid(theirs.fc4(F.relu(theirs.fc3(tmu + torch.from_numpy(eps) * torch.exp(0.5 * tlogvar)))))
+        tloss = F.binary_cross_entropy(trecon, torch.from_numpy(x), reduction="sum") \
+            - 0.5 * torch.sum(1 + tlogvar - tmu.pow(2) - tlogvar.exp())
+        tloss.backward()
+        topt.step()
+        assert isinstance(loss, xn.losses.LossValue) and loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+    for name, value in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+class _CharRNN(xn.Model):
+    """The classic char-RNN tutorial's RNN (i2h, h2h, h2o, LogSoftmax), its per-character loop inside forward."""
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.i2h, self.h2h = L.Linear(input_size, hidden_size), L.Linear(hidden_size, hidden_size)
+        self.h2o, self.tanh, self.softmax = L.Linear(hidden_size, output_size), L.Tanh(), L.LogSoftmax(dim=1)
+
+    def forward(self, line, train=True):
+        hidden = np.zeros((line.shape[1], self.hidden_size), dtype=line.dtype)
+        for i in range(line.shape[0]):
+            hidden = self.tanh(self.i2h(line[i]) + self.h2h(hidden))
+        self.steps = line.shape[0]
+        return self.softmax(self.h2o(hidden))
+
+    def backward(self, dy):
+        dh = self.h2o.backward(self.softmax.backward(dy))
+        for _ in range(self.steps):
+            da = self.tanh.backward(dh)
+            self.i2h.backward(da)
+            dh = self.h2h.backward(da)
+
+
+def test_the_classic_char_rnn_with_its_loop_inside_forward_trains_as_pytorchs():
+    """Its manual SGD step, p.data.add_(p.grad.data, alpha=-lr), over names of several lengths, in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    torch.manual_seed(0)
+    theirs = torch.nn.ModuleDict({"i2h": torch.nn.Linear(6, 5), "h2h": torch.nn.Linear(5, 5),
+                                  "h2o": torch.nn.Linear(5, 3)}).double()
+    ours = _CharRNN(6, 5, 3).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    criterion, rng, lr = xn.losses.NLLLoss(), np.random.default_rng(0), 0.1
+    for length in (4, 1, 7):
+        line, category = np.eye(6)[rng.integers(0, 6, length)][:, None, :], rng.integers(0, 3, 1)
+        ours.zero_grad()
+        criterion(ours(line), category)
+        ours.backward(criterion.backward())
+        grads = ours.named_grads()
+        for name, p in ours.named_params().items():
+            p -= lr * grads[name]
+        theirs.zero_grad()
+        hidden = torch.zeros(1, 5, dtype=torch.float64)
+        for i in range(length):
+            hidden = torch.tanh(theirs.i2h(torch.from_numpy(line[i])) + theirs.h2h(hidden))
+        log_probs = torch.log_softmax(theirs.h2o(hidden), dim=1)
+        torch.nn.functional.nll_loss(log_probs, torch.from_numpy(category)).backward()
+        for p in theirs.parameters():
+            p.data.add_(p.grad.data, alpha=-lr)
+    for name, value in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)

@@ -268,6 +268,34 @@ def test_a_wrong_input_shape_names_the_layout():
         TransformerEncoderLayer(E, HEADS, FF, batch_first=False)(np.zeros((5, 8), np.float32))
 
 
+
+def test_generate_square_subsequent_mask_is_pytorchs_and_masks_as_is_causal(dev, rng):
+    """The Transformer tutorial's src_mask = nn.Transformer.generate_square_subsequent_mask(len(src)).to(device)."""
+    theirs = torch.nn.Transformer.generate_square_subsequent_mask(L)
+    ours = xn.layers.Transformer.generate_square_subsequent_mask(L)
+    assert isinstance(ours, np.ndarray) and ours.dtype == np.float32  # on the host, PyTorch's default dtype
+    np.testing.assert_array_equal(ours, theirs.numpy())
+    mask = xn.layers.Transformer.generate_square_subsequent_mask(L, device=dev, dtype="float64")
+    assert_placed(mask, dev, "float64")
+    layer = TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, dtype="float64").to(dev)
+    x = xn.to_device(rng.standard_normal((N, L, E)), dev)
+    np.testing.assert_allclose(xn.to_numpy(layer(x, mask)), xn.to_numpy(layer(x, is_causal=True)), **CLOSE)
+    with pytest.raises(ValueError, match=r"Transformer.generate_square_subsequent_mask: sz must be an int >= 0"):
+        xn.layers.Transformer.generate_square_subsequent_mask(2.5)
+
+
+def test_a_time_first_input_with_its_masks_says_batch_first_false():
+    """The Transformer tutorial's TransformerEncoderLayer(d_model, nhead, d_hid, dropout) ported as it is reads its
+    (L, N, E) batches batch first; the masks made for (L, N, E) then fail, saying so."""
+    layer = TransformerEncoderLayer(E, HEADS, FF)
+    src = np.zeros((L, N, E), np.float32)
+    with pytest.raises(ValueError, match=r"attn_mask must have shape \(2, 2\) or \(10, 2, 2\), got \(5, 5\); the "
+                                         r"query \(5, 2, 8\) is read batch first.*batch_first=False"):
+        layer(src, xn.layers.Transformer.generate_square_subsequent_mask(L))
+    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(5, 2\), got \(2, 5\); the query "
+                                         r"\(5, 2, 8\) is read batch first.*batch_first=False"):
+        layer(src, src_key_padding_mask=np.zeros((N, L), bool))
+
 # ----------------------------------------------------------------------------------------
 # The decoder and the whole encoder-decoder
 # ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from .backend import (
     to_numpy,
 )
 from .book import load_book_params
-from .grad_mode import no_grad
+from .grad_mode import enable_grad, no_grad, set_grad_enabled
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
 from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
@@ -47,6 +47,7 @@ __all__ = [
     "datasets",
     "device",
     "distributed",
+    "enable_grad",
     "evaluate",
     "freeze_batch_norm",
     "gradcheck",
@@ -62,6 +63,7 @@ __all__ = [
     "optim",
     "read_torch_file",
     "save",
+    "set_grad_enabled",
     "testing",
     "to_device",
     "to_numpy",
@@ -76,6 +78,10 @@ _RANDOM = ("xpnet draws no arrays of its own: draw on the host, rng = numpy.rand
 _ARRAYS = ("xpnet has no array functions: use the namespace of the arrays, xp = xn.backend.namespace(x) (NumPy's, "
            "CuPy's... as the array API names them: xp.concat([a, b], axis=1) for torch.cat, xp.reshape(x, (n, -1)) "
            "for torch.flatten(x, 1)); in a model, an operation with a backward is a layer (xn.layers.Flatten())")
+_ACTIVATIONS = ("in a model an activation is a layer, its backward called in yours: torch.sigmoid(x) is "
+                "xn.layers.Sigmoid(), torch.tanh xn.layers.Tanh(), torch.relu xn.layers.ReLU(), torch.softmax(x, dim) "
+                "xn.layers.Softmax(dim), torch.log_softmax xn.layers.LogSoftmax(dim); on arrays alone, the namespace's "
+                "xp.tanh, xp.exp with xp = xn.backend.namespace(x)")
 # What a PyTorch user reaches for in torch, and what xpnet has instead.
 _PYTORCH_NAMES = {
     "nn": "xpnet has no nn module: layers are in xn.layers, losses in xn.losses, the model is xn.Sequential(...)",
@@ -115,8 +121,11 @@ _PYTORCH_NAMES = {
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
     "accelerator": "xn.cuda_available() is torch.accelerator.is_available(); xn.device('auto') is "
                    "current_accelerator() (the GPU where one is usable, else the CPU), model.to(dev) moves a model",
-    **dict.fromkeys(("randn", "randn_like", "rand", "randint"), _RANDOM),
-    **dict.fromkeys(("cat", "stack", "zeros", "ones", "full", "arange", "exp", "flatten", "tril"), _ARRAYS),
+    **dict.fromkeys(("randn", "randn_like", "rand", "randint", "randperm", "multinomial"), _RANDOM),
+    **dict.fromkeys(("cat", "stack", "zeros", "ones", "full", "arange", "exp", "flatten", "tril", "triu", "max",
+                     "min", "argmax", "sum", "mean", "log", "sqrt", "sin", "cos", "where", "matmul", "bmm",
+                     "zeros_like", "ones_like", "topk"), _ARRAYS),
+    **dict.fromkeys(("sigmoid", "tanh", "relu", "softmax", "log_softmax"), _ACTIVATIONS),
 }
 
 

@@ -1,8 +1,10 @@
-"""``xn.no_grad``: PyTorch's switch for "record no graph", which xpnet never records.
+"""``xn.no_grad``, ``xn.enable_grad``, ``xn.set_grad_enabled``: PyTorch's switches for recording a graph, which
+xpnet never records.
 
 xpnet has no autograd: every layer computes its gradients in ``backward``, which you call (or
 ``xn.train`` calls). So nothing is recorded during a forward pass, inside ``no_grad`` or not, and a
-PyTorch loop that wraps its evaluation in ``with torch.no_grad():`` runs unchanged. It does not switch
+PyTorch loop that wraps its evaluation in ``with torch.no_grad():`` (or a phase in ``with
+torch.set_grad_enabled(phase == "train"):``, the transfer-learning tutorial's) runs unchanged. None switches
 layers to evaluation mode (neither does PyTorch's): for that, ``model.predict(x)`` or
 ``model.forward(x, train=False)``.
 """
@@ -22,6 +24,26 @@ class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name, a co
 
     def __init__(self, func: Any = None) -> None:
         pass
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+
+class enable_grad(no_grad):  # noqa: N801 - PyTorch's name
+    """``with xn.enable_grad(): ...`` or as a decorator: runs what it wraps unchanged, as ``no_grad`` does."""
+
+
+class set_grad_enabled(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name, a context manager as theirs
+    """``with xn.set_grad_enabled(mode): ...``, or the call alone: runs what it wraps unchanged. ``mode`` must be
+    True or False, as PyTorch's."""
+
+    def __init__(self, mode: Any) -> None:
+        if mode is not True and mode is not False:
+            raise TypeError(f"set_grad_enabled: mode must be True or False (as PyTorch's), got {mode!r}")
+        self.mode = mode
 
     def __enter__(self) -> None:
         return None

@@ -18,7 +18,7 @@ from typing import Any, ContextManager
 import array_api_compat
 import numpy as np
 
-from .._user import is_int, warn
+from .._user import is_int, not_here, warn
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason, cupy, library
 from .namespaces import compat, namespace, no_autograd, untracked, update_rule
 
@@ -210,9 +210,19 @@ class Device:
     def __repr__(self) -> str:
         return f"Device({self.name!r})"
 
+    def __getattr__(self, name: str) -> Any:
+        raise not_here(type(self).__name__, name, _PYTORCH_NAMES, kind="object")
+
     def __str__(self) -> str:
         return self.name
 
+
+# What a PyTorch user reads off torch.device, and what xpnet has instead.
+_PYTORCH_NAMES = {
+    "type": "xn.device('auto') is the device itself: model.to(dev), xn.to_device(x, dev) (the quickstart's "
+            "current_accelerator().type, 'cuda' or 'cpu', is not needed); str(dev) is its name, 'cpu' or 'cuda:0'",
+    "index": "str(dev) is the device's name, 'cuda:0'",
+}
 
 CPU = Device(np)
 

@@ -80,12 +80,21 @@ def _number(value: Any, who: str, arg: str) -> float:
     return float(value)
 
 
+def _not_an_array(tensor: Any) -> str:
+    """What was given in place of an array, and where the likely mistake is."""
+    if tensor is None:
+        return "None (a layer built without a bias has m.bias None: test `if m.bias is not None`)"
+    if hasattr(tensor, "params"):
+        return f"a {type(tensor).__name__} (pass its m.weight or m.bias)"
+    if isinstance(tensor, memoryview):  # PyTorch's m.weight.data ported as it is
+        return "a memoryview (NumPy's .data, the array's raw memory: pass m.weight itself, without .data)"
+    return f"a {type(tensor).__name__}"
+
+
 def _target(tensor: Any, who: str) -> Any:
     """``tensor`` once checked to be a floating array that can be written in place (TypeError otherwise)."""
     if not (hasattr(tensor, "shape") and hasattr(tensor, "dtype")) or isinstance(tensor, np.generic):
-        got = "None (a layer built without a bias has m.bias None: test `if m.bias is not None`)" if tensor is None \
-            else f"a {type(tensor).__name__}" + (" (pass its m.weight or m.bias)" if hasattr(tensor, "params") else "")
-        raise TypeError(f"{who}: tensor must be an array such as a layer's m.weight, got {got}")
+        raise TypeError(f"{who}: tensor must be an array such as a layer's m.weight, got {_not_an_array(tensor)}")
     xp = namespace(tensor)
     if not isdtype(xp, tensor.dtype, "real floating"):
         raise TypeError(f"{who}: tensor must be a floating-point array, got dtype {tensor.dtype}")

@@ -239,6 +239,12 @@ def _by(xp: Any, x: Any, W: Any) -> Any:
     return xp.reshape(y, (N, T, W.shape[1]))
 
 
+# A mask made for PyTorch's default (L, N, E) batches, given with them to a layer that reads (N, L, E).
+_TIME_FIRST = ("; the query {} is read batch first, (N, L, E), and the mask fits it read time first, (L, N, E), "
+               "PyTorch's default layout: build the Transformer layers (and PositionalEncoding) with "
+               "batch_first=False, or permute the inputs to (N, L, E)")
+
+
 def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,
           who: str) -> Any:
     """The additive mask, broadcastable to the scores (N, heads, L, S), or None: boolean masks as -inf where
@@ -254,7 +260,9 @@ def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_paddi
             continue
         mask_array(m, query, name, who)
         if tuple(m.shape) not in shapes:
-            raise ValueError(f"{who}: {name} must have shape {' or '.join(map(str, shapes))}, got {tuple(m.shape)}")
+            time_first = tuple(m.shape) == ((N, N) if name == "attn_mask" else (L, N)) and N != L
+            raise ValueError(f"{who}: {name} must have shape {' or '.join(map(str, shapes))}, got {tuple(m.shape)}"
+                             + (_TIME_FIRST.format(tuple(query.shape)) if time_first else ""))
         m = additive(xp, m, query, name, who)
         m = xp.reshape(m, shapes[tuple(m.shape)])
         total = m if total is None else total + m

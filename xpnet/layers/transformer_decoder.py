@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from .. import init as _init
-from ..backend import untracked
+from .._user import is_int
+from ..backend import CPU, to_device, untracked
 from .base import Layer
 from .container import Container
 from .dropout import Dropout
@@ -174,6 +175,20 @@ class Transformer(Container):
             if value.ndim > 1:  # Xavier-uniform over PyTorch's (out, in) is the same bound over xpnet's (in, out)
                 fan_in, fan_out = value.shape[0], math.prod(value.shape[1:])
                 self.set_param(name, _init.uniform(tuple(value.shape), math.sqrt(6.0 / (fan_in + fan_out)), dtype))
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Any:
+        """PyTorch's causal mask of ``sz`` positions, (sz, sz): -inf where key j > query i (not attended), 0
+        elsewhere, for ``src_mask`` or ``tgt_mask`` (added to the scores, as ``is_causal=True`` masks). On the
+        host (NumPy) unless ``device`` names one (PyTorch's ``.to(device)``); float32, PyTorch's default dtype,
+        unless ``dtype``."""
+        who = "Transformer.generate_square_subsequent_mask"
+        if not is_int(sz) or sz < 0:
+            raise ValueError(f"{who}: sz must be an int >= 0 (the sequence length), got {sz!r}")
+        name = "float32" if dtype is None else _init.dtype_name(dtype, who)
+        xp = CPU.xp
+        mask = xp.triu(xp.full((sz, sz), -math.inf, dtype=getattr(xp, name)), k=1)
+        return mask if device is None else to_device(mask, device)
 
     def config(self) -> dict[str, Any]:
         layer = self.encoder.layers[0].config()

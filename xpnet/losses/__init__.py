@@ -14,13 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import not_here
-from .base import Loss, LossValue
+from .base import Loss
 from .binary import SigmoidCrossEntropy
 from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
 from .margins import HingeEmbeddingLoss, MultiLabelSoftMarginLoss, PoissonNLLLoss, SoftMarginLoss
 from .nll import NLLLoss
 from .probabilities import BCELoss, KLDivLoss
 from .regression import HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss
+from .value import LossValue
 
 __all__ = ["Loss", "LossValue", "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "MeanSquaredError", "MeanAbsoluteError",
            "SmoothL1Loss", "HuberLoss", "NLLLoss", "BCELoss", "KLDivLoss", "SoftMarginLoss",

@@ -1,4 +1,5 @@
-"""The base of every loss (:class:`Loss`), the value a call gives (:class:`LossValue`), and the checks they share."""
+"""The base of every loss (:class:`Loss`) and the checks losses share; the value a call gives is
+:class:`~xpnet.losses.value.LossValue`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._user import is_real, not_here
+from .._user import is_real
 from ..backend import device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
+from .value import LossValue
 
 
 class Loss:
@@ -68,27 +70,6 @@ class Loss:
         if not isdtype(xp, y.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
         return xp
-
-
-class LossValue(float):
-    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
-    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
-    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
-    ``model.backward(dy)``."""
-
-    def __new__(cls, value: Any, loss: Loss | None = None) -> "LossValue":
-        self = super().__new__(cls, float(value))
-        self.loss_name = loss.name if loss is not None else "loss layer"
-        return self
-
-    def item(self) -> float:
-        return float(self)
-
-    def __getattr__(self, name: str) -> Any:
-        which = self.__dict__.get("loss_name", "loss layer")
-        hints = {"backward": f"xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
-                             f"model.backward(criterion.backward()), criterion being the {which} you called"}
-        raise not_here(type(self).__name__, name, hints, kind="object")
 
 
 def check_reduction(loss: str, reduction: Any, leave_out: str = "") -> str:

@@ -42,8 +42,8 @@ from ..io.paths import fspath
 from ..io.torch_file import read_torch_archive
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
                       Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-                      Linear, LSTMCell, MultiheadAttention, PReLU, RMSNorm, RNNCell, SpectralNorm, TiedLinear,
-                      WeightNorm)
+                      Linear, LSTMCell, MultiheadAttention, PositionalEncoding, PReLU, RMSNorm, RNNCell, SpectralNorm,
+                      TiedLinear, WeightNorm)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
 
@@ -350,6 +350,9 @@ def _reason(key: str, modules: dict[str, Any]) -> str:
                 f"PyTorch one, {one}(D, H, num_layers={k + 1}, ...)")
     if node is None:
         return f"the xpnet model has no layer {prefix!r}"
+    if isinstance(node, PositionalEncoding) and last == "pe":
+        return (f"the table a hand-written PositionalEncoding keeps as a buffer; xpnet's computes the same itself: "
+                f"leave {key!r} out, or pass strict=False")
     takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
     # bias is has_bias on the layers whose bias is PyTorch's parameter, the flag itself on the recurrent ones
     without = [f for f in _BUILT_WITHOUT

@@ -75,7 +75,10 @@ def set_momentum(optimizer: Any, i: int, momentum: float, use_beta1: bool) -> No
 
 
 def count(who: str, arg: str, value: Any, lo: int = 1) -> int:
-    """An int >= ``lo``, else a ValueError naming ``arg``."""
+    """An int >= ``lo``, else a ValueError naming ``arg``. A whole float counts as its int, as PyTorch's arithmetic
+    takes it (the word-language tutorial's ``StepLR(optimizer, 1.0, gamma=0.95)``)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         raise ValueError(f"{who}: {arg} must be an int >= {lo}, got {value!r}")
     return value

@@ -1,0 +1,57 @@
+"""``LossValue``: what calling a loss gives, ``loss = criterion(y, t)``, a Python float for PyTorch-style loops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._user import not_here
+
+_OWN = ("xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
+        "model.backward(criterion.backward()), criterion being the {} you called")
+_PARTS = ("xpnet has no autograd: each loss layer's backward() gives the gradient of its own part (scaled as you "
+          "scaled it: criterion.backward() / k for loss / k); model.backward takes their sum where two reach one "
+          "output, each in its place where they reach several, and a part computed by hand (a VAE's KL term) needs "
+          "its gradient written out (docs/from-pytorch.md)")
+
+
+class LossValue(float):
+    """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
+    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
+    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
+    ``model.backward(dy)``. Sums, differences, products and quotients with numbers stay LossValues
+    (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
+    parts' gradients go back."""
+
+    def __new__(cls, value: Any, loss: Any = None, parts: bool = False) -> "LossValue":
+        self = super().__new__(cls, float(value))
+        self.loss_name = loss.name if loss is not None else "loss layer"
+        self.parts = parts
+        return self
+
+    def item(self) -> float:
+        return float(self)
+
+    def __getattr__(self, name: str) -> Any:
+        hint = _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer"))
+        raise not_here(type(self).__name__, name, {"backward": hint}, kind="object")
+
+    def __neg__(self) -> "LossValue":
+        return LossValue(-float(self), parts=True)
+
+    def __pos__(self) -> "LossValue":
+        return self
+
+
+def _combined(name: str) -> Any:
+    """float's operator ``name``, its result a LossValue of several parts where it is a number."""
+    operator = getattr(float, name)
+
+    def run(self: LossValue, other: Any) -> Any:
+        value = operator(self, other)
+        return value if value is NotImplemented else LossValue(value, parts=True)
+    run.__name__ = name
+    return run
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__"):
+    setattr(LossValue, _name, _combined(_name))
