@@ -92,7 +92,7 @@ def cross_entropy_labels(y2: Any, labels: Any, ignore_index: int, label_smoothin
     def rows(lo: int, hi: int) -> None:
         y, zb = y2[lo:hi], z[lo:hi]
         np.subtract(y, y.max(axis=1, keepdims=True), out=zb)
-        picked = np.take_along_axis(zb, labels[lo:hi, None], axis=1)
+        picked = zb[np.arange(hi - lo), labels[lo:hi]][:, None]  # take_along_axis's values, without its setup
         np.exp(zb, out=zb)
         total = zb.sum(axis=1, keepdims=True)
         per_row[lo:hi] = picked - np.log(total)
