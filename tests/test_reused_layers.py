@@ -408,3 +408,89 @@ def test_one_layer_inside_a_residual_and_its_shortcut_or_two_branches_equals_pyt
     np.testing.assert_allclose(lin.grads["W"], lin_t.weight.grad.numpy().T, rtol=1e-12)
     np.testing.assert_allclose(lin.grads["b"], lin_t.bias.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(mid.grads["W"], mid_t.weight.grad.numpy().T, rtol=1e-12)
+
+
+def test_two_separate_forwards_then_their_backwards_are_refused_at_the_second():
+    """``y1 = lin(x1); y2 = lin(x2)``, then ``backward(dy2)`` and ``backward(dy1)``, as autograd would take them
+    (the classic char-RNN's ``rnn(line[i], hidden)`` at each character, a GAN's D on real then fake): one call's
+    caches are kept, so the second backward would silently repeat the last call's gradient ([[0, 0], [2, 2]]
+    where PyTorch's is [[1, 1], [1, 1]]). The first backward serves the last forward; the second is refused."""
+    lin = L.Linear(2, 2, dtype=F64)
+    lin.zero_grad()
+    lin(np.array([[1.0, 0.0]]))
+    lin(np.array([[0.0, 1.0]]))
+    lin.backward(np.ones((1, 2)))
+    np.testing.assert_array_equal(lin.grads["W"], [[0.0, 0.0], [1.0, 1.0]])  # the last forward's, right
+    with pytest.raises(RuntimeError, match=r"^Linear\.backward: the layer ran 2 training forwards before its "
+                                           r"backward calls.*join the inputs into one batch"):
+        lin.backward(np.ones((1, 2)))
+    np.testing.assert_array_equal(lin.grads["W"], [[0.0, 0.0], [1.0, 1.0]])  # nothing added
+
+    class Step(xn.Model):  # one step of a recurrence, called by the user's loop outside any forward
+        def __init__(self):
+            super().__init__()
+            self.lin, self.act = L.Linear(3, 3, dtype=F64), L.Tanh()
+
+        def forward(self, x, train=True):
+            return self.act(self.lin(x))
+
+        def backward(self, dy):
+            return self.lin.backward(self.act.backward(dy))
+
+    step, h = Step(), np.ones((2, 3))
+    for _ in range(3):
+        h = step(h)
+    dh = step.backward(np.ones((2, 3)))
+    with pytest.raises(RuntimeError, match=r"^Step\.backward: the model ran 3 training forwards"):
+        step.backward(dh)
+    step(h)  # a new forward: its backward is served again
+    step.backward(np.ones((2, 3)))
+
+
+def test_several_backward_calls_after_one_forward_add_up_as_pytorchs_retained_graph():
+    """One forward, then backward(dy_a) and backward(dy_b) after zero_grad(): PyTorch's
+    ``y.backward(dy_a, retain_graph=True); y.backward(dy_b)``; an evaluation-mode call in between is no forward
+    of training and changes nothing."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(3, 2).double()
+    ours = xn.Sequential(L.Linear(3, 2, dtype=F64), L.Tanh())
+    xn.load_torch_state_dict(ours, {"0." + k: v for k, v in theirs.state_dict().items()})
+    rng = np.random.default_rng(0)
+    x, dy_a, dy_b = rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2))
+    ours.zero_grad()
+    ours(x)
+    ours.backward(dy_a)
+    ours.predict(x)
+    ours.backward(dy_b)
+    yt = torch.tanh(theirs(torch.tensor(x)))
+    yt.backward(torch.tensor(dy_a), retain_graph=True)
+    yt.backward(torch.tensor(dy_b))
+    np.testing.assert_allclose(ours[0].grads["W"], theirs.weight.grad.numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(ours[0].grads["b"], theirs.bias.grad.numpy(), rtol=1e-12)
+
+
+def test_a_lone_layer_takes_zero_grad_and_adds_its_backward_calls():
+    """``cell.zero_grad()`` as PyTorch's module method on any layer (a lone RNNCell raised AttributeError):
+    forward-backward twice then adds both calls' gradients, as autograd's accumulation."""
+    torch = _torch()
+    cell, cell_t = L.RNNCell(3, 4, dtype=F64), torch.nn.RNNCell(3, 4).double()
+    xn.load_torch_state_dict(cell, cell_t.state_dict())
+    rng = np.random.default_rng(1)
+    xs, dys = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 4))
+    cell.zero_grad()
+    for x, dy in zip(xs, dys):
+        cell(x)
+        cell.backward(dy)
+        cell_t(torch.tensor(x)).backward(torch.tensor(dy))
+    grads = xn.torch_state_dict(_holding_grads(cell))  # one bias here: its gradient is bias_ih's (= bias_hh's)
+    for name in ("weight_ih", "weight_hh", "bias_ih"):
+        np.testing.assert_allclose(grads[name], getattr(cell_t, name).grad.numpy(), rtol=1e-12, err_msg=name)
+
+
+def _holding_grads(layer):
+    """A copy of ``layer`` whose parameters are its gradients (for torch_state_dict's names and layouts)."""
+    holder = copy.deepcopy(layer)
+    for name, g in layer.named_grads().items():
+        holder.set_param(name, g)
+    return holder

@@ -10,7 +10,7 @@ from typing import Any
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .tree import Tree
-from .uses import counted, recorded, reused
+from .uses import arm, counted, recorded, reused, rounded
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
@@ -62,9 +62,9 @@ class Layer(Tree):
         if "forward" in vars(cls) and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
             cls.forward = recorded(vars(cls)["forward"], vars(cls).get("_train_of_forward"))
         if "backward" in vars(cls):
-            cls.backward = counted(reused(vars(cls)["backward"]))
+            cls.backward = rounded(counted(reused(vars(cls)["backward"])))
         if "backward_params" in vars(cls):
-            cls.backward_params = reused(vars(cls)["backward_params"])
+            cls.backward_params = rounded(reused(vars(cls)["backward_params"]))
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)
@@ -106,6 +106,17 @@ class Layer(Tree):
         """Fill ``grads`` without computing dx (the first layer of a model needs no input gradient).
         Layers whose dx is costly override this."""
         self.backward(dy)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """PyTorch's ``model.zero_grad()`` (a model's or a layer's, as ``cell.zero_grad()``), as
+        ``optimizer.zero_grad()``: clear every gradient (``set_to_none=False``: zeros), and from now on add the
+        gradients of each ``backward`` to those already there until the next ``zero_grad()``
+        (:mod:`xpnet.layers.uses`). Never called, each ``backward`` overwrites every gradient (the book's loop)."""
+        arm(self, set_to_none=flag(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none"))
+
+    def cleargrads(self) -> None:
+        """Chainer's ``model.cleargrads()``: :meth:`zero_grad` (Chainer's backward adds to the gradients too)."""
+        self.zero_grad()
 
     def __call__(self, x: Any, train: bool | None = None) -> Any:
         """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""

@@ -5,9 +5,9 @@ the input projection ``x @ Wx + b`` (made for the whole sequence in one product 
 known for every step, only ``h @ Wh`` has to wait for the step before), and the previous state; it
 returns the new state and what its backward needs. A backward step gets the gradient of the new state
 (and Wh transposed, made once per backward: a contiguous copy on NumPy, where OpenBLAS multiplies by it
-in 0.88 ms against 1.47 ms through the transposed view at N=20, H=650) and returns three things: the gradient of ``ax`` (``dax``), the gradient of what multiplied ``Wh``
-(``dah``: the time loop makes ``Wh``'s gradient as one product over all steps), and the gradient of
-the previous state.
+in 0.88 ms against 1.47 ms through the transposed view at N=20, H=650) and returns three things: the
+gradient of ``ax`` (``dax``), the gradient of what multiplied ``Wh`` (``dah``: the time loop makes ``Wh``'s
+gradient as one product over all steps), and the gradient of the previous state.
 
 Column blocks, in order: RNN one block; LSTM PyTorch's i, f, g, o (input, forget, cell candidate,
 output); GRU PyTorch's r, z, n; the book's GRU z, r, h~. Shapes: ax (N, blocks * H), h and c (N, H),

@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .tree import not_built, tensor_method_hint
-from .uses import arm, scoped
+from .uses import scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -96,17 +96,6 @@ class Container(Layer):
         """Chainer's ``with self.init_scope():``, accepted as it is: every layer assigned as an attribute
         is registered, inside the scope or not."""
         yield
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """PyTorch's ``model.zero_grad()``, as ``optimizer.zero_grad()``: clear every gradient of the model
-        (``set_to_none=False``: zeros), and from now on add the gradients of each ``backward`` to those already
-        there until the next ``zero_grad()`` (:mod:`xpnet.layers.uses`). Never called, each ``backward``
-        overwrites every gradient (the book's loop)."""
-        arm(self, set_to_none=flag(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none"))
-
-    def cleargrads(self) -> None:
-        """Chainer's ``model.cleargrads()``: :meth:`zero_grad` (Chainer's backward adds to the gradients too)."""
-        self.zero_grad()
 
     def __call__(self, *xs: Any, train: bool | None = None, **options: Any) -> Any:
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;

@@ -47,7 +47,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "recorded", "note", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "note", "rounded", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -69,6 +69,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         if getattr(_local, "calls", None) is not None:
             return forward(self, *xs, **kwargs)
+        if train is not False:
+            _count_forward(self)
         _local.calls, _local.model, _local.caller = {}, self, None
         try:
             return forward(self, *xs, **kwargs)
@@ -93,15 +95,17 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         local = _local
         calls = getattr(local, "calls", None)
-        if calls is None:
-            return forward(self, *xs, **kwargs)
-        caller = local.caller  # the layer whose forward runs this call, None at the model's own
+        caller = None if calls is None else local.caller  # the layer whose forward runs this call
         if caller is self or (caller is not None and not caller.uses_inside):
             return forward(self, *xs, **kwargs)
         if train_of is not None:
             train = train_of(self, xs, kwargs)
         else:
             train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
+        if calls is None:  # a layer called by itself, outside any model
+            if train is True or (train is None and self.training):
+                _count_forward(self)
+            return forward(self, *xs, **kwargs)
         if train is True or (train is None and self.training):
             if id(self) in calls:
                 _again(self)
@@ -148,9 +152,13 @@ def _again(layer: Any) -> None:
 
 
 _USES = "_uses_in_last_forward"
+# A model's (or a lone layer's) own training forwards since its last backward, and how many of those a backward
+# found replaced by a later one before it (``rounded``).
+_FORWARDS = "_forwards_since_backward"
+_LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES})
+                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST})
 _ABSENT = object()
 
 
@@ -242,6 +250,46 @@ def _stateful_twice(layer: Any) -> str:
     return (f"{model.name}.forward calls the stateful layer {where} a second time in training mode: its state "
             "flows from one call into the next, where its backward cannot follow it; run it once on the whole "
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
+
+
+def _count_forward(layer: Any) -> None:
+    own = layer.__dict__
+    own[_FORWARDS] = own.get(_FORWARDS, 0) + 1
+
+
+def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` (or ``backward_params``) refusing to serve a forward whose caches a later forward replaced:
+    a model (or a layer by itself) called twice in training mode, ``y1 = model(x1); y2 = model(x2)``, then
+    given ``backward(dy2)`` and ``backward(dy1)``, as PyTorch's autograd would take them, holds the second
+    call's caches only, so the second backward would silently give the gradient of the second call again. The
+    first backward after the forwards serves the last of them (right); a backward after it, with no forward in
+    between, raises a RuntimeError naming the model and what to write. Several backward calls after one
+    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward."""
+    @functools.wraps(backward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        own = self.__dict__
+        forwards = own.pop(_FORWARDS, 0)
+        if not forwards:
+            if own.get(_LOST):
+                raise RuntimeError(_replaced(self, own[_LOST]))
+            return backward(self, *args, **kwargs)
+        own.pop(_LOST, None)
+        out = backward(self, *args, **kwargs)
+        if forwards > 1:
+            own[_LOST] = forwards - 1
+        return out
+    return run
+
+
+def _replaced(layer: Any, lost: int) -> str:
+    """Why a backward after the backward of the last of several forwards cannot serve the one before."""
+    kind = "model" if layer.uses_inside else "layer"
+    return (f"{layer.name}.backward: the {kind} ran {lost + 1} training forwards before its backward calls, each "
+            "replacing the caches of the one before, and the backward after the first would take the last "
+            "forward's caches again instead of the forward's before it (PyTorch's autograd keeps every call's "
+            f"graph; an xpnet {kind} keeps one call's caches). Call it within one forward of a model of your own "
+            "(its forward calling it at each step: each call is then kept, and the backward calls take them back "
+            "last first), join the inputs into one batch, or take each forward's backward before the next forward")
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
