@@ -12,8 +12,9 @@ take them back in reverse order (``reused``): the first backward serves the last
 before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's ``backward``
 goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
 ``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
-Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows),
-and what a layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
+Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows;
+one after a training-mode use of the layer leaves it as the use left it, for the use's backward), and what a
+layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
 Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
@@ -84,7 +85,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     kwargs)`` reads it instead where forward's signature hides it (a recurrent layer's ``*args``). A forward
     running within the same layer's forward (``super().forward``) is the same call, noted once; what a layer
     that is not a container runs within its forward (Conv1d's Conv2d, SpectralNorm's layer) is part of its own
-    call, taken back with it (``_nodes``), not noted."""
+    call, taken back with it (``_nodes``), not noted. An evaluation-mode call of a layer used in training mode
+    earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does)."""
     position = _train_position(forward)
     parameter = inspect.signature(forward).parameters.get("train")
     default = None if parameter is None or parameter.default is parameter.empty else parameter.default
@@ -102,17 +104,22 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             train = train_of(self, xs, kwargs)
         else:
             train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
+        kept = None
         if train is True or (train is None and self.training):
             if id(self) in calls:
                 _again(self)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
+        elif calls and any(id(node) in calls for node in _nodes(self)):
+            kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
         local.caller = self
         try:
             return forward(self, *xs, **kwargs)
         finally:
             local.caller = caller
+            if kept is not None:
+                _restore(kept)
     return run
 
 
