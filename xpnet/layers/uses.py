@@ -5,7 +5,7 @@ convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network
 step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
 the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
 ``model(x)``, opens a record of the layers it calls in training mode, as ``layer(x)`` or as ``layer.forward(x)``
-(the book's way; ``recorded`` wraps every layer's ``forward``). ``note`` records each call; from the second call
+(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call); from the second call
 of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
 it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
 take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
@@ -48,7 +48,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "recorded", "note", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -130,22 +130,9 @@ def _train_position(forward: Callable[..., Any]) -> int | None:
     return names.index("train") - 1 if "train" in names[1:] else None
 
 
-def note(layer: Any, train: bool) -> None:
-    """Record a training-mode call of ``layer``: the first of this forward drops what an earlier forward's calls
-    kept, each later one keeps the state the call before left, for the backward calls (``reused``). A second
-    call of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
-    calls = getattr(_local, "calls", None)
-    if calls is None or not train:
-        return
-    if id(layer) not in calls:
-        calls[id(layer)] = layer
-        vars(layer).pop(_USES, None)
-        return
-    _again(layer)
-
-
 def _again(layer: Any) -> None:
-    """A second or later call of ``layer`` in this forward: keep the state the call before left."""
+    """A second or later call of ``layer`` in this forward: keep the state the call before left. A second call
+    of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
     if getattr(layer, "stateful", False) is True:
         raise RuntimeError(_stateful_twice(layer))
     uses = vars(layer).get(_USES)
@@ -211,7 +198,7 @@ def _restore(state: list[tuple[Any, dict[str, Any]]], unless_rebound_since: Any 
 
 def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
     """``backward`` (or ``backward_params``) taking the calls of the last forward back in reverse order, where
-    the layer was called more than once in it (``note``): before each backward but the first, the state the
+    the layer was called more than once in it (``recorded``): before each backward but the first, the state the
     matching call left is put back, and the parameter gradients already there are added to the new ones."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
