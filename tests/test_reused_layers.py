@@ -325,6 +325,39 @@ def test_a_forward_whose_backward_stopped_short_leaves_nothing_to_the_next():
         np.testing.assert_allclose(v, reference.named_grads()[k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("how", ["raised", "stopped-short"])
+def test_a_layer_used_on_its_own_after_an_unfinished_forward_of_a_model_gets_its_own_gradients(how):
+    """The model's forward called the layer twice, then raised (or its backward stopped after one call); used on
+    its own afterwards (forward, backward, twice, the book's way), the second backward got the model's first
+    call's input back."""
+    fc = L.Linear(3, 3, dtype=F64)
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = fc
+
+        def forward(self, x, train=True):
+            y = self.fc(self.fc(x))
+            if how == "raised":
+                raise FloatingPointError("a check of one's own")
+            return y
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3))
+    if how == "raised":
+        with pytest.raises(FloatingPointError):
+            Twice()(x)
+    else:
+        Twice()(x)
+        fc.backward(np.ones((2, 3)))
+    for _ in range(2):
+        x, dy = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+        fc(x)
+        np.testing.assert_allclose(fc.backward(dy), dy @ fc.params["W"].T, rtol=1e-12)
+        np.testing.assert_allclose(fc.grads["W"], x.T @ dy, rtol=1e-12)
+
+
 @pytest.mark.parametrize("book", [False, True], ids=["layer(x, train=False)", "layer.forward(x, False)"])
 def test_a_look_in_evaluation_mode_after_a_use_leaves_the_uses_cache_to_its_backward_as_pytorch(book):
     """A forward that also looks at a part in evaluation mode (a monitor's output on other data) after using it in

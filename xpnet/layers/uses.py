@@ -95,7 +95,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         local = _local
         calls = getattr(local, "calls", None)
-        if calls is None:
+        if calls is None:  # a call of its own: what a model's forward left unfinished (it raised, or its
+            self.__dict__.pop(_USES, None)  # backward stopped short) must not steer this call's backward
             return forward(self, *xs, **kwargs)
         caller = local.caller  # the layer whose forward runs this call, None at the model's own
         if caller is self or (caller is not None and not caller.uses_inside):
