@@ -325,6 +325,79 @@ def test_a_forward_whose_backward_stopped_short_leaves_nothing_to_the_next():
         np.testing.assert_allclose(v, reference.named_grads()[k], rtol=1e-12, err_msg=k)
 
 
+@pytest.mark.parametrize("how", ["raised", "stopped-short"])
+def test_a_layer_used_on_its_own_after_an_unfinished_forward_of_a_model_gets_its_own_gradients(how):
+    """The model's forward called the layer twice, then raised (or its backward stopped after one call); used on
+    its own afterwards (forward, backward, twice, the book's way), the second backward got the model's first
+    call's input back."""
+    fc = L.Linear(3, 3, dtype=F64)
+
+    class Twice(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = fc
+
+        def forward(self, x, train=True):
+            y = self.fc(self.fc(x))
+            if how == "raised":
+                raise FloatingPointError("a check of one's own")
+            return y
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3))
+    if how == "raised":
+        with pytest.raises(FloatingPointError):
+            Twice()(x)
+    else:
+        Twice()(x)
+        fc.backward(np.ones((2, 3)))
+    for _ in range(2):
+        x, dy = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+        fc(x)
+        np.testing.assert_allclose(fc.backward(dy), dy @ fc.params["W"].T, rtol=1e-12)
+        np.testing.assert_allclose(fc.grads["W"], x.T @ dy, rtol=1e-12)
+
+
+@pytest.mark.parametrize("book", [False, True], ids=["layer(x, train=False)", "layer.forward(x, False)"])
+def test_a_look_in_evaluation_mode_after_a_use_leaves_the_uses_cache_to_its_backward_as_pytorch(book):
+    """A forward that also looks at a part in evaluation mode (a monitor's output on other data) after using it in
+    training mode: the backward still serves the training call (the look's cache, x * 3 through a BatchNorm's
+    running statistics, replaced it)."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Tanh()).double()
+
+    class Monitored(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.body = xn.Sequential(L.Linear(4, 3, dtype=F64), L.BatchNorm(3, dtype=F64), L.Tanh())
+
+        def forward(self, x, train=True):
+            y = self.body(x)
+            self.look = self.body.forward(x * 3, False) if book else self.body(x * 3, train=False)
+            return y
+
+        def backward(self, dy):
+            return self.body.backward(dy)
+
+    ours = Monitored()
+    xn.load_torch_state_dict(ours.body, theirs.state_dict())
+    rng = np.random.default_rng(2)
+    x, dy = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    xt = torch.tensor(x, requires_grad=True)
+    yt = theirs(xt)
+    theirs.eval()
+    look = theirs(xt.detach() * 3)
+    theirs.train()
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(ours(x), yt.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(ours.look, look.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=1e-12, atol=1e-13)
+    expected = _torch_grads(theirs, ours.body)
+    for name, g in ours.body.named_grads().items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-12, atol=1e-13, err_msg=name)
+
+
 @pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, stateful=True,
                                                                                       num_layers=2)],
                          ids=["GRU", "LSTM-stack"])

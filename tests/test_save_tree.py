@@ -273,6 +273,19 @@ def test_a_value_a_file_cannot_hold_is_refused_naming_its_place_before_anything_
     assert path.read_bytes() == before and files(tmp_path) == ["ckpt.pt"]
 
 
+def test_numpy_str_scalars_come_back_as_str_and_an_int_json_cannot_read_back_is_refused_at_save(tmp_path):
+    """np.unique of str labels gives NumPy str scalars, which are str: they were refused as "a NumPy scalar of dtype
+    str32". An int past the 4300 digits that Python's json reads failed with json's bare ValueError at save."""
+    classes = list(np.unique(np.array(["dog", "cat"])))
+    xn.save({"classes": classes, "n": 10 ** 4300 - 1, "labels": np.array(["cat"])}, tmp_path / "ok.npz")
+    back = xn.load(tmp_path / "ok.npz")
+    assert back["classes"] == ["cat", "dog"] and type(back["classes"][0]) is str and back["n"] == 10 ** 4300 - 1
+    with pytest.raises(ValueError, match=r"^xn.save: obj\['seed'\]\[1\] is an int of more than 4300 digits, which a "
+                                         r"file cannot hold .*: save it as a str$"):
+        xn.save({"seed": [1, -10 ** 4300]}, tmp_path / "big.npz")
+    assert files(tmp_path) == ["ok.npz"]
+
+
 def test_nesting_deeper_than_a_file_reads_is_refused_at_save(tmp_path):
     """A dict that holds itself, or lists nested past the reader's depth, fail at save, not at load."""
     deepest = []

@@ -264,6 +264,30 @@ def test_tied_weights_come_in_once_and_go_back_under_both_names():
         xn.load_torch_state_dict(ours, renamed)
 
 
+def test_a_layer_shared_at_two_places_comes_in_once_and_goes_back_under_both_names():
+    """PyTorch's state dict names a module shared at two places (l2.self_attn = l1.self_attn, one ReLU-free block
+    twice in a Sequential) at both; xpnet names the one object at its first place (the load said "the xpnet model
+    has no layer '1.self_attn'", and torch_state_dict gave no key that PyTorch's strict load wants there)."""
+    layers = [nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True) for _ in range(2)]
+    layers[1].self_attn = layers[0].self_attn
+    block = nn.Linear(4, 4)
+    theirs = nn.Sequential(*layers, block, nn.Tanh(), block).double().eval()
+    ours = xn.Sequential(*[xn.layers.TransformerEncoderLayer(4, 2, 8, dropout=0.0, dtype="float64") for _ in "ab"])
+    ours[1].self_attn = ours[0].self_attn
+    shared = Linear(4, 4, dtype="float64")
+    ours.extend([shared, Tanh(), shared])
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    np.testing.assert_allclose(ours.predict(x), _out(theirs, x), **TOL)
+    assert sorted(xn.torch_state_dict(ours)) == sorted(theirs.state_dict())
+    theirs.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+
+    changed = {**theirs.state_dict(), "4.bias": torch.zeros(4, dtype=torch.float64)}
+    with pytest.raises(ValueError, match=r"PyTorch's '4.bias' differs from '2.bias', but the xpnet model holds one "
+                                         r"layer object at both places \('4' is '2'\)"):
+        xn.load_torch_state_dict(ours, changed)
+
+
 def test_a_misshapen_array_names_layer_key_and_both_shapes_and_changes_nothing():
     ours = xn.Sequential(Linear(5, 4), ReLU(), Linear(4, 2))
     before = ours.state_dict()

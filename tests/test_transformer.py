@@ -54,7 +54,7 @@ def _compare(dev, ours, theirs, src, masks, batch_first=True):
     assert_placed(dx, dev, "float64")
     np.testing.assert_allclose(xn.to_numpy(dx), x_t.grad.numpy(), **CLOSE, err_msg="dsrc")
     grads = _grads_by_torch_name(ours)
-    torch_grads = {name: p.grad.numpy() for name, p in theirs.named_parameters()}
+    torch_grads = {name: p.grad.numpy() for name, p in theirs.named_parameters(remove_duplicate=False)}
     assert grads.keys() == torch_grads.keys()
     for name, g in torch_grads.items():
         np.testing.assert_allclose(grads[name], g, **CLOSE, err_msg=f"d{name}")
@@ -127,6 +127,22 @@ def test_two_layers_given_one_activation_object_equal_pytorch(dev, rng):
     ours = xn.Sequential(*[TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, activation=shared, dtype="float64")
                            for _ in range(2)])
     assert ours[0].activation is ours[1].activation
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), {})
+
+
+@pytest.mark.parametrize("norm_first", [False, True], ids=["post-norm", "pre-norm"])
+def test_two_layers_sharing_one_self_attention_equal_pytorch(dev, rng, norm_first):
+    """PyTorch's l2.self_attn = l1.self_attn: the second layer's backward_self serves the second call and the first
+    layer's the first, the attention's gradients the sum of both (backward_self gave the last call's twice)."""
+    theirs = torch.nn.Sequential(*[torch.nn.TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, batch_first=True,
+                                                                     norm_first=norm_first, dtype=torch.float64)
+                                   for _ in range(2)])
+    _random_weights(theirs, rng)
+    theirs[1].self_attn = theirs[0].self_attn
+    ours = xn.Sequential(*[TransformerEncoderLayer(E, HEADS, FF, dropout=0.0, norm_first=norm_first, dtype="float64")
+                           for _ in range(2)])
+    ours[1].self_attn = ours[0].self_attn
     xn.load_torch_state_dict(ours, theirs.state_dict())
     _compare(dev, ours, theirs, rng.standard_normal((N, L, E)), {})
 

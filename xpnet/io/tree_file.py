@@ -5,10 +5,10 @@ How a tree is written (:func:`save_tree`: :func:`tree_record`, then :func:`.atom
 
 1. It is walked once before anything is written. It may hold dicts with str keys, lists, tuples, arrays (any
    backend's: the caller's ``host_array`` gives a NumPy array on the host, or None for what is no array), Python's
-   None, bool, int, float, complex and str (a subclass, such as xpnet's ``LossValue`` or a namedtuple, as its base
-   type) and NumPy scalars of a bool, int, float or complex dtype. Anything else (an object, a function, a key that
-   is not a str, a dict holding itself) is refused, naming its place in the tree (``obj['optimizer']['state']``)
-   and its type.
+   None, bool, int, float, complex and str (a subclass, such as xpnet's ``LossValue``, a namedtuple or NumPy's
+   ``str_``, as its base type) and NumPy scalars of a bool, int, float or complex dtype. Anything else (an object,
+   a function, a key that is not a str, a dict holding itself, an int of more digits than Python reads from JSON)
+   is refused, naming its place in the tree (``obj['optimizer']['state']``) and its type.
 2. The record (a JSON string, member ``__xpnet_tree__``) is the tree with each array replaced by a reference to its
    member (``arrays/0``, with its shape and dtype). JSON's own values stand for themselves (a list, None, a bool,
    an int, a float, a str); the rest are objects tagged by ``"type"``: ``{"type": "dict", "items": {...}}`` (the
@@ -44,6 +44,8 @@ _ARRAY_KINDS = "biufcUS"  # bool, numbers, and NumPy's str and bytes arrays; nev
 _ARRAY_DTYPE = r"[biufcUS][0-9]+"  # how the record names them: NumPy's dtype.str without the byte order
 _SCALAR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
                   "float32", "float64", "complex64", "complex128")
+_INT_DIGITS = 4300  # sys.get_int_max_str_digits()'s default: json.loads reads no longer int
+_INT_LIMIT = 10 ** _INT_DIGITS
 _HOLDS = ("dicts (str keys), lists, tuples, arrays, None, bool, int, float, complex, str and NumPy scalars of "
           "those kinds")
 
@@ -63,8 +65,13 @@ def tree_record(tree: Any, host_array: Callable[[Any], np.ndarray | None],
     names: dict[int, str] = {}  # id of an array in the tree -> its member
 
     def walk(value: Any, where: str, level: int) -> Any:
+        if type(value) is int and abs(value) >= _INT_LIMIT:
+            raise ValueError(f"{who}: {where} is an int of more than {_INT_DIGITS} digits, which a file cannot hold "
+                             "(its record is JSON, and Python reads no longer int from JSON): save it as a str")
         if value is None or type(value) in (bool, int, float, str):
             return value
+        if isinstance(value, np.str_):  # a str (np.unique of str labels gives them), saved as one
+            return str(value)
         if level + (not isinstance(value, list)) > MAX_RECORD_DEPTH:  # a tagged node's list or object: one more
             raise ValueError(f"{who}: {where} nests dicts, lists and tuples deeper than a file holds "
                              f"({MAX_RECORD_DEPTH} levels of its record); a dict or list that holds itself?")

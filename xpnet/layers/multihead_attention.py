@@ -11,6 +11,7 @@ from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array
+from .uses import counted, reused
 
 _INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
 
@@ -154,6 +155,8 @@ class MultiheadAttention(Layer):
         xp = namespace(dq)
         return tuple(_by(xp, g, xp.permute_dims(W, (1, 0))) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
 
+    @counted
+    @reused  # as backward: one attention shared by two Transformer layers (PyTorch's l2.self_attn = l1.self_attn)
     def backward_self(self, dy: Any) -> Any:
         """Self-attention's dx = dquery + dkey + dvalue (N, L, E) after ``mha(x, x, x)``, in one product by
         W_in where ``backward`` takes three and two sums (the Transformer layers call this)."""

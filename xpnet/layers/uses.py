@@ -5,15 +5,16 @@ convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network
 step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
 the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
 ``model(x)``, opens a record of the layers it calls in training mode, as ``layer(x)`` or as ``layer.forward(x)``
-(the book's way; ``recorded`` wraps every layer's ``forward``). ``note`` records each call; from the second call
+(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call); from the second call
 of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
 it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
 take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
 before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's ``backward``
 goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
 ``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
-Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows),
-and what a layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
+Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows;
+one after a training-mode use of the layer leaves it as the use left it, for the use's backward), and what a
+layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
 Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
@@ -47,7 +48,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "recorded", "note", "rounded", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "rounded", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -86,7 +87,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     kwargs)`` reads it instead where forward's signature hides it (a recurrent layer's ``*args``). A forward
     running within the same layer's forward (``super().forward``) is the same call, noted once; what a layer
     that is not a container runs within its forward (Conv1d's Conv2d, SpectralNorm's layer) is part of its own
-    call, taken back with it (``_nodes``), not noted."""
+    call, taken back with it (``_nodes``), not noted. An evaluation-mode call of a layer used in training mode
+    earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does)."""
     position = _train_position(forward)
     parameter = inspect.signature(forward).parameters.get("train")
     default = None if parameter is None or parameter.default is parameter.empty else parameter.default
@@ -102,21 +104,27 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             train = train_of(self, xs, kwargs)
         else:
             train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
-        if calls is None:  # a layer called by itself, outside any model
+        if calls is None:  # a layer called by itself, outside any model: what a model's forward left unfinished
+            self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
             if train is True or (train is None and self.training):
                 _count_forward(self)
             return forward(self, *xs, **kwargs)
+        kept = None
         if train is True or (train is None and self.training):
             if id(self) in calls:
                 _again(self)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
+        elif calls and any(id(node) in calls for node in _nodes(self)):
+            kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
         local.caller = self
         try:
             return forward(self, *xs, **kwargs)
         finally:
             local.caller = caller
+            if kept is not None:
+                _restore(kept)
     return run
 
 
@@ -127,22 +135,9 @@ def _train_position(forward: Callable[..., Any]) -> int | None:
     return names.index("train") - 1 if "train" in names[1:] else None
 
 
-def note(layer: Any, train: bool) -> None:
-    """Record a training-mode call of ``layer``: the first of this forward drops what an earlier forward's calls
-    kept, each later one keeps the state the call before left, for the backward calls (``reused``). A second
-    call of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
-    calls = getattr(_local, "calls", None)
-    if calls is None or not train:
-        return
-    if id(layer) not in calls:
-        calls[id(layer)] = layer
-        vars(layer).pop(_USES, None)
-        return
-    _again(layer)
-
-
 def _again(layer: Any) -> None:
-    """A second or later call of ``layer`` in this forward: keep the state the call before left."""
+    """A second or later call of ``layer`` in this forward: keep the state the call before left. A second call
+    of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
     if getattr(layer, "stateful", False) is True:
         raise RuntimeError(_stateful_twice(layer))
     uses = vars(layer).get(_USES)
@@ -212,7 +207,7 @@ def _restore(state: list[tuple[Any, dict[str, Any]]], unless_rebound_since: Any 
 
 def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
     """``backward`` (or ``backward_params``) taking the calls of the last forward back in reverse order, where
-    the layer was called more than once in it (``note``): before each backward but the first, the state the
+    the layer was called more than once in it (``recorded``): before each backward but the first, the state the
     matching call left is put back, and the parameter gradients already there are added to the new ones."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:

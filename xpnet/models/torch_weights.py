@@ -46,6 +46,7 @@ from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvT
                       TiedLinear, WeightNorm)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
+from .shared_names import named_at_every_place, named_once, other_places
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "read_torch_file", "torch_state_dict"]
 
@@ -209,6 +210,8 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
         else:
             arrays[entry] = to_numpy(value)
     modules = model.named_modules()
+    arrays, differ = named_once(arrays, other_places(model))  # a shared layer's arrays under each of its places
+    problems += differ
     arrays = _renamed_old(arrays, modules)
     converted: dict[str, np.ndarray] = {}
     used: set[str] = set()
@@ -409,6 +412,7 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
             out.update(zip((dot + t for t in torch_names), values))
         for k in _dropped(node):
             out[dot + k] = np.zeros((), dtype=np.int64)
+    out = named_at_every_place(out, other_places(model))
     if as_tensors:
         torch, why = library("torch")
         if torch is None:
