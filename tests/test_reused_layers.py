@@ -66,7 +66,10 @@ def _torch():
 
 
 @pytest.mark.parametrize("net", [CifarNet, BookCifarNet], ids=["layer(x)", "layer.forward(x)"])
-def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch(net):
+@pytest.mark.parametrize("evaluating", [False, True], ids=["train", "eval"])
+def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch(net, evaluating):
+    """Also after model.eval(): a saliency map's (or FGSM's) backward follows an evaluation-mode forward, whose
+    calls are uses too."""
     torch = _torch()
 
     class TorchCifarNet(torch.nn.Module):
@@ -86,6 +89,9 @@ def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch(net):
     theirs = TorchCifarNet().double()
     ours = net()
     xn.load_torch_state_dict(ours, theirs.state_dict())
+    if evaluating:
+        ours.eval()
+        theirs.eval()
     rng = np.random.default_rng(0)
     x, dy = rng.standard_normal((3, 3, 32, 32)), rng.standard_normal((3, 10))
     y = ours(x)
@@ -567,3 +573,38 @@ def _holding_grads(layer):
     for name, g in layer.named_grads().items():
         holder.set_param(name, g)
     return holder
+
+
+def test_a_layer_of_ones_own_calling_its_part_twice_as_layer_x_passes_gradcheck():
+    """A layer that is not a container, calling one held Tanh twice as ``self.act(x)``: two uses, taken back
+    last first by its backward (its ``self.act.forward`` calls would be its own business, as Conv1d's)."""
+    class Twice(L.Layer):
+        def __init__(self):
+            super().__init__()
+            self.act = L.Tanh()
+
+        def forward(self, x, train=True):
+            return self.act(self.act(x) * 2.0)
+
+        def backward(self, dy):
+            return self.act.backward(self.act.backward(dy) * 2.0)
+
+    model = xn.Sequential(L.Linear(3, 3, dtype=F64), Twice())
+    assert xn.gradcheck(model, np.random.default_rng(0).standard_normal((2, 3))).ok
+
+
+def test_a_backward_after_an_evaluation_forward_that_followed_a_training_forward_is_refused():
+    """``y = model(x); model.predict(x_val); model.backward(dy)``: the evaluation forward replaced the training
+    forward's caches, so the backward would be the evaluation forward's; refused, naming the model."""
+    model = xn.Sequential(L.Linear(3, 2, dtype=F64), L.Dropout(0.5))
+    x = np.ones((4, 3))
+    model(x)
+    model.predict(x)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward: the model's last forward ran in evaluation "
+                                           r"mode .*Evaluate after the backward"):
+        model.backward(np.ones((4, 2)))
+    model(x)
+    model.backward(np.ones((4, 2)))  # a training forward again: served
+    model.eval()
+    model(x)
+    model.backward(np.ones((4, 2)))  # an evaluation forward alone (a saliency map): served

@@ -10,7 +10,7 @@ from typing import Any
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .tree import Tree
-from .uses import arm, counted, recorded, reused, rounded
+from .uses import arm, called, counted, recorded, reused, rounded
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
@@ -121,6 +121,7 @@ class Layer(Tree):
     def __call__(self, x: Any, train: bool | None = None) -> Any:
         """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""
         train = self.training if train is None else self._check_train(train)
+        called(self)
         return self.forward(x, train=train)
 
     def config(self) -> dict[str, Any]:

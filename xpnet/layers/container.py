@@ -12,7 +12,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .tree import not_built, tensor_method_hint
-from .uses import scoped
+from .uses import called, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
 
@@ -102,6 +102,7 @@ class Container(Layer):
         ``options`` are forward's other keywords (a Transformer's masks)."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
         try:
+            called(self)
             return self.forward(*xs, train=train, **options)
         except TypeError:
             self._check_inputs(xs, train, options)

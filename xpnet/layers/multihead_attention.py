@@ -11,7 +11,7 @@ from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array
-from .uses import counted, reused
+from .uses import called, counted, reused
 
 _INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
 
@@ -92,6 +92,7 @@ class MultiheadAttention(Layer):
         """``forward`` in the layer's mode, recorded as a use (a second call in one training forward is taken back
         in reverse by backward, as every layer's: :mod:`xpnet.layers.uses`)."""
         train = self.training if train is None else self._check_train(train, _INPUTS)
+        called(self)
         return self.forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
                             is_causal, train=train)
 

@@ -68,6 +68,7 @@ from .recurrent_args import (NO_HX, builds_stack, call_arguments, forward_train,
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
+from .uses import called
 
 # The model-wide state helpers are imported from here too (they lived here).
 __all__ = ["GRU", "LSTM", "RNN", "independent_batches", "probe_states", "refuse_time_first"]
@@ -134,6 +135,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
         train, hx = call_arguments(self, args, train, hx, None)
         train = self.training if train is None else self._check_train(train)
+        called(self)
         return self.forward(x, train=train, hx=hx)
 
     _train_of_forward = forward_train  # forward's train may come after x, where *args hides it

@@ -13,6 +13,7 @@ from ..backend import fast_path, isdtype, namespace, same_device, untracked
 from .base import Layer
 from .dropout import dropout_forward
 from .softmax import softmax, softmax_backward
+from .uses import called
 
 _INPUTS = "query, key, value, attn_mask, is_causal"
 
@@ -58,6 +59,7 @@ class ScaledDotProductAttention(Layer):
         if functional:
             raise TypeError(_layer_arguments(self.name, functional))
         train = self.training if train is None else self._check_train(train, _INPUTS)
+        called(self)
         return self.forward(query, key, value, attn_mask, is_causal, train=train)
 
     def forward(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]

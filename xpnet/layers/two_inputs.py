@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backend import same_device
 from .base import Layer
+from .uses import called
 
 
 class _TwoInputs(Layer):
@@ -19,6 +20,7 @@ class _TwoInputs(Layer):
     def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
         """``forward`` in the layer's mode, recorded as a use (:mod:`xpnet.layers.uses`)."""
         train = self.training if train is None else self._check_pair_train(train)
+        called(self)
         return self.forward(x1, x2, train=train)
 
     def _check_pair_train(self, train: Any) -> bool:

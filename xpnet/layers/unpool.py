@@ -8,6 +8,7 @@ from ..backend import index_dtype, isdtype, same_device, set_at, untracked
 from ._im2col import Pair, as_pair, pad2d, window_reach, window_slices
 from ._lifted import lifted
 from .base import Layer
+from .uses import called
 
 
 class MaxUnpool2d(Layer):
@@ -42,6 +43,7 @@ class MaxUnpool2d(Layer):
     def __call__(self, x: Any, indices: Any, output_size: Any = None,  # type: ignore[override]
                  train: bool | None = None) -> Any:
         train = self.training if train is None else self._check_train(train, "x, indices, output_size")
+        called(self)
         return self.forward(x, indices, output_size, train)
 
     def forward(self, x: Any, indices: Any, output_size: Any = None,  # type: ignore[override]

@@ -12,9 +12,13 @@ take them back in reverse order (``reused``): the first backward serves the last
 before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's ``backward``
 goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
 ``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
-Dropout's draw count, a cache a later forward reads). Not recorded: evaluation-mode calls (no backward follows;
-one after a training-mode use of the layer leaves it as the use left it, for the use's backward), and what a
-layer that is not a container runs inside its own forward (Conv1d's Conv2d: part of its call).
+Dropout's draw count, a cache a later forward reads). In a model's evaluation-mode forward (``model.eval()``,
+``predict``) every call is a use too: a saliency map's or FGSM's backward follows it. In a training-mode forward
+an evaluation-mode call is none (a look at other data: made after a training-mode use of the layer, it leaves
+the layer as the use left it, for the use's backward; a backbone put in ``eval()`` and called twice inside a
+training forward is therefore not taken back). Not recorded either: what a layer that is not a container runs
+inside its own forward by ``.forward`` (Conv1d's Conv2d: part of its call); its ``self.act(x)`` calls are uses
+(``called``).
 Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
@@ -48,7 +52,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "recorded", "rounded", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "called", "rounded", "counted", "reused", "arm", "armed"]
 
 _local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
 
@@ -72,7 +76,10 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             return forward(self, *xs, **kwargs)
         if train is not False:
             _count_forward(self)
-        _local.calls, _local.model, _local.caller = {}, self, None
+        else:
+            _count_evaluation(self)
+        # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
+        _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
         try:
             return forward(self, *xs, **kwargs)
         finally:
@@ -96,9 +103,12 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         local = _local
+        explicit = getattr(local, "called", None) is self  # by layer(x): a use wherever it is
+        if explicit:
+            local.called = None
         calls = getattr(local, "calls", None)
         caller = None if calls is None else local.caller  # the layer whose forward runs this call
-        if caller is self or (caller is not None and not caller.uses_inside):
+        if caller is self or (caller is not None and not caller.uses_inside and not explicit):
             return forward(self, *xs, **kwargs)
         if train_of is not None:
             train = train_of(self, xs, kwargs)
@@ -108,9 +118,12 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
             if train is True or (train is None and self.training):
                 _count_forward(self)
+            else:
+                _count_evaluation(self)
             return forward(self, *xs, **kwargs)
         kept = None
-        if train is True or (train is None and self.training):
+        training = train is True or (train is None and self.training)
+        if training or (local.evaluating and getattr(self, "stateful", False) is not True):
             if id(self) in calls:
                 _again(self)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
@@ -151,9 +164,10 @@ _USES = "_uses_in_last_forward"
 # found replaced by a later one before it (``rounded``).
 _FORWARDS = "_forwards_since_backward"
 _LOST = "_forwards_replaced"
+_EVALUATED = "_evaluated_after_training_forward"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST})
+                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST, _EVALUATED})
 _ABSENT = object()
 
 
@@ -247,9 +261,25 @@ def _stateful_twice(layer: Any) -> str:
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
 
 
+def called(layer: Any) -> None:
+    """Said by ``layer.__call__`` before its ``forward``: the call is a use even inside a layer that is not a
+    container (a layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own
+    business (Conv1d's Conv2d)."""
+    _local.called = layer
+
+
 def _count_forward(layer: Any) -> None:
     own = layer.__dict__
     own[_FORWARDS] = own.get(_FORWARDS, 0) + 1
+    own.pop(_EVALUATED, None)
+
+
+def _count_evaluation(layer: Any) -> None:
+    """An evaluation-mode forward of its own: after a training forward no backward served yet, that forward's
+    caches are gone (``rounded`` refuses the backward that follows)."""
+    own = layer.__dict__
+    if own.get(_FORWARDS):
+        own[_EVALUATED] = True
 
 
 def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
@@ -263,6 +293,9 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
+        if own.pop(_EVALUATED, None):
+            own.pop(_FORWARDS, None)
+            raise RuntimeError(_evaluated(self))
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
             if own.get(_LOST):
@@ -285,6 +318,15 @@ def _replaced(layer: Any, lost: int) -> str:
             f"graph; an xpnet {kind} keeps one call's caches). Call it within one forward of a model of your own "
             "(its forward calling it at each step: each call is then kept, and the backward calls take them back "
             "last first), join the inputs into one batch, or take each forward's backward before the next forward")
+
+
+def _evaluated(layer: Any) -> str:
+    """Why a backward after an evaluation-mode forward that followed a training forward is refused."""
+    kind = "model" if layer.uses_inside else "layer"
+    return (f"{layer.name}.backward: the {kind}'s last forward ran in evaluation mode (predict, eval(), "
+            "train=False) after a training forward that no backward has served, and it replaced that forward's "
+            f"caches: this backward would give the evaluation forward's gradients. Evaluate after the backward "
+            "(or before the training forward)")
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
