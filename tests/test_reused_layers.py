@@ -592,19 +592,3 @@ def test_a_layer_of_ones_own_calling_its_part_twice_as_layer_x_passes_gradcheck(
     model = xn.Sequential(L.Linear(3, 3, dtype=F64), Twice())
     assert xn.gradcheck(model, np.random.default_rng(0).standard_normal((2, 3))).ok
 
-
-def test_a_backward_after_an_evaluation_forward_that_followed_a_training_forward_is_refused():
-    """``y = model(x); model.predict(x_val); model.backward(dy)``: the evaluation forward replaced the training
-    forward's caches, so the backward would be the evaluation forward's; refused, naming the model."""
-    model = xn.Sequential(L.Linear(3, 2, dtype=F64), L.Dropout(0.5))
-    x = np.ones((4, 3))
-    model(x)
-    model.predict(x)
-    with pytest.raises(RuntimeError, match=r"^Sequential\.backward: the model's last forward ran in evaluation "
-                                           r"mode .*Evaluate after the backward"):
-        model.backward(np.ones((4, 2)))
-    model(x)
-    model.backward(np.ones((4, 2)))  # a training forward again: served
-    model.eval()
-    model(x)
-    model.backward(np.ones((4, 2)))  # an evaluation forward alone (a saliency map): served

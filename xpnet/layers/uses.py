@@ -76,8 +76,6 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             return forward(self, *xs, **kwargs)
         if train is not False:
             _count_forward(self)
-        else:
-            _count_evaluation(self)
         # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
         _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
         try:
@@ -118,8 +116,6 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
             if train is True or (train is None and self.training):
                 _count_forward(self)
-            else:
-                _count_evaluation(self)
             return forward(self, *xs, **kwargs)
         kept = None
         training = train is True or (train is None and self.training)
@@ -164,10 +160,9 @@ _USES = "_uses_in_last_forward"
 # found replaced by a later one before it (``rounded``).
 _FORWARDS = "_forwards_since_backward"
 _LOST = "_forwards_replaced"
-_EVALUATED = "_evaluated_after_training_forward"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST, _EVALUATED})
+                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST})
 _ABSENT = object()
 
 
@@ -271,15 +266,6 @@ def called(layer: Any) -> None:
 def _count_forward(layer: Any) -> None:
     own = layer.__dict__
     own[_FORWARDS] = own.get(_FORWARDS, 0) + 1
-    own.pop(_EVALUATED, None)
-
-
-def _count_evaluation(layer: Any) -> None:
-    """An evaluation-mode forward of its own: after a training forward no backward served yet, that forward's
-    caches are gone (``rounded`` refuses the backward that follows)."""
-    own = layer.__dict__
-    if own.get(_FORWARDS):
-        own[_EVALUATED] = True
 
 
 def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
@@ -293,9 +279,6 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
-        if own.pop(_EVALUATED, None):
-            own.pop(_FORWARDS, None)
-            raise RuntimeError(_evaluated(self))
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
             if own.get(_LOST):
@@ -318,15 +301,6 @@ def _replaced(layer: Any, lost: int) -> str:
             f"graph; an xpnet {kind} keeps one call's caches). Call it within one forward of a model of your own "
             "(its forward calling it at each step: each call is then kept, and the backward calls take them back "
             "last first), join the inputs into one batch, or take each forward's backward before the next forward")
-
-
-def _evaluated(layer: Any) -> str:
-    """Why a backward after an evaluation-mode forward that followed a training forward is refused."""
-    kind = "model" if layer.uses_inside else "layer"
-    return (f"{layer.name}.backward: the {kind}'s last forward ran in evaluation mode (predict, eval(), "
-            "train=False) after a training forward that no backward has served, and it replaced that forward's "
-            f"caches: this backward would give the evaluation forward's gradients. Evaluate after the backward "
-            "(or before the training forward)")
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
