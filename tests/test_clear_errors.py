@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -262,3 +263,34 @@ def test_cli_with_stdout_on_dev_full_says_so_in_one_line(tmp_path, command):
     assert done.returncode == 2
     assert done.stderr == "xpnet: error: cannot write to the standard output: No space left on device\n"
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_layer_holding_a_layer_with_parameters_warns_that_they_will_not_train():
+    """An ``xn.layers.Layer`` subclass (not ``xn.Model``) holding a Linear as an attribute: its parameters are in
+    no ``named_params()``, so no optimizer would ever update them; the optimizer says so when it binds the model,
+    naming the layer and the attribute. A container holding the same, and xpnet's own layers that run a held layer
+    (Conv1d, SpectralNorm), say nothing."""
+    class Block(xn.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.lin = xn.layers.Linear(3, 3)
+
+        def forward(self, x, train=True):
+            return self.lin(x)
+
+        def backward(self, dy):
+            return self.lin.backward(dy)
+
+    class Good(xn.Model, Block):
+        pass
+
+    with pytest.warns(UserWarning, match=r"^SGD: '0' \(Block\) holds the Linear 'lin' as an attribute.*'W', 'b' are "
+                                         r"in no optimizer's reach and will not train; subclass xn.Model"):
+        xn.optim.SGD(xn.Sequential(Block(), xn.layers.Linear(3, 2)).parameters(), lr=0.1)
+    fine = [xn.Sequential(Good(), xn.layers.Linear(3, 2)),
+            xn.Sequential(xn.layers.Conv1d(2, 3, 3), xn.layers.SpectralNorm(xn.layers.Linear(3, 3)))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for model in fine:
+            xn.optim.SGD(model.parameters(), lr=0.1)
+    assert "0.lin.W" in fine[0].named_params()

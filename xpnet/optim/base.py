@@ -31,10 +31,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import _chainer
-from .._user import flag, not_here
+from .._user import flag, not_here, warn
 from ._blame import missing_gradient, other_dtype
 from ..layers.uses import arm, armed
-from .binding import TakesAModelFirst
+from .binding import TakesAModelFirst, unlisted_parameters
 from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps
 from .hyperparams import choice, positive
@@ -147,6 +147,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             return
         if self._several_groups:
             self._bind_root(model)
+        hidden = unlisted_parameters(model) if hasattr(model, "named_modules") else None
+        if hidden is not None:
+            warn(f"{self.name}: {hidden}")
         try:
             self._model = weakref.ref(model)
         except TypeError:  # a model class with __slots__ and no __weakref__
