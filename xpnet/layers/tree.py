@@ -165,6 +165,7 @@ class Tree(Submodules):
                     visit(prefix + name + ".", child)
 
         visit("", self)
+        del visit  # the function refers to itself: left, the cycle would keep the tree alive until a collection
         return found
 
     def __getattr__(self, name: str) -> Any:
