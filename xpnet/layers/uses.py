@@ -112,13 +112,13 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             train = train_of(self, xs, kwargs)
         else:
             train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
+        training = train is True or (train is None and self.training)
         if calls is None:  # a layer called by itself, outside any model: what a model's forward left unfinished
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
-            if train is True or (train is None and self.training):
+            if training:
                 _count_forward(self)
             return forward(self, *xs, **kwargs)
         kept = None
-        training = train is True or (train is None and self.training)
         if training or (local.evaluating and getattr(self, "stateful", False) is not True):
             if id(self) in calls:
                 _again(self)

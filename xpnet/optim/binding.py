@@ -11,6 +11,7 @@ import inspect
 from typing import Any
 
 from .._user import is_real
+from ..layers.base import is_xpnet_class
 
 __all__ = ["TakesAModelFirst", "owning_model", "groups_hint", "unlisted_parameters"]
 
@@ -98,7 +99,7 @@ def unlisted_parameters(model: Any) -> str | None:
     nodes = model.named_modules()
     listed = {id(node) for node in nodes.values()}
     for name, node in nodes.items():
-        if getattr(node, "uses_inside", True) or type(node).__module__.split(".")[0] == "xpnet":
+        if getattr(node, "uses_inside", True) or is_xpnet_class(type(node)):
             continue
         own = {id(p) for p in node.params.values()}
         for attr, held in vars(node).items():
