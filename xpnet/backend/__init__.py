@@ -24,7 +24,7 @@ from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, copy_in
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, index_dtype, isdtype, namespace, no_autograd, set_at,
                          untracked, update_rule)
-from .random import release_device_rngs, set_rng_state, uniform
+from .random import keep_scale, release_device_rngs, set_rng_state, uniform
 from .registry import (fast_path, into, register_fast_path, set_fast_paths, set_mkl, set_numba,
                        writes_out)
 
@@ -52,6 +52,7 @@ __all__ = [
     "no_autograd",
     "plain_array",
     "register_fast_path",
+    "keep_scale",
     "same_device",
     "set_at",
     "set_fast_paths",

@@ -24,11 +24,11 @@ from typing import Any, Iterable
 import array_api_compat
 import numpy as np
 
-from .devices import dtype_name
+from .devices import dtype_name, from_host
 from .libraries import cupy, library
 from .namespaces import namespace
 
-__all__ = ["uniform", "set_rng_state", "release_device_rngs", "cupy_draw_state", "prepare_device_draws"]
+__all__ = ["uniform", "keep_scale", "set_rng_state", "release_device_rngs", "cupy_draw_state", "prepare_device_draws"]
 
 
 class _Held:
@@ -128,11 +128,35 @@ def uniform(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: 
 
         gen = _device_generator(rng, owner, str(like.device), make)
         return torch.rand(shape, generator=gen, dtype=like.dtype, device=like.device)
-    host = rng.random(shape, dtype=np.float64 if dtype_name(like) == "float64" else np.float32)
+    host = _host_draw(rng, shape, like)
     if isinstance(like, np.ndarray):
         return host
-    xp = namespace(like)
-    return xp.asarray(host, device=array_api_compat.device(like))
+    return from_host(namespace(like), host, array_api_compat.device(like), owned=True)
+
+
+def keep_scale(rng: np.random.Generator, shape: tuple[int, ...], like: Any, owner: Any, p: float,
+               kept: float) -> Any:
+    """Dropout's scale ``(u >= p) * kept`` of ``shape`` in ``like``'s dtype on its device, u the numbers
+    :func:`uniform` draws. Where those are drawn on the host, the scale is made there (NumPy's operations, as
+    the NumPy case runs them) and moved once: JAX dispatches each operation on its own, four of them."""
+    name = dtype_name(like)
+    if _drawn_on_device(like) or not hasattr(np, name):  # NumPy has no bfloat16
+        xp = namespace(like)
+        return xp.astype(uniform(rng, shape, like, owner) >= p, like.dtype) * kept
+    scale = (_host_draw(rng, shape, like) >= p).astype(name) * kept
+    if isinstance(like, np.ndarray):
+        return scale
+    return from_host(namespace(like), scale, array_api_compat.device(like), owned=True)
+
+
+def _host_draw(rng: np.random.Generator, shape: tuple[int, ...], like: Any) -> np.ndarray:
+    return rng.random(shape, dtype=np.float64 if dtype_name(like) == "float64" else np.float32)
+
+
+def _drawn_on_device(like: Any) -> bool:
+    """Whether :func:`uniform` draws for ``like`` on its device: CuPy, PyTorch's GPUs."""
+    return array_api_compat.is_cupy_array(like) or (array_api_compat.is_torch_array(like)
+                                                     and like.device.type != "cpu")
 
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any] | None = None) -> None:

@@ -9,7 +9,8 @@ from .. import _chainer
 from .. import init as _init
 from .._user import keyword_hints
 from .._user import seed as _seed
-from ..backend import fast_path, namespace, uniform, untracked
+from ..backend import fast_path, untracked
+from ..backend import keep_scale as _keep_scale
 from .base import INPLACE, Layer, pytorch_defaults_only
 
 
@@ -148,6 +149,6 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
 
 
 def keep_scale(x: Any, shape: tuple[int, ...], p: float, kept: float, rng: Any, owner: Any) -> Any:
-    """(u >= p) * kept of ``shape`` in x's dtype, u uniform in [0, 1) drawn by ``xpnet.backend.uniform``."""
-    xp = namespace(x)
-    return xp.astype(uniform(rng, shape, x, owner=owner) >= p, x.dtype) * kept
+    """(u >= p) * kept of ``shape`` in x's dtype, u uniform in [0, 1) drawn by ``xpnet.backend.uniform``
+    (``xpnet.backend.keep_scale``: made on the host where the numbers are drawn there)."""
+    return _keep_scale(rng, shape, x, owner, p, kept)
