@@ -230,6 +230,21 @@ def test_jax_without_x64_refuses_float64_and_casts_float64_data_like_numpy(spira
         np.testing.assert_allclose(xn.to_numpy(on_jax.predict(x64)), on_numpy.predict(x64), rtol=1e-5, atol=1e-6)
 
 
+def test_jax_without_x64_refuses_64_bit_integers_that_would_wrap(tmp_path):
+    """JAX without x64 holds int64 as int32: labels move so, but 2**40 (a step count, an id) silently became 0,
+    also through xn.load of a checkpoint onto JAX. Now refused, naming the values and how to enable x64."""
+    with _jax_x64(False):
+        labels = xn.to_device(np.array([0, 9, -3], np.int64), "jax:cpu")
+        np.testing.assert_array_equal(xn.to_numpy(labels), [0, 9, -3])
+        for big in (np.array([1, 2**40], np.int64), np.array([2**32], np.uint64), np.array([-2**31 - 1])):
+            with pytest.raises(ValueError, match=r"jax:cpu holds u?int64 as u?int32 and these values do not fit "
+                                                 r"\(from .*\); for JAX call jax.config.update\('jax_enable_x64'"):
+                xn.to_device(big, "jax:cpu")
+        xn.save({"step": np.array(2**40)}, tmp_path / "ckpt.npz")
+        with pytest.raises(ValueError, match="do not fit"):
+            xn.load(tmp_path / "ckpt.npz", device="jax:cpu")
+
+
 @pytest.mark.parametrize("dtype", [np.float64, "float64", np.dtype("float64")], ids=["np.float64", "str", "np.dtype"])
 def test_dtypes_are_taken_in_any_librarys_form(dtype):
     """model.to("torch:cpu", dtype=np.float64) failed inside torch; model.to("cpu", dtype="foo") with an

@@ -418,6 +418,7 @@ def to_device(a: Any, dev: Any, dtype: Any = None, *, copy: bool | None = None) 
             if host.dtype == np.float64 and not dev.supports_float64():
                 raise ValueError(_no_float64(dev, "it refuses float64")) from None
             raise
+        _check_narrowed(host, out, dev)
     wanted = dtype_name(a) if name is None and hasattr(a, "dtype") else name
     if wanted == "float64" and dtype_name(out) != "float64" and not dev.supports_float64():
         # JAX without jax_enable_x64 turns float64 into float32 with at most a warning.
@@ -439,6 +440,22 @@ def from_host(xp: Any, host: np.ndarray, native: Any, *, owned: bool = False) ->
     if array_api_compat.is_jax_namespace(xp):
         return library("jax")[0].device_put(host if owned else np.array(host, copy=True), native)
     return xp.asarray(host, device=native)
+
+
+def _check_narrowed(host: np.ndarray, out: Any, dev: Device) -> None:
+    """JAX without ``jax_enable_x64`` makes 64-bit integers 32-bit silently, wrapping what does not fit
+    (2**40 became 0): labels and token ids fit and move so; a value that does not fit is refused."""
+    if host.dtype.kind not in "iu" or host.dtype.itemsize != 8 or host.size == 0:
+        return
+    narrow = np.dtype(dtype_name(out))
+    if narrow.itemsize >= 8:
+        return
+    info = np.iinfo(narrow)
+    low, high = host.min(), host.max()
+    if low < info.min or high > info.max:
+        raise ValueError(f"to_device: {dev.name} holds {host.dtype} as {narrow} and these values do not fit "
+                         f"(from {low} to {high}); for JAX call jax.config.update('jax_enable_x64', True) before "
+                         "making arrays")
 
 
 def _no_float64(dev: Device, why: str) -> str:
