@@ -404,6 +404,68 @@ def test_a_look_in_evaluation_mode_after_a_use_leaves_the_uses_cache_to_its_back
         np.testing.assert_allclose(g, expected[name], rtol=1e-12, atol=1e-13, err_msg=name)
 
 
+@pytest.mark.parametrize("look_first", [False, True], ids=["siamese", "look-then-use"])
+def test_a_backbone_put_in_eval_and_called_on_two_inputs_trains_as_pytorch(look_first):
+    """Fine-tuning with the backbone's BatchNorm statistics frozen (``backbone.eval()``) in a siamese network:
+    each of its evaluation-mode calls in the training forward is a use, taken back in reverse (the second
+    backward got the second input's caches again: a weight gradient off by 3.6). ``look-then-use``: an
+    evaluation-mode look before a training-mode use of the same layer leaves the use's backward right."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.ReLU()).double()
+    with torch.no_grad():
+        theirs[1].running_mean.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        theirs[1].running_var.copy_(torch.tensor([1.5, 0.7, 2.0]))
+
+    class Siamese(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.backbone = xn.Sequential(L.Linear(4, 3, dtype=F64), L.BatchNorm(3, dtype=F64), L.ReLU())
+
+        def forward(self, a, b, train=True):
+            if look_first:  # a look at b in evaluation mode, then a training-mode use on a
+                self.backbone.eval()
+                fb = self.backbone(b)
+                self.backbone.train()
+                return self.backbone(a), fb
+            return self.backbone(a), self.backbone(b)
+
+        def backward(self, da, db):
+            if look_first:
+                return self.backbone.backward(da)
+            return self.backbone.backward(db), self.backbone.backward(da)
+
+    ours = Siamese()
+    xn.load_torch_state_dict(ours.backbone, theirs.state_dict())
+    if not look_first:
+        ours.backbone.eval()
+        theirs.eval()
+    rng = np.random.default_rng(3)
+    a, b, da, db = (rng.standard_normal(s) for s in [(5, 4), (5, 4), (5, 3), (5, 3)])
+    at, bt = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+    if look_first:
+        theirs.eval()
+        fb_t = theirs(bt.detach())
+        theirs.train()
+        fa_t = theirs(at)
+        fa_t.backward(torch.from_numpy(da))
+    else:
+        fa_t, fb_t = theirs(at), theirs(bt)
+        torch.autograd.backward([fa_t, fb_t], [torch.from_numpy(da), torch.from_numpy(db)])
+    fa, fb = ours(a, b)
+    np.testing.assert_allclose(fa, fa_t.detach().numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(fb, fb_t.detach().numpy(), rtol=1e-12, atol=1e-13)
+    grads = ours.backward(da, db)
+    if look_first:
+        np.testing.assert_allclose(grads, at.grad.numpy(), rtol=1e-12, atol=1e-13)
+    else:
+        np.testing.assert_allclose(grads[0], bt.grad.numpy(), rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(grads[1], at.grad.numpy(), rtol=1e-12, atol=1e-13)
+    expected = _torch_grads(theirs, ours.backbone)
+    for name, g in ours.backbone.named_grads().items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-12, atol=1e-13, err_msg=name)
+
+
 @pytest.mark.parametrize("make", [lambda: L.GRU(4, 3, stateful=True), lambda: L.LSTM(4, 3, stateful=True,
                                                                                       num_layers=2)],
                          ids=["GRU", "LSTM-stack"])

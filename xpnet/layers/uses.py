@@ -14,9 +14,10 @@ goes through the uses in reverse, as it goes through the layers: ``self.relu.bac
 ``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
 Dropout's draw count, a cache a later forward reads). In a model's evaluation-mode forward (``model.eval()``,
 ``predict``) every call is a use too: a saliency map's or FGSM's backward follows it. In a training-mode forward
-an evaluation-mode call is none (a look at other data: made after a training-mode use of the layer, it leaves
-the layer as the use left it, for the use's backward; a backbone put in ``eval()`` and called twice inside a
-training forward is therefore not taken back). Not recorded either: what a layer that is not a container runs
+an evaluation-mode call is a use as well (a backbone put in ``eval()`` to keep its BatchNorm statistics, called
+on a siamese network's two inputs), except after a training-mode use of the layer in the same forward: then it
+is a look at other data (a monitor's output), and leaves the layer as the use left it, for the use's backward.
+Not recorded: what a layer that is not a container runs
 inside its own forward by ``.forward`` (Conv1d's Conv2d: part of its call); its ``self.act(x)`` calls are uses
 (``called``).
 Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
@@ -78,10 +79,11 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             _count_forward(self)
         # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
         _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
+        _local.evaluation_uses = set()
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            _local.calls = _local.model = _local.caller = None
+            _local.calls = _local.model = _local.caller = _local.evaluation_uses = None
     return run
 
 
@@ -93,7 +95,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     running within the same layer's forward (``super().forward``) is the same call, noted once; what a layer
     that is not a container runs within its forward (Conv1d's Conv2d, SpectralNorm's layer) is part of its own
     call, taken back with it (``_nodes``), not noted. An evaluation-mode call of a layer used in training mode
-    earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does)."""
+    earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does);
+    any other evaluation-mode call in a training forward is a use (noted in ``evaluation_uses``)."""
     position = _train_position(forward)
     parameter = inspect.signature(forward).parameters.get("train")
     default = None if parameter is None or parameter.default is parameter.empty else parameter.default
@@ -119,14 +122,19 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 _count_forward(self)
             return forward(self, *xs, **kwargs)
         kept = None
-        if training or (local.evaluating and getattr(self, "stateful", False) is not True):
+        use = training or (local.evaluating and getattr(self, "stateful", False) is not True)
+        if not use and calls and any(id(node) in calls and id(node) not in local.evaluation_uses
+                                     for node in _nodes(self)):
+            kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
+        elif not use and getattr(self, "stateful", False) is not True:
+            use = True  # a part put in eval() (a frozen backbone) called on two inputs: each call is a use
+            local.evaluation_uses.add(id(self))
+        if use:
             if id(self) in calls:
                 _again(self)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
-        elif calls and any(id(node) in calls for node in _nodes(self)):
-            kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
         local.caller = self
         try:
             return forward(self, *xs, **kwargs)
