@@ -101,6 +101,19 @@ def _check_built(node: Any) -> None:
         raise TypeError(not_built(node))
 
 
+def _visit(node: Any, prefix: str, found: dict[str, Any], seen: set[int]) -> None:
+    """``named_modules``' walk below ``node`` (named ``prefix`` and a dot, or ``""`` for the root), each node
+    once. A module function, not a closure: the walk runs several times a training step (2x as fast)."""
+    own = node.__dict__
+    if "params" not in own or "grads" not in own or "buffers" not in own:  # _STORES, spelt out: every step
+        _check_built(node)
+    for name, child in node.named_children().items():
+        if id(child) not in seen:
+            seen.add(id(child))
+            found[prefix + name] = child
+            _visit(child, prefix + name + ".", found, seen)
+
+
 # What an init function of PyTorch's applies to m.weight.data (NumPy's .data is a memoryview, CuPy's a pointer).
 _TENSOR_METHODS = ("data", "normal_", "uniform_", "fill_", "zero_", "copy_", "mul_", "add_", "clamp_")
 _TENSOR_METHODS_HINT = ("xpnet's m.weight and m.bias are the arrays themselves, without PyTorch's .data and in-place "
@@ -154,18 +167,7 @@ class Tree(Submodules):
         TypeError, since an AttributeError raised inside a property (``model.device``) would be replaced
         by Python with "no attribute 'device'"."""
         found: dict[str, Any] = {"": self}
-        seen = {id(self)}
-
-        def visit(prefix: str, node: Any) -> None:  # prefix: "" or the node's name and a dot
-            _check_built(node)
-            for name, child in node.named_children().items():
-                if id(child) not in seen:
-                    seen.add(id(child))
-                    found[prefix + name] = child
-                    visit(prefix + name + ".", child)
-
-        visit("", self)
-        del visit  # the function refers to itself: left, the cycle would keep the tree alive until a collection
+        _visit(self, "", found, {id(self)})
         return found
 
     def __getattr__(self, name: str) -> Any:

@@ -46,8 +46,7 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
     parameter that trains gets the gradient the full backward gives."""
     parts = list(parts)
     if not input_grad:
-        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and p.requires_grad and p.named_params()),
-                     None)
+        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and _trains(p)), None)
         if first is None:
             return None
         parts = parts[first:]
@@ -59,6 +58,12 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
         return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
     parts[0].backward_params(dy)
     return None
+
+
+def _trains(part: Layer) -> bool:
+    """Whether a parameter of ``part`` (or of a layer inside it) trains: ``part.requires_grad and
+    part.named_params()`` from one walk of its tree."""
+    return any(node.params and not node._frozen for node in part.named_modules().values())
 
 
 class StopsWhereNothingTrains:
