@@ -120,7 +120,7 @@ def load_chainer_npz(file: str | os.PathLike, model: Any, path: str = "", strict
         if any("has shape" in p for p in problems):
             problems += _sequential_hint(model)
         if problems:
-            raise ValueError(f"xn.load_chainer_npz: {reader.path!r} does not fit the xpnet {model.name}:\n  "
+            raise ValueError(f"xn.load_chainer_npz: {reader.source} does not fit the xpnet {model.name}:\n  "
                              + "\n  ".join(problems))
         converted = {name: _convert(_read(reader, key, headers[key]), how)
                      for name, (key, how, keep) in plan.items() if keep}
