@@ -242,5 +242,7 @@ def test_a_files_bytes_given_for_its_path_are_refused_saying_so(tmp_path):
 def test_a_missing_file_names_its_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         xn.read_torch_file(tmp_path / "missing.pth")
-    with pytest.raises(TypeError, match=r"^xn.read_torch_file: path must be a str, bytes or os.PathLike"):
-        xn.read_torch_file(io.BytesIO(b""))
+    with pytest.raises(TypeError, match=r"^xn.read_torch_file: path must be a str, bytes or os.PathLike.*got int"):
+        xn.read_torch_file(3)
+    with pytest.raises(xn.XpnetFileError, match=r"^xn.read_torch_file: <BytesIO> is not a file of torch.save.*no bytes"):
+        xn.read_torch_file(io.BytesIO(b""))  # a buffer reads as torch.load(buffer) reads it

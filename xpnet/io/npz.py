@@ -69,7 +69,7 @@ class NpzReader:
             head = self._file.read(len(_NPY_MAGIC))
             if not head:
                 raise self.error("the file is empty (0 bytes)" if self.path is not None else
-                                 "there are no bytes at its position (0 bytes)")
+                                 "there are no bytes at its position")
             if head == _NPY_MAGIC:
                 raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
             try:
