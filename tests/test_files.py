@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import tracemalloc
 import warnings
 import zipfile
@@ -422,9 +423,14 @@ def test_a_stream_of_the_wrong_kind_is_refused_before_anything_is_written(tmp_pa
 def test_a_truncated_or_foreign_buffer_is_refused_naming_it():
     buffer = io.BytesIO()
     xn.save(small_model().state_dict(), buffer)
-    for data in (buffer.getvalue()[:len(buffer.getvalue()) // 2], buffer.getvalue()[:-1], b"not a zip archive"):
+    end = buffer.tell()
+    xn.save({"next": 1}, buffer)
+    whole = buffer.getvalue()
+    damaged = whole[:end - 22] + b"XX" + whole[end - 20:]  # the first archive's end record, the second intact
+    for data in (whole[:end // 2], whole[:end - 1], b"not a zip archive", damaged):
         with pytest.raises(xn.XpnetFileError, match=r"^<BytesIO> is not .*: it is not a complete zip archive"):
-            xn.load(io.BytesIO(data))
+            xn.load(io.BytesIO(data))  # never the object saved after it
+    assert list(xn.load(io.BytesIO(whole[:end + 7]))) == list(small_model().state_dict())  # the next one cut short
 
 
 def test_training_checkpoints_stay_paths(spiral):
@@ -432,3 +438,18 @@ def test_training_checkpoints_stay_paths(spiral):
         xn.callbacks.ModelCheckpoint(io.BytesIO())
     with pytest.raises(TypeError, match=r"^resume_from: path must be a str, bytes or os.PathLike .*got BytesIO"):
         fit(spiral, xn.optim.SGD(0.1), resume_from=io.BytesIO())
+
+
+def test_weights_sent_over_a_socket_load_once_read_into_memory():
+    """A socket's stream writes but cannot seek: xn.save writes to it as numpy.savez writes; xn.load refuses to read
+    it (a zip archive's directory is at its end), naming io.BytesIO(stream.read()), which then loads."""
+    model, (sender, receiver) = small_model(), socket.socketpair()
+    with sender, receiver, sender.makefile("wb") as out, receiver.makefile("rb") as stream:
+        xn.save(model.state_dict(), out)
+        out.close()
+        sender.close()
+        with pytest.raises(TypeError, match=r"cannot seek.*io.BytesIO\(stream.read\(\)\)"):
+            xn.load(stream)
+        received = xn.load(io.BytesIO(stream.read()))
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(received[name], value)

@@ -1,5 +1,5 @@
 """Binary file objects given instead of a path, as PyTorch's ``torch.save(obj, buffer)`` and ``torch.load(buffer)``
-take them: an ``io.BytesIO``, a file opened ``"wb"`` or ``"rb"``, a socket's ``makefile("rb")`` read into one.
+take them: an ``io.BytesIO``, a file opened ``"wb"`` or ``"rb"``, a socket's ``makefile("wb")`` to send one.
 
 - :func:`is_file_object`: whether a save or a load was given one rather than a path (str, bytes, os.PathLike).
 - :func:`describe`: how errors name it where they would name a path (``<BytesIO>``,
@@ -53,7 +53,8 @@ def _text(f: Any) -> bool:
 
 
 def _can(f: Any, what: str) -> bool:
-    """Whether ``f`` says it can ``what`` ("read", "write", "seek"); one that does not say is taken at its word."""
+    """Whether ``f`` can ``what`` ("read", "write", "seek"): its ``readable()`` (...) where it has one, else whether
+    it has the method."""
     ask = getattr(f, {"read": "readable", "write": "writable", "seek": "seekable"}[what], None)
     if not callable(ask):
         return hasattr(f, what)
@@ -98,9 +99,9 @@ def save_npz(target: Any, arrays: dict[str, np.ndarray], who: str) -> None:
 
 
 def archive_at(f: Any, who: str) -> "_Window":
-    """A read-only window on ``f`` from its position to the end of the zip archive that starts there (to the end
-    of ``f`` where none is found, for the reader to refuse); raises unless ``f`` is an open binary file object that
-    reads and seeks."""
+    """A read-only window on ``f`` from its position to the end of the zip archive that starts there (where none is
+    found, to the start of the next archive found after it or to the end of ``f``, for the reader to refuse);
+    raises unless ``f`` is an open binary file object that reads and seeks."""
     _closed(f, who)
     if _text(f):
         raise TypeError(f"{who}: the file object {describe(f)} is a text stream; a load reads bytes: give a binary "
@@ -115,12 +116,12 @@ def archive_at(f: Any, who: str) -> "_Window":
     end = f.seek(0, io.SEEK_END)
     while end > start:
         found = _archive_before(f, start, end)
-        if found is None or found[0] < start:
+        if found is None:
             break
         if found[0] == start:
             return _Window(f, start, found[1])
-        end = found[0]  # an archive saved after the one at ``start``
-    return _Window(f, start, f.seek(0, io.SEEK_END))
+        end = found[0]  # an archive saved after the one at ``start``, which must end before it
+    return _Window(f, start, end)
 
 
 def _archive_before(f: Any, start: int, end: int) -> tuple[int, int] | None:
@@ -152,8 +153,10 @@ def _archive_before(f: Any, start: int, end: int) -> tuple[int, int] | None:
     if directory < start:
         return None
     first = directory if size == 0 else directory - offset + _first_entry_offset(f, directory)
+    if first < start:
+        return None
     f.seek(first)
-    return (first, last) if first >= start and (size == 0 or f.read(4) == b"PK\x03\x04") else None
+    return (first, last) if size == 0 or f.read(4) == b"PK\x03\x04" else None
 
 
 def _first_entry_offset(f: Any, directory: int) -> int:
@@ -171,7 +174,7 @@ def _first_entry_offset(f: Any, directory: int) -> int:
     while len(extra) >= 4:  # zip64's block (id 1) holds the sizes that overflowed, then the offset
         kind, n = struct.unpack_from("<2H", extra)
         if kind == 1:
-            values = struct.unpack_from(f"<{n // 8}Q", extra, 4)
+            values = struct.unpack_from(f"<{min(n, len(extra) - 4) // 8}Q", extra, 4)
             skip = (fields[11] == 0xFFFFFFFF) + (fields[10] == 0xFFFFFFFF)
             return values[skip] if len(values) > skip else -1 << 63
         extra = extra[4 + n:]
@@ -206,10 +209,14 @@ class _Window(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         n = max(0, min(len(buffer), self._last - self._first - self._at))
         self._f.seek(self._first + self._at)
-        data = self._f.read(n)
-        buffer[:len(data)] = data
-        self._at += len(data)
-        return len(data)
+        if callable(getattr(self._f, "readinto", None)):  # no copy in between
+            got = self._f.readinto(memoryview(buffer).cast("B")[:n]) or 0
+        else:
+            data = self._f.read(n)
+            got = len(data)
+            buffer[:got] = data
+        self._at += got
+        return got
 
     def close(self) -> None:
         if not self.closed:
