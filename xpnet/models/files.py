@@ -15,7 +15,8 @@ another shape) is refused there rather than by ``xn.load``.
 
 ``xn.save`` of anything but a model (a state dict, PyTorch's checkpoint dict of state dicts, epoch and loss) writes
 a tree of values (``xpnet.io.tree_file``), which ``xn.load`` gives back as it was: PyTorch's ``torch.save`` and
-``torch.load``, without pickle.
+``torch.load``, without pickle. Both take a binary file object in place of the path, as PyTorch's do
+(``xpnet.io.streams``: written at its position without atomicity, read from it).
 """
 
 from __future__ import annotations
