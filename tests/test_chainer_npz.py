@@ -8,6 +8,8 @@ links/rnn/lstm.py upward/lateral). Each model's output is compared with the outp
 the file's arrays by Chainer's formulas (functions/normalization/batch_normalization.py's
 fixed_batch_normalization, functions/rnn/lstm.py's _extract_gates and step)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -189,3 +191,15 @@ def test_layers_chainer_has_no_counterpart_for_are_refused(tmp_path, layer, says
 def test_chainers_load_npz_says_what_to_write():
     with pytest.raises(AttributeError, match="xn.load_chainer_npz.*is serializers.load_npz"):
         xn.load_npz  # noqa: B018
+
+
+def test_a_file_object_loads_as_its_path_does(tmp_path, rng):
+    """chainer.serializers.load_npz takes a file object too: xn.load_chainer_npz reads one from its position."""
+    file, f = _mlp_file(tmp_path, rng)
+    by_path, by_object = MLP(5, 4, 3), MLP(5, 4, 3)
+    xn.load_chainer_npz(file, by_path, path="predictor/")
+    with open(file, "rb") as opened:
+        assert xn.load_chainer_npz(opened, by_object, path="predictor/") == ([], [])
+        assert opened.tell() == os.path.getsize(file) and not opened.closed
+    for name, value in by_path.state_dict().items():
+        np.testing.assert_array_equal(by_object.state_dict()[name], value)

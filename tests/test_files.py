@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import socket
 import tracemalloc
 import warnings
 import zipfile
@@ -323,3 +325,131 @@ def test_a_malformed_callback_state_names_the_file_and_field(tmp_path, spiral):
         fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=path,
             callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss", patience=5)])
     assert str(path) in str(info.value)
+
+
+# -- binary file objects (torch.save(obj, buffer), torch.load(buffer)) ----------------------------
+
+
+def test_a_state_dict_and_a_checkpoint_dict_round_trip_through_a_bytes_buffer():
+    """PyTorch's buffer = io.BytesIO(); torch.save(obj, buffer); buffer.seek(0); torch.load(buffer): refused
+    before ("path must be a str, bytes or os.PathLike"), for weights sent over a socket or kept in memory."""
+    model = small_model()
+    optimizer = xn.optim.Adam(model.parameters(), lr=1e-2)
+    criterion, rng = xn.losses.SoftmaxCrossEntropy(), np.random.default_rng(0)
+    loss = criterion(model(rng.standard_normal((6, 4)).astype(np.float32)), rng.integers(0, 3, 6))
+    model.backward(criterion.backward())
+    optimizer.step()
+    buffer = io.BytesIO()
+    xn.save(model.state_dict(), buffer)
+    assert not buffer.closed and buffer.tell() == len(buffer.getvalue()) > 0  # written at its position, left there
+    buffer.seek(0)
+    restored = small_model(seed=1)
+    restored.load_state_dict(xn.load(buffer, map_location="cpu"))
+    assert not buffer.closed and buffer.tell() == len(buffer.getvalue())
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(restored.state_dict()[name], value)
+    ckpt = {"epoch": 5, "model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict(),
+            "loss": loss, "betas": (0.9, 0.999), "step": np.int64(7)}
+    buffer = io.BytesIO()
+    xn.save(ckpt, buffer)
+    buffer.seek(0)
+    loaded = xn.load(buffer, device="cpu")
+    assert list(loaded) == list(ckpt) and type(loaded["epoch"]) is int and type(loaded["loss"]) is float
+    assert loaded["betas"] == (0.9, 0.999) and type(loaded["step"]) is np.int64 and loaded["step"] == 7
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(loaded["model_state_dict"][name], value)
+    resumed = xn.optim.Adam(restored.parameters(), lr=1e-3)
+    resumed.load_state_dict(loaded["optimizer_state_dict"])
+    assert resumed.t == optimizer.t == 1 and resumed.lr == 1e-2
+
+
+def test_a_model_round_trips_through_a_buffer_whose_bytes_are_a_model_file(tmp_path):
+    model, x = small_model(), np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    for save in (lambda f: xn.save(model, f), model.save):
+        buffer = io.BytesIO()
+        save(buffer)
+        buffer.seek(0)
+        loaded = xn.load(buffer)
+        assert type(loaded) is xn.Sequential and repr(loaded) == repr(model)
+        np.testing.assert_array_equal(xn.to_numpy(loaded.predict(x)), xn.to_numpy(model.predict(x)))
+        (tmp_path / "copy.npz").write_bytes(buffer.getvalue())  # the bytes a save to a path writes
+        np.testing.assert_array_equal(xn.to_numpy(xn.load(tmp_path / "copy.npz").predict(x)),
+                                      xn.to_numpy(model.predict(x)))
+
+
+def test_objects_saved_one_after_another_into_one_open_file_load_back_in_order(tmp_path):
+    """Each save writes at the file's position, each load reads from it and stops at the end of what one save
+    wrote (torch.load stops elsewhere): a file of several objects reads back as it was written."""
+    path, model = tmp_path / "several.npz", small_model()
+    with open(path, "wb") as f:
+        f.write(b"header")
+        xn.save(model.state_dict(), f)
+        model.save(f)
+        xn.save({"epoch": 3}, f)
+        assert not f.closed
+    with open(path, "rb") as f:
+        assert f.read(6) == b"header"
+        first, second, third = xn.load(f), xn.load(f), xn.load(f)
+        assert f.tell() == path.stat().st_size and not f.closed
+        with pytest.raises(xn.XpnetFileError, match=r"<BufferedReader name='.*several.npz'> is not .*no bytes at"):
+            xn.load(f)
+    assert list(first) == list(model.state_dict()) and type(second) is xn.Sequential and third == {"epoch": 3}
+    np.testing.assert_array_equal(second.state_dict()["0.W"], model.state_dict()["0.W"])
+
+
+def test_a_stream_of_the_wrong_kind_is_refused_before_anything_is_written(tmp_path):
+    path, sd = tmp_path / "m.npz", small_model().state_dict()
+    for save in (lambda f: xn.save(sd, f), small_model().save):
+        with pytest.raises(TypeError, match=r"^(xn|model).save: the file object <StringIO> is a text stream;.*binary"):
+            save(io.StringIO())
+        with open(path, "w") as f, pytest.raises(TypeError, match=r"<TextIOWrapper name='.*m.npz'> is a text stream"):
+            save(f)
+        assert path.stat().st_size == 0
+        with open(path, "rb") as f, pytest.raises(TypeError, match=r"<BufferedReader .*> does not write"):
+            save(f)
+    with pytest.raises(TypeError, match=r"^xn.load: the file object <StringIO> is a text stream; .* binary"):
+        xn.load(io.StringIO())
+    with open(path, "wb") as f, pytest.raises(TypeError, match=r"^xn.load: .*<BufferedWriter .*> does not read"):
+        xn.load(f)
+    read, write = os.pipe()
+    os.close(write)
+    with open(read, "rb") as f, pytest.raises(TypeError, match=r"^xn.load: .* cannot seek.*io.BytesIO\(stream.read"):
+        xn.load(f)
+    for bad in (3, None):
+        with pytest.raises(TypeError, match=r"^xn.load: path must be a str, bytes or os.PathLike .*or a binary file"):
+            xn.load(bad)
+
+
+def test_a_truncated_or_foreign_buffer_is_refused_naming_it():
+    buffer = io.BytesIO()
+    xn.save(small_model().state_dict(), buffer)
+    end = buffer.tell()
+    xn.save({"next": 1}, buffer)
+    whole = buffer.getvalue()
+    damaged = whole[:end - 22] + b"XX" + whole[end - 20:]  # the first archive's end record, the second intact
+    for data in (whole[:end // 2], whole[:end - 1], b"not a zip archive", damaged):
+        with pytest.raises(xn.XpnetFileError, match=r"^<BytesIO> is not .*: it is not a complete zip archive"):
+            xn.load(io.BytesIO(data))  # never the object saved after it
+    assert list(xn.load(io.BytesIO(whole[:end + 7]))) == list(small_model().state_dict())  # the next one cut short
+
+
+def test_training_checkpoints_stay_paths(spiral):
+    with pytest.raises(TypeError, match=r"^ModelCheckpoint: path must be a str, bytes or os.PathLike .*got BytesIO"):
+        xn.callbacks.ModelCheckpoint(io.BytesIO())
+    with pytest.raises(TypeError, match=r"^resume_from: path must be a str, bytes or os.PathLike .*got BytesIO"):
+        fit(spiral, xn.optim.SGD(0.1), resume_from=io.BytesIO())
+
+
+def test_weights_sent_over_a_socket_load_once_read_into_memory():
+    """A socket's stream writes but cannot seek: xn.save writes to it as numpy.savez writes; xn.load refuses to read
+    it (a zip archive's directory is at its end), naming io.BytesIO(stream.read()), which then loads."""
+    model, (sender, receiver) = small_model(), socket.socketpair()
+    with sender, receiver, sender.makefile("wb") as out, receiver.makefile("rb") as stream:
+        xn.save(model.state_dict(), out)
+        out.close()
+        sender.close()
+        with pytest.raises(TypeError, match=r"cannot seek.*io.BytesIO\(stream.read\(\)\)"):
+            xn.load(stream)
+        received = xn.load(io.BytesIO(stream.read()))
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(received[name], value)

@@ -242,5 +242,28 @@ def test_a_files_bytes_given_for_its_path_are_refused_saying_so(tmp_path):
 def test_a_missing_file_names_its_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         xn.read_torch_file(tmp_path / "missing.pth")
-    with pytest.raises(TypeError, match=r"^xn.read_torch_file: path must be a str, bytes or os.PathLike"):
-        xn.read_torch_file(io.BytesIO(b""))
+    with pytest.raises(TypeError, match=r"^xn.read_torch_file: path must be a str, bytes or os.PathLike.*got int"):
+        xn.read_torch_file(3)
+    with pytest.raises(xn.XpnetFileError, match=r"^xn.read_torch_file: <BytesIO> is not a file of torch.save.*no byte"):
+        xn.read_torch_file(io.BytesIO(b""))  # a buffer reads as torch.load(buffer) reads it
+
+
+def test_a_buffer_of_torch_save_reads_as_torch_load_reads_it_one_object_after_another():
+    """torch.save(obj, buffer) twice into one buffer: xn.read_torch_file(buffer) and xn.load_torch_state_dict read
+    each from the buffer's position, as torch.load(buffer) reads the last one (torch 2.13 fails on the first: it
+    reads the directory at the buffer's end), and stop at its end, where the next object starts."""
+    torch.manual_seed(0)
+    first, second = {"weight": torch.randn(3, 2), "epoch": 2}, torch.nn.Linear(2, 3).state_dict()
+    buffer = io.BytesIO()
+    torch.save(first, buffer)
+    end = buffer.tell()
+    torch.save(second, buffer)
+    buffer.seek(0)
+    got = xn.read_torch_file(buffer)
+    assert buffer.tell() == end and got["epoch"] == 2 and not buffer.closed
+    layer = xn.layers.Linear(2, 3)
+    xn.load_torch_state_dict(layer, buffer)
+    assert buffer.tell() == len(buffer.getvalue())
+    np.testing.assert_array_equal(got["weight"], torch.load(io.BytesIO(buffer.getvalue()[:end]))["weight"].numpy())
+    buffer.seek(end)
+    np.testing.assert_array_equal(layer.params["W"], torch.load(buffer)["weight"].numpy().T)

@@ -4,6 +4,8 @@
   followed to its target; a FIFO, a device or a folder is refused before it is opened);
 - ``atomic``: every write goes to a temporary file in the target's folder, then a rename;
 - ``signals``: SIGTERM (what batch schedulers send) handled like Ctrl-C during a save or a run;
+- ``streams``: binary file objects given instead of a path (``xn.save(obj, io.BytesIO())``), written at their
+  position without atomicity, read from it (the archive that starts there);
 - ``npz``: the ``.npz`` reader that checks each array's header before reading its data;
 - ``tree_file``: a tree of values (a state dict, PyTorch's checkpoint dict) in one ``.npz``, without pickle;
 - ``unpickle``: pickles that may hold only arrays (the book's weight files), never plain ``pickle.load``;

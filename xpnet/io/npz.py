@@ -3,8 +3,9 @@
 How a file is read (``xn.load`` and ``resume_from`` both go through :class:`NpzReader`):
 
 1. The file is opened as a zip archive, only if it is a regular file (a FIFO or a device is refused
-   before it is opened); a zero-byte, truncated, non-zip or single-array ``.npy`` file fails here
-   with one :class:`XpnetFileError` naming the path and what was expected.
+   before it is opened), or read from a binary file object where the caller takes one (the archive at
+   its position, :mod:`.streams`); a zero-byte, truncated, non-zip or single-array ``.npy`` file fails
+   here with one :class:`XpnetFileError` naming the path (or the object) and what was expected.
 2. The JSON record (architecture, format version, ...) is read first, bounded in size and in
    nesting depth.
 3. Each array's ``.npy`` header (shape, dtype) is read and checked against what the caller expects
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import tokenize
 import zipfile
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .paths import XpnetFileError, fspath, open_regular
+from .streams import archive_at, describe, is_file_object
 
 __all__ = ["XpnetFileError", "NpzReader", "fill"]
 
@@ -47,17 +48,27 @@ class NpzReader:
     """The arrays of one ``.npz`` archive, read one checked header at a time.
 
     ``what`` says what the file should be (``"an xpnet model file (written by model.save)"``); every
-    error names ``path`` and ``what``. Use as a context manager.
+    error names ``path`` (``source``: its repr, or how a file object is named) and ``what``. With
+    ``file_objects=True``, ``path`` may be a binary file object that reads and seeks: the archive at its
+    position is read, and closing leaves it at that archive's end (:func:`.streams.archive_at`); ``who``
+    names the caller in a TypeError. Use as a context manager.
     """
 
-    def __init__(self, path: str | os.PathLike, what: str):
-        self.path, self.what = fspath(path, "load"), what
-        # FileNotFoundError and PermissionError name the path themselves.
-        self._file = open_regular(self.path, self.error)
+    def __init__(self, path: Any, what: str, who: str = "load", file_objects: bool = False):
+        self.what = what
+        if file_objects and is_file_object(path):
+            self.path, self.source = None, describe(path)
+            self._file = archive_at(path, who)
+        else:
+            self.path = fspath(path, who, "io.BytesIO, open(path, 'rb')" if file_objects else "")
+            self.source = repr(self.path)
+            # FileNotFoundError and PermissionError name the path themselves.
+            self._file = open_regular(self.path, self.error)
         try:
             head = self._file.read(len(_NPY_MAGIC))
             if not head:
-                raise self.error("the file is empty (0 bytes)")
+                raise self.error("the file is empty (0 bytes)" if self.path is not None else
+                                 "there are no bytes at its position")
             if head == _NPY_MAGIC:
                 raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
             try:
@@ -88,7 +99,7 @@ class NpzReader:
         return self._zip.namelist()
 
     def error(self, why: str) -> XpnetFileError:
-        return XpnetFileError(f"{self.path!r} is not {self.what}: {why}")
+        return XpnetFileError(f"{self.source} is not {self.what}: {why}")
 
     def record(self, name: str) -> Any:
         """The JSON record stored as a 0-d string array ``name`` (None when absent)."""

@@ -23,10 +23,12 @@ class XpnetFileError(ValueError):
     was expected."""
 
 
-def fspath(path: Any, who: str) -> str:
-    """``path`` (str, bytes or os.PathLike) as a str; any other type raises TypeError naming ``who``."""
+def fspath(path: Any, who: str, file_objects: str = "") -> str:
+    """``path`` (str, bytes or os.PathLike) as a str; any other type raises TypeError naming ``who`` (and
+    ``file_objects``, the file objects ``who`` takes too, as what was expected: "io.BytesIO, open(path, 'rb')")."""
     if not isinstance(path, (str, bytes, os.PathLike)):
-        raise TypeError(f"{who}: path must be a str, bytes or os.PathLike such as 'model.npz', got "
+        also = f", or a binary file object ({file_objects})" if file_objects else ""
+        raise TypeError(f"{who}: path must be a str, bytes or os.PathLike such as 'model.npz'{also}, got "
                         f"{type(path).__name__}")
     return os.fsdecode(os.fspath(path))
 

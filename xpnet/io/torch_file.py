@@ -4,8 +4,9 @@ How a file is read (:func:`read_torch_archive`, which ``xn.read_torch_file`` and
 following ``torch/serialization.py``'s ``_load``:
 
 1. The path must be a regular file holding a zip archive, the format of ``torch.save`` since torch 1.6 (every
-   torchvision weight file). torch's older format (a pickle after a magic number), a TorchScript archive
-   (``torch.jit.save``) and anything else are refused, naming the path and what to do.
+   torchvision weight file), or a binary file object holding one at its position (``torch.load(buffer)``'s).
+   torch's older format (a pickle after a magic number), a TorchScript archive (``torch.jit.save``) and anything
+   else are refused, naming the path and what to do.
 2. The archive's records lie in one folder, ``<name>/``: ``data.pkl`` (the pickled object), ``data/<key>`` (each
    storage's raw bytes) and ``byteorder`` (``little`` or ``big``; absent in older files, which are little-endian,
    as torch reads them).
@@ -29,9 +30,9 @@ Every failure is an :class:`XpnetFileError` naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
-import os
 import pickle
 import struct
 import zipfile
@@ -44,6 +45,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .npz import fill
 from .paths import XpnetFileError, fspath, open_regular
+from .streams import archive_at, describe, is_file_object
 from .unpickle import _encode
 
 __all__ = ["ALLOWED", "DTYPES", "read_torch_archive"]
@@ -330,19 +332,25 @@ def _not_zip(head: bytes) -> str:
     return f"it starts with {head[:8]!r}, where a zip archive starts with b'PK\\x03\\x04'"
 
 
-def read_torch_archive(path: str | os.PathLike, who: str) -> Any:
+def read_torch_archive(path: Any, who: str) -> Any:
     """What the ``torch.save`` file at ``path`` holds, every tensor a NumPy array (``who`` names the caller
-    in errors). See the module's docstring."""
-    path = fspath(path, who)
+    in errors). ``path`` may be a binary file object that reads and seeks, as ``torch.load(buffer)``: the archive
+    at its position is read, and it is left at that archive's end (:func:`.streams.archive_at`). See the module's
+    docstring."""
+    if is_file_object(path):
+        name, opened = describe(path), contextlib.closing(archive_at(path, who))
+    else:
+        path = fspath(path, who, "io.BytesIO, open(path, 'rb')")
+        name, opened = repr(path), None
 
     def error(why: str) -> XpnetFileError:
-        return XpnetFileError(f"{who}: {path!r} is not a file of torch.save (the zip archive of torch 1.6 and later): "
+        return XpnetFileError(f"{who}: {name} is not a file of torch.save (the zip archive of torch 1.6 and later): "
                               f"{why}")
 
-    with open_regular(path, error) as f:  # FileNotFoundError names the path
+    with opened or open_regular(path, error) as f:  # FileNotFoundError names the path
         head = f.read(512)
         if not head:
-            raise error("the file is empty (0 bytes)")
+            raise error("the file is empty (0 bytes)" if opened is None else "there are no bytes at its position")
         if not head.startswith(b"PK\x03\x04"):
             raise error(_not_zip(head))
         try:
@@ -352,9 +360,9 @@ def read_torch_archive(path: str | os.PathLike, who: str) -> Any:
             raise error(f"it is not a complete zip archive ({exc}); truncated?") from None
         with archive:
             try:
-                return _Archive(archive, os.fstat(f.fileno()).st_size, error).load()
+                return _Archive(archive, f.seek(0, io.SEEK_END), error).load()
             except _Refused as exc:
-                raise XpnetFileError(f"{who}: {path!r}: {exc}") from None
+                raise XpnetFileError(f"{who}: {name}: {exc}") from None
             except XpnetFileError:
                 raise
             except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,

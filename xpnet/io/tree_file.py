@@ -1,7 +1,8 @@
 """A tree of values in one ``.npz``: what ``xn.save(model.state_dict(), path)`` and PyTorch's checkpoint dict
 (``{"epoch": 5, "model_state_dict": ..., "optimizer_state_dict": ..., "loss": loss}``) write, without pickle.
 
-How a tree is written (:func:`save_tree`: :func:`tree_record`, then :func:`.atomic.atomic_savez`):
+How a tree is written (:func:`save_tree`: :func:`tree_record`, then :func:`.streams.save_npz`, to a path atomically
+or into a binary file object):
 
 1. It is walked once before anything is written. It may hold dicts with str keys, lists, tuples, arrays (any
    backend's: the caller's ``host_array`` gives a NumPy array on the host, or None for what is no array), Python's
@@ -26,14 +27,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from typing import Any, Callable
 
 import numpy as np
 
-from .atomic import atomic_savez
 from .npz import MAX_RECORD_DEPTH, NpzReader
+from .streams import save_npz
 
 __all__ = ["TREE_KEY", "TREE_FORMAT", "TREE_WHAT", "save_tree", "tree_record", "read_tree"]
 
@@ -50,11 +50,11 @@ _HOLDS = ("dicts (str keys), lists, tuples, arrays, None, bool, int, float, comp
           "those kinds")
 
 
-def save_tree(path: str | os.PathLike, tree: Any, host_array: Callable[[Any], np.ndarray | None],
-              who: str = "xn.save") -> None:
-    """Write ``tree`` to ``path`` (.npz) atomically, after checking all of it (:func:`tree_record`)."""
+def save_tree(path: Any, tree: Any, host_array: Callable[[Any], np.ndarray | None], who: str = "xn.save") -> None:
+    """Write ``tree`` to ``path`` (.npz) atomically, or into a binary file object at its position, after checking
+    all of it (:func:`tree_record`)."""
     record, arrays = tree_record(tree, host_array, who)
-    atomic_savez(path, {**arrays, TREE_KEY: np.asarray(json.dumps(record))})
+    save_npz(path, {**arrays, TREE_KEY: np.asarray(json.dumps(record))}, who)
 
 
 def tree_record(tree: Any, host_array: Callable[[Any], np.ndarray | None],

@@ -21,7 +21,6 @@ parameter's name; a parameter never initialised (``L.Linear(None, 100)`` saved b
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -94,7 +93,7 @@ def _chainer_paths(modules: dict[str, Any], prefix: str) -> dict[str, str]:
     return paths
 
 
-def load_chainer_npz(file: str | os.PathLike, model: Any, path: str = "", strict: bool = True) -> IncompatibleKeys:
+def load_chainer_npz(file: Any, model: Any, path: str = "", strict: bool = True) -> IncompatibleKeys:
     """Load a file of Chainer's ``serializers.save_npz(file, link)`` into the xpnet ``model`` whose attributes
     bear the Chain's names (``serializers.load_npz(file, model, path=..., strict=...)``, Chainer's arguments).
     ``path`` is the key prefix: ``"predictor/"`` for a model saved inside ``L.Classifier``; keys outside it are
@@ -104,14 +103,16 @@ def load_chainer_npz(file: str | os.PathLike, model: Any, path: str = "", strict
     ``running_var = avg_var`` (both unbiased), LSTM's ``Wx = upward/W.T`` with Chainer's interleaved gates
     put in xpnet's blocks. Everything is checked before anything changes: a ValueError names each layer and
     key. ``strict=False`` allows missing keys and keys left over (returned, by Chainer's names); a misshapen
-    array never is. Chainer's eps is not in the file: build ``BatchNorm(C, eps=2e-5)`` for its default.
+    array never is. Chainer's eps is not in the file: build ``BatchNorm(C, eps=2e-5)`` for its default. ``file``
+    may be a binary file object that reads and seeks (``io.BytesIO``), as Chainer's, read from its position.
     Example::
 
         model = MLP(784, 100, 10)    # an xn.Model with attributes l1, l2, l3 as Chainer's
         xn.load_chainer_npz("result/model.npz", model, path="predictor/")
     """
     prefix = path.strip("/") + "/" if path.strip("/") else ""
-    with NpzReader(file, "an npz file (written by chainer.serializers.save_npz)") as reader:
+    with NpzReader(file, "an npz file (written by chainer.serializers.save_npz)", "xn.load_chainer_npz",
+                   file_objects=True) as reader:
         headers = {k: reader.header(k, objects=True) for k in reader.names if k.startswith(prefix)}
         plan, missing, problems = _plan(model, headers, prefix, strict)
         unexpected = [k for k in headers if k not in {key for key, _, _ in plan.values()}]
@@ -120,7 +121,7 @@ def load_chainer_npz(file: str | os.PathLike, model: Any, path: str = "", strict
         if any("has shape" in p for p in problems):
             problems += _sequential_hint(model)
         if problems:
-            raise ValueError(f"xn.load_chainer_npz: {reader.path!r} does not fit the xpnet {model.name}:\n  "
+            raise ValueError(f"xn.load_chainer_npz: {reader.source} does not fit the xpnet {model.name}:\n  "
                              + "\n  ".join(problems))
         converted = {name: _convert(_read(reader, key, headers[key]), how)
                      for name, (key, how, keep) in plan.items() if keep}

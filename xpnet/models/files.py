@@ -15,13 +15,13 @@ another shape) is refused there rather than by ``xn.load``.
 
 ``xn.save`` of anything but a model (a state dict, PyTorch's checkpoint dict of state dicts, epoch and loss) writes
 a tree of values (``xpnet.io.tree_file``), which ``xn.load`` gives back as it was: PyTorch's ``torch.save`` and
-``torch.load``, without pickle.
+``torch.load``, without pickle. Both take a binary file object in place of the path, as PyTorch's do
+(``xpnet.io.streams``: written at its position without atomicity, read from it).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -29,8 +29,8 @@ from array_api_compat import is_array_api_obj
 
 from .. import init as _init
 from ..backend import CPU, Device, device as resolve_device, float_dtype_name, to_device, to_numpy
-from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
+from ..io.streams import save_npz
 from ..io.tree_file import TREE_FORMAT, TREE_KEY, TREE_WHAT, read_tree, save_tree
 from ..layers.frozen_norm import FrozenBatchNorm2d, freeze_named
 from ..layers.norm import BatchNorm
@@ -123,16 +123,21 @@ def _freeze_batch_norm(model: Any, names: Any) -> Any:
     return freeze_named(model, names, "xn.load") if names else model
 
 
-def save_model(model: Any, path: str | os.PathLike) -> None:
-    """Write ``model``'s architecture, params and buffers to ``path`` (.npz) atomically."""
+def save_model(model: Any, path: Any, who: str = "model.save") -> None:
+    """Write ``model``'s architecture, params and buffers to ``path`` (.npz) atomically, or into a binary file
+    object at its position."""
     meta = architecture(model)  # before any array is read: an argument JSON cannot hold fails at once
     arrays = {k: to_numpy(v) for k, v in model.state().items()}
     arrays[_CONFIG_KEY] = np.asarray(json.dumps(meta))
-    atomic_savez(path, arrays)
+    save_npz(path, arrays, who)
 
 
-def save(obj: Any, path: str | os.PathLike) -> None:
+def save(obj: Any, path: Any) -> None:
     """Write ``obj`` to ``path`` (.npz) atomically, as PyTorch's ``torch.save(obj, path)``; nothing is pickled.
+
+    ``path`` may be a binary file object instead (``io.BytesIO``, a file opened ``"wb"``), as ``torch.save(obj,
+    buffer)``: the same bytes are written at its position and it is flushed, neither closed nor moved back (the
+    caller's), and not atomically (a path is: a temporary file, then a rename). A text stream is refused.
 
     - A model (``xn.Model``, ``xn.Sequential``; ``model.save(path)``): its architecture, params and buffers;
       ``xn.load(path, device=...)`` builds the model again, on any device.
@@ -145,7 +150,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
       (``obj['optimizer_state_dict']['state']``) and its type.
     """
     if isinstance(obj, Model):
-        save_model(obj, path)
+        save_model(obj, path, "xn.save")
     elif hasattr(obj, "params") and not isinstance(obj, (dict, list, tuple)):
         raise TypeError(f"xn.save: expected an xn.Model or xn.Sequential, got {type(obj).__name__}; wrap the layer: "
                         f"xn.Sequential({obj.name}(...)), or save its state_dict()")
@@ -158,7 +163,7 @@ def _host_array(value: Any) -> np.ndarray | None:
     return to_numpy(value) if is_array_api_obj(value) else None
 
 
-def load(path: str | os.PathLike, device: Any = None, dtype: Any = None, *, map_location: Any = None,
+def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any = None,
          weights_only: bool | None = None) -> Any:
     """What ``xn.save`` wrote to ``path``: a model (``xn.save(model, path)``, ``model.save(path)``) built again, or
     the values saved (``xn.save(model.state_dict(), path)``, a checkpoint dict), as PyTorch's ``torch.load``.
@@ -186,13 +191,19 @@ def load(path: str | os.PathLike, device: Any = None, dtype: Any = None, *, map_
     hold them fails at once. A model of the user's own class is built again from the arguments it was built with;
     its class must be defined in this program (the error says what to import).
     Raises :class:`XpnetFileError` (a ValueError) naming the path and what is wrong.
+
+    ``path`` may be a binary file object that reads and seeks instead (``io.BytesIO``, a file opened ``"rb"``), as
+    ``torch.load(buffer)``: what one ``xn.save`` wrote is read from its position, checked as a file is, and the
+    object is left open at its end, where the next ``xn.load`` reads what was saved after it. Errors name it
+    (``<BytesIO>``). A stream that cannot seek (a pipe, a socket) is refused, as by ``torch.load``: read it into
+    ``io.BytesIO`` first.
     """
     dev = _load_device(device, map_location)
     if weights_only is not None and not isinstance(weights_only, bool):
         raise TypeError(f"xn.load: weights_only must be True or False (nothing is unpickled either way), got "
                         f"{weights_only!r}")
     dtype = None if dtype is None else float_dtype_name(dtype, "xn.load")
-    with NpzReader(path, _ANY_WHAT) as reader:
+    with NpzReader(path, _ANY_WHAT, "xn.load", file_objects=True) as reader:
         tree = reader.record(TREE_KEY)
         if tree is not None:
             reader.what = TREE_WHAT
@@ -258,7 +269,7 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
         try:
             model = _build(meta)
         except BuildError as exc:  # a model file whose class, as this program defines it, refuses the arguments
-            raise XpnetFileError(f"{reader.path!r} is an xpnet model file, but its {exc}; the class must take the "
+            raise XpnetFileError(f"{reader.source} is an xpnet model file, but its {exc}; the class must take the "
                                  "arguments it was built with (or write config() and from_config())") from None
         except ValueError as exc:
             if isinstance(exc, XpnetFileError):

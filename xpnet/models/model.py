@@ -3,7 +3,6 @@ written out), with what every model has: ``predict``, ``summary``, ``save``, mod
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .._user import is_int
@@ -137,10 +136,11 @@ class Model(Container):
                                                for x in moved), train=False))
             return outs[0] if len(outs) == 1 else dev.xp.concat(outs, axis=0)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: Any) -> None:
         """Write architecture, params and buffers to ``path`` (.npz) atomically: a temporary file in the
         same folder, then a rename, so an interrupted save never leaves a broken file. Reload with
-        ``xn.load(path, device=...)``."""
+        ``xn.load(path, device=...)``. A binary file object (``io.BytesIO``) is written at its position,
+        not atomically, as ``xn.save(model, f)``."""
         from .files import save_model  # noqa: PLC0415 - files builds models: it sits above this module
 
         save_model(self, path)

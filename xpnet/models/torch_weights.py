@@ -39,6 +39,7 @@ import numpy as np
 from ..backend import host_copy, to_numpy
 from ..backend.libraries import library
 from ..io.paths import fspath
+from ..io.streams import describe, is_file_object
 from ..io.torch_file import read_torch_archive
 from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
                       Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
@@ -154,7 +155,7 @@ def _describe(prefix: str, node: Any) -> str:
     return f"layer {prefix!r} ({node!r})" if not node.named_children() else f"layer {prefix!r} ({node.name})"
 
 
-def read_torch_file(path: str | os.PathLike) -> Any:
+def read_torch_file(path: Any) -> Any:
     """What the file at ``path`` of ``torch.save`` (torch 1.6 and later: every torchvision weight file) holds, read
     without torch, every tensor a NumPy array: a state dict is a dict of arrays by PyTorch's names, a checkpoint
     dict (``{"model": state_dict, "epoch": 3}``) keeps its dicts, lists, numbers and strings. As ``torch.load``
@@ -165,6 +166,8 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     non-contiguous one (a transposed view) is a copy. torch's older format (torch < 1.6) and TorchScript
     archives (``torch.jit.save``) are refused, saying what to do; every error is an XpnetFileError naming the path.
     ``xn.read_torch_file("resnet18-f37072fd.pth")["fc.weight"]`` is torchvision's (1000, 512) float32 array.
+    ``path`` may be a binary file object that reads and seeks (``io.BytesIO`` of ``torch.save(obj, buffer)``), as
+    ``torch.load(buffer)``: read from its position and left at the end of what it read.
     """
     return read_torch_archive(path, "xn.read_torch_file")
 
@@ -178,7 +181,8 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     ``num_batches_tracked`` (unused by PyTorch too then); a ``TiedLinear`` takes PyTorch's copy of the tied
     weight and checks it is the embedding's.
 
-    ``state_dict`` may be the path of a file of ``torch.save``, read without torch (:func:`read_torch_file`):
+    ``state_dict`` may be the path of a file of ``torch.save`` (or a binary file object, ``io.BytesIO``), read without
+    torch (:func:`read_torch_file`):
     ``xn.load_torch_state_dict(xn.models.resnet18(), "resnet18-f37072fd.pth")`` loads torchvision's file. A
     checkpoint dict (``torch.save({"model": model.state_dict(), "epoch": 3}, path)``) needs ``key``, the entry
     that is the state dict: ``key="model"`` loads ``torch.load(path)["model"]`` (xpnet's argument, not PyTorch's);
@@ -197,8 +201,11 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     source = "the dict"
     if isinstance(state_dict, (bytes, bytearray)) and (b"\0" in state_dict or state_dict[:2] == b"PK"):
         raise TypeError(f"{who}: got {len(state_dict)} bytes of a file's contents, where it reads a file by its path "
-                        "(or takes a dict of tensors): pass the path, or write the bytes to a file first")
-    if isinstance(state_dict, (str, bytes, os.PathLike)):
+                        "or a binary file object (or takes a dict of tensors): pass the path, or io.BytesIO(data)")
+    if is_file_object(state_dict):
+        source = describe(state_dict)
+        state_dict = read_torch_archive(state_dict, who)
+    elif isinstance(state_dict, (str, bytes, os.PathLike)):
         source = repr(fspath(state_dict, who))
         state_dict = read_torch_archive(state_dict, who)
     state_dict = _state_dict_in(state_dict, key, source, who)

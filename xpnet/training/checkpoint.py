@@ -108,7 +108,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read and validate a checkpoint written by :func:`save_checkpoint` into host arrays:
     ``{"path", "meta", "model": {name: array}, "optimizer": state_dict, "callbacks": [...]}``,
     each of ``callbacks`` ``{"type", "state"}`` with its arrays put back into ``state``."""
-    with NpzReader(path, _WHAT) as reader:
+    with NpzReader(path, _WHAT, "resume_from") as reader:
         meta = reader.record(_CKPT_KEY)
         if meta is None:
             raise reader.error("it has no checkpoint record (a model saved with model.save or "
