@@ -205,7 +205,7 @@ class Layer(Tree):
         xp = self._check_float(dy)
         if tuple(dy.shape) != tuple(shape):
             raise ValueError(f"{self.name}: expected dy of shape {tuple(shape)} (the last forward's output), "
-                             f"got {tuple(dy.shape)}")
+                             f"got {tuple(dy.shape)}{_broadcast_hint(tuple(shape), tuple(dy.shape))}")
         return xp
 
     def _need(self, cached: Any) -> Any:
@@ -343,3 +343,16 @@ def layer_class(name: str, module: str | None = None) -> type:
 
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
     return layer_class(name).from_config(config)
+
+
+def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
+    """Where an output of ``shape`` broadcast to ``got`` (Bahdanau attention's ``Wa(query) + Ua(keys)``), what
+    its gradient is; else ``""``."""
+    lead = len(got) - len(shape)
+    if lead < 0 or any(s not in (1, g) for s, g in zip(shape, got[lead:])):
+        return ""
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and got[lead + i] != 1)
+    keep = f"dy.sum(axis={axes if len(axes) > 1 else axes[0]}, keepdims=True)" if not lead else \
+        f"xp.reshape(xp.sum(dy, axis={axes}), {shape})"
+    return (f"; if the output was broadcast to {got} after this layer (PyTorch's autograd sums the gradient back "
+            f"over the broadcast axes): pass {keep}")
