@@ -430,3 +430,13 @@ def test_the_gradient_of_a_broadcast_output_says_to_sum_it():
     wa(np.ones((3, 1, 4)))
     with pytest.raises(ValueError, match=r"broadcast to \(3, 5, 4\).*dy.sum\(axis=1, keepdims=True\)"):
         wa.backward(np.ones((3, 5, 4)))
+
+
+def test_the_gradient_of_a_reshaped_output_says_to_reshape_it_back():
+    """The seq2seq tutorial's criterion(decoder_outputs.view(-1, V), target.view(-1)): the loss's gradient comes in
+    the (N*T, V) shape it was given; a backward given it as it is is refused, and now says to reshape it back."""
+    log_softmax = L.LogSoftmax(dim=-1)
+    log_softmax(np.zeros((3, 5, 6)))
+    with pytest.raises(ValueError, match=r"reshaped to \(15, 6\).*xp.reshape\(dy, \(3, 5, 6\)\)"):
+        log_softmax.backward(np.ones((15, 6)))
+

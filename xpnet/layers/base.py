@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import operator
 from typing import Any
@@ -346,8 +347,12 @@ def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
 
 
 def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
-    """Where an output of ``shape`` broadcast to ``got`` (Bahdanau attention's ``Wa(query) + Ua(keys)``), what
-    its gradient is; else ``""``."""
+    """Where an output of ``shape`` was reshaped to ``got`` (a loss on ``y.reshape(-1, C)``, the seq2seq tutorial's
+    ``view(-1, V)``) or broadcast to it (Bahdanau attention's ``Wa(query) + Ua(keys)``), what its gradient is;
+    else ``""``."""
+    if math.prod(shape) == math.prod(got):
+        return (f"; if the output was reshaped to {got} after this layer (a loss on y.reshape(-1, C)), reshape its "
+                f"gradient back: xp.reshape(dy, {shape})")
     lead = len(got) - len(shape)
     if lead < 0 or any(s not in (1, g) for s, g in zip(shape, got[lead:])):
         return ""
