@@ -440,3 +440,48 @@ def test_the_gradient_of_a_reshaped_output_says_to_reshape_it_back():
     with pytest.raises(ValueError, match=r"reshaped to \(15, 6\).*xp.reshape\(dy, \(3, 5, 6\)\)"):
         log_softmax.backward(np.ones((15, 6)))
 
+
+
+def test_the_steps_backward_written_out_in_the_loop_after_calling_the_rnn_per_letter_is_refused():
+    """The tutorial's loop as it is, then the step's layers' backward calls written in the training loop (not a
+    backward method of the model): each layer kept only the last letter's caches and gave the last letter's
+    gradient at every step, silently; the second backward of a layer is now refused, saying what to write."""
+    rnn, criterion = _RNN(N_LETTERS, HIDDEN, N_LETTERS).to(dtype="float64"), xn.losses.NLLLoss()
+    category, line, target = _example(np.random.default_rng(2), 3)
+    hidden, dys = rnn.initHidden(), []
+    for i in range(3):
+        output, hidden = rnn(category, line[i], hidden)
+        criterion(output, target[i:i + 1])
+        dys.append(criterion.backward())
+    dhidden = np.zeros_like(hidden)
+    with pytest.raises(RuntimeError, match="LogSoftmax.backward: the layer ran 3 training forwards"):
+        for doutput in reversed(dys):
+            d = rnn.o2o.backward(rnn.dropout.backward(rnn.softmax.backward(doutput)))
+            dcombined = rnn.i2h.backward(dhidden + d[:, :HIDDEN]) + rnn.i2o.backward(d[:, HIDDEN:])
+            dhidden = dcombined[:, -HIDDEN:]
+
+
+def test_sampling_in_training_mode_between_steps_leaves_the_next_step_as_it_is():
+    """The tutorial samples without rnn.eval() (its dropout on): RNN calls in training mode with no backward between
+    two training steps. The next step's backward was refused (the sampling calls counted as forwards it would
+    replay); it now gives the gradients of a step without them."""
+    category, line, target = _example(np.random.default_rng(3), 4)
+    grads = []
+    for sample_first in (False, True):
+        xn.manual_seed(0)
+        rnn = _RNN(N_LETTERS, HIDDEN, N_LETTERS).to(dtype="float64")
+        rnn.dropout.p = 0.0
+        model, criterion = _Generator(rnn), xn.losses.NLLLoss()
+        if sample_first:
+            hidden = rnn.initHidden()
+            for i in range(3):
+                _, hidden = rnn(category, line[i], hidden)
+        model.zero_grad()
+        dys = []
+        for i, output in enumerate(model(category, line)):
+            criterion(output, target[i:i + 1])
+            dys.append(criterion.backward())
+        model.backward(dys)
+        grads.append(model.named_grads())
+    for name, value in grads[0].items():
+        np.testing.assert_array_equal(grads[1][name], value, err_msg=name)

@@ -125,6 +125,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
+                if training and self is not local.model:  # for rounded (the model's own, scoped counts): its
+                    _count_forward(self)                    # layers' backward calls written out by hand
         elif calls and any(id(node) in calls for node in _nodes(self)):
             kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
         local.caller = self
@@ -281,7 +283,7 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
         own = self.__dict__
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
-            if own.get(_LOST):
+            if own.get(_LOST) and own.get(_USES) is None:  # not a later use of the last forward's
                 raise RuntimeError(_replaced(self, own[_LOST]))
             return backward(self, *args, **kwargs)
         own.pop(_LOST, None)
