@@ -277,7 +277,10 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     call's caches only, so the second backward would silently give the gradient of the second call again. The
     first backward after the forwards serves the last of them (right); a backward after it, with no forward in
     between, raises a RuntimeError naming the model and what to write. Several backward calls after one
-    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward."""
+    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward. A layer inside a
+    model counts the model's training forwards it ran in (``recorded``), so its own backward calls written out by
+    hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
+    (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter)."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__

@@ -6,7 +6,7 @@ last step's term, not of the sum, and every step before it would silently get no
 wraps each subclass's ``forward`` (:func:`counted_forward`: numbers the calls) and ``backward``
 (:func:`checked_backward`: refuses, naming the loss and the calls, when the last call's value was summed with
 an earlier one since the last backward). The sums are seen by :class:`~xpnet.losses.value.LossValue`, whose
-operators call :func:`note_sum` with the calls each operand came from. Summing values whose backward was taken
+operators join the calls each operand came from with :func:`merged`. Summing values whose backward was taken
 already (a running total for logging, DCGAN's ``errD = errD_real + errD_fake``) is not refused.
 """
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable
 
-__all__ = ["counted_forward", "checked_backward", "note_sum", "call_number", "summed_hint"]
+__all__ = ["counted_forward", "checked_backward", "merged", "first_call", "repeated", "summed_hint"]
 
+Calls = tuple[tuple[Any, int, int], ...]  # (loss, first, last call number) per loss
 _CALLS = "_calls"  # how many forwards the loss has run (its last call's number)
 _BACKWARD_AT = "_backward_at"  # the call number its last backward served
 _SUMMED = "_summed_calls"  # how many calls since that backward were summed with the last one
@@ -56,19 +57,35 @@ def checked_backward(backward: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def note_sum(calls: tuple[tuple[Any, int], ...]) -> None:
-    """A LossValue was made from the values of ``calls`` ((loss, call number) pairs): note, on each loss, how many
-    of its calls since its last backward were summed with its last one."""
-    for loss in {id(loss): loss for loss, _ in calls}.values():
+def merged(a: Calls, b: Calls) -> Calls:
+    """The calls a sum of two LossValues holds, each operand's given as (loss, first, last call number) per loss:
+    one entry per loss, its range joined and cut to the calls since its last backward (so a running total over
+    an epoch stays one entry). Notes on each loss how many of its calls were summed with its last one."""
+    ranges: dict[int, list[Any]] = {}
+    for loss, first, last in a + b:
+        entry = ranges.setdefault(id(loss), [loss, first, last])
+        entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+    out = []
+    for loss, first, last in ranges.values():
         own = loss.__dict__
-        since = {n for other, n in calls if other is loss and n > own.get(_BACKWARD_AT, 0)}
-        if own.get(_CALLS, 0) in since:
-            own[_SUMMED] = max(own.get(_SUMMED, 0), len(since))
+        first = max(first, own.get(_BACKWARD_AT, 0) + 1)
+        if last < first:
+            continue
+        if last == own.get(_CALLS, 0) and last > first:
+            own[_SUMMED] = max(own.get(_SUMMED, 0), last - first + 1)
+        out.append((loss, first, last))
+    return tuple(out)
 
 
-def call_number(loss: Any) -> int:
-    """The number of ``loss``'s last call."""
-    return loss.__dict__.get(_CALLS, 0)
+def first_call(loss: Any) -> Calls:
+    """The calls the value of ``loss``'s last call holds: that call alone."""
+    n = loss.__dict__.get(_CALLS, 0)
+    return ((loss, n, n),)
+
+
+def repeated(calls: Calls) -> Any:
+    """The first loss of which ``calls`` holds several calls, or None."""
+    return next((loss for loss, first, last in calls if last > first), None)
 
 
 def summed_hint(name: str) -> str:

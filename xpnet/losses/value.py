@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import not_here
-from .summed import call_number, note_sum, summed_hint
+from .summed import first_call, merged, repeated, summed_hint
 
 _OWN = ("xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
         "model.backward(criterion.backward()), criterion being the {} you called")
@@ -24,19 +24,18 @@ class LossValue(float):
     parts' gradients go back."""
 
     def __new__(cls, value: Any, loss: Any = None, parts: bool = False,
-                calls: tuple[tuple[Any, int], ...] = ()) -> "LossValue":
+                calls: tuple[tuple[Any, int, int], ...] = ()) -> "LossValue":
         self = super().__new__(cls, float(value))
         self.loss_name = loss.name if loss is not None else "loss layer"
         self.parts = parts
-        self.calls = ((loss, call_number(loss)),) if loss is not None else calls  # the (loss, call) it sums
+        self.calls = first_call(loss) if loss is not None else calls  # (loss, first, last call) it sums
         return self
 
     def item(self) -> float:
         return float(self)
 
     def __getattr__(self, name: str) -> Any:
-        calls = self.__dict__.get("calls", ())
-        again = next((loss for i, (loss, _) in enumerate(calls) if any(o is loss for o, _ in calls[:i])), None)
+        again = repeated(self.__dict__.get("calls", ()))
         hint = (f"xpnet has no autograd, and {again.name} keeps its last call only. {summed_hint(again.name)}"
                 if again is not None else
                 _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer")))
@@ -57,9 +56,7 @@ def _combined(name: str) -> Any:
         value = operator(self, other)
         if value is NotImplemented:
             return value
-        calls = self.calls + (other.calls if isinstance(other, LossValue) else ())
-        if isinstance(other, LossValue):
-            note_sum(calls)
+        calls = merged(self.calls, other.calls) if isinstance(other, LossValue) else self.calls
         return LossValue(value, parts=True, calls=calls)
     run.__name__ = name
     return run
