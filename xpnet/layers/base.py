@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import operator
 from typing import Any
@@ -205,7 +206,7 @@ class Layer(Tree):
         xp = self._check_float(dy)
         if tuple(dy.shape) != tuple(shape):
             raise ValueError(f"{self.name}: expected dy of shape {tuple(shape)} (the last forward's output), "
-                             f"got {tuple(dy.shape)}")
+                             f"got {tuple(dy.shape)}{_broadcast_hint(tuple(shape), tuple(dy.shape))}")
         return xp
 
     def _need(self, cached: Any) -> Any:
@@ -343,3 +344,20 @@ def layer_class(name: str, module: str | None = None) -> type:
 
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
     return layer_class(name).from_config(config)
+
+
+def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
+    """Where an output of ``shape`` was reshaped to ``got`` (a loss on ``y.reshape(-1, C)``, the seq2seq tutorial's
+    ``view(-1, V)``) or broadcast to it (Bahdanau attention's ``Wa(query) + Ua(keys)``), what its gradient is;
+    else ``""``."""
+    if math.prod(shape) == math.prod(got):
+        return (f"; if the output was reshaped to {got} after this layer (a loss on y.reshape(-1, C)), reshape its "
+                f"gradient back: xp.reshape(dy, {shape})")
+    lead = len(got) - len(shape)
+    if lead < 0 or any(s not in (1, g) for s, g in zip(shape, got[lead:])):
+        return ""
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and got[lead + i] != 1)
+    keep = f"dy.sum(axis={axes if len(axes) > 1 else axes[0]}, keepdims=True)" if not lead else \
+        f"xp.reshape(xp.sum(dy, axis={axes}), {shape})"
+    return (f"; if the output was broadcast to {got} after this layer (PyTorch's autograd sums the gradient back "
+            f"over the broadcast axes): pass {keep}")

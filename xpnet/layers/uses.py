@@ -135,6 +135,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
+                if training and self is not local.model:  # for rounded (the model's own, scoped counts): its
+                    _count_forward(self)                    # layers' backward calls written out by hand
         local.caller = self
         try:
             return forward(self, *xs, **kwargs)
@@ -283,13 +285,16 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     call's caches only, so the second backward would silently give the gradient of the second call again. The
     first backward after the forwards serves the last of them (right); a backward after it, with no forward in
     between, raises a RuntimeError naming the model and what to write. Several backward calls after one
-    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward."""
+    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward. A layer inside a
+    model counts the model's training forwards it ran in (``recorded``), so its own backward calls written out by
+    hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
+    (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter)."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
-            if own.get(_LOST):
+            if own.get(_LOST) and own.get(_USES) is None:  # not a later use of the last forward's
                 raise RuntimeError(_replaced(self, own[_LOST]))
             return backward(self, *args, **kwargs)
         own.pop(_LOST, None)

@@ -10,11 +10,21 @@ import numpy as np
 
 from .._user import is_real
 from ..backend import device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
+from .summed import checked_backward, counted_forward
 from .value import LossValue
 
 
 class Loss:
-    """Base class: checks shared by losses."""
+    """Base class: checks shared by losses. Each subclass's ``forward`` and ``backward`` are wrapped so that a
+    backward after the values of several calls were summed (``loss += criterion(output, t[i])``) is refused
+    (:mod:`xpnet.losses.summed`)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "forward" in vars(cls):
+            cls.forward = counted_forward(vars(cls)["forward"])
+        if "backward" in vars(cls):
+            cls.backward = checked_backward(vars(cls)["backward"])
 
     @property
     def name(self) -> str:
@@ -63,6 +73,10 @@ class Loss:
         return None
 
     def _check_pair(self, y: Any, t: Any) -> Any:
+        if isinstance(t, (int, float, np.generic)):
+            raise TypeError(f"{self.name}: targets must be an array, got the {type(t).__name__} scalar {t!r} (an "
+                            "element of a 1-d array, t[i]); keep the batch axis, t[i:i + 1] (PyTorch's "
+                            f"target.unsqueeze(-1), then target[i]), for predictions of shape {tuple(y.shape)}")
         xp = namespace(y)
         if namespace(t) is not xp or not same_device(y, t):
             raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "

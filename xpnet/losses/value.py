@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import not_here
+from .summed import first_call, merged, repeated, summed_hint
 
 _OWN = ("xpnet has no autograd: the loss layer's backward() gives dy, then the model takes it: "
         "model.backward(criterion.backward()), criterion being the {} you called")
@@ -22,21 +23,26 @@ class LossValue(float):
     (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
     parts' gradients go back."""
 
-    def __new__(cls, value: Any, loss: Any = None, parts: bool = False) -> "LossValue":
+    def __new__(cls, value: Any, loss: Any = None, parts: bool = False,
+                calls: tuple[tuple[Any, int, int], ...] = ()) -> "LossValue":
         self = super().__new__(cls, float(value))
         self.loss_name = loss.name if loss is not None else "loss layer"
         self.parts = parts
+        self.calls = first_call(loss) if loss is not None else calls  # (loss, first, last call) it sums
         return self
 
     def item(self) -> float:
         return float(self)
 
     def __getattr__(self, name: str) -> Any:
-        hint = _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer"))
+        again = repeated(self.__dict__.get("calls", ()))
+        hint = (f"xpnet has no autograd, and {again.name} keeps its last call only. {summed_hint(again.name)}"
+                if again is not None else
+                _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer")))
         raise not_here(type(self).__name__, name, {"backward": hint}, kind="object")
 
     def __neg__(self) -> "LossValue":
-        return LossValue(-float(self), parts=True)
+        return LossValue(-float(self), parts=True, calls=self.calls)
 
     def __pos__(self) -> "LossValue":
         return self
@@ -48,7 +54,10 @@ def _combined(name: str) -> Any:
 
     def run(self: LossValue, other: Any) -> Any:
         value = operator(self, other)
-        return value if value is NotImplemented else LossValue(value, parts=True)
+        if value is NotImplemented:
+            return value
+        calls = merged(self.calls, other.calls) if isinstance(other, LossValue) else self.calls
+        return LossValue(value, parts=True, calls=calls)
     run.__name__ = name
     return run
 
