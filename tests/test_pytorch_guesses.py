@@ -757,6 +757,26 @@ def test_a_keyword_a_models_forward_does_not_take_is_named():
         model(x, hx=x)
 
 
+def test_an_input_after_train_in_forwards_signature_given_by_position_says_to_name_it():
+    """The seq2seq tutorial's forward(self, encoder_outputs, encoder_hidden, target_tensor=None) with xpnet's
+    train inserted before target_tensor, called model(a, b, target): it said "takes 3 inputs, got 3" and
+    pointed at initial states."""
+    class Decoder(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = xn.layers.Linear(2, 2)
+
+        def forward(self, a, b, train=True, target_tensor=None):
+            return self.fc(a + b)
+
+    model, x = Decoder(), np.ones((3, 2), np.float32)
+    assert model(x, x, target_tensor=x).shape == (3, 2)
+    with pytest.raises(TypeError, match=r"^Decoder: forward\(a, b, train=True, target_tensor=None\) takes 2 inputs "
+                                        r"before train, got 3: the next would be taken as train; pass target_tensor "
+                                        r"by name, model\(\.\.\., target_tensor=\.\.\.\), or put train last"):
+        model(x, x, x)
+
+
 def test_an_initial_state_given_to_a_model_or_as_hx_says_where_it_goes():
     """PyTorch's model(x, h0) and lstm(x, hx=...): xpnet's state is set with set_state before the call."""
     V, D, H = 7, 4, 5

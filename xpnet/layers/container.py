@@ -130,6 +130,14 @@ class Container(Layer):
                         f"; {STATE_HINT}" if {"hx", "h0", "state"} & set(unknown) else "")
                 raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes no keyword "
                                 f"{', '.join(map(repr, unknown))}{hint}") from None
+            names = list(signature.parameters)
+            before = names[:names.index("train")] if "train" in names else inputs
+            after = inputs[len(before):]
+            if after and len(xs) > len(before):  # forward(a, b, train=True, target=None) called as model(a, b, t)
+                raise TypeError(f"{self.name}: forward{signature} takes {len(before)} input"
+                                f"{'s' * (len(before) != 1)} before train, got {len(xs)}: the next would be "
+                                f"taken as train; pass {after[0]} by name, model(..., {after[0]}=...), or put "
+                                "train last in forward's signature") from None
             raise TypeError(f"{self.name}: forward({', '.join(inputs)}, train=True) takes {len(inputs)} input"
                             f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
 
