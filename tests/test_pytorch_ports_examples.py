@@ -200,3 +200,105 @@ def test_next_of_parameters_gives_them_one_by_one():
     params = model.parameters()
     assert next(params) is model[0].params["W"] and next(params) is model[0].params["b"]
     assert next(model.parameters()) is model[0].params["W"] and len(list(params)) == 4
+
+
+# --- siamese_network ----------------------------------------------------------------------------------------------
+
+class _SiameseNetwork(xn.Model):
+    """siamese_network/main.py's SiameseNetwork as docs/from-pytorch.md ports it, its ResNet-18 replaced by a small
+    backbone (conv, BatchNorm, ReLU, global pooling) that torch writes without torchvision, its head cut off the
+    PyTorch way: a Sequential of all its children but the last."""
+
+    def __init__(self, width=4):
+        super().__init__()
+        self.resnet = xn.Sequential(L.Conv2d(1, width, 3, stride=2, padding=1, bias=False), L.BatchNorm(width),
+                                    L.ReLU(), L.AdaptiveAvgPool2d(1), L.Linear(width, 10))
+        self.fc_in_features = self.resnet[-1].in_features
+        self.resnet = xn.Sequential(*list(self.resnet.named_children().values())[:-1])
+        self.fc = xn.Sequential(L.Linear(self.fc_in_features * 2, 6), L.ReLU(), L.Linear(6, 1))
+        self.sigmoid = L.Sigmoid()
+        self.resnet.apply(self.init_weights)
+        self.fc.apply(self.init_weights)
+
+    def init_weights(self, m):
+        if isinstance(m, L.Linear):
+            xn.init.xavier_uniform_(m.weight)
+            xn.init.constant_(m.bias, 0.01)
+
+    def forward_once(self, x):
+        output = self.resnet(x)
+        return output.reshape(output.shape[0], -1)
+
+    def forward(self, input1, input2, train=True):
+        output1 = self.forward_once(input1)
+        output2 = self.forward_once(input2)
+        output = np.concatenate((output1, output2), 1)
+        return self.sigmoid(self.fc(output))
+
+    def backward(self, dy):
+        n = self.fc_in_features
+        dy = self.fc.backward(self.sigmoid.backward(dy.reshape(-1, 1)))   # the loss took outputs.squeeze()
+        dx2 = self.resnet.backward(dy[:, n:].reshape(-1, n, 1, 1))       # the second call's backward first
+        dx1 = self.resnet.backward(dy[:, :n].reshape(-1, n, 1, 1))
+        return dx1, dx2
+
+
+def test_siamese_network_one_backbone_called_twice_trains_as_pytorchs():
+    """main.py's train() and test(): the backbone applied to both images in one forward (its weights' gradients
+    summed over the two calls, each call's BatchNorm on its own batch), features concatenated, BCELoss, Adadelta
+    and StepLR; then eval mode's loss and predictions. Equal to torch in float64; the images: random pairs."""
+    torch = _torch()
+    nn = torch.nn
+    torch.manual_seed(0)
+    resnet = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                           nn.AdaptiveAvgPool2d(1))
+    fc = nn.Sequential(nn.Linear(8, 6), nn.ReLU(inplace=True), nn.Linear(6, 1))
+
+    def init_weights(m):
+        if isinstance(m, nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            m.bias.data.fill_(0.01)
+
+    fc.apply(init_weights)
+    theirs = nn.ModuleDict({"resnet": resnet, "fc": fc}).double()
+
+    def their_model(input1, input2):
+        output1 = resnet(input1)
+        output2 = resnet(input2)
+        output = torch.cat((output1.view(output1.size()[0], -1), output2.view(output2.size()[0], -1)), 1)
+        return torch.sigmoid(fc(output))
+
+    ours = _SiameseNetwork().to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    criterion, tcriterion = xn.losses.BCELoss(), nn.BCELoss()
+    optimizer, toptimizer = xn.optim.Adadelta(ours.parameters(), lr=1.0), torch.optim.Adadelta(theirs.parameters(),
+                                                                                            lr=1.0)
+    scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.7)
+    rng = np.random.default_rng(0)
+    for epoch in range(2):
+        ours.train(), theirs.train()
+        for _ in range(2):
+            images_1, images_2 = rng.random((4, 1, 8, 8)), rng.random((4, 1, 8, 8))
+            targets = np.array([1.0, 0.0, 1.0, 0.0])
+            optimizer.zero_grad()
+            loss = criterion(ours(images_1, images_2).squeeze(), targets)
+            ours.backward(criterion.backward())
+            optimizer.step()
+            toptimizer.zero_grad()
+            tloss = tcriterion(their_model(torch.from_numpy(images_1), torch.from_numpy(images_2)).squeeze(),
+                               torch.from_numpy(targets))
+            tloss.backward()
+            toptimizer.step()
+            assert loss.item() == pytest.approx(tloss.item(), rel=1e-10)
+        scheduler.step(), tscheduler.step()
+    for name, value in xn.torch_state_dict(ours).items():
+        if not name.endswith("num_batches_tracked"):  # xpnet counts it with momentum=None only
+            np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    ours.eval(), theirs.eval()
+    images_1, images_2 = rng.random((6, 1, 8, 8)), rng.random((6, 1, 8, 8))
+    with xn.no_grad(), torch.no_grad():
+        outputs = ours(images_1, images_2).squeeze()
+        toutputs = their_model(torch.from_numpy(images_1), torch.from_numpy(images_2)).squeeze()
+    np.testing.assert_allclose(outputs, toutputs.numpy(), rtol=1e-10)
+    np.testing.assert_array_equal(np.where(outputs > 0.5, 1, 0), torch.where(toutputs > 0.5, 1, 0).numpy())
