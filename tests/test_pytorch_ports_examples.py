@@ -302,3 +302,157 @@ def test_siamese_network_one_backbone_called_twice_trains_as_pytorchs():
         toutputs = their_model(torch.from_numpy(images_1), torch.from_numpy(images_2)).squeeze()
     np.testing.assert_allclose(outputs, toutputs.numpy(), rtol=1e-10)
     np.testing.assert_array_equal(np.where(outputs > 0.5, 1, 0), torch.where(toutputs > 0.5, 1, 0).numpy())
+
+
+# --- time_sequence_prediction -------------------------------------------------------------------------------------
+
+class _Sequence(xn.Model):
+    """time_sequence_prediction/train.py's Sequence as docs/from-pytorch.md ports it: two LSTMCells and a Linear
+    stepped over time, ``future`` extra steps feeding the output back; the backward through the steps written out."""
+
+    def __init__(self, hidden=51):
+        super().__init__()
+        self.hidden = hidden
+        self.lstm1 = L.LSTMCell(1, hidden)
+        self.lstm2 = L.LSTMCell(hidden, hidden)
+        self.linear = L.Linear(hidden, 1)
+
+    def forward(self, input, future=0, train=True):
+        outputs = []
+        h_t = np.zeros((input.shape[0], self.hidden), dtype=np.float64)
+        c_t = np.zeros((input.shape[0], self.hidden), dtype=np.float64)
+        h_t2 = np.zeros((input.shape[0], self.hidden), dtype=np.float64)
+        c_t2 = np.zeros((input.shape[0], self.hidden), dtype=np.float64)
+        for input_t in np.split(input, input.shape[1], axis=1):
+            h_t, c_t = self.lstm1(input_t, (h_t, c_t))
+            h_t2, c_t2 = self.lstm2(h_t, (h_t2, c_t2))
+            output = self.linear(h_t2)
+            outputs += [output]
+        for i in range(future):
+            h_t, c_t = self.lstm1(output, (h_t, c_t))
+            h_t2, c_t2 = self.lstm2(h_t, (h_t2, c_t2))
+            output = self.linear(h_t2)
+            outputs += [output]
+        self.future = future
+        return np.concatenate(outputs, axis=1)
+
+    def backward(self, dy):
+        dh = dc = dh2 = dc2 = None
+        dfed = 0.0  # the gradient of an output fed back as the next step's input (the future steps)
+        for t in reversed(range(dy.shape[1])):
+            dh_t2 = self.linear.backward(dy[:, t:t + 1] + dfed)
+            dx2, (dh2, dc2) = self.lstm2.backward(dh_t2 if dh2 is None else dh_t2 + dh2, dc2)
+            dx1, (dh, dc) = self.lstm1.backward(dx2 if dh is None else dx2 + dh, dc)
+            dfed = dx1 if t >= dy.shape[1] - self.future else 0.0
+
+
+def _torch_sequence(torch, hidden):
+    """train.py's Sequence as it is there (51 hidden units made a parameter)."""
+    nn = torch.nn
+
+    class Sequence(nn.Module):
+        def __init__(self):
+            super(Sequence, self).__init__()
+            self.lstm1 = nn.LSTMCell(1, hidden)
+            self.lstm2 = nn.LSTMCell(hidden, hidden)
+            self.linear = nn.Linear(hidden, 1)
+
+        def forward(self, input, future=0):
+            outputs = []
+            h_t = torch.zeros(input.size(0), hidden, dtype=torch.double)
+            c_t = torch.zeros(input.size(0), hidden, dtype=torch.double)
+            h_t2 = torch.zeros(input.size(0), hidden, dtype=torch.double)
+            c_t2 = torch.zeros(input.size(0), hidden, dtype=torch.double)
+            for input_t in input.split(1, dim=1):
+                h_t, c_t = self.lstm1(input_t, (h_t, c_t))
+                h_t2, c_t2 = self.lstm2(h_t, (h_t2, c_t2))
+                output = self.linear(h_t2)
+                outputs += [output]
+            for i in range(future):
+                h_t, c_t = self.lstm1(output, (h_t, c_t))
+                h_t2, c_t2 = self.lstm2(h_t, (h_t2, c_t2))
+                output = self.linear(h_t2)
+                outputs += [output]
+            return torch.cat(outputs, dim=1)
+
+    return Sequence()
+
+
+def _sine_waves(n=6, length=16, T=20):
+    """generate_sine_wave.py's data, shorter: n shifted sine waves of ``length`` points, float64."""
+    rng = np.random.RandomState(2)
+    x = np.empty((n, length), 'int64')
+    x[:] = np.array(range(length)) + rng.randint(-4 * T, 4 * T, n).reshape(n, 1)
+    return np.sin(x / 1.0 / T).astype('float64')
+
+
+def _sequences(hidden=8):
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = _torch_sequence(torch, hidden).double()
+    with torch.no_grad():  # one LSTM bias, as xpnet's: b = bias_ih + bias_hh (docs/from-pytorch.md, LSTMCell)
+        for cell in (theirs.lstm1, theirs.lstm2):
+            cell.bias_ih.add_(cell.bias_hh)
+            cell.bias_hh.zero_().requires_grad_(False)
+    ours = _Sequence(hidden).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    return torch, ours, theirs
+
+
+def test_time_sequence_prediction_trains_with_lbfgs_as_pytorchs():
+    """train.py's loop: LBFGS(lr=0.8) steps with a closure on the whole training set, each followed by a
+    prediction 5 steps into the future under no_grad (the model left in training mode, as there): losses, test
+    losses, predictions and weights equal to torch in float64."""
+    torch, ours, theirs = _sequences()
+    data = _sine_waves()
+    input, target, test_input, test_target = data[3:, :-1], data[3:, 1:], data[:3, :-1], data[:3, 1:]
+    criterion, tcriterion = xn.losses.MeanSquaredError(), torch.nn.MSELoss()
+    optimizer = xn.optim.LBFGS(ours.parameters(), lr=0.8, max_iter=5)
+    toptimizer = torch.optim.LBFGS([p for p in theirs.parameters() if p.requires_grad], lr=0.8, max_iter=5)
+    losses, tlosses = [], []
+    for i in range(2):
+        def closure():
+            optimizer.zero_grad()
+            loss = criterion(ours(input), target)
+            losses.append(loss.item())
+            ours.backward(criterion.backward())
+            return loss
+
+        def tclosure():
+            toptimizer.zero_grad()
+            loss = tcriterion(theirs(torch.from_numpy(input)), torch.from_numpy(target))
+            tlosses.append(loss.item())
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        toptimizer.step(tclosure)
+        future = 5
+        with xn.no_grad(), torch.no_grad():
+            pred = ours(test_input, future=future)
+            tpred = theirs(torch.from_numpy(test_input), future=future)
+        np.testing.assert_allclose(pred, tpred.numpy(), rtol=1e-9, atol=1e-12)
+        assert criterion(pred[:, :-future], test_target).item() == pytest.approx(
+            tcriterion(tpred[:, :-future], torch.from_numpy(test_target)).item(), rel=1e-9)
+    np.testing.assert_allclose(losses, tlosses, rtol=1e-9)
+    state = theirs.state_dict()
+    for name, value in xn.torch_state_dict(ours).items():
+        if "bias_hh" not in name:
+            np.testing.assert_allclose(value, state[name].numpy(), rtol=1e-8, atol=1e-12, err_msg=name)
+
+
+def test_time_sequence_prediction_backward_through_its_fed_back_future_steps_is_pytorchs():
+    """A loss over the predicted future too (each future step's input is the step before's output): every
+    gradient equal to torch's autograd in float64."""
+    torch, ours, theirs = _sequences()
+    data = _sine_waves(n=3, length=6)
+    target = np.random.default_rng(0).standard_normal((3, 5 + 4))
+    criterion = xn.losses.MeanSquaredError()
+    criterion(ours(data[:, :-1], future=4), target)
+    ours.backward(criterion.backward())
+    torch.nn.MSELoss()(theirs(torch.from_numpy(data[:, :-1]), future=4), torch.from_numpy(target)).backward()
+    grads = ours.named_grads()
+    for name, ref in (("lstm1.Wx", theirs.lstm1.weight_ih.grad.T), ("lstm1.Wh", theirs.lstm1.weight_hh.grad.T),
+                      ("lstm1.b", theirs.lstm1.bias_ih.grad), ("lstm2.Wh", theirs.lstm2.weight_hh.grad.T),
+                      ("lstm2.b", theirs.lstm2.bias_ih.grad), ("linear.W", theirs.linear.weight.grad.T)):
+        np.testing.assert_allclose(grads[name], ref.numpy(), rtol=1e-10, atol=1e-14, err_msg=name)
