@@ -456,3 +456,103 @@ def test_time_sequence_prediction_backward_through_its_fed_back_future_steps_is_
                       ("lstm1.b", theirs.lstm1.bias_ih.grad), ("lstm2.Wh", theirs.lstm2.weight_hh.grad.T),
                       ("lstm2.b", theirs.lstm2.bias_ih.grad), ("linear.W", theirs.linear.weight.grad.T)):
         np.testing.assert_allclose(grads[name], ref.numpy(), rtol=1e-10, atol=1e-14, err_msg=name)
+
+
+# --- super_resolution ---------------------------------------------------------------------------------------------
+
+class _SuperResolutionNet(xn.Model):
+    """super_resolution/model.py's Net as docs/from-pytorch.md ports it: one ReLU object after three convolutions,
+    PixelShuffle, orthogonal_ init with calculate_gain('relu'); the backward written out."""
+
+    def __init__(self, upscale_factor):
+        super().__init__()
+        self.relu = L.ReLU()
+        self.conv1 = L.Conv2d(1, 64, (5, 5), (1, 1), (2, 2))
+        self.conv2 = L.Conv2d(64, 64, (3, 3), (1, 1), (1, 1))
+        self.conv3 = L.Conv2d(64, 32, (3, 3), (1, 1), (1, 1))
+        self.conv4 = L.Conv2d(32, upscale_factor ** 2, (3, 3), (1, 1), (1, 1))
+        self.pixel_shuffle = L.PixelShuffle(upscale_factor)
+        self._initialize_weights()
+
+    def forward(self, x, train=True):
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        x = self.relu(self.conv3(x))
+        return self.pixel_shuffle(self.conv4(x))
+
+    def backward(self, dy):
+        dy = self.conv4.backward(self.pixel_shuffle.backward(dy))
+        dy = self.conv3.backward(self.relu.backward(dy))
+        dy = self.conv2.backward(self.relu.backward(dy))
+        return self.conv1.backward(self.relu.backward(dy))
+
+    def _initialize_weights(self):
+        xn.init.orthogonal_(self.conv1.weight, xn.init.calculate_gain('relu'))
+        xn.init.orthogonal_(self.conv2.weight, xn.init.calculate_gain('relu'))
+        xn.init.orthogonal_(self.conv3.weight, xn.init.calculate_gain('relu'))
+        xn.init.orthogonal_(self.conv4.weight)
+
+
+def test_super_resolution_trains_as_pytorchs():
+    """main.py's train() (MSELoss, Adam(lr=0.01)) and test()'s PSNR, equal to torch in float64 from model.py's
+    Net with its weights copied over; low- and high-resolution images: random (N, 1, 6, 6) and (N, 1, 12, 12).
+    The orthogonal init itself: each conv's weight, flattened to (out, in*kh*kw), has orthogonal rows (or
+    columns) of norm calculate_gain('relu') = sqrt(2), as PyTorch's."""
+    torch = _torch()
+    nn, init = torch.nn, torch.nn.init
+
+    class Net(nn.Module):
+        def __init__(self, upscale_factor):
+            super(Net, self).__init__()
+            self.relu = nn.ReLU()
+            self.conv1 = nn.Conv2d(1, 64, (5, 5), (1, 1), (2, 2))
+            self.conv2 = nn.Conv2d(64, 64, (3, 3), (1, 1), (1, 1))
+            self.conv3 = nn.Conv2d(64, 32, (3, 3), (1, 1), (1, 1))
+            self.conv4 = nn.Conv2d(32, upscale_factor ** 2, (3, 3), (1, 1), (1, 1))
+            self.pixel_shuffle = nn.PixelShuffle(upscale_factor)
+            self._initialize_weights()
+
+        def forward(self, x):
+            x = self.relu(self.conv1(x))
+            x = self.relu(self.conv2(x))
+            x = self.relu(self.conv3(x))
+            x = self.pixel_shuffle(self.conv4(x))
+            return x
+
+        def _initialize_weights(self):
+            init.orthogonal_(self.conv1.weight, init.calculate_gain('relu'))
+            init.orthogonal_(self.conv2.weight, init.calculate_gain('relu'))
+            init.orthogonal_(self.conv3.weight, init.calculate_gain('relu'))
+            init.orthogonal_(self.conv4.weight)
+
+    xn.manual_seed(123)
+    ours = _SuperResolutionNet(upscale_factor=2)
+    for conv, gain in ((ours.conv1, 2.0), (ours.conv2, 2.0), (ours.conv4, 1.0)):
+        w = conv.weight.reshape(conv.weight.shape[0], -1).astype(np.float64)
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        np.testing.assert_allclose(gram, gain * np.eye(len(gram)), atol=1e-5)
+    torch.manual_seed(123)
+    theirs = Net(upscale_factor=2).double()
+    ours = ours.to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    criterion, tcriterion = xn.losses.MeanSquaredError(), nn.MSELoss()
+    optimizer, toptimizer = xn.optim.Adam(ours.parameters(), lr=0.01), torch.optim.Adam(theirs.parameters(), lr=0.01)
+    rng = np.random.default_rng(0)
+    for iteration in range(2):
+        input, target = rng.random((2, 1, 6, 6)), rng.random((2, 1, 12, 12))
+        optimizer.zero_grad()
+        loss = criterion(ours(input), target)
+        ours.backward(criterion.backward())
+        optimizer.step()
+        toptimizer.zero_grad()
+        tloss = tcriterion(theirs(torch.from_numpy(input)), torch.from_numpy(target))
+        tloss.backward()
+        toptimizer.step()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-10)
+    for name, value in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+    input, target = rng.random((2, 1, 6, 6)), rng.random((2, 1, 12, 12))
+    with xn.no_grad(), torch.no_grad():
+        psnr = 10 * np.log10(1 / criterion(ours(input), target).item())
+        tpsnr = 10 * np.log10(1 / tcriterion(theirs(torch.from_numpy(input)), torch.from_numpy(target)).item())
+    assert psnr == pytest.approx(tpsnr, rel=1e-10)
