@@ -176,8 +176,9 @@ def test_a_time_first_batch_given_to_a_batch_first_recurrent_layer_says_batch_fi
     default: the error said "hx holds 3 sequences but the input has 4; give hx the input's N"."""
     lstm = L.LSTM(5, 6, num_layers=2, return_state=True)
     x, h0 = np.zeros((4, 3, 5), np.float32), np.zeros((2, 3, 6), np.float32)
-    with pytest.raises(ValueError, match=r"input \(4, 3, 5\) is read batch first, \(N, T, 5\); PyTorch's default is "
-                                         r"time first, \(T, N, 5\): build the layer with batch_first=False"):
+    with pytest.raises(ValueError, match=r"hx holds 3 sequences but the input has 4; give hx the input's N; or, "
+                                         r"where the input \(4, 3, 5\) is time first, \(T, N, 5\) \(PyTorch's "
+                                         r"default\), build the layer with batch_first=False: it reads \(N, T, 5\)"):
         lstm(x, (h0, h0))
     out, (h, c) = L.LSTM(5, 6, num_layers=2, return_state=True, batch_first=False)(x, (h0, h0))
     assert out.shape == (4, 3, 6) and h.shape == (2, 3, 6)
