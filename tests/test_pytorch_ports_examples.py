@@ -107,10 +107,12 @@ def _get_batch(source, i, bptt):
     return source[i:i + seq_len], source[i + 1:i + 1 + seq_len].reshape(-1)
 
 
-@pytest.mark.parametrize("rnn_type, tied", [("LSTM", True), ("GRU", False)])
-def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied):
-    """main.py's train() (repackage_hidden between batches, clip_grad_norm_, the manual SGD update) over a
-    batchified (T, N) corpus, then evaluate() in eval mode, equal to torch in float64. The corpus: random ids.
+@pytest.mark.parametrize("rnn_type, tied, use_optimizer", [("LSTM", True, False), ("GRU", False, False),
+                                                           ("GRU", True, True)])
+def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied, use_optimizer):
+    """main.py's train() (repackage_hidden between batches, clip_grad_norm_, the manual SGD update or with
+    --use-optimizer AdamW) over a batchified (T, N) corpus, then evaluate() in eval mode, equal to torch in
+    float64. The corpus: random ids.
     PyTorch's LSTM has two biases where xpnet's has one (b = bias_ih + bias_hh): torch's bias_hh is folded into
     bias_ih and frozen, so that its SGD moves the same one bias (docs/from-pytorch.md, RNN, LSTM, GRU)."""
     torch = _torch()
@@ -127,29 +129,38 @@ def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied):
     rng = np.random.default_rng(0)
     train_data, val_data = _batchify(rng.integers(0, ntokens, 58), 3), _batchify(rng.integers(0, ntokens, 25), 2)
     criterion, tcriterion = xn.losses.NLLLoss(), torch.nn.NLLLoss()
+    if use_optimizer:
+        lr = 0.01
+        optimizer, toptimizer = xn.optim.AdamW(ours.parameters(), lr=lr), torch.optim.AdamW(theirs.parameters(), lr=lr)
 
     ours.train(), theirs.train()
     hidden, thidden = ours.init_hidden(3), theirs.init_hidden(3)
     for i in range(0, train_data.shape[0] - 1, bptt):
         data, targets = _get_batch(train_data, i, bptt)
-        ours.zero_grad()
+        optimizer.zero_grad() if use_optimizer else ours.zero_grad()
         output, hidden = ours(data, hidden)
         loss = criterion(output, targets)
         ours.backward(criterion.backward())
         norm = xn.optim.clip_grad_norm(ours.parameters(), clip)
-        grads = ours.named_grads()
-        for name, p in ours.named_params().items():
-            p -= lr * grads[name]
+        if use_optimizer:
+            optimizer.step()
+        else:
+            grads = ours.named_grads()
+            for name, p in ours.named_params().items():
+                p -= lr * grads[name]
 
-        theirs.zero_grad()
+        toptimizer.zero_grad() if use_optimizer else theirs.zero_grad()
         thidden = thidden.detach() if isinstance(thidden, torch.Tensor) else tuple(h.detach() for h in thidden)
         toutput, thidden = theirs(torch.from_numpy(data), thidden)
         tloss = tcriterion(toutput, torch.from_numpy(targets))
         tloss.backward()
         tnorm = torch.nn.utils.clip_grad_norm_(theirs.parameters(), clip)
-        for p in theirs.parameters():
-            if p.grad is not None:
-                p.data.add_(p.grad, alpha=-lr)
+        if use_optimizer:
+            toptimizer.step()
+        else:
+            for p in theirs.parameters():
+                if p.grad is not None:
+                    p.data.add_(p.grad, alpha=-lr)
         assert loss.item() == pytest.approx(tloss.item(), rel=1e-10)
         assert float(norm) == pytest.approx(tnorm.item(), rel=1e-10)
 
