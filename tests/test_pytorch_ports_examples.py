@@ -316,6 +316,17 @@ def test_siamese_network_one_backbone_called_twice_trains_as_pytorchs():
     np.testing.assert_array_equal(np.where(outputs > 0.5, 1, 0), torch.where(toutputs > 0.5, 1, 0).numpy())
 
 
+
+def test_a_loss_value_sums_as_a_0d_tensor():
+    """siamese_network's test(): test_loss += criterion(outputs, targets).sum().item() said "'LossValue' object has
+    no attribute 'sum'"; sum, mean and detach of a 0-d tensor give it back."""
+    value = xn.losses.BCELoss()(np.array([0.2, 0.7]), np.array([0.0, 1.0]))
+    for same in (value.sum(), value.mean(), value.detach()):
+        assert same.item() == value.item() == pytest.approx(-(np.log(0.8) + np.log(0.7)) / 2)
+    with pytest.raises(AttributeError, match="xpnet has no autograd"):
+        value.sum().backward()
+
+
 # --- time_sequence_prediction -------------------------------------------------------------------------------------
 
 class _Sequence(xn.Model):
