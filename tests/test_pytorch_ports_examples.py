@@ -17,16 +17,21 @@ def _torch():
 # --- word_language_model ------------------------------------------------------------------------------------------
 
 class _RNNModel(xn.Model):
-    """word_language_model/model.py's RNNModel (LSTM or GRU, time first, optionally tied), as docs/from-pytorch.md
-    ports it: the hidden state passed in and returned, backward written out."""
+    """word_language_model/model.py's RNNModel (LSTM, GRU, RNN_TANH or RNN_RELU, time first, optionally tied), as
+    docs/from-pytorch.md ports it: the hidden state passed in and returned, backward written out."""
 
     def __init__(self, rnn_type, ntoken, ninp, nhid, nlayers, dropout=0.5, tie_weights=False):
         super().__init__()
         self.ntoken = ntoken
         self.drop = L.Dropout(dropout)
         self.encoder = L.Embedding(ntoken, ninp)
-        self.rnn = getattr(L, rnn_type)(ninp, nhid, num_layers=nlayers, dropout=dropout, batch_first=False,
-                                        return_state=True)
+        if rnn_type in ['LSTM', 'GRU']:
+            self.rnn = getattr(L, rnn_type)(ninp, nhid, num_layers=nlayers, dropout=dropout, batch_first=False,
+                                            return_state=True)
+        else:
+            nonlinearity = {'RNN_TANH': 'tanh', 'RNN_RELU': 'relu'}[rnn_type]
+            self.rnn = L.RNN(ninp, nhid, num_layers=nlayers, nonlinearity=nonlinearity, dropout=dropout,
+                             batch_first=False, return_state=True)
         self.decoder = L.TiedLinear(self.encoder) if tie_weights else L.Linear(nhid, ntoken)
         self.log_softmax = L.LogSoftmax(dim=1)
         self.init_weights()
@@ -57,7 +62,8 @@ class _RNNModel(xn.Model):
 
 
 def _torch_rnn_model(torch):
-    """word_language_model/model.py's RNNModel as it is there (its RNN_TANH/RELU branch and Transformer left out)."""
+    """word_language_model/model.py's RNNModel as it is there (its ValueError for another rnn_type and its
+    TransformerModel left out)."""
     nn, F = torch.nn, torch.nn.functional
 
     class RNNModel(nn.Module):
@@ -66,7 +72,11 @@ def _torch_rnn_model(torch):
             self.ntoken = ntoken
             self.drop = nn.Dropout(dropout)
             self.encoder = nn.Embedding(ntoken, ninp)
-            self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+            if rnn_type in ['LSTM', 'GRU']:
+                self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+            else:
+                nonlinearity = {'RNN_TANH': 'tanh', 'RNN_RELU': 'relu'}[rnn_type]
+                self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity, dropout=dropout)
             self.decoder = nn.Linear(nhid, ntoken)
             if tie_weights:
                 self.decoder.weight = self.encoder.weight
@@ -108,18 +118,18 @@ def _get_batch(source, i, bptt):
 
 
 @pytest.mark.parametrize("rnn_type, tied, use_optimizer", [("LSTM", True, False), ("GRU", False, False),
-                                                           ("GRU", True, True)])
+                                                           ("GRU", True, True), ("RNN_RELU", False, False)])
 def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied, use_optimizer):
     """main.py's train() (repackage_hidden between batches, clip_grad_norm_, the manual SGD update or with
     --use-optimizer AdamW) over a batchified (T, N) corpus, then evaluate() in eval mode, equal to torch in
     float64. The corpus: random ids.
-    PyTorch's LSTM has two biases where xpnet's has one (b = bias_ih + bias_hh): torch's bias_hh is folded into
-    bias_ih and frozen, so that its SGD moves the same one bias (docs/from-pytorch.md, RNN, LSTM, GRU)."""
+    PyTorch's LSTM and RNN have two biases where xpnet's have one (b = bias_ih + bias_hh): torch's bias_hh is
+    folded into bias_ih and frozen, so that its SGD moves the same one bias (docs/from-pytorch.md, RNN, LSTM, GRU)."""
     torch = _torch()
     torch.manual_seed(0)
     ntokens, lr, clip, bptt = 11, 20.0, 0.25, 4
     theirs = _torch_rnn_model(torch)(rnn_type, ntokens, 6, 6, 2, dropout=0.0, tie_weights=tied).double()
-    if rnn_type == "LSTM":
+    if rnn_type != "GRU":
         with torch.no_grad():
             for k in range(2):
                 getattr(theirs.rnn, f"bias_ih_l{k}").add_(getattr(theirs.rnn, f"bias_hh_l{k}"))
@@ -166,7 +176,7 @@ def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied, us
 
     for name, value in xn.torch_state_dict(ours).items():
         expected = theirs.state_dict()[name].numpy()
-        if name.startswith("rnn.bias_hh") and rnn_type == "LSTM":
+        if name.startswith("rnn.bias_hh") and rnn_type != "GRU":
             continue  # one bias in xpnet: compared through bias_ih below
         np.testing.assert_allclose(value, expected, rtol=1e-10, atol=1e-12, err_msg=name)
 
@@ -180,6 +190,21 @@ def test_word_language_model_trains_and_evaluates_as_pytorchs(rnn_type, tied, us
             toutput, thidden = theirs(torch.from_numpy(data), thidden)
             ttotal += len(data) * tcriterion(toutput, torch.from_numpy(targets)).item()
     assert total == pytest.approx(ttotal, rel=1e-10)
+
+
+def test_a_relu_rnn_saves_and_loads_as_relu(tmp_path):
+    """nonlinearity='relu' is kept by model files (the stack's and the cell's too)."""
+    xn.manual_seed(0)
+    model = xn.Sequential(L.Embedding(7, 4), L.RNN(4, 5, num_layers=2, nonlinearity="relu"), L.Linear(5, 7))
+    ids = np.random.default_rng(0).integers(0, 7, (2, 6))
+    xn.save(model, tmp_path / "m.npz")
+    loaded = xn.load(tmp_path / "m.npz")
+    assert loaded[1].l1.nonlinearity == "relu"
+    np.testing.assert_array_equal(loaded.predict(ids), model.predict(ids))
+    tanh = xn.Sequential(L.Embedding(7, 4), L.RNN(4, 5, num_layers=2), L.Linear(5, 7))
+    tanh.load_state_dict(model.state_dict())
+    assert not np.allclose(tanh.predict(ids), model.predict(ids))  # the same weights: relu made the difference
+    assert L.RNNCell(3, 4, nonlinearity="relu").config()["nonlinearity"] == "relu"
 
 
 def test_a_time_first_batch_given_to_a_batch_first_recurrent_layer_says_batch_first_false():
