@@ -2,10 +2,10 @@
 build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack`, and what the layer says about the rest.
 
 PyTorch's ``num_layers``, ``dropout``, ``bidirectional`` and ``device`` pass at their defaults (RNN's
-``nonlinearity``, ``'tanh'`` or ``'relu'``, is the RNN's own); ``num_layers`` other than 1 or
-``bidirectional`` other than False build a stack (:func:`builds_stack`); any other value is refused with
-what to write. PyTorch's third positional argument is ``num_layers`` where
-xpnet's is ``stateful``: refused, never misread. LSTM's ``proj_size`` is checked by PyTorch's rule.
+``nonlinearity``, ``'tanh'`` or ``'relu'``, is the RNN's own); ``num_layers`` other than 1 or ``bidirectional``
+other than False build a stack (:func:`builds_stack`); any other value is refused with what to write.
+PyTorch's third positional argument is ``num_layers`` where xpnet's is ``stateful``: refused, never misread.
+LSTM's ``proj_size`` is checked by PyTorch's rule.
 
 PyTorch's calling convention, ``out, (h_n, c_n) = lstm(x, (h0, c0))``, is the switch ``return_state=True`` (by
 name, off by default), on the single layer and on the stack alike:
