@@ -910,10 +910,12 @@ def test_train_and_evaluate_refuse_a_summed_loss_saying_why():
         xn.evaluate(model, (x, t), loss=total)
 
 
-def test_rnn_takes_pytorchs_default_nonlinearity_and_refuses_relu():
+def test_rnn_takes_pytorchs_nonlinearity_tanh_or_relu():
+    """word_language_model's RNN_RELU, nn.RNN(..., nonlinearity='relu'), was refused (tanh only): it is taken now
+    (tests/test_pytorch_ports_examples.py checks it against PyTorch); any other value is refused, naming both."""
     assert xn.layers.RNN(3, 4, nonlinearity="tanh").hidden_size == 4
-    with pytest.raises(ValueError, match=r"^RNN: nonlinearity='relu' is not supported: xpnet's RNN is the book's "
-                                         r"TimeRNN, tanh only"):
-        xn.layers.RNN(3, 4, nonlinearity="relu")
+    assert xn.layers.RNN(3, 4, nonlinearity="relu").nonlinearity == "relu"
+    with pytest.raises(ValueError, match=r"^RNN: nonlinearity must be 'tanh' or 'relu', as PyTorch's, got 'gelu'"):
+        xn.layers.RNN(3, 4, num_layers=2, nonlinearity="gelu")
     with pytest.raises(TypeError, match=r"LSTM.__init__\(\) got an unexpected keyword argument 'nonlinearity'"):
         xn.layers.LSTM(3, 4, nonlinearity="tanh")  # as PyTorch: only its RNN has one

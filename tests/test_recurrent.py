@@ -34,7 +34,8 @@ def _compare_with_torch(layer, kind, dev, seed=0):
     ``bias``) with the same weights, start state and output gradient; assert every result equal at TOL
     (AssertionError names the first that is not)."""
     rng = np.random.default_rng(seed)
-    module = getattr(torch.nn, kind)(D, H, batch_first=layer.batch_first, bias=layer.bias, dtype=torch.float64)
+    relu = {"nonlinearity": "relu"} if getattr(layer, "nonlinearity", "tanh") == "relu" else {}
+    module = getattr(torch.nn, kind)(D, H, batch_first=layer.batch_first, bias=layer.bias, dtype=torch.float64, **relu)
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape))))
@@ -71,6 +72,12 @@ def _compare_with_torch(layer, kind, dev, seed=0):
 @pytest.mark.parametrize("cls, kind", [(RNN, "RNN"), (LSTM, "LSTM"), (GRU, "GRU")])
 def test_equals_pytorch_in_float64(dev, cls, kind):
     _compare_with_torch(cls(D, H), kind, dev)
+
+
+@pytest.mark.parametrize("options", [{}, {"batch_first": False}], ids=["batch-first", "time-first"])
+def test_rnn_relu_equals_pytorch_in_float64(dev, options):
+    """nn.RNN(D, H, nonlinearity='relu') (word_language_model's RNN_RELU): max(., 0) in place of tanh."""
+    _compare_with_torch(RNN(D, H, nonlinearity="relu", **options), "RNN", dev)
 
 
 @pytest.mark.parametrize("options", [{"batch_first": False}, {"bias": False}, {"batch_first": False, "bias": False}],

@@ -29,12 +29,13 @@ def _loop(cell, xs, start, dys):
 
 @pytest.mark.parametrize("dev", ["numpy", "strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)],
                          indirect=True)
-@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["RNN", "RNN-relu", "LSTM", "GRU"])
 def test_a_loop_through_one_cell_equals_pytorchs_and_sums_the_parameter_gradients(kind, dev):
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(0)
-    module = getattr(torch.nn, f"{kind}Cell")(D, H, dtype=torch.float64)
-    cell = getattr(xn.layers, f"{kind}Cell")(D, H, dtype="float64")
+    kind, relu = kind.split("-")[0], {"nonlinearity": "relu"} if kind.endswith("relu") else {}
+    module = getattr(torch.nn, f"{kind}Cell")(D, H, dtype=torch.float64, **relu)
+    cell = getattr(xn.layers, f"{kind}Cell")(D, H, dtype="float64", **relu)
     xn.load_torch_state_dict(cell, module.state_dict())
     cell.to(dev)
     xs, dys = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
@@ -122,7 +123,8 @@ def test_gradcheck_passes_on_a_model_looping_one_cell_and_a_frozen_cell_gives_dx
     (lambda: GRUCell(D, H)(np.zeros((N, T, D), np.float32)), ValueError,
      (r"GRUCell: expected input of shape \(N, 3\) or \(3,\) \(one step\), got \(2, 3, 3\); a whole sequence "
       r"\(N, T, 3\) goes through xn.layers.GRU")),
-    (lambda: RNNCell(D, H, nonlinearity="relu"), ValueError, r"RNNCell: nonlinearity='relu' is not supported"),
+    (lambda: RNNCell(D, H, nonlinearity="gelu"), ValueError,
+     r"RNNCell: nonlinearity must be 'tanh' or 'relu', as PyTorch's, got 'gelu'"),
     (lambda: LSTMCell(D, H).backward(np.zeros((N, H), np.float32)), RuntimeError,
      r"LSTMCell: backward called more times than forward"),
 ])

@@ -43,6 +43,20 @@ def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[A
     return da, da, da @ WhT
 
 
+def rnn_relu_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """PyTorch's ``nonlinearity='relu'``: h_next = max(ax + h @ Wh, 0). Caches h and h_next."""
+    a = ax + h @ Wh
+    h_next = namespace(a).where(a > 0, a, namespace(a).zeros_like(a))
+    return h_next, (h, h_next)
+
+
+def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """The gradient through max(a, 0): 0 where a <= 0 (PyTorch's ReLU, which passes none at 0)."""
+    _, h_next = cache
+    da = namespace(dh_next).where(h_next > 0, dh_next, namespace(dh_next).zeros_like(dh_next))
+    return da, da, da @ WhT
+
+
 def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
     """Gates i, f, o = sigmoid, g = tanh of ``ax + h @ Wh``; c_next = f * c + i * g,
     h_next = o * tanh(c_next) (N, H). Caches h, c, the four gates and tanh(c_next)."""

@@ -24,7 +24,7 @@ and by ``predict`` in one call; the loops that cut axis 0 into batches (``xn.tra
 more than one batch, ``predict(batch_size=...)`` smaller than the data) refuse it, naming the layer
 (:func:`~xpnet.layers.recurrent_state.refuse_time_first`), where PyTorch's DataLoader would silently cut
 time. PyTorch's other arguments keep their meaning where xpnet has it (``bias``, ``dtype``, LSTM's ``proj_size``,
-RNN's ``nonlinearity="tanh"``); any other value of them is refused with what to write
+RNN's ``nonlinearity``, ``"tanh"`` or ``"relu"``); any other value of them is refused with what to write
 (:mod:`~xpnet.layers.recurrent_args`). ``num_layers`` above 1 and ``bidirectional=True`` build a
 :class:`~xpnet.layers.recurrent_stack.RecurrentStack` of these layers (with ``dropout`` between them);
 ``num_layers=1`` and ``bidirectional=False`` build the single layer, as without them.
@@ -64,7 +64,7 @@ from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
 from .recurrent_args import (NO_HX, builds_stack, call_arguments, forward_train, hx_hint, refuse_pytorch_only,
-                             return_state_refusal, stateful_flag)
+                             relu_or_tanh, return_state_refusal, stateful_flag)
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
@@ -93,7 +93,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
         stateful = stateful_flag(self.name, stateful)
-        refuse_pytorch_only(self.name, pytorch, isinstance(self, RNN))
+        refuse_pytorch_only(self.name, pytorch)
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         self.return_state = flag(return_state, self.name, "return_state")
@@ -243,7 +243,8 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
 
 class RNN(_Recurrent):
-    """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b).
+    """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b); PyTorch's
+    ``nonlinearity="relu"`` (by name) takes max(., 0) in place of tanh (portable steps, no fast path).
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
@@ -253,13 +254,25 @@ class RNN(_Recurrent):
     input and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
     """
 
+    def __init__(self, input_size: int, hidden_size: int, *args: Any, nonlinearity: str = "tanh", **kwargs: Any):
+        super().__init__(input_size, hidden_size, *args, **kwargs)
+        self.nonlinearity = relu_or_tanh(self.name, nonlinearity)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "nonlinearity": self.nonlinearity}
+
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self._Wh)
+        if self.nonlinearity == "relu":
+            h, cache = cells.rnn_relu_step(ax, state[0], self._Wh)
+        else:
+            h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self._Wh)
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)(dh, cache, self._WhT)
+        step_back = cells.rnn_relu_step_backward if self.nonlinearity == "relu" else \
+            fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)
+        dax, dah, dh_prev = step_back(dh, cache, self._WhT)
         return dax, dah, (dh_prev,)
 
 

@@ -1,10 +1,11 @@
 """PyTorch's arguments to RNN, LSTM and GRU: which the single layer (:mod:`xpnet.layers.recurrent`) takes, which
 build a :class:`~xpnet.layers.recurrent_stack.RecurrentStack`, and what the layer says about the rest.
 
-PyTorch's ``num_layers``, ``dropout``, ``bidirectional``, RNN's ``nonlinearity`` and ``device`` pass at their
-defaults; ``num_layers`` other than 1 or ``bidirectional`` other than False build a stack (:func:`builds_stack`);
-any other value is refused with what to write. PyTorch's third positional argument is ``num_layers`` where
-xpnet's is ``stateful``: refused, never misread. LSTM's ``proj_size`` is checked by PyTorch's rule.
+PyTorch's ``num_layers``, ``dropout``, ``bidirectional`` and ``device`` pass at their defaults (RNN's
+``nonlinearity``, ``'tanh'`` or ``'relu'``, is the RNN's own); ``num_layers`` other than 1 or ``bidirectional``
+other than False build a stack (:func:`builds_stack`); any other value is refused with what to write.
+PyTorch's third positional argument is ``num_layers`` where xpnet's is ``stateful``: refused, never misread.
+LSTM's ``proj_size`` is checked by PyTorch's rule.
 
 PyTorch's calling convention, ``out, (h_n, c_n) = lstm(x, (h0, c0))``, is the switch ``return_state=True`` (by
 name, off by default), on the single layer and on the stack alike:
@@ -47,8 +48,6 @@ _PYTORCH_ONLY = {
     "num_layers": (1, "num_layers must be an int >= 1"),
     "dropout": (0, NO_LAYER_AFTER),
     "bidirectional": (False, "bidirectional must be True or False"),
-    "nonlinearity": ("tanh", ("xpnet's RNN is the book's TimeRNN, tanh only; for ReLU write a layer of your own "
-                              "(see the README's Writing your own model)")),
     "device": DEVICE_DEFAULT,
 }
 
@@ -81,11 +80,18 @@ def stateful_flag(who: str, stateful: Any) -> bool:
                         f"num_layers={stateful!r}) by name") from None
 
 
-def refuse_pytorch_only(who: str, pytorch: dict[str, Any], nonlinearity: bool) -> None:
-    """PyTorch's constructor arguments (``nonlinearity`` taken where the layer is an RNN): their defaults pass,
-    anything else says what to write; an argument PyTorch's layer does not take either is a TypeError."""
+def relu_or_tanh(who: str, nonlinearity: Any) -> str:
+    """RNN's and RNNCell's ``nonlinearity``, PyTorch's two: ``'tanh'`` or ``'relu'``."""
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{who}: nonlinearity must be 'tanh' or 'relu', as PyTorch's, got {nonlinearity!r}")
+    return nonlinearity
+
+
+def refuse_pytorch_only(who: str, pytorch: dict[str, Any]) -> None:
+    """PyTorch's constructor arguments: their defaults pass, anything else says what to write; an argument
+    PyTorch's layer does not take either is a TypeError."""
     for arg in pytorch:
-        if arg not in _PYTORCH_ONLY or (arg == "nonlinearity" and not nonlinearity):
+        if arg not in _PYTORCH_ONLY:
             raise TypeError(f"{who}.__init__() got an unexpected keyword argument {arg!r}")
     pytorch_defaults_only(who, _PYTORCH_ONLY, pytorch)
 

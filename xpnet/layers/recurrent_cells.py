@@ -26,6 +26,7 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
+from .recurrent_args import relu_or_tanh
 
 
 class _Cell(Layer):
@@ -154,21 +155,28 @@ class _Cell(Layer):
 
 
 class RNNCell(_Cell):
-    """PyTorch's ``nn.RNNCell``, tanh: h' = tanh(x @ Wx + h @ Wh + b). params Wx (D, H), Wh (H, H), b (H,)
-    (``b = bias_ih + bias_hh``), as :class:`~xpnet.layers.RNN`'s; caches x, h and h' per call."""
+    """PyTorch's ``nn.RNNCell``: h' = tanh(x @ Wx + h @ Wh + b), or max(., 0) with ``nonlinearity='relu'``.
+    params Wx (D, H), Wh (H, H), b (H,) (``b = bias_ih + bias_hh``), as :class:`~xpnet.layers.RNN`'s; caches x,
+    h and h' per call."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
                  init: Any = "sigmoid", dtype: Any = "float32", device: Any = None):
-        tanh_only = ("tanh", "xpnet's RNNCell is tanh only, as its RNN; for ReLU write a cell of your own")
-        pytorch_defaults_only("RNNCell", {"nonlinearity": tanh_only}, {"nonlinearity": nonlinearity})
         super().__init__(input_size, hidden_size, bias, init=init, dtype=dtype, device=device)
+        self.nonlinearity = relu_or_tanh(self.name, nonlinearity)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self.params["Wh"])
+        step = cells.rnn_relu_step if self.nonlinearity == "relu" else \
+            fast_path("rnn_step", namespace(ax), cells.rnn_step)
+        h, cache = step(ax, state[0], self.params["Wh"])
         return (h,), cache
 
     def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        dax, dah, dh_prev = fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)(dh, cache, WhT)
+        step_back = cells.rnn_relu_step_backward if self.nonlinearity == "relu" else \
+            fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)
+        dax, dah, dh_prev = step_back(dh, cache, WhT)
         return dax, dah, (dh_prev,)
 
 

@@ -36,7 +36,8 @@ from .dropout import Dropout
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
-                 "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False}
+                 "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False,
+                 "nonlinearity": "tanh"}
 
 
 class RecurrentStack(Container):

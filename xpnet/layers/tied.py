@@ -10,6 +10,7 @@ from .._user import flag
 from ..backend import XpnetDeviceError, device_of, fast_path, same_device, untracked
 from .base import Layer
 from .embedding import Embedding
+from .pytorch_params import PyTorchParam
 
 
 class TiedLinear(Layer):
@@ -22,8 +23,12 @@ class TiedLinear(Layer):
     ``embedding.add_shared_grad``, whichever backward runs first). params: b (num_embeddings,) only.
     The book's ``TimeAffine(embed_W.T, b)``; PyTorch's ``decoder.weight = encoder.weight``.
     Caches the input as a matrix and its shape. The embedding must also be part of the model (it is
-    not a child of this layer).
+    not a child of this layer). ``weight`` is that W itself (PyTorch's tied ``decoder.weight``, so
+    ``xn.init.uniform_(decoder.weight, -0.1, 0.1)`` writes into the embedding's), ``bias`` is b or None
+    (``has_bias`` the flag).
     """
+
+    bias = PyTorchParam("b")  # None when built without one, as PyTorch's
 
     def __init__(self, embedding: Embedding, bias: bool = True):
         super().__init__()
@@ -32,18 +37,22 @@ class TiedLinear(Layer):
                             f"{type(embedding).__name__}")
         self.embedding = embedding
         self.in_features, self.out_features = embedding.embedding_dim, embedding.num_embeddings
-        self.bias = flag(bias, self.name, "bias")
-        if self.bias:
+        self.has_bias = flag(bias, self.name, "bias")
+        if self.has_bias:
             self.params["b"] = _init.zeros((self.out_features,), dtype=embedding.dtype)
         self._x = None
         self._shape = None
 
+    @property
+    def weight(self) -> Any:
+        return self.embedding.params["W"]
+
     def __repr__(self) -> str:
-        return f"{self.name}(embedding={self.embedding!r}{'' if self.bias else ', bias=False'})"
+        return f"{self.name}(embedding={self.embedding!r}{'' if self.has_bias else ', bias=False'})"
 
     def config(self) -> dict[str, Any]:
         """The embedding itself: a model file records it once and ties the two again on loading."""
-        return {"embedding": self.embedding, "bias": self.bias}
+        return {"embedding": self.embedding, "bias": self.has_bias}
 
     def forward(self, x: Any, train: bool = True) -> Any:
         x = untracked(x)
@@ -59,7 +68,7 @@ class TiedLinear(Layer):
         self._shape = tuple(x.shape)
         self._x = xp.reshape(x, (-1, self.in_features))
         y = fast_path("matmul", xp, operator.matmul)(self._x, xp.permute_dims(W, (1, 0)))
-        if self.bias:
+        if self.has_bias:
             y = y + self.params["b"]
         return xp.reshape(y, (*x.shape[:-1], self.out_features))
 
@@ -68,7 +77,7 @@ class TiedLinear(Layer):
         x2 = self._need(self._x)
         xp = self._check_grad(dy, (*self._shape[:-1], self.out_features))
         dy2 = xp.reshape(dy, (x2.shape[0], self.out_features))
-        if self.bias and not self._frozen:
+        if self.has_bias and not self._frozen:
             self.grads["b"] = xp.sum(dy2, axis=0)
         matmul = fast_path("matmul", xp, operator.matmul)
         if not self.embedding._frozen:  # a frozen W takes no gradient: no weight product

@@ -74,6 +74,15 @@ class Parameters(list):
     def __init__(self, arrays: list[Any], model: Any):
         super().__init__(arrays)
         self.model = model
+        self._next = 0
+
+    def __next__(self) -> Any:
+        """``next(model.parameters())``, PyTorch's way to reach the first parameter (for its dtype or device):
+        the arrays one by one, as PyTorch's generator gives them."""
+        if self._next >= len(self):
+            raise StopIteration
+        self._next += 1
+        return self[self._next - 1]
 
 
 class IncompatibleKeys(NamedTuple):

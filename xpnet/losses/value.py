@@ -17,9 +17,9 @@ _PARTS = ("xpnet has no autograd: each loss layer's backward() gives the gradien
 
 class LossValue(float):
     """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
-    ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work. There is no graph behind it:
-    ``loss.backward()`` raises, saying to call the loss layer's ``backward()`` for dy, then
-    ``model.backward(dy)``. Sums, differences, products and quotients with numbers stay LossValues
+    ``loss.sum().item()``, ``loss.detach()``, ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work.
+    There is no graph behind it: ``loss.backward()`` raises, saying to call the loss layer's ``backward()``
+    for dy, then ``model.backward(dy)``. Sums, differences, products and quotients with numbers stay LossValues
     (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
     parts' gradients go back."""
 
@@ -33,6 +33,13 @@ class LossValue(float):
 
     def item(self) -> float:
         return float(self)
+
+    def sum(self) -> "LossValue":
+        """Itself, as a 0-d tensor's ``sum()`` (siamese_network's ``criterion(outputs, targets).sum().item()``)."""
+        return self
+
+    mean = sum  # a 0-d tensor's mean is itself too
+    detach = sum  # nothing to detach from: no graph behind it
 
     def __getattr__(self, name: str) -> Any:
         again = repeated(self.__dict__.get("calls", ()))
