@@ -84,6 +84,13 @@ def test_a_forward_without_train_says_to_add_it_wherever_it_is_called():
     with pytest.raises(TypeError, match="^train: " + hint):
         xn.train(model, (x, np.zeros(2, int)), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=2)
 
+    class Sequence(NeuralNetwork):  # pytorch/examples' time_sequence_prediction: the line to copy keeps future=0
+        def forward(self, input, future=0):
+            return self.linear(self.flatten(input))
+
+    with pytest.raises(TypeError, match=r"write def forward\(self, input, future=0, train=True\)"):
+        Sequence()(x)
+
 
 def test_saving_a_state_dict_the_quickstarts_way_works_and_a_model_file_says_what_to_write(tmp_path, monkeypatch):
     """torch.save(model.state_dict(), "model.pth") then model.load_state_dict(torch.load("model.pth")): xn.save said

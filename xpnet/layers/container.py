@@ -179,9 +179,10 @@ def no_train(model: Layer) -> str:
     takes = inspect.signature(model.forward).parameters
     if "train" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
         return ""
-    return (f"{model.name}.forward must take train= (write def forward(self, {', '.join(takes)}, train=True) and pass "
-            "train on to the layers; and backward(self, dy), returning dx: xpnet has no autograd): training and "
-            "inference call it with train=True and False")
+    inputs = str(inspect.Signature(list(takes.values())))[1:-1]  # defaults, * and annotations kept: (x, future=0)
+    return (f"{model.name}.forward must take train= (write def forward(self, {inputs}{', ' * bool(inputs)}train=True) "
+            "and pass train on to the layers; and backward(self, dy), returning dx: xpnet has no autograd): "
+            "training and inference call it with train=True and False")
 
 
 @contextlib.contextmanager
