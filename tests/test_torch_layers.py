@@ -132,8 +132,9 @@ def test_alpha_dropout_equals_pytorch_for_pytorchs_mask(device, monkeypatch):
     a = 1 / np.sqrt((1.7580993408473766 ** 2 * p + 1) * (1 - p))
     dropped = np.isclose(yt.detach().numpy(), -1.7580993408473766 * a * (1 - p), rtol=0, atol=1e-12)
     assert 0 < dropped.sum() < dropped.size
-    monkeypatch.setattr("xpnet.layers.dropout.uniform",
-                        lambda gen, shape, like, owner: xn.to_device(np.where(dropped, 0.0, 0.99), dev))
+    draw = np.where(dropped, 0.0, 0.99)  # xpnet's numbers, drawn on the host or (CuPy) on the device
+    monkeypatch.setattr("xpnet.backend.random._host_draw", lambda gen, shape, like: draw)
+    monkeypatch.setattr("xpnet.backend.random.uniform", lambda gen, shape, like, owner: xn.to_device(draw, dev))
     layer = L.AlphaDropout(p)
     y, dx = layer.forward(xn.to_device(x, dev)), layer.backward(xn.to_device(dy, dev))
     for got, expected in ((y, yt.detach().numpy()), (dx, xt.grad.numpy())):
