@@ -359,5 +359,12 @@ def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and got[lead + i] != 1)
     keep = f"dy.sum(axis={axes if len(axes) > 1 else axes[0]}, keepdims=True)" if not lead else \
         f"xp.reshape(xp.sum(dy, axis={axes}), {shape})"
+    steps = ""
+    if shape[0] == 1 and got[0] > 1 and got[1:] == shape[1:]:  # the concat guess: dy holds one row per call
+        steps = (f"; but if the layer (or the model holding it) ran once per step on one sample each and dy stacks "
+                 f"the {got[0]} steps' gradients (REINFORCE's torch.cat(policy_loss).sum()), do not sum them: it "
+                 "keeps the last call's caches only, so any dy goes through the last step alone. Run it once on the steps' inputs stacked, or call it at each "
+                 "step inside one forward of a model of your own whose backward goes through the steps last first "
+                 "(docs/from-pytorch.md, REINFORCE)")
     return (f"; if the output was broadcast to {got} after this layer (PyTorch's autograd sums the gradient back "
-            f"over the broadcast axes): pass {keep}")
+            f"over the broadcast axes): pass {keep}{steps}")

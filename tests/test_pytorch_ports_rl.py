@@ -1,0 +1,164 @@
+"""pytorch/examples' reinforcement_learning/reinforce.py ported to xpnet as a PyTorch user writes it first, and
+checked against the same program in torch, float64, the same initial weights and the same sampled actions.
+No gym here: a tiny deterministic environment (``_Env``) with 4-d observations and 2 actions stands in for
+CartPole."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as L
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+class _Env:
+    """Deterministic: s0 = (0.1, -0.2, 0.05, 0.3); a step moves s to 0.9 s + (2a - 1) (0.3, -0.1, 0.2, 0.1), rewards
+    1 - |s[2]| and ends after 6 steps or when |s[0]| > 1."""
+
+    def reset(self):
+        self.t, self.s = 0, np.array([0.1, -0.2, 0.05, 0.3])
+        return self.s.copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.s = 0.9 * self.s + (2 * action - 1) * np.array([0.3, -0.1, 0.2, 0.1])
+        return self.s.copy(), 1.0 - abs(self.s[2]), abs(self.s[0]) > 1, self.t >= 6, {}
+
+
+class _Policy(xn.Model):
+    """reinforce.py's Policy, F.relu and F.softmax as layers, backward written out: x (N, 4) -> probs (N, 2)."""
+
+    def __init__(self, p=0.6):
+        super().__init__()
+        self.affine1 = L.Linear(4, 128)
+        self.dropout = L.Dropout(p=p)
+        self.relu = L.ReLU()
+        self.affine2 = L.Linear(128, 2)
+        self.softmax = L.Softmax(dim=1)
+
+    def forward(self, x, train=True):
+        x = self.relu(self.dropout(self.affine1(x)))
+        return self.softmax(self.affine2(x))
+
+    def backward(self, dy):
+        dy = self.relu.backward(self.affine2.backward(self.softmax.backward(dy)))
+        return self.affine1.backward(self.dropout.backward(dy))
+
+
+class _Episode(xn.Model):
+    """main()'s step loop in a forward: the policy called once per step (each call kept for its backward, its
+    Dropout draw included), an action sampled from each step's probabilities with ``rng``. Returns the (T, 2)
+    probabilities; keeps the actions and rewards. backward(dprobs (T, 2)) goes through the steps last first."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, env, rng, train=True):
+        state, _ = env.reset()
+        probs, self.actions, self.rewards = [], [], []
+        while True:
+            p = self.policy(state[None, :])
+            action = int(rng.random() >= p[0, 0])                   # Categorical(probs).sample()
+            state, reward, terminated, truncated, _ = env.step(action)
+            probs.append(p)
+            self.actions.append(action)
+            self.rewards.append(reward)
+            if terminated or truncated:
+                return np.concatenate(probs)
+
+    def backward(self, dprobs):
+        for t in reversed(range(dprobs.shape[0])):
+            self.policy.backward(dprobs[t:t + 1])
+
+
+def _returns(rewards, gamma=0.99):
+    """finish_episode()'s discounted returns, standardised with the unbiased std as torch's ``returns.std()``."""
+    R, returns = 0.0, []
+    for r in rewards[::-1]:
+        R = r + gamma * R
+        returns.insert(0, R)
+    returns = np.array(returns)
+    return (returns - returns.mean()) / (returns.std(ddof=1) + np.finfo(np.float32).eps)
+
+
+def _policy_loss_grad(probs, actions, returns):
+    """d/dprobs of sum_t -log(probs[t, a_t]) * R_t: (T, 2)."""
+    dprobs = np.zeros_like(probs)
+    steps = np.arange(len(actions))
+    dprobs[steps, actions] = -returns / probs[steps, actions]
+    return dprobs
+
+
+def _torch_policy(torch):
+    nn, F = torch.nn, torch.nn.functional
+
+    class Policy(nn.Module):
+        def __init__(self):
+            super(Policy, self).__init__()
+            self.affine1 = nn.Linear(4, 128)
+            self.dropout = nn.Dropout(p=0.0)
+            self.affine2 = nn.Linear(128, 2)
+
+        def forward(self, x):
+            x = self.affine1(x)
+            x = self.dropout(x)
+            x = F.relu(x)
+            action_scores = self.affine2(x)
+            return F.softmax(action_scores, dim=1)
+
+    return Policy()
+
+
+def test_reinforce_episode_updates_as_pytorchs():
+    """Three episodes of main() and finish_episode() (Adam, lr 1e-2): the weights after each update equal torch's,
+    which takes xpnet's sampled actions, in float64. Dropout is 0 here so that both draw the same (none)."""
+    torch = _torch()
+    from torch.distributions import Categorical
+    torch.manual_seed(543)
+    theirs = _torch_policy(torch).double()
+    toptimizer = torch.optim.Adam(theirs.parameters(), lr=1e-2)
+    policy = _Policy(p=0.0).to(dtype="float64")
+    xn.load_torch_state_dict(policy, theirs.state_dict())
+    episode = _Episode(policy)
+    optimizer = xn.optim.Adam(policy.parameters(), lr=1e-2)
+    rng, env = np.random.default_rng(0), _Env()
+    for _ in range(3):
+        probs = episode(env, rng)
+        returns = _returns(episode.rewards)
+        optimizer.zero_grad()
+        episode.backward(_policy_loss_grad(probs, episode.actions, returns))
+        optimizer.step()
+
+        state, _ = env.reset()
+        saved_log_probs = []
+        for action in episode.actions:
+            m = Categorical(theirs(torch.from_numpy(state).unsqueeze(0)))
+            saved_log_probs.append(m.log_prob(torch.tensor([action])))
+            state, *_ = env.step(action)
+        policy_loss = [-log_prob * R for log_prob, R in zip(saved_log_probs, torch.from_numpy(returns))]
+        toptimizer.zero_grad()
+        torch.cat(policy_loss).sum().backward()
+        toptimizer.step()
+        ours = policy.named_params()
+        for name, p in theirs.named_parameters():
+            layer, kind = name.split(".")
+            mine = ours[f"{layer}.W"].T if kind == "weight" else ours[f"{layer}.b"]
+            np.testing.assert_allclose(mine, p.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_reinforce_per_step_calls_then_one_backward_say_what_to_write():
+    """select_action()'s policy(state) at each step, then the episode's gradients given to the policy's backward
+    as PyTorch's one backward of torch.cat(policy_loss).sum() would take them: stacked, refused saying not to sum
+    them (the broadcast hint alone would say to) and what to write; one backward per step, refused at the second."""
+    policy, rng = _Policy(), np.random.default_rng(0)
+    probs = [policy(rng.standard_normal((1, 4)).astype(np.float32)) for _ in range(3)]
+    dys = [_policy_loss_grad(p, [1], np.ones(1)) for p in probs]
+    with pytest.raises(ValueError, match=r"(?s)do not sum them.*Run it once on the steps' inputs stacked.*REINFORCE"):
+        policy.backward(np.concatenate(dys))
+    policy.backward(dys[-1])
+    with pytest.raises(RuntimeError, match="ran 3 training forwards"):
+        policy.backward(dys[-2])
