@@ -157,7 +157,7 @@ def test_reinforce_per_step_calls_then_one_backward_say_what_to_write():
     policy, rng = _Policy(), np.random.default_rng(0)
     probs = [policy(rng.standard_normal((1, 4)).astype(np.float32)) for _ in range(3)]
     dys = [_policy_loss_grad(p, [1], np.ones(1)) for p in probs]
-    with pytest.raises(ValueError, match=r"(?s)do not sum them.*Run it once on the steps' inputs stacked.*REINFORCE"):
+    with pytest.raises(ValueError, match=r"(?s)do not sum them.*at each step inside one forward of a model.*REINFORCE"):
         policy.backward(np.concatenate(dys))
     policy.backward(dys[-1])
     with pytest.raises(RuntimeError, match="ran 3 training forwards"):

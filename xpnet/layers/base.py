@@ -348,8 +348,8 @@ def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
 
 def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
     """Where an output of ``shape`` was reshaped to ``got`` (a loss on ``y.reshape(-1, C)``, the seq2seq tutorial's
-    ``view(-1, V)``) or broadcast to it (Bahdanau attention's ``Wa(query) + Ua(keys)``), what its gradient is;
-    else ``""``."""
+    ``view(-1, V)``) or broadcast to it (Bahdanau attention's ``Wa(query) + Ua(keys)``), what its gradient is, and
+    where ``got`` stacks rows of a one-sample output (a layer called once per step), not to sum them; else ``""``."""
     if math.prod(shape) == math.prod(got):
         return (f"; if the output was reshaped to {got} after this layer (a loss on y.reshape(-1, C)), reshape its "
                 f"gradient back: xp.reshape(dy, {shape})")
@@ -363,8 +363,8 @@ def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
     if shape[0] == 1 and got[0] > 1 and got[1:] == shape[1:]:  # the concat guess: dy holds one row per call
         steps = (f"; but if the layer (or the model holding it) ran once per step on one sample each and dy stacks "
                  f"the {got[0]} steps' gradients (REINFORCE's torch.cat(policy_loss).sum()), do not sum them: it "
-                 "keeps the last call's caches only, so any dy goes through the last step alone. Run it once on the steps' inputs stacked, or call it at each "
-                 "step inside one forward of a model of your own whose backward goes through the steps last first "
-                 "(docs/from-pytorch.md, REINFORCE)")
+                 "keeps the last call's caches only, so any dy goes through the last step alone. Call it at each "
+                 "step inside one forward of a model of your own whose backward goes through the steps last first, "
+                 "or (without Dropout) run it once on the steps' inputs stacked (docs/from-pytorch.md, REINFORCE)")
     return (f"; if the output was broadcast to {got} after this layer (PyTorch's autograd sums the gradient back "
             f"over the broadcast axes): pass {keep}{steps}")
