@@ -1,7 +1,7 @@
-"""pytorch/examples' reinforcement_learning/reinforce.py ported to xpnet as a PyTorch user writes it first, and
-checked against the same program in torch, float64, the same initial weights and the same sampled actions.
-No gym here: a tiny deterministic environment (``_Env``) with 4-d observations and 2 actions stands in for
-CartPole."""
+"""pytorch/examples' reinforcement_learning/reinforce.py and regression/main.py ported to xpnet as a PyTorch user
+writes them first, and checked against the same programs in torch, float64, the same initial weights (and for
+REINFORCE the same sampled actions). No gym here: a tiny deterministic environment (``_Env``) with 4-d
+observations and 2 actions stands in for CartPole."""
 
 import numpy as np
 import pytest
@@ -162,3 +162,61 @@ def test_reinforce_per_step_calls_then_one_backward_say_what_to_write():
     policy.backward(dys[-1])
     with pytest.raises(RuntimeError, match="ran 3 training forwards"):
         policy.backward(dys[-2])
+
+
+# --- regression ---------------------------------------------------------------------------------------------------
+
+POLY_DEGREE = 4
+
+
+def _make_features(x):
+    """Builds features i.e. a matrix with columns [x, x^2, x^3, x^4]."""
+    x = x[:, None]                                                  # x.unsqueeze(1)
+    return np.concatenate([x ** i for i in range(1, POLY_DEGREE + 1)], 1)
+
+
+def _poly_desc(W, b):
+    """Creates a string description of a polynomial."""
+    result = 'y = '
+    for i, w in enumerate(W):
+        result += '{:+.2f} x^{} '.format(w, i + 1)
+    result += '{:+.2f}'.format(b[0])
+    return result
+
+
+def test_regression_main_steps_as_pytorchs():
+    """regression/main.py's loop (fc.zero_grad(), F.smooth_l1_loss, the manual update param.data.add_(-0.1 *
+    param.grad)) on a lone Linear(4, 1), eight batches: losses, weights and poly_desc equal torch's in float64.
+    param.grad is fc.named_grads()[name]; fc.weight.view(-1) is fc.weight.reshape(-1) (NumPy's view takes a
+    dtype)."""
+    torch = _torch()
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    W_target, b_target = rng.standard_normal((POLY_DEGREE, 1)) * 5, rng.standard_normal(1) * 5
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(POLY_DEGREE, 1).double()
+    fc = L.Linear(W_target.shape[0], 1, dtype="float64")
+    fc.weight[...] = theirs.weight.detach().numpy()                 # a view of W: the write lands there
+    fc.bias[...] = theirs.bias.detach().numpy()
+    criterion = xn.losses.SmoothL1Loss()
+    for _ in range(8):
+        batch_x = _make_features(rng.standard_normal(32))
+        batch_y = batch_x @ W_target + b_target.item()
+        fc.zero_grad()
+        output = criterion(fc(batch_x), batch_y)
+        loss = output.item()
+        fc.backward(criterion.backward())                           # output.backward()
+        grads = fc.named_grads()
+        for name, param in fc.named_params().items():
+            param -= 0.1 * grads[name]                              # param.data.add_(-0.1 * param.grad)
+
+        theirs.zero_grad()
+        toutput = F.smooth_l1_loss(theirs(torch.from_numpy(batch_x)), torch.from_numpy(batch_y))
+        tloss = toutput.item()
+        toutput.backward()
+        for param in theirs.parameters():
+            param.data.add_(-0.1 * param.grad)
+        assert abs(loss - tloss) <= 1e-10 * max(1.0, abs(tloss))
+    np.testing.assert_allclose(fc.weight, theirs.weight.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fc.bias, theirs.bias.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert _poly_desc(fc.weight.reshape(-1), fc.bias) == _poly_desc(theirs.weight.view(-1), theirs.bias)
