@@ -1,7 +1,7 @@
-"""pytorch/examples' reinforcement_learning/reinforce.py and regression/main.py ported to xpnet as a PyTorch user
-writes them first, and checked against the same programs in torch, float64, the same initial weights (and for
-REINFORCE the same sampled actions). No gym here: a tiny deterministic environment (``_Env``) with 4-d
-observations and 2 actions stands in for CartPole."""
+"""pytorch/examples' reinforcement_learning/reinforce.py, regression/main.py and mnist_rnn's model ported to
+xpnet as a PyTorch user writes them first, and checked against the same programs in torch, float64, the same
+initial weights (and for REINFORCE the same sampled actions); and the hints that porting them added. No gym here:
+a tiny deterministic environment (``_Env``) with 4-d observations and 2 actions stands in for CartPole."""
 
 import numpy as np
 import pytest
@@ -220,3 +220,126 @@ def test_regression_main_steps_as_pytorchs():
     np.testing.assert_allclose(fc.weight, theirs.weight.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(fc.bias, theirs.bias.detach().numpy(), rtol=1e-10, atol=1e-12)
     assert _poly_desc(fc.weight.reshape(-1), fc.bias) == _poly_desc(theirs.weight.view(-1), theirs.bias)
+
+
+# --- mnist_rnn ----------------------------------------------------------------------------------------------------
+
+class _MnistRNN(xn.Model):
+    """mnist_rnn/main.py's Net: the LSTM built with return_state=True for its out, hidden = self.rnn(input),
+    Dropout for its Dropout2d on (N, 64) (PyTorch drops value by value there), backward written out.
+    input (N, 1, 28, 28) -> log-probabilities (N, 10); caches the LSTM output's shape."""
+
+    def __init__(self, p1=0.25, p2=0.5):
+        super().__init__()
+        self.rnn = L.LSTM(input_size=28, hidden_size=64, batch_first=True, return_state=True)
+        self.batchnorm = L.BatchNorm(64)
+        self.dropout1 = L.Dropout(p1)
+        self.dropout2 = L.Dropout(p2)
+        self.fc1 = L.Linear(64, 32)
+        self.fc2 = L.Linear(32, 10)
+        self.relu = L.ReLU()
+        self.log_softmax = L.LogSoftmax(dim=1)
+
+    def forward(self, input, train=True):
+        input = input.reshape(-1, 28, 28)
+        output, hidden = self.rnn(input)
+        self.rnn_shape = output.shape
+        output = self.dropout1(self.batchnorm(output[:, -1, :]))
+        output = self.dropout2(self.relu(self.fc1(output)))
+        return self.log_softmax(self.fc2(output))
+
+    def backward(self, dy):
+        dy = self.fc2.backward(self.log_softmax.backward(dy))
+        dy = self.fc1.backward(self.relu.backward(self.dropout2.backward(dy)))
+        dout = np.zeros(self.rnn_shape, dtype=dy.dtype)
+        dout[:, -1, :] = self.batchnorm.backward(self.dropout1.backward(dy))
+        return self.rnn.backward(dout)
+
+
+def _torch_mnist_rnn(torch):
+    """mnist_rnn/main.py's Net as it is there."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super(Net, self).__init__()
+            self.rnn = nn.LSTM(input_size=28, hidden_size=64, batch_first=True)
+            self.batchnorm = nn.BatchNorm1d(64)
+            self.dropout1 = nn.Dropout2d(0.25)
+            self.dropout2 = nn.Dropout2d(0.5)
+            self.fc1 = nn.Linear(64, 32)
+            self.fc2 = nn.Linear(32, 10)
+
+        def forward(self, input):
+            input = input.reshape(-1, 28, 28)
+            output, hidden = self.rnn(input)
+            output = output[:, -1, :]
+            output = self.batchnorm(output)
+            output = self.dropout1(output)
+            output = self.fc1(output)
+            output = F.relu(output)
+            output = self.dropout2(output)
+            output = self.fc2(output)
+            output = F.log_softmax(output, dim=1)
+            return output
+
+    return Net()
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 2-D input")
+def test_mnist_rnn_trains_and_evaluates_as_pytorchs():
+    """train() (Adadelta, lr 0.1, nll_loss) for three batches of 4 random 28x28 images, then test()'s forward in
+    eval mode: losses, weights and the evaluation output equal torch's in float64. Dropout p is 0 in both so that
+    they draw the same (none); torch's bias_hh is folded into bias_ih and frozen (xpnet's LSTM has one bias)."""
+    torch = _torch()
+    torch.manual_seed(1)
+    theirs = _torch_mnist_rnn(torch).double()
+    theirs.dropout1.p = theirs.dropout2.p = 0.0
+    with torch.no_grad():
+        theirs.rnn.bias_ih_l0.add_(theirs.rnn.bias_hh_l0)
+        theirs.rnn.bias_hh_l0.zero_().requires_grad_(False)
+    model = _MnistRNN(0.0, 0.0).to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    optimizer = xn.optim.Adadelta(model.parameters(), lr=0.1)
+    toptimizer = torch.optim.Adadelta([p for p in theirs.parameters() if p.requires_grad], lr=0.1)
+    criterion, rng = xn.losses.NLLLoss(), np.random.default_rng(0)
+    for _ in range(3):
+        data, target = rng.standard_normal((4, 1, 28, 28)), rng.integers(0, 10, 4)
+        optimizer.zero_grad()
+        loss = criterion(model(data), target)
+        model.backward(criterion.backward())
+        optimizer.step()
+        toptimizer.zero_grad()
+        tloss = torch.nn.functional.nll_loss(theirs(torch.from_numpy(data)), torch.from_numpy(target))
+        tloss.backward()
+        toptimizer.step()
+        assert abs(loss.item() - tloss.item()) <= 1e-10
+    np.testing.assert_allclose(model.fc1.weight, theirs.fc1.weight.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.rnn.named_params()["Wx"].T[:, :5], theirs.rnn.weight_ih_l0.detach()[:, :5],
+                               rtol=1e-10, atol=1e-12)
+    model.eval()
+    theirs.eval()
+    data = rng.standard_normal((3, 1, 28, 28))
+    with xn.no_grad(), torch.no_grad():
+        np.testing.assert_allclose(model(data), theirs(torch.from_numpy(data)).numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_mnist_rnn_lstm_unpacked_without_return_state_is_refused_for_a_batch_of_2():
+    """out, hidden = self.rnn(input) over an LSTM built without return_state: with a batch of 2 it unpacked the
+    batch axis (out the first sample's (28, 64), then output[:, -1, :] an IndexError); refused before the forward,
+    for any batch, saying what to write."""
+
+    class Net(_MnistRNN):
+        def __init__(self):
+            super().__init__()
+            self.rnn = L.LSTM(input_size=28, hidden_size=64, batch_first=True)
+
+        def forward(self, input, train=True):
+            output, hidden = self.rnn(input.reshape(-1, 28, 28))
+            return self.log_softmax(self.fc2(self.relu(self.fc1(self.batchnorm(output[:, -1, :])))))
+
+    for n in (2, 3):
+        with pytest.raises(ValueError, match=r"Net.forward unpacks the output of self.rnn\(...\), PyTorch's out, "
+                                             r"\(h_n, c_n\) = self.rnn\(x, \(h0, c0\)\), .* write out = self.rnn\(x\), "
+                                             r"or build it as xn.layers.LSTM\(..., return_state=True\)"):
+            Net()(np.zeros((n, 1, 28, 28), np.float32))

@@ -24,15 +24,18 @@ name, off by default), on the single layer and on the stack alike:
 
 Without the switch the second argument is xpnet's ``train`` and a state there, or as ``hx``, is refused, never
 ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c) = self.lstm(x)``, fails
-unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Not with a batch of
-exactly 2 sequences (``out, h = self.gru(x)`` then unpacks the batch axis and fails later, elsewhere).
+unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Where the forward
+unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
+runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
 """
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import operator
+import textwrap
 from typing import Any, Callable
 
 from .._user import flag, is_bool
@@ -191,6 +194,7 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_unpacked_call(self, code)
         try:
             return forward(self, *args, **kwargs)
         except ValueError as e:
@@ -199,6 +203,44 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise ValueError(hint) from e
     return run
+
+
+_UNPACKED: dict[Any, tuple[str, ...]] = {}  # forward's code -> the attributes whose call it unpacks
+
+
+def _unpacked_calls(code: Any) -> tuple[str, ...]:
+    """The names ``attr`` of forward's assignments ``a, b = self.attr(...)`` (read from its source, once per
+    code object; none where the source cannot be read)."""
+    if code not in _UNPACKED:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+        except (OSError, TypeError, SyntaxError):
+            tree = None
+        found = []
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                    any(isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) > 1 for t in node.targets):
+                func = node.value.func
+                if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
+                    found.append(func.attr)
+        _UNPACKED[code] = tuple(dict.fromkeys(found))
+    return _UNPACKED[code]
+
+
+def _refuse_unpacked_call(model: Any, code: Any) -> None:
+    """Raise where ``model``'s forward (``code``) unpacks the call of a recurrent layer it holds built without
+    ``return_state`` (``out, (h, c) = self.lstm(x)``): its one output array would be unpacked along the batch
+    axis, silently with a batch of 2 (mnist_rnn's model)."""
+    from .recurrent_stack import RecurrentStack  # imported here: both import this module
+    from .recurrent_state import CarriedState
+    for attr in _unpacked_calls(code):
+        layer = model.__dict__.get(attr)
+        if isinstance(layer, (CarriedState, RecurrentStack)) and not layer.return_state:
+            raise ValueError(f"{model.name}.forward unpacks the output of self.{attr}(...), PyTorch's "
+                             f"{pytorch_call(layer.name, layer.state_names, 'self.' + attr)}, but xpnet's RNN, LSTM "
+                             f"and GRU return the output alone, one array (a batch of 2 would be unpacked along its "
+                             f"batch axis): write out = self.{attr}(x), or build it as xn.layers.{layer.name}(..., "
+                             "return_state=True)")
 
 
 def _unpacking_hint(model: Any, code: Any, error: ValueError) -> str | None:
