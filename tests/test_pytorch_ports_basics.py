@@ -160,3 +160,201 @@ def test_a_numpy_scalar_gradient_of_a_0d_parameter_is_refused_saying_to_make_it_
     model.grads.update({name: np.sum(x) for name in "abcde"})
     with pytest.raises(ValueError, match=r"SGD: gradient of 'a' is a NumPy scalar \(float64\).*np.asarray"):
         xn.optim.SGD(model, lr=0.1).step()
+
+
+# --- advanced_source/neural_style_tutorial.py: the input image optimized by L-BFGS ---------------------------------
+
+def _gram_matrix(input):
+    a, b, c, d = input.shape
+    features = np.reshape(input, (a * b, c * d))
+    return features @ features.T / (a * b * c * d)
+
+
+class _ContentLoss(L.Layer):
+    """The tutorial's transparent ContentLoss: returns its input, records `loss`; backward adds weight * dloss."""
+
+    def __init__(self, target, weight=1.0):
+        super().__init__()
+        self.target, self.weight = target, weight
+        self.mse = xn.losses.MeanSquaredError()
+
+    def forward(self, input, train=True):
+        self.loss = self.mse(input, self.target)
+        return input
+
+    def backward(self, dy):
+        return dy + self.weight * self.mse.backward()
+
+
+class _StyleLoss(L.Layer):
+    """The tutorial's StyleLoss: the MSE of Gram matrices (C, C), its input passed on. Caches the input."""
+
+    def __init__(self, target_feature, weight=1.0):
+        super().__init__()
+        self.target, self.weight = _gram_matrix(target_feature), weight
+        self.mse = xn.losses.MeanSquaredError()
+
+    def forward(self, input, train=True):
+        self.input = input
+        self.loss = self.mse(_gram_matrix(input), self.target)
+        return input
+
+    def backward(self, dy):
+        a, b, c, d = self.input.shape
+        dG = self.mse.backward()
+        dF = (dG + dG.T) @ np.reshape(self.input, (a * b, c * d)) / (a * b * c * d)
+        return dy + self.weight * np.reshape(dF, self.input.shape)
+
+
+class _Normalization(L.Layer):
+    """(img - mean) / std per channel, (N, C, H, W)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean, self.std = np.reshape(mean, (-1, 1, 1)), np.reshape(std, (-1, 1, 1))
+
+    def forward(self, img, train=True):
+        return (img - self.mean) / self.std
+
+    def backward(self, dy):
+        return dy / self.std
+
+
+class _StyleTransfer(xn.Model):
+    """The image as the one parameter L-BFGS optimizes (PyTorch's LBFGS([input_img.requires_grad_()])): forward
+    runs the frozen style model on it, backward stores the model's dx as its gradient."""
+
+    def __init__(self, model, input_img):
+        super().__init__()
+        self.model = model.requires_grad_(False)
+        self.params["input_img"] = input_img
+
+    def forward(self, train=True):
+        return self.model(self.params["input_img"])
+
+    def backward(self, dy):
+        self.grads["input_img"] = self.model.backward(dy)
+
+
+def _style_model(cnn, content_img, style_img, content_layers, style_layers, loss_layers, weights):
+    """get_style_model_and_losses with the cnn's children, xpnet's or torch's, and the loss classes given."""
+    Normalization, ContentLoss, StyleLoss, Sequential, conv = loss_layers
+    model = Sequential(Normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])).eval()
+    content_losses, style_losses, i = [], [], 0
+    for layer in cnn:
+        if isinstance(layer, conv):
+            i += 1
+        name = f"conv_{i}" if isinstance(layer, conv) else f"other_{i}"
+        model.append(layer)
+        if name in content_layers:
+            content_losses.append(ContentLoss(model(content_img), weights[1]))
+            model.append(content_losses[-1])
+        if name in style_layers:
+            style_losses.append(StyleLoss(model(style_img), weights[0]))
+            model.append(style_losses[-1])
+    for i in range(len(model) - 1, -1, -1):
+        if isinstance(model[i], (ContentLoss, StyleLoss)):
+            break
+    return model[:(i + 1)], style_losses, content_losses
+
+
+def _torch_style_classes(torch):
+    """The tutorial's ContentLoss, StyleLoss and Normalization, from its source; the weights kept on the losses."""
+    F = torch.nn.functional
+
+    def gram_matrix(input):
+        a, b, c, d = input.size()
+        features = input.view(a * b, c * d)
+        return torch.mm(features, features.t()).div(a * b * c * d)
+
+    class ContentLoss(torch.nn.Module):
+        def __init__(self, target, weight):
+            super().__init__()
+            self.target, self.weight = target.detach(), weight
+
+        def forward(self, input):
+            self.loss = F.mse_loss(input, self.target)
+            return input
+
+    class StyleLoss(torch.nn.Module):
+        def __init__(self, target_feature, weight):
+            super().__init__()
+            self.target, self.weight = gram_matrix(target_feature).detach(), weight
+
+        def forward(self, input):
+            self.loss = F.mse_loss(gram_matrix(input), self.target)
+            return input
+
+    class Normalization(torch.nn.Module):
+        def __init__(self, mean, std):
+            super().__init__()
+            self.mean = torch.tensor(mean, dtype=torch.float64).view(-1, 1, 1)
+            self.std = torch.tensor(std, dtype=torch.float64).view(-1, 1, 1)
+
+        def forward(self, img):
+            return (img - self.mean) / self.std
+    return Normalization, ContentLoss, StyleLoss, torch.nn.Sequential, torch.nn.Conv2d
+
+
+def test_style_transfer_optimizing_the_input_image_with_lbfgs_equals_pytorch():
+    """A tiny random conv stack for VGG, 8x8 images; the image clamped to [0, 1] in place in each closure
+    (input_img.data.clamp_(0, 1)) as L-BFGS updates it in place, PyTorch's way. Two steps of 10 iterations: the
+    two agree to 1e-16 per pixel at first, the clamps and L-BFGS's curvature pairs growing rounding ~10x per
+    3 iterations (4e-14 after 20, 4e-10 after 40)."""
+    torch = _torch()
+    torch.manual_seed(0)
+    nn = torch.nn
+    their_cnn = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1),
+                              nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()).double().eval()
+    cnn = xn.Sequential(L.Conv2d(3, 4, 3, padding=1), L.ReLU(), L.MaxPool2d(2), L.Conv2d(4, 4, 3, padding=1),
+                        L.ReLU(), L.Conv2d(4, 4, 3, padding=1), L.ReLU()).to(dtype="float64").eval()
+    xn.load_torch_state_dict(cnn, their_cnn.state_dict())
+    rng = np.random.default_rng(0)
+    content_img, style_img = rng.uniform(size=(1, 3, 8, 8)), rng.uniform(size=(1, 3, 8, 8))
+    layers = (["conv_2"], ["conv_1", "conv_2"])
+    weights = (1e3, 1.0)
+
+    model, style_losses, content_losses = _style_model(
+        cnn.named_children().values(), content_img, style_img, *layers,
+        (_Normalization, _ContentLoss, _StyleLoss, xn.Sequential, L.Conv2d), weights)
+    assert len(model) == 8                                         # conv_3 and after trimmed off
+    input_img = content_img.copy()
+    transfer = _StyleTransfer(model, input_img).eval()
+    optimizer = xn.optim.LBFGS(transfer.parameters(), max_iter=10)
+
+    def closure():
+        np.clip(input_img, 0, 1, out=input_img)                    # input_img.data.clamp_(0, 1)
+        optimizer.zero_grad()
+        out = transfer()
+        transfer.backward(np.zeros_like(out))                    # the losses inside add their gradients
+        return sum(m.loss * m.weight for m in style_losses + content_losses)
+
+    their_model, their_style, their_content = _style_model(
+        their_cnn.children(), torch.from_numpy(content_img), torch.from_numpy(style_img), *layers,
+        _torch_style_classes(torch), weights)
+    their_img = torch.from_numpy(content_img.copy())
+    their_optimizer = torch.optim.LBFGS([their_img.requires_grad_()], max_iter=10)
+
+    def their_closure():
+        their_img.data.clamp_(0, 1)
+        their_optimizer.zero_grad()
+        their_model(their_img)
+        loss = sum(m.loss * m.weight for m in their_style + their_content)
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        loss, their_loss = optimizer.step(closure), their_optimizer.step(their_closure)
+        assert float(loss) == pytest.approx(their_loss.item(), rel=1e-10)
+    np.clip(input_img, 0, 1, out=input_img)
+    their_img.data.clamp_(0, 1)
+    assert optimizer.state["func_evals"] == their_optimizer.state[their_optimizer._params[0]]["func_evals"]
+    np.testing.assert_allclose(input_img, their_img.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(input_img, content_img)
+    w = cnn[0].params["W"]                                          # the frozen network left as it was
+    assert transfer.model[1].params["W"] is w and np.array_equal(w, their_cnn[0].weight.detach().numpy())
+
+
+def test_lbfgs_given_a_list_holding_the_image_says_to_make_it_a_models_parameter():
+    with pytest.raises(TypeError, match=r"LBFGS: .*got a list.*to optimize an array itself.*self.params\['img'\]"):
+        xn.optim.LBFGS([np.zeros((1, 3, 8, 8))])
