@@ -30,6 +30,8 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from .. import _chainer
 from .._user import flag, not_here, warn
 from ._blame import missing_gradient, other_dtype
@@ -246,6 +248,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def _check_gradient(self, model: Any, name: str, p: Any, g: Any, params: dict[str, Any]) -> None:
         """Raise unless the gradient ``g`` of parameter ``name`` (``p``) has its device, shape and dtype."""
+        if isinstance(g, np.generic):  # np.sum(dy) of a 0-d parameter's gradient: NumPy gives a scalar, no array
+            raise ValueError(f"{self.name}: gradient of {name!r} is a NumPy scalar ({type(g).__name__}), not an "
+                             f"array like its parameter; assign self.grads[{name!r}] = np.asarray(...) in backward")
         if not same_device(p, g) or tuple(g.shape) != tuple(p.shape):
             raise ValueError(f"{self.name}: gradient of {name!r} does not match its parameter "
                              f"(shape {tuple(g.shape)} vs {tuple(p.shape)}, dtype {g.dtype} vs {p.dtype})")

@@ -83,12 +83,16 @@ def _model_of(name: str, target: Any) -> Any:
     model = owning_model(target)
     if model is not None:
         return model
-    freeze = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
-              f"{name} skips frozen parameters") if isinstance(target, filter) else ""
+    hint = (f"; to train a part only, freeze the rest (model.backbone.requires_grad_(False)) and pass the model: "
+            f"{name} skips frozen parameters") if isinstance(target, filter) else ""
+    if isinstance(target, (list, tuple)) and any(hasattr(a, "shape") for a in target):
+        hint += ("; to optimize an array itself (style transfer's input image), make it a parameter of a model "
+                 "of your own: self.params['img'] = img, forward running the frozen network on it, backward "
+                 "setting self.grads['img'] = self.net.backward(dy); then pass that model")
     raise TypeError(f"{name}: the first argument is the learning rate or the model to update, as in "
                     f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
                     f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
-                    f"{freeze}")
+                    f"{hint}")
 
 
 def unlisted_parameters(model: Any) -> str | None:
