@@ -588,6 +588,26 @@ def test_two_separate_forwards_then_their_backwards_are_refused_at_the_second():
     step.backward(np.ones((2, 3)))
 
 
+def test_evaluation_forwards_after_unserved_training_forwards_each_take_their_backward():
+    """Targets made in training mode (style transfer's ``model(content_img)`` on a Sequential left in training
+    mode), then ``eval()`` and a backward per evaluation forward (its closure, a saliency map): the second backward
+    was refused as if the training forwards' caches were lost, though each serves the evaluation forward before
+    it; each now gives that forward's gradient, for a model and a lone layer."""
+    model = xn.Sequential(L.Linear(3, 4, dtype=F64), L.Tanh(), L.Linear(4, 2, dtype=F64))
+    lone = L.Linear(3, 2, dtype=F64)
+    rng = np.random.default_rng(4)
+    for net in (model, lone):
+        net(rng.standard_normal((5, 3)))
+        net(rng.standard_normal((5, 3)))  # two training forwards, no backward
+        net.eval()
+        for _ in range(3):
+            x = rng.standard_normal((5, 3))
+            y = net(x)
+            dx = net.backward(np.ones_like(y))
+            eps = 1e-6 * rng.standard_normal(x.shape)  # dx is this forward's: d(sum y) along a small step
+            assert np.sum(net(x + eps)) - np.sum(y) == pytest.approx(np.sum(dx * eps), rel=1e-4)
+
+
 def test_several_backward_calls_after_one_forward_add_up_as_pytorchs_retained_graph():
     """One forward, then backward(dy_a) and backward(dy_b) after zero_grad(): PyTorch's
     ``y.backward(dy_a, retain_graph=True); y.backward(dy_b)``; an evaluation-mode call in between is no forward

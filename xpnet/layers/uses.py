@@ -77,6 +77,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             return forward(self, *xs, **kwargs)
         if train is not False:
             _count_forward(self)
+        else:
+            _evaluated(self)
         # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
         _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
         _local.evaluation_uses = set()
@@ -120,6 +122,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
             if training:
                 _count_forward(self)
+            else:
+                _evaluated(self)
             return forward(self, *xs, **kwargs)
         kept = None
         use = training or (local.evaluating and getattr(self, "stateful", False) is not True)
@@ -130,6 +134,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             use = True  # a part put in eval() (a frozen backbone) called on two inputs: each call is a use
             local.evaluation_uses.add(id(self))
         if use:
+            if not training:
+                _evaluated(self)
             if id(self) in calls:
                 _again(self)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
@@ -276,6 +282,15 @@ def called(layer: Any) -> None:
 def _count_forward(layer: Any) -> None:
     own = layer.__dict__
     own[_FORWARDS] = own.get(_FORWARDS, 0) + 1
+
+
+def _evaluated(layer: Any) -> None:
+    """An evaluation-mode forward of ``layer`` (a use): the next backward serves it, whatever training forwards
+    ran before it without a backward (targets made in training mode, then a saliency map's or style transfer's
+    backward calls after ``eval()``: the second was refused as if the training forwards' caches were lost)."""
+    own = layer.__dict__
+    own.pop(_FORWARDS, None)
+    own.pop(_LOST, None)
 
 
 def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
