@@ -303,7 +303,8 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward. A layer inside a
     model counts the model's training forwards it ran in (``recorded``), so its own backward calls written out by
     hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
-    (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter)."""
+    (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter).
+    An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
