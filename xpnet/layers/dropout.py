@@ -9,8 +9,7 @@ from .. import _chainer
 from .. import init as _init
 from .._user import keyword_hints
 from .._user import seed as _seed
-from ..backend import fast_path, untracked
-from ..backend import keep_scale as _keep_scale
+from ..backend import fast_path, keep_scale, untracked
 from .base import INPLACE, Layer, pytorch_defaults_only
 
 
@@ -84,7 +83,7 @@ class _ChannelDropout(Dropout):
         raise NotImplementedError
 
     def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
-        scale = keep_scale(x, self._channels(x), self.p, kept, self.rng, self)
+        scale = keep_scale(self.rng, self._channels(x), x, self, self.p, kept)
         return x * scale, scale
 
 
@@ -137,18 +136,12 @@ class AlphaDropout(_ChannelDropout):
     def _drop(self, xp: Any, x: Any, kept: float) -> tuple[Any, Any]:
         alpha, p = self._ALPHA, self.p
         a = (alpha * alpha * p + 1.0) ** -0.5 * (1.0 - p) ** -0.5
-        scale = keep_scale(x, tuple(x.shape), p, a, self.rng, self)
+        scale = keep_scale(self.rng, tuple(x.shape), x, self, p, a)
         return (x + alpha) * scale - alpha * a * (1.0 - p), scale
 
 
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
     """Training forward: (y, scale) with scale = (u >= p) * kept for u uniform in [0, 1) drawn by
     ``xpnet.backend.uniform(rng, x.shape, x, owner)``, and y = x * scale."""
-    scale = keep_scale(x, tuple(x.shape), p, kept, rng, owner)
+    scale = keep_scale(rng, tuple(x.shape), x, owner, p, kept)
     return x * scale, scale
-
-
-def keep_scale(x: Any, shape: tuple[int, ...], p: float, kept: float, rng: Any, owner: Any) -> Any:
-    """(u >= p) * kept of ``shape`` in x's dtype, u uniform in [0, 1) drawn by ``xpnet.backend.uniform``
-    (``xpnet.backend.keep_scale``: made on the host where the numbers are drawn there)."""
-    return _keep_scale(rng, shape, x, owner, p, kept)
