@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import namespace
+from ..backend import fast_path, namespace
 
 
 def sigmoid(x: Any) -> Any:
@@ -55,6 +55,17 @@ def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tu
     _, h_next = cache
     da = namespace(dh_next).where(h_next > 0, dh_next, namespace(dh_next).zeros_like(dh_next))
     return da, da, da @ WhT
+
+
+def rnn_step_of(nonlinearity: str, xp: Any) -> Any:
+    """The step of an Elman RNN with ``nonlinearity`` ('tanh' or 'relu') on namespace ``xp``: tanh's through its
+    fast paths where there are some, ReLU's portable."""
+    return rnn_relu_step if nonlinearity == "relu" else fast_path("rnn_step", xp, rnn_step)
+
+
+def rnn_step_backward_of(nonlinearity: str, xp: Any) -> Any:
+    """The backward step matching :func:`rnn_step_of`."""
+    return rnn_relu_step_backward if nonlinearity == "relu" else fast_path("rnn_step_backward", xp, rnn_step_backward)
 
 
 def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:

@@ -262,17 +262,12 @@ class RNN(_Recurrent):
         return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        if self.nonlinearity == "relu":
-            h, cache = cells.rnn_relu_step(ax, state[0], self._Wh)
-        else:
-            h, cache = fast_path("rnn_step", namespace(ax), cells.rnn_step)(ax, state[0], self._Wh)
+        h, cache = cells.rnn_step_of(self.nonlinearity, namespace(ax))(ax, state[0], self._Wh)
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         dh = dh if dstate is None else dh + dstate[0]
-        step_back = cells.rnn_relu_step_backward if self.nonlinearity == "relu" else \
-            fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)
-        dax, dah, dh_prev = step_back(dh, cache, self._WhT)
+        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, namespace(dh))(dh, cache, self._WhT)
         return dax, dah, (dh_prev,)
 
 

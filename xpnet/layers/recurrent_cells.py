@@ -168,15 +168,11 @@ class RNNCell(_Cell):
         return {**super().config(), "nonlinearity": self.nonlinearity}
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        step = cells.rnn_relu_step if self.nonlinearity == "relu" else \
-            fast_path("rnn_step", namespace(ax), cells.rnn_step)
-        h, cache = step(ax, state[0], self.params["Wh"])
+        h, cache = cells.rnn_step_of(self.nonlinearity, namespace(ax))(ax, state[0], self.params["Wh"])
         return (h,), cache
 
     def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        step_back = cells.rnn_relu_step_backward if self.nonlinearity == "relu" else \
-            fast_path("rnn_step_backward", namespace(dh), cells.rnn_step_backward)
-        dax, dah, dh_prev = step_back(dh, cache, WhT)
+        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, namespace(dh))(dh, cache, WhT)
         return dax, dah, (dh_prev,)
 
 
