@@ -15,7 +15,17 @@ import contextlib
 from typing import Any
 
 
-class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name, a context manager as theirs
+class _Unchanged(contextlib.ContextDecorator):
+    """A context manager (and decorator) that runs what it wraps unchanged: xpnet records no graph to switch."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> bool:
+        return False
+
+
+class no_grad(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as theirs
     """``with xn.no_grad(): ...``, ``@xn.no_grad()`` or ``@xn.no_grad``: runs what it wraps unchanged."""
 
     def __new__(cls, func: Any = None) -> Any:
@@ -25,18 +35,12 @@ class no_grad(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name, a co
     def __init__(self, func: Any = None) -> None:
         pass
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return False
-
 
 class enable_grad(no_grad):  # noqa: N801 - PyTorch's name
     """``with xn.enable_grad(): ...`` or as a decorator: runs what it wraps unchanged, as ``no_grad`` does."""
 
 
-class set_grad_enabled(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's name, a context manager as theirs
+class set_grad_enabled(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as theirs
     """``with xn.set_grad_enabled(mode): ...``, or the call alone: runs what it wraps unchanged. ``mode`` must be
     True or False, as PyTorch's."""
 
@@ -44,9 +48,3 @@ class set_grad_enabled(contextlib.ContextDecorator):  # noqa: N801 - PyTorch's n
         if mode is not True and mode is not False:
             raise TypeError(f"set_grad_enabled: mode must be True or False (as PyTorch's), got {mode!r}")
         self.mode = mode
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> bool:
-        return False
