@@ -64,17 +64,19 @@ def _can(f: Any, what: str) -> bool:
         return False
 
 
-def _closed(f: Any, who: str) -> None:
+def _open_binary(f: Any, who: str, does: str, mode: str) -> None:
+    """Raise unless ``f`` is open and binary: a save (``does`` "save writes", ``mode`` "wb") or a load ("load
+    reads", "rb") moves bytes."""
     if getattr(f, "closed", False) is True:
         raise ValueError(f"{who}: the file object {describe(f)} is closed")
+    if _text(f):
+        raise TypeError(f"{who}: the file object {describe(f)} is a text stream; a {does} bytes: give a binary one "
+                        f"(io.BytesIO, open(path, {mode!r}))")
 
 
 def check_writable(f: Any, who: str) -> None:
     """Raise unless ``f`` is an open binary file object that writes (and flushes)."""
-    _closed(f, who)
-    if _text(f):
-        raise TypeError(f"{who}: the file object {describe(f)} is a text stream; a save writes bytes: give a "
-                        "binary one (io.BytesIO, open(path, 'wb'))")
+    _open_binary(f, who, "save writes", "wb")
     if not _can(f, "write"):
         raise TypeError(f"{who}: the file object {describe(f)} does not write (opened for reading?); give one "
                         "opened for writing in binary (io.BytesIO, open(path, 'wb'))")
@@ -102,10 +104,7 @@ def archive_at(f: Any, who: str) -> "_Window":
     """A read-only window on ``f`` from its position to the end of the zip archive that starts there (where none is
     found, to the start of the next archive found after it or to the end of ``f``, for the reader to refuse);
     raises unless ``f`` is an open binary file object that reads and seeks."""
-    _closed(f, who)
-    if _text(f):
-        raise TypeError(f"{who}: the file object {describe(f)} is a text stream; a load reads bytes: give a binary "
-                        "one (io.BytesIO, open(path, 'rb'))")
+    _open_binary(f, who, "load reads", "rb")
     if not _can(f, "read"):
         raise TypeError(f"{who}: the file object {describe(f)} does not read (opened for writing only?); give one "
                         "opened for reading in binary (io.BytesIO, open(path, 'rb'))")
