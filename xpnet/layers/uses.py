@@ -126,11 +126,12 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 _evaluated(self)
             return forward(self, *xs, **kwargs)
         kept = None
-        use = training or (local.evaluating and getattr(self, "stateful", False) is not True)
+        stateful = getattr(self, "stateful", False) is True
+        use = training or (local.evaluating and not stateful)
         if not use and calls and any(id(node) in calls and id(node) not in local.evaluation_uses
                                      for node in _nodes(self)):
             kept = _state(self)  # an evaluation-mode look after a use: the use's backward still needs its cache
-        elif not use and getattr(self, "stateful", False) is not True:
+        elif not use and not stateful:
             use = True  # a part put in eval() (a frozen backbone) called on two inputs: each call is a use
             local.evaluation_uses.add(id(self))
         if use:
