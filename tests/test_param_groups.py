@@ -484,7 +484,8 @@ def test_a_misspelt_hyperparameter_or_another_optimizers_is_refused():
                                        r"mean 'eps'\?"):
         opt.param_groups[0]["epsilon"] = 1e-6
     with pytest.raises(KeyError, match=r"Adam: param_groups\[0\] has the key 'momentum', not one of Adam's \('lr', "
-                                       r"'weight_decay', 'weight_decay_on', 'betas', 'eps', 'convention'\); it is a "
+                                       r"'weight_decay', 'weight_decay_on', 'betas', 'eps', 'convention', "
+                                       r"'amsgrad'\); it is a "
                                        r"hyperparameter of SGD, Momentum, Nesterov, RMSprop: build that optimizer"):
         opt.param_groups[0]["momentum"] = 0.9
     with pytest.raises(KeyError, match=r"SGD: param group 0 has the key 'amsgrad', not one of SGD's .*; it is a "

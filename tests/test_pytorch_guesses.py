@@ -532,12 +532,14 @@ def test_a_sequential_takes_a_layer_of_ones_own_whose_forward_requires_train():
     assert isinstance(xn.Sequential(xn.layers.Linear(2, 2), _BookStyle())[1], _BookStyle)
 
 
-def test_adam_takes_pytorchs_amsgrad_false_and_refuses_true():
-    """Adam(lr, amsgrad=False), written out by PyTorch users, was a TypeError; True is refused, not ignored."""
+def test_adam_takes_pytorchs_amsgrad_and_refuses_a_non_bool():
+    """Adam(lr, amsgrad=False), written out by PyTorch users, was a TypeError; True (the DQN tutorial's AdamW) is
+    PyTorch's AMSGrad (its steps: tests/test_pytorch_ports_rl2.py); anything but a bool is refused, not read."""
     for cls in (xn.optim.Adam, xn.optim.AdamW):
         assert cls(1e-3, amsgrad=False).betas == (0.9, 0.999)
-        with pytest.raises(ValueError, match=f"{cls.__name__}: amsgrad=True is not supported"):
-            cls(1e-3, amsgrad=True)
+        assert cls(1e-3, amsgrad=True).param_groups[0]["amsgrad"] is True
+        with pytest.raises(TypeError, match=f"{cls.__name__}.*amsgrad"):
+            cls(1e-3, amsgrad="yes")
 
 
 @pytest.mark.parametrize("call, keyword, hint", [

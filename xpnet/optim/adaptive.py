@@ -104,9 +104,12 @@ class Adam(Optimizer):
     sqrt(v_hat): eps_t = eps * sqrt(1 - b2**t); ``eps`` defaults to 1e-8. ``convention="book"`` is the
     book's common/optimizer.py Adam: eps added to the raw sqrt(v), eps_t = eps, default 1e-7. The two
     differ only in the first steps and where v is tiny.
+
+    ``amsgrad=True`` (PyTorch's AMSGrad, keyword-only) divides by the running maximum of v instead, kept as the
+    state ``v_max``: v_max = max(v_max, v), from zeros; p -= lr_t * m / (sqrt(v_max) + eps_t).
     """
 
-    PYTORCH_ONLY = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+    PYTORCH_ONLY = {"maximize": False, "foreach": None, "capturable": False,
                     "differentiable": False, "fused": None, "decoupled_weight_decay": False}
 
     @keyword_hints("Adam", _chainer.ADAM)
@@ -114,16 +117,15 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch", *,
                  amsgrad: bool = False):
         super().__init__(lr, weight_decay, weight_decay_on)
-        if flag(amsgrad, self.name, "amsgrad"):
-            raise ValueError(f"{self.name}: amsgrad=True is not supported: xpnet's {self.name} is PyTorch's with "
-                             "amsgrad=False (the default there too)")
+        self.amsgrad = flag(amsgrad, self.name, "amsgrad")
         chainer = "; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas) else ""
         self.betas = betas_pair(betas, self, chainer)
         self.convention = choice("convention", convention, ("pytorch", "book"), self)
         self.eps = positive("eps", (1e-7 if convention == "book" else 1e-8) if eps is None else eps, self)
 
     def hyperparams(self) -> dict[str, Any]:
-        return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention}
+        return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention,
+                "amsgrad": self.amsgrad}
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         b1, b2 = self.betas
@@ -134,7 +136,8 @@ class Adam(Optimizer):
                               lambda lr, t: lr * _sqrt(1.0 - b2 ** (t - t0)) / (1.0 - b1 ** (t - t0)))
         eps = self.eps if self.convention == "book" else \
             self._per_step(("adam_eps", t0), p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** (t - t0)))
-        if fast_path("adam_update", xp, unfused)(p, g, m, v, b1, b2, step, eps) is not NotImplemented:
+        if not self.amsgrad and fast_path("adam_update", xp, unfused)(p, g, m, v, b1, b2, step,
+                                                                      eps) is not NotImplemented:
             return p
         work = self._work(p, xp)
         w = into(work, xp.subtract, g, m)  # m += (1 - b1) * (g - m), PyTorch's lerp
@@ -144,8 +147,13 @@ class Adam(Optimizer):
         w = into(work, xp.multiply, g, g)
         w *= 1.0 - b2
         v += w
-        self._store(name, m=m, v=v)
-        return self._divide_step(p, m, v, step, eps, work, xp)
+        if not self.amsgrad:
+            self._store(name, m=m, v=v)
+            return self._divide_step(p, m, v, step, eps, work, xp)
+        v_max = self._slot(name, "v_max", p, xp)
+        v_max = into(None if work is None else v_max, xp.maximum, v_max, v)  # in place where xp writes out=
+        self._store(name, m=m, v=v, v_max=v_max)
+        return self._divide_step(p, m, v_max, step, eps, work, xp)
 
 
 class AdamW(Adam):

@@ -32,7 +32,6 @@ WHY_FIXED = {
     "fused": "xpnet has one implementation of the step (fused where a kernel is registered)",
     "capturable": "xn.train(graph=True) captures the step as a CUDA graph instead",
     "differentiable": "xpnet has no autograd through the step",
-    "amsgrad": "xpnet's Adam is PyTorch's with amsgrad=False",
     "decoupled_weight_decay": "xn.optim.AdamW decays decoupled, xn.optim.Adam adds L2 to the gradient",
     "lr_decay": "xpnet's AdaGrad has no lr_decay (a scheduler decays the lr)",
     "initial_accumulator_value": "xpnet's AdaGrad starts its sums at 0",
