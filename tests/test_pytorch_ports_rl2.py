@@ -1,0 +1,392 @@
+"""pytorch/examples' reinforcement_learning/actor_critic.py, pytorch/tutorials' DQN tutorial
+(intermediate_source/reinforcement_q_learning.py) and pytorch/examples' mnist_forward_forward ported to xpnet as a
+PyTorch user writes them first, each checked against the same program in torch, float64, the same initial weights,
+a few steps; and the hints and fixes that porting them added. No gym here: a tiny deterministic environment
+(``_Env``) with 4-d observations and 2 actions stands in for CartPole; tiny random data for MNIST."""
+
+import copy
+import math
+import random
+from collections import deque, namedtuple
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as nn
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _close(ours, theirs, name=""):
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+class _Env:
+    """Deterministic: s0 = (0.1, -0.2, 0.05, 0.3); a step moves s to 0.9 s + (2a - 1) (0.3, -0.1, 0.2, 0.1), rewards
+    1 - |s[2]| and ends after 6 steps (truncated) or when |s[0]| > ``limit`` (terminated)."""
+
+    def __init__(self, limit=1.0):
+        self.limit = limit
+
+    def reset(self):
+        self.t, self.s = 0, np.array([0.1, -0.2, 0.05, 0.3])
+        return self.s.copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        self.s = 0.9 * self.s + (2 * action - 1) * np.array([0.3, -0.1, 0.2, 0.1])
+        return self.s.copy(), 1.0 - abs(self.s[2]), abs(self.s[0]) > self.limit, self.t >= 6, {}
+
+
+def _linear_weights_equal(model, theirs):
+    """Every Linear of ``theirs`` (torch) equal to the xpnet layer of the same attribute name."""
+    for name, p in theirs.named_parameters():
+        layer, kind = name.rsplit(".", 1)
+        mine = getattr(model, layer.replace(".", "_")) if "." in layer else getattr(model, layer)
+        _close(mine.weight if kind == "weight" else mine.bias, p, name)
+
+
+# --- actor_critic -------------------------------------------------------------------------------------------------
+
+class _Policy(xn.Model):
+    """actor_critic.py's Policy: a shared trunk (affine1, ReLU) and two heads; F.relu and F.softmax as layers.
+    x (N, 4) -> (action_prob (N, 2), state_values (N, 1)); backward(dprob, dvalue) adds the heads' gradients
+    where they meet, at the trunk's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.affine1 = nn.Linear(4, 128)
+        self.action_head = nn.Linear(128, 2)
+        self.value_head = nn.Linear(128, 1)
+        self.relu = nn.ReLU()
+        self.softmax = nn.Softmax(dim=-1)
+
+    def forward(self, x, train=True):
+        x = self.relu(self.affine1(x))
+        action_prob = self.softmax(self.action_head(x))
+        state_values = self.value_head(x)
+        return action_prob, state_values
+
+    def backward(self, dprob, dvalue):
+        dx = self.action_head.backward(self.softmax.backward(dprob)) + self.value_head.backward(dvalue)
+        return self.affine1.backward(self.relu.backward(dx))
+
+
+class _Episode(xn.Model):
+    """main()'s step loop in a forward, select_action() at each step: the policy called once per step (each call
+    kept for its backward), an action sampled from each step's probabilities with ``rng``. Returns the (T, 2)
+    probabilities and the (T, 1) values; keeps the actions and rewards. backward(dprobs, dvalues) goes through
+    the steps last first."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, env, rng, train=True):
+        state, _ = env.reset()
+        probs, values, self.actions, self.rewards = [], [], [], []
+        while True:
+            p, v = self.model(state[None, :])
+            action = int(rng.random() >= p[0, 0])                   # Categorical(probs).sample()
+            state, reward, terminated, truncated, _ = env.step(action)
+            probs.append(p)
+            values.append(v)
+            self.actions.append(action)
+            self.rewards.append(reward)
+            if terminated or truncated:
+                return np.concatenate(probs), np.concatenate(values)
+
+    def backward(self, dprobs, dvalues):
+        for t in reversed(range(dprobs.shape[0])):
+            self.model.backward(dprobs[t:t + 1], dvalues[t:t + 1])
+
+
+def _returns(rewards, gamma=0.99):
+    """finish_episode()'s discounted returns, standardised with the unbiased std as torch's ``returns.std()``."""
+    R, returns = 0, []
+    for r in rewards[::-1]:
+        R = r + gamma * R
+        returns.insert(0, R)
+    returns = np.array(returns)
+    return (returns - returns.mean()) / (returns.std(ddof=1) + np.finfo(np.float32).eps)
+
+
+def _finish_episode_grads(probs, values, actions, returns, criterion):
+    """finish_episode()'s loss, sum(-log_prob * advantage) + sum(smooth_l1_loss(value, R)), its gradients for the
+    probabilities and the values: the advantage R - value.item() is a number (no gradient through it), and each
+    step's value loss gives its gradient right after its call."""
+    dprobs, dvalues, loss = np.zeros_like(probs), [], 0.0
+    for t, (action, R) in enumerate(zip(actions, returns)):
+        advantage = R - values[t].item()
+        loss += -math.log(probs[t, action]) * advantage
+        dprobs[t, action] = -advantage / probs[t, action]
+        loss += criterion(values[t:t + 1], np.array([[R]]))
+        dvalues.append(criterion.backward())
+    return loss, dprobs, np.concatenate(dvalues)
+
+
+def _torch_actor_critic(torch):
+    """actor_critic.py's Policy as it is there (its buffers left out)."""
+    nn_, F = torch.nn, torch.nn.functional
+
+    class Policy(nn_.Module):
+        def __init__(self):
+            super(Policy, self).__init__()
+            self.affine1 = nn_.Linear(4, 128)
+            self.action_head = nn_.Linear(128, 2)
+            self.value_head = nn_.Linear(128, 1)
+
+        def forward(self, x):
+            x = F.relu(self.affine1(x))
+            action_prob = F.softmax(self.action_head(x), dim=-1)
+            state_values = self.value_head(x)
+            return action_prob, state_values
+
+    return Policy()
+
+
+def test_actor_critic_episodes_update_as_pytorchs():
+    """Three episodes of main() and finish_episode() (Adam, lr 3e-2): the loss and the weights after each update
+    equal torch's, which takes xpnet's sampled actions, in float64 (its 1-d states, xpnet's (1, 4) rows)."""
+    torch = _torch()
+    from torch.distributions import Categorical
+    F = torch.nn.functional
+    torch.manual_seed(543)
+    theirs = _torch_actor_critic(torch).double()
+    toptimizer = torch.optim.Adam(theirs.parameters(), lr=3e-2)
+    model = _Policy().to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    episode = _Episode(model)
+    optimizer = xn.optim.Adam(model.parameters(), lr=3e-2)
+    criterion, rng, env = xn.losses.SmoothL1Loss(), np.random.default_rng(0), _Env()
+    for _ in range(3):
+        probs, values = episode(env, rng)
+        returns = _returns(episode.rewards)
+        loss, dprobs, dvalues = _finish_episode_grads(probs, values, episode.actions, returns, criterion)
+        optimizer.zero_grad()
+        episode.backward(dprobs, dvalues)
+        optimizer.step()
+
+        state, _ = env.reset()
+        saved_actions = []
+        for action in episode.actions:
+            tprobs, state_value = theirs(torch.from_numpy(state))
+            saved_actions.append((Categorical(tprobs).log_prob(torch.tensor(action)), state_value))
+            state, *_ = env.step(action)
+        policy_losses, value_losses = [], []
+        for (log_prob, value), R in zip(saved_actions, torch.from_numpy(returns)):
+            advantage = R - value.item()
+            policy_losses.append(-log_prob * advantage)
+            value_losses.append(F.smooth_l1_loss(value, torch.tensor([R])))
+        toptimizer.zero_grad()
+        tloss = torch.stack(policy_losses).sum() + torch.stack(value_losses).sum()
+        tloss.backward()
+        toptimizer.step()
+        assert abs(loss - tloss.item()) <= 1e-10 * max(1.0, abs(tloss.item()))
+        _linear_weights_equal(model, theirs)
+
+
+# --- reinforcement_q_learning (DQN) -------------------------------------------------------------------------------
+
+Transition = namedtuple('Transition', ('state', 'action', 'next_state', 'reward'))
+
+
+class ReplayMemory(object):
+    """The tutorial's, as it is there."""
+
+    def __init__(self, capacity):
+        self.memory = deque([], maxlen=capacity)
+
+    def push(self, *args):
+        """Save a transition"""
+        self.memory.append(Transition(*args))
+
+    def sample(self, batch_size):
+        return random.sample(self.memory, batch_size)
+
+    def __len__(self):
+        return len(self.memory)
+
+
+class DQN(xn.Model):
+    """The tutorial's DQN, F.relu as one ReLU layer used twice, backward written out: x (N, n_obs) -> Q (N, n_act)."""
+
+    def __init__(self, n_observations, n_actions):
+        super().__init__()
+        self.layer1 = nn.Linear(n_observations, 128)
+        self.layer2 = nn.Linear(128, 128)
+        self.layer3 = nn.Linear(128, n_actions)
+        self.relu = nn.ReLU()
+
+    def forward(self, x, train=True):
+        x = self.relu(self.layer1(x))
+        x = self.relu(self.layer2(x))
+        return self.layer3(x)
+
+    def backward(self, dy):
+        dy = self.layer2.backward(self.relu.backward(self.layer3.backward(dy)))
+        return self.layer1.backward(self.relu.backward(dy))
+
+
+BATCH_SIZE, GAMMA, EPS_START, EPS_END, EPS_DECAY, TAU, LR = 8, 0.99, 0.9, 0.05, 1000, 0.005, 1e-4
+
+
+def _optimize_model(policy_net, target_net, optimizer, transitions):
+    """optimize_model() on a sampled batch: gather(1, action_batch) is np.take_along_axis (its backward
+    np.put_along_axis), max(1).values is max(1); loss.backward() is the criterion's backward through them."""
+    batch = Transition(*zip(*transitions))
+    non_final_mask = np.array(tuple(map(lambda s: s is not None, batch.next_state)), dtype=bool)
+    non_final_next_states = np.concatenate([s for s in batch.next_state if s is not None])
+    state_batch = np.concatenate(batch.state)
+    action_batch = np.concatenate(batch.action)
+    reward_batch = np.concatenate(batch.reward)
+
+    q = policy_net(state_batch)
+    state_action_values = np.take_along_axis(q, action_batch, 1)
+    next_state_values = np.zeros(BATCH_SIZE)
+    with xn.no_grad():
+        next_state_values[non_final_mask] = target_net(non_final_next_states).max(1)
+    expected_state_action_values = (next_state_values * GAMMA) + reward_batch
+
+    criterion = xn.losses.SmoothL1Loss()
+    loss = criterion(state_action_values, expected_state_action_values[:, None])
+    optimizer.zero_grad()
+    dq = np.zeros_like(q)
+    np.put_along_axis(dq, action_batch, criterion.backward(), 1)
+    policy_net.backward(dq)
+    xn.optim.clip_grad_value(policy_net.parameters(), 100)
+    optimizer.step()
+    return loss
+
+
+def _soft_update(policy_net, target_net):
+    """θ′ ← τ θ + (1 −τ )θ′ through the state dicts, as the tutorial writes it."""
+    target_net_state_dict = target_net.state_dict()
+    policy_net_state_dict = policy_net.state_dict()
+    for key in policy_net_state_dict:
+        target_net_state_dict[key] = policy_net_state_dict[key] * TAU + target_net_state_dict[key] * (1 - TAU)
+    target_net.load_state_dict(target_net_state_dict)
+
+
+def _torch_dqn(torch):
+    nn_, F = torch.nn, torch.nn.functional
+
+    class DQN(nn_.Module):
+        def __init__(self, n_observations, n_actions):
+            super(DQN, self).__init__()
+            self.layer1 = nn_.Linear(n_observations, 128)
+            self.layer2 = nn_.Linear(128, 128)
+            self.layer3 = nn_.Linear(128, n_actions)
+
+        def forward(self, x):
+            x = F.relu(self.layer1(x))
+            x = F.relu(self.layer2(x))
+            return self.layer3(x)
+
+    return DQN
+
+
+def _torch_optimize_model(torch, policy_net, target_net, optimizer, transitions):
+    """The tutorial's optimize_model() on the same batch, as it is there."""
+    batch = Transition(*zip(*[Transition(*(None if v is None else torch.from_numpy(v) for v in t))
+                              for t in transitions]))
+    non_final_mask = torch.tensor(tuple(map(lambda s: s is not None, batch.next_state)), dtype=torch.bool)
+    non_final_next_states = torch.cat([s for s in batch.next_state if s is not None])
+    state_batch = torch.cat(batch.state)
+    action_batch = torch.cat(batch.action)
+    reward_batch = torch.cat(batch.reward)
+    state_action_values = policy_net(state_batch).gather(1, action_batch)
+    next_state_values = torch.zeros(BATCH_SIZE, dtype=torch.float64)
+    with torch.no_grad():
+        next_state_values[non_final_mask] = target_net(non_final_next_states).max(1).values
+    expected_state_action_values = (next_state_values * GAMMA) + reward_batch
+    criterion = torch.nn.SmoothL1Loss()
+    loss = criterion(state_action_values, expected_state_action_values.unsqueeze(1))
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_value_(policy_net.parameters(), 100)
+    optimizer.step()
+    return loss
+
+
+def test_dqn_tutorial_trains_as_pytorchs():
+    """Three episodes of the tutorial's training loop (epsilon-greedy select_action under no_grad, ReplayMemory,
+    optimize_model() with AdamW(amsgrad=True), SmoothL1Loss and clip_grad_value_, the soft update of the target
+    net through state_dict() and load_state_dict): each step's loss and, at the end, both nets' weights equal
+    torch's on the same sampled batches in float64. Terminal states (next_state None, masked out) are in them."""
+    torch = _torch()
+    torch.manual_seed(0)
+    tpolicy, ttarget = _torch_dqn(torch)(4, 2).double(), _torch_dqn(torch)(4, 2).double()
+    ttarget.load_state_dict(tpolicy.state_dict())
+    toptimizer = torch.optim.AdamW(tpolicy.parameters(), lr=LR, amsgrad=True)
+    policy_net, target_net = DQN(4, 2).to(dtype="float64"), DQN(4, 2).to(dtype="float64")
+    xn.load_torch_state_dict(policy_net, tpolicy.state_dict())
+    target_net.load_state_dict(policy_net.state_dict())
+    optimizer = xn.optim.AdamW(policy_net.parameters(), lr=LR, amsgrad=True)
+    memory, env, rng, steps_done, finals = ReplayMemory(10000), _Env(limit=0.5), random.Random(0), 0, 0
+    for i_episode in range(3):
+        state, info = env.reset()
+        state = state[None, :]
+        while True:
+            eps_threshold = EPS_END + (EPS_START - EPS_END) * math.exp(-1. * steps_done / EPS_DECAY)
+            steps_done += 1
+            if rng.random() > eps_threshold:
+                with xn.no_grad():
+                    action = policy_net(state).argmax(1).reshape(1, 1)     # .max(1).indices.view(1, 1)
+            else:
+                action = np.array([[rng.randrange(2)]])
+            observation, reward, terminated, truncated, _ = env.step(action.item())
+            next_state = None if terminated else observation[None, :]
+            memory.push(state, action, next_state, np.array([reward]))
+            state = next_state
+            if len(memory) >= BATCH_SIZE:
+                transitions = random.Random(steps_done).sample(memory.memory, BATCH_SIZE)
+                finals += sum(t.next_state is None for t in transitions)
+                loss = _optimize_model(policy_net, target_net, optimizer, transitions)
+                tloss = _torch_optimize_model(torch, tpolicy, ttarget, toptimizer, transitions)
+                assert abs(loss - tloss.item()) <= 1e-10 * max(1.0, abs(tloss.item()))
+            _soft_update(policy_net, target_net)
+            ttarget_state_dict, tpolicy_state_dict = ttarget.state_dict(), tpolicy.state_dict()
+            for key in tpolicy_state_dict:
+                ttarget_state_dict[key] = tpolicy_state_dict[key] * TAU + ttarget_state_dict[key] * (1 - TAU)
+            ttarget.load_state_dict(ttarget_state_dict)
+            if terminated or truncated:
+                break
+    assert finals > 0
+    _linear_weights_equal(policy_net, tpolicy)
+    _linear_weights_equal(target_net, ttarget)
+
+
+@pytest.mark.parametrize("cls", ["Adam", "AdamW"])
+def test_amsgrad_steps_as_pytorchs(cls):
+    """Adam/AdamW(amsgrad=True), the DQN tutorial's optimizer (refused before): with gradients that shrink, so that
+    the running maximum of v is not v, the weights equal torch's in float64 step by step, and differ from
+    amsgrad=False's; the maximum is optimizer state, saved and loaded with it."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(3, 2).double()
+    toptimizer = getattr(torch.optim, cls)(theirs.parameters(), lr=0.1, amsgrad=True, weight_decay=0.01)
+    models = [xn.Sequential(nn.Linear(3, 2, dtype="float64")) for _ in range(2)]
+    optimizers = [getattr(xn.optim, cls)(m.parameters(), lr=0.1, amsgrad=a, weight_decay=0.01,
+                                         weight_decay_on="all") for m, a in zip(models, (True, False))]
+    for m in models:
+        xn.load_torch_state_dict(m, {"0." + k: v for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    for scale in (1.0, 0.3, 0.1, 0.03):
+        for m, opt in zip(models, optimizers):
+            opt.zero_grad()
+            m.backward(scale * m(x))                                # the gradient of scale * sum(y ** 2) / 2
+            opt.step()
+        toptimizer.zero_grad()
+        y = theirs(torch.from_numpy(x))
+        (scale * (y ** 2).sum() / 2).backward()
+        toptimizer.step()
+        _close(models[0][0].weight, theirs.weight)
+        _close(models[0][0].bias, theirs.bias)
+    assert not np.allclose(models[1][0].weight, models[0][0].weight, rtol=1e-6)
+    again = getattr(xn.optim, cls)(models[0].parameters(), lr=0.1, amsgrad=True)
+    again.load_state_dict(optimizers[0].state_dict())
+    assert again.amsgrad and again.state["0.W"]["v_max"] is optimizers[0].state["0.W"]["v_max"]
