@@ -20,7 +20,7 @@ MAY_IMPORT = {
     "nn": set(),
     "functional": set(),
     "io": {"_user"},
-    "layers": {"_user", "_chainer", "backend", "init"},
+    "layers": {"_user", "_chainer", "backend", "grad_mode", "init"},  # no_grad_calls reads the grad mode
     "losses": {"_user", "_chainer", "backend"},
     "optim": {"_user", "_chainer", "backend", "layers", "models"},  # swa_utils: AveragedModel is a model
     "datasets": {"_user", "_chainer", "backend"},

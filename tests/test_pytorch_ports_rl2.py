@@ -390,3 +390,53 @@ def test_amsgrad_steps_as_pytorchs(cls):
     again = getattr(xn.optim, cls)(models[0].parameters(), lr=0.1, amsgrad=True)
     again.load_state_dict(optimizers[0].state_dict())
     assert again.amsgrad and again.state["0.W"]["v_max"] is optimizers[0].state["0.W"]["v_max"]
+
+
+def test_a_no_grad_call_between_forward_and_backward_is_refused_and_the_order_that_works_equals_torch():
+    """Double DQN's habit: q = policy_net(states), then under no_grad policy_net(next_states).argmax(1) for the
+    target's actions, then the backward. The no_grad call replaced the caches, and with batches of one size the
+    gradient was the no_grad call's, silently; refused now, naming the model and what to write. Written so (the
+    no_grad calls first), the gradients equal torch's in-between order in float64. set_grad_enabled(False) as a
+    context is no_grad; enable_grad() within it takes a backward again."""
+    torch = _torch()
+    torch.manual_seed(0)
+    tpolicy, ttarget = _torch_dqn(torch)(4, 2).double(), _torch_dqn(torch)(4, 2).double()
+    policy_net, target_net = DQN(4, 2).to(dtype="float64"), DQN(4, 2).to(dtype="float64")
+    xn.load_torch_state_dict(policy_net, tpolicy.state_dict())
+    xn.load_torch_state_dict(target_net, ttarget.state_dict())
+    rng = np.random.default_rng(0)
+    states, next_states = rng.standard_normal((BATCH_SIZE, 4)), rng.standard_normal((BATCH_SIZE, 4))
+    actions, rewards = rng.integers(0, 2, (BATCH_SIZE, 1)), rng.standard_normal(BATCH_SIZE)
+    criterion = xn.losses.SmoothL1Loss()
+
+    q = policy_net(states)
+    with xn.no_grad():
+        next_actions = policy_net(next_states).argmax(1)
+    with pytest.raises(RuntimeError, match=r"DQN.backward: the model's last forward ran under xn.no_grad\(\).*Run "
+                                           r"what needs no gradient before the training forward"):
+        policy_net.backward(np.ones_like(q))
+    for context in (xn.no_grad(), xn.set_grad_enabled(False)):
+        with context:
+            next_actions = policy_net(next_states).argmax(1, keepdims=True)     # the no_grad calls first
+            with xn.enable_grad():
+                policy_net(states)
+            next_values = np.take_along_axis(target_net(next_states), next_actions, 1)
+        q = policy_net(states)
+        state_action_values = np.take_along_axis(q, actions, 1)
+        criterion(state_action_values, GAMMA * next_values + rewards[:, None])
+        policy_net.zero_grad()
+        dq = np.zeros_like(q)
+        np.put_along_axis(dq, actions, criterion.backward(), 1)
+        policy_net.backward(dq)
+
+    tq = tpolicy(torch.from_numpy(states))
+    with torch.no_grad():
+        tnext_actions = tpolicy(torch.from_numpy(next_states)).argmax(1, keepdim=True)
+        tnext_values = ttarget(torch.from_numpy(next_states)).gather(1, tnext_actions)
+    loss = torch.nn.SmoothL1Loss()(tq.gather(1, torch.from_numpy(actions)),
+                                   GAMMA * tnext_values + torch.from_numpy(rewards).unsqueeze(1))
+    loss.backward()
+    grads = policy_net.named_grads()
+    for name, p in tpolicy.named_parameters():
+        layer, kind = name.split(".")
+        _close(grads[f"{layer}.W"].T if kind == "weight" else grads[f"{layer}.b"], p.grad, name)

@@ -7,26 +7,52 @@ PyTorch loop that wraps its evaluation in ``with torch.no_grad():`` (or a phase 
 torch.set_grad_enabled(phase == "train"):``, the transfer-learning tutorial's) runs unchanged. None switches
 layers to evaluation mode (neither does PyTorch's): for that, ``model.predict(x)`` or
 ``model.forward(x, train=False)``.
+
+What they do change: within ``with xn.no_grad():`` (or ``set_grad_enabled(False)`` as a context),
+:func:`grad_enabled` is False, and a layer's forward run there marks the layer so that its backward refuses
+to serve that call (:mod:`xpnet.layers.no_grad_calls`): a forward replaces the caches of the one before, so a
+``target = policy_net(next_x)`` under no_grad between ``q = policy_net(x)`` and ``policy_net.backward(dq)``
+would give the no_grad call's gradient, where PyTorch's backward serves the training call. ``set_grad_enabled``
+called alone (not as a context) changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
+
+_local = threading.local()  # stack: the modes the contexts entered replaced, innermost last; enabled: the mode
+
+
+def grad_enabled() -> bool:
+    """Whether this thread is outside every ``no_grad`` context (or inside an ``enable_grad`` within one)."""
+    return getattr(_local, "enabled", True)
 
 
 class _Unchanged(contextlib.ContextDecorator):
-    """A context manager (and decorator) that runs what it wraps unchanged: xpnet records no graph to switch."""
+    """A context manager (and decorator) that runs what it wraps with the grad mode ``self.mode`` (None: as it
+    is); it records no graph, only the mode that layers read (:func:`grad_enabled`)."""
+
+    mode: bool | None = None
 
     def __enter__(self) -> None:
+        stack = _local.__dict__.setdefault("stack", [])
+        stack.append(grad_enabled())
+        if self.mode is not None:
+            _local.enabled = self.mode
         return None
 
     def __exit__(self, *exc: Any) -> bool:
+        _local.enabled = _local.stack.pop()
         return False
 
 
 class no_grad(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as theirs
-    """``with xn.no_grad(): ...``, ``@xn.no_grad()`` or ``@xn.no_grad``: runs what it wraps unchanged."""
+    """``with xn.no_grad(): ...``, ``@xn.no_grad()`` or ``@xn.no_grad``: runs what it wraps unchanged; the layers
+    called there refuse a backward until their next forward outside it."""
+
+    mode = False
 
     def __new__(cls, func: Any = None) -> Any:
         self = super().__new__(cls)
@@ -37,12 +63,15 @@ class no_grad(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as 
 
 
 class enable_grad(no_grad):  # noqa: N801 - PyTorch's name
-    """``with xn.enable_grad(): ...`` or as a decorator: runs what it wraps unchanged, as ``no_grad`` does."""
+    """``with xn.enable_grad(): ...`` or as a decorator: runs what it wraps unchanged, with gradients enabled (within
+    a ``no_grad``, the layers called there take a backward again)."""
+
+    mode = True
 
 
 class set_grad_enabled(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as theirs
-    """``with xn.set_grad_enabled(mode): ...``, or the call alone: runs what it wraps unchanged. ``mode`` must be
-    True or False, as PyTorch's."""
+    """``with xn.set_grad_enabled(mode): ...`` (``no_grad`` where mode is False), or the call alone, which changes
+    nothing. ``mode`` must be True or False, as PyTorch's."""
 
     def __init__(self, mode: Any) -> None:
         if mode is not True and mode is not False:

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
+from .no_grad_calls import marked, refused
 from .tree import Tree
 from .uses import arm, called, counted, recorded, reused, rounded
 
@@ -62,10 +63,13 @@ class Layer(Tree):
         # gradients, as PyTorch's (layers.uses)
         if "forward" in vars(cls) and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
             cls.forward = recorded(vars(cls)["forward"], vars(cls).get("_train_of_forward"))
+        # A backward never serves a forward run under xn.no_grad() (layers.no_grad_calls)
+        if "forward" in vars(cls):
+            cls.forward = marked(vars(cls)["forward"])
         if "backward" in vars(cls):
-            cls.backward = rounded(counted(reused(vars(cls)["backward"])))
+            cls.backward = refused(rounded(counted(reused(vars(cls)["backward"]))))
         if "backward_params" in vars(cls):
-            cls.backward_params = rounded(reused(vars(cls)["backward_params"]))
+            cls.backward_params = refused(rounded(reused(vars(cls)["backward_params"])))
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)

@@ -1,0 +1,51 @@
+"""Forwards run under ``xn.no_grad()``, which no backward may serve.
+
+A layer keeps the caches of its last forward only. PyTorch's habit of computing something under ``no_grad``
+between a forward and its backward (Double DQN's ``policy_net(next_states).argmax(1)``, an actor-critic's
+bootstrapped ``model(next_state)``, a metric on another batch) would therefore give the gradient of the no_grad
+call, silently where the batch sizes agree, where PyTorch's backward serves the training call (and refuses a
+backward through a no_grad call alone). ``marked`` wraps every layer's ``forward``: it notes whether the call ran
+with gradients disabled (:func:`xpnet.grad_mode.grad_enabled`); ``refused`` wraps ``backward`` (and
+``backward_params``): a layer whose last forward ran under no_grad raises, naming the layer and what to write.
+The next forward outside ``no_grad`` clears the note.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from ..grad_mode import grad_enabled
+
+__all__ = ["marked", "refused"]
+
+_UNDER_NO_GRAD = "_last_forward_under_no_grad"
+
+
+def marked(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """``forward`` noting on the layer whether it ran under ``no_grad``."""
+    @functools.wraps(forward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.__dict__[_UNDER_NO_GRAD] = not grad_enabled()
+        return forward(self, *args, **kwargs)
+    return run
+
+
+def refused(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` raising a RuntimeError where the layer's last forward ran under ``no_grad``."""
+    @functools.wraps(backward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get(_UNDER_NO_GRAD):
+            raise RuntimeError(_why(self))
+        return backward(self, *args, **kwargs)
+    return run
+
+
+def _why(layer: Any) -> str:
+    kind = "model" if layer.uses_inside else "layer"
+    return (f"{layer.name}.backward: the {kind}'s last forward ran under xn.no_grad(), and it keeps the caches of "
+            "its last forward only, so this backward would give that call's gradient (PyTorch's backward serves the "
+            "training call before it, and refuses one through a no_grad call). Run what needs no gradient before "
+            "the training forward (target = target_net(next_x) or model(next_x) under no_grad first, then "
+            f"y = model(x), the loss, model.backward(dy)), or call a copy of the {kind} there "
+            "(copy.deepcopy(model), as a target network)")
