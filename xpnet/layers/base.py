@@ -215,7 +215,8 @@ class Layer(Tree):
 
     def _need(self, cached: Any) -> Any:
         if cached is None:
-            raise RuntimeError(f"{self.name}: backward called before forward (one backward per forward)")
+            raise RuntimeError(f"{self.name}: backward called before forward (one backward per forward)"
+                               f"{_replaced_forward_hint(type(self))}")
         return cached
 
 
@@ -323,6 +324,19 @@ def builds_from_arguments(cls: type) -> bool:
 
 def is_xpnet_class(cls: type) -> bool:
     return cls.__module__.split(".")[0] == "xpnet"
+
+
+def _replaced_forward_hint(cls: type) -> str:
+    """Where a class of the user's replaces the forward of the xpnet layer it subclasses (mnist_forward_forward's
+    ``class Layer(nn.Linear)`` computing ``x @ W + b`` itself), whose backward reads what that forward caches:
+    what to write; else ""."""
+    own = next(c for c in cls.__mro__ if "forward" in vars(c))
+    base = next((c for c in cls.__mro__ if "forward" in vars(c) and is_xpnet_class(c)), None)
+    if base is None or is_xpnet_class(own):
+        return ""
+    return (f": {own.__name__}.forward replaces {base.__name__}.forward, whose caches {base.__name__}.backward "
+            f"reads. Call super().forward(x) in it for that part, and write {own.__name__}.backward(dy) for the "
+            "rest (self.relu(super().forward(x)) goes back as super().backward(self.relu.backward(dy)))")
 
 
 def layer_class(name: str, module: str | None = None) -> type:
