@@ -440,3 +440,199 @@ def test_a_no_grad_call_between_forward_and_backward_is_refused_and_the_order_th
     for name, p in tpolicy.named_parameters():
         layer, kind = name.split(".")
         _close(grads[f"{layer}.W"].T if kind == "weight" else grads[f"{layer}.b"], p.grad, name)
+
+
+# --- mnist_forward_forward ----------------------------------------------------------------------------------------
+
+class _Args:
+    lr, threshold, epochs = 0.03, 2.0, 4
+
+
+args = _Args()
+
+
+def overlay_y_on_x(x, y, classes=10):
+    x_ = x.copy()                                                   # x.clone()
+    x_[:, :classes] *= 0.0
+    x_[range(x.shape[0]), y] = x.max()
+    return x_
+
+
+class Net(xn.Model):
+    """main.py's Net: its Layers in a list (registered here: named_params() has them, as layers.0.W), predict()
+    and train() as there (train overrides the mode switch, as the script's does in torch)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.layers = []
+        for d in range(len(dims) - 1):
+            self.layers = self.layers + [Layer(dims[d], dims[d + 1])]
+
+    def predict(self, x):
+        goodness_per_label = []
+        for label in range(10):
+            h = overlay_y_on_x(x, label)
+            goodness = []
+            for layer in self.layers:
+                h = layer(h)
+                goodness = goodness + [(h ** 2).mean(1)]            # h.pow(2).mean(1)
+            goodness_per_label += [sum(goodness)[:, None]]          # .unsqueeze(1)
+        goodness_per_label = np.concatenate(goodness_per_label, 1)
+        return goodness_per_label.argmax(1)
+
+    def train(self, x_pos, x_neg):
+        h_pos, h_neg = x_pos, x_neg
+        for i, layer in enumerate(self.layers):
+            h_pos, h_neg = layer.train(h_pos, h_neg)
+
+
+class Layer(nn.Linear):
+    """main.py's Layer(nn.Linear) with its own Adam: forward normalises x, then Linear's forward (super().forward,
+    whose caches Linear's backward reads) and the ReLU; backward the two in reverse (the input needs no gradient:
+    each layer trains on the one below's output, detached). train() runs x_pos and x_neg as one batch, one call's
+    caches for the one backward of the layer-local loss (each row is normalised on its own: the same outputs)."""
+
+    def __init__(self, in_features, out_features, bias=True, device=None, dtype="float32"):
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self.relu = nn.ReLU()
+        self.opt = xn.optim.Adam(self.parameters(), lr=args.lr)
+        self.threshold = args.threshold
+        self.num_epochs = args.epochs
+
+    def forward(self, x, train=True):
+        x_direction = x / (np.linalg.norm(x, 2, 1, keepdims=True) + 1e-4)     # x.norm(2, 1, keepdim=True)
+        return self.relu(super().forward(x_direction))
+
+    def backward(self, dy):
+        return super().backward(self.relu.backward(dy))
+
+    def train(self, x_pos, x_neg):
+        n = len(x_pos)
+        for i in range(self.num_epochs):
+            h = self.forward(np.concatenate([x_pos, x_neg]))
+            g = (h ** 2).mean(1)
+            z = np.concatenate([-g[:n] + self.threshold, g[n:] - self.threshold])
+            self.loss = np.log1p(np.exp(z)).mean()
+            dz = 1 / (1 + np.exp(-z)) / len(z)                      # d mean(log1p(exp(z))) / dz
+            dg = np.concatenate([-dz[:n], dz[n:]])
+            self.opt.zero_grad()
+            self.backward(2 * h / h.shape[1] * dg[:, None])         # d mean(h ** 2, 1) / dh
+            self.opt.step()
+        return self.forward(x_pos), self.forward(x_neg)             # .detach(): nothing to detach from
+
+
+def _torch_forward_forward(torch):
+    """main.py's Net and Layer as they are there (args and device as the script's globals)."""
+    nn_ = torch.nn
+    device = torch.device("cpu")
+
+    def overlay_y_on_x(x, y, classes=10):
+        x_ = x.clone()
+        x_[:, :classes] *= 0.0
+        x_[range(x.shape[0]), y] = x.max()
+        return x_
+
+    class Net(torch.nn.Module):
+        def __init__(self, dims):
+            super().__init__()
+            self.layers = []
+            for d in range(len(dims) - 1):
+                self.layers = self.layers + [Layer(dims[d], dims[d + 1]).to(device)]
+
+        def predict(self, x):
+            goodness_per_label = []
+            for label in range(10):
+                h = overlay_y_on_x(x, label)
+                goodness = []
+                for layer in self.layers:
+                    h = layer(h)
+                    goodness = goodness + [h.pow(2).mean(1)]
+                goodness_per_label += [sum(goodness).unsqueeze(1)]
+            goodness_per_label = torch.cat(goodness_per_label, 1)
+            return goodness_per_label.argmax(1)
+
+        def train(self, x_pos, x_neg):
+            h_pos, h_neg = x_pos, x_neg
+            for i, layer in enumerate(self.layers):
+                h_pos, h_neg = layer.train(h_pos, h_neg)
+
+    class Layer(nn_.Linear):
+        def __init__(self, in_features, out_features, bias=True, device=None, dtype=None):
+            super().__init__(in_features, out_features, bias, device, dtype)
+            self.relu = torch.nn.ReLU()
+            self.opt = torch.optim.Adam(self.parameters(), lr=args.lr)
+            self.threshold = args.threshold
+            self.num_epochs = args.epochs
+
+        def forward(self, x):
+            x_direction = x / (x.norm(2, 1, keepdim=True) + 1e-4)
+            return self.relu(torch.mm(x_direction, self.weight.T) + self.bias.unsqueeze(0))
+
+        def train(self, x_pos, x_neg):
+            for i in range(self.num_epochs):
+                g_pos = self.forward(x_pos).pow(2).mean(1)
+                g_neg = self.forward(x_neg).pow(2).mean(1)
+                loss = torch.log1p(
+                    torch.exp(
+                        torch.cat([-g_pos + self.threshold, g_neg - self.threshold])
+                    )
+                ).mean()
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+                self.loss = loss
+            return self.forward(x_pos).detach(), self.forward(x_neg).detach()
+
+    return Net, overlay_y_on_x
+
+
+def test_forward_forward_trains_each_layer_as_pytorchs():
+    """main.py on 16 random 40-pixel 'images' (Net([40, 24, 24]), 4 epochs a layer): each layer's last loss, the
+    weights of both layers and predict()'s labels equal torch's in float64: each layer stepped by its own Adam on
+    its own loss, no end-to-end backward."""
+    torch = _torch()
+    torch.manual_seed(1)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)                         # the script's layers, made in float64
+    try:
+        TNet, toverlay = _torch_forward_forward(torch)
+        theirs = TNet([40, 24, 24])
+    finally:
+        torch.set_default_dtype(previous)
+    net = Net([40, 24, 24]).to(dtype="float64")
+    for layer, tlayer in zip(net.layers, theirs.layers):
+        xn.load_torch_state_dict(layer, tlayer.state_dict())
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 40)), rng.integers(0, 10, 16)
+    y_neg = (y + rng.integers(1, 10, 16)) % 10                     # get_y_neg(y): another label, at random
+    net.train(overlay_y_on_x(x, y), overlay_y_on_x(x, y_neg))
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    theirs.train(toverlay(tx, ty), toverlay(tx, torch.from_numpy(y_neg)))
+    for layer, tlayer in zip(net.layers, theirs.layers):
+        assert abs(layer.loss - tlayer.loss.item()) <= 1e-10
+        _close(layer.weight, tlayer.weight)
+        _close(layer.bias, tlayer.bias)
+    with xn.no_grad(), torch.no_grad():
+        np.testing.assert_array_equal(net.predict(x), theirs.predict(tx).numpy())
+
+
+def test_a_subclass_forward_that_skips_super_forward_says_what_to_write():
+    """main.py's Layer(nn.Linear) as written there, x_direction @ self.weight.T + self.bias by hand: Linear's
+    backward then had no caches and said only 'backward called before forward'; it now says that the forward
+    replaced Linear's and what to write."""
+
+    class ByHand(nn.Linear):
+        def __init__(self, in_features, out_features):
+            super().__init__(in_features, out_features)
+            self.relu = nn.ReLU()
+
+        def forward(self, x, train=True):
+            x_direction = x / (np.linalg.norm(x, 2, 1, keepdims=True) + 1e-4)
+            return self.relu(x_direction @ self.weight.T + self.bias[None])
+
+    layer = ByHand(12, 4)
+    h = layer(np.ones((2, 12), np.float32))
+    with pytest.raises(RuntimeError, match=r"ByHand.forward replaces Linear.forward, whose caches Linear.backward "
+                                           r"reads. Call super\(\).forward\(x\) in it .* and write "
+                                           r"ByHand.backward\(dy\)"):
+        layer.backward(np.ones_like(h))
