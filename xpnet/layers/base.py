@@ -123,8 +123,20 @@ class Layer(Tree):
         """Chainer's ``model.cleargrads()``: :meth:`zero_grad` (Chainer's backward adds to the gradients too)."""
         self.zero_grad()
 
-    def __call__(self, x: Any, train: bool | None = None) -> Any:
-        """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says."""
+    def __call__(self, x: Any, *more: Any, train: bool | None = None) -> Any:
+        """``forward`` in the layer's mode (``train()``/``eval()``; training until told), or as ``train`` says
+        (by keyword, or second by position: ``layer(x, False)``). A layer of one's own whose forward takes more
+        inputs before ``train`` gets them as PyTorch's module does: ``self.gc1(x, adj_mat)`` calls
+        ``forward(x, adj_mat, train=...)``."""
+        if more:
+            if len(more) < _inputs_of(type(self)):
+                train = self.training if train is None else self._check_train(train)
+                called(self)
+                return self.forward(x, *more, train=train)
+            if len(more) > 1 or train is not None:
+                raise TypeError(f"{self.name}.forward takes {_inputs_of(type(self))} input(s), then train: got "
+                                f"{1 + len(more)} arguments by position" + (", and train" if train is not None else ""))
+            train = more[0]
         train = self.training if train is None else self._check_train(train)
         called(self)
         return self.forward(x, train=train)
@@ -322,6 +334,19 @@ def builds_from_arguments(cls: type) -> bool:
     return init is not from_config and issubclass(init, from_config)
 
 
+_INPUTS: dict[type, int] = {}
+
+
+def _inputs_of(cls: type) -> int:
+    """How many inputs ``cls.forward`` takes by position before ``train`` (all its positional ones where it takes
+    no ``train``), at least 1."""
+    if cls not in _INPUTS:
+        names = [p.name for p in inspect.signature(cls.forward).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
+        _INPUTS[cls] = max(1, names.index("train") if "train" in names else len(names))
+    return _INPUTS[cls]
+
+
 def is_xpnet_class(cls: type) -> bool:
     return cls.__module__.split(".")[0] == "xpnet"
 
@@ -366,12 +391,17 @@ def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
 
 def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
     """Where an output of ``shape`` was reshaped to ``got`` (a loss on ``y.reshape(-1, C)``, the seq2seq tutorial's
-    ``view(-1, V)``) or broadcast to it (Bahdanau attention's ``Wa(query) + Ua(keys)``), what its gradient is, and
-    where ``got`` stacks rows of a one-sample output (a layer called once per step), not to sum them; else ``""``."""
+    ``view(-1, V)``), cut to some of its rows (a loss on ``output[mask]``) or broadcast to it (Bahdanau attention's
+    ``Wa(query) + Ua(keys)``), what its gradient is, and where ``got`` stacks rows of a one-sample output (a layer
+    called once per step), not to sum them; else ``""``."""
     if math.prod(shape) == math.prod(got):
         return (f"; if the output was reshaped to {got} after this layer (a loss on y.reshape(-1, C)), reshape its "
                 f"gradient back: xp.reshape(dy, {shape})")
     lead = len(got) - len(shape)
+    if len(got) == len(shape) and 0 < got[0] < shape[0] and got[1:] == shape[1:]:
+        return (f"; if the loss saw only some of the {shape[0]} rows (PyTorch's criterion(output[mask], "
+                f"target[mask]), gcn's training nodes), put its gradient back in their rows: dy = "
+                "xp.zeros_like(output); dy[mask] = criterion.backward()")
     if lead < 0 or any(s not in (1, g) for s, g in zip(shape, got[lead:])):
         return ""
     axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and got[lead + i] != 1)
