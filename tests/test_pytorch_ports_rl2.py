@@ -636,3 +636,183 @@ def test_a_subclass_forward_that_skips_super_forward_says_what_to_write():
                                            r"reads. Call super\(\).forward\(x\) in it .* and write "
                                            r"ByHand.backward\(dy\)"):
         layer.backward(np.ones_like(h))
+
+
+# --- gcn ----------------------------------------------------------------------------------------------------------
+
+class GraphConv(nn.Layer):
+    """gcn/main.py's GraphConv as a layer of one's own: its nn.Parameters in self.params (``kernel``, ``bias``),
+    forward(input_tensor, adj_mat) called as self.gc1(x, adj_mat), PyTorch's way; torch.spmm is a dense @ here.
+    x (N, F_in), adj_mat (N, N) -> (N, F_out); caches both inputs; backward returns dx (no gradient for adj_mat)."""
+
+    def __init__(self, input_dim, output_dim, use_bias=False):
+        super().__init__()
+        self.params["kernel"] = np.empty((input_dim, output_dim), dtype=np.float32)
+        xn.init.xavier_normal_(self.params["kernel"])
+        self.use_bias = use_bias
+        if use_bias:
+            self.params["bias"] = np.zeros(output_dim, dtype=np.float32)
+
+    def forward(self, input_tensor, adj_mat, train=True):
+        self.input_tensor, self.adj_mat = input_tensor, adj_mat
+        support = input_tensor @ self.params["kernel"]
+        output = adj_mat @ support
+        if self.use_bias:
+            output = output + self.params["bias"]
+        return output
+
+    def backward(self, dy):
+        dsupport = self.adj_mat.T @ dy
+        self.grads["kernel"] = self.input_tensor.T @ dsupport
+        if self.use_bias:
+            self.grads["bias"] = dy.sum(0)
+        return dsupport @ self.params["kernel"].T
+
+
+class GCN(xn.Model):
+    """gcn/main.py's GCN, F.relu and F.log_softmax as layers, backward written out: (N, F) features and the (N, N)
+    normalised adjacency -> (N, C) log-probabilities."""
+
+    def __init__(self, input_dim, hidden_dim, output_dim, use_bias=True, dropout_p=0.1):
+        super().__init__()
+        self.gc1 = GraphConv(input_dim, hidden_dim, use_bias=use_bias)
+        self.gc2 = GraphConv(hidden_dim, output_dim, use_bias=use_bias)
+        self.dropout = nn.Dropout(dropout_p)
+        self.relu = nn.ReLU()
+        self.log_softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, input_tensor, adj_mat, train=True):
+        x = self.gc1(input_tensor, adj_mat)
+        x = self.dropout(self.relu(x))
+        x = self.gc2(x, adj_mat)
+        return self.log_softmax(x)
+
+    def backward(self, dy):
+        dy = self.gc2.backward(self.log_softmax.backward(dy))
+        return self.gc1.backward(self.relu.backward(self.dropout.backward(dy)))
+
+
+def _graph(rng, n=12, f=8):
+    """load_cora() on a random graph: row-normalised 0/1 features and D^-1/2 (I + A) D^-1/2 (A symmetric)."""
+    features = (rng.random((n, f)) < 0.4).astype(np.float64)
+    sums = features.sum(1)
+    scale = np.where(sums > 0, 1 / np.where(sums > 0, sums, 1), 0)
+    a = np.triu(rng.random((n, n)) < 0.25, 1)
+    adj = np.eye(n) + a + a.T
+    degree = np.sqrt(1 / adj.sum(1))
+    return scale[:, None] * features, degree[:, None] * adj * degree[None, :]
+
+
+def test_gcn_trains_and_tests_as_pytorchs():
+    """train_iter() and test() for five epochs on a random 12-node graph (3 classes, 6 training nodes): the training
+    loss (NLLLoss on output[mask_train], its gradient put back in those rows), the validation loss and accuracy,
+    and the weights equal torch's, which runs the script's GCN on the sparse matrices, in float64. Adam's
+    weight_decay=l2 is weight_decay_on="all" here: PyTorch decays every parameter, xpnet's default only those named
+    as weights (W..., weight...), which a kernel is not."""
+    torch = _torch()
+    nn_, F = torch.nn, torch.nn.functional
+
+    class TGraphConv(nn_.Module):
+        def __init__(self, input_dim, output_dim, use_bias=False):
+            super(TGraphConv, self).__init__()
+            self.kernel = nn_.Parameter(torch.Tensor(input_dim, output_dim))
+            nn_.init.xavier_normal_(self.kernel)
+            self.bias = None
+            if use_bias:
+                self.bias = nn_.Parameter(torch.Tensor(output_dim))
+                nn_.init.zeros_(self.bias)
+
+        def forward(self, input_tensor, adj_mat):
+            support = torch.mm(input_tensor, self.kernel)
+            output = torch.spmm(adj_mat, support)
+            if self.bias is not None:
+                output = output + self.bias
+            return output
+
+    class TGCN(nn_.Module):
+        def __init__(self, input_dim, hidden_dim, output_dim, use_bias=True, dropout_p=0.1):
+            super(TGCN, self).__init__()
+            self.gc1 = TGraphConv(input_dim, hidden_dim, use_bias=use_bias)
+            self.gc2 = TGraphConv(hidden_dim, output_dim, use_bias=use_bias)
+            self.dropout = nn_.Dropout(dropout_p)
+
+        def forward(self, input_tensor, adj_mat):
+            x = self.gc1(input_tensor, adj_mat)
+            x = F.relu(x)
+            x = self.dropout(x)
+            x = self.gc2(x, adj_mat)
+            return F.log_softmax(x, dim=1)
+
+    rng = np.random.default_rng(0)
+    features, adj_mat = _graph(rng)
+    labels = rng.integers(0, 3, len(features))
+    idx = rng.permutation(len(labels))
+    idx_val, idx_train = idx[:6], idx[6:]
+    torch.manual_seed(42)
+    theirs = TGCN(8, 16, 3, True, 0.0).double()
+    toptimizer = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=5e-4)
+    gcn = GCN(8, 16, 3, True, 0.0).to(dtype="float64")
+    for name, p in theirs.named_parameters():
+        gcn.named_params()[name][...] = p.detach().numpy()
+    optimizer = xn.optim.Adam(gcn.parameters(), lr=0.01, weight_decay=5e-4, weight_decay_on="all")
+    criterion, tcriterion = xn.losses.NLLLoss(), nn_.NLLLoss()
+    tinput = (torch.from_numpy(features).to_sparse(), torch.from_numpy(adj_mat).to_sparse())
+    target = torch.from_numpy(labels)
+
+    def test(model, mask):
+        model.eval()
+        with xn.no_grad():
+            output = model(features, adj_mat)
+            output, t = output[mask], labels[mask]
+            loss = criterion(output, t)
+            acc = (output.argmax(axis=1) == t).astype(np.float64).sum() / len(t)
+        return loss.item(), acc.item()
+
+    for epoch in range(5):
+        gcn.train()
+        optimizer.zero_grad()
+        output = gcn(features, adj_mat)
+        loss = criterion(output[idx_train], labels[idx_train])
+        doutput = np.zeros_like(output)
+        doutput[idx_train] = criterion.backward()                   # loss.backward(): back in the training rows
+        gcn.backward(doutput)
+        optimizer.step()
+        loss_val, acc_val = test(gcn, idx_val)
+
+        theirs.train()
+        toptimizer.zero_grad()
+        toutput = theirs(*tinput)
+        tloss = tcriterion(toutput[idx_train], target[idx_train])
+        tloss.backward()
+        toptimizer.step()
+        theirs.eval()
+        with torch.no_grad():
+            toutput = theirs(*tinput)[idx_val]
+            tloss_val = tcriterion(toutput, target[idx_val]).item()
+            tacc_val = ((toutput.argmax(dim=1) == target[idx_val]).float().sum() / len(idx_val)).item()
+        assert abs(loss - tloss.item()) <= 1e-10 and abs(loss_val - tloss_val) <= 1e-10
+        assert abs(acc_val - tacc_val) <= 1e-7                     # torch's .float(): float32
+    ours = gcn.named_params()
+    for name, p in theirs.named_parameters():
+        _close(ours[name], p, name)
+
+
+def test_gcn_guesses_a_layer_of_two_inputs_and_a_loss_on_some_rows():
+    """self.gc1(input_tensor, adj_mat) on a layer of one's own was refused (the adjacency taken for train); it calls
+    forward(x, adj_mat, train=...) now, while layer(x, False) still means train=False. model.backward(
+    criterion.backward()) after a loss on output[idx_train] said only that the shapes differ; it now says to put the
+    gradient back in those rows."""
+    rng = np.random.default_rng(0)
+    features, adj_mat = _graph(rng)
+    gc = GraphConv(8, 4)
+    np.testing.assert_array_equal(gc(features.astype(np.float32), adj_mat.astype(np.float32)),
+                                  gc.forward(features.astype(np.float32), adj_mat.astype(np.float32)))
+    ones = np.ones((4, 5), np.float32)
+    np.testing.assert_array_equal(nn.Dropout(0.5)(ones, False), ones)           # train=False by position
+    gcn = GCN(8, 16, 3).to(dtype="float64")
+    criterion, idx_train = xn.losses.NLLLoss(), np.arange(6, 12)
+    output = gcn(features, adj_mat)
+    criterion(output[idx_train], rng.integers(0, 3, 12)[idx_train])
+    with pytest.raises(ValueError, match=r"expected dy of shape \(12, 3\) .* got \(6, 3\); if the loss saw only some "
+                                         r"of the 12 rows .* dy\[mask\] = criterion.backward\(\)"):
+        gcn.backward(criterion.backward())
