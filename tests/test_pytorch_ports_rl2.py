@@ -1,10 +1,11 @@
 """pytorch/examples' reinforcement_learning/actor_critic.py, pytorch/tutorials' DQN tutorial
-(intermediate_source/reinforcement_q_learning.py) and pytorch/examples' mnist_forward_forward ported to xpnet as a
-PyTorch user writes them first, each checked against the same program in torch, float64, the same initial weights,
-a few steps; and the hints and fixes that porting them added. No gym here: a tiny deterministic environment
-(``_Env``) with 4-d observations and 2 actions stands in for CartPole; tiny random data for MNIST."""
+(intermediate_source/reinforcement_q_learning.py), pytorch/examples' mnist_forward_forward and gcn ported to xpnet
+as a PyTorch user writes them first, each checked against the same program in torch, float64, the same initial
+weights, a few steps; and the fixes and hints that porting them added (AMSGrad, a backward after a no_grad call,
+a subclass's forward that skips its base's, a layer of two inputs, a loss on some rows). No gym, MNIST or Cora
+here: a tiny deterministic environment (``_Env``) with 4-d observations and 2 actions stands in for CartPole, tiny
+random data and a random graph for the rest."""
 
-import copy
 import math
 import random
 from collections import deque, namedtuple
@@ -45,7 +46,7 @@ def _linear_weights_equal(model, theirs):
     """Every Linear of ``theirs`` (torch) equal to the xpnet layer of the same attribute name."""
     for name, p in theirs.named_parameters():
         layer, kind = name.rsplit(".", 1)
-        mine = getattr(model, layer.replace(".", "_")) if "." in layer else getattr(model, layer)
+        mine = getattr(model, layer)
         _close(mine.weight if kind == "weight" else mine.bias, p, name)
 
 
