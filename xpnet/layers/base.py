@@ -44,6 +44,9 @@ class Layer(Tree):
     # recurrent cells keep a cache per call of their own instead.
     records_uses = True
     uses_inside = False  # whether the layers its forward calls are uses of their own (a container's children)
+    # A recurrent layer built with stateful=True carries its state from one call into the next (layers.uses
+    # refuses a second call of it in one forward). Here, so that reading it costs no failed attribute lookup.
+    stateful = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         self = super().__new__(cls)
