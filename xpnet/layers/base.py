@@ -63,12 +63,14 @@ class Layer(Tree):
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
         # A layer called twice in a forward takes its calls back in reverse; after zero_grad(), backward adds its
         # gradients, as PyTorch's (layers.uses)
-        if "forward" in vars(cls) and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
-            cls.forward = recorded(vars(cls)["forward"], vars(cls).get("_train_of_forward"))
-        if "backward" in vars(cls):
-            cls.backward = rounded(counted(reused(vars(cls)["backward"])))
-        if "backward_params" in vars(cls):
-            cls.backward_params = rounded(reused(vars(cls)["backward_params"]))
+        forward, backward, backward_params = (_own_or_mixed_in(cls, name)
+                                              for name in ("forward", "backward", "backward_params"))
+        if forward is not None and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
+            cls.forward = recorded(forward, vars(cls).get("_train_of_forward"))
+        if backward is not None:
+            cls.backward = rounded(counted(reused(backward)))
+        if backward_params is not None:
+            cls.backward_params = rounded(reused(backward_params))
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)
@@ -216,6 +218,22 @@ class Layer(Tree):
         if cached is None:
             raise RuntimeError(f"{self.name}: backward called before forward (one backward per forward)")
         return cached
+
+
+def _own_or_mixed_in(cls: type, name: str) -> Any:
+    """The function ``cls`` defines as ``name``, or takes from a base of the user's that is no layer (a mixin:
+    ``class Net(ForwardMixin, xn.Model)``, whose forward and backward would otherwise run unwrapped: a layer called
+    twice in it refused, or its calls not taken back in turn), to be wrapped on ``cls``; None where it comes from a
+    layer class (wrapped there already) or from xpnet's own mixins (``StopsWhereNothingTrains``: it calls the
+    wrapped backward)."""
+    for base in cls.__mro__:
+        if name in vars(base):
+            found = vars(base)[name]
+            if base is cls:
+                return found
+            mixed_in = not issubclass(base, Layer) and not is_xpnet_class(base)
+            return found if mixed_in and inspect.isfunction(found) else None
+    return None
 
 
 def positive_int(layer: Layer, arg: str, value: Any) -> int:
