@@ -272,6 +272,57 @@ def test_softmax_equals_portable_with_masked_and_nan_rows(dtype, dim):
         assert np.all(fast[0][0, 3, :4] == 0) and np.allclose(fast[0][0, 3, 4:].sum(), 1)
 
 
+def _cross_entropy(y, labels, numba, **kwargs):
+    """The loss, dy, and the correct count xn.train reads (None: it takes the argmax itself), with the kernels on
+    or off."""
+    previous = backend.set_numba(numba)
+    try:
+        loss = xn.losses.SoftmaxCrossEntropy(**kwargs)
+        value = loss.forward(y, labels)
+        count = loss.correct_count()
+        return value, loss.backward(), loss.backward(0.5), count
+    finally:
+        backend.set_numba(previous)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("id_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+def test_softmax_cross_entropy_kernel_equals_portable(dtype, id_dtype, ignore_index):
+    """Integer labels through Numba's kernel (the loss, dy and the rows' hits in three passes): the portable
+    code's loss and gradient, rows of ignore_index without gradient and out of the mean; the correct count is
+    the argmax's, a NaN row's first NaN its argmax as NumPy's."""
+    rng = np.random.default_rng(3)
+    y = (rng.standard_normal((9, 5)) * 3).astype(dtype)
+    labels = rng.integers(0, 5, 9).astype(id_dtype)
+    labels[4] = 2
+    y[1, 3] = np.nan
+    value, dy, half, count = _cross_entropy(y, labels, True, ignore_index=ignore_index)
+    ref_value, ref_dy, ref_half, _ = _cross_entropy(y, labels, False, ignore_index=ignore_index)
+    assert count is not None  # the kernel's hits, read by xn.train in place of an argmax
+    assert type(value) is type(ref_value) and dy.dtype == ref_dy.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(np.isnan(dy), np.isnan(ref_dy))
+    for a, b in ((value, ref_value), (dy, ref_dy), (half, ref_half)):
+        np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), **TOL[dtype])
+    counted = labels != ignore_index
+    assert int(count) == int(np.sum(np.argmax(y, axis=1)[counted] == labels[counted]))
+    assert not dy[labels == ignore_index].any() if ignore_index == 2 else True
+
+
+def test_softmax_cross_entropy_kernel_leaves_bad_labels_and_smoothing_to_the_portable_code():
+    """A label outside [0, C) with check=False fails as NumPy's indexing does (the kernel reads nothing outside
+    the row); label smoothing is the portable code's alone."""
+    y = np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32)
+    with pytest.raises(IndexError):
+        xn.losses.SoftmaxCrossEntropy().forward(y, np.array([0, 4, 1]), check=False)
+    assert numba_rows.softmax_cross_entropy(y, np.array([0, 4, 1]), -100, 0.0) is None
+    value, dy, _, count = _cross_entropy(y, np.array([0, 3, 1]), True, label_smoothing=0.1)
+    ref_value, ref_dy, _, _ = _cross_entropy(y, np.array([0, 3, 1]), False, label_smoothing=0.1)
+    assert count is None
+    np.testing.assert_array_equal(value, ref_value)
+    np.testing.assert_array_equal(dy, ref_dy)
+
+
 @pytest.mark.parametrize("layer,x", [
     (BatchNorm(3), np.random.default_rng(0).standard_normal((4, 3, 5, 5)).astype(np.float16)),  # not built for
     (BatchNorm(3), np.random.default_rng(0).standard_normal((16, 3))),  # (N, D): NumPy's own sums

@@ -5,6 +5,7 @@ the uses add up, as autograd's. References: torch itself in float64, and every l
 one after the other (forward, backward, forward, backward) on a copy."""
 
 import copy
+import inspect
 
 import numpy as np
 import pytest
@@ -53,6 +54,18 @@ class BookCifarNet(CifarNet):
         return self.fc3.forward(self.relu.forward(self.fc2.forward(x, train), train), train)
 
 
+class _CifarPasses:
+    """CifarNet's forward and backward as a user's mixin holds them: plain functions of a class that is no layer."""
+
+    forward = inspect.unwrap(CifarNet.forward)
+    backward = inspect.unwrap(CifarNet.backward)
+
+
+class MixinCifarNet(_CifarPasses, CifarNet):
+    """The net with its forward and backward mixed in ahead of the model's: the same uses (they were once run
+    unwrapped, and the second call of self.relu refused)."""
+
+
 def _torch_grads(model, xpnet_model):
     """PyTorch's parameter gradients under xpnet's names and layouts."""
     grads = {k: v.grad for k, v in model.named_parameters()}
@@ -65,7 +78,7 @@ def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
 
 
-@pytest.mark.parametrize("net", [CifarNet, BookCifarNet], ids=["layer(x)", "layer.forward(x)"])
+@pytest.mark.parametrize("net", [CifarNet, BookCifarNet, MixinCifarNet], ids=["layer(x)", "layer.forward(x)", "mixin"])
 @pytest.mark.parametrize("evaluating", [False, True], ids=["train", "eval"])
 def test_the_cifar_tutorials_net_with_one_relu_and_one_pool_equals_pytorch(net, evaluating):
     """Also after model.eval(): a saliency map's (or FGSM's) backward follows an evaluation-mode forward, whose

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import numba_conv, numba_kernels, numba_resize, numba_rows
+from . import fast_numpy, numba_conv, numba_kernels, numba_resize, numba_rows
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -60,6 +60,14 @@ def _softmax_ready(x: Any, axis: int) -> bool:
 
 def _softmax_backward_ready(y: Any, dy: Any, axis: int) -> bool:
     return _softmax_ready(y, axis) and _same_float(y, dy) and dy.shape == y.shape
+
+
+def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> bool:
+    """A classifier's scores (M, C) below the size at which NumPy's path splits its rows over two threads, integer
+    labels (M,), no label smoothing."""
+    return (_kernel_ready(y2) and y2.ndim == 2 and y2.shape[0] >= 1 and y2.shape[1] >= 1
+            and y2.size < fast_numpy.SPLIT_ELEMENTS and not label_smoothing and isinstance(labels, np.ndarray)
+            and labels.ndim == 1 and labels.dtype in (np.int32, np.int64) and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
 def _first_ready(x: Any, *rest: Any) -> bool:
@@ -123,6 +131,7 @@ def register(add: Callable[..., Any]) -> None:
     add("layernorm_forward", numba_rows.layernorm_forward, _layernorm_ready)
     add("layernorm_backward", numba_rows.layernorm_backward, _layernorm_backward_ready)
     add("softmax", numba_rows.softmax, _softmax_ready)
+    add("softmax_cross_entropy", numba_rows.softmax_cross_entropy, _loss_ready)
     add("softmax_backward", numba_rows.softmax_backward, _softmax_backward_ready)
     add("conv_flat_dy", numba_conv.flat_dy, _flat_dy_ready)
     add("conv_shifted_sums", numba_conv.shifted_sums, _shifted_sums_ready)

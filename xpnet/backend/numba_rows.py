@@ -144,3 +144,72 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     dx = np.empty_like(dy)
     _softmax_input_grad(y.reshape(-1, y.shape[-1]), dy.reshape(-1, y.shape[-1]), dx.reshape(-1, y.shape[-1]))
     return dx
+
+
+# -- Softmax cross-entropy of integer labels over the rows of (M, C) -------------------------------------------
+# xpnet.losses.cross_entropy_labels and its backward for dout = 1, as CuPy's fused kernel computes them (the loss,
+# dy, and whether each row's first maximum is at its label), for the small score matrices of a classifier's step
+# where NumPy's dozen calls cost more than their work: the shift and the label's score in one pass, NumPy's exp,
+# then the row sums (in float64), the loss and dy in one more.
+
+
+@_exact
+def _ce_shift(y, labels, ignore, z, picked, hit):
+    """z = y - (each row's maximum), picked = the label's z, hit = whether the first maximum (a NaN first, as
+    NumPy's argmax) is at the label; returns the rows whose label is not ``ignore``, or -1 where one of those lies
+    outside [0, C)."""
+    m, c = y.shape
+    counted = 0
+    for i in range(m):
+        label = labels[i]
+        best = y[i, 0]
+        arg = 0
+        for j in range(1, c):
+            v = y[i, j]
+            if v > best or (v != v and best == best):
+                best = v
+                arg = j
+        hit[i] = label == arg
+        for j in range(c):
+            z[i, j] = y[i, j] - best
+        picked[i] = 0.0
+        if label != ignore:
+            if label < 0 or label >= c:
+                return -1
+            picked[i] = z[i, label]
+            counted += 1
+    return counted
+
+
+@_sums
+def _ce_finish(e, labels, ignore, picked, scale, per_row):
+    """From e = exp(z): each row's loss times its weight in the mean (``scale``; 0 where ignored) into per_row,
+    and e made dy = (softmax - one_hot(label)) times that weight, in place."""
+    m, c = e.shape
+    for i in range(m):
+        total = 0.0
+        for j in range(c):
+            total += e[i, j]
+        counted = labels[i] != ignore
+        w = scale if counted else 0.0
+        per_row[i] = (np.log(total) - picked[i]) * w
+        inv = w / total
+        for j in range(c):
+            e[i, j] = e[i, j] * inv
+        if counted:
+            e[i, labels[i]] -= w
+
+
+def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> Any:
+    """(the mean loss, dy for dout = 1 (M, C), each row's hit (M,) bool) for logits (M, C) and integer labels
+    (M,), rows of ``ignore_index`` weighing 0; None where a counted label lies outside [0, C) (the portable path
+    then says so). ``label_smoothing`` is not taken (the accept check leaves it to the portable path)."""
+    m, c = y2.shape
+    dy, picked, hit = np.empty_like(y2), np.empty(m, np.float64), np.empty(m, np.bool_)
+    counted = _ce_shift(y2, labels, ignore_index, dy, picked, hit)
+    if counted < 0:
+        return None
+    np.exp(dy, out=dy)
+    per_row = np.empty(m, np.float64)
+    _ce_finish(dy, labels, ignore_index, picked, 1.0 / max(counted, 1), per_row)
+    return y2.dtype.type(per_row.sum()), dy, hit

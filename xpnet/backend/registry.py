@@ -47,7 +47,8 @@ _STEP_OPS = ("step_weights", "step_weights_transposed")
 # first: an input one family does not accept goes to the next.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "embedding_backward", "layernorm_forward",
-                                       "layernorm_backward", "softmax", "softmax_backward", "conv_flat_dy",
+                                       "layernorm_backward", "softmax", "softmax_backward", "softmax_cross_entropy",
+                                       "conv_flat_dy",
                                        "conv_shifted_sums", "resize_taps")),
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
               ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",

@@ -45,6 +45,9 @@ class Layer(Tree):
     # recurrent cells keep a cache per call of their own instead.
     records_uses = True
     uses_inside = False  # whether the layers its forward calls are uses of their own (a container's children)
+    # A recurrent layer built with stateful=True carries its state from one call into the next (layers.uses
+    # refuses a second call of it in one forward). Here, so that reading it costs no failed attribute lookup.
+    stateful = False
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "Layer":
         self = super().__new__(cls)
@@ -61,15 +64,16 @@ class Layer(Tree):
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
         # A layer called twice in a forward takes its calls back in reverse; after zero_grad(), backward adds its
         # gradients, as PyTorch's (layers.uses)
-        if "forward" in vars(cls) and cls.records_uses:  # layer.forward(x) is a use, as layer(x)
-            cls.forward = recorded(vars(cls)["forward"], vars(cls).get("_train_of_forward"))
-        # A backward never serves a forward run under xn.no_grad() (layers.no_grad_calls)
-        if "forward" in vars(cls):
-            cls.forward = marked(vars(cls)["forward"])
-        if "backward" in vars(cls):
-            cls.backward = refused(rounded(counted(reused(vars(cls)["backward"]))))
-        if "backward_params" in vars(cls):
-            cls.backward_params = refused(rounded(reused(vars(cls)["backward_params"])))
+        forward, backward, backward_params = (_own_or_mixed_in(cls, name)
+                                              for name in ("forward", "backward", "backward_params"))
+        if forward is not None:
+            if cls.records_uses:  # layer.forward(x) is a use, as layer(x)
+                forward = recorded(forward, vars(cls).get("_train_of_forward"))
+            cls.forward = marked(forward)  # a backward never serves a forward run under xn.no_grad()
+        if backward is not None:
+            cls.backward = refused(rounded(counted(reused(backward))))
+        if backward_params is not None:
+            cls.backward_params = refused(rounded(reused(backward_params)))
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)
@@ -230,6 +234,22 @@ class Layer(Tree):
             raise RuntimeError(f"{self.name}: backward called before forward (one backward per forward)"
                                f"{_replaced_forward_hint(type(self))}")
         return cached
+
+
+def _own_or_mixed_in(cls: type, name: str) -> Any:
+    """The function ``cls`` defines as ``name``, or takes from a base of the user's that is no layer (a mixin:
+    ``class Net(ForwardMixin, xn.Model)``, whose forward and backward would otherwise run unwrapped: a layer called
+    twice in it refused, or its calls not taken back in turn), to be wrapped on ``cls``; None where it comes from a
+    layer class (wrapped there already) or from xpnet's own mixins (``StopsWhereNothingTrains``: it calls the
+    wrapped backward)."""
+    for base in cls.__mro__:
+        if name in vars(base):
+            found = vars(base)[name]
+            if base is cls:
+                return found
+            mixed_in = not issubclass(base, Layer) and not is_xpnet_class(base)
+            return found if mixed_in and inspect.isfunction(found) else None
+    return None
 
 
 def positive_int(layer: Layer, arg: str, value: Any) -> int:

@@ -231,9 +231,12 @@ def _refuse_unpacked_call(model: Any, code: Any) -> None:
     """Raise where ``model``'s forward (``code``) unpacks the call of a recurrent layer it holds built without
     ``return_state`` (``out, (h, c) = self.lstm(x)``): its one output array would be unpacked along the batch
     axis, silently with a batch of 2 (mnist_rnn's model)."""
+    attrs = _unpacked_calls(code)
+    if not attrs:  # the common case, every call of a model's forward: nothing to import or look up
+        return
     from .recurrent_stack import RecurrentStack  # imported here: both import this module
     from .recurrent_state import CarriedState
-    for attr in _unpacked_calls(code):
+    for attr in attrs:
         layer = model.__dict__.get(attr)
         if isinstance(layer, (CarriedState, RecurrentStack)) and not layer.return_state:
             raise ValueError(f"{model.name}.forward unpacks the output of self.{attr}(...), PyTorch's "
