@@ -1,6 +1,7 @@
 """Optimizers against reference formulas; state on the parameter's device; nothing half-updated."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -305,6 +306,27 @@ def test_weight_decay_on_weights_reaches_every_layers_weights_and_no_bias(name):
             _Net(params, {k: np.zeros_like(v) for k, v in params.items()}))
         moved = {k for k in start if not np.array_equal(params[k], start[k])}
         assert moved == expected, on
+
+
+def test_the_books_weight_decay_warns_once_naming_a_parameter_it_cannot_tell_from_a_weight():
+    """A layer of one's own naming its weight ``kernel`` (pytorch/examples' gcn) got no decay, silently, where
+    PyTorch's weight_decay decays it: a warning naming it, once; xpnet's own names (W..., b..., gamma, beta) and
+    weight_decay_on="all" warn of nothing."""
+    start = {"0.kernel": np.ones((3, 2)), "0.b": np.ones(2), "1.W": np.ones((2, 2)), "2.gamma": np.ones(2)}
+    zero = {k: np.zeros_like(v) for k, v in start.items()}
+    params = {k: v.copy() for k, v in start.items()}
+    opt, net = optim.SGD(0.1, weight_decay=0.5), _Net(params, zero)
+    with pytest.warns(UserWarning, match=r"leaves out '0.kernel'; pass weight_decay_on='all'") as caught:
+        opt.step(net)
+    assert len(caught) == 1 and np.array_equal(params["0.kernel"], start["0.kernel"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step(net)  # once per parameter
+        params = {k: v.copy() for k, v in start.items()}
+        optim.SGD(0.1, weight_decay=0.5, weight_decay_on="all").step(_Net(params, zero))
+        np.testing.assert_allclose(params["0.kernel"], 0.95 * start["0.kernel"])
+        optim.SGD(0.1, weight_decay=0.5).step(_Net(_every_layers_params(), {k: np.zeros_like(v) for k, v in
+                                                                            _every_layers_params().items()}))
 
 
 def test_adamw_decays_every_parameter_by_default_and_weights_only_on_request(rng):

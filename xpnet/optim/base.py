@@ -69,7 +69,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     (default 0) is the book's L2 on weights only: the parameters whose name (its last part) starts with
     ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a
     layer of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's
-    ``gamma`` and ``beta``. ``weight_decay_on="all"`` decays every parameter, as PyTorch does.
+    ``gamma`` and ``beta``; a parameter named neither way (a layer of one's own's ``kernel``) gets a warning
+    that it is left out. ``weight_decay_on="all"`` decays every parameter, as PyTorch does.
 
     The first argument is the learning rate, or the model to update (a model, or what
     ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
@@ -237,6 +238,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         # parameters non-leaf tensors with a graph that grows step after step.
         if not work:  # a model without parameters (only ReLUs, say): nothing to update
             return
+        if self.weight_decay and self.weight_decay_on == "weights":
+            self._note_undecayed(work)
         with no_autograd(work[0][5]):
             for name, model, local, p, g, xp in work:
                 new = p
@@ -320,6 +323,23 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def __getattr__(self, name: str) -> Any:
         raise not_here(self.name, name, {**_PYTORCH_NAMES, **_chainer.OPTIMIZER, "update": _UPDATE}, kind="object")
+
+    def _note_undecayed(self, work: list[tuple[Any, ...]]) -> None:
+        """Warn, once per parameter, where the book's weight decay leaves out a parameter that xpnet cannot tell
+        from a weight by its name (a layer of one's own's ``kernel`` or ``w``: PyTorch's weight_decay decays it);
+        biases (``b...``), ``gamma``, ``beta`` and WeightNorm's ``g``, ``v`` are left out as documented."""
+        checked = self.__dict__.setdefault("_decay_checked", set())
+        new = [item[0] for item in work if item[0] not in checked]
+        if not new:
+            return
+        checked.update(new)
+        unknown = [name for name in new if not is_weight(name) and not _named_as_no_weight(name)]
+        if unknown:
+            shown = ", ".join(map(repr, unknown[:5])) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            warn(f"{self.name}: weight_decay={self.weight_decay:g} is the book's L2 on weights only "
+                 f"(weight_decay_on='weights', the default), which tells a weight by its name (W..., weight...), "
+                 f"and leaves out {shown}; pass weight_decay_on='all' to decay every parameter, as PyTorch's "
+                 "weight_decay does, or name a weight W... in its layer")
 
     def _decays(self, name: str) -> bool:
         """Whether ``weight_decay`` applies to the parameter ``name`` ("0.W", "1.Wh", "3.b", ...)."""
@@ -434,6 +454,13 @@ def check_state_dict(name: str, sd: Any) -> None:
                          f"'state'), got a dict of keys {list(sd)[:10]}{where}")
     if sd["type"] != name:
         raise ValueError(f"{name}: cannot load the state of a {sd['type']} optimizer")
+
+
+def _named_as_no_weight(name: str) -> bool:
+    """Whether the last part of ``name`` is one xpnet's layers give what is no weight: a bias (``b``, ``bx``,
+    ``b_in``, ``bias``), a norm's ``gamma`` and ``beta``, WeightNorm's ``g`` and ``v``."""
+    last = name.rpartition(".")[2]
+    return last.startswith("b") or last in ("gamma", "g", "v")
 
 
 def is_weight(name: str) -> bool:
