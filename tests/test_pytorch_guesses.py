@@ -921,3 +921,11 @@ def test_rnn_takes_pytorchs_nonlinearity_tanh_or_relu():
         xn.layers.RNN(3, 4, num_layers=2, nonlinearity="gelu")
     with pytest.raises(TypeError, match=r"LSTM.__init__\(\) got an unexpected keyword argument 'nonlinearity'"):
         xn.layers.LSTM(3, 4, nonlinearity="tanh")  # as PyTorch: only its RNN has one
+
+
+def test_an_unbatched_input_to_linear_says_to_make_it_a_batch_of_one():
+    """PyTorch's nn.Linear takes one sample (in_features,); xpnet's takes batches: the error says what to write."""
+    with pytest.raises(ValueError, match=r"got \(3,\); one sample .* x\[None\], and y\[0\]"):
+        xn.layers.Linear(3, 2)(np.ones(3, np.float32))
+    with pytest.raises(ValueError, match=r"got \(4,\)$"):  # not that hint where the size is not in_features
+        xn.layers.Linear(3, 2)(np.ones(4, np.float32))

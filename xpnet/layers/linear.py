@@ -63,9 +63,11 @@ class Linear(Layer):
         self._check_like_params(x)
         leading = x.ndim > 2 and x.shape[-1] == self.in_features
         if x.ndim < 2 or (not leading and _width(x) != self.in_features):
+            one = x.ndim == 1 and x.shape[0] == self.in_features  # PyTorch's unbatched input
             raise ValueError(f"Linear: expected input of shape (N, {self.in_features}) (or (..., "
                              f"{self.in_features}), or (N, ...) with {self.in_features} features), got "
-                             f"{tuple(x.shape)}")
+                             f"{tuple(x.shape)}" + ("; one sample (PyTorch's unbatched input) is a batch of one here: "
+                                                    "x[None], and y[0] for its output" if one else ""))
         self._shape = x.shape
         x2 = x if x.ndim == 2 else xp.reshape(x, (-1 if leading else x.shape[0], self.in_features))
         self._x = x2
