@@ -201,3 +201,29 @@ class _Parts(xn.Model):
 def test_layers_run_within_a_layers_own_backward_and_cells_are_not_refused():
     x = np.random.default_rng(1).standard_normal((2, 2, 4))
     assert xn.gradcheck(_Parts(), x).ok
+
+
+class _Stateful(xn.Model):
+    """A stateful LSTM (its state carried from call to call) under a head, written out."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.head = L.LSTM(3, 4, stateful=True, dtype="float64"), L.Linear(4, 2, dtype="float64")
+
+    def forward(self, x, train=True):
+        return self.head(self.lstm(x)[:, -1])
+
+    def backward(self, dy):
+        dh = np.zeros((dy.shape[0], 2, 4))
+        dh[:, -1] = self.head.backward(dy)
+        return self.lstm.backward(dh)
+
+
+def test_a_backward_after_an_evaluation_mode_forward_of_a_stateful_layer_is_not_refused():
+    """In evaluation mode a stateful layer's call is no use of the record (a sampling loop calls it again and
+    again); a saliency map's backward after it takes its last call's cache."""
+    model = _Stateful()
+    x = np.random.default_rng(2).standard_normal((2, 2, 3))
+    model.backward(model(x))  # a training step first: its backward leaves no forward since
+    model.eval()
+    assert model.backward(model(x)).shape == x.shape
