@@ -26,8 +26,8 @@ sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches,
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
 Refused too, naming the model and the layer: in a model's ``backward`` written out by hand (a class of the
 user's: xpnet's own containers call each use's backward once), a layer's backward called more times than the
-model's last forward called the layer (PyTorch's DynamicNet looping its middle layer a count other than the one
-its forward drew, or after a forward that drew 0): it would take an earlier forward's cache, a wrong gradient.
+model's last forward called the layer (PyTorch's DynamicNet looping its middle layer more times than its forward
+drew, or once after a forward that drew 0): it would take an earlier forward's cache, a wrong gradient.
 The model's outermost forward keeps its record of calls (``_Record``; ``_again`` counts the repeated ones), and
 ``rounded`` counts each layer's backward calls within each backward of the model (``_Check``), again at each one.
 
