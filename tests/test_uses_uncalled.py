@@ -2,6 +2,8 @@
 called the layer (xpnet.layers.uses): PyTorch's DynamicNet looping its middle Linear a drawn number of times, with
 a backward looping another count, would otherwise take an earlier forward's cache and give a wrong gradient."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -227,3 +229,11 @@ def test_a_backward_after_an_evaluation_mode_forward_of_a_stateful_layer_is_not_
     model.backward(model(x))  # a training step first: its backward leaves no forward since
     model.eval()
     assert model.backward(model(x)).shape == x.shape
+
+
+def test_a_copy_of_a_model_after_its_forward_takes_the_backward_of_that_forward():
+    """copy.deepcopy (a target network, xn.gradcheck's clone): the copy's record names the copied layers."""
+    model = _DynamicNet(_draws(2))
+    x, dy = _data()
+    model(x)
+    np.testing.assert_array_equal(copy.deepcopy(model).backward(dy), model.backward(dy))

@@ -52,6 +52,7 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import threading
@@ -372,6 +373,12 @@ class _Record:
 
     def __init__(self, calls: dict[int, Any], repeats: dict[int, int]) -> None:
         self.calls, self.repeats = calls, repeats
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_Record":
+        """The record of a copied model (``copy.deepcopy``: xn.gradcheck's, a target network) names its copies."""
+        copies = {key: copy.deepcopy(layer, memo) for key, layer in self.calls.items()}
+        return _Record({id(layer): layer for layer in copies.values()},
+                       {id(copies[key]): calls for key, calls in self.repeats.items()})
 
 
 class _Check:
