@@ -237,3 +237,14 @@ def test_a_copy_of_a_model_after_its_forward_takes_the_backward_of_that_forward(
     x, dy = _data()
     model(x)
     np.testing.assert_array_equal(copy.deepcopy(model).backward(dy), model.backward(dy))
+
+
+@pytest.mark.xfail(strict=True, reason="known: reused ends a layer's round of uses after the backward of its first "
+                                       "call (del _USES), so a second backward of the model gives every call of a "
+                                       "layer used more than once the last call's cache (a wrong dx, silently)")
+def test_a_second_backward_of_the_model_takes_back_each_call_of_a_reused_layer_again():
+    model = _DynamicNet(_draws(2))
+    x, dy = _data()
+    model(x)
+    first = model.backward(dy)
+    np.testing.assert_allclose(model.backward(dy), first, rtol=1e-12)
