@@ -248,3 +248,59 @@ def test_a_second_backward_of_the_model_takes_back_each_call_of_a_reused_layer_a
     model(x)
     first = model.backward(dy)
     np.testing.assert_allclose(model.backward(dy), first, rtol=1e-12)
+
+
+class _SoftmaxWithLoss(L.Layer):
+    """The book's lastLayer as a layer of one's own, called by the model's loss() after its forward."""
+
+    def forward(self, x, t, train=True):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.y, self.t = e / e.sum(axis=1, keepdims=True), t
+        return float(-np.mean(np.log(self.y[np.arange(len(t)), t])))
+
+    def backward(self, dout=1):
+        dx = self.y.copy()
+        dx[np.arange(len(self.t)), self.t] -= 1
+        return dout * dx / len(self.t)
+
+
+class _TwoLayerNet(xn.Model):
+    """The book's TwoLayerNet: its layers in an ordered dict, loss() after the forward, backward in reverse."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = {"Affine1": L.Linear(3, 5, dtype="float64"), "Relu1": L.ReLU(),
+                       "Affine2": L.Linear(5, 2, dtype="float64")}
+        self.last_layer = _SoftmaxWithLoss()
+
+    def forward(self, x, train=True):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.forward(x), t)
+
+    def backward(self, dout=1):
+        dout = self.last_layer.backward(dout)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        return dout
+
+
+def test_the_books_two_layer_net_with_its_last_layer_called_after_the_forward_is_not_refused():
+    """last_layer is called by itself after the model's forward: its cache is that call's, no earlier one's."""
+    model = _TwoLayerNet()
+    x, t = _data()[0], np.array([0, 1, 1, 0])
+    for train in (True, False):
+        model.train(train)
+        model.loss(x, t)
+        assert model.backward().shape == x.shape
+
+
+def test_xn_train_takes_a_model_whose_backward_loops_the_drawn_count():
+    x, y = _data()
+    model = _DynamicNet(np.random.default_rng(3).integers(0, 4, 100).tolist().pop)
+    history = xn.train(model, (x, y), loss=xn.losses.MeanSquaredError(), optimizer=xn.optim.SGD(lr=0.01),
+                       epochs=3, batch_size=2, progress=False)
+    assert len(history) == 3 and all(np.isfinite(e["train_loss"]) for e in history.epochs)
