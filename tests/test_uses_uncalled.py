@@ -1,6 +1,6 @@
 """A model's backward written out by hand may call a layer's backward only as often as the model's last forward
 called the layer (xpnet.layers.uses): PyTorch's DynamicNet looping its middle Linear a drawn number of times, with
-a backward looping another count, would otherwise take an earlier forward's cache and give a wrong gradient."""
+a backward looping more times than drawn, would otherwise take an earlier forward's cache, a wrong gradient."""
 
 import copy
 
