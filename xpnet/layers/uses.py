@@ -24,6 +24,12 @@ Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer,
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
+Refused too, naming the model and the layer: in a model's ``backward`` written out by hand (a class of the
+user's: xpnet's own containers call each use's backward once), a layer's backward called more times than the
+model's last forward called the layer (PyTorch's DynamicNet looping its middle layer more times than its forward
+drew, or once after a forward that drew 0): it would take an earlier forward's cache, a wrong gradient.
+The model's outermost forward keeps its record of calls (``_Record``; ``_again`` counts the repeated ones), and
+``rounded`` counts each layer's backward calls within each backward of the model (``_Check``), again at each one.
 
 Backward calls after ``zero_grad()``, PyTorch's way: ``optimizer.zero_grad()`` (or ``model.zero_grad()``,
 Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=False``: sets them to zeros) and
@@ -46,6 +52,7 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import threading
@@ -55,7 +62,16 @@ from ..backend import namespace
 
 __all__ = ["scoped", "recorded", "called", "rounded", "counted", "reused", "arm", "armed"]
 
-_local = threading.local()  # calls: {id(layer): layer} while a container's forward runs, else absent; model
+
+class _Local(threading.local):
+    """calls: {id(layer): layer} while a container's forward runs, else absent; model, the container running it;
+    repeats: {id(layer): its calls} of the layers called more than once in it; check: a model's written-out
+    backward under way (``_Check``), else None."""
+
+    check = None
+
+
+_local = _Local()
 
 
 def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Callable[..., Any]:
@@ -66,6 +82,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     from .recurrent_args import unpacking_hinted  # imported here: it imports the layer base, which imports this
     forward = unpacking_hinted(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
     position = _train_position(forward)
+    written_out = _written_out(forward)  # xpnet's own containers' backward calls each use once: kept no record
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
@@ -74,6 +91,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             with mode(self, train):
                 return run(self, *xs, **kwargs)
         if getattr(_local, "calls", None) is not None:
+            if written_out:  # called within another model's forward: a record of its own would be an earlier one's
+                self.__dict__.pop(_CALLS, None)
             return forward(self, *xs, **kwargs)
         if train is not False:
             _count_forward(self)
@@ -81,11 +100,13 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             _evaluated(self)
         # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
         _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
-        _local.evaluation_uses = set()
+        _local.evaluation_uses, _local.repeats = set(), {}
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            _local.calls = _local.model = _local.caller = _local.evaluation_uses = None
+            if written_out:  # what its backward, written out by hand, may take back (rounded)
+                self.__dict__[_CALLS] = _Record(_local.calls, _local.repeats)
+            _local.calls = _local.model = _local.caller = _local.evaluation_uses = _local.repeats = None
     return run
 
 
@@ -170,6 +191,7 @@ def _again(layer: Any) -> None:
     if uses is None:
         uses = vars(layer)[_USES] = _Uses()
     uses.after.append(_state(layer))
+    _local.repeats[id(layer)] = len(uses.after) + 1
 
 
 _USES = "_uses_in_last_forward"
@@ -177,9 +199,10 @@ _USES = "_uses_in_last_forward"
 # found replaced by a later one before it (``rounded``).
 _FORWARDS = "_forwards_since_backward"
 _LOST = "_forwards_replaced"
+_CALLS = "_calls_in_last_forward"  # a model's: the layers its last forward called (_Record), for its backward
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST})
+                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST, _CALLS})
 _ABSENT = object()
 
 
@@ -265,12 +288,17 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
 def _stateful_twice(layer: Any) -> str:
     """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
-    name = next((k for k, v in model.named_modules().items() if v is layer), None) if model is not layer else None
-    where = f"'{name}' ({layer.name})" if name else layer.name
     kind = getattr(layer, "kind", type(layer)).__name__  # a stack of recurrent layers names its kind
-    return (f"{model.name}.forward calls the stateful layer {where} a second time in training mode: its state "
-            "flows from one call into the next, where its backward cannot follow it; run it once on the whole "
+    return (f"{model.name}.forward calls the stateful layer {_named(model, layer)} a second time in training "
+            "mode: its state flows from one call into the next, where its backward cannot follow it; run it once on "
+            "the whole "
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
+
+
+def _named(model: Any, layer: Any) -> str:
+    """``layer`` by its dotted name in ``model`` and its class, ``'middle_linear' (Linear)``."""
+    name = next((k for k, v in model.named_modules().items() if v is layer), None) if model is not layer else None
+    return f"'{name}' ({layer.name})" if name else layer.name
 
 
 def called(layer: Any) -> None:
@@ -290,7 +318,7 @@ def _evaluated(layer: Any) -> None:
     ran before it without a backward (targets made in training mode, then a saliency map's or style transfer's
     backward calls after ``eval()``: the second was refused as if the training forwards' caches were lost)."""
     own = layer.__dict__
-    own.pop(_FORWARDS, None)
+    own[_FORWARDS] = 0  # a forward all the same, for _stale
     own.pop(_LOST, None)
 
 
@@ -305,9 +333,19 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     model counts the model's training forwards it ran in (``recorded``), so its own backward calls written out by
     hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
     (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter).
-    An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it."""
+    An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it.
+    Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
+    against its calls in the model's last forward (``_Check``): one more refuses to take an earlier forward's cache."""
+    written_out = _written_out(backward)
+
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        check = _local.check
+        if check is None:
+            if written_out and _CALLS in self.__dict__:
+                return _Check(self).serve_model(run, args, kwargs)
+        elif check.layer is not self:
+            return check.serve(self, run, args, kwargs)
         own = self.__dict__
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
@@ -320,6 +358,83 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
             own[_LOST] = forwards - 1
         return out
     return run
+
+
+def _written_out(method: Callable[..., Any]) -> bool:
+    """Whether ``method`` is the user's own, not xpnet's (whose containers call each use's backward once)."""
+    return method.__module__.split(".")[0] != "xpnet"
+
+
+class _Record:
+    """The layers a model's last forward called (``calls``), and how often those called more than once
+    (``repeats``), kept for its backward; an attribute of the model, not a dict its layer search would read."""
+
+    __slots__ = ("calls", "repeats")
+
+    def __init__(self, calls: dict[int, Any], repeats: dict[int, int]) -> None:
+        self.calls, self.repeats = calls, repeats
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "_Record":
+        """The record of a copied model (``copy.deepcopy``: xn.gradcheck's, a target network) names its copies."""
+        copies = {key: copy.deepcopy(layer, memo) for key, layer in self.calls.items()}
+        return _Record({id(layer): layer for layer in copies.values()},
+                       {id(copies[key]): calls for key, calls in self.repeats.items()})
+
+
+class _Check:
+    """A model's backward written out by hand, under way: each layer's backward calls within it so far
+    (``backwards``), against the calls of the model's last forward. Within the backward of a layer that is not
+    a container (Conv1d's Conv2d, a cell's stack of calls: part of its call, as in forward), or of a model that
+    this forward did not call (by itself, it keeps a record of its own), nothing is counted."""
+
+    __slots__ = ("model", "record", "backwards", "layer")
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.record, self.backwards = model, model.__dict__[_CALLS], {}
+        self.layer = model  # the container whose backward runs now: its own re-entry (backward_params) is no call
+
+    def serve_model(self, run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        _local.check = self
+        try:
+            return run(self.model, *args, **kwargs)
+        finally:
+            _local.check = None
+
+    def serve(self, layer: Any, run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        key = id(layer)
+        backwards = self.backwards.get(key, 0) + 1
+        calls = self.record.repeats.get(key) or int(key in self.record.calls)
+        if backwards > calls and _stale(layer):
+            raise RuntimeError(_uncalled(self.model, layer, calls, backwards))
+        self.backwards[key] = backwards
+        if layer.uses_inside and calls:  # a container this forward called: its layers' backward calls count too
+            outer, self.layer = self.layer, layer
+            try:
+                return run(layer, *args, **kwargs)
+            finally:
+                self.layer = outer
+        _local.check = None  # its own business (a model called by itself checks its own calls)
+        try:
+            return run(layer, *args, **kwargs)
+        finally:
+            _local.check = self
+
+
+def _stale(layer: Any) -> bool:
+    """Whether ``layer`` holds no forward's cache since its last backward: no training or evaluation-mode
+    forward ran since (``_FORWARDS``: by itself, a backward's own recomputation), it keeps no stack of calls of
+    its own (a cell's), nor state that an evaluation-mode forward carries on unrecorded (a stateful layer's)."""
+    return layer.records_uses and getattr(layer, "stateful", False) is not True and _FORWARDS not in vars(layer)
+
+
+def _uncalled(model: Any, layer: Any, calls: int, backwards: int) -> str:
+    """Why a model's backward may not call a layer's backward more often than its last forward called it."""
+    times = "not at all" if calls == 0 else "once" if calls == 1 else f"{calls} times"
+    return (f"{model.name}.backward calls the backward of {_named(model, layer)} more times than the model's last "
+            f"forward called it ({times}; this is backward call {backwards}), so it would use an earlier forward's "
+            "cache and give a wrong gradient; call each layer's backward once per call the forward made, last call "
+            "first (keep the forward's count, e.g. self.n = random.randint(0, 3), and loop range(self.n) in "
+            "backward)")
 
 
 def _replaced(layer: Any, lost: int) -> str:
