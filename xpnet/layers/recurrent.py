@@ -63,8 +63,9 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
-from .recurrent_args import (NO_HX, builds_stack, call_arguments, forward_train, hx_hint, refuse_pytorch_only,
-                             relu_or_tanh, return_state_refusal, stateful_flag)
+from .recurrent_args import (NO_HX, SUMMED_BIAS_CONVENTIONS, builds_stack, call_arguments, forward_train, hx_hint,
+                             refuse_pytorch_only, relu_or_tanh, return_state_refusal, stateful_flag)
+from .recurrent_args import convention as checked_convention
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
@@ -78,6 +79,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
+    _convention_meanings = SUMMED_BIAS_CONVENTIONS  # for the error refusing another convention
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
@@ -88,7 +90,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, return_state: bool = False,
-                 **pytorch: Any):
+                 convention: str = "book", **pytorch: Any):
         super().__init__()
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
@@ -97,6 +99,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         self.return_state = flag(return_state, self.name, "return_state")
+        self.convention = checked_convention(self.name, convention, self._convention_meanings)
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
         self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
@@ -107,13 +110,22 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.dh = None
 
     def bias_names(self) -> tuple[str, ...]:
-        return ("b",) if self.bias else ()
+        """``("b",)`` (RNN's and LSTM's default, ``convention="book"``), or PyTorch's two, ``("bx", "bh")``
+        (``convention="pytorch"``); none with ``bias=False``."""
+        if not self.bias:
+            return ()
+        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+
+    def _input_biases(self) -> tuple[str, ...]:
+        """The biases added to x @ Wx (their sum, once per forward), each given the gradient of that sum: RNN's and
+        LSTM's all (PyTorch's bias_hh_l0 is added to the same sum), the GRU's first only (its bh is in the step)."""
+        return self.bias_names()
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
                 "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first,
-                "return_state": self.return_state}
+                "return_state": self.return_state, "convention": self.convention}
 
     @property
     def train_hint(self) -> str:  # type: ignore[override]
@@ -159,7 +171,10 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         start = state = self._start(x, hx)
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
-        ax = xp.reshape(ax + self.params[self.bias_names()[0]] if self.bias else ax, (n, steps, -1))
+        if self.bias:
+            biases = [self.params[name] for name in self._input_biases()]
+            ax = ax + (biases[0] if len(biases) == 1 else biases[0] + biases[1])
+        ax = xp.reshape(ax, (n, steps, -1))
         hs, caches = [], []
         # Wh, once for the steps' h @ Wh products (packed for MKL on NumPy's fast path).
         self._Wh = self.params["Wh"]
@@ -214,7 +229,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.out_size))
             self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
             if self.bias:
-                self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+                db = xp.sum(dax, axis=0)
+                for i, name in enumerate(self._input_biases()):  # PyTorch's two biases: one array each
+                    self.grads[name] = xp.asarray(db, copy=True) if i else db
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, xp.expand_dims(grad, axis=0) if self.return_state else grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
@@ -359,21 +376,14 @@ class GRU(_Recurrent):
     """
 
     blocks = 3
+    _convention_meanings = "'pytorch' (the default) is nn.GRU, 'book' the book's TimeGRU, another function"
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, convention: str = "pytorch",
                  init: Any = "sigmoid", dtype: str = "float32", **kwargs: Any):
-        if convention not in ("pytorch", "book"):
-            raise ValueError(f"GRU: convention must be 'pytorch' or 'book', got {convention!r}")
-        self.convention = convention
-        super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
+        super().__init__(input_size, hidden_size, stateful, init, dtype, convention=convention, **kwargs)
 
-    def bias_names(self) -> tuple[str, ...]:
-        if not self.bias:
-            return ()
-        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "convention": self.convention}
+    def _input_biases(self) -> tuple[str, ...]:
+        return self.bias_names()[:1]
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         if self.convention == "pytorch":

@@ -30,14 +30,13 @@ from typing import Any
 
 from .._user import flag
 from ..backend import dtype_name, namespace, untracked
-from .base import Layer, positive_int
+from .base import Layer, init_parameters, positive_int
 from .container import Container
 from .dropout import Dropout
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
-                 "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False,
-                 "nonlinearity": "tanh"}
+                 "bidirectional": False, "proj_size": 0, "return_state": False, "nonlinearity": "tanh"}
 
 
 class RecurrentStack(Container):
@@ -95,7 +94,8 @@ class RecurrentStack(Container):
         return return_state_refusal(self.name, self.state_names) if self.return_state else ""
 
     def __repr__(self) -> str:
-        shown = [f"{k}={v!r}" for k, v in self.config().items() if _SHOWN_UNLESS.get(k, ...) != v]
+        unless = {**_SHOWN_UNLESS, "convention": init_parameters(self.kind)["convention"].default}  # GRU's is PyTorch's
+        shown = [f"{k}={v!r}" for k, v in self.config().items() if unless.get(k, ...) != v]
         return f"{self.name}({', '.join(shown)})"
 
     def layers(self) -> list[Layer]:
