@@ -35,15 +35,19 @@ dc_n)`` takes theirs, and ``dh``, ``dc`` are then h0's and c0's (:mod:`~xpnet.la
 rules). Without it the output comes alone and forward's second argument is ``train``: a state there (or as
 ``hx``) is refused, never ignored; ``set_state(h0, c0)`` then ``forward(x)`` is PyTorch's ``forward(x, hx)``.
 
-RNN and LSTM keep one bias, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout): forward and every
-gradient equal PyTorch's, but training does not. PyTorch updates its two bias tensors, each with the
-gradient of ``b``, so under SGD their sum moves twice as far per step, and ``clip_grad_norm_`` counts that
-gradient twice. To train exactly as PyTorch, make the PyTorch model hold one bias too: fold
+RNN and LSTM keep one bias by default, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout,
+``convention="book"``): forward and every gradient equal PyTorch's, but training does not. PyTorch updates
+its two bias tensors, each with the gradient of ``b``, so under SGD their sum moves twice as far per step,
+Adam moves each by about lr (the sum by about 2 lr), and weight decay and ``clip_grad_norm_`` count it
+twice. To train exactly as PyTorch, build the layer with ``convention="pytorch"`` (by name; the cells
+``RNNCell``, ``LSTMCell`` take it too): it holds PyTorch's two, ``bx = bias_ih_l0`` and ``bh = bias_hh_l0``,
+each given the gradient of their sum, so every optimizer and clipping treat them as PyTorch's do
+(xpnet's weight decay spares biases unless ``weight_decay_on="all"``, PyTorch's). The steps still add
+one bias, ``bx + bh``, summed once per forward. ``xn.load_torch_state_dict`` copies PyTorch's two in
+as they are (into ``b`` their sum). Keeping one bias, the PyTorch side can match it instead: fold
 ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
-bias_hh_l0.requires_grad_(False)``); then every optimizer and clipping agree. Within xpnet alone,
-doubling ``b``'s gradient before each SGD step (momentum, weight decay on every parameter included)
-gives PyTorch's two-bias SGD, but not its clipping norm, and nothing gives its adaptive optimizers'
-step (which does not grow with the gradient). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``.
+bias_hh_l0.requires_grad_(False)``). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``, by default
+(its ``convention="book"`` is the book's GRU, another function).
 
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
@@ -266,9 +270,11 @@ class RNN(_Recurrent):
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
     ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``: one bias, so that
-    training drifts from PyTorch's, which updates two (the module docstring says how to match it). Weights
-    start as the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the
-    input and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
+    training drifts from PyTorch's, which updates two. ``convention="pytorch"`` (by name) holds those two,
+    bx = ``bias_ih_l0`` and bh = ``bias_hh_l0`` (H,), and trains as PyTorch (the module docstring has why).
+    Weights start as the book's: N(0, 1/fan_in), biases zeros (``init`` takes any of ``xn.init.weights``'s).
+    Caches the input and each step's h. See the module docstring for ``stateful``, ``set_state``,
+    ``reset_state`` and ``dh``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *args: Any, nonlinearity: str = "tanh", **kwargs: Any):
@@ -297,9 +303,9 @@ class LSTM(_Recurrent):
     copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. The
     outputs and gradients are PyTorch's, but training with one bias drifts from PyTorch's two: its SGD
     moves their sum twice as far per step and its ``clip_grad_norm_`` counts their gradient twice; to
-    train as PyTorch exactly, fold ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it there (the module
-    docstring has the lines). Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and
-    each step's h, c, gates and tanh(c).
+    train as PyTorch exactly, build ``LSTM(..., convention="pytorch")`` (by name), which holds the two,
+    bx = ``bias_ih_l0`` and bh = ``bias_hh_l0`` (4H,) (the module docstring has why). Weights start as the
+    book's: N(0, 1/fan_in), biases zeros. Caches the input and each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
 
     ``proj_size=P`` (0 < P < hidden_size), PyTorch's: h_t = (o_t * tanh(c_t)) @ Wr with Wr (H, P) =

@@ -12,8 +12,9 @@ forward goes:
    time (``xp.flip``), its output flipped back and put after the forward one on the feature axis:
    (N, T, 2H). Backward splits dy, reverses the second half and adds the two input gradients.
 
-The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...): ``xn.load_torch_state_dict``
-maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
+The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...; ``l0.bx``, ``l0.bh`` with
+``convention="pytorch"``, which, as every argument but the stack's own, goes to each layer):
+``xn.load_torch_state_dict`` maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
 (num_layers * num_directions, N, H), row ``k * num_directions + direction``: ``set_state(h, c)`` sets each
 layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape, and ``backward(dy, dh_n,
 dc_n)`` takes the final state's gradient in it. With ``return_state=True`` (PyTorch's convention) every layer
