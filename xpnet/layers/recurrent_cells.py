@@ -140,8 +140,9 @@ class _Cell(Layer):
         if not self._frozen:  # requires_grad_(False): no weight products
             matmul = fast_path("matmul", xp, operator.matmul)
             step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
-            # b or bx takes dax's sum, bh dah's: GRUCell's own, RNNCell's and LSTMCell's dax again (their dah is dax)
-            step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), (dax, dah))})
+            # the biases added to x @ Wx take dax's sum; GRUCell's bh, inside the step, dah's
+            sums = (dax,) * len(self._input_biases()) + (dah,)
+            step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
             self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
                                for k, g in step.items()})
         self._backed = True
