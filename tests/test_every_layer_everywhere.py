@@ -241,6 +241,8 @@ VARIANTS: dict[str, Case] = {
     "Upsample-bilinear-taps": Case(lambda: L.Upsample(scale_factor=2, mode="bilinear"), ((1, 2, 16, 17),)),
     "PositionalEncoding-time-first": Case(lambda: L.PositionalEncoding(4, 0.0, batch_first=False), (SEQUENCES,)),
     "LSTM-proj_size": Case(lambda: L.LSTM(4, 5, proj_size=3), (SEQUENCES,)),
+    "LSTM-two-biases": Case(lambda: L.LSTM(4, 5, convention="pytorch"), (SEQUENCES,)),
+    "RNNCell-two-biases": Case(lambda: L.RNNCell(4, 5, convention="pytorch"), ((3, 4), (3, 5))),
     "GRU-return_state": Case(lambda: L.GRU(4, 5, return_state=True), (SEQUENCES, (1, 2, 5)),
                              backward=lambda m, dy, dh_n: (m.backward(dy, dh_n), m.dh)),
     "LSTM-return_state-stacked-bidirectional": Case(

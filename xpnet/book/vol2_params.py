@@ -50,15 +50,17 @@ def lstm_to_book(a: np.ndarray) -> np.ndarray:
 
 def book_layout(layers: Sequence[Layer]) -> list[tuple[Layer, str]]:
     """(layer, param name) for each array of a book file, in the book's order; a layer with parameters
-    that has no counterpart in the book (Conv2d, BatchNorm, PyTorch's GRU) is a TypeError naming it."""
+    that has no counterpart in the book (Conv2d, BatchNorm, PyTorch's GRU, an RNN or LSTM with PyTorch's two
+    biases) is a TypeError naming it."""
     layout = []
     for i, layer in enumerate(layers):
         if isinstance(layer, RecurrentStack):
             raise TypeError(f"load_book_params: layer {i} is {layer!r}, a stack of layers; the book's files hold "
                             "single layers: pass its layers in its place (*layer.layers())")
-        if isinstance(layer, GRU) and layer.convention != "book":
-            raise TypeError(f"load_book_params: layer {i} is GRU(convention={layer.convention!r}); the book's GRU is "
-                            "GRU(convention=\"book\")")
+        if isinstance(layer, (RNN, LSTM, GRU)) and layer.convention != "book":
+            kind, default = type(layer).__name__, "" if isinstance(layer, GRU) else " (the default: one bias b)"
+            raise TypeError(f"load_book_params: layer {i} is {kind}(convention={layer.convention!r}); the book's "
+                            f"{kind} is {kind}(convention=\"book\"){default}")
         if isinstance(layer, (RNN, LSTM, GRU)):
             names = ["Wx", "Wh", "b"]
         elif isinstance(layer, (Embedding, Linear)):

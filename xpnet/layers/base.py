@@ -158,10 +158,7 @@ class Layer(Tree):
 
     def __repr__(self) -> str:
         """PyTorch-style: the constructor arguments, leaving out those at their default (but ``bias``)."""
-        defaults: dict[str, inspect.Parameter] = {}
-        for klass in reversed(type(self).__mro__):  # a subclass passing **kwargs on keeps its base's defaults
-            if "__init__" in vars(klass):
-                defaults.update(inspect.signature(vars(klass)["__init__"]).parameters)
+        defaults = init_parameters(type(self))
         shown = []
         for key, value in self.config().items():
             if hasattr(value, "shape") and hasattr(value, "dtype"):  # an array argument (the book's Affine(W, b))
@@ -282,6 +279,16 @@ def pytorch_defaults_only(who: str, table: dict[str, tuple[Any, str]], given: di
         if not same:
             shown = repr(value) if isinstance(value, (numbers.Number, str)) else f"<{type(value).__name__}>"
             raise ValueError(f"{who}: {arg}={shown} is not supported: {instead}")
+
+
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The parameters of ``cls``'s constructor by name, a subclass's over its bases' (one passing ``**kwargs``
+    on keeps its base's defaults)."""
+    parameters: dict[str, inspect.Parameter] = {}
+    for klass in reversed(cls.__mro__):
+        if "__init__" in vars(klass):
+            parameters.update(inspect.signature(vars(klass)["__init__"]).parameters)
+    return parameters
 
 
 def _same(default: Any, value: Any) -> bool:

@@ -35,15 +35,19 @@ dc_n)`` takes theirs, and ``dh``, ``dc`` are then h0's and c0's (:mod:`~xpnet.la
 rules). Without it the output comes alone and forward's second argument is ``train``: a state there (or as
 ``hx``) is refused, never ignored; ``set_state(h0, c0)`` then ``forward(x)`` is PyTorch's ``forward(x, hx)``.
 
-RNN and LSTM keep one bias, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout): forward and every
-gradient equal PyTorch's, but training does not. PyTorch updates its two bias tensors, each with the
-gradient of ``b``, so under SGD their sum moves twice as far per step, and ``clip_grad_norm_`` counts that
-gradient twice. To train exactly as PyTorch, make the PyTorch model hold one bias too: fold
+RNN and LSTM keep one bias by default, ``b = bias_ih_l0 + bias_hh_l0`` (the book's layout,
+``convention="book"``): forward and every gradient equal PyTorch's, but training does not. PyTorch updates
+its two bias tensors, each with the gradient of ``b``, so under SGD their sum moves twice as far per step,
+Adam moves each by about lr (the sum by about 2 lr), and weight decay and ``clip_grad_norm_`` count it
+twice. To train exactly as PyTorch, build the layer with ``convention="pytorch"`` (by name; the cells
+``RNNCell``, ``LSTMCell`` take it too): it holds PyTorch's two, ``bx = bias_ih_l0`` and ``bh = bias_hh_l0``,
+each given the gradient of their sum, so every optimizer and clipping treat them as PyTorch's do
+(xpnet's weight decay spares biases unless ``weight_decay_on="all"``, PyTorch's). The steps still add
+one bias, ``bx + bh``, summed once per forward. ``xn.load_torch_state_dict`` copies PyTorch's two in
+as they are (into ``b`` their sum). Keeping one bias, the PyTorch side can match it instead: fold
 ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
-bias_hh_l0.requires_grad_(False)``); then every optimizer and clipping agree. Within xpnet alone,
-doubling ``b``'s gradient before each SGD step (momentum, weight decay on every parameter included)
-gives PyTorch's two-bias SGD, but not its clipping norm, and nothing gives its adaptive optimizers'
-step (which does not grow with the gradient). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``.
+bias_hh_l0.requires_grad_(False)``). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``, by default
+(its ``convention="book"`` is the book's GRU, another function).
 
 Backward runs the steps in reverse, then makes ``Wx``'s, ``Wh``'s and the biases' gradients and dx
 as one product each over all steps. After it ``layer.dh`` (and ``layer.dc`` for LSTM) holds the
@@ -63,8 +67,9 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
-from .recurrent_args import (NO_HX, builds_stack, call_arguments, forward_train, hx_hint, refuse_pytorch_only,
-                             relu_or_tanh, return_state_refusal, stateful_flag)
+from .recurrent_args import (NO_HX, SUMMED_BIAS_CONVENTIONS, builds_stack, call_arguments, forward_train, hx_hint,
+                             refuse_pytorch_only, relu_or_tanh, return_state_refusal, stateful_flag)
+from .recurrent_args import convention as checked_convention
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
@@ -78,6 +83,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
+    _convention_meanings = SUMMED_BIAS_CONVENTIONS  # for the error refusing another convention
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
@@ -88,7 +94,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, bias: bool = True, batch_first: bool = True, return_state: bool = False,
-                 **pytorch: Any):
+                 convention: str = "book", **pytorch: Any):
         super().__init__()
         self.input_size = positive_int(self, "input_size", input_size)
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
@@ -97,6 +103,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.stateful, self.init, self.dtype = stateful, init, _init.dtype_name(dtype, self.name)
         self.bias, self.batch_first = flag(bias, self.name, "bias"), flag(batch_first, self.name, "batch_first")
         self.return_state = flag(return_state, self.name, "return_state")
+        self.convention = checked_convention(self.name, convention, self._convention_meanings)
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
         self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
         self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
@@ -107,13 +114,22 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.dh = None
 
     def bias_names(self) -> tuple[str, ...]:
-        return ("b",) if self.bias else ()
+        """``("b",)`` (RNN's and LSTM's default, ``convention="book"``), or PyTorch's two, ``("bx", "bh")``
+        (``convention="pytorch"``); none with ``bias=False``."""
+        if not self.bias:
+            return ()
+        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+
+    def _input_biases(self) -> tuple[str, ...]:
+        """The biases added to x @ Wx (their sum, once per forward), each given the gradient of that sum: RNN's and
+        LSTM's all (PyTorch's bias_hh_l0 is added to the same sum), the GRU's first only (its bh is in the step)."""
+        return self.bias_names()
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "stateful": self.stateful,
                 "init": init, "dtype": self.dtype, "bias": self.bias, "batch_first": self.batch_first,
-                "return_state": self.return_state}
+                "return_state": self.return_state, "convention": self.convention}
 
     @property
     def train_hint(self) -> str:  # type: ignore[override]
@@ -159,7 +175,10 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         start = state = self._start(x, hx)
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
-        ax = xp.reshape(ax + self.params[self.bias_names()[0]] if self.bias else ax, (n, steps, -1))
+        if self.bias:
+            biases = [self.params[name] for name in self._input_biases()]
+            ax = ax + (biases[0] if len(biases) == 1 else biases[0] + biases[1])
+        ax = xp.reshape(ax, (n, steps, -1))
         hs, caches = [], []
         # Wh, once for the steps' h @ Wh products (packed for MKL on NumPy's fast path).
         self._Wh = self.params["Wh"]
@@ -214,7 +233,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             h_prev = xp.reshape(xp.stack([c[0] for c in caches], axis=1), (n * steps, self.out_size))
             self._weight_grads(xp, x2, h_prev, dax, dahs, caches)
             if self.bias:
-                self.grads[self.bias_names()[0]] = xp.sum(dax, axis=0)
+                db = xp.sum(dax, axis=0)
+                for i, name in enumerate(self._input_biases()):  # PyTorch's two biases: one array each
+                    self.grads[name] = xp.asarray(db, copy=True) if i else db
         for name, grad in zip(self.state_names, dstate):
             setattr(self, "d" + name, xp.expand_dims(grad, axis=0) if self.return_state else grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
@@ -249,9 +270,11 @@ class RNN(_Recurrent):
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
     ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``: one bias, so that
-    training drifts from PyTorch's, which updates two (the module docstring says how to match it). Weights
-    start as the book's: N(0, 1/fan_in), b zeros (``init`` takes any of ``xn.init.weights``'s). Caches the
-    input and each step's h. See the module docstring for ``stateful``, ``set_state``, ``reset_state`` and ``dh``.
+    training drifts from PyTorch's, which updates two. ``convention="pytorch"`` (by name) holds those two,
+    bx = ``bias_ih_l0`` and bh = ``bias_hh_l0`` (H,), and trains as PyTorch (the module docstring has why).
+    Weights start as the book's: N(0, 1/fan_in), biases zeros (``init`` takes any of ``xn.init.weights``'s).
+    Caches the input and each step's h. See the module docstring for ``stateful``, ``set_state``,
+    ``reset_state`` and ``dh``.
     """
 
     def __init__(self, input_size: int, hidden_size: int, *args: Any, nonlinearity: str = "tanh", **kwargs: Any):
@@ -280,9 +303,9 @@ class LSTM(_Recurrent):
     copies in as ``Wx = weight_ih_l0.T``, ``Wh = weight_hh_l0.T``, ``b = bias_ih_l0 + bias_hh_l0``. The
     outputs and gradients are PyTorch's, but training with one bias drifts from PyTorch's two: its SGD
     moves their sum twice as far per step and its ``clip_grad_norm_`` counts their gradient twice; to
-    train as PyTorch exactly, fold ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it there (the module
-    docstring has the lines). Weights start as the book's: N(0, 1/fan_in), b zeros. Caches the input and
-    each step's h, c, gates and tanh(c).
+    train as PyTorch exactly, build ``LSTM(..., convention="pytorch")`` (by name), which holds the two,
+    bx = ``bias_ih_l0`` and bh = ``bias_hh_l0`` (4H,) (the module docstring has why). Weights start as the
+    book's: N(0, 1/fan_in), biases zeros. Caches the input and each step's h, c, gates and tanh(c).
     ``set_state(h, c=None)``; after backward ``dh`` and ``dc`` hold the gradients of the start state.
 
     ``proj_size=P`` (0 < P < hidden_size), PyTorch's: h_t = (o_t * tanh(c_t)) @ Wr with Wr (H, P) =
@@ -359,21 +382,14 @@ class GRU(_Recurrent):
     """
 
     blocks = 3
+    _convention_meanings = "'pytorch' (the default) is nn.GRU, 'book' the book's TimeGRU, another function"
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, convention: str = "pytorch",
                  init: Any = "sigmoid", dtype: str = "float32", **kwargs: Any):
-        if convention not in ("pytorch", "book"):
-            raise ValueError(f"GRU: convention must be 'pytorch' or 'book', got {convention!r}")
-        self.convention = convention
-        super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
+        super().__init__(input_size, hidden_size, stateful, init, dtype, convention=convention, **kwargs)
 
-    def bias_names(self) -> tuple[str, ...]:
-        if not self.bias:
-            return ()
-        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "convention": self.convention}
+    def _input_biases(self) -> tuple[str, ...]:
+        return self.bias_names()[:1]
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         if self.convention == "pytorch":

@@ -280,3 +280,17 @@ def proj_size(who: str, proj_size: Any, hidden_size: Any) -> int:
         raise ValueError(f"{who}: proj_size must be an int from 0 (no projection) to below hidden_size={hidden_size!r} "
                          f"(PyTorch's rule), got {proj_size!r}")
     return operator.index(proj_size)
+
+
+# What RNN's, LSTM's and their cells' two conventions hold, for the error that refuses a third.
+SUMMED_BIAS_CONVENTIONS = ("'book' (the default) keeps one bias b = bias_ih + bias_hh, 'pytorch' PyTorch's two, "
+                           "bx = bias_ih and bh = bias_hh")
+
+
+def convention(who: str, convention: Any, meanings: str = "") -> str:
+    """A recurrent layer's or cell's ``convention``, ``'pytorch'`` or ``'book'``, else a ValueError naming ``who``,
+    the accepted values (``meanings`` says what each holds) and what came."""
+    if not isinstance(convention, str) or convention not in ("pytorch", "book"):
+        raise ValueError(f"{who}: convention must be 'pytorch' or 'book', got {convention!r}"
+                         + (f"; {meanings}" if meanings else ""))
+    return convention

@@ -1,9 +1,10 @@
 """PyTorch's one-step cells RNNCell, LSTMCell, GRUCell (the book's RNN, LSTM, GRU step classes), for loops of one's own.
 
 A cell runs one time step through the step functions of the sequence layers (:mod:`xpnet.layers.cells`), with
-their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell: bx, bh), so weights copy between an ``LSTM``
-and an ``LSTMCell``, and ``xn.load_torch_state_dict`` takes ``nn.LSTMCell``'s ``weight_ih``, ``weight_hh``,
-``bias_ih``, ``bias_hh`` (``Wx = weight_ih.T``, ``b = bias_ih + bias_hh``). How a decoder loop goes:
+their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell, and RNNCell and LSTMCell with
+``convention="pytorch"``: bx, bh), so weights copy between an ``LSTM`` and an ``LSTMCell`` of one convention, and
+``xn.load_torch_state_dict`` takes ``nn.LSTMCell``'s ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``
+(``Wx = weight_ih.T``, ``b = bias_ih + bias_hh``; ``bx = bias_ih``, ``bh = bias_hh``). How a decoder loop goes:
 
 1. ``h = cell(x, h)`` (LSTMCell: ``h, c = cell(x, (h, c))``), x (N, D) or PyTorch's unbatched (D,); ``hx`` None
    is zeros. Each training-mode call pushes what its backward needs onto the cell's stack, so one cell may be
@@ -26,7 +27,8 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
-from .recurrent_args import relu_or_tanh
+from .recurrent_args import SUMMED_BIAS_CONVENTIONS, relu_or_tanh
+from .recurrent_args import convention as checked_convention
 
 
 class _Cell(Layer):
@@ -53,6 +55,10 @@ class _Cell(Layer):
 
     def bias_names(self) -> tuple[str, ...]:
         return ("b",) if self.bias else ()
+
+    def _input_biases(self) -> tuple[str, ...]:
+        """The biases added to x @ Wx (summed, once per call): b, or GRUCell's bx (its bh is in the step)."""
+        return self.bias_names()[:1]
 
     def config(self) -> dict[str, Any]:
         init = self.init if isinstance(self.init, (str, int, float)) else "sigmoid"
@@ -82,7 +88,8 @@ class _Cell(Layer):
         state = self._states(hx, x2.shape[0], x.ndim == 2)
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
-            ax = ax + self.params[self.bias_names()[0]]
+            biases = [self.params[name] for name in self._input_biases()]
+            ax = ax + (biases[0] if len(biases) == 1 else biases[0] + biases[1])
         new, cache = self._step(ax, state)
         if train:
             if self._backed:
@@ -133,7 +140,9 @@ class _Cell(Layer):
         if not self._frozen:  # requires_grad_(False): no weight products
             matmul = fast_path("matmul", xp, operator.matmul)
             step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
-            step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), (dax, dah))})
+            # the biases added to x @ Wx take dax's sum; GRUCell's bh, inside the step, dah's
+            sums = (dax,) * len(self._input_biases()) + (dah,)
+            step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
             self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
                                for k, g in step.items()})
         self._backed = True
@@ -154,14 +163,36 @@ class _Cell(Layer):
         raise NotImplementedError
 
 
-class RNNCell(_Cell):
+class _SummedBiasCell(_Cell):
+    """RNNCell's and LSTMCell's biases, both added to x @ Wx: one ``b = bias_ih + bias_hh`` (the book's, the
+    default), or with ``convention="pytorch"`` PyTorch's two, ``bx = bias_ih``, ``bh = bias_hh`` (H * blocks,)
+    each, each given the gradient of their sum, so that optimizers and clipping treat them as PyTorch's do."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, convention: str = "book",
+                 **kwargs: Any):
+        self.convention = checked_convention(self.name, convention, SUMMED_BIAS_CONVENTIONS)
+        super().__init__(input_size, hidden_size, bias, **kwargs)
+
+    def bias_names(self) -> tuple[str, ...]:
+        if not self.bias:
+            return ()
+        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+
+    def _input_biases(self) -> tuple[str, ...]:
+        return self.bias_names()
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "convention": self.convention}
+
+
+class RNNCell(_SummedBiasCell):
     """PyTorch's ``nn.RNNCell``: h' = tanh(x @ Wx + h @ Wh + b), or max(., 0) with ``nonlinearity='relu'``.
-    params Wx (D, H), Wh (H, H), b (H,) (``b = bias_ih + bias_hh``), as :class:`~xpnet.layers.RNN`'s; caches x,
-    h and h' per call."""
+    params Wx (D, H), Wh (H, H), b (H,) (``b = bias_ih + bias_hh``), or with ``convention="pytorch"`` bx = bias_ih
+    and bh = bias_hh (H,), as :class:`~xpnet.layers.RNN`'s; caches x, h and h' per call."""
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
-                 init: Any = "sigmoid", dtype: Any = "float32", device: Any = None):
-        super().__init__(input_size, hidden_size, bias, init=init, dtype=dtype, device=device)
+                 init: Any = "sigmoid", dtype: Any = "float32", device: Any = None, convention: str = "book"):
+        super().__init__(input_size, hidden_size, bias, init=init, dtype=dtype, device=device, convention=convention)
         self.nonlinearity = relu_or_tanh(self.name, nonlinearity)
 
     def config(self) -> dict[str, Any]:
@@ -176,9 +207,10 @@ class RNNCell(_Cell):
         return dax, dah, (dh_prev,)
 
 
-class LSTMCell(_Cell):
+class LSTMCell(_SummedBiasCell):
     """PyTorch's ``nn.LSTMCell``: gates i, f, g, o. params Wx (D, 4H), Wh (H, 4H), b (4H,) (``b = bias_ih +
-    bias_hh``), as :class:`~xpnet.layers.LSTM`'s; ``hx`` and the output are pairs (h, c); caches the gates."""
+    bias_hh``), or with ``convention="pytorch"`` bx = bias_ih and bh = bias_hh (4H,), as :class:`~xpnet.layers.LSTM`'s;
+    ``hx`` and the output are pairs (h, c); caches the gates."""
 
     blocks = 4
     state_names = ("h", "c")

@@ -12,8 +12,9 @@ forward goes:
    time (``xp.flip``), its output flipped back and put after the forward one on the feature axis:
    (N, T, 2H). Backward splits dy, reverses the second half and adds the two input gradients.
 
-The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...): ``xn.load_torch_state_dict``
-maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
+The parameters are the single layers' (``l0.Wx``, ``l1_reverse.b``...; ``l0.bx``, ``l0.bh`` with
+``convention="pytorch"``, which, as every argument but the stack's own, goes to each layer):
+``xn.load_torch_state_dict`` maps PyTorch's ``weight_ih_l{k}{_reverse}`` to them. The state is PyTorch's h0 of shape
 (num_layers * num_directions, N, H), row ``k * num_directions + direction``: ``set_state(h, c)`` sets each
 layer's row, ``h``, ``c`` and, after backward, ``dh``, ``dc`` are read in that shape, and ``backward(dy, dh_n,
 dc_n)`` takes the final state's gradient in it. With ``return_state=True`` (PyTorch's convention) every layer
@@ -30,14 +31,13 @@ from typing import Any
 
 from .._user import flag
 from ..backend import dtype_name, namespace, untracked
-from .base import Layer, positive_int
+from .base import Layer, init_parameters, positive_int
 from .container import Container
 from .dropout import Dropout
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
-                 "bidirectional": False, "convention": "pytorch", "proj_size": 0, "return_state": False,
-                 "nonlinearity": "tanh"}
+                 "bidirectional": False, "proj_size": 0, "return_state": False, "nonlinearity": "tanh"}
 
 
 class RecurrentStack(Container):
@@ -95,7 +95,8 @@ class RecurrentStack(Container):
         return return_state_refusal(self.name, self.state_names) if self.return_state else ""
 
     def __repr__(self) -> str:
-        shown = [f"{k}={v!r}" for k, v in self.config().items() if _SHOWN_UNLESS.get(k, ...) != v]
+        unless = {**_SHOWN_UNLESS, "convention": init_parameters(self.kind)["convention"].default}  # GRU's is PyTorch's
+        shown = [f"{k}={v!r}" for k, v in self.config().items() if unless.get(k, ...) != v]
         return f"{self.name}({', '.join(shown)})"
 
     def layers(self) -> list[Layer]:

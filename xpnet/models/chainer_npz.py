@@ -69,6 +69,9 @@ def _refusal(node: Any) -> str | None:
     if isinstance(node, BatchNorm) and node.convention == "book":
         return ("Chainer's avg_var is the unbiased variance, as the PyTorch convention's running_var (the book's "
                 "takes the biased one): build BatchNorm(C, eps=2e-5) (Chainer's eps; momentum=1 - decay)")
+    if isinstance(node, LSTM) and getattr(node, "convention", "book") == "pytorch":
+        return ("Chainer's L.LSTM holds one bias (upward/b; lateral has none): build LSTM(..., convention='book') "
+                "(the default), whose b it is")
     ours = type(node).__module__.startswith("xpnet.")
     if ours and (node.params or node.buffers) and not any(c in CHAINER_NAMES for c in type(node).__mro__):
         return (f"xn.load_chainer_npz maps no Chainer link onto xpnet's {type(node).__name__} (it reads Linear, "

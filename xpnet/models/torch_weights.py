@@ -20,9 +20,10 @@ How a load goes:
    and moves each array to its parameter's dtype and device.
 
 ``torch_state_dict`` runs the table backwards, to NumPy arrays by PyTorch's names and in its layouts.
-Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` is
-``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``; the cells' ``bias_ih = b``,
-``bias_hh = 0``) (the sum is what both compute with); a BatchNorm whose momentum is a number, which has no
+Two things cannot be read back exactly and are chosen: RNN's and LSTM's one bias ``b`` (their default, the book's
+layout) is ``bias_ih_l0 = b``, ``bias_hh_l0 = 0`` (of every level, ``_l{k}`` and ``_l{k}_reverse``; the cells'
+``bias_ih = b``, ``bias_hh = 0``) (the sum is what both compute with; built with ``convention="pytorch"`` they hold
+PyTorch's two, ``bx``, ``bh``, which come and go as they are); a BatchNorm whose momentum is a number, which has no
 ``num_batches_tracked`` (it is unused by PyTorch too then), gives 0 for it, as an InstanceNorm with running
 statistics does (PyTorch never counts it there).
 """
@@ -51,8 +52,11 @@ from .shared_names import named_at_every_place, named_once, other_places
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "read_torch_file", "torch_state_dict"]
 
-_RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0"}
-_CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh"}  # nn.RNNCell's, nn.LSTMCell's
+# RNN's and LSTM's b (the default, convention="book"), or bx and bh (convention="pytorch": PyTorch's own two)
+_RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0", "bx": "bias_ih_l0",
+              "bh": "bias_hh_l0"}
+_CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh", "bx": "bias_ih",
+         "bh": "bias_hh"}  # nn.RNNCell's, nn.LSTMCell's, as RNN's
 
 # xpnet layer type -> {xpnet parameter or buffer: the PyTorch array it is}: "name" the same array,
 # "name.T" transposed, "a + b" the sum of two. A subclass takes its base's entry.
@@ -177,9 +181,9 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     """Load a PyTorch state dict (tensors or NumPy arrays by PyTorch's dotted names, from ``torch_model.state_dict()``)
     into the xpnet ``model`` of the same structure, converting names and layouts per layer type
     (:data:`TORCH_NAMES`: Linear's ``W = weight.T``, BatchNorm's ``gamma = weight``, LSTM's
-    ``b = bias_ih_l0 + bias_hh_l0``...). A BatchNorm whose momentum is a number drops PyTorch's
-    ``num_batches_tracked`` (unused by PyTorch too then); a ``TiedLinear`` takes PyTorch's copy of the tied
-    weight and checks it is the embedding's.
+    ``b = bias_ih_l0 + bias_hh_l0``, or with ``convention="pytorch"`` ``bx = bias_ih_l0``, ``bh = bias_hh_l0``...).
+    A BatchNorm whose momentum is a number drops PyTorch's ``num_batches_tracked`` (unused by PyTorch too then); a
+    ``TiedLinear`` takes PyTorch's copy of the tied weight and checks it is the embedding's.
 
     ``state_dict`` may be the path of a file of ``torch.save`` (or a binary file object, ``io.BytesIO``), read without
     torch (:func:`read_torch_file`):
@@ -391,7 +395,7 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
 
     The reverse of :func:`load_torch_state_dict`, with two choices: RNN's and LSTM's one bias ``b`` becomes
     ``bias_ih_l0 = b`` and ``bias_hh_l0 = 0`` (their cells': ``bias_ih``, ``bias_hh``) (their sum is ``b``, which
-    is all either model computes with);
+    is all either model computes with; ``convention="pytorch"``'s ``bx``, ``bh`` go back as they are);
     every BatchNorm that tracks running statistics gives ``num_batches_tracked`` as PyTorch's int64 (its count
     with ``momentum=None``, else 0: PyTorch does not use it then), a FrozenBatchNorm2d 0 too (so the dict loads
     into ``nn.BatchNorm2d`` as into torchvision's ``FrozenBatchNorm2d``, which drops it). A ``TiedLinear`` gives
