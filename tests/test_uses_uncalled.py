@@ -239,10 +239,9 @@ def test_a_copy_of_a_model_after_its_forward_takes_the_backward_of_that_forward(
     np.testing.assert_array_equal(copy.deepcopy(model).backward(dy), model.backward(dy))
 
 
-@pytest.mark.xfail(strict=True, reason="known: reused ends a layer's round of uses after the backward of its first "
-                                       "call (del _USES), so a second backward of the model gives every call of a "
-                                       "layer used more than once the last call's cache (a wrong dx, silently)")
 def test_a_second_backward_of_the_model_takes_back_each_call_of_a_reused_layer_again():
+    """PyTorch's retain_graph: the round of a reused layer's calls ended at its first call's backward and dropped
+    them, so a second backward of the model gave every call the last call's cache (a wrong dx, silently)."""
     model = _DynamicNet(_draws(2))
     x, dy = _data()
     model(x)

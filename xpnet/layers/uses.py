@@ -277,9 +277,9 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
                 return backward(self, *args, **kwargs)
             finally:
                 _add_grads(earlier)
-                if served == 1:  # the first call's backward ends the round: the layer as its last call left it
-                    _restore(uses.final, unless_rebound_since=state)
-                    del self.__dict__[_USES]
+                if served == 1:  # the first call's backward ends the round: the layer as its last call left it,
+                    _restore(uses.final, unless_rebound_since=state)  # its calls kept for another backward of the
+                    uses.backwards = 0                                # model (PyTorch's retain_graph) till a forward
         finally:
             uses.running = False
     return run
@@ -349,8 +349,9 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
         own = self.__dict__
         forwards = own.pop(_FORWARDS, 0)
         if not forwards:
-            if own.get(_LOST) and own.get(_USES) is None:  # not a later use of the last forward's
-                raise RuntimeError(_replaced(self, own[_LOST]))
+            uses = own.get(_USES)
+            if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
+                raise RuntimeError(_replaced(self, own[_LOST]))           # uses (reused)
             return backward(self, *args, **kwargs)
         own.pop(_LOST, None)
         out = backward(self, *args, **kwargs)
