@@ -687,3 +687,33 @@ def test_a_layer_of_ones_own_calling_its_part_twice_as_layer_x_passes_gradcheck(
     model = xn.Sequential(L.Linear(3, 3, dtype=F64), Twice())
     assert xn.gradcheck(model, np.random.default_rng(0).standard_normal((2, 3))).ok
 
+
+
+def _small_sequential():
+    return xn.Sequential(L.Linear(3, 4, dtype=F64), L.ReLU(), L.Linear(4, 2, dtype=F64))
+
+
+@pytest.mark.parametrize("net", [CifarNet, _small_sequential], ids=["own", "sequential"])
+def test_predict_between_a_forward_and_its_backward_leaves_the_backward_to_the_forward(net):
+    """PyTorch's loss on model(x), a prediction on other data (a target, a log line), then the backward: the
+    gradient is x's (predict's batch took its place, silently); a backward after predict alone is predict's (a
+    saliency map)."""
+    rng = np.random.default_rng(5)
+    model = net()
+    shape = (2, 3, 32, 32) if isinstance(model, CifarNet) else (2, 3)
+    x, x2 = rng.standard_normal(shape), rng.standard_normal(shape)
+    dy = rng.standard_normal((2, 10 if isinstance(model, CifarNet) else 2))
+    model(x)
+    expected = model.backward(dy)
+    grads = {k: v.copy() for k, v in model.named_grads().items()}
+    model(x)
+    model.predict(x2)
+    np.testing.assert_array_equal(model.backward(dy), expected)
+    for k, g in model.named_grads().items():
+        np.testing.assert_array_equal(g, grads[k], err_msg=k)
+    model.eval()
+    model(x2)
+    saliency = model.backward(dy)
+    model.train()
+    model.predict(x2)
+    np.testing.assert_array_equal(model.backward(dy), saliency)

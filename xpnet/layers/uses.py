@@ -52,6 +52,7 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -60,7 +61,7 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["scoped", "recorded", "called", "rounded", "counted", "reused", "arm", "armed"]
+__all__ = ["scoped", "recorded", "called", "rounded", "counted", "reused", "arm", "armed", "looked"]
 
 
 class _Local(threading.local):
@@ -283,6 +284,27 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             uses.running = False
     return run
+
+
+@contextlib.contextmanager
+def looked(model: Any) -> Any:
+    """``Model.predict`` after a training forward of ``model`` whose backward has not run yet (``y = model(x)``,
+    then ``model.predict(x2)`` for a target or a line of the log, then ``model.backward(dy)``): a look, leaving
+    every node as it was (caches, records of calls, forward counts), so that the backward serves the training
+    forward, as PyTorch's serves its graph; it served predict's batch, silently. With no such forward pending,
+    predict's forward is a use, which a saliency map's backward follows."""
+    if not model.__dict__.get(_FORWARDS):
+        yield
+        return
+    before = [(node, dict(vars(node))) for node in _nodes(model)]
+    try:
+        yield
+    finally:
+        for node, attributes in before:
+            now = vars(node)
+            for key in [k for k in now if k not in attributes]:
+                del now[key]
+            now.update(attributes)
 
 
 def _stateful_twice(layer: Any) -> str:

@@ -11,6 +11,7 @@ from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode, no_train
 from ..layers.recurrent_state import independent_batches, refuse_time_first
+from ..layers.uses import looked
 from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
 
@@ -92,6 +93,10 @@ class Model(Container):
         it; one call without ``batch_size`` runs it). ``blas_threads`` as in
         ``xn.train``, except that ``"auto"`` runs with the count the last training or evaluation chose
         (``xpnet.backend.threads``).
+
+        After a training forward whose backward has not run (``y = model(x)``, ``model.predict(x2)``, then
+        ``model.backward(dy)``) predict leaves the model as it was, so the backward serves ``x``; otherwise a
+        backward after it serves predict's batch (a saliency map: ``model.predict(x)``, ``model.backward(dy)``).
         """
         if not xs:
             raise TypeError(f"{self.name}.predict: expected the input x (or x1, x2, ... for several inputs)")
@@ -127,7 +132,7 @@ class Model(Container):
             from .ids import ids_checked_once  # noqa: PLC0415 - it imports the models built on this one
 
             outs = []
-            with mode(self, False), no_autograd(dev.xp), ids_checked_once(self, [tuple(moved)]), \
+            with looked(self), mode(self, False), no_autograd(dev.xp), ids_checked_once(self, [tuple(moved)]), \
                     independent_batches(self) as fresh:
                 for i in range(0, max(n, 1), size):
                     fresh()
