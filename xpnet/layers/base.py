@@ -10,7 +10,7 @@ from typing import Any
 
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
-from .no_grad_calls import marked, refused
+from .no_grad_calls import marked
 from .tree import Tree
 from .uses import arm, called, counted, recorded, reused, rounded
 
@@ -66,14 +66,14 @@ class Layer(Tree):
         # gradients, as PyTorch's (layers.uses)
         forward, backward, backward_params = (_own_or_mixed_in(cls, name)
                                               for name in ("forward", "backward", "backward_params"))
-        if forward is not None:
-            if cls.records_uses:  # layer.forward(x) is a use, as layer(x)
-                forward = recorded(forward, vars(cls).get("_train_of_forward"))
-            cls.forward = marked(forward)  # a backward never serves a forward run under xn.no_grad()
+        # A backward never serves a forward run under xn.no_grad(): recorded (or marked) notes it, rounded refuses
+        # (layers.no_grad_calls)
+        if forward is not None:  # layer.forward(x) is a use, as layer(x)
+            cls.forward = recorded(forward, vars(cls).get("_train_of_forward")) if cls.records_uses else marked(forward)
         if backward is not None:
-            cls.backward = refused(rounded(counted(reused(backward))))
+            cls.backward = rounded(counted(reused(backward)))
         if backward_params is not None:
-            cls.backward_params = refused(rounded(reused(backward_params)))
+            cls.backward_params = rounded(reused(backward_params))
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)

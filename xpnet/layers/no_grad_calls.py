@@ -4,10 +4,12 @@ A layer keeps the caches of its last forward only. PyTorch's habit of computing 
 between a forward and its backward (Double DQN's ``policy_net(next_states).argmax(1)``, an actor-critic's
 bootstrapped ``model(next_state)``, a metric on another batch) would therefore give the gradient of the no_grad
 call, silently where the batch sizes agree, where PyTorch's backward serves the training call (and refuses a
-backward through a no_grad call alone). ``marked`` wraps every layer's ``forward``: it notes whether the call ran
-with gradients disabled (:func:`xpnet.grad_mode.grad_enabled`); ``refused`` wraps ``backward`` (and
-``backward_params``): a layer whose last forward ran under no_grad raises, naming the layer and what to write.
-The next forward outside ``no_grad`` clears the note.
+backward through a no_grad call alone). Every layer's forward notes on the layer whether the call ran with
+gradients disabled (:func:`xpnet.grad_mode.grad_enabled`), under ``UNDER_NO_GRAD``: ``xpnet.layers.uses.recorded``
+does, which wraps the forward of every layer that records its uses, and ``marked`` wraps the others'; a backward
+(or ``backward_params``) of a layer whose last forward ran under no_grad raises (``xpnet.layers.uses.rounded``,
+which wraps every layer's), naming the layer and what to write (:func:`why`). The next forward outside
+``no_grad`` clears the note. In the wrappers that run anyway, not two more: a training step's Python time.
 """
 
 from __future__ import annotations
@@ -17,31 +19,23 @@ from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
 
-__all__ = ["marked", "refused"]
+__all__ = ["marked", "UNDER_NO_GRAD", "why"]
 
-_UNDER_NO_GRAD = "_last_forward_under_no_grad"
+UNDER_NO_GRAD = "_last_forward_under_no_grad"
 
 
 def marked(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """``forward`` noting on the layer whether it ran under ``no_grad``."""
+    """``forward`` noting on the layer whether it ran under ``no_grad`` (a layer that records no uses: the
+    recurrent cells)."""
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        self.__dict__[_UNDER_NO_GRAD] = not grad_enabled()
+        self.__dict__[UNDER_NO_GRAD] = not grad_enabled()
         return forward(self, *args, **kwargs)
     return run
 
 
-def refused(backward: Callable[..., Any]) -> Callable[..., Any]:
-    """``backward`` raising a RuntimeError where the layer's last forward ran under ``no_grad``."""
-    @functools.wraps(backward)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get(_UNDER_NO_GRAD):
-            raise RuntimeError(_why(self))
-        return backward(self, *args, **kwargs)
-    return run
-
-
-def _why(layer: Any) -> str:
+def why(layer: Any) -> str:
+    """Why ``layer``'s backward cannot serve its last forward, run under ``no_grad``, and what to write."""
     kind = "model" if layer.uses_inside else "layer"
     return (f"{layer.name}.backward: the {kind}'s last forward ran under xn.no_grad(), and it keeps the caches of "
             "its last forward only, so this backward would give that call's gradient (PyTorch's backward serves the "

@@ -60,6 +60,8 @@ import threading
 from typing import Any, Callable
 
 from ..backend import namespace
+from ..grad_mode import grad_enabled
+from .no_grad_calls import UNDER_NO_GRAD, why
 
 __all__ = ["scoped", "recorded", "called", "rounded", "counted", "reused", "arm", "armed", "looked"]
 
@@ -127,6 +129,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
+        self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # a backward never serves it (layers.no_grad_calls)
         local = _local
         explicit = getattr(local, "called", None) is self  # by layer(x): a use wherever it is
         if explicit:
@@ -356,12 +359,15 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
     (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter).
     An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it.
+    A backward of a layer whose last forward ran under ``xn.no_grad()`` is refused (:mod:`.no_grad_calls`).
     Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
     against its calls in the model's last forward (``_Check``): one more refuses to take an earlier forward's cache."""
     written_out = _written_out(backward)
 
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.__dict__.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
+            raise RuntimeError(why(self))
         check = _local.check
         if check is None:
             if written_out and _CALLS in self.__dict__:
