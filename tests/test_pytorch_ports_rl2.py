@@ -12,6 +12,7 @@ from collections import deque, namedtuple
 
 import numpy as np
 import pytest
+from test_pytorch_ports_rl import _returns  # finish_episode()'s returns, as reinforce.py's
 
 import xpnet as xn
 from xpnet import layers as nn
@@ -103,16 +104,6 @@ class _Episode(xn.Model):
     def backward(self, dprobs, dvalues):
         for t in reversed(range(dprobs.shape[0])):
             self.model.backward(dprobs[t:t + 1], dvalues[t:t + 1])
-
-
-def _returns(rewards, gamma=0.99):
-    """finish_episode()'s discounted returns, standardised with the unbiased std as torch's ``returns.std()``."""
-    R, returns = 0, []
-    for r in rewards[::-1]:
-        R = r + gamma * R
-        returns.insert(0, R)
-    returns = np.array(returns)
-    return (returns - returns.mean()) / (returns.std(ddof=1) + np.finfo(np.float32).eps)
 
 
 def _finish_episode_grads(probs, values, actions, returns, criterion):

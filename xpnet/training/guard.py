@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..backend import namespace
+from ..backend import dtype_name, namespace
 from ..layers.container import Watcher, watch
 from ..optim import Optimizer
 from ..optim.lr_scheduler.base import group_lrs
@@ -142,7 +142,11 @@ def replay_step(trainer: Any, xs: tuple[Any, ...], yb: Any, group: Any = None, e
             if not _all_finite(value):
                 found.note(f"the loss ({loss.name}) with every layer output finite")
             model.backward_params(loss.backward())
-            count = int(trainer.weighted(value, nb)[1])
+            total, count = trainer.weighted(value, nb)
+            count = int(count)
+            if not _all_finite(total):  # what the epoch sums: a finite mean times the count can pass the range
+                found.note(f"the loss ({loss.name}) times its batch's {count} targets, as the epoch sums it: past "
+                           f"the range of {dtype_name(total)}")
         bad = [k for k, g in model.named_grads().items() if not _all_finite(g)]
         if bad:  # a gradient a model of the user's computes itself
             found.note(f"the gradient of {bad[0]!r}")
