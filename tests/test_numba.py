@@ -1,6 +1,7 @@
-"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d,
-Embedding's backward and the optimizers' updates on NumPy arrays give the portable code's numbers, are what NumPy arrays get where Numba is
-installed, and step aside for what they are not built for."""
+"""The Numba kernels (``xpnet.backend.numba_kernels``) for BatchNorm, LayerNorm, softmax, the softmax
+cross-entropy, ReLU, MaxPool2d, Embedding's backward and the optimizers' updates on NumPy arrays give the portable
+code's numbers, are what NumPy arrays get where Numba is installed, and step aside for what they are not built
+for."""
 
 import sys
 import warnings
