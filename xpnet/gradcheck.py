@@ -79,7 +79,7 @@ from .layers.base import Layer
 from .gradcheck_locate import locate
 from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
-from .layers.uses import arm
+from .layers.zero_grad import arm
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
 

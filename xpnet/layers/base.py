@@ -12,7 +12,8 @@ from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .no_grad_calls import marked
 from .tree import Tree
-from .uses import arm, called, counted, recorded, reused, rounded
+from .uses import called, recorded, reused, rounded
+from .zero_grad import arm, counted
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
@@ -62,8 +63,8 @@ class Layer(Tree):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
-        # A layer called twice in a forward takes its calls back in reverse; after zero_grad(), backward adds its
-        # gradients, as PyTorch's (layers.uses)
+        # A layer called twice in a forward takes its calls back in reverse (layers.uses); after zero_grad(),
+        # backward adds its gradients, as PyTorch's (layers.zero_grad)
         forward, backward, backward_params = (_own_or_mixed_in(cls, name)
                                               for name in ("forward", "backward", "backward_params"))
         # A backward never serves a forward run under xn.no_grad(): recorded (or marked) notes it, rounded refuses
@@ -120,7 +121,7 @@ class Layer(Tree):
         """PyTorch's ``model.zero_grad()`` (a model's or a layer's, as ``cell.zero_grad()``), as
         ``optimizer.zero_grad()``: clear every gradient (``set_to_none=False``: zeros), and from now on add the
         gradients of each ``backward`` to those already there until the next ``zero_grad()``
-        (:mod:`xpnet.layers.uses`). Never called, each ``backward`` overwrites every gradient (the book's loop)."""
+        (:mod:`xpnet.layers.zero_grad`). Never called, each ``backward`` overwrites every gradient (the book's loop)."""
         arm(self, set_to_none=flag(set_to_none, f"{type(self).__name__}.zero_grad", "set_to_none"))
 
     def cleargrads(self) -> None:

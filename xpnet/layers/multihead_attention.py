@@ -11,7 +11,8 @@ from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array
-from .uses import called, counted, reused
+from .uses import called, reused
+from .zero_grad import counted
 
 _INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
 

@@ -35,7 +35,7 @@ import numpy as np
 from .. import _chainer
 from .._user import flag, not_here, warn
 from ._blame import missing_gradient, other_dtype
-from ..layers.uses import arm, armed
+from ..layers.zero_grad import arm, armed
 from .binding import TakesAModelFirst, unlisted_parameters
 from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..layers.uses import armed
+from ..layers.zero_grad import armed
 from .binding import groups_hint, owning_model
 from .group_keys import check_own_key
 from .hyperparams import positive

@@ -21,7 +21,7 @@ from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.norm import BatchNorm
 from ..layers.recurrent_state import independent_batches
-from ..layers.uses import arm
+from ..layers.zero_grad import arm
 from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm, clip_grad_value
 from .accumulate import GradientMean

@@ -1,0 +1,107 @@
+"""What ``zero_grad()`` arms: the backward calls after it add their gradients, PyTorch's way.
+
+Backward calls after ``zero_grad()``, PyTorch's way: ``optimizer.zero_grad()`` (or ``model.zero_grad()``,
+Chainer's ``model.cleargrads()``) clears the model's gradients (``set_to_none=False``: sets them to zeros) and
+from then on every ``backward`` of the model adds its gradients to those already there, as PyTorch's autograd
+does, until the next ``zero_grad()``: DCGAN's discriminator (one backward on real images, one on fakes, then one
+step) and gradient accumulation (``model.backward(dy / k)`` for k batches, then one step) run as written. A
+model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overwrites every gradient, and so does
+one whose optimizer was given it only at ``step(model)`` (the book's ``SGD(lr)``: its ``zero_grad()`` before that
+step has no model to clear, so it clears none). ``counted`` wraps every layer's ``backward`` (a model, or a lone
+layer that an optimizer updates); the adding is done there, around the whole backward of what ``arm`` armed, so
+no layer needs to know: each layer still assigns its gradients, and the model's own sum is made after it (a layer
+that writes into its gradient arrays in place, instead of assigning new ones, gets them taken away by the second
+backward and fails, naming the layer, rather than silently losing the first's).
+A parameter that no backward reached since ``zero_grad()`` has no gradient, and the optimizer's step leaves it
+and its state as they are, as PyTorch skips a parameter whose ``grad`` is None.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from ..backend import namespace
+
+__all__ = ["counted", "arm", "armed", "take_grads", "add_grads"]
+
+
+def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
+    """``backward`` adding its gradients to those of the backward calls before it since ``arm`` (``zero_grad()``)."""
+    @functools.wraps(backward)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls = self.__dict__.get("_backwards_since_zero_grad")
+        if calls is None:
+            return backward(self, *args, **kwargs)
+        self.__dict__["_backwards_since_zero_grad"] = calls + 1
+        if calls == 0:  # the first since zero_grad(): there is nothing to add to
+            return backward(self, *args, **kwargs)
+        earlier = take_grads(self)
+        try:
+            return backward(self, *args, **kwargs)
+        except KeyError as exc:
+            error = _in_place(self, earlier, exc)
+            if error is None:
+                raise
+            raise error from exc
+        finally:
+            add_grads(earlier)
+    return run
+
+
+def take_grads(model: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """Take every gradient out of the model's nodes, so that the next backward assigns fresh ones."""
+    taken = []
+    for node in model.named_modules().values():
+        if node.grads:
+            taken.append((node, dict(node.grads)))
+            node.grads.clear()
+    return taken
+
+
+def add_grads(taken: list[tuple[Any, dict[str, Any]]]) -> None:
+    """Put the taken gradients back, each added to the one the backward assigned in its place, if any."""
+    for node, grads in taken:
+        for key, earlier in grads.items():
+            new = node.grads.get(key)
+            node.grads[key] = earlier if new is None else earlier + new
+
+
+def _in_place(model: Any, taken: list[tuple[Any, dict[str, Any]]], exc: KeyError) -> RuntimeError | None:
+    """The error for a backward that read a gradient the sum had taken out (a layer of one's own writing into
+    ``self.grads[key]`` in place), or None for a KeyError of another cause."""
+    names = {id(node): name for name, node in model.named_modules().items()}
+    key = exc.args[0] if exc.args else None
+    holders = [f"'{names[id(node)] or model.name}' ({node.name})" for node, grads in taken if key in grads]
+    if not holders:
+        return None
+    where = holders[0]
+    return RuntimeError(f"{model.name}.backward ran again since zero_grad(), so it adds to the gradients of the "
+                        f"backward before it, and {where} read its gradient {key!r} instead of assigning a "
+                        f"new one; write self.grads[{key!r}] = ... in its backward (xpnet adds the "
+                        "earlier gradient after the backward), or step after each backward")
+
+
+def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
+    """``zero_grad()``: clear ``model``'s gradients (``set_to_none=False``: zeros of each trainable parameter's
+    shape) and add the gradients of its backward calls from now on; ``on=False``: overwrite them again (the
+    book's rule; ``xn.train`` and ``xn.gradcheck`` run their own backward calls so)."""
+    if not isinstance(getattr(model, "__dict__", None), dict):
+        return
+    if not hasattr(model, "named_modules"):  # not an xpnet layer or model: nothing of its own to add up
+        return
+    nodes = list(model.named_modules().values())
+    if not on:  # every node: a part armed by an optimizer of its own (a head's) would add up the run's gradients
+        for node in nodes:
+            node.__dict__["_backwards_since_zero_grad"] = None
+        return
+    model.__dict__["_backwards_since_zero_grad"] = 0
+    for node in nodes:
+        node.grads.clear()
+        if not set_to_none and not node._frozen:
+            node.grads.update({k: namespace(p).zeros_like(p) for k, p in node.params.items()})
+
+
+def armed(model: Any) -> bool:
+    """Whether ``model``'s backward calls add their gradients (``zero_grad()`` was called on it)."""
+    return getattr(model, "__dict__", {}).get("_backwards_since_zero_grad") is not None
