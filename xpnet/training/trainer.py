@@ -117,6 +117,7 @@ class Trainer:
         self.epoch_offset = 0  # transform's epoch is epoch_offset + the run's epoch (xn.train: epochs_trained)
         self.step_callbacks: list[Any] = []  # those with an on_train_batch_end of their own
         self.nll: Loss | None = None  # the loss perplexity is of, where not self.loss (streams.perplexity_loss)
+        self._sum_dtype: Any = None  # loss_sum_dtype's answer, once known
 
     def after_step(self, step: int) -> bool:
         """Call the per-step hooks (``Callback.on_train_batch_end``) after update ``step`` (from 0) of the
@@ -164,9 +165,12 @@ class Trainer:
         return self.dev.xp.zeros((), dtype=dtype, device=self.dev.native)
 
     def loss_sum_dtype(self) -> Any:
-        """Loss sums are kept in float32 at least: in a float16 model's dtype, 75,000 samples summed to inf."""
-        xp = self.dev.xp
-        return xp.float64 if self.model.dtype == xp.float64 else xp.float32
+        """Loss sums are kept in float32 at least: in a float16 model's dtype, 75,000 samples summed to inf. Read
+        once per run (every step sums; the model's dtype walks its whole tree, a ResNet's hundreds of nodes)."""
+        if self._sum_dtype is None:
+            xp = self.dev.xp
+            self._sum_dtype = xp.float64 if self.model.dtype == xp.float64 else xp.float32
+        return self._sum_dtype
 
     def weighted(self, value: Any, rows: int) -> tuple[Any, Any]:
         """A batch's mean ``value`` as (its sum in :meth:`loss_sum_dtype`, 0-d on the device; the count it is the
