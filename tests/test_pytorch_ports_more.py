@@ -161,3 +161,15 @@ def test_a_torch_device_is_taken_as_its_string_by_model_to_and_xn_device():
     assert model.to(torch.device("cpu")) is model
     assert xn.device(torch.device("cpu")) == xn.device("cpu")
     assert xn.losses.SoftmaxCrossEntropy().to(torch.device("cpu")) is not None
+
+
+# --- intermediate_source/spatial_transformer_tutorial.py --------------------------------------------------------
+
+def test_the_spatial_transformers_affine_grid_and_grid_sample_are_named_as_missing_with_what_to_write():
+    # Net.stn: grid = F.affine_grid(theta, x.size()); x = F.grid_sample(x, grid): no layer in xpnet yet
+    import importlib
+    with pytest.raises(ImportError, match=r"F.affine_grid and F.grid_sample .* no layer yet: write them as a layer "
+                                          r"of your own \(xn.layers.Layer"):
+        importlib.import_module("xpnet.functional")
+    with pytest.raises(AttributeError, match=r"F.affine_grid and F.grid_sample have no layer yet"):
+        xn.functional

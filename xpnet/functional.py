@@ -8,5 +8,7 @@ raise ImportError(
     "xn.layers.Dropout(p), F.interpolate xn.layers.Upsample(...), F.scaled_dot_product_attention "
     "xn.layers.ScaledDotProductAttention(...); the losses are in xn.losses (F.cross_entropy: "
     "xn.losses.SoftmaxCrossEntropy(), F.binary_cross_entropy(y, t, reduction='sum'): "
-    "xn.losses.BCELoss(reduction='sum')); docs/from-pytorch.md maps the rest"
+    "xn.losses.BCELoss(reduction='sum')); F.affine_grid and F.grid_sample (the spatial transformer tutorial) have no "
+    "layer yet: write them as a layer of your own (xn.layers.Layer, forward and backward written out); "
+    "docs/from-pytorch.md maps the rest"
 )
