@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from xpnet import layers as L
 
 
 def _torch():
@@ -165,11 +166,146 @@ def test_a_torch_device_is_taken_as_its_string_by_model_to_and_xn_device():
 
 # --- intermediate_source/spatial_transformer_tutorial.py --------------------------------------------------------
 
-def test_the_spatial_transformers_affine_grid_and_grid_sample_are_named_as_missing_with_what_to_write():
-    # Net.stn: grid = F.affine_grid(theta, x.size()); x = F.grid_sample(x, grid): no layer in xpnet yet
-    import importlib
-    with pytest.raises(ImportError, match=r"F.affine_grid and F.grid_sample .* no layer yet: write them as a layer "
-                                          r"of your own \(xn.layers.Layer"):
-        importlib.import_module("xpnet.functional")
-    with pytest.raises(AttributeError, match=r"F.affine_grid and F.grid_sample have no layer yet"):
-        xn.functional
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("backend", ["numpy", "array_api_strict"])
+def test_affine_grid_and_grid_sample_equal_pytorchs_values_and_gradients(backend, align_corners):
+    torch = _torch()
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    theta = np.array([[1.0, 0, 0], [0, 1, 0]]) + 0.4 * rng.standard_normal((3, 2, 3))  # points outside too
+    x, dy = rng.standard_normal((3, 2, 5, 6)), rng.standard_normal((3, 2, 5, 6))
+    xp = pytest.importorskip(backend) if backend != "numpy" else np
+    affine_grid, grid_sample = L.AffineGrid(align_corners=align_corners), L.GridSample(align_corners=align_corners)
+    grid = affine_grid(xp.asarray(theta), x.shape)
+    y = grid_sample(xp.asarray(x), grid)
+    dx, dgrid = grid_sample.backward(xp.asarray(dy))
+    dtheta = affine_grid.backward(dgrid)
+    tt, tx = torch.from_numpy(theta).requires_grad_(), torch.from_numpy(x).requires_grad_()
+    tgrid = F.affine_grid(tt, x.shape, align_corners=align_corners)
+    tgrid.retain_grad()
+    F.grid_sample(tx, tgrid, align_corners=align_corners).backward(torch.from_numpy(dy))
+    ty = F.grid_sample(tx, tgrid, align_corners=align_corners)
+    for ours, theirs in ((grid, tgrid), (y, ty), (dx, tx.grad), (dgrid, tgrid.grad), (dtheta, tt.grad)):
+        np.testing.assert_allclose(np.asarray(ours), theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_grid_sample_refuses_what_it_lacks_naming_it():
+    with pytest.raises(ValueError, match="GridSample: mode='nearest' is not supported, only 'bilinear'"):
+        L.GridSample(mode="nearest")
+    with pytest.raises(ValueError, match="GridSample: padding_mode='border' is not supported"):
+        L.GridSample(padding_mode="border")
+    with pytest.raises(ValueError, match=r"AffineGrid: theta must be \(2, 2, 3\) for size \(2, 1, 4, 4\), got "
+                                         r"\(2, 6\) \(theta.view\(-1, 2, 3\) is xp.reshape"):
+        L.AffineGrid()(np.zeros((2, 6)), (2, 1, 4, 4))
+
+
+class _STNNet(xn.Model):
+    """The tutorial's Net as a PyTorch user ports it (dropout p as an argument, 0 here, so that a step can be
+    compared with torch's)."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.conv1 = L.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = L.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = L.Dropout2d(p)
+        self.fc1 = L.Linear(320, 50)
+        self.fc2 = L.Linear(50, 10)
+        self.localization = xn.Sequential(L.Conv2d(1, 8, kernel_size=7), L.MaxPool2d(2, stride=2), L.ReLU(),
+                                          L.Conv2d(8, 10, kernel_size=5), L.MaxPool2d(2, stride=2), L.ReLU())
+        self.fc_loc = xn.Sequential(L.Linear(10 * 3 * 3, 32), L.ReLU(), L.Linear(32, 3 * 2))
+        xn.init.zeros_(self.fc_loc[2].weight)                        # .weight.data.fill_(0)
+        self.fc_loc[2].bias[...] = np.array([1, 0, 0, 0, 1, 0])      # .bias.data = torch.FloatTensor([...])
+        self.affine_grid, self.grid_sample = L.AffineGrid(), L.GridSample()
+        self.pool1, self.pool2, self.relu1, self.relu2, self.relu3 = (L.MaxPool2d(2), L.MaxPool2d(2), L.ReLU(),
+                                                                      L.ReLU(), L.ReLU())
+        self.drop, self.flatten, self.log_softmax = L.Dropout(p), L.Flatten(), L.LogSoftmax(dim=1)
+
+    def stn(self, x):
+        xs = self.localization(x)
+        self.xs_shape = xs.shape
+        theta = self.fc_loc(xs.reshape(-1, 10 * 3 * 3)).reshape(-1, 2, 3)     # .view(-1, 90), .view(-1, 2, 3)
+        grid = self.affine_grid(theta, x.shape)
+        return self.grid_sample(x, grid)
+
+    def forward(self, x, train=True):
+        x = self.stn(x)
+        x = self.relu1(self.pool1(self.conv1(x)))
+        x = self.relu2(self.pool2(self.conv2_drop(self.conv2(x))))
+        x = self.drop(self.relu3(self.fc1(self.flatten(x))))
+        return self.log_softmax(self.fc2(x))
+
+    def backward(self, dy):
+        dy = self.flatten.backward(self.fc1.backward(self.relu3.backward(self.drop.backward(
+            self.fc2.backward(self.log_softmax.backward(dy))))))
+        dy = self.conv1.backward(self.pool1.backward(self.relu1.backward(self.conv2.backward(
+            self.conv2_drop.backward(self.pool2.backward(self.relu2.backward(dy)))))))
+        dx, dgrid = self.grid_sample.backward(dy)
+        dtheta = self.affine_grid.backward(dgrid)
+        dxs = self.fc_loc.backward(dtheta.reshape(-1, 6)).reshape(self.xs_shape)
+        return dx + self.localization.backward(dxs)
+
+
+def _torch_stn_net(torch, p):
+    """spatial_transformer_tutorial.py's Net as it is there (F.dropout's p as an argument)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+            self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+            self.conv2_drop = nn.Dropout2d(p)
+            self.fc1 = nn.Linear(320, 50)
+            self.fc2 = nn.Linear(50, 10)
+            self.localization = nn.Sequential(nn.Conv2d(1, 8, kernel_size=7), nn.MaxPool2d(2, stride=2),
+                                              nn.ReLU(True), nn.Conv2d(8, 10, kernel_size=5),
+                                              nn.MaxPool2d(2, stride=2), nn.ReLU(True))
+            self.fc_loc = nn.Sequential(nn.Linear(10 * 3 * 3, 32), nn.ReLU(True), nn.Linear(32, 3 * 2))
+
+        def stn(self, x):
+            xs = self.localization(x)
+            xs = xs.view(-1, 10 * 3 * 3)
+            theta = self.fc_loc(xs)
+            theta = theta.view(-1, 2, 3)
+            grid = F.affine_grid(theta, x.size())
+            return F.grid_sample(x, grid)
+
+        def forward(self, x):
+            x = self.stn(x)
+            x = F.relu(F.max_pool2d(self.conv1(x), 2))
+            x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+            x = x.view(-1, 320)
+            x = F.relu(self.fc1(x))
+            x = F.dropout(x, p=p, training=self.training)
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1)
+
+    return Net().double()
+
+
+@pytest.mark.filterwarnings("ignore:Default grid_sample and affine_grid behavior")  # the tutorial's calls as they are
+def test_the_spatial_transformer_tutorials_net_trains_as_pytorchs():
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    data, target = rng.standard_normal((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    xn.manual_seed(0)
+    model = _STNNet(p=0.0).to(dtype="float64")
+    model.fc_loc[2].params["W"] += 0.05 * rng.standard_normal((32, 6))  # a trained localisation: theta varies
+    ref = _torch_stn_net(torch, p=0.0)
+    ref.load_state_dict(xn.torch_state_dict(model, as_tensors=True))
+    optimizer = xn.optim.SGD(model.parameters(), lr=0.01)
+    ref_optimizer = torch.optim.SGD(ref.parameters(), lr=0.01)
+    criterion = xn.losses.NLLLoss()
+    for _ in range(2):
+        optimizer.zero_grad()
+        output = model(data)
+        loss = criterion(output, target)
+        model.backward(criterion.backward())
+        optimizer.step()
+        ref_optimizer.zero_grad()
+        ref_loss = torch.nn.functional.nll_loss(ref(torch.from_numpy(data)), torch.from_numpy(target))
+        ref_loss.backward()
+        ref_optimizer.step()
+        np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-10)
+    for name, value in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(value, ref.state_dict()[name].numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
