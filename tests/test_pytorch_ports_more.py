@@ -309,3 +309,178 @@ def test_the_spatial_transformer_tutorials_net_trains_as_pytorchs():
         np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-10)
     for name, value in xn.torch_state_dict(model).items():
         np.testing.assert_allclose(value, ref.state_dict()[name].numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+# --- gat/main.py --------------------------------------------------------------------------------------------------
+
+class GraphAttentionLayer(L.Layer):
+    """gat/main.py's GraphAttentionLayer: h (N, in_features), adj_mat (N, N) -> (N, out_features); its parameters
+    W (in_features, n_heads * n_hidden) and a (n_heads, 2 * n_hidden, 1) as there, the backward written out."""
+
+    def __init__(self, in_features, out_features, n_heads, concat=False, dropout=0.4, leaky_relu_slope=0.2):
+        super().__init__()
+        self.n_heads, self.concat, self.dropout = n_heads, concat, dropout
+        if concat:
+            self.out_features = out_features
+            assert out_features % n_heads == 0
+            self.n_hidden = out_features // n_heads
+        else:
+            self.n_hidden = out_features
+        self.params['W'] = np.empty((in_features, self.n_hidden * n_heads))    # nn.Parameter(torch.empty(...))
+        self.params['a'] = np.empty((n_heads, 2 * self.n_hidden, 1))
+        self.leakyrelu = L.LeakyReLU(leaky_relu_slope)
+        self.softmax = L.Softmax(dim=-1)                                       # F.softmax(e, dim=-1)
+        self.drop_h, self.drop_attention = L.Dropout(dropout), L.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        xn.init.xavier_normal_(self.params['W'])
+        xn.init.xavier_normal_(self.params['a'])
+
+    def forward(self, h, adj_mat, train=True):
+        n_nodes, a = h.shape[0], self.params['a']
+        h_transformed = self.drop_h(h @ self.params['W'], train=train)
+        h_transformed = h_transformed.reshape(n_nodes, self.n_heads, self.n_hidden).transpose(1, 0, 2)
+        source_scores = h_transformed @ a[:, :self.n_hidden, :]
+        target_scores = h_transformed @ a[:, self.n_hidden:, :]
+        e = self.leakyrelu(source_scores + target_scores.transpose(0, 2, 1), train=train)
+        e = np.where(adj_mat > 0, e, -9e16 * np.ones_like(e))
+        attention = self.drop_attention(self.softmax(e, train=train), train=train)
+        h_prime = attention @ h_transformed
+        self.cache = (h, adj_mat, h_transformed, attention)
+        if self.concat:
+            return h_prime.transpose(1, 0, 2).reshape(n_nodes, self.out_features)
+        return h_prime.mean(axis=0)
+
+    def backward(self, dy):
+        h, adj_mat, h_transformed, attention = self.cache
+        a = self.params['a']
+        if self.concat:
+            dh_prime = dy.reshape(h.shape[0], self.n_heads, self.n_hidden).transpose(1, 0, 2)
+        else:
+            dh_prime = np.broadcast_to(dy / self.n_heads, (self.n_heads,) + dy.shape)
+        dattention = dh_prime @ h_transformed.transpose(0, 2, 1)
+        dh_transformed = attention.transpose(0, 2, 1) @ dh_prime
+        de = self.softmax.backward(self.drop_attention.backward(dattention))
+        de = self.leakyrelu.backward(np.where(adj_mat > 0, de, 0.0))
+        dsource, dtarget = de.sum(axis=2, keepdims=True), de.sum(axis=1)[:, :, None]
+        dh_transformed = (dh_transformed + dsource @ a[:, :self.n_hidden, :].transpose(0, 2, 1)
+                          + dtarget @ a[:, self.n_hidden:, :].transpose(0, 2, 1))
+        self.grads['a'] = np.concatenate([h_transformed.transpose(0, 2, 1) @ dsource,
+                                          h_transformed.transpose(0, 2, 1) @ dtarget], axis=1)
+        dh_transformed = self.drop_h.backward(dh_transformed.transpose(1, 0, 2).reshape(h.shape[0], -1))
+        self.grads['W'] = h.T @ dh_transformed
+        return dh_transformed @ self.params['W'].T
+
+
+class GAT(xn.Model):
+    def __init__(self, in_features, n_hidden, n_heads, num_classes, concat=False, dropout=0.4, leaky_relu_slope=0.2):
+        super().__init__()
+        self.gat1 = GraphAttentionLayer(in_features=in_features, out_features=n_hidden, n_heads=n_heads,
+                                        concat=concat, dropout=dropout, leaky_relu_slope=leaky_relu_slope)
+        self.gat2 = GraphAttentionLayer(in_features=n_hidden, out_features=num_classes, n_heads=1, concat=False,
+                                        dropout=dropout, leaky_relu_slope=leaky_relu_slope)
+        self.elu, self.log_softmax = L.ELU(), L.LogSoftmax(dim=1)
+
+    def forward(self, input_tensor, adj_mat, train=True):
+        x = self.elu(self.gat1(input_tensor, adj_mat))
+        return self.log_softmax(self.gat2(x, adj_mat))
+
+    def backward(self, dy):
+        self.gat1.backward(self.elu.backward(self.gat2.backward(self.log_softmax.backward(dy))))
+
+
+def _torch_gat(torch, in_features, n_hidden, n_heads, num_classes, concat):
+    """gat/main.py's GraphAttentionLayer and GAT as they are there (dropout 0: the same steps as xpnet's)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class TorchGraphAttentionLayer(nn.Module):
+        def __init__(self, in_features, out_features, n_heads, concat=False, dropout=0.4, leaky_relu_slope=0.2):
+            super().__init__()
+            self.n_heads, self.concat, self.dropout = n_heads, concat, dropout
+            if concat:
+                self.out_features = out_features
+                self.n_hidden = out_features // n_heads
+            else:
+                self.n_hidden = out_features
+            self.W = nn.Parameter(torch.empty(size=(in_features, self.n_hidden * n_heads)))
+            self.a = nn.Parameter(torch.empty(size=(n_heads, 2 * self.n_hidden, 1)))
+            self.leakyrelu = nn.LeakyReLU(leaky_relu_slope)
+
+        def _get_attention_scores(self, h_transformed):
+            source_scores = torch.matmul(h_transformed, self.a[:, :self.n_hidden, :])
+            target_scores = torch.matmul(h_transformed, self.a[:, self.n_hidden:, :])
+            e = source_scores + target_scores.mT
+            return self.leakyrelu(e)
+
+        def forward(self, h, adj_mat):
+            n_nodes = h.shape[0]
+            h_transformed = torch.mm(h, self.W)
+            h_transformed = F.dropout(h_transformed, self.dropout, training=self.training)
+            h_transformed = h_transformed.view(n_nodes, self.n_heads, self.n_hidden).permute(1, 0, 2)
+            e = self._get_attention_scores(h_transformed)
+            connectivity_mask = -9e16 * torch.ones_like(e)
+            e = torch.where(adj_mat > 0, e, connectivity_mask)
+            attention = F.softmax(e, dim=-1)
+            attention = F.dropout(attention, self.dropout, training=self.training)
+            h_prime = torch.matmul(attention, h_transformed)
+            if self.concat:
+                h_prime = h_prime.permute(1, 0, 2).contiguous().view(n_nodes, self.out_features)
+            else:
+                h_prime = h_prime.mean(dim=0)
+            return h_prime
+
+    class TorchGAT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gat1 = TorchGraphAttentionLayer(in_features, n_hidden, n_heads, concat=concat, dropout=0.0)
+            self.gat2 = TorchGraphAttentionLayer(n_hidden, num_classes, 1, concat=False, dropout=0.0)
+
+        def forward(self, input_tensor, adj_mat):
+            x = F.elu(self.gat1(input_tensor, adj_mat))
+            return F.log_softmax(self.gat2(x, adj_mat), dim=1)
+
+    return TorchGAT().double()
+
+
+@pytest.mark.parametrize("concat", [False, True])
+def test_gat_main_trains_as_pytorchs(concat):
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    n, d, classes = 12, 7, 3
+    features, labels = rng.random((n, d)), rng.integers(0, classes, n)
+    adj_mat = np.eye(n) + (rng.random((n, n)) < 0.25)
+    idx = rng.permutation(n)
+    idx_val, idx_train = idx[:4], idx[4:]
+    xn.manual_seed(0)
+    gat_net = GAT(in_features=d, n_hidden=8, n_heads=2, num_classes=classes, concat=concat, dropout=0.0)
+    ref = _torch_gat(torch, d, 8, 2, classes, concat)
+    with torch.no_grad():
+        for name, value in gat_net.named_params().items():
+            ref.get_parameter(name).copy_(torch.from_numpy(value))
+    optimizer = xn.optim.Adam(gat_net.parameters(), lr=0.005, weight_decay=5e-4, weight_decay_on="all")
+    ref_optimizer = torch.optim.Adam(ref.parameters(), lr=0.005, weight_decay=5e-4)
+    criterion = xn.losses.NLLLoss()
+    for _ in range(3):
+        gat_net.train()
+        optimizer.zero_grad()
+        output = gat_net(features, adj_mat)
+        loss = criterion(output[idx_train], labels[idx_train])
+        dout = np.zeros_like(output)
+        dout[idx_train] = criterion.backward()
+        gat_net.backward(dout)
+        optimizer.step()
+        ref_optimizer.zero_grad()
+        ref_loss = torch.nn.functional.nll_loss(ref(torch.from_numpy(features), torch.from_numpy(adj_mat))[idx_train],
+                                                torch.from_numpy(labels)[idx_train])
+        ref_loss.backward()
+        ref_optimizer.step()
+        np.testing.assert_allclose(loss.item(), ref_loss.item(), rtol=1e-10)
+    gat_net.eval()
+    with xn.no_grad():
+        output = gat_net(features, adj_mat)[idx_val]
+    acc = (output.argmax(axis=1) == labels[idx_val]).astype(np.float64).sum() / len(idx_val)
+    ref.eval()
+    ref_output = ref(torch.from_numpy(features), torch.from_numpy(adj_mat))[idx_val].detach().numpy()
+    np.testing.assert_allclose(output, ref_output, rtol=1e-9, atol=1e-12)
+    assert acc == (ref_output.argmax(axis=1) == labels[idx_val]).mean()
