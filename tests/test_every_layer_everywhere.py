@@ -121,6 +121,9 @@ CASES: dict[str, Case] = {
     "AlphaDropout": Case(lambda: L.AlphaDropout(0.3, seed=2), ((6, 9),), draws_mask=True),
     "CosineSimilarity": Case(lambda: L.CosineSimilarity(dim=1), ((4, 6), (4, 6))),
     "PairwiseDistance": Case(L.PairwiseDistance, ((4, 6), (4, 6))),
+    "AffineGrid": Case(L.AffineGrid, ((2, 2, 3),), forward=lambda m, theta, train: m.forward(theta, (2, 1, 4, 5),
+                                                                                             train=train)),
+    "GridSample": Case(L.GridSample, ((2, 3, 4, 5), (2, 3, 4, 2))),  # normal draws: points outside the input too
     "Bilinear": Case(lambda: L.Bilinear(3, 4, 5), ((6, 3), (6, 4))),
     "Embedding": Case(lambda: L.Embedding(10, 4), (_ids(6, (3, 5)),)),
     "TiedLinear": Case(_tied, (_ids(6, (3, 5)),)),

@@ -111,7 +111,8 @@ _PYTORCH_NAMES = {
                   "attended, as F's) (xn.layers.Attention() is the book's att(hs_enc, hs_dec): not scaled, keys as "
                   "values, no mask), "
                   "xn.layers.Upsample(scale_factor=2, mode='bilinear') for F.interpolate(x, scale_factor=2, "
-                  "mode='bilinear'), xn.losses.SoftmaxCrossEntropy())",
+                  "mode='bilinear'), xn.losses.SoftmaxCrossEntropy(); xn.layers.AffineGrid() and "
+                  "xn.layers.GridSample() for F.affine_grid(theta, x.shape) and F.grid_sample(x, grid))",
     "Parameter": "a parameter is an array in a layer's params dict: self.params['W'] = ... in a layer or model of "
                  "your own, its gradient in self.grads['W'], filled by your backward",
     "transforms": "xpnet has no transforms: xn.datasets.load_fashion_mnist() already scales to [0, 1] (ToTensor); "

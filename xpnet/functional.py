@@ -8,5 +8,8 @@ raise ImportError(
     "xn.layers.Dropout(p), F.interpolate xn.layers.Upsample(...), F.scaled_dot_product_attention "
     "xn.layers.ScaledDotProductAttention(...); the losses are in xn.losses (F.cross_entropy: "
     "xn.losses.SoftmaxCrossEntropy(), F.binary_cross_entropy(y, t, reduction='sum'): "
-    "xn.losses.BCELoss(reduction='sum')); docs/from-pytorch.md maps the rest"
+    "xn.losses.BCELoss(reduction='sum')); F.affine_grid(theta, x.shape) and F.grid_sample(x, grid) (the spatial "
+    "transformer tutorial) xn.layers.AffineGrid() and xn.layers.GridSample(), their backwards giving dtheta and "
+    "(dx, dgrid); "
+    "docs/from-pytorch.md maps the rest"
 )

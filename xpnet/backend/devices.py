@@ -242,7 +242,7 @@ def _parse_cuda_index(spec: str) -> int:
 def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
     """Resolve a device spec: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"``, a PyTorch or JAX device
     (``"torch:cpu"``, ``"torch:cuda[:N]"``, ``"torch:mps"``, ``"jax:cpu"``, ``"jax:gpu[:N]"``) or a
-    :class:`Device`.
+    :class:`Device`. A ``torch.device`` is taken as its string (``torch.device("cuda", 0)`` is ``"cuda:0"``).
 
     ``"auto"`` takes GPU 0 when :func:`cuda_available`, else the CPU. A device that is not usable
     (no GPU, or PyTorch/JAX not installed, or without that device) warns with
@@ -255,6 +255,8 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
         return spec
     if spec is None:
         spec = "auto"
+    if type(spec).__name__ == "device" and type(spec).__module__ == "torch":
+        spec = str(spec)  # a PyTorch script's torch.device("cuda", 0) -> "cuda:0", as xn.load's map_location
     if not isinstance(spec, str):
         number = f" ({spec!r}: Chainer's GPU id; 'cuda:N' is GPU N, 'cpu' Chainer's -1)" if is_int(spec) else ""
         raise TypeError(f"device: expected a str or xpnet.Device, got {type(spec).__name__}{number}")

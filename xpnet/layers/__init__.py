@@ -21,6 +21,7 @@ from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
 from .distances import CosineSimilarity, PairwiseDistance
+from .spatial_transform import AffineGrid, GridSample
 from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
@@ -58,7 +59,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Softplus", "SELU", "CELU", "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish", "Mish",
            "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
            "Dropout2d", "Dropout1d", "GLU", "Softmin", "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
-           "CosineSimilarity", "PairwiseDistance",
+           "CosineSimilarity", "PairwiseDistance", "AffineGrid", "GridSample",
            "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
            "MultiheadAttention", "ScaledDotProductAttention", "TransformerEncoderLayer", "TransformerEncoder",
            "TransformerDecoderLayer",

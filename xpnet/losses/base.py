@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._user import is_real
-from ..backend import device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
+from ..backend import device, device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
 from .summed import checked_backward, counted_forward
 from .value import LossValue
 
@@ -37,6 +37,14 @@ class Loss:
         """``forward(y, t)`` read back as a :class:`LossValue` (a float), for PyTorch-style loops. In a loop
         that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
         return LossValue(self.forward(y, t), self)
+
+    def to(self, device_spec: Any = None, dtype: Any = None) -> "Loss":
+        """The loss itself (PyTorch's ``nn.CrossEntropyLoss().to(device)``): a loss holds no parameters, and its
+        constant weights go to the data's device and dtype at their first use there. ``device_spec`` is checked
+        as ``model.to``'s."""
+        if device_spec is not None:
+            device(device_spec)
+        return self
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
         raise NotImplementedError
