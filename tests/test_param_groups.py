@@ -378,7 +378,8 @@ def test_the_ranks_compare_every_groups_hyperparameters():
     assert differences("o", [described(0.02), described(0.05, momentum=0.5)]) == \
         ["o across ranks: param_groups[1] lr rank 0: 0.02, rank 1: 0.05; param_groups[1] momentum rank 0: 0.9, "
          "rank 1: 0.5"]
-    assert differences("o", [described(0.1), describe_settings(optim.SGD(_net(), lr=0.1, momentum=0.9))])[0] \
+    one = optim.SGD(_net(), lr=0.1, momentum=0.9, weight_decay_on="all")  # as groups, PyTorch's form, default to
+    assert differences("o", [described(0.1), describe_settings(one)])[0] \
         .startswith("o across ranks: param groups rank 0: 2, rank 1: 1")
 
 

@@ -315,11 +315,14 @@ def test_import_from_lr_scheduler_gives_pytorchs_schedulers():
 
 
 def test_sgd_takes_pytorchs_positional_order_after_the_parameters():
-    """torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov)."""
+    """torch.optim.SGD(params, lr, momentum, dampening, weight_decay, nesterov), its weight decay PyTorch's, on
+    every parameter (built from model.parameters())."""
     model = _mlp()
     opt = optim.SGD(model.parameters(), 0.1, 0.9, 0.0, 5e-4, True)
     assert (opt.lr, opt.momentum, opt.dampening, opt.weight_decay, opt.nesterov) == (0.1, 0.9, 0.0, 5e-4, True)
-    expected = _book_loop(_mlp(), optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))
+    assert opt.weight_decay_on == "all"
+    expected = _book_loop(_mlp(), optim.SGD(lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True,
+                                            weight_decay_on="all"))
     for key, value in _book_loop(model, opt).items():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
 

@@ -114,7 +114,7 @@ def test_imagenet_main_training_steps_validate_and_resume_equal_pytorchs(tmp_pat
     torch = _torch()
     model, ref, loader, val_loader = _imagenet_setup(torch)
     criterion = xn.losses.SoftmaxCrossEntropy()  # nn.CrossEntropyLoss(): hinted by that name
-    optimizer = xn.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=1e-4, weight_decay_on="all")
+    optimizer = xn.optim.SGD(model.parameters(), 0.1, momentum=0.9, weight_decay=1e-4)
     scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
     best_acc1 = 0
     loss, acc1, acc5 = train(loader, model, criterion, optimizer)
@@ -131,7 +131,7 @@ def test_imagenet_main_training_steps_validate_and_resume_equal_pytorchs(tmp_pat
     # a fresh process resumes from the checkpoint and runs the second epoch as the run that never stopped
     xn.manual_seed(1)
     resumed = xn.models.ResNet("BasicBlock", [1, 1, 1, 1], num_classes=10).to(dtype="float64")
-    optimizer = xn.optim.SGD(resumed.parameters(), 0.1, momentum=0.9, weight_decay=1e-4, weight_decay_on="all")
+    optimizer = xn.optim.SGD(resumed.parameters(), 0.1, momentum=0.9, weight_decay=1e-4)
     scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
     checkpoint = xn.load(tmp_path / "checkpoint.pth.tar")
     assert checkpoint['epoch'] == 1 and checkpoint['best_acc1'] == best_acc1
@@ -458,7 +458,7 @@ def test_gat_main_trains_as_pytorchs(concat):
     with torch.no_grad():
         for name, value in gat_net.named_params().items():
             ref.get_parameter(name).copy_(torch.from_numpy(value))
-    optimizer = xn.optim.Adam(gat_net.parameters(), lr=0.005, weight_decay=5e-4, weight_decay_on="all")
+    optimizer = xn.optim.Adam(gat_net.parameters(), lr=0.005, weight_decay=5e-4)
     ref_optimizer = torch.optim.Adam(ref.parameters(), lr=0.005, weight_decay=5e-4)
     criterion = xn.losses.NLLLoss()
     for _ in range(3):

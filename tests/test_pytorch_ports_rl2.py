@@ -698,9 +698,9 @@ def _graph(rng, n=12, f=8):
 def test_gcn_trains_and_tests_as_pytorchs():
     """train_iter() and test() for five epochs on a random 12-node graph (3 classes, 6 training nodes): the training
     loss (NLLLoss on output[mask_train], its gradient put back in those rows), the validation loss and accuracy,
-    and the weights equal torch's, which runs the script's GCN on the sparse matrices, in float64. Adam's
-    weight_decay=l2 is weight_decay_on="all" here: PyTorch decays every parameter, xpnet's default only those named
-    as weights (W..., weight...), which a kernel is not."""
+    and the weights equal torch's, which runs the script's GCN on the sparse matrices, in float64. Adam built from
+    gcn.parameters(), as the script's, decays every parameter as PyTorch's (the book's form would spare the kernel,
+    not named as a weight, with a warning)."""
     torch = _torch()
     nn_, F = torch.nn, torch.nn.functional
 
@@ -746,7 +746,7 @@ def test_gcn_trains_and_tests_as_pytorchs():
     gcn = GCN(8, 16, 3, True, 0.0).to(dtype="float64")
     for name, p in theirs.named_parameters():
         gcn.named_params()[name][...] = p.detach().numpy()
-    optimizer = xn.optim.Adam(gcn.parameters(), lr=0.01, weight_decay=5e-4, weight_decay_on="all")
+    optimizer = xn.optim.Adam(gcn.parameters(), lr=0.01, weight_decay=5e-4)  # PyTorch's decay: built from parameters()
     criterion, tcriterion = xn.losses.NLLLoss(), nn_.NLLLoss()
     tinput = (torch.from_numpy(features).to_sparse(), torch.from_numpy(adj_mat).to_sparse())
     target = torch.from_numpy(labels)

@@ -70,7 +70,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a
     layer of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's
     ``gamma`` and ``beta``; a parameter named neither way (a layer of one's own's ``kernel``) gets a warning
-    that it is left out. ``weight_decay_on="all"`` decays every parameter, as PyTorch does.
+    that it is left out. ``weight_decay_on="all"`` decays every parameter, as PyTorch does, and is the default of
+    an optimizer built PyTorch's way, from ``model.parameters()`` or param groups (:mod:`~xpnet.optim.binding`).
 
     The first argument is the learning rate, or the model to update (a model, or what
     ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is

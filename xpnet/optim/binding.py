@@ -3,7 +3,9 @@ PyTorch's ``SGD(model, lr=0.01)`` / ``SGD(model.parameters(), lr=0.01)`` (also `
 model from the start so that ``step()`` needs no argument; or PyTorch's list of param groups, ``SGD([{'params':
 model.base.parameters()}, {'params': model.head.parameters(), 'lr': 1e-3}], lr=1e-2)`` (``grouped``). The
 metaclass takes the model out of the arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps
-the book's signature."""
+the book's signature. Built PyTorch's way (``model.parameters()`` or param groups), ``weight_decay`` is PyTorch's,
+on every parameter (``weight_decay_on="all"`` unless given); from the learning rate (the book's) or the model
+itself, the book's L2 on weights only."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ class TakesAModelFirst(type):
             target, args = args[0], args[1:]
         groups = target if _is_groups(target) else None
         model = None if target is None or groups is not None else _model_of(cls.__name__, target)
+        if groups is not None or (model is not None and model is not target):  # model.parameters(): PyTorch's
+            kwargs = _decay_as_pytorch(cls, args, kwargs)
         optimizer = super().__call__(*args, **kwargs)
         optimizer.defaults = optimizer.hyperparams()
         if groups is not None:
@@ -45,6 +49,20 @@ class TakesAModelFirst(type):
             optimizer.bind(model)
             optimizer._built_with_model = True
         return optimizer
+
+
+def _decay_as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with ``weight_decay_on="all"`` where the optimizer takes it and it was not given: built PyTorch's
+    way (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups), weight_decay means
+    PyTorch's, on every parameter (biases, the norms' gamma and beta), not the book's on weights only."""
+    signature = inspect.signature(cls.__init__)
+    if "weight_decay_on" not in signature.parameters:
+        return kwargs
+    try:
+        given = signature.bind_partial(None, *args, **kwargs).arguments
+    except TypeError:  # the constructor itself says what is wrong
+        return kwargs
+    return kwargs if "weight_decay_on" in given else {**kwargs, "weight_decay_on": "all"}
 
 
 def _is_params(first: Any) -> bool:
@@ -65,8 +83,8 @@ def groups_hint(name: str, index: int, params: Any) -> str:
             f"'params' is a {type(params).__name__}; a group updates a layer (or a model) as a whole, given as "
             f"layer.parameters() or the layer itself, so that its parameters are found by name; a bare array "
             f"(net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': wd}}, "
-            f"{{'params': net.bias}}]: xpnet's weight_decay decays the weights only (W, the recurrent layers' Wx "
-            f"and Wh; not biases, nor the norms' gamma and beta) unless weight_decay_on='all', so that is "
+            f"{{'params': net.bias}}]: built from the model itself, xpnet's weight_decay decays the weights only (W, the "
+            f"recurrent layers' Wx and Wh; not biases, nor the norms' gamma and beta), so that is "
             f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
 
 
