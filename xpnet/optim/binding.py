@@ -83,8 +83,8 @@ def groups_hint(name: str, index: int, params: Any) -> str:
             f"'params' is a {type(params).__name__}; a group updates a layer (or a model) as a whole, given as "
             f"layer.parameters() or the layer itself, so that its parameters are found by name; a bare array "
             f"(net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': wd}}, "
-            f"{{'params': net.bias}}]: built from the model itself, xpnet's weight_decay decays the weights only (W, the "
-            f"recurrent layers' Wx and Wh; not biases, nor the norms' gamma and beta), so that is "
+            f"{{'params': net.bias}}]: built from the model itself, xpnet's weight_decay decays the weights only "
+            f"(W, the recurrent layers' Wx and Wh; not biases, nor the norms' gamma and beta), so that is "
             f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
 
 
