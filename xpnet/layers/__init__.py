@@ -21,7 +21,6 @@ from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
 from .distances import CosineSimilarity, PairwiseDistance
-from .spatial_transform import AffineGrid, GridSample
 from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
 from .flatten import Flatten, Unflatten
@@ -49,6 +48,7 @@ from .rmsnorm import RMSNorm
 from .scaled_dot_product import ScaledDotProductAttention
 from .smooth_activations import GLU, LogSigmoid, Mish, Softsign, Tanhshrink
 from .softmax import LogSoftmax, Softmax, Softmin
+from .spatial_transform import AffineGrid, GridSample
 from .tied import TiedLinear
 from .transformer import TransformerEncoder, TransformerEncoderLayer
 from .transformer_decoder import Transformer, TransformerDecoder, TransformerDecoderLayer
