@@ -67,8 +67,9 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
 from .cells import step_weights, step_weights_transposed
-from .recurrent_args import (NO_HX, SUMMED_BIAS_CONVENTIONS, builds_stack, call_arguments, forward_train, hx_hint,
-                             refuse_pytorch_only, relu_or_tanh, return_state_refusal, stateful_flag)
+from .recurrent_args import (NO_HX, SUMMED_BIAS_CONVENTIONS, builds_stack, call_arguments, convention_biases,
+                             forward_train, hx_hint, input_bias, refuse_pytorch_only, relu_or_tanh,
+                             return_state_refusal, stateful_flag)
 from .recurrent_args import convention as checked_convention
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
@@ -116,9 +117,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
     def bias_names(self) -> tuple[str, ...]:
         """``("b",)`` (RNN's and LSTM's default, ``convention="book"``), or PyTorch's two, ``("bx", "bh")``
         (``convention="pytorch"``); none with ``bias=False``."""
-        if not self.bias:
-            return ()
-        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+        return convention_biases(self.bias, self.convention)
 
     def _input_biases(self) -> tuple[str, ...]:
         """The biases added to x @ Wx (their sum, once per forward), each given the gradient of that sum: RNN's and
@@ -176,8 +175,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
-            biases = [self.params[name] for name in self._input_biases()]
-            ax = ax + (biases[0] if len(biases) == 1 else biases[0] + biases[1])
+            ax = ax + input_bias(self.params, self._input_biases())
         ax = xp.reshape(ax, (n, steps, -1))
         hs, caches = [], []
         # Wh, once for the steps' h @ Wh products (packed for MKL on NumPy's fast path).

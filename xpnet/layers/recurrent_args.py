@@ -287,6 +287,19 @@ SUMMED_BIAS_CONVENTIONS = ("'book' (the default) keeps one bias b = bias_ih + bi
                            "bx = bias_ih and bh = bias_hh")
 
 
+def convention_biases(bias: bool, convention: str) -> tuple[str, ...]:
+    """A recurrent layer's or cell's bias parameters: ``("b",)`` (the book's, ``convention="book"``), PyTorch's two,
+    ``("bx", "bh")`` (``convention="pytorch"``); none without ``bias``."""
+    if not bias:
+        return ()
+    return ("bx", "bh") if convention == "pytorch" else ("b",)
+
+
+def input_bias(params: dict[str, Any], names: tuple[str, ...]) -> Any:
+    """The bias added to x @ Wx: the one named in ``names``, or the sum of PyTorch's two (made once per forward)."""
+    return params[names[0]] if len(names) == 1 else params[names[0]] + params[names[1]]
+
+
 def convention(who: str, convention: Any, meanings: str = "") -> str:
     """A recurrent layer's or cell's ``convention``, ``'pytorch'`` or ``'book'``, else a ValueError naming ``who``,
     the accepted values (``meanings`` says what each holds) and what came."""

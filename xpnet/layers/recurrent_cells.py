@@ -27,7 +27,7 @@ from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
-from .recurrent_args import SUMMED_BIAS_CONVENTIONS, relu_or_tanh
+from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
 from .recurrent_args import convention as checked_convention
 
 
@@ -88,8 +88,7 @@ class _Cell(Layer):
         state = self._states(hx, x2.shape[0], x.ndim == 2)
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
-            biases = [self.params[name] for name in self._input_biases()]
-            ax = ax + (biases[0] if len(biases) == 1 else biases[0] + biases[1])
+            ax = ax + input_bias(self.params, self._input_biases())
         new, cache = self._step(ax, state)
         if train:
             if self._backed:
@@ -174,9 +173,7 @@ class _SummedBiasCell(_Cell):
         super().__init__(input_size, hidden_size, bias, **kwargs)
 
     def bias_names(self) -> tuple[str, ...]:
-        if not self.bias:
-            return ()
-        return ("bx", "bh") if self.convention == "pytorch" else ("b",)
+        return convention_biases(self.bias, self.convention)
 
     def _input_biases(self) -> tuple[str, ...]:
         return self.bias_names()
