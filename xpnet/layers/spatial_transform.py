@@ -71,7 +71,7 @@ class GridSample(_TwoInputs):
     """``F.grid_sample(input, grid, mode='bilinear', padding_mode='zeros', align_corners=False)``: input
     (N, C, H, W), grid (N, Ho, Wo, 2) of (x, y) in [-1, 1] -> (N, C, Ho, Wo), each output the bilinear mix of
     the four input pixels around its point, pixels outside the input read as 0. ``backward(dy)`` returns
-    ``(dx, dgrid)``. Caches the input, the four corners' flat indices, weights and masks."""
+    ``(dx, dgrid)``. Caches the four corners' flat indices, masks, weights and input values."""
 
     _inputs = ("input", "grid")
 
@@ -112,22 +112,20 @@ class GridSample(_TwoInputs):
             weight = xp.where(inside, wx * wy, 0.0)
             vals = xp.take_along_axis(flat, xp.broadcast_to(idx[:, None, :], (n, c, p)), axis=2)
             y = y + weight[:, None, :] * vals
-            corners.append((idx, inside, vals, dx_, dy_))
-        self._cache = (tuple(x.shape), tuple(grid.shape), fx, fy, scale, corners)
+            corners.append((idx, inside, vals, weight, wx, wy, dx_, dy_))
+        self._cache = (tuple(x.shape), tuple(grid.shape), scale, corners)
         return xp.reshape(y, (n, c) + tuple(grid.shape[1:3]))
 
     def backward(self, dy: Any) -> tuple[Any, Any]:  # type: ignore[override]
         dy = untracked(dy)
-        x_shape, g_shape, fx, fy, scale, corners = self._need(self._cache)
+        x_shape, g_shape, scale, corners = self._need(self._cache)
         n, c, h, w = x_shape
         p = g_shape[1] * g_shape[2]
         xp = self._check_grad(dy, (n, c) + g_shape[1:3])
         dy = xp.reshape(dy, (n, c, p))
         offsets = xp.reshape(xp.arange(n, dtype=xp.int64, device=dy.device) * (h * w), (n, 1))
         rows, ids, dgx, dgy = [], [], 0.0, 0.0
-        for idx, inside, vals, dx_, dy_ in corners:
-            wx, wy = (fx if dx_ else 1 - fx), (fy if dy_ else 1 - fy)
-            weight = xp.where(inside, wx * wy, 0.0)
+        for idx, inside, vals, weight, wx, wy, dx_, dy_ in corners:
             rows.append(xp.reshape(xp.permute_dims(weight[:, None, :] * dy, (0, 2, 1)), (n * p, c)))
             ids.append(xp.reshape(idx + offsets, (n * p,)))
             seen = xp.where(inside[:, None, :], vals * dy, 0.0)
