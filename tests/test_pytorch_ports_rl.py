@@ -16,7 +16,10 @@ def _torch():
 
 class _Env:
     """Deterministic: s0 = (0.1, -0.2, 0.05, 0.3); a step moves s to 0.9 s + (2a - 1) (0.3, -0.1, 0.2, 0.1), rewards
-    1 - |s[2]| and ends after 6 steps or when |s[0]| > 1."""
+    1 - |s[2]| and ends after 6 steps (truncated) or when |s[0]| > ``limit`` (terminated)."""
+
+    def __init__(self, limit=1.0):
+        self.limit = limit
 
     def reset(self):
         self.t, self.s = 0, np.array([0.1, -0.2, 0.05, 0.3])
@@ -25,7 +28,7 @@ class _Env:
     def step(self, action):
         self.t += 1
         self.s = 0.9 * self.s + (2 * action - 1) * np.array([0.3, -0.1, 0.2, 0.1])
-        return self.s.copy(), 1.0 - abs(self.s[2]), abs(self.s[0]) > 1, self.t >= 6, {}
+        return self.s.copy(), 1.0 - abs(self.s[2]), abs(self.s[0]) > self.limit, self.t >= 6, {}
 
 
 class _Policy(xn.Model):

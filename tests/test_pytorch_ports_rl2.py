@@ -12,7 +12,7 @@ from collections import deque, namedtuple
 
 import numpy as np
 import pytest
-from test_pytorch_ports_rl import _returns  # finish_episode()'s returns, as reinforce.py's
+from test_pytorch_ports_rl import _Env, _returns  # the REINFORCE port's environment and finish_episode()'s returns
 
 import xpnet as xn
 from xpnet import layers as nn
@@ -24,23 +24,6 @@ def _torch():
 
 def _close(ours, theirs, name=""):
     np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
-
-
-class _Env:
-    """Deterministic: s0 = (0.1, -0.2, 0.05, 0.3); a step moves s to 0.9 s + (2a - 1) (0.3, -0.1, 0.2, 0.1), rewards
-    1 - |s[2]| and ends after 6 steps (truncated) or when |s[0]| > ``limit`` (terminated)."""
-
-    def __init__(self, limit=1.0):
-        self.limit = limit
-
-    def reset(self):
-        self.t, self.s = 0, np.array([0.1, -0.2, 0.05, 0.3])
-        return self.s.copy(), {}
-
-    def step(self, action):
-        self.t += 1
-        self.s = 0.9 * self.s + (2 * action - 1) * np.array([0.3, -0.1, 0.2, 0.1])
-        return self.s.copy(), 1.0 - abs(self.s[2]), abs(self.s[0]) > self.limit, self.t >= 6, {}
 
 
 def _linear_weights_equal(model, theirs):

@@ -6,29 +6,19 @@ import copy
 
 import numpy as np
 import pytest
+from test_pytorch_ports_basics import _DynamicNet as _TutorialNet
 
 import xpnet as xn
 from xpnet import layers as L
 
 
-class _DynamicNet(xn.Model):
-    """The tutorial's DynamicNet: the middle Linear (and the one ReLU) called `draw()` times; the backward loops
-    `loops(self.n)` times (the drawn count when written right)."""
+class _DynamicNet(_TutorialNet):
+    """The port's DynamicNet (3 -> 5 -> 2, float64: the middle Linear and the one ReLU called `draw()` times), its
+    backward looping `loops(self.n)` times (the drawn count when written right)."""
 
     def __init__(self, draw, loops=lambda n: n):
-        super().__init__()
-        self.input_linear = L.Linear(3, 5, dtype="float64")
-        self.middle_linear = L.Linear(5, 5, dtype="float64")
-        self.output_linear = L.Linear(5, 2, dtype="float64")
-        self.relu = L.ReLU()
-        self.draw, self.loops = draw, loops
-
-    def forward(self, x, train=True):
-        h_relu = self.relu(self.input_linear(x))
-        self.n = self.draw()
-        for _ in range(self.n):
-            h_relu = self.relu(self.middle_linear(h_relu))
-        return self.output_linear(h_relu)
+        super().__init__(3, 5, 2, draw)
+        self.loops = loops
 
     def backward(self, dy):
         dh = self.output_linear.backward(dy)
