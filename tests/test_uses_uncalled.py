@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import pytest
 from test_pytorch_ports_basics import _DynamicNet as _TutorialNet
+from test_pytorch_ports_basics import _torch_dynamic_net  # the tutorial's class in float64, its draw passed in
 
 import xpnet as xn
 from xpnet import layers as L
@@ -62,7 +63,7 @@ def test_looping_the_drawn_count_gives_pytorchs_gradients():
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     torch.manual_seed(0)
     counts = (3, 0, 2, 1)
-    theirs = _torch_dynamic_net(torch, _draws(*counts))
+    theirs = _torch_dynamic_net(torch, 3, 5, 2, _draws(*counts))
     ours = _DynamicNet(_draws(*counts))
     xn.load_torch_state_dict(ours, theirs.state_dict())
     x, _ = _data()
@@ -84,27 +85,10 @@ def test_looping_the_drawn_count_gives_pytorchs_gradients():
             np.testing.assert_allclose(ours_grad, p.grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
 
 
-def _torch_dynamic_net(torch, draw):
-    """The tutorial's class in float64, its draw passed in."""
-    class DynamicNet(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.input_linear = torch.nn.Linear(3, 5)
-            self.middle_linear = torch.nn.Linear(5, 5)
-            self.output_linear = torch.nn.Linear(5, 2)
-
-        def forward(self, x):
-            h_relu = self.input_linear(x).clamp(min=0)
-            for _ in range(draw()):
-                h_relu = self.middle_linear(h_relu).clamp(min=0)
-            return self.output_linear(h_relu)
-    return DynamicNet().double()
-
-
 def test_two_backward_calls_of_the_model_after_one_forward_are_each_allowed():
     """Each serves that forward: the counts start again at each backward of the model, not at each forward."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
-    theirs = _torch_dynamic_net(torch, _draws(0))
+    theirs = _torch_dynamic_net(torch, 3, 5, 2, _draws(0))
     ours = _DynamicNet(_draws(0, 2))
     xn.load_torch_state_dict(ours, theirs.state_dict())
     x, dy = _data()
