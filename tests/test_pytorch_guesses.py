@@ -356,11 +356,40 @@ def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
     for phase in ("train", "val"):
         with xn.set_grad_enabled(phase == "train"), xn.enable_grad():
             np.testing.assert_array_equal(model.forward(x, train=False), expected)
-    xn.set_grad_enabled(False)  # PyTorch's call form, which switches recording off: xpnet records nothing anyway
-    np.testing.assert_array_equal(model.forward(x, train=False), expected)
     with pytest.raises(TypeError, match=r"^set_grad_enabled: mode must be True or False \(as PyTorch's\), "
                                         r"got 'train'$"):
         xn.set_grad_enabled("train")
+
+
+def test_set_grad_enabled_called_alone_switches_gradients_off_until_switched_on_as_pytorchs():
+    """torch.set_grad_enabled(False) as a call (not a context) turns gradients off from then on, and a backward
+    through what ran then fails; xpnet's call changed nothing, so a backward served a forward PyTorch refuses."""
+    torch = pytest.importorskip("torch")
+    model, (x, t) = _mlp(), _batches()[0]
+    try:
+        xn.set_grad_enabled(False), torch.set_grad_enabled(False)
+        y = model(x)
+        with pytest.raises(RuntimeError, match=r"Sequential.backward: the model's last forward ran under "
+                                               r"xn.no_grad\(\).*until xn.set_grad_enabled\(True\)"):
+            model.backward(np.ones_like(y))
+        assert not torch.tensor(1.0, requires_grad=True).mul(2).requires_grad      # PyTorch's: off from then on
+        with xn.set_grad_enabled(True), torch.set_grad_enabled(True):
+            model.backward(model(x) * 0 + 1)                                        # on within the context...
+        with pytest.raises(RuntimeError, match=r"last forward ran under xn.no_grad"):  # ...and off after it
+            model.backward(model(x) * 0 + 1)
+    finally:
+        xn.set_grad_enabled(True), torch.set_grad_enabled(True)
+    model.backward(model(x) * 0 + 1)
+
+    @xn.set_grad_enabled(False)
+    def look(inputs):
+        return model(inputs)
+
+    look(x)                                  # a decorator: the mode back as it was, off within each call only
+    with pytest.raises(RuntimeError, match=r"last forward ran under xn.no_grad"):
+        model.backward(np.ones_like(y))
+    model.backward(model(x) * 0 + 1)
+
 
 def test_manual_seed_is_pytorchs_name_for_the_weight_seed():
     def weights_and_mask(seed_with, s):

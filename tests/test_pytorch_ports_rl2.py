@@ -390,8 +390,8 @@ def test_a_no_grad_call_between_forward_and_backward_is_refused_and_the_order_th
     with pytest.raises(RuntimeError, match=r"DQN.backward: the model's last forward ran under xn.no_grad\(\).*Run "
                                            r"what needs no gradient before the training forward"):
         policy_net.backward(np.ones_like(q))
-    for context in (xn.no_grad(), xn.set_grad_enabled(False)):
-        with context:
+    for context in (xn.no_grad, lambda: xn.set_grad_enabled(False)):  # made here: set_grad_enabled(False) sets it
+        with context():
             next_actions = policy_net(next_states).argmax(1, keepdims=True)     # the no_grad calls first
             with xn.enable_grad():
                 policy_net(states)

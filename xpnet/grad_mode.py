@@ -13,12 +13,15 @@ What they do change: within ``with xn.no_grad():`` (or ``set_grad_enabled(False)
 to serve that call (:mod:`xpnet.layers.no_grad_calls`): a forward replaces the caches of the one before, so a
 ``target = policy_net(next_x)`` under no_grad between ``q = policy_net(x)`` and ``policy_net.backward(dq)``
 would give the no_grad call's gradient, where PyTorch's backward serves the training call. ``set_grad_enabled``
-called alone (not as a context) changes nothing.
+called alone (not as a context), PyTorch's function form, sets this thread's mode until it is set again, as
+PyTorch's: after ``xn.set_grad_enabled(False)``, a layer's backward refuses every forward until
+``xn.set_grad_enabled(True)``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Any
 
@@ -70,10 +73,30 @@ class enable_grad(no_grad):  # noqa: N801 - PyTorch's name
 
 
 class set_grad_enabled(_Unchanged):  # noqa: N801 - PyTorch's name, a context manager as theirs
-    """``with xn.set_grad_enabled(mode): ...`` (``no_grad`` where mode is False), or the call alone, which changes
-    nothing. ``mode`` must be True or False, as PyTorch's."""
+    """``with xn.set_grad_enabled(mode): ...`` (``no_grad`` where mode is False), ``@xn.set_grad_enabled(mode)``, or
+    the call alone, which sets this thread's mode from then on, as PyTorch's (``prev``: the mode it replaced, back
+    at the context's end). ``mode`` must be True or False, as PyTorch's."""
 
     def __init__(self, mode: Any) -> None:
         if mode is not True and mode is not False:
             raise TypeError(f"set_grad_enabled: mode must be True or False (as PyTorch's), got {mode!r}")
-        self.mode = mode
+        self.mode, self.prev = mode, grad_enabled()
+        _local.enabled = mode
+
+    def __call__(self, func: Any) -> Any:
+        """As a decorator: the mode is back as it was; each call of ``func`` runs in a context of its own."""
+        _local.enabled = self.prev
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+        return wrapped
+
+    def __enter__(self) -> None:
+        _local.enabled = self.mode
+
+    def __exit__(self, *exc: Any) -> bool:
+        _local.enabled = self.prev
+        return False

@@ -42,4 +42,5 @@ def why(layer: Any) -> str:
             "training call before it, and refuses one through a no_grad call). Run what needs no gradient before "
             "the training forward (target = target_net(next_x) or model(next_x) under no_grad first, then "
             f"y = model(x), the loss, model.backward(dy)), or call a copy of the {kind} there "
-            "(copy.deepcopy(model), as a target network)")
+            "(copy.deepcopy(model), as a target network); after xn.set_grad_enabled(False) called alone, as PyTorch's "
+            "it stays so until xn.set_grad_enabled(True)")
