@@ -25,12 +25,19 @@ import functools
 import threading
 from typing import Any
 
-_local = threading.local()  # stack: the modes the contexts entered replaced, innermost last; enabled: the mode
+class _Mode(threading.local):
+    """stack: the modes the contexts entered replaced, innermost last (made at a thread's first context);
+    enabled: the mode (a class attribute until set: read by every layer call, a plain attribute lookup)."""
+
+    enabled = True
+
+
+_local = _Mode()
 
 
 def grad_enabled() -> bool:
     """Whether this thread is outside every ``no_grad`` context (or inside an ``enable_grad`` within one)."""
-    return getattr(_local, "enabled", True)
+    return _local.enabled
 
 
 class _Unchanged(contextlib.ContextDecorator):

@@ -211,14 +211,19 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             if not params:
                 return None
         work = []
+        eps = self.eps
         for name, p in params.items():
             g = grads.get(name)
             if g is None:
                 raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
-            self._check_gradient(model, name, p, g, params)
-            xp = namespace(p)
-            update_rule(xp)
-            self._check_eps(p)
+            if type(p) is np.ndarray and type(g) is np.ndarray and g.shape == p.shape and g.dtype == p.dtype:
+                xp = namespace(p)  # _check_gradient's and update_rule's answer for two NumPy arrays, every step
+            else:
+                self._check_gradient(model, name, p, g, params)
+                xp = namespace(p)
+                update_rule(xp)
+            if eps is not None:
+                self._check_eps(p)
             work.append((prefix + name, model, name, p, g, xp))
         return work
 
@@ -363,6 +368,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def _step_lr(self, p: Any) -> Any:
         """The learning rate of this step for ``p`` (see :meth:`_per_step`)."""
+        if self.device_scalars is None:  # _per_step's answer, without its closure: asked for every parameter
+            return self._lr
         return self._per_step("lr", p, lambda lr, t: lr)
 
     def _slot(self, name: str, key: str, p: Any, xp: Any) -> Any:
