@@ -459,3 +459,25 @@ def test_text_classification_with_embedding_bag_trains_as_pytorchs():
         text = np.array(data[3][1])
         assert model(text, np.array([0])).argmax(1).item() == theirs(torch.from_numpy(text),
                                                                      torch.tensor([0])).argmax(1).item()
+
+
+def test_flat_ids_with_offsets_given_to_xn_train_say_to_pad_them_into_rows():
+    """xn.train(model, ((text, offsets), label)) said only "x[0] has 19 samples but y has 4; they must match" (and
+    predict alike): flat ids and offsets cannot be cut into batches alike. The error says to give (B, T) ids padded
+    with the EmbeddingBag's padding_idx, which give the same bags: the same outputs, and xn.train runs on them."""
+    rng = np.random.default_rng(0)
+    data = [(int(rng.integers(0, 4)), rng.integers(1, 30, n).tolist()) for n in (3, 7, 1, 8)]
+    label, text, offsets = collate_batch(data)
+    model = TextClassificationModel(30, 6, 4)
+    hint = r"flat ids with offsets .* cannot be cut into batches alike: give it \(B, T\) ids, a bag per row padded"
+    with pytest.raises(ValueError, match="x\\[0\\] has 19 samples but y has 4; they must match; " + hint):
+        xn.train(model, ((text, offsets), label), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match=r"the inputs hold \[19, 4\] samples; they must match; " + hint):
+        model.predict(text, offsets)
+    rows = np.zeros((4, 8), dtype=np.int64)  # id 0: the padding
+    for i, (_, ids) in enumerate(data):
+        rows[i, :len(ids)] = ids
+    padded = xn.Sequential(nn.EmbeddingBag(30, 6, padding_idx=0), nn.Linear(6, 4))
+    padded.load_state_dict(dict(zip(padded.state_dict(), model.state_dict().values())))
+    np.testing.assert_allclose(padded.predict(rows), model(text, offsets, train=False), rtol=1e-6)
+    xn.train(padded, (rows, label), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=2, progress=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import flag
-from ..backend import device_of, fast_path, host_copy, isdtype, same_device, untracked
+from ..backend import device_of, fast_path, host_copy, isdtype, namespace, same_device, untracked
 from .embedding import Embedding, embedding_backward
 from .uses import called
 
@@ -164,3 +164,14 @@ class EmbeddingBag(Embedding):
 def _bag_sums(xp: Any, bag: Any, rows: Any, n_bags: int) -> Any:
     """(n_bags, D): the rows (M, D) added up by bag (M,), through Embedding's scatter-add and its fast paths."""
     return fast_path("embedding_backward", xp, embedding_backward)(bag, rows, n_bags)
+
+
+def uncut_bags_hint(xs: Any) -> str:
+    """What to write where inputs cut into batches alike (``xn.train``, ``predict``) hold two 1-D integer arrays of
+    different lengths, PyTorch's flat ids and offsets of an EmbeddingBag; "" for any other inputs."""
+    flat = {int(x.shape[0]) for x in xs if getattr(x, "ndim", None) == 1 and isdtype(namespace(x), x.dtype, "integral")}
+    if len(flat) < 2:
+        return ""
+    return ("; flat ids with offsets (an EmbeddingBag's forward(text, offsets)) cannot be cut into batches alike: "
+            "give it (B, T) ids, a bag per row padded with its padding_idx, or loop over batches of your own "
+            "(docs/from-pytorch.md, the text-classification tutorial)")
