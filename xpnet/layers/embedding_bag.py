@@ -25,8 +25,8 @@ class EmbeddingBag(Embedding):
     bag, and the mean's scales, the max's winning positions or the per-sample weights. ``backward(dy)`` (B, D)
     adds each position's share into its id's row through Embedding's scatter-add, and returns None (ids have no
     gradient), or ``(None, None, d_per_sample_weights)`` (one per input) where the forward had them.
-    ``check_ids`` checks the ids' range and that the offsets start at 0, never decrease and stay within M: one
-    value read back per forward (``"max"`` reads the longest bag's length too).
+    ``check_ids`` checks the ids' range and that the offsets start at 0, never decrease and stay within M: two
+    values read back per forward (``"max"`` reads the longest bag's length too, check or not).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: Any = None, norm_type: Any = 2.0,
