@@ -243,6 +243,10 @@ def test_embedding_bag_gradcheck(rng, mode):
     (lambda bag: bag(BAG_IDS, BAG_OFFSETS, np.ones(9)), r"per_sample_weights need mode='sum', as PyTorch's, got "
                                                         "mode='mean'"),
     (lambda bag: EmbeddingBag(V, E, mode="avg"), "EmbeddingBag: mode must be 'sum', 'mean' or 'max', got 'avg'"),
+    (lambda bag: EmbeddingBag(V, E, sparse=True), "EmbeddingBag: sparse=True is not supported: xpnet's gradients "
+                                                   "are dense arrays; leave it False"),
+    (lambda bag: EmbeddingBag(V, E, _weight=np.zeros((V, E))), r"use EmbeddingBag.from_pretrained\(weights, "
+                                                               r"freeze=False\)"),
     (lambda bag: EmbeddingBag(V, E, include_last_offset=True)(BAG_IDS, BAG_OFFSETS),
      r"the last of them M = 9 \(the number of ids\), got \[0, 2, 2, 5\]"),
 ])

@@ -60,7 +60,8 @@ class Embedding(Layer):
         super().__init__()
         self.num_embeddings = positive_int(self, "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int(self, "embedding_dim", embedding_dim)
-        pytorch_defaults_only(self.name, PYTORCH_ONLY, {
+        weight_hint = (None, PYTORCH_ONLY["_weight"][1].replace("Embedding.", f"{self.name}."))  # EmbeddingBag's own
+        pytorch_defaults_only(self.name, {**PYTORCH_ONLY, "_weight": weight_hint}, {
             "max_norm": max_norm, "norm_type": norm_type, "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse,
             "_weight": _weight, "device": device})
         self.padding_idx = self._padding_index(padding_idx)
