@@ -126,6 +126,7 @@ CASES: dict[str, Case] = {
     "GridSample": Case(L.GridSample, ((2, 3, 4, 5), (2, 3, 4, 2))),  # normal draws: points outside the input too
     "Bilinear": Case(lambda: L.Bilinear(3, 4, 5), ((6, 3), (6, 4))),
     "Embedding": Case(lambda: L.Embedding(10, 4), (_ids(6, (3, 5)),)),
+    "EmbeddingBag": Case(lambda: L.EmbeddingBag(10, 4), (_ids(6, (3, 5)),)),
     "TiedLinear": Case(_tied, (_ids(6, (3, 5)),)),
     "RNN": Case(lambda: L.RNN(4, 5), (SEQUENCES,)),
     "LSTM": Case(lambda: L.LSTM(4, 5), (SEQUENCES,)),
@@ -201,6 +202,10 @@ VARIANTS: dict[str, Case] = {
     "Dropout-book": Case(lambda: L.Dropout(0.4, seed=2, convention="book"), ((6, 9),), draws_mask=True),
     "PairwiseDistance-p1-keepdim": Case(lambda: L.PairwiseDistance(p=1.0, keepdim=True), ((4, 6), (4, 6))),
     "Embedding-padding_idx": Case(lambda: L.Embedding(10, 4, padding_idx=2), (_ids(6, (3, 5)),)),
+    "EmbeddingBag-offsets-max-padding_idx": Case(lambda: L.EmbeddingBag(10, 4, mode="max", padding_idx=2),
+                                                 (_ids(6, (9,)), np.array([0, 3, 3, 7]))),
+    "EmbeddingBag-sum-per_sample_weights": Case(lambda: L.EmbeddingBag(10, 4, mode="sum"),
+                                                (_ids(6, (9,)), np.array([0, 4]), (9,))),
     "GRU-book": Case(lambda: L.GRU(4, 5, convention="book"), (SEQUENCES,)),
     "MultiheadAttention-kdim-vdim": Case(lambda: L.MultiheadAttention(8, 2, kdim=5, vdim=6),
                                          ((2, 3, 8), (2, 4, 5), (2, 4, 6)),

@@ -136,7 +136,7 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
     ("xn.optim.clip_grad_norm_", "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore"),
     ("xn.optim.clip_grad_value_", "xpnet's is xn.optim.clip_grad_value(model, clip_value) (no trailing underscore"),
     ("xn.Tensor", "xn.to_device(x, dev)"),
-    ("xn.layers.EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
+    ("xn.layers.FeatureAlphaDropout", "xpnet has xn.layers.AlphaDropout(p), value by value"),
     ("xn.losses.CTCLoss", "write a loss of your own (subclass xn.losses.Loss"),
     ("xn.losses.TripletMarginLoss", "xn.layers.PairwiseDistance() takes two inputs"),
     ("xn.losses.CosineEmbeddingLoss", "xn.losses.HingeEmbeddingLoss(margin=1 - margin) is the same loss"),
@@ -192,7 +192,7 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
 
 
 @pytest.mark.parametrize("module, name, hint", [
-    ("xpnet.layers", "EmbeddingBag", "xn.layers.Embedding(num_embeddings, embedding_dim)"),
+    ("xpnet.layers", "FractionalMaxPool2d", "xn.layers.AdaptiveMaxPool2d(output_size) pools to a size"),
     ("xpnet.layers", "BatchNorm2d", "xn.layers.BatchNorm(num_features)"),
     ("xpnet.losses", "CrossEntropyLoss", "xn.losses.SoftmaxCrossEntropy() takes logits"),
     ("xpnet", "Tensor", "xn.to_device(x, dev)"),

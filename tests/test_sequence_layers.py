@@ -1,4 +1,4 @@
-"""Embedding, Attention, Linear and Dropout on sequences, and SoftmaxCrossEntropy on (N, T, V) scores:
+"""Embedding, EmbeddingBag, Attention, Linear and Dropout on sequences, and SoftmaxCrossEntropy on (N, T, V) scores:
 against PyTorch itself in float64 on every device, xn.gradcheck, the fast paths against the portable
 code, and planted embedding bugs that must be caught (repeated ids overwritten instead of added; the
 padding row's gradient left unmasked)."""
@@ -9,7 +9,7 @@ import pytest
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import namespace
-from xpnet.layers import Attention, Dropout, Embedding, Layer, Linear, LSTM
+from xpnet.layers import Attention, Dropout, Embedding, EmbeddingBag, Layer, Linear, LSTM
 from xpnet.layers.embedding import embedding_backward
 from xpnet.losses import SoftmaxCrossEntropy
 from xpnet.testing import assert_gradients_ok, assert_placed, tolerance
@@ -168,6 +168,92 @@ def test_embedding_checks_ids(rng):
         layer.forward(np.zeros((2, 3), "float32"))
     unchecked = Embedding(V, E, check_ids=False)
     assert unchecked.forward(np.array([[-1]])).shape == (1, 1, E)  # NumPy takes -1 from the end; no check
+
+
+# Bags of BAG_IDS: [1, 3], [] (empty), [1, 6, 0], [3, 3, 1, 5]; with padding_idx 3, the second bag of 3s only.
+BAG_IDS, BAG_OFFSETS = np.array([1, 3, 1, 6, 0, 3, 3, 1, 5]), np.array([0, 2, 2, 5])
+
+
+def _compare_bag_with_torch(dev, rng, ids, offsets=None, weights=None, **kwargs):
+    """EmbeddingBag(V, E, **kwargs) and torch.nn.EmbeddingBag on the same W: y, dW and the per-sample weights'
+    gradient equal in float64, on dev."""
+    W = rng.standard_normal((V, E))
+    layer = EmbeddingBag(V, E, **kwargs).to(dev, dtype="float64")
+    layer.params["W"] = xn.to_device(W, dev)
+    put = [None if a is None else xn.to_device(a, dev) for a in (ids, offsets, weights)]
+    y = layer(*put)
+    dy = rng.standard_normal(tuple(y.shape))
+    back = layer.backward(xn.to_device(dy, dev))
+    ref = torch.nn.EmbeddingBag(V, E, dtype=torch.float64, **kwargs)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(W))
+    tw = None if weights is None else torch.tensor(weights, requires_grad=True)
+    yt = ref(torch.from_numpy(ids), None if offsets is None else torch.from_numpy(offsets), tw)
+    yt.backward(torch.from_numpy(dy))
+    assert_placed(y, dev, "float64")
+    assert_placed(layer.grads["W"], dev, "float64")
+    _close(y, yt, f"EmbeddingBag({kwargs}): output differs from PyTorch")
+    _close(layer.grads["W"], ref.weight.grad, f"EmbeddingBag({kwargs}): dW differs from PyTorch")
+    if weights is None:
+        assert back is None  # ids and offsets have no gradient
+    else:
+        assert back[:2] == (None, None)
+        _close(back[2], tw.grad, "EmbeddingBag: per_sample_weights' gradient differs from PyTorch")
+
+
+def test_embedding_bag_equals_pytorch(dev, rng):
+    """Flat ids with offsets (repeated ids, an empty bag) and (B, T) ids, with and without padding_idx (a bag of
+    padding only gives zeros, as an empty one; the mean counts the other ids): y and dW as PyTorch's, in each mode.
+    JAX, which compiles each operation for each shape (seconds here), runs "max" on the flat ids with padding
+    only: its own steps (searchsorted, the bags laid out, argmax) and the scatter-add the others share."""
+    jax = dev.xp.__name__.startswith("jax")
+    for mode in ("max",) if jax else ("mean", "sum", "max"):
+        for padding_idx in (3,) if jax else (None, 3):
+            _compare_bag_with_torch(dev, rng, BAG_IDS, BAG_OFFSETS, mode=mode, padding_idx=padding_idx)
+            if not jax:
+                _compare_bag_with_torch(dev, rng, BAG_IDS[:8].reshape(2, 4), mode=mode, padding_idx=padding_idx)
+
+
+def test_embedding_bag_last_offset_and_per_sample_weights_equal_pytorch(rng):
+    _compare_bag_with_torch(xn.device("cpu"), rng, BAG_IDS, np.append(BAG_OFFSETS, 9), mode="max",
+                            include_last_offset=True)
+    _compare_bag_with_torch(xn.device("cpu"), rng, BAG_IDS, BAG_OFFSETS, rng.standard_normal(9), mode="sum",
+                            padding_idx=3)
+    _compare_bag_with_torch(xn.device("cpu"), rng, BAG_IDS[:8].reshape(4, 2), None, rng.standard_normal((4, 2)),
+                            mode="sum")
+
+
+@pytest.mark.parametrize("mode", ["mean", "max"])
+def test_embedding_bag_gradcheck(rng, mode):
+    layer = EmbeddingBag(V, E, mode=mode, padding_idx=3).to(dtype="float64")
+    assert_gradients_ok(layer, (BAG_IDS, BAG_OFFSETS))
+    summed = EmbeddingBag(V, E, mode="sum").to(dtype="float64")
+    assert_gradients_ok(summed, (BAG_IDS, BAG_OFFSETS, rng.standard_normal(9)))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda bag: bag(BAG_IDS), r"EmbeddingBag: 1-D ids need offsets, a 1-D integer array of where each bag starts "
+                               r"\(PyTorch's forward\(text, offsets\)\), got None"),
+    (lambda bag: bag(BAG_IDS.reshape(3, 3), BAG_OFFSETS), r"input of shape \(3, 3\) is a bag per row and takes no "
+                                                          "offsets"),
+    (lambda bag: bag(BAG_IDS, np.array([1, 4])), r"offsets must start at 0 and never decrease, at most M = 9 \(the "
+                                                 r"number of ids\), got \[1, 4\]"),
+    (lambda bag: bag(BAG_IDS, np.array([0, 4, 2])), r"never decrease.*got \[0, 4, 2\]"),
+    (lambda bag: bag(BAG_IDS, np.array([0, 10])), r"never decrease.*got \[0, 10\]"),
+    (lambda bag: bag(BAG_IDS, np.array([0.0, 2.0])), "EmbeddingBag: offsets must be integers"),
+    (lambda bag: bag(BAG_IDS, BAG_OFFSETS, np.ones(9)), r"per_sample_weights need mode='sum', as PyTorch's, got "
+                                                        "mode='mean'"),
+    (lambda bag: EmbeddingBag(V, E, mode="avg"), "EmbeddingBag: mode must be 'sum', 'mean' or 'max', got 'avg'"),
+    (lambda bag: EmbeddingBag(V, E, sparse=True), "EmbeddingBag: sparse=True is not supported: xpnet's gradients "
+                                                   "are dense arrays; leave it False"),
+    (lambda bag: EmbeddingBag(V, E, _weight=np.zeros((V, E))), r"use EmbeddingBag.from_pretrained\(weights, "
+                                                               r"freeze=False\)"),
+    (lambda bag: EmbeddingBag(V, E, include_last_offset=True)(BAG_IDS, BAG_OFFSETS),
+     r"the last of them M = 9 \(the number of ids\), got \[0, 2, 2, 5\]"),
+])
+def test_embedding_bag_refuses_what_pytorch_refuses_saying_what_it_takes(call, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(EmbeddingBag(V, E))
 
 
 def _attention_torch(enc, dec, dout):

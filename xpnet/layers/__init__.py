@@ -23,6 +23,7 @@ from .conv_transpose import ConvTranspose2d
 from .distances import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d
 from .embedding import Embedding
+from .embedding_bag import EmbeddingBag
 from .flatten import Flatten, Unflatten
 from .fold import Fold, Unfold
 from .frozen_norm import FrozenBatchNorm2d
@@ -60,7 +61,8 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Softsign", "LogSigmoid", "PReLU", "Softmax", "LogSoftmax", "Identity", "Flatten", "Unflatten", "Dropout",
            "Dropout2d", "Dropout1d", "GLU", "Softmin", "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
            "CosineSimilarity", "PairwiseDistance", "AffineGrid", "GridSample",
-           "Embedding", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Attention",
+           "Embedding", "EmbeddingBag", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
+           "Attention",
            "MultiheadAttention", "ScaledDotProductAttention", "TransformerEncoderLayer", "TransformerEncoder",
            "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer", "PositionalEncoding",
@@ -162,8 +164,6 @@ _PYTORCH_NAMES = {
                                                                                            "ParameterDict")},
     **{name: "the recurrent layers' base classes are not public: xn.layers.RNN, LSTM, GRU (and the cells RNNCell, "
              "LSTMCell, GRUCell)" for name in ("RNNBase", "RNNCellBase")},
-    "EmbeddingBag": "xpnet has no EmbeddingBag: xn.layers.Embedding(num_embeddings, embedding_dim) gives (N, T, D) "
-                    "for (N, T) ids; sum or average over T in a model of your own (xn.Model)",
 }
 
 _BOOK_TABLE = "; docs/from-the-book.md maps the book's classes to xpnet's"

@@ -60,7 +60,8 @@ class Embedding(Layer):
         super().__init__()
         self.num_embeddings = positive_int(self, "num_embeddings", num_embeddings)
         self.embedding_dim = positive_int(self, "embedding_dim", embedding_dim)
-        pytorch_defaults_only(self.name, PYTORCH_ONLY, {
+        weight_hint = (None, PYTORCH_ONLY["_weight"][1].replace("Embedding.", f"{self.name}."))  # EmbeddingBag's own
+        pytorch_defaults_only(self.name, {**PYTORCH_ONLY, "_weight": weight_hint}, {
             "max_norm": max_norm, "norm_type": norm_type, "scale_grad_by_freq": scale_grad_by_freq, "sparse": sparse,
             "_weight": _weight, "device": device})
         self.padding_idx = self._padding_index(padding_idx)
@@ -101,7 +102,7 @@ class Embedding(Layer):
                              f"got shape {W.shape}")
         kwargs.setdefault("dtype", float_dtype_name(W.dtype, "Embedding.from_pretrained"))
         with _init.skip_init():
-            layer = cls(*W.shape, padding_idx, **kwargs)
+            layer = cls(*W.shape, padding_idx=padding_idx, **kwargs)
         layer.params["W"] = W.astype(layer.dtype, copy=False)
         return layer.requires_grad_(not freeze)
 
@@ -115,25 +116,31 @@ class Embedding(Layer):
                 "padding_idx": self.padding_idx, "init": init, "dtype": self.dtype, "check_ids": self.check_ids}
 
     def forward(self, ids: Any, train: bool = True) -> Any:
+        xp = self._check_ids(ids, "ids")
+        self._ids, self._shared, self._done = ids, None, False
+        rows = xp.take(self.params["W"], xp.reshape(ids, (-1,)), axis=0)
+        return xp.reshape(rows, (*ids.shape, self.embedding_dim))
+
+    def _check_ids(self, ids: Any, what: str) -> Any:
+        """The namespace of ``ids`` (``what`` in messages), integers on W's device, checked in range where
+        ``check_ids`` says so."""
         xp = namespace(ids)
         W = self.params["W"]
         if not isdtype(xp, ids.dtype, "integral"):
-            raise TypeError(f"Embedding: expected integer ids, got dtype {ids.dtype}")
+            raise TypeError(f"{self.name}: expected integer {what}, got dtype {ids.dtype}")
         if not same_device(ids, W):
-            raise ValueError(f"Embedding: ids are on {device_of(ids)} but the weights are on {device_of(W)}; move the "
-                             "model with model.to(device) or the ids with xn.to_device(ids, device)")
+            raise ValueError(f"{self.name}: {what} are on {device_of(ids)} but the weights are on {device_of(W)}; "
+                             f"move the model with model.to(device) or the {what} with xn.to_device({what}, device)")
         if self.check_ids:
             self.check_range(ids)
-        self._ids, self._shared, self._done = ids, None, False
-        rows = xp.take(W, xp.reshape(ids, (-1,)), axis=0)
-        return xp.reshape(rows, (*ids.shape, self.embedding_dim))
+        return xp
 
     def check_range(self, ids: Any) -> None:
         """Raise unless every id lies in [0, num_embeddings): one value read back from the ids' device
         (what ``check_ids`` does in each forward; ``xn.train`` does it once per run instead)."""
         xp = namespace(ids)
         if math.prod(ids.shape) and bool(xp.any((ids < 0) | (ids >= self.num_embeddings))):
-            raise ValueError(f"Embedding: ids must lie in [0, {self.num_embeddings}), got values in "
+            raise ValueError(f"{self.name}: ids must lie in [0, {self.num_embeddings}), got values in "
                              f"[{int(xp.min(ids))}, {int(xp.max(ids))}]")
 
     def backward(self, dy: Any) -> None:
@@ -143,18 +150,22 @@ class Embedding(Layer):
         if tuple(dy.shape) != (*ids.shape, self.embedding_dim):
             raise ValueError(f"Embedding: expected dy of shape {(*ids.shape, self.embedding_dim)}, "
                              f"got {tuple(dy.shape)}")
+        self._gather_grad(xp, xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim)))
+        return None
+
+    def _gather_grad(self, xp: Any, ids: Any, d_rows: Any) -> None:
+        """``grads["W"]``: each row of ``d_rows`` (M, D) added into the row of its id (M,) but the padding row,
+        with what a TiedLinear shared; nothing when W is frozen (EmbeddingBag's backward ends here too)."""
         if self._frozen:  # requires_grad_(False): no gradient to gather, and none given back
             self._shared = None
             return
-        ids, dy = xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim))
         if self.padding_idx is not None:
             # where, not a product with the mask: a non-finite dy at a padding position stays out, as in PyTorch
-            zero = xp.zeros((), dtype=dy.dtype, device=dy.device)
-            dy = xp.where((ids != self.padding_idx)[:, None], dy, zero)
-        dW = fast_path("embedding_backward", xp, embedding_backward)(ids, dy, self.num_embeddings)
+            zero = xp.zeros((), dtype=d_rows.dtype, device=d_rows.device)
+            d_rows = xp.where((ids != self.padding_idx)[:, None], d_rows, zero)
+        dW = fast_path("embedding_backward", xp, embedding_backward)(ids, d_rows, self.num_embeddings)
         self.grads["W"] = dW if self._shared is None else dW + self._shared
         self._shared, self._done = None, True
-        return None
 
     def add_shared_grad(self, dW: Any) -> None:
         """Add ``dW`` (num_embeddings, embedding_dim) to W's gradient of this step: what a layer sharing W

@@ -93,4 +93,7 @@ def summed_hint(name: str) -> str:
     return (f"Take each call's gradient right after the call, dys.append(criterion.backward()) (criterion: the "
             f"{name} you called; PyTorch's backward of the sum gives each call its gradient), and give them to a "
             "model whose forward loops over the steps and whose backward goes through them from the last to the "
-            "first (docs/from-pytorch.md, the char-RNN generation tutorial)")
+            "first (docs/from-pytorch.md, the char-RNN generation tutorial). Where the calls are terms of one "
+            "step's loss on one output (knowledge distillation's soft and hard cross-entropies), give each term a "
+            "loss object of its own and the model the sum of their gradients, scaled as the terms: "
+            "model.backward(a * T * kd.backward() + b * ce.backward()) for a * kd(y / T, p) * T**2 + b * ce(y, t)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator as _operator
 from typing import Any
 
 from .._user import not_here
@@ -22,6 +23,10 @@ class LossValue(float):
     for dy, then ``model.backward(dy)``. Sums, differences, products and quotients with numbers stay LossValues
     (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
     parts' gradients go back."""
+
+    # NumPy's scalars and arrays defer to its operators: 0.25 * np.sum(...) + 0.75 * loss stays a LossValue (a
+    # NumPy float64 would drop it, and its backward() hint with it)
+    __array_priority__ = 1000
 
     def __new__(cls, value: Any, loss: Any = None, parts: bool = False,
                 calls: tuple[tuple[Any, int, int], ...] = ()) -> "LossValue":
@@ -56,13 +61,15 @@ class LossValue(float):
 
 
 def _combined(name: str) -> Any:
-    """float's operator ``name``, its result a LossValue of several parts where it is a number."""
+    """float's operator ``name``, its result a LossValue of several parts where it is a number; with an array
+    (which defers to it, ``__array_priority__``), the array's result with the plain number."""
     operator = getattr(float, name)
+    plain = getattr(_operator, name.replace("__r", "__", 1))
 
     def run(self: LossValue, other: Any) -> Any:
         value = operator(self, other)
         if value is NotImplemented:
-            return value
+            return plain(other, float(self)) if name.startswith("__r") else plain(float(self), other)
         calls = merged(self.calls, other.calls) if isinstance(other, LossValue) else self.calls
         return LossValue(value, parts=True, calls=calls)
     run.__name__ = name

@@ -10,6 +10,7 @@ from ..backend import CPU, Device, namespace, no_autograd, plain_array, to_devic
 from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode, no_train
+from ..layers.embedding_bag import uncut_bags_hint
 from ..layers.recurrent_state import independent_batches, refuse_time_first
 from ..layers.uses import looked
 from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
@@ -125,7 +126,7 @@ class Model(Container):
             n = int(moved[0].shape[0])
             if any(int(x.shape[0]) != n for x in moved):
                 raise ValueError(f"predict: the inputs hold {[int(x.shape[0]) for x in moved]} samples; they must "
-                                 "match")
+                                 "match" + uncut_bags_hint(moved))
             size = max(1, n if batch_size is None else batch_size)
             if size < n:
                 refuse_time_first(self, f"{self.name}.predict(batch_size={batch_size})")

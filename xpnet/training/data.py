@@ -13,6 +13,7 @@ from ..backend import (Device, XpnetDeviceError, device_of, index_dtype as _inde
                        to_device, untracked)
 from ..datasets.batches import BatchIterator
 from ..layers.container import mode
+from ..layers.embedding_bag import uncut_bags_hint
 from ..layers.recurrent_state import probe_states
 from ..losses import BCELoss, Loss, NLLLoss, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from ..losses.base import ElementwiseLoss
@@ -75,7 +76,8 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
             raise ValueError(f"{arg}: {name} and y must have a sample axis, got shapes {tuple(x.shape)} and "
                              f"{tuple(y.shape)}")
         if x.shape[0] != y.shape[0]:
-            raise ValueError(f"{arg}: {name} has {x.shape[0]} samples but y has {y.shape[0]}; they must match")
+            raise ValueError(f"{arg}: {name} has {x.shape[0]} samples but y has {y.shape[0]}; they must match"
+                             + uncut_bags_hint(xs))
     if y.shape[0] < 1:
         raise ValueError(f"{arg}: no samples")
     return (xs if several else xs[0]), y
