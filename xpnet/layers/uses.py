@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
 from .no_grad_calls import UNDER_NO_GRAD, why
-from .uncalled import CALLS, FORWARDS, Check, Record, checking, named, replaced
+from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import add_grads, take_grads
 
 __all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
@@ -73,10 +73,15 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        if getattr(_local, "calls", None) is not None:
-            if written_out:  # called within another model's forward: a record of its own would be an earlier one's
-                self.__dict__.pop(CALLS, None)
-            return forward(self, *xs, **kwargs)
+        calls = getattr(_local, "calls", None)
+        if calls is not None:
+            if not written_out:
+                return forward(self, *xs, **kwargs)
+            before = counts(calls, _local.repeats)  # within another model's forward: a record of its own calls too
+            try:
+                return forward(self, *xs, **kwargs)
+            finally:
+                keep_since(self, before, calls, _local.repeats, _local.model)
         if train is not False:
             _count_forward(self)
         else:
@@ -183,8 +188,9 @@ _USES = "_uses_in_last_forward"
 # found replaced by a later one before it (``rounded``).
 _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
+# A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, FORWARDS, _LOST, CALLS})
+                   "_init_args", "_backwards_since_zero_grad", _USES, FORWARDS, _LOST})
 _ABSENT = object()
 
 
