@@ -24,12 +24,8 @@ Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer,
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
-Refused too, naming the model and the layer: in a model's ``backward`` written out by hand (a class of the
-user's: xpnet's own containers call each use's backward once), a layer's backward called more times than the
-model's last forward called the layer (PyTorch's DynamicNet looping its middle layer more times than its forward
-drew, or once after a forward that drew 0): it would take an earlier forward's cache, a wrong gradient.
-The model's outermost forward keeps its record of calls (``_Record``; ``_again`` counts the repeated ones), and
-``rounded`` counts each layer's backward calls within each backward of the model (``_Check``), again at each one.
+Refused too, naming the model and the layer: in a model's ``backward`` written out by hand, a layer's backward
+called more times than the model's last forward called the layer (:mod:`xpnet.layers.uncalled`).
 
 Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
 
@@ -40,7 +36,6 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import inspect
 import threading
@@ -48,6 +43,7 @@ from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
 from .no_grad_calls import UNDER_NO_GRAD, why
+from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import add_grads, take_grads
 
 __all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
@@ -55,10 +51,7 @@ __all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
 
 class _Local(threading.local):
     """calls: {id(layer): layer} while a container's forward runs, else absent; model, the container running it;
-    repeats: {id(layer): its calls} of the layers called more than once in it; check: a model's written-out
-    backward under way (``_Check``), else None."""
-
-    check = None
+    repeats: {id(layer): its calls} of the layers called more than once in it."""
 
 
 _local = _Local()
@@ -80,10 +73,15 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        if getattr(_local, "calls", None) is not None:
-            if written_out:  # called within another model's forward: a record of its own would be an earlier one's
-                self.__dict__.pop(_CALLS, None)
-            return forward(self, *xs, **kwargs)
+        calls = getattr(_local, "calls", None)
+        if calls is not None:
+            if not written_out:
+                return forward(self, *xs, **kwargs)
+            before = counts(calls, _local.repeats)  # within another model's forward: a record of its own calls too
+            try:
+                return forward(self, *xs, **kwargs)
+            finally:
+                keep_since(self, before, calls, _local.repeats, _local.model)
         if train is not False:
             _count_forward(self)
         else:
@@ -95,7 +93,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             return forward(self, *xs, **kwargs)
         finally:
             if written_out:  # what its backward, written out by hand, may take back (rounded)
-                self.__dict__[_CALLS] = _Record(_local.calls, _local.repeats)
+                self.__dict__[CALLS] = Record(_local.calls, _local.repeats)
             _local.calls = _local.model = _local.caller = _local.evaluation_uses = _local.repeats = None
     return run
 
@@ -186,14 +184,13 @@ def _again(layer: Any) -> None:
 
 
 _USES = "_uses_in_last_forward"
-# A model's (or a lone layer's) own training forwards since its last backward, and how many of those a backward
+# How many of a model's (or a lone layer's) own training forwards since its last backward (FORWARDS) a backward
 # found replaced by a later one before it (``rounded``).
-_FORWARDS = "_forwards_since_backward"
 _LOST = "_forwards_replaced"
-_CALLS = "_calls_in_last_forward"  # a model's: the layers its last forward called (_Record), for its backward
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
+# A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, _FORWARDS, _LOST, _CALLS})
+                   "_init_args", "_backwards_since_zero_grad", _USES, FORWARDS, _LOST})
 _ABSENT = object()
 
 
@@ -283,7 +280,7 @@ def looked(model: Any) -> Any:
     every node as it was (caches, records of calls, forward counts), so that the backward serves the training
     forward, as PyTorch's serves its graph; it served predict's batch, silently. With no such forward pending,
     predict's forward is a use, which a saliency map's backward follows."""
-    if not model.__dict__.get(_FORWARDS):
+    if not model.__dict__.get(FORWARDS):
         yield
         return
     before = [(node, dict(vars(node))) for node in _nodes(model)]
@@ -301,16 +298,10 @@ def _stateful_twice(layer: Any) -> str:
     """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
     kind = getattr(layer, "kind", type(layer)).__name__  # a stack of recurrent layers names its kind
-    return (f"{model.name}.forward calls the stateful layer {_named(model, layer)} a second time in training "
+    return (f"{model.name}.forward calls the stateful layer {named(model, layer)} a second time in training "
             "mode: its state flows from one call into the next, where its backward cannot follow it; run it once on "
             "the whole "
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
-
-
-def _named(model: Any, layer: Any) -> str:
-    """``layer`` by its dotted name in ``model`` and its class, ``'middle_linear' (Linear)``."""
-    name = next((k for k, v in model.named_modules().items() if v is layer), None) if model is not layer else None
-    return f"'{name}' ({layer.name})" if name else layer.name
 
 
 def called(layer: Any) -> None:
@@ -322,7 +313,7 @@ def called(layer: Any) -> None:
 
 def _count_forward(layer: Any) -> None:
     own = layer.__dict__
-    own[_FORWARDS] = own.get(_FORWARDS, 0) + 1
+    own[FORWARDS] = own.get(FORWARDS, 0) + 1
 
 
 def _evaluated(layer: Any) -> None:
@@ -330,7 +321,7 @@ def _evaluated(layer: Any) -> None:
     ran before it without a backward (targets made in training mode, then a saliency map's or style transfer's
     backward calls after ``eval()``: the second was refused as if the training forwards' caches were lost)."""
     own = layer.__dict__
-    own[_FORWARDS] = 0  # a forward all the same, for _stale
+    own[FORWARDS] = 0  # a forward all the same, for uncalled._stale
     own.pop(_LOST, None)
 
 
@@ -348,25 +339,26 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it.
     A backward of a layer whose last forward ran under ``xn.no_grad()`` is refused (:mod:`.no_grad_calls`).
     Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
-    against its calls in the model's last forward (``_Check``): one more refuses to take an earlier forward's cache."""
+    against its calls in the model's last forward (``uncalled.Check``): one more refuses to take an earlier
+    forward's cache."""
     written_out = _written_out(backward)
 
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.__dict__.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
-        check = _local.check
+        check = checking.check
         if check is None:
-            if written_out and _CALLS in self.__dict__:
-                return _Check(self).serve_model(run, args, kwargs)
+            if written_out and CALLS in self.__dict__:
+                return Check(self).serve_model(run, args, kwargs)
         elif check.layer is not self:
             return check.serve(self, run, args, kwargs)
         own = self.__dict__
-        forwards = own.pop(_FORWARDS, 0)
+        forwards = own.pop(FORWARDS, 0)
         if not forwards:
             uses = own.get(_USES)
             if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
-                raise RuntimeError(_replaced(self, own[_LOST]))           # uses (reused)
+                raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
             return backward(self, *args, **kwargs)
         own.pop(_LOST, None)
         out = backward(self, *args, **kwargs)
@@ -379,86 +371,3 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
 def _written_out(method: Callable[..., Any]) -> bool:
     """Whether ``method`` is the user's own, not xpnet's (whose containers call each use's backward once)."""
     return method.__module__.split(".")[0] != "xpnet"
-
-
-class _Record:
-    """The layers a model's last forward called (``calls``), and how often those called more than once
-    (``repeats``), kept for its backward; an attribute of the model, not a dict its layer search would read."""
-
-    __slots__ = ("calls", "repeats")
-
-    def __init__(self, calls: dict[int, Any], repeats: dict[int, int]) -> None:
-        self.calls, self.repeats = calls, repeats
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "_Record":
-        """The record of a copied model (``copy.deepcopy``: xn.gradcheck's, a target network) names its copies."""
-        copies = {key: copy.deepcopy(layer, memo) for key, layer in self.calls.items()}
-        return _Record({id(layer): layer for layer in copies.values()},
-                       {id(copies[key]): calls for key, calls in self.repeats.items()})
-
-
-class _Check:
-    """A model's backward written out by hand, under way: each layer's backward calls within it so far
-    (``backwards``), against the calls of the model's last forward. Within the backward of a layer that is not
-    a container (Conv1d's Conv2d, a cell's stack of calls: part of its call, as in forward), or of a model that
-    this forward did not call (by itself, it keeps a record of its own), nothing is counted."""
-
-    __slots__ = ("model", "record", "backwards", "layer")
-
-    def __init__(self, model: Any) -> None:
-        self.model, self.record, self.backwards = model, model.__dict__[_CALLS], {}
-        self.layer = model  # the container whose backward runs now: its own re-entry (backward_params) is no call
-
-    def serve_model(self, run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        _local.check = self
-        try:
-            return run(self.model, *args, **kwargs)
-        finally:
-            _local.check = None
-
-    def serve(self, layer: Any, run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        key = id(layer)
-        backwards = self.backwards.get(key, 0) + 1
-        calls = self.record.repeats.get(key) or int(key in self.record.calls)
-        if backwards > calls and _stale(layer):
-            raise RuntimeError(_uncalled(self.model, layer, calls, backwards))
-        self.backwards[key] = backwards
-        if layer.uses_inside and calls:  # a container this forward called: its layers' backward calls count too
-            outer, self.layer = self.layer, layer
-            try:
-                return run(layer, *args, **kwargs)
-            finally:
-                self.layer = outer
-        _local.check = None  # its own business (a model called by itself checks its own calls)
-        try:
-            return run(layer, *args, **kwargs)
-        finally:
-            _local.check = self
-
-
-def _stale(layer: Any) -> bool:
-    """Whether ``layer`` holds no forward's cache since its last backward: no training or evaluation-mode
-    forward ran since (``_FORWARDS``: by itself, a backward's own recomputation), it keeps no stack of calls of
-    its own (a cell's), nor state that an evaluation-mode forward carries on unrecorded (a stateful layer's)."""
-    return layer.records_uses and getattr(layer, "stateful", False) is not True and _FORWARDS not in vars(layer)
-
-
-def _uncalled(model: Any, layer: Any, calls: int, backwards: int) -> str:
-    """Why a model's backward may not call a layer's backward more often than its last forward called it."""
-    times = "not at all" if calls == 0 else "once" if calls == 1 else f"{calls} times"
-    return (f"{model.name}.backward calls the backward of {_named(model, layer)} more times than the model's last "
-            f"forward called it ({times}; this is backward call {backwards}), so it would use an earlier forward's "
-            "cache and give a wrong gradient; call each layer's backward once per call the forward made, last call "
-            "first (keep the forward's count, e.g. self.n = random.randint(0, 3), and loop range(self.n) in "
-            "backward)")
-
-
-def _replaced(layer: Any, lost: int) -> str:
-    """Why a backward after the backward of the last of several forwards cannot serve the one before."""
-    kind = "model" if layer.uses_inside else "layer"
-    return (f"{layer.name}.backward: the {kind} ran {lost + 1} training forwards before its backward calls, each "
-            "replacing the caches of the one before, and the backward after the first would take the last "
-            "forward's caches again instead of the forward's before it (PyTorch's autograd keeps every call's "
-            f"graph; an xpnet {kind} keeps one call's caches). Call it within one forward of a model of your own "
-            "(its forward calling it at each step: each call is then kept, and the backward calls take them back "
-            "last first), join the inputs into one batch, or take each forward's backward before the next forward")
