@@ -110,6 +110,15 @@ def pytest_report_header(config):
     return lines
 
 
+# The longest tests (a minute or more each), started first: under pytest -n one of them handed out last kept its
+# worker busy for that long while the others had nothing left to run.
+FIRST = ("test_gpu_checks.py::test_the_whole_gpu_suite_runs_on_the_fake_cupy",)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.split("[")[0].endswith(FIRST))  # stable: the rest keeps its order
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """Under ``XPNET_REQUIRE_GPU=1`` a skipped ``gpu`` test is a failure, with the skip's reason. Other
