@@ -110,14 +110,18 @@ def _freed_into_shared_pool(allocations):
     return [what for ref, allocator, what in allocations if ref() is None and cuda.memory.is_shared(allocator)]
 
 
-def _flat(args):
+def _flat(args, leaves=None):
+    """The leaves of nested lists, tuples and dicts, in order (a list, built without generators: the fake
+    flattens the arguments of every call)."""
+    leaves = [] if leaves is None else leaves
     for a in args:
         if isinstance(a, (list, tuple)):
-            yield from _flat(a)
+            _flat(a, leaves)
         elif isinstance(a, dict):
-            yield from _flat(a.values())
+            _flat(a.values(), leaves)
         else:
-            yield a
+            leaves.append(a)
+    return leaves
 
 
 def _host(a):
@@ -125,7 +129,7 @@ def _host(a):
     if isinstance(a, _cupy.ndarray):
         return a._a
     if isinstance(a, (list, tuple)):
-        return type(a)(_host(x) for x in a)
+        return type(a)([_host(x) for x in a])
     if isinstance(a, dict):
         return {k: _host(v) for k, v in a.items()}
     return a
