@@ -12,9 +12,7 @@ in either mode). The header of every run says whether CUDA is usable, or why not
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-import sys
 from pathlib import Path
 
 import array_api_compat
@@ -24,26 +22,6 @@ import pytest
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import libraries
-
-
-def _cheaper_jax_compiles() -> None:
-    """XLA's older CPU emitters for the run: JAX compiles every primitive afresh for each shape, and with them
-    the compiles cost a fifth less CPU (the JAX cases of test_transformer and test_book_models, jax 0.10.2:
-    56.0 and 56.4 s of user time with XLA's defaults, 46.3 and 40.9 s with them). xpnet's code and the assertions
-    are unchanged; what XLA generates is not, so the JAX cases check its older emitters, not its default ones.
-    Set through the environment, which XLA reads when JAX makes its CPU client (no test imports JAX before this)
-    and child processes inherit; only for the jaxlib it was measured on, as XLA aborts on a flag it no longer
-    knows, and never where the user set the flag."""
-    try:
-        version = importlib.metadata.version("jaxlib")
-    except importlib.metadata.PackageNotFoundError:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    if version.startswith("0.10.") and "--xla_cpu_use_fusion_emitters" not in flags and "jax" not in sys.modules:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_use_fusion_emitters=false".strip()
-
-
-_cheaper_jax_compiles()
 
 
 def _strict_device(name: str):
