@@ -159,6 +159,15 @@ def dev(request):
     return DEVICE_MAKERS[request.param]()
 
 
+def part_of_the_grid_on_jax(dev, request, keep: tuple[str, ...]) -> None:
+    """Skip this case of a parametrized grid on JAX unless its id holds one of ``keep``: JAX compiles every
+    operation afresh for each shape (about a second a case), and its fast paths are tested equal to the portable
+    code over the geometries in tests/test_fast_paths.py; NumPy and array-api-strict run the whole grid through
+    the same layer code."""
+    if dev.name.startswith("jax") and not any(k in request.node.callspec.id for k in keep):
+        pytest.skip("JAX runs part of this grid (it compiles every operation per shape); NumPy and strict run all")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

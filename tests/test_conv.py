@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from conftest import part_of_the_grid_on_jax
 from xpnet.layers import Conv2d, conv
 from xpnet.layers._im2col import col2im_portable, input_grad_stride1
 from xpnet.testing import assert_gradients_ok, assert_placed
@@ -73,7 +74,8 @@ def test_forward_matches_direct_loop_reference(case, rng, cin, cout, k, s, p, h,
 
 
 @pytest.mark.parametrize("cin,cout,k,s,p,h,w", VARIANTS)
-def test_gradients_match_central_differences(dev, rng, cin, cout, k, s, p, h, w):
+def test_gradients_match_central_differences(dev, rng, request, cin, cout, k, s, p, h, w):
+    part_of_the_grid_on_jax(dev, request, ("k3x2-s2x1-p1x0", "k4-s3-p1-uneven", "k3x5-p1x2", "k3-s1x2-p1"))
     layer = _layer(rng, cin, cout, k, s, p).to(dev)
     x = xn.to_device(rng.standard_normal((2, cin, h, w)), dev)
     assert_gradients_ok(layer, x, max_entries=40)
@@ -255,7 +257,8 @@ GROUPED = [pytest.param(4, 6, 2, id="g2"), pytest.param(4, 4, 4, id="depthwise")
 @pytest.mark.parametrize("cin,cout,groups", GROUPED)
 @pytest.mark.parametrize("s,p,bias", [(1, 0, True), (1, 1, False), (2, 0, False), (2, 1, True)],
                          ids=["s1-p0-bias", "s1-p1", "s2-p0", "s2-p1-bias"])
-def test_groups_as_pytorch_forward_and_gradients(dev, rng, cin, cout, groups, s, p, bias):
+def test_groups_as_pytorch_forward_and_gradients(dev, rng, request, cin, cout, groups, s, p, bias):
+    part_of_the_grid_on_jax(dev, request, ("s2-p1-bias", "s1-p0-bias-g2-one-product"))
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     layer = Conv2d(cin, cout, 3, s, p, 1, groups, bias, dtype="float64")
     assert layer.params["W"].shape == (cout, cin // groups, 3, 3)
