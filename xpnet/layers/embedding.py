@@ -146,10 +146,7 @@ class Embedding(Layer):
     def backward(self, dy: Any) -> None:
         dy = untracked(dy)
         ids = self._need(self._ids)
-        xp = self._check_float(dy)
-        if tuple(dy.shape) != (*ids.shape, self.embedding_dim):
-            raise ValueError(f"Embedding: expected dy of shape {(*ids.shape, self.embedding_dim)}, "
-                             f"got {tuple(dy.shape)}")
+        xp = self._check_grad(dy, (*ids.shape, self.embedding_dim))
         self._gather_grad(xp, xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim)))
         return None
 

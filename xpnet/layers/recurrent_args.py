@@ -27,6 +27,8 @@ ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c
 unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Where the forward
 unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
 runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
+The same wrapper refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
+layer (:mod:`~xpnet.layers.recurrent_layout`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from typing import Any, Callable
 from .._user import flag, is_bool
 from ..backend import untracked
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
+from .recurrent_layout import refuse_time_first_batch_of_one
 
 # PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
 NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
@@ -195,6 +198,7 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         _refuse_unpacked_call(self, code)
+        refuse_time_first_batch_of_one(self, code)
         try:
             return forward(self, *args, **kwargs)
         except ValueError as e:
@@ -227,6 +231,10 @@ def _unpacked_calls(code: Any) -> tuple[str, ...]:
     return _UNPACKED[code]
 
 
+_TIME_FIRST = ("; and it is batch first, (N, T, D), where PyTorch's is time first: for PyTorch's (T, N, D) build it "
+               "with batch_first=False too")
+
+
 def _refuse_unpacked_call(model: Any, code: Any) -> None:
     """Raise where ``model``'s forward (``code``) unpacks the call of a recurrent layer it holds built without
     ``return_state`` (``out, (h, c) = self.lstm(x)``): its one output array would be unpacked along the batch
@@ -243,7 +251,7 @@ def _refuse_unpacked_call(model: Any, code: Any) -> None:
                              f"{pytorch_call(layer.name, layer.state_names, 'self.' + attr)}, but xpnet's RNN, LSTM "
                              f"and GRU return the output alone, one array (a batch of 2 would be unpacked along its "
                              f"batch axis): write out = self.{attr}(x), or build it as xn.layers.{layer.name}(..., "
-                             "return_state=True)")
+                             f"return_state=True){_TIME_FIRST if layer.batch_first else ''}")
 
 
 def _unpacking_hint(model: Any, code: Any, error: ValueError) -> str | None:
