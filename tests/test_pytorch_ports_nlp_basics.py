@@ -354,3 +354,16 @@ class _OneStepEach(xn.Model):
 
 def test_one_step_sequences_written_with_none_are_not_refused():
     assert _OneStepEach()(np.ones((5, 4), dtype=np.float32)).shape == (5, 1, 3)
+
+
+class _Viewed(NGramLanguageModeler):
+    def forward(self, inputs, train=True):
+        embeds = self.embeddings(inputs).view((1, -1))
+        return self.log_softmax(self.linear2(self.relu(self.linear1(embeds))))
+
+
+def test_pytorchs_view_in_a_forward_says_to_reshape():
+    """NGramLanguageModeler's self.embeddings(inputs).view((1, -1)): NumPy's view takes a dtype and said only
+    "Cannot interpret '1' as a data type"; the error now says to write reshape."""
+    with pytest.raises(TypeError, match=r"_Viewed.forward: Cannot interpret '1'.*view\(\(1, -1\)\).*x.reshape\(shape\)"):
+        _Viewed(7, 10, 2)(np.array([3, 5]))
