@@ -365,5 +365,279 @@ class _Viewed(NGramLanguageModeler):
 def test_pytorchs_view_in_a_forward_says_to_reshape():
     """NGramLanguageModeler's self.embeddings(inputs).view((1, -1)): NumPy's view takes a dtype and said only
     "Cannot interpret '1' as a data type"; the error now says to write reshape."""
-    with pytest.raises(TypeError, match=r"_Viewed.forward: Cannot interpret '1'.*view\(\(1, -1\)\).*x.reshape\(shape\)"):
+    with pytest.raises(TypeError, match=r"_Viewed.forward: Cannot interpret '1'.*view\(\(1, -1\)\).*"
+                                        r"x.reshape\(shape\)"):
         _Viewed(7, 10, 2)(np.array([3, 5]))
+
+
+# ---- advanced_tutorial.py: BiLSTM_CRF, the CRF's forward algorithm and its backward written out ----
+
+START_TAG, STOP_TAG = "<START>", "<STOP>"
+CRF_DATA = [("the wall street journal reported today".split(), "B I I I O O".split()),
+            ("georgia tech is a university in georgia".split(), "B I O O O O B".split())]
+CRF_TAG_TO_IX = {"B": 0, "I": 1, "O": 2, START_TAG: 3, STOP_TAG: 4}
+
+
+def _log_sum_exp(v, axis=-1):
+    m = v.max(axis=axis, keepdims=True)
+    return (m + np.log(np.exp(v - m).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
+def _softmax(v):
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class BiLSTM_CRF(xn.Model):
+    """The tutorial's model: its transitions a parameter of the model (self.params), its CRF loss and Viterbi decode
+    in NumPy, and a backward from the loss to the features and the transitions written out."""
+
+    def __init__(self, vocab_size, tag_to_ix, embedding_dim, hidden_dim):
+        super().__init__()
+        self.hidden_dim, self.tag_to_ix, self.tagset_size = hidden_dim, tag_to_ix, len(tag_to_ix)
+        self.word_embeds = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_dim // 2, num_layers=1, bidirectional=True, batch_first=False,
+                            return_state=True, convention="pytorch")
+        self.hidden2tag = nn.Linear(hidden_dim, self.tagset_size)
+        transitions = np.random.default_rng(0).standard_normal((self.tagset_size, self.tagset_size))
+        transitions[tag_to_ix[START_TAG], :] = -10000
+        transitions[:, tag_to_ix[STOP_TAG]] = -10000
+        self.params["transitions"] = transitions.astype(np.float32)  # nn.Parameter(torch.randn(...))
+
+    def init_hidden(self):
+        return None  # zeros; the test gives both models the same state
+
+    def _get_lstm_features(self, sentence):
+        self.embeds = self.word_embeds(sentence).reshape(len(sentence), 1, -1)
+        lstm_out, self.hidden = self.lstm(self.embeds, self.init_hidden())
+        return self.hidden2tag(lstm_out.reshape(len(sentence), self.hidden_dim))
+
+    def _forward_alg(self, feats):
+        trans, alpha = self.params["transitions"], np.full(self.tagset_size, -10000.0, dtype=feats.dtype)
+        alpha[self.tag_to_ix[START_TAG]] = 0.0
+        self.steps = []
+        for feat in feats:
+            scores = alpha[None, :] + trans  # [next, previous]
+            self.steps.append(_softmax(scores))
+            alpha = _log_sum_exp(scores) + feat
+        terminal = alpha + trans[self.tag_to_ix[STOP_TAG]]
+        self.terminal = _softmax(terminal)
+        return _log_sum_exp(terminal)
+
+    def _score_sentence(self, feats, tags):
+        trans = self.params["transitions"]
+        self.tags = np.concatenate([[self.tag_to_ix[START_TAG]], tags])
+        steps = np.arange(len(feats))
+        return (trans[self.tags[1:], self.tags[:-1]].sum() + feats[steps, self.tags[1:]].sum()
+                + trans[self.tag_to_ix[STOP_TAG], self.tags[-1]])
+
+    def neg_log_likelihood(self, sentence, tags):
+        feats = self._get_lstm_features(sentence)
+        return self._forward_alg(feats) - self._score_sentence(feats, tags)
+
+    def backward(self, dloss=1.0):
+        """neg_log_likelihood.backward(): the forward algorithm's gradient (each step's softmax over the previous
+        tags), less the gold path's ones, into the transitions and the features, then the BiLSTM's."""
+        stop, n = self.tag_to_ix[STOP_TAG], len(self.steps)
+        dtrans = np.zeros_like(self.params["transitions"])
+        dfeats = np.zeros((n, self.tagset_size), dtype=dtrans.dtype)
+        dalpha = self.terminal
+        dtrans[stop] += dalpha
+        for t in reversed(range(n)):
+            dfeats[t] = dalpha
+            dscores = dalpha[:, None] * self.steps[t]
+            dtrans += dscores
+            dalpha = dscores.sum(0)
+        np.subtract.at(dtrans, (self.tags[1:], self.tags[:-1]), 1.0)
+        dtrans[stop, self.tags[-1]] -= 1.0
+        dfeats[np.arange(n), self.tags[1:]] -= 1.0
+        self.grads["transitions"] = dloss * dtrans
+        d = self.hidden2tag.backward(dloss * dfeats)
+        d = self.lstm.backward(d.reshape(n, 1, self.hidden_dim))
+        return self.word_embeds.backward(d.reshape(n, -1))
+
+    def _viterbi_decode(self, feats):
+        trans, backpointers = self.params["transitions"], []
+        forward_var = np.full(self.tagset_size, -10000.0, dtype=feats.dtype)
+        forward_var[self.tag_to_ix[START_TAG]] = 0
+        for feat in feats:
+            next_tag_var = forward_var[None, :] + trans
+            best = next_tag_var.argmax(1)
+            backpointers.append(best)
+            forward_var = next_tag_var[np.arange(self.tagset_size), best] + feat
+        terminal_var = forward_var + trans[self.tag_to_ix[STOP_TAG]]
+        best_tag_id = int(terminal_var.argmax())
+        best_path = [best_tag_id]
+        for bptrs_t in reversed(backpointers):
+            best_tag_id = int(bptrs_t[best_tag_id])
+            best_path.append(best_tag_id)
+        assert best_path.pop() == self.tag_to_ix[START_TAG]
+        return terminal_var[best_path[0]], best_path[::-1]
+
+    def forward(self, sentence, train=True):
+        return self._viterbi_decode(self._get_lstm_features(sentence))
+
+
+def _their_bilstm_crf(torch, h0, c0):
+    """advanced_tutorial.py's BiLSTM_CRF as written there (its helpers inlined), init_hidden giving h0, c0."""
+    nn_ = torch.nn
+
+    def argmax(vec):
+        _, idx = torch.max(vec, 1)
+        return idx.item()
+
+    def log_sum_exp(vec):
+        max_score = vec[0, argmax(vec)]
+        max_score_broadcast = max_score.view(1, -1).expand(1, vec.size()[1])
+        return max_score + torch.log(torch.sum(torch.exp(vec - max_score_broadcast)))
+
+    class TheirBiLSTM_CRF(nn_.Module):
+        def __init__(self, vocab_size, tag_to_ix, embedding_dim, hidden_dim):
+            super().__init__()
+            self.hidden_dim, self.tag_to_ix, self.tagset_size = hidden_dim, tag_to_ix, len(tag_to_ix)
+            self.word_embeds = nn_.Embedding(vocab_size, embedding_dim)
+            self.lstm = nn_.LSTM(embedding_dim, hidden_dim // 2, num_layers=1, bidirectional=True)
+            self.hidden2tag = nn_.Linear(hidden_dim, self.tagset_size)
+            self.transitions = nn_.Parameter(torch.randn(self.tagset_size, self.tagset_size))
+            self.transitions.data[tag_to_ix[START_TAG], :] = -10000
+            self.transitions.data[:, tag_to_ix[STOP_TAG]] = -10000
+
+        def init_hidden(self):
+            return torch.from_numpy(h0), torch.from_numpy(c0)
+
+        def _forward_alg(self, feats):
+            init_alphas = torch.full((1, self.tagset_size), -10000., dtype=feats.dtype)
+            init_alphas[0][self.tag_to_ix[START_TAG]] = 0.
+            forward_var = init_alphas
+            for feat in feats:
+                alphas_t = []
+                for next_tag in range(self.tagset_size):
+                    emit_score = feat[next_tag].view(1, -1).expand(1, self.tagset_size)
+                    trans_score = self.transitions[next_tag].view(1, -1)
+                    next_tag_var = forward_var + trans_score + emit_score
+                    alphas_t.append(log_sum_exp(next_tag_var).view(1))
+                forward_var = torch.cat(alphas_t).view(1, -1)
+            terminal_var = forward_var + self.transitions[self.tag_to_ix[STOP_TAG]]
+            return log_sum_exp(terminal_var)
+
+        def _get_lstm_features(self, sentence):
+            self.hidden = self.init_hidden()
+            embeds = self.word_embeds(sentence).view(len(sentence), 1, -1)
+            lstm_out, self.hidden = self.lstm(embeds, self.hidden)
+            lstm_out = lstm_out.view(len(sentence), self.hidden_dim)
+            return self.hidden2tag(lstm_out)
+
+        def _score_sentence(self, feats, tags):
+            score = torch.zeros(1, dtype=feats.dtype)
+            tags = torch.cat([torch.tensor([self.tag_to_ix[START_TAG]], dtype=torch.long), tags])
+            for i, feat in enumerate(feats):
+                score = score + self.transitions[tags[i + 1], tags[i]] + feat[tags[i + 1]]
+            return score + self.transitions[self.tag_to_ix[STOP_TAG], tags[-1]]
+
+        def _viterbi_decode(self, feats):
+            backpointers = []
+            init_vvars = torch.full((1, self.tagset_size), -10000., dtype=feats.dtype)
+            init_vvars[0][self.tag_to_ix[START_TAG]] = 0
+            forward_var = init_vvars
+            for feat in feats:
+                bptrs_t, viterbivars_t = [], []
+                for next_tag in range(self.tagset_size):
+                    next_tag_var = forward_var + self.transitions[next_tag]
+                    best_tag_id = argmax(next_tag_var)
+                    bptrs_t.append(best_tag_id)
+                    viterbivars_t.append(next_tag_var[0][best_tag_id].view(1))
+                forward_var = (torch.cat(viterbivars_t) + feat).view(1, -1)
+                backpointers.append(bptrs_t)
+            terminal_var = forward_var + self.transitions[self.tag_to_ix[STOP_TAG]]
+            best_tag_id = argmax(terminal_var)
+            path_score = terminal_var[0][best_tag_id]
+            best_path = [best_tag_id]
+            for bptrs_t in reversed(backpointers):
+                best_tag_id = bptrs_t[best_tag_id]
+                best_path.append(best_tag_id)
+            start = best_path.pop()
+            assert start == self.tag_to_ix[START_TAG]
+            best_path.reverse()
+            return path_score, best_path
+
+        def neg_log_likelihood(self, sentence, tags):
+            feats = self._get_lstm_features(sentence)
+            return self._forward_alg(feats) - self._score_sentence(feats, tags)
+
+        def forward(self, sentence):
+            return self._viterbi_decode(self._get_lstm_features(sentence))
+
+    return TheirBiLSTM_CRF
+
+
+def test_bilstm_crf_loss_gradients_steps_and_viterbi_decode_are_pytorchs():
+    torch = _torch()
+    torch.manual_seed(1)
+    word_to_ix = _word_to_ix([s for s, _ in CRF_DATA])
+    rng = np.random.default_rng(2)
+    h0, c0 = rng.standard_normal((2, 1, 2)), rng.standard_normal((2, 1, 2))
+    theirs = _their_bilstm_crf(torch, h0, c0)(len(word_to_ix), CRF_TAG_TO_IX, 5, 4).double()
+    model = BiLSTM_CRF(len(word_to_ix), CRF_TAG_TO_IX, 5, 4).to(dtype="float64")
+    model.init_hidden = lambda: (h0, c0)  # the tutorial's torch.randn(2, 1, hidden_dim // 2), the same for both
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    optimizer = xn.optim.SGD(model.parameters(), lr=0.01, weight_decay=1e-4)
+    their_optimizer = torch.optim.SGD(theirs.parameters(), lr=0.01, weight_decay=1e-4)
+    for epoch in range(2):
+        for sentence, tags in CRF_DATA:
+            sentence_in = np.array([word_to_ix[w] for w in sentence], dtype=np.int64)
+            targets = np.array([CRF_TAG_TO_IX[t] for t in tags], dtype=np.int64)
+            model.zero_grad()
+            loss = model.neg_log_likelihood(sentence_in, targets)
+            model.backward()  # neg_log_likelihood.backward()
+            theirs.zero_grad()
+            their_loss = theirs.neg_log_likelihood(torch.from_numpy(sentence_in), torch.from_numpy(targets))
+            their_loss.backward()
+            assert float(loss) == pytest.approx(their_loss.item(), rel=1e-12)
+            np.testing.assert_allclose(model.grads["transitions"], theirs.transitions.grad.numpy(), atol=1e-12)
+            np.testing.assert_allclose(model.word_embeds.grads["W"], theirs.word_embeds.weight.grad.numpy(),
+                                       atol=1e-12)
+            optimizer.step()
+            their_optimizer.step()
+    ours = xn.torch_state_dict(model)
+    for name, p in theirs.state_dict().items():
+        np.testing.assert_allclose(ours[name], p.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    with xn.no_grad(), torch.no_grad():
+        sentence_in = np.array([word_to_ix[w] for w in CRF_DATA[0][0]], dtype=np.int64)
+        score, tag_seq = model(sentence_in)
+        their_score, their_tag_seq = theirs(torch.from_numpy(sentence_in))
+    assert tag_seq == their_tag_seq and float(score) == pytest.approx(their_score.item(), rel=1e-12)
+
+
+class _LooseTransitions(xn.Model):
+    """The first guess for nn.Parameter(torch.randn(...)): a plain attribute, its gradient put in self.grads, beside
+    a layer that has parameters (the gold path's score of BiLSTM_CRF, cut short)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden2tag = nn.Linear(4, 3)
+        self.transitions = np.random.default_rng(0).standard_normal((3, 3)).astype(np.float32)
+
+    def forward(self, x, tags, train=True):
+        self.tags = tags
+        feats = self.hidden2tag(x)
+        return feats[np.arange(len(tags)), tags].sum() + self.transitions[tags[1:], tags[:-1]].sum()
+
+    def backward(self, dscore=1.0):
+        dtrans = np.zeros_like(self.transitions)
+        np.add.at(dtrans, (self.tags[1:], self.tags[:-1]), dscore)
+        self.grads["transitions"] = dtrans
+        dfeats = np.zeros((len(self.tags), 3), dtype=np.float32)
+        dfeats[np.arange(len(self.tags)), self.tags] = dscore
+        return self.hidden2tag.backward(dfeats)
+
+
+def test_a_gradient_filled_for_an_array_attribute_not_a_parameter_is_refused_at_the_step():
+    """SGD stepped hidden2tag and left the attribute's transitions as they were, silently. The step is refused,
+    naming the gradient, the attribute and what to write."""
+    model = _LooseTransitions()
+    optimizer = xn.optim.SGD(model.parameters(), lr=0.01)
+    model(np.ones((4, 4), dtype=np.float32), np.array([0, 2, 1, 1]))
+    model.backward()
+    with pytest.raises(ValueError, match=r"'transitions' was filled but there is no parameter.*array attribute.*"
+                                         r"self.params\['transitions'\]"):
+        optimizer.step()

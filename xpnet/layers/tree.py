@@ -53,6 +53,19 @@ def loose_arrays(model: Any) -> str:
             "and its gradient in self.grads in backward")
 
 
+def _orphan_gradients(model: Any, orphans: list[str]) -> str:
+    """What to say where ``model``'s grads hold ``orphans``, dotted names of no parameter."""
+    prefix, _, key = orphans[0].rpartition(".")
+    node = model.named_modules().get(prefix)
+    owner = type(node).__name__ if node is not None else model.name
+    held = f" ({owner}.{key} is an array attribute, which an optimizer does not see)" \
+        if node is not None and hasattr(vars(node).get(key), "shape") else ""
+    return (f"{model.name}: the gradient{'s' if len(orphans) > 1 else ''} {', '.join(map(repr, orphans))} "
+            f"{'were' if len(orphans) > 1 else 'was'} filled but there is no parameter of that name{held}, so nothing "
+            f"would train it; put the array in self.params['{key}'] in __init__ (PyTorch's nn.Parameter) and read it "
+            f"there in forward, its gradient in self.grads['{key}'] in backward")
+
+
 def frozen_nodes(model: Any) -> list[str]:
     """The dotted names of the nodes of ``model`` that ``requires_grad_(False)`` froze ("" for the model
     itself): what files record, and what ranks compare."""
@@ -211,8 +224,14 @@ class Tree(Submodules):
 
     def params_and_grads(self, trainable: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(named_params(), named_grads())`` from one walk of the tree; ``trainable=True``: those of the
-        parameters that train only (what an optimizer's step needs)."""
-        return self._named("params", "grads", trainable=trainable)
+        parameters that train only (what an optimizer's step needs). A gradient filled under a name that holds
+        no parameter is refused: the array it was meant for is not trained (PyTorch's ``self.transitions =
+        nn.Parameter(...)`` ported as a plain attribute, its gradient put in ``self.grads``)."""
+        params, grads = self._named("params", "grads", trainable=trainable)
+        orphans = [name for name in grads if name not in params]
+        if orphans:
+            raise ValueError(_orphan_gradients(self, orphans))
+        return params, grads
 
     def apply(self, fn: Callable[[Any], Any]) -> Any:
         """``fn(node)`` for every layer and model inside and for this one, children before their parents, as
