@@ -641,3 +641,17 @@ def test_a_gradient_filled_for_an_array_attribute_not_a_parameter_is_refused_at_
     with pytest.raises(ValueError, match=r"'transitions' was filled but there is no parameter.*array attribute.*"
                                          r"self.params\['transitions'\]"):
         optimizer.step()
+
+
+class _ReshapedFirst(LSTMTagger):
+    def forward(self, sentence, train=True):
+        embeds = self.word_embeddings(sentence).reshape(len(sentence), 1, -1)
+        lstm_out, _ = self.lstm(embeds)
+        return self.log_softmax(self.hidden2tag(lstm_out.reshape(len(sentence), -1)))
+
+
+def test_the_time_first_reshape_on_a_line_of_its_own_is_refused_too():
+    model = _ReshapedFirst(6, 6, 9, 3, return_state=True)
+    with pytest.raises(ValueError, match=r"gives self.lstm embeds = self.word_embeddings\(sentence\).reshape\(len\("
+                                         r"sentence\), 1, -1\).*batch_first=False"):
+        model(np.arange(5))

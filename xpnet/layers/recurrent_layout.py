@@ -6,9 +6,9 @@ one sequence. xpnet's RNN, LSTM and GRU are batch first unless built with ``batc
 that array as T sequences of one step each, every word from a zero state: the same shapes come out, the model
 trains, and no word sees the words before it. Nothing in the array tells the two apart, so the model's forward is
 read (its source, once per code object): a call ``self.attr(x.view(a, 1, b))`` or ``.reshape(...)`` (method or
-function, the shape as arguments or a tuple) whose middle size is the literal 1, where ``self.attr`` is a
-batch-first recurrent layer that carries no state (not ``stateful``, no state given in the call: a step of a
-decoder's loop), is refused, saying what to write. Sequences of one step each, written on purpose, pass as
+function, the shape as arguments or a tuple; inline, or assigned to a name on a line of its own) whose middle
+size is the literal 1, where ``self.attr`` is a batch-first recurrent layer that carries no state (not
+``stateful``, no state given in the call: a step of a decoder's loop), is refused, saying what to write. Sequences of one step each, written on purpose, pass as
 ``x[:, None, :]``. Given a state of one sequence, ``self.lstm(x.view(T, 1, -1), self.hidden)`` (the tutorial's
 first version), the layer refuses the input itself (its N is not the state's).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+from collections import Counter
 from typing import Any
 
 _FOUND: dict[Any, tuple[tuple[str, str], ...]] = {}  # forward's code -> (attr, the reshape's source) it calls with
@@ -36,6 +37,12 @@ def _shape_of(call: ast.Call) -> list[ast.expr] | None:
     return args
 
 
+def _time_first(node: ast.expr) -> bool:
+    """Whether ``node`` is a ``view``/``reshape`` call to three sizes, the middle one the literal 1."""
+    shape = _shape_of(node) if isinstance(node, ast.Call) else None
+    return shape is not None and len(shape) == 3 and isinstance(shape[1], ast.Constant) and shape[1].value == 1
+
+
 def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
     """forward's calls ``self.attr(<reshape to (a, 1, b)>, ...)``: (attr, the reshape's source text)."""
     if code not in _FOUND:
@@ -44,7 +51,14 @@ def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
             tree = ast.parse(source)
         except (OSError, TypeError, SyntaxError):
             source, tree = "", None
-        found = []
+        found, named, stores = [], {}, Counter()
+        for node in ast.walk(tree) if tree is not None else ():  # embeds = x.view(T, 1, -1) on a line of its own
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                stores[node.id] += 1
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                    and _time_first(node.value):
+                named[node.targets[0].id] = ast.get_source_segment(source, node.value)
+        named = {name: text for name, text in named.items() if stores[name] == 1}  # not changed before the call
         for node in ast.walk(tree) if tree is not None else ():
             func = getattr(node, "func", None)
             if not (isinstance(node, ast.Call) and node.args and isinstance(func, ast.Attribute)
@@ -53,9 +67,10 @@ def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
             if len(node.args) > 1 or any(k.arg == "hx" for k in node.keywords):
                 continue  # a state given: a step of a loop, or (its N the input's T) refused by the layer itself
             first = node.args[0]
-            shape = _shape_of(first) if isinstance(first, ast.Call) else None
-            if shape is not None and len(shape) == 3 and isinstance(shape[1], ast.Constant) and shape[1].value == 1:
+            if _time_first(first):
                 found.append((func.attr, ast.get_source_segment(source, first) or "x.view(T, 1, -1)"))
+            elif isinstance(first, ast.Name) and first.id in named:
+                found.append((func.attr, f"{first.id} = {named[first.id]}"))
         _FOUND[code] = tuple(found)
     return _FOUND[code]
 
