@@ -655,3 +655,16 @@ def test_the_time_first_reshape_on_a_line_of_its_own_is_refused_too():
     with pytest.raises(ValueError, match=r"gives self.lstm embeds = self.word_embeddings\(sentence\).reshape\(len\("
                                          r"sentence\), 1, -1\).*batch_first=False"):
         model(np.arange(5))
+
+
+class _DataRows(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.params["transitions"] = np.zeros((5, 5), dtype=np.float32)
+        self.params["transitions"].data[3, :] = -10000  # self.transitions.data[tag_to_ix[START_TAG], :] = -10000
+
+
+def test_writing_rows_through_data_as_pytorch_says_to_write_into_the_array():
+    """NumPy's .data is a memoryview, which said only "memoryview: invalid slice key"."""
+    with pytest.raises(TypeError, match=r"invalid slice key: .*without PyTorch's .data.*w\[i, :\] = v"):
+        _DataRows()

@@ -143,17 +143,28 @@ _TENSOR_METHODS_HINT = ("xpnet's m.weight and m.bias are the arrays themselves, 
                         ".uniform_(a, b) xn.init.uniform_(m.weight, a, b), m.bias.data.fill_(v) "
                         "xn.init.constant_(m.bias, v), .zero_() xn.init.zeros_(m.bias)")
 
+# PyTorch's self.transitions.data[START, :] = -10000 (advanced_tutorial.py) on a NumPy array, and what to write.
+_MEMORYVIEW_SLICE = ("memoryview: invalid slice key", "sub-views are not implemented")
+_DATA_SLICE_HINT = ("xpnet's parameters are the arrays themselves, without PyTorch's .data (NumPy's .data is the "
+                    "array's raw memory, a memoryview): write into the array itself, w[i, :] = v for PyTorch's "
+                    "w.data[i, :] = v (BiLSTM_CRF's self.params['transitions'][START, :] = -10000)")
+
 
 @contextlib.contextmanager
 def tensor_method_hint() -> Iterator[None]:
     """An AttributeError for PyTorch's ``m.weight.data.normal_(...)`` on an array, raised inside, gets the line
-    to write instead (``model.apply(init_fn)``, a model's ``__init__``: d2l's ``self.net.weight.data``)."""
+    to write instead (``model.apply(init_fn)``, a model's ``__init__``: d2l's ``self.net.weight.data``); so does
+    the memoryview's error for ``w.data[i, :] = v``."""
     try:
         yield
     except AttributeError as exc:
         if exc.name not in _TENSOR_METHODS or isinstance(exc.obj, Tree) or _TENSOR_METHODS_HINT in str(exc):
             raise
         raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
+    except (TypeError, NotImplementedError) as exc:  # w.data[i, :] = v: NumPy's .data, a memoryview, refuses it
+        if not str(exc).startswith(_MEMORYVIEW_SLICE):
+            raise
+        raise TypeError(f"{exc}: {_DATA_SLICE_HINT}") from exc
 
 
 class Tree(Submodules):
