@@ -220,6 +220,15 @@ def test_the_embeddings_gradient_given_in_the_viewed_shape_says_to_reshape_it_ba
         embeddings.backward(np.ones((1, 20), dtype=np.float32))
 
 
+def test_the_embeddings_gradient_of_their_sum_says_to_broadcast_it():
+    """A CBOW's embeds.sum(0) (or .mean(0)): its (1, D) gradient given to the Embedding was answered with the hint for
+    a loss on some of the rows (dy[mask] = ...); it now says that each row gets the sum's gradient."""
+    embeddings = nn.Embedding(7, 10)
+    embeddings(np.array([3, 5, 1, 2]))
+    with pytest.raises(ValueError, match=r"summed over the ids.*xp.broadcast_to\(dy, \(4, 10\)\)"):
+        embeddings.backward(np.ones((1, 10), dtype=np.float32))
+
+
 # ---- sequence_models_tutorial.py: the LSTM stepped, and LSTMTagger ----
 
 def test_an_lstm_stepped_one_element_at_a_time_carries_its_state_as_the_whole_sequence_and_pytorchs():
