@@ -148,7 +148,7 @@ class Embedding(Layer):
         ids = self._need(self._ids)
         shape = (*ids.shape, self.embedding_dim)
         if tuple(dy.shape) != shape and len(dy.shape) == len(shape) and \
-                all(g in (1, s) for g, s in zip(dy.shape, shape)):  # a sum over ids of PyTorch's autograd
+                all(g in (1, s) for g, s in zip(dy.shape, shape)):  # the rows' sum's: autograd spreads it
             raise ValueError(f"{self.name}: expected dy of shape {shape} (the last forward's output), got "
                              f"{tuple(dy.shape)}; if the embeddings were summed over the ids (a CBOW's "
                              f"embeds.sum(0)), each gets the sum's gradient: xp.broadcast_to(dy, {shape}) (divided by "

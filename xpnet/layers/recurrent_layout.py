@@ -8,8 +8,8 @@ trains, and no word sees the words before it. Nothing in the array tells the two
 read (its source, once per code object): a call ``self.attr(x.view(a, 1, b))`` or ``.reshape(...)`` (method or
 function, the shape as arguments or a tuple; inline, or assigned to a name on a line of its own) whose middle
 size is the literal 1, where ``self.attr`` is a batch-first recurrent layer that carries no state (not
-``stateful``, no state given in the call: a step of a decoder's loop), is refused, saying what to write. Sequences of one step each, written on purpose, pass as
-``x[:, None, :]``. Given a state of one sequence, ``self.lstm(x.view(T, 1, -1), self.hidden)`` (the tutorial's
+``stateful``, no state given in the call: a step of a decoder's loop), is refused, saying what to write.
+Sequences of one step each, written on purpose, pass as ``x[:, None, :]``. Given a state of one sequence, ``self.lstm(x.view(T, 1, -1), self.hidden)`` (the tutorial's
 first version), the layer refuses the input itself (its N is not the state's).
 """
 
