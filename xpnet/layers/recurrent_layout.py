@@ -9,8 +9,9 @@ read (its source, once per code object): a call ``self.attr(x.view(a, 1, b))`` o
 function, the shape as arguments or a tuple; inline, or assigned to a name on a line of its own) whose middle
 size is the literal 1, where ``self.attr`` is a batch-first recurrent layer that carries no state (not
 ``stateful``, no state given in the call: a step of a decoder's loop), is refused, saying what to write.
-Sequences of one step each, written on purpose, pass as ``x[:, None, :]``. Given a state of one sequence, ``self.lstm(x.view(T, 1, -1), self.hidden)`` (the tutorial's
-first version), the layer refuses the input itself (its N is not the state's).
+Sequences of one step each, written on purpose, pass as ``x[:, None, :]``. Given a state of one sequence,
+``self.lstm(x.view(T, 1, -1), self.hidden)`` (the tutorial's first version), the layer refuses the input itself
+(its N is not the state's).
 """
 
 from __future__ import annotations
