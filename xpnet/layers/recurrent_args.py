@@ -27,6 +27,9 @@ ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c
 unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Where the forward
 unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
 runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
+The same wrapper refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
+layer (:mod:`~xpnet.layers.recurrent_layout`), and says to reshape where the forward's ``x.view(shape)`` fails
+(:mod:`~xpnet.layers.view_hint`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from typing import Any, Callable
 from .._user import flag, is_bool
 from ..backend import untracked
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
+from .recurrent_layout import refuse_time_first_batch_of_one
+from .view_hint import view_hint
 
 # PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
 NO_LAYER_AFTER = ("PyTorch's dropout acts between stacked layers only, and with num_layers=1 there are none (PyTorch "
@@ -189,19 +194,24 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
     """A container's ``forward`` whose own unpacking of a recurrent layer's output, PyTorch's
     ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that says why: the
     model holds an RNN, LSTM or GRU without ``return_state``, which returns the output alone. An unpacking
-    error in a function that forward calls, or in a model without such a layer, is left as it is."""
+    error in a function that forward calls, or in a model without such a layer, is left as it is. Before it runs,
+    PyTorch's time-first batch of one given to a batch-first layer is refused; a failing ``x.view(shape)`` on
+    forward's own line says to reshape."""
     code = inspect.unwrap(forward).__code__
 
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         _refuse_unpacked_call(self, code)
+        refuse_time_first_batch_of_one(self, code)
         try:
             return forward(self, *args, **kwargs)
-        except ValueError as e:
-            hint = _unpacking_hint(self, code, e)
+        except (TypeError, ValueError) as e:
+            hint = view_hint(self, code, e)
+            if hint is None and isinstance(e, ValueError):
+                hint = _unpacking_hint(self, code, e)
             if hint is None:
                 raise
-            raise ValueError(hint) from e
+            raise (TypeError if isinstance(e, TypeError) else ValueError)(hint) from e
     return run
 
 
@@ -227,6 +237,10 @@ def _unpacked_calls(code: Any) -> tuple[str, ...]:
     return _UNPACKED[code]
 
 
+_TIME_FIRST = ("; and it is batch first, (N, T, D), where PyTorch's is time first: for PyTorch's (T, N, D) build it "
+               "with batch_first=False too")
+
+
 def _refuse_unpacked_call(model: Any, code: Any) -> None:
     """Raise where ``model``'s forward (``code``) unpacks the call of a recurrent layer it holds built without
     ``return_state`` (``out, (h, c) = self.lstm(x)``): its one output array would be unpacked along the batch
@@ -243,7 +257,7 @@ def _refuse_unpacked_call(model: Any, code: Any) -> None:
                              f"{pytorch_call(layer.name, layer.state_names, 'self.' + attr)}, but xpnet's RNN, LSTM "
                              f"and GRU return the output alone, one array (a batch of 2 would be unpacked along its "
                              f"batch axis): write out = self.{attr}(x), or build it as xn.layers.{layer.name}(..., "
-                             "return_state=True)")
+                             f"return_state=True){_TIME_FIRST if layer.batch_first else ''}")
 
 
 def _unpacking_hint(model: Any, code: Any, error: ValueError) -> str | None:

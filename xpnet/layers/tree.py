@@ -53,6 +53,19 @@ def loose_arrays(model: Any) -> str:
             "and its gradient in self.grads in backward")
 
 
+def _orphan_gradients(model: Any, orphans: list[str]) -> str:
+    """What to say where ``model``'s grads hold ``orphans``, dotted names of no parameter."""
+    prefix, _, key = orphans[0].rpartition(".")
+    node = model.named_modules().get(prefix)
+    owner = type(node).__name__ if node is not None else model.name
+    held = f" ({owner}.{key} is an array attribute, which an optimizer does not see)" \
+        if node is not None and hasattr(vars(node).get(key), "shape") else ""
+    return (f"{model.name}: the gradient{'s' if len(orphans) > 1 else ''} {', '.join(map(repr, orphans))} "
+            f"{'were' if len(orphans) > 1 else 'was'} filled but there is no parameter of that name{held}, so nothing "
+            f"would train it; put the array in self.params['{key}'] in __init__ (PyTorch's nn.Parameter) and read it "
+            f"there in forward, its gradient in self.grads['{key}'] in backward")
+
+
 def frozen_nodes(model: Any) -> list[str]:
     """The dotted names of the nodes of ``model`` that ``requires_grad_(False)`` froze ("" for the model
     itself): what files record, and what ranks compare."""
@@ -130,17 +143,28 @@ _TENSOR_METHODS_HINT = ("xpnet's m.weight and m.bias are the arrays themselves, 
                         ".uniform_(a, b) xn.init.uniform_(m.weight, a, b), m.bias.data.fill_(v) "
                         "xn.init.constant_(m.bias, v), .zero_() xn.init.zeros_(m.bias)")
 
+# PyTorch's self.transitions.data[START, :] = -10000 (advanced_tutorial.py) on a NumPy array, and what to write.
+_MEMORYVIEW_SLICE = ("memoryview: invalid slice key", "sub-views are not implemented")
+_DATA_SLICE_HINT = ("xpnet's parameters are the arrays themselves, without PyTorch's .data (NumPy's .data is the "
+                    "array's raw memory, a memoryview): write into the array itself, w[i, :] = v for PyTorch's "
+                    "w.data[i, :] = v (BiLSTM_CRF's self.params['transitions'][START, :] = -10000)")
+
 
 @contextlib.contextmanager
 def tensor_method_hint() -> Iterator[None]:
     """An AttributeError for PyTorch's ``m.weight.data.normal_(...)`` on an array, raised inside, gets the line
-    to write instead (``model.apply(init_fn)``, a model's ``__init__``: d2l's ``self.net.weight.data``)."""
+    to write instead (``model.apply(init_fn)``, a model's ``__init__``: d2l's ``self.net.weight.data``); so does
+    the memoryview's error for ``w.data[i, :] = v``."""
     try:
         yield
     except AttributeError as exc:
         if exc.name not in _TENSOR_METHODS or isinstance(exc.obj, Tree) or _TENSOR_METHODS_HINT in str(exc):
             raise
         raise AttributeError(f"{exc}: {_TENSOR_METHODS_HINT}", name=exc.name, obj=exc.obj) from exc
+    except (TypeError, NotImplementedError) as exc:  # w.data[i, :] = v: NumPy's .data, a memoryview, refuses it
+        if not str(exc).startswith(_MEMORYVIEW_SLICE):
+            raise
+        raise TypeError(f"{exc}: {_DATA_SLICE_HINT}") from exc
 
 
 class Tree(Submodules):
@@ -211,8 +235,14 @@ class Tree(Submodules):
 
     def params_and_grads(self, trainable: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(named_params(), named_grads())`` from one walk of the tree; ``trainable=True``: those of the
-        parameters that train only (what an optimizer's step needs)."""
-        return self._named("params", "grads", trainable=trainable)
+        parameters that train only (what an optimizer's step needs). A gradient filled under a name that holds
+        no parameter is refused: the array it was meant for is not trained (PyTorch's ``self.transitions =
+        nn.Parameter(...)`` ported as a plain attribute, its gradient put in ``self.grads``)."""
+        params, grads = self._named("params", "grads", trainable=trainable)
+        orphans = [name for name in grads if name not in params]
+        if orphans:
+            raise ValueError(_orphan_gradients(self, orphans))
+        return params, grads
 
     def apply(self, fn: Callable[[Any], Any]) -> Any:
         """``fn(node)`` for every layer and model inside and for this one, children before their parents, as
