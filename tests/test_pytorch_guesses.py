@@ -364,7 +364,7 @@ def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
 def test_set_grad_enabled_called_alone_switches_gradients_off_until_switched_on_as_pytorchs():
     """torch.set_grad_enabled(False) as a call (not a context) turns gradients off from then on, and a backward
     through what ran then fails; xpnet's call changed nothing, so a backward served a forward PyTorch refuses."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model, (x, t) = _mlp(), _batches()[0]
     try:
         xn.set_grad_enabled(False), torch.set_grad_enabled(False)
