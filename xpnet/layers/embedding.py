@@ -167,7 +167,7 @@ class Embedding(Layer):
             # where, not a product with the mask: a non-finite dy at a padding position stays out, as in PyTorch
             zero = xp.zeros((), dtype=d_rows.dtype, device=d_rows.device)
             d_rows = xp.where((ids != self.padding_idx)[:, None], d_rows, zero)
-        dW = fast_path("embedding_backward", xp, embedding_backward)(ids, d_rows, self.num_embeddings)
+        dW = rows_added(xp, ids, d_rows, self.num_embeddings)
         self.grads["W"] = dW if self._shared is None else dW + self._shared
         self._shared, self._done = None, True
 
@@ -181,6 +181,12 @@ class Embedding(Layer):
             self.grads["W"] = self.grads["W"] + dW
         else:
             self._shared = dW if self._shared is None else self._shared + dW
+
+
+def rows_added(xp: Any, ids: Any, rows: Any, n: int) -> Any:
+    """(n, D): each row of ``rows`` (M, D) added into the row of its index in ``ids`` (M,), through the fast paths of
+    ``embedding_backward`` (Embedding's and EmbeddingBag's gradients, EmbeddingBag's sums, GridSample's dx)."""
+    return fast_path("embedding_backward", xp, embedding_backward)(ids, rows, n)
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:

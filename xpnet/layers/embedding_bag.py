@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import flag
-from ..backend import device_of, fast_path, host_copy, isdtype, namespace, same_device, untracked
-from .embedding import Embedding, embedding_backward
+from ..backend import device_of, host_copy, isdtype, namespace, same_device, untracked
+from .embedding import Embedding, rows_added
 from .uses import called
 
 MODES = ("sum", "mean", "max")
@@ -67,11 +67,11 @@ class EmbeddingBag(Embedding):
         if self.mode == "max":
             return self._max(xp, rows, valid, starts, ends - starts, bag, zero)
         kept = rows if valid is None else xp.where(valid[:, None], rows, zero)
-        summed = _bag_sums(xp, bag, kept if weights is None else kept * weights[:, None], n_bags)
+        summed = rows_added(xp, bag, kept if weights is None else kept * weights[:, None], n_bags)
         scale = None
         if self.mode == "mean":
             counts = (xp.astype(ends - starts, rows.dtype) if valid is None else
-                      _bag_sums(xp, bag, xp.astype(valid, rows.dtype)[:, None], n_bags)[:, 0])
+                      rows_added(xp, bag, xp.astype(valid, rows.dtype)[:, None], n_bags)[:, 0])
             scale = 1 / xp.maximum(counts, xp.ones((), dtype=rows.dtype, device=rows.device))
             summed = summed * scale[:, None]
         self._cache = (n_bags, bag, (tuple(input.shape), scale, weights, None if weights is None else kept))
@@ -159,11 +159,6 @@ class EmbeddingBag(Embedding):
         laid = xp.where(hit, dy[:, None, :], xp.zeros((), dtype=dy.dtype, device=dy.device))
         at = bag * step.shape[0] + xp.arange(m, dtype=bag.dtype, device=bag.device) - xp.take(starts, bag)
         return xp.take(xp.reshape(laid, (-1, dim)), at, axis=0)
-
-
-def _bag_sums(xp: Any, bag: Any, rows: Any, n_bags: int) -> Any:
-    """(n_bags, D): the rows (M, D) added up by bag (M,), through Embedding's scatter-add and its fast paths."""
-    return fast_path("embedding_backward", xp, embedding_backward)(bag, rows, n_bags)
 
 
 def uncut_bags_hint(xs: Any) -> str:

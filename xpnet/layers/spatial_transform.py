@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import is_int
-from ..backend import fast_path, untracked
-from .embedding import embedding_backward
+from ..backend import untracked
+from .embedding import rows_added
 from .two_inputs import _TwoInputs
 
 
@@ -131,7 +131,7 @@ class GridSample(_TwoInputs):
             seen = xp.where(inside[:, None, :], vals * dy, 0.0)
             dgx = dgx + xp.sum(seen, axis=1) * (wy if dx_ else -wy)
             dgy = dgy + xp.sum(seen, axis=1) * (wx if dy_ else -wx)
-        summed = fast_path("embedding_backward", xp, embedding_backward)(xp.concat(ids), xp.concat(rows), n * h * w)
+        summed = rows_added(xp, xp.concat(ids), xp.concat(rows), n * h * w)
         dx = xp.permute_dims(xp.reshape(summed, (n, h * w, c)), (0, 2, 1))
         dgrid = xp.stack([dgx * scale[0], dgy * scale[1]], axis=-1)
         return xp.reshape(dx, x_shape), xp.reshape(dgrid, g_shape)
