@@ -25,6 +25,7 @@ import functools
 import threading
 from typing import Any
 
+
 class _Mode(threading.local):
     """stack: the modes the contexts entered replaced, innermost last (made at a thread's first context);
     enabled: the mode (a class attribute until set: read by every layer call, a plain attribute lookup)."""

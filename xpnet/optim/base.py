@@ -216,11 +216,10 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             g = grads.get(name)
             if g is None:
                 raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
-            if type(p) is np.ndarray and type(g) is np.ndarray and g.shape == p.shape and g.dtype == p.dtype:
-                xp = namespace(p)  # _check_gradient's and update_rule's answer for two NumPy arrays, every step
-            else:
+            xp = namespace(p)
+            # two NumPy arrays of one shape and dtype, every step: what _check_gradient and update_rule would answer
+            if not (type(p) is np.ndarray and type(g) is np.ndarray and g.shape == p.shape and g.dtype == p.dtype):
                 self._check_gradient(model, name, p, g, params)
-                xp = namespace(p)
                 update_rule(xp)
             if eps is not None:
                 self._check_eps(p)
