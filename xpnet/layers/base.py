@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import operator
 from typing import Any
 
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
+from .dy_hint import dy_hint
 from .no_grad_calls import marked
 from .tree import Tree
 from .uses import called, recorded, reused, rounded
@@ -224,7 +224,7 @@ class Layer(Tree):
         xp = self._check_float(dy)
         if tuple(dy.shape) != tuple(shape):
             raise ValueError(f"{self.name}: expected dy of shape {tuple(shape)} (the last forward's output), "
-                             f"got {tuple(dy.shape)}{_broadcast_hint(tuple(shape), tuple(dy.shape))}")
+                             f"got {tuple(dy.shape)}{dy_hint(tuple(shape), tuple(dy.shape))}")
         return xp
 
     def _need(self, cached: Any) -> Any:
@@ -415,32 +415,3 @@ def layer_class(name: str, module: str | None = None) -> type:
 
 def layer_from_config(name: str, config: dict[str, Any]) -> Layer:
     return layer_class(name).from_config(config)
-
-
-def _broadcast_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
-    """Where an output of ``shape`` was reshaped to ``got`` (a loss on ``y.reshape(-1, C)``, the seq2seq tutorial's
-    ``view(-1, V)``), cut to some of its rows (a loss on ``output[mask]``) or broadcast to it (Bahdanau attention's
-    ``Wa(query) + Ua(keys)``), what its gradient is, and where ``got`` stacks rows of a one-sample output (a layer
-    called once per step), not to sum them; else ``""``."""
-    if math.prod(shape) == math.prod(got):
-        return (f"; if the output was reshaped to {got} after this layer (a loss on y.reshape(-1, C)), reshape its "
-                f"gradient back: xp.reshape(dy, {shape})")
-    lead = len(got) - len(shape)
-    if len(got) == len(shape) and 0 < got[0] < shape[0] and got[1:] == shape[1:]:
-        return (f"; if the loss saw only some of the {shape[0]} rows (PyTorch's criterion(output[mask], "
-                f"target[mask]), gcn's training nodes), put its gradient back in their rows: dy = "
-                "xp.zeros_like(output); dy[mask] = criterion.backward()")
-    if lead < 0 or any(s not in (1, g) for s, g in zip(shape, got[lead:])):
-        return ""
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and got[lead + i] != 1)
-    keep = f"dy.sum(axis={axes if len(axes) > 1 else axes[0]}, keepdims=True)" if not lead else \
-        f"xp.reshape(xp.sum(dy, axis={axes}), {shape})"
-    steps = ""
-    if shape[0] == 1 and got[0] > 1 and got[1:] == shape[1:]:  # the concat guess: dy holds one row per call
-        steps = (f"; but if the layer (or the model holding it) ran once per step on one sample each and dy stacks "
-                 f"the {got[0]} steps' gradients (REINFORCE's torch.cat(policy_loss).sum()), do not sum them: it "
-                 "keeps the last call's caches only, so any dy goes through the last step alone. Call it at each "
-                 "step inside one forward of a model of your own whose backward goes through the steps last first, "
-                 "or (without Dropout) run it once on the steps' inputs stacked (docs/from-pytorch.md, REINFORCE)")
-    return (f"; if the output was broadcast to {got} after this layer (PyTorch's autograd sums the gradient back "
-            f"over the broadcast axes): pass {keep}{steps}")

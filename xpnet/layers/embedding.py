@@ -147,12 +147,6 @@ class Embedding(Layer):
         dy = untracked(dy)
         ids = self._need(self._ids)
         shape = (*ids.shape, self.embedding_dim)
-        if tuple(dy.shape) != shape and len(dy.shape) == len(shape) and \
-                all(g in (1, s) for g, s in zip(dy.shape, shape)):  # the rows' sum's: autograd spreads it
-            raise ValueError(f"{self.name}: expected dy of shape {shape} (the last forward's output), got "
-                             f"{tuple(dy.shape)}; if the embeddings were summed over the ids (a CBOW's "
-                             f"embeds.sum(0)), each gets the sum's gradient: xp.broadcast_to(dy, {shape}) (divided by "
-                             "the count for a mean)")
         xp = self._check_grad(dy, shape)
         self._gather_grad(xp, xp.reshape(ids, (-1,)), xp.reshape(dy, (-1, self.embedding_dim)))
         return None
