@@ -223,3 +223,39 @@ def test_pytorchs_signature_and_what_is_refused():
         with pytest.raises(TypeError, match=r"xn.train cannot step an LBFGS: .*write the loop"):
             xn.train(model, (x, t), loss="cross_entropy", optimizer=optimizer, epochs=1, batch_size=16,
                      progress=False)
+
+
+class _LooseScale(xn.Model):
+    """PyTorch's self.scale = nn.Parameter(...) ported as a plain attribute, its gradient put in self.grads."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = xn.layers.Linear(3, 2, dtype="float64")
+        self.scale = np.ones(2)
+
+    def forward(self, x, train=True):
+        self.y = self.fc(x)
+        return self.y * self.scale
+
+    def backward(self, dy):
+        self.grads["scale"] = (dy * self.y).sum(axis=0)
+        return self.fc.backward(dy * self.scale)
+
+
+def test_a_gradient_under_a_name_that_holds_no_parameter_is_refused_before_any_step():
+    """L-BFGS stepped fc and never applied the attribute's gradient, silently (SGD and the others refused it)."""
+    model, criterion = _LooseScale(), xn.losses.MeanSquaredError()
+    x, t = _data("least_squares", 0)
+    opt = xn.optim.LBFGS(model.parameters())
+    before = {k: v.copy() for k, v in model.named_params().items()}
+
+    def closure():
+        opt.zero_grad()
+        loss = criterion(model(x[:, :3]), t)
+        model.backward(criterion.backward())
+        return loss
+    with pytest.raises(ValueError, match=r"^_LooseScale: the gradient 'scale' was filled but there is no parameter of "
+                                         r"that name \(_LooseScale.scale is an array attribute.*self.params\['scale'\]"):
+        opt.step(closure)
+    for k, v in model.named_params().items():
+        np.testing.assert_array_equal(v, before[k])

@@ -198,12 +198,18 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         self._advance(work)
         self._apply(work)
 
+    @staticmethod
+    def _trained_and_grads(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The parameters of ``model`` that train and its gradients, by dotted name; an xpnet model's refuses a
+        gradient under a name that holds no parameter (an array attribute's), which no step would apply."""
+        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
+        return both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
+
     def _collect(self, model: Any, prefix: str, adding: bool) -> list[tuple[Any, ...]] | None:
         """The parameters of ``model`` that train, each checked with its gradient, as ``(prefix + name, model,
         name, p, g, xp)``; ``adding`` (zero_grad() armed it): those a backward reached since, None if none
         was reached."""
-        both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
-        params, grads = both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
+        params, grads = self._trained_and_grads(model)
         if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
         if adding and params:  # zero_grad() cleared the gradients: one no backward reached since is left out

@@ -253,8 +253,7 @@ class LBFGS(Optimizer):
         except (TypeError, ValueError):
             raise TypeError(f"{self.name}.step: the closure returned {type(returned).__name__}, expected the loss "
                             f"(a number or a 0-d array): {_CLOSURE}") from None
-        grads = model.named_grads()
-        params = self._trained(model)
+        params, grads = self._trained_and_grads(model)
         if not any(name in grads for name in params):
             raise RuntimeError(f"{self.name}.step: the closure left no gradient (no model.backward since "
                                f"zero_grad()): {_CLOSURE}")
