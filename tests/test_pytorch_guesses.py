@@ -113,6 +113,22 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
     with pytest.raises(AttributeError, match=r"model.backward\(criterion.backward\(\)\), criterion being the BCELoss"):
         real.backward()  # one loss keeps its one line
 
+
+@pytest.mark.parametrize("weight", [np.float32(0.5), np.float64(0.5), np.array(0.5, np.float32), np.array(0.5)],
+                         ids=["float32", "float64", "0-d float32", "0-d float64"])
+def test_a_loss_weighted_by_a_numpy_scalar_stays_a_loss_value(weight):
+    """np.float32(0.5) * loss gave a NumPy float32: the LossValue and its backward() hint were dropped, silently,
+    where a Python float keeps them; either side of * + - / now gives the LossValue of the plain numbers."""
+    loss = xn.losses.BCELoss()(np.array([0.2, 0.9]), np.ones(2))
+    w = float(weight)
+    for value, expected in [(weight * loss, w * loss), (loss * weight, loss * w), (weight + loss, w + loss),
+                            (loss + weight, loss + w), (weight - loss, w - loss), (loss - weight, loss - w),
+                            (weight / loss, w / loss), (loss / weight, loss / w)]:
+        assert type(value) is xn.losses.LossValue and value.item() == float(expected)
+    with pytest.raises(AttributeError, match="each loss layer's backward"):
+        (weight * loss).backward()
+    assert np.isfinite(loss) and np.asarray(loss).shape == () and float(loss) == loss.item()
+
 @pytest.mark.parametrize("expression,hint", [
     ("xn.nn", "layers are in xn.layers"),
     ("xn.layers.Sequential", "xn.Sequential(layer, layer, ...)"),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import operator as _operator
 from typing import Any
 
+import numpy as np
+
 from .._user import not_here
 from .summed import first_call, merged, repeated, summed_hint
 
@@ -24,8 +26,10 @@ class LossValue(float):
     (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
     parts' gradients go back."""
 
-    # NumPy's scalars and arrays defer to its operators: 0.25 * np.sum(...) + 0.75 * loss stays a LossValue (a
-    # NumPy float64 would drop it, and its backward() hint with it)
+    # NumPy's scalars and arrays defer to its operators (numpy/_core/src/common/binop_override.h: a higher
+    # __array_priority__ and no __array_ufunc__): 0.25 * np.sum(...) + 0.75 * loss and np.float32(0.5) * loss stay
+    # LossValues (a NumPy scalar would drop it, and its backward() hint with it). __array_ufunc__ = None would do
+    # the same and make np.isfinite(loss), np.exp(loss) raise.
     __array_priority__ = 1000
 
     def __new__(cls, value: Any, loss: Any = None, parts: bool = False,
@@ -60,14 +64,23 @@ class LossValue(float):
         return self
 
 
+def _number(other: Any) -> Any:
+    """``other`` as a Python float where it is a real NumPy scalar that is no float (``np.float32(0.5)``) or a real
+    0-d NumPy array, else ``other``."""
+    if isinstance(other, (np.generic, np.ndarray)) and other.shape == () and other.dtype.kind in "biuf":
+        return float(other)
+    return other
+
+
 def _combined(name: str) -> Any:
-    """float's operator ``name``, its result a LossValue of several parts where it is a number; with an array
-    (which defers to it, ``__array_priority__``), the array's result with the plain number."""
+    """float's operator ``name``, its result a LossValue of several parts where it is a number (a NumPy scalar
+    or 0-d array too); with an array (which defers to it, ``__array_priority__``), the array's result with the
+    plain number."""
     operator = getattr(float, name)
     plain = getattr(_operator, name.replace("__r", "__", 1))
 
     def run(self: LossValue, other: Any) -> Any:
-        value = operator(self, other)
+        value = operator(self, _number(other))
         if value is NotImplemented:
             return plain(other, float(self)) if name.startswith("__r") else plain(float(self), other)
         calls = merged(self.calls, other.calls) if isinstance(other, LossValue) else self.calls
