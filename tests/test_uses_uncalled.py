@@ -277,3 +277,34 @@ def test_xn_train_takes_a_model_whose_backward_loops_the_drawn_count():
     history = xn.train(model, (x, y), loss=xn.losses.MeanSquaredError(), optimizer=xn.optim.SGD(lr=0.01),
                        epochs=3, batch_size=2, progress=False)
     assert len(history) == 3 and all(np.isfinite(e["train_loss"]) for e in history.epochs)
+
+
+class _OwnBackward(xn.Sequential):
+    """A Sequential whose backward is written out (the book's way), xpnet's forward kept; ``twice``: the ReLU's
+    backward called twice after the one forward that called it once."""
+
+    twice = False
+
+    def backward(self, dy):
+        dh = self[1].backward(dy)
+        if self.twice:
+            dh = self[1].backward(dh)
+        return self[0].backward(dh)
+
+
+def test_a_sequential_subclass_writing_its_own_backward_is_counted_too():
+    """Its forward, xpnet's, kept no record of calls, so a backward calling a layer's backward more often than the
+    forward called the layer took the earlier call's cache again, silently (a wrong gradient)."""
+    x, _ = _data()
+    plain, own = xn.Sequential(L.Linear(3, 4, dtype="float64"), L.ReLU()), _OwnBackward()
+    own.append(L.Linear(3, 4, dtype="float64")).append(L.ReLU())
+    own.load_state_dict(plain.state_dict())
+    dy = np.random.default_rng(1).standard_normal((4, 4))
+    plain(x), own(x)
+    np.testing.assert_array_equal(own.backward(dy), plain.backward(dy))
+    np.testing.assert_array_equal(own.named_grads()["0.W"], plain.named_grads()["0.W"])
+    own.twice = True
+    own(x)
+    with pytest.raises(RuntimeError, match=r"^_OwnBackward\.backward calls the backward of '1' \(ReLU\) more times "
+                                           r"than the model's last forward called it \(once; this is backward call 2"):
+        own.backward(dy)

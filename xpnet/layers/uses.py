@@ -75,7 +75,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         calls = getattr(_local, "calls", None)
         if calls is not None:
-            if not written_out:
+            if not (written_out or _written_out(type(self).backward)):  # but where a subclass writes backward
                 return forward(self, *xs, **kwargs)
             before = counts(calls, _local.repeats)  # within another model's forward: a record of its own calls too
             try:
@@ -92,7 +92,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         try:
             return forward(self, *xs, **kwargs)
         finally:
-            if written_out:  # what its backward, written out by hand, may take back (rounded)
+            if written_out or _written_out(type(self).backward):  # what a backward written out may take back
                 self.__dict__[CALLS] = Record(_local.calls, _local.repeats)
             _local.calls = _local.model = _local.caller = _local.evaluation_uses = _local.repeats = None
     return run
