@@ -19,7 +19,8 @@ def test_the_gradient_of_the_outputs_sum_over_the_rows_says_to_spread_it_not_to_
     y = layer(np.random.default_rng(0).standard_normal((5, 4 if isinstance(layer, ReLU) else 3)))
     with pytest.raises(ValueError, match=rf"^{layer.name}: expected dy of shape \(5, 4\) \(the last forward's output\)"
                                          r", got \(1, 4\); if the output was summed over axis 0 after this layer .* "
-                                         r"dy = xp.broadcast_to\(g, \(5, 4\)\) \(g / 5 for a mean\)$") as e:
+                                         r"dy = xp.broadcast_to\(g, \(5, 4\)\) \(g / 5 for a mean\); if one index "
+                                         r"along it was taken instead \(output\[-1:\]\), .* dy\[-1:\] = g$") as e:
         layer.backward(np.ones((1, 4)))
     assert "some of the" not in str(e.value)
     assert y.shape == (5, 4)
@@ -54,8 +55,10 @@ def test_sums_over_several_axes_or_without_keepdims_are_told_too():
     with pytest.raises(ValueError, match=r"summed over axes \(0, 1\) .* xp.broadcast_to\(g, \(2, 3, 4\)\) \(g / 6 "):
         layer.backward(np.ones((1, 1, 4)))
     with pytest.raises(ValueError, match=r"summed over axis 1 .* xp.broadcast_to\(xp.expand_dims\(g, axis=1\), "
-                                         r"\(2, 3, 4\)\) \(g / 3 for a mean\)$"):
-        layer.backward(np.ones((2, 4)))
+                                         r"\(2, 3, 4\)\) \(g / 3 for a mean\); if one index along it was taken "
+                                         r"instead \(output\[:, -1\]\), g goes in that place alone: dy = "
+                                         r"xp.zeros_like\(output\); dy\[:, -1\] = g$"):
+        layer.backward(np.ones((2, 4)))       # an RNN's output[:, -1] (the last step) leaves the same shape
     layer(np.ones((3, 3)))      # (3,) could be the sum over either axis: no guess
     with pytest.raises(ValueError, match=r"^ReLU: expected dy of shape \(3, 3\) \(the last forward's output\), got "
                                          r"\(3,\)$"):
@@ -67,5 +70,5 @@ def test_the_embeddings_of_a_batch_of_contexts_summed_over_the_context():
     emb = xn.layers.Embedding(10, 4)
     emb(np.array([[1, 2, 3], [4, 5, 6]]))
     with pytest.raises(ValueError, match=r"^Embedding: .*got \(2, 1, 4\); if the output was summed over axis 1 .*"
-                                         r"xp.broadcast_to\(g, \(2, 3, 4\)\) \(g / 3 for a mean\)$"):
+                                         r"xp.broadcast_to\(g, \(2, 3, 4\)\) \(g / 3 for a mean\);"):
         emb.backward(np.ones((2, 1, 4), np.float32))

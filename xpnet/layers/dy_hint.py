@@ -44,19 +44,25 @@ def dy_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
 
 def _summed_hint(shape: tuple[int, ...], got: tuple[int, ...]) -> str:
     """The hint for ``got``: ``shape`` with some axes of size > 1 set to 1 (a sum with keepdims) or with one such
-    axis left out (a sum without; only where that axis is the only one it can be); else ``""``."""
+    axis left out (a sum without; only where that axis is the only one it can be); else ``""``. Where one axis
+    went, it may also have been indexed (``output[:, -1]``, an RNN's last step): the hint says both."""
     if len(got) == len(shape) and all(g == s or (g == 1 and s > 1) for s, g in zip(shape, got)):
         axes = tuple(i for i, (s, g) in enumerate(zip(shape, got)) if g != s)
-        spread = f"xp.broadcast_to(g, {shape})"
+        spread, last = f"xp.broadcast_to(g, {shape})", "-1:"
     elif len(got) == len(shape) - 1:
         axes = tuple(k for k in range(len(shape)) if shape[k] > 1 and shape[:k] + shape[k + 1:] == got)
         if len(axes) != 1:
             return ""
-        spread = f"xp.broadcast_to(xp.expand_dims(g, axis={axes[0]}), {shape})"
+        spread, last = f"xp.broadcast_to(xp.expand_dims(g, axis={axes[0]}), {shape})", "-1"
     else:
         return ""
     n = math.prod(shape[i] for i in axes)
     where = f"axis {axes[0]}" if len(axes) == 1 else f"axes {axes}"
+    taken = ""
+    if len(axes) == 1:
+        at = f"[{':, ' * axes[0]}{last}]"
+        taken = (f"; if one index along it was taken instead (output{at}), g goes in that place alone: dy = "
+                 f"xp.zeros_like(output); dy{at} = g")
     return (f"; if the output was summed over {where} after this layer (a CBOW summing its context embeddings, "
             f"embeds.sum(0)), each of the {n} terms of the sum gets the sum's gradient g: dy = {spread} "
-            f"(g / {n} for a mean)")
+            f"(g / {n} for a mean){taken}")
