@@ -27,7 +27,7 @@ def test_the_gradient_of_the_outputs_sum_over_the_rows_says_to_spread_it_not_to_
 
 
 def test_following_the_sum_hint_gives_pytorchs_gradients():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((5, 3)), rng.standard_normal((1, 4))
     layer = Linear(3, 4, dtype="float64")
