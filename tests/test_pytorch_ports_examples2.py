@@ -229,3 +229,182 @@ def test_torch_autograd_function_linspace_and_pow_say_what_to_write():
     for name in ("linspace", "pow"):
         with pytest.raises(AttributeError, match=r"xpnet has no array functions: use the namespace of the arrays"):
             getattr(xn, name)
+
+
+# --- transfer_learning_tutorial.py: a frozen backbone, a new head, train and val phases, the best weights kept -------
+
+def train_model(model, criterion, optimizer, scheduler, dataloaders, num_epochs):
+    """The tutorial's train_model, xpnet's calls in torch's places: loss.backward() is
+    model.backward(criterion.backward()); torch.max(outputs, 1) is outputs.argmax(1)."""
+    dataset_sizes = {phase: sum(len(labels) for _, labels in dataloaders[phase]) for phase in ['train', 'val']}
+    best_model_wts = copy.deepcopy(model.state_dict())
+    best_acc, losses = 0.0, []
+    for epoch in range(num_epochs):
+        for phase in ['train', 'val']:
+            if phase == 'train':
+                model.train()
+            else:
+                model.eval()
+            running_loss, running_corrects = 0.0, 0
+            for inputs, labels in dataloaders[phase]:
+                optimizer.zero_grad()
+                with xn.set_grad_enabled(phase == 'train'):
+                    outputs = model(inputs)
+                    preds = outputs.argmax(1)
+                    loss = criterion(outputs, labels)
+                    if phase == 'train':
+                        model.backward(criterion.backward())
+                        optimizer.step()
+                running_loss += loss.item() * inputs.shape[0]
+                running_corrects += int(np.sum(preds == labels))
+                losses.append(loss.item())
+            if phase == 'train':
+                scheduler.step()
+            epoch_acc = running_corrects / dataset_sizes[phase]
+            if phase == 'val' and epoch_acc > best_acc:
+                best_acc = epoch_acc
+                best_model_wts = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_model_wts)
+    return model, losses
+
+
+def _torch_train_model(torch, model, criterion, optimizer, scheduler, dataloaders, num_epochs):
+    """The tutorial's train_model as it is (dataloaders of NumPy arrays, made tensors here)."""
+    dataset_sizes = {phase: sum(len(labels) for _, labels in dataloaders[phase]) for phase in ['train', 'val']}
+    best_model_wts = copy.deepcopy(model.state_dict())
+    best_acc, losses = 0.0, []
+    for epoch in range(num_epochs):
+        for phase in ['train', 'val']:
+            model.train() if phase == 'train' else model.eval()
+            running_corrects = 0
+            for inputs, labels in dataloaders[phase]:
+                inputs, labels = torch.from_numpy(inputs), torch.from_numpy(labels)
+                optimizer.zero_grad()
+                with torch.set_grad_enabled(phase == 'train'):
+                    outputs = model(inputs)
+                    _, preds = torch.max(outputs, 1)
+                    loss = criterion(outputs, labels)
+                    if phase == 'train':
+                        loss.backward()
+                        optimizer.step()
+                running_corrects += torch.sum(preds == labels.data)
+                losses.append(loss.item())
+            if phase == 'train':
+                scheduler.step()
+            epoch_acc = running_corrects.double() / dataset_sizes[phase]
+            if phase == 'val' and epoch_acc > best_acc:
+                best_acc = epoch_acc
+                best_model_wts = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_model_wts)
+    return model, losses
+
+
+class TinyResNet(xn.Model):
+    """A stand-in for torchvision's resnet18 (too slow for a test): its stem, one residual block, its pooling and
+    its `fc`, one `self.relu` called twice as torchvision's."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1, self.bn1, self.relu = L.Conv2d(3, 8, 3, padding=1, bias=False), L.BatchNorm(8), L.ReLU()
+        self.layer1 = L.Residual(xn.Sequential(L.Conv2d(8, 8, 3, padding=1, bias=False), L.BatchNorm(8), L.ReLU(),
+                                               L.Conv2d(8, 8, 3, padding=1, bias=False), L.BatchNorm(8)))
+        self.avgpool, self.fc = L.GlobalAvgPool(), L.Linear(8, num_classes)
+
+    def forward(self, x, train=True):
+        x = self.layer1(self.relu(self.bn1(self.conv1(x))))
+        return self.fc(self.avgpool(self.relu(x)))
+
+    def backward(self, dy):
+        dy = self.layer1.backward(self.relu.backward(self.avgpool.backward(self.fc.backward(dy))))
+        return self.conv1.backward(self.bn1.backward(self.relu.backward(dy)))
+
+
+def _torch_tiny_resnet(torch, num_classes=10):
+    nn = torch.nn
+
+    class Residual(nn.Module):
+        def __init__(self, body):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x) + x
+
+    class TorchTinyResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+            self.relu = nn.ReLU()
+            self.layer1 = Residual(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                                 nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                                                 nn.BatchNorm2d(8)))
+            self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(8, num_classes)
+
+        def forward(self, x):
+            x = self.layer1(self.relu(self.bn1(self.conv1(x))))
+            return self.fc(torch.flatten(self.avgpool(self.relu(x)), 1))
+
+    return TorchTinyResNet().double()
+
+
+@pytest.mark.parametrize("how", ["fixed_feature_extractor", "finetune"])
+def test_the_transfer_learning_tutorial_trains_and_keeps_the_best_weights_as_pytorchs(how):
+    """The tutorial's two ways on a small ResNet-like network and 8x8 random images of two classes: the backbone
+    frozen (`model.requires_grad_(False)` for its `param.requires_grad = False` loop), its head replaced
+    (`model.fc = Linear(num_ftrs, 2)`, which trains) and SGD over `model.fc.parameters()` alone; or everything
+    trained, the head at lr 1e-2 and the rest at 1e-3 in param groups of layers. StepLR, train() and eval() per
+    phase under set_grad_enabled, the best epoch's weights kept by copy.deepcopy(model.state_dict()) and loaded
+    back: losses and the final weights equal PyTorch's in float64."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    images, labels = rng.standard_normal((12, 3, 8, 8)), rng.integers(0, 2, 12)
+    dataloaders = {'train': [(images[:4], labels[:4]), (images[4:8], labels[4:8])],
+                   'val': [(images[8:], labels[8:])]}
+    xn.manual_seed(0)
+    model = TinyResNet().to(dtype='float64')
+    ref = _torch_tiny_resnet(torch)
+    if how == "fixed_feature_extractor":
+        model.requires_grad_(False)
+        for param in ref.parameters():
+            param.requires_grad = False
+    num_ftrs = model.fc.in_features
+    model.fc = L.Linear(num_ftrs, 2, dtype='float64')
+    ref.fc = torch.nn.Linear(num_ftrs, 2).double()
+    ref.load_state_dict(xn.torch_state_dict(model, as_tensors=True))
+    if how == "fixed_feature_extractor":
+        assert sorted(model.trainable_params()) == ['fc.W', 'fc.b']
+        optimizer = xn.optim.SGD(model.fc.parameters(), lr=0.01, momentum=0.9)
+        toptimizer = torch.optim.SGD(ref.fc.parameters(), lr=0.01, momentum=0.9)
+    else:
+        params = [{"params": model.fc.parameters(), "lr": 1e-2}] + [
+            {"params": child.parameters(), "lr": 1e-3} for name, child in model.named_children().items()
+            if name != 'fc']
+        optimizer = xn.optim.SGD(params, momentum=0.9)
+        tparams = [{"params": [p for name, p in ref.named_parameters() if 'fc' in name], "lr": 1e-2},
+                   {"params": [p for name, p in ref.named_parameters() if 'fc' not in name], "lr": 1e-3}]
+        toptimizer = torch.optim.SGD(tparams, momentum=0.9)
+    scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
+    tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.1)
+    model, losses = train_model(model, xn.losses.SoftmaxCrossEntropy(), optimizer, scheduler, dataloaders, 3)
+    ref, tlosses = _torch_train_model(torch, ref, torch.nn.CrossEntropyLoss(), toptimizer, tscheduler, dataloaders, 3)
+    np.testing.assert_allclose(losses, tlosses, rtol=1e-10)
+    want, got = ref.state_dict(), xn.torch_state_dict(model)
+    assert sorted(got) == sorted(want)
+    for name, value in got.items():
+        if name.endswith("num_batches_tracked"):                # xpnet's BatchNorm counts none (momentum 0.1)
+            continue
+        np.testing.assert_allclose(value, want[name].numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_param_groups_picked_by_name_say_to_make_one_group_per_layer():
+    """The tutorial's finetuning groups, [p for name, p in model.named_parameters() if 'fc' in name] at lr 1e-2 and
+    the rest at 1e-3, are lists of arrays, which xpnet cannot name: the error says to write one group per layer."""
+    model = TinyResNet()
+    named = model.named_params().items()
+    params = [{"params": [p for name, p in named if 'fc' in name], "lr": 1e-2},
+              {"params": [p for name, p in named if 'fc' not in name], "lr": 1e-3}]
+    with pytest.raises(TypeError, match=r"param group 0's 'params' is a list; .*parameters picked by name .* are one "
+                                        r"group per layer: \[\{'params': model\.fc\.parameters\(\), 'lr': 1e-2\}\] \+ "
+                                        r"\[\{'params': child\.parameters\(\), 'lr': 1e-3\} for name, child in "
+                                        r"model\.named_children\(\)\.items\(\) if name != 'fc'\]"):
+        xn.optim.SGD(params, momentum=0.9)
