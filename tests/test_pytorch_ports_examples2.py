@@ -408,3 +408,217 @@ def test_param_groups_picked_by_name_say_to_make_one_group_per_layer():
                                         r"\[\{'params': child\.parameters\(\), 'lr': 1e-3\} for name, child in "
                                         r"model\.named_children\(\)\.items\(\) if name != 'fc'\]"):
         xn.optim.SGD(params, momentum=0.9)
+
+
+# --- pytorch/examples vision_transformer/main.py ----------------------------------------------------------------------
+
+class PatchExtractor(L.Layer):
+    """(N, C, H, W) -> (N, num_patches, C * p * p): Tensor.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5)
+    as NumPy's reshape and transpose; backward puts the patches' gradient back."""
+
+    def __init__(self, patch_size=16):
+        super().__init__()
+        self.patch_size = patch_size
+
+    def forward(self, input_data, train=True):
+        self.shape = batch_size, channels, height, width = input_data.shape
+        p = self.patch_size
+        patches = input_data.reshape(batch_size, channels, height // p, p, width // p, p).transpose(0, 2, 4, 1, 3, 5)
+        return patches.reshape(batch_size, (height // p) * (width // p), -1)
+
+    def backward(self, dy):
+        batch_size, channels, height, width = self.shape
+        p = self.patch_size
+        dy = dy.reshape(batch_size, height // p, width // p, channels, p, p).transpose(0, 3, 1, 4, 2, 5)
+        return dy.reshape(self.shape)
+
+
+class InputEmbedding(xn.Model):
+    """The class token and the positional embedding, (batch_size, 1, latent_size) as the example makes them, are
+    parameters in self.params; backward fills their gradients."""
+
+    def __init__(self, args):
+        super().__init__()
+        self.patchify = PatchExtractor(patch_size=args.patch_size)
+        self.LinearProjection = L.Linear(args.patch_size * args.patch_size * args.n_channels, args.latent_size)
+        rng = np.random.default_rng(0)                           # nn.Parameter(torch.randn(batch_size, 1, latent))
+        self.params['class_token'] = rng.standard_normal((args.batch_size, 1, args.latent_size), dtype=np.float32)
+        self.params['pos_embedding'] = rng.standard_normal((args.batch_size, 1, args.latent_size), dtype=np.float32)
+
+    def forward(self, input_data, train=True):
+        linear_projection = self.LinearProjection(self.patchify(input_data))
+        b, n, _ = linear_projection.shape
+        linear_projection = np.concatenate((self.params['class_token'], linear_projection), axis=1)
+        self.n = n
+        return linear_projection + self.params['pos_embedding'][:, :n + 1, :]
+
+    def backward(self, dy):
+        self.grads['class_token'] = dy[:, :1]
+        self.grads['pos_embedding'] = np.sum(dy[:, :self.n + 1], axis=1, keepdims=True)  # broadcast over positions
+        return self.patchify.backward(self.LinearProjection.backward(dy[:, 1:]))
+
+
+class EncoderBlock(xn.Model):
+    """One LayerNorm called twice, as the example's; its nn.MultiheadAttention is batch_first=False, so it reads
+    the (batch, patches, latent) input as (sequence, batch, latent): the permutes reproduce that here."""
+
+    def __init__(self, args):
+        super().__init__()
+        self.norm = L.LayerNorm(args.latent_size)
+        self.attention = L.MultiheadAttention(args.latent_size, args.num_heads, dropout=args.dropout)
+        self.enc_MLP = xn.Sequential(L.Linear(args.latent_size, args.latent_size * 4), L.GELU(),
+                                     L.Dropout(args.dropout), L.Linear(args.latent_size * 4, args.latent_size),
+                                     L.Dropout(args.dropout))
+
+    def forward(self, emb_patches, train=True):
+        first_norm = self.norm(emb_patches).transpose(1, 0, 2)
+        attention_out = self.attention(first_norm, first_norm, first_norm)[0].transpose(1, 0, 2)
+        first_added = attention_out + emb_patches
+        return self.enc_MLP(self.norm(first_added)) + first_added
+
+    def backward(self, dy):
+        d_first_added = self.norm.backward(self.enc_MLP.backward(dy)) + dy   # the norm's second call first
+        dq, dk, dv = self.attention.backward(d_first_added.transpose(1, 0, 2))
+        return self.norm.backward((dq + dk + dv).transpose(1, 0, 2)) + d_first_added
+
+
+class ViT(xn.Model):
+    def __init__(self, args):
+        super().__init__()
+        self.embedding = InputEmbedding(args)
+        self.encoders = [EncoderBlock(args) for _ in range(args.num_encoders)]   # nn.ModuleList
+        self.MLPHead = xn.Sequential(L.LayerNorm(args.latent_size), L.Linear(args.latent_size, args.latent_size),
+                                     L.Linear(args.latent_size, args.num_classes))
+
+    def forward(self, test_input, train=True):
+        enc_output = self.embedding(test_input)
+        for enc_layer in self.encoders:
+            enc_output = enc_layer(enc_output)
+        self.enc_shape = enc_output.shape
+        return self.MLPHead(enc_output[:, 0])
+
+    def backward(self, dy):
+        d_enc = np.zeros(self.enc_shape, dtype=dy.dtype)
+        d_enc[:, 0] = self.MLPHead.backward(dy)
+        for enc_layer in reversed(self.encoders):
+            d_enc = enc_layer.backward(d_enc)
+        return self.embedding.backward(d_enc)
+
+
+def _torch_vit(torch, args):
+    """vision_transformer/main.py's InputEmbedding, EncoderBlock and ViT as the example writes them (its device
+    moves left out)."""
+    nn = torch.nn
+
+    class TorchPatchExtractor(nn.Module):
+        def __init__(self, patch_size=16):
+            super().__init__()
+            self.patch_size = patch_size
+
+        def forward(self, input_data):
+            batch_size, channels, height, width = input_data.size()
+            num_patches = (height // self.patch_size) * (width // self.patch_size)
+            return input_data.unfold(2, self.patch_size, self.patch_size). \
+                unfold(3, self.patch_size, self.patch_size).permute(0, 2, 3, 1, 4, 5).contiguous(). \
+                view(batch_size, num_patches, -1)
+
+    class TorchInputEmbedding(nn.Module):
+        def __init__(self, args):
+            super().__init__()
+            self.patch_size = args.patch_size
+            self.LinearProjection = nn.Linear(self.patch_size * self.patch_size * args.n_channels, args.latent_size)
+            self.class_token = nn.Parameter(torch.randn(args.batch_size, 1, args.latent_size))
+            self.pos_embedding = nn.Parameter(torch.randn(args.batch_size, 1, args.latent_size))
+
+        def forward(self, input_data):
+            patches = TorchPatchExtractor(patch_size=self.patch_size)(input_data)
+            linear_projection = self.LinearProjection(patches)
+            b, n, _ = linear_projection.shape
+            linear_projection = torch.cat((self.class_token, linear_projection), dim=1)
+            pos_embed = self.pos_embedding[:, :n + 1, :]
+            linear_projection += pos_embed
+            return linear_projection
+
+    class TorchEncoderBlock(nn.Module):
+        def __init__(self, args):
+            super().__init__()
+            self.norm = nn.LayerNorm(args.latent_size)
+            self.attention = nn.MultiheadAttention(args.latent_size, args.num_heads, dropout=args.dropout)
+            self.enc_MLP = nn.Sequential(nn.Linear(args.latent_size, args.latent_size * 4), nn.GELU(),
+                                         nn.Dropout(args.dropout), nn.Linear(args.latent_size * 4, args.latent_size),
+                                         nn.Dropout(args.dropout))
+
+        def forward(self, emb_patches):
+            first_norm = self.norm(emb_patches)
+            attention_out = self.attention(first_norm, first_norm, first_norm)[0]
+            first_added = attention_out + emb_patches
+            second_norm = self.norm(first_added)
+            mlp_out = self.enc_MLP(second_norm)
+            return mlp_out + first_added
+
+    class TorchViT(nn.Module):
+        def __init__(self, args):
+            super().__init__()
+            self.embedding = TorchInputEmbedding(args)
+            self.encoders = nn.ModuleList([TorchEncoderBlock(args) for _ in range(args.num_encoders)])
+            self.MLPHead = nn.Sequential(nn.LayerNorm(args.latent_size), nn.Linear(args.latent_size, args.latent_size),
+                                         nn.Linear(args.latent_size, args.num_classes))
+
+        def forward(self, test_input):
+            enc_output = self.embedding(test_input)
+            for enc_layer in self.encoders:
+                enc_output = enc_layer(enc_output)
+            return self.MLPHead(enc_output[:, 0])
+
+    return TorchViT(args).double()
+
+
+def test_the_vision_transformer_example_trains_as_pytorchs():
+    """vision_transformer/main.py at a tiny size (8x8 images of 4x4 patches, latent 16, 2 heads, 2 encoders, the
+    example's batch of 4 and Adam(lr=1e-2, weight_decay=3e-2), dropout 0): xn.load_torch_state_dict takes torch's
+    state dict, class token and positional embedding included; three training steps (the train_fn loop) and an
+    eval_fn loss, then the weights, equal PyTorch's in float64."""
+    torch = _torch()
+
+    class args:
+        patch_size, latent_size, n_channels, num_heads, num_encoders = 4, 16, 3, 2, 2
+        dropout, img_size, num_classes, batch_size, lr, weight_decay = 0.0, 8, 10, 4, 1e-2, 3e-2
+
+    torch.manual_seed(0)
+    ref = _torch_vit(torch, args)
+    model = ViT(args).to(dtype="float64")
+    xn.load_torch_state_dict(model, ref.state_dict())
+    optimizer = xn.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    toptimizer = torch.optim.Adam(ref.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(1)                               # CIFAR-10's images, resized: here random
+    batches = [(rng.random((4, 3, 8, 8)), rng.integers(0, 10, 4)) for _ in range(3)]
+    model.train()
+    ref.train()
+    for images, labels in batches:
+        optimizer.zero_grad()
+        logits = model(images)
+        loss = criterion(logits, labels)
+        model.backward(criterion.backward())                     # loss.backward()
+        optimizer.step()
+        toptimizer.zero_grad()
+        tloss = tcriterion(ref(torch.from_numpy(images)), torch.from_numpy(labels))
+        tloss.backward()
+        toptimizer.step()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-10)
+    model.eval()
+    ref.eval()
+    images, labels = batches[0]
+    with torch.no_grad():
+        assert criterion(model(images), labels).item() == pytest.approx(
+            tcriterion(ref(torch.from_numpy(images)), torch.from_numpy(labels)).item(), rel=1e-10)
+    got, want = xn.torch_state_dict(model), ref.state_dict()
+    assert sorted(got) == sorted(want)
+    E = args.latent_size
+    for name, value in got.items():
+        want_value = want[name].numpy()
+        if name.endswith("in_proj_bias"):
+            # The key bias's gradient is 0 up to rounding (softmax ignores a shift), and Adam's m / sqrt(v) makes
+            # steps of that noise, different in each library: left out.
+            value, want_value = np.delete(value, np.s_[E:2 * E]), np.delete(want_value, np.s_[E:2 * E])
+        np.testing.assert_allclose(value, want_value, rtol=1e-8, atol=1e-11, err_msg=name)
