@@ -135,9 +135,10 @@ def test_a_module_of_four_scalar_parameters_trains_as_pytorchs():
         toptimizer.zero_grad()
         tloss.backward()
         toptimizer.step()
-    got = [float(v) for v in model.string()[4:].replace(" x^3", "").replace(" x^2", "").replace(" x", "").split(" + ")]
-    want = [float(v) for v in tmodel.string()[4:].replace(" x^3", "").replace(" x^2", "").replace(" x", "").split(" + ")]
-    np.testing.assert_allclose(got, want, rtol=1e-10)
+    def coefficients(string):                                    # 'y = a + b x + c x^2 + d x^3' -> [a, b, c, d]
+        return [float(term.split()[0]) for term in string[4:].split(" + ")]
+
+    np.testing.assert_allclose(coefficients(model.string()), coefficients(tmodel.string()), rtol=1e-10)
     assert {k: v.shape for k, v in model.state_dict().items()} == dict.fromkeys("abcd", ())
 
 
