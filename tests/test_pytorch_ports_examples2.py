@@ -623,3 +623,26 @@ def test_the_vision_transformer_example_trains_as_pytorchs():
             # steps of that noise, different in each library: left out.
             value, want_value = np.delete(value, np.s_[E:2 * E]), np.delete(want_value, np.s_[E:2 * E])
         np.testing.assert_allclose(value, want_value, rtol=1e-8, atol=1e-11, err_msg=name)
+
+
+@pytest.mark.parametrize("make", [lambda: np.random.default_rng(0).standard_normal(), lambda: np.float64(0.5)],
+                         ids=["float", "numpy_scalar"])
+def test_a_scalar_parameter_that_is_no_array_says_to_make_it_a_0d_array(make):
+    """Polynomial3's torch.nn.Parameter(torch.randn(())) guessed as np.random.randn() (a float) or a NumPy scalar:
+    no step can update either in place. The step said "namespace: expected at least one array", or that the
+    gradient did not match its parameter "(shape () vs ())"; it names the parameter and says what to write."""
+    model = Polynomial3()
+    model.params["b"] = make()
+    a = model.params["a"].copy()
+    x, y = _sine(5)
+    criterion = xn.losses.MeanSquaredError(reduction='sum')
+    for optimizer in (xn.optim.SGD(model.parameters(), lr=1e-6), xn.optim.Adam(model.parameters())):
+        optimizer.zero_grad()
+        criterion(model(x), y)
+        model.backward(criterion.backward())
+        with pytest.raises(TypeError, match=r"^(SGD|Adam): parameter 'b' is a (float|float64) \(.*\), not an array, so "
+                                            r"no step can update it in place; make it a 0-d array in __init__, "
+                                            r"self\.params\['b'\] = np\.asarray\(value\) \(PyTorch's "
+                                            r"nn\.Parameter\(torch\.randn\(\(\)\)\) is rng\.standard_normal\(\(\)\)"):
+            optimizer.step()
+    assert model.params["a"] == a                               # validated before any update
