@@ -646,3 +646,32 @@ def test_a_scalar_parameter_that_is_no_array_says_to_make_it_a_0d_array(make):
                                             r"nn\.Parameter\(torch\.randn\(\(\)\)\) is rng\.standard_normal\(\(\)\)"):
             optimizer.step()
     assert model.params["a"] == a                               # validated before any update
+
+
+# --- in place into a layer's output -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make", [L.Sigmoid, L.Tanh, lambda: L.Softmax(dim=-1), lambda: L.Softmin(dim=-1),
+                                  lambda: L.LogSoftmax(dim=-1)], ids=["Sigmoid", "Tanh", "Softmax", "Softmin",
+                                                                       "LogSoftmax"])
+def test_a_write_into_an_output_its_backward_reads_is_refused_in_training(make):
+    """The ViT's `linear_projection += pos_embed`, written after a Sigmoid, Tanh or a softmax (whose backward
+    reads the y it returned), changed that layer's gradient silently, where PyTorch's backward raises ("modified by
+    an inplace operation"). In a training forward the output is now a read-only NumPy view: the write raises at
+    once and the gradient stays right; `y = y + b` is what to write. In evaluation and under no_grad (sampling's
+    `p /= p.sum()`) the output stays writable."""
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    layer = make()
+    want = layer(x).copy(), layer.backward(dy)
+    y = layer(x)
+    with pytest.raises(ValueError, match="read-only"):
+        y += 1.0
+    np.testing.assert_array_equal(y, want[0])
+    np.testing.assert_array_equal(layer.backward(dy), want[1])
+    y = layer(x)
+    y = y + 1.0                                                  # what to write
+    np.testing.assert_array_equal(layer.backward(dy), want[1])
+    with xn.no_grad():
+        layer(x)[0] = 0.0
+    layer.eval()
+    layer(x)[0] = 0.0
