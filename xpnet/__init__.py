@@ -102,7 +102,11 @@ _PYTORCH_NAMES = {
     "Module": "a model of your own subclasses xn.Model (forward and backward written out, the book's way); "
               "xn.Sequential(layer, ...) for a chain of layers",
     "autograd": "xpnet has no autograd: model.backward(criterion.backward()) is loss.backward(), and "
-                "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck",
+                "xn.gradcheck(model, x, t, loss='cross_entropy') is torch.autograd.gradcheck; a "
+                "torch.autograd.Function (forward(ctx, input), backward(ctx, grad_output)) is a layer of your own, "
+                "class P3(xn.layers.Layer) with forward(self, input, train=True) keeping what backward needs "
+                "(self.input = input for ctx.save_for_backward) and backward(self, grad_output) returning the "
+                "input's gradient; call P3() where the Function's .apply was, its backward in your model's",
     "functional": "xpnet has no functional API: every operation is a layer object (xn.layers.ReLU(), "
                   "xn.layers.GELU() for F.gelu, xn.layers.Softmax(dim) for F.softmax, "
                   "xn.layers.MultiheadAttention(embed_dim, num_heads) for F.multi_head_attention_forward, "
@@ -125,7 +129,7 @@ _PYTORCH_NAMES = {
     **dict.fromkeys(("randn", "randn_like", "rand", "randint", "randperm", "multinomial"), _RANDOM),
     **dict.fromkeys(("cat", "stack", "zeros", "ones", "full", "arange", "exp", "flatten", "tril", "triu", "max",
                      "min", "argmax", "sum", "mean", "log", "sqrt", "sin", "cos", "where", "matmul", "bmm",
-                     "zeros_like", "ones_like", "topk"), _ARRAYS),
+                     "zeros_like", "ones_like", "topk", "linspace", "pow"), _ARRAYS),
     **dict.fromkeys(("sigmoid", "tanh", "relu", "softmax", "log_softmax"), _ACTIVATIONS),
 }
 

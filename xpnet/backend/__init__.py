@@ -20,7 +20,8 @@ from typing import Any
 
 from .._user import not_here
 from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, copy_into, device, device_of, dtype_name,
-                      float_dtype_name, host_copy, plain_array, same_device, to_device, to_numpy, writable)
+                      float_dtype_name, host_copy, plain_array, read_only, same_device, to_device, to_numpy,
+                      writable)
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, index_dtype, isdtype, namespace, no_autograd, set_at,
                          untracked, update_rule)
@@ -58,6 +59,7 @@ __all__ = [
     "set_fast_paths",
     "set_mkl",
     "set_numba",
+    "read_only",
     "release_device_rngs",
     "set_rng_state",
     "to_device",

@@ -357,6 +357,16 @@ def writable(a: Any) -> Any:
     return a.copy() if isinstance(a, np.ndarray) and not a.flags.writeable else a
 
 
+def read_only(a: Any) -> Any:
+    """``a`` as a read-only view where it is a NumPy array, so that a write into it raises; other arrays as they
+    are (CuPy and PyTorch arrays have no such flag, JAX's cannot be written)."""
+    if type(a) is not np.ndarray:
+        return a
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
 def copy_into(a: Any, host: np.ndarray) -> Any:
     """Write the host array ``host`` (``a``'s shape) into ``a`` in place, in ``a``'s dtype on its device (a view
     writes through into its base); returns ``a``. Only for arrays that ``update_rule`` says are written in place

@@ -17,6 +17,7 @@ from .._user import is_real
 from ..backend import fast_path, namespace, untracked
 from ._erf import erf
 from .base import INPLACE, Layer, pytorch_defaults_only
+from .cached_output import cached_output
 
 
 class ReLU(Layer):
@@ -74,7 +75,7 @@ class Sigmoid(Layer):
         x = untracked(x)
         self._check_float(x)
         self._y = sigmoid(x)
-        return self._y
+        return cached_output(self._y, train)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
@@ -94,7 +95,7 @@ class Tanh(Layer):
         x = untracked(x)
         xp = self._check_float(x)
         self._y = xp.tanh(x)
-        return self._y
+        return cached_output(self._y, train)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)

@@ -18,6 +18,7 @@ from typing import Any
 from .._user import is_int
 from ..backend import fast_path, namespace, untracked
 from .base import Layer
+from .cached_output import cached_output
 
 
 class _AlongDim(Layer):
@@ -55,7 +56,7 @@ class Softmax(_AlongDim):
         x = untracked(x)
         self._check_float(x)
         self._y = softmax(x, self._axis(x))
-        return self._y
+        return cached_output(self._y, train)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
@@ -72,7 +73,7 @@ class Softmin(_AlongDim):
         x = untracked(x)
         self._check_float(x)
         self._y = softmax(-x, self._axis(x))
-        return self._y
+        return cached_output(self._y, train)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
@@ -120,7 +121,7 @@ class LogSoftmax(_AlongDim):
         shifted = x - xp.where(m == -math.inf, 0.0, m)
         z = xp.sum(xp.exp(shifted), axis=axis, keepdims=True)
         self._y = shifted - xp.log(xp.where(z > 0.0, z, math.nan))
-        return self._y
+        return cached_output(self._y, train)
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)

@@ -1,11 +1,11 @@
-"""What an optimizer's step says when a gradient is missing or of another dtype: the layer behind it
-(by dotted name and class), not only the parameter the check met first."""
+"""What an optimizer's step says when a gradient is missing or of another dtype, or a parameter is no array: the
+layer behind it (by dotted name and class), not only the parameter the check met first."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["missing_gradient", "other_dtype", "mixed_dtypes", "holder"]
+__all__ = ["missing_gradient", "other_dtype", "mixed_dtypes", "holder", "not_an_array"]
 
 
 def holder(model: Any, name: str) -> str:
@@ -14,6 +14,15 @@ def holder(model: Any, name: str) -> str:
     nodes = model.named_modules() if hasattr(model, "named_modules") else {}
     kind = type(nodes[owner]).__name__ if owner in nodes else type(model).__name__
     return f"layer {owner} ({kind})" if owner else f"the model ({kind})"
+
+
+def not_an_array(name: str, p: Any) -> str:
+    """Why parameter ``name`` cannot be stepped: it is a Python or NumPy scalar (``np.random.randn()`` for
+    PyTorch's ``torch.randn(())``), which no update can change in place."""
+    key = name.rpartition(".")[2]
+    return (f"parameter {name!r} is a {type(p).__name__} ({p!r}), not an array, so no step can update it in place; "
+            f"make it a 0-d array in __init__, self.params[{key!r}] = np.asarray(value) (PyTorch's "
+            f"nn.Parameter(torch.randn(())) is rng.standard_normal(()); np.random.randn() gives a float)")
 
 
 def missing_gradient(model: Any, name: str, grads: dict[str, Any]) -> str:

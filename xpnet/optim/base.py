@@ -34,7 +34,7 @@ import numpy as np
 
 from .. import _chainer
 from .._user import flag, not_here, warn
-from ._blame import missing_gradient, other_dtype
+from ._blame import missing_gradient, not_an_array, other_dtype
 from ..layers.zero_grad import arm, armed
 from .binding import TakesAModelFirst, unlisted_parameters
 from .device_scalars import DeviceScalars
@@ -222,9 +222,12 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             g = grads.get(name)
             if g is None:
                 raise RuntimeError(f"{self.name}: {missing_gradient(model, name, grads)}")
-            xp = namespace(p)
             # two NumPy arrays of one shape and dtype, every step: what _check_gradient and update_rule would answer
-            if not (type(p) is np.ndarray and type(g) is np.ndarray and g.shape == p.shape and g.dtype == p.dtype):
+            fast = type(p) is np.ndarray and type(g) is np.ndarray and g.shape == p.shape and g.dtype == p.dtype
+            if not fast and (not hasattr(p, "shape") or isinstance(p, np.generic)):
+                raise TypeError(f"{self.name}: {not_an_array(name, p)}")
+            xp = namespace(p)
+            if not fast:
                 self._check_gradient(model, name, p, g, params)
                 update_rule(xp)
             if eps is not None:

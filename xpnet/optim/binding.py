@@ -85,7 +85,14 @@ def groups_hint(name: str, index: int, params: Any) -> str:
             f"(net.weight) cannot be. For d2l's [{{'params': net.weight, 'weight_decay': wd}}, "
             f"{{'params': net.bias}}]: built from the model itself, xpnet's weight_decay decays the weights only "
             f"(W, the recurrent layers' Wx and Wh; not biases, nor the norms' gamma and beta), so that is "
-            f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)")
+            f"{name}(model, lr=..., weight_decay=wd); to leave a part untrained, part.requires_grad_(False)"
+            f"{_BY_NAME if isinstance(params, (list, tuple)) else ''}")
+
+
+# The transfer-learning tutorial's groups: [p for name, p in model.named_parameters() if 'fc' in name], the rest.
+_BY_NAME = ("; parameters picked by name ([p for name, p in model.named_parameters() if 'fc' in name] and those "
+            "without 'fc') are one group per layer: [{'params': model.fc.parameters(), 'lr': 1e-2}] + [{'params': "
+            "child.parameters(), 'lr': 1e-3} for name, child in model.named_children().items() if name != 'fc']")
 
 
 def owning_model(target: Any) -> Any:
