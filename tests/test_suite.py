@@ -49,3 +49,11 @@ def test_every_torch_skip_gives_the_one_reason():
             if given not in constants and not (given.startswith('"') and ast.literal_eval(given) == reason):
                 odd.append(f"{path.name}: {m.group(0)}")
     assert not odd, odd
+
+
+def test_each_test_that_jax_runs_part_of_exists():
+    """conftest.JAX_RUNS_PART names tests by file and function: a renamed one would silently run whole on JAX."""
+    from conftest import JAX_RUNS_PART
+    for name in JAX_RUNS_PART:
+        file, function = name.split("::")
+        assert f"def {function}(" in (ROOT / "tests" / file).read_text(), name
