@@ -44,7 +44,7 @@ from typing import Any, Callable
 from ..grad_mode import grad_enabled
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
-from .zero_grad import add_grads, take_grads
+from .zero_grad import ARMED, add_grads, take_grads
 
 __all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
 
@@ -190,7 +190,7 @@ _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, FORWARDS, _LOST})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST})
 _ABSENT = object()
 
 
@@ -325,7 +325,7 @@ def _evaluated(layer: Any) -> None:
     own.pop(_LOST, None)
 
 
-def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
+def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """``backward`` (or ``backward_params``) refusing to serve a forward whose caches a later forward replaced:
     a model (or a layer by itself) called twice in training mode, ``y1 = model(x1); y2 = model(x2)``, then
     given ``backward(dy2)`` and ``backward(dy1)``, as PyTorch's autograd would take them, holds the second
@@ -340,8 +340,11 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     A backward of a layer whose last forward ran under ``xn.no_grad()`` is refused (:mod:`.no_grad_calls`).
     Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
     against its calls in the model's last forward (``uncalled.Check``): one more refuses to take an earlier
-    forward's cache."""
+    forward's cache. ``plain``: the method that ``backward`` wraps in ``counted`` and ``reused``, called directly
+    where neither has anything to do (no ``zero_grad()`` armed, no repeated use: one call per forward, the
+    common case), sparing a training step two calls per layer."""
     written_out = _written_out(backward)
+    plain = backward if plain is None else plain
 
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -355,13 +358,14 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
             return check.serve(self, run, args, kwargs)
         own = self.__dict__
         forwards = own.pop(FORWARDS, 0)
+        uses = own.get(_USES)
+        method = plain if uses is None and own.get(ARMED) is None else backward
         if not forwards:
-            uses = own.get(_USES)
             if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
                 raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
-            return backward(self, *args, **kwargs)
+            return method(self, *args, **kwargs)
         own.pop(_LOST, None)
-        out = backward(self, *args, **kwargs)
+        out = method(self, *args, **kwargs)
         if forwards > 1:
             own[_LOST] = forwards - 1
         return out
