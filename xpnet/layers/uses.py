@@ -46,12 +46,17 @@ from .no_grad_calls import UNDER_NO_GRAD, why
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ARMED, add_grads, take_grads
 
-__all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
+__all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "looked"]
 
 
 class _Local(threading.local):
-    """calls: {id(layer): layer} while a container's forward runs, else absent; model, the container running it;
-    repeats: {id(layer): its calls} of the layers called more than once in it."""
+    """calls: {id(layer): layer} while a container's forward runs, else None; model, the container running it;
+    caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
+    {id(layer): its calls} of the layers called more than once in it."""
+
+    calls: dict[int, Any] | None = None
+    called: Any = None
+    caller: Any = None
 
 
 _local = _Local()
@@ -73,7 +78,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        calls = getattr(_local, "calls", None)
+        calls = _local.calls
         if calls is not None:
             if not written_out:
                 return forward(self, *xs, **kwargs)
@@ -116,10 +121,10 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # a backward never serves it (layers.no_grad_calls)
         local = _local
-        explicit = getattr(local, "called", None) is self  # by layer(x): a use wherever it is
+        explicit = local.called is self  # by layer(x): a use wherever it is
         if explicit:
             local.called = None
-        calls = getattr(local, "calls", None)
+        calls = local.calls
         caller = None if calls is None else local.caller  # the layer whose forward runs this call
         if caller is self or (caller is not None and not caller.uses_inside and not explicit):
             return forward(self, *xs, **kwargs)
@@ -161,7 +166,48 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             local.caller = caller
             if kept is not None:
                 _restore(kept)
+    if train_of is None:
+        _PLAIN[run] = forward
     return run
+
+
+# recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
+_PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
+    """``x`` through each of ``layers`` in turn, ``layer.forward(x, train=train)``: Sequential's forward. Where
+    the chain runs as a part of a container's forward (``model``'s own call noted, every call of a training
+    forward a use), a leaf layer called the first time in it is noted here as ``recorded`` would note it, and its
+    forward runs without the wrapper: one decision per layer, not a wrapper's call and its reading of ``train``.
+    Any other call (a layer called again, a container, a layer whose ``forward`` is set on the object, such as
+    ``xn.gradcheck``'s watchers) goes through ``layer.forward``."""
+    local = _local
+    calls = local.calls
+    if calls is None or local.caller is not model or train is not True:
+        for layer in layers:
+            x = layer.forward(x, train=train)
+        return x
+    under_no_grad = not grad_enabled()
+    try:
+        for layer in layers:
+            own = layer.__dict__
+            plain = _PLAIN.get(type(layer).forward)
+            if plain is None or layer.uses_inside or id(layer) in calls or "forward" in own:
+                x = layer.forward(x, train=True)
+                continue
+            if local.called is layer:
+                local.called = None
+            own[UNDER_NO_GRAD] = under_no_grad
+            calls[id(layer)] = layer
+            own.pop(_USES, None)
+            own[FORWARDS] = own.get(FORWARDS, 0) + 1
+            local.caller = layer
+            x = plain(layer, x, train=True)
+            local.caller = model
+    finally:
+        local.caller = model
+    return x
 
 
 def _train_position(forward: Callable[..., Any]) -> int | None:
