@@ -5,7 +5,8 @@ convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network
 step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
 the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
 ``model(x)``, opens a record of the layers it calls in training mode, as ``layer(x)`` or as ``layer.forward(x)``
-(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call); from the second call
+(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call, and a Sequential's
+forward notes its layers' first calls itself, ``chained``); from the second call
 of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
 it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
 take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
