@@ -717,3 +717,32 @@ def test_predict_between_a_forward_and_its_backward_leaves_the_backward_to_the_f
     model.train()
     model.predict(x2)
     np.testing.assert_array_equal(model.backward(dy), saliency)
+
+
+def test_a_sequential_notes_each_layer_call_as_the_layer_would_note_it_itself():
+    """Sequential's forward notes its layers' calls itself (one decision per layer, without their wrappers): each
+    layer's backward after a forward under no_grad is refused, as the model's; after more training forwards (the
+    no_grad one counts) a layer's second backward is refused (its caches are the last forward's); a layer placed
+    twice still gets both uses back."""
+    lin = L.Linear(3, 3, dtype=F64)
+    seq = xn.Sequential(L.Linear(3, 4, dtype=F64), L.ReLU(), L.Linear(4, 2, dtype=F64))
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    with xn.no_grad():
+        seq(x)
+    for part, width in ((seq, 2), (seq[0], 4), (seq[1], 4), (seq[2], 2)):
+        with pytest.raises(RuntimeError, match=rf"{part.name}.backward: the (model|layer)'s last forward ran under "
+                                               r"xn.no_grad\(\)"):
+            part.backward(np.ones((2, width)))
+    seq(x)
+    seq(x)
+    seq[2].backward(np.ones((2, 2)))
+    with pytest.raises(RuntimeError, match=r"Linear.backward: the layer ran 3 training forwards"):
+        seq[2].backward(np.ones((2, 2)))
+    twice = xn.Sequential(lin, L.Tanh(), lin)
+    dx = twice.backward(np.ones((2, 3)) + 0 * twice(x))
+    one, two = copy.deepcopy(lin), copy.deepcopy(lin)
+    h = np.tanh(one.forward(x))
+    two.forward(h)
+    expected = one.backward((1 - h ** 2) * two.backward(np.ones((2, 3))))
+    np.testing.assert_allclose(dx, expected, rtol=1e-12)
+    np.testing.assert_allclose(lin.grads["W"], one.grads["W"] + two.grads["W"], rtol=1e-12)

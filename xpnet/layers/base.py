@@ -72,9 +72,9 @@ class Layer(Tree):
         if forward is not None:  # layer.forward(x) is a use, as layer(x)
             cls.forward = recorded(forward, vars(cls).get("_train_of_forward")) if cls.records_uses else marked(forward)
         if backward is not None:
-            cls.backward = rounded(counted(reused(backward)))
+            cls.backward = rounded(counted(reused(backward)), backward)
         if backward_params is not None:
-            cls.backward_params = rounded(reused(backward_params))
+            cls.backward_params = rounded(reused(backward_params), backward_params)
         # A class of the user's may not take the name of one of xpnet's in files without a module;
         # a private base (_Pool2d) is no layer a file may name.
         known = _LAYER_TYPES.get(cls.__name__)

@@ -5,7 +5,8 @@ convolution, the CIFAR-10 tutorial's ``Net``; one backbone for a siamese network
 step of a decoder loop): a layer keeps what its backward needs from its forward, and a second call would replace
 the first's. ``scoped`` wraps every container's ``forward``: the outermost one running, called directly or by
 ``model(x)``, opens a record of the layers it calls in training mode, as ``layer(x)`` or as ``layer.forward(x)``
-(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call); from the second call
+(the book's way; ``recorded`` wraps every layer's ``forward`` and notes each call, and a Sequential's
+forward notes its layers' first calls itself, ``chained``); from the second call
 of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
 it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
 take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
@@ -44,14 +45,19 @@ from typing import Any, Callable
 from ..grad_mode import grad_enabled
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
-from .zero_grad import add_grads, take_grads
+from .zero_grad import ARMED, add_grads, take_grads
 
-__all__ = ["scoped", "recorded", "called", "rounded", "reused", "looked"]
+__all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "looked"]
 
 
 class _Local(threading.local):
-    """calls: {id(layer): layer} while a container's forward runs, else absent; model, the container running it;
-    repeats: {id(layer): its calls} of the layers called more than once in it."""
+    """calls: {id(layer): layer} while a container's forward runs, else None; model, the container running it;
+    caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
+    {id(layer): its calls} of the layers called more than once in it."""
+
+    calls: dict[int, Any] | None = None
+    called: Any = None
+    caller: Any = None
 
 
 _local = _Local()
@@ -73,7 +79,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        calls = getattr(_local, "calls", None)
+        calls = _local.calls
         if calls is not None:
             if not (written_out or _written_out(type(self).backward)):  # but where a subclass writes backward
                 return forward(self, *xs, **kwargs)
@@ -116,10 +122,10 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # a backward never serves it (layers.no_grad_calls)
         local = _local
-        explicit = getattr(local, "called", None) is self  # by layer(x): a use wherever it is
+        explicit = local.called is self  # by layer(x): a use wherever it is
         if explicit:
             local.called = None
-        calls = getattr(local, "calls", None)
+        calls = local.calls
         caller = None if calls is None else local.caller  # the layer whose forward runs this call
         if caller is self or (caller is not None and not caller.uses_inside and not explicit):
             return forward(self, *xs, **kwargs)
@@ -161,7 +167,48 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             local.caller = caller
             if kept is not None:
                 _restore(kept)
+    if train_of is None:
+        _PLAIN[run] = forward
     return run
+
+
+# recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
+_PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
+    """``x`` through each of ``layers`` in turn, ``layer.forward(x, train=train)``: Sequential's forward. Where
+    the chain runs as a part of a container's forward (``model``'s own call noted, every call of a training
+    forward a use), a leaf layer called the first time in it is noted here as ``recorded`` would note it, and its
+    forward runs without the wrapper: one decision per layer, not a wrapper's call and its reading of ``train``.
+    Any other call (a layer called again, a container, a layer whose ``forward`` is set on the object, such as
+    ``xn.gradcheck``'s watchers) goes through ``layer.forward``."""
+    local = _local
+    calls = local.calls
+    if calls is None or local.caller is not model or train is not True:
+        for layer in layers:
+            x = layer.forward(x, train=train)
+        return x
+    under_no_grad = not grad_enabled()
+    try:
+        for layer in layers:
+            own = layer.__dict__
+            plain = _PLAIN.get(type(layer).forward)
+            if plain is None or layer.uses_inside or id(layer) in calls or "forward" in own:
+                x = layer.forward(x, train=True)
+                continue
+            if local.called is layer:
+                local.called = None
+            own[UNDER_NO_GRAD] = under_no_grad
+            calls[id(layer)] = layer
+            own.pop(_USES, None)
+            own[FORWARDS] = own.get(FORWARDS, 0) + 1
+            local.caller = layer
+            x = plain(layer, x, train=True)
+            local.caller = model
+    finally:
+        local.caller = model
+    return x
 
 
 def _train_position(forward: Callable[..., Any]) -> int | None:
@@ -190,7 +237,7 @@ _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", "_backwards_since_zero_grad", _USES, FORWARDS, _LOST})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST})
 _ABSENT = object()
 
 
@@ -325,7 +372,7 @@ def _evaluated(layer: Any) -> None:
     own.pop(_LOST, None)
 
 
-def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
+def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None) -> Callable[..., Any]:
     """``backward`` (or ``backward_params``) refusing to serve a forward whose caches a later forward replaced:
     a model (or a layer by itself) called twice in training mode, ``y1 = model(x1); y2 = model(x2)``, then
     given ``backward(dy2)`` and ``backward(dy1)``, as PyTorch's autograd would take them, holds the second
@@ -340,8 +387,11 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
     A backward of a layer whose last forward ran under ``xn.no_grad()`` is refused (:mod:`.no_grad_calls`).
     Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
     against its calls in the model's last forward (``uncalled.Check``): one more refuses to take an earlier
-    forward's cache."""
+    forward's cache. ``plain``: the method that ``backward`` wraps in ``counted`` and ``reused``, called directly
+    where neither has anything to do (no ``zero_grad()`` armed, no repeated use: one call per forward, the
+    common case), sparing a training step two calls per layer."""
     written_out = _written_out(backward)
+    plain = backward if plain is None else plain
 
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -355,13 +405,14 @@ def rounded(backward: Callable[..., Any]) -> Callable[..., Any]:
             return check.serve(self, run, args, kwargs)
         own = self.__dict__
         forwards = own.pop(FORWARDS, 0)
+        uses = own.get(_USES)
+        method = plain if uses is None and own.get(ARMED) is None else backward
         if not forwards:
-            uses = own.get(_USES)
             if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
                 raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
-            return backward(self, *args, **kwargs)
+            return method(self, *args, **kwargs)
         own.pop(_LOST, None)
-        out = backward(self, *args, **kwargs)
+        out = method(self, *args, **kwargs)
         if forwards > 1:
             own[_LOST] = forwards - 1
         return out

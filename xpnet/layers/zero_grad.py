@@ -23,17 +23,20 @@ from typing import Any, Callable
 
 from ..backend import namespace
 
-__all__ = ["counted", "arm", "armed", "take_grads", "add_grads"]
+__all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads"]
+
+# A node's backward calls since zero_grad() armed it (None: not armed, each backward overwrites its gradients).
+ARMED = "_backwards_since_zero_grad"
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
     """``backward`` adding its gradients to those of the backward calls before it since ``arm`` (``zero_grad()``)."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls = self.__dict__.get("_backwards_since_zero_grad")
+        calls = self.__dict__.get(ARMED)
         if calls is None:
             return backward(self, *args, **kwargs)
-        self.__dict__["_backwards_since_zero_grad"] = calls + 1
+        self.__dict__[ARMED] = calls + 1
         if calls == 0:  # the first since zero_grad(): there is nothing to add to
             return backward(self, *args, **kwargs)
         earlier = take_grads(self)
@@ -93,9 +96,9 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
     nodes = list(model.named_modules().values())
     if not on:  # every node: a part armed by an optimizer of its own (a head's) would add up the run's gradients
         for node in nodes:
-            node.__dict__["_backwards_since_zero_grad"] = None
+            node.__dict__[ARMED] = None
         return
-    model.__dict__["_backwards_since_zero_grad"] = 0
+    model.__dict__[ARMED] = 0
     for node in nodes:
         node.grads.clear()
         if not set_to_none and not node._frozen:
@@ -104,4 +107,4 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
 
 def armed(model: Any) -> bool:
     """Whether ``model``'s backward calls add their gradients (``zero_grad()`` was called on it)."""
-    return getattr(model, "__dict__", {}).get("_backwards_since_zero_grad") is not None
+    return getattr(model, "__dict__", {}).get(ARMED) is not None

@@ -8,6 +8,7 @@ from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.submodules import Place
+from ..layers.uses import chained
 from .chain import StopsWhereNothingTrains, backward_chain
 from .model import Model
 
@@ -121,10 +122,7 @@ class Sequential(StopsWhereNothingTrains, Model):
         training mode until ``model.eval()`` (PyTorch's rule), so ``model(x_test)`` on a new model lets
         BatchNorm's running statistics take in the test data.
         """
-        train = self._check_train(train, hint=STATE_HINT)
-        for layer in self.layers:
-            x = layer.forward(x, train=train)
-        return x
+        return chained(self, self.layers, x, self._check_train(train, hint=STATE_HINT))
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
         """Backpropagate ``dy`` through every layer, filling each layer's ``grads``; returns dx.

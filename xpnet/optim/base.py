@@ -238,10 +238,13 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     def _advance(self, work: list[tuple[Any, ...]]) -> None:
         """Once every gradient is checked, before any update: the state follows its parameter, and the step
         is counted (for those with state that ``work`` leaves out too)."""
-        for name, _, _, p, _, _ in work:
-            self._follow(name, p)
-        stepped = {item[0] for item in work}
-        self._left_out = [name for name in self.state if name not in stepped]
+        if self.state:  # none at all (SGD without momentum): nothing to follow, nothing left out
+            for name, _, _, p, _, _ in work:
+                self._follow(name, p)
+            stepped = {item[0] for item in work}
+            self._left_out = [name for name in self.state if name not in stepped]
+        else:
+            self._left_out = []
         self.count_steps(1)
         if self.device_scalars is not None:
             self.device_scalars.advance()
