@@ -977,3 +977,35 @@ def test_an_unbatched_input_to_linear_says_to_make_it_a_batch_of_one():
         xn.layers.Linear(3, 2)(np.ones(3, np.float32))
     with pytest.raises(ValueError, match=r"got \(4,\)$"):  # not that hint where the size is not in_features
         xn.layers.Linear(3, 2)(np.ones(4, np.float32))
+
+
+class _ScalarLayer(xn.layers.Layer):
+    """Polynomial3's ``self.a = nn.Parameter(...)`` ported to self.params, then read back as PyTorch does."""
+
+    def __init__(self):
+        super().__init__()
+        self.params["a"] = np.zeros(())
+        self.buffers["count"] = np.zeros(())
+
+    def forward(self, x, train=True):
+        return self.a * x
+
+
+class _ScalarModel(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.params["a"] = np.zeros(())
+
+    def forward(self, x, train=True):
+        return self.a * x
+
+
+@pytest.mark.parametrize("make", [_ScalarLayer, _ScalarModel])
+def test_a_parameter_read_as_an_attribute_says_where_it_is(make):
+    """A name in self.params read as ``self.a`` (PyTorch's nn.Parameter attribute) said only "no attribute 'a'"."""
+    with pytest.raises(AttributeError, match=r"no attribute 'a': 'a' is in its params: read it as self.params\['a'\]"):
+        make()(np.ones(3))
+    if make is _ScalarLayer:
+        with pytest.raises(AttributeError, match=r"'count' is in its buffers: read it as self.buffers\['count'\]"):
+            make().count
+    assert not hasattr(make(), "b")

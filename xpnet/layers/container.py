@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
-from .tree import not_built, tensor_method_hint
+from .tree import not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
@@ -88,6 +88,9 @@ class Container(Layer):
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
+        stored = stored_attribute(self, name)  # self.a for self.params['a'] (PyTorch's nn.Parameter attribute)
+        if stored is not None:
+            raise stored
         raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints},
                        kind="object")
 

@@ -35,6 +35,18 @@ def not_built(node: Any) -> str:
     return f"{cls}.__init__ must call super().__init__() before anything else (without it a {cls} has no params)"
 
 
+def stored_attribute(node: Any, name: str) -> AttributeError | None:
+    """What to raise where ``node.name`` is missing but ``name`` is a key of its params or buffers (PyTorch's
+    ``self.a`` for an ``nn.Parameter``, read back as an attribute); else None."""
+    for store in ("params", "buffers"):
+        if name in (vars(node).get(store) or {}):
+            return AttributeError(f"{type(node).__name__!r} object has no attribute {name!r}: {name!r} is in its "
+                                  f"{store}: read it as self.{store}[{name!r}] (xpnet keeps a layer's arrays in "
+                                  "self.params and self.buffers; PyTorch's nn.Parameter makes an attribute)",
+                                  name=name, obj=node)
+    return None
+
+
 def loose_arrays(model: Any) -> str:
     """What to say when ``model`` has no parameters but classes of the user's inside hold floating arrays as
     attributes (PyTorch's ``self.weight = nn.Parameter(...)``, which an optimizer would silently leave alone);
@@ -207,6 +219,9 @@ class Tree(Submodules):
         # Only called when the attribute is missing: params, grads and buffers come from Layer.__init__.
         if name in _STORES:
             raise AttributeError(not_built(self), name=name, obj=self)
+        stored = stored_attribute(self, name)
+        if stored is not None:
+            raise stored
         if name in ("weight", "bias"):  # PyTorch's, where this layer has no such parameter
             keys = ", ".join(map(repr, vars(self).get("params", {}))) or "none"
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}: PyTorch's {name} is on "
