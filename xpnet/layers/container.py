@@ -88,11 +88,11 @@ class Container(Layer):
         # Only called when the attribute is missing: params/grads/buffers come from Layer.__init__.
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
-        stored = stored_attribute(self, name)  # self.a for self.params['a'] (PyTorch's nn.Parameter attribute)
+        hints = {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints}
+        stored = None if name in hints else stored_attribute(self, name)  # self.a for self.params['a']
         if stored is not None:
             raise stored
-        raise not_here(type(self).__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints},
-                       kind="object")
+        raise not_here(type(self).__name__, name, hints, kind="object")
 
     @contextlib.contextmanager
     def init_scope(self) -> Iterator[None]:

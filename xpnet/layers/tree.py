@@ -219,7 +219,7 @@ class Tree(Submodules):
         # Only called when the attribute is missing: params, grads and buffers come from Layer.__init__.
         if name in _STORES:
             raise AttributeError(not_built(self), name=name, obj=self)
-        stored = stored_attribute(self, name)
+        stored = None if name in _chainer.LAYER else stored_attribute(self, name)  # Chainer's W: its own hint
         if stored is not None:
             raise stored
         if name in ("weight", "bias"):  # PyTorch's, where this layer has no such parameter
