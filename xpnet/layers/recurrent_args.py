@@ -38,13 +38,12 @@ import ast
 import functools
 import inspect
 import operator
-import textwrap
 from typing import Any, Callable
 
 from .._user import flag, is_bool
 from ..backend import untracked
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
-from .recurrent_layout import refuse_time_first_batch_of_one
+from .recurrent_layout import forward_source, refuse_time_first_batch_of_one
 from .view_hint import view_hint
 
 # PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
@@ -222,10 +221,7 @@ def _unpacked_calls(code: Any) -> tuple[str, ...]:
     """The names ``attr`` of forward's assignments ``a, b = self.attr(...)`` (read from its source, once per
     code object; none where the source cannot be read)."""
     if code not in _UNPACKED:
-        try:
-            tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
-        except (OSError, TypeError, SyntaxError):
-            tree = None
+        tree = forward_source(code)[1]
         found = []
         for node in ast.walk(tree) if tree is not None else ():
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \

@@ -17,12 +17,24 @@ Sequences of one step each, written on purpose, pass as ``x[:, None, :]``. Given
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import textwrap
 from collections import Counter
 from typing import Any
 
 _FOUND: dict[Any, tuple[tuple[str, str], ...]] = {}  # forward's code -> (attr, the reshape's source) it calls with
+
+
+@functools.lru_cache(maxsize=32)
+def forward_source(code: Any) -> tuple[str, ast.AST | None]:
+    """A model's forward (``code``) as its source text and parsed tree, ``("", None)`` where its source cannot be
+    read; what this check and the unpacking check (:mod:`.recurrent_args`) read, parsed once for both."""
+    try:
+        source = textwrap.dedent(inspect.getsource(code))
+        return source, ast.parse(source)
+    except (OSError, TypeError, SyntaxError):
+        return "", None
 
 
 def _shape_of(call: ast.Call) -> list[ast.expr] | None:
@@ -47,11 +59,7 @@ def _time_first(node: ast.expr) -> bool:
 def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
     """forward's calls ``self.attr(<reshape to (a, 1, b)>, ...)``: (attr, the reshape's source text)."""
     if code not in _FOUND:
-        try:
-            source = textwrap.dedent(inspect.getsource(code))
-            tree = ast.parse(source)
-        except (OSError, TypeError, SyntaxError):
-            source, tree = "", None
+        source, tree = forward_source(code)
         found, named, stores = [], {}, Counter()
         for node in ast.walk(tree) if tree is not None else ():  # embeds = x.view(T, 1, -1) on a line of its own
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
