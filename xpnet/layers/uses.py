@@ -202,7 +202,7 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
             own[UNDER_NO_GRAD] = under_no_grad
             calls[id(layer)] = layer
             own.pop(_USES, None)
-            own[FORWARDS] = own.get(FORWARDS, 0) + 1
+            _count_forward(layer)
             local.caller = layer
             x = plain(layer, x, train=True)
             local.caller = model
