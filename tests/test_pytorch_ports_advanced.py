@@ -28,7 +28,11 @@ def _close(ours, theirs, what=""):
 def _same_state(ours, theirs, what):
     state = theirs.state_dict()
     for name, value in xn.torch_state_dict(ours).items():
-        if not name.endswith("num_batches_tracked"):                   # PyTorch counts it, unused at momentum 0.1
+        if name.endswith("in_proj_bias"):
+            # the key bias's gradient is 0 (softmax ignores a shift per query), so it holds rounding (1e-17) that
+            # Adam scales to ~lr * 1e-17 / eps = 1e-10, in each library its own: compared to that size
+            np.testing.assert_allclose(value, state[name].numpy(), rtol=1e-10, atol=1e-9, err_msg=name)
+        elif not name.endswith("num_batches_tracked"):                 # PyTorch counts it, unused at momentum 0.1
             _close(value, state[name], f"{what}: {name}")
 
 
@@ -203,3 +207,255 @@ def test_the_dcgan_training_loop_trains_generator_and_discriminator_as_pytorchs(
         _close(mine[5], their[5], "netG(fixed_noise)")
     _same_state(netG, their_G, "netG")
     _same_state(netD, their_D, "netD")
+
+
+# ---- beginner_source/translation_transformer.py: Seq2SeqTransformer, time first, padding masks ----
+
+class PositionalEncoding(xn.Model):
+    """The tutorial's: its (maxlen, 1, emb_size) table as a buffer (register_buffer), added to the (T, N, E)
+    embeddings, then dropout. backward is the dropout's."""
+
+    def __init__(self, emb_size, dropout, maxlen=5000):
+        super().__init__()
+        den = np.exp(- np.arange(0, emb_size, 2) * math.log(10000) / emb_size)
+        pos = np.arange(0, maxlen).reshape(maxlen, 1)
+        pos_embedding = np.zeros((maxlen, emb_size))
+        pos_embedding[:, 0::2] = np.sin(pos * den)
+        pos_embedding[:, 1::2] = np.cos(pos * den)
+        pos_embedding = pos_embedding[:, None, :]
+        self.dropout = nn.Dropout(dropout)
+        self.buffers['pos_embedding'] = pos_embedding                 # self.register_buffer('pos_embedding', ...)
+
+    def forward(self, token_embedding, train=True):
+        return self.dropout(token_embedding + self.buffers['pos_embedding'][:token_embedding.shape[0], :])  # .size(0)
+
+    def backward(self, dy):
+        return self.dropout.backward(dy)
+
+class TokenEmbedding(xn.Model):
+    """(T, N) ids -> (T, N, E) embeddings scaled by sqrt(emb_size)."""
+
+    def __init__(self, vocab_size, emb_size):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_size)
+        self.emb_size = emb_size
+
+    def forward(self, tokens, train=True):
+        return self.embedding(tokens.astype(np.int64)) * math.sqrt(self.emb_size)   # tokens.long()
+
+    def backward(self, dy):
+        return self.embedding.backward(dy * math.sqrt(self.emb_size))
+
+class Seq2SeqTransformer(xn.Model):
+    """The tutorial's, time first: (S, N) and (T, N) ids -> (T, N, tgt_vocab_size) logits. backward(dy) goes
+    through the generator and the Transformer, then the two embeddings; the one PositionalEncoding, called twice
+    (src, then tgt), goes back last call first."""
+
+    def __init__(self, num_encoder_layers, num_decoder_layers, emb_size, nhead, src_vocab_size, tgt_vocab_size,
+                 dim_feedforward=512, dropout=0.1):
+        super().__init__()
+        self.transformer = nn.Transformer(d_model=emb_size, nhead=nhead, num_encoder_layers=num_encoder_layers,
+                                          num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
+                                          dropout=dropout,
+                                          batch_first=False)                # PyTorch's default, time first
+        self.generator = nn.Linear(emb_size, tgt_vocab_size)
+        self.src_tok_emb = TokenEmbedding(src_vocab_size, emb_size)
+        self.tgt_tok_emb = TokenEmbedding(tgt_vocab_size, emb_size)
+        self.positional_encoding = PositionalEncoding(emb_size, dropout=dropout)
+
+    def forward(self, src, trg, src_mask, tgt_mask, src_padding_mask, tgt_padding_mask, memory_key_padding_mask,
+                train=True):
+        src_emb = self.positional_encoding(self.src_tok_emb(src))
+        tgt_emb = self.positional_encoding(self.tgt_tok_emb(trg))
+        outs = self.transformer(src_emb, tgt_emb, src_mask, tgt_mask, None, src_padding_mask, tgt_padding_mask,
+                                memory_key_padding_mask)
+        return self.generator(outs)
+
+    def backward(self, dy):
+        dsrc, dtgt = self.transformer.backward(self.generator.backward(dy))
+        self.tgt_tok_emb.backward(self.positional_encoding.backward(dtgt))
+        self.src_tok_emb.backward(self.positional_encoding.backward(dsrc))
+
+    def encode(self, src, src_mask):
+        return self.transformer.encoder(self.positional_encoding(self.src_tok_emb(src)), src_mask)
+
+    def decode(self, tgt, memory, tgt_mask):
+        return self.transformer.decoder(self.positional_encoding(self.tgt_tok_emb(tgt)), memory, tgt_mask)
+
+PAD_IDX, BOS_IDX, EOS_IDX = 1, 2, 3
+def generate_square_subsequent_mask(sz):
+    mask = (np.triu(np.ones((sz, sz))) == 1).T
+    return np.where(mask == 0, -np.inf, 0.0)
+
+def create_mask(src, tgt):
+    src_seq_len, tgt_seq_len = src.shape[0], tgt.shape[0]
+    tgt_mask = generate_square_subsequent_mask(tgt_seq_len)
+    src_mask = np.zeros((src_seq_len, src_seq_len), dtype=bool)
+    src_padding_mask = (src == PAD_IDX).T
+    tgt_padding_mask = (tgt == PAD_IDX).T
+    return src_mask, tgt_mask, src_padding_mask, tgt_padding_mask
+
+def _torch_seq2seq(torch):
+    """The tutorial's PositionalEncoding, TokenEmbedding, Seq2SeqTransformer and mask functions, from its source
+    (encode and decode through ``self.transformer.encoder`` and ``.decoder``, as the tutorial has them today)."""
+    tn = torch.nn
+
+    class TorchPositionalEncoding(tn.Module):
+        def __init__(self, emb_size, dropout, maxlen=5000):
+            super().__init__()
+            den = torch.exp(- torch.arange(0, emb_size, 2) * math.log(10000) / emb_size)
+            pos = torch.arange(0, maxlen).reshape(maxlen, 1)
+            pos_embedding = torch.zeros((maxlen, emb_size))
+            pos_embedding[:, 0::2] = torch.sin(pos * den)
+            pos_embedding[:, 1::2] = torch.cos(pos * den)
+            self.dropout = tn.Dropout(dropout)
+            self.register_buffer('pos_embedding', pos_embedding.unsqueeze(-2))
+
+        def forward(self, token_embedding):
+            return self.dropout(token_embedding + self.pos_embedding[:token_embedding.size(0), :])
+
+    class TorchTokenEmbedding(tn.Module):
+        def __init__(self, vocab_size, emb_size):
+            super().__init__()
+            self.embedding = tn.Embedding(vocab_size, emb_size)
+            self.emb_size = emb_size
+
+        def forward(self, tokens):
+            return self.embedding(tokens.long()) * math.sqrt(self.emb_size)
+
+    class TorchSeq2SeqTransformer(tn.Module):
+        def __init__(self, num_encoder_layers, num_decoder_layers, emb_size, nhead, src_vocab_size, tgt_vocab_size,
+                     dim_feedforward=512, dropout=0.1):
+            super().__init__()
+            self.transformer = tn.Transformer(d_model=emb_size, nhead=nhead, num_encoder_layers=num_encoder_layers,
+                                              num_decoder_layers=num_decoder_layers,
+                                              dim_feedforward=dim_feedforward, dropout=dropout)
+            self.generator = tn.Linear(emb_size, tgt_vocab_size)
+            self.src_tok_emb = TorchTokenEmbedding(src_vocab_size, emb_size)
+            self.tgt_tok_emb = TorchTokenEmbedding(tgt_vocab_size, emb_size)
+            self.positional_encoding = TorchPositionalEncoding(emb_size, dropout=dropout)
+
+        def forward(self, src, trg, src_mask, tgt_mask, src_padding_mask, tgt_padding_mask, memory_key_padding_mask):
+            src_emb = self.positional_encoding(self.src_tok_emb(src))
+            tgt_emb = self.positional_encoding(self.tgt_tok_emb(trg))
+            outs = self.transformer(src_emb, tgt_emb, src_mask, tgt_mask, None, src_padding_mask, tgt_padding_mask,
+                                    memory_key_padding_mask)
+            return self.generator(outs)
+
+        def encode(self, src, src_mask):
+            return self.transformer.encoder(self.positional_encoding(self.src_tok_emb(src)), src_mask)
+
+        def decode(self, tgt, memory, tgt_mask):
+            return self.transformer.decoder(self.positional_encoding(self.tgt_tok_emb(tgt)), memory, tgt_mask)
+
+    def square_subsequent_mask(sz):
+        mask = (torch.triu(torch.ones((sz, sz))) == 1).transpose(0, 1)
+        return mask.double().masked_fill(mask == 0, float('-inf')).masked_fill(mask == 1, float(0.0))
+
+    def their_create_mask(src, tgt):
+        tgt_mask = square_subsequent_mask(tgt.shape[0])
+        src_mask = torch.zeros((src.shape[0], src.shape[0])).type(torch.bool)
+        return src_mask, tgt_mask, (src == PAD_IDX).transpose(0, 1), (tgt == PAD_IDX).transpose(0, 1)
+
+    return TorchSeq2SeqTransformer, square_subsequent_mask, their_create_mask
+
+
+def _token_batch(rng, length, n, vocab):
+    """(length, n) ids as collate_fn's pad_sequence leaves them: BOS, words, EOS, then PAD, of lengths
+    length, length - 1, length - 2, ..."""
+    batch = np.full((length, n), PAD_IDX)
+    for i in range(n):
+        size = max(length - i, 3)
+        batch[:size, i] = [BOS_IDX, *rng.integers(4, vocab, size - 2), EOS_IDX]
+    return batch
+
+
+def greedy_decode(model, src, src_mask, max_len, start_symbol):
+    memory = model.encode(src, src_mask)
+    ys = np.full((1, 1), start_symbol)                                 # torch.ones(1, 1).fill_(start_symbol)
+    for i in range(max_len - 1):
+        tgt_mask = generate_square_subsequent_mask(ys.shape[0]).astype(bool)   # .type(torch.bool)
+        out = model.decode(ys, memory, tgt_mask)
+        out = np.swapaxes(out, 0, 1)                                   # out.transpose(0, 1)
+        prob = model.generator(out[:, -1])
+        next_word = np.argmax(prob, axis=1).item()                     # _, next_word = torch.max(prob, dim=1)
+        ys = np.concatenate([ys, np.full((1, 1), next_word)], axis=0)
+        if next_word == EOS_IDX:
+            break
+    return ys
+
+
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True:UserWarning",
+                            "ignore:Support for mismatched key_padding_mask:UserWarning")   # torch's, on its side
+def test_the_translation_transformer_trains_and_greedy_decodes_as_pytorchs():
+    """The tutorial's Seq2SeqTransformer (nn.Transformer time first, its batch_first=False), Xavier-uniform over
+    every matrix, CrossEntropyLoss(ignore_index=PAD_IDX) on ``tgt[1:]`` for ``tgt[:-1]``, Adam(betas=(0.9, 0.98),
+    eps=1e-9), dropout 0: three train_epoch batches of padded sequences (the losses, then every weight), evaluate's
+    loss in evaluation mode, and greedy_decode through model.encode and model.decode (its bool causal mask) give
+    the same numbers and tokens as torch's in float64."""
+    torch = _torch()
+    TorchSeq2SeqTransformer, their_square_mask, their_create_mask = _torch_seq2seq(torch)
+    V_SRC, V_TGT, EMB, NHEAD, FFN = 11, 12, 8, 2, 16
+    xn.init.manual_seed(3)                                             # its greedy decode stops at EOS: [2 4 4 3]
+    transformer = Seq2SeqTransformer(2, 2, EMB, NHEAD, V_SRC, V_TGT, FFN, dropout=0.0).to(dtype="float64")
+    before = transformer.generator.params["W"].copy()
+    for p in transformer.parameters():
+        if p.ndim > 1:                                                 # p.dim() > 1
+            xn.init.xavier_uniform_(p)
+    assert not np.array_equal(before, transformer.generator.params["W"])   # filled in place, in the model
+    theirs = TorchSeq2SeqTransformer(2, 2, EMB, NHEAD, V_SRC, V_TGT, FFN, dropout=0.0).double()
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in xn.torch_state_dict(transformer).items()})
+    loss_fn = xn.losses.SoftmaxCrossEntropy(ignore_index=PAD_IDX)      # torch.nn.CrossEntropyLoss(ignore_index=...)
+    their_loss_fn = torch.nn.CrossEntropyLoss(ignore_index=PAD_IDX)
+    optimizer = xn.optim.Adam(transformer.parameters(), lr=0.01, betas=(0.9, 0.98), eps=1e-9)
+    their_optimizer = torch.optim.Adam(theirs.parameters(), lr=0.01, betas=(0.9, 0.98), eps=1e-9)
+    rng = np.random.default_rng(0)
+    batches = [(_token_batch(rng, 5, 3, V_SRC), _token_batch(rng, 6, 3, V_TGT)) for _ in range(3)]
+
+    transformer.train()
+    theirs.train()
+    for src, tgt in batches:
+        tgt_input = tgt[:-1, :]
+        src_mask, tgt_mask, src_padding_mask, tgt_padding_mask = create_mask(src, tgt_input)
+        logits = transformer(src, tgt_input, src_mask, tgt_mask, src_padding_mask, tgt_padding_mask,
+                             src_padding_mask)
+        optimizer.zero_grad()
+        tgt_out = tgt[1:, :]
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1))
+        transformer.backward(np.reshape(loss_fn.backward(), logits.shape))    # loss.backward()
+        optimizer.step()
+
+        their_src, their_tgt = torch.from_numpy(src), torch.from_numpy(tgt)
+        masks = their_create_mask(their_src, their_tgt[:-1, :])
+        their_logits = theirs(their_src, their_tgt[:-1, :], *masks, masks[2])
+        their_optimizer.zero_grad()
+        their_loss = their_loss_fn(their_logits.reshape(-1, their_logits.shape[-1]), their_tgt[1:, :].reshape(-1))
+        their_loss.backward()
+        their_optimizer.step()
+        assert loss.item() == pytest.approx(their_loss.item(), rel=1e-10)
+    _same_state(transformer, theirs, "Seq2SeqTransformer")
+
+    transformer.eval()
+    theirs.eval()
+    src, tgt = batches[0]
+    logits = transformer(src, tgt[:-1], *create_mask(src, tgt[:-1]), create_mask(src, tgt[:-1])[2])
+    with torch.no_grad():
+        masks = their_create_mask(torch.from_numpy(src), torch.from_numpy(tgt[:-1]))
+        _close(logits, theirs(torch.from_numpy(src), torch.from_numpy(tgt[:-1]), *masks, masks[2]), "evaluate")
+
+    src = src[:, :1]                                                   # translate(): one sentence, (S, 1)
+    src_mask = np.zeros((len(src), len(src)), dtype=bool)
+    ys = greedy_decode(transformer, src, src_mask, max_len=len(src) + 5, start_symbol=BOS_IDX)
+    with torch.no_grad():
+        memory = theirs.encode(torch.from_numpy(src), torch.from_numpy(src_mask))
+        their_ys = torch.ones(1, 1).fill_(BOS_IDX).type(torch.long)
+        for i in range(len(src) + 4):
+            their_mask = their_square_mask(their_ys.size(0)).type(torch.bool)
+            out = theirs.decode(their_ys, memory, their_mask).transpose(0, 1)
+            next_word = torch.max(theirs.generator(out[:, -1]), dim=1)[1].item()
+            their_ys = torch.cat([their_ys, torch.ones(1, 1).type(torch.long).fill_(next_word)], dim=0)
+            if next_word == EOS_IDX:
+                break
+    np.testing.assert_array_equal(ys, their_ys.numpy())
+    assert ys[-1, 0] == EOS_IDX
+    _close(transformer.encode(src, src_mask), memory, "model.encode")
