@@ -459,3 +459,33 @@ def test_the_translation_transformer_trains_and_greedy_decodes_as_pytorchs():
     np.testing.assert_array_equal(ys, their_ys.numpy())
     assert ys[-1, 0] == EOS_IDX
     _close(transformer.encode(src, src_mask), memory, "model.encode")
+
+
+# ---- advanced_source/neural_style_tutorial.py (ported in test_pytorch_ports_basics.py): what tripped ----
+
+class _TutorialContentLoss(nn.Layer):
+    """The tutorial's ContentLoss as a PyTorch user first writes it: forward only, autograd's part left out."""
+
+    def __init__(self, target):
+        super().__init__()
+        self.target = target
+        self.mse = xn.losses.MeanSquaredError()                        # F.mse_loss
+
+    def forward(self, input, train=True):
+        self.loss = self.mse(input, self.target)
+        return input
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_a_loss_layer_without_backward_says_to_add_its_losss_gradient_to_dy(input_grad):
+    """The model built by get_style_model_and_losses, then ``model.backward``: Layer's bare NotImplementedError
+    named nothing; it now names the layer and what its backward returns."""
+    rng = np.random.default_rng(0)
+    img = rng.uniform(size=(1, 3, 6, 6))
+    model = xn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype="float64"), nn.ReLU()).eval()
+    content_loss = _TutorialContentLoss(model(np.full_like(img, 0.5)))
+    model.append(content_loss).append(nn.Conv2d(4, 4, 3, padding=1, dtype="float64"))
+    out = model(img)
+    with pytest.raises(NotImplementedError, match=r"^_TutorialContentLoss.backward is not written: .* returns dy \+ "
+                                                  r"weight \* self.mse.backward\(\)"):
+        model.backward(np.zeros_like(out), input_grad=input_grad)
