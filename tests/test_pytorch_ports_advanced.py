@@ -232,6 +232,7 @@ class PositionalEncoding(xn.Model):
     def backward(self, dy):
         return self.dropout.backward(dy)
 
+
 class TokenEmbedding(xn.Model):
     """(T, N) ids -> (T, N, E) embeddings scaled by sqrt(emb_size)."""
 
@@ -246,6 +247,7 @@ class TokenEmbedding(xn.Model):
     def backward(self, dy):
         return self.embedding.backward(dy * math.sqrt(self.emb_size))
 
+
 class Seq2SeqTransformer(xn.Model):
     """The tutorial's, time first: (S, N) and (T, N) ids -> (T, N, tgt_vocab_size) logits. backward(dy) goes
     through the generator and the Transformer, then the two embeddings; the one PositionalEncoding, called twice
@@ -256,8 +258,7 @@ class Seq2SeqTransformer(xn.Model):
         super().__init__()
         self.transformer = nn.Transformer(d_model=emb_size, nhead=nhead, num_encoder_layers=num_encoder_layers,
                                           num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
-                                          dropout=dropout,
-                                          batch_first=False)                # PyTorch's default, time first
+                                          dropout=dropout, batch_first=False)   # PyTorch's default, time first
         self.generator = nn.Linear(emb_size, tgt_vocab_size)
         self.src_tok_emb = TokenEmbedding(src_vocab_size, emb_size)
         self.tgt_tok_emb = TokenEmbedding(tgt_vocab_size, emb_size)
@@ -282,10 +283,12 @@ class Seq2SeqTransformer(xn.Model):
     def decode(self, tgt, memory, tgt_mask):
         return self.transformer.decoder(self.positional_encoding(self.tgt_tok_emb(tgt)), memory, tgt_mask)
 
+
 PAD_IDX, BOS_IDX, EOS_IDX = 1, 2, 3
 def generate_square_subsequent_mask(sz):
     mask = (np.triu(np.ones((sz, sz))) == 1).T
     return np.where(mask == 0, -np.inf, 0.0)
+
 
 def create_mask(src, tgt):
     src_seq_len, tgt_seq_len = src.shape[0], tgt.shape[0]
@@ -294,6 +297,7 @@ def create_mask(src, tgt):
     src_padding_mask = (src == PAD_IDX).T
     tgt_padding_mask = (tgt == PAD_IDX).T
     return src_mask, tgt_mask, src_padding_mask, tgt_padding_mask
+
 
 def _torch_seq2seq(torch):
     """The tutorial's PositionalEncoding, TokenEmbedding, Seq2SeqTransformer and mask functions, from its source
