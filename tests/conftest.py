@@ -23,6 +23,25 @@ import xpnet as xn
 from xpnet import backend
 from xpnet.backend import libraries
 
+# JAX compiles every operation afresh per shape and dtype on first use, and the JAX cases were 37 % of the
+# suite's CPU time, most of it XLA compiling for arrays of a few elements: compile cheaply, not for speed
+# (their results are the same: the whole suite passes with these). The flags were checked on jaxlib 0.10; XLA
+# stops the process at a flag it does not know, so other versions run without them. Set before JAX starts its
+# backend, for this process and the processes the tests start; an XLA_FLAGS of one's own is left alone.
+FAST_XLA_COMPILE = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+
+
+def _jaxlib_checked() -> bool:
+    try:
+        from importlib.metadata import version
+        return version("jaxlib").split(".")[:2] == ["0", "10"]
+    except Exception:  # not installed, or an odd version string
+        return False
+
+
+if "XLA_FLAGS" not in os.environ and _jaxlib_checked():
+    os.environ["XLA_FLAGS"] = FAST_XLA_COMPILE
+
 
 def _strict_device(name: str):
     strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed (pip install -e '.[test]')")
