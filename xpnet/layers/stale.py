@@ -7,7 +7,8 @@ read their weights when backward runs, so such a backward gave dW from the old i
 silently (a GAN's G loss through D's output from before D's step). How the check goes:
 
 1. ``clock`` counts the changes of parameters made through xpnet: each optimizer's update of a model or param
-   group (``stepped``, once its gradients are checked) and each ``load_state_dict`` (``loaded``). Each stamps the
+   group (``stepped``, once its gradients are checked; L-BFGS's at the end of its step, ``changed``) and each
+   ``load_state_dict`` (``loaded``). Each stamps the
    node it changed with the clock, the changer's name and how many parameters it changed.
 2. Every forward notes the clock on its layer (``SEEN``; ``layers.uses`` and ``layers.no_grad_calls`` write it
    where they note the call: a layer called twice in a forward keeps one per use).
@@ -27,7 +28,7 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-__all__ = ["SEEN", "clock", "stepped", "loaded", "check"]
+__all__ = ["SEEN", "clock", "stepped", "loaded", "changed", "check"]
 
 SEEN = "_params_clock_at_forward"  # on a layer: the clock its last forward saw
 STAMP = "_params_changed_at"  # on a node: (clock, who changed it, parameters changed; None: all of them)
@@ -38,22 +39,22 @@ _changed: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the nodes that carry a S
 
 def stepped(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     """``optimizer`` is about to update the parameters of ``work`` (its ``_apply``'s, all of one node)."""
-    global clock
-    clock += 1
-    node = work[0][1]
-    own = node.__dict__
-    if STAMP not in own:
-        _changed.add(node)
-    own[STAMP] = (clock, f"{optimizer.name}.step()", len(work))
+    changed(work[0][1], f"{optimizer.name}.step()", len(work))
 
 
 def loaded(node: Any) -> None:
-    """``node.load_state_dict`` put new arrays in every parameter."""
+    """``node.load_state_dict`` put new arrays in its parameters."""
+    changed(node, f"{node.name}.load_state_dict", None)
+
+
+def changed(node: Any, who: str, count: int | None) -> None:
+    """``who`` changes ``count`` of the parameters of ``node`` that train (None: every parameter)."""
     global clock
     clock += 1
-    if STAMP not in node.__dict__:
+    own = node.__dict__
+    if STAMP not in own:
         _changed.add(node)
-    node.__dict__[STAMP] = (clock, f"{node.name}.load_state_dict", None)
+    own[STAMP] = (clock, who, count)
 
 
 def check(layer: Any) -> None:
