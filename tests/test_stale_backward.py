@@ -31,7 +31,7 @@ def test_backward_after_a_step_is_refused_naming_the_layer_and_the_step(make, sh
     opt.step()
     with pytest.raises(RuntimeError, match=f"{model[0].name}.backward: SGD.step\\(\\) changed Sequential's 0.") as e:
         model.backward(dy)
-    assert STALE in str(e.value) and "Run the forward again after the step" in str(e.value)
+    assert STALE in str(e.value) and "Run the forward again after the change" in str(e.value)
     model(x)
     model.backward(dy)  # the forward again: fine, and again after the next step
     opt.step()

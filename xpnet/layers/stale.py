@@ -31,15 +31,23 @@ from typing import Any
 __all__ = ["SEEN", "clock", "stepped", "loaded", "changed", "check"]
 
 SEEN = "_params_clock_at_forward"  # on a layer: the clock its last forward saw
-STAMP = "_params_changed_at"  # on a node: (clock, who changed it, parameters changed; None: all of them)
+# on a node: (clock, who changed it (an optimizer's class, or words), how many parameters that train; None: all)
+STAMP = "_params_changed_at"
 
 clock = 0
 _changed: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the nodes that carry a STAMP
 
 
 def stepped(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
-    """``optimizer`` is about to update the parameters of ``work`` (its ``_apply``'s, all of one node)."""
-    changed(work[0][1], f"{optimizer.name}.step()", len(work))
+    """``optimizer`` is about to update the parameters of ``work`` (its ``_apply``'s, all of one node). Runs every
+    step: its class, not its name, is kept (a string made per step would cost more than the rest)."""
+    global clock
+    clock += 1
+    node = work[0][1]
+    own = node.__dict__
+    if STAMP not in own:
+        _changed.add(node)
+    own[STAMP] = (clock, type(optimizer), len(work))
 
 
 def loaded(node: Any) -> None:
@@ -48,7 +56,8 @@ def loaded(node: Any) -> None:
 
 
 def changed(node: Any, who: str, count: int | None) -> None:
-    """``who`` changes ``count`` of the parameters of ``node`` that train (None: every parameter)."""
+    """``who`` (what the error calls it) changes ``count`` of the parameters of ``node`` that train (None: every
+    parameter)."""
     global clock
     clock += 1
     own = node.__dict__
@@ -89,10 +98,11 @@ def _changed_names(layer: Any, node: Any, count: int | None) -> list[str]:
             if (f"{name}.{k}" if name else k) in params and (every or (f"{name}.{k}" if name else k) in grads)]
 
 
-def _why(layer: Any, node: Any, who: str, changed: list[str]) -> str:
+def _why(layer: Any, node: Any, who: Any, changed: list[str]) -> str:
     shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+    who = f"{who.__name__}.step()" if isinstance(who, type) else who
     return (f"{layer.name}.backward: {who} changed {node.name}'s {shown} after the forward whose cache this "
             f"backward reads, so it would mix that forward with the new weights (PyTorch refuses it too: 'modified "
-            "by an inplace operation'). Run the forward again after the step and go back through its output (a "
+            "by an inplace operation'). Run the forward again after the change and go back through its output (a "
             "GAN computes D(G(z)) again after D's step for G's loss, as PyTorch's DCGAN tutorial does), or call "
             "every backward of a forward before the step")

@@ -401,7 +401,8 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.__dict__.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
-        if self.__dict__.get(stale.SEEN, stale.clock) != stale.clock:  # a step since its forward (layers.stale)
+        now = stale.clock
+        if self.__dict__.get(stale.SEEN, now) != now:  # a step since its forward (layers.stale)
             stale.check(self)
         check = checking.check
         if check is None:
