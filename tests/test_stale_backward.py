@@ -2,6 +2,8 @@
 autograd refuses it ("modified by an inplace operation"): xpnet's backward would read the new weights with the old
 forward's cache. What a loop writes instead (the forward again after the step) runs; compared with torch in float64."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -112,6 +114,23 @@ def test_gradient_accumulation_two_backwards_then_one_step():
             y = model(_x(4, 3, seed=seed))
             model.backward(np.ones_like(y) / 2)
         opt.step()
+
+
+def test_a_copy_of_a_stepped_model_is_checked_with_its_own_optimizer():
+    xn.init.seed(0)
+    model = xn.Sequential(L.Linear(3, 2))
+    opt = xn.optim.SGD(model, lr=0.1)
+    x, dy = _x(4, 3), np.ones((4, 2), np.float32)
+    model(x)
+    model.backward(dy)
+    opt.step()
+    twin = copy.deepcopy(model)  # a target network, say, that carries the original's notes
+    opt_twin = xn.optim.SGD(twin, lr=0.1)
+    twin(x)
+    twin.backward(dy)
+    opt_twin.step()
+    with pytest.raises(RuntimeError, match="SGD.step\\(\\) changed Sequential's 0.W"):
+        twin.backward(dy)
 
 
 def test_load_state_dict_after_the_forward_refuses_its_backward():

@@ -31,7 +31,8 @@ from typing import Any
 __all__ = ["SEEN", "clock", "stepped", "loaded", "changed", "check"]
 
 SEEN = "_params_clock_at_forward"  # on a layer: the clock its last forward saw
-# on a node: (clock, who changed it (an optimizer's class, or words), how many parameters that train; None: all)
+# on a node: (clock, who changed it (an optimizer's class, or words), how many parameters that train (None: all),
+# the id of the node it was made for)
 STAMP = "_params_changed_at"
 
 clock = 0
@@ -45,9 +46,10 @@ def stepped(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     clock += 1
     node = work[0][1]
     own = node.__dict__
-    if STAMP not in own:
+    stamp = own.get(STAMP)
+    if stamp is None or stamp[3] != id(node):  # a copy (copy.deepcopy(model)) carries its original's stamp
         _changed.add(node)
-    own[STAMP] = (clock, type(optimizer), len(work))
+    own[STAMP] = (clock, type(optimizer), len(work), id(node))
 
 
 def loaded(node: Any) -> None:
@@ -61,9 +63,10 @@ def changed(node: Any, who: str, count: int | None) -> None:
     global clock
     clock += 1
     own = node.__dict__
-    if STAMP not in own:
+    stamp = own.get(STAMP)
+    if stamp is None or stamp[3] != id(node):
         _changed.add(node)
-    own[STAMP] = (clock, who, count)
+    own[STAMP] = (clock, who, count, id(node))
 
 
 def check(layer: Any) -> None:
@@ -74,7 +77,7 @@ def check(layer: Any) -> None:
     if seen is None:
         return
     for node in list(_changed):
-        when, who, count = node.__dict__[STAMP]
+        when, who, count, _ = node.__dict__[STAMP]
         if when > seen:
             changed = _changed_names(layer, node, count)
             if changed:
