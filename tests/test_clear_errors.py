@@ -294,3 +294,20 @@ def test_a_layer_holding_a_layer_with_parameters_warns_that_they_will_not_train(
         for model in fine:
             xn.optim.SGD(model.parameters(), lr=0.1)
     assert "0.lin.W" in fine[0].named_params()
+
+
+def test_a_layer_of_ones_own_without_backward_says_what_to_write_called_directly_or_by_a_sequential():
+    class Scale(xn.layers.Layer):
+        def forward(self, x, train=True):
+            return 2 * x
+
+    x = np.ones((2, 3), np.float32)
+    layer = Scale()
+    layer(x)
+    with pytest.raises(NotImplementedError, match=r"^Scale.backward is not written: a layer of your own writes "
+                                                  r"backward\(self, dy\)"):
+        layer.backward(x)
+    model = xn.Sequential(xn.layers.Linear(3, 3), Scale())
+    model(x)
+    with pytest.raises(NotImplementedError, match=r"^Scale.backward is not written"):
+        model.backward(x)

@@ -12,6 +12,7 @@ from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespac
 from .dy_hint import dy_hint
 from .no_grad_calls import marked
 from .tree import Tree
+from .unwritten import unwritten_backward
 from .uses import called, recorded, reused, rounded
 from .zero_grad import arm, counted
 
@@ -89,7 +90,7 @@ class Layer(Tree):
         raise NotImplementedError
 
     def backward(self, dy: Any) -> Any:
-        raise NotImplementedError
+        raise NotImplementedError(unwritten_backward(self))  # a layer of one's own with a forward only
 
     def pieces(self) -> Any:
         """Which piece of a piecewise-smooth function the last forward used, one value per element

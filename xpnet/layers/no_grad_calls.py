@@ -18,6 +18,7 @@ import functools
 from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
+from . import stale
 
 __all__ = ["marked", "UNDER_NO_GRAD", "why"]
 
@@ -30,6 +31,7 @@ def marked(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.__dict__[UNDER_NO_GRAD] = not grad_enabled()
+        self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
         return forward(self, *args, **kwargs)
     return run
 

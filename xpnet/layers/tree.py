@@ -20,6 +20,7 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from .submodules import _STORES, Submodules
+from .stale import loaded
 
 __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
 
@@ -465,4 +466,5 @@ class Tree(Submodules):
                 # Never memory shared with the caller's dict (a NumPy array moved to array-api-strict or
                 # PyTorch can be a view of it): training updates parameters in place.
                 self.set_param(k, namespace(value).asarray(value, copy=True))
+        loaded(self)  # a backward of a forward from before it is refused (layers.stale)
         return IncompatibleKeys(missing, unexpected)

@@ -43,6 +43,7 @@ import threading
 from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
+from . import stale
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ARMED, add_grads, take_grads
@@ -121,6 +122,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # a backward never serves it (layers.no_grad_calls)
+        self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
         local = _local
         explicit = local.called is self  # by layer(x): a use wherever it is
         if explicit:
@@ -190,6 +192,7 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
             x = layer.forward(x, train=train)
         return x
     under_no_grad = not grad_enabled()
+    now = stale.clock
     try:
         for layer in layers:
             own = layer.__dict__
@@ -200,6 +203,7 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
             if local.called is layer:
                 local.called = None
             own[UNDER_NO_GRAD] = under_no_grad
+            own[stale.SEEN] = now
             calls[id(layer)] = layer
             own.pop(_USES, None)
             _count_forward(layer)
@@ -237,7 +241,7 @@ _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST, stale.STAMP})
 _ABSENT = object()
 
 
@@ -397,6 +401,9 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.__dict__.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
+        now = stale.clock
+        if self.__dict__.get(stale.SEEN, now) != now:  # a step since its forward (layers.stale)
+            stale.check(self)
         check = checking.check
         if check is None:
             if written_out and CALLS in self.__dict__:

@@ -52,27 +52,12 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
         parts = parts[first:]
     if not parts:
         return dy
-    try:
-        for part in parts[:0:-1]:
-            dy = part.backward(dy) if isinstance(part, Layer) else part(dy)
-        if input_grad:
-            return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
-        parts[0].backward_params(dy)
-    except NotImplementedError as e:
-        unwritten = [p for p in parts if isinstance(p, Layer) and type(p).backward is Layer.backward]
-        if e.args or not unwritten:
-            raise
-        raise NotImplementedError(_unwritten_backward(unwritten[-1])) from None
+    for part in parts[:0:-1]:  # a layer of one's own without a backward says what to write (layers.unwritten)
+        dy = part.backward(dy) if isinstance(part, Layer) else part(dy)
+    if input_grad:
+        return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
+    parts[0].backward_params(dy)
     return None
-
-
-def _unwritten_backward(layer: Layer) -> str:
-    """What to write for a layer of one's own that has a forward and no backward (Layer's raises a bare
-    NotImplementedError)."""
-    return (f"{layer.name}.backward is not written: a layer of your own writes backward(self, dy) returning the "
-            "gradient of its input (xpnet has no autograd); one that returns its input unchanged and records a "
-            "loss (neural style's ContentLoss and StyleLoss: self.loss = self.mse(input, self.target)) returns dy + "
-            "weight * self.mse.backward(), its loss's gradient joining the one coming back")
 
 
 def _trains(part: Layer) -> bool:

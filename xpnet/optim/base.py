@@ -35,6 +35,7 @@ import numpy as np
 from .. import _chainer
 from .._user import flag, not_here, warn
 from ._blame import missing_gradient, not_an_array, other_dtype
+from ..layers.stale import stepped
 from ..layers.zero_grad import arm, armed
 from .binding import TakesAModelFirst, unlisted_parameters
 from .device_scalars import DeviceScalars
@@ -255,6 +256,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         # parameters non-leaf tensors with a graph that grows step after step.
         if not work:  # a model without parameters (only ReLUs, say): nothing to update
             return
+        stepped(self, work)  # a backward of a forward from before this step is refused (layers.stale)
         if self.weight_decay and self.weight_decay_on == "weights":
             self._note_undecayed(work)
         with no_autograd(work[0][5]):

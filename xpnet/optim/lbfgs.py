@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from .._user import is_int
 from ..backend import device_of, namespace, no_autograd, same_device, to_device, update_rule
+from ..layers.stale import changed
 from ._blame import mixed_dtypes
 from .base import Optimizer, check_state_dict
 from .hyperparams import choice, positive
@@ -188,6 +189,7 @@ class LBFGS(Optimizer):
 
             state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
                          prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
+        changed(model, f"{self.name}.step(closure)", len(params))  # the closure's forwards are before it (layers.stale)
         return orig_loss
 
     # -- the model as one flat vector -------------------------------------------------------
