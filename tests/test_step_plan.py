@@ -1,6 +1,8 @@
 """An optimizer's step plan (xpnet.optim.step_plan) never serves a stale answer: every change to the model between
 two steps that the plan could miss is followed by the next step, as a fresh optimizer's step would be."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,12 @@ def test_momentum_state_follows_a_replaced_layer():
     before = np.array(model.layers[2].params["W"])
     opt.step(model)
     np.testing.assert_array_equal(model.layers[2].params["W"], before - np.float32(LR) * g)
+
+
+def test_a_copied_optimizer_holds_no_arrays_of_the_model():
+    model, opt = _model(), xn.optim.SGD(LR)
+    _warm(model, opt)
+    assert opt._plan is not None
+    assert copy.deepcopy(opt)._plan is None
+    _backward(model, 14)
+    _step_checked(model, opt, set(model.named_params()))

@@ -27,6 +27,10 @@ __all__ = ["StepPlan", "MISSED"]
 MISSED = object()  # what StepPlan.collect gives where the model no longer matches the plan
 
 
+def _no_plan() -> None:
+    return None
+
+
 class StepPlan:
     """``names``: the nodes' dotted names in ``named_modules`` order; ``nodes``: per node, ``None`` where it is
     frozen, else ``(params, count, entries)``: its ``params`` dict, its size, and ``(dotted name, key, array)``
@@ -36,6 +40,11 @@ class StepPlan:
 
     def __init__(self, names: list[str], nodes: list[Any], xp: Any):
         self.names, self.nodes, self.xp = names, nodes, xp
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        """Copied (with its optimizer), a plan becomes None: it holds the model's arrays, which a copy
+        of the optimizer must neither duplicate nor hold; the next step makes it again."""
+        return _no_plan, ()
 
     @classmethod
     def of(cls, model: Any, trained: dict[str, Any]) -> "StepPlan | None":
