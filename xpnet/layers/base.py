@@ -18,6 +18,7 @@ from .zero_grad import arm, counted
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
 _CLASSES: dict[tuple[str, str], type] = {}  # by (module, qualified name): every layer and model class
+_FLOATS: dict[tuple[type, Any], Any] = {}  # (array type, floating dtype) -> namespace, for _check_float
 
 
 class _InitArgs:
@@ -191,7 +192,14 @@ class Layer(Tree):
                                                          else "")) from None
 
     def _check_float(self, x: Any) -> Any:
-        """The namespace of ``x`` after checking it is a floating array (raises TypeError)."""
+        """The namespace of ``x`` after checking it is a floating array (raises TypeError). The answer depends on
+        ``x``'s type and dtype alone: those that passed are kept (``_FLOATS``), a step asks ~6 times."""
+        try:
+            xp = _FLOATS.get((type(x), x.dtype))
+        except (AttributeError, TypeError):  # no dtype (a list), or one that cannot be hashed: checked below
+            xp = None
+        if xp is not None:
+            return xp
         if not hasattr(x, "dtype"):
             raise TypeError(f"{self.name}: expected an array, got a {type(x).__name__}; convert it with "
                             "np.asarray(x, dtype=np.float32) (or xn.to_device(x, device, dtype='float32'))")
@@ -199,6 +207,8 @@ class Layer(Tree):
         if not isdtype(xp, x.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected a floating-point input, got dtype {x.dtype}; "
                             "convert with xp.astype(x, xp.float32) (images: also divide by 255)")
+        if len(_FLOATS) < 256:  # NumPy makes a new dtype object per byte order: do not grow forever
+            _FLOATS[(type(x), x.dtype)] = xp
         return xp
 
     def _check_like_params(self, x: Any, what: str = "input", arg: str = "x") -> None:

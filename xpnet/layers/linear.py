@@ -61,8 +61,9 @@ class Linear(Layer):
         x = untracked(x)
         xp = self._check_float(x)
         self._check_like_params(x)
-        leading = x.ndim > 2 and x.shape[-1] == self.in_features
-        if x.ndim < 2 or (not leading and _width(x) != self.in_features):
+        shape, n = x.shape, self.in_features
+        leading = len(shape) > 2 and shape[-1] == n
+        if not (len(shape) == 2 and shape[1] == n) and (len(shape) < 2 or (not leading and _width(x) != n)):
             one = x.ndim == 1 and x.shape[0] == self.in_features  # PyTorch's unbatched input
             raise ValueError(f"Linear: expected input of shape (N, {self.in_features}) (or (..., "
                              f"{self.in_features}), or (N, ...) with {self.in_features} features), got "
@@ -89,7 +90,8 @@ class Linear(Layer):
         dy = untracked(dy)
         x2 = self._need(self._x)
         shape = self._shape  # the forward's output: leading axes kept when the last one was in_features
-        out = (*shape[:-1], self.out_features) if shape[-1] == self.in_features else (shape[0], self.out_features)
+        out = (*shape[:-1], self.out_features) if len(shape) > 2 and shape[-1] == self.in_features \
+            else (shape[0], self.out_features)
         xp = self._check_grad(dy, out)
         dy2 = dy if dy.ndim == 2 else xp.reshape(dy, (x2.shape[0], self.out_features))
         if self._frozen:  # requires_grad_(False): no weight product, the saving fine-tuning is for

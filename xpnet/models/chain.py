@@ -62,7 +62,10 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
 
 def _trains(part: Layer) -> bool:
     """Whether a parameter of ``part`` (or of a layer inside it) trains: ``part.requires_grad and
-    part.named_params()`` from one walk of its tree."""
+    part.named_params()`` from one walk of its tree; a layer with parameters of its own that is not frozen answers
+    without the walk (its own node comes first in it)."""
+    if part.__dict__.get("params") and not part._frozen:  # (one without params is named by the walk's check)
+        return True
     return any(node.params and not node._frozen for node in part.named_modules().values())
 
 

@@ -42,6 +42,7 @@ from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps
 from .hyperparams import choice, positive
 from .param_groups import ParamGroup
+from .step_plan import MISSED, StepPlan
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
                        writes_out)
 
@@ -84,6 +85,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     # PyTorch's param-group keys of this optimizer that xpnet has no setting for, at PyTorch's default value.
     PYTORCH_ONLY: dict[str, Any] = {}
     _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
+    _plan: StepPlan | None = None  # what the last step found in the model (step_plan)
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self._lr = positive("lr", lr, self, allow_zero=True)
@@ -193,7 +195,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
         self.bind(model)
-        work = self._collect(model, "", armed(model))
+        work = self._planned(model, armed(model))
         if work is None:  # zero_grad() and no backward since: every .grad None in PyTorch, which skips them all
             return
         self._advance(work)
@@ -206,11 +208,28 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         both = getattr(model, "params_and_grads", None)  # one walk of an xpnet model's tree; frozen ones left out
         return both(trainable=True) if both is not None else (model.named_params(), model.named_grads())
 
-    def _collect(self, model: Any, prefix: str, adding: bool) -> list[tuple[Any, ...]] | None:
+    def _planned(self, model: Any, adding: bool) -> list[tuple[Any, ...]] | None:
+        """``_collect(model, "", adding)``, from the plan of the last step where the model still matches it
+        (:mod:`~xpnet.optim.step_plan`), else from the full walk, which makes the plan of the next step."""
+        plan = self._plan
+        if plan is not None:
+            work = plan.collect(model, adding, self._check_eps if self.eps is not None else None)
+            if work is not MISSED:
+                return work
+            self._plan = None
+        found: list[dict[str, Any]] = []
+        work = self._collect(model, "", adding, found)
+        self._plan = StepPlan.of(model, found[0])
+        return work
+
+    def _collect(self, model: Any, prefix: str, adding: bool,
+                 found: list[dict[str, Any]] | None = None) -> list[tuple[Any, ...]] | None:
         """The parameters of ``model`` that train, each checked with its gradient, as ``(prefix + name, model,
         name, p, g, xp)``; ``adding`` (zero_grad() armed it): those a backward reached since, None if none
-        was reached."""
+        was reached. ``found`` gets the parameters that train, by name, as the walk found them."""
         params, grads = self._trained_and_grads(model)
+        if found is not None:
+            found.append(params)
         if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
             model.parameters()  # raises where the model's arrays are attributes, not parameters (nn.Parameter)
         if adding and params:  # zero_grad() cleared the gradients: one no backward reached since is left out
