@@ -42,14 +42,7 @@ _changed: "weakref.WeakSet[Any]" = weakref.WeakSet()  # the nodes that carry a S
 def stepped(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     """``optimizer`` is about to update the parameters of ``work`` (its ``_apply``'s, all of one node). Runs every
     step: its class, not its name, is kept (a string made per step would cost more than the rest)."""
-    global clock
-    clock += 1
-    node = work[0][1]
-    own = node.__dict__
-    stamp = own.get(STAMP)
-    if stamp is None or stamp[3] != id(node):  # a copy (copy.deepcopy(model)) carries its original's stamp
-        _changed.add(node)
-    own[STAMP] = (clock, type(optimizer), len(work), id(node))
+    changed(work[0][1], type(optimizer), len(work))
 
 
 def loaded(node: Any) -> None:
@@ -57,14 +50,14 @@ def loaded(node: Any) -> None:
     changed(node, f"{node.name}.load_state_dict", None)
 
 
-def changed(node: Any, who: str, count: int | None) -> None:
-    """``who`` (what the error calls it) changes ``count`` of the parameters of ``node`` that train (None: every
-    parameter)."""
+def changed(node: Any, who: Any, count: int | None) -> None:
+    """``who`` (what the error calls it: words, or an optimizer's class) changes ``count`` of the parameters of
+    ``node`` that train (None: every parameter)."""
     global clock
     clock += 1
     own = node.__dict__
     stamp = own.get(STAMP)
-    if stamp is None or stamp[3] != id(node):
+    if stamp is None or stamp[3] != id(node):  # a copy (copy.deepcopy(model)) carries its original's stamp
         _changed.add(node)
     own[STAMP] = (clock, who, count, id(node))
 
@@ -90,15 +83,13 @@ def _changed_names(layer: Any, node: Any, count: int | None) -> list[str]:
     modules = node.named_modules()
     read = [layer] if layer.uses_inside else [v for v in vars(layer).values() if hasattr(v, "named_modules")
                                               and hasattr(v, "params")] + [layer]
-    places = [(name, held) for name, held in modules.items() if any(held is r for r in read) and held.params]
-    if not places:
-        return []
-    if count is None:
-        return [f"{name}.{k}" if name else k for name, held in places for k in held.params]
+    names = [f"{name}.{k}" if name else k for name, held in modules.items()
+             if held.params and any(held is r for r in read) for k in held.params]
+    if count is None or not names:
+        return names
     params, grads = node.params_and_grads(trainable=True)
     every = count == len(params)
-    return [f"{name}.{k}" if name else k for name, held in places for k in held.params
-            if (f"{name}.{k}" if name else k) in params and (every or (f"{name}.{k}" if name else k) in grads)]
+    return [name for name in names if name in params and (every or name in grads)]
 
 
 def _why(layer: Any, node: Any, who: Any, changed: list[str]) -> str:

@@ -261,8 +261,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         if self.state:  # none at all (SGD without momentum): nothing to follow, nothing left out
             for name, _, _, p, _, _ in work:
                 self._follow(name, p)
-            stepped = {item[0] for item in work}
-            self._left_out = [name for name in self.state if name not in stepped]
+            updated = {item[0] for item in work}
+            self._left_out = [name for name in self.state if name not in updated]
         else:
             self._left_out = []
         self.count_steps(1)
