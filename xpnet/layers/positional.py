@@ -7,6 +7,7 @@ from typing import Any
 
 from .._user import flag, is_real
 from ..backend import untracked
+from .attention_layout import check_layouts
 from .base import positive_int
 from .container import Container
 from .dropout import Dropout
@@ -21,9 +22,10 @@ class PositionalEncoding(Container):
 
     x: (N, T, d_model) -> y: the same shape. **Batch first by default**, as d2l's and as xpnet's Transformer
     layers (``batch_first=True``); pytorch/examples' model is time first, (T, N, d_model): pass
-    ``batch_first=False`` for that. T may be at most ``max_len`` (both references fail past it, so it is
-    refused). An odd ``d_model`` is refused when the layer is made: both references fail on it too (their
-    cos columns are one fewer than the angles), so there is no table of theirs to match.
+    ``batch_first=False`` for that; in a model whose Transformer layers are all in the other layout it is refused
+    (:mod:`.attention_layout`: the table would go along the batch). T may be at most ``max_len`` (both references
+    fail past it, so it is refused). An odd ``d_model`` is refused when the layer is made: both references fail
+    on it too (their cos columns are one fewer than the angles), so there is no table of theirs to match.
     No parameters. The table of the first T positions is computed on the host in float64 (Python's math, d2l's
     formula), made into x's dtype on x's device once per (T, array type, dtype, device) and kept, so that a
     CUDA-graph capture finds it made in the warm-up steps. The dropout is the child ``dropout``, an
@@ -53,6 +55,7 @@ class PositionalEncoding(Container):
         x = untracked(x)
         train = self._check_train(train)
         self._check_float(x)
+        check_layouts(self)
         layout = "(N, T, d_model)" if self.batch_first else "(T, N, d_model) (batch_first=False)"
         if x.ndim != 3 or x.shape[2] != self.d_model:
             raise ValueError(f"{self.name}: expected x of shape {layout} with d_model = {self.d_model}, got "

@@ -28,7 +28,8 @@ unpacking the output: :func:`unpacking_hinted`, around every container's forward
 unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
 runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
 The same wrapper refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
-layer (:mod:`~xpnet.layers.recurrent_layout`), and says to reshape where the forward's ``x.view(shape)`` fails
+layer (:mod:`~xpnet.layers.recurrent_layout`), a forward reading a batch-first attention layer's output time first
+(:mod:`~xpnet.layers.attention_layout`), and says to reshape where the forward's ``x.view(shape)`` fails
 (:mod:`~xpnet.layers.view_hint`).
 """
 
@@ -42,6 +43,7 @@ from typing import Any, Callable
 
 from .._user import flag, is_bool
 from ..backend import untracked
+from .attention_layout import refuse_time_first_attention
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
 from .recurrent_layout import forward_source, refuse_time_first_batch_of_one
 from .view_hint import view_hint
@@ -194,7 +196,8 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
     ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that says why: the
     model holds an RNN, LSTM or GRU without ``return_state``, which returns the output alone. An unpacking
     error in a function that forward calls, or in a model without such a layer, is left as it is. Before it runs,
-    PyTorch's time-first batch of one given to a batch-first layer is refused; a failing ``x.view(shape)`` on
+    PyTorch's time-first batch of one given to a batch-first layer is refused, and so is a time-first read of a
+    batch-first attention layer's output; a failing ``x.view(shape)`` on
     forward's own line says to reshape."""
     code = inspect.unwrap(forward).__code__
 
@@ -202,6 +205,7 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         _refuse_unpacked_call(self, code)
         refuse_time_first_batch_of_one(self, code)
+        refuse_time_first_attention(self, code)
         try:
             return forward(self, *args, **kwargs)
         except (TypeError, ValueError) as e:
