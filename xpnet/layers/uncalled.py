@@ -19,6 +19,8 @@ import copy
 import threading
 from typing import Any, Callable
 
+from .backward_order import refuse_first_call_first
+
 __all__ = ["CALLS", "FORWARDS", "Record", "Check", "checking", "counts", "keep_since", "named", "replaced"]
 
 # A model's (or a lone layer's) own training forwards since its last backward (uses.rounded), read by _stale.
@@ -98,6 +100,9 @@ class Check:
         self.layer = model  # the container whose backward runs now: its own re-entry (backward_params) is no call
 
     def serve_model(self, run: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        repeats = self.model.__dict__[CALLS].repeats
+        if repeats:  # a layer called more than once: its backward calls in the order its names say (backward_order)
+            refuse_first_call_first(self.model, repeats)
         checking.check = self
         try:
             return run(self.model, *args, **kwargs)
