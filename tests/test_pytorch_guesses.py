@@ -1009,3 +1009,16 @@ def test_a_parameter_read_as_an_attribute_says_where_it_is(make):
         with pytest.raises(AttributeError, match=r"'count' is in its buffers: read it as self.buffers\['count'\]"):
             make().count
     assert not hasattr(make(), "b")
+
+
+def test_next_parameters_indexed_on_the_spot_means_pytorchs_or_is_refused():
+    """next(model.parameters())[...] reads the first parameter: an Embedding's W is PyTorch's weight, so the index
+    means the same; a Linear's W is weight.T, so an index written for either layout is refused, saying what to
+    write (xpnet.layers.parameter_index); next() alone gives W, as before."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Embedding(5, 3))
+    np.testing.assert_array_equal(next(model.parameters())[1], model[0].weight[1])
+    model = _mlp()
+    with pytest.raises(IndexError, match=r"'0\.W' of Linear, \(4, 8\).*model\[0\]\.weight\[:, 2\]"):
+        next(model.parameters())[:, 2]
+    assert next(model.parameters()) is model[0].params["W"]

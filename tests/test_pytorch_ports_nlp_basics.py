@@ -84,10 +84,14 @@ def test_bow_classifier_trains_as_pytorchs():
             their_optimizer.step()
             assert loss.item() == pytest.approx(their_loss.item(), rel=1e-12)
     creo = word_to_ix["creo"]
-    # next(model.parameters()) is W (vocab, labels), PyTorch's weight.T: PyTorch's [:, creo] is weight's
+    # next(model.parameters()) is W (vocab, labels), PyTorch's weight.T: PyTorch's [:, creo] is weight's, and
+    # the tutorial's line indexing next(...) on the spot is refused
     np.testing.assert_allclose(model.linear.weight[:, creo], next(theirs.parameters())[:, creo].detach().numpy(),
                                rtol=1e-12)
-    np.testing.assert_allclose(next(model.parameters())[creo], model.linear.weight[:, creo])
+    with pytest.raises(IndexError, match=r"next\(model\.parameters\(\)\)\[:, creo\]: .*'linear\.W'.*"
+                                         r"model\.linear\.weight\[:, creo\]"):
+        next(model.parameters())[:, creo]  # the tutorial's line: a label's row over the vocabulary where creo < 2
+    np.testing.assert_allclose(model.linear.params["W"][creo], model.linear.weight[:, creo])
     with xn.no_grad(), torch.no_grad():
         for instance, _ in TEST_DATA:
             bow_vec = make_bow_vector(instance, word_to_ix)

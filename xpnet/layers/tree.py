@@ -19,6 +19,7 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .parameter_index import refuse_pytorch_index
 from .submodules import _STORES, Submodules
 from .stale import loaded
 
@@ -104,10 +105,12 @@ class Parameters(list):
 
     def __next__(self) -> Any:
         """``next(model.parameters())``, PyTorch's way to reach the first parameter (for its dtype or device):
-        the arrays one by one, as PyTorch's generator gives them."""
+        the arrays one by one, as PyTorch's generator gives them; indexed on the spot where PyTorch's layout is the
+        transpose of xpnet's, refused (:mod:`.parameter_index`)."""
         if self._next >= len(self):
             raise StopIteration
         self._next += 1
+        refuse_pytorch_index(self.model, self._next - 1)  # next(model.parameters())[:, ix] on a transposed weight
         return self[self._next - 1]
 
 
