@@ -87,3 +87,54 @@ def test_a_backward_in_reverse_whose_names_cross_runs():
     xn.manual_seed(0)
     x = np.random.default_rng(1).standard_normal((4, 3))
     assert xn.gradcheck(Chain(), x).ok
+
+
+def _net():
+    xn.manual_seed(0)
+    return xn.Sequential(xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Tanh())
+
+
+def test_a_model_called_twice_then_given_one_backward_is_refused_naming_both_calls():
+    """PyTorch's loss(model(x1), model(x2)).backward(): xpnet's one backward served model(x2) alone (xpnet.layers.
+    one_backward)."""
+    model, rng = _net(), np.random.default_rng(2)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    out1 = model(x1)
+    out2 = model(x2)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after model\(x1\), model\(x2\): .*serves "
+                                           r"model\(x2\) alone.*xn\.no_grad"):
+        model.backward(out1 - out2)
+
+
+def test_each_calls_backward_before_the_next_call_adds_up_to_pytorchs_one_backward():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    model, rng = _net(), np.random.default_rng(2)
+    x1, x2, g1, g2 = (rng.standard_normal((4, n)) for n in (3, 3, 2, 2))
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh()).double()
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    loss = (theirs(torch.from_numpy(x1)) * torch.from_numpy(g1)).sum() + \
+        (theirs(torch.from_numpy(x2)) * torch.from_numpy(g2)).sum()
+    loss.backward()
+    model.zero_grad()
+    model(x1)
+    model.backward(g1)
+    model(x2)
+    model.backward(g2)
+    np.testing.assert_allclose(model[0].grads["W"], theirs[0].weight.grad.numpy().T, rtol=1e-12)
+    np.testing.assert_allclose(model[0].grads["b"], theirs[0].bias.grad.numpy(), rtol=1e-12)
+
+
+def test_a_target_under_no_grad_a_look_by_predict_and_a_sampling_loop_before_a_backward_run():
+    model, rng = _net(), np.random.default_rng(2)
+    x, x_next = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    with xn.no_grad():
+        target = model(x_next)
+    y = model(x)
+    model.backward(y - target)
+    y = model(x)
+    target = model.predict(x_next)
+    model.backward(y - target)
+    for row in x:
+        model(row[None])
+    y = model(x)
+    model.backward(y)

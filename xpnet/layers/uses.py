@@ -45,6 +45,7 @@ from typing import Any, Callable
 from ..grad_mode import grad_enabled
 from . import stale
 from .no_grad_calls import UNDER_NO_GRAD, why
+from .one_backward import refuse_one_backward_for_two_calls
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ARMED, add_grads, take_grads
 
@@ -393,7 +394,9 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     against its calls in the model's last forward (``uncalled.Check``): one more refuses to take an earlier
     forward's cache. ``plain``: the method that ``backward`` wraps in ``counted`` and ``reused``, called directly
     where neither has anything to do (no ``zero_grad()`` armed, no repeated use: one call per forward, the
-    common case), sparing a training step two calls per layer."""
+    common case), sparing a training step two calls per layer.
+    The first backward after several forwards is refused too where those calls stand one after the other before it
+    in the caller's block, PyTorch's one backward for both (:mod:`.one_backward`)."""
     written_out = _written_out(backward)
     plain = backward if plain is None else plain
 
@@ -418,6 +421,8 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
             if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
                 raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
             return method(self, *args, **kwargs)
+        if forwards > 1:  # model(x1); model(x2); model.backward(dy), PyTorch's one backward for both (one_backward)
+            refuse_one_backward_for_two_calls(self, forwards)
         own.pop(_LOST, None)
         out = method(self, *args, **kwargs)
         if forwards > 1:
