@@ -138,3 +138,19 @@ def test_a_target_under_no_grad_a_look_by_predict_and_a_sampling_loop_before_a_b
         model(row[None])
     y = model(x)
     model.backward(y)
+
+
+def test_two_calls_on_one_input_are_refused_where_the_model_drops_and_run_where_it_cannot():
+    """R-Drop's two passes of one batch through a model with dropout differ (and served one mask); two looks at
+    one input through a model without randomness give one cache either way."""
+    x = np.random.default_rng(2).standard_normal((4, 3))
+    xn.manual_seed(0)
+    model = xn.Sequential(xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Dropout(0.5))
+    a = model(x)
+    b = model(x)
+    with pytest.raises(RuntimeError, match=r"after model\(x\), model\(x\)"):
+        model.backward(a - b)
+    model = _net()
+    y = model(x)
+    y = model(x)
+    model.backward(y)

@@ -571,12 +571,11 @@ def test_two_separate_forwards_then_their_backwards_are_refused_at_the_second():
     """``y1 = lin(x1); y2 = lin(x2)``, then ``backward(dy2)`` and ``backward(dy1)``, as autograd would take them
     (the classic char-RNN's ``rnn(line[i], hidden)`` at each character, a GAN's D on real then fake): one call's
     caches are kept, so the second backward would silently repeat the last call's gradient ([[0, 0], [2, 2]]
-    where PyTorch's is [[1, 1], [1, 1]]). The first backward serves the last forward; the second is refused.
-    (The two calls written one after the other before the backward refuse the first already: one_backward.)"""
+    where PyTorch's is [[1, 1], [1, 1]]). The first backward serves the last forward; the second is refused."""
     lin = L.Linear(2, 2, dtype=F64)
     lin.zero_grad()
-    for x in (np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])):
-        lin(x)
+    lin(np.array([[1.0, 0.0]]))
+    lin(np.array([[0.0, 1.0]]))
     lin.backward(np.ones((1, 2)))
     np.testing.assert_array_equal(lin.grads["W"], [[0.0, 0.0], [1.0, 1.0]])  # the last forward's, right
     with pytest.raises(RuntimeError, match=r"^Linear\.backward: the layer ran 2 training forwards before its "

@@ -24,7 +24,7 @@ from typing import Any
 from . import uses
 from .recurrent_layout import forward_source
 
-__all__ = ["refuse_time_first_attention", "refuse_mixed_layouts", "check_layouts"]
+__all__ = ["reads_axis_0", "refuse_time_first_attention", "refuse_mixed_layouts", "check_layouts"]
 
 _CHECKED = "_layouts_checked_in"  # a PositionalEncoding's: id of the last model whose layers it was checked against
 
@@ -140,6 +140,12 @@ def _axis0_reads(code: Any) -> tuple[tuple[str, int, str], ...]:
             reader.statements(function.body)
         _FOUND[code] = tuple(dict.fromkeys(reader.found))
     return _FOUND[code]
+
+
+def reads_axis_0(code: Any) -> bool:
+    """Whether forward (``code``) reads axis 0 of any ``self.attr(...)`` call's output (what
+    :func:`refuse_time_first_attention` then checks at each call, against the layers ``attr`` name)."""
+    return bool(_axis0_reads(code))
 
 
 def _axis1(text: str) -> str:

@@ -4,11 +4,15 @@ PyTorch's autograd keeps each call's graph, so one ``loss.backward()`` after ``o
 ``out2 = model(x2)`` goes back through both calls. An xpnet model keeps its last call's caches: its one backward
 serves ``x2``'s call, whatever gradient it is given (``out1``'s, their sum), with ``x2``'s input and dropout mask,
 silently where the shapes agree. A second backward is refused already (:func:`.uses.rounded`); this refuses the
-first, where the line calling it says the calls were PyTorch's pair: the backward's caller is read (its file, parsed
-once), and two or more calls of the same model, ``model(...)`` or ``model.forward(...)``, each a statement of the
-block that holds the backward, with no backward of it between, are refused when the backward finds that many
-training forwards since the last. A call inside a loop or a ``with xn.no_grad():`` block is no such statement (a
-sampling loop's, a target's under no_grad), nor is ``model.predict`` (a look, which leaves the caches alone).
+first, where the line calling it says the calls were PyTorch's pair. When a model's backward finds more than one
+training forward since its last, the backward's caller is read (its file, parsed once, the answer kept per line):
+two or more calls of the model, ``model(...)`` or ``model.forward(...)`` (on other inputs, or on one where the
+model drops at random: R-Drop's two passes), in statements of the block that holds the backward (or of the ``if``,
+``with``, ``try`` blocks around it), with no backward of it between, are refused. No such statement: a call inside
+a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad), ``model.predict`` (a look,
+which leaves the caches alone), a call whose output goes nowhere a loss could take it from (a statement of its own,
+``.shape``). Left alone: a stateful model's calls (truncated backpropagation through time: the last chunk's
+backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of its own calls).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ __all__ = ["refuse_one_backward_for_two_calls"]
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # xpnet/
 _TREES: dict[str, Any] = {}  # file -> (its source, its tree, each statement's place)
-_FOUND: dict[tuple[str, int], tuple[str, ...] | None] = {}  # (file, line) -> the calls' source, or None
+_FOUND: dict[tuple[str, int], tuple[tuple[str, ...], bool] | None] = {}  # (file, line) -> _block_calls
 
 
 def _tree(filename: str) -> tuple[str, ast.AST | None, dict[ast.AST, tuple[ast.AST, list[ast.stmt], int]]]:
@@ -46,23 +50,37 @@ def _tree(filename: str) -> tuple[str, ast.AST | None, dict[ast.AST, tuple[ast.A
 
 
 def _receivers(node: ast.AST, source: str) -> set[str]:
-    """The source of each ``R`` in the calls ``R.backward(...)`` within ``node``."""
+    """The source of each ``R`` in the calls ``R.backward(...)`` (``backward_self``...) within ``node``."""
     return {ast.get_source_segment(source, n.func.value) or "" for n in ast.walk(node) if isinstance(n, ast.Call)
-            and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"}
+            and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("backward")}
 
 
-def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[str]:
-    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``."""
+def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str]]:
+    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``: (the call's
+    source, its positional arguments')."""
     found = []
+    parents = {child: node for node in ast.walk(stmt) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(stmt):
-        if not isinstance(node, ast.Call):
+        if not isinstance(node, ast.Call) or _unused(node, parents.get(node)):
             continue
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr == "forward":
             func = func.value
         if ast.get_source_segment(source, func) == receiver:
-            found.append(ast.get_source_segment(source, node) or receiver)
+            found.append((ast.get_source_segment(source, node) or receiver,
+                          "; ".join(ast.dump(a) for a in node.args)))
     return found
+
+
+def _unused(call: ast.Call, parent: ast.AST | None) -> bool:
+    """Whether the output of ``call`` goes nowhere a loss could take it from: dropped (a statement of its own: its
+    caches alone count, as in PyTorch its graph would not reach the loss), or read for its ``.shape``, ``.dtype``,
+    ``.ndim``, ``.size``, ``len``."""
+    if isinstance(parent, ast.Expr):
+        return True
+    if isinstance(parent, ast.Attribute) and parent.attr in ("shape", "dtype", "ndim", "size", "device"):
+        return True
+    return isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name) and parent.func.id == "len"
 
 
 # Statements holding others: the calls inside one are no statement of the backward's block. A loop or a function
@@ -72,9 +90,10 @@ _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.A
 _OPEN = (ast.If, ast.With, ast.AsyncWith, ast.Try, ast.ExceptHandler)
 
 
-def _block_calls(filename: str, line: int) -> tuple[str, ...] | None:
+def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | None:
     """The calls of the model whose backward is called on ``line``, in the statements before it since its last
-    backward (in its block, and in the blocks around it up to a loop or a function); None where fewer than two."""
+    backward (in its block, and in the blocks around it up to a loop or a function), and whether all take the same
+    inputs; None where there are fewer than two."""
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
@@ -82,24 +101,42 @@ def _block_calls(filename: str, line: int) -> tuple[str, ...] | None:
     if len(receivers) != 1:
         return None
     receiver = receivers.pop()
-    calls: list[str] = []
-    current = here[0]
-    while current in places:
+    calls: list[tuple[str, str]] = []
+    current, ended = here[0], False
+    while current in places and not ended:
         holder, block, index = places[current]
         for stmt in reversed(block[:index]):
             if receiver in _receivers(stmt, source):
-                return tuple(calls) if len(calls) > 1 else None
+                ended = True
+                break
             if not isinstance(stmt, _COMPOUND):
                 calls = _calls_of(stmt, receiver, source) + calls
         if not isinstance(holder, _OPEN):
             break
         current = holder
-    return tuple(calls) if len(calls) > 1 else None
+    if len(calls) < 2:
+        return None
+    return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
 
 
-def refuse_one_backward_for_two_calls(model: Any, forwards: int) -> None:
-    """Raise where ``model``'s backward, after ``forwards`` (> 1) training forwards, is called on a line whose block
-    calls the model that many times before it (see the module's docstring)."""
+def _drops(model: Any) -> bool:
+    """Whether ``model`` drops at random in training (a Dropout's ``p``, an attention's ``dropout``): two calls on
+    one input then differ (R-Drop's and SimCSE's two passes)."""
+    return any(isinstance(v, float) and v > 0 for node in model.named_modules().values()
+               for v in (getattr(node, "p", None), getattr(node, "dropout", None)))
+
+
+def _stateful(model: Any) -> bool:
+    """Whether ``model`` carries a state from one call into the next (a stateful recurrent layer): truncated
+    backpropagation through time, whose backward serves the last chunk alone, as PyTorch's after ``h.detach()``."""
+    return any(getattr(node, "stateful", False) is True for node in model.named_modules().values())
+
+
+def refuse_one_backward_for_two_calls(model: Any) -> None:
+    """Raise where the backward of ``model`` (a container), after more than one training forward, is called on a
+    line whose block calls the model twice before it (see the module's docstring)."""
+    if not model.uses_inside:  # a layer by itself: a test of its own calls (lin(x1); lin(x2); lin.backward(dy2))
+        return
     frame = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
         frame = frame.f_back
@@ -108,13 +145,13 @@ def refuse_one_backward_for_two_calls(model: Any, forwards: int) -> None:
     key = (frame.f_code.co_filename, frame.f_lineno)
     if key not in _FOUND:
         _FOUND[key] = _block_calls(*key)
-    calls = _FOUND[key]
-    if calls is None or len(calls) < forwards:
-        return
-    kind = "model" if model.uses_inside else "layer"
+    found = _FOUND[key]
+    if found is None or (found[1] and not _drops(model)) or _stateful(model):
+        return  # the same inputs each time, deterministic (a look at the weights, then need_weights=False): no matter
+    calls = found[0]
     raise RuntimeError(
         f"{model.name}.backward after {', '.join(calls)}: PyTorch's one backward goes back through every call, "
-        f"but an xpnet {kind} keeps its last call's caches only, so this backward serves {calls[-1]} alone, whatever "
+        f"but an xpnet model keeps its last call's caches only, so this backward serves {calls[-1]} alone, whatever "
         f"gradient it is given (with that call's input and dropout mask). Call it within one forward of a model of "
         f"your own (each call is kept there, and its backward calls take them back last call first), join the inputs "
         f"into one batch, or take each call's backward before the next call; a call for a target alone goes under "

@@ -43,7 +43,7 @@ from typing import Any, Callable
 
 from .._user import flag, is_bool
 from ..backend import untracked
-from .attention_layout import refuse_time_first_attention
+from .attention_layout import reads_axis_0, refuse_time_first_attention
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
 from .recurrent_layout import forward_source, refuse_time_first_batch_of_one
 from .view_hint import view_hint
@@ -200,12 +200,16 @@ def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
     batch-first attention layer's output; a failing ``x.view(shape)`` on
     forward's own line says to reshape."""
     code = inspect.unwrap(forward).__code__
+    attention: list[bool] = []  # whether forward reads an attention layer's output time first, at its first call
 
     @functools.wraps(forward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         _refuse_unpacked_call(self, code)
         refuse_time_first_batch_of_one(self, code)
-        refuse_time_first_attention(self, code)
+        if not attention:
+            attention.append(reads_axis_0(code))
+        if attention[0]:
+            refuse_time_first_attention(self, code)
         try:
             return forward(self, *args, **kwargs)
         except (TypeError, ValueError) as e:

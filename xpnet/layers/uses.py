@@ -422,7 +422,7 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
                 raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
             return method(self, *args, **kwargs)
         if forwards > 1:  # model(x1); model(x2); model.backward(dy), PyTorch's one backward for both (one_backward)
-            refuse_one_backward_for_two_calls(self, forwards)
+            refuse_one_backward_for_two_calls(self)
         own.pop(_LOST, None)
         out = method(self, *args, **kwargs)
         if forwards > 1:
