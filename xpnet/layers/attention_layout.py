@@ -207,17 +207,14 @@ def check_layouts(encoding: Any) -> None:
 
 
 def refuse_mixed_layouts(encoding: Any, model: Any) -> None:
-    """Raise where ``model`` holds the PositionalEncoding ``encoding`` in one layout and its Transformer layers
-    (else its MultiheadAttention layers, batch first) all in the other: the table would go along the batch."""
-    from .multihead_attention import MultiheadAttention
+    """Raise where ``model`` holds the PositionalEncoding ``encoding`` in one layout and its Transformer layers all
+    in the other: the table would go along the batch. (Not beside MultiheadAttention alone, which takes (N, L, E)
+    only: a time-first model permutes before it, rightly.)"""
     from .transformer import TransformerBlock, TransformerEncoder
     from .transformer_decoder import Transformer, TransformerDecoder
     stacks = (TransformerBlock, TransformerEncoder, TransformerDecoder, Transformer)
     found = [(name, layer) for name, layer in model.named_modules().items() if isinstance(layer, stacks)]
-    if not found:
-        found = [(name, layer) for name, layer in model.named_modules().items()
-                 if isinstance(layer, MultiheadAttention)]
-    layouts = {_batch_first(layer) if isinstance(layer, stacks) else True for _, layer in found}
+    layouts = {_batch_first(layer) for _, layer in found}
     if layouts != {not encoding.batch_first}:
         return
     name = next((k for k, v in model.named_modules().items() if v is encoding), "") or encoding.name
