@@ -154,3 +154,25 @@ def test_two_calls_on_one_input_are_refused_where_the_model_drops_and_run_where_
     y = model(x)
     y = model(x)
     model.backward(y)
+
+
+class Outer(xn.Model):
+    """The same model inside a model of one's own: its backward, written out, is read too."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = Seq2Seq()
+
+    def forward(self, src, tgt, train=True):
+        return self.inner(src, tgt)
+
+    def backward(self, dy):
+        return self.inner.backward(dy)
+
+
+def test_a_backward_in_the_forwards_order_is_refused_inside_another_model_too():
+    xn.manual_seed(0)
+    model = Outer()
+    y = model(*_inputs())
+    with pytest.raises(RuntimeError, match=r"Seq2Seq\.backward: its backward call 1 of self\.positional_encoding"):
+        model.backward(np.ones_like(y))

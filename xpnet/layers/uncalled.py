@@ -113,6 +113,9 @@ class Check:
         calls = self.count(layer)
         if layer.uses_inside and calls:  # a container this forward called: its layers' backward calls count too
             if CALLS in layer.__dict__ and layer is not self.model:  # and against its own record of calls
+                repeats = layer.__dict__[CALLS].repeats
+                if repeats:
+                    refuse_first_call_first(layer, repeats)
                 checking.check = Check(layer, self)
                 try:
                     return run(layer, *args, **kwargs)
