@@ -36,6 +36,7 @@ _FOUND: dict[type, tuple[tuple[Any, ...], ...]] = {}
 
 
 def _tree(method: Any) -> tuple[str, ast.AST | None]:
+    """A method's source and its parsed tree (``("", None)`` where its source cannot be read)."""
     try:
         source = textwrap.dedent(inspect.getsource(inspect.unwrap(method)))
         return source, ast.parse(source)
@@ -50,6 +51,7 @@ def _self_attr(node: ast.expr, me: str) -> str | None:
 
 
 def _names(node: ast.AST | None, me: str) -> set[str]:
+    """The names ``node`` reads or binds, but ``self``."""
     return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id != me} if node is not None else set()
 
 
@@ -69,11 +71,10 @@ def _numbers(names: set[str]) -> frozenset[str]:
 _Call = tuple[set[str], set[str], str]
 
 
-def _calls(tree: ast.AST, backward: bool) -> tuple[dict[str, list[_Call]], set[str]]:
+def _calls(source: str, tree: ast.AST, backward: bool) -> tuple[dict[str, list[_Call]], set[str]]:
     """{attr: [(outputs, inputs, source) per call in source order]} of ``self.attr(...)`` (``backward``: of
     ``self.attr.backward(...)``: (results, gradients, source)), and the attrs called within a loop (their count
-    is no text's)."""
-    source = getattr(tree, "_source", "")
+    is no text's). ``source``: the method's, which ``tree`` parses."""
     function = tree.body[0] if isinstance(tree, ast.Module) and tree.body else None
     if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or not function.args.args:
         return {}, set()
@@ -112,23 +113,17 @@ def _calls(tree: ast.AST, backward: bool) -> tuple[dict[str, list[_Call]], set[s
     return {attr: [call for _, call in sorted(calls, key=lambda c: c[0])] for attr, calls in found.items()}, looped
 
 
-def _parsed(method: Any) -> ast.AST | None:
-    source, tree = _tree(method)
-    if tree is not None:
-        tree._source = source  # type: ignore[attr-defined]
-    return tree
-
-
 def _misordered(model_type: type) -> tuple[tuple[Any, ...], ...]:
     """The backward calls of ``model_type``'s backward whose names point to another forward call than the one their
     place serves (see the module's docstring), read once per class."""
     if model_type in _FOUND:
         return _FOUND[model_type]
     found = []
-    forward_tree, backward_tree = _parsed(model_type.forward), _parsed(model_type.backward)
+    (forward_source, forward_tree), (backward_source, backward_tree) = _tree(model_type.forward), \
+        _tree(model_type.backward)
     if forward_tree is not None and backward_tree is not None:
-        forwards, looped = _calls(forward_tree, backward=False)
-        backwards, looped_back = _calls(backward_tree, backward=True)
+        forwards, looped = _calls(forward_source, forward_tree, backward=False)
+        backwards, looped_back = _calls(backward_source, backward_tree, backward=True)
         for attr, calls in forwards.items():
             back = backwards.get(attr, [])
             n = len(calls)
