@@ -52,10 +52,12 @@ def _refuse_library(name, arrays):
 
 
 def _to_host():
-    """A device-to-host copy (``get``, ``float``, ``item``...) while the current stream captures: CuPy refuses it
-    before calling CUDA, so the capture goes on (``cupy/cuda/memory.pyx``: ``copy_to_host_async``)."""
+    """A device-to-host copy (``get``, ``float``, ``item``...): the host waits for the GPU (counted,
+    ``cupy.cuda.stream.host_waits``); while the current stream captures, CuPy refuses it before calling CUDA, so
+    the capture goes on (``cupy/cuda/memory.pyx``: ``copy_to_host_async``)."""
     if cuda.stream.capturing() is not None:
         raise RuntimeError("the current stream is capturing, so D2H transfers are disallowed")
+    cuda.stream.waited()
 
 
 # Functions whose output shape depends on the data: CuPy reads a count back to the host to size it (a
