@@ -158,8 +158,9 @@ def test_the_read_counter_sees_a_read_inside_an_epoch(monkeypatch):
 def test_on_the_fake_cupy_no_step_of_an_epoch_waits_for_the_gpu(tmp_path):
     """The fake CuPy counts each time the host would wait for a GPU (a copy to the host, also CuPy's own count of a
     boolean mask's entries, a synchronize): none between an epoch's first batch and its last step, for
-    classification with Dropout and Adam and for the regression losses (array-api-compat's sign on CuPy counted a
-    mask each step in L1's and SmoothL1's backward); a loss that reads its value each step is caught."""
+    classification with Dropout and Adam, for the regression losses (array-api-compat's sign on CuPy counted a
+    mask each step in L1's and SmoothL1's backward) and with SpectralNorm (its clip, four a step); a loss that reads
+    its value each step is caught."""
     out = last_json(run_with_fake_cupy("""
     import json, numpy as np, cupy, xpnet as xn
     from xpnet.datasets import BatchIterator
@@ -187,12 +188,13 @@ def test_on_the_fake_cupy_no_step_of_an_epoch_waits_for_the_gpu(tmp_path):
 
     found = {}
     for name, loss, target in [("cross_entropy", "cross_entropy", t), ("l1", "l1", y), ("smooth_l1", "smooth_l1", y),
-                               ("huber", "huber", y), ("reading", Reading(), y)]:
+                               ("huber", "huber", y), ("spectral_norm", "cross_entropy", t), ("reading", Reading(), y)]:
         xn.init.seed(0)
-        model = xn.Sequential(xn.layers.Linear(3, 16), xn.layers.ReLU(), xn.layers.Dropout(0.2),
-                              xn.layers.Linear(16, 4))
+        first = xn.layers.Linear(3, 16)
+        model = xn.Sequential(xn.layers.SpectralNorm(first) if name == "spectral_norm" else first, xn.layers.ReLU(),
+                              xn.layers.Dropout(0.2), xn.layers.Linear(16, 4))
         waits.clear()
-        xn.train(model, (x, target.astype(np.float32) if name != "cross_entropy" else target), loss=loss,
+        xn.train(model, (x, target if loss == "cross_entropy" else target.astype(np.float32)), loss=loss,
                  optimizer=xn.optim.Adam(1e-2), epochs=2, batch_size=8, device="cuda", progress=False)
         found[name] = list(waits)
     print(json.dumps(found))
