@@ -1,9 +1,9 @@
 """CuPy's matrix product for a step being captured as a CUDA graph (source: :mod:`xpnet.backend.matmul_kernel`).
 
 ``matmul(a, b)`` is ``a @ b`` (cuBLAS) whenever the current stream is not capturing, and xpnet's own
-kernel while it is (and in the warm-up step before a capture, :func:`products_as_captured`), where CuPy refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's
-per-sample products); ``heads_matmul`` the same for MultiheadAttention's (N, heads, m, k) products. Layers ask
-for it through the registry
+kernel while it is (and in the warm-up step before a capture, :func:`products_as_captured`), where CuPy
+refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's per-sample products); ``heads_matmul``
+the same for MultiheadAttention's (N, heads, m, k) products. Layers ask for it through the registry
 (``fast_path("matmul", xp, operator.matmul)``), so no layer names CuPy. Imported only when a CuPy array
 asks for it.
 """
