@@ -10,6 +10,7 @@ from typing import Any
 
 from .._user import is_real
 from ..backend import namespace
+from ..backend.namespaces import sign
 from .base import ElementwiseLoss
 
 
@@ -49,7 +50,7 @@ class MeanAbsoluteError(ElementwiseLoss):
 
     def backward(self, dout: Any = 1.0) -> Any:
         scale = self._scale(dout)
-        return _sign(namespace(self._diff), self._diff) * scale
+        return sign(self._diff) * scale
 
 
 class SmoothL1Loss(ElementwiseLoss):
@@ -80,8 +81,8 @@ class SmoothL1Loss(ElementwiseLoss):
         scale, d = self._scale(dout), self._diff
         xp = namespace(d)
         if self.beta == 0:
-            return _sign(xp, d) * scale
-        return xp.where(xp.abs(d) < self.beta, d / self.beta, _sign(xp, d)) * scale
+            return sign(d) * scale
+        return xp.where(xp.abs(d) < self.beta, d / self.beta, sign(d)) * scale
 
     def _settings(self) -> list[str]:
         return super()._settings() + ([f"beta={self.beta}"] if self.beta != 1.0 else [])
@@ -118,10 +119,3 @@ class HuberLoss(ElementwiseLoss):
 
     def _settings(self) -> list[str]:
         return super()._settings() + ([f"delta={self.delta}"] if self.delta != 1.0 else [])
-
-
-def _sign(xp: Any, d: Any) -> Any:
-    """sign(d), NaN where d is NaN, by comparisons and selections only: array-api-compat's ``sign`` on CuPy (whose
-    own sign gives 0 for NaN) puts the NaNs back through a boolean mask, whose count CuPy reads back to the host,
-    which a CUDA-graph capture refuses (and which makes every eager step wait for the GPU)."""
-    return xp.where(d > 0, 1.0, xp.where(d < 0, -1.0, d))
