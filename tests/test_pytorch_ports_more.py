@@ -169,8 +169,8 @@ def test_a_loss_moved_to_cuda_is_the_loss_itself_and_its_weights_follow_the_data
     loss = criterion.forward(xn.to_device(y, dev), xn.to_device(t, dev))
     dy = criterion.backward()
     xn.testing.assert_placed(dy, dev, "float32")
-    np.testing.assert_allclose(xn.to_numpy(loss), on_cpu.forward(y, t), rtol=1e-6)
-    np.testing.assert_allclose(xn.to_numpy(dy), on_cpu.backward(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(xn.to_numpy(loss), on_cpu.forward(y, t), **xn.testing.tolerance("float32"))
+    np.testing.assert_allclose(xn.to_numpy(dy), on_cpu.backward(), **xn.testing.tolerance("float32"))
 
 
 def test_a_torch_device_is_taken_as_its_string_by_model_to_and_xn_device():
