@@ -25,8 +25,9 @@ def xpnet_graph_impl(make, optimizer, dev, x, t):
     with graph.on_stream(), graph.allocating():
         step.optimizer.device_scalars = DeviceScalars(dev.xp, dev.native)
         step.optimizer.device_scalars.set(step.optimizer.lr, 0)
-        for _ in range(2):  # warm-up: the optimizer's state and the pool's blocks
-            step(x, t)
+        for i in range(2):  # warm-up: the optimizer's state and the pool's blocks; the second builds the capture's
+            with graph.as_captured(i == 1):  # kernels (xpnet's product) before the capture, as xn.train's does
+                step(x, t)
     graph.capture(lambda: step(x, t))
     return (lambda x_, t_: graph.launch()), graph.stream.synchronize
 

@@ -13,6 +13,7 @@ import functools
 import numpy as np
 import pytest
 from conftest import require_cuda
+from test_cupy_rules import last_json, run_with_fake_cupy
 
 import xpnet as xn
 from xpnet.datasets import BatchIterator, StaticBatches
@@ -153,6 +154,53 @@ def test_the_read_counter_sees_a_read_inside_an_epoch(monkeypatch):
                  device=dev, progress=False)
     assert reads.count("__float__") == 8
 
+
+def test_on_the_fake_cupy_no_step_of_an_epoch_waits_for_the_gpu(tmp_path):
+    """The fake CuPy counts each time the host would wait for a GPU (a copy to the host, also CuPy's own count of a
+    boolean mask's entries, a synchronize): none between an epoch's first batch and its last step, for
+    classification with Dropout and Adam, for the regression losses (array-api-compat's sign on CuPy counted a
+    mask each step in L1's and SmoothL1's backward) and with SpectralNorm (its clip, four a step); a loss that reads
+    its value each step is caught."""
+    out = last_json(run_with_fake_cupy("""
+    import json, numpy as np, cupy, xpnet as xn
+    from xpnet.datasets import BatchIterator
+    waits, original = [], BatchIterator.epoch
+
+    def epoch(self, e):
+        batches = original(self, e)
+        first = next(batches)
+        start = cupy.cuda.stream.host_waits
+        try:
+            yield first
+            yield from batches
+        finally:
+            waits.append(cupy.cuda.stream.host_waits - start)
+
+    BatchIterator.epoch = epoch
+    rng = np.random.default_rng(0)
+    x, t, y = rng.standard_normal((64, 3), dtype=np.float32), rng.integers(0, 4, 64), rng.standard_normal((64, 4))
+
+    class Reading(xn.losses.MeanSquaredError):
+        def forward(self, y, t, check=True):
+            value = super().forward(y, t, check)
+            float(value)
+            return value
+
+    found = {}
+    for name, loss, target in [("cross_entropy", "cross_entropy", t), ("l1", "l1", y), ("smooth_l1", "smooth_l1", y),
+                               ("huber", "huber", y), ("spectral_norm", "cross_entropy", t), ("reading", Reading(), y)]:
+        xn.init.seed(0)
+        first = xn.layers.Linear(3, 16)
+        model = xn.Sequential(xn.layers.SpectralNorm(first) if name == "spectral_norm" else first, xn.layers.ReLU(),
+                              xn.layers.Dropout(0.2), xn.layers.Linear(16, 4))
+        waits.clear()
+        xn.train(model, (x, target if loss == "cross_entropy" else target.astype(np.float32)), loss=loss,
+                 optimizer=xn.optim.Adam(1e-2), epochs=2, batch_size=8, device="cuda", progress=False)
+        found[name] = list(waits)
+    print(json.dumps(found))
+    """, tmp_path))
+    assert out.pop("reading") == [8, 8]  # each of the 8 steps of an epoch
+    assert out == {name: [0, 0] for name in out}, out
 
 _WAIT_FOR_HOST = r"""
 extern "C" __global__ void wait_for_host(unsigned long long flag_address, long long max_cycles) {

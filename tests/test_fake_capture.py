@@ -148,6 +148,13 @@ _REFUSED = [
     ("stream.synchronize()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
     ("cupy.cuda.Device(0).synchronize()", "CUDARuntimeError", "cudaErrorStreamCaptureUnsupported"),
     ("cupy.asarray(np.ones(3))", RuntimeError, "so H2D transfers are disallowed"),
+    # sized by the data: CuPy reads the count of True back first (int(mask_scanned[-1]), "# synchronize!")
+    ("a[a > 10]", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("a[a > 10] = 0.0", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("a[:, a[0] > 10]", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("cupy.nonzero(a)", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("cupy.where(a > 10)", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
+    ("cupy.unique(a)", RuntimeError, "the current stream is capturing, so D2H transfers are disallowed"),
 ]
 
 

@@ -392,6 +392,27 @@ def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
         assert abs(c["train_accuracy"] - e["train_accuracy"]) <= 2 / 450
 
 
+@pytest.mark.gpu
+def test_the_last_warm_up_step_builds_the_kernels_the_capture_records(monkeypatch):
+    """xpnet's matrix product, which only a capture takes, first ran inside the capture: NVRTC's compile and the
+    module's load then happened while the stream captured. The last warm-up step runs it eagerly first (the
+    first warm-up step keeps cuBLAS, as every eager step)."""
+    dev = require_cuda()
+    from xpnet.backend import fast_cupy_capture
+
+    calls = []
+    kernel = fast_cupy_capture.kernel_matmul
+    monkeypatch.setattr(fast_cupy_capture, "kernel_matmul",
+                        lambda a, b: (calls.append(fast_cupy_capture.capturing()), kernel(a, b))[1])
+    rng = np.random.default_rng(0)
+    x, t = rng.random((130, 20), dtype=np.float32), rng.integers(0, 4, 130)
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(20, 16), xn.layers.ReLU(), xn.layers.Linear(16, 4))
+    xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=1, batch_size=32,
+             device=dev, progress=False, graph=True)
+    assert calls and not calls[0] and True in calls, calls
+    assert calls.count(False) == calls.count(True)  # one warm-up step's products, then the capture's
+
 @needs_compiler
 def test_the_captured_step_sums_the_perplexitys_plain_nll_as_eager_training(tmp_path):
     """Cross-entropy with class weights and label smoothing on labels (N, T): the captured step adds up the

@@ -10,6 +10,7 @@ import xpnet as xn
 from xpnet import optim
 from xpnet.testing import assert_placed, tolerance
 
+from conftest import require_cuda
 from torch_optim_checks import torch_steps
 
 
@@ -337,6 +338,37 @@ def test_adamw_decays_every_parameter_by_default_and_weights_only_on_request(rng
         optim.AdamW(0.1, weight_decay=0.5, weight_decay_on=on).step(_Net(params, zero))
         np.testing.assert_allclose(params["0.W"], start["0.W"] * (1 - 0.1 * 0.5))
         np.testing.assert_allclose(params["0.b"], expected_b)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scalars", [False, True], ids=["eager", "device-scalars"])
+@pytest.mark.parametrize("cls,on", [("Adam", "weights"), ("AdamW", "weights"), ("AdamW", "all")])
+def test_amsgrad_and_weight_decay_on_step_on_cupy_as_on_numpy(rng, cls, on, scalars):
+    """AMSGrad's running maximum of v (not the fused Adam kernel) and the decay of weights only or of every
+    parameter, on CuPy in float64 with gradients that shrink (so that the maximum is not v): NumPy's steps, with the
+    step's numbers as Python floats or read from device arrays as a captured step reads them."""
+    from xpnet.optim.device_scalars import DeviceScalars
+    dev = require_cuda()
+    start = {"0.W": rng.standard_normal((3, 2)), "0.b": rng.standard_normal(2)}
+    grads = [{k: scale * rng.standard_normal(v.shape) for k, v in start.items()} for scale in (1.0, 0.3, 0.1, 0.03)]
+
+    def run(where):
+        opt = getattr(optim, cls)(0.1, weight_decay=0.1, weight_decay_on=on, amsgrad=True)
+        if scalars and where is not None:
+            opt.device_scalars = DeviceScalars(dev.xp, dev.native)
+            opt.device_scalars.set(opt.lr, opt.t)
+        send = (lambda a: a.copy()) if where is None else (lambda a: xn.to_device(a, where))
+        net = _Net({k: send(v) for k, v in start.items()}, None)
+        for g in grads:
+            net.grads = {k: send(v) for k, v in g.items()}
+            opt.step(net)
+        return net.params, opt.state
+
+    (expected, _), (got, state) = run(None), run(dev)
+    for k in start:
+        assert_placed(got[k], dev, "float64")
+        assert_placed(state[k]["v_max"], dev, "float64")
+        np.testing.assert_allclose(xn.to_numpy(got[k]), expected[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
 def test_numpy_scalar_hyperparameters_are_accepted():

@@ -9,6 +9,8 @@ import pytest
 import xpnet as xn
 from xpnet import layers as L
 
+from conftest import require_cuda
+
 
 def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
@@ -152,6 +154,23 @@ def test_a_loss_moved_to_a_device_as_imagenets_criterion_is_the_loss_itself():
     assert xn.losses.BCELoss(weight=np.ones(3)).to(xn.device("cpu")) is not None
     with pytest.raises(ValueError, match="device: expected .*got 'gpu'"):
         criterion.to("gpu")
+
+
+@pytest.mark.gpu
+def test_a_loss_moved_to_cuda_is_the_loss_itself_and_its_weights_follow_the_data():
+    """criterion = nn.CrossEntropyLoss(weight=w).to(device) on CuPy, w a CuPy array: the loss itself, whose weights
+    go to the data's device and dtype; its value and gradient equal those of the loss on NumPy."""
+    dev = require_cuda()
+    rng = np.random.default_rng(0)
+    w, y, t = rng.uniform(0.5, 2, 3), rng.standard_normal((5, 3)).astype(np.float32), rng.integers(0, 3, 5)
+    criterion = xn.losses.SoftmaxCrossEntropy(weight=xn.to_device(w, dev))
+    assert criterion.to("cuda") is criterion and criterion.to(dev) is criterion
+    on_cpu = xn.losses.SoftmaxCrossEntropy(weight=w)
+    loss = criterion.forward(xn.to_device(y, dev), xn.to_device(t, dev))
+    dy = criterion.backward()
+    xn.testing.assert_placed(dy, dev, "float32")
+    np.testing.assert_allclose(xn.to_numpy(loss), on_cpu.forward(y, t), **xn.testing.tolerance("float32"))
+    np.testing.assert_allclose(xn.to_numpy(dy), on_cpu.backward(), **xn.testing.tolerance("float32"))
 
 
 def test_a_torch_device_is_taken_as_its_string_by_model_to_and_xn_device():

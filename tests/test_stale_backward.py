@@ -9,6 +9,8 @@ import pytest
 
 import xpnet as xn
 
+from conftest import require_cuda
+
 L = xn.layers
 STALE = "after the forward whose cache this backward reads"
 
@@ -39,6 +41,29 @@ def test_backward_after_a_step_is_refused_naming_the_layer_and_the_step(make, sh
     opt.step()
     model(x)
     model.backward(dy)
+
+
+@pytest.mark.gpu
+def test_on_cupy_a_backward_after_a_step_is_refused_and_the_forward_again_runs():
+    """On CuPy, where Adam's update is a fused kernel and the LSTM's gates are CuPy's own kernels, the step is
+    still noted and the stale backward refused, naming the layer; the forward again gives CuPy's gradients."""
+    dev = require_cuda()
+    xn.init.seed(0)
+    model = xn.Sequential(L.LSTM(3, 4), L.Linear(4, 2)).to(dev)
+    opt = xn.optim.Adam(model.parameters(), lr=0.1)
+    x = xn.to_device(_x(2, 5, 3), dev)
+    dy = xn.to_device(np.ones((2, 5, 2), np.float32), dev)
+    model(x)
+    model.backward(dy)
+    opt.step()
+    with pytest.raises(RuntimeError, match="Linear.backward: Adam.step\\(\\) changed Sequential's 1.W, 1.b after"):
+        model.backward(dy)
+    with pytest.raises(RuntimeError, match="LSTM.backward: Adam.step\\(\\) changed Sequential's 0.Wx, 0.Wh, 0.b"):
+        model[0].backward(xn.to_device(np.ones((2, 5, 4), np.float32), dev))
+    model(x)
+    model.backward(dy)
+    xn.testing.assert_placed(model.named_grads()["0.Wx"], dev, "float32")
+    opt.step()
 
 
 def test_a_cell_looped_then_stepped_refuses_its_backward():

@@ -8,6 +8,8 @@ import pytest
 
 import xpnet as xn
 
+from conftest import require_cuda
+
 LR = 0.1
 
 
@@ -145,3 +147,42 @@ def test_a_copied_optimizer_holds_no_arrays_of_the_model():
     assert copy.deepcopy(opt)._plan is None
     _backward(model, 14)
     _step_checked(model, opt, set(model.named_params()))
+
+
+@pytest.mark.gpu
+def test_on_cupy_each_step_takes_the_full_walk_and_equals_numpys():
+    """The plan is NumPy's only: a model moved to CuPy after planned steps drops it, each step there takes the full
+    walk (its momentum state moved along) and equals the same steps on NumPy; a gradient of another dtype is
+    refused there at any step; back on NumPy, the plan is made again."""
+    dev = require_cuda()
+    ours, ref = _model(), _model()
+    opt, ref_opt = xn.optim.SGD(LR, momentum=0.9), xn.optim.SGD(LR, momentum=0.9)
+
+    def step(seed, dev=None):
+        for model, o, where in ((ours, opt, dev), (ref, ref_opt, None)):
+            x = np.random.default_rng(seed).standard_normal((4, 6)).astype(np.float32)
+            y = model.forward(x if where is None else xn.to_device(x, where))
+            model.backward(xn.to_device(np.full(y.shape, 1 / y.size, np.float32), where or "cpu"), input_grad=False)
+            o.step(model)
+
+    step(0)
+    step(1)
+    assert opt._plan is not None
+    ours.to(dev)
+    for seed in (2, 3, 4):
+        step(seed, dev)
+        assert opt._plan is None
+    for k, p in ours.named_params().items():
+        xn.testing.assert_placed(p, dev, "float32")
+        np.testing.assert_allclose(xn.to_numpy(p), ref.named_params()[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    ours.forward(xn.to_device(np.ones((4, 6), np.float32), dev))
+    ours.backward(xn.to_device(np.ones((4, 3), np.float32), dev), input_grad=False)
+    ours.layers[0].grads["W"] = dev.xp.astype(ours.layers[0].grads["W"], dev.xp.float64)
+    with pytest.raises(ValueError, match="0.W"):
+        opt.step(ours)
+    ours.to("cpu")
+    step(5)
+    step(6)
+    assert opt._plan is not None
+    for k, p in ours.named_params().items():
+        np.testing.assert_allclose(p, ref.named_params()[k], rtol=1e-5, atol=1e-6, err_msg=k)

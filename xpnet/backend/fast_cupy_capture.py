@@ -1,22 +1,37 @@
 """CuPy's matrix product for a step being captured as a CUDA graph (source: :mod:`xpnet.backend.matmul_kernel`).
 
 ``matmul(a, b)`` is ``a @ b`` (cuBLAS) whenever the current stream is not capturing, and xpnet's own
-kernel while it is, where CuPy refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's
-per-sample products); ``heads_matmul`` the same for MultiheadAttention's (N, heads, m, k) products. Layers ask
-for it through the registry
+kernel while it is (and in the warm-up step before a capture, :func:`products_as_captured`), where CuPy
+refuses cuBLAS: 2-d products (Linear's) and stacks of them (Conv2d's per-sample products); ``heads_matmul``
+the same for MultiheadAttention's (N, heads, m, k) products. Layers ask for it through the registry
 (``fast_path("matmul", xp, operator.matmul)``), so no layer names CuPy. Imported only when a CuPy array
 asks for it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 import cupy
 
 from .matmul_kernel import matmul_name, matmul_source, plan
 
 _KERNELS: dict[str, Any] = {}
+_as_captured = False  # within products_as_captured(): the products a capture would take, eagerly
+
+
+@contextlib.contextmanager
+def products_as_captured(on: bool = True) -> Iterator[None]:
+    """Within (where ``on``), :func:`matmul` and :func:`heads_matmul` take xpnet's kernel as while capturing, but
+    run it: a warm-up step so builds and loads every kernel the capture will record (NVRTC's compile and the
+    module's load then happen before the capture, not inside it) and leaves their blocks in the pool."""
+    global _as_captured
+    before, _as_captured = _as_captured, bool(on) or _as_captured
+    try:
+        yield
+    finally:
+        _as_captured = before
 
 
 def capturing() -> bool:
@@ -60,7 +75,7 @@ def kernel_matmul(a: Any, b: Any) -> Any:
 
 def matmul(a: Any, b: Any) -> Any:
     """``a @ b``: cuBLAS, or xpnet's kernel while the current stream captures a graph."""
-    if capturing() and _kernel_takes(a, b):
+    if (_as_captured or capturing()) and _kernel_takes(a, b):
         return kernel_matmul(a, b)
     return a @ b
 
@@ -68,7 +83,7 @@ def matmul(a: Any, b: Any) -> Any:
 def heads_matmul(a: Any, b: Any) -> Any:
     """``a @ b`` for (N, H, m, k) @ (N, H, k, n) (attention's heads): cuBLAS, or while the current stream
     captures a graph xpnet's kernel over the stack of N * H products (each operand made contiguous)."""
-    if not (capturing() and a.ndim == b.ndim == 4 and _kernel_takes(a[0], b[0])):
+    if not ((_as_captured or capturing()) and a.ndim == b.ndim == 4 and _kernel_takes(a[0], b[0])):
         return a @ b
     (n, h, m, k), w = a.shape, b.shape[3]
     c = kernel_matmul(cupy.ascontiguousarray(a).reshape(n * h, m, k), cupy.ascontiguousarray(b).reshape(n * h, k, w))

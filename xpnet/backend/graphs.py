@@ -54,6 +54,16 @@ class StepGraph:
         with self._cp.cuda.using_allocator(self.pool.malloc):
             yield
 
+    @contextlib.contextmanager
+    def as_captured(self, on: bool = True) -> Iterator[None]:
+        """Within (where ``on``), eager work takes the paths a capture takes (xpnet's matrix product for cuBLAS's,
+        :func:`~xpnet.backend.fast_cupy_capture.products_as_captured`): run one warm-up step so, and every kernel
+        the capture records is compiled and loaded before it, not inside it."""
+        from .fast_cupy_capture import products_as_captured  # noqa: PLC0415 - imports CuPy
+
+        with products_as_captured(on):
+            yield
+
     def capture(self, fn: Callable[[], Any]) -> None:
         """Record ``fn``'s kernels as the graph (nothing runs: :meth:`launch` runs them)."""
         self._graph = None

@@ -19,7 +19,7 @@ import array_api_compat.numpy as _np_xp
 from .libraries import library
 
 __all__ = ["XpnetBackendError", "compat", "namespace", "isdtype", "index_dtype", "update_rule", "set_at", "add_at",
-           "untracked", "no_autograd"]
+           "sign", "untracked", "no_autograd"]
 
 
 class XpnetBackendError(TypeError):
@@ -159,6 +159,14 @@ def add_at(a: Any, index: Any, value: Any) -> Any:
         a[index] += value
         return a
     return a.at[index].add(value)
+
+
+def sign(x: Any) -> Any:
+    """sign(x) (NaN where x is NaN) by comparisons and selections only. array-api-compat's ``sign`` on CuPy, whose
+    own gives 0 for NaN, puts the NaNs back through a boolean mask, whose count CuPy reads back to the host: a wait
+    for the GPU at each call, and refused inside a CUDA-graph capture."""
+    xp = namespace(x)
+    return xp.where(x > 0, 1.0, xp.where(x < 0, -1.0, x))
 
 
 _TRACKS: dict[type, bool] = {}  # array type -> whether its arrays can require grad (torch.Tensor)

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._user import flag, is_int, is_real
 from ..backend import untracked
+from ..backend.namespaces import sign
 from .two_inputs import _TwoInputs
 
 
@@ -132,11 +133,11 @@ class PairwiseDistance(_Pair):
             g = xp.zeros_like(d)
         elif p == math.inf:
             at_max = xp.astype(xp.abs(d) == n, d.dtype)
-            g = xp.sign(d) * at_max * (dy / xp.sum(at_max, axis=-1, keepdims=True))
+            g = sign(d) * at_max * (dy / xp.sum(at_max, axis=-1, keepdims=True))
         elif p == 1:
-            g = xp.sign(d) * dy
+            g = sign(d) * dy
         else:
             mag = xp.abs(d)
             scale = xp.where(n == 0, 0.0, dy / xp.where(n == 0, 1.0, n) ** (p - 1))
-            g = xp.sign(d) * xp.where(d == 0, 0.0, xp.where(d == 0, 1.0, mag) ** (p - 1)) * scale
+            g = sign(d) * xp.where(d == 0, 0.0, xp.where(d == 0, 1.0, mag) ** (p - 1)) * scale
         return self._grads(xp, g, -g)

@@ -10,6 +10,7 @@ from typing import Any
 
 from .._user import is_real
 from ..backend import namespace
+from ..backend.namespaces import sign
 from .base import ElementwiseLoss
 
 
@@ -49,7 +50,7 @@ class MeanAbsoluteError(ElementwiseLoss):
 
     def backward(self, dout: Any = 1.0) -> Any:
         scale = self._scale(dout)
-        return namespace(self._diff).sign(self._diff) * scale
+        return sign(self._diff) * scale
 
 
 class SmoothL1Loss(ElementwiseLoss):
@@ -80,8 +81,8 @@ class SmoothL1Loss(ElementwiseLoss):
         scale, d = self._scale(dout), self._diff
         xp = namespace(d)
         if self.beta == 0:
-            return xp.sign(d) * scale
-        return xp.where(xp.abs(d) < self.beta, d / self.beta, xp.sign(d)) * scale
+            return sign(d) * scale
+        return xp.where(xp.abs(d) < self.beta, d / self.beta, sign(d)) * scale
 
     def _settings(self) -> list[str]:
         return super()._settings() + ([f"beta={self.beta}"] if self.beta != 1.0 else [])

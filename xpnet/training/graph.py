@@ -30,7 +30,8 @@ How a captured epoch goes:
 3. The first epoch runs ``WARMUP`` steps eagerly, on the graph's stream and allocating from its
    own memory pool (the optimizer makes its state, the pool caches the blocks of a step); then one step
    is captured (:class:`xpnet.backend.graphs.StepGraph`: recorded, not run) and the graph is launched
-   once per remaining full batch. Later epochs only launch. While capturing, Linear, Conv2d, ConvTranspose2d,
+   once per remaining full batch. Later epochs only launch. While capturing (and in the last warm-up step, so that
+   every kernel the capture records is compiled and loaded before it), Linear, Conv2d, ConvTranspose2d,
    MultiheadAttention, Upsample's interpolation and AdaptiveAvgPool2d (A_h @ x @ A_w^T, their matrices made in the
    warm-up steps, once per input size) multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled
    in shared memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided
@@ -262,8 +263,9 @@ class CapturedEpochs:
             try:
                 if not graph.captured:
                     with graph.allocating():
-                        for _ in range(WARMUP):
-                            host_count += self._step()
+                        for i in range(WARMUP):
+                            with graph.as_captured(i == WARMUP - 1):  # the capture's kernels built before it
+                                host_count += self._step()
                             self._after_step(steps)
                             steps += 1
                     self._prepare_draws()  # the states the warm-up made

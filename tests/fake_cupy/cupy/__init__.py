@@ -61,7 +61,7 @@ from . import cuda
 from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool  # noqa: F401 - cupy's names
 from ._dispatch import PerformanceWarning  # noqa: F401 - where it has been: cupy.PerformanceWarning
 # The functions and ndarray below look _call up here, where tests/cupy_layer_checks.py replaces it to count launches.
-from ._dispatch import _call, _check, _flat, _host, _kernel, _refuse_library, _to_host, _wrap
+from ._dispatch import _call, _check, _flat, _host, _kernel, _mask_count, _refuse_library, _to_host, _wrap
 from . import _names, _strict
 
 if _os.environ.get("FAKE_CUPY_IMPORT_WARNING") == "1":
@@ -137,6 +137,7 @@ class ndarray:
         fancy = _builtins.any(isinstance(k, (ndarray, _np.ndarray, list)) for k in _flat([key]))
         if not fancy:
             return _wrap(self._a[_host(key)], self._device_id, self)
+        _mask_count(key)
         indices = [k for k in _flat([key]) if isinstance(k, ndarray)]
         _check(self, *indices)
         a, h_key = self._a, _host(key)
@@ -145,6 +146,7 @@ class ndarray:
     def __setitem__(self, key, value):
         arrays = [k for k in _flat([key, value]) if isinstance(k, ndarray)]
         _check(self, *arrays)
+        _mask_count(key)
 
         a, h_key, h_value = self._a, _host(key), _host(value)
 

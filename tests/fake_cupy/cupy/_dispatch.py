@@ -52,10 +52,34 @@ def _refuse_library(name, arrays):
 
 
 def _to_host():
-    """A device-to-host copy (``get``, ``float``, ``item``...) while the current stream captures: CuPy refuses it
-    before calling CUDA, so the capture goes on (``cupy/cuda/memory.pyx``: ``copy_to_host_async``)."""
+    """A device-to-host copy (``get``, ``float``, ``item``...): the host waits for the GPU (counted,
+    ``cupy.cuda.stream.host_waits``); while the current stream captures, CuPy refuses it before calling CUDA, so
+    the capture goes on (``cupy/cuda/memory.pyx``: ``copy_to_host_async``)."""
     if cuda.stream.capturing() is not None:
         raise RuntimeError("the current stream is capturing, so D2H transfers are disallowed")
+    cuda.stream.waited()
+
+
+# Functions whose output shape depends on the data: CuPy reads a count back to the host to size it (a
+# synchronising device-to-host copy, "# synchronize!" in its source): nonzero and its users
+# (_core/_routines_indexing.pyx:123), bincount (_statistics/histogram.py:560), unique
+# (_manipulation/add_remove.py:324).
+_SIZED_BY_DATA = {"nonzero", "argwhere", "flatnonzero", "extract", "compress", "bincount", "unique", "unique_all",
+                  "unique_counts", "unique_inverse", "unique_values", "trim_zeros"}
+
+
+def _mask_count(key):
+    """Indexing by a boolean array (``a[mask]``, ``a[mask] = v``, also inside a tuple): CuPy counts the mask's
+    True entries on the host to size the result (``_core/_routines_indexing.pyx:802``, ``int(mask_scanned[-1])``;
+    other boolean indices through nonzero, line 123), a device-to-host copy, refused while capturing."""
+    if any(isinstance(k, (_np.ndarray, _cupy.ndarray)) and k.dtype == _np.bool_ for k in _flat([key])):
+        _to_host()
+
+
+def _sized_by_data(name, args, kwargs):
+    """Whether CuPy's ``name`` called so reads a count back to the host (see _SIZED_BY_DATA; ``where`` of one
+    argument is nonzero)."""
+    return name in _SIZED_BY_DATA or (name == "where" and len(args) + len(kwargs) == 1)
 
 
 def _garbage(a):
@@ -157,7 +181,7 @@ def _call(name, f, args, kwargs):
         if not (name in ("reshape", "ravel") and arrays and isinstance(view, _np.ndarray) and view.size
                 and not _np.may_share_memory(view, arrays[0]._a)):
             return _wrap(view, arrays[0]._device_id if arrays else None, arrays[0] if arrays else None)
-    if name in ("get", "item", "tolist", "tobytes", "asnumpy"):
+    if name in ("get", "item", "tolist", "tobytes", "asnumpy") or _sized_by_data(name, args, kwargs):
         _to_host()
     _check(*arrays)
     _refuse_library(name, arrays)

@@ -47,9 +47,10 @@ class Device:
         return self
 
     def synchronize(self):
-        from .stream import _refuse, captures_on
+        from .stream import _refuse, captures_on, waited
         for capture in captures_on(self.id):  # cudaDeviceSynchronize while a stream captures
             _refuse(capture)
+        waited()
 
     def __eq__(self, other):
         return isinstance(other, Device) and self.id == other.id
