@@ -483,6 +483,61 @@ def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update(
         np.testing.assert_array_equal(fast[0][k], ref[0][k], err_msg=k)
 
 
+def test_the_whole_step_sgd_kernel_takes_every_fit_pair_and_refuses_any_unfit_one():
+    from xpnet.optim.base import unfused
+
+    ps, gs = [np.ones((3, 4), np.float32), np.ones(4, np.float64)], [np.ones((3, 4), np.float32), np.ones(4)]
+    whole = backend.fast_path("sgd_updates", np, unfused)
+    assert whole(ps, gs, 0.5) is None and ps[0][0, 0] == 0.5 and ps[1][0] == 0.5  # in place, each in its dtype
+    for i, unfit in ((0, ps[0].astype(np.float16)), (0, np.ones((4, 3), np.float32).T), (0, _read_only(ps[0])),
+                     (2, gs[0].astype(np.float64)), (2, gs[0][:, :2].copy()), (2, np.ones((4, 3), np.float32).T),
+                     (0, ps[0].tolist())):
+        odd = [list(ps), list(gs)]
+        odd[i // 2][i % 2 if i else 0] = unfit
+        assert whole(*odd, 0.5) is NotImplemented, (i, unfit)
+    assert whole(ps, gs[:1], 0.5) is NotImplemented
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_updates_the_whole_step_in_one_call_as_one_parameter_at_a_time(monkeypatch, dtype):
+    """Plain SGD's step goes through the whole-step kernel once (param groups: once per group; a frozen layer
+    left out), and leaves the same bits in the same arrays as the update of each parameter in turn; with
+    momentum or weight decay it takes the per-parameter updates."""
+    from xpnet.optim.sgd import SGD
+
+    once = SGD._updated_at_once
+    taken = []
+
+    def spy(self, work):
+        taken.append(once(self, work))
+        return taken[-1]
+
+    def steps(make_opt, whole):
+        monkeypatch.setattr(SGD, "_updated_at_once", spy if whole else lambda self, work: False)
+        xn.init.seed(0)
+        model = xn.Sequential(Linear(6, 5, dtype=dtype), ReLU(), Linear(5, 4, dtype=dtype), Linear(4, 3, dtype=dtype))
+        model[2].requires_grad_(False)
+        arrays = dict(model.named_params())
+        opt, rng = make_opt(model), np.random.default_rng(1)
+        for _ in range(3):
+            for layer in (model[0], model[3]):
+                for k, p in layer.params.items():
+                    layer.grads[k] = rng.standard_normal(p.shape).astype(dtype)
+            opt.step(model)
+        now = model.named_params()
+        assert all(now[k] is arrays[k] for k in arrays)  # updated in place
+        return now
+
+    makers = {"plain": lambda m: SGD(0.1), "groups": lambda m: SGD([{"params": m[0]}, {"params": m[3], "lr": 0.3}]),
+              "momentum": lambda m: SGD(0.1, momentum=0.9), "decay": lambda m: SGD(0.1, weight_decay=0.01)}
+    for kind, make_opt in makers.items():
+        taken.clear()
+        fast, ref = steps(make_opt, True), steps(make_opt, False)
+        assert taken == [kind in ("plain", "groups")] * (3 * (2 if kind == "groups" else 1)), kind
+        for k in ref:
+            assert fast[k].dtype == ref[k].dtype and fast[k].tobytes() == ref[k].tobytes(), (kind, k)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("id_dtype", [np.int64, np.int32])
 def test_the_embedding_kernel_adds_repeated_ids_as_np_add_at_does(dtype, id_dtype):

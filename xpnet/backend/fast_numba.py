@@ -107,6 +107,20 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     return True
 
 
+def _updates_ready(params: Any, grads: Any, lr: float) -> bool:
+    """A whole step's parameters and gradients (lists of one length), each pair as :func:`_update_ready` takes it."""
+    if len(params) != len(grads):
+        return False
+    for p, g in zip(params, grads):
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
+                and g.dtype == p.dtype and g.shape == p.shape):
+            return False
+        flags = p.flags
+        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous):
+            return False
+    return True
+
+
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
     """Any strides (a group's channels are a view of dy)."""
     return isinstance(dy, np.ndarray) and dy.dtype in (np.float32, np.float64)
@@ -138,3 +152,4 @@ def register(add: Callable[..., Any]) -> None:
     add("resize_taps", numba_resize.taps, _taps_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
+    add("sgd_updates", numba_kernels.sgd_updates, _updates_ready)

@@ -48,6 +48,15 @@ class SGD(Optimizer):
         return {**super().hyperparams(), "momentum": self.momentum, "dampening": self.dampening,
                 "nesterov": self.nesterov}
 
+    def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
+        """Without momentum or weight decay, every parameter's p -= lr * g in one call where a backend's kernel
+        takes them all (``"sgd_updates"``: Numba's, for C-contiguous float32/float64 NumPy arrays), bit for bit
+        the per-parameter update's; else the update of each in turn."""
+        if self.momentum or self.weight_decay or self.device_scalars is not None:
+            return False
+        fused = fast_path("sgd_updates", work[0][5], unfused)
+        return fused([item[3] for item in work], [item[4] for item in work], self._lr) is not NotImplemented
+
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         if not self.momentum:
             if fast_path("sgd_update", xp, unfused)(p, g, self._step_lr(p)) is not NotImplemented:
