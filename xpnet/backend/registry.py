@@ -50,7 +50,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                        "layernorm_forward", "layernorm_backward", "softmax", "softmax_backward",
                                        "softmax_cross_entropy", "conv_flat_dy", "conv_shifted_sums", "resize_taps")),
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
-              ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
+              ("fast_numpy", None, ("im2col", "column_sums", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "step_weights_transposed", "lstm_step",
                                     "lstm_step_backward")),
               ("fast_scipy", "scipy", ("erf",))),
