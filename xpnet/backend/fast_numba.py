@@ -107,18 +107,29 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     return True
 
 
-def _updates_ready(params: Any, grads: Any, lr: float) -> bool:
-    """A whole step's parameters and gradients (lists of one length), each pair as :func:`_update_ready` takes it."""
-    if len(params) != len(grads):
+def _pair_ready(p: Any, g: Any) -> bool:
+    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of a step: inline)."""
+    if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS and g.dtype == p.dtype
+            and g.shape == p.shape):
         return False
+    flags = p.flags
+    return flags.c_contiguous and flags.writeable and g.flags.c_contiguous
+
+
+def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
+    """p -= lr * g for each parameter of ``params`` and its gradient in ``grads`` (``xpnet.optim.SGD``'s step):
+    every pair checked first (:func:`_pair_ready`), then ``numba_kernels.sgd_updates`` on their flat views;
+    NotImplemented, nothing updated, where any pair is unfit (as ``xpnet.optim.base.unfused`` answers).
+    Registered without a guard: the check and the flat views share one loop."""
+    if len(params) != len(grads):
+        return NotImplemented
+    flat = []
     for p, g in zip(params, grads):
-        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
-                and g.dtype == p.dtype and g.shape == p.shape):
-            return False
-        flags = p.flags
-        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous):
-            return False
-    return True
+        if not _pair_ready(p, g):
+            return NotImplemented
+        flat.append((p.ravel(), g.ravel()))
+    numba_kernels.sgd_updates(flat, lr)
+    return None
 
 
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
@@ -152,4 +163,4 @@ def register(add: Callable[..., Any]) -> None:
     add("resize_taps", numba_resize.taps, _taps_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
-    add("sgd_updates", numba_kernels.sgd_updates, _updates_ready)
+    add("sgd_updates", sgd_updates)

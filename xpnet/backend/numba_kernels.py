@@ -431,15 +431,15 @@ def sgd_update(p: Any, g: Any, lr: float) -> None:
     _sgd(p.reshape(-1), g.reshape(-1), p.dtype.type(lr))
 
 
-def sgd_updates(params: Any, grads: Any, lr: float) -> None:
-    """:func:`sgd_update` of each parameter of ``params`` with its gradient in ``grads`` (the same arithmetic,
-    the same bits): ``xpnet.optim.SGD``'s whole step in one call, where the arrays are C-contiguous (checked)."""
+def sgd_updates(flat: Any, lr: float) -> None:
+    """:func:`sgd_update` of each (parameter, gradient) pair of ``flat``, both C-contiguous 1-d views (the same
+    arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
     dtype = step = None
-    for p, g in zip(params, grads):
+    for p, g in flat:
         if p.dtype is not dtype:
             dtype = p.dtype
             step = dtype.type(lr)
-        _sgd(p.ravel(), g.ravel(), step)
+        _sgd(p, g, step)
 
 
 def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, dampening: float, first: bool,
