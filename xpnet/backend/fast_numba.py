@@ -20,6 +20,7 @@ from . import fast_numpy, numba_conv, numba_kernels, numba_resize, numba_rows
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_LABELS = (np.dtype(np.int32), np.dtype(np.int64))  # dtypes, not types: a type is made a dtype at each comparison
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -67,7 +68,7 @@ def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float)
     labels (M,), no label smoothing."""
     return (_kernel_ready(y2) and y2.ndim == 2 and y2.shape[0] >= 1 and y2.shape[1] >= 1
             and y2.size < fast_numpy.SPLIT_ELEMENTS and not label_smoothing and isinstance(labels, np.ndarray)
-            and labels.ndim == 1 and labels.dtype in (np.int32, np.int64) and -2 ** 63 <= ignore_index < 2 ** 63)
+            and labels.ndim == 1 and labels.dtype in _LABELS and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
 def _first_ready(x: Any, *rest: Any) -> bool:
