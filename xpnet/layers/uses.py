@@ -428,4 +428,5 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
 
 def _written_out(method: Callable[..., Any]) -> bool:
     """Whether ``method`` is the user's own, not xpnet's (whose containers call each use's backward once)."""
-    return method.__module__.split(".")[0] != "xpnet"
+    module = method.__module__  # asked at every model forward: no split
+    return module != "xpnet" and not module.startswith("xpnet.")
