@@ -502,7 +502,7 @@ def test_the_whole_step_sgd_kernel_takes_every_fit_pair_and_refuses_any_unfit_on
 def test_sgd_updates_the_whole_step_in_one_call_as_one_parameter_at_a_time(monkeypatch, dtype):
     """Plain SGD's step goes through the whole-step kernel once (param groups: once per group; a frozen layer
     left out), and leaves the same bits in the same arrays as the update of each parameter in turn; with
-    momentum or weight decay it takes the per-parameter updates."""
+    momentum or weight decay, or in a subclass with an update of its own, it takes the per-parameter updates."""
     from xpnet.optim.sgd import SGD
 
     once = SGD._updated_at_once
@@ -528,8 +528,13 @@ def test_sgd_updates_the_whole_step_in_one_call_as_one_parameter_at_a_time(monke
         assert all(now[k] is arrays[k] for k in arrays)  # updated in place
         return now
 
+    class Halved(SGD):  # an update of its own: the whole-step kernel would bypass it
+        def _update(self, name, p, g, xp):
+            return super()._update(name, p, g / 2, xp)
+
     makers = {"plain": lambda m: SGD(0.1), "groups": lambda m: SGD([{"params": m[0]}, {"params": m[3], "lr": 0.3}]),
-              "momentum": lambda m: SGD(0.1, momentum=0.9), "decay": lambda m: SGD(0.1, weight_decay=0.01)}
+              "momentum": lambda m: SGD(0.1, momentum=0.9), "decay": lambda m: SGD(0.1, weight_decay=0.01),
+              "own update": lambda m: Halved(0.2)}
     for kind, make_opt in makers.items():
         taken.clear()
         fast, ref = steps(make_opt, True), steps(make_opt, False)

@@ -51,8 +51,12 @@ class SGD(Optimizer):
     def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
         """Without momentum or weight decay, every parameter's p -= lr * g in one call where a backend's kernel
         takes them all (``"sgd_updates"``: Numba's, for C-contiguous float32/float64 NumPy arrays), bit for bit
-        the per-parameter update's; else the update of each in turn."""
+        the per-parameter update's; else the update of each in turn (also for a subclass with an update or a
+        learning rate of its own, which the kernel would bypass)."""
         if self.momentum or self.weight_decay or self.device_scalars is not None:
+            return False
+        kind = type(self)
+        if kind._update is not SGD._update or kind._step_lr is not Optimizer._step_lr:
             return False
         fused = fast_path("sgd_updates", work[0][5], unfused)
         return fused([item[3] for item in work], [item[4] for item in work], self._lr) is not NotImplemented
