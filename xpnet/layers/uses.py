@@ -399,18 +399,18 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
 
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.__dict__.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
+        own = self.__dict__
+        if own.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
         now = stale.clock
-        if self.__dict__.get(stale.SEEN, now) != now:  # a step since its forward (layers.stale)
+        if own.get(stale.SEEN, now) != now:  # a step since its forward (layers.stale)
             stale.check(self)
         check = checking.check
         if check is None:
-            if written_out and CALLS in self.__dict__:
+            if written_out and CALLS in own:
                 return Check(self).serve_model(run, args, kwargs)
         elif check.layer is not self:
             return check.serve(self, run, args, kwargs)
-        own = self.__dict__
         forwards = own.pop(FORWARDS, 0)
         uses = own.get(_USES)
         method = plain if uses is None and own.get(ARMED) is None else backward
