@@ -133,6 +133,26 @@ def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
     return None
 
 
+def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
+                         nesterov: bool) -> Any:
+    """PyTorch's momentum after the first step (``xpnet.optim.SGD(momentum=...)``, each buffer made) for every
+    parameter, its gradient and its buffer: each triple checked first (the pair by :func:`_pair_ready`, the buffer a
+    C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``; NotImplemented,
+    nothing updated, where any is unfit."""
+    if not len(params) == len(grads) == len(velocities):
+        return NotImplemented
+    flat = []
+    for p, g, v in zip(params, grads, velocities):
+        if not (_pair_ready(p, g) and isinstance(v, np.ndarray) and v.dtype == p.dtype and v.shape == p.shape):
+            return NotImplemented
+        flags = v.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return NotImplemented
+        flat.append((p.ravel(), g.ravel(), v.ravel()))
+    numba_kernels.sgd_momentum_updates(flat, lr, momentum, dampening, nesterov)
+    return None
+
+
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
     """Any strides (a group's channels are a view of dy)."""
     return isinstance(dy, np.ndarray) and dy.dtype in (np.float32, np.float64)
@@ -165,3 +185,4 @@ def register(add: Callable[..., Any]) -> None:
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
     add("sgd_updates", sgd_updates)
+    add("sgd_momentum_updates", sgd_momentum_updates)

@@ -452,6 +452,18 @@ def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, damp
                   bool(nesterov))
 
 
+def sgd_momentum_updates(flat: Any, lr: float, momentum: float, dampening: float, nesterov: bool) -> None:
+    """:func:`sgd_momentum_update` after the first step (``first`` False) of each (parameter, gradient, buffer)
+    triple of ``flat``, C-contiguous 1-d views (the same arithmetic, the same bits)."""
+    dtype = None
+    for p, g, v in flat:
+        if p.dtype is not dtype:
+            dtype = p.dtype
+            t = dtype.type
+            scalars = (t(lr), t(momentum), t(1.0 - dampening))
+        _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
+
+
 def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:
     """v = momentum * v - lr * g; p += v (``xpnet.optim.Momentum``)."""
     t = p.dtype.type
