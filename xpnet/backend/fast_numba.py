@@ -21,6 +21,7 @@ from . import fast_numpy, numba_conv, numba_kernels, numba_resize, numba_rows
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _LABELS = (np.dtype(np.int32), np.dtype(np.int64))  # dtypes, not types: a type is made a dtype at each comparison
+_BOOL = np.dtype(np.bool_)
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -82,7 +83,7 @@ def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, ind
 
 
 def _relu_backward_ready(dy: Any, mask: Any) -> bool:
-    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.flags.c_contiguous
+    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == _BOOL and mask.flags.c_contiguous
 
 
 def _pool_backward_ready(dy: Any, first: Any, x_shape: Any, kernel: Any, stride: Any, padding: Any,
