@@ -110,7 +110,7 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
 
 
 def _pair_ready(p: Any, g: Any) -> bool:
-    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of a step: inline)."""
+    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of every step)."""
     if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS and g.dtype == p.dtype
             and g.shape == p.shape):
         return False
