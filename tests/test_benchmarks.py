@@ -95,6 +95,14 @@ def test_mlp_step_prints_the_ratio():
 
 
 @pytest.mark.slow
+def test_tiny_step_prints_both_steps_their_python_calls_and_the_ratio():
+    out = run("tiny_step.py", "--steps", "20", "--rounds", "1", "--momentum", "0.9")
+    for line in ("hand-written NumPy :", "xpnet              :", "ratio xpnet/NumPy", "threads: BLAS"):
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert out.count("Python calls") == 2
+
+
+@pytest.mark.slow
 def test_compare_backends_prints_a_row_per_device():
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")

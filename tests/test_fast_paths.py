@@ -86,6 +86,28 @@ def test_registry_picks_the_numpy_path_and_can_be_switched_off(portable_only):
     assert backend.fast_path("im2col", xp) is fast_numpy.im2col
 
 
+def test_numpy_bias_gradient_sum_equals_portable_bit_for_bit(rng):
+    """Linear's bias gradient through ``ndarray.sum`` (fast_numpy.column_sums): np.sum's bits, with and without
+    the fast paths, for a layer over (N, T, D) sequences too."""
+    from xpnet.layers.linear import column_sums
+
+    assert backend.fast_path("column_sums", np, column_sums) is fast_numpy.column_sums
+    for dtype in (np.float32, np.float64):
+        dy = (rng.standard_normal((37, 5)) * 10.0 ** rng.integers(-3, 4, (37, 5))).astype(dtype)
+        assert fast_numpy.column_sums(dy).tobytes() == column_sums(dy).tobytes() == np.sum(dy, axis=0).tobytes()
+        grads = []
+        for fast in (True, False):
+            previous = backend.set_fast_paths(fast)
+            try:
+                layer = xn.layers.Linear(4, 5, dtype=np.dtype(dtype).name)
+                layer.forward(rng.standard_normal((3, 2, 4)).astype(dtype))
+                layer.backward(dy[:6].reshape(3, 2, 5))
+                grads.append(layer.grads["b"])
+            finally:
+                backend.set_fast_paths(previous)
+        assert grads[0].dtype == dtype and grads[0].tobytes() == grads[1].tobytes()
+
+
 @pytest.mark.parametrize("value, on", [("0", True), ("false", True), ("1", False), ("yes", False),
                                       ("maybe", None)])
 def test_the_environment_switch_reads_0_as_on_and_refuses_what_it_cannot_read(value, on):

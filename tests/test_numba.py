@@ -483,6 +483,78 @@ def test_numpy_parameters_get_the_update_kernels_and_others_the_portable_update(
         np.testing.assert_array_equal(fast[0][k], ref[0][k], err_msg=k)
 
 
+def test_the_whole_step_sgd_kernels_take_every_fit_pair_and_refuse_any_unfit_one():
+    from xpnet.optim.base import unfused
+
+    ps, gs = [np.ones((3, 4), np.float32), np.ones(4, np.float64)], [np.ones((3, 4), np.float32), np.ones(4)]
+    whole = backend.fast_path("sgd_updates", np, unfused)
+    assert whole(ps, gs, 0.5) is None and ps[0][0, 0] == 0.5 and ps[1][0] == 0.5  # in place, each in its dtype
+    for i, unfit in ((0, ps[0].astype(np.float16)), (0, np.ones((4, 3), np.float32).T), (0, _read_only(ps[0])),
+                     (2, gs[0].astype(np.float64)), (2, gs[0][:, :2].copy()), (2, np.ones((4, 3), np.float32).T),
+                     (0, ps[0].tolist())):
+        odd = [list(ps), list(gs)]
+        odd[i // 2][i % 2 if i else 0] = unfit
+        assert whole(*odd, 0.5) is NotImplemented, (i, unfit)
+    assert whole(ps, gs[:1], 0.5) is NotImplemented
+    vs = [np.zeros((3, 4), np.float32), np.zeros(4)]
+    momentum = backend.fast_path("sgd_momentum_updates", np, unfused)
+    assert momentum(ps, gs, vs, 0.5, 0.9, 0.0, False) is None and vs[0][0, 0] == 1.0 and ps[0][0, 0] == 0.0
+    for unfit in (_read_only(vs[0]), vs[0].astype(np.float64), np.zeros((4, 3), np.float32).T, vs[0][:, :2].copy(),
+                  vs[0].tolist()):
+        assert momentum(ps, gs, [unfit, vs[1]], 0.5, 0.9, 0.0, False) is NotImplemented, unfit
+    assert momentum(ps, gs, vs[:1], 0.5, 0.9, 0.0, False) is NotImplemented
+    assert vs[0][0, 0] == 1.0 and ps[0][0, 0] == 0.0  # a refusal touches nothing
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_updates_the_whole_step_in_one_call_as_one_parameter_at_a_time(monkeypatch, dtype):
+    """SGD's step goes through a whole-step kernel once (param groups: once per group; a frozen layer left out;
+    with momentum, from the step after the one that made the buffers), and leaves the same bits in the same arrays
+    as the update of each parameter in turn; with weight decay, or in a subclass with an update of its own, it
+    takes the per-parameter updates."""
+    from xpnet.optim.sgd import SGD
+
+    once = SGD._updated_at_once
+    taken = []
+
+    def spy(self, work):
+        taken.append(once(self, work))
+        return taken[-1]
+
+    def steps(make_opt, whole):
+        monkeypatch.setattr(SGD, "_updated_at_once", spy if whole else lambda self, work: False)
+        xn.init.seed(0)
+        model = xn.Sequential(Linear(6, 5, dtype=dtype), ReLU(), Linear(5, 4, dtype=dtype), Linear(4, 3, dtype=dtype))
+        model[2].requires_grad_(False)
+        arrays = dict(model.named_params())
+        opt, rng = make_opt(model), np.random.default_rng(1)
+        for _ in range(3):
+            for layer in (model[0], model[3]):
+                for k, p in layer.params.items():
+                    layer.grads[k] = rng.standard_normal(p.shape).astype(dtype)
+            opt.step(model)
+        now = model.named_params()
+        assert all(now[k] is arrays[k] for k in arrays)  # updated in place
+        return now
+
+    class Halved(SGD):  # an update of its own: the whole-step kernel would bypass it
+        def _update(self, name, p, g, xp):
+            return super()._update(name, p, g / 2, xp)
+
+    makers = {"plain": lambda m: SGD(0.1), "groups": lambda m: SGD([{"params": m[0]}, {"params": m[3], "lr": 0.3}]),
+              "momentum": lambda m: SGD(0.1, momentum=0.9, dampening=0.1),
+              "nesterov": lambda m: SGD([{"params": m[0]}, {"params": m[3], "lr": 0.3}], 0.1, 0.9, nesterov=True),
+              "decay": lambda m: SGD(0.1, weight_decay=0.01), "own update": lambda m: Halved(0.2)}
+    expected = {"plain": [True] * 3, "groups": [True] * 6, "momentum": [False, True, True],  # the first step makes
+                "nesterov": [False, False] + [True] * 4, "decay": [False] * 3, "own update": [False] * 3}  # the buffers
+    for kind, make_opt in makers.items():
+        taken.clear()
+        fast, ref = steps(make_opt, True), steps(make_opt, False)
+        assert taken == expected[kind], kind
+        for k in ref:
+            assert fast[k].dtype == ref[k].dtype and fast[k].tobytes() == ref[k].tobytes(), (kind, k)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("id_dtype", [np.int64, np.int32])
 def test_the_embedding_kernel_adds_repeated_ids_as_np_add_at_does(dtype, id_dtype):

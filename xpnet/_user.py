@@ -46,6 +46,9 @@ def install_hint(extra: str) -> str:
 def is_real(value: Any) -> bool:
     """A real number as a user passes it: a Python int/float or a NumPy scalar such as
     ``np.float32(0.1)``; never a bool (NumPy's bool is not a ``numbers.Real`` either)."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, without the ABC's check (a loss's backward asks each step)
+        return True
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 

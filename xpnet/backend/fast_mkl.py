@@ -108,11 +108,13 @@ def _layout(x: Any) -> tuple[int, int] | None:
 
 
 def _multiplies(a: Any, b: Any) -> bool:
-    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2 and b.ndim == 2
-            and a.dtype == b.dtype and a.dtype in _KIND and a.shape[1] == b.shape[0]
-            and a.shape[0] * a.shape[1] * b.shape[1] > MIN_PRODUCT
-            and min(a.shape[0], a.shape[1], b.shape[1]) >= max(MIN_SIDE, 1)
-            and _layout(a) is not None and _layout(b) is not None)
+    """Two 2-d NumPy arrays of one float dtype whose product is large (see ``MIN_PRODUCT``, ``MIN_SIDE``), each
+    laid out as MKL reads it. The size, which refuses a layer's every product below it, is asked first."""
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2 and b.ndim == 2):
+        return False
+    (m, k), n = a.shape, b.shape[1]
+    return (m * k * n > MIN_PRODUCT and min(m, k, n) >= max(MIN_SIDE, 1) and k == b.shape[0]
+            and a.dtype == b.dtype and a.dtype in _KIND and _layout(a) is not None and _layout(b) is not None)
 
 
 def matmul(a: Any, b: Any) -> Any:

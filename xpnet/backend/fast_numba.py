@@ -20,6 +20,8 @@ from . import fast_numpy, numba_conv, numba_kernels, numba_resize, numba_rows
 
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_LABELS = (np.dtype(np.int32), np.dtype(np.int64))  # dtypes, not types: a type is made a dtype at each comparison
+_BOOL = np.dtype(np.bool_)
 
 
 def _kernel_ready(*arrays: Any) -> bool:
@@ -67,7 +69,7 @@ def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float)
     labels (M,), no label smoothing."""
     return (_kernel_ready(y2) and y2.ndim == 2 and y2.shape[0] >= 1 and y2.shape[1] >= 1
             and y2.size < fast_numpy.SPLIT_ELEMENTS and not label_smoothing and isinstance(labels, np.ndarray)
-            and labels.ndim == 1 and labels.dtype in (np.int32, np.int64) and -2 ** 63 <= ignore_index < 2 ** 63)
+            and labels.ndim == 1 and labels.dtype in _LABELS and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
 def _first_ready(x: Any, *rest: Any) -> bool:
@@ -81,7 +83,7 @@ def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, ind
 
 
 def _relu_backward_ready(dy: Any, mask: Any) -> bool:
-    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.flags.c_contiguous
+    return _kernel_ready(dy) and isinstance(mask, np.ndarray) and mask.dtype == _BOOL and mask.flags.c_contiguous
 
 
 def _pool_backward_ready(dy: Any, first: Any, x_shape: Any, kernel: Any, stride: Any, padding: Any,
@@ -105,6 +107,51 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
                                               and a.flags.writeable):
             return False
     return True
+
+
+def _pair_ready(p: Any, g: Any) -> bool:
+    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of every step)."""
+    if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS and g.dtype == p.dtype
+            and g.shape == p.shape):
+        return False
+    flags = p.flags
+    return flags.c_contiguous and flags.writeable and g.flags.c_contiguous
+
+
+def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
+    """p -= lr * g for each parameter of ``params`` and its gradient in ``grads`` (``xpnet.optim.SGD``'s step):
+    every pair checked first (:func:`_pair_ready`), then ``numba_kernels.sgd_updates`` on their flat views;
+    NotImplemented, nothing updated, where any pair is unfit (as ``xpnet.optim.base.unfused`` answers).
+    Registered without a guard: the check and the flat views share one loop."""
+    if len(params) != len(grads):
+        return NotImplemented
+    flat = []
+    for p, g in zip(params, grads):
+        if not _pair_ready(p, g):
+            return NotImplemented
+        flat.append((p.ravel(), g.ravel()))
+    numba_kernels.sgd_updates(flat, lr)
+    return None
+
+
+def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
+                         nesterov: bool) -> Any:
+    """PyTorch's momentum after the first step (``xpnet.optim.SGD(momentum=...)``, each buffer made) for every
+    parameter, its gradient and its buffer: each triple checked first (the pair by :func:`_pair_ready`, the buffer a
+    C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``; NotImplemented,
+    nothing updated, where any is unfit."""
+    if not len(params) == len(grads) == len(velocities):
+        return NotImplemented
+    flat = []
+    for p, g, v in zip(params, grads, velocities):
+        if not (_pair_ready(p, g) and isinstance(v, np.ndarray) and v.dtype == p.dtype and v.shape == p.shape):
+            return NotImplemented
+        flags = v.flags
+        if not (flags.c_contiguous and flags.writeable):
+            return NotImplemented
+        flat.append((p.ravel(), g.ravel(), v.ravel()))
+    numba_kernels.sgd_momentum_updates(flat, lr, momentum, dampening, nesterov)
+    return None
 
 
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
@@ -138,3 +185,5 @@ def register(add: Callable[..., Any]) -> None:
     add("resize_taps", numba_resize.taps, _taps_ready)
     for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
+    add("sgd_updates", sgd_updates)
+    add("sgd_momentum_updates", sgd_momentum_updates)

@@ -3,8 +3,8 @@ offsets (``xpnet.layers._im2col.im2col_portable``); the embedding's scatter-add 
 instead of one-hot products (``xpnet.layers.embedding.embedding_backward``); the softmax cross-entropy
 of integer labels in the common case (no ignored label, no smoothing) without per-row weights
 (``xpnet.losses.cross_entropy_labels`` and its backward, over two threads where NumPy's BLAS has two); the
-recurrent layers' Wh.T as a contiguous copy, and the LSTM step's gates in place. The tests compare each
-with the portable code."""
+recurrent layers' Wh.T as a contiguous copy, and the LSTM step's gates in place; a bias gradient's sum over
+the rows as ``ndarray.sum``. The tests compare each with the portable code."""
 
 from __future__ import annotations
 
@@ -185,8 +185,15 @@ def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT
             and all(v.dtype == dh_next.dtype for v in arrays))
 
 
+def column_sums(x: Any) -> Any:
+    """``np.sum(x, axis=0)`` as the array's own method: the same reduction (the same bits) without ``np.sum``'s
+    dispatch, half its ~1.5 us on a bias gradient."""
+    return x.sum(axis=0)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
+    add("column_sums", column_sums)
     add("embedding_backward", embedding_backward)
     add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)
     add("cross_entropy_labels_backward", cross_entropy_labels_backward, accepts=_unweighted)

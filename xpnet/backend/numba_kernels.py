@@ -191,14 +191,14 @@ def _relu_backward(dy, mask, dx):
 def relu_forward(x: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.activations.relu_forward``."""
     y, mask = np.empty_like(x), np.empty(x.shape, np.bool_)
-    _relu_forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    _relu_forward(x.ravel(), y.ravel(), mask.ravel())
     return y, mask
 
 
 def relu_backward(dy: Any, mask: Any) -> Any:
     """See ``xpnet.layers.activations.relu_backward``."""
     dx = np.empty_like(dy)
-    _relu_backward(dy.reshape(-1), mask.reshape(-1), dx.reshape(-1))
+    _relu_backward(dy.ravel(), mask.ravel(), dx.ravel())
     return dx
 
 
@@ -428,7 +428,18 @@ def _scaled_by_rms(p, g, h, lr, decay, scale, eps):
 
 def sgd_update(p: Any, g: Any, lr: float) -> None:
     """p -= lr * g (``xpnet.optim.SGD``)."""
-    _sgd(p.reshape(-1), g.reshape(-1), p.dtype.type(lr))
+    _sgd(p.ravel(), g.ravel(), p.dtype.type(lr))
+
+
+def sgd_updates(flat: Any, lr: float) -> None:
+    """:func:`sgd_update` of each (parameter, gradient) pair of ``flat``, both C-contiguous 1-d views (the same
+    arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
+    dtype = step = None
+    for p, g in flat:
+        if p.dtype is not dtype:
+            dtype = p.dtype
+            step = dtype.type(lr)
+        _sgd(p, g, step)
 
 
 def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, dampening: float, first: bool,
@@ -437,20 +448,32 @@ def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, damp
     v starts as), then v = momentum * v + (1 - dampening) * g; p -= lr * v, or with ``nesterov``
     p -= lr * (momentum * v + g)."""
     t = p.dtype.type
-    _sgd_momentum(p.reshape(-1), g.reshape(-1), v.reshape(-1), t(lr), t(momentum), t(1.0 - dampening), bool(first),
+    _sgd_momentum(p.ravel(), g.ravel(), v.ravel(), t(lr), t(momentum), t(1.0 - dampening), bool(first),
                   bool(nesterov))
+
+
+def sgd_momentum_updates(flat: Any, lr: float, momentum: float, dampening: float, nesterov: bool) -> None:
+    """:func:`sgd_momentum_update` after the first step (``first`` False) of each (parameter, gradient, buffer)
+    triple of ``flat``, C-contiguous 1-d views (the same arithmetic, the same bits)."""
+    dtype = None
+    for p, g, v in flat:
+        if p.dtype is not dtype:
+            dtype = p.dtype
+            t = dtype.type
+            scalars = (t(lr), t(momentum), t(1.0 - dampening))
+        _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
 
 
 def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:
     """v = momentum * v - lr * g; p += v (``xpnet.optim.Momentum``)."""
     t = p.dtype.type
-    _momentum(p.reshape(-1), g.reshape(-1), v.reshape(-1), t(lr), t(momentum))
+    _momentum(p.ravel(), g.ravel(), v.ravel(), t(lr), t(momentum))
 
 
 def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: float, eps: float) -> None:
     """m += (1 - b1)(g - m); v = b2 v + (1 - b2) g^2; p -= step * m / (sqrt(v) + eps) (``xpnet.optim.Adam``)."""
     t = p.dtype.type
-    _adam(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1), t(1.0 - b1), t(b2), t(1.0 - b2), t(step),
+    _adam(p.ravel(), g.ravel(), m.ravel(), v.ravel(), t(1.0 - b1), t(b2), t(1.0 - b2), t(step),
           t(eps))
 
 
@@ -459,4 +482,4 @@ def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: floa
     (``xpnet.optim.AdaGrad``: a decay and a scale of 1, which change no bit); p -= lr * g / (sqrt(h) + eps)."""
     t = p.dtype.type
     decay, scale = (t(1.0), t(1.0)) if alpha is None else (t(alpha), t(1.0 - alpha))
-    _scaled_by_rms(p.reshape(-1), g.reshape(-1), h.reshape(-1), t(lr), decay, scale, t(eps))
+    _scaled_by_rms(p.ravel(), g.ravel(), h.ravel(), t(lr), decay, scale, t(eps))

@@ -46,12 +46,12 @@ _STEP_OPS = ("step_weights", "step_weights_transposed")
 # library -> ((family module, third-party package it needs or None, operations it provides), ...), preferred
 # first: an input one family does not accept goes to the next.
 FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
-    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "embedding_backward", "layernorm_forward",
-                                       "layernorm_backward", "softmax", "softmax_backward", "softmax_cross_entropy",
-                                       "conv_flat_dy",
-                                       "conv_shifted_sums", "resize_taps")),
+    "numpy": (("fast_numba", "numba", (*_LAYER_OPS, *_UPDATE_OPS, "sgd_updates", "sgd_momentum_updates",
+                                       "embedding_backward", "layernorm_forward", "layernorm_backward", "softmax",
+                                       "softmax_backward", "softmax_cross_entropy", "conv_flat_dy", "conv_shifted_sums",
+                                       "resize_taps")),
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
-              ("fast_numpy", None, ("im2col", "embedding_backward", "cross_entropy_labels",
+              ("fast_numpy", None, ("im2col", "column_sums", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "step_weights_transposed", "lstm_step",
                                     "lstm_step_backward")),
               ("fast_scipy", "scipy", ("erf",))),

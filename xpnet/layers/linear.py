@@ -8,7 +8,7 @@ from typing import Any
 from .. import _chainer
 from .. import init as _init
 from .._user import flag, is_bool, keyword_hints
-from ..backend import fast_path, untracked
+from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .pytorch_params import PyTorchParam
 
@@ -98,8 +98,13 @@ class Linear(Layer):
             return xp, dy2
         self.grads["W"] = fast_path("matmul", xp, operator.matmul)(x2.T, dy2)
         if self.has_bias:
-            self.grads["b"] = xp.sum(dy2, axis=0)
+            self.grads["b"] = fast_path("column_sums", xp, column_sums)(dy2)
         return xp, dy2
+
+
+def column_sums(dy2: Any) -> Any:
+    """The bias gradient: ``dy2`` (rows, out_features) summed over its rows -> (out_features,)."""
+    return namespace(dy2).sum(dy2, axis=0)
 
 
 def _width(x: Any) -> int:

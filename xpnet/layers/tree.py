@@ -149,6 +149,11 @@ def _visit(node: Any, prefix: str, found: dict[str, Any], seen: set[int]) -> Non
         if id(child) not in seen:
             seen.add(id(child))
             found[prefix + name] = child
+            leaf = child.__dict__
+            if type(child).named_children is _NO_CHILDREN and "named_children" not in leaf:  # a leaf: no call
+                if "params" not in leaf or "grads" not in leaf or "buffers" not in leaf:
+                    _check_built(child)
+                continue
             _visit(child, prefix + name + ".", found, seen)
 
 
@@ -471,3 +476,6 @@ class Tree(Submodules):
                 self.set_param(k, namespace(value).asarray(value, copy=True))
         loaded(self)  # a backward of a forward from before it is refused (layers.stale)
         return IncompatibleKeys(missing, unexpected)
+
+
+_NO_CHILDREN = Tree.named_children  # a leaf's: _visit need not call it

@@ -46,8 +46,10 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
     parameter that trains gets the gradient the full backward gives."""
     parts = list(parts)
     if not input_grad:
-        first = next((i for i, p in enumerate(parts) if isinstance(p, Layer) and _trains(p)), None)
-        if first is None:
+        for first, part in enumerate(parts):  # a loop, not next() over a generator: every training step asks
+            if isinstance(part, Layer) and _trains(part):
+                break
+        else:
             return None
         parts = parts[first:]
     if not parts:

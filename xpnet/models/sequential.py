@@ -87,7 +87,10 @@ class Sequential(StopsWhereNothingTrains, Model):
         del self.layers[int(i)]
 
     def named_children(self) -> dict[str, Layer]:
-        return {str(i): layer for i, layer in enumerate(self.layers)}
+        layers = self.layers
+        if len(layers) <= len(_INDEX_NAMES):  # the names made once: every training step's walk asks
+            return dict(zip(_INDEX_NAMES, layers))
+        return {str(i): layer for i, layer in enumerate(layers)}
 
     def __len__(self) -> int:
         return len(self.layers)
@@ -130,6 +133,9 @@ class Sequential(StopsWhereNothingTrains, Model):
         any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
         through at all)."""
         return backward_chain(self.layers, dy, input_grad)
+
+
+_INDEX_NAMES = tuple(str(i) for i in range(256))  # a Sequential's children's names, "0", "1", ...
 
 
 def _check_item(where: str, i: int, layer: Any) -> None:

@@ -278,6 +278,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         stepped(self, work)  # a backward of a forward from before this step is refused (layers.stale)
         if self.weight_decay and self.weight_decay_on == "weights":
             self._note_undecayed(work)
+        if self._updated_at_once(work):
+            return
         with no_autograd(work[0][5]):
             for name, model, local, p, g, xp in work:
                 new = p
@@ -286,6 +288,11 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
                 new = self._update(name, new, g, xp)
                 if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                     model.set_param(local, new)
+
+    def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
+        """Whether one fused call updated every parameter of ``work`` as :meth:`_update` would have, one by one (a
+        backend's kernel for the whole step); False, nothing touched, where none takes them all."""
+        return False
 
     def _check_gradient(self, model: Any, name: str, p: Any, g: Any, params: dict[str, Any]) -> None:
         """Raise unless the gradient ``g`` of parameter ``name`` (``p``) has its device, shape and dtype."""

@@ -48,6 +48,31 @@ class SGD(Optimizer):
         return {**super().hyperparams(), "momentum": self.momentum, "dampening": self.dampening,
                 "nesterov": self.nesterov}
 
+    def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
+        """Without weight decay, every parameter's update in one call where a backend's kernel takes them all
+        (Numba's, for C-contiguous float32/float64 NumPy arrays: ``"sgd_updates"``, and with momentum, once every
+        parameter has its buffer, ``"sgd_momentum_updates"``), bit for bit the per-parameter update's; else the
+        update of each in turn (also for a subclass with an update, a learning rate or state of its own, which
+        the kernel would bypass)."""
+        if self.weight_decay or self.device_scalars is not None:
+            return False
+        kind = type(self)
+        if kind._update is not SGD._update or kind._step_lr is not Optimizer._step_lr or kind._slot is not \
+                Optimizer._slot:
+            return False
+        xp, params, grads = work[0][5], [item[3] for item in work], [item[4] for item in work]
+        if not self.momentum:
+            return fast_path("sgd_updates", xp, unfused)(params, grads, self._lr) is not NotImplemented
+        state, velocities = self.state, []
+        for item in work:  # the first step of a parameter sets its buffer to g: its own update does that
+            v = state.get(item[0], {}).get("v")
+            if v is None:
+                return False
+            velocities.append(v)
+        fused = fast_path("sgd_momentum_updates", xp, unfused)
+        return fused(params, grads, velocities, self._lr, self.momentum, self.dampening,
+                     self.nesterov) is not NotImplemented
+
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         if not self.momentum:
             if fast_path("sgd_update", xp, unfused)(p, g, self._step_lr(p)) is not NotImplemented:
