@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._user import is_int
+from .._user import is_int, seed as _seed
 from .text import encode, vocabulary
 
 __all__ = ["Seq2SeqData", "addition", "dates", "addition_lines", "date_lines", "seq2seq_from_lines",
@@ -54,19 +54,21 @@ class Seq2SeqData(NamedTuple):
 def addition(n: int = 50_000, seed: int = 0, split_seed: int | None = 1984) -> Seq2SeqData:
     """``n`` additions (see the module docstring) from ``seed``, split as the book splits its file."""
     _check_count(n, 500_500, "addition")
+    _check_seeds("addition", seed, split_seed)
     return seq2seq_from_lines(addition_lines(n, seed), split_seed)
 
 
 def dates(n: int = 50_000, seed: int = 0, split_seed: int | None = 1984) -> Seq2SeqData:
     """``n`` dates to translate into ISO format (see the module docstring), split as the book's file."""
     _check_count(n, None, "dates")
+    _check_seeds("dates", seed, split_seed)
     return seq2seq_from_lines(date_lines(n, seed), split_seed)
 
 
 def addition_lines(n: int = 50_000, seed: int = 0) -> list[str]:
     """The lines of an addition file in the book's format, ``"16+75  _91  "``; at most 500,500 (every pair)."""
     _check_count(n, 500_500, "addition_lines")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed, "addition_lines"))
     seen, lines = set(), []
     while len(lines) < n:
         a, b = _number(rng), _number(rng)
@@ -86,7 +88,7 @@ def _number(rng: np.random.Generator) -> int:
 def date_lines(n: int = 50_000, seed: int = 0) -> list[str]:
     """The lines of a date file in the book's format, ``"september 27, 1994           _1994-09-27"``."""
     _check_count(n, None, "date_lines")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_seed(seed, "date_lines"))
     first, days = FIRST_DAY.toordinal(), (LAST_DAY - FIRST_DAY).days + 1
     lines = []
     for _ in range(n):
@@ -108,6 +110,7 @@ def seq2seq_from_lines(lines: list[str], split_seed: int | None = 1984) -> Seq2S
     character ids in order of first appearance, rows shuffled by ``numpy.random.RandomState(split_seed)``
     (None: not shuffled), the last tenth (``len // 10`` rows) the test set. Every question (and every answer) must
     have one length: the book pads them with spaces."""
+    _seed(split_seed, "seq2seq_from_lines", "split_seed", optional=True)
     if not lines:
         raise ValueError("seq2seq_from_lines: no lines")
     pairs = []
@@ -137,6 +140,12 @@ def load_seq2seq_file(path: str | os.PathLike, split_seed: int | None = 1984) ->
     makes it: the same split as the book's ``load_data(file_name, seed=1984)``."""
     with open(path, encoding="utf-8") as f:
         return seq2seq_from_lines([line.rstrip("\n") for line in f], split_seed)
+
+
+def _check_seeds(who: str, seed: int, split_seed: int | None) -> None:
+    """A ValueError naming ``who`` for a seed that NumPy's generators would refuse deep inside (-1, 1.5, "0")."""
+    _seed(seed, who)
+    _seed(split_seed, who, "split_seed", optional=True)
 
 
 def _check_count(n: int, most: int | None, who: str) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .._user import seed as _seed
 from ..backend import Device, device_of, isdtype, namespace, to_device
 
 __all__ = ["TokenStream"]
@@ -37,7 +38,11 @@ class TokenStream:
         self.batch_size = _positive("batch_size", batch_size)
         self.time_size = _positive("time_size", time_size)
         if not hasattr(ids, "shape"):  # a Python list of ids (char_ids' output as a list, say)
-            ids = np.asarray(ids)
+            try:
+                ids = np.asarray(ids)
+            except ValueError:  # a ragged list of lists
+                raise ValueError(f"TokenStream: ids must be a 1-D integer array or a flat list of ints, got a "
+                                 f"ragged {type(ids).__name__}") from None
         xp = namespace(ids)
         if ids.ndim != 1 or not isdtype(xp, ids.dtype, "integral"):
             raise ValueError(f"TokenStream: ids must be a 1-D integer array, got shape {tuple(ids.shape)} and "
@@ -82,9 +87,10 @@ class TokenStream:
         return (self.offsets + start + np.arange(self.time_size, dtype=np.int64)[None, :]) % self.size
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
-        """The batches of epoch ``epoch`` (the same ones every time it is asked for). Their positions are
+        """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for). Their positions are
         computed on the ids' device from ``positions(0)``, uploaded once: an upload per batch from pageable
         host memory may wait for the work a GPU has queued, and the training loop would then wait each step."""
+        _seed(epoch, "TokenStream.epoch", "epoch")
         xp = self.device.xp
         shape = (self.batch_size, self.time_size)
         if self._first is None:

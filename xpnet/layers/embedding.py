@@ -66,7 +66,7 @@ class Embedding(Layer):
             "_weight": _weight, "device": device})
         self.padding_idx = self._padding_index(padding_idx)
         self.init, self.dtype = init, float_dtype_name(dtype, self.name)
-        self.check_ids = bool(check_ids)
+        self.check_ids = flag(check_ids, self.name, "check_ids")
         W = _init.weights((self.num_embeddings, self.embedding_dim), self.num_embeddings, self.embedding_dim,
                           init=init, dtype=self.dtype)
         if self.padding_idx is not None and W.flags.writeable:  # a skip_init placeholder is read-only zeros
@@ -124,6 +124,9 @@ class Embedding(Layer):
     def _check_ids(self, ids: Any, what: str) -> Any:
         """The namespace of ``ids`` (``what`` in messages), integers on W's device, checked in range where
         ``check_ids`` says so."""
+        if not hasattr(ids, "dtype"):  # a list of ids: namespace() would fail with no word of the layer
+            raise TypeError(f"{self.name}: expected an integer array of {what}, got a {type(ids).__name__}; "
+                            f"convert it with np.asarray({what}, dtype=np.int64) (or xn.to_device)")
         xp = namespace(ids)
         W = self.params["W"]
         if not isdtype(xp, ids.dtype, "integral"):

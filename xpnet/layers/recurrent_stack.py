@@ -35,6 +35,7 @@ from .base import Layer, init_parameters, positive_int
 from .container import Container
 from .dropout import Dropout
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
+from .recurrent_state import check_state_arrays
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
                  "bidirectional": False, "proj_size": 0, "return_state": False, "nonlinearity": "tanh"}
@@ -117,6 +118,7 @@ class RecurrentStack(Container):
         """Start from ``h`` (and ``c`` for LSTM; None: zeros), PyTorch's h0 (num_layers * num_directions, N, H)."""
         if c is not None and "c" not in self.state_names:
             raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        check_state_arrays(self.name, self.state_names, h, c)
         layers = self.layers()
         for what, s in (("h", h), ("c", c)):
             if s is not None and (getattr(s, "ndim", None) != 3 or s.shape[0] != len(layers)):

@@ -58,6 +58,7 @@ class CarriedState:
         layers ignore ``set_state``); with it the first does and the state then moves on."""
         if c is not None and "c" not in self.state_names:
             raise TypeError(f"{self.name}: has no cell state c; call set_state(h)")
+        check_state_arrays(self.name, self.state_names, h, c)
         h, c = untracked(h), None if c is None else untracked(c)
         xp = namespace(h)
         width, cells = self.state_widths[0], self.state_widths[-1]
@@ -189,3 +190,14 @@ def independent_batches(model: Any) -> Iterator[Callable[[], None]]:
     finally:
         for node, state in zip(layers, kept):
             node._state = state
+
+
+def check_state_arrays(who: str, names: tuple[str, ...], h: Any, c: Any) -> None:
+    """A TypeError naming ``who`` where ``h`` or ``c`` given to ``set_state`` is not an array: PyTorch's hx pair
+    ``(h0, c0)`` passed whole, or a list, would otherwise fail inside the array library."""
+    for what, value in (("h", h), ("c", c)):
+        if value is not None and not hasattr(value, "shape"):
+            pair = ("; PyTorch's hx pair (h0, c0) is set_state(h0, c0)" if "c" in names and
+                    isinstance(value, tuple) else "")
+            raise TypeError(f"{who}.set_state({', '.join(names)}): {what} must be an array, got a "
+                            f"{type(value).__name__}{pair}")

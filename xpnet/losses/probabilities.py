@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._user import warn
+from .._user import flag, warn
 from ..backend import namespace
 from .base import ElementwiseLoss, HostWeights, check_reduction
 from .binary import check_broadcast
@@ -83,13 +83,13 @@ class KLDivLoss(ElementwiseLoss):
     """
 
     def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        self.log_target = flag(log_target, self.name, "log_target")  # "no" was taken as True
         if reduction != "batchmean":
             check_reduction(self.name, reduction)
         if reduction == "mean":
             warn(f"{self.name}: reduction='mean' divides by every element (by the batch and the classes), as "
                  "PyTorch's does and warns: the KL divergence's mean over the batch is reduction='batchmean'")
         self.reduction = reduction
-        self.log_target = bool(log_target)
         self._n, self._target = None, None
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:

@@ -1,0 +1,96 @@
+"""Bad input to the newer public API (sequence layers, losses, sequence datasets) gives one clear error naming
+the layer or function and the argument, never a traceback from inside NumPy or array_api_compat, and never a
+flag string taken as True. The older layers' cases are in test_clear_errors.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import GRU, LSTM, RNN, Embedding, EmbeddingBag
+
+f32 = np.float32
+
+
+def zeros(*shape):
+    return np.zeros(shape, f32)
+
+
+# -- flags: a string or 0 was taken as True (KLDivLoss(log_target="False") read t as log-probabilities) ----------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda v: xn.losses.KLDivLoss(reduction="batchmean", log_target=v), "KLDivLoss: log_target"),
+    (lambda v: Embedding(10, 3, check_ids=v), "Embedding: check_ids"),
+    (lambda v: EmbeddingBag(10, 3, check_ids=v), "EmbeddingBag: check_ids"),
+])
+@pytest.mark.parametrize("value", ["False", 0, None])
+def test_flags_must_be_true_or_false(call, message, value):
+    with pytest.raises(TypeError, match=f"{message} must be True or False, got {value!r}"):
+        call(value)
+
+
+def test_kl_div_log_target_false_reads_probabilities():
+    """The flag check keeps the meaning of a real bool: log_target=False takes t as probabilities."""
+    y, t = np.log(np.full((2, 4), 0.25, f32)), np.full((2, 4), 0.25, f32)
+    assert float(xn.losses.KLDivLoss(reduction="batchmean", log_target=False).forward(y, t)) == pytest.approx(0.0)
+
+
+# -- ids and states as Python lists or PyTorch's hx pair: namespace() failed with no word of the layer -------------
+
+@pytest.mark.parametrize("layer", [Embedding(10, 3), EmbeddingBag(10, 3)], ids=lambda m: m.name)
+@pytest.mark.parametrize("ids", [[[1, 2]], (1, 2)], ids=["list", "tuple"])
+def test_ids_must_be_an_array(layer, ids):
+    with pytest.raises(TypeError, match=f"{layer.name}: expected an integer array of ids, got a "
+                                        f"{type(ids).__name__}; convert it with np.asarray"):
+        layer.forward(ids)
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda: LSTM(3, 5), ((zeros(2, 5), zeros(2, 5)),),
+     r"LSTM.set_state\(h, c\): h must be an array, got a tuple; PyTorch's hx pair \(h0, c0\) is set_state\(h0, c0\)"),
+    (lambda: LSTM(3, 5, num_layers=2), ((zeros(2, 2, 5), zeros(2, 2, 5)),),
+     r"LSTM.set_state\(h, c\): h must be an array, got a tuple; PyTorch's hx pair"),
+    (lambda: LSTM(3, 5), (zeros(2, 5), [[0.0] * 5] * 2), r"LSTM.set_state\(h, c\): c must be an array, got a list"),
+    (lambda: RNN(3, 5), ([[0.0] * 5] * 2,), r"RNN.set_state\(h\): h must be an array, got a list$"),
+    (lambda: GRU(3, 5, num_layers=2), ([[[0.0] * 5] * 2] * 2,), r"GRU.set_state\(h\): h must be an array, got a list"),
+])
+def test_set_state_takes_arrays(make, args, message):
+    with pytest.raises(TypeError, match=message):
+        make().set_state(*args)
+
+
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_set_state_with_arrays_still_starts_there(num_layers):
+    """The check passes arrays through: the state set is the one the forward starts from."""
+    xn.init.seed(0)
+    layer, x = LSTM(3, 5, num_layers=num_layers), np.ones((2, 4, 3), f32)
+    shape = (num_layers, 2, 5) if num_layers > 1 else (2, 5)
+    zero = layer.forward(x, train=False)
+    layer.set_state(np.ones(shape, f32), np.ones(shape, f32))
+    assert not np.allclose(layer.forward(x, train=False), zero)
+
+
+# -- sequence datasets: NumPy's SeedSequence and asarray errors, and an epoch of -1 read from the end ----------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda s: xn.datasets.addition(600, seed=s), "addition: seed"),
+    (lambda s: xn.datasets.dates(600, seed=s), "dates: seed"),
+    (lambda s: xn.datasets.addition_lines(5, seed=s), "addition_lines: seed"),
+    (lambda s: xn.datasets.date_lines(5, seed=s), "date_lines: seed"),
+    (lambda s: xn.datasets.addition(600, split_seed=s), "addition: split_seed"),
+    (lambda s: xn.datasets.dates(600, split_seed=s), "dates: split_seed"),
+    (lambda s: xn.datasets.seq2seq_from_lines(["1+1_2"], split_seed=s), "seq2seq_from_lines: split_seed"),
+    (lambda e: list(xn.datasets.TokenStream(np.arange(50), 2, 3).epoch(e)), "TokenStream.epoch: epoch"),
+])
+@pytest.mark.parametrize("value", [-1, 1.5, "0"])
+def test_seeds_and_epochs_must_be_whole_numbers_from_zero(call, message, value):
+    with pytest.raises(ValueError, match=f"{message} must be an int >= 0.*got {value!r}"):
+        call(value)
+
+
+def test_token_stream_names_a_ragged_list():
+    with pytest.raises(ValueError, match="TokenStream: ids must be a 1-D integer array or a flat list of ints, got a "
+                                         "ragged list"):
+        xn.datasets.TokenStream([[1, 2], [3]], 2, 3)
