@@ -94,3 +94,14 @@ def test_token_stream_names_a_ragged_list():
     with pytest.raises(ValueError, match="TokenStream: ids must be a 1-D integer array or a flat list of ints, got a "
                                          "ragged list"):
         xn.datasets.TokenStream([[1, 2], [3]], 2, 3)
+
+
+# -- backward: a dgrid of AffineGrid's size but another shape reshaped silently into wrong rows ----------------------
+
+@pytest.mark.parametrize("dgrid_shape", [(2, 8, 4, 2), (2, 4, 4, 3)], ids=["H and W swapped", "wrong size"])
+def test_affine_grid_backward_checks_the_shape(dgrid_shape):
+    layer = xn.layers.AffineGrid()
+    layer.forward(zeros(2, 2, 3), (2, 3, 4, 8))
+    with pytest.raises(ValueError, match=r"AffineGrid: expected dy of shape \(2, 4, 8, 2\) \(the last forward's "
+                                         r"output\), got " + str(dgrid_shape).replace("(", r"\(").replace(")", r"\)")):
+        layer.backward(zeros(*dgrid_shape))

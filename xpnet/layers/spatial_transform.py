@@ -30,7 +30,7 @@ class AffineGrid(_TwoInputs):
     def __init__(self, align_corners: bool | None = False) -> None:
         super().__init__()
         self.align_corners = _align(self.name, align_corners)
-        self._base = None
+        self._base, self._shape = None, None
 
     def config(self) -> dict[str, Any]:
         return {"align_corners": self.align_corners}
@@ -55,14 +55,15 @@ class AffineGrid(_TwoInputs):
         xs, ys = self._line(xp, w, theta), self._line(xp, h, theta)
         base = xp.stack([xp.broadcast_to(xs[None, :], (h, w)), xp.broadcast_to(ys[:, None], (h, w)),
                          xp.ones((h, w), dtype=theta.dtype, device=theta.device)], axis=-1)
-        self._base = xp.reshape(base, (h * w, 3))
+        self._base, self._shape = xp.reshape(base, (h * w, 3)), (size[0], h, w, 2)
         grid = self._base @ xp.permute_dims(theta, (0, 2, 1))
-        return xp.reshape(grid, (size[0], h, w, 2))
+        return xp.reshape(grid, self._shape)
 
     def backward(self, dgrid: Any) -> Any:  # type: ignore[override]
         dgrid = untracked(dgrid)
         base = self._need(self._base)
-        xp = self._check_float(dgrid)
+        # the shape checked, not only the size: a (N, W, H, 2) dgrid would reshape silently into wrong rows
+        xp = self._check_grad(dgrid, self._shape)
         d = xp.reshape(dgrid, (dgrid.shape[0], base.shape[0], 2))
         return xp.permute_dims(xp.permute_dims(base, (1, 0)) @ d, (0, 2, 1))
 
