@@ -105,3 +105,20 @@ def test_affine_grid_backward_checks_the_shape(dgrid_shape):
     with pytest.raises(ValueError, match=r"AffineGrid: expected dy of shape \(2, 4, 8, 2\) \(the last forward's "
                                          r"output\), got " + str(dgrid_shape).replace("(", r"\(").replace(")", r"\)")):
         layer.backward(zeros(*dgrid_shape))
+
+
+# -- losses given Python lists: namespace() failed with no word of the loss ------------------------------------------
+
+LOSSES = [xn.losses.SoftmaxCrossEntropy(), xn.losses.NLLLoss(), xn.losses.SigmoidCrossEntropy(), xn.losses.BCELoss(),
+          xn.losses.MeanSquaredError(), xn.losses.KLDivLoss(reduction="batchmean"), xn.losses.PoissonNLLLoss(),
+          xn.losses.MultiLabelSoftMarginLoss(), xn.losses.HingeEmbeddingLoss()]
+
+
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+@pytest.mark.parametrize("which", ["predictions", "targets"])
+def test_losses_name_a_list(loss, which):
+    y, t = np.full((1, 3), 0.5, f32), np.array([0]) if loss.name in ("SoftmaxCrossEntropy", "NLLLoss") else \
+        np.zeros((1, 3), f32)
+    y, t = (y.tolist(), t) if which == "predictions" else (y, t.tolist())
+    with pytest.raises(TypeError, match=f"{loss.name}: {which} must be an array, got a list; convert it"):
+        loss.forward(y, t)

@@ -85,6 +85,10 @@ class Loss:
             raise TypeError(f"{self.name}: targets must be an array, got the {type(t).__name__} scalar {t!r} (an "
                             "element of a 1-d array, t[i]); keep the batch axis, t[i:i + 1] (PyTorch's "
                             f"target.unsqueeze(-1), then target[i]), for predictions of shape {tuple(y.shape)}")
+        for what, a in (("predictions", y), ("targets", t)):
+            if not hasattr(a, "dtype"):  # a list: namespace() would fail with no word of the loss
+                raise TypeError(f"{self.name}: {what} must be an array, got a {type(a).__name__}; convert it with "
+                                "np.asarray (or xn.to_device) first")
         xp = namespace(y)
         if namespace(t) is not xp or not same_device(y, t):
             raise ValueError(f"{self.name}: predictions are on {device_of(y)} but targets are on {device_of(t)}; "

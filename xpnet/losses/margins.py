@@ -81,8 +81,8 @@ class MultiLabelSoftMarginLoss(SigmoidCrossEntropy):
         self._classes = 1
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:
-        if getattr(y, "ndim", None) not in (1, 2):
-            raise ValueError(f"{self.name}: expected logits (N, C) or (C,), got shape {tuple(getattr(y, 'shape', ()))}")
+        if hasattr(y, "ndim") and y.ndim not in (1, 2):
+            raise ValueError(f"{self.name}: expected logits (N, C) or (C,), got shape {tuple(y.shape)}")
         value = super().forward(y, t, check)
         self._classes = int(y.shape[-1])
         return value if self.reduction == "mean" else value / self._classes
