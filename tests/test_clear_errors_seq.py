@@ -122,3 +122,22 @@ def test_losses_name_a_list(loss, which):
     y, t = (y.tolist(), t) if which == "predictions" else (y, t.tolist())
     with pytest.raises(TypeError, match=f"{loss.name}: {which} must be an array, got a list; convert it"):
         loss.forward(y, t)
+
+
+# -- mixed devices: CuPy's and NumPy's arrays are both named ndarray, and the message said only "ndarray and ndarray" -
+
+def test_mixed_inputs_are_told_apart_by_module_and_device():
+    """A torch tensor (CPU) beside a NumPy array shows the same: the module and the device of each input."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    q, k = np.zeros((1, 2, 3, 4), f32), torch.zeros((1, 2, 3, 4))
+    with pytest.raises(ValueError, match=r"ScaledDotProductAttention: query, key and value must share namespace, "
+                                         r"device and dtype, got float32 numpy.ndarray on cpu, torch.float32 "
+                                         r"torch.Tensor on torch:cpu and float32 numpy.ndarray on cpu"):
+        xn.layers.ScaledDotProductAttention().forward(q, k, q)
+    with pytest.raises(ValueError, match=r"Attention: hs_enc and hs_dec must share namespace, device and dtype, got "
+                                         r"float32 numpy.ndarray on cpu and torch.float32 torch.Tensor on torch:cpu"):
+        xn.layers.Attention().forward(q[0], k[0])
+    with pytest.raises(TypeError, match=r"ScaledDotProductAttention: attn_mask must be an array in the query's "
+                                        r"namespace and device \(numpy.ndarray on cpu\), got torch.bool torch.Tensor "
+                                        r"on torch:cpu"):
+        xn.layers.ScaledDotProductAttention().forward(q, q, q, attn_mask=torch.zeros((3, 3), dtype=torch.bool))

@@ -143,7 +143,8 @@ def test_saved_and_loaded_with_their_arguments(tmp_path, rng):
     (lambda: L.PairwiseDistance(-1), r"^PairwiseDistance: p must be a number >= 0 or math.inf, got -1 \(xpnet does "
                                      r"not take PyTorch's negative p\)$"),
     (lambda: L.PairwiseDistance()(np.zeros((2, 3)), np.zeros((2, 3), np.float32)),
-     r"^PairwiseDistance: x1 and x2 must share namespace, device and dtype, got float64 and float32"),
+     r"^PairwiseDistance: x1 and x2 must share namespace, device and dtype, got float64 numpy.ndarray on cpu and "
+     r"float32 numpy.ndarray on cpu"),
 ])
 def test_refusals_are_one_line_saying_what_to_write(make, message):
     with pytest.raises(ValueError, match=message):

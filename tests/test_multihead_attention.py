@@ -296,7 +296,7 @@ def test_bad_arguments_are_named_clearly(kwargs, message):
     (((2, 3, 8), (2, 5, 8), (2, 5, 8)), {"key_padding_mask": np.zeros((2, 5), np.int64)},
      "key_padding_mask must be boolean .* or float"),
     (((2, 3, 8), (2, 5, 8), (2, 5, 8)), {"key_padding_mask": [[False] * 5] * 2},
-     "key_padding_mask must be an array in the query's namespace and device, got list"),
+     r"key_padding_mask must be an array in the query's namespace and device \(numpy.ndarray on cpu\), got a list"),
 ])
 def test_bad_inputs_are_named_clearly(shapes, masks, message):
     layer = MultiheadAttention(8, 2)

@@ -261,6 +261,16 @@ def _own_or_mixed_in(cls: type, name: str) -> Any:
     return None
 
 
+def described(a: Any) -> str:
+    """``a`` for a message on mixed inputs: ``float32 cupy.ndarray on cuda:0``, ``float32 numpy.ndarray on cpu``
+    (CuPy's and NumPy's arrays are both named ndarray: the module and the device tell them apart); a non-array
+    by its type."""
+    if not hasattr(a, "dtype"):
+        return f"a {type(a).__name__}"
+    kind = type(a)
+    return f"{a.dtype} {kind.__module__.split('.')[0]}.{kind.__name__} on {device_of(a)}"
+
+
 def positive_int(layer: Layer, arg: str, value: Any) -> int:
     """``value`` as an int >= 1, else a ValueError naming the layer and argument."""
     if isinstance(value, bool) or not hasattr(value, "__index__") or operator.index(value) < 1:

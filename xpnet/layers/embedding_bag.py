@@ -6,6 +6,7 @@ from typing import Any
 
 from .._user import flag
 from ..backend import device_of, host_copy, isdtype, namespace, same_device, untracked
+from .base import described
 from .embedding import Embedding, rows_added
 from .uses import called
 
@@ -117,8 +118,10 @@ class EmbeddingBag(Embedding):
         W = self.params["W"]
         if not hasattr(weights, "shape") or tuple(weights.shape) != tuple(input.shape) or weights.dtype != W.dtype \
                 or not same_device(weights, W):
+            shape = f" of shape {tuple(weights.shape)}" if hasattr(weights, "shape") else ""
             raise ValueError(f"{self.name}: per_sample_weights must be an array of the ids' shape "
-                             f"{tuple(input.shape)} in W's dtype {W.dtype} on its device, got {weights!r}")
+                             f"{tuple(input.shape)} in W's dtype {W.dtype} on its device ({device_of(W)}), got "
+                             f"{described(weights)}{shape}")
         return xp.reshape(weights, (-1,))
 
     def _max(self, xp: Any, rows: Any, valid: Any, starts: Any, lengths: Any, bag: Any, zero: Any) -> Any:

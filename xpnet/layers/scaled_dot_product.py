@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 from .. import init as _init
 from .._user import flag, is_real
 from ..backend import fast_path, isdtype, namespace, same_device, untracked
-from .base import Layer
+from .base import Layer, described
 from .dropout import dropout_forward
 from .softmax import softmax, softmax_backward
 from .uses import called
@@ -89,8 +89,7 @@ class ScaledDotProductAttention(Layer):
             self._check_float(x)
             if not same_device(x, query) or x.dtype != query.dtype:
                 raise ValueError(f"{self.name}: query, key and value must share namespace, device and dtype, got "
-                                 f"{query.dtype}, {key.dtype} and {value.dtype} arrays of {type(query).__name__}, "
-                                 f"{type(key).__name__} and {type(value).__name__}")
+                                 f"{described(query)}, {described(key)} and {described(value)}")
         q, k, v = (tuple(x.shape) for x in (query, key, value))
         if self.enable_gqa:
             if not (3 <= len(q) == len(k) == len(v) and q[:-3] == k[:-3] == v[:-3] and k[-3] == v[-3]
@@ -207,8 +206,8 @@ def causal(xp: Any, query: Any, L: int, S: int) -> Any:
 def mask_array(m: Any, query: Any, name: str, who: str) -> None:
     """Raise unless the mask ``m`` is an array in the query's namespace and device."""
     if not hasattr(m, "dtype") or not same_device(m, query):
-        raise TypeError(f"{who}: {name} must be an array in the query's namespace and device, got "
-                        f"{type(m).__name__}")
+        raise TypeError(f"{who}: {name} must be an array in the query's namespace and device "
+                        f"({described(query).split(' ', 1)[1]}), got {described(m)}")
 
 
 def additive(xp: Any, m: Any, query: Any, name: str, who: str, true_attends: bool = False) -> Any:

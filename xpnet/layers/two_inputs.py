@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import same_device
-from .base import Layer
+from .base import Layer, described
 from .uses import called
 
 
@@ -35,6 +35,6 @@ class _TwoInputs(Layer):
         self._check_float(x2)
         if not same_device(x1, x2) or x1.dtype != x2.dtype:
             a, b = self._inputs
-            raise ValueError(f"{self.name}: {a} and {b} must share namespace, device and dtype, got {x1.dtype} and "
-                             f"{x2.dtype} arrays of {type(x1).__name__} and {type(x2).__name__}")
+            raise ValueError(f"{self.name}: {a} and {b} must share namespace, device and dtype, got {described(x1)} "
+                             f"and {described(x2)}")
         return xp
