@@ -141,3 +141,25 @@ def test_mixed_inputs_are_told_apart_by_module_and_device():
                                         r"namespace and device \(numpy.ndarray on cpu\), got torch.bool torch.Tensor "
                                         r"on torch:cpu"):
         xn.layers.ScaledDotProductAttention().forward(q, q, q, attn_mask=torch.zeros((3, 3), dtype=torch.bool))
+
+
+# -- recurrent inputs PyTorch takes: an empty batch (reshapes failed inside NumPy), (h, None) as an LSTMCell's hx ------
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: LSTM(3, 5), (0, 4, 3)),
+    (lambda: GRU(3, 5, batch_first=False), (4, 0, 3)),
+    (lambda: RNN(3, 5, num_layers=2, bidirectional=True), (0, 4, 3)),
+])
+def test_recurrent_layers_name_an_empty_batch(make, shape):
+    layer = make()
+    with pytest.raises(ValueError, match=rf"{layer.name}: the input \({shape[0]}, {shape[1]}, 3\) holds no sequences "
+                                         r"\(N = 0\); xpnet's recurrent layers need N >= 1"):
+        layer.forward(np.zeros(shape, f32))
+
+
+@pytest.mark.parametrize("hx, got", [((zeros(2, 5), None), "ndarray, NoneType"),
+                                     ((None, zeros(2, 5)), "NoneType, ndarray")])
+def test_lstm_cell_names_a_missing_half_of_hx(hx, got):
+    with pytest.raises(TypeError, match=rf"LSTMCell.forward\(x, hx, train\): hx is a pair \(h, c\) of arrays of shape "
+                                        rf"\(2, 5\) \(None: zeros\), got tuple \({got}\)"):
+        xn.layers.LSTMCell(3, 5).forward(zeros(2, 3), hx)

@@ -168,6 +168,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(self.batch_first)] == 0:
             raise ValueError(f"{self.name}: expected input of shape {self._layout(self.input_size)}, "
                              f"got {tuple(x.shape)}")
+        if x.shape[1 - int(self.batch_first)] == 0:  # the time loop's reshapes fail on it inside the array library
+            raise ValueError(f"{self.name}: the input {tuple(x.shape)} holds no sequences (N = 0); xpnet's recurrent "
+                             "layers need N >= 1 (PyTorch's return empty outputs)")
         if not self.batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]

@@ -106,9 +106,11 @@ class _Cell(Layer):
             zeros = namespace(self.params["Wx"]).zeros((n, self.hidden_size), dtype=self.params["Wx"].dtype,
                                                        device=self.params["Wx"].device)
             return (zeros,) * len(self.state_names)
-        if is_bool(hx) or pair != isinstance(hx, (tuple, list)) or (pair and len(hx) != 2):
+        if is_bool(hx) or pair != isinstance(hx, (tuple, list)) or \
+                (pair and (len(hx) != 2 or any(s is None for s in hx))):
+            parts = f" ({', '.join(type(s).__name__ for s in hx)})" if isinstance(hx, (tuple, list)) else ""
             raise TypeError(f"{self.name}.forward(x, hx, train): hx is {held} of shape {shape} (None: zeros), got "
-                            f"{type(hx).__name__}; train is the third argument (train=False by name)")
+                            f"{type(hx).__name__}{parts}; train is the third argument (train=False by name)")
         states = []
         for name, s in zip(self.state_names, hx if pair else (hx,)):
             s = untracked(s)
