@@ -163,3 +163,29 @@ def test_lstm_cell_names_a_missing_half_of_hx(hx, got):
     with pytest.raises(TypeError, match=rf"LSTMCell.forward\(x, hx, train\): hx is a pair \(h, c\) of arrays of shape "
                                         rf"\(2, 5\) \(None: zeros\), got tuple \({got}\)"):
         xn.layers.LSTMCell(3, 5).forward(zeros(2, 3), hx)
+
+
+# -- empty inputs that failed inside NumPy ("cannot reshape array of size 0", "zero-size array to reduction") --------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: xn.layers.GroupNorm(2, 4).forward(zeros(0, 4, 3)), r"GroupNorm: the input \(0, 4, 3\) holds no samples"),
+    (lambda: xn.layers.InstanceNorm2d(2, track_running_stats=True).forward(zeros(0, 2, 3, 3)),
+     r"InstanceNorm2d: the input \(0, 2, 3, 3\) holds no samples \(N = 0\)"),
+    (lambda: xn.layers.ScaledDotProductAttention().forward(zeros(1, 2, 3, 4), zeros(1, 2, 0, 4), zeros(1, 2, 0, 4)),
+     r"ScaledDotProductAttention: key \(1, 2, 0, 4\) holds no positions \(S = 0\) to attend to"),
+    (lambda: xn.layers.MultiheadAttention(8, 2).forward(zeros(2, 3, 8), zeros(2, 0, 8), zeros(2, 0, 8)),
+     r"MultiheadAttention: key \(2, 0, 8\) holds no positions \(S = 0\)"),
+    (lambda: xn.layers.Attention().forward(zeros(2, 0, 5), zeros(2, 3, 5)),
+     r"Attention: hs_enc \(2, 0, 5\) holds no positions \(S = 0\)"),
+])
+def test_empty_inputs_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_instance_norm_running_stats_untouched_by_an_empty_batch():
+    """PyTorch's turn NaN there; xpnet refuses the batch before the update."""
+    layer = xn.layers.InstanceNorm2d(2, track_running_stats=True)
+    with pytest.raises(ValueError):
+        layer.forward(zeros(0, 2, 3, 3))
+    np.testing.assert_array_equal(xn.to_numpy(layer.buffers["running_mean"]), np.zeros(2, f32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import untracked
+from .scaled_dot_product import no_keys
 from .softmax import softmax, softmax_backward
 from .two_inputs import _TwoInputs
 
@@ -44,6 +45,8 @@ class Attention(_TwoInputs):
                 or hs_enc.shape[2] != hs_dec.shape[2]:
             raise ValueError(f"Attention: expected hs_enc (N, T_enc, H) and hs_dec (N, T_dec, H), got "
                              f"{tuple(hs_enc.shape)} and {tuple(hs_dec.shape)}")
+        if hs_enc.shape[1] == 0:
+            no_keys(self.name, "hs_enc", tuple(hs_enc.shape))
         scores = hs_dec @ xp.permute_dims(hs_enc, (0, 2, 1))
         a = softmax(scores, -1)
         self.attention_weights = a

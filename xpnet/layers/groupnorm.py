@@ -34,6 +34,13 @@ class _ChannelGroupNorm(Layer):
                 self.params["beta"] = _init.zeros((channels,), dtype=dtype)
         self._x_hat = self._inv_std = self._shape = self._n = None
 
+    def _check_samples(self, x: Any, n: int) -> None:
+        """Raise for an input of no samples: the group rows' reshapes fail on it inside the array library (PyTorch
+        returns it empty, and its running statistics turn NaN)."""
+        if n == 0:
+            raise ValueError(f"{self.name}: the input {tuple(x.shape)} holds no samples (N = 0); xpnet's "
+                             f"{self.name} needs N >= 1")
+
     def _normalise(self, x: Any, xp: Any, n: int) -> Any:
         """y of x (N, C, ...), or (C, ...) with n = 1, after the layer's own checks of its shape."""
         self._check_like_params(x)
@@ -99,4 +106,5 @@ class GroupNorm(_ChannelGroupNorm):
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(f"GroupNorm: expected input (N, {self.num_channels}, ...), its channels on axis 1, got "
                              f"shape {tuple(x.shape)}")
+        self._check_samples(x, x.shape[0])
         return self._normalise(x, xp, x.shape[0])

@@ -54,6 +54,7 @@ class _InstanceNorm(_ChannelGroupNorm):
             raise ValueError(f"{self.name}: expected input (N, {c}, {self._axes}) or ({c}, {self._axes}), got shape "
                              f"{tuple(x.shape)}")
         n = x.shape[0] if batched else 1
+        self._check_samples(x, n)
         self._running_inv_std = None
         if self.track_running_stats and not train:
             return self._normalise_running(x, xp, n)

@@ -10,7 +10,7 @@ from .. import init as _init
 from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
-from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array
+from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array, no_keys
 from .uses import called, reused
 from .zero_grad import counted
 
@@ -215,6 +215,8 @@ class MultiheadAttention(Layer):
             raise ValueError(f"{self.name}: expected query (N, L, {E}), key (N, S, {self.kdim}) and value (N, S, "
                              f"{self.vdim}) (batch_first; one sequence as x[None]), got {tuple(query.shape)}, "
                              f"{tuple(key.shape)} and {tuple(value.shape)}")
+        if key.shape[1] == 0:
+            no_keys(self.name, "key", tuple(key.shape))
         return (int(query.shape[0]), int(query.shape[1]), int(key.shape[1]), E, self.num_heads, self.head_dim)
 
 

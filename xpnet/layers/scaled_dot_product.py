@@ -91,6 +91,8 @@ class ScaledDotProductAttention(Layer):
                 raise ValueError(f"{self.name}: query, key and value must share namespace, device and dtype, got "
                                  f"{described(query)}, {described(key)} and {described(value)}")
         q, k, v = (tuple(x.shape) for x in (query, key, value))
+        if len(k) >= 2 and k[-2] == 0:
+            no_keys(self.name, "key", k)
         if self.enable_gqa:
             if not (3 <= len(q) == len(k) == len(v) and q[:-3] == k[:-3] == v[:-3] and k[-3] == v[-3]
                     and q[-1] == k[-1] and k[-2] == v[-2]):
@@ -201,6 +203,12 @@ def causal(xp: Any, query: Any, L: int, S: int) -> Any:
     """The boolean (L, S) mask of the keys j > query i (True: not attended)."""
     positions = xp.arange(S, device=query.device)
     return positions[None, :] > xp.arange(L, device=query.device)[:, None]
+
+
+def no_keys(who: str, name: str, shape: tuple[int, ...]) -> None:
+    """Raise for attention over no keys (S = 0): the softmax's maximum over none fails inside the array library."""
+    raise ValueError(f"{who}: {name} {shape} holds no positions (S = 0) to attend to; xpnet's attention needs "
+                     "S >= 1 (PyTorch's gives zeros)")
 
 
 def mask_array(m: Any, query: Any, name: str, who: str) -> None:
