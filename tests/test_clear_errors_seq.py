@@ -189,3 +189,13 @@ def test_instance_norm_running_stats_untouched_by_an_empty_batch():
     with pytest.raises(ValueError):
         layer.forward(zeros(0, 2, 3, 3))
     np.testing.assert_array_equal(xn.to_numpy(layer.buffers["running_mean"]), np.zeros(2, f32))
+
+
+# -- LambdaLR/MultiplicativeLR: a factor that is no number failed in the product ("can't multiply sequence") --------
+
+@pytest.mark.parametrize("kind, factor, at", [("LambdaLR", "x", 0), ("MultiplicativeLR", None, 1)])
+def test_lr_lambda_must_return_a_number(kind, factor, at):
+    optimizer = xn.optim.SGD(xn.Sequential(xn.layers.Linear(2, 2)), lr=0.1)
+    with pytest.raises(TypeError, match=rf"{kind}: lr_lambda\({at}\) must return a number \(the factor\), got "
+                                        rf"{factor!r}"):
+        getattr(xn.optim.lr_scheduler, kind)(optimizer, lambda epoch: factor).step()

@@ -91,6 +91,15 @@ class _OfLambda(LRScheduler):
         self.lr_lambdas = per_group(who, "lr_lambda", lr_lambda, check_optimizer(who, optimizer), function)
         super().__init__(optimizer, last_epoch)
 
+    def _factors(self) -> list[float]:
+        """Each group's ``lr_lambda(last_epoch)``, checked to be a number (a string failed in the product)."""
+        factors = [fn(self.last_epoch) for fn in self.lr_lambdas]
+        for factor in factors:
+            if not hasattr(factor, "__float__"):  # a number of any kind (a bool too, as PyTorch multiplies it)
+                raise TypeError(f"{type(self).__name__}: lr_lambda({self.last_epoch}) must return a number (the "
+                                f"factor), got {factor!r}")
+        return factors
+
     def state_dict(self) -> dict[str, Any]:
         return {**{k: v for k, v in super().state_dict().items() if k != "lr_lambdas"},
                 "lr_lambdas": [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
@@ -108,7 +117,7 @@ class LambdaLR(_OfLambda):
     """base lr * lr_lambda(step count)."""
 
     def get_lr(self) -> list[float]:
-        return [base * fn(self.last_epoch) for fn, base in zip(self.lr_lambdas, self.base_lrs)]
+        return [base * factor for factor, base in zip(self._factors(), self.base_lrs)]
 
 
 class MultiplicativeLR(_OfLambda):
@@ -117,7 +126,7 @@ class MultiplicativeLR(_OfLambda):
     def get_lr(self) -> list[float]:
         if self._is_initial:
             return self._lrs()
-        return [lr * fn(self.last_epoch) for fn, lr in zip(self.lr_lambdas, self._lrs())]
+        return [lr * factor for factor, lr in zip(self._factors(), self._lrs())]
 
 
 class LinearLR(LRScheduler):
