@@ -199,3 +199,19 @@ def test_lr_lambda_must_return_a_number(kind, factor, at):
     with pytest.raises(TypeError, match=rf"{kind}: lr_lambda\({at}\) must return a number \(the factor\), got "
                                         rf"{factor!r}"):
         getattr(xn.optim.lr_scheduler, kind)(optimizer, lambda epoch: factor).step()
+
+
+# -- text helpers: None failed as "'NoneType' object is not iterable"; a str as seq2seq lines read a char per line ---
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: xn.datasets.char_ids(None), TypeError, "char_ids: text must be a str or an iterable of tokens"),
+    (lambda: xn.datasets.vocabulary(None), TypeError, "vocabulary: tokens must be a str or an iterable of tokens"),
+    (lambda: xn.datasets.seq2seq_from_lines("1+1_2  \n2+2_4  "), TypeError,
+     r"seq2seq_from_lines: lines must be a list of str, one per line, got a str; split a file's text with "
+     r"text.splitlines\(\)"),
+    (lambda: xn.datasets.seq2seq_from_lines(["1+1_2", 3]), TypeError,
+     "seq2seq_from_lines: lines must be a list of str, got 3 as line 2"),
+])
+def test_text_helpers_name_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -111,10 +111,15 @@ def seq2seq_from_lines(lines: list[str], split_seed: int | None = 1984) -> Seq2S
     (None: not shuffled), the last tenth (``len // 10`` rows) the test set. Every question (and every answer) must
     have one length: the book pads them with spaces."""
     _seed(split_seed, "seq2seq_from_lines", "split_seed", optional=True)
+    if isinstance(lines, (str, bytes)):  # read a character at a time, it failed at the first: "line 1 has no '_'"
+        raise TypeError(f"seq2seq_from_lines: lines must be a list of str, one per line, got a {type(lines).__name__};"
+                        " split a file's text with text.splitlines()")
     if not lines:
         raise ValueError("seq2seq_from_lines: no lines")
     pairs = []
     for number, line in enumerate(lines, 1):
+        if not isinstance(line, str):
+            raise TypeError(f"seq2seq_from_lines: lines must be a list of str, got {line!r} as line {number}")
         at = line.find("_")
         if at < 0:
             raise ValueError(f"seq2seq_from_lines: line {number} has no '_' between question and answer: {line!r}")

@@ -25,9 +25,10 @@ class TokenStream:
     """``TokenStream(ids, batch_size, time_size).epoch(e)`` yields ``len(self)`` pairs ``(x, t)`` of shape
     (batch_size, time_size) on the ids' device: ``t[i, j]`` is the id after ``x[i, j]`` in the corpus.
 
-    ids: (L,) integers (NumPy or any backend's array, or a Python list of ints, made a NumPy array). ``len(self)`` is the book's ``max_iters``,
-    ``(L - 1) // (batch_size * time_size)``. ``positions(step)`` gives the corpus positions of the
-    ``step``-th batch of the run (counting over epochs), a host (batch_size, time_size) int64 array.
+    ids: (L,) integers (NumPy or any backend's array, or a Python list of ints, made a NumPy array).
+    ``len(self)`` is the book's ``max_iters``, ``(L - 1) // (batch_size * time_size)``. ``positions(step)`` gives
+    the corpus positions of the ``step``-th batch of the run (counting over epochs), a host (batch_size, time_size)
+    int64 array.
     """
 
     def __init__(self, ids: Any, batch_size: int, time_size: int, *rest: Any):

@@ -13,7 +13,7 @@ version beside a figure (``sys.version``).
 from __future__ import annotations
 
 import importlib
-from typing import Hashable, Iterable
+from typing import Any, Hashable, Iterable
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def vocabulary(tokens: Iterable[Hashable]) -> tuple[dict, dict]:
     """``(token_to_id, id_to_token)`` with ids in order of first appearance (the book's
     ``_update_vocab`` and ``ptb.load_vocab``)."""
     token_to_id: dict = {}
-    for token in tokens:
+    for token in _iterable(tokens, "vocabulary", "tokens"):
         if token not in token_to_id:
             token_to_id[token] = len(token_to_id)
     return token_to_id, {i: token for token, i in token_to_id.items()}
@@ -43,8 +43,16 @@ def encode(tokens: Iterable[Hashable], token_to_id: dict) -> np.ndarray:
 def char_ids(text: str) -> tuple[np.ndarray, dict[str, int], dict[int, str]]:
     """``(ids, char_to_id, id_to_char)``: each character of ``text`` as an int64 id, ids in order of first
     appearance. ``"".join(id_to_char[i] for i in ids) == text``."""
-    char_to_id, id_to_char = vocabulary(text)
+    char_to_id, id_to_char = vocabulary(_iterable(text, "char_ids", "text"))
     return encode(text, char_to_id), char_to_id, id_to_char
+
+
+def _iterable(tokens: Any, who: str, arg: str) -> Any:
+    """``tokens``, after checking it can be iterated (None failed with "'NoneType' object is not iterable")."""
+    if not hasattr(tokens, "__iter__"):
+        raise TypeError(f"{who}: {arg} must be a str or an iterable of tokens (a list of words), got "
+                        f"{type(tokens).__name__}")
+    return tokens
 
 
 def python_docs() -> str:
