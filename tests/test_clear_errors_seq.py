@@ -215,3 +215,12 @@ def test_lr_lambda_must_return_a_number(kind, factor, at):
 def test_text_helpers_name_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("make", [xn.book.seq2seq, xn.book.peeky_seq2seq, xn.book.attention_seq2seq])
+def test_seq2seq_names_questions_and_answers_of_other_batches(make):
+    """The decoder's LSTM said "the state holds 2 sequences but the input has 3; call reset_state()"."""
+    model = make(13, 4, 5)
+    with pytest.raises(ValueError, match=r"Seq2seq: xs \(N, T_enc\) and ts \(N, T_dec\) must hold the same number N "
+                                         r"of sequences, got \(2, 7\) and \(3, 5\)"):
+        model.forward(np.zeros((2, 7), np.int64), np.zeros((3, 5), np.int64))

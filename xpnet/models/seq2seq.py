@@ -173,6 +173,10 @@ class Seq2seq(StopsWhereNothingTrains, Model):
         self.decoder = self.decoder_class(vocab_size, wordvec_size, hidden_size, dtype)
 
     def forward(self, xs: Any, ts: Any, train: bool = True) -> Any:  # type: ignore[override]
+        if hasattr(xs, "shape") and hasattr(ts, "shape") and tuple(xs.shape[:1]) != tuple(ts.shape[:1]):
+            # else the decoder's LSTM spoke of a state the encoder set
+            raise ValueError(f"{self.name}: xs (N, T_enc) and ts (N, T_dec) must hold the same number N of sequences, "
+                             f"got {tuple(xs.shape)} and {tuple(ts.shape)}")
         return self.decoder.forward(ts, self.encoder.forward(xs, train=train), train=train)
 
     def backward(self, dscore: Any, input_grad: bool = True) -> tuple[None, None] | None:
