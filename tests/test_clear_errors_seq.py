@@ -224,3 +224,23 @@ def test_seq2seq_names_questions_and_answers_of_other_batches(make):
     with pytest.raises(ValueError, match=r"Seq2seq: xs \(N, T_enc\) and ts \(N, T_dec\) must hold the same number N "
                                          r"of sequences, got \(2, 7\) and \(3, 5\)"):
         model.forward(np.zeros((2, 7), np.int64), np.zeros((3, 5), np.int64))
+
+
+# -- SoftmaxCrossEntropy(ignore_index >= 0) with one-hot rows left nothing out, silently; PyTorch refuses it ---------
+
+@pytest.mark.parametrize("ignore_index, refused", [(0, True), (2, True), (-1, False), (-100, False)])
+def test_cross_entropy_ignore_index_with_probability_targets_as_pytorch(ignore_index, refused):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    y, t = np.arange(6, dtype=f32).reshape(2, 3) / 5, np.eye(3, dtype=f32)[[0, 2]]
+    loss = xn.losses.SoftmaxCrossEntropy(ignore_index=ignore_index)
+    try:
+        expected = float(torch.nn.functional.cross_entropy(torch.tensor(y), torch.tensor(t), ignore_index=ignore_index))
+    except RuntimeError:
+        expected = None
+    assert (expected is None) == refused
+    if refused:
+        with pytest.raises(ValueError, match=f"SoftmaxCrossEntropy: ignore_index={ignore_index} leaves out integer "
+                                             "labels only, and the targets are probability"):
+            loss.forward(y, t)
+    else:
+        assert float(loss.forward(y, t)) == pytest.approx(expected, rel=1e-6)

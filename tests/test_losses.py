@@ -61,12 +61,13 @@ def test_reduction_equals_pytorch(rng, reduction, labels, smoothing):
     t = rng.integers(0, 5, (3, 4))
     t[0, :2] = t[2, 3] = 0  # the pad id: ignored
     target = t if labels == "int" else rng.dirichlet(np.ones(5), (3, 4))
-    loss = SoftmaxCrossEntropy(ignore_index=np.int64(0), label_smoothing=smoothing, reduction=reduction)
+    ignore = np.int64(0) if labels == "int" else -100  # PyTorch refuses ignore_index >= 0 with probability rows
+    loss = SoftmaxCrossEntropy(ignore_index=ignore, label_smoothing=smoothing, reduction=reduction)
     value = float(loss.forward(y, target))
     dy = loss.backward(0.5)
     ty = torch.tensor(y, requires_grad=True)
     rows = {"target": torch.tensor(target).permute(0, 2, 1)} if labels == "probabilities" else \
-        {"target": torch.tensor(t), "ignore_index": 0}  # PyTorch ignores no probability row
+        {"target": torch.tensor(t), "ignore_index": 0}
     ref = torch.nn.functional.cross_entropy(ty.permute(0, 2, 1), label_smoothing=smoothing, reduction=reduction,
                                             **rows)
     (ref * 0.5).backward()

@@ -26,7 +26,8 @@ class SoftmaxCrossEntropy(LabelLoss):
     ``check=False`` skips the label-range check, which reads a value back from the device.
 
     ``ignore_index`` (PyTorch's name and default, -100; the book's is -1): integer labels equal to it
-    count for nothing, and the loss is the mean over the other positions, as PyTorch's. Where every
+    count for nothing, and the loss is the mean over the other positions, as PyTorch's (one >= 0 with
+    probability rows is refused, as PyTorch refuses it: it would leave nothing out). Where every
     label is ignored the loss and its gradient are 0 (PyTorch gives NaN).
     ``label_smoothing`` (PyTorch's name and meaning, default 0.0) mixes every target row with the
     uniform distribution: ``(1 - label_smoothing) * target + label_smoothing / C``.
@@ -102,6 +103,10 @@ class SoftmaxCrossEntropy(LabelLoss):
             value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
             self._t = None
         elif tuple(t.shape) == tuple(y.shape):
+            if self.ignore_index >= 0:  # it would leave nothing out: it applies to integer labels only
+                raise ValueError(f"{self.name}: ignore_index={self.ignore_index} leaves out integer labels only, and "
+                                 "the targets are probability (one-hot) rows; pass the labels as integer indices "
+                                 "(PyTorch refuses ignore_index >= 0 with probability targets too)")
             if check and m and float(xp.min(t)) < 0:
                 raise ValueError(f"{self.name}: target probabilities must be >= 0, got a minimum of "
                                  f"{float(xp.min(t)):g} (a negative target makes the loss negative)")
