@@ -70,8 +70,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
     PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training.
     ``train`` given by position (the book's ``forward(x, False)``) counts as by keyword."""
-    from .recurrent_args import unpacking_hinted  # imported here: it imports the layer base, which imports this
-    forward = unpacking_hinted(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
+    from .recurrent_args import ForwardGuard  # imported here: it imports the layer base, which imports this
+    guard = ForwardGuard(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
     position = _train_position(forward)
     written_out = _written_out(forward)  # xpnet's own containers' backward calls each use once: kept no record
 
@@ -81,28 +81,38 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        calls = _local.calls
+        local = _local
+        calls = local.calls
+        before = None
         if calls is not None:
-            if not (written_out or _written_out(type(self).backward)):  # but where a subclass writes backward
-                return forward(self, *xs, **kwargs)
-            before = counts(calls, _local.repeats)  # within another model's forward: a record of its own calls too
-            try:
-                return forward(self, *xs, **kwargs)
-            finally:
-                keep_since(self, before, calls, _local.repeats, _local.model)
-        if train is not False:
-            _count_forward(self)
+            # within another model's forward: a record of its own calls too, but where xpnet's backward takes them
+            if written_out or _written_out(type(self).backward):  # (or a subclass's, written out)
+                before = counts(calls, local.repeats)
         else:
-            _evaluated(self)
-        # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
-        _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
-        _local.evaluation_uses, _local.repeats = set(), {}
-        try:
+            if train is not False:
+                _count_forward(self)
+            else:
+                _evaluated(self)
+            # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
+            local.calls, local.model, local.caller, local.evaluating = {}, self, None, train is False
+            local.evaluation_uses, local.repeats = set(), {}
+        try:  # the guard's checks and hints within the record's bounds, as when it was a wrapper of forward
+            if guard.checks:
+                guard.check(self)
             return forward(self, *xs, **kwargs)
+        except (TypeError, ValueError) as e:
+            hinted = guard.hint(self, e)
+            if hinted is None:
+                raise
+            raise hinted from e
         finally:
-            if written_out or _written_out(type(self).backward):  # what a backward written out may take back
-                self.__dict__[CALLS] = Record(_local.calls, _local.repeats)
-            _local.calls = _local.model = _local.caller = _local.evaluation_uses = _local.repeats = None
+            if calls is not None:
+                if before is not None:
+                    keep_since(self, before, calls, local.repeats, local.model)
+            else:
+                if written_out or _written_out(type(self).backward):  # what a backward written out may take back
+                    self.__dict__[CALLS] = Record(local.calls, local.repeats)
+                local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
     return run
 
 
