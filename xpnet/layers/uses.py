@@ -74,10 +74,13 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     guard = ForwardGuard(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
     position = _train_position(forward)
     written_out = _written_out(forward)  # xpnet's own containers' backward calls each use once: kept no record
+    plain = _PLAIN.get(forward)  # the forward under recorded's wrapper: the outermost call notes itself here
+    default = _train_default(forward)
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        train = xs[position] if position is not None and len(xs) > position else kwargs.get("train")
+        given = position is not None and len(xs) > position
+        train = xs[position] if given else kwargs.get("train")
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
@@ -99,7 +102,26 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
         try:  # the guard's checks and hints within the record's bounds, as when it was a wrapper of forward
             if guard.checks:
                 guard.check(self)
-            return forward(self, *xs, **kwargs)
+            if calls is not None or plain is None:
+                return forward(self, *xs, **kwargs)
+            # recorded's wrapper's work for the outermost call (the record is new and empty, no caller): the
+            # model's call is noted as a use of its own, so that a backward written out takes it back
+            own = self.__dict__
+            own[UNDER_NO_GRAD] = not grad_enabled()
+            own[stale.SEEN] = stale.clock
+            if local.called is self:
+                local.called = None
+            if not given and "train" not in kwargs:
+                train = default
+            if train is True or (train is None and self.training) or not _stateful(self):
+                if not (train is True or (train is None and self.training)):
+                    if not local.evaluating:  # put in eval() within a training forward: a use all the same
+                        local.evaluation_uses.add(id(self))
+                    _evaluated(self)
+                local.calls[id(self)] = self
+                own.pop(_USES, None)
+            local.caller = self  # the finally below sets it back
+            return plain(self, *xs, **kwargs)
         except (TypeError, ValueError) as e:
             hinted = guard.hint(self, e)
             if hinted is None:
@@ -127,8 +149,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does);
     any other evaluation-mode call in a training forward is a use (noted in ``evaluation_uses``)."""
     position = _train_position(forward)
-    parameter = inspect.signature(forward).parameters.get("train")
-    default = None if parameter is None or parameter.default is parameter.empty else parameter.default
+    default = _train_default(forward)
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
@@ -224,6 +245,16 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
     finally:
         local.caller = model
     return x
+
+
+def _train_default(forward: Callable[..., Any]) -> Any:
+    """The default of forward's ``train`` (None where it has none, or no ``train`` at all: the layer's mode)."""
+    parameter = inspect.signature(forward).parameters.get("train")
+    return None if parameter is None or parameter.default is parameter.empty else parameter.default
+
+
+def _stateful(layer: Any) -> bool:
+    return getattr(layer, "stateful", False) is True
 
 
 def _train_position(forward: Callable[..., Any]) -> int | None:
