@@ -469,7 +469,42 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
         if forwards > 1:
             own[_LOST] = forwards - 1
         return out
+    if not written_out:
+        _PLAIN_BACKWARD[run] = plain
     return run
+
+
+# rounded's wrappers of xpnet's own backward and backward_params -> the method each wraps, for ``backward_steps``
+_PLAIN_BACKWARD: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) -> Any:
+    """``dy`` back through ``parts`` (in backward order), each an instance of ``layer`` (its ``backward(dy)``) or a
+    function of dy; with ``params_last`` the last part, a layer, gets ``backward_params(dy)`` and None comes back:
+    a Sequential's backward (``backward_chain``). Where ``rounded`` has nothing to refuse, check or take back for a
+    layer of xpnet's (one forward since its last backward, that forward's use its only one, not under no_grad, no
+    step since, no zero_grad() armed, no backward written out under way, no method set on the object), its work
+    is done here and the method it wraps called: one wrapper call fewer per layer."""
+    check = checking.check
+    now = stale.clock
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        if not isinstance(part, layer):
+            dy = part(dy)
+            continue
+        params = params_last and i == last
+        name = "backward_params" if params else "backward"
+        own = part.__dict__
+        plain = _PLAIN_BACKWARD.get(getattr(type(part), name))
+        if plain is None or check is not None or own.get(FORWARDS) != 1 or own.get(UNDER_NO_GRAD) \
+                or own.get(stale.SEEN, now) != now or own.get(_USES) is not None or own.get(ARMED) is not None \
+                or name in own:
+            dy = getattr(part, name)(dy)
+            continue
+        del own[FORWARDS]
+        own.pop(_LOST, None)
+        dy = plain(part, dy)
+    return None if params_last else dy
 
 
 def _written_out(method: Callable[..., Any]) -> bool:
