@@ -493,13 +493,12 @@ def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) ->
             dy = part(dy)
             continue
         params = params_last and i == last
-        name = "backward_params" if params else "backward"
         own = part.__dict__
-        plain = _PLAIN_BACKWARD.get(getattr(type(part), name))
+        plain = _PLAIN_BACKWARD.get(type(part).backward_params if params else type(part).backward)
         if plain is None or check is not None or own.get(FORWARDS) != 1 or own.get(UNDER_NO_GRAD) \
                 or own.get(stale.SEEN, now) != now or own.get(_USES) is not None or own.get(ARMED) is not None \
-                or name in own:
-            dy = getattr(part, name)(dy)
+                or "backward" in own or "backward_params" in own:
+            dy = part.backward_params(dy) if params else part.backward(dy)
             continue
         del own[FORWARDS]
         own.pop(_LOST, None)
