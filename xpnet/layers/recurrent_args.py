@@ -27,7 +27,7 @@ ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c
 unpacking the output: :class:`ForwardGuard`, around every container's forward, says why. Where the forward
 unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
 runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
-The same wrapper refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
+The same guard refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
 layer (:mod:`~xpnet.layers.recurrent_layout`), a forward reading a batch-first attention layer's output time first
 (:mod:`~xpnet.layers.attention_layout`), and says to reshape where the forward's ``x.view(shape)`` fails
 (:mod:`~xpnet.layers.view_hint`).
