@@ -86,6 +86,29 @@ def test_registry_picks_the_numpy_path_and_can_be_switched_off(portable_only):
     assert backend.fast_path("im2col", xp) is fast_numpy.im2col
 
 
+def test_numpy_batch_rows_equal_portable_and_batches_alike(rng):
+    """A training batch's rows through ``ndarray.take`` (fast_numpy.take_rows): the portable gather's arrays, and
+    BatchIterator's batches the same with the fast paths on and off."""
+    from xpnet.datasets.batches import _take_rows
+
+    x, y = rng.standard_normal((23, 3, 2)).astype(np.float32), rng.integers(0, 5, 23)
+    assert backend.fast_path("take_rows", np, _take_rows) is fast_numpy.take_rows
+    rows = rng.permutation(23)[:7]
+    for a in (x, y):
+        fast, portable = fast_numpy.take_rows(a, rows), _take_rows(a, rows)
+        assert fast.dtype == portable.dtype and fast.shape == portable.shape and np.array_equal(fast, portable)
+    epochs = []
+    for on in (True, False):
+        previous = backend.set_fast_paths(on)
+        try:
+            epochs.append(list(xn.datasets.BatchIterator(x, y, batch_size=5, seed=3).epoch(1)))
+        finally:
+            backend.set_fast_paths(previous)
+    assert len(epochs[0]) == len(epochs[1]) == 5
+    for fast, portable in zip(*epochs):
+        assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(fast, portable))
+
+
 def test_numpy_bias_gradient_sum_equals_portable_bit_for_bit(rng):
     """Linear's bias gradient through ``ndarray.sum`` (fast_numpy.column_sums): np.sum's bits, with and without
     the fast paths, for a layer over (N, T, D) sequences too."""

@@ -191,8 +191,15 @@ def column_sums(x: Any) -> Any:
     return x.sum(axis=0)
 
 
+def take_rows(a: Any, rows: Any) -> Any:
+    """``np.take(a, rows, axis=0)`` (a training batch's rows) as the array's own method: the same gather without
+    ``np.take``'s two Python calls, twice a step in ``xn.train``."""
+    return a.take(rows, axis=0)
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
+    add("take_rows", take_rows)
     add("column_sums", column_sums)
     add("embedding_backward", embedding_backward)
     add("cross_entropy_labels", cross_entropy_labels, accepts=_no_ignored_label)

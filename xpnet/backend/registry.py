@@ -53,7 +53,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
               ("fast_mkl", "mkl", (*_STEP_OPS, "matmul")),
               ("fast_numpy", None, ("im2col", "column_sums", "embedding_backward", "cross_entropy_labels",
                                     "cross_entropy_labels_backward", "step_weights_transposed", "lstm_step",
-                                    "lstm_step_backward")),
+                                    "lstm_step_backward", "take_rows")),
               ("fast_scipy", "scipy", ("erf",))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
                                     "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",

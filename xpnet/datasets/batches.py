@@ -18,7 +18,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._user import flag, not_here, seed as _seed
-from ..backend import Device, XpnetBackendError, device_of, same_device, to_device, update_rule
+from ..backend import (Device, XpnetBackendError, device_of, fast_path, namespace, same_device, to_device,
+                       update_rule)
 
 __all__ = ["BatchIterator", "StaticBatches", "epoch_permutation", "batch_bounds"]
 
@@ -46,6 +47,11 @@ _DATALOADER_NAMES = {
     "dataset": "a BatchIterator holds arrays, not a dataset: loader.n is the number of samples "
                "(len(loader.dataset)), loader.arrays the arrays, len(loader) the number of batches",
 }
+
+
+def _take_rows(a: Any, rows: Any) -> Any:
+    """The rows ``rows`` (an index array) of ``a``: a batch, on any backend."""
+    return namespace(a).take(a, rows, axis=0)
 
 
 class BatchIterator:
@@ -118,11 +124,12 @@ class BatchIterator:
             for lo, hi in self.bounds:
                 yield tuple(a[lo:hi, ...] for a in self.arrays)
             return
-        xp = self.device.xp
+        take = fast_path("take_rows", self.device.xp, _take_rows)  # asked once an epoch, not every batch
         idx = to_device(self.permutation(epoch), self.device)
+        arrays = self.arrays
         for lo, hi in self.bounds:
             rows = idx[lo:hi]
-            yield tuple(xp.take(a, rows, axis=0) for a in self.arrays)
+            yield tuple([take(a, rows) for a in arrays])
 
 
 class StaticBatches:

@@ -24,10 +24,10 @@ name, off by default), on the single layer and on the stack alike:
 
 Without the switch the second argument is xpnet's ``train`` and a state there, or as ``hx``, is refused, never
 ignored. A model's forward written PyTorch's way over such a layer, ``out, (h, c) = self.lstm(x)``, fails
-unpacking the output: :func:`unpacking_hinted`, around every container's forward, says why. Where the forward
+unpacking the output: :class:`ForwardGuard`, around every container's forward, says why. Where the forward
 unpacks the call of such a layer held as an attribute, ``out, h = self.gru(x)``, it is refused before the forward
 runs, since a batch of exactly 2 sequences would unpack along the batch axis (silently, or failing later elsewhere).
-The same wrapper refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
+The same guard refuses PyTorch's time-first batch of one, ``self.lstm(x.view(T, 1, -1))``, given to a batch-first
 layer (:mod:`~xpnet.layers.recurrent_layout`), a forward reading a batch-first attention layer's output time first
 (:mod:`~xpnet.layers.attention_layout`), and says to reshape where the forward's ``x.view(shape)`` fails
 (:mod:`~xpnet.layers.view_hint`).
@@ -36,7 +36,6 @@ layer (:mod:`~xpnet.layers.recurrent_layout`), a forward reading a batch-first a
 from __future__ import annotations
 
 import ast
-import functools
 import inspect
 import operator
 from typing import Any, Callable
@@ -45,7 +44,7 @@ from .._user import flag, is_bool
 from ..backend import untracked
 from .attention_layout import reads_axis_0, refuse_time_first_attention
 from .base import DEVICE_DEFAULT, pytorch_defaults_only
-from .recurrent_layout import forward_source, refuse_time_first_batch_of_one
+from .recurrent_layout import forward_source, refuse_time_first_batch_of_one, time_first_calls
 from .view_hint import view_hint
 
 # PyTorch's dropout where there is no layer after which to drop: PyTorch warns and ignores it.
@@ -191,35 +190,44 @@ def return_state_refusal(who: str, state_names: tuple[str, ...]) -> str:
 _UNPACKING = ("too many values to unpack", "not enough values to unpack")
 
 
-def unpacking_hinted(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """A container's ``forward`` whose own unpacking of a recurrent layer's output, PyTorch's
-    ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that says why: the
-    model holds an RNN, LSTM or GRU without ``return_state``, which returns the output alone. An unpacking
-    error in a function that forward calls, or in a model without such a layer, is left as it is. Before it runs,
-    PyTorch's time-first batch of one given to a batch-first layer is refused, and so is a time-first read of a
-    batch-first attention layer's output; a failing ``x.view(shape)`` on
-    forward's own line says to reshape."""
-    code = inspect.unwrap(forward).__code__
-    attention: list[bool] = []  # whether forward reads an attention layer's output time first, at its first call
+class ForwardGuard:
+    """What a container's forward is checked for, and its errors hinted at (``scoped`` in :mod:`xpnet.layers.uses`
+    runs both around its own call of it, one wrapper fewer a step): its own unpacking of a recurrent layer's
+    output, PyTorch's ``out, (h_n, c_n) = self.lstm(x)`` or ``out, _ = self.gru(x)``, raises a ValueError that
+    says why (:meth:`hint`): the model holds an RNN, LSTM or GRU without ``return_state``, which returns the
+    output alone. An unpacking error in a function that forward calls, or in a model without such a layer, is left
+    as it is. Before it runs (:meth:`check`), PyTorch's time-first batch of one given to a batch-first layer is
+    refused, and so is a time-first read of a batch-first attention layer's output; a failing ``x.view(shape)`` on
+    forward's own line says to reshape.
 
-    @functools.wraps(forward)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        _refuse_unpacked_call(self, code)
-        refuse_time_first_batch_of_one(self, code)
-        if not attention:
-            attention.append(reads_axis_0(code))
-        if attention[0]:
-            refuse_time_first_attention(self, code)
-        try:
-            return forward(self, *args, **kwargs)
-        except (TypeError, ValueError) as e:
-            hint = view_hint(self, code, e)
-            if hint is None and isinstance(e, ValueError):
-                hint = _unpacking_hint(self, code, e)
-            if hint is None:
-                raise
-            raise (TypeError if isinstance(e, TypeError) else ValueError)(hint) from e
-    return run
+    Whether forward's code holds anything to check is read from its source at its first call, once per code
+    object; ``checks`` turns False once a call found nothing there, and the checks are no longer called."""
+
+    __slots__ = ("code", "checks", "attention")
+
+    def __init__(self, forward: Callable[..., Any]):
+        self.code = inspect.unwrap(forward).__code__
+        self.checks = True
+        self.attention: bool | None = None  # whether forward reads an attention layer's output time first
+
+    def check(self, model: Any) -> None:
+        """Raise where ``model``'s call of forward is refused (see the class)."""
+        code = self.code
+        _refuse_unpacked_call(model, code)
+        refuse_time_first_batch_of_one(model, code)
+        if self.attention is None:
+            self.attention = reads_axis_0(code)
+        if self.attention:
+            refuse_time_first_attention(model, code)
+        elif not _unpacked_calls(code) and not time_first_calls(code):
+            self.checks = False
+
+    def hint(self, model: Any, error: Exception) -> Exception | None:
+        """The error to raise instead of ``error`` (a TypeError or ValueError forward raised), or None."""
+        hint = view_hint(model, self.code, error)
+        if hint is None and isinstance(error, ValueError):
+            hint = _unpacking_hint(model, self.code, error)
+        return None if hint is None else (TypeError if isinstance(error, TypeError) else ValueError)(hint)
 
 
 _UNPACKED: dict[Any, tuple[str, ...]] = {}  # forward's code -> the attributes whose call it unpacks

@@ -56,7 +56,7 @@ def _time_first(node: ast.expr) -> bool:
     return shape is not None and len(shape) == 3 and isinstance(shape[1], ast.Constant) and shape[1].value == 1
 
 
-def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
+def time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
     """forward's calls ``self.attr(<reshape to (a, 1, b)>, ...)``: (attr, the reshape's source text)."""
     if code not in _FOUND:
         source, tree = forward_source(code)
@@ -87,7 +87,7 @@ def _time_first_calls(code: Any) -> tuple[tuple[str, str], ...]:
 def refuse_time_first_batch_of_one(model: Any, code: Any) -> None:
     """Raise where ``model``'s forward (``code``) gives a batch-first recurrent layer it holds an input reshaped
     to (T, 1, D), PyTorch's time-first batch of one, which the layer would read as T one-step sequences."""
-    calls = _time_first_calls(code)
+    calls = time_first_calls(code)
     if not calls:  # the common case, every call of a model's forward: nothing to import or look up
         return
     from .recurrent_stack import RecurrentStack  # imported here: both import the module that calls this

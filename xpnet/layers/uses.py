@@ -70,39 +70,71 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     ``train=`` other than the container's mode, it runs within ``mode(self, train)``: a forward written
     PyTorch's way, ``self.drop(x)``, reads each layer's own flag, which would otherwise still say training.
     ``train`` given by position (the book's ``forward(x, False)``) counts as by keyword."""
-    from .recurrent_args import unpacking_hinted  # imported here: it imports the layer base, which imports this
-    forward = unpacking_hinted(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
+    from .recurrent_args import ForwardGuard  # imported here: it imports the layer base, which imports this
+    guard = ForwardGuard(forward)  # PyTorch's out, (h_n, c_n) = self.lstm(x): an error that says why
     position = _train_position(forward)
     written_out = _written_out(forward)  # xpnet's own containers' backward calls each use once: kept no record
+    plain = _PLAIN.get(forward)  # the forward under recorded's wrapper: the outermost call notes itself here
+    default = _train_default(forward)
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        train = xs[position] if position is not None and len(xs) > position else kwargs.get("train")
+        given = position is not None and len(xs) > position
+        train = xs[position] if given else kwargs.get("train")
         if (train is True or train is False) and train != self.training:
             with mode(self, train):
                 return run(self, *xs, **kwargs)
-        calls = _local.calls
+        local = _local
+        calls = local.calls
+        before = None
         if calls is not None:
-            if not (written_out or _written_out(type(self).backward)):  # but where a subclass writes backward
-                return forward(self, *xs, **kwargs)
-            before = counts(calls, _local.repeats)  # within another model's forward: a record of its own calls too
-            try:
-                return forward(self, *xs, **kwargs)
-            finally:
-                keep_since(self, before, calls, _local.repeats, _local.model)
-        if train is not False:
-            _count_forward(self)
+            # within another model's forward: a record of its own calls too, but where xpnet's backward takes them
+            if written_out or _written_out(type(self).backward):  # (or a subclass's, written out)
+                before = counts(calls, local.repeats)
         else:
-            _evaluated(self)
-        # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
-        _local.calls, _local.model, _local.caller, _local.evaluating = {}, self, None, train is False
-        _local.evaluation_uses, _local.repeats = set(), {}
-        try:
-            return forward(self, *xs, **kwargs)
+            if train is not False:
+                _count_forward(self)
+            else:
+                _evaluated(self)
+            # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
+            local.calls, local.model, local.caller, local.evaluating = {}, self, None, train is False
+            local.evaluation_uses, local.repeats = set(), {}
+        try:  # the guard's checks and hints within the record's bounds, as when it was a wrapper of forward
+            if guard.checks:
+                guard.check(self)
+            if calls is not None or plain is None:
+                return forward(self, *xs, **kwargs)
+            # recorded's wrapper's work for the outermost call (the record is new and empty, no caller): the
+            # model's call is noted as a use of its own, so that a backward written out takes it back
+            own = self.__dict__
+            own[UNDER_NO_GRAD] = not grad_enabled()
+            own[stale.SEEN] = stale.clock
+            if local.called is self:
+                local.called = None
+            if not given and "train" not in kwargs:
+                train = default
+            if train is True or (train is None and self.training) or not _stateful(self):
+                if not (train is True or (train is None and self.training)):
+                    if not local.evaluating:  # put in eval() within a training forward: a use all the same
+                        local.evaluation_uses.add(id(self))
+                    _evaluated(self)
+                local.calls[id(self)] = self
+                own.pop(_USES, None)
+            local.caller = self  # the finally below sets it back
+            return plain(self, *xs, **kwargs)
+        except (TypeError, ValueError) as e:
+            hinted = guard.hint(self, e)
+            if hinted is None:
+                raise
+            raise hinted from e
         finally:
-            if written_out or _written_out(type(self).backward):  # what a backward written out may take back
-                self.__dict__[CALLS] = Record(_local.calls, _local.repeats)
-            _local.calls = _local.model = _local.caller = _local.evaluation_uses = _local.repeats = None
+            if calls is not None:
+                if before is not None:
+                    keep_since(self, before, calls, local.repeats, local.model)
+            else:
+                if written_out or _written_out(type(self).backward):  # what a backward written out may take back
+                    self.__dict__[CALLS] = Record(local.calls, local.repeats)
+                local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
     return run
 
 
@@ -117,8 +149,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does);
     any other evaluation-mode call in a training forward is a use (noted in ``evaluation_uses``)."""
     position = _train_position(forward)
-    parameter = inspect.signature(forward).parameters.get("train")
-    default = None if parameter is None or parameter.default is parameter.empty else parameter.default
+    default = _train_default(forward)
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
@@ -214,6 +245,16 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
     finally:
         local.caller = model
     return x
+
+
+def _train_default(forward: Callable[..., Any]) -> Any:
+    """The default of forward's ``train`` (None where it has none, or no ``train`` at all: the layer's mode)."""
+    parameter = inspect.signature(forward).parameters.get("train")
+    return None if parameter is None or parameter.default is parameter.empty else parameter.default
+
+
+def _stateful(layer: Any) -> bool:
+    return getattr(layer, "stateful", False) is True
 
 
 def _train_position(forward: Callable[..., Any]) -> int | None:
@@ -428,7 +469,41 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
         if forwards > 1:
             own[_LOST] = forwards - 1
         return out
+    if not written_out:
+        _PLAIN_BACKWARD[run] = plain
     return run
+
+
+# rounded's wrappers of xpnet's own backward and backward_params -> the method each wraps, for ``backward_steps``
+_PLAIN_BACKWARD: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) -> Any:
+    """``dy`` back through ``parts`` (in backward order), each an instance of ``layer`` (its ``backward(dy)``) or a
+    function of dy; with ``params_last`` the last part, a layer, gets ``backward_params(dy)`` and None comes back:
+    a Sequential's backward (``backward_chain``). Where ``rounded`` has nothing to refuse, check or take back for a
+    layer of xpnet's (one forward since its last backward, that forward's use its only one, not under no_grad, no
+    step since, no zero_grad() armed, no backward written out under way, no method set on the object), its work
+    is done here and the method it wraps called: one wrapper call fewer per layer."""
+    check = checking.check
+    now = stale.clock
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        if not isinstance(part, layer):
+            dy = part(dy)
+            continue
+        params = params_last and i == last
+        own = part.__dict__
+        plain = _PLAIN_BACKWARD.get(type(part).backward_params if params else type(part).backward)
+        if plain is None or check is not None or own.get(FORWARDS) != 1 or own.get(UNDER_NO_GRAD) \
+                or own.get(stale.SEEN, now) != now or own.get(_USES) is not None or own.get(ARMED) is not None \
+                or "backward" in own or "backward_params" in own:
+            dy = part.backward_params(dy) if params else part.backward(dy)
+            continue
+        del own[FORWARDS]
+        own.pop(_LOST, None)
+        dy = plain(part, dy)
+    return None if params_last else dy
 
 
 def _written_out(method: Callable[..., Any]) -> bool:

@@ -29,6 +29,7 @@ import inspect
 from typing import Any, Callable, Sequence, Union
 
 from ..layers.base import Layer
+from ..layers.uses import backward_steps
 
 __all__ = ["backward_chain", "StopsWhereNothingTrains"]
 
@@ -54,12 +55,8 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
         parts = parts[first:]
     if not parts:
         return dy
-    for part in parts[:0:-1]:  # a layer of one's own without a backward says what to write (layers.unwritten)
-        dy = part.backward(dy) if isinstance(part, Layer) else part(dy)
-    if input_grad:
-        return parts[0].backward(dy) if isinstance(parts[0], Layer) else parts[0](dy)
-    parts[0].backward_params(dy)
-    return None
+    # a layer of one's own without a backward says what to write (layers.unwritten)
+    return backward_steps(parts[::-1], dy, not input_grad, Layer)
 
 
 def _trains(part: Layer) -> bool:

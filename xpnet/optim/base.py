@@ -258,11 +258,20 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     def _advance(self, work: list[tuple[Any, ...]]) -> None:
         """Once every gradient is checked, before any update: the state follows its parameter, and the step
         is counted (for those with state that ``work`` leaves out too)."""
-        if self.state:  # none at all (SGD without momentum): nothing to follow, nothing left out
+        state = self.state
+        if state:  # none at all (SGD without momentum): nothing to follow, nothing left out
             for name, _, _, p, _, _ in work:
-                self._follow(name, p)
+                slots = state.get(name)
+                if not slots:
+                    continue
+                first = next(iter(slots.values()))
+                # NumPy state of p's shape and dtype (every step of a model left where it is): _follow has nothing
+                # to do, and its call and device test are spared
+                if type(first) is not np.ndarray or type(p) is not np.ndarray or first.shape != p.shape \
+                        or first.dtype != p.dtype:
+                    self._follow(name, p)
             updated = {item[0] for item in work}
-            self._left_out = [name for name in self.state if name not in updated]
+            self._left_out = [name for name in state if name not in updated]
         else:
             self._left_out = []
         self.count_steps(1)

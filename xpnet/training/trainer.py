@@ -180,12 +180,14 @@ class Trainer:
         xp, dtype = self.dev.xp, self.loss_sum_dtype()
         count = self.loss.mean_count()
         count = rows if count is None else count
+        if value.dtype != dtype:  # a float32 or float64 loss is summed as it is: the product is a new array
+            value = xp.astype(value, dtype)
         if isinstance(count, int):
-            return xp.astype(value, dtype) * count, count
+            return value * count, count
         index = index_dtype(self.dev)
         if count.dtype != index:  # count_nonzero gives the index dtype on NumPy and CuPy: no copy there
             count = xp.astype(count, index)
-        return xp.astype(value, dtype) * xp.astype(count, dtype), count
+        return value * xp.astype(count, dtype), count
 
     def nll_sum(self, out: Any, labels: Any) -> Any:
         """The batch's sum of ``self.nll`` after ``self.loss``'s forward on the same ``out``: its mean times the
