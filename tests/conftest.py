@@ -238,6 +238,16 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_tests_stay_on_the_cpu(request, monkeypatch):
+    """A test not marked ``gpu`` is a CPU test wherever it runs. On a machine where CUDA is usable, ``xn.train``'s
+    ``device="auto"`` (and ``xn.device("auto")``) would take the GPU, and such a test, reading the model back as
+    NumPy or giving it host arrays, failed there (43 of them under the fake CuPy): ``XPNET_DEVICE=cpu`` for it,
+    unless the environment sets a device already. ``no_cuda`` still clears it, for the fallback's own tests."""
+    if "XPNET_DEVICE" not in os.environ and request.node.get_closest_marker("gpu") is None and xn.cuda_available():
+        monkeypatch.setenv("XPNET_DEVICE", "cpu")
+
+
 
 @pytest.fixture
 def no_cuda(monkeypatch):

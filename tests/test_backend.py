@@ -67,6 +67,8 @@ def test_xpnet_device_env_forces_cpu(monkeypatch):
         warnings.simplefilter("error")
         assert xn.device("cuda").name == "cpu"
         assert xn.device("auto").name == "cpu"
+    with pytest.raises(ValueError, match="whole number"):  # a typo is not hidden by the environment's device
+        xn.device("cuda:x")
 
 
 @pytest.mark.parametrize("spec", ["gpu", "cuda:x", "cuda:-1", "tpu"])

@@ -166,7 +166,8 @@ def test_epochs_of_mlp_and_cnn_agree_with_numpy(jax_x64, libraries, net, dtype, 
     assert_backends_agree(fit, x, t, devices=devices, rtol=rtol, atol=atol)
 
 
-def test_too_few_devices_skip_inside_pytest_and_raise_runtime_error_in_a_script():
+def test_too_few_devices_skip_inside_pytest_and_raise_runtime_error_in_a_script(monkeypatch):
+    monkeypatch.delenv("XPNET_DEVICE", raising=False)  # a device that is not there, not one the environment turns
     with pytest.warns(xn.XpnetDeviceWarning), pytest.raises(pytest.skip.Exception, match="needs two usable devices"):
         assert_backends_agree(lambda: 1.0, devices=("cpu", "cuda:99"))
     # A plain script, with pytest importable (it is here) but not running it:

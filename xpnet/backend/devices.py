@@ -265,7 +265,9 @@ def device(spec: Any = "auto", *, fallback: bool = True) -> Device:
     if forced and not is_device_string(forced):
         raise ValueError(f"XPNET_DEVICE={os.environ['XPNET_DEVICE']!r} in the environment is not a device; "
                          f"expected {DEVICE_STRINGS} (or unset it){_did_you_mean(forced)}")
-    if forced and spec in ("auto", "cuda") or (forced and spec.startswith("cuda:")):
+    if forced and (spec in ("auto", "cuda") or spec.startswith("cuda:")):
+        if spec.startswith("cuda:"):
+            _parse_cuda_index(spec)  # a malformed index ("cuda:x", "cuda:-1"): refused whatever the environment says
         if forced == "cpu":
             return CPU
         spec = forced

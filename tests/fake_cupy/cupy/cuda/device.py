@@ -7,6 +7,10 @@ _current = [0]
 
 
 def getDeviceCount() -> int:
+    """FAKE_CUPY_DEVICES (1 by default); none visible, ``CUDA_VISIBLE_DEVICES=""`` or ``-1``, fails as CUDA's
+    runtime does (what the tests that make CUDA unusable in a child process rely on, on a real GPU too)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        raise RuntimeError("cudaErrorNoDevice: no CUDA-capable device is detected")
     return int(os.environ.get("FAKE_CUPY_DEVICES", "1"))
 
 
