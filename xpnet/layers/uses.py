@@ -147,7 +147,9 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     that is not a container runs within its forward (Conv1d's Conv2d, SpectralNorm's layer) is part of its own
     call, taken back with it (``_nodes``), not noted. An evaluation-mode call of a layer used in training mode
     earlier in the forward leaves the layer as that use left it (no backward follows the look, the use's does);
-    any other evaluation-mode call in a training forward is a use (noted in ``evaluation_uses``)."""
+    any other evaluation-mode call in a training forward is a use (noted in ``evaluation_uses``).
+    ``scoped`` does this wrapper's work itself for the outermost model call (a new, empty record, no caller): a
+    change here is to be made there too."""
     position = _train_position(forward)
     default = _train_default(forward)
 
