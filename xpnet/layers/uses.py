@@ -113,8 +113,9 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 local.called = None
             if not given and "train" not in kwargs:
                 train = default
-            if train is True or (train is None and self.training) or not _stateful(self):
-                if not (train is True or (train is None and self.training)):
+            training = train is True or (train is None and self.training)
+            if training or not _stateful(self):
+                if not training:
                     if not local.evaluating:  # put in eval() within a training forward: a use all the same
                         local.evaluation_uses.add(id(self))
                     _evaluated(self)
