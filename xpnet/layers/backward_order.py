@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import ast
 import inspect
-import textwrap
 from typing import Any
+
+from .recurrent_layout import forward_source
 
 __all__ = ["refuse_first_call_first"]
 
@@ -36,12 +37,10 @@ _FOUND: dict[type, tuple[tuple[Any, ...], ...]] = {}
 
 
 def _tree(method: Any) -> tuple[str, ast.AST | None]:
-    """A method's source and its parsed tree (``("", None)`` where its source cannot be read)."""
-    try:
-        source = textwrap.dedent(inspect.getsource(inspect.unwrap(method)))
-        return source, ast.parse(source)
-    except (OSError, TypeError, SyntaxError):
-        return "", None
+    """A method's source and its parsed tree (``("", None)`` where its source cannot be read), as the other checks
+    that read a model's methods read them (:func:`.recurrent_layout.forward_source`)."""
+    code = getattr(inspect.unwrap(method), "__code__", None)
+    return ("", None) if code is None else forward_source(code)
 
 
 def _self_attr(node: ast.expr, me: str) -> str | None:
