@@ -34,6 +34,8 @@ What it reproduces, each read from CuPy's source (tags v13.6.0 and v14.2.0):
   transfers are disallowed"); stricter than CuPy, also for a 0-d one (CuPy's ``_array_default`` fills
   it with a kernel, its value then baked into the graph), and a launch is refused once an array the
   graph writes, made during the capture from the shared memory pool (or raw cudaMalloc), was freed.
+- Integer-array indices out of range wrap (row ``i % n``) in ``take``, ``take_along_axis``, fancy indexing
+  (get and set) and ``ufunc.at``, where NumPy raises (:mod:`cupy._indices`).
 - ``ElementwiseKernel`` runs its body (plain arithmetic, one statement per ``;``) as NumPy statements,
   ``ReductionKernel`` its map expression summed (``a + b`` reductions only), both under CuPy's type rules
   for their arguments (:mod:`cupy._kernels`); ``RawKernel`` its CUDA source compiled by the host's C++
@@ -57,7 +59,7 @@ import numpy as _np
 from numpy import *  # noqa: F403 - the fake offers NumPy's names, wrapped below
 from numpy import abs, bool_, max, min, round  # noqa: F401, A004 - not in NumPy's star import
 
-from . import cuda
+from . import _indices, cuda
 from .cuda.memory import get_default_memory_pool, get_default_pinned_memory_pool  # noqa: F401 - cupy's names
 from ._dispatch import PerformanceWarning  # noqa: F401 - where it has been: cupy.PerformanceWarning
 # The functions and ndarray below look _call up here, where tests/cupy_layer_checks.py replaces it to count launches.
@@ -129,7 +131,9 @@ class ndarray:
         def call(*args, **kwargs):
             _strict.check_call(f"ndarray.{name}", _names.NDARRAY[name], args, kwargs)
             kwargs = _strict.stable(f"ndarray.{name}", args, kwargs)
-            return _call(name, lambda *a, **k: getattr(self._a, name)(*a, **k), args, kwargs)
+            run = _indices.along(name, self._a.take, self._a) if name == "take" else \
+                (lambda *a, **k: getattr(self._a, name)(*a, **k))
+            return _call(name, run, args, kwargs)
 
         return call
 
@@ -141,7 +145,7 @@ class ndarray:
         indices = [k for k in _flat([key]) if isinstance(k, ndarray)]
         _check(self, *indices)
         a, h_key = self._a, _host(key)
-        return _kernel("getitem", lambda: a[h_key], (self, *indices))
+        return _kernel("getitem", lambda: a[_indices.key(h_key, a.shape)], (self, *indices))
 
     def __setitem__(self, key, value):
         arrays = [k for k in _flat([key, value]) if isinstance(k, ndarray)]
@@ -151,7 +155,7 @@ class ndarray:
         a, h_key, h_value = self._a, _host(key), _host(value)
 
         def run():
-            a[h_key] = h_value
+            a[_indices.key(h_key, a.shape)] = h_value
 
         _kernel("setitem", run, arrays, (self,), finish=lambda r: None)
 
@@ -163,6 +167,9 @@ class ndarray:
 
         h_inputs, h_kwargs = _host(inputs), _host(kwargs)
         finish = (lambda r: out[0] if len(out) == 1 else out) if out else None
+        if method == "at":  # ufunc.at(a, indices, b): CuPy's scatter kernels wrap the indices
+            return _kernel(f"{ufunc.__name__}.at", lambda: ufunc.at(h_inputs[0], _indices.key(
+                h_inputs[1], h_inputs[0].shape), *h_inputs[2:]), inputs[1:], inputs[:1], lambda r: None)
         return _kernel(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__,
                        lambda: getattr(ufunc, method)(*h_inputs, **h_kwargs), inputs, out, finish)
 
@@ -254,7 +261,8 @@ def _function(name, f, names=_names.CUPY):
     """NumPy's ``f`` as CuPy's ``name`` (its parameters from ``names``): a kernel."""
     def call(*args, **kwargs):
         _strict.check_call(name, names.get(name), args, kwargs)
-        return _call(name, f, args, _strict.stable(name, args, kwargs))
+        return _call(name, _indices.along(name, f) if name in _indices.ALONG else f, args,
+                     _strict.stable(name, args, kwargs))
 
     call.__name__ = call.__qualname__ = name
     return call
