@@ -38,6 +38,7 @@ import time
 import traceback
 from typing import Any
 
+from ._threads import reserve as reserve_threads
 from ._watch import Watch, timeout_s
 
 _PRINTER = "_xpnet_printer"  # attribute on exceptions raised on every rank: the rank that prints it
@@ -92,6 +93,7 @@ def install_exit_wrappers() -> None:
     and the exit (once per process; imports nothing)."""
     if _real:
         return
+    reserve_threads()  # on Pythons that refuse new threads at exit, where a late rank needs two (_threads)
     _real.update(exit=sys.exit, os_exit=os._exit, excepthook=sys.excepthook)
 
     def exit(status: Any = None) -> None:  # noqa: A001 - stands in for sys.exit

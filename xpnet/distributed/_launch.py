@@ -21,6 +21,7 @@ import threading
 from typing import Any
 
 from ._mpi import import_mpi
+from ._threads import start as start_thread
 
 _SIZE_VARIABLES = (("PMI_SIZE", "PMI_RANK"), ("OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"),
                    ("MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK"))
@@ -65,7 +66,7 @@ def start_mpi(limit_s: float, give_up_status: int = 1, why: str = "") -> Any:
         real_os_exit(give_up_status)  # nothing else ends a process stuck in MPI_Init
 
     if limit_s != float("inf"):
-        threading.Thread(target=give_up, name="xpnet-init-limit", daemon=True).start()
+        start_thread(give_up, "xpnet-init-limit")
     try:
         return import_mpi()
     finally:

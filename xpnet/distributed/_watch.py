@@ -34,6 +34,8 @@ import time
 from collections import deque
 from typing import Any, Callable
 
+from ._threads import start as start_thread
+
 DEFAULT_TIMEOUT_S = 300.0
 _TICK_S = 0.1
 _LEFT_GRACE_S = 1.0  # a collective the leaving rank finished may take this long to finish here too
@@ -80,14 +82,13 @@ class Watch:
         self._announced = False
         self._main = threading.main_thread().ident
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Any = None  # the thread (or _threads' stand-in for it)
         if MPI.Query_thread() < MPI.THREAD_MULTIPLE:  # the thread would call MPI beside the main thread
             if rank == 0:
                 sys.stderr.write("xpnet: MPI was started without THREAD_MULTIPLE (mpi4py.rc.thread_level): waits in "
                                  "collectives are not watched (no time limit; a rank that leaves is not noticed)\n")
             return
-        self._thread = threading.Thread(target=self._run, name="xpnet-watch", daemon=True)
-        self._thread.start()
+        self._thread = start_thread(self._run, "xpnet-watch")  # at a late rank's exit maybe a reserve's
 
     def waiting(self, what: str, members: frozenset) -> "_Waiting":
         """Context: the main thread waits in collective ``what`` with world ranks ``members``."""
