@@ -344,3 +344,24 @@ def test_the_chatbot_trains_and_decodes_greedily_as_pytorchs(attn_model):
         all_tokens, all_scores = GreedySearchDecoder(encoder, decoder)(input_seq, np.array([4]), 5)
     assert all_tokens.tolist() == tokens
     np.testing.assert_allclose(all_scores, scores, rtol=1e-10)
+
+
+def test_the_decoders_gru_left_batch_first_and_its_steps_taken_back_outside_a_model_are_refused():
+    encoder, decoder = _ported("dot")
+    input_variable, lengths, target_variable, _, max_target_len = BATCHES[0]
+    encoder_outputs, encoder_hidden = encoder(input_variable, lengths)
+    decoder_input, decoder_hidden = np.array([[SOS_token] * 3]), encoder_hidden[:N_LAYERS]
+    naive = LuongAttnDecoderRNN("dot", encoder.embedding, HIDDEN, VOCAB, N_LAYERS, 0.0).to(dtype="float64")
+    naive.gru = nn.GRU(HIDDEN, HIDDEN, num_layers=N_LAYERS, return_state=True, dtype="float64")  # PyTorch's line
+    with pytest.raises(ValueError, match=r"hx holds 3 sequences but the input has 1.*build the layer with "
+                                         r"batch_first=False"):
+        naive(decoder_input, decoder_hidden, encoder_outputs)
+    outputs = []
+    for t in range(max_target_len):  # train()'s loop as the tutorial has it, outside a model's forward
+        decoder_output, decoder_hidden = decoder(decoder_input, decoder_hidden, encoder_outputs)
+        decoder_input = target_variable[t].reshape(1, -1)
+        outputs.append(decoder_output)
+    dhidden, _ = decoder.backward(np.ones_like(outputs[-1]), np.zeros_like(decoder_hidden))  # the last step's
+    with pytest.raises(RuntimeError, match=rf"LuongAttnDecoderRNN\.backward: the model ran {max_target_len} training "
+                                           r"forwards before its backward calls.*a model of your own"):
+        decoder.backward(np.ones_like(outputs[-2]), dhidden)

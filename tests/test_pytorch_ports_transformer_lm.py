@@ -201,3 +201,16 @@ def test_the_port_left_batch_first_is_refused_where_it_would_attend_across_the_b
                                          r"is a positional table in PyTorch's time-first layout.*TransformerEncoderLayer "
                                          r"'transformer_encoder\.layers\.0' is batch first.*batch_first=False"):
         model(data)
+
+
+class _SizeOfTorch(PositionalEncoding):
+    def forward(self, x, train=True):
+        x = x + self.buffers['pe'][:x.size(0)]
+        return self.dropout(x)
+
+
+def test_pytorchs_size_of_an_axis_in_a_forward_says_to_write_shape():
+    with pytest.raises(TypeError, match=r"_SizeOfTorch\.forward: 'int' object is not callable \(line \d+: x = x \+ "
+                                        r"self\.buffers\['pe'\]\[:x\.size\(0\)\]\): NumPy's x\.size is the number of "
+                                        r"elements.*write x\.shape\[dim\]"):
+        _SizeOfTorch(EMSIZE, 0.0)(np.zeros((3, 2, EMSIZE)))
