@@ -14,6 +14,7 @@ as ``pad_packed_sequence`` leaves them out) and gives dx in the input's shape, z
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ..backend import namespace, to_numpy
@@ -45,11 +46,16 @@ class PackedSequence:
         """``y`` (N, T, ...) with each sequence's first ``length`` steps in reverse order (the padded steps stay):
         what a reverse direction reads, and its own inverse."""
         n, steps = y.shape[0], y.shape[1]
-        order = [i * steps + (length - 1 - t if t < length else t) for i, length in enumerate(self.lengths)
-                 for t in range(steps)]
         flat = xp.reshape(y, (n * steps, *y.shape[2:]))
-        rows = xp.take(flat, xp.asarray(order, device=y.device), axis=0)
+        rows = xp.take(flat, xp.asarray(_reversed_order(self.lengths, steps), device=y.device), axis=0)
         return xp.reshape(rows, y.shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _reversed_order(lengths: tuple[int, ...], steps: int) -> tuple[int, ...]:
+    """The rows of a flat (N * T, ...) batch that reverse each sequence within its length (made once per lengths)."""
+    return tuple(i * steps + (length - 1 - t if t < length else t) for i, length in enumerate(lengths)
+                 for t in range(steps))
 
 
 def _lengths(who: str, lengths: Any, n: int, steps: int, enforce_sorted: bool) -> tuple[int, ...]:
