@@ -198,8 +198,9 @@ def test_the_port_left_batch_first_is_refused_where_it_would_attend_across_the_b
     model = TransformerModel(NTOKENS, EMSIZE, NHEAD, D_HID, NLAYERS, 0.0, batch_first=True).to(dtype="float64")
     data, _ = get_batch(_data()[0], 0)
     with pytest.raises(ValueError, match=r"TransformerModel: its pos_encoder\.buffers\['pe'\] of shape \(5000, 1, 8\) "
-                                         r"is a positional table in PyTorch's time-first layout.*TransformerEncoderLayer "
-                                         r"'transformer_encoder\.layers\.0' is batch first.*batch_first=False"):
+                                         r"is a positional table in PyTorch's time-first layout.*"
+                                         r"TransformerEncoderLayer 'transformer_encoder\.layers\.0' is batch first.*"
+                                         r"batch_first=False"):
         model(data)
 
 
@@ -214,3 +215,20 @@ def test_pytorchs_size_of_an_axis_in_a_forward_says_to_write_shape():
                                         r"self\.buffers\['pe'\]\[:x\.size\(0\)\]\): NumPy's x\.size is the number of "
                                         r"elements.*write x\.shape\[dim\]"):
         _SizeOfTorch(EMSIZE, 0.0)(np.zeros((3, 2, EMSIZE)))
+
+
+class _PermutedForTheLayer(TransformerModel):
+    """Batch-first layers given the time-first input permuted: the tutorial's table is then right."""
+
+    def forward(self, src, src_mask=None, train=True):
+        src = self.pos_encoder(self.embedding(src) * math.sqrt(self.d_model))
+        return self.linear(self.transformer_encoder(src.transpose(1, 0, 2))).transpose(1, 0, 2)
+
+
+def test_the_time_first_table_runs_where_the_forward_permutes_for_a_batch_first_layer():
+    xn.init.seed(0)
+    permuted = _PermutedForTheLayer(NTOKENS, EMSIZE, NHEAD, D_HID, NLAYERS, 0.0, batch_first=True).to(dtype="float64")
+    time_first = TransformerModel(NTOKENS, EMSIZE, NHEAD, D_HID, NLAYERS, 0.0).to(dtype="float64")
+    time_first.load_state_dict(permuted.state_dict())
+    data, _ = get_batch(_data()[0], 0)
+    np.testing.assert_allclose(permuted(data), time_first(data), rtol=1e-12, atol=1e-12)

@@ -16,12 +16,13 @@ S = T = N); without one the arrays cannot tell. Two things in the model can:
    way round (:func:`refuse_mixed_layouts`): the table would be added along the batch axis.
 3. A positional table of its own in PyTorch's time-first shape, a buffer (max_len, 1, d_model) (the language-modelling
    and translation tutorials' ``pe`` and ``pos_embedding``, added to (L, N, E) input along axis 0), beside batch-first
-   Transformer layers of that d_model (:func:`refuse_time_first_tables`).
+   Transformer layers of that d_model, where no forward of the model swaps axes (:func:`refuse_time_first_tables`).
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 from typing import Any
 
 from . import uses
@@ -235,6 +236,23 @@ def refuse_mixed_layouts(encoding: Any, model: Any) -> None:
         f"batch_first=False on both)")
 
 
+_AXIS_SWAPS = frozenset({"transpose", "permute", "permute_dims", "swapaxes", "moveaxis", "rollaxis", "T", "mT"})
+_PERMUTES: dict[Any, bool] = {}  # forward's code -> whether it swaps axes anywhere
+
+
+def _permutes(forward: Any) -> bool:
+    """Whether ``forward`` (a function) calls or reads any axis swap (``x.transpose(1, 0, 2)``, ``.permute``,
+    ``xp.permute_dims``, ``.T``...), read from its source once per code object; False where it cannot be read."""
+    code = getattr(inspect.unwrap(forward), "__code__", None)
+    if code is None:
+        return False
+    if code not in _PERMUTES:
+        tree = forward_source(code)[1]
+        _PERMUTES[code] = tree is not None and any(
+            isinstance(node, ast.Attribute) and node.attr in _AXIS_SWAPS for node in ast.walk(tree))
+    return _PERMUTES[code]
+
+
 def check_tables(layer: Any) -> None:
     """:func:`refuse_time_first_tables` for the batch-first Transformer layer ``layer`` once per model whose forward
     runs it (the model running now, :mod:`.uses`' record); nothing outside a model's forward."""
@@ -248,8 +266,12 @@ def check_tables(layer: Any) -> None:
 def refuse_time_first_tables(layer: Any, model: Any) -> None:
     """Raise where ``model`` holds a buffer of shape (max_len, 1, d_model), max_len > 1 (a positional table in
     PyTorch's time-first layout, added along axis 0 of (L, N, E) input), beside the batch-first Transformer layer
-    ``layer`` of that d_model: the layer would read that input's positions as its batch."""
+    ``layer`` of that d_model: the layer would read that input's positions as its batch. Not where any forward of
+    the user's classes in the model swaps axes (it may permute the time-first input for the layer, rightly)."""
     modules = model.named_modules().items()
+    if any(_permutes(type(node).forward) for _, node in modules
+           if not type(node).__module__.startswith("xpnet.") and hasattr(node, "forward")):
+        return  # a forward of the user's that swaps axes may give the layer (N, L, E) rightly: nothing tells
     for owner, node in modules:
         for key, table in getattr(node, "buffers", {}).items():
             shape = tuple(getattr(table, "shape", ()))
