@@ -93,3 +93,6 @@ def test_what_differs_from_pytorchs_packing_is_refused():
         L.pad_packed_sequence(out, batch_first=True)
     with pytest.raises(ValueError, match=r"gradient of pad_packed_sequence's output, \(T, N, H\) .* N = 3 and T >= 5"):
         gru.backward(np.zeros((N, T, H)))
+    with pytest.raises(TypeError, match=r"Dropout: got a PackedSequence, which only RNN, LSTM and GRU take.*"
+                                        r"pad_packed_sequence\(packed\)"):
+        L.Dropout(0.1)(packed)
