@@ -365,3 +365,24 @@ def test_the_decoders_gru_left_batch_first_and_its_steps_taken_back_outside_a_mo
     with pytest.raises(RuntimeError, match=rf"LuongAttnDecoderRNN\.backward: the model ran {max_target_len} training "
                                            r"forwards before its backward calls.*a model of your own"):
         decoder.backward(np.ones_like(outputs[-2]), dhidden)
+
+
+class _EmbeddingForgotten(LuongAttnDecoderRNN):
+    def backward(self, doutput, dhidden):
+        d = self.concat.backward(self.tanh.backward(self.out.backward(self.softmax.backward(doutput))))
+        dcontext = d[:, None, self.hidden_size:]
+        dquery, denc_attn = self.attn.backward(dcontext @ self.encoder_outputs.transpose(1, 2, 0))
+        self.gru.backward(d[None, :, :self.hidden_size] + dquery, dhidden)  # self.embedding.backward(...) left out
+        return self.gru.dh, (self.attn_weights.transpose(0, 2, 1) @ dcontext).transpose(1, 0, 2) + denc_attn
+
+
+def test_the_shared_embeddings_backward_left_out_in_the_decoder_says_which_call_it_took():
+    encoder, _ = _ported("dot")
+    decoder = _EmbeddingForgotten("dot", encoder.embedding, HIDDEN, VOCAB, N_LAYERS, 0.0).to(dtype="float64")
+    model = Seq2Seq(encoder, decoder)
+    batch = BATCHES[0]
+    outputs = model(*batch[:3], batch[4], True)
+    with pytest.raises(ValueError, match=rf"Embedding: expected dy of shape \(1, 3, {HIDDEN}\).*this backward took "
+                                         rf"back call {batch[4] + 1} of the {batch[4] + 1} calls of Embedding.*the "
+                                         r"backward of a later call was left out"):
+        model.backward(np.ones_like(outputs))
