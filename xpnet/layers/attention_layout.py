@@ -4,7 +4,7 @@ PyTorch's ``nn.MultiheadAttention(E, H)`` and its Transformer layers are time fi
 ``batch_first=True``; xpnet's are batch first unless built with ``batch_first=False`` (MultiheadAttention always).
 A model ported without the switch reads the same arrays with L and N swapped: every sequence attends over the
 batch, the shapes come out alike and the model trains. A mask made for (L, N, E) is refused by its shape (unless
-S = T = N); without one the arrays cannot tell. Two things in the model can:
+S = T = N); without one the arrays cannot tell. Three things in the model can:
 
 1. Its forward (read once per code object, as :mod:`.recurrent_layout` reads it) picking one position of the
    output by axis 0, or pooling over axis 0, PyTorch's ``output[0]`` (a class token), ``output[-1]``,
