@@ -96,3 +96,6 @@ def test_what_differs_from_pytorchs_packing_is_refused():
     with pytest.raises(TypeError, match=r"Dropout: got a PackedSequence, which only RNN, LSTM and GRU take.*"
                                         r"pad_packed_sequence\(packed\)"):
         L.Dropout(0.1)(packed)
+    gru2 = L.GRU(D, H, return_state=True, dtype="float64")
+    with pytest.raises(ValueError, match=r"hx holds 5 sequences but the input has 3; give hx the input's N$"):
+        gru2(packed, np.zeros((1, T, H)))  # a packed input's layout is the packing's: no batch_first hint
