@@ -465,6 +465,20 @@ def test_the_translation_transformer_trains_and_greedy_decodes_as_pytorchs():
     _close(transformer.encode(src, src_mask), memory, "model.encode")
 
 
+def test_the_translation_transformer_left_batch_first_is_refused_where_s_t_and_n_are_equal():
+    """S = T = N: the (S, S) masks fit a batch-first Transformer too; the tutorial's pos_embedding (maxlen, 1, E)
+    tells the layout."""
+    model = Seq2SeqTransformer(1, 1, 8, 2, 10, 10, 16, 0.0)
+    model.transformer = nn.Transformer(d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                                       dim_feedforward=16, dropout=0.0)  # PyTorch's line, xpnet's default layout
+    model = model.to(dtype="float64")
+    src = np.array([[2, 4, 5], [6, 7, 3], [3, 1, 1]])
+    src_mask, tgt_mask, src_padding_mask, tgt_padding_mask = create_mask(src, src)
+    with pytest.raises(ValueError, match=r"positional_encoding\.buffers\['pos_embedding'\] of shape \(5000, 1, 8\) "
+                                         r"is a positional table in PyTorch's time-first layout.*batch_first=False"):
+        model(src, src, src_mask, tgt_mask, src_padding_mask, tgt_padding_mask, src_padding_mask)
+
+
 # ---- advanced_source/neural_style_tutorial.py (ported in test_pytorch_ports_basics.py): what tripped ----
 
 class _TutorialContentLoss(nn.Layer):

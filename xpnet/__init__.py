@@ -94,7 +94,9 @@ _PYTORCH_NAMES = {
             "cuda.to_gpu(x) is xn.to_device(x, 'cuda'), to_cpu(x) xn.to_numpy(x), get_array_module(x) "
             "xn.backend.namespace(x))",
     "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator; nn.utils."
-             "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm)",
+             "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm); "
+             "nn.utils.rnn's pack_padded_sequence and pad_packed_sequence are "
+             "xn.layers.pack_padded_sequence(x, lengths) and xn.layers.pad_packed_sequence(out)",
     "clip_grad_norm_": optim._PYTORCH_NAMES["clip_grad_norm_"],
     "clip_grad_value_": optim._PYTORCH_NAMES["clip_grad_value_"],
     "DataParallel": layers._PARALLEL,

@@ -4,7 +4,7 @@ PyTorch's ``nn.MultiheadAttention(E, H)`` and its Transformer layers are time fi
 ``batch_first=True``; xpnet's are batch first unless built with ``batch_first=False`` (MultiheadAttention always).
 A model ported without the switch reads the same arrays with L and N swapped: every sequence attends over the
 batch, the shapes come out alike and the model trains. A mask made for (L, N, E) is refused by its shape (unless
-S = T = N); without one the arrays cannot tell. Two things in the model can:
+S = T = N); without one the arrays cannot tell. Three things in the model can:
 
 1. Its forward (read once per code object, as :mod:`.recurrent_layout` reads it) picking one position of the
    output by axis 0, or pooling over axis 0, PyTorch's ``output[0]`` (a class token), ``output[-1]``,
@@ -14,19 +14,25 @@ S = T = N); without one the arrays cannot tell. Two things in the model can:
    ``output[0, :, :]``.
 2. Its PositionalEncoding left batch first (the default) beside Transformer layers built time first, or the other
    way round (:func:`refuse_mixed_layouts`): the table would be added along the batch axis.
+3. A positional table of its own in PyTorch's time-first shape, a buffer (max_len, 1, d_model) (the language-modelling
+   and translation tutorials' ``pe`` and ``pos_embedding``, added to (L, N, E) input along axis 0), beside batch-first
+   Transformer layers of that d_model, where no forward of the model swaps axes (:func:`refuse_time_first_tables`).
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
 from typing import Any
 
 from . import uses
 from .recurrent_layout import forward_source
 
-__all__ = ["reads_axis_0", "refuse_time_first_attention", "refuse_mixed_layouts", "check_layouts"]
+__all__ = ["reads_axis_0", "refuse_time_first_attention", "refuse_mixed_layouts", "check_layouts", "check_tables",
+           "refuse_time_first_tables"]
 
 _CHECKED = "_layouts_checked_in"  # a PositionalEncoding's: id of the last model whose layers it was checked against
+_TABLES_CHECKED = "_tables_checked_in"  # a batch-first Transformer layer's: id of the last model whose buffers it read
 
 _REDUCTIONS = frozenset({"mean", "sum", "max", "min", "amax", "amin", "argmax", "argmin", "logsumexp", "prod"})
 _NAMESPACES = frozenset({"torch", "np", "numpy", "xp", "jnp", "cp"})
@@ -228,3 +234,56 @@ def refuse_mixed_layouts(encoding: Any, model: Any) -> None:
         f"Build the PositionalEncoding as the {layer.name}: xn.layers.PositionalEncoding({encoding.d_model}, "
         f"{encoding.dropout.p}, batch_first={not encoding.batch_first}) (PyTorch's tutorials are time first: "
         f"batch_first=False on both)")
+
+
+_AXIS_SWAPS = frozenset({"transpose", "permute", "permute_dims", "swapaxes", "moveaxis", "rollaxis", "T", "mT"})
+_PERMUTES: dict[Any, bool] = {}  # forward's code -> whether it swaps axes anywhere
+
+
+def _permutes(forward: Any) -> bool:
+    """Whether ``forward`` (a function) calls or reads any axis swap (``x.transpose(1, 0, 2)``, ``.permute``,
+    ``xp.permute_dims``, ``.T``...), read from its source once per code object; False where it cannot be read."""
+    code = getattr(inspect.unwrap(forward), "__code__", None)
+    if code is None:
+        return False
+    if code not in _PERMUTES:
+        tree = forward_source(code)[1]
+        _PERMUTES[code] = tree is not None and any(
+            isinstance(node, ast.Attribute) and node.attr in _AXIS_SWAPS for node in ast.walk(tree))
+    return _PERMUTES[code]
+
+
+def check_tables(layer: Any) -> None:
+    """:func:`refuse_time_first_tables` for the batch-first Transformer layer ``layer`` once per model whose forward
+    runs it (the model running now, :mod:`.uses`' record); nothing outside a model's forward."""
+    local = uses._local
+    model = local.calls is not None and local.model
+    if model and layer.__dict__.get(_TABLES_CHECKED) != id(model):
+        refuse_time_first_tables(layer, model)
+        layer.__dict__[_TABLES_CHECKED] = id(model)
+
+
+def refuse_time_first_tables(layer: Any, model: Any) -> None:
+    """Raise where ``model`` holds a buffer of shape (max_len, 1, d_model), max_len > 1 (a positional table in
+    PyTorch's time-first layout, added along axis 0 of (L, N, E) input), beside the batch-first Transformer layer
+    ``layer`` of that d_model: the layer would read that input's positions as its batch. Not where any forward of
+    the user's classes in the model swaps axes (it may permute the time-first input for the layer, rightly)."""
+    modules = model.named_modules().items()
+    if any(_permutes(type(node).forward) for _, node in modules
+           if not type(node).__module__.startswith("xpnet.") and hasattr(node, "forward")):
+        return  # a forward of the user's that swaps axes may give the layer (N, L, E) rightly: nothing tells
+    for owner, node in modules:
+        for key, table in getattr(node, "buffers", {}).items():
+            shape = tuple(getattr(table, "shape", ()))
+            if len(shape) != 3 or shape[0] < 2 or shape[1:] != (1, layer.d_model):
+                continue
+            where = f"{owner}.buffers['{key}']" if owner else f"buffers['{key}']"
+            name = next((k for k, v in modules if v is layer), "") or layer.name
+            raise ValueError(
+                f"{model.name}: its {where} of shape {shape} is a positional table in PyTorch's time-first layout, "
+                f"(max_len, 1, d_model), added along axis 0 of (L, N, E) input (the tutorials' PositionalEncoding, "
+                f"for nn.{layer.name}'s default, batch_first=False); but its {layer.name} '{name}' is batch first, "
+                f"(N, L, E) (xpnet's default): it would read the positions as the batch and attend across the "
+                f"sequences of each batch. Build it with batch_first=False for PyTorch's layout "
+                f"(xn.layers.{layer.name}(..., batch_first=False); a stack copies its layer's), or keep it batch "
+                f"first, give it (N, L, E) and make the table (1, max_len, d_model)")

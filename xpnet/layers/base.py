@@ -201,6 +201,10 @@ class Layer(Tree):
         if xp is not None:
             return xp
         if not hasattr(x, "dtype"):
+            from .packed import PackedSequence  # on the error's path only
+            if isinstance(x, PackedSequence):
+                raise TypeError(f"{self.name}: got a PackedSequence, which only RNN, LSTM and GRU take (PyTorch's "
+                                "too); unpack it first: x, lengths = xn.layers.pad_packed_sequence(packed)")
             raise TypeError(f"{self.name}: expected an array, got a {type(x).__name__}; convert it with "
                             "np.asarray(x, dtype=np.float32) (or xn.to_device(x, device, dtype='float32'))")
         xp = namespace(x)

@@ -66,6 +66,7 @@ from .._user import flag
 from ..backend import fast_path, namespace, untracked
 from . import cells
 from .base import Layer, positive_int
+from .packed import PackedSequence, packed_grad
 from .cells import step_weights, step_weights_transposed
 from .recurrent_args import (NO_HX, SUMMED_BIAS_CONVENTIONS, builds_stack, call_arguments, convention_biases,
                              forward_train, hx_hint, input_bias, refuse_pytorch_only, relu_or_tanh,
@@ -161,17 +162,19 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         ``stateful`` carried); ``hx`` is refused. ``return_state=True``: ``forward(x, hx=None, *, train=True)``
         -> ``(hs, (h_n, c_n))`` (RNN, GRU: ``(hs, h_n)``), hx and the states (1, N, width) as PyTorch's."""
         train, hx = call_arguments(self, args, train, hx, True)
-        x = untracked(x)
+        packed = self._packed = x if isinstance(x, PackedSequence) else None
+        batch_first = self.batch_first if packed is None else packed.batch_first  # a packed input's, as PyTorch's
+        x = untracked(x if packed is None else packed.padded)
         self._check_train(train)
         xp = self._check_float(x)
         self._check_like_params(x)
-        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(self.batch_first)] == 0:
+        if x.ndim != 3 or x.shape[2] != self.input_size or x.shape[int(batch_first)] == 0:
             raise ValueError(f"{self.name}: expected input of shape {self._layout(self.input_size)}, "
                              f"got {tuple(x.shape)}")
-        if x.shape[1 - int(self.batch_first)] == 0:  # the time loop's reshapes fail on it inside the array library
+        if x.shape[1 - int(batch_first)] == 0:  # the time loop's reshapes fail on it inside the array library
             raise ValueError(f"{self.name}: the input {tuple(x.shape)} holds no sequences (N = 0); xpnet's recurrent "
                              "layers need N >= 1 (PyTorch's return empty outputs)")
-        if not self.batch_first:
+        if not batch_first:
             x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]
         start = state = self._start(x, hx)
@@ -185,17 +188,27 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self._Wh = self.params["Wh"]
         if self._steps_multiply_Wh:
             self._Wh = fast_path("step_weights", xp, step_weights)(self._Wh, steps)
+        valid = None if packed is None else packed.valid(xp, x)
         try:
             for t in range(steps):
-                state, cache = self._step(ax[:, t, :], state)
-                hs.append(state[0])
+                if valid is None:
+                    state, cache = self._step(ax[:, t, :], state)
+                    hs.append(state[0])
+                else:  # past a sequence's length: its state kept, its output 0 (pad_packed_sequence's)
+                    new, cache = self._step(ax[:, t, :], state)
+                    inside = valid[:, t:t + 1]
+                    hs.append(xp.where(inside, new[0], xp.zeros_like(new[0])))
+                    state = tuple(xp.where(inside, a, b) for a, b in zip(new, state))
                 caches.append(cache)
         finally:
             self._Wh = None
         self._cache = (x2, start, caches)
+        self._valid = valid
         if self.stateful:
             self._state = state
-        hs = xp.stack(hs, axis=int(self.batch_first))
+        hs = xp.stack(hs, axis=int(batch_first))
+        if packed is not None:
+            hs = PackedSequence(hs, packed.lengths, batch_first)
         return (hs, self._returned(xp, state)) if self.return_state else hs
 
     def backward(self, dhs: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
@@ -208,25 +221,39 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         that uses it besides the outputs (a seq2seq encoder handing its state to the decoder); added to the last
         step's state gradient. None: no such use. The step fast paths (Numba, CuPy) take them as they take the
         state gradient of any later step."""
-        dhs = untracked(dhs)
         x2, start, caches = self._need(self._cache)
+        packed, valid = self.__dict__.get("_packed"), self.__dict__.get("_valid")
+        n, steps = start[0].shape[0], len(caches)
+        batch_first = self.batch_first if packed is None else packed.batch_first
+        dhs = untracked(dhs if packed is None else packed_grad(self.name, dhs, packed, steps))
         xp = self._check_float(dhs)
         if self.return_state:
             dh_n, dc_n = self._final_rows(dh_n, dc_n)
-        n, steps = start[0].shape[0], len(caches)
-        expected = (n, steps, self.out_size) if self.batch_first else (steps, n, self.out_size)
+        expected = (n, steps, self.out_size) if batch_first else (steps, n, self.out_size)
         if tuple(dhs.shape) != expected:
             raise ValueError(f"{self.name}: expected dhs of shape {expected}, got {tuple(dhs.shape)}")
-        if not self.batch_first:
+        if not batch_first:
             dhs = xp.permute_dims(dhs, (1, 0, 2))
         daxs, dahs = [None] * steps, [None] * steps
         dstate = self._final_state_grad(xp, dhs, dh_n, dc_n)
+        if valid is not None:  # every state's gradient, zeros where none came
+            dstate = tuple(xp.zeros((n, w), dtype=dhs.dtype, device=dhs.device) if dstate is None or g is None
+                           else g for g, w in zip(dstate or (None,) * len(self.state_widths), self.state_widths))
         # Wh transposed, once for the steps' dh_prev products (a contiguous copy, or packed for MKL, on NumPy).
         if self._steps_multiply_Wh:
             self._WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], steps)
         try:
             for t in reversed(range(steps)):
-                daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
+                if valid is None:
+                    daxs[t], dahs[t], dstate = self._step_back(dhs[:, t, :], dstate, caches[t])
+                    continue
+                # a padded step passes the state's gradient through; its own takes none (a step's backward is
+                # linear in what comes in, so zeros give zero dax and dah)
+                inside = valid[:, t:t + 1]
+                zero = xp.zeros_like(dhs[:, t, :])
+                ins = tuple(xp.where(inside, g, xp.zeros_like(g)) for g in dstate)
+                daxs[t], dahs[t], before = self._step_back(xp.where(inside, dhs[:, t, :], zero), ins, caches[t])
+                dstate = tuple(xp.where(inside, b, g) for b, g in zip(before, dstate))
         finally:
             self._WhT = None
         dax = xp.reshape(xp.stack(daxs, axis=1), (n * steps, -1))
@@ -241,7 +268,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             setattr(self, "d" + name, xp.expand_dims(grad, axis=0) if self.return_state else grad)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
         dx = xp.reshape(dx, (n, steps, self.input_size))
-        return dx if self.batch_first else xp.permute_dims(dx, (1, 0, 2))
+        return dx if batch_first else xp.permute_dims(dx, (1, 0, 2))
 
     def _weight_grads(self, xp: Any, x2: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
         """Wx's and Wh's gradients (and the hidden bias's) from every step's dax and dah: x2 (N*T, D) is what

@@ -34,6 +34,7 @@ from ..backend import dtype_name, namespace, untracked
 from .base import Layer, init_parameters, positive_int
 from .container import Container
 from .dropout import Dropout
+from .packed import PackedSequence, packed_grad
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 from .recurrent_state import check_state_arrays
 
@@ -193,21 +194,22 @@ class RecurrentStack(Container):
         """x: (N, T, input_size) -> (N, T, num_directions * out_size); ``hx`` is refused, as by the single layer.
         ``return_state=True``: ``forward(x, hx=None, *, train=True)`` -> ``(y, (h_n, c_n))`` (RNN, GRU: ``(y,
         h_n)``), hx and the states in PyTorch's layout, (num_layers * num_directions, N, H)."""
-        x = untracked(x)
+        packed = self._packed = x if isinstance(x, PackedSequence) else None
+        x = untracked(x if packed is None else packed.padded)
         train, hx = call_arguments(self, args, train, hx, True)
         train = self._check_train(train)
         starts = [{}] * len(self.layers()) if hx is NO_HX else \
             [{"hx": row} for row in hx_rows(self.name, self.state_names, self.l0.state_widths, len(self.layers()), hx)]
-        time = int(self.batch_first)
         ends = 1 + self.bidirectional
         finals: list[Any] = []  # with return_state, each layer's (h_n, c_n) or h_n, (1, N, H)
 
         def run(layer: Layer, y: Any, row: int) -> Any:
-            out = layer.forward(y, train=train, **starts[row])
+            out = layer.forward(y if packed is None else PackedSequence(y, packed.lengths, packed.batch_first),
+                                train=train, **starts[row])
             if self.return_state:
                 out, final = out
                 finals.append(final if isinstance(final, tuple) else (final,))
-            return out
+            return out if packed is None else out.padded
 
         y = x
         for k in range(self.num_layers):
@@ -217,13 +219,24 @@ class RecurrentStack(Container):
             out = run(forward, y, k * ends)
             if reverse is not None:
                 xp = namespace(y)
-                out = xp.concat([out, xp.flip(run(reverse, xp.flip(y, axis=time), k * ends + 1), axis=time)], axis=-1)
+                out = xp.concat([out, self._reversed(xp, run(reverse, self._reversed(xp, y), k * ends + 1))], axis=-1)
             y = out
+        if packed is not None:
+            y = PackedSequence(y, packed.lengths, packed.batch_first)
         if not self.return_state:
             return y
-        xp = namespace(y)
+        xp = namespace(x)
         states = tuple(xp.concat([final[i] for final in finals], axis=0) for i in range(len(self.state_names)))
         return y, (states if len(states) == 2 else states[0])
+
+    def _reversed(self, xp: Any, y: Any) -> Any:
+        """``y`` with time reversed, as the reverse direction reads it: each packed sequence over its own length."""
+        packed = self.__dict__.get("_packed")
+        if packed is None:
+            return xp.flip(y, axis=int(self.batch_first))
+        if packed.batch_first:
+            return packed.reversed_rows(xp, y)
+        return xp.permute_dims(packed.reversed_rows(xp, xp.permute_dims(y, (1, 0, 2))), (1, 0, 2))
 
     def backward(self, dy: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
         """dy: (N, T, num_directions * out_size) -> dx: (N, T, input_size); fills every layer's grads, dh (dc).
@@ -232,6 +245,10 @@ class RecurrentStack(Container):
         num_directions, N, H); row ``k * num_directions + direction`` goes to that layer's backward (the lower
         levels' h_n are no outputs, so only this reaches them: d2l's Seq2Seq encoder handing its state to the
         decoder). None: no such use."""
+        packed = self.__dict__.get("_packed")
+        if packed is not None:
+            steps = packed.padded.shape[int(packed.batch_first)]
+            dy = packed_grad(self.name, dy, packed, steps)
         dy = untracked(dy)
         xp = self._check_float(dy)
         rows = {"dh_n": self._state_rows("dh_n", dh_n), "dc_n": self._state_rows("dc_n", dc_n)}
@@ -240,7 +257,6 @@ class RecurrentStack(Container):
         if dy.ndim != 3 or dy.shape[-1] != width:
             raise ValueError(f"{self.name}: expected dy of shape (..., {width}) as the last forward's output, got "
                              f"{tuple(dy.shape)}")
-        time = int(self.batch_first)
         ends = 1 + self.bidirectional
         for k in reversed(range(self.num_layers)):
             forward, reverse = self._level(k)
@@ -248,8 +264,8 @@ class RecurrentStack(Container):
             if reverse is None:
                 dx = forward.backward(dy, **final[0])
             else:
-                back = reverse.backward(xp.flip(dy[..., h:], axis=time), **final[1])
-                dx = forward.backward(dy[..., :h], **final[0]) + xp.flip(back, axis=time)
+                back = reverse.backward(self._reversed(xp, dy[..., h:]), **final[1])
+                dx = forward.backward(dy[..., :h], **final[0]) + self._reversed(xp, back)
             dy = self.dropouts[k - 1].backward(dx) if k and self.dropouts else dx
         return dy
 

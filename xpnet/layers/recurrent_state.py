@@ -118,7 +118,7 @@ class CarriedState:
             return tuple(xp.zeros((n, w), dtype=x.dtype, device=x.device) for w in self.state_widths)
         if state[0].shape[0] != n:
             fix = "call reset_state() or set_state() for the new batch" if hx is NO_HX else "give hx the input's N"
-            if self.batch_first and state[0].shape[0] == x.shape[1]:
+            if self.batch_first and state[0].shape[0] == x.shape[1] and self.__dict__.get("_packed") is None:
                 fix += (f"; or, where the input {tuple(x.shape)} is time first, (T, N, {x.shape[2]}) (PyTorch's "
                         f"default), build the layer with batch_first=False: it reads (N, T, {x.shape[2]})")
             raise ValueError(f"{self.name}: {what} holds {state[0].shape[0]} sequences but the input has {n}; {fix}")

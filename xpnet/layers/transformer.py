@@ -11,6 +11,7 @@ from .._user import flag, is_real
 from ..backend import float_dtype_name, untracked
 from .activations import GELU, ReLU
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .attention_layout import check_tables
 from .container import Container
 from .dropout import Dropout
 from .layernorm import LayerNorm
@@ -78,6 +79,8 @@ class TransformerBlock(Container):
             layout = "(N, L, E)" if self.batch_first else "(L, N, E) (batch_first=False)"
             raise ValueError(f"{self.name}: expected {what} of shape {layout} with E = d_model = {self.d_model}, "
                              f"got {tuple(x.shape)}")
+        if self.batch_first:
+            check_tables(self)
         return xp, _time_first(xp, x, self.batch_first)
 
     def _gradient(self, dy: Any) -> tuple[Any, Any]:

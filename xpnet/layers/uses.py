@@ -353,12 +353,12 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
         try:
             if uses.backwards == 1:  # the last call: its state is in place
                 uses.final = _state(self)
-                return backward(self, *args, **kwargs)
+                return _served(self, backward, served, len(uses.after) + 1, args, kwargs)
             state = uses.after[served - 1]
             _restore(state)
             earlier = take_grads(self)
             try:
-                return backward(self, *args, **kwargs)
+                return _served(self, backward, served, len(uses.after) + 1, args, kwargs)
             finally:
                 add_grads(earlier)
                 if served == 1:  # the first call's backward ends the round: the layer as its last call left it,
@@ -367,6 +367,22 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             uses.running = False
     return run
+
+
+def _served(layer: Any, backward: Callable[..., Any], served: int, calls: int, args: Any, kwargs: Any) -> Any:
+    """``backward`` for call ``served`` of ``calls``; a dy of the wrong shape (the layer's own check) says which
+    call this backward took back, as a forgotten backward of a later call (a layer shared between two models, or
+    called at each step) makes an earlier call's gradient meet a later call's caches."""
+    try:
+        return backward(layer, *args, **kwargs)
+    except ValueError as e:
+        if not str(e).startswith(f"{layer.name}: expected dy of shape"):
+            raise
+        raise ValueError(
+            f"{e}. Or: this backward took back call {served} of the {calls} calls of {layer.name} in the last "
+            f"forward (they go back last call first); if its dy is for an earlier call, the backward of a later "
+            f"call was left out (a layer shared between two models, or called at each step, needs one backward "
+            f"per call)") from e
 
 
 @contextlib.contextmanager
