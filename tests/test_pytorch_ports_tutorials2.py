@@ -142,3 +142,207 @@ def test_an_unbatched_image_into_conv2d_says_to_add_the_batch_axis():
     with pytest.raises(ValueError, match=r"^Conv2d: expected a 4-d input \(N, C, H, W\), got shape \(1, 32, 32\); "
                                          r"one unbatched \(C, H, W\) image, which PyTorch takes, is x\[None\] here$"):
         _LeNet()(np.zeros((1, 32, 32), np.float32))
+
+
+# --- intermediate_source/mario_rl_tutorial.py: the DDQN learning part, a synthetic replay buffer ---------------------
+
+_STATE, _ACTIONS, _BATCH, _GAMMA = (2, 36, 36), 3, 4, 0.9    # the tutorial's 84x84 frames shrunk: 64 features flat
+
+
+class _MarioNet(xn.Model):
+    """The tutorial's MarioNet: an online Sequential and its frozen copy, the target; ``forward(input, model)`` runs
+    the one named. backward goes through the online net: the target is never trained."""
+
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        c, h, w = input_dim
+        self.online = xn.Sequential(
+            nn.Conv2d(in_channels=c, out_channels=32, kernel_size=8, stride=4), nn.ReLU(),
+            nn.Conv2d(in_channels=32, out_channels=64, kernel_size=4, stride=2), nn.ReLU(),
+            nn.Conv2d(in_channels=64, out_channels=64, kernel_size=3, stride=1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(64, 512), nn.ReLU(), nn.Linear(512, output_dim))
+        self.target = copy.deepcopy(self.online)
+        self.target.requires_grad_(False)            # for p in self.target.parameters(): p.requires_grad = False
+
+    def forward(self, input, model, train=True):
+        if model == "online":
+            return self.online(input)
+        elif model == "target":
+            return self.target(input)
+
+    def backward(self, dy):
+        return self.online.backward(dy)
+
+
+class _Mario:
+    """Mario's learning methods: ``td_estimate`` indexes the online Q with ``np.arange(0, batch_size), action`` and
+    keeps what its backward needs; ``td_target`` runs under ``@xn.no_grad()``; ``learn`` calls td_target first (xpnet
+    keeps the caches of a model's last call only: the tutorial's order, td_estimate first, is refused at backward)."""
+
+    def __init__(self, net, sync_every, target_first=True):
+        self.net, self.sync_every, self.target_first = net, sync_every, target_first
+        self.batch_size, self.gamma, self.curr_step = _BATCH, _GAMMA, 0
+        self.optimizer = xn.optim.Adam(self.net.parameters(), lr=0.00025)
+        self.loss_fn = xn.losses.SmoothL1Loss()
+
+    def td_estimate(self, state, action):
+        self.q, self.action = self.net(state, model="online"), action
+        return self.q[np.arange(0, self.batch_size), action]
+
+    @xn.no_grad()
+    def td_target(self, reward, next_state, done):
+        next_state_Q = self.net(next_state, model="online")
+        best_action = np.argmax(next_state_Q, axis=1)
+        next_Q = self.net(next_state, model="target")[np.arange(0, self.batch_size), best_action]
+        return reward + (1 - done.astype(np.float64)) * self.gamma * next_Q
+
+    def update_Q_online(self, td_estimate, td_target):
+        loss = self.loss_fn(td_estimate, td_target)
+        self.optimizer.zero_grad()
+        dq = np.zeros_like(self.q)                                        # loss.backward() through the indexing
+        dq[np.arange(0, self.batch_size), self.action] = self.loss_fn.backward()
+        self.net.backward(dq)
+        self.optimizer.step()
+        return loss.item()
+
+    def sync_Q_target(self):
+        self.net.target.load_state_dict(self.net.online.state_dict())
+
+    def learn(self, batch):
+        self.curr_step += 1
+        if self.curr_step % self.sync_every == 0:
+            self.sync_Q_target()
+        state, next_state, action, reward, done = batch
+        if self.target_first:
+            td_tgt = self.td_target(reward, next_state, done)
+            td_est = self.td_estimate(state, action)
+        else:
+            td_est = self.td_estimate(state, action)
+            td_tgt = self.td_target(reward, next_state, done)
+        return td_est.mean().item(), self.update_Q_online(td_est, td_tgt)
+
+
+def _torch_mario(torch, sync_every):
+    """The tutorial's MarioNet (the 84x84 check and 3136 replaced by the small frames' 64) and Mario's td_estimate,
+    td_target, update_Q_online, sync_Q_target and learn's order, as they are there."""
+    tnn = torch.nn
+
+    class MarioNet(tnn.Module):
+        def __init__(self, input_dim, output_dim):
+            super().__init__()
+            c, h, w = input_dim
+            self.online = tnn.Sequential(
+                tnn.Conv2d(in_channels=c, out_channels=32, kernel_size=8, stride=4), tnn.ReLU(),
+                tnn.Conv2d(in_channels=32, out_channels=64, kernel_size=4, stride=2), tnn.ReLU(),
+                tnn.Conv2d(in_channels=64, out_channels=64, kernel_size=3, stride=1), tnn.ReLU(),
+                tnn.Flatten(), tnn.Linear(64, 512), tnn.ReLU(), tnn.Linear(512, output_dim))
+            self.target = copy.deepcopy(self.online)
+            for p in self.target.parameters():
+                p.requires_grad = False
+
+        def forward(self, input, model):
+            if model == "online":
+                return self.online(input)
+            elif model == "target":
+                return self.target(input)
+
+    class Mario:
+        def __init__(self):
+            self.net = MarioNet(_STATE, _ACTIONS).double()
+            self.batch_size, self.gamma, self.curr_step, self.sync_every = _BATCH, _GAMMA, 0, sync_every
+            self.optimizer = torch.optim.Adam(self.net.parameters(), lr=0.00025)
+            self.loss_fn = torch.nn.SmoothL1Loss()
+
+        def td_estimate(self, state, action):
+            return self.net(state, model="online")[np.arange(0, self.batch_size), action]
+
+        @torch.no_grad()
+        def td_target(self, reward, next_state, done):
+            next_state_Q = self.net(next_state, model="online")
+            best_action = torch.argmax(next_state_Q, axis=1)
+            next_Q = self.net(next_state, model="target")[np.arange(0, self.batch_size), best_action]
+            return (reward + (1 - done.double()) * self.gamma * next_Q).double()  # .float() there: float32
+
+        def learn(self, batch):
+            self.curr_step += 1
+            if self.curr_step % self.sync_every == 0:
+                self.net.target.load_state_dict(self.net.online.state_dict())
+            state, next_state, action, reward, done = batch
+            td_est = self.td_estimate(state, action)
+            td_tgt = self.td_target(reward, next_state, done)
+            loss = self.loss_fn(td_est, td_tgt)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+            return td_est.mean().item(), loss.item()
+
+    return Mario()
+
+
+def _replay_batches(steps):
+    """recall()'s batches from a replay buffer of random frames: (state, next_state, action, reward, done) stacked
+    from ``random.sample(memory, batch_size)``, as NumPy arrays (their torch tensors are made from them)."""
+    rng = np.random.default_rng(1)
+    memory = deque([(rng.standard_normal(_STATE), rng.standard_normal(_STATE), int(rng.integers(_ACTIONS)),
+                     float(rng.standard_normal()), bool(rng.random() < 0.3)) for _ in range(12)], maxlen=100)
+    sampler = random.Random(0)
+    for _ in range(steps):
+        state, next_state, action, reward, done = map(np.stack, zip(*sampler.sample(memory, _BATCH)))
+        yield state, next_state, action, reward, done
+
+
+def test_mario_ddqn_learning_with_a_frozen_deepcopied_target_equals_pytorchs():
+    """Six learn() steps, the target synced every third (load_state_dict of the online net's state dict): TD
+    estimates, losses, and both nets' weights equal torch's in float64; the target, frozen, moves only at a sync,
+    and the deep copy shares no array with the online net."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = _torch_mario(torch, sync_every=3)
+    net = _MarioNet(_STATE, _ACTIONS).to(dtype="float64")
+    xn.load_torch_state_dict(net, theirs.net.state_dict())
+    assert not net.target.requires_grad and net.online.requires_grad
+    mario = _Mario(net, sync_every=3)
+    for batch in _replay_batches(6):
+        q, loss = mario.learn(batch)
+        state, next_state, action, reward, done = (torch.from_numpy(np.asarray(a)) for a in batch)
+        tq, tloss = theirs.learn((state, next_state, action, reward, done))
+        assert abs(q - tq) <= 1e-10 * max(1.0, abs(tq)) and abs(loss - tloss) <= 1e-10 * max(1.0, tloss)
+        _params_equal(net, theirs.net)
+    online, target = net.online.named_params(), net.target.named_params()
+    assert not any(np.shares_memory(online[k], target[k]) for k in online)
+    assert not all(np.array_equal(online[k], target[k]) for k in online)    # one step since the last sync
+
+
+def test_mario_learn_in_the_tutorials_order_is_refused_saying_to_compute_the_target_first():
+    """td_estimate (a training call of the online net), then td_target's no_grad calls of the same net, then the
+    backward: that backward would use the no_grad call's caches, so it is refused, saying what to do."""
+    mario = _Mario(_MarioNet(_STATE, _ACTIONS).to(dtype="float64"), sync_every=3, target_first=False)
+    with pytest.raises(RuntimeError, match=r"last forward ran under xn\.no_grad\(\).*Run what needs no gradient "
+                                           r"before the training forward"):
+        mario.learn(next(_replay_batches(1)))
+
+
+class _NaiveMarioNet(_MarioNet):
+    """MarioNet with the tutorial's freezing loop as it is there."""
+
+    def __init__(self, input_dim, output_dim):
+        xn.Model.__init__(self)
+        self.online = xn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, output_dim))
+        self.target = copy.deepcopy(self.online)
+        for p in self.target.parameters():
+            p.requires_grad = False
+
+
+def test_freezing_the_target_array_by_array_is_refused_saying_requires_grad_on_the_layer():
+    """``for p in self.target.parameters(): p.requires_grad = False`` (NumPy arrays take no attribute; a PyTorch
+    tensor of xpnet's torch backend takes it and nothing is frozen) is refused at the loop, saying
+    ``self.target.requires_grad_(False)``; the one-line form on the torch backend too, where it was silent."""
+    with pytest.raises(AttributeError, match=r"^for p in self\.target\.parameters\(\): p\.requires_grad = False: "
+                                             r".*write self\.target\.requires_grad_\(False\)"):
+        _NaiveMarioNet(_STATE, _ACTIONS)
+    _torch()
+    model = xn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)).to("torch:cpu")
+    with pytest.raises(AttributeError, match=r"write model\[0\]\.requires_grad_\(False\)"):
+        for p in model[0].parameters(): p.requires_grad_(False)  # noqa: E701
+    assert model[0].requires_grad
+    assert [a.shape for a in model.parameters()] == [(4, 8), (8,), (8, 2), (2,)]

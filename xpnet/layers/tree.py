@@ -19,6 +19,7 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
 from .submodules import _STORES, Submodules
 from .stale import loaded
@@ -102,6 +103,12 @@ class Parameters(list):
         super().__init__(arrays)
         self.model = model
         self._next = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """The arrays; PyTorch's ``for p in model.parameters(): p.requires_grad = False`` refused, as they carry no
+        flag (:mod:`.parameter_flags`)."""
+        refuse_flag_loop()
+        return super().__iter__()
 
     def __next__(self) -> Any:
         """``next(model.parameters())``, PyTorch's way to reach the first parameter (for its dtype or device):
