@@ -346,3 +346,235 @@ def test_freezing_the_target_array_by_array_is_refused_saying_requires_grad_on_t
         for p in model[0].parameters(): p.requires_grad_(False)  # noqa: E701
     assert model[0].requires_grad
     assert [a.shape for a in model.parameters()] == [(4, 8), (8,), (8, 2), (2,)]
+
+
+# --- pytorch/examples legacy/snli: model.py and train.py's step -------------------------------------------------------
+
+def _snli_config(**changes):
+    """A small config as legacy/snli's get_args() and train.py make it (n_cells doubled for the birnn)."""
+    from types import SimpleNamespace
+    config = dict(n_embed=11, d_embed=6, d_proj=5, projection=True, d_hidden=4, n_layers=2, dp_ratio=0.0,
+                  birnn=True, fix_emb=True, d_out=3, **changes)
+    config["n_cells"] = config["n_layers"] * (2 if config["birnn"] else 1)
+    return SimpleNamespace(**config)
+
+
+class _Encoder(xn.Model):
+    """model.py's Encoder: the LSTM built time first (``batch_first=False``), PyTorch's two biases
+    (``convention="pytorch"``) and ``(out, (h_n, c_n))`` (``return_state=True``); ``ht[-2:].transpose(0, 1)`` is
+    ``swapaxes``. inputs (T, N, D) -> (N, n_dirs * H), the last layer's final states; backward gives the gradient to
+    those rows of h_n and zeros to the outputs."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        input_size = config.d_proj if config.projection else config.d_embed
+        dropout = 0 if config.n_layers == 1 else config.dp_ratio
+        self.rnn = nn.LSTM(input_size=input_size, hidden_size=config.d_hidden, num_layers=config.n_layers,
+                           dropout=dropout, bidirectional=config.birnn, batch_first=False, return_state=True,
+                           convention="pytorch")
+
+    def forward(self, inputs, train=True):
+        batch_size = inputs.shape[1]
+        state_shape = self.config.n_cells, batch_size, self.config.d_hidden
+        h0 = c0 = np.zeros(state_shape, dtype=inputs.dtype)
+        self.outputs, (ht, ct) = self.rnn(inputs, (h0, c0))
+        return ht[-1] if not self.config.birnn else ht[-2:].swapaxes(0, 1).reshape(batch_size, -1)
+
+    def backward(self, dy):
+        dht = np.zeros((self.config.n_cells, dy.shape[0], self.config.d_hidden))
+        if self.config.birnn:
+            dht[-2:] = dy.reshape(dy.shape[0], 2, -1).swapaxes(0, 1)
+        else:
+            dht[-1] = dy
+        return self.rnn.backward(np.zeros_like(self.outputs), dht, np.zeros_like(dht))
+
+
+class _SNLIClassifier(xn.Model):
+    """model.py's SNLIClassifier: one ReLU and one Dropout object used by the projection and three times inside
+    ``self.out`` (five ReLU calls a forward, their backward last first), the Encoder called on the premise then the
+    hypothesis (its backward on the hypothesis first), the frozen embedding for ``fix_emb`` (its ``detach()``).
+    batch.premise (T1, N), batch.hypothesis (T2, N) ids -> scores (N, d_out)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.n_embed, config.d_embed)
+        self.projection = nn.Linear(config.d_embed, config.d_proj)          # Bottle's Linear: over (T, N, D)
+        self.encoder = _Encoder(config)
+        self.dropout = nn.Dropout(p=config.dp_ratio)
+        self.relu = nn.ReLU()
+        seq_in_size = 2 * config.d_hidden * (2 if config.birnn else 1)
+        lin_config = [seq_in_size] * 2
+        self.out = xn.Sequential(nn.Linear(*lin_config), self.relu, self.dropout, nn.Linear(*lin_config), self.relu,
+                                 self.dropout, nn.Linear(*lin_config), self.relu, self.dropout,
+                                 nn.Linear(seq_in_size, config.d_out))
+        if config.fix_emb:
+            self.embed.requires_grad_(False)
+
+    def forward(self, batch, train=True):
+        prem_embed = self.embed(batch.premise)
+        hypo_embed = self.embed(batch.hypothesis)
+        if self.config.projection:
+            prem_embed = self.relu(self.projection(prem_embed))
+            hypo_embed = self.relu(self.projection(hypo_embed))
+        premise = self.encoder(prem_embed)
+        hypothesis = self.encoder(hypo_embed)
+        return self.out(np.concatenate([premise, hypothesis], 1))
+
+    def backward(self, dy):
+        d = self.out.backward(dy)
+        dpremise, dhypothesis = np.split(d, 2, axis=1)
+        dhypo, dprem = self.encoder.backward(dhypothesis), self.encoder.backward(dpremise)
+        if self.config.projection:
+            dhypo = self.projection.backward(self.relu.backward(dhypo))
+            dprem = self.projection.backward(self.relu.backward(dprem))
+        if not self.config.fix_emb:
+            self.embed.backward(dhypo)
+            self.embed.backward(dprem)
+
+
+def _torch_snli(torch, config):
+    """model.py's Bottle, Linear, Encoder and SNLIClassifier as they are there."""
+    tnn = torch.nn
+
+    class Bottle(tnn.Module):
+        def forward(self, input):
+            if len(input.size()) <= 2:
+                return super(Bottle, self).forward(input)
+            size = input.size()[:2]
+            out = super(Bottle, self).forward(input.view(size[0] * size[1], -1))
+            return out.view(size[0], size[1], -1)
+
+    class Linear(Bottle, tnn.Linear):
+        pass
+
+    class Encoder(tnn.Module):
+        def __init__(self, config):
+            super(Encoder, self).__init__()
+            self.config = config
+            input_size = config.d_proj if config.projection else config.d_embed
+            dropout = 0 if config.n_layers == 1 else config.dp_ratio
+            self.rnn = tnn.LSTM(input_size=input_size, hidden_size=config.d_hidden, num_layers=config.n_layers,
+                                dropout=dropout, bidirectional=config.birnn)
+
+        def forward(self, inputs):
+            batch_size = inputs.size()[1]
+            state_shape = self.config.n_cells, batch_size, self.config.d_hidden
+            h0 = c0 = inputs.new_zeros(state_shape)
+            outputs, (ht, ct) = self.rnn(inputs, (h0, c0))
+            return ht[-1] if not self.config.birnn else ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)
+
+    class SNLIClassifier(tnn.Module):
+        def __init__(self, config):
+            super(SNLIClassifier, self).__init__()
+            self.config = config
+            self.embed = tnn.Embedding(config.n_embed, config.d_embed)
+            self.projection = Linear(config.d_embed, config.d_proj)
+            self.encoder = Encoder(config)
+            self.dropout = tnn.Dropout(p=config.dp_ratio)
+            self.relu = tnn.ReLU()
+            seq_in_size = 2 * config.d_hidden
+            if self.config.birnn:
+                seq_in_size *= 2
+            lin_config = [seq_in_size] * 2
+            self.out = tnn.Sequential(Linear(*lin_config), self.relu, self.dropout, Linear(*lin_config), self.relu,
+                                      self.dropout, Linear(*lin_config), self.relu, self.dropout,
+                                      Linear(seq_in_size, config.d_out))
+
+        def forward(self, batch):
+            prem_embed = self.embed(batch.premise)
+            hypo_embed = self.embed(batch.hypothesis)
+            if self.config.fix_emb:
+                prem_embed = prem_embed.detach()
+                hypo_embed = hypo_embed.detach()
+            if self.config.projection:
+                prem_embed = self.relu(self.projection(prem_embed))
+                hypo_embed = self.relu(self.projection(hypo_embed))
+            premise = self.encoder(prem_embed)
+            hypothesis = self.encoder(hypo_embed)
+            return self.out(torch.cat([premise, hypothesis], 1))
+
+    return SNLIClassifier(config)
+
+
+def _snli_batches(config, n, lengths=((5, 4), (3, 3), (4, 6))):
+    """torchtext's time-first batches: premise (T1, N) and hypothesis (T2, N) ids, label (N,); n = 3 sequences."""
+    from types import SimpleNamespace
+    rng = np.random.default_rng(2)
+    return [SimpleNamespace(premise=rng.integers(config.n_embed, size=(t1, n)),
+                            hypothesis=rng.integers(config.n_embed, size=(t2, n)),
+                            label=rng.integers(config.d_out, size=n), batch_size=n) for t1, t2 in lengths]
+
+
+def test_snli_classifier_with_frozen_pretrained_embeddings_trains_as_pytorchs():
+    """train.py's step on three batches (one with T1 = T2 = N): pretrained vectors copied into the frozen embedding,
+    Adam, CrossEntropyLoss, then the dev evaluation under ``eval()`` and ``no_grad``; the losses, the accuracy count
+    and every weight (the embedding unchanged) equal torch's in float64."""
+    torch = _torch()
+    config = _snli_config()
+    torch.manual_seed(0)
+    theirs = _torch_snli(torch, config).double()
+    vectors = np.random.default_rng(3).standard_normal((config.n_embed, config.d_embed))
+    theirs.embed.weight.data.copy_(torch.from_numpy(vectors))        # inputs.vocab.vectors
+    model = _SNLIClassifier(config).to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    model.embed.weight[...] = vectors
+    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+    opt = xn.optim.Adam(model.parameters(), lr=0.01)
+    topt = torch.optim.Adam(theirs.parameters(), lr=0.01)
+    batches = _snli_batches(config, 3)
+    for batch in batches:
+        model.train()
+        opt.zero_grad()
+        answer = model(batch)
+        n_correct = (answer.argmax(1).reshape(batch.label.shape) == batch.label).sum().item()
+        loss = criterion(answer, batch.label)
+        model.backward(criterion.backward())                             # loss.backward()
+        opt.step()
+        theirs.train()
+        topt.zero_grad()
+        tanswer = theirs(_as_torch(torch, batch))
+        tcorrect = (torch.max(tanswer, 1)[1].view(batch.label.shape) == torch.from_numpy(batch.label)).sum().item()
+        tloss = tcriterion(tanswer, torch.from_numpy(batch.label))
+        tloss.backward()
+        topt.step()
+        assert n_correct == tcorrect and abs(loss.item() - tloss.item()) <= 1e-10 * tloss.item()
+    _params_equal(model, theirs)
+    np.testing.assert_array_equal(model.embed.weight, vectors)
+    model.eval()
+    theirs.eval()
+    with xn.no_grad(), torch.no_grad():
+        _close(model(batches[1]), theirs(_as_torch(torch, batches[1])), "dev answer")
+
+
+def _as_torch(torch, batch):
+    """The batch with torch tensors of its ids (the labels stay NumPy's)."""
+    tbatch = copy.copy(batch)
+    tbatch.premise, tbatch.hypothesis = torch.from_numpy(batch.premise), torch.from_numpy(batch.hypothesis)
+    return tbatch
+
+
+class _TransposingEncoder(_Encoder):
+    """The Encoder's last line as PyTorch's: ``ht[-2:].transpose(0, 1)`` (NumPy's transpose takes every axis)."""
+
+    def forward(self, inputs, train=True):
+        batch_size = inputs.shape[1]
+        h0 = c0 = np.zeros((self.config.n_cells, batch_size, self.config.d_hidden), dtype=inputs.dtype)
+        outputs, (ht, ct) = self.rnn(inputs, (h0, c0))
+        return ht[-2:].transpose(0, 1).reshape(batch_size, -1)
+
+
+def test_snli_encoder_ported_batch_first_or_with_torchs_transpose_says_what_to_write():
+    """The Encoder's LSTM left batch first (xpnet's default) while forward reads the batch size from axis 1: refused
+    before it runs, also where T = N (3 words, 3 sentences), where the state's shape fits and nothing else would
+    tell; ``ht[-2:].transpose(0, 1)`` says to write swapaxes."""
+    config = _snli_config()
+    encoder = _Encoder(config)
+    encoder.rnn = nn.LSTM(input_size=config.d_proj, hidden_size=config.d_hidden, num_layers=config.n_layers,
+                          bidirectional=True, return_state=True)
+    with pytest.raises(ValueError, match=r"^_Encoder\.forward reads the batch size from axis 1 of what it gives "
+                                         r"self\.rnn \(batch_size = inputs\.shape\[1\]\).*batch_first=False"):
+        encoder(np.zeros((3, 3, config.d_proj), np.float32))
+    with pytest.raises(ValueError, match=r"transpose\(0, 1\) swaps two; write x\.swapaxes\(0, 1\)"):
+        _TransposingEncoder(config)(np.zeros((4, 3, config.d_proj), np.float32))
