@@ -3,6 +3,7 @@ legacy SNLI model and the introyt training tutorial's validation loop, ported to
 first, each run next to the same program in torch, float64, the same initial weights, a few steps; and what the ports
 showed a porter has to be told. No MNIST, gym or SNLI here: tiny random data and a synthetic replay buffer."""
 
+import contextlib
 import copy
 import random
 from collections import deque
@@ -578,3 +579,122 @@ def test_snli_encoder_ported_batch_first_or_with_torchs_transpose_says_what_to_w
         encoder(np.zeros((3, 3, config.d_proj), np.float32))
     with pytest.raises(ValueError, match=r"transpose\(0, 1\) swaps two; write x\.swapaxes\(0, 1\)"):
         _TransposingEncoder(config)(np.zeros((4, 3, config.d_proj), np.float32))
+
+
+# --- beginner_source/introyt/trainingyt.py: per-epoch validation, the best model's state dict saved ---------------
+
+class _GarmentClassifier(_LeNet):
+    """trainingyt.py's GarmentClassifier: the LeNet of the blitz for 28x28 images (``self.pool = nn.MaxPool2d(2,
+    2)``, ``x.view(-1, 16 * 4 * 4)``). x (N, 1, 28, 28) -> (N, 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.pool = nn.MaxPool2d(2, 2)
+
+
+def _torch_garment_classifier(torch):
+    """trainingyt.py's GarmentClassifier as it is there."""
+    F = torch.nn.functional
+
+    class GarmentClassifier(torch.nn.Module):
+        def __init__(self):
+            super(GarmentClassifier, self).__init__()
+            self.conv1 = torch.nn.Conv2d(1, 6, 5)
+            self.pool = torch.nn.MaxPool2d(2, 2)
+            self.conv2 = torch.nn.Conv2d(6, 16, 5)
+            self.fc1 = torch.nn.Linear(16 * 4 * 4, 120)
+            self.fc2 = torch.nn.Linear(120, 84)
+            self.fc3 = torch.nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = x.view(-1, 16 * 4 * 4)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    return GarmentClassifier()
+
+
+def _run_epochs(model, loss_fn, optimizer, training_loader, validation_loader, save, no_grad, epochs=3):
+    """The tutorial's loop: train_one_epoch (``last_loss`` every 2 batches where it reports every 1000), then the
+    validation losses summed over batches (``running_vloss += vloss``), under ``model.train(False)`` as there or
+    ``model.eval()`` and ``no_grad`` (its current version); ``save(epoch)`` where the average beats the best.
+    Returns the (avg_loss, avg_vloss) of each epoch and the epochs saved. ``model``, ``loss_fn``... are either
+    library's: the lines are the tutorial's, ``backward`` the only name that differs."""
+    history, saved, best_vloss = [], [], 1_000_000.
+    for epoch in range(epochs):
+        model.train(True)
+        running_loss, last_loss = 0., 0.
+        for i, (inputs, labels) in enumerate(training_loader):
+            optimizer.zero_grad()
+            outputs = model(inputs)
+            loss = loss_fn(outputs, labels)
+            _backward(model, loss_fn, loss)
+            optimizer.step()
+            running_loss += loss.item()
+            if i % 2 == 1:
+                last_loss, running_loss = running_loss / 2, 0.
+        if no_grad is None:
+            model.train(False)
+        else:
+            model.eval()
+        running_vloss = 0.0
+        with no_grad() if no_grad is not None else contextlib.nullcontext():
+            for i, (vinputs, vlabels) in enumerate(validation_loader):
+                voutputs = model(vinputs)
+                vloss = loss_fn(voutputs, vlabels)
+                running_vloss += vloss
+        avg_vloss = running_vloss / (i + 1)
+        history.append((last_loss, avg_vloss.item()))
+        if avg_vloss < best_vloss:
+            best_vloss = avg_vloss
+            save(epoch)
+            saved.append(epoch)
+    return history, saved
+
+
+def _backward(model, loss_fn, loss):
+    """``loss.backward()``: torch's, or xpnet's ``model.backward(loss_fn.backward())``."""
+    if isinstance(model, xn.Model):
+        model.backward(loss_fn.backward())
+    else:
+        loss.backward()
+
+
+@pytest.mark.parametrize("how", ["train(False)", "eval() and no_grad"])
+def test_trainingyt_epochs_validation_and_the_best_saved_state_dict_equal_pytorchs(tmp_path, how):
+    """Three epochs of SGD with momentum, each validated, the state dict saved by ``xn.save(model.state_dict(),
+    model_path)`` (a path without a suffix, as there) where the validation loss is the best so far: the training and
+    validation losses and the epochs saved equal torch's in float64, and a new model given ``load_state_dict(xn.load
+    (PATH))`` of the last one saved gives torch's reloaded model's outputs."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = _torch_garment_classifier(torch).double()
+    model = _GarmentClassifier().to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    rng = np.random.default_rng(4)
+    data = [(rng.standard_normal((4, 1, 28, 28)), rng.integers(10, size=4)) for _ in range(4)]
+    training_loader, validation_loader = data[:2], data[2:]
+    as_torch = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in data]
+
+    def save(epoch):
+        xn.save(model.state_dict(), tmp_path / f"model_ts_{epoch}")
+
+    def tsave(epoch):
+        torch.save(theirs.state_dict(), tmp_path / f"torch_ts_{epoch}")
+
+    no_grad = None if how == "train(False)" else (xn.no_grad, torch.no_grad)
+    history, saved = _run_epochs(model, xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(
+        model.parameters(), lr=0.001, momentum=0.9), training_loader, validation_loader, save, no_grad and no_grad[0])
+    thistory, tsaved = _run_epochs(theirs, torch.nn.CrossEntropyLoss(), torch.optim.SGD(
+        theirs.parameters(), lr=0.001, momentum=0.9), as_torch[:2], as_torch[2:], tsave, no_grad and no_grad[1])
+    np.testing.assert_allclose(history, thistory, rtol=1e-10)
+    assert saved == tsaved and saved
+    saved_model = _GarmentClassifier().to(dtype="float64")
+    saved_model.load_state_dict(xn.load(tmp_path / f"model_ts_{saved[-1]}"))
+    tsaved_model = _torch_garment_classifier(torch).double()
+    tsaved_model.load_state_dict(torch.load(tmp_path / f"torch_ts_{saved[-1]}"))
+    _close(saved_model(data[3][0]), tsaved_model(as_torch[3][0]), "reloaded")
