@@ -698,3 +698,31 @@ def test_trainingyt_epochs_validation_and_the_best_saved_state_dict_equal_pytorc
     tsaved_model = _torch_garment_classifier(torch).double()
     tsaved_model.load_state_dict(torch.load(tmp_path / f"torch_ts_{saved[-1]}"))
     _close(saved_model(data[3][0]), tsaved_model(as_torch[3][0]), "reloaded")
+
+
+class _TorchLines(xn.Model):
+    """A forward holding one of SNLI's PyTorch lines, picked by ``line``."""
+
+    def __init__(self, line):
+        super().__init__()
+        self.embed, self.line = nn.Embedding(5, 3), line
+
+    def forward(self, ids, train=True):
+        embedded = self.embed(ids)
+        if self.line == "detach":
+            return embedded.detach()
+        if self.line == "size":
+            return embedded[:, :embedded.size()[1]]
+        return embedded.new_zeros(embedded.shape)
+
+
+@pytest.mark.parametrize("line, error, says", [
+    ("detach", AttributeError, r"has no attribute 'detach' \(line \d+: return embedded\.detach\(\)\).*drop it.*"
+                               r"freeze that layer: layer\.requires_grad_\(False\)$"),
+    ("size", TypeError, r"x\.size\(\) is the shape; write x\.shape for x\.size\(\), x\.shape\[d\] for x\.size\(d\)$"),
+    ("new_zeros", AttributeError, r"write xp\.zeros\(shape, dtype=x\.dtype\)")])
+def test_snli_forwards_pytorch_tensor_methods_say_numpys_spelling(line, error, says):
+    """model.py's ``prem_embed.detach()`` (fix_emb), ``inputs.size()[1]`` and ``inputs.new_zeros(state_shape)`` on
+    NumPy arrays: each raised again naming the model, the line, and what to write."""
+    with pytest.raises(error, match=r"^_TorchLines\.forward: .*" + says):
+        _TorchLines(line)(np.array([[1, 2]]))
