@@ -299,7 +299,7 @@ def test_mario_ddqn_learning_with_a_frozen_deepcopied_target_equals_pytorchs():
     torch = _torch()
     torch.manual_seed(0)
     theirs = _torch_mario(torch, sync_every=3)
-    net = _MarioNet(_STATE, _ACTIONS).to(dtype="float64")
+    net = _MarioNet(_STATE, _ACTIONS).to(device="cpu", dtype="float64")     # self.net.to(device="cuda") there
     xn.load_torch_state_dict(net, theirs.net.state_dict())
     assert not net.target.requires_grad and net.online.requires_grad
     mario = _Mario(net, sync_every=3)
@@ -554,6 +554,35 @@ def _as_torch(torch, batch):
     tbatch = copy.copy(batch)
     tbatch.premise, tbatch.hypothesis = torch.from_numpy(batch.premise), torch.from_numpy(batch.hypothesis)
     return tbatch
+
+
+class _Bottle(nn.Layer):
+    """model.py's Bottle ported as it is: the input's two leading axes merged for the base class's forward."""
+
+    def forward(self, input, train=True):
+        if len(input.shape) <= 2:
+            return super().forward(input)
+        size = input.shape[:2]
+        out = super().forward(input.reshape(size[0] * size[1], -1))
+        return out.reshape(size[0], size[1], -1)
+
+
+class _BottleLinear(_Bottle, nn.Linear):
+    pass
+
+
+def test_snlis_bottle_linear_ported_as_it_is_is_refused_at_backward_and_linear_takes_3d_input():
+    """``class Linear(Bottle, nn.Linear)``: its output is (T, N, D_out) where its cache is 2-d, so the gradient
+    given back is refused, saying to reshape it; xpnet's Linear itself takes the (T, N, D) input, as the port uses
+    it, and gives Bottle's output."""
+    layer, plain = _BottleLinear(4, 3), nn.Linear(4, 3)
+    plain.load_state_dict(layer.state_dict())
+    x = np.random.default_rng(5).standard_normal((2, 3, 4)).astype(np.float32)
+    y = layer(x)
+    np.testing.assert_allclose(plain(x), y, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"^_BottleLinear: expected dy of shape \(6, 3\) \(the last forward's "
+                                         r"output\), got \(2, 3, 3\).*reshape its gradient back"):
+        layer.backward(np.ones_like(y))
 
 
 class _TransposingEncoder(_Encoder):

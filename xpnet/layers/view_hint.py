@@ -23,7 +23,8 @@ _METHODS = {
     "contiguous": "drop it (NumPy's reshape copies where it must)",
     "new_zeros": "write xp.zeros(shape, dtype=x.dtype) with xp = xn.backend.namespace(x) (np.zeros on NumPy)",
     "new_ones": "write xp.ones(shape, dtype=x.dtype) with xp = xn.backend.namespace(x) (np.ones on NumPy)",
-    "permute": "write x.transpose(axes) (NumPy's transpose takes every axis), or xp.permute_dims(x, axes) on any backend",
+    "permute": "write x.transpose(axes) (NumPy's transpose takes every axis), or xp.permute_dims(x, axes) on any "
+               "backend",
     "unsqueeze": "write x[:, None] (None where the new axis goes), or xp.expand_dims(x, axis=d) on any backend",
     "clone": "write x.copy()",
     "float": "write x.astype(np.float32)",
