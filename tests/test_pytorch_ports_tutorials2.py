@@ -136,6 +136,8 @@ def test_lenet_tutorial_backward_manual_update_and_sgd_equal_pytorchs():
         toptimizer.step()
         assert abs(loss.item() - tloss.item()) <= 1e-10 * tloss.item()
     _params_equal(net, theirs)
+    with pytest.raises(AttributeError, match=r"no attribute 'grad_fn': xpnet records no graph.*the model's backward"):
+        loss.grad_fn.next_functions                                    # print(loss.grad_fn.next_functions[0][0])
 
 
 def test_an_unbatched_image_into_conv2d_says_to_add_the_batch_axis():
