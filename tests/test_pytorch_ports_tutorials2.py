@@ -3,6 +3,7 @@ legacy SNLI model and the introyt training tutorial's validation loop, ported to
 first, each run next to the same program in torch, float64, the same initial weights, a few steps; and what the ports
 showed a porter has to be told. No MNIST, gym or SNLI here: tiny random data and a synthetic replay buffer."""
 
+import argparse
 import contextlib
 import copy
 import random
@@ -354,12 +355,12 @@ def test_freezing_the_target_array_by_array_is_refused_saying_requires_grad_on_t
 # --- pytorch/examples legacy/snli: model.py and train.py's step -------------------------------------------------------
 
 def _snli_config(**changes):
-    """A small config as legacy/snli's get_args() and train.py make it (n_cells doubled for the birnn)."""
-    from types import SimpleNamespace
+    """A small config as legacy/snli's get_args() (an argparse.Namespace) and train.py make it (n_cells doubled for
+    the birnn)."""
     config = dict(n_embed=11, d_embed=6, d_proj=5, projection=True, d_hidden=4, n_layers=2, dp_ratio=0.0,
                   birnn=True, fix_emb=True, d_out=3, **changes)
     config["n_cells"] = config["n_layers"] * (2 if config["birnn"] else 1)
-    return SimpleNamespace(**config)
+    return argparse.Namespace(**config)
 
 
 class _Encoder(xn.Model):
@@ -510,10 +511,11 @@ def _snli_batches(config, n, lengths=((5, 4), (3, 3), (4, 6))):
                             label=rng.integers(config.d_out, size=n), batch_size=n) for t1, t2 in lengths]
 
 
-def test_snli_classifier_with_frozen_pretrained_embeddings_trains_as_pytorchs():
+def test_snli_classifier_with_frozen_pretrained_embeddings_trains_as_pytorchs(tmp_path):
     """train.py's step on three batches (one with T1 = T2 = N): pretrained vectors copied into the frozen embedding,
     Adam, CrossEntropyLoss, then the dev evaluation under ``eval()`` and ``no_grad``; the losses, the accuracy count
-    and every weight (the embedding unchanged) equal torch's in float64."""
+    and every weight (the embedding unchanged) equal torch's in float64. The snapshot, ``xn.save(model, path)``, is
+    built back by ``xn.load`` from its ``argparse.Namespace`` config, frozen embedding included."""
     torch = _torch()
     config = _snli_config()
     torch.manual_seed(0)
@@ -549,6 +551,11 @@ def test_snli_classifier_with_frozen_pretrained_embeddings_trains_as_pytorchs():
     theirs.eval()
     with xn.no_grad(), torch.no_grad():
         _close(model(batches[1]), theirs(_as_torch(torch, batches[1])), "dev answer")
+    xn.save(model, tmp_path / "best_snapshot.pt")                      # torch.save(model, snapshot_path)
+    snapshot = xn.load(tmp_path / "best_snapshot.pt")                   # torch.load(args.resume_snapshot)
+    assert snapshot.config == config and not snapshot.embed.requires_grad
+    snapshot.eval()
+    np.testing.assert_array_equal(snapshot(batches[1]), model(batches[1]))
 
 
 def _as_torch(torch, batch):
@@ -757,3 +764,23 @@ def test_snli_forwards_pytorch_tensor_methods_say_numpys_spelling(line, error, s
     NumPy arrays: each raised again naming the model, the line, and what to write."""
     with pytest.raises(error, match=r"^_TorchLines\.forward: .*" + says):
         _TorchLines(line)(np.array([[1, 2]]))
+
+
+class _Configured(xn.Model):
+    """A model built from one namespace of sizes, as the SNLI example's classes are."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.fc = nn.Linear(config.d_in, config.sizes[0])
+
+
+def test_a_model_built_from_a_simple_namespace_is_saved_and_built_back_with_one(tmp_path):
+    """``types.SimpleNamespace`` arguments (lists inside too) are kept and given back as a SimpleNamespace, the
+    weights with them."""
+    from types import SimpleNamespace
+    model = _Configured(SimpleNamespace(d_in=3, sizes=[2, 5], name="fc"))
+    xn.save(model, tmp_path / "m.npz")
+    loaded = xn.load(tmp_path / "m.npz")
+    assert type(loaded.config) is SimpleNamespace and loaded.config == model.config
+    np.testing.assert_array_equal(loaded.fc.weight, model.fc.weight)
