@@ -306,6 +306,7 @@ def test_mario_ddqn_learning_with_a_frozen_deepcopied_target_equals_pytorchs():
     xn.load_torch_state_dict(net, theirs.net.state_dict())
     assert not net.target.requires_grad and net.online.requires_grad
     mario = _Mario(net, sync_every=3)
+    assert mario.loss_fn.to(device="cpu") is mario.loss_fn                 # torch.nn.SmoothL1Loss().to(device=...)
     for batch in _replay_batches(6):
         q, loss = mario.learn(batch)
         state, next_state, action, reward, done = (torch.from_numpy(np.asarray(a)) for a in batch)
