@@ -44,7 +44,8 @@ def check_images(layer: str, x: Any, kernel: Pair, padding: Pair, channels: int 
     """Check ``x`` is (N, C, H, W) with a window of ``kernel`` (taps ``dilation`` apart) fitting the padded
     image; return (H, W) padded. Raises ValueError naming the layer, what it expected and what came."""
     if x.ndim != 4:
-        raise ValueError(f"{layer}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}")
+        unbatched = "; one unbatched (C, H, W) image, which PyTorch takes, is x[None] here" if x.ndim == 3 else ""
+        raise ValueError(f"{layer}: expected a 4-d input (N, C, H, W), got shape {tuple(x.shape)}{unbatched}")
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{layer}: expected {channels} input channels (N, {channels}, H, W), "
                          f"got shape {tuple(x.shape)}")

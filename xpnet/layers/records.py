@@ -2,7 +2,9 @@
 
 A record is ``{"type": "Linear", "config": {...}}``: the class and the constructor arguments
 ``layer.config()`` gives, which ``cls.from_config(config)`` takes back. A layer among the arguments
-(``Residual(body)``, a model built from blocks) is kept as ``{"__layer__": record}``. A class of the
+(``Residual(body)``, a model built from blocks) is kept as ``{"__layer__": record}``, an ``argparse.Namespace`` or a
+``types.SimpleNamespace`` of such values (pytorch/examples' ``SNLIClassifier(config)``, ``config = args``) as
+``{"__namespace__": {...}, "kind": "argparse"}`` and built back as the same kind. A class of the
 user's also records its module (``"module": "mynets"``), and is found again by module and name
 among the classes this program has defined; nothing is ever imported or unpickled.
 
@@ -14,7 +16,9 @@ before it), which is the order reading builds them in, so the file rebuilds one 
 
 from __future__ import annotations
 
+import argparse
 import numbers
+import types
 from typing import Any
 
 from .base import (Layer, build_from_arguments, builds_from_arguments, init_arguments, is_xpnet_class, layer_class,
@@ -24,6 +28,8 @@ __all__ = ["to_record", "from_record"]
 
 _LAYER_KEY = "__layer__"
 _SAME_KEY = "same_as"
+_NAMESPACE_KEY = "__namespace__"
+_NAMESPACES = {"argparse": argparse.Namespace, "types": types.SimpleNamespace}
 
 
 def to_record(layer: Layer, seen: dict[int, int] | None = None) -> dict[str, Any]:
@@ -58,15 +64,19 @@ def _encode(value: Any, where: str, seen: dict[int, int]) -> Any:
         return float(value)
     if isinstance(value, (list, tuple)):
         return [_encode(v, f"{where}[{i}]", seen) for i, v in enumerate(value)]
-    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _LAYER_KEY not in value:
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value) and _LAYER_KEY not in value \
+            and _NAMESPACE_KEY not in value:
         return {k: _encode(v, f"{where}[{k!r}]", seen) for k, v in value.items()}
+    if type(value) in _NAMESPACES.values():
+        kind = "argparse" if type(value) is argparse.Namespace else "types"
+        return {_NAMESPACE_KEY: {k: _encode(v, f"{where}.{k}", seen) for k, v in vars(value).items()}, "kind": kind}
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         raise TypeError(f"{where} is an array; a model file keeps the arrays of params and buffers, and constructor "
                         "arguments as JSON: build the layer from sizes (numbers) and set its params in __init__, "
                         "or give the class a config() and from_config(config)")
     raise TypeError(f"{where} is a {type(value).__name__}; a model file keeps constructor arguments as JSON "
-                    "(numbers, strings, lists, dicts, layers): pass such values, or give the class a config() "
-                    "returning them (and a from_config(config) classmethod building it from them)")
+                    "(numbers, strings, lists, dicts, layers, namespaces of them): pass such values, or give the "
+                    "class a config() returning them (and a from_config(config) classmethod building it from them)")
 
 
 class BuildError(ValueError):
@@ -111,6 +121,9 @@ def _decode(value: Any, field: str, built: list[Layer]) -> Any:
     if isinstance(value, dict):
         if set(value) == {_LAYER_KEY}:
             return from_record(value[_LAYER_KEY], field, built)
+        if set(value) == {_NAMESPACE_KEY, "kind"} and value["kind"] in _NAMESPACES \
+                and isinstance(value[_NAMESPACE_KEY], dict):
+            return _NAMESPACES[value["kind"]](**_decode(value[_NAMESPACE_KEY], field, built))
         return {k: _decode(v, f"{field}.{k}", built) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, f"{field}[{i}]", built) for i, v in enumerate(value)]

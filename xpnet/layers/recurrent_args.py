@@ -223,11 +223,13 @@ class ForwardGuard:
             self.checks = False
 
     def hint(self, model: Any, error: Exception) -> Exception | None:
-        """The error to raise instead of ``error`` (a TypeError or ValueError forward raised), or None."""
+        """The error to raise instead of ``error`` (a TypeError, ValueError or AttributeError forward raised), of
+        the same type, or None."""
         hint = view_hint(model, self.code, error)
         if hint is None and isinstance(error, ValueError):
             hint = _unpacking_hint(model, self.code, error)
-        return None if hint is None else (TypeError if isinstance(error, TypeError) else ValueError)(hint)
+        kind = next(k for k in (TypeError, AttributeError, ValueError) if isinstance(error, k))
+        return None if hint is None else kind(hint)
 
 
 _UNPACKED: dict[Any, tuple[str, ...]] = {}  # forward's code -> the attributes whose call it unpacks

@@ -19,6 +19,7 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
 from .submodules import _STORES, Submodules
 from .stale import loaded
@@ -102,6 +103,12 @@ class Parameters(list):
         super().__init__(arrays)
         self.model = model
         self._next = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        """The arrays; PyTorch's ``for p in model.parameters(): p.requires_grad = False`` refused, as they carry no
+        flag (:mod:`.parameter_flags`)."""
+        refuse_flag_loop()
+        return super().__iter__()
 
     def __next__(self) -> Any:
         """``next(model.parameters())``, PyTorch's way to reach the first parameter (for its dtype or device):
@@ -374,9 +381,10 @@ class Tree(Submodules):
             return device_of(v)
         return None
 
-    def to(self, dev: Any = None, dtype: Any = None) -> Any:
+    def to(self, dev: Any = None, dtype: Any = None, *, device: Any = None) -> Any:
         """Move every parameter and buffer to ``dev`` (a spec or Device; None: where they are), casting
         floats to ``dtype`` when given (e.g. ``"float64"``); gradients are dropped. Returns the layer.
+        ``device=`` is ``dev`` by PyTorch's keyword (the Mario tutorial's ``self.net.to(device="cuda")``).
 
         An array that changes device or library is copied (``xn.to_device(..., copy=True)``): the model's
         new arrays never share memory with the old ones, which the caller may still hold (a JAX array, a
@@ -387,6 +395,11 @@ class Tree(Submodules):
         holding the same array, PyTorch's ``dec.weight = enc.weight``) and an attribute that is a
         parameter or buffer itself (the book's ``self.W = W`` beside ``params["W"]``) are moved once and
         hold the moved array, so training and ``xn.gradcheck`` still see one weight."""
+        if device is not None:
+            if dev is not None:
+                raise TypeError(f"{type(self).__name__}.to: got a device twice, {dev!r} and device={device!r}; "
+                                "give one")
+            dev = device
         if dtype is not None:
             dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device

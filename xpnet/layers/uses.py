@@ -123,7 +123,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 own.pop(_USES, None)
             local.caller = self  # the finally below sets it back
             return plain(self, *xs, **kwargs)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, AttributeError) as e:
             hinted = guard.hint(self, e)
             if hinted is None:
                 raise

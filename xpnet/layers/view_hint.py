@@ -1,19 +1,42 @@
-"""PyTorch's ``x.view(shape)`` in a model's forward: NumPy's ``view`` takes a dtype, and fails with "Cannot
-interpret '1' as a data type" (or "view() takes from 0 to 2 positional arguments", "Type must be a sub-type of
-ndarray type"). Raised by the forward's own line holding ``.view(``, the error is raised again saying to reshape.
-Likewise PyTorch's ``x.size(0)`` (NumPy's ``size`` is the number of elements, an int: "'int' object is not
-callable"): raised again saying to write ``x.shape[0]``."""
+"""PyTorch's tensor methods in a model's forward, failing on NumPy's arrays: raised again saying what to write.
+
+PyTorch's ``x.view(shape)``: NumPy's ``view`` takes a dtype, and fails with "Cannot interpret '1' as a data type"
+(or "view() takes from 0 to 2 positional arguments", "Type must be a sub-type of ndarray type"). Raised by the
+forward's own line holding ``.view(``, the error is raised again saying to reshape. PyTorch's ``x.transpose(0, 1)``
+swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d array, legacy SNLI's
+``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
+``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
+callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
+``unsqueeze``...: an AttributeError) say NumPy's spelling, on the forward's own line too.
+"""
 
 from __future__ import annotations
 
 import linecache
+import re
 from typing import Any
+
+# PyTorch's tensor methods that NumPy's arrays lack -> what to write
+_METHODS = {
+    "detach": "drop it: xpnet records no graph, so x.detach() is x; where it kept a layer's weights out of "
+              "training (legacy SNLI's fix_emb), freeze that layer: layer.requires_grad_(False)",
+    "contiguous": "drop it (NumPy's reshape copies where it must)",
+    "new_zeros": "write xp.zeros(shape, dtype=x.dtype) with xp = xn.backend.namespace(x) (np.zeros on NumPy)",
+    "new_ones": "write xp.ones(shape, dtype=x.dtype) with xp = xn.backend.namespace(x) (np.ones on NumPy)",
+    "permute": "write x.transpose(axes) (NumPy's transpose takes every axis), or xp.permute_dims(x, axes) on any "
+               "backend",
+    "unsqueeze": "write x[:, None] (None where the new axis goes), or xp.expand_dims(x, axis=d) on any backend",
+    "clone": "write x.copy()",
+    "float": "write x.astype(np.float32)",
+    "double": "write x.astype(np.float64)",
+    "long": "write x.astype(np.int64)",
+}
+_MISSING = re.compile(r"object has no attribute '(\w+)'")
 
 
 def view_hint(model: Any, code: Any, error: Exception) -> str | None:
-    """The message for ``error``, raised in forward's own frame (``code``) on a line calling ``.view(`` (or
-    ``.size(``), or None."""
-    if not isinstance(error, (TypeError, ValueError)):
+    """The message for ``error``, raised in forward's own frame (``code``) by a PyTorch method on its line, or None."""
+    if not isinstance(error, (TypeError, ValueError, AttributeError)):
         return None
     tb = error.__traceback__
     while tb is not None and tb.tb_next is not None:
@@ -21,11 +44,21 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
     if tb is None or tb.tb_frame.f_code is not code:
         return None
     line = linecache.getline(code.co_filename, tb.tb_lineno)
-    if ".size(" in line and isinstance(error, TypeError) and "'int' object is not callable" in str(error):
-        return (f"{model.name}.forward: {error} (line {tb.tb_lineno}: {line.strip()}): NumPy's x.size is the number "
-                "of elements, an int, where PyTorch's x.size(dim) is the length of an axis; write x.shape[dim] "
-                "(x.shape for x.size())")
+    where = f"{model.name}.forward: {error} (line {tb.tb_lineno}: {line.strip()})"
+    if isinstance(error, AttributeError):
+        missing = _MISSING.search(str(error))
+        name = missing.group(1) if missing else ""
+        if name not in _METHODS or f".{name}(" not in line or "ndarray" not in str(error):
+            return None
+        return f"{where}: NumPy's arrays have no x.{name}(), PyTorch's; {_METHODS[name]}"
+    if isinstance(error, TypeError) and "'int' object is not callable" in str(error) and ".size(" in line:
+        return (f"{where}: NumPy's x.size is the number of elements, where PyTorch's x.size() is the shape; write "
+                "x.shape for x.size(), x.shape[d] for x.size(d)")
+    if ".transpose(" in line and "axes don't match array" in str(error):
+        return (f"{where}: NumPy's x.transpose(...) takes every axis (a permutation), where PyTorch's "
+                "x.transpose(0, 1) swaps two; write x.swapaxes(0, 1), or xp.permute_dims(x, (1, 0, 2)) for a 3-d x "
+                "on any backend")
     if ".view(" not in line:
         return None
-    return (f"{model.name}.forward: {error} (line {tb.tb_lineno}: {line.strip()}): NumPy's x.view(...) takes a dtype, "
-            "where PyTorch's x.view(shape) reshapes; write x.reshape(shape), or xp.reshape(x, shape) on any backend")
+    return (f"{where}: NumPy's x.view(...) takes a dtype, where PyTorch's x.view(shape) reshapes; write "
+            "x.reshape(shape), or xp.reshape(x, shape) on any backend")

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._user import is_real
-from ..backend import device, device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
+from ..backend import device as _resolve_device
+from ..backend import device_of, dtype_name, isdtype, namespace, same_device, to_device, to_numpy, untracked
 from .summed import checked_backward, counted_forward
 from .value import LossValue
 
@@ -38,12 +39,17 @@ class Loss:
         that must not wait for the device each step, call ``forward`` (a 0-d array on the device)."""
         return LossValue(self.forward(y, t), self)
 
-    def to(self, device_spec: Any = None, dtype: Any = None) -> "Loss":
+    def to(self, device_spec: Any = None, dtype: Any = None, *, device: Any = None) -> "Loss":
         """The loss itself (PyTorch's ``nn.CrossEntropyLoss().to(device)``): a loss holds no parameters, and its
-        constant weights go to the data's device and dtype at their first use there. ``device_spec`` is checked
-        as ``model.to``'s."""
+        constant weights go to the data's device and dtype at their first use there. ``device_spec`` (or
+        ``device=``, PyTorch's keyword) is checked as ``model.to``'s."""
+        if device is not None:
+            if device_spec is not None:
+                raise TypeError(f"{type(self).__name__}.to: got a device twice, {device_spec!r} and "
+                                f"device={device!r}; give one")
+            device_spec = device
         if device_spec is not None:
-            device(device_spec)
+            _resolve_device(device_spec)
         return self
 
     def forward(self, y: Any, t: Any, check: bool = True) -> Any:

@@ -55,7 +55,9 @@ class LossValue(float):
         hint = (f"xpnet has no autograd, and {again.name} keeps its last call only. {summed_hint(again.name)}"
                 if again is not None else
                 _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer")))
-        raise not_here(type(self).__name__, name, {"backward": hint}, kind="object")
+        graph = ("xpnet records no graph, so a loss has no grad_fn (the blitz tutorial's loss.grad_fn.next_functions): "
+                 "the way back is the model's backward, written out, the loss layer's backward() giving its dy")
+        raise not_here(type(self).__name__, name, {"backward": hint, "grad_fn": graph}, kind="object")
 
     def __neg__(self) -> "LossValue":
         return LossValue(-float(self), parts=True, calls=self.calls)

@@ -1,0 +1,67 @@
+"""``for p in model.parameters(): p.requires_grad = False``, PyTorch's freezing, refused with what to write.
+
+PyTorch freezes a parameter by its tensor's flag (the Mario tutorial's target network, the transfer-learning
+tutorial's backbone). xpnet's arrays carry no such flag: freezing is per layer, ``layer.requires_grad_(False)``.
+On NumPy the loop fails at its first array with ``'numpy.ndarray' object has no attribute 'requires_grad'``; on
+xpnet's PyTorch backend the tensors take the attribute and nothing is frozen, silently. So iterating
+``model.parameters()`` reads the loop's source (once per line): a ``for`` over ``X.parameters()`` whose body sets
+``p.requires_grad`` (or calls ``p.requires_grad_``) is refused, saying ``X.requires_grad_(...)``.
+"""
+
+from __future__ import annotations
+
+import linecache
+import re
+import sys
+from typing import Any
+
+__all__ = ["refuse_flag_loop"]
+
+_FOR = re.compile(r"^(\s*)for\s+(\w+)\s+in\s+(?:(.*?)\.)?parameters\(\s*\)\s*:(.*)$")
+# (file, line) -> (what parameters() is called on, the flag's value as written), or None
+_LOOPS: dict[tuple[str, int], tuple[str, str] | None] = {}
+
+
+def _flag_set(line: str, var: str) -> str | None:
+    """The value ``var.requires_grad`` is set to on ``line`` (``False``, ``True``...), else None."""
+    found = re.search(rf"\b{var}\.requires_grad(?:\s*=(?!=)\s*(.+)|_\((.*)\))", line)
+    if found is None:
+        return None
+    value = (found.group(1) if found.group(1) is not None else found.group(2)).strip().rstrip(";").strip()
+    return value or "True"
+
+
+def _loop(filename: str, lineno: int) -> tuple[str, str] | None:
+    """(``X``, value) where line ``lineno`` opens ``for p in X.parameters():`` and its body sets p's flag."""
+    lines = linecache.getlines(filename)
+    found = _FOR.match(lines[lineno - 1]) if 0 < lineno <= len(lines) else None
+    if found is None:
+        return None
+    indent, var, owner, rest = found.groups()
+    body = [rest] if rest.strip() else []
+    for line in lines[lineno:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= len(indent):
+            break
+        body.append(line)
+    for line in body:
+        value = _flag_set(line, var)
+        if value is not None:
+            return owner or "model", value
+    return None
+
+
+def refuse_flag_loop() -> None:
+    """Raise where the caller of ``Parameters.__iter__`` is a ``for`` loop setting each array's ``requires_grad``."""
+    frame = sys._getframe(2)
+    key = (frame.f_code.co_filename, frame.f_lineno)
+    if key not in _LOOPS:
+        _LOOPS[key] = _loop(*key)
+    written = _LOOPS[key]
+    if written is None:
+        return
+    owner, value = written
+    raise AttributeError(
+        f"for p in {owner}.parameters(): p.requires_grad = {value}: xpnet's arrays carry no requires_grad flag "
+        "(a NumPy array takes no attribute; a PyTorch tensor would take it and nothing would be frozen). Freezing is "
+        f"per layer: write {owner}.requires_grad_({value}) (every parameter of it and of the layers inside; "
+        "optimizers leave a frozen one as it is)")
