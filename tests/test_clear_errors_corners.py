@@ -1,0 +1,53 @@
+"""Bad input to the corners the earlier audits (test_clear_errors.py, test_clear_errors_seq.py) left: the 1-d layers'
+messages in 1-d terms, init= typos, optimizer flags, a gradient of another dtype at a model's backward, files and
+checkpoints, callbacks, train's keywords, datasets, lr schedulers and gradcheck's arguments. Each gives one clear
+error naming the layer or function, the argument, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet.layers import (AvgPool1d, Conv1d, ConvTranspose1d, Linear, MaxPool1d, MaxUnpool1d, ReLU)
+
+f32 = np.float32
+x3 = np.zeros((2, 3, 4), f32)  # (N, C, L)
+
+
+# -- the 1-d layers run the 2-d ones on (N, C, 1, L): their messages named the view's (1, k) pairs and 1xL sizes -----
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Conv1d(3, 4, 5).forward(x3), r"Conv1d: input \(2, 3, 4\) padded by 0 is of length 4, smaller than the "
+                                          r"kernel of length 5"),
+    (lambda: Conv1d(3, 4, 3, stride=2, padding="same"), r"Conv1d: padding='same' needs stride 1 and an odd "
+                                                       r"kernel_size .*got stride=2, kernel_size=3, dilation=1"),
+    (lambda: ConvTranspose1d(3, 4, 3, output_padding=1), r"ConvTranspose1d: output_padding must be smaller than "
+                                                         r"stride or dilation .*got output_padding=1, stride=1"),
+    (lambda: ConvTranspose1d(3, 4, 2, padding=3).forward(x3), r"ConvTranspose1d: an input of length 4 gives an output "
+                                                              r"of length -1 \(\(L - 1\)\*stride.*with padding=3\)"),
+    (lambda: MaxPool1d(2, dilation=5).forward(x3), r"MaxPool1d: input \(2, 3, 4\) padded by 0 is of length 4, smaller "
+                                                   r"than the kernel of length 2 dilated by 5 \(length 6\)"),
+    (lambda: MaxPool1d(5, stride=2, ceil_mode=True).forward(x3[:, :, :1]), r"MaxPool1d: input \(2, 3, 1\) padded by 0 "
+                                                                           r"is of length 1, too small for a window of "
+                                                                           r"length 5 every 2 positions"),
+    (lambda: AvgPool1d(2, padding=2), r"AvgPool1d: padding must be at most half the window, got padding 2 for "
+                                      r"kernel_size=2"),
+    (lambda: Conv1d(3, 4, 3, padding=1, padding_mode="reflect").forward(x3[:, :, :1]),
+     r"Conv1d: reflect padding \(1, 1\) on axis -1 must be smaller than the input's size there, 1 .*got input shape "
+     r"\(2, 3, 1\)"),
+    (lambda: MaxUnpool1d(2).forward(*MaxPool1d(2, return_indices=True).forward(x3), output_size=(9,)),
+     r"MaxUnpool1d: output_size must be \(Lo,\) or \(N, C, Lo\), each within a stride 2 of the default 4 .*got \(9,\)"),
+    (lambda: MaxUnpool1d(3).forward(*MaxPool1d(2, return_indices=True).forward(x3)),
+     r"MaxUnpool1d: indices outside the window .*kernel_size=3, stride=3, padding=0 and output length 6"),
+])
+def test_1d_layers_speak_of_what_the_user_gave(call, message):
+    """Conv1d(3, 4, 5) on L = 4 said 'input (2, 3, 1, 4) padded by (0, 0) is 1x4, smaller than the 1x5 kernel'."""
+    with pytest.raises(ValueError) as caught:
+        call()
+    text = str(caught.value)
+    assert re.search(message, text), text
+    assert not re.search(r"(?<!reflect padding )\([01], \d+\)|\b1x\d|\(\d+, \d+, 1, \d+\)", text), text
