@@ -51,3 +51,20 @@ def test_1d_layers_speak_of_what_the_user_gave(call, message):
     text = str(caught.value)
     assert re.search(message, text), text
     assert not re.search(r"(?<!reflect padding )\([01], \d+\)|\b1x\d|\(\d+, \d+, 1, \d+\)", text), text
+
+
+# -- init= typos were refused as "init: expected 'he' ..." without the layer --------------------------------------------
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: Linear(3, 4, init="he_normall"), r"^Linear: init must be one of 'he', 'relu', 'xavier', 'glorot', "
+                                              r"'sigmoid', 'normal', .*got 'he_normall'; did you mean 'he'\?$"),
+    (lambda: Linear(3, 4, init="xavir"), r"^Linear: init must be .*got 'xavir'; did you mean 'xavier'\?$"),
+    (lambda: xn.layers.Conv2d(1, 2, 3, init="kaiming"), r"^Conv2d: init must be .*got 'kaiming'; did you mean 'he'"),
+    (lambda: Conv1d(1, 2, 3, init="pytroch"), r"^Conv1d: init must be one of 'pytorch', 'he', .*did you mean 'pytorch'"),
+    (lambda: ConvTranspose1d(1, 2, 3, init="zzz"), r"^ConvTranspose1d: init must be one of 'pytorch', .*got 'zzz'"
+                                                   r" \(run as"),
+    (lambda: Linear(3, 4, init=-1.0), r"^Linear: init as a standard deviation must be a finite number > 0, got -1"),
+])
+def test_an_init_typo_names_the_layer_and_what_it_takes(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
