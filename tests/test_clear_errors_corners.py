@@ -68,3 +68,22 @@ def test_1d_layers_speak_of_what_the_user_gave(call, message):
 def test_an_init_typo_names_the_layer_and_what_it_takes(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# -- optimizer flags: SGD(nesterov="yes") was a ValueError where every other flag is a TypeError ---------------------
+
+@pytest.mark.parametrize("make, arg", [
+    (lambda v: xn.optim.SGD(0.1, 0.9, nesterov=v), "SGD: nesterov"),
+    (lambda v: xn.optim.Adam(amsgrad=v), "Adam: amsgrad"),
+    (lambda v: xn.optim.AdamW(amsgrad=v), "AdamW: amsgrad"),
+    (lambda v: xn.optim.RMSprop(centered=v), "RMSprop: centered"),
+    (lambda v: xn.optim.NAdam(decoupled_weight_decay=v), "NAdam: decoupled_weight_decay"),
+    (lambda v: xn.optim.RAdam(decoupled_weight_decay=v), "RAdam: decoupled_weight_decay"),
+    (lambda v: xn.optim.Adamax(foreach=v), "Adamax: foreach"),
+    (lambda v: xn.optim.Adadelta(foreach=v), "Adadelta: foreach"),
+])
+def test_optimizer_flags_refuse_a_non_bool_alike(make, arg):
+    for value in ("yes", 1):
+        with pytest.raises(TypeError, match=f"^{arg} must be True or False, got {value!r}$"):
+            make(value)
+    make(np.True_)  # NumPy's bool is a bool
