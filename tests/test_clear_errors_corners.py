@@ -87,3 +87,21 @@ def test_optimizer_flags_refuse_a_non_bool_alike(make, arg):
         with pytest.raises(TypeError, match=f"^{arg} must be True or False, got {value!r}$"):
             make(value)
     make(np.True_)  # NumPy's bool is a bool
+
+
+# -- a float64 dy into a float32 Sequential made float64 gradients, refused only at opt.step ------------------------
+
+def test_a_dy_of_another_dtype_is_refused_at_the_backward_it_enters():
+    xn.init.seed(0)
+    model, x = xn.Sequential(Linear(3, 5), ReLU(), Linear(5, 2)), np.ones((4, 3), f32)
+    model(x)
+    with pytest.raises(TypeError, match=r"^Sequential.backward: dy is float64, but the last forward's output, from "
+                                        r"layer 2 \(Linear\), is float32: .*optimizer refuses; give dy in the output's "
+                                        r"dtype"):
+        model.backward(np.ones((4, 2)))
+    assert model.named_grads() == {}  # refused before any layer ran
+    model.backward(np.ones((4, 2), f32))
+    assert {g.dtype for g in model.named_grads().values()} == {np.dtype(f32)}
+    model.to("cpu", dtype="float64")
+    model(x.astype(np.float64))
+    model.backward(np.ones((4, 2)))  # a float64 model takes its float64 dy
