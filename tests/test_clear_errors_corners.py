@@ -105,3 +105,51 @@ def test_a_dy_of_another_dtype_is_refused_at_the_backward_it_enters():
     model.to("cpu", dtype="float64")
     model(x.astype(np.float64))
     model.backward(np.ones((4, 2)))  # a float64 model takes its float64 dy
+
+
+# -- files, callbacks and train's names --------------------------------------------------------------------------------
+
+def _mlp():
+    xn.init.seed(0)
+    return xn.Sequential(Linear(2, 8), ReLU(), Linear(8, 3))
+
+
+X, T = xn.datasets.spiral(10, 3, seed=0)
+
+
+def _fit(**kw):
+    args = {"loss": "cross_entropy", "optimizer": "sgd", "epochs": 1, "batch_size": 10, "progress": False}
+    return xn.train(_mlp(), (X, T), **{**args, **kw})
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: _fit(loss="crossentropy"), ValueError, r"^loss: expected a Loss, or one of .*got 'crossentropy'; did you "
+                                                    r"mean 'cross_entropy'\?$"),
+    (lambda: _fit(optimizer="adamm"), ValueError, r"^optimizer: expected one of .*got 'adamm'; did you mean 'adam'\?$"),
+    (lambda: xn.callbacks.EarlyStopping(monitor="val_los"), ValueError, r"^EarlyStopping: monitor must be one of .*got "
+                                                                        r"'val_los'; did you mean 'val_loss'\?$"),
+    (lambda: xn.callbacks.ModelCheckpoint("m.npz", mode="minn"), ValueError, r"^ModelCheckpoint: mode must be 'auto', "
+                                                                             r"'min' or 'max', got 'minn'; did you mean "
+                                                                             r"'min'\?$"),
+    (lambda: _mlp().load_state_dict(_mlp().state_dict(), strict="no"), TypeError,
+     r"^Sequential.load_state_dict: strict must be True or False, got 'no'$"),
+    (lambda: _mlp().load_state_dict("model.npz"), TypeError, r"^Sequential.load_state_dict: expected a dict of arrays "
+                                                             r"by name .*got str; xn.load\(path\) rebuilds the whole"),
+])
+def test_misspelt_names_and_flags(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_model_checkpoint_to_a_folder_is_named_before_training(tmp_path):
+    """The message was save_target's, without the callback: 'cannot save to '...': it is a folder'."""
+    with pytest.raises(xn.XpnetFileError, match=r"^ModelCheckpoint: cannot save to .*: it is a folder, not a regular "
+                                                r"file; .*os.path.join\(path, 'model.npz'\)"):
+        _fit(callbacks=[xn.callbacks.ModelCheckpoint(tmp_path)])
+
+
+def test_a_save_into_a_missing_folder_names_the_folder(tmp_path):
+    """'[Errno 2] No such file or directory: '.../no/m.npz'' named the file to write, not what was missing."""
+    with pytest.raises(FileNotFoundError, match=r"its folder '.*/no' does not exist; make it first \(os.makedirs"):
+        _mlp().save(tmp_path / "no" / "m.npz")
+    assert not (tmp_path / "no").exists()

@@ -12,6 +12,7 @@ visited once, under the first.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -441,11 +442,13 @@ class Tree(Submodules):
         """
         who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
+            path = isinstance(state_dict, (str, bytes, os.PathLike))
             raise TypeError(f"{who}: expected a dict of arrays by name (from model.state_dict()), got "
                             f"{type(state_dict).__name__}" + (
                                 "; xn.load(path) rebuilds the whole model, ready to use: model = xn.load(path) (for "
                                 "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
-                                if isinstance(state_dict, Tree) else ""))
+                                if isinstance(state_dict, Tree) or path else ""))
+        strict = flag(strict, who, "strict")  # strict="no" was taken as True
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
