@@ -153,3 +153,38 @@ def test_a_save_into_a_missing_folder_names_the_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"its folder '.*/no' does not exist; make it first \(os.makedirs"):
         _mlp().save(tmp_path / "no" / "m.npz")
     assert not (tmp_path / "no").exists()
+
+
+# -- lr schedulers: an empty ChainedScheduler blamed the optimizer; milestones named no index; SequentialLR's out of turn
+
+def _sgd():
+    return xn.optim.SGD(xn.Sequential(Linear(2, 2)).parameters(), lr=0.1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: xn.optim.lr_scheduler.ChainedScheduler([]), r"^ChainedScheduler: schedulers must be a non-empty list"),
+    (lambda: xn.optim.lr_scheduler.ChainedScheduler([5]), r"^ChainedScheduler: schedulers\[0\] is a int; expected a "
+                                                          r"scheduler"),
+    (lambda: xn.optim.lr_scheduler.MultiStepLR(_sgd(), [10, -1]), r"^MultiStepLR: milestones\[1\] must be an int >= 0, "
+                                                                  r"got -1$"),
+    (lambda: (lambda o, S: S.SequentialLR(o, [S.ConstantLR(o), S.ConstantLR(o), S.ConstantLR(o)], milestones=[5, 3]))(
+        _sgd(), xn.optim.lr_scheduler), r"^SequentialLR: milestones must be in increasing order .*got \[5, 3\]$"),
+])
+def test_scheduler_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_multistep_milestones_in_any_order_as_pytorch():
+    """PyTorch's MultiStepLR counts its milestones (a Counter): any order, a repeated one decays twice; so does xpnet's."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    param = torch.nn.Parameter(torch.zeros(1))
+    theirs_opt = torch.optim.SGD([param], lr=1.0)
+    theirs = torch.optim.lr_scheduler.MultiStepLR(theirs_opt, [5, 2, 2], gamma=0.5)
+    ours_opt = xn.optim.SGD(xn.Sequential(Linear(2, 2)).parameters(), lr=1.0)
+    ours = xn.optim.lr_scheduler.MultiStepLR(ours_opt, [5, 2, 2], gamma=0.5)
+    for _ in range(7):
+        assert ours_opt.lr == pytest.approx(theirs_opt.param_groups[0]["lr"])
+        theirs_opt.step()
+        theirs.step()
+        ours.step()
