@@ -188,3 +188,27 @@ def test_multistep_milestones_in_any_order_as_pytorch():
         theirs_opt.step()
         theirs.step()
         ours.step()
+
+
+# -- an optimizer's state of another model loaded silently; its first step then dropped it --------------------------
+
+def test_optimizer_state_of_another_model_is_named_at_load():
+    """PyTorch loads it too and fails at the step ('The size of tensor a (8) must match ...'); xpnet's step took
+    state of another shape for a replaced layer's and started afresh, so the loaded momentum was lost silently."""
+    def model(width):
+        xn.init.seed(0)
+        return xn.Sequential(Linear(2, width), ReLU(), Linear(width, 3))
+
+    trained = model(8)
+    opt = xn.optim.Adam(trained.parameters())
+    trained(X)
+    trained.backward(np.ones((30, 3), f32))
+    opt.step()
+    narrow = model(4)  # kept: the optimizer holds its model weakly
+    other = xn.optim.Adam(narrow.parameters())
+    with pytest.raises(ValueError, match=r"^Adam.load_state_dict: the state is of another model: '0.W' has state of "
+                                         r"shape \(2, 8\) but the parameter is \(2, 4\); '0.b' .*'2.W' .*load it into"):
+        other.load_state_dict(opt.state_dict())
+    assert other.state == {}  # checked before anything changed
+    same = model(8)
+    xn.optim.Adam(same.parameters()).load_state_dict(opt.state_dict())  # its own model's: taken
