@@ -212,3 +212,15 @@ def test_optimizer_state_of_another_model_is_named_at_load():
     assert other.state == {}  # checked before anything changed
     same = model(8)
     xn.optim.Adam(same.parameters()).load_state_dict(opt.state_dict())  # its own model's: taken
+
+
+def test_resume_from_a_checkpoint_of_another_model_names_the_first_difference(tmp_path):
+    """'was written for another architecture; build the model as it was: [...]' left the user to diff the lists."""
+    path = tmp_path / "ck.npz"
+    _fit(callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)])
+    xn.init.seed(0)
+    narrow = xn.Sequential(Linear(2, 4), ReLU(), Linear(4, 3))
+    with pytest.raises(ValueError, match=r"was written for another architecture \('0\.W': \(2, 8\) in the file, "
+                                         r"\(2, 4\) in the model\); build the model as it was"):
+        xn.train(narrow, (X, T), loss="cross_entropy", optimizer="sgd", epochs=2, batch_size=10, progress=False,
+                 resume_from=path)
