@@ -224,3 +224,16 @@ def test_resume_from_a_checkpoint_of_another_model_names_the_first_difference(tm
                                          r"\(2, 4\) in the model\); build the model as it was"):
         xn.train(narrow, (X, T), loss="cross_entropy", optimizer="sgd", epochs=2, batch_size=10, progress=False,
                  resume_from=path)
+
+
+@pytest.mark.parametrize("head, message", [
+    (b"\x80\x04\x95" + bytes(20), r"it is a Python pickle, not an .npz archive \(the book's params.pkl: "
+                                  r"xn.load_book_params\(path, model\) reads it"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(20), r"it is an HDF5 file \(Keras' .h5\?\), not an .npz archive"),
+])
+def test_a_file_of_another_format_is_named(tmp_path, head, message):
+    """Both said 'it is not a complete zip archive (File is not a zip file); truncated or not an .npz'."""
+    path = tmp_path / "params.pkl"
+    path.write_bytes(head)
+    with pytest.raises(xn.XpnetFileError, match=message):
+        xn.load(path)
