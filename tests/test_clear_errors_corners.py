@@ -237,3 +237,12 @@ def test_a_file_of_another_format_is_named(tmp_path, head, message):
     path.write_bytes(head)
     with pytest.raises(xn.XpnetFileError, match=message):
         xn.load(path)
+
+
+@pytest.mark.parametrize("dtype, error", [("float64", ValueError), (np.float32, TypeError)])
+def test_model_to_a_dtype_given_first_says_to_pass_it_by_keyword(dtype, error):
+    """model.to("float64") said "device: expected 'cpu', 'cuda', ..., got 'float64'" (PyTorch's to takes a dtype
+    first); the error keeps the device parser's type."""
+    with pytest.raises(error, match=r"^Sequential.to: the first argument is the device, got the dtype .*; pass it by "
+                                    r"keyword: model.to\(dtype='float(64|32)'\)"):
+        _mlp().to(dtype)

@@ -115,6 +115,17 @@ class Parameters(list):
         return self[self._next - 1]
 
 
+def _refuse_dtype_as_device(who: str, dev: Any, error: type[Exception]) -> None:
+    """Raise ``error`` (the device parser's) where ``dev``, refused as a device, is a dtype (PyTorch's
+    ``model.to(torch.float64)`` takes one first): xpnet's ``to`` takes the device first and the dtype by keyword."""
+    try:
+        name = float_dtype_name(dev, who)
+    except (ValueError, TypeError):
+        return
+    raise error(f"{who}: the first argument is the device, got the dtype {dev!r}; pass it by keyword: "
+                    f"model.to(dtype={name!r}) (PyTorch's model.to(torch.{name}))") from None
+
+
 class IncompatibleKeys(NamedTuple):
     """What ``load_state_dict(d, strict=False)`` left out (PyTorch's names)."""
 
@@ -391,7 +402,11 @@ class Tree(Submodules):
         if dtype is not None:
             dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device
-        dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
+        try:
+            dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
+        except (ValueError, TypeError) as exc:
+            _refuse_dtype_as_device(f"{type(self).__name__}.to", dev, type(exc))
+            raise
         memo: dict[int, tuple[Any, Any]] = {}
         nodes = self.named_modules().values()
         for node in nodes:
