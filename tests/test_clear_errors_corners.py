@@ -53,14 +53,14 @@ def test_1d_layers_speak_of_what_the_user_gave(call, message):
     assert not re.search(r"(?<!reflect padding )\([01], \d+\)|\b1x\d|\(\d+, \d+, 1, \d+\)", text), text
 
 
-# -- init= typos were refused as "init: expected 'he' ..." without the layer --------------------------------------------
+# -- init= typos were refused as "init: expected 'he' ..." without the layer -------------------------------------------
 
 @pytest.mark.parametrize("call, message", [
     (lambda: Linear(3, 4, init="he_normall"), r"^Linear: init must be one of 'he', 'relu', 'xavier', 'glorot', "
                                               r"'sigmoid', 'normal', .*got 'he_normall'; did you mean 'he'\?$"),
     (lambda: Linear(3, 4, init="xavir"), r"^Linear: init must be .*got 'xavir'; did you mean 'xavier'\?$"),
     (lambda: xn.layers.Conv2d(1, 2, 3, init="kaiming"), r"^Conv2d: init must be .*got 'kaiming'; did you mean 'he'"),
-    (lambda: Conv1d(1, 2, 3, init="pytroch"), r"^Conv1d: init must be one of 'pytorch', 'he', .*did you mean 'pytorch'"),
+    (lambda: Conv1d(1, 2, 3, init="pytroch"), r"^Conv1d: init must be one of 'pytorch', 'he', .*mean 'pytorch'"),
     (lambda: ConvTranspose1d(1, 2, 3, init="zzz"), r"^ConvTranspose1d: init must be one of 'pytorch', .*got 'zzz'"
                                                    r" \(run as"),
     (lambda: Linear(3, 4, init=-1.0), r"^Linear: init as a standard deviation must be a finite number > 0, got -1"),
@@ -128,9 +128,8 @@ def _fit(**kw):
     (lambda: _fit(optimizer="adamm"), ValueError, r"^optimizer: expected one of .*got 'adamm'; did you mean 'adam'\?$"),
     (lambda: xn.callbacks.EarlyStopping(monitor="val_los"), ValueError, r"^EarlyStopping: monitor must be one of .*got "
                                                                         r"'val_los'; did you mean 'val_loss'\?$"),
-    (lambda: xn.callbacks.ModelCheckpoint("m.npz", mode="minn"), ValueError, r"^ModelCheckpoint: mode must be 'auto', "
-                                                                             r"'min' or 'max', got 'minn'; did you mean "
-                                                                             r"'min'\?$"),
+    (lambda: xn.callbacks.ModelCheckpoint("m.npz", mode="minn"), ValueError,
+     r"^ModelCheckpoint: mode must be 'auto', 'min' or 'max', got 'minn'; did you mean 'min'\?$"),
     (lambda: _mlp().load_state_dict(_mlp().state_dict(), strict="no"), TypeError,
      r"^Sequential.load_state_dict: strict must be True or False, got 'no'$"),
     (lambda: _mlp().load_state_dict("model.npz"), TypeError, r"^Sequential.load_state_dict: expected a dict of arrays "
@@ -155,7 +154,7 @@ def test_a_save_into_a_missing_folder_names_the_folder(tmp_path):
     assert not (tmp_path / "no").exists()
 
 
-# -- lr schedulers: an empty ChainedScheduler blamed the optimizer; milestones named no index; SequentialLR's out of turn
+# -- lr schedulers: an empty ChainedScheduler blamed the optimizer; milestones named no index; SequentialLR's order
 
 def _sgd():
     return xn.optim.SGD(xn.Sequential(Linear(2, 2)).parameters(), lr=0.1)
@@ -176,7 +175,7 @@ def test_scheduler_arguments_are_named(call, message):
 
 
 def test_multistep_milestones_in_any_order_as_pytorch():
-    """PyTorch's MultiStepLR counts its milestones (a Counter): any order, a repeated one decays twice; so does xpnet's."""
+    """PyTorch's MultiStepLR counts its milestones (a Counter): any order, a repeated one decays twice; xpnet's too."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     param = torch.nn.Parameter(torch.zeros(1))
     theirs_opt = torch.optim.SGD([param], lr=1.0)

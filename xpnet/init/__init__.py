@@ -98,14 +98,19 @@ def bad_init(init: Any, who: str, also: tuple[str, ...] = ()) -> ValueError:
     known = {**_ALIASES, **{name: name for name in also}}
     close = difflib.get_close_matches(init.lower(), known, n=1, cutoff=0.6) if isinstance(init, str) else []
     hint = f"; did you mean {known[close[0]]!r}?" if close else ""
-    return ValueError(f"{who + ': ' if who else ''}init must be one of {', '.join(map(repr, names))}, a standard deviation (a number > 0) "
-                      f"or a callable f(shape, rng), got {init!r}{hint}")
+    return ValueError(f"{_prefix(who)}init must be one of {', '.join(map(repr, names))}, a standard deviation (a "
+                      f"number > 0) or a callable f(shape, rng), got {init!r}{hint}")
+
+
+def _prefix(who: str) -> str:
+    """``"Linear: "`` for a message of layer ``who``; nothing where no layer was named."""
+    return f"{who}: " if who else ""
 
 
 def _std(init: Any, fan_in: int, fan_out: int, who: str, also: tuple[str, ...]) -> float:
     if isinstance(init, (int, float)) and not isinstance(init, bool):
         if not (0 < init < math.inf):
-            raise ValueError(f"{who + ': ' if who else ''}init as a standard deviation must be a finite number > 0, got {init}")
+            raise ValueError(f"{_prefix(who)}init as a standard deviation must be a finite number > 0, got {init}")
         return float(init)
     if init in ("he", "relu"):
         return math.sqrt(2.0 / fan_in)
@@ -135,7 +140,7 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     if callable(init):
         w = np.asarray(init(shape, rng))
         if w.shape != tuple(shape):
-            raise ValueError(f"{who + ': ' if who else ''}init, the callable, returned shape {w.shape}, expected {tuple(shape)}")
+            raise ValueError(f"{_prefix(who)}init, the callable, returned shape {w.shape}, expected {tuple(shape)}")
         return w.astype(dtype, copy=False)
     # Scaled in place: a second float64 array of the weights' size (800 MB for VGG16's first classifier layer) cost
     # more than the draw. The same numbers, drawn in float64 as the book's np.random.randn(...) * std.
