@@ -123,7 +123,7 @@ def _refuse_dtype_as_device(who: str, dev: Any, error: type[Exception]) -> None:
     except (ValueError, TypeError):
         return
     raise error(f"{who}: the first argument is the device, got the dtype {dev!r}; pass it by keyword: "
-                    f"model.to(dtype={name!r}) (PyTorch's model.to(torch.{name}))") from None
+                f"model.to(dtype={name!r}) (PyTorch's model.to(torch.{name}))") from None
 
 
 class IncompatibleKeys(NamedTuple):
