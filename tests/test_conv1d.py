@@ -158,8 +158,8 @@ def test_save_load_and_repr(tmp_path, rng):
     (lambda: L.Conv1d(4, 6, (3, 3)), "Conv1d: kernel_size must be an int >= 1 (or a tuple of one), got (3, 3)"),
     (lambda: L.AvgPool1d(2, -1), "AvgPool1d: stride must be an int >= 1 (or a tuple of one), got -1"),
     (lambda: L.Conv1d(4, 6, 5).forward(np.zeros((2, 4, 3), np.float32)),
-     "Conv1d: input (2, 4, 1, 3) padded by (0, 0) is 1x3, smaller than the 1x5 kernel (run as Conv2d on x (N, C, L) "
-     "viewed as (N, C, 1, L))"),
+     "Conv1d: input (2, 4, 3) padded by 0 is of length 3, smaller than the kernel of length 5 (run as Conv2d on x "
+     "(N, C, L) viewed as (N, C, 1, L))"),
     (lambda: L.Conv1d(4, 6, 3, 1, 0, "he"), "Conv1d: the sixth argument is PyTorch's dilation, got 'he'; pass the "
      "initialiser by keyword: init='he' (run as Conv2d"),
     (lambda: L.Conv1d(4, 6, 3, padding_mode="mirror"), "Conv1d: padding_mode must be one of 'zeros', 'reflect', "

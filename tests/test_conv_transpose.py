@@ -347,7 +347,7 @@ def test_planted_upsample_backward_bug_is_caught(monkeypatch, rng):
     ((2, 2, 3), {"device": "cuda"}, ValueError,
      r"^ConvTranspose2d: device='cuda' is not supported: make the layer, then move it"),
     ((2, 2, 3), {"bias": 1}, TypeError, r"ConvTranspose2d: bias must be True or False"),
-    ((2, 2, 3), {"init": "kaiming"}, ValueError, r"init: expected 'he'"),
+    ((2, 2, 3), {"init": "kaiming"}, ValueError, r"^ConvTranspose2d: init must be one of 'pytorch', 'he'"),
     ((2, 2, 3), {"dtype": "int32"}, ValueError, r"^ConvTranspose2d: dtype must be a real floating type"),
 ])
 def test_bad_arguments_are_named_clearly(args, kwargs, error, message):

@@ -279,5 +279,5 @@ def test_initialisers_have_the_documented_scale(init, std):
 
 
 def test_unknown_init():
-    with pytest.raises(ValueError, match="init: expected 'he'"):
+    with pytest.raises(ValueError, match="Linear: init must be one of 'he', 'relu', 'xavier'"):
         Linear(3, 2, init="kaiming-ish")

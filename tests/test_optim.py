@@ -476,9 +476,11 @@ def test_sgd_without_momentum_is_the_books_and_refuses_nesterov_without_momentum
     p0, grads = rng.standard_normal(4), [rng.standard_normal(4) for _ in range(3)]
     expected = p0 - 0.1 * grads[0] - 0.1 * grads[1] - 0.1 * grads[2]
     np.testing.assert_array_equal(_run(optim.SGD(lr=0.1), p0, grads), expected)
-    for bad in ({"nesterov": True}, {"momentum": 0.9, "dampening": 0.1, "nesterov": True}, {"nesterov": 1}):
+    for bad in ({"nesterov": True}, {"momentum": 0.9, "dampening": 0.1, "nesterov": True}):
         with pytest.raises(ValueError, match="SGD: nesterov"):
             optim.SGD(0.1, **bad)
+    with pytest.raises(TypeError, match="SGD: nesterov must be True or False, got 1"):  # as the other flags
+        optim.SGD(0.1, 0.9, nesterov=1)
     # API.md's order (lr, momentum, nesterov) differs from PyTorch's (lr, momentum, dampening) at the third:
     # a bool there is no dampening, and says so.
     with pytest.raises(ValueError, match=r"SGD: dampening must be in \[0, 1\), got True: the third positional "

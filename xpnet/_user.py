@@ -4,6 +4,7 @@ seed they pass, and the missing name or keyword that says what to write instead.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import numbers
@@ -68,6 +69,14 @@ def flag(value: Any, who: str, arg: str) -> bool:
     if is_bool(value):
         return bool(value)
     raise TypeError(f"{who}: {arg} must be True or False, got {value!r}")
+
+
+def did_you_mean(value: Any, names: Any) -> str:
+    """``"; did you mean 'x'?"`` for a string ``value`` close to one of ``names`` (a misspelt name), else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value.lower(), [str(n) for n in names], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def seed(value: Any, who: str, arg: str = "seed", optional: bool = False) -> int | None:

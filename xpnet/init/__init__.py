@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
 import itertools
 import math
 from typing import Any, Iterator
@@ -82,10 +83,34 @@ def dtype_name(dtype: Any, who: str) -> str:
     return _float_dtype(dtype, who).name
 
 
-def _std(init: Any, fan_in: int, fan_out: int) -> float:
+# The initialisers' names weights() takes, as the error lists them, and other libraries' names of the same draws,
+# for the error's suggestion (Keras's he_normal, PyTorch's kaiming_normal_).
+NAMES = ("he", "relu", "xavier", "glorot", "sigmoid", "normal")
+_ALIASES = {"he_normal": "he", "kaiming": "he", "kaiming_normal": "he", "kaiming_normal_": "he", "msra": "he",
+            "glorot_normal": "xavier", "xavier_normal": "xavier", "xavier_normal_": "xavier", "lecun_normal": "sigmoid",
+            **{name: name for name in NAMES}}
+
+
+def bad_init(init: Any, who: str, also: tuple[str, ...] = ()) -> ValueError:
+    """The error for layer ``who``'s ``init`` that is no initialiser: what it takes (``also``: the layer's own
+    names, "pytorch") and, for a misspelt name, the closest."""
+    names = (*also, *NAMES)
+    known = {**_ALIASES, **{name: name for name in also}}
+    close = difflib.get_close_matches(init.lower(), known, n=1, cutoff=0.6) if isinstance(init, str) else []
+    hint = f"; did you mean {known[close[0]]!r}?" if close else ""
+    return ValueError(f"{_prefix(who)}init must be one of {', '.join(map(repr, names))}, a standard deviation (a "
+                      f"number > 0) or a callable f(shape, rng), got {init!r}{hint}")
+
+
+def _prefix(who: str) -> str:
+    """``"Linear: "`` for a message of layer ``who``; nothing where no layer was named."""
+    return f"{who}: " if who else ""
+
+
+def _std(init: Any, fan_in: int, fan_out: int, who: str, also: tuple[str, ...]) -> float:
     if isinstance(init, (int, float)) and not isinstance(init, bool):
         if not (0 < init < math.inf):
-            raise ValueError(f"init: a standard deviation must be a finite number > 0, got {init}")
+            raise ValueError(f"{_prefix(who)}init as a standard deviation must be a finite number > 0, got {init}")
         return float(init)
     if init in ("he", "relu"):
         return math.sqrt(2.0 / fan_in)
@@ -95,18 +120,18 @@ def _std(init: Any, fan_in: int, fan_out: int) -> float:
         return math.sqrt(1.0 / fan_in)
     if init == "normal":
         return 0.01
-    raise ValueError(f"init: expected 'he' (or 'relu'), 'xavier'/'glorot', 'sigmoid', 'normal', a standard "
-                     f"deviation or a callable, got {init!r}")
+    raise bad_init(init, who, also)
 
 
 def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he", dtype: str = "float32",
-            rng: np.random.Generator | None = None) -> np.ndarray:
+            rng: np.random.Generator | None = None, *, who: str = "", also: tuple[str, ...] = ()) -> np.ndarray:
     """A host array of ``shape`` drawn from N(0, std**2) with std chosen by ``init``.
 
     ``init``: ``"he"`` or the book's ``"relu"`` (sqrt(2/fan_in)), ``"xavier"``/``"glorot"``
     (sqrt(2/(fan_in+fan_out)), Glorot's and PyTorch's), ``"sigmoid"`` (sqrt(1/fan_in): what the book
     calls Xavier, ``weight_init_std="sigmoid"`` or ``"xavier"`` there), ``"normal"`` (0.01, the
-    book's default ``weight_init_std``), a float std, or a callable ``f(shape, rng) -> array``.
+    book's default ``weight_init_std``), a float std, or a callable ``f(shape, rng) -> array``. Any other
+    ``init`` is refused in the name of ``who`` (the layer), listing these and ``also`` (the layer's own names).
     """
     if _skipping.get() is not None:
         return _placeholder(shape, dtype)
@@ -115,12 +140,12 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     if callable(init):
         w = np.asarray(init(shape, rng))
         if w.shape != tuple(shape):
-            raise ValueError(f"init: the callable returned shape {w.shape}, expected {tuple(shape)}")
+            raise ValueError(f"{_prefix(who)}init, the callable, returned shape {w.shape}, expected {tuple(shape)}")
         return w.astype(dtype, copy=False)
     # Scaled in place: a second float64 array of the weights' size (800 MB for VGG16's first classifier layer) cost
     # more than the draw. The same numbers, drawn in float64 as the book's np.random.randn(...) * std.
     w = rng.standard_normal(shape)
-    w *= _std(init, fan_in, fan_out)
+    w *= _std(init, fan_in, fan_out, who, also)
     return w.astype(dtype, copy=False)
 
 

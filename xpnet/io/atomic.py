@@ -15,6 +15,7 @@ processes that no longer run (on this machine: a pid is only checked locally).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from typing import IO, Any, Iterator
@@ -53,7 +54,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             if isinstance(exc, OSError) and exc.errno is not None and _ours(exc.filename, folder):
-                raise OSError(exc.errno, exc.strerror, given) from None
+                why = exc.strerror
+                if exc.errno == errno.ENOENT and not os.path.isdir(folder):  # not "No such file" of the file to write
+                    why = f"its folder {folder!r} does not exist; make it first (os.makedirs(folder, exist_ok=True))"
+                raise OSError(exc.errno, why, given) from None
             raise
         _fsync_folder(folder)
 

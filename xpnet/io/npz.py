@@ -71,6 +71,11 @@ class NpzReader:
                                  "there are no bytes at its position")
             if head == _NPY_MAGIC:
                 raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
+            if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+                raise self.error("it is a Python pickle, not an .npz archive (the book's params.pkl: "
+                                 "xn.load_book_params(path, model) reads it, with a restricted unpickler)")
+            if head.startswith(b"\x89HDF"):
+                raise self.error("it is an HDF5 file (Keras' .h5?), not an .npz archive")
             try:
                 self._file.seek(0)
                 self._zip = zipfile.ZipFile(self._file)

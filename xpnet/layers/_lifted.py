@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any, Iterator
 
 from ..backend import untracked
@@ -18,6 +19,29 @@ def lifted(layer: str, arg: str, value: Any, minimum: int, first: int = 1) -> An
     if len(items) != 1 or isinstance(items[0], bool) or not isinstance(items[0], int) or items[0] < minimum:
         raise ValueError(f"{layer}: {arg} must be an int >= {minimum} (or a tuple of one), got {value!r}")
     return first, int(items[0])
+
+
+# The 2-d layer's words for a (1, L) view, and the 1-d ones a user of the 1-d layer gave: a pair (first, n) of an
+# argument as n, an (N, C, 1, L) shape as (N, C, L), a 1xL size as "length L".
+_IN_1D = ((re.compile(r"\((\d+), (\d+), 1, (-?\d+)\)"), r"(\1, \2, \3)"),
+          (re.compile(r"\b(\w+)=\([01], (-?\d+)\)"), r"\1=\2"),
+          (re.compile(r"(?<!reflect )(?<!replicate )(?<!circular )\b(padded by|padding|dilated by|stride|default) "
+                     r"\([01], (-?\d+)\)"), r"\1 \2"),
+          (re.compile(r"\boutput \(1, (-?\d+)\)"), r"output length \1"),
+          (re.compile(r"\bthe 1x(\d+) (kernel|window)"), r"the \2 of length \1"),
+          (re.compile(r"\ba 1x(\d+) window every \(1, (\d+)\) pixels"), r"a window of length \1 every \2 positions"),
+          (re.compile(r"\bis 1x(-?\d+)"), r"is of length \1"),
+          (re.compile(r"\b1x(-?\d+)"), r"length \1"),
+          (re.compile(r"\(H - 1\)\*stride"), "(L - 1)*stride"),
+          (re.compile(r"odd kernel sizes"), "an odd kernel_size"))
+
+
+def in_1d(message: str) -> str:
+    """A 2-d layer's message about the (N, C, 1, L) view said in the 1-d layer's terms (its arguments' ints, the
+    input's (N, C, L) shape), so that it names what the user gave."""
+    for pattern, words in _IN_1D:
+        message = pattern.sub(words, message)
+    return message
 
 
 class Lifted(Layer):
@@ -43,8 +67,8 @@ class Lifted(Layer):
         except (ValueError, TypeError) as e:
             if not str(e).startswith(flat + ": "):
                 raise
-            raise type(e)(f"{self.name}: {str(e)[len(flat) + 2:]} (run as {flat} on x (N, C, L) viewed as "
-                          "(N, C, 1, L))") from None
+            raise type(e)(f"{self.name}: {in_1d(str(e)[len(flat) + 2:])} (run as {flat} on x (N, C, L) viewed "
+                          "as (N, C, 1, L))") from None
 
     def _adopt(self, flat: Layer) -> None:
         """Take the built 2-d layer and its initial params, the kernel's axis of one row dropped."""

@@ -71,7 +71,7 @@ class Conv2d(Layer):
         cg = self.in_ch // self.groups
         # fan_in and fan_out as PyTorch's (from W's size(1) and size(0)): fan_in counts one group's inputs.
         self.params["W"] = _init.weights((self.out_ch, cg, kh, kw), cg * kh * kw, self.out_ch * kh * kw,
-                                         init=init, dtype=dtype)
+                                         init=init, dtype=dtype, who=self.name)
         if self.has_bias:
             self.params["b"] = _init.zeros((self.out_ch,), dtype=dtype)
         self._col = None

@@ -37,6 +37,8 @@ class Conv1d(Lifted):
                  *, init: Any = "pytorch", dtype: str = "float32"):
         super().__init__()
         pytorch = isinstance(init, str) and init == "pytorch"
+        if isinstance(init, str) and not pytorch and init not in _init.NAMES:
+            raise _init.bad_init(init, self.name, also=("pytorch",))
         with self._as_1d():
             flat = Conv2d(in_channels, out_channels, lifted(self.name, "kernel_size", kernel_size, 1),
                           lifted(self.name, "stride", stride, 1), lifted(self.name, "padding", padding, 0, first=0),

@@ -77,7 +77,8 @@ class ConvTranspose2d(Layer):
             if self.has_bias:
                 self.params["b"] = _init.uniform((self.out_channels,), bound, self.dtype)
         else:
-            self.params["W"] = _init.weights(shape, fan_in, fan_out, init=init, dtype=self.dtype)
+            self.params["W"] = _init.weights(shape, fan_in, fan_out, init=init, dtype=self.dtype, who=self.name,
+                                             also=("pytorch",))
             if self.has_bias:
                 self.params["b"] = _init.zeros((self.out_channels,), dtype=self.dtype)
         self._x2 = None

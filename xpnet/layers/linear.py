@@ -46,7 +46,7 @@ class Linear(Layer):
                             f"nobias, is bias={not init!r}")
         self.init, self.has_bias, self.dtype = init, flag(bias, self.name, "bias"), _init.dtype_name(dtype, self.name)
         self.params["W"] = _init.weights((self.in_features, self.out_features), self.in_features,
-                                         self.out_features, init=init, dtype=dtype)
+                                         self.out_features, init=init, dtype=dtype, who=self.name)
         if self.has_bias:
             self.params["b"] = _init.zeros((self.out_features,), dtype=dtype)
         self._x = None

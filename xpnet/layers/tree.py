@@ -12,6 +12,7 @@ visited once, under the first.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
@@ -119,6 +120,17 @@ class Parameters(list):
         self._next += 1
         refuse_pytorch_index(self.model, self._next - 1)  # next(model.parameters())[:, ix] on a transposed weight
         return self[self._next - 1]
+
+
+def _refuse_dtype_as_device(who: str, dev: Any, error: type[Exception]) -> None:
+    """Raise ``error`` (the device parser's) where ``dev``, refused as a device, is a dtype (PyTorch's
+    ``model.to(torch.float64)`` takes one first): xpnet's ``to`` takes the device first and the dtype by keyword."""
+    try:
+        name = float_dtype_name(dev, who)
+    except (ValueError, TypeError):
+        return
+    raise error(f"{who}: the first argument is the device, got the dtype {dev!r}; pass it by keyword: "
+                f"model.to(dtype={name!r}) (PyTorch's model.to(torch.{name}))") from None
 
 
 class IncompatibleKeys(NamedTuple):
@@ -403,7 +415,11 @@ class Tree(Submodules):
         if dtype is not None:
             dtype = float_dtype_name(dtype, f"{type(self).__name__}.to")
         here = self.device
-        dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
+        try:
+            dev = (here if here is not None else _resolve_device("cpu")) if dev is None else _resolve_device(dev)
+        except (ValueError, TypeError) as exc:
+            _refuse_dtype_as_device(f"{type(self).__name__}.to", dev, type(exc))
+            raise
         memo: dict[int, tuple[Any, Any]] = {}
         nodes = self.named_modules().values()
         for node in nodes:
@@ -454,11 +470,13 @@ class Tree(Submodules):
         """
         who = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state_dict, Mapping):
+            path = isinstance(state_dict, (str, bytes, os.PathLike))
             raise TypeError(f"{who}: expected a dict of arrays by name (from model.state_dict()), got "
                             f"{type(state_dict).__name__}" + (
                                 "; xn.load(path) rebuilds the whole model, ready to use: model = xn.load(path) (for "
                                 "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
-                                if isinstance(state_dict, Tree) else ""))
+                                if isinstance(state_dict, Tree) or path else ""))
+        strict = flag(strict, who, "strict")  # strict="no" was taken as True
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..backend import index_dtype, isdtype, same_device, set_at, untracked
 from ._im2col import Pair, as_pair, pad2d, window_reach, window_slices
-from ._lifted import lifted
+from ._lifted import in_1d, lifted
 from .base import Layer
 from .uses import called
 
@@ -25,6 +25,7 @@ class MaxUnpool2d(Layer):
     """
 
     _spatial = "H, W"
+    _output_sizes = "(Ho, Wo) or (N, C, Ho, Wo)"
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
         super().__init__()
@@ -91,7 +92,7 @@ class MaxUnpool2d(Layer):
             size = size[2:]
         if size is None or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in size) \
                 or not all(d - s < v < d + s for v, d, s in zip(size, default, self.stride)):
-            raise ValueError(f"{self.name}: output_size must be (Ho, Wo) or (N, C, Ho, Wo), each within a stride "
+            raise ValueError(f"{self.name}: output_size must be {self._output_sizes}, each within a stride "
                              f"{self.stride} of the default {default} (PyTorch's rule), got {output_size!r}; pass "
                              "the pooled input's shape, x.shape")
         return size
@@ -119,6 +120,7 @@ class MaxUnpool1d(MaxUnpool2d):
     Lo = (L - 1)*s - 2*p + k, or ``output_size`` (Lo,) or (N, C, Lo); backward(dy) -> dx (N, C, L)."""
 
     _spatial = "L"
+    _output_sizes = "(Lo,) or (N, C, Lo)"
 
     def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0):
         super().__init__(lifted(self.name, "kernel_size", kernel_size, 1), lifted(self.name, "stride", stride, 1),
@@ -133,11 +135,15 @@ class MaxUnpool1d(MaxUnpool2d):
             raise ValueError(f"{self.name}: expected x (N, C, L) and indices of its shape, got {tuple(x.shape)} "
                              f"and {tuple(getattr(indices, 'shape', ()))}")
         xp = self._check_float(x)
+        given = output_size
         if isinstance(output_size, (tuple, list)) and len(output_size) in (1, 3):
             output_size = (1, output_size[-1])
         n, c, length = x.shape
-        y = super().forward(xp.reshape(x, (n, c, 1, length)), xp.reshape(indices, (n, c, 1, length)), output_size,
-                            train)
+        try:
+            y = super().forward(xp.reshape(x, (n, c, 1, length)), xp.reshape(indices, (n, c, 1, length)),
+                                output_size, train)
+        except ValueError as e:  # said in the 1-d terms the user gave, not the (N, C, 1, L) view's
+            raise ValueError(in_1d(str(e).replace(f"got {output_size!r}", f"got {given!r}"))) from None
         return xp.reshape(y, (n, c, y.shape[3]))
 
     def backward(self, dy: Any) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._user import not_here
+from .._user import did_you_mean, not_here
 from .base import Loss
 from .binary import SigmoidCrossEntropy
 from .cross_entropy import SoftmaxCrossEntropy, cross_entropy_labels, cross_entropy_labels_backward
@@ -48,7 +48,7 @@ def get(loss: Any) -> Loss:
         return LOSSES[loss]()
     if isinstance(loss, str) and loss in _OTHER_MEANING:
         raise ValueError(f"loss={loss!r}: {_OTHER_MEANING[loss]}")
-    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}")
+    raise ValueError(f"loss: expected a Loss, or one of {sorted(LOSSES)}, got {loss!r}{did_you_mean(loss, LOSSES)}")
 
 
 def check_mean(loss: Loss, who: str) -> Loss:

@@ -123,16 +123,41 @@ class Sequential(StopsWhereNothingTrains, Model):
         To evaluate, call ``model.predict(x)`` (evaluation mode, on the model's device, in batches with
         ``batch_size=``) or ``model.forward(x, train=False)``. ``model(x)`` runs in the model's mode:
         training mode until ``model.eval()`` (PyTorch's rule), so ``model(x_test)`` on a new model lets
-        BatchNorm's running statistics take in the test data.
+        BatchNorm's running statistics take in the test data. Caches the output's dtype, which ``backward``'s dy
+        must have.
         """
-        return chained(self, self.layers, x, self._check_train(train, hint=STATE_HINT))
+        y = chained(self, self.layers, x, self._check_train(train, hint=STATE_HINT))
+        try:  # no call on a training step's path: an attribute read, not getattr()
+            self.__dict__[_Y_DTYPE] = y.dtype
+        except AttributeError:  # a layer of one's own returning no array: nothing to check dy against
+            self.__dict__[_Y_DTYPE] = None
+        return y
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
         """Backpropagate ``dy`` through every layer, filling each layer's ``grads``; returns dx.
         ``input_grad=False`` skips the gradient for the input (returns None): training needs none, nor
         any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
-        through at all)."""
+        through at all). A dy of another dtype than the last forward's output (float64 into a float32 model) is
+        refused here, before it makes gradients of that dtype that the optimizer would refuse at its step."""
+        try:
+            expected, got = self.__dict__[_Y_DTYPE], dy.dtype
+        except (KeyError, AttributeError):  # no forward yet, or dy no array: the layers say so
+            expected = got = None
+        if got is not expected and expected is not None and got != expected:
+            raise TypeError(_dy_dtype_error(self, got, expected))
         return backward_chain(self.layers, dy, input_grad)
+
+
+_Y_DTYPE = "_y_dtype"  # the last forward's output dtype, in the Sequential's __dict__
+
+
+def _dy_dtype_error(model: Sequential, got: Any, expected: Any) -> str:
+    """The message for a dy of dtype ``got`` given to a model whose last forward gave ``expected``."""
+    i, last = len(model.layers) - 1, model.layers[-1].name if model.layers else None
+    where = f"layer {i} ({last})" if last else "its input (no layers)"
+    return (f"{model.name}.backward: dy is {got}, but the last forward's output, from {where}, is {expected}: a "
+            f"{got} gradient would make {got} parameter gradients, which the optimizer refuses; give dy in the "
+            f"output's dtype (xp.astype(dy, y.dtype))")
 
 
 _INDEX_NAMES = tuple(str(i) for i in range(256))  # a Sequential's children's names, "0", "1", ...

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._user import not_here
+from .._user import did_you_mean, not_here
 from .adadelta import Adadelta
 from .adam_variants import Adamax, NAdam, RAdam
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
@@ -61,7 +61,8 @@ def get(optimizer: Any) -> Optimizer:
     if isinstance(optimizer, str):
         if optimizer.lower() in OPTIMIZERS:
             return OPTIMIZERS[optimizer.lower()]()
-        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        raise ValueError(f"optimizer: expected one of {sorted(OPTIMIZERS)}, got {optimizer!r}"
+                         f"{did_you_mean(optimizer, OPTIMIZERS)}")
     raise TypeError(f"optimizer: expected an xpnet optimizer (e.g. xn.optim.Adam(1e-3)) or its name, got "
                     f"{type(optimizer).__name__}")
 

@@ -475,6 +475,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         check_state_dict(self.name, sd)
+        model = self._bound()
+        if model is not None:  # a step would take state of another shape for a replaced layer's and drop it
+            check_state_shapes(self.name, sd["state"], model.named_params())
         if self._several_groups or "param_groups" in sd:
             self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
         else:
@@ -510,6 +513,22 @@ def check_state_dict(name: str, sd: Any) -> None:
                          f"'state'), got a dict of keys {list(sd)[:10]}{where}")
     if sd["type"] != name:
         raise ValueError(f"{name}: cannot load the state of a {sd['type']} optimizer")
+
+
+def check_state_shapes(name: str, state: Any, params: dict[str, Any]) -> None:
+    """Raise a ValueError naming each parameter of ``params`` whose saved ``state`` (``state_dict()["state"]``)
+    has another shape: the state of another model (a wider layer), which a step would silently start afresh."""
+    wrong = []
+    for key, slots in state.items():
+        p = params.get(key)
+        if p is None:
+            continue
+        shapes = {tuple(v.shape) for v in slots.values() if getattr(v, "ndim", 0)}
+        if shapes - {tuple(p.shape)}:
+            wrong.append(f"{key!r} has state of shape {sorted(shapes)[0]} but the parameter is {tuple(p.shape)}")
+    if wrong:
+        raise ValueError(f"{name}.load_state_dict: the state is of another model: {'; '.join(wrong)}; load it into an "
+                         "optimizer of the model it was saved from (as PyTorch's step would fail on it)")
 
 
 def _named_as_no_weight(name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._user import is_bool
+from .._user import flag, is_bool
 from ..backend import fast_path
 from .base import Optimizer, unfused
 from .hyperparams import choice, fraction
@@ -37,8 +37,7 @@ class SGD(Optimizer):
             raise ValueError(f"{self.name}: dampening must be in [0, 1), got {dampening!r}: the third positional "
                              f"argument is dampening, in PyTorch's order; pass nesterov={dampening!r} by keyword")
         self.dampening = fraction("dampening", dampening, self)
-        if not isinstance(nesterov, bool):
-            raise ValueError(f"{self.name}: nesterov must be True or False, got {nesterov!r}")
+        nesterov = flag(nesterov, self.name, "nesterov")  # a TypeError, as every optimizer's flag
         if nesterov and (self.momentum == 0 or self.dampening != 0):
             raise ValueError(f"{self.name}: nesterov=True needs a momentum > 0 and dampening=0 (as PyTorch), got "
                              f"momentum={self.momentum}, dampening={self.dampening}")

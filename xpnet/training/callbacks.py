@@ -25,9 +25,9 @@ import math
 import os
 from typing import Any
 
-from .._user import flag, is_real, warn
+from .._user import did_you_mean, flag, is_real, warn
 from ..backend import namespace, to_device
-from ..io.paths import fspath, save_target
+from ..io.paths import XpnetFileError, fspath, save_target
 from ..models.files import architecture
 
 __all__ = ["Callback", "EarlyStopping", "ModelCheckpoint", "epoch_end_order"]
@@ -89,11 +89,13 @@ class _Monitor:
             if isinstance(monitor, str) and "val_" + monitor.partition("_")[2] in MONITORS:
                 hint = (f" (validation_name={monitor.partition('_')[0]!r} renames only the printed figures: "
                         f"monitor {'val_' + monitor.partition('_')[2]!r})")
-            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}{hint}")
+            raise ValueError(f"{owner}: monitor must be one of {MONITORS}, got {monitor!r}"
+                             f"{hint or did_you_mean(monitor, MONITORS)}")
         if mode == "auto":
             mode = "max" if monitor.endswith("accuracy") else "min"
         if mode not in ("min", "max"):
-            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}"
+                             f"{did_you_mean(mode, ('auto', 'min', 'max'))}")
         if not is_real(min_delta) or not min_delta >= 0:
             raise ValueError(f"{owner}: min_delta must be a number >= 0, got {min_delta!r}")
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, float(min_delta)
@@ -311,7 +313,11 @@ class ModelCheckpoint(Callback):
         if existing != folder and not os.access(existing, os.W_OK | os.X_OK):
             raise ValueError(f"ModelCheckpoint: the folder {folder!r} of {self.path!r} does not exist and cannot "
                              f"be made: {existing!r} is not writable")
-        save_target(path)  # a folder, a FIFO, a device there: refused now, not after the first epoch
+        try:  # a folder, a FIFO, a device there: refused now, not after the first epoch
+            save_target(path)
+        except XpnetFileError as exc:
+            folder = " (a file in it: os.path.join(path, 'model.npz'))" if os.path.isdir(path) else ""
+            raise XpnetFileError(f"ModelCheckpoint: {exc}{folder}") from None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any]) -> None:
         if self.save_best_only and not self._monitor.improved(logs):

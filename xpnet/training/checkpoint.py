@@ -272,6 +272,15 @@ def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
         set_rng_state(model.named_modules()[i].rng, state)
 
 
+def _first_difference(saved: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]]) -> str:
+    """Where a checkpoint's arrays and the model's part first (a missing name, or a shape), for the message."""
+    for name in dict.fromkeys([*own, *saved]):  # in the model's order
+        if saved.get(name) != own.get(name):
+            mine = own.get(name, "no such array")
+            return f" ({name!r}: {saved.get(name, 'absent')} in the file, {mine} in the model)"
+    return " (its layer types differ)"
+
+
 def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int,
                      keep: Iterable[str] = (), batches: dict[str, Any] | None = None) -> int:
     """Put a checkpoint read by :func:`load_checkpoint` into ``model`` and ``optimizer`` after checking
@@ -284,9 +293,10 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
     # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
     # the generator state itself comes from the checkpoint.
     shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    if ckpt["types"] != layer_types(model) or shapes != {k: tuple(v.shape) for k, v in model.state().items()}:
-        raise ValueError(f"resume_from: {path!r} was written for another architecture; build the model "
-                         f"as it was: {meta.get('layers', meta.get('model'))}")
+    own = {k: tuple(v.shape) for k, v in model.state().items()}
+    if ckpt["types"] != layer_types(model) or shapes != own:
+        raise ValueError(f"resume_from: {path!r} was written for another architecture{_first_difference(shapes, own)}; "
+                         f"build the model as it was: {meta.get('layers', meta.get('model'))}")
     dtypes = {np.dtype(str(v.dtype).rsplit(".", 1)[-1]) for v in model.state().values()}
     saved_dtypes = {v.dtype for v in ckpt["model"].values()}
     if dtypes != saved_dtypes:

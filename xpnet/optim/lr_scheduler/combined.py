@@ -129,7 +129,10 @@ class SequentialLR(LRScheduler):
         if not isinstance(milestones, (list, tuple)) or len(milestones) != len(self._schedulers) - 1:
             raise ValueError(f"SequentialLR: milestones must be a list of {len(self._schedulers) - 1} step counts (one "
                              f"fewer than the schedulers), got {milestones!r}")
-        self._milestones = [count("SequentialLR", "milestones[]", m) for m in milestones]
+        self._milestones = [count("SequentialLR", f"milestones[{i}]", m) for i, m in enumerate(milestones)]
+        if self._milestones != sorted(self._milestones):  # bisect over them would run the schedulers out of turn
+            raise ValueError(f"SequentialLR: milestones must be in increasing order (the step at which each next "
+                             f"scheduler takes over), got {milestones!r}")
         self.last_epoch = count("SequentialLR", "last_epoch", last_epoch, lo=-1) + 1
         self.optimizer = optimizer
         for group in optimizer.param_groups:
@@ -168,6 +171,8 @@ class ChainedScheduler(SequentialLR):
 
     def __init__(self, schedulers: list[LRScheduler], optimizer: Any = None):  # noqa: D107 - PyTorch's order
         first = schedulers[0] if isinstance(schedulers, (list, tuple)) and schedulers else None
+        if optimizer is None and not isinstance(first, LRScheduler):  # no optimizer to find: say what the list lacks
+            _check_schedulers("ChainedScheduler", None, schedulers)
         optimizer = check_optimizer("ChainedScheduler", optimizer if optimizer is not None
                                     else getattr(first, "optimizer", None))
         self._schedulers = _check_schedulers("ChainedScheduler", optimizer, schedulers)

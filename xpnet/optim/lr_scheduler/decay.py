@@ -40,7 +40,7 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer: Any, milestones: Any, gamma: float = 0.1, last_epoch: int = -1):
         if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
             raise ValueError(f"MultiStepLR: milestones must be a list of ints >= 0, got {milestones!r}")
-        self.milestones = Counter(count("MultiStepLR", "milestones[]", m, lo=0) for m in milestones)
+        self.milestones = Counter(count("MultiStepLR", f"milestones[{i}]", m, lo=0) for i, m in enumerate(milestones))
         self.gamma = rate("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
