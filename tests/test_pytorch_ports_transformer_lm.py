@@ -213,7 +213,7 @@ class _SizeOfTorch(PositionalEncoding):
 def test_pytorchs_size_of_an_axis_in_a_forward_says_to_write_shape():
     with pytest.raises(TypeError, match=r"_SizeOfTorch\.forward: 'int' object is not callable \(line \d+: x = x \+ "
                                         r"self\.buffers\['pe'\]\[:x\.size\(0\)\]\): NumPy's x\.size is the number of "
-                                        r"elements.*write x\.shape\[dim\]"):
+                                        r"elements.*x\.shape\[d\] for x\.size\(d\)"):
         _SizeOfTorch(EMSIZE, 0.0)(np.zeros((3, 2, EMSIZE)))
 
 
