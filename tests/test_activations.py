@@ -45,7 +45,10 @@ def test_portable_erf_is_within_an_ulp_of_math_erf(dev, dtype):
     got = _erf.erf_portable(xn.to_device(x, dev))
     xn.testing.assert_placed(got, dev, dtype)
     ulps = _ulps(xn.to_numpy(got), expected)
-    assert ulps.max() <= 1.0, f"{ulps.max()} ulps at x = {x[np.argmax(ulps)]!r}"
+    # On a GPU the formula's exp is CUDA's, within 1 ulp (double) or 2 (float) where NumPy's is within half of one
+    # (CUDA C++ Programming Guide, Mathematical Functions): FAKE_CUPY_ROUNDING=1 gives 2.0 ulps here on the fake.
+    limit = 2.0 if getattr(dev, "is_cupy", False) else 1.0
+    assert ulps.max() <= limit, f"{ulps.max()} ulps at x = {x[np.argmax(ulps)]!r}"
     assert np.isnan(xn.to_numpy(_erf.erf_portable(xn.to_device(np.array([np.nan], dtype), dev))))[0]
 
 
@@ -350,8 +353,9 @@ def test_softmax_of_a_row_of_minus_inf_is_nan_as_pytorchs_without_a_warning(dev)
         want.backward(torch.ones_like(want))
         y = xn.to_numpy(layer.forward(xn.to_device(x, dev)))
         dx = xn.to_numpy(layer.backward(xn.to_device(np.ones_like(x), dev)))
-        np.testing.assert_allclose(y, want.detach().numpy(), rtol=1e-15, atol=0, err_msg=layer.name)
-        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-15, atol=0, err_msg=layer.name)
+        # rtol: a few ulps of float64 (a GPU's exp and log are CUDA's, 1 ulp off NumPy's and PyTorch's CPU ones)
+        np.testing.assert_allclose(y, want.detach().numpy(), rtol=1e-14, atol=0, err_msg=layer.name)
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-14, atol=0, err_msg=layer.name)
         assert np.isnan(y[0]).all() and not np.isnan(y[1]).any()
 
 

@@ -322,5 +322,9 @@ def _pairs_and_names() -> list[Any]:
 @pytest.mark.parametrize("pair,name", _pairs_and_names())
 def test_layer_agrees_across_backends(pair, name):
     case, devices = {**CASES, **VARIANTS}[name], pair()
-    train = not (case.draws_mask and any(getattr(d, "is_cupy", False) for d in devices))
-    assert_backends_agree(_run(case, train), _inputs(case), devices=devices, rtol=2e-5, atol=2e-6)
+    gpu = any(getattr(d, "is_cupy", False) for d in devices)
+    train = not (case.draws_mask and gpu)
+    # A GPU sums in another order (cuBLAS, CUB) with CUDA's exp: through a Transformer's stack a float32 gradient
+    # of 0.03 came 4e-6 off NumPy's on the fake CuPy with FAKE_CUPY_ROUNDING=1, past atol=2e-6.
+    rtol, atol = (1e-4, 1e-5) if gpu else (2e-5, 2e-6)
+    assert_backends_agree(_run(case, train), _inputs(case), devices=devices, rtol=rtol, atol=atol)

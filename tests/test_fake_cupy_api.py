@@ -79,3 +79,29 @@ def test_the_fake_wraps_out_of_range_indices_as_cupy(tmp_path):
     assert last_json(run_with_fake_cupy(code, tmp_path)) == {
         "getitem": [2, 4], "take": [3, 5], "method": [[1], [3], [5]], "along": [[0], [3], [5]],
         "set": [5.0, 2.0, 0.0], "scalar": "IndexError"}
+
+
+def test_the_fake_rounds_as_a_gpu_where_asked(tmp_path):
+    """FAKE_CUPY_ROUNDING=1 (tests/fake_cupy/cupy/_rounding.py): CuPy's sums, products and exp, and kernels of one's
+    own that a GPU rounds otherwise (fused multiply-adds, transcendental calls), come out an ulp or two off NumPy's,
+    the same each time; what IEEE rounds exactly, whole numbers and max stay exact."""
+    code = """
+        import json, numpy, cupy
+        x = numpy.random.default_rng(0).standard_normal((4, 4)).astype(numpy.float32)
+        d = cupy.asarray(x)
+        update = cupy.ElementwiseKernel("T g, T lr", "T p", "p -= lr * g;", "fused_update")
+        mask = cupy.ElementwiseKernel("T dy, bool m", "T dx", "dx = dy * m;", "mask")
+        p = cupy.asarray(x)
+        update(d, cupy.asarray(numpy.float32(0.1)), p)
+        print(json.dumps({
+            "sum": bool(cupy.sum(d).get() != x.sum()), "matmul": bool((d @ d).get().tolist() != (x @ x).tolist()),
+            "exp": bool(cupy.exp(d).get().tolist() != numpy.exp(x).tolist()),
+            "again": bool((d @ d).get().tolist() == (d @ d).get().tolist()),
+            "fused": bool(p.get().tolist() != (x - numpy.float32(0.1) * x).tolist()),
+            "exact": [bool((d * d).get().tolist() == (x * x).tolist()), bool(cupy.max(d).get() == x.max()),
+                      bool(cupy.sum(cupy.ones(7)).get() == 7.0),
+                      bool(mask(d, d > 0).get().tolist() == (x * (x > 0)).tolist())]}))
+    """
+    out = last_json(run_with_fake_cupy(code, tmp_path, FAKE_CUPY_ROUNDING="1"))
+    assert out == {"sum": True, "matmul": True, "exp": True, "again": True, "fused": True, "exact": [True] * 4}
+    assert not last_json(run_with_fake_cupy(code, tmp_path))["sum"]  # off: NumPy's numbers

@@ -14,7 +14,7 @@ import weakref as _weakref
 import numpy as _np
 
 import cupy as _cupy
-from . import cuda
+from . import _rounding, cuda
 
 # Functions and methods that only make a view or read metadata: no kernel, so no device check (as in
 # CuPy), and the result lives where its input does; but a reshape or ravel that has to copy is a kernel.
@@ -96,7 +96,7 @@ def _leaves(r):
         yield r
 
 
-def _kernel(name, compute, inputs=(), writes=(), finish=None):
+def _kernel(name, compute, inputs=(), writes=(), finish=None, label=None):
     """Every kernel of the fake. ``compute()`` works on NumPy arrays only (the fake arrays' memory, taken
     when the kernel is launched) and returns NumPy results; ``finish`` makes of them what the call
     returns (default: fake arrays on the current device). ``writes`` are the fake arrays it writes in
@@ -104,6 +104,7 @@ def _kernel(name, compute, inputs=(), writes=(), finish=None):
     shapes, ``writes`` are put back as they were, new outputs are filled with garbage; the record holds
     memory, never the fake arrays (a graph keeps no Python object alive)."""
     finish = _wrap if finish is None else finish
+    compute = _rounding.wrap(label or name, compute, inputs, writes, _leaves)
     capture = cuda.stream.capturing()
     if capture is None:
         return finish(compute())

@@ -20,6 +20,7 @@ import math as _math
 
 import numpy as _np
 
+from . import _rounding
 from ._dispatch import _check, _host, _kernel
 
 # CUDA's math functions the kernel bodies call; erf as the C library's, elementwise (NumPy has none).
@@ -124,7 +125,8 @@ class ElementwiseKernel:
                 if scope[k] is not target:
                     target[...] = scope[k]
 
-        _kernel("ElementwiseKernel", run, args, outs, finish=lambda r: None)
+        _kernel("ElementwiseKernel", run, args, outs, finish=lambda r: None,
+                label=_rounding.kernel_label(self.name, self.operation, "elementwise"))
         if self.no_return:
             return None
         return outs[0] if len(outs) == 1 and not self.return_tuple else tuple(outs)
@@ -159,10 +161,11 @@ class ReductionKernel:
             return _np.sum(_np.broadcast_to(mapped, shape), axis=axis, keepdims=keepdims, dtype=out_type)
 
         if out is None:
-            return _kernel("ReductionKernel", run, args)
+            return _kernel("ReductionKernel", run, args, label=_rounding.kernel_label(self.name, "", "reduction"))
 
         def into():
             out._a[...] = run()
 
-        _kernel("ReductionKernel", into, args, (out,), finish=lambda r: None)
+        _kernel("ReductionKernel", into, args, (out,), finish=lambda r: None,
+                label=_rounding.kernel_label(self.name, "", "reduction"))
         return out

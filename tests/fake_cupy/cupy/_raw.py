@@ -47,6 +47,8 @@ import tempfile as _tempfile
 
 import numpy as _np
 
+from . import _rounding
+
 _PRELUDE = r"""
 #include <math.h>
 #include <stdint.h>
@@ -194,6 +196,7 @@ class RawKernel:
 
     def __init__(self, code, name, options=(), backend="nvrtc", **kwargs):
         self.code, self.name, self.options = code, name, options
+        self._rounding = _rounding.kernel_label(name, code, "raw")  # FAKE_CUPY_ROUNDING's label, or None
         self._fn = None
         self._params = None
 
@@ -303,4 +306,4 @@ class RawKernel:
             if fn(error, *dims, *values):
                 raise RuntimeError(f"fake RawKernel {name}: {error.value.decode()}")
 
-        _kernel(self.name, run, arrays, arrays, finish=lambda r: None)
+        _kernel(self.name, run, arrays, arrays, finish=lambda r: None, label=self._rounding)
