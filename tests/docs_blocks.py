@@ -7,6 +7,8 @@ A marker is an HTML comment just above a block's opening fence (GitHub does not 
     <!-- docs-test: before "code" -->         runs first: what the prose around a fragment supplies
     <!-- docs-test: replace "old" "new" -->   fewer epochs or samples; "old" must be in the block
     <!-- docs-test: prints "text" -->         the block's output holds this text
+    <!-- docs-test: matches "regex" -->       a line of the block's output matches this (re.search): for figures
+                                              that depend on the running Python (its own text as data)
     <!-- docs-test: output -->                the block prints exactly the next fenced block (its output)
 
 Quoted strings are Python string literals ("\\n" is a new line). Any other python block runs as it is.
@@ -24,7 +26,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(\s*)```(\w*)\s*$")
 MARKER = re.compile(r"^\s*<!-- docs-test: (\w+)(.*?) -->\s*$")
 STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
-KINDS = {"skip", "continue", "before", "replace", "prints", "output"}
+KINDS = {"skip", "continue", "before", "replace", "prints", "matches", "output"}
 
 
 @dataclass

@@ -3,6 +3,7 @@ temporary folder as the working directory, and prints what its markers say (docs
 CUDA looks absent, so a ``device="cuda"`` block takes the CPU fallback it documents."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -90,5 +91,7 @@ def _run(block, namespace, capsys):
     for kind, args in markers:
         if kind == "prints":
             assert args[0] in out, f"{block.where} printed:\n{out}\nwhere its marker says {args[0]!r}"
+        if kind == "matches":
+            assert re.search(args[0], out, re.MULTILINE), f"{block.where} printed:\n{out}\nno line matching {args[0]!r}"
         if kind == "output":
             assert out.strip() == block.next.code.strip(), f"{block.where} printed:\n{out}\nnot {block.next.where}"
