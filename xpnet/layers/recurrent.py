@@ -107,8 +107,8 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.return_state = flag(return_state, self.name, "return_state")
         self.convention = checked_convention(self.name, convention, self._convention_meanings)
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
-        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
-        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype, who=self.name)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype, who=self.name)
         for name in self.bias_names():
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._cache = None
@@ -350,7 +350,7 @@ class LSTM(_Recurrent):
         super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
         if self.proj_size:
             self.params["Wr"] = _init.weights((self.hidden_size, self.proj_size), self.hidden_size, self.proj_size,
-                                              init=init, dtype=self.dtype)
+                                              init=init, dtype=self.dtype, who=self.name)
         self.dc = None
 
     def config(self) -> dict[str, Any]:
