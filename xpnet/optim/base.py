@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from .. import _chainer
-from .._user import flag, not_here, warn
+from .._user import a_or_an, flag, not_here, warn
 from ._blame import missing_gradient, not_an_array, other_dtype
 from ..layers.stale import stepped
 from ..layers.zero_grad import arm, armed
@@ -512,7 +512,8 @@ def check_state_dict(name: str, sd: Any) -> None:
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
                          f"'state'), got a dict of keys {list(sd)[:10]}{where}")
     if sd["type"] != name:
-        raise ValueError(f"{name}: cannot load the state of a {sd['type']} optimizer")
+        raise ValueError(f"{who}: cannot load the state of {a_or_an(str(sd['type']))} optimizer into "
+                         f"{a_or_an(name)}; build {a_or_an(str(sd['type']))} to load it")
 
 
 def check_state_shapes(name: str, state: Any, params: dict[str, Any]) -> None:
