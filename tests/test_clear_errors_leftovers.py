@@ -29,3 +29,27 @@ def test_resume_from_another_optimizer_says_an_adam(tmp_path):
     xn.train(_mlp(), (X, T), optimizer="adam", callbacks=[xn.callbacks.ModelCheckpoint(path, full=True)], **args)
     with pytest.raises(ValueError, match=r"holds the state of an Adam optimizer, got SGD; pass an Adam to continue"):
         xn.train(_mlp(), (X, T), optimizer="sgd", resume_from=path, **{**args, "epochs": 2})
+
+
+# -- outputs, hidden = self.gru(packed, hidden) without return_state suggested batch_first=False -------------------
+
+class _PackedEncoder(xn.Model):
+    """The chatbot tutorial's EncoderRNN, its GRU built without return_state."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = xn.layers.GRU(3, 4, bidirectional=True)
+
+    def forward(self, x, lengths, hidden=None):
+        packed = xn.layers.pack_padded_sequence(x, lengths)
+        outputs, hidden = self.gru(packed, hidden)
+        return xn.layers.pad_packed_sequence(outputs)[0]
+
+
+def test_unpacking_a_packed_call_says_what_applies_to_packed_input():
+    with pytest.raises(ValueError) as caught:
+        _PackedEncoder()(np.zeros((5, 2, 3), f32), [5, 3])
+    text = str(caught.value)
+    assert text.startswith("_PackedEncoder.forward unpacks the output of self.gru(packed, ...)"), text
+    assert "xn.layers.GRU(..., return_state=True)" in text and "batch_first does not matter here" in text, text
+    assert "batch_first=False" not in text and "batch of 2" not in text, text
