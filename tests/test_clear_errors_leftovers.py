@@ -53,3 +53,25 @@ def test_unpacking_a_packed_call_says_what_applies_to_packed_input():
     assert text.startswith("_PackedEncoder.forward unpacks the output of self.gru(packed, ...)"), text
     assert "xn.layers.GRU(..., return_state=True)" in text and "batch_first does not matter here" in text, text
     assert "batch_first=False" not in text and "batch of 2" not in text, text
+
+
+# -- layer.grads['b'] after zero_grad() was a bare KeyError: 'b' (PyTorch's p.grad is None there) ------------------
+
+def test_a_gradient_read_after_zero_grad_says_why_it_is_missing():
+    model, x = _mlp(), np.ones((4, 2), f32)
+    opt = xn.optim.SGD(model.parameters(), lr=0.1)
+    model.backward(np.ones_like(model(x)))
+    layer = model.layers[0]
+    assert layer.grads["b"].shape == (8,)
+    opt.zero_grad()
+    assert "b" not in layer.grads and layer.grads.get("b") is None and dict(layer.grads) == {}  # a dict's ways
+    with pytest.raises(KeyError, match=r"^Linear.grads\['b'\]: no gradient for 'b': backward fills grads, and "
+                                       r"zero_grad\(\) empties it \(PyTorch's p.grad is None then\).*run the backward "
+                                       r"first, or read grads.get\('b'\)") as caught:
+        layer.grads["b"]
+    assert caught.value.args == ("b",)  # the key, as a dict's KeyError
+    with pytest.raises(KeyError, match=r"^Linear.grads\['B'\]: Linear has no parameter 'B' \(its parameters: 'W', "
+                                       r"'b'\); did you mean 'b'\?$"):
+        layer.grads["B"]
+    model.backward(np.ones_like(model(x)))
+    assert layer.grads["b"].shape == (8,)
