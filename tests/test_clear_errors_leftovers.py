@@ -75,3 +75,33 @@ def test_a_gradient_read_after_zero_grad_says_why_it_is_missing():
         layer.grads["B"]
     model.backward(np.ones_like(model(x)))
     assert layer.grads["b"].shape == (8,)
+
+
+# -- a float64 dy into a float32 composite model's own backward made float64 gradients, refused only at opt.step ----
+
+class _Net(xn.Model):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = Linear(3, 5), ReLU(), Linear(5, 2)
+
+    def forward(self, x, train=True):
+        return self.fc2(self.act(self.fc1(x)))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.act.backward(self.fc2.backward(dy)))
+
+
+def test_a_dy_of_another_dtype_is_refused_at_a_composite_models_own_backward():
+    xn.init.seed(0)
+    model, x = _Net(), np.ones((4, 3), f32)
+    model(x)
+    with pytest.raises(TypeError, match=r"^_Net.backward: dy is float64, but the last forward's output is float32: "
+                                        r".*optimizer refuses; give dy in the output's dtype"):
+        model.backward(np.ones((4, 2)))
+    assert model.named_grads() == {}  # refused before any layer ran
+    model.backward(np.ones((4, 2), f32))
+    assert {g.dtype for g in model.named_grads().values()} == {np.dtype(f32)}
+    model.to("cpu", dtype="float64")
+    model(x.astype(np.float64))
+    model.backward(np.ones((4, 2)))  # a float64 model takes its float64 dy
+
