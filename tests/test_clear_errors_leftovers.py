@@ -6,6 +6,8 @@ naming the layer, model or function, what was expected and what came.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,49 @@ def test_a_dy_of_another_dtype_is_refused_at_a_composite_models_own_backward():
     model(x.astype(np.float64))
     model.backward(np.ones((4, 2)))  # a float64 model takes its float64 dy
 
+
+# -- PyTorch's two LSTM biases loaded into the default one train otherwise: said once, at the first step -----------
+
+class _Tagger(xn.Model):
+    def __init__(self, **kw):
+        super().__init__()
+        self.lstm, self.fc = xn.layers.LSTM(3, 4, num_layers=2, **kw), Linear(4, 2)
+
+    def forward(self, x, train=True):
+        return self.fc(self.lstm(x))
+
+    def backward(self, dy):
+        return self.lstm.backward(self.fc.backward(dy))
+
+
+def _steps(model, state, n):
+    """Load ``state`` into ``model``, predict, then ``n`` SGD steps; the warnings they gave."""
+    x = np.ones((2, 5, 3), f32)
+    opt = xn.optim.SGD(model.parameters(), lr=0.1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xn.load_torch_state_dict(model, state)
+        model.predict(x)  # inference from PyTorch's weights is exact: nothing to say
+        for _ in range(n):
+            model.backward(np.ones_like(model(x)))
+            opt.step()
+    return caught
+
+
+def test_pytorch_two_biases_summed_into_one_are_said_once_as_the_layer_first_trains():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    torch.manual_seed(0)
+    torch_lstm, fc = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True), torch.nn.Linear(4, 2)
+    state = {**{f"lstm.{k}": v for k, v in torch_lstm.state_dict().items()},  # both biases drawn, nonzero
+             **{f"fc.{k}": v for k, v in fc.state_dict().items()}}
+    assert _steps(_Tagger(), state, 0) == []
+    caught = _steps(_Tagger(), state, 2)
+    assert len(caught) == 1 and caught[0].category is UserWarning, [str(w.message) for w in caught]
+    text = str(caught[0].message)
+    assert text.startswith("SGD.step: 'lstm' (LSTM) holds PyTorch's two biases summed into one, b = bias_ih + "
+                           "bias_hh"), text
+    assert "this training is not" in text and "convention='pytorch'" in text, text
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    assert _steps(_Tagger(convention="pytorch"), state, 1) == []
+    ours = xn.torch_state_dict(_Tagger())  # xpnet's own export of one bias: bias_hh_l0 = 0
+    assert _steps(_Tagger(), ours, 1) == []

@@ -44,7 +44,8 @@ twice. To train exactly as PyTorch, build the layer with ``convention="pytorch"`
 each given the gradient of their sum, so every optimizer and clipping treat them as PyTorch's do
 (xpnet's weight decay spares biases unless ``weight_decay_on="all"``, PyTorch's). The steps still add
 one bias, ``bx + bh``, summed once per forward. ``xn.load_torch_state_dict`` copies PyTorch's two in
-as they are (into ``b`` their sum). Keeping one bias, the PyTorch side can match it instead: fold
+as they are (into ``b`` their sum, said by a warning at the first step that trains the layer:
+:mod:`~xpnet.layers.two_biases`). Keeping one bias, the PyTorch side can match it instead: fold
 ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
 bias_hh_l0.requires_grad_(False)``). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``, by default
 (its ``convention="book"`` is the book's GRU, another function).
