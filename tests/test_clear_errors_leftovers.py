@@ -75,6 +75,9 @@ def test_a_gradient_read_after_zero_grad_says_why_it_is_missing():
     with pytest.raises(KeyError, match=r"^Linear.grads\['B'\]: Linear has no parameter 'B' \(its parameters: 'W', "
                                        r"'b'\); did you mean 'b'\?$"):
         layer.grads["B"]
+    with pytest.raises(KeyError, match=r"^Linear.grads\['weight'\]: Linear has no parameter 'weight' .*; PyTorch's "
+                                       r"'weight' is 'W' here: Linear.grads\['W'\] \(PyTorch's layout: its .T\)$"):
+        layer.grads["weight"]
     model.backward(np.ones_like(model(x)))
     assert layer.grads["b"].shape == (8,)
 
