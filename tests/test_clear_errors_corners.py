@@ -64,6 +64,13 @@ def test_1d_layers_speak_of_what_the_user_gave(call, message):
     (lambda: ConvTranspose1d(1, 2, 3, init="zzz"), r"^ConvTranspose1d: init must be one of 'pytorch', .*got 'zzz'"
                                                    r" \(run as"),
     (lambda: Linear(3, 4, init=-1.0), r"^Linear: init as a standard deviation must be a finite number > 0, got -1"),
+    (lambda: xn.layers.LSTM(2, 3, init="xaviar"), r"^LSTM: init must be one of .*got 'xaviar'; did you mean 'xavier'"),
+    (lambda: xn.layers.GRU(2, 3, num_layers=2, init="hee"), r"^GRU: init must be .*got 'hee'; did you mean 'he'"),
+    (lambda: xn.layers.RNNCell(2, 3, init=0.0), r"^RNNCell: init as a standard deviation must be .* > 0, got 0.0"),
+    (lambda: xn.layers.LSTMCell(2, 3, init=lambda s, rng: rng.random((1,))),
+     r"^LSTMCell: init, the callable, returned shape \(1,\), expected \(2, 12\)"),
+    (lambda: xn.layers.Embedding(5, 2, init="nrmal"), r"^Embedding: init must be .*got 'nrmal'; did you mean 'normal'"),
+    (lambda: xn.layers.EmbeddingBag(5, 2, init="zzz"), r"^EmbeddingBag: init must be .*got 'zzz'$"),
 ])
 def test_an_init_typo_names_the_layer_and_what_it_takes(call, message):
     with pytest.raises(ValueError, match=message):

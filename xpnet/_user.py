@@ -26,6 +26,13 @@ def warn(message: str | Warning, category: type[Warning] = UserWarning) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
+def a_or_an(name: str) -> str:
+    """``name`` with its article as read aloud: "an Adam", "an SGD", "an RMSprop", "a Momentum", "a Nesterov" (a
+    vowel, or an initialism's letter that sounds like one: F, H, L, M, N, R, S, X)."""
+    initialism = name[:2].isupper() and name[:1] in "FHLMNRSX"
+    return f"{'an' if name[:1].upper() in 'AEIOU' or initialism else 'a'} {name}"
+
+
 def install_hint(extra: str) -> str:
     """The pip command that adds ``extra`` (e.g. ``"plot"``), quoted for zsh.
 

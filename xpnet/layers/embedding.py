@@ -68,7 +68,7 @@ class Embedding(Layer):
         self.init, self.dtype = init, float_dtype_name(dtype, self.name)
         self.check_ids = flag(check_ids, self.name, "check_ids")
         W = _init.weights((self.num_embeddings, self.embedding_dim), self.num_embeddings, self.embedding_dim,
-                          init=init, dtype=self.dtype)
+                          init=init, dtype=self.dtype, who=self.name)
         if self.padding_idx is not None and W.flags.writeable:  # a skip_init placeholder is read-only zeros
             W[self.padding_idx, :] = 0
         self.params["W"] = W

@@ -44,7 +44,8 @@ twice. To train exactly as PyTorch, build the layer with ``convention="pytorch"`
 each given the gradient of their sum, so every optimizer and clipping treat them as PyTorch's do
 (xpnet's weight decay spares biases unless ``weight_decay_on="all"``, PyTorch's). The steps still add
 one bias, ``bx + bh``, summed once per forward. ``xn.load_torch_state_dict`` copies PyTorch's two in
-as they are (into ``b`` their sum). Keeping one bias, the PyTorch side can match it instead: fold
+as they are (into ``b`` their sum, said by a warning at the first step that trains the layer:
+:mod:`~xpnet.layers.two_biases`). Keeping one bias, the PyTorch side can match it instead: fold
 ``bias_hh_l0`` into ``bias_ih_l0`` and freeze it (``bias_ih_l0 += bias_hh_l0; bias_hh_l0.zero_();
 bias_hh_l0.requires_grad_(False)``). The GRU keeps PyTorch's two biases, ``bx`` and ``bh``, by default
 (its ``convention="book"`` is the book's GRU, another function).
@@ -107,8 +108,8 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         self.return_state = flag(return_state, self.name, "return_state")
         self.convention = checked_convention(self.name, convention, self._convention_meanings)
         d, h, width = self.input_size, self.out_size, self.blocks * self.hidden_size
-        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
-        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype, who=self.name)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype, who=self.name)
         for name in self.bias_names():
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._cache = None
@@ -350,7 +351,7 @@ class LSTM(_Recurrent):
         super().__init__(input_size, hidden_size, stateful, init, dtype, **kwargs)
         if self.proj_size:
             self.params["Wr"] = _init.weights((self.hidden_size, self.proj_size), self.hidden_size, self.proj_size,
-                                              init=init, dtype=self.dtype)
+                                              init=init, dtype=self.dtype, who=self.name)
         self.dc = None
 
     def config(self) -> dict[str, Any]:

@@ -233,22 +233,40 @@ class ForwardGuard:
 
 
 _UNPACKED: dict[Any, tuple[str, ...]] = {}  # forward's code -> the attributes whose call it unpacks
+_PACKED: dict[Any, frozenset[str]] = {}  # forward's code -> those of them given a packed sequence
+_PACKERS = ("pack_padded_sequence", "pack_sequence")
 
 
 def _unpacked_calls(code: Any) -> tuple[str, ...]:
     """The names ``attr`` of forward's assignments ``a, b = self.attr(...)`` (read from its source, once per
-    code object; none where the source cannot be read)."""
+    code object; none where the source cannot be read). Those whose first argument is packed there
+    (``pack_padded_sequence(...)`` itself, or a name assigned from it) are noted in ``_PACKED``."""
     if code not in _UNPACKED:
         tree = forward_source(code)[1]
-        found = []
-        for node in ast.walk(tree) if tree is not None else ():
+        nodes = list(ast.walk(tree)) if tree is not None else []
+        packed_names = {t.id for node in nodes if isinstance(node, ast.Assign) and _packs(node.value)
+                        for t in node.targets if isinstance(t, ast.Name)}
+        found, packed = [], set()
+        for node in nodes:
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
                     any(isinstance(t, (ast.Tuple, ast.List)) and len(t.elts) > 1 for t in node.targets):
                 func = node.value.func
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self":
                     found.append(func.attr)
+                    first = node.value.args[0] if node.value.args else None
+                    if _packs(first) or (isinstance(first, ast.Name) and first.id in packed_names):
+                        packed.add(func.attr)
+        _PACKED[code] = frozenset(packed)
         _UNPACKED[code] = tuple(dict.fromkeys(found))
     return _UNPACKED[code]
+
+
+def _packs(node: Any) -> bool:
+    """Whether ``node`` is a call of ``pack_padded_sequence`` or ``pack_sequence`` (by any module path)."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    return (func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)) in _PACKERS
 
 
 _TIME_FIRST = ("; and it is batch first, (N, T, D), where PyTorch's is time first: for PyTorch's (T, N, D) build it "
@@ -267,8 +285,16 @@ def _refuse_unpacked_call(model: Any, code: Any) -> None:
     for attr in attrs:
         layer = model.__dict__.get(attr)
         if isinstance(layer, (CarriedState, RecurrentStack)) and not layer.return_state:
+            call = pytorch_call(layer.name, layer.state_names, 'self.' + attr)
+            if attr in _PACKED[code]:
+                raise ValueError(f"{model.name}.forward unpacks the output of self.{attr}(packed, ...), PyTorch's "
+                                 f"{call}, but xpnet's RNN, LSTM and GRU return the output alone (here a "
+                                 f"PackedSequence): build it as xn.layers.{layer.name}(..., return_state=True). Its "
+                                 f"batch_first does not matter here: a packed input keeps the layout "
+                                 f"pack_padded_sequence was given, the output is packed alike, and the states are "
+                                 f"PyTorch's (num_layers * num_directions, N, H)")
             raise ValueError(f"{model.name}.forward unpacks the output of self.{attr}(...), PyTorch's "
-                             f"{pytorch_call(layer.name, layer.state_names, 'self.' + attr)}, but xpnet's RNN, LSTM "
+                             f"{call}, but xpnet's RNN, LSTM "
                              f"and GRU return the output alone, one array (a batch of 2 would be unpacked along its "
                              f"batch axis): write out = self.{attr}(x), or build it as xn.layers.{layer.name}(..., "
                              f"return_state=True){_TIME_FIRST if layer.batch_first else ''}")

@@ -46,8 +46,8 @@ class _Cell(Layer):
         self.hidden_size = positive_int(self, "hidden_size", hidden_size)
         self.bias, self.init, self.dtype = flag(bias, self.name, "bias"), init, _init.dtype_name(dtype, self.name)
         d, h, width = self.input_size, self.hidden_size, self.blocks * self.hidden_size
-        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype)
-        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype)
+        self.params["Wx"] = _init.weights((d, width), d, width, init=init, dtype=self.dtype, who=self.name)
+        self.params["Wh"] = _init.weights((h, width), h, width, init=init, dtype=self.dtype, who=self.name)
         for name in self.bias_names():
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._caches: tuple[Any, ...] = ()  # one per training-mode forward not yet backpropagated, rebound (not

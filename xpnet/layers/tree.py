@@ -20,6 +20,7 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from .grads import Grads
 from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
 from .submodules import _STORES, Submodules
@@ -319,7 +320,7 @@ class Tree(Submodules):
         for node in self.named_modules().values():
             node._frozen = not requires_grad
             if not requires_grad:
-                node.grads = {}
+                node.grads = Grads(node.params, type(node))
         return self
 
     @property
@@ -438,7 +439,7 @@ class Tree(Submodules):
         for store in (self.params, self.buffers):
             for k, v in store.items():
                 store[k] = moved(v, dev, dtype, memo)
-        self.grads = {}
+        self.grads = Grads(self.params, type(self))
 
     def train(self, mode: bool = True) -> Any:
         """Set the mode of every node: ``model(x)`` then runs in training mode (``mode=True``) or in

@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
 from . import stale
+from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
@@ -122,6 +123,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 local.calls[id(self)] = self
                 own.pop(_USES, None)
             local.caller = self  # the finally below sets it back
+            if written_out:  # the user's forward, most likely with a backward of theirs: dy's dtype checked there
+                return noted(self, plain(self, *xs, **kwargs))
             return plain(self, *xs, **kwargs)
         except (TypeError, ValueError, AttributeError) as e:
             hinted = guard.hint(self, e)
@@ -471,6 +474,7 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
         check = checking.check
         if check is None:
             if written_out and CALLS in own:
+                refuse_other_dtype(self, args)  # a float64 dy into a float32 model (layers.dy_dtype)
                 return Check(self).serve_model(run, args, kwargs)
         elif check.layer is not self:
             return check.serve(self, run, args, kwargs)

@@ -22,6 +22,7 @@ import functools
 from typing import Any, Callable
 
 from ..backend import namespace
+from .grads import Grads
 
 __all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads"]
 
@@ -101,6 +102,8 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
     model.__dict__[ARMED] = 0
     for node in nodes:
         node.grads.clear()
+        if type(node.grads) is dict:  # rebound by a backward (or a layer's own __init__): a missing key says why
+            node.grads = Grads(node.params, type(node))
         if not set_to_none and not node._frozen:
             node.grads.update({k: namespace(p).zeros_like(p) for k, p in node.params.items()})
 

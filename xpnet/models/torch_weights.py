@@ -48,6 +48,7 @@ from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvT
                       TiedLinear, WeightNorm)
 from ..layers.recurrent_stack import RecurrentStack
 from ..layers.tree import IncompatibleKeys
+from ..layers.two_biases import mark as mark_two_biases
 from .shared_names import named_at_every_place, named_once, other_places
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "read_torch_file", "torch_state_dict"]
@@ -227,6 +228,7 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     converted: dict[str, np.ndarray] = {}
     used: set[str] = set()
     missing: list[str] = []
+    summed: list[tuple[Any, bool]] = []  # the one-bias layers, whether given a nonzero bias_hh (layers.two_biases)
     for prefix, node in modules.items():
         dot, level = _place(prefix, modules)
         where = _describe(prefix, node)
@@ -258,6 +260,8 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
                                 f"(for its {name} {tuple(own[name].shape)} = {formula})")
             if not wrong:
                 converted[f"{prefix}.{name}" if prefix else name] = _to_xpnet([arrays[k] for k in keys], how)
+                if how == "+":  # marked where PyTorch's own bias_hh came, not xpnet's zeros
+                    summed.append((node, bool(np.any(arrays[keys[1]]))))
         used.update(dot + k for k in _dropped(node) if dot + k in arrays)
         if isinstance(node, TiedLinear):
             problems += _tied(node, dot, modules, arrays, used)
@@ -273,6 +277,8 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
         raise ValueError(f"{who}: the PyTorch state dict does not fit the xpnet {model.name}:\n  "
                          + "\n  ".join(problems))
     model.load_state_dict(converted, strict=strict)
+    for node, two in summed:
+        mark_two_biases(node, two)
     return IncompatibleKeys(missing, unexpected)
 
 

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from .. import _chainer
-from .._user import flag, not_here, warn
+from .._user import a_or_an, flag, not_here, warn
 from ._blame import missing_gradient, not_an_array, other_dtype
+from ..layers import two_biases
 from ..layers.stale import stepped
 from ..layers.zero_grad import arm, armed
 from .binding import TakesAModelFirst, unlisted_parameters
@@ -228,6 +229,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         name, p, g, xp)``; ``adding`` (zero_grad() armed it): those a backward reached since, None if none
         was reached. ``found`` gets the parameters that train, by name, as the walk found them."""
         params, grads = self._trained_and_grads(model)
+        if two_biases.PENDING:  # a layer given PyTorch's two biases summed into one: said as it first trains
+            two_biases.warn_trained(self.name, model)
         if found is not None:
             found.append(params)
         if not params and not model.named_params() and callable(getattr(model, "parameters", None)):
@@ -512,7 +515,8 @@ def check_state_dict(name: str, sd: Any) -> None:
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
                          f"'state'), got a dict of keys {list(sd)[:10]}{where}")
     if sd["type"] != name:
-        raise ValueError(f"{name}: cannot load the state of a {sd['type']} optimizer")
+        raise ValueError(f"{who}: cannot load the state of {a_or_an(str(sd['type']))} optimizer into "
+                         f"{a_or_an(name)}; build {a_or_an(str(sd['type']))} to load it")
 
 
 def check_state_shapes(name: str, state: Any, params: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .._user import warn
+from .._user import a_or_an, warn
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader, XpnetFileError
@@ -309,8 +309,8 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         raise ValueError(f"resume_from: {path!r} has already {meta['epoch']} epochs, more than epochs={epochs}")
     opt = ckpt["optimizer"]
     if opt["type"] != optimizer.name:
-        raise ValueError(f"resume_from: {path!r} holds the state of a {opt['type']} optimizer, got "
-                         f"{optimizer.name}; pass a {opt['type']} to continue the same run")
+        raise ValueError(f"resume_from: {path!r} holds the state of {a_or_an(str(opt['type']))} optimizer, got "
+                         f"{optimizer.name}; pass {a_or_an(str(opt['type']))} to continue the same run")
     try:
         checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
     except (TypeError, ValueError) as exc:

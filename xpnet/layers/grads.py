@@ -1,0 +1,60 @@
+"""A layer's ``grads``: a dict of gradients by parameter name whose missing key says why it is missing.
+
+``backward`` fills ``layer.grads``; ``zero_grad()`` empties it (PyTorch's default ``set_to_none=True``, after
+which ``p.grad`` is None), and so do ``requires_grad_(False)`` and ``to()``. ``layer.grads["b"]`` then raised a
+bare ``KeyError: 'b'``; it raises a :class:`MissingGradient` (a KeyError, its ``args[0]`` still the key) that says
+so and what to write, or, for a name that is no parameter of the layer, lists the layer's parameters (PyTorch's
+``weight`` of a Linear: says ``W``). Everything else is a dict's: ``"b" in layer.grads``, ``.get``, iteration;
+a key that is there is found by dict's own code, with no Python call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._user import did_you_mean
+
+__all__ = ["Grads", "MissingGradient"]
+
+
+class MissingGradient(KeyError):
+    """``layer.grads[key]`` with no gradient under ``key``; ``args[0]`` is the key, as a dict's KeyError."""
+
+    def __init__(self, key: Any, message: str):
+        super().__init__(key)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Grads(dict):
+    """The gradients of the parameters in ``params`` (the layer's own dict) of a layer of type ``kind``."""
+
+    __slots__ = ("_params", "_kind")
+
+    def __init__(self, params: dict[str, Any], kind: type, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._params, self._kind = params, kind
+
+    def __reduce__(self) -> Any:
+        return Grads, (self._params, self._kind), None, None, iter(self.items())
+
+    def __missing__(self, key: Any) -> Any:
+        raise MissingGradient(key, _why_missing(key, self._params, self._kind))
+
+
+def _why_missing(key: Any, params: dict[str, Any], kind: type) -> str:
+    name = kind.__name__
+    if params and key not in params:  # (none: a layer of one's own that rebound self.params after __init__)
+        names = ", ".join(map(repr, params)) or "none"
+        hint = did_you_mean(key, params)
+        theirs = getattr(kind, key, None) if isinstance(key, str) else None
+        ours = getattr(theirs, "key", None)
+        if ours in params:  # PyTorch's name (Linear's weight, bias), a PyTorchParam's
+            layout = " (PyTorch's layout: its .T)" if getattr(theirs, "transposed", False) else ""
+            hint = f"; PyTorch's {key!r} is {ours!r} here: {name}.grads[{ours!r}]{layout}"
+        return f"{name}.grads[{key!r}]: {name} has no parameter {key!r} (its parameters: {names}){hint}"
+    return (f"{name}.grads[{key!r}]: no gradient for {key!r}: backward fills grads, and zero_grad() empties it "
+            f"(PyTorch's p.grad is None then), as do requires_grad_(False) and to(); run the backward first, or "
+            f"read grads.get({key!r}), None where there is none")
