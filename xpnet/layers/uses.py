@@ -27,6 +27,9 @@ sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches,
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
 Refused too, naming the model and the layer: in a model's ``backward`` written out by hand, a layer's backward
 called more times than the model's last forward called the layer (:mod:`xpnet.layers.uncalled`).
+Refused at an optimizer's step, naming the layer: fewer backward calls of a layer than the last forward's calls of
+it that needed one (one submodel's backward forgotten), which left an earlier call's gradient with a later call's
+caches (:mod:`xpnet.layers.left_out`; ``reused`` opens and closes each round, ``_again`` keeps each call's mode).
 
 Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
 
