@@ -16,7 +16,8 @@ gradient. Left alone:
   backpropagation through time, a target, a look; the explicit way to leave a call's backward out;
 - an evaluation-mode call before a training-mode use of the layer in the same forward (a look, ``uses.recorded``);
 - a round whose layer the step does not update (a frozen layer: its round is dropped; another optimizer's model:
-  kept for that optimizer's step), or that a later forward of the layer left behind (its gradients are replaced);
+  kept for that optimizer's step), or that a later training forward of the layer left behind (its backward
+  replaces the gradients; an evaluation-mode one, ``model.predict`` for a line of the log, does not);
 - a layer called once (no round), a forward with no backward at all (an evaluation forward, ``model.predict``, a
   call whose output went nowhere and got no backward), the recurrent cells' own stacks of calls.
 """
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .uncalled import named
+from .uncalled import FORWARDS, named
 
 __all__ = ["OPEN", "USES", "opened", "closed", "refuse"]
 
@@ -57,16 +58,16 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     ``(name, node, local name, param, grad, xp)``) updates a parameter of its layer; drop the rounds that need none."""
     stepped = {id(item[3]): item for item in work}
     for key, (layer, uses) in list(OPEN.items()):
-        if vars(layer).get(USES) is not uses or not uses.backwards or not _needed(uses):
-            del OPEN[key]
-            continue
-        if not layer.params_and_grads(trainable=True)[0]:  # frozen: no step takes its gradients
-            del OPEN[key]
+        own = vars(layer)
+        # a training forward since (its backward replaces the gradients); an evaluation one (predict) leaves them
+        replaced = own.get(USES) is not uses and own.get(FORWARDS) != 0
+        if replaced or not uses.backwards or not _needed(uses) or not layer.params_and_grads(trainable=True)[0]:
+            OPEN.pop(key, None)  # (frozen: no step takes its gradients)
             continue
         item = next((stepped[id(p)] for node in layer.named_modules().values() for p in node.params.values()
                      if id(p) in stepped), None)
         if item is not None:
-            del OPEN[key]
+            OPEN.pop(key, None)
             raise RuntimeError(_why(optimizer, item[1], layer, uses))
 
 
