@@ -70,8 +70,8 @@ def test_a_forgotten_submodel_backward_is_refused_at_the_step_and_nothing_change
     model.backward(dy)
     model.predict(x1, x2)  # a line of the log: the gradients are still the wrong ones
     with pytest.raises(RuntimeError, match=r"SGD\.step\(\): BForgotten's last forward called 'a\.shared' \(Linear\) "
-                                           r"2 times, but only 1 of its backward calls ran.*call 1 got none.*took "
-                                           r"back call 2's caches.*once per call, last call first.*xn\.no_grad"):
+                                           r"2 times, but only 1 of its backward calls ran.*call 1 got none.*ran took "
+                                           r"call 2's caches.*once per call, last call first.*xn\.no_grad"):
         opt.step()
     for k, v in model.named_params().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
@@ -98,35 +98,40 @@ def test_the_program_with_both_backward_calls_trains_as_pytorch():
 
 
 class Truncated(xn.Model):
-    """An RNN written out, ``h = tanh(step(x_t + h))``, backpropagated through its last ``kept`` steps only; the
-    steps before them under ``xn.no_grad()`` (PyTorch's ``h.detach()`` there) when ``detached``."""
+    """An RNN backpropagated through its last ``kept`` steps only, the steps before them under ``xn.no_grad()``
+    (PyTorch's ``h.detach()`` there) when ``detached``: ``h = tanh(step(x_t + h))`` written out, or an RNNCell."""
 
-    def __init__(self, kept, detached):
+    def __init__(self, kept, detached, cell):
         super().__init__()
-        self.step, self.act, self.kept, self.detached = L.Linear(3, 3, dtype=F64), L.Tanh(), kept, detached
+        self.step = L.RNNCell(3, 3, convention="pytorch", dtype=F64) if cell else L.Linear(3, 3, dtype=F64)
+        self.act, self.kept, self.detached, self.cell = L.Tanh(), kept, detached, cell
+
+    def _one(self, x, h):
+        return self.step(x, h) if self.cell else self.act(self.step(x + h))
 
     def forward(self, xs, train=True):
         h = np.zeros_like(xs[0])
         cut = len(xs) - self.kept
         with xn.no_grad() if self.detached else xn.enable_grad():
             for x in xs[:cut]:
-                h = self.act(self.step(x + h))
+                h = self._one(x, h)
         for x in xs[cut:]:
-            h = self.act(self.step(x + h))
+            h = self._one(x, h)
         return h
 
     def backward(self, dh):
         for _ in range(self.kept):
-            dh = self.step.backward(self.act.backward(dh))
+            dh = self.step.backward(dh)[1] if self.cell else self.step.backward(self.act.backward(dh))
         return dh
 
 
+@pytest.mark.parametrize("cell", [False, True], ids=["linear", "rnn-cell"])
 @pytest.mark.parametrize("detached", [True, False], ids=["no_grad", "forgotten"])
-def test_truncated_backpropagation_through_time_under_no_grad_trains_as_pytorchs_detach(detached):
+def test_truncated_backpropagation_through_time_under_no_grad_trains_as_pytorchs_detach(detached, cell):
     torch = _torch()
-    model = Truncated(kept=2, detached=detached)
+    model = Truncated(kept=2, detached=detached, cell=cell)
     torch.manual_seed(2)
-    step = torch.nn.Linear(3, 3).double()
+    step = (torch.nn.RNNCell(3, 3) if cell else torch.nn.Linear(3, 3)).double()
     xn.load_torch_state_dict(model.step, step.state_dict())
     opt, topt = xn.optim.SGD(model, lr=0.1), torch.optim.SGD(step.parameters(), lr=0.1)
     rng = np.random.default_rng(2)
@@ -134,8 +139,9 @@ def test_truncated_backpropagation_through_time_under_no_grad_trains_as_pytorchs
     model(xs)
     model.backward(dh)
     if not detached:
-        with pytest.raises(RuntimeError, match=r"'step' \(Linear\) 5 times, but only 2 of its backward calls ran"
-                                               r".*calls 1, 2, 3 got none"):
+        name = "RNNCell" if cell else "Linear"
+        with pytest.raises(RuntimeError, match=rf"'step' \({name}\) 5 times, but only 2 of its backward calls "
+                                               r"ran.*calls 1, 2, 3 got none"):
             opt.step()
         return
     opt.step()
@@ -143,11 +149,12 @@ def test_truncated_backpropagation_through_time_under_no_grad_trains_as_pytorchs
     for t, x in enumerate(torch.from_numpy(xs)):
         if t == 3:
             h = h.detach()
-        h = torch.tanh(step(x + h))
+        h = step(x, h) if cell else torch.tanh(step(x + h))
     h.backward(torch.from_numpy(dh))
     topt.step()
-    np.testing.assert_allclose(model.step.params["W"], step.weight.detach().numpy().T, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(model.step.params["b"], step.bias.detach().numpy(), rtol=1e-12, atol=1e-14)
+    ours = xn.torch_state_dict(model.step)
+    for name, value in step.state_dict().items():
+        np.testing.assert_allclose(ours[name], value.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
 
 
 class LookThenUse(TwoTowers):

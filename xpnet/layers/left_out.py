@@ -19,7 +19,11 @@ gradient. Left alone:
   kept for that optimizer's step), or that a later training forward of the layer left behind (its backward
   replaces the gradients; an evaluation-mode one, ``model.predict`` for a line of the log, does not);
 - a layer called once (no round), a forward with no backward at all (an evaluation forward, ``model.predict``, a
-  call whose output went nowhere and got no backward), the recurrent cells' own stacks of calls.
+  call whose output went nowhere and got no backward).
+
+The recurrent cells (``LSTMCell``...) keep a stack of calls of their own (:mod:`.recurrent_cells`): each backward
+that leaves calls on it opens the round, the one that empties it closes it, and each call notes whether it ran under
+``xn.no_grad()``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ OPEN: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (layer, its _Uses) whose r
 
 
 def opened(layer: Any, uses: Any) -> None:
-    """``layer``'s first backward after a forward that called it more than once (``uses``)."""
+    """``layer``'s first backward after a forward that called it more than once (``uses``; None: a cell, whose
+    backward says so while calls are left on its stack)."""
     OPEN[id(layer)] = (layer, uses)
 
 
@@ -44,13 +49,21 @@ def closed(layer: Any) -> None:
     OPEN.pop(id(layer), None)
 
 
-def _needed(uses: Any) -> list[int]:
-    """The calls (counted from 1) that no backward took back and that needed one: not under no_grad, and in training
-    mode, or in evaluation mode where no call of the layer in that forward was in training mode."""
+def _round(layer: Any, uses: Any) -> tuple[int, int, list[int]] | None:
+    """(calls, backward calls, the calls (counted from 1) that no backward took back and that needed one) of
+    ``layer``'s round, None where a later training forward replaced it (its backward replaces the gradients; an
+    evaluation-mode one, ``model.predict`` for a line of the log, does not). Needed: not under no_grad, and in
+    training mode, or in evaluation mode where no call of the layer in that forward was in training mode. A cell
+    (``uses`` None) says it itself (``left_out_round``: its stack of calls)."""
+    if uses is None:
+        return layer.left_out_round()
+    own = vars(layer)
+    if own.get(USES) is not uses and own.get(FORWARDS) != 0:
+        return None
     left = len(uses.modes) - uses.backwards
     trained = any(training for _, training in uses.modes)
-    return [call for call, (no_grad, training) in enumerate(uses.modes[:left], 1)
-            if not no_grad and (training or not trained)]
+    return len(uses.modes), uses.backwards, [call for call, (no_grad, training) in enumerate(uses.modes[:left], 1)
+                                             if not no_grad and (training or not trained)]
 
 
 def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
@@ -58,31 +71,28 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     ``(name, node, local name, param, grad, xp)``) updates a parameter of its layer; drop the rounds that need none."""
     stepped = {id(item[3]): item for item in work}
     for key, (layer, uses) in list(OPEN.items()):
-        own = vars(layer)
-        # a training forward since (its backward replaces the gradients); an evaluation one (predict) leaves them
-        replaced = own.get(USES) is not uses and own.get(FORWARDS) != 0
-        if replaced or not uses.backwards or not _needed(uses) or not layer.params_and_grads(trainable=True)[0]:
+        found = _round(layer, uses)
+        if found is None or not found[1] or not found[2] or not layer.params_and_grads(trainable=True)[0]:
             OPEN.pop(key, None)  # (frozen: no step takes its gradients)
             continue
         item = next((stepped[id(p)] for node in layer.named_modules().values() for p in node.params.values()
                      if id(p) in stepped), None)
         if item is not None:
             OPEN.pop(key, None)
-            raise RuntimeError(_why(optimizer, item[1], layer, uses))
+            root = item[1]
+            raise RuntimeError(_why(optimizer, root, layer, getattr(uses, "model", None) or root, *found))
 
 
-def _why(optimizer: Any, root: Any, layer: Any, uses: Any) -> str:
-    calls, backwards = len(uses.modes), uses.backwards
-    needed = _needed(uses)
-    model = uses.model.name if uses.model is not None else "the model"
+def _why(optimizer: Any, root: Any, layer: Any, model: Any, calls: int, backwards: int, needed: list[int]) -> str:
     which = ", ".join(str(c) for c in needed)
+    took = f"call {calls}'s caches" if backwards == 1 else f"the caches of calls {calls} to {calls - backwards + 1}"
     ran = "1 of its backward calls" if backwards == 1 else f"{backwards} of its backward calls"
-    return (f"{optimizer.name}.step(): {model}'s last forward called {named(root, layer)} {calls} times, but only "
-            f"{ran} ran before this step, and they take the calls back last call first: call{'s' * (len(needed) > 1)} "
-            f"{which} got none, and the backward that ran took back call {calls}'s caches. If its gradient was for "
-            f"an earlier call (the backward of a later call left out: a layer shared by two submodels, one "
-            f"submodel's backward forgotten), {layer.name}'s parameter gradients are wrong, where PyTorch's autograd "
-            f"would leave out only the part not backpropagated. Call its backward once per call, last call first "
-            f"(the backward of each submodel that called it); a call whose output needs no gradient (a target, a "
-            f"look, the steps before a truncation of backpropagation through time: PyTorch's .detach()) goes under "
-            f"`with xn.no_grad():` in the forward")
+    return (f"{optimizer.name}.step(): {model.name}'s last forward called {named(root, layer)} {calls} times, but "
+            f"only {ran} ran before this step, and they take the calls back last call first: "
+            f"call{'s' * (len(needed) > 1)} {which} got none, and the backward calls that ran took {took}. If a "
+            f"gradient given was for an earlier call (the backward of a later call left out: a layer shared by two "
+            f"submodels, one submodel's backward forgotten), {layer.name}'s parameter gradients are wrong, where "
+            f"PyTorch's autograd would leave out only the part not backpropagated. Call its backward once per call, "
+            f"last call first (the backward of each submodel that called it); a call whose output needs no gradient "
+            f"(a target, a look, the steps before a truncation of backpropagation through time: PyTorch's "
+            f".detach()) goes under `with xn.no_grad():` in the forward")
