@@ -26,10 +26,10 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, namespace, untracked
-from ..grad_mode import grad_enabled
 from . import cells, left_out
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
+from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
 from .recurrent_args import convention as checked_convention
 
@@ -97,7 +97,8 @@ class _Cell(Layer):
         if train:
             if self._backed:
                 self._caches, self._backed = (), False
-            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, not grad_enabled()))
+            # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
+            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD]))
         new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
         return new if len(self.state_names) == 2 else new[0]
 
@@ -150,12 +151,15 @@ class _Cell(Layer):
             step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
             self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
                                for k, g in step.items()})
-        self._backs = self._backs + 1 if self._backed else 1
-        self._backed = True
-        if self._caches:  # calls not taken back yet: an optimizer's step refuses them (left_out)
-            left_out.opened(self, None)
-        else:
+        if self._backed:
+            self._backs += 1
+        else:  # the round's first backward: with calls left, an optimizer's step refuses them till the last (left_out)
+            self._backs = 1
+            if self._caches:
+                left_out.opened(self, None)
+        if not self._caches:
             left_out.closed(self)
+        self._backed = True
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
         if not batched:
             dx, dstate = xp.reshape(dx, (self.input_size,)), tuple(xp.reshape(s, shape) for s in dstate)
