@@ -50,17 +50,17 @@ class BForgotten(TwoTowers):
         return self.a.backward(dy)
 
 
-def _loaded(model, torch, seed=0):
-    torch.manual_seed(seed)
+def _loaded(linear, torch):
+    torch.manual_seed(0)
     lin = torch.nn.Linear(3, 3).double()
-    xn.load_torch_state_dict(model.a.shared, lin.state_dict())
+    xn.load_torch_state_dict(linear, lin.state_dict())
     return lin
 
 
 def test_a_forgotten_submodel_backward_is_refused_at_the_step_and_nothing_changes():
     torch = _torch()
     model = BForgotten()
-    _loaded(model, torch)
+    _loaded(model.a.shared, torch)
     before = {k: v.copy() for k, v in model.named_params().items()}
     opt = xn.optim.SGD(model, lr=0.1)
     rng = np.random.default_rng(0)
@@ -80,7 +80,7 @@ def test_a_forgotten_submodel_backward_is_refused_at_the_step_and_nothing_change
 def test_the_program_with_both_backward_calls_trains_as_pytorch():
     torch = _torch()
     model = TwoTowers()
-    lin = _loaded(model, torch)
+    lin = _loaded(model.a.shared, torch)
     opt, topt = xn.optim.SGD(model, lr=0.1, momentum=0.9), torch.optim.SGD(lin.parameters(), lr=0.1, momentum=0.9)
     rng = np.random.default_rng(1)
     for _ in range(3):
@@ -183,14 +183,32 @@ class FrozenShared(BForgotten):
         return super().backward(self.head.backward(dy))
 
 
-@pytest.mark.parametrize("make", [LookThenUse, FrozenShared], ids=["evaluation-look", "frozen"])
+class TargetUnderNoGrad(xn.Model):
+    """A target from the same Sequential under ``xn.no_grad()`` in the forward, then the training call."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = xn.Sequential(L.Linear(3, 3, dtype=F64), L.Tanh())
+
+    def forward(self, x1, x2, train=True):
+        with xn.no_grad():
+            self.target = self.a(x2)
+        return self.a(x1) - self.target
+
+    def backward(self, dy):
+        return self.a.backward(dy)
+
+
+@pytest.mark.parametrize("make", [LookThenUse, TargetUnderNoGrad, FrozenShared],
+                         ids=["evaluation-look", "no_grad-target", "frozen"])
 def test_calls_left_out_that_need_no_gradient_step_as_pytorch(make):
-    """A look before the use leaves the use's gradient alone; a frozen shared layer's calls are no step's matter
-    (the head trains on what reached it, as PyTorch's step with the layer's requires_grad_(False))."""
+    """A look or a target before the use leaves the use's gradient alone; a frozen shared layer's calls are no
+    step's matter (the head trains on what reached it, as PyTorch's step with the layer's requires_grad_(False))."""
     torch = _torch()
     model = make()
-    lin = _loaded(model, torch)
-    trained = model.head if make is FrozenShared else model.a.shared
+    linear = model.a[0] if make is TargetUnderNoGrad else model.a.shared
+    lin = _loaded(linear, torch)
+    trained = model.head if make is FrozenShared else linear
     before = {k: v.copy() for k, v in trained.params.items()}
     opt = xn.optim.SGD(model, lr=0.1)
     rng = np.random.default_rng(3)
@@ -199,7 +217,7 @@ def test_calls_left_out_that_need_no_gradient_step_as_pytorch(make):
     model.backward(dy)
     grads = {k: v.copy() for k, v in trained.grads.items()}
     opt.step()
-    if make is LookThenUse:
+    if make is not FrozenShared:
         torch.tanh(lin(torch.from_numpy(x1))).backward(torch.from_numpy(dy))
         np.testing.assert_allclose(grads["W"], lin.weight.grad.numpy().T, rtol=1e-12, atol=1e-14)
     for k, v in trained.params.items():

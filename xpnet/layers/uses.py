@@ -58,13 +58,13 @@ __all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "look
 class _Local(threading.local):
     """calls: {id(layer): layer} while a container's forward runs, else None; model, the container running it;
     caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
-    {id(layer): its calls} of the layers called more than once in it; no_grad_firsts, made by the first such
-    call: {id(layer)} of those whose first call in it ran under ``xn.no_grad()``."""
+    {id(layer): its calls} of the layers called more than once in it; no_grad_firsts: {id(layer)} of the layers
+    whose first call in it ran under ``xn.no_grad()`` (None till one did)."""
 
     calls: dict[int, Any] | None = None
     called: Any = None
     caller: Any = None
-    no_grad_firsts: set[int] | None = None  # the layers whose first call in it ran under no_grad (left_out)
+    no_grad_firsts: set[int] | None = None
 
 
 _local = _Local()
