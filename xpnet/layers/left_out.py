@@ -16,8 +16,8 @@ gradient. Left alone:
   backpropagation through time, a target, a look; the explicit way to leave a call's backward out;
 - an evaluation-mode call before a training-mode use of the layer in the same forward (a look, ``uses.recorded``);
 - a round whose layer the step does not update (a frozen layer: its round is dropped; another optimizer's model:
-  kept for that optimizer's step), or that a later training forward of the layer left behind (its backward
-  replaces the gradients; an evaluation-mode one, ``model.predict`` for a line of the log, does not);
+  kept for that optimizer's step), or whose gradients a later forward and backward of the layer replaced (a forward
+  alone, ``model.predict`` for a line of the log, does not; a cell's round is dropped at its next forward);
 - a layer called once (no round), a forward with no backward at all (an evaluation forward, ``model.predict``, a
   call whose output went nowhere and got no backward).
 
@@ -51,14 +51,15 @@ def closed(layer: Any) -> None:
 
 def _round(layer: Any, uses: Any) -> tuple[int, int, list[int]] | None:
     """(calls, backward calls, the calls (counted from 1) that no backward took back and that needed one) of
-    ``layer``'s round, None where a later training forward replaced it (its backward replaces the gradients; an
-    evaluation-mode one, ``model.predict`` for a line of the log, does not). Needed: not under no_grad, and in
+    ``layer``'s round, None where a later forward and a backward of the layer since replaced its gradients (a
+    forward alone, ``model.predict`` for a line of the log, leaves them: ``FORWARDS``, which a backward takes off,
+    says a forward ran since). Needed: not under no_grad, and in
     training mode, or in evaluation mode where no call of the layer in that forward was in training mode. A cell
     (``uses`` None) says it itself (``left_out_round``: its stack of calls)."""
     if uses is None:
         return layer.left_out_round()
     own = vars(layer)
-    if own.get(USES) is not uses and own.get(FORWARDS) != 0:
+    if own.get(USES) is not uses and FORWARDS not in own:
         return None
     left = len(uses.modes) - uses.backwards
     trained = any(training for _, training in uses.modes)
@@ -87,8 +88,8 @@ def _why(optimizer: Any, root: Any, layer: Any, model: Any, calls: int, backward
     which = ", ".join(str(c) for c in needed)
     took = f"call {calls}'s caches" if backwards == 1 else f"the caches of calls {calls} to {calls - backwards + 1}"
     ran = "1 of its backward calls" if backwards == 1 else f"{backwards} of its backward calls"
-    return (f"{optimizer.name}.step(): {model.name}'s last forward called {named(root, layer)} {calls} times, but "
-            f"only {ran} ran before this step, and they take the calls back last call first: "
+    return (f"{optimizer.name}.step(): {model.name}'s forward called {named(root, layer)} {calls} times, but only "
+            f"{ran} ran before this step, and they take the calls back last call first: "
             f"call{'s' * (len(needed) > 1)} {which} got none, and the backward calls that ran took {took}. If a "
             f"gradient given was for an earlier call (the backward of a later call left out: a layer shared by two "
             f"submodels, one submodel's backward forgotten), {layer.name}'s parameter gradients are wrong, where "
