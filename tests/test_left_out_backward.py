@@ -78,6 +78,7 @@ def test_a_forgotten_submodel_backward_is_refused_at_the_step_and_nothing_change
 
 
 def test_the_program_with_both_backward_calls_trains_as_pytorch():
+    """With model.predict between the backward and the step, and an evaluation forward after it."""
     torch = _torch()
     model = TwoTowers()
     lin = _loaded(model.a.shared, torch)
@@ -88,7 +89,11 @@ def test_the_program_with_both_backward_calls_trains_as_pytorch():
         opt.zero_grad()
         model(x1, x2)
         model.backward(dy)
+        model.predict(x2, x1)  # a look for the log, and an evaluation forward after the step: no matter
         opt.step()
+        model.eval()
+        model(x2, x2)
+        model.train()
         topt.zero_grad()
         y = torch.tanh(lin(torch.from_numpy(x1))) + 2 * torch.tanh(lin(torch.from_numpy(x2)))
         y.backward(torch.from_numpy(dy))
