@@ -14,6 +14,8 @@ their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell, and RNNCel
    the caller adds the gradients of a state used twice (a step's output and the next step's input), as the book.
 3. The parameter gradients are summed over the backward calls; the first forward after a backward starts a new
    round (the stack emptied, the next backward's gradients replace the old). ``train=False`` calls keep nothing.
+   A round left with calls on the stack that needed a backward (not run under ``xn.no_grad()``) is refused at the
+   optimizer's step (:mod:`xpnet.layers.left_out`): the backward calls that ran took the last calls' caches.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from typing import Any
 from .. import init as _init
 from .._user import flag, is_bool
 from ..backend import fast_path, namespace, untracked
-from . import cells
+from . import cells, left_out
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
+from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
 from .recurrent_args import convention as checked_convention
 
@@ -52,6 +55,7 @@ class _Cell(Layer):
             self.params[name] = _init.zeros((width,), dtype=self.dtype)
         self._caches: tuple[Any, ...] = ()  # one per training-mode forward not yet backpropagated, rebound (not
         self._backed = False  # appended to) so that xn.gradcheck's rewinding restores it; a backward ran since
+        self._backs = 0  # the backward calls since the last forward (left_out)
 
     def bias_names(self) -> tuple[str, ...]:
         return ("b",) if self.bias else ()
@@ -93,7 +97,8 @@ class _Cell(Layer):
         if train:
             if self._backed:
                 self._caches, self._backed = (), False
-            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2))
+            # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
+            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD]))
         new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
         return new if len(self.state_names) == 2 else new[0]
 
@@ -127,7 +132,7 @@ class _Cell(Layer):
         if not self._caches:
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
-        x2, h, cache, batched = self._caches[-1]
+        x2, h, cache, batched, _ = self._caches[-1]
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
         for g in (dh, dc):
@@ -146,11 +151,27 @@ class _Cell(Layer):
             step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
             self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
                                for k, g in step.items()})
+        if self._backed:
+            self._backs += 1
+        else:  # the round's first backward: with calls left, an optimizer's step refuses them till the last (left_out)
+            self._backs = 1
+            if self._caches:
+                left_out.opened(self, None)
+        if not self._caches:
+            left_out.closed(self)
         self._backed = True
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
         if not batched:
             dx, dstate = xp.reshape(dx, (self.input_size,)), tuple(xp.reshape(s, shape) for s in dstate)
         return dx, dstate
+
+    def left_out_round(self) -> tuple[int, int, list[int]] | None:
+        """For :mod:`.left_out`: (calls, backward calls, the calls not taken back that were not under no_grad) of
+        the round under way; None where a forward since started another."""
+        if not self._backed:
+            return None
+        left = self._caches
+        return len(left) + self._backs, self._backs, [i for i, c in enumerate(left, 1) if not c[4]]
 
     def backward(self, dh: Any) -> tuple[Any, Any]:
         """dh: the gradient of the last forward's h', (N, H) or (H,) -> (dx, dh_prev); fills grads."""

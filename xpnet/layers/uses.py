@@ -27,6 +27,9 @@ sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches,
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
 Refused too, naming the model and the layer: in a model's ``backward`` written out by hand, a layer's backward
 called more times than the model's last forward called the layer (:mod:`xpnet.layers.uncalled`).
+Refused at an optimizer's step, naming the layer: fewer backward calls of a layer than the last forward's calls of
+it that needed one (one submodel's backward forgotten), which left an earlier call's gradient with a later call's
+caches (:mod:`xpnet.layers.left_out`; ``reused`` opens and closes each round, ``_again`` keeps each call's mode).
 
 Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
 
@@ -43,7 +46,7 @@ import threading
 from typing import Any, Callable
 
 from ..grad_mode import grad_enabled
-from . import stale
+from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
@@ -56,11 +59,13 @@ __all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "look
 class _Local(threading.local):
     """calls: {id(layer): layer} while a container's forward runs, else None; model, the container running it;
     caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
-    {id(layer): its calls} of the layers called more than once in it."""
+    {id(layer): its calls} of the layers called more than once in it; no_grad_firsts: {id(layer)} of the layers
+    whose first call in it ran under ``xn.no_grad()`` (None till one did)."""
 
     calls: dict[int, Any] | None = None
     called: Any = None
     caller: Any = None
+    no_grad_firsts: set[int] | None = None
 
 
 _local = _Local()
@@ -139,6 +144,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 if written_out or _written_out(type(self).backward):  # what a backward written out may take back
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
+                local.no_grad_firsts = None
     return run
 
 
@@ -159,7 +165,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # a backward never serves it (layers.no_grad_calls)
+        no_grad = self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # no backward serves it (layers.no_grad_calls)
         self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
         local = _local
         explicit = local.called is self  # by layer(x): a use wherever it is
@@ -194,10 +200,12 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
             if not training:
                 _evaluated(self)
             if id(self) in calls:
-                _again(self)
+                _again(self, training)
             else:  # the first call in this forward: what an earlier forward's calls kept goes
                 calls[id(self)] = self
                 self.__dict__.pop(_USES, None)
+                if no_grad:
+                    _first_under_no_grad(self)
                 if training and self is not local.model:  # for rounded (the model's own, scoped counts): its
                     _count_forward(self)                    # layers' backward calls written out by hand
         local.caller = self
@@ -244,6 +252,8 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
             own[stale.SEEN] = now
             calls[id(layer)] = layer
             own.pop(_USES, None)
+            if under_no_grad:
+                _first_under_no_grad(layer)
             own[FORWARDS] = own.get(FORWARDS, 0) + 1  # _count_forward's line, without its call
             local.caller = layer
             x = plain(layer, x, train=True)
@@ -270,19 +280,36 @@ def _train_position(forward: Callable[..., Any]) -> int | None:
     return names.index("train") - 1 if "train" in names[1:] else None
 
 
-def _again(layer: Any) -> None:
-    """A second or later call of ``layer`` in this forward: keep the state the call before left. A second call
-    of a stateful recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
+def _again(layer: Any, training: bool) -> None:
+    """A second or later call of ``layer`` in this forward (in training mode or not): keep the state the call
+    before left, and each call's mode for :mod:`.left_out` (the first call's read from the record: in a training
+    forward an evaluation-mode use comes before any training-mode one, ``recorded``). A second call of a stateful
+    recurrent layer raises a RuntimeError naming the layer, by its dotted name in the model."""
     if getattr(layer, "stateful", False) is True:
         raise RuntimeError(_stateful_twice(layer))
-    uses = vars(layer).get(_USES)
+    own = vars(layer)
+    uses = own.get(_USES)
     if uses is None:
-        uses = vars(layer)[_USES] = _Uses()
+        local = _local
+        uses = own[_USES] = _Uses()
+        uses.model = local.model
+        firsts = local.no_grad_firsts
+        uses.modes.append((firsts is not None and id(layer) in firsts,
+                           not local.evaluating and id(layer) not in local.evaluation_uses))
+    uses.modes.append((own[UNDER_NO_GRAD], training))
     uses.after.append(_state(layer))
     _local.repeats[id(layer)] = len(uses.after) + 1
 
 
-_USES = "_uses_in_last_forward"
+def _first_under_no_grad(layer: Any) -> None:
+    """``layer``'s first call in this forward runs under ``xn.no_grad()``: for its record of modes (``_again``)."""
+    local = _local
+    if local.no_grad_firsts is None:
+        local.no_grad_firsts = set()
+    local.no_grad_firsts.add(id(layer))
+
+
+_USES = left_out.USES
 # How many of a model's (or a lone layer's) own training forwards since its last backward (FORWARDS) a backward
 # found replaced by a later one before it (``rounded``).
 _LOST = "_forwards_replaced"
@@ -297,15 +324,18 @@ class _Uses:
     """The training-mode calls of one layer in one forward of a model, for its backward calls: ``after[i]``, the
     state of the layer's nodes after call i + 1 (all calls but the last); ``final``, the last call's, kept by
     the first backward; ``backwards``, the backward calls so far; ``running``, a backward of the layer under way
-    (its ``backward_params`` calling its ``backward`` is one)."""
+    (its ``backward_params`` calling its ``backward`` is one); ``modes``, (under no_grad, in training mode) of each
+    call, and ``model``, the model whose forward made them, for :mod:`.left_out`."""
 
-    __slots__ = ("after", "final", "backwards", "running")
+    __slots__ = ("after", "final", "backwards", "running", "modes", "model")
 
     def __init__(self) -> None:
         self.after: list[list[tuple[Any, dict[str, Any]]]] = []
         self.final: list[tuple[Any, dict[str, Any]]] = []
         self.backwards = 0
         self.running = False
+        self.modes: list[tuple[bool, bool]] = []
+        self.model: Any = None
 
 
 def _state(layer: Any) -> list[tuple[Any, dict[str, Any]]]:
@@ -356,6 +386,7 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
         try:
             if uses.backwards == 1:  # the last call: its state is in place
                 uses.final = _state(self)
+                left_out.opened(self, uses)  # till the first call's backward: an optimizer's step refuses it
                 return _served(self, backward, served, len(uses.after) + 1, args, kwargs)
             state = uses.after[served - 1]
             _restore(state)
@@ -367,6 +398,7 @@ def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
                 if served == 1:  # the first call's backward ends the round: the layer as its last call left it,
                     _restore(uses.final, unless_rebound_since=state)  # its calls kept for another backward of the
                     uses.backwards = 0                                # model (PyTorch's retain_graph) till a forward
+                    left_out.closed(self)
         finally:
             uses.running = False
     return run

@@ -36,6 +36,7 @@ from .. import _chainer
 from .._user import a_or_an, flag, not_here, warn
 from ._blame import missing_gradient, not_an_array, other_dtype
 from ..layers import two_biases
+from ..layers.left_out import OPEN as _LEFT_OUT, refuse as refuse_left_out
 from ..layers.stale import stepped
 from ..layers.zero_grad import arm, armed
 from .binding import TakesAModelFirst, unlisted_parameters
@@ -261,6 +262,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     def _advance(self, work: list[tuple[Any, ...]]) -> None:
         """Once every gradient is checked, before any update: the state follows its parameter, and the step
         is counted (for those with state that ``work`` leaves out too)."""
+        if _LEFT_OUT:  # a layer's backward calls fewer than its calls in the last forward (layers.left_out)
+            refuse_left_out(self, work)
         state = self.state
         if state:  # none at all (SGD without momentum): nothing to follow, nothing left out
             for name, _, _, p, _, _ in work:
