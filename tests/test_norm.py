@@ -145,8 +145,8 @@ def test_buffers_move_with_the_model_and_are_saved(tmp_path, rng):
 
 
 @pytest.mark.parametrize("x,train,message", [
-    (np.zeros((4, 5), np.float32), True, r"expected input \(N, 3\) or \(N, 3, H, W\)"),
-    (np.zeros((4, 3, 2), np.float32), True, "got shape"),
+    (np.zeros((4, 5), np.float32), True, r"expected input \(N, 3\), \(N, 3, L\) or \(N, 3, H, W\)"),
+    (np.zeros((4, 3, 2, 2, 2), np.float32), True, "got shape"),
     (np.zeros((1, 3), np.float32), True, "more than one value per feature"),
     (np.zeros((4, 3), np.int32), True, "floating-point input"),
 ])

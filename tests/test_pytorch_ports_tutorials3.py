@@ -1,0 +1,174 @@
+"""pytorch/tutorials' speech-command M5 (torchaudio), the torchvision finetuning tutorial's feature extraction, the
+char-RNN classification tutorial and the hyperparameter-tuning tutorial's checkpointed train_cifar loop, ported to
+xpnet as a PyTorch user writes them first, each run next to the same program in torch, float64, the same initial
+weights, a few steps; and what the ports showed a porter has to be told. No datasets here: synthetic waveforms,
+images and names."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as nn
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _close(ours, theirs, name=""):
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+# --- intermediate_source/speech_command_classification_with_torchaudio_tutorial.py: M5 --------------------------------
+
+class _M5(xn.Model):
+    """The tutorial's M5: Conv1d with a stride, BatchNorm1d as ``nn.BatchNorm`` on (N, C, L), MaxPool1d,
+    ``F.avg_pool1d(x, x.shape[-1])`` as ``AdaptiveAvgPool1d(1)``, ``x.permute(0, 2, 1)`` as ``x.transpose(0, 2, 1)``,
+    log_softmax over dim 2. x (N, n_input, L) -> (N, 1, n_output) log-probabilities."""
+
+    def __init__(self, n_input=1, n_output=35, stride=16, n_channel=32):
+        super().__init__()
+        self.conv1 = nn.Conv1d(n_input, n_channel, kernel_size=80, stride=stride)
+        self.bn1 = nn.BatchNorm(n_channel)
+        self.pool1 = nn.MaxPool1d(4)
+        self.conv2 = nn.Conv1d(n_channel, n_channel, kernel_size=3)
+        self.bn2 = nn.BatchNorm(n_channel)
+        self.pool2 = nn.MaxPool1d(4)
+        self.conv3 = nn.Conv1d(n_channel, 2 * n_channel, kernel_size=3)
+        self.bn3 = nn.BatchNorm(2 * n_channel)
+        self.pool3 = nn.MaxPool1d(4)
+        self.conv4 = nn.Conv1d(2 * n_channel, 2 * n_channel, kernel_size=3)
+        self.bn4 = nn.BatchNorm(2 * n_channel)
+        self.pool4 = nn.MaxPool1d(4)
+        self.fc1 = nn.Linear(2 * n_channel, n_output)
+        self.relus = [nn.ReLU() for _ in range(4)]
+        self.avg_pool = nn.AdaptiveAvgPool1d(1)
+        self.log_softmax = nn.LogSoftmax(dim=2)
+
+    def blocks(self):
+        return [(self.conv1, self.bn1, self.pool1), (self.conv2, self.bn2, self.pool2),
+                (self.conv3, self.bn3, self.pool3), (self.conv4, self.bn4, self.pool4)]
+
+    def forward(self, x, train=True):
+        for (conv, bn, pool), relu in zip(self.blocks(), self.relus):
+            x = pool(relu(bn(conv(x))))
+        x = self.avg_pool(x)
+        x = x.transpose(0, 2, 1)
+        x = self.fc1(x)
+        return self.log_softmax(x)
+
+    def backward(self, dy):
+        dy = self.fc1.backward(self.log_softmax.backward(dy))
+        dy = self.avg_pool.backward(dy.transpose(0, 2, 1))
+        for (conv, bn, pool), relu in reversed(list(zip(self.blocks(), self.relus))):
+            dy = conv.backward(bn.backward(relu.backward(pool.backward(dy))))
+        return dy
+
+
+def _torch_m5(torch, **kwargs):
+    """The tutorial's M5 as it is there."""
+    F, tnn = torch.nn.functional, torch.nn
+
+    class M5(tnn.Module):
+        def __init__(self, n_input=1, n_output=35, stride=16, n_channel=32):
+            super().__init__()
+            self.conv1 = tnn.Conv1d(n_input, n_channel, kernel_size=80, stride=stride)
+            self.bn1 = tnn.BatchNorm1d(n_channel)
+            self.pool1 = tnn.MaxPool1d(4)
+            self.conv2 = tnn.Conv1d(n_channel, n_channel, kernel_size=3)
+            self.bn2 = tnn.BatchNorm1d(n_channel)
+            self.pool2 = tnn.MaxPool1d(4)
+            self.conv3 = tnn.Conv1d(n_channel, 2 * n_channel, kernel_size=3)
+            self.bn3 = tnn.BatchNorm1d(2 * n_channel)
+            self.pool3 = tnn.MaxPool1d(4)
+            self.conv4 = tnn.Conv1d(2 * n_channel, 2 * n_channel, kernel_size=3)
+            self.bn4 = tnn.BatchNorm1d(2 * n_channel)
+            self.pool4 = tnn.MaxPool1d(4)
+            self.fc1 = tnn.Linear(2 * n_channel, n_output)
+
+        def forward(self, x):
+            x = self.pool1(F.relu(self.bn1(self.conv1(x))))
+            x = self.pool2(F.relu(self.bn2(self.conv2(x))))
+            x = self.pool3(F.relu(self.bn3(self.conv3(x))))
+            x = self.pool4(F.relu(self.bn4(self.conv4(x))))
+            x = F.avg_pool1d(x, x.shape[-1])
+            x = x.permute(0, 2, 1)
+            x = self.fc1(x)
+            return F.log_softmax(x, dim=2)
+
+    return M5(**kwargs)
+
+
+def _m5_epochs(model, optimizer, scheduler, train_loader, test_loader, nll_loss, epochs=2):
+    """The tutorial's train() and test() for each epoch, then ``scheduler.step()``; returns the losses and the
+    correct counts. ``nll_loss(output, target)`` is F.nll_loss or xpnet's loss object, with its backward."""
+    losses, corrects = [], []
+    for _ in range(epochs):
+        model.train()
+        for data, target in train_loader:
+            output = model(data)
+            loss = nll_loss(output.squeeze(), target)
+            optimizer.zero_grad()
+            if isinstance(model, xn.Model):
+                model.backward(nll_loss.backward().reshape(output.shape))
+            else:
+                loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        correct = 0
+        for data, target in test_loader:
+            pred = model(data).argmax(-1)                                     # get_likely_index: argmax(dim=-1)
+            correct += int((pred.squeeze() == target).sum())                  # number_of_correct: .eq(target)
+        corrects.append(correct)
+        scheduler.step()
+    return losses, corrects
+
+
+def test_m5_speech_commands_trains_and_tests_as_pytorchs():
+    """M5 (n_channel 4, 5 labels) on 8000-sample synthetic waveforms: two epochs of Adam with weight decay under
+    StepLR(step_size=1), each tested in eval mode: the losses, the correct counts and the weights (BatchNorm's running
+    statistics included) equal torch's in float64."""
+    torch = _torch()
+    torch.manual_seed(0)
+    kwargs = dict(n_input=1, n_output=5, stride=16, n_channel=4)
+    theirs = _torch_m5(torch, **kwargs).double()
+    model = _M5(**kwargs).to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    rng = np.random.default_rng(0)
+    data = [(rng.standard_normal((3, 1, 8000)), rng.integers(5, size=3)) for _ in range(4)]
+    as_torch = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in data]
+    optimizer = xn.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.0001)
+    scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.1)
+    toptimizer = torch.optim.Adam(theirs.parameters(), lr=0.01, weight_decay=0.0001)
+    tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.1)
+    ours = _m5_epochs(model, optimizer, scheduler, data[:3], data[3:], xn.losses.NLLLoss())
+    expected = _m5_epochs(theirs, toptimizer, tscheduler, as_torch[:3], as_torch[3:], torch.nn.functional.nll_loss)
+    np.testing.assert_allclose(ours[0], expected[0], rtol=1e-9)
+    assert ours[1] == expected[1]
+    _state_equal(model, theirs, atol=1e-7)           # Adam scales a gradient near 0 up to lr: its rounding shows
+
+
+def _state_equal(model, theirs, atol=1e-11):
+    """Every entry of ``model.state_dict()`` equal to the one ``xn.load_torch_state_dict`` loads from ``theirs``."""
+    probe = copy.deepcopy(model)
+    xn.load_torch_state_dict(probe, theirs.state_dict())
+    ours = model.state_dict()
+    for name, value in probe.state_dict().items():
+        np.testing.assert_allclose(ours[name], value, rtol=1e-8, atol=atol, err_msg=name)
+
+
+def test_m5_ports_batchnorm_on_channels_last_and_a_squeezed_batch_of_one_say_what_to_write():
+    """BatchNorm1d's channels are axis 1: a batch-first (N, L, C) sequence is refused saying to permute it (PyTorch
+    refuses it too); the tutorial's ``F.nll_loss(output.squeeze(), target)`` on a batch of one squeezes the batch axis
+    away, which PyTorch reads as one unbatched sample and xpnet refuses, saying to squeeze axis 1 only."""
+    bn = nn.BatchNorm(4).to(dtype="float64")
+    with pytest.raises(ValueError, match=r"BatchNorm: expected input \(N, 4\), \(N, 4, L\).*got shape \(2, 6, 4\).*"
+                                         r"permute_dims\(x, \(0, 2, 1\)\)"):
+        bn(np.zeros((2, 6, 4)))
+    output = np.log(np.full((1, 1, 5), 0.2))
+    with pytest.raises(ValueError, match=r"NLLLoss: .*got \(5,\); one sample's \(C,\).*y.squeeze\(1\)"):
+        xn.losses.NLLLoss()(output.squeeze(), np.array([3]))
+    assert xn.losses.NLLLoss()(output.squeeze(1), np.array([3])) == pytest.approx(np.log(5))
