@@ -172,3 +172,143 @@ def test_m5_ports_batchnorm_on_channels_last_and_a_squeezed_batch_of_one_say_wha
     with pytest.raises(ValueError, match=r"NLLLoss: .*got \(5,\); one sample's \(C,\).*y.squeeze\(1\)"):
         xn.losses.NLLLoss()(output.squeeze(), np.array([3]))
     assert xn.losses.NLLLoss()(output.squeeze(1), np.array([3])) == pytest.approx(np.log(5))
+
+
+# --- beginner_source/finetuning_torchvision_models_tutorial.py: feature extraction, train_model ----------------------
+
+class _SmallCNN(xn.Model):
+    """A small CNN standing in for torchvision's: conv, BatchNorm2d, ReLU, global average pool, ``fc``.
+    x (N, 3, H, W) -> (N, num_classes)."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm(4)
+        self.relu = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x, train=True):
+        return self.fc(self.flatten(self.pool(self.relu(self.bn1(self.conv1(x))))))
+
+    def backward(self, dy):
+        dy = self.pool.backward(self.flatten.backward(self.fc.backward(dy)))
+        return self.conv1.backward(self.bn1.backward(self.relu.backward(dy)))
+
+
+def _torch_small_cnn(torch, num_classes=10):
+    tnn = torch.nn
+
+    class SmallCNN(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1, self.bn1, self.fc = tnn.Conv2d(3, 4, 3, padding=1), tnn.BatchNorm2d(4), tnn.Linear(4, num_classes)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(tnn.functional.adaptive_avg_pool2d(torch.relu(self.bn1(self.conv1(x))), 1), 1))
+
+    return SmallCNN()
+
+
+def _train_model(model, dataloaders, criterion, optimizer, num_epochs, lib):
+    """The tutorial's train_model (no Inception branch): a train and a val phase per epoch, ``model.train()`` /
+    ``model.eval()``, ``set_grad_enabled(phase == 'train')``, the best weights by ``copy.deepcopy(model.state_dict())``
+    loaded back at the end. ``lib`` is torch or xpnet; the lines differ only in backward and the argmax."""
+    val_acc_history = []
+    best_model_wts = copy.deepcopy(model.state_dict())
+    best_acc = 0.0
+    for epoch in range(num_epochs):
+        for phase in ['train', 'val']:
+            if phase == 'train':
+                model.train()
+            else:
+                model.eval()
+            running_loss, running_corrects = 0.0, 0
+            for inputs, labels in dataloaders[phase]:
+                optimizer.zero_grad()
+                with lib.set_grad_enabled(phase == 'train'):
+                    outputs = model(inputs)
+                    loss = criterion(outputs, labels)
+                    preds = outputs.argmax(1)                                 # _, preds = torch.max(outputs, 1)
+                    if phase == 'train':
+                        if lib is xn:
+                            model.backward(criterion.backward())
+                        else:
+                            loss.backward()
+                        optimizer.step()
+                running_loss += loss.item() * inputs.shape[0]
+                running_corrects += int((preds == labels).sum())
+            epoch_acc = running_corrects / sum(len(labels) for _, labels in dataloaders[phase])
+            if phase == 'val' and epoch_acc > best_acc:
+                best_acc = epoch_acc
+                best_model_wts = copy.deepcopy(model.state_dict())
+            if phase == 'val':
+                val_acc_history.append((epoch_acc, running_loss))
+    model.load_state_dict(best_model_wts)
+    return model, val_acc_history
+
+
+def test_finetuning_tutorials_feature_extraction_trains_the_new_head_as_pytorchs():
+    """A "pretrained" net frozen (the tutorial's set_parameter_requires_grad as ``model.requires_grad_(False)``), a new
+    ``fc`` of ``model.fc.in_features`` inputs, SGD with momentum over what trains (the tutorial's params_to_update),
+    three epochs of train_model: the validation accuracies and losses, and the best weights loaded back at the end
+    (BatchNorm's running statistics included, which the frozen layer still updates in training mode, as PyTorch's),
+    equal torch's in float64."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = _torch_small_cnn(torch)
+    for param in theirs.parameters():                                         # set_parameter_requires_grad
+        param.requires_grad = False
+    theirs.fc = torch.nn.Linear(theirs.fc.in_features, 2)
+    theirs.double()
+    model = _SmallCNN()
+    model.requires_grad_(False)
+    model.fc = nn.Linear(model.fc.in_features, 2)
+    model.to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    params_to_update = [param for param in theirs.parameters() if param.requires_grad]
+    assert len(params_to_update) == 2 and list(model.trainable_params()) == ["fc.W", "fc.b"]
+    rng = np.random.default_rng(1)
+    data = {phase: [(rng.standard_normal((4, 3, 6, 6)), rng.integers(2, size=4)) for _ in range(2)]
+            for phase in ("train", "val")}
+    as_torch = {phase: [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in batches]
+                for phase, batches in data.items()}
+    frozen = model.state_dict()["conv1.W"].copy()
+    model, hist = _train_model(model, data, xn.losses.SoftmaxCrossEntropy(),
+                               xn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 3, xn)
+    theirs, thist = _train_model(theirs, as_torch, torch.nn.CrossEntropyLoss(),
+                                 torch.optim.SGD(params_to_update, lr=0.1, momentum=0.9), 3, torch)
+    np.testing.assert_allclose(hist, thist, rtol=1e-10)
+    np.testing.assert_array_equal(model.state_dict()["conv1.W"], frozen)
+    _state_equal(model, theirs)
+
+
+def _count_parameters(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)      # the torchaudio tutorial's
+
+
+def _params_to_update(model_ft):
+    params_to_update = []
+    for param in model_ft.parameters():
+        if param.requires_grad == True:                                         # noqa: E712, the tutorial's line
+            params_to_update.append(param)
+    return params_to_update
+
+
+@pytest.mark.parametrize("device", ["cpu", "torch:cpu"])
+def test_reading_requires_grad_of_each_array_is_refused_saying_trainable_params(device):
+    """The tutorials' ``count_parameters`` and ``params_to_update`` read each array's ``requires_grad``: on NumPy an
+    AttributeError naming nothing to write, on the PyTorch backend False for every tensor (a count of 0, an empty
+    list: silently). Both are refused, saying ``trainable_params()``, which counts and lists what trains."""
+    if device.startswith("torch"):
+        _torch()
+    model = _SmallCNN()
+    model.requires_grad_(False)
+    model.fc = nn.Linear(4, 2)
+    model.to(device)
+    for port in (_count_parameters, _params_to_update):
+        with pytest.raises(AttributeError, match=r"p.requires_grad over model(_ft)?.parameters\(\): .*no "
+                                                 r"requires_grad flag.*trainable_params\(\)"):
+            port(model)
+    assert sum(int(np.prod(p.shape)) for p in model.trainable_params().values()) == 4 * 2 + 2
