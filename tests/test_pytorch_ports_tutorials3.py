@@ -312,3 +312,152 @@ def test_reading_requires_grad_of_each_array_is_refused_saying_trainable_params(
                                                  r"requires_grad flag.*trainable_params\(\)"):
             port(model)
     assert sum(int(np.prod(p.shape)) for p in model.trainable_params().values()) == 4 * 2 + 2
+
+
+# --- intermediate_source/char_rnn_classification_tutorial.py: its RNN (i2h, h2h, h2o), train() and evaluate() ---------
+
+_ALL_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,;'"       # string.ascii_letters + " .,;'"
+
+
+def _line_to_tensor(line, zeros):
+    """The tutorial's lineToTensor: <line_length x 1 x n_letters>, one-hot. ``zeros`` is np.zeros or torch.zeros."""
+    tensor = zeros((len(line), 1, len(_ALL_LETTERS)))
+    for li, letter in enumerate(line):
+        tensor[li][0][_ALL_LETTERS.find(letter)] = 1
+    return tensor
+
+
+class _CharRNN(xn.Model):
+    """The tutorial's RNN: hidden = tanh(i2h(input) + h2h(hidden)), output = log_softmax(h2o(hidden)); one step.
+    input (1, n_letters), hidden (1, H) -> output (1, n_categories), hidden (1, H). Its backward takes the step's
+    two outputs' gradients and gives its two inputs'."""
+
+    def __init__(self, input_size, hidden_size, output_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.i2h = nn.Linear(input_size, hidden_size)
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+        self.h2o = nn.Linear(hidden_size, output_size)
+        self.softmax = nn.LogSoftmax(dim=1)
+        self.tanh = nn.Tanh()
+
+    def forward(self, input, hidden, train=True):
+        hidden = self.tanh(self.i2h(input) + self.h2h(hidden))
+        output = self.h2o(hidden)
+        output = self.softmax(output)
+        return output, hidden
+
+    def backward(self, doutput, dhidden):
+        da = self.tanh.backward(self.h2o.backward(self.softmax.backward(doutput)) + dhidden)
+        return self.i2h.backward(da), self.h2h.backward(da)
+
+    def initHidden(self):
+        return np.zeros((1, self.hidden_size))
+
+
+class _Classifier(xn.Model):
+    """The letter loop of the tutorial's train() and evaluate(): the RNN once per letter, the last output returned;
+    backward from the last letter to the first, each step's hidden gradient passed to the step before."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, line_tensor, train=True):
+        hidden = self.rnn.initHidden()
+        for i in range(line_tensor.shape[0]):
+            output, hidden = self.rnn(line_tensor[i], hidden)
+        self.steps = line_tensor.shape[0]
+        return output
+
+    def backward(self, doutput):
+        dhidden = np.zeros((1, self.rnn.hidden_size))
+        for _ in range(self.steps):
+            _, dhidden = self.rnn.backward(doutput, dhidden)
+            doutput = np.zeros_like(doutput)                    # only the last letter's output reaches the loss
+
+
+def _torch_char_rnn(torch, input_size, hidden_size, output_size):
+    """The tutorial's RNN as it is there."""
+    tnn, F = torch.nn, torch.nn.functional
+
+    class RNN(tnn.Module):
+        def __init__(self, input_size, hidden_size, output_size):
+            super(RNN, self).__init__()
+            self.hidden_size = hidden_size
+            self.i2h = tnn.Linear(input_size, hidden_size)
+            self.h2h = tnn.Linear(hidden_size, hidden_size)
+            self.h2o = tnn.Linear(hidden_size, output_size)
+            self.softmax = tnn.LogSoftmax(dim=1)
+
+        def forward(self, input, hidden):
+            hidden = F.tanh(self.i2h(input) + self.h2h(hidden))
+            output = self.h2o(hidden)
+            output = self.softmax(output)
+            return output, hidden
+
+        def initHidden(self):
+            return torch.zeros(1, self.hidden_size, dtype=torch.float64)
+
+    return RNN(input_size, hidden_size, output_size)
+
+
+def test_char_rnn_classification_trains_and_predicts_as_pytorchs():
+    """Five names, the tutorial's train() (zero_grad, the letter loop, NLLLoss of the last output, the manual update
+    ``p.data.add_(p.grad.data, alpha=-learning_rate)``) as ``p -= learning_rate * grads[name]``, then evaluate()
+    and predict()'s top 3 of a few names: losses, weights and the predictions equal torch's in float64."""
+    torch = _torch()
+    torch.manual_seed(0)
+    n_letters, n_hidden, n_categories = len(_ALL_LETTERS), 8, 3
+    theirs = _torch_char_rnn(torch, n_letters, n_hidden, n_categories).double()
+    rnn = _CharRNN(n_letters, n_hidden, n_categories).to(dtype="float64")
+    xn.load_torch_state_dict(rnn, theirs.state_dict())
+    model, criterion, tcriterion, learning_rate = _Classifier(rnn), xn.losses.NLLLoss(), torch.nn.NLLLoss(), 0.005
+    names = [("Dovesky", 0), ("Jackson", 1), ("Satoshi", 2), ("Abl", 0), ("O'Neal", 1)]
+    losses, tlosses = [], []
+    for line, category in names:
+        model.zero_grad()
+        output = model(_line_to_tensor(line, np.zeros))
+        losses.append(criterion(output, np.array([category])).item())
+        model.backward(criterion.backward())
+        grads = model.named_grads()
+        for name, p in model.named_params().items():
+            p -= learning_rate * grads[name]
+        line_tensor, hidden = _line_to_tensor(line, lambda s: torch.zeros(s, dtype=torch.float64)), theirs.initHidden()
+        theirs.zero_grad()
+        for i in range(line_tensor.size()[0]):
+            toutput, hidden = theirs(line_tensor[i], hidden)
+        loss = tcriterion(toutput, torch.tensor([category], dtype=torch.long))
+        loss.backward()
+        for p in theirs.parameters():
+            p.data.add_(p.grad.data, alpha=-learning_rate)
+        tlosses.append(loss.item())
+    np.testing.assert_allclose(losses, tlosses, rtol=1e-12)
+    _state_equal(model.rnn, theirs)
+    for line in ("Hinton", "Schmidhuber"):
+        with xn.no_grad():
+            output = model(_line_to_tensor(line, np.zeros))
+        line_tensor, hidden = _line_to_tensor(line, lambda s: torch.zeros(s, dtype=torch.float64)), theirs.initHidden()
+        with torch.no_grad():
+            for i in range(line_tensor.size()[0]):
+                toutput, hidden = theirs(line_tensor[i], hidden)
+        topv, topi = toutput.topk(3, 1, True)
+        np.testing.assert_array_equal(np.argsort(-output[0])[:3], topi[0].numpy())
+        np.testing.assert_allclose(np.sort(output[0])[::-1][:3], topv[0].numpy(), rtol=1e-12)
+
+
+def test_char_rnn_classifications_letter_loop_outside_a_model_then_one_backward_is_refused():
+    """The tutorial's train() as it stands: the RNN called once per letter, each call taking the hidden state the
+    last returned, then one backward from the last output. PyTorch's goes back through every letter; xpnet's served
+    the last letter alone, silently. Refused, saying to put the loop in a model's forward."""
+    rnn = _CharRNN(len(_ALL_LETTERS), 4, 3).to(dtype="float64")
+    criterion = xn.losses.NLLLoss()
+    line_tensor, hidden = _line_to_tensor("Jones", np.zeros), rnn.initHidden()
+    rnn.zero_grad()
+    for i in range(line_tensor.shape[0]):
+        output, hidden = rnn(line_tensor[i], hidden)
+    criterion(output, np.array([1]))
+    with pytest.raises(RuntimeError, match=r"_CharRNN.backward after a loop of `output, hidden = rnn\(line_tensor\[i\], "
+                                           r"hidden\)`: each call takes what the one before returned.*forward of a "
+                                           r"model of your own"):
+        rnn.backward(criterion.backward(), np.zeros_like(hidden))

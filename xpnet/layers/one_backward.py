@@ -13,6 +13,12 @@ a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no
 which leaves the caches alone), a call whose output goes nowhere a loss could take it from (a statement of its own,
 ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through time: the last chunk's
 backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of its own calls).
+
+A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
+classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
+from the last output, where PyTorch's goes back through every letter and xpnet's served the last letter alone,
+silently. A recurrence is a call assigned to a name it also takes (``hidden`` above); a loop that calls the model
+on inputs made otherwise (sampling, an environment's states) is left alone, as above.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ __all__ = ["refuse_one_backward_for_two_calls"]
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # xpnet/
 _TREES: dict[str, Any] = {}  # file -> (its source, its tree, each statement's place)
 _FOUND: dict[tuple[str, int], tuple[tuple[str, ...], bool] | None] = {}  # (file, line) -> _block_calls
+_LOOPS: dict[tuple[str, int], str | None] = {}  # (file, line) -> _recurrent_loop
 
 
 def _tree(filename: str) -> tuple[str, ast.AST | None, dict[ast.AST, tuple[ast.AST, list[ast.stmt], int]]]:
@@ -119,6 +126,56 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
 
 
+def _recurrent_loop(filename: str, line: int) -> str | None:
+    """The call ``out, h = receiver(..., h)`` of a loop before the backward on ``line`` (in its block and the blocks
+    around it up to a loop or a function, since the receiver's last backward) that takes a name it assigns: the
+    loop's calls feed each other. None where there is none."""
+    source, tree, places = _tree(filename)
+    here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
+            and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
+    receivers = _receivers(here[0], source) if len(here) == 1 else set()
+    for receiver in sorted(receivers):  # rnn.backward(criterion.backward(), dh): rnn's loop, the loss has none
+        found = _loop_before(here[0], receiver, source, places)
+        if found is not None:
+            return found
+    return None
+
+
+def _loop_before(current: ast.stmt, receiver: str, source: str, places: dict) -> str | None:
+    """:func:`_feeding_call` of the loops before ``current`` in its block and the open blocks around it."""
+    while current in places:
+        holder, block, index = places[current]
+        for stmt in reversed(block[:index]):
+            if receiver in _receivers(stmt, source):
+                return None
+            if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+                found = _feeding_call(stmt, receiver, source)
+                if found is not None:
+                    return found
+        if not isinstance(holder, _OPEN):
+            return None
+        current = holder
+    return None
+
+
+def _feeding_call(loop: ast.AST, receiver: str, source: str) -> str | None:
+    """The source of an assignment in ``loop`` of a call of ``receiver`` taking a name the assignment sets."""
+    for node in ast.walk(loop):
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+            continue
+        func = node.value.func
+        if isinstance(func, ast.Attribute) and func.attr == "forward":
+            func = func.value
+        if ast.get_source_segment(source, func) != receiver:
+            continue
+        assigned = {n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+        taken = {n.id for arg in [*node.value.args, *(k.value for k in node.value.keywords)] for n in ast.walk(arg)
+                 if isinstance(n, ast.Name)}
+        if assigned & taken:
+            return ast.get_source_segment(source, node)
+    return None
+
+
 def _drops(model: Any) -> bool:
     """Whether ``model`` drops at random in training (a Dropout's ``p``, an attention's ``dropout``): two calls on
     one input then differ (R-Drop's and SimCSE's two passes)."""
@@ -145,8 +202,19 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
     key = (frame.f_code.co_filename, frame.f_lineno)
     if key not in _FOUND:
         _FOUND[key] = _block_calls(*key)
-    found = _FOUND[key]
-    if found is None or (found[1] and not _drops(model)) or _stateful(model):
+        _LOOPS[key] = _recurrent_loop(*key)
+    found, loop = _FOUND[key], _LOOPS[key]
+    if _stateful(model):
+        return
+    if loop is not None:
+        raise RuntimeError(
+            f"{model.name}.backward after a loop of `{loop}`: each call takes what the one before returned, and "
+            f"PyTorch's one backward goes back through every step, but an xpnet model keeps its last call's caches "
+            f"only, so this backward serves the last step alone (a gradient through one step, silently short). Put "
+            f"the loop in the forward of a model of your own holding {model.name} (each call is kept there), whose "
+            f"backward takes the steps back from the last to the first, passing each step's gradient of the state "
+            f"to the step before (docs/from-pytorch.md, the char-RNN tutorials)")
+    if found is None or (found[1] and not _drops(model)):
         return  # the same inputs each time, deterministic (a look at the weights, then need_weights=False): no matter
     calls = found[0]
     raise RuntimeError(
