@@ -203,7 +203,8 @@ def _torch_small_cnn(torch, num_classes=10):
     class SmallCNN(tnn.Module):
         def __init__(self):
             super().__init__()
-            self.conv1, self.bn1, self.fc = tnn.Conv2d(3, 4, 3, padding=1), tnn.BatchNorm2d(4), tnn.Linear(4, num_classes)
+            self.conv1, self.bn1 = tnn.Conv2d(3, 4, 3, padding=1), tnn.BatchNorm2d(4)
+            self.fc = tnn.Linear(4, num_classes)
 
         def forward(self, x):
             return self.fc(torch.flatten(tnn.functional.adaptive_avg_pool2d(torch.relu(self.bn1(self.conv1(x))), 1), 1))
@@ -457,7 +458,7 @@ def test_char_rnn_classifications_letter_loop_outside_a_model_then_one_backward_
     for i in range(line_tensor.shape[0]):
         output, hidden = rnn(line_tensor[i], hidden)
     criterion(output, np.array([1]))
-    with pytest.raises(RuntimeError, match=r"_CharRNN.backward after a loop of `output, hidden = rnn\(line_tensor\[i\], "
-                                           r"hidden\)`: each call takes what the one before returned.*forward of a "
-                                           r"model of your own"):
+    with pytest.raises(RuntimeError, match=r"_CharRNN.backward after a loop of `output, hidden = "
+                                           r"rnn\(line_tensor\[i\], hidden\)`: each call takes what the one before "
+                                           r"returned.*forward of a model of your own"):
         rnn.backward(criterion.backward(), np.zeros_like(hidden))
