@@ -462,3 +462,135 @@ def test_char_rnn_classifications_letter_loop_outside_a_model_then_one_backward_
                                            r"rnn\(line_tensor\[i\], hidden\)`: each call takes what the one before "
                                            r"returned.*forward of a model of your own"):
         rnn.backward(criterion.backward(), np.zeros_like(hidden))
+
+
+# --- beginner_source/hyperparameter_tuning_tutorial.py: Net and train_cifar without Ray, its pickled checkpoint ------
+
+class _TuneNet(xn.Model):
+    """The tutorial's Net(l1, l2): LeNet for 32x32 colour images, ``torch.flatten(x, 1)`` as a reshape undone in
+    backward. x (N, 3, 32, 32) -> (N, 10)."""
+
+    def __init__(self, l1=120, l2=84):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, l1)
+        self.fc2 = nn.Linear(l1, l2)
+        self.fc3 = nn.Linear(l2, 10)
+        self.relu = nn.ReLU()
+
+    def forward(self, x, train=True):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        self.shape = x.shape
+        x = x.reshape(x.shape[0], -1)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def backward(self, dy):
+        dy = self.fc1.backward(self.relu.backward(self.fc2.backward(self.relu.backward(self.fc3.backward(dy)))))
+        dy = self.conv2.backward(self.relu.backward(self.pool.backward(dy.reshape(self.shape))))
+        return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
+
+
+def _torch_tune_net(torch, l1, l2):
+    """The tutorial's Net as it is there."""
+    tnn, F = torch.nn, torch.nn.functional
+
+    class Net(tnn.Module):
+        def __init__(self, l1=120, l2=84):
+            super(Net, self).__init__()
+            self.conv1 = tnn.Conv2d(3, 6, 5)
+            self.pool = tnn.MaxPool2d(2, 2)
+            self.conv2 = tnn.Conv2d(6, 16, 5)
+            self.fc1 = tnn.Linear(16 * 5 * 5, l1)
+            self.fc2 = tnn.Linear(l1, l2)
+            self.fc3 = tnn.Linear(l2, 10)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = torch.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    return Net(l1, l2).double()
+
+
+def _train_cifar(lib, config, net, optimizer, trainloader, valloader, checkpoint, epochs, no_grad):
+    """train_cifar's epochs from ``start_epoch`` (the checkpoint's, loaded into net and optimizer with pickle as there,
+    or 0) to ``epochs``; each epoch's validation then a checkpoint pickled (the tutorial's data.pkl, in memory).
+    Returns the checkpoints' bytes and each epoch's (val_loss / val_steps, correct / total)."""
+    import pickle
+    criterion = lib.nn.CrossEntropyLoss() if lib is not xn else xn.losses.SoftmaxCrossEntropy()
+    if checkpoint:
+        checkpoint_state = pickle.loads(checkpoint)
+        start_epoch = checkpoint_state["epoch"]
+        net.load_state_dict(checkpoint_state["net_state_dict"])
+        optimizer.load_state_dict(checkpoint_state["optimizer_state_dict"])
+    else:
+        start_epoch = 0
+    saved, reports = [], []
+    for epoch in range(start_epoch, epochs):
+        for inputs, labels in trainloader:
+            optimizer.zero_grad()
+            outputs = net(inputs)
+            loss = criterion(outputs, labels)
+            if lib is xn:
+                net.backward(criterion.backward())
+            else:
+                loss.backward()
+            optimizer.step()
+        val_loss, val_steps, total, correct = 0.0, 0, 0, 0
+        for inputs, labels in valloader:
+            with no_grad():
+                outputs = net(inputs)
+                predicted = outputs.argmax(1)                                 # _, predicted = torch.max(outputs.data, 1)
+                total += labels.shape[0]
+                correct += (predicted == labels).sum().item()
+                loss = criterion(outputs, labels)
+                val_loss += loss.cpu().numpy()
+                val_steps += 1
+        saved.append(pickle.dumps({"epoch": epoch, "net_state_dict": net.state_dict(),
+                                   "optimizer_state_dict": optimizer.state_dict()}))
+        reports.append((float(val_loss / val_steps), correct / total))
+    return saved, reports
+
+
+def test_hyperparameter_tunings_train_cifar_resumed_from_its_pickled_checkpoint_trains_as_pytorchs():
+    """train_cifar for two epochs, each checkpointed as there (epoch, net and optimizer state dicts, pickled), then a
+    new Net and SGD given the first checkpoint and trained on (from its epoch, as the tutorial's start_epoch): the
+    validation losses and accuracies equal torch's in float64 with and without the round trip, and the resumed run
+    equals the run that went on from the same point without one."""
+    torch = _torch()
+    torch.manual_seed(0)
+    config = {"l1": 8, "l2": 4, "lr": 0.01, "batch_size": 4}
+    rng = np.random.default_rng(2)
+    data = [(rng.standard_normal((config["batch_size"], 3, 32, 32)), rng.integers(10, size=config["batch_size"]))
+            for _ in range(3)]
+    as_torch = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in data]
+
+    def ours_new():
+        net = _TuneNet(config["l1"], config["l2"]).to(dtype="float64")
+        xn.load_torch_state_dict(net, start)
+        return net, xn.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.9)
+
+    def theirs_new():
+        net = _torch_tune_net(torch, config["l1"], config["l2"])
+        net.load_state_dict(start)
+        return net, torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.9)
+
+    start = _torch_tune_net(torch, config["l1"], config["l2"]).state_dict()
+    saved, reports = _train_cifar(xn, config, *ours_new(), data[:2], data[2:], None, 2, xn.no_grad)
+    tsaved, treports = _train_cifar(torch, config, *theirs_new(), as_torch[:2], as_torch[2:], None, 2, torch.no_grad)
+    np.testing.assert_allclose(reports, treports, rtol=1e-10)
+    _, resumed = _train_cifar(xn, config, *ours_new(), data[:2], data[2:], saved[0], 3, xn.no_grad)
+    _, tresumed = _train_cifar(torch, config, *theirs_new(), as_torch[:2], as_torch[2:], tsaved[0], 3, torch.no_grad)
+    np.testing.assert_allclose(resumed, tresumed, rtol=1e-10)
+    net, optimizer = ours_new()
+    _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 1, xn.no_grad)
+    _, went_on = _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 3, xn.no_grad)
+    np.testing.assert_allclose(resumed, went_on, rtol=1e-12)
