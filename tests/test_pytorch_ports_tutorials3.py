@@ -548,7 +548,7 @@ def _train_cifar(lib, config, net, optimizer, trainloader, valloader, checkpoint
         for inputs, labels in valloader:
             with no_grad():
                 outputs = net(inputs)
-                predicted = outputs.argmax(1)                                 # _, predicted = torch.max(outputs.data, 1)
+                predicted = outputs.argmax(1)                      # _, predicted = torch.max(outputs.data, 1)
                 total += labels.shape[0]
                 correct += (predicted == labels).sum().item()
                 loss = criterion(outputs, labels)
@@ -594,3 +594,18 @@ def test_hyperparameter_tunings_train_cifar_resumed_from_its_pickled_checkpoint_
     _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 1, xn.no_grad)
     _, went_on = _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 3, xn.no_grad)
     np.testing.assert_allclose(resumed, went_on, rtol=1e-12)
+
+
+def test_a_letter_loop_under_no_grad_before_the_training_call_is_left_alone():
+    """A look at the letters under ``xn.no_grad()`` (the tutorial's predict) before one training call: the loop's
+    calls feed each other but record nothing, and the backward serves the training call, as PyTorch's."""
+    rnn = _CharRNN(len(_ALL_LETTERS), 4, 3).to(dtype="float64")
+    criterion = xn.losses.NLLLoss()
+    line_tensor, hidden = _line_to_tensor("Jones", np.zeros), rnn.initHidden()
+    for i in range(line_tensor.shape[0]):
+        with xn.no_grad():
+            output, hidden = rnn(line_tensor[i], hidden)
+    output, hidden = rnn(line_tensor[0], rnn.initHidden())
+    criterion(output, np.array([1]))
+    dinput, _ = rnn.backward(criterion.backward(), np.zeros_like(hidden))
+    assert dinput.shape == (1, len(_ALL_LETTERS))

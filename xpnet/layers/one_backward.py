@@ -18,7 +18,10 @@ A loop before the backward (in the same blocks) whose calls feed each other is r
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
 from the last output, where PyTorch's goes back through every letter and xpnet's served the last letter alone,
 silently. A recurrence is a call assigned to a name it also takes (``hidden`` above); a loop that calls the model
-on inputs made otherwise (sampling, an environment's states) is left alone, as above.
+on inputs made otherwise (sampling, an environment's states), or under ``with xn.no_grad():``, is left alone.
+
+The backward's own line names the model: the outermost ``R.backward(...)`` (``model.backward(criterion.backward())``
+is the model's, where two receivers used to leave the check out).
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ def _receivers(node: ast.AST, source: str) -> set[str]:
     """The source of each ``R`` in the calls ``R.backward(...)`` (``backward_self``...) within ``node``."""
     return {ast.get_source_segment(source, n.func.value) or "" for n in ast.walk(node) if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("backward")}
+
+
+def _receiver(stmt: ast.stmt, source: str) -> str | None:
+    """The ``R`` of the backward the statement ``stmt`` calls: the outermost call ``R.backward(...)``
+    (``model.backward(criterion.backward())`` is the model's, ``dx = model.backward(dy)`` too), else the one
+    receiver of the backward calls within it; None where that is ambiguous."""
+    value = getattr(stmt, "value", None)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr.startswith("backward"):
+        return ast.get_source_segment(source, value.func.value) or None
+    receivers = _receivers(stmt, source)
+    return receivers.pop() if len(receivers) == 1 else None
 
 
 def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str]]:
@@ -104,10 +118,9 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
-    receivers = _receivers(here[0], source) if len(here) == 1 else set()
-    if len(receivers) != 1:
+    receiver = _receiver(here[0], source) if len(here) == 1 else None
+    if receiver is None:
         return None
-    receiver = receivers.pop()
     calls: list[tuple[str, str]] = []
     current, ended = here[0], False
     while current in places and not ended:
@@ -133,12 +146,8 @@ def _recurrent_loop(filename: str, line: int) -> str | None:
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
-    receivers = _receivers(here[0], source) if len(here) == 1 else set()
-    for receiver in sorted(receivers):  # rnn.backward(criterion.backward(), dh): rnn's loop, the loss has none
-        found = _loop_before(here[0], receiver, source, places)
-        if found is not None:
-            return found
-    return None
+    receiver = _receiver(here[0], source) if len(here) == 1 else None
+    return None if receiver is None else _loop_before(here[0], receiver, source, places)
 
 
 def _loop_before(current: ast.stmt, receiver: str, source: str, places: dict) -> str | None:
@@ -159,9 +168,14 @@ def _loop_before(current: ast.stmt, receiver: str, source: str, places: dict) ->
 
 
 def _feeding_call(loop: ast.AST, receiver: str, source: str) -> str | None:
-    """The source of an assignment in ``loop`` of a call of ``receiver`` taking a name the assignment sets."""
+    """The source of an assignment in ``loop`` of a call of ``receiver`` taking a name the assignment sets, outside
+    a ``with xn.no_grad():`` (or ``set_grad_enabled``, ``inference_mode``) block."""
+    untracked = {id(node) for block in ast.walk(loop) if isinstance(block, (ast.With, ast.AsyncWith))
+                 and any(word in (ast.get_source_segment(source, item.context_expr) or "")
+                         for item in block.items for word in ("no_grad", "set_grad_enabled", "inference_mode"))
+                 for stmt in block.body for node in ast.walk(stmt)}
     for node in ast.walk(loop):
-        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call):
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call) or id(node) in untracked:
             continue
         func = node.value.func
         if isinstance(func, ast.Attribute) and func.attr == "forward":
