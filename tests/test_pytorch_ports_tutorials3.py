@@ -313,6 +313,9 @@ def test_reading_requires_grad_of_each_array_is_refused_saying_trainable_params(
                                                  r"requires_grad flag.*trainable_params\(\)"):
             port(model)
     assert sum(int(np.prod(p.shape)) for p in model.trainable_params().values()) == 4 * 2 + 2
+    with pytest.raises(AttributeError, match=r"named_params\(\).items\(\) gives PyTorch's pairs.*if "
+                                             r"param.requires_grad.*model.trainable_params\(\)"):
+        model.named_parameters()                                # the finetuning tutorial's params_to_update loop
 
 
 # --- intermediate_source/char_rnn_classification_tutorial.py: its RNN (i2h, h2h, h2o), train() and evaluate() ---------
