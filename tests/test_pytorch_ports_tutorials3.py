@@ -574,6 +574,11 @@ def test_hyperparameter_tunings_train_cifar_resumed_from_its_pickled_checkpoint_
     rng = np.random.default_rng(2)
     data = [(rng.standard_normal((config["batch_size"], 3, 32, 32)), rng.integers(10, size=config["batch_size"]))
             for _ in range(3)]
+    start = _torch_tune_net(torch, config["l1"], config["l2"]).state_dict()
+    with torch.no_grad():                    # validation labels half as the first net guesses: accuracies of 0.5 or so
+        guesses = _torch_tune_net(torch, config["l1"], config["l2"])
+        guesses.load_state_dict(start)
+        data[2][1][:2] = guesses(torch.from_numpy(data[2][0])).argmax(1).numpy()[:2]
     as_torch = [(torch.from_numpy(x), torch.from_numpy(t)) for x, t in data]
 
     def ours_new():
@@ -586,7 +591,6 @@ def test_hyperparameter_tunings_train_cifar_resumed_from_its_pickled_checkpoint_
         net.load_state_dict(start)
         return net, torch.optim.SGD(net.parameters(), lr=config["lr"], momentum=0.9)
 
-    start = _torch_tune_net(torch, config["l1"], config["l2"]).state_dict()
     saved, reports = _train_cifar(xn, config, *ours_new(), data[:2], data[2:], None, 2, xn.no_grad)
     tsaved, treports = _train_cifar(torch, config, *theirs_new(), as_torch[:2], as_torch[2:], None, 2, torch.no_grad)
     np.testing.assert_allclose(reports, treports, rtol=1e-10)
@@ -597,6 +601,7 @@ def test_hyperparameter_tunings_train_cifar_resumed_from_its_pickled_checkpoint_
     _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 1, xn.no_grad)
     _, went_on = _train_cifar(xn, config, net, optimizer, data[:2], data[2:], None, 3, xn.no_grad)
     np.testing.assert_allclose(resumed, went_on, rtol=1e-12)
+    assert any(accuracy > 0 for _, accuracy in reports + resumed)
 
 
 def test_a_letter_loop_under_no_grad_before_the_training_call_is_left_alone():
