@@ -106,6 +106,18 @@ def test_a_model_called_twice_then_given_one_backward_is_refused_naming_both_cal
         model.backward(out1 - out2)
 
 
+def test_two_calls_then_the_backward_of_the_loss_given_to_the_model_is_refused():
+    """``model.backward(criterion.backward())``, the usual line, names two backward calls: the model's is the outer
+    one. It was left alone (two receivers), so PyTorch's loss(model(x1) + model(x2)) ran with x2's caches alone."""
+    model, rng = _net(), np.random.default_rng(3)
+    criterion = xn.losses.MeanSquaredError()
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    out1 = model(x1)
+    out2 = model(x2)
+    criterion(out1 + out2, np.zeros((4, 2)))
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after model\(x1\), model\(x2\)"):
+        model.backward(criterion.backward())
+
 def test_each_calls_backward_before_the_next_call_adds_up_to_pytorchs_one_backward():
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model, rng = _net(), np.random.default_rng(2)

@@ -170,8 +170,8 @@ def test_clear_errors():
     with pytest.raises(ValueError, match=r"^xn.freeze_batch_norm: layer '1' is BatchNorm\(track_running_stats=False\)"):
         xn.freeze_batch_norm(model)
     assert isinstance(model[1], L.BatchNorm)
-    with pytest.raises(ValueError, match=r"^FrozenBatchNorm2d: expected input \(N, 4\) or \(N, 4, H, W\), got shape "
-                                         r"\(2, 3\)"):
+    with pytest.raises(ValueError, match=r"^FrozenBatchNorm2d: expected input \(N, 4\), \(N, 4, L\) or "
+                                         r"\(N, 4, H, W\), got shape \(2, 3\)"):
         L.FrozenBatchNorm2d(4).forward(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="FrozenBatchNorm2d: eps must be a float >= 0, got -1"):
         L.FrozenBatchNorm2d(4, -1)

@@ -10,11 +10,12 @@ from xpnet.layers import BatchNorm
 from xpnet.layers.base import layer_from_config
 from xpnet.testing import assert_gradients_ok, assert_placed
 
-SHAPES = [pytest.param((6, 4), id="features"), pytest.param((3, 4, 3, 2), id="channels")]
+SHAPES = [pytest.param((6, 4), id="features"), pytest.param((3, 4, 5), id="sequence"),
+          pytest.param((3, 4, 3, 2), id="channels")]
 
 
 def _axes(shape):
-    return (0,) if len(shape) == 2 else (0, 2, 3)
+    return (0, *range(2, len(shape)))
 
 
 def _bcast(v, shape):
@@ -110,14 +111,15 @@ def test_matches_pytorch_outputs_and_gradients(rng):
         np.testing.assert_allclose(ours.buffers[name], getattr(theirs, name).numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("shape", [(8, 4), (5, 4, 3, 2), (2, 4)], ids=["features", "channels", "two-samples"])
+@pytest.mark.parametrize("shape", [(8, 4), (3, 4, 5), (5, 4, 3, 2), (2, 4)],
+                         ids=["features", "sequence", "channels", "two-samples"])
 def test_running_variance_and_evaluation_match_pytorch_after_training_steps(rng, shape):
     """PyTorch's running_var takes the unbiased batch variance (n/(n-1)); training still normalises with
     the biased one. Three training steps, then the evaluation output, in float64."""
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     ours = BatchNorm(4, momentum=0.3, dtype="float64")
-    theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(4, momentum=0.3,
-                                                                                 dtype=torch.float64)
+    theirs = (torch.nn.BatchNorm1d if len(shape) < 4 else torch.nn.BatchNorm2d)(4, momentum=0.3,
+                                                                               dtype=torch.float64)
     for _ in range(3):
         x = rng.standard_normal(shape) * 3 + 1
         np.testing.assert_allclose(ours.forward(x, train=True), theirs(torch.tensor(x)).detach().numpy(),
@@ -145,8 +147,8 @@ def test_buffers_move_with_the_model_and_are_saved(tmp_path, rng):
 
 
 @pytest.mark.parametrize("x,train,message", [
-    (np.zeros((4, 5), np.float32), True, r"expected input \(N, 3\) or \(N, 3, H, W\)"),
-    (np.zeros((4, 3, 2), np.float32), True, "got shape"),
+    (np.zeros((4, 5), np.float32), True, r"expected input \(N, 3\), \(N, 3, L\) or \(N, 3, H, W\)"),
+    (np.zeros((4, 3, 2, 2, 2), np.float32), True, "got shape"),
     (np.zeros((1, 3), np.float32), True, "more than one value per feature"),
     (np.zeros((4, 3), np.int32), True, "floating-point input"),
 ])

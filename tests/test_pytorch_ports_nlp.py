@@ -161,13 +161,22 @@ def test_char_rnn_generation_trains_and_samples_as_pytorchs():
 
 def test_the_rnn_called_once_per_letter_with_one_backward_per_letter_is_refused():
     """The tutorial's loop as it is, the model called at each letter: a backward per letter after the loop would
-    take the last letter's caches every time, so the second one is refused, saying what to write."""
+    take the last letter's caches every time. The first is refused, as the loop's calls feed each other (the hidden
+    state); with a state not fed back, the second, each saying what to write."""
     rnn, criterion = _RNN(N_LETTERS, HIDDEN, N_LETTERS).to(dtype="float64"), xn.losses.NLLLoss()
     category, line, target = _example(np.random.default_rng(1), 3)
     hidden, dys = rnn.initHidden(), []
     rnn.zero_grad()
     for i in range(3):
         output, hidden = rnn(category, line[i], hidden)
+        criterion(output, target[i:i + 1])
+        dys.append(criterion.backward())
+    with pytest.raises(RuntimeError, match=r"_RNN.backward after a loop of `output, hidden = rnn\(category, line\[i\], "
+                                           r"hidden\)`.*forward of a model of your own"):
+        rnn.backward(dys[-1], np.zeros_like(hidden))
+    hidden0, dys = rnn.initHidden(), []
+    for i in range(3):
+        output, hidden = rnn(category, line[i], hidden0)
         criterion(output, target[i:i + 1])
         dys.append(criterion.backward())
     _, _, dhidden = rnn.backward(dys[-1], np.zeros_like(hidden))

@@ -597,10 +597,14 @@ def test_two_separate_forwards_then_their_backwards_are_refused_at_the_second():
     step, h = Step(), np.ones((2, 3))
     for _ in range(3):
         h = step(h)
+    with pytest.raises(RuntimeError, match=r"^Step\.backward after a loop of `h = step\(h\)`: each call takes"):
+        step.backward(np.ones((2, 3)))  # the loop's calls feed each other: even the first backward is short
+    for x in (h, 2 * h, 3 * h):
+        y = step(x)
     dh = step.backward(np.ones((2, 3)))
     with pytest.raises(RuntimeError, match=r"^Step\.backward: the model ran 3 training forwards"):
         step.backward(dh)
-    step(h)  # a new forward: its backward is served again
+    step(y)  # a new forward: its backward is served again
     step.backward(np.ones((2, 3)))
 
 

@@ -80,7 +80,8 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Fold", "AlphaDropout", "SpectralNorm", "WeightNorm"]
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
-_BATCHNORM = "xn.layers.BatchNorm(num_features) normalises (N, D) features and (N, C, H, W) images per channel"
+_BATCHNORM = ("xn.layers.BatchNorm(num_features) normalises (N, D) features, (N, C, L) sequences and (N, C, H, W) "
+              "images per channel")
 
 _PARALLEL = ("no wrapper: xn.train(model, data, ..., comm=xn.distributed.init()) under mpiexec trains data "
              "parallel, one process per GPU")

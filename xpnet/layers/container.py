@@ -27,7 +27,9 @@ _PYTORCH_NAMES = {
     "cuda": _TO,
     "cpu": _TO,
     "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
-                        "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs",
+                        "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs. Arrays carry no "
+                        "requires_grad flag: those that train (PyTorch's `if param.requires_grad`) are "
+                        "model.trainable_params(), a dict by name",
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
                ".values() gives the objects",
     "children": "model.named_children() is a dict of the direct sub-layers by name; .values() gives the objects",

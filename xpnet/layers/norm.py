@@ -1,4 +1,4 @@
-"""Batch normalisation over features (N, D) or over channels (N, C, H, W)."""
+"""Batch normalisation over features (N, D) or over channels (N, C, L), (N, C, H, W)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ _EPS_LIMIT = 0.01  # an eps at least this large is a momentum passed second, in 
 
 
 class BatchNorm(Layer):
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature (N, D) or per channel (N, C, H, W).
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta, per feature (N, D) or per channel (N, C, L), (N, C, H, W).
 
-    ``train=True`` normalises with the batch mean and (biased) variance over N (and H, W) and updates
+    (N, C, L) is PyTorch's BatchNorm1d of a sequence (a Conv1d's output: torchaudio's M5), per channel over N and L.
+    ``train=True`` normalises with the batch mean and (biased) variance over N (and L or H, W) and updates
     the running statistics; ``train=False`` uses them. params: gamma, beta (num_features,).
     buffers: running_mean, running_var (num_features,) in the layer's dtype, saved and moved with
     the model. Caches ``(x, shift)`` whose difference is the centred input (as (N, C, H*W); the
@@ -207,10 +208,16 @@ class BatchNorm(Layer):
 
 
 def check_channels(layer: Layer, x: Any) -> None:
-    """Raise unless ``x`` is (N, C) or (N, C, H, W) with C the layer's ``num_features`` (BatchNorm's inputs)."""
+    """Raise unless ``x`` is (N, C), (N, C, L) or (N, C, H, W) with C the layer's ``num_features`` (BatchNorm's
+    inputs: PyTorch's BatchNorm1d takes the first two, BatchNorm2d the third; channels second in each)."""
     c = layer.num_features
-    if x.ndim not in (2, 4) or x.shape[1] != c:
-        raise ValueError(f"{layer.name}: expected input (N, {c}) or (N, {c}, H, W), got shape {tuple(x.shape)}")
+    if x.ndim not in (2, 3, 4) or x.shape[1] != c:
+        hint = ""
+        if x.ndim == 3 and x.shape[2] == c:
+            hint = ("; a batch-first (N, L, C) sequence has its channels last: permute it to (N, C, L), "
+                    "xp.permute_dims(x, (0, 2, 1)), as PyTorch's BatchNorm1d needs too")
+        raise ValueError(f"{layer.name}: expected input (N, {c}), (N, {c}, L) or (N, {c}, H, W), got shape "
+                         f"{tuple(x.shape)}{hint}")
 
 
 def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:

@@ -13,6 +13,15 @@ a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no
 which leaves the caches alone), a call whose output goes nowhere a loss could take it from (a statement of its own,
 ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through time: the last chunk's
 backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of its own calls).
+
+A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
+classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
+from the last output, where PyTorch's goes back through every letter and xpnet's served the last letter alone,
+silently. A recurrence is a call assigned to a name it also takes (``hidden`` above); a loop that calls the model
+on inputs made otherwise (sampling, an environment's states), or under ``with xn.no_grad():``, is left alone.
+
+The backward's own line names the model: the outermost ``R.backward(...)`` (``model.backward(criterion.backward())``
+is the model's, where two receivers used to leave the check out).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ __all__ = ["refuse_one_backward_for_two_calls"]
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # xpnet/
 _TREES: dict[str, Any] = {}  # file -> (its source, its tree, each statement's place)
 _FOUND: dict[tuple[str, int], tuple[tuple[str, ...], bool] | None] = {}  # (file, line) -> _block_calls
+_LOOPS: dict[tuple[str, int], str | None] = {}  # (file, line) -> _recurrent_loop
 
 
 def _tree(filename: str) -> tuple[str, ast.AST | None, dict[ast.AST, tuple[ast.AST, list[ast.stmt], int]]]:
@@ -53,6 +63,17 @@ def _receivers(node: ast.AST, source: str) -> set[str]:
     """The source of each ``R`` in the calls ``R.backward(...)`` (``backward_self``...) within ``node``."""
     return {ast.get_source_segment(source, n.func.value) or "" for n in ast.walk(node) if isinstance(n, ast.Call)
             and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("backward")}
+
+
+def _receiver(stmt: ast.stmt, source: str) -> str | None:
+    """The ``R`` of the backward the statement ``stmt`` calls: the outermost call ``R.backward(...)``
+    (``model.backward(criterion.backward())`` is the model's, ``dx = model.backward(dy)`` too), else the one
+    receiver of the backward calls within it; None where that is ambiguous."""
+    value = getattr(stmt, "value", None)
+    if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr.startswith("backward"):
+        return ast.get_source_segment(source, value.func.value) or None
+    receivers = _receivers(stmt, source)
+    return receivers.pop() if len(receivers) == 1 else None
 
 
 def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str]]:
@@ -97,10 +118,9 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
-    receivers = _receivers(here[0], source) if len(here) == 1 else set()
-    if len(receivers) != 1:
+    receiver = _receiver(here[0], source) if len(here) == 1 else None
+    if receiver is None:
         return None
-    receiver = receivers.pop()
     calls: list[tuple[str, str]] = []
     current, ended = here[0], False
     while current in places and not ended:
@@ -117,6 +137,57 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     if len(calls) < 2:
         return None
     return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
+
+
+def _recurrent_loop(filename: str, line: int) -> str | None:
+    """The call ``out, h = receiver(..., h)`` of a loop before the backward on ``line`` (in its block and the blocks
+    around it up to a loop or a function, since the receiver's last backward) that takes a name it assigns: the
+    loop's calls feed each other. None where there is none."""
+    source, tree, places = _tree(filename)
+    here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
+            and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
+    receiver = _receiver(here[0], source) if len(here) == 1 else None
+    return None if receiver is None else _loop_before(here[0], receiver, source, places)
+
+
+def _loop_before(current: ast.stmt, receiver: str, source: str, places: dict) -> str | None:
+    """:func:`_feeding_call` of the loops before ``current`` in its block and the open blocks around it."""
+    while current in places:
+        holder, block, index = places[current]
+        for stmt in reversed(block[:index]):
+            if receiver in _receivers(stmt, source):
+                return None
+            if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+                found = _feeding_call(stmt, receiver, source)
+                if found is not None:
+                    return found
+        if not isinstance(holder, _OPEN):
+            return None
+        current = holder
+    return None
+
+
+def _feeding_call(loop: ast.AST, receiver: str, source: str) -> str | None:
+    """The source of an assignment in ``loop`` of a call of ``receiver`` taking a name the assignment sets, outside
+    a ``with xn.no_grad():`` (or ``set_grad_enabled``, ``inference_mode``) block."""
+    untracked = {id(node) for block in ast.walk(loop) if isinstance(block, (ast.With, ast.AsyncWith))
+                 and any(word in (ast.get_source_segment(source, item.context_expr) or "")
+                         for item in block.items for word in ("no_grad", "set_grad_enabled", "inference_mode"))
+                 for stmt in block.body for node in ast.walk(stmt)}
+    for node in ast.walk(loop):
+        if not isinstance(node, ast.Assign) or not isinstance(node.value, ast.Call) or id(node) in untracked:
+            continue
+        func = node.value.func
+        if isinstance(func, ast.Attribute) and func.attr == "forward":
+            func = func.value
+        if ast.get_source_segment(source, func) != receiver:
+            continue
+        assigned = {n.id for target in node.targets for n in ast.walk(target) if isinstance(n, ast.Name)}
+        taken = {n.id for arg in [*node.value.args, *(k.value for k in node.value.keywords)] for n in ast.walk(arg)
+                 if isinstance(n, ast.Name)}
+        if assigned & taken:
+            return ast.get_source_segment(source, node)
+    return None
 
 
 def _drops(model: Any) -> bool:
@@ -145,8 +216,19 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
     key = (frame.f_code.co_filename, frame.f_lineno)
     if key not in _FOUND:
         _FOUND[key] = _block_calls(*key)
-    found = _FOUND[key]
-    if found is None or (found[1] and not _drops(model)) or _stateful(model):
+        _LOOPS[key] = _recurrent_loop(*key)
+    found, loop = _FOUND[key], _LOOPS[key]
+    if _stateful(model):
+        return
+    if loop is not None:
+        raise RuntimeError(
+            f"{model.name}.backward after a loop of `{loop}`: each call takes what the one before returned, and "
+            f"PyTorch's one backward goes back through every step, but an xpnet model keeps its last call's caches "
+            f"only, so this backward serves the last step alone (a gradient through one step, silently short). Put "
+            f"the loop in the forward of a model of your own holding {model.name} (each call is kept there), whose "
+            f"backward takes the steps back from the last to the first, passing each step's gradient of the state "
+            f"to the step before (docs/from-pytorch.md, the char-RNN tutorials)")
+    if found is None or (found[1] and not _drops(model)):
         return  # the same inputs each time, deterministic (a look at the weights, then need_weights=False): no matter
     calls = found[0]
     raise RuntimeError(

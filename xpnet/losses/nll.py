@@ -41,8 +41,11 @@ class NLLLoss(LabelLoss):
         y, t = untracked(y), untracked(t)
         xp = self._check_pair(y, t)
         if y.ndim < 2:
+            hint = ("; one sample's (C,) (PyTorch takes it unbatched; a batch of one made (C,) by .squeeze()): keep "
+                    "the batch axis, y[None] with labels of shape (1,), or squeeze only the axis you mean, "
+                    "y.squeeze(1)" if y.ndim == 1 else "")
             raise ValueError(f"{self.name}: expected log-probabilities of shape (N, C) or (N, C, d1, ...), got "
-                             f"{tuple(y.shape)}")
+                             f"{tuple(y.shape)}{hint}")
         c, positions = y.shape[1], (y.shape[0], *y.shape[2:])
         if tuple(t.shape) != tuple(positions):
             last = y.ndim > 2 and tuple(t.shape) == tuple(y.shape[:-1])

@@ -20,11 +20,11 @@ _PARTS = ("xpnet has no autograd: each loss layer's backward() gives the gradien
 
 class LossValue(float):
     """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
-    ``loss.sum().item()``, ``loss.detach()``, ``float(loss)``, ``f"{loss:.4f}"`` and sums over a loop work.
-    There is no graph behind it: ``loss.backward()`` raises, saying to call the loss layer's ``backward()``
-    for dy, then ``model.backward(dy)``. Sums, differences, products and quotients with numbers stay LossValues
-    (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says how the
-    parts' gradients go back."""
+    ``loss.sum().item()``, ``loss.detach()``, ``loss.cpu().numpy()``, ``float(loss)``, ``f"{loss:.4f}"`` and sums
+    over a loop work. There is no graph behind it: ``loss.backward()`` raises, saying to call the loss layer's
+    ``backward()`` for dy, then ``model.backward(dy)``. Sums, differences, products and quotients with numbers
+    stay LossValues (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says
+    how the parts' gradients go back."""
 
     # NumPy's scalars and arrays defer to its operators (numpy/_core/src/common/binop_override.h: a higher
     # __array_priority__ and no __array_ufunc__): 0.25 * np.sum(...) + 0.75 * loss and np.float32(0.5) * loss stay
@@ -49,6 +49,11 @@ class LossValue(float):
 
     mean = sum  # a 0-d tensor's mean is itself too
     detach = sum  # nothing to detach from: no graph behind it
+    cpu = sum  # a float on the host already (the hyperparameter-tuning tutorial's ``loss.cpu().numpy()``)
+
+    def numpy(self) -> Any:
+        """The value as a 0-d float64 NumPy array, as a 0-d tensor's ``numpy()`` gives one."""
+        return np.asarray(float(self))
 
     def __getattr__(self, name: str) -> Any:
         again = repeated(self.__dict__.get("calls", ()))
