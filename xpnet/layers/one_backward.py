@@ -111,29 +111,42 @@ _COMPOUND = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.For, ast.A
 _OPEN = (ast.If, ast.With, ast.AsyncWith, ast.Try, ast.ExceptHandler)
 
 
-def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | None:
-    """The calls of the model whose backward is called on ``line``, in the statements before it since its last
-    backward (in its block, and in the blocks around it up to a loop or a function), and whether all take the same
-    inputs; None where there are fewer than two."""
+def _backward_at(filename: str, line: int) -> tuple[str, dict, ast.stmt, str] | None:
+    """(the file's source, its statements' places, the statement on ``line`` calling a backward, that backward's
+    receiver), or None where the line holds no single such statement."""
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
     receiver = _receiver(here[0], source) if len(here) == 1 else None
-    if receiver is None:
-        return None
-    calls: list[tuple[str, str]] = []
-    current, ended = here[0], False
-    while current in places and not ended:
+    return None if receiver is None else (source, places, here[0], receiver)
+
+
+def _before(current: ast.stmt, receiver: str, source: str, places: dict) -> Any:
+    """The statements before ``current``, last first, in its block and the blocks around it up to a loop or a
+    function, back to ``receiver``'s last backward (not included)."""
+    while current in places:
         holder, block, index = places[current]
         for stmt in reversed(block[:index]):
             if receiver in _receivers(stmt, source):
-                ended = True
-                break
-            if not isinstance(stmt, _COMPOUND):
-                calls = _calls_of(stmt, receiver, source) + calls
+                return
+            yield stmt
         if not isinstance(holder, _OPEN):
-            break
+            return
         current = holder
+
+
+def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | None:
+    """The calls of the model whose backward is called on ``line``, in the statements before it since its last
+    backward (in its block, and in the blocks around it up to a loop or a function), and whether all take the same
+    inputs; None where there are fewer than two."""
+    found = _backward_at(filename, line)
+    if found is None:
+        return None
+    source, places, here, receiver = found
+    calls: list[tuple[str, str]] = []
+    for stmt in _before(here, receiver, source, places):
+        if not isinstance(stmt, _COMPOUND):
+            calls = _calls_of(stmt, receiver, source) + calls
     if len(calls) < 2:
         return None
     return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
@@ -143,27 +156,15 @@ def _recurrent_loop(filename: str, line: int) -> str | None:
     """The call ``out, h = receiver(..., h)`` of a loop before the backward on ``line`` (in its block and the blocks
     around it up to a loop or a function, since the receiver's last backward) that takes a name it assigns: the
     loop's calls feed each other. None where there is none."""
-    source, tree, places = _tree(filename)
-    here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
-            and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
-    receiver = _receiver(here[0], source) if len(here) == 1 else None
-    return None if receiver is None else _loop_before(here[0], receiver, source, places)
-
-
-def _loop_before(current: ast.stmt, receiver: str, source: str, places: dict) -> str | None:
-    """:func:`_feeding_call` of the loops before ``current`` in its block and the open blocks around it."""
-    while current in places:
-        holder, block, index = places[current]
-        for stmt in reversed(block[:index]):
-            if receiver in _receivers(stmt, source):
-                return None
-            if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
-                found = _feeding_call(stmt, receiver, source)
-                if found is not None:
-                    return found
-        if not isinstance(holder, _OPEN):
-            return None
-        current = holder
+    found = _backward_at(filename, line)
+    if found is None:
+        return None
+    source, places, here, receiver = found
+    for stmt in _before(here, receiver, source, places):
+        if isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+            call = _feeding_call(stmt, receiver, source)
+            if call is not None:
+                return call
     return None
 
 
