@@ -1,8 +1,9 @@
 """A model's own backward (a class of the user's) given dy of another dtype than its last forward's output.
 
 A float64 dy (``np.ones(shape)``) into a float32 model makes float64 parameter gradients that only the optimizer's
-step refuses, naming a parameter, far from the slip. ``Sequential.backward`` refuses it at its entry; for a model
-whose ``backward`` is written out by hand, ``scoped`` (:mod:`xpnet.layers.uses`) keeps the dtype of the output of
+step refuses, naming a parameter, far from the slip. ``Sequential`` keeps its output's dtype under
+:data:`OUTPUT_DTYPE` and refuses it at its backward's entry with :func:`message` (inline there: a training step's
+path, no call); for a model whose ``backward`` is written out by hand, ``scoped`` (:mod:`xpnet.layers.uses`) keeps the dtype of the output of
 the model's forward (:func:`noted`, where the forward is the user's too) and ``rounded`` compares it with dy's as
 the model's backward starts (:func:`refuse_other_dtype`): one read and one compare per backward call. A forward
 giving something without a dtype (a tuple of outputs, a PackedSequence) is not checked.
@@ -35,6 +36,12 @@ def refuse_other_dtype(model: Any, args: tuple[Any, ...]) -> None:
     except AttributeError:  # dy no array: the layers say what they expected
         return
     if got is not expected and got != expected:
-        raise TypeError(f"{model.name}.backward: dy is {got}, but the last forward's output is {expected}: a {got} "
-                        f"gradient would make {got} parameter gradients, which the optimizer refuses; give dy in the "
-                        f"output's dtype (xp.astype(dy, y.dtype))")
+        raise TypeError(message(model, got, expected))
+
+
+def message(model: Any, got: Any, expected: Any, source: str = "") -> str:
+    """The refusal of a dy of dtype ``got`` given to ``model`` whose last forward's output (``source``: where it came
+    from, ", from layer 2 (Linear),") is ``expected``."""
+    return (f"{model.name}.backward: dy is {got}, but the last forward's output{source} is {expected}: a {got} "
+            f"gradient would make {got} parameter gradients, which the optimizer refuses; give dy in the output's "
+            f"dtype (xp.astype(dy, y.dtype))")

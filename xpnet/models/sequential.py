@@ -7,6 +7,7 @@ from typing import Any
 from .._user import is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
+from ..layers.dy_dtype import OUTPUT_DTYPE, message
 from ..layers.submodules import Place
 from ..layers.uses import chained
 from .chain import StopsWhereNothingTrains, backward_chain
@@ -127,10 +128,10 @@ class Sequential(StopsWhereNothingTrains, Model):
         must have.
         """
         y = chained(self, self.layers, x, self._check_train(train, hint=STATE_HINT))
-        try:  # no call on a training step's path: an attribute read, not getattr()
-            self.__dict__[_Y_DTYPE] = y.dtype
+        try:  # dy_dtype.noted, inline: no call on a training step's path (an attribute read, not getattr())
+            self.__dict__[OUTPUT_DTYPE] = y.dtype
         except AttributeError:  # a layer of one's own returning no array: nothing to check dy against
-            self.__dict__[_Y_DTYPE] = None
+            self.__dict__[OUTPUT_DTYPE] = None
         return y
 
     def backward(self, dy: Any, input_grad: bool = True) -> Any:
@@ -139,25 +140,18 @@ class Sequential(StopsWhereNothingTrains, Model):
         any gradient below the first layer whose parameters train (a frozen backbone is not backpropagated
         through at all). A dy of another dtype than the last forward's output (float64 into a float32 model) is
         refused here, before it makes gradients of that dtype that the optimizer would refuse at its step."""
-        try:
-            expected, got = self.__dict__[_Y_DTYPE], dy.dtype
+        try:  # dy_dtype.refuse_other_dtype, inline as the forward's note
+            expected, got = self.__dict__[OUTPUT_DTYPE], dy.dtype
         except (KeyError, AttributeError):  # no forward yet, or dy no array: the layers say so
             expected = got = None
         if got is not expected and expected is not None and got != expected:
-            raise TypeError(_dy_dtype_error(self, got, expected))
+            raise TypeError(message(self, got, expected, f", from {_last_layer(self)},"))
         return backward_chain(self.layers, dy, input_grad)
 
 
-_Y_DTYPE = "_y_dtype"  # the last forward's output dtype, in the Sequential's __dict__
-
-
-def _dy_dtype_error(model: Sequential, got: Any, expected: Any) -> str:
-    """The message for a dy of dtype ``got`` given to a model whose last forward gave ``expected``."""
-    i, last = len(model.layers) - 1, model.layers[-1].name if model.layers else None
-    where = f"layer {i} ({last})" if last else "its input (no layers)"
-    return (f"{model.name}.backward: dy is {got}, but the last forward's output, from {where}, is {expected}: a "
-            f"{got} gradient would make {got} parameter gradients, which the optimizer refuses; give dy in the "
-            f"output's dtype (xp.astype(dy, y.dtype))")
+def _last_layer(model: Sequential) -> str:
+    """Where ``model``'s output comes from, for a message: "layer 2 (Linear)"."""
+    return f"layer {len(model.layers) - 1} ({model.layers[-1].name})" if model.layers else "its input (no layers)"
 
 
 _INDEX_NAMES = tuple(str(i) for i in range(256))  # a Sequential's children's names, "0", "1", ...
