@@ -78,12 +78,13 @@ def flag(value: Any, who: str, arg: str) -> bool:
     raise TypeError(f"{who}: {arg} must be True or False, got {value!r}")
 
 
-def did_you_mean(value: Any, names: Any) -> str:
-    """``"; did you mean 'x'?"`` for a string ``value`` close to one of ``names`` (a misspelt name), else ``""``."""
+def did_you_mean(value: Any, names: Any, meaning: Any = None) -> str:
+    """``"; did you mean 'x'?"`` for a string ``value`` close to one of ``names`` (a misspelt name), else ``""``;
+    ``meaning`` (a dict) gives what to suggest for a name (another library's name -> ours)."""
     if not isinstance(value, str):
         return ""
     close = difflib.get_close_matches(value.lower(), [str(n) for n in names], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"; did you mean {(meaning or {}).get(close[0], close[0])!r}?" if close else ""
 
 
 def seed(value: Any, who: str, arg: str = "seed", optional: bool = False) -> int | None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import itertools
 import math
 from typing import Any, Iterator
 
 import numpy as np
 
+from .._user import did_you_mean
 from .._user import seed as _seed_arg
 from ..backend import float_dtype_name
 
@@ -96,10 +96,8 @@ def bad_init(init: Any, who: str, also: tuple[str, ...] = ()) -> ValueError:
     names, "pytorch") and, for a misspelt name, the closest."""
     names = (*also, *NAMES)
     known = {**_ALIASES, **{name: name for name in also}}
-    close = difflib.get_close_matches(init.lower(), known, n=1, cutoff=0.6) if isinstance(init, str) else []
-    hint = f"; did you mean {known[close[0]]!r}?" if close else ""
     return ValueError(f"{_prefix(who)}init must be one of {', '.join(map(repr, names))}, a standard deviation (a "
-                      f"number > 0) or a callable f(shape, rng), got {init!r}{hint}")
+                      f"number > 0) or a callable f(shape, rng), got {init!r}{did_you_mean(init, known, known)}")
 
 
 def _prefix(who: str) -> str:
