@@ -205,11 +205,17 @@ def _batch_first(layer: Any) -> bool:
 def check_layouts(encoding: Any) -> None:
     """:func:`refuse_mixed_layouts` for the PositionalEncoding ``encoding`` once per model whose forward calls it
     (the model running now, :mod:`.uses`' record); nothing outside a model's forward."""
+    _once_per_model(encoding, _CHECKED, refuse_mixed_layouts)
+
+
+def _once_per_model(layer: Any, key: str, refuse: Any) -> None:
+    """``refuse(layer, model)`` for the model whose forward runs ``layer`` now, once per model (its id kept in the
+    layer's ``__dict__`` under ``key``); nothing outside a model's forward."""
     local = uses._local  # the running model, as uses' wrappers read it
     model = local.calls is not None and local.model
-    if model and encoding.__dict__.get(_CHECKED) != id(model):
-        refuse_mixed_layouts(encoding, model)
-        encoding.__dict__[_CHECKED] = id(model)
+    if model and layer.__dict__.get(key) != id(model):
+        refuse(layer, model)
+        layer.__dict__[key] = id(model)
 
 
 def refuse_mixed_layouts(encoding: Any, model: Any) -> None:
@@ -256,11 +262,7 @@ def _permutes(forward: Any) -> bool:
 def check_tables(layer: Any) -> None:
     """:func:`refuse_time_first_tables` for the batch-first Transformer layer ``layer`` once per model whose forward
     runs it (the model running now, :mod:`.uses`' record); nothing outside a model's forward."""
-    local = uses._local
-    model = local.calls is not None and local.model
-    if model and layer.__dict__.get(_TABLES_CHECKED) != id(model):
-        refuse_time_first_tables(layer, model)
-        layer.__dict__[_TABLES_CHECKED] = id(model)
+    _once_per_model(layer, _TABLES_CHECKED, refuse_time_first_tables)
 
 
 def refuse_time_first_tables(layer: Any, model: Any) -> None:
