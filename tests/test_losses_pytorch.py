@@ -509,3 +509,40 @@ def test_the_new_losses_are_captured_and_others_named():
     why = obstacle(model, Mine(), xn.optim.SGD(0.1), batches, cuda)
     assert why.startswith("the loss Mine is not captured in this version (captured: ")
     assert all(type(loss).__name__ in why for loss in captured), why
+
+
+@pytest.mark.parametrize("ignore_index", [-100, 0])
+def test_train_takes_class_labels_equal_to_ignore_index_as_pytorch(torch, ignore_index):
+    """xn.train with (N,) labels of which some equal ignore_index (PyTorch's CrossEntropyLoss(ignore_index=...)
+    leaves those rows out of the mean; xn.train refused them as out of range): the weights after two epochs of
+    SGD equal PyTorch's in float64, and the accuracy, of the training history and of xn.evaluate, is over the
+    labels that count, also where ignore_index names a class (0)."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((40, 5)), rng.integers(0, 3, 40)
+    t[::4] = ignore_index
+    model = xn.Sequential(xn.layers.Linear(5, 3, dtype="float64"))
+    reference = torch.nn.Linear(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        reference.weight.copy_(torch.from_numpy(model.layers[0].params["W"].T.copy()))
+        reference.bias.copy_(torch.from_numpy(model.layers[0].params["b"].copy()))
+    loss = SoftmaxCrossEntropy(ignore_index=ignore_index)
+    history = xn.train(model, (x, t), loss=loss, optimizer=xn.optim.SGD(0.5), epochs=2, batch_size=10,
+                       shuffle=False, progress=False)
+    criterion, opt = torch.nn.CrossEntropyLoss(ignore_index=ignore_index), torch.optim.SGD(reference.parameters(), 0.5)
+    counted = t != ignore_index
+    for _ in range(2):
+        hits = 0  # the epoch's correct labels that count, as each batch's forward saw them
+        for start in range(0, 40, 10):
+            opt.zero_grad()
+            out = reference(torch.from_numpy(x[start:start + 10]))
+            criterion(out, torch.from_numpy(t[start:start + 10])).backward()
+            opt.step()
+            hits += int(((out.argmax(1).numpy() == t[start:start + 10]) & counted[start:start + 10]).sum())
+    assert history.epochs[-1]["train_accuracy"] == pytest.approx(hits / counted.sum(), abs=1e-12)
+    np.testing.assert_allclose(model.layers[0].params["W"], reference.weight.detach().numpy().T, **EXACT)
+    np.testing.assert_allclose(model.layers[0].params["b"], reference.bias.detach().numpy(), **EXACT)
+    with torch.no_grad():
+        out = reference(torch.from_numpy(x))
+        expected = {"loss": float(criterion(out, torch.from_numpy(t))),
+                    "accuracy": float((out.argmax(1).numpy() == t)[counted].mean())}
+    assert xn.evaluate(model, (x, t), loss=loss) == pytest.approx(expected, rel=1e-12)

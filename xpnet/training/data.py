@@ -155,12 +155,7 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
             if not xp.isdtype(y.dtype, "integral"):
                 raise TypeError(f"{arg}: {loss.name} with targets of shape (N,) needs integer class indices, got "
                                 f"dtype {y.dtype}; convert with y.astype('int64'), or pass one-hot rows (N, {c})")
-            lo, hi = int(xp.min(y)), int(xp.max(y))
-            if lo < 0 or hi >= c:
-                raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs, got "
-                                 f"values in [{lo}, {hi}]")
-            index = index_dtype(dev)
-            y = y if y.dtype == index else xp.astype(y, index)
+            y = _class_labels(y, c, loss, dev, arg)
             return x, y, y
         if isinstance(loss, NLLLoss):
             raise ValueError(f"{arg}: NLLLoss needs (N,) integer class indices, got targets of shape "
@@ -223,10 +218,19 @@ def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: De
         raise ValueError(f"{arg}: {loss.name} on scores of shape (N, {', '.join(map(str, out_shape[1:]))}) needs "
                          f"integer labels of shape (N, {', '.join(map(str, positions))}), got "
                          f"{tuple(y.shape)} of dtype {y.dtype}{hint}")
-    valid = y != loss.ignore_index
-    if bool(xp.any(valid & ((y < 0) | (y >= c)))):
-        raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs (or equal "
-                         f"ignore_index={loss.ignore_index}), got values in [{int(xp.min(y))}, {int(xp.max(y))}]")
+    return _class_labels(y, c, loss, dev, arg)
+
+
+def _class_labels(y: Any, c: int, loss: Any, dev: Device, arg: str) -> Any:
+    """Integer labels each in [0, C) or equal to the loss's ``ignore_index`` (PyTorch's, for (N,) labels as for
+    a sequence's: those count for nothing), in the index dtype."""
+    xp = dev.xp
+    lo, hi = int(xp.min(y)), int(xp.max(y))
+    if lo < 0 or hi >= c:
+        ignore = loss.ignore_index
+        if bool(xp.any((y != ignore) & ((y < 0) | (y >= c)))):
+            raise ValueError(f"{arg}: labels must lie in [0, {c}) for a model with {c} outputs (or equal "
+                             f"ignore_index={ignore}), got values in [{lo}, {hi}]")
     index = index_dtype(dev)
     return y if y.dtype == index else xp.astype(y, index)
 

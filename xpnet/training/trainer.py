@@ -239,7 +239,7 @@ class Trainer:
             raise self.diagnose(snapshot, batches, epoch, steps)
         self.open_bar = bar
         return {"train_loss": loss_total / max(count, 1),
-                "train_accuracy": correct / n if correct is not None else None,
+                "train_accuracy": correct / (max(count, 1) if self.ignored else n) if correct is not None else None,
                 **({} if nll is None else {"train_nll": nll / max(count, 1)})}
 
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
@@ -315,7 +315,10 @@ class Trainer:
                 bar.close()
             raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
         count = max(int(self.reduce(count)), 1)
-        logs = {"train_loss": loss_total / count, "train_accuracy": int(self.reduce(correct)) / n if classify else None}
+        # The accuracy is over the labels that count (not ignore_index), as the loss is.
+        labels = count if self.ignored else n
+        logs = {"train_loss": loss_total / count,
+                "train_accuracy": int(self.reduce(correct)) / labels if classify else None}
         if nll_sum is not None:
             logs["train_nll"] = float(self.reduce(nll_sum)) / count
         self.open_bar = bar
@@ -335,17 +338,22 @@ class Trainer:
         batch_loss, count = self.weighted(value, int(yb.shape[0]))
         if self.first_loss is None:
             self.first_loss = (batch_loss, count)
-        hits = self.count_correct(out, classes, classes is yb) if classify else None
+        hits = self.count_correct(out, classes, classes is yb, self.ignored) if classify else None
         return batch_loss, count, hits, None if self.nll is None else self.nll_sum(out, yb)
 
-    def count_correct(self, out: Any, classes: Any, labels_are_classes: bool) -> Any:
+    def count_correct(self, out: Any, classes: Any, labels_are_classes: bool, ignored: bool = False) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
-        loss's own count where it found one for the same labels (no argmax again), else counted here."""
-        found = self.loss.correct_count() if labels_are_classes else None
+        loss's own count where it found one for the same labels (no argmax again), else counted here.
+        ``ignored`` (some label may equal the loss's ``ignore_index``): those rows count for nothing, also
+        where ``ignore_index`` names a class."""
+        found = self.loss.correct_count() if labels_are_classes and not ignored else None
         if found is not None:
             return found
         xp = self.dev.xp
-        return xp.count_nonzero(xp.argmax(out, axis=1) == classes)
+        hits = xp.argmax(out, axis=1) == classes
+        if ignored and labels_are_classes:
+            hits = hits & (classes != self.loss.ignore_index)
+        return xp.count_nonzero(hits)
 
     def sigterm_agreed(self) -> bool:
         """Whether SIGTERM came to this process (to any rank, agreed by all: one small collective)."""
@@ -397,10 +405,12 @@ class Trainer:
                 if nll_sum is not None:
                     nll_sum = nll_sum + self.nll_sum(out, y[start:stop, ...])
                 if classes is not None:
-                    correct = correct + self.count_correct(out, classes[start:stop, ...], classes is y)
+                    correct = correct + self.count_correct(out, classes[start:stop, ...], classes is y, ignored)
                 self.threads.end()
         count = max(int(self.reduce(count)), 1)
-        return (float(self.reduce(loss_sum)) / count, int(self.reduce(correct)) / n if classes is not None else None,
+        labels = count if ignored else n  # the accuracy is over the labels that count, as the loss
+        return (float(self.reduce(loss_sum)) / count,
+                int(self.reduce(correct)) / labels if classes is not None else None,
                 None if nll_sum is None else float(self.reduce(nll_sum)) / count)
 
     def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
