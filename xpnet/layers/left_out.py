@@ -96,4 +96,10 @@ def _why(optimizer: Any, root: Any, layer: Any, model: Any, calls: int, backward
             f"PyTorch's autograd would leave out only the part not backpropagated. Call its backward once per call, "
             f"last call first (the backward of each submodel that called it); a call whose output needs no gradient "
             f"(a target, a look, the steps before a truncation of backpropagation through time: PyTorch's "
-            f".detach()) goes under `with xn.no_grad():` in the forward")
+            f".detach()) or goes nowhere (a warm-up or a shape probe, `self.n = self.{_attr(model, layer)}(x[:1])"
+            f".shape[1]`, which autograd ignores) goes under `with xn.no_grad():` in the forward")
+
+
+def _attr(model: Any, layer: Any) -> str:
+    """``layer``'s dotted name in ``model`` (``features``), or ``layer`` where it is none of its layers."""
+    return next((k for k, v in model.named_modules().items() if v is layer and k), "layer")
