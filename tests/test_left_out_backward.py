@@ -204,6 +204,24 @@ class TargetUnderNoGrad(xn.Model):
         return self.a.backward(dy)
 
 
+@pytest.mark.parametrize("make", [BForgotten, TargetUnderNoGrad], ids=["forgotten", "no_grad-target"])
+def test_a_step_written_by_hand_reading_named_grads_is_checked_as_an_optimizers(make):
+    """The char-RNN tutorial's update, ``p -= lr * model.named_grads()[name]``, bypasses the optimizer's step:
+    reading ``named_grads()`` refuses the forgotten backward there, and leaves a call that needs none alone."""
+    model, x = make(), np.ones((4, 3))
+    model.backward(np.ones((4, 3)) + 0 * model(x, x))
+    if make is BForgotten:
+        with pytest.raises(RuntimeError, match=r"^BForgotten\.named_grads\(\): BForgotten's forward called "
+                                               r"'a\.shared' \(Linear\) 2 times, but only 1 of its backward calls "
+                                               r"ran before these gradients were read.*call 1 got none"):
+            model.named_grads()
+        return
+    before = {k: v.copy() for k, v in model.named_params().items()}
+    for name, p in model.named_params().items():
+        p -= 0.1 * model.named_grads()[name]
+    assert all((model.named_params()[k] != v).any() for k, v in before.items())
+
+
 class ShapeProbe(TargetUnderNoGrad):
     """A shape probe in the forward, its output going nowhere (PyTorch's lazy ``self.n = self.a(x[:1]).shape[1]``,
     which autograd ignores), under ``xn.no_grad()`` where ``quiet``."""
