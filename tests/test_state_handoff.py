@@ -6,6 +6,8 @@ to pass it (a copy, explicit zeros, evaluation, a zero start, a stateful layer's
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -131,6 +133,7 @@ def test_a_state_cut_on_purpose_used_in_evaluation_or_never_handed_runs_as_befor
         np.testing.assert_allclose(got[name], g, rtol=1e-10, atol=1e-12, err_msg=name)
     out, h = enc(X)
     dec.backward(W + 0 * dec(Y, h)[0])
+    assert pickle.loads(pickle.dumps(dec)).params.keys() == dec.params.keys()  # its link to enc is no pickle's matter
     enc.backward(np.zeros_like(out), np.zeros_like(h))  # explicit zeros: cut on purpose
     out, h = enc(X)
     with xn.no_grad():

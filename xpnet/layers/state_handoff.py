@@ -54,6 +54,14 @@ class _Debt:
         self.layer, self.name, self.slot, self.output, self.paid = id(layer), layer.name, slot, output, False
 
 
+class _Links(tuple):
+    """A forward's links, ((slot, handing layer ref, forward number, output), ...): a layer pickled or copied with
+    them drops them (weak references do not pickle; its next forward makes its own)."""
+
+    def __reduce__(self) -> Any:
+        return type(None), ()
+
+
 class StateGradient:
     """``layer.dh`` (``dc``): the gradient of the state the layer's last backward's forward started from; reading
     it pays what that backward owes the layer that handed the state."""
@@ -108,7 +116,7 @@ def linked(state: tuple[Any, ...], slots: tuple[str, ...], carried_by: Any = Non
         entry = _HANDED.get(id(owner))
         if entry is not None and entry[0]() is owner and entry[1]() is not carried_by:
             links = (links or ()) + ((slot, entry[1], entry[2], entry[3]),)
-    return links
+    return None if links is None else _Links(links)
 
 
 def owe(layer: Any) -> None:
