@@ -82,6 +82,36 @@ def test_a_gradient_read_after_zero_grad_says_why_it_is_missing():
     assert layer.grads["b"].shape == (8,)
 
 
+
+def _zeros_of_an_empty_batch():
+    """What ``xn.train`` gives a model for a batch of no rows (a rank without samples, an accumulated group of
+    none): zeros, by ``guard.zero_grads``, the one function its three places call."""
+    from xpnet.training.guard import zero_grads  # noqa: PLC0415 - the loop's own, not public
+
+    model = _mlp()
+    zero_grads(model)
+    return model.layers[0]
+
+
+def _backward_of(layer, *inputs):
+    out = layer(*inputs)
+    layer.backward(np.ones_like(out[0] if isinstance(out, tuple) else out))
+    return layer
+
+
+@pytest.mark.parametrize("kept_by", [
+    lambda: _backward_of(xn.layers.MultiheadAttention(4, 2, batch_first=True), *[np.ones((2, 3, 4), f32)] * 3),
+    lambda: _backward_of(xn.layers.WeightNorm(Linear(2, 3)), np.ones((4, 2), f32)),
+    _zeros_of_an_empty_batch,
+], ids=["MultiheadAttention.backward", "WeightNorm.backward", "train's zeros for an empty batch"])
+def test_grads_rebound_by_a_backward_or_a_loop_still_say_why_a_key_is_missing(kept_by):
+    """Each of these rebound grads to a plain dict (a bare ``KeyError: 'weight'``) until the next zero_grad()."""
+    layer = kept_by()
+    name = type(layer).__name__
+    with pytest.raises(KeyError, match=rf"^{name}.grads\['weight'\]: {name} has no parameter 'weight' \(its "):
+        layer.grads["weight"]
+
+
 # -- a float64 dy into a float32 composite model's own backward made float64 gradients, refused only at opt.step ----
 
 class _Net(xn.Model):

@@ -204,14 +204,58 @@ class TargetUnderNoGrad(xn.Model):
         return self.a.backward(dy)
 
 
-@pytest.mark.parametrize("make", [LookThenUse, TargetUnderNoGrad, FrozenShared],
-                         ids=["evaluation-look", "no_grad-target", "frozen"])
+@pytest.mark.parametrize("make", [BForgotten, TargetUnderNoGrad], ids=["forgotten", "no_grad-target"])
+def test_a_step_written_by_hand_reading_named_grads_is_checked_as_an_optimizers(make):
+    """The char-RNN tutorial's update, ``p -= lr * model.named_grads()[name]``, bypasses the optimizer's step:
+    reading ``named_grads()`` refuses the forgotten backward there, and leaves a call that needs none alone."""
+    model, x = make(), np.ones((4, 3))
+    model.backward(np.ones((4, 3)) + 0 * model(x, x))
+    if make is BForgotten:
+        with pytest.raises(RuntimeError, match=r"^BForgotten\.named_grads\(\): BForgotten's forward called "
+                                               r"'a\.shared' \(Linear\) 2 times, but only 1 of its backward calls "
+                                               r"ran before these gradients were read.*call 1 got none"):
+            model.named_grads()
+        return
+    before = {k: v.copy() for k, v in model.named_params().items()}
+    for name, p in model.named_params().items():
+        p -= 0.1 * model.named_grads()[name]
+    assert all((model.named_params()[k] != v).any() for k, v in before.items())
+
+
+class ShapeProbe(TargetUnderNoGrad):
+    """A shape probe in the forward, its output going nowhere (PyTorch's lazy ``self.n = self.a(x[:1]).shape[1]``,
+    which autograd ignores), under ``xn.no_grad()`` where ``quiet``."""
+
+    quiet = True
+
+    def forward(self, x1, x2, train=True):
+        with xn.no_grad() if self.quiet else xn.enable_grad():
+            self.n = self.a(x1[:1]).shape[1]
+        return self.a(x1)
+
+
+def test_a_shape_probe_whose_output_goes_nowhere_is_refused_saying_to_put_it_under_no_grad():
+    """It cannot be told from a call whose backward was forgotten (its output may have fed arithmetic whose result
+    went on), so it is refused like one, the message naming the call and what to write."""
+    model = ShapeProbe()
+    model.quiet = False
+    opt = xn.optim.SGD(model, lr=0.1)
+    x = np.ones((4, 3))
+    model.backward(np.ones((4, 3)) + 0 * model(x, x))
+    with pytest.raises(RuntimeError, match=r"called 'a' \(Sequential\) 2 times.*call 1 got none.*goes nowhere \(a "
+                                           r"warm-up or a shape probe, `self.n = self.a\(x\[:1\]\).shape\[1\]`, "
+                                           r"which autograd ignores\) goes under `with xn.no_grad\(\):`"):
+        opt.step()
+
+
+@pytest.mark.parametrize("make", [LookThenUse, TargetUnderNoGrad, ShapeProbe, FrozenShared],
+                         ids=["evaluation-look", "no_grad-target", "no_grad-shape-probe", "frozen"])
 def test_calls_left_out_that_need_no_gradient_step_as_pytorch(make):
     """A look or a target before the use leaves the use's gradient alone; a frozen shared layer's calls are no
     step's matter (the head trains on what reached it, as PyTorch's step with the layer's requires_grad_(False))."""
     torch = _torch()
     model = make()
-    linear = model.a[0] if make is TargetUnderNoGrad else model.a.shared
+    linear = model.a[0] if isinstance(model, TargetUnderNoGrad) else model.a.shared
     lin = _loaded(linear, torch)
     trained = model.head if make is FrozenShared else linear
     before = {k: v.copy() for k, v in trained.params.items()}

@@ -179,6 +179,9 @@ def expect_error(kind, fragments, fn, *args, **kwargs):
 def check_errors():
     model = make_model(xn.device("cpu"), "float64", seed=0)
     expect_error(ValueError, ["every rank passed count=0"], comm.allreduce_grads, model, count=0)
+    comm.allreduce_grads(model, count=0, empty_ok=True)  # zeros: grads kept a Grads, whose missing key says why
+    expect_error(KeyError, ["Linear.grads['weight']", "PyTorch's 'weight' is 'W' here"],
+                 model.layers[0].grads.__getitem__, "weight")
     expect_error(ValueError, ["count must be an int >= 0"], comm.allreduce_grads, model, count=-1)
     expect_error(ValueError, ["root must be a rank"], comm.broadcast_params, model, root=size)
     if size == 1:

@@ -222,7 +222,8 @@ class Communicator:
             trained = [layer for layer in _layers(model).values() if not layer._frozen]  # frozen: no gradient
             if total == 0 and empty_ok:
                 for layer in trained:
-                    layer.grads = {key: namespace(p).zeros_like(p) for key, p in layer.params.items()}
+                    layer.grads.clear()  # in place: a layer's Grads, whose missing key says why, stays one
+                    layer.grads.update({key: namespace(p).zeros_like(p) for key, p in layer.params.items()})
                 return stopping
             if total == 0:
                 raise raised_on_every_rank(ValueError(

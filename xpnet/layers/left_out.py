@@ -10,7 +10,9 @@ Which call a gradient belongs to cannot be seen, but that calls were left out ca
 backward of its first call: ``closed``) is still in ``OPEN`` when an optimizer's step comes, before it changes
 anything (``Optimizer._advance``: one test of an empty dict a step). ``refuse`` raises there, naming the layer,
 its calls and what to write, where the step updates the layer's parameters and a call not taken back needed a
-gradient. Left alone:
+gradient; ``refuse_read`` alike where ``model.named_grads()`` is read (a step written by hand, the char-RNN
+tutorial's ``p -= lr * model.named_grads()[name]``; not L-BFGS's closure, whose step reads them otherwise, nor
+``layer.grads``, a plain dict read). Left alone:
 
 - a call under ``xn.no_grad()`` (PyTorch's ``torch.no_grad()`` or ``.detach()``): the steps before a truncation of
   backpropagation through time, a target, a look; the explicit way to leave a call's backward out;
@@ -32,7 +34,7 @@ from typing import Any
 
 from .uncalled import FORWARDS, named
 
-__all__ = ["OPEN", "USES", "opened", "closed", "refuse"]
+__all__ = ["OPEN", "USES", "opened", "closed", "refuse", "refuse_read"]
 
 USES = "_uses_in_last_forward"  # on a layer: its calls in the last forward (uses._Uses), where it had more than one
 OPEN: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (layer, its _Uses) whose round of backward calls is under way
@@ -73,7 +75,7 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
     stepped = {id(item[3]): item for item in work}
     for key, (layer, uses) in list(OPEN.items()):
         found = _round(layer, uses)
-        if found is None or not found[1] or not found[2] or not layer.params_and_grads(trainable=True)[0]:
+        if found is None or not found[1] or not found[2] or not layer.trainable_params():
             OPEN.pop(key, None)  # (frozen: no step takes its gradients)
             continue
         item = next((stepped[id(p)] for node in layer.named_modules().values() for p in node.params.values()
@@ -81,19 +83,46 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
         if item is not None:
             OPEN.pop(key, None)
             root = item[1]
-            raise RuntimeError(_why(optimizer, root, layer, getattr(uses, "model", None) or root, *found))
+            raise RuntimeError(_why(f"{optimizer.name}.step()", "this step", root, layer,
+                                    getattr(uses, "model", None) or root, *found))
 
 
-def _why(optimizer: Any, root: Any, layer: Any, model: Any, calls: int, backwards: int, needed: list[int]) -> str:
+def refuse_read(node: Any) -> None:
+    """``node.named_grads()`` (a step written by hand, ``p -= lr * model.named_grads()[name]``, reads it; called
+    while ``OPEN`` holds a round): raise where a round of a layer inside ``node`` left out a call that needed a
+    backward, as an optimizer's step does; drop the rounds that need none."""
+    inside = None
+    for key, (layer, uses) in list(OPEN.items()):
+        found = _round(layer, uses)
+        if found is None or not found[1] or not found[2] or not layer.trainable_params():
+            OPEN.pop(key, None)
+            continue
+        if inside is None:
+            inside = {id(n) for n in node.named_modules().values()}
+        if id(layer) in inside:
+            OPEN.pop(key, None)
+            raise RuntimeError(_why(f"{node.name}.named_grads()", "these gradients were read (for an update "
+                                    "written by hand, as an optimizer's step)", node, layer,
+                                    getattr(uses, "model", None) or node, *found))
+
+
+def _why(who: str, when: str, root: Any, layer: Any, model: Any, calls: int, backwards: int,
+         needed: list[int]) -> str:
     which = ", ".join(str(c) for c in needed)
     took = f"call {calls}'s caches" if backwards == 1 else f"the caches of calls {calls} to {calls - backwards + 1}"
     ran = "1 of its backward calls" if backwards == 1 else f"{backwards} of its backward calls"
-    return (f"{optimizer.name}.step(): {model.name}'s forward called {named(root, layer)} {calls} times, but only "
-            f"{ran} ran before this step, and they take the calls back last call first: "
+    return (f"{who}: {model.name}'s forward called {named(root, layer)} {calls} times, but only "
+            f"{ran} ran before {when}, and they take the calls back last call first: "
             f"call{'s' * (len(needed) > 1)} {which} got none, and the backward calls that ran took {took}. If a "
             f"gradient given was for an earlier call (the backward of a later call left out: a layer shared by two "
             f"submodels, one submodel's backward forgotten), {layer.name}'s parameter gradients are wrong, where "
             f"PyTorch's autograd would leave out only the part not backpropagated. Call its backward once per call, "
             f"last call first (the backward of each submodel that called it); a call whose output needs no gradient "
             f"(a target, a look, the steps before a truncation of backpropagation through time: PyTorch's "
-            f".detach()) goes under `with xn.no_grad():` in the forward")
+            f".detach()) or goes nowhere (a warm-up or a shape probe, `self.n = self.{_attr(model, layer)}(x[:1])"
+            f".shape[1]`, which autograd ignores) goes under `with xn.no_grad():` in the forward")
+
+
+def _attr(model: Any, layer: Any) -> str:
+    """``layer``'s dotted name in ``model`` (``features``), or ``layer`` where it is none of its layers."""
+    return next((k for k, v in model.named_modules().items() if v is layer and k), "layer")

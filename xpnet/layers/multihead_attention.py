@@ -10,6 +10,7 @@ from .. import init as _init
 from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
+from .grads import Grads
 from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array, no_keys
 from .uses import called, reused
 from .zero_grad import counted
@@ -181,7 +182,8 @@ class MultiheadAttention(Layer):
         dq, dk, dv = (_merge_heads(xp, g) for g in attend_backward(doh, attended))
         dqkv = xp.concat([dq, dk, dv], axis=-1) if self._fused(query, key, value) else None
         if not self._frozen:  # requires_grad_(False): none of the weight products, the saving fine-tuning is for
-            self.grads = self._param_grads(xp, dy, (query, key, value), (dq, dk, dv), dqkv, o)
+            self.grads = Grads(self.params, type(self), self._param_grads(xp, dy, (query, key, value), (dq, dk, dv),
+                                                                             dqkv, o))
         return dq, dk, dv, dqkv
 
     def _param_grads(self, xp: Any, dy: Any, inputs: tuple[Any, Any, Any], dqkv_parts: tuple[Any, Any, Any],

@@ -76,6 +76,7 @@ from .recurrent_args import convention as checked_convention
 from .recurrent_args import proj_size as checked_proj_size
 from .recurrent_stack import RecurrentStack, StacksAreInstances
 from .recurrent_state import CarriedState, independent_batches, probe_states, refuse_time_first
+from .state_handoff import LINKS, StateGradient, handed, linked, owe, settle
 from .uses import called
 
 # The model-wide state helpers are imported from here too (they lived here).
@@ -87,6 +88,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
     _convention_meanings = SUMMED_BIAS_CONVENTIONS  # for the error refusing another convention
+    dh = StateGradient("h")  # read: the gradient passed on (layers.state_handoff)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         """PyTorch's ``num_layers`` other than 1 or ``bidirectional`` other than False: a :class:`RecurrentStack`
@@ -179,6 +181,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]
         start = state = self._start(x, hx)
+        self.__dict__[LINKS] = linked(start, self.state_names, self if self.stateful and hx is NO_HX else None)
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
@@ -208,6 +211,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         if self.stateful:
             self._state = state
         hs = xp.stack(hs, axis=int(batch_first))
+        handed(self, state, hs)
         if packed is not None:
             hs = PackedSequence(hs, packed.lengths, batch_first)
         return (hs, self._returned(xp, state)) if self.return_state else hs
@@ -223,6 +227,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         step's state gradient. None: no such use. The step fast paths (Numba, CuPy) take them as they take the
         state gradient of any later step."""
         x2, start, caches = self._need(self._cache)
+        settle(self, dh_n, dc_n)
         packed, valid = self.__dict__.get("_packed"), self.__dict__.get("_valid")
         n, steps = start[0].shape[0], len(caches)
         batch_first = self.batch_first if packed is None else packed.batch_first
@@ -266,7 +271,8 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
                 for i, name in enumerate(self._input_biases()):  # PyTorch's two biases: one array each
                     self.grads[name] = xp.asarray(db, copy=True) if i else db
         for name, grad in zip(self.state_names, dstate):
-            setattr(self, "d" + name, xp.expand_dims(grad, axis=0) if self.return_state else grad)
+            self.__dict__["d" + name] = xp.expand_dims(grad, axis=0) if self.return_state else grad
+        owe(self)
         dx = fast_path("matmul", xp, operator.matmul)(dax, self.params["Wx"].T)
         dx = xp.reshape(dx, (n, steps, self.input_size))
         return dx if batch_first else xp.permute_dims(dx, (1, 0, 2))
@@ -344,6 +350,7 @@ class LSTM(_Recurrent):
 
     blocks = 4
     state_names = ("h", "c")
+    dc = StateGradient("c")
 
     def __init__(self, input_size: int, hidden_size: int, stateful: bool = False, init: Any = "sigmoid",
                  dtype: str = "float32", *, proj_size: int = 0, **kwargs: Any):

@@ -37,6 +37,7 @@ from .dropout import Dropout
 from .packed import PackedSequence, packed_grad
 from .recurrent_args import NO_HX, NO_LAYER_AFTER, call_arguments, forward_train, hx_hint, hx_rows, return_state_refusal
 from .recurrent_state import check_state_arrays
+from .state_handoff import handed, settle
 
 _SHOWN_UNLESS = {"stateful": False, "init": "sigmoid", "bias": True, "batch_first": True, "dropout": 0.0,
                  "bidirectional": False, "proj_size": 0, "return_state": False, "nonlinearity": "tanh"}
@@ -221,12 +222,14 @@ class RecurrentStack(Container):
                 xp = namespace(y)
                 out = xp.concat([out, self._reversed(xp, run(reverse, self._reversed(xp, y), k * ends + 1))], axis=-1)
             y = out
+        xp = namespace(x)
+        kept = len(self.state_names) if finals else 0  # (no states without return_state)
+        states = tuple(xp.concat([final[i] for final in finals], axis=0) for i in range(kept))
+        handed(self, states, y)
         if packed is not None:
             y = PackedSequence(y, packed.lengths, packed.batch_first)
         if not self.return_state:
             return y
-        xp = namespace(x)
-        states = tuple(xp.concat([final[i] for final in finals], axis=0) for i in range(len(self.state_names)))
         return y, (states if len(states) == 2 else states[0])
 
     def _reversed(self, xp: Any, y: Any) -> Any:
@@ -250,6 +253,7 @@ class RecurrentStack(Container):
             steps = packed.padded.shape[int(packed.batch_first)]
             dy = packed_grad(self.name, dy, packed, steps)
         dy = untracked(dy)
+        settle(self, dh_n, dc_n)
         xp = self._check_float(dy)
         rows = {"dh_n": self._state_rows("dh_n", dh_n), "dc_n": self._state_rows("dc_n", dc_n)}
         h = self.l0.out_size

@@ -13,6 +13,7 @@ from .base import Layer, positive_int
 from .conv import Conv2d
 from .conv1d import Conv1d, ConvTranspose1d
 from .conv_transpose import ConvTranspose2d
+from .grads import Grads
 from .linear import Linear
 
 _WRAPS = (Linear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d)
@@ -84,7 +85,7 @@ class _Reparametrized(Layer):
         if self._frozen:
             return
         grads = self.layer.grads
-        self.grads = self._weight_grads(namespace(grads["W"]), grads["W"])
+        self.grads = Grads(self.params, type(self), self._weight_grads(namespace(grads["W"]), grads["W"]))
         if "b" in self.params:
             self.grads["b"] = grads["b"]
 

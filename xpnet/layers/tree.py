@@ -20,6 +20,7 @@ from .. import _chainer
 from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
+from . import left_out
 from .grads import Grads
 from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
@@ -353,7 +354,11 @@ class Tree(Submodules):
         self.requires_grad_(True)
 
     def named_grads(self) -> dict[str, Any]:
-        """The gradients the last backward filled, by the names of their parameters."""
+        """The gradients the last backward filled, by the names of their parameters. Read while a layer's round of
+        backward calls left a call out (``left_out.OPEN``), refused as an optimizer's step refuses it: a step
+        written by hand reads them here."""
+        if left_out.OPEN:
+            left_out.refuse_read(self)
         return self._named("grads")
 
     def named_buffers(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from ..backend import dtype_name, namespace
 from ..layers.container import Watcher, watch
+from ..layers.grads import Grads
 from ..optim import Optimizer
 from ..optim.lr_scheduler.base import group_lrs
 from .checkpoint import rng_states, set_rng_states
@@ -192,7 +193,7 @@ class _NonFinite(Watcher):
 
 def zero_grads(model: Any) -> None:
     for layer in model.named_modules().values():
-        layer.grads = {k: namespace(v).zeros_like(v) for k, v in layer.params.items()}
+        layer.grads = Grads(layer.params, type(layer), {k: namespace(v).zeros_like(v) for k, v in layer.params.items()})
 
 
 def _lrs(optimizer: Any) -> str:

@@ -1,0 +1,181 @@
+"""A recurrent layer's state handed to another as its start state (xpnet/layers/state_handoff.py): a seq2seq
+model's written-out backward that leaves the decoder's ``dh`` out of the encoder's backward is refused there,
+naming the argument; passing it gives PyTorch's gradients (float64, against autograd); the legitimate ways not
+to pass it (a copy, explicit zeros, evaluation, a zero start, a stateful layer's carry) run as before.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+D, H, N, T = 3, 4, 2, 5
+rng = np.random.default_rng(0)
+X, Y, W = rng.standard_normal((N, T, D)), rng.standard_normal((N, T, D)), rng.standard_normal((N, T, H))
+
+
+class Seq2seq(xn.Model):
+    """PyTorch's ``enc_out, h = self.encoder(x); out, _ = self.decoder(y, h)``, the loss ``sum((enc_out + out) * W)``;
+    ``passes``: whether backward hands the decoder's state gradient to the encoder (the porter's slip: it does not)."""
+
+    def __init__(self, kind, num_layers=1, passes=True):
+        super().__init__()
+        make = getattr(xn.layers, kind)
+        self.encoder = make(D, H, num_layers=num_layers, return_state=True, dtype="float64")
+        self.decoder = make(D, H, num_layers=num_layers, return_state=True, dtype="float64")
+        self.passes = passes
+
+    def forward(self, x, y, train=True):
+        self.enc_out, state = self.encoder(x)
+        out, _ = self.decoder(y, state)
+        return out
+
+    def backward(self, dout):
+        self.decoder.backward(dout)
+        states = {}
+        if self.passes:
+            states["dh_n"] = self.decoder.dh
+            if isinstance(self.decoder, xn.layers.LSTM):
+                states["dc_n"] = self.decoder.dc
+        self.encoder.backward(W, **states)
+        return None, None
+
+
+def _torch_grads(torch, model, kind, num_layers, detach=False):
+    """The encoder's gradients by PyTorch's autograd, the same weights, float64."""
+    torch.manual_seed(0)
+    make = getattr(torch.nn, kind)
+    encoder, decoder = (make(D, H, num_layers=num_layers, batch_first=True).double() for _ in range(2))
+    xn.load_torch_state_dict(model.encoder, encoder.state_dict())
+    xn.load_torch_state_dict(model.decoder, decoder.state_dict())
+    enc_out, state = encoder(torch.tensor(X))
+    if detach:
+        state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+    out, _ = decoder(torch.tensor(Y), state)
+    ((enc_out + out) * torch.tensor(W)).sum().backward()
+    return {name: p.grad.numpy() for name, p in encoder.named_parameters()}
+
+
+def _ours(model):
+    """The encoder's gradients in PyTorch's names and layout (weight_ih_l0 = Wx.T, both biases b's gradient)."""
+    grads = {}
+    layers = model.encoder.layers() if hasattr(model.encoder, "layers") else [model.encoder]
+    for k, layer in enumerate(layers):
+        g = layer.grads
+        grads.update({f"weight_ih_l{k}": g["Wx"].T, f"weight_hh_l{k}": g["Wh"].T})
+        grads.update({f"bias_ih_l{k}": g.get("b", g.get("bx")), f"bias_hh_l{k}": g.get("b", g.get("bh"))})
+    return grads
+
+
+@pytest.mark.parametrize("kind, num_layers", [("GRU", 1), ("LSTM", 2)])
+def test_an_encoder_backward_without_the_decoders_state_gradient_is_refused(kind, num_layers):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    model = Seq2seq(kind, num_layers, passes=False)
+    expected = _torch_grads(torch, model, kind, num_layers)
+    model(X, Y)
+    with pytest.raises(RuntimeError) as caught:
+        model.backward(W)
+    text = str(caught.value)
+    states = "dh_n=decoder.dh, dc_n=decoder.dc" if kind == "LSTM" else "dh_n=decoder.dh"
+    assert text.startswith(f"{kind}.backward: the {kind} it was handed to started from its final state"), text
+    assert f"Pass it: backward(dhs, {states})" in text and "PyTorch's autograd carries" in text, text
+    assert "xp.asarray(h_n, copy=True)" in text and "dh_n=xp.zeros_like(h_n)" in text, text
+    model.passes = True  # written as PyTorch's autograd computes it
+    model(X, Y)
+    model.backward(W)
+    got = _ours(model)
+    for name, g in expected.items():
+        np.testing.assert_allclose(got[name], g, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_the_books_start_from_the_encoders_last_output_is_refused_without_dh_and_agrees_with_it():
+    """The book's seq2seq: ``decoder.set_state(hs[:, -1])``; its backward adds ``dh`` at the last step."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    encoder, decoder = (xn.layers.LSTM(D, H, dtype="float64") for _ in range(2))
+    theirs = [torch.nn.LSTM(D, H, batch_first=True).double() for _ in range(2)]
+    for ours, their in zip((encoder, decoder), theirs):
+        xn.load_torch_state_dict(ours, their.state_dict())
+    hs, _ = theirs[0](torch.tensor(X))
+    out, _ = theirs[1](torch.tensor(Y), (hs[:, -1][None], torch.zeros(1, N, H, dtype=torch.float64)))
+    (out * torch.tensor(W)).sum().backward()
+
+    def step(adds):
+        hs = encoder(X)
+        decoder.set_state(hs[:, -1])
+        decoder.backward(W + 0 * decoder(Y))
+        dhs = np.zeros_like(hs)
+        if adds:
+            dhs[:, -1] += decoder.dh
+        encoder.backward(dhs)
+
+    with pytest.raises(RuntimeError, match=r"^LSTM.backward: the LSTM it was handed to started from its output "
+                                           r"\(hs\[:, -1\] as the start state, the book's seq2seq\).*dhs\[:, -1\] \+= "
+                                           r"decoder.dh, before this backward"):
+        step(adds=False)
+    step(adds=True)
+    np.testing.assert_allclose(encoder.grads["Wx"], theirs[0].weight_ih_l0.grad.numpy().T, rtol=1e-10, atol=1e-12)
+
+
+def test_a_state_cut_on_purpose_used_in_evaluation_or_never_handed_runs_as_before():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    model = Seq2seq("GRU")
+    detached = _torch_grads(torch, model, "GRU", 1, detach=True)
+    enc, dec = model.encoder, model.decoder
+    out, h = enc(X)
+    dec.backward(W + 0 * dec(Y, np.array(h, copy=True))[0])  # a copy: PyTorch's h.detach()
+    enc.backward(W)
+    got = _ours(model)
+    for name, g in detached.items():
+        np.testing.assert_allclose(got[name], g, rtol=1e-10, atol=1e-12, err_msg=name)
+    out, h = enc(X)
+    dec.backward(W + 0 * dec(Y, h)[0])
+    assert pickle.loads(pickle.dumps(dec)).params.keys() == dec.params.keys()  # its link to enc is no pickle's matter
+    enc.backward(np.zeros_like(out), np.zeros_like(h))  # explicit zeros: cut on purpose
+    out, h = enc(X)
+    with xn.no_grad():
+        dec(Y, h, train=False)  # evaluation: no backward of the decoder
+    dec.backward(W + 0 * dec(Y, None)[0])  # a fresh zero start
+    enc.backward(np.zeros_like(out))
+    stateful = xn.layers.LSTM(D, H, stateful=True, dtype="float64")  # truncated BPTT: the carried state
+    for _ in range(2):
+        stateful.backward(np.ones((N, T, H)) + 0 * stateful(X))
+
+
+class _Twice(xn.Model):
+    """``_, h = self.gru(x); out, _ = self.gru(y, h)``: one GRU, its final state fed to its next call; ``cut``: the
+    first call under ``xn.no_grad()`` (truncated backpropagation through time), whose backward never comes."""
+
+    def __init__(self, passes, cut=False):
+        super().__init__()
+        self.gru, self.passes, self.cut = xn.layers.GRU(D, H, return_state=True, dtype="float64"), passes, cut
+
+    def forward(self, x, y, train=True):
+        with xn.no_grad() if self.cut else xn.enable_grad():
+            _, h = self.gru(x)
+        return self.gru(y, h)[0]
+
+    def backward(self, dout):
+        self.gru.backward(dout)
+        if not self.cut:
+            self.gru.backward(np.zeros_like(dout), self.gru.dh if self.passes else None)
+        return None, None
+
+
+def test_a_layers_own_final_state_fed_to_its_next_call_needs_its_gradient_too():
+    """A loop of calls, ``out, h = gru(x_t, h)``: each backward hands ``gru.dh`` to the call before."""
+    model = _Twice(passes=False)
+    model(X, Y)
+    with pytest.raises(RuntimeError, match=r"^GRU.backward: GRU itself, in a later call, started from its final "
+                                           r"state \(h_n, as hx or by set_state\)"):
+        model.backward(W)
+    model.passes = True
+    model(X, Y)
+    model.backward(W)
+    cut = _Twice(passes=False, cut=True)
+    for _ in range(2):
+        cut(X, Y)
+        cut.backward(W)
