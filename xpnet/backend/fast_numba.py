@@ -120,17 +120,19 @@ def _pair_ready(p: Any, g: Any) -> bool:
 
 def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
     """p -= lr * g for each parameter of ``params`` and its gradient in ``grads`` (``xpnet.optim.SGD``'s step):
-    every pair checked first (:func:`_pair_ready`), then ``numba_kernels.sgd_updates`` on their flat views;
-    NotImplemented, nothing updated, where any pair is unfit (as ``xpnet.optim.base.unfused`` answers).
-    Registered without a guard: the check and the flat views share one loop."""
+    every pair checked first (:func:`_pair_ready`'s checks, inline: every pair of every step), then
+    ``numba_kernels.sgd_updates``; NotImplemented, nothing updated, where any pair is unfit (as
+    ``xpnet.optim.base.unfused`` answers). Registered without a guard: the checks are this loop."""
     if len(params) != len(grads):
         return NotImplemented
-    flat = []
     for p, g in zip(params, grads):
-        if not _pair_ready(p, g):
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
+                and g.dtype == p.dtype and g.shape == p.shape):
             return NotImplemented
-        flat.append((p.ravel(), g.ravel()))
-    numba_kernels.sgd_updates(flat, lr)
+        flags = p.flags
+        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous):
+            return NotImplemented
+    numba_kernels.sgd_updates(params, grads, lr)
     return None
 
 

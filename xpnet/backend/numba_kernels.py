@@ -431,15 +431,18 @@ def sgd_update(p: Any, g: Any, lr: float) -> None:
     _sgd(p.ravel(), g.ravel(), p.dtype.type(lr))
 
 
-def sgd_updates(flat: Any, lr: float) -> None:
-    """:func:`sgd_update` of each (parameter, gradient) pair of ``flat``, both C-contiguous 1-d views (the same
-    arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
+def sgd_updates(params: Any, grads: Any, lr: float) -> None:
+    """:func:`sgd_update` of each parameter of ``params`` and its gradient in ``grads``, C-contiguous arrays of
+    one shape a pair (the same arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
     dtype = step = None
-    for p, g in flat:
+    for p, g in zip(params, grads):
         if p.dtype is not dtype:
             dtype = p.dtype
             step = dtype.type(lr)
-        _sgd(p, g, step)
+        if p.ndim == 1:  # a bias: its own flat view (ravel would make another)
+            _sgd(p, g, step)
+        else:
+            _sgd(p.ravel(), g.ravel(), step)
 
 
 def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, dampening: float, first: bool,

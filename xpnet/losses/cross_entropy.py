@@ -98,7 +98,7 @@ class SoftmaxCrossEntropy(LabelLoss):
                 value, self._dy, self._hits = fused
                 self._p = self._t = self._labels = self._rows = None
                 self._shape = tuple(y.shape)
-                return self._summed(value)
+                return value if self.reduction == "mean" else self._summed(value)  # (_summed's mean, no call)
             run = fast_path("cross_entropy_labels", xp, cross_entropy_labels)
             value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
             self._t = None
