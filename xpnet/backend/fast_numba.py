@@ -72,10 +72,6 @@ def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float)
             and labels.ndim == 1 and labels.dtype in _LABELS and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
-def _first_ready(x: Any, *rest: Any) -> bool:
-    return _kernel_ready(x)
-
-
 def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any,
                 dilation: Any = (1, 1)) -> bool:
     """Contiguous windows (a dilated MaxPool2d runs as portable code) over a kernel-ready x."""
@@ -173,9 +169,10 @@ def _taps_ready(v: Any, index: Any, weight: Any, axis: int) -> bool:
 
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
-                        ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
+                        ("relu_forward", _kernel_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
+    # relu_forward(x) is asked of _kernel_ready(x) itself, which _first_ready would call (every step's ReLU)
     add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
     add("layernorm_forward", numba_rows.layernorm_forward, _layernorm_ready)
     add("layernorm_backward", numba_rows.layernorm_backward, _layernorm_backward_ready)

@@ -190,14 +190,16 @@ def _relu_backward(dy, mask, dx):
 
 def relu_forward(x: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.activations.relu_forward``."""
-    y, mask = np.empty_like(x), np.empty(x.shape, np.bool_)
+    # empty_like's result for a C-contiguous ndarray, without its Python dispatcher (a subclass keeps empty_like)
+    y = np.empty(x.shape, x.dtype) if type(x) is np.ndarray else np.empty_like(x)
+    mask = np.empty(x.shape, np.bool_)
     _relu_forward(x.ravel(), y.ravel(), mask.ravel())
     return y, mask
 
 
 def relu_backward(dy: Any, mask: Any) -> Any:
     """See ``xpnet.layers.activations.relu_backward``."""
-    dx = np.empty_like(dy)
+    dx = np.empty(dy.shape, dy.dtype) if type(dy) is np.ndarray else np.empty_like(dy)  # as relu_forward's y
     _relu_backward(dy.ravel(), mask.ravel(), dx.ravel())
     return dx
 

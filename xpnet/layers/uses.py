@@ -99,7 +99,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 before = counts(calls, local.repeats)
         else:
             if train is not False:
-                _count_forward(self)
+                own = self.__dict__
+                own[FORWARDS] = own.get(FORWARDS, 0) + 1  # _count_forward's line, without its call
             else:
                 _evaluated(self)
             # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
@@ -141,7 +142,11 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 if before is not None:
                     keep_since(self, before, calls, local.repeats, local.model)
             else:
-                if written_out or _written_out(type(self).backward):  # what a backward written out may take back
+                back = type(self).backward
+                mine = _WRITTEN_OUT.get(back)  # _written_out's answer, kept per method: every model forward asks
+                if mine is None:
+                    mine = _WRITTEN_OUT[back] = _written_out(back)
+                if written_out or mine:  # what a backward written out may take back
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
                 local.no_grad_firsts = None
@@ -559,6 +564,9 @@ def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) ->
         own.pop(_LOST, None)
         dy = plain(part, dy)
     return None if params_last else dy
+
+
+_WRITTEN_OUT: dict[Callable[..., Any], bool] = {}  # a class's backward -> _written_out's answer (scoped)
 
 
 def _written_out(method: Callable[..., Any]) -> bool:
