@@ -45,7 +45,7 @@ import inspect
 import threading
 from typing import Any, Callable
 
-from ..grad_mode import grad_enabled
+from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s answer, read without its call
 from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
@@ -114,7 +114,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             # recorded's wrapper's work for the outermost call (the record is new and empty, no caller): the
             # model's call is noted as a use of its own, so that a backward written out takes it back
             own = self.__dict__
-            own[UNDER_NO_GRAD] = not grad_enabled()
+            own[UNDER_NO_GRAD] = not _grad_mode.enabled
             own[stale.SEEN] = stale.clock
             if local.called is self:
                 local.called = None
@@ -170,7 +170,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        no_grad = self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # no backward serves it (layers.no_grad_calls)
+        no_grad = self.__dict__[UNDER_NO_GRAD] = not _grad_mode.enabled  # no backward serves it (no_grad_calls)
         self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
         local = _local
         explicit = local.called is self  # by layer(x): a use wherever it is
@@ -242,7 +242,7 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
         for layer in layers:
             x = layer.forward(x, train=train)
         return x
-    under_no_grad = not grad_enabled()
+    under_no_grad = not _grad_mode.enabled
     now = stale.clock
     try:
         for layer in layers:
