@@ -105,18 +105,9 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     return True
 
 
-def _pair_ready(p: Any, g: Any) -> bool:
-    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of every step)."""
-    if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS and g.dtype == p.dtype
-            and g.shape == p.shape):
-        return False
-    flags = p.flags
-    return flags.c_contiguous and flags.writeable and g.flags.c_contiguous
-
-
 def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
     """p -= lr * g for each parameter of ``params`` and its gradient in ``grads`` (``xpnet.optim.SGD``'s step):
-    every pair checked first (:func:`_pair_ready`'s checks, inline: every pair of every step), then
+    every pair checked first (inline: every pair of every step), then
     ``numba_kernels.sgd_updates``; NotImplemented, nothing updated, where any pair is unfit (as
     ``xpnet.optim.base.unfused`` answers). Registered without a guard: the checks are this loop."""
     if len(params) != len(grads):
@@ -135,20 +126,21 @@ def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
 def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
                          nesterov: bool) -> Any:
     """PyTorch's momentum after the first step (``xpnet.optim.SGD(momentum=...)``, each buffer made) for every
-    parameter, its gradient and its buffer: each triple checked first (the pair by :func:`_pair_ready`, the buffer a
-    C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``; NotImplemented,
-    nothing updated, where any is unfit."""
+    parameter, its gradient and its buffer: each triple checked first (the pair as :func:`sgd_updates` checks it,
+    the buffer a C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``;
+    NotImplemented, nothing updated, where any is unfit."""
     if not len(params) == len(grads) == len(velocities):
         return NotImplemented
-    flat = []
     for p, g, v in zip(params, grads, velocities):
-        if not (_pair_ready(p, g) and isinstance(v, np.ndarray) and v.dtype == p.dtype and v.shape == p.shape):
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
+                and g.dtype == p.dtype and g.shape == p.shape and isinstance(v, np.ndarray) and v.dtype == p.dtype
+                and v.shape == p.shape):
             return NotImplemented
-        flags = v.flags
-        if not (flags.c_contiguous and flags.writeable):
+        flags, v_flags = p.flags, v.flags
+        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous and v_flags.c_contiguous
+                and v_flags.writeable):
             return NotImplemented
-        flat.append((p.ravel(), g.ravel(), v.ravel()))
-    numba_kernels.sgd_momentum_updates(flat, lr, momentum, dampening, nesterov)
+    numba_kernels.sgd_momentum_updates(params, grads, velocities, lr, momentum, dampening, nesterov)
     return None
 
 

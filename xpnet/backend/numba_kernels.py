@@ -457,16 +457,21 @@ def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, damp
                   bool(nesterov))
 
 
-def sgd_momentum_updates(flat: Any, lr: float, momentum: float, dampening: float, nesterov: bool) -> None:
-    """:func:`sgd_momentum_update` after the first step (``first`` False) of each (parameter, gradient, buffer)
-    triple of ``flat``, C-contiguous 1-d views (the same arithmetic, the same bits)."""
+def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
+                         nesterov: bool) -> None:
+    """:func:`sgd_momentum_update` after the first step (``first`` False) of each parameter of ``params``, its
+    gradient in ``grads`` and its buffer in ``velocities``, C-contiguous arrays of one shape a triple (the same
+    arithmetic, the same bits)."""
     dtype = None
-    for p, g, v in flat:
+    for p, g, v in zip(params, grads, velocities):
         if p.dtype is not dtype:
             dtype = p.dtype
             t = dtype.type
             scalars = (t(lr), t(momentum), t(1.0 - dampening))
-        _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
+        if p.ndim == 1:  # a bias: its own flat views (ravel would make others)
+            _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
+        else:
+            _sgd_momentum(p.ravel(), g.ravel(), v.ravel(), *scalars, False, bool(nesterov))
 
 
 def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:
