@@ -145,7 +145,9 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 back = type(self).backward
                 mine = _WRITTEN_OUT.get(back)  # _written_out's answer, kept per method: every model forward asks
                 if mine is None:
-                    mine = _WRITTEN_OUT[back] = _written_out(back)
+                    mine = _written_out(back)
+                    if len(_WRITTEN_OUT) < 1024:  # classes made at run time (tests make thousands): a bound
+                        _WRITTEN_OUT[back] = mine
                 if written_out or mine:  # what a backward written out may take back
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
