@@ -145,6 +145,24 @@ def test_the_threshold_keeps_an_mlps_products_with_numpy_and_gives_a_language_mo
     assert fast_mkl._multiplies(f32(700, 2600), f32(650, 2600).T)
 
 
+@pytest.mark.skipif(not fast_mkl.THREADED, reason="MKL runs sequentially here (no libgomp)")
+def test_a_layers_product_goes_to_mkl_where_it_multiplies_and_to_numpy_elsewhere(rng, monkeypatch):
+    """The registered "matmul" (Linear's, Conv2d's) makes _multiplies' choice itself: MKL's bits for a pair it
+    takes, NumPy's own product for a 3-d stack, a pair below the threshold or a non-array operand."""
+    import operator
+
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 0)
+    monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
+    mm = backend.fast_path("matmul", np, operator.matmul)
+    a, b = rng.standard_normal((30, 40)).astype(np.float32), rng.standard_normal((40, 20)).astype(np.float32)
+    np.testing.assert_array_equal(mm(a, b), fast_mkl.matmul(a, b))
+    stack = rng.standard_normal((3, 30, 40)).astype(np.float32)
+    np.testing.assert_array_equal(mm(stack, b), stack @ b)
+    np.testing.assert_array_equal(mm(a, b.tolist()), a @ b.tolist())
+    monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 30 * 40 * 20)
+    np.testing.assert_array_equal(mm(a, b), a @ b)
+
+
 def test_a_cnns_convolution_products_stay_with_numpy_however_large():
     """The modern CNN of benchmarks/compare.py at batch 1000: its second convolution's three products are
     billions of multiply-adds but as narrow as its 64 channels, and its linear layer's stay with OpenBLAS; a

@@ -163,7 +163,7 @@ def test_maxpool_ceil_mode_windows_past_the_padding_equal_portable(shape, args):
     dy = np.random.default_rng(1).standard_normal(y.shape)
     np.testing.assert_allclose(numba_kernels.maxpool2d_backward(dy, first, shape, *geometry),
                                pool.maxpool2d_backward(dy, first, shape, *geometry), **TOL["float64"])
-    assert fast_numba._first_ready(x)
+    assert fast_numba._kernel_ready(x)
     fast, ref = run(layer, x), run(MaxPool2d(*args, ceil_mode=True), x, numba=False)
     np.testing.assert_array_equal(fast[0], ref[0])
     np.testing.assert_allclose(fast[1], ref[1], **TOL["float64"])

@@ -76,6 +76,19 @@ def test_layer_replaced_or_appended_trains():
     _step_checked(model, opt, set(model.named_params()))
 
 
+def test_a_leaf_replaced_by_a_container_under_its_name_trains_what_is_inside():
+    """A Sequential of leaf layers is held against its children, without the walk: a child with children of its
+    own under the same name (a ReLU's place taken by a Sequential) sends the step to the full walk, which finds them,
+    at this step and the next."""
+    model, opt = _model(), xn.optim.SGD(LR)
+    _warm(model, opt)
+    model[1] = xn.Sequential(xn.layers.ReLU(), xn.layers.Linear(5, 5))
+    for seed in (8, 9):
+        _backward(model, seed)
+        assert "1.1.W" in model.named_grads()
+        _step_checked(model, opt, set(model.named_params()))
+
+
 def test_parameter_added_to_a_layer_trains():
     model, opt = _model(), xn.optim.SGD(LR)
     _warm(model, opt)

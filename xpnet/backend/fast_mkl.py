@@ -117,6 +117,16 @@ def _multiplies(a: Any, b: Any) -> bool:
             and a.dtype == b.dtype and a.dtype in _KIND and _layout(a) is not None and _layout(b) is not None)
 
 
+def product(a: Any, b: Any) -> Any:
+    """``a @ b``: by :func:`matmul` where :func:`_multiplies` takes the pair (threaded MKL only), else NumPy's own
+    product, as the portable path would multiply it. The registered ``"matmul"``, with its size test first and
+    inline: every product of every layer asks it, where a guard and its check were two calls more."""
+    if THREADED and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim == 2 and b.ndim == 2 \
+            and a.shape[0] * a.shape[1] * b.shape[1] > MIN_PRODUCT and _multiplies(a, b):
+        return matmul(a, b)
+    return a @ b
+
+
 def matmul(a: Any, b: Any) -> Any:
     """``a @ b`` (2-d, one float dtype, each read through its strides: a transposed view is no copy) by
     MKL's GEMM on NumPy's BLAS thread count."""
@@ -194,5 +204,6 @@ def step_weights_transposed(W: Any, steps: int) -> Any:
 def register(add: Callable[..., Any]) -> None:
     add("step_weights", step_weights, accepts=_packable)
     add("step_weights_transposed", step_weights_transposed, accepts=_packable)
-    # Sequential MKL beside a threaded OpenBLAS would take the large products off one of its threads.
-    add("matmul", matmul, accepts=_multiplies if THREADED else lambda a, b: False)
+    # Sequential MKL beside a threaded OpenBLAS would take the large products off one of its threads: product
+    # leaves every product to NumPy there.
+    add("matmul", product)

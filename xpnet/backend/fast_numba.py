@@ -72,10 +72,6 @@ def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float)
             and labels.ndim == 1 and labels.dtype in _LABELS and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
-def _first_ready(x: Any, *rest: Any) -> bool:
-    return _kernel_ready(x)
-
-
 def _pool_ready(x: Any, kernel: Any, stride: Any, padding: Any, out_hw: Any, index_dtype: Any,
                 dilation: Any = (1, 1)) -> bool:
     """Contiguous windows (a dilated MaxPool2d runs as portable code) over a kernel-ready x."""
@@ -109,48 +105,42 @@ def _update_ready(p: Any, g: Any, *rest: Any) -> bool:
     return True
 
 
-def _pair_ready(p: Any, g: Any) -> bool:
-    """A parameter and its gradient as :func:`_update_ready` takes them (asked of each pair of every step)."""
-    if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS and g.dtype == p.dtype
-            and g.shape == p.shape):
-        return False
-    flags = p.flags
-    return flags.c_contiguous and flags.writeable and g.flags.c_contiguous
-
-
 def sgd_updates(params: Any, grads: Any, lr: float) -> Any:
     """p -= lr * g for each parameter of ``params`` and its gradient in ``grads`` (``xpnet.optim.SGD``'s step):
-    every pair checked first (:func:`_pair_ready`), then ``numba_kernels.sgd_updates`` on their flat views;
-    NotImplemented, nothing updated, where any pair is unfit (as ``xpnet.optim.base.unfused`` answers).
-    Registered without a guard: the check and the flat views share one loop."""
+    every pair checked first (inline: every pair of every step), then
+    ``numba_kernels.sgd_updates``; NotImplemented, nothing updated, where any pair is unfit (as
+    ``xpnet.optim.base.unfused`` answers). Registered without a guard: the checks are this loop."""
     if len(params) != len(grads):
         return NotImplemented
-    flat = []
     for p, g in zip(params, grads):
-        if not _pair_ready(p, g):
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
+                and g.dtype == p.dtype and g.shape == p.shape):
             return NotImplemented
-        flat.append((p.ravel(), g.ravel()))
-    numba_kernels.sgd_updates(flat, lr)
+        flags = p.flags
+        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous):
+            return NotImplemented
+    numba_kernels.sgd_updates(params, grads, lr)
     return None
 
 
 def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
                          nesterov: bool) -> Any:
     """PyTorch's momentum after the first step (``xpnet.optim.SGD(momentum=...)``, each buffer made) for every
-    parameter, its gradient and its buffer: each triple checked first (the pair by :func:`_pair_ready`, the buffer a
-    C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``; NotImplemented,
-    nothing updated, where any is unfit."""
+    parameter, its gradient and its buffer: each triple checked first (the pair as :func:`sgd_updates` checks it,
+    the buffer a C-contiguous writeable array of p's dtype and shape), then ``numba_kernels.sgd_momentum_updates``;
+    NotImplemented, nothing updated, where any is unfit."""
     if not len(params) == len(grads) == len(velocities):
         return NotImplemented
-    flat = []
     for p, g, v in zip(params, grads, velocities):
-        if not (_pair_ready(p, g) and isinstance(v, np.ndarray) and v.dtype == p.dtype and v.shape == p.shape):
+        if not (isinstance(p, np.ndarray) and isinstance(g, np.ndarray) and p.dtype in _FLOATS
+                and g.dtype == p.dtype and g.shape == p.shape and isinstance(v, np.ndarray) and v.dtype == p.dtype
+                and v.shape == p.shape):
             return NotImplemented
-        flags = v.flags
-        if not (flags.c_contiguous and flags.writeable):
+        flags, v_flags = p.flags, v.flags
+        if not (flags.c_contiguous and flags.writeable and g.flags.c_contiguous and v_flags.c_contiguous
+                and v_flags.writeable):
             return NotImplemented
-        flat.append((p.ravel(), g.ravel(), v.ravel()))
-    numba_kernels.sgd_momentum_updates(flat, lr, momentum, dampening, nesterov)
+    numba_kernels.sgd_momentum_updates(params, grads, velocities, lr, momentum, dampening, nesterov)
     return None
 
 
@@ -171,9 +161,10 @@ def _taps_ready(v: Any, index: Any, weight: Any, axis: int) -> bool:
 
 def register(add: Callable[..., Any]) -> None:
     for op, accepts in (("batchnorm_forward", _bn_ready), ("batchnorm_backward", _bn_backward_ready),
-                        ("relu_forward", _first_ready), ("relu_backward", _relu_backward_ready),
+                        ("relu_forward", _kernel_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready)):
         add(op, getattr(numba_kernels, op), accepts)
+    # relu_forward(x) is asked of _kernel_ready(x) itself, which _first_ready would call (every step's ReLU)
     add("embedding_backward", numba_kernels.embedding_backward, _embedding_ready)
     add("layernorm_forward", numba_rows.layernorm_forward, _layernorm_ready)
     add("layernorm_backward", numba_rows.layernorm_backward, _layernorm_backward_ready)

@@ -190,14 +190,16 @@ def _relu_backward(dy, mask, dx):
 
 def relu_forward(x: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.activations.relu_forward``."""
-    y, mask = np.empty_like(x), np.empty(x.shape, np.bool_)
+    # empty_like's result for a C-contiguous ndarray, without its Python dispatcher (a subclass keeps empty_like)
+    y = np.empty(x.shape, x.dtype) if type(x) is np.ndarray else np.empty_like(x)
+    mask = np.empty(x.shape, np.bool_)
     _relu_forward(x.ravel(), y.ravel(), mask.ravel())
     return y, mask
 
 
 def relu_backward(dy: Any, mask: Any) -> Any:
     """See ``xpnet.layers.activations.relu_backward``."""
-    dx = np.empty_like(dy)
+    dx = np.empty(dy.shape, dy.dtype) if type(dy) is np.ndarray else np.empty_like(dy)  # as relu_forward's y
     _relu_backward(dy.ravel(), mask.ravel(), dx.ravel())
     return dx
 
@@ -431,15 +433,18 @@ def sgd_update(p: Any, g: Any, lr: float) -> None:
     _sgd(p.ravel(), g.ravel(), p.dtype.type(lr))
 
 
-def sgd_updates(flat: Any, lr: float) -> None:
-    """:func:`sgd_update` of each (parameter, gradient) pair of ``flat``, both C-contiguous 1-d views (the same
-    arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
+def sgd_updates(params: Any, grads: Any, lr: float) -> None:
+    """:func:`sgd_update` of each parameter of ``params`` and its gradient in ``grads``, C-contiguous arrays of
+    one shape a pair (the same arithmetic, the same bits): ``xpnet.optim.SGD``'s whole step in one call."""
     dtype = step = None
-    for p, g in flat:
+    for p, g in zip(params, grads):
         if p.dtype is not dtype:
             dtype = p.dtype
             step = dtype.type(lr)
-        _sgd(p, g, step)
+        if p.ndim == 1:  # a bias: its own flat view (ravel would make another)
+            _sgd(p, g, step)
+        else:
+            _sgd(p.ravel(), g.ravel(), step)
 
 
 def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, dampening: float, first: bool,
@@ -452,16 +457,21 @@ def sgd_momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float, damp
                   bool(nesterov))
 
 
-def sgd_momentum_updates(flat: Any, lr: float, momentum: float, dampening: float, nesterov: bool) -> None:
-    """:func:`sgd_momentum_update` after the first step (``first`` False) of each (parameter, gradient, buffer)
-    triple of ``flat``, C-contiguous 1-d views (the same arithmetic, the same bits)."""
+def sgd_momentum_updates(params: Any, grads: Any, velocities: Any, lr: float, momentum: float, dampening: float,
+                         nesterov: bool) -> None:
+    """:func:`sgd_momentum_update` after the first step (``first`` False) of each parameter of ``params``, its
+    gradient in ``grads`` and its buffer in ``velocities``, C-contiguous arrays of one shape a triple (the same
+    arithmetic, the same bits)."""
     dtype = None
-    for p, g, v in flat:
+    for p, g, v in zip(params, grads, velocities):
         if p.dtype is not dtype:
             dtype = p.dtype
             t = dtype.type
             scalars = (t(lr), t(momentum), t(1.0 - dampening))
-        _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
+        if p.ndim == 1:  # a bias: its own flat views (ravel would make others)
+            _sgd_momentum(p, g, v, *scalars, False, bool(nesterov))
+        else:
+            _sgd_momentum(p.ravel(), g.ravel(), v.ravel(), *scalars, False, bool(nesterov))
 
 
 def momentum_update(p: Any, g: Any, v: Any, lr: float, momentum: float) -> None:

@@ -205,11 +205,13 @@ def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothi
     (M,), rows of ``ignore_index`` weighing 0; None where a counted label lies outside [0, C) (the portable path
     then says so). ``label_smoothing`` is not taken (the accept check leaves it to the portable path)."""
     m, c = y2.shape
-    dy, picked, hit = np.empty_like(y2), np.empty(m, np.float64), np.empty(m, np.bool_)
+    # empty_like's result for a C-contiguous ndarray, without its Python dispatcher (a subclass keeps empty_like)
+    dy = np.empty(y2.shape, y2.dtype) if type(y2) is np.ndarray else np.empty_like(y2)
+    picked, hit = np.empty(m, np.float64), np.empty(m, np.bool_)
     counted = _ce_shift(y2, labels, ignore_index, dy, picked, hit)
     if counted < 0:
         return None
     np.exp(dy, out=dy)
     per_row = np.empty(m, np.float64)
     _ce_finish(dy, labels, ignore_index, picked, 1.0 / max(counted, 1), per_row)
-    return y2.dtype.type(per_row.sum()), dy, hit
+    return y2.dtype.type(np.add.reduce(per_row)), dy, hit  # per_row.sum()'s reduction, without its Python call

@@ -46,7 +46,9 @@ class ReLU(Layer):
 
     def backward(self, dy: Any) -> Any:
         dy = untracked(dy)
-        mask = self._need(self._mask)
+        mask = self._mask
+        if mask is None:
+            self._need(mask)  # raises, saying backward came before forward
         xp = self._check_grad(dy, mask.shape)
         return fast_path("relu_backward", xp, relu_backward)(dy, mask)
 

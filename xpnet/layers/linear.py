@@ -88,7 +88,9 @@ class Linear(Layer):
     def _backward_params(self, dy: Any) -> tuple[Any, Any]:
         """Fills grads; returns the namespace and dy as the (rows, out_features) matrix x2 had."""
         dy = untracked(dy)
-        x2 = self._need(self._x)
+        x2 = self._x
+        if x2 is None:
+            self._need(x2)  # raises, saying backward came before forward
         shape = self._shape  # the forward's output: leading axes kept when the last one was in_features
         out = (*shape[:-1], self.out_features) if len(shape) > 2 and shape[-1] == self.in_features \
             else (shape[0], self.out_features)

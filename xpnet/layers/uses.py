@@ -45,7 +45,7 @@ import inspect
 import threading
 from typing import Any, Callable
 
-from ..grad_mode import grad_enabled
+from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s answer, read without its call
 from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
@@ -99,7 +99,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 before = counts(calls, local.repeats)
         else:
             if train is not False:
-                _count_forward(self)
+                own = self.__dict__
+                own[FORWARDS] = own.get(FORWARDS, 0) + 1  # _count_forward's line, without its call
             else:
                 _evaluated(self)
             # evaluating: every call is a use (a saliency map's backward follows a model.eval() forward)
@@ -113,7 +114,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             # recorded's wrapper's work for the outermost call (the record is new and empty, no caller): the
             # model's call is noted as a use of its own, so that a backward written out takes it back
             own = self.__dict__
-            own[UNDER_NO_GRAD] = not grad_enabled()
+            own[UNDER_NO_GRAD] = not _grad_mode.enabled
             own[stale.SEEN] = stale.clock
             if local.called is self:
                 local.called = None
@@ -141,7 +142,13 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 if before is not None:
                     keep_since(self, before, calls, local.repeats, local.model)
             else:
-                if written_out or _written_out(type(self).backward):  # what a backward written out may take back
+                back = type(self).backward
+                mine = _WRITTEN_OUT.get(back)  # _written_out's answer, kept per method: every model forward asks
+                if mine is None:
+                    mine = _written_out(back)
+                    if len(_WRITTEN_OUT) < 1024:  # classes made at run time (tests make thousands): a bound
+                        _WRITTEN_OUT[back] = mine
+                if written_out or mine:  # what a backward written out may take back
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
                 local.no_grad_firsts = None
@@ -165,7 +172,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
-        no_grad = self.__dict__[UNDER_NO_GRAD] = not grad_enabled()  # no backward serves it (layers.no_grad_calls)
+        no_grad = self.__dict__[UNDER_NO_GRAD] = not _grad_mode.enabled  # no backward serves it (no_grad_calls)
         self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
         local = _local
         explicit = local.called is self  # by layer(x): a use wherever it is
@@ -237,7 +244,7 @@ def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
         for layer in layers:
             x = layer.forward(x, train=train)
         return x
-    under_no_grad = not grad_enabled()
+    under_no_grad = not _grad_mode.enabled
     now = stale.clock
     try:
         for layer in layers:
@@ -559,6 +566,9 @@ def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) ->
         own.pop(_LOST, None)
         dy = plain(part, dy)
     return None if params_last else dy
+
+
+_WRITTEN_OUT: dict[Callable[..., Any], bool] = {}  # a class's backward -> _written_out's answer (scoped)
 
 
 def _written_out(method: Callable[..., Any]) -> bool:

@@ -87,6 +87,15 @@ class Loss:
         return None
 
     def _check_pair(self, y: Any, t: Any) -> Any:
+        """The namespace of predictions ``y`` and targets ``t`` after checking them: arrays (not a scalar target),
+        of one namespace and device, ``y`` floating. What passed depends on their types and y's dtype alone, but
+        for the device: those are kept (``_PAIRS``), and a pair of them asks the device only (every loss call)."""
+        try:
+            xp = _PAIRS.get((type(y), y.dtype, type(t)))
+        except (AttributeError, TypeError):  # no dtype (a list), or one that cannot be hashed: checked below
+            xp = None
+        if xp is not None and same_device(y, t):
+            return xp
         if isinstance(t, (int, float, np.generic)):
             raise TypeError(f"{self.name}: targets must be an array, got the {type(t).__name__} scalar {t!r} (an "
                             "element of a 1-d array, t[i]); keep the batch axis, t[i:i + 1] (PyTorch's "
@@ -101,7 +110,13 @@ class Loss:
                              "move both to one device")
         if not isdtype(xp, y.dtype, "real floating"):
             raise TypeError(f"{self.name}: expected floating-point predictions, got dtype {y.dtype}")
+        if len(_PAIRS) < 256:  # NumPy makes a new dtype object per byte order: do not grow forever
+            _PAIRS[(type(y), y.dtype, type(t))] = xp
         return xp
+
+
+# (type of predictions, their dtype, type of targets) -> the namespace, for the pairs _check_pair passed
+_PAIRS: dict[tuple[type, Any, type], Any] = {}
 
 
 def check_reduction(loss: str, reduction: Any, leave_out: str = "") -> str:

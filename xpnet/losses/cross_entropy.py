@@ -98,7 +98,7 @@ class SoftmaxCrossEntropy(LabelLoss):
                 value, self._dy, self._hits = fused
                 self._p = self._t = self._labels = self._rows = None
                 self._shape = tuple(y.shape)
-                return self._summed(value)
+                return value if self.reduction == "mean" else self._summed(value)  # (_summed's mean, no call)
             run = fast_path("cross_entropy_labels", xp, cross_entropy_labels)
             value, self._p, self._labels, self._rows = run(y2, labels, self.ignore_index, eps)
             self._t = None
@@ -155,7 +155,9 @@ class SoftmaxCrossEntropy(LabelLoss):
     def backward(self, dout: Any = 1.0) -> Any:
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        check_dout(self, dout)
+        one = type(dout) is float and dout == 1.0  # the default: a number, and no product to make (every step)
+        if not one:
+            check_dout(self, dout)
         if self.weight is not None and self._labels is not None:
             xp = namespace(self._p)
             dy = weighted_cross_entropy_labels_backward(self._p, self._labels, self._rows, self._spread,
@@ -165,8 +167,9 @@ class SoftmaxCrossEntropy(LabelLoss):
         if self.reduction == "sum":
             count, like = self.mean_count(), self._p if self._dy is None else self._dy
             dout = dout * (count if isinstance(count, int) else namespace(like).astype(count, like.dtype))
+            one = False
         if self._dy is not None:
-            dy = self._dy if is_real(dout) and dout == 1 else self._dy * dout
+            dy = self._dy if one or (is_real(dout) and dout == 1) else self._dy * dout
             return dy if len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
         p = self._p
         m, c = p.shape

@@ -47,8 +47,9 @@ def backward_chain(parts: Sequence[Part], dy: Any, input_grad: bool = True) -> A
     parameter that trains gets the gradient the full backward gives."""
     parts = list(parts)
     if not input_grad:
-        for first, part in enumerate(parts):  # a loop, not next() over a generator: every training step asks
-            if isinstance(part, Layer) and _trains(part):
+        # a loop, not next() over a generator, with _trains' first test inline: every training step asks
+        for first, part in enumerate(parts):
+            if isinstance(part, Layer) and ((part.__dict__.get("params") and not part._frozen) or _trains(part)):
                 break
         else:
             return None

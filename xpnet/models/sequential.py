@@ -127,7 +127,9 @@ class Sequential(StopsWhereNothingTrains, Model):
         BatchNorm's running statistics take in the test data. Caches the output's dtype, which ``backward``'s dy
         must have.
         """
-        y = chained(self, self.layers, x, self._check_train(train, hint=STATE_HINT))
+        if train is not True and train is not False:  # _check_train's own first test, without its call
+            train = self._check_train(train, hint=STATE_HINT)
+        y = chained(self, self.layers, x, train)
         try:  # dy_dtype.noted, inline: no call on a training step's path (an attribute read, not getattr())
             self.__dict__[OUTPUT_DTYPE] = y.dtype
         except AttributeError:  # a layer of one's own returning no array: nothing to check dy against

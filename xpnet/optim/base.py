@@ -196,7 +196,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         if not hasattr(model, "named_params"):
             raise TypeError(f"{self.name}.step: expected the model to update (an xn.Sequential), got "
                             f"{type(model).__name__}")
-        self.bind(model)
+        bound = self._model
+        if bound is None or (bound() if type(bound) is weakref.ref else bound) is not model:  # bind's test, inline
+            self.bind(model)
         work = self._planned(model, armed(model))
         if work is None:  # zero_grad() and no backward since: every .grad None in PyTorch, which skips them all
             return

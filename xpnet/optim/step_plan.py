@@ -8,7 +8,9 @@ of a model of one's own), a parameter replaced (``layer.params["W"] = new``, ``m
 model itself: the nodes' dotted names in walk order, each node's frozen flag, and each trainable node's ``params``
 dict, its size and each array in it by identity; then each gradient must be a NumPy array of its parameter's shape
 and dtype, and a node must hold no gradient under a name without a parameter (the full walk refuses it). Anything
-else, and the step takes the full walk (its checks and errors) and makes a new plan. Only for models whose every
+else, and the step takes the full walk (its checks and errors) and makes a new plan. A model one level deep (a
+Sequential of leaf layers, each once) is held against its ``named_children()`` and each child's being a built
+leaf, which is what ``named_modules``' walk would find, without the walk's dict and set. Only for models whose every
 trainable parameter is a NumPy array and whose parameter walk is xpnet's own (``Tree.params_and_grads``); the
 plan keeps the dicts and arrays, not the layers (the optimizer holds its model by a weak reference).
 """
@@ -21,6 +23,8 @@ import numpy as np
 
 from ..backend import namespace
 from ..layers.tree import Tree
+
+_NO_CHILDREN = Tree.named_children  # a leaf's (layers.tree's _visit asks the same)
 
 __all__ = ["StepPlan", "MISSED"]
 
@@ -36,10 +40,11 @@ class StepPlan:
     frozen, else ``(params, count, entries)``: its ``params`` dict, its size, and ``(dotted name, key, array)``
     for each parameter in it. ``xp``: the namespace of the arrays (NumPy's), as the work items carry it."""
 
-    __slots__ = ("names", "nodes", "xp")
+    __slots__ = ("names", "nodes", "xp", "children")
 
-    def __init__(self, names: list[str], nodes: list[Any], xp: Any):
+    def __init__(self, names: list[str], nodes: list[Any], xp: Any, children: list[str] | None = None):
         self.names, self.nodes, self.xp = names, nodes, xp
+        self.children = children  # names[1:] where the model is one level deep: every child a leaf, each once
 
     def __reduce__(self) -> tuple[Any, tuple[()]]:
         """Copied (with its optimizer), a plan becomes None: it holds the model's arrays, which a copy
@@ -72,17 +77,34 @@ class StepPlan:
         pairs = zip(flat, trained.items())
         if len(flat) != len(trained) or any(name != k or p is not v for (name, p), (k, v) in pairs):
             return None
-        return cls(list(modules), nodes, namespace(flat[0][1]))
+        names = list(modules)
+        leaves = len(model.named_children()) == len(names) - 1 and all(_leaf(node) for node in
+                                                                        list(modules.values())[1:])
+        return cls(names, nodes, namespace(flat[0][1]), names[1:] if leaves else None)
 
     def collect(self, model: Any, adding: bool, eps_check: Any) -> Any:
         """``Optimizer._collect``'s answer for ``model`` as the plan has it (work items; None where ``adding``
         and no backward reached any parameter), or MISSED where the model or a gradient does not match it."""
-        modules = model.named_modules()
-        if list(modules) != self.names:
-            return MISSED
+        leaves = self.children
+        if leaves is not None:  # one level deep: named_modules' answer is the model and its children, as planned
+            children = model.named_children()
+            own = model.__dict__
+            if list(children) != leaves or "params" not in own or "grads" not in own or "buffers" not in own:
+                return MISSED  # (the full walk names a node built without super().__init__())
+            nodes: Any = [model, *children.values()]
+        else:
+            modules = model.named_modules()
+            if list(modules) != self.names:
+                return MISSED
+            nodes = modules.values()
         work = []
         xp = self.xp
-        for node, planned in zip(modules.values(), self.nodes):
+        for node, planned in zip(nodes, self.nodes):
+            if leaves is not None and node is not model:  # _leaf, inline: children of its own go to the walk
+                own = node.__dict__
+                if type(node).named_children is not _NO_CHILDREN or "named_children" in own or "params" not in own \
+                        or "grads" not in own or "buffers" not in own:
+                    return MISSED
             if planned is None:
                 if not node._frozen:
                     return MISSED
@@ -111,3 +133,14 @@ class StepPlan:
         if not work:
             return None if adding else MISSED
         return work
+
+
+def _leaf(node: Any) -> bool:
+    """A layer without children, built: what ``named_modules``' walk takes as it is, without a call."""
+    return type(node).named_children is _NO_CHILDREN and "named_children" not in node.__dict__ and _built(node)
+
+
+def _built(node: Any) -> bool:
+    """Its stores there (else the full walk names the ``__init__`` that did not call ``super().__init__()``)."""
+    own = node.__dict__
+    return "params" in own and "grads" in own and "buffers" in own

@@ -286,10 +286,12 @@ class Trainer:
                         # Each rank's gradient is the mean over its own targets: weigh it by their count. SIGTERM
                         # to any rank stops every rank after this same update (agreed in the counts' collective).
                         stop = comm.allreduce_grads(model, count=int(batch_count), empty_ok=True, stop=stop)
-                    self.clip(model)
+                    if self.clip_grad_norm is not None or self.clip_grad_value is not None:  # (no call without)
+                        self.clip(model)
                     optimizer.step(model)
                     self.threads.end()
-                    self.after_step(updates)
+                    if self.step_callbacks:  # after_step's hooks, where there are any
+                        self.after_step(updates)
                     updates += 1
                 else:
                     self.threads.end()
