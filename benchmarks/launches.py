@@ -154,13 +154,66 @@ def seq2seq():
                                                "batch_size": 16, "clip_grad_norm": 5.0}
 
 
-MODELS = {f.__name__: f for f in (mlp, cnn, lstm_lm, gru_lm, transformer, bag, embedding, residual, seq2seq)}
+def attention_seq2seq():
+    """The book's attention seq2seq (ch. 8, attention_dates.py), clip_grad_norm."""
+    data = xn.datasets.addition(64)
+    (x, t) = data.train
+    model = xn.book.attention_seq2seq(len(data.char_to_id), wordvec_size=8, hidden_size=16)
+    return model, ((x, t[:, :-1]), t[:, 1:]), {"loss": "cross_entropy", "optimizer": xn.optim.Adam(1e-2),
+                                               "batch_size": 16, "clip_grad_norm": 5.0}
+
+
+class Translator(xn.Model):
+    """transformer_dates.py's model with xn.layers.PositionalEncoding: (question ids (N, S), answer so far (N, T))
+    -> scores (N, T, vocab), the decoder under a causal mask (``tgt_is_causal=True``)."""
+
+    def __init__(self, vocab, d_model=16):
+        super().__init__()
+        self.src_embed, self.tgt_embed = L.Embedding(vocab, d_model), L.Embedding(vocab, d_model)
+        self.src_position = L.PositionalEncoding(d_model, dropout=0.1)
+        self.tgt_position = L.PositionalEncoding(d_model, dropout=0.1)
+        self.transformer = L.Transformer(d_model, 2, 1, 1, 32, 0.1)
+        self.out = L.Linear(d_model, vocab)
+
+    def forward(self, src, tgt, train=True):
+        s = self.src_position.forward(self.src_embed.forward(src, train), train)
+        t = self.tgt_position.forward(self.tgt_embed.forward(tgt, train), train)
+        return self.out.forward(self.transformer.forward(s, t, tgt_is_causal=True, train=train), train)
+
+    def backward(self, dy):
+        ds, dt = self.transformer.backward(self.out.backward(dy))
+        self.src_embed.backward(self.src_position.backward(ds))
+        self.tgt_embed.backward(self.tgt_position.backward(dt))
+        return None, None
+
+
+def translator():
+    data = xn.datasets.addition(64)
+    (x, t) = data.train
+    return Translator(len(data.char_to_id)), ((x, t[:, :-1]), t[:, 1:]), {
+        "loss": "cross_entropy", "optimizer": xn.optim.Adam(1e-3), "batch_size": 16, "clip_grad_norm": 1.0}
+
+
+def norms():
+    """Conv1d, BatchNorm over (N, C, L), GroupNorm, InstanceNorm1d, MaxPool1d, Dropout1d, Linear; clip_grad_value."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((40, 2, 8)).astype(np.float32), rng.integers(0, 3, 40)
+    model = xn.Sequential(L.Conv1d(2, 4, 3, padding=1), L.BatchNorm(4), L.ReLU(), L.GroupNorm(2, 4),
+                          L.InstanceNorm1d(4, affine=True), L.MaxPool1d(2), L.Dropout1d(0.1), L.Flatten(),
+                          L.Linear(16, 3))
+    return model, (x, t), {"loss": "cross_entropy", "optimizer": xn.optim.Adam(1e-2), "batch_size": 8,
+                           "clip_grad_value": 1.0}
+
+
+MODELS = {f.__name__: f for f in (mlp, cnn, norms, lstm_lm, gru_lm, transformer, translator, bag, embedding,
+                                  residual, seq2seq, attention_seq2seq)}
 
 
 @contextlib.contextmanager
 def watched_epochs(record):
-    """Patch the epochs of BatchIterator and TokenStream: ``record(steps, before)`` at each epoch's end, where
-    ``before`` is what :func:`counters` gave right after its first batch."""
+    """Patch the epochs of BatchIterator and TokenStream: ``record(steps, before, second)`` at each epoch's end,
+    where ``before`` is what :func:`counters` gave right after its first batch and ``second`` right after its
+    second (the first step done; None where the epoch has one step)."""
     patched = []
     for cls in (xn.datasets.BatchIterator, xn.datasets.TokenStream):
         original = cls.epoch
@@ -168,14 +221,15 @@ def watched_epochs(record):
         def epoch(self, e, *args, original=original, **kwargs):
             batches = original(self, e, *args, **kwargs)
             first = next(batches)
-            before, steps = counters(), 1
+            before, second, steps = counters(), None, 1
             try:
                 yield first
                 for batch in batches:
                     steps += 1
+                    second = counters() if second is None else second
                     yield batch
             finally:
-                record(steps, before)
+                record(steps, before, second)
 
         cls.epoch = epoch
         patched.append((cls, original))
@@ -214,12 +268,13 @@ def measure(name: str) -> dict:
     model, data, kwargs = MODELS[name]()
     found = []
 
-    def record(steps, before):
+    def record(steps, before, second):
         after = counters()
         import cupy  # noqa: PLC0415
         st = cupy.cuda.stream
         launches = after[2] - before[2]
         found.append({"steps": steps, "waits": after[0] - before[0], "uploads": after[1] - before[1],
+                      "waits_after_first_step": after[0] - (before if second is None else second)[0],
                       "launches": sum(v for k, v in launches.items() if k not in _NOT_LAUNCHES) / steps,
                       "by_name": {k: v / steps for k, v in launches.most_common() if k not in _NOT_LAUNCHES},
                       "wait_stacks": [_xpnet_frames(s) for s in getattr(st, "wait_stacks", [])[before[3]:after[3]]],
@@ -230,6 +285,7 @@ def measure(name: str) -> dict:
     with watched_epochs(record):
         xn.train(model, data, epochs=2, device="cuda", progress=False, **kwargs)
     return {"name": name, **found[-1], "waits_per_epoch": [f["waits"] for f in found],
+            "waits_after_first_step": [f["waits_after_first_step"] for f in found],
             "uploads_per_epoch": [f["uploads"] for f in found]}
 
 
@@ -250,7 +306,7 @@ def main(argv=None):
             print(json.dumps(row))
             continue
         print(f"{name:12s} launches/step {row['launches']:7.1f}  uploads/epoch {row['uploads_per_epoch']}  "
-              f"waits/epoch {row['waits_per_epoch']}  host {row['host_ms']:.2f} ms/step "
+              f"waits/epoch {row['waits_per_epoch']} ({row['waits_after_first_step']} after its first step)  host {row['host_ms']:.2f} ms/step "
               f"({row['steps']} steps)" if fake else f"{name:12s} host {row['host_ms']:.2f} ms/step")
         if fake:
             print("    " + ", ".join(f"{k} {v:g}" for k, v in list(row["by_name"].items())[:args.top]))
