@@ -205,8 +205,47 @@ def norms():
                            "clip_grad_value": 1.0}
 
 
-MODELS = {f.__name__: f for f in (mlp, cnn, norms, lstm_lm, gru_lm, transformer, translator, bag, embedding,
-                                  residual, seq2seq, attention_seq2seq)}
+def augmented():
+    """fashion_mnist_resnet.py's recipe, small: Residual blocks (a 1x1 shortcut), GlobalAvgPool, Nesterov, batches
+    shifted and flipped on the device (``transform=RandomShiftFlip``), an EMA of the weights updated each step
+    (``AveragedWeights(..., interval="step")``)."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((40, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 40)
+    block = L.Residual(xn.Sequential(L.Conv2d(4, 8, 3, stride=2, padding=1, bias=False), L.BatchNorm(8), L.ReLU(),
+                                     L.Conv2d(8, 8, 3, padding=1, bias=False), L.BatchNorm(8)),
+                       xn.Sequential(L.Conv2d(4, 8, 1, stride=2, bias=False), L.BatchNorm(8)))
+    model = xn.Sequential(L.Conv2d(1, 4, 3, padding=1, bias=False), L.BatchNorm(4), L.ReLU(), block, L.ReLU(),
+                          L.GlobalAvgPool(), L.Linear(8, 10))
+    swa = xn.optim.swa_utils
+    ema = swa.AveragedModel(model, multi_avg_fn=swa.get_ema_multi_avg_fn(0.99))
+    return model, (x, t), {"loss": "cross_entropy", "optimizer": xn.optim.Nesterov(0.05, momentum=0.9,
+                                                                                    weight_decay=5e-4),
+                           "batch_size": 8, "transform": xn.datasets.RandomShiftFlip(1),
+                           "callbacks": [xn.callbacks.AveragedWeights(ema, interval="step")]}
+
+
+def tied_lm():
+    """A LanguageModel with tied weights (TiedLinear), gradients accumulated over 2 batches, a per-epoch
+    ``scheduler=``."""
+    model = xn.models.LanguageModel(20, 16, 16, tie_weights=True)
+    opt = xn.optim.SGD(0.5, momentum=0.9)
+    return model, _stream(), {"loss": "cross_entropy", "optimizer": opt, "accumulate_grad_batches": 2,
+                              "scheduler": xn.optim.lr_scheduler.StepLR(opt, 1, 0.5)}
+
+
+def finetune():
+    """finetune_fashion_mnist.py's second phase, small: a frozen backbone (``requires_grad_(False)``,
+    FrozenBatchNorm2d) under a head that trains."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((40, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 40)
+    backbone = xn.Sequential(L.Conv2d(1, 4, 3, padding=1), L.FrozenBatchNorm2d(4), L.ReLU(), L.MaxPool2d(2))
+    backbone.requires_grad_(False)
+    model = xn.Sequential(backbone, L.Flatten(), L.Linear(64, 10))
+    return model, (x, t), {"loss": "cross_entropy", "optimizer": xn.optim.Adam(1e-2), "batch_size": 8}
+
+
+MODELS = {f.__name__: f for f in (mlp, cnn, norms, augmented, finetune, lstm_lm, gru_lm, tied_lm, transformer,
+                                  translator, bag, embedding, residual, seq2seq, attention_seq2seq)}
 
 
 @contextlib.contextmanager
@@ -305,9 +344,10 @@ def main(argv=None):
         if args.json:
             print(json.dumps(row))
             continue
-        print(f"{name:12s} launches/step {row['launches']:7.1f}  uploads/epoch {row['uploads_per_epoch']}  "
-              f"waits/epoch {row['waits_per_epoch']} ({row['waits_after_first_step']} after its first step)  host {row['host_ms']:.2f} ms/step "
-              f"({row['steps']} steps)" if fake else f"{name:12s} host {row['host_ms']:.2f} ms/step")
+        print(f"{name:12s} launches/step {row['launches']:6.1f}  uploads/epoch {row['uploads_per_epoch']}  "
+              f"waits/epoch {row['waits_per_epoch']} ({row['waits_after_first_step']} after its first step)  "
+              f"host {row['host_ms']:.2f} ms/step ({row['steps']} steps)" if fake
+              else f"{name:12s} host {row['host_ms']:.2f} ms/step")
         if fake:
             print("    " + ", ".join(f"{k} {v:g}" for k, v in list(row["by_name"].items())[:args.top]))
             for s in collections.Counter(row["wait_stacks"]).most_common():
