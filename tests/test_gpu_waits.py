@@ -201,12 +201,14 @@ def _spin_after_each_first_step(monkeypatch):
 def test_after_an_epochs_first_step_no_step_waits_for_the_gpu(monkeypatch):
     """On CuPy, for the models of benchmarks/launches.py: a spinner queued after each epoch's first step still
     runs when the last step has been enqueued. A first, unwatched run loads every kernel (lazy module loading,
-    issue 23, 6)."""
+    issue 23, 6). Not the augmented model: RandomShiftFlip copies its draws from the host each step, and CuPy stages
+    such a copy in pinned memory, whose allocation (cudaHostAlloc) may synchronize the device while earlier blocks
+    wait behind the spinner."""
     require_cuda()
     pytest.importorskip("cupyx", reason=_NEEDS_CUPYX)
     launches = _launches_module()
     busy = {}
-    for name in launches.MODELS:
+    for name in [name for name in launches.MODELS if name != "augmented"]:
         launches.measure(name)
         with monkeypatch.context() as patch:
             busy_at_end = _spin_after_each_first_step(patch)
