@@ -250,13 +250,20 @@ def philox_seed(state: Any, key: int) -> None:
     _launch("philox_seed", 1, (state, int(key)))
 
 
+def _count_draw(state: Any) -> None:
+    """The draw count of ``state`` up by one, one kernel on its view (``state[1:] += 1`` writes the view back into
+    the state with a second, a copy)."""
+    count = state[1:]
+    count += cupy.uint64(1)
+
+
 def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
     ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count
     then goes up by one: two launches, both reading the state on the device (capturable)."""
     out = cupy.empty(shape, dtype)
     _launch("philox_uniform", (out.size + 3) // 4, (out, state, out.size), T=out.dtype)
-    state[1:] += cupy.uint64(1)
+    _count_draw(state)
     return out
 
 
@@ -272,7 +279,7 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     state = cupy_draw_state(rng, x, owner)
     y, scale = cupy.empty_like(x), cupy.empty_like(x)
     _launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size), T=x.dtype)
-    state[1:] += cupy.uint64(1)
+    _count_draw(state)
     return y, scale
 
 
