@@ -28,6 +28,9 @@ import numpy as np
 
 import xpnet as xn
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _threads import thread_line  # noqa: E402 - the folder of this script first
+
 L = xn.layers
 
 
@@ -354,7 +357,7 @@ def main(argv=None):
                 print(f"    wait x{s[1]}: {s[0]}")
             for s in collections.Counter(row["upload_stacks"]).most_common():
                 print(f"    upload x{s[1]}: {s[0]}")
-    print(f"threads: {os.environ.get('OPENBLAS_NUM_THREADS', 'BLAS default')}; python {sys.version.split()[0]}")
+    print(f"{thread_line()}; load average {os.getloadavg()[0]:.1f} (host ms are wall time: noisy on a busy machine)")
 
 
 if __name__ == "__main__":
