@@ -215,3 +215,23 @@ def test_after_an_epochs_first_step_no_step_waits_for_the_gpu(monkeypatch):
             launches.measure(name)
         busy[name] = busy_at_end
     assert busy == {name: [True] * len(busy[name]) for name in busy} and all(busy.values()), busy
+
+
+def test_kept_causal_masks_give_what_a_fresh_layer_gives():
+    """MultiheadAttention and ScaledDotProductAttention keep the causal mask of ``is_causal=True`` per query
+    shape: forwards of other query and key lengths in between, the outputs and input gradients equal those of a
+    layer of the same weights seeing each shape first."""
+    rng = np.random.default_rng(0)
+    kept_mha, kept_sdpa = xn.layers.MultiheadAttention(4, 2), xn.layers.ScaledDotProductAttention()
+    for queries, keys in ((3, 4), (3, 5), (2, 5), (3, 4)):
+        q = rng.standard_normal((2, queries, 4)).astype(np.float32)
+        kv = rng.standard_normal((2, keys, 4)).astype(np.float32)
+        fresh_mha, fresh_sdpa = xn.layers.MultiheadAttention(4, 2), xn.layers.ScaledDotProductAttention()
+        fresh_mha.load_state_dict(kept_mha.state_dict())
+        for kept, fresh in ((kept_mha, fresh_mha), (kept_sdpa, fresh_sdpa)):
+            outs = [layer.forward(q, kv, kv, is_causal=True) for layer in (kept, fresh)]
+            outs = [out[0] if isinstance(out, tuple) else out for out in outs]
+            np.testing.assert_array_equal(outs[0], outs[1])
+            grads = [layer.backward(np.ones_like(out)) for layer, out in zip((kept, fresh), outs)]
+            for a, b in zip(*grads):
+                np.testing.assert_array_equal(a, b)
