@@ -235,3 +235,17 @@ def test_kept_causal_masks_give_what_a_fresh_layer_gives():
             grads = [layer.backward(np.ones_like(out)) for layer, out in zip((kept, fresh), outs)]
             for a, b in zip(*grads):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_add_at_adds_into_the_view_as_the_indexed_update_does():
+    """backend.add_at with a basic index adds into the view (one kernel on CuPy instead of the add and a copy of the
+    view back); the same array as ``a[index] += value``, also where the index is an integer array (the old path)."""
+    rng = np.random.default_rng(0)
+    a, value = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 2, 5))
+    for index, v in (((slice(None), slice(1, 3)), value), ((1, slice(None), 2), value[1, :, 0].repeat(2)),
+                     ((..., slice(0, 5, 2)), value[:, :, :3].repeat(2, axis=1)),
+                     ((np.array([0, 2]),), value[:2].repeat(2, axis=1))):
+        expected = a.copy()
+        expected[index] += v
+        got = xn.backend.add_at(a.copy(), index, v)
+        np.testing.assert_array_equal(got, expected)
