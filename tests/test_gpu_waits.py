@@ -64,7 +64,7 @@ def test_on_the_fake_cupy_what_still_waits_is_caught_and_named(tmp_path):
     in every forward, a wait a step that FAKE_CUPY_WAIT_TRACE=1 traces to Embedding.check_range. And a packed
     sequence's mask and reverse order, and an EmbeddingBag's layout, are made once per lengths or shape: a second
     forward and backward copies nothing from the host and waits for nothing (pad_packed_sequence sent the lengths
-    to the device to read them back)."""
+    to the device to read them back). The fused cross-entropy launches no count of the labels it is vouched for."""
     out = last_json(run_with_fake_cupy("""
     import json, numpy as np, cupy, xpnet as xn
     L, st = xn.layers, cupy.cuda.stream
@@ -96,8 +96,18 @@ def test_on_the_fake_cupy_what_still_waits_is_caught_and_named(tmp_path):
         gru.backward(y * 0 + 1, h * 0)
         bag.backward(bag(ids) * 0 + 1)
         repeats.append([st.host_waits - waits, st.uploads - uploads])
-    print(json.dumps({"traced": len(traced), "repeats": repeats, "lengths": [str(lengths.dtype), lengths.tolist()]}))
+    loss, y = xn.losses.SoftmaxCrossEntropy(), xn.to_device(rng.standard_normal((6, 4)).astype(np.float32), "cuda")
+    t, fused = xn.to_device(rng.integers(0, 4, 6), "cuda"), []
+    for vouched in (False, True):
+        with loss.none_ignored(vouched):
+            counts = st.launches["xpnet_count_valid"]
+            fused.append([loss.forward(y, t).get().tolist(), loss.backward().get().tolist(),
+                          st.launches["xpnet_count_valid"] - counts])
+    print(json.dumps({"traced": len(traced), "repeats": repeats, "lengths": [str(lengths.dtype), lengths.tolist()],
+                      "fused": fused}))
     """, tmp_path, FAKE_CUPY_WAIT_TRACE="1"))
+    # labels vouched for (xn.train checks them once): the fused loss takes their count from the host, same bits
+    assert out["fused"][0][:2] == out["fused"][1][:2] and [f[2] for f in out["fused"]] == [1, 0]
     assert out["traced"] >= 4  # one a step of the epoch's 4
     assert out["repeats"][1] == [1, 0]  # the bag's range check of ids that are no batch; its longest bag is T
     assert out["lengths"] == ["int64", [5, 3, 2]]
