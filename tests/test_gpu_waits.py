@@ -64,7 +64,8 @@ def test_on_the_fake_cupy_what_still_waits_is_caught_and_named(tmp_path):
     in every forward, a wait a step that FAKE_CUPY_WAIT_TRACE=1 traces to Embedding.check_range. And a packed
     sequence's mask and reverse order, and an EmbeddingBag's layout, are made once per lengths or shape: a second
     forward and backward copies nothing from the host and waits for nothing (pad_packed_sequence sent the lengths
-    to the device to read them back). The fused cross-entropy launches no count of the labels it is vouched for."""
+    to the device to read them back). The fused cross-entropy launches no count of the labels it is vouched for,
+    and attention's dropout of its weights takes Dropout's fused kernel, the same numbers as the portable mask."""
     out = last_json(run_with_fake_cupy("""
     import json, numpy as np, cupy, xpnet as xn
     L, st = xn.layers, cupy.cuda.stream
@@ -103,9 +104,22 @@ def test_on_the_fake_cupy_what_still_waits_is_caught_and_named(tmp_path):
             counts = st.launches["xpnet_count_valid"]
             fused.append([loss.forward(y, t).get().tolist(), loss.backward().get().tolist(),
                           st.launches["xpnet_count_valid"] - counts])
+    attended = []
+    q = xn.to_device(rng.standard_normal((2, 3, 4)).astype(np.float32), "cuda")
+    for fast in (False, True):
+        previous = xn.backend.set_fast_paths(fast)
+        xn.init.seed(3)
+        mha = xn.layers.MultiheadAttention(4, 2, dropout=0.5).to("cuda")
+        fused_dropouts = st.launches["xpnet_dropout_forward"]
+        out, weights = mha.forward(q, q, q, average_attn_weights=False)
+        attended.append([out.get().tolist(), [d.get().tolist() for d in mha.backward(out * 0 + 1)],
+                         st.launches["xpnet_dropout_forward"] - fused_dropouts])
+        xn.backend.set_fast_paths(previous)
     print(json.dumps({"traced": len(traced), "repeats": repeats, "lengths": [str(lengths.dtype), lengths.tolist()],
-                      "fused": fused}))
+                      "fused": fused, "attended": attended}))
     """, tmp_path, FAKE_CUPY_WAIT_TRACE="1"))
+    # attention's dropout through the fused Dropout kernel (it took the portable mask, six launches): the same
+    assert out["attended"][0][:2] == out["attended"][1][:2] and [a[2] for a in out["attended"]] == [0, 1]
     # labels vouched for (xn.train checks them once): the fused loss takes their count from the host, same bits
     assert out["fused"][0][:2] == out["fused"][1][:2] and [f[2] for f in out["fused"]] == [1, 0]
     assert out["traced"] >= 4  # one a step of the epoch's 4

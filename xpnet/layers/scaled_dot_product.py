@@ -154,7 +154,8 @@ def attend(q: Any, k: Any, v: Any, mask: Any, scale: float, dropout: float, rng:
     a = softmax(scores, -1)
     dropped, drop = a, None
     if dropout > 0.0:
-        dropped, drop = dropout_forward(a, dropout, 1.0 / (1.0 - dropout), rng, owner)
+        dropped, drop = fast_path("dropout_forward", xp, dropout_forward)(a, dropout, 1.0 / (1.0 - dropout), rng,
+                                                                           owner)
     return _heads(xp, dropped, v), Attended(qs, k, v, a, dropped, drop, scale)
 
 
