@@ -79,12 +79,27 @@ def _loss_ready(y2: Any, labels: Any, ignore_index: int, label_smoothing: float)
             and labels.flags.c_contiguous and -2 ** 63 <= ignore_index < 2 ** 63)
 
 
-def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> tuple[Any, Any, Any]:
+# A count the caller knows on the host, as the kernel reads it (1,): per (count, label dtype, GPU), made once.
+_COUNTS: dict[tuple[int, str, int], Any] = {}
+
+
+def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float,
+                          count: int | None = None) -> tuple[Any, Any, Any]:
     """``xpnet.losses.cross_entropy_labels`` and its backward for dout = 1 in one pass over the logits
     (M, C): (the mean loss (0-d), dy (M, C), and for each row whether its first maximum is at the label
-    (M,) bool). Rows weigh 1 / (the number of labels that are not ``ignore_index``), ignored rows 0."""
+    (M,) bool). Rows weigh 1 / (the number of labels that are not ``ignore_index``), ignored rows 0: counted by a
+    reduction, or ``count`` where the caller knows it (labels checked once to hold no ``ignore_index``: M), kept
+    on the device per value, so that such a step launches no count."""
     m, c = y2.shape
-    valid = reduction("count_valid")(labels, ignore_index)
+    if count is None:
+        valid = reduction("count_valid")(labels, ignore_index)
+    else:
+        key = (int(count), str(labels.dtype), int(labels.device.id))
+        if key not in _COUNTS:
+            if len(_COUNTS) >= 64:
+                del _COUNTS[next(iter(_COUNTS))]
+            _COUNTS[key] = cupy.full((1,), int(count), dtype=labels.dtype)
+        valid = _COUNTS[key]
     loss, dy, hit = cupy.empty(m, y2.dtype), cupy.empty_like(y2), cupy.empty(m, cupy.bool_)
     _launch("softmax_cross_entropy", m, (y2, labels, valid, loss, dy, hit, int(ignore_index),
                                          float(label_smoothing), m, c), T=y2.dtype, L=labels.dtype)
@@ -250,13 +265,20 @@ def philox_seed(state: Any, key: int) -> None:
     _launch("philox_seed", 1, (state, int(key)))
 
 
+def _count_draw(state: Any) -> None:
+    """The draw count of ``state`` up by one, one kernel on its view (``state[1:] += 1`` writes the view back into
+    the state with a second, a copy)."""
+    count = state[1:]
+    count += cupy.uint64(1)
+
+
 def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
     ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count
     then goes up by one: two launches, both reading the state on the device (capturable)."""
     out = cupy.empty(shape, dtype)
     _launch("philox_uniform", (out.size + 3) // 4, (out, state, out.size), T=out.dtype)
-    state[1:] += cupy.uint64(1)
+    _count_draw(state)
     return out
 
 
@@ -272,7 +294,7 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     state = cupy_draw_state(rng, x, owner)
     y, scale = cupy.empty_like(x), cupy.empty_like(x)
     _launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size), T=x.dtype)
-    state[1:] += cupy.uint64(1)
+    _count_draw(state)
     return y, scale
 
 

@@ -154,9 +154,17 @@ def set_at(a: Any, index: Any, value: Any) -> Any:
 
 
 def add_at(a: Any, index: Any, value: Any) -> Any:
-    """``a[index] += value``, under the same rule as :func:`set_at`. Always use the result."""
+    """``a[index] += value``, under the same rule as :func:`set_at`. Always use the result. On NumPy and CuPy with
+    a basic index (ints, slices) the sum goes into the view ``a[index]``: ``a[index] += value`` then copies that
+    view back onto itself, a second kernel on CuPy (a col2im of a 3x3 kernel ran 18 launches, now 9)."""
     if update_rule(namespace(a)) == "in place":
-        a[index] += value
+        if (array_api_compat.is_cupy_array(a) or array_api_compat.is_numpy_array(a)) and all(
+                k is None or k is Ellipsis or type(k) in (int, slice) for k in
+                (index if isinstance(index, tuple) else (index,))):
+            view = a[index]
+            view += value
+        else:
+            a[index] += value
         return a
     return a.at[index].add(value)
 

@@ -200,10 +200,12 @@ def _ce_finish(e, labels, ignore, picked, scale, per_row):
             e[i, labels[i]] -= w
 
 
-def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> Any:
+def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothing: float,
+                          count: int | None = None) -> Any:
     """(the mean loss, dy for dout = 1 (M, C), each row's hit (M,) bool) for logits (M, C) and integer labels
     (M,), rows of ``ignore_index`` weighing 0; None where a counted label lies outside [0, C) (the portable path
-    then says so). ``label_smoothing`` is not taken (the accept check leaves it to the portable path)."""
+    then says so). ``label_smoothing`` is not taken (the accept check leaves it to the portable path); ``count``
+    (the labels not ignored, where the caller knows it) neither: the rows are counted here in the same pass."""
     m, c = y2.shape
     # empty_like's result for a C-contiguous ndarray, without its Python dispatcher (a subclass keeps empty_like)
     dy = np.empty(y2.shape, y2.dtype) if type(y2) is np.ndarray else np.empty_like(y2)

@@ -81,15 +81,17 @@ class RandomShiftFlip:
         xp, dev = namespace(x), device_of(x)
         dy, dx, flips = shift_flip_params(n, s, self.flip, self.seed, int(epoch), int(step))
         lead = (n,) + (1,) * (x.ndim - 1)  # one value per sample, broadcast over the image
-        if self.flip and flips.any():
-            x = xp.where(to_device(flips.reshape(lead), dev), xp.flip(x, axis=-1), x)
-        for axis, shifts in ((-2, dy), (-1, dx)):
-            used = [k for k in range(-s, s + 1) if k != 0 and (shifts == k).any()]
-            if not used:
-                continue
-            on_dev = to_device(shifts.reshape(lead), dev)
+        flipped = self.flip and flips.any()
+        used = [[k for k in range(-s, s + 1) if k != 0 and (shifts == k).any()] for shifts in (dy, dx)]
+        if not flipped and not any(used):
+            return x
+        # the step's draws go to the device in one copy: (flip, dy, dx) per sample
+        draws = to_device(np.stack([flips.astype(np.int64), dy, dx]).reshape((3, *lead)), dev)
+        if flipped:
+            x = xp.where(draws[0, ...] == 1, xp.flip(x, axis=-1), x)
+        for axis, shifts, ks in ((-2, draws[1, ...], used[0]), (-1, draws[2, ...], used[1])):
             out = x
-            for k in used:
-                out = xp.where(on_dev == k, _shifted(xp, x, k, axis, dev.native), out)
+            for k in ks:
+                out = xp.where(shifts == k, _shifted(xp, x, k, axis, dev.native), out)
             x = out
         return x

@@ -18,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._user import flag, not_here, seed as _seed
+from ..backend import rows
 from ..backend import (Device, XpnetBackendError, device_of, fast_path, namespace, same_device, to_device,
                        update_rule)
 
@@ -120,16 +121,17 @@ class BatchIterator:
     def epoch(self, epoch: int) -> Iterator[tuple[Any, ...]]:
         """The batches of epoch ``epoch`` (an int >= 0; the same ones every time it is asked for)."""
         _seed(epoch, "BatchIterator.epoch", "epoch")
+        sources = rows.sources(self.arrays)  # integer arrays (ids): their range read once an epoch, if asked
         if not self.shuffle:
             for lo, hi in self.bounds:
-                yield tuple(a[lo:hi, ...] for a in self.arrays)
+                yield tuple(rows.note(a[lo:hi, ...], s) for a, s in zip(self.arrays, sources))
             return
         take = fast_path("take_rows", self.device.xp, _take_rows)  # asked once an epoch, not every batch
         idx = to_device(self.permutation(epoch), self.device)
         arrays = self.arrays
         for lo, hi in self.bounds:
-            rows = idx[lo:hi]
-            yield tuple([take(a, rows) for a in arrays])
+            picked = idx[lo:hi]
+            yield tuple([rows.note(take(a, picked), s) for a, s in zip(arrays, sources)])
 
 
 class StaticBatches:

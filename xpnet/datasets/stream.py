@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._user import seed as _seed
+from ..backend import rows
 from ..backend import Device, device_of, isdtype, namespace, to_device
 
 __all__ = ["TokenStream"]
@@ -96,9 +97,11 @@ class TokenStream:
         shape = (self.batch_size, self.time_size)
         if self._first is None:
             self._first = to_device(self.positions(0).reshape(-1), self.device)
+        (source,) = rows.sources((self.ids,))  # the ids' range read once an epoch, if asked
         for step in range(epoch * self.steps, (epoch + 1) * self.steps):
             where = (self._first + step * self.time_size) % self.size
-            yield (xp.reshape(xp.take(self.xs, where), shape), xp.reshape(xp.take(self.ts, where), shape))
+            yield (rows.note(xp.reshape(xp.take(self.xs, where), shape), source),
+                   rows.note(xp.reshape(xp.take(self.ts, where), shape), source))
 
 
 def _positive(name: str, value: Any) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import init as _init
 from .._user import flag, is_int
+from ..backend import rows
 from ..backend import device_of, fast_path, float_dtype_name, host_copy, isdtype, namespace, same_device, untracked
 from .base import Layer, positive_int, pytorch_defaults_only
 from .pytorch_params import PyTorchParam
@@ -43,8 +44,9 @@ class Embedding(Layer):
     the gradient is added to ``grads["W"]`` (:meth:`add_shared_grad`), so W is one parameter (that
     share reaches the padding row, as the tied ``nn.Linear``'s does in PyTorch).
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
-    from the device; turn it off once the data are known good (NumPy raises for ids past the end but
-    takes negative ones from the end silently; CuPy wraps both to another row and JAX clamps them, silently
+    from the device (none for a batch of a BatchIterator or TokenStream: the range of the array it came from
+    is read once an epoch, :mod:`xpnet.backend.rows`); turn it off once the data are known good (NumPy
+    raises for ids past the end but takes negative ones from the end silently; CuPy wraps both to another row and JAX clamps them, silently
     too). ``xn.train``, ``xn.evaluate`` and the models' ``generate`` check the ids of the Embeddings that
     read the model's inputs (the first layer of a Sequential or a LanguageModel, the seq2seq models' two)
     once per run instead (``xpnet.models.ids``).
@@ -140,7 +142,12 @@ class Embedding(Layer):
 
     def check_range(self, ids: Any) -> None:
         """Raise unless every id lies in [0, num_embeddings): one value read back from the ids' device
-        (what ``check_ids`` does in each forward; ``xn.train`` does it once per run instead)."""
+        (what ``check_ids`` does in each forward; ``xn.train`` does it once per run instead), none where ``ids``
+        is a batch of a BatchIterator or TokenStream whose array's range, read once an epoch, is inside
+        (:mod:`xpnet.backend.rows`)."""
+        known = rows.bounds(ids)
+        if known is not None and 0 <= known[0] and known[1] < self.num_embeddings:
+            return
         xp = namespace(ids)
         if math.prod(ids.shape) and bool(xp.any((ids < 0) | (ids >= self.num_embeddings))):
             raise ValueError(f"{self.name}: ids must lie in [0, {self.num_embeddings}), got values in "

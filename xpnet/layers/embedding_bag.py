@@ -27,7 +27,9 @@ class EmbeddingBag(Embedding):
     adds each position's share into its id's row through Embedding's scatter-add, and returns None (ids have no
     gradient), or ``(None, None, d_per_sample_weights)`` (one per input) where the forward had them.
     ``check_ids`` checks the ids' range and that the offsets start at 0, never decrease and stay within M: two
-    values read back per forward (``"max"`` reads the longest bag's length too, check or not).
+    values read back per forward (``"max"`` of 1-D ids reads the longest bag's length too, check or not). For
+    (B, T) ids the bags' layout is made once per shape and kept, and the range check reads nothing where the ids
+    are a batch of a BatchIterator (:meth:`Embedding.check_range`).
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: Any = None, norm_type: Any = 2.0,
@@ -41,7 +43,7 @@ class EmbeddingBag(Embedding):
             raise ValueError(f"EmbeddingBag: mode must be 'sum', 'mean' or 'max', got {mode!r}")
         self.mode = mode
         self.include_last_offset = flag(include_last_offset, self.name, "include_last_offset")
-        self._cache = None
+        self._cache, self._even_bags = None, None
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "mode": self.mode, "include_last_offset": self.include_last_offset}
@@ -56,17 +58,20 @@ class EmbeddingBag(Embedding):
     def forward(self, input: Any, offsets: Any = None, per_sample_weights: Any = None,  # type: ignore[override]
                 train: bool = True) -> Any:
         xp = self._check_ids(input, "ids")
-        ids, starts = self._bags(xp, input, offsets)
+        if input.ndim == 2 and offsets is None:
+            ids, (starts, ends, bag) = xp.reshape(input, (-1,)), self._rows_as_bags(xp, input)
+        else:
+            ids, starts = self._bags(xp, input, offsets)
+            ends, bag = self._layout(xp, starts, ids.shape[0])
         m, n_bags = ids.shape[0], starts.shape[0]
-        ends = xp.concat([starts[1:], xp.asarray([m], dtype=starts.dtype, device=starts.device)])
-        bag = xp.searchsorted(starts, xp.arange(m, dtype=starts.dtype, device=starts.device), side="right") - 1
         rows = xp.take(self.params["W"], ids, axis=0)
         valid = None if self.padding_idx is None else ids != self.padding_idx
         zero = xp.zeros((), dtype=rows.dtype, device=rows.device)
         weights = self._sample_weights(xp, input, per_sample_weights)
         self._ids, self._shared, self._done = ids, None, False
-        if self.mode == "max":
-            return self._max(xp, rows, valid, starts, ends - starts, bag, zero)
+        if self.mode == "max":  # a bag per row: the longest is T, known without a read
+            longest = (input.shape[1] if n_bags and m else 0) if input.ndim == 2 else None
+            return self._max(xp, rows, valid, starts, ends - starts, bag, zero, longest)
         kept = rows if valid is None else xp.where(valid[:, None], rows, zero)
         summed = rows_added(xp, bag, kept if weights is None else kept * weights[:, None], n_bags)
         scale = None
@@ -78,14 +83,29 @@ class EmbeddingBag(Embedding):
         self._cache = (n_bags, bag, (tuple(input.shape), scale, weights, None if weights is None else kept))
         return summed
 
+    @staticmethod
+    def _layout(xp: Any, starts: Any, m: int) -> tuple[Any, Any]:
+        """Where each bag ends (B,) and the bag of each of the ``m`` positions (M,), from where each starts."""
+        ends = xp.concat([starts[1:], xp.full((1,), m, dtype=starts.dtype, device=starts.device)])
+        bag = xp.searchsorted(starts, xp.arange(m, dtype=starts.dtype, device=starts.device), side="right") - 1
+        return ends, bag
+
+    def _rows_as_bags(self, xp: Any, input: Any) -> tuple[Any, Any, Any]:
+        """For ids (B, T), a bag per row: where each bag starts and ends (B,) and each position's bag (B * T,),
+        made once per (B, T, array type, dtype, device) and kept: nothing to copy or launch in the next
+        forwards, and a CUDA-graph capture finds them made in its warm-up steps."""
+        n, t = input.shape
+        key = (n, t, type(input), str(input.dtype), str(input.device))
+        if self._even_bags is None or self._even_bags[0] != key:
+            starts = xp.arange(n, dtype=input.dtype, device=input.device) * t
+            self._even_bags = (key, (starts, *self._layout(xp, starts, n * t)))
+        return self._even_bags[1]
+
     def _bags(self, xp: Any, input: Any, offsets: Any) -> tuple[Any, Any]:
         """The ids (M,) and where each bag starts (B,), checked where ``check_ids`` says so."""
         if input.ndim == 2:
-            if offsets is not None:
-                raise ValueError(f"{self.name}: input of shape {tuple(input.shape)} is a bag per row and takes no "
-                                 "offsets, as PyTorch's: pass the ids flat, (M,), with offsets, or the rows alone")
-            n, t = input.shape
-            return xp.reshape(input, (-1,)), xp.arange(n, dtype=input.dtype, device=input.device) * t
+            raise ValueError(f"{self.name}: input of shape {tuple(input.shape)} is a bag per row and takes no "
+                             "offsets, as PyTorch's: pass the ids flat, (M,), with offsets, or the rows alone")
         if input.ndim != 1:
             raise ValueError(f"{self.name}: expected ids (M,) with offsets or (B, T) without, got shape "
                              f"{tuple(input.shape)}")
@@ -124,10 +144,13 @@ class EmbeddingBag(Embedding):
                              f"{described(weights)}{shape}")
         return xp.reshape(weights, (-1,))
 
-    def _max(self, xp: Any, rows: Any, valid: Any, starts: Any, lengths: Any, bag: Any, zero: Any) -> Any:
-        """Each bag's maximum per feature, over its rows laid out as (B, L, D), L the longest bag."""
+    def _max(self, xp: Any, rows: Any, valid: Any, starts: Any, lengths: Any, bag: Any, zero: Any,
+             longest: int | None) -> Any:
+        """Each bag's maximum per feature, over its rows laid out as (B, L, D), L the longest bag (read back from
+        the device where ``longest`` is None)."""
         n_bags, dim = starts.shape[0], self.embedding_dim
-        longest = int(xp.max(lengths)) if n_bags and rows.shape[0] else 0
+        if longest is None:
+            longest = int(xp.max(lengths)) if n_bags and rows.shape[0] else 0
         if not longest:
             self._cache = (n_bags, bag, None)
             return xp.zeros((n_bags, dim), dtype=rows.dtype, device=rows.device)

@@ -11,7 +11,7 @@ from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .grads import Grads
-from .scaled_dot_product import additive, attend, attend_backward, causal, mask_array, no_keys
+from .scaled_dot_product import additive, attend, attend_backward, causal_kept, mask_array, no_keys
 from .uses import called, reused
 from .zero_grad import counted
 
@@ -81,7 +81,7 @@ class MultiheadAttention(Layer):
             self.params["b_in"] = _init.zeros((3 * E,), dtype=self.dtype)
             self.params["b_out"] = _init.zeros((E,), dtype=self.dtype)
         self.rng = _init.make_rng(None)
-        self._cache = None
+        self._cache, self._causal = None, None  # _causal: (the key of a query, its causal mask)
 
     def config(self) -> dict[str, Any]:
         return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "dropout": self.dropout, "bias": self.bias,
@@ -118,7 +118,7 @@ class MultiheadAttention(Layer):
             self._check_float(x)
             self._check_like_params(x, what, arg)
         N, L, S, _, H, d = self._check_shapes(query, key, value)
-        mask = _mask(xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal, self.name)
+        mask = _mask(self, xp, query, (N, H, L, S), attn_mask, key_padding_mask, is_causal)
         q, k, v = self._project_inputs(xp, query, key, value)
         p = self.dropout if train else 0.0
         oh, attended = attend(_split_heads(xp, q, H), _split_heads(xp, k, H), _split_heads(xp, v, H), mask,
@@ -254,14 +254,16 @@ _TIME_FIRST = ("; the query {} is read batch first, (N, L, E), and the mask fits
                "batch_first=False, or permute the inputs to (N, L, E)")
 
 
-def _mask(xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any, is_causal: bool,
-          who: str) -> Any:
+def _mask(layer: Any, xp: Any, query: Any, shape: tuple[int, ...], attn_mask: Any, key_padding_mask: Any,
+          is_causal: bool) -> Any:
     """The additive mask, broadcastable to the scores (N, heads, L, S), or None: boolean masks as -inf where
-    True, float masks as they are, attn_mask and key_padding_mask added."""
+    True, float masks as they are, attn_mask and key_padding_mask added; ``is_causal`` alone the causal mask that
+    ``layer`` keeps."""
     N, H, L, S = shape
-    if is_causal and attn_mask is None:
-        attn_mask = causal(xp, query, L, S)
+    who = layer.name
     total = None
+    if is_causal and attn_mask is None:
+        total = xp.reshape(causal_kept(layer, xp, query, L, S), (1, 1, L, S))
     for m, name, shapes in (
             (attn_mask, "attn_mask", {(L, S): (1, 1, L, S), (N * H, L, S): (N, H, L, S)}),
             (key_padding_mask, "key_padding_mask", {(N, S): (N, 1, 1, S)})):

@@ -37,18 +37,38 @@ class PackedSequence:
             "sum(lengths) rows): pad_packed_sequence(packed) gives the padded array and the lengths")
 
     def valid(self, xp: Any, dtype_of: Any) -> Any:
-        """(N, T) bool on ``dtype_of``'s device: True at the steps inside each sequence."""
+        """(N, T) bool on ``dtype_of``'s device: True at the steps inside each sequence (kept per lengths)."""
         steps = self.padded.shape[int(self.batch_first)]
-        lengths = xp.asarray(self.lengths, device=dtype_of.device)
-        return xp.arange(steps, device=dtype_of.device)[None, :] < lengths[:, None]
+
+        def make() -> Any:
+            lengths = xp.asarray(self.lengths, device=dtype_of.device)
+            return xp.arange(steps, device=dtype_of.device)[None, :] < lengths[:, None]
+
+        return _kept(("valid", self.lengths, steps), dtype_of, make)
 
     def reversed_rows(self, xp: Any, y: Any) -> Any:
         """``y`` (N, T, ...) with each sequence's first ``length`` steps in reverse order (the padded steps stay):
         what a reverse direction reads, and its own inverse."""
         n, steps = y.shape[0], y.shape[1]
         flat = xp.reshape(y, (n * steps, *y.shape[2:]))
-        rows = xp.take(flat, xp.asarray(_reversed_order(self.lengths, steps), device=y.device), axis=0)
-        return xp.reshape(rows, y.shape)
+        order = _kept(("reversed", self.lengths, steps), y,
+                      lambda: xp.asarray(_reversed_order(self.lengths, steps), device=y.device))
+        return xp.reshape(xp.take(flat, order, axis=0), y.shape)
+
+
+# Device arrays made from host lengths, kept per (what, lengths, steps, array type, device), the latest 64: a
+# training loop over batches of a few lengths copies each to the device once, not at every forward and backward.
+_KEPT: dict[tuple[Any, ...], Any] = {}
+
+
+def _kept(key: tuple[Any, ...], like: Any, make: Any) -> Any:
+    """``make()``'s array for ``key`` on ``like``'s device, made once and kept (see _KEPT)."""
+    key = (*key, type(like), str(like.device))
+    if key not in _KEPT:
+        if len(_KEPT) >= 64:
+            del _KEPT[next(iter(_KEPT))]
+        _KEPT[key] = make()
+    return _KEPT[key]
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,7 +130,7 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
         raise ValueError(f"{who}: total_length={total_length} is less than the longest length, {longest}")
     size = longest if total_length is None else total_length
     y = fit_steps(xp, y, size, axis)
-    return y, to_numpy(xp.asarray(sequence.lengths, dtype=xp.int64, device=y.device))  # on the host, as PyTorch's
+    return y, to_numpy(sequence.lengths).astype("int64", copy=False)  # on the host, as PyTorch's
 
 
 def fit_steps(xp: Any, y: Any, steps: int, axis: int) -> Any:

@@ -50,7 +50,7 @@ class ScaledDotProductAttention(Layer):
         self.enable_gqa = flag(enable_gqa, self.name, "enable_gqa")
         self.rng = _init.make_rng(None)
         self.attention_weights = None
-        self._cache = None
+        self._cache, self._causal = None, None  # _causal: (the key of a query, its causal mask)
 
     def __call__(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
                  is_causal: bool = False, train: bool | None = None, **functional: Any) -> Any:
@@ -118,7 +118,7 @@ class ScaledDotProductAttention(Layer):
             if attn_mask is not None:
                 raise ValueError(f"{self.name}: is_causal=True with an attn_mask (PyTorch refuses both); pass one: "
                                  "the causal rows combined into attn_mask, or is_causal=True alone")
-            return additive(xp, causal(xp, query, *scores[-2:]), query, "is_causal", self.name)
+            return causal_kept(self, xp, query, *scores[-2:])
         if attn_mask is None:
             return None
         mask_array(attn_mask, query, "attn_mask", self.name)
@@ -154,7 +154,8 @@ def attend(q: Any, k: Any, v: Any, mask: Any, scale: float, dropout: float, rng:
     a = softmax(scores, -1)
     dropped, drop = a, None
     if dropout > 0.0:
-        dropped, drop = dropout_forward(a, dropout, 1.0 / (1.0 - dropout), rng, owner)
+        dropped, drop = fast_path("dropout_forward", xp, dropout_forward)(a, dropout, 1.0 / (1.0 - dropout), rng,
+                                                                           owner)
     return _heads(xp, dropped, v), Attended(qs, k, v, a, dropped, drop, scale)
 
 
@@ -203,6 +204,16 @@ def causal(xp: Any, query: Any, L: int, S: int) -> Any:
     """The boolean (L, S) mask of the keys j > query i (True: not attended)."""
     positions = xp.arange(S, device=query.device)
     return positions[None, :] > xp.arange(L, device=query.device)[:, None]
+
+
+def causal_kept(layer: Any, xp: Any, query: Any, L: int, S: int) -> Any:
+    """The causal mask (L, S) as added to the scores, in the query's dtype (-inf where key j > query i), made
+    once per (L, S, array type, dtype, device) and kept on ``layer``: five launches a forward on CuPy the first
+    time only, and a CUDA-graph capture finds it made in its warm-up steps."""
+    key = (L, S, type(query), str(query.dtype), str(query.device))
+    if layer._causal is None or layer._causal[0] != key:
+        layer._causal = (key, additive(xp, causal(xp, query, L, S), query, "is_causal", layer.name))
+    return layer._causal[1]
 
 
 def no_keys(who: str, name: str, shape: tuple[int, ...]) -> None:

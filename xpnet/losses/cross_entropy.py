@@ -93,7 +93,8 @@ class SoftmaxCrossEntropy(LabelLoss):
                 self._t = self._dy = self._hits = None
                 self._shape = tuple(y.shape)
                 return value
-            fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps)
+            fused = fast_path("softmax_cross_entropy", xp, _unfused)(y2, labels, self.ignore_index, eps,
+                                                                     count=self._count)
             if fused is not None:
                 value, self._dy, self._hits = fused
                 self._p = self._t = self._labels = self._rows = None
@@ -190,7 +191,7 @@ def _log_softmax_parts(xp: Any, y2: Any) -> tuple[Any, Any, Any, Any]:
     return z, e, total, xp.log(total)
 
 
-def _unfused(y2: Any, labels: Any, ignore_index: int, label_smoothing: float) -> None:
+def _unfused(y2: Any, labels: Any, ignore_index: int, label_smoothing: float, count: int | None = None) -> None:
     """Where no library fuses the softmax cross-entropy (``softmax_cross_entropy``, CuPy's kernel): None."""
     return None
 

@@ -6,6 +6,7 @@ Each check reads the arguments only; those that look at data or weights make one
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -205,5 +206,5 @@ class _SingleValueNorms(Watcher):
 
     def before_forward(self, name: str, layer: Any, xs: tuple[Any, ...]) -> None:
         h = xs[0]
-        if isinstance(layer, BatchNorm) and (h.ndim == 2 or h.shape[2] * h.shape[3] == 1):
+        if isinstance(layer, BatchNorm) and (h.ndim == 2 or math.prod(h.shape[2:]) == 1):  # (N, C, L...)
             self.names[f"layer {name} ({layer.name})"] = None

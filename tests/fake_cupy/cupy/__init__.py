@@ -244,6 +244,7 @@ def asarray(a, dtype=None, order=None, **kwargs):
         raise RuntimeError(f"the current stream is capturing, so H2D transfers are disallowed (fake CuPy: "
                            f"{type(a).__name__} -> cupy.ndarray; a 0-d one CuPy fills by a kernel whose value stays "
                            "baked into the graph). Make the array before the capture and fill it there")
+    cuda.stream.uploaded()
     return _wrap(_np.array(a, dtype=dtype, order=order, copy=True))
 
 

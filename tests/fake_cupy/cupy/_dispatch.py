@@ -96,14 +96,16 @@ def _leaves(r):
         yield r
 
 
-def _kernel(name, compute, inputs=(), writes=(), finish=None, label=None):
+def _kernel(name, compute, inputs=(), writes=(), finish=None, label=None, counted_as=None):
     """Every kernel of the fake. ``compute()`` works on NumPy arrays only (the fake arrays' memory, taken
     when the kernel is launched) and returns NumPy results; ``finish`` makes of them what the call
     returns (default: fake arrays on the current device). ``writes`` are the fake arrays it writes in
     place. On a capturing stream the kernel is recorded and not run: ``compute`` gives the result's
     shapes, ``writes`` are put back as they were, new outputs are filled with garbage; the record holds
-    memory, never the fake arrays (a graph keeps no Python object alive)."""
+    memory, never the fake arrays (a graph keeps no Python object alive). Each call is counted in
+    ``cupy.cuda.stream.launches`` under ``counted_as`` (default ``name``)."""
     finish = _wrap if finish is None else finish
+    cuda.stream.launched(counted_as or name)
     compute = _rounding.wrap(label or name, compute, inputs, writes, _leaves)
     capture = cuda.stream.capturing()
     if capture is None:

@@ -126,7 +126,7 @@ class ElementwiseKernel:
                     target[...] = scope[k]
 
         _kernel("ElementwiseKernel", run, args, outs, finish=lambda r: None,
-                label=_rounding.kernel_label(self.name, self.operation, "elementwise"))
+                label=_rounding.kernel_label(self.name, self.operation, "elementwise"), counted_as=self.name)
         if self.no_return:
             return None
         return outs[0] if len(outs) == 1 and not self.return_tuple else tuple(outs)
@@ -161,11 +161,12 @@ class ReductionKernel:
             return _np.sum(_np.broadcast_to(mapped, shape), axis=axis, keepdims=keepdims, dtype=out_type)
 
         if out is None:
-            return _kernel("ReductionKernel", run, args, label=_rounding.kernel_label(self.name, "", "reduction"))
+            return _kernel("ReductionKernel", run, args, label=_rounding.kernel_label(self.name, "", "reduction"),
+                           counted_as=self.name)
 
         def into():
             out._a[...] = run()
 
         _kernel("ReductionKernel", into, args, (out,), finish=lambda r: None,
-                label=_rounding.kernel_label(self.name, "", "reduction"))
+                label=_rounding.kernel_label(self.name, "", "reduction"), counted_as=self.name)
         return out

@@ -15,7 +15,10 @@ and the legacy cuRAND calls raise CuPy's ``NotImplementedError`` (``cupy_backend
 ``setStream``).
 """
 
+import collections
 import itertools
+import os
+import traceback
 
 from . import device as _device
 
@@ -23,13 +26,40 @@ _pointers = itertools.count(0x1000)
 _stacks: dict[int, list] = {}  # device id -> its streams made current by ``with``/``use`` (the last one is current)
 _active: dict[int, "Stream"] = {}  # ptr -> a stream capturing now
 # How many times the host waited for the GPU: a device-to-host copy (also CuPy's own, sizing a boolean mask), a
-# synchronize. Nothing here runs late, so tests count these to find a step that would wait on a GPU.
+# synchronize. Nothing here runs late, so tests count these to find a step that would wait on a GPU. With
+# FAKE_CUPY_WAIT_TRACE=1 each wait also appends the Python stack that made it to ``wait_stacks`` (where to look).
 host_waits = 0
+wait_stacks: list[str] = []
+# What a GPU would be asked to do (the fake's own counters, for tests and benchmarks/launches.py): ``launches``
+# counts each kernel by name (every call of ``cupy._dispatch._kernel``, run or recorded: ufuncs, functions that are
+# not views, ElementwiseKernel/ReductionKernel/RawKernel calls; ``zeros``/``empty``/``full``... too, as CuPy fills
+# or memsets them), ``uploads`` each host-to-device copy (``asarray``/``array`` of host data); with
+# FAKE_CUPY_UPLOAD_TRACE=1 an upload appends its stack to ``upload_stacks``.
+launches: collections.Counter = collections.Counter()
+uploads = 0
+upload_stacks: list[str] = []
+
+
+def _stack() -> str:
+    return "".join(traceback.format_stack()[:-2])
 
 
 def waited():
     global host_waits
     host_waits += 1
+    if os.environ.get("FAKE_CUPY_WAIT_TRACE") == "1":
+        wait_stacks.append(_stack())
+
+
+def launched(name):
+    launches[name] += 1
+
+
+def uploaded():
+    global uploads
+    uploads += 1
+    if os.environ.get("FAKE_CUPY_UPLOAD_TRACE") == "1":
+        upload_stacks.append(_stack())
 
 
 class CUDARuntimeError(RuntimeError):
