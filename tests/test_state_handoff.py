@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import require_cuda
 
 import xpnet as xn
 
@@ -179,3 +180,25 @@ def test_a_layers_own_final_state_fed_to_its_next_call_needs_its_gradient_too():
     for _ in range(2):
         cut(X, Y)
         cut.backward(W)
+
+
+@pytest.mark.gpu
+def test_on_cupy_the_handoff_is_followed_through_views_as_on_numpy():
+    """CuPy's views name their owner in ``.base`` as NumPy's do (``h_n[0]``, ``hs[:, -1]``): the encoder's backward
+    without the decoder's dh is refused there too, and with it the gradients equal NumPy's."""
+    dev = require_cuda()
+    on = {name: xn.to_device(a, dev) for name, a in (("x", X), ("y", Y), ("w", W))}
+    grads = {}
+    for where, arrays in (("cpu", {"x": X, "y": Y, "w": W}), ("cuda", on)):
+        xn.init.seed(0)
+        model = Seq2seq("LSTM", passes=False).to(dev if where == "cuda" else "cpu")
+        model.forward(arrays["x"], arrays["y"])
+        with pytest.raises(RuntimeError, match=r"Pass it: backward\(dhs, dh_n=decoder.dh, dc_n=decoder.dc\)"):
+            model.decoder.backward(arrays["w"])
+            model.encoder.backward(arrays["w"])
+        model.forward(arrays["x"], arrays["y"])
+        model.decoder.backward(arrays["w"])
+        model.encoder.backward(arrays["w"], dh_n=model.decoder.dh, dc_n=model.decoder.dc)
+        grads[where] = {k: xn.to_numpy(g) for k, g in model.encoder.grads.items()}
+    for k, g in grads["cpu"].items():
+        np.testing.assert_allclose(grads["cuda"][k], g, rtol=1e-12, atol=1e-12, err_msg=k)

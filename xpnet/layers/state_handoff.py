@@ -8,8 +8,8 @@ is told:
 
 1. Each forward of a recurrent layer notes what it handed out (``handed``): its final state and its output, by
    the array owning their memory (a view, ``h_n[0]``, ``hs[:, -1]``, is its owner's: ``.base``, NumPy's and
-   CuPy's; tests/fake_cupy's names the NumPy array under it, so it is not followed there), held weakly, with a
-   number for that forward (``FORWARD``, kept on the layer).
+   CuPy's, whose views name their first owner as NumPy's do), held weakly, with a number for that forward
+   (``FORWARD``, kept on the layer).
 2. A forward that starts from such an array (``set_state``, PyTorch's ``hx``) notes it (``linked``); its backward,
    having computed that start state's gradient (``dh``, ``dc``), leaves a debt on the layer that handed it
    (``owe``).

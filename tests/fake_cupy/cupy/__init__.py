@@ -95,6 +95,14 @@ class ndarray:
         return cuda.Device(self._device_id)
 
     @property
+    def base(self):
+        """CuPy's: the array whose memory a view shares (the first one's, for a view of a view), None for an
+        array that owns its memory (``_core/core.pyx``: ``v.base = self.base if self.base is not None else
+        self``), where NumPy's would name the NumPy array under the fake."""
+        owner = self._owner
+        return owner if owner is None or owner._owner is None else owner.base
+
+    @property
     def data(self):
         class Memory:
             device_id = self._device_id
