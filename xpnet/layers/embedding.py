@@ -46,8 +46,8 @@ class Embedding(Layer):
     ``check_ids`` (default True) checks the ids' range in each forward, which reads one value back
     from the device (none for a batch of a BatchIterator or TokenStream: the range of the array it came from
     is read once an epoch, :mod:`xpnet.backend.rows`); turn it off once the data are known good (NumPy
-    raises for ids past the end but takes negative ones from the end silently; CuPy wraps both to another row and JAX clamps them, silently
-    too). ``xn.train``, ``xn.evaluate`` and the models' ``generate`` check the ids of the Embeddings that
+    raises for ids past the end but takes negative ones from the end silently; CuPy wraps both to another row
+    and JAX clamps them, silently too). ``xn.train``, ``xn.evaluate`` and the models' ``generate`` check the ids of the Embeddings that
     read the model's inputs (the first layer of a Sequential or a LanguageModel, the seq2seq models' two)
     once per run instead (``xpnet.models.ids``).
     """
