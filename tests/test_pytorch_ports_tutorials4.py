@@ -182,3 +182,152 @@ def test_torch_max_unpacked_from_a_numpy_max_is_refused_saying_argmax(spelling):
         assert "_, predicted = " in str(info.value) and "Sequential(...)" in str(info.value)
     values, indices = _maxima(net, np.ones((2, 3), dtype=np.float32))  # not unpacked: NumPy's meaning, kept
     assert values.shape == (2,) and indices.shape == (2,)
+
+
+# --- beginner_source/basics/buildmodel_tutorial.py and optimization_tutorial.py --------------------------------------
+
+class _NeuralNetwork(xn.Model):
+    """The tutorials' NeuralNetwork: Flatten, then a Sequential of Linear/ReLU 784-512-512-10. x (N, 28, 28) ->
+    (N, 10) logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear_relu_stack = xn.Sequential(nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                                               nn.Linear(512, 10))
+
+    def forward(self, x, train=True):
+        x = self.flatten(x)
+        return self.linear_relu_stack(x)
+
+    def backward(self, dy):
+        return self.flatten.backward(self.linear_relu_stack.backward(dy))
+
+
+def _torch_neural_network(torch):
+    tnn = torch.nn
+
+    class NeuralNetwork(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.flatten = tnn.Flatten()
+            self.linear_relu_stack = tnn.Sequential(tnn.Linear(28 * 28, 512), tnn.ReLU(), tnn.Linear(512, 512),
+                                                    tnn.ReLU(), tnn.Linear(512, 10))
+
+        def forward(self, x):
+            x = self.flatten(x)
+            return self.linear_relu_stack(x)
+
+    return NeuralNetwork()
+
+
+def test_buildmodel_prediction_and_named_parameters_print_as_pytorchs():
+    """``nn.Softmax(dim=1)(logits)``, ``pred_probab.argmax(1)`` as there; the tutorial's
+    ``for name, param in model.named_parameters(): print(name, param.size(), param[:2])`` is, with PyTorch's names,
+    layouts and rows, ``xn.torch_state_dict(model).items()`` (``param.shape``): equal to torch's, where
+    ``named_params()`` holds Linear's W as (in, out), whose ``[:2]`` are other numbers."""
+    torch = _torch()
+    torch.manual_seed(0)
+    theirs = _torch_neural_network(torch).double()
+    model = _NeuralNetwork().to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    X = np.random.default_rng(0).random((1, 28, 28))
+    logits = model(X)
+    pred_probab = nn.Softmax(dim=1)(logits)
+    tlogits = theirs(torch.from_numpy(X))
+    _close(pred_probab, torch.nn.Softmax(dim=1)(tlogits))
+    assert pred_probab.argmax(1).tolist() == torch.nn.Softmax(dim=1)(tlogits).argmax(1).tolist()
+    printed = {name: (tuple(param.shape), param[:2]) for name, param in xn.torch_state_dict(model).items()}
+    wanted = {name: (tuple(param.size()), param[:2]) for name, param in theirs.named_parameters()}
+    assert list(printed) == list(wanted)
+    for name, (shape, rows) in printed.items():
+        assert shape == wanted[name][0], name
+        _close(rows, wanted[name][1], name)
+    assert model.named_params()["linear_relu_stack.0.W"].shape == (784, 512)  # xpnet's layout: (in, out)
+
+
+def _optimization_epochs(model, loss_fn, optimizer, train_batches, test_batches, size, backward, to_float):
+    """The tutorial's train_loop and test_loop, two epochs; returns the batch losses and (test_loss, correct)."""
+    losses, tests = [], []
+    for _ in range(2):
+        model.train()
+        for batch, (X, y) in enumerate(train_batches):
+            pred = model(X)
+            loss = loss_fn(pred, y)
+            optimizer.zero_grad()
+            backward(model, loss_fn, loss)
+            optimizer.step()
+            losses.append(loss.item())
+        model.eval()
+        num_batches = len(test_batches)
+        test_loss, correct = 0, 0
+        with (xn.no_grad() if isinstance(model, xn.Model) else _torch().no_grad()):
+            for X, y in test_batches:
+                pred = model(X)
+                test_loss += loss_fn(pred, y).item()
+                correct += to_float(pred.argmax(1) == y).sum().item()
+        tests.append((test_loss / num_batches, correct / size))
+    return losses, tests
+
+
+def test_optimization_tutorial_train_and_test_loops_as_pytorchs():
+    """train_loop and test_loop over unshuffled batches (``DataLoader(data, batch_size=4)`` is
+    ``xn.datasets.BatchIterator(x, y, batch_size=4, shuffle=False)``; ``len(dataloader.dataset)`` its ``.n``,
+    ``len(dataloader)`` the batches), SGD(lr=1e-3), ``(pred.argmax(1) == y).astype(np.float64)`` for
+    ``.type(torch.float)``: the losses, test losses, accuracies and weights equal torch's in float64."""
+    torch = _torch()
+    torch.manual_seed(1)
+    theirs = _torch_neural_network(torch).double()
+    model = _NeuralNetwork().to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    rng = np.random.default_rng(1)
+    x, y = rng.random((12, 28, 28)), rng.integers(0, 10, 12)
+    train_dataloader = xn.datasets.BatchIterator(x[:8], y[:8], batch_size=4, shuffle=False)
+    test_dataloader = xn.datasets.BatchIterator(x[8:], y[8:], batch_size=4, shuffle=False)
+    assert (train_dataloader.n, len(train_dataloader)) == (8, 2)
+    with pytest.raises(AttributeError, match=r"loader\.n is the number of samples"):
+        len(test_dataloader.dataset)
+    got = _optimization_epochs(model, xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(model.parameters(), lr=1e-3),
+                               train_dataloader, test_dataloader, test_dataloader.n,
+                               lambda m, c, loss: m.backward(c.backward()), lambda a: a.astype(np.float64))
+    tensors = [(torch.from_numpy(x[i:i + 4]), torch.from_numpy(y[i:i + 4])) for i in range(0, 12, 4)]
+    want = _optimization_epochs(theirs, torch.nn.CrossEntropyLoss(), torch.optim.SGD(theirs.parameters(), lr=1e-3),
+                                tensors[:2], tensors[2:], 4, lambda m, c, loss: loss.backward(),
+                                lambda a: a.type(torch.float))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    for name, array in xn.torch_state_dict(model).items():
+        _close(array, theirs.state_dict()[name], name)
+
+
+# --- beginner_source/basics/autogradqs_tutorial.py ---------------------------------------------------------------------
+
+def test_autograd_tutorial_one_layer_gradients_and_accumulation_as_pytorchs():
+    """``z = torch.matmul(x, w) + b`` with ``binary_cross_entropy_with_logits``: a ``Linear(5, 3)`` whose W is the
+    tutorial's ``w`` as it is ((in, out), the tutorial's own layout), on ``x[None]`` (one sample is a batch of one),
+    ``xn.losses.SigmoidCrossEntropy()``; ``w.grad``, ``b.grad`` are ``layer.grads['W']``, ``['b']``. Backward calls
+    add up after ``zero_grad()`` as PyTorch's ``retain_graph=True`` calls do (without it each overwrites: the
+    book's rule); under ``xn.no_grad()`` no backward follows."""
+    torch = _torch()
+    torch.manual_seed(0)
+    x, y = torch.ones(5, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    z = torch.matmul(x, w) + b
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(z, y)
+    layer = nn.Linear(5, 3).to(dtype="float64")
+    layer.params["W"][...] = w.detach().numpy()
+    layer.params["b"][...] = b.detach().numpy()
+    criterion = xn.losses.SigmoidCrossEntropy()
+    layer.zero_grad()
+    ours = criterion(layer(x.numpy()[None]), y.numpy()[None])
+    assert ours.item() == pytest.approx(loss.item(), rel=1e-14)
+    for _ in range(2):  # the tutorial's two backward calls (retain_graph=True): the gradients add up
+        loss.backward(retain_graph=True)
+        layer.backward(criterion.backward())
+        _close(layer.grads["W"], w.grad)
+        _close(layer.grads["b"], b.grad)
+    with xn.no_grad():
+        layer(x.numpy()[None])
+    with pytest.raises(RuntimeError, match="no_grad"):
+        layer.backward(criterion.backward())
