@@ -331,3 +331,210 @@ def test_autograd_tutorial_one_layer_gradients_and_accumulation_as_pytorchs():
         layer(x.numpy()[None])
     with pytest.raises(RuntimeError, match="no_grad"):
         layer.backward(criterion.backward())
+
+
+# --- beginner_source/introyt/modelsyt_tutorial.py -----------------------------------------------------------------------
+
+class _LeNet(xn.Model):
+    """The introyt LeNet: ``F.max_pool2d(F.relu(...), (2, 2))`` as one ``MaxPool2d((2, 2))`` and one ReLU used twice
+    each, ``x.view(-1, self.num_flat_features(x))`` as ``x.reshape`` (its backward reshapes dy back).
+    x (N, 1, 32, 32) -> (N, 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.fc1 = nn.Linear(16 * 6 * 6, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.pool, self.relu = nn.MaxPool2d((2, 2)), nn.ReLU()
+
+    def forward(self, x, train=True):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        self.pooled_shape = x.shape
+        x = x.reshape(-1, self.num_flat_features(x))
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def num_flat_features(self, x):
+        size = x.shape[1:]
+        num_features = 1
+        for s in size:
+            num_features *= s
+        return num_features
+
+    def backward(self, dy):
+        dy = self.relu.backward(self.fc2.backward(self.relu.backward(self.fc3.backward(dy))))
+        dy = self.fc1.backward(dy).reshape(self.pooled_shape)
+        dy = self.conv2.backward(self.relu.backward(self.pool.backward(dy)))
+        return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
+
+
+class _LeNetAsWritten(_LeNet):
+    def num_flat_features(self, x):
+        size = x.size()[1:]  # the tutorial's line, PyTorch's x.size()
+        num_features = 1
+        for s in size:
+            num_features *= s
+        return num_features
+
+
+def test_introyt_lenet_steps_as_pytorchs_and_its_size_call_says_shape():
+    """Two SGD steps of the LeNet on (2, 1, 32, 32) images: losses and weights equal torch's in float64. The
+    tutorial's ``x.size()[1:]`` in ``num_flat_features``, a method forward calls, said NumPy's "'int' object is not
+    callable" alone; now it says ``x.shape``, as on forward's own line."""
+    torch = _torch()
+    F = torch.nn.functional
+
+    class LeNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = torch.nn.Conv2d(1, 6, 5)
+            self.conv2 = torch.nn.Conv2d(6, 16, 3)
+            self.fc1 = torch.nn.Linear(16 * 6 * 6, 120)
+            self.fc2 = torch.nn.Linear(120, 84)
+            self.fc3 = torch.nn.Linear(84, 10)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+            x = x.view(-1, self.num_flat_features(x))
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+        def num_flat_features(self, x):
+            size = x.size()[1:]
+            num_features = 1
+            for s in size:
+                num_features *= s
+            return num_features
+
+    torch.manual_seed(0)
+    theirs = LeNet().double()
+    model = _LeNet().to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    rng = np.random.default_rng(0)
+    x, y = rng.random((2, 1, 32, 32)), rng.integers(0, 10, 2)
+    criterion, optimizer = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(model.parameters(), lr=0.1)
+    tcriterion, toptimizer = torch.nn.CrossEntropyLoss(), torch.optim.SGD(theirs.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward())
+        optimizer.step()
+        toptimizer.zero_grad()
+        tloss = tcriterion(theirs(torch.from_numpy(x)), torch.from_numpy(y))
+        tloss.backward()
+        toptimizer.step()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-12)
+    for name, array in xn.torch_state_dict(model).items():
+        _close(array, theirs.state_dict()[name], name)
+    with pytest.raises(TypeError, match=r"_LeNetAsWritten\.num_flat_features: .*write x\.shape for x\.size\(\)"):
+        _LeNetAsWritten()(x.astype(np.float32))
+
+
+def test_introyt_tinymodel_and_layer_examples_as_pytorchs():
+    """TinyModel's ``torch.nn.Softmax()`` (dim=None: PyTorch picks dim 1 for its 2-d output, with a warning) is
+    refused, saying dim; with ``dim=1`` its outputs equal torch's, and its ``parameters()`` printed in PyTorch's
+    layout are ``xn.torch_state_dict(model).values()``. ``MaxPool2d(3)`` on the unbatched (1, 6, 6) tensor is refused
+    saying ``x[None]``, which gives torch's values; ``BatchNorm(4)`` on (1, 4, 4) is ``BatchNorm1d(4)``'s; Dropout(p=0.4)
+    keeps values scaled by 1 / 0.6, as torch's."""
+    torch = _torch()
+
+    class TinyModel(xn.Model):
+        def __init__(self, dim=1):
+            super().__init__()
+            self.linear1 = nn.Linear(100, 200)
+            self.activation = nn.ReLU()
+            self.linear2 = nn.Linear(200, 10)
+            self.softmax = nn.Softmax(dim=dim)
+
+        def forward(self, x, train=True):
+            return self.softmax(self.linear2(self.activation(self.linear1(x))))
+
+    with pytest.raises(ValueError, match="Softmax: dim is required"):
+        TinyModel(dim=None)
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential(torch.nn.Linear(100, 200), torch.nn.ReLU(), torch.nn.Linear(200, 10),
+                                 torch.nn.Softmax()).double()
+    tinymodel = TinyModel().to(dtype="float64")
+    xn.load_torch_state_dict(tinymodel, {k.replace("0.", "linear1.").replace("2.", "linear2."): v
+                                         for k, v in theirs.state_dict().items()})
+    x = np.random.default_rng(0).random((2, 100))
+    with pytest.warns(UserWarning, match="dim"):
+        _close(tinymodel(x), theirs(torch.from_numpy(x)))
+    for ours, param in zip(xn.torch_state_dict(tinymodel).values(), theirs.parameters()):
+        _close(ours, param)
+    my_tensor = torch.rand(1, 6, 6, dtype=torch.float64)
+    maxpool_layer = nn.MaxPool2d(3)
+    with pytest.raises(ValueError, match=r"x\[None\]"):
+        maxpool_layer(my_tensor.numpy())
+    _close(maxpool_layer(my_tensor.numpy()[None])[0], torch.nn.MaxPool2d(3)(my_tensor))
+    my_tensor = torch.rand(1, 4, 4, dtype=torch.float64) * 20 + 5
+    _close(nn.BatchNorm(4).to(dtype="float64")(my_tensor.numpy()), torch.nn.BatchNorm1d(4).double()(my_tensor))
+    kept = nn.Dropout(p=0.4)(np.ones((1, 4, 4)))
+    theirs_kept = torch.nn.Dropout(p=0.4)(torch.ones(64, dtype=torch.float64))
+    assert set(np.unique(kept).tolist()) <= {0.0, 1 / 0.6} and set(torch.unique(theirs_kept).tolist()) <= {0.0, 1 / 0.6}
+
+
+# --- beginner_source/introyt/autogradyt_tutorial.py ---------------------------------------------------------------------
+
+def test_introyt_autograd_in_training_accumulates_after_zero_grad_as_pytorchs():
+    """"Autograd in Training": TinyModel (1000-100-10), SGD(lr=0.001), the loss ``(ideal_output - prediction)
+    .pow(2).sum()`` written by hand, its gradient ``2 * (prediction - ideal_output)`` given to ``model.backward``;
+    ``model.layer2.weight[0][0:10]`` is PyTorch's layout as it is, ``weight.grad`` is ``grads['W'].T``. The five
+    backward calls without zero_grad add up as PyTorch's where the model was given ``optimizer.zero_grad()`` once
+    before (PyTorch's gradients start empty); never given it, each backward overwrites (the book's rule)."""
+    torch = _torch()
+
+    class TinyModel(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.layer1 = nn.Linear(1000, 100)
+            self.relu = nn.ReLU()
+            self.layer2 = nn.Linear(100, 10)
+
+        def forward(self, x, train=True):
+            return self.layer2(self.relu(self.layer1(x)))
+
+        def backward(self, dy):
+            return self.layer1.backward(self.relu.backward(self.layer2.backward(dy)))
+
+    torch.manual_seed(0)
+    theirs = torch.nn.Sequential()
+    theirs.layer1, theirs.relu, theirs.layer2 = torch.nn.Linear(1000, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10)
+    theirs = theirs.double()
+    rng = np.random.default_rng(0)
+    some_input, ideal_output = rng.standard_normal((16, 1000)), rng.standard_normal((16, 10))
+    tin, tout = torch.from_numpy(some_input), torch.from_numpy(ideal_output)
+    toptimizer = torch.optim.SGD(theirs.parameters(), lr=0.001)
+    for zeroed in (True, False):
+        model = TinyModel().to(dtype="float64")
+        xn.load_torch_state_dict(model, theirs.state_dict())
+        optimizer = xn.optim.SGD(model.parameters(), lr=0.001)
+        if zeroed:
+            optimizer.zero_grad()
+        prediction = model(some_input)
+        model.backward(2 * (prediction - ideal_output))
+        optimizer.step()
+        for i in range(0, 5):
+            prediction = model(some_input)
+            model.backward(2 * (prediction - ideal_output))
+        if zeroed:
+            grads = model.layer2.grads["W"].T[0][0:10]
+        else:
+            single = 2 * (prediction - ideal_output)
+            overwritten = model.layer2.grads["W"].T[0][0:10]
+    prediction = theirs(tin)
+    ((tout - prediction).pow(2).sum()).backward()
+    toptimizer.step()
+    _close(model.layer2.weight[0][0:10], theirs.layer2.weight[0][0:10])
+    for i in range(0, 5):
+        prediction = theirs(tin)
+        ((tout - prediction).pow(2).sum()).backward()
+    _close(grads, theirs.layer2.weight.grad[0][0:10])
+    relu_out = np.maximum(model.layer1(some_input), 0)
+    np.testing.assert_allclose(overwritten, (relu_out.T @ single).T[0][0:10], rtol=1e-12)
