@@ -32,8 +32,9 @@ _CALLS: dict[tuple[Any, int], str | None] = {}
 def refuse_max_unpack(model: Any, frame: Any) -> None:
     """Raise where the function calling ``model`` at ``frame`` unpacks a NumPy max of the call's result."""
     key = (frame.f_code, frame.f_lineno)
-    message = _CALLS.get(key, "")
-    if message == "":
+    try:
+        message = _CALLS[key]
+    except KeyError:  # the line's first call
         message = _CALLS[key] = _read(frame.f_code, frame.f_lineno)
     if message is not None:
         raise ValueError(f"{model.name}(...) on line {key[1]}: {message}")
