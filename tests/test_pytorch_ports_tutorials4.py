@@ -133,7 +133,8 @@ def test_cifar10_tutorial_trains_saves_and_tests_as_pytorchs(tmp_path):
                        lambda outputs: outputs.argmax(1))
     tpath = str(tmp_path / "torch_net.pth")
     want = _cifar10_run(theirs, lambda: _torch_net(torch).double(), torch.nn.CrossEntropyLoss(),
-                        torch.optim.SGD(theirs.parameters(), lr=0.001, momentum=0.9), lambda n, c, loss: loss.backward(),
+                        torch.optim.SGD(theirs.parameters(), lr=0.001, momentum=0.9),
+                        lambda n, c, loss: loss.backward(),
                         [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in train],
                         [(torch.from_numpy(a), torch.from_numpy(b)) for a, b in test],
                         lambda state: torch.save(state, tpath), lambda: torch.load(tpath, weights_only=True),
@@ -164,6 +165,17 @@ def _predicted_by_data(net, images):
     return predicted
 
 
+def _predicted_by_index(net, images):
+    outputs = net(images)
+    predicted = outputs.max(1)[1]  # older PyTorch code's output.max(1)[1]
+    return predicted
+
+
+def _values_by_index(net, images):
+    values = net(images).max(1)[0]  # the old DQN tutorial's target_net(s).max(1)[0]
+    return values
+
+
 def _maxima(net, images):
     outputs = net(images)
     values = outputs.max(1)  # the DQN tutorial's .max(1).values: NumPy's max is the values
@@ -180,7 +192,21 @@ def test_torch_max_unpacked_from_a_numpy_max_is_refused_saying_argmax(spelling):
         with pytest.raises(ValueError, match=r"predicted = outputs\.argmax\(1\)") as info:
             spelling(net, np.ones((batch, 3), dtype=np.float32))
         assert "_, predicted = " in str(info.value) and "Sequential(...)" in str(info.value)
-    values, indices = _maxima(net, np.ones((2, 3), dtype=np.float32))  # not unpacked: NumPy's meaning, kept
+
+
+@pytest.mark.parametrize("spelling, says", [(_predicted_by_index, r"Write outputs\.argmax\(1\)"),
+                                            (_values_by_index, r"Write \.max\(1\) in place of \.max\(1\)\[0\]")])
+def test_torch_max_indexed_on_a_numpy_max_is_refused(spelling, says):
+    """``outputs.max(1)[1]`` (PyTorch's indices) is NumPy's second sample's maximum and ``net(x).max(1)[0]``
+    (PyTorch's values) the first sample's, one number each, which compared with the labels or put into N places
+    gave no error: refused at the call, saying argmax or the max itself."""
+    with pytest.raises(ValueError, match=says):
+        spelling(xn.Sequential(nn.Linear(3, 10)), np.ones((4, 3), dtype=np.float32))
+
+
+def test_a_numpy_max_neither_unpacked_nor_indexed_runs():
+    """``values = outputs.max(1)`` (the DQN tutorial's ``.max(1).values``) is NumPy's max as it is: not refused."""
+    values, indices = _maxima(xn.Sequential(nn.Linear(3, 10)), np.ones((2, 3), dtype=np.float32))
     assert values.shape == (2,) and indices.shape == (2,)
 
 
@@ -300,7 +326,7 @@ def test_optimization_tutorial_train_and_test_loops_as_pytorchs():
         _close(array, theirs.state_dict()[name], name)
 
 
-# --- beginner_source/basics/autogradqs_tutorial.py ---------------------------------------------------------------------
+# --- beginner_source/basics/autogradqs_tutorial.py --------------------------------------------------------------------
 
 def test_autograd_tutorial_one_layer_gradients_and_accumulation_as_pytorchs():
     """``z = torch.matmul(x, w) + b`` with ``binary_cross_entropy_with_logits``: a ``Linear(5, 3)`` whose W is the
@@ -333,7 +359,7 @@ def test_autograd_tutorial_one_layer_gradients_and_accumulation_as_pytorchs():
         layer.backward(criterion.backward())
 
 
-# --- beginner_source/introyt/modelsyt_tutorial.py -----------------------------------------------------------------------
+# --- beginner_source/introyt/modelsyt_tutorial.py ---------------------------------------------------------------------
 
 class _LeNet(xn.Model):
     """The introyt LeNet: ``F.max_pool2d(F.relu(...), (2, 2))`` as one ``MaxPool2d((2, 2))`` and one ReLU used twice
@@ -440,8 +466,8 @@ def test_introyt_tinymodel_and_layer_examples_as_pytorchs():
     """TinyModel's ``torch.nn.Softmax()`` (dim=None: PyTorch picks dim 1 for its 2-d output, with a warning) is
     refused, saying dim; with ``dim=1`` its outputs equal torch's, and its ``parameters()`` printed in PyTorch's
     layout are ``xn.torch_state_dict(model).values()``. ``MaxPool2d(3)`` on the unbatched (1, 6, 6) tensor is refused
-    saying ``x[None]``, which gives torch's values; ``BatchNorm(4)`` on (1, 4, 4) is ``BatchNorm1d(4)``'s; Dropout(p=0.4)
-    keeps values scaled by 1 / 0.6, as torch's."""
+    saying ``x[None]``, which gives torch's values; ``BatchNorm(4)`` on (1, 4, 4) is ``BatchNorm1d(4)``'s;
+    Dropout(p=0.4) keeps values scaled by 1 / 0.6, as torch's."""
     torch = _torch()
 
     class TinyModel(xn.Model):
@@ -480,7 +506,7 @@ def test_introyt_tinymodel_and_layer_examples_as_pytorchs():
     assert set(np.unique(kept).tolist()) <= {0.0, 1 / 0.6} and set(torch.unique(theirs_kept).tolist()) <= {0.0, 1 / 0.6}
 
 
-# --- beginner_source/introyt/autogradyt_tutorial.py ---------------------------------------------------------------------
+# --- beginner_source/introyt/autogradyt_tutorial.py -------------------------------------------------------------------
 
 def test_introyt_autograd_in_training_accumulates_after_zero_grad_as_pytorchs():
     """"Autograd in Training": TinyModel (1000-100-10), SGD(lr=0.001), the loss ``(ideal_output - prediction)
