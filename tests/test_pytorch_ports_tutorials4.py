@@ -204,6 +204,15 @@ def test_torch_max_indexed_on_a_numpy_max_is_refused(spelling, says):
         spelling(xn.Sequential(nn.Linear(3, 10)), np.ones((4, 3), dtype=np.float32))
 
 
+def test_torch_max_on_xpnets_pytorch_backend_is_pytorchs_own():
+    """On xpnet's PyTorch backend the output is a tensor, whose ``.max(1)`` is PyTorch's (values, indices): the
+    tutorial's line runs there, giving the indices."""
+    torch = _torch()
+    net = xn.Sequential(nn.Linear(3, 10)).to("torch:cpu")
+    images = torch.from_numpy(np.random.default_rng(0).random((4, 3), dtype=np.float32))
+    assert _predicted_by_method(net, images).tolist() == net(images).argmax(1).tolist()
+
+
 def test_a_numpy_max_neither_unpacked_nor_indexed_runs():
     """``values = outputs.max(1)`` (the DQN tutorial's ``.max(1).values``) is NumPy's max as it is: not refused."""
     values, indices = _maxima(xn.Sequential(nn.Linear(3, 10)), np.ones((2, 3), dtype=np.float32))

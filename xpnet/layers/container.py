@@ -108,7 +108,7 @@ class Container(Layer):
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
         ``options`` are forward's other keywords (a Transformer's masks)."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
-        refuse_torch_max(self, sys._getframe(1))  # _, predicted = np.max(outputs, 1) after the call
+        refuse_torch_max(self, sys._getframe(1), xs)  # _, predicted = np.max(outputs, 1) after the call
         try:
             called(self)
             return self.forward(*xs, train=train, **options)

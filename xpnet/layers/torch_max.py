@@ -11,7 +11,8 @@ tutorial's values, ``target_net(s).max(1)[0]``) the first's, a number that compa
 against the N values meant; ``.indices`` and ``.values`` fail with NumPy's AttributeError alone. Nothing in the
 array can tell, so the code calling the model is read, once per call line (a dict look-up after that): a line of
 the same function, after the call, that takes the max of the name the call's result is assigned to in one of
-those ways is refused, saying to write ``argmax`` or the max itself.
+those ways is refused, saying to write ``argmax`` or the max itself. On xpnet's PyTorch backend the output is a
+tensor and its max PyTorch's (values, indices): left alone there.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ _NUMPY = r"(?:np|numpy|xp|cp|cupy)\.a?max"
 _CALLS: dict[tuple[Any, int], str | None] = {}
 
 
-def refuse_torch_max(model: Any, frame: Any) -> None:
-    """Raise where the function calling ``model`` at ``frame`` takes a NumPy max of the call's result as PyTorch's
-    (values, indices) pair."""
+def refuse_torch_max(model: Any, frame: Any, xs: tuple[Any, ...]) -> None:
+    """Raise where the function calling ``model`` at ``frame`` on inputs ``xs`` takes a NumPy max of the call's
+    result as PyTorch's (values, indices) pair. On PyTorch's tensors (xpnet's torch backend) the output is a
+    tensor, whose max is PyTorch's own: nothing to refuse there."""
     key = (frame.f_code, frame.f_lineno)
     try:
         message = _CALLS[key]
     except KeyError:  # the line's first call
         message = _CALLS[key] = _read(frame.f_code, frame.f_lineno)
-    if message is not None:
+    if message is not None and not (xs and type(xs[0]).__module__.startswith("torch")):
         raise ValueError(f"{model.name}(...) on line {key[1]}: {message}")
 
 
