@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import sys
 from typing import Any, Iterator
 
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
+from .torch_max import refuse_torch_max
 from .tree import not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
 
@@ -106,6 +108,7 @@ class Container(Layer):
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
         ``options`` are forward's other keywords (a Transformer's masks)."""
         train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
+        refuse_torch_max(self, sys._getframe(1), xs)  # _, predicted = np.max(outputs, 1) after the call
         try:
             called(self)
             return self.forward(*xs, train=train, **options)

@@ -7,7 +7,9 @@ swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d a
 ``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
 ``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
 callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
-``unsqueeze``...: an AttributeError) say NumPy's spelling, on the forward's own line too.
+``unsqueeze``...: an AttributeError) say NumPy's spelling, on the forward's own line too. The same line in a
+method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
+answered alike.
 """
 
 from __future__ import annotations
@@ -35,16 +37,21 @@ _MISSING = re.compile(r"object has no attribute '(\w+)'")
 
 
 def view_hint(model: Any, code: Any, error: Exception) -> str | None:
-    """The message for ``error``, raised in forward's own frame (``code``) by a PyTorch method on its line, or None."""
+    """The message for ``error``, raised by a PyTorch method on a line of forward's own frame (``code``) or of a
+    method of ``model`` that forward called, or None."""
     if not isinstance(error, (TypeError, ValueError, AttributeError)):
         return None
-    tb = error.__traceback__
+    tb, through_forward = error.__traceback__, False
     while tb is not None and tb.tb_next is not None:
+        through_forward = through_forward or tb.tb_frame.f_code is code
         tb = tb.tb_next
-    if tb is None or tb.tb_frame.f_code is not code:
+    if tb is None:
         return None
-    line = linecache.getline(code.co_filename, tb.tb_lineno)
-    where = f"{model.name}.forward: {error} (line {tb.tb_lineno}: {line.strip()})"
+    raised = tb.tb_frame.f_code
+    if raised is not code and not (through_forward and tb.tb_frame.f_locals.get("self") is model):
+        return None  # neither forward's own line nor one of the model's methods that forward called
+    line = linecache.getline(raised.co_filename, tb.tb_lineno)
+    where = f"{model.name}.{raised.co_name}: {error} (line {tb.tb_lineno}: {line.strip()})"
     if isinstance(error, AttributeError):
         missing = _MISSING.search(str(error))
         name = missing.group(1) if missing else ""
