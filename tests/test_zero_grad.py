@@ -229,7 +229,9 @@ def test_xn_train_ignores_a_zero_grad_called_on_a_part_of_the_model():
 
 def test_a_lone_layer_adds_as_pytorchs_and_the_books_optimizer_keeps_overwriting():
     """PyTorch's nn.Linear regression: the model is one layer. An optimizer given its model only at step(model),
-    the book's SGD(lr), has no model at its first zero_grad(): it clears nothing, before that step and after."""
+    the book's SGD(lr), has no model at its first zero_grad(): it clears nothing, before that step and after, so
+    the second backward overwrites the first's gradients; its step on them, which would take the last backward's
+    alone where PyTorch adds both, is refused, saying to build it with the model."""
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
     torch.manual_seed(0)
@@ -255,4 +257,66 @@ def test_a_lone_layer_adds_as_pytorchs_and_the_books_optimizer_keeps_overwriting
             np.testing.assert_array_equal(book.grads[key], g, err_msg=key)
         topt.step()
         opt.step()
-        book_opt.step(book)
+        with pytest.raises(RuntimeError, match=r"Linear's backward ran more than once since the last step .* build "
+                                               r"the optimizer with the model, SGD\(model, lr=0.1\)"):
+            book_opt.step(book)
+
+
+def test_accumulation_without_a_zero_grad_before_the_loop_is_refused_and_with_one_equals_pytorch():
+    """PyTorch's gradient accumulation often calls zero_grad() only after each step: the first window starts from
+    None gradients and adds up. xpnet's model, never given zero_grad(), overwrites (the book's rule): the first
+    step would take the last batch's gradient alone, silently (weights 0.006 off torch's here). That step is
+    refused, saying to call zero_grad() once before the loop; with it, the weights equal torch's."""
+    for first_zero_grad in (False, True):
+        model, theirs = _pair()
+        opt, topt = xn.optim.SGD(model, lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
+        criterion = xn.losses.SoftmaxCrossEntropy()
+        if first_zero_grad:
+            opt.zero_grad()
+        for i, (x, t) in enumerate(_batches(4)):
+            criterion(model(x), t)
+            model.backward(criterion.backward() / 2)
+            _torch_backward(theirs, x, t, 0.5)
+            if i % 2 == 1:
+                if not first_zero_grad:
+                    with pytest.raises(RuntimeError, match=r"^SGD.step\(\): Sequential's backward ran more than once "
+                                                           r"since the last step .* call SGD.zero_grad\(\) once "
+                                                           r"before the loop"):
+                        opt.step()
+                    break
+                opt.step()
+                opt.zero_grad()
+                topt.step()
+                topt.zero_grad()
+        if first_zero_grad:
+            _assert_same(model, theirs)
+
+
+def test_two_losses_backpropagated_before_one_step_without_zero_grad_are_refused():
+    """A GAN's discriminator (real, then fake) or PyTorch's retain_graph=True: two backward calls, one step. Never
+    given zero_grad(), the second overwrote the first: refused. One backward per step, a loop that reads and sums
+    each backward's gradients itself (named_grads()), and xn.train's own accumulation run as before."""
+    model, _ = _pair()
+    opt, criterion = xn.optim.Adam(model, lr=0.01), xn.losses.SoftmaxCrossEntropy()
+    (x1, t1), (x2, t2) = _batches(2)
+    criterion(model(x1), t1)
+    model.backward(criterion.backward())
+    opt.step()  # one backward: the book's loop
+    criterion(model(x1), t1)
+    model.backward(criterion.backward())
+    model.backward(criterion.backward())  # the same forward twice (retain_graph)
+    with pytest.raises(RuntimeError, match=r"Adam.step\(\): Sequential's backward ran more than once"):
+        opt.step()
+    criterion(model(x1), t1)
+    model.backward(criterion.backward())
+    summed = model.named_grads()  # read: what a loop summing by hand does
+    criterion(model(x2), t2)
+    model.backward(criterion.backward())
+    for name, g in model.named_grads().items():
+        g += summed[name]
+    opt.step()
+    xn.train(model, (np.concatenate([x1, x2]), np.concatenate([t1, t2])), loss="cross_entropy", optimizer=opt,
+             epochs=1, batch_size=2, accumulate_grad_batches=2, progress=False)
+    criterion(model(x1), t1)
+    model.backward(criterion.backward())
+    opt.step()  # after xn.train, its backward calls count for nothing

@@ -75,7 +75,7 @@ class Layer(Tree):
         if forward is not None:  # layer.forward(x) is a use, as layer(x)
             cls.forward = recorded(forward, vars(cls).get("_train_of_forward")) if cls.records_uses else marked(forward)
         if backward is not None:
-            cls.backward = rounded(counted(reused(backward)), backward)
+            cls.backward = rounded(counted(reused(backward)), backward, ticks=cls.records_uses)  # cells sum their own
         if backward_params is not None:
             cls.backward_params = rounded(reused(backward_params), backward_params)
         # A class of the user's may not take the name of one of xpnet's in files without a module;

@@ -51,7 +51,7 @@ from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
-from .zero_grad import ARMED, add_grads, take_grads
+from .zero_grad import ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
 
 __all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "looked"]
 
@@ -323,7 +323,7 @@ _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST, stale.STAMP})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST, stale.STAMP, BEFORE, LAST, STEPPED, READ})
 _ABSENT = object()
 
 
@@ -479,7 +479,8 @@ def _evaluated(layer: Any) -> None:
     own.pop(_LOST, None)
 
 
-def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None) -> Callable[..., Any]:
+def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None,
+            ticks: bool = False) -> Callable[..., Any]:
     """``backward`` (or ``backward_params``) refusing to serve a forward whose caches a later forward replaced:
     a model (or a layer by itself) called twice in training mode, ``y1 = model(x1); y2 = model(x2)``, then
     given ``backward(dy2)`` and ``backward(dy1)``, as PyTorch's autograd would take them, holds the second
@@ -498,7 +499,9 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     where neither has anything to do (no ``zero_grad()`` armed, no repeated use: one call per forward, the
     common case), sparing a training step two calls per layer.
     The first backward after several forwards is refused too where those calls stand one after the other before it
-    in the caller's block, PyTorch's one backward for both (:mod:`.one_backward`)."""
+    in the caller's block, PyTorch's one backward for both (:mod:`.one_backward`). ``ticks`` (a ``backward``, not
+    ``backward_params``): each call takes a tick for the optimizer's check of two backward calls overwriting each
+    other before a step (:func:`.zero_grad.overwritten`)."""
     written_out = _written_out(backward)
     plain = backward if plain is None else plain
 
@@ -520,16 +523,23 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
         forwards = own.pop(FORWARDS, 0)
         uses = own.get(_USES)
         method = plain if uses is None and own.get(ARMED) is None else backward
+        start = TICKS[0]
         if not forwards:
             if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
                 raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
-            return method(self, *args, **kwargs)
-        if forwards > 1:  # model(x1); model(x2); model.backward(dy), PyTorch's one backward for both (one_backward)
-            refuse_one_backward_for_two_calls(self)
-        own.pop(_LOST, None)
-        out = method(self, *args, **kwargs)
-        if forwards > 1:
-            own[_LOST] = forwards - 1
+            out = method(self, *args, **kwargs)
+        else:
+            if forwards > 1:  # model(x1); model(x2); model.backward(dy), PyTorch's one backward for both
+                refuse_one_backward_for_two_calls(self)                # (one_backward)
+            own.pop(_LOST, None)
+            out = method(self, *args, **kwargs)
+            if forwards > 1:
+                own[_LOST] = forwards - 1
+        # a backward that ran (not one refused; a round of a repeated use's as one, at its end; a subclass's calling
+        # its base's, super().backward(dy), as one), for zero_grad.overwritten; no call on a step's path
+        if ticks and (uses is None or not uses.backwards) and not (LAST in own and own[LAST] > start):
+            TICKS[0] += 1
+            own[BEFORE], own[LAST] = own[LAST] if LAST in own else 0, TICKS[0]
         return out
     if not written_out:
         _PLAIN_BACKWARD[run] = plain

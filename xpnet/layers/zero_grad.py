@@ -24,10 +24,30 @@ from typing import Any, Callable
 from ..backend import namespace
 from .grads import Grads
 
-__all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads"]
+__all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads", "TICKS", "BEFORE", "LAST", "STEPPED",
+           "READ", "overwritten"]
 
 # A node's backward calls since zero_grad() armed it (None: not armed, each backward overwrites its gradients).
 ARMED = "_backwards_since_zero_grad"
+# Unarmed, the book's rule overwrites where PyTorch adds: two backward calls of a model before its optimizer's step
+# (gradient accumulation without a zero_grad() before the loop, a GAN's two losses, retain_graph) would step on the
+# last one's gradient alone, silently. Each backward of a node that ran (a cell's round, whose calls add up, none;
+# xn.train's steps skip the check: Optimizer.own_backward_calls) takes a tick (TICKS[0], counted up) and keeps the
+# one before (BEFORE, LAST); an optimizer's step (refused or not) notes its tick on the model
+# (STEPPED), its zero_grad() on itself, ``model.named_grads()`` its reading on the model (READ: a loop that sums the
+# gradients of its backward calls itself reads each), and ``overwritten`` tells at the step whether a backward before
+# the last one came after all three.
+TICKS = [0]
+BEFORE, LAST, STEPPED, READ = "_backward_tick_before", "_backward_tick", "_stepped_tick", "_grads_read_tick"
+
+
+def overwritten(model: Any, zeroed: float) -> bool:
+    """Whether ``model`` (not armed) ran two backward calls since its last step, since ``zeroed`` (the tick of its
+    optimizer's last ``zero_grad()``, which armed nothing where the optimizer was built without its model) and
+    since its gradients were last read (``named_grads()``), so that the first one's gradients went unseen."""
+    own = model.__dict__
+    before = own.get(BEFORE, 0)
+    return before > max(own.get(STEPPED, 0), own.get(READ, 0), zeroed) and own.get(ARMED) is None
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:

@@ -26,8 +26,10 @@ captured kernels read and advance, and every update reads its step-dependent num
 
 from __future__ import annotations
 
+import contextlib
+import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -38,7 +40,7 @@ from ._blame import missing_gradient, not_an_array, other_dtype
 from ..layers import two_biases
 from ..layers.left_out import OPEN as _LEFT_OUT, refuse as refuse_left_out
 from ..layers.stale import stepped
-from ..layers.zero_grad import arm, armed
+from ..layers.zero_grad import BEFORE as BEFORE_TICK, STEPPED, TICKS, arm, armed, overwritten
 from .binding import TakesAModelFirst, unlisted_parameters
 from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps
@@ -87,6 +89,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     # PyTorch's param-group keys of this optimizer that xpnet has no setting for, at PyTorch's default value.
     PYTORCH_ONLY: dict[str, Any] = {}
     _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
+    _zeroed = 0  # the tick of its last zero_grad() (layers.zero_grad.TICKS)
     _plan: StepPlan | None = None  # what the last step found in the model (step_plan)
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
@@ -199,11 +202,47 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         bound = self._model
         if bound is None or (bound() if type(bound) is weakref.ref else bound) is not model:  # bind's test, inline
             self.bind(model)
-        work = self._planned(model, armed(model))
-        if work is None:  # zero_grad() and no backward since: every .grad None in PyTorch, which skips them all
-            return
+        own = model.__dict__
+        try:
+            work = self._planned(model, armed(model))
+            if work is None:  # zero_grad() and no backward since: every .grad None in PyTorch, which skips them all
+                return
+            # two backward calls since the last step, the first's gradients lost (no call here)
+            before = own[BEFORE_TICK] if BEFORE_TICK in own else 0
+            if before > self._zeroed and before > (own[STEPPED] if STEPPED in own else 0) \
+                    and work and overwritten(model, self._zeroed):
+                raise RuntimeError(self._overwritten(model))
+        except BaseException:  # a step refused ends the backward calls before it too (a loop that goes on)
+            own[STEPPED] = TICKS[0]
+            raise
         self._advance(work)
         self._apply(work)
+        own[STEPPED] = TICKS[0]
+
+    @contextlib.contextmanager
+    def own_backward_calls(self) -> Iterator[None]:
+        """Within, the backward calls are those of a loop that steps as it means to (``xn.train``'s: each batch's
+        backward overwrites, accumulated batches summed by the loop itself): its steps skip the check of two
+        backward calls overwriting each other; after, the backward calls before count as cleared."""
+        self._zeroed = math.inf
+        try:
+            yield
+        finally:
+            self._zeroed = TICKS[0]
+
+    def _overwritten(self, model: Any) -> str:
+        """Why a step after two backward calls of ``model`` that the second overwrote is refused."""
+        how = (f"call {self.name}.zero_grad() once before the loop (and after each step), which makes its backward "
+               f"calls add up as PyTorch's" if self._built_with_model else
+               f"build the optimizer with the model, {self.name}(model, lr={self.lr}), and call its zero_grad() "
+               f"once before the loop (and after each step): then its backward calls add up as PyTorch's (an "
+               f"optimizer given the model only at step(model) has none to clear)")
+        return (f"{self.name}.step(): {model.name}'s backward ran more than once since the last step (or the start) "
+                f"with no zero_grad(): each backward overwrote the gradients (the book's rule, until zero_grad() is "
+                f"first called), so this step would take the last backward's gradient alone, where PyTorch's "
+                f"autograd adds up every backward's until zero_grad() clears them (gradient accumulation without a "
+                f"zero_grad() before the loop, a GAN's two losses, retain_graph=True). To add them, {how}; to keep "
+                f"the last alone, step after each backward")
 
     @staticmethod
     def _trained_and_grads(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -373,8 +412,11 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         leaves out a parameter that no backward reached since (no gradient, as PyTorch's None). Without
         ``zero_grad()`` each backward overwrites every gradient (the book's loop, ``xn.train``), and so it does
         for an optimizer built without its model and given it by ``step(model)`` (the book's ``SGD(lr)``),
-        whose zero_grad() clears nothing: build it with the model, ``SGD(model, lr)``, for PyTorch's adding."""
+        whose zero_grad() clears nothing: build it with the model, ``SGD(model, lr)``, for PyTorch's adding. There a
+        step after two backward calls of the model (since its last step, this zero_grad() and the last read of its
+        ``named_grads()``) is refused: PyTorch would add them up, this one would take the last alone."""
         set_to_none = flag(set_to_none, f"{self.name}.zero_grad", "set_to_none")
+        self._zeroed = TICKS[0]  # the backward calls before it are cleared, also where it arms nothing
         if self._several_groups:
             for group in self.param_groups:
                 arm(group.node, set_to_none=set_to_none)

@@ -270,7 +270,8 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         dev = _resolve_device(device, fallback=fallback)
     graph = _graph.setting(graph, dev)
     threads = threads_context(blas_threads, dev)  # validated here, before any training
-    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
+    # a model on cuda:N runs on GPU N (Device.activate); xn.train's steps take the backward calls it made
+    with dev.activate(), threads as tuner, optimizer.own_backward_calls():
         rank = 0 if comm is None else int(comm.rank)
 
         history = History(dev.name)
