@@ -528,9 +528,51 @@ def check_language_model_training(dev: Any) -> None:
         np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+# -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------
+
+
+def check_clipping(dev: Any) -> None:
+    """clip_grad_norm's norm and factor (one reduction a gradient, one kernel) against the portable sums at the
+    dtype's tolerance (the same order of adds; a GPU's reductions may sum a gradient in another order), NaN where a
+    gradient holds one; clip_grad_value's kernel bit for bit (NaN and infinities too); a list of mixed dtypes
+    takes the portable path; clip_grad_norm on a model scales its gradients alike."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import clip
+
+    rng = np.random.default_rng(5)
+    for dtype in ("float32", "float64"):
+        host = [rng.standard_normal(s).astype(dtype) for s in ((7, 3), (5,), (1,))]
+        host[1][[0, 2]] = np.inf, -np.inf
+        for case in (host[::2], [h if k != 1 else np.where(np.isinf(h), np.nan, h) for k, h in enumerate(host)]):
+            grads = [dev.asarray(h) for h in case]
+            for max_norm in (0.5, 100.0):
+                assert fast_cupy._clip_ready(grads, max_norm)
+                for fast, slow in zip(fast_cupy.clip_norm_factor(grads, max_norm), clip.norm_factor(grads, max_norm)):
+                    assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
+                    np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
+        g = dev.asarray(host[1])
+        assert fast_cupy._clamp_ready(g, 0.5)
+        np.testing.assert_array_equal(_host(fast_cupy.clamp(g, 0.5)), _host(clip.clamp(g, 0.5)))
+    mixed = [dev.asarray(np.ones(3, np.float32)), dev.asarray(np.ones(3))]
+    assert not fast_cupy._clip_ready(mixed, 1.0)
+    norms, grads, x = {}, {}, rng.standard_normal((5, 4)).astype(np.float32)
+    for fast in (False, True):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.Linear(3, 2)).to(dev)
+        with fast_paths(False):
+            model.backward(model.forward(dev.asarray(x)))
+        with fast_paths(fast):
+            norms[fast] = _host(xn.optim.clip_grad_norm(model, 0.1))
+        grads[fast] = {k: _host(g) for k, g in model.named_grads().items()}
+    np.testing.assert_allclose(norms[True], norms[False], rtol=RTOL["float32"])
+    assert norms[True] > 0.1
+    for k in grads[False]:
+        np.testing.assert_allclose(grads[True][k], grads[False][k], rtol=RTOL["float32"], err_msg=k)
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
-          check_rnn, check_lstm, check_gru, check_language_model_training]
+          check_rnn, check_lstm, check_gru, check_language_model_training, check_clipping]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ REDUCTION = {
                         "0"),
     # Per channel: sum(dy * (x - shift)).
     "channel_centred_dot": ("T dy, T x, T shift", "T y", "dy * (x - shift)", "a + b", "y = a", "0"),
+    # The sum of squares of a gradient (clip_grad_norm), one pass without the temporary g * g.
+    "squares": ("T g", "T y", "g * g", "a + b", "y = a", "0"),
     # How many labels are not ignore_index.
     "count_valid": ("L t, int64 ignore", "L y", "t != ignore", "a + b", "y = a", "0"),
 }
@@ -380,6 +382,31 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
         scale[e] = s;
         y[e] = x[e] * s;
     }
+}
+""",
+    # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
+    # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
+    # (NumPy's minimum); one thread.
+    "clip_norm_factor": r"""
+extern "C" __global__ void xpnet_clip_norm_factor(const T* squares, T* norm, T* factor, double max_norm,
+                                                  long long count) {
+    %(index)s
+    if (i >= 1) return;
+    T total = squares[0];
+    for (long long k = 1; k < count; ++k) total += squares[k];
+    T n = sqrt(total);
+    T f = (T)max_norm / (n + (T)1e-6);
+    norm[0] = n;
+    factor[0] = (f < (T)1 || f != f) ? f : (T)1;
+}
+""",
+    # clip_grad_value: g within [-c, c], NaN kept (every comparison false), as NumPy's maximum then minimum.
+    "clamp": r"""
+extern "C" __global__ void xpnet_clamp(const T* g, T* y, double c, long long n) {
+    %(index)s
+    if (i >= n) return;
+    T v = g[i], top = (T)c;
+    y[i] = v < -top ? -top : (v > top ? top : v);
 }
 """,
 }

@@ -71,6 +71,34 @@ def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: floa
     elementwise("rms")(g, lr, decay, scale, eps, p, h)
 
 
+def _clip_ready(grads: list[Any], max_norm: float) -> bool:
+    return bool(grads) and cupy_layers._floats(*grads)
+
+
+def clip_norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
+    """See ``xpnet.optim.clip.norm_factor``: one reduction per gradient (its sum of squares, into a slot of
+    one (P,) vector), then one kernel adding them in order and writing the norm and the factor (0-d each); the
+    portable path launches three per gradient and five more."""
+    squares = cupy.empty(len(grads), grads[0].dtype)
+    for k, g in enumerate(grads):
+        # A 0-d view of slot k as CuPy's squares[k] is (the fake CuPy's squares[k] is a copy, as NumPy's)
+        reduction("squares")(g, out=squares[k:k + 1].reshape(()))
+    norm, factor = cupy.empty((), squares.dtype), cupy.empty((), squares.dtype)
+    cupy_layers._launch("clip_norm_factor", 1, (squares, norm, factor, float(max_norm), len(grads)), T=squares.dtype)
+    return norm, factor
+
+
+def _clamp_ready(g: Any, clip_value: float) -> bool:
+    return cupy_layers._floats(g)
+
+
+def clamp(g: Any, clip_value: float) -> Any:
+    """See ``xpnet.optim.clip.clamp``: one kernel (the portable path launches five)."""
+    y = cupy.empty_like(g)
+    cupy_layers._launch("clamp", g.size, (g, y, float(clip_value), g.size), T=g.dtype)
+    return y
+
+
 def erf(x: Any) -> Any:
     """GELU's erf, one kernel (the portable erf launches some sixty)."""
     return elementwise("erf")(x)
@@ -85,4 +113,6 @@ def register(add: Callable[..., Any]) -> None:
     add("adam_update", adam_update)
     add("rms_update", rms_update)
     add("channel_dot", channel_dot)
+    add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
+    add("clamp", clamp, accepts=_clamp_ready)
     cupy_layers.register(add)
