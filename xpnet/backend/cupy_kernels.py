@@ -36,6 +36,10 @@ ELEMENTWISE = {
             "h = h * decay + g * g * scale; p -= g / (sqrt(h) + eps) * lr;"),
     "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
+    # AdamW: the decoupled decay p *= keep (keep = 1 - lr * weight_decay), then Adam's step, in one pass.
+    "adamw": ("T g, T keep, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
+              "p = p * keep; m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); "
+              "p -= step * (m / (sqrt(v) + eps));"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
     # GELU's erf: CUDA's own (erff for float), what cupyx.scipy.special.erf runs, without importing cupyx.

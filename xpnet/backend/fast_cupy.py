@@ -64,6 +64,11 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: floa
     elementwise("adam")(g, 1.0 - b1, b2, 1.0 - b2, step, eps, p, m, v)
 
 
+def adamw_update(p: Any, g: Any, m: Any, v: Any, keep: Any, b1: float, b2: float, step: float, eps: float) -> None:
+    """AdamW's decoupled decay p *= keep, then :func:`adam_update`, in one kernel."""
+    elementwise("adamw")(g, keep, 1.0 - b1, b2, 1.0 - b2, step, eps, p, m, v)
+
+
 def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: float) -> None:
     """h = alpha * h + (1 - alpha) * g^2 (RMSprop), or h += g^2 with ``alpha`` None (AdaGrad);
     p -= lr * g / (sqrt(h) + eps)."""
@@ -111,6 +116,7 @@ def register(add: Callable[..., Any]) -> None:
     add("momentum_update", momentum_update)
     add("sgd_momentum_update", sgd_momentum_update, accepts=_after_first)
     add("adam_update", adam_update)
+    add("adamw_update", adamw_update)
     add("rms_update", rms_update)
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)

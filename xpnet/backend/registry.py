@@ -58,7 +58,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
                                     "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",
                                     "lstm_step_backward", "gru_step", "gru_step_backward", "erf", "clip_norm_factor",
-                                    "clamp", *_LAYER_OPS)),
+                                    "clamp", "adamw_update", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
     "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",
