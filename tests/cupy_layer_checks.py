@@ -463,6 +463,13 @@ def check_lstm(dev: Any) -> None:
             _assert_close(cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
                           ("dax", "dah", "dh_prev", "dc_prev"), dtype,
                           f"after a portable forward, dc {dc_next is not None}")
+        carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))  # the next step's dh_prev
+        assert cupy_layers._lstm_carried_ready(dh, carry, dc, fed[2], WhT)
+        assert not cupy_layers._lstm_carried_ready(dh, carry.T, dc, fed[2], WhT)
+        with fast_paths(False):
+            want = cells.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT)
+        _assert_close(cupy_layers.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT), want,
+                      ("dax", "dah", "dh_prev", "dc_prev"), dtype, "dh + carry in the kernel")
 
 
 def check_rnn(dev: Any) -> None:
@@ -480,6 +487,12 @@ def check_rnn(dev: Any) -> None:
         assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT)
         _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                       "after a portable forward")
+        carry = dev.asarray(np.random.default_rng(2).standard_normal(tuple(h.shape)).astype(dtype))
+        assert cupy_layers._rnn_carried_ready(dh, carry, fed[1], WhT)
+        with fast_paths(False):
+            want = cells.rnn_step_backward_carried(dh, carry, fed[1], WhT)
+        _assert_close(cupy_layers.rnn_step_backward_carried(dh, carry, fed[1], WhT), want, ("dax", "dah", "dh_prev"),
+                      dtype, "dh + carry in the kernel")
         _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
 
 
@@ -502,6 +515,12 @@ def check_gru(dev: Any) -> None:
             assert cupy_layers._gru_backward_ready(dh, fed[1], WhT)
             _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                           f"after a portable forward, bh {bias is not None}")
+            carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
+            assert cupy_layers._gru_carried_ready(dh, carry, fed[1], WhT)
+            with fast_paths(False):
+                want = cells.gru_step_backward_carried(dh, carry, fed[1], WhT)
+            _assert_close(cupy_layers.gru_step_backward_carried(dh, carry, fed[1], WhT), want,
+                          ("dax", "dah", "dh_prev"), dtype, f"dh + carry in the kernel, bh {bias is not None}")
             _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
                           f"the forward's cache, bh {bias is not None}")
 

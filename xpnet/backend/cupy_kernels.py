@@ -235,13 +235,16 @@ extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next
     h_next[i] = tanh(ax[r * ax_row + j] + ah[i]);
 }
 """,
-    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides.
+    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides. In
+    # these three backward kernels, has_carry adds carry (N, H), contiguous, to dh first: the gradient the next
+    # time step carried back (the time loop's dh + dh_next, xpnet.layers.cells.*_carried), one launch fewer a step.
     "rnn_backward": r"""
-extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* h_next, T* da, long long dh_row, long long h_row,
-                                              long long hidden, long long n) {
+extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* carry, const T* h_next, T* da, long long dh_row,
+                                              long long h_row, long long has_carry, long long hidden, long long n) {
     %(unit)s
-    T v = h_next[r * h_row + j];
-    da[i] = dh[r * dh_row + j] * ((T)1 - v * v);
+    T v = h_next[r * h_row + j], d = dh[r * dh_row + j];
+    if (has_carry) d = d + carry[i];
+    da[i] = d * ((T)1 - v * v);
 }
 """,
     # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of
@@ -276,14 +279,16 @@ extern "C" __global__ void xpnet_lstm_forward(const T* ax, const T* ah, const T*
     # its order. dh, c and the gates are read with their own row strides (a time step's slice of dhs, the
     # views of one gates array or the portable path's separate ones); dc (when has_dc) and tanh_c are contiguous.
     "lstm_backward": r"""
-extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T* c, const T* gi, const T* gf,
-                                               const T* gg, const T* go, const T* tanh_c, T* da, T* dc_prev,
-                                               long long dh_row, long long c_row, long long i_row,
+extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* carry, const T* dc, const T* c, const T* gi,
+                                               const T* gf, const T* gg, const T* go, const T* tanh_c, T* da,
+                                               T* dc_prev, long long dh_row, long long c_row, long long i_row,
                                                long long f_row, long long g_row, long long o_row,
-                                               long long has_dc, long long hidden, long long n) {
+                                               long long has_carry, long long has_dc, long long hidden,
+                                               long long n) {
     %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vi = gi[r * i_row + j], vf = gf[r * f_row + j], vg = gg[r * g_row + j];
+    if (has_carry) d = d + carry[i];
     T vo = go[r * o_row + j], tc = tanh_c[i];
     T ds = d * vo * (one - tc * tc);
     if (has_dc) ds = ds + dc[i];
@@ -328,13 +333,15 @@ extern "C" __global__ void xpnet_gru_forward(const T* ax, const T* ah, const T* 
     # in its order. Every input is read with its own row stride (a time step's slice of dhs, the views of one
     # gates array or the portable path's separate ones).
     "gru_backward": r"""
-extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* h, const T* gr, const T* gz, const T* gn,
-                                              const T* hidden_n, T* dax, T* dah, T* dh_z, long long dh_row,
-                                              long long h_row, long long r_row, long long z_row, long long n_row,
-                                              long long a_row, long long hidden, long long n) {
+extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* carry, const T* h, const T* gr, const T* gz,
+                                              const T* gn, const T* hidden_n, T* dax, T* dah, T* dh_z,
+                                              long long dh_row, long long h_row, long long r_row, long long z_row,
+                                              long long n_row, long long a_row, long long has_carry,
+                                              long long hidden, long long n) {
     %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vh = h[r * h_row + j], vr = gr[r * r_row + j], vz = gz[r * z_row + j];
+    if (has_carry) d = d + carry[i];
     T vn = gn[r * n_row + j], va = hidden_n[r * a_row + j];
     T d_n = d * (one - vz) * (one - vn * vn);
     T d_z = d * (vh - vn) * vz * (one - vz);

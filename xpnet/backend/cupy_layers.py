@@ -14,9 +14,9 @@ takes three (the count of labels that are not ``ignore_index``, one thread per r
 dy and whether its first maximum is at the label, the sum of the losses), its backward none for
 ``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
 of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
-time step, forward and backward, launches 5 (h @ Wh, the gates' kernel; the add of the carried state's
-gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells, a GRU step 6 against 34
-(one more: dh * z added to dah @ Wh^T), an RNN step 5 against 8.
+time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
+carried state's gradient to dh (the ``*_carried`` functions), da @ Wh^T) against 41 through the portable cells, a
+GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8.
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -338,14 +338,30 @@ def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
     return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h))
 
 
-def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T."""
+def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T;
+    ``carry`` (contiguous (N, H)) added to dh in the kernel."""
     h_next = cache[1]
     n, hidden = h_next.shape
     da = cupy.empty((n, hidden), h_next.dtype)
     rows = [_row_stride(a, h_next, (n, hidden)) for a in (dh_next, h_next)]
-    _launch("rnn_backward", n * hidden, (dh_next, h_next, da, *rows, hidden, n * hidden), T=h_next.dtype)
+    _launch("rnn_backward", n * hidden, (dh_next, h_next if carry is None else carry, h_next, da, *rows,
+                                         int(carry is not None), hidden, n * hidden), T=h_next.dtype)
     return da, da, da @ WhT
+
+
+def _carry_ready(carry: Any, like: Any) -> bool:
+    return (isinstance(carry, cupy.ndarray) and carry.dtype == like.dtype and tuple(carry.shape) == tuple(like.shape)
+            and carry.flags.c_contiguous)
+
+
+def _rnn_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _rnn_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[1])
+
+
+def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward_carried``: :func:`rnn_step_backward` of dh_next + carry."""
+    return rnn_step_backward(dh_next, cache, WhT, carry)
 
 
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
@@ -381,17 +397,30 @@ def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT
             and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
 
 
-def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any,
+                       carry: Any = None) -> tuple[Any, Any, Any, Any]:
     """See ``xpnet.layers.cells.lstm_step_backward``: one kernel for da and dc_prev (the portable path
-    launches about twenty, and a concatenation), then the product da @ Wh^T."""
+    launches about twenty, and a concatenation), then the product da @ Wh^T; ``carry`` (contiguous (N, H))
+    added to dh in the kernel."""
     _, c, i, f, g, o, tanh_c = cache
     n, hidden = tanh_c.shape
     da, dc_prev = cupy.empty((n, 4 * hidden), tanh_c.dtype), cupy.empty_like(tanh_c)
     rows = [_row_stride(a, tanh_c, (n, hidden)) for a in (dh_next, c, i, f, g, o)]
-    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
-                                          da, dc_prev, *rows, int(dc_next is not None), hidden, n * hidden),
-            T=tanh_c.dtype)
+    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if carry is None else carry,
+                                          tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
+                                          da, dc_prev, *rows, int(carry is not None), int(dc_next is not None),
+                                          hidden, n * hidden), T=tanh_c.dtype)
     return da, da, da @ WhT, dc_prev
+
+
+def _lstm_carried_ready(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _lstm_backward_ready(dh_next, dc_next, cache, WhT) and _carry_ready(carry, cache[6])
+
+
+def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
+                               WhT: Any) -> tuple[Any, Any, Any, Any]:
+    """See ``xpnet.layers.cells.lstm_step_backward_carried``: :func:`lstm_step_backward` of dh_next + carry."""
+    return lstm_step_backward(dh_next, dc_next, cache, WhT, carry)
 
 
 def _gru_ready(ax: Any, h: Any, Wh: Any, bh: Any) -> bool:
@@ -426,15 +455,26 @@ def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
             and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
 
 
-def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.cells.gru_step_backward``: one kernel for dax, dah and dh * z, then
-    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations)."""
+    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations); ``carry``
+    (contiguous (N, H)) added to dh in the kernel."""
     h = cache[0]
     n, hidden = h.shape
     dax, dah, dh_z = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h)
     rows = [_row_stride(a, h, (n, hidden)) for a in (dh_next, *cache)]
-    _launch("gru_backward", n * hidden, (dh_next, *cache, dax, dah, dh_z, *rows, hidden, n * hidden), T=h.dtype)
+    _launch("gru_backward", n * hidden, (dh_next, h if carry is None else carry, *cache, dax, dah, dh_z, *rows,
+                                         int(carry is not None), hidden, n * hidden), T=h.dtype)
     return dax, dah, dh_z + dah @ WhT
+
+
+def _gru_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _gru_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[0])
+
+
+def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.gru_step_backward_carried``: :func:`gru_step_backward` of dh_next + carry."""
+    return gru_step_backward(dh_next, cache, WhT, carry)
 
 
 def register(add: Callable[..., Any]) -> None:
@@ -445,5 +485,8 @@ def register(add: Callable[..., Any]) -> None:
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
-                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready)):
+                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
+                        ("rnn_step_backward_carried", _rnn_carried_ready),
+                        ("lstm_step_backward_carried", _lstm_carried_ready),
+                        ("gru_step_backward_carried", _gru_carried_ready)):
         add(op, globals()[op], accepts)
