@@ -547,6 +547,40 @@ def check_language_model_training(dev: Any) -> None:
         np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+# -- Softmax ------------------------------------------------------------------------------------------
+
+
+@_inf_times_zero
+def check_softmax(dev: Any) -> None:
+    """Softmax's kernels (a thread per row, last axis) against the portable path through the layer, forward and
+    backward, at the tolerance of test_every_layer_everywhere's GPU cases (rtol 1e-4, atol 1e-5; the kernel sums
+    in double): rows of -inf only and holding a NaN give NaN in both, a partly masked row 0 where masked;
+    another axis and rows past MAX_CLASSES take the portable path."""
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(4)
+    for dtype in ("float32", "float64"):
+        x = (rng.standard_normal((3, 4, 9)) * 4).astype(dtype)
+        x[0, 0, :] = -np.inf
+        x[0, 1, 2] = np.nan
+        x[0, 3, :4] = -np.inf
+        dy = rng.standard_normal(x.shape).astype(dtype)
+        assert cupy_layers._softmax_ready(dev.asarray(x), 2)
+        assert cupy_layers._softmax_backward_ready(dev.asarray(x), dev.asarray(dy), 2)
+        got = {}
+        for fast in (True, False):
+            layer = xn.layers.Softmax(dim=-1)
+            with fast_paths(fast):
+                got[fast] = (_host(layer.forward(dev.asarray(x))), _host(layer.backward(dev.asarray(dy))))
+        for k, a, b in zip(("y", "dx"), got[True], got[False]):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{dtype} {k}")
+            np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{dtype} {k}")
+        assert np.all(got[True][0][0, 3, :4] == 0) and np.isclose(got[True][0][0, 3, 4:].sum(), 1)
+    assert not cupy_layers._softmax_ready(dev.asarray(x), 1)
+    assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
+
+
 # -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------
 
 
@@ -591,7 +625,8 @@ def check_clipping(dev: Any) -> None:
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
-          check_rnn, check_lstm, check_gru, check_language_model_training, check_clipping]
+          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
+          check_clipping]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -395,6 +395,45 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
     }
 }
 """,
+    # Softmax along the last axis of (rows, C), one thread per row, as xpnet.layers.softmax's portable path: the
+    # row's maximum (NaN if any is NaN), exp(x - max) (shifted by 0 where the maximum is -inf), their sum
+    # (in double), each divided by it; a sum of 0 (every x -inf) or NaN gives NaN, as there.
+    "softmax": r"""
+extern "C" __global__ void xpnet_softmax(const T* x, T* y, long long rows, long long c) {
+    %(index)s
+    if (i >= rows) return;
+    const T* row = x + i * c;
+    T* out = y + i * c;
+    T best = row[0];
+    for (long long j = 1; j < c; ++j) {
+        T v = row[j];
+        if (v > best || v != v) best = v;
+    }
+    T shift = (best < (T)0 && best - best != best - best) ? (T)0 : best;
+    double total = 0;
+    for (long long j = 0; j < c; ++j) {
+        T e = exp(row[j] - shift);
+        out[j] = e;
+        total += (double)e;
+    }
+    T z = (T)total;
+    T denom = z > (T)0 ? z : (z != z ? z : z / z);
+    for (long long j = 0; j < c; ++j) out[j] = out[j] / denom;
+}
+""",
+    # Its backward from y and dy (rows, C): dx = y * (dy - sum(dy * y)), the row's sum in double.
+    "softmax_backward": r"""
+extern "C" __global__ void xpnet_softmax_backward(const T* y, const T* dy, T* dx, long long rows, long long c) {
+    %(index)s
+    if (i >= rows) return;
+    const T* yr = y + i * c;
+    const T* dr = dy + i * c;
+    double total = 0;
+    for (long long j = 0; j < c; ++j) total += (double)(dr[j] * yr[j]);
+    T s = (T)total;
+    for (long long j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (dr[j] - s);
+}
+""",
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
     # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
     # (NumPy's minimum); one thread.

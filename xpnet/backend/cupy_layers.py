@@ -1,9 +1,10 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform
-numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
-:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
-function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``, ``.cells``) and of the
-Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
+cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), ReLU,
+MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of ``xpnet.backend.random`` and the time
+steps of the RNN, the LSTM and PyTorch's GRU (sources in :mod:`xpnet.backend.cupy_kernels`). Each function
+has the signature and the results of the portable function it stands for (``xpnet.losses``,
+``xpnet.layers.activations``, ``.softmax``, ``.pool``, ``.norm``, ``.cells``) and of the Numba kernels that do
+the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
 running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
 the portable path (the ``accepts`` functions below).
 
@@ -31,7 +32,7 @@ import cupy
 
 from .cupy_kernels import C_TYPES, ELEMENTWISE, RAW, REDUCTION
 
-# Rows of more classes than this take the portable loss: one thread walks its row three times.
+# Rows of more classes than this take the portable loss (and Softmax): one thread walks its row three times.
 MAX_CLASSES = 1024
 _BLOCK = 256
 _KERNELS: dict[Any, Any] = {}
@@ -104,6 +105,34 @@ def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothi
     _launch("softmax_cross_entropy", m, (y2, labels, valid, loss, dy, hit, int(ignore_index),
                                          float(label_smoothing), m, c), T=y2.dtype, L=labels.dtype)
     return cupy.sum(loss), dy, hit
+
+
+# -- Softmax along the last axis ----------------------------------------------------------------------
+
+
+def _softmax_ready(x: Any, axis: int) -> bool:
+    return _floats(x) and x.ndim >= 1 and axis == x.ndim - 1 and x.size > 0 and x.shape[-1] <= MAX_CLASSES
+
+
+def softmax(x: Any, axis: int) -> Any:
+    """See ``xpnet.layers.softmax.softmax``: one kernel, a thread per row (the portable path launches eight)."""
+    y = cupy.empty_like(x)
+    c = x.shape[-1]
+    _launch("softmax", x.size // c, (x, y, x.size // c, c), T=x.dtype)
+    return y
+
+
+def _softmax_backward_ready(y: Any, dy: Any, axis: int) -> bool:
+    return _softmax_ready(y, axis) and _floats(y, dy) and tuple(dy.shape) == tuple(y.shape)
+
+
+def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
+    """See ``xpnet.layers.softmax.softmax_backward``: one kernel, a thread per row (the portable path launches
+    four)."""
+    dx = cupy.empty_like(y)
+    c = y.shape[-1]
+    _launch("softmax_backward", y.size // c, (y, dy, dx, y.size // c, c), T=y.dtype)
+    return dx
 
 
 # -- ReLU --------------------------------------------------------------------------------------------
@@ -486,6 +515,7 @@ def register(add: Callable[..., Any]) -> None:
                         ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
+                        ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("rnn_step_backward_carried", _rnn_carried_ready),
                         ("lstm_step_backward_carried", _lstm_carried_ready),
                         ("gru_step_backward_carried", _gru_carried_ready)):
