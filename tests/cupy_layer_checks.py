@@ -581,6 +581,24 @@ def check_softmax(dev: Any) -> None:
     assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
 
 
+def check_epoch_sums(dev: Any) -> None:
+    """The epoch sums' kernel (a step's loss and correct count added in one) equals the portable additions bit
+    for bit where no FMA is contracted, here at the dtype's tolerance; a count on the device (ignored labels) and
+    no hits take the portable path."""
+    from xpnet.backend import fast_cupy
+    from xpnet.training import epoch_sums
+
+    for dtype in ("float32", "float64"):
+        args = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)), 100,
+                dev.asarray(np.asarray(41)), dev.asarray(np.asarray(87)))
+        assert fast_cupy._epoch_sums_ready(*args)
+        for fast, slow in zip(fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)):
+            assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
+            np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
+        assert not fast_cupy._epoch_sums_ready(*args[:2], dev.asarray(np.asarray(100)), *args[3:])
+        assert not fast_cupy._epoch_sums_ready(*args[:4], None)
+
+
 # -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------
 
 
@@ -626,7 +644,7 @@ def check_clipping(dev: Any) -> None:
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
-          check_clipping]
+          check_epoch_sums, check_clipping]
 
 
 # -- launches ----------------------------------------------------------------------------------------

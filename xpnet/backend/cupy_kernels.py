@@ -40,6 +40,10 @@ ELEMENTWISE = {
     "adamw": ("T g, T keep, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
               "p = p * keep; m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); "
               "p -= step * (m / (sqrt(v) + eps));"),
+    # An epoch's running sums after a step (xpnet.training.epoch_sums): the loss sum plus the batch's mean times its
+    # count of targets, the correct count plus the batch's (I: the index dtype), 0-d each.
+    "epoch_sums": ("T loss_sum, T value, T count, I correct, I hits", "T new_sum, I new_correct",
+                   "new_sum = loss_sum + value * count; new_correct = correct + hits;"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
     # GELU's erf: CUDA's own (erff for float), what cupyx.scipy.special.erf runs, without importing cupyx.

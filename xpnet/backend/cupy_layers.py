@@ -10,11 +10,12 @@ the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
-``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 25 with these kernels. The loss
-takes three (the count of labels that are not ``ignore_index``, one thread per row writing its loss,
-dy and whether its first maximum is at the label, the sum of the losses), its backward none for
-``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
-of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
+``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 21 with these kernels and the epoch
+sums' (``fast_cupy.epoch_sums``). The loss takes three (the count of labels that are not ``ignore_index``,
+one thread per row writing its loss, dy and whether its first maximum is at the label, the sum of the
+losses), its backward none for ``dout = 1`` (dy was written by the forward), and the trainer's sums two
+(``count_nonzero`` of the rows' hits, then one kernel adding the batch's loss and correct count to the
+epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's product and two adds). An LSTM
 time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
 carried state's gradient to dh (the ``*_carried`` functions), da @ Wh^T) against 41 through the portable cells, a
 GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8.

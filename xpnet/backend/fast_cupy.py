@@ -1,7 +1,9 @@
 """CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
-parameter, BatchNorm's per-channel sums as one reduction (sources in :mod:`xpnet.backend.cupy_kernels`),
-and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, ReLU, MaxPool2d,
-BatchNorm). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 25 kernels, against
+parameter (AdamW's decay inside Adam's), BatchNorm's per-channel sums as one reduction, gradient clipping
+(a reduction a gradient and one kernel for the norm; one kernel a gradient by value), the epoch's loss and
+accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
+of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, the
+recurrent steps). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 21 kernels, against
 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown is in ``cupy_layers``).
 
 The portable updates in ``xpnet.optim`` launch one kernel per operation (Adam: about ten per
@@ -104,6 +106,18 @@ def clamp(g: Any, clip_value: float) -> Any:
     return y
 
 
+def _epoch_sums_ready(loss_sum: Any, value: Any, count: Any, correct: Any, hits: Any) -> bool:
+    return (isinstance(count, int) and all(isinstance(a, cupy.ndarray) and a.shape == ()
+                                           for a in (loss_sum, value, correct, hits))
+            and loss_sum.dtype == value.dtype and loss_sum.dtype in (cupy.float32, cupy.float64)
+            and correct.dtype == hits.dtype and correct.dtype in (cupy.int32, cupy.int64))
+
+
+def epoch_sums(loss_sum: Any, value: Any, count: int, correct: Any, hits: Any) -> tuple[Any, Any]:
+    """See ``xpnet.training.epoch_sums.add_batch``: one kernel (the portable additions launch three)."""
+    return elementwise("epoch_sums")(loss_sum, value, count, correct, hits)
+
+
 def erf(x: Any) -> Any:
     """GELU's erf, one kernel (the portable erf launches some sixty)."""
     return elementwise("erf")(x)
@@ -121,4 +135,5 @@ def register(add: Callable[..., Any]) -> None:
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
     add("clamp", clamp, accepts=_clamp_ready)
+    add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)
