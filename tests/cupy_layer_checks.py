@@ -581,6 +581,40 @@ def check_softmax(dev: Any) -> None:
     assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
 
 
+def check_embedding_backward(dev: Any) -> None:
+    """Embedding's backward as the segment-sum kernels against the portable one-hot products: repeated ids, ids
+    outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all; through the
+    layer with padding_idx; a transposed dy takes the portable path."""
+    from xpnet.layers import embedding
+
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(8)
+    for id_dtype in (np.int32, np.int64):
+        for dtype in ("float32", "float64"):
+            for m in (37, 0):
+                ids = dev.asarray(rng.integers(-2, 12, m).astype(id_dtype))
+                dy = dev.asarray(rng.standard_normal((m, 5)).astype(dtype))
+                assert cupy_layers._embedding_ready(ids, dy, 10)
+                fast = cupy_layers.embedding_backward(ids, dy, 10)
+                slow = embedding.embedding_backward(ids, dy, 10)
+                assert fast.dtype == slow.dtype and fast.shape == slow.shape == (10, 5)
+                np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype], atol=RTOL[dtype],
+                                           err_msg=f"{id_dtype.__name__} {dtype} {m}")
+    assert not cupy_layers._embedding_ready(dev.asarray(np.arange(4)), dev.asarray(np.zeros((3, 4))).T, 10)
+    grads = {}
+    ids = rng.integers(0, 9, (6, 4))
+    dy = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    for fast in (True, False):
+        xn.init.seed(0)
+        layer = xn.layers.Embedding(9, 3, padding_idx=2).to(dev)
+        with fast_paths(fast):
+            layer.forward(dev.asarray(ids))
+            layer.backward(dev.asarray(dy))
+        grads[fast] = _host(layer.grads["W"])
+    np.testing.assert_allclose(grads[True], grads[False], rtol=RTOL["float32"], atol=RTOL["float32"])
+    assert np.all(grads[True][2] == 0) and np.any(grads[True] != 0)
+
+
 def check_epoch_sums(dev: Any) -> None:
     """The epoch sums' kernel (a step's loss and correct count added in one) equals the portable additions bit
     for bit where no FMA is contracted, here at the dtype's tolerance; a count on the device (ignored labels) and
@@ -644,7 +678,7 @@ def check_clipping(dev: Any) -> None:
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
-          check_epoch_sums, check_clipping]
+          check_embedding_backward, check_epoch_sums, check_clipping]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -438,6 +438,41 @@ extern "C" __global__ void xpnet_softmax_backward(const T* y, const T* dy, T* dx
     for (long long j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (dr[j] - s);
 }
 """,
+    # Embedding's backward as a segment sum without atomics or a sort: a thread per position m links it to the
+    # next position of its id (next, -1 at its last) and tells whether it is its id's first (head); O(M^2)
+    # comparisons, M up to cupy_layers.MAX_SEGMENT_IDS.
+    "segment_links": r"""
+extern "C" __global__ void xpnet_segment_links(const L* ids, long long* next, bool* head, long long m) {
+    %(index)s
+    if (i >= m) return;
+    L v = ids[i];
+    bool first = true;
+    for (long long k = 0; k < i && first; ++k) first = ids[k] != v;
+    long long after = -1;
+    for (long long k = i + 1; k < m; ++k) {
+        if (ids[k] == v) { after = k; break; }
+    }
+    head[i] = first;
+    next[i] = after;
+}
+""",
+    # Then a thread per (head position, column j) adds its id's rows of dy (M, D) in the order of their positions
+    # (the same order every run) into row v of dW (V, D), which starts as zeros; an id outside [0, V) adds
+    # nowhere, as the portable one-hot products.
+    "segment_sum": r"""
+extern "C" __global__ void xpnet_segment_sum(const L* ids, const long long* next, const bool* head, const T* dy,
+                                             T* dw, long long m, long long d, long long vocab) {
+    %(index)s
+    if (i >= m * d) return;
+    long long r = i / d, j = i - r * d;
+    if (!head[r]) return;
+    long long v = (long long)ids[r];
+    if (v < 0 || v >= vocab) return;
+    T s = (T)0;
+    for (long long k = r; k != -1; k = next[k]) s += dy[k * d + j];
+    dw[v * d + j] = s;
+}
+""",
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
     # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
     # (NumPy's minimum); one thread.

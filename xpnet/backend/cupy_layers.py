@@ -1,6 +1,6 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), ReLU,
-MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of ``xpnet.backend.random`` and the time
+cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+backward (a segment sum by id), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of ``xpnet.backend.random`` and the time
 steps of the RNN, the LSTM and PyTorch's GRU (sources in :mod:`xpnet.backend.cupy_kernels`). Each function
 has the signature and the results of the portable function it stands for (``xpnet.losses``,
 ``xpnet.layers.activations``, ``.softmax``, ``.pool``, ``.norm``, ``.cells``) and of the Numba kernels that do
@@ -134,6 +134,30 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     c = y.shape[-1]
     _launch("softmax_backward", y.size // c, (y, dy, dx, y.size // c, c), T=y.dtype)
     return dx
+
+
+# -- Embedding's backward (rows added by index) ------------------------------------------------------
+
+# Positions of more ids than this take the portable one-hot products: each link thread scans every id.
+MAX_SEGMENT_IDS = 2 ** 16
+
+
+def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
+    return (isinstance(ids, cupy.ndarray) and ids.ndim == 1 and ids.dtype in (cupy.int32, cupy.int64)
+            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0]
+            and ids.shape[0] <= MAX_SEGMENT_IDS)
+
+
+def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
+    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, in
+    the order of their positions (deterministic, no atomics, no sort, no cuBLAS): zeros and two kernels, O(M^2 +
+    M * D) work where the portable one-hot products are O(V * M * D)."""
+    m, d = dy.shape
+    dw = cupy.zeros((num_embeddings, d), dy.dtype)
+    links, head = cupy.empty(m, cupy.int64), cupy.empty(m, cupy.bool_)
+    _launch("segment_links", m, (ids, links, head, m), L=ids.dtype)
+    _launch("segment_sum", m * d, (ids, links, head, dy, dw, m, d, int(num_embeddings)), T=dy.dtype, L=ids.dtype)
+    return dw
 
 
 # -- ReLU --------------------------------------------------------------------------------------------
@@ -517,6 +541,7 @@ def register(add: Callable[..., Any]) -> None:
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
+                        ("embedding_backward", _embedding_ready),
                         ("rnn_step_backward_carried", _rnn_carried_ready),
                         ("lstm_step_backward_carried", _lstm_carried_ready),
                         ("gru_step_backward_carried", _gru_carried_ready)):

@@ -60,7 +60,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "lstm_step_backward", "gru_step", "gru_step_backward", "erf", "clip_norm_factor",
                                     "clamp", "rnn_step_backward_carried", "lstm_step_backward_carried",
                                     "gru_step_backward_carried", "softmax", "softmax_backward", "epoch_sums",
-                                    *_LAYER_OPS)),
+                                    "embedding_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
     "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",
