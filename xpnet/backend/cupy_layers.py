@@ -2,11 +2,11 @@
 cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
 backward (a segment sum by id), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of
 ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
-:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function it stands for (``xpnet.losses``,
-``xpnet.layers.activations``, ``.softmax``, ``.pool``, ``.norm``, ``.cells``) and of the Numba kernels that do
-the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
-running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
-the portable path (the ``accepts`` functions below).
+:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
+it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
+``.norm``, ``.cells``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
+BatchNorm's update of its running statistics, in place, has none there), and is tested equal to it; other
+dtypes and layouts take the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
