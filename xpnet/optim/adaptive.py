@@ -178,9 +178,13 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention, amsgrad=amsgrad)
 
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
-        # p *= keep happens in _update, which runs next for this parameter: there in one kernel with the Adam step
-        # where a backend has one (CuPy's adamw_update), else first, as here before.
-        self._keep = self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
+        keep = self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
+        if type(self)._update is not Adam._update:  # a subclass's own update: the decay here, as PyTorch's order
+            p *= keep
+            return p, g
+        # p *= keep happens in Adam._update, which runs next for this parameter: there in one kernel with the Adam
+        # step where a backend has one (adamw_update: CuPy's, Numba's), else first, as here above.
+        self._keep = keep
         return p, g
 
 
