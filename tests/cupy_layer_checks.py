@@ -463,6 +463,13 @@ def check_lstm(dev: Any) -> None:
             _assert_close(cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
                           ("dax", "dah", "dh_prev", "dc_prev"), dtype,
                           f"after a portable forward, dc {dc_next is not None}")
+        carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))  # the next step's dh_prev
+        assert cupy_layers._lstm_carried_ready(dh, carry, dc, fed[2], WhT)
+        assert not cupy_layers._lstm_carried_ready(dh, carry.T, dc, fed[2], WhT)
+        with fast_paths(False):
+            want = cells.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT)
+        _assert_close(cupy_layers.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT), want,
+                      ("dax", "dah", "dh_prev", "dc_prev"), dtype, "dh + carry in the kernel")
 
 
 def check_rnn(dev: Any) -> None:
@@ -480,6 +487,12 @@ def check_rnn(dev: Any) -> None:
         assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT)
         _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                       "after a portable forward")
+        carry = dev.asarray(np.random.default_rng(2).standard_normal(tuple(h.shape)).astype(dtype))
+        assert cupy_layers._rnn_carried_ready(dh, carry, fed[1], WhT)
+        with fast_paths(False):
+            want = cells.rnn_step_backward_carried(dh, carry, fed[1], WhT)
+        _assert_close(cupy_layers.rnn_step_backward_carried(dh, carry, fed[1], WhT), want, ("dax", "dah", "dh_prev"),
+                      dtype, "dh + carry in the kernel")
         _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
 
 
@@ -502,6 +515,12 @@ def check_gru(dev: Any) -> None:
             assert cupy_layers._gru_backward_ready(dh, fed[1], WhT)
             _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                           f"after a portable forward, bh {bias is not None}")
+            carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
+            assert cupy_layers._gru_carried_ready(dh, carry, fed[1], WhT)
+            with fast_paths(False):
+                want = cells.gru_step_backward_carried(dh, carry, fed[1], WhT)
+            _assert_close(cupy_layers.gru_step_backward_carried(dh, carry, fed[1], WhT), want,
+                          ("dax", "dah", "dh_prev"), dtype, f"dh + carry in the kernel, bh {bias is not None}")
             _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
                           f"the forward's cache, bh {bias is not None}")
 
@@ -528,9 +547,138 @@ def check_language_model_training(dev: Any) -> None:
         np.testing.assert_allclose(params[k], params_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
 
 
+# -- Softmax ------------------------------------------------------------------------------------------
+
+
+@_inf_times_zero
+def check_softmax(dev: Any) -> None:
+    """Softmax's kernels (a thread per row, last axis) against the portable path through the layer, forward and
+    backward, at the tolerance of test_every_layer_everywhere's GPU cases (rtol 1e-4, atol 1e-5; the kernel sums
+    in double): rows of -inf only and holding a NaN give NaN in both, a partly masked row 0 where masked;
+    another axis and rows past MAX_CLASSES take the portable path."""
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(4)
+    for dtype in ("float32", "float64"):
+        x = (rng.standard_normal((3, 4, 9)) * 4).astype(dtype)
+        x[0, 0, :] = -np.inf
+        x[0, 1, 2] = np.nan
+        x[0, 3, :4] = -np.inf
+        dy = rng.standard_normal(x.shape).astype(dtype)
+        assert cupy_layers._softmax_ready(dev.asarray(x), 2)
+        assert cupy_layers._softmax_backward_ready(dev.asarray(x), dev.asarray(dy), 2)
+        got = {}
+        for fast in (True, False):
+            layer = xn.layers.Softmax(dim=-1)
+            with fast_paths(fast):
+                got[fast] = (_host(layer.forward(dev.asarray(x))), _host(layer.backward(dev.asarray(dy))))
+        for k, a, b in zip(("y", "dx"), got[True], got[False]):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=f"{dtype} {k}")
+            np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{dtype} {k}")
+        assert np.all(got[True][0][0, 3, :4] == 0) and np.isclose(got[True][0][0, 3, 4:].sum(), 1)
+    assert not cupy_layers._softmax_ready(dev.asarray(x), 1)
+    assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
+
+
+def check_embedding_backward(dev: Any) -> None:
+    """Embedding's backward as the segment-sum kernels against the portable one-hot products: repeated ids, ids
+    outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all; through the
+    layer with padding_idx; a transposed dy takes the portable path."""
+    from xpnet.layers import embedding
+
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(8)
+    for id_dtype in (np.int32, np.int64):
+        for dtype in ("float32", "float64"):
+            for m in (37, 0):
+                ids = dev.asarray(rng.integers(-2, 12, m).astype(id_dtype))
+                dy = dev.asarray(rng.standard_normal((m, 5)).astype(dtype))
+                assert cupy_layers._embedding_ready(ids, dy, 10)
+                fast = cupy_layers.embedding_backward(ids, dy, 10)
+                slow = embedding.embedding_backward(ids, dy, 10)
+                assert fast.dtype == slow.dtype and fast.shape == slow.shape == (10, 5)
+                np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype], atol=RTOL[dtype],
+                                           err_msg=f"{id_dtype.__name__} {dtype} {m}")
+    assert not cupy_layers._embedding_ready(dev.asarray(np.arange(4)), dev.asarray(np.zeros((3, 4))).T, 10)
+    grads = {}
+    ids = rng.integers(0, 9, (6, 4))
+    dy = rng.standard_normal((6, 4, 3)).astype(np.float32)
+    for fast in (True, False):
+        xn.init.seed(0)
+        layer = xn.layers.Embedding(9, 3, padding_idx=2).to(dev)
+        with fast_paths(fast):
+            layer.forward(dev.asarray(ids))
+            layer.backward(dev.asarray(dy))
+        grads[fast] = _host(layer.grads["W"])
+    np.testing.assert_allclose(grads[True], grads[False], rtol=RTOL["float32"], atol=RTOL["float32"])
+    assert np.all(grads[True][2] == 0) and np.any(grads[True] != 0)
+
+
+def check_epoch_sums(dev: Any) -> None:
+    """The epoch sums' kernel (a step's loss and correct count added in one) equals the portable additions bit
+    for bit where no FMA is contracted, here at the dtype's tolerance; a count on the device (ignored labels) and
+    no hits take the portable path."""
+    from xpnet.backend import fast_cupy
+    from xpnet.training import epoch_sums
+
+    for dtype in ("float32", "float64"):
+        args = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)), 100,
+                dev.asarray(np.asarray(41)), dev.asarray(np.asarray(87)))
+        assert fast_cupy._epoch_sums_ready(*args)
+        for fast, slow in zip(fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)):
+            assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
+            np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
+        assert not fast_cupy._epoch_sums_ready(*args[:2], dev.asarray(np.asarray(100)), *args[3:])
+        assert not fast_cupy._epoch_sums_ready(*args[:4], None)
+
+
+# -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------
+
+
+def check_clipping(dev: Any) -> None:
+    """clip_grad_norm's norm and factor (one reduction a gradient, one kernel) against the portable sums at the
+    dtype's tolerance (the same order of adds; a GPU's reductions may sum a gradient in another order), NaN where a
+    gradient holds one; clip_grad_value's kernel bit for bit (NaN and infinities too); a list of mixed dtypes
+    takes the portable path; clip_grad_norm on a model scales its gradients alike."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import clip
+
+    rng = np.random.default_rng(5)
+    for dtype in ("float32", "float64"):
+        host = [rng.standard_normal(s).astype(dtype) for s in ((7, 3), (5,), (1,))]
+        host[1][[0, 2]] = np.inf, -np.inf
+        for case in (host[::2], [h if k != 1 else np.where(np.isinf(h), np.nan, h) for k, h in enumerate(host)]):
+            grads = [dev.asarray(h) for h in case]
+            for max_norm in (0.5, 100.0):
+                assert fast_cupy._clip_ready(grads, max_norm)
+                for fast, slow in zip(fast_cupy.clip_norm_factor(grads, max_norm), clip.norm_factor(grads, max_norm)):
+                    assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
+                    np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
+        g = dev.asarray(host[1])
+        assert fast_cupy._clamp_ready(g, 0.5)
+        np.testing.assert_array_equal(_host(fast_cupy.clamp(g, 0.5)), _host(clip.clamp(g, 0.5)))
+    mixed = [dev.asarray(np.ones(3, np.float32)), dev.asarray(np.ones(3))]
+    assert not fast_cupy._clip_ready(mixed, 1.0)
+    norms, grads, x = {}, {}, rng.standard_normal((5, 4)).astype(np.float32)
+    for fast in (False, True):
+        xn.init.seed(0)
+        model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.Linear(3, 2)).to(dev)
+        with fast_paths(False):
+            model.backward(model.forward(dev.asarray(x)))
+        with fast_paths(fast):
+            norms[fast] = _host(xn.optim.clip_grad_norm(model, 0.1))
+        grads[fast] = {k: _host(g) for k, g in model.named_grads().items()}
+    np.testing.assert_allclose(norms[True], norms[False], rtol=RTOL["float32"])
+    assert norms[True] > 0.1
+    for k in grads[False]:
+        np.testing.assert_allclose(grads[True][k], grads[False][k], rtol=RTOL["float32"], err_msg=k)
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
-          check_rnn, check_lstm, check_gru, check_language_model_training]
+          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
+          check_embedding_backward, check_epoch_sums, check_clipping]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -422,6 +422,7 @@ def _run_kernel_source_in_numpy(name, arrays, scalars):
     ("sgd", lambda: xn.optim.SGD(lr=0.05), set()),
     ("momentum", lambda: xn.optim.Momentum(lr=0.05, momentum=0.8), {"v"}),
     ("adam", lambda: xn.optim.Adam(lr=0.05, betas=(0.8, 0.9), eps=1e-3), {"m", "v"}),
+    ("adamw", lambda: xn.optim.AdamW(lr=0.05, betas=(0.8, 0.9), eps=1e-3, weight_decay=0.5), {"m", "v"}),
     ("sgd_momentum", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, dampening=0.3), {"v"}),
     ("sgd_nesterov", lambda: xn.optim.SGD(lr=0.05, momentum=0.8, nesterov=True), {"v"}),
     ("rms", lambda: xn.optim.RMSprop(lr=0.05, alpha=0.7, eps=1e-3), {"h"}),
@@ -452,6 +453,8 @@ def test_fused_cupy_kernel_bodies_do_the_portable_arithmetic(name, opt, extra):
             (b1, b2), c = opt.betas, np.sqrt(1 - opt.betas[1] ** t)
             scalars = {"one_minus_b1": 1 - b1, "b2": b2, "one_minus_b2": 1 - b2,
                        "step": opt.lr * c / (1 - b1 ** t), "eps": opt.eps * c}
+            if name == "adamw":
+                scalars["keep"] = 1 - opt.lr * opt.weight_decay
         out = _run_kernel_source_in_numpy(name, {"g": g, "p": kernel_p, **state}, scalars)
         kernel_p, state = out["p"], {k: out[k] for k in extra}
     np.testing.assert_allclose(kernel_p, p, rtol=1e-12, atol=1e-14)

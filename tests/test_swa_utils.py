@@ -125,6 +125,21 @@ def test_interval_step_averages_after_each_update_on_the_models_device():
         np.testing.assert_allclose(xn.to_numpy(v), expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
 
 
+def test_the_average_never_holds_the_models_arrays():
+    """update_parameters no longer copies the model's arrays before averaging them (one launch each a step on a
+    GPU): an avg_fn that hands back the model's own array gets a copy, and the buffers are copies, so the
+    model's next step (in place) leaves the average as it was."""
+    model = _model()
+    averaged = swa_utils.AveragedModel(model, avg_fn=lambda own, current, n: current)
+    for _ in range(2):
+        averaged.update_parameters(model)
+    kept = {k: xn.to_numpy(v).copy() for k, v in averaged.state().items()}
+    for v in model.state().values():
+        v += 1.0
+    for k, v in averaged.state().items():
+        np.testing.assert_array_equal(xn.to_numpy(v), kept[k], err_msg=k)
+
+
 def test_interval_epoch_from_start_averages_the_ends_of_those_epochs():
     ends = []
 

@@ -36,6 +36,14 @@ ELEMENTWISE = {
             "h = h * decay + g * g * scale; p -= g / (sqrt(h) + eps) * lr;"),
     "adam": ("T g, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
              "m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); p -= step * (m / (sqrt(v) + eps));"),
+    # AdamW: the decoupled decay p *= keep (keep = 1 - lr * weight_decay), then Adam's step, in one pass.
+    "adamw": ("T g, T keep, T one_minus_b1, T b2, T one_minus_b2, T step, T eps", "T p, T m, T v",
+              "p = p * keep; m += one_minus_b1 * (g - m); v = v * b2 + one_minus_b2 * (g * g); "
+              "p -= step * (m / (sqrt(v) + eps));"),
+    # An epoch's running sums after a step (xpnet.training.epoch_sums): the loss sum plus the batch's mean times its
+    # count of targets, the correct count plus the batch's (I: the index dtype), 0-d each.
+    "epoch_sums": ("T loss_sum, T value, T count, I correct, I hits", "T new_sum, I new_correct",
+                   "new_sum = loss_sum + value * count; new_correct = correct + hits;"),
     # dy * mask as the portable path: an inf or NaN dy where x <= 0 gives NaN (inf * 0).
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
     # GELU's erf: CUDA's own (erff for float), what cupyx.scipy.special.erf runs, without importing cupyx.
@@ -67,6 +75,8 @@ REDUCTION = {
                         "0"),
     # Per channel: sum(dy * (x - shift)).
     "channel_centred_dot": ("T dy, T x, T shift", "T y", "dy * (x - shift)", "a + b", "y = a", "0"),
+    # The sum of squares of a gradient (clip_grad_norm), one pass without the temporary g * g.
+    "squares": ("T g", "T y", "g * g", "a + b", "y = a", "0"),
     # How many labels are not ignore_index.
     "count_valid": ("L t, int64 ignore", "L y", "t != ignore", "a + b", "y = a", "0"),
 }
@@ -229,13 +239,16 @@ extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next
     h_next[i] = tanh(ax[r * ax_row + j] + ah[i]);
 }
 """,
-    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides.
+    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides. In
+    # these three backward kernels, has_carry adds carry (N, H), contiguous, to dh first: the gradient the next
+    # time step carried back (the time loop's dh + dh_next, xpnet.layers.cells.*_carried), one launch fewer a step.
     "rnn_backward": r"""
-extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* h_next, T* da, long long dh_row, long long h_row,
-                                              long long hidden, long long n) {
+extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* carry, const T* h_next, T* da, long long dh_row,
+                                              long long h_row, long long has_carry, long long hidden, long long n) {
     %(unit)s
-    T v = h_next[r * h_row + j];
-    da[i] = dh[r * dh_row + j] * ((T)1 - v * v);
+    T v = h_next[r * h_row + j], d = dh[r * dh_row + j];
+    if (has_carry) d = d + carry[i];
+    da[i] = d * ((T)1 - v * v);
 }
 """,
     # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of
@@ -270,14 +283,16 @@ extern "C" __global__ void xpnet_lstm_forward(const T* ax, const T* ah, const T*
     # its order. dh, c and the gates are read with their own row strides (a time step's slice of dhs, the
     # views of one gates array or the portable path's separate ones); dc (when has_dc) and tanh_c are contiguous.
     "lstm_backward": r"""
-extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* dc, const T* c, const T* gi, const T* gf,
-                                               const T* gg, const T* go, const T* tanh_c, T* da, T* dc_prev,
-                                               long long dh_row, long long c_row, long long i_row,
+extern "C" __global__ void xpnet_lstm_backward(const T* dh, const T* carry, const T* dc, const T* c, const T* gi,
+                                               const T* gf, const T* gg, const T* go, const T* tanh_c, T* da,
+                                               T* dc_prev, long long dh_row, long long c_row, long long i_row,
                                                long long f_row, long long g_row, long long o_row,
-                                               long long has_dc, long long hidden, long long n) {
+                                               long long has_carry, long long has_dc, long long hidden,
+                                               long long n) {
     %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vi = gi[r * i_row + j], vf = gf[r * f_row + j], vg = gg[r * g_row + j];
+    if (has_carry) d = d + carry[i];
     T vo = go[r * o_row + j], tc = tanh_c[i];
     T ds = d * vo * (one - tc * tc);
     if (has_dc) ds = ds + dc[i];
@@ -322,13 +337,15 @@ extern "C" __global__ void xpnet_gru_forward(const T* ax, const T* ah, const T* 
     # in its order. Every input is read with its own row stride (a time step's slice of dhs, the views of one
     # gates array or the portable path's separate ones).
     "gru_backward": r"""
-extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* h, const T* gr, const T* gz, const T* gn,
-                                              const T* hidden_n, T* dax, T* dah, T* dh_z, long long dh_row,
-                                              long long h_row, long long r_row, long long z_row, long long n_row,
-                                              long long a_row, long long hidden, long long n) {
+extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* carry, const T* h, const T* gr, const T* gz,
+                                              const T* gn, const T* hidden_n, T* dax, T* dah, T* dh_z,
+                                              long long dh_row, long long h_row, long long r_row, long long z_row,
+                                              long long n_row, long long a_row, long long has_carry,
+                                              long long hidden, long long n) {
     %(unit)s
     T one = (T)1;
     T d = dh[r * dh_row + j], vh = h[r * h_row + j], vr = gr[r * r_row + j], vz = gz[r * z_row + j];
+    if (has_carry) d = d + carry[i];
     T vn = gn[r * n_row + j], va = hidden_n[r * a_row + j];
     T d_n = d * (one - vz) * (one - vn * vn);
     T d_z = d * (vh - vn) * vz * (one - vz);
@@ -380,6 +397,105 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
         scale[e] = s;
         y[e] = x[e] * s;
     }
+}
+""",
+    # Softmax along the last axis of (rows, C), one thread per row, as xpnet.layers.softmax's portable path: the
+    # row's maximum (NaN if any is NaN), exp(x - max) (shifted by 0 where the maximum is -inf), their sum
+    # (in double), each divided by it; a sum of 0 (every x -inf) or NaN gives NaN, as there.
+    "softmax": r"""
+extern "C" __global__ void xpnet_softmax(const T* x, T* y, long long rows, long long c) {
+    %(index)s
+    if (i >= rows) return;
+    const T* row = x + i * c;
+    T* out = y + i * c;
+    T best = row[0];
+    for (long long j = 1; j < c; ++j) {
+        T v = row[j];
+        if (v > best || v != v) best = v;
+    }
+    T shift = (best < (T)0 && best - best != best - best) ? (T)0 : best;
+    double total = 0;
+    for (long long j = 0; j < c; ++j) {
+        T e = exp(row[j] - shift);
+        out[j] = e;
+        total += (double)e;
+    }
+    T z = (T)total;
+    T denom = z > (T)0 ? z : (z != z ? z : z / z);
+    for (long long j = 0; j < c; ++j) out[j] = out[j] / denom;
+}
+""",
+    # Its backward from y and dy (rows, C): dx = y * (dy - sum(dy * y)), the row's sum in double.
+    "softmax_backward": r"""
+extern "C" __global__ void xpnet_softmax_backward(const T* y, const T* dy, T* dx, long long rows, long long c) {
+    %(index)s
+    if (i >= rows) return;
+    const T* yr = y + i * c;
+    const T* dr = dy + i * c;
+    double total = 0;
+    for (long long j = 0; j < c; ++j) total += (double)(dr[j] * yr[j]);
+    T s = (T)total;
+    for (long long j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (dr[j] - s);
+}
+""",
+    # Embedding's backward as a segment sum without atomics or a sort: a thread per position m links it to the
+    # next position of its id (next, -1 at its last) and tells whether it is its id's first (head); O(M^2)
+    # comparisons, M up to cupy_layers.MAX_SEGMENT_IDS.
+    "segment_links": r"""
+extern "C" __global__ void xpnet_segment_links(const L* ids, long long* next, bool* head, long long m) {
+    %(index)s
+    if (i >= m) return;
+    L v = ids[i];
+    bool first = true;
+    for (long long k = 0; k < i && first; ++k) first = ids[k] != v;
+    long long after = -1;
+    for (long long k = i + 1; k < m; ++k) {
+        if (ids[k] == v) { after = k; break; }
+    }
+    head[i] = first;
+    next[i] = after;
+}
+""",
+    # Then a thread per (head position, column j) adds its id's rows of dy (M, D) in the order of their positions
+    # (the same order every run) into row v of dW (V, D), which starts as zeros; an id outside [0, V) adds
+    # nowhere, as the portable one-hot products.
+    "segment_sum": r"""
+extern "C" __global__ void xpnet_segment_sum(const L* ids, const long long* next, const bool* head, const T* dy,
+                                             T* dw, long long m, long long d, long long vocab) {
+    %(index)s
+    if (i >= m * d) return;
+    long long r = i / d, j = i - r * d;
+    if (!head[r]) return;
+    long long v = (long long)ids[r];
+    if (v < 0 || v >= vocab) return;
+    T s = (T)0;
+    for (long long k = r; k != -1; k = next[k]) s += dy[k * d + j];
+    dw[v * d + j] = s;
+}
+""",
+    # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
+    # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
+    # (NumPy's minimum); one thread.
+    "clip_norm_factor": r"""
+extern "C" __global__ void xpnet_clip_norm_factor(const T* squares, T* norm, T* factor, double max_norm,
+                                                  long long count) {
+    %(index)s
+    if (i >= 1) return;
+    T total = squares[0];
+    for (long long k = 1; k < count; ++k) total += squares[k];
+    T n = sqrt(total);
+    T f = (T)max_norm / (n + (T)1e-6);
+    norm[0] = n;
+    factor[0] = (f < (T)1 || f != f) ? f : (T)1;
+}
+""",
+    # clip_grad_value: g within [-c, c], NaN kept (every comparison false), as NumPy's maximum then minimum.
+    "clamp": r"""
+extern "C" __global__ void xpnet_clamp(const T* g, T* y, double c, long long n) {
+    %(index)s
+    if (i >= n) return;
+    T v = g[i], top = (T)c;
+    y[i] = v < -top ? -top : (v > top ? top : v);
 }
 """,
 }

@@ -1,22 +1,24 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform
-numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
-:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable
-function it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.pool``, ``.norm``, ``.cells``) and of the
-Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`; BatchNorm's update of its
-running statistics, in place, has none there), and is tested equal to it; other dtypes and layouts take
-the portable path (the ``accepts`` functions below).
+cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+backward (a segment sum by id), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of
+``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
+:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
+it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
+``.norm``, ``.cells``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
+BatchNorm's update of its running statistics, in place, has none there), and is tested equal to it; other
+dtypes and layouts take the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
-``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 25 with these kernels. The loss
-takes three (the count of labels that are not ``ignore_index``, one thread per row writing its loss,
-dy and whether its first maximum is at the label, the sum of the losses), its backward none for
-``dout = 1`` (dy was written by the forward), and the trainer's accuracy count two (``count_nonzero``
-of the rows' hits and an add) instead of four (``argmax``, ``==``, ``count_nonzero``, add). An LSTM
-time step, forward and backward, launches 5 (h @ Wh, the gates' kernel; the add of the carried state's
-gradient, the gradients' kernel, da @ Wh^T) against 41 through the portable cells, a GRU step 6 against 34
-(one more: dh * z added to dah @ Wh^T), an RNN step 5 against 8.
+``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 21 with these kernels and the epoch
+sums' (``fast_cupy.epoch_sums``). The loss takes three (the count of labels that are not ``ignore_index``,
+one thread per row writing its loss, dy and whether its first maximum is at the label, the sum of the
+losses), its backward none for ``dout = 1`` (dy was written by the forward), and the trainer's sums two
+(``count_nonzero`` of the rows' hits, then one kernel adding the batch's loss and correct count to the
+epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's product and two adds). An LSTM
+time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
+carried state's gradient to dh (the ``*_carried`` functions), da @ Wh^T) against 41 through the portable cells, a
+GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8.
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -31,7 +33,7 @@ import cupy
 
 from .cupy_kernels import C_TYPES, ELEMENTWISE, RAW, REDUCTION
 
-# Rows of more classes than this take the portable loss: one thread walks its row three times.
+# Rows of more classes than this take the portable loss (and Softmax): one thread walks its row three times.
 MAX_CLASSES = 1024
 _BLOCK = 256
 _KERNELS: dict[Any, Any] = {}
@@ -104,6 +106,58 @@ def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothi
     _launch("softmax_cross_entropy", m, (y2, labels, valid, loss, dy, hit, int(ignore_index),
                                          float(label_smoothing), m, c), T=y2.dtype, L=labels.dtype)
     return cupy.sum(loss), dy, hit
+
+
+# -- Softmax along the last axis ----------------------------------------------------------------------
+
+
+def _softmax_ready(x: Any, axis: int) -> bool:
+    return _floats(x) and x.ndim >= 1 and axis == x.ndim - 1 and x.size > 0 and x.shape[-1] <= MAX_CLASSES
+
+
+def softmax(x: Any, axis: int) -> Any:
+    """See ``xpnet.layers.softmax.softmax``: one kernel, a thread per row (the portable path launches eight)."""
+    y = cupy.empty_like(x)
+    c = x.shape[-1]
+    _launch("softmax", x.size // c, (x, y, x.size // c, c), T=x.dtype)
+    return y
+
+
+def _softmax_backward_ready(y: Any, dy: Any, axis: int) -> bool:
+    return _softmax_ready(y, axis) and _floats(y, dy) and tuple(dy.shape) == tuple(y.shape)
+
+
+def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
+    """See ``xpnet.layers.softmax.softmax_backward``: one kernel, a thread per row (the portable path launches
+    four)."""
+    dx = cupy.empty_like(y)
+    c = y.shape[-1]
+    _launch("softmax_backward", y.size // c, (y, dy, dx, y.size // c, c), T=y.dtype)
+    return dx
+
+
+# -- Embedding's backward (rows added by index) ------------------------------------------------------
+
+# Positions of more ids than this take the portable one-hot products: each link thread scans every id.
+MAX_SEGMENT_IDS = 2 ** 16
+
+
+def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
+    return (isinstance(ids, cupy.ndarray) and ids.ndim == 1 and ids.dtype in (cupy.int32, cupy.int64)
+            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0]
+            and ids.shape[0] <= MAX_SEGMENT_IDS)
+
+
+def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
+    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, in
+    the order of their positions (deterministic, no atomics, no sort, no cuBLAS): zeros and two kernels, O(M^2 +
+    M * D) work where the portable one-hot products are O(V * M * D)."""
+    m, d = dy.shape
+    dw = cupy.zeros((num_embeddings, d), dy.dtype)
+    links, head = cupy.empty(m, cupy.int64), cupy.empty(m, cupy.bool_)
+    _launch("segment_links", m, (ids, links, head, m), L=ids.dtype)
+    _launch("segment_sum", m * d, (ids, links, head, dy, dw, m, d, int(num_embeddings)), T=dy.dtype, L=ids.dtype)
+    return dw
 
 
 # -- ReLU --------------------------------------------------------------------------------------------
@@ -338,14 +392,30 @@ def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
     return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h))
 
 
-def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T."""
+def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T;
+    ``carry`` (contiguous (N, H)) added to dh in the kernel."""
     h_next = cache[1]
     n, hidden = h_next.shape
     da = cupy.empty((n, hidden), h_next.dtype)
     rows = [_row_stride(a, h_next, (n, hidden)) for a in (dh_next, h_next)]
-    _launch("rnn_backward", n * hidden, (dh_next, h_next, da, *rows, hidden, n * hidden), T=h_next.dtype)
+    _launch("rnn_backward", n * hidden, (dh_next, h_next if carry is None else carry, h_next, da, *rows,
+                                         int(carry is not None), hidden, n * hidden), T=h_next.dtype)
     return da, da, da @ WhT
+
+
+def _carry_ready(carry: Any, like: Any) -> bool:
+    return (isinstance(carry, cupy.ndarray) and carry.dtype == like.dtype and tuple(carry.shape) == tuple(like.shape)
+            and carry.flags.c_contiguous)
+
+
+def _rnn_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _rnn_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[1])
+
+
+def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward_carried``: :func:`rnn_step_backward` of dh_next + carry."""
+    return rnn_step_backward(dh_next, cache, WhT, carry)
 
 
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
@@ -381,17 +451,30 @@ def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT
             and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
 
 
-def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any,
+                       carry: Any = None) -> tuple[Any, Any, Any, Any]:
     """See ``xpnet.layers.cells.lstm_step_backward``: one kernel for da and dc_prev (the portable path
-    launches about twenty, and a concatenation), then the product da @ Wh^T."""
+    launches about twenty, and a concatenation), then the product da @ Wh^T; ``carry`` (contiguous (N, H))
+    added to dh in the kernel."""
     _, c, i, f, g, o, tanh_c = cache
     n, hidden = tanh_c.shape
     da, dc_prev = cupy.empty((n, 4 * hidden), tanh_c.dtype), cupy.empty_like(tanh_c)
     rows = [_row_stride(a, tanh_c, (n, hidden)) for a in (dh_next, c, i, f, g, o)]
-    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
-                                          da, dc_prev, *rows, int(dc_next is not None), hidden, n * hidden),
-            T=tanh_c.dtype)
+    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if carry is None else carry,
+                                          tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
+                                          da, dc_prev, *rows, int(carry is not None), int(dc_next is not None),
+                                          hidden, n * hidden), T=tanh_c.dtype)
     return da, da, da @ WhT, dc_prev
+
+
+def _lstm_carried_ready(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _lstm_backward_ready(dh_next, dc_next, cache, WhT) and _carry_ready(carry, cache[6])
+
+
+def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
+                               WhT: Any) -> tuple[Any, Any, Any, Any]:
+    """See ``xpnet.layers.cells.lstm_step_backward_carried``: :func:`lstm_step_backward` of dh_next + carry."""
+    return lstm_step_backward(dh_next, dc_next, cache, WhT, carry)
 
 
 def _gru_ready(ax: Any, h: Any, Wh: Any, bh: Any) -> bool:
@@ -426,15 +509,26 @@ def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
             and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
 
 
-def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
     """See ``xpnet.layers.cells.gru_step_backward``: one kernel for dax, dah and dh * z, then
-    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations)."""
+    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations); ``carry``
+    (contiguous (N, H)) added to dh in the kernel."""
     h = cache[0]
     n, hidden = h.shape
     dax, dah, dh_z = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h)
     rows = [_row_stride(a, h, (n, hidden)) for a in (dh_next, *cache)]
-    _launch("gru_backward", n * hidden, (dh_next, *cache, dax, dah, dh_z, *rows, hidden, n * hidden), T=h.dtype)
+    _launch("gru_backward", n * hidden, (dh_next, h if carry is None else carry, *cache, dax, dah, dh_z, *rows,
+                                         int(carry is not None), hidden, n * hidden), T=h.dtype)
     return dax, dah, dh_z + dah @ WhT
+
+
+def _gru_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+    return _gru_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[0])
+
+
+def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.gru_step_backward_carried``: :func:`gru_step_backward` of dh_next + carry."""
+    return gru_step_backward(dh_next, cache, WhT, carry)
 
 
 def register(add: Callable[..., Any]) -> None:
@@ -445,5 +539,10 @@ def register(add: Callable[..., Any]) -> None:
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
-                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready)):
+                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
+                        ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
+                        ("embedding_backward", _embedding_ready),
+                        ("rnn_step_backward_carried", _rnn_carried_ready),
+                        ("lstm_step_backward_carried", _lstm_carried_ready),
+                        ("gru_step_backward_carried", _gru_carried_ready)):
         add(op, globals()[op], accepts)

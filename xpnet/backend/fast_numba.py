@@ -174,7 +174,7 @@ def register(add: Callable[..., Any]) -> None:
     add("conv_flat_dy", numba_conv.flat_dy, _flat_dy_ready)
     add("conv_shifted_sums", numba_conv.shifted_sums, _shifted_sums_ready)
     add("resize_taps", numba_resize.taps, _taps_ready)
-    for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update"):
+    for op in ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "adamw_update", "rms_update"):
         add(op, getattr(numba_kernels, op), _update_ready)
     add("sgd_updates", sgd_updates)
     add("sgd_momentum_updates", sgd_momentum_updates)

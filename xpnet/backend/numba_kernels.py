@@ -1,5 +1,5 @@
 """Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU, MaxPool2d and Embedding's backward) and for the optimizers' updates (SGD with and without momentum,
-Momentum, Adam, AdaGrad, RMSprop).
+Momentum, Adam and AdamW (its decay in the same pass), AdaGrad, RMSprop).
 
 NumPy makes one pass over memory per operation: a BatchNorm forward is five of them over the
 activations, a MaxPool2d(2) forward eleven over a quarter of them. Each kernel here does its layer's
@@ -420,6 +420,18 @@ def _adam(p, g, m, v, one_minus_b1, b2, one_minus_b2, step, eps):
 
 
 @_elementwise
+def _adamw(p, g, m, v, keep, one_minus_b1, b2, one_minus_b2, step, eps):
+    for i in range(p.size):
+        gi = g[i]
+        pi = p[i] * keep
+        mi = m[i] + (gi - m[i]) * one_minus_b1
+        vi = v[i] * b2 + gi * gi * one_minus_b2
+        m[i] = mi
+        v[i] = vi
+        p[i] = pi - mi / (np.sqrt(vi) + eps) * step
+
+
+@_elementwise
 def _scaled_by_rms(p, g, h, lr, decay, scale, eps):
     for i in range(p.size):
         gi = g[i]
@@ -485,6 +497,12 @@ def adam_update(p: Any, g: Any, m: Any, v: Any, b1: float, b2: float, step: floa
     t = p.dtype.type
     _adam(p.ravel(), g.ravel(), m.ravel(), v.ravel(), t(1.0 - b1), t(b2), t(1.0 - b2), t(step),
           t(eps))
+
+
+def adamw_update(p: Any, g: Any, m: Any, v: Any, keep: float, b1: float, b2: float, step: float, eps: float) -> None:
+    """AdamW's decoupled decay p *= keep, then :func:`adam_update`, in one pass (the same bits as the two)."""
+    t = p.dtype.type
+    _adamw(p.ravel(), g.ravel(), m.ravel(), v.ravel(), t(keep), t(1.0 - b1), t(b2), t(1.0 - b2), t(step), t(eps))
 
 
 def rms_update(p: Any, g: Any, h: Any, lr: float, alpha: float | None, eps: float) -> None:

@@ -38,7 +38,7 @@ _LAYER_OPS = ("batchnorm_forward", "batchnorm_backward", "relu_forward", "relu_b
               "maxpool2d_backward")
 
 # The optimizers' fused updates, on NumPy (Numba) and CuPy alike.
-_UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "rms_update")
+_UPDATE_OPS = ("sgd_update", "sgd_momentum_update", "momentum_update", "adam_update", "adamw_update", "rms_update")
 
 # The recurrent layers' weights, made ready once for the products of every time step.
 _STEP_OPS = ("step_weights", "step_weights_transposed")
@@ -57,7 +57,10 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
               ("fast_scipy", "scipy", ("erf",))),
     "cupy": (("fast_cupy", "cupy", ("im2col", *_UPDATE_OPS, "channel_dot", "softmax_cross_entropy",
                                     "batchnorm_running", "dropout_forward", "rnn_step", "rnn_step_backward", "lstm_step",
-                                    "lstm_step_backward", "gru_step", "gru_step_backward", "erf", *_LAYER_OPS)),
+                                    "lstm_step_backward", "gru_step", "gru_step_backward", "erf", "clip_norm_factor",
+                                    "clamp", "rnn_step_backward_carried", "lstm_step_backward_carried",
+                                    "gru_step_backward_carried", "softmax", "softmax_backward", "epoch_sums",
+                                    "embedding_backward", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
     "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",

@@ -43,6 +43,12 @@ def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[A
     return da, da, da @ WhT
 
 
+def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """:func:`rnn_step_backward` of ``dh_next + carry`` (the gradient from the outputs plus the one the next
+    step carried back), through its fast paths; on CuPy the add runs inside the step's kernel."""
+    return fast_path("rnn_step_backward", namespace(dh_next), rnn_step_backward)(dh_next + carry, cache, WhT)
+
+
 def rnn_relu_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
     """PyTorch's ``nonlinearity='relu'``: h_next = max(ax + h @ Wh, 0). Caches h and h_next."""
     a = ax + h @ Wh
@@ -96,6 +102,13 @@ def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: 
     return da, da, da @ WhT, ds * f
 
 
+def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
+                               WhT: Any) -> tuple[Any, Any, Any, Any]:
+    """:func:`lstm_step_backward` of ``dh_next + carry``, as :func:`rnn_step_backward_carried`."""
+    step_back = fast_path("lstm_step_backward", namespace(dh_next), lstm_step_backward)
+    return step_back(dh_next + carry, dc_next, cache, WhT)
+
+
 def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
     """PyTorch's GRU: r, z = sigmoid(ax + h @ Wh + bh) (their blocks), n = tanh(ax_n + r * (h @ Wh_n + bh_n))
     (the reset gate after the product), h_next = (1 - z) * n + z * h; ``bh`` None: no hidden bias. Caches h,
@@ -119,6 +132,11 @@ def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[A
     dax = xp.concat([dr, dz, dn], axis=1)
     dah = xp.concat([dr, dz, dn * r], axis=1)
     return dax, dah, dh_next * z + dah @ WhT
+
+
+def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
+    """:func:`gru_step_backward` of ``dh_next + carry``, as :func:`rnn_step_backward_carried`."""
+    return fast_path("gru_step_backward", namespace(dh_next), gru_step_backward)(dh_next + carry, cache, WhT)
 
 
 def gru_book_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:

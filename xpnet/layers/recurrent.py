@@ -324,8 +324,13 @@ class RNN(_Recurrent):
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        xp = namespace(dh)
+        if dstate is not None and self.nonlinearity == "tanh":  # the carried gradient added in the step's kernel
+            step_back = fast_path("rnn_step_backward_carried", xp, cells.rnn_step_backward_carried)
+            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
+            return dax, dah, (dh_prev,)
         dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, namespace(dh))(dh, cache, self._WhT)
+        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, xp)(dh, cache, self._WhT)
         return dax, dah, (dh_prev,)
 
 
@@ -382,13 +387,17 @@ class LSTM(_Recurrent):
         return (h, c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
         if self.proj_size:  # dah carries the step's whole dh, for Wr's gradient
+            dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
             dax, _, dh_prev, dc_prev = cells.lstm_step_backward(dh @ self.params["Wr"].T, dc, cache,
                                                                 self.params["Wh"].T)
             return dax, dh, (dh_prev, dc_prev)
-        step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
-        dax, dah, dh_prev, dc_prev = step_back(dh, dc, cache, self._WhT)
+        if dstate is None:
+            step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
+            dax, dah, dh_prev, dc_prev = step_back(dh, None, cache, self._WhT)
+        else:  # dh + dstate[0] in the step's kernel where there is one
+            step_back = fast_path("lstm_step_backward_carried", namespace(dh), cells.lstm_step_backward_carried)
+            dax, dah, dh_prev, dc_prev = step_back(dh, dstate[0], dstate[1], cache, self._WhT)
         return dax, dah, (dh_prev, dc_prev)
 
     def _weight_grads(self, xp: Any, x2: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
@@ -436,6 +445,10 @@ class GRU(_Recurrent):
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        if self.convention == "pytorch" and dstate is not None:  # dh + dstate[0] in the step's kernel
+            step_back = fast_path("gru_step_backward_carried", namespace(dh), cells.gru_step_backward_carried)
+            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
+            return dax, dah, (dh_prev,)
         dh = dh if dstate is None else dh + dstate[0]
         if self.convention == "pytorch":
             step_back = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)

@@ -129,6 +129,7 @@ class Adam(Optimizer):
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         b1, b2 = self.betas
+        keep, self._keep = self.__dict__.get("_keep"), None  # AdamW's decay of this parameter (see AdamW._decay)
         m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
         t0 = self.skipped.get(name, 0)  # the parameter's own step is t - t0 (frozen steps left out, as PyTorch)
         # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
@@ -136,6 +137,11 @@ class Adam(Optimizer):
                               lambda lr, t: lr * _sqrt(1.0 - b2 ** (t - t0)) / (1.0 - b1 ** (t - t0)))
         eps = self.eps if self.convention == "book" else \
             self._per_step(("adam_eps", t0), p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** (t - t0)))
+        if keep is not None:
+            if not self.amsgrad and fast_path("adamw_update", xp, unfused)(p, g, m, v, keep, b1, b2, step,
+                                                                           eps) is not NotImplemented:
+                return p
+            p *= keep
         if not self.amsgrad and fast_path("adam_update", xp, unfused)(p, g, m, v, b1, b2, step,
                                                                       eps) is not NotImplemented:
             return p
@@ -172,7 +178,13 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, weight_decay_on, convention, amsgrad=amsgrad)
 
     def _decay(self, p: Any, g: Any) -> tuple[Any, Any]:
-        p *= self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
+        keep = self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay)
+        if type(self)._update is not Adam._update:  # a subclass's own update: the decay here, as PyTorch's order
+            p *= keep
+            return p, g
+        # p *= keep happens in Adam._update, which runs next for this parameter: there in one kernel with the Adam
+        # step where a backend has one (adamw_update: CuPy's, Numba's), else first, as here above.
+        self._keep = keep
         return p, g
 
 

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from .._user import is_real
-from ..backend import namespace
+from ..backend import fast_path, namespace
 from .binding import owning_model
 
 __all__ = ["clip_grad_norm", "clip_grad_value", "check_positive"]
@@ -56,18 +56,27 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
         params = list(model.named_params().values())
         return namespace(params[0]).zeros((), dtype=params[0].dtype, device=params[0].device) if params else 0.0
     xp = namespace(grads[0])
+    norm, factor = fast_path("clip_norm_factor", xp, norm_factor)(grads, max_norm)
+    for store in stores:
+        for k, g in store.items():
+            store[k] = g * xp.astype(factor, g.dtype, copy=False)
+    return norm
+
+
+def norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
+    """The 2-norm of ``grads`` (a list of arrays of one namespace, float16 ones squared in float32) and the
+    factor ``min(max_norm / (norm + 1e-6), 1)``, both 0-d, in the first gradient's dtype (float32 for float16):
+    the sums of squares one gradient at a time, added in order. On CuPy one reduction a gradient and one kernel
+    (``xpnet.backend.fast_cupy.clip_norm_factor``)."""
+    xp = namespace(grads[0])
     half = getattr(xp, "float16", None)  # not every namespace has it (array-api-strict)
     total = None
     for g in grads:
         g = xp.astype(g, xp.float32) if half is not None and g.dtype == half else g  # float16 squares overflow at 256
         square = xp.sum(g * g)
-        total = square if total is None else total + xp.astype(square, total.dtype)
+        total = square if total is None else total + xp.astype(square, total.dtype, copy=False)
     norm = xp.sqrt(total)
-    factor = xp.minimum(max_norm / (norm + 1e-6), xp.ones_like(norm))
-    for store in stores:
-        for k, g in store.items():
-            store[k] = g * xp.astype(factor, g.dtype)
-    return norm
+    return norm, xp.minimum(max_norm / (norm + 1e-6), xp.ones_like(norm))
 
 
 def clip_grad_value(model: Any, clip_value: float) -> None:
@@ -79,8 +88,14 @@ def clip_grad_value(model: Any, clip_value: float) -> None:
     clip_value = check_positive(clip_value, "clip_grad_value", "clip_value")
     for store in _training_grads(_model(model, "clip_grad_value", "clip_value")):
         for k, g in store.items():
-            xp = namespace(g)
-            # Not xp.clip: array-api-compat's sends the bounds from the host and assigns through boolean masks,
-            # both refused inside a captured CUDA graph.
-            top = xp.ones((), dtype=g.dtype, device=g.device) * clip_value
-            store[k] = xp.minimum(xp.maximum(g, -top), top)
+            store[k] = fast_path("clamp", namespace(g), clamp)(g, clip_value)
+
+
+def clamp(g: Any, clip_value: float) -> Any:
+    """``g`` within ``[-clip_value, clip_value]``, a new array (NaN stays NaN); on CuPy one kernel
+    (``xpnet.backend.fast_cupy.clamp``)."""
+    xp = namespace(g)
+    # Not xp.clip: array-api-compat's sends the bounds from the host and assigns through boolean masks,
+    # both refused inside a captured CUDA graph.
+    top = xp.ones((), dtype=g.dtype, device=g.device) * clip_value
+    return xp.minimum(xp.maximum(g, -top), top)

@@ -134,21 +134,25 @@ class AveragedModel(Model):
         self.check_like(model)
         dev = self.module.device
         names = list(self.module.state() if self.use_buffers else self.module.named_params())
-        theirs = {k: to_device(v, dev, copy=True) for k, v in model.state().items()}
+        theirs = model.state()
         if self.n_averaged == 0:
-            new = [theirs[k] for k in names]
+            new = [to_device(theirs[k], dev, copy=True) for k in names]
         else:
-            own, current = self.module.state(), [theirs[k] for k in names]
+            # The model's own arrays where they are on the average's device: the averaging functions make new
+            # arrays (one that hands back the model's array itself is copied below), so no copy a step of each.
+            own, current = self.module.state(), [to_device(theirs[k], dev) for k in names]
             if self.avg_fn is not None:
                 new = [self.avg_fn(own[k], c, self.n_averaged) for k, c in zip(names, current)]
             else:
                 average = self.multi_avg_fn or get_swa_multi_avg_fn()
                 new = list(average([own[k] for k in names], current, self.n_averaged))
+            models = {id(c) for c in current}
+            new = [to_device(v, dev, copy=True) if id(v) in models else v for v in new]
         for k, v in zip(names, new):
             self.module.set_param(k, v)
         if not self.use_buffers:
             for k in self.module.named_buffers():
-                self.module.set_param(k, theirs[k])
+                self.module.set_param(k, to_device(theirs[k], dev, copy=True))
         self.n_averaged += 1
 
     def state_dict(self) -> dict[str, Any]:

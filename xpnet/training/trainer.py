@@ -28,6 +28,7 @@ from .accumulate import GradientMean
 from .checkpoint import save_checkpoint
 from .guard import Snapshot, diagnose, zero_grads
 from .data import index_dtype
+from .epoch_sums import add_batch
 from .history import History
 from .streams import StreamBatches
 
@@ -177,17 +178,26 @@ class Trainer:
         mean of, an int or 0-d in the index dtype): the count is the loss's :meth:`~xpnet.losses.Loss.mean_count`
         (the targets that are not ``ignore_index``), else the batch's ``rows``; the figures divide the sums
         by the counts, so that every target weighs alike whatever the batches."""
+        value, count = self.mean_and_count(value, rows)
+        return self.times(value, count), count
+
+    def times(self, value: Any, count: Any) -> Any:
+        """``value * count`` (count an int or a 0-d integer array) in ``value``'s dtype."""
+        return value * (count if isinstance(count, int) else self.dev.xp.astype(count, value.dtype))
+
+    def mean_and_count(self, value: Any, rows: int) -> tuple[Any, Any]:
+        """:meth:`weighted` before its product: (``value`` in :meth:`loss_sum_dtype`, the count)."""
         xp, dtype = self.dev.xp, self.loss_sum_dtype()
         count = self.loss.mean_count()
         count = rows if count is None else count
         if value.dtype != dtype:  # a float32 or float64 loss is summed as it is: the product is a new array
             value = xp.astype(value, dtype)
         if isinstance(count, int):
-            return value * count, count
+            return value, count
         index = index_dtype(self.dev)
         if count.dtype != index:  # count_nonzero gives the index dtype on NumPy and CuPy: no copy there
             count = xp.astype(count, index)
-        return value * xp.astype(count, dtype), count
+        return value, count
 
     def nll_sum(self, out: Any, labels: Any) -> Any:
         """The batch's sum of ``self.nll`` after ``self.loss``'s forward on the same ``out``: its mean times the
@@ -263,12 +273,12 @@ class Trainer:
                 xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
                 nb = int(yb.shape[0])
                 if nb:
-                    batch_loss, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify)
-                    loss_sum, count = loss_sum + batch_loss, count + batch_count
+                    value, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify,
+                                                                                 product=False)
+                    loss_sum, correct = add_batch(loss_sum, value, batch_count, correct, hits)
+                    count = count + batch_count
                     if nll_sum is not None:
                         nll_sum = nll_sum + batch_nll
-                    if classify:
-                        correct = correct + hits
                     if group is not None:
                         group.add(batch_count)
                 else:
@@ -326,20 +336,23 @@ class Trainer:
         self.open_bar = bar
         return logs
 
-    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any,
-                         classify: bool) -> tuple[Any, Any, Any, Any]:
+    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any, classify: bool,
+                         product: bool = True) -> tuple[Any, Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
-        update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them,
-        its correct count against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None
-        without ``self.nll``), 0-d on the device (the count an int where none is ignored). Notes the run's
-        first loss sum and count."""
+        update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them
+        (``product=False``: the mean in the sum's dtype instead of the sum, :meth:`mean_and_count`), its correct
+        count against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None without
+        ``self.nll``), 0-d on the device (the count an int where none is ignored). Notes the run's first loss
+        sum and count."""
         model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
         model.backward_params(loss.backward())
-        batch_loss, count = self.weighted(value, int(yb.shape[0]))
+        mean, count = self.mean_and_count(value, int(yb.shape[0]))
+        batch_loss = self.times(mean, count) if product or self.first_loss is None else None
         if self.first_loss is None:
             self.first_loss = (batch_loss, count)
+        batch_loss = batch_loss if product else mean
         hits = self.count_correct(out, classes, classes is yb, self.ignored) if classify else None
         return batch_loss, count, hits, None if self.nll is None else self.nll_sum(out, yb)
 
