@@ -287,3 +287,17 @@ def test_a_warning_while_cupy_imports_does_not_hide_the_gpu(tmp_path, warning_fi
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["True", "None"]
     assert "CUDA path could not be detected (fake)" in proc.stderr  # shown, not swallowed
+
+
+def test_the_fake_gives_views_where_cupy_does(tmp_path):
+    """CuPy's basic indexing is a view also where every axis takes an int (a 0-d array sharing the memory, its
+    ``.base`` the first owner: ``_core/core.pyx``'s ``_view``), where NumPy gives a scalar copy: code that reads
+    ``a[k]`` and writes ``a`` afterwards sees the write on a GPU, so the fake must show it too."""
+    out = last_json(run_with_fake_cupy("""
+    import json, cupy, numpy as np
+    a = cupy.asarray(np.arange(6.0).reshape(2, 3))
+    v, row = a[1, 2], a[1]
+    a[1, 2] = 9.0
+    print(json.dumps([v.shape, float(v), v.base is a, row.base is a, row[0].base is a, a.base is None]))
+    """, tmp_path))
+    assert out == [[], 9.0, True, True, True, True]

@@ -88,8 +88,7 @@ def clip_norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
     portable path launches three per gradient and five more."""
     squares = cupy.empty(len(grads), grads[0].dtype)
     for k, g in enumerate(grads):
-        # A 0-d view of slot k as CuPy's squares[k] is (the fake CuPy's squares[k] is a copy, as NumPy's)
-        reduction("squares")(g, out=squares[k:k + 1].reshape(()))
+        reduction("squares")(g, out=squares[k])  # a 0-d view of slot k, CuPy's (and the fake's) basic index
     norm, factor = cupy.empty((), squares.dtype), cupy.empty((), squares.dtype)
     cupy_layers._launch("clip_norm_factor", 1, (squares, norm, factor, float(max_norm), len(grads)), T=squares.dtype)
     return norm, factor

@@ -148,7 +148,11 @@ class ndarray:
     def __getitem__(self, key):
         fancy = _builtins.any(isinstance(k, (ndarray, _np.ndarray, list)) for k in _flat([key]))
         if not fancy:
-            return _wrap(self._a[_host(key)], self._device_id, self)
+            h_key = _host(key)
+            view = self._a[h_key]
+            if isinstance(view, _np.generic):  # every axis indexed by an int: CuPy's is a 0-d view, NumPy's a copy
+                view = self._a[(*h_key, Ellipsis) if isinstance(h_key, tuple) else (h_key, Ellipsis)]
+            return _wrap(view, self._device_id, self)
         _mask_count(key)
         indices = [k for k in _flat([key]) if isinstance(k, ndarray)]
         _check(self, *indices)
