@@ -320,3 +320,28 @@ def test_two_losses_backpropagated_before_one_step_without_zero_grad_are_refused
     criterion(model(x1), t1)
     model.backward(criterion.backward())
     opt.step()  # after xn.train, its backward calls count for nothing
+
+
+def test_with_param_groups_two_backward_calls_before_a_step_are_refused_and_zero_grad_adds_them():
+    """The same with PyTorch's per-layer groups (its zero_grad() arms each group's layer): refused without a
+    zero_grad(); with one before the two backward calls, the step equals torch's in float64."""
+    for zero in (False, True):
+        model, theirs = _pair()
+        opt = xn.optim.SGD([{"params": model.layers[0].parameters()},
+                            {"params": model.layers[2].parameters(), "lr": 0.05}], lr=0.1)
+        topt = torch.optim.SGD([{"params": theirs[0].parameters()}, {"params": theirs[2].parameters(), "lr": 0.05}],
+                               lr=0.1)
+        criterion = xn.losses.SoftmaxCrossEntropy()
+        if zero:
+            opt.zero_grad()
+        for x, t in _batches(2):
+            criterion(model(x), t)
+            model.backward(criterion.backward())
+            _torch_backward(theirs, x, t)
+        if not zero:
+            with pytest.raises(RuntimeError, match=r"SGD.step\(\): Sequential's backward ran more than once"):
+                opt.step(model)
+            continue
+        opt.step(model)
+        topt.step()
+        _assert_same(model, theirs)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from ..layers.zero_grad import armed
+from ..layers.zero_grad import STEPPED, TICKS, armed, overwritten
 from .binding import groups_hint, owning_model
 from .group_keys import check_own_key
 from .hyperparams import positive
@@ -131,12 +131,19 @@ class GroupedSteps:
             self.bind(model)
         root = self._bound()
         groups = self._param_groups
-        works = []
+        works, adding = [], False
         for i, group in enumerate(groups):
             prefix = _ROOTLESS.format(i) if root is None else self._prefix(root, group.node, i)
+            adding = adding or armed(group.node) or armed(root)
             works.append(self._collect(group.node, prefix, armed(group.node) or armed(root)))
         if all(work is None for work in works):  # no backward since zero_grad(): PyTorch's step skips them all
             return
+        if root is not None:  # two backward calls of the model since the last step, the first's gradients lost
+            own = root.__dict__
+            refused = not adding and any(works) and overwritten(root, self._zeroed)
+            own[STEPPED] = TICKS[0]
+            if refused:
+                raise RuntimeError(self._overwritten(root))
         works = [work or [] for work in works]
         self._advance([item for work in works for item in work])
         first = self.hyperparams()
