@@ -47,9 +47,9 @@ class Embedding(Layer):
     from the device (none for a batch of a BatchIterator or TokenStream: the range of the array it came from
     is read once an epoch, :mod:`xpnet.backend.rows`); turn it off once the data are known good (NumPy
     raises for ids past the end but takes negative ones from the end silently; CuPy wraps both to another row
-    and JAX clamps them, silently too). ``xn.train``, ``xn.evaluate`` and the models' ``generate`` check the ids of the Embeddings that
-    read the model's inputs (the first layer of a Sequential or a LanguageModel, the seq2seq models' two)
-    once per run instead (``xpnet.models.ids``).
+    and JAX clamps them, silently too). ``xn.train``, ``xn.evaluate`` and the models' ``generate`` check the
+    ids of the Embeddings that read the model's inputs (the first layer of a Sequential or a LanguageModel, the
+    seq2seq models' two) once per run instead (``xpnet.models.ids``).
     """
 
     weight = PyTorchParam("W")  # PyTorch's name and layout
