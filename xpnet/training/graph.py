@@ -215,8 +215,8 @@ class CapturedEpochs:
         added to the device sums; its count of targets too where that is on the device, else returned
         (an int: no device work for it)."""
         trainer = self.trainer
-        batch_loss, count, hits, nll = trainer.forward_backward((xb,), yb, labels, self.classify)
-        self.loss_sum += batch_loss  # in place: the graph's launches add into the arrays of the capture
+        mean, count, hits, nll = trainer.forward_backward((xb,), yb, labels, self.classify)
+        self.loss_sum += trainer.times(mean, count)  # in place: the graph's launches add into the capture's arrays
         if nll is not None:
             self.nll_sum += nll
         if not isinstance(count, int):

@@ -273,8 +273,7 @@ class Trainer:
                 xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
                 nb = int(yb.shape[0])
                 if nb:
-                    value, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify,
-                                                                                 product=False)
+                    value, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify)
                     loss_sum, correct = add_batch(loss_sum, value, batch_count, correct, hits)
                     count = count + batch_count
                     if nll_sum is not None:
@@ -336,25 +335,22 @@ class Trainer:
         self.open_bar = bar
         return logs
 
-    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any, classify: bool,
-                         product: bool = True) -> tuple[Any, Any, Any, Any]:
+    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any,
+                         classify: bool) -> tuple[Any, Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
-        update): (the batch's loss sum and the count of targets it is over, as :meth:`weighted` gives them
-        (``product=False``: the mean in the sum's dtype instead of the sum, :meth:`mean_and_count`), its correct
-        count against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None without
-        ``self.nll``), 0-d on the device (the count an int where none is ignored). Notes the run's first loss
-        sum and count."""
+        update): (the batch's mean loss in the sum's dtype and the count of targets it is the mean of, as
+        :meth:`mean_and_count` gives them (:meth:`times` of both is the batch's loss sum), its correct count
+        against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None without ``self.nll``),
+        0-d on the device (the count an int where none is ignored). Notes the run's first loss sum and count."""
         model, loss = self.model, self.loss
         out = model.forward(*xs, train=True)
         value = loss.forward(out, yb, check=False)
         model.backward_params(loss.backward())
         mean, count = self.mean_and_count(value, int(yb.shape[0]))
-        batch_loss = self.times(mean, count) if product or self.first_loss is None else None
         if self.first_loss is None:
-            self.first_loss = (batch_loss, count)
-        batch_loss = batch_loss if product else mean
+            self.first_loss = (self.times(mean, count), count)
         hits = self.count_correct(out, classes, classes is yb, self.ignored) if classify else None
-        return batch_loss, count, hits, None if self.nll is None else self.nll_sum(out, yb)
+        return mean, count, hits, None if self.nll is None else self.nll_sum(out, yb)
 
     def count_correct(self, out: Any, classes: Any, labels_are_classes: bool, ignored: bool = False) -> Any:
         """How many rows of ``out`` have their first maximum at ``classes`` (0-d, on the device): the
