@@ -134,8 +134,9 @@ class GroupedSteps:
         works, adding = [], False
         for i, group in enumerate(groups):
             prefix = _ROOTLESS.format(i) if root is None else self._prefix(root, group.node, i)
-            adding = adding or armed(group.node) or armed(root)
-            works.append(self._collect(group.node, prefix, armed(group.node) or armed(root)))
+            adds = armed(group.node) or armed(root)
+            adding = adding or adds
+            works.append(self._collect(group.node, prefix, adds))
         if all(work is None for work in works):  # no backward since zero_grad(): PyTorch's step skips them all
             return
         if root is not None:  # two backward calls of the model since the last step, the first's gradients lost
