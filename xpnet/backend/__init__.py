@@ -22,6 +22,7 @@ from .._user import not_here
 from .devices import (CPU, Device, XpnetDeviceError, XpnetDeviceWarning, copy_into, device, device_of, dtype_name,
                       float_dtype_name, host_copy, plain_array, read_only, same_device, to_device, to_numpy,
                       writable)
+from .kept import kept
 from .libraries import cuda_available, cuda_device_count, cuda_unavailable_reason
 from .namespaces import (XpnetBackendError, add_at, index_dtype, isdtype, namespace, no_autograd, set_at,
                          untracked, update_rule)
@@ -49,6 +50,7 @@ __all__ = [
     "into",
     "index_dtype",
     "isdtype",
+    "kept",
     "keep_scale",
     "namespace",
     "no_autograd",

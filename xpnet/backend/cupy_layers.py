@@ -32,6 +32,7 @@ from typing import Any, Callable
 import cupy
 
 from .cupy_kernels import C_TYPES, ELEMENTWISE, RAW, REDUCTION
+from .kept import kept
 
 # Rows of more classes than this take the portable loss (and Softmax): one thread walks its row three times.
 MAX_CLASSES = 1024
@@ -96,12 +97,8 @@ def softmax_cross_entropy(y2: Any, labels: Any, ignore_index: int, label_smoothi
     if count is None:
         valid = reduction("count_valid")(labels, ignore_index)
     else:
-        key = (int(count), str(labels.dtype), int(labels.device.id))
-        if key not in _COUNTS:
-            if len(_COUNTS) >= 64:
-                del _COUNTS[next(iter(_COUNTS))]
-            _COUNTS[key] = cupy.full((1,), int(count), dtype=labels.dtype)
-        valid = _COUNTS[key]
+        valid = kept(_COUNTS, (int(count), str(labels.dtype), int(labels.device.id)),
+                     lambda: cupy.full((1,), int(count), dtype=labels.dtype))
     loss, dy, hit = cupy.empty(m, y2.dtype), cupy.empty_like(y2), cupy.empty(m, cupy.bool_)
     _launch("softmax_cross_entropy", m, (y2, labels, valid, loss, dy, hit, int(ignore_index),
                                          float(label_smoothing), m, c), T=y2.dtype, L=labels.dtype)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ..backend import namespace, to_numpy
+from ..backend import kept, namespace, to_numpy
 
 __all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence"]
 
@@ -63,12 +63,7 @@ _KEPT: dict[tuple[Any, ...], Any] = {}
 
 def _kept(key: tuple[Any, ...], like: Any, make: Any) -> Any:
     """``make()``'s array for ``key`` on ``like``'s device, made once and kept (see _KEPT)."""
-    key = (*key, type(like), str(like.device))
-    if key not in _KEPT:
-        if len(_KEPT) >= 64:
-            del _KEPT[next(iter(_KEPT))]
-        _KEPT[key] = make()
-    return _KEPT[key]
+    return kept(_KEPT, (*key, type(like), str(like.device)), make)
 
 
 @functools.lru_cache(maxsize=64)
