@@ -249,7 +249,7 @@ class Trainer:
             raise self.diagnose(snapshot, batches, epoch, steps)
         self.open_bar = bar
         return {"train_loss": loss_total / max(count, 1),
-                "train_accuracy": correct / (max(count, 1) if self.ignored else n) if correct is not None else None,
+                "train_accuracy": _accuracy(correct, count, n, self.ignored) if correct is not None else None,
                 **({} if nll is None else {"train_nll": nll / max(count, 1)})}
 
     def run_epoch(self, batches: BatchIterator, epoch: int, epochs: int, n: int, classify: bool) -> dict[str, Any]:
@@ -326,10 +326,8 @@ class Trainer:
                 bar.close()
             raise raised_on_every_rank(self.diagnose(snapshot, batches, epoch, steps))
         count = max(int(self.reduce(count)), 1)
-        # The accuracy is over the labels that count (not ignore_index), as the loss is.
-        labels = count if self.ignored else n
         logs = {"train_loss": loss_total / count,
-                "train_accuracy": int(self.reduce(correct)) / labels if classify else None}
+                "train_accuracy": _accuracy(int(self.reduce(correct)), count, n, self.ignored) if classify else None}
         if nll_sum is not None:
             logs["train_nll"] = float(self.reduce(nll_sum)) / count
         self.open_bar = bar
@@ -419,11 +417,16 @@ class Trainer:
                     correct = correct + self.count_correct(out, classes[start:stop, ...], classes is y, ignored)
                 self.threads.end()
         count = max(int(self.reduce(count)), 1)
-        labels = count if ignored else n  # the accuracy is over the labels that count, as the loss
         return (float(self.reduce(loss_sum)) / count,
-                int(self.reduce(correct)) / labels if classes is not None else None,
+                _accuracy(int(self.reduce(correct)), count, n, ignored) if classes is not None else None,
                 None if nll_sum is None else float(self.reduce(nll_sum)) / count)
 
     def diagnose(self, snapshot: Snapshot, batches: BatchIterator, epoch: int, steps: int) -> XpnetTrainingError:
         """The error that names the first non-finite step of ``epoch`` (:func:`xpnet.training.guard.diagnose`)."""
         return XpnetTrainingError(diagnose(self, snapshot, batches, epoch, steps))
+
+
+def _accuracy(correct: int, count: int, n: int, ignored: bool) -> float:
+    """``correct`` over the labels that count, as the loss's mean is: the ``count`` of targets not equal to
+    ``ignore_index`` where some label may be (``ignored``), else the ``n`` rows."""
+    return correct / (max(count, 1) if ignored else n)
