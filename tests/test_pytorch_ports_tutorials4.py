@@ -213,6 +213,26 @@ def test_torch_max_on_xpnets_pytorch_backend_is_pytorchs_own():
     assert _predicted_by_method(net, images).tolist() == net(images).argmax(1).tolist()
 
 
+def _side_by_side(net, torch_net, images):
+    outputs = net(images)
+    mine = outputs.argmax(1)
+    outputs = torch_net(_torch().from_numpy(images))  # the same name for PyTorch's own model
+    _, predicted = outputs.max(1)
+    return mine, predicted
+
+
+def test_torch_max_of_a_name_bound_again_to_a_torch_output_runs():
+    """``outputs`` bound again to a PyTorch model's output before ``_, predicted = outputs.max(1)`` (a script
+    comparing the two libraries): that max is PyTorch's own, so xpnet's call before it is not refused."""
+    torch = _torch()
+    net, torch_net = xn.Sequential(nn.Linear(3, 10)), torch.nn.Linear(3, 10)
+    torch_net.weight.data, torch_net.bias.data = (torch.from_numpy(np.array(a)) for a in
+                                                  (net.layers[0].params["W"].T, net.layers[0].params["b"]))
+    images = np.random.default_rng(0).random((4, 3), dtype=np.float32)
+    mine, predicted = _side_by_side(net, torch_net, images)
+    assert mine.tolist() == predicted.tolist()
+
+
 def test_a_numpy_max_neither_unpacked_nor_indexed_runs():
     """``values = outputs.max(1)`` (the DQN tutorial's ``.max(1).values``) is NumPy's max as it is: not refused."""
     values, indices = _maxima(xn.Sequential(nn.Linear(3, 10)), np.ones((2, 3), dtype=np.float32))

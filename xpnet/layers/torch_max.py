@@ -11,7 +11,8 @@ tutorial's values, ``target_net(s).max(1)[0]``) the first's, a number that compa
 against the N values meant; ``.indices`` and ``.values`` fail with NumPy's AttributeError alone. Nothing in the
 array can tell, so the code calling the model is read, once per call line (a dict look-up after that): a line of
 the same function, after the call, that takes the max of the name the call's result is assigned to in one of
-those ways is refused, saying to write ``argmax`` or the max itself. On xpnet's PyTorch backend the output is a
+those ways is refused, saying to write ``argmax`` or the max itself; the search ends where the name is bound again
+(``outputs = torch_net(images)``: PyTorch's max of that is its own). On xpnet's PyTorch backend the output is a
 tensor and its max PyTorch's (values, indices): left alone there.
 """
 
@@ -68,22 +69,27 @@ def _read(code: Any, lineno: int) -> str | None:
         return None
     name = target.group(1)
     unpacked, taken = _patterns(name)
+    rebound = re.compile(rf"^\s*(?:for\s+)?\(?\s*(?:\w+\s*,\s*)*{re.escape(name)}\b\s*(?:,\s*\w+\s*)*\)?\s*"
+                         r"(?:=[^=]|in\b)")
     last = max((line for _, _, line in code.co_lines() if line is not None), default=lineno)
     for n in range(lineno + 1, last + 1):
         line = linecache.getline(code.co_filename, n)
-        if name not in line or "max" not in line:
+        if name not in line:
             continue
-        where = f"line {n}, `{line.strip()}`,"
-        found = unpacked.match(line)
-        if found is not None:
-            axis, indices = found.group("axis") or found.group("method_axis"), found.group("second")
-            return (f"{where} unpacks NumPy's max of {name} into two names, as torch.max({name}, {axis}) gives "
-                    f"(values, indices); NumPy's max is the maxima alone, one per row, so the unpacking fails, and "
-                    f"on a batch of 2 silently gives {indices} the second sample's maximum. Write "
-                    f"{indices} = {name}.argmax({axis}) (and {name}.max({axis}) for the values)")
-        found = taken.search(line)
-        if found is not None:
-            return _taken(where, name, found)
+        if "max" in line:
+            where = f"line {n}, `{line.strip()}`,"
+            found = unpacked.match(line)
+            if found is not None:
+                axis, indices = found.group("axis") or found.group("method_axis"), found.group("second")
+                return (f"{where} unpacks NumPy's max of {name} into two names, as torch.max({name}, {axis}) "
+                        f"gives (values, indices); NumPy's max is the maxima alone, one per row, so the unpacking "
+                        f"fails, and on a batch of 2 silently gives {indices} the second sample's maximum. Write "
+                        f"{indices} = {name}.argmax({axis}) (and {name}.max({axis}) for the values)")
+            found = taken.search(line)
+            if found is not None:
+                return _taken(where, name, found)
+        if rebound.match(line):  # the name holds something else from here on (a torch model's output)
+            return None
     return None
 
 
