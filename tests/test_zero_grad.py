@@ -345,3 +345,34 @@ def test_with_param_groups_two_backward_calls_before_a_step_are_refused_and_zero
         opt.step(model)
         topt.step()
         _assert_same(model, theirs)
+
+
+@pytest.mark.parametrize("read", ["layer.grads", "model.layers[i].grads"])
+def test_a_loop_summing_each_backwards_layer_grads_by_hand_steps_as_torchs_accumulation(read):
+    """The book's style of a sum by hand, never a zero_grad(): after each backward, read every layer's ``grads``
+    and add them up, then put the sums back and step. Reading ``layer.grads[key]`` counts as reading (as
+    ``named_grads()`` does): the step is let through and equals torch's two backward calls then one step, in
+    float64. Without a read between the two backward calls (a print after the last alone) the step is refused."""
+    model, theirs = _pair()
+    opt, topt = xn.optim.SGD(model, lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    sums = {}
+    for x, t in _batches(2):
+        criterion(model(x), t)
+        model.backward(criterion.backward())
+        _torch_backward(theirs, x, t)
+        for i, layer in enumerate(model.layers):
+            for key in layer.params:
+                g = layer.grads[key] if read == "layer.grads" else model.layers[i].grads[key]
+                sums[i, key] = sums.get((i, key), 0) + g
+    for (i, key), g in sums.items():
+        model.layers[i].grads[key] = g
+    opt.step()
+    topt.step()
+    _assert_same(model, theirs)
+    for x, t in _batches(2):  # no read in between: the step would take the second backward's alone
+        criterion(model(x), t)
+        model.backward(criterion.backward())
+    print(model.layers[0].grads["W"].sum())  # a read after the last backward alone saw only the last's
+    with pytest.raises(RuntimeError, match=r"SGD.step\(\): Sequential's backward ran more than once"):
+        opt.step()

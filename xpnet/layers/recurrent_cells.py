@@ -149,8 +149,10 @@ class _Cell(Layer):
             # the biases added to x @ Wx take dax's sum; GRUCell's bh, inside the step, dah's
             sums = (dax,) * len(self._input_biases()) + (dah,)
             step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
-            self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
-                               for k, g in step.items()})
+            earlier = self.grads if self._backed else {}  # (.get: an internal read notes none, Grads.reads)
+            for k, g in step.items():
+                before = earlier.get(k)
+                self.grads[k] = g if before is None else before + g
         if self._backed:
             self._backs += 1
         else:  # the round's first backward: with calls left, an optimizer's step refuses them till the last (left_out)

@@ -21,7 +21,7 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from . import left_out
-from .zero_grad import READ, TICKS
+from .zero_grad import READ, noted
 from .grads import Grads
 from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
@@ -360,7 +360,8 @@ class Tree(Submodules):
         written by hand reads them here."""
         if left_out.OPEN:
             left_out.refuse_read(self)
-        self.__dict__[READ] = TICKS[0]  # seen: a step after another backward takes what the reader made of them
+        own = self.__dict__  # seen: a step after another backward takes what the reader made of them
+        own[READ] = noted(own.get(READ, (0, 0)))
         return self._named("grads")
 
     def named_buffers(self) -> dict[str, Any]:
