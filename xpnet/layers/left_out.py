@@ -11,8 +11,8 @@ backward of its first call: ``closed``) is still in ``OPEN`` when an optimizer's
 anything (``Optimizer._advance``: one test of an empty dict a step). ``refuse`` raises there, naming the layer,
 its calls and what to write, where the step updates the layer's parameters and a call not taken back needed a
 gradient; ``refuse_read`` alike where ``model.named_grads()`` is read (a step written by hand, the char-RNN
-tutorial's ``p -= lr * model.named_grads()[name]``; not L-BFGS's closure, whose step reads them otherwise, nor
-``layer.grads``, a plain dict read). Left alone:
+tutorial's ``p -= lr * model.named_grads()[name]``; not ``layer.grads[key]``: a layer's backward reads its own
+there), and at each evaluation of L-BFGS's closure (``LBFGS._evaluate``). Left alone:
 
 - a call under ``xn.no_grad()`` (PyTorch's ``torch.no_grad()`` or ``.detach()``): the steps before a truncation of
   backpropagation through time, a target, a look; the explicit way to leave a call's backward out;
