@@ -376,3 +376,29 @@ def test_a_loop_summing_each_backwards_layer_grads_by_hand_steps_as_torchs_accum
     print(model.layers[0].grads["W"].sum())  # a read after the last backward alone saw only the last's
     with pytest.raises(RuntimeError, match=r"SGD.step\(\): Sequential's backward ran more than once"):
         opt.step()
+
+
+class _BufferedScale(xn.layers.Layer):
+    """The book's sequel's way: a gradient buffer made once, written in place by backward (a read of its own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.params["W"], self.grads["W"] = np.ones(3), np.zeros(3)
+
+    def forward(self, x, train=True):
+        self.x = x
+        return x * self.params["W"]
+
+    def backward(self, dy):
+        self.grads["W"][...] = (dy * self.x).sum(axis=0)
+        return dy * self.params["W"]
+
+
+def test_a_layers_backward_reading_its_own_grads_is_no_read_of_the_loop():
+    """A backward writing into its gradient buffer overwrites: two backward calls then a step still refused."""
+    model = xn.Sequential(xn.layers.Linear(4, 3, dtype="float64"), _BufferedScale())
+    opt, (x, _) = xn.optim.SGD(model, lr=0.1), _batches(1)[0]
+    for _ in range(2):
+        model.backward(np.ones_like(model(x)))
+    with pytest.raises(RuntimeError, match=r"SGD.step\(\): Sequential's backward ran more than once"):
+        opt.step()

@@ -11,13 +11,16 @@ Reading ``layer.grads[key]`` notes the read (``reads``: the backward ticks, :mod
 reads made after different backward calls): a loop that sums each backward's gradients by hand, the book's way
 (``acc[k] += layer.grads[k]`` after each backward, no ``zero_grad()``), read what the next backward overwrote, and
 the optimizer's check of two backward calls before a step lets it through, as after ``model.named_grads()``; a read
-after the last backward alone (a print) does not. xpnet's own reads (the optimizer's step, a backward adding to
+after the last backward alone (a print) does not, nor does the layer's own (a method of the layer whose ``grads``
+it is: a backward writing into its gradient buffers, ``self.grads["W"][...] = dW``, the book's sequel's way,
+overwrites them). xpnet's own reads (the optimizer's step, a backward adding to
 its gradient) go through ``.get``, ``.items()`` or ``dict(grads)``, which note nothing, and so do a user's: the
 check then refuses, loudly, never lets through silently.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .._user import did_you_mean
@@ -48,7 +51,9 @@ class Grads(dict):
         self._params, self._kind, self.reads = params, kind, (0, 0)
 
     def __getitem__(self, key: Any) -> Any:
-        self.reads = noted(self.reads)  # a user's read: the gradients of the backward calls so far were seen
+        reader = sys._getframe(1).f_locals.get("self")
+        if getattr(reader, "__dict__", {}).get("grads") is not self:  # not the layer's own (its backward's) read
+            self.reads = noted(self.reads)  # a user's: the gradients of the backward calls so far were seen
         return dict.__getitem__(self, key)
 
     def __reduce__(self) -> Any:
