@@ -31,6 +31,7 @@ from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
 from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
+from .state_handoff import linked, owe
 from .recurrent_args import convention as checked_convention
 
 
@@ -90,6 +91,8 @@ class _Cell(Layer):
                              f"through xn.layers.{self.name[:-4]}")
         x2 = xp.reshape(x, (-1, self.input_size))
         state = self._states(hx, x2.shape[0], x.ndim == 2)
+        # a state another layer handed (an encoder's h_n): this call's backward owes it (layers.state_handoff)
+        links = None if hx is None else linked(hx if len(self.state_names) == 2 else (hx,), self.state_names)
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
             ax = ax + input_bias(self.params, self._input_biases())
@@ -98,7 +101,7 @@ class _Cell(Layer):
             if self._backed:
                 self._caches, self._backed = (), False
             # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
-            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD]))
+            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD], links))
         new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
         return new if len(self.state_names) == 2 else new[0]
 
@@ -132,7 +135,7 @@ class _Cell(Layer):
         if not self._caches:
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
-        x2, h, cache, batched, _ = self._caches[-1]
+        x2, h, cache, batched, _, links = self._caches[-1]
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
         for g in (dh, dc):
@@ -143,6 +146,8 @@ class _Cell(Layer):
         xp = namespace(x2)
         WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], 1)
         dax, dah, dstate = self._step_back(grads[0], grads[1], cache, WhT)
+        if links:  # its start state came from another layer: that layer's backward needs dstate back
+            owe(self, links)
         if not self._frozen:  # requires_grad_(False): no weight products
             matmul = fast_path("matmul", xp, operator.matmul)
             step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
