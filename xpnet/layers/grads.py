@@ -24,6 +24,7 @@ import sys
 from typing import Any
 
 from .._user import did_you_mean
+from .left_out import OPEN, refuse_grads_read
 
 __all__ = ["Grads", "MissingGradient", "TICKS", "noted"]
 
@@ -54,6 +55,8 @@ class Grads(dict):
         reader = sys._getframe(1).f_locals.get("self")
         if getattr(reader, "__dict__", {}).get("grads") is not self:  # not the layer's own (its backward's) read
             self.reads = noted(self.reads)  # a user's: the gradients of the backward calls so far were seen
+            if OPEN:  # a round of backward calls left a call out: refused as an optimizer's step (left_out)
+                refuse_grads_read(self, key)
         return dict.__getitem__(self, key)
 
     def __reduce__(self) -> Any:
