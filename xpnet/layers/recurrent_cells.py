@@ -95,23 +95,26 @@ class _Cell(Layer):
                              f"through xn.layers.{self.name[:-4]}")
         x2 = xp.reshape(x, (-1, self.input_size))
         state = self._states(hx, x2.shape[0], x.ndim == 2)
-        # a state another layer handed (an encoder's h_n): this call's backward owes it (layers.state_handoff)
-        links = None if hx is None else linked(hx if len(self.state_names) == 2 else (hx,), self.state_names)
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
             ax = ax + input_bias(self.params, self._input_biases())
         new, cache = self._step(ax, state)
         new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
-        pair = len(self.state_names) == 2
+        pair = "c" in self.state_names
         if train:
             if self._backed:
                 self._caches, self._backed, self._dc_owed = (), False, False
-            # LSTMCell: this call started from the c the call before returned (the loop's own c), which then needs
+            given = None if hx is None else (hx[0], hx[1]) if pair else (hx,)
+            last = self._caches[-1][7] if self._caches and given is not None else None  # the call before's return
+            # a state the call before returned (the loop's own: an 'is' a call), or another layer's (an encoder's
+            # h_n, looked up: this call's backward owes it, layers.state_handoff); LSTMCell: the loop's own c needs
             # the dc_prev this call's backward returns (``_dc_owed``)
-            fed = pair and hx is not None and bool(self._caches) and self._caches[-1][7] is hx[1]
+            own = last is not None and given[0] is last[0]
+            links = None if given is None or own else linked(given, self.state_names)
+            fed = pair and last is not None and given[1] is last[1]
             # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
             self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD], links,
-                                            fed, new[1] if pair else None))
+                                            fed, new))
         return new if pair else new[0]
 
     def _states(self, hx: Any, n: int, batched: bool) -> tuple[Any, ...]:
@@ -145,7 +148,7 @@ class _Cell(Layer):
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
         x2, h, cache, batched, _, links, fed, _ = self._caches[-1]
-        if dc is None and self._dc_owed and len(self.state_names) == 2:
+        if dc is None and self._dc_owed:
             raise RuntimeError(_dc_left_out(self))
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
@@ -166,10 +169,8 @@ class _Cell(Layer):
             # the biases added to x @ Wx take dax's sum; GRUCell's bh, inside the step, dah's
             sums = (dax,) * len(self._input_biases()) + (dah,)
             step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
-            earlier = self.grads if self._backed else {}  # (.get: an internal read notes none, Grads.reads)
-            for k, g in step.items():
-                before = earlier.get(k)
-                self.grads[k] = g if before is None else before + g
+            earlier = dict(self.grads) if self._backed else {}  # (a plain dict: an internal read notes none,
+            self.grads.update({k: earlier[k] + g if k in earlier else g for k, g in step.items()})  # Grads.reads)
         if self._backed:
             self._backs += 1
         else:  # the round's first backward: with calls left, an optimizer's step refuses them till the last (left_out)
