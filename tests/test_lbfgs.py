@@ -259,3 +259,97 @@ def test_a_gradient_under_a_name_that_holds_no_parameter_is_refused_before_any_s
         opt.step(closure)
     for k, v in model.named_params().items():
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_a_closure_without_zero_grad_is_refused_unless_armed_before_and_then_equals_torchs():
+    """PyTorch's closure calls opt.zero_grad() first; one that does not adds each evaluation's gradient to the last's
+    there, where xpnet's model, never given zero_grad(), overwrites: refused at its first evaluation, before any
+    change. Given zero_grad() once before the loop, xpnet adds up as PyTorch does: the steps equal torch's."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    for armed in (False, True):
+        model, net, _, _ = _problem("lsq", torch)
+        x, t = _data("lsq", 0)
+        settings = {"lr": 0.1, "max_iter": 3, "history_size": 2}
+        opt, torch_opt = xn.optim.LBFGS(model.parameters(), **settings), torch.optim.LBFGS(net.parameters(), **settings)
+        criterion = xn.losses.MeanSquaredError()
+
+        def closure():
+            loss = criterion(model(x), t)
+            model.backward(criterion.backward())
+            return loss
+
+        def torch_closure():
+            loss = torch.nn.functional.mse_loss(net(torch.from_numpy(x)), torch.from_numpy(t))
+            loss.backward()
+            return loss
+        if not armed:
+            before = {k: v.copy() for k, v in model.named_params().items()}
+            with pytest.raises(RuntimeError, match=r"LBFGS.step: the closure's backward ran without zero_grad\(\).*"
+                                                   r"PyTorch adds each evaluation's gradient.*opt.zero_grad\(\)"):
+                opt.step(closure)
+            for k, v in model.named_params().items():
+                np.testing.assert_array_equal(v, before[k], err_msg=k)
+            continue
+        opt.zero_grad()
+        for step in range(2):
+            np.testing.assert_allclose(opt.step(closure), torch_opt.step(torch_closure).item(), rtol=1e-12)
+            _assert_as_torch(model, net, opt, torch_opt, f"step {step}")
+
+
+class _SharedTwice(xn.Model):
+    """One Linear called on two inputs; ``forgets``: the backward of the second call is left out."""
+
+    def __init__(self, forgets):
+        super().__init__()
+        self.fc, self.forgets = xn.layers.Linear(5, 2, dtype="float64"), forgets
+
+    def forward(self, x, train=True):
+        return self.fc(x) + self.fc(2 * x)
+
+    def backward(self, dy):
+        if not self.forgets:
+            self.fc.backward(dy)
+        self.fc.backward(dy)
+
+
+def test_a_closure_leaving_out_a_calls_backward_or_reusing_a_forward_from_before_the_step_is_refused():
+    """Inside step(closure), as at any optimizer's step: a layer called twice given one backward (its gradient taken
+    with the wrong call's cache, silently) is refused; so is a closure that backpropagates an output computed
+    before the step (the gradient at the old weights: torch raises at the second evaluation too, computed live)."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    x, t = _data("lsq", 0)
+    criterion = xn.losses.MeanSquaredError()
+    for forgets in (True, False):
+        model = _SharedTwice(forgets)
+        opt = xn.optim.LBFGS(model, lr=0.1, max_iter=3)
+
+        def closure():
+            opt.zero_grad()
+            loss = criterion(model(x), t)
+            model.backward(criterion.backward())
+            return loss
+        if forgets:
+            with pytest.raises(RuntimeError, match=r"LBFGS.step\(\): _SharedTwice's forward called 'fc' \(Linear\) 2 "
+                                                   r"times, but only 1 of its backward calls ran"):
+                opt.step(closure)
+        else:
+            opt.step(closure)
+    model, net, _, _ = _problem("lsq", torch)
+    opt, torch_opt = xn.optim.LBFGS(model, lr=0.1, max_iter=3), torch.optim.LBFGS(net.parameters(), lr=0.1, max_iter=3)
+    out, torch_out = model(x), net(torch.from_numpy(x))
+
+    def closure():
+        opt.zero_grad()
+        loss = criterion(out, t)
+        model.backward(criterion.backward())
+        return loss
+
+    def torch_closure():
+        torch_opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(torch_out, torch.from_numpy(t))
+        loss.backward()
+        return loss
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        torch_opt.step(torch_closure)
+    with pytest.raises(RuntimeError, match=r"LBFGS.step\(closure\)"):
+        opt.step(closure)

@@ -271,3 +271,29 @@ def test_calls_left_out_that_need_no_gradient_step_as_pytorch(make):
         np.testing.assert_allclose(grads["W"], lin.weight.grad.numpy().T, rtol=1e-12, atol=1e-14)
     for k, v in trained.params.items():
         np.testing.assert_allclose(v, before[k] - 0.1 * grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_a_step_written_by_hand_reading_layer_grads_is_refused_as_named_grads_is():
+    """The book's own update, ``params[key] -= lr * layer.grads[key]`` per layer, after the forgotten submodel's
+    backward: refused at the read, naming the layer; with both backward calls the same loop equals torch's step."""
+    torch = _torch()
+    rng = np.random.default_rng(2)
+    x1, x2, dy = (rng.standard_normal((4, 3)) for _ in range(3))
+    for model in (BForgotten(), TwoTowers()):
+        lin = _loaded(model.a.shared, torch)
+        model(x1, x2)
+        model.backward(dy)
+        shared = model.a.shared
+        if isinstance(model, BForgotten):
+            with pytest.raises(RuntimeError, match=r"^Linear.grads\['W'\]: BForgotten's forward called 'a\.shared' "
+                                                   r"\(Linear\) 2 times, but only 1 of its backward calls ran"):
+                shared.grads["W"]
+            continue
+        for key in shared.params:
+            shared.params[key] -= 0.1 * shared.grads[key]
+        y = torch.tanh(lin(torch.from_numpy(x1))) + 2 * torch.tanh(lin(torch.from_numpy(x2)))
+        y.backward(torch.from_numpy(dy))
+        with torch.no_grad():
+            for p in lin.parameters():
+                p -= 0.1 * p.grad
+        np.testing.assert_allclose(shared.params["W"], lin.weight.detach().numpy().T, rtol=1e-12, atol=1e-14)

@@ -1022,3 +1022,23 @@ def test_next_parameters_indexed_on_the_spot_means_pytorchs_or_is_refused():
     with pytest.raises(IndexError, match=r"'0\.W' of Linear, \(4, 8\).*model\[0\]\.weight\[:, 2\]"):
         next(model.parameters())[:, 2]
     assert next(model.parameters()) is model[0].params["W"]
+
+
+@pytest.mark.parametrize("expression, hint", [
+    ("net.fc1.grad", "PyTorch's p.grad is layer.grads[key]: here layer.grads['W'], layer.grads['b']"),
+    ("net.grad", "model.named_grads()"),
+    ("net.weight", "model.named_params() ('fc1.W', 'fc1.b')"),
+    ("xn.Sequential(net.fc1).bias", "model.named_params() ('0.W', '0.b')"),
+    ("lstm.weight_ih_l0", "PyTorch's weight_ih_l0 is layer.params['Wx'].T"),
+    ("lstm.bias_hh_l0", "PyTorch's bias_hh_l0 is part of layer.params['b'] (bias_ih + bias_hh"),
+    ("xn.layers.GRUCell(3, 4).bias_hh", "PyTorch's bias_hh is layer.params['bh']"),
+    ("xn.layers.GRU(3, 4, num_layers=2).weight_hh_l1", "PyTorch's weight_hh_l1 is a level's: layer.layers()"),
+])
+def test_a_pytorch_parameter_or_grad_attribute_on_a_layer_or_model_says_what_to_write(expression, hint):
+    """Outside a forward: ``fc.grad``, ``model.weight``, ``lstm.weight_ih_l0`` (the layer or model's own attribute
+    lookup, which xpnet answers; ``p.grad``/``p.size()`` on the array itself is NumPy's, see docs/from-pytorch.md)."""
+    net = xn.Model()
+    net.fc1 = xn.layers.Linear(3, 4)
+    with pytest.raises(AttributeError) as info:
+        eval(expression, {"xn": xn, "net": net, "lstm": xn.layers.LSTM(3, 4)})  # noqa: S307 - fixed expressions
+    assert hint in str(info.value) and "\n" not in str(info.value), str(info.value)

@@ -752,6 +752,8 @@ class _TorchLines(xn.Model):
             return embedded.detach()
         if self.line == "size":
             return embedded[:, :embedded.size()[1]]
+        if self.line == "numel":  # the distillation tutorial's count, written in a forward
+            return embedded / embedded.numel()
         return embedded.new_zeros(embedded.shape)
 
 
@@ -759,7 +761,8 @@ class _TorchLines(xn.Model):
     ("detach", AttributeError, r"has no attribute 'detach' \(line \d+: return embedded\.detach\(\)\).*drop it.*"
                                r"freeze that layer: layer\.requires_grad_\(False\)$"),
     ("size", TypeError, r"x\.size\(\) is the shape; write x\.shape for x\.size\(\), x\.shape\[d\] for x\.size\(d\)$"),
-    ("new_zeros", AttributeError, r"write xp\.zeros\(shape, dtype=x\.dtype\)")])
+    ("new_zeros", AttributeError, r"write xp\.zeros\(shape, dtype=x\.dtype\)"),
+    ("numel", AttributeError, r"write x\.size \(NumPy's size is the number of elements")])
 def test_snli_forwards_pytorch_tensor_methods_say_numpys_spelling(line, error, says):
     """model.py's ``prem_embed.detach()`` (fix_emb), ``inputs.size()[1]`` and ``inputs.new_zeros(state_shape)`` on
     NumPy arrays: each raised again naming the model, the line, and what to write."""

@@ -131,3 +131,27 @@ def test_gradcheck_passes_on_a_model_looping_one_cell_and_a_frozen_cell_gives_dx
 def test_what_does_not_fit_says_what_to_write(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_an_lstmcell_loop_whose_backward_drops_dc_is_refused_and_one_not_carrying_c_runs():
+    """time_sequence_prediction's loop written out: ``cell.backward(dy_t + dh)`` with the later step's ``dc`` left
+    out gave the earlier steps no gradient from the cell state, silently; refused at that backward (passing it is
+    the loop tested equal to torch above). A loop that starts each step from a fresh c (``h, _ = cell(x, (h,
+    zeros))``) carries no c: its dc=None backward calls run."""
+    rng = np.random.default_rng(1)
+    cell = LSTMCell(D, H, dtype="float64")
+    xs, dys = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
+    state = (np.zeros((N, H)), np.zeros((N, H)))
+    for x in xs:
+        state = cell(x, state)
+    dh = np.zeros((N, H))
+    _, (dh, _) = cell.backward(dys[-1] + dh)  # the last call: its c went nowhere, dc None is right
+    with pytest.raises(RuntimeError, match=r"^LSTMCell.backward: the call this backward serves handed its c on to "
+                                           r"the next call .*but dc is None here.*dc=xp.zeros_like\(c\)"):
+        cell.backward(dys[-2] + dh)
+    h = np.zeros((N, H))
+    for x in xs:
+        h, _ = cell(x, (h, np.zeros((N, H))))
+    dh = np.zeros((N, H))
+    for t in reversed(range(T)):
+        _, (dh, _) = cell.backward(dys[t] + dh)

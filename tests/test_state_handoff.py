@@ -10,7 +10,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import require_cuda
+from conftest import library_device, require_cuda
 
 import xpnet as xn
 
@@ -202,3 +202,92 @@ def test_on_cupy_the_handoff_is_followed_through_views_as_on_numpy():
         grads[where] = {k: xn.to_numpy(g) for k, g in model.encoder.grads.items()}
     for k, g in grads["cpu"].items():
         np.testing.assert_allclose(grads["cuda"][k], g, rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+class _CellDecoder(xn.Model):
+    """The translation tutorial's shape with a decoder written per step: ``enc_out, h = self.encoder(x)``, then
+    ``h = self.cell(y[:, t], h)`` for each t (LSTMCell: ``(h, c)``); the loss ``sum((enc_out + outs) * W)``.
+    ``passes``: whether backward hands the state gradient the cell's first call returned to the encoder."""
+
+    def __init__(self, kind, passes=True):
+        super().__init__()
+        self.encoder = getattr(xn.layers, kind)(D, H, return_state=True, dtype="float64")
+        self.cell = getattr(xn.layers, kind + "Cell")(D, H, dtype="float64")
+        self.passes = passes
+
+    def forward(self, x, y, train=True):
+        self.enc_out, state = self.encoder(x)
+        state = tuple(s[0] for s in state) if isinstance(state, tuple) else state[0]
+        outs = []
+        for t in range(y.shape[1]):
+            state = self.cell(y[:, t], state)
+            outs.append(state[0] if isinstance(state, tuple) else state)
+        return np.stack(outs, axis=1)
+
+    def backward(self, dout):
+        lstm = isinstance(self.cell, xn.layers.LSTMCell)
+        dh, dc = np.zeros((N, H)), np.zeros((N, H))
+        for t in reversed(range(dout.shape[1])):
+            if lstm:
+                _, (dh, dc) = self.cell.backward(dout[:, t] + dh, dc)
+            else:
+                _, dh = self.cell.backward(dout[:, t] + dh)
+        states = {"dh_n": dh[None], "dc_n": dc[None]} if lstm else {"dh_n": dh[None]}
+        self.encoder.backward(W, **(states if self.passes else {}))
+        return None, None
+
+
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_a_decoder_cell_loop_from_the_encoders_state_is_followed_as_a_layer_is(kind):
+    """A decoder written as a loop of a cell started from the encoder's ``h_n`` (time_sequence_prediction's
+    LSTMCell, the tutorial's per-step GRU): the encoder's backward without the state gradient the cell's first call
+    returned is refused; passing it gives PyTorch's encoder gradients (float64, autograd)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    model = _CellDecoder(kind, passes=False)
+    torch.manual_seed(0)
+    encoder, cell = getattr(torch.nn, kind)(D, H, batch_first=True).double(), \
+        getattr(torch.nn, kind + "Cell")(D, H).double()
+    xn.load_torch_state_dict(model.encoder, encoder.state_dict())
+    xn.load_torch_state_dict(model.cell, cell.state_dict())
+    enc_out, state = encoder(torch.tensor(X))
+    state = tuple(s[0] for s in state) if isinstance(state, tuple) else state[0]
+    outs = []
+    for t in range(T):
+        state = cell(torch.tensor(Y[:, t]), state)
+        outs.append(state[0] if isinstance(state, tuple) else state)
+    ((enc_out + torch.stack(outs, 1)) * torch.tensor(W)).sum().backward()
+    model(X, Y)
+    states = "dh_n and dc_n" if kind == "LSTM" else "dh_n"
+    with pytest.raises(RuntimeError, match=rf"^{kind}.backward: the {kind}Cell it was handed to started from its final "
+                                           rf"state .*\({states} None\)"):
+        model.backward(W)
+    model.passes = True
+    model(X, Y)
+    model.backward(W)
+    got = _ours(model)
+    for name, p in encoder.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_a_decoder_state_gradient_only_read_passes_nothing():
+    """Reading ``decoder.dh`` (a print) passes nothing: a final state's gradient comes back only as ``dh_n``/``dc_n``
+    (the book's ``dhs[:, -1] += decoder.dh`` for a start from the output stays as it was)."""
+    model = Seq2seq("LSTM", passes=False)
+    model(X, Y)
+    model.decoder.backward(W)
+    print(model.decoder.dh.sum(), model.decoder.dc.sum())
+    with pytest.raises(RuntimeError, match=r"^LSTM.backward: the LSTM it was handed to started from its final state"):
+        model.encoder.backward(W, dh_n=model.decoder.dh)  # dc_n left out
+
+
+@pytest.mark.parametrize("spec", ["torch:cpu", "jax:cpu"])
+def test_on_pytorchs_and_jaxs_arrays_the_handoff_is_followed_as_on_numpy(spec):
+    """PyTorch's views name their owner in ``._base``; JAX's rows are new arrays, followed where ``h_n`` itself is
+    passed on as ``hx`` (PyTorch's way)."""
+    dev = library_device(spec)
+    model = Seq2seq("GRU", passes=False).to(dev)
+    x, y, w = (xn.to_device(a, dev) for a in (X, Y, W))
+    model(x, y)
+    model.decoder.backward(w)
+    with pytest.raises(RuntimeError, match=r"^GRU.backward: the GRU it was handed to started from its final state"):
+        model.encoder.backward(w)

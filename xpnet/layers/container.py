@@ -13,6 +13,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .torch_max import refuse_torch_max
+from .pytorch_attributes import layer_hint, model_hint
 from .tree import not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
 
@@ -93,6 +94,9 @@ class Container(Layer):
         if name in ("params", "grads", "buffers"):
             raise AttributeError(not_built(self), name=name, obj=self)
         hints = {**_CHAINER_NAMES, **_PYTORCH_NAMES, **self._name_hints}
+        hint = model_hint(self, name) or layer_hint(self, name)  # PyTorch's model.weight, lstm.weight_ih_l1
+        if hint is not None:
+            hints[name] = hint
         stored = None if name in hints else stored_attribute(self, name)  # self.a for self.params['a']
         if stored is not None:
             raise stored

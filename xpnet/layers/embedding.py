@@ -181,8 +181,9 @@ class Embedding(Layer):
         is frozen."""
         if self._frozen:
             return
-        if self._done:
-            self.grads["W"] = self.grads["W"] + dW
+        if self._done:  # (.get: an internal read notes none, Grads.reads; None: zero_grad() cleared it since)
+            earlier = self.grads.get("W")
+            self.grads["W"] = dW if earlier is None else earlier + dW
         else:
             self._shared = dW if self._shared is None else self._shared + dW
 

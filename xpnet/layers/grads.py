@@ -6,15 +6,29 @@ bare ``KeyError: 'b'``; it raises a :class:`MissingGradient` (a KeyError, its ``
 so and what to write, or, for a name that is no parameter of the layer, lists the layer's parameters (PyTorch's
 ``weight`` of a Linear: says ``W``). Everything else is a dict's: ``"b" in layer.grads``, ``.get``, iteration;
 a key that is there is found by dict's own code, with no Python call.
+
+Reading ``layer.grads[key]`` notes the read (``reads``: the backward ticks, :mod:`.zero_grad`'s, of the last two
+reads made after different backward calls): a loop that sums each backward's gradients by hand, the book's way
+(``acc[k] += layer.grads[k]`` after each backward, no ``zero_grad()``), read what the next backward overwrote, and
+the optimizer's check of two backward calls before a step lets it through, as after ``model.named_grads()``; a read
+after the last backward alone (a print) does not, nor does the layer's own (a method of the layer whose ``grads``
+it is: a backward writing into its gradient buffers, ``self.grads["W"][...] = dW``, the book's sequel's way,
+overwrites them). xpnet's own reads (the optimizer's step, a backward adding to
+its gradient) go through ``.get``, ``.items()`` or ``dict(grads)``, which note nothing, and so do a user's: the
+check then refuses, loudly, never lets through silently.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .._user import did_you_mean
+from .left_out import OPEN, refuse_grads_read
 
-__all__ = ["Grads", "MissingGradient"]
+__all__ = ["Grads", "MissingGradient", "TICKS", "noted"]
+
+TICKS = [0]  # the backward calls that ran, counted up (:mod:`.zero_grad`'s ticks; here for Grads' reads)
 
 
 class MissingGradient(KeyError):
@@ -31,17 +45,31 @@ class MissingGradient(KeyError):
 class Grads(dict):
     """The gradients of the parameters in ``params`` (the layer's own dict) of a layer of type ``kind``."""
 
-    __slots__ = ("_params", "_kind")
+    __slots__ = ("_params", "_kind", "reads")
 
     def __init__(self, params: dict[str, Any], kind: type, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._params, self._kind = params, kind
+        self._params, self._kind, self.reads = params, kind, (0, 0)
+
+    def __getitem__(self, key: Any) -> Any:
+        reader = sys._getframe(1).f_locals.get("self")
+        if getattr(reader, "__dict__", {}).get("grads") is not self:  # not the layer's own (its backward's) read
+            self.reads = noted(self.reads)  # a user's: the gradients of the backward calls so far were seen
+            if OPEN:  # a round of backward calls left a call out: refused as an optimizer's step (left_out)
+                refuse_grads_read(self, key)
+        return dict.__getitem__(self, key)
 
     def __reduce__(self) -> Any:
         return Grads, (self._params, self._kind), None, None, iter(self.items())
 
     def __missing__(self, key: Any) -> Any:
         raise MissingGradient(key, _why_missing(key, self._params, self._kind))
+
+
+def noted(reads: tuple[int, int]) -> tuple[int, int]:
+    """``reads`` (the ticks of the last two reads made after different backward calls) with a read now."""
+    tick = TICKS[0]
+    return reads if tick == reads[1] else (reads[1], tick)
 
 
 def _why_missing(key: Any, params: dict[str, Any], kind: type) -> str:

@@ -11,8 +11,9 @@ backward of its first call: ``closed``) is still in ``OPEN`` when an optimizer's
 anything (``Optimizer._advance``: one test of an empty dict a step). ``refuse`` raises there, naming the layer,
 its calls and what to write, where the step updates the layer's parameters and a call not taken back needed a
 gradient; ``refuse_read`` alike where ``model.named_grads()`` is read (a step written by hand, the char-RNN
-tutorial's ``p -= lr * model.named_grads()[name]``; not L-BFGS's closure, whose step reads them otherwise, nor
-``layer.grads``, a plain dict read). Left alone:
+tutorial's ``p -= lr * model.named_grads()[name]``), and ``refuse_grads_read`` where a user reads ``layer.grads[key]``
+(the book's ``params[key] -= lr * grads[key]``; a layer's own read, in its backward, is no user's: ``Grads``), and
+at each evaluation of L-BFGS's closure (``LBFGS._evaluate``). Left alone:
 
 - a call under ``xn.no_grad()`` (PyTorch's ``torch.no_grad()`` or ``.detach()``): the steps before a truncation of
   backpropagation through time, a target, a look; the explicit way to leave a call's backward out;
@@ -34,7 +35,7 @@ from typing import Any
 
 from .uncalled import FORWARDS, named
 
-__all__ = ["OPEN", "USES", "opened", "closed", "refuse", "refuse_read"]
+__all__ = ["OPEN", "USES", "opened", "closed", "refuse", "refuse_read", "refuse_grads_read"]
 
 USES = "_uses_in_last_forward"  # on a layer: its calls in the last forward (uses._Uses), where it had more than one
 OPEN: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (layer, its _Uses) whose round of backward calls is under way
@@ -87,10 +88,19 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
                                     getattr(uses, "model", None) or root, *found))
 
 
-def refuse_read(node: Any) -> None:
+def refuse_grads_read(grads: Any, key: Any) -> None:
+    """A user's ``layer.grads[key]`` (``grads``: that layer's; the book's ``params[key] -= lr * grads[key]``; called
+    while ``OPEN`` holds a round): as ``refuse_read`` for the layer whose round is open and holds ``grads``."""
+    for layer, uses in list(OPEN.values()):
+        if any(node.grads is grads for node in layer.named_modules().values()):
+            refuse_read(getattr(uses, "model", None) or layer, f"{type(layer).__name__}.grads[{key!r}]")
+            return
+
+
+def refuse_read(node: Any, who: str | None = None) -> None:
     """``node.named_grads()`` (a step written by hand, ``p -= lr * model.named_grads()[name]``, reads it; called
-    while ``OPEN`` holds a round): raise where a round of a layer inside ``node`` left out a call that needed a
-    backward, as an optimizer's step does; drop the rounds that need none."""
+    while ``OPEN`` holds a round; ``who``: what read, where not that): raise where a round of a layer inside
+    ``node`` left out a call that needed a backward, as an optimizer's step does; drop the rounds that need none."""
     inside = None
     for key, (layer, uses) in list(OPEN.items()):
         found = _round(layer, uses)
@@ -101,7 +111,7 @@ def refuse_read(node: Any) -> None:
             inside = {id(n) for n in node.named_modules().values()}
         if id(layer) in inside:
             OPEN.pop(key, None)
-            raise RuntimeError(_why(f"{node.name}.named_grads()", "these gradients were read (for an update "
+            raise RuntimeError(_why(who or f"{node.name}.named_grads()", "these gradients were read (for an update "
                                     "written by hand, as an optimizer's step)", node, layer,
                                     getattr(uses, "model", None) or node, *found))
 

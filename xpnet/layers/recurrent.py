@@ -181,7 +181,9 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
             x = xp.permute_dims(x, (1, 0, 2))
         n, steps = x.shape[0], x.shape[1]
         start = state = self._start(x, hx)
-        self.__dict__[LINKS] = linked(start, self.state_names, self if self.stateful and hx is NO_HX else None)
+        # hx as given where it was (JAX's rows of it are new arrays; NumPy's and PyTorch's views name their owner)
+        given = start if hx is NO_HX or hx is None else (hx,) if len(self.state_names) == 1 else tuple(hx)
+        self.__dict__[LINKS] = linked(given, self.state_names, self if self.stateful and hx is NO_HX else None)
         x2 = xp.reshape(x, (n * steps, self.input_size))
         ax = fast_path("matmul", xp, operator.matmul)(x2, self.params["Wx"])
         if self.bias:
@@ -211,10 +213,13 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         if self.stateful:
             self._state = state
         hs = xp.stack(hs, axis=int(batch_first))
-        handed(self, state, hs)
+        returned = self._returned(xp, state) if self.return_state else None
+        # the rows returned too: JAX's expand_dims makes new arrays, where NumPy's and PyTorch's views name state
+        handed(self, state if returned is None else (*state, *(returned if type(returned) is tuple else (returned,))),
+               hs)
         if packed is not None:
             hs = PackedSequence(hs, packed.lengths, batch_first)
-        return (hs, self._returned(xp, state)) if self.return_state else hs
+        return (hs, returned) if self.return_state else hs
 
     def backward(self, dhs: Any, dh_n: Any = None, dc_n: Any = None) -> Any:
         """dhs: (N, T, out_size) -> dx: (N, T, input_size) ((T, N, ...) both with ``batch_first=False``);

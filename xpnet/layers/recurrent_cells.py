@@ -12,6 +12,9 @@ their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell, and RNNCel
 2. ``backward(dh)`` (LSTMCell: ``backward(dh, dc=None)``, None for zeros) takes the last call's cache off the
    stack: one backward per call, in reverse order. It returns ``(dx, dh_prev)`` (``(dx, (dh_prev, dc_prev))``);
    the caller adds the gradients of a state used twice (a step's output and the next step's input), as the book.
+   LSTMCell: a call whose c went on as the next call's ``hx`` (the very array it returned) refuses ``dc=None`` once
+   that next call's backward returned its dc_prev (the later steps' cell-state gradient dropped, silently); zeros
+   passed as ``dc`` cut it on purpose.
 3. The parameter gradients are summed over the backward calls; the first forward after a backward starts a new
    round (the stack emptied, the next backward's gradients replace the old). ``train=False`` calls keep nothing.
    A round left with calls on the stack that needed a backward (not run under ``xn.no_grad()``) is refused at the
@@ -31,6 +34,7 @@ from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
 from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
+from .state_handoff import linked, owe
 from .recurrent_args import convention as checked_convention
 
 
@@ -40,6 +44,7 @@ class _Cell(Layer):
     blocks = 1
     state_names: tuple[str, ...] = ("h",)
     records_uses = False  # a cell pushes a cache per call itself, for a loop of steps
+    _dc_owed = False  # LSTMCell: the last backward returned a dc_prev that the call before it needs
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, init: Any = "sigmoid",
                  dtype: Any = "float32", device: Any = None):
@@ -94,13 +99,23 @@ class _Cell(Layer):
         if self.bias:
             ax = ax + input_bias(self.params, self._input_biases())
         new, cache = self._step(ax, state)
+        new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
+        pair = "c" in self.state_names
         if train:
             if self._backed:
-                self._caches, self._backed = (), False
+                self._caches, self._backed, self._dc_owed = (), False, False
+            given = None if hx is None else (hx[0], hx[1]) if pair else (hx,)
+            last = self._caches[-1][7] if self._caches and given is not None else None  # the call before's return
+            # a state the call before returned (the loop's own: an 'is' a call), or another layer's (an encoder's
+            # h_n, looked up: this call's backward owes it, layers.state_handoff); LSTMCell: the loop's own c needs
+            # the dc_prev this call's backward returns (``_dc_owed``)
+            own = last is not None and given[0] is last[0]
+            links = None if given is None or own else linked(given, self.state_names)
+            fed = pair and last is not None and given[1] is last[1]
             # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
-            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD]))
-        new = new if x.ndim == 2 else tuple(xp.reshape(s, (self.hidden_size,)) for s in new)
-        return new if len(self.state_names) == 2 else new[0]
+            self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD], links,
+                                            fed, new))
+        return new if pair else new[0]
 
     def _states(self, hx: Any, n: int, batched: bool) -> tuple[Any, ...]:
         """The start state as (N, H) arrays, checked."""
@@ -132,7 +147,9 @@ class _Cell(Layer):
         if not self._caches:
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
-        x2, h, cache, batched, _ = self._caches[-1]
+        x2, h, cache, batched, _, links, fed, _ = self._caches[-1]
+        if dc is None and self._dc_owed:
+            raise RuntimeError(_dc_left_out(self))
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
         for g in (dh, dc):
@@ -143,14 +160,17 @@ class _Cell(Layer):
         xp = namespace(x2)
         WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], 1)
         dax, dah, dstate = self._step_back(grads[0], grads[1], cache, WhT)
+        if links:  # its start state came from another layer: that layer's backward needs dstate back
+            owe(self, links)
+        self._dc_owed = fed
         if not self._frozen:  # requires_grad_(False): no weight products
             matmul = fast_path("matmul", xp, operator.matmul)
             step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
             # the biases added to x @ Wx take dax's sum; GRUCell's bh, inside the step, dah's
             sums = (dax,) * len(self._input_biases()) + (dah,)
             step.update({name: xp.sum(d, axis=0) for name, d in zip(self.bias_names(), sums)})
-            self.grads.update({k: self.grads[k] + g if self._backed and k in self.grads else g
-                               for k, g in step.items()})
+            earlier = dict(self.grads) if self._backed else {}  # (a plain dict: an internal read notes none,
+            self.grads.update({k: earlier[k] + g if k in earlier else g for k, g in step.items()})  # Grads.reads)
         if self._backed:
             self._backs += 1
         else:  # the round's first backward: with calls left, an optimizer's step refuses them till the last (left_out)
@@ -183,6 +203,15 @@ class _Cell(Layer):
 
     def _step_back(self, dh: Any, dc: Any, cache: Any, WhT: Any) -> tuple[Any, Any, tuple[Any, ...]]:
         raise NotImplementedError
+
+
+def _dc_left_out(cell: Any) -> str:
+    """Why an LSTMCell's backward with ``dc`` None is refused after the next call's backward returned dc_prev."""
+    return (f"{cell.name}.backward: the call this backward serves handed its c on to the next call (as hx), whose "
+            f"backward returned dc_prev, but dc is None here: the steps before would take no gradient from the later "
+            f"steps' cell state, silently, where PyTorch's autograd carries it. Pass it: dx, (dh, dc) = "
+            f"{cell.name.lower()}.backward(dy_t + dh, dc), with the (dh, dc) the later call's backward returned; to "
+            f"cut it on purpose (PyTorch's c.detach()) pass dc=xp.zeros_like(c), or give the next call a copy of c")
 
 
 class _SummedBiasCell(_Cell):

@@ -84,7 +84,7 @@ class _Reparametrized(Layer):
     def _take_grads(self) -> None:
         if self._frozen:
             return
-        grads = self.layer.grads
+        grads = dict(self.layer.grads)  # a plain dict: an internal read notes none (Grads.reads, zero_grad)
         self.grads = Grads(self.params, type(self), self._weight_grads(namespace(grads["W"]), grads["W"]))
         if "b" in self.params:
             self.grads["b"] = grads["b"]

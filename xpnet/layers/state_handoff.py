@@ -13,18 +13,28 @@ is told:
 2. A forward that starts from such an array (``set_state``, PyTorch's ``hx``) notes it (``linked``); its backward,
    having computed that start state's gradient (``dh``, ``dc``), leaves a debt on the layer that handed it
    (``owe``).
-3. Reading ``dh`` (``dc``) of the layer that owes pays its debt (:class:`StateGradient`): a backward that passes the
-   gradient on reads it (into ``dh_n``, or the book's ``dhs[:, -1] += decoder.dh``).
+3. A start from the handing layer's output (the book's ``hs[:, -1]``): reading ``dh`` of the layer that owes pays
+   its debt (:class:`StateGradient`; the book's ``dhs[:, -1] += decoder.dh`` passes it through ``dhs``). A start
+   from its final state (``h_n``, ``c_n``) is paid only by the argument: a read alone (a print) passes nothing.
 4. The handing layer's backward (``settle``, one test of an empty dict when nothing is owed) refuses, naming both
    layers and the argument to pass, where it serves the forward that handed the state, the debt is unpaid and its
    argument (``dh_n``, ``dc_n``) is None.
+
+The cells (``GRUCell``, ``LSTMCell``...) take part as decoders: each call given an ``hx`` looks it up (``linked``,
+a dict lookup per state array) and keeps its links with its cache; the backward of the call that started from a
+handed final state owes it (``owe(cell, links)``), paid only by the handing layer's ``dh_n`` (``dc_n``): the
+cell returns ``dh_prev``, read by nobody xpnet sees.
 
 Left alone: a state used only in evaluation (the layer it went to ran no backward), a fresh zero state, a copy
 (``xp.asarray(h, copy=True)``: PyTorch's ``h.detach()``) or an explicit ``dh_n=xp.zeros_like(h_n)`` (the gradient
 cut on purpose), a stateful layer's carried state and a cut under ``xn.no_grad()`` (truncated backpropagation
 through time: the backward of the forward that handed it never comes, and the next serves another forward).
-Not followed: arrays that take no weak reference or have no ``.base`` (PyTorch's, JAX's: as before, no check),
-and the cells (``LSTMCell``...), whose backward returns the state's gradient.
+Owners: ``.base`` (NumPy's, CuPy's views), ``._base`` (PyTorch's); JAX's arrays have neither, and its rows of
+``h_n`` are new arrays, so a recurrent layer notes the rows it returns too and looks up ``hx`` as given. Not
+followed: arrays that take no weak reference, a JAX view made by indexing (``h_n[0]``, ``hs[:, -1]``), an encoder
+written as a cell's loop (a cell hands nothing: the state's gradient comes into its backward as ``dh``, which cannot
+be told from zeros given on purpose), and a cell started from another layer's output (``hs[:, -1]``: its
+``dh_prev`` goes back through ``dhs``, unseen).
 """
 
 from __future__ import annotations
@@ -47,12 +57,14 @@ _SWEEP = [4096]  # the size of _HANDED at which its dead entries are dropped (do
 
 
 class _Debt:
-    """``layer`` (its id and name) started from the state (``slot``: "h" or "c") that another layer handed."""
+    """``layer`` (its id and name) started from the state (``slot``: "h" or "c") that another layer handed;
+    ``returns``: its backward returns that state's gradient (a cell's ``dh_prev``) instead of keeping it in ``dh``."""
 
-    __slots__ = ("layer", "name", "slot", "output", "paid")
+    __slots__ = ("layer", "name", "slot", "output", "paid", "returns")
 
     def __init__(self, layer: Any, slot: str, output: bool):
         self.layer, self.name, self.slot, self.output, self.paid = id(layer), layer.name, slot, output, False
+        self.returns = not isinstance(getattr(type(layer), "d" + slot, None), StateGradient)
 
 
 class _Links(tuple):
@@ -93,9 +105,13 @@ def handed(layer: Any, state: tuple[Any, ...], output: Any) -> None:
     try:
         for a in state:
             base = getattr(a, "base", None)
+            if base is None:
+                base = getattr(a, "_base", None)  # a PyTorch view's owner
             owner = a if base is None else base
             _HANDED[id(owner)] = (weakref.ref(owner), me, number, False)
         base = getattr(output, "base", None)
+        if base is None:
+            base = getattr(output, "_base", None)
         owner = output if base is None else base
         _HANDED[id(owner)] = (weakref.ref(owner), me, number, True)
     except TypeError:  # an array type without weak references: not followed
@@ -113,6 +129,8 @@ def linked(state: tuple[Any, ...], slots: tuple[str, ...], carried_by: Any = Non
     links = None
     for slot, s in zip(slots, state):
         base = getattr(s, "base", None)
+        if base is None:
+            base = getattr(s, "_base", None)  # a PyTorch view's owner
         owner = s if base is None else base
         entry = _HANDED.get(id(owner))
         if entry is not None and entry[0]() is owner and entry[1]() is not carried_by:
@@ -120,11 +138,13 @@ def linked(state: tuple[Any, ...], slots: tuple[str, ...], carried_by: Any = Non
     return None if links is None else _Links(links)
 
 
-def owe(layer: Any) -> None:
-    """``layer``'s backward computed the gradient of its start state: a debt to each layer that handed part of it."""
-    for slot, by, number, output in layer.__dict__.get(LINKS) or ():
+def owe(layer: Any, links: Any = None) -> None:
+    """``layer``'s backward computed the gradient of its start state: a debt to each layer that handed part of it
+    (``links``: a cell's call's, which it keeps per call; else the layer's forward's). A cell started from another
+    layer's output (``hs[:, -1]``) owes nothing: the ``dh_prev`` it returns goes back through ``dhs``, unseen."""
+    for slot, by, number, output in (layer.__dict__.get(LINKS) if links is None else links) or ():
         handing = by()
-        if handing is None:
+        if handing is None or (output and links is not None):
             continue
         entry = _DEBTS.get(id(handing))
         if entry is None or entry[0]() is not handing or entry[1] != number:
@@ -136,9 +156,12 @@ def owe(layer: Any) -> None:
 
 
 def _pay(layer: int, slot: str) -> None:
+    """A read of ``dh`` (``dc``): pays the debts for a start from the output (the book's ``dhs[:, -1] +=
+    decoder.dh``, which passes it through ``dhs``); a final state's (``h_n``, ``c_n``) comes back only as the
+    argument (``dh_n``, ``dc_n``): a read alone (a print) passes nothing."""
     for _, _, debts in list(_DEBTS.values()):
         for debt in debts:
-            if debt.layer == layer and debt.slot == slot:
+            if debt.layer == layer and debt.slot == slot and debt.output:
                 debt.paid = True
 
 
@@ -163,6 +186,12 @@ def _why(layer: Any, unpaid: list[_Debt], debts: list[_Debt]) -> str:
     finals = ", ".join(s + "_n" for s in slots)
     none = " and ".join(f"d{s}_n" for s in slots)
     passed = ", ".join(f"d{s}_n=decoder.d{s}" for s in ("h", "c") if any(d.slot == s for d in debts))
+    unseen = "a read of decoder.dh, or adding it to dhs[:, -1], is not seen here"
+    if debt.returns:  # a cell: its backward returned the gradient of the state its call started from
+        pair = any(d.slot == "c" for d in debts)
+        passed = "dh_n=dh_prev, dc_n=dc_prev" if pair else "dh_n=dh_prev"
+        unseen = f"from dx, {'(dh_prev, dc_prev)' if pair else 'dh_prev'} = cell.backward(...) of its call that " \
+                 f"started from the state"
     zeros = ", ".join(f"d{s}_n=xp.zeros_like({s}_n)" for s in slots)
     if debt.output:
         came, fix = ("its output (hs[:, -1] as the start state, the book's seq2seq)",
@@ -170,10 +199,11 @@ def _why(layer: Any, unpaid: list[_Debt], debts: list[_Debt]) -> str:
                      f"Seq2seq.backward), or pass backward(dhs, {passed})")
     else:
         came, fix = (f"its final state ({finals}, as hx or by set_state)",
-                     f"backward(dhs, {passed}), in the shapes {finals} came in")
+                     f"backward(dhs, {passed}), in the shapes {finals} came in ({unseen})")
+    grads = ", ".join(f"d{s}_prev" if debt.returns else f"its d{s}" for s in slots)
     return (f"{name}.backward: {other} started from {came} of the forward this backward serves, and its backward "
-            f"computed that state's gradient ({', '.join(f'its d{s}' for s in slots)}), which was neither read nor "
-            f"passed here ({none} None): {name}'s gradients would be those of a loss that ignores the state it "
+            f"computed that state's gradient ({grads}), which was not passed here "
+            f"({none} None): {name}'s gradients would be those of a loss that ignores the state it "
             f"handed on, where PyTorch's autograd carries that gradient back. Pass it: {fix} (decoder: the layer "
             f"given the state). To cut it on purpose (PyTorch's .detach()), give that layer a copy, "
             f"xp.asarray(h_n, copy=True), or pass zeros here: {zeros}")

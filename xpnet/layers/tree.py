@@ -21,10 +21,11 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from . import left_out
-from .zero_grad import READ, TICKS
+from .zero_grad import READ, noted
 from .grads import Grads
 from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
+from .pytorch_attributes import layer_hint
 from .submodules import _STORES, Submodules
 from .stale import loaded
 
@@ -259,7 +260,8 @@ class Tree(Submodules):
                                  f"the layers PyTorch has it on (Linear, Conv2d, BatchNorm...); this one's params are "
                                  f"{keys} (layer.params[key]; a model's by dotted name: model.named_params())",
                                  name=name, obj=self)
-        error = not_here(type(self).__name__, name, _chainer.LAYER, kind="object")
+        hint = layer_hint(self, name)  # PyTorch's fc.grad, lstm.weight_ih_l0
+        error = not_here(type(self).__name__, name, _chainer.LAYER if hint is None else {name: hint}, kind="object")
         error.name, error.obj = name, self  # Python's "Did you mean" reads them
         raise error
 
@@ -360,7 +362,8 @@ class Tree(Submodules):
         written by hand reads them here."""
         if left_out.OPEN:
             left_out.refuse_read(self)
-        self.__dict__[READ] = TICKS[0]  # seen: a step after another backward takes what the reader made of them
+        own = self.__dict__  # seen: a step after another backward takes what the reader made of them
+        own[READ] = noted(own.get(READ, (0, 0)))
         return self._named("grads")
 
     def named_buffers(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d a
 ``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
 ``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
 callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
-``unsqueeze``...: an AttributeError) say NumPy's spelling, on the forward's own line too. The same line in a
+``unsqueeze``, ``numel``...: an AttributeError) say NumPy's spelling, on the forward's own line too. The same line in a
 method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
 answered alike.
 """
@@ -32,6 +32,7 @@ _METHODS = {
     "float": "write x.astype(np.float32)",
     "double": "write x.astype(np.float64)",
     "long": "write x.astype(np.int64)",
+    "numel": "write x.size (NumPy's size is the number of elements; PyTorch's x.size() is x.shape)",
 }
 _MISSING = re.compile(r"object has no attribute '(\w+)'")
 

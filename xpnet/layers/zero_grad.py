@@ -22,10 +22,10 @@ import functools
 from typing import Any, Callable
 
 from ..backend import namespace
-from .grads import Grads
+from .grads import TICKS, Grads, noted
 
 __all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads", "TICKS", "BEFORE", "LAST", "STEPPED",
-           "READ", "overwritten"]
+           "READ", "overwritten", "noted"]
 
 # A node's backward calls since zero_grad() armed it (None: not armed, each backward overwrites its gradients).
 ARMED = "_backwards_since_zero_grad"
@@ -34,20 +34,25 @@ ARMED = "_backwards_since_zero_grad"
 # last one's gradient alone, silently. Each backward of a node that ran (a cell's round, whose calls add up, none;
 # xn.train's steps skip the check: Optimizer.own_backward_calls) takes a tick (TICKS[0], counted up) and keeps the
 # one before (BEFORE, LAST); an optimizer's step (refused or not) notes its tick on the model
-# (STEPPED), its zero_grad() on itself, ``model.named_grads()`` its reading on the model (READ: a loop that sums the
-# gradients of its backward calls itself reads each), and ``overwritten`` tells at the step whether a backward before
-# the last one came after all three.
-TICKS = [0]
+# (STEPPED), its zero_grad() on itself, ``model.named_grads()`` its reading on the model (READ: the ticks of its last
+# two reads after different backward calls, ``noted``; ``layer.grads[key]`` notes them on the layer's Grads,
+# ``reads``: a loop that sums the gradients of its backward calls itself reads each), and ``overwritten`` tells at the
+# step whether a backward before the last one came after the first two and went unread before the last one.
 BEFORE, LAST, STEPPED, READ = "_backward_tick_before", "_backward_tick", "_stepped_tick", "_grads_read_tick"
 
 
 def overwritten(model: Any, zeroed: float) -> bool:
-    """Whether ``model`` (not armed) ran two backward calls since its last step, since ``zeroed`` (the tick of its
-    optimizer's last ``zero_grad()``, which armed nothing where the optimizer was built without its model) and
-    since its gradients were last read (``named_grads()``), so that the first one's gradients went unseen."""
+    """Whether ``model`` (not armed) ran two backward calls since its last step and since ``zeroed`` (the tick of
+    its optimizer's last ``zero_grad()``, which armed nothing where the optimizer was built without its model), and
+    its gradients went unread between the two (``named_grads()``, or a node's ``grads[key]``: looked for only
+    here, on the way to a refusal; a read after the last backward alone, a print, leaves the first's unseen)."""
     own = model.__dict__
     before = own.get(BEFORE, 0)
-    return before > max(own.get(STEPPED, 0), own.get(READ, 0), zeroed) and own.get(ARMED) is None
+    if before <= max(own.get(STEPPED, 0), zeroed) or own.get(ARMED) is not None:
+        return False
+    last = own.get(LAST, 0)
+    reads = [own.get(READ, (0, 0))] + [getattr(node.grads, "reads", (0, 0)) for node in model.named_modules().values()]
+    return not any(before <= tick < last for pair in reads for tick in pair)
 
 
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:

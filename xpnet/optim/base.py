@@ -242,7 +242,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
                 f"first called), so this step would take the last backward's gradient alone, where PyTorch's "
                 f"autograd adds up every backward's until zero_grad() clears them (gradient accumulation without a "
                 f"zero_grad() before the loop, a GAN's two losses, retain_graph=True). To add them, {how}; to keep "
-                f"the last alone, step after each backward")
+                f"the last alone, step after each backward; a loop that sums them itself reads each backward's "
+                f"gradients before the next backward (model.named_grads() or layer.grads[key])")
 
     @staticmethod
     def _trained_and_grads(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 from .._user import is_int
 from ..backend import device_of, namespace, no_autograd, same_device, to_device, update_rule
+from ..layers.left_out import OPEN as _LEFT_OUT, refuse as refuse_left_out
 from ..layers.stale import changed
+from ..layers.zero_grad import armed
 from ._blame import mixed_dtypes
 from .base import Optimizer, check_state_dict
 from .hyperparams import choice, positive
@@ -62,6 +64,12 @@ class LBFGS(Optimizer):
     ``prev_flat_grad``, ``prev_loss``; PyTorch's scratch list ``al`` is left out. ``state_dict()`` and
     ``load_state_dict()`` keep all of it (the arrays on their device), so a resumed run goes on equally.
     ``xn.train`` does not take an LBFGS (:data:`NOT_IN_TRAIN` says what to write instead).
+
+    Refused at an evaluation, before the parameters change further, as at any optimizer's step: a closure whose
+    backward ran without ``zero_grad()`` ever called on the model (PyTorch would add each evaluation's gradient to
+    the last's; given ``zero_grad()`` once before the loop, xpnet adds them alike), a layer given fewer backward
+    calls than the closure's forward called it (:mod:`~xpnet.layers.left_out`), and a backward of a forward from
+    before a move of the parameters (:mod:`~xpnet.layers.stale`: an output computed outside the closure).
     """
 
     ONE_GROUP_ONLY = "LBFGS doesn't support per-parameter options (parameter groups), as PyTorch's"
@@ -189,7 +197,7 @@ class LBFGS(Optimizer):
 
             state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,
                          prev_flat_grad=prev_flat_grad, prev_loss=prev_loss)
-        changed(model, f"{self.name}.step(closure)", len(params))  # the closure's forwards are before it (layers.stale)
+        self._moved(model)  # one rule, a forward per step: the closure's forwards are before it (layers.stale)
         return orig_loss
 
     # -- the model as one flat vector -------------------------------------------------------
@@ -259,6 +267,14 @@ class LBFGS(Optimizer):
         if not any(name in grads for name in params):
             raise RuntimeError(f"{self.name}.step: the closure left no gradient (no model.backward since "
                                f"zero_grad()): {_CLOSURE}")
+        if not armed(model):
+            raise RuntimeError(f"{self.name}.step: the closure's backward ran without zero_grad() (never called on "
+                               f"{type(model).__name__}): each of its backward calls overwrites the gradients (the "
+                               f"book's rule), where PyTorch adds each evaluation's gradient to the last's until "
+                               f"zero_grad() clears them; call opt.zero_grad() first in the closure, as PyTorch's "
+                               f"LBFGS examples do: {_CLOSURE}")
+        if _LEFT_OUT:  # a layer's backward calls fewer than its calls in the closure's forward (layers.left_out)
+            refuse_left_out(self, [(name, model, name, p, None, xp) for name, p in params.items()])
         flat = []
         for name, p in params.items():
             g = grads.get(name)
@@ -279,6 +295,12 @@ class LBFGS(Optimizer):
             if new is not p:  # an immutable namespace (JAX) made a new array: store it in the model
                 model.set_param(name, new)
             offset += n
+        self._moved(model)
+
+    def _moved(self, model: Any) -> None:
+        """The parameters that train changed: a backward of a forward from before is refused (layers.stale), as
+        PyTorch's second backward through a graph of the old weights."""
+        changed(model, f"{self.name}.step(closure)", len(self._names))
 
     def _directional_evaluate(self, closure: Callable[[], Any], model: Any, xp: Any, x: list[Any], t: float,
                               d: Any) -> tuple[float, Any]:
@@ -294,6 +316,7 @@ class LBFGS(Optimizer):
                     p[...] = saved
                 else:
                     model.set_param(name, saved)
+            self._moved(model)
         return loss, flat_grad
 
     # -- checkpointing ----------------------------------------------------------------------
