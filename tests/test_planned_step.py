@@ -19,7 +19,7 @@ def _data(n=40, d=6, classes=3):
 def _model(dropout=False):
     xn.init.seed(0)
     middle = [xn.layers.Dropout(0.25)] if dropout else []
-    return xn.Sequential(xn.layers.Linear(6, 5), xn.layers.ReLU(), *middle, xn.layers.Linear(5, 3))
+    return xn.Sequential(xn.layers.Linear(6, 5), xn.layers.ReLU(), *middle, xn.layers.Linear(5, 3, bias=not dropout))
 
 
 def _records(model, clock, ticks):

@@ -15,9 +15,11 @@ between them. How an epoch goes where :meth:`PlannedStep.of` finds one:
    model and data would refuse, at the step a loop of one's own would; the last leaves every record as the
    ordinary step leaves it). The steps between reuse what the first proved: the same layers, each once, in
    training mode, with grad mode on, no step between a forward and its backward, no ``zero_grad()`` armed.
-3. A planned step calls each layer's forward (the method ``recorded`` wraps), the loss's forward and backward as
-   the ordinary step does, each layer's backward (the method ``rounded`` wraps) from the last to the first that
-   trains, whose ``backward_params`` it calls; it stamps the forward's parameter clock on the model and its layers
+3. A planned step calls each layer's forward (the method ``recorded`` wraps; or, on NumPy arrays, the forward of
+   its ``planned_calls()``, Linear's: the same products without the checks the first step's shapes and dtypes
+   passed, the fast paths found once), the loss's forward and backward as the ordinary step does, each layer's
+   backward (the method ``rounded`` wraps, or its planned one) from the last to the first that trains, whose
+   ``backward_params`` it calls; it stamps the forward's parameter clock on the model and its layers
    (``layers.stale``), as the ordinary forward does, and the model's backward tick (``layers.zero_grad``). A dy
    of another dtype than the output goes to the model's ``backward_params``, which refuses it.
 4. The update: ``SGD`` without weight decay calls the fused whole-step kernel (``"sgd_updates"``, with momentum
@@ -30,7 +32,10 @@ the same to the bit (``tests/test_planned_step.py`` compares every array and eve
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+import numpy as np
 
 from ..backend import fast_path, namespace
 from ..layers import stale
@@ -66,17 +71,17 @@ def _plannable(layer: Any) -> bool:
 
 
 class PlannedStep:
-    """The middle steps of one epoch of ``trainer`` (see the module's docstring). ``forwards``: (layer, its
-    forward) in order; ``backwards``: (layer, its backward) from the last layer to the one after the first that
-    trains; ``first``: (that layer, its backward_params); ``nodes``: the ``__dict__`` of the model and each layer
-    (for the parameter clock); ``pairs``: (params dict, key) of each parameter in ``named_params`` order."""
+    """The middle steps of one epoch of ``trainer`` (see the module's docstring). ``forwards``: each layer's
+    forward(x) in order; ``backwards``: the backward(dy) of each from the last to the one after the first that
+    trains (``start``); ``first``: that one's backward_params(dy); ``nodes``: the ``__dict__`` of the model and each
+    layer (for the parameter clock); ``pairs``: (params dict, key) of each parameter in ``named_params`` order."""
 
     def __init__(self, trainer: Any, layers: list[Any], start: int):
         self.model, self.loss, self.optimizer = trainer.model, trainer.loss, trainer.optimizer
-        self.forwards = [(layer, _PLAIN[type(layer).forward]) for layer in layers]
-        first = layers[start]
-        self.first = (first, _PLAIN_BACKWARD.get(type(first).backward_params))
-        self.backwards = [(layer, _PLAIN_BACKWARD[type(layer).backward]) for layer in layers[:start:-1]]
+        self.start = start
+        self.forwards: list[Any] = []  # each layer's forward(x), backward(dy) and the first's backward_params(dy),
+        self.backwards: list[Any] = []  # made at the first planned step (_calls), after the epoch's first step
+        self.first: Any = None
         self.nodes = [self.model.__dict__, *(layer.__dict__ for layer in layers)]
         self.layers = layers
         self.pairs = [(layer.params, key) for layer in layers for key in layer.params]
@@ -124,23 +129,40 @@ class PlannedStep:
         now = stale.clock
         for own in self.nodes:
             own[_SEEN] = now
+        if not self.forwards:
+            self._calls()
         x = xs[0]
-        for layer, forward in self.forwards:
-            x = forward(layer, x, train=True)
+        for forward in self.forwards:
+            x = forward(x)
         loss = self.loss
         value = loss.forward(x, yb, check=False)
         dy = loss.backward()
         if getattr(dy, "dtype", None) != x.dtype:  # refused by the model's backward, as the ordinary step's
             self.model.backward_params(dy)
             return value, x
-        for layer, backward in self.backwards:
-            dy = backward(layer, dy)
-        layer, backward_params = self.first
-        backward_params(layer, dy)
+        for backward in self.backwards:
+            dy = backward(dy)
+        self.first(dy)
         own = self.nodes[0]  # the model's backward ran: its tick, as rounded takes it (zero_grad.overwritten)
         TICKS[0] += 1
         own[BEFORE], own[LAST] = own[LAST] if LAST in own else 0, TICKS[0]
         return value, x
+
+    def _calls(self) -> None:
+        """Each layer's calls: its ``planned_calls()`` where it has them (NumPy arrays: nothing for ``untracked``
+        to detach) and its last forward and backward ran with this epoch's shapes (the epoch's first step), else
+        its forward and backward methods as ``chained`` and ``backward_steps`` call them."""
+        numpy = all(type(params[key]) is np.ndarray for params, key in self.pairs)
+        for i, layer in enumerate(self.layers):
+            kind = type(layer)
+            planned = getattr(kind, "planned_calls", None)
+            made = planned(layer) if planned is not None and numpy else None
+            forward, backward, backward_params = made if made is not None else (None, None, None)
+            self.forwards.append(forward or functools.partial(_PLAIN[kind.forward], layer, train=True))
+            if i > self.start:
+                self.backwards.insert(0, backward or functools.partial(_PLAIN_BACKWARD[kind.backward], layer))
+            elif i == self.start:
+                self.first = backward_params or functools.partial(_PLAIN_BACKWARD[kind.backward_params], layer)
 
     def update(self) -> None:
         """The step's update: the fused kernel with ``Optimizer.step``'s counts, else ``optimizer.step(model)``."""
