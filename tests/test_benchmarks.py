@@ -103,6 +103,14 @@ def test_tiny_step_prints_both_steps_their_python_calls_and_the_ratio():
 
 
 @pytest.mark.slow
+def test_tiny_train_prints_both_epochs_their_python_calls_and_the_ratio():
+    out = run("tiny_train.py", "--samples", "40", "--rounds", "1")
+    for line in ("hand-written NumPy loop:", "xn.train               :", "ratio xn.train/NumPy", "threads: BLAS"):
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert out.count("Python calls a step") == 2
+
+
+@pytest.mark.slow
 def test_compare_backends_prints_a_row_per_device():
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")
