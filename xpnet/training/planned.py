@@ -16,8 +16,8 @@ between them. How an epoch goes where :meth:`PlannedStep.of` finds one:
    ordinary step leaves it). The steps between reuse what the first proved: the same layers, each once, in
    training mode, with grad mode on, no step between a forward and its backward, no ``zero_grad()`` armed.
 3. A planned step calls each layer's forward (the method ``recorded`` wraps; or, on NumPy arrays, the forward of
-   its ``planned_calls()``, Linear's: the same products without the checks the first step's shapes and dtypes
-   passed, the fast paths found once), the loss's forward and backward as the ordinary step does, each layer's
+   its ``planned_calls()``, Linear's and ReLU's: the same kernels without the checks the first step's shapes and
+   dtypes passed, the fast paths found once), the loss's forward and backward as the ordinary step does, each layer's
    backward (the method ``rounded`` wraps, or its planned one) from the last to the first that trains, whose
    ``backward_params`` it calls; it stamps the forward's parameter clock on the model and its layers
    (``layers.stale``), as the ordinary forward does, and the model's backward tick (``layers.zero_grad``). A dy
