@@ -45,10 +45,11 @@ def _run(monkeypatch, enabled, optimizer, dropout=False, **kwargs):
     original = planned.PlannedStep.forward_backward
     monkeypatch.setattr(planned.PlannedStep, "forward_backward", lambda self, *a: calls.append(1) or original(self, *a))
     model, clock, ticks = _model(dropout), stale.clock, TICKS[0]
-    opt = optimizer()
-    history = xn.train(model, _data(), loss="cross_entropy", optimizer=opt, epochs=2, batch_size=8, progress=False,
+    opt, loss = optimizer(), xn.losses.SoftmaxCrossEntropy()
+    history = xn.train(model, _data(), loss=loss, optimizer=opt, epochs=2, batch_size=8, progress=False,
                        device="cpu", **kwargs)
-    return model, opt, history, (stale.clock - clock, TICKS[0] - ticks, _records(model, clock, ticks)), len(calls)
+    records = _records(model, clock, ticks) + [{k: v for k, v in vars(loss).items() if not hasattr(v, "shape")}]
+    return model, opt, history, (stale.clock - clock, TICKS[0] - ticks, records), len(calls)
 
 
 @pytest.mark.parametrize("optimizer, dropout", [(lambda: xn.optim.SGD(0.1), False),
