@@ -146,6 +146,16 @@ def test_train_mlp_prints_the_ratios_at_equal_threads_and_the_peak():
 
 
 @pytest.mark.slow
+def test_train_mlp_by_cpu_time_runs_every_loop_at_one_thread():
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    out = run("train_mlp.py", "--samples", "500", "--repeat", "1", "--clock", "cpu")
+    for line in ("ratio xpnet / numpy, both 1 thread, CPU time  :", "ratio xpnet / pytorch, both 1 thread, CPU time:"):
+        assert float(out.split(line)[1].split("x")[0]) > 0, out
+    threads = next(line for line in out.splitlines() if line.startswith("threads:"))
+    assert "; torch " in threads and threads.endswith(" 1 thread"), out  # PyTorch's count, last on the line
+
+
+@pytest.mark.slow
 def test_thread_load_prints_both_ratios_and_ends_its_load():
     out = run("thread_load.py", "--samples", "500", "--repeat", "1")
     assert "loaded: default / best fixed count = " in out and "idle:   default / " in out, out
