@@ -38,11 +38,13 @@ from typing import Any
 import numpy as np
 
 from ..backend import fast_path, namespace
+from ..datasets.batches import BatchIterator
 from ..layers import stale
 from ..layers.left_out import OPEN
 from ..layers.tree import Tree
 from ..layers.uses import _PLAIN, _PLAIN_BACKWARD
 from ..layers.zero_grad import ARMED, BEFORE, LAST, STEPPED, TICKS
+from ..models.sequential import Sequential
 from ..optim.base import unfused
 from ..optim.sgd import SGD
 
@@ -94,8 +96,6 @@ class PlannedStep:
     def of(cls, trainer: Any, batches: Any) -> "PlannedStep | None":
         """The plan of this epoch of ``trainer`` over ``batches``, or None where a step may meet what only the
         ordinary step's checks and records handle."""
-        from ..datasets.batches import BatchIterator
-        from ..models.sequential import Sequential
         model = trainer.model
         if not ENABLED or trainer.comm is not None or trainer.accumulate != 1 or trainer.step_callbacks \
                 or trainer.transform is not None or trainer.nll is not None or trainer.inputs != 1 \
@@ -125,7 +125,8 @@ class PlannedStep:
         return fast_path("sgd_momentum_updates" if opt.momentum else "sgd_updates", namespace(p), unfused)
 
     def forward_backward(self, xs: tuple[Any, ...], yb: Any) -> Any:
-        """A step's forward, loss and backward (``Trainer.forward_backward``'s calls); returns the loss value."""
+        """A step's forward, loss and backward (``Trainer.forward_backward``'s calls) on the batch ``xs`` (one input)
+        and its targets ``yb``; returns (the loss's value, the model's output)."""
         now = stale.clock
         for own in self.nodes:
             own[_SEEN] = now
