@@ -96,3 +96,26 @@ def test_no_plan_where_a_step_runs_code_of_the_users(monkeypatch):
     assert calls == 0
     *_, calls = _run(monkeypatch, True, lambda: xn.optim.SGD(0.1), clip_grad_norm=1.0)
     assert calls == 0
+
+
+def test_cross_entropy_planned_calls_give_the_ordinary_values_and_records():
+    rng = np.random.default_rng(1)
+    y, t = rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 4, 6).astype(np.int32)
+    planned_loss, ordinary = xn.losses.SoftmaxCrossEntropy(), xn.losses.SoftmaxCrossEntropy()
+    for loss in (planned_loss, ordinary):  # the first call the ordinary way: what the planned calls rely on
+        loss.forward(y, t, check=False)
+        loss.backward()
+    forward, backward = planned_loss.planned_calls()
+    bad = t.copy()
+    bad[2] = 7
+    before = dict(vars(planned_loss))
+    assert forward(y, bad) is None and vars(planned_loss) == before  # declined, nothing changed
+    value, dy = forward(y, t), backward()
+    ref_value, ref_dy = ordinary.forward(y, t, check=False), ordinary.backward()
+    assert value == ref_value and value.dtype == ref_value.dtype
+    np.testing.assert_array_equal(dy, ref_dy)
+    np.testing.assert_array_equal(planned_loss.correct_count(), ordinary.correct_count())
+    assert planned_loss.mean_count() == ordinary.mean_count()
+    plain = lambda loss: {k: v for k, v in vars(loss).items() if not hasattr(v, "shape")}  # noqa: E731
+    assert plain(planned_loss) == plain(ordinary)
+    assert xn.losses.SoftmaxCrossEntropy(label_smoothing=0.1).planned_calls() is None  # no forward yet

@@ -17,9 +17,10 @@ between them. How an epoch goes where :meth:`PlannedStep.of` finds one:
    training mode, with grad mode on, no step between a forward and its backward, no ``zero_grad()`` armed.
 3. A planned step calls each layer's forward (the method ``recorded`` wraps; or, on NumPy arrays, the forward of
    its ``planned_calls()``, Linear's and ReLU's: the same kernels without the checks the first step's shapes and
-   dtypes passed, the fast paths found once), the loss's forward and backward as the ordinary step does, each layer's
-   backward (the method ``rounded`` wraps, or its planned one) from the last to the first that trains, whose
-   ``backward_params`` it calls; it stamps the forward's parameter clock on the model and its layers
+   dtypes passed, the fast paths found once), the loss's forward and backward (SoftmaxCrossEntropy's planned
+   calls: its fused kernel, the calls counted as its wrappers count them), each layer's backward (the method
+   ``rounded`` wraps, or its planned one) from the last to the first that trains, whose ``backward_params`` it
+   calls; it stamps the forward's parameter clock on the model and its layers
    (``layers.stale``), as the ordinary forward does, and the model's backward tick (``layers.zero_grad``). A dy
    of another dtype than the output goes to the model's ``backward_params``, which refuses it.
 4. The update: ``SGD`` without weight decay calls the fused whole-step kernel (``"sgd_updates"``, with momentum
@@ -84,6 +85,7 @@ class PlannedStep:
         self.forwards: list[Any] = []  # each layer's forward(x), backward(dy) and the first's backward_params(dy),
         self.backwards: list[Any] = []  # made at the first planned step (_calls), after the epoch's first step
         self.first: Any = None
+        self.loss_calls: Any = None  # the loss's planned (forward(y, t), backward()), where it has them
         self.nodes = [self.model.__dict__, *(layer.__dict__ for layer in layers)]
         self.layers = layers
         self.pairs = [(layer.params, key) for layer in layers for key in layer.params]
@@ -136,8 +138,12 @@ class PlannedStep:
         for forward in self.forwards:
             x = forward(x)
         loss = self.loss
-        value = loss.forward(x, yb, check=False)
-        dy = loss.backward()
+        value = None if self.loss_calls is None else self.loss_calls[0](x, yb)
+        if value is None:  # no planned calls, or its kernel declined: the ordinary calls
+            value = loss.forward(x, yb, check=False)
+            dy = loss.backward()
+        else:
+            dy = self.loss_calls[1]()
         if getattr(dy, "dtype", None) != x.dtype:  # refused by the model's backward, as the ordinary step's
             self.model.backward_params(dy)
             return value, x
@@ -154,6 +160,8 @@ class PlannedStep:
         to detach) and its last forward and backward ran with this epoch's shapes (the epoch's first step), else
         its forward and backward methods as ``chained`` and ``backward_steps`` call them."""
         numpy = all(type(params[key]) is np.ndarray for params, key in self.pairs)
+        planned = getattr(type(self.loss), "planned_calls", None)
+        self.loss_calls = planned(self.loss) if planned is not None and numpy else None
         for i, layer in enumerate(self.layers):
             kind = type(layer)
             planned = getattr(kind, "planned_calls", None)
