@@ -8,9 +8,11 @@ same bookkeeping (loss sum and correct count per epoch). They run in this proces
 the BLAS's own thread count (xpnet's default chooses its count by timing, ``blas_threads="auto"``) and with
 1 thread, so that the loop's own cost shows at equal threads. The last lines say how far each is from this
 machine's matrix-product peak, measured in the same run (a large float32 product through NumPy's BLAS).
-On a machine with a GPU, xpnet on CuPy is timed as well.
+On a machine with a GPU, xpnet on CuPy is timed as well. ``--clock cpu`` times the three loops at one thread
+each (PyTorch under ``torch.set_num_threads(1)``) in this process's CPU time instead: steadier on a shared
+machine, where wall time measures the other jobs as much as the loops.
 
-    python benchmarks/train_mlp.py [--epochs 1] [--batch-size 100] [--repeat 4] [--samples N]
+    python benchmarks/train_mlp.py [--epochs 1] [--batch-size 100] [--repeat 4] [--samples N] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ def peak_gflops(repeat=5):
     return 2 * 2048 ** 3 / best / 1e9
 
 
+CLOCK = time.perf_counter  # the runs' clock: time.process_time with --clock cpu
+
+
 def _timed(fn):
     start = time.perf_counter()
     fn()
@@ -154,10 +159,10 @@ def load_data():
 
 def time_xpnet(x, t, epochs, batch_size, lr, device, blas_threads=None):
     model = make_model()
-    start = time.perf_counter()
+    start = CLOCK()
     h = xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(lr), epochs=epochs,
                  batch_size=batch_size, device=device, progress=False, blas_threads=blas_threads)
-    return time.perf_counter() - start, h.epochs[-1]
+    return CLOCK() - start, h.epochs[-1]
 
 
 def time_numpy(x, t, epochs, batch_size, lr, threads=None):
@@ -165,17 +170,47 @@ def time_numpy(x, t, epochs, batch_size, lr, threads=None):
     params = {k: np.array(xn.to_numpy(v)) for k, v in make_model().named_params().items()}
     limit = contextlib.nullcontext() if threads is None else threadpool_limits(threads, user_api="blas")
     with limit:
-        start = time.perf_counter()
+        start = CLOCK()
         loss, acc = numpy_loop(params, x, t, epochs, batch_size, lr, seed=0)
-        seconds = time.perf_counter() - start
+        seconds = CLOCK() - start
     return seconds, {"train_loss": loss, "train_accuracy": acc}
 
 
 def time_torch(torch, x, t, epochs, batch_size, lr):
     params = {k: np.array(xn.to_numpy(v)) for k, v in make_model().named_params().items()}
-    start = time.perf_counter()
+    start = CLOCK()
     loss, acc = torch_loop(torch, params, x, t, epochs, batch_size, lr, seed=0)
-    return time.perf_counter() - start, {"train_loss": loss, "train_accuracy": acc}
+    return CLOCK() - start, {"train_loss": loss, "train_accuracy": acc}
+
+
+def one_thread_cpu_rounds(torch, args) -> None:
+    """``--clock cpu``: the NumPy loop, ``xn.train(blas_threads=1)`` and the PyTorch loop, each at one thread, in
+    turns for ``args.repeat`` rounds, by CPU time; prints the best of each and the ratios."""
+    x, t, name = load_data()
+    if args.samples:
+        x, t = x[:args.samples], t[:args.samples]
+    print(f"{name}: x {x.shape} {x.dtype}, 784-100-10 MLP, SGD lr={args.lr}, batch {args.batch_size}, "
+          f"{args.epochs} epoch(s) a run, {args.repeat} interleaved rounds, best of each, CPU time at one thread each")
+    print(thread_line(torch))
+    time_xpnet(x, t, 1, args.batch_size, args.lr, "cpu", blas_threads=1)  # warm-ups: Numba's kernels loaded,
+    if torch is not None:                                                 # PyTorch's first-call costs paid
+        time_torch(torch, x[:1000], t[:1000], 1, args.batch_size, args.lr)
+    runs = {"numpy1": lambda: time_numpy(x, t, args.epochs, args.batch_size, args.lr, threads=1),
+            "xpnet1": lambda: time_xpnet(x, t, args.epochs, args.batch_size, args.lr, "cpu", blas_threads=1)}
+    if torch is not None:
+        runs["torch1"] = lambda: time_torch(torch, x, t, args.epochs, args.batch_size, args.lr)
+    times = {k: [] for k in runs}
+    for _ in range(args.repeat):
+        for k, run in runs.items():
+            times[k].append(run()[0] / args.epochs)
+    best = {k: min(v) for k, v in times.items()}
+    labels = {"numpy1": "numpy hand-written, 1 BLAS thread ", "xpnet1": "xpnet train, blas_threads=1       ",
+              "torch1": "pytorch hand-written, 1 thread    "}
+    for k in best:
+        print(f"{labels[k]}: {best[k]:.3f} CPU s/epoch (runs {', '.join(f'{s:.3f}' for s in times[k])})")
+    print(f"ratio xpnet / numpy, both 1 thread, CPU time  : {best['xpnet1'] / best['numpy1']:.3f}x")
+    if "torch1" in best:
+        print(f"ratio xpnet / pytorch, both 1 thread, CPU time: {best['xpnet1'] / best['torch1']:.3f}x")
 
 
 def main() -> None:
@@ -185,11 +220,22 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--samples", type=int, default=None, help="the first N training samples (default: all)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: every loop at one thread, timed in this process's CPU time")
     args = ap.parse_args()
     try:
         import torch
     except ImportError:
         torch = None
+    if args.clock == "cpu":
+        global CLOCK
+        CLOCK = time.process_time
+        if torch is not None:
+            torch.set_num_threads(1)
+        # CPU time sums every thread's: the loops at one thread each, where it measures the loop alone
+        with threadpool_limits(1, user_api="blas"):
+            one_thread_cpu_rounds(torch, args)
+        return
     x, t, name = load_data()
     if args.samples:
         x, t = x[:args.samples], t[:args.samples]

@@ -103,6 +103,14 @@ def test_tiny_step_prints_both_steps_their_python_calls_and_the_ratio():
 
 
 @pytest.mark.slow
+def test_tiny_train_prints_both_epochs_their_python_calls_and_the_ratio():
+    out = run("tiny_train.py", "--samples", "40", "--rounds", "1")
+    for line in ("hand-written NumPy loop:", "xn.train               :", "ratio xn.train/NumPy", "threads: BLAS"):
+        assert line in out, f"{line!r} missing from:\n{out}"
+    assert out.count("Python calls a step") == 2
+
+
+@pytest.mark.slow
 def test_compare_backends_prints_a_row_per_device():
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     out = run("compare.py", "--backends", "torch:cpu", "--samples", "200", "--repeats", "1")
@@ -135,6 +143,16 @@ def test_train_mlp_prints_the_ratios_at_equal_threads_and_the_peak():
     losses = {line.split("loss ")[1].split(",")[0] for line in out.splitlines() if "s/epoch (runs" in line}
     assert len(losses) == 1, out  # xpnet, NumPy and PyTorch trained alike
     assert "threads: BLAS" in out and "times the peak's epoch:" in out
+
+
+@pytest.mark.slow
+def test_train_mlp_by_cpu_time_runs_every_loop_at_one_thread():
+    pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    out = run("train_mlp.py", "--samples", "500", "--repeat", "1", "--clock", "cpu")
+    for line in ("ratio xpnet / numpy, both 1 thread, CPU time  :", "ratio xpnet / pytorch, both 1 thread, CPU time:"):
+        assert float(out.split(line)[1].split("x")[0]) > 0, out
+    threads = next(line for line in out.splitlines() if line.startswith("threads:"))
+    assert "; torch " in threads and threads.endswith(" 1 thread"), out  # PyTorch's count, last on the line
 
 
 @pytest.mark.slow

@@ -52,6 +52,20 @@ class ReLU(Layer):
         xp = self._check_grad(dy, mask.shape)
         return fast_path("relu_backward", xp, relu_backward)(dy, mask)
 
+    def planned_calls(self) -> tuple[Any, Any, None] | None:
+        """As ``Linear.planned_calls``: (forward, backward, None), the same kernels and mask, found once."""
+        if self._mask is None:
+            return None
+        xp, own = namespace(self._mask), self.__dict__
+        run_forward, run_backward = fast_path("relu_forward", xp, relu_forward), fast_path("relu_backward", xp,
+                                                                                            relu_backward)
+
+        def forward(x: Any) -> Any:
+            y, own["_mask"] = run_forward(x)
+            return y
+
+        return forward, lambda dy: run_backward(dy, own["_mask"]), None
+
 
 def relu_forward(x: Any) -> tuple[Any, Any]:
     """y = max(x, 0) and the mask x > 0, portable. maximum and a multiply by the mask, not xp.where:

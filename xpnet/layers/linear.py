@@ -103,6 +103,38 @@ class Linear(Layer):
             self.grads["b"] = fast_path("column_sums", xp, column_sums)(dy2)
         return xp, dy2
 
+    def planned_calls(self) -> tuple[Any, Any, Any] | None:
+        """``(forward(x), backward(dy), backward_params(dy))`` for steps whose input and dy have the type, dtype
+        and shape of the last forward's and backward's, which passed their checks (``xn.train``'s planned steps,
+        :mod:`xpnet.training.planned`): the same products, caches and gradients, the fast paths found once. None
+        where the last forward took other than a 2-d input, or none ran."""
+        x2, shape = self._x, self._shape
+        if x2 is None or shape is None or len(shape) != 2 or self._frozen:
+            return None
+        xp = namespace(x2)
+        matmul = fast_path("matmul", xp, operator.matmul)
+        sums = fast_path("column_sums", xp, column_sums) if self.has_bias else None
+        params, grads, own = self.params, self.grads, self.__dict__
+
+        def forward(x: Any) -> Any:
+            own["_shape"] = x.shape
+            own["_x"] = x
+            y = matmul(x, params["W"])
+            if sums is not None:
+                y += params["b"]
+            return y
+
+        def backward_params(dy: Any) -> None:
+            grads["W"] = matmul(own["_x"].T, dy)
+            if sums is not None:
+                grads["b"] = sums(dy)
+
+        def backward(dy: Any) -> Any:
+            backward_params(dy)
+            return matmul(dy, params["W"].T)
+
+        return forward, backward, backward_params
+
 
 def column_sums(dy2: Any) -> Any:
     """The bias gradient: ``dy2`` (rows, out_features) summed over its rows -> (out_features,)."""

@@ -6,9 +6,10 @@ from typing import Any
 
 from .. import _chainer
 from .._user import is_int, is_real, keyword_hints
-from ..backend import fast_path, namespace, untracked
+from ..backend import fast_path, index_dtype, namespace, untracked
 from .base import HostWeights, check_dout, check_reduction, element_count
 from .labels import LabelLoss
+from .summed import _BACKWARD_AT, _CALLS, _SUMMED
 
 
 class SoftmaxCrossEntropy(LabelLoss):
@@ -134,6 +135,41 @@ class SoftmaxCrossEntropy(LabelLoss):
         self._dy = self._hits = None
         self._shape = tuple(y.shape)
         return self._summed(value)
+
+    def planned_calls(self) -> tuple[Any, Any] | None:
+        """``(forward(y, t), backward())`` for steps whose logits (N, C) and labels (N,) have the type, dtype and
+        shape of the last forward's, which passed its checks and ran the fused kernel (``xn.train``'s planned
+        steps, :mod:`xpnet.training.planned`): that kernel found once, the calls counted as ``counted_forward``
+        and ``checked_backward`` count them. ``forward`` gives None, nothing changed, where the kernel declines
+        (a label out of range): the ordinary forward then says what it says. None where the last forward took
+        another path (class weights, label smoothing, ``reduction="sum"``, soft targets, (N, T, C) scores)."""
+        if self._dy is None or self.weight is not None or self.label_smoothing or self.reduction != "mean" \
+                or self._shape is None or len(self._shape) != 2:
+            return None
+        xp = namespace(self._dy)
+        fused, index, ignore = fast_path("softmax_cross_entropy", xp, _unfused), index_dtype(xp, self._dy.device), \
+            self.ignore_index
+        own = self.__dict__
+
+        def forward(y: Any, t: Any) -> Any:
+            labels = t if t.dtype == index else xp.astype(t, index)
+            m, vouched = y.shape[0], own["_vouched"]
+            found = fused(y, labels, ignore, 0.0, count=m if vouched else None)
+            if found is None:
+                return None
+            own[_CALLS], own[_SUMMED] = own.get(_CALLS, 0) + 1, 0
+            own["_spread"] = None
+            own["_count"], own["_counted"] = (m, None) if vouched else (None, labels)
+            value, own["_dy"], own["_hits"] = found
+            own["_p"] = own["_t"] = own["_labels"] = own["_rows"] = None
+            own["_shape"] = tuple(y.shape)
+            return value
+
+        def backward() -> Any:
+            own[_BACKWARD_AT] = own.get(_CALLS, 0)
+            return own["_dy"]
+
+        return forward, backward
 
     def _summed(self, mean: Any) -> Any:
         """The loss under ``reduction``: the mean, or the mean times the counted positions (the sum)."""

@@ -17,7 +17,10 @@ How a run goes:
 4. No host/device synchronisation per step: the loss sum and correct count are accumulated on
    the device and read once per epoch (and at a progress-bar refresh, at most twice a second).
    With ``accumulate_grad_batches=k`` the gradients of k batches are summed on the device too, and
-   the update follows each group of them (:mod:`xpnet.training.accumulate`).
+   the update follows each group of them (:mod:`xpnet.training.accumulate`). Where the model is a Sequential of
+   xpnet's own layers and nothing of the user's runs between steps, the steps between each epoch's first and
+   last run as a plan made once an epoch, without the per-call checks the first step passed
+   (:mod:`xpnet.training.planned`): the same calls, results and records.
 5. Guard: the weights at the start of each epoch are kept as a device copy. When the epoch's loss
    sum, or the check that every weight is still finite (one device reduction folded into the same
    read), comes back non-finite, the epoch is replayed from that copy (and the per-step callbacks'

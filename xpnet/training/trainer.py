@@ -30,6 +30,7 @@ from .guard import Snapshot, diagnose, zero_grads
 from .data import index_dtype
 from .epoch_sums import add_batch
 from .history import History
+from .planned import PlannedStep
 from .streams import StreamBatches
 
 __all__ = ["XpnetTrainingError", "SigtermStop", "TrainerState", "Snapshot", "Trainer", "zero_grads", "logged_figures"]
@@ -265,6 +266,8 @@ class Trainer:
         bar = self._progress(batches, epoch, epochs)
         steps, seen, updates, last_refresh = 0, 0, 0, time.perf_counter()
         group = self.gradient_mean(len(batches))
+        plan = PlannedStep.of(self, batches)  # the steps between the first and the last, where it can prove them
+        last = len(batches) - 1
         self.threads.round()
         with self.batch_states(batches) as fresh:
             for batch in batches.epoch(epoch):
@@ -272,8 +275,9 @@ class Trainer:
                 fresh()
                 xs, yb = self.batch_inputs(batch, epoch, steps), batch[self.inputs]
                 nb = int(yb.shape[0])
+                planned = plan if plan is not None and 0 < steps < last else None
                 if nb:
-                    value, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify)
+                    value, batch_count, hits, batch_nll = self.forward_backward(xs, yb, batch[-1], classify, planned)
                     loss_sum, correct = add_batch(loss_sum, value, batch_count, correct, hits)
                     count = count + batch_count
                     if nll_sum is not None:
@@ -297,7 +301,10 @@ class Trainer:
                         stop = comm.allreduce_grads(model, count=int(batch_count), empty_ok=True, stop=stop)
                     if self.clip_grad_norm is not None or self.clip_grad_value is not None:  # (no call without)
                         self.clip(model)
-                    optimizer.step(model)
+                    if planned is None:
+                        optimizer.step(model)
+                    else:
+                        planned.update()
                     self.threads.end()
                     if self.step_callbacks:  # after_step's hooks, where there are any
                         self.after_step(updates)
@@ -333,17 +340,21 @@ class Trainer:
         self.open_bar = bar
         return logs
 
-    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any,
-                         classify: bool) -> tuple[Any, Any, Any, Any]:
+    def forward_backward(self, xs: tuple[Any, ...], yb: Any, classes: Any, classify: bool,
+                         plan: PlannedStep | None = None) -> tuple[Any, Any, Any, Any]:
         """A training step's forward, loss and backward on one non-empty batch (every gradient set; no
         update): (the batch's mean loss in the sum's dtype and the count of targets it is the mean of, as
         :meth:`mean_and_count` gives them (:meth:`times` of both is the batch's loss sum), its correct count
         against ``classes`` or None unless ``classify``, its :meth:`nll_sum` or None without ``self.nll``),
-        0-d on the device (the count an int where none is ignored). Notes the run's first loss sum and count."""
+        0-d on the device (the count an int where none is ignored). Notes the run's first loss sum and count.
+        ``plan``: the epoch's planned step makes the same calls (:mod:`xpnet.training.planned`)."""
         model, loss = self.model, self.loss
-        out = model.forward(*xs, train=True)
-        value = loss.forward(out, yb, check=False)
-        model.backward_params(loss.backward())
+        if plan is not None:
+            value, out = plan.forward_backward(xs, yb)
+        else:
+            out = model.forward(*xs, train=True)
+            value = loss.forward(out, yb, check=False)
+            model.backward_params(loss.backward())
         mean, count = self.mean_and_count(value, int(yb.shape[0]))
         if self.first_loss is None:
             self.first_loss = (self.times(mean, count), count)
