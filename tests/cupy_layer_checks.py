@@ -582,9 +582,9 @@ def check_softmax(dev: Any) -> None:
 
 
 def check_embedding_backward(dev: Any) -> None:
-    """Embedding's backward as the segment-sum kernels against the portable one-hot products: repeated ids, ids
-    outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all; through the
-    layer with padding_idx; a transposed dy takes the portable path."""
+    """Embedding's backward as the sorted segment-sum kernels against the portable one-hot products: repeated ids,
+    ids outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all, 50,000 ids;
+    through the layer with padding_idx; a transposed dy takes the portable path."""
     from xpnet.layers import embedding
 
     cupy_layers = _kernels()
@@ -601,6 +601,27 @@ def check_embedding_backward(dev: Any) -> None:
                 np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype], atol=RTOL[dtype],
                                            err_msg=f"{id_dtype.__name__} {dtype} {m}")
     assert not cupy_layers._embedding_ready(dev.asarray(np.arange(4)), dev.asarray(np.zeros((3, 4))).T, 10)
+    # 50,000 positions (past the 65,536 of the pairwise kernel before it: no limit now), ids repeated ~50 times and
+    # one id 10,000 times: the sort's chunks and their merge; each id's rows added in the order of their positions,
+    # as np.add.at (bit for bit, the same bits at a second run), and the portable products within the dtype's
+    # tolerance.
+    ids = rng.integers(0, 1000, 50_000)
+    ids[rng.permutation(50_000)[:10_000]] = 3
+    ids[[5, 77]] = -1, 1000
+    for dtype, id_dtype in (("float64", np.int64), ("float32", np.int32)):
+        host = rng.standard_normal((50_000, 2)).astype(dtype)
+        expected = np.zeros((1000, 2), dtype)
+        inside = (ids >= 0) & (ids < 1000)
+        np.add.at(expected, ids[inside], host[inside])
+        ids_d, dy = dev.asarray(ids.astype(id_dtype)), dev.asarray(host)
+        assert cupy_layers._embedding_ready(ids_d, dy, 1000) and 50_000 > cupy_layers._chunk(50_000)
+        fast = _host(cupy_layers.embedding_backward(ids_d, dy, 1000))
+        np.testing.assert_array_equal(fast, expected, err_msg=dtype)
+        np.testing.assert_array_equal(_host(cupy_layers.embedding_backward(ids_d, dy, 1000)), fast, err_msg=dtype)
+        if dtype == "float64":
+            with fast_paths(False):
+                np.testing.assert_allclose(fast, _host(embedding.embedding_backward(ids_d, dy, 1000)),
+                                           rtol=RTOL[dtype], atol=RTOL[dtype])
     grads = {}
     ids = rng.integers(0, 9, (6, 4))
     dy = rng.standard_normal((6, 4, 3)).astype(np.float32)

@@ -438,39 +438,63 @@ extern "C" __global__ void xpnet_softmax_backward(const T* y, const T* dy, T* dx
     for (long long j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (dr[j] - s);
 }
 """,
-    # Embedding's backward as a segment sum without atomics or a sort: a thread per position m links it to the
-    # next position of its id (next, -1 at its last) and tells whether it is its id's first (head); O(M^2)
-    # comparisons, M up to cupy_layers.MAX_SEGMENT_IDS.
-    "segment_links": r"""
-extern "C" __global__ void xpnet_segment_links(const L* ids, long long* next, bool* head, long long m) {
+    # Embedding's backward as a segment sum by id, without atomics: the ids sorted, stable (equal ids keep the order of
+    # their positions), then each row of dW summed over its id's run in that order, the same order every run. The sort
+    # is two kernels, whose work grows as M^1.5, not M^2: first a thread per position m ranks its id inside its chunk of
+    # ``chunk`` positions (the ids smaller, and the equal ones before it) and writes the id and m to that place.
+    "sort_chunks": r"""
+extern "C" __global__ void xpnet_sort_chunks(const L* ids, L* keys, long long* order, long long m, long long chunk) {
     %(index)s
     if (i >= m) return;
+    long long lo = i - i %% chunk, hi = lo + chunk < m ? lo + chunk : m;
     L v = ids[i];
-    bool first = true;
-    for (long long k = 0; k < i && first; ++k) first = ids[k] != v;
-    long long after = -1;
-    for (long long k = i + 1; k < m; ++k) {
-        if (ids[k] == v) { after = k; break; }
-    }
-    head[i] = first;
-    next[i] = after;
+    long long rank = lo;
+    for (long long k = lo; k < hi; ++k) rank += ids[k] < v || (ids[k] == v && k < i);
+    keys[rank] = v;
+    order[rank] = i;
 }
 """,
-    # Then a thread per (head position, column j) adds its id's rows of dy (M, D) in the order of their positions
-    # (the same order every run) into row v of dW (V, D), which starts as zeros; an id outside [0, V) adds
-    # nowhere, as the portable one-hot products.
-    "segment_sum": r"""
-extern "C" __global__ void xpnet_segment_sum(const L* ids, const long long* next, const bool* head, const T* dy,
-                                             T* dw, long long m, long long d, long long vocab) {
+    # Then a thread per place s of the sorted chunks finds its place in the whole order: its rank in its chunk plus,
+    # by binary search, the ids of each earlier chunk not above it and of each later chunk below it (positions in
+    # earlier chunks come first, so equal ids stay in the order of their positions). One chunk: not launched.
+    "merge_chunks": r"""
+extern "C" __global__ void xpnet_merge_chunks(const L* keys, const long long* order, L* sorted, long long* sorted_order,
+                                              long long m, long long chunk) {
     %(index)s
-    if (i >= m * d) return;
-    long long r = i / d, j = i - r * d;
-    if (!head[r]) return;
-    long long v = (long long)ids[r];
-    if (v < 0 || v >= vocab) return;
+    if (i >= m) return;
+    long long own = i / chunk;
+    L v = keys[i];
+    long long place = i - own * chunk;
+    for (long long lo0 = 0; lo0 < m; lo0 += chunk) {
+        if (lo0 == own * chunk) continue;
+        long long lo = lo0, hi = lo0 + chunk < m ? lo0 + chunk : m;
+        bool before = lo0 < own * chunk;
+        while (lo < hi) {
+            long long mid = lo + (hi - lo) / 2;
+            if (keys[mid] < v || (before && keys[mid] == v)) lo = mid + 1; else hi = mid;
+        }
+        place += lo - lo0;
+    }
+    sorted[place] = v;
+    sorted_order[place] = order[i];
+}
+""",
+    # Last, a thread per element (v, j) of dW (V, D) finds the run of id v in the sorted ids by binary search and adds
+    # column j of dy's rows (M, D) at its positions, in their order; 0 where v has none. Every element is written, so
+    # dW needs no zeros first; an id outside [0, V) is never looked for, and adds nowhere, as the portable products.
+    "segment_rows": r"""
+extern "C" __global__ void xpnet_segment_rows(const L* sorted, const long long* order, const T* dy, T* dw, long long m,
+                                              long long d, long long vocab) {
+    %(index)s
+    if (i >= vocab * d) return;
+    long long v = i / d, j = i - v * d, lo = 0, hi = m;
+    while (lo < hi) {
+        long long mid = lo + (hi - lo) / 2;
+        if ((long long)sorted[mid] < v) lo = mid + 1; else hi = mid;
+    }
     T s = (T)0;
-    for (long long k = r; k != -1; k = next[k]) s += dy[k * d + j];
-    dw[v * d + j] = s;
+    for (long long k = lo; k < m && (long long)sorted[k] == v; ++k) s += dy[order[k] * d + j];
+    dw[i] = s;
 }
 """,
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the

@@ -1,7 +1,7 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
 cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
-backward (a segment sum by id), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of
-``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
+backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
+uniform numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
 it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
 ``.norm``, ``.cells``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
@@ -135,25 +135,38 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
 
 # -- Embedding's backward (rows added by index) ------------------------------------------------------
 
-# Positions of more ids than this take the portable one-hot products: each link thread scans every id.
-MAX_SEGMENT_IDS = 2 ** 16
+# The ids are sorted in chunks of at least this many positions (see _chunk).
+SORT_CHUNK = 1024
 
 
 def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
     return (isinstance(ids, cupy.ndarray) and ids.ndim == 1 and ids.dtype in (cupy.int32, cupy.int64)
-            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0]
-            and ids.shape[0] <= MAX_SEGMENT_IDS)
+            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0])
+
+
+def _chunk(m: int) -> int:
+    """The sort's chunk for M ids: a power of two about 4 sqrt(M), at least SORT_CHUNK, so that a thread's scan of its
+    chunk and its binary searches in the M / chunk others stay about even (O(M^1.5) work in all)."""
+    return max(SORT_CHUNK, 1 << ((m.bit_length() + 1) // 2 + 2))
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
-    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, in
-    the order of their positions (deterministic, no atomics, no sort, no cuBLAS): zeros and two kernels, O(M^2 +
+    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, each
+    id's rows added in the order of their positions (deterministic: no atomics, no cuBLAS, nothing read back, so it
+    runs inside a captured graph): a stable sort of the ids in chunks, its merge (when M passes one chunk), then a
+    thread per element of dW, which it writes whole (no zeros first): two or three kernels, O(M^1.5 + V * D log M +
     M * D) work where the portable one-hot products are O(V * M * D)."""
     m, d = dy.shape
-    dw = cupy.zeros((num_embeddings, d), dy.dtype)
-    links, head = cupy.empty(m, cupy.int64), cupy.empty(m, cupy.bool_)
-    _launch("segment_links", m, (ids, links, head, m), L=ids.dtype)
-    _launch("segment_sum", m * d, (ids, links, head, dy, dw, m, d, int(num_embeddings)), T=dy.dtype, L=ids.dtype)
+    dw = cupy.empty((num_embeddings, d), dy.dtype)
+    chunk = _chunk(m)
+    keys, order = cupy.empty(m, ids.dtype), cupy.empty(m, cupy.int64)
+    _launch("sort_chunks", m, (ids, keys, order, m, chunk), L=ids.dtype)
+    if m > chunk:
+        chunked = keys, order
+        keys, order = cupy.empty(m, ids.dtype), cupy.empty(m, cupy.int64)
+        _launch("merge_chunks", m, (*chunked, keys, order, m, chunk), L=ids.dtype)
+    _launch("segment_rows", num_embeddings * d, (keys, order, dy, dw, m, d, int(num_embeddings)), T=dy.dtype,
+            L=ids.dtype)
     return dw
 
 
