@@ -464,20 +464,24 @@ def check_lstm(dev: Any) -> None:
                           ("dax", "dah", "dh_prev", "dc_prev"), dtype,
                           f"after a portable forward, dc {dc_next is not None}")
         carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))  # the next step's dh_prev
-        assert cupy_layers._lstm_carried_ready(dh, carry, dc, fed[2], WhT)
-        assert not cupy_layers._lstm_carried_ready(dh, carry.T, dc, fed[2], WhT)
+        assert cupy_layers._lstm_backward_ready(dh, dc, fed[2], WhT, carry)
+        assert not cupy_layers._lstm_backward_ready(dh, dc, fed[2], WhT, carry.T)
         with fast_paths(False):
-            want = cells.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT)
-        _assert_close(cupy_layers.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT), want,
+            want = cells.lstm_step_backward(dh, dc, fed[2], WhT, carry)
+            unfolded = cells.lstm_step_backward(dh + carry, dc, fed[2], WhT)
+        _assert_close(want, unfolded, ("dax", "dah", "dh_prev", "dc_prev"), dtype, "the portable carry")
+        _assert_close(cupy_layers.lstm_step_backward(dh, dc, fed[2], WhT, carry), want,
                       ("dax", "dah", "dh_prev", "dc_prev"), dtype, "dh + carry in the kernel")
 
 
 def check_rnn(dev: Any) -> None:
-    """The Elman RNN's step as two kernels against the portable cells, as :func:`check_lstm`."""
+    """The Elman RNN's step as two kernels against the portable cells, as :func:`check_lstm`, with tanh and
+    with ReLU (``nonlinearity="relu"``)."""
     from xpnet.layers import cells
 
     cupy_layers = _kernels()
     _check_recurrent(dev, xn.layers.RNN)
+    _check_recurrent(dev, functools.partial(xn.layers.RNN, nonlinearity="relu"))
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, _ = _step_inputs(dev, dtype, 1)
         assert cupy_layers._rnn_ready(ax, h, Wh)
@@ -488,12 +492,22 @@ def check_rnn(dev: Any) -> None:
         _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                       "after a portable forward")
         carry = dev.asarray(np.random.default_rng(2).standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._rnn_carried_ready(dh, carry, fed[1], WhT)
+        assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT, carry)
+        assert not cupy_layers._rnn_backward_ready(dh, fed[1], WhT, carry.T)
         with fast_paths(False):
-            want = cells.rnn_step_backward_carried(dh, carry, fed[1], WhT)
-        _assert_close(cupy_layers.rnn_step_backward_carried(dh, carry, fed[1], WhT), want, ("dax", "dah", "dh_prev"),
+            want = cells.rnn_step_backward(dh, fed[1], WhT, carry)
+        _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
                       dtype, "dh + carry in the kernel")
         _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
+        # nonlinearity="relu": the same kernels, max(a, 0) and dh where h_next > 0 (half the units at 0 here)
+        assert cupy_layers._rnn_ready(ax, h, Wh)
+        with fast_paths(False):
+            fed = cells.rnn_relu_step(ax, h, Wh)
+            want = cells.rnn_relu_step_backward(dh, fed[1], WhT, carry)
+        assert 0 < int(np.count_nonzero(_host(fed[0]) == 0)) < fed[0].size
+        _assert_close(cupy_layers.rnn_relu_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "relu's forward")
+        _assert_close(cupy_layers.rnn_relu_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
+                      dtype, "relu's backward, dh + carry in the kernel")
 
 
 def check_gru(dev: Any) -> None:
@@ -516,10 +530,10 @@ def check_gru(dev: Any) -> None:
             _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                           f"after a portable forward, bh {bias is not None}")
             carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-            assert cupy_layers._gru_carried_ready(dh, carry, fed[1], WhT)
+            assert cupy_layers._gru_backward_ready(dh, fed[1], WhT, carry)
             with fast_paths(False):
-                want = cells.gru_step_backward_carried(dh, carry, fed[1], WhT)
-            _assert_close(cupy_layers.gru_step_backward_carried(dh, carry, fed[1], WhT), want,
+                want = cells.gru_step_backward(dh, fed[1], WhT, carry)
+            _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT, carry), want,
                           ("dax", "dah", "dh_prev"), dtype, f"dh + carry in the kernel, bh {bias is not None}")
             _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
                           f"the forward's cache, bh {bias is not None}")
@@ -762,13 +776,14 @@ def launches_per_mlp_step() -> float:
     return (per_epoch[1] - per_epoch[0]) / 2
 
 
-def launches_per_recurrent_step(kind: str, fast: bool) -> float:
+def launches_per_recurrent_step(kind: str, fast: bool, **options: Any) -> float:
     """Launches per time step of a recurrent layer's forward and backward (``kind`` "RNN", "LSTM" or "GRU",
-    float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4, over 4."""
+    built with ``options``, float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4,
+    over 4."""
     rng = np.random.default_rng(0)
     counted = []
     for steps in (4, 8):
-        layer = getattr(xn.layers, kind)(8, 16).to("cuda")
+        layer = getattr(xn.layers, kind)(8, 16, **options).to("cuda")
         x = xn.to_device(rng.standard_normal((20, steps, 8)).astype(np.float32), "cuda")
         dhs = xn.to_device(rng.standard_normal((20, steps, 16)).astype(np.float32), "cuda")
         with fast_paths(fast), count_launches() as counts:

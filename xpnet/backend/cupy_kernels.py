@@ -231,24 +231,28 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
 }
 """,
     # One step of the Elman RNN after its product ah = h @ Wh (xpnet.layers.cells.rnn_step): h_next = tanh(ax + ah),
-    # one thread per (row, unit); rows of ax are ax_row numbers apart, ah and h_next (N, H) contiguous.
+    # or with relu max(ax + ah, 0) (0 for NaN, as the portable where(a > 0, a, 0): rnn_relu_step), one thread per
+    # (row, unit); rows of ax are ax_row numbers apart, ah and h_next (N, H) contiguous.
     "rnn_forward": r"""
-extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next, long long ax_row, long long hidden,
-                                             long long n) {
+extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next, long long ax_row, long long relu,
+                                             long long hidden, long long n) {
     %(unit)s
-    h_next[i] = tanh(ax[r * ax_row + j] + ah[i]);
+    T a = ax[r * ax_row + j] + ah[i];
+    h_next[i] = relu ? (a > (T)0 ? a : (T)0) : tanh(a);
 }
 """,
-    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides. In
-    # these three backward kernels, has_carry adds carry (N, H), contiguous, to dh first: the gradient the next
-    # time step carried back (the time loop's dh + dh_next, xpnet.layers.cells.*_carried), one launch fewer a step.
+    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), with relu dh where h_next > 0 else 0; dh and h_next
+    # read with their row strides. In these three backward kernels, has_carry adds carry (N, H), contiguous, to dh
+    # first: the gradient the next time step carried back (the time loop's dh + dh_next, the carry argument of
+    # xpnet.layers.cells' backward steps), one launch fewer a step.
     "rnn_backward": r"""
 extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* carry, const T* h_next, T* da, long long dh_row,
-                                              long long h_row, long long has_carry, long long hidden, long long n) {
+                                              long long h_row, long long has_carry, long long relu, long long hidden,
+                                              long long n) {
     %(unit)s
     T v = h_next[r * h_row + j], d = dh[r * dh_row + j];
     if (has_carry) d = d + carry[i];
-    da[i] = d * ((T)1 - v * v);
+    da[i] = relu ? (v > (T)0 ? d : (T)0) : d * ((T)1 - v * v);
 }
 """,
     # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of

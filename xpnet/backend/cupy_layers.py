@@ -384,48 +384,60 @@ def _rnn_ready(ax: Any, h: Any, Wh: Any) -> bool:
     return tuple(Wh.shape) == (hidden, hidden) and _row_stride(ax, h, (n, hidden)) is not None
 
 
-def rnn_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
-    """See ``xpnet.layers.cells.rnn_step``: the product h @ Wh, then one kernel for tanh(ax + ah)."""
+def _rnn_forward(ax: Any, h: Any, Wh: Any, relu: bool) -> tuple[Any, tuple[Any, ...]]:
     n, hidden = h.shape
     ah = h @ Wh
     h_next = cupy.empty_like(h)
-    _launch("rnn_forward", n * hidden, (ax, ah, h_next, _row_stride(ax, h, (n, hidden)), hidden, n * hidden),
-            T=h.dtype)
+    _launch("rnn_forward", n * hidden, (ax, ah, h_next, _row_stride(ax, h, (n, hidden)), int(relu), hidden,
+                                        n * hidden), T=h.dtype)
     return h_next, (h, h_next)
 
 
-def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+def rnn_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.rnn_step``: the product h @ Wh, then one kernel for tanh(ax + ah)."""
+    return _rnn_forward(ax, h, Wh, False)
+
+
+def rnn_relu_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.rnn_relu_step``: the product h @ Wh, then one kernel for max(ax + ah, 0) (0 for
+    NaN, as the portable ``where(a > 0, a, 0)``)."""
+    return _rnn_forward(ax, h, Wh, True)
+
+
+def _carry_ready(carry: Any, like: Any) -> bool:
+    """No carry, or one the backward kernels take: contiguous, of ``like``'s dtype and shape (N, H)."""
+    return carry is None or (isinstance(carry, cupy.ndarray) and carry.dtype == like.dtype
+                             and tuple(carry.shape) == tuple(like.shape) and carry.flags.c_contiguous)
+
+
+def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> bool:
     h = cache[1]
     if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
             and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype and tuple(WhT.shape) == (h.shape[1],) * 2):
         return False
-    return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h))
+    return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h)) and _carry_ready(carry, h)
 
 
-def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T;
-    ``carry`` (contiguous (N, H)) added to dh in the kernel."""
+def _rnn_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any, relu: bool) -> tuple[Any, Any, Any]:
     h_next = cache[1]
     n, hidden = h_next.shape
     da = cupy.empty((n, hidden), h_next.dtype)
     rows = [_row_stride(a, h_next, (n, hidden)) for a in (dh_next, h_next)]
     _launch("rnn_backward", n * hidden, (dh_next, h_next if carry is None else carry, h_next, da, *rows,
-                                         int(carry is not None), hidden, n * hidden), T=h_next.dtype)
+                                         int(carry is not None), int(relu), hidden, n * hidden), T=h_next.dtype)
     return da, da, da @ WhT
 
 
-def _carry_ready(carry: Any, like: Any) -> bool:
-    return (isinstance(carry, cupy.ndarray) and carry.dtype == like.dtype and tuple(carry.shape) == tuple(like.shape)
-            and carry.flags.c_contiguous)
+def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T;
+    ``carry`` (contiguous (N, H)) added to dh in the kernel."""
+    return _rnn_backward(dh_next, cache, WhT, carry, False)
 
 
-def _rnn_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _rnn_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[1])
-
-
-def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward_carried``: :func:`rnn_step_backward` of dh_next + carry."""
-    return rnn_step_backward(dh_next, cache, WhT, carry)
+def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.cells.rnn_relu_step_backward``: :func:`rnn_step_backward`'s kernel with da = dh where
+    h_next > 0, else 0."""
+    return _rnn_backward(dh_next, cache, WhT, carry, True)
 
 
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
@@ -449,7 +461,7 @@ def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ..
     return h_next, c_next, (h, c, i, f, g, o, tanh_c)
 
 
-def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> bool:
     _, c, i, f, g, o, tanh_c = cache
     if not (_floats(tanh_c) and tanh_c.ndim == 2 and isinstance(WhT, cupy.ndarray) and WhT.dtype == tanh_c.dtype):
         return False
@@ -457,7 +469,7 @@ def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT
     if dc_next is not None and not (_floats(tanh_c, dc_next) and tuple(dc_next.shape) == shape):
         return False
     # WhT only multiplies (cuBLAS takes the transposed view of Wh the layer passes as it is)
-    return (tuple(WhT.shape) == (4 * shape[1], shape[1])
+    return (tuple(WhT.shape) == (4 * shape[1], shape[1]) and _carry_ready(carry, tanh_c)
             and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
 
 
@@ -475,16 +487,6 @@ def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: 
                                           da, dc_prev, *rows, int(carry is not None), int(dc_next is not None),
                                           hidden, n * hidden), T=tanh_c.dtype)
     return da, da, da @ WhT, dc_prev
-
-
-def _lstm_carried_ready(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _lstm_backward_ready(dh_next, dc_next, cache, WhT) and _carry_ready(carry, cache[6])
-
-
-def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
-                               WhT: Any) -> tuple[Any, Any, Any, Any]:
-    """See ``xpnet.layers.cells.lstm_step_backward_carried``: :func:`lstm_step_backward` of dh_next + carry."""
-    return lstm_step_backward(dh_next, dc_next, cache, WhT, carry)
 
 
 def _gru_ready(ax: Any, h: Any, Wh: Any, bh: Any) -> bool:
@@ -509,13 +511,13 @@ def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
     return h_next, (h, r, z, g, hidden_n)
 
 
-def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
+def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> bool:
     h = cache[0]
     if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
             and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype):
         return False
     shape = tuple(h.shape)
-    return (tuple(WhT.shape) == (3 * shape[1], shape[1])
+    return (tuple(WhT.shape) == (3 * shape[1], shape[1]) and _carry_ready(carry, h)
             and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
 
 
@@ -532,15 +534,6 @@ def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any
     return dax, dah, dh_z + dah @ WhT
 
 
-def _gru_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _gru_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[0])
-
-
-def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.gru_step_backward_carried``: :func:`gru_step_backward` of dh_next + carry."""
-    return gru_step_backward(dh_next, cache, WhT, carry)
-
-
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
@@ -548,11 +541,9 @@ def register(add: Callable[..., Any]) -> None:
                         ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
+                        ("rnn_relu_step", _rnn_ready), ("rnn_relu_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
-                        ("embedding_backward", _embedding_ready),
-                        ("rnn_step_backward_carried", _rnn_carried_ready),
-                        ("lstm_step_backward_carried", _lstm_carried_ready),
-                        ("gru_step_backward_carried", _gru_carried_ready)):
+                        ("embedding_backward", _embedding_ready)):
         add(op, globals()[op], accepts)

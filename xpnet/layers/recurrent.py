@@ -324,13 +324,9 @@ class RNN(_Recurrent):
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        xp = namespace(dh)
-        if dstate is not None and self.nonlinearity == "tanh":  # the carried gradient added in the step's kernel
-            step_back = fast_path("rnn_step_backward_carried", xp, cells.rnn_step_backward_carried)
-            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
-            return dax, dah, (dh_prev,)
-        dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, xp)(dh, cache, self._WhT)
+        # the carried gradient goes in as the step's carry: CuPy's kernel adds it to dh, one launch fewer a step
+        step_back = cells.rnn_step_backward_of(self.nonlinearity, namespace(dh))
+        dax, dah, dh_prev = step_back(dh, cache, self._WhT, None if dstate is None else dstate[0])
         return dax, dah, (dh_prev,)
 
 
@@ -392,12 +388,9 @@ class LSTM(_Recurrent):
             dax, _, dh_prev, dc_prev = cells.lstm_step_backward(dh @ self.params["Wr"].T, dc, cache,
                                                                 self.params["Wh"].T)
             return dax, dh, (dh_prev, dc_prev)
-        if dstate is None:
-            step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
-            dax, dah, dh_prev, dc_prev = step_back(dh, None, cache, self._WhT)
-        else:  # dh + dstate[0] in the step's kernel where there is one
-            step_back = fast_path("lstm_step_backward_carried", namespace(dh), cells.lstm_step_backward_carried)
-            dax, dah, dh_prev, dc_prev = step_back(dh, dstate[0], dstate[1], cache, self._WhT)
+        step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
+        dh_next, dc_next = (None, None) if dstate is None else dstate  # dh + dh_next in the step's kernel on CuPy
+        dax, dah, dh_prev, dc_prev = step_back(dh, dc_next, cache, self._WhT, dh_next)
         return dax, dah, (dh_prev, dc_prev)
 
     def _weight_grads(self, xp: Any, x2: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
@@ -445,16 +438,12 @@ class GRU(_Recurrent):
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        if self.convention == "pytorch" and dstate is not None:  # dh + dstate[0] in the step's kernel
-            step_back = fast_path("gru_step_backward_carried", namespace(dh), cells.gru_step_backward_carried)
-            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
-            return dax, dah, (dh_prev,)
-        dh = dh if dstate is None else dh + dstate[0]
-        if self.convention == "pytorch":
+        if self.convention == "pytorch":  # dh + dstate[0] in the step's kernel on CuPy
             step_back = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)
-            dax, dah, dh_prev = step_back(dh, cache, self._WhT)
-        else:  # the book's GRU multiplies by column blocks of Wh
-            dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
+            dax, dah, dh_prev = step_back(dh, cache, self._WhT, None if dstate is None else dstate[0])
+            return dax, dah, (dh_prev,)
+        dh = dh if dstate is None else dh + dstate[0]  # the book's GRU multiplies by column blocks of Wh
+        dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
         return dax, dah, (dh_prev,)
 
     @property
