@@ -17,8 +17,9 @@ losses), its backward none for ``dout = 1`` (dy was written by the forward), and
 (``count_nonzero`` of the rows' hits, then one kernel adding the batch's loss and correct count to the
 epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's product and two adds). An LSTM
 time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
-carried state's gradient to dh (the ``*_carried`` functions), da @ Wh^T) against 41 through the portable cells, a
-GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8.
+carried state's gradient to dh (the ``carry`` argument of the backward steps), da @ Wh^T) against 41 through the
+portable cells, a GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8 (tanh or
+ReLU, ``nonlinearity="relu"``: the same kernels with a flag).
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.

@@ -300,7 +300,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
 class RNN(_Recurrent):
     """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b); PyTorch's
-    ``nonlinearity="relu"`` (by name) takes max(., 0) in place of tanh (portable steps, no fast path).
+    ``nonlinearity="relu"`` (by name) takes max(., 0) in place of tanh (CuPy's step kernels take both).
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
