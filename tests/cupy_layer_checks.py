@@ -595,6 +595,44 @@ def check_softmax(dev: Any) -> None:
     assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
 
 
+def check_layernorm(dev: Any) -> None:
+    """LayerNorm's kernels (a thread per row; dgamma and dbeta as column reductions) against the portable path
+    through the layer, forward and backward, at BatchNorm's tolerance: over the last axis and the last two, with
+    gamma and beta, without beta (``bias=False``), without either (``elementwise_affine=False``), frozen (dx only);
+    GroupNorm, which goes through it; rows past MAX_CLASSES take the portable path."""
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(10)
+    for dtype in ("float32", "float64"):
+        for make, shape in ((lambda: xn.layers.LayerNorm(7, dtype=dtype), (3, 5, 7)),
+                            (lambda: xn.layers.LayerNorm((3, 4), bias=False, dtype=dtype), (2, 3, 4)),
+                            (lambda: xn.layers.LayerNorm(5, elementwise_affine=False, dtype=dtype), (6, 5)),
+                            (lambda: xn.layers.LayerNorm(5, dtype=dtype).requires_grad_(False), (6, 5)),
+                            (lambda: xn.layers.GroupNorm(2, 4, dtype=dtype), (3, 4, 6))):
+            x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            results = []
+            for fast in (True, False):
+                layer, draw = make().to(dev), np.random.default_rng(11)  # the same parameters for both runs
+                for k in layer.params:  # not ones and zeros: a mix-up of gamma and beta shows
+                    layer.params[k] = dev.asarray(draw.uniform(0.5, 2, layer.params[k].shape).astype(dtype))
+                with fast_paths(fast):
+                    y = layer.forward(dev.asarray(x))
+                    dx = layer.backward(dev.asarray(dy))
+                results.append({"y": y, "dx": dx, **layer.grads})
+            what = f"{type(layer).__name__} {dtype} {shape}"
+            assert results[0].keys() == results[1].keys(), what
+            for k, a in results[0].items():
+                b = results[1][k]
+                assert a.dtype == b.dtype and a.shape == b.shape, (what, k)
+                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                           err_msg=f"{what}: {k}")
+        x2 = dev.asarray(rng.standard_normal((4, 6)).astype(dtype))
+        assert cupy_layers._layernorm_ready(x2, None, None, 1e-5)
+        assert not cupy_layers._layernorm_ready(x2[:, ::2], None, None, 1e-5)
+    wide = dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1), np.float32))
+    assert not cupy_layers._layernorm_ready(wide, None, None, 1e-5)
+
+
 def check_embedding_backward(dev: Any) -> None:
     """Embedding's backward as the sorted segment-sum kernels against the portable one-hot products: repeated ids,
     ids outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all, 50,000 ids;
@@ -712,7 +750,7 @@ def check_clipping(dev: Any) -> None:
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
-          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
+          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping]
 
 

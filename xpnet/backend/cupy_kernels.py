@@ -501,6 +501,59 @@ extern "C" __global__ void xpnet_segment_rows(const L* sorted, const long long* 
     dw[i] = s;
 }
 """,
+    # LayerNorm over the rows of x (rows, D), one thread per row, as xpnet.layers.layernorm's portable path: the mean,
+    # then the mean of the squares about it (each sum in double, the means in T), inv_std = 1 / sqrt(var + eps),
+    # x_hat = (x - mean) * inv_std and y = x_hat * gamma + beta (has_gamma 0: y = x_hat; has_beta 0: no beta).
+    "layernorm_forward": r"""
+extern "C" __global__ void xpnet_layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* x_hat,
+                                                   T* inv_std, double eps, long long has_gamma, long long has_beta,
+                                                   long long rows, long long d) {
+    %(index)s
+    if (i >= rows) return;
+    const T* row = x + i * d;
+    double total = 0;
+    for (long long j = 0; j < d; ++j) total += (double)row[j];
+    T mean = (T)(total / (double)d);
+    double squares = 0;
+    for (long long j = 0; j < d; ++j) {
+        T c = row[j] - mean;
+        squares += (double)(c * c);
+    }
+    T r = (T)1 / sqrt((T)(squares / (double)d) + (T)eps);
+    inv_std[i] = r;
+    for (long long j = 0; j < d; ++j) {
+        T h = (row[j] - mean) * r;
+        x_hat[i * d + j] = h;
+        if (has_gamma) {
+            h = h * gamma[j];
+            if (has_beta) h = h + beta[j];
+        }
+        y[i * d + j] = h;
+    }
+}
+""",
+    # Its dx, one thread per row: g = dy * gamma (dy where has_gamma is 0), dx = (g - mean(g) - x_hat *
+    # mean(g * x_hat)) * inv_std, the row's sums in double (dgamma and dbeta are column reductions of their own).
+    "layernorm_backward": r"""
+extern "C" __global__ void xpnet_layernorm_backward(const T* dy, const T* x_hat, const T* inv_std, const T* gamma,
+                                                    T* dx, long long has_gamma, long long rows, long long d) {
+    %(index)s
+    if (i >= rows) return;
+    double sum_g = 0, sum_gx = 0;
+    for (long long j = 0; j < d; ++j) {
+        long long k = i * d + j;
+        T g = has_gamma ? dy[k] * gamma[j] : dy[k];
+        sum_g += (double)g;
+        sum_gx += (double)(g * x_hat[k]);
+    }
+    T mean_g = (T)(sum_g / (double)d), mean_gx = (T)(sum_gx / (double)d), r = inv_std[i];
+    for (long long j = 0; j < d; ++j) {
+        long long k = i * d + j;
+        T g = has_gamma ? dy[k] * gamma[j] : dy[k];
+        dx[k] = (g - mean_g - x_hat[k] * mean_gx) * r;
+    }
+}
+""",
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
     # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
     # (NumPy's minimum); one thread.

@@ -1,5 +1,5 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+cross-entropy of integer labels, Softmax and LayerNorm along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
 backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
 uniform numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
@@ -132,6 +132,46 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     c = y.shape[-1]
     _launch("softmax_backward", y.size // c, (y, dy, dx, y.size // c, c), T=y.dtype)
     return dx
+
+
+# -- LayerNorm over the rows of (M, D) (GroupNorm and InstanceNorm go through it) ---------------------
+
+
+def _layernorm_ready(x2: Any, gamma: Any, beta: Any, eps: float) -> bool:
+    return (_floats(x2, *(p for p in (gamma, beta) if p is not None)) and x2.ndim == 2
+            and 1 <= x2.shape[1] <= MAX_CLASSES)
+
+
+def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.layernorm.layernorm_forward``: one kernel, a thread per row of up to ``MAX_CLASSES``
+    (the portable path launches ten)."""
+    m, d = x2.shape
+    y, x_hat, inv_std = cupy.empty_like(x2), cupy.empty_like(x2), cupy.empty((m, 1), x2.dtype)
+    _launch("layernorm_forward", m, (x2, x2 if gamma is None else gamma, x2 if beta is None else beta, y, x_hat,
+                                     inv_std, float(eps), int(gamma is not None), int(beta is not None), m, d),
+            T=x2.dtype)
+    return y, x_hat, inv_std
+
+
+def _layernorm_backward_ready(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> bool:
+    return (_floats(dy2, x_hat, inv_std, *(() if gamma is None else (gamma,))) and dy2.ndim == 2
+            and tuple(dy2.shape) == tuple(x_hat.shape) and tuple(inv_std.shape) == (dy2.shape[0], 1)
+            and 1 <= dy2.shape[1] <= MAX_CLASSES)
+
+
+def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
+                       grads: bool = True) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.layernorm.layernorm_backward``: dx in one kernel, a thread per row; dgamma one reduction
+    (sum(dy * x_hat) without the product's array), dbeta one sum (the portable path launches eleven)."""
+    m, d = dy2.shape
+    dgamma = dbeta = None
+    if gamma is not None and grads:
+        dgamma = reduction("channel_dot")(dy2, x_hat, axis=0)
+        dbeta = cupy.sum(dy2, axis=0) if bias else None
+    dx = cupy.empty_like(dy2)
+    _launch("layernorm_backward", m, (dy2, x_hat, inv_std, dy2 if gamma is None else gamma, dx, int(gamma is not None),
+                                      m, d), T=dy2.dtype)
+    return dx, dgamma, dbeta
 
 
 # -- Embedding's backward (rows added by index) ------------------------------------------------------
@@ -546,5 +586,6 @@ def register(add: Callable[..., Any]) -> None:
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
-                        ("embedding_backward", _embedding_ready)):
+                        ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
+                        ("layernorm_backward", _layernorm_backward_ready)):
         add(op, globals()[op], accepts)
