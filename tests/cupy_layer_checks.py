@@ -748,10 +748,74 @@ def check_clipping(dev: Any) -> None:
         np.testing.assert_allclose(grads[True][k], grads[False][k], rtol=RTOL["float32"], err_msg=k)
 
 
+@contextlib.contextmanager
+def _raw_launches() -> Iterator[list[str]]:
+    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile."""
+    cupy_layers = _kernels()
+    names, launch = [], cupy_layers._launch
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> None:
+        names.append(name)
+        launch(name, *args, **kwargs)
+
+    cupy_layers._launch = counted
+    try:
+        yield names
+    finally:
+        cupy_layers._launch = launch
+
+
+def check_multi_tensor(dev: Any) -> None:
+    """The multi-tensor kernels (up to MULTI arrays a launch) against the portable code: clip_grad_norm's norm and
+    factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
+    from 1 to past 1,024 (several lanes); Adam and AdamW (decay on the weights only) over a model of 40 parameters,
+    three steps: parameters and moments against the per-parameter updates (fast paths off) at BatchNorm's
+    tolerance, in two launches a step; AMSGrad keeps the per-parameter kernels."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import clip
+
+    rng = np.random.default_rng(12)
+    sizes = [int(rng.integers(1, 40)) for _ in range(37)] + [1025, 3000, 1]
+    for dtype in ("float32", "float64"):
+        grads = [dev.asarray(rng.standard_normal(n).astype(dtype)) for n in sizes]
+        with _raw_launches() as names:
+            fast = fast_cupy.clip_norm_factor(grads, 0.5)
+            scaled = fast_cupy.scaled(grads, fast[1])
+        assert names == ["multi_squares", "multi_squares", "clip_norm_factor", "multi_scale", "multi_scale"], names
+        for a, b in zip(fast, clip.norm_factor(grads, 0.5)):
+            np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype], err_msg=dtype)
+        assert fast_cupy._scaled_ready(grads, fast[1])
+        for a, b in zip(scaled, clip.scaled(grads, fast[1])):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
+    x = rng.standard_normal((6, 3))
+    for make in (lambda: xn.optim.Adam(0.01), lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"),
+                 lambda: xn.optim.Adam(0.01, amsgrad=True)):
+        results = []
+        for fast in (True, False):
+            xn.init.seed(0)
+            model = xn.Sequential(*[xn.layers.Linear(3, 3, dtype="float64") for _ in range(20)]).to(dev)
+            opt = make()
+            with fast_paths(fast), _raw_launches() as names:
+                for _ in range(3):
+                    model.backward(model.forward(dev.asarray(x)))
+                    opt.step(model)
+            state = {f"{k} {s}": a for k, slots in opt.state.items() for s, a in slots.items()}
+            results.append(({k: _host(v) for k, v in model.named_params().items()},
+                            {k: _host(v) for k, v in state.items()}, names))
+        (params, state, names), (params_ref, state_ref, _) = results
+        assert names.count("multi_adam") == (0 if opt.amsgrad else 6), (type(opt).__name__, names)
+        assert params.keys() == params_ref.keys() and state.keys() == state_ref.keys()
+        for k in (*params_ref, *state_ref):
+            a, b = (params[k], params_ref[k]) if k in params_ref else (state[k], state_ref[k])
+            np.testing.assert_allclose(a, b, rtol=50 * RTOL["float64"], atol=50 * RTOL["float64"],
+                                       err_msg=f"{type(opt).__name__} {k}")
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
-          check_embedding_backward, check_epoch_sums, check_clipping]
+          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor]
 
 
 # -- launches ----------------------------------------------------------------------------------------

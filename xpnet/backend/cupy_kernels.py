@@ -580,5 +580,93 @@ extern "C" __global__ void xpnet_clamp(const T* g, T* y, double c, long long n) 
 }
 """,
 }
+
+# Multi-tensor kernels: one launch for up to MULTI arrays (a step's gradients, an optimizer's parameters), each
+# array's address and size a kernel argument of its own (no table copied from the host, so a captured graph replays
+# them), unused slots given size 0. A thread finds its array by the ends of the arrays before it.
+MULTI = 32
+
+
+def _slots(*decls: str) -> str:
+    """The parameters ``decl0, ..., decl{MULTI-1}`` for each ``decl`` ("const T* g")."""
+    return ", ".join(f"{decl}{k}" for decl in decls for k in range(MULTI))
+
+
+def _table(kind: str, name: str) -> str:
+    """A local array ``name``s of the slots ``name0...``, so that a thread indexes them."""
+    return f"{kind} {name}s[{MULTI}] = {{{', '.join(f'{name}{k}' for k in range(MULTI))}}};"
+
+
+_FIND = r"""long long k = 0, start = 0;
+    while (i >= start + ns[k]) { start += ns[k]; ++k; }
+    long long e = i - start;"""
+
+RAW.update({
+    # clip_grad_norm's sums of squares: lanes[k] threads for array k (ceil(n / 1024)), lane t summing in double the
+    # squares of elements t, t + lanes, ... (threads next to each other read numbers next to each other), its partial
+    # sum written as T; clip_norm_factor then adds every partial in order.
+    "multi_squares": r"""
+extern "C" __global__ void xpnet_multi_squares(%(g)s, %(n)s, %(lanes)s, T* partial, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(gs)s
+    %(ns)s
+    %(ls)s
+    long long k = 0, start = 0;
+    while (i >= start + lanes[k]) { start += lanes[k]; ++k; }
+    long long stride = lanes[k];
+    double s = 0;
+    for (long long e = i - start; e < sizes[k]; e += stride) {
+        double v = (double)gs[k][e];
+        s += v * v;
+    }
+    partial[i] = (T)s;
+}
+""" % {"g": _slots("const T* g"), "n": _slots("long long size"), "lanes": _slots("long long lane"),
+       "gs": _table("const T*", "g"), "ns": _table("long long", "size"), "ls": _table("long long", "lane")},
+    # Then each gradient times the factor (0-d), into new arrays y: the portable g * factor.
+    "multi_scale": r"""
+extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* factor, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(gs)s
+    %(ys)s
+    %(ns)s
+    %(find)s
+    ys[k][e] = gs[k][e] * factor[0];
+}
+""" % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
+       "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # Adam (and AdamW: keep = 1 - lr * weight_decay, 1 for a parameter it spares) for every parameter at once, the
+    # statements of ELEMENTWISE["adamw"] with each number cast to T as CuPy casts a kernel's scalars; step and eps
+    # per parameter (its own bias correction).
+    "multi_adam": r"""
+extern "C" __global__ void xpnet_multi_adam(%(p)s, %(g)s, %(m)s, %(v)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
+                                            double one_minus_b1, double b2, double one_minus_b2, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(ms)s
+    %(vs)s
+    %(ns)s
+    %(keeps)s
+    %(steps)s
+    %(epss)s
+    %(find)s
+    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e] * (T)keeps[k];
+    m += (T)one_minus_b1 * (g - m);
+    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
+    p -= (T)steps[k] * (m / (sqrt(v) + (T)epss[k]));
+    ps[k][e] = p;
+    ms[k][e] = m;
+    vs[k][e] = v;
+}
+""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
+       "n": _slots("long long n"), "keep": _slots("double keep"), "step": _slots("double step"),
+       "eps": _slots("double eps"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
+       "ms": _table("T*", "m"), "vs": _table("T*", "v"), "ns": _table("long long", "n"),
+       "keeps": _table("double", "keep"), "steps": _table("double", "step"), "epss": _table("double", "eps")},
+})
 RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
        for name, source in RAW.items()}

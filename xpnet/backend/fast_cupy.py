@@ -1,6 +1,7 @@
 """CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
-parameter (AdamW's decay inside Adam's), BatchNorm's per-channel sums as one reduction, gradient clipping
-(a reduction a gradient and one kernel for the norm; one kernel a gradient by value), the epoch's loss and
+parameter (AdamW's decay inside Adam's; Adam's and AdamW's one for up to ``MULTI`` = 32 parameters), BatchNorm's
+per-channel sums as one reduction, gradient clipping (by norm: one kernel of partial sums of squares and one
+scaling kernel for up to 32 gradients, one kernel for the norm; by value: one kernel a gradient), the epoch's loss and
 accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
 of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, the
 recurrent steps). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 21 kernels, against
@@ -23,6 +24,7 @@ from typing import Any, Callable
 import cupy
 
 from . import cupy_layers
+from .cupy_kernels import MULTI
 from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
 
@@ -82,16 +84,68 @@ def _clip_ready(grads: list[Any], max_norm: float) -> bool:
     return bool(grads) and cupy_layers._floats(*grads)
 
 
+def _groups(count: int) -> range:
+    """The first index of each launch of a multi-tensor kernel over ``count`` arrays (MULTI a launch)."""
+    return range(0, count, MULTI)
+
+
+def _padded(values: list[Any], fill: Any) -> list[Any]:
+    """``values`` (at most MULTI) and ``fill`` in the slots left, for a multi-tensor kernel's arguments."""
+    return [*values, *[fill] * (MULTI - len(values))]
+
+
 def clip_norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
-    """See ``xpnet.optim.clip.norm_factor``: one reduction per gradient (its sum of squares, into a slot of
-    one (P,) vector), then one kernel adding them in order and writing the norm and the factor (0-d each); the
-    portable path launches three per gradient and five more."""
-    squares = cupy.empty(len(grads), grads[0].dtype)
-    for k, g in enumerate(grads):
-        reduction("squares")(g, out=squares[k])  # a 0-d view of slot k, CuPy's (and the fake's) basic index
-    norm, factor = cupy.empty((), squares.dtype), cupy.empty((), squares.dtype)
-    cupy_layers._launch("clip_norm_factor", 1, (squares, norm, factor, float(max_norm), len(grads)), T=squares.dtype)
+    """See ``xpnet.optim.clip.norm_factor``: the sums of squares of every gradient as partial sums in one kernel
+    per MULTI gradients (about one a 1,024 numbers, each summed in double), then one kernel adding them in order and
+    writing the norm and the factor (0-d each); the portable path launches three per gradient and five more."""
+    lanes = [max(1, -(-g.size // 1024)) for g in grads]
+    partial = cupy.empty(sum(lanes), grads[0].dtype)
+    offset = 0
+    for lo in _groups(len(grads)):
+        group, width = grads[lo:lo + MULTI], sum(lanes[lo:lo + MULTI])
+        sizes = _padded([g.size for g in group], 0)
+        cupy_layers._launch("multi_squares", width, (*_padded(group, group[0]), *sizes,
+                                                     *_padded(lanes[lo:lo + MULTI], 0), partial[offset:], width),
+                            T=partial.dtype)
+        offset += width
+    norm, factor = cupy.empty((), partial.dtype), cupy.empty((), partial.dtype)
+    cupy_layers._launch("clip_norm_factor", 1, (partial, norm, factor, float(max_norm), partial.size), T=partial.dtype)
     return norm, factor
+
+
+def _scaled_ready(grads: list[Any], factor: Any) -> bool:
+    return bool(grads) and cupy_layers._floats(*grads, factor) and factor.shape == ()
+
+
+def scaled(grads: list[Any], factor: Any) -> list[Any]:
+    """See ``xpnet.optim.clip.scaled``: every gradient times the factor into new arrays, one kernel per MULTI
+    gradients (the portable path launches one a gradient)."""
+    out = [cupy.empty_like(g) for g in grads]
+    for lo in _groups(len(grads)):
+        group, ys = grads[lo:lo + MULTI], out[lo:lo + MULTI]
+        total = sum(g.size for g in group)
+        cupy_layers._launch("multi_scale", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
+                                                   *_padded([g.size for g in group], 0), factor, total), T=factor.dtype)
+    return out
+
+
+def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], *numbers: Any) -> bool:
+    return bool(params) and cupy_layers._floats(*params, *grads, *ms, *vs)
+
+
+def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[float], b1: float,
+                 b2: float, steps: list[float], epss: list[float]) -> None:
+    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies), in place: one
+    kernel per MULTI parameters, the arithmetic of the per-parameter kernels."""
+    for lo in _groups(len(params)):
+        hi = lo + MULTI
+        group = params[lo:hi]
+        total = sum(p.size for p in group)
+        args = (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(ms[lo:hi], ms[lo]),
+                *_padded(vs[lo:hi], vs[lo]), *_padded([p.size for p in group], 0),
+                *(float(x) for x in _padded(keeps[lo:hi], 1.0)), *(float(x) for x in _padded(steps[lo:hi], 0.0)),
+                *(float(x) for x in _padded(epss[lo:hi], 1.0)), 1.0 - b1, float(b2), 1.0 - b2, total)
+        cupy_layers._launch("multi_adam", total, args, T=group[0].dtype)
 
 
 def _clamp_ready(g: Any, clip_value: float) -> bool:
@@ -133,6 +187,8 @@ def register(add: Callable[..., Any]) -> None:
     add("rms_update", rms_update)
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
+    add("scaled", scaled, accepts=_scaled_ready)
+    add("adam_updates", adam_updates, accepts=_adam_ready)
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)

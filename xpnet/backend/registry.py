@@ -60,7 +60,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "lstm_step_backward", "gru_step", "gru_step_backward", "erf", "clip_norm_factor",
                                     "clamp", "rnn_relu_step", "rnn_relu_step_backward", "softmax", "softmax_backward",
                                     "epoch_sums", "embedding_backward", "layernorm_forward", "layernorm_backward",
-                                    *_LAYER_OPS)),
+                                    "scaled", "adam_updates", *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
     "jax": (("fast_jax", "jax", ("erf", "im2col", "col2im", "conv_flat_dy", "conv_shifted_sums", "maxpool2d_forward",
