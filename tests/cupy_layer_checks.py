@@ -689,21 +689,26 @@ def check_embedding_backward(dev: Any) -> None:
 
 
 def check_epoch_sums(dev: Any) -> None:
-    """The epoch sums' kernel (a step's loss and correct count added in one) equals the portable additions bit
-    for bit where no FMA is contracted, here at the dtype's tolerance; a count on the device (ignored labels) and
-    no hits take the portable path."""
+    """The epoch sums' kernels (a step's loss and correct count added in one) equal the portable additions bit
+    for bit where no FMA is contracted, here at the dtype's tolerance: an int count or one on the device (ignored
+    labels), with hits and without (the correct count then left as it is, the same array); a count of another
+    index dtype takes the portable path."""
     from xpnet.backend import fast_cupy
     from xpnet.training import epoch_sums
 
     for dtype in ("float32", "float64"):
-        args = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)), 100,
-                dev.asarray(np.asarray(41)), dev.asarray(np.asarray(87)))
-        assert fast_cupy._epoch_sums_ready(*args)
-        for fast, slow in zip(fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)):
-            assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
-            np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
-        assert not fast_cupy._epoch_sums_ready(*args[:2], dev.asarray(np.asarray(100)), *args[3:])
-        assert not fast_cupy._epoch_sums_ready(*args[:4], None)
+        sums = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)))
+        correct = dev.asarray(np.asarray(41))
+        for count in (100, dev.asarray(np.asarray(100))):
+            for hits in (dev.asarray(np.asarray(87)), None):
+                args = (*sums, count, correct, hits)
+                assert fast_cupy._epoch_sums_ready(*args), (dtype, count, hits)
+                fast, slow = fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)
+                for a, b in zip(fast, slow):
+                    assert a.dtype == b.dtype and a.shape == () == b.shape
+                    np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype])
+                assert hits is not None or fast[1] is correct
+        assert not fast_cupy._epoch_sums_ready(*sums, dev.asarray(np.asarray(100, np.int32)), correct, None)
 
 
 # -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------

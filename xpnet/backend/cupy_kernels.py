@@ -554,6 +554,20 @@ extern "C" __global__ void xpnet_layernorm_backward(const T* dy, const T* x_hat,
     }
 }
 """,
+    # An epoch's running sums after a step where ELEMENTWISE["epoch_sums"] does not fit: the batch's count of targets
+    # on the device (has_count: count (1,) of the labels' index type L, cast to T as the portable astype), or the int
+    # fixed; the correct count added only where hits came (has_hits). One thread.
+    "epoch_add": r"""
+extern "C" __global__ void xpnet_epoch_add(const T* loss_sum, const T* value, const L* count, long long fixed,
+                                           long long has_count, const L* correct, const L* hits, long long has_hits,
+                                           T* new_sum, L* new_correct) {
+    %(index)s
+    if (i != 0) return;
+    T c = has_count ? (T)count[0] : (T)fixed;
+    new_sum[0] = loss_sum[0] + value[0] * c;
+    if (has_hits) new_correct[0] = correct[0] + hits[0];
+}
+""",
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
     # portable loop does), the norm and the factor min(max_norm / (norm + 1e-6), 1), NaN where the norm is
     # (NumPy's minimum); one thread.

@@ -160,15 +160,27 @@ def clamp(g: Any, clip_value: float) -> Any:
 
 
 def _epoch_sums_ready(loss_sum: Any, value: Any, count: Any, correct: Any, hits: Any) -> bool:
-    return (isinstance(count, int) and all(isinstance(a, cupy.ndarray) and a.shape == ()
-                                           for a in (loss_sum, value, correct, hits))
+    """0-d CuPy arrays: the sums of one float dtype, the counts of one index dtype; ``count`` an int below 2**53 (a
+    kernel's double) or such an array, ``hits`` such an array or None."""
+    counts = [a for a in (count, hits) if not isinstance(a, int) and a is not None]
+    return ((isinstance(count, int) and abs(count) < 2 ** 53 or not isinstance(count, int))
+            and all(isinstance(a, cupy.ndarray) and a.shape == () for a in (loss_sum, value, correct, *counts))
             and loss_sum.dtype == value.dtype and loss_sum.dtype in (cupy.float32, cupy.float64)
-            and correct.dtype == hits.dtype and correct.dtype in (cupy.int32, cupy.int64))
+            and all(a.dtype == correct.dtype for a in counts) and correct.dtype in (cupy.int32, cupy.int64))
 
 
-def epoch_sums(loss_sum: Any, value: Any, count: int, correct: Any, hits: Any) -> tuple[Any, Any]:
-    """See ``xpnet.training.epoch_sums.add_batch``: one kernel (the portable additions launch three)."""
-    return elementwise("epoch_sums")(loss_sum, value, count, correct, hits)
+def epoch_sums(loss_sum: Any, value: Any, count: Any, correct: Any, hits: Any) -> tuple[Any, Any]:
+    """See ``xpnet.training.epoch_sums.add_batch``: one kernel (the portable additions launch two or three): the
+    elementwise one for an int count and hits, else a raw kernel (a count on the device, no hits)."""
+    if isinstance(count, int) and hits is not None:
+        return elementwise("epoch_sums")(loss_sum, value, count, correct, hits)
+    new_sum, new_correct = cupy.empty_like(loss_sum), correct if hits is None else cupy.empty_like(correct)
+    on_device = not isinstance(count, int)
+    cupy_layers._launch("epoch_add", 1, (loss_sum, value, count if on_device else correct,
+                                         0 if on_device else int(count), int(on_device), correct,
+                                         correct if hits is None else hits, int(hits is not None), new_sum,
+                                         new_correct), T=loss_sum.dtype, L=correct.dtype)
+    return new_sum, new_correct
 
 
 def erf(x: Any) -> Any:
