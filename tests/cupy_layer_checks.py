@@ -512,12 +512,31 @@ def check_rnn(dev: Any) -> None:
 
 def check_gru(dev: Any) -> None:
     """PyTorch's GRU step as two kernels against the portable cells, as :func:`check_lstm`, with the hidden
-    bias and without (``bias=False``); the book's GRU keeps the portable path."""
+    bias and without (``bias=False``); the book's GRU (``convention="book"``) as four kernels and four products,
+    the carried gradient added inside."""
     from xpnet.layers import cells
 
     cupy_layers = _kernels()
     _check_recurrent(dev, xn.layers.GRU)
     _check_recurrent(dev, functools.partial(xn.layers.GRU, bias=False))
+    _check_recurrent(dev, functools.partial(xn.layers.GRU, convention="book"))
+    for dtype in ("float32", "float64"):
+        ax, h, _, Wh, _, dh, rng = _step_inputs(dev, dtype, 3)
+        carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
+        assert cupy_layers._gru_book_ready(ax, h, Wh)
+        with fast_paths(False):
+            fed = cells.gru_book_step(ax, h, Wh)
+        _assert_close(cupy_layers.gru_book_step(ax, h, Wh), fed, ("h_next",), dtype, "the book's forward")
+        _assert_close(cupy_layers.gru_book_step(ax, h, Wh)[1], fed[1], ("h", "z", "r", "rh", "hh"), dtype,
+                      "the book's forward's cache")
+        for given in (carry, None):
+            assert cupy_layers._gru_book_backward_ready(dh, fed[1], Wh, given)
+            with fast_paths(False):
+                want = cells.gru_book_step_backward(dh, fed[1], Wh, given)
+            got = cupy_layers.gru_book_step_backward(dh, fed[1], Wh, given)
+            _assert_close((got[0], *got[1], got[2]), (want[0], *want[1], want[2]), ("dax", "dzr", "dt", "dh_prev"),
+                          dtype, f"the book's backward after a portable forward, carry {given is not None}")
+        assert not cupy_layers._gru_book_backward_ready(dh, fed[1], Wh, carry.T)
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 3)
         bh = dev.asarray(rng.standard_normal(int(Wh.shape[1])).astype(dtype))

@@ -365,6 +365,65 @@ extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* carry, const
     dh_z[i] = d * vz;
 }
 """,
+    # The book's GRU (xpnet.layers.cells.gru_book_step), blocks z, r, h~, one thread per (row, unit): after the
+    # product a = h @ Wh[:, :2H], z and r (sigmoid as the portable cells) into zr (N, 2H) and r * h into rh (N, H);
+    # rows of ax are ax_row numbers apart.
+    "gru_book_gates": r"""%(sigmoid)s
+extern "C" __global__ void xpnet_gru_book_gates(const T* ax, const T* a, const T* h, T* zr, T* rh, long long ax_row,
+                                                long long hidden, long long n) {
+    %(unit)s
+    const T* x = ax + r * ax_row + j;
+    const T* p = a + r * 2 * hidden + j;
+    T gz = xpnet_sigmoid(x[0] + p[0]);
+    T gr = xpnet_sigmoid(x[hidden] + p[hidden]);
+    zr[r * 2 * hidden + j] = gz;
+    zr[r * 2 * hidden + hidden + j] = gr;
+    rh[i] = gr * h[i];
+}
+""",
+    # Then, after the product a_h = rh @ Wh[:, 2H:], h~ = tanh(ax_h + a_h) and h_next = h + z * (h~ - h).
+    "gru_book_forward": r"""
+extern "C" __global__ void xpnet_gru_book_forward(const T* ax, const T* a_h, const T* h, const T* zr, T* hh,
+                                                  T* h_next, long long ax_row, long long hidden, long long n) {
+    %(unit)s
+    T t = tanh(ax[r * ax_row + 2 * hidden + j] + a_h[i]);
+    hh[i] = t;
+    h_next[i] = h[i] + zr[r * 2 * hidden + j] * (t - h[i]);
+}
+""",
+    # Its backward (xpnet.layers.cells.gru_book_step_backward), in the portable path's order, one thread per (row,
+    # unit), d = dh (+ carry where has_carry, the gradient the next step carried back): first dax's z block
+    # d * (h~ - h) * z * (1 - z) and its h~ block dt = d * z * (1 - h~^2) into dax (N, 3H); z, r, h and h~ read
+    # with their row strides (the views of the forward's zr, or the portable path's arrays).
+    "gru_book_backward_t": r"""
+extern "C" __global__ void xpnet_gru_book_backward_t(const T* dh, const T* carry, const T* h, const T* z, const T* hh,
+                                                     T* dax, long long dh_row, long long h_row, long long z_row,
+                                                     long long hh_row, long long has_carry, long long hidden,
+                                                     long long n) {
+    %(unit)s
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vh = h[r * h_row + j], vz = z[r * z_row + j], vt = hh[r * hh_row + j];
+    if (has_carry) d = d + carry[i];
+    T* out = dax + r * 3 * hidden + j;
+    out[0] = d * (vt - vh) * vz * (one - vz);
+    out[2 * hidden] = d * vz * (one - vt * vt);
+}
+""",
+    # Then, after drh = dt @ Wh[:, 2H:]^T: dax's r block drh * h * r * (1 - r) and part = d * (1 - z) + r * drh,
+    # to which dh_prev adds dzr @ Wh[:, :2H]^T.
+    "gru_book_backward_r": r"""
+extern "C" __global__ void xpnet_gru_book_backward_r(const T* dh, const T* carry, const T* h, const T* z, const T* rr,
+                                                     const T* drh, T* dax, T* part, long long dh_row, long long h_row,
+                                                     long long z_row, long long r_row, long long has_carry,
+                                                     long long hidden, long long n) {
+    %(unit)s
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vh = h[r * h_row + j], vz = z[r * z_row + j], vr = rr[r * r_row + j], g = drh[i];
+    if (has_carry) d = d + carry[i];
+    dax[r * 3 * hidden + hidden + j] = g * vh * vr * (one - vr);
+    part[i] = d * (one - vz) + vr * g;
+}
+""",
     # The draw state {key, 0}: the key comes as a kernel argument, so seeding copies nothing from host memory
     # (a copy from pageable memory may wait for the work queued before it).
     "philox_seed": r"""

@@ -1,7 +1,7 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
 cross-entropy of integer labels, Softmax and LayerNorm along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
 backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
-uniform numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
+uniform numbers of ``xpnet.backend.random`` and the time steps of the RNN, the LSTM and the GRUs (sources in
 :mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
 it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
 ``.norm``, ``.cells``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
@@ -19,7 +19,8 @@ epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's produ
 time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
 carried state's gradient to dh (the ``carry`` argument of the backward steps), da @ Wh^T) against 41 through the
 portable cells, a GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8 (tanh or
-ReLU, ``nonlinearity="relu"``: the same kernels with a flag).
+ReLU, ``nonlinearity="relu"``: the same kernels with a flag), the book's GRU 9 against 36 (two products each way, its
+reset gate between them, and dh_prev's two parts added).
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -575,6 +576,58 @@ def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any
     return dax, dah, dh_z + dah @ WhT
 
 
+def _gru_book_ready(ax: Any, h: Any, Wh: Any) -> bool:
+    if not (_floats(h, Wh) and h.ndim == 2):
+        return False
+    n, hidden = h.shape
+    return tuple(Wh.shape) == (hidden, 3 * hidden) and _row_stride(ax, h, (n, 3 * hidden)) is not None
+
+
+def gru_book_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
+    """See ``xpnet.layers.cells.gru_book_step``: the product h @ Wh_zr, one kernel for z, r and r * h, the product
+    (r * h) @ Wh_h, one kernel for h~ and h_next (the portable path launches about fifteen). The cache's z and r are
+    views of one (N, 2H) array."""
+    n, hidden = h.shape
+    row = _row_stride(ax, h, (n, 3 * hidden))
+    a = h @ Wh[:, :2 * hidden]
+    zr, rh, hh, h_next = cupy.empty((n, 2 * hidden), h.dtype), *(cupy.empty_like(h) for _ in range(3))
+    _launch("gru_book_gates", n * hidden, (ax, a, h, zr, rh, row, hidden, n * hidden), T=h.dtype)
+    a_h = rh @ Wh[:, 2 * hidden:]
+    _launch("gru_book_forward", n * hidden, (ax, a_h, h, zr, hh, h_next, row, hidden, n * hidden), T=h.dtype)
+    return h_next, (h, zr[:, :hidden], zr[:, hidden:], rh, hh)
+
+
+def _gru_book_backward_ready(dh_next: Any, cache: tuple[Any, ...], Wh: Any, carry: Any = None) -> bool:
+    h = cache[0]
+    if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
+            and isinstance(Wh, cupy.ndarray) and Wh.dtype == h.dtype):
+        return False
+    shape = tuple(h.shape)
+    return (tuple(Wh.shape) == (shape[1], 3 * shape[1]) and _carry_ready(carry, h)
+            and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
+
+
+def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any,
+                           carry: Any = None) -> tuple[Any, tuple[Any, Any], Any]:
+    """See ``xpnet.layers.cells.gru_book_step_backward``: one kernel for the z and h~ blocks of dax, the product
+    dt @ Wh_h^T, one kernel for the r block and dh * (1 - z) + r * drh, then that plus dzr @ Wh_zr^T (the portable
+    path launches about twenty, and two concatenations); ``carry`` (contiguous (N, H)) added to dh in the kernels.
+    dah's pair are views of dax."""
+    h, z, r, _, hh = cache
+    n, hidden = h.shape
+    dax, part = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h)
+    strides = [_row_stride(a, h, (n, hidden)) for a in (dh_next, h, z, hh)]
+    with_carry = (h if carry is None else carry, int(carry is not None))
+    _launch("gru_book_backward_t", n * hidden, (dh_next, with_carry[0], h, z, hh, dax, *strides, with_carry[1], hidden,
+                                                n * hidden), T=h.dtype)
+    dzr, dt = dax[:, :2 * hidden], dax[:, 2 * hidden:]
+    drh = dt @ Wh[:, 2 * hidden:].T
+    strides = [_row_stride(a, h, (n, hidden)) for a in (dh_next, h, z, r)]
+    _launch("gru_book_backward_r", n * hidden, (dh_next, with_carry[0], h, z, r, drh, dax, part, *strides,
+                                                with_carry[1], hidden, n * hidden), T=h.dtype)
+    return dax, (dzr, dt), part + dzr @ Wh[:, :2 * hidden].T
+
+
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
@@ -585,6 +638,7 @@ def register(add: Callable[..., Any]) -> None:
                         ("rnn_relu_step", _rnn_ready), ("rnn_relu_step_backward", _rnn_backward_ready),
                         ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
                         ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
+                        ("gru_book_step", _gru_book_ready), ("gru_book_step_backward", _gru_book_backward_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
                         ("layernorm_backward", _layernorm_backward_ready)):

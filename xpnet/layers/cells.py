@@ -144,10 +144,13 @@ def gru_book_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
     return h + z * (hh - h), (h, z, r, rh, hh)
 
 
-def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any) -> tuple[Any, tuple[Any, Any], Any]:
-    """dah is a pair: the gradient for the z, r blocks (multiplying h) and for the h~ block (multiplying r * h)."""
+def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any,
+                           carry: Any = None) -> tuple[Any, tuple[Any, Any], Any]:
+    """dah is a pair: the gradient for the z, r blocks (multiplying h) and for the h~ block (multiplying r * h);
+    ``carry`` as :func:`rnn_step_backward`'s."""
     xp = namespace(dh_next)
     h, z, r, _, hh = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     H = h.shape[1]
     dt = dh_next * z * (1.0 - hh * hh)
     drh = dt @ Wh[:, 2 * H:].T

@@ -434,16 +434,17 @@ class GRU(_Recurrent):
             step = fast_path("gru_step", namespace(ax), cells.gru_step)
             h, cache = step(ax, state[0], self._Wh, self.params.get("bh"))
         else:
-            h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
+            h, cache = fast_path("gru_book_step", namespace(ax), cells.gru_book_step)(ax, state[0], self.params["Wh"])
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        if self.convention == "pytorch":  # dh + dstate[0] in the step's kernel on CuPy
+        carry = None if dstate is None else dstate[0]  # dh + carry in the step's kernels on CuPy
+        if self.convention == "pytorch":
             step_back = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)
-            dax, dah, dh_prev = step_back(dh, cache, self._WhT, None if dstate is None else dstate[0])
-            return dax, dah, (dh_prev,)
-        dh = dh if dstate is None else dh + dstate[0]  # the book's GRU multiplies by column blocks of Wh
-        dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
+            dax, dah, dh_prev = step_back(dh, cache, self._WhT, carry)
+        else:  # the book's GRU multiplies by column blocks of Wh
+            step_back = fast_path("gru_book_step_backward", namespace(dh), cells.gru_book_step_backward)
+            dax, dah, dh_prev = step_back(dh, cache, self.params["Wh"], carry)
         return dax, dah, (dh_prev,)
 
     @property
