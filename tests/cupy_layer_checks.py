@@ -388,12 +388,13 @@ def _recurrent_run(dev: Any, make: Callable[..., Any], fast: bool, dtype: str, n
     layer.to(dev)
     calls = 2 if start == "stateful" else 1
     xs = [dev.asarray((rng.standard_normal((n, steps, d)) * 2).astype(dtype)) for _ in range(calls)]
-    dhs = [dev.asarray(rng.standard_normal((n, steps, hidden)).astype(dtype)) for _ in range(calls)]
+    dhs = [dev.asarray(rng.standard_normal((n, steps, layer.out_size)).astype(dtype)) for _ in range(calls)]
     if start in ("state", "strided state"):
-        states = [rng.standard_normal((n, 2 * hidden)).astype(dtype) for _ in layer.state_names]
+        widths = layer.state_widths  # (P, H) for LSTM's proj_size, else H each
+        states = [rng.standard_normal((n, 2 * w)).astype(dtype) for w in widths]
         # views whose rows are 2H apart: the first step takes the portable path, the others the kernel
-        states = [dev.asarray(s)[:, :hidden] if start == "strided state" else dev.asarray(s[:, :hidden].copy())
-                  for s in states]
+        states = [dev.asarray(s)[:, :w] if start == "strided state" else dev.asarray(s[:, :w].copy())
+                  for s, w in zip(states, widths)]
         layer.set_state(*states)
     out: dict[str, Any] = {}
     with fast_paths(fast):
@@ -444,11 +445,14 @@ def check_lstm(dev: Any) -> None:
     """The LSTM step's two kernels against the portable cells, through the layer: outputs, dx, the
     gradients of Wx, Wh and b, and the start state's dh and dc; from zeros, from a set state (contiguous,
     and a strided view, which the kernel does not take), and stateful over two calls; sizes that fill no
-    block of threads. Also: the kernel's backward after a portable forward (another layout of the gates)."""
+    block of threads; with proj_size (h narrower than c, Wr's gradient). Also: the kernel's backward after a
+    portable forward (another layout of the gates)."""
     from xpnet.layers import cells
 
     cupy_layers = _kernels()
     _check_recurrent(dev, xn.layers.LSTM)
+    # proj_size H // 2 (0, no projection, where H is 1): h narrower than c
+    _check_recurrent(dev, lambda d, hidden, **kw: xn.layers.LSTM(d, hidden, proj_size=hidden // 2, **kw))
     for dtype in ("float32", "float64"):
         ax, h, c, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 4)
         dc = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
@@ -911,7 +915,7 @@ def launches_per_recurrent_step(kind: str, fast: bool, **options: Any) -> float:
     for steps in (4, 8):
         layer = getattr(xn.layers, kind)(8, 16, **options).to("cuda")
         x = xn.to_device(rng.standard_normal((20, steps, 8)).astype(np.float32), "cuda")
-        dhs = xn.to_device(rng.standard_normal((20, steps, 16)).astype(np.float32), "cuda")
+        dhs = xn.to_device(rng.standard_normal((20, steps, layer.out_size)).astype(np.float32), "cuda")
         with fast_paths(fast), count_launches() as counts:
             layer.backward(layer.forward(x) * 0 + dhs)
         counted.append(counts["launches"])

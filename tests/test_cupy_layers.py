@@ -65,8 +65,9 @@ def test_recurrent_steps_on_cupy_launch_a_few_kernels(tmp_path):
     through the portable cells (counted on the fake CuPy). The fused kernels leave the LSTM h @ Wh, its kernel; the
     gradients' kernel (which adds the carried state's gradient to dh), da @ Wh^T (4), the GRU one more, the add of
     dh * z to dah @ Wh^T (5), and the RNN the LSTM's four, with tanh or ReLU. The book's GRU (36 portable) leaves
-    two products and two kernels each way and the add of dh_prev's two parts (9). The bounds are tight: a separate
-    add of ax (+1), or of the carried gradient (+1), fails them."""
+    two products and two kernels each way and the add of dh_prev's two parts (9); the LSTM with proj_size (44) the
+    LSTM's four, the products by Wr and Wr^T and, apart, the carried gradient's add and o * tanh(c) for Wr's
+    gradient (8). The bounds are tight: a separate add of ax (+1), or of the carried gradient (+1), fails them."""
     out = _on_fake_cupy("""
 import json
 import cupy_layer_checks as checks
@@ -76,8 +77,10 @@ out.update({f"relu {fast}": checks.launches_per_recurrent_step("RNN", fast, nonl
             for fast in (True, False)})
 out.update({f"book {fast}": checks.launches_per_recurrent_step("GRU", fast, convention="book")
             for fast in (True, False)})
+out.update({f"proj {fast}": checks.launches_per_recurrent_step("LSTM", fast, proj_size=8) for fast in (True, False)})
 print(json.dumps(out))
 """, tmp_path)
     assert out["LSTM True"] <= 4 and out["GRU True"] <= 5 and out["RNN True"] <= 4 and out["relu True"] <= 4, out
     assert out["LSTM False"] >= 30 and out["GRU False"] >= 30 and out["RNN False"] >= 8 and out["relu False"] >= 8, out
     assert out["book True"] <= 9 and out["book False"] >= 30, out
+    assert out["proj True"] <= 8 and out["proj False"] >= 30, out

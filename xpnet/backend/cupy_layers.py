@@ -483,17 +483,18 @@ def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry
 
 
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
-    if not (_floats(h, c, Wh) and h.ndim == 2 and tuple(c.shape) == tuple(h.shape)):
+    """h (N, P) and c (N, H) of one float dtype, Wh (P, 4H): P is H but under LSTM's proj_size."""
+    if not (_floats(h, c, Wh) and h.ndim == 2 and c.ndim == 2 and c.shape[0] == h.shape[0]):
         return False
-    n, hidden = h.shape
-    return tuple(Wh.shape) == (hidden, 4 * hidden) and _row_stride(ax, h, (n, 4 * hidden)) is not None
+    n, hidden = c.shape
+    return tuple(Wh.shape) == (h.shape[1], 4 * hidden) and _row_stride(ax, c, (n, 4 * hidden)) is not None
 
 
 def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
     """See ``xpnet.layers.cells.lstm_step``: the product h @ Wh, then one kernel for the gates, c_next,
     tanh(c_next) and h_next (the portable path launches about fifteen). The cache's gates are views of
     one (N, 4H) array."""
-    n, hidden = h.shape
+    n, hidden = c.shape
     ah = h @ Wh
     gates = cupy.empty((n, 4 * hidden), h.dtype)
     c_next, tanh_c, h_next = cupy.empty_like(c), cupy.empty_like(c), cupy.empty_like(c)
@@ -510,8 +511,8 @@ def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT
     shape = tuple(tanh_c.shape)
     if dc_next is not None and not (_floats(tanh_c, dc_next) and tuple(dc_next.shape) == shape):
         return False
-    # WhT only multiplies (cuBLAS takes the transposed view of Wh the layer passes as it is)
-    return (tuple(WhT.shape) == (4 * shape[1], shape[1]) and _carry_ready(carry, tanh_c)
+    # WhT (4H, P) only multiplies (cuBLAS takes the transposed view of Wh the layer passes as it is)
+    return (WhT.ndim == 2 and WhT.shape[0] == 4 * shape[1] and _carry_ready(carry, tanh_c)
             and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
 
 

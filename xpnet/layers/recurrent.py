@@ -346,7 +346,8 @@ class LSTM(_Recurrent):
 
     ``proj_size=P`` (0 < P < hidden_size), PyTorch's: h_t = (o_t * tanh(c_t)) @ Wr with Wr (H, P) =
     ``weight_hr_l0.T``; h, the output and ``dh`` are P wide ((N, T, P), h0 (N, P)), c stays (N, H), and Wh
-    is (P, 4H). Its steps run the portable code (the Numba and CuPy step kernels take h of hidden_size).
+    is (P, 4H). Its steps run CuPy's step kernels (the carried gradient added apart: Wr^T multiplies the sum
+    first), the portable code on NumPy.
     """
 
     blocks = 4
@@ -375,20 +376,18 @@ class LSTM(_Recurrent):
         return not self.proj_size  # the step fast paths (and MKL's packed Wh) are for h of hidden_size
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        if self.proj_size:
-            h, c, cache = cells.lstm_step(ax, state[0], state[1], self._Wh)
-            return (h @ self.params["Wr"], c), cache
         step = fast_path("lstm_step", namespace(ax), cells.lstm_step)
         h, c, cache = step(ax, state[0], state[1], self._Wh)
-        return (h, c), cache
+        return (h if not self.proj_size else h @ self.params["Wr"], c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        if self.proj_size:  # dah carries the step's whole dh, for Wr's gradient
-            dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
-            dax, _, dh_prev, dc_prev = cells.lstm_step_backward(dh @ self.params["Wr"].T, dc, cache,
-                                                                self.params["Wh"].T)
-            return dax, dh, (dh_prev, dc_prev)
         step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
+        if self.proj_size:  # dah carries the step's whole dh, for Wr's gradient
+            # dh + the carried gradient cannot go into the step's kernel: Wr^T multiplies the sum first, and the sum
+            # is Wr's gradient as well
+            dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
+            dax, _, dh_prev, dc_prev = step_back(dh @ self.params["Wr"].T, dc, cache, self.params["Wh"].T)
+            return dax, dh, (dh_prev, dc_prev)
         dh_next, dc_next = (None, None) if dstate is None else dstate  # dh + dh_next in the step's kernel on CuPy
         dax, dah, dh_prev, dc_prev = step_back(dh, dc_next, cache, self._WhT, dh_next)
         return dax, dah, (dh_prev, dc_prev)
