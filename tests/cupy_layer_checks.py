@@ -796,9 +796,10 @@ def _raw_launches() -> Iterator[list[str]]:
 def check_multi_tensor(dev: Any) -> None:
     """The multi-tensor kernels (up to MULTI arrays a launch) against the portable code: clip_grad_norm's norm and
     factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
-    from 1 to past 1,024 (several lanes); Adam and AdamW (decay on the weights only) over a model of 40 parameters,
-    three steps: parameters and moments against the per-parameter updates (fast paths off) at BatchNorm's
-    tolerance, in two launches a step; AMSGrad keeps the per-parameter kernels."""
+    from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only) and SGD (plain, with momentum and
+    dampening, Nesterov's) over a model of 40 parameters, three steps: parameters and state against the
+    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; AMSGrad keeps the
+    per-parameter kernels."""
     from xpnet.backend import fast_cupy
     from xpnet.optim import clip
 
@@ -817,12 +818,18 @@ def check_multi_tensor(dev: Any) -> None:
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
     x = rng.standard_normal((6, 3))
-    for make in (lambda: xn.optim.Adam(0.01), lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"),
-                 lambda: xn.optim.Adam(0.01, amsgrad=True)):
+    # (optimizer, launches of its multi-tensor kernel in 3 steps: two a step, none at SGD momentum's first step,
+    # which makes the buffers, none for AMSGrad)
+    for make, kernel, launches in ((lambda: xn.optim.Adam(0.01), "multi_adam", 6),
+                                   (lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"), "multi_adam", 6),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 0),
+                                   (lambda: xn.optim.SGD(0.01), "multi_sgd", 6),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, dampening=0.1), "multi_sgd", 4),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4)):
         results = []
         for fast in (True, False):
             xn.init.seed(0)
-            model = xn.Sequential(*[xn.layers.Linear(3, 3, dtype="float64") for _ in range(20)]).to(dev)
+            model = xn.Sequential(*[xn.layers.Linear(3, 3, init="xavier", dtype="float64") for _ in range(20)]).to(dev)
             opt = make()
             with fast_paths(fast), _raw_launches() as names:
                 for _ in range(3):
@@ -832,7 +839,8 @@ def check_multi_tensor(dev: Any) -> None:
             results.append(({k: _host(v) for k, v in model.named_params().items()},
                             {k: _host(v) for k, v in state.items()}, names))
         (params, state, names), (params_ref, state_ref, _) = results
-        assert names.count("multi_adam") == (0 if opt.amsgrad else 6), (type(opt).__name__, names)
+        assert names.count(kernel) == launches, (type(opt).__name__, names)
+        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), type(opt).__name__
         assert params.keys() == params_ref.keys() and state.keys() == state_ref.keys()
         for k in (*params_ref, *state_ref):
             a, b = (params[k], params_ref[k]) if k in params_ref else (state[k], state_ref[k])

@@ -710,6 +710,31 @@ extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* facto
 }
 """ % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # SGD for every parameter at once (xpnet.optim.SGD's step without weight decay): p -= lr * g, or with momentum
+    # (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
+    # p -= lr * (momentum * v + g): ELEMENTWISE["sgd"], ["sgd_momentum"] and ["sgd_nesterov"], the numbers cast to T.
+    "multi_sgd": r"""
+extern "C" __global__ void xpnet_multi_sgd(%(p)s, %(g)s, %(v)s, %(n)s, double lr, double momentum, double keep,
+                                           long long has_v, long long nesterov, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(vs)s
+    %(ns)s
+    %(find)s
+    T g = gs[k][e], rate = (T)lr;
+    if (!has_v) {
+        ps[k][e] -= rate * g;
+        return;
+    }
+    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
+    vs[k][e] = v;
+    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
+}
+""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
+       "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "vs": _table("T*", "v"),
+       "ns": _table("long long", "n")},
     # Adam (and AdamW: keep = 1 - lr * weight_decay, 1 for a parameter it spares) for every parameter at once, the
     # statements of ELEMENTWISE["adamw"] with each number cast to T as CuPy casts a kernel's scalars; step and eps
     # per parameter (its own bias correction).

@@ -11,7 +11,8 @@ dtypes and layouts take the portable path (the ``accepts`` functions below).
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
 ``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 21 with these kernels and the epoch
-sums' (``fast_cupy.epoch_sums``). The loss takes three (the count of labels that are not ``ignore_index``,
+sums' (``fast_cupy.epoch_sums``), 18 with SGD's update of the four parameters in one kernel
+(``fast_cupy.sgd_updates``). The loss takes three (the count of labels that are not ``ignore_index``,
 one thread per row writing its loss, dy and whether its first maximum is at the label, the sum of the
 losses), its backward none for ``dout = 1`` (dy was written by the forward), and the trainer's sums two
 (``count_nonzero`` of the rows' hits, then one kernel adding the batch's loss and correct count to the
