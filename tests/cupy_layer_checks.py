@@ -796,8 +796,8 @@ def _raw_launches() -> Iterator[list[str]]:
 def check_multi_tensor(dev: Any) -> None:
     """The multi-tensor kernels (up to MULTI arrays a launch) against the portable code: clip_grad_norm's norm and
     factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
-    from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only) and SGD (plain, with momentum and
-    dampening, Nesterov's) over a model of 40 parameters, three steps: parameters and state against the
+    from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only), SGD (plain, with momentum and
+    dampening, Nesterov's) and Nesterov over a model of 40 parameters, three steps: parameters and state against the
     per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; AMSGrad keeps the
     per-parameter kernels."""
     from xpnet.backend import fast_cupy
@@ -819,13 +819,14 @@ def check_multi_tensor(dev: Any) -> None:
             np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
     x = rng.standard_normal((6, 3))
     # (optimizer, launches of its multi-tensor kernel in 3 steps: two a step, none at SGD momentum's first step,
-    # which makes the buffers, none for AMSGrad)
+    # which makes the buffers (Nesterov's first step is any step), none for AMSGrad)
     for make, kernel, launches in ((lambda: xn.optim.Adam(0.01), "multi_adam", 6),
                                    (lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"), "multi_adam", 6),
                                    (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 0),
                                    (lambda: xn.optim.SGD(0.01), "multi_sgd", 6),
                                    (lambda: xn.optim.SGD(0.01, momentum=0.9, dampening=0.1), "multi_sgd", 4),
-                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4)):
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6)):
         results = []
         for fast in (True, False):
             xn.init.seed(0)
