@@ -1,5 +1,5 @@
-"""The checks of CuPy's layer kernels (``xpnet.backend.cupy_layers``) against the portable code, run on a
-CuPy device: in the ``gpu`` tests on a real GPU, and in a fresh process on the fake CuPy of
+"""The checks of CuPy's layer kernels (``xpnet.backend.cupy_layers``, ``cupy_cells``) against the portable code,
+run on a CuPy device: in the ``gpu`` tests on a real GPU, and in a fresh process on the fake CuPy of
 ``tests/fake_cupy`` (``tests/test_cupy_layers.py``), where the raw kernels are built by g++.
 
 Each ``check_*`` function asserts; fast results come from the kernels called directly (after asserting
@@ -53,6 +53,13 @@ def _kernels() -> Any:
     from xpnet.backend import cupy_layers
 
     return cupy_layers
+
+
+def _cells() -> Any:
+    """``xpnet.backend.cupy_cells`` (the recurrent steps' kernels), which imports CuPy."""
+    from xpnet.backend import cupy_cells
+
+    return cupy_cells
 
 
 # -- softmax cross-entropy ---------------------------------------------------------------------------
@@ -449,32 +456,32 @@ def check_lstm(dev: Any) -> None:
     portable forward (another layout of the gates)."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.LSTM)
     # proj_size H // 2 (0, no projection, where H is 1): h narrower than c
     _check_recurrent(dev, lambda d, hidden, **kw: xn.layers.LSTM(d, hidden, proj_size=hidden // 2, **kw))
     for dtype in ("float32", "float64"):
         ax, h, c, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 4)
         dc = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._lstm_ready(ax, h, c, Wh)
-        assert not cupy_layers._lstm_ready(ax, h, c, Wh[:, :8])
+        assert cupy_cells._lstm_ready(ax, h, c, Wh)
+        assert not cupy_cells._lstm_ready(ax, h, c, Wh[:, :8])
         with fast_paths(False):
             fed = cells.lstm_step(ax, h, c, Wh)
         for dc_next in (dc, None):
-            assert cupy_layers._lstm_backward_ready(dh, dc_next, fed[2], WhT)
+            assert cupy_cells._lstm_backward_ready(dh, dc_next, fed[2], WhT)
             with fast_paths(False):
                 want = cells.lstm_step_backward(dh, dc_next, fed[2], WhT)
-            _assert_close(cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
+            _assert_close(cupy_cells.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
                           ("dax", "dah", "dh_prev", "dc_prev"), dtype,
                           f"after a portable forward, dc {dc_next is not None}")
         carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))  # the next step's dh_prev
-        assert cupy_layers._lstm_backward_ready(dh, dc, fed[2], WhT, carry)
-        assert not cupy_layers._lstm_backward_ready(dh, dc, fed[2], WhT, carry.T)
+        assert cupy_cells._lstm_backward_ready(dh, dc, fed[2], WhT, carry)
+        assert not cupy_cells._lstm_backward_ready(dh, dc, fed[2], WhT, carry.T)
         with fast_paths(False):
             want = cells.lstm_step_backward(dh, dc, fed[2], WhT, carry)
             unfolded = cells.lstm_step_backward(dh + carry, dc, fed[2], WhT)
         _assert_close(want, unfolded, ("dax", "dah", "dh_prev", "dc_prev"), dtype, "the portable carry")
-        _assert_close(cupy_layers.lstm_step_backward(dh, dc, fed[2], WhT, carry), want,
+        _assert_close(cupy_cells.lstm_step_backward(dh, dc, fed[2], WhT, carry), want,
                       ("dax", "dah", "dh_prev", "dc_prev"), dtype, "dh + carry in the kernel")
 
 
@@ -483,34 +490,34 @@ def check_rnn(dev: Any) -> None:
     with ReLU (``nonlinearity="relu"``)."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.RNN)
     _check_recurrent(dev, functools.partial(xn.layers.RNN, nonlinearity="relu"))
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, _ = _step_inputs(dev, dtype, 1)
-        assert cupy_layers._rnn_ready(ax, h, Wh)
+        assert cupy_cells._rnn_ready(ax, h, Wh)
         with fast_paths(False):
             fed = cells.rnn_step(ax, h, Wh)
             want = cells.rnn_step_backward(dh, fed[1], WhT)
-        assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT)
-        _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+        assert cupy_cells._rnn_backward_ready(dh, fed[1], WhT)
+        _assert_close(cupy_cells.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                       "after a portable forward")
         carry = dev.asarray(np.random.default_rng(2).standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT, carry)
-        assert not cupy_layers._rnn_backward_ready(dh, fed[1], WhT, carry.T)
+        assert cupy_cells._rnn_backward_ready(dh, fed[1], WhT, carry)
+        assert not cupy_cells._rnn_backward_ready(dh, fed[1], WhT, carry.T)
         with fast_paths(False):
             want = cells.rnn_step_backward(dh, fed[1], WhT, carry)
-        _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
+        _assert_close(cupy_cells.rnn_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
                       dtype, "dh + carry in the kernel")
-        _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
+        _assert_close(cupy_cells.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
         # nonlinearity="relu": the same kernels, max(a, 0) and dh where h_next > 0 (half the units at 0 here)
-        assert cupy_layers._rnn_ready(ax, h, Wh)
+        assert cupy_cells._rnn_ready(ax, h, Wh)
         with fast_paths(False):
             fed = cells.rnn_relu_step(ax, h, Wh)
             want = cells.rnn_relu_step_backward(dh, fed[1], WhT, carry)
         assert 0 < int(np.count_nonzero(_host(fed[0]) == 0)) < fed[0].size
-        _assert_close(cupy_layers.rnn_relu_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "relu's forward")
-        _assert_close(cupy_layers.rnn_relu_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
+        _assert_close(cupy_cells.rnn_relu_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "relu's forward")
+        _assert_close(cupy_cells.rnn_relu_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
                       dtype, "relu's backward, dh + carry in the kernel")
 
 
@@ -520,45 +527,45 @@ def check_gru(dev: Any) -> None:
     the carried gradient added inside."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.GRU)
     _check_recurrent(dev, functools.partial(xn.layers.GRU, bias=False))
     _check_recurrent(dev, functools.partial(xn.layers.GRU, convention="book"))
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, _, dh, rng = _step_inputs(dev, dtype, 3)
         carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._gru_book_ready(ax, h, Wh)
+        assert cupy_cells._gru_book_ready(ax, h, Wh)
         with fast_paths(False):
             fed = cells.gru_book_step(ax, h, Wh)
-        _assert_close(cupy_layers.gru_book_step(ax, h, Wh), fed, ("h_next",), dtype, "the book's forward")
-        _assert_close(cupy_layers.gru_book_step(ax, h, Wh)[1], fed[1], ("h", "z", "r", "rh", "hh"), dtype,
+        _assert_close(cupy_cells.gru_book_step(ax, h, Wh), fed, ("h_next",), dtype, "the book's forward")
+        _assert_close(cupy_cells.gru_book_step(ax, h, Wh)[1], fed[1], ("h", "z", "r", "rh", "hh"), dtype,
                       "the book's forward's cache")
         for given in (carry, None):
-            assert cupy_layers._gru_book_backward_ready(dh, fed[1], Wh, given)
+            assert cupy_cells._gru_book_backward_ready(dh, fed[1], Wh, given)
             with fast_paths(False):
                 want = cells.gru_book_step_backward(dh, fed[1], Wh, given)
-            got = cupy_layers.gru_book_step_backward(dh, fed[1], Wh, given)
+            got = cupy_cells.gru_book_step_backward(dh, fed[1], Wh, given)
             _assert_close((got[0], *got[1], got[2]), (want[0], *want[1], want[2]), ("dax", "dzr", "dt", "dh_prev"),
                           dtype, f"the book's backward after a portable forward, carry {given is not None}")
-        assert not cupy_layers._gru_book_backward_ready(dh, fed[1], Wh, carry.T)
+        assert not cupy_cells._gru_book_backward_ready(dh, fed[1], Wh, carry.T)
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 3)
         bh = dev.asarray(rng.standard_normal(int(Wh.shape[1])).astype(dtype))
         for bias in (bh, None):
-            assert cupy_layers._gru_ready(ax, h, Wh, bias)
+            assert cupy_cells._gru_ready(ax, h, Wh, bias)
             with fast_paths(False):
                 fed = cells.gru_step(ax, h, Wh, bias)
                 want = cells.gru_step_backward(dh, fed[1], WhT)
-            assert cupy_layers._gru_backward_ready(dh, fed[1], WhT)
-            _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+            assert cupy_cells._gru_backward_ready(dh, fed[1], WhT)
+            _assert_close(cupy_cells.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                           f"after a portable forward, bh {bias is not None}")
             carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-            assert cupy_layers._gru_backward_ready(dh, fed[1], WhT, carry)
+            assert cupy_cells._gru_backward_ready(dh, fed[1], WhT, carry)
             with fast_paths(False):
                 want = cells.gru_step_backward(dh, fed[1], WhT, carry)
-            _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT, carry), want,
+            _assert_close(cupy_cells.gru_step_backward(dh, fed[1], WhT, carry), want,
                           ("dax", "dah", "dh_prev"), dtype, f"dh + carry in the kernel, bh {bias is not None}")
-            _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
+            _assert_close(cupy_cells.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
                           f"the forward's cache, bh {bias is not None}")
 
 

@@ -3,9 +3,10 @@ parameter (AdamW's decay inside Adam's; SGD's, Adam's and AdamW's one for up to 
 per-channel sums as one reduction, gradient clipping (by norm: one kernel of partial sums of squares and one
 scaling kernel for up to 32 gradients, one kernel for the norm; by value: one kernel a gradient), the epoch's loss and
 accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
-of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, the
-recurrent steps). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 18 kernels, against
-49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown is in ``cupy_layers``).
+of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and
+:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
+``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
+is in ``cupy_layers``).
 
 The portable updates in ``xpnet.optim`` launch one kernel per operation (Adam: about ten per
 parameter), which at small batches is what a GPU step waits for. Each kernel below does the same
@@ -23,7 +24,7 @@ from typing import Any, Callable
 
 import cupy
 
-from . import cupy_layers
+from . import cupy_cells, cupy_layers
 from .cupy_kernels import MULTI
 from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
@@ -239,3 +240,4 @@ def register(add: Callable[..., Any]) -> None:
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)
+    cupy_cells.register(add)
