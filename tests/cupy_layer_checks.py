@@ -1,5 +1,5 @@
-"""The checks of CuPy's layer kernels (``xpnet.backend.cupy_layers``) against the portable code, run on a
-CuPy device: in the ``gpu`` tests on a real GPU, and in a fresh process on the fake CuPy of
+"""The checks of CuPy's layer kernels (``xpnet.backend.cupy_layers``, ``cupy_cells``) against the portable code,
+run on a CuPy device: in the ``gpu`` tests on a real GPU, and in a fresh process on the fake CuPy of
 ``tests/fake_cupy`` (``tests/test_cupy_layers.py``), where the raw kernels are built by g++.
 
 Each ``check_*`` function asserts; fast results come from the kernels called directly (after asserting
@@ -53,6 +53,13 @@ def _kernels() -> Any:
     from xpnet.backend import cupy_layers
 
     return cupy_layers
+
+
+def _cells() -> Any:
+    """``xpnet.backend.cupy_cells`` (the recurrent steps' kernels), which imports CuPy."""
+    from xpnet.backend import cupy_cells
+
+    return cupy_cells
 
 
 # -- softmax cross-entropy ---------------------------------------------------------------------------
@@ -388,12 +395,13 @@ def _recurrent_run(dev: Any, make: Callable[..., Any], fast: bool, dtype: str, n
     layer.to(dev)
     calls = 2 if start == "stateful" else 1
     xs = [dev.asarray((rng.standard_normal((n, steps, d)) * 2).astype(dtype)) for _ in range(calls)]
-    dhs = [dev.asarray(rng.standard_normal((n, steps, hidden)).astype(dtype)) for _ in range(calls)]
+    dhs = [dev.asarray(rng.standard_normal((n, steps, layer.out_size)).astype(dtype)) for _ in range(calls)]
     if start in ("state", "strided state"):
-        states = [rng.standard_normal((n, 2 * hidden)).astype(dtype) for _ in layer.state_names]
+        widths = layer.state_widths  # (P, H) for LSTM's proj_size, else H each
+        states = [rng.standard_normal((n, 2 * w)).astype(dtype) for w in widths]
         # views whose rows are 2H apart: the first step takes the portable path, the others the kernel
-        states = [dev.asarray(s)[:, :hidden] if start == "strided state" else dev.asarray(s[:, :hidden].copy())
-                  for s in states]
+        states = [dev.asarray(s)[:, :w] if start == "strided state" else dev.asarray(s[:, :w].copy())
+                  for s, w in zip(states, widths)]
         layer.set_state(*states)
     out: dict[str, Any] = {}
     with fast_paths(fast):
@@ -444,84 +452,120 @@ def check_lstm(dev: Any) -> None:
     """The LSTM step's two kernels against the portable cells, through the layer: outputs, dx, the
     gradients of Wx, Wh and b, and the start state's dh and dc; from zeros, from a set state (contiguous,
     and a strided view, which the kernel does not take), and stateful over two calls; sizes that fill no
-    block of threads. Also: the kernel's backward after a portable forward (another layout of the gates)."""
+    block of threads; with proj_size (h narrower than c, Wr's gradient). Also: the kernel's backward after a
+    portable forward (another layout of the gates)."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.LSTM)
+    # proj_size H // 2 (0, no projection, where H is 1): h narrower than c
+    _check_recurrent(dev, lambda d, hidden, **kw: xn.layers.LSTM(d, hidden, proj_size=hidden // 2, **kw))
     for dtype in ("float32", "float64"):
         ax, h, c, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 4)
         dc = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._lstm_ready(ax, h, c, Wh)
-        assert not cupy_layers._lstm_ready(ax, h, c, Wh[:, :8])
+        assert cupy_cells._lstm_ready(ax, h, c, Wh)
+        assert not cupy_cells._lstm_ready(ax, h, c, Wh[:, :8])
         with fast_paths(False):
             fed = cells.lstm_step(ax, h, c, Wh)
         for dc_next in (dc, None):
-            assert cupy_layers._lstm_backward_ready(dh, dc_next, fed[2], WhT)
+            assert cupy_cells._lstm_backward_ready(dh, dc_next, fed[2], WhT)
             with fast_paths(False):
                 want = cells.lstm_step_backward(dh, dc_next, fed[2], WhT)
-            _assert_close(cupy_layers.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
+            _assert_close(cupy_cells.lstm_step_backward(dh, dc_next, fed[2], WhT), want,
                           ("dax", "dah", "dh_prev", "dc_prev"), dtype,
                           f"after a portable forward, dc {dc_next is not None}")
         carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))  # the next step's dh_prev
-        assert cupy_layers._lstm_carried_ready(dh, carry, dc, fed[2], WhT)
-        assert not cupy_layers._lstm_carried_ready(dh, carry.T, dc, fed[2], WhT)
+        assert cupy_cells._lstm_backward_ready(dh, dc, fed[2], WhT, carry)
+        assert not cupy_cells._lstm_backward_ready(dh, dc, fed[2], WhT, carry.T)
         with fast_paths(False):
-            want = cells.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT)
-        _assert_close(cupy_layers.lstm_step_backward_carried(dh, carry, dc, fed[2], WhT), want,
+            want = cells.lstm_step_backward(dh, dc, fed[2], WhT, carry)
+            unfolded = cells.lstm_step_backward(dh + carry, dc, fed[2], WhT)
+        _assert_close(want, unfolded, ("dax", "dah", "dh_prev", "dc_prev"), dtype, "the portable carry")
+        _assert_close(cupy_cells.lstm_step_backward(dh, dc, fed[2], WhT, carry), want,
                       ("dax", "dah", "dh_prev", "dc_prev"), dtype, "dh + carry in the kernel")
 
 
 def check_rnn(dev: Any) -> None:
-    """The Elman RNN's step as two kernels against the portable cells, as :func:`check_lstm`."""
+    """The Elman RNN's step as two kernels against the portable cells, as :func:`check_lstm`, with tanh and
+    with ReLU (``nonlinearity="relu"``)."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.RNN)
+    _check_recurrent(dev, functools.partial(xn.layers.RNN, nonlinearity="relu"))
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, _ = _step_inputs(dev, dtype, 1)
-        assert cupy_layers._rnn_ready(ax, h, Wh)
+        assert cupy_cells._rnn_ready(ax, h, Wh)
         with fast_paths(False):
             fed = cells.rnn_step(ax, h, Wh)
             want = cells.rnn_step_backward(dh, fed[1], WhT)
-        assert cupy_layers._rnn_backward_ready(dh, fed[1], WhT)
-        _assert_close(cupy_layers.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+        assert cupy_cells._rnn_backward_ready(dh, fed[1], WhT)
+        _assert_close(cupy_cells.rnn_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                       "after a portable forward")
         carry = dev.asarray(np.random.default_rng(2).standard_normal(tuple(h.shape)).astype(dtype))
-        assert cupy_layers._rnn_carried_ready(dh, carry, fed[1], WhT)
+        assert cupy_cells._rnn_backward_ready(dh, fed[1], WhT, carry)
+        assert not cupy_cells._rnn_backward_ready(dh, fed[1], WhT, carry.T)
         with fast_paths(False):
-            want = cells.rnn_step_backward_carried(dh, carry, fed[1], WhT)
-        _assert_close(cupy_layers.rnn_step_backward_carried(dh, carry, fed[1], WhT), want, ("dax", "dah", "dh_prev"),
+            want = cells.rnn_step_backward(dh, fed[1], WhT, carry)
+        _assert_close(cupy_cells.rnn_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
                       dtype, "dh + carry in the kernel")
-        _assert_close(cupy_layers.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
+        _assert_close(cupy_cells.rnn_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "the forward's cache")
+        # nonlinearity="relu": the same kernels, max(a, 0) and dh where h_next > 0 (half the units at 0 here)
+        assert cupy_cells._rnn_ready(ax, h, Wh)
+        with fast_paths(False):
+            fed = cells.rnn_relu_step(ax, h, Wh)
+            want = cells.rnn_relu_step_backward(dh, fed[1], WhT, carry)
+        assert 0 < int(np.count_nonzero(_host(fed[0]) == 0)) < fed[0].size
+        _assert_close(cupy_cells.rnn_relu_step(ax, h, Wh)[1], fed[1], ("h", "h_next"), dtype, "relu's forward")
+        _assert_close(cupy_cells.rnn_relu_step_backward(dh, fed[1], WhT, carry), want, ("dax", "dah", "dh_prev"),
+                      dtype, "relu's backward, dh + carry in the kernel")
 
 
 def check_gru(dev: Any) -> None:
     """PyTorch's GRU step as two kernels against the portable cells, as :func:`check_lstm`, with the hidden
-    bias and without (``bias=False``); the book's GRU keeps the portable path."""
+    bias and without (``bias=False``); the book's GRU (``convention="book"``) as four kernels and four products,
+    the carried gradient added inside."""
     from xpnet.layers import cells
 
-    cupy_layers = _kernels()
+    cupy_cells = _cells()
     _check_recurrent(dev, xn.layers.GRU)
     _check_recurrent(dev, functools.partial(xn.layers.GRU, bias=False))
+    _check_recurrent(dev, functools.partial(xn.layers.GRU, convention="book"))
+    for dtype in ("float32", "float64"):
+        ax, h, _, Wh, _, dh, rng = _step_inputs(dev, dtype, 3)
+        carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
+        assert cupy_cells._gru_book_ready(ax, h, Wh)
+        with fast_paths(False):
+            fed = cells.gru_book_step(ax, h, Wh)
+        _assert_close(cupy_cells.gru_book_step(ax, h, Wh), fed, ("h_next",), dtype, "the book's forward")
+        _assert_close(cupy_cells.gru_book_step(ax, h, Wh)[1], fed[1], ("h", "z", "r", "rh", "hh"), dtype,
+                      "the book's forward's cache")
+        for given in (carry, None):
+            assert cupy_cells._gru_book_backward_ready(dh, fed[1], Wh, given)
+            with fast_paths(False):
+                want = cells.gru_book_step_backward(dh, fed[1], Wh, given)
+            got = cupy_cells.gru_book_step_backward(dh, fed[1], Wh, given)
+            _assert_close((got[0], *got[1], got[2]), (want[0], *want[1], want[2]), ("dax", "dzr", "dt", "dh_prev"),
+                          dtype, f"the book's backward after a portable forward, carry {given is not None}")
+        assert not cupy_cells._gru_book_backward_ready(dh, fed[1], Wh, carry.T)
     for dtype in ("float32", "float64"):
         ax, h, _, Wh, WhT, dh, rng = _step_inputs(dev, dtype, 3)
         bh = dev.asarray(rng.standard_normal(int(Wh.shape[1])).astype(dtype))
         for bias in (bh, None):
-            assert cupy_layers._gru_ready(ax, h, Wh, bias)
+            assert cupy_cells._gru_ready(ax, h, Wh, bias)
             with fast_paths(False):
                 fed = cells.gru_step(ax, h, Wh, bias)
                 want = cells.gru_step_backward(dh, fed[1], WhT)
-            assert cupy_layers._gru_backward_ready(dh, fed[1], WhT)
-            _assert_close(cupy_layers.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
+            assert cupy_cells._gru_backward_ready(dh, fed[1], WhT)
+            _assert_close(cupy_cells.gru_step_backward(dh, fed[1], WhT), want, ("dax", "dah", "dh_prev"), dtype,
                           f"after a portable forward, bh {bias is not None}")
             carry = dev.asarray(rng.standard_normal(tuple(h.shape)).astype(dtype))
-            assert cupy_layers._gru_carried_ready(dh, carry, fed[1], WhT)
+            assert cupy_cells._gru_backward_ready(dh, fed[1], WhT, carry)
             with fast_paths(False):
-                want = cells.gru_step_backward_carried(dh, carry, fed[1], WhT)
-            _assert_close(cupy_layers.gru_step_backward_carried(dh, carry, fed[1], WhT), want,
+                want = cells.gru_step_backward(dh, fed[1], WhT, carry)
+            _assert_close(cupy_cells.gru_step_backward(dh, fed[1], WhT, carry), want,
                           ("dax", "dah", "dh_prev"), dtype, f"dh + carry in the kernel, bh {bias is not None}")
-            _assert_close(cupy_layers.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
+            _assert_close(cupy_cells.gru_step(ax, h, Wh, bias)[1], fed[1], ("h", "r", "z", "n", "ah_n"), dtype,
                           f"the forward's cache, bh {bias is not None}")
 
 
@@ -581,10 +625,48 @@ def check_softmax(dev: Any) -> None:
     assert not cupy_layers._softmax_ready(dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1))), 1)
 
 
+def check_layernorm(dev: Any) -> None:
+    """LayerNorm's kernels (a thread per row; dgamma and dbeta as column reductions) against the portable path
+    through the layer, forward and backward, at BatchNorm's tolerance: over the last axis and the last two, with
+    gamma and beta, without beta (``bias=False``), without either (``elementwise_affine=False``), frozen (dx only);
+    GroupNorm, which goes through it; rows past MAX_CLASSES take the portable path."""
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(10)
+    for dtype in ("float32", "float64"):
+        for make, shape in ((lambda: xn.layers.LayerNorm(7, dtype=dtype), (3, 5, 7)),
+                            (lambda: xn.layers.LayerNorm((3, 4), bias=False, dtype=dtype), (2, 3, 4)),
+                            (lambda: xn.layers.LayerNorm(5, elementwise_affine=False, dtype=dtype), (6, 5)),
+                            (lambda: xn.layers.LayerNorm(5, dtype=dtype).requires_grad_(False), (6, 5)),
+                            (lambda: xn.layers.GroupNorm(2, 4, dtype=dtype), (3, 4, 6))):
+            x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+            dy = rng.standard_normal(shape).astype(dtype)
+            results = []
+            for fast in (True, False):
+                layer, draw = make().to(dev), np.random.default_rng(11)  # the same parameters for both runs
+                for k in layer.params:  # not ones and zeros: a mix-up of gamma and beta shows
+                    layer.params[k] = dev.asarray(draw.uniform(0.5, 2, layer.params[k].shape).astype(dtype))
+                with fast_paths(fast):
+                    y = layer.forward(dev.asarray(x))
+                    dx = layer.backward(dev.asarray(dy))
+                results.append({"y": y, "dx": dx, **layer.grads})
+            what = f"{type(layer).__name__} {dtype} {shape}"
+            assert results[0].keys() == results[1].keys(), what
+            for k, a in results[0].items():
+                b = results[1][k]
+                assert a.dtype == b.dtype and a.shape == b.shape, (what, k)
+                np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
+                                           err_msg=f"{what}: {k}")
+        x2 = dev.asarray(rng.standard_normal((4, 6)).astype(dtype))
+        assert cupy_layers._layernorm_ready(x2, None, None, 1e-5)
+        assert not cupy_layers._layernorm_ready(x2[:, ::2], None, None, 1e-5)
+    wide = dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1), np.float32))
+    assert not cupy_layers._layernorm_ready(wide, None, None, 1e-5)
+
+
 def check_embedding_backward(dev: Any) -> None:
-    """Embedding's backward as the segment-sum kernels against the portable one-hot products: repeated ids, ids
-    outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all; through the
-    layer with padding_idx; a transposed dy takes the portable path."""
+    """Embedding's backward as the sorted segment-sum kernels against the portable one-hot products: repeated ids,
+    ids outside [0, V) (added nowhere in both), int32 and int64 ids, float32 and float64, no ids at all, 50,000 ids;
+    through the layer with padding_idx; a transposed dy takes the portable path."""
     from xpnet.layers import embedding
 
     cupy_layers = _kernels()
@@ -601,6 +683,27 @@ def check_embedding_backward(dev: Any) -> None:
                 np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype], atol=RTOL[dtype],
                                            err_msg=f"{id_dtype.__name__} {dtype} {m}")
     assert not cupy_layers._embedding_ready(dev.asarray(np.arange(4)), dev.asarray(np.zeros((3, 4))).T, 10)
+    # 50,000 positions (past the 65,536 of the pairwise kernel before it: no limit now), ids repeated ~50 times and
+    # one id 10,000 times: the sort's chunks and their merge; each id's rows added in the order of their positions,
+    # as np.add.at (bit for bit, the same bits at a second run), and the portable products within the dtype's
+    # tolerance.
+    ids = rng.integers(0, 1000, 50_000)
+    ids[rng.permutation(50_000)[:10_000]] = 3
+    ids[[5, 77]] = -1, 1000
+    for dtype, id_dtype in (("float64", np.int64), ("float32", np.int32)):
+        host = rng.standard_normal((50_000, 2)).astype(dtype)
+        expected = np.zeros((1000, 2), dtype)
+        inside = (ids >= 0) & (ids < 1000)
+        np.add.at(expected, ids[inside], host[inside])
+        ids_d, dy = dev.asarray(ids.astype(id_dtype)), dev.asarray(host)
+        assert cupy_layers._embedding_ready(ids_d, dy, 1000) and 50_000 > cupy_layers._chunk(50_000)
+        fast = _host(cupy_layers.embedding_backward(ids_d, dy, 1000))
+        np.testing.assert_array_equal(fast, expected, err_msg=dtype)
+        np.testing.assert_array_equal(_host(cupy_layers.embedding_backward(ids_d, dy, 1000)), fast, err_msg=dtype)
+        if dtype == "float64":
+            with fast_paths(False):
+                np.testing.assert_allclose(fast, _host(embedding.embedding_backward(ids_d, dy, 1000)),
+                                           rtol=RTOL[dtype], atol=RTOL[dtype])
     grads = {}
     ids = rng.integers(0, 9, (6, 4))
     dy = rng.standard_normal((6, 4, 3)).astype(np.float32)
@@ -616,21 +719,26 @@ def check_embedding_backward(dev: Any) -> None:
 
 
 def check_epoch_sums(dev: Any) -> None:
-    """The epoch sums' kernel (a step's loss and correct count added in one) equals the portable additions bit
-    for bit where no FMA is contracted, here at the dtype's tolerance; a count on the device (ignored labels) and
-    no hits take the portable path."""
+    """The epoch sums' kernels (a step's loss and correct count added in one) equal the portable additions bit
+    for bit where no FMA is contracted, here at the dtype's tolerance: an int count or one on the device (ignored
+    labels), with hits and without (the correct count then left as it is, the same array); a count of another
+    index dtype takes the portable path."""
     from xpnet.backend import fast_cupy
     from xpnet.training import epoch_sums
 
     for dtype in ("float32", "float64"):
-        args = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)), 100,
-                dev.asarray(np.asarray(41)), dev.asarray(np.asarray(87)))
-        assert fast_cupy._epoch_sums_ready(*args)
-        for fast, slow in zip(fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)):
-            assert fast.dtype == slow.dtype and fast.shape == () == slow.shape
-            np.testing.assert_allclose(_host(fast), _host(slow), rtol=RTOL[dtype])
-        assert not fast_cupy._epoch_sums_ready(*args[:2], dev.asarray(np.asarray(100)), *args[3:])
-        assert not fast_cupy._epoch_sums_ready(*args[:4], None)
+        sums = (dev.asarray(np.asarray(12.5, dtype)), dev.asarray(np.asarray(0.7317, dtype)))
+        correct = dev.asarray(np.asarray(41))
+        for count in (100, dev.asarray(np.asarray(100))):
+            for hits in (dev.asarray(np.asarray(87)), None):
+                args = (*sums, count, correct, hits)
+                assert fast_cupy._epoch_sums_ready(*args), (dtype, count, hits)
+                fast, slow = fast_cupy.epoch_sums(*args), epoch_sums._add_batch(*args)
+                for a, b in zip(fast, slow):
+                    assert a.dtype == b.dtype and a.shape == () == b.shape
+                    np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype])
+                assert hits is not None or fast[1] is correct
+        assert not fast_cupy._epoch_sums_ready(*sums, dev.asarray(np.asarray(100, np.int32)), correct, None)
 
 
 # -- gradient clipping (xpnet.backend.fast_cupy) ----------------------------------------------------
@@ -675,10 +783,83 @@ def check_clipping(dev: Any) -> None:
         np.testing.assert_allclose(grads[True][k], grads[False][k], rtol=RTOL["float32"], err_msg=k)
 
 
+@contextlib.contextmanager
+def _raw_launches() -> Iterator[list[str]]:
+    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile."""
+    cupy_layers = _kernels()
+    names, launch = [], cupy_layers._launch
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> None:
+        names.append(name)
+        launch(name, *args, **kwargs)
+
+    cupy_layers._launch = counted
+    try:
+        yield names
+    finally:
+        cupy_layers._launch = launch
+
+
+def check_multi_tensor(dev: Any) -> None:
+    """The multi-tensor kernels (up to MULTI arrays a launch) against the portable code: clip_grad_norm's norm and
+    factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
+    from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only), SGD (plain, with momentum and
+    dampening, Nesterov's) and Nesterov over a model of 40 parameters, three steps: parameters and state against the
+    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; AMSGrad keeps the
+    per-parameter kernels."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import clip
+
+    rng = np.random.default_rng(12)
+    sizes = [int(rng.integers(1, 40)) for _ in range(37)] + [1025, 3000, 1]
+    for dtype in ("float32", "float64"):
+        grads = [dev.asarray(rng.standard_normal(n).astype(dtype)) for n in sizes]
+        with _raw_launches() as names:
+            fast = fast_cupy.clip_norm_factor(grads, 0.5)
+            scaled = fast_cupy.scaled(grads, fast[1])
+        assert names == ["multi_squares", "multi_squares", "clip_norm_factor", "multi_scale", "multi_scale"], names
+        for a, b in zip(fast, clip.norm_factor(grads, 0.5)):
+            np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype], err_msg=dtype)
+        assert fast_cupy._scaled_ready(grads, fast[1])
+        for a, b in zip(scaled, clip.scaled(grads, fast[1])):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
+    x = rng.standard_normal((6, 3))
+    # (optimizer, launches of its multi-tensor kernel in 3 steps: two a step, none at SGD momentum's first step,
+    # which makes the buffers (Nesterov's first step is any step), none for AMSGrad)
+    for make, kernel, launches in ((lambda: xn.optim.Adam(0.01), "multi_adam", 6),
+                                   (lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"), "multi_adam", 6),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 0),
+                                   (lambda: xn.optim.SGD(0.01), "multi_sgd", 6),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, dampening=0.1), "multi_sgd", 4),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6)):
+        results = []
+        for fast in (True, False):
+            xn.init.seed(0)
+            model = xn.Sequential(*[xn.layers.Linear(3, 3, init="xavier", dtype="float64") for _ in range(20)]).to(dev)
+            opt = make()
+            with fast_paths(fast), _raw_launches() as names:
+                for _ in range(3):
+                    model.backward(model.forward(dev.asarray(x)))
+                    opt.step(model)
+            state = {f"{k} {s}": a for k, slots in opt.state.items() for s, a in slots.items()}
+            results.append(({k: _host(v) for k, v in model.named_params().items()},
+                            {k: _host(v) for k, v in state.items()}, names))
+        (params, state, names), (params_ref, state_ref, _) = results
+        assert names.count(kernel) == launches, (type(opt).__name__, names)
+        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), type(opt).__name__
+        assert params.keys() == params_ref.keys() and state.keys() == state_ref.keys()
+        for k in (*params_ref, *state_ref):
+            a, b = (params[k], params_ref[k]) if k in params_ref else (state[k], state_ref[k])
+            np.testing.assert_allclose(a, b, rtol=50 * RTOL["float64"], atol=50 * RTOL["float64"],
+                                       err_msg=f"{type(opt).__name__} {k}")
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
-          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax,
-          check_embedding_backward, check_epoch_sums, check_clipping]
+          check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
+          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor]
 
 
 # -- launches ----------------------------------------------------------------------------------------
@@ -741,15 +922,16 @@ def launches_per_mlp_step() -> float:
     return (per_epoch[1] - per_epoch[0]) / 2
 
 
-def launches_per_recurrent_step(kind: str, fast: bool) -> float:
+def launches_per_recurrent_step(kind: str, fast: bool, **options: Any) -> float:
     """Launches per time step of a recurrent layer's forward and backward (``kind`` "RNN", "LSTM" or "GRU",
-    float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4, over 4."""
+    built with ``options``, float32, batch 20, 16 units) on the fake CuPy: the count for 8 steps less that for 4,
+    over 4."""
     rng = np.random.default_rng(0)
     counted = []
     for steps in (4, 8):
-        layer = getattr(xn.layers, kind)(8, 16).to("cuda")
+        layer = getattr(xn.layers, kind)(8, 16, **options).to("cuda")
         x = xn.to_device(rng.standard_normal((20, steps, 8)).astype(np.float32), "cuda")
-        dhs = xn.to_device(rng.standard_normal((20, steps, 16)).astype(np.float32), "cuda")
+        dhs = xn.to_device(rng.standard_normal((20, steps, layer.out_size)).astype(np.float32), "cuda")
         with fast_paths(fast), count_launches() as counts:
             layer.backward(layer.forward(x) * 0 + dhs)
         counted.append(counts["launches"])

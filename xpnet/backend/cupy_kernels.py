@@ -231,24 +231,28 @@ extern "C" __global__ void xpnet_maxpool2d_backward(const T* dy, const I* first,
 }
 """,
     # One step of the Elman RNN after its product ah = h @ Wh (xpnet.layers.cells.rnn_step): h_next = tanh(ax + ah),
-    # one thread per (row, unit); rows of ax are ax_row numbers apart, ah and h_next (N, H) contiguous.
+    # or with relu max(ax + ah, 0) (0 for NaN, as the portable where(a > 0, a, 0): rnn_relu_step), one thread per
+    # (row, unit); rows of ax are ax_row numbers apart, ah and h_next (N, H) contiguous.
     "rnn_forward": r"""
-extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next, long long ax_row, long long hidden,
-                                             long long n) {
+extern "C" __global__ void xpnet_rnn_forward(const T* ax, const T* ah, T* h_next, long long ax_row, long long relu,
+                                             long long hidden, long long n) {
     %(unit)s
-    h_next[i] = tanh(ax[r * ax_row + j] + ah[i]);
+    T a = ax[r * ax_row + j] + ah[i];
+    h_next[i] = relu ? (a > (T)0 ? a : (T)0) : tanh(a);
 }
 """,
-    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), dh and h_next read with their row strides. In
-    # these three backward kernels, has_carry adds carry (N, H), contiguous, to dh first: the gradient the next
-    # time step carried back (the time loop's dh + dh_next, xpnet.layers.cells.*_carried), one launch fewer a step.
+    # Its backward before da @ Wh^T: da = dh * (1 - h_next^2), with relu dh where h_next > 0 else 0; dh and h_next
+    # read with their row strides. In these three backward kernels, has_carry adds carry (N, H), contiguous, to dh
+    # first: the gradient the next time step carried back (the time loop's dh + dh_next, the carry argument of
+    # xpnet.layers.cells' backward steps), one launch fewer a step.
     "rnn_backward": r"""
 extern "C" __global__ void xpnet_rnn_backward(const T* dh, const T* carry, const T* h_next, T* da, long long dh_row,
-                                              long long h_row, long long has_carry, long long hidden, long long n) {
+                                              long long h_row, long long has_carry, long long relu, long long hidden,
+                                              long long n) {
     %(unit)s
     T v = h_next[r * h_row + j], d = dh[r * dh_row + j];
     if (has_carry) d = d + carry[i];
-    da[i] = d * ((T)1 - v * v);
+    da[i] = relu ? (v > (T)0 ? d : (T)0) : d * ((T)1 - v * v);
 }
 """,
     # One LSTM step after its product ah = h @ Wh (xpnet.layers.cells.lstm_step), one thread per (row, unit) of
@@ -361,6 +365,65 @@ extern "C" __global__ void xpnet_gru_backward(const T* dh, const T* carry, const
     dh_z[i] = d * vz;
 }
 """,
+    # The book's GRU (xpnet.layers.cells.gru_book_step), blocks z, r, h~, one thread per (row, unit): after the
+    # product a = h @ Wh[:, :2H], z and r (sigmoid as the portable cells) into zr (N, 2H) and r * h into rh (N, H);
+    # rows of ax are ax_row numbers apart.
+    "gru_book_gates": r"""%(sigmoid)s
+extern "C" __global__ void xpnet_gru_book_gates(const T* ax, const T* a, const T* h, T* zr, T* rh, long long ax_row,
+                                                long long hidden, long long n) {
+    %(unit)s
+    const T* x = ax + r * ax_row + j;
+    const T* p = a + r * 2 * hidden + j;
+    T gz = xpnet_sigmoid(x[0] + p[0]);
+    T gr = xpnet_sigmoid(x[hidden] + p[hidden]);
+    zr[r * 2 * hidden + j] = gz;
+    zr[r * 2 * hidden + hidden + j] = gr;
+    rh[i] = gr * h[i];
+}
+""",
+    # Then, after the product a_h = rh @ Wh[:, 2H:], h~ = tanh(ax_h + a_h) and h_next = h + z * (h~ - h).
+    "gru_book_forward": r"""
+extern "C" __global__ void xpnet_gru_book_forward(const T* ax, const T* a_h, const T* h, const T* zr, T* hh,
+                                                  T* h_next, long long ax_row, long long hidden, long long n) {
+    %(unit)s
+    T t = tanh(ax[r * ax_row + 2 * hidden + j] + a_h[i]);
+    hh[i] = t;
+    h_next[i] = h[i] + zr[r * 2 * hidden + j] * (t - h[i]);
+}
+""",
+    # Its backward (xpnet.layers.cells.gru_book_step_backward), in the portable path's order, one thread per (row,
+    # unit), d = dh (+ carry where has_carry, the gradient the next step carried back): first dax's z block
+    # d * (h~ - h) * z * (1 - z) and its h~ block dt = d * z * (1 - h~^2) into dax (N, 3H); z, r, h and h~ read
+    # with their row strides (the views of the forward's zr, or the portable path's arrays).
+    "gru_book_backward_t": r"""
+extern "C" __global__ void xpnet_gru_book_backward_t(const T* dh, const T* carry, const T* h, const T* z, const T* hh,
+                                                     T* dax, long long dh_row, long long h_row, long long z_row,
+                                                     long long hh_row, long long has_carry, long long hidden,
+                                                     long long n) {
+    %(unit)s
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vh = h[r * h_row + j], vz = z[r * z_row + j], vt = hh[r * hh_row + j];
+    if (has_carry) d = d + carry[i];
+    T* out = dax + r * 3 * hidden + j;
+    out[0] = d * (vt - vh) * vz * (one - vz);
+    out[2 * hidden] = d * vz * (one - vt * vt);
+}
+""",
+    # Then, after drh = dt @ Wh[:, 2H:]^T: dax's r block drh * h * r * (1 - r) and part = d * (1 - z) + r * drh,
+    # to which dh_prev adds dzr @ Wh[:, :2H]^T.
+    "gru_book_backward_r": r"""
+extern "C" __global__ void xpnet_gru_book_backward_r(const T* dh, const T* carry, const T* h, const T* z, const T* rr,
+                                                     const T* drh, T* dax, T* part, long long dh_row, long long h_row,
+                                                     long long z_row, long long r_row, long long has_carry,
+                                                     long long hidden, long long n) {
+    %(unit)s
+    T one = (T)1;
+    T d = dh[r * dh_row + j], vh = h[r * h_row + j], vz = z[r * z_row + j], vr = rr[r * r_row + j], g = drh[i];
+    if (has_carry) d = d + carry[i];
+    dax[r * 3 * hidden + hidden + j] = g * vh * vr * (one - vr);
+    part[i] = d * (one - vz) + vr * g;
+}
+""",
     # The draw state {key, 0}: the key comes as a kernel argument, so seeding copies nothing from host memory
     # (a copy from pageable memory may wait for the work queued before it).
     "philox_seed": r"""
@@ -438,39 +501,130 @@ extern "C" __global__ void xpnet_softmax_backward(const T* y, const T* dy, T* dx
     for (long long j = 0; j < c; ++j) dx[i * c + j] = yr[j] * (dr[j] - s);
 }
 """,
-    # Embedding's backward as a segment sum without atomics or a sort: a thread per position m links it to the
-    # next position of its id (next, -1 at its last) and tells whether it is its id's first (head); O(M^2)
-    # comparisons, M up to cupy_layers.MAX_SEGMENT_IDS.
-    "segment_links": r"""
-extern "C" __global__ void xpnet_segment_links(const L* ids, long long* next, bool* head, long long m) {
+    # Embedding's backward as a segment sum by id, without atomics: the ids sorted, stable (equal ids keep the order of
+    # their positions), then each row of dW summed over its id's run in that order, the same order every run. The sort
+    # is two kernels, whose work grows as M^1.5, not M^2: first a thread per position m ranks its id inside its chunk of
+    # ``chunk`` positions (the ids smaller, and the equal ones before it) and writes the id and m to that place.
+    "sort_chunks": r"""
+extern "C" __global__ void xpnet_sort_chunks(const L* ids, L* keys, long long* order, long long m, long long chunk) {
     %(index)s
     if (i >= m) return;
+    long long lo = i - i %% chunk, hi = lo + chunk < m ? lo + chunk : m;
     L v = ids[i];
-    bool first = true;
-    for (long long k = 0; k < i && first; ++k) first = ids[k] != v;
-    long long after = -1;
-    for (long long k = i + 1; k < m; ++k) {
-        if (ids[k] == v) { after = k; break; }
-    }
-    head[i] = first;
-    next[i] = after;
+    long long rank = lo;
+    for (long long k = lo; k < hi; ++k) rank += ids[k] < v || (ids[k] == v && k < i);
+    keys[rank] = v;
+    order[rank] = i;
 }
 """,
-    # Then a thread per (head position, column j) adds its id's rows of dy (M, D) in the order of their positions
-    # (the same order every run) into row v of dW (V, D), which starts as zeros; an id outside [0, V) adds
-    # nowhere, as the portable one-hot products.
-    "segment_sum": r"""
-extern "C" __global__ void xpnet_segment_sum(const L* ids, const long long* next, const bool* head, const T* dy,
-                                             T* dw, long long m, long long d, long long vocab) {
+    # Then a thread per place s of the sorted chunks finds its place in the whole order: its rank in its chunk plus,
+    # by binary search, the ids of each earlier chunk not above it and of each later chunk below it (positions in
+    # earlier chunks come first, so equal ids stay in the order of their positions). One chunk: not launched.
+    "merge_chunks": r"""
+extern "C" __global__ void xpnet_merge_chunks(const L* keys, const long long* order, L* sorted, long long* sorted_order,
+                                              long long m, long long chunk) {
     %(index)s
-    if (i >= m * d) return;
-    long long r = i / d, j = i - r * d;
-    if (!head[r]) return;
-    long long v = (long long)ids[r];
-    if (v < 0 || v >= vocab) return;
+    if (i >= m) return;
+    long long own = i / chunk;
+    L v = keys[i];
+    long long place = i - own * chunk;
+    for (long long lo0 = 0; lo0 < m; lo0 += chunk) {
+        if (lo0 == own * chunk) continue;
+        long long lo = lo0, hi = lo0 + chunk < m ? lo0 + chunk : m;
+        bool before = lo0 < own * chunk;
+        while (lo < hi) {
+            long long mid = lo + (hi - lo) / 2;
+            if (keys[mid] < v || (before && keys[mid] == v)) lo = mid + 1; else hi = mid;
+        }
+        place += lo - lo0;
+    }
+    sorted[place] = v;
+    sorted_order[place] = order[i];
+}
+""",
+    # Last, a thread per element (v, j) of dW (V, D) finds the run of id v in the sorted ids by binary search and adds
+    # column j of dy's rows (M, D) at its positions, in their order; 0 where v has none. Every element is written, so
+    # dW needs no zeros first; an id outside [0, V) is never looked for, and adds nowhere, as the portable products.
+    "segment_rows": r"""
+extern "C" __global__ void xpnet_segment_rows(const L* sorted, const long long* order, const T* dy, T* dw, long long m,
+                                              long long d, long long vocab) {
+    %(index)s
+    if (i >= vocab * d) return;
+    long long v = i / d, j = i - v * d, lo = 0, hi = m;
+    while (lo < hi) {
+        long long mid = lo + (hi - lo) / 2;
+        if ((long long)sorted[mid] < v) lo = mid + 1; else hi = mid;
+    }
     T s = (T)0;
-    for (long long k = r; k != -1; k = next[k]) s += dy[k * d + j];
-    dw[v * d + j] = s;
+    for (long long k = lo; k < m && (long long)sorted[k] == v; ++k) s += dy[order[k] * d + j];
+    dw[i] = s;
+}
+""",
+    # LayerNorm over the rows of x (rows, D), one thread per row, as xpnet.layers.layernorm's portable path: the mean,
+    # then the mean of the squares about it (each sum in double, the means in T), inv_std = 1 / sqrt(var + eps),
+    # x_hat = (x - mean) * inv_std and y = x_hat * gamma + beta (has_gamma 0: y = x_hat; has_beta 0: no beta).
+    "layernorm_forward": r"""
+extern "C" __global__ void xpnet_layernorm_forward(const T* x, const T* gamma, const T* beta, T* y, T* x_hat,
+                                                   T* inv_std, double eps, long long has_gamma, long long has_beta,
+                                                   long long rows, long long d) {
+    %(index)s
+    if (i >= rows) return;
+    const T* row = x + i * d;
+    double total = 0;
+    for (long long j = 0; j < d; ++j) total += (double)row[j];
+    T mean = (T)(total / (double)d);
+    double squares = 0;
+    for (long long j = 0; j < d; ++j) {
+        T c = row[j] - mean;
+        squares += (double)(c * c);
+    }
+    T r = (T)1 / sqrt((T)(squares / (double)d) + (T)eps);
+    inv_std[i] = r;
+    for (long long j = 0; j < d; ++j) {
+        T h = (row[j] - mean) * r;
+        x_hat[i * d + j] = h;
+        if (has_gamma) {
+            h = h * gamma[j];
+            if (has_beta) h = h + beta[j];
+        }
+        y[i * d + j] = h;
+    }
+}
+""",
+    # Its dx, one thread per row: g = dy * gamma (dy where has_gamma is 0), dx = (g - mean(g) - x_hat *
+    # mean(g * x_hat)) * inv_std, the row's sums in double (dgamma and dbeta are column reductions of their own).
+    "layernorm_backward": r"""
+extern "C" __global__ void xpnet_layernorm_backward(const T* dy, const T* x_hat, const T* inv_std, const T* gamma,
+                                                    T* dx, long long has_gamma, long long rows, long long d) {
+    %(index)s
+    if (i >= rows) return;
+    double sum_g = 0, sum_gx = 0;
+    for (long long j = 0; j < d; ++j) {
+        long long k = i * d + j;
+        T g = has_gamma ? dy[k] * gamma[j] : dy[k];
+        sum_g += (double)g;
+        sum_gx += (double)(g * x_hat[k]);
+    }
+    T mean_g = (T)(sum_g / (double)d), mean_gx = (T)(sum_gx / (double)d), r = inv_std[i];
+    for (long long j = 0; j < d; ++j) {
+        long long k = i * d + j;
+        T g = has_gamma ? dy[k] * gamma[j] : dy[k];
+        dx[k] = (g - mean_g - x_hat[k] * mean_gx) * r;
+    }
+}
+""",
+    # An epoch's running sums after a step where ELEMENTWISE["epoch_sums"] does not fit: the batch's count of targets
+    # on the device (has_count: count (1,) of the labels' index type L, cast to T as the portable astype), or the int
+    # fixed; the correct count added only where hits came (has_hits). One thread.
+    "epoch_add": r"""
+extern "C" __global__ void xpnet_epoch_add(const T* loss_sum, const T* value, const L* count, long long fixed,
+                                           long long has_count, const L* correct, const L* hits, long long has_hits,
+                                           T* new_sum, L* new_correct) {
+    %(index)s
+    if (i != 0) return;
+    T c = has_count ? (T)count[0] : (T)fixed;
+    new_sum[0] = loss_sum[0] + value[0] * c;
+    if (has_hits) new_correct[0] = correct[0] + hits[0];
 }
 """,
     # clip_grad_norm after the sums of squares of its gradients (P,): their total added in order (as the
@@ -499,5 +653,118 @@ extern "C" __global__ void xpnet_clamp(const T* g, T* y, double c, long long n) 
 }
 """,
 }
+
+# Multi-tensor kernels: one launch for up to MULTI arrays (a step's gradients, an optimizer's parameters), each
+# array's address and size a kernel argument of its own (no table copied from the host, so a captured graph replays
+# them), unused slots given size 0. A thread finds its array by the ends of the arrays before it.
+MULTI = 32
+
+
+def _slots(*decls: str) -> str:
+    """The parameters ``decl0, ..., decl{MULTI-1}`` for each ``decl`` ("const T* g")."""
+    return ", ".join(f"{decl}{k}" for decl in decls for k in range(MULTI))
+
+
+def _table(kind: str, name: str) -> str:
+    """A local array ``name``s of the slots ``name0...``, so that a thread indexes them."""
+    return f"{kind} {name}s[{MULTI}] = {{{', '.join(f'{name}{k}' for k in range(MULTI))}}};"
+
+
+_FIND = r"""long long k = 0, start = 0;
+    while (i >= start + ns[k]) { start += ns[k]; ++k; }
+    long long e = i - start;"""
+
+RAW.update({
+    # clip_grad_norm's sums of squares: lanes[k] threads for array k (ceil(n / 1024)), lane t summing in double the
+    # squares of elements t, t + lanes, ... (threads next to each other read numbers next to each other), its partial
+    # sum written as T; clip_norm_factor then adds every partial in order.
+    "multi_squares": r"""
+extern "C" __global__ void xpnet_multi_squares(%(g)s, %(n)s, %(lanes)s, T* partial, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(gs)s
+    %(ns)s
+    %(ls)s
+    long long k = 0, start = 0;
+    while (i >= start + lanes[k]) { start += lanes[k]; ++k; }
+    long long stride = lanes[k];
+    double s = 0;
+    for (long long e = i - start; e < sizes[k]; e += stride) {
+        double v = (double)gs[k][e];
+        s += v * v;
+    }
+    partial[i] = (T)s;
+}
+""" % {"g": _slots("const T* g"), "n": _slots("long long size"), "lanes": _slots("long long lane"),
+       "gs": _table("const T*", "g"), "ns": _table("long long", "size"), "ls": _table("long long", "lane")},
+    # Then each gradient times the factor (0-d), into new arrays y: the portable g * factor.
+    "multi_scale": r"""
+extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* factor, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(gs)s
+    %(ys)s
+    %(ns)s
+    %(find)s
+    ys[k][e] = gs[k][e] * factor[0];
+}
+""" % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
+       "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # SGD for every parameter at once (xpnet.optim.SGD's step without weight decay): p -= lr * g, or with momentum
+    # (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
+    # p -= lr * (momentum * v + g): ELEMENTWISE["sgd"], ["sgd_momentum"] and ["sgd_nesterov"], the numbers cast to T.
+    "multi_sgd": r"""
+extern "C" __global__ void xpnet_multi_sgd(%(p)s, %(g)s, %(v)s, %(n)s, double lr, double momentum, double keep,
+                                           long long has_v, long long nesterov, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(vs)s
+    %(ns)s
+    %(find)s
+    T g = gs[k][e], rate = (T)lr;
+    if (!has_v) {
+        ps[k][e] -= rate * g;
+        return;
+    }
+    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
+    vs[k][e] = v;
+    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
+}
+""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
+       "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "vs": _table("T*", "v"),
+       "ns": _table("long long", "n")},
+    # Adam (and AdamW: keep = 1 - lr * weight_decay, 1 for a parameter it spares) for every parameter at once, the
+    # statements of ELEMENTWISE["adamw"] with each number cast to T as CuPy casts a kernel's scalars; step and eps
+    # per parameter (its own bias correction).
+    "multi_adam": r"""
+extern "C" __global__ void xpnet_multi_adam(%(p)s, %(g)s, %(m)s, %(v)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
+                                            double one_minus_b1, double b2, double one_minus_b2, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(ms)s
+    %(vs)s
+    %(ns)s
+    %(keeps)s
+    %(steps)s
+    %(epss)s
+    %(find)s
+    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e] * (T)keeps[k];
+    m += (T)one_minus_b1 * (g - m);
+    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
+    p -= (T)steps[k] * (m / (sqrt(v) + (T)epss[k]));
+    ps[k][e] = p;
+    ms[k][e] = m;
+    vs[k][e] = v;
+}
+""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
+       "n": _slots("long long n"), "keep": _slots("double keep"), "step": _slots("double step"),
+       "eps": _slots("double eps"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
+       "ms": _table("T*", "m"), "vs": _table("T*", "v"), "ns": _table("long long", "n"),
+       "keeps": _table("double", "keep"), "steps": _table("double", "step"), "epss": _table("double", "eps")},
+})
 RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
        for name, source in RAW.items()}

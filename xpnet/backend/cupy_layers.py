@@ -1,24 +1,23 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
-backward (a segment sum by id), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the uniform numbers of
-``xpnet.backend.random`` and the time steps of the RNN, the LSTM and PyTorch's GRU (sources in
-:mod:`xpnet.backend.cupy_kernels`). Each function has the signature and the results of the portable function
+cross-entropy of integer labels, Softmax and LayerNorm along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
+uniform numbers of ``xpnet.backend.random`` (sources in :mod:`xpnet.backend.cupy_kernels`; the recurrent steps'
+in :mod:`xpnet.backend.cupy_cells`). Each function has the signature and the results of the portable function
 it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
-``.norm``, ``.cells``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
+``.norm``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
 BatchNorm's update of its running statistics, in place, has none there), and is tested equal to it; other
 dtypes and layouts take the portable path (the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
 ``tests/test_cupy_layers.py``): 49 with the portable loss and ReLU, 21 with these kernels and the epoch
-sums' (``fast_cupy.epoch_sums``). The loss takes three (the count of labels that are not ``ignore_index``,
+sums' (``fast_cupy.epoch_sums``), 18 with SGD's update of the four parameters in one kernel
+(``fast_cupy.sgd_updates``). The loss takes three (the count of labels that are not ``ignore_index``,
 one thread per row writing its loss, dy and whether its first maximum is at the label, the sum of the
 losses), its backward none for ``dout = 1`` (dy was written by the forward), and the trainer's sums two
 (``count_nonzero`` of the rows' hits, then one kernel adding the batch's loss and correct count to the
-epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's product and two adds). An LSTM
-time step, forward and backward, launches 4 (h @ Wh, the gates' kernel; the gradients' kernel, which adds the
-carried state's gradient to dh (the ``*_carried`` functions), da @ Wh^T) against 41 through the portable cells, a
-GRU step 5 against 34 (one more: dh * z added to dah @ Wh^T), an RNN step 4 against 8.
+epoch's) instead of six (``argmax``, ``==``, ``count_nonzero``, the loss's product and two adds). The recurrent
+layers' time steps are in :mod:`xpnet.backend.cupy_cells`.
 
 Kernels are built on first use for each dtype and kept. Raw kernels get contiguous arrays (they read
 memory by index); the accepts functions send other layouts to the portable path.
@@ -133,27 +132,80 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     return dx
 
 
+# -- LayerNorm over the rows of (M, D) (GroupNorm and InstanceNorm go through it) ---------------------
+
+
+def _layernorm_ready(x2: Any, gamma: Any, beta: Any, eps: float) -> bool:
+    return (_floats(x2, *(p for p in (gamma, beta) if p is not None)) and x2.ndim == 2
+            and 1 <= x2.shape[1] <= MAX_CLASSES)
+
+
+def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.layernorm.layernorm_forward``: one kernel, a thread per row of up to ``MAX_CLASSES``
+    (the portable path launches ten)."""
+    m, d = x2.shape
+    y, x_hat, inv_std = cupy.empty_like(x2), cupy.empty_like(x2), cupy.empty((m, 1), x2.dtype)
+    _launch("layernorm_forward", m, (x2, x2 if gamma is None else gamma, x2 if beta is None else beta, y, x_hat,
+                                     inv_std, float(eps), int(gamma is not None), int(beta is not None), m, d),
+            T=x2.dtype)
+    return y, x_hat, inv_std
+
+
+def _layernorm_backward_ready(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> bool:
+    return (_floats(dy2, x_hat, inv_std, *(() if gamma is None else (gamma,))) and dy2.ndim == 2
+            and tuple(dy2.shape) == tuple(x_hat.shape) and tuple(inv_std.shape) == (dy2.shape[0], 1)
+            and 1 <= dy2.shape[1] <= MAX_CLASSES)
+
+
+def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
+                       grads: bool = True) -> tuple[Any, Any, Any]:
+    """See ``xpnet.layers.layernorm.layernorm_backward``: dx in one kernel, a thread per row; dgamma one reduction
+    (sum(dy * x_hat) without the product's array), dbeta one sum (the portable path launches eleven)."""
+    m, d = dy2.shape
+    dgamma = dbeta = None
+    if gamma is not None and grads:
+        dgamma = reduction("channel_dot")(dy2, x_hat, axis=0)
+        dbeta = cupy.sum(dy2, axis=0) if bias else None
+    dx = cupy.empty_like(dy2)
+    _launch("layernorm_backward", m, (dy2, x_hat, inv_std, dy2 if gamma is None else gamma, dx, int(gamma is not None),
+                                      m, d), T=dy2.dtype)
+    return dx, dgamma, dbeta
+
+
 # -- Embedding's backward (rows added by index) ------------------------------------------------------
 
-# Positions of more ids than this take the portable one-hot products: each link thread scans every id.
-MAX_SEGMENT_IDS = 2 ** 16
+# The ids are sorted in chunks of at least this many positions (see _chunk).
+SORT_CHUNK = 1024
 
 
 def _embedding_ready(ids: Any, dy: Any, num_embeddings: int) -> bool:
     return (isinstance(ids, cupy.ndarray) and ids.ndim == 1 and ids.dtype in (cupy.int32, cupy.int64)
-            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0]
-            and ids.shape[0] <= MAX_SEGMENT_IDS)
+            and ids.flags.c_contiguous and _floats(dy) and dy.ndim == 2 and dy.shape[0] == ids.shape[0])
+
+
+def _chunk(m: int) -> int:
+    """The sort's chunk for M ids: a power of two about 4 sqrt(M), at least SORT_CHUNK, so that a thread's scan of its
+    chunk and its binary searches in the M / chunk others stay about even (O(M^1.5) work in all)."""
+    return max(SORT_CHUNK, 1 << ((m.bit_length() + 1) // 2 + 2))
 
 
 def embedding_backward(ids: Any, dy: Any, num_embeddings: int) -> Any:
-    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, in
-    the order of their positions (deterministic, no atomics, no sort, no cuBLAS): zeros and two kernels, O(M^2 +
+    """See ``xpnet.layers.embedding.embedding_backward``: dW (V, D) as a segment sum of dy's rows (M, D) by id, each
+    id's rows added in the order of their positions (deterministic: no atomics, no cuBLAS, nothing read back, so it
+    runs inside a captured graph): a stable sort of the ids in chunks, its merge (when M passes one chunk), then a
+    thread per element of dW, which it writes whole (no zeros first): two or three kernels, O(M^1.5 + V * D log M +
     M * D) work where the portable one-hot products are O(V * M * D)."""
     m, d = dy.shape
-    dw = cupy.zeros((num_embeddings, d), dy.dtype)
-    links, head = cupy.empty(m, cupy.int64), cupy.empty(m, cupy.bool_)
-    _launch("segment_links", m, (ids, links, head, m), L=ids.dtype)
-    _launch("segment_sum", m * d, (ids, links, head, dy, dw, m, d, int(num_embeddings)), T=dy.dtype, L=ids.dtype)
+    dw = cupy.empty((num_embeddings, d), dy.dtype)
+    chunk = _chunk(m)
+    keys, order = cupy.empty(m, ids.dtype), cupy.empty(m, cupy.int64)
+    _launch("sort_chunks", m, (ids, keys, order, m, chunk), L=ids.dtype)
+    if m > chunk:
+        chunked = keys, order
+        keys, order = cupy.empty(m, ids.dtype), cupy.empty(m, cupy.int64)
+        _launch("merge_chunks", m, (*chunked, keys, order, m, chunk), L=ids.dtype)
+    _launch("segment_rows", num_embeddings * d, (keys, order, dy, dw, m, d, int(num_embeddings)), T=dy.dtype,
+            L=ids.dtype)
     return dw
 
 
@@ -349,197 +401,13 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     return y, scale
 
 
-# -- the recurrent layers' time steps (xpnet.layers.cells) ------------------------------------------
-
-
-def _row_stride(a: Any, like: Any, shape: tuple[int, ...]) -> int | None:
-    """The distance between rows, in numbers, of a 2-D CuPy array ``a`` of ``shape`` and ``like``'s dtype
-    whose rows are contiguous and do not overlap (a time step's slice of a sequence), else None."""
-    if not (isinstance(a, cupy.ndarray) and a.dtype == like.dtype and tuple(a.shape) == shape):
-        return None
-    row, col = a.strides
-    size = a.itemsize
-    if (col != size and shape[1] > 1) or row % size or (row < shape[1] * size and shape[0] > 1):
-        return None
-    return row // size
-
-
-def _rnn_ready(ax: Any, h: Any, Wh: Any) -> bool:
-    if not (_floats(h, Wh) and h.ndim == 2):
-        return False
-    n, hidden = h.shape
-    return tuple(Wh.shape) == (hidden, hidden) and _row_stride(ax, h, (n, hidden)) is not None
-
-
-def rnn_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
-    """See ``xpnet.layers.cells.rnn_step``: the product h @ Wh, then one kernel for tanh(ax + ah)."""
-    n, hidden = h.shape
-    ah = h @ Wh
-    h_next = cupy.empty_like(h)
-    _launch("rnn_forward", n * hidden, (ax, ah, h_next, _row_stride(ax, h, (n, hidden)), hidden, n * hidden),
-            T=h.dtype)
-    return h_next, (h, h_next)
-
-
-def _rnn_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    h = cache[1]
-    if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
-            and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype and tuple(WhT.shape) == (h.shape[1],) * 2):
-        return False
-    return all(_row_stride(a, h, tuple(h.shape)) is not None for a in (dh_next, h))
-
-
-def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward``: one kernel for da = dh * (1 - h_next^2), then da @ Wh^T;
-    ``carry`` (contiguous (N, H)) added to dh in the kernel."""
-    h_next = cache[1]
-    n, hidden = h_next.shape
-    da = cupy.empty((n, hidden), h_next.dtype)
-    rows = [_row_stride(a, h_next, (n, hidden)) for a in (dh_next, h_next)]
-    _launch("rnn_backward", n * hidden, (dh_next, h_next if carry is None else carry, h_next, da, *rows,
-                                         int(carry is not None), hidden, n * hidden), T=h_next.dtype)
-    return da, da, da @ WhT
-
-
-def _carry_ready(carry: Any, like: Any) -> bool:
-    return (isinstance(carry, cupy.ndarray) and carry.dtype == like.dtype and tuple(carry.shape) == tuple(like.shape)
-            and carry.flags.c_contiguous)
-
-
-def _rnn_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _rnn_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[1])
-
-
-def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.rnn_step_backward_carried``: :func:`rnn_step_backward` of dh_next + carry."""
-    return rnn_step_backward(dh_next, cache, WhT, carry)
-
-
-def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
-    if not (_floats(h, c, Wh) and h.ndim == 2 and tuple(c.shape) == tuple(h.shape)):
-        return False
-    n, hidden = h.shape
-    return tuple(Wh.shape) == (hidden, 4 * hidden) and _row_stride(ax, h, (n, 4 * hidden)) is not None
-
-
-def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-    """See ``xpnet.layers.cells.lstm_step``: the product h @ Wh, then one kernel for the gates, c_next,
-    tanh(c_next) and h_next (the portable path launches about fifteen). The cache's gates are views of
-    one (N, 4H) array."""
-    n, hidden = h.shape
-    ah = h @ Wh
-    gates = cupy.empty((n, 4 * hidden), h.dtype)
-    c_next, tanh_c, h_next = cupy.empty_like(c), cupy.empty_like(c), cupy.empty_like(c)
-    _launch("lstm_forward", n * hidden, (ax, ah, c, gates, c_next, tanh_c, h_next,
-                                         _row_stride(ax, h, (n, 4 * hidden)), hidden, n * hidden), T=h.dtype)
-    i, f, g, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
-    return h_next, c_next, (h, c, i, f, g, o, tanh_c)
-
-
-def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    _, c, i, f, g, o, tanh_c = cache
-    if not (_floats(tanh_c) and tanh_c.ndim == 2 and isinstance(WhT, cupy.ndarray) and WhT.dtype == tanh_c.dtype):
-        return False
-    shape = tuple(tanh_c.shape)
-    if dc_next is not None and not (_floats(tanh_c, dc_next) and tuple(dc_next.shape) == shape):
-        return False
-    # WhT only multiplies (cuBLAS takes the transposed view of Wh the layer passes as it is)
-    return (tuple(WhT.shape) == (4 * shape[1], shape[1])
-            and all(_row_stride(a, tanh_c, shape) is not None for a in (dh_next, c, i, f, g, o)))
-
-
-def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any,
-                       carry: Any = None) -> tuple[Any, Any, Any, Any]:
-    """See ``xpnet.layers.cells.lstm_step_backward``: one kernel for da and dc_prev (the portable path
-    launches about twenty, and a concatenation), then the product da @ Wh^T; ``carry`` (contiguous (N, H))
-    added to dh in the kernel."""
-    _, c, i, f, g, o, tanh_c = cache
-    n, hidden = tanh_c.shape
-    da, dc_prev = cupy.empty((n, 4 * hidden), tanh_c.dtype), cupy.empty_like(tanh_c)
-    rows = [_row_stride(a, tanh_c, (n, hidden)) for a in (dh_next, c, i, f, g, o)]
-    _launch("lstm_backward", n * hidden, (dh_next, tanh_c if carry is None else carry,
-                                          tanh_c if dc_next is None else dc_next, c, i, f, g, o, tanh_c,
-                                          da, dc_prev, *rows, int(carry is not None), int(dc_next is not None),
-                                          hidden, n * hidden), T=tanh_c.dtype)
-    return da, da, da @ WhT, dc_prev
-
-
-def _lstm_carried_ready(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _lstm_backward_ready(dh_next, dc_next, cache, WhT) and _carry_ready(carry, cache[6])
-
-
-def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
-                               WhT: Any) -> tuple[Any, Any, Any, Any]:
-    """See ``xpnet.layers.cells.lstm_step_backward_carried``: :func:`lstm_step_backward` of dh_next + carry."""
-    return lstm_step_backward(dh_next, dc_next, cache, WhT, carry)
-
-
-def _gru_ready(ax: Any, h: Any, Wh: Any, bh: Any) -> bool:
-    if not (_floats(h, Wh) and h.ndim == 2):
-        return False
-    n, hidden = h.shape
-    return (tuple(Wh.shape) == (hidden, 3 * hidden) and _row_stride(ax, h, (n, 3 * hidden)) is not None
-            and (bh is None or (_floats(h, bh) and tuple(bh.shape) == (3 * hidden,))))
-
-
-def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
-    """See ``xpnet.layers.cells.gru_step``: the product h @ Wh, then one kernel for the gates, the hidden
-    n block and h_next (the portable path launches about a dozen). The cache's r, z and n are views of one
-    (N, 3H) array."""
-    n, hidden = h.shape
-    ah = h @ Wh
-    gates, hidden_n, h_next = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h), cupy.empty_like(h)
-    _launch("gru_forward", n * hidden, (ax, ah, ah if bh is None else bh, h, gates, hidden_n, h_next,
-                                        _row_stride(ax, h, (n, 3 * hidden)), int(bh is not None), hidden,
-                                        n * hidden), T=h.dtype)
-    r, z, g = (gates[:, k * hidden:(k + 1) * hidden] for k in range(3))
-    return h_next, (h, r, z, g, hidden_n)
-
-
-def _gru_backward_ready(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    h = cache[0]
-    if not (isinstance(h, cupy.ndarray) and h.ndim == 2 and h.dtype in (cupy.float32, cupy.float64)
-            and isinstance(WhT, cupy.ndarray) and WhT.dtype == h.dtype):
-        return False
-    shape = tuple(h.shape)
-    return (tuple(WhT.shape) == (3 * shape[1], shape[1])
-            and all(_row_stride(a, h, shape) is not None for a in (dh_next, *cache)))
-
-
-def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.gru_step_backward``: one kernel for dax, dah and dh * z, then
-    dh * z + dah @ Wh^T (the portable path launches about twenty, and two concatenations); ``carry``
-    (contiguous (N, H)) added to dh in the kernel."""
-    h = cache[0]
-    n, hidden = h.shape
-    dax, dah, dh_z = cupy.empty((n, 3 * hidden), h.dtype), cupy.empty((n, 3 * hidden), h.dtype), cupy.empty_like(h)
-    rows = [_row_stride(a, h, (n, hidden)) for a in (dh_next, *cache)]
-    _launch("gru_backward", n * hidden, (dh_next, h if carry is None else carry, *cache, dax, dah, dh_z, *rows,
-                                         int(carry is not None), hidden, n * hidden), T=h.dtype)
-    return dax, dah, dh_z + dah @ WhT
-
-
-def _gru_carried_ready(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    return _gru_backward_ready(dh_next, cache, WhT) and _carry_ready(carry, cache[0])
-
-
-def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.cells.gru_step_backward_carried``: :func:`gru_step_backward` of dh_next + carry."""
-    return gru_step_backward(dh_next, cache, WhT, carry)
-
-
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
                         ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
-                        ("rnn_step", _rnn_ready), ("rnn_step_backward", _rnn_backward_ready),
-                        ("lstm_step", _lstm_ready), ("lstm_step_backward", _lstm_backward_ready),
-                        ("gru_step", _gru_ready), ("gru_step_backward", _gru_backward_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
-                        ("embedding_backward", _embedding_ready),
-                        ("rnn_step_backward_carried", _rnn_carried_ready),
-                        ("lstm_step_backward_carried", _lstm_carried_ready),
-                        ("gru_step_backward_carried", _gru_carried_ready)):
+                        ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
+                        ("layernorm_backward", _layernorm_backward_ready)):
         add(op, globals()[op], accepts)

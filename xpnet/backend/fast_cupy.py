@@ -1,10 +1,12 @@
 """CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
-parameter (AdamW's decay inside Adam's), BatchNorm's per-channel sums as one reduction, gradient clipping
-(a reduction a gradient and one kernel for the norm; one kernel a gradient by value), the epoch's loss and
+parameter (AdamW's decay inside Adam's; SGD's, Adam's and AdamW's one for up to ``MULTI`` = 32 parameters), BatchNorm's
+per-channel sums as one reduction, gradient clipping (by norm: one kernel of partial sums of squares and one
+scaling kernel for up to 32 gradients, one kernel for the norm; by value: one kernel a gradient), the epoch's loss and
 accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
-of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, the
-recurrent steps). With them a 784-100-10 SGD step at batch 100 inside ``xn.train`` launches 21 kernels, against
-49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown is in ``cupy_layers``).
+of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and
+:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
+``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
+is in ``cupy_layers``).
 
 The portable updates in ``xpnet.optim`` launch one kernel per operation (Adam: about ten per
 parameter), which at small batches is what a GPU step waits for. Each kernel below does the same
@@ -22,7 +24,8 @@ from typing import Any, Callable
 
 import cupy
 
-from . import cupy_layers
+from . import cupy_cells, cupy_layers
+from .cupy_kernels import MULTI
 from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
 
@@ -82,16 +85,101 @@ def _clip_ready(grads: list[Any], max_norm: float) -> bool:
     return bool(grads) and cupy_layers._floats(*grads)
 
 
+def _groups(count: int) -> range:
+    """The first index of each launch of a multi-tensor kernel over ``count`` arrays (MULTI a launch)."""
+    return range(0, count, MULTI)
+
+
+def _padded(values: list[Any], fill: Any) -> list[Any]:
+    """``values`` (at most MULTI) and ``fill`` in the slots left, for a multi-tensor kernel's arguments."""
+    return [*values, *[fill] * (MULTI - len(values))]
+
+
 def clip_norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
-    """See ``xpnet.optim.clip.norm_factor``: one reduction per gradient (its sum of squares, into a slot of
-    one (P,) vector), then one kernel adding them in order and writing the norm and the factor (0-d each); the
-    portable path launches three per gradient and five more."""
-    squares = cupy.empty(len(grads), grads[0].dtype)
-    for k, g in enumerate(grads):
-        reduction("squares")(g, out=squares[k])  # a 0-d view of slot k, CuPy's (and the fake's) basic index
-    norm, factor = cupy.empty((), squares.dtype), cupy.empty((), squares.dtype)
-    cupy_layers._launch("clip_norm_factor", 1, (squares, norm, factor, float(max_norm), len(grads)), T=squares.dtype)
+    """See ``xpnet.optim.clip.norm_factor``: the sums of squares of every gradient as partial sums in one kernel
+    per MULTI gradients (about one a 1,024 numbers, each summed in double), then one kernel adding them in order and
+    writing the norm and the factor (0-d each); the portable path launches three per gradient and five more."""
+    lanes = [max(1, -(-g.size // 1024)) for g in grads]
+    partial = cupy.empty(sum(lanes), grads[0].dtype)
+    offset = 0
+    for lo in _groups(len(grads)):
+        group, width = grads[lo:lo + MULTI], sum(lanes[lo:lo + MULTI])
+        sizes = _padded([g.size for g in group], 0)
+        cupy_layers._launch("multi_squares", width, (*_padded(group, group[0]), *sizes,
+                                                     *_padded(lanes[lo:lo + MULTI], 0), partial[offset:], width),
+                            T=partial.dtype)
+        offset += width
+    norm, factor = cupy.empty((), partial.dtype), cupy.empty((), partial.dtype)
+    cupy_layers._launch("clip_norm_factor", 1, (partial, norm, factor, float(max_norm), partial.size), T=partial.dtype)
     return norm, factor
+
+
+def _scaled_ready(grads: list[Any], factor: Any) -> bool:
+    return bool(grads) and cupy_layers._floats(*grads, factor) and factor.shape == ()
+
+
+def scaled(grads: list[Any], factor: Any) -> list[Any]:
+    """See ``xpnet.optim.clip.scaled``: every gradient times the factor into new arrays, one kernel per MULTI
+    gradients (the portable path launches one a gradient)."""
+    out = [cupy.empty_like(g) for g in grads]
+    for lo in _groups(len(grads)):
+        group, ys = grads[lo:lo + MULTI], out[lo:lo + MULTI]
+        total = sum(g.size for g in group)
+        cupy_layers._launch("multi_scale", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
+                                                   *_padded([g.size for g in group], 0), factor, total), T=factor.dtype)
+    return out
+
+
+def _sgd(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: float, momentum: float = 0.0,
+         dampening: float = 0.0, nesterov: bool = False) -> Any:
+    """The multi-tensor SGD kernel over every parameter, MULTI a launch; NotImplemented, nothing updated, unless
+    every array is a C-contiguous float CuPy array of the first parameter's dtype and its parameter's shape."""
+    arrays = [*params, *grads, *(velocities or ())]
+    if not (params and len(grads) == len(params) and cupy_layers._floats(*arrays)
+            and all(g.shape == p.shape for p, g in zip(params, grads))
+            and all(v.shape == p.shape for p, v in zip(params, velocities or params))):
+        return NotImplemented
+    for lo in _groups(len(params)):
+        hi = lo + MULTI
+        group = params[lo:hi]
+        total = sum(p.size for p in group)
+        vs = group if velocities is None else velocities[lo:hi]
+        cupy_layers._launch("multi_sgd", total, (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]),
+                                                 *_padded(vs, vs[0]), *_padded([p.size for p in group], 0), float(lr),
+                                                 float(momentum), 1.0 - dampening, int(velocities is not None),
+                                                 int(nesterov), total), T=group[0].dtype)
+    return None
+
+
+def sgd_updates(params: list[Any], grads: list[Any], lr: float) -> Any:
+    """See ``xpnet.backend.fast_numba.sgd_updates``: p -= lr * g for every parameter, one kernel per MULTI."""
+    return _sgd(params, grads, None, lr)
+
+
+def sgd_momentum_updates(params: list[Any], grads: list[Any], velocities: list[Any], lr: float, momentum: float,
+                         dampening: float, nesterov: bool) -> Any:
+    """See ``xpnet.backend.fast_numba.sgd_momentum_updates``: :func:`sgd_momentum_update` for every parameter, one
+    kernel per MULTI."""
+    return _sgd(params, grads, velocities, lr, momentum, dampening, nesterov)
+
+
+def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], *numbers: Any) -> bool:
+    return bool(params) and cupy_layers._floats(*params, *grads, *ms, *vs)
+
+
+def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[float], b1: float,
+                 b2: float, steps: list[float], epss: list[float]) -> None:
+    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies), in place: one
+    kernel per MULTI parameters, the arithmetic of the per-parameter kernels."""
+    for lo in _groups(len(params)):
+        hi = lo + MULTI
+        group = params[lo:hi]
+        total = sum(p.size for p in group)
+        args = (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(ms[lo:hi], ms[lo]),
+                *_padded(vs[lo:hi], vs[lo]), *_padded([p.size for p in group], 0),
+                *(float(x) for x in _padded(keeps[lo:hi], 1.0)), *(float(x) for x in _padded(steps[lo:hi], 0.0)),
+                *(float(x) for x in _padded(epss[lo:hi], 1.0)), 1.0 - b1, float(b2), 1.0 - b2, total)
+        cupy_layers._launch("multi_adam", total, args, T=group[0].dtype)
 
 
 def _clamp_ready(g: Any, clip_value: float) -> bool:
@@ -106,15 +194,27 @@ def clamp(g: Any, clip_value: float) -> Any:
 
 
 def _epoch_sums_ready(loss_sum: Any, value: Any, count: Any, correct: Any, hits: Any) -> bool:
-    return (isinstance(count, int) and all(isinstance(a, cupy.ndarray) and a.shape == ()
-                                           for a in (loss_sum, value, correct, hits))
+    """0-d CuPy arrays: the sums of one float dtype, the counts of one index dtype; ``count`` an int below 2**53 (a
+    kernel's double) or such an array, ``hits`` such an array or None."""
+    counts = [a for a in (count, hits) if not isinstance(a, int) and a is not None]
+    return ((isinstance(count, int) and abs(count) < 2 ** 53 or not isinstance(count, int))
+            and all(isinstance(a, cupy.ndarray) and a.shape == () for a in (loss_sum, value, correct, *counts))
             and loss_sum.dtype == value.dtype and loss_sum.dtype in (cupy.float32, cupy.float64)
-            and correct.dtype == hits.dtype and correct.dtype in (cupy.int32, cupy.int64))
+            and all(a.dtype == correct.dtype for a in counts) and correct.dtype in (cupy.int32, cupy.int64))
 
 
-def epoch_sums(loss_sum: Any, value: Any, count: int, correct: Any, hits: Any) -> tuple[Any, Any]:
-    """See ``xpnet.training.epoch_sums.add_batch``: one kernel (the portable additions launch three)."""
-    return elementwise("epoch_sums")(loss_sum, value, count, correct, hits)
+def epoch_sums(loss_sum: Any, value: Any, count: Any, correct: Any, hits: Any) -> tuple[Any, Any]:
+    """See ``xpnet.training.epoch_sums.add_batch``: one kernel (the portable additions launch two or three): the
+    elementwise one for an int count and hits, else a raw kernel (a count on the device, no hits)."""
+    if isinstance(count, int) and hits is not None:
+        return elementwise("epoch_sums")(loss_sum, value, count, correct, hits)
+    new_sum, new_correct = cupy.empty_like(loss_sum), correct if hits is None else cupy.empty_like(correct)
+    on_device = not isinstance(count, int)
+    cupy_layers._launch("epoch_add", 1, (loss_sum, value, count if on_device else correct,
+                                         0 if on_device else int(count), int(on_device), correct,
+                                         correct if hits is None else hits, int(hits is not None), new_sum,
+                                         new_correct), T=loss_sum.dtype, L=correct.dtype)
+    return new_sum, new_correct
 
 
 def erf(x: Any) -> Any:
@@ -133,6 +233,11 @@ def register(add: Callable[..., Any]) -> None:
     add("rms_update", rms_update)
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
+    add("scaled", scaled, accepts=_scaled_ready)
+    add("adam_updates", adam_updates, accepts=_adam_ready)
+    add("sgd_updates", sgd_updates)
+    add("sgd_momentum_updates", sgd_momentum_updates)
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)
+    cupy_cells.register(add)

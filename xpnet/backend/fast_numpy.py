@@ -150,16 +150,19 @@ def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ..
 
 
 def _lstm_ready(ax: Any, h: Any, c: Any, Wh: Any) -> bool:
-    """NumPy arrays of one float dtype (what the layer passes; anything else runs the portable step)."""
+    """NumPy arrays of one float dtype (what the layer passes; anything else runs the portable step), h as wide as
+    c (LSTM's proj_size runs the portable step)."""
     return (all(isinstance(v, np.ndarray) for v in (ax, h, c)) and ax.dtype == h.dtype == c.dtype
-            and ax.dtype.kind == "f")
+            and ax.dtype.kind == "f" and h.shape == c.shape)
 
 
-def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any,
+                       carry: Any = None) -> tuple[Any, Any, Any, Any]:
     """The portable backward step (:func:`xpnet.layers.cells.lstm_step_backward`) writing each gate's
     gradient into its column block of one (N, 4H) array, in the portable order of operations (the same
     bits), instead of concatenating four new ones."""
     _, c, i, f, g, o, tanh_c = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     H = c.shape[1]
     ds = dh_next * o
     ds *= 1.0 - tanh_c * tanh_c
@@ -179,10 +182,10 @@ def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: 
     return da, da, da @ WhT, ds * f
 
 
-def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> bool:
-    arrays = (dh_next, *cache) if dc_next is None else (dh_next, dc_next, *cache)
+def _lstm_backward_ready(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> bool:
+    arrays = (dh_next, *cache, *(() if dc_next is None else (dc_next,)), *(() if carry is None else (carry,)))
     return (all(isinstance(v, np.ndarray) for v in arrays) and dh_next.dtype.kind == "f"
-            and all(v.dtype == dh_next.dtype for v in arrays))
+            and all(v.dtype == dh_next.dtype for v in arrays) and cache[0].shape == cache[1].shape)
 
 
 def column_sums(x: Any) -> Any:

@@ -36,17 +36,14 @@ def rnn_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
     return h_next, (h, h_next)
 
 
-def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """``WhT``: Wh transposed, (blocks * H, H)."""
+def rnn_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """``WhT``: Wh transposed, (blocks * H, H). ``carry`` (N, H), the gradient the next step carried back, is added
+    to ``dh_next`` (the gradient from the outputs) first; None adds nothing. The fast paths of the backward steps
+    take it too (CuPy's adds it inside the step's kernel, one launch fewer a step)."""
     _, h_next = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     da = dh_next * (1.0 - h_next * h_next)
     return da, da, da @ WhT
-
-
-def rnn_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """:func:`rnn_step_backward` of ``dh_next + carry`` (the gradient from the outputs plus the one the next
-    step carried back), through its fast paths; on CuPy the add runs inside the step's kernel."""
-    return fast_path("rnn_step_backward", namespace(dh_next), rnn_step_backward)(dh_next + carry, cache, WhT)
 
 
 def rnn_relu_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -56,22 +53,28 @@ def rnn_relu_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
     return h_next, (h, h_next)
 
 
-def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """The gradient through max(a, 0): 0 where a <= 0 (PyTorch's ReLU, which passes none at 0)."""
+def rnn_relu_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """The gradient through max(a, 0): 0 where a <= 0 (PyTorch's ReLU, which passes none at 0); ``carry`` as
+    :func:`rnn_step_backward`'s."""
     _, h_next = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     da = namespace(dh_next).where(h_next > 0, dh_next, namespace(dh_next).zeros_like(dh_next))
     return da, da, da @ WhT
 
 
 def rnn_step_of(nonlinearity: str, xp: Any) -> Any:
-    """The step of an Elman RNN with ``nonlinearity`` ('tanh' or 'relu') on namespace ``xp``: tanh's through its
-    fast paths where there are some, ReLU's portable."""
-    return rnn_relu_step if nonlinearity == "relu" else fast_path("rnn_step", xp, rnn_step)
+    """The step of an Elman RNN with ``nonlinearity`` ('tanh' or 'relu') on namespace ``xp``, through its fast paths
+    where there are some."""
+    if nonlinearity == "relu":
+        return fast_path("rnn_relu_step", xp, rnn_relu_step)
+    return fast_path("rnn_step", xp, rnn_step)
 
 
 def rnn_step_backward_of(nonlinearity: str, xp: Any) -> Any:
     """The backward step matching :func:`rnn_step_of`."""
-    return rnn_relu_step_backward if nonlinearity == "relu" else fast_path("rnn_step_backward", xp, rnn_step_backward)
+    if nonlinearity == "relu":
+        return fast_path("rnn_relu_step_backward", xp, rnn_relu_step_backward)
+    return fast_path("rnn_step_backward", xp, rnn_step_backward)
 
 
 def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ...]]:
@@ -89,24 +92,19 @@ def lstm_step(ax: Any, h: Any, c: Any, Wh: Any) -> tuple[Any, Any, tuple[Any, ..
     return o * tanh_c, c_next, (h, c, i, f, g, o, tanh_c)
 
 
-def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any, Any]:
-    """``dc_next`` None stands for zeros (the last step); ``WhT``: Wh transposed, (4H, H). Returns dax
-    (= dah), dah, dh_prev, dc_prev."""
+def lstm_step_backward(dh_next: Any, dc_next: Any, cache: tuple[Any, ...], WhT: Any,
+                       carry: Any = None) -> tuple[Any, Any, Any, Any]:
+    """``dc_next`` None stands for zeros (the last step); ``WhT``: Wh transposed, (4H, H); ``carry`` added to
+    ``dh_next`` first, as :func:`rnn_step_backward`'s. Returns dax (= dah), dah, dh_prev, dc_prev."""
     xp = namespace(dh_next)
     _, c, i, f, g, o, tanh_c = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     ds = dh_next * o * (1.0 - tanh_c * tanh_c)
     if dc_next is not None:
         ds = ds + dc_next
     da = xp.concat([ds * g * i * (1.0 - i), ds * c * f * (1.0 - f), ds * i * (1.0 - g * g),
                     dh_next * tanh_c * o * (1.0 - o)], axis=1)
     return da, da, da @ WhT, ds * f
-
-
-def lstm_step_backward_carried(dh_next: Any, carry: Any, dc_next: Any, cache: tuple[Any, ...],
-                               WhT: Any) -> tuple[Any, Any, Any, Any]:
-    """:func:`lstm_step_backward` of ``dh_next + carry``, as :func:`rnn_step_backward_carried`."""
-    step_back = fast_path("lstm_step_backward", namespace(dh_next), lstm_step_backward)
-    return step_back(dh_next + carry, dc_next, cache, WhT)
 
 
 def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -122,21 +120,17 @@ def gru_step(ax: Any, h: Any, Wh: Any, bh: Any) -> tuple[Any, tuple[Any, ...]]:
     return n + z * (h - n), (h, r, z, n, ah_n)
 
 
-def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """``WhT``: Wh transposed, (3H, H)."""
+def gru_step_backward(dh_next: Any, cache: tuple[Any, ...], WhT: Any, carry: Any = None) -> tuple[Any, Any, Any]:
+    """``WhT``: Wh transposed, (3H, H); ``carry`` as :func:`rnn_step_backward`'s."""
     xp = namespace(dh_next)
     h, r, z, n, ah_n = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     dn = dh_next * (1.0 - z) * (1.0 - n * n)
     dz = dh_next * (h - n) * z * (1.0 - z)
     dr = dn * ah_n * r * (1.0 - r)
     dax = xp.concat([dr, dz, dn], axis=1)
     dah = xp.concat([dr, dz, dn * r], axis=1)
     return dax, dah, dh_next * z + dah @ WhT
-
-
-def gru_step_backward_carried(dh_next: Any, carry: Any, cache: tuple[Any, ...], WhT: Any) -> tuple[Any, Any, Any]:
-    """:func:`gru_step_backward` of ``dh_next + carry``, as :func:`rnn_step_backward_carried`."""
-    return fast_path("gru_step_backward", namespace(dh_next), gru_step_backward)(dh_next + carry, cache, WhT)
 
 
 def gru_book_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
@@ -150,10 +144,13 @@ def gru_book_step(ax: Any, h: Any, Wh: Any) -> tuple[Any, tuple[Any, ...]]:
     return h + z * (hh - h), (h, z, r, rh, hh)
 
 
-def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any) -> tuple[Any, tuple[Any, Any], Any]:
-    """dah is a pair: the gradient for the z, r blocks (multiplying h) and for the h~ block (multiplying r * h)."""
+def gru_book_step_backward(dh_next: Any, cache: tuple[Any, ...], Wh: Any,
+                           carry: Any = None) -> tuple[Any, tuple[Any, Any], Any]:
+    """dah is a pair: the gradient for the z, r blocks (multiplying h) and for the h~ block (multiplying r * h);
+    ``carry`` as :func:`rnn_step_backward`'s."""
     xp = namespace(dh_next)
     h, z, r, _, hh = cache
+    dh_next = dh_next if carry is None else dh_next + carry
     H = h.shape[1]
     dt = dh_next * z * (1.0 - hh * hh)
     drh = dt @ Wh[:, 2 * H:].T

@@ -305,7 +305,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
 
 class RNN(_Recurrent):
     """Elman RNN with tanh, the book's TimeRNN: h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b); PyTorch's
-    ``nonlinearity="relu"`` (by name) takes max(., 0) in place of tanh (portable steps, no fast path).
+    ``nonlinearity="relu"`` (by name) takes max(., 0) in place of tanh (CuPy's step kernels take both).
 
     x: (N, T, input_size) -> hs: (N, T, hidden_size) (``batch_first=False``: (T, N, ...)). params: Wx (D, H),
     Wh (H, H), b (H,) (none with ``bias=False``), so that PyTorch's ``nn.RNN`` copies in as
@@ -329,13 +329,9 @@ class RNN(_Recurrent):
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        xp = namespace(dh)
-        if dstate is not None and self.nonlinearity == "tanh":  # the carried gradient added in the step's kernel
-            step_back = fast_path("rnn_step_backward_carried", xp, cells.rnn_step_backward_carried)
-            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
-            return dax, dah, (dh_prev,)
-        dh = dh if dstate is None else dh + dstate[0]
-        dax, dah, dh_prev = cells.rnn_step_backward_of(self.nonlinearity, xp)(dh, cache, self._WhT)
+        # the carried gradient goes in as the step's carry: CuPy's kernel adds it to dh, one launch fewer a step
+        step_back = cells.rnn_step_backward_of(self.nonlinearity, namespace(dh))
+        dax, dah, dh_prev = step_back(dh, cache, self._WhT, None if dstate is None else dstate[0])
         return dax, dah, (dh_prev,)
 
 
@@ -355,7 +351,8 @@ class LSTM(_Recurrent):
 
     ``proj_size=P`` (0 < P < hidden_size), PyTorch's: h_t = (o_t * tanh(c_t)) @ Wr with Wr (H, P) =
     ``weight_hr_l0.T``; h, the output and ``dh`` are P wide ((N, T, P), h0 (N, P)), c stays (N, H), and Wh
-    is (P, 4H). Its steps run the portable code (the Numba and CuPy step kernels take h of hidden_size).
+    is (P, 4H). Its steps run CuPy's step kernels (the carried gradient added apart: Wr^T multiplies the sum
+    first), the portable code on NumPy.
     """
 
     blocks = 4
@@ -384,25 +381,20 @@ class LSTM(_Recurrent):
         return not self.proj_size  # the step fast paths (and MKL's packed Wh) are for h of hidden_size
 
     def _step(self, ax: Any, state: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
-        if self.proj_size:
-            h, c, cache = cells.lstm_step(ax, state[0], state[1], self._Wh)
-            return (h @ self.params["Wr"], c), cache
         step = fast_path("lstm_step", namespace(ax), cells.lstm_step)
         h, c, cache = step(ax, state[0], state[1], self._Wh)
-        return (h, c), cache
+        return (h if not self.proj_size else h @ self.params["Wr"], c), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
+        step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
         if self.proj_size:  # dah carries the step's whole dh, for Wr's gradient
+            # dh + the carried gradient cannot go into the step's kernel: Wr^T multiplies the sum first, and the sum
+            # is Wr's gradient as well
             dh, dc = (dh, None) if dstate is None else (dh + dstate[0], dstate[1])
-            dax, _, dh_prev, dc_prev = cells.lstm_step_backward(dh @ self.params["Wr"].T, dc, cache,
-                                                                self.params["Wh"].T)
+            dax, _, dh_prev, dc_prev = step_back(dh @ self.params["Wr"].T, dc, cache, self.params["Wh"].T)
             return dax, dh, (dh_prev, dc_prev)
-        if dstate is None:
-            step_back = fast_path("lstm_step_backward", namespace(dh), cells.lstm_step_backward)
-            dax, dah, dh_prev, dc_prev = step_back(dh, None, cache, self._WhT)
-        else:  # dh + dstate[0] in the step's kernel where there is one
-            step_back = fast_path("lstm_step_backward_carried", namespace(dh), cells.lstm_step_backward_carried)
-            dax, dah, dh_prev, dc_prev = step_back(dh, dstate[0], dstate[1], cache, self._WhT)
+        dh_next, dc_next = (None, None) if dstate is None else dstate  # dh + dh_next in the step's kernel on CuPy
+        dax, dah, dh_prev, dc_prev = step_back(dh, dc_next, cache, self._WhT, dh_next)
         return dax, dah, (dh_prev, dc_prev)
 
     def _weight_grads(self, xp: Any, x2: Any, h_prev: Any, dax: Any, dahs: list[Any], caches: list[Any]) -> None:
@@ -446,20 +438,17 @@ class GRU(_Recurrent):
             step = fast_path("gru_step", namespace(ax), cells.gru_step)
             h, cache = step(ax, state[0], self._Wh, self.params.get("bh"))
         else:
-            h, cache = cells.gru_book_step(ax, state[0], self.params["Wh"])
+            h, cache = fast_path("gru_book_step", namespace(ax), cells.gru_book_step)(ax, state[0], self.params["Wh"])
         return (h,), cache
 
     def _step_back(self, dh: Any, dstate: tuple[Any, ...] | None, cache: Any) -> tuple[Any, Any, tuple[Any, ...]]:
-        if self.convention == "pytorch" and dstate is not None:  # dh + dstate[0] in the step's kernel
-            step_back = fast_path("gru_step_backward_carried", namespace(dh), cells.gru_step_backward_carried)
-            dax, dah, dh_prev = step_back(dh, dstate[0], cache, self._WhT)
-            return dax, dah, (dh_prev,)
-        dh = dh if dstate is None else dh + dstate[0]
+        carry = None if dstate is None else dstate[0]  # dh + carry in the step's kernels on CuPy
         if self.convention == "pytorch":
             step_back = fast_path("gru_step_backward", namespace(dh), cells.gru_step_backward)
-            dax, dah, dh_prev = step_back(dh, cache, self._WhT)
+            dax, dah, dh_prev = step_back(dh, cache, self._WhT, carry)
         else:  # the book's GRU multiplies by column blocks of Wh
-            dax, dah, dh_prev = cells.gru_book_step_backward(dh, cache, self.params["Wh"])
+            step_back = fast_path("gru_book_step_backward", namespace(dh), cells.gru_book_step_backward)
+            dax, dah, dh_prev = step_back(dh, cache, self.params["Wh"], carry)
         return dax, dah, (dh_prev,)
 
     @property

@@ -1,7 +1,7 @@
 """Optimizers that scale each step by a running size of the gradient: AdaGrad, RMSprop, Adam, AdamW.
 
-Each runs as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``) and, where Numba is
-installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
+Each runs as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``; Adam and AdamW one for up to 32
+parameters) and, where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
@@ -127,16 +127,46 @@ class Adam(Optimizer):
         return {**super().hyperparams(), "betas": tuple(self.betas), "eps": self.eps, "convention": self.convention,
                 "amsgrad": self.amsgrad}
 
-    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+    def _step_eps(self, name: str, p: Any) -> tuple[Any, Any]:
+        """This step's step size and eps for the parameter ``name`` (after its slots are made): the bias correction
+        folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps)."""
         b1, b2 = self.betas
-        keep, self._keep = self.__dict__.get("_keep"), None  # AdamW's decay of this parameter (see AdamW._decay)
-        m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
         t0 = self.skipped.get(name, 0)  # the parameter's own step is t - t0 (frozen steps left out, as PyTorch)
-        # Bias correction folded into the step size (and, PyTorch's way, into eps): lr * m_hat / (sqrt(v_hat) + eps).
         step = self._per_step(("adam_step", t0), p,
                               lambda lr, t: lr * _sqrt(1.0 - b2 ** (t - t0)) / (1.0 - b1 ** (t - t0)))
         eps = self.eps if self.convention == "book" else \
             self._per_step(("adam_eps", t0), p, lambda lr, t: self.eps * _sqrt(1.0 - b2 ** (t - t0)))
+        return step, eps
+
+    def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
+        """Every parameter's update in one call where a backend's kernel takes them all (CuPy's ``"adam_updates"``,
+        up to 32 parameters a launch; AdamW's decay inside), the arithmetic of the per-parameter kernels; not with
+        AMSGrad, Adam's L2 weight decay, numbers on the device (a captured step) or a subclass's own update."""
+        xp, kind = work[0][5], type(self)
+        decoupled = kind._decay is AdamW._decay
+        if (self.amsgrad or (self.weight_decay and not decoupled) or self.device_scalars is not None
+                or kind._update is not Adam._update or kind._slot is not Optimizer._slot
+                or kind._per_step is not Optimizer._per_step or fast_path("adam_updates", xp) is None):
+            return False
+        ms, vs, keeps, steps, epss = [], [], [], [], []
+        for name, _, _, p, _, _ in work:
+            ms.append(self._slot(name, "m", p, xp))
+            vs.append(self._slot(name, "v", p, xp))
+            decays = self.weight_decay and self._decays(name)
+            keeps.append(self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay) if decays
+                         else 1.0)
+            step, eps = self._step_eps(name, p)
+            steps.append(step)
+            epss.append(eps)
+        fused = fast_path("adam_updates", xp, unfused)
+        return fused([item[3] for item in work], [item[4] for item in work], ms, vs, keeps, *self.betas, steps,
+                     epss) is not NotImplemented
+
+    def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
+        b1, b2 = self.betas
+        keep, self._keep = self.__dict__.get("_keep"), None  # AdamW's decay of this parameter (see AdamW._decay)
+        m, v = self._slot(name, "m", p, xp), self._slot(name, "v", p, xp)
+        step, eps = self._step_eps(name, p)
         if keep is not None:
             if not self.amsgrad and fast_path("adamw_update", xp, unfused)(p, g, m, v, keep, b1, b2, step,
                                                                            eps) is not NotImplemented:

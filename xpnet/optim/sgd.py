@@ -138,6 +138,21 @@ class Nesterov(Momentum):
     def hyperparams(self) -> dict[str, Any]:
         return {**super().hyperparams(), "convention": self.convention}
 
+    def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
+        """PyTorch's convention without weight decay: every parameter's update in one call where a backend's kernel
+        takes them all (SGD's ``"sgd_momentum_updates"`` with nesterov, dampening 0: its first step, v = g, is any
+        step's here), the per-parameter kernel's arithmetic; else (the book's conventions, numbers on the device, a
+        subclass's own update) each parameter in turn."""
+        kind, xp = type(self), work[0][5]
+        if (self.convention != "pytorch" or self.weight_decay or self.device_scalars is not None
+                or kind._update is not Nesterov._update or kind._slot is not Optimizer._slot
+                or kind._step_lr is not Optimizer._step_lr or fast_path("sgd_momentum_updates", xp) is None):
+            return False
+        velocities = [self._slot(item[0], "v", item[3], xp) for item in work]
+        fused = fast_path("sgd_momentum_updates", xp, unfused)
+        return fused([item[3] for item in work], [item[4] for item in work], velocities, self._lr, self.momentum,
+                     0.0, True) is not NotImplemented
+
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         v, m, lr = self._slot(name, "v", p, xp), self.momentum, self._step_lr(p)
         if self.convention == "pytorch":
