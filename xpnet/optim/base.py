@@ -527,7 +527,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         check_state_dict(self.name, sd)
         model = self._bound()
         if model is not None:  # a step would take state of another shape for a replaced layer's and drop it
-            check_state_shapes(self.name, sd["state"], model.named_params())
+            names = not self._several_groups and "param_groups" not in sd  # groups' state: names of their own
+            check_state_shapes(self.name, sd["state"], model.named_params(), names=names)
         if self._several_groups or "param_groups" in sd:
             self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
         else:
@@ -557,6 +558,12 @@ def check_state_dict(name: str, sd: Any) -> None:
     if not isinstance(sd, Mapping):
         raise TypeError(f"{who}: expected the dict of optimizer.state_dict(), got {type(sd).__name__}")
     if "type" not in sd:
+        if "param_groups" in sd and "state" in sd:
+            raise ValueError(f"{who}: this is torch.optim's state_dict (its state by parameter index, in PyTorch's "
+                             "layouts: a Linear's (out, in)), which xpnet's optimizers, keeping theirs by parameter "
+                             "name in xpnet's layouts, cannot load; load the weights alone with "
+                             "xn.load_torch_state_dict(model, checkpoint['model_state_dict']) and let the optimizer "
+                             "start afresh (its momentum and moments from zero), or resume the run in PyTorch")
         inner = [k for k, v in sd.items() if isinstance(v, Mapping) and "type" in v and "state" in v]
         where = f"; its entry {inner[0]!r} is one: optimizer.load_state_dict(d[{inner[0]!r}])" if inner else ""
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
@@ -566,10 +573,17 @@ def check_state_dict(name: str, sd: Any) -> None:
                          f"{a_or_an(name)}; build {a_or_an(str(sd['type']))} to load it")
 
 
-def check_state_shapes(name: str, state: Any, params: dict[str, Any]) -> None:
+def check_state_shapes(name: str, state: Any, params: dict[str, Any], names: bool = True) -> None:
     """Raise a ValueError naming each parameter of ``params`` whose saved ``state`` (``state_dict()["state"]``)
-    has another shape: the state of another model (a wider layer), which a step would silently start afresh."""
-    wrong = []
+    has another shape, or each name of ``state`` that ``params`` lacks: the state of another model (a wider layer,
+    other names; ``names=False`` leaves these), which a step would silently start afresh."""
+    wrong, unknown = [], [key for key in state if key not in params] if names else []
+    if unknown:
+        bare = [key for key in params if key not in state]
+        raise ValueError(f"{name}.load_state_dict: the state is of another model: it holds state for {unknown}, "
+                         f"which this model has no parameter of" + (f" (its {bare} have none)" if bare else "") +
+                         "; load it into an optimizer of the model it was saved from (PyTorch's would pair them by "
+                         "position, xpnet's by name; a step would drop that state silently)")
     for key, slots in state.items():
         p = params.get(key)
         if p is None:

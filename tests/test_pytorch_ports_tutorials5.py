@@ -1,0 +1,241 @@
+"""pytorch/tutorials' checkpoint recipes (what_is_state_dict, saving and loading for inference, a general
+checkpoint, several models in one file, warmstarting, across devices; beginner_source/saving_loading_models.py),
+ported to xpnet as a PyTorch user writes them first, each run next to the same program in torch, float64, the same
+initial weights; and what the ports showed a porter has to be told. No datasets here: small random images."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as nn
+import xpnet.optim as optim
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _close(ours, theirs, name=""):
+    np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+# --- recipes_source/recipes: the recipes' Net ------------------------------------------------------------------------
+
+class _Net(xn.Model):
+    """The recipes' Net: ``F.relu`` as one ``self.relu`` called at each use, ``x.flatten(start_dim=1)`` as
+    ``nn.Flatten()``. x (N, 3, 32, 32) -> (N, 10) logits; the backward takes the uses back last first."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.relu, self.flatten = nn.ReLU(), nn.Flatten()
+
+    def forward(self, x, train=True):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        x = self.flatten(x)
+        x = self.relu(self.fc1(x))
+        x = self.relu(self.fc2(x))
+        return self.fc3(x)
+
+    def backward(self, dy):
+        dy = self.relu.backward(self.fc2.backward(self.relu.backward(self.fc3.backward(dy))))
+        dy = self.flatten.backward(self.fc1.backward(dy))
+        dy = self.conv2.backward(self.relu.backward(self.pool.backward(dy)))
+        return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
+
+
+def _torch_net(torch):
+    """The recipes' Net as it is there."""
+    F, tnn = torch.nn.functional, torch.nn
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(3, 6, 5)
+            self.pool = tnn.MaxPool2d(2, 2)
+            self.conv2 = tnn.Conv2d(6, 16, 5)
+            self.fc1 = tnn.Linear(16 * 5 * 5, 120)
+            self.fc2 = tnn.Linear(120, 84)
+            self.fc3 = tnn.Linear(84, 10)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = x.flatten(start_dim=1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    return Net().double()
+
+
+def _pair(torch, seed):
+    """A torch Net and an xpnet Net holding the same float64 weights."""
+    torch.manual_seed(seed)
+    theirs = _torch_net(torch)
+    ours = _Net().to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    return ours, theirs
+
+
+def _batches(n=4):
+    rng = np.random.default_rng(0)
+    return [(rng.uniform(-1, 1, (2, 3, 32, 32)), rng.integers(0, 10, 2)) for _ in range(n)]
+
+
+def _xpnet_steps(model, optimizer, batches):
+    criterion, losses = xn.losses.SoftmaxCrossEntropy(), []
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward())
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _torch_steps(torch, model, optimizer, batches):
+    criterion, losses = torch.nn.CrossEntropyLoss(), []
+    for x, y in batches:
+        optimizer.zero_grad()
+        loss = criterion(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _same_weights(ours, theirs):
+    for name, array in xn.torch_state_dict(ours).items():
+        _close(array, theirs.state_dict()[name], name)
+
+
+# --- saving_and_loading_a_general_checkpoint.py, beginner_source/saving_loading_models.py ----------------------------
+
+def test_a_general_checkpoint_resumes_sgd_with_momentum_as_pytorchs(tmp_path):
+    """Two SGD(momentum=0.9) steps, ``torch.save({'epoch', 'model_state_dict', 'optimizer_state_dict', 'loss'})``
+    as ``xn.save``, then the recipe's load into a new Net and a new optimizer (``checkpoint = xn.load(PATH)``, the
+    two ``load_state_dict``s, ``model.train()``) and two more steps: the losses, the epoch and loss read back, and
+    the weights (the momentum carried over) equal torch's in float64."""
+    torch = _torch()
+    ours, theirs = _pair(torch, 0)
+    batches = _batches()
+    optimizer = optim.SGD(ours.parameters(), lr=0.01, momentum=0.9)
+    got = _xpnet_steps(ours, optimizer, batches[:2])
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.01, momentum=0.9)
+    want = _torch_steps(torch, theirs, topt, batches[:2])
+    PATH = str(tmp_path / "model.pt")
+    xn.save({'epoch': 5, 'model_state_dict': ours.state_dict(), 'optimizer_state_dict': optimizer.state_dict(),
+             'loss': got[-1]}, PATH)
+    model = _Net().to(dtype="float64")
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    checkpoint = xn.load(PATH, weights_only=True)
+    model.load_state_dict(checkpoint['model_state_dict'])
+    optimizer.load_state_dict(checkpoint['optimizer_state_dict'])
+    epoch, loss = checkpoint['epoch'], checkpoint['loss']
+    model.train()
+    assert (epoch, loss) == (5, got[-1]) and isinstance(epoch, int)
+    got += _xpnet_steps(model, optimizer, batches[2:])
+    tpath = str(tmp_path / "torch_model.pt")
+    torch.save({'epoch': 5, 'model_state_dict': theirs.state_dict(), 'optimizer_state_dict': topt.state_dict(),
+                'loss': want[-1]}, tpath)
+    tmodel = _torch_net(torch)
+    toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.9)
+    tcheckpoint = torch.load(tpath, weights_only=True)
+    tmodel.load_state_dict(tcheckpoint['model_state_dict'])
+    toptimizer.load_state_dict(tcheckpoint['optimizer_state_dict'])
+    tmodel.train()
+    want += _torch_steps(torch, tmodel, toptimizer, batches[2:])
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    _same_weights(model, tmodel)
+
+
+# --- saving_multiple_models_in_one_file.py -----------------------------------------------------------------------------
+
+def test_two_models_and_their_optimizers_in_one_file_resume_as_pytorchs(tmp_path):
+    """netA with SGD(momentum=0.9), netB with Adam, a step each; the recipe's one dict of four state dicts, loaded
+    into new models and optimizers, ``eval()`` outputs, then ``train()`` and a step each: equal to torch's, so the
+    momentum buffer and Adam's moments and step count came back."""
+    torch = _torch()
+    (netA, tnetA), (netB, tnetB) = _pair(torch, 1), _pair(torch, 2)
+    batches = _batches(3)
+    optimizerA, optimizerB = optim.SGD(netA.parameters(), lr=0.01, momentum=0.9), optim.Adam(netB.parameters(), 1e-3)
+    toptA = torch.optim.SGD(tnetA.parameters(), lr=0.01, momentum=0.9)
+    toptB = torch.optim.Adam(tnetB.parameters(), 1e-3)
+    got = _xpnet_steps(netA, optimizerA, batches[:1]) + _xpnet_steps(netB, optimizerB, batches[:2])
+    want = _torch_steps(torch, tnetA, toptA, batches[:1]) + _torch_steps(torch, tnetB, toptB, batches[:2])
+    PATH = str(tmp_path / "model.pt")
+    xn.save({'modelA_state_dict': netA.state_dict(), 'modelB_state_dict': netB.state_dict(),
+             'optimizerA_state_dict': optimizerA.state_dict(), 'optimizerB_state_dict': optimizerB.state_dict()},
+            PATH)
+    modelA, modelB = _Net().to(dtype="float64"), _Net().to(dtype="float64")
+    optimModelA = optim.SGD(modelA.parameters(), lr=0.01, momentum=0.9)
+    optimModelB = optim.Adam(modelB.parameters(), 1e-3)
+    checkpoint = xn.load(PATH)
+    modelA.load_state_dict(checkpoint['modelA_state_dict'])
+    modelB.load_state_dict(checkpoint['modelB_state_dict'])
+    optimModelA.load_state_dict(checkpoint['optimizerA_state_dict'])
+    optimModelB.load_state_dict(checkpoint['optimizerB_state_dict'])
+    modelA.eval()
+    modelB.eval()
+    x = batches[2][0]
+    _close(modelA(x), tnetA.eval()(torch.from_numpy(x)))
+    _close(modelB(x), tnetB.eval()(torch.from_numpy(x)))
+    modelA.train()
+    modelB.train()
+    got += _xpnet_steps(modelA, optimModelA, batches[2:]) + _xpnet_steps(modelB, optimModelB, batches[2:])
+    tnetA.train()
+    tnetB.train()
+    want += _torch_steps(torch, tnetA, toptA, batches[2:]) + _torch_steps(torch, tnetB, toptB, batches[2:])
+    np.testing.assert_allclose(got, want, rtol=1e-10)
+    _same_weights(modelA, tnetA)
+    _same_weights(modelB, tnetB)
+
+
+def test_an_optimizer_state_of_another_model_is_refused_naming_its_parameters():
+    """The state of a Sequential(Linear, ReLU, Linear)'s SGD loaded into that of a Sequential(Linear, Linear) (the
+    saved ``optimizerB_state_dict`` given to optimizerA, or a checkpoint of an older model): PyTorch pairs the
+    parameters by position; xpnet, pairing them by name, kept the state of '2.W' unused and started '1.W' without
+    momentum, silently. Refused, naming both."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 3)), rng.integers(0, 2, 4)
+    saved = xn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")
+    opt = optim.SGD(saved.parameters(), lr=0.1, momentum=0.9)
+    _xpnet_steps(saved, opt, [(x, y)])
+    other = xn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).to(dtype="float64")
+    with pytest.raises(ValueError, match=r"^SGD\.load_state_dict: the state is of another model: it holds state for "
+                                         r"\['2\.W', '2\.b'\], which this model has no parameter of \(its "
+                                         r"\['1\.W', '1\.b'\] have none\)"):
+        optim.SGD(other.parameters(), lr=0.1, momentum=0.9).load_state_dict(opt.state_dict())
+    fresh = optim.SGD(other.parameters(), lr=0.1, momentum=0.9)  # a state of fewer parameters (one frozen) loads
+    fresh.load_state_dict({**opt.state_dict(), "state": {"0.W": opt.state_dict()["state"]["0.W"]}})
+    assert list(fresh.state) == ["0.W"]
+
+
+def test_torch_optimizers_state_dict_is_refused_saying_what_loads(tmp_path):
+    """A checkpoint that torch wrote, read by ``xn.read_torch_file``: its model state dict loads through
+    ``xn.load_torch_state_dict``; its optimizer state dict (state by parameter index, PyTorch's layouts) was refused
+    as a dict of other keys; now the error says what it is and what to write."""
+    torch = _torch()
+    tnet = torch.nn.Sequential(torch.nn.Linear(3, 2)).double()
+    topt = torch.optim.SGD(tnet.parameters(), lr=0.1, momentum=0.9)
+    tnet(torch.ones(2, 3, dtype=torch.float64)).sum().backward()
+    topt.step()
+    PATH = str(tmp_path / "model.pt")
+    torch.save({'model_state_dict': tnet.state_dict(), 'optimizer_state_dict': topt.state_dict()}, PATH)
+    checkpoint = xn.read_torch_file(PATH)
+    model = xn.Sequential(nn.Linear(3, 2)).to(dtype="float64")
+    optimizer = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match=r"^SGD\.load_state_dict: this is torch\.optim's state_dict .* "
+                                         r"xn\.load_torch_state_dict\(model, checkpoint\['model_state_dict'\]\)"):
+        optimizer.load_state_dict(checkpoint['optimizer_state_dict'])
+    with pytest.raises(ValueError, match=r"xn\.load_torch_state_dict"):
+        model.load_state_dict(checkpoint['model_state_dict'])
+    xn.load_torch_state_dict(model, checkpoint['model_state_dict'])
+    _same_weights(model, tnet)
