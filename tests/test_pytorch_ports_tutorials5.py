@@ -239,3 +239,111 @@ def test_torch_optimizers_state_dict_is_refused_saying_what_loads(tmp_path):
         model.load_state_dict(checkpoint['model_state_dict'])
     xn.load_torch_state_dict(model, checkpoint['model_state_dict'])
     _same_weights(model, tnet)
+
+
+# --- warmstarting_model_using_parameters_from_a_different_model.py ---------------------------------------------------
+
+class _NetB(_Net):
+    """A warmstarted model of the recipe's kind: the Net with another head, ``self.out`` (84, 5) for ``fc3``."""
+
+    def __init__(self):
+        super().__init__()
+        del self.fc3
+        self.out = nn.Linear(84, 5)
+
+    def forward(self, x, train=True):
+        x = self.pool(self.relu(self.conv1(x)))
+        x = self.pool(self.relu(self.conv2(x)))
+        return self.out(self.relu(self.fc2(self.relu(self.fc1(self.flatten(x))))))
+
+
+def test_warmstarting_with_strict_false_reports_and_loads_as_pytorch(tmp_path):
+    """``netB.load_state_dict(torch.load(PATH), strict=False)``: the recipe's NetB of the same layers gets every
+    key, and a NetB with another head (``out`` for ``fc3``) gets the rest, its head as it was; the missing and
+    unexpected keys are torch's (xpnet's names, ``W`` for ``weight``). A head of another shape under the same name
+    is refused, as torch's ``size mismatch``."""
+    torch = _torch()
+    netA, tnetA = _pair(torch, 3)
+    PATH, tpath = str(tmp_path / "model.pt"), str(tmp_path / "torch_model.pt")
+    xn.save(netA.state_dict(), PATH)
+    torch.save(tnetA.state_dict(), tpath)
+    netB = _Net().to(dtype="float64")
+    assert tuple(netB.load_state_dict(xn.load(PATH), strict=False)) == ([], [])
+    assert tuple(_torch_net(torch).load_state_dict(torch.load(tpath), strict=False)) == ([], [])
+    _same_weights(netB, tnetA)
+
+    class TNetB(type(_torch_net(torch))):
+        def __init__(self):
+            super().__init__()
+            del self.fc3
+            self.out = torch.nn.Linear(84, 5)
+
+    netB, tnetB = _NetB().to(dtype="float64"), TNetB().double()
+    head = netB.out.params["W"].copy()
+    got = netB.load_state_dict(xn.load(PATH), strict=False)
+    want = tnetB.load_state_dict(torch.load(tpath), strict=False)
+    as_torchs = [[k.replace(".W", ".weight").replace(".b", ".bias") for k in keys] for keys in got]
+    assert as_torchs == [want.missing_keys, want.unexpected_keys] == [["out.weight", "out.bias"],
+                                                                       ["fc3.weight", "fc3.bias"]]
+    np.testing.assert_array_equal(netB.out.params["W"], head)
+    _close(netB.fc2.params["W"].T, tnetA.fc2.weight)
+
+    class NetC(_Net):
+        def __init__(self):
+            super().__init__()
+            self.fc3 = nn.Linear(84, 5)
+
+    with pytest.raises(ValueError, match=r"'fc3\.W' has shape \(84, 10\) in the dict but \(84, 5\) in the model"):
+        NetC().load_state_dict(xn.load(PATH), strict=False)
+    with pytest.raises(RuntimeError, match="size mismatch for fc3.weight"):
+        tnetC = _torch_net(torch)
+        tnetC.fc3 = torch.nn.Linear(84, 5)
+        tnetC.load_state_dict(torch.load(tpath), strict=False)
+
+
+def test_a_pytorch_state_dict_given_with_strict_false_is_refused_not_left_out():
+    """A PyTorch state dict (``weight``, ``bias``) into an xpnet model with ``strict=False`` (the warmstart recipe's
+    line, with a checkpoint torch wrote): every key unexpected, every parameter missing, and the call returned them
+    having loaded nothing, silently, where torch's load fills the layers. Refused, saying
+    ``xn.load_torch_state_dict(model, d, strict=False)``, which loads it."""
+    torch = _torch()
+    ours, theirs = _pair(torch, 4)
+    fresh = _Net().to(dtype="float64")
+    with pytest.raises(ValueError, match=r"strict=False would leave out \['conv1\.weight', .*\n.*"
+                                         r"xn\.load_torch_state_dict\(model, d, strict=False\)"):
+        fresh.load_state_dict(theirs.state_dict(), strict=False)
+    assert tuple(xn.load_torch_state_dict(fresh, theirs.state_dict(), strict=False)) == ([], [])
+    _same_weights(fresh, theirs)
+
+
+# --- what_is_state_dict.py, saving_and_loading_models_for_inference.py, save_load_across_devices.py -------------------
+
+def test_inference_recipes_state_dict_and_entire_model_across_devices_as_pytorchs(tmp_path):
+    """The state dict saved and loaded into a new Net (``map_location=torch.device('cpu')``, as the across-devices
+    recipe's, taken as its name), then ``model.eval()``; the entire model saved and rebuilt by ``xn.load``: the
+    outputs equal torch's. What what_is_state_dict prints: ``xn.torch_state_dict(net)`` has torch's names and
+    ``.shape`` its sizes (``net.state_dict()`` is xpnet's own, ``fc1.W`` (400, 120)); the optimizer's group holds
+    torch's hyperparameters."""
+    torch = _torch()
+    net, tnet = _pair(torch, 5)
+    assert {k: v.shape for k, v in xn.torch_state_dict(net).items()} == \
+        {k: tuple(v.size()) for k, v in tnet.state_dict().items()}
+    assert net.state_dict()["fc1.W"].shape == (400, 120)
+    optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    group = torch.optim.SGD(tnet.parameters(), lr=0.001, momentum=0.9).state_dict()["param_groups"][0]
+    assert {k: v for k, v in optimizer.param_groups[0].items() if k in group and k != "params"} == \
+        {k: v for k, v in group.items() if k != "params"}
+    x = _batches(1)[0][0]
+    want = tnet.eval()(torch.from_numpy(x))
+    PATH = str(tmp_path / "state_dict_model.pt")
+    xn.save(net.state_dict(), PATH)
+    model = _Net().to(dtype="float64")
+    model.load_state_dict(xn.load(PATH, map_location=torch.device('cpu')))
+    model.eval()
+    _close(model(x), want)
+    PATH = str(tmp_path / "entire_model.pt")
+    xn.save(net, PATH)
+    model = xn.load(PATH)
+    model.eval()
+    assert type(model) is _Net and not model.training
+    _close(model(x), want)

@@ -33,7 +33,7 @@ __all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "froz
 # The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
 _PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")
 _PYTORCH_HINT = ("\nthese look like a PyTorch state dict's names ('weight', 'bias', 'weight_ih_l0'...): "
-                 "xn.load_torch_state_dict(model, d) converts its names and layouts")
+                 "xn.load_torch_state_dict(model, d{}) converts its names and layouts")
 
 
 def not_built(node: Any) -> str:
@@ -493,6 +493,13 @@ class Tree(Submodules):
             problems.append(f"missing keys {missing}")
         if strict and unexpected:
             problems.append(f"unexpected keys {unexpected}")
+        torch_like = [k for k in unexpected if isinstance(k, str) and _PYTORCH_KEY.search(k)]
+        if not strict:  # PyTorch's names for layers of this model: left out silently, where PyTorch's load fills them
+            layers = {k.rpartition(".")[0] for k in torch_like} & {k.rpartition(".")[0] for k in missing}
+            torch_like = [k for k in torch_like if k.rpartition(".")[0] in layers]
+            if torch_like:
+                problems.append(f"strict=False would leave out {torch_like} and leave "
+                                f"{[k for k in missing if k.rpartition('.')[0] in layers]} as they are")
         for k, v in state_dict.items():
             if k not in own:
                 continue
@@ -503,8 +510,8 @@ class Tree(Submodules):
                                 f"{tuple(own[k].shape)} in the model")
         if problems:
             inner = [k for k, v in state_dict.items() if missing and isinstance(v, Mapping) and set(own) <= set(v)]
-            raise ValueError(f"{who}: " + "; ".join(problems) + (_PYTORCH_HINT if strict and any(
-                _PYTORCH_KEY.search(k) for k in unexpected if isinstance(k, str)) else "") + (
+            raise ValueError(f"{who}: " + "; ".join(problems) + (
+                _PYTORCH_HINT.format("" if strict else ", strict=False") if torch_like else "") + (
                 f"\nits entry {inner[0]!r} holds this model's arrays (a checkpoint dict?): "
                 f"model.load_state_dict(d[{inner[0]!r}])" if inner else ""))
         for k, v in state_dict.items():
