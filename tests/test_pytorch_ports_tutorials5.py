@@ -347,3 +347,195 @@ def test_inference_recipes_state_dict_and_entire_model_across_devices_as_pytorch
     model.eval()
     assert type(model) is _Net and not model.training
     _close(model(x), want)
+
+
+# --- beginner_source/nn_tutorial.py: fit(), get_data(), loss_batch(), the CNNs, WrappedDataLoader ---------------------
+
+def _loss_batch(model, loss_func, xb, yb, opt=None):
+    """The tutorial's loss_batch; ``model.backward(loss_func.backward())`` for ``loss.backward()``."""
+    loss = loss_func(model(xb), yb)
+    if opt is not None:
+        model.backward(loss_func.backward())
+        opt.step()
+        opt.zero_grad()
+    return loss.item(), len(xb)
+
+
+def _fit(epochs, model, loss_func, opt, train_dl, valid_dl):
+    """The tutorial's fit, its validation losses returned; ``train_dl.epoch(epoch)``, each epoch's shuffle, for
+    the DataLoader's ``train_dl``, and ``xn.no_grad()``."""
+    val_losses = []
+    for epoch in range(epochs):
+        model.train()
+        for xb, yb in train_dl.epoch(epoch):
+            _loss_batch(model, loss_func, xb, yb, opt)
+        model.eval()
+        with xn.no_grad():
+            losses, nums = zip(*[_loss_batch(model, loss_func, xb, yb) for xb, yb in valid_dl])
+        val_loss = np.sum(np.multiply(losses, nums)) / np.sum(nums)
+        val_losses.append(val_loss)
+    return val_losses
+
+
+def _get_data(train_ds, valid_ds, bs):
+    """The tutorial's get_data: ``xn.datasets.BatchIterator`` for DataLoader (its ``shuffle`` by name: xpnet's
+    default is True, the DataLoader's False)."""
+    return (xn.datasets.BatchIterator(*train_ds, batch_size=bs, shuffle=True),
+            xn.datasets.BatchIterator(*valid_ds, batch_size=bs * 2, shuffle=False))
+
+
+class _WrappedDataLoader:
+    """The tutorial's WrappedDataLoader, with ``epoch`` for a shuffled loader's epochs."""
+
+    def __init__(self, dl, func):
+        self.dl = dl
+        self.func = func
+
+    def __len__(self):
+        return len(self.dl)
+
+    def __iter__(self):
+        for b in self.dl:
+            yield self.func(*b)
+
+    def epoch(self, epoch):
+        for b in self.dl.epoch(epoch):
+            yield self.func(*b)
+
+
+class _Mnist_CNN(xn.Model):
+    """The tutorial's Mnist_CNN: ``xb.view(-1, 1, 28, 28)`` as ``xb.reshape``, ``F.avg_pool2d(xb, 4)`` as
+    ``nn.AvgPool2d(4)``, ``xb.view(-1, xb.size(1))`` as ``xb.reshape(-1, xb.shape[1])``. xb (N, 784) -> (N, 10)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1)
+        self.relu, self.pool = nn.ReLU(), nn.AvgPool2d(4)
+
+    def forward(self, xb, train=True):
+        self.n = xb.shape[0]
+        xb = xb.reshape(-1, 1, 28, 28)
+        xb = self.relu(self.conv1(xb))
+        xb = self.relu(self.conv2(xb))
+        xb = self.relu(self.conv3(xb))
+        xb = self.pool(xb)
+        return xb.reshape(-1, xb.shape[1])
+
+    def backward(self, dy):
+        dy = self.pool.backward(dy.reshape(-1, 10, 1, 1))
+        dy = self.conv2.backward(self.relu.backward(self.conv3.backward(self.relu.backward(dy))))
+        return self.conv1.backward(self.relu.backward(dy)).reshape(self.n, 784)
+
+
+def _torch_fit(torch, epochs, model, opt, train_batches, valid_dl):
+    """The tutorial's fit and loss_batch as they are there (``F.cross_entropy``), each epoch's batches given."""
+    F = torch.nn.functional
+
+    def loss_batch(model, loss_func, xb, yb, opt=None):
+        loss = loss_func(model(xb), yb)
+        if opt is not None:
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        return loss.item(), len(xb)
+
+    val_losses = []
+    for epoch in range(epochs):
+        model.train()
+        for xb, yb in train_batches[epoch]:
+            loss_batch(model, F.cross_entropy, xb, yb, opt)
+        model.eval()
+        with torch.no_grad():
+            losses, nums = zip(*[loss_batch(model, F.cross_entropy, xb, yb) for xb, yb in valid_dl])
+        val_losses.append(np.sum(np.multiply(losses, nums)) / np.sum(nums))
+    return val_losses
+
+
+def _torch_cnns(torch):
+    """The tutorial's three CNNs as they are there: Mnist_CNN, the Sequential with ``Lambda(preprocess)`` and
+    ``nn.AvgPool2d(4)``, the one with ``nn.AdaptiveAvgPool2d(1)``."""
+    tnn, F = torch.nn, torch.nn.functional
+
+    class Mnist_CNN(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1)
+            self.conv2 = tnn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1)
+            self.conv3 = tnn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1)
+
+        def forward(self, xb):
+            xb = xb.view(-1, 1, 28, 28)
+            xb = F.relu(self.conv1(xb))
+            xb = F.relu(self.conv2(xb))
+            xb = F.relu(self.conv3(xb))
+            xb = F.avg_pool2d(xb, 4)
+            return xb.view(-1, xb.size(1))
+
+    class Lambda(tnn.Module):
+        def __init__(self, func):
+            super().__init__()
+            self.func = func
+
+        def forward(self, x):
+            return self.func(x)
+
+    def preprocess(x):
+        return x.view(-1, 1, 28, 28)
+
+    def convs():
+        return [tnn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1), tnn.ReLU(),
+                tnn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1), tnn.ReLU(),
+                tnn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1), tnn.ReLU()]
+
+    return [Mnist_CNN().double(),
+            tnn.Sequential(Lambda(preprocess), *convs(), tnn.AvgPool2d(4),
+                           Lambda(lambda x: x.view(x.size(0), -1))).double(),
+            tnn.Sequential(*convs(), tnn.AdaptiveAvgPool2d(1), Lambda(lambda x: x.view(x.size(0), -1))).double()]
+
+
+def _convs():
+    return [nn.Conv2d(1, 16, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 10, kernel_size=3, stride=2, padding=1), nn.ReLU()]
+
+
+def test_nn_tutorials_fit_get_data_and_cnns_train_as_pytorchs():
+    """Two epochs of fit() over get_data()'s loaders (a shuffled one, each epoch's batches replayed in torch), for
+    the tutorial's three CNNs: Mnist_CNN (SGD momentum 0.9), the Sequential of ``Lambda(preprocess)``, convolutions,
+    ``nn.AvgPool2d(4)`` and ``Lambda(lambda x: x.view(x.size(0), -1))`` (``nn.Unflatten(1, (1, 28, 28))`` and
+    ``nn.Flatten()``: a Lambda needs a backward), and the one with ``nn.AdaptiveAvgPool2d(1)`` fed by
+    ``WrappedDataLoader(dl, preprocess)``. The weighted validation losses, the ``sum(loss_func(...)) /
+    len(valid_dl)`` of the validation section and the weights equal torch's in float64."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.random((12, 784)), rng.integers(0, 10, 12)
+    x_valid, y_valid = rng.random((10, 784)), rng.integers(0, 10, 10)
+    bs, lr, epochs, loss_func = 4, 0.1, 2, xn.losses.SoftmaxCrossEntropy()
+
+    def preprocess(x, y):
+        return x.reshape(-1, 1, 28, 28), y
+
+    torch.manual_seed(0)
+    tmodels = _torch_cnns(torch)
+    models = [_Mnist_CNN(), xn.Sequential(nn.Unflatten(1, (1, 28, 28)), *_convs(), nn.AvgPool2d(4), nn.Flatten()),
+              xn.Sequential(*_convs(), nn.AdaptiveAvgPool2d(1), nn.Flatten())]
+    for i, (model, tmodel) in enumerate(zip(models, tmodels)):
+        xn.load_torch_state_dict(model.to(dtype="float64"), tmodel.state_dict())
+        train_dl, valid_dl = _get_data((x_train, y_train), (x_valid, y_valid), bs)
+        if i == 2:
+            train_dl, valid_dl = _WrappedDataLoader(train_dl, preprocess), _WrappedDataLoader(valid_dl, preprocess)
+        got = _fit(epochs, model, loss_func, optim.SGD(model.parameters(), lr=lr, momentum=0.9), train_dl, valid_dl)
+        replay = [[(torch.from_numpy(xb), torch.from_numpy(yb)) for xb, yb in train_dl.epoch(e)]
+                  for e in range(epochs)]
+        tvalid = [(torch.from_numpy(xb), torch.from_numpy(yb)) for xb, yb in valid_dl]
+        want = _torch_fit(torch, epochs, tmodel, torch.optim.SGD(tmodel.parameters(), lr=lr, momentum=0.9),
+                          replay, tvalid)
+        np.testing.assert_allclose(got, want, rtol=1e-10, err_msg=f"model {i}")
+        _same_weights(model, tmodel)
+    with xn.no_grad():
+        valid_loss = sum(loss_func(model(xb), yb) for xb, yb in valid_dl)
+    with torch.no_grad():
+        twant = sum(torch.nn.functional.cross_entropy(tmodel(xb), yb) for xb, yb in tvalid)
+    assert valid_loss / len(valid_dl) == pytest.approx((twant / len(tvalid)).item(), rel=1e-12)
