@@ -156,7 +156,7 @@ def test_a_general_checkpoint_resumes_sgd_with_momentum_as_pytorchs(tmp_path):
     _same_weights(model, tmodel)
 
 
-# --- saving_multiple_models_in_one_file.py -----------------------------------------------------------------------------
+# --- saving_multiple_models_in_one_file.py ----------------------------------------------------------------------------
 
 def test_two_models_and_their_optimizers_in_one_file_resume_as_pytorchs(tmp_path):
     """netA with SGD(momentum=0.9), netB with Adam, a step each; the recipe's one dict of four state dicts, loaded
@@ -539,3 +539,93 @@ def test_nn_tutorials_fit_get_data_and_cnns_train_as_pytorchs():
     with torch.no_grad():
         twant = sum(torch.nn.functional.cross_entropy(tmodel(xb), yb) for xb, yb in tvalid)
     assert valid_loss / len(valid_dl) == pytest.approx((twant / len(tvalid)).item(), rel=1e-12)
+
+
+# --- defining_a_neural_network.py, zeroing_out_gradients.py -----------------------------------------------------------
+
+class _MnistNet(xn.Model):
+    """defining_a_neural_network's Net: ``F.relu`` as one ``self.relu``, ``F.max_pool2d(x, 2)`` as
+    ``nn.MaxPool2d(2)``, ``x.flatten(start_dim=1)`` as ``nn.Flatten()``, ``F.log_softmax(x, dim=1)`` as
+    ``nn.LogSoftmax(dim=1)``; ``dropout2``, the recipe's ``nn.Dropout2d(0.5)`` after a Linear, as given.
+    x (N, 1, 28, 28) -> (N, 10) log-probabilities."""
+
+    def __init__(self, dropout2=nn.Dropout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout2d(0.25)
+        self.dropout2 = dropout2(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+        self.relu, self.pool, self.flatten, self.log_softmax = nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), \
+            nn.LogSoftmax(dim=1)
+
+    def forward(self, x, train=True):
+        x = self.relu(self.conv1(x))
+        x = self.relu(self.conv2(x))
+        x = self.dropout1(self.pool(x))
+        x = self.relu(self.fc1(self.flatten(x)))
+        return self.log_softmax(self.fc2(self.dropout2(x)))
+
+
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 2-D input")
+def test_defining_a_neural_network_runs_as_pytorchs_and_its_dropout2d_after_a_linear_says_dropout():
+    """The recipe's ``nn.Dropout2d(0.5)`` on fc1's (N, 128) output: PyTorch drops single values there, as
+    ``F.dropout``, with a deprecation warning; xpnet's Dropout2d refuses it, saying ``xn.layers.Dropout(p)``. So
+    ported, the net's evaluation output on ``torch.rand((1, 1, 28, 28))``'s image equals torch's in float64."""
+    torch = _torch()
+    F, tnn = torch.nn.functional, torch.nn
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(1, 32, 3, 1)
+            self.conv2 = tnn.Conv2d(32, 64, 3, 1)
+            self.dropout1 = tnn.Dropout2d(0.25)
+            self.dropout2 = tnn.Dropout2d(0.5)
+            self.fc1 = tnn.Linear(9216, 128)
+            self.fc2 = tnn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.conv1(x))
+            x = F.relu(self.conv2(x))
+            x = self.dropout1(F.max_pool2d(x, 2))
+            x = F.relu(self.fc1(x.flatten(start_dim=1)))
+            return F.log_softmax(self.fc2(self.dropout2(x)), dim=1)
+
+    torch.manual_seed(0)
+    theirs = Net().double()
+    random_data = torch.rand((1, 1, 28, 28), dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^Dropout2d: expected \(N, C, H, W\), got shape \(1, 128\).*"
+                                         r"use xn\.layers\.Dropout\(p\)"):
+        _MnistNet(nn.Dropout2d).to(dtype="float64")(random_data.numpy())
+    my_nn = _MnistNet().to(dtype="float64")
+    xn.load_torch_state_dict(my_nn, theirs.state_dict())
+    assert my_nn(random_data.numpy()).shape == (1, 10)
+    _close(my_nn.eval()(random_data.numpy()), theirs.eval()(random_data))
+
+
+def test_zeroing_out_gradients_with_the_optimizer_or_the_model_trains_as_pytorchs():
+    """The recipe's loop (``optimizer.zero_grad()`` before each forward, SGD(lr=0.001, momentum=0.9)) and its
+    ``model.zero_grad()`` in its place: both equal torch's losses and weights in float64."""
+    torch = _torch()
+    batches = _batches(3)
+    for zero in ("optimizer", "model"):
+        net, tnet = _pair(torch, 6)
+        optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+        criterion, running = xn.losses.SoftmaxCrossEntropy(), []
+        for epoch in range(2):
+            running_loss = 0.0
+            for i, data in enumerate(batches, 0):
+                inputs, labels = data
+                (optimizer if zero == "optimizer" else net).zero_grad()
+                outputs = net(inputs)
+                loss = criterion(outputs, labels)
+                net.backward(criterion.backward())
+                optimizer.step()
+                running_loss += loss.item()
+            running.append(running_loss)
+        topt = torch.optim.SGD(tnet.parameters(), lr=0.001, momentum=0.9)
+        want = [sum(_torch_steps(torch, tnet, topt, batches)) for _ in range(2)]
+        np.testing.assert_allclose(running, want, rtol=1e-10, err_msg=zero)
+        _same_weights(net, tnet)
