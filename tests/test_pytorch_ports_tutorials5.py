@@ -629,3 +629,81 @@ def test_zeroing_out_gradients_with_the_optimizer_or_the_model_trains_as_pytorch
         want = [sum(_torch_steps(torch, tnet, topt, batches)) for _ in range(2)]
         np.testing.assert_allclose(running, want, rtol=1e-10, err_msg=zero)
         _same_weights(net, tnet)
+
+
+# --- reasoning_about_shapes.py, module_load_state_dict_tips.py, changing_default_device.py ----------------------------
+
+def test_reasoning_about_shapes_forward_hooks_say_summary_which_gives_torchs_shapes():
+    """The recipe's ``layer.register_forward_hook(fw_hook)`` over ``net.named_modules()``, on the meta device: xpnet
+    has no hooks, and the call said Python's "no attribute" alone; it now names ``model.summary(input_shape=...)``,
+    whose output shapes are those torch's hooks print for each layer called once."""
+    torch = _torch()
+    net = _Net()
+    for layer in (net, net.conv1):
+        with pytest.raises(AttributeError, match=r"register_forward_hook': xpnet has no hooks: "
+                                                 r"model\.summary\(input_shape=\(3, 32, 32\)\)"):
+            layer.register_forward_hook(print)
+    shapes = {}
+    with torch.device("meta"):
+        tnet = _torch_net(torch)
+        inp = torch.randn((1024, 3, 32, 32), dtype=torch.float64)
+    def fw_hook(module, input, output):
+        shapes.setdefault(module, output.shape)
+
+    for name, layer in tnet.named_modules():
+        layer.register_forward_hook(fw_hook)
+    tnet(inp)
+    rows = {line.split()[0]: line for line in net.summary(input_shape=(3, 32, 32)).splitlines()}
+    for name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        assert f"(N, {', '.join(map(str, shapes[getattr(tnet, name)][1:]))})" in rows[name], name
+
+
+def test_load_state_dict_tips_mmap_is_taken_and_assign_is_refused(tmp_path):
+    """``torch.load('checkpoint.pth', mmap=True)`` (the same arrays, memory-mapped): ``xn.load(..., mmap=True)``
+    was Python's "unexpected keyword argument"; now taken, the same arrays. ``load_state_dict(state_dict,
+    assign=True)`` (the module takes the dict's own tensors, their dtype: a float64 dict makes a float32 module
+    float64) was Python's TypeError too; now refused saying xpnet copies into the model's dtype and how to get the
+    dict's. ``with torch.device('meta'):`` has no xpnet meaning: ``with xn.device(...)`` says to build, then move."""
+    torch = _torch()
+
+    class SomeModule(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.linears = [nn.Linear(1, 1) for i in range(10)]
+
+    m = SomeModule()
+    PATH = str(tmp_path / "checkpoint.pth")
+    xn.save(m.state_dict(), PATH)
+    state_dict = xn.load(PATH, mmap=True)
+    new = SomeModule()
+    new.load_state_dict(state_dict)
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(new.state_dict()[k], v, err_msg=k)
+    doubled = {k: v.astype(np.float64) for k, v in state_dict.items()}
+    with pytest.raises(ValueError, match=r"assign=True .* xpnet copies each array into the model's dtype and device, "
+                                         r"as PyTorch's assign=False; .*model\.to\(device, dtype=\.\.\.\)"):
+        SomeModule().load_state_dict(doubled, assign=True)
+    tm = torch.nn.Linear(1, 1)
+    tm.load_state_dict({k: v.double() for k, v in tm.state_dict().items()}, assign=True)
+    assert tm.weight.dtype == torch.float64  # what assign=True means in torch
+    assert SomeModule().to(dtype="float64").load_state_dict(doubled, assign=False) == ([], [])
+    with pytest.raises(TypeError, match=r"a device is no context manager .* build the model, then move it"):
+        with xn.device("cpu"):
+            SomeModule()
+
+
+def test_changing_default_device_says_to_build_then_move():
+    """The recipe's first part runs as it is (``mod.cuda()`` as ``mod.to('cuda')``: a layer's ``.cuda()`` said
+    Python's "no attribute" alone); ``torch.set_default_device('cuda')`` and ``with torch.device('cuda'):`` have
+    no xpnet meaning (layers are built on the host): each says to build the model, then move it."""
+    torch = _torch()
+    torch.manual_seed(0)
+    tmod = torch.nn.Linear(20, 30).double()
+    mod = nn.Linear(20, 30).to(dtype="float64")
+    xn.load_torch_state_dict(mod, tmod.state_dict())
+    with pytest.raises(AttributeError, match=r"'Linear' object has no attribute 'cuda': layer\.to\(device\) moves"):
+        mod.cuda()
+    inp = np.random.default_rng(0).standard_normal((128, 20))
+    _close(mod.to(xn.device("cpu"))(inp), tmod(torch.from_numpy(inp)))
+    with pytest.raises(AttributeError, match=r"set_default_device': xpnet has no default device: .*model\.to\("):
+        xn.set_default_device("cuda")

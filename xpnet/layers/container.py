@@ -13,7 +13,7 @@ from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
 from .torch_max import refuse_torch_max
-from .tree import not_built, stored_attribute, tensor_method_hint
+from .tree import HOOKS, not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
@@ -51,6 +51,8 @@ _PYTORCH_NAMES = {
                    "save_params writes a pickle that xn.load_book_params(path, model) reads",
     "load_params": "xn.load_book_params(path, model) reads the book's save_params files (Rnnlm.pkl, "
                    "AttentionSeq2seq.pkl) into a model built with the book's arguments; xpnet's own: xn.load(path)",
+    **dict.fromkeys(("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                     "register_backward_hook"), HOOKS),
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
 }

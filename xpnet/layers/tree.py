@@ -28,10 +28,18 @@ from .parameter_index import refuse_pytorch_index
 from .submodules import _STORES, Submodules
 from .stale import loaded
 
-__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
+__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes", "HOOKS"]
 
 # The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
 _PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")
+HOOKS = ("xpnet has no hooks: model.summary(input_shape=(3, 32, 32)) lists each layer's output shape (the "
+         "reasoning-about-shapes recipe's forward hook); for other work, call the layers one by one in a forward of "
+         "your own")
+_TO = "layer.to(device) moves a layer, model.to(device) a model: .to('cuda'), .to('cpu')"
+# What a PyTorch user calls on a layer, and what xpnet has instead (a container's are in layers.container).
+_LEAF_HINTS = {**_chainer.LAYER, "cuda": _TO, "cpu": _TO,
+               **dict.fromkeys(("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                                "register_backward_hook"), HOOKS)}
 _PYTORCH_HINT = ("\nthese look like a PyTorch state dict's names ('weight', 'bias', 'weight_ih_l0'...): "
                  "xn.load_torch_state_dict(model, d{}) converts its names and layouts")
 
@@ -259,7 +267,7 @@ class Tree(Submodules):
                                  f"the layers PyTorch has it on (Linear, Conv2d, BatchNorm...); this one's params are "
                                  f"{keys} (layer.params[key]; a model's by dotted name: model.named_params())",
                                  name=name, obj=self)
-        error = not_here(type(self).__name__, name, _chainer.LAYER, kind="object")
+        error = not_here(type(self).__name__, name, _LEAF_HINTS, kind="object")
         error.name, error.obj = name, self  # Python's "Did you mean" reads them
         raise error
 
@@ -467,9 +475,11 @@ class Tree(Submodules):
         """Every parameter and buffer by dotted name, as host (NumPy) copies (PyTorch's name)."""
         return {k: host_copy(v) for k, v in self.state().items()}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, *,
+                        assign: bool = False) -> IncompatibleKeys:
         """Put the arrays of ``state_dict`` (host or device arrays, by dotted name) into the model, each
-        cast to its parameter's dtype and moved to its device.
+        cast to its parameter's dtype and moved to its device: PyTorch's ``assign=False``, its default. Its
+        ``assign=True`` (the model taking the dict's own arrays, their dtype and device) is refused.
 
         Checks everything before changing anything: a ValueError names every misshapen key and, with
         ``strict=True`` (the default), every missing and unexpected one (and a line pointing to
@@ -485,6 +495,12 @@ class Tree(Submodules):
                                 "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
                                 if isinstance(state_dict, Tree) or path else ""))
         strict = flag(strict, who, "strict")  # strict="no" was taken as True
+        if flag(assign, who, "assign"):
+            raise ValueError(f"{who}: assign=True (PyTorch's: the model takes the dict's own tensors, their dtype "
+                             "and device) is not supported: xpnet copies each array into the model's dtype and "
+                             "device, as PyTorch's assign=False; leave it out, building the model in the dtype "
+                             "and on the device wanted (model.to(device, dtype=...)) before load_state_dict(d); "
+                             "xpnet has no meta device to build it on")
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]

@@ -164,7 +164,7 @@ def _host_array(value: Any) -> np.ndarray | None:
 
 
 def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any = None,
-         weights_only: bool | None = None) -> Any:
+         weights_only: bool | None = None, mmap: bool | None = None) -> Any:
     """What ``xn.save`` wrote to ``path``: a model (``xn.save(model, path)``, ``model.save(path)``) built again, or
     the values saved (``xn.save(model.state_dict(), path)``, a checkpoint dict), as PyTorch's ``torch.load``.
     Arrays and the model go on ``device`` (the host, NumPy, by default; ``"cuda"``, ``"cuda:1"``, ``"torch:cpu"``,
@@ -172,7 +172,8 @@ def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any 
     ``torch.device``, taken as its string); floats cast to ``dtype`` when given (``"float32"``: a float64 file onto
     a device without float64, such as JAX without ``jax_enable_x64``; cast on the host, as ``model.to(device,
     dtype=...)``; a tree's floating arrays only, not its numbers). ``weights_only`` (PyTorch's) may be True or
-    False: nothing is ever unpickled, whichever.
+    False: nothing is ever unpickled, whichever. ``mmap`` (PyTorch's) may be True or False too: the same arrays
+    come back either way, read whole (an ``.npz`` is a zip archive, which is not memory-mapped).
 
     Values come back as saved: dicts in their key order, lists, tuples, NumPy scalars of their dtype, arrays as
     writable NumPy arrays, or on ``device`` (NumPy's arrays of str or bytes stay on the host; an array found in
@@ -202,6 +203,8 @@ def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any 
     if weights_only is not None and not isinstance(weights_only, bool):
         raise TypeError(f"xn.load: weights_only must be True or False (nothing is unpickled either way), got "
                         f"{weights_only!r}")
+    if mmap is not None and not isinstance(mmap, bool):
+        raise TypeError(f"xn.load: mmap must be True or False (the arrays are read whole either way), got {mmap!r}")
     dtype = None if dtype is None else float_dtype_name(dtype, "xn.load")
     with NpzReader(path, _ANY_WHAT, "xn.load", file_objects=True) as reader:
         tree = reader.record(TREE_KEY)
