@@ -541,6 +541,26 @@ def test_nn_tutorials_fit_get_data_and_cnns_train_as_pytorchs():
     assert valid_loss / len(valid_dl) == pytest.approx((twant / len(tvalid)).item(), rel=1e-12)
 
 
+
+def test_nn_tutorials_lambda_ported_as_a_model_or_layer_without_train_is_refused_in_a_sequential():
+    """nn_tutorial's ``class Lambda(nn.Module)`` with ``forward(self, x)``, written as an ``xn.Model`` or a layer and
+    put in ``xn.Sequential`` (as the tutorial's ``nn.Sequential(Lambda(preprocess), ...)``): the Sequential's call
+    failed with Python's "forward() got an unexpected keyword argument 'train'"; now the Sequential refuses it when
+    built, saying to take train= and to write the backward."""
+    for base in (xn.Model, nn.Layer):
+        class Lambda(base):
+            def __init__(self, func):
+                super().__init__()
+                self.func = func
+
+            def forward(self, x):
+                return self.func(x)
+
+        with pytest.raises(ValueError, match=r"^Sequential: item 0, .*Lambda\.forward must take train= \(write def "
+                                             r"forward\(self, x, train=True\) .* and backward\(self, dy\)"):
+            xn.Sequential(Lambda(lambda x: x.reshape(-1, 1, 28, 28)), nn.Conv2d(1, 16, kernel_size=3))
+
+
 # --- defining_a_neural_network.py, zeroing_out_gradients.py -----------------------------------------------------------
 
 class _MnistNet(xn.Model):
