@@ -629,7 +629,7 @@ def test_zeroing_out_gradients_with_the_optimizer_or_the_model_trains_as_pytorch
     """The recipe's loop (``optimizer.zero_grad()`` before each forward, SGD(lr=0.001, momentum=0.9)) and its
     ``model.zero_grad()`` in its place: both equal torch's losses and weights in float64."""
     torch = _torch()
-    batches = _batches(3)
+    batches = _batches(2)
     for zero in ("optimizer", "model"):
         net, tnet = _pair(torch, 6)
         optimizer = optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
@@ -727,3 +727,51 @@ def test_changing_default_device_says_to_build_then_move():
     _close(mod.to(xn.device("cpu"))(inp), tmod(torch.from_numpy(inp)))
     with pytest.raises(AttributeError, match=r"set_default_device': xpnet has no default device: .*model\.to\("):
         xn.set_default_device("cuda")
+
+
+def test_tuning_guides_grad_none_loop_says_zero_grad_whose_set_to_none_is_pytorchs():
+    """The tuning guide's ``for param in model.parameters(): param.grad = None``: NumPy's "no attribute 'grad'" on
+    NumPy, and on xpnet's PyTorch backend the tensors took the attribute and nothing was cleared; refused on both,
+    saying ``zero_grad()``. Its ``zero_grad(set_to_none=True)`` (and False) steps as torch's, where a head left out
+    of a backward is left out of the step only with None: SGD momentum, three steps over two heads, float64."""
+    torch = _torch()
+
+    class Two(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 2), nn.Linear(3, 2)
+
+        def forward(self, x, head="a", train=True):
+            self.head = head
+            return getattr(self, head)(x)
+
+        def backward(self, dy):
+            return getattr(self, self.head).backward(dy)
+
+    for dev in ("cpu", "torch:cpu"):
+        model = Two().to(dev)
+        with pytest.raises(AttributeError, match=r"p\.grad = None: xpnet's arrays carry no \.grad .* Write "
+                                                 r"model\.zero_grad\(\) or optimizer\.zero_grad\(\)"):
+            for param in model.parameters():
+                param.grad = None
+    torch.manual_seed(0)
+    theirs = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 2), "b": torch.nn.Linear(3, 2)}).double()
+    rng = np.random.default_rng(0)
+    x, y = rng.random((4, 3)), np.array([0, 1, 0, 1])
+    for set_to_none in (True, False):
+        model = Two().to(dtype="float64")
+        xn.load_torch_state_dict(model, theirs.state_dict())
+        tmodel = torch.nn.ModuleDict({"a": torch.nn.Linear(3, 2), "b": torch.nn.Linear(3, 2)}).double()
+        tmodel.load_state_dict(theirs.state_dict())
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+        criterion = xn.losses.SoftmaxCrossEntropy()
+        for head in ("a", "b", "b"):
+            opt.zero_grad(set_to_none=set_to_none)
+            criterion(model(x, head), y)
+            model.backward(criterion.backward())
+            opt.step()
+            topt.zero_grad(set_to_none=set_to_none)
+            torch.nn.functional.cross_entropy(tmodel[head](torch.from_numpy(x)), torch.from_numpy(y)).backward()
+            topt.step()
+        _same_weights(model, tmodel)
