@@ -678,6 +678,28 @@ def test_reasoning_about_shapes_forward_hooks_say_summary_which_gives_torchs_sha
         assert f"(N, {', '.join(map(str, shapes[getattr(tnet, name)][1:]))})" in rows[name], name
 
 
+def test_pytorchs_pair_loop_over_named_modules_or_children_is_refused_saying_items():
+    """``for name, layer in net.named_modules():`` (the shapes recipe's loop): xpnet's dict unpacked each name, the
+    root's ``""`` failing with Python's "not enough values to unpack", and ``named_children()`` of a model whose
+    first child is ``self.fc`` gave ``name = "f"``, ``layer = "c"``, silently. Refused, saying ``.items()``; the
+    dict's own uses run as they did."""
+    class Net(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.relu = nn.Linear(3, 2), nn.ReLU()
+
+    net = Net()
+    with pytest.raises(ValueError, match=r"^for name, layer in net\.named_modules\(\): xpnet's named_modules\(\) is "
+                                         r"a dict by dotted name.* write for name, layer in net\.named_modules\(\)"
+                                         r"\.items\(\)$"):
+        for name, layer in net.named_modules():
+            pass
+    with pytest.raises(ValueError, match=r"write for name, child in net\.named_children\(\)\.items\(\)$"):
+        names = [name for name, child in net.named_children()]
+    names = [name for name, child in net.named_children().items()]
+    assert names == list(net.named_children()) == ["fc", "relu"] and list(net.named_modules()) == ["", "fc", "relu"]
+
+
 def test_load_state_dict_tips_mmap_is_taken_and_assign_is_refused(tmp_path):
     """``torch.load('checkpoint.pth', mmap=True)`` (the same arrays, memory-mapped): ``xn.load(..., mmap=True)``
     was Python's "unexpected keyword argument"; now taken, the same arrays. ``load_state_dict(state_dict,

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
+from .named_pairs import NamedDict
 from .torch_max import refuse_torch_max
 from .tree import HOOKS, not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
@@ -152,7 +153,7 @@ class Container(Layer):
                             f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
 
     def named_children(self) -> dict[str, Layer]:
-        children: dict[str, Layer] = {}
+        children: dict[str, Layer] = NamedDict()  # a dict; PyTorch's pair loop over it refused
         for attr, value in vars(self).items():
             if isinstance(value, Layer):
                 children[attr] = value

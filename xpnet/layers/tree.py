@@ -21,6 +21,7 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from . import left_out
+from .named_pairs import NamedDict
 from .zero_grad import READ, TICKS
 from .grads import Grads
 from .parameter_flags import refuse_flag_loop
@@ -250,7 +251,7 @@ class Tree(Submodules):
         comes here, so here a node whose ``__init__`` forgot ``super().__init__()`` is named: as a
         TypeError, since an AttributeError raised inside a property (``model.device``) would be replaced
         by Python with "no attribute 'device'"."""
-        found: dict[str, Any] = {"": self}
+        found: dict[str, Any] = NamedDict({"": self})  # a dict; PyTorch's pair loop over it refused
         _visit(self, "", found, {id(self)})
         return found
 
