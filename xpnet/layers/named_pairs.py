@@ -15,7 +15,7 @@ from __future__ import annotations
 import linecache
 import re
 import sys
-from typing import Any, Iterator
+from typing import Iterator
 
 __all__ = ["NamedDict"]
 

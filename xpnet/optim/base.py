@@ -577,13 +577,14 @@ def check_state_shapes(name: str, state: Any, params: dict[str, Any], names: boo
     """Raise a ValueError naming each parameter of ``params`` whose saved ``state`` (``state_dict()["state"]``)
     has another shape, or each name of ``state`` that ``params`` lacks: the state of another model (a wider layer,
     other names; ``names=False`` leaves these), which a step would silently start afresh."""
-    wrong, unknown = [], [key for key in state if key not in params] if names else []
+    unknown = [key for key in state if key not in params] if names else []
     if unknown:
         bare = [key for key in params if key not in state]
         raise ValueError(f"{name}.load_state_dict: the state is of another model: it holds state for {unknown}, "
                          f"which this model has no parameter of" + (f" (its {bare} have none)" if bare else "") +
                          "; load it into an optimizer of the model it was saved from (PyTorch's would pair them by "
                          "position, xpnet's by name; a step would drop that state silently)")
+    wrong = []
     for key, slots in state.items():
         p = params.get(key)
         if p is None:
