@@ -213,6 +213,14 @@ def test_an_optimizer_state_of_another_model_is_refused_naming_its_parameters():
                                          r"\['2\.W', '2\.b'\], which this model has no parameter of \(its "
                                          r"\['1\.W', '1\.b'\] have none\)"):
         optim.SGD(other.parameters(), lr=0.1, momentum=0.9).load_state_dict(opt.state_dict())
+    edited = opt.state_dict()
+    edited["param_groups"][0]["lr"] = 0.5  # PyTorch's way to change a saved lr: the groups are what loads
+    with pytest.raises(ValueError, match=r"'hyperparams' and 'param_groups'\[0\] differ in \['lr'\]"):
+        optim.SGD(saved.parameters(), lr=0.1, momentum=0.9).load_state_dict(edited)
+    edited["hyperparams"]["lr"] = 0.5
+    again = optim.SGD(saved.parameters(), lr=0.1, momentum=0.9)
+    again.load_state_dict(edited)
+    assert again.param_groups[0]["lr"] == 0.5
     fresh = optim.SGD(other.parameters(), lr=0.1, momentum=0.9)  # a state of fewer parameters (one frozen) loads
     fresh.load_state_dict({**opt.state_dict(), "state": {"0.W": opt.state_dict()["state"]["0.W"]}})
     assert list(fresh.state) == ["0.W"]
@@ -333,6 +341,9 @@ def test_inference_recipes_state_dict_and_entire_model_across_devices_as_pytorch
     group = torch.optim.SGD(tnet.parameters(), lr=0.001, momentum=0.9).state_dict()["param_groups"][0]
     assert {k: v for k, v in optimizer.param_groups[0].items() if k in group and k != "params"} == \
         {k: v for k, v in group.items() if k != "params"}
+    saved = optimizer.state_dict()["param_groups"][0]  # a KeyError before: one group was saved as 'hyperparams'
+    assert {k: v for k, v in saved.items() if k in group} == {k: v for k, v in group.items() if k in saved}
+    assert {"lr", "momentum", "dampening", "weight_decay", "nesterov"} <= set(saved)
     x = _batches(1)[0][0]
     want = tnet.eval()(torch.from_numpy(x))
     PATH = str(tmp_path / "state_dict_model.pt")

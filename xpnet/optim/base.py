@@ -513,22 +513,26 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device; ``scalars``,
-        numbers kept on the host, such as NAdam's ``mu_product``); with several param groups, or a group with
-        keys of the user's own (``'name'``), ``param_groups``: each group's hyperparameters (``hyperparams`` are
-        the first's) and own keys, their values themselves (not copies), as PyTorch's."""
-        sd = {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
-              "scalars": {n: dict(s) for n, s in self.scalars.items()},
-              "state": {n: dict(s) for n, s in self.state.items()}}
-        if self._several_groups or any(g.own for g in self.param_groups):
-            sd["param_groups"] = self.groups_state()
-        return sd
+        numbers kept on the host, such as NAdam's ``mu_product``); and ``param_groups``, as PyTorch's (its
+        ``checkpoint['optimizer_state_dict']['param_groups'][0]['lr']``): each group's hyperparameters
+        (``hyperparams`` are the first's) and own keys, their values themselves (not copies)."""
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
+                "scalars": {n: dict(s) for n, s in self.scalars.items()},
+                "state": {n: dict(s) for n, s in self.state.items()}, "param_groups": self.groups_state()}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         check_state_dict(self.name, sd)
         model = self._bound()
         if model is not None:  # a step would take state of another shape for a replaced layer's and drop it
-            names = not self._several_groups and "param_groups" not in sd  # groups' state: names of their own
+            names = not self._several_groups and len(sd.get("param_groups", ())) < 2  # groups': names of their own
             check_state_shapes(self.name, sd["state"], model.named_params(), names=names)
+        groups = sd.get("param_groups")
+        if isinstance(groups, list) and groups and isinstance(groups[0], Mapping):  # two copies of the first group's
+            apart = [k for k, v in sd["hyperparams"].items() if k in groups[0] and _differs(v, groups[0][k])]
+            if apart:
+                raise ValueError(f"{self.name}.load_state_dict: the state's 'hyperparams' and 'param_groups'[0] differ "
+                                 f"in {apart}; the groups are loaded, as PyTorch's: change param_groups[0], and "
+                                 "hyperparams alike")
         if self._several_groups or "param_groups" in sd:
             self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
         else:
@@ -549,6 +553,11 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         self._work_buffers = {}
         self.state = {n: {k: to_device(v, device) for k, v in s.items()} for n, s in self.state.items()}
         return self
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two saved hyperparameter values differ (a tuple saved comes back a list)."""
+    return (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b)
 
 
 def check_state_dict(name: str, sd: Any) -> None:
