@@ -249,6 +249,32 @@ def test_torch_optimizers_state_dict_is_refused_saying_what_loads(tmp_path):
     _same_weights(model, tnet)
 
 
+
+def test_an_entire_model_saved_in_evaluation_mode_loads_in_it_as_torchs(tmp_path):
+    """``torch.save(net, PATH)`` after ``net.eval()``: ``torch.load`` gives the model back in evaluation mode (its
+    ``training`` flags are pickled), so ``model(x)`` without another ``eval()`` drops nothing; ``xn.load`` built it
+    in training mode, Dropout dropping, silently. The file now names the nodes saved in evaluation mode (a layer
+    left in it inside a training model too), and the outputs equal torch's."""
+    torch = _torch()
+    torch.manual_seed(7)
+    tnet = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 3)).double()
+    net = xn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 3)).to(dtype="float64")
+    xn.load_torch_state_dict(net, tnet.state_dict())
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    PATH, tpath = str(tmp_path / "entire_model.pt"), str(tmp_path / "torch_model.pt")
+    net.eval()
+    tnet.eval()
+    xn.save(net, PATH)
+    torch.save(tnet, tpath)
+    model, tmodel = xn.load(PATH), torch.load(tpath, weights_only=False)
+    assert [m.training for m in model.named_modules().values()] == [m.training for m in tmodel.modules()]
+    _close(model(x), tmodel(torch.from_numpy(x)))
+    net.train()
+    net[1].eval()
+    xn.save(net, PATH)
+    assert [m.training for m in xn.load(PATH).named_modules().values()] == [True, True, False, True]
+
+
 # --- warmstarting_model_using_parameters_from_a_different_model.py ---------------------------------------------------
 
 class _NetB(_Net):
