@@ -597,6 +597,14 @@ def test_nn_tutorials_lambda_ported_as_a_model_or_layer_without_train_is_refused
                                              r"forward\(self, x, train=True\) .* and backward\(self, dy\)"):
             xn.Sequential(Lambda(lambda x: x.reshape(-1, 1, 28, 28)), nn.Conv2d(1, 16, kernel_size=3))
 
+    class BookDropout(nn.Layer):  # the book's flag, train_flg: its own line
+        def forward(self, x, train_flg=True):
+            return x
+
+    with pytest.raises(ValueError, match=r"BookDropout\.forward takes train_flg, .* rename it, def forward\(self, x, "
+                                         r"train=True\)$"):
+        xn.Sequential(nn.Linear(3, 2), BookDropout())
+
 
 # --- defining_a_neural_network.py, zeroing_out_gradients.py -----------------------------------------------------------
 

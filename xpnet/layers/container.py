@@ -190,6 +190,11 @@ def no_train(model: Layer) -> str:
     takes = inspect.signature(model.forward).parameters
     if "train" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
         return ""
+    flags = [name for name in takes if name.startswith("train")]  # the book's train_flg
+    if flags:
+        renamed = [p.replace(name=("train" if p.name == flags[0] else p.name)) for p in takes.values()]
+        return (f"{model.name}.forward takes {flags[0]}, where training and inference pass train=True and False: "
+                f"rename it, def forward(self, {str(inspect.Signature(renamed))[1:-1]})")
     inputs = str(inspect.Signature(list(takes.values())))[1:-1]  # defaults, * and annotations kept: (x, future=0)
     return (f"{model.name}.forward must take train= (write def forward(self, {inputs}{', ' * bool(inputs)}train=True) "
             "and pass train on to the layers; and backward(self, dy), returning dx: xpnet has no autograd): "
