@@ -126,6 +126,12 @@ _PYTORCH_NAMES = {
                   "RandomHorizontalFlip is xn.train(..., transform=xn.datasets.RandomShiftFlip(max_shift=2)), on "
                   "training batches only",
     "inference_mode": "xpnet records no graph: xn.no_grad() is accepted; to evaluate, model.predict(x)",
+    **dict.fromkeys(("set_default_device", "get_default_device"),
+                    "xpnet has no default device: layers are built on the host; build the model, then move it, "
+                    "model.to(xn.device('cuda')), and its inputs, xn.to_device(x, dev) (XPNET_DEVICE=cpu turns "
+                    "'cuda' and 'auto' into the CPU for a whole script)"),
+    "set_default_dtype": "xpnet has no default dtype: layers are built in float32; model.to(dtype='float64') casts "
+                         "a model (inputs keep their own dtype: cast them to the model's)",
     "accelerator": "xn.cuda_available() is torch.accelerator.is_available(); xn.device('auto') is "
                    "current_accelerator() (the GPU where one is usable, else the CPU), model.to(dev) moves a model",
     **dict.fromkeys(("randn", "randn_like", "rand", "randint", "randperm", "multinomial"), _RANDOM),

@@ -213,6 +213,14 @@ class Device:
     def __getattr__(self, name: str) -> Any:
         raise not_here(type(self).__name__, name, _PYTORCH_NAMES, kind="object")
 
+    def __enter__(self) -> None:
+        raise TypeError(f"with xn.device({self.name!r}): a device is no context manager (PyTorch's with "
+                        "torch.device('cuda'): makes its factories build there): xpnet builds layers on the host; "
+                        "build the model, then move it, model.to(dev), and its inputs, xn.to_device(x, dev)")
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
     def __str__(self) -> str:
         return self.name
 

@@ -106,8 +106,13 @@ class Layer(Tree):
 
     def sequential_refusal(self) -> str:
         """Why this layer cannot sit in a Sequential (it takes or gives more than one array), or "": by default,
-        a forward that requires more than one input (MultiheadAttention's query, key, value)."""
-        required = [p.name for p in inspect.signature(self.forward).parameters.values()
+        a forward that requires more than one input (MultiheadAttention's query, key, value), or one that takes
+        no ``train`` (PyTorch's ``forward(self, x)``, nn_tutorial's ``Lambda``), which the Sequential passes."""
+        parameters = inspect.signature(self.forward).parameters
+        if "train" not in parameters and not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            from .container import no_train  # imported here: the container module imports this one
+            return no_train(self)
+        required = [p.name for p in parameters.values()
                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
                     and not p.name.startswith("train")]  # a layer of one's own may require train (the book's flag)
         if len(required) < 2:

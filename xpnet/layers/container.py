@@ -12,9 +12,10 @@ from typing import Any, Iterator
 from .._chainer import MODEL as _CHAINER_NAMES
 from .._user import flag, not_here
 from .base import Layer
+from .named_pairs import NamedDict
 from .torch_max import refuse_torch_max
 from .pytorch_attributes import layer_hint, model_hint
-from .tree import not_built, stored_attribute, tensor_method_hint
+from .tree import HOOKS, not_built, stored_attribute, tensor_method_hint
 from .uses import called, scoped
 
 __all__ = ["Container", "Watcher", "mode", "no_train", "watch", "STATE_HINT"]
@@ -52,6 +53,8 @@ _PYTORCH_NAMES = {
                    "save_params writes a pickle that xn.load_book_params(path, model) reads",
     "load_params": "xn.load_book_params(path, model) reads the book's save_params files (Rnnlm.pkl, "
                    "AttentionSeq2seq.pkl) into a model built with the book's arguments; xpnet's own: xn.load(path)",
+    **dict.fromkeys(("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                     "register_backward_hook"), HOOKS),
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
 }
@@ -154,7 +157,7 @@ class Container(Layer):
                             f"{'s' * (len(inputs) != 1)}, got {len(xs)}; {STATE_HINT}") from None
 
     def named_children(self) -> dict[str, Layer]:
-        children: dict[str, Layer] = {}
+        children: dict[str, Layer] = NamedDict()  # a dict; PyTorch's pair loop over it refused
         for attr, value in vars(self).items():
             if isinstance(value, Layer):
                 children[attr] = value
@@ -191,6 +194,11 @@ def no_train(model: Layer) -> str:
     takes = inspect.signature(model.forward).parameters
     if "train" in takes or any(p.kind is p.VAR_KEYWORD for p in takes.values()):
         return ""
+    flags = [name for name in takes if name.startswith("train")]  # the book's train_flg
+    if flags:
+        renamed = [p.replace(name=("train" if p.name == flags[0] else p.name)) for p in takes.values()]
+        return (f"{model.name}.forward takes {flags[0]}, where training and inference pass train=True and False: "
+                f"rename it, def forward(self, {str(inspect.Signature(renamed))[1:-1]})")
     inputs = str(inspect.Signature(list(takes.values())))[1:-1]  # defaults, * and annotations kept: (x, future=0)
     return (f"{model.name}.forward must take train= (write def forward(self, {inputs}{', ' * bool(inputs)}train=True) "
             "and pass train on to the layers; and backward(self, dy), returning dx: xpnet has no autograd): "

@@ -9,7 +9,9 @@ xpnet's PyTorch backend the tensors take the attribute and nothing is frozen, si
 flag (the torchaudio tutorial's ``sum(p.numel() for p in model.parameters() if p.requires_grad)``, the finetuning
 tutorial's ``if param.requires_grad == True: params_to_update.append(param)`` in a loop over ``parameters()``), in
 a loop or a comprehension on one line, is refused too, saying ``X.trainable_params()``: on the PyTorch backend the flag reads False for every
-array, and the count came out 0, the list empty.
+array, and the count came out 0, the list empty. The tuning guide's ``for param in model.parameters(): param.grad =
+None`` (PyTorch's zeroing without zero_grad) is refused alike, saying ``zero_grad()``: the gradients are the layers'
+own, so on the PyTorch backend the tensors took the attribute and nothing was cleared.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _FOR = re.compile(r"^(\s*)for\s+(\w+)\s+in\s+(?:(.*?)\.)?parameters\(\s*\)\s*:(.
 _COMPREHENSION = re.compile(r"\bfor\s+(\w+)\s+in\s+(?:([\w.\[\]]+?)\.)?parameters\(\s*\)\s+if\b(.*)$")
 # (file, line) -> (what parameters() is called on, the flag's value as written or None where it is read), or None
 _LOOPS: dict[tuple[str, int], tuple[str, str | None] | None] = {}
+_GRAD = "\0grad"  # the value of a loop setting p.grad (or zeroing it) instead of the flag
 
 
 def _flag_set(line: str, var: str) -> str | None:
@@ -62,6 +65,8 @@ def _loop(filename: str, lineno: int) -> tuple[str, str | None] | None:
         value = _flag_set(line, var)
         if value is not None:
             return owner or "model", value
+        if re.search(rf"\b{var}\.grad(?:\s*=(?!=)|(?:\.data)?\.zero_\()", line):
+            return owner or "model", _GRAD
     if any(_flag_read(line, var) for line in body):
         return owner or "model", None
     return None
@@ -77,6 +82,12 @@ def refuse_flag_loop() -> None:
     if written is None:
         return
     owner, value = written
+    if value is _GRAD:
+        raise AttributeError(
+            f"for p in {owner}.parameters(): p.grad = None: xpnet's arrays carry no .grad (a NumPy array takes no "
+            "attribute; a PyTorch tensor would take it and nothing would be cleared): the gradients are the layers' "
+            f"own ({owner}.named_grads()). Write {owner}.zero_grad() or optimizer.zero_grad() (set_to_none=True, the "
+            "default: a parameter the next backward does not reach is left out of the step, as PyTorch's None)")
     if value is None:
         raise AttributeError(
             f"p.requires_grad over {owner}.parameters(): xpnet's arrays carry no requires_grad flag (a NumPy array "

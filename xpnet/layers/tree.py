@@ -21,6 +21,7 @@ from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from . import left_out
+from .named_pairs import NamedDict
 from .zero_grad import READ, noted
 from .grads import Grads
 from .parameter_flags import refuse_flag_loop
@@ -29,12 +30,20 @@ from .pytorch_attributes import layer_hint
 from .submodules import _STORES, Submodules
 from .stale import loaded
 
-__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes"]
+__all__ = ["Tree", "Parameters", "IncompatibleKeys", "not_built", "moved", "frozen_nodes", "HOOKS"]
 
 # The last part of a PyTorch state dict's key where xpnet's differs ("W", "gamma", "Wx", "b"...).
 _PYTORCH_KEY = re.compile(r"(^|\.)(weight|bias|(weight|bias)_(ih|hh)_l\d+(_reverse)?)$")
+HOOKS = ("xpnet has no hooks: model.summary(input_shape=(3, 32, 32)) lists each layer's output shape (the "
+         "reasoning-about-shapes recipe's forward hook); for other work, call the layers one by one in a forward of "
+         "your own")
+_TO = "layer.to(device) moves a layer, model.to(device) a model: .to('cuda'), .to('cpu')"
+# What a PyTorch user calls on a layer, and what xpnet has instead (a container's are in layers.container).
+_LEAF_HINTS = {**_chainer.LAYER, "cuda": _TO, "cpu": _TO,
+               **dict.fromkeys(("register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+                                "register_backward_hook"), HOOKS)}
 _PYTORCH_HINT = ("\nthese look like a PyTorch state dict's names ('weight', 'bias', 'weight_ih_l0'...): "
-                 "xn.load_torch_state_dict(model, d) converts its names and layouts")
+                 "xn.load_torch_state_dict(model, d{}) converts its names and layouts")
 
 
 def not_built(node: Any) -> str:
@@ -243,7 +252,7 @@ class Tree(Submodules):
         comes here, so here a node whose ``__init__`` forgot ``super().__init__()`` is named: as a
         TypeError, since an AttributeError raised inside a property (``model.device``) would be replaced
         by Python with "no attribute 'device'"."""
-        found: dict[str, Any] = {"": self}
+        found: dict[str, Any] = NamedDict({"": self})  # a dict; PyTorch's pair loop over it refused
         _visit(self, "", found, {id(self)})
         return found
 
@@ -261,7 +270,7 @@ class Tree(Submodules):
                                  f"{keys} (layer.params[key]; a model's by dotted name: model.named_params())",
                                  name=name, obj=self)
         hint = layer_hint(self, name)  # PyTorch's fc.grad, lstm.weight_ih_l0
-        error = not_here(type(self).__name__, name, _chainer.LAYER if hint is None else {name: hint}, kind="object")
+        error = not_here(type(self).__name__, name, _LEAF_HINTS if hint is None else {name: hint}, kind="object")
         error.name, error.obj = name, self  # Python's "Did you mean" reads them
         raise error
 
@@ -470,9 +479,11 @@ class Tree(Submodules):
         """Every parameter and buffer by dotted name, as host (NumPy) copies (PyTorch's name)."""
         return {k: host_copy(v) for k, v in self.state().items()}
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> IncompatibleKeys:
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, *,
+                        assign: bool = False) -> IncompatibleKeys:
         """Put the arrays of ``state_dict`` (host or device arrays, by dotted name) into the model, each
-        cast to its parameter's dtype and moved to its device.
+        cast to its parameter's dtype and moved to its device: PyTorch's ``assign=False``, its default. Its
+        ``assign=True`` (the model taking the dict's own arrays, their dtype and device) is refused.
 
         Checks everything before changing anything: a ValueError names every misshapen key and, with
         ``strict=True`` (the default), every missing and unexpected one (and a line pointing to
@@ -488,6 +499,12 @@ class Tree(Submodules):
                                 "its weights alone, model.load_state_dict(xn.load(path).state_dict()))"
                                 if isinstance(state_dict, Tree) or path else ""))
         strict = flag(strict, who, "strict")  # strict="no" was taken as True
+        if flag(assign, who, "assign"):
+            raise ValueError(f"{who}: assign=True (PyTorch's: the model takes the dict's own tensors, their dtype "
+                             "and device) is not supported: xpnet copies each array into the model's dtype and "
+                             "device, as PyTorch's assign=False; leave it out, building the model in the dtype "
+                             "and on the device wanted (model.to(device, dtype=...)) before load_state_dict(d); "
+                             "xpnet has no meta device to build it on")
         own = self.state()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -496,6 +513,13 @@ class Tree(Submodules):
             problems.append(f"missing keys {missing}")
         if strict and unexpected:
             problems.append(f"unexpected keys {unexpected}")
+        torch_like = [k for k in unexpected if isinstance(k, str) and _PYTORCH_KEY.search(k)]
+        if not strict:  # PyTorch's names for layers of this model: left out silently, where PyTorch's load fills them
+            layers = {k.rpartition(".")[0] for k in torch_like} & {k.rpartition(".")[0] for k in missing}
+            torch_like = [k for k in torch_like if k.rpartition(".")[0] in layers]
+            if torch_like:
+                problems.append(f"strict=False would leave out {torch_like} and leave "
+                                f"{[k for k in missing if k.rpartition('.')[0] in layers]} as they are")
         for k, v in state_dict.items():
             if k not in own:
                 continue
@@ -506,8 +530,8 @@ class Tree(Submodules):
                                 f"{tuple(own[k].shape)} in the model")
         if problems:
             inner = [k for k, v in state_dict.items() if missing and isinstance(v, Mapping) and set(own) <= set(v)]
-            raise ValueError(f"{who}: " + "; ".join(problems) + (_PYTORCH_HINT if strict and any(
-                _PYTORCH_KEY.search(k) for k in unexpected if isinstance(k, str)) else "") + (
+            raise ValueError(f"{who}: " + "; ".join(problems) + (
+                _PYTORCH_HINT.format("" if strict else ", strict=False") if torch_like else "") + (
                 f"\nits entry {inner[0]!r} holds this model's arrays (a checkpoint dict?): "
                 f"model.load_state_dict(d[{inner[0]!r}])" if inner else ""))
         for k, v in state_dict.items():

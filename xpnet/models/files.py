@@ -7,11 +7,12 @@ every version reads); any other model's is ``{"format": 2, "model": record}``, t
 (``xpnet.layers.records``). Nothing is ever unpickled or imported: a class the program has not
 defined is named in the error, with what to import. Where layers are frozen (``requires_grad_(False)``),
 the record names them (``"frozen"``: their dotted names, ``""`` for the model), and ``xn.load`` freezes
-them again, as ``torch.save(model)`` keeps ``requires_grad``; ``"frozen_batch_norm"`` names the
-``FrozenBatchNorm2d`` layers, which ``xn.load`` makes from the BatchNorm a model's constructor builds there
-(``xn.freeze_batch_norm`` after the model was built). A record is built again at save, without
-drawing weights: one that would not make the model's arrays (a layer replaced after the model was built, with
-another shape) is refused there rather than by ``xn.load``.
+them again, as ``torch.save(model)`` keeps ``requires_grad``; ``"eval"`` names the nodes saved in evaluation
+mode (``model.eval()``), which ``xn.load`` gives back in it, as ``torch.load`` keeps ``training``;
+``"frozen_batch_norm"`` names the ``FrozenBatchNorm2d`` layers, which ``xn.load`` makes from the BatchNorm a
+model's constructor builds there (``xn.freeze_batch_norm`` after the model was built). A record is built again at
+save, without drawing weights: one that would not make the model's arrays (a layer replaced after the model was
+built, with another shape) is refused there rather than by ``xn.load``.
 
 ``xn.save`` of anything but a model (a state dict, PyTorch's checkpoint dict of state dicts, epoch and loss) writes
 a tree of values (``xpnet.io.tree_file``), which ``xn.load`` gives back as it was: PyTorch's ``torch.save`` and
@@ -63,6 +64,9 @@ def architecture(model: Any) -> dict[str, Any]:
                             "..., tied))")
     seen: dict[int, int] = {}  # one record per layer object: a shared layer is written once
     frozen = {"frozen": frozen_nodes(model)} if frozen_nodes(model) else {}  # an older xpnet ignores the key
+    evaluating = [name for name, node in model.named_modules().items() if not node.training]
+    if evaluating:  # an older xpnet ignores the key (and loads the model in training mode)
+        frozen["eval"] = evaluating
     converted = [name for name, node in model.named_modules().items() if isinstance(node, FrozenBatchNorm2d)]
     if converted:
         frozen["frozen_batch_norm"] = converted
@@ -164,7 +168,7 @@ def _host_array(value: Any) -> np.ndarray | None:
 
 
 def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any = None,
-         weights_only: bool | None = None) -> Any:
+         weights_only: bool | None = None, mmap: bool | None = None) -> Any:
     """What ``xn.save`` wrote to ``path``: a model (``xn.save(model, path)``, ``model.save(path)``) built again, or
     the values saved (``xn.save(model.state_dict(), path)``, a checkpoint dict), as PyTorch's ``torch.load``.
     Arrays and the model go on ``device`` (the host, NumPy, by default; ``"cuda"``, ``"cuda:1"``, ``"torch:cpu"``,
@@ -172,7 +176,8 @@ def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any 
     ``torch.device``, taken as its string); floats cast to ``dtype`` when given (``"float32"``: a float64 file onto
     a device without float64, such as JAX without ``jax_enable_x64``; cast on the host, as ``model.to(device,
     dtype=...)``; a tree's floating arrays only, not its numbers). ``weights_only`` (PyTorch's) may be True or
-    False: nothing is ever unpickled, whichever.
+    False: nothing is ever unpickled, whichever. ``mmap`` (PyTorch's) may be True or False too: the same arrays
+    come back either way, read whole (an ``.npz`` is a zip archive, which is not memory-mapped).
 
     Values come back as saved: dicts in their key order, lists, tuples, NumPy scalars of their dtype, arrays as
     writable NumPy arrays, or on ``device`` (NumPy's arrays of str or bytes stay on the host; an array found in
@@ -202,6 +207,8 @@ def load(path: Any, device: Any = None, dtype: Any = None, *, map_location: Any 
     if weights_only is not None and not isinstance(weights_only, bool):
         raise TypeError(f"xn.load: weights_only must be True or False (nothing is unpickled either way), got "
                         f"{weights_only!r}")
+    if mmap is not None and not isinstance(mmap, bool):
+        raise TypeError(f"xn.load: mmap must be True or False (the arrays are read whole either way), got {mmap!r}")
     dtype = None if dtype is None else float_dtype_name(dtype, "xn.load")
     with NpzReader(path, _ANY_WHAT, "xn.load", file_objects=True) as reader:
         tree = reader.record(TREE_KEY)
@@ -278,7 +285,18 @@ def model_from_architecture(reader: NpzReader, meta: dict[str, Any]) -> Model:
     if not isinstance(model, Model):
         raise reader.error(f"field 'model' describes a {model.name} layer, not a model")
     _freeze(reader, model, meta.get("frozen", []))
+    _evaluating(reader, model, meta.get("eval", []))
     return model
+
+
+def _evaluating(reader: NpzReader, model: Model, names: Any) -> None:
+    """Put the nodes the record names in evaluation mode (``model.eval()`` before the save), after checking every
+    name; the others stay in training mode, a new model's."""
+    nodes = model.named_modules()
+    if not isinstance(names, list) or not all(isinstance(name, str) and name in nodes for name in names):
+        raise reader.error(f"field 'eval' is {names!r}, expected a list of the dotted names of its layers")
+    for name in names:
+        nodes[name].training = False
 
 
 def _freeze(reader: NpzReader, model: Model, frozen: Any) -> None:

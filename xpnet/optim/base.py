@@ -514,21 +514,26 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def state_dict(self) -> dict[str, Any]:
         """Hyperparameters, step count and per-parameter state (arrays stay on their device; ``scalars``,
-        numbers kept on the host, such as NAdam's ``mu_product``); with several param groups, or a group with
-        keys of the user's own (``'name'``), ``param_groups``: each group's hyperparameters (``hyperparams`` are
-        the first's) and own keys, their values themselves (not copies), as PyTorch's."""
-        sd = {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
-              "scalars": {n: dict(s) for n, s in self.scalars.items()},
-              "state": {n: dict(s) for n, s in self.state.items()}}
-        if self._several_groups or any(g.own for g in self.param_groups):
-            sd["param_groups"] = self.groups_state()
-        return sd
+        numbers kept on the host, such as NAdam's ``mu_product``); and ``param_groups``, as PyTorch's (its
+        ``checkpoint['optimizer_state_dict']['param_groups'][0]['lr']``): each group's hyperparameters
+        (``hyperparams`` are the first's) and own keys, their values themselves (not copies)."""
+        return {"type": self.name, "hyperparams": self.hyperparams(), "t": self.t, "skipped": dict(self.skipped),
+                "scalars": {n: dict(s) for n, s in self.scalars.items()},
+                "state": {n: dict(s) for n, s in self.state.items()}, "param_groups": self.groups_state()}
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         check_state_dict(self.name, sd)
         model = self._bound()
         if model is not None:  # a step would take state of another shape for a replaced layer's and drop it
-            check_state_shapes(self.name, sd["state"], model.named_params())
+            names = not self._several_groups and len(sd.get("param_groups", ())) < 2  # groups': names of their own
+            check_state_shapes(self.name, sd["state"], model.named_params(), names=names)
+        groups = sd.get("param_groups")
+        if isinstance(groups, list) and groups and isinstance(groups[0], Mapping):  # two copies of the first group's
+            apart = [k for k, v in sd["hyperparams"].items() if k in groups[0] and _differs(v, groups[0][k])]
+            if apart:
+                raise ValueError(f"{self.name}.load_state_dict: the state's 'hyperparams' and 'param_groups'[0] differ "
+                                 f"in {apart}; the groups are loaded, as PyTorch's: change param_groups[0], and "
+                                 "hyperparams alike")
         if self._several_groups or "param_groups" in sd:
             self.load_groups(sd.get("param_groups", [sd["hyperparams"]]))
         else:
@@ -551,6 +556,11 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         return self
 
 
+def _differs(a: Any, b: Any) -> bool:
+    """Whether two saved hyperparameter values differ (a tuple saved comes back a list)."""
+    return (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b)
+
+
 def check_state_dict(name: str, sd: Any) -> None:
     """Raise unless ``sd`` is the ``state_dict()`` of an optimizer ``name``, saying which entry of a checkpoint
     dict (``{"optimizer_state_dict": ...}``) holds one where ``sd`` is that dict."""
@@ -558,6 +568,12 @@ def check_state_dict(name: str, sd: Any) -> None:
     if not isinstance(sd, Mapping):
         raise TypeError(f"{who}: expected the dict of optimizer.state_dict(), got {type(sd).__name__}")
     if "type" not in sd:
+        if "param_groups" in sd and "state" in sd:
+            raise ValueError(f"{who}: this is torch.optim's state_dict (its state by parameter index, in PyTorch's "
+                             "layouts: a Linear's (out, in)), which xpnet's optimizers, keeping theirs by parameter "
+                             "name in xpnet's layouts, cannot load; load the weights alone with "
+                             "xn.load_torch_state_dict(model, checkpoint['model_state_dict']) and let the optimizer "
+                             "start afresh (its momentum and moments from zero), or resume the run in PyTorch")
         inner = [k for k, v in sd.items() if isinstance(v, Mapping) and "type" in v and "state" in v]
         where = f"; its entry {inner[0]!r} is one: optimizer.load_state_dict(d[{inner[0]!r}])" if inner else ""
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
@@ -567,9 +583,17 @@ def check_state_dict(name: str, sd: Any) -> None:
                          f"{a_or_an(name)}; build {a_or_an(str(sd['type']))} to load it")
 
 
-def check_state_shapes(name: str, state: Any, params: dict[str, Any]) -> None:
+def check_state_shapes(name: str, state: Any, params: dict[str, Any], names: bool = True) -> None:
     """Raise a ValueError naming each parameter of ``params`` whose saved ``state`` (``state_dict()["state"]``)
-    has another shape: the state of another model (a wider layer), which a step would silently start afresh."""
+    has another shape, or each name of ``state`` that ``params`` lacks: the state of another model (a wider layer,
+    other names; ``names=False`` leaves these), which a step would silently start afresh."""
+    unknown = [key for key in state if key not in params] if names else []
+    if unknown:
+        bare = [key for key in params if key not in state]
+        raise ValueError(f"{name}.load_state_dict: the state is of another model: it holds state for {unknown}, "
+                         f"which this model has no parameter of" + (f" (its {bare} have none)" if bare else "") +
+                         "; load it into an optimizer of the model it was saved from (PyTorch's would pair them by "
+                         "position, xpnet's by name; a step would drop that state silently)")
     wrong = []
     for key, slots in state.items():
         p = params.get(key)
