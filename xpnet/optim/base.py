@@ -91,6 +91,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
     _built_with_model = False  # given the model when built (or by setup): its zero_grad() arms it
     _zeroed = 0  # the tick of its last zero_grad() (layers.zero_grad.TICKS)
     _plan: StepPlan | None = None  # what the last step found in the model (step_plan)
+    _unchecked = False  # a state loaded with no model bound, to be held against the model that binds it
 
     def __init__(self, lr: float, weight_decay: float = 0.0, weight_decay_on: str = "weights"):
         self._lr = positive("lr", lr, self, allow_zero=True)
@@ -159,6 +160,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             return
         if self._several_groups:
             self._bind_root(model)
+        if self._unchecked:  # a state loaded before any model was bound: checked against the first one
+            self._check_loaded(self.state, model, f"{self.name}.step: the state given to load_state_dict")
         hidden = unlisted_parameters(model) if hasattr(model, "named_modules") else None
         if hidden is not None:
             warn(f"{self.name}: {hidden}")
@@ -523,10 +526,11 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
 
     def load_state_dict(self, sd: dict[str, Any], device: Any = None) -> None:
         check_state_dict(self.name, sd)
+        if self._several_groups or "param_groups" in sd:  # the groups first: another count names the state apart
+            self.check_group_count(sd.get("param_groups", [sd["hyperparams"]]))
         model = self._bound()
         if model is not None:  # a step would take state of another shape for a replaced layer's and drop it
-            names = not self._several_groups and len(sd.get("param_groups", ())) < 2  # groups': names of their own
-            check_state_shapes(self.name, sd["state"], model.named_params(), names=names)
+            self._check_loaded(sd["state"], model)
         groups = sd.get("param_groups")
         if isinstance(groups, list) and groups and isinstance(groups[0], Mapping):  # two copies of the first group's
             apart = [k for k, v in sd["hyperparams"].items() if k in groups[0] and _differs(v, groups[0][k])]
@@ -546,6 +550,21 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         self._work_buffers = {}
         self.state = {n: {k: (to_device(v, device) if device is not None else v) for k, v in s.items()}
                       for n, s in sd["state"].items()}
+        # no model to hold it against yet (the book's SGD(lr), given the model at step): the first step checks it
+        self._unchecked = model is None and bool(self.state)
+        if model is not None and self._several_groups:  # saved before a root was bound: the root's names
+            self._bind_root(model)
+
+    def _check_loaded(self, state: dict[str, Any], model: Any, who: str = "") -> None:
+        """Raise where ``state`` (by parameter name) is of another model than ``model`` (see
+        :func:`check_state_shapes`); with several param groups, by the names the groups' state takes in
+        ``model`` (None: no root, each group's ``param_groups.<i>.`` names)."""
+        if self._several_groups:
+            state, params = self._group_state_names(state, model)
+        else:
+            params = model.named_params()
+        check_state_shapes(self.name, state, params, who)
+        self._unchecked = False
 
     def to(self, device: Any) -> "Optimizer":
         """Move the optimizer state to ``device`` (with the model). ``step`` also moves the state of each
@@ -583,28 +602,39 @@ def check_state_dict(name: str, sd: Any) -> None:
                          f"{a_or_an(name)}; build {a_or_an(str(sd['type']))} to load it")
 
 
-def check_state_shapes(name: str, state: Any, params: dict[str, Any], names: bool = True) -> None:
+def check_state_shapes(name: str, state: Any, params: dict[str, Any], who: str = "") -> None:
     """Raise a ValueError naming each parameter of ``params`` whose saved ``state`` (``state_dict()["state"]``)
-    has another shape, or each name of ``state`` that ``params`` lacks: the state of another model (a wider layer,
-    other names; ``names=False`` leaves these), which a step would silently start afresh."""
-    unknown = [key for key in state if key not in params] if names else []
+    has another shape, or the names of ``state`` that ``params`` lacks where one of them has state of the shape of
+    a parameter left without any: the state of another model (a wider layer, other names), which PyTorch would pair
+    by position and a step would silently drop, starting that parameter afresh. State of names the model lacks
+    while every parameter of their shape has its own is taken (it stays unused): what the optimizer itself kept
+    of layers since removed (``del model[-1]`` after training), which PyTorch's own round trip keeps too."""
+    who = who or f"{name}.load_state_dict: the state"
+    unknown = [key for key in state if key not in params]
     if unknown:
         bare = [key for key in params if key not in state]
-        raise ValueError(f"{name}.load_state_dict: the state is of another model: it holds state for {unknown}, "
-                         f"which this model has no parameter of" + (f" (its {bare} have none)" if bare else "") +
-                         "; load it into an optimizer of the model it was saved from (PyTorch's would pair them by "
-                         "position, xpnet's by name; a step would drop that state silently)")
+        free = {tuple(params[key].shape) for key in bare}
+        if any(_state_shapes(state[key]) & free for key in unknown):
+            raise ValueError(f"{who} is of another model: it holds state for {unknown}, which this model has no "
+                             f"parameter of (its {bare} have none); load it into an optimizer of the model it was "
+                             "saved from (PyTorch's would pair them by position, xpnet's by name; a step would drop "
+                             "that state silently)")
     wrong = []
     for key, slots in state.items():
         p = params.get(key)
         if p is None:
             continue
-        shapes = {tuple(v.shape) for v in slots.values() if getattr(v, "ndim", 0)}
+        shapes = _state_shapes(slots)
         if shapes - {tuple(p.shape)}:
             wrong.append(f"{key!r} has state of shape {sorted(shapes)[0]} but the parameter is {tuple(p.shape)}")
     if wrong:
-        raise ValueError(f"{name}.load_state_dict: the state is of another model: {'; '.join(wrong)}; load it into an "
-                         "optimizer of the model it was saved from (as PyTorch's step would fail on it)")
+        raise ValueError(f"{who} is of another model: {'; '.join(wrong)}; load it into an optimizer of the model it "
+                         "was saved from (as PyTorch's step would fail on it)")
+
+
+def _state_shapes(slots: Any) -> set[tuple[int, ...]]:
+    """The shapes of the arrays of one parameter's state (its scalars left out)."""
+    return {tuple(v.shape) for v in slots.values() if getattr(v, "ndim", 0)}
 
 
 def _named_as_no_weight(name: str) -> bool:

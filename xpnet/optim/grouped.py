@@ -130,6 +130,8 @@ class GroupedSteps:
                                 f"{type(model).__name__}")
             self.bind(model)
         root = self._bound()
+        if root is None and self._unchecked:  # a state loaded, and no root to name it in: the groups' own names
+            self._check_loaded(self.state, None, f"{self.name}.step: the state given to load_state_dict")
         groups = self._param_groups
         works, adding = [], False
         for i, group in enumerate(groups):
@@ -177,11 +179,18 @@ class GroupedSteps:
     def _rename(self, old: list[str], new: list[str]) -> None:
         """The state of each parameter named ``old[i] + rest`` is renamed ``new[i] + rest``."""
         for store in (self.state, self.skipped, self.scalars):
-            for key in list(store):
-                for a, b in zip(old, new):
-                    if key.startswith(a) and a != b:
-                        store[b + key[len(a):]] = store.pop(key)
-                        break
+            renamed = _renamed(store, old, new)
+            store.clear()
+            store.update(renamed)
+
+    def _group_state_names(self, state: dict[str, Any], root: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``state`` by the names it takes in ``root`` (None: no root), and every group's parameters by those
+        names: what a loaded state is held against (``Optimizer._check_loaded``)."""
+        prefixes = [_ROOTLESS.format(i) if root is None else self._prefix(root, group.node, i)
+                    for i, group in enumerate(self._param_groups)]
+        params = {prefix + k: p for prefix, group in zip(prefixes, self._param_groups)
+                  for k, p in group.node.named_params().items()}
+        return _renamed(state, [_ROOTLESS.format(i) for i in range(len(prefixes))], prefixes), params
 
     # -- checkpoints -------------------------------------------------------------------------------
 
@@ -190,14 +199,18 @@ class GroupedSteps:
         return [{**g.hyperparams(), **({} if g.initial_lr is None else {"initial_lr": g.initial_lr}), **g.own}
                 for g in self.param_groups]
 
+    def check_group_count(self, saved: Any) -> None:
+        """Raise unless ``saved`` (a state's ``param_groups``) holds as many groups as this optimizer."""
+        if not isinstance(saved, list) or len(saved) != len(self.param_groups):
+            count = len(saved) if isinstance(saved, list) else 1
+            raise ValueError(f"{self.name}.load_state_dict: the state is of {count} param group(s), this "
+                             f"optimizer has {len(self.param_groups)}; build it with the groups it was saved with")
+
     def load_groups(self, saved: Any) -> None:
         """Take up ``groups_state()``'s list: the same number of groups, each hyperparameter checked as when set;
         the saved own keys (a copy) replace each group's, as PyTorch's saved groups replace its own."""
         groups = self.param_groups
-        if not isinstance(saved, list) or len(saved) != len(groups):
-            count = len(saved) if isinstance(saved, list) else 1
-            raise ValueError(f"{self.name}.load_state_dict: the state is of {count} param group(s), this "
-                             f"optimizer has {len(groups)}; build it with the groups it was saved with")
+        self.check_group_count(saved)
         known = {*self.hyperparams(), *self.PYTORCH_ONLY, "initial_lr"}
         owns = [{k: v for k, v in values.items() if k not in known} for values in saved]
         for i, own in enumerate(owns):
@@ -211,6 +224,15 @@ class GroupedSteps:
 
 
 _ROOTLESS = "param_groups.{}."  # the names of a group's state while no root model is bound
+
+
+def _renamed(store: dict[str, Any], old: list[str], new: list[str]) -> dict[str, Any]:
+    """``store`` with each key ``old[i] + rest`` named ``new[i] + rest`` (the first ``old`` it starts with)."""
+    out = {}
+    for key, value in store.items():
+        a = next((a for a in old if key.startswith(a)), None)
+        out[key if a is None else new[old.index(a)] + key[len(a):]] = value
+    return out
 
 
 def _check_disjoint(who: str, nodes: list[Any]) -> None:

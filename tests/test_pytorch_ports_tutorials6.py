@@ -1,0 +1,136 @@
+"""Edge cases of the checkpoint refusals that tutorials5's ports brought (an optimizer's own state after
+``del model[i]``; a state loaded into an optimizer with several param groups or not yet given its model) and
+PyTorch's Dataset and DataLoader given to ``xn.train``, each run next to torch in float64 where one is claimed."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as nn
+import xpnet.optim as optim
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _pair(torch, seed=0):
+    """The same Sequential(Linear, ReLU, Linear, ReLU, Linear), float64, in torch and xpnet."""
+    torch.manual_seed(seed)
+    tnn = torch.nn
+    theirs = tnn.Sequential(tnn.Linear(3, 4), tnn.ReLU(), tnn.Linear(4, 4), tnn.ReLU(), tnn.Linear(4, 2)).double()
+    ours = xn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    return ours, theirs
+
+
+def _steps(model, optimizer, x, y, n=2, loss=None):
+    """n steps PyTorch's way, the last one's output; ``model.backward`` and a criterion of either library."""
+    for _ in range(n):
+        optimizer.zero_grad()
+        out = model(x)
+        if hasattr(out, "backward") and not hasattr(model, "named_params"):
+            loss(out, y).sum().backward()
+        else:
+            xn_loss = xn.losses.SoftmaxCrossEntropy()
+            xn_loss(out, y)
+            model.backward(xn_loss.backward())
+            optimizer.step(model)
+            continue
+        optimizer.step()
+    return out
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+
+
+# --- del model[i] after training: the optimizer's own state round trip ------------------------------------------
+
+def test_optimizers_own_state_round_trip_after_del_model_last_layer_as_pytorchs():
+    """Trained, then shortened (``del model[-1]``, a head removed), the optimizer's own state (which still holds the
+    removed layer's momentum, as torch's holds its parameters) loads back into it and into a new optimizer of the
+    shortened model, and training goes on as torch's (where the loaded state was refused as another model's);
+    ``del model[1]`` renames the layers after it ('2.W' becomes '1.W'), and a state whose names this model lacks,
+    of the shape of parameters left without state, stays refused (PyTorch pairs by position, xpnet by name)."""
+    torch = _torch()
+    x, y = _data()
+    ours, theirs = _pair(torch)
+    opt = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    _steps(ours, opt, x, y)
+    _steps(theirs, topt, tx, ty, loss=lambda out, t: torch.nn.functional.cross_entropy(out, t))
+    del ours[-1], theirs[-1]
+    opt.load_state_dict(opt.state_dict())
+    topt.load_state_dict(topt.state_dict())
+    fresh = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+    fresh.load_state_dict(opt.state_dict())
+    assert set(fresh.state) == set(opt.state)
+    got = _steps(ours, fresh, x, y % 2)  # 4 outputs now: classes 0 and 1 of a 4-way score
+    want = _steps(theirs, topt, tx, ty % 2, loss=lambda out, t: torch.nn.functional.cross_entropy(out, t))
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    middle, _ = _pair(torch)
+    mopt = optim.SGD(middle.parameters(), lr=0.1, momentum=0.9)
+    _steps(middle, mopt, x, y)
+    del middle[1]
+    with pytest.raises(ValueError, match=r"^SGD\.load_state_dict: the state is of another model: it holds state for "
+                                         r"\['2\.W', '2\.b', '4\.W', '4\.b'\], which this model has no parameter of "
+                                         r"\(its \['1\.W', '1\.b', '3\.W', '3\.b'\] have none\)"):
+        mopt.load_state_dict(mopt.state_dict())
+
+
+# --- the check where the names are known: several groups, an optimizer given its model at step ---------------------
+
+def test_another_models_state_is_refused_with_param_groups_and_by_an_unbound_optimizer_at_its_first_step():
+    """The state of a Sequential(Linear, ReLU, Linear)'s optimizer loaded into one of a Sequential(Linear, Linear):
+    refused at load with two param groups too (it was taken, its '2.W' dropped by the step), and by the book's
+    ``SGD(lr)``, given the model at ``step(model)``, at that first step, before any update; the model's own state
+    loads into either and trains on as the optimizer it was saved from."""
+    x, y = _data()
+
+    def three():
+        xn.init.seed(0)
+        return xn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")
+
+    saved = three()
+    grouped = lambda m: optim.SGD([{"params": m[0].parameters()}, {"params": m[-1].parameters(), "lr": 0.01}],
+                                  lr=0.1, momentum=0.9)
+    opt = grouped(saved)
+    _steps(saved, opt, x, y)
+    other = xn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)).to(dtype="float64")
+    bound = grouped(other)
+    _steps(other, bound, x, y, n=1)  # its step(model) binds the model, whose names the state is held against
+    with pytest.raises(ValueError, match=r"^SGD\.load_state_dict: the state is of another model: it holds state for "
+                                         r"\['2\.W', '2\.b'\], which this model has no parameter of \(its "
+                                         r"\['1\.W', '1\.b'\] have none\)"):
+        bound.load_state_dict(opt.state_dict())
+    unbound = grouped(other)
+    unbound.load_state_dict(opt.state_dict())
+    with pytest.raises(ValueError, match=r"^SGD\.step: the state given to load_state_dict is of another model"):
+        unbound.step(other)
+    book = optim.SGD(0.1, momentum=0.9)
+    book.load_state_dict({**opt.state_dict(), "param_groups": opt.state_dict()["param_groups"][:1]})
+    before = other.state_dict()
+    with pytest.raises(ValueError, match=r"^SGD\.step: the state given to load_state_dict is of another model: it "
+                                         r"holds state for \['2\.W', '2\.b'\]"):
+        book.step(other)
+    for k, v in other.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    for build in (grouped, lambda m: optim.SGD(0.1, momentum=0.9)):
+        model, reference = three(), three()
+        first, again = build(model), build(reference)
+        _steps(model, first, x, y)
+        _steps(reference, again, x, y)
+        again.load_state_dict(copy.deepcopy(first.state_dict()))  # as from a file (loaded, torch's share buffers)
+        for m, o in ((model, first), (reference, again)):
+            o.zero_grad()
+            loss = xn.losses.SoftmaxCrossEntropy()
+            loss(m(x), y)
+            m.backward(loss.backward())
+            o.step(m)
+        for k, v in model.state_dict().items():
+            np.testing.assert_allclose(reference.state_dict()[k], v, rtol=1e-12, err_msg=k)
