@@ -630,10 +630,12 @@ def test_a_pytorch_dataloader_or_dataset_given_as_data_says_what_to_pass():
 
     for given, hint in [
         (torch.utils.data.DataLoader(data, batch_size=16, shuffle=True),
-         "(loader.dataset.tensors[0], loader.dataset.tensors[1]), and batch_size=16 to xn.train"),
+         "(loader.dataset.tensors[0], loader.dataset.tensors[1]), and batch_size=16, shuffle=True, drop_last=False "
+         "to xn.train"),
         (data, "(dataset.tensors[0], dataset.tensors[1])"),
-        (torch.utils.data.DataLoader(Items(), batch_size=4), "pass all the samples as two arrays (x, y) and "
-                                                             "batch_size=4"),
+        (torch.utils.data.DataLoader(Items(), batch_size=4), "x, y = xn.datasets.stack_samples(loader.dataset) (each "
+                                                             "dataset[i] an (x, y)), then xn.train(model, (x, y), ..., "
+                                                             "batch_size=4, shuffle=False, drop_last=False)"),
     ]:
         with pytest.raises(TypeError, match=r"train data: expected a pair \(x, y\).*xpnet cuts .*the batches "
                                             r"itself, on the device; .*" + re.escape(hint)):

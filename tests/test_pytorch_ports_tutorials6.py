@@ -134,3 +134,56 @@ def test_another_models_state_is_refused_with_param_groups_and_by_an_unbound_opt
             o.step(m)
         for k, v in model.state_dict().items():
             np.testing.assert_allclose(reference.state_dict()[k], v, rtol=1e-12, err_msg=k)
+
+
+# --- data_loading_tutorial's Dataset and DataLoader given to xn.train --------------------------------------------
+
+def test_a_pytorch_dataset_or_its_dataloader_is_refused_saying_stack_samples_which_trains_as_the_loader():
+    """A Dataset of one's own (``__len__``, ``__getitem__`` giving ``(x, y)``, as data_loading_tutorial writes it) or
+    a ``DataLoader`` over it, given to ``xn.train`` or ``xn.evaluate``: refused (not read sample by sample), saying
+    ``xn.datasets.stack_samples`` and the loader's batch_size, shuffle and drop_last; so written, two epochs train
+    as torch's loop over ``DataLoader(dataset, batch_size=4)`` (its batches, in its order, the last one short)."""
+    torch = _torch()
+    x, y = np.random.default_rng(1).standard_normal((10, 3)), np.arange(10) % 2
+
+    class Samples(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(x)
+
+        def __getitem__(self, idx):
+            return torch.from_numpy(x[idx]), int(y[idx])
+
+    dataset = Samples()
+    torch.manual_seed(0)
+    theirs = torch.nn.Linear(3, 2).double()
+    ours = xn.Sequential(nn.Linear(3, 2)).to(dtype="float64")
+    xn.load_torch_state_dict(ours, {"0." + k: v for k, v in theirs.state_dict().items()})
+    loss = xn.losses.SoftmaxCrossEntropy()
+    kw = dict(loss=loss, optimizer=optim.SGD(0.1), epochs=2, progress=False)
+    with pytest.raises(TypeError, match=r"got Samples, a dataset of 10 samples .*x, y = "
+                                        r"xn\.datasets\.stack_samples\(data\)"):
+        xn.train(ours, dataset, batch_size=4, **kw)
+    for shuffle in (False, True):
+        loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=shuffle)
+        with pytest.raises(TypeError, match=r"stack_samples\(loader\.dataset\).*batch_size=4, shuffle="
+                                            f"{shuffle}, drop_last=False\\)$"):
+            xn.train(ours, loader, **kw)
+    with pytest.raises(TypeError, match=r"stack_samples\(loader\.dataset\).* xn\.evaluate\(model, \(x, y\), \.\.\., "
+                                        r"batch_size=4\)$"):
+        xn.evaluate(ours, loader, loss=loss)
+    stacked = xn.datasets.stack_samples(dataset)
+    np.testing.assert_array_equal(stacked[0], x)
+    np.testing.assert_array_equal(stacked[1], y)
+    xn.train(ours, stacked, batch_size=4, shuffle=False, **kw)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1)
+    for _ in range(2):
+        for xb, yb in torch.utils.data.DataLoader(dataset, batch_size=4):
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(theirs(xb), yb).backward()
+            topt.step()
+    for name, array in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(array, theirs.state_dict()[name[2:]].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+    faces = [{"image": x[i], "landmarks": y[i]} for i in range(3)]  # the tutorial's dict samples
+    with pytest.raises(ValueError, match=r"sample 0 is a dict of keys \['image', 'landmarks'\]; pass keys="):
+        xn.datasets.stack_samples(faces)
+    np.testing.assert_array_equal(xn.datasets.stack_samples(faces, keys=("image", "landmarks"))[0], x[:3])

@@ -23,6 +23,7 @@ from .mnist import (
     search_dirs,
 )
 from .ptb import find_ptb, load_ptb
+from .samples import stack_samples
 from .seq2seq import (Seq2SeqData, addition, addition_lines, date_lines, dates, load_seq2seq_file,
                       seq2seq_from_lines)
 from .stream import TokenStream
@@ -52,6 +53,7 @@ __all__ = [
     "search_dirs",
     "shift_flip_params",
     "spiral",
+    "stack_samples",
     "xor",
     "TokenStream",
     "Seq2SeqData",
@@ -93,7 +95,9 @@ _PYTORCH_NAMES = {
                "pass them as (x, y)",
     "DataLoader": _BATCHES,
     "TensorDataset": "no dataset object: pass the arrays as they are, (x, y); " + _BATCHES,
-    "Dataset": "no dataset object: load every sample into two arrays, x (N, ...) and y (N,); " + _BATCHES,
+    "Dataset": "no dataset object: load every sample into two arrays, x (N, ...) and y (N, ...), with x, y = "
+               "xn.datasets.stack_samples(dataset) for a Dataset of your own (len, and __getitem__ giving (x, y)); "
+               + _BATCHES,
 }
 
 

@@ -56,10 +56,16 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
             size = getattr(data, "batch_size", None)
             got = (f"a PyTorch {type(data).__name__}: xpnet cuts (and shuffles) the batches itself, on the device; "
                    f"pass the tensors as the pair, ({held}.tensors[0], {held}.tensors[1])"
-                   + (f", and batch_size={size} to xn.train" if size is not None else ""))
+                   + (f", and {_loader_keywords(data, arg)} to xn.{_call(arg)}" if size is not None else ""))
         elif hasattr(data, "dataset") and hasattr(data, "batch_size"):
             got = (f"a {type(data).__name__} (a loader of batches): xpnet cuts the batches itself, on the device; "
-                   f"pass all the samples as two arrays (x, y) and batch_size={data.batch_size}")
+                   f"pass all the samples as two arrays: x, y = xn.datasets.stack_samples(loader.dataset) (each "
+                   f"dataset[i] an (x, y)), then xn.{_call(arg)}(model, (x, y), ..., {_loader_keywords(data, arg)})")
+        elif _samples(data):
+            got = (f"{type(data).__name__}, a dataset of {len(data)} samples (PyTorch's Dataset: dataset[i] one "
+                   f"sample), which xn.{_call(arg)} does not read sample by sample; pass all the samples as two "
+                   f"arrays: x, y = xn.datasets.stack_samples(data) (each data[i] an (x, y)), then "
+                   f"xn.{_call(arg)}(model, (x, y), batch_size=...)")
         raise TypeError(f"{arg}: expected a pair (x, y), e.g. xn.train(model, (x, y), ...), got {got}")
     several = isinstance(data[0], tuple)
     if several and not data[0]:
@@ -81,6 +87,29 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     if y.shape[0] < 1:
         raise ValueError(f"{arg}: no samples")
     return (xs if several else xs[0]), y
+
+
+def _samples(data: Any) -> bool:
+    """Whether ``data`` is a dataset of samples (PyTorch's Dataset: ``len`` and ``data[i]``; a list of (x, y))."""
+    if isinstance(data, (tuple, list)):
+        return bool(data) and isinstance(data[0], (tuple, list)) and len(data[0]) == 2
+    return hasattr(type(data), "__len__") and hasattr(type(data), "__getitem__") and not isinstance(data, (str, dict))
+
+
+def _call(arg: str) -> str:
+    """``train`` or ``evaluate``: the call whose data ``arg`` names (validation data is xn.train's)."""
+    return "evaluate" if arg.startswith("evaluate") else "train"
+
+
+def _loader_keywords(loader: Any, arg: str) -> str:
+    """The keywords of ``xn.train`` (or ``evaluate``) that cut the batches a DataLoader yields: its batch size and,
+    for training, whether it shuffles (a RandomSampler; xn.train shuffles unless told not to, PyTorch's DataLoader
+    only when told to) and drops a last short batch."""
+    size = f"batch_size={loader.batch_size}"
+    if _call(arg) == "evaluate" or "train" not in arg:
+        return size
+    shuffle = type(getattr(loader, "sampler", None)).__name__ == "RandomSampler"
+    return f"{size}, shuffle={shuffle}, drop_last={bool(getattr(loader, 'drop_last', False))}"
 
 
 def inputs(x: Any) -> tuple[Any, ...]:
