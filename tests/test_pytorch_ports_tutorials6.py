@@ -187,3 +187,40 @@ def test_a_pytorch_dataset_or_its_dataloader_is_refused_saying_stack_samples_whi
     with pytest.raises(ValueError, match=r"sample 0 is a dict of keys \['image', 'landmarks'\]; pass keys="):
         xn.datasets.stack_samples(faces)
     np.testing.assert_array_equal(xn.datasets.stack_samples(faces, keys=("image", "landmarks"))[0], x[:3])
+
+
+# --- PyTorch's tensor methods in a leaf layer of one's own -----------------------------------------------------------
+
+class _Flatten(nn.Layer):
+    """PyTorch's flatten as a porter writes it first: x (N, ...) -> (N, D), with ``x.view``."""
+
+    def forward(self, x, train=True):
+        self.shape = x.shape
+        return x.view(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self.shape)
+
+
+class _Rows(nn.Layer):
+    """The same with ``x.size(0)``."""
+
+    def forward(self, x, train=True):
+        return x.reshape(x.size(0), -1)
+
+    def backward(self, dy):
+        return dy
+
+
+def test_tensor_methods_in_a_leaf_layer_of_ones_own_say_numpys_spelling_alone_or_in_a_model():
+    """``x.view(n, -1)`` and ``x.size(0)`` in the forward of a layer of one's own gave NumPy's bare "Cannot interpret
+    '-1' as a data type" and "'int' object is not callable" (a model's own forward had the hint); now the layer,
+    its line and what to write, called alone (``layer(x)``, ``layer.forward(x)``) or in a Sequential."""
+    x = np.ones((2, 3, 4), dtype=np.float32)
+    for layer, said in ((_Flatten(), r"_Flatten\.forward: .*\(line \d+: return x\.view\(x\.shape\[0\], -1\)\): "
+                                     r"NumPy's x\.view\(\.\.\.\) takes a dtype.*write x\.reshape\(shape\)"),
+                        (_Rows(), r"_Rows\.forward: 'int' object is not callable \(line \d+: return "
+                                  r"x\.reshape\(x\.size\(0\), -1\)\): .*write x\.shape for x\.size\(\)")):
+        for call in (layer, layer.forward, xn.Sequential(nn.Linear(4, 4), layer)):
+            with pytest.raises((TypeError, ValueError), match=said):
+                call(x)

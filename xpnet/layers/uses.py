@@ -50,6 +50,7 @@ from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
+from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
 
@@ -169,6 +170,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     change here is to be made there too."""
     position = _train_position(forward)
     default = _train_default(forward)
+    code = getattr(inspect.unwrap(forward), "__code__", None)  # for hint_leaf, on the error path only
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
@@ -193,7 +195,13 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 _count_forward(self)
             else:
                 _evaluated(self)
-            return forward(self, *xs, **kwargs)
+            try:
+                return forward(self, *xs, **kwargs)
+            except (TypeError, ValueError, AttributeError) as e:  # PyTorch's x.view(...) in a layer of one's own
+                hinted = hint_leaf(self, code, e)
+                if hinted is None:
+                    raise
+                raise hinted from e
         kept = None
         stateful = getattr(self, "stateful", False) is True
         use = training or (local.evaluating and not stateful)

@@ -9,7 +9,9 @@ swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d a
 callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
 ``unsqueeze``, ``numel``...: an AttributeError) say NumPy's spelling, on the forward's own line too. The same line in a
 method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
-answered alike.
+answered alike, and so is a line of a leaf layer of one's own (not xpnet's) that the forward reached (its
+``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside any model (``layer(x)``,
+``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
     if tb is None:
         return None
     raised = tb.tb_frame.f_code
-    if raised is not code and not (through_forward and tb.tb_frame.f_locals.get("self") is model):
-        return None  # neither forward's own line nor one of the model's methods that forward called
+    owner = tb.tb_frame.f_locals.get("self")
+    if raised is not code and not (through_forward and (owner is model or _own_leaf(owner))):
+        return None  # neither forward's own line nor one of the model's (or a leaf of one's own's) that it reached
+    if raised is not code and owner is not model:
+        model = owner
     line = linecache.getline(raised.co_filename, tb.tb_lineno)
     where = f"{model.name}.{raised.co_name}: {error} (line {tb.tb_lineno}: {line.strip()})"
     if isinstance(error, AttributeError):
@@ -70,3 +75,20 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
         return None
     return (f"{where}: NumPy's x.view(...) takes a dtype, where PyTorch's x.view(shape) reshapes; write "
             "x.reshape(shape), or xp.reshape(x, shape) on any backend")
+
+
+def _own_leaf(node: Any) -> bool:
+    """Whether ``node`` is a layer of one's own, not one of xpnet's, whose lines a hint may read."""
+    from .tree import Tree  # imported here: the layer base imports this module
+    return isinstance(node, Tree) and not type(node).__module__.startswith("xpnet.")
+
+
+def hint_leaf(layer: Any, code: Any, error: Exception) -> Exception | None:
+    """The error to raise instead of ``error``, which ``layer``'s forward (of code ``code``) raised when called
+    outside any model, of the same type; None where :func:`view_hint` has nothing to say or ``layer`` is xpnet's."""
+    if not _own_leaf(layer):
+        return None
+    hint = view_hint(layer, code, error)
+    if hint is None:
+        return None
+    return next(k for k in (TypeError, AttributeError, ValueError) if isinstance(error, k))(hint)
