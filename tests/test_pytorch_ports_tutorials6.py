@@ -55,7 +55,8 @@ def test_optimizers_own_state_round_trip_after_del_model_last_layer_as_pytorchs(
     removed layer's momentum, as torch's holds its parameters) loads back into it and into a new optimizer of the
     shortened model, and training goes on as torch's (where the loaded state was refused as another model's);
     ``del model[1]`` renames the layers after it ('2.W' becomes '1.W'), and a state whose names this model lacks,
-    of the shape of parameters left without state, stays refused (PyTorch pairs by position, xpnet by name)."""
+    of the shape of parameters left without state, stays refused (PyTorch pairs by position, xpnet by name), until
+    a step has given the state the new names."""
     torch = _torch()
     x, y = _data()
     ours, theirs = _pair(torch)
@@ -81,6 +82,9 @@ def test_optimizers_own_state_round_trip_after_del_model_last_layer_as_pytorchs(
                                          r"\['2\.W', '2\.b', '4\.W', '4\.b'\], which this model has no parameter of "
                                          r"\(its \['1\.W', '1\.b', '3\.W', '3\.b'\] have none\)"):
         mopt.load_state_dict(mopt.state_dict())
+    _steps(middle, mopt, x, y, n=1)  # a step: the state follows its parameters to their new names
+    mopt.load_state_dict(mopt.state_dict())
+    assert sorted(mopt.state) == ["0.W", "0.b", "1.W", "1.b", "3.W", "3.b"]
 
 
 # --- the check where the names are known: several groups, an optimizer given its model at step ---------------------
@@ -224,3 +228,30 @@ def test_tensor_methods_in_a_leaf_layer_of_ones_own_say_numpys_spelling_alone_or
         for call in (layer, layer.forward, xn.Sequential(nn.Linear(4, 4), layer)):
             with pytest.raises((TypeError, ValueError), match=said):
                 call(x)
+
+
+def test_del_model_layers_before_others_keeps_each_parameters_momentum_as_pytorchs():
+    """``del model[0:2]`` after training renumbers the layers after it, as PyTorch's ('2.W' becomes '0.W'): the
+    optimizer's state by name went to the layer that took the name (the removed layer's momentum on another layer of
+    its shape) or started afresh, silently, where PyTorch's optimizer, holding the parameters themselves, goes on
+    with each one's own. The next steps equal torch's in float64."""
+    torch = _torch()
+    x, y = _data()
+    x = np.concatenate([x, x[:, :1]], axis=1)  # 4 features
+    torch.manual_seed(0)
+    tnn = torch.nn
+    theirs = tnn.Sequential(tnn.Linear(4, 4), tnn.ReLU(), tnn.Linear(4, 4), tnn.ReLU(), tnn.Linear(4, 2)).double()
+    ours = xn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    opt = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    cross_entropy = torch.nn.functional.cross_entropy
+    _steps(ours, opt, x, y)
+    _steps(theirs, topt, tx, ty, loss=cross_entropy)
+    del ours[0:2], theirs[0:2]
+    got = _steps(ours, opt, x, y)
+    want = _steps(theirs, topt, tx, ty, loss=cross_entropy)
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for name, array in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(array, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)

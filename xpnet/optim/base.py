@@ -266,8 +266,28 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             self._plan = None
         found: list[dict[str, Any]] = []
         work = self._collect(model, "", adding, found)
+        if plan is not None and self.state:
+            self._follow_renamed(plan.arrays(), found[0])
         self._plan = StepPlan.of(model, found[0])
         return work
+
+    def _follow_renamed(self, before: dict[str, Any], now: dict[str, Any]) -> None:
+        """The state of each parameter found under another name than at the last step goes with it, as PyTorch's
+        optimizer holds the parameter itself: ``del model[0]`` renumbers the layers after it ('2.W' is now '1.W'),
+        whose state would otherwise start afresh, or go to the layer that took its old name. The state left under
+        a name that another parameter has taken (a removed layer's) goes. Read where the last step's plan
+        (:mod:`~xpnet.optim.step_plan`) holds the arrays, when the model no longer matches it: not per step."""
+        where: dict[int, str | None] = {}
+        for name, p in before.items():
+            where[id(p)] = None if id(p) in where else name  # an array under two names (tied): left as it is
+        moved = {new: old for new, p in now.items() if (old := where.get(id(p))) is not None and old != new}
+        if not moved:
+            return
+        for store in (self.state, self.skipped, self.scalars):
+            taken = {new: store[old] for new, old in moved.items() if old in store}
+            for name in (*moved.values(), *moved):
+                store.pop(name, None)
+            store.update(taken)
 
     def _collect(self, model: Any, prefix: str, adding: bool,
                  found: list[dict[str, Any]] | None = None) -> list[tuple[Any, ...]] | None:

@@ -82,6 +82,10 @@ class StepPlan:
                                                                         list(modules.values())[1:])
         return cls(names, nodes, namespace(flat[0][1]), names[1:] if leaves else None)
 
+    def arrays(self) -> dict[str, Any]:
+        """The trainable parameters the plan was made of, by their dotted names then."""
+        return {name: p for node in self.nodes if node is not None for name, _, p in node[2]}
+
     def collect(self, model: Any, adding: bool, eps_check: Any) -> Any:
         """``Optimizer._collect``'s answer for ``model`` as the plan has it (work items; None where ``adding``
         and no backward reached any parameter), or MISSED where the model or a gradient does not match it."""
