@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from conftest import require_cuda
 from xpnet.backend import registry
 from xpnet.layers import stale
 from xpnet.layers.zero_grad import BEFORE, LAST, STEPPED, TICKS
@@ -210,3 +211,39 @@ def test_an_exception_within_a_planned_step_leaves_the_ordinary_records(monkeypa
                 np.testing.assert_array_equal(a[k], b[k], err_msg=f"part {i}, {k}")
         else:
             assert a == b, f"part {i}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "captured"])
+def test_planned_steps_on_cupy_leave_what_ordinary_steps_leave(monkeypatch, graph):
+    """On CuPy the planned steps call the layers' ordinary methods and the fused update ("sgd_momentum_updates"):
+    the same weights and history to the bit, and (on the fake CuPy, which counts them) no more kernel launches. A
+    captured step (graph=True, xpnet.training.graph) runs no plan: the same training either way."""
+    require_cuda()
+    import cupy  # noqa: PLC0415
+    counted = getattr(cupy.cuda.stream, "launches", None)  # the fake's counter; None on a GPU
+
+    def run(enabled):
+        monkeypatch.setattr(planned, "ENABLED", enabled)
+        calls = []
+        original = planned.PlannedStep.forward_backward
+        monkeypatch.setattr(planned.PlannedStep, "forward_backward",
+                            lambda self, *a: calls.append(1) or original(self, *a))
+        model, opt = _model(dropout=True), xn.optim.SGD(0.1, momentum=0.9)
+        before = sum(counted.values()) if counted is not None else 0
+        history = xn.train(model, _data(), loss="cross_entropy", optimizer=opt, epochs=2, batch_size=8,
+                           progress=False, device="cuda", graph=graph, clip_grad_norm=0.5)
+        launches = sum(counted.values()) - before if counted is not None else 0
+        params = {k: xn.to_numpy(p) for k, p in model.named_params().items()}
+        return params, [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs], len(calls), launches
+
+    if not graph:
+        run(False)  # what the first training in a process makes once (constants on the device) left out below
+    params, history, calls, launches = run(True)
+    ref_params, ref_history, ref_calls, ref_launches = run(False)
+    assert (calls, ref_calls) == (0 if graph else 2 * (5 - 2), 0)
+    for k, p in ref_params.items():
+        np.testing.assert_array_equal(params[k], p, err_msg=k)
+    assert history == ref_history
+    if not graph:  # (the captured runs launch the same step; the first in a process makes its constants once)
+        assert launches <= ref_launches
