@@ -93,7 +93,7 @@ class PlannedStep:
     model and each layer (for the parameter clock); ``below``: those of the layers below ``start``; ``pairs``:
     (params dict, key) of each parameter that trains in ``params_and_grads`` order."""
 
-    def __init__(self, trainer: Any, layers: list[Any], start: int):
+    def __init__(self, trainer: Any, layers: list[Any], start: int, names: list[str]):
         self.model, self.loss, self.optimizer = trainer.model, trainer.loss, trainer.optimizer
         self.start = start
         self.chain: list[tuple[dict[str, Any], Any]] = []  # each layer's (__dict__, forward(x)), its backward(dy)
@@ -105,8 +105,8 @@ class PlannedStep:
         self.layers = layers
         self.trained = [layer for layer in layers if layer.params and not layer._frozen]
         self.pairs = [(layer.params, key) for layer in self.trained for key in layer.params]
-        self.names = list(self.model.params_and_grads(trainable=True)[0])  # the optimizer's names of the same
-        self.count = len(self.pairs)                                        # parameters, in order
+        self.names = names  # the optimizer's names of the same parameters, in order
+        self.count = len(self.pairs)
         self.fused = self._fused()
         self.velocities: list[Any] | None = None
 
@@ -127,7 +127,11 @@ class PlannedStep:
         start = next((i for i, layer in enumerate(layers) if layer.params and not layer._frozen), None)
         if start is None or _PLAIN_BACKWARD.get(type(layers[start]).backward_params) is None:
             return None
-        return cls(trainer, layers, start)
+        try:
+            names = list(model.params_and_grads(trainable=True)[0])
+        except ValueError:  # a gradient under a name that holds no parameter: the ordinary step refuses it, at its step
+            return None
+        return cls(trainer, layers, start, names)
 
     def _fused(self) -> Any:
         """The whole-step kernel the optimizer's ``_updated_at_once`` would call, or None (``optimizer.step``)."""
