@@ -150,10 +150,10 @@ class PlannedStep:
         """A step's forward, loss and backward (``Trainer.forward_backward``'s calls) on the batch ``xs`` (one input)
         and its targets ``yb``; returns (the loss's value, the model's output). An exception leaves the forward
         counts the ordinary step leaves where it stops at the same call (``_forwarded``, ``_backed``)."""
+        if not self.chain:  # (before any record: an interrupt here leaves none, as before the ordinary forward)
+            self._calls()
         now = stale.clock
         self.nodes[0][_SEEN] = now
-        if not self.chain:
-            self._calls()
         x, reached = xs[0], 0
         try:
             for own, forward in self.chain:  # stamped before its forward, as chained stamps it
