@@ -3,11 +3,13 @@ arithmetic is negligible, against the same epoch hand-written in NumPy (the same
 order, each through the step of ``benchmarks/tiny_step.py``; no loss sum nor correct count, which ``xn.train``
 keeps).
 
-    python benchmarks/tiny_train.py [--samples 10000] [--rounds 5] [--momentum 0.0]
+    python benchmarks/tiny_train.py [--samples 10000] [--rounds 5] [--momentum 0.0] [--clip-grad-norm 1.0]
 
 The two run in turns (NumPy, xpnet, NumPy, ...), each round one epoch timed in CPU time (steadier than wall
 time on a shared machine); prints the best round of each in microseconds per step, their ratio, and the Python
 calls per step of each (cProfile): what ``xn.train`` adds to the step of a loop of one's own, run setup included.
+``--clip-grad-norm``: ``xn.train`` clips (``clip_grad_norm=``), the NumPy loop does not (its ratio then includes
+the clipping's cost).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=10000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--momentum", type=float, default=0.0)
+    ap.add_argument("--clip-grad-norm", type=float, default=None, help="xn.train's clip_grad_norm (NumPy: none)")
     args = ap.parse_args()
 
     rng = np.random.default_rng(0)
@@ -53,7 +56,8 @@ def main() -> None:
 
     def xpnet_epoch():
         xn.train(model(), (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1, momentum=args.momentum),
-                 epochs=1, batch_size=5, device="cpu", progress=False, blas_threads=1)
+                 epochs=1, batch_size=5, device="cpu", progress=False, blas_threads=1,
+                 clip_grad_norm=args.clip_grad_norm)
 
     def hand_epoch():
         numpy_epoch(x, t, params, velocities, 0.1, args.momentum, 5, 1)
@@ -75,7 +79,8 @@ def main() -> None:
     best = [float("inf"), float("inf")]
     for _ in range(args.rounds):
         best = [min(b, cpu_us(fn)) for fn, b in zip((hand_epoch, xpnet_epoch), best)]
-    print(f"8-4-2 MLP, batch 5, float32, SGD(momentum={args.momentum}), one epoch of {args.samples} samples "
+    clip = "" if args.clip_grad_norm is None else f", xn.train with clip_grad_norm={args.clip_grad_norm}"
+    print(f"8-4-2 MLP, batch 5, float32, SGD(momentum={args.momentum}){clip}, one epoch of {args.samples} samples "
           f"({steps} steps) a round, best of {args.rounds} in turns (CPU time)")
     print(f"hand-written NumPy loop: {best[0]:.1f} us/step, {calls(hand_epoch):.0f} Python calls a step")
     print(f"xn.train               : {best[1]:.1f} us/step, {calls(xpnet_epoch):.0f} Python calls a step")

@@ -142,7 +142,8 @@ class SoftmaxCrossEntropy(LabelLoss):
         steps, :mod:`xpnet.training.planned`): that kernel found once, the calls counted as ``counted_forward``
         and ``checked_backward`` count them. ``forward`` gives None, nothing changed, where the kernel declines
         (a label out of range): the ordinary forward then says what it says. None where the last forward took
-        another path (class weights, label smoothing, ``reduction="sum"``, soft targets, (N, T, C) scores)."""
+        another path (class weights, label smoothing, ``reduction="sum"``, soft targets, (N, T, C) scores). An
+        exception in ``forward`` leaves the counts the ordinary forward leaves where its kernel raises."""
         if self._dy is None or self.weight is not None or self.label_smoothing or self.reduction != "mean" \
                 or self._shape is None or len(self._shape) != 2:
             return None
@@ -152,9 +153,15 @@ class SoftmaxCrossEntropy(LabelLoss):
         own = self.__dict__
 
         def forward(y: Any, t: Any) -> Any:
-            labels = t if t.dtype == index else xp.astype(t, index)
-            m, vouched = y.shape[0], own["_vouched"]
-            found = fused(y, labels, ignore, 0.0, count=m if vouched else None)
+            m, vouched, labels = y.shape[0], own["_vouched"], None
+            try:
+                labels = t if t.dtype == index else xp.astype(t, index)
+                found = fused(y, labels, ignore, 0.0, count=m if vouched else None)
+            except BaseException:  # (a KeyboardInterrupt): what the ordinary forward wrote before its kernel
+                own[_CALLS], own[_SUMMED], own["_spread"] = own.get(_CALLS, 0) + 1, 0, None
+                if labels is not None:
+                    own["_count"], own["_counted"] = (m, None) if vouched else (None, labels)
+                raise
             if found is None:
                 return None
             own[_CALLS], own[_SUMMED] = own.get(_CALLS, 0) + 1, 0
