@@ -8,6 +8,8 @@ import pytest
 import xpnet as xn
 from xpnet import layers as nn
 
+from cifar_net import CifarNet
+
 
 def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
@@ -22,33 +24,7 @@ def _close(ours, theirs, name=""):
 CLASSES = ('plane', 'car', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
 
-class _Net(xn.Model):
-    """The tutorial's Net: one ``self.pool`` and one ``self.relu`` called at each use (F.relu's four), Flatten for
-    ``torch.flatten(x, 1)``. x (N, 3, 32, 32) -> (N, 10) logits; the backward takes the uses back last first."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-        self.relu, self.flatten = nn.ReLU(), nn.Flatten()
-
-    def forward(self, x, train=True):
-        x = self.pool(self.relu(self.conv1(x)))
-        x = self.pool(self.relu(self.conv2(x)))
-        x = self.flatten(x)
-        x = self.relu(self.fc1(x))
-        x = self.relu(self.fc2(x))
-        return self.fc3(x)
-
-    def backward(self, dy):
-        dy = self.relu.backward(self.fc2.backward(self.relu.backward(self.fc3.backward(dy))))
-        dy = self.flatten.backward(self.fc1.backward(dy))
-        dy = self.conv2.backward(self.relu.backward(self.pool.backward(dy)))
-        return self.conv1.backward(self.relu.backward(self.pool.backward(dy)))
+_Net = CifarNet  # the tutorial's Net (tests/cifar_net.py)
 
 
 def _torch_net(torch):
