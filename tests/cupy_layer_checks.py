@@ -751,6 +751,7 @@ def check_clipping(dev: Any) -> None:
     takes the portable path; clip_grad_norm on a model scales its gradients alike."""
     from xpnet.backend import fast_cupy
     from xpnet.optim import clip
+    from xpnet.optim.device_scalars import DeviceScalars
 
     rng = np.random.default_rng(5)
     for dtype in ("float32", "float64"):
@@ -805,10 +806,12 @@ def check_multi_tensor(dev: Any) -> None:
     factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
     from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only), SGD (plain, with momentum and
     dampening, Nesterov's) and Nesterov over a model of 40 parameters, three steps: parameters and state against the
-    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; AMSGrad keeps the
-    per-parameter kernels."""
+    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; also with AMSGrad and
+    with the L2 weight decay of Adam, SGD and Nesterov folded in, and with lr and t on the device (DeviceScalars, as
+    a captured step: the kernels that read them there) against the eager per-parameter updates."""
     from xpnet.backend import fast_cupy
     from xpnet.optim import clip
+    from xpnet.optim.device_scalars import DeviceScalars
 
     rng = np.random.default_rng(12)
     sizes = [int(rng.integers(1, 40)) for _ in range(37)] + [1025, 3000, 1]
@@ -824,21 +827,39 @@ def check_multi_tensor(dev: Any) -> None:
         for a, b in zip(scaled, clip.scaled(grads, fast[1])):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
+    # a gradient that is a strided view (Conv2d's dW: a transposed product) is copied, not refused
+    p, g = dev.asarray(rng.standard_normal((3, 4))), dev.asarray(rng.standard_normal((4, 3))).T
+    expected = _host(p - 0.1 * (g + 0.5 * p))
+    assert not g.flags.c_contiguous and fast_cupy.sgd_multi_tensor([p], [g], None, 0.1, 0.0, 0.0, False, [0.5]) is None
+    np.testing.assert_allclose(_host(p), expected, rtol=RTOL["float64"])
     x = rng.standard_normal((6, 3))
     # (optimizer, launches of its multi-tensor kernel in 3 steps: two a step, none at SGD momentum's first step,
-    # which makes the buffers (Nesterov's first step is any step), none for AMSGrad)
+    # which makes the buffers (Nesterov's first step is any step); "dev": lr and t on the device, as a captured step)
+    wd = {"weight_decay": 0.1}  # the book's L2 on the weights (W), the biases spared: both kinds of slot
     for make, kernel, launches in ((lambda: xn.optim.Adam(0.01), "multi_adam", 6),
                                    (lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"), "multi_adam", 6),
-                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 0),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 6),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True, **wd), "multi_adam", 6),
                                    (lambda: xn.optim.SGD(0.01), "multi_sgd", 6),
+                                   (lambda: xn.optim.SGD(0.01, **wd), "multi_sgd", 6),
                                    (lambda: xn.optim.SGD(0.01, momentum=0.9, dampening=0.1), "multi_sgd", 4),
-                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4),
-                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6)):
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True, **wd), "multi_sgd", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9, **wd), "multi_sgd", 6),
+                                   (lambda: xn.optim.AdamW(0.01), "multi_adam_dev", 6),
+                                   (lambda: xn.optim.Adam(0.01, convention="book", amsgrad=True, **wd),
+                                    "multi_adam_dev", 6),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, **wd), "multi_sgd_dev", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9, **wd), "multi_sgd_dev", 6)):
         results = []
         for fast in (True, False):
             xn.init.seed(0)
             model = xn.Sequential(*[xn.layers.Linear(3, 3, init="xavier", dtype="float64") for _ in range(20)]).to(dev)
             opt = make()
+            if kernel.endswith("_dev"):  # as a captured step reads them; the reference is the eager step
+                opt.device_scalars = DeviceScalars(dev.xp, dev.native) if fast else None
+                if fast:
+                    opt.device_scalars.set(opt.lr, opt.t)
             with fast_paths(fast), _raw_launches() as names:
                 for _ in range(3):
                     model.backward(model.forward(dev.asarray(x)))
@@ -847,13 +868,14 @@ def check_multi_tensor(dev: Any) -> None:
             results.append(({k: _host(v) for k, v in model.named_params().items()},
                             {k: _host(v) for k, v in state.items()}, names))
         (params, state, names), (params_ref, state_ref, _) = results
-        assert names.count(kernel) == launches, (type(opt).__name__, names)
-        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), type(opt).__name__
+        what = repr(opt)
+        assert names.count(kernel) == launches, (what, names)
+        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), what
         assert params.keys() == params_ref.keys() and state.keys() == state_ref.keys()
         for k in (*params_ref, *state_ref):
             a, b = (params[k], params_ref[k]) if k in params_ref else (state[k], state_ref[k])
             np.testing.assert_allclose(a, b, rtol=50 * RTOL["float64"], atol=50 * RTOL["float64"],
-                                       err_msg=f"{type(opt).__name__} {k}")
+                                       err_msg=f"{what} {k}")
 
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,

@@ -674,6 +674,81 @@ _FIND = r"""long long k = 0, start = 0;
     while (i >= start + ns[k]) { start += ns[k]; ++k; }
     long long e = i - start;"""
 
+def _multi_sgd(name: str, lr_decl: str, lr_read: str) -> str:
+    """The source of the kernel ``name`` (multi_sgd), its learning rate declared ``lr_decl`` and read as ``lr_read``."""
+    return r"""
+extern "C" __global__ void xpnet_NAME(%(p)s, %(g)s, %(v)s, %(n)s, %(wd)s, LR_DECL, double momentum, double keep,
+                                 long long has_v, long long nesterov, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(vs)s
+    %(ns)s
+    %(wds)s
+    %(find)s
+    T g = gs[k][e], rate = LR_READ;
+    if (wds[k] != 0) g = g + (T)wds[k] * ps[k][e];
+    if (!has_v) {
+        ps[k][e] -= rate * g;
+        return;
+    }
+    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
+    vs[k][e] = v;
+    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
+}
+""".replace("NAME", name).replace("LR_DECL", lr_decl).replace("LR_READ", lr_read) % {
+        "p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
+        "wd": _slots("double wd"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
+        "vs": _table("T*", "v"), "ns": _table("long long", "n"), "wds": _table("double", "wd")}
+
+
+def _multi_adam(name: str, scalar: str, read: str) -> str:
+    """The source of the kernel ``name`` (multi_adam), its per-parameter keep, step and eps declared ``scalar`` (a C
+    type) and read as ``read`` (formatted with ``slot``)."""
+    return r"""
+extern "C" __global__ void xpnet_NAME(%(p)s, %(g)s, %(m)s, %(v)s, %(vmax)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
+                                %(wd)s, double one_minus_b1, double b2, double one_minus_b2, long long amsgrad,
+                                long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(ms)s
+    %(vs)s
+    %(vmaxs)s
+    %(ns)s
+    %(keeps)s
+    %(steps)s
+    %(epss)s
+    %(wds)s
+    %(find)s
+    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e];
+    if (wds[k] != 0) g = g + (T)wds[k] * p;
+    p = p * KEEP;
+    m += (T)one_minus_b1 * (g - m);
+    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
+    T den = v;
+    if (amsgrad) {
+        T top = vmaxs[k][e];
+        den = (v > top || v != v) ? v : top;
+        vmaxs[k][e] = den;
+    }
+    p -= STEP * (m / (sqrt(den) + EPS));
+    ps[k][e] = p;
+    ms[k][e] = m;
+    vs[k][e] = v;
+}
+""".replace("NAME", name).replace("KEEP", read.format(slot="keep")).replace("STEP", read.format(slot="step")).replace(
+        "EPS", read.format(slot="eps")) % {
+        "p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
+        "vmax": _slots("T* vmax"), "n": _slots("long long n"), "keep": _slots(f"{scalar} keep"),
+        "step": _slots(f"{scalar} step"), "eps": _slots(f"{scalar} eps"), "wd": _slots("double wd"), "find": _FIND,
+        "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "ms": _table("T*", "m"), "vs": _table("T*", "v"),
+        "vmaxs": _table("T*", "vmax"), "ns": _table("long long", "n"), "keeps": _table(scalar, "keep"),
+        "steps": _table(scalar, "step"), "epss": _table(scalar, "eps"), "wds": _table("double", "wd")}
+
+
 RAW.update({
     # clip_grad_norm's sums of squares: lanes[k] threads for array k (ceil(n / 1024)), lane t summing in double the
     # squares of elements t, t + lanes, ... (threads next to each other read numbers next to each other), its partial
@@ -710,61 +785,22 @@ extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* facto
 }
 """ % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
-    # SGD for every parameter at once (xpnet.optim.SGD's step without weight decay): p -= lr * g, or with momentum
-    # (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
+    # SGD for every parameter at once (xpnet.optim.SGD's step; Nesterov's PyTorch convention): with weight decay
+    # (wd, per parameter, 0 where it spares one) g + wd * p first, the portable L2's new gradient; then p -= lr * g, or
+    # with momentum (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
     # p -= lr * (momentum * v + g): ELEMENTWISE["sgd"], ["sgd_momentum"] and ["sgd_nesterov"], the numbers cast to T.
-    "multi_sgd": r"""
-extern "C" __global__ void xpnet_multi_sgd(%(p)s, %(g)s, %(v)s, %(n)s, double lr, double momentum, double keep,
-                                           long long has_v, long long nesterov, long long total) {
-    %%(index)s
-    if (i >= total) return;
-    %(ps)s
-    %(gs)s
-    %(vs)s
-    %(ns)s
-    %(find)s
-    T g = gs[k][e], rate = (T)lr;
-    if (!has_v) {
-        ps[k][e] -= rate * g;
-        return;
-    }
-    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
-    vs[k][e] = v;
-    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
-}
-""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
-       "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "vs": _table("T*", "v"),
-       "ns": _table("long long", "n")},
+    # multi_sgd takes lr as a double; multi_sgd_dev reads it from a 0-d array of T on the device (a captured step's
+    # DeviceScalars).
+    "multi_sgd": _multi_sgd("multi_sgd", "double lr", "(T)lr"),
+    "multi_sgd_dev": _multi_sgd("multi_sgd_dev", "const T* lr", "lr[0]"),
     # Adam (and AdamW: keep = 1 - lr * weight_decay, 1 for a parameter it spares) for every parameter at once, the
     # statements of ELEMENTWISE["adamw"] with each number cast to T as CuPy casts a kernel's scalars; step and eps
-    # per parameter (its own bias correction).
-    "multi_adam": r"""
-extern "C" __global__ void xpnet_multi_adam(%(p)s, %(g)s, %(m)s, %(v)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
-                                            double one_minus_b1, double b2, double one_minus_b2, long long total) {
-    %%(index)s
-    if (i >= total) return;
-    %(ps)s
-    %(gs)s
-    %(ms)s
-    %(vs)s
-    %(ns)s
-    %(keeps)s
-    %(steps)s
-    %(epss)s
-    %(find)s
-    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e] * (T)keeps[k];
-    m += (T)one_minus_b1 * (g - m);
-    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
-    p -= (T)steps[k] * (m / (sqrt(v) + (T)epss[k]));
-    ps[k][e] = p;
-    ms[k][e] = m;
-    vs[k][e] = v;
-}
-""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
-       "n": _slots("long long n"), "keep": _slots("double keep"), "step": _slots("double step"),
-       "eps": _slots("double eps"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
-       "ms": _table("T*", "m"), "vs": _table("T*", "v"), "ns": _table("long long", "n"),
-       "keeps": _table("double", "keep"), "steps": _table("double", "step"), "epss": _table("double", "eps")},
+    # per parameter (its own bias correction). Adam's L2 (wd per parameter, 0 where it spares one): g + wd * p first,
+    # the portable L2's new gradient. AMSGrad (amsgrad, its buffers vmax): vmax = maximum(vmax, v) (NaN kept, as
+    # NumPy's), and the step divides by sqrt(vmax). multi_adam takes keep, step and eps as doubles; multi_adam_dev
+    # reads each from a 0-d array of T on the device (a captured step's DeviceScalars).
+    "multi_adam": _multi_adam("multi_adam", "double", "(T){slot}s[k]"),
+    "multi_adam_dev": _multi_adam("multi_adam_dev", "const T*", "{slot}s[k][0]"),
 })
 RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
        for name, source in RAW.items()}

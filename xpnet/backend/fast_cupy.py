@@ -130,24 +130,43 @@ def scaled(grads: list[Any], factor: Any) -> list[Any]:
     return out
 
 
-def _sgd(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: float, momentum: float = 0.0,
-         dampening: float = 0.0, nesterov: bool = False) -> Any:
-    """The multi-tensor SGD kernel over every parameter, MULTI a launch; NotImplemented, nothing updated, unless
-    every array is a C-contiguous float CuPy array of the first parameter's dtype and its parameter's shape."""
-    arrays = [*params, *grads, *(velocities or ())]
+def _on_device(number: Any) -> bool:
+    """Whether a step's number is a 0-d CuPy array (a captured step's DeviceScalars) rather than a Python float."""
+    return isinstance(number, cupy.ndarray)
+
+
+def _contiguous(grads: list[Any]) -> list[Any]:
+    """The gradients, each one that is a strided view (Conv2d's dW, a transposed product) copied C-contiguous: a
+    multi-tensor kernel reads its arrays by index; one copy, against the launches of an update of its own."""
+    return [g if g.flags.c_contiguous else cupy.ascontiguousarray(g) for g in grads]
+
+
+def _sgd(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: Any, momentum: float = 0.0,
+         dampening: float = 0.0, nesterov: bool = False, decays: list[float] | None = None) -> Any:
+    """The multi-tensor SGD kernel over every parameter, MULTI a launch (``decays``: each parameter's L2 weight
+    decay, 0 where none; ``lr`` a float or a 0-d array of the parameters' dtype, read on the device); NotImplemented,
+    nothing updated, unless every array is a C-contiguous float CuPy array of the first parameter's dtype and its
+    parameter's shape (a gradient may be a strided view: it is copied)."""
+    on_device = _on_device(lr)
+    if all(isinstance(g, cupy.ndarray) for g in grads):
+        grads = _contiguous(grads)
+    arrays = [*params, *grads, *(velocities or ()), *((lr,) if on_device else ())]
     if not (params and len(grads) == len(params) and cupy_layers._floats(*arrays)
             and all(g.shape == p.shape for p, g in zip(params, grads))
-            and all(v.shape == p.shape for p, v in zip(params, velocities or params))):
+            and all(v.shape == p.shape for p, v in zip(params, velocities or params))
+            and (not on_device or lr.shape == ()) and (decays is None or len(decays) == len(params))):
         return NotImplemented
+    rate = lr if on_device else float(lr)
     for lo in _groups(len(params)):
         hi = lo + MULTI
         group = params[lo:hi]
         total = sum(p.size for p in group)
         vs = group if velocities is None else velocities[lo:hi]
-        cupy_layers._launch("multi_sgd", total, (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]),
-                                                 *_padded(vs, vs[0]), *_padded([p.size for p in group], 0), float(lr),
-                                                 float(momentum), 1.0 - dampening, int(velocities is not None),
-                                                 int(nesterov), total), T=group[0].dtype)
+        wds = [float(d) for d in _padded((decays or [0.0] * len(params))[lo:hi], 0.0)]
+        cupy_layers._launch("multi_sgd_dev" if on_device else "multi_sgd", total,
+                            (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(vs, vs[0]),
+                             *_padded([p.size for p in group], 0), *wds, rate, float(momentum), 1.0 - dampening,
+                             int(velocities is not None), int(nesterov), total), T=group[0].dtype)
     return None
 
 
@@ -163,23 +182,51 @@ def sgd_momentum_updates(params: list[Any], grads: list[Any], velocities: list[A
     return _sgd(params, grads, velocities, lr, momentum, dampening, nesterov)
 
 
-def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], *numbers: Any) -> bool:
-    return bool(params) and cupy_layers._floats(*params, *grads, *ms, *vs)
+def sgd_multi_tensor(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: Any, momentum: float,
+                     dampening: float, nesterov: bool, decays: list[float]) -> Any:
+    """SGD's step where :func:`sgd_updates` and :func:`sgd_momentum_updates` (Numba's too) take no part of it: each
+    parameter's L2 weight decay (``decays``, 0 where none: g + decay * p first, the portable ``_decay``'s
+    gradient) and ``lr`` a float or a 0-d array on the device (a captured step's); velocities None without
+    momentum. One kernel per MULTI parameters; NotImplemented, nothing updated, as :func:`_sgd`."""
+    return _sgd(params, grads, velocities, lr, momentum, dampening, nesterov, decays)
 
 
-def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[float], b1: float,
-                 b2: float, steps: list[float], epss: list[float]) -> None:
-    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies), in place: one
-    kernel per MULTI parameters, the arithmetic of the per-parameter kernels."""
+def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[Any], b1: float,
+                b2: float, steps: list[Any], epss: list[Any], decays: Any = None, vmaxs: Any = None) -> bool:
+    """Every array a C-contiguous float CuPy array of one dtype; a gradient may be a strided view (copied)."""
+    return (bool(params) and cupy_layers._floats(*params, *ms, *vs, *(vmaxs or ()))
+            and all(isinstance(g, cupy.ndarray) and g.dtype == params[0].dtype for g in grads))
+
+
+def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[Any], b1: float,
+                 b2: float, steps: list[Any], epss: list[Any], decays: list[float] | None = None,
+                 vmaxs: list[Any] | None = None) -> Any:
+    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies; ``decays`` each
+    parameter's L2 weight decay, 0 where none; ``vmaxs`` AMSGrad's buffers, None without), in place: one kernel per
+    MULTI parameters, the arithmetic of the per-parameter kernels. ``keeps``, ``steps`` and ``epss`` are floats, or
+    all 0-d arrays of the parameters' dtype (a captured step's, read on the device); NotImplemented, nothing updated,
+    where they mix."""
+    numbers = [*keeps, *steps, *epss]
+    on_device = _on_device(numbers[0])
+    if not all(_on_device(x) == on_device for x in numbers) or (
+            on_device and not (cupy_layers._floats(params[0], *numbers) and all(x.shape == () for x in numbers))):
+        return NotImplemented
+    grads = _contiguous(grads)
+    scalar = (lambda x: x) if on_device else float
+    one, some = (keeps[0], steps[0]) if on_device else (1.0, 0.0)
     for lo in _groups(len(params)):
         hi = lo + MULTI
         group = params[lo:hi]
         total = sum(p.size for p in group)
+        tops = vs[lo:hi] if vmaxs is None else vmaxs[lo:hi]
         args = (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(ms[lo:hi], ms[lo]),
-                *_padded(vs[lo:hi], vs[lo]), *_padded([p.size for p in group], 0),
-                *(float(x) for x in _padded(keeps[lo:hi], 1.0)), *(float(x) for x in _padded(steps[lo:hi], 0.0)),
-                *(float(x) for x in _padded(epss[lo:hi], 1.0)), 1.0 - b1, float(b2), 1.0 - b2, total)
-        cupy_layers._launch("multi_adam", total, args, T=group[0].dtype)
+                *_padded(vs[lo:hi], vs[lo]), *_padded(tops, tops[0]), *_padded([p.size for p in group], 0),
+                *(scalar(x) for x in _padded(keeps[lo:hi], one)), *(scalar(x) for x in _padded(steps[lo:hi], some)),
+                *(scalar(x) for x in _padded(epss[lo:hi], one)),
+                *(float(d) for d in _padded((decays or [0.0] * len(params))[lo:hi], 0.0)), 1.0 - b1, float(b2),
+                1.0 - b2, int(vmaxs is not None), total)
+        cupy_layers._launch("multi_adam_dev" if on_device else "multi_adam", total, args, T=group[0].dtype)
+    return None
 
 
 def _clamp_ready(g: Any, clip_value: float) -> bool:
@@ -237,6 +284,7 @@ def register(add: Callable[..., Any]) -> None:
     add("adam_updates", adam_updates, accepts=_adam_ready)
     add("sgd_updates", sgd_updates)
     add("sgd_momentum_updates", sgd_momentum_updates)
+    add("sgd_multi_tensor", sgd_multi_tensor)
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)
