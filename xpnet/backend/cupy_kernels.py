@@ -462,6 +462,40 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
     }
 }
 """,
+    # The two draws above as one block that also moves the draw count on (one launch a draw, where the two above and
+    # the count's own add are two): every thread reads the state first, then thread 0 writes count + 1; a thread
+    # takes i, i + blockDim.x, ..., the numbers of thread i above, so the same numbers for the same state.
+    "philox_uniform_counted": r"""%(philox)s
+extern "C" __global__ void xpnet_philox_uniform_counted(T* out, unsigned long long* state, long long n) {
+    unsigned long long drawn[2] = {state[0], state[1]};
+    __syncthreads();
+    if (threadIdx.x == 0) state[1] = drawn[1] + 1;
+    for (long long i = threadIdx.x; 4 * i < n; i += blockDim.x) {
+        unsigned int words[4];
+        xpnet_philox(words, drawn, i);
+        for (long long j = 0; j < 4 && 4 * i + j < n; ++j) out[4 * i + j] = xpnet_uniform(words[j]);
+    }
+}
+""",
+    "dropout_forward_counted": r"""%(philox)s
+extern "C" __global__ void xpnet_dropout_forward_counted(const T* x, T* y, T* scale, unsigned long long* state,
+                                                         double p, double kept, long long n) {
+    unsigned long long drawn[2] = {state[0], state[1]};
+    __syncthreads();
+    if (threadIdx.x == 0) state[1] = drawn[1] + 1;
+    T threshold = (T)p, factor = (T)kept;
+    for (long long i = threadIdx.x; 4 * i < n; i += blockDim.x) {
+        unsigned int words[4];
+        xpnet_philox(words, drawn, i);
+        for (long long j = 0; j < 4 && 4 * i + j < n; ++j) {
+            long long e = 4 * i + j;
+            T s = xpnet_uniform(words[j]) >= threshold ? factor : (T)0;
+            scale[e] = s;
+            y[e] = x[e] * s;
+        }
+    }
+}
+""",
     # Softmax along the last axis of (rows, C), one thread per row, as xpnet.layers.softmax's portable path: the
     # row's maximum (NaN if any is NaN), exp(x - max) (shifted by 0 where the maximum is -inf), their sum
     # (in double), each divided by it; a sum of 0 (every x -inf) or NaN gives NaN, as there.

@@ -54,15 +54,17 @@ def reduction(name: str) -> Any:
     return kernel
 
 
-def _launch(name: str, threads: int, args: tuple[Any, ...], **types: Any) -> None:
+def _launch(name: str, threads: int, args: tuple[Any, ...], one_block: bool = False, **types: Any) -> None:
     """The raw kernel ``name`` for the dtypes ``types`` (T=..., L=..., I=...), one thread per index below
-    ``threads``."""
+    ``threads`` (``one_block``: one block of up to _BLOCK threads, each taking every _BLOCK-th index)."""
     key = (name, *(str(cupy.dtype(t)) for t in types.values()))
     kernel = _KERNELS.get(key)
     if kernel is None:
         typedefs = "".join(f"typedef {C_TYPES[str(cupy.dtype(t))]} {alias};\n" for alias, t in types.items())
         kernel = _KERNELS[key] = cupy.RawKernel(typedefs + RAW[name], f"xpnet_{name}")
-    if threads:
+    if one_block:
+        kernel((1,), (max(1, min(threads, _BLOCK)),), args)
+    elif threads:
         kernel(((threads + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
 
 
@@ -375,13 +377,29 @@ def _count_draw(state: Any) -> None:
     count += cupy.uint64(1)
 
 
+# A draw of up to this many numbers runs as one block of _BLOCK threads that also moves the draw count on (one launch,
+# each thread taking up to 8 counters): past it, a grid of blocks and the count's own launch (no block can write the
+# count while another may still have to read it).
+ONE_BLOCK_DRAW = 4 * _BLOCK * 8
+
+
+def _draw(name: str, n: int, args: tuple[Any, ...], state: Any, dtype: Any) -> None:
+    """The draw kernel ``name`` over ``n`` numbers (``args`` its arguments), the count of ``state`` then up by one:
+    one launch up to ONE_BLOCK_DRAW numbers (``name``_counted), else two; the same numbers either way."""
+    if n <= ONE_BLOCK_DRAW:
+        _launch(f"{name}_counted", (n + 3) // 4, args, one_block=True, T=dtype)
+        return
+    _launch(name, (n + 3) // 4, args, T=dtype)
+    _count_draw(state)
+
+
 def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
     ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count
-    then goes up by one: two launches, both reading the state on the device (capturable)."""
+    then goes up by one: one launch up to ONE_BLOCK_DRAW numbers, else two, each reading the state on the device
+    (capturable)."""
     out = cupy.empty(shape, dtype)
-    _launch("philox_uniform", (out.size + 3) // 4, (out, state, out.size), T=out.dtype)
-    _count_draw(state)
+    _draw("philox_uniform", out.size, (out, state, out.size), state, out.dtype)
     return out
 
 
@@ -391,13 +409,13 @@ def _dropout_ready(x: Any, p: float, kept: float, rng: Any, owner: Any) -> bool:
 
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.dropout.dropout_forward``: the numbers of :func:`philox_uniform`, the mask, the
-    scale and y in one kernel (the portable path on CuPy launches five)."""
+    scale and y in one kernel (the portable path on CuPy launches five), the draw count moved on inside it up to
+    ONE_BLOCK_DRAW numbers, else by a second launch."""
     from .random import cupy_draw_state  # noqa: PLC0415 - random imports this module on CuPy
 
     state = cupy_draw_state(rng, x, owner)
     y, scale = cupy.empty_like(x), cupy.empty_like(x)
-    _launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size), T=x.dtype)
-    _count_draw(state)
+    _draw("dropout_forward", x.size, (x, y, scale, state, float(p), float(kept), x.size), state, x.dtype)
     return y, scale
 
 
