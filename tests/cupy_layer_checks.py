@@ -878,10 +878,50 @@ def check_multi_tensor(dev: Any) -> None:
                                        err_msg=f"{what} {k}")
 
 
+def check_lerp_all(dev: Any) -> None:
+    """AveragedModel's averages (swa_utils.lerp_all: PyTorch's lerp, from the start for weights below 0.5, from the
+    end above) as one multi-tensor kernel per 32 arrays, against the portable lerp at the dtype's tolerance, over 40
+    arrays (two launches); an EMA update of a model launches it once, and one copy kernel for its buffers (BatchNorm's
+    running statistics, equal to the model's, new arrays)."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import swa_utils
+
+    rng = np.random.default_rng(5)
+    sizes = [int(rng.integers(1, 30)) for _ in range(39)] + [1500]
+    for dtype in ("float32", "float64"):
+        starts, ends = ([dev.asarray(rng.standard_normal(n).astype(dtype)) for n in sizes] for _ in range(2))
+        for weight in (0.01, 0.75):
+            with _raw_launches() as names:
+                got = fast_cupy.lerp_all(starts, ends, weight)
+            assert names == ["multi_lerp"] * 2, names
+            for a, b in zip(got, swa_utils.lerp_all(starts, ends, weight)):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype], atol=RTOL[dtype],
+                                           err_msg=f"{dtype} {weight}")
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(3, 4), xn.layers.BatchNorm(4), xn.layers.ReLU(),
+                          xn.layers.Linear(4, 2)).to(dev)
+    ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.9))
+    ema.update_parameters(model)
+    for p in model.named_params().values():
+        p += 1.0
+    model.forward(dev.asarray(rng.standard_normal((5, 3)).astype("float32")))  # the running statistics move on
+    with _raw_launches() as names:
+        ema.update_parameters(model)
+    assert names == ["multi_lerp", "multi_copy"], names
+    for k, v in ema.module.named_params().items():
+        np.testing.assert_allclose(_host(v), _host(model.named_params()[k]) - 0.9, rtol=1e-5, atol=1e-6, err_msg=k)
+    buffers = model.named_buffers()
+    for k, v in ema.module.named_buffers().items():  # copies of the model's, not its arrays
+        assert v is not buffers[k] and v.dtype == buffers[k].dtype
+        np.testing.assert_array_equal(_host(v), _host(buffers[k]), err_msg=k)
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
-          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor]
+          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
+          check_lerp_all]
 
 
 # -- launches ----------------------------------------------------------------------------------------

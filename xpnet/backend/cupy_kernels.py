@@ -819,6 +819,37 @@ extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* facto
 }
 """ % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # PyTorch's lerp of each array (xpnet.optim.swa_utils' EMA and SWA averages), into new arrays y:
+    # a + (T)weight * (c - a), or from the end (from_end, weight given as 1 - weight) c - (c - a) * (T)weight.
+    "multi_lerp": r"""
+extern "C" __global__ void xpnet_multi_lerp(%(a)s, %(c)s, %(y)s, %(n)s, double weight, long long from_end,
+                                            long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(as)s
+    %(cs)s
+    %(ys)s
+    %(ns)s
+    %(find)s
+    T a = as[k][e], c = cs[k][e];
+    ys[k][e] = from_end ? c - (c - a) * (T)weight : a + (T)weight * (c - a);
+}
+""" % {"a": _slots("const T* a"), "c": _slots("const T* c"), "y": _slots("T* y"), "n": _slots("long long n"),
+       "find": _FIND, "as": _table("const T*", "a"), "cs": _table("const T*", "c"), "ys": _table("T*", "y"),
+       "ns": _table("long long", "n")},
+    # A copy of each array into new arrays y (AveragedModel's buffers, copied from the model at each update).
+    "multi_copy": r"""
+extern "C" __global__ void xpnet_multi_copy(%(a)s, %(y)s, %(n)s, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(as)s
+    %(ys)s
+    %(ns)s
+    %(find)s
+    ys[k][e] = as[k][e];
+}
+""" % {"a": _slots("const T* a"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
+       "as": _table("const T*", "a"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
     # SGD for every parameter at once (xpnet.optim.SGD's step; Nesterov's PyTorch convention): with weight decay
     # (wd, per parameter, 0 where it spares one) g + wd * p first, the portable L2's new gradient; then p -= lr * g, or
     # with momentum (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov

@@ -135,6 +135,42 @@ def _on_device(number: Any) -> bool:
     return isinstance(number, cupy.ndarray)
 
 
+def _lerp_ready(starts: list[Any], ends: list[Any], weight: float) -> bool:
+    return (bool(starts) and len(ends) == len(starts) and cupy_layers._floats(*starts, *ends)
+            and all(a.shape == c.shape for a, c in zip(starts, ends)))
+
+
+def lerp_all(starts: list[Any], ends: list[Any], weight: float) -> list[Any]:
+    """See ``xpnet.optim.swa_utils.lerp_all``: PyTorch's lerp of each pair into new arrays, one kernel per MULTI
+    pairs (the portable path launches three a pair)."""
+    out = [cupy.empty_like(a) for a in starts]
+    from_end = abs(weight) >= 0.5
+    factor = 1.0 - weight if from_end else float(weight)
+    for lo in _groups(len(starts)):
+        hi = lo + MULTI
+        group, ys = starts[lo:hi], out[lo:hi]
+        total = sum(a.size for a in group)
+        cupy_layers._launch("multi_lerp", total, (*_padded(group, group[0]), *_padded(ends[lo:hi], ends[lo]),
+                                                  *_padded(ys, ys[0]), *_padded([a.size for a in group], 0),
+                                                  factor, int(from_end), total), T=group[0].dtype)
+    return out
+
+
+def _copies_ready(arrays: list[Any]) -> bool:
+    return bool(arrays) and cupy_layers._floats(*arrays)
+
+
+def copies(arrays: list[Any]) -> list[Any]:
+    """See ``xpnet.optim.swa_utils.copies``: a copy of each array, one kernel per MULTI arrays (one a copy else)."""
+    out = [cupy.empty_like(a) for a in arrays]
+    for lo in _groups(len(arrays)):
+        group, ys = arrays[lo:lo + MULTI], out[lo:lo + MULTI]
+        total = sum(a.size for a in group)
+        cupy_layers._launch("multi_copy", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
+                                                  *_padded([a.size for a in group], 0), total), T=group[0].dtype)
+    return out
+
+
 def _contiguous(grads: list[Any]) -> list[Any]:
     """The gradients, each one that is a strided view (Conv2d's dW, a transposed product) copied C-contiguous: a
     multi-tensor kernel reads its arrays by index; one copy, against the launches of an update of its own."""
@@ -281,6 +317,8 @@ def register(add: Callable[..., Any]) -> None:
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
     add("scaled", scaled, accepts=_scaled_ready)
+    add("lerp_all", lerp_all, accepts=_lerp_ready)
+    add("copies", copies, accepts=_copies_ready)
     add("adam_updates", adam_updates, accepts=_adam_ready)
     add("sgd_updates", sgd_updates)
     add("sgd_momentum_updates", sgd_momentum_updates)

@@ -61,7 +61,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "clamp", "rnn_relu_step", "rnn_relu_step_backward", "softmax", "softmax_backward",
                                     "epoch_sums", "embedding_backward", "layernorm_forward", "layernorm_backward",
                                     "scaled", "adam_updates", "sgd_updates", "sgd_momentum_updates", "sgd_multi_tensor",
-                                    "gru_book_step", "gru_book_step_backward",
+                                    "lerp_all", "copies", "gru_book_step", "gru_book_step_backward",
                                     *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
