@@ -1,10 +1,12 @@
 """CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
-parameter (AdamW's decay inside Adam's; SGD's, Adam's and AdamW's one for up to ``MULTI`` = 32 parameters), BatchNorm's
-per-channel sums as one reduction, gradient clipping (by norm: one kernel of partial sums of squares and one
-scaling kernel for up to 32 gradients, one kernel for the norm; by value: one kernel a gradient), the epoch's loss and
-accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
-of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and
-:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
+parameter (AdamW's decay inside Adam's; SGD's, Nesterov's, Adam's and AdamW's one for up to ``MULTI`` = 32
+parameters, L2 weight decay and AMSGrad inside, a captured step's numbers read on the device), AveragedModel's averages
+and buffer copies one kernel for up to 32 arrays, BatchNorm's per-channel sums as one reduction, gradient clipping
+(by norm: one kernel of partial sums of squares and one scaling kernel for up to 32 gradients, one kernel for the
+norm; by value: one kernel a gradient), the epoch's loss and accuracy sums as one kernel a step (sources in
+:mod:`xpnet.backend.cupy_kernels`), and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax
+cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and :mod:`xpnet.backend.cupy_cells` (the recurrent
+steps). With them a 784-100-10 SGD step at batch 100 inside
 ``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
 is in ``cupy_layers``).
 
