@@ -917,11 +917,41 @@ def check_lerp_all(dev: Any) -> None:
         np.testing.assert_array_equal(_host(v), _host(buffers[k]), err_msg=k)
 
 
+def check_conv_input_grad(dev: Any) -> None:
+    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not) and the stride-1 shifted sums as
+    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW."""
+    from xpnet.backend import cupy_layers
+    from xpnet.layers import _im2col
+
+    rng = np.random.default_rng(3)
+    for dtype in ("float32", "float64"):
+        for x_shape, kernel, stride, padding, dilation in (((2, 3, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1)),
+                                                          ((3, 2, 6, 7), (2, 3), (1, 2), (0, 2), (2, 1)),
+                                                          ((2, 4, 5, 5), (1, 1), (2, 2), (0, 0), (1, 1))):
+            (kh, kw), (n, c, h, w) = kernel, x_shape
+            oh, ow = _im2col.conv_out_hw((h, w), kernel, stride, padding, dilation)
+            for per_sample in (False, True):
+                shape = (n, c * kh * kw, oh * ow) if per_sample else (c * kh * kw, n * oh * ow)
+                col = dev.asarray(rng.standard_normal(shape).astype(dtype))
+                with _raw_launches() as names:
+                    got = cupy_layers.col2im(col, x_shape, kernel, stride, padding, per_sample, dilation)
+                want = _im2col.col2im_portable(col, x_shape, kernel, stride, padding, per_sample, dilation)
+                assert names == ["col2im"] and got.flags.c_contiguous and got.shape == want.shape
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"{x_shape} {kernel} {per_sample}")
+            rows, wp = h + padding[0], w + 2 * padding[1]
+            dcol = dev.asarray(rng.standard_normal((c, kh * kw, n * rows * wp)).astype(dtype))
+            with _raw_launches() as names:
+                got = cupy_layers.conv_shifted_sums(dcol, x_shape, kernel, padding, dilation, rows, wp)
+            want = _im2col.shifted_sums_portable(dcol, x_shape, kernel, padding, dilation, rows, wp)
+            assert names == ["shifted_sums"] and got.flags.c_contiguous and got.shape == want.shape
+            np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"shifted sums {x_shape} {kernel}")
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
-          check_lerp_all]
+          check_lerp_all, check_conv_input_grad]
 
 
 # -- launches ----------------------------------------------------------------------------------------

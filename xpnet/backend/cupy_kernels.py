@@ -496,6 +496,47 @@ extern "C" __global__ void xpnet_dropout_forward_counted(const T* x, T* y, T* sc
     }
 }
 """,
+    # Conv2d's stride-1 input gradient (xpnet.layers._im2col.shifted_sums_portable): dx (N, C, H, W), C-contiguous, one
+    # thread per element adding, kernel offset by offset in row-major order from 0, what each offset's rows of dcol
+    # (C, kh*kw, N*rows*wp) send to its place in the flat padded image: the portable adds' sums in their order.
+    "shifted_sums": r"""
+extern "C" __global__ void xpnet_shifted_sums(const T* dcol, T* dx, long long n, long long c, long long h, long long w,
+                                              long long kh, long long kw, long long ph, long long pw, long long dh,
+                                              long long dw, long long rows, long long wp, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long x = i %% w, y = (i / w) %% h, ch = (i / (w * h)) %% c, s = i / (w * h * c);
+    long long length = n * rows * wp, pos = s * rows * wp + (y + ph) * wp + (x + pw);
+    const T* base = dcol + ch * kh * kw * length;
+    T sum = 0;
+    for (long long k = 0; k < kh * kw; ++k) {
+        long long q = pos - (dh * (k / kw) * wp + dw * (k %% kw));
+        if (q >= 0 && q < length) sum += base[k * length + q];
+    }
+    dx[i] = sum;
+}
+""",
+    # col2im (xpnet.layers._im2col.col2im_portable): col (C*kh*kw, N*oh*ow), or per_sample (N, C*kh*kw, oh*ow), ->
+    # dx (N, C, H, W), C-contiguous, one thread per element adding the windows that cover it, kernel offset by offset
+    # from 0.
+    "col2im": r"""
+extern "C" __global__ void xpnet_col2im(const T* col, T* dx, long long n, long long c, long long h, long long w,
+                                        long long kh, long long kw, long long sh, long long sw, long long ph,
+                                        long long pw, long long dh, long long dw, long long oh, long long ow,
+                                        long long per_sample, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long x = i %% w, y = (i / w) %% h, ch = (i / (w * h)) %% c, s = i / (w * h * c);
+    T sum = 0;
+    for (long long k = 0; k < kh * kw; ++k) {
+        long long ry = y + ph - dh * (k / kw), rx = x + pw - dw * (k %% kw);
+        if (ry < 0 || rx < 0 || ry %% sh != 0 || rx %% sw != 0 || ry / sh >= oh || rx / sw >= ow) continue;
+        long long block = per_sample ? (s * c + ch) * kh * kw + k : (ch * kh * kw + k) * n + s;
+        sum += col[block * oh * ow + (ry / sh) * ow + rx / sw];
+    }
+    dx[i] = sum;
+}
+""",
     # Softmax along the last axis of (rows, C), one thread per row, as xpnet.layers.softmax's portable path: the
     # row's maximum (NaN if any is NaN), exp(x - max) (shifted by 0 where the maximum is -inf), their sum
     # (in double), each divided by it; a sum of 0 (every x -inf) or NaN gives NaN, as there.

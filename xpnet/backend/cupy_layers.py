@@ -419,6 +419,43 @@ def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tupl
     return y, scale
 
 
+# -- Conv2d's input gradient ---------------------------------------------------------------------------
+
+
+def _shifted_sums_ready(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding: Any, dilation: Any, rows: int,
+                        wp: int) -> bool:
+    return _floats(dcol) and dcol.ndim == 3 and len(x_shape) == 4
+
+
+def conv_shifted_sums(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding: Any, dilation: Any, rows: int,
+                      wp: int) -> Any:
+    """See ``xpnet.layers._im2col.shifted_sums_portable``: dx (N, C, H, W), C-contiguous, in one kernel (the portable
+    path launches a zeros and kh*kw adds)."""
+    n, c, h, w = x_shape
+    dx = cupy.empty(tuple(x_shape), dcol.dtype)
+    _launch("shifted_sums", dx.size, (dcol, dx, n, c, h, w, kernel[0], kernel[1], padding[0], padding[1], dilation[0],
+                                      dilation[1], rows, wp, dx.size), T=dx.dtype)
+    return dx
+
+
+def _col2im_ready(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
+                  dilation: Any = (1, 1)) -> bool:
+    return _floats(col) and col.ndim == (3 if per_sample else 2) and len(x_shape) == 4
+
+
+def col2im(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
+           dilation: Any = (1, 1)) -> Any:
+    """See ``xpnet.layers._im2col.col2im_portable``: dx (N, C, H, W), C-contiguous, in one kernel (the portable path
+    launches a zeros and kh*kw adds)."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    dx = cupy.empty(tuple(x_shape), col.dtype)
+    _launch("col2im", dx.size, (col, dx, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, int(per_sample), dx.size),
+            T=dx.dtype)
+    return dx
+
+
 def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
@@ -427,5 +464,6 @@ def register(add: Callable[..., Any]) -> None:
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
-                        ("layernorm_backward", _layernorm_backward_ready)):
+                        ("layernorm_backward", _layernorm_backward_ready),
+                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready)):
         add(op, globals()[op], accepts)
