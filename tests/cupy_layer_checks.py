@@ -919,8 +919,12 @@ def check_lerp_all(dev: Any) -> None:
 
 def check_conv_input_grad(dev: Any) -> None:
     """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not) and the stride-1 shifted sums as
-    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW."""
-    from xpnet.backend import cupy_layers
+    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW; and
+    im2col as one kernel, equal to the strided copy (a non-contiguous x takes that copy)."""
+    import cupy
+
+    from xpnet.backend import cupy_layers, fast_cupy
+    from xpnet.backend.fast_numpy import im2col_strided
     from xpnet.layers import _im2col
 
     rng = np.random.default_rng(3)
@@ -930,7 +934,19 @@ def check_conv_input_grad(dev: Any) -> None:
                                                           ((2, 4, 5, 5), (1, 1), (2, 2), (0, 0), (1, 1))):
             (kh, kw), (n, c, h, w) = kernel, x_shape
             oh, ow = _im2col.conv_out_hw((h, w), kernel, stride, padding, dilation)
+            x = dev.asarray(rng.standard_normal(x_shape).astype(dtype))
             for per_sample in (False, True):
+                with _raw_launches() as names:
+                    got = fast_cupy.im2col(x, kernel, stride, padding, per_sample, dilation)
+                want = im2col_strided(cupy, x, kernel, stride, padding, per_sample, dilation)
+                assert names == ["im2col"] and got.shape == want.shape and got.dtype == want.dtype
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"im2col {x_shape} {kernel}")
+                strided = x[:, :, :, ::-1]
+                with _raw_launches() as names:
+                    got = fast_cupy.im2col(strided, kernel, stride, padding, per_sample, dilation)
+                assert names == [], names
+                np.testing.assert_array_equal(_host(got), _host(im2col_strided(cupy, strided, kernel, stride, padding,
+                                                                               per_sample, dilation)))
                 shape = (n, c * kh * kw, oh * ow) if per_sample else (c * kh * kw, n * oh * ow)
                 col = dev.asarray(rng.standard_normal(shape).astype(dtype))
                 with _raw_launches() as names:

@@ -496,6 +496,25 @@ extern "C" __global__ void xpnet_dropout_forward_counted(const T* x, T* y, T* sc
     }
 }
 """,
+    # im2col (xpnet.backend.fast_numpy.im2col_strided) of a C-contiguous x (N, C, H, W): col (C*kh*kw, N*oh*ow), or
+    # per_sample (N, C*kh*kw, oh*ow), one thread per element copying its x, 0 where the window is on the padding.
+    "im2col": r"""
+extern "C" __global__ void xpnet_im2col(const T* x, T* col, long long n, long long c, long long h, long long w,
+                                        long long kh, long long kw, long long sh, long long sw, long long ph,
+                                        long long pw, long long dh, long long dw, long long oh, long long ow,
+                                        long long per_sample, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long ox = i %% ow, oy = (i / ow) %% oh, rest = i / (ow * oh), s, ch, ki, kj;
+    if (per_sample) {
+        kj = rest %% kw; ki = (rest / kw) %% kh; ch = (rest / (kw * kh)) %% c; s = rest / (kw * kh * c);
+    } else {
+        s = rest %% n; kj = (rest / n) %% kw; ki = (rest / (n * kw)) %% kh; ch = rest / (n * kw * kh);
+    }
+    long long y = oy * sh + ki * dh - ph, xx = ox * sw + kj * dw - pw;
+    col[i] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((s * c + ch) * h + y) * w + xx] : (T)0;
+}
+""",
     # Conv2d's stride-1 input gradient (xpnet.layers._im2col.shifted_sums_portable): dx (N, C, H, W), C-contiguous, one
     # thread per element adding, kernel offset by offset in row-major order from 0, what each offset's rows of dcol
     # (C, kh*kw, N*rows*wp) send to its place in the flat padded image: the portable adds' sums in their order.
