@@ -751,6 +751,7 @@ def check_clipping(dev: Any) -> None:
     takes the portable path; clip_grad_norm on a model scales its gradients alike."""
     from xpnet.backend import fast_cupy
     from xpnet.optim import clip
+    from xpnet.optim.device_scalars import DeviceScalars
 
     rng = np.random.default_rng(5)
     for dtype in ("float32", "float64"):
@@ -805,10 +806,12 @@ def check_multi_tensor(dev: Any) -> None:
     factor at the dtype's tolerance and its scaled gradients bit for bit, over 40 gradients (two launches) of sizes
     from 1 to past 1,024 (several lanes); Adam, AdamW (decay on the weights only), SGD (plain, with momentum and
     dampening, Nesterov's) and Nesterov over a model of 40 parameters, three steps: parameters and state against the
-    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; AMSGrad keeps the
-    per-parameter kernels."""
+    per-parameter updates (fast paths off) at BatchNorm's tolerance, in two launches a step; also with AMSGrad and
+    with the L2 weight decay of Adam, SGD and Nesterov folded in, and with lr and t on the device (DeviceScalars, as
+    a captured step: the kernels that read them there) against the eager per-parameter updates."""
     from xpnet.backend import fast_cupy
     from xpnet.optim import clip
+    from xpnet.optim.device_scalars import DeviceScalars
 
     rng = np.random.default_rng(12)
     sizes = [int(rng.integers(1, 40)) for _ in range(37)] + [1025, 3000, 1]
@@ -824,21 +827,39 @@ def check_multi_tensor(dev: Any) -> None:
         for a, b in zip(scaled, clip.scaled(grads, fast[1])):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(_host(a), _host(b), err_msg=dtype)
+    # a gradient that is a strided view (Conv2d's dW: a transposed product) is copied, not refused
+    p, g = dev.asarray(rng.standard_normal((3, 4))), dev.asarray(rng.standard_normal((4, 3))).T
+    expected = _host(p - 0.1 * (g + 0.5 * p))
+    assert not g.flags.c_contiguous and fast_cupy.sgd_multi_tensor([p], [g], None, 0.1, 0.0, 0.0, False, [0.5]) is None
+    np.testing.assert_allclose(_host(p), expected, rtol=RTOL["float64"])
     x = rng.standard_normal((6, 3))
     # (optimizer, launches of its multi-tensor kernel in 3 steps: two a step, none at SGD momentum's first step,
-    # which makes the buffers (Nesterov's first step is any step), none for AMSGrad)
+    # which makes the buffers (Nesterov's first step is any step); "dev": lr and t on the device, as a captured step)
+    wd = {"weight_decay": 0.1}  # the book's L2 on the weights (W), the biases spared: both kinds of slot
     for make, kernel, launches in ((lambda: xn.optim.Adam(0.01), "multi_adam", 6),
                                    (lambda: xn.optim.AdamW(0.01, weight_decay_on="weights"), "multi_adam", 6),
-                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 0),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True), "multi_adam", 6),
+                                   (lambda: xn.optim.Adam(0.01, amsgrad=True, **wd), "multi_adam", 6),
                                    (lambda: xn.optim.SGD(0.01), "multi_sgd", 6),
+                                   (lambda: xn.optim.SGD(0.01, **wd), "multi_sgd", 6),
                                    (lambda: xn.optim.SGD(0.01, momentum=0.9, dampening=0.1), "multi_sgd", 4),
-                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True), "multi_sgd", 4),
-                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6)):
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, nesterov=True, **wd), "multi_sgd", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9), "multi_sgd", 6),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9, **wd), "multi_sgd", 6),
+                                   (lambda: xn.optim.AdamW(0.01), "multi_adam_dev", 6),
+                                   (lambda: xn.optim.Adam(0.01, convention="book", amsgrad=True, **wd),
+                                    "multi_adam_dev", 6),
+                                   (lambda: xn.optim.SGD(0.01, momentum=0.9, **wd), "multi_sgd_dev", 4),
+                                   (lambda: xn.optim.Nesterov(0.01, momentum=0.9, **wd), "multi_sgd_dev", 6)):
         results = []
         for fast in (True, False):
             xn.init.seed(0)
             model = xn.Sequential(*[xn.layers.Linear(3, 3, init="xavier", dtype="float64") for _ in range(20)]).to(dev)
             opt = make()
+            if kernel.endswith("_dev"):  # as a captured step reads them; the reference is the eager step
+                opt.device_scalars = DeviceScalars(dev.xp, dev.native) if fast else None
+                if fast:
+                    opt.device_scalars.set(opt.lr, opt.t)
             with fast_paths(fast), _raw_launches() as names:
                 for _ in range(3):
                     model.backward(model.forward(dev.asarray(x)))
@@ -847,19 +868,106 @@ def check_multi_tensor(dev: Any) -> None:
             results.append(({k: _host(v) for k, v in model.named_params().items()},
                             {k: _host(v) for k, v in state.items()}, names))
         (params, state, names), (params_ref, state_ref, _) = results
-        assert names.count(kernel) == launches, (type(opt).__name__, names)
-        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), type(opt).__name__
+        what = repr(opt)
+        assert names.count(kernel) == launches, (what, names)
+        assert all(np.all(np.isfinite(v)) for v in (*params.values(), *state.values())), what
         assert params.keys() == params_ref.keys() and state.keys() == state_ref.keys()
         for k in (*params_ref, *state_ref):
             a, b = (params[k], params_ref[k]) if k in params_ref else (state[k], state_ref[k])
             np.testing.assert_allclose(a, b, rtol=50 * RTOL["float64"], atol=50 * RTOL["float64"],
-                                       err_msg=f"{type(opt).__name__} {k}")
+                                       err_msg=f"{what} {k}")
+
+
+def check_lerp_all(dev: Any) -> None:
+    """AveragedModel's averages (swa_utils.lerp_all: PyTorch's lerp, from the start for weights below 0.5, from the
+    end above) as one multi-tensor kernel per 32 arrays, against the portable lerp at the dtype's tolerance, over 40
+    arrays (two launches); an EMA update of a model launches it once, and one copy kernel for its buffers (BatchNorm's
+    running statistics, equal to the model's, new arrays)."""
+    from xpnet.backend import fast_cupy
+    from xpnet.optim import swa_utils
+
+    rng = np.random.default_rng(5)
+    sizes = [int(rng.integers(1, 30)) for _ in range(39)] + [1500]
+    for dtype in ("float32", "float64"):
+        starts, ends = ([dev.asarray(rng.standard_normal(n).astype(dtype)) for n in sizes] for _ in range(2))
+        for weight in (0.01, 0.75):
+            with _raw_launches() as names:
+                got = fast_cupy.lerp_all(starts, ends, weight)
+            assert names == ["multi_lerp"] * 2, names
+            for a, b in zip(got, swa_utils.lerp_all(starts, ends, weight)):
+                assert a.dtype == b.dtype and a.shape == b.shape
+                np.testing.assert_allclose(_host(a), _host(b), rtol=RTOL[dtype], atol=RTOL[dtype],
+                                           err_msg=f"{dtype} {weight}")
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(3, 4), xn.layers.BatchNorm(4), xn.layers.ReLU(),
+                          xn.layers.Linear(4, 2)).to(dev)
+    ema = swa_utils.AveragedModel(model, multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.9))
+    ema.update_parameters(model)
+    for p in model.named_params().values():
+        p += 1.0
+    model.forward(dev.asarray(rng.standard_normal((5, 3)).astype("float32")))  # the running statistics move on
+    with _raw_launches() as names:
+        ema.update_parameters(model)
+    assert names == ["multi_lerp", "multi_copy"], names
+    for k, v in ema.module.named_params().items():
+        np.testing.assert_allclose(_host(v), _host(model.named_params()[k]) - 0.9, rtol=1e-5, atol=1e-6, err_msg=k)
+    buffers = model.named_buffers()
+    for k, v in ema.module.named_buffers().items():  # copies of the model's, not its arrays
+        assert v is not buffers[k] and v.dtype == buffers[k].dtype
+        np.testing.assert_array_equal(_host(v), _host(buffers[k]), err_msg=k)
+
+
+def check_conv_input_grad(dev: Any) -> None:
+    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not) and the stride-1 shifted sums as
+    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW; and
+    im2col as one kernel, equal to the strided copy (a non-contiguous x takes that copy)."""
+    import cupy
+
+    from xpnet.backend import cupy_layers, fast_cupy
+    from xpnet.backend.fast_numpy import im2col_strided
+    from xpnet.layers import _im2col
+
+    rng = np.random.default_rng(3)
+    for dtype in ("float32", "float64"):
+        for x_shape, kernel, stride, padding, dilation in (((2, 3, 7, 6), (3, 3), (2, 2), (1, 1), (1, 1)),
+                                                          ((3, 2, 6, 7), (2, 3), (1, 2), (0, 2), (2, 1)),
+                                                          ((2, 4, 5, 5), (1, 1), (2, 2), (0, 0), (1, 1))):
+            (kh, kw), (n, c, h, w) = kernel, x_shape
+            oh, ow = _im2col.conv_out_hw((h, w), kernel, stride, padding, dilation)
+            x = dev.asarray(rng.standard_normal(x_shape).astype(dtype))
+            for per_sample in (False, True):
+                with _raw_launches() as names:
+                    got = fast_cupy.im2col(x, kernel, stride, padding, per_sample, dilation)
+                want = im2col_strided(cupy, x, kernel, stride, padding, per_sample, dilation)
+                assert names == ["im2col"] and got.shape == want.shape and got.dtype == want.dtype
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"im2col {x_shape} {kernel}")
+                strided = x[:, :, :, ::-1]
+                with _raw_launches() as names:
+                    got = fast_cupy.im2col(strided, kernel, stride, padding, per_sample, dilation)
+                assert names == [], names
+                np.testing.assert_array_equal(_host(got), _host(im2col_strided(cupy, strided, kernel, stride, padding,
+                                                                               per_sample, dilation)))
+                shape = (n, c * kh * kw, oh * ow) if per_sample else (c * kh * kw, n * oh * ow)
+                col = dev.asarray(rng.standard_normal(shape).astype(dtype))
+                with _raw_launches() as names:
+                    got = cupy_layers.col2im(col, x_shape, kernel, stride, padding, per_sample, dilation)
+                want = _im2col.col2im_portable(col, x_shape, kernel, stride, padding, per_sample, dilation)
+                assert names == ["col2im"] and got.flags.c_contiguous and got.shape == want.shape
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"{x_shape} {kernel} {per_sample}")
+            rows, wp = h + padding[0], w + 2 * padding[1]
+            dcol = dev.asarray(rng.standard_normal((c, kh * kw, n * rows * wp)).astype(dtype))
+            with _raw_launches() as names:
+                got = cupy_layers.conv_shifted_sums(dcol, x_shape, kernel, padding, dilation, rows, wp)
+            want = _im2col.shifted_sums_portable(dcol, x_shape, kernel, padding, dilation, rows, wp)
+            assert names == ["shifted_sums"] and got.flags.c_contiguous and got.shape == want.shape
+            np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"shifted sums {x_shape} {kernel}")
 
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
-          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor]
+          check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
+          check_lerp_all, check_conv_input_grad]
 
 
 # -- launches ----------------------------------------------------------------------------------------

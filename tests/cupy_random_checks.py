@@ -54,18 +54,26 @@ def _state(dev: Any, key: int, count: int) -> Any:
 
 def check_philox_uniform(dev: Any) -> None:
     """The kernel's numbers equal the reference bit for bit (keys with the high word set, counts past
-    2**32, sizes that do not divide by 4) and the draw count goes up by one a draw."""
+    2**32, sizes that do not divide by 4; drawn by one block that moves the count on itself up to ONE_BLOCK_DRAW
+    numbers, by a grid and a second launch past it) and the draw count goes up by one a draw."""
     from xpnet.backend import cupy_layers
 
-    for key, count in ((0, 0), (2**63 + 12345, 7), (0xDEADBEEF, 2**40 + 3)):
-        for dtype in ("float32", "float64"):
-            for shape in ((1,), (5,), (3, 1367)):
-                state = _state(dev, key, count)
-                got = xn.to_numpy(cupy_layers.philox_uniform(state, shape, dtype))
-                want = reference_uniform(key, count, int(np.prod(shape)), dtype).reshape(shape)
-                assert got.dtype == np.dtype(dtype)
-                np.testing.assert_array_equal(got, want, err_msg=f"key {key} count {count} {dtype} {shape}")
-                assert xn.to_numpy(state).tolist() == [key, count + 1]
+    one = cupy_layers.ONE_BLOCK_DRAW
+    counted, count_draw = [], cupy_layers._count_draw
+    cupy_layers._count_draw = lambda state: (counted.append(1), count_draw(state))[1]
+    try:
+        for key, count in ((0, 0), (2**63 + 12345, 7), (0xDEADBEEF, 2**40 + 3)):
+            for dtype in ("float32", "float64"):
+                for shape in ((1,), (5,), (3, 1367), (one,), (one + 3,)):
+                    state, before = _state(dev, key, count), len(counted)
+                    got = xn.to_numpy(cupy_layers.philox_uniform(state, shape, dtype))
+                    want = reference_uniform(key, count, int(np.prod(shape)), dtype).reshape(shape)
+                    assert got.dtype == np.dtype(dtype)
+                    np.testing.assert_array_equal(got, want, err_msg=f"key {key} count {count} {dtype} {shape}")
+                    assert xn.to_numpy(state).tolist() == [key, count + 1]
+                    assert len(counted) - before == (np.prod(shape) > one), shape  # the count's own launch
+    finally:
+        cupy_layers._count_draw = count_draw
     layer = xn.layers.Dropout(0.5, seed=2)  # numbers for a float16 array are drawn in float32, as on the host
     half = device_random.uniform(layer.rng, (5,), xn.to_device(np.zeros(1, dtype=np.float16), dev), owner=layer)
     assert str(half.dtype) == "float32" and xn.to_numpy(layer.forward(xn.to_device(np.ones((4, 8), np.float16),
@@ -76,12 +84,14 @@ def check_philox_uniform(dev: Any) -> None:
 
 def check_dropout_kernel_equals_portable(dev: Any) -> None:
     """The fused kernel gives the portable path's y and scale bit for bit from the same host generator
-    state (both draw the same numbers), for each dtype, convention and a sequence shape; a non-contiguous
+    state (both draw the same numbers, two forwards in a row: the count moved on alike), for each dtype, convention
+    and a sequence shape, one that one block draws and one past it; a non-contiguous
     input takes the portable path; about 1 - p of the activations are kept."""
     rng = np.random.default_rng(0)
     for dtype in ("float32", "float64"):
-        for p, convention in ((0.1, "pytorch"), (0.5, "book"), (0.3, "pytorch")):
-            x = xn.to_device(rng.standard_normal((4, 9, 37)).astype(dtype), dev)
+        for p, convention, shape in ((0.1, "pytorch", (4, 9, 37)), (0.5, "book", (4, 9, 37)),
+                                     (0.3, "pytorch", (4, 9, 500))):  # past ONE_BLOCK_DRAW: a grid, the count apart
+            x = xn.to_device(rng.standard_normal(shape).astype(dtype), dev)
             runs = []
             for fast in (True, False):
                 layer = xn.layers.Dropout(p, seed=3, convention=convention)

@@ -110,10 +110,12 @@ def test_on_the_fake_cupy_what_still_waits_is_caught_and_named(tmp_path):
         previous = xn.backend.set_fast_paths(fast)
         xn.init.seed(3)
         mha = xn.layers.MultiheadAttention(4, 2, dropout=0.5).to("cuda")
-        fused_dropouts = st.launches["xpnet_dropout_forward"]
+        # the fused Dropout kernel: as one block that moves its draw count on itself (a small draw), or a grid
+        fused_dropouts = st.launches["xpnet_dropout_forward"] + st.launches["xpnet_dropout_forward_counted"]
         out, weights = mha.forward(q, q, q, average_attn_weights=False)
         attended.append([out.get().tolist(), [d.get().tolist() for d in mha.backward(out * 0 + 1)],
-                         st.launches["xpnet_dropout_forward"] - fused_dropouts])
+                         st.launches["xpnet_dropout_forward"] + st.launches["xpnet_dropout_forward_counted"]
+                         - fused_dropouts])
         xn.backend.set_fast_paths(previous)
     print(json.dumps({"traced": len(traced), "repeats": repeats, "lengths": [str(lengths.dtype), lengths.tolist()],
                       "fused": fused, "attended": attended}))

@@ -393,6 +393,29 @@ def test_gpu_captured_training_equals_eager(make, dropout, frozen, monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("make, kernel", [
+    (lambda: xn.optim.SGD(0.02, momentum=0.9, nesterov=True, weight_decay=1e-3), "multi_sgd_dev"),
+    (lambda: xn.optim.Adam(1e-3, amsgrad=True, weight_decay=0.1), "multi_adam_dev")], ids=["sgd", "adam"])
+def test_gpu_the_captured_update_is_one_multi_tensor_kernel_reading_the_device_scalars(make, kernel, monkeypatch):
+    """The captured step updates the four parameters in one multi-tensor kernel that reads the learning rate (and
+    Adam's step size and eps) on the device, weight decay and AMSGrad inside, and trains as eagerly (the lr halved
+    after the first epoch: a number baked into the graph would keep the first)."""
+    dev = require_cuda()
+    from xpnet.backend import cupy_layers, fast_cupy_capture
+
+    rng = np.random.default_rng(0)
+    x, t = rng.random((450, 784), dtype=np.float32), rng.integers(0, 10, 450)
+    eager, _ = _mlp_training(make(), False, x, t, dev)
+    recorded, launch = [], cupy_layers._launch
+    monkeypatch.setattr(cupy_layers, "_launch", lambda name, *a, **k: (
+        fast_cupy_capture.capturing() and recorded.append(name), launch(name, *a, **k))[1])
+    captured, _ = _mlp_training(make(), True, x, t, dev)
+    assert recorded.count(kernel) == 1 and not any(n.startswith("multi") and n != kernel for n in recorded), recorded
+    for k, v in eager.items():
+        np.testing.assert_allclose(captured[k], v, rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.gpu
 def test_the_last_warm_up_step_builds_the_kernels_the_capture_records(monkeypatch):
     """xpnet's matrix product, which only a capture takes, first ran inside the capture: NVRTC's compile and the
     module's load then happened while the stream captured. The last warm-up step runs it eagerly first (the

@@ -462,6 +462,100 @@ extern "C" __global__ void xpnet_dropout_forward(const T* x, T* y, T* scale, con
     }
 }
 """,
+    # The two draws above as one block that also moves the draw count on (one launch a draw, where the two above and
+    # the count's own add are two): every thread reads the state first, then thread 0 writes count + 1; a thread
+    # takes i, i + blockDim.x, ..., the numbers of thread i above, so the same numbers for the same state.
+    "philox_uniform_counted": r"""%(philox)s
+extern "C" __global__ void xpnet_philox_uniform_counted(T* out, unsigned long long* state, long long n) {
+    unsigned long long drawn[2] = {state[0], state[1]};
+    __syncthreads();
+    if (threadIdx.x == 0) state[1] = drawn[1] + 1;
+    for (long long i = threadIdx.x; 4 * i < n; i += blockDim.x) {
+        unsigned int words[4];
+        xpnet_philox(words, drawn, i);
+        for (long long j = 0; j < 4 && 4 * i + j < n; ++j) out[4 * i + j] = xpnet_uniform(words[j]);
+    }
+}
+""",
+    "dropout_forward_counted": r"""%(philox)s
+extern "C" __global__ void xpnet_dropout_forward_counted(const T* x, T* y, T* scale, unsigned long long* state,
+                                                         double p, double kept, long long n) {
+    unsigned long long drawn[2] = {state[0], state[1]};
+    __syncthreads();
+    if (threadIdx.x == 0) state[1] = drawn[1] + 1;
+    T threshold = (T)p, factor = (T)kept;
+    for (long long i = threadIdx.x; 4 * i < n; i += blockDim.x) {
+        unsigned int words[4];
+        xpnet_philox(words, drawn, i);
+        for (long long j = 0; j < 4 && 4 * i + j < n; ++j) {
+            long long e = 4 * i + j;
+            T s = xpnet_uniform(words[j]) >= threshold ? factor : (T)0;
+            scale[e] = s;
+            y[e] = x[e] * s;
+        }
+    }
+}
+""",
+    # im2col (xpnet.backend.fast_numpy.im2col_strided) of a C-contiguous x (N, C, H, W): col (C*kh*kw, N*oh*ow), or
+    # per_sample (N, C*kh*kw, oh*ow), one thread per element copying its x, 0 where the window is on the padding.
+    "im2col": r"""
+extern "C" __global__ void xpnet_im2col(const T* x, T* col, long long n, long long c, long long h, long long w,
+                                        long long kh, long long kw, long long sh, long long sw, long long ph,
+                                        long long pw, long long dh, long long dw, long long oh, long long ow,
+                                        long long per_sample, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long ox = i %% ow, oy = (i / ow) %% oh, rest = i / (ow * oh), s, ch, ki, kj;
+    if (per_sample) {
+        kj = rest %% kw; ki = (rest / kw) %% kh; ch = (rest / (kw * kh)) %% c; s = rest / (kw * kh * c);
+    } else {
+        s = rest %% n; kj = (rest / n) %% kw; ki = (rest / (n * kw)) %% kh; ch = rest / (n * kw * kh);
+    }
+    long long y = oy * sh + ki * dh - ph, xx = ox * sw + kj * dw - pw;
+    col[i] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((s * c + ch) * h + y) * w + xx] : (T)0;
+}
+""",
+    # Conv2d's stride-1 input gradient (xpnet.layers._im2col.shifted_sums_portable): dx (N, C, H, W), C-contiguous, one
+    # thread per element adding, kernel offset by offset in row-major order from 0, what each offset's rows of dcol
+    # (C, kh*kw, N*rows*wp) send to its place in the flat padded image: the portable adds' sums in their order.
+    "shifted_sums": r"""
+extern "C" __global__ void xpnet_shifted_sums(const T* dcol, T* dx, long long n, long long c, long long h, long long w,
+                                              long long kh, long long kw, long long ph, long long pw, long long dh,
+                                              long long dw, long long rows, long long wp, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long x = i %% w, y = (i / w) %% h, ch = (i / (w * h)) %% c, s = i / (w * h * c);
+    long long length = n * rows * wp, pos = s * rows * wp + (y + ph) * wp + (x + pw);
+    const T* base = dcol + ch * kh * kw * length;
+    T sum = 0;
+    for (long long k = 0; k < kh * kw; ++k) {
+        long long q = pos - (dh * (k / kw) * wp + dw * (k %% kw));
+        if (q >= 0 && q < length) sum += base[k * length + q];
+    }
+    dx[i] = sum;
+}
+""",
+    # col2im (xpnet.layers._im2col.col2im_portable): col (C*kh*kw, N*oh*ow), or per_sample (N, C*kh*kw, oh*ow), ->
+    # dx (N, C, H, W), C-contiguous, one thread per element adding the windows that cover it, kernel offset by offset
+    # from 0.
+    "col2im": r"""
+extern "C" __global__ void xpnet_col2im(const T* col, T* dx, long long n, long long c, long long h, long long w,
+                                        long long kh, long long kw, long long sh, long long sw, long long ph,
+                                        long long pw, long long dh, long long dw, long long oh, long long ow,
+                                        long long per_sample, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long x = i %% w, y = (i / w) %% h, ch = (i / (w * h)) %% c, s = i / (w * h * c);
+    T sum = 0;
+    for (long long k = 0; k < kh * kw; ++k) {
+        long long ry = y + ph - dh * (k / kw), rx = x + pw - dw * (k %% kw);
+        if (ry < 0 || rx < 0 || ry %% sh != 0 || rx %% sw != 0 || ry / sh >= oh || rx / sw >= ow) continue;
+        long long block = per_sample ? (s * c + ch) * kh * kw + k : (ch * kh * kw + k) * n + s;
+        sum += col[block * oh * ow + (ry / sh) * ow + rx / sw];
+    }
+    dx[i] = sum;
+}
+""",
     # Softmax along the last axis of (rows, C), one thread per row, as xpnet.layers.softmax's portable path: the
     # row's maximum (NaN if any is NaN), exp(x - max) (shifted by 0 where the maximum is -inf), their sum
     # (in double), each divided by it; a sum of 0 (every x -inf) or NaN gives NaN, as there.
@@ -674,6 +768,81 @@ _FIND = r"""long long k = 0, start = 0;
     while (i >= start + ns[k]) { start += ns[k]; ++k; }
     long long e = i - start;"""
 
+def _multi_sgd(name: str, lr_decl: str, lr_read: str) -> str:
+    """The source of the kernel ``name`` (multi_sgd), its learning rate declared ``lr_decl`` and read as ``lr_read``."""
+    return r"""
+extern "C" __global__ void xpnet_NAME(%(p)s, %(g)s, %(v)s, %(n)s, %(wd)s, LR_DECL, double momentum, double keep,
+                                 long long has_v, long long nesterov, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(vs)s
+    %(ns)s
+    %(wds)s
+    %(find)s
+    T g = gs[k][e], rate = LR_READ;
+    if (wds[k] != 0) g = g + (T)wds[k] * ps[k][e];
+    if (!has_v) {
+        ps[k][e] -= rate * g;
+        return;
+    }
+    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
+    vs[k][e] = v;
+    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
+}
+""".replace("NAME", name).replace("LR_DECL", lr_decl).replace("LR_READ", lr_read) % {
+        "p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
+        "wd": _slots("double wd"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
+        "vs": _table("T*", "v"), "ns": _table("long long", "n"), "wds": _table("double", "wd")}
+
+
+def _multi_adam(name: str, scalar: str, read: str) -> str:
+    """The source of the kernel ``name`` (multi_adam), its per-parameter keep, step and eps declared ``scalar`` (a C
+    type) and read as ``read`` (formatted with ``slot``)."""
+    return r"""
+extern "C" __global__ void xpnet_NAME(%(p)s, %(g)s, %(m)s, %(v)s, %(vmax)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
+                                %(wd)s, double one_minus_b1, double b2, double one_minus_b2, long long amsgrad,
+                                long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(ps)s
+    %(gs)s
+    %(ms)s
+    %(vs)s
+    %(vmaxs)s
+    %(ns)s
+    %(keeps)s
+    %(steps)s
+    %(epss)s
+    %(wds)s
+    %(find)s
+    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e];
+    if (wds[k] != 0) g = g + (T)wds[k] * p;
+    p = p * KEEP;
+    m += (T)one_minus_b1 * (g - m);
+    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
+    T den = v;
+    if (amsgrad) {
+        T top = vmaxs[k][e];
+        den = (v > top || v != v) ? v : top;
+        vmaxs[k][e] = den;
+    }
+    p -= STEP * (m / (sqrt(den) + EPS));
+    ps[k][e] = p;
+    ms[k][e] = m;
+    vs[k][e] = v;
+}
+""".replace("NAME", name).replace("KEEP", read.format(slot="keep")).replace("STEP", read.format(slot="step")).replace(
+        "EPS", read.format(slot="eps")) % {
+        "p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
+        "vmax": _slots("T* vmax"), "n": _slots("long long n"), "keep": _slots(f"{scalar} keep"),
+        "step": _slots(f"{scalar} step"), "eps": _slots(f"{scalar} eps"), "wd": _slots("double wd"), "find": _FIND,
+        "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "ms": _table("T*", "m"), "vs": _table("T*", "v"),
+        "vmaxs": _table("T*", "vmax"), "ns": _table("long long", "n"), "keeps": _table(scalar, "keep"),
+        "steps": _table(scalar, "step"), "epss": _table(scalar, "eps"), "wds": _table("double", "wd")}
+
+
 RAW.update({
     # clip_grad_norm's sums of squares: lanes[k] threads for array k (ceil(n / 1024)), lane t summing in double the
     # squares of elements t, t + lanes, ... (threads next to each other read numbers next to each other), its partial
@@ -710,61 +879,53 @@ extern "C" __global__ void xpnet_multi_scale(%(g)s, %(y)s, %(n)s, const T* facto
 }
 """ % {"g": _slots("const T* g"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "gs": _table("const T*", "g"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
-    # SGD for every parameter at once (xpnet.optim.SGD's step without weight decay): p -= lr * g, or with momentum
-    # (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
-    # p -= lr * (momentum * v + g): ELEMENTWISE["sgd"], ["sgd_momentum"] and ["sgd_nesterov"], the numbers cast to T.
-    "multi_sgd": r"""
-extern "C" __global__ void xpnet_multi_sgd(%(p)s, %(g)s, %(v)s, %(n)s, double lr, double momentum, double keep,
-                                           long long has_v, long long nesterov, long long total) {
+    # PyTorch's lerp of each array (xpnet.optim.swa_utils' EMA and SWA averages), into new arrays y:
+    # a + (T)weight * (c - a), or from the end (from_end, weight given as 1 - weight) c - (c - a) * (T)weight.
+    "multi_lerp": r"""
+extern "C" __global__ void xpnet_multi_lerp(%(a)s, %(c)s, %(y)s, %(n)s, double weight, long long from_end,
+                                            long long total) {
     %%(index)s
     if (i >= total) return;
-    %(ps)s
-    %(gs)s
-    %(vs)s
+    %(as)s
+    %(cs)s
+    %(ys)s
     %(ns)s
     %(find)s
-    T g = gs[k][e], rate = (T)lr;
-    if (!has_v) {
-        ps[k][e] -= rate * g;
-        return;
-    }
-    T m = (T)momentum, v = vs[k][e] * m + (T)keep * g;
-    vs[k][e] = v;
-    ps[k][e] -= nesterov ? rate * (m * v + g) : rate * v;
+    T a = as[k][e], c = cs[k][e];
+    ys[k][e] = from_end ? c - (c - a) * (T)weight : a + (T)weight * (c - a);
 }
-""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "v": _slots("T* v"), "n": _slots("long long n"),
-       "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"), "vs": _table("T*", "v"),
+""" % {"a": _slots("const T* a"), "c": _slots("const T* c"), "y": _slots("T* y"), "n": _slots("long long n"),
+       "find": _FIND, "as": _table("const T*", "a"), "cs": _table("const T*", "c"), "ys": _table("T*", "y"),
        "ns": _table("long long", "n")},
+    # A copy of each array into new arrays y (AveragedModel's buffers, copied from the model at each update).
+    "multi_copy": r"""
+extern "C" __global__ void xpnet_multi_copy(%(a)s, %(y)s, %(n)s, long long total) {
+    %%(index)s
+    if (i >= total) return;
+    %(as)s
+    %(ys)s
+    %(ns)s
+    %(find)s
+    ys[k][e] = as[k][e];
+}
+""" % {"a": _slots("const T* a"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
+       "as": _table("const T*", "a"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # SGD for every parameter at once (xpnet.optim.SGD's step; Nesterov's PyTorch convention): with weight decay
+    # (wd, per parameter, 0 where it spares one) g + wd * p first, the portable L2's new gradient; then p -= lr * g, or
+    # with momentum (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
+    # p -= lr * (momentum * v + g): ELEMENTWISE["sgd"], ["sgd_momentum"] and ["sgd_nesterov"], the numbers cast to T.
+    # multi_sgd takes lr as a double; multi_sgd_dev reads it from a 0-d array of T on the device (a captured step's
+    # DeviceScalars).
+    "multi_sgd": _multi_sgd("multi_sgd", "double lr", "(T)lr"),
+    "multi_sgd_dev": _multi_sgd("multi_sgd_dev", "const T* lr", "lr[0]"),
     # Adam (and AdamW: keep = 1 - lr * weight_decay, 1 for a parameter it spares) for every parameter at once, the
     # statements of ELEMENTWISE["adamw"] with each number cast to T as CuPy casts a kernel's scalars; step and eps
-    # per parameter (its own bias correction).
-    "multi_adam": r"""
-extern "C" __global__ void xpnet_multi_adam(%(p)s, %(g)s, %(m)s, %(v)s, %(n)s, %(keep)s, %(step)s, %(eps)s,
-                                            double one_minus_b1, double b2, double one_minus_b2, long long total) {
-    %%(index)s
-    if (i >= total) return;
-    %(ps)s
-    %(gs)s
-    %(ms)s
-    %(vs)s
-    %(ns)s
-    %(keeps)s
-    %(steps)s
-    %(epss)s
-    %(find)s
-    T g = gs[k][e], m = ms[k][e], v = vs[k][e], p = ps[k][e] * (T)keeps[k];
-    m += (T)one_minus_b1 * (g - m);
-    v = v * (T)b2 + (T)one_minus_b2 * (g * g);
-    p -= (T)steps[k] * (m / (sqrt(v) + (T)epss[k]));
-    ps[k][e] = p;
-    ms[k][e] = m;
-    vs[k][e] = v;
-}
-""" % {"p": _slots("T* p"), "g": _slots("const T* g"), "m": _slots("T* m"), "v": _slots("T* v"),
-       "n": _slots("long long n"), "keep": _slots("double keep"), "step": _slots("double step"),
-       "eps": _slots("double eps"), "find": _FIND, "ps": _table("T*", "p"), "gs": _table("const T*", "g"),
-       "ms": _table("T*", "m"), "vs": _table("T*", "v"), "ns": _table("long long", "n"),
-       "keeps": _table("double", "keep"), "steps": _table("double", "step"), "epss": _table("double", "eps")},
+    # per parameter (its own bias correction). Adam's L2 (wd per parameter, 0 where it spares one): g + wd * p first,
+    # the portable L2's new gradient. AMSGrad (amsgrad, its buffers vmax): vmax = maximum(vmax, v) (NaN kept, as
+    # NumPy's), and the step divides by sqrt(vmax). multi_adam takes keep, step and eps as doubles; multi_adam_dev
+    # reads each from a 0-d array of T on the device (a captured step's DeviceScalars).
+    "multi_adam": _multi_adam("multi_adam", "double", "(T){slot}s[k]"),
+    "multi_adam_dev": _multi_adam("multi_adam_dev", "const T*", "{slot}s[k][0]"),
 })
 RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
        for name, source in RAW.items()}

@@ -54,15 +54,17 @@ def reduction(name: str) -> Any:
     return kernel
 
 
-def _launch(name: str, threads: int, args: tuple[Any, ...], **types: Any) -> None:
+def _launch(name: str, threads: int, args: tuple[Any, ...], one_block: bool = False, **types: Any) -> None:
     """The raw kernel ``name`` for the dtypes ``types`` (T=..., L=..., I=...), one thread per index below
-    ``threads``."""
+    ``threads`` (``one_block``: one block of up to _BLOCK threads, each taking every _BLOCK-th index)."""
     key = (name, *(str(cupy.dtype(t)) for t in types.values()))
     kernel = _KERNELS.get(key)
     if kernel is None:
         typedefs = "".join(f"typedef {C_TYPES[str(cupy.dtype(t))]} {alias};\n" for alias, t in types.items())
         kernel = _KERNELS[key] = cupy.RawKernel(typedefs + RAW[name], f"xpnet_{name}")
-    if threads:
+    if one_block:
+        kernel((1,), (max(1, min(threads, _BLOCK)),), args)
+    elif threads:
         kernel(((threads + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
 
 
@@ -375,13 +377,29 @@ def _count_draw(state: Any) -> None:
     count += cupy.uint64(1)
 
 
+# A draw of up to this many numbers runs as one block of _BLOCK threads that also moves the draw count on (one launch,
+# each thread taking up to 8 counters): past it, a grid of blocks and the count's own launch (no block can write the
+# count while another may still have to read it).
+ONE_BLOCK_DRAW = 4 * _BLOCK * 8
+
+
+def _draw(name: str, n: int, args: tuple[Any, ...], state: Any, dtype: Any) -> None:
+    """The draw kernel ``name`` over ``n`` numbers (``args`` its arguments), the count of ``state`` then up by one:
+    one launch up to ONE_BLOCK_DRAW numbers (``name``_counted), else two; the same numbers either way."""
+    if n <= ONE_BLOCK_DRAW:
+        _launch(f"{name}_counted", (n + 3) // 4, args, one_block=True, T=dtype)
+        return
+    _launch(name, (n + 3) // 4, args, T=dtype)
+    _count_draw(state)
+
+
 def philox_uniform(state: Any, shape: tuple[int, ...], dtype: Any) -> Any:
     """Uniform numbers in [0, 1) of ``shape`` and ``dtype`` (float32/float64) from the Philox draw state
     ``{key, draw count}`` (uint64 (2,), on the current GPU; see ``cupy_kernels._PHILOX``), whose count
-    then goes up by one: two launches, both reading the state on the device (capturable)."""
+    then goes up by one: one launch up to ONE_BLOCK_DRAW numbers, else two, each reading the state on the device
+    (capturable)."""
     out = cupy.empty(shape, dtype)
-    _launch("philox_uniform", (out.size + 3) // 4, (out, state, out.size), T=out.dtype)
-    _count_draw(state)
+    _draw("philox_uniform", out.size, (out, state, out.size), state, out.dtype)
     return out
 
 
@@ -391,14 +409,51 @@ def _dropout_ready(x: Any, p: float, kept: float, rng: Any, owner: Any) -> bool:
 
 def dropout_forward(x: Any, p: float, kept: float, rng: Any, owner: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.dropout.dropout_forward``: the numbers of :func:`philox_uniform`, the mask, the
-    scale and y in one kernel (the portable path on CuPy launches five)."""
+    scale and y in one kernel (the portable path on CuPy launches five), the draw count moved on inside it up to
+    ONE_BLOCK_DRAW numbers, else by a second launch."""
     from .random import cupy_draw_state  # noqa: PLC0415 - random imports this module on CuPy
 
     state = cupy_draw_state(rng, x, owner)
     y, scale = cupy.empty_like(x), cupy.empty_like(x)
-    _launch("dropout_forward", (x.size + 3) // 4, (x, y, scale, state, float(p), float(kept), x.size), T=x.dtype)
-    _count_draw(state)
+    _draw("dropout_forward", x.size, (x, y, scale, state, float(p), float(kept), x.size), state, x.dtype)
     return y, scale
+
+
+# -- Conv2d's input gradient ---------------------------------------------------------------------------
+
+
+def _shifted_sums_ready(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding: Any, dilation: Any, rows: int,
+                        wp: int) -> bool:
+    return _floats(dcol) and dcol.ndim == 3 and len(x_shape) == 4
+
+
+def conv_shifted_sums(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding: Any, dilation: Any, rows: int,
+                      wp: int) -> Any:
+    """See ``xpnet.layers._im2col.shifted_sums_portable``: dx (N, C, H, W), C-contiguous, in one kernel (the portable
+    path launches a zeros and kh*kw adds)."""
+    n, c, h, w = x_shape
+    dx = cupy.empty(tuple(x_shape), dcol.dtype)
+    _launch("shifted_sums", dx.size, (dcol, dx, n, c, h, w, kernel[0], kernel[1], padding[0], padding[1], dilation[0],
+                                      dilation[1], rows, wp, dx.size), T=dx.dtype)
+    return dx
+
+
+def _col2im_ready(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
+                  dilation: Any = (1, 1)) -> bool:
+    return _floats(col) and col.ndim == (3 if per_sample else 2) and len(x_shape) == 4
+
+
+def col2im(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
+           dilation: Any = (1, 1)) -> Any:
+    """See ``xpnet.layers._im2col.col2im_portable``: dx (N, C, H, W), C-contiguous, in one kernel (the portable path
+    launches a zeros and kh*kw adds)."""
+    n, c, h, w = x_shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    dx = cupy.empty(tuple(x_shape), col.dtype)
+    _launch("col2im", dx.size, (col, dx, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, int(per_sample), dx.size),
+            T=dx.dtype)
+    return dx
 
 
 def register(add: Callable[..., Any]) -> None:
@@ -409,5 +464,6 @@ def register(add: Callable[..., Any]) -> None:
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
-                        ("layernorm_backward", _layernorm_backward_ready)):
+                        ("layernorm_backward", _layernorm_backward_ready),
+                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready)):
         add(op, globals()[op], accepts)

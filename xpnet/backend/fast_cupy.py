@@ -1,10 +1,12 @@
 """CuPy fast paths: im2col as one strided copy, the optimizers' updates as one fused kernel per
-parameter (AdamW's decay inside Adam's; SGD's, Adam's and AdamW's one for up to ``MULTI`` = 32 parameters), BatchNorm's
-per-channel sums as one reduction, gradient clipping (by norm: one kernel of partial sums of squares and one
-scaling kernel for up to 32 gradients, one kernel for the norm; by value: one kernel a gradient), the epoch's loss and
-accuracy sums as one kernel a step (sources in :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels
-of :mod:`xpnet.backend.cupy_layers` (softmax cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and
-:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
+parameter (AdamW's decay inside Adam's; SGD's, Nesterov's, Adam's and AdamW's one for up to ``MULTI`` = 32
+parameters, L2 weight decay and AMSGrad inside, a captured step's numbers read on the device), AveragedModel's averages
+and buffer copies one kernel for up to 32 arrays, BatchNorm's per-channel sums as one reduction, gradient clipping
+(by norm: one kernel of partial sums of squares and one scaling kernel for up to 32 gradients, one kernel for the
+norm; by value: one kernel a gradient), the epoch's loss and accuracy sums as one kernel a step (sources in
+:mod:`xpnet.backend.cupy_kernels`), and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax
+cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and :mod:`xpnet.backend.cupy_cells` (the recurrent
+steps). With them a 784-100-10 SGD step at batch 100 inside
 ``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
 is in ``cupy_layers``).
 
@@ -32,7 +34,17 @@ from .fast_numpy import Pair, im2col_strided
 
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, per_sample: bool = False,
            dilation: Pair = (1, 1)) -> Any:
-    return im2col_strided(cupy, x, kernel, stride, padding, per_sample, dilation)
+    """``fast_numpy.im2col_strided``'s col: one kernel for a C-contiguous float x (the strided copy launches three
+    where there is padding: zeros, x copied in, the windows copied out), else that copy."""
+    if not (cupy_layers._floats(x) and x.ndim == 4):
+        return im2col_strided(cupy, x, kernel, stride, padding, per_sample, dilation)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    col = cupy.empty((n, c * kh * kw, oh * ow) if per_sample else (c * kh * kw, n * oh * ow), x.dtype)
+    cupy_layers._launch("im2col", col.size, (x, col, n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
+                                             int(per_sample), col.size), T=x.dtype)
+    return col
 
 
 def channel_dot(a: Any, b: Any = None) -> Any:
@@ -130,24 +142,79 @@ def scaled(grads: list[Any], factor: Any) -> list[Any]:
     return out
 
 
-def _sgd(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: float, momentum: float = 0.0,
-         dampening: float = 0.0, nesterov: bool = False) -> Any:
-    """The multi-tensor SGD kernel over every parameter, MULTI a launch; NotImplemented, nothing updated, unless
-    every array is a C-contiguous float CuPy array of the first parameter's dtype and its parameter's shape."""
-    arrays = [*params, *grads, *(velocities or ())]
+def _on_device(number: Any) -> bool:
+    """Whether a step's number is a 0-d CuPy array (a captured step's DeviceScalars) rather than a Python float."""
+    return isinstance(number, cupy.ndarray)
+
+
+def _lerp_ready(starts: list[Any], ends: list[Any], weight: float) -> bool:
+    return (bool(starts) and len(ends) == len(starts) and cupy_layers._floats(*starts, *ends)
+            and all(a.shape == c.shape for a, c in zip(starts, ends)))
+
+
+def lerp_all(starts: list[Any], ends: list[Any], weight: float) -> list[Any]:
+    """See ``xpnet.optim.swa_utils.lerp_all``: PyTorch's lerp of each pair into new arrays, one kernel per MULTI
+    pairs (the portable path launches three a pair)."""
+    out = [cupy.empty_like(a) for a in starts]
+    from_end = abs(weight) >= 0.5
+    factor = 1.0 - weight if from_end else float(weight)
+    for lo in _groups(len(starts)):
+        hi = lo + MULTI
+        group, ys = starts[lo:hi], out[lo:hi]
+        total = sum(a.size for a in group)
+        cupy_layers._launch("multi_lerp", total, (*_padded(group, group[0]), *_padded(ends[lo:hi], ends[lo]),
+                                                  *_padded(ys, ys[0]), *_padded([a.size for a in group], 0),
+                                                  factor, int(from_end), total), T=group[0].dtype)
+    return out
+
+
+def _copies_ready(arrays: list[Any]) -> bool:
+    return bool(arrays) and cupy_layers._floats(*arrays)
+
+
+def copies(arrays: list[Any]) -> list[Any]:
+    """See ``xpnet.optim.swa_utils.copies``: a copy of each array, one kernel per MULTI arrays (one a copy else)."""
+    out = [cupy.empty_like(a) for a in arrays]
+    for lo in _groups(len(arrays)):
+        group, ys = arrays[lo:lo + MULTI], out[lo:lo + MULTI]
+        total = sum(a.size for a in group)
+        cupy_layers._launch("multi_copy", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
+                                                  *_padded([a.size for a in group], 0), total), T=group[0].dtype)
+    return out
+
+
+def _contiguous(grads: list[Any]) -> list[Any]:
+    """The gradients, each one that is a strided view (Conv2d's dW, a transposed product) copied C-contiguous: a
+    multi-tensor kernel reads its arrays by index; one copy, against the launches of an update of its own."""
+    return [g if g.flags.c_contiguous else cupy.ascontiguousarray(g) for g in grads]
+
+
+def _sgd(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: Any, momentum: float = 0.0,
+         dampening: float = 0.0, nesterov: bool = False, decays: list[float] | None = None) -> Any:
+    """The multi-tensor SGD kernel over every parameter, MULTI a launch (``decays``: each parameter's L2 weight
+    decay, 0 where none; ``lr`` a float or a 0-d array of the parameters' dtype, read on the device); NotImplemented,
+    nothing updated, unless every array is a C-contiguous float CuPy array of the first parameter's dtype and its
+    parameter's shape (a gradient may be a strided view: it is copied)."""
+    on_device = _on_device(lr)
+    if all(isinstance(g, cupy.ndarray) for g in grads):
+        grads = _contiguous(grads)
+    arrays = [*params, *grads, *(velocities or ()), *((lr,) if on_device else ())]
     if not (params and len(grads) == len(params) and cupy_layers._floats(*arrays)
             and all(g.shape == p.shape for p, g in zip(params, grads))
-            and all(v.shape == p.shape for p, v in zip(params, velocities or params))):
+            and all(v.shape == p.shape for p, v in zip(params, velocities or params))
+            and (not on_device or lr.shape == ()) and (decays is None or len(decays) == len(params))):
         return NotImplemented
+    rate = lr if on_device else float(lr)
     for lo in _groups(len(params)):
         hi = lo + MULTI
         group = params[lo:hi]
         total = sum(p.size for p in group)
         vs = group if velocities is None else velocities[lo:hi]
-        cupy_layers._launch("multi_sgd", total, (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]),
-                                                 *_padded(vs, vs[0]), *_padded([p.size for p in group], 0), float(lr),
-                                                 float(momentum), 1.0 - dampening, int(velocities is not None),
-                                                 int(nesterov), total), T=group[0].dtype)
+        wds = [float(d) for d in _padded((decays or [0.0] * len(params))[lo:hi], 0.0)]
+        cupy_layers._launch("multi_sgd_dev" if on_device else "multi_sgd", total,
+                            (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(vs, vs[0]),
+                             *_padded([p.size for p in group], 0), *wds, rate, float(momentum), 1.0 - dampening,
+                             int(velocities is not None), int(nesterov), total), T=group[0].dtype)
     return None
 
 
@@ -163,23 +230,51 @@ def sgd_momentum_updates(params: list[Any], grads: list[Any], velocities: list[A
     return _sgd(params, grads, velocities, lr, momentum, dampening, nesterov)
 
 
-def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], *numbers: Any) -> bool:
-    return bool(params) and cupy_layers._floats(*params, *grads, *ms, *vs)
+def sgd_multi_tensor(params: list[Any], grads: list[Any], velocities: list[Any] | None, lr: Any, momentum: float,
+                     dampening: float, nesterov: bool, decays: list[float]) -> Any:
+    """SGD's step where :func:`sgd_updates` and :func:`sgd_momentum_updates` (Numba's too) take no part of it: each
+    parameter's L2 weight decay (``decays``, 0 where none: g + decay * p first, the portable ``_decay``'s
+    gradient) and ``lr`` a float or a 0-d array on the device (a captured step's); velocities None without
+    momentum. One kernel per MULTI parameters; NotImplemented, nothing updated, as :func:`_sgd`."""
+    return _sgd(params, grads, velocities, lr, momentum, dampening, nesterov, decays)
 
 
-def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[float], b1: float,
-                 b2: float, steps: list[float], epss: list[float]) -> None:
-    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies), in place: one
-    kernel per MULTI parameters, the arithmetic of the per-parameter kernels."""
+def _adam_ready(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[Any], b1: float,
+                b2: float, steps: list[Any], epss: list[Any], decays: Any = None, vmaxs: Any = None) -> bool:
+    """Every array a C-contiguous float CuPy array of one dtype; a gradient may be a strided view (copied)."""
+    return (bool(params) and cupy_layers._floats(*params, *ms, *vs, *(vmaxs or ()))
+            and all(isinstance(g, cupy.ndarray) and g.dtype == params[0].dtype for g in grads))
+
+
+def adam_updates(params: list[Any], grads: list[Any], ms: list[Any], vs: list[Any], keeps: list[Any], b1: float,
+                 b2: float, steps: list[Any], epss: list[Any], decays: list[float] | None = None,
+                 vmaxs: list[Any] | None = None) -> Any:
+    """Every parameter's Adam update (``adamw_update``'s, ``keeps`` 1.0 where no decay applies; ``decays`` each
+    parameter's L2 weight decay, 0 where none; ``vmaxs`` AMSGrad's buffers, None without), in place: one kernel per
+    MULTI parameters, the arithmetic of the per-parameter kernels. ``keeps``, ``steps`` and ``epss`` are floats, or
+    all 0-d arrays of the parameters' dtype (a captured step's, read on the device); NotImplemented, nothing updated,
+    where they mix."""
+    numbers = [*keeps, *steps, *epss]
+    on_device = _on_device(numbers[0])
+    if not all(_on_device(x) == on_device for x in numbers) or (
+            on_device and not (cupy_layers._floats(params[0], *numbers) and all(x.shape == () for x in numbers))):
+        return NotImplemented
+    grads = _contiguous(grads)
+    scalar = (lambda x: x) if on_device else float
+    one, some = (keeps[0], steps[0]) if on_device else (1.0, 0.0)
     for lo in _groups(len(params)):
         hi = lo + MULTI
         group = params[lo:hi]
         total = sum(p.size for p in group)
+        tops = vs[lo:hi] if vmaxs is None else vmaxs[lo:hi]
         args = (*_padded(group, group[0]), *_padded(grads[lo:hi], grads[lo]), *_padded(ms[lo:hi], ms[lo]),
-                *_padded(vs[lo:hi], vs[lo]), *_padded([p.size for p in group], 0),
-                *(float(x) for x in _padded(keeps[lo:hi], 1.0)), *(float(x) for x in _padded(steps[lo:hi], 0.0)),
-                *(float(x) for x in _padded(epss[lo:hi], 1.0)), 1.0 - b1, float(b2), 1.0 - b2, total)
-        cupy_layers._launch("multi_adam", total, args, T=group[0].dtype)
+                *_padded(vs[lo:hi], vs[lo]), *_padded(tops, tops[0]), *_padded([p.size for p in group], 0),
+                *(scalar(x) for x in _padded(keeps[lo:hi], one)), *(scalar(x) for x in _padded(steps[lo:hi], some)),
+                *(scalar(x) for x in _padded(epss[lo:hi], one)),
+                *(float(d) for d in _padded((decays or [0.0] * len(params))[lo:hi], 0.0)), 1.0 - b1, float(b2),
+                1.0 - b2, int(vmaxs is not None), total)
+        cupy_layers._launch("multi_adam_dev" if on_device else "multi_adam", total, args, T=group[0].dtype)
+    return None
 
 
 def _clamp_ready(g: Any, clip_value: float) -> bool:
@@ -234,9 +329,12 @@ def register(add: Callable[..., Any]) -> None:
     add("channel_dot", channel_dot)
     add("clip_norm_factor", clip_norm_factor, accepts=_clip_ready)
     add("scaled", scaled, accepts=_scaled_ready)
+    add("lerp_all", lerp_all, accepts=_lerp_ready)
+    add("copies", copies, accepts=_copies_ready)
     add("adam_updates", adam_updates, accepts=_adam_ready)
     add("sgd_updates", sgd_updates)
     add("sgd_momentum_updates", sgd_momentum_updates)
+    add("sgd_multi_tensor", sgd_multi_tensor)
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
     cupy_layers.register(add)

@@ -1,7 +1,8 @@
 """Optimizers that scale each step by a running size of the gradient: AdaGrad, RMSprop, Adam, AdamW.
 
 Each runs as one fused kernel per parameter on CuPy (``xpnet.backend.fast_cupy``; Adam and AdamW one for up to 32
-parameters) and, where Numba is installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
+parameters, with L2 weight decay, AMSGrad and a captured step's numbers on the device too) and, where Numba is
+installed, on NumPy's float32/float64 arrays (``xpnet.backend.numba_kernels``).
 """
 
 from __future__ import annotations
@@ -140,27 +141,35 @@ class Adam(Optimizer):
 
     def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
         """Every parameter's update in one call where a backend's kernel takes them all (CuPy's ``"adam_updates"``,
-        up to 32 parameters a launch; AdamW's decay inside), the arithmetic of the per-parameter kernels; not with
-        AMSGrad, Adam's L2 weight decay, numbers on the device (a captured step) or a subclass's own update."""
+        up to 32 parameters a launch; AdamW's decay, Adam's L2 decay and AMSGrad inside; in a captured step the
+        numbers of the step read on the device), the arithmetic of the per-parameter kernels; not a subclass's own
+        update or decay."""
         xp, kind = work[0][5], type(self)
         decoupled = kind._decay is AdamW._decay
-        if (self.amsgrad or (self.weight_decay and not decoupled) or self.device_scalars is not None
+        if ((kind._decay is not Optimizer._decay and not decoupled) or kind._decays is not Optimizer._decays
                 or kind._update is not Adam._update or kind._slot is not Optimizer._slot
                 or kind._per_step is not Optimizer._per_step or fast_path("adam_updates", xp) is None):
             return False
-        ms, vs, keeps, steps, epss = [], [], [], [], []
+        ds, wd = self.device_scalars, self.weight_decay
+        ms, vs, vmaxs, keeps, steps, epss, decays = [], [], [], [], [], [], []
         for name, _, _, p, _, _ in work:
             ms.append(self._slot(name, "m", p, xp))
             vs.append(self._slot(name, "v", p, xp))
-            decays = self.weight_decay and self._decays(name)
-            keeps.append(self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * self.weight_decay) if decays
-                         else 1.0)
+            if self.amsgrad:
+                vmaxs.append(self._slot(name, "v_max", p, xp))
+            decays_here = bool(wd) and self._decays(name)
+            keep = self._per_step("adamw_decay", p, lambda lr, t: 1.0 - lr * wd) if decays_here and decoupled \
+                else 1.0
+            decays.append(wd if decays_here and not decoupled else 0.0)
             step, eps = self._step_eps(name, p)
+            if ds is not None:  # every number read on the device: the constants too
+                keep, eps = (ds.constant(x, p.dtype) if isinstance(x, float) else x for x in (keep, eps))
+            keeps.append(keep)
             steps.append(step)
             epss.append(eps)
         fused = fast_path("adam_updates", xp, unfused)
         return fused([item[3] for item in work], [item[4] for item in work], ms, vs, keeps, *self.betas, steps,
-                     epss) is not NotImplemented
+                     epss, decays, vmaxs if self.amsgrad else None) is not NotImplemented
 
     def _update(self, name: str, p: Any, g: Any, xp: Any) -> Any:
         b1, b2 = self.betas

@@ -28,7 +28,9 @@ class DeviceScalars:
         self.xp = xp
         self.lr = xp.zeros((), dtype=xp.float64, device=device)
         self.t = xp.zeros((), dtype=xp.float64, device=device)
+        self._device = device
         self._cached: dict[Any, Any] = {}  # (name, dtype) -> this step's number, computed once per step
+        self._constants: dict[Any, Any] = {}  # (value, dtype) -> a 0-d array of it, made once
 
     def set(self, lr: float, t: int) -> None:
         self.lr[...] = float(lr)
@@ -37,6 +39,15 @@ class DeviceScalars:
     def advance(self) -> None:
         self.t += 1.0
         self._cached.clear()
+
+    def constant(self, value: float, dtype: Any) -> Any:
+        """``value`` as a 0-d array of ``dtype`` on the device, made once (a fill, no copy from the host): a number
+        that does not change from step to step (1.0, the book's eps) where a multi-tensor kernel reads every such
+        number from the device."""
+        key = (float(value), dtype)
+        if key not in self._constants:
+            self._constants[key] = self.xp.full((), float(value), dtype=dtype, device=self._device)
+        return self._constants[key]
 
     def once(self, key: Any, compute: Any) -> Any:
         if key not in self._cached:

@@ -2,7 +2,8 @@
 
 SGD (with and without PyTorch's momentum), Momentum and Nesterov's PyTorch convention run as one fused
 kernel per parameter on CuPy (``xpnet.backend.fast_cupy``; SGD's first step with momentum, which sets the
-buffer to g, excepted) and, where Numba is installed, on NumPy's float32/float64 arrays
+buffer to g, excepted; SGD and Nesterov's PyTorch convention one kernel for up to 32 parameters, weight decay and a
+captured step's learning rate on the device included) and, where Numba is installed, on NumPy's float32/float64 arrays
 (``xpnet.backend.numba_kernels``); Nesterov's book conventions keep the portable update.
 """
 
@@ -48,26 +49,29 @@ class SGD(Optimizer):
                 "nesterov": self.nesterov}
 
     def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
-        """Without weight decay, every parameter's update in one call where a backend's kernel takes them all
-        (Numba's, for C-contiguous float32/float64 NumPy arrays: ``"sgd_updates"``, and with momentum, once every
-        parameter has its buffer, ``"sgd_momentum_updates"``), bit for bit the per-parameter update's; else the
-        update of each in turn (also for a subclass with an update, a learning rate or state of its own, which
-        the kernel would bypass)."""
-        if self.weight_decay or self.device_scalars is not None:
-            return False
+        """Every parameter's update in one call where a backend's kernel takes them all (Numba's, for C-contiguous
+        float32/float64 NumPy arrays without weight decay: ``"sgd_updates"``, and with momentum, once every parameter
+        has its buffer, ``"sgd_momentum_updates"``, bit for bit the per-parameter update's; CuPy's also with weight
+        decay or numbers on the device, a captured step's: ``"sgd_multi_tensor"``); else the update of each in turn
+        (also for a subclass with an update, a learning rate, a decay or state of its own, which the kernel would
+        bypass)."""
         kind = type(self)
         if kind._update is not SGD._update or kind._step_lr is not Optimizer._step_lr or kind._slot is not \
                 Optimizer._slot:
             return False
         xp, params, grads = work[0][5], [item[3] for item in work], [item[4] for item in work]
+        velocities = None
+        if self.momentum:
+            state, velocities = self.state, []
+            for item in work:  # the first step of a parameter sets its buffer to g: its own update does that
+                v = state.get(item[0], {}).get("v")
+                if v is None:
+                    return False
+                velocities.append(v)
+        if self.weight_decay or self.device_scalars is not None:
+            return _decayed_at_once(self, work, velocities, self.momentum, self.dampening, self.nesterov)
         if not self.momentum:
             return fast_path("sgd_updates", xp, unfused)(params, grads, self._lr) is not NotImplemented
-        state, velocities = self.state, []
-        for item in work:  # the first step of a parameter sets its buffer to g: its own update does that
-            v = state.get(item[0], {}).get("v")
-            if v is None:
-                return False
-            velocities.append(v)
         fused = fast_path("sgd_momentum_updates", xp, unfused)
         return fused(params, grads, velocities, self._lr, self.momentum, self.dampening,
                      self.nesterov) is not NotImplemented
@@ -139,14 +143,20 @@ class Nesterov(Momentum):
         return {**super().hyperparams(), "convention": self.convention}
 
     def _updated_at_once(self, work: list[tuple[Any, ...]]) -> bool:
-        """PyTorch's convention without weight decay: every parameter's update in one call where a backend's kernel
-        takes them all (SGD's ``"sgd_momentum_updates"`` with nesterov, dampening 0: its first step, v = g, is any
-        step's here), the per-parameter kernel's arithmetic; else (the book's conventions, numbers on the device, a
-        subclass's own update) each parameter in turn."""
+        """PyTorch's convention: every parameter's update in one call where a backend's kernel takes them all (SGD's
+        ``"sgd_momentum_updates"`` with nesterov, dampening 0: its first step, v = g, is any step's here; CuPy's
+        ``"sgd_multi_tensor"`` also with weight decay or numbers on the device), the per-parameter kernel's
+        arithmetic; else (the book's conventions, a subclass's own update) each parameter in turn."""
         kind, xp = type(self), work[0][5]
-        if (self.convention != "pytorch" or self.weight_decay or self.device_scalars is not None
-                or kind._update is not Nesterov._update or kind._slot is not Optimizer._slot
-                or kind._step_lr is not Optimizer._step_lr or fast_path("sgd_momentum_updates", xp) is None):
+        if (self.convention != "pytorch" or kind._update is not Nesterov._update or kind._slot is not Optimizer._slot
+                or kind._step_lr is not Optimizer._step_lr):
+            return False
+        if self.weight_decay or self.device_scalars is not None:
+            if fast_path("sgd_multi_tensor", xp) is None:
+                return False
+            velocities = [self._slot(item[0], "v", item[3], xp) for item in work]
+            return _decayed_at_once(self, work, velocities, self.momentum, 0.0, True)
+        if fast_path("sgd_momentum_updates", xp) is None:
             return False
         velocities = [self._slot(item[0], "v", item[3], xp) for item in work]
         fused = fast_path("sgd_momentum_updates", xp, unfused)
@@ -177,3 +187,18 @@ class Nesterov(Momentum):
             v -= lr * g
         self._store(name, v=v)
         return p
+
+
+def _decayed_at_once(opt: Optimizer, work: list[tuple[Any, ...]], velocities: list[Any] | None, momentum: float,
+                     dampening: float, nesterov: bool) -> bool:
+    """SGD's or Nesterov's step by CuPy's ``"sgd_multi_tensor"`` (none elsewhere: False): with each parameter's L2
+    weight decay (``Optimizer._decay``'s g + weight_decay * p, 0 where ``_decays`` spares it) and the learning rate
+    of the step (a 0-d device array in a captured step); False where a subclass decays its own way."""
+    kind, xp = type(opt), work[0][5]
+    fused = fast_path("sgd_multi_tensor", xp)
+    if fused is None or kind._decay is not Optimizer._decay or kind._decays is not Optimizer._decays:
+        return False
+    wd = opt.weight_decay
+    decays = [wd if wd and opt._decays(item[0]) else 0.0 for item in work]
+    return fused([item[3] for item in work], [item[4] for item in work], velocities, opt._step_lr(work[0][3]),
+                 momentum, dampening, nesterov, decays) is not NotImplemented

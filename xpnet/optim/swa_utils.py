@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._user import flag, is_real
-from ..backend import device as resolve_device, dtype_name, namespace, to_device
+from ..backend import device as resolve_device, device_of, dtype_name, fast_path, namespace, to_device
 from ..layers.container import mode
 from ..layers.norm import BatchNorm
 from ..layers.tree import Tree
@@ -46,6 +46,23 @@ def _lerp(start: Any, end: Any, weight: float) -> Any:
     return end - (end - start) * (1.0 - weight)
 
 
+def lerp_all(starts: list[Any], ends: list[Any], weight: float) -> list[Any]:
+    """:func:`_lerp` of each pair, new arrays; on CuPy one kernel for up to 32 pairs (``"lerp_all"``)."""
+    return [_lerp(a, c, weight) for a, c in zip(starts, ends)]
+
+
+def copies(arrays: list[Any]) -> list[Any]:
+    """A copy of each array (of one device); on CuPy one kernel for up to 32 float arrays (``"copies"``)."""
+    return [to_device(a, device_of(a), copy=True) for a in arrays]
+
+
+def _lerp_each(starts: list[Any], ends: list[Any], weight: float) -> list[Any]:
+    """:func:`lerp_all` through the fast path of the arrays' namespace where there is one."""
+    if not starts:
+        return []
+    return fast_path("lerp_all", namespace(starts[0]), lerp_all)(starts, ends, weight)
+
+
 def _decay(who: str, decay: Any) -> float:
     if not is_real(decay) or not 0.0 <= decay <= 1.0:
         raise ValueError(f"{who}: decay must be a number in [0, 1], got {decay!r}")
@@ -55,12 +72,12 @@ def _decay(who: str, decay: Any) -> float:
 def get_ema_multi_avg_fn(decay: float = 0.999) -> Callable[[list, list, int], list]:
     """EMA over all arrays at once: ``W_ema = decay * W_ema + (1 - decay) * W_model`` (PyTorch's lerp)."""
     decay = _decay("get_ema_multi_avg_fn", decay)
-    return lambda averaged, current, n: [_lerp(a, c, 1.0 - decay) for a, c in zip(averaged, current)]
+    return lambda averaged, current, n: _lerp_each(averaged, current, 1.0 - decay)
 
 
 def get_swa_multi_avg_fn() -> Callable[[list, list, int], list]:
     """The equal average over all arrays at once: ``W_avg + (W_model - W_avg) / (n + 1)`` (PyTorch's lerp)."""
-    return lambda averaged, current, n: [_lerp(a, c, 1.0 / (n + 1)) for a, c in zip(averaged, current)]
+    return lambda averaged, current, n: _lerp_each(averaged, current, 1.0 / (n + 1))
 
 
 def get_ema_avg_fn(decay: float = 0.999) -> Callable[[Any, Any, int], Any]:
@@ -151,8 +168,14 @@ class AveragedModel(Model):
         for k, v in zip(names, new):
             self.module.set_param(k, v)
         if not self.use_buffers:
-            for k in self.module.named_buffers():
-                self.module.set_param(k, to_device(theirs[k], dev, copy=True))
+            buffers = list(self.module.named_buffers())
+            here = [theirs[k] for k in buffers]
+            if here and all(device_of(a) == dev for a in here):  # the model's own device: one call for all
+                made = fast_path("copies", namespace(here[0]), copies)(here)
+            else:
+                made = [to_device(a, dev, copy=True) for a in here]
+            for k, v in zip(buffers, made):
+                self.module.set_param(k, v)
         self.n_averaged += 1
 
     def state_dict(self) -> dict[str, Any]:

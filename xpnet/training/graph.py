@@ -34,18 +34,19 @@ How a captured epoch goes:
    every kernel the capture records is compiled and loaded before it), Linear, Conv2d, ConvTranspose2d,
    MultiheadAttention, Upsample's interpolation and AdaptiveAvgPool2d (A_h @ x @ A_w^T, their matrices made in the
    warm-up steps, once per input size) multiply with xpnet's own kernel (:mod:`xpnet.backend.matmul_kernel`, tiled
-   in shared memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col (a padded copy and a strided
-   view copied) and col2im (slices added in place) are CuPy kernels that read nothing back, as are Upsample's
-   broadcast copy and block sums, and AdaptiveMaxPool2d's gathers (``take``) and selections (``where``) over index
-   arrays made in the warm-up steps.
+   in shared memory; CuPy refuses cuBLAS there); eager steps keep cuBLAS. Their im2col and col2im (one raw kernel
+   each; a strided copy and slices added in place for other layouts) are CuPy kernels that read nothing back, as are
+   Upsample's broadcast copy and block sums, and AdaptiveMaxPool2d's gathers (``take``) and selections (``where``)
+   over index arrays made in the warm-up steps.
 4. Numbers that change from step to step are device arrays the kernels read: the optimizer's step count
-   and learning rate (``Optimizer.device_scalars``, set from ``optimizer.lr`` and ``optimizer.t`` at
-   each epoch's start, so a LearningRateSchedule still applies, and the lr again after each step where a
-   callback has a per-step hook: ``xn.callbacks.LRScheduler(..., interval="step")``), the batch counter, the
-   loss sum and the correct count, which are read once per epoch as in eager training. Dropout (Dropout2d too) draws
-   its masks in the graph from its Philox state on the device (``xpnet.backend.random``): a key and a draw count that
-   each launch reads and counts on; the key is seeded again in place at each epoch's start, before the launches, from
-   the layer's host generator as an eager epoch seeds it at its first draw, so the masks are those of eager training.
+   and learning rate (``Optimizer.device_scalars``, which the multi-tensor updates read inside their kernels, set from
+   ``optimizer.lr`` and ``optimizer.t`` at each epoch's start, so a LearningRateSchedule still applies, and the lr
+   again after each step where a callback has a per-step hook: ``xn.callbacks.LRScheduler(..., interval="step")``),
+   the batch counter, the loss sum and the correct count, which are read once per epoch as in eager training.
+   Dropout (Dropout2d too) draws its masks in the graph from its Philox state on the device
+   (``xpnet.backend.random``): a key and a draw count that each launch reads and counts on; the key is seeded again
+   in place at each epoch's start, before the launches, from the layer's host generator as an eager epoch seeds it
+   at its first draw, so the masks are those of eager training.
 5. The short last batch (when ``batch_size`` does not divide N) runs eagerly after the launches.
 6. The NaN guard, SIGTERM and resume work as in eager training: the guard replays the epoch eagerly to
    name the step and layer. A graph holds the arrays of the capture; when the model's or the optimizer's
