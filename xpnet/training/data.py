@@ -90,7 +90,10 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
 
 
 def _samples(data: Any) -> bool:
-    """Whether ``data`` is a dataset of samples (PyTorch's Dataset: ``len`` and ``data[i]``; a list of (x, y))."""
+    """Whether ``data`` is a dataset of samples (PyTorch's Dataset: ``len`` and ``data[i]``; a list of (x, y)); an
+    array (which has both) is not: its message says its shape (one corpus of ids: TokenStream)."""
+    if hasattr(data, "shape"):
+        return False
     if isinstance(data, (tuple, list)):
         return bool(data) and isinstance(data[0], (tuple, list)) and len(data[0]) == 2
     return hasattr(type(data), "__len__") and hasattr(type(data), "__getitem__") and not isinstance(data, (str, dict))
