@@ -133,12 +133,20 @@ def _scaled_ready(grads: list[Any], factor: Any) -> bool:
 def scaled(grads: list[Any], factor: Any) -> list[Any]:
     """See ``xpnet.optim.clip.scaled``: every gradient times the factor into new arrays, one kernel per MULTI
     gradients (the portable path launches one a gradient)."""
-    out = [cupy.empty_like(g) for g in grads]
-    for lo in _groups(len(grads)):
-        group, ys = grads[lo:lo + MULTI], out[lo:lo + MULTI]
-        total = sum(g.size for g in group)
-        cupy_layers._launch("multi_scale", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
-                                                   *_padded([g.size for g in group], 0), factor, total), T=factor.dtype)
+    return _elementwise("multi_scale", grads, (grads,), (factor,), factor.dtype)
+
+
+def _elementwise(name: str, like: list[Any], ins: tuple[list[Any], ...], numbers: tuple[Any, ...],
+                 dtype: Any) -> list[Any]:
+    """New arrays shaped as ``like`` from the multi-tensor kernel ``name``, one launch per MULTI of them, a thread per
+    element: its arguments the MULTI slots of each list of ``ins``, then of the outputs and of their sizes (each
+    list padded with its first array, the sizes with 0), then ``numbers`` and the group's element count."""
+    out = [cupy.empty_like(a) for a in like]
+    for lo in _groups(len(like)):
+        hi = lo + MULTI
+        total = sum(a.size for a in like[lo:hi])
+        cupy_layers._launch(name, total, (*(a for arrays in (*ins, out) for a in _padded(arrays[lo:hi], arrays[lo])),
+                                          *_padded([a.size for a in like[lo:hi]], 0), *numbers, total), T=dtype)
     return out
 
 
@@ -155,17 +163,9 @@ def _lerp_ready(starts: list[Any], ends: list[Any], weight: float) -> bool:
 def lerp_all(starts: list[Any], ends: list[Any], weight: float) -> list[Any]:
     """See ``xpnet.optim.swa_utils.lerp_all``: PyTorch's lerp of each pair into new arrays, one kernel per MULTI
     pairs (the portable path launches three a pair)."""
-    out = [cupy.empty_like(a) for a in starts]
     from_end = abs(weight) >= 0.5
     factor = 1.0 - weight if from_end else float(weight)
-    for lo in _groups(len(starts)):
-        hi = lo + MULTI
-        group, ys = starts[lo:hi], out[lo:hi]
-        total = sum(a.size for a in group)
-        cupy_layers._launch("multi_lerp", total, (*_padded(group, group[0]), *_padded(ends[lo:hi], ends[lo]),
-                                                  *_padded(ys, ys[0]), *_padded([a.size for a in group], 0),
-                                                  factor, int(from_end), total), T=group[0].dtype)
-    return out
+    return _elementwise("multi_lerp", starts, (starts, ends), (factor, int(from_end)), starts[0].dtype)
 
 
 def _copies_ready(arrays: list[Any]) -> bool:
@@ -174,13 +174,7 @@ def _copies_ready(arrays: list[Any]) -> bool:
 
 def copies(arrays: list[Any]) -> list[Any]:
     """See ``xpnet.optim.swa_utils.copies``: a copy of each array, one kernel per MULTI arrays (one a copy else)."""
-    out = [cupy.empty_like(a) for a in arrays]
-    for lo in _groups(len(arrays)):
-        group, ys = arrays[lo:lo + MULTI], out[lo:lo + MULTI]
-        total = sum(a.size for a in group)
-        cupy_layers._launch("multi_copy", total, (*_padded(group, group[0]), *_padded(ys, ys[0]),
-                                                  *_padded([a.size for a in group], 0), total), T=group[0].dtype)
-    return out
+    return _elementwise("multi_copy", arrays, (arrays,), (), arrays[0].dtype)
 
 
 def _contiguous(grads: list[Any]) -> list[Any]:
