@@ -183,15 +183,21 @@ def time_torch(torch, x, t, epochs, batch_size, lr):
     return CLOCK() - start, {"train_loss": loss, "train_accuracy": acc}
 
 
-def one_thread_cpu_rounds(torch, args) -> None:
-    """``--clock cpu``: the NumPy loop, ``xn.train(blas_threads=1)`` and the PyTorch loop, each at one thread, in
-    turns for ``args.repeat`` rounds, by CPU time; prints the best of each and the ratios."""
+def data_and_header(torch, args, clock: str = "") -> tuple:
+    """The training data (its first ``args.samples`` where given), after printing what is timed and the threads."""
     x, t, name = load_data()
     if args.samples:
         x, t = x[:args.samples], t[:args.samples]
     print(f"{name}: x {x.shape} {x.dtype}, 784-100-10 MLP, SGD lr={args.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epoch(s) a run, {args.repeat} interleaved rounds, best of each, CPU time at one thread each")
+          f"{args.epochs} epoch(s) a run, {args.repeat} interleaved rounds, best of each{clock}")
     print(thread_line(torch))
+    return x, t
+
+
+def one_thread_cpu_rounds(torch, args) -> None:
+    """``--clock cpu``: the NumPy loop, ``xn.train(blas_threads=1)`` and the PyTorch loop, each at one thread, in
+    turns for ``args.repeat`` rounds, by CPU time; prints the best of each and the ratios."""
+    x, t = data_and_header(torch, args, ", CPU time at one thread each")
     time_xpnet(x, t, 1, args.batch_size, args.lr, "cpu", blas_threads=1)  # warm-ups: Numba's kernels loaded,
     if torch is not None:                                                 # PyTorch's first-call costs paid
         time_torch(torch, x[:1000], t[:1000], 1, args.batch_size, args.lr)
@@ -236,12 +242,7 @@ def main() -> None:
         with threadpool_limits(1, user_api="blas"):
             one_thread_cpu_rounds(torch, args)
         return
-    x, t, name = load_data()
-    if args.samples:
-        x, t = x[:args.samples], t[:args.samples]
-    print(f"{name}: x {x.shape} {x.dtype}, 784-100-10 MLP, SGD lr={args.lr}, batch {args.batch_size}, "
-          f"{args.epochs} epoch(s) a run, {args.repeat} interleaved rounds, best of each")
-    print(thread_line(torch))
+    x, t = data_and_header(torch, args)
     times = {"numpy": [], "numpy1": [], "xpnet": [], "xpnet1": [], "torch": []}
     logs = {}
     for _ in range(args.repeat):
