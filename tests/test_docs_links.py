@@ -9,13 +9,14 @@ import pytest
 
 from docs_blocks import DOCS, ROOT
 
-CODE = re.compile(r"^\s*```.*?^\s*```|`[^`\n]+`", flags=re.DOTALL | re.MULTILINE)
+FENCED = re.compile(r"^\s*```.*?^\s*```", flags=re.DOTALL | re.MULTILINE)
+CODE = re.compile(FENCED.pattern + r"|`[^`\n]+`", flags=re.DOTALL | re.MULTILINE)
 LINK = re.compile(r"\[(?:[^\[\]]|\[[^\]]*\])*\]\(([^)\s]+)\)")
 
 
-def _without_code(text: str) -> str:
+def _without_code(text: str, code: re.Pattern = CODE) -> str:
     """The text with fenced blocks and inline code blanked, lines kept, so that ``x[i](y)`` is no link."""
-    return CODE.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
+    return code.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), text)
 
 
 def slug(heading: str) -> str:
@@ -27,7 +28,8 @@ def slug(heading: str) -> str:
 @cache
 def anchors(path: Path) -> frozenset[str]:
     found, seen = set(), {}
-    for m in re.finditer(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", _without_code(path.read_text(encoding="utf-8")), re.MULTILINE):
+    for m in re.finditer(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", _without_code(path.read_text(encoding="utf-8"), FENCED),
+                         re.MULTILINE):
         base = slug(m.group(1))
         count = seen.get(base, 0)
         seen[base] = count + 1
@@ -39,6 +41,7 @@ def test_slug_follows_github():
     assert slug("On a GPU: what has run and what has not") == "on-a-gpu-what-has-run-and-what-has-not"
     assert slug("`pytorch/examples`, ported") == "pytorchexamples-ported"
     assert slug("RNN, LSTM, GRU") == "rnn-lstm-gru"
+    assert slug("Intel MKL (`xpnet[mkl]`)") == "intel-mkl-xpnetmkl"
 
 
 def links(path: Path) -> list[tuple[int, str]]:

@@ -175,13 +175,13 @@ def test_char_lm_example_refuses_an_unknown_prompt_before_training(capsys, monke
         assert re.search(message, capsys.readouterr().err)
 
 
-def test_readme_shows_the_line_char_lm_prints_before_its_sample(capsys):
-    """The README's output block said 'trained in 258s; ...' where the script prints 'trained on cpu in ...'."""
+def test_docs_show_the_line_char_lm_prints_before_its_sample(capsys):
+    """docs/sequences.md's output block said 'trained in 258s; ...' where the script prints 'trained on cpu in ...'."""
     _load("char_lm").main(["--device", "cpu", "--epochs", "1", "--limit", "3000", "--hidden", "8", "--embed", "8",
                            "--time-size", "8", "--batch-size", "4"])
     printed = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("trained"))
-    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
-    block = readme.split("`python examples/char_lm.py`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    doc = (EXAMPLES.parent / "docs" / "sequences.md").read_text(encoding="utf-8")  # the examples, as they ran
+    block = doc.split("`python examples/char_lm.py`", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
     shown = next(line for line in block.splitlines() if line.startswith("trained"))
     assert re.fullmatch(re.sub(r"\d+", r"\\d+", re.escape(printed)), shown), (printed, shown)
 

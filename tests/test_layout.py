@@ -1,5 +1,5 @@
-"""The package's layout is its architecture: each unit imports only the units below it (README,
-"Development"), and importing xpnet loads no fast path, CuPy, PyTorch, JAX or Numba."""
+"""The package's layout is its architecture: each unit imports only the units below it (the layout table of
+docs/development.md), and importing xpnet loads no fast path, CuPy, PyTorch, JAX or Numba."""
 
 import ast
 import subprocess
@@ -64,7 +64,7 @@ def test_each_unit_imports_only_the_units_below_it():
         unit = _unit(".".join(p for p in rel.parts if p != "__init__") or "xpnet")
         if unit in TOP:
             continue
-        assert unit in MAY_IMPORT, f"{path}: a new unit; add it to MAY_IMPORT (and to the README's map)"
+        assert unit in MAY_IMPORT, f"{path}: a new unit; add it to MAY_IMPORT (and to docs/development.md's map)"
         for target in _imports(path):
             other = _unit(target)
             if other != unit and other not in MAY_IMPORT[unit]:
