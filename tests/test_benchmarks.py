@@ -1,6 +1,6 @@
-"""The README's benchmark commands still run: each script with tiny sizes, in a subprocess.
+"""The benchmark commands of README.md and docs/benchmarks.md still run: each script with tiny sizes, in a subprocess.
 
-Nothing here is timed; the figures themselves come from running the scripts as the README says.
+Nothing here is timed; the figures themselves come from running the scripts as the docs say.
 """
 
 from __future__ import annotations

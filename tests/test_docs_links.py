@@ -65,5 +65,6 @@ def problem(doc: Path, target: str) -> str | None:
 def test_every_relative_link_resolves(doc):
     found = links(doc)
     assert found or doc.name != "README.md"
-    wrong = [f"{doc.relative_to(ROOT)}:{line}: {target}: {why}" for line, target in found if (why := problem(doc, target))]
+    wrong = [f"{doc.relative_to(ROOT)}:{line}: {target}: {why}"
+             for line, target in found if (why := problem(doc, target))]
     assert not wrong, "\n".join(wrong)

@@ -113,7 +113,7 @@ def _d2l_dot_product_attention():
 
 @pytest.mark.parametrize("valid_lens", [np.array([2, 5]), np.array([[1, 3, 5], [2, 4, 4]])], ids=["N", "N-L"])
 def test_d2ls_valid_lens_are_the_attn_mask_its_masked_softmax_builds(valid_lens):
-    """README: valid_lens (N,) is attn_mask = arange(S) < valid_lens[:, None, None], (N, L) arange(S) <
+    """docs/sequences.md: valid_lens (N,) is attn_mask = arange(S) < valid_lens[:, None, None], (N, L) arange(S) <
     valid_lens[..., None]; d2l's DotProductAttention(dropout) in eval is ScaledDotProductAttention(dropout)."""
     rng = np.random.default_rng(1)
     xs = _inputs(rng, (2,))
