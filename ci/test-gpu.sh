@@ -23,6 +23,6 @@ python3 benchmarks/mlp_step.py --device cuda
 python3 benchmarks/compare.py --device cuda --repeats 5
 # torch.compile(mode="reduce-overhead") compiles every row first: only the launch-bound small MLP.
 python3 benchmarks/compare.py --device cuda --repeats 5 --only mlp-small --compile
-# Where a batch-100 step spends its time on the GPU (launch-bound or not), for the README.
+# Where a batch-100 step spends its time on the GPU (launch-bound or not), for docs/gpu.md and docs/benchmarks.md.
 python3 benchmarks/profile_step.py --device cuda --workload mlp-small --batch 100
 python3 benchmarks/profile_step.py --device cuda --workload mlp-large --batch 100 --optimizer adam

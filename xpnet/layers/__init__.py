@@ -146,7 +146,7 @@ _PYTORCH_NAMES = {
         "FractionalMaxPool3d")},
     "SyncBatchNorm": "xpnet has no SyncBatchNorm: under xn.train(..., comm=xn.distributed.init()) each rank's "
                      "xn.layers.BatchNorm(num_features) normalises its own share of the batch, as DDP's BatchNorm2d "
-                     "without convert_sync_batchnorm (the README's data-parallel section says so)",
+                     "without convert_sync_batchnorm (docs/distributed.md says so)",
     "Softmax2d": "xn.layers.Softmax(dim=-3) is nn.Softmax2d: the softmax over the channels of (N, C, H, W) or "
                  "(C, H, W)",
     "RReLU": "xpnet has no RReLU (its slope drawn per element in training): xn.layers.LeakyReLU(negative_slope=(lower "
