@@ -36,7 +36,7 @@ from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
 from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
-from .state_handoff import linked, owe
+from .state_handoff import handed, linked, owe, settle_step
 from .recurrent_args import convention as checked_convention
 
 
@@ -116,8 +116,9 @@ class _Cell(Layer):
             links = None if given is None or own else linked(given, self.state_names)
             fed = pair and last is not None and given[1] is last[1]
             # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
+            number = handed(self, new)  # an encoder's loop: its state goes on to a decoder (layers.state_handoff)
             self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD], links,
-                                            fed, new, own))
+                                            fed, new, own, number))
         return new if pair else new[0]
 
     def _states(self, hx: Any, n: int, batched: bool) -> tuple[Any, ...]:
@@ -150,11 +151,17 @@ class _Cell(Layer):
         if not self._caches:
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
-        x2, h, cache, batched, _, links, fed, _, own = self._caches[-1]
+        x2, h, cache, batched, _, links, fed, _, own, number = self._caches[-1]
         if dh is None and self._dh_owed:
             raise RuntimeError(_left_out(self, "h"))
         if dc is None and self._dc_owed:
             raise RuntimeError(_left_out(self, "c"))
+        try:
+            settle_step(self, number, dh, dc)
+        except RuntimeError:  # refused: the round is dropped, so that the next forward starts afresh
+            self._caches, self._backed = (), False
+            left_out.closed(self)
+            raise
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
         for g in (dh, dc):
