@@ -28,8 +28,9 @@ to the decoder): each training-mode call hands its state (``handed(cell, state)`
 its cache), and the backward of that call (``settle_step``) refuses where the decoder computed the state's
 gradient and it did not come back: a decoder layer's ``dh`` (``dc``) never read since its backward (the read is
 the only way to take it: a ``dh`` given without it, zeros before the loop, is refused whatever it holds), or,
-for a decoder cell (whose backward returned ``dh_prev``), ``dh`` (``dc``) None. A decoder cell's ``dh_prev``
-given without the rest (``dy_t`` alone) or with it cannot be told apart.
+for a decoder cell (whose backward returned ``dh_prev``), ``dh`` (``dc``) None; a ``dh`` that leaves that
+``dh_prev`` out (``dy_t`` where ``dy_t + dh_prev`` was meant) cannot be told from one holding it. Ten Python calls
+a step of a cell's loop, forward and backward (an LSTMCell's T=10: 1984 -> 2084, cProfile).
 
 Left alone: a state used only in evaluation (the layer it went to ran no backward), a fresh zero state, a copy
 (``xp.asarray(h, copy=True)``: PyTorch's ``h.detach()``) or an explicit ``dh_n=xp.zeros_like(h_n)`` (the gradient
