@@ -97,7 +97,10 @@ def noted(reads: tuple[int, int]) -> tuple[int, int]:
 def _users(grads: Grads) -> bool:
     """Whether the caller of ``grads``' method (two frames up) is a user's loop: neither xpnet's own code nor a
     method of the layer whose ``grads`` it is."""
-    frame = sys._getframe(2)
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # called from C at the bottom of a thread's stack: no loop of xpnet's
+        return True
     module = frame.f_globals.get("__name__") or ""
     if module[:6] == "xpnet." or module == "xpnet":
         return False
