@@ -273,6 +273,21 @@ def test_calls_left_out_that_need_no_gradient_step_as_pytorch(make):
         np.testing.assert_allclose(v, before[k] - 0.1 * grads[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
+@pytest.mark.parametrize("read", [lambda g: g.get("W"), lambda g: g.items(), lambda g: g.values()],
+                         ids=[".get('W')", ".items()", ".values()"])
+def test_a_read_of_layer_grads_by_get_items_or_values_is_refused_as_by_key(read):
+    """``layer.grads.get(key)``, ``.items()``, ``.values()`` after the forgotten submodel's backward: refused as
+    ``grads[key]`` is, naming the read; xpnet's own reads through them (the optimizer's step) are no user's."""
+    rng = np.random.default_rng(2)
+    x1, x2, dy = (rng.standard_normal((4, 3)) for _ in range(3))
+    model = BForgotten()
+    model(x1, x2)
+    model.backward(dy)
+    with pytest.raises(RuntimeError, match=r"^Linear.grads\.(get\('W'\)|items\(\)|values\(\)): BForgotten's "
+                                           r"forward called 'a\.shared' \(Linear\) 2 times"):
+        read(model.a.shared.grads)
+
+
 def test_a_step_written_by_hand_reading_layer_grads_is_refused_as_named_grads_is():
     """The book's own update, ``params[key] -= lr * layer.grads[key]`` per layer, after the forgotten submodel's
     backward: refused at the read, naming the layer; with both backward calls the same loop equals torch's step."""

@@ -155,3 +155,44 @@ def test_an_lstmcell_loop_whose_backward_drops_dc_is_refused_and_one_not_carryin
     dh = np.zeros((N, H))
     for t in reversed(range(T)):
         _, (dh, _) = cell.backward(dys[t] + dh)
+
+
+@pytest.mark.parametrize("kind", ["GRU", "LSTM"])
+def test_a_cell_loop_whose_backward_drops_dh_is_refused_and_the_last_steps_none_is_zeros(kind):
+    """A loop whose last call's h goes nowhere (the loss reads h_1 .. h_{T-1}): its backward takes ``dh=None`` as
+    zeros, and the loop written out equals torch's autograd in float64; ``dh=None`` for a call whose h went on as
+    the next call's hx (the dh_prev that call's backward returned dropped) is refused, saying what to pass."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    rng = np.random.default_rng(2)
+    xs, dys = rng.standard_normal((T, N, D)), rng.standard_normal((T, N, H))
+    module = getattr(torch.nn, f"{kind}Cell")(D, H, dtype=torch.float64)
+    cell = getattr(xn.layers, f"{kind}Cell")(D, H, dtype="float64")
+    xn.load_torch_state_dict(cell, module.state_dict())
+    pair = kind == "LSTM"
+    state, outs = None, []
+    for x in xs:
+        state = module(torch.from_numpy(x), state)
+        outs.append(state[0] if pair else state)
+    sum((h * torch.from_numpy(dy)).sum() for h, dy in zip(outs[:-1], dys)).backward()
+
+    def loop(drop):
+        state = None
+        for x in xs:
+            state = cell(x, state)
+        dh, dc = None, None
+        for t in reversed(range(T)):
+            g = dh if t == T - 1 else None if drop else dys[t] + dh
+            _, dstate = cell.backward(g, dc) if pair else cell.backward(g)
+            dh, dc = dstate if pair else (dstate, None)
+
+    with pytest.raises(RuntimeError, match=rf"^{kind}Cell.backward: the call this backward serves handed its h on to "
+                                           rf"the next call \(as hx\), whose backward returned dh_prev, but dh is "
+                                           rf"None here.*Pass it: dx, (\(dh, dc\)|dh) = {kind.lower()}cell\."
+                                           rf"backward\(dy_t \+ dh.*pass dh=xp.zeros_like\(h\)"):
+        loop(drop=True)
+    loop(drop=False)
+    g = cell.grads
+    ours = {"weight_ih": g["Wx"].T, "weight_hh": g["Wh"].T, "bias_ih": g.get("bx", g.get("b")),
+            "bias_hh": g.get("bh", g.get("b"))}
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(ours[name], p.grad.numpy(), **TOL, err_msg=name)

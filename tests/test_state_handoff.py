@@ -291,3 +291,95 @@ def test_on_pytorchs_and_jaxs_arrays_the_handoff_is_followed_as_on_numpy(spec):
     model.decoder.backward(w)
     with pytest.raises(RuntimeError, match=r"^GRU.backward: the GRU it was handed to started from its final state"):
         model.encoder.backward(w)
+
+
+class _CellEncoder(xn.Model):
+    """An encoder written as a loop of a cell, ``h = self.cell(x[:, t], h)``, its last state given to the decoder:
+    a layer (``out, _ = self.decoder(y, h[None])``; the loss also reads the encoder's outputs) or a loop of a second
+    cell (the loss reads the decoder's outputs alone). ``passes``: whether backward hands the decoder's state
+    gradient (``decoder.dh``, or the ``dh_prev`` its first call's backward returned) to the encoder's last call."""
+
+    def __init__(self, kind, decoder, passes=True):
+        super().__init__()
+        self.cell = getattr(xn.layers, kind + "Cell")(D, H, dtype="float64")
+        layer = decoder == "layer"
+        self.decoder = getattr(xn.layers, kind + ("" if layer else "Cell"))(
+            D, H, dtype="float64", **({"return_state": True} if layer else {}))
+        self.lstm, self.layer, self.passes = kind == "LSTM", layer, passes
+
+    def forward(self, x, y, train=True):
+        state, hs = None, []
+        for t in range(x.shape[1]):
+            state = self.cell(x[:, t], state)
+            hs.append(state[0] if self.lstm else state)
+        self.hs = np.stack(hs, 1)
+        if self.layer:
+            return self.decoder(y, tuple(s[None] for s in state) if self.lstm else state[None])[0]
+        outs = []
+        for t in range(y.shape[1]):
+            state = self.decoder(y[:, t], state)
+            outs.append(state[0] if self.lstm else state)
+        return np.stack(outs, 1)
+
+    def backward(self, dout):
+        if self.layer:
+            self.decoder.backward(dout)
+            carried = (self.decoder.dh[0], self.decoder.dc[0] if self.lstm else None) if self.passes else \
+                (np.zeros((N, H)), np.zeros((N, H)) if self.lstm else None)  # the porter's slip: zeros to start
+            dhs = W
+        else:
+            dh = dc = None
+            for t in reversed(range(dout.shape[1])):
+                g = dout[:, t] if dh is None else dout[:, t] + dh
+                _, state = self.decoder.backward(g, dc) if self.lstm else self.decoder.backward(g)
+                dh, dc = state if self.lstm else (state, None)
+            carried = (dh, dc) if self.passes else (None, None)  # the slip: the encoder's loop starts from None
+            dhs = None  # the loss reads no encoder output: the state's gradient alone goes back
+        dh, dc = carried
+        for t in reversed(range(T)):
+            g = dh if dhs is None else dhs[:, t] + dh
+            _, state = self.cell.backward(g, dc) if self.lstm else self.cell.backward(g)
+            dh, dc = state if self.lstm else (state, None)
+        return None, None
+
+
+@pytest.mark.parametrize("kind, decoder", [("GRU", "layer"), ("LSTM", "cell")])
+def test_an_encoder_written_as_a_cell_loop_is_followed_as_a_layer_is(kind, decoder):
+    """The encoder's last call's backward without the decoder's state gradient is refused: a decoder layer's dh
+    never read (zeros to start the loop), or a decoder cell's dh_prev left out (dh None); passing it gives PyTorch's
+    gradients (float64, autograd)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    model = _CellEncoder(kind, decoder, passes=False)
+    torch.manual_seed(0)
+    cell = getattr(torch.nn, kind + "Cell")(D, H).double()
+    dec = (getattr(torch.nn, kind)(D, H, batch_first=True) if decoder == "layer" else
+           getattr(torch.nn, kind + "Cell")(D, H)).double()
+    xn.load_torch_state_dict(model.cell, cell.state_dict())
+    xn.load_torch_state_dict(model.decoder, dec.state_dict())
+    state, hs = None, []
+    for t in range(T):
+        state = cell(torch.tensor(X[:, t]), state)
+        hs.append(state[0] if kind == "LSTM" else state)
+    if decoder == "layer":
+        out = dec(torch.tensor(Y), tuple(s[None] for s in state) if kind == "LSTM" else state[None])[0]
+        loss = (torch.stack(hs, 1) * torch.tensor(W)).sum() + (out * torch.tensor(W)).sum()
+    else:
+        outs = []
+        for t in range(T):
+            state = dec(torch.tensor(Y[:, t]), state)
+            outs.append(state[0] if kind == "LSTM" else state)
+        loss = (torch.stack(outs, 1) * torch.tensor(W)).sum()
+    loss.backward()
+    model(X, Y)
+    came = r"dh and dc None here" if decoder == "cell" else r"GRU.dh not read since GRU's backward"
+    with pytest.raises(RuntimeError, match=rf"^{kind}Cell.backward: the {kind}(Cell)? it was handed to started from "
+                                           rf"the state of the call this backward serves .*\({came}\).*Pass it: "):
+        model.backward(W)
+    model.passes = True
+    model(X, Y)
+    model.backward(W)
+    g = model.cell.grads
+    ours = {"weight_ih": g["Wx"].T, "weight_hh": g["Wh"].T, "bias_ih": g.get("bx", g.get("b")),
+            "bias_hh": g.get("bh", g.get("b"))}
+    for name, p in cell.named_parameters():
+        np.testing.assert_allclose(ours[name], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)

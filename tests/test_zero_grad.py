@@ -347,12 +347,13 @@ def test_with_param_groups_two_backward_calls_before_a_step_are_refused_and_zero
         _assert_same(model, theirs)
 
 
-@pytest.mark.parametrize("read", ["layer.grads", "model.layers[i].grads"])
+@pytest.mark.parametrize("read", ["layer.grads", "model.layers[i].grads", "grads.get", "grads.items"])
 def test_a_loop_summing_each_backwards_layer_grads_by_hand_steps_as_torchs_accumulation(read):
     """The book's style of a sum by hand, never a zero_grad(): after each backward, read every layer's ``grads``
-    and add them up, then put the sums back and step. Reading ``layer.grads[key]`` counts as reading (as
-    ``named_grads()`` does): the step is let through and equals torch's two backward calls then one step, in
-    float64. Without a read between the two backward calls (a print after the last alone) the step is refused."""
+    and add them up, then put the sums back and step. Reading ``layer.grads[key]`` (``.get(key)``, ``.items()``)
+    counts as reading (as ``named_grads()`` does): the step is let through and equals torch's two backward calls
+    then one step, in float64. Without a read between the two backward calls (a print after the last alone) the
+    step is refused."""
     model, theirs = _pair()
     opt, topt = xn.optim.SGD(model, lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
     criterion = xn.losses.SoftmaxCrossEntropy()
@@ -362,8 +363,10 @@ def test_a_loop_summing_each_backwards_layer_grads_by_hand_steps_as_torchs_accum
         model.backward(criterion.backward())
         _torch_backward(theirs, x, t)
         for i, layer in enumerate(model.layers):
+            seen = dict(layer.grads.items()) if read == "grads.items" else {}
             for key in layer.params:
-                g = layer.grads[key] if read == "layer.grads" else model.layers[i].grads[key]
+                g = seen[key] if seen else layer.grads.get(key) if read == "grads.get" else \
+                    layer.grads[key] if read == "layer.grads" else model.layers[i].grads[key]
                 sums[i, key] = sums.get((i, key), 0) + g
     for (i, key), g in sums.items():
         model.layers[i].grads[key] = g
@@ -373,13 +376,15 @@ def test_a_loop_summing_each_backwards_layer_grads_by_hand_steps_as_torchs_accum
     for x, t in _batches(2):  # no read in between: the step would take the second backward's alone
         criterion(model(x), t)
         model.backward(criterion.backward())
-    print(model.layers[0].grads["W"].sum())  # a read after the last backward alone saw only the last's
+    print(model.layers[0].grads.get("W").sum())  # a read after the last backward alone saw only the last's
     with pytest.raises(RuntimeError, match=r"SGD.step\(\): Sequential's backward ran more than once"):
         opt.step()
 
 
 class _BufferedScale(xn.layers.Layer):
     """The book's sequel's way: a gradient buffer made once, written in place by backward (a read of its own)."""
+
+    by_get = False
 
     def __init__(self):
         super().__init__()
@@ -390,13 +395,17 @@ class _BufferedScale(xn.layers.Layer):
         return x * self.params["W"]
 
     def backward(self, dy):
-        self.grads["W"][...] = (dy * self.x).sum(axis=0)
+        buffer = self.grads.get("W") if self.by_get else self.grads["W"]
+        buffer[...] = (dy * self.x).sum(axis=0)
         return dy * self.params["W"]
 
 
-def test_a_layers_backward_reading_its_own_grads_is_no_read_of_the_loop():
+@pytest.mark.parametrize("by_get", [False, True], ids=["grads[key]", "grads.get"])
+def test_a_layers_backward_reading_its_own_grads_is_no_read_of_the_loop(by_get):
     """A backward writing into its gradient buffer overwrites: two backward calls then a step still refused."""
-    model = xn.Sequential(xn.layers.Linear(4, 3, dtype="float64"), _BufferedScale())
+    buffered = _BufferedScale()
+    buffered.by_get = by_get
+    model = xn.Sequential(xn.layers.Linear(4, 3, dtype="float64"), buffered)
     opt, (x, _) = xn.optim.SGD(model, lr=0.1), _batches(1)[0]
     for _ in range(2):
         model.backward(np.ones_like(model(x)))

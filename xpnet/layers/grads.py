@@ -7,15 +7,19 @@ so and what to write, or, for a name that is no parameter of the layer, lists th
 ``weight`` of a Linear: says ``W``). Everything else is a dict's: ``"b" in layer.grads``, ``.get``, iteration;
 a key that is there is found by dict's own code, with no Python call.
 
-Reading ``layer.grads[key]`` notes the read (``reads``: the backward ticks, :mod:`.zero_grad`'s, of the last two
-reads made after different backward calls): a loop that sums each backward's gradients by hand, the book's way
-(``acc[k] += layer.grads[k]`` after each backward, no ``zero_grad()``), read what the next backward overwrote, and
-the optimizer's check of two backward calls before a step lets it through, as after ``model.named_grads()``; a read
-after the last backward alone (a print) does not, nor does the layer's own (a method of the layer whose ``grads``
-it is: a backward writing into its gradient buffers, ``self.grads["W"][...] = dW``, the book's sequel's way,
-overwrites them). xpnet's own reads (the optimizer's step, a backward adding to
-its gradient) go through ``.get``, ``.items()`` or ``dict(grads)``, which note nothing, and so do a user's: the
-check then refuses, loudly, never lets through silently.
+Reading ``layer.grads[key]``, ``.get(key)``, ``.items()`` or ``.values()`` notes the read (``reads``: the backward
+ticks, :mod:`.zero_grad`'s, of the last two reads made after different backward calls): a loop that sums each
+backward's gradients by hand, the book's way (``acc[k] += layer.grads[k]`` after each backward, no ``zero_grad()``),
+read what the next backward overwrote, and the optimizer's check of two backward calls before a step lets it
+through, as after ``model.named_grads()``; a read after the last backward alone (a print) does not. While a round of
+backward calls left a call out (:mod:`.left_out`'s ``OPEN``) such a read is refused, as an optimizer's step is.
+Reads that are no loop's note nothing: xpnet's own (the optimizer's step, a backward adding to its gradient: told by
+the calling frame's module; they use ``.get``, ``.items()``, ``dict(grads)``) and the layer's own (a method of the
+layer whose ``grads`` it is: a backward writing into its gradient buffers, ``self.grads["W"][...] = dW``, the book's
+sequel's way, overwrites them). ``dict(grads)``, ``grads.copy()``, ``{**grads}`` and iterating over the keys stay
+dict's own code and note nothing. ``.get``, ``.items()`` and ``.values()`` ask the frame only where a note could
+change something (a backward since the last read noted, or a round open): one Python call where dict's method was
+one (the optimizer's ``grads.get(name)`` of a step written by hand adds a frame lookup per layer and backward).
 """
 
 from __future__ import annotations
@@ -56,11 +60,29 @@ class Grads(dict):
         if getattr(reader, "__dict__", {}).get("grads") is not self:  # not the layer's own (its backward's) read
             self.reads = noted(self.reads)  # a user's: the gradients of the backward calls so far were seen
             if OPEN:  # a round of backward calls left a call out: refused as an optimizer's step (left_out)
-                refuse_grads_read(self, key)
+                refuse_grads_read(self, f"[{key!r}]")
         return dict.__getitem__(self, key)
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        """dict's ``get``; a user's read noted as ``[key]``'s."""
+        if (TICKS[0] != self.reads[1] or OPEN) and _users(self):
+            _read(self, f".get({key!r})")
+        return dict.get(self, key, default)
+
+    def items(self) -> Any:
+        """dict's ``items``; a user's read noted as ``[key]``'s."""
+        if (TICKS[0] != self.reads[1] or OPEN) and _users(self):
+            _read(self, ".items()")
+        return dict.items(self)
+
+    def values(self) -> Any:
+        """dict's ``values``; a user's read noted as ``[key]``'s."""
+        if (TICKS[0] != self.reads[1] or OPEN) and _users(self):
+            _read(self, ".values()")
+        return dict.values(self)
+
     def __reduce__(self) -> Any:
-        return Grads, (self._params, self._kind), None, None, iter(self.items())
+        return Grads, (self._params, self._kind), None, None, iter(dict.items(self))
 
     def __missing__(self, key: Any) -> Any:
         raise MissingGradient(key, _why_missing(key, self._params, self._kind))
@@ -70,6 +92,27 @@ def noted(reads: tuple[int, int]) -> tuple[int, int]:
     """``reads`` (the ticks of the last two reads made after different backward calls) with a read now."""
     tick = TICKS[0]
     return reads if tick == reads[1] else (reads[1], tick)
+
+
+def _users(grads: Grads) -> bool:
+    """Whether the caller of ``grads``' method (two frames up) is a user's loop: neither xpnet's own code nor a
+    method of the layer whose ``grads`` it is."""
+    try:
+        frame = sys._getframe(2)
+    except ValueError:  # called from C at the bottom of a thread's stack: no loop of xpnet's
+        return True
+    module = frame.f_globals.get("__name__") or ""
+    if module[:6] == "xpnet." or module == "xpnet":
+        return False
+    reader = frame.f_locals.get("self")
+    return getattr(reader, "__dict__", {}).get("grads") is not grads
+
+
+def _read(grads: Grads, spelled: str) -> None:
+    """A user's read of ``grads`` (``spelled``: how, after ``grads``): noted; refused while a round is open."""
+    grads.reads = noted(grads.reads)
+    if OPEN:
+        refuse_grads_read(grads, spelled)
 
 
 def _why_missing(key: Any, params: dict[str, Any], kind: type) -> str:

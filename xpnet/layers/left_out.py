@@ -88,12 +88,13 @@ def refuse(optimizer: Any, work: list[tuple[Any, ...]]) -> None:
                                     getattr(uses, "model", None) or root, *found))
 
 
-def refuse_grads_read(grads: Any, key: Any) -> None:
-    """A user's ``layer.grads[key]`` (``grads``: that layer's; the book's ``params[key] -= lr * grads[key]``; called
-    while ``OPEN`` holds a round): as ``refuse_read`` for the layer whose round is open and holds ``grads``."""
+def refuse_grads_read(grads: Any, spelled: str) -> None:
+    """A user's ``layer.grads[key]`` (``grads``: that layer's; ``spelled``: the read after ``grads``, ``['W']``,
+    ``.get('W')``, ``.items()``; the book's ``params[key] -= lr * grads[key]``; called while ``OPEN`` holds a
+    round): as ``refuse_read`` for the layer whose round is open and holds ``grads``."""
     for layer, uses in list(OPEN.values()):
         if any(node.grads is grads for node in layer.named_modules().values()):
-            refuse_read(getattr(uses, "model", None) or layer, f"{type(layer).__name__}.grads[{key!r}]")
+            refuse_read(getattr(uses, "model", None) or layer, f"{type(layer).__name__}.grads{spelled}")
             return
 
 

@@ -9,12 +9,14 @@ their parameters: Wx (D, blocks * H), Wh (H, blocks * H), b (GRUCell, and RNNCel
 1. ``h = cell(x, h)`` (LSTMCell: ``h, c = cell(x, (h, c))``), x (N, D) or PyTorch's unbatched (D,); ``hx`` None
    is zeros. Each training-mode call pushes what its backward needs onto the cell's stack, so one cell may be
    called at every step of a loop inside one forward of a model (:mod:`xpnet.layers.uses` lets cells through).
-2. ``backward(dh)`` (LSTMCell: ``backward(dh, dc=None)``, None for zeros) takes the last call's cache off the
+2. ``backward(dh)`` (LSTMCell: ``backward(dh, dc=None)``; None for zeros) takes the last call's cache off the
    stack: one backward per call, in reverse order. It returns ``(dx, dh_prev)`` (``(dx, (dh_prev, dc_prev))``);
    the caller adds the gradients of a state used twice (a step's output and the next step's input), as the book.
-   LSTMCell: a call whose c went on as the next call's ``hx`` (the very array it returned) refuses ``dc=None`` once
-   that next call's backward returned its dc_prev (the later steps' cell-state gradient dropped, silently); zeros
-   passed as ``dc`` cut it on purpose.
+   A call whose h (LSTMCell: or c) went on as the next call's ``hx`` (the very array it returned) refuses
+   ``dh=None`` (``dc=None``) once that next call's backward returned its dh_prev (dc_prev): the later steps'
+   state gradient dropped, silently; zeros passed cut it on purpose. A dh given without the carried dh_prev
+   added (``dy_t`` where ``dy_t + dh_prev`` was meant) cannot be told from one with it: xpnet sees an array, not
+   how it was made.
 3. The parameter gradients are summed over the backward calls; the first forward after a backward starts a new
    round (the stack emptied, the next backward's gradients replace the old). ``train=False`` calls keep nothing.
    A round left with calls on the stack that needed a backward (not run under ``xn.no_grad()``) is refused at the
@@ -34,7 +36,7 @@ from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .cells import step_weights_transposed
 from .no_grad_calls import UNDER_NO_GRAD
 from .recurrent_args import SUMMED_BIAS_CONVENTIONS, convention_biases, input_bias, relu_or_tanh
-from .state_handoff import linked, owe
+from .state_handoff import handed, linked, owe, settle_step
 from .recurrent_args import convention as checked_convention
 
 
@@ -45,6 +47,7 @@ class _Cell(Layer):
     state_names: tuple[str, ...] = ("h",)
     records_uses = False  # a cell pushes a cache per call itself, for a loop of steps
     _dc_owed = False  # LSTMCell: the last backward returned a dc_prev that the call before it needs
+    _dh_owed = False  # the last backward returned a dh_prev that the call before it needs (its h went on as hx)
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, init: Any = "sigmoid",
                  dtype: Any = "float32", device: Any = None):
@@ -103,7 +106,7 @@ class _Cell(Layer):
         pair = "c" in self.state_names
         if train:
             if self._backed:
-                self._caches, self._backed, self._dc_owed = (), False, False
+                self._caches, self._backed, self._dc_owed, self._dh_owed = (), False, False, False
             given = None if hx is None else (hx[0], hx[1]) if pair else (hx,)
             last = self._caches[-1][7] if self._caches and given is not None else None  # the call before's return
             # a state the call before returned (the loop's own: an 'is' a call), or another layer's (an encoder's
@@ -113,8 +116,9 @@ class _Cell(Layer):
             links = None if given is None or own else linked(given, self.state_names)
             fed = pair and last is not None and given[1] is last[1]
             # under no_grad or not, as its wrapper noted it (no_grad_calls.marked): no backward needed (left_out)
+            number = handed(self, new)  # an encoder's loop: its state goes on to a decoder (layers.state_handoff)
             self._caches = (*self._caches, (x2, state[0], cache, x.ndim == 2, self.__dict__[UNDER_NO_GRAD], links,
-                                            fed, new))
+                                            fed, new, own, number))
         return new if pair else new[0]
 
     def _states(self, hx: Any, n: int, batched: bool) -> tuple[Any, ...]:
@@ -147,9 +151,17 @@ class _Cell(Layer):
         if not self._caches:
             raise RuntimeError(f"{self.name}: backward called more times than forward (one backward per "
                                "training-mode forward, in the reverse order of the forwards)")
-        x2, h, cache, batched, _, links, fed, _ = self._caches[-1]
+        x2, h, cache, batched, _, links, fed, _, own, number = self._caches[-1]
+        if dh is None and self._dh_owed:
+            raise RuntimeError(_left_out(self, "h"))
         if dc is None and self._dc_owed:
-            raise RuntimeError(_dc_left_out(self))
+            raise RuntimeError(_left_out(self, "c"))
+        try:
+            settle_step(self, number, dh, dc)
+        except RuntimeError:  # refused: the round is dropped, so that the next forward starts afresh
+            self._caches, self._backed = (), False
+            left_out.closed(self)
+            raise
         shape = (x2.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         grads = []
         for g in (dh, dc):
@@ -158,11 +170,13 @@ class _Cell(Layer):
             grads.append(None if g is None else xp.reshape(g, (x2.shape[0], self.hidden_size)))
         self._caches = self._caches[:-1]
         xp = namespace(x2)
+        if grads[0] is None:  # its h went nowhere (the loss does not use it): zeros, as dc None
+            grads[0] = xp.zeros((x2.shape[0], self.hidden_size), dtype=x2.dtype, device=x2.device)
         WhT = fast_path("step_weights_transposed", xp, step_weights_transposed)(self.params["Wh"], 1)
         dax, dah, dstate = self._step_back(grads[0], grads[1], cache, WhT)
         if links:  # its start state came from another layer: that layer's backward needs dstate back
             owe(self, links)
-        self._dc_owed = fed
+        self._dh_owed, self._dc_owed = own, fed
         if not self._frozen:  # requires_grad_(False): no weight products
             matmul = fast_path("matmul", xp, operator.matmul)
             step = {"Wx": matmul(x2.T, dax), "Wh": matmul(h.T, dah)}
@@ -194,7 +208,7 @@ class _Cell(Layer):
         return len(left) + self._backs, self._backs, [i for i, c in enumerate(left, 1) if not c[4]]
 
     def backward(self, dh: Any) -> tuple[Any, Any]:
-        """dh: the gradient of the last forward's h', (N, H) or (H,) -> (dx, dh_prev); fills grads."""
+        """dh: the gradient of the last forward's h', (N, H) or (H,) (None: zeros) -> (dx, dh_prev); fills grads."""
         dx, (dh_prev,) = self._backward(dh)
         return dx, dh_prev
 
@@ -205,13 +219,19 @@ class _Cell(Layer):
         raise NotImplementedError
 
 
-def _dc_left_out(cell: Any) -> str:
-    """Why an LSTMCell's backward with ``dc`` None is refused after the next call's backward returned dc_prev."""
-    return (f"{cell.name}.backward: the call this backward serves handed its c on to the next call (as hx), whose "
-            f"backward returned dc_prev, but dc is None here: the steps before would take no gradient from the later "
-            f"steps' cell state, silently, where PyTorch's autograd carries it. Pass it: dx, (dh, dc) = "
-            f"{cell.name.lower()}.backward(dy_t + dh, dc), with the (dh, dc) the later call's backward returned; to "
-            f"cut it on purpose (PyTorch's c.detach()) pass dc=xp.zeros_like(c), or give the next call a copy of c")
+def _left_out(cell: Any, slot: str) -> str:
+    """Why a backward with ``dh`` (``slot`` "h") or ``dc`` ("c") None is refused after the next call's backward
+    returned that state's gradient (d{slot}_prev)."""
+    name = cell.name.lower()
+    pair = "c" in cell.state_names
+    passed = f"dx, (dh, dc) = {name}.backward(dy_t + dh, dc)" if pair else f"dx, dh = {name}.backward(dy_t + dh)"
+    return (f"{cell.name}.backward: the call this backward serves handed its {slot} on to the next call (as hx), "
+            f"whose backward returned d{slot}_prev, but d{slot} is None here: the steps before would take no "
+            f"gradient from the later steps through the {'cell state' if slot == 'c' else 'hidden state'}, "
+            f"silently, where PyTorch's autograd carries it. Pass it: {passed}, with the "
+            f"{'(dh, dc)' if pair else 'dh'} the later call's backward returned (dy_t: the gradient the loss gives "
+            f"this call's h, zeros where none); to cut it on purpose (PyTorch's {slot}.detach()) pass "
+            f"d{slot}=xp.zeros_like({slot}), or give the next call a copy of {slot}")
 
 
 class _SummedBiasCell(_Cell):
@@ -275,7 +295,7 @@ class LSTMCell(_SummedBiasCell):
         return dax, dah, (dh_prev, dc_prev)
 
     def backward(self, dh: Any, dc: Any = None) -> tuple[Any, tuple[Any, Any]]:  # type: ignore[override]
-        """dh, dc: the gradients of the last forward's h', c' (dc None: zeros) -> (dx, (dh_prev, dc_prev))."""
+        """dh, dc: the gradients of the last forward's h', c' (None: zeros) -> (dx, (dh_prev, dc_prev))."""
         return self._backward(dh, dc)  # type: ignore[return-value]
 
 

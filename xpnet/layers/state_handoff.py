@@ -23,18 +23,25 @@ is told:
 The cells (``GRUCell``, ``LSTMCell``...) take part as decoders: each call given an ``hx`` looks it up (``linked``,
 a dict lookup per state array) and keeps its links with its cache; the backward of the call that started from a
 handed final state owes it (``owe(cell, links)``), paid only by the handing layer's ``dh_n`` (``dc_n``): the
-cell returns ``dh_prev``, read by nobody xpnet sees.
+cell returns ``dh_prev``, read by nobody xpnet sees. And as encoders (a loop of calls, the last one's state given
+to the decoder): each training-mode call hands its state (``handed(cell, state)``, numbered per call, kept with
+its cache), and the backward of that call (``settle_step``) refuses where the decoder computed the state's
+gradient and it did not come back: a decoder layer's ``dh`` (``dc``) never read since its backward (the read is
+the only way to take it: a ``dh`` given without it, zeros before the loop, is refused whatever it holds), or,
+for a decoder cell (whose backward returned ``dh_prev``), ``dh`` (``dc``) None; a ``dh`` that leaves that
+``dh_prev`` out (``dy_t`` where ``dy_t + dh_prev`` was meant) cannot be told from one holding it. Ten Python calls
+a step of a cell's loop, forward and backward (an LSTMCell's T=10: 1984 -> 2084, cProfile).
 
 Left alone: a state used only in evaluation (the layer it went to ran no backward), a fresh zero state, a copy
 (``xp.asarray(h, copy=True)``: PyTorch's ``h.detach()``) or an explicit ``dh_n=xp.zeros_like(h_n)`` (the gradient
-cut on purpose), a stateful layer's carried state and a cut under ``xn.no_grad()`` (truncated backpropagation
-through time: the backward of the forward that handed it never comes, and the next serves another forward).
-Owners: ``.base`` (NumPy's, CuPy's views), ``._base`` (PyTorch's); JAX's arrays have neither, and its rows of
-``h_n`` are new arrays, so a recurrent layer notes the rows it returns too and looks up ``hx`` as given. Not
-followed: arrays that take no weak reference, a JAX view made by indexing (``h_n[0]``, ``hs[:, -1]``), an encoder
-written as a cell's loop (a cell hands nothing: the state's gradient comes into its backward as ``dh``, which cannot
-be told from zeros given on purpose), and a cell started from another layer's output (``hs[:, -1]``: its
-``dh_prev`` goes back through ``dhs``, unseen).
+cut on purpose; a cell encoder's cut is the copy alone: its ``dh`` holds its output's gradient too), a stateful
+layer's carried state and a cut under ``xn.no_grad()`` (truncated backpropagation through time: the backward of the
+forward that handed it never comes, and the next serves another forward). Owners: ``.base`` (NumPy's, CuPy's
+views), ``._base`` (PyTorch's); JAX's arrays have neither, and its rows of ``h_n`` are new arrays, so a recurrent
+layer notes the rows it returns too and looks up ``hx`` as given. Not followed: arrays that take no weak
+reference, a JAX view made by indexing (``h_n[0]``, ``hs[:, -1]``: a new array with a buffer of its own, nothing
+naming the array it came from, which xpnet could only match by value), and a cell started from another layer's
+output (``hs[:, -1]``: its ``dh_prev`` goes back through ``dhs``, unseen).
 """
 
 from __future__ import annotations
@@ -43,32 +50,34 @@ import itertools
 import weakref
 from typing import Any
 
-__all__ = ["FORWARD", "LINKS", "StateGradient", "handed", "linked", "owe", "settle"]
+__all__ = ["FORWARD", "LINKS", "StateGradient", "handed", "linked", "owe", "settle", "settle_step"]
 
 FORWARD = "_forward_number"  # on a layer: the number of the forward its caches are from
-LINKS = "_start_state_from"  # on a layer: its forward's links, ((slot, handing layer ref, forward, output), ...)
+LINKS = "_start_state_from"  # on a layer: its forward's links, ((slot, handing layer ref, forward, kind), ...)
+FINAL, OUTPUT, STEP = "final", "output", "step"  # what was handed: a final state (h_n), the output, a cell call's state
 
 _numbers = itertools.count(1)
-# id(owner array) -> (weakref to it, weakref to the layer that handed it, that forward's number, its output or not)
-_HANDED: dict[int, tuple[Any, Any, int, bool]] = {}
+# id(owner array) -> (weakref to it, weakref to the layer that handed it, that forward's number, its kind)
+_HANDED: dict[int, tuple[Any, Any, int, str]] = {}
 # id(handing layer) -> (weakref to it, the forward's number, [_Debt, ...])
 _DEBTS: dict[int, tuple[Any, int, list["_Debt"]]] = {}
 _SWEEP = [4096]  # the size of _HANDED at which its dead entries are dropped (doubled while most are alive)
 
 
 class _Debt:
-    """``layer`` (its id and name) started from the state (``slot``: "h" or "c") that another layer handed;
-    ``returns``: its backward returns that state's gradient (a cell's ``dh_prev``) instead of keeping it in ``dh``."""
+    """``layer`` (its id and name) started from the state (``slot``: "h" or "c") that another layer handed
+    (``kind``: FINAL, OUTPUT, STEP); ``returns``: its backward returns that state's gradient (a cell's ``dh_prev``)
+    instead of keeping it in ``dh``."""
 
-    __slots__ = ("layer", "name", "slot", "output", "paid", "returns")
+    __slots__ = ("layer", "name", "slot", "kind", "paid", "returns")
 
-    def __init__(self, layer: Any, slot: str, output: bool):
-        self.layer, self.name, self.slot, self.output, self.paid = id(layer), layer.name, slot, output, False
+    def __init__(self, layer: Any, slot: str, kind: str):
+        self.layer, self.name, self.slot, self.kind, self.paid = id(layer), layer.name, slot, kind, False
         self.returns = not isinstance(getattr(type(layer), "d" + slot, None), StateGradient)
 
 
 class _Links(tuple):
-    """A forward's links, ((slot, handing layer ref, forward number, output), ...): a layer pickled or copied with
+    """A forward's links, ((slot, handing layer ref, forward number, kind), ...): a layer pickled or copied with
     them drops them (weak references do not pickle; its next forward makes its own)."""
 
     def __reduce__(self) -> Any:
@@ -96,35 +105,38 @@ class StateGradient:
         obj.__dict__[self.attr] = value
 
 
-def handed(layer: Any, state: tuple[Any, ...], output: Any) -> None:
-    """``layer``'s forward ends, giving ``output`` and ending in ``state``: number the forward, note both. A dead
-    array's entry stays till its id is handed again or the table is swept (at ``_SWEEP`` entries): a few Python
-    calls a forward, none per array."""
+def handed(layer: Any, state: tuple[Any, ...], output: Any = None) -> int:
+    """``layer``'s forward ends, giving ``output`` and ending in ``state``: number the forward, note both (a cell's
+    call: ``state`` alone, of kind STEP); returns the number. A dead array's entry stays till its id is handed again
+    or the table is swept (at ``_SWEEP`` entries): a few Python calls a forward, none per array."""
     number = layer.__dict__[FORWARD] = next(_numbers)
     me = weakref.ref(layer)
+    kind = STEP if output is None else FINAL
     try:
         for a in state:
             base = getattr(a, "base", None)
             if base is None:
                 base = getattr(a, "_base", None)  # a PyTorch view's owner
             owner = a if base is None else base
-            _HANDED[id(owner)] = (weakref.ref(owner), me, number, False)
-        base = getattr(output, "base", None)
-        if base is None:
-            base = getattr(output, "_base", None)
-        owner = output if base is None else base
-        _HANDED[id(owner)] = (weakref.ref(owner), me, number, True)
+            _HANDED[id(owner)] = (weakref.ref(owner), me, number, kind)
+        if output is not None:
+            base = getattr(output, "base", None)
+            if base is None:
+                base = getattr(output, "_base", None)
+            owner = output if base is None else base
+            _HANDED[id(owner)] = (weakref.ref(owner), me, number, OUTPUT)
     except TypeError:  # an array type without weak references: not followed
         pass
     if len(_HANDED) > _SWEEP[0]:
         for key in [key for key, entry in list(_HANDED.items()) if entry[0]() is None]:
             _HANDED.pop(key, None)
         _SWEEP[0] = max(4096, 2 * len(_HANDED))
+    return number
 
 
 def linked(state: tuple[Any, ...], slots: tuple[str, ...], carried_by: Any = None) -> Any:
     """The start state of a forward (``slots``: its names): for each array that a forward handed, (slot, that
-    layer, that forward's number, whether it was the output); None where none was. ``carried_by``: a stateful
+    layer, that forward's number, its kind); None where none was. ``carried_by``: a stateful
     layer starting where it left off (no ``hx``), whose own state is no handoff (truncated BPTT)."""
     links = None
     for slot, s in zip(slots, state):
@@ -142,9 +154,9 @@ def owe(layer: Any, links: Any = None) -> None:
     """``layer``'s backward computed the gradient of its start state: a debt to each layer that handed part of it
     (``links``: a cell's call's, which it keeps per call; else the layer's forward's). A cell started from another
     layer's output (``hs[:, -1]``) owes nothing: the ``dh_prev`` it returns goes back through ``dhs``, unseen."""
-    for slot, by, number, output in (layer.__dict__.get(LINKS) if links is None else links) or ():
+    for slot, by, number, kind in (layer.__dict__.get(LINKS) if links is None else links) or ():
         handing = by()
-        if handing is None or (output and links is not None):
+        if handing is None or (kind == OUTPUT and links is not None):
             continue
         entry = _DEBTS.get(id(handing))
         if entry is None or entry[0]() is not handing or entry[1] != number:
@@ -152,16 +164,17 @@ def owe(layer: Any, links: Any = None) -> None:
                 for key in [key for key, (ref, _, _) in list(_DEBTS.items()) if ref() is None]:
                     _DEBTS.pop(key, None)
             entry = _DEBTS[id(handing)] = (by, number, [])
-        entry[2].append(_Debt(layer, slot, output))
+        entry[2].append(_Debt(layer, slot, kind))
 
 
 def _pay(layer: int, slot: str) -> None:
     """A read of ``dh`` (``dc``): pays the debts for a start from the output (the book's ``dhs[:, -1] +=
-    decoder.dh``, which passes it through ``dhs``); a final state's (``h_n``, ``c_n``) comes back only as the
-    argument (``dh_n``, ``dc_n``): a read alone (a print) passes nothing."""
+    decoder.dh``, which passes it through ``dhs``) or from a cell call's state (``cell.backward(dy_t +
+    decoder.dh)``); a final state's (``h_n``, ``c_n``) comes back only as the argument (``dh_n``, ``dc_n``): a read
+    alone (a print) passes nothing."""
     for _, _, debts in list(_DEBTS.values()):
         for debt in debts:
-            if debt.layer == layer and debt.slot == slot and debt.output:
+            if debt.layer == layer and debt.slot == slot and debt.kind != FINAL:
                 debt.paid = True
 
 
@@ -179,6 +192,45 @@ def settle(layer: Any, dh_n: Any, dc_n: Any) -> None:
         raise RuntimeError(_why(layer, unpaid, entry[2]))
 
 
+def settle_step(cell: Any, number: int, dh: Any, dc: Any) -> None:
+    """A cell's backward of its call ``number`` starts, given ``dh`` and ``dc``: raise where a layer started from
+    that call's state and computed its gradient, which did not come back: a decoder layer's ``dh`` (``dc``) never
+    read (the only way to take it), or a decoder cell's ``dh_prev`` (``dc_prev``) with ``dh`` (``dc``) None."""
+    if not _DEBTS:
+        return
+    entry = _DEBTS.get(id(cell))
+    if entry is None or entry[0]() is not cell or entry[1] != number:
+        return
+    del _DEBTS[id(cell)]
+    given = {"h": dh, "c": dc}
+    unpaid = [debt for debt in entry[2] if not debt.paid and (not debt.returns or given[debt.slot] is None)]
+    if unpaid:
+        raise RuntimeError(_why_step(cell, unpaid))
+
+
+def _why_step(cell: Any, unpaid: list[_Debt]) -> str:
+    debt, name = unpaid[0], cell.name.lower()
+    slots = [s for s in ("h", "c") if any(d.slot == s for d in unpaid)]
+    pair = "c" in cell.state_names
+    if debt.returns:  # a decoder cell: its backward of the call that started from the state returned d{slot}_prev
+        came = f"{' and '.join('d' + s for s in slots)} None here"
+        grads = ", ".join(f"d{s}_prev" for s in slots)
+        added = "the (dh_prev, dc_prev) that call's backward returned as (dh, dc)" if pair else \
+            "the dh_prev that call's backward returned as dh"
+    else:
+        came = f"{' and '.join(f'{debt.name}.d{s}' for s in slots)} not read since {debt.name}'s backward"
+        grads = ", ".join(f"its d{s}" for s in slots)
+        added = f"{debt.name}.dh as dh" + (f" and {debt.name}.dc as dc" if pair else "") + \
+            " (their [0] where the state went in as h[None])"
+    fix = f"dx, (dh, dc) = {name}.backward(dy_t + dh, dc)" if pair else f"dx, dh = {name}.backward(dy_t + dh)"
+    return (f"{cell.name}.backward: the {debt.name} it was handed to started from the state of the call this "
+            f"backward serves (as hx or by set_state), and its backward computed that state's gradient ({grads}), "
+            f"which did not come back here ({came}): {cell.name}'s gradients would be those of a loss that ignores "
+            f"the state it handed on, where PyTorch's autograd carries that gradient back. Pass it: {fix}, with "
+            f"{added} (dy_t: the gradient the loss gives this call's h, zeros where none). To cut it on purpose "
+            f"(PyTorch's .detach()), give the {debt.name} a copy of the state, xp.asarray(h, copy=True)")
+
+
 def _why(layer: Any, unpaid: list[_Debt], debts: list[_Debt]) -> str:
     name, debt = layer.name, unpaid[0]
     other = f"{name} itself, in a later call," if debt.layer == id(layer) else f"the {debt.name} it was handed to"
@@ -193,7 +245,7 @@ def _why(layer: Any, unpaid: list[_Debt], debts: list[_Debt]) -> str:
         unseen = f"from dx, {'(dh_prev, dc_prev)' if pair else 'dh_prev'} = cell.backward(...) of its call that " \
                  f"started from the state"
     zeros = ", ".join(f"d{s}_n=xp.zeros_like({s}_n)" for s in slots)
-    if debt.output:
+    if debt.kind == OUTPUT:
         came, fix = ("its output (hs[:, -1] as the start state, the book's seq2seq)",
                      f"add it where the state came from, dhs[:, -1] += decoder.dh, before this backward (the book's "
                      f"Seq2seq.backward), or pass backward(dhs, {passed})")

@@ -286,7 +286,7 @@ class Tree(Submodules):
             for store, out in zip(stores, named):
                 arrays = getattr(node, store)
                 if arrays:
-                    for k, v in arrays.items():
+                    for k, v in dict.items(arrays):  # (dict's own: a Grads' items() notes a user's read)
                         out[dot + k] = v
         return named[0] if len(stores) == 1 else tuple(named)
 

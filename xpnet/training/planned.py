@@ -234,7 +234,7 @@ class PlannedStep:
             opt.step(model)
             return
         params = [params[key] for params, key in self.pairs]
-        grads = [layer.grads.get(key) for layer in self.trained for key in layer.params]  # (no read noted: Grads)
+        grads = [dict.get(layer.grads, key) for layer in self.trained for key in layer.params]  # (no read noted)
         try:
             if opt.momentum:
                 done = self.velocities is not None or self._find_velocities() is not None
