@@ -121,7 +121,10 @@ class StepPlan:
             for name, key, p in entries:
                 if params.get(key) is not p:
                     return MISSED
-                g = grads.get(key)
+                try:  # dict's own get: Grads.get would ask whose read it is, at each parameter
+                    g = dict.get(grads, key)
+                except TypeError:  # a layer of one's own whose grads is no dict
+                    return MISSED
                 if g is None:
                     if adding and key not in grads:  # no backward reached it since zero_grad(): left out
                         continue
