@@ -610,9 +610,10 @@ def check_state_dict(name: str, sd: Any) -> None:
         if "param_groups" in sd and "state" in sd:
             raise ValueError(f"{who}: this is torch.optim's state_dict (its state by parameter index, in PyTorch's "
                              "layouts: a Linear's (out, in)), which xpnet's optimizers, keeping theirs by parameter "
-                             "name in xpnet's layouts, cannot load; load the weights alone with "
-                             "xn.load_torch_state_dict(model, checkpoint['model_state_dict']) and let the optimizer "
-                             "start afresh (its momentum and moments from zero), or resume the run in PyTorch")
+                             "name in xpnet's layouts, cannot load without the model to pair the indices with: load "
+                             "the weights with xn.load_torch_state_dict(model, checkpoint['model_state_dict']), then "
+                             "this state with xn.load_torch_optimizer_state_dict(optimizer, model, "
+                             "checkpoint['optimizer_state_dict'])")
         inner = [k for k, v in sd.items() if isinstance(v, Mapping) and "type" in v and "state" in v]
         where = f"; its entry {inner[0]!r} is one: optimizer.load_state_dict(d[{inner[0]!r}])" if inner else ""
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "
