@@ -102,12 +102,16 @@ def _same_weights(ours, tmodel):
         np.testing.assert_allclose(array, theirs[name].detach().numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
 
 
-def _resume(torch, kind, make_topt, make_ours, k=3, m=4):
-    """torch trains k steps; the xpnet twin loads the checkpoint and both go on m steps."""
+def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
+    """torch trains k steps (``after_first(topt)`` after the first); the xpnet twin loads the checkpoint and both go
+    on m steps."""
     ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm}[kind](torch)
     batches = _batches(kind, k + m)
     topt = make_topt(tmodel)
-    _torch_steps(torch, tmodel, topt, batches[:k])
+    _torch_steps(torch, tmodel, topt, batches[:1])
+    if after_first is not None:
+        after_first(topt)
+    _torch_steps(torch, tmodel, topt, batches[1:k])
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
     opt = make_ours(ours)
@@ -143,6 +147,34 @@ def test_an_mlp_resumes_with_each_torch_optimizers_state_as_torch_goes_on(name):
     make_topt, cls = TWINS[name]
     ours, opt = _resume(torch, "mlp", lambda tm: make_topt(torch, tm.parameters()), lambda m: cls(m.parameters()))
     assert opt.param_groups[0]["weight_decay_on"] == "all"  # PyTorch's weight decay, on biases too
+
+
+def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
+    """NAdam's product of mu holds each step's beta1 (OneCycleLR's cycle_momentum moves it): not rebuilt from the
+    current beta1, but taken from torch's state."""
+    torch = _torch()
+
+    def beta1_moved(topt):
+        topt.param_groups[0]["betas"] = (0.6, 0.999)
+
+    _resume(torch, "mlp", lambda tm: torch.optim.NAdam(tm.parameters(), lr=0.05, betas=(0.9, 0.999)),
+            lambda m: optim.NAdam(m.parameters()), after_first=beta1_moved)
+
+
+def test_a_layer_frozen_for_torchs_first_step_goes_on_with_its_own_step_count():
+    """torch's step is per parameter: a layer frozen at the first step is a step behind in Adam's bias correction."""
+    torch = _torch()
+
+    def first_frozen(tm):
+        tm[0].requires_grad_(False)
+        return torch.optim.Adam(tm.parameters(), lr=0.05)
+
+    def thawed(topt):
+        for p in topt.param_groups[0]["params"]:
+            p.requires_grad_(True)
+
+    _, opt = _resume(torch, "mlp", first_frozen, lambda m: optim.Adam(m.parameters()), after_first=thawed)
+    assert opt.t - opt.skipped.get("0.W", 0) == 6 and opt.t - opt.skipped.get("2.W", 0) == 7
 
 
 def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
@@ -185,13 +217,13 @@ def test_xn_train_resumes_a_pytorch_run_given_the_loaded_optimizer():
     torch = _torch()
     ours, tmodel = _mlp(torch)
     batches = _batches("mlp", 5)
-    topt = torch.optim.Adam(tmodel.parameters(), lr=0.05)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=0.05, weight_decay=0.01)
     _torch_steps(torch, tmodel, topt, batches[:2])
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
-    opt = optim.Adam(1e-3)  # the book's way, given the model by xn.train
+    opt = optim.Adam(1e-3)  # the book's way, given the model by xn.train; its weight decay would spare biases
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
-    assert opt.lr == 0.05
+    assert (opt.lr, opt.weight_decay, opt.weight_decay_on) == (0.05, 0.01, "all")
     _torch_steps(torch, tmodel, topt, batches[2:])
     x, y = np.concatenate([b[0] for b in batches[2:]]), np.concatenate([b[1] for b in batches[2:]])
     xn.train(ours, (x, y), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=opt, epochs=1, batch_size=5,
