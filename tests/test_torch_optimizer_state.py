@@ -290,10 +290,29 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, asgd.state_dict())
     with pytest.raises(ValueError, match=r"xn\.optim\.Momentum is the book's .* build xn\.optim\.SGD"):
         xn.load_torch_optimizer_state_dict(optim.Momentum(), ours, nadam.state_dict())
+    with pytest.raises(ValueError, match=r"Adam\(convention='book'\) is the book's, .* convention='pytorch'"):
+        xn.load_torch_optimizer_state_dict(optim.Adam(convention="book"), ours, nadam.state_dict())
+    decaying = torch.optim.Adagrad(tmodel.parameters(), lr=0.01, lr_decay=0.1).state_dict()
+    with pytest.raises(ValueError, match=r"lr_decay=0\.1, where xn\.optim\.AdaGrad steps as lr_decay=0"):
+        xn.load_torch_optimizer_state_dict(optim.AdaGrad(), ours, decaying)
     maximizing = torch.optim.SGD(tmodel.parameters(), lr=0.01, maximize=True).state_dict()
     with pytest.raises(ValueError, match=r"param_groups\[0\]: maximize=True, where xn\.optim\.SGD steps as "
                                          r"maximize=False"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, maximizing)
+
+
+def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"epoch": 1, "model_state_dict": tmodel.state_dict(), "optimizer_state_dict": topt.state_dict()}, path)
+    opt = optim.SGD(ours.parameters())
+    with pytest.raises(ValueError, match=r"its entry 'optimizer_state_dict' is one: pass key='optimizer_state_dict'"):
+        xn.load_torch_optimizer_state_dict(opt, ours, path)
+    xn.load_torch_optimizer_state_dict(opt, ours, path, key="optimizer_state_dict")
+    np.testing.assert_array_equal(opt.state["2.W"]["v"], topt.state_dict()["state"][2]["momentum_buffer"].numpy().T)
 
 
 def test_optimizer_load_state_dict_given_torchs_names_the_function_to_call():

@@ -104,7 +104,7 @@ _TORCH_STATE = {
 _IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable"}  # how torch computes, not what
 _KNOWN = set().union(*_TORCH_KEYS.values())
 # torch.optim's optimizers xpnet lacks: what to use instead
-_INSTEAD = {"ASGD": "train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel",
+_INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel",
             "LBFGS": _NO_TWIN[LBFGS]}
 
 
@@ -302,8 +302,8 @@ def _check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
                          f"{keys}, its state's {state_keys}); xn.optim.{optimizer.name} loads torch.optim.{twin}'s")
     theirs = kinds[0]
     ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
-    instead = (f"build xn.optim.{ours[0]} to load it" if ours else
-               f"xpnet has no {theirs}: {_INSTEAD.get(theirs, 'let the xpnet optimizer start afresh')}")
+    instead = f"build xn.optim.{ours[0]} to load it" if ours else \
+        _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
     raise ValueError(f"{WHO}: the dict is torch.optim.{theirs}'s (its param group's keys {keys}, its state's "
                      f"{state_keys}), not torch.optim.{twin}'s, the twin of xn.optim.{optimizer.name}: {instead}")
 
