@@ -245,6 +245,39 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
     assert [g["lr"] for g in opt.param_groups] == [0.2, 0.05] and opt.param_groups[0]["name"] == "body"
 
 
+def test_the_index_order_is_torchs_model_parameters_order():
+    """torch.optim's indices follow ``model.parameters()``: a module's own parameters before its submodules'
+    (``out_proj``, a parametrization's ``original``), a stacked and bidirectional LSTM's per level and direction, a
+    projection's last, a tied weight once, buffers never (BatchNorm's running statistics)."""
+    torch = _torch()
+    from xpnet.optim.torch_state import torch_parameters
+    t = torch.nn
+    emb, temb = nn.Embedding(5, 4), t.Embedding(5, 4)
+    tied = t.Linear(4, 5)
+    tied.weight = temb.weight
+
+    class Attention(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.att, self.cross = nn.MultiheadAttention(4, 2), nn.MultiheadAttention(4, 2, kdim=3, vdim=5)
+
+    class TorchAttention(t.Module):
+        def __init__(self):
+            super().__init__()
+            self.att, self.cross = t.MultiheadAttention(4, 2), t.MultiheadAttention(4, 2, kdim=3, vdim=5)
+
+    pairs = [(xn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True), nn.LSTM(8, 4, proj_size=2),
+                            nn.GRU(2, 3)),
+              t.Sequential(t.LSTM(3, 4, num_layers=2, bidirectional=True), t.LSTM(8, 4, proj_size=2), t.GRU(2, 3))),
+             (Attention(), TorchAttention()),
+             (xn.Sequential(nn.SpectralNorm(nn.Linear(3, 4)), nn.WeightNorm(nn.Conv2d(2, 3, 3)), nn.BatchNorm(3)),
+              t.Sequential(t.utils.parametrizations.spectral_norm(t.Linear(3, 4)),
+                           t.utils.parametrizations.weight_norm(t.Conv2d(2, 3, 3)), t.BatchNorm2d(3))),
+             (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied))]
+    for ours, theirs in pairs:
+        assert [entry[0] for entry in torch_parameters(ours)] == [name for name, _ in theirs.named_parameters()]
+
+
 def test_param_names_in_the_dict_are_held_against_the_models():
     torch = _torch()
     ours, tmodel = _mlp(torch)
