@@ -197,12 +197,12 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
             continue
         names = group.get("param_names")
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
-        for index, (torch_name, xpnet_name, how, _) in zip(indices, entries):
+        for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
             torch_name = torch_prefix + torch_name
-            if names is not None and names[indices.index(index)] != torch_name:
-                problems.append(f"{where}: the parameter at index {index} is PyTorch's {names[indices.index(index)]!r}"
-                                f", where the xpnet model's is {torch_name!r} (for its {xpnet_name}): the state of "
-                                "another model, or a model whose modules are registered in another order")
+            if names is not None and names[j] != torch_name:
+                problems.append(f"{where}: the parameter at index {index} is PyTorch's {names[j]!r}, where the xpnet "
+                                f"model's is {torch_name!r} (for its {xpnet_name}): the state of another model, or a "
+                                "model whose modules are registered in another order")
                 continue
             by_param.setdefault(xpnet_name, []).append((torch_name, how, index, state.get(index) or {}))
         params = node.named_params()
@@ -354,9 +354,11 @@ def _hyperparams(optimizer: Any, twin: str, index: int, group: Mapping[str, Any]
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
         elif k not in _KNOWN:
             extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it
-    try:
+    try:  # checked as the constructor checks them, before anything changes
         type(optimizer)(**values)
-    except (TypeError, ValueError) as e:
+    except TypeError:  # an optimizer of one's own whose __init__ takes other arguments: checked as they are set
+        pass
+    except ValueError as e:
         problems.append(f"{where}: {e}")
     return values, extra
 
