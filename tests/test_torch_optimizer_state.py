@@ -241,8 +241,12 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
     def mine(m):
         return optim.SGD([{"params": m[0].parameters()}, {"params": m[2].parameters()}], lr=0.01)
 
-    _, opt = _resume(torch, "mlp", theirs, mine)
+    ours, opt = _resume(torch, "mlp", theirs, mine)
     assert [g["lr"] for g in opt.param_groups] == [0.2, 0.05] and opt.param_groups[0]["name"] == "body"
+    with pytest.raises(ValueError, match=r"the PyTorch optimizer has 2 param group\(s\), the xpnet SGD 1; build it "
+                                         r"with as many, each of the same layers \(\{'params': model\.fc\."
+                                         r"parameters\(\), 'lr': \.\.\.\}\)$"):
+        xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, theirs(_mlp(torch)[1]).state_dict())
 
 
 def test_the_index_order_is_torchs_model_parameters_order():
@@ -276,6 +280,15 @@ def test_the_index_order_is_torchs_model_parameters_order():
              (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied))]
     for ours, theirs in pairs:
         assert [entry[0] for entry in torch_parameters(ours)] == [name for name, _ in theirs.named_parameters()]
+
+
+def test_an_optimizer_of_one_layer_takes_its_state_by_that_layers_names():
+    """torch.optim built with ``model[2].parameters()``: its indices are that layer's; the xpnet optimizer of the same
+    layer keeps its state by the layer's own names (``W``, ``b``)."""
+    torch = _torch()
+    _, opt = _resume(torch, "mlp", lambda tm: torch.optim.SGD(tm[2].parameters(), lr=0.1, momentum=0.9),
+                     lambda m: optim.SGD(m[2].parameters()))
+    assert sorted(opt.state) == ["W", "b"]
 
 
 def test_param_names_in_the_dict_are_held_against_the_models():

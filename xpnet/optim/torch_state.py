@@ -181,7 +181,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     if len(groups) != len(places):
         raise ValueError(f"{WHO}: the PyTorch optimizer has {len(groups)} param group(s), the xpnet {optimizer.name} "
                          f"{len(places)}; build it with as many, each of the same layers ({{'params': "
-                         "model.fc.parameters(), 'lr': ...}})")
+                         "model.fc.parameters(), 'lr': ...})")
     values = [_hyperparams(optimizer, twin, i, group, problems) for i, group in enumerate(groups)]
     converted: dict[str, dict[str, Any]] = {}
     steps: dict[str, int] = {}
