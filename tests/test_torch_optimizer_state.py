@@ -177,6 +177,42 @@ def test_a_layer_frozen_for_torchs_first_step_goes_on_with_its_own_step_count():
     assert opt.t - opt.skipped.get("0.W", 0) == 6 and opt.t - opt.skipped.get("2.W", 0) == 7
 
 
+@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
+def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_search_fn):
+    """torch.optim.LBFGS's state is flat vectors of every parameter in torch's order and layouts (a Linear's (out, in)
+    weight row by row): reordered into xpnet's flat vector ((in, out) W), the history goes on as torch's."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    x, y = _batches("mlp", 1)[0]
+    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+    topt = torch.optim.LBFGS(tmodel.parameters(), lr=0.5, max_iter=3, history_size=4, line_search_fn=line_search_fn)
+
+    def tclosure():
+        topt.zero_grad()
+        loss = tcriterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        return loss
+
+    for _ in range(2):
+        topt.step(tclosure)
+    checkpoint = _saved(torch, tmodel, topt)
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.LBFGS(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    assert (opt.max_iter, opt.history_size, opt.line_search_fn) == (3, 4, line_search_fn)
+
+    def closure():
+        opt.zero_grad()
+        loss = criterion(ours(x), y)
+        ours.backward(criterion.backward())
+        return loss
+
+    for _ in range(2):
+        topt.step(tclosure)
+        opt.step(closure)
+    _same_weights(ours, tmodel)
+
+
 def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
     torch = _torch()
     _resume(torch, "cnn", lambda tm: torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01),

@@ -27,6 +27,7 @@ How a load goes:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -60,14 +61,13 @@ TWINS: dict[type, tuple[str, dict[str, str]]] = {
     RAdam: ("RAdam", {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}),
     Adamax: ("Adamax", {"exp_avg": "exp_avg", "exp_inf": "exp_inf"}),
     Adadelta: ("Adadelta", {"square_avg": "square_avg", "acc_delta": "acc_delta"}),
+    LBFGS: ("LBFGS", {}),  # one state of flat vectors, reordered by _lbfgs_state
 }
 
 # Why an xpnet optimizer has no twin to load from.
 _NO_TWIN = {
     Momentum: "xn.optim.Momentum is the book's (v = momentum * v - lr * g, p += v), whose v is not torch.optim.SGD's "
               "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) to load it",
-    LBFGS: "torch.optim.LBFGS keeps its history as flat vectors of every parameter in PyTorch's layouts, which "
-           "this conversion does not reorder; let xn.optim.LBFGS start its history afresh",
 }
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
@@ -104,8 +104,9 @@ _TORCH_STATE = {
 _IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable"}  # how torch computes, not what
 _KNOWN = set().union(*_TORCH_KEYS.values())
 # torch.optim's optimizers xpnet lacks: what to use instead
-_INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel",
-            "LBFGS": _NO_TWIN[LBFGS]}
+_INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel"}
+_LBFGS_FLAT = ("d", "prev_flat_grad")  # torch.optim.LBFGS's flat vectors; old_dirs and old_stps are lists of them
+_LBFGS_FLOATS = ("t", "H_diag", "prev_loss")
 
 
 def torch_parameters(node: Any) -> list[tuple[str, str, str, int]]:
@@ -150,8 +151,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
 
     The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
     where ``nesterov=True``), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
-    ``Adamax``, ``Adadelta``), with as many param groups, each of the same parameters (an xpnet group is a layer or
-    model, ``{"params": model.fc.parameters()}``). State is paired with parameters by torch's order of
+    ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups,
+    each of the same parameters (an xpnet group is a layer or model, ``{"params": model.fc.parameters()}``). State is paired with parameters by torch's order of
     ``model.parameters()`` (:func:`torch_parameters`; checked by name where the dict has ``param_names``) and laid out
     as the weights (a Linear's ``momentum_buffer`` transposed into ``v``). The hyperparameters are the dict's
     (``lr``, ``betas``, ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``: PyTorch's ``weight_decay``
@@ -183,6 +184,16 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
                          f"{len(places)}; build it with as many, each of the same layers ({{'params': "
                          "model.fc.parameters(), 'lr': ...})")
     values = [_hyperparams(optimizer, twin, i, group, problems) for i, group in enumerate(groups)]
+    if isinstance(optimizer, LBFGS):
+        node, _, torch_prefix = places[0]
+        loaded = _lbfgs_state(node, torch_prefix, groups[0], state, problems)
+        if problems:
+            raise ValueError(f"{WHO}: the PyTorch optimizer state does not fit the xpnet {optimizer.name} of "
+                             f"{model.name}:\n  " + "\n  ".join(problems))
+        optimizer.load_state_dict({"type": optimizer.name, "hyperparams": values[0][0], "t": 0,
+                                   "params": list(node.trainable_params()), "state": loaded,
+                                   "param_groups": [{**values[0][0], **values[0][1]}]})
+        return
     converted: dict[str, dict[str, Any]] = {}
     steps: dict[str, int] = {}
     mu: dict[str, float] = {}
@@ -335,7 +346,8 @@ def _hyperparams(optimizer: Any, twin: str, index: int, group: Mapping[str, Any]
     own); the settings xpnet lacks at a value that changes the steps go to ``problems``."""
     groups = optimizer.param_groups
     values = groups[index].hyperparams() if index < len(groups) else optimizer.hyperparams()
-    values["weight_decay_on"] = "all"
+    if "weight_decay_on" in values:
+        values["weight_decay_on"] = "all"
     implied = {"maximize": False, **({"nesterov": True, "dampening": 0} if isinstance(optimizer, Nesterov) else {})}
     extra: dict[str, Any] = {}
     where = f"param_groups[{index}]"
@@ -405,6 +417,56 @@ def _equal(a: np.ndarray, b: np.ndarray) -> bool:
     tol = float(np.sqrt(np.finfo(a.dtype).eps)) if np.issubdtype(a.dtype, np.floating) else 0.0
     scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol * scale))
+
+
+def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: Mapping[Any, Any],
+                 problems: list[str]) -> dict[str, Any]:
+    """torch.optim.LBFGS's state (under its first parameter's index) for xpnet's: its flat vectors, of every
+    parameter in torch's order and layouts, reordered into xpnet's flat vector of the parameters that train, in
+    ``trainable_params()`` order and xpnet's layouts; its numbers as Python floats, its scratch list ``al`` left out."""
+    entries = torch_parameters(node)
+    if len(group["params"]) != len(entries):
+        problems.append(f"param_groups[0] holds {len(group['params'])} parameters, but the xpnet {node.name} has "
+                        f"{len(entries)} in PyTorch's naming: the state of another model")
+        return {}
+    params, trained = node.named_params(), node.trainable_params()
+    offsets, at = {}, 0
+    for torch_name, xpnet_name, how, _ in entries:
+        shape = tuple(int(d) for d in params[xpnet_name].shape)
+        offsets[xpnet_name] = (at, shape[::-1] if how == "T" else shape, how, torch_prefix + torch_name)
+        at += math.prod(shape)
+    summed = sorted({v[3] for v in offsets.values() if v[2] == "+"})
+    if summed:
+        problems.append(f"xpnet's one bias of {', '.join(map(repr, summed))} sums two PyTorch parameters, whose "
+                        "parts of L-BFGS's flat vectors one bias cannot hold: build the layer with "
+                        "convention='pytorch' (bx, bh: PyTorch's two)")
+        return {}
+    order = []
+    for name in trained:
+        start, shape, how, _ = offsets[name]
+        index = np.arange(start, start + math.prod(shape)).reshape(shape)
+        order.append((index.T if how == "T" else index).ravel())
+    order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    theirs = state.get(list(group["params"])[0]) or {}
+    loaded: dict[str, Any] = {k: int(round(float(to_numpy(theirs[k])))) for k in ("func_evals", "n_iter")
+                              if k in theirs}
+    for k in _LBFGS_FLOATS:
+        if theirs.get(k) is not None:
+            loaded[k] = float(to_numpy(theirs[k]))
+    flats = {k: [theirs[k]] for k in _LBFGS_FLAT if theirs.get(k) is not None}
+    flats.update({k: list(theirs[k]) for k in ("old_dirs", "old_stps") if theirs.get(k) is not None})
+    for k, arrays in flats.items():
+        arrays = [to_numpy(a) for a in arrays]
+        wrong = [tuple(a.shape) for a in arrays if tuple(a.shape) != (at,)]
+        if wrong:
+            problems.append(f"torch.optim.LBFGS's {k} has shape {wrong[0]}, where the xpnet {node.name}'s "
+                            f"parameters make a flat vector of {at}: the state of another model")
+            return {}
+        moved = [np.array(a[order], copy=True) for a in arrays]
+        loaded[k] = moved if k in ("old_dirs", "old_stps") else moved[0]
+    if theirs.get("ro") is not None:
+        loaded["ro"] = [float(to_numpy(r)) for r in theirs["ro"]]
+    return loaded
 
 
 def _at(prefix: str) -> str:
