@@ -15,7 +15,8 @@ Adamax, Adadelta and LBFGS, with PyTorch's names for their arguments.
   (``xn.train(..., clip_grad_value=...)``);
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
 - ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn, SWALR);
-- ``torch_state``: torch.optim's state dicts into xpnet's optimizers (``xn.load_torch_optimizer_state_dict``).
+- ``torch_state``: torch.optim's state dicts into xpnet's optimizers (``xn.load_torch_optimizer_state_dict``);
+  ``torch_twins``: which torch optimizer is whose twin, and which one a torch state dict is of.
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
