@@ -28,7 +28,7 @@ NAMES = [
     # PyTorch's names (issue 28)
     "manual_seed", "no_grad", "set_grad_enabled", "enable_grad",
     # PyTorch's state dicts in and out
-    "load_torch_state_dict", "torch_state_dict", "read_torch_file",
+    "load_torch_state_dict", "torch_state_dict", "read_torch_file", "load_torch_optimizer_state_dict",
 ]
 
 
@@ -59,6 +59,7 @@ def test_public_name_exists(name):
     (xn.Model.load_state_dict, ["strict"]),
     (xn.load_torch_state_dict, ["strict", "key"]),
     (xn.torch_state_dict, ["as_tensors"]),
+    (xn.load_torch_optimizer_state_dict, ["optimizer", "model", "state_dict", "key"]),
     (xn.Model.predict, ["batch_size"]),
 ])
 def test_contract_keywords(fn, keywords):

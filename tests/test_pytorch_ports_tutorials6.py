@@ -255,3 +255,44 @@ def test_del_model_layers_before_others_keeps_each_parameters_momentum_as_pytorc
     np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-10, atol=1e-12)
     for name, array in xn.torch_state_dict(ours).items():
         np.testing.assert_allclose(array, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("where", ["torch:cpu", "strict", "param groups"])
+def test_del_model_layers_keeps_each_parameters_momentum_without_a_step_plan(where):
+    """As above where the step keeps no plan of the model (arrays not NumPy's: PyTorch's, array-api-strict's; several
+    param groups): the state follows each parameter to its new name from what the last step found, as PyTorch's
+    optimizer holds the parameters themselves. Before, it stayed under the old names, taken by the layers that took
+    them. The next steps equal torch's in float64."""
+    torch = _torch()
+    from conftest import _strict_device, library_device
+    x, y = _data()
+    x = np.concatenate([x, x[:, :1]], axis=1)
+    torch.manual_seed(0)
+    tnn = torch.nn
+    theirs = tnn.Sequential(tnn.Sequential(tnn.Linear(4, 4), tnn.ReLU(), tnn.Linear(4, 4), tnn.ReLU()),
+                            tnn.Linear(4, 2)).double()
+    ours = xn.Sequential(xn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU()),
+                         nn.Linear(4, 2)).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    if where == "param groups":
+        opt = optim.SGD([{"params": ours[0].parameters()}, {"params": ours[1].parameters(), "lr": 0.05}], lr=0.1,
+                        momentum=0.9)
+        topt = torch.optim.SGD([{"params": theirs[0].parameters()}, {"params": theirs[1].parameters(), "lr": 0.05}],
+                               lr=0.1, momentum=0.9)
+    else:
+        dev = library_device(where) if where == "torch:cpu" else _strict_device("device1")
+        ours.to(dev)
+        x = xn.to_device(x, dev)
+        opt = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9)
+        topt = torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9)
+    tx, ty = torch.from_numpy(xn.to_numpy(x)), torch.from_numpy(y)
+    y = xn.to_device(y, xn.backend.device_of(x))
+    cross_entropy = torch.nn.functional.cross_entropy
+    _steps(ours, opt, x, y)
+    _steps(theirs, topt, tx, ty, loss=cross_entropy)
+    del ours[0][0:2], theirs[0][0:2]
+    got = _steps(ours, opt, x, y)
+    want = _steps(theirs, topt, tx, ty, loss=cross_entropy)
+    np.testing.assert_allclose(xn.to_numpy(got), want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for name, array in xn.torch_state_dict(ours).items():
+        np.testing.assert_allclose(array, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)

@@ -14,7 +14,9 @@ Adamax, Adadelta and LBFGS, with PyTorch's names for their arguments.
 - ``clip``: ``clip_grad_norm`` (global-norm clipping, ``xn.train(..., clip_grad_norm=...)``) and ``clip_grad_value``
   (``xn.train(..., clip_grad_value=...)``);
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
-- ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn, SWALR).
+- ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn, SWALR);
+- ``torch_state``: torch.optim's state dicts into xpnet's optimizers (``xn.load_torch_optimizer_state_dict``);
+  ``torch_twins``: which torch optimizer is whose twin, and which one a torch state dict is of.
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
 ``lambda * W`` is added to the gradient of each weight (``W`` of Linear, Conv2d and Embedding, ``Wx``
@@ -22,7 +24,7 @@ and ``Wh`` of the recurrent layers: every parameter whose name starts with ``W``
 to biases or BatchNorm's gamma/beta, unless ``weight_decay_on="all"`` (PyTorch's: every parameter the optimizer
 updates). AdamW decays decoupled from the gradient instead, every parameter by default (0.01), as PyTorch's.
 It imports only the backend (and ``xpnet._user``); ``swa_utils`` also the layers and models (an AveragedModel
-is a model, update_bn finds BatchNorm).
+is a model, update_bn finds BatchNorm), ``torch_state`` the models' table of PyTorch's names (``TORCH_NAMES``).
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from .clip import clip_grad_norm, clip_grad_value
 from .lbfgs import LBFGS, NOT_IN_TRAIN
 from . import lr_scheduler, swa_utils
 from .sgd import SGD, Momentum, Nesterov
+from .torch_state import load_torch_optimizer_state_dict
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "NAdam", "RAdam",
            "Adamax", "Adadelta", "LBFGS", "OPTIMIZERS", "get",
-           "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils"]
+           "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils", "load_torch_optimizer_state_dict"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "nadam": NAdam, "radam": RAdam,

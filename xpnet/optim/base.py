@@ -46,7 +46,7 @@ from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps
 from .hyperparams import choice, positive
 from .param_groups import ParamGroup
-from .step_plan import MISSED, StepPlan
+from .step_plan import MISSED, Seen, StepPlan
 from ..backend import (device_of, into, namespace, no_autograd, same_device, to_device, update_rule,
                        writes_out)
 
@@ -266,9 +266,13 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             self._plan = None
         found: list[dict[str, Any]] = []
         work = self._collect(model, "", adding, found)
-        if plan is not None and self.state:
-            self._follow_renamed(plan.arrays(), found[0])
+        seen = self.__dict__.pop("_seen", None)
+        before = plan.arrays() if plan is not None else None if seen is None else seen.arrays
+        if before is not None and self.state:
+            self._follow_renamed(before, found[0])
         self._plan = StepPlan.of(model, found[0])
+        if self._plan is None:  # no plan to read them from at the next step
+            self._seen = Seen.of(found[0])
         return work
 
     def _follow_renamed(self, before: dict[str, Any], now: dict[str, Any]) -> None:
@@ -276,7 +280,9 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         optimizer holds the parameter itself: ``del model[0]`` renumbers the layers after it ('2.W' is now '1.W'),
         whose state would otherwise start afresh, or go to the layer that took its old name. The state left under
         a name that another parameter has taken (a removed layer's) goes. Read where the last step's plan
-        (:mod:`~xpnet.optim.step_plan`) holds the arrays, when the model no longer matches it: not per step."""
+        (:mod:`~xpnet.optim.step_plan`) holds the arrays, when the model no longer matches it (not per step); for a
+        model without a plan (CuPy's or PyTorch's arrays, several param groups) from the ``Seen`` of its last step,
+        at every step."""
         where: dict[int, str | None] = {}
         for name, p in before.items():
             where[id(p)] = None if id(p) in where else name  # an array under two names (tied): left as it is
@@ -610,9 +616,10 @@ def check_state_dict(name: str, sd: Any) -> None:
         if "param_groups" in sd and "state" in sd:
             raise ValueError(f"{who}: this is torch.optim's state_dict (its state by parameter index, in PyTorch's "
                              "layouts: a Linear's (out, in)), which xpnet's optimizers, keeping theirs by parameter "
-                             "name in xpnet's layouts, cannot load; load the weights alone with "
-                             "xn.load_torch_state_dict(model, checkpoint['model_state_dict']) and let the optimizer "
-                             "start afresh (its momentum and moments from zero), or resume the run in PyTorch")
+                             "name in xpnet's layouts, cannot load without the model to pair the indices with: load "
+                             "the weights with xn.load_torch_state_dict(model, checkpoint['model_state_dict']), then "
+                             "this state with xn.load_torch_optimizer_state_dict(optimizer, model, "
+                             "checkpoint['optimizer_state_dict'])")
         inner = [k for k, v in sd.items() if isinstance(v, Mapping) and "type" in v and "state" in v]
         where = f"; its entry {inner[0]!r} is one: optimizer.load_state_dict(d[{inner[0]!r}])" if inner else ""
         raise ValueError(f"{who}: expected the dict of optimizer.state_dict() (keys 'type', 'hyperparams', 't', "

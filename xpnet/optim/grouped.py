@@ -30,6 +30,7 @@ from .binding import groups_hint, owning_model
 from .group_keys import check_own_key
 from .hyperparams import positive
 from .param_groups import WHY_FIXED, ParamGroup
+from .step_plan import Seen
 
 __all__ = ["GroupedSteps"]
 
@@ -133,12 +134,18 @@ class GroupedSteps:
         if root is None and self._unchecked:  # a state loaded, and no root to name it in: the groups' own names
             self._check_loaded(self.state, None, f"{self.name}.step: the state given to load_state_dict")
         groups = self._param_groups
-        works, adding = [], False
+        works, adding, found = [], False, {}
         for i, group in enumerate(groups):
             prefix = _ROOTLESS.format(i) if root is None else self._prefix(root, group.node, i)
             adds = armed(group.node) or armed(root)
             adding = adding or adds
-            works.append(self._collect(group.node, prefix, adds))
+            trained: list[dict[str, Any]] = []
+            works.append(self._collect(group.node, prefix, adds, trained))
+            found.update((prefix + k, p) for k, p in trained[0].items())
+        seen = self.__dict__.pop("_seen", None)
+        if seen is not None and self.state:  # a layer removed since (del model.body[0]): the state follows renamed ones
+            self._follow_renamed(seen.arrays, found)
+        self._seen = Seen.of(found)
         if all(work is None for work in works):  # no backward since zero_grad(): PyTorch's step skips them all
             return
         if root is not None:  # two backward calls of the model since the last step, the first's gradients lost
@@ -177,7 +184,9 @@ class GroupedSteps:
         return name + "."
 
     def _rename(self, old: list[str], new: list[str]) -> None:
-        """The state of each parameter named ``old[i] + rest`` is renamed ``new[i] + rest``."""
+        """The state of each parameter named ``old[i] + rest`` is renamed ``new[i] + rest`` (the parameters the last
+        step found, by the old names, are forgotten)."""
+        self.__dict__.pop("_seen", None)
         for store in (self.state, self.skipped, self.scalars):
             renamed = _renamed(store, old, new)
             store.clear()

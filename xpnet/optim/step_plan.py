@@ -21,18 +21,40 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import namespace
+from ..backend import namespace, update_rule
 from ..layers.tree import Tree
 
 _NO_CHILDREN = Tree.named_children  # a leaf's (layers.tree's _visit asks the same)
 
-__all__ = ["StepPlan", "MISSED"]
+__all__ = ["StepPlan", "MISSED", "Seen"]
 
 MISSED = object()  # what StepPlan.collect gives where the model no longer matches the plan
 
 
 def _no_plan() -> None:
     return None
+
+
+class Seen:
+    """The parameters that a step without a plan (CuPy's, PyTorch's arrays; several param groups) found, by the
+    names their state has: what the next step finds renamed parameters by (``Optimizer._follow_renamed``), as it
+    reads a plan's. Only where the arrays are updated in place (not JAX's, a new array at each step, which this
+    would keep alive for nothing); copied with its optimizer, it becomes None, as a plan."""
+
+    __slots__ = ("arrays",)
+
+    def __init__(self, arrays: dict[str, Any]):
+        self.arrays = arrays
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _no_plan, ()
+
+    @classmethod
+    def of(cls, arrays: dict[str, Any]) -> "Seen | None":
+        first = next(iter(arrays.values()), None)
+        if first is None or update_rule(namespace(first)) != "in place":
+            return None
+        return cls(dict(arrays))
 
 
 class StepPlan:

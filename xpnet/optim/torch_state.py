@@ -1,0 +1,357 @@
+"""torch.optim's state dicts into xpnet's optimizers: ``xn.load_torch_optimizer_state_dict``, so that a PyTorch run
+resumes in xpnet with its momentum and moments, not only its weights (``xn.load_torch_state_dict``).
+
+How a load goes:
+
+0. A path or binary file object is read with ``xn.read_torch_file``; ``key=`` picks the optimizer's state dict out
+   of a checkpoint dict (``key="optimizer_state_dict"``).
+1. The torch optimizer the dict is of is told by its param groups' keys and its state's keys (a torch state dict
+   does not name its class): it must be the twin (:data:`TWINS`) of the xpnet optimizer; another (``NAdam``'s for
+   an ``Adam``, ``ASGD``'s, which xpnet lacks) is refused, naming both.
+2. torch.optim keeps the state by index: the indices of ``param_groups[i]["params"]`` are, in order, the parameters
+   of the i-th group, as ``model.parameters()`` gave them to torch, which for a model of the same structure is the
+   order of :func:`torch_parameters` (PyTorch's names, from ``xn.torch_state_dict``'s table, buffers left out).
+   Each xpnet param group (one node of the model) is paired with torch's group of the same place; the counts must
+   agree, and where the dict holds ``param_names`` (torch built from ``model.named_parameters()``), the names too.
+3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
+   as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
+   summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
+   equal (one gradient each step and no weight decay); torch's per-parameter ``step`` becomes xpnet's ``t`` and
+   ``skipped`` (a parameter's own step is ``t - skipped``), NAdam's ``mu_product`` its ``scalars``.
+4. The groups' hyperparameters come as PyTorch's (``lr``, ``betas``, ``momentum``...), ``weight_decay_on="all"``
+   (PyTorch's weight decay is on every parameter); a setting xpnet lacks at a value that changes the steps
+   (``maximize=True``, Adagrad's ``lr_decay``) is refused, the implementation's (``foreach``, ``fused``) are not.
+5. Every problem is gathered into one ValueError before anything changes; then the converted state goes through
+   ``optimizer.load_state_dict``, whose checks apply too.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ..backend import to_numpy
+from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, read_torch_file
+from .base import Optimizer
+from .grouped import _ROOTLESS
+from .lbfgs import LBFGS
+from .sgd import Nesterov
+from .torch_twins import IMPLEMENTATION, KNOWN, TWINS, WHO, check_kind, twin as find_twin
+
+__all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
+
+
+_LBFGS_FLAT = ("d", "prev_flat_grad")  # torch.optim.LBFGS's flat vectors; old_dirs and old_stps are lists of them
+_LBFGS_FLOATS = ("t", "H_diag", "prev_loss")
+
+
+def torch_parameters(node: Any) -> list[tuple[str, str, str, int]]:
+    """The parameters of ``node`` in the order of PyTorch's ``model.parameters()`` for the model of the same
+    structure: ``(PyTorch's name, xpnet's name, how, part)``, ``how`` as in ``TORCH_NAMES`` ("" the same array, "T"
+    transposed, "+" one of two summed), ``part`` which of the two. A node's own parameters come before those of its
+    submodules (an ``nn.MultiheadAttention``'s ``in_proj_weight`` before ``out_proj.weight``), buffers never, and a
+    parameter found at several places (a shared layer, a tied weight) once, at the first, as torch's."""
+    modules = node.named_modules()
+    params = node.named_params()
+    out: list[tuple[str, str, str, int]] = []
+    for prefix, sub in modules.items():
+        refusal = _refusal(sub)
+        if refusal is not None:
+            raise ValueError(f"{WHO}: {_describe(prefix, sub)}: {refusal}")
+        dot, level = _place(prefix, modules)
+        own = []
+        for name, formula in _names(sub, level).items():
+            full = f"{prefix}.{name}" if prefix else name
+            if name not in sub.params or full not in params:
+                continue
+            torch_names, how = _parse(formula)
+            own += [(dot + t, full, how, i) for i, t in enumerate(torch_names)]
+        own.sort(key=lambda entry: "." in entry[0][len(dot):])  # stable: the node's own first, as torch registers
+        out += own
+    return out
+
+
+def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any, *, key: str | None = None) -> None:
+    """Load torch.optim's state dict (``torch_optimizer.state_dict()``: ``state`` by parameter index,
+    ``param_groups``) into the xpnet ``optimizer`` of ``model``, the model of the same structure as the PyTorch one,
+    whose weights ``xn.load_torch_state_dict`` loads: a PyTorch run resumes in xpnet with its momentum buffers,
+    moments and step counts, and steps on as torch's would (tested equal in float64)::
+
+        checkpoint = xn.read_torch_file("checkpoint.pt")   # torch.save({"model_state_dict": ..., ...})
+        xn.load_torch_state_dict(model, checkpoint["model_state_dict"])
+        optimizer = xn.optim.Adam(model.parameters())
+        xn.load_torch_optimizer_state_dict(optimizer, model, checkpoint["optimizer_state_dict"])
+
+    The argument order is ``xn.load_torch_state_dict``'s, the optimizer first, as it is what loads. ``state_dict``
+    may be a path or binary file object of ``torch.save``, ``key=`` then names its entry (``"optimizer_state_dict"``).
+
+    The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
+    where ``nesterov=True``), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
+    ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups, each
+    of the same parameters (an xpnet group is a layer or model, ``{"params": model.fc.parameters()}``). State is paired
+    with parameters by torch's order of ``model.parameters()`` (:func:`torch_parameters`; checked by name where the dict
+    has ``param_names``) and laid out as the weights (a Linear's ``momentum_buffer`` transposed into ``v``). The
+    hyperparameters are the dict's (``lr``, ``betas``, ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``:
+    PyTorch's ``weight_decay`` is on every parameter, where xpnet's default spares biases. Refused, each naming the
+    parameter or setting and why, before anything changes: a dict of another torch optimizer or of one xpnet lacks;
+    another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
+    (``maximize=True``, ``lr_decay``); ``Adam``'s and ``Nesterov``'s book conventions; and a summed bias (the default
+    RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay moves the two apart): build
+    the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where the two are equal (to
+    rounding: torch sums their one gradient in two reductions; within the square root of the dtype's resolution relative
+    to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps each of its two biases by the
+    update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias layer does, not as torch's (the
+    first step warns, as after ``xn.load_torch_state_dict``).
+    """
+    state_dict = _read(state_dict, key)
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{WHO}: expected an xpnet optimizer first (xn.optim.Adam(model.parameters())), got "
+                        f"{type(optimizer).__name__}")
+    if not hasattr(model, "named_modules"):
+        raise TypeError(f"{WHO}: expected the xpnet model second (the one xn.load_torch_state_dict loads), got "
+                        f"{type(model).__name__}")
+    twin, slots = find_twin(optimizer)
+    groups, state = state_dict["param_groups"], state_dict["state"]
+    check_kind(optimizer, twin, groups, state)
+    places = _places(optimizer, model)
+    problems: list[str] = []
+    if len(groups) != len(places):
+        raise ValueError(f"{WHO}: the PyTorch optimizer has {len(groups)} param group(s), the xpnet {optimizer.name} "
+                         f"{len(places)}; build it with as many, each of the same layers ({{'params': "
+                         "model.fc.parameters(), 'lr': ...})")
+    values = [_hyperparams(optimizer, i, group, problems) for i, group in enumerate(groups)]
+    if isinstance(optimizer, LBFGS):
+        node, _, torch_prefix = places[0]
+        loaded = _lbfgs_state(node, torch_prefix, groups[0], state, problems)
+        if problems:
+            raise ValueError(f"{WHO}: the PyTorch optimizer state does not fit the xpnet {optimizer.name} of "
+                             f"{model.name}:\n  " + "\n  ".join(problems))
+        optimizer.load_state_dict({"type": optimizer.name, "hyperparams": values[0][0], "t": 0,
+                                   "params": list(node.trainable_params()), "state": loaded,
+                                   "param_groups": [{**values[0][0], **values[0][1]}]})
+        return
+    converted: dict[str, dict[str, Any]] = {}
+    steps: dict[str, int] = {}
+    mu: dict[str, float] = {}
+    for i, (group, (node, name_prefix, torch_prefix)) in enumerate(zip(groups, places)):
+        entries = torch_parameters(node)
+        indices = list(group["params"])
+        where = f"param_groups[{i}]"
+        if len(indices) != len(entries):
+            listed = ", ".join(torch_prefix + e[0] for e in entries[:8]) + (", ..." if len(entries) > 8 else "")
+            problems.append(f"{where} holds {len(indices)} parameters, but the xpnet {node.name}{_at(torch_prefix)} "
+                            f"has {len(entries)} in PyTorch's naming ({listed}): the state of another model")
+            continue
+        names = group.get("param_names")
+        by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
+        for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
+            torch_name = torch_prefix + torch_name
+            if names is not None and names[j] != torch_name:
+                problems.append(f"{where}: the parameter at index {index} is PyTorch's {names[j]!r}, where the xpnet "
+                                f"model's is {torch_name!r} (for its {xpnet_name}): the state of another model, or a "
+                                "model whose modules are registered in another order")
+                continue
+            by_param.setdefault(xpnet_name, []).append((torch_name, how, index, state.get(index) or {}))
+        params = node.named_params()
+        for xpnet_name, parts in by_param.items():
+            full = name_prefix + xpnet_name
+            got = _converted(parts, params[xpnet_name], xpnet_name, slots, problems)
+            if got is None:
+                continue
+            arrays, step, product = got
+            if arrays:
+                converted[full] = arrays
+            if step is not None:
+                steps[full] = step
+            if product is not None:
+                mu[full] = product
+    if problems:
+        raise ValueError(f"{WHO}: the PyTorch optimizer state does not fit the xpnet {optimizer.name} of "
+                         f"{model.name}:\n  " + "\n  ".join(problems))
+    t = max(steps.values(), default=0)
+    optimizer.load_state_dict({
+        "type": optimizer.name, "hyperparams": dict(values[0][0]), "t": t,
+        "skipped": {n: t - s for n, s in steps.items() if t - s}, "state": converted,
+        "scalars": {n: {"mu_product": p, "mu_step": steps[n]} for n, p in mu.items()},
+        "param_groups": [{**v, **extra} for v, extra in values]})
+
+
+def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
+    """The torch.optim state dict that ``state_dict`` is, holds under ``key``, or is the file of."""
+    source = "the dict"
+    if isinstance(state_dict, (str, bytes, os.PathLike)) or callable(getattr(state_dict, "read", None)):
+        source, state_dict = f"the file {state_dict!r}", read_torch_file(state_dict)
+    if key is not None:
+        if not isinstance(state_dict, Mapping) or key not in state_dict:
+            entries = ", ".join(map(repr, state_dict)) if isinstance(state_dict, Mapping) else "none"
+            raise ValueError(f"{WHO}: key={key!r}, but {source} has no entry {key!r} (its entries: {entries})")
+        state_dict, source = state_dict[key], f"{source}[{key!r}]"
+    if isinstance(state_dict, Mapping) and "state" in state_dict and "param_groups" in state_dict:
+        if "type" in state_dict:  # xpnet's own
+            raise ValueError(f"{WHO}: {source} is an xpnet optimizer's state_dict(), which loads with "
+                             "optimizer.load_state_dict(d)")
+        return state_dict
+    inner = [k for k, v in state_dict.items() if isinstance(v, Mapping) and "param_groups" in v] \
+        if isinstance(state_dict, Mapping) else []
+    what = f"a dict of keys {list(state_dict)[:10]}" if isinstance(state_dict, Mapping) else type(state_dict).__name__
+    hint = f"; its entry {inner[0]!r} is one: pass key={inner[0]!r}" if inner else ""
+    raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what} in "
+                     f"{source}{hint}")
+
+
+def _places(optimizer: Any, model: Any) -> list[tuple[Any, str, str]]:
+    """Per xpnet param group: (its node, the prefix of its state's names, the prefix of its PyTorch names in
+    ``model``)."""
+    modules = model.named_modules()
+
+    def torch_prefix(node: Any) -> str:
+        name = next((k for k, v in modules.items() if v is node), None)
+        if name is None:
+            raise ValueError(f"{WHO}: the {optimizer.name} updates a {node.name} that is not inside the "
+                             f"{model.name} given; pass the model the optimizer was built with")
+        return f"{name}." if name else ""
+
+    groups = optimizer.param_groups
+    bound = optimizer._bound()
+    if not optimizer._several_groups:
+        node = model if bound is None else bound
+        return [(node, "", torch_prefix(node))]
+    return [(g.node, _ROOTLESS.format(i) if bound is None else optimizer._prefix(bound, g.node, i),
+             torch_prefix(g.node)) for i, g in enumerate(groups)]
+
+
+def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
+                 problems: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the xpnet group's hyperparameters from torch's group ``index``, its ``initial_lr`` and keys of the user's
+    own); the settings xpnet lacks at a value that changes the steps go to ``problems``."""
+    groups = optimizer.param_groups
+    values = groups[index].hyperparams() if index < len(groups) else optimizer.hyperparams()
+    if "weight_decay_on" in values:
+        values["weight_decay_on"] = "all"
+    implied = {"maximize": False, **({"nesterov": True, "dampening": 0} if isinstance(optimizer, Nesterov) else {})}
+    extra: dict[str, Any] = {}
+    where = f"param_groups[{index}]"
+    for k, v in group.items():
+        if k in ("params", "param_names") or k in IMPLEMENTATION or k == "initial_accumulator_value":
+            continue  # Adagrad's initial sums are in its state, made for every parameter at its construction
+        if k == "initial_lr":
+            extra[k] = v
+        elif k in values:
+            values[k] = tuple(v) if isinstance(v, list) else v
+        elif k in implied or k in optimizer.PYTORCH_ONLY:
+            want = implied.get(k, optimizer.PYTORCH_ONLY.get(k))
+            if v != want:
+                why = "xn.optim.Nesterov is SGD(nesterov=True, dampening=0); build xn.optim.SGD to load it" \
+                    if k in ("nesterov", "dampening") else "a setting xpnet has no counterpart for"
+                problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
+        elif k not in KNOWN:
+            extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it
+    try:  # checked as the constructor checks them, before anything changes
+        type(optimizer)(**values)
+    except TypeError:  # an optimizer of one's own whose __init__ takes other arguments: checked as they are set
+        pass
+    except ValueError as e:
+        problems.append(f"{where}: {e}")
+    return values, extra
+
+
+def _converted(parts: list[tuple[str, str, int, Mapping[str, Any]]], p: Any, name: str, slots: dict[str, str],
+               problems: list[str]) -> tuple[dict[str, Any], int | None, float | None] | None:
+    """(xpnet's state of the parameter ``name`` (``p``), its step, NAdam's mu_product) from torch's state of the
+    PyTorch parameters ``parts`` ((name, how, index, state)); None with ``problems`` told why not."""
+    shape = tuple(int(d) for d in p.shape)
+    each = []
+    for torch_name, how, index, s in parts:
+        arrays = {}
+        for slot, tkey in slots.items():
+            value = s.get(tkey)
+            if value is None:
+                continue
+            a = to_numpy(value)
+            want = shape[::-1] if how == "T" else shape
+            if tuple(a.shape) != want:
+                problems.append(f"PyTorch's {torch_name!r} (index {index}) has {tkey} of shape {tuple(a.shape)}, "
+                                f"expected {want} for xpnet's {name} {shape}: the state of another model")
+                return None
+            arrays[slot] = np.array(a.T if how == "T" else a, order="C", copy=True)
+        step = None if s.get("step") is None else int(round(float(to_numpy(s["step"]))))
+        product = None if s.get("mu_product") is None else float(to_numpy(s["mu_product"]))
+        each.append((torch_name, arrays, step, product))
+    if len(each) == 2:  # a summed bias: one state for the two
+        (a_name, a, a_step, a_mu), (b_name, b, b_step, b_mu) = each
+        apart = [k for k in {*a, *b} if k not in a or k not in b or not _equal(a[k], b[k])]
+        if apart or a_step != b_step or not _equal(np.float64(a_mu or 0.0), np.float64(b_mu or 0.0)):
+            how = f"their {', '.join(f'{slots[k]}' for k in sorted(apart))} differ" if apart else "their steps differ"
+            problems.append(f"xpnet's {name} = {a_name} + {b_name}, one bias, takes the state of the two only where "
+                            f"it is equal, and {how} (weight decay moves them apart, as do two gradients): build the "
+                            "layer with convention='pytorch', whose bx and bh are PyTorch's two biases, each with its "
+                            "own state (and load the weights again)")
+            return None
+        return {k: (a[k] + b[k]) / 2 for k in a}, a_step, None if a_mu is None else (a_mu + b_mu) / 2
+    return each[0][1], each[0][2], each[0][3]
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether the states of PyTorch's two biases are one state: equal to rounding (torch sums their one gradient in
+    two reductions), within the square root of their dtype's resolution relative to their size."""
+    tol = float(np.sqrt(np.finfo(a.dtype).eps)) if np.issubdtype(a.dtype, np.floating) else 0.0
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(b), initial=0.0)))
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tol * scale))
+
+
+def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: Mapping[Any, Any],
+                 problems: list[str]) -> dict[str, Any]:
+    """torch.optim.LBFGS's state (under its first parameter's index) for xpnet's: its flat vectors, of every
+    parameter in torch's order and layouts, reordered into xpnet's flat vector of the parameters that train, in
+    ``trainable_params()`` order and xpnet's layouts; its numbers as Python floats, its scratch list ``al`` left out."""
+    entries = torch_parameters(node)
+    if len(group["params"]) != len(entries):
+        problems.append(f"param_groups[0] holds {len(group['params'])} parameters, but the xpnet {node.name} has "
+                        f"{len(entries)} in PyTorch's naming: the state of another model")
+        return {}
+    params, trained = node.named_params(), node.trainable_params()
+    offsets, at = {}, 0
+    for torch_name, xpnet_name, how, _ in entries:
+        shape = tuple(int(d) for d in params[xpnet_name].shape)
+        offsets[xpnet_name] = (at, shape[::-1] if how == "T" else shape, how, torch_prefix + torch_name)
+        at += math.prod(shape)
+    summed = sorted({v[3] for v in offsets.values() if v[2] == "+"})
+    if summed:
+        problems.append(f"xpnet's one bias of {', '.join(map(repr, summed))} sums two PyTorch parameters, whose "
+                        "parts of L-BFGS's flat vectors one bias cannot hold: build the layer with "
+                        "convention='pytorch' (bx, bh: PyTorch's two)")
+        return {}
+    order = []
+    for name in trained:
+        start, shape, how, _ = offsets[name]
+        index = np.arange(start, start + math.prod(shape)).reshape(shape)
+        order.append((index.T if how == "T" else index).ravel())
+    order = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+    theirs = state.get(list(group["params"])[0]) or {}
+    loaded: dict[str, Any] = {k: int(round(float(to_numpy(theirs[k])))) for k in ("func_evals", "n_iter")
+                              if k in theirs}
+    for k in _LBFGS_FLOATS:
+        if theirs.get(k) is not None:
+            loaded[k] = float(to_numpy(theirs[k]))
+    flats = {k: [theirs[k]] for k in _LBFGS_FLAT if theirs.get(k) is not None}
+    flats.update({k: list(theirs[k]) for k in ("old_dirs", "old_stps") if theirs.get(k) is not None})
+    for k, arrays in flats.items():
+        arrays = [to_numpy(a) for a in arrays]
+        wrong = [tuple(a.shape) for a in arrays if tuple(a.shape) != (at,)]
+        if wrong:
+            problems.append(f"torch.optim.LBFGS's {k} has shape {wrong[0]}, where the xpnet {node.name}'s "
+                            f"parameters make a flat vector of {at}: the state of another model")
+            return {}
+        moved = [np.array(a[order], copy=True) for a in arrays]
+        loaded[k] = moved if k in ("old_dirs", "old_stps") else moved[0]
+    if theirs.get("ro") is not None:
+        loaded["ro"] = [float(to_numpy(r)) for r in theirs["ro"]]
+    return loaded
+
+
+def _at(prefix: str) -> str:
+    return f" at {prefix[:-1]!r}" if prefix else ""

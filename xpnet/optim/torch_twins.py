@@ -1,0 +1,134 @@
+"""torch.optim's optimizers as xpnet knows them: which xpnet optimizer is whose twin (:data:`TWINS`), and which
+torch optimizer a state dict is of, told by its param groups' keys and its state's keys (a torch state dict names no
+class), read from torch 2.13's ``torch/optim/*.py``. ``xn.load_torch_optimizer_state_dict`` (``torch_state``) refuses
+a dict of another optimizer than the twin with :func:`check_kind`, naming both and what loads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .adadelta import Adadelta
+from .adam_variants import Adamax, NAdam, RAdam
+from .adaptive import AdaGrad, Adam, AdamW, RMSprop
+from .lbfgs import LBFGS
+from .sgd import SGD, Momentum, Nesterov
+
+__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "WHO", "check_kind", "twin"]
+
+WHO = "xn.load_torch_optimizer_state_dict"
+
+_ADAM = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
+# xpnet optimizer -> (its torch.optim twin, {xpnet state slot: torch state key}); a subclass takes its base's entry
+TWINS: dict[type, tuple[str, dict[str, str]]] = {
+    SGD: ("SGD", {"v": "momentum_buffer"}),
+    Nesterov: ("SGD", {"v": "momentum_buffer"}),  # convention="pytorch": SGD(momentum=m, nesterov=True)
+    AdaGrad: ("Adagrad", {"h": "sum"}),
+    RMSprop: ("RMSprop", {"h": "square_avg", "grad_avg": "grad_avg", "momentum_buffer": "momentum_buffer"}),
+    AdamW: ("AdamW", _ADAM),
+    Adam: ("Adam", _ADAM),
+    NAdam: ("NAdam", {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}),
+    RAdam: ("RAdam", {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"}),
+    Adamax: ("Adamax", {"exp_avg": "exp_avg", "exp_inf": "exp_inf"}),
+    Adadelta: ("Adadelta", {"square_avg": "square_avg", "acc_delta": "acc_delta"}),
+    LBFGS: ("LBFGS", {}),  # one state of flat vectors, reordered by _lbfgs_state
+}
+
+# Why an xpnet optimizer has no twin to load from.
+_NO_TWIN = {
+    Momentum: "xn.optim.Momentum is the book's (v = momentum * v - lr * g, p += v), whose v is not torch.optim.SGD's "
+              "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) to load it",
+}
+
+# torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
+# (maximize, foreach, capturable, differentiable, fused): how a state dict, which names no class, tells its optimizer.
+_TORCH_KEYS = {
+    "SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
+    "Adam": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
+    "AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
+    "Adagrad": {"lr", "lr_decay", "eps", "weight_decay", "initial_accumulator_value"},
+    "RMSprop": {"lr", "momentum", "alpha", "eps", "centered", "weight_decay"},
+    "Adadelta": {"lr", "rho", "eps", "weight_decay"},
+    "Adamax": {"lr", "betas", "eps", "weight_decay"},
+    "NAdam": {"lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay"},
+    "RAdam": {"lr", "betas", "eps", "weight_decay", "decoupled_weight_decay"},
+    "ASGD": {"lr", "lambd", "alpha", "t0", "weight_decay"},
+    "Rprop": {"lr", "etas", "step_sizes"},
+    "LBFGS": {"lr", "max_iter", "max_eval", "tolerance_grad", "tolerance_change", "history_size", "line_search_fn"},
+    "SparseAdam": {"lr", "betas", "eps"},
+    "Adafactor": {"lr", "beta2_decay", "eps", "d", "weight_decay"},
+    "Muon": {"lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn"},
+}
+_LATER = {"decoupled_weight_decay"}  # added in later torch versions: absent from older dicts
+_TORCH_STATE = {
+    "SGD": {"momentum_buffer"}, "Adam": {"step", *_ADAM.values()}, "AdamW": {"step", *_ADAM.values()},
+    "Adagrad": {"step", "sum"}, "RMSprop": {"step", "square_avg", "momentum_buffer", "grad_avg"},
+    "Adadelta": {"step", "square_avg", "acc_delta"}, "Adamax": {"step", "exp_avg", "exp_inf"},
+    "NAdam": {"step", "mu_product", "exp_avg", "exp_avg_sq"}, "RAdam": {"step", "exp_avg", "exp_avg_sq"},
+    "ASGD": {"step", "eta", "mu", "ax"}, "Rprop": {"step", "prev", "step_size"},
+    "LBFGS": {"func_evals", "n_iter", "d", "t", "old_dirs", "old_stps", "ro", "H_diag", "prev_flat_grad",
+              "prev_loss", "al"},
+    "SparseAdam": {"step", "exp_avg", "exp_avg_sq"},
+    "Adafactor": {"step", "row_var", "col_var", "variance"}, "Muon": {"momentum_buffer"},
+}
+IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable"}  # how torch computes, not what
+KNOWN = set().union(*_TORCH_KEYS.values())
+# torch.optim's optimizers xpnet lacks: what to use instead
+_INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel"}
+
+
+def twin(optimizer: Any) -> tuple[str, dict[str, str]]:
+    """The torch.optim twin of ``optimizer`` and its state's keys, or a ValueError saying why it has none."""
+    for cls in type(optimizer).__mro__:
+        if cls in _NO_TWIN:
+            raise ValueError(f"{WHO}: {_NO_TWIN[cls]}")
+        if cls in TWINS:
+            twin = TWINS[cls]
+            break
+    else:
+        raise ValueError(f"{WHO}: {optimizer.name} has no torch.optim twin (those that load: "
+                         f"{', '.join(sorted({c.__name__ for c in TWINS}))})")
+    if getattr(optimizer, "convention", "pytorch") != "pytorch":
+        raise ValueError(f"{WHO}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
+                         f"otherwise than torch.optim.{twin[0]}; build {optimizer.name}(..., convention='pytorch') "
+                         "to go on as PyTorch's run")
+    return twin
+
+
+def _kinds(groups: list[Any], state: Mapping[Any, Any]) -> list[str]:
+    """The torch.optim optimizers whose state dict this can be: each group holding their keys and no other
+    optimizer's, the state only their keys; AdamW and Adam told apart by ``decoupled_weight_decay`` where the dict
+    has it (torch before 2.6 did not)."""
+    held = [set(g) & KNOWN for g in groups]
+    state_keys = {k for s in state.values() if isinstance(s, Mapping) for k in s}
+    found = []
+    for name, keys in _TORCH_KEYS.items():
+        if all(keys - _LATER <= h and h <= keys for h in held) and state_keys <= _TORCH_STATE[name]:
+            decoupled = {bool(g["decoupled_weight_decay"]) for g in groups if "decoupled_weight_decay" in g}
+            if name in ("Adam", "AdamW") and decoupled and decoupled != {name == "AdamW"}:
+                continue
+            found.append(name)
+    return found
+
+
+def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
+    """Refuse a dict of another torch optimizer than ``twin``, naming it and what loads it."""
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, Mapping) and "params" in g
+                                                             for g in groups) or not isinstance(state, Mapping):
+        raise ValueError(f"{WHO}: expected torch.optim's state_dict: 'param_groups' a list of dicts each with "
+                         f"'params', 'state' a dict by index; got {type(groups).__name__} and {type(state).__name__}")
+    kinds = _kinds(groups, state)
+    if twin in kinds:
+        return
+    keys = sorted(set(groups[0]) - {"params", "param_names"})
+    state_keys = sorted({k for s in state.values() if isinstance(s, Mapping) for k in s})
+    if not kinds:
+        raise ValueError(f"{WHO}: the dict is of no torch.optim optimizer xpnet knows (its param group's keys "
+                         f"{keys}, its state's {state_keys}); xn.optim.{optimizer.name} loads torch.optim.{twin}'s")
+    theirs = kinds[0]
+    ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
+    instead = f"build xn.optim.{ours[0]} to load it" if ours else \
+        _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
+    raise ValueError(f"{WHO}: the dict is torch.optim.{theirs}'s (its param group's keys {keys}, its state's "
+                     f"{state_keys}), not torch.optim.{twin}'s, the twin of xn.optim.{optimizer.name}: {instead}")
