@@ -228,14 +228,15 @@ def check_maxpool2d(dev: Any) -> None:
 
 
 def check_batchnorm(dev: Any) -> None:
-    """Training and evaluation, (N, C, H, W) and (N, D): y, dx, the gradients and the running statistics
-    against the portable layer."""
+    """Training and evaluation, (N, C, H, W), (N, C, L) and (N, D) (one reversed, not contiguous): y, dx, the
+    gradients and the running statistics against the portable layer; a forward and backward launch four kernels in
+    training (the statistics with the running update, y; the sums, dx) and three in evaluation, nothing else."""
     from xpnet.layers.norm import batchnorm_backward, batchnorm_forward
 
     cupy_layers = _kernels()
     rng = np.random.default_rng(4)
     for dtype in ("float32", "float64"):
-        for shape in ((8, 3, 5, 7), (16, 5), (2, 4, 1, 1), (3, 2, 9, 1)):
+        for shape in ((8, 3, 5, 7), (5, 2, 60), (16, 5), (2, 4, 1, 1), (3, 2, 9, 1)):
             c = shape[1]
             x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
             dy = rng.standard_normal(shape).astype(dtype)
@@ -247,12 +248,21 @@ def check_batchnorm(dev: Any) -> None:
                     layer.params["gamma"] = dev.asarray(gamma)
                     layer.buffers["running_var"] = dev.asarray(np.linspace(0.5, 2, c).astype(dtype))
                     before = dict(layer.buffers)
-                    with fast_paths(fast):
-                        y = layer.forward(dev.asarray(x), train=train)
-                        dx = layer.backward(dev.asarray(dy))
+                    xd, dyd = dev.asarray(x), dev.asarray(dy)
+                    if len(shape) == 2:
+                        xd = xd[::-1]
+                    with fast_paths(fast), _raw_launches() as names, count_launches() as counts:
+                        y = layer.forward(xd, train=train)
+                        dx = layer.backward(dyd)
+                    if fast:
+                        kernels = ["bn_stats"] * train + ["bn_normalize", "bn_backward_sums", "bn_input_grad"]
+                        assert names == kernels and counts["launches"] == len(kernels) + (len(shape) == 2), \
+                            (dtype, shape, train, names, counts)  # a reversed x is copied contiguous: one launch
                     # moved on in place: a captured step replays its kernels on the arrays of the capture
                     assert all(layer.buffers[k] is v for k, v in before.items()), (dtype, shape, fast)
                     results.append({"y": y, "dx": dx, **layer.grads, **layer.buffers})
+                if len(shape) == 2:
+                    x = np.ascontiguousarray(x[::-1])
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
                 assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)

@@ -285,79 +285,102 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: An
 # -- BatchNorm over (N, C, L) ------------------------------------------------------------------------
 
 
-def _per_channel(v: Any) -> Any:
-    return v.reshape(1, -1, 1)
-
-
-def _vectors(x3: Any, k: int) -> list[Any]:
-    """``k`` new per-channel vectors (C,) of x3's dtype, for a kernel to write."""
-    return [cupy.empty(x3.shape[1], x3.dtype) for _ in range(k)]
+def _contiguous(a: Any) -> Any:
+    """``a`` as the raw kernels read it: C-contiguous (a copy, one launch, only where it is not)."""
+    return a if a.flags.c_contiguous else cupy.ascontiguousarray(a)
 
 
 def _like(x3: Any, *vectors: Any) -> bool:
-    return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64)
-            and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype for v in vectors))
+    """x3 (N, C, L) of float32/float64 and per-channel vectors (C,) of its dtype, contiguous (the kernels read them
+    by index; x3 is copied contiguous where it is not)."""
+    return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64) and x3.ndim == 3
+            and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype and v.flags.c_contiguous
+                    and tuple(v.shape) == (x3.shape[1],) for v in vectors))
 
 
-def _bn_ready(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> bool:
-    return _like(x3, gamma, beta, *(stats or ()))
+def _weights_ready(x3: Any, weights: Any) -> bool:
+    """The running update's weights: Python floats, or 0-d arrays of x3's dtype (BatchNorm's momentum=None)."""
+    return all(isinstance(w, float) for w in weights) or all(
+        isinstance(w, cupy.ndarray) and w.dtype == x3.dtype and w.shape == () for w in weights)
+
+
+def _bn_ready(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None, running: Any = None) -> bool:
+    return (_like(x3, gamma, beta, *(stats or ()), *(running or ())[:2])
+            and (running is None or (stats is None and _weights_ready(x3, running[2:]))))
+
+
+def batchnorm_forward_running(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None,
+                              running: Any = None) -> tuple[Any, ...]:
+    """See ``xpnet.layers.norm.batchnorm_forward_running``: in training the statistics (and with ``running`` the
+    running statistics moved on, in place) in one kernel, a block per channel, then y in one (two launches; the
+    portable path on CuPy launched nine); in evaluation y alone, one launch. Keeps x itself and the mean for
+    backward, as the Numba kernel."""
+    x3 = _contiguous(x3)
+    n, c, l = x3.shape
+    if stats is None:
+        mean, var = cupy.empty(c, x3.dtype), cupy.empty(c, x3.dtype)
+        running_mean, running_var, *weights = running if running is not None else (mean, var, 0.0, 0.0, 0.0)
+        on_device = not isinstance(weights[0], float)
+        _launch("bn_stats", c * _BLOCK, (x3, mean, var, running_mean, running_var, int(running is not None),
+                                         *(weights if on_device else (mean, mean, mean)), int(on_device),
+                                         *((0.0, 0.0, 0.0) if on_device else weights), n, c, l), T=x3.dtype)
+    else:
+        mean, var = stats
+    y, inv_std = cupy.empty_like(x3), cupy.empty(c, x3.dtype)
+    _launch("bn_normalize", max(x3.size, c), (x3, mean, var, gamma, beta, y, inv_std, float(eps), c, l, x3.size),
+            T=x3.dtype)
+    moved = None if running is None else (running[0], running[1])
+    return y, mean, var, inv_std, (x3, mean), moved
 
 
 def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
-    """See ``xpnet.layers.norm.batchnorm_forward``: in training two reductions (the sum, then the
-    squares about the mean), the per-channel statistics in one small kernel, y in one pass. Keeps x
-    itself and the mean for backward, as the Numba kernel."""
-    inv_std, scale = _vectors(x3, 2)
-    if stats is None:
-        count = x3.shape[0] * x3.shape[2]
-        total = cupy.sum(x3, axis=(0, 2))
-        squares = reduction("channel_squares")(x3, _per_channel(total), count, axis=(0, 2))
-        mean, var = _vectors(x3, 2)
-        elementwise("bn_stats")(total, squares, gamma, count, eps, mean, var, inv_std, scale)
-    else:
-        mean, var = stats
-        elementwise("bn_scale")(var, gamma, eps, inv_std, scale)
-    y = cupy.empty_like(x3)
-    elementwise("bn_affine")(x3, _per_channel(mean), _per_channel(scale), _per_channel(beta), y)
-    return y, mean, var, inv_std, (x3, mean)
+    """See ``xpnet.layers.norm.batchnorm_forward``: :func:`batchnorm_forward_running` without the running update."""
+    return batchnorm_forward_running(x3, gamma, beta, eps, stats)[:5]
 
 
 def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any, new: Any,
                    new_var: Any) -> bool:
     # The weights: Python floats, or 0-d arrays of the statistics' dtype (BatchNorm's momentum=None).
-    return _like(mean, var, running_mean, running_var, *(w for w in (old, new, new_var) if not isinstance(w, float)))
+    return (all(isinstance(a, cupy.ndarray) and a.dtype in (cupy.float32, cupy.float64) and a.dtype == mean.dtype
+                for a in (mean, var, running_mean, running_var))
+            and all(isinstance(w, float) or (isinstance(w, cupy.ndarray) and w.dtype == mean.dtype)
+                    for w in (old, new, new_var)))
 
 
 def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,
                       new: Any, new_var: Any) -> tuple[Any, Any]:
     """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
-    portable update launches six)."""
+    portable update launches six); InstanceNorm's, and BatchNorm's where the fused forward does not take its input."""
     elementwise("bn_running")(mean, var, old, new, new_var, running_mean, running_var)
     return running_mean, running_var
 
 
-def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool) -> bool:
+def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool,
+                       grads: bool = True) -> bool:
     x, shift = x_shift
-    return _like(dy3, x, gamma, inv_std, *(() if shift is None else (shift,)))
+    return (_like(dy3, gamma, inv_std, *(() if shift is None else (shift,))) and _like(x)
+            and x.dtype == dy3.dtype and tuple(x.shape) == tuple(dy3.shape))
 
 
 def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
                        train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.norm.batchnorm_backward``: two reductions (sum(dy) and sum(dy * (x - shift))),
-    the per-channel factors in one small kernel, dx in one pass; in evaluation with ``grads=False`` dx only."""
-    if not train and not grads:
-        return dy3 * _per_channel(gamma * inv_std), None, None
-    x, shift = x_shift
-    shift = cupy.zeros(x.shape[1], x.dtype) if shift is None else shift
-    dbeta = cupy.sum(dy3, axis=(0, 2))
-    sum_dyx = reduction("channel_centred_dot")(dy3, x, _per_channel(shift), axis=(0, 2))
-    dgamma, a, scale, c0 = _vectors(x, 4)
-    elementwise("bn_grad_factors")(sum_dyx, dbeta, gamma, inv_std, x.shape[0] * x.shape[2], dgamma, a, scale, c0)
-    if not train:
-        return dy3 * _per_channel(scale), dgamma, dbeta
+    """See ``xpnet.layers.norm.batchnorm_backward``: dgamma, dbeta and the factors of dx in one kernel, a block per
+    channel, then dx in one (two launches; the portable path on CuPy launched eight); in evaluation with
+    ``grads=False`` dx only (one)."""
+    dy3, (x, shift) = _contiguous(dy3), x_shift
+    x = _contiguous(x)
+    n, c, l = dy3.shape
+    has_shift = int(shift is not None)
+    shift = inv_std if shift is None else shift
+    dgamma = dbeta = None
+    factors = inv_std  # read only in training, after the sums write them
+    if train or grads:
+        dgamma, dbeta, factors = cupy.empty(c, dy3.dtype), cupy.empty(c, dy3.dtype), cupy.empty(2 * c, dy3.dtype)
+        _launch("bn_backward_sums", c * _BLOCK, (dy3, x, shift, has_shift, gamma, inv_std, dgamma, dbeta, factors,
+                                                 n, c, l), T=dy3.dtype)
     dx = cupy.empty_like(dy3)
-    elementwise("bn_input_grad")(dy3, x, _per_channel(shift), _per_channel(a), _per_channel(scale),
-                                 _per_channel(c0), dx)
+    _launch("bn_input_grad", dx.size, (dy3, x, shift, has_shift, gamma, inv_std, factors, int(train), dx, c, l,
+                                       dx.size), T=dy3.dtype)
     return dx, dgamma, dbeta
 
 
@@ -460,7 +483,8 @@ def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
-                        ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
+                        ("batchnorm_forward", _bn_ready), ("batchnorm_forward_running", _bn_ready),
+                        ("batchnorm_running", _running_ready),
                         ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
