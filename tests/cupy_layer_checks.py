@@ -973,11 +973,33 @@ def check_conv_input_grad(dev: Any) -> None:
             np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"shifted sums {x_shape} {kernel}")
 
 
+def check_shift_flip(dev: Any) -> None:
+    """RandomShiftFlip's kernel (fast_cupy.shift_flip) against the portable flip and shifts, bit for bit (NaN and -0.0
+    among the pixels): 3-, 4- and 5-d batches, shifts up to 1 and 3, with and without flips, both dtypes; one launch
+    a call and nothing else but the draws' copy."""
+    rng = np.random.default_rng(8)
+    for dtype in ("float32", "float64"):
+        for shape, max_shift, flip in (((33, 5, 4), 1, True), ((16, 2, 6, 7), 3, True), ((6, 2, 2, 4, 5), 1, False),
+                                       ((9, 1, 3, 3), 0, True)):
+            x = rng.standard_normal(shape).astype(dtype)
+            x.reshape(-1)[[0, 7]] = [np.nan, -0.0]
+            xd, transform = dev.asarray(x), xn.datasets.RandomShiftFlip(max_shift, flip=flip, seed=2)
+            results = []
+            for fast in (True, False):
+                with fast_paths(fast), _raw_launches() as names, count_launches() as counts:
+                    results.append(_host(transform(xd, 1, 4)))
+                if fast:
+                    assert names == ["shift_flip"] and counts["launches"] == 1, (dtype, shape, names, counts)
+            assert results[0].dtype == results[1].dtype
+            np.testing.assert_array_equal(results[0].view(f"u{x.itemsize}"), results[1].view(f"u{x.itemsize}"),
+                                          err_msg=f"{dtype} {shape} max_shift={max_shift} flip={flip}")
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
-          check_lerp_all, check_conv_input_grad]
+          check_lerp_all, check_conv_input_grad, check_shift_flip]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -803,6 +803,24 @@ extern "C" __global__ void xpnet_bn_input_grad(const T* dy, const T* x, const T*
     dx[i] = centred * factors[ch] + dy[i] * scale - factors[c + ch];
 }
 """,
+    # RandomShiftFlip (xpnet.datasets.augment.shift_flip_portable) of a C-contiguous x (N, ..., H, W), a thread per
+    # element: out[s, ..., i, j] = x[s, ..., i - dy, j - dx] read from the flipped image (column w - 1 - (j - dx)) where
+    # the sample's flag is set, 0 where (i - dy, j - dx) falls outside; draws (3, N) int64: flag, dy, dx per sample.
+    # A copy of each value: the same bits as the portable flip, shifts and zeros.
+    "shift_flip": r"""
+extern "C" __global__ void xpnet_shift_flip(const T* x, const long long* draws, T* out, long long n, long long h,
+                                            long long w, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long plane = i / (h * w), s = plane / ((total / (h * w)) / n);
+    long long r = (i / w) %% h - draws[n + s], col = i %% w - draws[2 * n + s];
+    if (r < 0 || r >= h || col < 0 || col >= w) {
+        out[i] = (T)0;
+        return;
+    }
+    out[i] = x[(plane * h + r) * w + (draws[s] ? w - 1 - col : col)];
+}
+""",
     "epoch_add": r"""
 extern "C" __global__ void xpnet_epoch_add(const T* loss_sum, const T* value, const L* count, long long fixed,
                                            long long has_count, const L* correct, const L* hits, long long has_hits,
