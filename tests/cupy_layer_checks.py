@@ -995,11 +995,38 @@ def check_shift_flip(dev: Any) -> None:
                                           err_msg=f"{dtype} {shape} max_shift={max_shift} flip={flip}")
 
 
+def check_all_finite(dev: Any) -> None:
+    """The epoch's finite check of the weights (fast_cupy.all_finite, one launch per MULTI arrays) against the portable
+    guard.all_finite: 40 arrays of both dtypes (two launches), all finite, then one inf, -inf or NaN in the first,
+    a middle or the last array (the last past the first launch), a huge finite value, and the answer before False."""
+    from xpnet.backend import fast_cupy
+    from xpnet.training.guard import all_finite
+
+    rng = np.random.default_rng(9)
+    for dtype in ("float32", "float64"):
+        host = [rng.standard_normal(shape).astype(dtype) for shape in [(3, 5), (700,), (1,), (2, 3, 4)] * 10]
+        cases = [("finite", None, None, True), ("max", 5, np.finfo(dtype).max, True)]
+        cases += [(f"{v} in {k}", k, v, True) for k, v in ((0, np.inf), (31, -np.inf), (39, np.nan), (1, np.nan))]
+        cases += [("ok before False", None, None, False)]
+        for what, k, value, before in cases:
+            arrays = [a.copy() for a in host]
+            if k is not None:
+                arrays[k].reshape(-1)[-1] = value
+            arrays = [dev.asarray(a) for a in arrays]
+            ok = dev.xp.asarray(before, device=dev.native)
+            assert fast_cupy._finite_ready(arrays, ok), what
+            with _raw_launches() as names:
+                got = fast_cupy.all_finite(arrays, ok)
+            want = all_finite(arrays, ok)
+            assert names == ["multi_finite"] * 2 and got.shape == () and got.dtype == want.dtype, (what, names)
+            assert bool(_host(got)) == bool(_host(want)) == (before and (k is None or np.isfinite(value))), what
+
+
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
-          check_lerp_all, check_conv_input_grad, check_shift_flip]
+          check_lerp_all, check_conv_input_grad, check_shift_flip, check_all_finite]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -103,15 +103,15 @@ __device__ inline T xpnet_sigmoid(T a) {
 }
 """
 
-# A per-channel sum of a block of BN_THREADS threads (BatchNorm's kernels launch blocks of that size): each thread's
+# The sum over a block of SUM_THREADS threads (BatchNorm's and multi_finite's blocks are of that size): each thread's
 # partial sum v added in a fixed tree in shared memory, so the same sums at every run (no atomics); every thread gets
 # the total, and the shared partials are free again when it returns.
 _BLOCK_SUM = r"""
-#define BN_THREADS 256
+#define SUM_THREADS 256
 __device__ inline double xpnet_block_sum(double* part, double v) {
     part[threadIdx.x] = v;
     __syncthreads();
-    for (int half = BN_THREADS / 2; half > 0; half /= 2) {
+    for (int half = SUM_THREADS / 2; half > 0; half /= 2) {
         if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
         __syncthreads();
     }
@@ -713,7 +713,7 @@ extern "C" __global__ void xpnet_layernorm_backward(const T* dy, const T* x_hat,
     # on the device (has_count: count (1,) of the labels' index type L, cast to T as the portable astype), or the int
     # fixed; the correct count added only where hits came (has_hits). One thread.
     # BatchNorm over x (N, C, L) C-contiguous, as xpnet.layers.norm's portable path. Training statistics: one block of
-    # BN_THREADS threads per channel (blockIdx.x), each thread summing in double the values j, j + BN_THREADS, ... of
+    # SUM_THREADS threads per channel (blockIdx.x), each thread summing in double the values j, j + SUM_THREADS, ... of
     # the channel's N * L, the block's partial sums then added in a fixed tree (the same sums at every run, no atomics):
     # the mean (in T), then the squares about it; thread 0 writes mean and the biased var, and with running moves the
     # running statistics on in place, as ELEMENTWISE["bn_running"] (the weights doubles cast to T, or with
@@ -723,13 +723,13 @@ extern "C" __global__ void xpnet_bn_stats(const T* x, T* mean, T* var, T* runnin
                                           long long running, const T* w_old_p, const T* w_new_p,
                                           const T* w_new_var_p, long long device_weights, double w_old,
                                           double w_new, double w_new_var, long long n, long long c, long long l) {
-    __shared__ double part[BN_THREADS];
+    __shared__ double part[SUM_THREADS];
     long long ch = blockIdx.x, count = n * l;
     double s = 0;
-    for (long long j = threadIdx.x; j < count; j += BN_THREADS) s += (double)x[((j / l) * c + ch) * l + j %% l];
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) s += (double)x[((j / l) * c + ch) * l + j %% l];
     T m = (T)(xpnet_block_sum(part, s) / (double)count);
     double q = 0;
-    for (long long j = threadIdx.x; j < count; j += BN_THREADS) {
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) {
         T d = x[((j / l) * c + ch) * l + j %% l] - m;
         q += (double)(d * d);
     }
@@ -767,11 +767,11 @@ extern "C" __global__ void xpnet_bn_normalize(const T* x, const T* mean, const T
 extern "C" __global__ void xpnet_bn_backward_sums(const T* dy, const T* x, const T* shift, long long has_shift,
                                                   const T* gamma, const T* inv_std, T* dgamma, T* dbeta, T* factors,
                                                   long long n, long long c, long long l) {
-    __shared__ double part[BN_THREADS];
+    __shared__ double part[SUM_THREADS];
     long long ch = blockIdx.x, count = n * l;
     T centre = has_shift ? shift[ch] : (T)0;
     double s = 0, sx = 0;
-    for (long long j = threadIdx.x; j < count; j += BN_THREADS) {
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) {
         long long k = ((j / l) * c + ch) * l + j %% l;
         s += (double)dy[k];
         sx += (double)(dy[k] * (x[k] - centre));
@@ -1021,6 +1021,25 @@ extern "C" __global__ void xpnet_multi_copy(%(a)s, %(y)s, %(n)s, long long total
 }
 """ % {"a": _slots("const T* a"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "as": _table("const T*", "a"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # Whether every value of up to MULTI arrays is finite (xpnet.training.guard.all_finite, the epoch's check of the
+    # weights), and ok_in: one block of SUM_THREADS threads, each counting the values v of its stride where v - v is
+    # not 0 (inf and NaN), the counts added by the block; thread 0 writes ok (0-d bool).
+    "multi_finite": r"""%%(block_sum)s
+extern "C" __global__ void xpnet_multi_finite(%(a)s, %(n)s, const bool* ok_in, bool* ok) {
+    __shared__ double part[SUM_THREADS];
+    %(as)s
+    %(ns)s
+    double bad = 0;
+    for (int k = 0; k < %(multi)d; ++k)
+        for (long long e = threadIdx.x; e < ns[k]; e += SUM_THREADS) {
+            T v = as[k][e];
+            if (!(v - v == (T)0)) bad += 1;
+        }
+    bad = xpnet_block_sum(part, bad);
+    if (threadIdx.x == 0) ok[0] = ok_in[0] && bad == 0;
+}
+""" % {"a": _slots("const T* a"), "n": _slots("long long n"), "as": _table("const T*", "a"),
+       "ns": _table("long long", "n"), "multi": MULTI},
     # SGD for every parameter at once (xpnet.optim.SGD's step; Nesterov's PyTorch convention): with weight decay
     # (wd, per parameter, 0 where it spares one) g + wd * p first, the portable L2's new gradient; then p -= lr * g, or
     # with momentum (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov

@@ -63,7 +63,7 @@ FAMILIES: dict[str, tuple[tuple[str, str | None, tuple[str, ...]], ...]] = {
                                     "epoch_sums", "embedding_backward", "layernorm_forward", "layernorm_backward",
                                     "scaled", "adam_updates", "sgd_updates", "sgd_momentum_updates", "sgd_multi_tensor",
                                     "lerp_all", "copies", "conv_shifted_sums", "col2im", "gru_book_step",
-                                    "gru_book_step_backward", "shift_flip",
+                                    "gru_book_step_backward", "shift_flip", "all_finite",
                                     *_LAYER_OPS)),
              ("fast_cupy_capture", "cupy", ("matmul", "heads_matmul"))),
     "torch": (("fast_torch", "torch", ("im2col", "col2im", "embedding_backward", "erf")),),
