@@ -928,12 +928,13 @@ def check_lerp_all(dev: Any) -> None:
 
 
 def check_conv_input_grad(dev: Any) -> None:
-    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not) and the stride-1 shifted sums as
-    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW; and
-    im2col as one kernel, equal to the strided copy (a non-contiguous x takes that copy)."""
+    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not), the stride-1 flat dy and shifted
+    sums as one kernel each, equal bit for bit to the portable zeros, copies and adds (the same sums in the same
+    order), NCHW (a view of dy takes the portable copy); and im2col as one kernel, equal to the strided copy (a
+    non-contiguous x takes that copy)."""
     import cupy
 
-    from xpnet.backend import cupy_layers, fast_cupy
+    from xpnet.backend import cupy_layers, fast_cupy, fast_path
     from xpnet.backend.fast_numpy import im2col_strided
     from xpnet.layers import _im2col
 
@@ -971,6 +972,14 @@ def check_conv_input_grad(dev: Any) -> None:
             want = _im2col.shifted_sums_portable(dcol, x_shape, kernel, padding, dilation, rows, wp)
             assert names == ["shifted_sums"] and got.flags.c_contiguous and got.shape == want.shape
             np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"shifted sums {x_shape} {kernel}")
+            oh1, ow1 = _im2col.conv_out_hw((h, w), kernel, (1, 1), padding, dilation)
+            dy = dev.asarray(rng.standard_normal((n, 3, oh1, ow1)).astype(dtype))
+            for each, kernels in ((dy, ["flat_dy"]), (dy[:, 1:], [])):  # a group's channels, a view: the portable copy
+                with _raw_launches() as names:
+                    got = fast_path("conv_flat_dy", dev.xp, _im2col.flat_dy_portable)(each, max(rows, oh1), wp)
+                want = _im2col.flat_dy_portable(each, max(rows, oh1), wp)
+                assert names == kernels and got.shape == want.shape and got.dtype == want.dtype, names
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"flat dy {x_shape} {kernel}")
 
 
 def check_shift_flip(dev: Any) -> None:
@@ -993,6 +1002,27 @@ def check_shift_flip(dev: Any) -> None:
             assert results[0].dtype == results[1].dtype
             np.testing.assert_array_equal(results[0].view(f"u{x.itemsize}"), results[1].view(f"u{x.itemsize}"),
                                           err_msg=f"{dtype} {shape} max_shift={max_shift} flip={flip}")
+
+
+def check_global_avg_pool(dev: Any) -> None:
+    """GlobalAvgPool's backward (cupy_layers.global_avg_pool_backward, one kernel) against the portable one bit for bit,
+    the sign of zeros included (-0 in dy gives +0, as the portable + 0), inf and NaN in dy, both dtypes."""
+    from xpnet.layers.pool import global_avg_pool_backward
+
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(10)
+    for dtype in ("float32", "float64"):
+        for shape in ((3, 4, 5, 6), (2, 1, 1, 1), (1, 3, 7, 2)):
+            dy = rng.standard_normal(shape[:2]).astype(dtype)
+            dy.reshape(-1)[: min(dy.size, 3)] = [-0.0, np.inf, np.nan][: min(dy.size, 3)]
+            dy = dev.asarray(dy)
+            assert cupy_layers._spread_ready(dy, shape), shape
+            with _raw_launches() as names:
+                got = cupy_layers.global_avg_pool_backward(dy, shape)
+            want = global_avg_pool_backward(dy, shape)
+            assert names == ["spread_mean"] and got.shape == want.shape and got.dtype == want.dtype, names
+            np.testing.assert_array_equal(_host(got).view(f"u{got.itemsize}"), _host(want).view(f"u{got.itemsize}"),
+                                          err_msg=f"{dtype} {shape}")
 
 
 def check_all_finite(dev: Any) -> None:
@@ -1026,7 +1056,8 @@ CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_n
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
-          check_lerp_all, check_conv_input_grad, check_shift_flip, check_all_finite]
+          check_lerp_all, check_conv_input_grad, check_shift_flip, check_all_finite,
+          check_global_avg_pool]
 
 
 # -- launches ----------------------------------------------------------------------------------------

@@ -517,6 +517,27 @@ extern "C" __global__ void xpnet_im2col(const T* x, T* col, long long n, long lo
     col[i] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((s * c + ch) * h + y) * w + xx] : (T)0;
 }
 """,
+    # GlobalAvgPool's dx (xpnet.layers.pool.global_avg_pool_backward), a thread per pixel: dy / (H * W) as the portable
+    # dy * (T)share then + 0 (which makes a -0 share +0, as there).
+    "spread_mean": r"""
+extern "C" __global__ void xpnet_spread_mean(const T* dy, T* dx, double share, long long plane, long long total) {
+    %(index)s
+    if (i >= total) return;
+    dx[i] = dy[i / plane] * (T)share + (T)0;
+}
+""",
+    # The flat dy of Conv2d's stride-1 input gradient (xpnet.layers._im2col.flat_dy_portable) from a C-contiguous dy
+    # (N, F, oh, ow): flat (F, N * rows * wp), a thread per element, dy's value where (row, column) lies within
+    # (oh, ow), else 0 (the portable zeros and the copy into them, in one pass).
+    "flat_dy": r"""
+extern "C" __global__ void xpnet_flat_dy(const T* dy, T* flat, long long n, long long f, long long oh, long long ow,
+                                         long long rows, long long wp, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long col = i %% wp, r = (i / wp) %% rows, s = (i / (wp * rows)) %% n, ch = i / (wp * rows * n);
+    flat[i] = (r < oh && col < ow) ? dy[((s * f + ch) * oh + r) * ow + col] : (T)0;
+}
+""",
     # Conv2d's stride-1 input gradient (xpnet.layers._im2col.shifted_sums_portable): dx (N, C, H, W), C-contiguous, one
     # thread per element adding, kernel offset by offset in row-major order from 0, what each offset's rows of dcol
     # (C, kh*kw, N*rows*wp) send to its place in the flat padded image: the portable adds' sums in their order.

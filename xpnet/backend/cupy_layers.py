@@ -461,6 +461,30 @@ def conv_shifted_sums(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding:
     return dx
 
 
+def _spread_ready(dy: Any, shape: tuple[int, int, int, int]) -> bool:
+    return _floats(dy) and tuple(dy.shape) == tuple(shape[:2])
+
+
+def global_avg_pool_backward(dy: Any, shape: tuple[int, int, int, int]) -> Any:
+    """See ``xpnet.layers.pool.global_avg_pool_backward``: one kernel (the portable path launches three)."""
+    dx = cupy.empty(tuple(shape), dy.dtype)
+    _launch("spread_mean", dx.size, (dy, dx, 1.0 / (shape[2] * shape[3]), shape[2] * shape[3], dx.size), T=dy.dtype)
+    return dx
+
+
+def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
+    return _floats(dy) and dy.ndim == 4
+
+
+def conv_flat_dy(dy: Any, rows: int, wp: int) -> Any:
+    """See ``xpnet.layers._im2col.flat_dy_portable``: (F, N*rows*wp) in one kernel (the portable path launches a zeros
+    and a copy into it)."""
+    n, f, oh, ow = dy.shape
+    flat = cupy.empty((f, n * rows * wp), dy.dtype)
+    _launch("flat_dy", flat.size, (dy, flat, n, f, oh, ow, rows, wp, flat.size), T=dy.dtype)
+    return flat
+
+
 def _col2im_ready(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
                   dilation: Any = (1, 1)) -> bool:
     return _floats(col) and col.ndim == (3 if per_sample else 2) and len(x_shape) == 4
@@ -489,5 +513,6 @@ def register(add: Callable[..., Any]) -> None:
                         ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
                         ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
                         ("layernorm_backward", _layernorm_backward_ready),
-                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready)):
+                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready),
+                        ("conv_flat_dy", _flat_dy_ready), ("global_avg_pool_backward", _spread_ready)):
         add(op, globals()[op], accepts)
