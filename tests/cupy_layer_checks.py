@@ -55,6 +55,13 @@ def _kernels() -> Any:
     return cupy_layers
 
 
+def _norms() -> Any:
+    """``xpnet.backend.cupy_norms`` (BatchNorm's and LayerNorm's kernels), which imports CuPy."""
+    from xpnet.backend import cupy_norms
+
+    return cupy_norms
+
+
 def _cells() -> Any:
     """``xpnet.backend.cupy_cells`` (the recurrent steps' kernels), which imports CuPy."""
     from xpnet.backend import cupy_cells
@@ -233,7 +240,7 @@ def check_batchnorm(dev: Any) -> None:
     training (the statistics with the running update, y; the sums, dx) and three in evaluation, nothing else."""
     from xpnet.layers.norm import batchnorm_backward, batchnorm_forward
 
-    cupy_layers = _kernels()
+    cupy_norms = _norms()
     rng = np.random.default_rng(4)
     for dtype in ("float32", "float64"):
         for shape in ((8, 3, 5, 7), (5, 2, 60), (16, 5), (2, 4, 1, 1), (3, 2, 9, 1)):
@@ -265,8 +272,8 @@ def check_batchnorm(dev: Any) -> None:
                     x = np.ascontiguousarray(x[::-1])
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
-                assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
-                assert cupy_layers._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1, 0.1)
+                assert cupy_norms._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
+                assert cupy_norms._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1, 0.1)
                 if train:  # PyTorch's running_var: the unbiased variance (n/(n-1)), on every path
                     x3h = x.reshape(shape[0], c, -1).astype(np.float64)
                     unbiased = x3h.transpose(1, 0, 2).reshape(c, -1).var(axis=1, ddof=1)
@@ -278,7 +285,7 @@ def check_batchnorm(dev: Any) -> None:
                 with fast_paths(False):
                     fed = batchnorm_forward(x3, gamma3, layer.params["beta"], layer.eps)
                     portable_grads = batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
-                fast_grads = cupy_layers.batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
+                fast_grads = cupy_norms.batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
                 pairs = [(k, fast[k], portable[k]) for k in portable]
                 pairs += [(f"after a portable forward: {k}", a, b)
                           for k, a, b in zip(("dx", "dgamma", "dbeta"), fast_grads, portable_grads)]
@@ -293,7 +300,7 @@ def check_batchnorm_options(dev: Any) -> None:
     batch's statistics in evaluation too) and momentum=None (the running update's weights 0-d arrays from the
     device's batch count, taken by the kernel): y, dx, the gradients and every buffer after three steps,
     against the portable layer; the buffers moved on in place."""
-    cupy_layers = _kernels()
+    cupy_norms = _norms()
     rng = np.random.default_rng(6)
     for kwargs in ({"affine": False}, {"track_running_stats": False}, {"momentum": None},
                    {"momentum": None, "affine": False, "track_running_stats": False}):
@@ -326,7 +333,7 @@ def check_batchnorm_options(dev: Any) -> None:
                         assert float(_host(buffers["num_batches_tracked"])) == 3.0, what
                         stats = (buffers["running_mean"], buffers["running_var"])
                         weight = 1.0 / buffers["num_batches_tracked"]  # as the layer's: the kernel takes it
-                        assert cupy_layers._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
+                        assert cupy_norms._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
 
 
 def check_frozen_norms(dev: Any) -> None:
@@ -640,7 +647,7 @@ def check_layernorm(dev: Any) -> None:
     through the layer, forward and backward, at BatchNorm's tolerance: over the last axis and the last two, with
     gamma and beta, without beta (``bias=False``), without either (``elementwise_affine=False``), frozen (dx only);
     GroupNorm, which goes through it; rows past MAX_CLASSES take the portable path."""
-    cupy_layers = _kernels()
+    cupy_layers, cupy_norms = _kernels(), _norms()
     rng = np.random.default_rng(10)
     for dtype in ("float32", "float64"):
         for make, shape in ((lambda: xn.layers.LayerNorm(7, dtype=dtype), (3, 5, 7)),
@@ -667,10 +674,10 @@ def check_layernorm(dev: Any) -> None:
                 np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
                                            err_msg=f"{what}: {k}")
         x2 = dev.asarray(rng.standard_normal((4, 6)).astype(dtype))
-        assert cupy_layers._layernorm_ready(x2, None, None, 1e-5)
-        assert not cupy_layers._layernorm_ready(x2[:, ::2], None, None, 1e-5)
+        assert cupy_norms._layernorm_ready(x2, None, None, 1e-5)
+        assert not cupy_norms._layernorm_ready(x2[:, ::2], None, None, 1e-5)
     wide = dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1), np.float32))
-    assert not cupy_layers._layernorm_ready(wide, None, None, 1e-5)
+    assert not cupy_norms._layernorm_ready(wide, None, None, 1e-5)
 
 
 def check_embedding_backward(dev: Any) -> None:
@@ -796,19 +803,20 @@ def check_clipping(dev: Any) -> None:
 
 @contextlib.contextmanager
 def _raw_launches() -> Iterator[list[str]]:
-    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile."""
-    cupy_layers = _kernels()
+    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile (from there and from
+    ``cupy_norms``, which imported it)."""
+    cupy_layers, cupy_norms = _kernels(), _norms()
     names, launch = [], cupy_layers._launch
 
     def counted(name: str, *args: Any, **kwargs: Any) -> None:
         names.append(name)
         launch(name, *args, **kwargs)
 
-    cupy_layers._launch = counted
+    cupy_layers._launch = cupy_norms._launch = counted
     try:
         yield names
     finally:
-        cupy_layers._launch = launch
+        cupy_layers._launch = cupy_norms._launch = launch
 
 
 def check_multi_tensor(dev: Any) -> None:

@@ -1,12 +1,13 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, Softmax and LayerNorm along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
-backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
-uniform numbers of ``xpnet.backend.random`` (sources in :mod:`xpnet.backend.cupy_kernels`; the recurrent steps'
-in :mod:`xpnet.backend.cupy_cells`). Each function has the signature and the results of the portable function
-it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
-``.norm``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
-BatchNorm's update of its running statistics, in place, has none there), and is tested equal to it; other
-dtypes and layouts take the portable path (the ``accepts`` functions below).
+cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, GlobalAvgPool's backward, Dropout, the
+uniform numbers of ``xpnet.backend.random``, Conv2d's im2col's inverses (sources in
+:mod:`xpnet.backend.cupy_kernels`; the normalisation layers' in :mod:`xpnet.backend.cupy_norms`, the recurrent
+steps' in :mod:`xpnet.backend.cupy_cells`, which build theirs with :func:`_launch`). Each function has the signature
+and the results of the portable function it stands for (``xpnet.losses``, ``xpnet.layers.activations``,
+``.softmax``, ``.embedding``, ``.pool``, ``._im2col``) and of the Numba kernels that do the same for NumPy
+(:mod:`xpnet.backend.numba_kernels`), and is tested equal to it; other dtypes and layouts take the portable path
+(the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
@@ -134,46 +135,6 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     return dx
 
 
-# -- LayerNorm over the rows of (M, D) (GroupNorm and InstanceNorm go through it) ---------------------
-
-
-def _layernorm_ready(x2: Any, gamma: Any, beta: Any, eps: float) -> bool:
-    return (_floats(x2, *(p for p in (gamma, beta) if p is not None)) and x2.ndim == 2
-            and 1 <= x2.shape[1] <= MAX_CLASSES)
-
-
-def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.layernorm.layernorm_forward``: one kernel, a thread per row of up to ``MAX_CLASSES``
-    (the portable path launches ten)."""
-    m, d = x2.shape
-    y, x_hat, inv_std = cupy.empty_like(x2), cupy.empty_like(x2), cupy.empty((m, 1), x2.dtype)
-    _launch("layernorm_forward", m, (x2, x2 if gamma is None else gamma, x2 if beta is None else beta, y, x_hat,
-                                     inv_std, float(eps), int(gamma is not None), int(beta is not None), m, d),
-            T=x2.dtype)
-    return y, x_hat, inv_std
-
-
-def _layernorm_backward_ready(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> bool:
-    return (_floats(dy2, x_hat, inv_std, *(() if gamma is None else (gamma,))) and dy2.ndim == 2
-            and tuple(dy2.shape) == tuple(x_hat.shape) and tuple(inv_std.shape) == (dy2.shape[0], 1)
-            and 1 <= dy2.shape[1] <= MAX_CLASSES)
-
-
-def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
-                       grads: bool = True) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.layernorm.layernorm_backward``: dx in one kernel, a thread per row; dgamma one reduction
-    (sum(dy * x_hat) without the product's array), dbeta one sum (the portable path launches eleven)."""
-    m, d = dy2.shape
-    dgamma = dbeta = None
-    if gamma is not None and grads:
-        dgamma = reduction("channel_dot")(dy2, x_hat, axis=0)
-        dbeta = cupy.sum(dy2, axis=0) if bias else None
-    dx = cupy.empty_like(dy2)
-    _launch("layernorm_backward", m, (dy2, x_hat, inv_std, dy2 if gamma is None else gamma, dx, int(gamma is not None),
-                                      m, d), T=dy2.dtype)
-    return dx, dgamma, dbeta
-
-
 # -- Embedding's backward (rows added by index) ------------------------------------------------------
 
 # The ids are sorted in chunks of at least this many positions (see _chunk).
@@ -282,106 +243,18 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: An
     return dx
 
 
-# -- BatchNorm over (N, C, L) ------------------------------------------------------------------------
+# -- GlobalAvgPool's backward ------------------------------------------------------------------------
 
 
-def _contiguous(a: Any) -> Any:
-    """``a`` as the raw kernels read it: C-contiguous (a copy, one launch, only where it is not)."""
-    return a if a.flags.c_contiguous else cupy.ascontiguousarray(a)
+def _spread_ready(dy: Any, shape: tuple[int, int, int, int]) -> bool:
+    return _floats(dy) and tuple(dy.shape) == tuple(shape[:2])
 
 
-def _like(x3: Any, *vectors: Any) -> bool:
-    """x3 (N, C, L) of float32/float64 and per-channel vectors (C,) of its dtype, contiguous (the kernels read them
-    by index; x3 is copied contiguous where it is not)."""
-    return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64) and x3.ndim == 3
-            and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype and v.flags.c_contiguous
-                    and tuple(v.shape) == (x3.shape[1],) for v in vectors))
-
-
-def _weights_ready(x3: Any, weights: Any) -> bool:
-    """The running update's weights: Python floats, or 0-d arrays of x3's dtype (BatchNorm's momentum=None)."""
-    return all(isinstance(w, float) for w in weights) or all(
-        isinstance(w, cupy.ndarray) and w.dtype == x3.dtype and w.shape == () for w in weights)
-
-
-def _bn_ready(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None, running: Any = None) -> bool:
-    return (_like(x3, gamma, beta, *(stats or ()), *(running or ())[:2])
-            and (running is None or (stats is None and _weights_ready(x3, running[2:]))))
-
-
-def batchnorm_forward_running(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None,
-                              running: Any = None) -> tuple[Any, ...]:
-    """See ``xpnet.layers.norm.batchnorm_forward_running``: in training the statistics (and with ``running`` the
-    running statistics moved on, in place) in one kernel, a block per channel, then y in one (two launches; the
-    portable path on CuPy launched nine); in evaluation y alone, one launch. Keeps x itself and the mean for
-    backward, as the Numba kernel."""
-    x3 = _contiguous(x3)
-    n, c, l = x3.shape
-    if stats is None:
-        mean, var = cupy.empty(c, x3.dtype), cupy.empty(c, x3.dtype)
-        running_mean, running_var, *weights = running if running is not None else (mean, var, 0.0, 0.0, 0.0)
-        on_device = not isinstance(weights[0], float)
-        _launch("bn_stats", c * _BLOCK, (x3, mean, var, running_mean, running_var, int(running is not None),
-                                         *(weights if on_device else (mean, mean, mean)), int(on_device),
-                                         *((0.0, 0.0, 0.0) if on_device else weights), n, c, l), T=x3.dtype)
-    else:
-        mean, var = stats
-    y, inv_std = cupy.empty_like(x3), cupy.empty(c, x3.dtype)
-    _launch("bn_normalize", max(x3.size, c), (x3, mean, var, gamma, beta, y, inv_std, float(eps), c, l, x3.size),
-            T=x3.dtype)
-    moved = None if running is None else (running[0], running[1])
-    return y, mean, var, inv_std, (x3, mean), moved
-
-
-def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
-    """See ``xpnet.layers.norm.batchnorm_forward``: :func:`batchnorm_forward_running` without the running update."""
-    return batchnorm_forward_running(x3, gamma, beta, eps, stats)[:5]
-
-
-def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any, new: Any,
-                   new_var: Any) -> bool:
-    # The weights: Python floats, or 0-d arrays of the statistics' dtype (BatchNorm's momentum=None).
-    return (all(isinstance(a, cupy.ndarray) and a.dtype in (cupy.float32, cupy.float64) and a.dtype == mean.dtype
-                for a in (mean, var, running_mean, running_var))
-            and all(isinstance(w, float) or (isinstance(w, cupy.ndarray) and w.dtype == mean.dtype)
-                    for w in (old, new, new_var)))
-
-
-def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,
-                      new: Any, new_var: Any) -> tuple[Any, Any]:
-    """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
-    portable update launches six); InstanceNorm's, and BatchNorm's where the fused forward does not take its input."""
-    elementwise("bn_running")(mean, var, old, new, new_var, running_mean, running_var)
-    return running_mean, running_var
-
-
-def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool,
-                       grads: bool = True) -> bool:
-    x, shift = x_shift
-    return (_like(dy3, gamma, inv_std, *(() if shift is None else (shift,))) and _like(x)
-            and x.dtype == dy3.dtype and tuple(x.shape) == tuple(dy3.shape))
-
-
-def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
-                       train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.norm.batchnorm_backward``: dgamma, dbeta and the factors of dx in one kernel, a block per
-    channel, then dx in one (two launches; the portable path on CuPy launched eight); in evaluation with
-    ``grads=False`` dx only (one)."""
-    dy3, (x, shift) = _contiguous(dy3), x_shift
-    x = _contiguous(x)
-    n, c, l = dy3.shape
-    has_shift = int(shift is not None)
-    shift = inv_std if shift is None else shift
-    dgamma = dbeta = None
-    factors = inv_std  # read only in training, after the sums write them
-    if train or grads:
-        dgamma, dbeta, factors = cupy.empty(c, dy3.dtype), cupy.empty(c, dy3.dtype), cupy.empty(2 * c, dy3.dtype)
-        _launch("bn_backward_sums", c * _BLOCK, (dy3, x, shift, has_shift, gamma, inv_std, dgamma, dbeta, factors,
-                                                 n, c, l), T=dy3.dtype)
-    dx = cupy.empty_like(dy3)
-    _launch("bn_input_grad", dx.size, (dy3, x, shift, has_shift, gamma, inv_std, factors, int(train), dx, c, l,
-                                       dx.size), T=dy3.dtype)
-    return dx, dgamma, dbeta
+def global_avg_pool_backward(dy: Any, shape: tuple[int, int, int, int]) -> Any:
+    """See ``xpnet.layers.pool.global_avg_pool_backward``: one kernel (the portable path launches three)."""
+    dx = cupy.empty(tuple(shape), dy.dtype)
+    _launch("spread_mean", dx.size, (dy, dx, 1.0 / (shape[2] * shape[3]), shape[2] * shape[3], dx.size), T=dy.dtype)
+    return dx
 
 
 # -- random numbers and Dropout ---------------------------------------------------------------------
@@ -461,17 +334,6 @@ def conv_shifted_sums(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding:
     return dx
 
 
-def _spread_ready(dy: Any, shape: tuple[int, int, int, int]) -> bool:
-    return _floats(dy) and tuple(dy.shape) == tuple(shape[:2])
-
-
-def global_avg_pool_backward(dy: Any, shape: tuple[int, int, int, int]) -> Any:
-    """See ``xpnet.layers.pool.global_avg_pool_backward``: one kernel (the portable path launches three)."""
-    dx = cupy.empty(tuple(shape), dy.dtype)
-    _launch("spread_mean", dx.size, (dy, dx, 1.0 / (shape[2] * shape[3]), shape[2] * shape[3], dx.size), T=dy.dtype)
-    return dx
-
-
 def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
     return _floats(dy) and dy.ndim == 4
 
@@ -507,12 +369,8 @@ def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
-                        ("batchnorm_forward", _bn_ready), ("batchnorm_forward_running", _bn_ready),
-                        ("batchnorm_running", _running_ready),
-                        ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
-                        ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
-                        ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
-                        ("layernorm_backward", _layernorm_backward_ready),
+                        ("dropout_forward", _dropout_ready), ("softmax", _softmax_ready),
+                        ("softmax_backward", _softmax_backward_ready), ("embedding_backward", _embedding_ready),
                         ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready),
                         ("conv_flat_dy", _flat_dy_ready), ("global_avg_pool_backward", _spread_ready)):
         add(op, globals()[op], accepts)

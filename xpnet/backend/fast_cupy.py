@@ -6,8 +6,8 @@ and buffer copies one kernel for up to 32 arrays, BatchNorm's per-channel sums a
 norm; by value: one kernel a gradient), the epoch's loss and accuracy sums as one kernel a step, RandomShiftFlip's
 flips and shifts as one kernel, the epoch's finite check of the weights one kernel for up to 32 (sources in
 :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax
-cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and :mod:`xpnet.backend.cupy_cells` (the recurrent
-steps). With them a 784-100-10 SGD step at batch 100 inside
+cross-entropy, Softmax, ReLU, MaxPool2d), :mod:`xpnet.backend.cupy_norms` (BatchNorm, LayerNorm) and
+:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
 ``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
 is in ``cupy_layers``).
 
@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import cupy
 
-from . import cupy_cells, cupy_layers
+from . import cupy_cells, cupy_layers, cupy_norms
 from .cupy_kernels import MULTI
 from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
@@ -367,4 +367,5 @@ def register(add: Callable[..., Any]) -> None:
     add("shift_flip", shift_flip, accepts=_shift_flip_ready)
     add("all_finite", all_finite, accepts=_finite_ready)
     cupy_layers.register(add)
+    cupy_norms.register(add)
     cupy_cells.register(add)
