@@ -55,6 +55,13 @@ def _kernels() -> Any:
     return cupy_layers
 
 
+def _norms() -> Any:
+    """``xpnet.backend.cupy_norms`` (BatchNorm's and LayerNorm's kernels), which imports CuPy."""
+    from xpnet.backend import cupy_norms
+
+    return cupy_norms
+
+
 def _cells() -> Any:
     """``xpnet.backend.cupy_cells`` (the recurrent steps' kernels), which imports CuPy."""
     from xpnet.backend import cupy_cells
@@ -228,14 +235,15 @@ def check_maxpool2d(dev: Any) -> None:
 
 
 def check_batchnorm(dev: Any) -> None:
-    """Training and evaluation, (N, C, H, W) and (N, D): y, dx, the gradients and the running statistics
-    against the portable layer."""
+    """Training and evaluation, (N, C, H, W), (N, C, L) and (N, D) (one reversed, not contiguous): y, dx, the
+    gradients and the running statistics against the portable layer; a forward and backward launch four kernels in
+    training (the statistics with the running update, y; the sums, dx) and three in evaluation, nothing else."""
     from xpnet.layers.norm import batchnorm_backward, batchnorm_forward
 
-    cupy_layers = _kernels()
+    cupy_norms = _norms()
     rng = np.random.default_rng(4)
     for dtype in ("float32", "float64"):
-        for shape in ((8, 3, 5, 7), (16, 5), (2, 4, 1, 1), (3, 2, 9, 1)):
+        for shape in ((8, 3, 5, 7), (5, 2, 60), (16, 5), (2, 4, 1, 1), (3, 2, 9, 1)):
             c = shape[1]
             x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
             dy = rng.standard_normal(shape).astype(dtype)
@@ -247,16 +255,25 @@ def check_batchnorm(dev: Any) -> None:
                     layer.params["gamma"] = dev.asarray(gamma)
                     layer.buffers["running_var"] = dev.asarray(np.linspace(0.5, 2, c).astype(dtype))
                     before = dict(layer.buffers)
-                    with fast_paths(fast):
-                        y = layer.forward(dev.asarray(x), train=train)
-                        dx = layer.backward(dev.asarray(dy))
+                    xd, dyd = dev.asarray(x), dev.asarray(dy)
+                    if len(shape) == 2:
+                        xd = xd[::-1]
+                    with fast_paths(fast), _raw_launches() as names, count_launches() as counts:
+                        y = layer.forward(xd, train=train)
+                        dx = layer.backward(dyd)
+                    if fast:
+                        kernels = ["bn_stats"] * train + ["bn_normalize", "bn_backward_sums", "bn_input_grad"]
+                        assert names == kernels and counts["launches"] == len(kernels) + (len(shape) == 2), \
+                            (dtype, shape, train, names, counts)  # a reversed x is copied contiguous: one launch
                     # moved on in place: a captured step replays its kernels on the arrays of the capture
                     assert all(layer.buffers[k] is v for k, v in before.items()), (dtype, shape, fast)
                     results.append({"y": y, "dx": dx, **layer.grads, **layer.buffers})
+                if len(shape) == 2:
+                    x = np.ascontiguousarray(x[::-1])
                 fast, portable = results
                 x3 = dev.asarray(x.reshape(shape[0], c, -1))
-                assert cupy_layers._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
-                assert cupy_layers._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1, 0.1)
+                assert cupy_norms._bn_ready(x3, layer.params["gamma"], layer.params["beta"], 1e-5)
+                assert cupy_norms._running_ready(*layer.buffers.values(), *layer.buffers.values(), 0.9, 0.1, 0.1)
                 if train:  # PyTorch's running_var: the unbiased variance (n/(n-1)), on every path
                     x3h = x.reshape(shape[0], c, -1).astype(np.float64)
                     unbiased = x3h.transpose(1, 0, 2).reshape(c, -1).var(axis=1, ddof=1)
@@ -268,7 +285,7 @@ def check_batchnorm(dev: Any) -> None:
                 with fast_paths(False):
                     fed = batchnorm_forward(x3, gamma3, layer.params["beta"], layer.eps)
                     portable_grads = batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
-                fast_grads = cupy_layers.batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
+                fast_grads = cupy_norms.batchnorm_backward(dy3, fed[4], gamma3, fed[3], train)
                 pairs = [(k, fast[k], portable[k]) for k in portable]
                 pairs += [(f"after a portable forward: {k}", a, b)
                           for k, a, b in zip(("dx", "dgamma", "dbeta"), fast_grads, portable_grads)]
@@ -283,7 +300,7 @@ def check_batchnorm_options(dev: Any) -> None:
     batch's statistics in evaluation too) and momentum=None (the running update's weights 0-d arrays from the
     device's batch count, taken by the kernel): y, dx, the gradients and every buffer after three steps,
     against the portable layer; the buffers moved on in place."""
-    cupy_layers = _kernels()
+    cupy_norms = _norms()
     rng = np.random.default_rng(6)
     for kwargs in ({"affine": False}, {"track_running_stats": False}, {"momentum": None},
                    {"momentum": None, "affine": False, "track_running_stats": False}):
@@ -316,7 +333,7 @@ def check_batchnorm_options(dev: Any) -> None:
                         assert float(_host(buffers["num_batches_tracked"])) == 3.0, what
                         stats = (buffers["running_mean"], buffers["running_var"])
                         weight = 1.0 / buffers["num_batches_tracked"]  # as the layer's: the kernel takes it
-                        assert cupy_layers._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
+                        assert cupy_norms._running_ready(*stats, *stats, weight, 1.0 - weight, weight), what
 
 
 def check_frozen_norms(dev: Any) -> None:
@@ -630,7 +647,7 @@ def check_layernorm(dev: Any) -> None:
     through the layer, forward and backward, at BatchNorm's tolerance: over the last axis and the last two, with
     gamma and beta, without beta (``bias=False``), without either (``elementwise_affine=False``), frozen (dx only);
     GroupNorm, which goes through it; rows past MAX_CLASSES take the portable path."""
-    cupy_layers = _kernels()
+    cupy_layers, cupy_norms = _kernels(), _norms()
     rng = np.random.default_rng(10)
     for dtype in ("float32", "float64"):
         for make, shape in ((lambda: xn.layers.LayerNorm(7, dtype=dtype), (3, 5, 7)),
@@ -657,10 +674,10 @@ def check_layernorm(dev: Any) -> None:
                 np.testing.assert_allclose(_host(a), _host(b), rtol=50 * RTOL[dtype], atol=50 * RTOL[dtype],
                                            err_msg=f"{what}: {k}")
         x2 = dev.asarray(rng.standard_normal((4, 6)).astype(dtype))
-        assert cupy_layers._layernorm_ready(x2, None, None, 1e-5)
-        assert not cupy_layers._layernorm_ready(x2[:, ::2], None, None, 1e-5)
+        assert cupy_norms._layernorm_ready(x2, None, None, 1e-5)
+        assert not cupy_norms._layernorm_ready(x2[:, ::2], None, None, 1e-5)
     wide = dev.asarray(np.zeros((2, cupy_layers.MAX_CLASSES + 1), np.float32))
-    assert not cupy_layers._layernorm_ready(wide, None, None, 1e-5)
+    assert not cupy_norms._layernorm_ready(wide, None, None, 1e-5)
 
 
 def check_embedding_backward(dev: Any) -> None:
@@ -786,19 +803,20 @@ def check_clipping(dev: Any) -> None:
 
 @contextlib.contextmanager
 def _raw_launches() -> Iterator[list[str]]:
-    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile."""
-    cupy_layers = _kernels()
+    """The names of the raw kernels ``xpnet.backend.cupy_layers._launch`` starts meanwhile (from there and from
+    ``cupy_norms``, which imported it)."""
+    cupy_layers, cupy_norms = _kernels(), _norms()
     names, launch = [], cupy_layers._launch
 
     def counted(name: str, *args: Any, **kwargs: Any) -> None:
         names.append(name)
         launch(name, *args, **kwargs)
 
-    cupy_layers._launch = counted
+    cupy_layers._launch = cupy_norms._launch = counted
     try:
         yield names
     finally:
-        cupy_layers._launch = launch
+        cupy_layers._launch = cupy_norms._launch = launch
 
 
 def check_multi_tensor(dev: Any) -> None:
@@ -918,12 +936,13 @@ def check_lerp_all(dev: Any) -> None:
 
 
 def check_conv_input_grad(dev: Any) -> None:
-    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not) and the stride-1 shifted sums as
-    one kernel each, equal bit for bit to the portable zeros and adds (the same sums in the same order), NCHW; and
-    im2col as one kernel, equal to the strided copy (a non-contiguous x takes that copy)."""
+    """Conv2d's input gradient: col2im (strided, dilated, padded, per sample or not), the stride-1 flat dy and shifted
+    sums as one kernel each, equal bit for bit to the portable zeros, copies and adds (the same sums in the same
+    order), NCHW (a view of dy takes the portable copy); and im2col as one kernel, equal to the strided copy (a
+    non-contiguous x takes that copy)."""
     import cupy
 
-    from xpnet.backend import cupy_layers, fast_cupy
+    from xpnet.backend import cupy_layers, fast_cupy, fast_path
     from xpnet.backend.fast_numpy import im2col_strided
     from xpnet.layers import _im2col
 
@@ -961,13 +980,92 @@ def check_conv_input_grad(dev: Any) -> None:
             want = _im2col.shifted_sums_portable(dcol, x_shape, kernel, padding, dilation, rows, wp)
             assert names == ["shifted_sums"] and got.flags.c_contiguous and got.shape == want.shape
             np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"shifted sums {x_shape} {kernel}")
+            oh1, ow1 = _im2col.conv_out_hw((h, w), kernel, (1, 1), padding, dilation)
+            dy = dev.asarray(rng.standard_normal((n, 3, oh1, ow1)).astype(dtype))
+            for each, kernels in ((dy, ["flat_dy"]), (dy[:, 1:], [])):  # a group's channels, a view: the portable copy
+                with _raw_launches() as names:
+                    got = fast_path("conv_flat_dy", dev.xp, _im2col.flat_dy_portable)(each, max(rows, oh1), wp)
+                want = _im2col.flat_dy_portable(each, max(rows, oh1), wp)
+                assert names == kernels and got.shape == want.shape and got.dtype == want.dtype, names
+                np.testing.assert_array_equal(_host(got), _host(want), err_msg=f"flat dy {x_shape} {kernel}")
+
+
+def check_shift_flip(dev: Any) -> None:
+    """RandomShiftFlip's kernel (fast_cupy.shift_flip) against the portable flip and shifts, bit for bit (NaN and -0.0
+    among the pixels): 3-, 4- and 5-d batches, shifts up to 1 and 3, with and without flips, both dtypes; one launch
+    a call and nothing else but the draws' copy."""
+    rng = np.random.default_rng(8)
+    for dtype in ("float32", "float64"):
+        for shape, max_shift, flip in (((33, 5, 4), 1, True), ((16, 2, 6, 7), 3, True), ((6, 2, 2, 4, 5), 1, False),
+                                       ((9, 1, 3, 3), 0, True)):
+            x = rng.standard_normal(shape).astype(dtype)
+            x.reshape(-1)[[0, 7]] = [np.nan, -0.0]
+            xd, transform = dev.asarray(x), xn.datasets.RandomShiftFlip(max_shift, flip=flip, seed=2)
+            results = []
+            for fast in (True, False):
+                with fast_paths(fast), _raw_launches() as names, count_launches() as counts:
+                    results.append(_host(transform(xd, 1, 4)))
+                if fast:
+                    assert names == ["shift_flip"] and counts["launches"] == 1, (dtype, shape, names, counts)
+            assert results[0].dtype == results[1].dtype
+            np.testing.assert_array_equal(results[0].view(f"u{x.itemsize}"), results[1].view(f"u{x.itemsize}"),
+                                          err_msg=f"{dtype} {shape} max_shift={max_shift} flip={flip}")
+
+
+def check_global_avg_pool(dev: Any) -> None:
+    """GlobalAvgPool's backward (cupy_layers.global_avg_pool_backward, one kernel) against the portable one bit for bit,
+    the sign of zeros included (-0 in dy gives +0, as the portable + 0), inf and NaN in dy, both dtypes."""
+    from xpnet.layers.pool import global_avg_pool_backward
+
+    cupy_layers = _kernels()
+    rng = np.random.default_rng(10)
+    for dtype in ("float32", "float64"):
+        for shape in ((3, 4, 5, 6), (2, 1, 1, 1), (1, 3, 7, 2)):
+            dy = rng.standard_normal(shape[:2]).astype(dtype)
+            dy.reshape(-1)[: min(dy.size, 3)] = [-0.0, np.inf, np.nan][: min(dy.size, 3)]
+            dy = dev.asarray(dy)
+            assert cupy_layers._spread_ready(dy, shape), shape
+            with _raw_launches() as names:
+                got = cupy_layers.global_avg_pool_backward(dy, shape)
+            want = global_avg_pool_backward(dy, shape)
+            assert names == ["spread_mean"] and got.shape == want.shape and got.dtype == want.dtype, names
+            np.testing.assert_array_equal(_host(got).view(f"u{got.itemsize}"), _host(want).view(f"u{got.itemsize}"),
+                                          err_msg=f"{dtype} {shape}")
+
+
+def check_all_finite(dev: Any) -> None:
+    """The epoch's finite check of the weights (fast_cupy.all_finite, one launch per MULTI arrays) against the portable
+    guard.all_finite: 40 arrays of both dtypes (two launches), all finite, then one inf, -inf or NaN in the first,
+    a middle or the last array (the last past the first launch), a huge finite value, and the answer before False."""
+    from xpnet.backend import fast_cupy
+    from xpnet.training.guard import all_finite
+
+    rng = np.random.default_rng(9)
+    for dtype in ("float32", "float64"):
+        host = [rng.standard_normal(shape).astype(dtype) for shape in [(3, 5), (700,), (1,), (2, 3, 4)] * 10]
+        cases = [("finite", None, None, True), ("max", 5, np.finfo(dtype).max, True)]
+        cases += [(f"{v} in {k}", k, v, True) for k, v in ((0, np.inf), (31, -np.inf), (39, np.nan), (1, np.nan))]
+        cases += [("ok before False", None, None, False)]
+        for what, k, value, before in cases:
+            arrays = [a.copy() for a in host]
+            if k is not None:
+                arrays[k].reshape(-1)[-1] = value
+            arrays = [dev.asarray(a) for a in arrays]
+            ok = dev.xp.asarray(before, device=dev.native)
+            assert fast_cupy._finite_ready(arrays, ok), what
+            with _raw_launches() as names:
+                got = fast_cupy.all_finite(arrays, ok)
+            want = all_finite(arrays, ok)
+            assert names == ["multi_finite"] * 2 and got.shape == () and got.dtype == want.dtype, (what, names)
+            assert bool(_host(got)) == bool(_host(want)) == (before and (k is None or np.isfinite(value))), what
 
 
 CHECKS = [check_loss, check_loss_takes_the_portable_path_where_the_kernel_does_not_fit, check_relu, check_maxpool2d,
           check_batchnorm, check_batchnorm_options, check_frozen_norms, check_training,
           check_rnn, check_lstm, check_gru, check_language_model_training, check_softmax, check_layernorm,
           check_embedding_backward, check_epoch_sums, check_clipping, check_multi_tensor,
-          check_lerp_all, check_conv_input_grad]
+          check_lerp_all, check_conv_input_grad, check_shift_flip, check_all_finite,
+          check_global_avg_pool]
 
 
 # -- launches ----------------------------------------------------------------------------------------

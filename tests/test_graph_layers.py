@@ -38,6 +38,8 @@ _NEW_ARRAYS = """
 import xpnet.layers.norm as norm
 fast_path = norm.fast_path
 def into_new_arrays(op, xp, portable=None):
+    if op == "batchnorm_forward_running":  # the forward, then the update below (CuPy's fused kernel updates in place)
+        return portable
     if op == "batchnorm_running":
         return lambda rm, rv, mean, var, old, new, new_var: (old * rm + new * mean, old * rv + new_var * var)
     return fast_path(op, xp, portable)

@@ -10,7 +10,8 @@ as (1, C, 1) against (N, C, L)).
 ``cupy.ReductionKernel``: ``map_expr`` is plain arithmetic, the reduction a sum.
 
 ``RAW[name]`` for ``cupy.RawKernel``: one thread per output element (or per row, or per four numbers
-drawn), no shared memory, no atomics, so the result never depends on the order threads run in. The
+drawn), or for BatchNorm's sums one block per channel adding in a fixed tree in shared memory; no atomics, so the
+result never depends on the order threads run in. The
 builder puts ``typedef``s of ``T`` (the float type), ``L`` (labels) and ``I`` (pooling indices) in front.
 Sizes are ``long long`` (a Python int as CuPy passes it); NaN is tested as ``v != v``, which needs no
 header.
@@ -48,33 +49,16 @@ ELEMENTWISE = {
     "relu_backward": ("T dy, bool mask", "T dx", "dx = dy * mask;"),
     # GELU's erf: CUDA's own (erff for float), what cupyx.scipy.special.erf runs, without importing cupyx.
     "erf": ("T x", "T y", "y = erf(x);"),
-    # BatchNorm over (N, C, L), per channel: the statistics from the sums, then y in one pass.
-    "bn_stats": ("T total, T squares, T gamma, T count, T eps", "T mean, T var, T inv_std, T scale",
-                 "mean = total / count; var = squares / count; inv_std = 1 / sqrt(var + eps); "
-                 "scale = gamma * inv_std;"),
-    "bn_scale": ("T var, T gamma, T eps", "T inv_std, T scale",
-                 "inv_std = 1 / sqrt(var + eps); scale = gamma * inv_std;"),
-    "bn_affine": ("T x, T shift, T scale, T beta", "T y", "y = (x - shift) * scale + beta;"),
     # Both running statistics moved on in place (a captured CUDA graph replays on the same arrays);
     # w_new_var takes PyTorch's n/(n-1) in (its running_var is the unbiased variance).
     "bn_running": ("T mean, T var, T w_old, T w_new, T w_new_var", "T running_mean, T running_var",
                    "running_mean = w_old * running_mean + w_new * mean; "
                    "running_var = w_old * running_var + w_new_var * var;"),
-    # Backward: the per-channel factors of dx = scale * (dy - dbeta/count - x_hat * dgamma/count), then dx.
-    "bn_grad_factors": ("T sum_dyx, T dbeta, T gamma, T inv_std, T count", "T dgamma, T a, T scale, T c0",
-                        "dgamma = sum_dyx * inv_std; scale = gamma * inv_std; a = -scale * inv_std * dgamma / count; "
-                        "c0 = scale * dbeta / count;"),
-    "bn_input_grad": ("T dy, T x, T shift, T a, T scale, T c0", "T dx", "dx = (x - shift) * a + dy * scale - c0;"),
 }
 
 REDUCTION = {
     # BatchNorm's per-channel sum of a * b over axes 0 and 2 of (N, C, L): one pass, no temporary.
     "channel_dot": ("T a, T b", "T y", "a * b", "a + b", "y = a", "0"),
-    # Per channel: sum((x - total / count)^2), the variance's numerator, centred on the mean in the same pass.
-    "channel_squares": ("T x, T total, T count", "T y", "(x - total / count) * (x - total / count)", "a + b", "y = a",
-                        "0"),
-    # Per channel: sum(dy * (x - shift)).
-    "channel_centred_dot": ("T dy, T x, T shift", "T y", "dy * (x - shift)", "a + b", "y = a", "0"),
     # The sum of squares of a gradient (clip_grad_norm), one pass without the temporary g * g.
     "squares": ("T g", "T y", "g * g", "a + b", "y = a", "0"),
     # How many labels are not ignore_index.
@@ -116,6 +100,24 @@ _UNIT = r"""%(index)s
 _SIGMOID = r"""
 __device__ inline T xpnet_sigmoid(T a) {
     return (T)0.5 * tanh((T)0.5 * a) + (T)0.5;
+}
+"""
+
+# The sum over a block of SUM_THREADS threads (BatchNorm's and multi_finite's blocks are of that size): each thread's
+# partial sum v added in a fixed tree in shared memory, so the same sums at every run (no atomics); every thread gets
+# the total, and the shared partials are free again when it returns.
+_BLOCK_SUM = r"""
+#define SUM_THREADS 256
+__device__ inline double xpnet_block_sum(double* part, double v) {
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = SUM_THREADS / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    double total = part[0];
+    __syncthreads();
+    return total;
 }
 """
 
@@ -515,6 +517,27 @@ extern "C" __global__ void xpnet_im2col(const T* x, T* col, long long n, long lo
     col[i] = (y >= 0 && y < h && xx >= 0 && xx < w) ? x[((s * c + ch) * h + y) * w + xx] : (T)0;
 }
 """,
+    # GlobalAvgPool's dx (xpnet.layers.pool.global_avg_pool_backward), a thread per pixel: dy / (H * W) as the portable
+    # dy * (T)share then + 0 (which makes a -0 share +0, as there).
+    "spread_mean": r"""
+extern "C" __global__ void xpnet_spread_mean(const T* dy, T* dx, double share, long long plane, long long total) {
+    %(index)s
+    if (i >= total) return;
+    dx[i] = dy[i / plane] * (T)share + (T)0;
+}
+""",
+    # The flat dy of Conv2d's stride-1 input gradient (xpnet.layers._im2col.flat_dy_portable) from a C-contiguous dy
+    # (N, F, oh, ow): flat (F, N * rows * wp), a thread per element, dy's value where (row, column) lies within
+    # (oh, ow), else 0 (the portable zeros and the copy into them, in one pass).
+    "flat_dy": r"""
+extern "C" __global__ void xpnet_flat_dy(const T* dy, T* flat, long long n, long long f, long long oh, long long ow,
+                                         long long rows, long long wp, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long col = i %% wp, r = (i / wp) %% rows, s = (i / (wp * rows)) %% n, ch = i / (wp * rows * n);
+    flat[i] = (r < oh && col < ow) ? dy[((s * f + ch) * oh + r) * ow + col] : (T)0;
+}
+""",
     # Conv2d's stride-1 input gradient (xpnet.layers._im2col.shifted_sums_portable): dx (N, C, H, W), C-contiguous, one
     # thread per element adding, kernel offset by offset in row-major order from 0, what each offset's rows of dcol
     # (C, kh*kw, N*rows*wp) send to its place in the flat padded image: the portable adds' sums in their order.
@@ -710,6 +733,115 @@ extern "C" __global__ void xpnet_layernorm_backward(const T* dy, const T* x_hat,
     # An epoch's running sums after a step where ELEMENTWISE["epoch_sums"] does not fit: the batch's count of targets
     # on the device (has_count: count (1,) of the labels' index type L, cast to T as the portable astype), or the int
     # fixed; the correct count added only where hits came (has_hits). One thread.
+    # BatchNorm over x (N, C, L) C-contiguous, as xpnet.layers.norm's portable path. Training statistics: one block of
+    # SUM_THREADS threads per channel (blockIdx.x), each thread summing in double the values j, j + SUM_THREADS, ... of
+    # the channel's N * L, the block's partial sums then added in a fixed tree (the same sums at every run, no atomics):
+    # the mean (in T), then the squares about it; thread 0 writes mean and the biased var, and with running moves the
+    # running statistics on in place, as ELEMENTWISE["bn_running"] (the weights doubles cast to T, or with
+    # device_weights read from 0-d arrays of T: momentum=None's 1/n).
+    "bn_stats": r"""%(block_sum)s
+extern "C" __global__ void xpnet_bn_stats(const T* x, T* mean, T* var, T* running_mean, T* running_var,
+                                          long long running, const T* w_old_p, const T* w_new_p,
+                                          const T* w_new_var_p, long long device_weights, double w_old,
+                                          double w_new, double w_new_var, long long n, long long c, long long l) {
+    __shared__ double part[SUM_THREADS];
+    long long ch = blockIdx.x, count = n * l;
+    double s = 0;
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) s += (double)x[((j / l) * c + ch) * l + j %% l];
+    T m = (T)(xpnet_block_sum(part, s) / (double)count);
+    double q = 0;
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) {
+        T d = x[((j / l) * c + ch) * l + j %% l] - m;
+        q += (double)(d * d);
+    }
+    T v = (T)(xpnet_block_sum(part, q) / (double)count);
+    if (threadIdx.x != 0) return;
+    mean[ch] = m;
+    var[ch] = v;
+    if (!running) return;
+    T o = device_weights ? w_old_p[0] : (T)w_old, w = device_weights ? w_new_p[0] : (T)w_new;
+    T wv = device_weights ? w_new_var_p[0] : (T)w_new_var;
+    running_mean[ch] = o * running_mean[ch] + w * m;
+    running_var[ch] = o * running_var[ch] + wv * v;
+}
+""",
+    # Then y = (x - mean) * scale + beta, scale = gamma * inv_std, inv_std = 1 / sqrt(var + eps), a thread per element
+    # of y (total of them) recomputing its channel's inv_std; threads i < c write inv_std[i] (threads = max(total, c),
+    # so that an empty batch in evaluation still has them).
+    "bn_normalize": r"""
+extern "C" __global__ void xpnet_bn_normalize(const T* x, const T* mean, const T* var, const T* gamma, const T* beta,
+                                              T* y, T* inv_std, double eps, long long c, long long l,
+                                              long long total) {
+    %(index)s
+    if (i < c) inv_std[i] = (T)1 / sqrt(var[i] + (T)eps);
+    if (i >= total) return;
+    long long ch = (i / l) %% c;
+    T r = (T)1 / sqrt(var[ch] + (T)eps);
+    y[i] = (x[i] - mean[ch]) * (gamma[ch] * r) + beta[ch];
+}
+""",
+    # Backward's sums, one block per channel as bn_stats: dbeta = sum(dy) and sum(dy * (x - shift)) (x itself where
+    # has_shift is 0: x - mean kept by the portable forward), in double; thread 0 writes dbeta, dgamma = that sum *
+    # inv_std, and the factors of dx (factors (2, C)): a = -scale * inv_std * dgamma / count, c0 = scale * dbeta /
+    # count, scale = gamma * inv_std (the portable backward's per-channel arithmetic, in T).
+    "bn_backward_sums": r"""%(block_sum)s
+extern "C" __global__ void xpnet_bn_backward_sums(const T* dy, const T* x, const T* shift, long long has_shift,
+                                                  const T* gamma, const T* inv_std, T* dgamma, T* dbeta, T* factors,
+                                                  long long n, long long c, long long l) {
+    __shared__ double part[SUM_THREADS];
+    long long ch = blockIdx.x, count = n * l;
+    T centre = has_shift ? shift[ch] : (T)0;
+    double s = 0, sx = 0;
+    for (long long j = threadIdx.x; j < count; j += SUM_THREADS) {
+        long long k = ((j / l) * c + ch) * l + j %% l;
+        s += (double)dy[k];
+        sx += (double)(dy[k] * (x[k] - centre));
+    }
+    T db = (T)xpnet_block_sum(part, s), sum_dyx = (T)xpnet_block_sum(part, sx);
+    if (threadIdx.x != 0) return;
+    T r = inv_std[ch], scale = gamma[ch] * r, dg = sum_dyx * r;
+    dbeta[ch] = db;
+    dgamma[ch] = dg;
+    factors[ch] = -scale * r * dg / (T)count;
+    factors[c + ch] = scale * db / (T)count;
+}
+""",
+    # dx, a thread per element: in training (x - shift) * a + dy * scale - c0 with bn_backward_sums' factors (a, c0);
+    # in evaluation dy * scale (the running statistics are constants).
+    "bn_input_grad": r"""
+extern "C" __global__ void xpnet_bn_input_grad(const T* dy, const T* x, const T* shift, long long has_shift,
+                                               const T* gamma, const T* inv_std, const T* factors, long long train,
+                                               T* dx, long long c, long long l, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long ch = (i / l) %% c;
+    T scale = gamma[ch] * inv_std[ch];
+    if (!train) {
+        dx[i] = dy[i] * scale;
+        return;
+    }
+    T centred = has_shift ? x[i] - shift[ch] : x[i];
+    dx[i] = centred * factors[ch] + dy[i] * scale - factors[c + ch];
+}
+""",
+    # RandomShiftFlip (xpnet.datasets.augment.shift_flip_portable) of a C-contiguous x (N, ..., H, W), a thread per
+    # element: out[s, ..., i, j] = x[s, ..., i - dy, j - dx] read from the flipped image (column w - 1 - (j - dx)) where
+    # the sample's flag is set, 0 where (i - dy, j - dx) falls outside; draws (3, N) int64: flag, dy, dx per sample.
+    # A copy of each value: the same bits as the portable flip, shifts and zeros.
+    "shift_flip": r"""
+extern "C" __global__ void xpnet_shift_flip(const T* x, const long long* draws, T* out, long long n, long long h,
+                                            long long w, long long total) {
+    %(index)s
+    if (i >= total) return;
+    long long plane = i / (h * w), s = plane / ((total / (h * w)) / n);
+    long long r = (i / w) %% h - draws[n + s], col = i %% w - draws[2 * n + s];
+    if (r < 0 || r >= h || col < 0 || col >= w) {
+        out[i] = (T)0;
+        return;
+    }
+    out[i] = x[(plane * h + r) * w + (draws[s] ? w - 1 - col : col)];
+}
+""",
     "epoch_add": r"""
 extern "C" __global__ void xpnet_epoch_add(const T* loss_sum, const T* value, const L* count, long long fixed,
                                            long long has_count, const L* correct, const L* hits, long long has_hits,
@@ -910,6 +1042,25 @@ extern "C" __global__ void xpnet_multi_copy(%(a)s, %(y)s, %(n)s, long long total
 }
 """ % {"a": _slots("const T* a"), "y": _slots("T* y"), "n": _slots("long long n"), "find": _FIND,
        "as": _table("const T*", "a"), "ys": _table("T*", "y"), "ns": _table("long long", "n")},
+    # Whether every value of up to MULTI arrays is finite (xpnet.training.guard.all_finite, the epoch's check of the
+    # weights), and ok_in: one block of SUM_THREADS threads, each counting the values v of its stride where v - v is
+    # not 0 (inf and NaN), the counts added by the block; thread 0 writes ok (0-d bool).
+    "multi_finite": r"""%%(block_sum)s
+extern "C" __global__ void xpnet_multi_finite(%(a)s, %(n)s, const bool* ok_in, bool* ok) {
+    __shared__ double part[SUM_THREADS];
+    %(as)s
+    %(ns)s
+    double bad = 0;
+    for (int k = 0; k < %(multi)d; ++k)
+        for (long long e = threadIdx.x; e < ns[k]; e += SUM_THREADS) {
+            T v = as[k][e];
+            if (!(v - v == (T)0)) bad += 1;
+        }
+    bad = xpnet_block_sum(part, bad);
+    if (threadIdx.x == 0) ok[0] = ok_in[0] && bad == 0;
+}
+""" % {"a": _slots("const T* a"), "n": _slots("long long n"), "as": _table("const T*", "a"),
+       "ns": _table("long long", "n"), "multi": MULTI},
     # SGD for every parameter at once (xpnet.optim.SGD's step; Nesterov's PyTorch convention): with weight decay
     # (wd, per parameter, 0 where it spares one) g + wd * p first, the portable L2's new gradient; then p -= lr * g, or
     # with momentum (has_v, once every buffer is made) v = v * momentum + keep * g, then p -= lr * v, or with nesterov
@@ -927,5 +1078,6 @@ extern "C" __global__ void xpnet_multi_copy(%(a)s, %(y)s, %(n)s, long long total
     "multi_adam": _multi_adam("multi_adam", "double", "(T){slot}s[k]"),
     "multi_adam_dev": _multi_adam("multi_adam_dev", "const T*", "{slot}s[k][0]"),
 })
-RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID}
+RAW = {name: source % {"unit": _UNIT % {"index": _INDEX}, "index": _INDEX, "philox": _PHILOX, "sigmoid": _SIGMOID,
+                         "block_sum": _BLOCK_SUM}
        for name, source in RAW.items()}

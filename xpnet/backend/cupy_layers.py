@@ -1,12 +1,13 @@
 """CuPy kernels for the layers that otherwise launch one kernel per array operation: softmax
-cross-entropy of integer labels, Softmax and LayerNorm along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
-backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, BatchNorm over (N, C, L), Dropout, the
-uniform numbers of ``xpnet.backend.random`` (sources in :mod:`xpnet.backend.cupy_kernels`; the recurrent steps'
-in :mod:`xpnet.backend.cupy_cells`). Each function has the signature and the results of the portable function
-it stands for (``xpnet.losses``, ``xpnet.layers.activations``, ``.softmax``, ``.embedding``, ``.pool``,
-``.norm``) and of the Numba kernels that do the same for NumPy (:mod:`xpnet.backend.numba_kernels`;
-BatchNorm's update of its running statistics, in place, has none there), and is tested equal to it; other
-dtypes and layouts take the portable path (the ``accepts`` functions below).
+cross-entropy of integer labels, Softmax along the last axis (rows of up to ``MAX_CLASSES``), Embedding's
+backward (a segment sum by id over the sorted ids), ReLU, MaxPool2d, GlobalAvgPool's backward, Dropout, the
+uniform numbers of ``xpnet.backend.random``, Conv2d's im2col's inverses (sources in
+:mod:`xpnet.backend.cupy_kernels`; the normalisation layers' in :mod:`xpnet.backend.cupy_norms`, the recurrent
+steps' in :mod:`xpnet.backend.cupy_cells`, which build theirs with :func:`_launch`). Each function has the signature
+and the results of the portable function it stands for (``xpnet.losses``, ``xpnet.layers.activations``,
+``.softmax``, ``.embedding``, ``.pool``, ``._im2col``) and of the Numba kernels that do the same for NumPy
+(:mod:`xpnet.backend.numba_kernels`), and is tested equal to it; other dtypes and layouts take the portable path
+(the ``accepts`` functions below).
 
 Launches of a 784-100-10 MLP's SGD step at batch 100 inside ``xn.train`` (the kernels, reductions and
 array operations CuPy starts, counted on the fake CuPy of ``tests/fake_cupy`` by
@@ -134,46 +135,6 @@ def softmax_backward(y: Any, dy: Any, axis: int) -> Any:
     return dx
 
 
-# -- LayerNorm over the rows of (M, D) (GroupNorm and InstanceNorm go through it) ---------------------
-
-
-def _layernorm_ready(x2: Any, gamma: Any, beta: Any, eps: float) -> bool:
-    return (_floats(x2, *(p for p in (gamma, beta) if p is not None)) and x2.ndim == 2
-            and 1 <= x2.shape[1] <= MAX_CLASSES)
-
-
-def layernorm_forward(x2: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.layernorm.layernorm_forward``: one kernel, a thread per row of up to ``MAX_CLASSES``
-    (the portable path launches ten)."""
-    m, d = x2.shape
-    y, x_hat, inv_std = cupy.empty_like(x2), cupy.empty_like(x2), cupy.empty((m, 1), x2.dtype)
-    _launch("layernorm_forward", m, (x2, x2 if gamma is None else gamma, x2 if beta is None else beta, y, x_hat,
-                                     inv_std, float(eps), int(gamma is not None), int(beta is not None), m, d),
-            T=x2.dtype)
-    return y, x_hat, inv_std
-
-
-def _layernorm_backward_ready(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool) -> bool:
-    return (_floats(dy2, x_hat, inv_std, *(() if gamma is None else (gamma,))) and dy2.ndim == 2
-            and tuple(dy2.shape) == tuple(x_hat.shape) and tuple(inv_std.shape) == (dy2.shape[0], 1)
-            and 1 <= dy2.shape[1] <= MAX_CLASSES)
-
-
-def layernorm_backward(dy2: Any, x_hat: Any, inv_std: Any, gamma: Any, bias: bool,
-                       grads: bool = True) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.layernorm.layernorm_backward``: dx in one kernel, a thread per row; dgamma one reduction
-    (sum(dy * x_hat) without the product's array), dbeta one sum (the portable path launches eleven)."""
-    m, d = dy2.shape
-    dgamma = dbeta = None
-    if gamma is not None and grads:
-        dgamma = reduction("channel_dot")(dy2, x_hat, axis=0)
-        dbeta = cupy.sum(dy2, axis=0) if bias else None
-    dx = cupy.empty_like(dy2)
-    _launch("layernorm_backward", m, (dy2, x_hat, inv_std, dy2 if gamma is None else gamma, dx, int(gamma is not None),
-                                      m, d), T=dy2.dtype)
-    return dx, dgamma, dbeta
-
-
 # -- Embedding's backward (rows added by index) ------------------------------------------------------
 
 # The ids are sorted in chunks of at least this many positions (see _chunk).
@@ -282,83 +243,18 @@ def maxpool2d_backward(dy: Any, first: Any, x_shape: tuple[int, ...], kernel: An
     return dx
 
 
-# -- BatchNorm over (N, C, L) ------------------------------------------------------------------------
+# -- GlobalAvgPool's backward ------------------------------------------------------------------------
 
 
-def _per_channel(v: Any) -> Any:
-    return v.reshape(1, -1, 1)
+def _spread_ready(dy: Any, shape: tuple[int, int, int, int]) -> bool:
+    return _floats(dy) and tuple(dy.shape) == tuple(shape[:2])
 
 
-def _vectors(x3: Any, k: int) -> list[Any]:
-    """``k`` new per-channel vectors (C,) of x3's dtype, for a kernel to write."""
-    return [cupy.empty(x3.shape[1], x3.dtype) for _ in range(k)]
-
-
-def _like(x3: Any, *vectors: Any) -> bool:
-    return (isinstance(x3, cupy.ndarray) and x3.dtype in (cupy.float32, cupy.float64)
-            and all(isinstance(v, cupy.ndarray) and v.dtype == x3.dtype for v in vectors))
-
-
-def _bn_ready(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> bool:
-    return _like(x3, gamma, beta, *(stats or ()))
-
-
-def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None) -> tuple[Any, ...]:
-    """See ``xpnet.layers.norm.batchnorm_forward``: in training two reductions (the sum, then the
-    squares about the mean), the per-channel statistics in one small kernel, y in one pass. Keeps x
-    itself and the mean for backward, as the Numba kernel."""
-    inv_std, scale = _vectors(x3, 2)
-    if stats is None:
-        count = x3.shape[0] * x3.shape[2]
-        total = cupy.sum(x3, axis=(0, 2))
-        squares = reduction("channel_squares")(x3, _per_channel(total), count, axis=(0, 2))
-        mean, var = _vectors(x3, 2)
-        elementwise("bn_stats")(total, squares, gamma, count, eps, mean, var, inv_std, scale)
-    else:
-        mean, var = stats
-        elementwise("bn_scale")(var, gamma, eps, inv_std, scale)
-    y = cupy.empty_like(x3)
-    elementwise("bn_affine")(x3, _per_channel(mean), _per_channel(scale), _per_channel(beta), y)
-    return y, mean, var, inv_std, (x3, mean)
-
-
-def _running_ready(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any, new: Any,
-                   new_var: Any) -> bool:
-    # The weights: Python floats, or 0-d arrays of the statistics' dtype (BatchNorm's momentum=None).
-    return _like(mean, var, running_mean, running_var, *(w for w in (old, new, new_var) if not isinstance(w, float)))
-
-
-def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,
-                      new: Any, new_var: Any) -> tuple[Any, Any]:
-    """See ``xpnet.layers.norm.batchnorm_running``: both statistics in one kernel, in place (the
-    portable update launches six)."""
-    elementwise("bn_running")(mean, var, old, new, new_var, running_mean, running_var)
-    return running_mean, running_var
-
-
-def _bn_backward_ready(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any, train: bool) -> bool:
-    x, shift = x_shift
-    return _like(dy3, x, gamma, inv_std, *(() if shift is None else (shift,)))
-
-
-def batchnorm_backward(dy3: Any, x_shift: tuple[Any, Any], gamma: Any, inv_std: Any,
-                       train: bool, grads: bool = True) -> tuple[Any, Any, Any]:
-    """See ``xpnet.layers.norm.batchnorm_backward``: two reductions (sum(dy) and sum(dy * (x - shift))),
-    the per-channel factors in one small kernel, dx in one pass; in evaluation with ``grads=False`` dx only."""
-    if not train and not grads:
-        return dy3 * _per_channel(gamma * inv_std), None, None
-    x, shift = x_shift
-    shift = cupy.zeros(x.shape[1], x.dtype) if shift is None else shift
-    dbeta = cupy.sum(dy3, axis=(0, 2))
-    sum_dyx = reduction("channel_centred_dot")(dy3, x, _per_channel(shift), axis=(0, 2))
-    dgamma, a, scale, c0 = _vectors(x, 4)
-    elementwise("bn_grad_factors")(sum_dyx, dbeta, gamma, inv_std, x.shape[0] * x.shape[2], dgamma, a, scale, c0)
-    if not train:
-        return dy3 * _per_channel(scale), dgamma, dbeta
-    dx = cupy.empty_like(dy3)
-    elementwise("bn_input_grad")(dy3, x, _per_channel(shift), _per_channel(a), _per_channel(scale),
-                                 _per_channel(c0), dx)
-    return dx, dgamma, dbeta
+def global_avg_pool_backward(dy: Any, shape: tuple[int, int, int, int]) -> Any:
+    """See ``xpnet.layers.pool.global_avg_pool_backward``: one kernel (the portable path launches three)."""
+    dx = cupy.empty(tuple(shape), dy.dtype)
+    _launch("spread_mean", dx.size, (dy, dx, 1.0 / (shape[2] * shape[3]), shape[2] * shape[3], dx.size), T=dy.dtype)
+    return dx
 
 
 # -- random numbers and Dropout ---------------------------------------------------------------------
@@ -438,6 +334,19 @@ def conv_shifted_sums(dcol: Any, x_shape: tuple[int, ...], kernel: Any, padding:
     return dx
 
 
+def _flat_dy_ready(dy: Any, rows: int, wp: int) -> bool:
+    return _floats(dy) and dy.ndim == 4
+
+
+def conv_flat_dy(dy: Any, rows: int, wp: int) -> Any:
+    """See ``xpnet.layers._im2col.flat_dy_portable``: (F, N*rows*wp) in one kernel (the portable path launches a zeros
+    and a copy into it)."""
+    n, f, oh, ow = dy.shape
+    flat = cupy.empty((f, n * rows * wp), dy.dtype)
+    _launch("flat_dy", flat.size, (dy, flat, n, f, oh, ow, rows, wp, flat.size), T=dy.dtype)
+    return flat
+
+
 def _col2im_ready(col: Any, x_shape: tuple[int, ...], kernel: Any, stride: Any, padding: Any, per_sample: bool = False,
                   dilation: Any = (1, 1)) -> bool:
     return _floats(col) and col.ndim == (3 if per_sample else 2) and len(x_shape) == 4
@@ -460,10 +369,8 @@ def register(add: Callable[..., Any]) -> None:
     add("softmax_cross_entropy", softmax_cross_entropy, accepts=_loss_ready)
     for op, accepts in (("relu_forward", _relu_ready), ("relu_backward", _relu_backward_ready),
                         ("maxpool2d_forward", _pool_ready), ("maxpool2d_backward", _pool_backward_ready),
-                        ("batchnorm_forward", _bn_ready), ("batchnorm_running", _running_ready),
-                        ("batchnorm_backward", _bn_backward_ready), ("dropout_forward", _dropout_ready),
-                        ("softmax", _softmax_ready), ("softmax_backward", _softmax_backward_ready),
-                        ("embedding_backward", _embedding_ready), ("layernorm_forward", _layernorm_ready),
-                        ("layernorm_backward", _layernorm_backward_ready),
-                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready)):
+                        ("dropout_forward", _dropout_ready), ("softmax", _softmax_ready),
+                        ("softmax_backward", _softmax_backward_ready), ("embedding_backward", _embedding_ready),
+                        ("conv_shifted_sums", _shifted_sums_ready), ("col2im", _col2im_ready),
+                        ("conv_flat_dy", _flat_dy_ready), ("global_avg_pool_backward", _spread_ready)):
         add(op, globals()[op], accepts)

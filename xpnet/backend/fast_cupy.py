@@ -3,10 +3,11 @@ parameter (AdamW's decay inside Adam's; SGD's, Nesterov's, Adam's and AdamW's on
 parameters, L2 weight decay and AMSGrad inside, a captured step's numbers read on the device), AveragedModel's averages
 and buffer copies one kernel for up to 32 arrays, BatchNorm's per-channel sums as one reduction, gradient clipping
 (by norm: one kernel of partial sums of squares and one scaling kernel for up to 32 gradients, one kernel for the
-norm; by value: one kernel a gradient), the epoch's loss and accuracy sums as one kernel a step (sources in
+norm; by value: one kernel a gradient), the epoch's loss and accuracy sums as one kernel a step, RandomShiftFlip's
+flips and shifts as one kernel, the epoch's finite check of the weights one kernel for up to 32 (sources in
 :mod:`xpnet.backend.cupy_kernels`), and the layers' kernels of :mod:`xpnet.backend.cupy_layers` (softmax
-cross-entropy, Softmax, ReLU, MaxPool2d, BatchNorm, LayerNorm) and :mod:`xpnet.backend.cupy_cells` (the recurrent
-steps). With them a 784-100-10 SGD step at batch 100 inside
+cross-entropy, Softmax, ReLU, MaxPool2d), :mod:`xpnet.backend.cupy_norms` (BatchNorm, LayerNorm) and
+:mod:`xpnet.backend.cupy_cells` (the recurrent steps). With them a 784-100-10 SGD step at batch 100 inside
 ``xn.train`` launches 18 kernels, against 49 with the portable loss and ReLU (counted on the fake CuPy; the breakdown
 is in ``cupy_layers``).
 
@@ -26,7 +27,7 @@ from typing import Any, Callable
 
 import cupy
 
-from . import cupy_cells, cupy_layers
+from . import cupy_cells, cupy_layers, cupy_norms
 from .cupy_kernels import MULTI
 from .cupy_layers import elementwise, reduction
 from .fast_numpy import Pair, im2col_strided
@@ -311,6 +312,38 @@ def erf(x: Any) -> Any:
     return elementwise("erf")(x)
 
 
+def _finite_ready(arrays: list[Any], ok: Any) -> bool:
+    return (bool(arrays) and cupy_layers._floats(*arrays) and isinstance(ok, cupy.ndarray) and ok.dtype == cupy.bool_
+            and ok.shape == ())
+
+
+def all_finite(arrays: list[Any], ok: Any) -> Any:
+    """See ``xpnet.training.guard.all_finite``: one kernel (one block) per MULTI arrays, each launch and-ing the last
+    one's answer (the portable path launches three an array)."""
+    for lo in _groups(len(arrays)):
+        group, answer = arrays[lo:lo + MULTI], cupy.empty((), cupy.bool_)
+        cupy_layers._launch("multi_finite", cupy_layers._BLOCK, (*_padded(group, group[0]),
+                                                                 *_padded([a.size for a in group], 0), ok, answer),
+                            one_block=True, T=group[0].dtype)
+        ok = answer
+    return ok
+
+
+def _shift_flip_ready(x: Any, draws: Any, flipped: bool, used: Any) -> bool:
+    return (cupy_layers._floats(x) and x.ndim >= 3 and x.size > 0 and isinstance(draws, cupy.ndarray)
+            and draws.dtype == cupy.int64 and draws.flags.c_contiguous and draws.size == 3 * x.shape[0])
+
+
+def shift_flip(x: Any, draws: Any, flipped: bool, used: Any) -> Any:
+    """See ``xpnet.datasets.augment.shift_flip_portable``: the flip and both shifts of every sample in one kernel, a
+    thread per element (the portable path launches three for the flip and four for each shift used: up to 4 * 2 *
+    max_shift + 3)."""
+    out = cupy.empty_like(x)
+    h, w = x.shape[-2:]
+    cupy_layers._launch("shift_flip", x.size, (x, draws, out, x.shape[0], h, w, x.size), T=x.dtype)
+    return out
+
+
 def register(add: Callable[..., Any]) -> None:
     add("im2col", im2col)
     add("erf", erf)
@@ -331,5 +364,8 @@ def register(add: Callable[..., Any]) -> None:
     add("sgd_multi_tensor", sgd_multi_tensor)
     add("clamp", clamp, accepts=_clamp_ready)
     add("epoch_sums", epoch_sums, accepts=_epoch_sums_ready)
+    add("shift_flip", shift_flip, accepts=_shift_flip_ready)
+    add("all_finite", all_finite, accepts=_finite_ready)
     cupy_layers.register(add)
+    cupy_norms.register(add)
     cupy_cells.register(add)

@@ -4,7 +4,8 @@ The random numbers (one shift per axis and one flip per sample) are drawn on the
 ``numpy.random.Generator`` seeded with ``(seed, epoch, step)`` and only those few numbers cross to
 the device, so every backend and device, a resumed run and the trainer's replay of an epoch see the
 same augmented batches. The images themselves are shifted on the device with array-API operations
-(slices, ``concat``, ``flip``, ``where``): one pass per possible shift, no per-sample Python loop.
+(slices, ``concat``, ``flip``, ``where``): one pass per possible shift, no per-sample Python loop; on CuPy one
+kernel does the flip and both shifts (the same values).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from .._user import flag
-from ..backend import device_of, namespace, to_device
+from ..backend import device_of, fast_path, namespace, to_device
 
-__all__ = ["RandomShiftFlip", "shift_flip_params"]
+__all__ = ["RandomShiftFlip", "shift_flip_params", "shift_flip_portable"]
 
 
 def shift_flip_params(n: int, max_shift: int, flip: bool, seed: int, epoch: int, step: int
@@ -87,11 +88,20 @@ class RandomShiftFlip:
             return x
         # the step's draws go to the device in one copy: (flip, dy, dx) per sample
         draws = to_device(np.stack([flips.astype(np.int64), dy, dx]).reshape((3, *lead)), dev)
-        if flipped:
-            x = xp.where(draws[0, ...] == 1, xp.flip(x, axis=-1), x)
-        for axis, shifts, ks in ((-2, draws[1, ...], used[0]), (-1, draws[2, ...], used[1])):
-            out = x
-            for k in ks:
-                out = xp.where(shifts == k, _shifted(xp, x, k, axis, dev.native), out)
-            x = out
-        return x
+        return fast_path("shift_flip", xp, shift_flip_portable)(x, draws, flipped, used)
+
+
+def shift_flip_portable(x: Any, draws: Any, flipped: bool, used: list[list[int]]) -> Any:
+    """x (N, ..., H, W) flipped left-right where ``draws[0]`` (int64 (3, N, 1, ..., 1) on x's device: flip, dy, dx
+    per sample) is 1, then moved by dy rows and dx columns, zeros shifted in: one ``where`` per shift in ``used``
+    ([row shifts], [column shifts], 0 left out), the flip only where ``flipped``. Portable; CuPy's fast path is one
+    kernel (``xpnet.backend.fast_cupy.shift_flip``), the same values."""
+    xp, native = namespace(x), device_of(x).native
+    if flipped:
+        x = xp.where(draws[0, ...] == 1, xp.flip(x, axis=-1), x)
+    for axis, shifts, ks in ((-2, draws[1, ...], used[0]), (-1, draws[2, ...], used[1])):
+        out = x
+        for k in ks:
+            out = xp.where(shifts == k, _shifted(xp, x, k, axis, native), out)
+        x = out
+    return x

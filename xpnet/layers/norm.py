@@ -156,13 +156,14 @@ class BatchNorm(Layer):
             raise ValueError(f"BatchNorm: {when} needs more than one value per feature, got input shape "
                              f"{tuple(x.shape)}; use a larger batch" + (" or train=False" if train else ""))
         stats = None if batch_stats else (self.buffers["running_mean"], self.buffers["running_var"])
-        gamma, beta = self._gamma_beta(x, xp)
-        forward = fast_path("batchnorm_forward", xp, batchnorm_forward)
-        y, mean, var, self._inv_std, self._x_shift = forward(x3, gamma, beta, self.eps, stats)
+        running = None
         if train and self.track_running_stats:
-            running = fast_path("batchnorm_running", xp, batchnorm_running)
-            self.buffers["running_mean"], self.buffers["running_var"] = running(
-                self.buffers["running_mean"], self.buffers["running_var"], mean, var, *self._weights(count))
+            running = (self.buffers["running_mean"], self.buffers["running_var"], *self._weights(count))
+        gamma, beta = self._gamma_beta(x, xp)
+        forward = fast_path("batchnorm_forward_running", xp, batchnorm_forward_running)
+        y, _, _, self._inv_std, self._x_shift, moved = forward(x3, gamma, beta, self.eps, stats, running)
+        if moved is not None:
+            self.buffers["running_mean"], self.buffers["running_var"] = moved
         self._shape, self._batch_stats = tuple(x.shape), batch_stats
         return xp.reshape(y, x.shape)
 
@@ -242,6 +243,21 @@ def batchnorm_forward(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = N
     y = xc * _bcast(xp, gamma * inv_std)
     y += _bcast(xp, beta)
     return y, mean, var, inv_std, (xc, None)
+
+
+def batchnorm_forward_running(x3: Any, gamma: Any, beta: Any, eps: float, stats: Any = None,
+                              running: Any = None) -> tuple[Any, ...]:
+    """BatchNorm's forward as one operation, so that a backend may fuse it (CuPy: two launches in training):
+    :func:`batchnorm_forward` (or its fast path), then with ``running`` = (running_mean, running_var, old, new,
+    new_var), in training, :func:`batchnorm_running` of the batch's statistics (or its fast path). Returns
+    batchnorm_forward's five and the running statistics to store back (None without ``running``)."""
+    xp = namespace(x3)
+    y, mean, var, inv_std, x_shift = fast_path("batchnorm_forward", xp, batchnorm_forward)(x3, gamma, beta, eps, stats)
+    moved = None
+    if running is not None:
+        running_mean, running_var, *weights = running
+        moved = fast_path("batchnorm_running", xp, batchnorm_running)(running_mean, running_var, mean, var, *weights)
+    return y, mean, var, inv_std, x_shift, moved
 
 
 def batchnorm_running(running_mean: Any, running_var: Any, mean: Any, var: Any, old: Any,

@@ -298,5 +298,13 @@ class GlobalAvgPool(Layer):
         xp = self._check_float(dy)
         if tuple(dy.shape) != (n, c):
             raise ValueError(f"GlobalAvgPool: expected dy of shape {(n, c)}, got {tuple(dy.shape)}")
-        share = xp.reshape(dy * (1.0 / (h * w)), (n, c, 1, 1))
-        return share + xp.zeros((n, c, h, w), dtype=dy.dtype, device=dy.device)
+        return fast_path("global_avg_pool_backward", xp, global_avg_pool_backward)(dy, self._shape)
+
+
+def global_avg_pool_backward(dy: Any, shape: tuple[int, int, int, int]) -> Any:
+    """GlobalAvgPool's dx (N, C, H, W) from dy (N, C): each pixel dy / (H * W), a new array, portable (CuPy's fast path
+    is one kernel, where this launches three)."""
+    xp = namespace(dy)
+    n, c, h, w = shape
+    share = xp.reshape(dy * (1.0 / (h * w)), (n, c, 1, 1))
+    return share + xp.zeros((n, c, h, w), dtype=dy.dtype, device=dy.device)

@@ -13,7 +13,7 @@ from ..optim import Optimizer
 from ..optim.lr_scheduler.base import group_lrs
 from .checkpoint import rng_states, set_rng_states
 
-__all__ = ["Snapshot", "diagnose", "replay_step", "zero_grads"]
+__all__ = ["Snapshot", "all_finite", "diagnose", "replay_step", "zero_grads"]
 
 _AFTER_ALLREDUCE = "the gradients after the all-reduce over ranks"
 _INPUT = "the input batch"
@@ -45,6 +45,16 @@ class Snapshot:
 
 def _copy(a: Any) -> Any:
     return namespace(a).asarray(a, copy=True)
+
+
+def all_finite(arrays: list[Any], ok: Any) -> Any:
+    """``ok`` (a 0-d bool on the arrays' device) and whether every value of ``arrays`` is finite, as a 0-d device
+    bool, nothing read back (the epoch's one check of the weights), portable: three launches an array on a GPU, where
+    CuPy's fast path launches one for up to 32 arrays (``xpnet.backend.fast_cupy.all_finite``)."""
+    xp = namespace(ok)
+    for a in arrays:
+        ok = ok & xp.all(xp.isfinite(a))
+    return ok
 
 
 def _all_finite(a: Any) -> bool:

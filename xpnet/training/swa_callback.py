@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._user import is_int
-from ..backend import namespace
-from ..optim.swa_utils import AveragedModel
+from ..backend import fast_path, namespace
+from ..optim.swa_utils import AveragedModel, copies
 from .callbacks import Callback, interval_arg
 
 __all__ = ["AveragedWeights"]
@@ -67,5 +67,7 @@ class AveragedWeights(Callback):
 
     def _save(self) -> None:
         """The state after the last complete epoch (SIGTERM within an epoch writes that one), as device copies."""
-        average = {k: namespace(v).asarray(v, copy=True) for k, v in self.averaged.module.state().items()}
+        state = self.averaged.module.state()
+        copied = fast_path("copies", namespace(next(iter(state.values()))), copies)(list(state.values())) if state else []
+        average = dict(zip(state, copied))
         self._saved = {"n_averaged": self.averaged.n_averaged, "average": average}

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 
 import tqdm
 
-from ..backend import Device, device_of, same_device
+from ..backend import Device, device_of, fast_path, same_device
 from ..backend.threads import ThreadTuner
 from ..datasets.batches import BatchIterator
 from ..distributed._abort import raised_on_every_rank
@@ -26,7 +26,7 @@ from ..losses import Loss
 from ..optim import Optimizer, clip_grad_norm, clip_grad_value
 from .accumulate import GradientMean
 from .checkpoint import save_checkpoint
-from .guard import Snapshot, diagnose, zero_grads
+from .guard import Snapshot, all_finite, diagnose, zero_grads
 from .data import index_dtype
 from .epoch_sums import add_batch
 from .history import History
@@ -386,10 +386,9 @@ class Trainer:
 
     def params_finite(self) -> Any:
         """A 0-d device bool: every parameter is finite (no host read)."""
-        xp, ok = self.dev.xp, self.dev.xp.asarray(True, device=self.dev.native)
-        for p in self.model.named_params().values():
-            ok = ok & xp.all(xp.isfinite(p))
-        return ok
+        xp = self.dev.xp
+        return fast_path("all_finite", xp, all_finite)(list(self.model.named_params().values()),
+                                                       xp.asarray(True, device=self.dev.native))
 
     def evaluate(self, x: Any, y: Any, classes: Any, batch_size: int,
                  ignored: bool) -> tuple[float, float | None, float | None]:
