@@ -7,8 +7,8 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs. Before
 need not call super); the epoch hooks get the 1-based epoch number and, at the end, that epoch's log (the
 dict appended to ``History.epochs``; a callback may add its own figures to it: numbers, NumPy scalars,
 strings, which a full checkpoint keeps as JSON); ``on_train_batch_end(batch)`` (Keras' name), where a callback
-overrides it, runs after each update with the 0-based step of the epoch. Setting ``self.stop_training = True`` ends training after
-the current epoch; each run starts with it False (a callback object may serve several runs).
+overrides it, runs after each update with the 0-based step of the epoch. Setting ``self.stop_training = True`` ends
+training after the current epoch; each run starts with it False (a callback object may serve several runs).
 
 A callback with state that a resumed run needs returns it from ``state_dict()`` (JSON values, and
 model states ``{name: array}``) and takes it back in ``load_state_dict(state)``, called after

@@ -112,7 +112,8 @@ def evaluate_stream(trainer: Any, stream: TokenStream, ignored: bool) -> tuple[f
 def is_sequence_loss(loss: Any, y: Any) -> bool:
     """Cross-entropy or NLLLoss (the mean negative log-likelihood per token either) against integer labels with
     a time axis (N, T): a sequence model, with perplexity."""
-    return isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and y.ndim >= 2 and namespace(y).isdtype(y.dtype, "integral")
+    return (isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and y.ndim >= 2
+            and namespace(y).isdtype(y.dtype, "integral"))
 
 
 def perplexity_loss(loss: Any) -> Any:

@@ -68,6 +68,7 @@ class AveragedWeights(Callback):
     def _save(self) -> None:
         """The state after the last complete epoch (SIGTERM within an epoch writes that one), as device copies."""
         state = self.averaged.module.state()
-        copied = fast_path("copies", namespace(next(iter(state.values()))), copies)(list(state.values())) if state else []
+        arrays = list(state.values())
+        copied = fast_path("copies", namespace(arrays[0]), copies)(arrays) if arrays else []
         average = dict(zip(state, copied))
         self._saved = {"n_averaged": self.averaged.n_averaged, "average": average}
