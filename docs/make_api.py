@@ -40,48 +40,45 @@ MODULES = [
     ("xpnet.testing", "helpers for tests, also for your own suites"),
 ]
 
-# PyTorch's name where it differs from xpnet's (a name with the same spelling as PyTorch's is left out).
+# PyTorch's name where it differs from xpnet's, in name or place ("A or B" where there are two; "(...)": the
+# arguments that make PyTorch's the same operation). tests/test_api_page.py checks that torch has each.
 PYTORCH = {
     "xpnet.Model": "torch.nn.Module",
-    "xpnet.Sequential": "torch.nn.Sequential",
     "xpnet.load_torch_state_dict": "torch.nn.Module.load_state_dict",
     "xpnet.gradcheck": "torch.autograd.gradcheck",
+    "xpnet.to_device": "torch.Tensor.to",
+    "xpnet.to_numpy": "torch.Tensor.numpy",
     "xpnet.layers.Layer": "torch.nn.Module",
-    "xpnet.layers.BatchNorm": "torch.nn.BatchNorm1d, torch.nn.BatchNorm2d",
-    "xpnet.layers.GlobalAvgPool": "torch.nn.AdaptiveAvgPool2d",
-    "xpnet.layers.Attention": "torch.nn.MultiheadAttention",
-    "xpnet.layers.TiedLinear": "torch.nn.Linear",
+    "xpnet.layers.BatchNorm": "torch.nn.BatchNorm1d or torch.nn.BatchNorm2d",
+    "xpnet.layers.GlobalAvgPool": "torch.nn.AdaptiveAvgPool2d(1)",
     "xpnet.layers.AffineGrid": "torch.nn.functional.affine_grid",
     "xpnet.layers.GridSample": "torch.nn.functional.grid_sample",
-    "xpnet.layers.Residual": "torch.nn.Module",
-    "xpnet.layers.Concat": "torch.cat",
     "xpnet.layers.ScaledDotProductAttention": "torch.nn.functional.scaled_dot_product_attention",
     "xpnet.layers.pack_padded_sequence": "torch.nn.utils.rnn.pack_padded_sequence",
     "xpnet.layers.pad_packed_sequence": "torch.nn.utils.rnn.pad_packed_sequence",
     "xpnet.layers.PackedSequence": "torch.nn.utils.rnn.PackedSequence",
-    "xpnet.layers.SpectralNorm": "torch.nn.utils.spectral_norm",
-    "xpnet.layers.WeightNorm": "torch.nn.utils.weight_norm",
+    "xpnet.layers.SpectralNorm": "torch.nn.utils.parametrizations.spectral_norm",
+    "xpnet.layers.WeightNorm": "torch.nn.utils.parametrizations.weight_norm",
     "xpnet.losses.SoftmaxCrossEntropy": "torch.nn.CrossEntropyLoss",
     "xpnet.losses.SigmoidCrossEntropy": "torch.nn.BCEWithLogitsLoss",
     "xpnet.losses.MeanSquaredError": "torch.nn.MSELoss",
     "xpnet.losses.MeanAbsoluteError": "torch.nn.L1Loss",
-    "xpnet.optim.Momentum": "torch.optim.SGD",
-    "xpnet.optim.Nesterov": "torch.optim.SGD",
+    "xpnet.optim.Momentum": "torch.optim.SGD(momentum=0.9)",
+    "xpnet.optim.Nesterov": "torch.optim.SGD(momentum=0.9, nesterov=True)",
     "xpnet.optim.AdaGrad": "torch.optim.Adagrad",
     "xpnet.optim.clip_grad_norm": "torch.nn.utils.clip_grad_norm_",
     "xpnet.optim.clip_grad_value": "torch.nn.utils.clip_grad_value_",
     "xpnet.init.seed": "torch.manual_seed",
-    "xpnet.callbacks.LearningRateSchedule": "torch.optim.lr_scheduler.LambdaLR",
+    "xpnet.callbacks.step": "torch.optim.lr_scheduler.StepLR",
+    "xpnet.callbacks.cosine": "torch.optim.lr_scheduler.CosineAnnealingLR",
     "xpnet.datasets.BatchIterator": "torch.utils.data.DataLoader",
     "xpnet.datasets.load_image_folder": "torchvision.datasets.ImageFolder",
     "xpnet.datasets.load_mnist": "torchvision.datasets.MNIST",
     "xpnet.datasets.load_fashion_mnist": "torchvision.datasets.FashionMNIST",
-    "xpnet.backend.device": "torch.device",
-    "xpnet.backend.cuda_available": "torch.cuda.is_available",
+    "xpnet.distributed.init": "torch.distributed.init_process_group",
+    "xpnet.cuda_available": "torch.cuda.is_available",
     "xpnet.backend.cuda_device_count": "torch.cuda.device_count",
-    "xpnet.to_numpy": "torch.Tensor.numpy",
 }
-ALSO = {"xpnet.device": "xpnet.backend.device", "xpnet.cuda_available": "xpnet.backend.cuda_available"}
 
 WIDTH = 100  # a signature longer than this loses keyword arguments from its end, "..." in their place
 _ROLE = re.compile(r":(?:func|class|meth|attr|mod|data|exc|obj):`~?([^`]+)`")
@@ -189,7 +186,7 @@ def entry(module: str, name: str, obj: object, where: dict[int, str]) -> tuple[s
         sentence = first_sentence(doc) if doc.strip() else ""
         says_nothing = says_nothing_in(name, sentence)
         finding = f"{module}.{name}: {says_nothing}" if says_nothing else None
-        torch = PYTORCH.get(f"{module}.{name}") or PYTORCH.get(ALSO.get(f"{module}.{name}", ""))
+        torch = PYTORCH.get(f"{module}.{name}")
         tail = f" PyTorch: `{torch}`." if torch else ""
         return f"- `{head}`: {sentence or '(no docstring)'}{tail}", finding
     text = _default(obj)

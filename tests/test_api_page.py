@@ -3,6 +3,7 @@ whose first sentence says what it is, and the PyTorch names it gives are PyTorch
 
 import importlib
 import importlib.util
+import re
 
 import pytest
 
@@ -52,7 +53,7 @@ def _resolve(dotted):
 
 def test_the_pytorch_names_are_pytorchs():
     pytest.importorskip("torch", reason=TORCH_REASON)
-    names = [name for names in make_api.PYTORCH.values() for name in names.split(", ")]
+    names = [re.sub(r"\(.*\)$", "", name) for names in make_api.PYTORCH.values() for name in names.split(" or ")]
     missing = []
     for name in names:
         if name.startswith("torchvision.") and importlib.util.find_spec("torchvision") is None:
