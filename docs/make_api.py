@@ -103,15 +103,32 @@ def _parameter(p: inspect.Parameter) -> str:
     return f"{star}{p.name}" + ("" if p.default is p.empty else f"={_default(p.default)}")
 
 
+def _class_parameters(cls: type) -> list[inspect.Parameter]:
+    """What calling ``cls`` takes, the same on every Python (whose ``inspect`` picks between ``__new__`` and
+    ``__init__`` differently): its ``__signature__``, else the Python ``__init__`` or ``__new__`` nearest in its MRO,
+    ``__init__`` where that ``__new__`` takes only ``*args, **kwargs`` (xn.layers.Layer's), nothing where it has
+    neither; an exception without them is shown without arguments (ValueError)."""
+    if isinstance(getattr(cls, "__signature__", None), inspect.Signature):
+        return list(cls.__signature__.parameters.values())
+    found = {}  # method -> (its place in the MRO, its parameters after cls or self)
+    for place, base in enumerate(cls.__mro__):
+        for method in ("__new__", "__init__"):
+            function = getattr(vars(base).get(method), "__func__", vars(base).get(method))
+            if method not in found and isinstance(function, types.FunctionType):
+                found[method] = place, list(inspect.signature(function).parameters.values())[1:]
+    if not found and issubclass(cls, BaseException):
+        raise ValueError(f"{cls.__name__} takes what its exception base takes")
+    new, init = found.get("__new__", (len(cls.__mro__), None)), found.get("__init__", (len(cls.__mro__), []))
+    only_var = new[1] is not None and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in new[1])
+    return new[1] if new[0] < init[0] and not (only_var and "__init__" in found) else init[1]
+
+
 def signature(name: str, obj: object) -> str:
     """``name(arguments)``; keyword arguments dropped from the end (``...``) past ``WIDTH`` characters."""
     try:
-        params = list(inspect.signature(obj).parameters.values())
+        params = _class_parameters(obj) if isinstance(obj, type) else list(inspect.signature(obj).parameters.values())
     except (TypeError, ValueError):
         return name
-    if isinstance(obj, type) and all(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
-        # A __new__(cls, *args, **kwargs) hides what __init__ takes (xn.layers.Layer, xn.Model)
-        params = list(inspect.signature(obj.__init__).parameters.values())[1:]
     params = [p for p in params if not p.name.startswith("_")]
     parts, kinds = [_parameter(p) for p in params], [p.kind for p in params]
     for i, kind in enumerate(kinds):  # the bare "*" and "/" markers, as inspect writes them
