@@ -14,6 +14,8 @@ from .backend import Device, XpnetDeviceWarning, device, device_of, to_device, t
 from .gradcheck import GradcheckReport, gradcheck
 from .layers.base import Layer
 
+__all__ = ["GradcheckError", "assert_backends_agree", "assert_gradients_ok", "assert_placed", "tolerance"]
+
 
 def tolerance(dtype: Any) -> dict[str, float]:
     """``rtol``/``atol`` for comparing a result of ``dtype`` with a float64 reference."""

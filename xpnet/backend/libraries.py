@@ -67,6 +67,7 @@ def cuda_unavailable_reason() -> str | None:
 
 
 def cuda_device_count() -> int:
+    """The number of CUDA devices CuPy sees; 0 where :func:`cuda_available` is False."""
     return int(_cupy.cuda.runtime.getDeviceCount()) if cuda_available() else 0
 
 

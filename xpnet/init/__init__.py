@@ -19,6 +19,10 @@ from .._user import did_you_mean
 from .._user import seed as _seed_arg
 from ..backend import float_dtype_name
 
+__all__ = ["seed", "manual_seed", "generator", "skip_init", "make_rng", "weights", "uniform", "zeros", "ones",
+           "calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+           "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
+
 _generator = np.random.default_rng(0)
 # Inside skip_init(): numbers the generators made there. A context variable, so that skip_init in one
 # thread (xn.load) leaves layers built in another thread at the same time with real weights.

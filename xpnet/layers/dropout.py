@@ -14,7 +14,7 @@ from .base import INPLACE, Layer, pytorch_defaults_only
 
 
 class Dropout(Layer):
-    """x: (N, ...) -> y: (N, ...). Each activation is dropped with probability ``p`` in training.
+    """Dropout: each activation zeroed with probability ``p`` in training. x: (N, ...) -> y: (N, ...).
 
     ``convention="pytorch"`` (the default, inverted dropout): y = x * mask / (1 - p) in training,
     y = x in evaluation. ``convention="book"`` (the book's Dropout): y = x * mask in training,

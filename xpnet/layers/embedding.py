@@ -29,7 +29,8 @@ PYTORCH_ONLY = {
 
 
 class Embedding(Layer):
-    """ids: (N, T) (any shape (N, ...)) integers in [0, num_embeddings) -> y: (N, T, embedding_dim).
+    """A lookup table, row ``id`` of W for each id: ids (N, T) (any shape (N, ...)) integers in
+    [0, num_embeddings) -> y: (N, T, embedding_dim).
 
     params: W (num_embeddings, embedding_dim), drawn from N(0, 0.01**2) as the book's
     ``randn(V, D) / 100`` (PyTorch's ``nn.Embedding`` draws N(0, 1): ``init=1.0``). Caches the ids.

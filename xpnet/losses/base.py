@@ -16,7 +16,9 @@ from .value import LossValue
 
 
 class Loss:
-    """Base class: checks shared by losses. Each subclass's ``forward`` and ``backward`` are wrapped so that a
+    """Base class of the losses (``forward(y, t)`` -> the loss, ``backward()`` -> dy), with the checks they share.
+
+    Each subclass's ``forward`` and ``backward`` are wrapped so that a
     backward after the values of several calls were summed (``loss += criterion(output, t[i])``) is refused
     (:mod:`xpnet.losses.summed`)."""
 

@@ -25,8 +25,9 @@ __all__ = ["LanguageModel"]
 
 
 class LanguageModel(StopsWhereNothingTrains, Model):
-    """``LanguageModel(vocab_size, wordvec_size, hidden_size, num_layers=1, dropout=0.0, tie_weights=False)``.
+    """An LSTM language model: Embedding, ``num_layers`` stateful LSTMs, a Linear to the vocabulary's scores.
 
+    ``LanguageModel(vocab_size, wordvec_size, hidden_size, num_layers=1, dropout=0.0, tie_weights=False)``:
     forward(ids (N, T), train=True) -> scores (N, T, vocab_size); backward(dscores) returns None (ids
     have no gradient). ``layers`` holds the layers in order (``"layers.0.W"`` is the embedding).
     ``dropout`` > 0 puts a Dropout (inverted, as the book's TimeDropout) after the embedding and after

@@ -68,16 +68,15 @@ def unfused(*args: Any) -> Any:
 
 
 class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
-    """Base class. ``step(model)`` checks every gradient (and that the arrays can be updated) first,
-    then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one
-    of another dtype is blamed on the layer behind it (a backward that left it out, a later layer of
-    another dtype). ``weight_decay``
-    (default 0) is the book's L2 on weights only: the parameters whose name (its last part) starts with
-    ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a
-    layer of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's
-    ``gamma`` and ``beta``; a parameter named neither way (a layer of one's own's ``kernel``) gets a warning
-    that it is left out. ``weight_decay_on="all"`` decays every parameter, as PyTorch does, and is the default of
-    an optimizer built PyTorch's way, from ``model.parameters()`` or param groups (:mod:`~xpnet.optim.binding`).
+    """Base class of the optimizers: ``step(model)`` checks every gradient (and that the arrays can be updated)
+    first, then updates every parameter, so a bad gradient leaves the model untouched; a missing gradient or one of
+    another dtype is blamed on the layer behind it (a backward that left it out, a later layer of another dtype).
+    ``weight_decay`` (default 0) is the book's L2 on weights only: the parameters whose name (its last part) starts
+    with ``W`` or ``weight`` (``W`` of Linear, Conv2d and Embedding, ``Wx`` and ``Wh`` of LSTM, GRU and RNN, a layer
+    of your own's ``W1`` or ``weight``), never biases (``b``, ``bx``, ``bh``) nor BatchNorm's ``gamma`` and
+    ``beta``; a parameter named neither way (a layer of one's own's ``kernel``) gets a warning that it is left out.
+    ``weight_decay_on="all"`` decays every parameter, as PyTorch does, and is the default of an optimizer built
+    PyTorch's way, from ``model.parameters()`` or param groups (:mod:`~xpnet.optim.binding`).
 
     The first argument is the learning rate, or the model to update (a model, or what
     ``model.parameters()`` returns), as PyTorch's ``Adam(model.parameters(), lr=1e-3)``: the optimizer is
