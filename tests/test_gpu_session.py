@@ -39,7 +39,8 @@ def benchmarks(monkeypatch):
 @pytest.mark.parametrize("workload, optimizer", [("mlp-small", "adam"), ("cnn", "sgd")])
 def test_gpu_compare_times_xpnets_eager_and_captured_step_alike(benchmarks, workload, optimizer):
     """Both xpnet cells of a row of compare.py's CUDA table exist, and the captured one times the same training:
-    its model, after its 2 warm-up steps and n launches, has eager training's weights after 2 + n steps."""
+    its model, after its 2 warm-up steps and n launches, has eager training's weights after 2 + n steps (within
+    test_graph's tolerance for the captured product's other order of summation)."""
     dev = require_cuda()
     from _steps import best_times, peak_memory
     from compare import WORKLOADS
@@ -60,7 +61,7 @@ def test_gpu_compare_times_xpnets_eager_and_captured_step_alike(benchmarks, work
     sync["xpnet-graph"]()  # the graph's own stream
     eager_weights, captured_weights = eager.model.named_params(), launch.model.named_params()
     for name, weight in captured_weights.items():  # 5 steps each: 2 warm-up steps and 3 launches of the graph
-        np.testing.assert_allclose(xn.to_numpy(weight), xn.to_numpy(eager_weights[name]), rtol=1e-4, atol=1e-6,
+        np.testing.assert_allclose(xn.to_numpy(weight), xn.to_numpy(eager_weights[name]), rtol=1e-3, atol=1e-5,
                                    err_msg=name)
 
 
