@@ -117,3 +117,43 @@ def test_the_nccl_step_fails_where_the_gradients_went_through_the_host(tmp_path)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("--require-nccl: allreduce_grads on 1 rank under mpiexec on cuda:0: through host, ")
     assert last.endswith(" ms per step, not NCCL"), proc.stderr
+
+
+@pytest.mark.gpu
+def test_gpu_the_cuda_table_prints_every_cell(benchmarks, monkeypatch, capsys):
+    """compare.py --device cuda's table (``compare_cuda.cuda_table``) with PyTorch's CUDA side stood in for by
+    PyTorch on the CPU, its capture by its eager step and its peak by 0: one row per workload, batch and
+    optimizer, every cell filled, xpnet's captured one included (BatchNorm and Dropout in the modern CNN)."""
+    require_cuda()
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    import compare
+    from _steps import torch_impl
+
+    class Batch:
+        """``torch.from_numpy(x)``, whose ``.to("cuda")`` stays on the CPU."""
+
+        def __init__(self, a):
+            self.tensor = torch.from_numpy(a)
+
+        def to(self, device):
+            return self.tensor
+
+    on_cpu = argparse.Namespace(from_numpy=Batch, cuda=argparse.Namespace(synchronize=lambda: None))
+    compare_cuda = benchmarks.compare_cuda
+    monkeypatch.setattr(compare_cuda, "torch_impl", lambda _, model, optimizer, device, **kwargs: torch_impl(
+        torch, model, optimizer, "cpu"))
+    monkeypatch.setattr(compare_cuda.torch_cuda, "graphed", lambda _, make_step, x, t: make_step(False))
+    monkeypatch.setattr(compare_cuda.torch_cuda, "peak_bytes", lambda *_: 0)
+    args = argparse.Namespace(only=["mlp-small", "cnn-modern"], batches=[4], steps=1, repeats=1, compile=False,
+                              lstm_steps=0)
+    dev = xn.device("cuda", fallback=False)
+    compare_cuda.cuda_table(args, dev, on_cpu, compare.rows(args))
+    lines = [line.strip().strip("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in lines[0].split("|")]
+    rows = [dict(zip(header, (cell.strip() for cell in line.split("|")))) for line in lines[1:]]
+    assert [(r["workload"], r["optimizer"]) for r in rows] == [
+        ("MLP 784-100-10", "sgd"), ("MLP 784-100-10", "adam"),
+        ("CNN 2x(conv3x3-BN-ReLU-pool)-128-10", "sgd"), ("CNN 2x(conv3x3-BN-ReLU-pool)-128-10", "adam")], rows
+    for row in rows:
+        assert len(row) == len(header) == 9 and all(cell not in ("", "-") for cell in row.values()), row
+        assert row["PyTorch eager s/epoch (x eager)"].endswith("(1.00x)"), row
