@@ -11,7 +11,9 @@ from _steps import EPOCH, best_times, peak_memory, torch_impl, xpnet_impl
 
 def xpnet_graph_impl(make, optimizer, dev, x, t):
     """xpnet's step captured as a CUDA graph (``xpnet.backend.graphs.StepGraph``, what ``xn.train(graph=...)``
-    launches), on a model of its own: ``(launch, sync)``, or None where a layer cannot be captured."""
+    launches), on a model of its own (``launch.model``): ``(launch, sync)``, or None where a layer cannot be
+    captured. Two eager warm-up steps come first: after them and ``n`` launches the model has taken ``2 + n``
+    steps."""
     from xpnet.backend.graphs import StepGraph  # noqa: PLC0415 - imports CuPy
     from xpnet.optim.base import DeviceScalars  # noqa: PLC0415
     from xpnet.training.graph import CAPTURABLE, CONTAINERS  # noqa: PLC0415
@@ -29,7 +31,29 @@ def xpnet_graph_impl(make, optimizer, dev, x, t):
             with graph.as_captured(i == 1):  # kernels (xpnet's product) before the capture, as xn.train's does
                 step(x, t)
     graph.capture(lambda: step(x, t))
-    return (lambda x_, t_: graph.launch()), graph.stream.synchronize
+
+    def launch(x_, t_):
+        graph.launch()
+    launch.model = model
+    return launch, graph.stream.synchronize
+
+
+def xpnet_cells(make, optimizer, dev, x, t):
+    """xpnet's side of one row on CuPy, without PyTorch: ``(impls, sync)`` for ``best_times``, "xpnet" the eager
+    step (``impls["xpnet"][0].model`` its model) and "xpnet-graph" the captured one, left out, with a note printed,
+    where the capture fails or a layer cannot be captured. ``x``, ``t``: the batch on the host."""
+    model = make().to(dev)
+    step = xpnet_impl(model, optimizer)
+    step.model = model
+    impls, sync = {"xpnet": (step, dev.asarray(x), dev.asarray(t))}, {"xpnet": dev.synchronize}
+    try:
+        captured = xpnet_graph_impl(make, optimizer, dev, dev.asarray(x), dev.asarray(t))
+    except Exception as exc:  # noqa: BLE001 - a column that cannot run is skipped, saying why
+        captured = None
+        print(f"note: xpnet's captured step failed ({type(exc).__name__}: {exc}); its cell is skipped")
+    if captured is not None:
+        impls["xpnet-graph"], sync["xpnet-graph"] = (captured[0], None, None), captured[1]
+    return impls, sync
 
 
 def cuda_table(args, dev, torch, rows):
@@ -59,17 +83,10 @@ def cuda_table(args, dev, torch, rows):
             except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is skipped
                 print(f"note: torch.compile failed ({type(exc).__name__}: {exc}); its column is skipped")
         torch_peak = torch_cuda.peak_bytes(torch, eager, tx, tt)
-        model.to(dev)
-        impls["xpnet"] = (xpnet_impl(model, optimizer), dev.asarray(x), dev.asarray(t))
-        sync = {name: (dev.synchronize if name == "xpnet" else torch.cuda.synchronize) for name in impls}
-        try:
-            captured = xpnet_graph_impl(make, optimizer, dev, dev.asarray(x), dev.asarray(t))
-        except Exception as exc:  # noqa: BLE001 - a column that cannot run is skipped, saying why
-            captured = None
-            print(f"note: xpnet's captured step failed ({type(exc).__name__}: {exc}); its cell is skipped")
-        if captured is not None:
-            impls["xpnet-graph"] = (captured[0], None, None)
-            sync["xpnet-graph"] = captured[1]
+        sync = {name: torch.cuda.synchronize for name in impls}
+        ours, our_sync = xpnet_cells(make, optimizer, dev, x, t)
+        impls.update(ours)
+        sync.update(our_sync)
         best = best_times(impls, args.steps, args.repeats, sync)
         peak = peak_memory(*impls["xpnet"], dev)
         per_epoch = {k: v * EPOCH / batch for k, v in best.items()}

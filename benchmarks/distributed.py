@@ -7,11 +7,13 @@ efficiency at 8, 64 and 512 GPUs from the measured compute time per step and an 
 (and, since a CPU step is far slower than a GPU's, also from a GPU step estimated by its FLOPs).
 
     python benchmarks/distributed.py [--steps 20] [--device cpu] [--bandwidth-gbs 25] [--latency-us 5]
-                                     [--gpu-tflops 50]
+                                     [--gpu-tflops 50] [--require-nccl]
 
 With ``--device cuda`` the 1-process runs are on the GPU, the 1-rank run under mpiexec measures the
 overhead of ``allreduce_grads`` through NCCL on one rank, and the 2-rank run happens only where there
-are two GPUs. ``--worker`` is the part each process runs (started by this script).
+are two GPUs. The last line says how that 1-rank run reduced the gradients; ``--require-nccl`` makes the
+script fail unless it was NCCL (a CuPy without NCCL reduces through host memory instead).
+``--worker`` is the part each process runs (started by this script).
 """
 
 from __future__ import annotations
@@ -118,6 +120,9 @@ def main() -> None:
     parser.add_argument("--latency-us", type=float, default=5.0, help="assumed latency per ring step")
     parser.add_argument("--gpu-tflops", type=float, default=50.0,
                         help="assumed float32 TFLOP/s of one GPU for the estimated step (50: an H100, no TF32)")
+    parser.add_argument("--require-nccl", action="store_true",
+                        help="fail (exit 1, saying why, on the last line) unless the 1-rank run under mpiexec reduced "
+                             "the gradients through NCCL (ci/gpu-session.sh's check)")
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--mpi", action="store_true")
     args = parser.parse_args()
@@ -163,6 +168,23 @@ def main() -> None:
         t_ar = ring_allreduce_s(n, nbytes, bandwidth, latency)
         cells = [f"{t / (t + t_ar):.0%}" for step in (measured, estimated) for t in (step, step / n)]
         print(f"| {n} | {t_ar * 1e3:.2f} | " + " | ".join(cells) + " |")
+    print()
+    print(transport_line(dict(rows), args.require_nccl))
+
+
+def transport_line(rows: dict, require_nccl: bool) -> str:
+    """The last line: how the 1-rank run under mpiexec reduced the gradients; with ``require_nccl``, a
+    ``SystemExit`` (exit 1) saying so where that was not NCCL."""
+    one_rank = rows.get("1 rank under mpiexec")
+    if one_rank is None:
+        line = "allreduce_grads: not measured (no mpiexec found)"
+    else:
+        line = (f"allreduce_grads on 1 rank under mpiexec on {one_rank['device']}: through {one_rank['transport']}, "
+                f"{one_rank['allreduce'] * 1e3:.2f} ms per step")
+    if require_nccl and (one_rank is None or one_rank["transport"] != "nccl"):
+        raise SystemExit(f"--require-nccl: {line}, not NCCL")
+    return line
+
 
 if __name__ == "__main__":
     main()

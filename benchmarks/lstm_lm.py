@@ -74,30 +74,42 @@ class TorchLM:
         self.opt.step()
 
 
+def batches(steps, vocab, batch, time_size):
+    """``steps`` (x, t) batches of token ids on the host, (batch, time_size) each, as the book's trainer cuts them."""
+    rng = np.random.default_rng(0)
+    corpus = rng.integers(0, vocab, batch * time_size * (steps + 1) + 1)
+    return list(xn.datasets.TokenStream(corpus, batch, time_size).epoch(0))[:steps]
+
+
+def xpnet_runner(model: xn.Sequential, host, dev):
+    """xpnet's side: ``model`` moved to ``dev``; returns ``run()``, one SGD step per batch of ``host``, then a
+    synchronisation of ``dev``."""
+    model.to(dev)
+    data = [(xn.to_device(x, dev), xn.to_device(t, dev)) for x, t in host]
+    loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)
+
+    def run():
+        for x, t in data:
+            loss.forward(model.forward(x), t, check=False)
+            model.backward(loss.backward(), input_grad=False)
+            opt.step(model)
+        dev.synchronize()
+    return run
+
+
 def measure(torch, steps=5, repeats=5, vocab=10000, hidden=650, batch=20, time_size=35, dropout=0.5,
             device="cpu"):
     """Best-of-``repeats`` seconds per training step of xpnet and of PyTorch, interleaved, on ``device``."""
     dev = xn.device(device, fallback=False)  # cuda: xpnet on CuPy, PyTorch on CUDA, or fail saying why
     on_gpu = dev.name.startswith("cuda")
-    rng = np.random.default_rng(0)
-    corpus = rng.integers(0, vocab, batch * time_size * (steps + 1) + 1)
-    host = list(xn.datasets.TokenStream(corpus, batch, time_size).epoch(0))[:steps]
+    host = batches(steps, vocab, batch, time_size)
     torch_device = "cuda" if on_gpu else "cpu"
     torch_batches = [(torch.from_numpy(x).to(torch_device), torch.from_numpy(t).to(torch_device)) for x, t in host]
-    batches = [(xn.to_device(x, dev), xn.to_device(t, dev)) for x, t in host]
 
     xn.init.seed(0)
     model = xpnet_model(vocab, hidden, dropout)
-    reference = TorchLM(torch, model, dropout, torch_device)
-    model.to(dev)
-    loss, opt = xn.losses.SoftmaxCrossEntropy(), xn.optim.SGD(0.1)
-
-    def run_xpnet():
-        for x, t in batches:
-            loss.forward(model.forward(x), t, check=False)
-            model.backward(loss.backward(), input_grad=False)
-            opt.step(model)
-        dev.synchronize()
+    reference = TorchLM(torch, model, dropout, torch_device)  # xpnet's initial weights, from the host
+    run_xpnet = xpnet_runner(model, host, dev)
 
     def run_torch():
         for x, t in torch_batches:

@@ -114,8 +114,11 @@ def torch_ops(torch, step, x, t, steps, on_gpu, top):
             step(x, t)
         if on_gpu:
             torch.cuda.synchronize()
+    averages = prof.key_averages()
     key = "self_device_time_total" if on_gpu else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: getattr(e, key), reverse=True)
+    if averages and not hasattr(averages[0], key):  # PyTorch before 2.4 named the GPU's time for CUDA
+        key = "self_cuda_time_total"
+    events = sorted(averages, key=lambda e: getattr(e, key), reverse=True)
     total = sum(getattr(e, key) for e in events)
     where = "GPU" if on_gpu else "CPU"
     print(f"\nPyTorch's step by operator (torch.profiler, self {where} time, ms per step, all operators "
@@ -126,22 +129,11 @@ def torch_ops(torch, step, x, t, steps, on_gpu, top):
         print(f"| {e.key} | {getattr(e, key) / steps / 1e3:.3f} | {e.count / steps:g} |")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", choices=list(WORKLOADS), default="mlp-large")
-    ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--optimizer", choices=list(LR), default="sgd")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--torch-ops", type=int, default=0, metavar="N",
-                    help="also print PyTorch's N most expensive operators (torch.profiler)")
-    args = ap.parse_args()
-    dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
-    title, make, shape = WORKLOADS[args.workload]
-    rng = np.random.default_rng(0)
-    x_host = rng.random((args.batch, *shape), dtype=np.float32)
-    t_host = rng.integers(0, 10, args.batch)
+def xpnet_profile(args, dev, x_host, t_host):
+    """xpnet's side, printed: the phase table of ``args.workload`` at ``args.batch`` with ``args.optimizer`` on
+    ``dev``, the whole step, the step at a tenth of the batch and, on CuPy, the host's enqueue time. Returns the
+    whole step's ms, the model and, for MLPs, the ms of the step's matrix products alone in ``dev``'s backend."""
+    title, make, _ = WORKLOADS[args.workload]
 
     def xpnet_step_at(batch):
         model = make().to(dev)
@@ -177,6 +169,30 @@ def main() -> None:
         dev.synchronize()
         print(f"host time to enqueue a step: {enqueue:.3f} ms of {whole:.3f} ms "
               f"({enqueue / whole:.0%}; near 100 %: the GPU waits for the host)")
+    products = None
+    if args.workload.startswith("mlp"):
+        products = products_ms(mlp_products(model, args.batch), dev.asarray, args.steps, args.repeats,
+                               dev.synchronize)
+    return whole, model, products
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workload", choices=list(WORKLOADS), default="mlp-large")
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--optimizer", choices=list(LR), default="sgd")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--torch-ops", type=int, default=0, metavar="N",
+                    help="also print PyTorch's N most expensive operators (torch.profiler)")
+    args = ap.parse_args()
+    dev = xn.device(args.device, fallback=False)  # --device cuda times the GPU or fails, saying why
+    _, make, shape = WORKLOADS[args.workload]
+    rng = np.random.default_rng(0)
+    x_host = rng.random((args.batch, *shape), dtype=np.float32)
+    t_host = rng.integers(0, 10, args.batch)
+    whole, model, ours = xpnet_profile(args, dev, x_host, t_host)
 
     try:
         import torch
@@ -192,9 +208,8 @@ def main() -> None:
           f"xpnet/PyTorch {whole / torch_ms:.2f}")
     if args.torch_ops:
         torch_ops(torch, tstep, tx, tt, args.steps, tdev == "cuda", args.torch_ops)
-    if args.workload.startswith("mlp"):
+    if ours is not None:
         shapes = mlp_products(model, args.batch)
-        ours = products_ms(shapes, dev.asarray, args.steps, args.repeats, dev.synchronize)
         theirs = products_ms(shapes, lambda a: torch.from_numpy(a).to(tdev), args.steps, args.repeats, tsync)
         print(f"the step's {len(shapes)} matrix products alone: {ours:.3f} ms in {dev.name}'s backend "
               f"({ours / whole:.0%} of xpnet's step), {theirs:.3f} ms in PyTorch")

@@ -3,7 +3,7 @@
 - :func:`graphed`: the whole training step (forward, loss, backward, optimizer) captured once with
   ``torch.cuda.graph`` and replayed, as in PyTorch's "whole-network capture" recipe: static input
   buffers, warm-up on a side stream, ``capturable=True`` for Adam.
-- :func:`peak_bytes`: the device bytes one step needs above what is allocated before it.
+- :func:`peak_bytes`: the device bytes one step of training needs above what is allocated before it.
 
 :func:`graphed` returns None, with the reason printed, where capture fails.
 """
@@ -16,11 +16,13 @@ WARMUP = 3
 
 
 def graphed(torch: Any, make_step: Callable[[bool], Callable[[Any, Any], None]], x: Any, t: Any) -> Callable | None:
-    """``make_step(capturable)`` builds a fresh eager step ``step(x, t)``; returns ``replay(x, t)``,
-    which copies the batch into the static buffers and replays the captured step."""
+    """``make_step(capturable)`` builds a fresh eager step ``step(x, t)``; returns ``replay(x, t)``, which
+    replays the captured step. ``x`` and ``t`` are its static input buffers: replayed on them it copies nothing, as
+    xpnet's captured cell (``compare_cuda.xpnet_graph_impl``) launches its graph on a fixed batch; another batch
+    is copied into them first (``static_x.copy_(x)``, as in PyTorch's recipe)."""
     try:
         step = make_step(True)
-        static_x, static_t = x.clone(), t.clone()
+        static_x, static_t = x, t
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -44,7 +46,10 @@ def graphed(torch: Any, make_step: Callable[[bool], Callable[[Any, Any], None]],
 
 
 def peak_bytes(torch: Any, step: Callable[[Any, Any], None], x: Any, t: Any) -> int:
-    """Device bytes one step needs at its peak, above what was allocated before it."""
+    """Device bytes one step needs at its peak, above what was allocated before it: a step of training, after
+    one untimed step (the first makes the optimizer's state, Adam's two moments, which stays; xpnet's figure,
+    ``_steps.peak_memory``, is taken after its steps were timed)."""
+    step(x, t)
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()

@@ -10,6 +10,8 @@
 #   5. compare   benchmarks/compare.py --device cuda: xpnet on CuPy against PyTorch eager and captured
 #   6. profile   benchmarks/profile_step.py --device cuda: where a step's time goes
 #
+# Where the CUDA probe (setup's last line) finds no usable GPU, or the fake CuPy of tests/fake_cupy, no later step
+# runs: their rows say "not run", the script exits 1 within seconds, and nothing it prints is a figure of a GPU.
 # Each step has its own time limit (cut to what is left of XPNET_SESSION_S, default 540 s) and its full
 # log in $OUT (at most 8 files come back: 7 logs and the summary). Exits non-zero when a step fails or no
 # GPU test passed; the summary table is printed last. The checks that pass or fail (pytest, charlm, nccl) run
@@ -40,6 +42,10 @@ step() {
   local name=$1 limit=$2 t0 rc note
   shift 2
   t0=$(date +%s)
+  if [ -n "$unusable" ]; then
+    row "$name" - "$t0" "not run: $unusable"
+    return
+  fi
   if [ $((deadline - t0)) -lt 10 ]; then
     row "$name" - "$t0" "not run: the session's time is spent"
     return
@@ -86,8 +92,18 @@ EOF
   python3 -c "from cupy.cuda import nccl; print('nccl', nccl.get_version() if nccl.available else 'not available')"
   python3 -c "from mpi4py import MPI; print('MPI', MPI.Get_library_version().splitlines()[0])"
   echo "mpiexec: $(command -v mpiexec || echo none)"
-  python3 -c "import xpnet; r = xpnet.backend.cuda_unavailable_reason(); print('xpnet', xpnet.__file__, \
-'CUDA usable' if r is None else 'CUDA NOT usable: ' + r); raise SystemExit(r is not None)"
+  # The fake CuPy of tests/fake_cupy (NumPy underneath; a PYTHONPATH left over from a dry run) is no GPU.
+  python3 - <<'EOF'
+from pathlib import Path
+import xpnet
+r = xpnet.backend.cuda_unavailable_reason()
+if r is None:
+    import cupy
+    if Path(cupy.__file__).resolve().parent.parent.name == "fake_cupy":
+        r = f"the cupy imported is the fake of tests/fake_cupy ({cupy.__file__}), NumPy underneath: no GPU"
+print("xpnet", xpnet.__file__, "CUDA usable" if r is None else "CUDA NOT usable: " + r)
+raise SystemExit(r is not None)
+EOF
 }
 
 t0=$(date +%s)
@@ -96,6 +112,12 @@ setup > "$OUT/setup.log" 2>&1  # in this shell: it exports PATH and MPI4PY_LIBMP
 rc=$?
 probe=$(grep -E '^xpnet ' "$OUT/setup.log" | sed 's/^xpnet [^ ]* //')
 row setup "$rc" "$t0" "${probe:-$(tail -n 1 "$OUT/setup.log" | cut -c1-110)}"
+# Without a usable GPU (or on the fake CuPy) every later step would fail the same way, or measure no GPU: none runs.
+unusable=
+case "$probe" in
+  "CUDA usable") ;;
+  *) unusable="no usable GPU (the CUDA probe, setup's row)" ;;
+esac
 # One test that hangs (a graph launch, NCCL) must not take the whole step: pytest-timeout, where the machine has
 # it, ends it after 90 s as a failure; --durations lists the slowest, for the next session's time budget.
 # A fresh machine compiles every kernel the suite touches (NVRTC; CuPy's CUB reductions are slow to build):
@@ -114,7 +136,7 @@ fi
 step charlm 50 bash -c "set -o pipefail; python3 examples/char_lm.py --device cuda --epochs 1 --limit 500000 2>&1 \
 | tee /tmp/xpnet-charlm.out && grep '^trained on cuda' /tmp/xpnet-charlm.out && grep '^epoch 1/' /tmp/xpnet-charlm.out \
 || { echo 'char_lm did not train on CUDA'; exit 1; }"
-step nccl 60 python3 benchmarks/distributed.py --device cuda --steps 20
+step nccl 60 python3 benchmarks/distributed.py --device cuda --steps 20 --require-nccl
 # 16 rows (4 workloads x batch 100 and 1000 x SGD and Adam), each timing 4 steps (eager and captured, xpnet and
 # PyTorch) 3 x 30 times after 2 captures, then the LSTM language model: about 100 s by estimate (never run on a
 # GPU); the checks before it usually end well within their limits, which leaves it the time
@@ -127,7 +149,7 @@ echo "== the environment ($OUT/setup.log)"
 grep -v '^WARNING: Running pip as' "$OUT/setup.log"
 echo
 echo "== failed GPU tests ($OUT/pytest.log has each one's output)"
-grep -E '^(FAILED|ERROR) ' "$OUT/pytest.log" | head -n 40
+grep -sE '^(FAILED|ERROR) ' "$OUT/pytest.log" | head -n 40
 {
   echo
   echo "CUDA probe: ${probe:-(setup printed none)}; GPU tests passed: ${passed:-0}; $(($(date +%s) - start)) s in all"

@@ -133,3 +133,27 @@ def test_the_gpu_job_fails_where_cuda_is_unusable_and_says_why(tmp_path):
                           env=_env(tmp_path, "broken"), timeout=120)
     assert proc.returncode == 1
     assert f"ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees" in proc.stdout and NO_CUDA in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
+@pytest.mark.parametrize("cupy", ["broken", "fake"])
+def test_the_gpu_session_runs_nothing_past_its_probe_without_a_gpu(tmp_path, cupy):
+    """ci/gpu-session.sh where CUDA is unusable, or on the fake CuPy (a dry run's PYTHONPATH left in place): the
+    probe says why, no later step runs (pytest's 950 GPU tests failed one by one for 88 s before), no figure of the
+    fake passes for a GPU's, and the script exits 1. (XPNET_SESSION_S=60: a script that ran its steps anyway would
+    end within a minute.)"""
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(ROOT / "ci" / "gpu-session.sh")], capture_output=True, text=True,
+                          env={**_env(tmp_path, cupy), "OUT": str(out), "XPNET_SESSION_S": "60"}, timeout=300)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    why = f"cupy is not installed or failed to import (ImportError: {NO_CUDA})" if cupy == "broken" else \
+        "the cupy imported is the fake of tests/fake_cupy"
+    summary = (out / "summary.txt").read_text()
+    assert f"CUDA probe: CUDA NOT usable: {why}" in summary and "GPU tests passed: 0;" in summary, summary
+    rows = {line.split("|")[1].strip(): line for line in summary.splitlines() if line.startswith("| ")}
+    assert why in rows["setup"], summary
+    for step in ("pytest", "charlm", "nccl", "compare", "profile"):
+        assert "not run: no usable GPU" in rows[step], summary
+        assert not (out / f"{step}.log").exists()
+    assert summary in proc.stdout  # printed last, as written
