@@ -92,18 +92,7 @@ EOF
   python3 -c "from cupy.cuda import nccl; print('nccl', nccl.get_version() if nccl.available else 'not available')"
   python3 -c "from mpi4py import MPI; print('MPI', MPI.Get_library_version().splitlines()[0])"
   echo "mpiexec: $(command -v mpiexec || echo none)"
-  # The fake CuPy of tests/fake_cupy (NumPy underneath; a PYTHONPATH left over from a dry run) is no GPU.
-  python3 - <<'EOF'
-from pathlib import Path
-import xpnet
-r = xpnet.backend.cuda_unavailable_reason()
-if r is None:
-    import cupy
-    if Path(cupy.__file__).resolve().parent.parent.name == "fake_cupy":
-        r = f"the cupy imported is the fake of tests/fake_cupy ({cupy.__file__}), NumPy underneath: no GPU"
-print("xpnet", xpnet.__file__, "CUDA usable" if r is None else "CUDA NOT usable: " + r)
-raise SystemExit(r is not None)
-EOF
+  python3 ci/cuda_probe.py  # its last line, 'xpnet <path> CUDA usable' or '... CUDA NOT usable: <why>'
 }
 
 t0=$(date +%s)

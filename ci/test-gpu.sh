@@ -6,13 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-if ! why=$(python3 -c "import xpnet; print(xpnet.backend.cuda_unavailable_reason() or '')" 2>&1); then
-  echo "ci/test-gpu.sh: xpnet does not import (nvidia-smi sees ${gpus:-0} GPU(s)):"
-  echo "$why"
-  exit 1
-fi
-if [ -n "$why" ]; then
-  echo "ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees ${gpus:-0} GPU(s)): $why"
+# ci/cuda_probe.py: xpnet imports, CUDA is usable, and the cupy is no fake of tests/fake_cupy (a dry run's PYTHONPATH).
+if ! probe=$(python3 ci/cuda_probe.py 2>&1); then
+  if [[ "$probe" == *"CUDA NOT usable: "* ]]; then
+    echo "ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees ${gpus:-0} GPU(s)): ${probe#*CUDA NOT usable: }"
+  else
+    echo "ci/test-gpu.sh: xpnet does not import (nvidia-smi sees ${gpus:-0} GPU(s)):"
+    echo "$probe"
+  fi
   exit 1
 fi
 unset XPNET_DEVICE  # XPNET_DEVICE=cpu would turn every "cuda" of the benchmarks into the CPU

@@ -127,12 +127,15 @@ def test_strict_mode_takes_only_0_or_1(tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a bash script")
-def test_the_gpu_job_fails_where_cuda_is_unusable_and_says_why(tmp_path):
-    """ci/test-gpu.sh exited 0 with "no GPU" also where a GPU was there but CuPy or xpnet failed to import."""
+@pytest.mark.parametrize("cupy", ["broken", "fake"])
+def test_the_gpu_job_fails_where_cuda_is_unusable_and_says_why(tmp_path, cupy):
+    """ci/test-gpu.sh exited 0 with "no GPU" also where a GPU was there but CuPy or xpnet failed to import; on the
+    fake CuPy (a dry run's PYTHONPATH left in place) it would have run the GPU tests and benchmarks on NumPy."""
     proc = subprocess.run(["bash", str(ROOT / "ci" / "test-gpu.sh")], capture_output=True, text=True,
-                          env=_env(tmp_path, "broken"), timeout=120)
-    assert proc.returncode == 1
-    assert f"ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees" in proc.stdout and NO_CUDA in proc.stdout
+                          env=_env(tmp_path, cupy), timeout=120)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    why = NO_CUDA if cupy == "broken" else "the cupy imported is the fake of tests/fake_cupy"
+    assert "ci/test-gpu.sh: CUDA is not usable here (nvidia-smi sees" in proc.stdout and why in proc.stdout
 
 
 @pytest.mark.slow
