@@ -149,6 +149,28 @@ def test_an_mlp_resumes_with_each_torch_optimizers_state_as_torch_goes_on(name):
     assert opt.param_groups[0]["weight_decay_on"] == "all"  # PyTorch's weight decay, on biases too
 
 
+def test_hyperparameters_torch_holds_as_tensors_load_as_numbers():
+    """torch.optim takes ``lr`` and Adam's ``betas`` as tensors (0-d: NumPy 0-d arrays once read from a file); an
+    LR scheduler's ``initial_lr`` is then a tensor too. They load as the numbers they hold."""
+    torch = _torch()
+
+    def scheduled(tm):
+        topt = torch.optim.Adam(tm.parameters(), lr=torch.tensor(0.05), betas=(torch.tensor(0.8), torch.tensor(0.99)))
+        torch.optim.lr_scheduler.StepLR(topt, 2, gamma=0.5)
+        return topt
+
+    _, opt = _resume(torch, "mlp", scheduled, lambda m: optim.Adam(m.parameters()))  # through a file: 0-d arrays
+    group = opt.param_groups[0]
+    assert (type(group["lr"]), type(group["betas"][0]), type(group["initial_lr"])) == (float, float, float)
+    ours, tmodel = _mlp(torch)
+    topt = scheduled(tmodel)
+    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())  # torch tensors
+    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]) == (0.05, (0.8, 0.99))
+    assert type(opt.param_groups[0]["initial_lr"]) is float
+
+
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
     """NAdam's product of mu holds each step's beta1 (OneCycleLR's cycle_momentum moves it): not rebuilt from the
     current beta1, but taken from torch's state."""

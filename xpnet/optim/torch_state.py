@@ -18,8 +18,9 @@ How a load goes:
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
    equal (one gradient each step and no weight decay); torch's per-parameter ``step`` becomes xpnet's ``t`` and
    ``skipped`` (a parameter's own step is ``t - skipped``), NAdam's ``mu_product`` its ``scalars``.
-4. The groups' hyperparameters come as PyTorch's (``lr``, ``betas``, ``momentum``...), ``weight_decay_on="all"``
-   (PyTorch's weight decay is on every parameter); a setting xpnet lacks at a value that changes the steps
+4. The groups' hyperparameters come as PyTorch's (``lr``, ``betas``, ``momentum``...; a 0-d tensor, as torch allows
+   ``lr`` and ``betas`` to be, as the number it holds), ``weight_decay_on="all"`` (PyTorch's weight decay is on every
+   parameter); a setting xpnet lacks at a value that changes the steps
    (``maximize=True``, Adagrad's ``lr_decay``) is refused, the implementation's (``foreach``, ``fused``) are not.
 5. Every problem is gathered into one ValueError before anything changes; then the converted state goes through
    ``optimizer.load_state_dict``, whose checks apply too.
@@ -238,6 +239,7 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     for k, v in group.items():
         if k in ("params", "param_names") or k in IMPLEMENTATION or k == "initial_accumulator_value":
             continue  # Adagrad's initial sums are in its state, made for every parameter at its construction
+        v = _number(v)
         if k == "initial_lr":
             extra[k] = v
         elif k in values:
@@ -257,6 +259,16 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     except ValueError as e:
         problems.append(f"{where}: {e}")
     return values, extra
+
+
+def _number(value: Any) -> Any:
+    """A hyperparameter torch holds as a 0-d tensor (``lr=torch.tensor(0.01)``, Adam's ``betas``; a 0-d NumPy array
+    once read from a file) as the Python number it holds, also inside a tuple or list; anything else as is."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_number(v) for v in value)
+    if hasattr(value, "shape") and hasattr(value, "dtype") and tuple(value.shape) == ():
+        return to_numpy(value).item()
+    return value
 
 
 def _converted(parts: list[tuple[str, str, int, Mapping[str, Any]]], p: Any, name: str, slots: dict[str, str],
