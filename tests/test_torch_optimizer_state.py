@@ -61,10 +61,46 @@ def _lstm(torch, convention="pytorch"):
     return ours, Net().double()
 
 
+def _tied_transformer(torch):
+    """An Embedding, a TransformerEncoderLayer (MultiheadAttention's in_proj before its out_proj, two Linears, two
+    LayerNorms) and an output layer tied to the embedding: torch's indices count the tied weight once, at the
+    embedding."""
+    torch.manual_seed(0)
+    t = torch.nn
+    embedding, decoder = t.Embedding(7, 4), t.Linear(4, 7)
+    decoder.weight = embedding.weight
+    tmodel = t.Sequential(embedding, t.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True),
+                          decoder).double()
+    ours = nn.Embedding(7, 4)
+    return xn.Sequential(ours, nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0), nn.TiedLinear(ours)).to(
+        dtype="float64"), tmodel
+
+
+def _bilstm(torch):
+    """A stacked bidirectional LSTM with a projection (PyTorch's two biases): torch's indices per level and direction,
+    weight_hr last of each."""
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_module("0", torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True))
+            self.add_module("1", torch.nn.Linear(4, 3))
+
+        def forward(self, x):
+            return self._modules["1"](self._modules["0"](x)[0])
+
+    ours = xn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, convention="pytorch"),
+                         nn.Linear(4, 3))
+    return ours.to(dtype="float64"), Net().double()
+
+
 def _batches(kind, n):
     rng = np.random.default_rng(1)
-    shape = {"mlp": (5, 4), "cnn": (4, 2, 4, 4), "lstm": (2, 5, 3)}[kind]
-    labels = shape[:1] if kind != "lstm" else shape[:2]
+    shape = {"mlp": (5, 4), "cnn": (4, 2, 4, 4), "lstm": (2, 5, 3), "bilstm": (2, 5, 3), "tied": (2, 5)}[kind]
+    labels = shape[:1] if kind in ("mlp", "cnn") else shape[:2]
+    if kind == "tied":
+        return [(rng.integers(0, 7, shape), rng.integers(0, 7, labels)) for _ in range(n)]
     return [(rng.standard_normal(shape), rng.integers(0, 3, labels)) for _ in range(n)]
 
 
@@ -105,7 +141,7 @@ def _same_weights(ours, tmodel):
 def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
     """torch trains k steps (``after_first(topt)`` after the first); the xpnet twin loads the checkpoint and both go
     on m steps."""
-    ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm}[kind](torch)
+    ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm, "bilstm": _bilstm, "tied": _tied_transformer}[kind](torch)
     batches = _batches(kind, k + m)
     topt = make_topt(tmodel)
     _torch_steps(torch, tmodel, topt, batches[:1])
@@ -246,6 +282,15 @@ def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
 def test_an_lstm_with_pytorchs_two_biases_resumes_as_torchs():
     torch = _torch()
     _resume(torch, "lstm", lambda tm: torch.optim.Adam(tm.parameters(), lr=0.01, weight_decay=0.01),
+            lambda m: optim.Adam(m.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["tied", "bilstm"])
+def test_attention_a_tied_output_layer_and_a_stacked_bidirectional_lstm_resume_as_torchs(kind):
+    """The index order of torch.optim for the layers whose ``model.parameters()`` order is the least obvious, held by
+    the run going on as torch's (a state paired with the wrong parameter of the same shape would not)."""
+    torch = _torch()
+    _resume(torch, kind, lambda tm: torch.optim.Adam(tm.parameters(), lr=0.01, amsgrad=True, weight_decay=0.01),
             lambda m: optim.Adam(m.parameters()))
 
 
