@@ -442,12 +442,63 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"Adam\(convention='book'\) is the book's, .* convention='pytorch'"):
         xn.load_torch_optimizer_state_dict(optim.Adam(convention="book"), ours, nadam.state_dict())
     decaying = torch.optim.Adagrad(tmodel.parameters(), lr=0.01, lr_decay=0.1).state_dict()
-    with pytest.raises(ValueError, match=r"lr_decay=0\.1, where xn\.optim\.AdaGrad steps as lr_decay=0"):
+    with pytest.raises(ValueError, match=r"lr_decay=0\.1, where xn\.optim\.AdaGrad steps as lr_decay=0 \(.*: set "
+                                         r"lr_decay to 0 in the dict and .*LambdaLR"):
         xn.load_torch_optimizer_state_dict(optim.AdaGrad(), ours, decaying)
     maximizing = torch.optim.SGD(tmodel.parameters(), lr=0.01, maximize=True).state_dict()
     with pytest.raises(ValueError, match=r"param_groups\[0\]: maximize=True, where xn\.optim\.SGD steps as "
-                                         r"maximize=False"):
+                                         r"maximize=False \(.*: set maximize to False in the dict and .*negated loss"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, maximizing)
+    decoupled = torch.optim.Adam(tmodel.parameters(), weight_decay=0.1, decoupled_weight_decay=True).state_dict()
+    with pytest.raises(ValueError, match=r"torch\.optim\.AdamW's \(or torch\.optim\.Adam's with "
+                                         r"decoupled_weight_decay=True\).* build xn\.optim\.AdamW to load it"):
+        xn.load_torch_optimizer_state_dict(optim.Adam(ours.parameters()), ours, decoupled)
+
+
+def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_says():
+    """maximize=True is minimizing the negated loss; Adagrad's lr_decay a LambdaLR: the dict with them set to torch's
+    defaults goes on as torch's run, as the errors of the two say."""
+    torch = _torch()
+
+    def maximized(tm):
+        topt = torch.optim.Adam(tm.parameters(), lr=0.05, maximize=True)
+        step = topt.step
+
+        def ascend():  # the gradient is then of -loss, whose maximum is the loss's minimum
+            for p in tm.parameters():
+                p.grad.neg_()
+            step()
+        topt.step = ascend
+        return topt
+
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = maximized(tmodel)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    checkpoint["optimizer_state_dict"]["param_groups"][0]["maximize"] = False
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    _xpnet_steps(ours, opt, batches[2:])
+    _same_weights(ours, tmodel)
+
+    ours, tmodel = _mlp(torch)
+    topt = torch.optim.Adagrad(tmodel.parameters(), lr=0.1, lr_decay=0.3)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    checkpoint["optimizer_state_dict"]["param_groups"][0]["lr_decay"] = 0
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.AdaGrad(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    t = opt.t
+    scheduler = xn.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 / (1 + (n + t) * 0.3))
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    for batch in batches[2:]:
+        _xpnet_steps(ours, opt, [batch])
+        scheduler.step()
+    _same_weights(ours, tmodel)
 
 
 def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):

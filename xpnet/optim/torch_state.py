@@ -46,6 +46,14 @@ from .torch_twins import IMPLEMENTATION, KNOWN, TWINS, WHO, check_kind, twin as 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
 
+# A setting xpnet lacks, at a value other than torch's default: how the run goes on all the same (tested exact).
+_INSTEAD = {
+    "maximize": "xpnet's optimizers minimize: set maximize to False in the dict and train on the negated loss, whose "
+                "minimizing is torch's maximizing, state and all",
+    "lr_decay": "xn.optim.AdaGrad has no lr_decay: set lr_decay to 0 in the dict and decay lr with "
+                "xn.optim.lr_scheduler.LambdaLR(optimizer, lambda n: 1 / (1 + (n + t) * lr_decay)), t = optimizer.t "
+                "once loaded, stepped after each optimizer.step()",
+}
 _LBFGS_FLAT = ("d", "prev_flat_grad")  # torch.optim.LBFGS's flat vectors; old_dirs and old_stps are lists of them
 _LBFGS_FLOATS = ("t", "H_diag", "prev_loss")
 
@@ -100,13 +108,13 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     PyTorch's ``weight_decay`` is on every parameter, where xpnet's default spares biases. Refused, each naming the
     parameter or setting and why, before anything changes: a dict of another torch optimizer or of one xpnet lacks;
     another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
-    (``maximize=True``, ``lr_decay``); ``Adam``'s and ``Nesterov``'s book conventions; and a summed bias (the default
-    RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay moves the two apart): build
-    the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where the two are equal (to
-    rounding: torch sums their one gradient in two reductions; within the square root of the dtype's resolution relative
-    to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps each of its two biases by the
-    update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias layer does, not as torch's (the
-    first step warns, as after ``xn.load_torch_state_dict``).
+    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s and ``Nesterov``'s book conventions; and
+    a summed bias (the default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay
+    moves the two apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where
+    the two are equal (to rounding: torch sums their one gradient in two reductions; within the square root of the
+    dtype's resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps
+    each of its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias
+    layer does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
     """
     state_dict = _read(state_dict, key)
     if not isinstance(optimizer, Optimizer):
@@ -248,7 +256,7 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
             want = implied.get(k, optimizer.PYTORCH_ONLY.get(k))
             if v != want:
                 why = "xn.optim.Nesterov is SGD(nesterov=True, dampening=0); build xn.optim.SGD to load it" \
-                    if k in ("nesterov", "dampening") else "a setting xpnet has no counterpart for"
+                    if k in ("nesterov", "dampening") else _INSTEAD.get(k, "a setting xpnet has no counterpart for")
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
         elif k not in KNOWN:
             extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it

@@ -130,5 +130,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
     ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
     instead = f"build xn.optim.{ours[0]} to load it" if ours else \
         _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
-    raise ValueError(f"{WHO}: the dict is torch.optim.{theirs}'s (its param group's keys {keys}, its state's "
+    # torch.optim.AdamW is Adam(decoupled_weight_decay=True): their dicts are alike
+    whose = f"{theirs}'s" + (" (or torch.optim.Adam's with decoupled_weight_decay=True)" if theirs == "AdamW" else "")
+    raise ValueError(f"{WHO}: the dict is torch.optim.{whose} (its param group's keys {keys}, its state's "
                      f"{state_keys}), not torch.optim.{twin}'s, the twin of xn.optim.{optimizer.name}: {instead}")
