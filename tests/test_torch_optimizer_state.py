@@ -169,11 +169,12 @@ TWINS = {
     "adamw": (lambda t, p: t.optim.AdamW(p, lr=0.05, weight_decay=0.1), optim.AdamW),
     "rmsprop-centered-momentum": (lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.5, centered=True,
                                                                weight_decay=0.01), optim.RMSprop),
-    "adagrad": (lambda t, p: t.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.1, eps=1e-10), optim.AdaGrad),
-    "nadam": (lambda t, p: t.optim.NAdam(p, lr=0.05, momentum_decay=0.01), optim.NAdam),
+    "adagrad-decay": (lambda t, p: t.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.1, eps=1e-10,
+                                                   weight_decay=0.01), optim.AdaGrad),
+    "nadam-decay": (lambda t, p: t.optim.NAdam(p, lr=0.05, momentum_decay=0.01, weight_decay=0.01), optim.NAdam),
     "radam": (lambda t, p: t.optim.RAdam(p, lr=0.05, decoupled_weight_decay=True, weight_decay=0.1), optim.RAdam),
-    "adamax": (lambda t, p: t.optim.Adamax(p, lr=0.05), optim.Adamax),
-    "adadelta": (lambda t, p: t.optim.Adadelta(p, lr=0.5, rho=0.8), optim.Adadelta),
+    "adamax-decay": (lambda t, p: t.optim.Adamax(p, lr=0.05, weight_decay=0.01), optim.Adamax),
+    "adadelta-decay": (lambda t, p: t.optim.Adadelta(p, lr=0.5, rho=0.8, weight_decay=0.01), optim.Adadelta),
 }
 
 
@@ -185,26 +186,29 @@ def test_an_mlp_resumes_with_each_torch_optimizers_state_as_torch_goes_on(name):
     assert opt.param_groups[0]["weight_decay_on"] == "all"  # PyTorch's weight decay, on biases too
 
 
-def test_hyperparameters_torch_holds_as_tensors_load_as_numbers():
-    """torch.optim takes ``lr`` and Adam's ``betas`` as tensors (0-d: NumPy 0-d arrays once read from a file); an
-    LR scheduler's ``initial_lr`` is then a tensor too. They load as the numbers they hold."""
+def test_hyperparameters_torch_holds_as_tensors_and_a_schedulers_keys_load():
+    """torch.optim takes ``lr`` and Adam's ``betas`` as tensors (0-d: NumPy 0-d arrays once read from a file);
+    OneCycleLR then keeps ``lr`` a tensor, sets ``betas[0]`` a float, and adds its keys (``initial_lr``, ``max_lr``...)
+    to the group. The tensors load as the numbers they hold, the scheduler's keys as they are."""
     torch = _torch()
 
     def scheduled(tm):
         topt = torch.optim.Adam(tm.parameters(), lr=torch.tensor(0.05), betas=(torch.tensor(0.8), torch.tensor(0.99)))
-        torch.optim.lr_scheduler.StepLR(topt, 2, gamma=0.5)
+        torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=10)
         return topt
 
     _, opt = _resume(torch, "mlp", scheduled, lambda m: optim.Adam(m.parameters()))  # through a file: 0-d arrays
     group = opt.param_groups[0]
-    assert (type(group["lr"]), type(group["betas"][0]), type(group["initial_lr"])) == (float, float, float)
+    assert {type(group[k]) for k in ("lr", "initial_lr", "max_lr", "base_momentum")} == {float}
+    assert {type(b) for b in group["betas"]} == {float}
     ours, tmodel = _mlp(torch)
     topt = scheduled(tmodel)
     _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
     opt = optim.Adam(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())  # torch tensors
-    assert (opt.param_groups[0]["lr"], opt.param_groups[0]["betas"]) == (0.05, (0.8, 0.99))
-    assert type(opt.param_groups[0]["initial_lr"]) is float
+    theirs, group = topt.param_groups[0], opt.param_groups[0]
+    assert group["lr"] == float(theirs["lr"]) and group["betas"] == tuple(float(b) for b in theirs["betas"])
+    assert (group["initial_lr"], group["max_lr"]) == (theirs["initial_lr"], theirs["max_lr"])
 
 
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
