@@ -410,6 +410,19 @@ def test_param_names_in_the_dict_are_held_against_the_models():
     with pytest.raises(ValueError, match=r"index 0 is PyTorch's '0\.bias', where the xpnet model's is '0\.weight'"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, sd)
 
+    # named_parameters() of the layer ('weight'), or of a wrapper (DistributedDataParallel's 'module.0.weight')
+    wrapper = torch.nn.Module()
+    wrapper.module = tmodel
+    for named in ([{"params": tmodel[0].named_parameters()}, {"params": tmodel[2].named_parameters()}],
+                  wrapper.named_parameters()):
+        topt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
+        _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+        groups = [{"params": ours[0].parameters()}, {"params": ours[2].parameters()}] if isinstance(named, list) \
+            else ours.parameters()
+        opt = optim.SGD(groups)
+        xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())
+        assert len(opt.state) == 4
+
 
 def test_the_state_of_another_model_is_refused_naming_the_parameter():
     torch = _torch()

@@ -12,7 +12,8 @@ How a load goes:
    of the i-th group, as ``model.parameters()`` gave them to torch, which for a model of the same structure is the
    order of :func:`torch_parameters` (PyTorch's names, from ``xn.torch_state_dict``'s table, buffers left out).
    Each xpnet param group (one node of the model) is paired with torch's group of the same place; the counts must
-   agree, and where the dict holds ``param_names`` (torch built from ``model.named_parameters()``), the names too.
+   agree, and where the dict holds ``param_names`` (torch built from ``named_parameters()``), the names too, one the
+   other's dotted tail where ``named_parameters()`` was of a layer (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
    as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
@@ -159,7 +160,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
         for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
             torch_name = torch_prefix + torch_name
-            if names is not None and names[j] != torch_name:
+            if names is not None and not _same_name(names[j], torch_name):
                 problems.append(f"{where}: the parameter at index {index} is PyTorch's {names[j]!r}, where the xpnet "
                                 f"model's is {torch_name!r} (for its {xpnet_name}): the state of another model, or a "
                                 "model whose modules are registered in another order")
@@ -267,6 +268,13 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     except ValueError as e:
         problems.append(f"{where}: {e}")
     return values, extra
+
+
+def _same_name(theirs: str, ours: str) -> bool:
+    """Whether torch's ``param_names`` entry names the parameter of the model's PyTorch name ``ours``: the same, or one
+    the other's dotted tail, as ``named_parameters()`` of the group's layer gives ``weight`` for ``fc.weight``, and of a
+    wrapper (DistributedDataParallel) ``module.fc.weight``."""
+    return theirs == ours or theirs.endswith("." + ours) or ours.endswith("." + theirs)
 
 
 def _number(value: Any) -> Any:
