@@ -239,15 +239,19 @@ def test_a_layer_frozen_for_torchs_first_step_goes_on_with_its_own_step_count():
     assert opt.t - opt.skipped.get("0.W", 0) == 6 and opt.t - opt.skipped.get("2.W", 0) == 7
 
 
-@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
-def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_search_fn):
+@pytest.mark.parametrize("line_search_fn, fine_tuning", [(None, False), ("strong_wolfe", False), (None, True)])
+def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_search_fn, fine_tuning):
     """torch.optim.LBFGS's state is flat vectors of every parameter in torch's order and layouts (a Linear's (out, in)
-    weight row by row): reordered into xpnet's flat vector ((in, out) W), the history goes on as torch's."""
+    weight row by row): reordered into xpnet's flat vector ((in, out) W), the history goes on as torch's. Given only
+    the trainable parameters (a frozen first layer), its vectors are of those only."""
     torch = _torch()
     ours, tmodel = _mlp(torch)
     x, y = _batches("mlp", 1)[0]
     criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
-    topt = torch.optim.LBFGS(tmodel.parameters(), lr=0.5, max_iter=3, history_size=4, line_search_fn=line_search_fn)
+    if fine_tuning:
+        tmodel[0].requires_grad_(False)
+    topt = torch.optim.LBFGS([p for p in tmodel.parameters() if p.requires_grad], lr=0.5, max_iter=3, history_size=4,
+                             line_search_fn=line_search_fn)
 
     def tclosure():
         topt.zero_grad()
@@ -259,6 +263,7 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
         topt.step(tclosure)
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    ours[0].requires_grad_(not fine_tuning)
     opt = optim.LBFGS(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert (opt.max_iter, opt.history_size, opt.line_search_fn) == (3, 4, line_search_fn)
@@ -387,6 +392,23 @@ def test_the_index_order_is_torchs_model_parameters_order():
              (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied))]
     for ours, theirs in pairs:
         assert [entry[0] for entry in torch_parameters(ours)] == [name for name, _ in theirs.named_parameters()]
+
+
+def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_resumes():
+    """PyTorch's fine-tuning idiom, ``Adam(p for p in model.parameters() if p.requires_grad)``, holds the trainable
+    parameters only: paired with those of the xpnet model frozen alike."""
+    torch = _torch()
+
+    def trainable_only(tm):
+        tm[0].requires_grad_(False)
+        return torch.optim.Adam((p for p in tm.parameters() if p.requires_grad), lr=0.05)
+
+    def frozen_alike(m):
+        m[0].requires_grad_(False)
+        return optim.Adam(m.parameters())
+
+    _, opt = _resume(torch, "mlp", trainable_only, frozen_alike)
+    assert sorted(opt.state) == ["2.W", "2.b"]
 
 
 def test_an_optimizer_of_one_layer_takes_its_state_by_that_layers_names():

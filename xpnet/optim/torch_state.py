@@ -12,7 +12,8 @@ How a load goes:
    of the i-th group, as ``model.parameters()`` gave them to torch, which for a model of the same structure is the
    order of :func:`torch_parameters` (PyTorch's names, from ``xn.torch_state_dict``'s table, buffers left out).
    Each xpnet param group (one node of the model) is paired with torch's group of the same place; the counts must
-   agree, and where the dict holds ``param_names`` (torch built from ``named_parameters()``), the names too, one the
+   agree (torch's group of only the parameters that train, PyTorch's fine-tuning idiom, pairs with the node's that
+   train, its layers frozen alike), and where the dict holds ``param_names`` (torch built from ``named_parameters()``), the names too, one the
    other's dotted tail where ``named_parameters()`` was of a layer (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
    as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
@@ -148,13 +149,10 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     steps: dict[str, int] = {}
     mu: dict[str, float] = {}
     for i, (group, (node, name_prefix, torch_prefix)) in enumerate(zip(groups, places)):
-        entries = torch_parameters(node)
         indices = list(group["params"])
         where = f"param_groups[{i}]"
-        if len(indices) != len(entries):
-            listed = ", ".join(torch_prefix + e[0] for e in entries[:8]) + (", ..." if len(entries) > 8 else "")
-            problems.append(f"{where} holds {len(indices)} parameters, but the xpnet {node.name}{_at(torch_prefix)} "
-                            f"has {len(entries)} in PyTorch's naming ({listed}): the state of another model")
+        entries = _entries(node, len(indices), where, torch_prefix, problems)
+        if entries is None:
             continue
         names = group.get("param_names")
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
@@ -270,6 +268,27 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     return values, extra
 
 
+def _entries(node: Any, count: int, where: str, torch_prefix: str,
+             problems: list[str]) -> list[tuple[str, str, str, int]] | None:
+    """The :func:`torch_parameters` of ``node`` that torch's group ``where`` of ``count`` parameters holds: all of
+    them, or those that train where torch's optimizer was given only those (PyTorch's fine-tuning idiom,
+    ``Adam(p for p in model.parameters() if p.requires_grad)``, the xpnet layers frozen alike); None with
+    ``problems`` told why, where neither count is ``count``."""
+    entries = torch_parameters(node)
+    trained = node.trainable_params()
+    training = [e for e in entries if e[1] in trained]
+    if count == len(entries):
+        return entries
+    if count == len(training):
+        return training
+    listed = ", ".join(torch_prefix + e[0] for e in entries[:8]) + (", ..." if len(entries) > 8 else "")
+    frozen = f", {len(training)} of them trainable" if len(training) < len(entries) else ""
+    problems.append(f"{where} holds {count} parameters, but the xpnet {node.name}{_at(torch_prefix)} has "
+                    f"{len(entries)} in PyTorch's naming ({listed}){frozen}: the state of another model, or of one "
+                    "whose layers are frozen otherwise (requires_grad_(False) the layers torch's optimizer left out)")
+    return None
+
+
 def _same_name(theirs: str, ours: str) -> bool:
     """Whether torch's ``param_names`` entry names the parameter of the model's PyTorch name ``ours``: the same, or one
     the other's dotted tail, as ``named_parameters()`` of the group's layer gives ``weight`` for ``fc.weight``, and of a
@@ -336,10 +355,8 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
     """torch.optim.LBFGS's state (under its first parameter's index) for xpnet's: its flat vectors, of every
     parameter in torch's order and layouts, reordered into xpnet's flat vector of the parameters that train, in
     ``trainable_params()`` order and xpnet's layouts; its numbers as Python floats, its scratch list ``al`` left out."""
-    entries = torch_parameters(node)
-    if len(group["params"]) != len(entries):
-        problems.append(f"param_groups[0] holds {len(group['params'])} parameters, but the xpnet {node.name} has "
-                        f"{len(entries)} in PyTorch's naming: the state of another model")
+    entries = _entries(node, len(group["params"]), "param_groups[0]", torch_prefix, problems)
+    if entries is None:
         return {}
     params, trained = node.named_params(), node.trainable_params()
     offsets, at = {}, 0
