@@ -13,8 +13,9 @@ How a load goes:
    order of :func:`torch_parameters` (PyTorch's names, from ``xn.torch_state_dict``'s table, buffers left out).
    Each xpnet param group (one node of the model) is paired with torch's group of the same place; the counts must
    agree (torch's group of only the parameters that train, PyTorch's fine-tuning idiom, pairs with the node's that
-   train, its layers frozen alike), and where the dict holds ``param_names`` (torch built from ``named_parameters()``), the names too, one the
-   other's dotted tail where ``named_parameters()`` was of a layer (``weight``) or a wrapper (``module.fc.weight``).
+   train, its layers frozen alike), and where the dict holds ``param_names`` (torch built from
+   ``named_parameters()``), the names too, one the other's dotted tail where ``named_parameters()`` was of a layer
+   (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
    as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
