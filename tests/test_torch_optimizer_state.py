@@ -554,6 +554,19 @@ def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):
     np.testing.assert_array_equal(opt.state["2.W"]["v"], topt.state_dict()["state"][2]["momentum_buffer"].numpy().T)
 
 
+def test_a_models_state_dict_or_no_dict_given_for_the_optimizers_says_what_it_got_and_what_loads_it():
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    opt = optim.SGD(ours.parameters())
+    with pytest.raises(ValueError, match=r"expected torch\.optim's state_dict \(keys 'state' and 'param_groups'\), got "
+                                         r"a model's state dict \(tensors by name: '0\.weight', '0\.bias', \.\.\.\), "
+                                         r"which loads with xn\.load_torch_state_dict\(model, d\)$"):
+        xn.load_torch_optimizer_state_dict(opt, ours, tmodel.state_dict())
+    with pytest.raises(ValueError, match=r"expected torch\.optim's state_dict \(keys 'state' and 'param_groups'\), got "
+                                         r"a list$"):
+        xn.load_torch_optimizer_state_dict(opt, ours, [tmodel.state_dict()])
+
+
 def test_optimizer_load_state_dict_given_torchs_names_the_function_to_call():
     torch = _torch()
     ours, tmodel = _mlp(torch)

@@ -206,10 +206,15 @@ def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
         return state_dict
     inner = [k for k, v in state_dict.items() if isinstance(v, Mapping) and "param_groups" in v] \
         if isinstance(state_dict, Mapping) else []
-    what = f"a dict of keys {list(state_dict)[:10]}" if isinstance(state_dict, Mapping) else type(state_dict).__name__
+    where = "" if source == "the dict" else f" in {source}"
+    what = f"a dict of keys {list(state_dict)[:10]}{where}" if isinstance(state_dict, Mapping) else \
+        f"a {type(state_dict).__name__}{where}"
+    if isinstance(state_dict, Mapping) and state_dict and all(hasattr(v, "shape") for v in state_dict.values()):
+        names = ", ".join(map(repr, list(state_dict)[:2])) + (", ..." if len(state_dict) > 2 else "")
+        what = (f"a model's state dict{where} (tensors by name: {names}), which loads with "
+                "xn.load_torch_state_dict(model, d)")
     hint = f"; its entry {inner[0]!r} is one: pass key={inner[0]!r}" if inner else ""
-    raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what} in "
-                     f"{source}{hint}")
+    raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what}{hint}")
 
 
 def _places(optimizer: Any, model: Any) -> list[tuple[Any, str, str]]:
