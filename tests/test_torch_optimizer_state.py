@@ -364,7 +364,8 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
 def test_the_index_order_is_torchs_model_parameters_order():
     """torch.optim's indices follow ``model.parameters()``: a module's own parameters before its submodules'
     (``out_proj``, a parametrization's ``original``), a stacked and bidirectional LSTM's per level and direction, a
-    projection's last, a tied weight once, buffers never (BatchNorm's running statistics)."""
+    projection's last, a tied weight once, buffers never (BatchNorm's running statistics); a Transformer's encoder
+    before its decoder, each layer's attention before its feed-forward and norms."""
     torch = _torch()
     from xpnet.optim.torch_state import torch_parameters
     t = torch.nn
@@ -382,6 +383,18 @@ def test_the_index_order_is_torchs_model_parameters_order():
             super().__init__()
             self.att, self.cross = t.MultiheadAttention(4, 2), t.MultiheadAttention(4, 2, kdim=3, vdim=5)
 
+    class Several(xn.Model):  # layers a Sequential cannot chain (Bilinear takes two inputs), as attributes
+        def __init__(self, *layers):
+            super().__init__()
+            for i, layer in enumerate(layers):
+                setattr(self, f"l{i}", layer)
+
+    class TorchSeveral(t.Module):
+        def __init__(self, *layers):
+            super().__init__()
+            for i, layer in enumerate(layers):
+                setattr(self, f"l{i}", layer)
+
     pairs = [(xn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True), nn.LSTM(8, 4, proj_size=2),
                             nn.GRU(2, 3)),
               t.Sequential(t.LSTM(3, 4, num_layers=2, bidirectional=True), t.LSTM(8, 4, proj_size=2), t.GRU(2, 3))),
@@ -389,7 +402,13 @@ def test_the_index_order_is_torchs_model_parameters_order():
              (xn.Sequential(nn.SpectralNorm(nn.Linear(3, 4)), nn.WeightNorm(nn.Conv2d(2, 3, 3)), nn.BatchNorm(3)),
               t.Sequential(t.utils.parametrizations.spectral_norm(t.Linear(3, 4)),
                            t.utils.parametrizations.weight_norm(t.Conv2d(2, 3, 3)), t.BatchNorm2d(3))),
-             (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied))]
+             (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied)),
+             (Several(nn.Transformer(4, 2, 1, 1, 8), nn.GRU(4, 3, num_layers=2, bidirectional=True), nn.LSTMCell(4, 4),
+                      nn.Bilinear(3, 4, 5), nn.EmbeddingBag(5, 4), nn.PReLU(4), nn.GroupNorm(2, 4),
+                      nn.ConvTranspose1d(2, 3, 3)),
+              TorchSeveral(t.Transformer(4, 2, 1, 1, 8, batch_first=True),
+                           t.GRU(4, 3, num_layers=2, bidirectional=True), t.LSTMCell(4, 4), t.Bilinear(3, 4, 5),
+                           t.EmbeddingBag(5, 4), t.PReLU(4), t.GroupNorm(2, 4), t.ConvTranspose1d(2, 3, 3)))]
     for ours, theirs in pairs:
         assert [entry[0] for entry in torch_parameters(ours)] == [name for name, _ in theirs.named_parameters()]
 
