@@ -211,6 +211,25 @@ def test_hyperparameters_torch_holds_as_tensors_and_a_schedulers_keys_load():
     assert (group["initial_lr"], group["max_lr"]) == (theirs["initial_lr"], theirs["max_lr"])
 
 
+def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_reads_it():
+    """torch before 2.x saved RAdam's and NAdam's groups without ``decoupled_weight_decay``, which torch reads as False
+    (their ``__setstate__``): so does the load, whatever the xpnet optimizer was built with."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = torch.optim.RAdam(tmodel.parameters(), lr=0.05, weight_decay=0.1)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    del checkpoint["optimizer_state_dict"]["param_groups"][0]["decoupled_weight_decay"]
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.RAdam(ours.parameters(), decoupled_weight_decay=True)
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    assert opt.param_groups[0]["decoupled_weight_decay"] is False
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    _xpnet_steps(ours, opt, batches[2:])
+    _same_weights(ours, tmodel)
+
+
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
     """NAdam's product of mu holds each step's beta1 (OneCycleLR's cycle_momentum moves it): not rebuilt from the
     current beta1, but taken from torch's state."""

@@ -44,7 +44,7 @@ from .base import Optimizer
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
 from .sgd import Nesterov
-from .torch_twins import IMPLEMENTATION, KNOWN, TWINS, WHO, check_kind, twin as find_twin
+from .torch_twins import IMPLEMENTATION, KNOWN, LATER, TWINS, WHO, check_kind, twin as find_twin
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
@@ -265,6 +265,9 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
         elif k not in KNOWN:
             extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it
+    for k, default in LATER.items():  # an older torch's dict without it: torch reads its default, not xpnet's own
+        if k in values and k not in group:
+            values[k] = default
     try:  # checked as the constructor checks them, before anything changes
         type(optimizer)(**values)
     except TypeError:  # an optimizer of one's own whose __init__ takes other arguments: checked as they are set
