@@ -61,10 +61,46 @@ def _lstm(torch, convention="pytorch"):
     return ours, Net().double()
 
 
+def _tied_transformer(torch):
+    """An Embedding, a TransformerEncoderLayer (MultiheadAttention's in_proj before its out_proj, two Linears, two
+    LayerNorms) and an output layer tied to the embedding: torch's indices count the tied weight once, at the
+    embedding."""
+    torch.manual_seed(0)
+    t = torch.nn
+    embedding, decoder = t.Embedding(7, 4), t.Linear(4, 7)
+    decoder.weight = embedding.weight
+    tmodel = t.Sequential(embedding, t.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=True),
+                          decoder).double()
+    ours = nn.Embedding(7, 4)
+    return xn.Sequential(ours, nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0), nn.TiedLinear(ours)).to(
+        dtype="float64"), tmodel
+
+
+def _bilstm(torch):
+    """A stacked bidirectional LSTM with a projection (PyTorch's two biases): torch's indices per level and direction,
+    weight_hr last of each."""
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.add_module("0", torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True))
+            self.add_module("1", torch.nn.Linear(4, 3))
+
+        def forward(self, x):
+            return self._modules["1"](self._modules["0"](x)[0])
+
+    ours = xn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, convention="pytorch"),
+                         nn.Linear(4, 3))
+    return ours.to(dtype="float64"), Net().double()
+
+
 def _batches(kind, n):
     rng = np.random.default_rng(1)
-    shape = {"mlp": (5, 4), "cnn": (4, 2, 4, 4), "lstm": (2, 5, 3)}[kind]
-    labels = shape[:1] if kind != "lstm" else shape[:2]
+    shape = {"mlp": (5, 4), "cnn": (4, 2, 4, 4), "lstm": (2, 5, 3), "bilstm": (2, 5, 3), "tied": (2, 5)}[kind]
+    labels = shape[:1] if kind in ("mlp", "cnn") else shape[:2]
+    if kind == "tied":
+        return [(rng.integers(0, 7, shape), rng.integers(0, 7, labels)) for _ in range(n)]
     return [(rng.standard_normal(shape), rng.integers(0, 3, labels)) for _ in range(n)]
 
 
@@ -105,7 +141,7 @@ def _same_weights(ours, tmodel):
 def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
     """torch trains k steps (``after_first(topt)`` after the first); the xpnet twin loads the checkpoint and both go
     on m steps."""
-    ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm}[kind](torch)
+    ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm, "bilstm": _bilstm, "tied": _tied_transformer}[kind](torch)
     batches = _batches(kind, k + m)
     topt = make_topt(tmodel)
     _torch_steps(torch, tmodel, topt, batches[:1])
@@ -133,11 +169,12 @@ TWINS = {
     "adamw": (lambda t, p: t.optim.AdamW(p, lr=0.05, weight_decay=0.1), optim.AdamW),
     "rmsprop-centered-momentum": (lambda t, p: t.optim.RMSprop(p, lr=0.01, alpha=0.9, momentum=0.5, centered=True,
                                                                weight_decay=0.01), optim.RMSprop),
-    "adagrad": (lambda t, p: t.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.1, eps=1e-10), optim.AdaGrad),
-    "nadam": (lambda t, p: t.optim.NAdam(p, lr=0.05, momentum_decay=0.01), optim.NAdam),
+    "adagrad-decay": (lambda t, p: t.optim.Adagrad(p, lr=0.1, initial_accumulator_value=0.1, eps=1e-10,
+                                                   weight_decay=0.01), optim.AdaGrad),
+    "nadam-decay": (lambda t, p: t.optim.NAdam(p, lr=0.05, momentum_decay=0.01, weight_decay=0.01), optim.NAdam),
     "radam": (lambda t, p: t.optim.RAdam(p, lr=0.05, decoupled_weight_decay=True, weight_decay=0.1), optim.RAdam),
-    "adamax": (lambda t, p: t.optim.Adamax(p, lr=0.05), optim.Adamax),
-    "adadelta": (lambda t, p: t.optim.Adadelta(p, lr=0.5, rho=0.8), optim.Adadelta),
+    "adamax-decay": (lambda t, p: t.optim.Adamax(p, lr=0.05, weight_decay=0.01), optim.Adamax),
+    "adadelta-decay": (lambda t, p: t.optim.Adadelta(p, lr=0.5, rho=0.8, weight_decay=0.01), optim.Adadelta),
 }
 
 
@@ -147,6 +184,50 @@ def test_an_mlp_resumes_with_each_torch_optimizers_state_as_torch_goes_on(name):
     make_topt, cls = TWINS[name]
     ours, opt = _resume(torch, "mlp", lambda tm: make_topt(torch, tm.parameters()), lambda m: cls(m.parameters()))
     assert opt.param_groups[0]["weight_decay_on"] == "all"  # PyTorch's weight decay, on biases too
+
+
+def test_hyperparameters_torch_holds_as_tensors_and_a_schedulers_keys_load():
+    """torch.optim takes ``lr`` and Adam's ``betas`` as tensors (0-d: NumPy 0-d arrays once read from a file);
+    OneCycleLR then keeps ``lr`` a tensor, sets ``betas[0]`` a float, and adds its keys (``initial_lr``, ``max_lr``...)
+    to the group. The tensors load as the numbers they hold, the scheduler's keys as they are."""
+    torch = _torch()
+
+    def scheduled(tm):
+        topt = torch.optim.Adam(tm.parameters(), lr=torch.tensor(0.05), betas=(torch.tensor(0.8), torch.tensor(0.99)))
+        torch.optim.lr_scheduler.OneCycleLR(topt, max_lr=0.1, total_steps=10)
+        return topt
+
+    _, opt = _resume(torch, "mlp", scheduled, lambda m: optim.Adam(m.parameters()))  # through a file: 0-d arrays
+    group = opt.param_groups[0]
+    assert {type(group[k]) for k in ("lr", "initial_lr", "max_lr", "base_momentum")} == {float}
+    assert {type(b) for b in group["betas"]} == {float}
+    ours, tmodel = _mlp(torch)
+    topt = scheduled(tmodel)
+    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())  # torch tensors
+    theirs, group = topt.param_groups[0], opt.param_groups[0]
+    assert group["lr"] == float(theirs["lr"]) and group["betas"] == tuple(float(b) for b in theirs["betas"])
+    assert (group["initial_lr"], group["max_lr"]) == (theirs["initial_lr"], theirs["max_lr"])
+
+
+def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_reads_it():
+    """torch before 2.x saved RAdam's and NAdam's groups without ``decoupled_weight_decay``, which torch reads as False
+    (their ``__setstate__``): so does the load, whatever the xpnet optimizer was built with."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = torch.optim.RAdam(tmodel.parameters(), lr=0.05, weight_decay=0.1)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    del checkpoint["optimizer_state_dict"]["param_groups"][0]["decoupled_weight_decay"]
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.RAdam(ours.parameters(), decoupled_weight_decay=True)
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    assert opt.param_groups[0]["decoupled_weight_decay"] is False
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    _xpnet_steps(ours, opt, batches[2:])
+    _same_weights(ours, tmodel)
 
 
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
@@ -177,15 +258,19 @@ def test_a_layer_frozen_for_torchs_first_step_goes_on_with_its_own_step_count():
     assert opt.t - opt.skipped.get("0.W", 0) == 6 and opt.t - opt.skipped.get("2.W", 0) == 7
 
 
-@pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
-def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_search_fn):
+@pytest.mark.parametrize("line_search_fn, fine_tuning", [(None, False), ("strong_wolfe", False), (None, True)])
+def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_search_fn, fine_tuning):
     """torch.optim.LBFGS's state is flat vectors of every parameter in torch's order and layouts (a Linear's (out, in)
-    weight row by row): reordered into xpnet's flat vector ((in, out) W), the history goes on as torch's."""
+    weight row by row): reordered into xpnet's flat vector ((in, out) W), the history goes on as torch's. Given only
+    the trainable parameters (a frozen first layer), its vectors are of those only."""
     torch = _torch()
     ours, tmodel = _mlp(torch)
     x, y = _batches("mlp", 1)[0]
     criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
-    topt = torch.optim.LBFGS(tmodel.parameters(), lr=0.5, max_iter=3, history_size=4, line_search_fn=line_search_fn)
+    if fine_tuning:
+        tmodel[0].requires_grad_(False)
+    topt = torch.optim.LBFGS([p for p in tmodel.parameters() if p.requires_grad], lr=0.5, max_iter=3, history_size=4,
+                             line_search_fn=line_search_fn)
 
     def tclosure():
         topt.zero_grad()
@@ -197,6 +282,7 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
         topt.step(tclosure)
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    ours[0].requires_grad_(not fine_tuning)
     opt = optim.LBFGS(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert (opt.max_iter, opt.history_size, opt.line_search_fn) == (3, 4, line_search_fn)
@@ -224,6 +310,15 @@ def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
 def test_an_lstm_with_pytorchs_two_biases_resumes_as_torchs():
     torch = _torch()
     _resume(torch, "lstm", lambda tm: torch.optim.Adam(tm.parameters(), lr=0.01, weight_decay=0.01),
+            lambda m: optim.Adam(m.parameters()))
+
+
+@pytest.mark.parametrize("kind", ["tied", "bilstm"])
+def test_attention_a_tied_output_layer_and_a_stacked_bidirectional_lstm_resume_as_torchs(kind):
+    """The index order of torch.optim for the layers whose ``model.parameters()`` order is the least obvious, held by
+    the run going on as torch's (a state paired with the wrong parameter of the same shape would not)."""
+    torch = _torch()
+    _resume(torch, kind, lambda tm: torch.optim.Adam(tm.parameters(), lr=0.01, amsgrad=True, weight_decay=0.01),
             lambda m: optim.Adam(m.parameters()))
 
 
@@ -288,7 +383,8 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
 def test_the_index_order_is_torchs_model_parameters_order():
     """torch.optim's indices follow ``model.parameters()``: a module's own parameters before its submodules'
     (``out_proj``, a parametrization's ``original``), a stacked and bidirectional LSTM's per level and direction, a
-    projection's last, a tied weight once, buffers never (BatchNorm's running statistics)."""
+    projection's last, a tied weight once, buffers never (BatchNorm's running statistics); a Transformer's encoder
+    before its decoder, each layer's attention before its feed-forward and norms."""
     torch = _torch()
     from xpnet.optim.torch_state import torch_parameters
     t = torch.nn
@@ -306,6 +402,18 @@ def test_the_index_order_is_torchs_model_parameters_order():
             super().__init__()
             self.att, self.cross = t.MultiheadAttention(4, 2), t.MultiheadAttention(4, 2, kdim=3, vdim=5)
 
+    class Several(xn.Model):  # layers a Sequential cannot chain (Bilinear takes two inputs), as attributes
+        def __init__(self, *layers):
+            super().__init__()
+            for i, layer in enumerate(layers):
+                setattr(self, f"l{i}", layer)
+
+    class TorchSeveral(t.Module):
+        def __init__(self, *layers):
+            super().__init__()
+            for i, layer in enumerate(layers):
+                setattr(self, f"l{i}", layer)
+
     pairs = [(xn.Sequential(nn.LSTM(3, 4, num_layers=2, bidirectional=True), nn.LSTM(8, 4, proj_size=2),
                             nn.GRU(2, 3)),
               t.Sequential(t.LSTM(3, 4, num_layers=2, bidirectional=True), t.LSTM(8, 4, proj_size=2), t.GRU(2, 3))),
@@ -313,9 +421,32 @@ def test_the_index_order_is_torchs_model_parameters_order():
              (xn.Sequential(nn.SpectralNorm(nn.Linear(3, 4)), nn.WeightNorm(nn.Conv2d(2, 3, 3)), nn.BatchNorm(3)),
               t.Sequential(t.utils.parametrizations.spectral_norm(t.Linear(3, 4)),
                            t.utils.parametrizations.weight_norm(t.Conv2d(2, 3, 3)), t.BatchNorm2d(3))),
-             (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied))]
+             (xn.Sequential(emb, nn.TiedLinear(emb)), t.Sequential(temb, tied)),
+             (Several(nn.Transformer(4, 2, 1, 1, 8), nn.GRU(4, 3, num_layers=2, bidirectional=True), nn.LSTMCell(4, 4),
+                      nn.Bilinear(3, 4, 5), nn.EmbeddingBag(5, 4), nn.PReLU(4), nn.GroupNorm(2, 4),
+                      nn.ConvTranspose1d(2, 3, 3)),
+              TorchSeveral(t.Transformer(4, 2, 1, 1, 8, batch_first=True),
+                           t.GRU(4, 3, num_layers=2, bidirectional=True), t.LSTMCell(4, 4), t.Bilinear(3, 4, 5),
+                           t.EmbeddingBag(5, 4), t.PReLU(4), t.GroupNorm(2, 4), t.ConvTranspose1d(2, 3, 3)))]
     for ours, theirs in pairs:
         assert [entry[0] for entry in torch_parameters(ours)] == [name for name, _ in theirs.named_parameters()]
+
+
+def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_resumes():
+    """PyTorch's fine-tuning idiom, ``Adam(p for p in model.parameters() if p.requires_grad)``, holds the trainable
+    parameters only: paired with those of the xpnet model frozen alike."""
+    torch = _torch()
+
+    def trainable_only(tm):
+        tm[0].requires_grad_(False)
+        return torch.optim.Adam((p for p in tm.parameters() if p.requires_grad), lr=0.05)
+
+    def frozen_alike(m):
+        m[0].requires_grad_(False)
+        return optim.Adam(m.parameters())
+
+    _, opt = _resume(torch, "mlp", trainable_only, frozen_alike)
+    assert sorted(opt.state) == ["2.W", "2.b"]
 
 
 def test_an_optimizer_of_one_layer_takes_its_state_by_that_layers_names():
@@ -338,6 +469,19 @@ def test_param_names_in_the_dict_are_held_against_the_models():
     sd["param_groups"][0]["param_names"][:2] = ["0.bias", "0.weight"]
     with pytest.raises(ValueError, match=r"index 0 is PyTorch's '0\.bias', where the xpnet model's is '0\.weight'"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, sd)
+
+    # named_parameters() of the layer ('weight'), or of a wrapper (DistributedDataParallel's 'module.0.weight')
+    wrapper = torch.nn.Module()
+    wrapper.module = tmodel
+    for named in ([{"params": tmodel[0].named_parameters()}, {"params": tmodel[2].named_parameters()}],
+                  wrapper.named_parameters()):
+        topt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
+        _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+        groups = [{"params": ours[0].parameters()}, {"params": ours[2].parameters()}] if isinstance(named, list) \
+            else ours.parameters()
+        opt = optim.SGD(groups)
+        xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())
+        assert len(opt.state) == 4
 
 
 def test_the_state_of_another_model_is_refused_naming_the_parameter():
@@ -375,12 +519,63 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"Adam\(convention='book'\) is the book's, .* convention='pytorch'"):
         xn.load_torch_optimizer_state_dict(optim.Adam(convention="book"), ours, nadam.state_dict())
     decaying = torch.optim.Adagrad(tmodel.parameters(), lr=0.01, lr_decay=0.1).state_dict()
-    with pytest.raises(ValueError, match=r"lr_decay=0\.1, where xn\.optim\.AdaGrad steps as lr_decay=0"):
+    with pytest.raises(ValueError, match=r"lr_decay=0\.1, where xn\.optim\.AdaGrad steps as lr_decay=0 \(.*: set "
+                                         r"lr_decay to 0 in the dict and .*LambdaLR"):
         xn.load_torch_optimizer_state_dict(optim.AdaGrad(), ours, decaying)
     maximizing = torch.optim.SGD(tmodel.parameters(), lr=0.01, maximize=True).state_dict()
     with pytest.raises(ValueError, match=r"param_groups\[0\]: maximize=True, where xn\.optim\.SGD steps as "
-                                         r"maximize=False"):
+                                         r"maximize=False \(.*: set maximize to False in the dict and .*negated loss"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, maximizing)
+    decoupled = torch.optim.Adam(tmodel.parameters(), weight_decay=0.1, decoupled_weight_decay=True).state_dict()
+    with pytest.raises(ValueError, match=r"torch\.optim\.AdamW's \(or torch\.optim\.Adam's with "
+                                         r"decoupled_weight_decay=True\).* build xn\.optim\.AdamW to load it"):
+        xn.load_torch_optimizer_state_dict(optim.Adam(ours.parameters()), ours, decoupled)
+
+
+def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_says():
+    """maximize=True is minimizing the negated loss; Adagrad's lr_decay a LambdaLR: the dict with them set to torch's
+    defaults goes on as torch's run, as the errors of the two say."""
+    torch = _torch()
+
+    def maximized(tm):
+        topt = torch.optim.Adam(tm.parameters(), lr=0.05, maximize=True)
+        step = topt.step
+
+        def ascend():  # the gradient is then of -loss, whose maximum is the loss's minimum
+            for p in tm.parameters():
+                p.grad.neg_()
+            step()
+        topt.step = ascend
+        return topt
+
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = maximized(tmodel)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    checkpoint["optimizer_state_dict"]["param_groups"][0]["maximize"] = False
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    _xpnet_steps(ours, opt, batches[2:])
+    _same_weights(ours, tmodel)
+
+    ours, tmodel = _mlp(torch)
+    topt = torch.optim.Adagrad(tmodel.parameters(), lr=0.1, lr_decay=0.3)
+    _torch_steps(torch, tmodel, topt, batches[:2])
+    checkpoint = _saved(torch, tmodel, topt)
+    checkpoint["optimizer_state_dict"]["param_groups"][0]["lr_decay"] = 0
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    opt = optim.AdaGrad(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    t = opt.t
+    scheduler = xn.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 / (1 + (n + t) * 0.3))
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    for batch in batches[2:]:
+        _xpnet_steps(ours, opt, [batch])
+        scheduler.step()
+    _same_weights(ours, tmodel)
 
 
 def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):
@@ -395,6 +590,19 @@ def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):
         xn.load_torch_optimizer_state_dict(opt, ours, path)
     xn.load_torch_optimizer_state_dict(opt, ours, path, key="optimizer_state_dict")
     np.testing.assert_array_equal(opt.state["2.W"]["v"], topt.state_dict()["state"][2]["momentum_buffer"].numpy().T)
+
+
+def test_a_models_state_dict_or_no_dict_given_for_the_optimizers_says_what_it_got_and_what_loads_it():
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    opt = optim.SGD(ours.parameters())
+    with pytest.raises(ValueError, match=r"expected torch\.optim's state_dict \(keys 'state' and 'param_groups'\), got "
+                                         r"a model's state dict \(tensors by name: '0\.weight', '0\.bias', \.\.\.\), "
+                                         r"which loads with xn\.load_torch_state_dict\(model, d\)$"):
+        xn.load_torch_optimizer_state_dict(opt, ours, tmodel.state_dict())
+    with pytest.raises(ValueError, match=r"expected torch\.optim's state_dict \(keys 'state' and 'param_groups'\), got "
+                                         r"a list$"):
+        xn.load_torch_optimizer_state_dict(opt, ours, [tmodel.state_dict()])
 
 
 def test_optimizer_load_state_dict_given_torchs_names_the_function_to_call():

@@ -375,6 +375,22 @@ def test_whole_dict_hints_and_a_book_gru_is_refused():
             call()
 
 
+def test_an_optimizers_state_dict_is_refused_naming_what_loads_it_and_a_checkpoint_names_the_models_entry():
+    """torch.optim's state_dict ({'state': ..., 'param_groups': ...}) is no checkpoint whose 'state' is the model's;
+    a checkpoint whose first entry is the optimizer's points to the entry of tensors by name."""
+    ours, ref = xn.Sequential(Linear(3, 2)), nn.Sequential(nn.Linear(3, 2))
+    topt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    ref(torch.ones(1, 3)).sum().backward()
+    topt.step()
+    with pytest.raises(ValueError, match=r"the dict is torch\.optim's state_dict \(an optimizer's: 'state', "
+                                         r"'param_groups'\), which loads with xn\.load_torch_optimizer_state_dict\("
+                                         r"optimizer, model, d\); the model's weights are in the model's state_dict"):
+        xn.load_torch_state_dict(ours, topt.state_dict())
+    checkpoint = {"optimizer_state_dict": topt.state_dict(), "model_state_dict": ref.state_dict()}
+    with pytest.raises(ValueError, match=r"pass key= naming the state dict, key='model_state_dict'$"):
+        xn.load_torch_state_dict(ours, checkpoint)
+
+
 def test_the_docstring_example_runs():
     doc = inspect.getdoc(xn.load_torch_state_dict)
     example = textwrap.dedent(doc.split("Example::", 1)[1])

@@ -306,7 +306,13 @@ def _state_dict_in(obj: Any, key: str | None, source: str, who: str) -> Mapping[
         raise TypeError(f"{who}: expected a dict of tensors or arrays by PyTorch's names (torch_model.state_dict()) "
                         f"or the path of a file of one, got {type(obj).__name__}"
                         + (f" in {source}" if source != "the dict" else ""))
+    if "state" in obj and "param_groups" in obj:
+        raise ValueError(f"{who}: {source} is torch.optim's state_dict (an optimizer's: 'state', 'param_groups'), "
+                         "which loads with xn.load_torch_optimizer_state_dict(optimizer, model, d); the model's "
+                         "weights are in the model's state_dict (torch_model.state_dict(), a checkpoint's "
+                         "'model_state_dict')")
     inner = [k for k, v in obj.items() if isinstance(v, Mapping)]
+    inner.sort(key=lambda k: not all(hasattr(v, "shape") for v in obj[k].values()))  # the dicts of tensors first
     if inner:
         entries = ", ".join(f"{k!r} ({_what(v)})" for k, v in obj.items())
         raise ValueError(f"{who}: {source} is a checkpoint dict, not a state dict (tensors by name): its entries are "

@@ -12,14 +12,18 @@ How a load goes:
    of the i-th group, as ``model.parameters()`` gave them to torch, which for a model of the same structure is the
    order of :func:`torch_parameters` (PyTorch's names, from ``xn.torch_state_dict``'s table, buffers left out).
    Each xpnet param group (one node of the model) is paired with torch's group of the same place; the counts must
-   agree, and where the dict holds ``param_names`` (torch built from ``model.named_parameters()``), the names too.
+   agree (torch's group of only the parameters that train, PyTorch's fine-tuning idiom, pairs with the node's that
+   train, its layers frozen alike), and where the dict holds ``param_names`` (torch built from
+   ``named_parameters()``), the names too, one the other's dotted tail where ``named_parameters()`` was of a layer
+   (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
    as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
    equal (one gradient each step and no weight decay); torch's per-parameter ``step`` becomes xpnet's ``t`` and
    ``skipped`` (a parameter's own step is ``t - skipped``), NAdam's ``mu_product`` its ``scalars``.
-4. The groups' hyperparameters come as PyTorch's (``lr``, ``betas``, ``momentum``...), ``weight_decay_on="all"``
-   (PyTorch's weight decay is on every parameter); a setting xpnet lacks at a value that changes the steps
+4. The groups' hyperparameters come as PyTorch's (``lr``, ``betas``, ``momentum``...; a 0-d tensor, as torch allows
+   ``lr`` and ``betas`` to be, as the number it holds), ``weight_decay_on="all"`` (PyTorch's weight decay is on every
+   parameter); a setting xpnet lacks at a value that changes the steps
    (``maximize=True``, Adagrad's ``lr_decay``) is refused, the implementation's (``foreach``, ``fused``) are not.
 5. Every problem is gathered into one ValueError before anything changes; then the converted state goes through
    ``optimizer.load_state_dict``, whose checks apply too.
@@ -40,11 +44,19 @@ from .base import Optimizer
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
 from .sgd import Nesterov
-from .torch_twins import IMPLEMENTATION, KNOWN, TWINS, WHO, check_kind, twin as find_twin
+from .torch_twins import IMPLEMENTATION, KNOWN, LATER, TWINS, WHO, check_kind, twin as find_twin
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
 
+# A setting xpnet lacks, at a value other than torch's default: how the run goes on all the same (tested exact).
+_INSTEAD = {
+    "maximize": "xpnet's optimizers minimize: set maximize to False in the dict and train on the negated loss, whose "
+                "minimizing is torch's maximizing, state and all",
+    "lr_decay": "xn.optim.AdaGrad has no lr_decay: set lr_decay to 0 in the dict and decay lr with "
+                "xn.optim.lr_scheduler.LambdaLR(optimizer, lambda n: 1 / (1 + (n + t) * lr_decay)), t = optimizer.t "
+                "once loaded, stepped after each optimizer.step()",
+}
 _LBFGS_FLAT = ("d", "prev_flat_grad")  # torch.optim.LBFGS's flat vectors; old_dirs and old_stps are lists of them
 _LBFGS_FLOATS = ("t", "H_diag", "prev_loss")
 
@@ -99,13 +111,13 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     PyTorch's ``weight_decay`` is on every parameter, where xpnet's default spares biases. Refused, each naming the
     parameter or setting and why, before anything changes: a dict of another torch optimizer or of one xpnet lacks;
     another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
-    (``maximize=True``, ``lr_decay``); ``Adam``'s and ``Nesterov``'s book conventions; and a summed bias (the default
-    RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay moves the two apart): build
-    the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where the two are equal (to
-    rounding: torch sums their one gradient in two reductions; within the square root of the dtype's resolution relative
-    to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps each of its two biases by the
-    update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias layer does, not as torch's (the
-    first step warns, as after ``xn.load_torch_state_dict``).
+    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s and ``Nesterov``'s book conventions; and
+    a summed bias (the default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay
+    moves the two apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where
+    the two are equal (to rounding: torch sums their one gradient in two reductions; within the square root of the
+    dtype's resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps
+    each of its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias
+    layer does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
     """
     state_dict = _read(state_dict, key)
     if not isinstance(optimizer, Optimizer):
@@ -138,19 +150,16 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     steps: dict[str, int] = {}
     mu: dict[str, float] = {}
     for i, (group, (node, name_prefix, torch_prefix)) in enumerate(zip(groups, places)):
-        entries = torch_parameters(node)
         indices = list(group["params"])
         where = f"param_groups[{i}]"
-        if len(indices) != len(entries):
-            listed = ", ".join(torch_prefix + e[0] for e in entries[:8]) + (", ..." if len(entries) > 8 else "")
-            problems.append(f"{where} holds {len(indices)} parameters, but the xpnet {node.name}{_at(torch_prefix)} "
-                            f"has {len(entries)} in PyTorch's naming ({listed}): the state of another model")
+        entries = _entries(node, len(indices), where, torch_prefix, problems)
+        if entries is None:
             continue
         names = group.get("param_names")
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
         for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
             torch_name = torch_prefix + torch_name
-            if names is not None and names[j] != torch_name:
+            if names is not None and not _same_name(names[j], torch_name):
                 problems.append(f"{where}: the parameter at index {index} is PyTorch's {names[j]!r}, where the xpnet "
                                 f"model's is {torch_name!r} (for its {xpnet_name}): the state of another model, or a "
                                 "model whose modules are registered in another order")
@@ -197,10 +206,15 @@ def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
         return state_dict
     inner = [k for k, v in state_dict.items() if isinstance(v, Mapping) and "param_groups" in v] \
         if isinstance(state_dict, Mapping) else []
-    what = f"a dict of keys {list(state_dict)[:10]}" if isinstance(state_dict, Mapping) else type(state_dict).__name__
+    where = "" if source == "the dict" else f" in {source}"
+    what = f"a dict of keys {list(state_dict)[:10]}{where}" if isinstance(state_dict, Mapping) else \
+        f"a {type(state_dict).__name__}{where}"
+    if isinstance(state_dict, Mapping) and state_dict and all(hasattr(v, "shape") for v in state_dict.values()):
+        names = ", ".join(map(repr, list(state_dict)[:2])) + (", ..." if len(state_dict) > 2 else "")
+        what = (f"a model's state dict{where} (tensors by name: {names}), which loads with "
+                "xn.load_torch_state_dict(model, d)")
     hint = f"; its entry {inner[0]!r} is one: pass key={inner[0]!r}" if inner else ""
-    raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what} in "
-                     f"{source}{hint}")
+    raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what}{hint}")
 
 
 def _places(optimizer: Any, model: Any) -> list[tuple[Any, str, str]]:
@@ -238,6 +252,7 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     for k, v in group.items():
         if k in ("params", "param_names") or k in IMPLEMENTATION or k == "initial_accumulator_value":
             continue  # Adagrad's initial sums are in its state, made for every parameter at its construction
+        v = _number(v)
         if k == "initial_lr":
             extra[k] = v
         elif k in values:
@@ -246,10 +261,13 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
             want = implied.get(k, optimizer.PYTORCH_ONLY.get(k))
             if v != want:
                 why = "xn.optim.Nesterov is SGD(nesterov=True, dampening=0); build xn.optim.SGD to load it" \
-                    if k in ("nesterov", "dampening") else "a setting xpnet has no counterpart for"
+                    if k in ("nesterov", "dampening") else _INSTEAD.get(k, "a setting xpnet has no counterpart for")
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
         elif k not in KNOWN:
             extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it
+    for k, default in LATER.items():  # an older torch's dict without it: torch reads its default, not xpnet's own
+        if k in values and k not in group:
+            values[k] = default
     try:  # checked as the constructor checks them, before anything changes
         type(optimizer)(**values)
     except TypeError:  # an optimizer of one's own whose __init__ takes other arguments: checked as they are set
@@ -257,6 +275,44 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     except ValueError as e:
         problems.append(f"{where}: {e}")
     return values, extra
+
+
+def _entries(node: Any, count: int, where: str, torch_prefix: str,
+             problems: list[str]) -> list[tuple[str, str, str, int]] | None:
+    """The :func:`torch_parameters` of ``node`` that torch's group ``where`` of ``count`` parameters holds: all of
+    them, or those that train where torch's optimizer was given only those (PyTorch's fine-tuning idiom,
+    ``Adam(p for p in model.parameters() if p.requires_grad)``, the xpnet layers frozen alike); None with
+    ``problems`` told why, where neither count is ``count``."""
+    entries = torch_parameters(node)
+    trained = node.trainable_params()
+    training = [e for e in entries if e[1] in trained]
+    if count == len(entries):
+        return entries
+    if count == len(training):
+        return training
+    listed = ", ".join(torch_prefix + e[0] for e in entries[:8]) + (", ..." if len(entries) > 8 else "")
+    frozen = f", {len(training)} of them trainable" if len(training) < len(entries) else ""
+    problems.append(f"{where} holds {count} parameters, but the xpnet {node.name}{_at(torch_prefix)} has "
+                    f"{len(entries)} in PyTorch's naming ({listed}){frozen}: the state of another model, or of one "
+                    "whose layers are frozen otherwise (requires_grad_(False) the layers torch's optimizer left out)")
+    return None
+
+
+def _same_name(theirs: str, ours: str) -> bool:
+    """Whether torch's ``param_names`` entry names the parameter of the model's PyTorch name ``ours``: the same, or one
+    the other's dotted tail, as ``named_parameters()`` of the group's layer gives ``weight`` for ``fc.weight``, and of a
+    wrapper (DistributedDataParallel) ``module.fc.weight``."""
+    return theirs == ours or theirs.endswith("." + ours) or ours.endswith("." + theirs)
+
+
+def _number(value: Any) -> Any:
+    """A hyperparameter torch holds as a 0-d tensor (``lr=torch.tensor(0.01)``, Adam's ``betas``; a 0-d NumPy array
+    once read from a file) as the Python number it holds, also inside a tuple or list; anything else as is."""
+    if isinstance(value, (tuple, list)):
+        return type(value)(_number(v) for v in value)
+    if hasattr(value, "shape") and hasattr(value, "dtype") and tuple(value.shape) == ():
+        return to_numpy(value).item()
+    return value
 
 
 def _converted(parts: list[tuple[str, str, int, Mapping[str, Any]]], p: Any, name: str, slots: dict[str, str],
@@ -308,10 +364,8 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
     """torch.optim.LBFGS's state (under its first parameter's index) for xpnet's: its flat vectors, of every
     parameter in torch's order and layouts, reordered into xpnet's flat vector of the parameters that train, in
     ``trainable_params()`` order and xpnet's layouts; its numbers as Python floats, its scratch list ``al`` left out."""
-    entries = torch_parameters(node)
-    if len(group["params"]) != len(entries):
-        problems.append(f"param_groups[0] holds {len(group['params'])} parameters, but the xpnet {node.name} has "
-                        f"{len(entries)} in PyTorch's naming: the state of another model")
+    entries = _entries(node, len(group["params"]), "param_groups[0]", torch_prefix, problems)
+    if entries is None:
         return {}
     params, trained = node.named_params(), node.trainable_params()
     offsets, at = {}, 0

@@ -15,7 +15,7 @@ from .adaptive import AdaGrad, Adam, AdamW, RMSprop
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "WHO", "check_kind", "twin"]
+__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "LATER", "WHO", "check_kind", "twin"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
 
@@ -60,7 +60,9 @@ _TORCH_KEYS = {
     "Adafactor": {"lr", "beta2_decay", "eps", "d", "weight_decay"},
     "Muon": {"lr", "weight_decay", "momentum", "nesterov", "ns_coefficients", "eps", "ns_steps", "adjust_lr_fn"},
 }
-_LATER = {"decoupled_weight_decay"}  # added in later torch versions: absent from older dicts
+# added in later torch versions: absent from older dicts, which torch reads as this (NAdam's and RAdam's
+# __setstate__; AdamW's as True, a setting of the class there, not of xpnet's AdamW group)
+LATER = {"decoupled_weight_decay": False}
 _TORCH_STATE = {
     "SGD": {"momentum_buffer"}, "Adam": {"step", *_ADAM.values()}, "AdamW": {"step", *_ADAM.values()},
     "Adagrad": {"step", "sum"}, "RMSprop": {"step", "square_avg", "momentum_buffer", "grad_avg"},
@@ -104,7 +106,7 @@ def _kinds(groups: list[Any], state: Mapping[Any, Any]) -> list[str]:
     state_keys = {k for s in state.values() if isinstance(s, Mapping) for k in s}
     found = []
     for name, keys in _TORCH_KEYS.items():
-        if all(keys - _LATER <= h and h <= keys for h in held) and state_keys <= _TORCH_STATE[name]:
+        if all(keys - set(LATER) <= h and h <= keys for h in held) and state_keys <= _TORCH_STATE[name]:
             decoupled = {bool(g["decoupled_weight_decay"]) for g in groups if "decoupled_weight_decay" in g}
             if name in ("Adam", "AdamW") and decoupled and decoupled != {name == "AdamW"}:
                 continue
@@ -130,5 +132,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
     ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
     instead = f"build xn.optim.{ours[0]} to load it" if ours else \
         _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
-    raise ValueError(f"{WHO}: the dict is torch.optim.{theirs}'s (its param group's keys {keys}, its state's "
+    # torch.optim.AdamW is Adam(decoupled_weight_decay=True): their dicts are alike
+    whose = f"{theirs}'s" + (" (or torch.optim.Adam's with decoupled_weight_decay=True)" if theirs == "AdamW" else "")
+    raise ValueError(f"{WHO}: the dict is torch.optim.{whose} (its param group's keys {keys}, its state's "
                      f"{state_keys}), not torch.optim.{twin}'s, the twin of xn.optim.{optimizer.name}: {instead}")
