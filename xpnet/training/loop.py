@@ -64,6 +64,7 @@ from .lr_callback import LearningRateSchedule, LRScheduler, as_callback
 from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
                       perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
+from .swa_callback import AveragedWeights
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
 __all__ = ["train", "epochs_trained"]
@@ -321,8 +322,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         perplexity = is_sequence_loss(loss, y)
         trainer.nll = perplexity_loss(loss) if perplexity else None
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
-        trainer.step_callbacks = [cb for cb in callbacks
-                                  if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
+        trainer.step_callbacks = [cb for cb in callbacks if _acts_per_step(cb)]
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset
         state.captured = trainer.captured is not None
@@ -413,10 +413,18 @@ def epochs_trained(model: Any) -> int:
     return _EPOCHS_TRAINED.get(model, 0)
 
 
+# xpnet's callbacks whose on_train_batch_end acts only with interval="step" (after each epoch otherwise)
+_PER_STEP_BY_INTERVAL = (LRScheduler.on_train_batch_end, AveragedWeights.on_train_batch_end)
 
 
-
-
+def _acts_per_step(cb: Any) -> bool:
+    """Whether ``cb``'s ``on_train_batch_end`` may do something: its own method, and for an ``LRScheduler`` or
+    ``AveragedWeights``, ``interval="step"`` (an epoch's scheduler, PyTorch's usual ``StepLR``, leaves the steps
+    between the epoch's first and last planned: :mod:`xpnet.training.planned`)."""
+    hook = type(cb).on_train_batch_end
+    if hook is _callbacks.Callback.on_train_batch_end:
+        return False
+    return hook not in _PER_STEP_BY_INTERVAL or cb.interval == "step"
 
 
 def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
