@@ -46,6 +46,7 @@ from ..datasets.batches import BatchIterator
 from ..datasets.stream import TokenStream
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
+from ..grad_mode import grad_enabled
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.recurrent_state import refuse_time_first
@@ -219,6 +220,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if not isinstance(validation_name, str) or not validation_name.isidentifier():
         raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
+    if not grad_enabled():
+        raise RuntimeError("train: gradients are off in this thread (within xn.no_grad(), or after "
+                           "xn.set_grad_enabled(False)), and training backpropagates; call xn.train outside it "
+                           "(PyTorch's backward refuses a loss computed under torch.no_grad() too)")
     shuffle, drop_last = flag(shuffle, "train", "shuffle"), flag(drop_last, "train", "drop_last")
     progress, fallback = flag(progress, "train", "progress"), flag(fallback, "train", "fallback")
     if transform is not None and not callable(transform):
