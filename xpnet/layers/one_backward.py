@@ -8,12 +8,13 @@ first, where the line calling it says the calls were PyTorch's pair. When a mode
 training forward since its last, the backward's caller is read (its file, parsed once, the answer kept per line):
 two or more calls of the model, ``model(...)`` or ``model.forward(...)`` (on other inputs, or on one where the
 model drops at random: R-Drop's two passes), in statements of the block that holds the backward (or of the ``if``,
-``with``, ``try`` blocks around it), with no backward of it between, are refused. Statements joined by ``;``
-count as the lines they would take (the backward's own is the one on its line that calls a backward). No such
-statement: a call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad), ``model.predict`` (a look,
-which leaves the caches alone), a call whose output goes nowhere a loss could take it from (a statement of its own,
-``.shape``). Left alone: a stateful model's calls (truncated backpropagation through time: the last chunk's
-backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of its own calls).
+``with``, ``try`` blocks around it), with no backward of it between, are refused. Statements joined by ``;`` count
+as the lines they would take (the backward's own is the one on its line that calls a backward). No such statement: a
+call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad),
+``model.predict`` (a look, which leaves the caches alone), a call whose output goes nowhere a loss could take it
+from (a statement of its own, ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through
+time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of
+its own calls).
 
 A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
