@@ -118,6 +118,16 @@ def test_two_calls_then_the_backward_of_the_loss_given_to_the_model_is_refused()
     with pytest.raises(RuntimeError, match=r"^Sequential\.backward after model\(x1\), model\(x2\)"):
         model.backward(criterion.backward())
 
+def test_two_calls_and_the_backward_on_one_line_are_refused():
+    """Statements joined by ``;`` (the book's loops, xpnet's docs: ``loss.forward(...); model.backward(...)``): the
+    backward's line holds several statements, and its own was not found, so the pair ran with x2's caches alone."""
+    model, rng = _net(), np.random.default_rng(3)
+    criterion = xn.losses.MeanSquaredError()
+    x1, x2, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), np.zeros((4, 2))
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after model\(x1\), model\(x2\)"):
+        a = model(x1); b = model(x2); criterion(a + b, t); model.backward(criterion.backward())  # noqa: E702
+
+
 def test_each_calls_backward_before_the_next_call_adds_up_to_pytorchs_one_backward():
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model, rng = _net(), np.random.default_rng(2)

@@ -30,7 +30,8 @@ MAY_IMPORT = {
     "gradcheck_report": set(),
     "gradcheck": {"_user", "backend", "layers", "losses", "gradcheck_locate", "gradcheck_report"},
     "book": {"_user", "backend", "init", "io", "layers", "models"},
-    "training": {"_user", "backend", "datasets", "distributed", "io", "layers", "losses", "models", "optim"},
+    "training": {"_user", "backend", "datasets", "distributed", "grad_mode", "io", "layers", "losses", "models",
+                 "optim"},  # grad_mode: xn.train refuses to run within xn.no_grad()
     "testing": {"_user", "backend", "gradcheck", "layers"},
     "callbacks": {"training"},
 }

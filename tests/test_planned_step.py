@@ -113,6 +113,37 @@ def test_no_plan_where_a_step_runs_code_of_the_users(monkeypatch):
     assert calls == 0
 
 
+@pytest.mark.parametrize("callback", ["scheduler", "averaged"])
+def test_a_callback_acting_once_an_epoch_keeps_the_plan(monkeypatch, callback):
+    """xn.train(scheduler=StepLR(...)) and AveragedWeights(interval="epoch") have an on_train_batch_end that does
+    nothing per step: the steps between are planned, and the run is the ordinary one's; interval="step" runs
+    their hook each step, and so no plan."""
+    def run(enabled, interval):
+        monkeypatch.setattr(planned, "ENABLED", enabled)
+        calls = []
+        original = planned.PlannedStep.forward_backward
+        monkeypatch.setattr(planned.PlannedStep, "forward_backward",
+                            lambda self, *a: calls.append(1) or original(self, *a))
+        model, opt = _model(), xn.optim.SGD(0.1, momentum=0.9)
+        if callback == "scheduler":
+            cb = xn.callbacks.LRScheduler(xn.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5), interval)
+        else:
+            cb = xn.callbacks.AveragedWeights(xn.optim.swa_utils.AveragedModel(model), interval)
+        history = xn.train(model, _data(), loss="cross_entropy", optimizer=opt, epochs=2, batch_size=8,
+                           progress=False, device="cpu", callbacks=[cb])
+        kept = cb.averaged.module if callback == "averaged" else model
+        return kept.named_params(), [{k: v for k, v in e.items() if k != "seconds"} for e in history.epochs], \
+            len(calls)
+
+    params, history, calls = run(True, "epoch")
+    ref_params, ref_history, _ = run(False, "epoch")
+    assert calls == 2 * (5 - 2)
+    for k, p in ref_params.items():
+        np.testing.assert_array_equal(params[k], p, err_msg=k)
+    assert history == ref_history
+    assert run(True, "step")[2] == 0
+
+
 def test_cross_entropy_planned_calls_give_the_ordinary_values_and_records():
     if registry.fast_path("softmax_cross_entropy", np) is None:  # the planned calls are its kernel's
         pytest.skip("no fused cross-entropy kernel for NumPy arrays here (Numba's: pip install numba)")

@@ -726,6 +726,23 @@ def test_predict_between_a_forward_and_its_backward_leaves_the_backward_to_the_f
     np.testing.assert_array_equal(model.backward(dy), saliency)
 
 
+def test_evaluate_between_a_forward_and_its_backward_leaves_the_backward_to_the_forward():
+    """xn.evaluate (a validation line between a step's loss and its backward, with the step's loss object, of which
+    PyTorch's criterion keeps nothing) leaves the model, as predict does, and the loss as they were: the backward
+    is x's (the evaluated batch, of x's shape, took its place in both, silently)."""
+    rng = np.random.default_rng(5)
+    model, loss = _small_sequential(), xn.losses.SoftmaxCrossEntropy()
+    x, x2, t, t2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3)), np.array([0, 1, 1, 0]), np.array([1] * 4)
+    loss.forward(model(x), t)
+    expected = model.backward(loss.backward())
+    grads = {k: v.copy() for k, v in model.named_grads().items()}
+    loss.forward(model(x), t)
+    xn.evaluate(model, (x2, t2), loss=loss)
+    np.testing.assert_array_equal(model.backward(loss.backward()), expected)
+    for k, g in model.named_grads().items():
+        np.testing.assert_array_equal(g, grads[k], err_msg=k)
+
+
 def test_a_sequential_notes_each_layer_call_as_the_layer_would_note_it_itself():
     """Sequential's forward notes its layers' calls itself (one decision per layer, without their wrappers): each
     layer's backward after a forward under no_grad is refused, as the model's; after more training forwards (the

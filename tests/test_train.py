@@ -882,3 +882,16 @@ def test_one_sample_trains_and_evaluates_on_every_device(dev):
                  progress=False)
     assert len(h.epochs) == 1
     assert xn.evaluate(model, (xs, ts), loss="cross_entropy")["accuracy"] in (0.0, 1.0)
+
+
+def test_train_within_no_grad_is_refused_before_any_step_saying_so():
+    """Training backpropagates: called within xn.no_grad() (PyTorch's backward refuses a loss computed under
+    torch.no_grad()), xn.train says so, not the first backward's message about a loop of one's own."""
+    xn.init.seed(0)
+    model = xn.Sequential(xn.layers.Linear(4, 3))
+    before = {k: p.copy() for k, p in model.named_params().items()}
+    x, y = np.zeros((8, 4), np.float32), np.zeros(8, np.int64)
+    with xn.no_grad(), pytest.raises(RuntimeError, match=r"^train: gradients are off .*xn\.no_grad\(\)"):
+        xn.train(model, (x, y), loss="cross_entropy", optimizer="sgd", epochs=1, batch_size=4, progress=False)
+    for k, p in model.named_params().items():
+        np.testing.assert_array_equal(p, before[k], err_msg=k)

@@ -227,6 +227,27 @@ def test_xn_train_ignores_a_zero_grad_called_on_a_part_of_the_model():
 
 
 
+def test_a_backward_written_out_layer_by_layer_after_zero_grad_adds_as_pytorchs():
+    """The book's ``gradient()`` backward, ``for layer in reversed(layers): dout = layer.backward(dout)``, in
+    PyTorch's accumulation loop: after ``optimizer.zero_grad()`` each layer's backward adds, as ``model.backward``
+    does (each overwrote: the step took the last micro-batch's gradient alone, silently)."""
+    model, theirs = _pair()
+    opt, topt = xn.optim.SGD(model, lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1)
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    for _ in range(2):
+        opt.zero_grad()
+        topt.zero_grad()
+        for x, t in _batches(2):
+            criterion(model(x), t)
+            dout = criterion.backward() / 2
+            for layer in reversed(model.layers):
+                dout = layer.backward(dout)
+            _torch_backward(theirs, x, t, 0.5)
+        opt.step()
+        topt.step()
+        _assert_same(model, theirs)
+
+
 def test_a_lone_layer_adds_as_pytorchs_and_the_books_optimizer_keeps_overwriting():
     """PyTorch's nn.Linear regression: the model is one layer. An optimizer given its model only at step(model),
     the book's SGD(lr), has no model at its first zero_grad(): it clears nothing, before that step and after, so

@@ -8,11 +8,13 @@ first, where the line calling it says the calls were PyTorch's pair. When a mode
 training forward since its last, the backward's caller is read (its file, parsed once, the answer kept per line):
 two or more calls of the model, ``model(...)`` or ``model.forward(...)`` (on other inputs, or on one where the
 model drops at random: R-Drop's two passes), in statements of the block that holds the backward (or of the ``if``,
-``with``, ``try`` blocks around it), with no backward of it between, are refused. No such statement: a call inside
-a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad), ``model.predict`` (a look,
-which leaves the caches alone), a call whose output goes nowhere a loss could take it from (a statement of its own,
-``.shape``). Left alone: a stateful model's calls (truncated backpropagation through time: the last chunk's
-backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of its own calls).
+``with``, ``try`` blocks around it), with no backward of it between, are refused. Statements joined by ``;`` count
+as the lines they would take (the backward's own is the one on its line that calls a backward). No such statement: a
+call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad),
+``model.predict`` (a look, which leaves the caches alone), a call whose output goes nowhere a loss could take it
+from (a statement of its own, ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through
+time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of
+its own calls).
 
 A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
@@ -113,10 +115,13 @@ _OPEN = (ast.If, ast.With, ast.AsyncWith, ast.Try, ast.ExceptHandler)
 
 def _backward_at(filename: str, line: int) -> tuple[str, dict, ast.stmt, str] | None:
     """(the file's source, its statements' places, the statement on ``line`` calling a backward, that backward's
-    receiver), or None where the line holds no single such statement."""
+    receiver), or None where the line holds no single such statement (of several joined by ``;``, the one that
+    calls a backward: ``a = model(x1); b = model(x2); model.backward(dy)``)."""
     source, tree, places = _tree(filename)
     here = [stmt for stmt in places if not isinstance(stmt, _COMPOUND) and isinstance(stmt, ast.stmt)
             and stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno)]
+    if len(here) > 1:
+        here = [stmt for stmt in here if _receivers(stmt, source)]
     receiver = _receiver(here[0], source) if len(here) == 1 else None
     return None if receiver is None else (source, places, here[0], receiver)
 

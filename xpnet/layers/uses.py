@@ -52,7 +52,7 @@ from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
 from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
-from .zero_grad import ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
+from .zero_grad import ADDING, ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
 
 __all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "looked"]
 
@@ -563,8 +563,8 @@ def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) ->
     function of dy; with ``params_last`` the last part, a layer, gets ``backward_params(dy)`` and None comes back:
     a Sequential's backward (``backward_chain``). Where ``rounded`` has nothing to refuse, check or take back for a
     layer of xpnet's (one forward since its last backward, that forward's use its only one, not under no_grad, no
-    step since, no zero_grad() armed, no backward written out under way, no method set on the object), its work
-    is done here and the method it wraps called: one wrapper call fewer per layer."""
+    step since, nothing for ``zero_grad()`` to add, no backward written out under way, no method set on the
+    object), its work is done here and the method it wraps called: one wrapper call fewer per layer."""
     check = checking.check
     now = stale.clock
     last = len(parts) - 1
@@ -575,13 +575,16 @@ def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) ->
         params = params_last and i == last
         own = part.__dict__
         plain = _PLAIN_BACKWARD.get(type(part).backward_params if params else type(part).backward)
+        armed = own.get(ARMED)  # zero_grad()'s count: nothing to add (its first backward, or taken: counted)
         if plain is None or check is not None or own.get(FORWARDS) != 1 or own.get(UNDER_NO_GRAD) \
-                or own.get(stale.SEEN, now) != now or own.get(_USES) is not None or own.get(ARMED) is not None \
-                or "backward" in own or "backward_params" in own:
+                or own.get(stale.SEEN, now) != now or own.get(_USES) is not None \
+                or (armed and not ADDING.within) or "backward" in own or "backward_params" in own:
             dy = part.backward_params(dy) if params else part.backward(dy)
             continue
         del own[FORWARDS]
         own.pop(_LOST, None)
+        if armed is not None:
+            own[ARMED] = armed + 1
         dy = plain(part, dy)
     return None if params_last else dy
 

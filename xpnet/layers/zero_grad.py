@@ -8,8 +8,9 @@ step) and gradient accumulation (``model.backward(dy / k)`` for k batches, then 
 model never given ``zero_grad()`` keeps the book's rule: each ``backward`` overwrites every gradient, and so does
 one whose optimizer was given it only at ``step(model)`` (the book's ``SGD(lr)``: its ``zero_grad()`` before that
 step has no model to clear, so it clears none). ``counted`` wraps every layer's ``backward`` (a model, or a lone
-layer that an optimizer updates); the adding is done there, around the whole backward of what ``arm`` armed, so
-no layer needs to know: each layer still assigns its gradients, and the model's own sum is made after it (a layer
+layer that an optimizer updates); the adding is done there, around the whole backward of the outermost node armed
+(``arm`` arms every node: a backward written out layer by layer, the book's ``gradient()``, adds as the model's),
+so no layer needs to know: each layer still assigns its gradients, and the model's own sum is made after it (a layer
 that writes into its gradient arrays in place, instead of assigning new ones, gets them taken away by the second
 backward and fails, naming the layer, rather than silently losing the first's).
 A parameter that no backward reached since ``zero_grad()`` has no gradient, and the optimizer's step leaves it
@@ -19,13 +20,14 @@ and its state as they are, as PyTorch skips a parameter whose ``grad`` is None.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any, Callable
 
 from ..backend import namespace
 from .grads import TICKS, Grads, noted
 
 __all__ = ["ARMED", "counted", "arm", "armed", "take_grads", "add_grads", "TICKS", "BEFORE", "LAST", "STEPPED",
-           "READ", "overwritten", "noted"]
+           "READ", "ADDING", "overwritten", "noted"]
 
 # A node's backward calls since zero_grad() armed it (None: not armed, each backward overwrites its gradients).
 ARMED = "_backwards_since_zero_grad"
@@ -55,17 +57,31 @@ def overwritten(model: Any, zeroed: float) -> bool:
     return not any(before <= tick < last for pair in reads for tick in pair)
 
 
+class _Adding(threading.local):
+    """within: whether a backward of this thread is adding (it took its nodes' gradients: those inside take none)."""
+
+    within = False
+
+
+ADDING = _Adding()
+
+
 def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
-    """``backward`` adding its gradients to those of the backward calls before it since ``arm`` (``zero_grad()``)."""
+    """``backward`` adding its gradients to those of the backward calls before it since ``arm`` (``zero_grad()``).
+    ``arm`` arms every node, so that a backward written out layer by layer (the book's ``gradient()``: ``for layer
+    in reversed(layers): dout = layer.backward(dout)``) adds as the model's does; within a backward that took the
+    gradients of its nodes, those of the layers inside it have none left to take."""
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         calls = self.__dict__.get(ARMED)
         if calls is None:
             return backward(self, *args, **kwargs)
         self.__dict__[ARMED] = calls + 1
-        if calls == 0:  # the first since zero_grad(): there is nothing to add to
+        local = ADDING
+        if calls == 0 or local.within:  # the first since zero_grad(): nothing to add to; or taken already
             return backward(self, *args, **kwargs)
         earlier = take_grads(self)
+        local.within = True
         try:
             return backward(self, *args, **kwargs)
         except KeyError as exc:
@@ -74,6 +90,7 @@ def counted(backward: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             raise error from exc
         finally:
+            local.within = False
             add_grads(earlier)
     return run
 
@@ -124,8 +141,8 @@ def arm(model: Any, on: bool = True, set_to_none: bool = True) -> None:
         for node in nodes:
             node.__dict__[ARMED] = None
         return
-    model.__dict__[ARMED] = 0
-    for node in nodes:
+    for node in nodes:  # each node: a backward of one of its layers, called by itself, adds as the model's
+        node.__dict__[ARMED] = 0
         node.grads.clear()
         if type(node.grads) is dict:  # rebound by a backward (or a layer's own __init__): a missing key says why
             node.grads = Grads(node.params, type(node))

@@ -9,7 +9,7 @@
 - ``callbacks``: early stopping, checkpoints and schedules (public as ``xn.callbacks``; ``lr_callback`` and
   ``swa_callback`` wrap a scheduler and an AveragedModel).
 
-It may import everything below it (backend, layers, losses, optim, models, datasets, distributed, io);
+It may import everything below it (backend, grad_mode, layers, losses, optim, models, datasets, distributed, io);
 only the package face and the command line import it.
 """
 

@@ -4,7 +4,8 @@ over a token stream."""
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from ..datasets.stream import TokenStream
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..layers.recurrent import refuse_time_first
+from ..layers.uses import looked
 from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from .data import common_device, inputs, named_inputs, pair, prepare
@@ -60,7 +62,9 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     rank 0's). ``blas_threads`` as in ``xn.train``.
     Over arrays each row is a sequence of its own for stateful recurrent layers: every batch starts them
     from zeros, and the state they carried before the call is theirs again after it (so is it in
-    ``xn.train``'s validation).
+    ``xn.train``'s validation). The loss object is left as it was, and so is the model after a training forward
+    whose backward has not run (as ``model.predict`` leaves it): a validation line between a step's loss and its
+    backward leaves the backward to that step's forward, as PyTorch's, whose criterion keeps nothing.
 
     ``data`` may also be a ``xn.datasets.TokenStream``: one pass over it as ``xn.train`` reads a
     validation stream (the model's recurrent state reset before and after; ``batch_size`` None or the
@@ -79,7 +83,8 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     dev = model.device
     common_device({"model": dev, **named_inputs("x", x), "y": y})
     threads = threads_context(blas_threads, dev)
-    with dev.activate(), threads as tuner:  # a model on cuda:N runs on GPU N (Device.activate)
+    # a look: a backward after it serves the forward before it (a step's), as after predict
+    with dev.activate(), threads as tuner, looked(model), _as_it_was(loss):  # on cuda:N, GPU N (Device.activate)
         x, y, classes = prepare(x, y, model, loss, dev, "evaluate data")
         trainer = Trainer(model, loss, None, dev, comm, progress=False)
         trainer.threads = tuner
@@ -97,3 +102,19 @@ def evaluate(model: Any, data: Any, *, loss: Any, batch_size: int | None = None,
     if stream is not None or is_sequence_loss(loss, y):
         add_perplexity(result, ("",), {"": nll})
     return result
+
+
+@contextmanager
+def _as_it_was(loss: Any) -> Iterator[None]:
+    """``loss`` left as it was: a backward after ``xn.evaluate`` (a validation line between a step's loss and its
+    backward) serves the step's forward, as PyTorch's criterion, which keeps nothing, and as ``looked`` leaves the
+    model (``Model.predict``'s)."""
+    own = getattr(loss, "__dict__", None)
+    before = None if own is None else dict(own)
+    try:
+        yield
+    finally:
+        if before is not None:
+            for key in [k for k in own if k not in before]:
+                del own[key]
+            own.update(before)

@@ -46,6 +46,7 @@ from ..datasets.batches import BatchIterator
 from ..datasets.stream import TokenStream
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
+from ..grad_mode import grad_enabled
 from ..io.signals import SigtermFlag
 from ..layers.container import mode
 from ..layers.recurrent_state import refuse_time_first
@@ -64,6 +65,7 @@ from .lr_callback import LearningRateSchedule, LRScheduler, as_callback
 from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
                       perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
+from .swa_callback import AveragedWeights
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
 __all__ = ["train", "epochs_trained"]
@@ -218,6 +220,10 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     if not isinstance(validation_name, str) or not validation_name.isidentifier():
         raise ValueError(f"train: validation_name must be a name such as 'val' or 'test', got {validation_name!r}")
     check_model(model, "train")
+    if not grad_enabled():
+        raise RuntimeError("train: gradients are off in this thread (within xn.no_grad(), or after "
+                           "xn.set_grad_enabled(False)), and training backpropagates; call xn.train outside it "
+                           "(PyTorch's backward refuses a loss computed under torch.no_grad() too)")
     shuffle, drop_last = flag(shuffle, "train", "shuffle"), flag(drop_last, "train", "drop_last")
     progress, fallback = flag(progress, "train", "progress"), flag(fallback, "train", "fallback")
     if transform is not None and not callable(transform):
@@ -321,8 +327,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
         perplexity = is_sequence_loss(loss, y)
         trainer.nll = perplexity_loss(loss) if perplexity else None
         trainer.captured = _graph.captured_epochs(graph, trainer, batches, classify, transform)
-        trainer.step_callbacks = [cb for cb in callbacks
-                                  if type(cb).on_train_batch_end is not _callbacks.Callback.on_train_batch_end]
+        trainer.step_callbacks = [cb for cb in callbacks if _acts_per_step(cb)]
         state = TrainerState(model, optimizer, loss, history, dev, comm, seed, epochs, val is not None, callbacks)
         state.epoch, state.batches, state.epoch_offset = start, cut, offset
         state.captured = trainer.captured is not None
@@ -413,10 +418,18 @@ def epochs_trained(model: Any) -> int:
     return _EPOCHS_TRAINED.get(model, 0)
 
 
+# xpnet's callbacks whose on_train_batch_end acts only with interval="step" (after each epoch otherwise)
+_PER_STEP_BY_INTERVAL = (LRScheduler.on_train_batch_end, AveragedWeights.on_train_batch_end)
 
 
-
-
+def _acts_per_step(cb: Any) -> bool:
+    """Whether ``cb``'s ``on_train_batch_end`` may do something: its own method, and for an ``LRScheduler`` or
+    ``AveragedWeights``, ``interval="step"`` (an epoch's scheduler, PyTorch's usual ``StepLR``, leaves the steps
+    between the epoch's first and last planned: :mod:`xpnet.training.planned`)."""
+    hook = type(cb).on_train_batch_end
+    if hook is _callbacks.Callback.on_train_batch_end:
+        return False
+    return hook not in _PER_STEP_BY_INTERVAL or cb.interval == "step"
 
 
 def _save_last_and_terminate(callbacks: list[Any], sigterm: SigtermFlag) -> None:
