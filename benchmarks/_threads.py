@@ -41,7 +41,8 @@ def thread_line(torch: object | None = None) -> str:
 
 
 def numba_line() -> str:
-    """Whether xpnet's Numba kernels (BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d on NumPy, one thread) are in use."""
+    """Whether xpnet's Numba kernels (BatchNorm, LayerNorm, softmax, ReLU, MaxPool2d on NumPy, one thread) are in
+    use."""
     import numpy as np  # noqa: PLC0415
 
     from xpnet import backend  # noqa: PLC0415

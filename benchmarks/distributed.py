@@ -141,7 +141,8 @@ def main() -> None:
     base = rows[1][1]["step"]
     print(f"MLP {'-'.join(map(str, SIZES))}, float32, global batch {GLOBAL_BATCH}, {rows[0][1]['data']}, "
           f"{rows[0][1]['device']}, median of {args.steps} steps\n")
-    print("| run | transport | step (ms) | compute (ms) | allreduce_grads (ms) | allreduce share | speed-up vs 2 threads |")
+    print("| run | transport | step (ms) | compute (ms) | allreduce_grads (ms) | allreduce share "
+          "| speed-up vs 2 threads |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows:
         print(f"| {name} | {r.get('transport', '')} | {r['step'] * 1e3:.1f} | {r['compute'] * 1e3:.1f} | "

@@ -44,7 +44,8 @@ if "XLA_FLAGS" not in os.environ and _jaxlib_checked():
 
 
 def _strict_device(name: str):
-    strict = pytest.importorskip("array_api_strict", reason="array-api-strict is not installed (pip install -e '.[test]')")
+    strict = pytest.importorskip("array_api_strict",
+                                 reason="array-api-strict is not installed (pip install -e '.[test]')")
     return xn.Device(strict, strict.Device(name))
 
 
@@ -59,8 +60,8 @@ def library_device(spec: str):
 
 
 def approx_or_none(value, **tolerance):
-    """``pytest.approx(value, **tolerance)``, or None as it is: a history's figure that an epoch has not (no accuracy for
-    a language model). pytest 9.2's approx refuses None with a relative tolerance, which 9.0 compared as equal."""
+    """``pytest.approx(value, **tolerance)``, or None as it is: a history's figure that an epoch has not (no accuracy
+    for a language model). pytest 9.2's approx refuses None with a relative tolerance, which 9.0 compared as equal."""
     return value if value is None else pytest.approx(value, **tolerance)
 
 

@@ -87,7 +87,8 @@ def prose(path: Path) -> str:
     return re.sub(r"```python\n.*?```", lambda m: "\n" * m.group().count("\n"), text, flags=re.DOTALL)
 
 
-COMMAND = re.compile(r"(?:python3? (?:-m xpnet|(?:examples|benchmarks)/\w+\.py)|(?<![\w/.:-])xpnet (?=--|train --|gradcheck))"
+COMMAND = re.compile(r"(?:python3? (?:-m xpnet|(?:examples|benchmarks)/\w+\.py)"
+                     r"|(?<![\w/.:-])xpnet (?=--|train --|gradcheck))"
                      r"[^`#\n;|&>\\]*(?:\\\n[^`#\n;|&>\\]*)*")
 
 
@@ -104,7 +105,8 @@ def commands(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-PATH = re.compile(r"(?<![\w/.-])((?:examples|benchmarks|ci|docs|tests|xpnet)/[a-z_][\w./-]*\w)")  # lowercase: not "xpnet/NumPy"
+# lowercase: not "xpnet/NumPy"
+PATH = re.compile(r"(?<![\w/.-])((?:examples|benchmarks|ci|docs|tests|xpnet)/[a-z_][\w./-]*\w)")
 SPANS = re.compile(r"```\w*\n.*?```|`[^`]+`|\]\([^)]+\)", flags=re.DOTALL)
 ELSEWHERE = re.compile(r"(Chainer|PyTorch|Keras|the book)'s $")  # a path in another project's repository
 

@@ -92,8 +92,8 @@ def _more_activations() -> Any:
     """PyTorch's piecewise-linear activations (MobileNet's), the ELU family, Mish, Softsign, LogSigmoid, and PReLU's
     learned slopes (one, and one per feature)."""
     return xn.Sequential(L.Linear(12, 16), L.Hardswish(), L.PReLU(16), L.Linear(16, 16), L.ReLU6(), L.PReLU(),
-                         L.Hardtanh(-2.0, 0.5), L.Hardsigmoid(), L.Linear(16, 16), L.SELU(), L.CELU(0.5), L.Mish(), L.Linear(16, 16),
-                         L.Softsign(), L.LogSigmoid(), L.Linear(16, 4))
+                         L.Hardtanh(-2.0, 0.5), L.Hardsigmoid(), L.Linear(16, 16), L.SELU(), L.CELU(0.5), L.Mish(),
+                         L.Linear(16, 16), L.Softsign(), L.LogSigmoid(), L.Linear(16, 4))
 
 
 def _super_resolution() -> Any:

@@ -53,7 +53,8 @@ def book_rnnlm_loss(params, xs, ts, state=None):
 
 
 def xpnet_rnnlm(dtype="float64"):
-    return xn.Sequential(Embedding(V, D, dtype=dtype), LSTM(D, H, stateful=True, dtype=dtype), Linear(H, V, dtype=dtype))
+    return xn.Sequential(Embedding(V, D, dtype=dtype), LSTM(D, H, stateful=True, dtype=dtype),
+                         Linear(H, V, dtype=dtype))
 
 
 def _check_rnnlm_file(path, params, rng):
@@ -108,7 +109,8 @@ def test_mismatched_files_are_refused_before_anything_is_copied(tmp_path, rng):
     save_params(params[:-1], tmp_path / "short.pkl")
     model = xpnet_rnnlm()
     before = {k: v.copy() for k, v in model.named_params().items()}
-    with pytest.raises(ValueError, match=r"holds 5 arrays, the model's layers take 6 in the book's order \(Embedding.W"):
+    with pytest.raises(ValueError,
+                       match=r"holds 5 arrays, the model's layers take 6 in the book's order \(Embedding.W"):
         xn.load_book_params(tmp_path / "short.pkl", model)
     save_params(params[:2] + [params[2][:, :4]] + params[3:], tmp_path / "shape.pkl")
     with pytest.raises(ValueError, match=r"entry 2 of .* has shape \(5, 4\), the model's LSTM.Wh has \(5, 20\)"):
@@ -156,8 +158,8 @@ def book_attention_scores(params, xs, ts):
 
 def book_attention_params(rng):
     """AttentionSeq2seq.__init__'s arrays in its params order: encoder embed, LSTM; decoder embed, LSTM, affine."""
-    lstm = lambda d: [rng.standard_normal((d, 4 * H)) / np.sqrt(d), rng.standard_normal((H, 4 * H)) / np.sqrt(H),  # noqa: E731
-                      rng.standard_normal(4 * H)]
+    lstm = lambda d: [rng.standard_normal((d, 4 * H)) / np.sqrt(d),  # noqa: E731
+                      rng.standard_normal((H, 4 * H)) / np.sqrt(H), rng.standard_normal(4 * H)]
     return [rng.standard_normal((V, D)), *lstm(D), rng.standard_normal((V, D)), *lstm(D),
             rng.standard_normal((2 * H, V)) / np.sqrt(2 * H), rng.standard_normal(V)]
 

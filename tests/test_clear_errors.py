@@ -136,7 +136,8 @@ def test_a_file_naming_a_private_layer_class_is_refused_at_load(tmp_path):
     path = tmp_path / "m.npz"
     meta = {"format": 1, "layers": [{"type": "_Pool2d", "config": {"kernel_size": 2}}]}
     np.savez(path, __xpnet_model__=np.asarray(json.dumps(meta)))
-    with pytest.raises(xn.XpnetFileError, match=r"layers\[0\] \(_Pool2d\) cannot be built: unknown layer type '_Pool2d'"):
+    with pytest.raises(xn.XpnetFileError,
+                       match=r"layers\[0\] \(_Pool2d\) cannot be built: unknown layer type '_Pool2d'"):
         xn.load(path)
 
 
@@ -145,7 +146,8 @@ def test_a_file_naming_a_private_layer_class_is_refused_at_load(tmp_path):
 @pytest.mark.parametrize("name", ["9.W", "0.X", "x.W", "0", "", 0])
 def test_set_param_names_what_the_model_has(name):
     """set_param("9.W", ...) raised IndexError from the layer list."""
-    with pytest.raises(KeyError, match=r"set_param: the model has no parameter or buffer .*; it has 0.W, 0.b, 2.W, 2.b"):
+    with pytest.raises(KeyError,
+                       match=r"set_param: the model has no parameter or buffer .*; it has 0.W, 0.b, 2.W, 2.b"):
         mlp().set_param(name, np.zeros((2, 8), np.float32))
 
 
@@ -164,11 +166,13 @@ def test_set_param_checks_the_shape_and_copies_a_read_only_array():
 @pytest.mark.parametrize("call, error, message", [
     (lambda: mlp().predict(x, batch_size=2.5), ValueError, r"predict: batch_size must be None or an int >= 1, got 2.5"),
     (lambda: mlp().predict("abc"), TypeError, r"predict: x must hold real numbers, got dtype <U3"),
-    (lambda: mlp().predict(np.float32(1.0)), ValueError, r"predict: x must have a sample axis \(N, ...\), got shape \(\)"),
+    (lambda: mlp().predict(np.float32(1.0)), ValueError,
+     r"predict: x must have a sample axis \(N, ...\), got shape \(\)"),
     (lambda: mlp().summary(input_shape="a"), ValueError, r"summary: input_shape must be the shape of one sample"),
     (lambda: xn.optim.SGD(0.1).step(x), TypeError, r"SGD.step: expected the model to update .*got ndarray"),
     (lambda: xn.Device(5), TypeError, r"Device: expected an array-API namespace"),
-    (lambda: xn.callbacks.ModelCheckpoint(None), TypeError, r"ModelCheckpoint: path must be a str, bytes or os.PathLike"),
+    (lambda: xn.callbacks.ModelCheckpoint(None), TypeError,
+     r"ModelCheckpoint: path must be a str, bytes or os.PathLike"),
     (lambda: xn.callbacks.cosine("0.1", 5), ValueError, r"cosine: lr must be a finite number >= 0, got '0.1'"),
     (lambda: xn.callbacks.step(0.1, 2, gamma=-1), ValueError, r"step: gamma must be a finite number > 0"),
     (lambda: xn.datasets.load_mnist(root=5), TypeError, r"mnist: root must be a folder path"),
@@ -199,7 +203,8 @@ def test_a_loss_backward_takes_a_number():
 
 def test_a_transform_must_return_an_array_like_its_batch():
     """A transform returning a list failed with AttributeError: 'list' object has no attribute 'shape'."""
-    for transform, got in ((lambda xb, e, s: [1, 2], "a list"), (lambda xb, e, s: xb[:1], r"an array of shape \(1, 2\)")):
+    for transform, got in ((lambda xb, e, s: [1, 2], "a list"),
+                           (lambda xb, e, s: xb[:1], r"an array of shape \(1, 2\)")):
         with pytest.raises(TypeError, match=rf"train: transform must return an array like the batch it gets \(10 rows "
                                             rf"on cpu\), it returned {got}.* for epoch 1, step 0"):
             fit(transform=transform)

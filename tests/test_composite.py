@@ -504,8 +504,8 @@ def test_several_inputs_train_evaluate_and_predict_like_one_concatenated_input(r
     np.testing.assert_allclose(np.concatenate([two.a.params["W"], two.b.params["W"]]), one[0].params["W"], rtol=1e-5)
     np.testing.assert_allclose(two.predict(x1, x2, batch_size=6), one.predict(np.concatenate([x1, x2], 1)), rtol=1e-5)
     got = xn.evaluate(two, ((x1, x2), y), loss="cross_entropy", batch_size=16)
-    assert got["loss"] == pytest.approx(xn.evaluate(one, (np.concatenate([x1, x2], 1), y), loss="cross_entropy")["loss"],
-                                        rel=1e-5)
+    assert got["loss"] == pytest.approx(
+        xn.evaluate(one, (np.concatenate([x1, x2], 1), y), loss="cross_entropy")["loss"], rel=1e-5)
     report = xn.gradcheck(two, (x1[:3].astype(np.float64), x2[:3].astype(np.float64)))
     assert report.ok and [row.name for row in report.rows][-2:] == ["input[0]", "input[1]"]
     with pytest.raises(ValueError, match=r"train data: x\[1\] has 39 samples but y has 40"):

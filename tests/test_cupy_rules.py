@@ -55,7 +55,8 @@ _OPTIMIZERS = """
     class Params:
         def __init__(self, dev):
             rng = np.random.default_rng(0)
-            self.p = {"W": xn.to_device(rng.standard_normal((3, 4)), dev), "b": xn.to_device(rng.standard_normal(4), dev)}
+            self.p = {"W": xn.to_device(rng.standard_normal((3, 4)), dev),
+                      "b": xn.to_device(rng.standard_normal(4), dev)}
             self.grads = [{k: xn.to_device(rng.standard_normal(tuple(v.shape)), dev) for k, v in self.p.items()}
                           for _ in range(3)]
             self.g = None

@@ -485,7 +485,8 @@ def test_sigterm_to_one_rank_mid_epoch_stops_every_rank_after_the_same_step_and_
     x = np.random.default_rng(0).normal(size=(1000, 4)).astype("float32")  # leave.py's data()
     y = (x[:, 0] > 0).astype("int64")
     xn.init.seed(0)
-    same = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Flatten(), xn.layers.Linear(8, 2))  # Flatten: no-op
+    same = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Flatten(),  # Flatten: no-op
+                         xn.layers.Linear(8, 2))
     xn.train(same, (x, y), loss="cross_entropy", optimizer=xn.optim.SGD(0.1), epochs=2, batch_size=10,
              device="cpu", progress=False)
     assert sorted(weights) == sorted(same.named_params())

@@ -17,7 +17,8 @@ def script_flags(script: str) -> frozenset[str]:
     tree = ast.parse((ROOT / script).read_text(encoding="utf-8"))
     return frozenset(arg.value for call in ast.walk(tree)
                      if isinstance(call, ast.Call) and getattr(call.func, "attr", None) == "add_argument"
-                     for arg in call.args if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")) | {"--help"}
+                     for arg in call.args
+                     if isinstance(arg, ast.Constant) and str(arg.value).startswith("--")) | {"--help"}
 
 
 @cache

@@ -28,7 +28,8 @@ _STEP = r'''
     def state():
         rng = np.random.default_rng(0)
         return {"x": cupy.asarray(rng.standard_normal(8)), "y": cupy.asarray(rng.standard_normal(8)),
-                "i": cupy.zeros((), dtype=cupy.int64), "log": cupy.zeros(4), "idx": cupy.asarray(np.arange(8)[::-1].copy())}
+                "i": cupy.zeros((), dtype=cupy.int64), "log": cupy.zeros(4),
+                "idx": cupy.asarray(np.arange(8)[::-1].copy())}
 
     def step(s, baked):
         s["x"] += 0.5 * s["y"]                               # operator, in place
@@ -66,7 +67,8 @@ def test_a_launch_replays_the_capture_on_the_same_arrays_and_a_python_number_sta
     for k in range(4):
         graph.launch()
     print(json.dumps({"unchanged": unchanged, "kernels": len(graph),
-                      "equal": {k: np.allclose(v.get(), eager[k].get(), rtol=1e-13, atol=1e-13) for k, v in captured.items()},
+                      "equal": {k: np.allclose(v.get(), eager[k].get(), rtol=1e-13, atol=1e-13)
+                                for k, v in captured.items()},
                       "moved_on": int(captured["i"].get())}))
     """, tmp_path))
     assert out["unchanged"], "a capture records the kernels; CUDA runs none of them until the graph is launched"
@@ -221,8 +223,8 @@ def test_what_a_capture_allows(tmp_path):
     print(json.dumps({"p": p.get().tolist(), "draws_differ": draws[0] != draws[1], "legacy": legacy,
                       "x": x.get().tolist()}))
     """, tmp_path))
-    assert out == {"p": [[2, 3], [6, 11]], "draws_differ": True, "legacy": "cannot capture on the default (legacy) stream",
-                   "x": [1.0, 1.0]}
+    assert out == {"p": [[2, 3], [6, 11]], "draws_differ": True,
+                   "legacy": "cannot capture on the default (legacy) stream", "x": [1.0, 1.0]}
 
 
 @pytest.mark.parametrize("pool", ["shared", "own"])

@@ -47,13 +47,15 @@ def saved(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda a, m: a.update({"0.W": np.zeros((8, 4), np.float32)}), r"'0.W' has shape \(8, 4\).*needs shape \(4, 8\)"),
     (lambda a, m: a.update({"3.b": a["3.b"].astype(np.float64)}), r"arrays mix dtypes \['float32', 'float64'\]"),
-    (lambda a, m: a.update({k: v.astype(np.int32) for k, v in a.items() if k[0].isdigit()}), r"hold int32, expected float"),
+    (lambda a, m: a.update({k: v.astype(np.int32) for k, v in a.items() if k[0].isdigit()}),
+     r"hold int32, expected float"),
     (lambda a, m: a.pop("3.b"), r"missing \['3.b'\]"),
     (lambda a, m: a.update({"9.W": np.zeros(2)}), r"unexpected \['9.W'\]"),
     (lambda a, m: m.update({"format": 3}), r"'format' is 3; this xpnet reads formats 1, 2"),
     (lambda a, m: m["layers"][0].update({"config": {"in_features": 4}}), r"layers\[0\] \(Linear\) cannot be built"),
     (lambda a, m: m.update({"layers": "Linear"}), r"field 'layers' is str"),
-    (lambda a, m: m["layers"].__setitem__(0, {"same_as": 0}), r"layers\[0\] is \{'same_as': 0\}, expected .* one of the 0 layers"),
+    (lambda a, m: m["layers"].__setitem__(0, {"same_as": 0}),
+     r"layers\[0\] is \{'same_as': 0\}, expected .* one of the 0 layers"),
     (lambda a, m: m["layers"].__setitem__(3, {"same_as": True}), r"layers\[3\] is \{'same_as': True\}"),
 ])
 def test_load_checks_every_array_and_the_format_before_use(saved, change, message):
@@ -262,8 +264,10 @@ def test_a_broken_full_checkpoint_given_to_xn_load_is_named_as_a_checkpoint(chec
 
 @pytest.mark.parametrize("change, message", [
     (lambda a, m: m["optimizer"]["hyperparams"].update(lr=-1.0), r"'optimizer.hyperparams' is invalid: Adam: lr"),
-    (lambda a, m: m["optimizer"]["hyperparams"].update(betas=[0.9]), r"'optimizer.hyperparams' is invalid: Adam: betas"),
-    (lambda a, m: m["optimizer"]["hyperparams"].update(momentum=0.9), r"'optimizer.hyperparams' is invalid: .*momentum"),
+    (lambda a, m: m["optimizer"]["hyperparams"].update(betas=[0.9]),
+     r"'optimizer.hyperparams' is invalid: Adam: betas"),
+    (lambda a, m: m["optimizer"]["hyperparams"].update(momentum=0.9),
+     r"'optimizer.hyperparams' is invalid: .*momentum"),
     (lambda a, m: m["optimizer"].pop("t"), r"field 'optimizer.t' is missing"),
     (lambda a, m: m.pop("optimizer"), r"field 'optimizer.type' is missing"),
     (lambda a, m: m["optimizer"].update(scalars={"0.W": {"mu_product": "1"}}), r"field 'optimizer.scalars' is "),

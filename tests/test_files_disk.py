@@ -209,9 +209,11 @@ def test_every_bit_flip_of_a_checkpoint_loads_or_names_the_file(tmp_path):
     x, t = xn.datasets.spiral(10, 3, seed=0)
     good, path = tmp_path / "run.npz", tmp_path / "flipped.npz"
     xn.init.seed(0)
-    spiral_model = xn.Sequential(xn.layers.Linear(2, 4), xn.layers.ReLU(), xn.layers.Dropout(0.1), xn.layers.Linear(4, 3))
-    xn.train(spiral_model, (x, t), loss="cross_entropy", optimizer="adam", epochs=1, batch_size=10, progress=False, callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss"),
-                                                       xn.callbacks.ModelCheckpoint(good, full=True)])
+    spiral_model = xn.Sequential(xn.layers.Linear(2, 4), xn.layers.ReLU(), xn.layers.Dropout(0.1),
+                                 xn.layers.Linear(4, 3))
+    xn.train(spiral_model, (x, t), loss="cross_entropy", optimizer="adam", epochs=1, batch_size=10, progress=False,
+             callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss"),
+                        xn.callbacks.ModelCheckpoint(good, full=True)])
     data, rng = good.read_bytes(), random.Random(28)
     for _ in range(150):
         path.write_bytes(_flip(data, rng, 1))

@@ -302,7 +302,8 @@ _DROPOUT = _TRAIN + """
         h = xn.train(model, (x, t), loss="cross_entropy", optimizer=opt, epochs=epochs, batch_size=32, device="cuda",
                      progress=False, graph=graph, **kw)
         return model, {"params": {k: xn.to_numpy(v).tolist() for k, v in model.named_params().items()},
-                       "losses": [e["train_loss"] for e in h.epochs], "accuracy": [e["train_accuracy"] for e in h.epochs],
+                       "losses": [e["train_loss"] for e in h.epochs],
+                       "accuracy": [e["train_accuracy"] for e in h.epochs],
                        "launches": launches[0], "t": opt.t}
 """
 

@@ -90,7 +90,8 @@ class MyLinear(L.Linear):
 
 x, t = np.random.default_rng(0).standard_normal((100, 2, 6, 6)).astype(np.float32), np.arange(100) % 4
 result = {}
-for what, make in {"subclass": lambda: xn.Sequential(L.Flatten(), L.Residual(MyLinear(72, 72)), L.Linear(72, 4))}.items():
+for what, make in {"subclass": lambda: xn.Sequential(L.Flatten(), L.Residual(MyLinear(72, 72)),
+                                                     L.Linear(72, 4))}.items():
     for graph in (None, True):
         with models.counting_launches() as launches:
             try:

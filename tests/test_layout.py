@@ -35,7 +35,8 @@ MAY_IMPORT = {
     "testing": {"_user", "backend", "gradcheck", "layers"},
     "callbacks": {"training"},
 }
-TOP = {"__init__", "__main__", "cli", "cli_ranks", "cli_checkpoint"}  # the faces and the command line may import anything
+# the faces and the command line may import anything
+TOP = {"__init__", "__main__", "cli", "cli_ranks", "cli_checkpoint"}
 
 
 def _unit(dotted):

@@ -255,7 +255,8 @@ def test_a_gradient_under_a_name_that_holds_no_parameter_is_refused_before_any_s
         model.backward(criterion.backward())
         return loss
     with pytest.raises(ValueError, match=r"^_LooseScale: the gradient 'scale' was filled but there is no parameter of "
-                                         r"that name \(_LooseScale.scale is an array attribute.*self.params\['scale'\]"):
+                                         r"that name \(_LooseScale.scale is an array attribute"
+                                         r".*self.params\['scale'\]"):
         opt.step(closure)
     for k, v in model.named_params().items():
         np.testing.assert_array_equal(v, before[k])

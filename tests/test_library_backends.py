@@ -29,7 +29,8 @@ def test_importing_xpnet_imports_neither_torch_nor_jax():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("spec,name", [("torch:cpu", "torch:cpu"), ("jax:cpu", "jax:cpu"), (" Torch:CPU ", "torch:cpu")])
+@pytest.mark.parametrize("spec,name", [("torch:cpu", "torch:cpu"), ("jax:cpu", "jax:cpu"),
+                                       (" Torch:CPU ", "torch:cpu")])
 def test_device_strings_name_the_library_and_device(spec, name):
     dev = library_device(name)
     assert xn.device(spec) == dev and dev.name == name

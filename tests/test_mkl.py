@@ -128,7 +128,8 @@ def test_small_stacked_or_mixed_products_stay_with_numpy(rng, monkeypatch):
     monkeypatch.setattr(fast_mkl, "MIN_PRODUCT", 64 ** 3)
     monkeypatch.setattr(fast_mkl, "MIN_SIDE", 0)
     f32 = lambda *shape: rng.standard_normal(shape).astype(np.float32)
-    for a, b in ((f32(64, 64), f32(64, 64)), (f32(4, 90, 80), f32(80, 70)), (f32(90, 80), f32(80, 70).astype(np.float64)),
+    for a, b in ((f32(64, 64), f32(64, 64)), (f32(4, 90, 80), f32(80, 70)),
+                 (f32(90, 80), f32(80, 70).astype(np.float64)),
                  (np.ones((90, 80), np.int64), np.ones((80, 70), np.int64)), (f32(90, 80)[:, ::2], f32(40, 70))):
         assert not fast_mkl._multiplies(a, b)
     assert fast_mkl._multiplies(f32(65, 64), f32(64, 64))
@@ -236,7 +237,8 @@ def test_recurrent_layers_with_mkl_equal_them_without(name, dtype, rng, monkeypa
     dhs = rng.standard_normal((4, 7, 9)).astype(dtype)
     products = []
     original = fast_mkl.PackedWeights.__rmatmul__
-    monkeypatch.setattr(fast_mkl.PackedWeights, "__rmatmul__", lambda self, a: products.append(a.shape) or original(self, a))
+    monkeypatch.setattr(fast_mkl.PackedWeights, "__rmatmul__",
+                        lambda self, a: products.append(a.shape) or original(self, a))
     with_mkl = _run(_layers()[name], dtype, x, dhs, True)
     blocks = {"rnn": 1, "lstm": 4, "gru": 3}[name]
     assert products == [(4, 9)] * 7 + [(4, blocks * 9)] * 7  # every step's product, forward then backward

@@ -1,5 +1,6 @@
 """PyTorch's ReflectionPad, ReplicationPad, CircularPad (1d and 2d) and Conv2d's / Conv1d's padding_mode: against
-PyTorch in float64 on NumPy and array-api-strict's second device (y, dx; dW, db), gradcheck, files, PyTorch's weights, refusals."""
+PyTorch in float64 on NumPy and array-api-strict's second device (y, dx; dW, db), gradcheck, files, PyTorch's weights,
+refusals."""
 
 import numpy as np
 import pytest

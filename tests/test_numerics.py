@@ -40,7 +40,8 @@ def _memmaps(tmp_path, x, t):
     raw = np.memmap(tmp_path / "raw.bin", dtype=x.dtype, mode="w+", shape=x.shape)
     raw[...] = x
     raw.flush()
-    return {"np.load mmap_mode=r": (np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "t.npy", mmap_mode="r")),
+    return {"np.load mmap_mode=r": (np.load(tmp_path / "x.npy", mmap_mode="r"),
+                                    np.load(tmp_path / "t.npy", mmap_mode="r")),
             "np.memmap": (np.memmap(tmp_path / "raw.bin", dtype=x.dtype, mode="r", shape=x.shape), t),
             "masked": (np.ma.masked_array(x), np.ma.masked_array(t))}
 
@@ -252,7 +253,8 @@ def test_dtypes_are_taken_in_any_librarys_form(dtype):
     pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     assert str(mlp().to("torch:cpu", dtype=dtype).dtype) == "torch.float64"
     for bad in ("foo", "int32", None.__class__):
-        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a real floating type \('float16', 'float32' or 'float64'\)"):
+        with pytest.raises(ValueError, match=r"Sequential.to: dtype must be a real floating type "
+                                             r"\('float16', 'float32' or 'float64'\)"):
             mlp().to("cpu", dtype=bad)
     with pytest.raises(ValueError, match="to_device: dtype 'foo' is not a name such as 'float32'"):
         xn.to_device(np.zeros(2), "cpu", dtype="foo")
@@ -269,7 +271,8 @@ def test_inputs_beyond_float16_are_refused_not_turned_into_inf(spiral):
     model = mlp("float16")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no NumPy overflow warning on the way
-        with pytest.raises(ValueError, match=r"train data: x holds values up to 1e\+05 in magnitude, which float16 .*65504.* inf"):
+        with pytest.raises(ValueError, match=r"train data: x holds values up to 1e\+05 in magnitude, "
+                                             r"which float16 .*65504.* inf"):
             fit(model, (x, t), epochs=1)
         with pytest.raises(ValueError, match=r"evaluate data: x holds values up to 1e\+05 in magnitude, which float16"):
             xn.evaluate(model, (x, t), loss="cross_entropy")

@@ -285,8 +285,8 @@ def test_weight_decay_is_the_books_l2_on_weights_only(rng, name):
 
 
 def _every_layers_params():
-    """Ones shaped as the parameters of every layer with weights, named as in a model: the models' layers (LanguageModel,
-    seq2seq with attention, TiedLinear) are these same layers."""
+    """Ones shaped as the parameters of every layer with weights, named as in a model: the models' layers
+    (LanguageModel, seq2seq with attention, TiedLinear) are these same layers."""
     xn.init.seed(0)
     emb = xn.layers.Embedding(5, 3, dtype="float64")
     layers = [xn.layers.Linear(3, 2, dtype="float64"), xn.layers.Conv2d(1, 2, 3, dtype="float64"),

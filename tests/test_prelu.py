@@ -1,5 +1,6 @@
 """PReLU (PyTorch's nn.PReLU, a learned slope) against PyTorch in float64 on every device: y, dx and the
-weight's gradient, at x = 0 too; gradcheck; arguments, files. Its state dict from PyTorch: tests/test_torch_weights.py."""
+weight's gradient, at x = 0 too; gradcheck; arguments, files. Its state dict from PyTorch:
+tests/test_torch_weights.py."""
 
 import numpy as np
 import pytest

@@ -216,9 +216,11 @@ def test_a_state_on_another_device_is_blamed_on_the_state_not_the_input(rng):
     lstm = LSTM(D, H, stateful=True).to(xn.Device(strict, strict.Device("device1")))
     h = np.zeros((N, H), "float32")
     with pytest.raises(xn.backend.XpnetDeviceError, match=r"LSTM: state h is on cpu but the layer's parameters "
-                                                          r"are on array_api_strict:device1; .*xn.to_device\(h, device\)"):
+                                                          r"are on array_api_strict:device1; "
+                                                          r".*xn.to_device\(h, device\)"):
         lstm.set_state(h)
-    with pytest.raises(TypeError, match=r"LSTM: state c dtype .*float64 does not match the parameters. dtype .*float32"):
+    with pytest.raises(TypeError,
+                       match=r"LSTM: state c dtype .*float64 does not match the parameters. dtype .*float32"):
         lstm.set_state(xn.to_device(h, lstm.device), xn.to_device(h, lstm.device, dtype="float64"))
 
 

@@ -52,7 +52,8 @@ def _params():
             "b2": rng.standard_normal(2).astype(np.float32), "W3": np.float16([[1.5, -2.0]]), "n": np.array(7)}
 
 
-VERSIONS = [pytest.param(p, n, id=f"protocol{p}-{'numpy1' if n else 'numpy2'}") for p in range(6) for n in (False, True)]
+VERSIONS = [pytest.param(p, n, id=f"protocol{p}-{'numpy1' if n else 'numpy2'}")
+            for p in range(6) for n in (False, True)]
 
 
 @pytest.mark.parametrize("protocol, numpy1", VERSIONS)

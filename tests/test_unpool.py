@@ -131,7 +131,8 @@ def test_saved_and_loaded_with_return_indices(tmp_path):
      r"output_size=its input's shape$"),  # the pool dropped a row and a column: PyTorch would misplace values
     (lambda: MaxUnpool2d(2)(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2), np.int64), (7, 4)),
      r"^MaxUnpool2d: output_size must be .* got \(7, 4\); pass the pooled input's shape"),
-    (lambda: MaxUnpool2d(2)(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))), r"^MaxUnpool2d: indices must be an integer"),
+    (lambda: MaxUnpool2d(2)(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 2, 2))),
+     r"^MaxUnpool2d: indices must be an integer"),
 ])
 def test_refusals_are_named_clearly(build, message):
     with pytest.raises((ValueError, TypeError), match=message):

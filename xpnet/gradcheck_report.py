@@ -13,8 +13,8 @@ class GradcheckRow:
     """The result for one tensor (a parameter such as ``"1.W"``, or ``"input"``), or for a layer
     that wrote into an array it was given.
 
-    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink (``kinks`` counts those); ``worst_index`` is
-    the entry furthest outside its tolerance (None in fast mode, which checks a direction), where
+    ``max_abs_err``/``max_rel_err`` are over the checked entries not at a kink (``kinks`` counts those);
+    ``worst_index`` is the entry furthest outside its tolerance (None in fast mode, which checks a direction), where
     ``numerical`` and ``analytic`` are read. ``status`` is ``"ok"``, ``"FAIL"`` or ``"FAIL: <why>"``.
     """
 

@@ -65,9 +65,9 @@ def assert_backends_agree(fn: Any, *args: Any, devices: Any = ("cpu", "cuda"), r
     dtype: it gets the tolerance of the least precise floating dtype among the arrays and the models'
     parameters that ``fn`` was given (``xn.evaluate``'s loss of a float32 model: float32's), or float32's,
     xpnet's default dtype, where ``fn`` was given none; ints and bools must be equal. A device that is not
-    available is skipped with its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the test (in a test
-    that pytest runs) or raise ``RuntimeError`` naming the reasons (anywhere else, also where pytest is
-    installed).
+    available is skipped with its reason as an ``XpnetDeviceWarning``; fewer than two available devices skip the
+    test (in a test that pytest runs) or raise ``RuntimeError`` naming the reasons (anywhere else, also where pytest
+    is installed).
     """
     usable, skipped = [], []
     for spec in devices:

@@ -1,5 +1,6 @@
-"""Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU, MaxPool2d and Embedding's backward) and for the optimizers' updates (SGD with and without momentum,
-Momentum, Adam and AdamW (its decay in the same pass), AdaGrad, RMSprop).
+"""Numba kernels for the NumPy backend's memory-bound layers (BatchNorm over channels, ReLU, MaxPool2d and
+Embedding's backward) and for the optimizers' updates (SGD with and without momentum, Momentum, Adam and AdamW (its
+decay in the same pass), AdaGrad, RMSprop).
 
 NumPy makes one pass over memory per operation: a BatchNorm forward is five of them over the
 activations, a MaxPool2d(2) forward eleven over a quarter of them. Each kernel here does its layer's

@@ -14,7 +14,8 @@ No fixed count is right for both, so xpnet measures:
    default) lets the tuner choose; ``"off"`` leaves the BLAS alone.
 2. :class:`ThreadTuner` runs the first steps of each round (an epoch, or an evaluation) alternately with
    1 thread and with the BLAS's own count, times them, and runs the rest of the round with the faster
-   (the median of each; at once where one count is twice as fast after one step of each). Each round measures again, so a load that comes or goes is followed.
+   (the median of each; at once where one count is twice as fast after one step of each). Each round measures
+   again, so a load that comes or goes is followed.
    ``predict`` does not measure (one batch is often all it runs): it runs with the count the last
    measurement chose, or the BLAS's own before any.
 3. On leaving, the BLAS gets back the count it had. Only NumPy's BLAS is touched (CuPy, PyTorch and JAX

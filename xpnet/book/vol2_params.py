@@ -85,7 +85,8 @@ def copy_book_param_list(arrays: list[Any], layers: Sequence[Layer], path: str, 
             raise ValueError(f"load_book_params: {path!r}: entry {i} is {kind}, expected a floating-point NumPy array")
     if len(arrays) != len(layout):
         raise ValueError(f"load_book_params: {path!r} holds {len(arrays)} arrays, the model's layers take "
-                         f"{len(layout)} in the book's order ({', '.join(f'{type(la).__name__}.{n}' for la, n in layout)})")
+                         f"{len(layout)} in the book's order "
+                         f"({', '.join(f'{type(la).__name__}.{n}' for la, n in layout)})")
     for i, (a, (layer, name)) in enumerate(zip(arrays, layout)):
         if _tied(layer, name):
             want, j = (layer.in_features, layer.out_features), _index_of(layout, layer.embedding)

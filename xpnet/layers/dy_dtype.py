@@ -3,10 +3,10 @@
 A float64 dy (``np.ones(shape)``) into a float32 model makes float64 parameter gradients that only the optimizer's
 step refuses, naming a parameter, far from the slip. ``Sequential`` keeps its output's dtype under
 :data:`OUTPUT_DTYPE` and refuses it at its backward's entry with :func:`message` (inline there: a training step's
-path, no call); for a model whose ``backward`` is written out by hand, ``scoped`` (:mod:`xpnet.layers.uses`) keeps the dtype of the output of
-the model's forward (:func:`noted`, where the forward is the user's too) and ``rounded`` compares it with dy's as
-the model's backward starts (:func:`refuse_other_dtype`): one read and one compare per backward call. A forward
-giving something without a dtype (a tuple of outputs, a PackedSequence) is not checked.
+path, no call); for a model whose ``backward`` is written out by hand, ``scoped`` (:mod:`xpnet.layers.uses`) keeps
+the dtype of the output of the model's forward (:func:`noted`, where the forward is the user's too) and ``rounded``
+compares it with dy's as the model's backward starts (:func:`refuse_other_dtype`): one read and one compare per
+backward call. A forward giving something without a dtype (a tuple of outputs, a PackedSequence) is not checked.
 """
 
 from __future__ import annotations

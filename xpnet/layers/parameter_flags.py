@@ -8,10 +8,11 @@ xpnet's PyTorch backend the tensors take the attribute and nothing is frozen, si
 ``p.requires_grad`` (or calls ``p.requires_grad_``) is refused, saying ``X.requires_grad_(...)``. One that reads the
 flag (the torchaudio tutorial's ``sum(p.numel() for p in model.parameters() if p.requires_grad)``, the finetuning
 tutorial's ``if param.requires_grad == True: params_to_update.append(param)`` in a loop over ``parameters()``), in
-a loop or a comprehension on one line, is refused too, saying ``X.trainable_params()``: on the PyTorch backend the flag reads False for every
-array, and the count came out 0, the list empty. The tuning guide's ``for param in model.parameters(): param.grad =
-None`` (PyTorch's zeroing without zero_grad) is refused alike, saying ``zero_grad()``: the gradients are the layers'
-own, so on the PyTorch backend the tensors took the attribute and nothing was cleared.
+a loop or a comprehension on one line, is refused too, saying ``X.trainable_params()``: on the PyTorch backend the
+flag reads False for every array, and the count came out 0, the list empty. The tuning guide's ``for param in
+model.parameters(): param.grad = None`` (PyTorch's zeroing without zero_grad) is refused alike, saying
+``zero_grad()``: the gradients are the layers' own, so on the PyTorch backend the tensors took the attribute and
+nothing was cleared.
 """
 
 from __future__ import annotations
