@@ -63,8 +63,9 @@ def test_train_takes_clip_grad_value_and_refuses_it_with_clip_grad_norm(rng):
     for k, w in by_hand.named_params().items():
         np.testing.assert_allclose(xn.to_numpy(clipped.named_params()[k]), xn.to_numpy(w), rtol=1e-12)
     assert not np.allclose(xn.to_numpy(clipped.named_params()["0.W"]), xn.to_numpy(plain.named_params()["0.W"]))
-    with pytest.raises(ValueError, match=r"^train: clip_grad_norm=1.0 and clip_grad_value=0.5 were both given: pass "
-                                         r"one \(the norm scales all gradients alike, the value clamps each element\)$"):
+    with pytest.raises(ValueError, match=r"^train: clip_grad_norm=1.0 and clip_grad_value=0.5 were both given: "
+                                         r"pass one \(the norm scales all gradients alike, the value clamps each "
+                                         r"element\)$"):
         run(clip_grad_norm=1.0, clip_grad_value=0.5)
     with pytest.raises(ValueError, match=r"^train: clip_grad_value: clip_value must be a positive number, got 0$"):
         run(clip_grad_value=0)

@@ -486,7 +486,8 @@ BAD_INPUT = [
                                                xn.to_device(t, _strict("device2")))}, ValueError, "two devices"),
     ("not-a-pair", lambda x, t: {"data": x}, TypeError, r"pair \(x, y\)"),
     ("loss-name", lambda x, t: {"loss": "hinge"}, ValueError, "loss"),
-    ("optimizer-name", lambda x, t: {"optimizer": "adamm"}, ValueError, r"optimizer: .*'adam', 'adamax', 'adamw'.*'adamm'"),
+    ("optimizer-name", lambda x, t: {"optimizer": "adamm"}, ValueError,
+     r"optimizer: .*'adam', 'adamax', 'adamw'.*'adamm'"),
     ("optimizer-type", lambda x, t: {"optimizer": None}, TypeError, r"optimizer: expected an xpnet optimizer"),
     ("callback", lambda x, t: {"callbacks": [object()]}, TypeError, "Callback"),
 ]

@@ -7,9 +7,9 @@ read their weights when backward runs, so such a backward gave dW from the old i
 silently (a GAN's G loss through D's output from before D's step). How the check goes:
 
 1. ``clock`` counts the changes of parameters made through xpnet: each optimizer's update of a model or param
-   group (``stepped``, once its gradients are checked; L-BFGS's at each move of its parameters and at the end of its step, ``changed``) and each
-   ``load_state_dict`` (``loaded``). Each stamps the
-   node it changed with the clock, the changer's name and how many parameters it changed.
+   group (``stepped``, once its gradients are checked; L-BFGS's at each move of its parameters and at the end of
+   its step, ``changed``) and each ``load_state_dict`` (``loaded``). Each stamps the node it changed with the
+   clock, the changer's name and how many parameters it changed.
 2. Every forward notes the clock on its layer (``SEEN``; ``layers.uses`` and ``layers.no_grad_calls`` write it
    where they note the call: a layer called twice in a forward keeps one per use).
 3. A backward whose layer saw another clock (``check``, only then, so a step's loop pays one comparison) looks
@@ -20,8 +20,9 @@ silently (a GAN's G loss through D's output from before D's step). How the check
 Refused alike where PyTorch's backward would not read the weight (a first Linear whose input needs no gradient,
 an Embedding): one rule, a forward per step. L-BFGS's closure runs its forward and backward inside ``step``, both
 after the last change, so it passes (a closure backpropagating an output computed before the step does not, from its
-second evaluation: PyTorch's second backward through that graph raises too); a step after zero_grad() that updated part of a model (the parameters with
-a gradient) counts as changing the parameters of that node that hold a gradient when the backward looks.
+second evaluation: PyTorch's second backward through that graph raises too); a step after zero_grad() that updated
+part of a model (the parameters with a gradient) counts as changing the parameters of that node that hold a gradient
+when the backward looks.
 """
 
 from __future__ import annotations
