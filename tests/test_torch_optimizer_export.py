@@ -102,18 +102,43 @@ TWINS = {
 
 @pytest.mark.parametrize("name", list(TWINS))
 def test_an_xpnet_run_goes_on_in_torch_with_each_optimizers_state(name):
-    """k = 3 steps in xpnet (RAdam's rectification starts at the 6th: both branches), m = 4 in both."""
+    """k = 3 steps in xpnet, the first layer frozen for the first (its own step count is one less), m = 4 in both
+    (RAdam's rectification starts at the 6th step: both branches)."""
     torch = _torch()
     make, twin = TWINS[name]
     ours, tmodel = _mlp(torch)
     batches = _batches(7)
     opt = make(ours.parameters())
-    _xpnet_steps(ours, opt, batches[:3])
+    ours[0].requires_grad_(False)
+    _xpnet_steps(ours, opt, batches[:1])
+    ours[0].requires_grad_(True)
+    _xpnet_steps(ours, opt, batches[1:3])
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     topt = getattr(torch.optim, twin)(tmodel.parameters())
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
     _xpnet_steps(ours, opt, batches[3:])
     _torch_steps(torch, tmodel, topt, batches[3:])
+    _same_weights(ours, tmodel)
+
+
+@pytest.mark.parametrize("twin", ["Adagrad", "Adam"])
+def test_a_layer_that_has_not_stepped_yet_starts_in_torch_as_in_xpnet(twin):
+    """No state for a layer frozen through xpnet's steps (torch's Adagrad: zeros and step 0, as its constructor
+    makes them for every parameter); thawed in both, it starts afresh in both."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches(4)
+    opt = getattr(optim, "AdaGrad" if twin == "Adagrad" else twin)(ours.parameters(), lr=0.1)
+    ours[0].requires_grad_(False)
+    _xpnet_steps(ours, opt, batches[:2])
+    sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True)
+    assert sorted(sd["state"]) == ([0, 1, 2, 3] if twin == "Adagrad" else [2, 3])
+    ours[0].requires_grad_(True)
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    topt = getattr(torch.optim, twin)(tmodel.parameters())
+    topt.load_state_dict(sd)
+    _xpnet_steps(ours, opt, batches[2:])
+    _torch_steps(torch, tmodel, topt, batches[2:])
     _same_weights(ours, tmodel)
 
 
