@@ -61,7 +61,7 @@ def test_public_name_exists(name):
     (xn.load_torch_state_dict, ["strict", "key"]),
     (xn.torch_state_dict, ["as_tensors"]),
     (xn.load_torch_optimizer_state_dict, ["optimizer", "model", "state_dict", "key"]),
-    (xn.torch_optimizer_state_dict, ["optimizer", "model", "as_tensors"]),
+    (xn.torch_optimizer_state_dict, ["optimizer", "model", "as_tensors", "trainable_only"]),
     (xn.Model.predict, ["batch_size"]),
 ])
 def test_contract_keywords(fn, keywords):

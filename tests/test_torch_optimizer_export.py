@@ -142,9 +142,32 @@ def test_a_layer_that_has_not_stepped_yet_starts_in_torch_as_in_xpnet(twin):
     _same_weights(ours, tmodel)
 
 
-def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector():
+def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_goes_on():
+    """``trainable_only=True``: torch's optimizer of PyTorch's fine-tuning idiom, ``Adam(p for p in
+    model.parameters() if p.requires_grad)``, takes the state of the layers that train; the frozen one's is left out."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches(4)
+    opt = optim.Adam(ours.parameters(), lr=0.05)
+    _xpnet_steps(ours, opt, batches[:1])
+    ours[0].requires_grad_(False)
+    _xpnet_steps(ours, opt, batches[1:2])
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    tmodel[0].requires_grad_(False)
+    topt = torch.optim.Adam(p for p in tmodel.parameters() if p.requires_grad)
+    sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True, trainable_only=True)
+    assert sd["param_groups"][0]["params"] == [0, 1] and sd["state"][0]["exp_avg"].shape == (3, 6)
+    topt.load_state_dict(sd)
+    _xpnet_steps(ours, opt, batches[2:])
+    _torch_steps(torch, tmodel, topt, batches[2:])
+    _same_weights(ours, tmodel)
+
+
+@pytest.mark.parametrize("trainable_only", [False, True])
+def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector(trainable_only):
     """xpnet's flat vectors ((in, out) W, the trainable parameters only: the first layer frozen) reordered into
-    torch's of every parameter ((out, in) weight, zeros for the frozen layer, as its zero gradient gives there)."""
+    torch's of every parameter ((out, in) weight, zeros for the frozen layer, as its zero gradient gives there), or
+    with ``trainable_only=True`` of those that train."""
     torch = _torch()
     ours, tmodel = _mlp(torch)
     x, y = _batches(1)[0]
@@ -161,8 +184,8 @@ def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector():
     opt.step(closure)
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     tmodel[0].requires_grad_(False)
-    topt = torch.optim.LBFGS(tmodel.parameters())
-    topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
+    topt = torch.optim.LBFGS([p for p in tmodel.parameters() if p.requires_grad or not trainable_only])
+    topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True, trainable_only=trainable_only))
     assert (topt.param_groups[0]["max_iter"], topt.param_groups[0]["line_search_fn"]) == (3, "strong_wolfe")
 
     def tclosure():
@@ -244,6 +267,19 @@ def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
         xn.torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours)
     with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: Adam\(convention='book'\) is the book's"):
         xn.torch_optimizer_state_dict(optim.Adam(ours.parameters(), convention="book"), ours)
+
+    class Clipped(optim.SGD):  # a hyperparameter of one's own, which torch.optim.SGD would not read
+        def __init__(self, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,
+                     weight_decay_on="weights", clip=1.0):
+            super().__init__(lr, momentum, dampening, weight_decay, nesterov, weight_decay_on=weight_decay_on)
+            self.clip = clip
+
+        def hyperparams(self):
+            return {**super().hyperparams(), "clip": self.clip}
+
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: clip: xpnet's own, which torch\.optim\.SGD has no "
+                                         r"counterpart for"):
+        xn.torch_optimizer_state_dict(Clipped(ours.parameters()), ours)
     lstm, _ = _mlp(torch, lstm=True)
     with pytest.raises(ValueError, match=r"xpnet's 0\.b = 0\.bias_ih_l0 \+ 0\.bias_hh_l0: one bias where "
                                          r"torch has two, .* convention='pytorch'"):

@@ -12,8 +12,9 @@ How an export goes:
    weight decay: torch decays every parameter of a group) is refused, naming the group and why.
 3. torch numbers the parameters across its groups in order, each group's in the order of ``model.parameters()``
    of the model of the same structure (:func:`~xpnet.optim.torch_state.torch_parameters`, frozen ones included, as
-   an xpnet group holds them). Each parameter's state is renamed (``v`` is SGD's ``momentum_buffer``...), laid out
-   as torch's parameter (a Linear's transposed) and completed with the keys torch's step reads: ``step`` is the
+   an xpnet group holds them; ``trainable_only=True``: those that train, PyTorch's fine-tuning idiom). Each
+   parameter's state is renamed (``v`` is SGD's ``momentum_buffer``...), laid out as torch's parameter (a Linear's
+   transposed) and completed with the keys torch's step reads: ``step`` is the
    parameter's own count, ``t - skipped``, NAdam's ``mu_product`` its product of mu up to that step.
 4. Every problem is gathered into one ValueError before anything is built; then, with ``as_tensors=True``, each
    array becomes a CPU torch tensor.
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._user import flag
 from ..backend import host_copy
 from ..backend.libraries import library
 from .base import Optimizer
@@ -45,7 +47,8 @@ _NO_STEP = {"SGD", "LBFGS"}  # torch.optim's optimizers without a per-parameter 
 _LBFGS_FLAT = ("d", "prev_flat_grad")
 
 
-def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
+def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool = False,
+                               trainable_only: bool = False) -> dict[str, Any]:
     """The xpnet ``optimizer``'s state as torch.optim's ``state_dict()`` (``state`` by parameter index,
     ``param_groups``) for its torch twin built over the PyTorch model of ``model``'s structure, whose weights
     ``xn.torch_state_dict(model)`` gives: a run started in xpnet goes on in PyTorch with its momentum buffers,
@@ -65,15 +68,18 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     every parameter with state, as torch makes it at construction), ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``,
     ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS`` (its flat vectors reordered into torch's order and layouts,
     zeros for a frozen parameter, as torch's zero gradient of one gives). torch's optimizer must have the same
-    param groups, each of every parameter of the same layers (``model.parameters()``, frozen ones included); its
-    indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not stepped yet
-    has no state, as in torch. Refused, naming the group or parameter and why, before anything is built: the book's
-    ``Momentum`` and conventions (no twin); a weight decay with ``weight_decay_on="weights"`` (torch's decays every
-    parameter: build the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for
-    ``LBFGS`` the one bias of a default RNN/LSTM. Converted with a warning: that one bias ``b``, whose weights go
-    out as ``bias_ih = b``, ``bias_hh = 0``: each of torch's two takes ``b``'s state (the state each would have,
-    given ``b``'s gradients), but torch then steps each of the two by the update where xpnet steps ``b`` once, so
-    the run goes on as torch's two-bias layer does, not as xpnet's (``convention="pytorch"`` goes on exactly).
+    param groups, each of every parameter of the same layers (``model.parameters()``, frozen ones included), or
+    with ``trainable_only=True`` of those that train (PyTorch's fine-tuning idiom, ``Adam(p for p in
+    model.parameters() if p.requires_grad)``, the torch model's layers frozen alike; a frozen parameter's state is
+    left out); its indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not
+    stepped yet has no state, as in torch (``Adagrad``'s: zeros, as its constructor makes them). Refused, naming the
+    group or parameter and why, before anything is built: the book's ``Momentum`` and conventions (no twin); a
+    weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build the xpnet optimizer with
+    ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
+    Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
+    torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
+    of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
+    xpnet's (``convention="pytorch"`` goes on exactly).
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"{WHO}: expected an xpnet optimizer first (xn.optim.Adam(model.parameters())), got "
@@ -81,11 +87,15 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     if not hasattr(model, "named_modules"):
         raise TypeError(f"{WHO}: expected the xpnet model second (the one xn.torch_state_dict exports), got "
                         f"{type(model).__name__}")
+    as_tensors, trainable_only = flag(as_tensors, WHO, "as_tensors"), flag(trainable_only, WHO, "trainable_only")
     name, slots = find_twin(optimizer, WHO)
     places = _places(optimizer, model, WHO)
     problems: list[str] = []
     groups = [_group(optimizer, i, name, problems) for i in range(len(places))]
     entries = [torch_parameters(node, WHO) for node, _, _ in places]
+    if trainable_only:
+        entries = [[e for e in found if e[1] in node.trainable_params()]
+                   for found, (node, _, _) in zip(entries, places)]
     if isinstance(optimizer, LBFGS):
         state = _lbfgs_state(optimizer, places[0][0], places[0][2], entries[0], problems)
     else:
