@@ -202,9 +202,10 @@ def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector(trainable
 
 def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     """Two groups (a scheduler's initial_lr, a key of the user's own), a layer frozen for the first step (its own
-    step count), NAdam's mu_product: the NumPy dict loads back into a new xpnet NAdam equal, and both go on alike."""
+    step count), NAdam's mu_product: the NumPy dict loads back into a new xpnet NAdam equal, and it, the first and
+    torch's NAdam of two groups go on alike."""
     torch = _torch()
-    ours, _ = _mlp(torch)
+    ours, tmodel = _mlp(torch)
     opt = optim.NAdam([{"params": ours[0].parameters(), "name": "body"}, {"params": ours[2].parameters(),
                                                                            "lr": 0.02}], lr=0.05, weight_decay=0.01,
                       weight_decay_on="all")
@@ -222,17 +223,24 @@ def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     assert [dict(g) for g in back.param_groups] == [dict(g) for g in opt.param_groups]
     assert (back.t, back.skipped) == (opt.t, opt.skipped) and len(opt.skipped) == 2
     for name, slots in opt.state.items():
-        assert back.scalars[name]["mu_product"] == pytest.approx(opt.scalars[name]["mu_product"], rel=1e-15)
+        assert back.scalars[name] == opt.scalars[name]
         for key, value in slots.items():
             np.testing.assert_array_equal(back.state[name][key], value, err_msg=f"{name} {key}")
     again = xn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(dtype="float64")
     again.load_state_dict(ours.state_dict())
     back = optim.NAdam([{"params": again[0].parameters()}, {"params": again[2].parameters()}])
     xn.load_torch_optimizer_state_dict(back, again, sd)
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    topt = torch.optim.NAdam([{"params": tmodel[0].parameters()}, {"params": tmodel[2].parameters()}])
+    topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
+    assert [(g["lr"], g.get("name"), g["initial_lr"]) for g in topt.param_groups] == [(0.05, "body", 0.05),
+                                                                                       (0.02, None, 0.02)]
     _xpnet_steps(ours, opt, batches[3:])
     _xpnet_steps(again, back, batches[3:])
+    _torch_steps(torch, tmodel, topt, batches[3:])
     for name, p in ours.named_params().items():
-        np.testing.assert_allclose(again.named_params()[name], p, rtol=1e-13, err_msg=name)
+        np.testing.assert_array_equal(again.named_params()[name], p, err_msg=name)
+    _same_weights(ours, tmodel)
 
 
 def test_an_lstms_one_bias_goes_out_as_torchs_two_with_its_state_and_a_warning():
