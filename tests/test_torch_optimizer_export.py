@@ -295,15 +295,16 @@ def test_an_lstms_one_bias_goes_out_as_torchs_two_with_its_state_and_a_warning()
     opt = optim.Adam(ours.parameters(), lr=0.01)
     with pytest.warns(UserWarning, match="two biases summed into one"):  # torch's two loaded into the one b
         _xpnet_steps(ours, opt, _batches(2, lstm=True))
-    with pytest.warns(UserWarning, match=r"one bias of 0\.bias_ih_l0 .* each with b's state; torch steps each of the "
-                                         r"two .* convention='pytorch'"):
+    with pytest.warns(UserWarning, match=r"one bias goes to torch as its two biases \(0\.b as 0\.bias_ih_l0 = 0\.b, "
+                                         r"0\.bias_hh_l0 = 0\), each with its state; torch steps each .* "
+                                         r"convention='pytorch'"):
         sd = xn.torch_optimizer_state_dict(opt, ours)
     np.testing.assert_array_equal(sd["state"][2]["exp_avg"], opt.state["0.b"]["m"])
     np.testing.assert_array_equal(sd["state"][3]["exp_avg"], opt.state["0.b"]["m"])
     np.testing.assert_array_equal(sd["state"][0]["exp_avg_sq"], opt.state["0.Wx"]["v"].T)
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     topt = torch.optim.Adam(tmodel.parameters())
-    with pytest.warns(UserWarning, match="one bias of 0\\.bias_ih_l0"):
+    with pytest.warns(UserWarning, match=r"0\.b as 0\.bias_ih_l0"):
         topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
     _torch_steps(torch, tmodel, topt, _batches(1, lstm=True))  # torch's step reads every key it needs
 
@@ -321,6 +322,15 @@ def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
         xn.torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours)
     with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: Adam\(convention='book'\) is the book's"):
         xn.torch_optimizer_state_dict(optim.Adam(ours.parameters(), convention="book"), ours)
+
+    loaded = optim.SGD(0.1)  # the book's way: no model bound, only the one given here to pair its state with
+    loaded.load_state_dict(spared.state_dict())
+    wider = xn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 3)).to(dtype="float64")
+    with pytest.raises(ValueError, match=r"the state v of 0\.W has shape \(4, 6\), the parameter \(4, 7\): the state "
+                                         r"of another model"):
+        xn.torch_optimizer_state_dict(loaded, wider)
+    with pytest.raises(ValueError, match=r"the state of 2\.W, 2\.b is of no parameter of the model given"):
+        xn.torch_optimizer_state_dict(loaded, xn.Sequential(nn.Linear(4, 6)).to(dtype="float64"))
 
     class Clipped(optim.SGD):  # a hyperparameter of one's own, which torch.optim.SGD would not read
         def __init__(self, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *,

@@ -73,7 +73,8 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     model.parameters() if p.requires_grad)``, the torch model's layers frozen alike; a frozen parameter's state is
     left out); its indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not
     stepped yet has no state, as in torch (``Adagrad``'s: zeros, as its constructor makes them). Refused, naming the
-    group or parameter and why, before anything is built: the book's ``Momentum`` and conventions (no twin); a
+    group or parameter and why, before anything is built: the state of another model than ``model`` (names,
+    shapes); the book's ``Momentum`` and conventions (no twin); a
     weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build the xpnet optimizer with
     ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
@@ -96,13 +97,20 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     if trainable_only:
         entries = [[e for e in found if e[1] in node.trainable_params()]
                    for found, (node, _, _) in zip(entries, places)]
+    summed: dict[str, list[str]] = {}
     if isinstance(optimizer, LBFGS):
         state = _lbfgs_state(optimizer, places[0][0], places[0][2], entries[0], problems)
     else:
-        state = _param_state(optimizer, name, slots, places, entries, groups, problems)
+        state, summed = _param_state(optimizer, name, slots, places, entries, groups, problems)
     if problems:
         raise ValueError(f"{WHO}: the xpnet {optimizer.name}'s state has no torch.optim.{name} equivalent:\n  "
                          + "\n  ".join(problems))
+    if summed:
+        pairs = "; ".join(f"{n} as {a} = {n}, {b} = 0" for n, (a, b) in summed.items())
+        warnings.warn(f"{WHO}: xpnet's one bias goes to torch as its two biases ({pairs}), each with its state; "
+                      "torch steps each of the two by the update where xpnet steps the one once, so the run goes on "
+                      "as torch's two-bias layer, not as xpnet's: build the layer with convention='pytorch' to go on "
+                      "exactly", UserWarning, stacklevel=2)
     first = 0
     for group, found in zip(groups, entries):
         group["params"] = list(range(first, first + len(found)))
@@ -140,13 +148,16 @@ def _group(optimizer: Any, index: int, name: str, problems: list[str]) -> dict[s
 
 def _param_state(optimizer: Any, name: str, slots: dict[str, str], places: list[tuple[Any, str, str]],
                  entries: list[list[tuple[str, str, str, int]]], groups: list[dict[str, Any]],
-                 problems: list[str]) -> dict[int, dict[str, Any]]:
-    """torch's ``state`` by index: each parameter's state renamed, laid out as torch's and completed."""
+                 problems: list[str]) -> tuple[dict[int, dict[str, Any]], dict[str, list[str]]]:
+    """torch's ``state`` by index: each parameter's state renamed, laid out as torch's and completed; the
+    summed biases (xpnet's name -> torch's two) to warn of."""
     state: dict[int, dict[str, Any]] = {}
-    summed: list[str] = []
+    summed: dict[str, list[str]] = {}
     index = 0
+    known: set[str] = set()
     for (node, name_prefix, torch_prefix), found, group in zip(places, entries, groups):
         params = node.named_params()
+        known.update(name_prefix + k for k in params)
         keys = [k for k in slots.values() if k not in _ONLY_WITH or group.get(_ONLY_WITH[k])]
         for torch_name, xpnet_name, how, part in found:
             full = name_prefix + xpnet_name
@@ -162,20 +173,23 @@ def _param_state(optimizer: Any, name: str, slots: dict[str, str], places: list[
             if name == "NAdam":
                 theirs["mu_product"] = np.asarray(_mu_product(optimizer, full, group, int(theirs["step"])))
             by_key = {tkey: slot for slot, tkey in slots.items()}
+            shape = tuple(int(d) for d in p.shape)
             for key in keys:
                 value = (own or {}).get(by_key[key])
-                a = np.zeros(tuple(int(d) for d in p.shape), dtype=p.dtype) if value is None else host_copy(value)
+                a = np.zeros(shape, dtype=p.dtype) if value is None else host_copy(value)
+                if a.shape != shape:
+                    problems.append(f"the state {by_key[key]} of {full} has shape {a.shape}, the parameter {shape}: "
+                                    "the state of another model")
                 theirs[key] = np.array(a.T, order="C") if how == "T" else a
             state[index] = theirs
-            if how == "+" and part == 0:
-                summed.append(torch_prefix + torch_name)
+            if how == "+":
+                summed.setdefault(full, []).append(torch_prefix + torch_name)
             index += 1
-    if summed:
-        warnings.warn(f"{WHO}: xpnet's one bias of {', '.join(summed)} (and their bias_hh) goes to torch as its "
-                      "two, bias_ih = b and bias_hh = 0, each with b's state; torch steps each of the two by the "
-                      "update where xpnet steps b once, so the run goes on as torch's two-bias layer, not as "
-                      "xpnet's: build the layer with convention='pytorch' to go on exactly", UserWarning, stacklevel=3)
-    return state
+    unknown = sorted(set(optimizer.state) - known)
+    if unknown:
+        problems.append(f"the state of {', '.join(unknown[:4])}{', ...' if len(unknown) > 4 else ''} is of no "
+                        "parameter of the model given: pass the model the optimizer steps")
+    return state, summed
 
 
 def _mu_product(optimizer: Any, name: str, group: dict[str, Any], n: int) -> float:
