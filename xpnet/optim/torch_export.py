@@ -74,9 +74,9 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     left out); its indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not
     stepped yet has no state, as in torch (``Adagrad``'s: zeros, as its constructor makes them). Refused, naming the
     group or parameter and why, before anything is built: the state of another model than ``model`` (names,
-    shapes); the book's ``Momentum`` and conventions (no twin); a
-    weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build the xpnet optimizer with
-    ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
+    shapes); the book's ``Momentum`` and conventions (no twin); a weight decay with ``weight_decay_on="weights"``
+    (torch's decays every parameter: build the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only
+    hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
     torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
@@ -129,8 +129,7 @@ def _group(optimizer: Any, index: int, name: str, problems: list[str]) -> dict[s
     if on != "all" and values.get("weight_decay"):
         problems.append(f"{where}: weight_decay={values['weight_decay']} with weight_decay_on={on!r} spares the "
                         f"biases (and norms' gamma, beta), where torch.optim.{name}'s weight_decay is on every "
-                        "parameter of its group: build the xpnet optimizer with weight_decay_on='all' (or put the "
-                        "spared layers in a group of their own with weight_decay=0, in both)")
+                        "parameter of its group: build the xpnet optimizer with weight_decay_on='all'")
     values.pop("convention", None)  # "pytorch": twin() refused the book's
     fixed = SGD.PYTORCH_ONLY if isinstance(optimizer, Nesterov) else optimizer.PYTORCH_ONLY
     implied = {"dampening": 0.0, "nesterov": True} if isinstance(optimizer, Nesterov) else {}
