@@ -29,6 +29,7 @@ NAMES = [
     "manual_seed", "no_grad", "set_grad_enabled", "enable_grad",
     # PyTorch's state dicts in and out
     "load_torch_state_dict", "torch_state_dict", "read_torch_file", "load_torch_optimizer_state_dict",
+    "torch_optimizer_state_dict",
 ]
 
 
@@ -60,6 +61,7 @@ def test_public_name_exists(name):
     (xn.load_torch_state_dict, ["strict", "key"]),
     (xn.torch_state_dict, ["as_tensors"]),
     (xn.load_torch_optimizer_state_dict, ["optimizer", "model", "state_dict", "key"]),
+    (xn.torch_optimizer_state_dict, ["optimizer", "model", "as_tensors", "trainable_only"]),
     (xn.Model.predict, ["batch_size"]),
 ])
 def test_contract_keywords(fn, keywords):

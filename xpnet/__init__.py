@@ -23,7 +23,7 @@ from .grad_mode import enable_grad, no_grad, set_grad_enabled
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
 from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
-from .optim import load_torch_optimizer_state_dict
+from .optim import load_torch_optimizer_state_dict, torch_optimizer_state_dict
 from .models import (Model, Sequential, XpnetFileError, load, load_chainer_npz, load_torch_state_dict,
                      read_torch_file, save, torch_state_dict)
 from .testing import GradcheckError
@@ -71,6 +71,7 @@ __all__ = [
     "testing",
     "to_device",
     "to_numpy",
+    "torch_optimizer_state_dict",
     "torch_state_dict",
     "train",
     "unfreeze_batch_norm",

@@ -16,6 +16,7 @@ Adamax, Adadelta and LBFGS, with PyTorch's names for their arguments.
 - ``lr_scheduler``: PyTorch's learning-rate schedulers (StepLR, OneCycleLR, ReduceLROnPlateau, ...);
 - ``swa_utils``: PyTorch's weight averaging (AveragedModel for SWA and EMA, update_bn, SWALR);
 - ``torch_state``: torch.optim's state dicts into xpnet's optimizers (``xn.load_torch_optimizer_state_dict``);
+  ``torch_export``: xpnet's optimizer state out as torch.optim's (``xn.torch_optimizer_state_dict``);
   ``torch_twins``: which torch optimizer is whose twin, and which one a torch state dict is of.
 
 ``weight_decay`` on every optimizer is the book's L2 (MultiLayerNet's ``weight_decay_lambda``):
@@ -40,11 +41,13 @@ from .clip import clip_grad_norm, clip_grad_value
 from .lbfgs import LBFGS, NOT_IN_TRAIN
 from . import lr_scheduler, swa_utils
 from .sgd import SGD, Momentum, Nesterov
+from .torch_export import torch_optimizer_state_dict
 from .torch_state import load_torch_optimizer_state_dict
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW", "NAdam", "RAdam",
            "Adamax", "Adadelta", "LBFGS", "OPTIMIZERS", "get",
-           "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils", "load_torch_optimizer_state_dict"]
+           "clip_grad_norm", "clip_grad_value", "lr_scheduler", "swa_utils", "load_torch_optimizer_state_dict",
+           "torch_optimizer_state_dict"]
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW, "nadam": NAdam, "radam": RAdam,

@@ -61,7 +61,7 @@ _LBFGS_FLAT = ("d", "prev_flat_grad")  # torch.optim.LBFGS's flat vectors; old_d
 _LBFGS_FLOATS = ("t", "H_diag", "prev_loss")
 
 
-def torch_parameters(node: Any) -> list[tuple[str, str, str, int]]:
+def torch_parameters(node: Any, who: str = WHO) -> list[tuple[str, str, str, int]]:
     """The parameters of ``node`` in the order of PyTorch's ``model.parameters()`` for the model of the same
     structure: ``(PyTorch's name, xpnet's name, how, part)``, ``how`` as in ``TORCH_NAMES`` ("" the same array, "T"
     transposed, "+" one of two summed), ``part`` which of the two. A node's own parameters come before those of its
@@ -73,7 +73,7 @@ def torch_parameters(node: Any) -> list[tuple[str, str, str, int]]:
     for prefix, sub in modules.items():
         refusal = _refusal(sub)
         if refusal is not None:
-            raise ValueError(f"{WHO}: {_describe(prefix, sub)}: {refusal}")
+            raise ValueError(f"{who}: {_describe(prefix, sub)}: {refusal}")
         dot, level = _place(prefix, modules)
         own = []
         for name, formula in _names(sub, level).items():
@@ -217,15 +217,15 @@ def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
     raise ValueError(f"{WHO}: expected torch.optim's state_dict (keys 'state' and 'param_groups'), got {what}{hint}")
 
 
-def _places(optimizer: Any, model: Any) -> list[tuple[Any, str, str]]:
+def _places(optimizer: Any, model: Any, who: str = WHO) -> list[tuple[Any, str, str]]:
     """Per xpnet param group: (its node, the prefix of its state's names, the prefix of its PyTorch names in
-    ``model``)."""
+    ``model``); ``who``: the function asking."""
     modules = model.named_modules()
 
     def torch_prefix(node: Any) -> str:
         name = next((k for k, v in modules.items() if v is node), None)
         if name is None:
-            raise ValueError(f"{WHO}: the {optimizer.name} updates a {node.name} that is not inside the "
+            raise ValueError(f"{who}: the {optimizer.name} updates a {node.name} that is not inside the "
                              f"{model.name} given; pass the model the optimizer was built with")
         return f"{name}." if name else ""
 

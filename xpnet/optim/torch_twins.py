@@ -38,7 +38,7 @@ TWINS: dict[type, tuple[str, dict[str, str]]] = {
 # Why an xpnet optimizer has no twin to load from.
 _NO_TWIN = {
     Momentum: "xn.optim.Momentum is the book's (v = momentum * v - lr * g, p += v), whose v is not torch.optim.SGD's "
-              "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) to load it",
+              "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) instead",
 }
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
@@ -80,19 +80,20 @@ KNOWN = set().union(*_TORCH_KEYS.values())
 _INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel"}
 
 
-def twin(optimizer: Any) -> tuple[str, dict[str, str]]:
-    """The torch.optim twin of ``optimizer`` and its state's keys, or a ValueError saying why it has none."""
+def twin(optimizer: Any, who: str = WHO) -> tuple[str, dict[str, str]]:
+    """The torch.optim twin of ``optimizer`` and its state's keys, or a ValueError (``who``: the function asking)
+    saying why it has none."""
     for cls in type(optimizer).__mro__:
         if cls in _NO_TWIN:
-            raise ValueError(f"{WHO}: {_NO_TWIN[cls]}")
+            raise ValueError(f"{who}: {_NO_TWIN[cls]}")
         if cls in TWINS:
             twin = TWINS[cls]
             break
     else:
-        raise ValueError(f"{WHO}: {optimizer.name} has no torch.optim twin (those that load: "
+        raise ValueError(f"{who}: {optimizer.name} has no torch.optim twin (those that have one: "
                          f"{', '.join(sorted({c.__name__ for c in TWINS}))})")
     if getattr(optimizer, "convention", "pytorch") != "pytorch":
-        raise ValueError(f"{WHO}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
+        raise ValueError(f"{who}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
                          f"otherwise than torch.optim.{twin[0]}; build {optimizer.name}(..., convention='pytorch') "
                          "to go on as PyTorch's run")
     return twin
