@@ -33,6 +33,10 @@ caches (:mod:`xpnet.layers.left_out`; ``reused`` opens and closes each round, ``
 
 Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
 
+An evaluation-mode forward of a model (or of a layer by itself) between a training forward and its backward (a
+validation line within a step) keeps what it replaced till the next backward, which in training mode serves the
+training forward, as PyTorch's autograd serves its graph, and in evaluation mode the evaluation forward (``_Pending``).
+
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
 """
@@ -93,14 +97,16 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         local = _local
         calls = local.calls
-        before = None
+        before = watch = None
         if calls is not None:
             # within another model's forward: a record of its own calls too, but where xpnet's backward takes them
             if written_out or _written_out(type(self).backward):  # (or a subclass's, written out)
                 before = counts(calls, local.repeats)
         else:
+            own = self.__dict__
+            if _PENDING in own or (FORWARDS in own and own[FORWARDS]):  # a training forward's backward pending
+                watch = _watch(self, train if given or "train" in kwargs else default)
             if train is not False:
-                own = self.__dict__
                 own[FORWARDS] = own.get(FORWARDS, 0) + 1  # _count_forward's line, without its call
             else:
                 _evaluated(self)
@@ -153,6 +159,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
                 local.no_grad_firsts = None
+                if watch is not None:
+                    watch.note()
     return run
 
 
@@ -191,6 +199,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
         training = train is True or (train is None and self.training)
         if calls is None:  # a layer called by itself, outside any model: what a model's forward left unfinished
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
+            own = self.__dict__
+            watch = _watch(self, train) if _PENDING in own or (FORWARDS in own and own[FORWARDS]) else None
             if training:
                 _count_forward(self)
             else:
@@ -202,6 +212,9 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 if hinted is None:
                     raise
                 raise hinted from e
+            finally:
+                if watch is not None:
+                    watch.note()
         kept = None
         stateful = getattr(self, "stateful", False) is True
         use = training or (local.evaluating and not stateful)
@@ -330,8 +343,9 @@ _USES = left_out.USES
 _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
+_PENDING = "_training_forward_pending"  # on every node: what evaluation-mode forwards replaced (_Pending)
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST, stale.STAMP, BEFORE, LAST, STEPPED, READ})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST, _PENDING, stale.STAMP, BEFORE, LAST, STEPPED, READ})
 _ABSENT = object()
 
 
@@ -456,6 +470,66 @@ def looked(model: Any) -> Any:
             now.update(attributes)
 
 
+# Kept as the last forward's, whichever backward follows: what a user plots, not what a backward reads.
+_SHOWN = frozenset({"attention_weights", _PENDING})
+
+
+class _Pending:
+    """An evaluation-mode forward of a model (or of a layer by itself) after a training forward whose backward has
+    not run yet: ``model.eval(); v = model(x_val); model.train()`` or ``model.forward(x_val, train=False)``
+    between ``out = model(x)`` and ``model.backward(dy)``. ``before``: each node's attributes before the first
+    such forward; ``changed``: (node index, name) of those the evaluation forwards rebound (caches, records of
+    calls, forward counts). The evaluation forward keeps its state till the next backward of the model or of
+    one of its layers (``settle``): in training mode, the layers' mode at that backward, the training forward's
+    state comes back and the backward serves it, as PyTorch's serves the graph of the output it starts from;
+    in evaluation mode (``model.eval()`` kept: a saliency map's backward) it serves the evaluation forward. A
+    training forward in between ends it (``_watch``). ``attention_weights`` stay the last forward's (plots)."""
+
+    __slots__ = ("nodes", "before", "changed")
+
+    def __init__(self, layer: Any) -> None:
+        self.nodes = _nodes(layer)
+        self.before = [dict(vars(node)) for node in self.nodes]
+        self.changed: set[tuple[int, str]] = set()
+
+    def note(self) -> None:
+        """After an evaluation forward: note what it rebound, and mark every node as holding this."""
+        for i, node in enumerate(self.nodes):
+            now, before = vars(node), self.before[i]
+            self.changed.update((i, k) for k in now.keys() | before.keys()
+                                if k not in _SHOWN and now.get(k, _ABSENT) is not before.get(k, _ABSENT))
+            now[_PENDING] = self
+
+    def drop(self) -> None:
+        for node in self.nodes:
+            if vars(node).get(_PENDING) is self:
+                del vars(node)[_PENDING]
+
+    def settle(self, layer: Any) -> None:
+        """At a backward of ``layer`` (the model or one of its nodes): the training forward's state back if
+        ``layer`` is in training mode, else the evaluation forward's kept; either way, once."""
+        self.drop()
+        if layer.training:
+            for i, k in self.changed:
+                now, value = vars(self.nodes[i]), self.before[i].get(k, _ABSENT)
+                if value is _ABSENT:
+                    now.pop(k, None)
+                else:
+                    now[k] = value
+
+
+def _watch(layer: Any, train: Any) -> _Pending | None:
+    """The outermost forward of ``layer`` (``train``: its argument, None for the layer's mode), run with a
+    training forward's backward pending or an evaluation forward's state noted: an evaluation-mode one is
+    watched (``_Pending``); a training-mode one ends what was noted (its own backward follows)."""
+    pending = vars(layer).get(_PENDING)
+    if train is True or (train is None and layer.training):
+        if pending is not None:
+            pending.drop()
+        return None
+    return pending if pending is not None else _Pending(layer)
+
+
 def _stateful_twice(layer: Any) -> str:
     """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
@@ -516,6 +590,8 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
+        if _PENDING in own:  # an evaluation-mode forward after a training forward whose backward this may be
+            own[_PENDING].settle(self)
         if own.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
         now = stale.clock

@@ -1,0 +1,157 @@
+"""An evaluation-mode forward between a training forward and its backward (a validation line within a step):
+``out = model(x)``, then ``model.eval(); model(x_val); model.train()`` or ``model.forward(x_val, train=False)``,
+then ``model.backward(dy)``: the backward serves the training forward, as PyTorch's autograd serves the graph that
+the first forward saved (it served the evaluated batch, silently); left in ``eval()`` it serves the evaluation
+forward (a saliency map)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as L
+
+F64 = "float64"
+
+
+class Twice(xn.Model):
+    """PyTorch's way: one ReLU object for two uses, a BatchNorm between, the backward written out."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.bn, self.fc2 = L.Linear(3, 4, dtype=F64), L.BatchNorm(4, dtype=F64), L.Linear(4, 2, dtype=F64)
+        self.relu = L.ReLU()
+
+    def forward(self, x, train=True):
+        return self.fc2(self.relu(self.bn(self.relu(self.fc1(x)))))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.relu.backward(self.bn.backward(self.relu.backward(self.fc2.backward(dy)))))
+
+
+def _sequential():
+    return xn.Sequential(L.Linear(3, 4, dtype=F64), L.Residual(xn.Sequential(L.BatchNorm(4, dtype=F64), L.Tanh())),
+                         L.ReLU(), L.Linear(4, 2, dtype=F64))
+
+
+def _look(model, x_val, how):
+    if how == "eval_then_train":
+        model.eval()
+        model(x_val)
+        model.train()
+    elif how == "train_false":
+        model.forward(x_val, train=False)
+    else:  # under no_grad, PyTorch's usual validation
+        with xn.no_grad():
+            model.eval()
+            model(x_val)
+        model.train()
+
+
+@pytest.mark.parametrize("how", ["eval_then_train", "train_false", "no_grad"])
+@pytest.mark.parametrize("net", [Twice, _sequential], ids=["model", "sequential"])
+def test_the_backward_after_an_evaluation_forward_serves_the_training_forward_as_pytorch(net, how):
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    torch.manual_seed(0)
+    theirs = torch.nn.ModuleDict({"fc1": torch.nn.Linear(3, 4), "bn": torch.nn.BatchNorm1d(4),
+                                  "fc2": torch.nn.Linear(4, 2)}).double()
+    ours = net()
+    twice = isinstance(ours, Twice)
+    names = {"fc1": "fc1", "bn": "bn", "fc2": "fc2"} if twice else {"0": "fc1", "1.body.0": "bn", "3": "fc2"}
+    xn.load_torch_state_dict(ours, {f"{o}.{k}": v for o, t in names.items()
+                                    for k, v in theirs[t].state_dict().items()})
+    rng = np.random.default_rng(0)
+    x, x_val, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+
+    def torch_forward(xt):
+        h = theirs["fc1"](xt)
+        h = torch.relu(theirs["bn"](torch.relu(h))) if twice else torch.relu(h + torch.tanh(theirs["bn"](h)))
+        return theirs["fc2"](h)
+
+    out = torch_forward(torch.tensor(x))
+    theirs.eval()
+    with torch.no_grad():
+        torch_forward(torch.tensor(x_val))
+    theirs.train()
+    out.backward(torch.tensor(dy))
+
+    ours(x)
+    _look(ours, x_val, how)
+    ours.backward(dy)
+    grads = ours.named_grads()
+    for o, t in names.items():
+        weight = theirs[t].weight.grad.numpy()
+        np.testing.assert_allclose(grads[f"{o}.gamma" if t == "bn" else f"{o}.W"], weight if t == "bn" else weight.T,
+                                   rtol=1e-10, err_msg=o)
+    bn = ours.bn if twice else ours[1].body[0]
+    np.testing.assert_allclose(xn.to_numpy(bn.running_mean), theirs["bn"].running_mean.numpy(), rtol=1e-12)
+
+
+def _lstm_model():
+    return xn.Sequential(L.LSTM(3, 4, batch_first=True, stateful=True, dtype=F64), L.Linear(4, 2, dtype=F64))
+
+
+@pytest.mark.parametrize("net", [
+    lambda: xn.Sequential(L.Linear(3, 4, dtype=F64), L.Dropout(0.5), L.Linear(4, 2, dtype=F64)),
+    _lstm_model,
+    lambda: L.Linear(3, 2, dtype=F64),
+], ids=["dropout", "stateful_lstm", "lone_layer"])
+def test_a_look_between_leaves_the_step_as_without_it_and_a_saliency_map_after_eval_serves_its_forward(net):
+    """Against the same model without the look (a Dropout's mask, a stateful LSTM's state for the next batch, a
+    layer called by itself): the gradients and the next step's output equal; kept in eval(), the backward is the
+    evaluated batch's."""
+    rng = np.random.default_rng(1)
+    shape = (2, 3, 3) if net is _lstm_model else (5, 3)
+    x, x_val = rng.standard_normal(shape), rng.standard_normal(shape)
+    plain = net()
+    looked = copy.deepcopy(plain)
+    dy = np.ones_like(plain(x))
+    expected = plain.backward(dy)
+    looked(x)
+    looked.eval()
+    looked(x_val)
+    looked.train()
+    np.testing.assert_array_equal(looked.backward(dy), expected)
+    for k, g in plain.named_grads().items():
+        np.testing.assert_array_equal(looked.named_grads()[k], g, err_msg=k)
+    np.testing.assert_array_equal(looked(x), plain(x))  # the next training forward, from the same state
+    saliency = copy.deepcopy(looked)
+    saliency.eval()
+    y = saliency(x_val)
+    looked.eval()
+    looked(x_val)
+    np.testing.assert_array_equal(looked.backward(dy), saliency.backward(np.ones_like(y)))
+
+
+def test_attention_weights_stay_the_evaluation_forwards_for_a_plot():
+    att = L.Attention()
+    rng = np.random.default_rng(2)
+    hs_enc, hs_dec, val = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 4, 3))
+    plain = copy.deepcopy(att)
+    plain(hs_enc, hs_dec)
+    expected = plain.backward(np.ones((2, 2, 3)))
+    att(hs_enc, hs_dec)
+    weights = att.forward(val, hs_dec, train=False)
+    shown = att.attention_weights
+    assert np.array_equal(att.backward(np.ones((2, 2, 3)))[0], expected[0])
+    assert att.attention_weights is shown and weights.shape == (2, 2, 3)
+
+
+def test_a_backward_written_out_layer_by_layer_after_a_look_serves_the_training_forward():
+    """The book's ``for layer in reversed(layers): dout = layer.backward(dout)`` after a look (``train=False``)."""
+    rng = np.random.default_rng(3)
+    plain = xn.Sequential(L.Linear(3, 4, dtype=F64), L.BatchNorm(4, dtype=F64), L.ReLU(), L.Linear(4, 2, dtype=F64))
+    looked = copy.deepcopy(plain)
+    x, x_val, dy = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    plain(x)
+    expected = plain.backward(dy)
+    looked(x)
+    looked.forward(x_val, train=False)
+    for layer in reversed(list(looked)):
+        dy = layer.backward(dy)
+    np.testing.assert_array_equal(dy, expected)
+    for k, g in plain.named_grads().items():
+        np.testing.assert_array_equal(looked.named_grads()[k], g, err_msg=k)
