@@ -12,9 +12,14 @@ model drops at random: R-Drop's two passes), in statements of the block that hol
 as the lines they would take (the backward's own is the one on its line that calls a backward). No such statement: a
 call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad),
 ``model.predict`` (a look, which leaves the caches alone), a call whose output goes nowhere a loss could take it
-from (a statement of its own, ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through
-time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of
-its own calls).
+from (a statement of its own, ``.shape``). A call in a comprehension whose outputs the statement joins
+(``sum(model(x) for x in xs)``, ``np.stack([model(x) for x in xs])``) is a call per element, more than one where the
+backward found more than one forward; a comprehension kept as a list (``outs = [model(x) for x in xs]``) is a loop
+(REINFORCE's per-step calls). Not followed: calls within a function of one's own (``a = run(x1); b = run(x2)``,
+``run`` calling the model), whose lines are not the backward's block; reading them would need the calling line of
+every forward, a cost on every training step's path. Left alone: a stateful model's calls (truncated
+backpropagation through time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer
+called by itself (a test of its own calls).
 
 A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
@@ -90,9 +95,39 @@ def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str
         if isinstance(func, ast.Attribute) and func.attr == "forward":
             func = func.value
         if ast.get_source_segment(source, func) == receiver:
-            found.append((ast.get_source_segment(source, node) or receiver,
-                          "; ".join(ast.dump(a) for a in node.args)))
+            text = ast.get_source_segment(source, node) or receiver
+            inputs = "; ".join(ast.dump(a) for a in node.args)
+            found.append((text, inputs))
+            comprehension = _comprehension_of(node, parents)
+            if comprehension is not None:  # one call a element: PyTorch's one backward goes through each
+                found[-1] = (f"`{ast.get_source_segment(source, comprehension)}` (a call per element)", inputs)
+                found.append((f"{_LAST}{text}", inputs + " (another element)"))
     return found
+
+
+_LAST = "the last element's "  # a comprehension's last call, as the message names it
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+_JOINS = frozenset({"sum", "mean", "stack", "concatenate", "concat", "cat", "vstack", "hstack"})
+
+
+def _comprehension_of(call: ast.Call, parents: dict) -> ast.AST | None:
+    """The comprehension whose element (or condition) holds ``call`` where its outputs are joined in that
+    statement (``sum(model(x) for x in xs)``, ``np.stack([model(x) for x in xs])``: a call per element, all of
+    them going on into one value), or None; a call in its first iterable runs once. A comprehension kept as a
+    list (``probs = [policy(s) for s in states]``) is left alone, as a loop: REINFORCE's per-step calls, each
+    given its own backward (the last first, the next refused by ``rounded``) or a stack of them (refused by shape,
+    saying what to write)."""
+    child, node = call, parents.get(call)
+    while node is not None:
+        if isinstance(node, _COMPREHENSIONS) and child is not node.generators[0].iter:
+            join = parents.get(node)
+            func = getattr(join, "func", None)
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            return node if isinstance(join, ast.Call) and name in _JOINS else None
+        child, node = node, parents.get(node)
+    return None
 
 
 def _unused(call: ast.Call, parent: ast.AST | None) -> bool:
@@ -237,8 +272,9 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
     if found is None or (found[1] and not _drops(model)):
         return  # the same inputs each time, deterministic (a look at the weights, then need_weights=False): no matter
     calls = found[0]
+    shown = ", ".join(c for c in calls if not c.startswith(_LAST))  # a comprehension once
     raise RuntimeError(
-        f"{model.name}.backward after {', '.join(calls)}: PyTorch's one backward goes back through every call, "
+        f"{model.name}.backward after {shown}: PyTorch's one backward goes back through every call, "
         f"but an xpnet model keeps its last call's caches only, so this backward serves {calls[-1]} alone, whatever "
         f"gradient it is given (with that call's input and dropout mask). Call it within one forward of a model of "
         f"your own (each call is kept there, and its backward calls take them back last call first), join the inputs "
