@@ -470,35 +470,37 @@ def looked(model: Any) -> Any:
             now.update(attributes)
 
 
-# Kept as the last forward's, whichever backward follows: what a user plots, not what a backward reads.
-_SHOWN = frozenset({"attention_weights", _PENDING})
+# Not put back by a backward that serves a training forward after a look (_Pending.settle): what the layer holds
+# across forwards (as _HELD, less the forward's own records, FORWARDS, _USES, _LOST, which go back) and what a user
+# plots, kept as the last forward's.
+_NOT_BACK = (_HELD - {FORWARDS, _USES, _LOST}) | {"attention_weights"}
 
 
 class _Pending:
     """An evaluation-mode forward of a model (or of a layer by itself) after a training forward whose backward has
     not run yet: ``model.eval(); v = model(x_val); model.train()`` or ``model.forward(x_val, train=False)``
     between ``out = model(x)`` and ``model.backward(dy)``. ``before``: each node's attributes before the first
-    such forward; ``changed``: (node index, name) of those the evaluation forwards rebound (caches, records of
-    calls, forward counts). The evaluation forward keeps its state till the next backward of the model or of
-    one of its layers (``settle``): in training mode, the layers' mode at that backward, the training forward's
-    state comes back and the backward serves it, as PyTorch's serves the graph of the output it starts from;
-    in evaluation mode (``model.eval()`` kept: a saliency map's backward) it serves the evaluation forward. A
-    training forward in between ends it (``_watch``). ``attention_weights`` stay the last forward's (plots)."""
+    such forward (held till then: one forward's caches more). The evaluation forwards keep their state till the
+    next backward of the model or of one of its layers (``settle``): in training mode, the layers' mode at that
+    backward, the training forward's state comes back (caches, records of calls, forward counts, the no_grad
+    flag) and the backward serves it, as PyTorch's serves the graph of the output it starts from; in evaluation
+    mode (``model.eval()`` kept: a saliency map's backward) it serves the evaluation forward. A training forward
+    in between ends it (``_watch``). ``attention_weights`` stay the last forward's (a plot). Each later
+    evaluation forward finds it and does nothing more: an evaluation loop pays once."""
 
-    __slots__ = ("nodes", "before", "changed")
+    __slots__ = ("nodes", "before", "marked")
 
     def __init__(self, layer: Any) -> None:
         self.nodes = _nodes(layer)
         self.before = [dict(vars(node)) for node in self.nodes]
-        self.changed: set[tuple[int, str]] = set()
+        self.marked = False
 
     def note(self) -> None:
-        """After an evaluation forward: note what it rebound, and mark every node as holding this."""
-        for i, node in enumerate(self.nodes):
-            now, before = vars(node), self.before[i]
-            self.changed.update((i, k) for k in now.keys() | before.keys()
-                                if k not in _SHOWN and now.get(k, _ABSENT) is not before.get(k, _ABSENT))
-            now[_PENDING] = self
+        """After an evaluation forward: every node marked as holding this (once)."""
+        if not self.marked:
+            self.marked = True
+            for node in self.nodes:
+                vars(node)[_PENDING] = self
 
     def drop(self) -> None:
         for node in self.nodes:
@@ -509,12 +511,15 @@ class _Pending:
         """At a backward of ``layer`` (the model or one of its nodes): the training forward's state back if
         ``layer`` is in training mode, else the evaluation forward's kept; either way, once."""
         self.drop()
-        if layer.training:
-            for i, k in self.changed:
-                now, value = vars(self.nodes[i]), self.before[i].get(k, _ABSENT)
+        if not layer.training:
+            return
+        for node, before in zip(self.nodes, self.before):
+            now, kept = vars(node), _NOT_BACK.union(node.kept_between_uses)
+            for k in [k for k in now.keys() | before.keys() if k not in kept]:
+                value = before.get(k, _ABSENT)
                 if value is _ABSENT:
-                    now.pop(k, None)
-                else:
+                    del now[k]
+                elif now.get(k, _ABSENT) is not value:
                     now[k] = value
 
 
