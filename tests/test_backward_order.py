@@ -144,6 +144,27 @@ def test_calls_in_a_comprehension_joined_then_one_backward_are_refused():
     model.backward(total)
 
 
+def test_calls_through_a_function_of_ones_own_then_one_backward_are_refused():
+    """``a = run(x1); b = run(x2)`` with ``run`` calling the model, then one backward: it served ``run(x2)`` alone;
+    the function's calls in a loop (sampling) before a direct training call still run."""
+    model, rng = _net(), np.random.default_rng(5)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+
+    def run(x):
+        return model(x)
+
+    a = run(x1)
+    b = run(x2)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after run\(x1\) \(calling model\), run\(x2\) "
+                                           r"\(calling model\): .*serves run\(x2\) \(calling model\) alone"):
+        model.backward(a + b)
+    samples = []
+    for x in (x1, x2):
+        samples.append(run(x))
+    out = model(x1)
+    model.backward(out - samples[0])
+
+
 def test_each_calls_backward_before_the_next_call_adds_up_to_pytorchs_one_backward():
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model, rng = _net(), np.random.default_rng(2)

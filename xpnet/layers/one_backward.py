@@ -15,11 +15,13 @@ call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a targe
 from (a statement of its own, ``.shape``). A call in a comprehension whose outputs the statement joins
 (``sum(model(x) for x in xs)``, ``np.stack([model(x) for x in xs])``) is a call per element, more than one where the
 backward found more than one forward; a comprehension kept as a list (``outs = [model(x) for x in xs]``) is a loop
-(REINFORCE's per-step calls). Not followed: calls within a function of one's own (``a = run(x1); b = run(x2)``,
-``run`` calling the model), whose lines are not the backward's block; reading them would need the calling line of
-every forward, a cost on every training step's path. Left alone: a stateful model's calls (truncated
-backpropagation through time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer
-called by itself (a test of its own calls).
+(REINFORCE's per-step calls). Calls through a function of one's own (``a = run(x1); b = run(x2)``, ``run`` calling
+the model) count as calls of the model: a training forward made while another's backward is pending (never a
+step's path) notes the function and the line calling it (``note_helper``), and the backward's block is read for
+calls of that function too. A first forward is not noted (that would cost every step): a function called once,
+before a direct call of the model (``a = run(x1); b = model(x2)``), is not followed. Left alone: a stateful model's
+calls (truncated backpropagation through time: the last chunk's backward alone, as PyTorch's after
+``h.detach()``), and a layer called by itself (a test of its own calls).
 
 A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
@@ -83,9 +85,10 @@ def _receiver(stmt: ast.stmt, source: str) -> str | None:
     return receivers.pop() if len(receivers) == 1 else None
 
 
-def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str]]:
-    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``: (the call's
-    source, its positional arguments')."""
+def _calls_of(stmt: ast.stmt, receiver: str, source: str, helpers: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``, and those of
+    a function named in ``helpers`` (``run(x)``, ``self.run(x)``): (the call's source, its positional
+    arguments')."""
     found = []
     parents = {child: node for node in ast.walk(stmt) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(stmt):
@@ -94,8 +97,12 @@ def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr == "forward":
             func = func.value
-        if ast.get_source_segment(source, func) == receiver:
+        helper = isinstance(node.func, (ast.Name, ast.Attribute)) and \
+            getattr(node.func, "id", getattr(node.func, "attr", None)) in helpers
+        if helper or ast.get_source_segment(source, func) == receiver:
             text = ast.get_source_segment(source, node) or receiver
+            if helper:
+                text += f" (calling {receiver})"
             inputs = "; ".join(ast.dump(a) for a in node.args)
             found.append((text, inputs))
             comprehension = _comprehension_of(node, parents)
@@ -175,7 +182,7 @@ def _before(current: ast.stmt, receiver: str, source: str, places: dict) -> Any:
         current = holder
 
 
-def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | None:
+def _block_calls(filename: str, line: int, helpers: tuple[str, ...] = ()) -> tuple[tuple[str, ...], bool] | None:
     """The calls of the model whose backward is called on ``line``, in the statements before it since its last
     backward (in its block, and in the blocks around it up to a loop or a function), and whether all take the same
     inputs; None where there are fewer than two."""
@@ -186,7 +193,7 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     calls: list[tuple[str, str]] = []
     for stmt in _before(here, receiver, source, places):
         if not isinstance(stmt, _COMPOUND):
-            calls = _calls_of(stmt, receiver, source) + calls
+            calls = _calls_of(stmt, receiver, source, helpers) + calls
     if len(calls) < 2:
         return None
     return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
@@ -244,6 +251,24 @@ def _stateful(model: Any) -> bool:
     return any(getattr(node, "stateful", False) is True for node in model.named_modules().values())
 
 
+HELPED = "_forwards_through_a_function"  # on a model: (id of the frame, function, line) of its last such calls
+
+
+def note_helper(model: Any) -> None:
+    """A training forward of ``model`` while another's backward is pending (never a training step's path: a step's
+    forward follows a backward): where the first frame outside xpnet is a function of one's own, called by another
+    frame (``a = run(x1); b = run(x2)``), that frame's id, the function's name and the calling line, for the
+    backward's check of its block (``refuse_one_backward_for_two_calls``); the last two kept."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is None or frame.f_back is None or not frame.f_code.co_name.isidentifier():  # <module>, <listcomp>
+        return
+    records = model.__dict__.setdefault(HELPED, [])
+    records.append((id(frame.f_back), frame.f_code.co_name, frame.f_back.f_lineno))
+    del records[:-2]
+
+
 def refuse_one_backward_for_two_calls(model: Any) -> None:
     """Raise where the backward of ``model`` (a container), after more than one training forward, is called on a
     line whose block calls the model twice before it (see the module's docstring)."""
@@ -259,6 +284,12 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
         _FOUND[key] = _block_calls(*key)
         _LOOPS[key] = _recurrent_loop(*key)
     found, loop = _FOUND[key], _LOOPS[key]
+    helpers = tuple(sorted({name for outer, name, line in model.__dict__.pop(HELPED, ())
+                            if outer == id(frame) and line <= frame.f_lineno}))
+    if helpers and (found is None or (found[1] and not _drops(model))):  # calls through a function of one's own
+        if key + helpers not in _FOUND:
+            _FOUND[key + helpers] = _block_calls(*key, helpers)
+        found = _FOUND[key + helpers]
     if _stateful(model):
         return
     if loop is not None:
