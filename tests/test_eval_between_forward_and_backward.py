@@ -155,3 +155,16 @@ def test_a_backward_written_out_layer_by_layer_after_a_look_serves_the_training_
     np.testing.assert_array_equal(dy, expected)
     for k, g in plain.named_grads().items():
         np.testing.assert_array_equal(looked.named_grads()[k], g, err_msg=k)
+
+
+def test_a_training_forward_after_a_look_counts_on_from_the_one_before():
+    """``out1 = model(x1)``, a look, ``out2 = model(x2)``, one backward of both: refused as without the look (the
+    look's forward had started the count again, and the backward served x2's call alone, silently)."""
+    model, rng = _sequential(), np.random.default_rng(4)
+    x1, x2, x_val = rng.standard_normal((5, 3)), rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    out1 = model(x1)
+    model.forward(x_val, train=False)
+    out2 = model(x2)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after model\(x1\), .*model\(x2\): .*serves "
+                                           r"model\(x2\) alone"):
+        model.backward(out1 - out2)

@@ -486,8 +486,9 @@ class _Pending:
     backward, the training forward's state comes back (caches, records of calls, forward counts, the no_grad
     flag) and the backward serves it, as PyTorch's serves the graph of the output it starts from; in evaluation
     mode (``model.eval()`` kept: a saliency map's backward) it serves the evaluation forward. A training forward
-    in between ends it (``_watch``). ``attention_weights`` stay the last forward's (a plot). Each later
-    evaluation forward finds it and does nothing more: an evaluation loop pays once."""
+    in between ends it, counting on from the training forwards before the look (``_watch``, ``count_on``).
+    ``attention_weights`` stay the last forward's (a plot). Each later evaluation forward finds it and does nothing
+    more: an evaluation loop pays once."""
 
     __slots__ = ("nodes", "before", "marked")
 
@@ -507,6 +508,19 @@ class _Pending:
         for node in self.nodes:
             if vars(node).get(_PENDING) is self:
                 del vars(node)[_PENDING]
+
+    def count_on(self) -> None:
+        """A training forward after the look: the training forwards' counts as the look found them, so that this
+        one is a second (``out1 = model(x1)``, a look, ``out2 = model(x2)``, one backward: refused as without the
+        look, where the look's forward had started the count again)."""
+        self.drop()
+        for node, before in zip(self.nodes, self.before):
+            now = vars(node)
+            for k in (FORWARDS, _LOST):
+                if k in before:
+                    now[k] = before[k]
+                else:
+                    now.pop(k, None)
 
     def settle(self, layer: Any) -> None:
         """At a backward of ``layer`` (the model or one of its nodes): the training forward's state back if
@@ -531,8 +545,8 @@ def _watch(layer: Any, train: Any) -> _Pending | None:
     pending = vars(layer).get(_PENDING)
     if train is True or (train is None and layer.training):
         if pending is not None:
-            pending.drop()
-        elif layer.uses_inside:  # a second training forward of a model: through a function of one's own?
+            pending.count_on()
+        if layer.uses_inside:  # a second training forward of a model: through a function of one's own?
             note_helper(layer)
         return None
     return pending if pending is not None else _Pending(layer)
