@@ -9,19 +9,13 @@ import xpnet as xn
 from xpnet import layers as nn
 from xpnet import optim
 
+from torch_optim_checks import float64_default, torch_model_steps, xpnet_model_steps  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
-
-
-@pytest.fixture(autouse=True)
-def _float64_scalars():
-    """torch.optim makes its scalar state (step, NAdam's mu_product) in the default dtype: float64, as the run."""
-    torch = _torch()
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(default)
 
 
 def _mlp(torch, lstm=False):
@@ -50,24 +44,6 @@ def _batches(n, lstm=False):
     rng = np.random.default_rng(1)
     shape = (2, 3, 4) if lstm else (5, 4)
     return [(rng.standard_normal(shape), rng.integers(0, 3, shape[:-1])) for _ in range(n)]
-
-
-def _xpnet_steps(model, opt, batches):
-    criterion = xn.losses.SoftmaxCrossEntropy()
-    for x, y in batches:
-        opt.zero_grad()
-        criterion(model(x), y)
-        model.backward(criterion.backward())
-        opt.step()
-
-
-def _torch_steps(torch, tmodel, topt, batches):
-    criterion = torch.nn.CrossEntropyLoss()
-    for x, y in batches:
-        topt.zero_grad()
-        out = tmodel(torch.from_numpy(x))
-        criterion(out.reshape(-1, out.shape[-1]), torch.from_numpy(y).reshape(-1)).backward()
-        topt.step()
 
 
 def _same_weights(ours, tmodel):
@@ -112,14 +88,14 @@ def test_an_xpnet_run_goes_on_in_torch_with_each_optimizers_state(name):
     batches = _batches(7)
     opt = make(ours.parameters())
     ours[0].requires_grad_(False)
-    _xpnet_steps(ours, opt, batches[:1])
+    xpnet_model_steps(ours, opt, batches[:1])
     ours[0].requires_grad_(True)
-    _xpnet_steps(ours, opt, batches[1:3])
+    xpnet_model_steps(ours, opt, batches[1:3])
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     topt = getattr(torch.optim, twin)(tmodel.parameters())
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
-    _xpnet_steps(ours, opt, batches[3:])
-    _torch_steps(torch, tmodel, topt, batches[3:])
+    xpnet_model_steps(ours, opt, batches[3:])
+    torch_model_steps(torch, tmodel, topt, batches[3:])
     _same_weights(ours, tmodel)
 
 
@@ -132,15 +108,15 @@ def test_a_layer_that_has_not_stepped_yet_starts_in_torch_as_in_xpnet(twin):
     batches = _batches(4)
     opt = getattr(optim, "AdaGrad" if twin == "Adagrad" else twin)(ours.parameters(), lr=0.1)
     ours[0].requires_grad_(False)
-    _xpnet_steps(ours, opt, batches[:2])
+    xpnet_model_steps(ours, opt, batches[:2])
     sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True)
     assert sorted(sd["state"]) == ([0, 1, 2, 3] if twin == "Adagrad" else [2, 3])
     ours[0].requires_grad_(True)
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     topt = getattr(torch.optim, twin)(tmodel.parameters())
     topt.load_state_dict(sd)
-    _xpnet_steps(ours, opt, batches[2:])
-    _torch_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
     _same_weights(ours, tmodel)
 
 
@@ -151,17 +127,17 @@ def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_goes_on():
     ours, tmodel = _mlp(torch)
     batches = _batches(4)
     opt = optim.Adam(ours.parameters(), lr=0.05)
-    _xpnet_steps(ours, opt, batches[:1])
+    xpnet_model_steps(ours, opt, batches[:1])
     ours[0].requires_grad_(False)
-    _xpnet_steps(ours, opt, batches[1:2])
+    xpnet_model_steps(ours, opt, batches[1:2])
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     tmodel[0].requires_grad_(False)
     topt = torch.optim.Adam(p for p in tmodel.parameters() if p.requires_grad)
     sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True, trainable_only=True)
     assert sd["param_groups"][0]["params"] == [0, 1] and sd["state"][0]["exp_avg"].shape == (3, 6)
     topt.load_state_dict(sd)
-    _xpnet_steps(ours, opt, batches[2:])
-    _torch_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
     _same_weights(ours, tmodel)
 
 
@@ -200,12 +176,12 @@ def test_attention_a_tied_output_layer_and_a_cnn_with_batchnorm_go_on_in_torch()
     torch = _torch()
     for ours, tmodel, batches in _tied_transformer_and_cnn(torch):
         opt = optim.Adam(ours.parameters(), lr=0.01, amsgrad=True, weight_decay=0.01)
-        _xpnet_steps(ours, opt, batches[:2])
+        xpnet_model_steps(ours, opt, batches[:2])
         tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
         topt = torch.optim.Adam(tmodel.parameters())
         topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
-        _xpnet_steps(ours, opt, batches[2:])
-        _torch_steps(torch, tmodel, topt, batches[2:])
+        xpnet_model_steps(ours, opt, batches[2:])
+        torch_model_steps(torch, tmodel, topt, batches[2:])
         _same_weights(ours, tmodel)
 
 
@@ -258,9 +234,9 @@ def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     xn.optim.lr_scheduler.StepLR(opt, step_size=2)
     batches = _batches(5)
     ours[0].requires_grad_(False)
-    _xpnet_steps(ours, opt, batches[:1])
+    xpnet_model_steps(ours, opt, batches[:1])
     ours[0].requires_grad_(True)
-    _xpnet_steps(ours, opt, batches[1:3])
+    xpnet_model_steps(ours, opt, batches[1:3])
     sd = xn.torch_optimizer_state_dict(opt, ours)
     assert sd["param_groups"][0]["name"] == "body" and sd["param_groups"][1]["params"] == [2, 3]
     assert [float(sd["state"][i]["step"]) for i in range(4)] == [2, 2, 3, 3]
@@ -281,9 +257,9 @@ def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
     assert [(g["lr"], g.get("name"), g["initial_lr"]) for g in topt.param_groups] == [(0.05, "body", 0.05),
                                                                                        (0.02, None, 0.02)]
-    _xpnet_steps(ours, opt, batches[3:])
-    _xpnet_steps(again, back, batches[3:])
-    _torch_steps(torch, tmodel, topt, batches[3:])
+    xpnet_model_steps(ours, opt, batches[3:])
+    xpnet_model_steps(again, back, batches[3:])
+    torch_model_steps(torch, tmodel, topt, batches[3:])
     for name, p in ours.named_params().items():
         np.testing.assert_array_equal(again.named_params()[name], p, err_msg=name)
     _same_weights(ours, tmodel)
@@ -294,7 +270,7 @@ def test_an_lstms_one_bias_goes_out_as_torchs_two_with_its_state_and_a_warning()
     ours, tmodel = _mlp(torch, lstm=True)
     opt = optim.Adam(ours.parameters(), lr=0.01)
     with pytest.warns(UserWarning, match="two biases summed into one"):  # torch's two loaded into the one b
-        _xpnet_steps(ours, opt, _batches(2, lstm=True))
+        xpnet_model_steps(ours, opt, _batches(2, lstm=True))
     with pytest.warns(UserWarning, match=r"one bias goes to torch as its two biases \(0\.b as 0\.bias_ih_l0 = 0\.b, "
                                          r"0\.bias_hh_l0 = 0\), each with its state; torch steps each .* "
                                          r"convention='pytorch'"):
@@ -306,14 +282,14 @@ def test_an_lstms_one_bias_goes_out_as_torchs_two_with_its_state_and_a_warning()
     topt = torch.optim.Adam(tmodel.parameters())
     with pytest.warns(UserWarning, match=r"0\.b as 0\.bias_ih_l0"):
         topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
-    _torch_steps(torch, tmodel, topt, _batches(1, lstm=True))  # torch's step reads every key it needs
+    torch_model_steps(torch, tmodel, topt, _batches(1, lstm=True))  # torch's step reads every key it needs
 
 
 def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
     torch = _torch()
     ours, _ = _mlp(torch)
     spared = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01, weight_decay_on="weights")
-    _xpnet_steps(ours, spared, _batches(1))
+    xpnet_model_steps(ours, spared, _batches(1))
     with pytest.raises(ValueError, match=r"param_groups\[0\]: weight_decay=0\.01 with weight_decay_on='weights' "
                                          r"spares the biases .* build the xpnet optimizer with weight_decay_on='all'"):
         xn.torch_optimizer_state_dict(spared, ours)

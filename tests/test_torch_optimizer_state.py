@@ -11,19 +11,13 @@ import xpnet as xn
 from xpnet import layers as nn
 from xpnet import optim
 
+from torch_optim_checks import float64_default, torch_model_steps, xpnet_model_steps  # noqa: F401 - a fixture
+
+pytestmark = pytest.mark.usefixtures("float64_default")
+
 
 def _torch():
     return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
-
-
-@pytest.fixture(autouse=True)
-def _float64_scalars():
-    """torch.optim keeps its scalar state (NAdam's mu_product) in the default dtype: float64, as the run."""
-    torch = _torch()
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(default)
 
 
 def _mlp(torch):
@@ -104,24 +98,6 @@ def _batches(kind, n):
     return [(rng.standard_normal(shape), rng.integers(0, 3, labels)) for _ in range(n)]
 
 
-def _torch_steps(torch, tmodel, topt, batches):
-    criterion = torch.nn.CrossEntropyLoss()
-    for x, y in batches:
-        topt.zero_grad()
-        out = tmodel(torch.from_numpy(x))
-        criterion(out.reshape(-1, out.shape[-1]), torch.from_numpy(y).reshape(-1)).backward()
-        topt.step()
-
-
-def _xpnet_steps(model, opt, batches):
-    criterion = xn.losses.SoftmaxCrossEntropy()
-    for x, y in batches:
-        opt.zero_grad()
-        criterion(model(x), y)
-        model.backward(criterion.backward())
-        opt.step()
-
-
 def _saved(torch, tmodel, topt):
     """Both state dicts through a file of torch.save, as a checkpoint is read back: NumPy arrays, no tensors."""
     buffer = io.BytesIO()
@@ -144,16 +120,16 @@ def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
     ours, tmodel = {"mlp": _mlp, "cnn": _cnn, "lstm": _lstm, "bilstm": _bilstm, "tied": _tied_transformer}[kind](torch)
     batches = _batches(kind, k + m)
     topt = make_topt(tmodel)
-    _torch_steps(torch, tmodel, topt, batches[:1])
+    torch_model_steps(torch, tmodel, topt, batches[:1])
     if after_first is not None:
         after_first(topt)
-    _torch_steps(torch, tmodel, topt, batches[1:k])
+    torch_model_steps(torch, tmodel, topt, batches[1:k])
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
     opt = make_ours(ours)
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
-    _torch_steps(torch, tmodel, topt, batches[k:])
-    _xpnet_steps(ours, opt, batches[k:])
+    torch_model_steps(torch, tmodel, topt, batches[k:])
+    xpnet_model_steps(ours, opt, batches[k:])
     _same_weights(ours, tmodel)
     return ours, opt
 
@@ -203,7 +179,7 @@ def test_hyperparameters_torch_holds_as_tensors_and_a_schedulers_keys_load():
     assert {type(b) for b in group["betas"]} == {float}
     ours, tmodel = _mlp(torch)
     topt = scheduled(tmodel)
-    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
     opt = optim.Adam(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())  # torch tensors
     theirs, group = topt.param_groups[0], opt.param_groups[0]
@@ -218,15 +194,15 @@ def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_
     ours, tmodel = _mlp(torch)
     batches = _batches("mlp", 5)
     topt = torch.optim.RAdam(tmodel.parameters(), lr=0.05, weight_decay=0.1)
-    _torch_steps(torch, tmodel, topt, batches[:2])
+    torch_model_steps(torch, tmodel, topt, batches[:2])
     checkpoint = _saved(torch, tmodel, topt)
     del checkpoint["optimizer_state_dict"]["param_groups"][0]["decoupled_weight_decay"]
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
     opt = optim.RAdam(ours.parameters(), decoupled_weight_decay=True)
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert opt.param_groups[0]["decoupled_weight_decay"] is False
-    _torch_steps(torch, tmodel, topt, batches[2:])
-    _xpnet_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
     _same_weights(ours, tmodel)
 
 
@@ -326,7 +302,7 @@ def test_an_lstms_one_bias_takes_the_two_biases_state_where_equal_and_refuses_it
     torch = _torch()
     ours, tmodel = _lstm(torch, convention="book")
     topt = torch.optim.Adam(tmodel.parameters(), lr=0.01)
-    _torch_steps(torch, tmodel, topt, _batches("lstm", 2))
+    torch_model_steps(torch, tmodel, topt, _batches("lstm", 2))
     xn.load_torch_state_dict(ours, tmodel.state_dict())
     opt = optim.Adam(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())
@@ -336,7 +312,7 @@ def test_an_lstms_one_bias_takes_the_two_biases_state_where_equal_and_refuses_it
     assert opt.t == 2
     np.testing.assert_array_equal(opt.state["0.Wx"]["v"], state[0]["exp_avg_sq"].numpy().T)
     decayed = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
-    _torch_steps(torch, tmodel, decayed, _batches("lstm", 2))
+    torch_model_steps(torch, tmodel, decayed, _batches("lstm", 2))
     sgd = optim.SGD(ours.parameters())
     with pytest.raises(ValueError, match=r"xpnet's 0\.b = 0\.bias_ih_l0 \+ 0\.bias_hh_l0, one bias, .* their "
                                          r"momentum_buffer differ .* convention='pytorch'"):
@@ -349,13 +325,13 @@ def test_xn_train_resumes_a_pytorch_run_given_the_loaded_optimizer():
     ours, tmodel = _mlp(torch)
     batches = _batches("mlp", 5)
     topt = torch.optim.Adam(tmodel.parameters(), lr=0.05, weight_decay=0.01)
-    _torch_steps(torch, tmodel, topt, batches[:2])
+    torch_model_steps(torch, tmodel, topt, batches[:2])
     checkpoint = _saved(torch, tmodel, topt)
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
     opt = optim.Adam(1e-3)  # the book's way, given the model by xn.train; its weight decay would spare biases
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert (opt.lr, opt.weight_decay, opt.weight_decay_on) == (0.05, 0.01, "all")
-    _torch_steps(torch, tmodel, topt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
     x, y = np.concatenate([b[0] for b in batches[2:]]), np.concatenate([b[1] for b in batches[2:]])
     xn.train(ours, (x, y), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=opt, epochs=1, batch_size=5,
              shuffle=False, device="cpu", progress=False)
@@ -462,7 +438,7 @@ def test_param_names_in_the_dict_are_held_against_the_models():
     torch = _torch()
     ours, tmodel = _mlp(torch)
     topt = torch.optim.SGD(tmodel.named_parameters(), lr=0.1, momentum=0.9)
-    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
     sd = topt.state_dict()
     assert sd["param_groups"][0]["param_names"][0] == "0.weight"
     xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, sd)
@@ -476,7 +452,7 @@ def test_param_names_in_the_dict_are_held_against_the_models():
     for named in ([{"params": tmodel[0].named_parameters()}, {"params": tmodel[2].named_parameters()}],
                   wrapper.named_parameters()):
         topt = torch.optim.SGD(named, lr=0.1, momentum=0.9)
-        _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+        torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
         groups = [{"params": ours[0].parameters()}, {"params": ours[2].parameters()}] if isinstance(named, list) \
             else ours.parameters()
         opt = optim.SGD(groups)
@@ -489,7 +465,7 @@ def test_the_state_of_another_model_is_refused_naming_the_parameter():
     torch.manual_seed(0)
     tmodel = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
     topt = torch.optim.Adam(tmodel.parameters(), lr=0.01)
-    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
     ours, _ = _mlp(torch)  # Linear(4, 6): one hidden unit more
     opt = optim.Adam(ours.parameters())
     with pytest.raises(ValueError, match=r"PyTorch's '0\.weight' \(index 0\) has exp_avg of shape \(5, 4\), expected "
@@ -505,12 +481,12 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     torch = _torch()
     ours, tmodel = _mlp(torch)
     nadam = torch.optim.NAdam(tmodel.parameters(), lr=0.01)
-    _torch_steps(torch, tmodel, nadam, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, nadam, _batches("mlp", 1))
     with pytest.raises(ValueError, match=r"the dict is torch\.optim\.NAdam's .* not torch\.optim\.Adam's, the twin of "
                                          r"xn\.optim\.Adam: build xn\.optim\.NAdam to load it"):
         xn.load_torch_optimizer_state_dict(optim.Adam(ours.parameters()), ours, nadam.state_dict())
     asgd = torch.optim.ASGD(tmodel.parameters(), lr=0.01)
-    _torch_steps(torch, tmodel, asgd, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, asgd, _batches("mlp", 1))
     with pytest.raises(ValueError, match=r"torch\.optim\.ASGD's .* xpnet has no ASGD: train with xn\.optim\.SGD and "
                                          r"average with xn\.optim\.swa_utils\.AveragedModel"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, asgd.state_dict())
@@ -551,19 +527,19 @@ def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_s
     ours, tmodel = _mlp(torch)
     batches = _batches("mlp", 5)
     topt = maximized(tmodel)
-    _torch_steps(torch, tmodel, topt, batches[:2])
+    torch_model_steps(torch, tmodel, topt, batches[:2])
     checkpoint = _saved(torch, tmodel, topt)
     checkpoint["optimizer_state_dict"]["param_groups"][0]["maximize"] = False
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
     opt = optim.Adam(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
-    _torch_steps(torch, tmodel, topt, batches[2:])
-    _xpnet_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
     _same_weights(ours, tmodel)
 
     ours, tmodel = _mlp(torch)
     topt = torch.optim.Adagrad(tmodel.parameters(), lr=0.1, lr_decay=0.3)
-    _torch_steps(torch, tmodel, topt, batches[:2])
+    torch_model_steps(torch, tmodel, topt, batches[:2])
     checkpoint = _saved(torch, tmodel, topt)
     checkpoint["optimizer_state_dict"]["param_groups"][0]["lr_decay"] = 0
     xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
@@ -571,9 +547,9 @@ def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_s
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     t = opt.t
     scheduler = xn.optim.lr_scheduler.LambdaLR(opt, lambda n: 1 / (1 + (n + t) * 0.3))
-    _torch_steps(torch, tmodel, topt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
     for batch in batches[2:]:
-        _xpnet_steps(ours, opt, [batch])
+        xpnet_model_steps(ours, opt, [batch])
         scheduler.step()
     _same_weights(ours, tmodel)
 
@@ -582,7 +558,7 @@ def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):
     torch = _torch()
     ours, tmodel = _mlp(torch)
     topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
-    _torch_steps(torch, tmodel, topt, _batches("mlp", 1))
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
     path = tmp_path / "checkpoint.pt"
     torch.save({"epoch": 1, "model_state_dict": tmodel.state_dict(), "optimizer_state_dict": topt.state_dict()}, path)
     opt = optim.SGD(ours.parameters())

@@ -1,4 +1,5 @@
-"""torch.optim run as the reference of xpnet's optimizers: one float64 parameter stepped through given gradients."""
+"""torch.optim run as the reference of xpnet's optimizers: one float64 parameter stepped through given gradients;
+a model and its torch twin trained by their optimizers (the state-dict conversions' tests)."""
 
 import numpy as np
 import pytest
@@ -28,3 +29,36 @@ def torch_steps(name, p0, grads, *args, lr_at=None, frozen_at=(), schedule=None,
     finally:
         torch.set_default_dtype(default)
     return w.detach().numpy()
+
+
+@pytest.fixture
+def float64_default():
+    """torch's default dtype float64 for the test: torch.optim makes its scalar state (a step count, NAdam's
+    mu_product) in it, and the runs compared are float64."""
+    torch = pytest.importorskip("torch", reason=NO_TORCH)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(default)
+
+
+def torch_model_steps(torch, tmodel, topt, batches):
+    """``topt`` steps ``tmodel`` through ``batches`` of (x, class labels) by cross-entropy."""
+    criterion = torch.nn.CrossEntropyLoss()
+    for x, y in batches:
+        topt.zero_grad()
+        out = tmodel(torch.from_numpy(x))
+        criterion(out.reshape(-1, out.shape[-1]), torch.from_numpy(y).reshape(-1)).backward()
+        topt.step()
+
+
+def xpnet_model_steps(model, opt, batches):
+    """xpnet's twin of :func:`torch_model_steps`: ``opt`` steps ``model`` through the same batches."""
+    import xpnet as xn  # noqa: PLC0415 - the one-parameter checks above need no xpnet
+
+    criterion = xn.losses.SoftmaxCrossEntropy()
+    for x, y in batches:
+        opt.zero_grad()
+        criterion(model(x), y)
+        model.backward(criterion.backward())
+        opt.step()
