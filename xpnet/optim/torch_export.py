@@ -31,11 +31,10 @@ import numpy as np
 from .._user import flag
 from ..backend import host_copy
 from ..backend.libraries import library
-from .base import Optimizer
 from .lbfgs import LBFGS
 from .sgd import SGD, Nesterov
 from .torch_state import _places, torch_parameters
-from .torch_twins import _TORCH_KEYS, IMPLEMENTATION, twin as find_twin
+from .torch_twins import _TORCH_KEYS, IMPLEMENTATION, check_pair, twin as find_twin
 
 __all__ = ["torch_optimizer_state_dict"]
 
@@ -82,12 +81,7 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
     xpnet's (``convention="pytorch"`` goes on exactly).
     """
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{WHO}: expected an xpnet optimizer first (xn.optim.Adam(model.parameters())), got "
-                        f"{type(optimizer).__name__}")
-    if not hasattr(model, "named_modules"):
-        raise TypeError(f"{WHO}: expected the xpnet model second (the one xn.torch_state_dict exports), got "
-                        f"{type(model).__name__}")
+    check_pair(optimizer, model, WHO, "the one xn.torch_state_dict exports")
     as_tensors, trainable_only = flag(as_tensors, WHO, "as_tensors"), flag(trainable_only, WHO, "trainable_only")
     name, slots = find_twin(optimizer, WHO)
     places = _places(optimizer, model, WHO)

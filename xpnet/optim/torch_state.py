@@ -40,11 +40,10 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, read_torch_file
-from .base import Optimizer
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
 from .sgd import Nesterov
-from .torch_twins import IMPLEMENTATION, KNOWN, LATER, TWINS, WHO, check_kind, twin as find_twin
+from .torch_twins import IMPLEMENTATION, KNOWN, LATER, TWINS, WHO, check_kind, check_pair, twin as find_twin
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
@@ -120,12 +119,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     layer does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
     """
     state_dict = _read(state_dict, key)
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{WHO}: expected an xpnet optimizer first (xn.optim.Adam(model.parameters())), got "
-                        f"{type(optimizer).__name__}")
-    if not hasattr(model, "named_modules"):
-        raise TypeError(f"{WHO}: expected the xpnet model second (the one xn.load_torch_state_dict loads), got "
-                        f"{type(model).__name__}")
+    check_pair(optimizer, model, WHO, "the one xn.load_torch_state_dict loads")
     twin, slots = find_twin(optimizer)
     groups, state = state_dict["param_groups"], state_dict["state"]
     check_kind(optimizer, twin, groups, state)

@@ -12,12 +12,23 @@ from typing import Any
 from .adadelta import Adadelta
 from .adam_variants import Adamax, NAdam, RAdam
 from .adaptive import AdaGrad, Adam, AdamW, RMSprop
+from .base import Optimizer
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "LATER", "WHO", "check_kind", "twin"]
+__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "LATER", "WHO", "check_kind", "check_pair", "twin"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
+
+
+def check_pair(optimizer: Any, model: Any, who: str, which_model: str) -> None:
+    """Raise a TypeError naming ``who`` unless the arguments are an xpnet optimizer, then an xpnet model
+    (``which_model``: the one the message names)."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{who}: expected an xpnet optimizer first (xn.optim.Adam(model.parameters())), got "
+                        f"{type(optimizer).__name__}")
+    if not hasattr(model, "named_modules"):
+        raise TypeError(f"{who}: expected the xpnet model second ({which_model}), got {type(model).__name__}")
 
 _ADAM = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
 # xpnet optimizer -> (its torch.optim twin, {xpnet state slot: torch state key}); a subclass takes its base's entry
