@@ -9,7 +9,8 @@ import xpnet as xn
 from xpnet import layers as nn
 from xpnet import optim
 
-from torch_optim_checks import float64_default, torch_model_steps, xpnet_model_steps  # noqa: F401 - a fixture
+from torch_optim_checks import (float64_default,  # noqa: F401 - a fixture
+                               same_weights, torch_model_steps, xpnet_model_steps)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -44,14 +45,6 @@ def _batches(n, lstm=False):
     rng = np.random.default_rng(1)
     shape = (2, 3, 4) if lstm else (5, 4)
     return [(rng.standard_normal(shape), rng.integers(0, 3, shape[:-1])) for _ in range(n)]
-
-
-def _same_weights(ours, tmodel):
-    theirs = tmodel.state_dict()
-    for name, array in xn.torch_state_dict(ours).items():
-        if name.endswith("num_batches_tracked"):  # counted by torch, unused with a momentum: xpnet gives 0
-            continue
-        np.testing.assert_allclose(theirs[name].detach().numpy(), array, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 # xpnet's optimizer, and its torch twin built with torch's defaults: the hyperparameters come from the dict
@@ -96,7 +89,7 @@ def test_an_xpnet_run_goes_on_in_torch_with_each_optimizers_state(name):
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
     xpnet_model_steps(ours, opt, batches[3:])
     torch_model_steps(torch, tmodel, topt, batches[3:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 @pytest.mark.parametrize("twin", ["Adagrad", "Adam"])
@@ -117,7 +110,7 @@ def test_a_layer_that_has_not_stepped_yet_starts_in_torch_as_in_xpnet(twin):
     topt.load_state_dict(sd)
     xpnet_model_steps(ours, opt, batches[2:])
     torch_model_steps(torch, tmodel, topt, batches[2:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_goes_on():
@@ -138,7 +131,7 @@ def test_a_fine_tuning_optimizer_of_the_trainable_parameters_only_goes_on():
     topt.load_state_dict(sd)
     xpnet_model_steps(ours, opt, batches[2:])
     torch_model_steps(torch, tmodel, topt, batches[2:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def _tied_transformer_and_cnn(torch):
@@ -182,7 +175,7 @@ def test_attention_a_tied_output_layer_and_a_cnn_with_batchnorm_go_on_in_torch()
         topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
         xpnet_model_steps(ours, opt, batches[2:])
         torch_model_steps(torch, tmodel, topt, batches[2:])
-        _same_weights(ours, tmodel)
+        same_weights(ours, tmodel)
 
 
 @pytest.mark.parametrize("trainable_only", [False, True])
@@ -219,7 +212,7 @@ def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector(trainable
     for _ in range(2):
         opt.step(closure)
         topt.step(tclosure)
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_a_round_trip_through_torchs_dict_gives_the_state_back():
@@ -262,7 +255,7 @@ def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     torch_model_steps(torch, tmodel, topt, batches[3:])
     for name, p in ours.named_params().items():
         np.testing.assert_array_equal(again.named_params()[name], p, err_msg=name)
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_an_lstms_one_bias_goes_out_as_torchs_two_with_its_state_and_a_warning():

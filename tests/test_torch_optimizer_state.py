@@ -11,7 +11,8 @@ import xpnet as xn
 from xpnet import layers as nn
 from xpnet import optim
 
-from torch_optim_checks import float64_default, torch_model_steps, xpnet_model_steps  # noqa: F401 - a fixture
+from torch_optim_checks import (float64_default,  # noqa: F401 - a fixture
+                               same_weights, torch_model_steps, xpnet_model_steps)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -106,14 +107,6 @@ def _saved(torch, tmodel, topt):
     return xn.read_torch_file(buffer)
 
 
-def _same_weights(ours, tmodel):
-    theirs = tmodel.state_dict()
-    for name, array in xn.torch_state_dict(ours).items():
-        if name.endswith("num_batches_tracked"):  # unused with a momentum, by PyTorch too: xpnet gives 0
-            continue
-        np.testing.assert_allclose(array, theirs[name].detach().numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
-
-
 def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
     """torch trains k steps (``after_first(topt)`` after the first); the xpnet twin loads the checkpoint and both go
     on m steps."""
@@ -130,7 +123,7 @@ def _resume(torch, kind, make_topt, make_ours, k=3, m=4, after_first=None):
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     torch_model_steps(torch, tmodel, topt, batches[k:])
     xpnet_model_steps(ours, opt, batches[k:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
     return ours, opt
 
 
@@ -203,7 +196,7 @@ def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_
     assert opt.param_groups[0]["decoupled_weight_decay"] is False
     torch_model_steps(torch, tmodel, topt, batches[2:])
     xpnet_model_steps(ours, opt, batches[2:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
@@ -272,7 +265,7 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
     for _ in range(2):
         topt.step(tclosure)
         opt.step(closure)
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
@@ -335,7 +328,7 @@ def test_xn_train_resumes_a_pytorch_run_given_the_loaded_optimizer():
     x, y = np.concatenate([b[0] for b in batches[2:]]), np.concatenate([b[1] for b in batches[2:]])
     xn.train(ours, (x, y), loss=xn.losses.SoftmaxCrossEntropy(), optimizer=opt, epochs=1, batch_size=5,
              shuffle=False, device="cpu", progress=False)
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_several_param_groups_resume_each_with_its_hyperparameters():
@@ -535,7 +528,7 @@ def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_s
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     torch_model_steps(torch, tmodel, topt, batches[2:])
     xpnet_model_steps(ours, opt, batches[2:])
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
     ours, tmodel = _mlp(torch)
     topt = torch.optim.Adagrad(tmodel.parameters(), lr=0.1, lr_decay=0.3)
@@ -551,7 +544,7 @@ def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_s
     for batch in batches[2:]:
         xpnet_model_steps(ours, opt, [batch])
         scheduler.step()
-    _same_weights(ours, tmodel)
+    same_weights(ours, tmodel)
 
 
 def test_a_file_of_torch_save_loads_by_its_path_and_key(tmp_path):

@@ -62,3 +62,15 @@ def xpnet_model_steps(model, opt, batches):
         criterion(model(x), y)
         model.backward(criterion.backward())
         opt.step()
+
+
+def same_weights(ours, tmodel):
+    """The xpnet model's weights equal its torch twin's to rtol 1e-12, by PyTorch's names (``num_batches_tracked``
+    left out: unused with a momentum, by PyTorch too; xpnet gives 0)."""
+    import xpnet as xn  # noqa: PLC0415
+
+    theirs = tmodel.state_dict()
+    for name, array in xn.torch_state_dict(ours).items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        np.testing.assert_allclose(array, theirs[name].detach().numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
