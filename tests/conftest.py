@@ -13,6 +13,7 @@ in either mode). The header of every run says whether CUDA is usable, or why not
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import array_api_compat
@@ -22,6 +23,8 @@ import pytest
 import xpnet as xn
 from xpnet import backend
 from xpnet.backend import libraries
+
+_LEFT = pytest.StashKey()
 
 # JAX compiles every operation afresh per shape and dtype on first use, and the JAX cases were 37 % of the
 # suite's CPU time, most of it XLA compiling for arrays of a few elements: compile cheaply, not for speed
@@ -184,6 +187,36 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"XPNET_REQUIRE_GPU=1: this gpu test would have been skipped: {reason}"
     elif isinstance(report.longrepr, tuple):
         report.longrepr = (str(Path(__file__).parent), None, reason)
+
+
+# Files a test run leaves in the checkout (git neither tracks nor ignores them): a test that writes into the
+# working directory instead of ``tmp_path`` (four such .pt files once got committed). Checked by the process that
+# runs the session (the controller under ``pytest -n``), before and after; outside a git checkout, not at all.
+def _untracked(root: Path) -> set[str] | None:
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", "."], cwd=root,
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {line[3:] for line in out.stdout.splitlines() if line.startswith("?? ")} if out.returncode == 0 else None
+
+
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput"):
+        session.config.stash[_LEFT] = _untracked(session.config.rootpath)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(_LEFT, None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    left = sorted((_untracked(session.config.rootpath) or set()) - before)
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"the tests left {len(left)} file(s) in the checkout (write under tmp_path): "
+                                + ", ".join(left[:10]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 DEVICE_MAKERS = {
