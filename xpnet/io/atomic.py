@@ -5,8 +5,9 @@ and its target replaced (atomically, in the target's folder), and anything that 
 regular file (``/dev/null``, a FIFO, a folder) is refused before anything is written. The temporary
 file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and gets the
 existing file's permission bits, or for a new file the mode a plain ``open`` would give (``0o666``
-less the umask). An error while writing (a full disk, a read-only folder) names the path being
-saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
+less the umask), where the filesystem lets a mode be set (FAT and SMB shares refuse chmod: the file
+keeps the mode they give). An error while writing (a full disk, a read-only folder) names the path
+being saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
 write removes it (SIGTERM then ends the process as it would have); a process killed outright
 (SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
 processes that no longer run (on this machine: a pid is only checked locally).
@@ -43,8 +44,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
-            os.chmod(tmp, 0o666 & ~_umask() if kept_mode is None else kept_mode)
             with os.fdopen(fd, mode) as f:
+                _chmod(f.fileno(), tmp, 0o666 & ~_umask() if kept_mode is None else kept_mode)
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
@@ -60,6 +61,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
                 raise OSError(exc.errno, why, given) from None
             raise
         _fsync_folder(folder)
+
+
+def _chmod(fd: int, tmp: str, mode: int) -> None:
+    """Give the temporary file ``mode``, where its filesystem lets it: FAT and SMB shares refuse chmod (EPERM,
+    ENOTSUP) where a plain ``open`` writes, and the file keeps the mode they give."""
+    try:
+        os.chmod(fd if os.chmod in os.supports_fd else tmp, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def _ours(filename: Any, folder: str) -> bool:
