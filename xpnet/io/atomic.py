@@ -45,7 +45,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
             with os.fdopen(fd, mode) as f:
-                _chmod(f.fileno(), tmp, 0o666 & ~_umask() if kept_mode is None else kept_mode)
+                set_mode(f.fileno(), tmp, new_file_mode() if kept_mode is None else kept_mode)
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
@@ -63,9 +63,15 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         _fsync_folder(folder)
 
 
-def _chmod(fd: int, tmp: str, mode: int) -> None:
-    """Give the temporary file ``mode``, where its filesystem lets it: FAT and SMB shares refuse chmod (EPERM,
-    ENOTSUP) where a plain ``open`` writes, and the file keeps the mode they give."""
+def new_file_mode() -> int:
+    """The mode a plain ``open`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~_umask()
+
+
+def set_mode(fd: int, tmp: str, mode: int) -> None:
+    """Give the file open as ``fd`` at ``tmp`` (a temporary file of mkstemp, 0600) ``mode``, where its filesystem
+    lets it: FAT and SMB shares refuse chmod (EPERM, ENOTSUP) where a plain ``open`` writes, and the file keeps
+    the mode they give."""
     try:
         os.chmod(fd if os.chmod in os.supports_fd else tmp, mode)
     except OSError as exc:
