@@ -315,6 +315,16 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
     except (TypeError, ValueError) as exc:
         raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
+    for i, group in enumerate(opt.get("param_groups", [])):  # each as its optimizer would refuse it, but here first
+        field = f"field 'optimizer.param_groups[{i}]'"
+        try:
+            type(optimizer)(**{k: v for k, v in group.items() if k in checked})
+        except (TypeError, ValueError) as exc:
+            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} is invalid: {exc}") from None
+        apart = [k for k, v in opt["hyperparams"].items() if i == 0 and k in group and _differs(v, group[k])]
+        if apart:
+            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} differs from 'optimizer.hyperparams' in {apart}, "
+                                 "which a save writes alike")
     saved_groups = len(opt.get("param_groups", [None]))
     if saved_groups != len(optimizer.param_groups):
         raise ValueError(f"resume_from: {path!r} holds the state of an optimizer of {saved_groups} param group(s), "
@@ -344,11 +354,11 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         warn(f"resume_from: the layers frozen in {path!r} ({', '.join(map(repr, frozen)) or 'none'}) replace those "
              f"frozen in the model ({', '.join(map(repr, frozen_nodes(model))) or 'none'}), so that the run goes on "
              "as it was; to train another part, start a new run from xn.load(path)")
+    optimizer.load_state_dict({**opt, "hyperparams": checked})  # first: where it refuses, the model is untouched
     for name, node in model.named_modules().items():
         node._frozen = name in frozen
     for name, v in ckpt["model"].items():
         model.set_param(name, v)
-    optimizer.load_state_dict({**opt, "hyperparams": checked})
     set_rng_states(model, meta["rng"])
     return int(meta["epoch"])
 
