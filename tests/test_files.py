@@ -283,6 +283,9 @@ def test_a_broken_full_checkpoint_given_to_xn_load_is_named_as_a_checkpoint(chec
     (lambda a, m: m["callbacks"].append({"type": "EarlyStopping"}), r"field 'callbacks\[1\]'"),
     (lambda a, m: m["optimizer"]["param_groups"][0].update(eps=-1.0),
      r"field 'optimizer.param_groups\[0\]' is invalid: Adam: eps"),
+    (lambda a, m: m.update(epoch_offset=1.5), r"field 'epoch_offset' is 1.5, expected a int"),
+    (lambda a, m: m["history"]["epochs"][0].update(train_loss="x"),
+     r"field 'history.epochs\[0\].train_loss' is 'x', expected a number or null"),
     (lambda a, m: m["optimizer"]["param_groups"][0].update(lr=0.5),
      r"field 'optimizer.param_groups\[0\]' differs from 'optimizer.hyperparams' in \['lr'\]"),
 ])

@@ -39,6 +39,7 @@ from ..layers.tree import frozen_nodes
 from ..models.files import (CHECKPOINT_KEY as _CKPT_KEY, CHECKPOINT_WHAT as _WHAT, FORMATS, architecture,
                             check_format, model_from_architecture, stored_dtype)
 from ..optim import Optimizer
+from .callbacks import MONITORS
 from .history import History
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
@@ -130,10 +131,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not all(isinstance(s, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                for v in s.values()) for s in scalars.values()):
             raise reader.error(f"field 'optimizer.scalars' is {scalars!r}, expected {{parameter: {{name: number}}}}")
+        field.int("epoch_offset", default=0)  # none in checkpoints written before it
         epochs = field.get("history.epochs", list)
         for i, e in enumerate(epochs):
             if not isinstance(e, dict):
                 raise reader.error(f"field 'history.epochs[{i}]' is {e!r}, expected a JSON object")
+            for key in (*MONITORS, "lr", "seconds"):  # what the callbacks take up again, and xn.train's figures
+                if not (e.get(key) is None or isinstance(e[key], (int, float)) and not isinstance(e[key], bool)):
+                    raise reader.error(f"field 'history.epochs[{i}].{key}' is {e[key]!r}, expected a number or null")
         rng = field.get("rng", dict)
         for i, state in rng.items():
             _check_rng(reader, saved, i, state)
@@ -197,8 +202,8 @@ class _Fields:
             raise self.reader.error(f"field {name!r} is {value!r}, expected a {kind.__name__}")
         return value
 
-    def int(self, name: str) -> int:
-        value = self.get(name, int)
+    def int(self, name: str, default: Any = ...) -> int:
+        value = self.get(name, int, default)
         if value < 0:
             raise self.reader.error(f"field {name!r} is {value}, expected an int >= 0")
         return value
