@@ -67,6 +67,7 @@ def test_params_written_with_any_protocol_load(tmp_path, protocol, numpy1, conta
     loaded = xn.book.read_book_params(path)
     assert list(loaded) == list(params)
     for key, value in params.items():
+        assert type(loaded[key]) is np.ndarray  # never the guard's subclass
         assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape
         np.testing.assert_array_equal(loaded[key], value)
 
