@@ -119,6 +119,20 @@ def test_leftovers_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
     np.testing.assert_array_equal(xn.load(path).state()["0.W"], model().state()["0.W"])
 
 
+def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypatch):
+    """On Windows os.kill(pid, 0) is no liveness check: 0 is CTRL_C_EVENT, sent to the console process group
+    ``pid``, and a pid that leads none raises OSError (WinError 87), which failed every later save to the path.
+    Here os.name is "nt" and os.kill records its calls: the save goes on, never calling it."""
+    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left.write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(os, "kill", lambda *args: calls.append(args))
+    monkeypatch.setattr(os, "name", "nt")
+    model().save(tmp_path / "m.npz")
+    monkeypatch.undo()
+    assert calls == [] and (tmp_path / "m.npz").is_file()
+
+
 TRAIN = """
 import os, signal, sys, time
 import numpy as np

@@ -16,6 +16,7 @@ processes that no longer run (on this machine: a pid is only checked locally).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import tempfile
@@ -113,6 +114,9 @@ def remove_leftovers(path: str | os.PathLike) -> list[str]:
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (where that cannot be told, as if it did: its file stays)."""
+    if os.name == "nt":  # os.kill(pid, 0) there sends CTRL_C_EVENT (0) to the console process group pid
+        return _running_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -120,6 +124,22 @@ def _running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+def _running_windows(pid: int) -> bool:
+    """``_running`` on Windows: the process opens and has no exit code yet (or may not be opened: it exists)."""
+    try:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return True
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() != 87  # ERROR_INVALID_PARAMETER: no such process; access denied: one runs
+    try:
+        code = ctypes.c_ulong()
+        return not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)) or code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _umask() -> int:
