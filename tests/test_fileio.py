@@ -5,6 +5,7 @@ Covers issue 15, "Files: what loads is what was saved" (umask, fsync, stray temp
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -131,6 +132,27 @@ def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypat
     model().save(tmp_path / "m.npz")
     monkeypatch.undo()
     assert calls == [] and (tmp_path / "m.npz").is_file()
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_save(tmp_path, monkeypatch):
+    """Removing leftovers is tidying: another user's in a group folder (EPERM) failed the save itself."""
+    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left.write_bytes(b"")
+    real = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if os.fspath(path) == str(left):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), os.fspath(path))
+        real(path, *args, **kwargs)
+
+    def gone(pid, sig):
+        raise ProcessLookupError
+
+    monkeypatch.setattr(os, "kill", gone)
+    monkeypatch.setattr(os, "unlink", unlink)
+    model().save(tmp_path / "m.npz")
+    monkeypatch.undo()
+    assert (tmp_path / "m.npz").is_file() and left.exists()
 
 
 TRAIN = """

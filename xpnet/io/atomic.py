@@ -107,7 +107,7 @@ def remove_leftovers(path: str | os.PathLike) -> list[str]:
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # tidying only: gone already, or another user's (EPERM)
                 os.unlink(os.path.join(folder, entry))
                 removed.append(os.path.join(folder, entry))
     return removed
