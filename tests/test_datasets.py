@@ -11,8 +11,11 @@ import gzip
 import hashlib
 import http.server
 import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -394,6 +397,99 @@ def test_falls_back_to_the_next_mirror(isolated, tiny, serve, monkeypatch, first
     np.testing.assert_array_equal(x.reshape(-1, 28, 28), tiny["arrays"][TRAIN_IMAGES])
     assert len(good.requests) == len(FILES)
     assert sorted(p.name for p in cache_of().iterdir()) == sorted(f + ".gz" for f in FILES)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="umask is POSIX")
+def test_a_downloaded_file_gets_the_mode_open_would_give(isolated, tiny, serve, monkeypatch):
+    """The cache's files were 0600 (mkstemp's mode, renamed into place), unlike any file written with open()."""
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    mask = os.umask(0o022)
+    try:
+        xn.datasets.find_files("mnist")
+    finally:
+        os.umask(mask)
+    assert {oct(p.stat().st_mode & 0o777) for p in cache_of().iterdir()} == {oct(0o644)}
+
+
+def _raw_server(reply):
+    """An HTTP server on 127.0.0.1 whose every GET is answered by ``reply(handler)``; close it with shutdown()."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            reply(self)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+
+@pytest.mark.parametrize("announced", [True, False], ids=["content-length", "no-length"])
+def test_a_download_larger_than_any_dataset_file_is_dropped_as_it_comes(isolated, monkeypatch, announced):
+    """A mirror that never ends its reply (a misconfigured proxy) filled the disk: a transfer stops, keeping
+    nothing, once it passes the limit (lowered here to 100 bytes), or before, where its length says it would."""
+    from xpnet.datasets import download
+
+    def reply(handler):
+        handler.send_response(200)
+        if announced:
+            handler.send_header("Content-Length", "300")
+        handler.end_headers()
+        handler.wfile.write(b"x" * 300)
+        handler.close_connection = True
+
+    monkeypatch.setattr(download, "MAX_DOWNLOAD_BYTES", 100)
+    httpd, url = _raw_server(reply)
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [url])
+    try:
+        with pytest.raises(xn.datasets.DatasetNotFoundError, match=r"more than 100 bytes"):
+            xn.datasets.find_files("mnist")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert not cache_of().exists()
+
+
+STALLED_DOWNLOAD = """
+import sys
+import xpnet as xn
+from xpnet.datasets import mnist
+
+mnist.MIRRORS["mnist"], mnist.SYSTEM_DIRS = [sys.argv[1]], []
+xn.datasets.find_files("mnist")
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGTERM as POSIX has it")
+def test_sigterm_during_a_download_removes_the_partial_file(isolated):
+    """SIGTERM (a batch scheduler's) mid-transfer killed the process with its .part file left in the cache, one
+    per run; it is removed now, as for Ctrl-C, and the process still ends by SIGTERM."""
+    sent, done = threading.Event(), threading.Event()
+
+    def stall(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        handler.wfile.write(b"\x1f\x8b" + b"\0" * 98)
+        handler.wfile.flush()
+        sent.set()
+        done.wait(30)
+
+    httpd, url = _raw_server(stall)
+    env = {**os.environ, "XDG_CACHE_HOME": str(isolated / "cache"), "no_proxy": "*"}
+    proc = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD, url], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sent.wait(60) and list(cache_of().glob("*.part"))  # the transfer under way
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        done.set()
+        httpd.shutdown()
+        httpd.server_close()
+    assert proc.returncode == -signal.SIGTERM, err
+    assert not cache_of().exists() or list(cache_of().iterdir()) == []
 
 
 def test_offline_with_nothing_local_gives_one_clear_error(isolated, monkeypatch):

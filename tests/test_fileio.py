@@ -5,6 +5,7 @@ Covers issue 15, "Files: what loads is what was saved" (umask, fsync, stray temp
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import stat
@@ -117,6 +118,41 @@ def test_leftovers_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
     model().save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", other.name])
     np.testing.assert_array_equal(xn.load(path).state()["0.W"], model().state()["0.W"])
+
+
+def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypatch):
+    """On Windows os.kill(pid, 0) is no liveness check: 0 is CTRL_C_EVENT, sent to the console process group
+    ``pid``, and a pid that leads none raises OSError (WinError 87), which failed every later save to the path.
+    Here os.name is "nt" and os.kill records its calls: the save goes on, never calling it."""
+    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left.write_bytes(b"")
+    calls = []
+    monkeypatch.setattr(os, "kill", lambda *args: calls.append(args))
+    monkeypatch.setattr(os, "name", "nt")
+    model().save(tmp_path / "m.npz")
+    monkeypatch.undo()
+    assert calls == [] and (tmp_path / "m.npz").is_file()
+
+
+def test_a_leftover_that_cannot_be_removed_does_not_stop_the_save(tmp_path, monkeypatch):
+    """Removing leftovers is tidying: another user's in a group folder (EPERM) failed the save itself."""
+    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left.write_bytes(b"")
+    real = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if os.fspath(path) == str(left):
+            raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), os.fspath(path))
+        real(path, *args, **kwargs)
+
+    def gone(pid, sig):
+        raise ProcessLookupError
+
+    monkeypatch.setattr(os, "kill", gone)
+    monkeypatch.setattr(os, "unlink", unlink)
+    model().save(tmp_path / "m.npz")
+    monkeypatch.undo()
+    assert (tmp_path / "m.npz").is_file() and left.exists()
 
 
 TRAIN = """

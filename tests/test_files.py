@@ -281,6 +281,13 @@ def test_a_broken_full_checkpoint_given_to_xn_load_is_named_as_a_checkpoint(chec
     (lambda a, m: a.update({"optimizer/5.W/m": np.zeros(2, np.float32)}), r"'optimizer/5.W/m' belongs to no parameter"),
     (lambda a, m: a.pop("model/3.b"), r"\['model/3.b'\] of its architecture are missing"),
     (lambda a, m: m["callbacks"].append({"type": "EarlyStopping"}), r"field 'callbacks\[1\]'"),
+    (lambda a, m: m["optimizer"]["param_groups"][0].update(eps=-1.0),
+     r"field 'optimizer.param_groups\[0\]' is invalid: Adam: eps"),
+    (lambda a, m: m.update(epoch_offset=1.5), r"field 'epoch_offset' is 1.5, expected a int"),
+    (lambda a, m: m["history"]["epochs"][0].update(train_loss="x"),
+     r"field 'history.epochs\[0\].train_loss' is 'x', expected a number or null"),
+    (lambda a, m: m["optimizer"]["param_groups"][0].update(lr=0.5),
+     r"field 'optimizer.param_groups\[0\]' differs from 'optimizer.hyperparams' in \['lr'\]"),
 ])
 def test_a_checkpoint_is_validated_field_by_field(spiral, checkpoint, change, message):
     """Issue 15, Files: hyperparameters from a checkpoint are validated by the optimizer's constructor,
@@ -290,6 +297,19 @@ def test_a_checkpoint_is_validated_field_by_field(spiral, checkpoint, change, me
     with pytest.raises(xn.XpnetFileError, match=message) as info:
         fit(spiral, xn.optim.Adam(0.01), epochs=2, resume_from=checkpoint)
     assert str(checkpoint) in str(info.value)
+
+
+def test_a_checkpoint_refused_at_resume_leaves_the_model_as_it_was(spiral, checkpoint):
+    """A param group the optimizer refused (a plain ValueError naming neither file nor field) came after the
+    checkpoint's weights had been put into the model passed: validate fully, then act."""
+    rewrite(checkpoint, lambda a, m: m["optimizer"]["param_groups"][0].update(eps=-1.0))
+    model = spiral_model()
+    before = {k: np.array(v) for k, v in model.state().items()}
+    with pytest.raises(xn.XpnetFileError):
+        xn.train(model, spiral, loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=2, batch_size=30,
+                 progress=False, resume_from=checkpoint)
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
 
 
 def test_a_checkpoint_written_before_optimizer_scalars_still_resumes(spiral, checkpoint):

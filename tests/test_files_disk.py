@@ -107,6 +107,26 @@ def test_a_save_keeps_the_existing_files_permission_bits(tmp_path, mode):
     assert same_weights(xn.load(path), model(1))
 
 
+@posix_only
+def test_a_folder_that_refuses_chmod_still_takes_the_save_and_no_descriptor_leaks(tmp_path, monkeypatch):
+    """A FAT stick or an SMB share refuses chmod (EPERM) where a plain open() writes: the save failed, leaking
+    the temporary file's descriptor each time; the file now takes the mode its filesystem gives."""
+    path = tmp_path / "m.npz"
+
+    def refuse(target, mode, **kwargs):
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM), target)
+
+    monkeypatch.setattr(os, "chmod", refuse)
+    monkeypatch.setattr(os, "fchmod", refuse, raising=False)
+    before = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    for seed in (0, 1):
+        model(seed).save(path)
+    monkeypatch.undo()
+    assert same_weights(xn.load(path), model(1)) and temps(tmp_path) == []
+    if before is not None:
+        assert len(os.listdir("/proc/self/fd")) == before
+
+
 def test_a_full_disk_names_the_file_being_saved_and_keeps_the_old_one(tmp_path, monkeypatch):
     """ENOSPC (here from the fsync, as on a full disk) names the target, never the temporary file, and
     the previous file stays whole."""

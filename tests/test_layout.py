@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "layers": {"_user", "_chainer", "backend", "grad_mode", "init"},  # no_grad_calls reads the grad mode
     "losses": {"_user", "_chainer", "backend"},
     "optim": {"_user", "_chainer", "backend", "layers", "models"},  # swa_utils: AveragedModel is a model
-    "datasets": {"_user", "_chainer", "backend"},
+    "datasets": {"_user", "_chainer", "backend", "io"},  # downloads: a new file's mode, SIGTERM
     "distributed": {"_user", "backend"},
     "models": {"_user", "backend", "init", "io", "layers"},
     "gradcheck_locate": {"backend"},

@@ -231,6 +231,16 @@ def test_what_is_not_a_state_dict_file_is_refused_naming_the_file_and_calling_no
     assert not marker.exists()
 
 
+def test_xn_load_of_torchs_older_format_says_so_not_that_it_is_a_book_pickle(tmp_path):
+    """A torch < 1.6 file is a pickle after torch's magic number: xn.load and resume_from pointed to the book's
+    load_book_params, which refuses it too; they say what it is now, as read_torch_file does."""
+    _write_legacy(tmp_path / "old.pt", None)
+    with pytest.raises(xn.XpnetFileError, match=r"'.*old.pt' is not .*: it is in torch's older format .*re-save it "
+                                                r"with a recent torch") as info:
+        xn.load(tmp_path / "old.pt")
+    assert "load_book_params" not in str(info.value)
+
+
 def test_a_files_bytes_given_for_its_path_are_refused_saying_so(tmp_path):
     buffer = io.BytesIO()
     torch.save({"weight": torch.zeros(2, 2), "bias": torch.zeros(2)}, buffer)

@@ -67,6 +67,7 @@ def test_params_written_with_any_protocol_load(tmp_path, protocol, numpy1, conta
     loaded = xn.book.read_book_params(path)
     assert list(loaded) == list(params)
     for key, value in params.items():
+        assert type(loaded[key]) is np.ndarray  # never the guard's subclass
         assert loaded[key].dtype == value.dtype and loaded[key].shape == value.shape
         np.testing.assert_array_equal(loaded[key], value)
 
@@ -200,3 +201,32 @@ def test_the_guards_refuse_what_arrays_never_need(tmp_path, payload, match):
     path.write_bytes(payload)
     with pytest.raises(ValueError, match=match):
         xn.book.read_book_params(path)
+
+
+class _FlaggedDtype:
+    """A plain void dtype whose pickled state (BUILD, after the dtype guard has seen it) sets ``flags``."""
+
+    def __init__(self, flags):
+        self.flags = flags
+
+    def __reduce__(self):
+        return np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, self.flags)
+
+
+class _ArrayOf:
+    def __init__(self, dtype, data):
+        self.dtype, self.data = dtype, data
+
+    def __reduce__(self):
+        rebuild, args = np.empty(0).__reduce__()[:2]
+        return rebuild, args, (1, (2,), self.dtype, False, self.data)
+
+
+@pytest.mark.parametrize("flags, data", [(1, b"A" * 16), (63, [1, 2])], ids=["refcount", "list-pickle"])
+def test_a_dtype_given_object_flags_after_its_guard_is_refused_naming_the_file(tmp_path, flags, data):
+    """dtype's guard saw "V8"; the BUILD that followed set its flags to those of an object dtype (NumPy takes
+    them): the array came back with dtype.hasobject (refcount), or NumPy's SystemError escaped (list-pickle)."""
+    path = tmp_path / "flagged.pkl"
+    path.write_bytes(pickle.dumps({"W1": _ArrayOf(_FlaggedDtype(flags), data)}, protocol=2))
+    with pytest.raises(ValueError, match=r"flagged.pkl'?: refused dtype .*V8.*Python objects"):
+        unpickle.read_arrays_pickle(path, "read_book_params")

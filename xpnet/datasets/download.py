@@ -1,5 +1,11 @@
 """Downloads that keep nothing unverified: each file goes to a temporary name beside its target and gets
-its final name only once it is complete and its SHA-256 is accepted (MNIST, Penn Treebank)."""
+its final name only once it is complete and its SHA-256 is accepted (MNIST, Penn Treebank).
+
+A transfer is bounded: each read waits :data:`DOWNLOAD_TIMEOUT_S` seconds at most, and a reply of more than
+:data:`MAX_DOWNLOAD_BYTES` (larger than any dataset file) is stopped as it comes, so that a mirror or proxy
+that never ends its reply cannot fill the disk. Ctrl-C or SIGTERM during a transfer removes the temporary
+file (SIGTERM then ends the process as it would have). A file kept gets the mode a plain ``open`` gives.
+"""
 
 from __future__ import annotations
 
@@ -11,39 +17,53 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from ..io.atomic import new_file_mode, set_mode
+from ..io.signals import sigterm_raises
+
 DOWNLOAD_TIMEOUT_S = 60.0
+MAX_DOWNLOAD_BYTES = 128 << 20  # Fashion-MNIST's training images, the largest file, are 26 MB gzipped
 CHUNK = 1 << 20
 
-__all__ = ["fetch_verified", "file_sha256", "DOWNLOAD_TIMEOUT_S"]
+__all__ = ["fetch_verified", "file_sha256", "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
 
 
 def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> str | None:
     """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete
     and ``accept(sha256_of_its_bytes, temporary_path)`` is true; return None then, else the SHA-256 it had.
     The temporary file never outlives the call, so an interrupted transfer leaves nothing a later run
-    could take for data. Raises OSError / http.client.HTTPException when the transfer fails."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
-        hasher = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            length = response.headers.get("Content-Length")
-            received = 0
-            while chunk := response.read(CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-                received += len(chunk)
-            if length is not None and received != int(length):
-                raise http.client.IncompleteRead(b"", int(length) - received)
-            out.flush()
-            os.fsync(out.fileno())
-        got = hasher.hexdigest()
-        if not accept(got, tmp):
-            return got
-        os.replace(tmp, dest)
-        return None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    could take for data. Raises OSError / http.client.HTTPException when the transfer fails or passes
+    :data:`MAX_DOWNLOAD_BYTES`."""
+    with sigterm_raises():
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            hasher = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+                set_mode(out.fileno(), tmp, new_file_mode())
+                length = response.headers.get("Content-Length")
+                limit = MAX_DOWNLOAD_BYTES
+                if length is not None and length.isdigit() and int(length) > limit:
+                    raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
+                                  "dataset file): not downloaded")
+                received = 0
+                while chunk := response.read(min(CHUNK, limit + 1 - received)):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                    received += len(chunk)
+                    if received > limit:
+                        raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
+                                      "stopped, nothing kept")
+                if length is not None and received != int(length):
+                    raise http.client.IncompleteRead(b"", int(length) - received)
+                out.flush()
+                os.fsync(out.fileno())
+            got = hasher.hexdigest()
+            if not accept(got, tmp):
+                return got
+            os.replace(tmp, dest)
+            return None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -5,8 +5,9 @@ and its target replaced (atomically, in the target's folder), and anything that 
 regular file (``/dev/null``, a FIFO, a folder) is refused before anything is written. The temporary
 file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and gets the
 existing file's permission bits, or for a new file the mode a plain ``open`` would give (``0o666``
-less the umask). An error while writing (a full disk, a read-only folder) names the path being
-saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
+less the umask), where the filesystem lets a mode be set (FAT and SMB shares refuse chmod: the file
+keeps the mode they give). An error while writing (a full disk, a read-only folder) names the path
+being saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
 write removes it (SIGTERM then ends the process as it would have); a process killed outright
 (SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
 processes that no longer run (on this machine: a pid is only checked locally).
@@ -15,6 +16,7 @@ processes that no longer run (on this machine: a pid is only checked locally).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import tempfile
@@ -43,8 +45,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
         tmp = None
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
-            os.chmod(tmp, 0o666 & ~_umask() if kept_mode is None else kept_mode)
             with os.fdopen(fd, mode) as f:
+                set_mode(f.fileno(), tmp, new_file_mode() if kept_mode is None else kept_mode)
                 yield f
                 f.flush()
                 os.fsync(f.fileno())
@@ -60,6 +62,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
                 raise OSError(exc.errno, why, given) from None
             raise
         _fsync_folder(folder)
+
+
+def new_file_mode() -> int:
+    """The mode a plain ``open`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~_umask()
+
+
+def set_mode(fd: int, tmp: str, mode: int) -> None:
+    """Give the file open as ``fd`` at ``tmp`` (a temporary file of mkstemp, 0600) ``mode``, where its filesystem
+    lets it: FAT and SMB shares refuse chmod (EPERM, ENOTSUP) where a plain ``open`` writes, and the file keeps
+    the mode they give."""
+    try:
+        os.chmod(fd if os.chmod in os.supports_fd else tmp, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
 
 
 def _ours(filename: Any, folder: str) -> bool:
@@ -89,13 +107,16 @@ def remove_leftovers(path: str | os.PathLike) -> list[str]:
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # tidying only: gone already, or another user's (EPERM)
                 os.unlink(os.path.join(folder, entry))
                 removed.append(os.path.join(folder, entry))
     return removed
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (where that cannot be told, as if it did: its file stays)."""
+    if os.name == "nt":  # os.kill(pid, 0) there sends CTRL_C_EVENT (0) to the console process group pid
+        return _running_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -103,6 +124,22 @@ def _running(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+def _running_windows(pid: int) -> bool:
+    """``_running`` on Windows: the process opens and has no exit code yet (or may not be opened: it exists)."""
+    try:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return True
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() != 87  # ERROR_INVALID_PARAMETER: no such process; access denied: one runs
+    try:
+        code = ctypes.c_ulong()
+        return not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)) or code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def _umask() -> int:

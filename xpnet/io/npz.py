@@ -36,6 +36,10 @@ from .streams import archive_at, describe, is_file_object
 __all__ = ["XpnetFileError", "NpzReader", "fill"]
 
 _NPY_MAGIC = b"\x93NUMPY"
+TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch.serialization.MAGIC_NUMBER
+TORCH_LEGACY = ("it is in torch's older format (torch < 1.6, or torch.save(..., "
+                "_use_new_zipfile_serialization=False)), a pickle that xpnet does not read: re-save it with a recent "
+                "torch, torch.save(torch.load(path), 'new.pt'), and read that")
 _MAX_RECORD_BYTES = 64 << 20
 MAX_RECORD_DEPTH = 100
 # What reading a damaged archive raises: zipfile's BadZipFile, RuntimeError ("is encrypted"),
@@ -65,12 +69,14 @@ class NpzReader:
             # FileNotFoundError and PermissionError name the path themselves.
             self._file = open_regular(self.path, self.error)
         try:
-            head = self._file.read(len(_NPY_MAGIC))
+            head = self._file.read(14)
             if not head:
                 raise self.error("the file is empty (0 bytes)" if self.path is not None else
                                  "there are no bytes at its position")
-            if head == _NPY_MAGIC:
+            if head.startswith(_NPY_MAGIC):
                 raise self.error("it is a single NumPy array (.npy, numpy.save), not an .npz archive")
+            if head[2:] == b"\x8a\x0a" + TORCH_LEGACY_MAGIC:
+                raise self.error(f"{TORCH_LEGACY} with xn.read_torch_file(path)")
             if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
                 raise self.error("it is a Python pickle, not an .npz archive (the book's params.pkl: "
                                  "xn.load_book_params(path, model) reads it, with a restricted unpickler)")

@@ -43,7 +43,7 @@ from typing import Any, Callable
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .npz import fill
+from .npz import TORCH_LEGACY, TORCH_LEGACY_MAGIC, fill
 from .paths import XpnetFileError, fspath, open_regular
 from .streams import archive_at, describe, is_file_object
 from .unpickle import _encode
@@ -78,7 +78,6 @@ ALLOWED: dict[tuple[str, str], str] = {
 }
 
 _DTYPE_WORDS = ("float", "bfloat", "complex", "int", "uint", "qint", "quint", "bits")
-_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # torch.serialization.MAGIC_NUMBER
 _MAX_DEFLATE = 1032  # the most that deflate can expand a byte
 _CHUNK = 1 << 24  # a storage is read in pieces this large, never held twice
 _DAMAGED = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, RuntimeError,
@@ -325,10 +324,8 @@ class _Archive:
 
 def _not_zip(head: bytes) -> str:
     """Why a file starting with ``head`` is no ``torch.save`` archive."""
-    if head[2:14] == b"\x8a\x0a" + _LEGACY_MAGIC or head[257:262] == b"ustar":
-        return ("it is in torch's older format (torch < 1.6, or torch.save(..., "
-                "_use_new_zipfile_serialization=False)), a pickle that xpnet does not read: re-save it with a recent "
-                "torch, torch.save(torch.load(path), 'new.pt'), and read that")
+    if head[2:14] == b"\x8a\x0a" + TORCH_LEGACY_MAGIC or head[257:262] == b"ustar":
+        return TORCH_LEGACY
     return f"it starts with {head[:8]!r}, where a zip archive starts with b'PK\\x03\\x04'"
 
 

@@ -9,7 +9,10 @@ names on the list are not the functions themselves but guards around them:
 - ``numpy.ndarray`` may only be the first argument of ``_reconstruct`` (protocols 0 to 4): called
   through REDUCE itself it would allocate any size uninitialised;
 - ``_reconstruct`` and ``_frombuffer`` (protocol 5) refuse an array larger than the file, and
-  ``dtype`` refuses Python-object dtypes (whose elements would be unpickled objects);
+  ``dtype`` refuses Python-object dtypes (whose elements would be unpickled objects); so does the
+  array that ``_reconstruct`` gives when the state it is then set from has such a dtype, checked before
+  NumPy reads it (a dtype's own state may give a plain ``V8`` the flags of an object dtype after its
+  guard saw it, and NumPy takes them);
 - ``_codecs.encode`` (how protocols 0 to 2 store bytes) only turns a str into latin-1 bytes.
 
 Every failure is a ValueError naming the file.
@@ -80,6 +83,37 @@ ALLOWED = {**{(m, "_reconstruct"): "_reconstruct" for m in _MULTIARRAY},
            ("_codecs", "encode"): "_encode"}
 
 
+class _Checked(np.ndarray):
+    """What ``_reconstruct`` gives: an array whose pickled state (BUILD) is checked before NumPy sets it;
+    :func:`_plain` turns it into a plain ndarray once the file is read."""
+
+    def __setstate__(self, state: Any) -> None:
+        dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None
+        if not isinstance(dtype, np.dtype) or dtype.hasobject:
+            raise _Refused(f"refused dtype {dtype!r} in an array's state: a params file may hold numeric arrays "
+                           "only, not Python objects")
+        super().__setstate__(state)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every :class:`_Checked` array in its dicts, lists and tuples a plain ndarray."""
+    seen: set[int] = set()
+
+    def walk(v: Any) -> Any:
+        if isinstance(v, _Checked):
+            return v.view(np.ndarray)
+        if id(v) in seen or not isinstance(v, (dict, list, tuple)):
+            return v
+        seen.add(id(v))
+        if isinstance(v, tuple):
+            return tuple(walk(item) for item in v)
+        for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
+            v[key] = walk(item)
+        return v
+
+    return walk(value)
+
+
 class _ArraysOnly(pickle.Unpickler):
     """The restricted unpickler; ``limit`` is the file's size in bytes, which no array can exceed."""
 
@@ -111,7 +145,7 @@ class _ArraysOnly(pickle.Unpickler):
     def _reconstruct(self, cls: Any, shape: Any, typecode: Any) -> np.ndarray:
         if cls is not _NDARRAY:
             raise _Refused(f"refused numpy's _reconstruct of {cls!r}: only plain numpy.ndarray is allowed")
-        return _RECONSTRUCT(np.ndarray, self._fits(shape, _dtype(typecode)), typecode)
+        return _RECONSTRUCT(_Checked, self._fits(shape, _dtype(typecode)), typecode)
 
     def _frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
         if not isinstance(dtype, np.dtype) or dtype.hasobject or order not in ("C", "F"):
@@ -129,7 +163,7 @@ def read_arrays_pickle(path: str | os.PathLike, who: str) -> Any:
 
     try:
         with open_regular(path, refuse) as f:
-            return _ArraysOnly(f, os.fstat(f.fileno()).st_size).load()
+            return _plain(_ArraysOnly(f, os.fstat(f.fileno()).st_size).load())
     except _Refused as e:
         raise ValueError(f"{who}: {path!r}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,

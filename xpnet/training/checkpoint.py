@@ -39,6 +39,7 @@ from ..layers.tree import frozen_nodes
 from ..models.files import (CHECKPOINT_KEY as _CKPT_KEY, CHECKPOINT_WHAT as _WHAT, FORMATS, architecture,
                             check_format, model_from_architecture, stored_dtype)
 from ..optim import Optimizer
+from .callbacks import MONITORS
 from .history import History
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
@@ -130,10 +131,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not all(isinstance(s, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                for v in s.values()) for s in scalars.values()):
             raise reader.error(f"field 'optimizer.scalars' is {scalars!r}, expected {{parameter: {{name: number}}}}")
+        field.int("epoch_offset", default=0)  # none in checkpoints written before it
         epochs = field.get("history.epochs", list)
         for i, e in enumerate(epochs):
             if not isinstance(e, dict):
                 raise reader.error(f"field 'history.epochs[{i}]' is {e!r}, expected a JSON object")
+            for key in (*MONITORS, "lr", "seconds"):  # what the callbacks take up again, and xn.train's figures
+                if not (e.get(key) is None or isinstance(e[key], (int, float)) and not isinstance(e[key], bool)):
+                    raise reader.error(f"field 'history.epochs[{i}].{key}' is {e[key]!r}, expected a number or null")
         rng = field.get("rng", dict)
         for i, state in rng.items():
             _check_rng(reader, saved, i, state)
@@ -197,8 +202,8 @@ class _Fields:
             raise self.reader.error(f"field {name!r} is {value!r}, expected a {kind.__name__}")
         return value
 
-    def int(self, name: str) -> int:
-        value = self.get(name, int)
+    def int(self, name: str, default: Any = ...) -> int:
+        value = self.get(name, int, default)
         if value < 0:
             raise self.reader.error(f"field {name!r} is {value}, expected an int >= 0")
         return value
@@ -315,6 +320,16 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
     except (TypeError, ValueError) as exc:
         raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
+    for i, group in enumerate(opt.get("param_groups", [])):  # each as its optimizer would refuse it, but here first
+        field = f"field 'optimizer.param_groups[{i}]'"
+        try:
+            type(optimizer)(**{k: v for k, v in group.items() if k in checked})
+        except (TypeError, ValueError) as exc:
+            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} is invalid: {exc}") from None
+        apart = [k for k, v in opt["hyperparams"].items() if i == 0 and k in group and _differs(v, group[k])]
+        if apart:
+            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} differs from 'optimizer.hyperparams' in {apart}, "
+                                 "which a save writes alike")
     saved_groups = len(opt.get("param_groups", [None]))
     if saved_groups != len(optimizer.param_groups):
         raise ValueError(f"resume_from: {path!r} holds the state of an optimizer of {saved_groups} param group(s), "
@@ -344,11 +359,11 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
         warn(f"resume_from: the layers frozen in {path!r} ({', '.join(map(repr, frozen)) or 'none'}) replace those "
              f"frozen in the model ({', '.join(map(repr, frozen_nodes(model))) or 'none'}), so that the run goes on "
              "as it was; to train another part, start a new run from xn.load(path)")
+    optimizer.load_state_dict({**opt, "hyperparams": checked})  # first: where it refuses, the model is untouched
     for name, node in model.named_modules().items():
         node._frozen = name in frozen
     for name, v in ckpt["model"].items():
         model.set_param(name, v)
-    optimizer.load_state_dict({**opt, "hyperparams": checked})
     set_rng_states(model, meta["rng"])
     return int(meta["epoch"])
 
