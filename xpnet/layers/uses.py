@@ -56,7 +56,7 @@ from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s ans
 from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
-from .one_backward import refuse_one_backward_for_two_calls
+from .one_backward import HELPED, note_helper, refuse_one_backward_for_two_calls
 from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ADDING, ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
@@ -355,7 +355,8 @@ _LOST = "_forwards_replaced"
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
 _PENDING = "_training_forward_pending"  # on every node: what evaluation-mode forwards replaced (_Pending)
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST, _PENDING, stale.STAMP, BEFORE, LAST, STEPPED, READ})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST, _PENDING, HELPED, stale.STAMP, BEFORE, LAST, STEPPED,
+                   READ})
 _ABSENT = object()
 
 
@@ -560,6 +561,8 @@ def _watch(layer: Any, train: Any) -> _Pending | None:
     if train is True or (train is None and layer.training):
         if pending is not None:
             pending.count_on()
+        if layer.uses_inside:  # a second training forward of a model: through a function of one's own?
+            note_helper(layer)
         return None
     if pending is None:
         pending = _Pending(layer)
