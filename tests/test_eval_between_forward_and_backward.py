@@ -3,7 +3,7 @@ within a step): ``out = model(x)``, then ``model.eval(); model(x_val); model.tra
 the backward serves the training forward, as PyTorch's autograd serves the graph that the first forward saved (it
 served the evaluated batch, silently); left in ``eval()`` it serves the evaluation forward (a saliency map). A
 ``train=False`` given by the caller (``model.forward(x, train=False)``, ``model(x, train=False)``, the book's
-``predict(x, train_flg=False)``) keeps the book's rule: the backward serves the last forward."""
+``train_flg=False``) keeps the book's rule: the backward serves the last forward."""
 
 from __future__ import annotations
 
