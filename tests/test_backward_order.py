@@ -128,6 +128,43 @@ def test_two_calls_and_the_backward_on_one_line_are_refused():
         a = model(x1); b = model(x2); criterion(a + b, t); model.backward(criterion.backward())  # noqa: E702
 
 
+def test_calls_in_a_comprehension_joined_then_one_backward_are_refused():
+    """PyTorch's ``sum(model(x) for x in xs).backward()``: the comprehension's one call in the source ran once per
+    element, and the backward served the last element's alone; one element still runs."""
+    model, rng = _net(), np.random.default_rng(4)
+    xs = [rng.standard_normal((4, 3)) for _ in range(2)]
+    total = sum(model(x) for x in xs)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after `\(?model\(x\) for x in xs\)?` \(a call per "
+                                           r"element\): .*serves the last element's model\(x\) alone"):
+        model.backward(total)
+    outs = np.stack([model(x) for x in xs])
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after `\[model\(x\) for x in xs\]` \(a call"):
+        model.backward(outs[0])
+    total = sum(model(x) for x in xs[:1])
+    model.backward(total)
+
+
+def test_calls_through_a_function_of_ones_own_then_one_backward_are_refused():
+    """``a = run(x1); b = run(x2)`` with ``run`` calling the model, then one backward: it served ``run(x2)`` alone;
+    the function's calls in a loop (sampling) before a direct training call still run."""
+    model, rng = _net(), np.random.default_rng(5)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+
+    def run(x):
+        return model(x)
+
+    a = run(x1)
+    b = run(x2)
+    with pytest.raises(RuntimeError, match=r"^Sequential\.backward after run\(x1\) \(calling model\), run\(x2\) "
+                                           r"\(calling model\): .*serves run\(x2\) \(calling model\) alone"):
+        model.backward(a + b)
+    samples = []
+    for x in (x1, x2):
+        samples.append(run(x))
+    out = model(x1)
+    model.backward(out - samples[0])
+
+
 def test_each_calls_backward_before_the_next_call_adds_up_to_pytorchs_one_backward():
     torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
     model, rng = _net(), np.random.default_rng(2)

@@ -143,15 +143,17 @@ class Layer(Tree):
         ``forward(x, adj_mat, train=...)``."""
         if more:
             if len(more) < _inputs_of(type(self)):
-                train = self.training if train is None else self._check_train(train)
-                called(self)
+                by_mode = train is None
+                train = self.training if by_mode else self._check_train(train)
+                called(self, by_mode)
                 return self.forward(x, *more, train=train)
             if len(more) > 1 or train is not None:
                 raise TypeError(f"{self.name}.forward takes {_inputs_of(type(self))} input(s), then train: got "
                                 f"{1 + len(more)} arguments by position" + (", and train" if train is not None else ""))
             train = more[0]
-        train = self.training if train is None else self._check_train(train)
-        called(self)
+        by_mode = train is None
+        train = self.training if by_mode else self._check_train(train)
+        called(self, by_mode)
         return self.forward(x, train=train)
 
     def config(self) -> dict[str, Any]:

@@ -114,10 +114,11 @@ class Container(Layer):
     def __call__(self, *xs: Any, train: bool | None = None, **options: Any) -> Any:
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
         ``options`` are forward's other keywords (a Transformer's masks)."""
-        train = self.training if train is None else self._check_train(train, hint=STATE_HINT)
+        by_mode = train is None
+        train = self.training if by_mode else self._check_train(train, hint=STATE_HINT)
         refuse_torch_max(self, sys._getframe(1), xs)  # _, predicted = np.max(outputs, 1) after the call
         try:
-            called(self)
+            called(self, by_mode)
             return self.forward(*xs, train=train, **options)
         except TypeError:
             self._check_inputs(xs, train, options)

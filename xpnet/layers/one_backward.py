@@ -12,9 +12,16 @@ model drops at random: R-Drop's two passes), in statements of the block that hol
 as the lines they would take (the backward's own is the one on its line that calls a backward). No such statement: a
 call inside a loop or a ``with xn.no_grad():`` block (a sampling loop's, a target's under no_grad),
 ``model.predict`` (a look, which leaves the caches alone), a call whose output goes nowhere a loss could take it
-from (a statement of its own, ``.shape``). Left alone: a stateful model's calls (truncated backpropagation through
-time: the last chunk's backward alone, as PyTorch's after ``h.detach()``), and a layer called by itself (a test of
-its own calls).
+from (a statement of its own, ``.shape``). A call in a comprehension whose outputs the statement joins
+(``sum(model(x) for x in xs)``, ``np.stack([model(x) for x in xs])``) is a call per element, more than one where the
+backward found more than one forward; a comprehension kept as a list (``outs = [model(x) for x in xs]``) is a loop
+(REINFORCE's per-step calls). Calls through a function of one's own (``a = run(x1); b = run(x2)``, ``run`` calling
+the model) count as calls of the model: a training forward made while another's backward is pending (never a
+step's path) notes the function and the line calling it (``note_helper``), and the backward's block is read for
+calls of that function too. A first forward is not noted (that would cost every step): a function called once,
+before a direct call of the model (``a = run(x1); b = model(x2)``), is not followed. Left alone: a stateful model's
+calls (truncated backpropagation through time: the last chunk's backward alone, as PyTorch's after
+``h.detach()``), and a layer called by itself (a test of its own calls).
 
 A loop before the backward (in the same blocks) whose calls feed each other is refused too: the char-RNN
 classification tutorial's ``for i in range(n): output, hidden = rnn(line_tensor[i], hidden)``, then one backward
@@ -78,9 +85,10 @@ def _receiver(stmt: ast.stmt, source: str) -> str | None:
     return receivers.pop() if len(receivers) == 1 else None
 
 
-def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str]]:
-    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``: (the call's
-    source, its positional arguments')."""
+def _calls_of(stmt: ast.stmt, receiver: str, source: str, helpers: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The calls ``receiver(...)`` and ``receiver.forward(...)`` within the simple statement ``stmt``, and those of
+    a function named in ``helpers`` (``run(x)``, ``self.run(x)``): (the call's source, its positional
+    arguments')."""
     found = []
     parents = {child: node for node in ast.walk(stmt) for child in ast.iter_child_nodes(node)}
     for node in ast.walk(stmt):
@@ -89,10 +97,44 @@ def _calls_of(stmt: ast.stmt, receiver: str, source: str) -> list[tuple[str, str
         func = node.func
         if isinstance(func, ast.Attribute) and func.attr == "forward":
             func = func.value
-        if ast.get_source_segment(source, func) == receiver:
-            found.append((ast.get_source_segment(source, node) or receiver,
-                          "; ".join(ast.dump(a) for a in node.args)))
+        helper = isinstance(node.func, (ast.Name, ast.Attribute)) and \
+            getattr(node.func, "id", getattr(node.func, "attr", None)) in helpers
+        if helper or ast.get_source_segment(source, func) == receiver:
+            text = ast.get_source_segment(source, node) or receiver
+            if helper:
+                text += f" (calling {receiver})"
+            inputs = "; ".join(ast.dump(a) for a in node.args)
+            found.append((text, inputs))
+            comprehension = _comprehension_of(node, parents)
+            if comprehension is not None:  # one call a element: PyTorch's one backward goes through each
+                found[-1] = (f"`{ast.get_source_segment(source, comprehension)}` (a call per element)", inputs)
+                found.append((f"{_LAST}{text}", inputs + " (another element)"))
     return found
+
+
+_LAST = "the last element's "  # a comprehension's last call, as the message names it
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+
+_JOINS = frozenset({"sum", "mean", "stack", "concatenate", "concat", "cat", "vstack", "hstack"})
+
+
+def _comprehension_of(call: ast.Call, parents: dict) -> ast.AST | None:
+    """The comprehension whose element (or condition) holds ``call`` where its outputs are joined in that
+    statement (``sum(model(x) for x in xs)``, ``np.stack([model(x) for x in xs])``: a call per element, all of
+    them going on into one value), or None; a call in its first iterable runs once. A comprehension kept as a
+    list (``probs = [policy(s) for s in states]``) is left alone, as a loop: REINFORCE's per-step calls, each
+    given its own backward (the last first, the next refused by ``rounded``) or a stack of them (refused by shape,
+    saying what to write)."""
+    child, node = call, parents.get(call)
+    while node is not None:
+        if isinstance(node, _COMPREHENSIONS) and child is not node.generators[0].iter:
+            join = parents.get(node)
+            func = getattr(join, "func", None)
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            return node if isinstance(join, ast.Call) and name in _JOINS else None
+        child, node = node, parents.get(node)
+    return None
 
 
 def _unused(call: ast.Call, parent: ast.AST | None) -> bool:
@@ -140,7 +182,7 @@ def _before(current: ast.stmt, receiver: str, source: str, places: dict) -> Any:
         current = holder
 
 
-def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | None:
+def _block_calls(filename: str, line: int, helpers: tuple[str, ...] = ()) -> tuple[tuple[str, ...], bool] | None:
     """The calls of the model whose backward is called on ``line``, in the statements before it since its last
     backward (in its block, and in the blocks around it up to a loop or a function), and whether all take the same
     inputs; None where there are fewer than two."""
@@ -151,7 +193,7 @@ def _block_calls(filename: str, line: int) -> tuple[tuple[str, ...], bool] | Non
     calls: list[tuple[str, str]] = []
     for stmt in _before(here, receiver, source, places):
         if not isinstance(stmt, _COMPOUND):
-            calls = _calls_of(stmt, receiver, source) + calls
+            calls = _calls_of(stmt, receiver, source, helpers) + calls
     if len(calls) < 2:
         return None
     return tuple(text for text, _ in calls), len({inputs for _, inputs in calls}) == 1
@@ -209,6 +251,24 @@ def _stateful(model: Any) -> bool:
     return any(getattr(node, "stateful", False) is True for node in model.named_modules().values())
 
 
+HELPED = "_forwards_through_a_function"  # on a model: (id of the frame, function, line) of its last such calls
+
+
+def note_helper(model: Any) -> None:
+    """A training forward of ``model`` while another's backward is pending (never a training step's path: a step's
+    forward follows a backward): where the first frame outside xpnet is a function of one's own, called by another
+    frame (``a = run(x1); b = run(x2)``), that frame's id, the function's name and the calling line, for the
+    backward's check of its block (``refuse_one_backward_for_two_calls``); the last two kept."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame = frame.f_back
+    if frame is None or frame.f_back is None or not frame.f_code.co_name.isidentifier():  # <module>, <listcomp>
+        return
+    records = model.__dict__.setdefault(HELPED, [])
+    records.append((id(frame.f_back), frame.f_code.co_name, frame.f_back.f_lineno))
+    del records[:-2]
+
+
 def refuse_one_backward_for_two_calls(model: Any) -> None:
     """Raise where the backward of ``model`` (a container), after more than one training forward, is called on a
     line whose block calls the model twice before it (see the module's docstring)."""
@@ -224,6 +284,12 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
         _FOUND[key] = _block_calls(*key)
         _LOOPS[key] = _recurrent_loop(*key)
     found, loop = _FOUND[key], _LOOPS[key]
+    helpers = tuple(sorted({name for outer, name, line in model.__dict__.pop(HELPED, ())
+                            if outer == id(frame) and line <= frame.f_lineno}))
+    if helpers and (found is None or (found[1] and not _drops(model))):  # calls through a function of one's own
+        if key + helpers not in _FOUND:
+            _FOUND[key + helpers] = _block_calls(*key, helpers)
+        found = _FOUND[key + helpers]
     if _stateful(model):
         return
     if loop is not None:
@@ -237,8 +303,9 @@ def refuse_one_backward_for_two_calls(model: Any) -> None:
     if found is None or (found[1] and not _drops(model)):
         return  # the same inputs each time, deterministic (a look at the weights, then need_weights=False): no matter
     calls = found[0]
+    shown = ", ".join(c for c in calls if not c.startswith(_LAST))  # a comprehension once
     raise RuntimeError(
-        f"{model.name}.backward after {', '.join(calls)}: PyTorch's one backward goes back through every call, "
+        f"{model.name}.backward after {shown}: PyTorch's one backward goes back through every call, "
         f"but an xpnet model keeps its last call's caches only, so this backward serves {calls[-1]} alone, whatever "
         f"gradient it is given (with that call's input and dropout mask). Call it within one forward of a model of "
         f"your own (each call is kept there, and its backward calls take them back last call first), join the inputs "

@@ -33,6 +33,13 @@ caches (:mod:`xpnet.layers.left_out`; ``reused`` opens and closes each round, ``
 
 Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
 
+An evaluation-mode forward made by the mode (``model.eval(); model(x_val); model.train()``, no ``train=`` given) of
+a model (or of a layer by itself) between a training forward and its backward (a validation line within a step)
+keeps what it replaced till the next backward, which in training mode serves the training forward, as PyTorch's
+autograd serves its graph, and in evaluation mode the evaluation forward (``_Pending``). ``train=False`` given by
+the caller keeps the book's rule: the backward serves the last forward. ``called`` tells the two apart where
+``layer(x)`` passes its flag on as ``train``; the outermost forward reads it.
+
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
 """
@@ -49,7 +56,7 @@ from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s ans
 from . import left_out, stale
 from .dy_dtype import noted, refuse_other_dtype
 from .no_grad_calls import UNDER_NO_GRAD, why
-from .one_backward import refuse_one_backward_for_two_calls
+from .one_backward import HELPED, note_helper, refuse_one_backward_for_two_calls
 from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
 from .zero_grad import ADDING, ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
@@ -67,6 +74,7 @@ class _Local(threading.local):
     called: Any = None
     caller: Any = None
     no_grad_firsts: set[int] | None = None
+    by_mode = False  # with called: that call's train came from the layer's flag (no train= given)
 
 
 _local = _Local()
@@ -93,14 +101,19 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                 return run(self, *xs, **kwargs)
         local = _local
         calls = local.calls
-        before = None
+        before = watch = None
         if calls is not None:
             # within another model's forward: a record of its own calls too, but where xpnet's backward takes them
             if written_out or _written_out(type(self).backward):  # (or a subclass's, written out)
                 before = counts(calls, local.repeats)
         else:
+            own = self.__dict__
+            by_mode = local.called is self and local.by_mode  # model(x): train= not given, the model's flag
+            if by_mode:
+                local.called = None
+            if _PENDING in own or (FORWARDS in own and own[FORWARDS]):  # a training forward's backward pending
+                watch = _watch(self, None if by_mode else train if given or "train" in kwargs else default)
             if train is not False:
-                own = self.__dict__
                 own[FORWARDS] = own.get(FORWARDS, 0) + 1  # _count_forward's line, without its call
             else:
                 _evaluated(self)
@@ -153,6 +166,8 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
                     self.__dict__[CALLS] = Record(local.calls, local.repeats)
                 local.calls = local.model = local.caller = local.evaluation_uses = local.repeats = None
                 local.no_grad_firsts = None
+                if watch is not None:
+                    watch.note()
     return run
 
 
@@ -191,6 +206,11 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
         training = train is True or (train is None and self.training)
         if calls is None:  # a layer called by itself, outside any model: what a model's forward left unfinished
             self.__dict__.pop(_USES, None)  # (it raised, or its backward stopped short) must not steer its backward
+            own = self.__dict__
+            if _PENDING in own or (FORWARDS in own and own[FORWARDS]):  # a training forward's backward pending
+                watch = _watch(self, None if explicit and local.by_mode else train)  # layer(x): the layer's flag
+            else:
+                watch = None
             if training:
                 _count_forward(self)
             else:
@@ -202,6 +222,9 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 if hinted is None:
                     raise
                 raise hinted from e
+            finally:
+                if watch is not None:
+                    watch.note()
         kept = None
         stateful = getattr(self, "stateful", False) is True
         use = training or (local.evaluating and not stateful)
@@ -330,8 +353,10 @@ _USES = left_out.USES
 _LOST = "_forwards_replaced"
 # Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
 # A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
+_PENDING = "_training_forward_pending"  # on every node: what evaluation-mode forwards replaced (_Pending)
 _HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST, stale.STAMP, BEFORE, LAST, STEPPED, READ})
+                   "_init_args", ARMED, _USES, FORWARDS, _LOST, _PENDING, HELPED, stale.STAMP, BEFORE, LAST, STEPPED,
+                   READ})
 _ABSENT = object()
 
 
@@ -456,6 +481,96 @@ def looked(model: Any) -> Any:
             now.update(attributes)
 
 
+# Not put back by a backward that serves a training forward after a look (_Pending.settle): what the layer holds
+# across forwards (as _HELD, less the forward's own records, FORWARDS, _USES, _LOST, which go back) and what a user
+# plots, kept as the last forward's.
+_NOT_BACK = (_HELD - {FORWARDS, _USES, _LOST}) | {"attention_weights"}
+
+
+class _Pending:
+    """An evaluation-mode forward made by the mode of a model (or of a layer by itself) after a training forward
+    whose backward has not run yet: ``model.eval(); v = model(x_val); model.train()`` between ``out = model(x)``
+    and ``model.backward(dy)``. ``before``: each node's attributes before the first such forward (held till then:
+    one forward's caches more). The evaluation forwards keep their state till the next backward of the model or of
+    one of its layers (``settle``): in training mode, the layers' mode at that backward, the training forward's
+    state comes back (caches, records of calls, forward counts, the no_grad flag) and the backward serves it, as
+    PyTorch's serves the graph of the output it starts from; in evaluation mode (``model.eval()`` kept: a saliency
+    map's backward) it serves the evaluation forward. ``train=False`` given by the caller (``model(x, train=False)``,
+    ``forward(x, train=False)``, the book's ``train_flg=False``) keeps the book's rule, the last forward is the one
+    a backward serves (PyTorch's ``model.eval(); model(x).backward(dy)``): ``restore`` False, from then on till a
+    training forward. A training forward in between ends it, counting on from the training forwards before the look
+    (``_watch``, ``count_on``). ``attention_weights`` stay the last forward's (a plot). Each later evaluation
+    forward finds it and does nothing more: an evaluation loop pays once."""
+
+    __slots__ = ("nodes", "before", "marked", "restore")
+
+    def __init__(self, layer: Any) -> None:
+        self.nodes = _nodes(layer)
+        self.before = [dict(vars(node)) for node in self.nodes]
+        self.marked = False
+        self.restore = True
+
+    def note(self) -> None:
+        """After an evaluation forward: every node marked as holding this (once)."""
+        if not self.marked:
+            self.marked = True
+            for node in self.nodes:
+                vars(node)[_PENDING] = self
+
+    def drop(self) -> None:
+        for node in self.nodes:
+            if vars(node).get(_PENDING) is self:
+                del vars(node)[_PENDING]
+
+    def count_on(self) -> None:
+        """A training forward after the look: the training forwards' counts as the look found them, so that this
+        one is a second (``out1 = model(x1)``, a look, ``out2 = model(x2)``, one backward: refused as without the
+        look, where the look's forward had started the count again)."""
+        self.drop()
+        for node, before in zip(self.nodes, self.before):
+            now = vars(node)
+            for k in (FORWARDS, _LOST):
+                if k in before:
+                    now[k] = before[k]
+                else:
+                    now.pop(k, None)
+
+    def settle(self, layer: Any) -> None:
+        """At a backward of ``layer`` (the model or one of its nodes): the training forward's state back if
+        ``layer`` is in training mode and no ``train=False`` was given since, else the evaluation forward's kept;
+        either way, once."""
+        self.drop()
+        if not layer.training or not self.restore:
+            return
+        for node, before in zip(self.nodes, self.before):
+            now, kept = vars(node), _NOT_BACK.union(node.kept_between_uses)
+            for k in [k for k in now.keys() | before.keys() if k not in kept]:
+                value = before.get(k, _ABSENT)
+                if value is _ABSENT:
+                    del now[k]
+                elif now.get(k, _ABSENT) is not value:
+                    now[k] = value
+
+
+def _watch(layer: Any, train: Any) -> _Pending | None:
+    """The outermost forward of ``layer`` (``train``: as the caller gave it, None where it came from the layer's
+    mode), run with a training forward's backward pending or an evaluation forward's state noted: an evaluation-
+    mode one is watched (``_Pending``; ``train=False`` given, the book's rule from then on); a training-mode one
+    ends what was noted (its own backward follows)."""
+    pending = vars(layer).get(_PENDING)
+    if train is True or (train is None and layer.training):
+        if pending is not None:
+            pending.count_on()
+        if layer.uses_inside:  # a second training forward of a model: through a function of one's own?
+            note_helper(layer)
+        return None
+    if pending is None:
+        pending = _Pending(layer)
+    if train is False:
+        pending.restore = False
+    return pending
+
+
 def _stateful_twice(layer: Any) -> str:
     """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
@@ -466,11 +581,13 @@ def _stateful_twice(layer: Any) -> str:
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
 
 
-def called(layer: Any) -> None:
+def called(layer: Any, by_mode: bool = False) -> None:
     """Said by ``layer.__call__`` before its ``forward``: the call is a use even inside a layer that is not a
     container (a layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own
-    business (Conv1d's Conv2d)."""
-    _local.called = layer
+    business (Conv1d's Conv2d). ``by_mode``: no ``train`` given, the layer's flag says (``model.eval();
+    model(x)``), told apart from a caller's ``train=False`` by the outermost forward (``_watch``)."""
+    local = _local
+    local.called, local.by_mode = layer, by_mode
 
 
 def _count_forward(layer: Any) -> None:
@@ -516,6 +633,8 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
     @functools.wraps(backward)
     def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         own = self.__dict__
+        if _PENDING in own:  # an evaluation-mode forward after a training forward whose backward this may be
+            own[_PENDING].settle(self)
         if own.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
             raise RuntimeError(why(self))
         now = stale.clock
