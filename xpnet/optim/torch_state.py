@@ -17,7 +17,8 @@ How a load goes:
    ``named_parameters()``), the names too, one the other's dotted tail where ``named_parameters()`` was of a layer
    (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
-   as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
+   as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's, and
+   it goes onto the parameter's device and dtype (CuPy's, as torch's load casts state to its parameter's). A
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
    equal (one gradient each step and no weight decay); torch's per-parameter ``step`` becomes xpnet's ``t`` and
    ``skipped`` (a parameter's own step is ``t - skipped``), NAdam's ``mu_product`` its ``scalars``.
@@ -38,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import device_of, to_device, to_numpy
 from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, read_torch_file
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
@@ -167,7 +168,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
                 continue
             arrays, step, product = got
             if arrays:
-                converted[full] = arrays
+                converted[full] = {k: _onto(a, params[xpnet_name]) for k, a in arrays.items()}
             if step is not None:
                 steps[full] = step
             if product is not None:
@@ -362,6 +363,7 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
     if entries is None:
         return {}
     params, trained = node.named_params(), node.trainable_params()
+    first = next(iter(trained.values()), None)
     offsets, at = {}, 0
     for torch_name, xpnet_name, how, _ in entries:
         shape = tuple(int(d) for d in params[xpnet_name].shape)
@@ -394,11 +396,17 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
             problems.append(f"torch.optim.LBFGS's {k} has shape {wrong[0]}, where the xpnet {node.name}'s "
                             f"parameters make a flat vector of {at}: the state of another model")
             return {}
-        moved = [np.array(a[order], copy=True) for a in arrays]
+        moved = [_onto(np.array(a[order], copy=True), first) for a in arrays]
         loaded[k] = moved if k in ("old_dirs", "old_stps") else moved[0]
     if theirs.get("ro") is not None:
         loaded["ro"] = [float(to_numpy(r)) for r in theirs["ro"]]
     return loaded
+
+
+def _onto(a: np.ndarray, p: Any) -> Any:
+    """The converted state ``a`` on the device and in the dtype of its parameter ``p`` (None: as it is), as torch's
+    ``load_state_dict`` casts a state to its parameter's: a model on the GPU takes its state there at the load."""
+    return a if p is None else to_device(a, device_of(p), dtype=p.dtype)
 
 
 def _at(prefix: str) -> str:
