@@ -349,6 +349,26 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, theirs(_mlp(torch)[1]).state_dict())
 
 
+def test_a_key_of_the_users_own_named_as_a_hyperparameter_torch_does_not_read_leaves_the_steps_torchs():
+    """torch keeps any key of a group dict in the group and reads its own only: a key of the user's own named as
+    another optimizer's hyperparameter (``'momentum'`` given to Adam) or as a setting of the xpnet optimizer's own
+    (``'convention'``) is left out, with a warning naming it, where xpnet would refuse or read it; one xpnet's groups
+    can hold (``'t0'``, ASGD's) is kept; the run goes on as torch's."""
+    torch = _torch()
+
+    def theirs(tm):
+        return torch.optim.Adam([{"params": tm[0].parameters(), "momentum": 0.9, "t0": 5},
+                                 {"params": tm[2].parameters(), "convention": "book"}], lr=0.05)
+
+    with pytest.warns(UserWarning, match=r"left out of the xpnet Adam's param groups.* param_groups\[0\]\['momentum'\] "
+                                         r"\(.*\); param_groups\[1\]\['convention'\] \(xn\.optim\.Adam's own setting "
+                                         r"convention, which torch\.optim\.Adam has not"):
+        _, opt = _resume(torch, "mlp", theirs, lambda m: optim.Adam([{"params": m[0].parameters()},
+                                                                       {"params": m[2].parameters()}]))
+    body, head = opt.param_groups
+    assert (body["t0"], "momentum" in body, head["convention"]) == (5, False, "pytorch")
+
+
 def test_the_index_order_is_torchs_model_parameters_order():
     """torch.optim's indices follow ``model.parameters()``: a module's own parameters before its submodules'
     (``out_proj``, a parametrization's ``original``), a stacked and bidirectional LSTM's per level and direction, a

@@ -34,7 +34,7 @@ from ..backend.libraries import library
 from .lbfgs import LBFGS
 from .sgd import SGD, Nesterov
 from .torch_state import _places, torch_parameters
-from .torch_twins import _TORCH_KEYS, IMPLEMENTATION, check_pair, twin as find_twin
+from .torch_twins import IMPLEMENTATION, TORCH_KEYS, check_pair, twin as find_twin
 
 __all__ = ["torch_optimizer_state_dict"]
 
@@ -130,7 +130,7 @@ def _group(optimizer: Any, index: int, name: str, problems: list[str]) -> dict[s
     group = {**values, **implied, **fixed}
     if "betas" in group:
         group["betas"] = tuple(group["betas"])
-    alien = sorted(k for k in group if k not in _TORCH_KEYS[name] and k not in IMPLEMENTATION and k != "maximize")
+    alien = sorted(k for k in group if k not in TORCH_KEYS[name] and k not in IMPLEMENTATION and k != "maximize")
     if alien:
         problems.append(f"{where}: {', '.join(alien)}: xpnet's own, which torch.optim.{name} has no counterpart for")
     if xgroup.initial_lr is not None:

@@ -16,7 +16,7 @@ from .base import Optimizer
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "LATER", "WHO", "check_kind", "check_pair", "twin"]
+__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "TORCH_KEYS", "LATER", "WHO", "check_kind", "check_pair", "twin"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
 
@@ -54,7 +54,7 @@ _NO_TWIN = {
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
 # (maximize, foreach, capturable, differentiable, fused): how a state dict, which names no class, tells its optimizer.
-_TORCH_KEYS = {
+TORCH_KEYS = {
     "SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
     "Adam": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
     "AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
@@ -86,7 +86,7 @@ _TORCH_STATE = {
     "Adafactor": {"step", "row_var", "col_var", "variance"}, "Muon": {"momentum_buffer"},
 }
 IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable"}  # how torch computes, not what
-KNOWN = set().union(*_TORCH_KEYS.values())
+KNOWN = set().union(*TORCH_KEYS.values())
 # torch.optim's optimizers xpnet lacks: what to use instead
 _INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel"}
 
@@ -110,20 +110,25 @@ def twin(optimizer: Any, who: str = WHO) -> tuple[str, dict[str, str]]:
     return twin
 
 
-def _kinds(groups: list[Any], state: Mapping[Any, Any]) -> list[str]:
-    """The torch.optim optimizers whose state dict this can be: each group holding their keys and no other
-    optimizer's, the state only their keys; AdamW and Adam told apart by ``decoupled_weight_decay`` where the dict
-    has it (torch before 2.6 did not)."""
+def _kinds(groups: list[Any], state: Mapping[Any, Any], exact: bool = True) -> list[str]:
+    """The torch.optim optimizers whose state dict this can be: each group holding their keys and (``exact``) no
+    other optimizer's, the state only their keys; AdamW and Adam told apart by ``decoupled_weight_decay`` where the
+    dict has it (torch before 2.6 did not). ``exact=False``: other optimizers' keys besides, the user's own, which
+    torch keeps in a group and does not read (``{'params': ..., 'momentum': 0.9}`` given to Adam), those of which
+    the groups hold the most keys."""
     held = [set(g) & KNOWN for g in groups]
     state_keys = {k for s in state.values() if isinstance(s, Mapping) for k in s}
     found = []
-    for name, keys in _TORCH_KEYS.items():
-        if all(keys - set(LATER) <= h and h <= keys for h in held) and state_keys <= _TORCH_STATE[name]:
+    for name, keys in TORCH_KEYS.items():
+        if all(keys - set(LATER) <= h and (h <= keys or not exact) for h in held) and state_keys <= _TORCH_STATE[name]:
             decoupled = {bool(g["decoupled_weight_decay"]) for g in groups if "decoupled_weight_decay" in g}
             if name in ("Adam", "AdamW") and decoupled and decoupled != {name == "AdamW"}:
                 continue
             found.append(name)
-    return found
+    if exact or not found:
+        return found
+    held_of = {name: min(len(TORCH_KEYS[name] & h) for h in held) for name in found}
+    return [name for name in found if held_of[name] == max(held_of.values())]
 
 
 def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
@@ -132,7 +137,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
                                                              for g in groups) or not isinstance(state, Mapping):
         raise ValueError(f"{WHO}: expected torch.optim's state_dict: 'param_groups' a list of dicts each with "
                          f"'params', 'state' a dict by index; got {type(groups).__name__} and {type(state).__name__}")
-    kinds = _kinds(groups, state)
+    kinds = _kinds(groups, state) or _kinds(groups, state, exact=False)
     if twin in kinds:
         return
     keys = sorted(set(groups[0]) - {"params", "param_names"})
