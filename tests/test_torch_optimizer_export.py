@@ -54,6 +54,8 @@ TWINS = {
     "sgd-nesterov": (lambda p: optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01,
                                          weight_decay_on="all"), "SGD"),
     "nesterov": (lambda p: optim.Nesterov(p, lr=0.1, momentum=0.8), "SGD"),
+    "momentum-book-decay": (lambda p: optim.Momentum(p, lr=0.1, momentum=0.9, weight_decay=0.01,
+                                                     weight_decay_on="all"), "SGD"),
     "adam-amsgrad-decay": (lambda p: optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01,
                                                 weight_decay_on="all"), "Adam"),
     "adamw": (lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.1), "AdamW"),
@@ -286,9 +288,18 @@ def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
     with pytest.raises(ValueError, match=r"param_groups\[0\]: weight_decay=0\.01 with weight_decay_on='weights' "
                                          r"spares the biases .* build the xpnet optimizer with weight_decay_on='all'"):
         xn.torch_optimizer_state_dict(spared, ours)
-    with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: xn\.optim\.Momentum is the book's .* "
-                                         r"build xn\.optim\.SGD"):
-        xn.torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours)
+    stopped = optim.Momentum(ours.parameters(), lr=0.1)  # the book's: v = -lr * torch's momentum_buffer
+    xpnet_model_steps(ours, stopped, _batches(1))
+    stopped.lr = 0.0
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: lr=0, where xn\.optim\.Momentum's v is -lr \* torch's "
+                                         r"momentum_buffer: at lr 0 it holds nothing of the buffer"):
+        xn.torch_optimizer_state_dict(stopped, ours)
+    stopped.lr = 0.1
+    xn.optim.lr_scheduler.StepLR(stopped, step_size=2)
+    with pytest.warns(UserWarning, match=r"xn\.optim\.Momentum steps as torch\.optim\.SGD\(momentum\) only while lr "
+                                         r"stays .* the next change of lr moves the two apart"):
+        sd = xn.torch_optimizer_state_dict(stopped, ours)
+    np.testing.assert_allclose(sd["state"][2]["momentum_buffer"], stopped.state["2.W"]["v"].T / -0.1, rtol=1e-15)
     with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: Adam\(convention='book'\) is the book's"):
         xn.torch_optimizer_state_dict(optim.Adam(ours.parameters(), convention="book"), ours)
 

@@ -133,6 +133,7 @@ TWINS = {
                                                               weight_decay=0.01), optim.SGD),
     "sgd-nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01), optim.SGD),
     "nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True), optim.Nesterov),
+    "momentum-book-decay": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01), optim.Momentum),
     "adam-amsgrad-decay": (lambda t, p: t.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01),
                            optim.Adam),
     "adamw": (lambda t, p: t.optim.AdamW(p, lr=0.05, weight_decay=0.1), optim.AdamW),
@@ -503,8 +504,6 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"torch\.optim\.ASGD's .* xpnet has no ASGD: train with xn\.optim\.SGD and "
                                          r"average with xn\.optim\.swa_utils\.AveragedModel"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, asgd.state_dict())
-    with pytest.raises(ValueError, match=r"xn\.optim\.Momentum is the book's .* build xn\.optim\.SGD"):
-        xn.load_torch_optimizer_state_dict(optim.Momentum(), ours, nadam.state_dict())
     with pytest.raises(ValueError, match=r"Adam\(convention='book'\) is the book's, .* convention='pytorch'"):
         xn.load_torch_optimizer_state_dict(optim.Adam(convention="book"), ours, nadam.state_dict())
     decaying = torch.optim.Adagrad(tmodel.parameters(), lr=0.01, lr_decay=0.1).state_dict()
@@ -519,6 +518,31 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"torch\.optim\.AdamW's \(or torch\.optim\.Adam's with "
                                          r"decoupled_weight_decay=True\).* build xn\.optim\.AdamW to load it"):
         xn.load_torch_optimizer_state_dict(optim.Adam(ours.parameters()), ours, decoupled)
+
+
+def test_the_books_momentum_takes_sgds_buffer_times_minus_lr_and_refuses_what_it_is_not():
+    """The book's Momentum (v = m*v - lr*g, p += v) is torch.optim.SGD(momentum=m) (buf = m*buf + g, p -= lr*buf)
+    with v = -lr * buf while lr stays: SGD's dicts with nesterov, dampening, or lr 0 (v would lose the buffer) are
+    refused, naming why; one with an LR scheduler's keys loads with a warning that a change of lr moves them apart."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    for kwargs, message in [({"nesterov": True}, r"nesterov=True, where xn\.optim\.Momentum steps as nesterov=False"),
+                            ({"dampening": 0.1}, r"dampening=0\.1, where xn\.optim\.Momentum steps as dampening=0"),
+                            ({"lr": 0.0}, r"param_groups\[0\]: lr=0, where xn\.optim\.Momentum's v is -lr \* torch's "
+                                          r"momentum_buffer, which it cannot hold at lr 0")]:
+        topt = torch.optim.SGD(tmodel.parameters(), **{"lr": 0.1, "momentum": 0.9, **kwargs})
+        torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
+        with pytest.raises(ValueError, match=message):
+            xn.load_torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours, topt.state_dict())
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+    torch.optim.lr_scheduler.StepLR(topt, step_size=2)
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
+    opt = optim.Momentum(ours.parameters())
+    with pytest.warns(UserWarning, match=r"xn\.optim\.Momentum steps as torch\.optim\.SGD\(momentum\) only while lr "
+                                         r"stays .*\(initial_lr 0\.1\) the next change of lr moves the two apart"):
+        xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())
+    np.testing.assert_allclose(opt.state["2.W"]["v"], -0.1 * topt.state_dict()["state"][2]["momentum_buffer"].numpy().T,
+                               rtol=1e-15)
 
 
 def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_says():

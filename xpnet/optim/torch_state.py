@@ -47,8 +47,8 @@ from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, 
 from .group_keys import check_own_key
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
-from .sgd import Nesterov
-from .torch_twins import IMPLEMENTATION, LATER, TORCH_KEYS, TWINS, WHO, check_kind, check_pair, twin as find_twin
+from .torch_twins import (IMPLEMENTATION, LATER, TORCH_KEYS, TWINS, WHO, by_lr, check_kind, check_pair, implied,
+                          lr_warning, twin as find_twin)
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
@@ -106,7 +106,9 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     may be a path or binary file object of ``torch.save``, ``key=`` then names its entry (``"optimizer_state_dict"``).
 
     The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
-    where ``nesterov=True``), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
+    where ``nesterov=True``, or the book's ``Momentum``, ``v = -lr * momentum_buffer``, stepping as torch's while lr
+    stays as it is: a warning where the dict has an LR scheduler's keys, whose next change of lr moves the two apart;
+    lr 0 refused), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
     ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups, each
     of the same parameters (an xpnet group is a layer or model, ``{"params": model.fc.parameters()}``). State is paired
     with parameters by torch's order of ``model.parameters()`` (:func:`torch_parameters`; checked by name where the dict
@@ -159,6 +161,12 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         if entries is None:
             continue
         names = group.get("param_names")
+        lr = values[i][0]["lr"]
+        if by_lr(optimizer) and lr == 0 and any(state.get(index) for index in indices):
+            problems.append(f"{where}: lr=0, where xn.optim.{optimizer.name}'s v is -lr * torch's momentum_buffer, "
+                            "which it cannot hold at lr 0: set the dict's lr to the one the run goes on with, or build "
+                            "xn.optim.SGD(lr, momentum=...)")
+            continue
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
         for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
             torch_name = torch_prefix + torch_name
@@ -176,7 +184,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
                 continue
             arrays, step, product = got
             if arrays:
-                converted[full] = {k: _onto(a, params[xpnet_name]) for k, a in arrays.items()}
+                scale = -lr if by_lr(optimizer) else 1.0  # the book's Momentum: v = -lr * momentum_buffer
+                converted[full] = {k: _onto(a * scale, params[xpnet_name]) for k, a in arrays.items()}
             if step is not None:
                 steps[full] = step
             if product is not None:
@@ -191,6 +200,9 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         "scalars": {n: {"mu_product": p, "mu_step": steps[n]} for n, p in mu.items()},
         "param_groups": [{**v, **extra} for v, extra in values]})
     _warn_left_out(optimizer, twin, left_out)
+    warned = [lr_warning(optimizer, v["lr"], extra.get("initial_lr"), WHO) for v, extra in values]
+    if any(warned):
+        warnings.warn(next(w for w in warned if w), UserWarning, stacklevel=2)
 
 
 def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
@@ -251,7 +263,7 @@ def _hyperparams(optimizer: Any, twin: str, index: int, group: Mapping[str, Any]
     values = groups[index].hyperparams() if index < len(groups) else optimizer.hyperparams()
     if "weight_decay_on" in values:
         values["weight_decay_on"] = "all"
-    implied = {"maximize": False, **({"nesterov": True, "dampening": 0} if isinstance(optimizer, Nesterov) else {})}
+    fixed = {"maximize": False, **implied(optimizer)}
     extra: dict[str, Any] = {}
     where = f"param_groups[{index}]"
     for k, v in group.items():
@@ -263,10 +275,11 @@ def _hyperparams(optimizer: Any, twin: str, index: int, group: Mapping[str, Any]
             extra[k] = v
         elif k in values and k in TORCH_KEYS[twin]:
             values[k] = tuple(v) if isinstance(v, list) else v
-        elif k in implied or k in optimizer.PYTORCH_ONLY:
-            want = implied.get(k, optimizer.PYTORCH_ONLY.get(k))
+        elif k in fixed or k in optimizer.PYTORCH_ONLY:
+            want = fixed.get(k, optimizer.PYTORCH_ONLY.get(k))
             if v != want:
-                why = "xn.optim.Nesterov is SGD(nesterov=True, dampening=0); build xn.optim.SGD to load it" \
+                sgd = ", ".join(f"{key}={value!r}" for key, value in implied(optimizer).items())
+                why = f"xn.optim.{optimizer.name} is torch.optim.SGD({sgd}); build xn.optim.SGD to load it" \
                     if k in ("nesterov", "dampening") else _INSTEAD.get(k, "a setting xpnet has no counterpart for")
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
         else:  # torch.optim.<twin> keeps it in the group and does not read it: the user's own ('name': 'head')

@@ -16,7 +16,8 @@ from .base import Optimizer
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "TORCH_KEYS", "LATER", "WHO", "check_kind", "check_pair", "twin"]
+__all__ = ["TWINS", "BY_LR", "IMPLEMENTATION", "IMPLIED", "KNOWN", "TORCH_KEYS", "LATER", "WHO", "by_lr", "check_kind",
+           "check_pair", "implied", "lr_warning", "twin"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
 
@@ -35,6 +36,7 @@ _ADAM = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
 TWINS: dict[type, tuple[str, dict[str, str]]] = {
     SGD: ("SGD", {"v": "momentum_buffer"}),
     Nesterov: ("SGD", {"v": "momentum_buffer"}),  # convention="pytorch": SGD(momentum=m, nesterov=True)
+    Momentum: ("SGD", {"v": "momentum_buffer"}),  # the book's: v = -lr * momentum_buffer (BY_LR)
     AdaGrad: ("Adagrad", {"h": "sum"}),
     RMSprop: ("RMSprop", {"h": "square_avg", "grad_avg": "grad_avg", "momentum_buffer": "momentum_buffer"}),
     AdamW: ("AdamW", _ADAM),
@@ -45,12 +47,41 @@ TWINS: dict[type, tuple[str, dict[str, str]]] = {
     Adadelta: ("Adadelta", {"square_avg": "square_avg", "acc_delta": "acc_delta"}),
     LBFGS: ("LBFGS", {}),  # one state of flat vectors, reordered by _lbfgs_state
 }
+# The torch.optim.SGD settings an xpnet optimizer of the SGD family steps as; a dict of others is refused.
+IMPLIED: dict[type, dict[str, Any]] = {Nesterov: {"nesterov": True, "dampening": 0.0},
+                                       Momentum: {"nesterov": False, "dampening": 0.0}}
+# The xpnet optimizers whose state is torch's times -lr (its group's): the book's Momentum, v = m*v - lr*g and
+# p += v, is torch.optim.SGD(momentum=m), buf = m*buf + g and p -= lr*buf, with v = -lr * buf while lr stays as it is.
+BY_LR = (Momentum,)
 
-# Why an xpnet optimizer has no twin to load from.
-_NO_TWIN = {
-    Momentum: "xn.optim.Momentum is the book's (v = momentum * v - lr * g, p += v), whose v is not torch.optim.SGD's "
-              "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) instead",
-}
+
+def _entry(optimizer: Any, table: Any) -> Any:
+    """The class of ``table`` that ``optimizer``'s class is, or is first a subclass of (None: none)."""
+    return next((cls for cls in type(optimizer).__mro__ if cls in table), None)
+
+
+def implied(optimizer: Any) -> dict[str, Any]:
+    """The torch.optim.SGD settings ``optimizer`` steps as (:data:`IMPLIED`; none for another optimizer)."""
+    cls = _entry(optimizer, IMPLIED)
+    return {} if cls is None else dict(IMPLIED[cls])
+
+
+def by_lr(optimizer: Any) -> bool:
+    """Whether ``optimizer``'s state is torch's times -lr (:data:`BY_LR`), by its own entry of :data:`TWINS`
+    (Nesterov's v, a Momentum's subclass, is torch's buffer)."""
+    return _entry(optimizer, TWINS) in BY_LR
+
+
+def lr_warning(optimizer: Any, lr_now: float, initial_lr: float | None, who: str) -> str | None:
+    """The warning of a state converted by -lr (:func:`by_lr`) under an LR scheduler (the group's ``initial_lr``
+    set): the book's Momentum and torch.optim.SGD step alike only while lr stays as it is."""
+    if not by_lr(optimizer) or initial_lr is None:
+        return None
+    return (f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD(momentum) only while lr stays as it is "
+            f"(v = -lr * momentum_buffer, lr {lr_now} now); under the LR scheduler this group has (initial_lr "
+            f"{initial_lr}) the next change of lr moves the two apart: the book's v keeps each past step's lr, torch "
+            "scales its buffer by the new one. Build xn.optim.SGD(lr, momentum=...) to go on as torch.optim.SGD")
+
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
 # (maximize, foreach, capturable, differentiable, fused): how a state dict, which names no class, tells its optimizer.
@@ -94,15 +125,11 @@ _INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with
 def twin(optimizer: Any, who: str = WHO) -> tuple[str, dict[str, str]]:
     """The torch.optim twin of ``optimizer`` and its state's keys, or a ValueError (``who``: the function asking)
     saying why it has none."""
-    for cls in type(optimizer).__mro__:
-        if cls in _NO_TWIN:
-            raise ValueError(f"{who}: {_NO_TWIN[cls]}")
-        if cls in TWINS:
-            twin = TWINS[cls]
-            break
-    else:
+    cls = _entry(optimizer, TWINS)
+    if cls is None:
         raise ValueError(f"{who}: {optimizer.name} has no torch.optim twin (those that have one: "
                          f"{', '.join(sorted({c.__name__ for c in TWINS}))})")
+    twin = TWINS[cls]
     if getattr(optimizer, "convention", "pytorch") != "pytorch":
         raise ValueError(f"{who}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
                          f"otherwise than torch.optim.{twin[0]}; build {optimizer.name}(..., convention='pytorch') "
@@ -146,7 +173,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
         raise ValueError(f"{WHO}: the dict is of no torch.optim optimizer xpnet knows (its param group's keys "
                          f"{keys}, its state's {state_keys}); xn.optim.{optimizer.name} loads torch.optim.{twin}'s")
     theirs = kinds[0]
-    ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
+    ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls not in IMPLIED]
     instead = f"build xn.optim.{ours[0]} to load it" if ours else \
         _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
     # torch.optim.AdamW is Adam(decoupled_weight_decay=True): their dicts are alike
