@@ -94,6 +94,28 @@ def test_an_xpnet_run_goes_on_in_torch_with_each_optimizers_state(name):
     same_weights(ours, tmodel)
 
 
+def test_torchs_implementation_flags_set_in_the_dict_before_the_load_keep_a_fused_optimizer_fused():
+    """The dict's groups carry torch's defaults for how it computes (``fused=None``, ``capturable=False``), which
+    torch's ``load_state_dict`` puts in place of its optimizer's own: set them in the dict first, and torch's load
+    then makes ``step`` what its fused (or capturable) step reads, a float32 tensor (on the parameters' device)."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches(4)
+    opt = optim.Adam(ours.parameters(), lr=0.05, weight_decay_on="all")
+    xpnet_model_steps(ours, opt, batches[:2])
+    sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True)
+    assert sd["param_groups"][0]["fused"] is None
+    for group in sd["param_groups"]:
+        group["fused"] = True
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    topt = torch.optim.Adam(tmodel.parameters(), fused=True)
+    topt.load_state_dict(sd)
+    assert topt.param_groups[0]["fused"] is True and topt.state_dict()["state"][0]["step"].dtype == torch.float32
+    xpnet_model_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    same_weights(ours, tmodel)
+
+
 @pytest.mark.parametrize("twin", ["Adagrad", "Adam"])
 def test_a_layer_that_has_not_stepped_yet_starts_in_torch_as_in_xpnet(twin):
     """No state for a layer frozen through xpnet's steps (torch's Adagrad: zeros and step 0, as its constructor

@@ -200,6 +200,29 @@ def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_
     same_weights(ours, tmodel)
 
 
+def test_a_dict_of_a_fused_capturable_or_differentiable_torch_optimizer_loads_as_any():
+    """How torch computes, not what: under fused=True (and capturable=True, on the parameters' device) torch 2.13 keeps
+    ``step`` a float32 0-d tensor, and under differentiable=True state may require grad; the dict loads, and the run
+    goes on as torch's fused one. (CPU torch steps neither capturable nor differentiable: their flags are set in the
+    fused run's dict, its state made to require grad.)"""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=0.05, fused=True)
+    torch_model_steps(torch, tmodel, topt, batches[:2])
+    sd = topt.state_dict()
+    assert sd["state"][0]["step"].dtype == torch.float32
+    sd["param_groups"][0].update(capturable=True, differentiable=True)
+    sd["state"] = {i: {k: v.clone().requires_grad_(True) for k, v in s.items()} for i, s in sd["state"].items()}
+    xn.load_torch_state_dict(ours, tmodel.state_dict())
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, sd)
+    assert opt.t == 2
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
+    same_weights(ours, tmodel)
+
+
 def test_nadams_mu_product_comes_with_the_state_where_beta1_moved():
     """NAdam's product of mu holds each step's beta1 (OneCycleLR's cycle_momentum moves it): not rebuilt from the
     current beta1, but taken from torch's state."""
