@@ -100,3 +100,25 @@ def test_lbfgs_history_goes_in_onto_the_models_device_and_out_to_the_host(device
     same_weights(ours, tmodel)
     sd = xn.torch_optimizer_state_dict(opt, ours)
     assert isinstance(sd["state"][0]["d"], np.ndarray) and {type(a) for a in sd["state"][0]["old_dirs"]} == {np.ndarray}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_adagrads_state_of_a_layer_that_has_not_stepped_goes_out_as_host_zeros(device):
+    """torch's Adagrad makes its sums at construction, for every parameter: a frozen layer's go out as zeros, made
+    on the host in the parameter's dtype."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    dev = DEVICE_MAKERS[device]()
+    ours, tmodel, batches = _mlp(torch)
+    ours = _on(dev, ours, tmodel)
+    opt = optim.AdaGrad(ours.parameters(), lr=0.1, eps=1e-10, weight_decay_on="all")
+    ours[0].requires_grad_(False)
+    xpnet_model_steps(ours, opt, batches[:2], dev)
+    sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True)
+    assert sd["state"][0]["sum"].dtype == torch.float64 and not sd["state"][0]["sum"].any()
+    ours[0].requires_grad_(True)
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    topt = torch.optim.Adagrad(tmodel.parameters())
+    topt.load_state_dict(sd)
+    xpnet_model_steps(ours, opt, batches[2:], dev)
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    same_weights(ours, tmodel)

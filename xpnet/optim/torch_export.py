@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .._user import flag
-from ..backend import host_copy
+from ..backend import dtype_name, host_copy
 from ..backend.libraries import library
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum
@@ -181,7 +181,7 @@ def _param_state(optimizer: Any, name: str, slots: dict[str, str], places: list[
             shape = tuple(int(d) for d in p.shape)
             for key in keys:
                 value = (own or {}).get(by_key[key])
-                a = np.zeros(shape, dtype=p.dtype) if value is None else host_copy(value) / scale
+                a = np.zeros(shape, dtype=np.dtype(dtype_name(p))) if value is None else host_copy(value) / scale
                 if a.shape != shape:
                     problems.append(f"the state {by_key[key]} of {full} has shape {a.shape}, the parameter {shape}: "
                                     "the state of another model")
