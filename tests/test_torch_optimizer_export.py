@@ -56,6 +56,7 @@ TWINS = {
     "nesterov": (lambda p: optim.Nesterov(p, lr=0.1, momentum=0.8), "SGD"),
     "momentum-book-decay": (lambda p: optim.Momentum(p, lr=0.1, momentum=0.9, weight_decay=0.01,
                                                      weight_decay_on="all"), "SGD"),
+    "nesterov-book": (lambda p: optim.Nesterov(p, lr=0.1, momentum=0.8, convention="book"), "SGD"),
     "adam-amsgrad-decay": (lambda p: optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01,
                                                 weight_decay_on="all"), "Adam"),
     "adamw": (lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.1), "AdamW"),
@@ -324,6 +325,8 @@ def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
     np.testing.assert_allclose(sd["state"][2]["momentum_buffer"], stopped.state["2.W"]["v"].T / -0.1, rtol=1e-15)
     with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: Adam\(convention='book'\) is the book's"):
         xn.torch_optimizer_state_dict(optim.Adam(ours.parameters(), convention="book"), ours)
+    with pytest.raises(ValueError, match=r"Nesterov\(convention='book-2016'\) is the book's, which steps otherwise"):
+        xn.torch_optimizer_state_dict(optim.Nesterov(ours.parameters(), convention="book-2016"), ours)
 
     loaded = optim.SGD(0.1)  # the book's way: no model bound, only the one given here to pair its state with
     loaded.load_state_dict(spared.state_dict())

@@ -134,6 +134,8 @@ TWINS = {
     "sgd-nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01), optim.SGD),
     "nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True), optim.Nesterov),
     "momentum-book-decay": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01), optim.Momentum),
+    "nesterov-book": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True),
+                      lambda p: optim.Nesterov(p, convention="book")),
     "adam-amsgrad-decay": (lambda t, p: t.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01),
                            optim.Adam),
     "adamw": (lambda t, p: t.optim.AdamW(p, lr=0.05, weight_decay=0.1), optim.AdamW),

@@ -5,7 +5,8 @@ momentum, moments and step counts, not only its weights (``xn.torch_state_dict``
 How an export goes:
 
 1. The xpnet optimizer's torch twin (``torch_twins.TWINS``) is found, or refused saying why (a book convention;
-   the book's ``Momentum`` is ``SGD(momentum)``'s with ``momentum_buffer = -v / lr``).
+   the book's ``Momentum`` is ``SGD(momentum)``'s with ``momentum_buffer = -v / lr``, ``Nesterov(convention="book")``
+   ``SGD(momentum, nesterov=True)``'s so).
 2. Each xpnet param group (one node of the model) is torch's group of the same place; its hyperparameters go by
    PyTorch's names, with torch's defaults for the settings xpnet lacks (``maximize=False``, ``foreach=None``...).
    A setting torch has no counterpart for at a value that changes the steps (``weight_decay_on="weights"`` with a
@@ -64,8 +65,9 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     torch.optim makes them. The NumPy dict loads back with ``xn.load_torch_optimizer_state_dict``.
 
     The twin (``torch_twins.TWINS``): ``SGD``, ``Nesterov`` (``SGD(nesterov=True)``) and the book's ``Momentum``
-    (``SGD(momentum)``, whose ``momentum_buffer`` is ``-v / lr``: torch goes on as xpnet's while lr stays as it is;
-    a warning where the group has an LR scheduler, whose next change of lr moves the two apart), ``AdaGrad``
+    (``SGD(momentum)``, whose ``momentum_buffer`` is ``-v / lr``, and so ``Nesterov(convention="book")``'s for
+    ``SGD(momentum, nesterov=True)``: torch goes on as xpnet's while lr stays as it is; a warning where the group
+    has an LR scheduler, whose next change of lr moves the two apart), ``AdaGrad``
     (``Adagrad``, every parameter with state, as torch makes it at construction), ``RMSprop``, ``Adam``, ``AdamW``,
     ``NAdam``, ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS`` (its flat vectors reordered into torch's order and
     layouts, zeros for a frozen parameter, as torch's zero gradient of one gives). torch's optimizer must have the same
@@ -75,10 +77,10 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     left out); its indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not
     stepped yet has no state, as in torch (``Adagrad``'s: zeros, as its constructor makes them). Refused, naming the
     group or parameter and why, before anything is built: the state of another model than ``model`` (names,
-    shapes); the book's conventions (no twin); ``Momentum`` at lr 0 (``v`` holds no buffer then); a weight decay
-    with ``weight_decay_on="weights"``
-    (torch's decays every parameter: build the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only
-    hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
+    shapes); the book's conventions (no twin; ``Nesterov``'s ``"book"`` excepted); ``Momentum`` at lr 0 (``v``
+    holds no buffer then); a weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build
+    the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one
+    bias of a default RNN/LSTM.
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
     torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
@@ -130,7 +132,7 @@ def _group(optimizer: Any, index: int, name: str, problems: list[str]) -> dict[s
         problems.append(f"{where}: weight_decay={values['weight_decay']} with weight_decay_on={on!r} spares the "
                         f"biases (and norms' gamma, beta), where torch.optim.{name}'s weight_decay is on every "
                         "parameter of its group: build the xpnet optimizer with weight_decay_on='all'")
-    values.pop("convention", None)  # "pytorch": twin() refused the book's
+    values.pop("convention", None)  # torch has none: twin() took "pytorch", or Nesterov's "book" (by_lr)
     fixed = SGD.PYTORCH_ONLY if isinstance(optimizer, Momentum) else optimizer.PYTORCH_ONLY  # Nesterov's too
     group = {**values, **implied(optimizer), **fixed}
     if "betas" in group:

@@ -106,7 +106,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     may be a path or binary file object of ``torch.save``, ``key=`` then names its entry (``"optimizer_state_dict"``).
 
     The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
-    where ``nesterov=True``, or the book's ``Momentum``, ``v = -lr * momentum_buffer``, stepping as torch's while lr
+    where ``nesterov=True``, or the book's ``Momentum``, ``v = -lr * momentum_buffer``, and so ``Nesterov``'s
+    ``convention="book"`` with ``nesterov=True``, stepping as torch's while lr
     stays as it is: a warning where the dict has an LR scheduler's keys, whose next change of lr moves the two apart;
     lr 0 refused), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
     ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups, each
@@ -119,7 +120,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     (a key of another's in a group is the user's own, as torch keeps it, where no other optimizer's keys are all there:
     kept, or where the xpnet group would read or refuse it, left out with a warning);
     another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
-    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s and ``Nesterov``'s book conventions; and
+    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s book convention and ``Nesterov``'s of
+    2016 (``"book"``'s v is -lr times torch's buffer, as ``Momentum``'s); and
     a summed bias (the default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay
     moves the two apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where
     the two are equal (to rounding: torch sums their one gradient in two reductions; within the square root of the

@@ -50,9 +50,10 @@ TWINS: dict[type, tuple[str, dict[str, str]]] = {
 # The torch.optim.SGD settings an xpnet optimizer of the SGD family steps as; a dict of others is refused.
 IMPLIED: dict[type, dict[str, Any]] = {Nesterov: {"nesterov": True, "dampening": 0.0},
                                        Momentum: {"nesterov": False, "dampening": 0.0}}
-# The xpnet optimizers whose state is torch's times -lr (its group's): the book's Momentum, v = m*v - lr*g and
-# p += v, is torch.optim.SGD(momentum=m), buf = m*buf + g and p -= lr*buf, with v = -lr * buf while lr stays as it is.
-BY_LR = (Momentum,)
+# The xpnet optimizers whose state is torch's times -lr (its group's), by class and convention: the book's Momentum,
+# v = m*v - lr*g and p += v, is torch.optim.SGD(momentum=m), buf = m*buf + g and p -= lr*buf, with v = -lr * buf while
+# lr stays as it is; Nesterov(convention="book") is SGD(momentum=m, nesterov=True) so (its docstring).
+BY_LR = {(Momentum, None), (Nesterov, "book")}
 
 
 def _entry(optimizer: Any, table: Any) -> Any:
@@ -67,20 +68,22 @@ def implied(optimizer: Any) -> dict[str, Any]:
 
 
 def by_lr(optimizer: Any) -> bool:
-    """Whether ``optimizer``'s state is torch's times -lr (:data:`BY_LR`), by its own entry of :data:`TWINS`
-    (Nesterov's v, a Momentum's subclass, is torch's buffer)."""
-    return _entry(optimizer, TWINS) in BY_LR
+    """Whether ``optimizer``'s state is torch's times -lr (:data:`BY_LR`), by its own entry of :data:`TWINS` and its
+    convention (Nesterov's PyTorch one, a Momentum's subclass, keeps torch's buffer)."""
+    return (_entry(optimizer, TWINS), getattr(optimizer, "convention", None)) in BY_LR
 
 
 def lr_warning(optimizer: Any, lr_now: float, initial_lr: float | None, who: str) -> str | None:
     """The warning of a state converted by -lr (:func:`by_lr`) under an LR scheduler (the group's ``initial_lr``
-    set): the book's Momentum and torch.optim.SGD step alike only while lr stays as it is."""
+    set): the book's Momentum (or Nesterov) and torch.optim.SGD step alike only while lr stays as it is."""
     if not by_lr(optimizer) or initial_lr is None:
         return None
-    return (f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD(momentum) only while lr stays as it is "
+    sgd = "momentum, nesterov=True" if implied(optimizer).get("nesterov") else "momentum"
+    return (f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD({sgd}) only while lr stays as it is "
             f"(v = -lr * momentum_buffer, lr {lr_now} now); under the LR scheduler this group has (initial_lr "
             f"{initial_lr}) the next change of lr moves the two apart: the book's v keeps each past step's lr, torch "
-            "scales its buffer by the new one. Build xn.optim.SGD(lr, momentum=...) to go on as torch.optim.SGD")
+            f"scales its buffer by the new one. Build xn.optim.SGD(lr, {sgd.replace('momentum', 'momentum=...')}) to "
+            "go on as torch.optim.SGD")
 
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
@@ -130,7 +133,7 @@ def twin(optimizer: Any, who: str = WHO) -> tuple[str, dict[str, str]]:
         raise ValueError(f"{who}: {optimizer.name} has no torch.optim twin (those that have one: "
                          f"{', '.join(sorted({c.__name__ for c in TWINS}))})")
     twin = TWINS[cls]
-    if getattr(optimizer, "convention", "pytorch") != "pytorch":
+    if getattr(optimizer, "convention", "pytorch") != "pytorch" and not by_lr(optimizer):
         raise ValueError(f"{who}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
                          f"otherwise than torch.optim.{twin[0]}; build {optimizer.name}(..., convention='pytorch') "
                          "to go on as PyTorch's run")
