@@ -106,28 +106,27 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     may be a path or binary file object of ``torch.save``, ``key=`` then names its entry (``"optimizer_state_dict"``).
 
     The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
-    where ``nesterov=True``, or the book's ``Momentum``, ``v = -lr * momentum_buffer``, and so ``Nesterov``'s
-    ``convention="book"`` with ``nesterov=True``, stepping as torch's while lr
-    stays as it is: a warning where the dict has an LR scheduler's keys, whose next change of lr moves the two apart;
-    lr 0 refused), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
-    ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups, each
-    of the same parameters (an xpnet group is a layer or model, ``{"params": model.fc.parameters()}``). State is paired
-    with parameters by torch's order of ``model.parameters()`` (:func:`torch_parameters`; checked by name where the dict
-    has ``param_names``) and laid out as the weights (a Linear's ``momentum_buffer`` transposed into ``v``). The
-    hyperparameters are the dict's (``lr``, ``betas``, ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``:
-    PyTorch's ``weight_decay`` is on every parameter, where xpnet's default spares biases. Refused, each naming the
-    parameter or setting and why, before anything changes: a dict of another torch optimizer or of one xpnet lacks
-    (a key of another's in a group is the user's own, as torch keeps it, where no other optimizer's keys are all there:
-    kept, or where the xpnet group would read or refuse it, left out with a warning);
-    another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
-    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s book convention and ``Nesterov``'s of
-    2016 (``"book"``'s v is -lr times torch's buffer, as ``Momentum``'s); and
-    a summed bias (the default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay
-    moves the two apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where
-    the two are equal (to rounding: torch sums their one gradient in two reductions; within the square root of the
-    dtype's resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps
-    each of its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias
-    layer does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
+    where ``nesterov=True``; or the book's ``Momentum``, ``v = -lr * momentum_buffer``, and so ``Nesterov``'s
+    ``convention="book"`` with ``nesterov=True``, stepping as torch's while lr stays as it is: a warning where the dict
+    has an LR scheduler's keys, whose next change of lr moves the two apart; lr 0 refused), ``AdaGrad`` for ``Adagrad``,
+    ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are
+    reordered into xpnet's), with as many param groups, each of the same parameters (an xpnet group is a layer or model,
+    ``{"params": model.fc.parameters()}``). State is paired with parameters by torch's order of ``model.parameters()``
+    (:func:`torch_parameters`; checked by name where the dict has ``param_names``) and laid out as the weights (a
+    Linear's ``momentum_buffer`` transposed into ``v``). The hyperparameters are the dict's (``lr``, ``betas``,
+    ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``: PyTorch's ``weight_decay`` is on every parameter,
+    where xpnet's default spares biases. Refused, each naming the parameter or setting and why, before anything changes:
+    a dict of another torch optimizer or of one xpnet lacks (a key of another's in a group is the user's own, as torch
+    keeps it, where no other optimizer's keys are all there: kept, or where the xpnet group would read or refuse it,
+    left out with a warning); another model (counts, names or shapes); a setting xpnet has no counterpart for at a value
+    that changes the steps (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s book convention
+    and ``Nesterov``'s of 2016 (``"book"``'s v is -lr times torch's buffer, as ``Momentum``'s); and a summed bias (the
+    default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay moves the two
+    apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where the two are
+    equal (to rounding: torch sums their one gradient in two reductions; within the square root of the dtype's
+    resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps each of
+    its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias layer
+    does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
     """
     state_dict = _read(state_dict, key)
     check_pair(optimizer, model, WHO, "the one xn.load_torch_state_dict loads")
