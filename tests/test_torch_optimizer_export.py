@@ -54,6 +54,9 @@ TWINS = {
     "sgd-nesterov": (lambda p: optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01,
                                          weight_decay_on="all"), "SGD"),
     "nesterov": (lambda p: optim.Nesterov(p, lr=0.1, momentum=0.8), "SGD"),
+    "momentum-book-decay": (lambda p: optim.Momentum(p, lr=0.1, momentum=0.9, weight_decay=0.01,
+                                                     weight_decay_on="all"), "SGD"),
+    "nesterov-book": (lambda p: optim.Nesterov(p, lr=0.1, momentum=0.8, convention="book"), "SGD"),
     "adam-amsgrad-decay": (lambda p: optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01,
                                                 weight_decay_on="all"), "Adam"),
     "adamw": (lambda p: optim.AdamW(p, lr=0.05, weight_decay=0.1), "AdamW"),
@@ -89,6 +92,28 @@ def test_an_xpnet_run_goes_on_in_torch_with_each_optimizers_state(name):
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True))
     xpnet_model_steps(ours, opt, batches[3:])
     torch_model_steps(torch, tmodel, topt, batches[3:])
+    same_weights(ours, tmodel)
+
+
+def test_torchs_implementation_flags_set_in_the_dict_before_the_load_keep_a_fused_optimizer_fused():
+    """The dict's groups carry torch's defaults for how it computes (``fused=None``, ``capturable=False``), which
+    torch's ``load_state_dict`` puts in place of its optimizer's own: set them in the dict first, and torch's load
+    then makes ``step`` what its fused (or capturable) step reads, a float32 tensor (on the parameters' device)."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches(4)
+    opt = optim.Adam(ours.parameters(), lr=0.05, weight_decay_on="all")
+    xpnet_model_steps(ours, opt, batches[:2])
+    sd = xn.torch_optimizer_state_dict(opt, ours, as_tensors=True)
+    assert sd["param_groups"][0]["fused"] is None
+    for group in sd["param_groups"]:
+        group["fused"] = True
+    tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
+    topt = torch.optim.Adam(tmodel.parameters(), fused=True)
+    topt.load_state_dict(sd)
+    assert topt.param_groups[0]["fused"] is True and topt.state_dict()["state"][0]["step"].dtype == torch.float32
+    xpnet_model_steps(ours, opt, batches[2:])
+    torch_model_steps(torch, tmodel, topt, batches[2:])
     same_weights(ours, tmodel)
 
 
@@ -286,11 +311,22 @@ def test_what_torch_cannot_go_on_with_is_refused_naming_it_and_why():
     with pytest.raises(ValueError, match=r"param_groups\[0\]: weight_decay=0\.01 with weight_decay_on='weights' "
                                          r"spares the biases .* build the xpnet optimizer with weight_decay_on='all'"):
         xn.torch_optimizer_state_dict(spared, ours)
-    with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: xn\.optim\.Momentum is the book's .* "
-                                         r"build xn\.optim\.SGD"):
-        xn.torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours)
+    stopped = optim.Momentum(ours.parameters(), lr=0.1)  # the book's: v = -lr * torch's momentum_buffer
+    xpnet_model_steps(ours, stopped, _batches(1))
+    stopped.lr = 0.0
+    with pytest.raises(ValueError, match=r"param_groups\[0\]: lr=0, where xn\.optim\.Momentum's v is -lr \* torch's "
+                                         r"momentum_buffer: at lr 0 it holds nothing of the buffer"):
+        xn.torch_optimizer_state_dict(stopped, ours)
+    stopped.lr = 0.1
+    xn.optim.lr_scheduler.StepLR(stopped, step_size=2)
+    with pytest.warns(UserWarning, match=r"xn\.optim\.Momentum steps as torch\.optim\.SGD\(momentum\) only while lr "
+                                         r"stays .* the next change of lr moves the two apart"):
+        sd = xn.torch_optimizer_state_dict(stopped, ours)
+    np.testing.assert_allclose(sd["state"][2]["momentum_buffer"], stopped.state["2.W"]["v"].T / -0.1, rtol=1e-15)
     with pytest.raises(ValueError, match=r"^xn\.torch_optimizer_state_dict: Adam\(convention='book'\) is the book's"):
         xn.torch_optimizer_state_dict(optim.Adam(ours.parameters(), convention="book"), ours)
+    with pytest.raises(ValueError, match=r"Nesterov\(convention='book-2016'\) is the book's, which steps otherwise"):
+        xn.torch_optimizer_state_dict(optim.Nesterov(ours.parameters(), convention="book-2016"), ours)
 
     loaded = optim.SGD(0.1)  # the book's way: no model bound, only the one given here to pair its state with
     loaded.load_state_dict(spared.state_dict())

@@ -133,6 +133,9 @@ TWINS = {
                                                               weight_decay=0.01), optim.SGD),
     "sgd-nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True, weight_decay=0.01), optim.SGD),
     "nesterov": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True), optim.Nesterov),
+    "momentum-book-decay": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01), optim.Momentum),
+    "nesterov-book": (lambda t, p: t.optim.SGD(p, lr=0.1, momentum=0.8, nesterov=True),
+                      lambda p: optim.Nesterov(p, convention="book")),
     "adam-amsgrad-decay": (lambda t, p: t.optim.Adam(p, lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01),
                            optim.Adam),
     "adamw": (lambda t, p: t.optim.AdamW(p, lr=0.05, weight_decay=0.1), optim.AdamW),
@@ -194,6 +197,29 @@ def test_a_dict_of_an_older_torch_without_decoupled_weight_decay_steps_as_torch_
     opt = optim.RAdam(ours.parameters(), decoupled_weight_decay=True)
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert opt.param_groups[0]["decoupled_weight_decay"] is False
+    torch_model_steps(torch, tmodel, topt, batches[2:])
+    xpnet_model_steps(ours, opt, batches[2:])
+    same_weights(ours, tmodel)
+
+
+def test_a_dict_of_a_fused_capturable_or_differentiable_torch_optimizer_loads_as_any():
+    """How torch computes, not what: under fused=True (and capturable=True, on the parameters' device) torch 2.13 keeps
+    ``step`` a float32 0-d tensor, and under differentiable=True state may require grad; the dict loads, and the run
+    goes on as torch's fused one. (CPU torch steps neither capturable nor differentiable: their flags are set in the
+    fused run's dict, its state made to require grad.)"""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    batches = _batches("mlp", 5)
+    topt = torch.optim.Adam(tmodel.parameters(), lr=0.05, fused=True)
+    torch_model_steps(torch, tmodel, topt, batches[:2])
+    sd = topt.state_dict()
+    assert sd["state"][0]["step"].dtype == torch.float32
+    sd["param_groups"][0].update(capturable=True, differentiable=True)
+    sd["state"] = {i: {k: v.clone().requires_grad_(True) for k, v in s.items()} for i, s in sd["state"].items()}
+    xn.load_torch_state_dict(ours, tmodel.state_dict())
+    opt = optim.Adam(ours.parameters())
+    xn.load_torch_optimizer_state_dict(opt, ours, sd)
+    assert opt.t == 2
     torch_model_steps(torch, tmodel, topt, batches[2:])
     xpnet_model_steps(ours, opt, batches[2:])
     same_weights(ours, tmodel)
@@ -349,6 +375,26 @@ def test_several_param_groups_resume_each_with_its_hyperparameters():
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, theirs(_mlp(torch)[1]).state_dict())
 
 
+def test_a_key_of_the_users_own_named_as_a_hyperparameter_torch_does_not_read_leaves_the_steps_torchs():
+    """torch keeps any key of a group dict in the group and reads its own only: a key of the user's own named as
+    another optimizer's hyperparameter (``'momentum'`` given to Adam) or as a setting of the xpnet optimizer's own
+    (``'convention'``) is left out, with a warning naming it, where xpnet would refuse or read it; one xpnet's groups
+    can hold (``'t0'``, ASGD's) is kept; the run goes on as torch's."""
+    torch = _torch()
+
+    def theirs(tm):
+        return torch.optim.Adam([{"params": tm[0].parameters(), "momentum": 0.9, "t0": 5},
+                                 {"params": tm[2].parameters(), "convention": "book"}], lr=0.05)
+
+    with pytest.warns(UserWarning, match=r"left out of the xpnet Adam's param groups.* param_groups\[0\]\['momentum'\] "
+                                         r"\(.*\); param_groups\[1\]\['convention'\] \(xn\.optim\.Adam's own setting "
+                                         r"convention, which torch\.optim\.Adam has not"):
+        _, opt = _resume(torch, "mlp", theirs, lambda m: optim.Adam([{"params": m[0].parameters()},
+                                                                       {"params": m[2].parameters()}]))
+    body, head = opt.param_groups
+    assert (body["t0"], "momentum" in body, head["convention"]) == (5, False, "pytorch")
+
+
 def test_the_index_order_is_torchs_model_parameters_order():
     """torch.optim's indices follow ``model.parameters()``: a module's own parameters before its submodules'
     (``out_proj``, a parametrization's ``original``), a stacked and bidirectional LSTM's per level and direction, a
@@ -483,8 +529,6 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"torch\.optim\.ASGD's .* xpnet has no ASGD: train with xn\.optim\.SGD and "
                                          r"average with xn\.optim\.swa_utils\.AveragedModel"):
         xn.load_torch_optimizer_state_dict(optim.SGD(ours.parameters()), ours, asgd.state_dict())
-    with pytest.raises(ValueError, match=r"xn\.optim\.Momentum is the book's .* build xn\.optim\.SGD"):
-        xn.load_torch_optimizer_state_dict(optim.Momentum(), ours, nadam.state_dict())
     with pytest.raises(ValueError, match=r"Adam\(convention='book'\) is the book's, .* convention='pytorch'"):
         xn.load_torch_optimizer_state_dict(optim.Adam(convention="book"), ours, nadam.state_dict())
     decaying = torch.optim.Adagrad(tmodel.parameters(), lr=0.01, lr_decay=0.1).state_dict()
@@ -499,6 +543,31 @@ def test_a_torch_optimizer_of_another_kind_or_one_xpnet_lacks_is_refused_naming_
     with pytest.raises(ValueError, match=r"torch\.optim\.AdamW's \(or torch\.optim\.Adam's with "
                                          r"decoupled_weight_decay=True\).* build xn\.optim\.AdamW to load it"):
         xn.load_torch_optimizer_state_dict(optim.Adam(ours.parameters()), ours, decoupled)
+
+
+def test_the_books_momentum_takes_sgds_buffer_times_minus_lr_and_refuses_what_it_is_not():
+    """The book's Momentum (v = m*v - lr*g, p += v) is torch.optim.SGD(momentum=m) (buf = m*buf + g, p -= lr*buf)
+    with v = -lr * buf while lr stays: SGD's dicts with nesterov, dampening, or lr 0 (v would lose the buffer) are
+    refused, naming why; one with an LR scheduler's keys loads with a warning that a change of lr moves them apart."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    for kwargs, message in [({"nesterov": True}, r"nesterov=True, where xn\.optim\.Momentum steps as nesterov=False"),
+                            ({"dampening": 0.1}, r"dampening=0\.1, where xn\.optim\.Momentum steps as dampening=0"),
+                            ({"lr": 0.0}, r"param_groups\[0\]: lr=0, where xn\.optim\.Momentum's v is -lr \* torch's "
+                                          r"momentum_buffer, which it cannot hold at lr 0")]:
+        topt = torch.optim.SGD(tmodel.parameters(), **{"lr": 0.1, "momentum": 0.9, **kwargs})
+        torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
+        with pytest.raises(ValueError, match=message):
+            xn.load_torch_optimizer_state_dict(optim.Momentum(ours.parameters()), ours, topt.state_dict())
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+    torch.optim.lr_scheduler.StepLR(topt, step_size=2)
+    torch_model_steps(torch, tmodel, topt, _batches("mlp", 1))
+    opt = optim.Momentum(ours.parameters())
+    with pytest.warns(UserWarning, match=r"xn\.optim\.Momentum steps as torch\.optim\.SGD\(momentum\) only while lr "
+                                         r"stays .*\(initial_lr 0\.1\) the next change of lr moves the two apart"):
+        xn.load_torch_optimizer_state_dict(opt, ours, topt.state_dict())
+    np.testing.assert_allclose(opt.state["2.W"]["v"], -0.1 * topt.state_dict()["state"][2]["momentum_buffer"].numpy().T,
+                               rtol=1e-15)
 
 
 def test_a_maximizing_or_lr_decaying_run_goes_on_as_torchs_the_way_the_refusal_says():

@@ -52,12 +52,15 @@ def torch_model_steps(torch, tmodel, topt, batches):
         topt.step()
 
 
-def xpnet_model_steps(model, opt, batches):
-    """xpnet's twin of :func:`torch_model_steps`: ``opt`` steps ``model`` through the same batches."""
+def xpnet_model_steps(model, opt, batches, device=None):
+    """xpnet's twin of :func:`torch_model_steps`: ``opt`` steps ``model`` through the same batches (sent to
+    ``device``, the model's, where given)."""
     import xpnet as xn  # noqa: PLC0415 - the one-parameter checks above need no xpnet
 
     criterion = xn.losses.SoftmaxCrossEntropy()
     for x, y in batches:
+        if device is not None:
+            x, y = xn.to_device(x, device), xn.to_device(y, device)
         opt.zero_grad()
         criterion(model(x), y)
         model.backward(criterion.backward())

@@ -4,8 +4,9 @@ momentum, moments and step counts, not only its weights (``xn.torch_state_dict``
 
 How an export goes:
 
-1. The xpnet optimizer's torch twin (``torch_twins.TWINS``) is found, or refused saying why (the book's
-   ``Momentum``, a book convention).
+1. The xpnet optimizer's torch twin (``torch_twins.TWINS``) is found, or refused saying why (a book convention;
+   the book's ``Momentum`` is ``SGD(momentum)``'s with ``momentum_buffer = -v / lr``, ``Nesterov(convention="book")``
+   ``SGD(momentum, nesterov=True)``'s so).
 2. Each xpnet param group (one node of the model) is torch's group of the same place; its hyperparameters go by
    PyTorch's names, with torch's defaults for the settings xpnet lacks (``maximize=False``, ``foreach=None``...).
    A setting torch has no counterpart for at a value that changes the steps (``weight_decay_on="weights"`` with a
@@ -29,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from .._user import flag
-from ..backend import host_copy
+from ..backend import dtype_name, host_copy
 from ..backend.libraries import library
 from .lbfgs import LBFGS
-from .sgd import SGD, Nesterov
+from .sgd import SGD, Momentum
 from .torch_state import _places, torch_parameters
-from .torch_twins import _TORCH_KEYS, IMPLEMENTATION, check_pair, twin as find_twin
+from .torch_twins import IMPLEMENTATION, TORCH_KEYS, by_lr, check_pair, implied, lr_warning, twin as find_twin
 
 __all__ = ["torch_optimizer_state_dict"]
 
@@ -63,19 +64,23 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     0-d float64 arrays, as tensors torch's scalar dtype (float32 unless torch's default dtype is float64), as
     torch.optim makes them. The NumPy dict loads back with ``xn.load_torch_optimizer_state_dict``.
 
-    The twin (``torch_twins.TWINS``): ``SGD`` and ``Nesterov`` (``SGD(nesterov=True)``), ``AdaGrad`` (``Adagrad``,
-    every parameter with state, as torch makes it at construction), ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``,
-    ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS`` (its flat vectors reordered into torch's order and layouts,
-    zeros for a frozen parameter, as torch's zero gradient of one gives). torch's optimizer must have the same
+    The twin (``torch_twins.TWINS``): ``SGD``, ``Nesterov`` (``SGD(nesterov=True)``) and the book's ``Momentum``
+    (``SGD(momentum)``, whose ``momentum_buffer`` is ``-v / lr``, and so ``Nesterov(convention="book")``'s for
+    ``SGD(momentum, nesterov=True)``: torch goes on as xpnet's while lr stays as it is; a warning where the group
+    has an LR scheduler, whose next change of lr moves the two apart), ``AdaGrad``
+    (``Adagrad``, every parameter with state, as torch makes it at construction), ``RMSprop``, ``Adam``, ``AdamW``,
+    ``NAdam``, ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS`` (its flat vectors reordered into torch's order and
+    layouts, zeros for a frozen parameter, as torch's zero gradient of one gives). torch's optimizer must have the same
     param groups, each of every parameter of the same layers (``model.parameters()``, frozen ones included), or
     with ``trainable_only=True`` of those that train (PyTorch's fine-tuning idiom, ``Adam(p for p in
     model.parameters() if p.requires_grad)``, the torch model's layers frozen alike; a frozen parameter's state is
     left out); its indices are those of :func:`~xpnet.optim.torch_state.torch_parameters`. A parameter that has not
     stepped yet has no state, as in torch (``Adagrad``'s: zeros, as its constructor makes them). Refused, naming the
     group or parameter and why, before anything is built: the state of another model than ``model`` (names,
-    shapes); the book's ``Momentum`` and conventions (no twin); a weight decay with ``weight_decay_on="weights"``
-    (torch's decays every parameter: build the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only
-    hyperparameter; and for ``LBFGS`` the one bias of a default RNN/LSTM.
+    shapes); the book's conventions (no twin; ``Nesterov``'s ``"book"`` excepted); ``Momentum`` at lr 0 (``v``
+    holds no buffer then); a weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build
+    the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one
+    bias of a default RNN/LSTM.
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
     torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
@@ -105,6 +110,9 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
                       "torch steps each of the two by the update where xpnet steps the one once, so the run goes on "
                       "as torch's two-bias layer, not as xpnet's: build the layer with convention='pytorch' to go on "
                       "exactly", UserWarning, stacklevel=2)
+    warned = [lr_warning(optimizer, g["lr"], g.get("initial_lr"), WHO) for g in groups]
+    if any(warned):
+        warnings.warn(next(w for w in warned if w), UserWarning, stacklevel=2)
     first = 0
     for group, found in zip(groups, entries):
         group["params"] = list(range(first, first + len(found)))
@@ -124,13 +132,12 @@ def _group(optimizer: Any, index: int, name: str, problems: list[str]) -> dict[s
         problems.append(f"{where}: weight_decay={values['weight_decay']} with weight_decay_on={on!r} spares the "
                         f"biases (and norms' gamma, beta), where torch.optim.{name}'s weight_decay is on every "
                         "parameter of its group: build the xpnet optimizer with weight_decay_on='all'")
-    values.pop("convention", None)  # "pytorch": twin() refused the book's
-    fixed = SGD.PYTORCH_ONLY if isinstance(optimizer, Nesterov) else optimizer.PYTORCH_ONLY
-    implied = {"dampening": 0.0, "nesterov": True} if isinstance(optimizer, Nesterov) else {}
-    group = {**values, **implied, **fixed}
+    values.pop("convention", None)  # torch has none: twin() took "pytorch", or Nesterov's "book" (by_lr)
+    fixed = SGD.PYTORCH_ONLY if isinstance(optimizer, Momentum) else optimizer.PYTORCH_ONLY  # Nesterov's too
+    group = {**values, **implied(optimizer), **fixed}
     if "betas" in group:
         group["betas"] = tuple(group["betas"])
-    alien = sorted(k for k in group if k not in _TORCH_KEYS[name] and k not in IMPLEMENTATION and k != "maximize")
+    alien = sorted(k for k in group if k not in TORCH_KEYS[name] and k not in IMPLEMENTATION and k != "maximize")
     if alien:
         problems.append(f"{where}: {', '.join(alien)}: xpnet's own, which torch.optim.{name} has no counterpart for")
     if xgroup.initial_lr is not None:
@@ -148,10 +155,17 @@ def _param_state(optimizer: Any, name: str, slots: dict[str, str], places: list[
     summed: dict[str, list[str]] = {}
     index = 0
     known: set[str] = set()
-    for (node, name_prefix, torch_prefix), found, group in zip(places, entries, groups):
+    for i, ((node, name_prefix, torch_prefix), found, group) in enumerate(zip(places, entries, groups)):
         params = node.named_params()
         known.update(name_prefix + k for k in params)
         keys = [k for k in slots.values() if k not in _ONLY_WITH or group.get(_ONLY_WITH[k])]
+        scale = -group["lr"] if by_lr(optimizer) else 1.0  # the book's Momentum: v = -lr * momentum_buffer
+        if scale == 0 and any(name_prefix + k in optimizer.state for k in params):
+            problems.append(f"param_groups[{i}]: lr=0, where xn.optim.{optimizer.name}'s v is -lr * torch's "
+                            "momentum_buffer: at lr 0 it holds nothing of the buffer; export it at the lr the run "
+                            "went with, or train with xn.optim.SGD(lr, momentum=...)")
+            index += len(found)
+            continue
         for torch_name, xpnet_name, how, part in found:
             full = name_prefix + xpnet_name
             own = optimizer.state.get(full)
@@ -169,7 +183,7 @@ def _param_state(optimizer: Any, name: str, slots: dict[str, str], places: list[
             shape = tuple(int(d) for d in p.shape)
             for key in keys:
                 value = (own or {}).get(by_key[key])
-                a = np.zeros(shape, dtype=p.dtype) if value is None else host_copy(value)
+                a = np.zeros(shape, dtype=np.dtype(dtype_name(p))) if value is None else host_copy(value) / scale
                 if a.shape != shape:
                     problems.append(f"the state {by_key[key]} of {full} has shape {a.shape}, the parameter {shape}: "
                                     "the state of another model")

@@ -17,7 +17,8 @@ How a load goes:
    ``named_parameters()``), the names too, one the other's dotted tail where ``named_parameters()`` was of a layer
    (``weight``) or a wrapper (``module.fc.weight``).
 3. Each parameter's state is renamed (``momentum_buffer`` is SGD's ``v``, ``exp_avg`` Adam's ``m``...) and laid out
-   as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's. A
+   as its parameter (a Linear's transposed, as ``W = weight.T``); its shape is checked against the parameter's, and
+   it goes onto the parameter's device and dtype (CuPy's, as torch's load casts state to its parameter's). A
    summed bias (RNN's and LSTM's one ``b = bias_ih_l0 + bias_hh_l0``) takes the state of the two only where they are
    equal (one gradient each step and no weight decay); torch's per-parameter ``step`` becomes xpnet's ``t`` and
    ``skipped`` (a parameter's own step is ``t - skipped``), NAdam's ``mu_product`` its ``scalars``.
@@ -25,6 +26,8 @@ How a load goes:
    ``lr`` and ``betas`` to be, as the number it holds), ``weight_decay_on="all"`` (PyTorch's weight decay is on every
    parameter); a setting xpnet lacks at a value that changes the steps
    (``maximize=True``, Adagrad's ``lr_decay``) is refused, the implementation's (``foreach``, ``fused``) are not.
+   A key torch's optimizer does not read (the user's own, which torch keeps in the group) is kept, or left out with
+   a warning where the xpnet group would read it (``convention``) or refuse it (``momentum`` given to Adam).
 5. Every problem is gathered into one ValueError before anything changes; then the converted state goes through
    ``optimizer.load_state_dict``, whose checks apply too.
 """
@@ -33,17 +36,19 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ..backend import to_numpy
+from ..backend import device_of, to_device, to_numpy
 from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, read_torch_file
+from .group_keys import check_own_key
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
-from .sgd import Nesterov
-from .torch_twins import IMPLEMENTATION, KNOWN, LATER, TWINS, WHO, check_kind, check_pair, twin as find_twin
+from .torch_twins import (IMPLEMENTATION, LATER, TORCH_KEYS, TWINS, WHO, by_lr, check_kind, check_pair, implied,
+                          lr_warning, twin as find_twin)
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
@@ -101,22 +106,27 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     may be a path or binary file object of ``torch.save``, ``key=`` then names its entry (``"optimizer_state_dict"``).
 
     The xpnet optimizer must be the torch one's twin (:data:`TWINS`: ``SGD`` for ``torch.optim.SGD`` (or ``Nesterov``
-    where ``nesterov=True``), ``AdaGrad`` for ``Adagrad``, ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``,
-    ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are reordered into xpnet's), with as many param groups, each
-    of the same parameters (an xpnet group is a layer or model, ``{"params": model.fc.parameters()}``). State is paired
-    with parameters by torch's order of ``model.parameters()`` (:func:`torch_parameters`; checked by name where the dict
-    has ``param_names``) and laid out as the weights (a Linear's ``momentum_buffer`` transposed into ``v``). The
-    hyperparameters are the dict's (``lr``, ``betas``, ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``:
-    PyTorch's ``weight_decay`` is on every parameter, where xpnet's default spares biases. Refused, each naming the
-    parameter or setting and why, before anything changes: a dict of another torch optimizer or of one xpnet lacks;
-    another model (counts, names or shapes); a setting xpnet has no counterpart for at a value that changes the steps
-    (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s and ``Nesterov``'s book conventions; and
-    a summed bias (the default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay
-    moves the two apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where
-    the two are equal (to rounding: torch sums their one gradient in two reductions; within the square root of the
-    dtype's resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps
-    each of its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias
-    layer does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
+    where ``nesterov=True``; or the book's ``Momentum``, ``v = -lr * momentum_buffer``, and so ``Nesterov``'s
+    ``convention="book"`` with ``nesterov=True``, stepping as torch's while lr stays as it is: a warning where the dict
+    has an LR scheduler's keys, whose next change of lr moves the two apart; lr 0 refused), ``AdaGrad`` for ``Adagrad``,
+    ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are
+    reordered into xpnet's), with as many param groups, each of the same parameters (an xpnet group is a layer or model,
+    ``{"params": model.fc.parameters()}``). State is paired with parameters by torch's order of ``model.parameters()``
+    (:func:`torch_parameters`; checked by name where the dict has ``param_names``) and laid out as the weights (a
+    Linear's ``momentum_buffer`` transposed into ``v``). The hyperparameters are the dict's (``lr``, ``betas``,
+    ``momentum``, ``weight_decay``...) and ``weight_decay_on="all"``: PyTorch's ``weight_decay`` is on every parameter,
+    where xpnet's default spares biases. Refused, each naming the parameter or setting and why, before anything changes:
+    a dict of another torch optimizer or of one xpnet lacks (a key of another's in a group is the user's own, as torch
+    keeps it, where no other optimizer's keys are all there: kept, or where the xpnet group would read or refuse it,
+    left out with a warning); another model (counts, names or shapes); a setting xpnet has no counterpart for at a value
+    that changes the steps (``maximize=True``, ``lr_decay``: the error says how to go on); ``Adam``'s book convention
+    and ``Nesterov``'s of 2016 (``"book"``'s v is -lr times torch's buffer, as ``Momentum``'s); and a summed bias (the
+    default RNN's and LSTM's ``b = bias_ih_l0 + bias_hh_l0``) whose two states differ (weight decay moves the two
+    apart): build the layer with ``convention="pytorch"``, whose ``bx``, ``bh`` take each its own. Where the two are
+    equal (to rounding: torch sums their one gradient in two reductions; within the square root of the dtype's
+    resolution relative to their size) ``b`` takes their mean, exact for ``b``'s gradients; but PyTorch steps each of
+    its two biases by the update where xpnet steps the one ``b`` once, so the run goes on as xpnet's one-bias layer
+    does, not as torch's (the first step warns, as after ``xn.load_torch_state_dict``).
     """
     state_dict = _read(state_dict, key)
     check_pair(optimizer, model, WHO, "the one xn.load_torch_state_dict loads")
@@ -129,7 +139,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         raise ValueError(f"{WHO}: the PyTorch optimizer has {len(groups)} param group(s), the xpnet {optimizer.name} "
                          f"{len(places)}; build it with as many, each of the same layers ({{'params': "
                          "model.fc.parameters(), 'lr': ...})")
-    values = [_hyperparams(optimizer, i, group, problems) for i, group in enumerate(groups)]
+    left_out: list[tuple[str, str]] = []
+    values = [_hyperparams(optimizer, twin, i, group, problems, left_out) for i, group in enumerate(groups)]
     if isinstance(optimizer, LBFGS):
         node, _, torch_prefix = places[0]
         loaded = _lbfgs_state(node, torch_prefix, groups[0], state, problems)
@@ -139,6 +150,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         optimizer.load_state_dict({"type": optimizer.name, "hyperparams": values[0][0], "t": 0,
                                    "params": list(node.trainable_params()), "state": loaded,
                                    "param_groups": [{**values[0][0], **values[0][1]}]})
+        _warn_left_out(optimizer, twin, left_out)
         return
     converted: dict[str, dict[str, Any]] = {}
     steps: dict[str, int] = {}
@@ -150,6 +162,12 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         if entries is None:
             continue
         names = group.get("param_names")
+        lr = values[i][0]["lr"]
+        if by_lr(optimizer) and lr == 0 and any(state.get(index) for index in indices):
+            problems.append(f"{where}: lr=0, where xn.optim.{optimizer.name}'s v is -lr * torch's momentum_buffer, "
+                            "which it cannot hold at lr 0: set the dict's lr to the one the run goes on with, or build "
+                            "xn.optim.SGD(lr, momentum=...)")
+            continue
         by_param: dict[str, list[tuple[str, str, int, Mapping[str, Any]]]] = {}
         for j, (index, (torch_name, xpnet_name, how, _)) in enumerate(zip(indices, entries)):
             torch_name = torch_prefix + torch_name
@@ -167,7 +185,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
                 continue
             arrays, step, product = got
             if arrays:
-                converted[full] = arrays
+                scale = -lr if by_lr(optimizer) else 1.0  # the book's Momentum: v = -lr * momentum_buffer
+                converted[full] = {k: _onto(a * scale, params[xpnet_name]) for k, a in arrays.items()}
             if step is not None:
                 steps[full] = step
             if product is not None:
@@ -181,6 +200,10 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         "skipped": {n: t - s for n, s in steps.items() if t - s}, "state": converted,
         "scalars": {n: {"mu_product": p, "mu_step": steps[n]} for n, p in mu.items()},
         "param_groups": [{**v, **extra} for v, extra in values]})
+    _warn_left_out(optimizer, twin, left_out)
+    warned = [lr_warning(optimizer, v["lr"], extra.get("initial_lr"), WHO) for v, extra in values]
+    if any(warned):
+        warnings.warn(next(w for w in warned if w), UserWarning, stacklevel=2)
 
 
 def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:
@@ -232,33 +255,40 @@ def _places(optimizer: Any, model: Any, who: str = WHO) -> list[tuple[Any, str, 
              torch_prefix(g.node)) for i, g in enumerate(groups)]
 
 
-def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
-                 problems: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the xpnet group's hyperparameters from torch's group ``index``, its ``initial_lr`` and keys of the user's
-    own); the settings xpnet lacks at a value that changes the steps go to ``problems``."""
+def _hyperparams(optimizer: Any, twin: str, index: int, group: Mapping[str, Any], problems: list[str],
+                 left_out: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the xpnet group's hyperparameters from torch's group ``index`` of ``torch.optim.<twin>``, its ``initial_lr``
+    and keys of the user's own); the settings xpnet lacks at a value that changes the steps go to ``problems``, the
+    keys torch keeps and does not read that the xpnet group cannot hold to ``left_out`` (the key, where and why)."""
     groups = optimizer.param_groups
     values = groups[index].hyperparams() if index < len(groups) else optimizer.hyperparams()
     if "weight_decay_on" in values:
         values["weight_decay_on"] = "all"
-    implied = {"maximize": False, **({"nesterov": True, "dampening": 0} if isinstance(optimizer, Nesterov) else {})}
+    fixed = {"maximize": False, **implied(optimizer)}
     extra: dict[str, Any] = {}
     where = f"param_groups[{index}]"
     for k, v in group.items():
-        if k in ("params", "param_names") or k in IMPLEMENTATION or k == "initial_accumulator_value":
+        if k in ("params", "param_names") or k in IMPLEMENTATION or (k == "initial_accumulator_value"
+                                                                      and twin == "Adagrad"):
             continue  # Adagrad's initial sums are in its state, made for every parameter at its construction
         v = _number(v)
         if k == "initial_lr":
             extra[k] = v
-        elif k in values:
+        elif k in values and k in TORCH_KEYS[twin]:
             values[k] = tuple(v) if isinstance(v, list) else v
-        elif k in implied or k in optimizer.PYTORCH_ONLY:
-            want = implied.get(k, optimizer.PYTORCH_ONLY.get(k))
+        elif k in fixed or k in optimizer.PYTORCH_ONLY:
+            want = fixed.get(k, optimizer.PYTORCH_ONLY.get(k))
             if v != want:
-                why = "xn.optim.Nesterov is SGD(nesterov=True, dampening=0); build xn.optim.SGD to load it" \
+                sgd = ", ".join(f"{key}={value!r}" for key, value in implied(optimizer).items())
+                why = f"xn.optim.{optimizer.name} is torch.optim.SGD({sgd}); build xn.optim.SGD to load it" \
                     if k in ("nesterov", "dampening") else _INSTEAD.get(k, "a setting xpnet has no counterpart for")
                 problems.append(f"{where}: {k}={v!r}, where xn.optim.{optimizer.name} steps as {k}={want!r} ({why})")
-        elif k not in KNOWN:
-            extra[k] = v  # the user's own ('name': 'head'), kept as PyTorch keeps it
+        else:  # torch.optim.<twin> keeps it in the group and does not read it: the user's own ('name': 'head')
+            why = _unheld(optimizer, twin, k, values)
+            if why is None:
+                extra[k] = v
+            else:
+                left_out.append((k, f"{where}[{k!r}] ({why})"))
     for k, default in LATER.items():  # an older torch's dict without it: torch reads its default, not xpnet's own
         if k in values and k not in group:
             values[k] = default
@@ -269,6 +299,31 @@ def _hyperparams(optimizer: Any, index: int, group: Mapping[str, Any],
     except ValueError as e:
         problems.append(f"{where}: {e}")
     return values, extra
+
+
+def _unheld(optimizer: Any, twin: str, key: Any, values: Mapping[str, Any]) -> str | None:
+    """Why the xpnet group cannot hold ``key``, a key of torch's group that ``torch.optim.<twin>`` does not read,
+    as the user's own (None: it can): a setting of the xpnet optimizer's own, which it would read, or a key its
+    groups refuse as the user's (named as, or close to, a hyperparameter: ``group_keys.check_own_key``)."""
+    if key in values:
+        return (f"xn.optim.{optimizer.name}'s own setting {key}, which torch.optim.{twin} has not: read as it, the "
+                "steps would not be torch's")
+    try:
+        check_own_key(optimizer, key, WHO)
+    except (KeyError, TypeError):
+        return (f"xn.optim.{optimizer.name}'s param groups refuse it as a key of the user's own: named as, or close "
+                "to, a hyperparameter of an xpnet optimizer")
+    return None
+
+
+def _warn_left_out(optimizer: Any, twin: str, left_out: list[tuple[str, str]]) -> None:
+    """The warning of the keys of torch's groups that the load left out (:func:`_unheld`), naming each and why."""
+    if left_out:
+        warnings.warn(f"{WHO}: left out of the xpnet {optimizer.name}'s param groups, the keys of the user's own "
+                      f"that torch.optim.{twin} keeps and does not read (so the steps are torch's all the same): "
+                      f"{'; '.join(w for _, w in left_out)}; to keep one, rename it in the dict before the load "
+                      f"(g['my_{left_out[0][0]}'] = g.pop({left_out[0][0]!r}) for g in d['param_groups'])", UserWarning,
+                      stacklevel=3)
 
 
 def _entries(node: Any, count: int, where: str, torch_prefix: str,
@@ -362,6 +417,7 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
     if entries is None:
         return {}
     params, trained = node.named_params(), node.trainable_params()
+    first = next(iter(trained.values()), None)
     offsets, at = {}, 0
     for torch_name, xpnet_name, how, _ in entries:
         shape = tuple(int(d) for d in params[xpnet_name].shape)
@@ -394,11 +450,17 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
             problems.append(f"torch.optim.LBFGS's {k} has shape {wrong[0]}, where the xpnet {node.name}'s "
                             f"parameters make a flat vector of {at}: the state of another model")
             return {}
-        moved = [np.array(a[order], copy=True) for a in arrays]
+        moved = [_onto(np.array(a[order], copy=True), first) for a in arrays]
         loaded[k] = moved if k in ("old_dirs", "old_stps") else moved[0]
     if theirs.get("ro") is not None:
         loaded["ro"] = [float(to_numpy(r)) for r in theirs["ro"]]
     return loaded
+
+
+def _onto(a: np.ndarray, p: Any) -> Any:
+    """The converted state ``a`` on the device and in the dtype of its parameter ``p`` (None: as it is), as torch's
+    ``load_state_dict`` casts a state to its parameter's: a model on the GPU takes its state there at the load."""
+    return a if p is None else to_device(a, device_of(p), dtype=p.dtype)
 
 
 def _at(prefix: str) -> str:

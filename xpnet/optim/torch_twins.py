@@ -16,7 +16,8 @@ from .base import Optimizer
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
-__all__ = ["TWINS", "IMPLEMENTATION", "KNOWN", "LATER", "WHO", "check_kind", "check_pair", "twin"]
+__all__ = ["TWINS", "BY_LR", "IMPLEMENTATION", "IMPLIED", "KNOWN", "TORCH_KEYS", "LATER", "WHO", "by_lr", "check_kind",
+           "check_pair", "implied", "lr_warning", "twin"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
 
@@ -35,6 +36,7 @@ _ADAM = {"m": "exp_avg", "v": "exp_avg_sq", "v_max": "max_exp_avg_sq"}
 TWINS: dict[type, tuple[str, dict[str, str]]] = {
     SGD: ("SGD", {"v": "momentum_buffer"}),
     Nesterov: ("SGD", {"v": "momentum_buffer"}),  # convention="pytorch": SGD(momentum=m, nesterov=True)
+    Momentum: ("SGD", {"v": "momentum_buffer"}),  # the book's: v = -lr * momentum_buffer (BY_LR)
     AdaGrad: ("Adagrad", {"h": "sum"}),
     RMSprop: ("RMSprop", {"h": "square_avg", "grad_avg": "grad_avg", "momentum_buffer": "momentum_buffer"}),
     AdamW: ("AdamW", _ADAM),
@@ -45,16 +47,48 @@ TWINS: dict[type, tuple[str, dict[str, str]]] = {
     Adadelta: ("Adadelta", {"square_avg": "square_avg", "acc_delta": "acc_delta"}),
     LBFGS: ("LBFGS", {}),  # one state of flat vectors, reordered by _lbfgs_state
 }
+# The torch.optim.SGD settings an xpnet optimizer of the SGD family steps as; a dict of others is refused.
+IMPLIED: dict[type, dict[str, Any]] = {Nesterov: {"nesterov": True, "dampening": 0.0},
+                                       Momentum: {"nesterov": False, "dampening": 0.0}}
+# The xpnet optimizers whose state is torch's times -lr (its group's), by class and convention: the book's Momentum,
+# v = m*v - lr*g and p += v, is torch.optim.SGD(momentum=m), buf = m*buf + g and p -= lr*buf, with v = -lr * buf while
+# lr stays as it is; Nesterov(convention="book") is SGD(momentum=m, nesterov=True) so (its docstring).
+BY_LR = {(Momentum, None), (Nesterov, "book")}
 
-# Why an xpnet optimizer has no twin to load from.
-_NO_TWIN = {
-    Momentum: "xn.optim.Momentum is the book's (v = momentum * v - lr * g, p += v), whose v is not torch.optim.SGD's "
-              "momentum_buffer; build xn.optim.SGD(lr, momentum=...) (torch.optim.SGD's twin) instead",
-}
+
+def _entry(optimizer: Any, table: Any) -> Any:
+    """The class of ``table`` that ``optimizer``'s class is, or is first a subclass of (None: none)."""
+    return next((cls for cls in type(optimizer).__mro__ if cls in table), None)
+
+
+def implied(optimizer: Any) -> dict[str, Any]:
+    """The torch.optim.SGD settings ``optimizer`` steps as (:data:`IMPLIED`; none for another optimizer)."""
+    cls = _entry(optimizer, IMPLIED)
+    return {} if cls is None else dict(IMPLIED[cls])
+
+
+def by_lr(optimizer: Any) -> bool:
+    """Whether ``optimizer``'s state is torch's times -lr (:data:`BY_LR`), by its own entry of :data:`TWINS` and its
+    convention (Nesterov's PyTorch one, a Momentum's subclass, keeps torch's buffer)."""
+    return (_entry(optimizer, TWINS), getattr(optimizer, "convention", None)) in BY_LR
+
+
+def lr_warning(optimizer: Any, lr_now: float, initial_lr: float | None, who: str) -> str | None:
+    """The warning of a state converted by -lr (:func:`by_lr`) under an LR scheduler (the group's ``initial_lr``
+    set): the book's Momentum (or Nesterov) and torch.optim.SGD step alike only while lr stays as it is."""
+    if not by_lr(optimizer) or initial_lr is None:
+        return None
+    sgd = "momentum, nesterov=True" if implied(optimizer).get("nesterov") else "momentum"
+    return (f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD({sgd}) only while lr stays as it is "
+            f"(v = -lr * momentum_buffer, lr {lr_now} now); under the LR scheduler this group has (initial_lr "
+            f"{initial_lr}) the next change of lr moves the two apart: the book's v keeps each past step's lr, torch "
+            f"scales its buffer by the new one. Build xn.optim.SGD(lr, {sgd.replace('momentum', 'momentum=...')}) to "
+            "go on as torch.optim.SGD")
+
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
 # (maximize, foreach, capturable, differentiable, fused): how a state dict, which names no class, tells its optimizer.
-_TORCH_KEYS = {
+TORCH_KEYS = {
     "SGD": {"lr", "momentum", "dampening", "weight_decay", "nesterov"},
     "Adam": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
     "AdamW": {"lr", "betas", "eps", "weight_decay", "amsgrad", "decoupled_weight_decay"},
@@ -86,7 +120,7 @@ _TORCH_STATE = {
     "Adafactor": {"step", "row_var", "col_var", "variance"}, "Muon": {"momentum_buffer"},
 }
 IMPLEMENTATION = {"foreach", "fused", "capturable", "differentiable"}  # how torch computes, not what
-KNOWN = set().union(*_TORCH_KEYS.values())
+KNOWN = set().union(*TORCH_KEYS.values())
 # torch.optim's optimizers xpnet lacks: what to use instead
 _INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with xn.optim.swa_utils.AveragedModel"}
 
@@ -94,36 +128,37 @@ _INSTEAD = {"ASGD": "xpnet has no ASGD: train with xn.optim.SGD and average with
 def twin(optimizer: Any, who: str = WHO) -> tuple[str, dict[str, str]]:
     """The torch.optim twin of ``optimizer`` and its state's keys, or a ValueError (``who``: the function asking)
     saying why it has none."""
-    for cls in type(optimizer).__mro__:
-        if cls in _NO_TWIN:
-            raise ValueError(f"{who}: {_NO_TWIN[cls]}")
-        if cls in TWINS:
-            twin = TWINS[cls]
-            break
-    else:
+    cls = _entry(optimizer, TWINS)
+    if cls is None:
         raise ValueError(f"{who}: {optimizer.name} has no torch.optim twin (those that have one: "
                          f"{', '.join(sorted({c.__name__ for c in TWINS}))})")
-    if getattr(optimizer, "convention", "pytorch") != "pytorch":
+    twin = TWINS[cls]
+    if getattr(optimizer, "convention", "pytorch") != "pytorch" and not by_lr(optimizer):
         raise ValueError(f"{who}: {optimizer.name}(convention={optimizer.convention!r}) is the book's, which steps "
                          f"otherwise than torch.optim.{twin[0]}; build {optimizer.name}(..., convention='pytorch') "
                          "to go on as PyTorch's run")
     return twin
 
 
-def _kinds(groups: list[Any], state: Mapping[Any, Any]) -> list[str]:
-    """The torch.optim optimizers whose state dict this can be: each group holding their keys and no other
-    optimizer's, the state only their keys; AdamW and Adam told apart by ``decoupled_weight_decay`` where the dict
-    has it (torch before 2.6 did not)."""
+def _kinds(groups: list[Any], state: Mapping[Any, Any], exact: bool = True) -> list[str]:
+    """The torch.optim optimizers whose state dict this can be: each group holding their keys and (``exact``) no
+    other optimizer's, the state only their keys; AdamW and Adam told apart by ``decoupled_weight_decay`` where the
+    dict has it (torch before 2.6 did not). ``exact=False``: other optimizers' keys besides, the user's own, which
+    torch keeps in a group and does not read (``{'params': ..., 'momentum': 0.9}`` given to Adam), those of which
+    the groups hold the most keys."""
     held = [set(g) & KNOWN for g in groups]
     state_keys = {k for s in state.values() if isinstance(s, Mapping) for k in s}
     found = []
-    for name, keys in _TORCH_KEYS.items():
-        if all(keys - set(LATER) <= h and h <= keys for h in held) and state_keys <= _TORCH_STATE[name]:
+    for name, keys in TORCH_KEYS.items():
+        if all(keys - set(LATER) <= h and (h <= keys or not exact) for h in held) and state_keys <= _TORCH_STATE[name]:
             decoupled = {bool(g["decoupled_weight_decay"]) for g in groups if "decoupled_weight_decay" in g}
             if name in ("Adam", "AdamW") and decoupled and decoupled != {name == "AdamW"}:
                 continue
             found.append(name)
-    return found
+    if exact or not found:
+        return found
+    held_of = {name: min(len(TORCH_KEYS[name] & h) for h in held) for name in found}
+    return [name for name in found if held_of[name] == max(held_of.values())]
 
 
 def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
@@ -132,7 +167,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
                                                              for g in groups) or not isinstance(state, Mapping):
         raise ValueError(f"{WHO}: expected torch.optim's state_dict: 'param_groups' a list of dicts each with "
                          f"'params', 'state' a dict by index; got {type(groups).__name__} and {type(state).__name__}")
-    kinds = _kinds(groups, state)
+    kinds = _kinds(groups, state) or _kinds(groups, state, exact=False)
     if twin in kinds:
         return
     keys = sorted(set(groups[0]) - {"params", "param_names"})
@@ -141,7 +176,7 @@ def check_kind(optimizer: Any, twin: str, groups: Any, state: Any) -> None:
         raise ValueError(f"{WHO}: the dict is of no torch.optim optimizer xpnet knows (its param group's keys "
                          f"{keys}, its state's {state_keys}); xn.optim.{optimizer.name} loads torch.optim.{twin}'s")
     theirs = kinds[0]
-    ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls is not Nesterov]
+    ours = [cls.__name__ for cls, (name, _) in TWINS.items() if name == theirs and cls not in IMPLIED]
     instead = f"build xn.optim.{ours[0]} to load it" if ours else \
         _INSTEAD.get(theirs, f"xpnet has no {theirs}: let the xpnet optimizer start afresh")
     # torch.optim.AdamW is Adam(decoupled_weight_decay=True): their dicts are alike
