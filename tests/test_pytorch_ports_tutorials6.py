@@ -193,6 +193,28 @@ def test_a_pytorch_dataset_or_its_dataloader_is_refused_saying_stack_samples_whi
     np.testing.assert_array_equal(xn.datasets.stack_samples(faces, keys=("image", "landmarks"))[0], x[:3])
 
 
+def test_a_dataset_as_the_pairs_x_or_y_is_refused_before_numpy_reads_it_forever():
+    """A Dataset object put where x or y goes, ``xn.train(model, (dataset, y))``: refused naming it and
+    stack_samples (NumPy read one whose ``__getitem__`` never raises IndexError item after item, forever)."""
+
+    class Endless:  # as a Dataset of one's own often is: __getitem__ takes any index
+        read = 0
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            Endless.read += 1
+            if Endless.read > 1000:  # where NumPy would go on forever
+                raise RuntimeError("read item after item past its length")
+            return np.ones(3), i % 2
+
+    model = xn.Sequential(nn.Linear(3, 2))
+    for data, name in (((Endless(), np.arange(4) % 2), "x"), ((np.ones((4, 3)), Endless()), "y")):
+        with pytest.raises(TypeError, match=f"train data: {name} is Endless, a dataset of 4 samples .*stack_samples"):
+            xn.train(model, data, loss="cross_entropy", optimizer="sgd", epochs=1, progress=False)
+
+
 # --- PyTorch's tensor methods in a leaf layer of one's own -----------------------------------------------------------
 
 class _Flatten(nn.Layer):

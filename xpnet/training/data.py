@@ -71,9 +71,8 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     if several and not data[0]:
         raise ValueError(f"{arg}: x is an empty tuple; pass (x1, x2, ...) for a model with several inputs")
     names = [f"x[{i}]" if several else "x" for i in range(len(inputs(data[0])))]
-    xs = tuple(plain_array(untracked(a), f"{arg}: {name}") if hasattr(a, "shape") else np.asarray(a)
-               for a, name in zip(inputs(data[0]), names))
-    y = plain_array(untracked(data[1]), f"{arg}: y") if hasattr(data[1], "shape") else np.asarray(data[1])
+    xs = tuple(_array(a, arg, name) for a, name in zip(inputs(data[0]), names))
+    y = _array(data[1], arg, "y")
     for name, x in zip(names, xs):
         check_data(x, f"{arg}: {name}")
     check_data(y, f"{arg}: y", booleans=True)
@@ -87,6 +86,19 @@ def pair(data: Any, arg: str) -> tuple[Any, Any]:
     if y.shape[0] < 1:
         raise ValueError(f"{arg}: no samples")
     return (xs if several else xs[0]), y
+
+
+def _array(a: Any, arg: str, name: str) -> Any:
+    """``a`` (x or y of the pair) as an array; a dataset object is refused before NumPy reads it item by item (one
+    whose ``__getitem__`` never raises IndexError kept ``np.asarray`` reading forever)."""
+    if hasattr(a, "shape"):
+        return plain_array(untracked(a), f"{arg}: {name}")
+    if not isinstance(a, (tuple, list)) and _samples(a):
+        raise TypeError(f"{arg}: {name} is {type(a).__name__}, a dataset of {len(a)} samples (PyTorch's Dataset: "
+                        f"dataset[i] one sample), where xn.{_call(arg)} takes arrays; pass all the samples as two "
+                        f"arrays: x, y = xn.datasets.stack_samples(data) (each data[i] an (x, y)), then "
+                        f"xn.{_call(arg)}(model, (x, y), batch_size=...)")
+    return np.asarray(a)
 
 
 def _samples(data: Any) -> bool:
