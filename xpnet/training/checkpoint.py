@@ -43,7 +43,7 @@ from .callbacks import MONITORS
 from .history import History
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
-           "rng_states", "set_rng_states"]
+           "BeforeResume", "rng_states", "set_rng_states"]
 
 CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of layers, 2 for any model
 
@@ -368,19 +368,47 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
     return int(meta["epoch"])
 
 
+class BeforeResume:
+    """What :func:`apply_checkpoint` replaces in the model and optimizer passed (their arrays themselves: it
+    puts in the checkpoint's, never writing into these), the Dropout generator states and the frozen layers,
+    put back by :meth:`restore` where the run is refused before its first epoch (a callback state that does
+    not fit, found only after ``on_train_begin``), so that a refused file leaves them as they were."""
+
+    def __init__(self, model: Any, optimizer: Optimizer):
+        self.state, self.device = dict(model.state()), model.device
+        self.optimizer = optimizer.state_dict()
+        self.rng, self.frozen = rng_states(model), frozen_nodes(model)
+
+    def restore(self, model: Any, optimizer: Optimizer) -> None:
+        for name, v in self.state.items():
+            model.set_param(name, v)
+        if self.device is not None:  # what xn.train's model.to(dev) moved besides (a recurrent layer's state)
+            model.to(self.device)
+        optimizer.load_state_dict(self.optimizer)
+        set_rng_states(model, self.rng)
+        for name, node in model.named_modules().items():
+            node._frozen = name in self.frozen
+
+
 def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
     """Give each callback the state its counterpart saved: the k-th callback of a type gets the state
-    of the k-th saved callback of that type (none saved: it keeps what ``on_train_begin`` found)."""
+    of the k-th saved callback of that type (none saved: it keeps what ``on_train_begin`` found). A state
+    that does not fit is an XpnetFileError naming the field, after the callbacks loaded so far got back the
+    state they had (an LRScheduler's scheduler, an AveragedWeights' model are the user's)."""
     saved: dict[str, list[dict[str, Any]]] = {}
     for d in ckpt["callbacks"]:
         saved.setdefault(d["type"], []).append(d)
+    loaded: list[tuple[Any, dict[str, Any]]] = []
     for cb in callbacks:
         queue = saved.get(type(cb).__name__)
         if queue:
             d = queue.pop(0)
+            loaded.append((cb, cb.state_dict()))
             try:
                 cb.load_state_dict(d["state"])
             except (TypeError, ValueError) as exc:
+                for done, state in reversed(loaded):
+                    done.load_state_dict(state)
                 raise XpnetFileError(f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' "
                                      f"does not fit {type(cb).__name__}: {exc}") from None
 

@@ -57,7 +57,7 @@ from ..models.inputs import is_ids, warn_unscaled
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_positive
 from . import callbacks as _callbacks, graph as _graph
-from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
+from .checkpoint import BeforeResume, apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
 from .data import common_device, inputs, named_inputs, pair, prepare
 from .evaluation import EVAL_BATCH, LOSS_HINT, loss_settings
 from .history import History, format_logs, lr_figures, warn_if_diverged
@@ -296,6 +296,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
             keep = ("lr",) if any(isinstance(cb, LearningRateSchedule) for cb in callbacks) else ()
             keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
+            before = BeforeResume(model, optimizer)
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)
@@ -340,13 +341,18 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 f"{len(batches)} batches ({-(-len(batches) // accumulate)} updates, every {accumulate} batches)"
             print(f"xpnet: training on {dev.name}{ranks}: {what}, {steps} per epoch, epochs {start + 1}..{epochs}",
                   flush=True)
-        for cb in callbacks:
-            # Each run's own: self.state also for an on_train_begin that does not call super, and no
-            # stop_training left from an earlier run (Keras resets model.stop_training at each fit).
-            cb.state, cb.stop_training = state, False
-            cb.on_train_begin(state)
-        if ckpt is not None:
-            restore_callbacks(ckpt, callbacks)
+        try:
+            for cb in callbacks:
+                # Each run's own: self.state also for an on_train_begin that does not call super, and no
+                # stop_training left from an earlier run (Keras resets model.stop_training at each fit).
+                cb.state, cb.stop_training = state, False
+                cb.on_train_begin(state)
+            if ckpt is not None:
+                restore_callbacks(ckpt, callbacks)
+        except BaseException:
+            if ckpt is not None:  # refused before the first epoch: the model and optimizer as they were passed
+                before.restore(model, optimizer)
+            raise
         stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
