@@ -3,7 +3,12 @@ its final name only once it is complete and its SHA-256 is accepted (MNIST, Penn
 
 A transfer is bounded: each read waits :data:`DOWNLOAD_TIMEOUT_S` seconds at most, and a reply of more than
 :data:`MAX_DOWNLOAD_BYTES` (larger than any dataset file) is stopped as it comes, so that a mirror or proxy
-that never ends its reply cannot fill the disk. Ctrl-C or SIGTERM during a transfer removes the temporary
+that never ends its reply cannot fill the disk. There is no deadline for a whole transfer, as pip has none
+(its ``--timeout``, 15 s by default, bounds each socket operation) and torchvision's downloads have no timeout
+at all: a link that stalls fails within a read's timeout, while a slow one that keeps sending (26 MB at 20 kB/s
+takes 22 minutes) would fail a deadline after the work, to start again from nothing. A server that trickles
+a byte within each read's timeout is held by no limit here: a limit of your own (a batch scheduler's, Ctrl-C)
+ends any transfer cleanly. Ctrl-C or SIGTERM during a transfer removes the temporary
 file (SIGTERM then ends the process as it would have); one a process killed outright left
 (``.<name>.<pid>.<random>.part``) is removed by the next download of the same file once that process no
 longer runs, as :func:`xpnet.io.atomic.remove_leftovers` does for saves. A file kept gets the mode a plain
