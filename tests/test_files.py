@@ -373,6 +373,18 @@ def test_a_callback_state_refused_at_resume_leaves_the_model_and_optimizer_as_th
     assert model[2].rng.bit_generator.state == rng
 
 
+def test_a_resumed_run_refused_before_its_first_epoch_leaves_the_model_as_it_was(spiral, checkpoint):
+    """Data refused after the checkpoint was put in (labels beyond the outputs) left its weights and lr."""
+    model, opt = spiral_model(), xn.optim.Adam(0.5)
+    before = {k: np.array(v) for k, v in model.state().items()}
+    with pytest.warns(UserWarning, match="replace those"), pytest.raises(ValueError, match=r"labels must lie in"):
+        xn.train(model, (spiral[0], spiral[1] + 5), loss="cross_entropy", optimizer=opt, epochs=2, batch_size=30,
+                 progress=False, resume_from=checkpoint)
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert (opt.lr, opt.t, opt.state) == (0.5, 0, {})
+
+
 # -- binary file objects (torch.save(obj, buffer), torch.load(buffer)) ----------------------------
 
 

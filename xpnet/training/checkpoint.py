@@ -369,22 +369,37 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
 
 
 class BeforeResume:
-    """What :func:`apply_checkpoint` replaces in the model and optimizer passed (their arrays themselves: it
-    puts in the checkpoint's, never writing into these), the Dropout generator states and the frozen layers,
-    put back by :meth:`restore` where the run is refused before its first epoch (a callback state that does
-    not fit, found only after ``on_train_begin``), so that a refused file leaves them as they were."""
+    """A context manager around the setup of a resumed run: :meth:`take` keeps what :func:`apply_checkpoint` is
+    about to replace in the model and optimizer (their arrays themselves: it puts in the checkpoint's, never
+    writing into these), the Dropout generator states and the frozen layers; where the setup raises before
+    :meth:`started` (a callback state that does not fit, found only after ``on_train_begin``; data or a
+    callback refused), they are put back, the model on its device, so that a run refused before its first
+    epoch leaves them as they were passed."""
 
-    def __init__(self, model: Any, optimizer: Optimizer):
+    def __init__(self) -> None:
+        self.model: Any = None
+
+    def take(self, model: Any, optimizer: Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
         self.state, self.device = dict(model.state()), model.device
-        self.optimizer = optimizer.state_dict()
+        self.saved = optimizer.state_dict()
         self.rng, self.frozen = rng_states(model), frozen_nodes(model)
 
-    def restore(self, model: Any, optimizer: Optimizer) -> None:
+    def started(self) -> None:
+        self.model = None
+
+    def __enter__(self) -> "BeforeResume":
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        model = self.model
+        if exc is None or model is None:
+            return
         for name, v in self.state.items():
             model.set_param(name, v)
         if self.device is not None:  # what xn.train's model.to(dev) moved besides (a recurrent layer's state)
             model.to(self.device)
-        optimizer.load_state_dict(self.optimizer)
+        self.optimizer.load_state_dict(self.saved)
         set_rng_states(model, self.rng)
         for name, node in model.named_modules().items():
             node._frozen = name in self.frozen

@@ -280,7 +280,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     graph = _graph.setting(graph, dev)
     threads = threads_context(blas_threads, dev)  # validated here, before any training
     # a model on cuda:N runs on GPU N (Device.activate); xn.train's steps take the backward calls it made
-    with dev.activate(), threads as tuner, optimizer.own_backward_calls():
+    with dev.activate(), threads as tuner, optimizer.own_backward_calls(), BeforeResume() as before:
         rank = 0 if comm is None else int(comm.rank)
 
         history = History(dev.name)
@@ -296,7 +296,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
             keep = ("lr",) if any(isinstance(cb, LearningRateSchedule) for cb in callbacks) else ()
             keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
-            before = BeforeResume(model, optimizer)
+            before.take(model, optimizer)
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)
@@ -341,18 +341,14 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
                 f"{len(batches)} batches ({-(-len(batches) // accumulate)} updates, every {accumulate} batches)"
             print(f"xpnet: training on {dev.name}{ranks}: {what}, {steps} per epoch, epochs {start + 1}..{epochs}",
                   flush=True)
-        try:
-            for cb in callbacks:
-                # Each run's own: self.state also for an on_train_begin that does not call super, and no
-                # stop_training left from an earlier run (Keras resets model.stop_training at each fit).
-                cb.state, cb.stop_training = state, False
-                cb.on_train_begin(state)
-            if ckpt is not None:
-                restore_callbacks(ckpt, callbacks)
-        except BaseException:
-            if ckpt is not None:  # refused before the first epoch: the model and optimizer as they were passed
-                before.restore(model, optimizer)
-            raise
+        for cb in callbacks:
+            # Each run's own: self.state also for an on_train_begin that does not call super, and no
+            # stop_training left from an earlier run (Keras resets model.stop_training at each fit).
+            cb.state, cb.stop_training = state, False
+            cb.on_train_begin(state)
+        if ckpt is not None:
+            restore_callbacks(ckpt, callbacks)
+        before.started()
         stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
