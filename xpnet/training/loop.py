@@ -57,7 +57,7 @@ from ..models.inputs import is_ids, warn_unscaled
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_positive
 from . import callbacks as _callbacks, graph as _graph
-from .checkpoint import BeforeResume, apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
+from .checkpoint import load_checkpoint, set_rng_states
 from .data import common_device, inputs, named_inputs, pair, prepare
 from .evaluation import EVAL_BATCH, LOSS_HINT, loss_settings
 from .history import History, format_logs, lr_figures, warn_if_diverged
@@ -65,6 +65,7 @@ from .lr_callback import LearningRateSchedule, LRScheduler, as_callback
 from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
                       perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
+from .resume import BeforeResume, apply_checkpoint, restore_callbacks
 from .swa_callback import AveragedWeights
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
