@@ -452,6 +452,41 @@ def test_a_download_larger_than_any_dataset_file_is_dropped_as_it_comes(isolated
     assert not cache_of().exists()
 
 
+def test_a_content_length_that_is_no_number_is_named_with_the_url(isolated, monkeypatch):
+    """A reply whose Content-Length was no number ended the load with a bare ValueError (int('12x')), naming
+    neither the URL nor the header, and the next mirror was never tried."""
+    def reply(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "12x")
+        handler.end_headers()
+        handler.wfile.write(b"x" * 12)
+        handler.close_connection = True
+
+    httpd, url = _raw_server(reply)
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [url, dead_url()])
+    try:
+        with pytest.raises(xn.datasets.DatasetNotFoundError,
+                           match=rf"{url}{TRAIN_IMAGES}.gz: its reply's Content-Length is '12x', not a number"):
+            xn.datasets.find_files("mnist")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pids as POSIX has them")
+def test_parts_left_by_killed_downloads_are_removed_by_the_next(isolated, tiny, serve, monkeypatch):
+    """A SIGKILLed download left its .part in the cache, one per run, never removed: the next download of the
+    file removes those of processes no longer running (2**22 + 1 is above any Linux pid), never a running one's."""
+    folder = cache_of()
+    folder.mkdir(parents=True)
+    dead, live = (folder / f".{TRAIN_IMAGES}.gz.{pid}.x.part" for pid in (2**22 + 1, os.getpid()))
+    dead.write_bytes(b"")
+    live.write_bytes(b"")
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    xn.datasets.find_files("mnist")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *(f + ".gz" for f in FILES)])
+
+
 STALLED_DOWNLOAD = """
 import sys
 import xpnet as xn

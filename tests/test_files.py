@@ -351,6 +351,40 @@ def test_a_malformed_callback_state_names_the_file_and_field(tmp_path, spiral):
     assert str(path) in str(info.value)
 
 
+def test_a_callback_state_refused_at_resume_leaves_the_model_and_optimizer_as_they_were(tmp_path, spiral):
+    """A malformed callback state was refused only after the checkpoint's weights, optimizer (lr 0.5 -> 0.01),
+    Dropout generator and a scheduler's state had been put into the objects passed, yet the run never started."""
+    path = tmp_path / "run.npz"
+    opt = xn.optim.Adam(0.01)
+    fit(spiral, opt, epochs=2, scheduler=xn.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5),
+        callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss", patience=5),
+                   xn.callbacks.ModelCheckpoint(path, full=True)])
+    rewrite(path, lambda a, m: m["callbacks"][0]["state"].update(wait="3"))
+    model, opt = spiral_model(), xn.optim.Adam(0.5)
+    scheduler = xn.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    before, rng = {k: np.array(v) for k, v in model.state().items()}, model[2].rng.bit_generator.state
+    with pytest.raises(xn.XpnetFileError, match="wait"):
+        xn.train(model, spiral, loss="cross_entropy", optimizer=opt, epochs=3, batch_size=30, progress=False,
+                 resume_from=path, callbacks=[xn.callbacks.LRScheduler(scheduler),
+                                              xn.callbacks.EarlyStopping(monitor="train_loss", patience=5)])
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert (opt.lr, opt.t, opt.state, scheduler.last_epoch) == (0.5, 0, {}, 0)
+    assert model[2].rng.bit_generator.state == rng
+
+
+def test_a_resumed_run_refused_before_its_first_epoch_leaves_the_model_as_it_was(spiral, checkpoint):
+    """Data refused after the checkpoint was put in (labels beyond the outputs) left its weights and lr."""
+    model, opt = spiral_model(), xn.optim.Adam(0.5)
+    before = {k: np.array(v) for k, v in model.state().items()}
+    with pytest.warns(UserWarning, match="replace those"), pytest.raises(ValueError, match=r"labels must lie in"):
+        xn.train(model, (spiral[0], spiral[1] + 5), loss="cross_entropy", optimizer=opt, epochs=2, batch_size=30,
+                 progress=False, resume_from=checkpoint)
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    assert (opt.lr, opt.t, opt.state) == (0.5, 0, {})
+
+
 # -- binary file objects (torch.save(obj, buffer), torch.load(buffer)) ----------------------------
 
 

@@ -3,28 +3,38 @@ its final name only once it is complete and its SHA-256 is accepted (MNIST, Penn
 
 A transfer is bounded: each read waits :data:`DOWNLOAD_TIMEOUT_S` seconds at most, and a reply of more than
 :data:`MAX_DOWNLOAD_BYTES` (larger than any dataset file) is stopped as it comes, so that a mirror or proxy
-that never ends its reply cannot fill the disk. Ctrl-C or SIGTERM during a transfer removes the temporary
-file (SIGTERM then ends the process as it would have). A file kept gets the mode a plain ``open`` gives.
+that never ends its reply cannot fill the disk. There is no deadline for a whole transfer, as pip has none
+(its ``--timeout``, 15 s by default, bounds each socket operation) and torchvision's downloads have no timeout
+at all: a link that stalls fails within a read's timeout, while a slow one that keeps sending (26 MB at 20 kB/s
+takes 22 minutes) would fail a deadline after the work, to start again from nothing. A server that trickles
+a byte within each read's timeout is held by no limit here: a limit of your own (a batch scheduler's, Ctrl-C)
+ends any transfer cleanly. Ctrl-C or SIGTERM during a transfer removes the temporary
+file (SIGTERM then ends the process as it would have); one a process killed outright left
+(``.<name>.<pid>.<random>.part``) is removed by the next download of the same file once that process no
+longer runs, as :func:`xpnet.io.atomic.remove_leftovers` does for saves. A file kept gets the mode a plain
+``open`` gives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import tempfile
 import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from ..io.atomic import new_file_mode, set_mode
+from ..io.atomic import new_file_mode, remove_leftovers, set_mode
 from ..io.signals import sigterm_raises
 
 DOWNLOAD_TIMEOUT_S = 60.0
 MAX_DOWNLOAD_BYTES = 128 << 20  # Fashion-MNIST's training images, the largest file, are 26 MB gzipped
 CHUNK = 1 << 20
+PART_SUFFIX = ".part"
 
-__all__ = ["fetch_verified", "file_sha256", "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
+__all__ = ["fetch_verified", "file_sha256", "cache_folder", "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
 
 
 def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> str | None:
@@ -33,15 +43,19 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
     The temporary file never outlives the call, so an interrupted transfer leaves nothing a later run
     could take for data. Raises OSError / http.client.HTTPException when the transfer fails or passes
     :data:`MAX_DOWNLOAD_BYTES`."""
+    remove_leftovers(dest, PART_SUFFIX)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=dest.parent)
         try:
             hasher = hashlib.sha256()
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
                 set_mode(out.fileno(), tmp, new_file_mode())
                 length = response.headers.get("Content-Length")
+                if length is not None and not (length.isascii() and length.isdigit()):
+                    raise http.client.HTTPException(f"its reply's Content-Length is {length!r}, not a number of "
+                                                    "bytes: not downloaded")
                 limit = MAX_DOWNLOAD_BYTES
-                if length is not None and length.isdigit() and int(length) > limit:
+                if length is not None and int(length) > limit:
                     raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
                                   "dataset file): not downloaded")
                 received = 0
@@ -72,3 +86,24 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := f.read(CHUNK):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+@contextlib.contextmanager
+def cache_folder(folder: Path, refused: Callable[[str], BaseException]) -> Iterator[Path]:
+    """Make ``folder`` and its missing parents for the downloads of the ``with`` body (where it cannot be made,
+    raise ``refused(why)``); where the body raises, remove those it made that stayed empty, deepest first, so
+    that a failed download leaves no empty cache folder behind."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise refused(f"cannot create the cache folder: {e}") from e
+    try:
+        yield folder
+    except BaseException:
+        for p in made:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._user import flag
-from .download import fetch_verified, file_sha256
+from .download import cache_folder, fetch_verified, file_sha256
 from .idx import IDXFormatError, read_idx
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -226,23 +226,11 @@ def _file_in(folder: Path, file: str) -> Path | None:
 
 
 def _download_missing(name: str, dirs: list[Path]) -> dict[str, Path]:
-    folder = cache_dir(name)
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DatasetNotFoundError(_not_found_message(name, dirs, [f"cannot create the cache folder: {e}"])) from e
     paths = {}
-    try:
+    with cache_folder(cache_dir(name), lambda why: DatasetNotFoundError(_not_found_message(name, dirs, [why]))) \
+            as folder:
         for file in FILES:
             paths[file] = _file_in(folder, file) or _download(name, file, folder / (file + ".gz"), dirs)
-    except BaseException:
-        for p in created:  # deepest first: a failed run leaves no empty cache folders behind
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        raise
     return paths
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._user import not_here
-from .download import fetch_verified, file_sha256
+from .download import cache_folder, fetch_verified, file_sha256
 from .mnist import DatasetChecksumError, DatasetNotFoundError, cache_dir, search_dirs
 from .text import encode, vocabulary
 
@@ -63,15 +63,12 @@ def find_ptb(files: tuple[str, ...] = tuple(CHECKSUMS), root: str | os.PathLike 
             return {f: _checked(folder / f) for f in files}
     if not download:
         raise DatasetNotFoundError(_not_found_message(files, dirs, []))
-    folder = cache_dir("ptb")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DatasetNotFoundError(_not_found_message(files, dirs, [f"cannot create {folder}: {e}"])) from e
-    # the files already in the cache checked before downloading the others: a wrong one is reported, as
-    # anywhere else, not used beside the fresh ones
-    cached = {f: _checked(folder / f) for f in files if (folder / f).is_file()}
-    return {f: cached[f] if f in cached else _download(f, folder / f, dirs) for f in files}
+    with cache_folder(cache_dir("ptb"), lambda why: DatasetNotFoundError(_not_found_message(files, dirs, [why]))) \
+            as folder:
+        # the files already in the cache checked before downloading the others: a wrong one is reported, as
+        # anywhere else, not used beside the fresh ones
+        cached = {f: _checked(folder / f) for f in files if (folder / f).is_file()}
+        return {f: cached[f] if f in cached else _download(f, folder / f, dirs) for f in files}
 
 
 def _checked(path: Path) -> Path:

@@ -93,8 +93,9 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None
         np.savez(f, **arrays)
 
 
-def remove_leftovers(path: str | os.PathLike) -> list[str]:
-    """Remove the temporary files that killed writers of ``path`` left; returns their paths."""
+def remove_leftovers(path: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> list[str]:
+    """Remove the temporary files (``.<name>.<pid>.<random><suffix>`` beside ``path``) that killed writers of
+    ``path`` left, those of processes no longer running on this machine; returns their paths."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     prefix = f".{name}."
     removed = []
@@ -103,7 +104,7 @@ def remove_leftovers(path: str | os.PathLike) -> list[str]:
     except OSError:
         return removed
     for entry in entries:
-        if not (entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX)):
+        if not (entry.startswith(prefix) and entry.endswith(suffix)):
             continue
         pid = entry[len(prefix):].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):

@@ -5,7 +5,7 @@
 - ``data``: the data checked, moved to the device once, and its targets checked against the loss;
 - ``preflight``: the checks made before any step;
 - ``history``: the per-epoch figures, saved and plotted;
-- ``checkpoint``: full checkpoints and exact resume;
+- ``checkpoint``: full checkpoints, written and read; ``resume``: one put into a run, exactly, or nothing changed;
 - ``callbacks``: early stopping, checkpoints and schedules (public as ``xn.callbacks``; ``lr_callback`` and
   ``swa_callback`` wrap a scheduler and an AveragedModel).
 

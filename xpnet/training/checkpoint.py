@@ -12,8 +12,8 @@ with a warning where the model passed differs). The shuffle order is derived fro
 Reading validates everything before anything is used (as ``Optimizer.step`` does): every field's
 type, every array's header against the saved architecture (before its data), the optimizer's
 hyperparameters through its own constructor. A problem gives an :class:`XpnetFileError` naming
-the file and the field. Resuming then checks the checkpoint against the model, optimizer and
-seed the user passed: another architecture, optimizer type or seed is refused.
+the file and the field. Resuming (:mod:`xpnet.training.resume`) then checks the checkpoint against the
+model, optimizer and seed the user passed: another architecture, optimizer type or seed is refused.
 
 The saved optimizer hyperparameters replace those of the optimizer passed to ``xn.train``, as
 PyTorch's ``optimizer.load_state_dict`` does (the run continues exactly as it would have); a
@@ -31,10 +31,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .._user import a_or_an, warn
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
-from ..io.npz import NpzReader, XpnetFileError
+from ..io.npz import NpzReader
 from ..layers.tree import frozen_nodes
 from ..models.files import (CHECKPOINT_KEY as _CKPT_KEY, CHECKPOINT_WHAT as _WHAT, FORMATS, architecture,
                             check_format, model_from_architecture, stored_dtype)
@@ -42,8 +41,7 @@ from ..optim import Optimizer
 from .callbacks import MONITORS
 from .history import History
 
-__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "apply_checkpoint", "restore_callbacks",
-           "rng_states", "set_rng_states"]
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "layer_types", "rng_states", "set_rng_states"]
 
 CHECKPOINT_FORMAT = FORMATS  # the architecture's: 1 for a Sequential's list of layers, 2 for any model
 
@@ -275,115 +273,3 @@ def set_rng_states(model: Any, states: dict[str, Any] | None = None) -> None:
         states = dict.fromkeys(_generators(model))
     for i, state in states.items():
         set_rng_state(model.named_modules()[i].rng, state)
-
-
-def _first_difference(saved: dict[str, tuple[int, ...]], own: dict[str, tuple[int, ...]]) -> str:
-    """Where a checkpoint's arrays and the model's part first (a missing name, or a shape), for the message."""
-    for name in dict.fromkeys([*own, *saved]):  # in the model's order
-        if saved.get(name) != own.get(name):
-            mine = own.get(name, "no such array")
-            return f" ({name!r}: {saved.get(name, 'absent')} in the file, {mine} in the model)"
-    return " (its layer types differ)"
-
-
-def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, seed: int, epochs: int,
-                     keep: Iterable[str] = (), batches: dict[str, Any] | None = None) -> int:
-    """Put a checkpoint read by :func:`load_checkpoint` into ``model`` and ``optimizer`` after checking
-    it fits them; returns the completed epoch. The saved hyperparameters replace the optimizer's,
-    with a warning naming those that change (except the names in ``keep``, e.g. ``lr`` when a
-    LearningRateSchedule sets it anyway). ``batches``, this run's batch settings as
-    :func:`save_checkpoint` takes them, are compared with the saved ones: a warning names each that
-    differs (this run keeps its own)."""
-    meta, path = ckpt["meta"], ckpt["path"]
-    # Layer types and array shapes decide whether the weights fit; a Dropout seed may differ since
-    # the generator state itself comes from the checkpoint.
-    shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    own = {k: tuple(v.shape) for k, v in model.state().items()}
-    if ckpt["types"] != layer_types(model) or shapes != own:
-        raise ValueError(f"resume_from: {path!r} was written for another architecture{_first_difference(shapes, own)}; "
-                         f"build the model as it was: {meta.get('layers', meta.get('model'))}")
-    dtypes = {np.dtype(str(v.dtype).rsplit(".", 1)[-1]) for v in model.state().values()}
-    saved_dtypes = {v.dtype for v in ckpt["model"].values()}
-    if dtypes != saved_dtypes:
-        raise ValueError(f"resume_from: {path!r} holds {sorted(d.name for d in saved_dtypes)} weights, the model "
-                         f"{sorted(d.name for d in dtypes)}; cast the model first (model.to(dtype=...))")
-    if meta["seed"] != seed:
-        raise ValueError(f"resume_from: {path!r} was trained with seed={meta['seed']}, got seed={seed}; "
-                         f"pass seed={meta['seed']} to continue the same run")
-    if meta["epoch"] > epochs:
-        raise ValueError(f"resume_from: {path!r} has already {meta['epoch']} epochs, more than epochs={epochs}")
-    opt = ckpt["optimizer"]
-    if opt["type"] != optimizer.name:
-        raise ValueError(f"resume_from: {path!r} holds the state of {a_or_an(str(opt['type']))} optimizer, got "
-                         f"{optimizer.name}; pass {a_or_an(str(opt['type']))} to continue the same run")
-    try:
-        checked = type(optimizer)(**opt["hyperparams"]).hyperparams()
-    except (TypeError, ValueError) as exc:
-        raise XpnetFileError(f"{path!r} is not {_WHAT}: field 'optimizer.hyperparams' is invalid: {exc}") from None
-    for i, group in enumerate(opt.get("param_groups", [])):  # each as its optimizer would refuse it, but here first
-        field = f"field 'optimizer.param_groups[{i}]'"
-        try:
-            type(optimizer)(**{k: v for k, v in group.items() if k in checked})
-        except (TypeError, ValueError) as exc:
-            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} is invalid: {exc}") from None
-        apart = [k for k, v in opt["hyperparams"].items() if i == 0 and k in group and _differs(v, group[k])]
-        if apart:
-            raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} differs from 'optimizer.hyperparams' in {apart}, "
-                                 "which a save writes alike")
-    saved_groups = len(opt.get("param_groups", [None]))
-    if saved_groups != len(optimizer.param_groups):
-        raise ValueError(f"resume_from: {path!r} holds the state of an optimizer of {saved_groups} param group(s), "
-                         f"the {optimizer.name} passed to train has {len(optimizer.param_groups)}; build it with the "
-                         "groups of the run checkpointed")
-    saved_batches = meta.get("batches", {})
-    other = [(k, saved_batches[k], v) for k, v in (batches or {}).items() if k in saved_batches
-             and saved_batches[k] != v]
-    if other:
-        saved = ", ".join(f"{k}={old!r}" for k, old, _ in other)
-        now = ", ".join(f"{k}={new!r}" for k, _, new in other)
-        warn(f"resume_from: {path!r} was trained with {saved}, this run has {now}; it goes on with {now}, but "
-             f"from epoch {meta['epoch'] + 1} its batches are not those of the run checkpointed: pass {saved} to "
-             "continue the same run")
-    changed = {k: (v, checked[k]) for k, v in optimizer.hyperparams().items()
-               if k in checked and k not in keep and _differs(v, checked[k])}
-    for i, (group, saved) in enumerate(zip(optimizer.param_groups[1:], opt.get("param_groups", [])[1:]), 1):
-        changed.update({f"param_groups[{i}] {k}": (v, saved[k]) for k, v in group.hyperparams().items()
-                        if k in saved and k not in keep and _differs(v, saved[k])})
-    if changed:
-        what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
-        warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
-             f"{optimizer.name} passed to train ({what}), as PyTorch's optimizer.load_state_dict does; "
-             "change the learning rate of a resumed run with a LearningRateSchedule")
-    frozen = ckpt.get("frozen", [])
-    if frozen != frozen_nodes(model):
-        warn(f"resume_from: the layers frozen in {path!r} ({', '.join(map(repr, frozen)) or 'none'}) replace those "
-             f"frozen in the model ({', '.join(map(repr, frozen_nodes(model))) or 'none'}), so that the run goes on "
-             "as it was; to train another part, start a new run from xn.load(path)")
-    optimizer.load_state_dict({**opt, "hyperparams": checked})  # first: where it refuses, the model is untouched
-    for name, node in model.named_modules().items():
-        node._frozen = name in frozen
-    for name, v in ckpt["model"].items():
-        model.set_param(name, v)
-    set_rng_states(model, meta["rng"])
-    return int(meta["epoch"])
-
-
-def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
-    """Give each callback the state its counterpart saved: the k-th callback of a type gets the state
-    of the k-th saved callback of that type (none saved: it keeps what ``on_train_begin`` found)."""
-    saved: dict[str, list[dict[str, Any]]] = {}
-    for d in ckpt["callbacks"]:
-        saved.setdefault(d["type"], []).append(d)
-    for cb in callbacks:
-        queue = saved.get(type(cb).__name__)
-        if queue:
-            d = queue.pop(0)
-            try:
-                cb.load_state_dict(d["state"])
-            except (TypeError, ValueError) as exc:
-                raise XpnetFileError(f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' "
-                                     f"does not fit {type(cb).__name__}: {exc}") from None
-
-
-def _differs(a: Any, b: Any) -> bool:
-    return (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b)

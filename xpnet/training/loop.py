@@ -57,7 +57,7 @@ from ..models.inputs import is_ids, warn_unscaled
 from ..optim import get as _get_optimizer
 from ..optim.clip import check_positive
 from . import callbacks as _callbacks, graph as _graph
-from .checkpoint import apply_checkpoint, load_checkpoint, restore_callbacks, set_rng_states
+from .checkpoint import load_checkpoint, set_rng_states
 from .data import common_device, inputs, named_inputs, pair, prepare
 from .evaluation import EVAL_BATCH, LOSS_HINT, loss_settings
 from .history import History, format_logs, lr_figures, warn_if_diverged
@@ -65,6 +65,7 @@ from .lr_callback import LearningRateSchedule, LRScheduler, as_callback
 from .streams import (StreamBatches, add_perplexity, check_ids, check_stream, evaluate_stream, is_sequence_loss,
                       perplexity_loss)
 from .preflight import check_callbacks, check_last_activation, check_model, check_single_samples, int_arg
+from .resume import BeforeResume, apply_checkpoint, restore_callbacks
 from .swa_callback import AveragedWeights
 from .trainer import SigtermStop, Trainer, TrainerState, logged_figures
 
@@ -280,7 +281,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
     graph = _graph.setting(graph, dev)
     threads = threads_context(blas_threads, dev)  # validated here, before any training
     # a model on cuda:N runs on GPU N (Device.activate); xn.train's steps take the backward calls it made
-    with dev.activate(), threads as tuner, optimizer.own_backward_calls():
+    with dev.activate(), threads as tuner, optimizer.own_backward_calls(), BeforeResume() as before:
         rank = 0 if comm is None else int(comm.rank)
 
         history = History(dev.name)
@@ -296,6 +297,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
             keep = ("lr",) if any(isinstance(cb, LearningRateSchedule) for cb in callbacks) else ()
             keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
+            before.take(model, optimizer)
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)
@@ -347,6 +349,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             cb.on_train_begin(state)
         if ckpt is not None:
             restore_callbacks(ckpt, callbacks)
+        before.started()
         stopped = any(cb.stop_training for cb in callbacks)  # a resumed run that had finished
 
         # The trainer finds non-finite values itself (the guard); NumPy's overflow warnings would only
