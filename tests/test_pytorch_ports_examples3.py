@@ -1,0 +1,240 @@
+"""pytorch/tutorials' custom_function_conv_bn_tutorial.py (a convolution and batch norm fused by hand, their
+backward written out) and pytorch/examples' mnist_hogwild, ported to xpnet as a PyTorch user writes them first,
+each run next to the same program in torch, float64, the same initial weights, a few steps; and what the ports
+showed a porter has to be told. No MNIST here: random (N, 1, 28, 28) images and labels."""
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import layers as nn
+
+
+def _torch():
+    return pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+
+
+def _batches(n, size=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(rng.random((size, 1, 28, 28)), rng.integers(0, 10, size)) for _ in range(n)]
+
+
+# --- intermediate_source/custom_function_conv_bn_tutorial.py ----------------------------------------------------------
+
+def unsqueeze_all(t):
+    return t[None, :, None, None]
+
+
+def batch_norm_backward(grad_out, X, sum, sqrt_var, N, eps):
+    """The tutorial's, with NumPy's ``axis=`` for torch's ``dim=``."""
+    tmp = -((X - unsqueeze_all(sum) / N) * grad_out).sum(axis=(0, 2, 3))
+    d_denom = tmp / (sqrt_var + eps)**2
+    d_var = d_denom / (2 * sqrt_var)
+    d_mean_dx = grad_out / unsqueeze_all(sqrt_var + eps)
+    d_mean_dx = unsqueeze_all(-d_mean_dx.sum(axis=(0, 2, 3)) / N)
+    grad_input = X * unsqueeze_all(d_var * N)
+    grad_input += unsqueeze_all(-d_var * sum)
+    grad_input *= 2 / ((N - 1) * N)
+    grad_input += d_mean_dx
+    grad_input *= unsqueeze_all(sqrt_var + eps)
+    grad_input += grad_out
+    grad_input /= unsqueeze_all(sqrt_var + eps)
+    return grad_input
+
+
+class FusedConvBN(xn.Model):
+    """FusedConvBN2DFunction and its nn.Module in one: F.conv2d is a Conv2d(bias=False) held as ``self.conv``
+    (xpnet has no functional conv), X, the batch's sum, N and sqrt(unbiased var) kept for backward, which runs the
+    convolution forward again (the tutorial's point: X alone kept), then its batch norm backward and the Conv2d's.
+    A model (a container), so that the Conv2d's weight is listed, trained, moved and saved.
+    X: (N, C_in, H, W) -> (N, C_out, H - k + 1, W - k + 1)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, exp_avg_factor=0.1, eps=1e-3, device=None,
+                 dtype=None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, bias=False)
+        self.num_features = out_channels
+        self.eps = eps
+        xn.init.kaiming_uniform_(self.conv.weight, a=math.sqrt(5))     # reset_parameters
+
+    def forward(self, X, train=True):
+        self.X = X                                                     # ctx.save_for_backward(X, conv_weight)
+        X = self.conv(X)
+        sum = X.sum(axis=(0, 2, 3))
+        var = X.var(ddof=1, axis=(0, 2, 3))                            # X.var(unbiased=True, dim=(0, 2, 3))
+        N = X.size / X.shape[1]                                        # X.numel() / X.size(1)
+        sqrt_var = np.sqrt(var)
+        self.sum, self.N, self.sqrt_var = sum, N, sqrt_var
+        mean = sum / N
+        denom = sqrt_var + self.eps
+        out = X - unsqueeze_all(mean)
+        out /= unsqueeze_all(denom)
+        return out
+
+    def backward(self, grad_out):
+        X_conv_out = self.conv(self.X)                                 # (5) recompute conv
+        grad_out = batch_norm_backward(grad_out, X_conv_out, self.sum, self.sqrt_var, self.N, self.eps)
+        return self.conv.backward(grad_out)
+
+
+class Net(xn.Model):
+    """The tutorial's Net (fused or not), F.relu as one ReLU, F.max_pool2d(x, 2) MaxPool2d(2), x.flatten(1)
+    Flatten(), F.log_softmax LogSoftmax(dim=1); ``p``: the Dropout's (0.5 there)."""
+
+    def __init__(self, fused=True, p=0.5):
+        super().__init__()
+        self.fused = fused
+        if fused:
+            self.convbn1 = FusedConvBN(1, 32, 3)
+            self.convbn2 = FusedConvBN(32, 64, 3)
+        else:
+            self.conv1 = nn.Conv2d(1, 32, 3, 1, bias=False)
+            self.bn1 = nn.BatchNorm(32, affine=False, track_running_stats=False)
+            self.conv2 = nn.Conv2d(32, 64, 3, 1, bias=False)
+            self.bn2 = nn.BatchNorm(64, affine=False, track_running_stats=False)
+        self.fc1 = nn.Linear(9216, 128)
+        self.dropout = nn.Dropout(p)
+        self.fc2 = nn.Linear(128, 10)
+        self.relu, self.pool, self.flatten = nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()
+        self.log_softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, x, train=True):
+        x = self.relu(self.convbn1(x) if self.fused else self.bn1(self.conv1(x)))
+        x = self.relu(self.convbn2(x) if self.fused else self.bn2(self.conv2(x)))
+        x = self.relu(self.pool(x))
+        x = self.relu(self.dropout(self.fc1(self.flatten(x))))
+        return self.log_softmax(self.fc2(x))
+
+    def backward(self, dy):
+        dy = self.fc2.backward(self.log_softmax.backward(dy))
+        dy = self.flatten.backward(self.fc1.backward(self.dropout.backward(self.relu.backward(dy))))
+        dy = self.pool.backward(self.relu.backward(dy))
+        dy = self.relu.backward(dy)
+        dy = self.convbn2.backward(dy) if self.fused else self.conv2.backward(self.bn2.backward(dy))
+        dy = self.relu.backward(dy)
+        return self.convbn1.backward(dy) if self.fused else self.conv1.backward(self.bn1.backward(dy))
+
+
+def _torch_net(torch, fused, p):
+    """The tutorial's FusedConvBN2DFunction, FusedConvBN and Net as they are there (the Dropout's p given)."""
+    F, tnn = torch.nn.functional, torch.nn
+
+    def convolution_backward(grad_out, X, weight):
+        grad_input = F.conv2d(X.transpose(0, 1), grad_out.transpose(0, 1)).transpose(0, 1)
+        grad_X = F.conv_transpose2d(grad_out, weight)
+        return grad_X, grad_input
+
+    def torch_bn_backward(grad_out, X, sum, sqrt_var, N, eps):
+        tmp = -((X - unsqueeze_all(sum) / N) * grad_out).sum(dim=(0, 2, 3))
+        d_var = tmp / (sqrt_var + eps)**2 / (2 * sqrt_var)
+        d_mean_dx = unsqueeze_all(-(grad_out / unsqueeze_all(sqrt_var + eps)).sum(dim=(0, 2, 3)) / N)
+        grad_input = X * unsqueeze_all(d_var * N)
+        grad_input += unsqueeze_all(-d_var * sum)
+        grad_input *= 2 / ((N - 1) * N)
+        grad_input += d_mean_dx
+        grad_input *= unsqueeze_all(sqrt_var + eps)
+        grad_input += grad_out
+        grad_input /= unsqueeze_all(sqrt_var + eps)
+        return grad_input
+
+    class FusedConvBN2DFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, X, conv_weight, eps=1e-3):
+            ctx.save_for_backward(X, conv_weight)
+            X = F.conv2d(X, conv_weight)
+            sum = X.sum(dim=(0, 2, 3))
+            var = X.var(unbiased=True, dim=(0, 2, 3))
+            N = X.numel() / X.size(1)
+            sqrt_var = torch.sqrt(var)
+            ctx.eps, ctx.sum, ctx.N, ctx.sqrt_var = eps, sum, N, sqrt_var
+            out = X - unsqueeze_all(sum / N)
+            out /= unsqueeze_all(sqrt_var + eps)
+            return out
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            X, conv_weight, = ctx.saved_tensors
+            X_conv_out = F.conv2d(X, conv_weight)
+            grad_out = torch_bn_backward(grad_out, X_conv_out, ctx.sum, ctx.sqrt_var, ctx.N, ctx.eps)
+            grad_X, grad_input = convolution_backward(grad_out, X, conv_weight)
+            return grad_X, grad_input, None
+
+    class TorchFusedConvBN(tnn.Module):
+        def __init__(self, in_channels, out_channels, kernel_size, eps=1e-3):
+            super().__init__()
+            self.conv_weight = tnn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
+            self.eps = eps
+
+        def forward(self, X):
+            return FusedConvBN2DFunction.apply(X, self.conv_weight, self.eps)
+
+    class TorchNet(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            if fused:
+                self.convbn1 = TorchFusedConvBN(1, 32, 3)
+                self.convbn2 = TorchFusedConvBN(32, 64, 3)
+            else:
+                self.conv1 = tnn.Conv2d(1, 32, 3, 1, bias=False)
+                self.bn1 = tnn.BatchNorm2d(32, affine=False, track_running_stats=False)
+                self.conv2 = tnn.Conv2d(32, 64, 3, 1, bias=False)
+                self.bn2 = tnn.BatchNorm2d(64, affine=False, track_running_stats=False)
+            self.fc1 = tnn.Linear(9216, 128)
+            self.dropout = tnn.Dropout(p)
+            self.fc2 = tnn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.convbn1(x) if fused else self.bn1(self.conv1(x)))
+            x = F.relu(self.convbn2(x) if fused else self.bn2(self.conv2(x)))
+            x = F.relu(F.max_pool2d(x, 2))
+            x = self.fc2(F.relu(self.dropout(self.fc1(x.flatten(1)))))
+            return F.log_softmax(x, dim=1)
+
+    return TorchNet().double()
+
+
+def _copy_into_torch(torch, model, tmodel):
+    """xpnet's weights into the torch twin, by PyTorch's names (a fused block's conv.weight is conv_weight)."""
+    theirs = {name.replace("conv.weight", "conv_weight"): torch.from_numpy(a.copy())
+              for name, a in xn.torch_state_dict(model).items()}
+    tmodel.load_state_dict(theirs)
+
+
+def test_fused_conv_batch_norm_custom_function_trains_as_pytorchs():
+    """The tutorial's gradcheck of the fused layer (X (2, 3, 4, 4), weight (5, 3, 3, 3)) passes as xn.gradcheck,
+    and its training (Adadelta(lr=1.0), StepLR(step_size=1, gamma=0.7), F.nll_loss, 2 epochs of one batch), fused
+    and unfused, equals torch's: losses, then the weights, in float64. Dropout p is 0 in both, so that both draw
+    the same (none)."""
+    torch = _torch()
+    assert xn.gradcheck(FusedConvBN(3, 5, 3).to(dtype="float64"), np.random.default_rng(1).random((2, 3, 4, 4)))
+    batches = _batches(1, size=2)
+    for fused in (True, False):
+        model = Net(fused=fused, p=0.0).to(dtype="float64")
+        tmodel = _torch_net(torch, fused, 0.0)
+        _copy_into_torch(torch, model, tmodel)
+        optimizer = xn.optim.Adadelta(model.parameters(), lr=1.0)
+        scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+        toptimizer = torch.optim.Adadelta(tmodel.parameters(), lr=1.0)
+        tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.7)
+        criterion = xn.losses.NLLLoss()
+        for epoch in range(2):
+            model.train()
+            for data, target in batches:
+                optimizer.zero_grad()
+                output = model(data)
+                loss = criterion(output, target)
+                model.backward(criterion.backward())
+                optimizer.step()
+                toptimizer.zero_grad()
+                tloss = torch.nn.functional.nll_loss(tmodel(torch.from_numpy(data)), torch.from_numpy(target))
+                tloss.backward()
+                toptimizer.step()
+                assert loss.item() == pytest.approx(tloss.item(), rel=1e-10), (fused, epoch)
+            scheduler.step()
+            tscheduler.step()
+        theirs = {name.replace("conv_weight", "conv.weight"): t for name, t in tmodel.state_dict().items()}
+        for name, array in xn.torch_state_dict(model).items():
+            np.testing.assert_allclose(array, theirs[name].numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+
