@@ -4,6 +4,7 @@ each run next to the same program in torch, float64, the same initial weights, a
 showed a porter has to be told. No MNIST here: random (N, 1, 28, 28) images and labels."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -238,3 +239,36 @@ def test_fused_conv_batch_norm_custom_function_trains_as_pytorchs():
         for name, array in xn.torch_state_dict(model).items():
             np.testing.assert_allclose(array, theirs[name].numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
 
+
+def test_the_fused_layer_written_as_a_layer_holding_its_conv2d_says_so_at_to_and_state_dict():
+    """FusedConvBN as ``xn.layers.Layer`` (the docs' home for a custom autograd Function) holding its Conv2d: a
+    leaf lists no layer inside it, so ``Net().to(dtype="float64")`` left the Conv2d in float32 (the forward then said
+    "cast one of them (model.to(device, dtype=...))", which the porter had just done) and ``state_dict()`` held no
+    conv weight: a checkpoint silently without it. Only the optimizer warned. ``to`` and ``state_dict`` now warn
+    too, naming the layer, the attribute and what to subclass; the container above says nothing."""
+    class LayerFusedConvBN(nn.Layer):
+        def __init__(self, in_channels, out_channels, kernel_size):
+            super().__init__()
+            self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, bias=False)
+
+        def forward(self, X, train=True):
+            return self.conv(X)
+
+        def backward(self, grad_out):
+            return self.conv.backward(grad_out)
+
+    class LayerNet(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.convbn1 = LayerFusedConvBN(1, 4, 3)
+
+    says = (r"'convbn1' \(LayerFusedConvBN\) holds the Conv2d 'conv' as an attribute, and a layer that is not a "
+            r"container lists no layer inside it: its parameters 'W' {}.*subclass xn.Model")
+    model = LayerNet()
+    with pytest.warns(UserWarning, match=r"^LayerNet\.to: " + says.format("were not moved or cast")):
+        model.to(dtype="float64")
+    with pytest.warns(UserWarning, match=r"^LayerNet\.state_dict: " + says.format("are not in the state dict")):
+        assert list(model.state_dict()) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert list(Net().to(dtype="float64").state_dict())[:2] == ["convbn1.conv.W", "convbn2.conv.W"]
