@@ -272,3 +272,42 @@ def test_the_fused_layer_written_as_a_layer_holding_its_conv2d_says_so_at_to_and
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert list(Net().to(dtype="float64").state_dict())[:2] == ["convbn1.conv.W", "convbn2.conv.W"]
+
+
+class _TorchStatistics(nn.Layer):
+    """The tutorial's batch statistics as a PyTorch user first writes them on NumPy's arrays; ``line`` picks one."""
+
+    def __init__(self, line):
+        super().__init__()
+        self.line = line
+
+    def forward(self, X, train=True):
+        if self.line == "var":
+            return X.var(unbiased=True, dim=(0, 2, 3))
+        if self.line == "sum":
+            return X.sum(dim=(0, 2, 3))
+        if self.line == "keepdim":
+            return X.mean(axis=(0, 2, 3), keepdim=True)
+        return X.flatten(1)
+
+    def backward(self, dy):
+        return dy
+
+
+@pytest.mark.parametrize("line, said", [
+    ("var", r"unexpected keyword argument 'unbiased' \(line \d+: return X\.var\(unbiased=True, dim=\(0, 2, 3\)\)\): "
+            r"NumPy's reductions take axis=, keepdims= and ddof=.*ddof=1 for unbiased=True.*PyTorch's x\.var\(d\) "
+            r"and x\.std\(d\) are the unbiased ones, NumPy's x\.var\(axis=d\) the biased"),
+    ("sum", r"'dim' \(line \d+: return X\.sum\(dim=\(0, 2, 3\)\)\): NumPy's reductions take axis=.*axis= for dim="),
+    ("keepdim", r"'keepdim' .*keepdims= for keepdim="),
+    ("flatten", r"order must be str, not int \(line \d+: return X\.flatten\(1\)\): NumPy's x\.flatten\(order\) "
+                r"flattens every axis.*xn\.layers\.Flatten\(\)"),
+], ids=["var", "sum", "keepdim", "flatten"])
+def test_pytorchs_reduction_keywords_and_flatten_in_a_forward_say_numpys_spelling(line, said):
+    """The tutorial's ``X.var(unbiased=True, dim=(0, 2, 3))``, ``X.sum(dim=...)``, a ``keepdim=True`` and
+    ``x.flatten(1)`` in a forward gave NumPy's bare "_var() got an unexpected keyword argument 'unbiased'" and
+    "order must be str, not int"; each now names the layer, its line and NumPy's spelling. The variance's says that
+    PyTorch's is the unbiased one by default: ``X.var(axis=d)``, the first fix that runs, is silently the biased
+    one."""
+    with pytest.raises(TypeError, match=r"_TorchStatistics\.forward: .*" + said):
+        xn.Sequential(_TorchStatistics(line))(np.ones((2, 3, 4, 4)))
