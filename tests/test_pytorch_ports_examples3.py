@@ -311,3 +311,119 @@ def test_pytorchs_reduction_keywords_and_flatten_in_a_forward_say_numpys_spellin
     one."""
     with pytest.raises(TypeError, match=r"_TorchStatistics\.forward: .*" + said):
         xn.Sequential(_TorchStatistics(line))(np.ones((2, 3, 4, 4)))
+
+
+# --- pytorch/examples mnist_hogwild: main.py's Net, train.py's train, train_epoch and test_epoch -------------------
+
+class HogwildNet(xn.Model):
+    """main.py's Net: F.relu and F.max_pool2d(x, 2) as one ReLU and one MaxPool2d(2), each used twice;
+    ``nn.Dropout2d()`` and ``F.dropout(x, training=self.training)`` as Dropout2d(p) and Dropout(p) (0.5 there);
+    ``x.view(-1, 320)`` as a Flatten, whose backward reshapes dy back. x (N, 1, 28, 28) -> (N, 10)."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d(p)
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+        self.relu, self.pool, self.flatten, self.dropout = nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(p)
+        self.log_softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, x, train=True):
+        x = self.relu(self.pool(self.conv1(x)))
+        x = self.relu(self.pool(self.conv2_drop(self.conv2(x))))
+        x = self.relu(self.fc1(self.flatten(x)))
+        x = self.fc2(self.dropout(x))
+        return self.log_softmax(x)
+
+    def backward(self, dy):
+        dy = self.dropout.backward(self.fc2.backward(self.log_softmax.backward(dy)))
+        dy = self.flatten.backward(self.fc1.backward(self.relu.backward(dy)))
+        dy = self.conv2.backward(self.conv2_drop.backward(self.pool.backward(self.relu.backward(dy))))
+        return self.conv1.backward(self.pool.backward(self.relu.backward(dy)))
+
+
+def train_epoch(epoch, args, model, device, data_loader, optimizer):
+    """train.py's, xpnet's calls in torch's places (its losses returned, for the test)."""
+    model.train()
+    criterion, losses = xn.losses.NLLLoss(), []
+    for batch_idx, (data, target) in enumerate(data_loader):
+        optimizer.zero_grad()
+        output = model(xn.to_device(data, device))
+        loss = criterion(output, xn.to_device(target, device))
+        model.backward(criterion.backward())                       # loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_epoch(model, device, data_loader):
+    """train.py's: ``output.max(1)[1]`` is ``output.argmax(1)``. Returns (average loss, correct)."""
+    model.eval()
+    test_loss, correct = 0, 0
+    criterion = xn.losses.NLLLoss(reduction='sum')
+    with xn.no_grad():
+        for data, target in data_loader:
+            output = model(xn.to_device(data, device))
+            test_loss += criterion(output, xn.to_device(target, device)).item()
+            pred = output.argmax(1)
+            correct += int((pred == target).sum())
+    return test_loss / sum(len(target) for _, target in data_loader), correct
+
+
+test_epoch.__test__ = False  # train.py's name, not a test of pytest's
+
+
+def test_mnist_hogwild_in_one_process_trains_as_pytorchs():
+    """train.py's ``train(rank, ...)`` called in this process (one worker, --num-processes 1): SGD(lr=0.01,
+    momentum=0.5), 2 epochs of 2 batches, then test_epoch; losses, weights, the test loss and the correct count
+    equal torch's (main.py's Net, train.py's loops) in float64. Dropout p is 0 in both, so that both draw the same
+    (none)."""
+    torch = _torch()
+    F, tnn = torch.nn.functional, torch.nn
+    model = HogwildNet(p=0.0).to(dtype="float64")
+
+    class Net(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = tnn.Conv2d(1, 10, kernel_size=5)
+            self.conv2 = tnn.Conv2d(10, 20, kernel_size=5)
+            self.conv2_drop = tnn.Dropout2d(0.0)
+            self.fc1 = tnn.Linear(320, 50)
+            self.fc2 = tnn.Linear(50, 10)
+
+        def forward(self, x):
+            x = F.relu(F.max_pool2d(self.conv1(x), 2))
+            x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+            x = x.view(-1, 320)
+            x = F.relu(self.fc1(x))
+            x = F.dropout(x, p=0.0, training=self.training)
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1)
+
+    tmodel = Net().double()
+    xn.load_torch_state_dict(model, tmodel.state_dict())
+    batches, test_batches = _batches(2, seed=1), _batches(1, seed=2)
+    optimizer = xn.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
+    toptimizer = torch.optim.SGD(tmodel.parameters(), lr=0.01, momentum=0.5)
+    for epoch in range(1, 3):
+        losses = train_epoch(epoch, None, model, "cpu", batches, optimizer)
+        tmodel.train()
+        for (data, target), loss in zip(batches, losses):
+            toptimizer.zero_grad()
+            tloss = F.nll_loss(tmodel(torch.from_numpy(data)), torch.from_numpy(target))
+            tloss.backward()
+            toptimizer.step()
+            assert loss == pytest.approx(tloss.item(), rel=1e-10), epoch
+    theirs = tmodel.state_dict()
+    for name, array in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(array, theirs[name].numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+    test_loss, correct = test_epoch(model, "cpu", test_batches)
+    tmodel.eval()
+    with torch.no_grad():
+        (data, target), = test_batches
+        toutput = tmodel(torch.from_numpy(data))
+        assert test_loss == pytest.approx(F.nll_loss(toutput, torch.from_numpy(target), reduction='sum').item() / 4,
+                                          rel=1e-10)
+        assert correct == int(toutput.max(1)[1].eq(torch.from_numpy(target)).sum())
