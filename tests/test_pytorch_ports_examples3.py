@@ -427,3 +427,15 @@ def test_mnist_hogwild_in_one_process_trains_as_pytorchs():
         assert test_loss == pytest.approx(F.nll_loss(toutput, torch.from_numpy(target), reduction='sum').item() / 4,
                                           rel=1e-10)
         assert correct == int(toutput.max(1)[1].eq(torch.from_numpy(target)).sum())
+
+
+def test_share_memory_says_a_process_trains_a_copy_and_what_to_write():
+    """main.py's ``model.share_memory()`` before starting the processes said Python's "no attribute" alone, and
+    without it each multiprocessing.Process trains a copy of the model, silently lost; it now says so, and what to
+    write: train in this process, or xn.train with a communicator under mpiexec."""
+    model = HogwildNet()
+    with pytest.raises(AttributeError, match=r"^'HogwildNet' object has no attribute 'share_memory': xpnet's "
+                                             r"parameters are arrays of this process.*Process.*is a copy there, "
+                                             r"whose training never reaches this one.*train\(0, args, model, .*"
+                                             r"xn\.train\(\.\.\., comm=xn\.distributed\.init\(\)\)"):
+        model.share_memory()
