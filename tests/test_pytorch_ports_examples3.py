@@ -439,3 +439,56 @@ def test_share_memory_says_a_process_trains_a_copy_and_what_to_write():
                                              r"whose training never reaches this one.*train\(0, args, model, .*"
                                              r"xn\.train\(\.\.\., comm=xn\.distributed\.init\(\)\)"):
         model.share_memory()
+
+
+# --- beginner_source/examples_nn/two_layer_net_module.py (its older version: Variable, size_average) --------------
+
+class TwoLayerNet(xn.Model):
+    """The tutorial's TwoLayerNet: ``self.linear1(x).clamp(min=0)`` is a ReLU layer (the clamp's gradient with it).
+    x (N, D_in) -> (N, D_out)."""
+
+    def __init__(self, D_in, H, D_out):
+        super().__init__()
+        self.linear1 = nn.Linear(D_in, H)
+        self.relu = nn.ReLU()
+        self.linear2 = nn.Linear(H, D_out)
+
+    def forward(self, x, train=True):
+        h_relu = self.relu(self.linear1(x))
+        y_pred = self.linear2(h_relu)
+        return y_pred
+
+    def backward(self, dy):
+        return self.linear1.backward(self.relu.backward(self.linear2.backward(dy)))
+
+
+def test_two_layer_net_module_trains_as_pytorchs():
+    """The tutorial's loop (``model.forward(x)``, ``MSELoss(reduction='sum')`` for its ``size_average=False``,
+    ``loss.item()`` for ``loss.data[0]``), 5 steps of SGD(lr=1e-4) on its (64, 1000) -> 100 -> 10 shapes: losses
+    and weights equal torch's in float64."""
+    torch = _torch()
+    N, D_in, H, D_out = 64, 1000, 100, 10
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((N, D_in)), rng.standard_normal((N, D_out))
+    model = TwoLayerNet(D_in, H, D_out).to(dtype="float64")
+    tmodel = torch.nn.Sequential(torch.nn.Linear(D_in, H), torch.nn.ReLU(), torch.nn.Linear(H, D_out)).double()
+    tmodel.load_state_dict({k.replace("linear1", "0").replace("linear2", "2"): torch.from_numpy(v.copy())
+                            for k, v in xn.torch_state_dict(model).items()})
+    criterion = xn.losses.MeanSquaredError(reduction='sum')
+    optimizer = xn.optim.SGD(model.parameters(), lr=1e-4)
+    toptimizer = torch.optim.SGD(tmodel.parameters(), lr=1e-4)
+    for t in range(5):
+        y_pred = model.forward(x)
+        loss = criterion(y_pred, y)
+        optimizer.zero_grad()
+        model.backward(criterion.backward())                       # loss.backward()
+        optimizer.step()
+        tloss = torch.nn.functional.mse_loss(tmodel(torch.from_numpy(x)), torch.from_numpy(y), reduction='sum')
+        toptimizer.zero_grad()
+        tloss.backward()
+        toptimizer.step()
+        assert loss.item() == pytest.approx(tloss.item(), rel=1e-10), t
+    theirs = tmodel.state_dict()
+    for name, array in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(array, theirs[name.replace("linear1", "0").replace("linear2", "2")].numpy(),
+                                   rtol=1e-10, atol=1e-13, err_msg=name)
