@@ -462,6 +462,12 @@ class TwoLayerNet(xn.Model):
         return self.linear1.backward(self.relu.backward(self.linear2.backward(dy)))
 
 
+class _ClampNet(TwoLayerNet):
+    def forward(self, x, train=True):
+        h_relu = self.linear1(x).clamp(min=0)
+        return self.linear2(h_relu)
+
+
 def test_two_layer_net_module_trains_as_pytorchs():
     """The tutorial's loop (``model.forward(x)``, ``MSELoss(reduction='sum')`` for its ``size_average=False``,
     ``loss.item()`` for ``loss.data[0]``), 5 steps of SGD(lr=1e-4) on its (64, 1000) -> 100 -> 10 shapes: losses
@@ -492,3 +498,12 @@ def test_two_layer_net_module_trains_as_pytorchs():
     for name, array in xn.torch_state_dict(model).items():
         np.testing.assert_allclose(array, theirs[name.replace("linear1", "0").replace("linear2", "2")].numpy(),
                                    rtol=1e-10, atol=1e-13, err_msg=name)
+
+def test_clamp_in_a_forward_says_relu():
+    """``self.linear1(x).clamp(min=0)`` in forward said NumPy's "no attribute 'clamp'" alone; it now names the line
+    and says ReLU (whose backward the model's calls), or np.clip for the values alone."""
+    with pytest.raises(AttributeError, match=r"_ClampNet\.forward: .*\(line \d+: h_relu = self\.linear1\(x\)\.clamp"
+                                             r"\(min=0\)\): NumPy's arrays have no x\.clamp\(\), PyTorch's; write "
+                                             r"self\.relu = xn\.layers\.ReLU\(\) for x\.clamp\(min=0\)"):
+        _ClampNet(4, 3, 2)(np.ones((2, 4), dtype=np.float32))
+

@@ -7,7 +7,7 @@ swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d a
 ``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
 ``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
 callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
-``unsqueeze``, ``numel``...: an AttributeError) say NumPy's spelling, on the forward's own line too, and so do
+``unsqueeze``, ``numel``, ``clamp``...: an AttributeError) say NumPy's spelling, on the forward's own line too, and so do
 PyTorch's reduction keywords (``x.var(unbiased=True, dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword
 argument") and ``x.flatten(1)`` (NumPy's takes an order: "order must be str, not int"). The same line in a
 method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
@@ -37,6 +37,8 @@ _METHODS = {
     "double": "write x.astype(np.float64)",
     "long": "write x.astype(np.int64)",
     "numel": "write x.size (NumPy's size is the number of elements; PyTorch's x.size() is x.shape)",
+    "clamp": "write self.relu = xn.layers.ReLU() for x.clamp(min=0) (its backward in yours); np.clip(x, a, b) "
+             "(xp.clip on any backend) clamps values, its gradient yours to write",
 }
 _MISSING = re.compile(r"object has no attribute '(\w+)'")
 _KEYWORD = re.compile(r"unexpected keyword argument '(dim|keepdim|unbiased)'")
