@@ -507,3 +507,17 @@ def test_clamp_in_a_forward_says_relu():
                                              r"self\.relu = xn\.layers\.ReLU\(\) for x\.clamp\(min=0\)"):
         _ClampNet(4, 3, 2)(np.ones((2, 4), dtype=np.float32))
 
+def test_pytorchs_size_average_and_reduce_say_reduction():
+    """``MSELoss(size_average=False)`` said Python's "unexpected keyword argument 'size_average'" alone, and
+    ``MSELoss(False)`` (PyTorch's first positional argument is size_average) "reduction=False is not supported:
+    expected 'mean' or 'sum'"; both now say that size_average=False is reduction='sum'."""
+    for make in (lambda: xn.losses.MeanSquaredError(size_average=False), lambda: xn.losses.MeanAbsoluteError(reduce=True),
+                 lambda: xn.losses.NLLLoss(size_average=False)):
+        with pytest.raises(TypeError, match=r"^\w+: PyTorch's deprecated size_average= and reduce= are reduction= "
+                                            r"here: size_average=False is reduction='sum'"):
+            make()
+    with pytest.raises(ValueError, match=r"reduction=False is not supported: .*PyTorch's deprecated size_average.*"
+                                         r"size_average=False is reduction='sum'"):
+        xn.losses.MeanSquaredError(False)
+    assert xn.losses.MeanSquaredError(reduction="sum").reduction == "sum"
+
