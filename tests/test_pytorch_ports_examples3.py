@@ -499,6 +499,7 @@ def test_two_layer_net_module_trains_as_pytorchs():
         np.testing.assert_allclose(array, theirs[name.replace("linear1", "0").replace("linear2", "2")].numpy(),
                                    rtol=1e-10, atol=1e-13, err_msg=name)
 
+
 def test_clamp_in_a_forward_says_relu():
     """``self.linear1(x).clamp(min=0)`` in forward said NumPy's "no attribute 'clamp'" alone; it now names the line
     and says ReLU (whose backward the model's calls), or np.clip for the values alone."""
@@ -507,12 +508,13 @@ def test_clamp_in_a_forward_says_relu():
                                              r"self\.relu = xn\.layers\.ReLU\(\) for x\.clamp\(min=0\)"):
         _ClampNet(4, 3, 2)(np.ones((2, 4), dtype=np.float32))
 
+
 def test_pytorchs_size_average_and_reduce_say_reduction():
     """``MSELoss(size_average=False)`` said Python's "unexpected keyword argument 'size_average'" alone, and
     ``MSELoss(False)`` (PyTorch's first positional argument is size_average) "reduction=False is not supported:
     expected 'mean' or 'sum'"; both now say that size_average=False is reduction='sum'."""
-    for make in (lambda: xn.losses.MeanSquaredError(size_average=False), lambda: xn.losses.MeanAbsoluteError(reduce=True),
-                 lambda: xn.losses.NLLLoss(size_average=False)):
+    for make in (lambda: xn.losses.MeanSquaredError(size_average=False),
+                 lambda: xn.losses.MeanAbsoluteError(reduce=True), lambda: xn.losses.NLLLoss(size_average=False)):
         with pytest.raises(TypeError, match=r"^\w+: PyTorch's deprecated size_average= and reduce= are reduction= "
                                             r"here: size_average=False is reduction='sum'"):
             make()
@@ -521,3 +523,11 @@ def test_pytorchs_size_average_and_reduce_say_reduction():
         xn.losses.MeanSquaredError(False)
     assert xn.losses.MeanSquaredError(reduction="sum").reduction == "sum"
 
+
+def test_loss_data_says_item():
+    """The old tutorial's ``print(t, loss.data[0])`` said "'LossValue' object has no attribute 'data'" alone; it
+    now says ``loss.item()``."""
+    loss = xn.losses.MeanSquaredError()(np.ones((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(AttributeError, match=r"'data': loss\.item\(\) is the value, a Python float"):
+        loss.data[0]
+    assert loss.item() == 1.0

@@ -1,19 +1,18 @@
 """PyTorch's tensor methods in a model's forward, failing on NumPy's arrays: raised again saying what to write.
 
-PyTorch's ``x.view(shape)``: NumPy's ``view`` takes a dtype, and fails with "Cannot interpret '1' as a data type"
-(or "view() takes from 0 to 2 positional arguments", "Type must be a sub-type of ndarray type"). Raised by the
-forward's own line holding ``.view(``, the error is raised again saying to reshape. PyTorch's ``x.transpose(0, 1)``
-swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d array, legacy SNLI's
-``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
-``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
-callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
-``unsqueeze``, ``numel``, ``clamp``...: an AttributeError) say NumPy's spelling, on the forward's own line too, and so do
-PyTorch's reduction keywords (``x.var(unbiased=True, dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword
-argument") and ``x.flatten(1)`` (NumPy's takes an order: "order must be str, not int"). The same line in a
-method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
-answered alike, and so is a line of a leaf layer of one's own (not xpnet's) that the forward reached (its
-``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside any model (``layer(x)``,
-``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
+PyTorch's ``x.view(shape)``: NumPy's ``view`` takes a dtype, and fails with "Cannot interpret '1' as a data type" (or
+"view() takes from 0 to 2 positional arguments", "Type must be a sub-type of ndarray type"). Raised by the forward's own
+line holding ``.view(``, the error is raised again saying to reshape. PyTorch's ``x.transpose(0, 1)`` swaps two axes
+where NumPy's takes them all ("axes don't match array" on a 3-d array, legacy SNLI's ``ht[-2:].transpose(0,
+1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write ``swapaxes`` or the whole permutation.
+PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not callable") and the methods NumPy's arrays
+lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``, ``unsqueeze``, ``numel``, ``clamp``...: an AttributeError)
+say NumPy's spelling, on the forward's own line too, and so do PyTorch's reduction keywords (``x.var(unbiased=True,
+dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword argument") and ``x.flatten(1)`` (NumPy's takes an order:
+"order must be str, not int"). The same line in a method of the model that forward calls (the introyt LeNet's
+``num_flat_features(x)``, reading ``x.size()[1:]``) is answered alike, and so is a line of a leaf layer of one's own
+(not xpnet's) that the forward reached (its ``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside
+any model (``layer(x)``, ``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
 """
 
 from __future__ import annotations
