@@ -531,3 +531,22 @@ def test_loss_data_says_item():
     with pytest.raises(AttributeError, match=r"'data': loss\.item\(\) is the value, a Python float"):
         loss.data[0]
     assert loss.item() == 1.0
+
+
+class _WrongBackward(nn.Layer):
+    """x ** 2 with a backward of 3 dy: a gradient a check must catch."""
+
+    def forward(self, x, train=True):
+        return x ** 2
+
+    def backward(self, dy):
+        return dy * 3
+
+
+def test_a_failing_gradcheck_is_false():
+    """PyTorch's ``torch.autograd.gradcheck`` returns True or raises; xpnet's report was truthy even where a row
+    failed, so ``assert xn.gradcheck(...)`` (two port tests wrote it so) could not fail. It is now as true as
+    ``report.ok``."""
+    a = np.random.default_rng(0).random((1, 2, 3, 4))
+    assert not xn.gradcheck(_WrongBackward(), a)
+    assert xn.gradcheck(nn.Tanh(), a)

@@ -53,6 +53,10 @@ class GradcheckReport:
     def ok(self) -> bool:
         return all(row.ok for row in self.rows)
 
+    def __bool__(self) -> bool:
+        """``report.ok``: ``assert xn.gradcheck(...)`` fails where a row fails (PyTorch's gradcheck gives True)."""
+        return self.ok
+
     @property
     def failures(self) -> list[GradcheckRow]:
         return [row for row in self.rows if not row.ok]
