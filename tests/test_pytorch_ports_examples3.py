@@ -550,3 +550,17 @@ def test_a_failing_gradcheck_is_false():
     a = np.random.default_rng(0).random((1, 2, 3, 4))
     assert not xn.gradcheck(_WrongBackward(), a)
     assert xn.gradcheck(nn.Tanh(), a)
+
+
+def test_gradcheck_takes_pytorchs_fast_mode_and_raise_exception():
+    """The tutorial's ``torch.autograd.gradcheck(BatchNorm.apply, (a,), fast_mode=False)``: ``fast_mode=`` said
+    "unexpected keyword argument"; it is PyTorch's name for ``fast`` now, and ``raise_exception=True`` raises
+    GradcheckError where a row fails, as PyTorch's default does (xpnet's default returns the report)."""
+    a = np.random.default_rng(0).random((1, 2, 3, 4))
+    assert xn.gradcheck(nn.Tanh(), a, fast_mode=False)
+    assert xn.gradcheck(nn.Tanh(), a, fast_mode=True).fast
+    assert xn.gradcheck(nn.Tanh(), a, raise_exception=True)
+    with pytest.raises(xn.testing.GradcheckError, match=r"FAIL"):
+        xn.gradcheck(_WrongBackward(), a, raise_exception=True)
+    with pytest.raises(TypeError, match=r"^gradcheck: fast=True and fast_mode=False disagree"):
+        xn.gradcheck(nn.Tanh(), a, fast=True, fast_mode=False)
