@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["GradcheckReport", "GradcheckRow"]
+__all__ = ["GradcheckError", "GradcheckReport", "GradcheckRow"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,13 @@ class GradcheckReport:
 
 def _num(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.3e}"
+
+
+class GradcheckError(AssertionError):
+    """Raised by :func:`assert_gradients_ok`; the message is the report's table, ``report`` the report.
+
+    Also by ``gradcheck(..., raise_exception=True)``."""
+
+    def __init__(self, report: GradcheckReport):
+        super().__init__(str(report))
+        self.report = report
