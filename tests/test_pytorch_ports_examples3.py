@@ -274,6 +274,25 @@ def test_the_fused_layer_written_as_a_layer_holding_its_conv2d_says_so_at_to_and
         assert list(Net().to(dtype="float64").state_dict())[:2] == ["convbn1.conv.W", "convbn2.conv.W"]
 
 
+def test_saving_a_model_whose_layer_of_its_own_holds_a_conv2d_says_the_file_lacks_it(tmp_path):
+    """``xn.save(model, path)`` (``torch.save(model, ...)``) of the model above wrote a file without the Conv2d held by
+    the layer of one's own, and ``xn.load`` built it again with new random weights there, silently; the save now
+    warns as ``to`` and ``state_dict`` do."""
+    class LayerConv(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3, bias=False)
+
+    class HeldNet(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.block = LayerConv()
+
+    with pytest.warns(UserWarning, match=r"^xn\.save: 'block' \(LayerConv\) holds the Conv2d 'conv' as an "
+                                         r"attribute.*its parameters 'W' are not in the file"):
+        xn.save(HeldNet(), tmp_path / "held.npz")
+
+
 class _TorchStatistics(nn.Layer):
     """The tutorial's batch statistics as a PyTorch user first writes them on NumPy's arrays; ``line`` picks one."""
 
