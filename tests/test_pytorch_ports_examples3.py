@@ -81,20 +81,14 @@ class FusedConvBN(xn.Model):
 
 
 class Net(xn.Model):
-    """The tutorial's Net (fused or not), F.relu as one ReLU, F.max_pool2d(x, 2) MaxPool2d(2), x.flatten(1)
-    Flatten(), F.log_softmax LogSoftmax(dim=1); ``p``: the Dropout's (0.5 there)."""
+    """The tutorial's Net with fused=True (its unfused one is Conv2d(bias=False) then BatchNorm(affine=False,
+    track_running_stats=False), PyTorch's, tested elsewhere), F.relu as one ReLU, F.max_pool2d(x, 2) MaxPool2d(2),
+    x.flatten(1) Flatten(), F.log_softmax LogSoftmax(dim=1); ``p``: the Dropout's (0.5 there)."""
 
-    def __init__(self, fused=True, p=0.5):
+    def __init__(self, p=0.5):
         super().__init__()
-        self.fused = fused
-        if fused:
-            self.convbn1 = FusedConvBN(1, 32, 3)
-            self.convbn2 = FusedConvBN(32, 64, 3)
-        else:
-            self.conv1 = nn.Conv2d(1, 32, 3, 1, bias=False)
-            self.bn1 = nn.BatchNorm(32, affine=False, track_running_stats=False)
-            self.conv2 = nn.Conv2d(32, 64, 3, 1, bias=False)
-            self.bn2 = nn.BatchNorm(64, affine=False, track_running_stats=False)
+        self.convbn1 = FusedConvBN(1, 32, 3)
+        self.convbn2 = FusedConvBN(32, 64, 3)
         self.fc1 = nn.Linear(9216, 128)
         self.dropout = nn.Dropout(p)
         self.fc2 = nn.Linear(128, 10)
@@ -102,8 +96,8 @@ class Net(xn.Model):
         self.log_softmax = nn.LogSoftmax(dim=1)
 
     def forward(self, x, train=True):
-        x = self.relu(self.convbn1(x) if self.fused else self.bn1(self.conv1(x)))
-        x = self.relu(self.convbn2(x) if self.fused else self.bn2(self.conv2(x)))
+        x = self.relu(self.convbn1(x))
+        x = self.relu(self.convbn2(x))
         x = self.relu(self.pool(x))
         x = self.relu(self.dropout(self.fc1(self.flatten(x))))
         return self.log_softmax(self.fc2(x))
@@ -113,13 +107,11 @@ class Net(xn.Model):
         dy = self.flatten.backward(self.fc1.backward(self.dropout.backward(self.relu.backward(dy))))
         dy = self.pool.backward(self.relu.backward(dy))
         dy = self.relu.backward(dy)
-        dy = self.convbn2.backward(dy) if self.fused else self.conv2.backward(self.bn2.backward(dy))
-        dy = self.relu.backward(dy)
-        return self.convbn1.backward(dy) if self.fused else self.conv1.backward(self.bn1.backward(dy))
+        return self.convbn1.backward(self.relu.backward(self.convbn2.backward(dy)))
 
 
-def _torch_net(torch, fused, p):
-    """The tutorial's FusedConvBN2DFunction, FusedConvBN and Net as they are there (the Dropout's p given)."""
+def _torch_net(torch, p):
+    """The tutorial's FusedConvBN2DFunction, FusedConvBN and Net (fused) as they are there (the Dropout's p given)."""
     F, tnn = torch.nn.functional, torch.nn
 
     def convolution_backward(grad_out, X, weight):
@@ -174,21 +166,15 @@ def _torch_net(torch, fused, p):
     class TorchNet(tnn.Module):
         def __init__(self):
             super().__init__()
-            if fused:
-                self.convbn1 = TorchFusedConvBN(1, 32, 3)
-                self.convbn2 = TorchFusedConvBN(32, 64, 3)
-            else:
-                self.conv1 = tnn.Conv2d(1, 32, 3, 1, bias=False)
-                self.bn1 = tnn.BatchNorm2d(32, affine=False, track_running_stats=False)
-                self.conv2 = tnn.Conv2d(32, 64, 3, 1, bias=False)
-                self.bn2 = tnn.BatchNorm2d(64, affine=False, track_running_stats=False)
+            self.convbn1 = TorchFusedConvBN(1, 32, 3)
+            self.convbn2 = TorchFusedConvBN(32, 64, 3)
             self.fc1 = tnn.Linear(9216, 128)
             self.dropout = tnn.Dropout(p)
             self.fc2 = tnn.Linear(128, 10)
 
         def forward(self, x):
-            x = F.relu(self.convbn1(x) if fused else self.bn1(self.conv1(x)))
-            x = F.relu(self.convbn2(x) if fused else self.bn2(self.conv2(x)))
+            x = F.relu(self.convbn1(x))
+            x = F.relu(self.convbn2(x))
             x = F.relu(F.max_pool2d(x, 2))
             x = self.fc2(F.relu(self.dropout(self.fc1(x.flatten(1)))))
             return F.log_softmax(x, dim=1)
@@ -204,40 +190,38 @@ def _copy_into_torch(torch, model, tmodel):
 
 
 def test_fused_conv_batch_norm_custom_function_trains_as_pytorchs():
-    """The tutorial's gradcheck of the fused layer (X (2, 3, 4, 4), weight (5, 3, 3, 3)) passes as xn.gradcheck,
-    and its training (Adadelta(lr=1.0), StepLR(step_size=1, gamma=0.7), F.nll_loss, 2 epochs of one batch), fused
-    and unfused, equals torch's: losses, then the weights, in float64. Dropout p is 0 in both, so that both draw
-    the same (none)."""
+    """The tutorial's gradcheck of the fused layer (X (2, 3, 4, 4), weight (5, 3, 3, 3); 16 entries of each) passes,
+    and its training (Adadelta(lr=1.0), StepLR(step_size=1, gamma=0.7), F.nll_loss, 2 epochs of one batch) equals
+    torch's: losses, then the weights, in float64. Dropout p is 0 in both, so that both draw the same (none)."""
     torch = _torch()
-    assert xn.gradcheck(FusedConvBN(3, 5, 3).to(dtype="float64"), np.random.default_rng(1).random((2, 3, 4, 4)))
-    batches = _batches(1, size=2)
-    for fused in (True, False):
-        model = Net(fused=fused, p=0.0).to(dtype="float64")
-        tmodel = _torch_net(torch, fused, 0.0)
-        _copy_into_torch(torch, model, tmodel)
-        optimizer = xn.optim.Adadelta(model.parameters(), lr=1.0)
-        scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
-        toptimizer = torch.optim.Adadelta(tmodel.parameters(), lr=1.0)
-        tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.7)
-        criterion = xn.losses.NLLLoss()
-        for epoch in range(2):
-            model.train()
-            for data, target in batches:
-                optimizer.zero_grad()
-                output = model(data)
-                loss = criterion(output, target)
-                model.backward(criterion.backward())
-                optimizer.step()
-                toptimizer.zero_grad()
-                tloss = torch.nn.functional.nll_loss(tmodel(torch.from_numpy(data)), torch.from_numpy(target))
-                tloss.backward()
-                toptimizer.step()
-                assert loss.item() == pytest.approx(tloss.item(), rel=1e-10), (fused, epoch)
-            scheduler.step()
-            tscheduler.step()
-        theirs = {name.replace("conv_weight", "conv.weight"): t for name, t in tmodel.state_dict().items()}
-        for name, array in xn.torch_state_dict(model).items():
-            np.testing.assert_allclose(array, theirs[name].numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+    assert xn.gradcheck(FusedConvBN(3, 5, 3).to(dtype="float64"), np.random.default_rng(1).random((2, 3, 4, 4)),
+                        max_entries=16)
+    model = Net(p=0.0).to(dtype="float64")
+    tmodel = _torch_net(torch, 0.0)
+    _copy_into_torch(torch, model, tmodel)
+    optimizer = xn.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    toptimizer = torch.optim.Adadelta(tmodel.parameters(), lr=1.0)
+    tscheduler = torch.optim.lr_scheduler.StepLR(toptimizer, step_size=1, gamma=0.7)
+    criterion = xn.losses.NLLLoss()
+    for epoch in range(2):
+        model.train()
+        for data, target in _batches(1, size=2):
+            optimizer.zero_grad()
+            output = model(data)
+            loss = criterion(output, target)
+            model.backward(criterion.backward())
+            optimizer.step()
+            toptimizer.zero_grad()
+            tloss = torch.nn.functional.nll_loss(tmodel(torch.from_numpy(data)), torch.from_numpy(target))
+            tloss.backward()
+            toptimizer.step()
+            assert loss.item() == pytest.approx(tloss.item(), rel=1e-10), epoch
+        scheduler.step()
+        tscheduler.step()
+    theirs = {name.replace("conv_weight", "conv.weight"): t for name, t in tmodel.state_dict().items()}
+    for name, array in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(array, theirs[name].numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
 
 
 def test_the_fused_layer_written_as_a_layer_holding_its_conv2d_says_so_at_to_and_state_dict():
