@@ -77,7 +77,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, nam
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
-from .gradcheck_report import GradcheckReport, GradcheckRow
+from .gradcheck_report import GradcheckError, GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
 from .layers.zero_grad import arm
 
@@ -92,7 +92,8 @@ _PERTURBED = ("params", "grads", "forward", "backward", "backward_params")  # no
 
 def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
               device: Any = None, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
-              fast: bool = False, max_entries: int | None = None, seed: int = 0) -> GradcheckReport:
+              fast: bool = False, max_entries: int | None = None, seed: int = 0, fast_mode: bool | None = None,
+              raise_exception: bool = False) -> GradcheckReport:
     """Compare the analytic gradients of ``model_or_layer`` with central differences in float64.
 
     x: the input batch (any backend; moved to the check's device), or a tuple of them for a model
@@ -104,9 +105,18 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
     fast: one random direction per tensor. Costs 1 + 2 * (entries, or directions with fast) + 1 per tensor
     forward passes (the last: f at the unperturbed point again, to see that the forward is repeatable).
     Frozen parameters (``requires_grad_(False)``) have no gradient: they get no row, and the report names
-    them. Returns a :class:`GradcheckReport`; the model and x are left untouched.
+    them. Returns a :class:`GradcheckReport`, true where every row passes; the model and x are left untouched.
+    fast_mode: PyTorch's name for ``fast``. raise_exception: raise :class:`~xpnet.testing.GradcheckError` (the
+    report's table) where a row fails; PyTorch's gradcheck does by default, xpnet's returns the report.
     """
     fast, seed = flag(fast, "gradcheck", "fast"), _seed(seed, "gradcheck")
+    raise_exception = flag(raise_exception, "gradcheck", "raise_exception")
+    if fast_mode is not None:
+        fast_mode = flag(fast_mode, "gradcheck", "fast_mode")
+        if fast and not fast_mode:
+            raise TypeError("gradcheck: fast=True and fast_mode=False disagree (fast_mode is PyTorch's name for "
+                            "fast); give one")
+        fast = fast_mode
     _check_args(model_or_layer, t, loss, eps, atol, rtol, fast, max_entries)
     # NumPy scalars as Python numbers: np.float32 arithmetic would round the perturbed values.
     eps, atol, rtol = float(eps), float(atol), float(rtol)
@@ -158,8 +168,11 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
         finally:
             objective.release_rngs()
         frozen = tuple(name for name in clone.named_params() if name not in clone.trainable_params())
-        return GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
-                               max_entries, dev.name, objective.passes, tuple(located), frozen)
+        report = GradcheckReport(rows + mutation_rows, float(eps), float(atol), float(rtol), bool(fast),
+                                 max_entries, dev.name, objective.passes, tuple(located), frozen)
+    if raise_exception and not report.ok:
+        raise GradcheckError(report)
+    return report
 
 
 class _Objective:

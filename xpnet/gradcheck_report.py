@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["GradcheckReport", "GradcheckRow"]
+__all__ = ["GradcheckError", "GradcheckReport", "GradcheckRow"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,10 @@ class GradcheckReport:
     @property
     def ok(self) -> bool:
         return all(row.ok for row in self.rows)
+
+    def __bool__(self) -> bool:
+        """``report.ok``: ``assert xn.gradcheck(...)`` fails where a row fails (PyTorch's gradcheck gives True)."""
+        return self.ok
 
     @property
     def failures(self) -> list[GradcheckRow]:
@@ -104,3 +108,13 @@ class GradcheckReport:
 
 def _num(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.3e}"
+
+
+class GradcheckError(AssertionError):
+    """Raised by :func:`assert_gradients_ok`; the message is the report's table, ``report`` the report.
+
+    Also by ``gradcheck(..., raise_exception=True)``."""
+
+    def __init__(self, report: GradcheckReport):
+        super().__init__(str(report))
+        self.report = report

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._user import warn
 from .backend import Device, XpnetDeviceWarning, device, device_of, to_device, to_numpy
-from .gradcheck import GradcheckReport, gradcheck
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .layers.base import Layer
 
 __all__ = ["GradcheckError", "assert_backends_agree", "assert_gradients_ok", "assert_placed", "tolerance"]
@@ -34,14 +34,6 @@ def assert_placed(a: Any, dev: Device, dtype: Any = None) -> None:
         raise AssertionError(f"array is on {where}, expected {dev}")
     if dtype is not None and str(a.dtype).rsplit(".", 1)[-1] != str(dtype).rsplit(".", 1)[-1]:
         raise AssertionError(f"array has dtype {a.dtype}, expected {dtype}")
-
-
-class GradcheckError(AssertionError):
-    """Raised by :func:`assert_gradients_ok`; the message is the report's table, ``report`` the report."""
-
-    def __init__(self, report: GradcheckReport):
-        super().__init__(str(report))
-        self.report = report
 
 
 def assert_gradients_ok(*args: Any, **kwargs: Any) -> GradcheckReport:

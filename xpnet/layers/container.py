@@ -57,6 +57,11 @@ _PYTORCH_NAMES = {
                      "register_backward_hook"), HOOKS),
     "register_buffer": "put the array in self.buffers['name'] of a layer of your own (saved and moved with "
                        "the model, not trained)",
+    "share_memory": "xpnet's parameters are arrays of this process, never in shared memory: a model given to a "
+                    "multiprocessing.Process (mnist_hogwild's) is a copy there, whose training never reaches this "
+                    "one (and threads calling one model at once mix the caches its layers keep for backward); train "
+                    "in this process (train(0, args, model, ...)), or data-parallel under mpiexec: "
+                    "xn.train(..., comm=xn.distributed.init()), gradients averaged at each step",
 }
 
 

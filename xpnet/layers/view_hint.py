@@ -1,17 +1,18 @@
 """PyTorch's tensor methods in a model's forward, failing on NumPy's arrays: raised again saying what to write.
 
-PyTorch's ``x.view(shape)``: NumPy's ``view`` takes a dtype, and fails with "Cannot interpret '1' as a data type"
-(or "view() takes from 0 to 2 positional arguments", "Type must be a sub-type of ndarray type"). Raised by the
-forward's own line holding ``.view(``, the error is raised again saying to reshape. PyTorch's ``x.transpose(0, 1)``
-swaps two axes where NumPy's takes them all ("axes don't match array" on a 3-d array, legacy SNLI's
-``ht[-2:].transpose(0, 1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write
-``swapaxes`` or the whole permutation. PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not
-callable") and the methods NumPy's arrays lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``,
-``unsqueeze``, ``numel``...: an AttributeError) say NumPy's spelling, on the forward's own line too. The same line in a
-method of the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is
-answered alike, and so is a line of a leaf layer of one's own (not xpnet's) that the forward reached (its
-``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside any model (``layer(x)``,
-``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
+PyTorch's ``x.view(shape)``: NumPy's ``view`` takes a dtype, and fails with "Cannot interpret '1' as a data type" (or
+"view() takes from 0 to 2 positional arguments", "Type must be a sub-type of ndarray type"). Raised by the forward's own
+line holding ``.view(``, the error is raised again saying to reshape. PyTorch's ``x.transpose(0, 1)`` swaps two axes
+where NumPy's takes them all ("axes don't match array" on a 3-d array, legacy SNLI's ``ht[-2:].transpose(0,
+1).contiguous().view(batch_size, -1)``): raised on such a line, it says to write ``swapaxes`` or the whole permutation.
+PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not callable") and the methods NumPy's arrays
+lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``, ``unsqueeze``, ``numel``, ``clamp``...: an AttributeError)
+say NumPy's spelling, on the forward's own line too, and so do PyTorch's reduction keywords (``x.var(unbiased=True,
+dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword argument") and ``x.flatten(1)`` (NumPy's takes an order:
+"order must be str, not int"). The same line in a method of the model that forward calls (the introyt LeNet's
+``num_flat_features(x)``, reading ``x.size()[1:]``) is answered alike, and so is a line of a leaf layer of one's own
+(not xpnet's) that the forward reached (its ``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside
+any model (``layer(x)``, ``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
 """
 
 from __future__ import annotations
@@ -35,8 +36,14 @@ _METHODS = {
     "double": "write x.astype(np.float64)",
     "long": "write x.astype(np.int64)",
     "numel": "write x.size (NumPy's size is the number of elements; PyTorch's x.size() is x.shape)",
+    "clamp": "write self.relu = xn.layers.ReLU() for x.clamp(min=0) (its backward in yours); np.clip(x, a, b) "
+             "(xp.clip on any backend) clamps values, its gradient yours to write",
 }
 _MISSING = re.compile(r"object has no attribute '(\w+)'")
+_KEYWORD = re.compile(r"unexpected keyword argument '(dim|keepdim|unbiased)'")
+_REDUCTIONS = ("NumPy's reductions take axis=, keepdims= and ddof=, PyTorch's dim=, keepdim= and unbiased=: write "
+               "axis= for dim=, keepdims= for keepdim=, ddof=1 for unbiased=True; PyTorch's x.var(d) and x.std(d) are "
+               "the unbiased ones, NumPy's x.var(axis=d) the biased: x.var(axis=d, ddof=1) for PyTorch's")
 
 
 def view_hint(model: Any, code: Any, error: Exception) -> str | None:
@@ -67,6 +74,12 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
     if isinstance(error, TypeError) and "'int' object is not callable" in str(error) and ".size(" in line:
         return (f"{where}: NumPy's x.size is the number of elements, where PyTorch's x.size() is the shape; write "
                 "x.shape for x.size(), x.shape[d] for x.size(d)")
+    if isinstance(error, TypeError) and (keyword := _KEYWORD.search(str(error))) and f"{keyword.group(1)}=" in line:
+        return f"{where}: {_REDUCTIONS}"
+    if isinstance(error, TypeError) and "order must be str" in str(error) and ".flatten(" in line:
+        return (f"{where}: NumPy's x.flatten(order) flattens every axis, where PyTorch's x.flatten(1) keeps the first; "
+                "write self.flatten = xn.layers.Flatten() (its backward reshapes dy back), or x.reshape(x.shape[0], "
+                "-1)")
     if ".transpose(" in line and "axes don't match array" in str(error):
         return (f"{where}: NumPy's x.transpose(...) takes every axis (a permutation), where PyTorch's "
                 "x.transpose(0, 1) swaps two; write x.swapaxes(0, 1), or xp.permute_dims(x, (1, 0, 2)) for a 3-d x "

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -28,6 +30,8 @@ class Loss:
             cls.forward = counted_forward(vars(cls)["forward"])
         if "backward" in vars(cls):
             cls.backward = checked_backward(vars(cls)["backward"])
+        if "__init__" in vars(cls):
+            cls.__init__ = _refusing_legacy(vars(cls)["__init__"])
 
     @property
     def name(self) -> str:
@@ -117,6 +121,24 @@ class Loss:
         return xp
 
 
+_LEGACY = ("PyTorch's deprecated size_average= and reduce= are reduction= here: size_average=False is "
+           "reduction='sum', size_average=True reduction='mean' (the default); reduce=False, a loss per element, xpnet "
+           "has not (its backward starts from one number)")
+
+
+def _refusing_legacy(init: Any) -> Any:
+    """A loss's ``__init__`` that refuses PyTorch's ``size_average=`` and ``reduce=`` keywords (where it takes
+    neither) saying what to write, where Python would say "unexpected keyword argument" alone."""
+    takes = inspect.signature(init).parameters
+
+    @functools.wraps(init)
+    def run(self: Any, *args: Any, **kwargs: Any) -> None:
+        if kwargs and any(old in kwargs and old not in takes for old in ("size_average", "reduce")):
+            raise TypeError(f"{type(self).__name__}: {_LEGACY}")
+        init(self, *args, **kwargs)
+    return run
+
+
 # (type of predictions, their dtype, type of targets) -> the namespace, for the pairs _check_pair passed
 _PAIRS: dict[tuple[type, Any, type], Any] = {}
 
@@ -128,6 +150,8 @@ def check_reduction(loss: str, reduction: Any, leave_out: str = "") -> str:
     if not isinstance(reduction, str) or reduction not in ("mean", "sum"):
         why = ("xpnet has no loss per position (its backward starts from one number): pass 'mean' or 'sum'"
                f"{leave_out}") if reduction == "none" else "expected 'mean' or 'sum'"
+        if isinstance(reduction, bool):  # MSELoss(False), L1Loss(False): PyTorch's first positional argument
+            why += f"; a bool there is {_LEGACY}"
         raise ValueError(f"{loss}: reduction={reduction!r} is not supported: {why}")
     return reduction
 

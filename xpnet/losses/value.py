@@ -62,7 +62,8 @@ class LossValue(float):
                 _PARTS if self.__dict__.get("parts") else _OWN.format(self.__dict__.get("loss_name", "loss layer")))
         graph = ("xpnet records no graph, so a loss has no grad_fn (the blitz tutorial's loss.grad_fn.next_functions): "
                  "the way back is the model's backward, written out, the loss layer's backward() giving its dy")
-        raise not_here(type(self).__name__, name, {"backward": hint, "grad_fn": graph}, kind="object")
+        data = "loss.item() is the value, a Python float (PyTorch's older loss.data[0] and loss.data.item())"
+        raise not_here(type(self).__name__, name, {"backward": hint, "grad_fn": graph, "data": data}, kind="object")
 
     def __neg__(self) -> "LossValue":
         return LossValue(-float(self), parts=True, calls=self.calls)

@@ -13,7 +13,7 @@ import inspect
 from typing import Any
 
 from .._user import is_real
-from ..layers.base import is_xpnet_class
+from ..layers.hidden_layers import unlisted_parameters
 
 __all__ = ["TakesAModelFirst", "owning_model", "groups_hint", "unlisted_parameters"]
 
@@ -118,27 +118,3 @@ def _model_of(name: str, target: Any) -> Any:
                     f"{name}(0.01), {name}(model, lr=0.01) or {name}(model.parameters(), lr=0.01); got a "
                     f"{type(target).__name__} (xpnet updates a model's named parameters, not a list of arrays)"
                     f"{hint}")
-
-
-def unlisted_parameters(model: Any) -> str | None:
-    """Why some parameters of ``model`` are in no optimizer's reach, or None: a layer of one's own that is not a
-    container (an ``xn.layers.Layer`` subclass, not ``xn.Model``) holding a layer with parameters as an
-    attribute, which its ``named_params()`` does not list (xpnet's own such layers, Conv1d's Conv2d, hand their
-    parameters on themselves). A layer the model lists elsewhere (a tied Embedding) is not one."""
-    nodes = model.named_modules()
-    listed = {id(node) for node in nodes.values()}
-    for name, node in nodes.items():
-        if getattr(node, "uses_inside", True) or is_xpnet_class(type(node)):
-            continue
-        own = {id(p) for p in node.params.values()}
-        for attr, held in vars(node).items():
-            if id(held) in listed or not (hasattr(held, "named_params") and hasattr(held, "backward")):
-                continue
-            hidden = [k for k, p in held.named_params().items() if id(p) not in own]
-            if hidden:
-                where = f"'{name}' ({type(node).__name__})" if name else type(node).__name__
-                return (f"{where} holds the {type(held).__name__} {attr!r} as an attribute, and a layer that is not a "
-                        f"container lists no layer inside it: its parameters {', '.join(map(repr, hidden))} are in no "
-                        "optimizer's reach and will not train; subclass xn.Model (a container) for a layer made of "
-                        "layers, or put them in the layer's own params")
-    return None

@@ -1,0 +1,35 @@
+"""A layer of one's own that is not a container holding a layer with parameters as an attribute (PyTorch's
+``self.conv = nn.Conv2d(...)`` in an ``nn.Module``, ported as an ``xn.layers.Layer``): a leaf lists no layer inside
+it, so those parameters are in no ``named_params()``: never trained, moved, cast or saved. What the optimizer
+binding the model, ``model.to(...)`` and ``model.state_dict()`` warn, each saying what it left out there."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["unlisted_parameters"]
+
+
+def unlisted_parameters(model: Any, consequence: str = "are in no optimizer's reach and will not train") -> str | None:
+    """Why some parameters of ``model`` are in no ``named_params()``, or None: a layer of one's own that is not a
+    container (an ``xn.layers.Layer`` subclass, not ``xn.Model``) holding a layer with parameters as an
+    attribute (xpnet's own such layers, Conv1d's Conv2d, hand their parameters on themselves). A layer the model
+    lists elsewhere (a tied Embedding) is not one. ``consequence``: what that means for the caller."""
+    from .base import is_xpnet_class  # imported here: the layer base imports the tree, which imports this module
+    nodes = model.named_modules()
+    listed = {id(node) for node in nodes.values()}
+    for name, node in nodes.items():
+        if getattr(node, "uses_inside", True) or is_xpnet_class(type(node)):
+            continue
+        own = {id(p) for p in node.params.values()}
+        for attr, held in vars(node).items():
+            if id(held) in listed or not (hasattr(held, "named_params") and hasattr(held, "backward")):
+                continue
+            hidden = [k for k, p in held.named_params().items() if id(p) not in own]
+            if hidden:
+                where = f"'{name}' ({type(node).__name__})" if name else type(node).__name__
+                return (f"{where} holds the {type(held).__name__} {attr!r} as an attribute, and a layer that is not a "
+                        f"container lists no layer inside it: its parameters {', '.join(map(repr, hidden))} "
+                        f"{consequence}; subclass xn.Model (a container) for a layer made of layers, or put them in "
+                        "the layer's own params")
+    return None
