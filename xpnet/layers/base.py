@@ -9,12 +9,14 @@ from typing import Any
 
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
+from .backward_calls import rounded
 from .dy_hint import dy_hint
 from .grads import Grads
 from .no_grad_calls import marked
+from .reuse import reused
 from .tree import Tree
 from .unwritten import unwritten_backward
-from .uses import called, recorded, reused, rounded
+from .uses import called, recorded
 from .zero_grad import arm, counted
 
 _LAYER_TYPES: dict[str, type] = {}  # by class name: what files name xpnet's own layers by
@@ -43,7 +45,7 @@ class Layer(Tree):
 
     train_hint = ""  # what an array passed as forward's train most likely was meant to be, for its error
     # Attributes another layer's backward writes into (a TiedLinear's share of an Embedding's gradient): not put
-    # back between the backward calls of a layer called more than once in a forward (layers.uses).
+    # back between the backward calls of a layer called more than once in a forward (layers.reuse).
     kept_between_uses: tuple[str, ...] = ()
     # Whether a training-mode call of forward within a model's forward is noted as a use (layers.uses); the
     # recurrent cells keep a cache per call of their own instead.
@@ -66,7 +68,7 @@ class Layer(Tree):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _CLASSES[(cls.__module__, cls.__qualname__)] = cls
-        # A layer called twice in a forward takes its calls back in reverse (layers.uses); after zero_grad(),
+        # A layer called twice in a forward takes its calls back in reverse (layers.reuse); after zero_grad(),
         # backward adds its gradients, as PyTorch's (layers.zero_grad)
         forward, backward, backward_params = (_own_or_mixed_in(cls, name)
                                               for name in ("forward", "backward", "backward_params"))

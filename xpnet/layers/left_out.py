@@ -6,7 +6,7 @@ Linear held by two submodels, the second submodel's ``backward`` forgotten) make
 LAST call's caches for the gradient it was given, an earlier call's: the parameter gradient comes out wrong,
 silently where the shapes agree, where PyTorch's autograd leaves out only the part that was not backpropagated.
 Which call a gradient belongs to cannot be seen, but that calls were left out can: a round of backward calls that
-``uses.reused`` opened (the layer's first backward after such a forward: ``opened``) and did not close (the
+``reuse.reused`` opened (the layer's first backward after such a forward: ``opened``) and did not close (the
 backward of its first call: ``closed``) is still in ``OPEN`` when an optimizer's step comes, before it changes
 anything (``Optimizer._advance``: one test of an empty dict a step). ``refuse`` raises there, naming the layer,
 its calls and what to write, where the step updates the layer's parameters and a call not taken back needed a
@@ -37,7 +37,7 @@ from .uncalled import FORWARDS, named
 
 __all__ = ["OPEN", "USES", "opened", "closed", "refuse", "refuse_read", "refuse_grads_read"]
 
-USES = "_uses_in_last_forward"  # on a layer: its calls in the last forward (uses._Uses), where it had more than one
+USES = "_uses_in_last_forward"  # on a layer: its calls in the last forward (reuse._Uses), where it had more than one
 OPEN: dict[int, tuple[Any, Any]] = {}  # id(layer) -> (layer, its _Uses) whose round of backward calls is under way
 
 

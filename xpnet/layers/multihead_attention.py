@@ -11,8 +11,9 @@ from .._user import flag, is_real
 from ..backend import fast_path, namespace, untracked
 from .base import DEVICE_DEFAULT, Layer, positive_int, pytorch_defaults_only
 from .grads import Grads
+from .reuse import reused
 from .scaled_dot_product import additive, attend, attend_backward, causal_kept, mask_array, no_keys
-from .uses import called, reused
+from .uses import called
 from .zero_grad import counted
 
 _INPUTS = "query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights, is_causal"
@@ -92,7 +93,7 @@ class MultiheadAttention(Layer):
                  need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
                  is_causal: bool = False, train: bool | None = None) -> tuple[Any, Any]:
         """``forward`` in the layer's mode, recorded as a use (a second call in one training forward is taken back
-        in reverse by backward, as every layer's: :mod:`xpnet.layers.uses`)."""
+        in reverse by backward, as every layer's: :mod:`xpnet.layers.reuse`)."""
         by_mode = train is None
         train = self.training if by_mode else self._check_train(train, _INPUTS)
         called(self, by_mode)

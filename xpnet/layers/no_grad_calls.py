@@ -7,9 +7,10 @@ call, silently where the batch sizes agree, where PyTorch's backward serves the 
 backward through a no_grad call alone). Every layer's forward notes on the layer whether the call ran with
 gradients disabled (:func:`xpnet.grad_mode.grad_enabled`), under ``UNDER_NO_GRAD``: ``xpnet.layers.uses.recorded``
 does, which wraps the forward of every layer that records its uses, and ``marked`` wraps the others'; a backward
-(or ``backward_params``) of a layer whose last forward ran under no_grad raises (``xpnet.layers.uses.rounded``,
-which wraps every layer's), naming the layer and what to write (:func:`why`). The next forward outside
-``no_grad`` clears the note. In the wrappers that run anyway, not two more: a training step's Python time.
+(or ``backward_params``) of a layer whose last forward ran under no_grad raises
+(``xpnet.layers.backward_calls.rounded``, which wraps every layer's), naming the layer and what to write
+(:func:`why`). The next forward outside ``no_grad`` clears the note. In the wrappers that run anyway, not two more:
+a training step's Python time.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 PyTorch's autograd keeps each call's graph, so one ``loss.backward()`` after ``out1 = model(x1)`` and
 ``out2 = model(x2)`` goes back through both calls. An xpnet model keeps its last call's caches: its one backward
 serves ``x2``'s call, whatever gradient it is given (``out1``'s, their sum), with ``x2``'s input and dropout mask,
-silently where the shapes agree. A second backward is refused already (:func:`.uses.rounded`); this refuses the
-first, where the line calling it says the calls were PyTorch's pair. When a model's backward finds more than one
+silently where the shapes agree. A second backward is refused already (:func:`.backward_calls.rounded`);
+this refuses the first, where the line calling it says the calls were PyTorch's pair. When a model's backward finds
+more than one
 training forward since its last, the backward's caller is read (its file, parsed once, the answer kept per line):
 two or more calls of the model, ``model(...)`` or ``model.forward(...)`` (on other inputs, or on one where the
 model drops at random: R-Drop's two passes), in statements of the block that holds the backward (or of the ``if``,

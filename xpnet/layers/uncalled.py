@@ -7,10 +7,11 @@ DynamicNet looping its middle layer more times than its forward drew, or once af
 take an earlier forward's cache: refused, naming the model and the layer. The model's forward keeps its record of
 calls (``Record``, an attribute of the model under ``CALLS``; ``uses._again`` counts the repeated ones), whether it
 runs by itself or within the forward of another model (an xpnet Sequential holding it, or a model of the user's:
-``keep_since``, the calls since its own forward began), and ``uses.rounded`` counts each layer's backward calls
-within each backward of the model (``Check``), again at each one; within a model's backward, those of a model of
-the user's inside it count against both records, the outer first. ``replaced`` says why ``uses.rounded`` refuses a
-backward after the backward of the last of several forwards, which hold the last one's caches only.
+``keep_since``, the calls since its own forward began), and ``backward_calls.rounded`` counts each layer's backward
+calls within each backward of the model (``Check``), again at each one; within a model's backward, those of a model
+of the user's inside it count against both records, the outer first. ``replaced`` says why
+``backward_calls.rounded`` refuses a backward after the backward of the last of several forwards, which hold the
+last one's caches only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .backward_order import refuse_first_call_first
 
 __all__ = ["CALLS", "FORWARDS", "Record", "Check", "checking", "counts", "keep_since", "named", "replaced"]
 
-# A model's (or a lone layer's) own training forwards since its last backward (uses.rounded), read by _stale.
+# A model's (or a lone layer's) own training forwards since its last backward (backward_calls.rounded), read by _stale.
 FORWARDS = "_forwards_since_backward"
 CALLS = "_calls_in_last_forward"  # a model's: the layers its last forward called (Record), for its backward
 
@@ -70,7 +71,7 @@ def keep_since(model: Any, before: dict[int, int], calls: dict[int, Any], repeat
     """Keep on ``model``, a model of the user's called within ``within``'s forward, the record of the calls its own
     forward made: those since ``before`` (:func:`counts` as its forward began). A call that was no use of the model
     (an evaluation-mode look after a use) leaves the use's record. The record is part of the model's state, so
-    each call of a model called twice in one forward gets its own back for its backward (``uses.reused``)."""
+    each call of a model called twice in one forward gets its own back for its backward (``reuse.reused``)."""
     key = id(model)
     if key not in calls or repeats.get(key, 1) == before.get(key, 0):
         return
@@ -138,7 +139,7 @@ class Check:
         if self.outer is not None:
             self.outer.count(layer)
         # read now, not when the check began: a model called twice in a forward has the record of the call that
-        # this backward serves put back by then (uses.reused)
+        # this backward serves put back by then (reuse.reused)
         record = self.model.__dict__[CALLS]
         key = id(layer)
         backwards = self.backwards.get(key, 0) + 1

@@ -9,36 +9,25 @@ the first's. ``scoped`` wraps every container's ``forward``: the outermost one r
 forward notes its layers' first calls itself, ``chained``); from the second call
 of one layer on it keeps the state the call before left (every attribute of the layer and of the layers inside
 it, by reference: a forward rebinds its caches, it does not write into them), and the layer's backward calls then
-take them back in reverse order (``reused``): the first backward serves the last call, each next one the call
-before, and their parameter gradients add up, as autograd adds a shared weight's. So the model's ``backward``
-goes through the uses in reverse, as it goes through the layers: ``self.relu.backward`` once per
-``self.relu(...)``, last call first. After the last of them the layer holds its last call's state again (a
-Dropout's draw count, a cache a later forward reads). In a model's evaluation-mode forward (``model.eval()``,
-``predict``) every call is a use too: a saliency map's or FGSM's backward follows it. In a training-mode forward
-an evaluation-mode call is a use as well (a backbone put in ``eval()`` to keep its BatchNorm statistics, called
-on a siamese network's two inputs), except after a training-mode use of the layer in the same forward: then it
-is a look at other data (a monitor's output), and leaves the layer as the use left it, for the use's backward.
-Not recorded: what a layer that is not a container runs
-inside its own forward by ``.forward`` (Conv1d's Conv2d: part of its call); its ``self.act(x)`` calls are uses
-(``called``).
+take them back in reverse order, last call first (``reused``, :mod:`.reuse`). In a model's evaluation-mode forward
+(``model.eval()``, ``predict``) every call is a use too: a saliency map's or FGSM's backward follows it. In a
+training-mode forward an evaluation-mode call is a use as well (a backbone put in ``eval()`` to keep its BatchNorm
+statistics, called on a siamese network's two inputs), except after a training-mode use of the layer in the same
+forward: then it is a look at other data (a monitor's output), and leaves the layer as the use left it, for the
+use's backward. Not recorded: what a layer that is not a container runs inside its own forward by ``.forward``
+(Conv1d's Conv2d: part of its call); its ``self.act(x)`` calls are uses (``called``).
 Refused, naming the layer: a second call of a ``stateful=True`` recurrent layer, whose state flows from one call
 into the next, where its backward cannot follow it (loop an ``LSTMCell``, or run the layer once on the whole
 sequence). The recurrent cells (``LSTMCell``...) keep their own stack of caches, one per call, the same order
 (:mod:`xpnet.layers.recurrent_cells`; ``records_uses = False``).
 Refused too, naming the model and the layer: in a model's ``backward`` written out by hand, a layer's backward
 called more times than the model's last forward called the layer (:mod:`xpnet.layers.uncalled`).
-Refused at an optimizer's step, naming the layer: fewer backward calls of a layer than the last forward's calls of
-it that needed one (one submodel's backward forgotten), which left an earlier call's gradient with a later call's
-caches (:mod:`xpnet.layers.left_out`; ``reused`` opens and closes each round, ``_again`` keeps each call's mode).
 
-Backward calls after ``zero_grad()`` add their gradients (``counted``, ``arm``): :mod:`xpnet.layers.zero_grad`.
-
-An evaluation-mode forward made by the mode (``model.eval(); model(x_val); model.train()``, no ``train=`` given) of
-a model (or of a layer by itself) between a training forward and its backward (a validation line within a step)
-keeps what it replaced till the next backward, which in training mode serves the training forward, as PyTorch's
-autograd serves its graph, and in evaluation mode the evaluation forward (``_Pending``). ``train=False`` given by
-the caller keeps the book's rule: the backward serves the last forward. ``called`` tells the two apart where
-``layer(x)`` passes its flag on as ``train``; the outermost forward reads it.
+An evaluation-mode forward made by the mode (no ``train=`` given) of a model (or of a layer by itself) between a
+training forward and its backward keeps what it replaced till the next backward, which in training mode serves the
+training forward (:mod:`.evaluation_look`); ``train=False`` given by the caller keeps the book's rule: the backward
+serves the last forward. ``called`` tells the two apart where ``layer(x)`` passes its flag on as ``train``; the
+outermost forward reads it.
 
 The mode: ``layer(x)`` reads the layer's own flag, so ``forward(x, train=False)`` on a model in training mode
 runs with every flag set to evaluation for the call (``mode``), as ``model.eval()`` would.
@@ -46,22 +35,25 @@ runs with every flag set to evaluation for the call (``mode``), as ``model.eval(
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import threading
 from typing import Any, Callable
 
 from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s answer, read without its call
-from . import left_out, stale
-from .dy_dtype import noted, refuse_other_dtype
-from .no_grad_calls import UNDER_NO_GRAD, why
-from .one_backward import HELPED, note_helper, refuse_one_backward_for_two_calls
+from . import stale
+# _PLAIN_BACKWARD and looked: imported from here by xpnet/training's planned.py and evaluation.py (till they import
+# them from backward_calls and evaluation_look)
+from .backward_calls import _PLAIN_BACKWARD, _written_out  # noqa: F401
+from .dy_dtype import noted
+from .evaluation_look import _evaluated, _watch, looked  # noqa: F401
+from .forward_state import _PENDING, _USES, _nodes, _restore, _state
+from .no_grad_calls import UNDER_NO_GRAD
+from .reuse import _Uses
 from .view_hint import hint_leaf
-from .uncalled import CALLS, FORWARDS, Check, Record, checking, counts, keep_since, named, replaced
-from .zero_grad import ADDING, ARMED, BEFORE, LAST, READ, STEPPED, TICKS, add_grads, take_grads
+from .uncalled import CALLS, FORWARDS, Record, counts, keep_since, named
 
-__all__ = ["scoped", "recorded", "chained", "called", "rounded", "reused", "looked"]
+__all__ = ["scoped", "recorded", "chained", "called"]
 
 
 class _Local(threading.local):
@@ -347,230 +339,6 @@ def _first_under_no_grad(layer: Any) -> None:
     local.no_grad_firsts.add(id(layer))
 
 
-_USES = left_out.USES
-# How many of a model's (or a lone layer's) own training forwards since its last backward (FORWARDS) a backward
-# found replaced by a later one before it (``rounded``).
-_LOST = "_forwards_replaced"
-# Not a forward's state: what the layer holds across forwards, or what wraps its methods (xn.gradcheck's watchers).
-# A model's record of calls (CALLS) is a forward's state: each call of a model called twice has its own.
-_PENDING = "_training_forward_pending"  # on every node: what evaluation-mode forwards replaced (_Pending)
-_HELD = frozenset({"params", "grads", "buffers", "forward", "backward", "backward_params", "training", "_frozen",
-                   "_init_args", ARMED, _USES, FORWARDS, _LOST, _PENDING, HELPED, stale.STAMP, BEFORE, LAST, STEPPED,
-                   READ})
-_ABSENT = object()
-
-
-class _Uses:
-    """The training-mode calls of one layer in one forward of a model, for its backward calls: ``after[i]``, the
-    state of the layer's nodes after call i + 1 (all calls but the last); ``final``, the last call's, kept by
-    the first backward; ``backwards``, the backward calls so far; ``running``, a backward of the layer under way
-    (its ``backward_params`` calling its ``backward`` is one); ``modes``, (under no_grad, in training mode) of each
-    call, and ``model``, the model whose forward made them, for :mod:`.left_out`."""
-
-    __slots__ = ("after", "final", "backwards", "running", "modes", "model")
-
-    def __init__(self) -> None:
-        self.after: list[list[tuple[Any, dict[str, Any]]]] = []
-        self.final: list[tuple[Any, dict[str, Any]]] = []
-        self.backwards = 0
-        self.running = False
-        self.modes: list[tuple[bool, bool]] = []
-        self.model: Any = None
-
-
-def _state(layer: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """Every attribute a forward may rebind, of ``layer`` and of each layer inside it, by reference."""
-    return [(node, {k: v for k, v in vars(node).items() if k not in _HELD and k not in node.kept_between_uses})
-            for node in _nodes(layer)]
-
-
-def _nodes(layer: Any) -> list[Any]:
-    """``layer``, the layers inside it, and the layers each of them runs as an attribute of its own without
-    holding it as a sub-layer (Conv1d's Conv2d on (N, C, 1, L)), each once."""
-    found: dict[int, Any] = {}
-    for node in layer.named_modules().values():
-        todo = [node]
-        while todo:
-            one = todo.pop()
-            if id(one) not in found:
-                found[id(one)] = one
-                todo += [v for v in vars(one).values() if hasattr(v, "named_modules") and hasattr(v, "backward")]
-    return list(found.values())
-
-
-def _restore(state: list[tuple[Any, dict[str, Any]]], unless_rebound_since: Any = None) -> None:
-    """Put the attributes of ``state`` back; with ``unless_rebound_since`` (an earlier state), only those still
-    as they were there (an attribute rebound since, by a backward, keeps its new value: the book's ``lstm.dh``)."""
-    for i, (node, attributes) in enumerate(state):
-        now = vars(node)
-        before = unless_rebound_since[i][1] if unless_rebound_since is not None else None
-        for k, v in attributes.items():
-            current = now.get(k, _ABSENT)
-            if current is v or (before is not None and current is not before.get(k, _ABSENT)):
-                continue
-            now[k] = v
-
-
-def reused(backward: Callable[..., Any]) -> Callable[..., Any]:
-    """``backward`` (or ``backward_params``) taking the calls of the last forward back in reverse order, where
-    the layer was called more than once in it (``recorded``): before each backward but the first, the state the
-    matching call left is put back, and the parameter gradients already there are added to the new ones."""
-    @functools.wraps(backward)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        uses = self.__dict__.get(_USES)
-        if uses is None or uses.running:
-            return backward(self, *args, **kwargs)
-        uses.backwards += 1
-        served = len(uses.after) + 2 - uses.backwards  # the call this one serves, counted from 1
-        uses.running = True
-        try:
-            if uses.backwards == 1:  # the last call: its state is in place
-                uses.final = _state(self)
-                left_out.opened(self, uses)  # till the first call's backward: an optimizer's step refuses it
-                return _served(self, backward, served, len(uses.after) + 1, args, kwargs)
-            state = uses.after[served - 1]
-            _restore(state)
-            earlier = take_grads(self)
-            try:
-                return _served(self, backward, served, len(uses.after) + 1, args, kwargs)
-            finally:
-                add_grads(earlier)
-                if served == 1:  # the first call's backward ends the round: the layer as its last call left it,
-                    _restore(uses.final, unless_rebound_since=state)  # its calls kept for another backward of the
-                    uses.backwards = 0                                # model (PyTorch's retain_graph) till a forward
-                    left_out.closed(self)
-        finally:
-            uses.running = False
-    return run
-
-
-def _served(layer: Any, backward: Callable[..., Any], served: int, calls: int, args: Any, kwargs: Any) -> Any:
-    """``backward`` for call ``served`` of ``calls``; a dy of the wrong shape (the layer's own check) says which
-    call this backward took back, as a forgotten backward of a later call (a layer shared between two models, or
-    called at each step) makes an earlier call's gradient meet a later call's caches."""
-    try:
-        return backward(layer, *args, **kwargs)
-    except ValueError as e:
-        if not str(e).startswith(f"{layer.name}: expected dy of shape"):
-            raise
-        raise ValueError(
-            f"{e}. Or: this backward took back call {served} of the {calls} calls of {layer.name} in the last "
-            f"forward (they go back last call first); if its dy is for an earlier call, the backward of a later "
-            f"call was left out (a layer shared between two models, or called at each step, needs one backward "
-            f"per call)") from e
-
-
-@contextlib.contextmanager
-def looked(model: Any) -> Any:
-    """``Model.predict`` after a training forward of ``model`` whose backward has not run yet (``y = model(x)``,
-    then ``model.predict(x2)`` for a target or a line of the log, then ``model.backward(dy)``): a look, leaving
-    every node as it was (caches, records of calls, forward counts), so that the backward serves the training
-    forward, as PyTorch's serves its graph; it served predict's batch, silently. With no such forward pending,
-    predict's forward is a use, which a saliency map's backward follows."""
-    if not model.__dict__.get(FORWARDS):
-        yield
-        return
-    before = [(node, dict(vars(node))) for node in _nodes(model)]
-    try:
-        yield
-    finally:
-        for node, attributes in before:
-            now = vars(node)
-            for key in [k for k in now if k not in attributes]:
-                del now[key]
-            now.update(attributes)
-
-
-# Not put back by a backward that serves a training forward after a look (_Pending.settle): what the layer holds
-# across forwards (as _HELD, less the forward's own records, FORWARDS, _USES, _LOST, which go back) and what a user
-# plots, kept as the last forward's.
-_NOT_BACK = (_HELD - {FORWARDS, _USES, _LOST}) | {"attention_weights"}
-
-
-class _Pending:
-    """An evaluation-mode forward made by the mode of a model (or of a layer by itself) after a training forward
-    whose backward has not run yet: ``model.eval(); v = model(x_val); model.train()`` between ``out = model(x)``
-    and ``model.backward(dy)``. ``before``: each node's attributes before the first such forward (held till then:
-    one forward's caches more). The evaluation forwards keep their state till the next backward of the model or of
-    one of its layers (``settle``): in training mode, the layers' mode at that backward, the training forward's
-    state comes back (caches, records of calls, forward counts, the no_grad flag) and the backward serves it, as
-    PyTorch's serves the graph of the output it starts from; in evaluation mode (``model.eval()`` kept: a saliency
-    map's backward) it serves the evaluation forward. ``train=False`` given by the caller (``model(x, train=False)``,
-    ``forward(x, train=False)``, the book's ``train_flg=False``) keeps the book's rule, the last forward is the one
-    a backward serves (PyTorch's ``model.eval(); model(x).backward(dy)``): ``restore`` False, from then on till a
-    training forward. A training forward in between ends it, counting on from the training forwards before the look
-    (``_watch``, ``count_on``). ``attention_weights`` stay the last forward's (a plot). Each later evaluation
-    forward finds it and does nothing more: an evaluation loop pays once."""
-
-    __slots__ = ("nodes", "before", "marked", "restore")
-
-    def __init__(self, layer: Any) -> None:
-        self.nodes = _nodes(layer)
-        self.before = [dict(vars(node)) for node in self.nodes]
-        self.marked = False
-        self.restore = True
-
-    def note(self) -> None:
-        """After an evaluation forward: every node marked as holding this (once)."""
-        if not self.marked:
-            self.marked = True
-            for node in self.nodes:
-                vars(node)[_PENDING] = self
-
-    def drop(self) -> None:
-        for node in self.nodes:
-            if vars(node).get(_PENDING) is self:
-                del vars(node)[_PENDING]
-
-    def count_on(self) -> None:
-        """A training forward after the look: the training forwards' counts as the look found them, so that this
-        one is a second (``out1 = model(x1)``, a look, ``out2 = model(x2)``, one backward: refused as without the
-        look, where the look's forward had started the count again)."""
-        self.drop()
-        for node, before in zip(self.nodes, self.before):
-            now = vars(node)
-            for k in (FORWARDS, _LOST):
-                if k in before:
-                    now[k] = before[k]
-                else:
-                    now.pop(k, None)
-
-    def settle(self, layer: Any) -> None:
-        """At a backward of ``layer`` (the model or one of its nodes): the training forward's state back if
-        ``layer`` is in training mode and no ``train=False`` was given since, else the evaluation forward's kept;
-        either way, once."""
-        self.drop()
-        if not layer.training or not self.restore:
-            return
-        for node, before in zip(self.nodes, self.before):
-            now, kept = vars(node), _NOT_BACK.union(node.kept_between_uses)
-            for k in [k for k in now.keys() | before.keys() if k not in kept]:
-                value = before.get(k, _ABSENT)
-                if value is _ABSENT:
-                    del now[k]
-                elif now.get(k, _ABSENT) is not value:
-                    now[k] = value
-
-
-def _watch(layer: Any, train: Any) -> _Pending | None:
-    """The outermost forward of ``layer`` (``train``: as the caller gave it, None where it came from the layer's
-    mode), run with a training forward's backward pending or an evaluation forward's state noted: an evaluation-
-    mode one is watched (``_Pending``; ``train=False`` given, the book's rule from then on); a training-mode one
-    ends what was noted (its own backward follows)."""
-    pending = vars(layer).get(_PENDING)
-    if train is True or (train is None and layer.training):
-        if pending is not None:
-            pending.count_on()
-        if layer.uses_inside:  # a second training forward of a model: through a function of one's own?
-            note_helper(layer)
-        return None
-    if pending is None:
-        pending = _Pending(layer)
-    if train is False:
-        pending.restore = False
-    return pending
-
-
 def _stateful_twice(layer: Any) -> str:
     """Why a stateful recurrent layer cannot be called twice in one training forward, and what to write."""
     model = _local.model
@@ -595,123 +363,4 @@ def _count_forward(layer: Any) -> None:
     own[FORWARDS] = own.get(FORWARDS, 0) + 1
 
 
-def _evaluated(layer: Any) -> None:
-    """An evaluation-mode forward of ``layer`` (a use): the next backward serves it, whatever training forwards
-    ran before it without a backward (targets made in training mode, then a saliency map's or style transfer's
-    backward calls after ``eval()``: the second was refused as if the training forwards' caches were lost)."""
-    own = layer.__dict__
-    own[FORWARDS] = 0  # a forward all the same, for uncalled._stale
-    own.pop(_LOST, None)
-
-
-def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None,
-            ticks: bool = False) -> Callable[..., Any]:
-    """``backward`` (or ``backward_params``) refusing to serve a forward whose caches a later forward replaced:
-    a model (or a layer by itself) called twice in training mode, ``y1 = model(x1); y2 = model(x2)``, then
-    given ``backward(dy2)`` and ``backward(dy1)``, as PyTorch's autograd would take them, holds the second
-    call's caches only, so the second backward would silently give the gradient of the second call again. The
-    first backward after the forwards serves the last of them (right); a backward after it, with no forward in
-    between, raises a RuntimeError naming the model and what to write. Several backward calls after one
-    forward (``backward(dy_a)``, ``backward(dy_b)``) stay allowed: each serves that forward. A layer inside a
-    model counts the model's training forwards it ran in (``recorded``), so its own backward calls written out by
-    hand after several such forwards are refused alike; a backward served by a recorded use of the last forward
-    (``reused``) never is (training forwards without a backward before it, a sampling loop's, are no matter).
-    An evaluation-mode forward starts the count again (``_evaluated``): the backward calls after it serve it.
-    A backward of a layer whose last forward ran under ``xn.no_grad()`` is refused (:mod:`.no_grad_calls`).
-    Within a model's backward written out by hand (a class of the user's), each layer's backward calls are counted
-    against its calls in the model's last forward (``uncalled.Check``): one more refuses to take an earlier
-    forward's cache. ``plain``: the method that ``backward`` wraps in ``counted`` and ``reused``, called directly
-    where neither has anything to do (no ``zero_grad()`` armed, no repeated use: one call per forward, the
-    common case), sparing a training step two calls per layer.
-    The first backward after several forwards is refused too where those calls stand one after the other before it
-    in the caller's block, PyTorch's one backward for both (:mod:`.one_backward`). ``ticks`` (a ``backward``, not
-    ``backward_params``): each call takes a tick for the optimizer's check of two backward calls overwriting each
-    other before a step (:func:`.zero_grad.overwritten`)."""
-    written_out = _written_out(backward)
-    plain = backward if plain is None else plain
-
-    @functools.wraps(backward)
-    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
-        own = self.__dict__
-        if _PENDING in own:  # an evaluation-mode forward after a training forward whose backward this may be
-            own[_PENDING].settle(self)
-        if own.get(UNDER_NO_GRAD):  # its last forward ran under xn.no_grad() (layers.no_grad_calls)
-            raise RuntimeError(why(self))
-        now = stale.clock
-        if own.get(stale.SEEN, now) != now:  # a step since its forward (layers.stale)
-            stale.check(self)
-        check = checking.check
-        if check is None:
-            if written_out and CALLS in own:
-                refuse_other_dtype(self, args)  # a float64 dy into a float32 model (layers.dy_dtype)
-                return Check(self).serve_model(run, args, kwargs)
-        elif check.layer is not self:
-            return check.serve(self, run, args, kwargs)
-        forwards = own.pop(FORWARDS, 0)
-        uses = own.get(_USES)
-        method = plain if uses is None and own.get(ARMED) is None else backward
-        start = TICKS[0]
-        if not forwards:
-            if own.get(_LOST) and (uses is None or not uses.backwards):  # not within a round of the last forward's
-                raise RuntimeError(replaced(self, own[_LOST]))           # uses (reused)
-            out = method(self, *args, **kwargs)
-        else:
-            if forwards > 1:  # model(x1); model(x2); model.backward(dy), PyTorch's one backward for both
-                refuse_one_backward_for_two_calls(self)                # (one_backward)
-            own.pop(_LOST, None)
-            out = method(self, *args, **kwargs)
-            if forwards > 1:
-                own[_LOST] = forwards - 1
-        # a backward that ran (not one refused; a round of a repeated use's as one, at its end; a subclass's calling
-        # its base's, super().backward(dy), as one), for zero_grad.overwritten; no call on a step's path
-        if ticks and (uses is None or not uses.backwards) and not (LAST in own and own[LAST] > start):
-            TICKS[0] += 1
-            own[BEFORE], own[LAST] = own[LAST] if LAST in own else 0, TICKS[0]
-        return out
-    if not written_out:
-        _PLAIN_BACKWARD[run] = plain
-    return run
-
-
-# rounded's wrappers of xpnet's own backward and backward_params -> the method each wraps, for ``backward_steps``
-_PLAIN_BACKWARD: dict[Callable[..., Any], Callable[..., Any]] = {}
-
-
-def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) -> Any:
-    """``dy`` back through ``parts`` (in backward order), each an instance of ``layer`` (its ``backward(dy)``) or a
-    function of dy; with ``params_last`` the last part, a layer, gets ``backward_params(dy)`` and None comes back:
-    a Sequential's backward (``backward_chain``). Where ``rounded`` has nothing to refuse, check or take back for a
-    layer of xpnet's (one forward since its last backward, that forward's use its only one, not under no_grad, no
-    step since, nothing for ``zero_grad()`` to add, no backward written out under way, no method set on the
-    object), its work is done here and the method it wraps called: one wrapper call fewer per layer."""
-    check = checking.check
-    now = stale.clock
-    last = len(parts) - 1
-    for i, part in enumerate(parts):
-        if not isinstance(part, layer):
-            dy = part(dy)
-            continue
-        params = params_last and i == last
-        own = part.__dict__
-        plain = _PLAIN_BACKWARD.get(type(part).backward_params if params else type(part).backward)
-        armed = own.get(ARMED)  # zero_grad()'s count: nothing to add (its first backward, or taken: counted)
-        if plain is None or check is not None or own.get(FORWARDS) != 1 or own.get(UNDER_NO_GRAD) \
-                or own.get(stale.SEEN, now) != now or own.get(_USES) is not None \
-                or (armed and not ADDING.within) or "backward" in own or "backward_params" in own:
-            dy = part.backward_params(dy) if params else part.backward(dy)
-            continue
-        del own[FORWARDS]
-        own.pop(_LOST, None)
-        if armed is not None:
-            own[ARMED] = armed + 1
-        dy = plain(part, dy)
-    return None if params_last else dy
-
-
 _WRITTEN_OUT: dict[Callable[..., Any], bool] = {}  # a class's backward -> _written_out's answer (scoped)
-
-
-def _written_out(method: Callable[..., Any]) -> bool:
-    """Whether ``method`` is the user's own, not xpnet's (whose containers call each use's backward once)."""
-    module = method.__module__  # asked at every model forward: no split
-    return module != "xpnet" and not module.startswith("xpnet.")

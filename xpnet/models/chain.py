@@ -28,8 +28,8 @@ import functools
 import inspect
 from typing import Any, Callable, Sequence, Union
 
+from ..layers.backward_calls import backward_steps
 from ..layers.base import Layer
-from ..layers.uses import backward_steps
 
 __all__ = ["backward_chain", "StopsWhereNothingTrains"]
 

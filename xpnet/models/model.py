@@ -11,8 +11,8 @@ from ..backend.threads import blas_threads as blas_threads_context
 from ..layers.base import build_from_arguments
 from ..layers.container import Container, mode, no_train
 from ..layers.embedding_bag import uncut_bags_hint
+from ..layers.evaluation_look import looked
 from ..layers.recurrent_state import independent_batches, refuse_time_first
-from ..layers.uses import looked
 from .inputs import check_fits, is_ids, to_model_dtype, warn_unscaled
 from .summary import summary as _summary
 
