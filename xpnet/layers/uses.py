@@ -42,11 +42,9 @@ from typing import Any, Callable
 
 from ..grad_mode import _local as _grad_mode  # .enabled is grad_enabled()'s answer, read without its call
 from . import stale
-# _PLAIN_BACKWARD and looked: imported from here by xpnet/training's planned.py and evaluation.py (till they import
-# them from backward_calls and evaluation_look)
-from .backward_calls import _PLAIN_BACKWARD, _written_out  # noqa: F401
+from .backward_calls import _written_out
 from .dy_dtype import noted
-from .evaluation_look import _evaluated, _watch, looked  # noqa: F401
+from .evaluation_look import _evaluated, _watch
 from .forward_state import _PENDING, _USES, _nodes, _restore, _state
 from .no_grad_calls import UNDER_NO_GRAD
 from .reuse import _Uses

@@ -16,7 +16,7 @@ from ..datasets.stream import TokenStream
 from ..distributed._checks import describe_settings
 from ..distributed._guard import collective
 from ..layers.recurrent import refuse_time_first
-from ..layers.uses import looked
+from ..layers.evaluation_look import looked
 from ..losses import check_mean, get as _get_loss
 from ..models.ids import ids_checked_once
 from .data import common_device, inputs, named_inputs, pair, prepare

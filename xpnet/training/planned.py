@@ -53,10 +53,11 @@ import numpy as np
 from ..backend import fast_path, namespace
 from ..datasets.batches import BatchIterator
 from ..layers import stale
+from ..layers.backward_calls import _PLAIN_BACKWARD
 from ..layers.left_out import OPEN
 from ..layers.tree import Tree
 from ..layers.uncalled import FORWARDS
-from ..layers.uses import _PLAIN, _PLAIN_BACKWARD
+from ..layers.uses import _PLAIN
 from ..layers.zero_grad import ARMED, BEFORE, LAST, STEPPED, TICKS
 from ..models.sequential import Sequential
 from ..optim.base import unfused
