@@ -73,10 +73,11 @@ import numpy as np
 from . import losses as _losses
 from ._user import flag, is_int, is_real, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd,
-                      release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
+                      release_device_rngs, set_at, set_rng_state, to_device, to_numpy, update_rule)
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
+from .gradcheck_plan import planned_forward
 from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
 from .layers.zero_grad import arm
@@ -143,10 +144,9 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
                 f0, mutation_rows = objective.base_pass(rng)
                 grads = clone.named_grads()
                 # (name, array, its gradient, how to store a perturbed array where the array was kept)
-                tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
+                tensors = [(name, p, grads.get(name), _param_slot(clone, name))
                            for name, p in clone.trainable_params().items()]
-                tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx,
-                             functools.partial(objective.xs.__setitem__, i))
+                tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx, _input_slot(objective.xs, i))
                             for i, (a, dx) in enumerate(zip(x64, objective.dxs)) if not ids[i]]
                 rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
                         for name, a, grad, put in tensors]
@@ -178,16 +178,18 @@ class _Objective:
         self.dxs: list[Any] = []
         self.passes = 0
         self.pieces: list[tuple[Layer, Any]] = []
+        self.planned: Any = None  # the later passes' forward (gradcheck_plan), found after the first pass
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
-        pieces differ from the base pass's (kinks crossed), both 0-d arrays left on the device."""
+        pieces differ from the base pass's (kinks crossed; None where no layer reports pieces), both
+        0-d arrays left on the device."""
         self._rewind()
-        y = self.model.forward(*self.xs, train=True)
-        f, xp = self._reduce(y, check=False), namespace(y)
-        crossed = xp.zeros_like(f)
+        y = self.model.forward(*self.xs, train=True) if self.planned is None else self.planned(*self.xs)
+        f, crossed = self._reduce(y, check=False), None
         for layer, base in self.pieces:
-            crossed = crossed + xp.astype(xp.count_nonzero(layer.pieces() != base), f.dtype)
+            count = namespace(base).count_nonzero(layer.pieces() != base)
+            crossed = count if crossed is None else crossed + count
         return f, crossed
 
     def base_pass(self, rng: np.random.Generator) -> tuple[float, list[GradcheckRow]]:
@@ -226,6 +228,7 @@ class _Objective:
             dx = self.model.backward(dy)
         self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
         self.dxs += [None] * (len(self.xs) - len(self.dxs))
+        self.planned = planned_forward(self.model)
         return f0, mutations.rows
 
     def release_rngs(self) -> None:
@@ -274,6 +277,26 @@ class _Mutations(Watcher):
         self.rows += _mutation_row(name, layer, self.before[0], dy, "backward wrote into its incoming gradient dy")
 
 
+def _param_slot(model: Layer, name: str) -> Any:
+    """put(array): ``array`` stored as ``model``'s parameter ``name`` (``set_param``, which walks the model's tree),
+    unless it is stored there already (a write in place; a forward that rebinds the parameter finds it put back)."""
+    prefix, _, key = name.rpartition(".")
+    node = model.named_modules()[prefix]
+
+    def put(a: Any) -> None:
+        if node.params.get(key) is not a:
+            model.set_param(name, a)
+    return put
+
+
+def _input_slot(xs: list[Any], i: int) -> Any:
+    """put(array): ``array`` as the i-th input of the passes."""
+    def put(a: Any) -> None:
+        if xs[i] is not a:
+            xs[i] = a
+    return put
+
+
 def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: float, rng: np.random.Generator,
                   eps: float, atol: float, rtol: float, fast: bool, max_entries: int | None) -> GradcheckRow:
     shape = tuple(int(d) for d in a.shape)
@@ -310,6 +333,14 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
         # The values come to the host once per tensor; writing a float back restores an entry exactly.
         host = to_numpy(a)
         held = [a]  # the array as stored now (set_at makes a new one on immutable backends)
+        in_place = update_rule(xp) == "in place"
+
+        def write(idx: tuple[int, ...], value: float) -> None:
+            if in_place:  # set_at's own rule, found once per tensor, not at each of its ~3 writes per entry
+                held[0][idx] = value
+            else:
+                held[0] = set_at(held[0], idx, value)
+            put(held[0])
 
         def probe(positions: Any, step: float) -> list[Any]:
             """(f, kinks crossed) at +step and -step of each entry ``indices[i]`` for i in ``positions``."""
@@ -318,15 +349,18 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
                 idx = indices[i]
                 v = float(host[idx])
                 for value in (v + step, v - step):
-                    held[0] = set_at(held[0], idx, value)
-                    put(held[0])
+                    write(idx, value)
                     values.append(f())
-                held[0] = set_at(held[0], idx, v)
-                put(held[0])
+                write(idx, v)
             return values
 
     def measured(values: list[Any]) -> np.ndarray:
-        return to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2)
+        """(f, kinks crossed) of each pass on the host, one row each."""
+        found = np.zeros((len(values), 2))
+        found[:, 0] = to_numpy(xp.stack([value for value, _ in values]))
+        if f.pieces:
+            found[:, 1] = to_numpy(xp.stack([crossed for _, crossed in values]))
+        return found
 
     # The unperturbed point once more after every entry: the forward must give f0 back.
     found = measured(probe(range(len(analytic)), eps) + [f()])
