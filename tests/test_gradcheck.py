@@ -396,6 +396,23 @@ def test_values_come_to_the_host_once_per_tensor_not_per_entry(monkeypatch):
     assert counts[0] == counts[1]
 
 
+def test_planned_passes_give_the_rows_of_passes_through_the_models_forward(monkeypatch):
+    """After the first pass, a Sequential of leaf layers runs each layer's forward in turn (xpnet.gradcheck_plan):
+    the same rows, bit for bit, with Dropout's mask and BatchNorm's batch statistics and running ones."""
+    gradcheck_module = importlib.import_module("xpnet.gradcheck")
+    x, labels = _data(xn.device("cpu"), n=6)
+    model = _mlp(xn.device("cpu"), xn.layers.BatchNorm(6), ReLU(), Dropout(0.5, seed=4))
+    plans = []
+    real = gradcheck_module.planned_forward
+    monkeypatch.setattr(gradcheck_module, "planned_forward", lambda m: plans.append(real(m)) or plans[-1])
+    planned = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    assert plans and plans[0] is not None
+    monkeypatch.setattr(gradcheck_module, "planned_forward", lambda m: None)
+    ordinary = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    assert planned.ok, str(planned)
+    assert planned.rows == ordinary.rows and planned.forward_passes == ordinary.forward_passes
+
+
 def test_max_entries_checks_a_seeded_subset():
     x, labels = _data(xn.device("cpu"))
     model = _mlp(xn.device("cpu"), ReLU())
