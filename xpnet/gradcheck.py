@@ -31,7 +31,9 @@ batch statistics), and each evaluates the same function: before each pass the co
 was at the start of the check, every generator a layer keeps in an attribute rewound (Dropout's
 ``rng``: all passes see the same mask), every attribute a forward rebinds restored (a ``stateful=True``
 recurrent layer starts each pass from the state it carried in) and every buffer restored (a running
-mean updated by forward). The original model is never modified.
+mean updated by forward). The original model is never modified. The first pass runs the model's forward
+with every record a backward reads; a Sequential of leaf layers runs the later ones, which no backward
+follows, as each layer's forward in turn (:mod:`xpnet.gradcheck_plan`).
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
