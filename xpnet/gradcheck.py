@@ -82,6 +82,7 @@ from .gradcheck_locate import locate
 from .gradcheck_plan import planned_forward
 from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
+from .layers.uncalled import FORWARDS
 from .layers.zero_grad import arm
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
@@ -248,7 +249,10 @@ class _Objective:
         for rng, state in self.rngs:
             set_rng_state(rng, state)
         for node, attributes, buffers in self.kept:
-            vars(node).update(attributes)
+            own = vars(node)
+            own.update(attributes)
+            if FORWARDS not in attributes:  # the training forwards since a backward: 0 again, as at the start
+                own.pop(FORWARDS, None)
             for k, v in buffers.items():
                 node.buffers[k] = namespace(v).asarray(v, copy=True)
 
