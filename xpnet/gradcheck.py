@@ -79,7 +79,7 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, nam
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
-from .gradcheck_plan import planned_forward
+from .gradcheck_plan import planned_forward, planned_loss
 from .gradcheck_report import GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
 from .layers.uncalled import FORWARDS
@@ -181,7 +181,8 @@ class _Objective:
         self.dxs: list[Any] = []
         self.passes = 0
         self.pieces: list[tuple[Layer, Any]] = []
-        self.planned: Any = None  # the later passes' forward (gradcheck_plan), found after the first pass
+        self.planned: Any = None  # the later passes' forward and loss (gradcheck_plan), found after the first pass
+        self.planned_loss: Any = None
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
@@ -231,7 +232,8 @@ class _Objective:
             dx = self.model.backward(dy)
         self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
         self.dxs += [None] * (len(self.xs) - len(self.dxs))
-        self.planned = planned_forward(self.model)
+        self.planned = planned_forward(self.model, self.xs)
+        self.planned_loss = planned_loss(self.loss, self.model, self.xs)
         return f0, mutations.rows
 
     def release_rngs(self) -> None:
@@ -259,6 +261,10 @@ class _Objective:
     def _reduce(self, y: Any, check: bool) -> Any:
         if self.loss is None:
             return namespace(y).sum(y * self.r)
+        if self.planned_loss is not None:
+            value = self.planned_loss(y, self.t)
+            if value is not None:
+                return value
         return self.loss.forward(y, self.t, check=check)
 
 
