@@ -5,7 +5,10 @@ fast mode (one random direction per tensor) against two baselines run in this sa
 the book's ``numerical_gradient`` written directly in NumPy (float64, params only, as the seeds do it)
 and, when installed, ``torch.autograd.gradcheck`` on the same float64 net (params and input).
 
-    python benchmarks/gradcheck.py [--device cpu] [--repeats 1]
+    python benchmarks/gradcheck.py [--device cpu] [--repeats 1] [--clock cpu]
+
+``--clock cpu`` times each check in this process's CPU time instead of wall time: steadier on a shared machine,
+and fair at one thread (``OMP_NUM_THREADS=1``, which PyTorch's intra-op pool follows too) only.
 """
 
 from __future__ import annotations
@@ -73,17 +76,23 @@ def torch_check(x, t, params, fast):
     return torch.autograd.gradcheck(loss, tensors, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=fast)
 
 
+CLOCK = [time.perf_counter]  # --clock cpu: time.process_time
+
+
 def timed(fn):
-    start = time.perf_counter()
+    start = CLOCK[0]()
     out = fn()
-    return time.perf_counter() - start, out
+    return CLOCK[0]() - start, out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time (fair at OMP_NUM_THREADS=1 only)")
     args = parser.parse_args()
+    CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     dev = xn.device(args.device)
 
     rng = np.random.default_rng(0)
@@ -97,6 +106,7 @@ def main() -> None:
     print(f"gradcheck of {D}-{H}-{C} ReLU MLP + softmax cross-entropy on {N} samples, {entries} entries "
           f"(params and input), device {dev}")
     print(thread_line())
+    print(f"clock: {args.clock} time")
 
     results = {}
     for name, fast in (("full", False), ("fast", True)):

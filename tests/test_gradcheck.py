@@ -396,6 +396,26 @@ def test_values_come_to_the_host_once_per_tensor_not_per_entry(monkeypatch):
     assert counts[0] == counts[1]
 
 
+def test_planned_passes_give_the_rows_of_passes_through_the_models_forward(monkeypatch):
+    """After the first pass, a Sequential of leaf layers runs each layer's forward in turn, Linear's and ReLU's and
+    the loss's planned calls on NumPy (xpnet.gradcheck_plan): the same rows, bit for bit, with Dropout's mask and
+    BatchNorm's batch statistics and running ones."""
+    gradcheck_module = importlib.import_module("xpnet.gradcheck")
+    x, labels = _data(xn.device("cpu"), n=6)
+    model = _mlp(xn.device("cpu"), xn.layers.BatchNorm(6), ReLU(), Dropout(0.5, seed=4))
+    plans = []
+    for name in ("planned_forward", "planned_loss"):
+        real = getattr(gradcheck_module, name)
+        monkeypatch.setattr(gradcheck_module, name, lambda *a, real=real: plans.append(real(*a)) or plans[-1])
+    planned = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    assert len(plans) == 2 and None not in plans
+    for name in ("planned_forward", "planned_loss"):
+        monkeypatch.setattr(gradcheck_module, name, lambda *a: None)
+    ordinary = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    assert planned.ok, str(planned)
+    assert planned.rows == ordinary.rows and planned.forward_passes == ordinary.forward_passes
+
+
 def test_max_entries_checks_a_seeded_subset():
     x, labels = _data(xn.device("cpu"))
     model = _mlp(xn.device("cpu"), ReLU())

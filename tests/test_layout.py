@@ -28,7 +28,8 @@ MAY_IMPORT = {
     "models": {"_user", "backend", "init", "io", "layers"},
     "gradcheck_locate": {"backend"},
     "gradcheck_report": set(),
-    "gradcheck": {"_user", "backend", "layers", "losses", "gradcheck_locate", "gradcheck_report"},
+    "gradcheck_plan": {"layers", "models"},  # the passes after the first: a Sequential's layers' own forwards
+    "gradcheck": {"_user", "backend", "layers", "losses", "gradcheck_locate", "gradcheck_plan", "gradcheck_report"},
     "book": {"_user", "backend", "init", "io", "layers", "models"},
     "training": {"_user", "backend", "datasets", "distributed", "grad_mode", "io", "layers", "losses", "models",
                  "optim"},  # grad_mode: xn.train refuses to run within xn.no_grad()

@@ -31,7 +31,9 @@ batch statistics), and each evaluates the same function: before each pass the co
 was at the start of the check, every generator a layer keeps in an attribute rewound (Dropout's
 ``rng``: all passes see the same mask), every attribute a forward rebinds restored (a ``stateful=True``
 recurrent layer starts each pass from the state it carried in) and every buffer restored (a running
-mean updated by forward). The original model is never modified.
+mean updated by forward). The original model is never modified. The first pass runs the model's forward
+with every record a backward reads; a Sequential of leaf layers runs the later ones, which no backward
+follows, as each layer's forward in turn (:mod:`xpnet.gradcheck_plan`).
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
@@ -73,12 +75,14 @@ import numpy as np
 from . import losses as _losses
 from ._user import flag, is_int, is_real, seed as _seed, warn
 from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, namespace, no_autograd,
-                      release_device_rngs, set_at, set_rng_state, to_device, to_numpy)
+                      release_device_rngs, set_at, set_rng_state, to_device, to_numpy, update_rule)
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
+from .gradcheck_plan import planned_forward, planned_loss
 from .gradcheck_report import GradcheckError, GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
+from .layers.uncalled import FORWARDS
 from .layers.zero_grad import arm
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
@@ -153,10 +157,9 @@ def gradcheck(model_or_layer: Layer, x: Any, t: Any = None, loss: Any = None, *,
                 f0, mutation_rows = objective.base_pass(rng)
                 grads = clone.named_grads()
                 # (name, array, its gradient, how to store a perturbed array where the array was kept)
-                tensors = [(name, p, grads.get(name), functools.partial(clone.set_param, name))
+                tensors = [(name, p, grads.get(name), _param_slot(clone, name))
                            for name, p in clone.trainable_params().items()]
-                tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx,
-                             functools.partial(objective.xs.__setitem__, i))
+                tensors += [("input" if len(x64) == 1 else f"input[{i}]", a, dx, _input_slot(objective.xs, i))
                             for i, (a, dx) in enumerate(zip(x64, objective.dxs)) if not ids[i]]
                 rows = [_check_tensor(objective, name, a, grad, put, f0, rng, eps, atol, rtol, fast, max_entries)
                         for name, a, grad, put in tensors]
@@ -191,16 +194,19 @@ class _Objective:
         self.dxs: list[Any] = []
         self.passes = 0
         self.pieces: list[tuple[Layer, Any]] = []
+        self.planned: Any = None  # the later passes' forward and loss (gradcheck_plan), found after the first pass
+        self.planned_loss: Any = None
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
-        pieces differ from the base pass's (kinks crossed), both 0-d arrays left on the device."""
+        pieces differ from the base pass's (kinks crossed; None where no layer reports pieces), both
+        0-d arrays left on the device."""
         self._rewind()
-        y = self.model.forward(*self.xs, train=True)
-        f, xp = self._reduce(y, check=False), namespace(y)
-        crossed = xp.zeros_like(f)
+        y = self.model.forward(*self.xs, train=True) if self.planned is None else self.planned(*self.xs)
+        f, crossed = self._reduce(y, check=False), None
         for layer, base in self.pieces:
-            crossed = crossed + xp.astype(xp.count_nonzero(layer.pieces() != base), f.dtype)
+            count = namespace(base).count_nonzero(layer.pieces() != base)
+            crossed = count if crossed is None else crossed + count
         return f, crossed
 
     def base_pass(self, rng: np.random.Generator) -> tuple[float, list[GradcheckRow]]:
@@ -239,6 +245,8 @@ class _Objective:
             dx = self.model.backward(dy)
         self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
         self.dxs += [None] * (len(self.xs) - len(self.dxs))
+        self.planned = planned_forward(self.model, self.xs)
+        self.planned_loss = planned_loss(self.loss, self.model, self.xs)
         return f0, mutations.rows
 
     def release_rngs(self) -> None:
@@ -256,13 +264,20 @@ class _Objective:
         for rng, state in self.rngs:
             set_rng_state(rng, state)
         for node, attributes, buffers in self.kept:
-            vars(node).update(attributes)
+            own = vars(node)
+            own.update(attributes)
+            if FORWARDS not in attributes:  # the training forwards since a backward: 0 again, as at the start
+                own.pop(FORWARDS, None)
             for k, v in buffers.items():
                 node.buffers[k] = namespace(v).asarray(v, copy=True)
 
     def _reduce(self, y: Any, check: bool) -> Any:
         if self.loss is None:
             return namespace(y).sum(y * self.r)
+        if self.planned_loss is not None:
+            value = self.planned_loss(y, self.t)
+            if value is not None:
+                return value
         return self.loss.forward(y, self.t, check=check)
 
 
@@ -285,6 +300,26 @@ class _Mutations(Watcher):
 
     def backward(self, name: str, layer: Layer, dy: Any, dx: Any) -> None:
         self.rows += _mutation_row(name, layer, self.before[0], dy, "backward wrote into its incoming gradient dy")
+
+
+def _param_slot(model: Layer, name: str) -> Any:
+    """put(array): ``array`` stored as ``model``'s parameter ``name`` (``set_param``, which walks the model's tree),
+    unless it is stored there already (a write in place; a forward that rebinds the parameter finds it put back)."""
+    prefix, _, key = name.rpartition(".")
+    node = model.named_modules()[prefix]
+
+    def put(a: Any) -> None:
+        if node.params.get(key) is not a:
+            model.set_param(name, a)
+    return put
+
+
+def _input_slot(xs: list[Any], i: int) -> Any:
+    """put(array): ``array`` as the i-th input of the passes."""
+    def put(a: Any) -> None:
+        if xs[i] is not a:
+            xs[i] = a
+    return put
 
 
 def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: float, rng: np.random.Generator,
@@ -323,6 +358,14 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
         # The values come to the host once per tensor; writing a float back restores an entry exactly.
         host = to_numpy(a)
         held = [a]  # the array as stored now (set_at makes a new one on immutable backends)
+        in_place = update_rule(xp) == "in place"
+
+        def write(idx: tuple[int, ...], value: float) -> None:
+            if in_place:  # set_at's own rule, found once per tensor, not at each of its ~3 writes per entry
+                held[0][idx] = value
+            else:
+                held[0] = set_at(held[0], idx, value)
+            put(held[0])
 
         def probe(positions: Any, step: float) -> list[Any]:
             """(f, kinks crossed) at +step and -step of each entry ``indices[i]`` for i in ``positions``."""
@@ -331,15 +374,18 @@ def _check_tensor(f: _Objective, name: str, a: Any, grad: Any, put: Any, f0: flo
                 idx = indices[i]
                 v = float(host[idx])
                 for value in (v + step, v - step):
-                    held[0] = set_at(held[0], idx, value)
-                    put(held[0])
+                    write(idx, value)
                     values.append(f())
-                held[0] = set_at(held[0], idx, v)
-                put(held[0])
+                write(idx, v)
             return values
 
     def measured(values: list[Any]) -> np.ndarray:
-        return to_numpy(xp.stack([v for pair in values for v in pair])).reshape(-1, 2)
+        """(f, kinks crossed) of each pass on the host, one row each."""
+        found = np.zeros((len(values), 2))
+        found[:, 0] = to_numpy(xp.stack([value for value, _ in values]))
+        if f.pieces:
+            found[:, 1] = to_numpy(xp.stack([crossed for _, crossed in values]))
+        return found
 
     # The unperturbed point once more after every entry: the forward must give f0 back.
     found = measured(probe(range(len(analytic)), eps) + [f()])

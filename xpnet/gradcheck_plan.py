@@ -1,0 +1,83 @@
+"""The forward of ``xn.gradcheck``'s perturbed passes, planned once: each layer's own forward called in turn.
+
+A check runs two forward passes per checked entry (84,230 for a 784-50-10 MLP on 3 samples), each on the check's
+private float64 copy, each after the copy was put back as the check started (``_Objective.rewind``), none followed
+by a backward. The records a forward keeps (:mod:`xpnet.layers.uses`: the calls of each layer, the forwards since
+its last backward, the parameter clock, the frames of a function of one's own calling the model twice) are there
+for the backward after it, to refuse what a loop of one's own may get wrong; a pass has no backward after it, and
+nothing of the user's runs between two passes. So:
+
+1. The first pass (the analytic gradients: forward, loss, backward, watched for writes into x and dy) runs the
+   ordinary way, with every check and record.
+2. Where the copy is an ``xn.Sequential`` of leaf layers (each once, no method set on an object, none whose
+   forward holds uses of its own) or one such layer by itself, each later pass calls each layer's forward, the
+   method ``recorded`` wraps, as ``chained`` calls it within a Sequential's training forward: the same code,
+   kernels and order, without the records; on NumPy arrays a layer's ``planned_calls()`` forward (Linear's, ReLU's:
+   the same kernels without the checks the first pass's shapes and dtypes passed, as ``xn.train``'s planned steps
+   call them, :mod:`xpnet.training.planned`), and the loss's likewise (SoftmaxCrossEntropy's fused kernel). The
+   check's repeatability pass compares each tensor's planned passes with the ordinary first one: a plan that
+   computed another f would fail every row ("not repeatable").
+3. Any other model (a model of one's own: its forward is the user's code) runs its own forward at every pass.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as np
+
+from .layers.tree import Tree
+from .layers.uses import _PLAIN
+from .models.sequential import Sequential
+
+__all__ = ["planned_forward", "planned_loss"]
+
+_LEAF = Tree.named_children  # a leaf's named_children (layers.tree)
+
+
+def planned_forward(model: Any, xs: list[Any]) -> Callable[..., Any] | None:
+    """``forward(*xs) -> y``: ``model``'s training-mode forward as each layer's own forward called in turn, or
+    None where ``model`` is not a Sequential of leaf layers (or one leaf layer) whose forward ``recorded`` wraps.
+    ``xs``: the check's inputs; where they and every parameter and buffer are NumPy arrays, a layer's
+    ``planned_calls()`` forward stands for its forward where it has one."""
+    layers = list(model.layers) if type(model) is Sequential else [model]
+    numpy = _numpy(model, xs)
+    plains = []
+    for layer in layers:
+        kind, own = type(layer), vars(layer)
+        plain = _PLAIN.get(kind.forward)
+        if plain is None or kind.named_children is not _LEAF or "named_children" in own or kind.uses_inside \
+                or "forward" in own:
+            return None
+        made = _planned_calls(layer) if numpy else None
+        plains.append(functools.partial(plain, layer, train=True) if made is None else made[0])
+    if not plains or len({id(layer) for layer in layers}) != len(layers):
+        return None
+    head, rest = plains[0], plains[1:]
+
+    def forward(*xs: Any) -> Any:
+        y = head(*xs)
+        for call in rest:
+            y = call(y)
+        return y
+    return forward
+
+
+def planned_loss(loss: Any, model: Any, xs: list[Any]) -> Callable[[Any, Any], Any] | None:
+    """``forward(y, t) -> value or None`` of ``loss``'s ``planned_calls()`` where ``model``'s arrays and ``xs`` are
+    NumPy's (None where it has none, or its last forward took another path); that forward gives None where its
+    kernel declines: the ordinary forward then runs."""
+    made = _planned_calls(loss) if loss is not None and _numpy(model, xs) else None
+    return None if made is None else made[0]
+
+
+def _numpy(model: Any, xs: list[Any]) -> bool:
+    """Whether the inputs and every parameter and buffer are NumPy arrays, where ``xn.train``'s planned steps use
+    the ``planned_calls()`` of layers and losses (nothing for ``untracked`` to detach)."""
+    return all(type(a) is np.ndarray for a in (*xs, *model.state().values()))
+
+
+def _planned_calls(obj: Any) -> Any:
+    planned = getattr(type(obj), "planned_calls", None)
+    return None if planned is None else planned(obj)
