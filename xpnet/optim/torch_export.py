@@ -35,7 +35,7 @@ from ..backend.libraries import library
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum
 from .torch_state import _places, torch_parameters
-from .torch_twins import IMPLEMENTATION, TORCH_KEYS, by_lr, check_pair, implied, lr_warning, twin as find_twin
+from .torch_twins import IMPLEMENTATION, TORCH_KEYS, by_lr, check_pair, implied, twin as find_twin, warn_lr
 
 __all__ = ["torch_optimizer_state_dict"]
 
@@ -110,9 +110,7 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
                       "torch steps each of the two by the update where xpnet steps the one once, so the run goes on "
                       "as torch's two-bias layer, not as xpnet's: build the layer with convention='pytorch' to go on "
                       "exactly", UserWarning, stacklevel=2)
-    warned = [lr_warning(optimizer, g["lr"], g.get("initial_lr"), WHO) for g in groups]
-    if any(warned):
-        warnings.warn(next(w for w in warned if w), UserWarning, stacklevel=2)
+    warn_lr(optimizer, [(g["lr"], g.get("initial_lr")) for g in groups], WHO)
     first = 0
     for group, found in zip(groups, entries):
         group["params"] = list(range(first, first + len(found)))

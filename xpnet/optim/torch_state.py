@@ -48,7 +48,7 @@ from .group_keys import check_own_key
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
 from .torch_twins import (IMPLEMENTATION, LATER, TORCH_KEYS, TWINS, WHO, by_lr, check_kind, check_pair, implied,
-                          lr_warning, twin as find_twin)
+                          twin as find_twin, warn_lr)
 
 __all__ = ["TWINS", "load_torch_optimizer_state_dict", "torch_parameters"]
 
@@ -201,9 +201,7 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
         "scalars": {n: {"mu_product": p, "mu_step": steps[n]} for n, p in mu.items()},
         "param_groups": [{**v, **extra} for v, extra in values]})
     _warn_left_out(optimizer, twin, left_out)
-    warned = [lr_warning(optimizer, v["lr"], extra.get("initial_lr"), WHO) for v, extra in values]
-    if any(warned):
-        warnings.warn(next(w for w in warned if w), UserWarning, stacklevel=2)
+    warn_lr(optimizer, [(v["lr"], extra.get("initial_lr")) for v, extra in values], WHO)
 
 
 def _read(state_dict: Any, key: str | None) -> Mapping[str, Any]:

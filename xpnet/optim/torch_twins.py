@@ -6,7 +6,8 @@ a dict of another optimizer than the twin with :func:`check_kind`, naming both a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .adadelta import Adadelta
@@ -17,7 +18,7 @@ from .lbfgs import LBFGS
 from .sgd import SGD, Momentum, Nesterov
 
 __all__ = ["TWINS", "BY_LR", "IMPLEMENTATION", "IMPLIED", "KNOWN", "TORCH_KEYS", "LATER", "WHO", "by_lr", "check_kind",
-           "check_pair", "implied", "lr_warning", "twin"]
+           "check_pair", "implied", "twin", "warn_lr"]
 
 WHO = "xn.load_torch_optimizer_state_dict"
 
@@ -73,17 +74,23 @@ def by_lr(optimizer: Any) -> bool:
     return (_entry(optimizer, TWINS), getattr(optimizer, "convention", None)) in BY_LR
 
 
-def lr_warning(optimizer: Any, lr_now: float, initial_lr: float | None, who: str) -> str | None:
-    """The warning of a state converted by -lr (:func:`by_lr`) under an LR scheduler (the group's ``initial_lr``
-    set): the book's Momentum (or Nesterov) and torch.optim.SGD step alike only while lr stays as it is."""
-    if not by_lr(optimizer) or initial_lr is None:
-        return None
-    sgd = "momentum, nesterov=True" if implied(optimizer).get("nesterov") else "momentum"
-    return (f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD({sgd}) only while lr stays as it is "
-            f"(v = -lr * momentum_buffer, lr {lr_now} now); under the LR scheduler this group has (initial_lr "
-            f"{initial_lr}) the next change of lr moves the two apart: the book's v keeps each past step's lr, torch "
-            f"scales its buffer by the new one. Build xn.optim.SGD(lr, {sgd.replace('momentum', 'momentum=...')}) to "
-            "go on as torch.optim.SGD")
+def warn_lr(optimizer: Any, groups: Iterable[tuple[float, float | None]], who: str) -> None:
+    """Warn (once, of the first such group) where a state converted by -lr (:func:`by_lr`) is under an LR scheduler:
+    ``groups``' (lr, initial_lr), ``initial_lr`` set by a scheduler. The book's Momentum (or Nesterov) and
+    torch.optim.SGD step alike only while lr stays as it is. Called by the converters: the warning points at their
+    caller."""
+    if not by_lr(optimizer):
+        return
+    for lr_now, initial_lr in groups:
+        if initial_lr is not None:
+            sgd = "momentum, nesterov=True" if implied(optimizer).get("nesterov") else "momentum"
+            warnings.warn(f"{who}: xn.optim.{optimizer.name} steps as torch.optim.SGD({sgd}) only while lr stays as "
+                          f"it is (v = -lr * momentum_buffer, lr {lr_now} now); under the LR scheduler this group has "
+                          f"(initial_lr {initial_lr}) the next change of lr moves the two apart: the book's v keeps "
+                          f"each past step's lr, torch scales its buffer by the new one. Build xn.optim.SGD(lr, "
+                          f"{sgd.replace('momentum', 'momentum=...')}) to go on as torch.optim.SGD", UserWarning,
+                          stacklevel=3)
+            return
 
 
 # torch.optim's param-group keys per optimizer (torch/optim/*.py, 2.13's defaults), less those every one has
