@@ -12,7 +12,7 @@ from xpnet import optim
 from xpnet.backend import same_device
 
 from torch_optim_checks import (float64_default,  # noqa: F401 - a fixture
-                               same_weights, torch_model_steps, xpnet_model_steps)
+                               same_weights, torch_closure, torch_model_steps, xpnet_closure, xpnet_model_steps)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 DEVICES = ["strict-device1", pytest.param("cupy", marks=pytest.mark.gpu)]
@@ -71,15 +71,8 @@ def test_lbfgs_history_goes_in_onto_the_models_device_and_out_to_the_host(device
     dev = DEVICE_MAKERS[device]()
     ours, tmodel, batches = _mlp(torch)
     x, y = batches[0]
-    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
     topt = torch.optim.LBFGS(tmodel.parameters(), lr=0.5, max_iter=3, history_size=4)
-
-    def tclosure():
-        topt.zero_grad()
-        loss = tcriterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
-        loss.backward()
-        return loss
-
+    tclosure = torch_closure(torch, tmodel, topt, x, y)
     topt.step(tclosure)
     ours = _on(dev, ours, tmodel)
     opt = optim.LBFGS(ours.parameters())
@@ -87,15 +80,7 @@ def test_lbfgs_history_goes_in_onto_the_models_device_and_out_to_the_host(device
     first = ours.named_params()["0.W"]
     held = [opt.state["d"], opt.state["prev_flat_grad"], *opt.state["old_dirs"], *opt.state["old_stps"]]
     assert all(same_device(a, first) and a.dtype == first.dtype for a in held)
-    xd, yd = xn.to_device(x, dev), xn.to_device(y, dev)
-
-    def closure():
-        opt.zero_grad()
-        loss = criterion(ours(xd), yd)
-        ours.backward(criterion.backward())
-        return loss
-
-    opt.step(closure)
+    opt.step(xpnet_closure(ours, opt, xn.to_device(x, dev), xn.to_device(y, dev)))
     topt.step(tclosure)
     same_weights(ours, tmodel)
     sd = xn.torch_optimizer_state_dict(opt, ours)

@@ -10,7 +10,7 @@ from xpnet import layers as nn
 from xpnet import optim
 
 from torch_optim_checks import (float64_default,  # noqa: F401 - a fixture
-                               same_weights, torch_model_steps, xpnet_model_steps)
+                               same_weights, torch_closure, torch_model_steps, xpnet_closure, xpnet_model_steps)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -212,28 +212,15 @@ def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector(trainable
     ours, tmodel = _mlp(torch)
     x, y = _batches(1)[0]
     ours[0].requires_grad_(False)
-    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
     opt = optim.LBFGS(ours.parameters(), lr=0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = criterion(ours(x), y)
-        ours.backward(criterion.backward())
-        return loss
-
+    closure = xpnet_closure(ours, opt, x, y)
     opt.step(closure)
     tmodel.load_state_dict(xn.torch_state_dict(ours, as_tensors=True))
     tmodel[0].requires_grad_(False)
     topt = torch.optim.LBFGS([p for p in tmodel.parameters() if p.requires_grad or not trainable_only])
     topt.load_state_dict(xn.torch_optimizer_state_dict(opt, ours, as_tensors=True, trainable_only=trainable_only))
     assert (topt.param_groups[0]["max_iter"], topt.param_groups[0]["line_search_fn"]) == (3, "strong_wolfe")
-
-    def tclosure():
-        topt.zero_grad()
-        loss = tcriterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
-        loss.backward()
-        return loss
-
+    tclosure = torch_closure(torch, tmodel, topt, x, y)
     for _ in range(2):
         opt.step(closure)
         topt.step(tclosure)

@@ -12,7 +12,7 @@ from xpnet import layers as nn
 from xpnet import optim
 
 from torch_optim_checks import (float64_default,  # noqa: F401 - a fixture
-                               same_weights, torch_model_steps, xpnet_model_steps)
+                               same_weights, torch_closure, torch_model_steps, xpnet_closure, xpnet_model_steps)
 
 pytestmark = pytest.mark.usefixtures("float64_default")
 
@@ -261,18 +261,11 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
     torch = _torch()
     ours, tmodel = _mlp(torch)
     x, y = _batches("mlp", 1)[0]
-    criterion, tcriterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
     if fine_tuning:
         tmodel[0].requires_grad_(False)
     topt = torch.optim.LBFGS([p for p in tmodel.parameters() if p.requires_grad], lr=0.5, max_iter=3, history_size=4,
                              line_search_fn=line_search_fn)
-
-    def tclosure():
-        topt.zero_grad()
-        loss = tcriterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
-        loss.backward()
-        return loss
-
+    tclosure = torch_closure(torch, tmodel, topt, x, y)
     for _ in range(2):
         topt.step(tclosure)
     checkpoint = _saved(torch, tmodel, topt)
@@ -281,13 +274,7 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
     opt = optim.LBFGS(ours.parameters())
     xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
     assert (opt.max_iter, opt.history_size, opt.line_search_fn) == (3, 4, line_search_fn)
-
-    def closure():
-        opt.zero_grad()
-        loss = criterion(ours(x), y)
-        ours.backward(criterion.backward())
-        return loss
-
+    closure = xpnet_closure(ours, opt, x, y)
     for _ in range(2):
         topt.step(tclosure)
         opt.step(closure)

@@ -67,6 +67,33 @@ def xpnet_model_steps(model, opt, batches, device=None):
         opt.step()
 
 
+def torch_closure(torch, tmodel, topt, x, y):
+    """torch.optim.LBFGS's closure: ``topt``'s gradients of ``tmodel``'s cross-entropy on (x, class labels), the loss
+    returned."""
+    criterion = torch.nn.CrossEntropyLoss()
+
+    def closure():
+        topt.zero_grad()
+        loss = criterion(tmodel(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        return loss
+    return closure
+
+
+def xpnet_closure(model, opt, x, y):
+    """xpnet's twin of :func:`torch_closure` (``x``, ``y`` on the model's device)."""
+    import xpnet as xn  # noqa: PLC0415
+
+    criterion = xn.losses.SoftmaxCrossEntropy()
+
+    def closure():
+        opt.zero_grad()
+        loss = criterion(model(x), y)
+        model.backward(criterion.backward())
+        return loss
+    return closure
+
+
 def same_weights(ours, tmodel):
     """The xpnet model's weights equal its torch twin's to rtol 1e-12, by PyTorch's names (``num_batches_tracked``
     left out: unused with a momentum, by PyTorch too; xpnet gives 0)."""
