@@ -373,6 +373,50 @@ def test_a_callback_state_refused_at_resume_leaves_the_model_and_optimizer_as_th
     assert model[2].rng.bit_generator.state == rng
 
 
+class EpochCount(xn.callbacks.Callback):
+    """A callback of one's own whose state before any epoch (None) its own load_state_dict refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = None
+
+    def on_epoch_end(self, epoch, logs):
+        self.epochs = (self.epochs or 0) + 1
+
+    def state_dict(self):
+        return {"epochs": self.epochs}
+
+    def load_state_dict(self, state):
+        if not isinstance(state["epochs"], int):
+            raise TypeError(f"EpochCount: epochs must be an int, got {state['epochs']!r}")
+        self.epochs = state["epochs"]
+
+
+def test_a_callback_whose_state_does_not_load_back_leaves_the_file_error_in_sight(tmp_path, spiral):
+    """A refused resume puts back the callbacks it had loaded; one of the user's whose own state_dict() its
+    load_state_dict refuses raised there, hiding the file error: now the file error names both, chained from the
+    callback's, and the model is put back all the same."""
+    path = tmp_path / "run.npz"
+    fit(spiral, xn.optim.Adam(0.01), callbacks=[EpochCount(), xn.callbacks.EarlyStopping(monitor="train_loss"),
+                                                 xn.callbacks.ModelCheckpoint(path, full=True)])
+    rewrite(path, lambda a, m: m["callbacks"][1]["state"].update(wait="3"))
+    model, count = spiral_model(), EpochCount()
+    before = {k: np.array(v) for k, v in model.state().items()}
+    with pytest.raises(xn.XpnetFileError, match=r"field 'callbacks\[1\].state' does not fit EarlyStopping: .*wait "
+                                                r"must be an int, got '3'; the EpochCount callback could not be "
+                                                r"given back the state it had before: its load_state_dict refused "
+                                                r"what its state_dict\(\) gave \(TypeError: EpochCount: epochs "
+                                                r"must be an int, got None\)") as info:
+        xn.train(model, spiral, loss="cross_entropy", optimizer=xn.optim.Adam(0.01), epochs=3, batch_size=30,
+                 progress=False, resume_from=path,
+                 callbacks=[count, xn.callbacks.EarlyStopping(monitor="train_loss")])
+    assert str(path) in str(info.value)
+    assert isinstance(info.value.__cause__, TypeError) and "got None" in str(info.value.__cause__)
+    assert count.epochs == 1  # the checkpoint's, which it keeps
+    for k, v in model.state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
 def test_a_resumed_run_refused_before_its_first_epoch_leaves_the_model_as_it_was(spiral, checkpoint):
     """Data refused after the checkpoint was put in (labels beyond the outputs) left its weights and lr."""
     model, opt = spiral_model(), xn.optim.Adam(0.5)

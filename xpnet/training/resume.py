@@ -159,7 +159,9 @@ def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
     """Give each callback the state its counterpart saved: the k-th callback of a type gets the state
     of the k-th saved callback of that type (none saved: it keeps what ``on_train_begin`` found). A state
     that does not fit is an XpnetFileError naming the field, after the callbacks loaded so far got back the
-    state they had (an LRScheduler's scheduler, an AveragedWeights' model are the user's)."""
+    state they had (an LRScheduler's scheduler, an AveragedWeights' model are the user's). A callback of the
+    user's whose own ``state_dict()`` its ``load_state_dict`` refuses cannot get it back: the error says so
+    too, naming it, chained from what its load raised, and the others get theirs back all the same."""
     saved: dict[str, list[dict[str, Any]]] = {}
     for d in ckpt["callbacks"]:
         saved.setdefault(d["type"], []).append(d)
@@ -172,10 +174,27 @@ def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
             try:
                 cb.load_state_dict(d["state"])
             except (TypeError, ValueError) as exc:
-                for done, state in reversed(loaded):
-                    done.load_state_dict(state)
-                raise XpnetFileError(f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' "
-                                     f"does not fit {type(cb).__name__}: {exc}") from None
+                unloaded = _put_back(loaded)
+                message = f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' does not fit " \
+                          f"{type(cb).__name__}: {exc}"
+                if unloaded:
+                    message += "; " + "; ".join(
+                        f"the {type(done).__name__} callback could not be given back the state it had before: its "
+                        f"load_state_dict refused what its state_dict() gave ({type(e).__name__}: {e}), and it "
+                        "keeps the state it was left in" for done, e in unloaded)
+                raise XpnetFileError(message) from (unloaded[0][1] if unloaded else None)
+
+
+def _put_back(loaded: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, Exception]]:
+    """Give each callback of ``loaded`` the state it had, last first; the (callback, what it raised) of those
+    whose ``load_state_dict`` refused it, in their order."""
+    refused = []
+    for done, state in reversed(loaded):
+        try:
+            done.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001 - a callback of the user's: any error, reported with the file's
+            refused.append((done, e))
+    return refused[::-1]
 
 
 def _differs(a: Any, b: Any) -> bool:
