@@ -5,15 +5,20 @@ fast mode (one random direction per tensor) against two baselines run in this sa
 the book's ``numerical_gradient`` written directly in NumPy (float64, params only, as the seeds do it)
 and, when installed, ``torch.autograd.gradcheck`` on the same float64 net (params and input).
 
-    python benchmarks/gradcheck.py [--device cpu] [--repeats 1] [--clock cpu]
+    python benchmarks/gradcheck.py [--device cpu] [--repeats 1] [--clock cpu] [--model own] [--calls]
 
 ``--clock cpu`` times each check in this process's CPU time instead of wall time: steadier on a shared machine,
-and fair at one thread (``OMP_NUM_THREADS=1``, which PyTorch's intra-op pool follows too) only.
+and fair at one thread (``OMP_NUM_THREADS=1``, which PyTorch's intra-op pool follows too) only. ``--model own``
+checks the same MLP written as a model of one's own (``class Net(xn.Model)``, its forward the user's code) in
+place of an ``xn.Sequential``. ``--calls`` counts the Python calls a forward pass of xpnet's full check costs
+(cProfile's calls of a check at D=60 less those at D=20, over the difference in passes) and times nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 
 import numpy as np
@@ -24,6 +29,42 @@ import xpnet as xn
 from xpnet.layers import Linear, ReLU
 
 D, H, C, N = 784, 50, 10, 3
+
+
+class Net(xn.Model):
+    """The MLP as a model of one's own: PyTorch's forward, the book's backward."""
+
+    def __init__(self, d, h, c):
+        super().__init__()
+        self.fc1, self.relu, self.fc2 = Linear(d, h), ReLU(), Linear(h, c)
+
+    def forward(self, x, train=True):
+        return self.fc2(self.relu(self.fc1(x)))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.relu.backward(self.fc2.backward(dy)))
+
+
+def mlp(kind, d, dev):
+    xn.init.seed(0)
+    model = Net(d, H, C) if kind == "own" else xn.Sequential(Linear(d, H), ReLU(), Linear(H, C))
+    return model.to(dev)
+
+
+def calls_a_pass(kind, dev):
+    """Python calls a forward pass of the full check: cProfile's count at D=60 less at D=20, per pass."""
+    counted = []
+    for d in (20, 20, 60):  # the first D=20 check warms up (imports, fast paths found)
+        rng = np.random.default_rng(0)
+        x, t = xn.to_device(rng.random((N, d)), dev), xn.to_device(rng.integers(0, C, size=N), dev)
+        model = mlp(kind, d, dev)
+        profile = cProfile.Profile()
+        profile.enable()
+        report = xn.gradcheck(model, x, t, "cross_entropy")
+        profile.disable()
+        counted.append((pstats.Stats(profile).total_calls, report.forward_passes))
+    (calls20, passes20), (calls60, passes60) = counted[1:]
+    return (calls60 - calls20) / (passes60 - passes20)
 
 
 def book_check(x, t, params, eps=1e-6):
@@ -91,20 +132,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: this process's CPU time (fair at OMP_NUM_THREADS=1 only)")
+    parser.add_argument("--model", choices=("sequential", "own"), default="sequential",
+                        help="own: the MLP as a class Net(xn.Model) of one's own")
+    parser.add_argument("--calls", action="store_true", help="count the Python calls a pass, time nothing")
     args = parser.parse_args()
     CLOCK[0] = time.process_time if args.clock == "cpu" else time.perf_counter
     dev = xn.device(args.device)
+    if args.calls:
+        print(f"xpnet full check, {args.model} model: {calls_a_pass(args.model, dev):.1f} Python calls a forward pass "
+              "(cProfile, D=60 less D=20)")
+        return
 
     rng = np.random.default_rng(0)
     x = rng.random((N, D))
     t = rng.integers(0, C, size=N)
-    xn.init.seed(0)
-    model = xn.Sequential(Linear(D, H), ReLU(), Linear(H, C)).to(dev)
+    model = mlp(args.model, D, dev)
     x_dev, t_dev = xn.to_device(x.astype("float32"), dev), xn.to_device(t, dev)
     host_params = [xn.to_numpy(v).astype(np.float64) for v in model.named_params().values()]
     entries = sum(p.size for p in host_params) + x.size
-    print(f"gradcheck of {D}-{H}-{C} ReLU MLP + softmax cross-entropy on {N} samples, {entries} entries "
-          f"(params and input), device {dev}")
+    print(f"gradcheck of {D}-{H}-{C} ReLU MLP ({args.model} model) + softmax cross-entropy on {N} samples, "
+          f"{entries} entries (params and input), device {dev}")
     print(thread_line())
     print(f"clock: {args.clock} time")
 

@@ -33,7 +33,8 @@ was at the start of the check, every generator a layer keeps in an attribute rew
 recurrent layer starts each pass from the state it carried in) and every buffer restored (a running
 mean updated by forward). The original model is never modified. The first pass runs the model's forward
 with every record a backward reads; a Sequential of leaf layers runs the later ones, which no backward
-follows, as each layer's forward in turn (:mod:`xpnet.gradcheck_plan`).
+follows, as each layer's forward in turn (:mod:`xpnet.gradcheck_plan`), any other model through its own
+forward without the records (:mod:`xpnet.layers.unrecorded`).
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
@@ -83,6 +84,7 @@ from .gradcheck_plan import planned_forward, planned_loss
 from .gradcheck_report import GradcheckError, GradcheckReport, GradcheckRow
 from .layers.container import Watcher, watch
 from .layers.uncalled import FORWARDS
+from .layers.unrecorded import unrecorded
 from .layers.zero_grad import arm
 
 __all__ = ["gradcheck", "GradcheckReport", "GradcheckRow"]
@@ -196,13 +198,24 @@ class _Objective:
         self.pieces: list[tuple[Layer, Any]] = []
         self.planned: Any = None  # the later passes' forward and loss (gradcheck_plan), found after the first pass
         self.planned_loss: Any = None
+        self.unrecorded = False  # else the later passes run the model's forward without its records (unrecorded)
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
         pieces differ from the base pass's (kinks crossed; None where no layer reports pieces), both
         0-d arrays left on the device."""
         self._rewind()
-        y = self.model.forward(*self.xs, train=True) if self.planned is None else self.planned(*self.xs)
+        if self.planned is not None:
+            y = self.planned(*self.xs)
+        elif self.unrecorded:
+            with unrecorded() as switch:
+                y = self.model.forward(*self.xs, train=True)
+            if switch.looked:  # an evaluation-mode call, whose records may change the values: with them from now on
+                self.unrecorded = False
+                self.rewind()
+                y = self.model.forward(*self.xs, train=True)
+        else:
+            y = self.model.forward(*self.xs, train=True)
         f, crossed = self._reduce(y, check=False), None
         for layer, base in self.pieces:
             count = namespace(base).count_nonzero(layer.pieces() != base)
@@ -246,6 +259,7 @@ class _Objective:
         self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
         self.dxs += [None] * (len(self.xs) - len(self.dxs))
         self.planned = planned_forward(self.model, self.xs)
+        self.unrecorded = self.planned is None
         self.planned_loss = planned_loss(self.loss, self.model, self.xs)
         return f0, mutations.rows
 

@@ -17,7 +17,9 @@ nothing of the user's runs between two passes. So:
    call them, :mod:`xpnet.training.planned`), and the loss's likewise (SoftmaxCrossEntropy's fused kernel). The
    check's repeatability pass compares each tensor's planned passes with the ordinary first one: a plan that
    computed another f would fail every row ("not repeatable").
-3. Any other model (a model of one's own: its forward is the user's code) runs its own forward at every pass.
+3. Any other model (a model of one's own: its forward is the user's code; a nested Sequential) runs its own
+   forward at every pass, without the records (:mod:`xpnet.layers.unrecorded`): every container's and layer's
+   forward as it is, unless an evaluation-mode call within a pass asks for them back.
 """
 
 from __future__ import annotations

@@ -58,13 +58,16 @@ class _Local(threading.local):
     """calls: {id(layer): layer} while a container's forward runs, else None; model, the container running it;
     caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
     {id(layer): its calls} of the layers called more than once in it; no_grad_firsts: {id(layer)} of the layers
-    whose first call in it ran under ``xn.no_grad()`` (None till one did)."""
+    whose first call in it ran under ``xn.no_grad()`` (None till one did); plain: within ``unrecorded()``
+    (:mod:`.unrecorded`), every forward runs without its records; looked: an evaluation-mode call ran there."""
 
     calls: dict[int, Any] | None = None
     called: Any = None
     caller: Any = None
     no_grad_firsts: set[int] | None = None
     by_mode = False  # with called: that call's train came from the layer's flag (no train= given)
+    plain = False
+    looked = False
 
 
 _local = _Local()
@@ -81,6 +84,7 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
     written_out = _written_out(forward)  # xpnet's own containers' backward calls each use once: kept no record
     plain = _PLAIN.get(forward)  # the forward under recorded's wrapper: the outermost call notes itself here
     default = _train_default(forward)
+    bare = forward if plain is None else plain  # what runs within unrecorded()
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
@@ -90,6 +94,10 @@ def scoped(forward: Callable[..., Any], mode: Callable[[Any, bool], Any]) -> Cal
             with mode(self, train):
                 return run(self, *xs, **kwargs)
         local = _local
+        if local.plain:  # xn.gradcheck's later passes (unrecorded): the forward alone
+            if train is False or (train is None and not self.training):
+                local.looked = True
+            return bare(self, *xs, **kwargs)
         calls = local.calls
         before = watch = None
         if calls is not None:
@@ -179,9 +187,17 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
     @functools.wraps(forward)
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
+        local = _local
+        if local.plain:  # xn.gradcheck's later passes (unrecorded): the forward alone, an evaluation-mode call noted
+            if train_of is not None:
+                train = train_of(self, xs, kwargs)
+            else:
+                train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
+            if train is not True and (train is not None or not self.training):
+                local.looked = True
+            return forward(self, *xs, **kwargs)
         no_grad = self.__dict__[UNDER_NO_GRAD] = not _grad_mode.enabled  # no backward serves it (no_grad_calls)
         self.__dict__[stale.SEEN] = stale.clock  # a backward after a step that changed its weights (layers.stale)
-        local = _local
         explicit = local.called is self  # by layer(x): a use wherever it is
         if explicit:
             local.called = None
