@@ -159,18 +159,22 @@ def test_an_evaluation_mode_call_within_a_pass_brings_the_records_back(monkeypat
     assert unrecorded.rows == recorded.rows and unrecorded.forward_passes == recorded.forward_passes
 
 
-class Fails(TwiceCalled):
-    """Raises at the pass given, the first being 1 (``calls`` outlives the check's copy)."""
+class AtPass(TwiceCalled):
+    """Runs ``action(x)`` at the forward pass given, the first being 1 (``calls`` outlives the check's copy)."""
 
-    def __init__(self, at, calls):
+    def __init__(self, at, action):
         super().__init__()
-        self.at, self.calls = at, calls
+        self.at, self.action, self.calls = at, action, []
 
     def forward(self, x, train=True):
         self.calls.append(1)
         if len(self.calls) == self.at:
-            raise RuntimeError("planted")
+            self.action(x)
         return super().forward(x, train)
+
+
+def _planted(x):
+    raise RuntimeError("planted")
 
 
 def test_an_exception_within_an_unrecorded_pass_leaves_the_records_on():
@@ -179,7 +183,7 @@ def test_an_exception_within_an_unrecorded_pass_leaves_the_records_on():
     x, labels = _input("twice")
     xn.init.seed(0)
     with pytest.raises(RuntimeError, match="planted"):
-        xn.gradcheck(Fails(3, []), x, labels, SoftmaxCrossEntropy())
+        xn.gradcheck(AtPass(3, _planted), x, labels, SoftmaxCrossEntropy())
     xn.init.seed(0)
     report = xn.gradcheck(TwiceCalled(), x, labels, SoftmaxCrossEntropy())
     assert report.ok, str(report)
@@ -193,31 +197,22 @@ def _grads_of_a_twice_called_model(x, dy):
     return {k: np.asarray(v).copy() for k, v in model.named_grads().items()}
 
 
-_THREADS: list[dict[str, np.ndarray]] = []  # what SpawnsAThread's thread found (the check copies the model)
+_THREADS: list[dict[str, np.ndarray]] = []  # what _step_in_a_thread's thread found
 
 
-class SpawnsAThread(TwiceCalled):
-    """At the pass given, trains one step of another model in a thread of its own and waits for it."""
-
-    def __init__(self, at, calls):
-        super().__init__()
-        self.at, self.calls = at, calls
-
-    def forward(self, x, train=True):
-        self.calls.append(1)
-        if len(self.calls) == self.at:
-            x32, dy = np.asarray(x, dtype="float32"), np.ones((x.shape[0], 3), dtype="float32")
-            thread = threading.Thread(target=lambda: _THREADS.append(_grads_of_a_twice_called_model(x32, dy)))
-            thread.start()
-            thread.join()
-        return super().forward(x, train)
+def _step_in_a_thread(x):
+    """One forward and backward of another model calling a layer twice, in a thread of its own, waited for."""
+    x32, dy = np.asarray(x, dtype="float32"), np.ones((x.shape[0], 3), dtype="float32")
+    thread = threading.Thread(target=lambda: _THREADS.append(_grads_of_a_twice_called_model(x32, dy)))
+    thread.start()
+    thread.join()
 
 
 def test_a_thread_other_than_the_checks_keeps_its_records():
     x, labels = _input("twice")
     xn.init.seed(0)
     _THREADS.clear()
-    assert xn.gradcheck(SpawnsAThread(3, []), x, labels, SoftmaxCrossEntropy()).ok
+    assert xn.gradcheck(AtPass(3, _step_in_a_thread), x, labels, SoftmaxCrossEntropy()).ok
     results = list(_THREADS)
     expected = _grads_of_a_twice_called_model(x, np.ones((x.shape[0], 3), dtype="float32"))
     assert len(results) == 1 and results[0].keys() == expected.keys()
