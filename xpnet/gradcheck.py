@@ -198,7 +198,7 @@ class _Objective:
         self.pieces: list[tuple[Layer, Any]] = []
         self.planned: Any = None  # the later passes' forward and loss (gradcheck_plan), found after the first pass
         self.planned_loss: Any = None
-        self.unrecorded = False  # else the later passes run the model's forward without its records (unrecorded)
+        self.unrecorded = False  # True: the later passes run the model's forward without its records (unrecorded)
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
