@@ -12,7 +12,9 @@ dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword argument") and `
 "order must be str, not int"). The same line in a method of the model that forward calls (the introyt LeNet's
 ``num_flat_features(x)``, reading ``x.size()[1:]``) is answered alike, and so is a line of a leaf layer of one's own
 (not xpnet's) that the forward reached (its ``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside
-any model (``layer(x)``, ``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
+any model (``layer(x)``, ``layer.forward(x)``: :func:`hint_leaf`). A backward written out by the user (a model's or
+a leaf layer's, ``dy.sum(dim=1, keepdim=True)``) is answered alike by :func:`hint_leaf`, called with the backward's
+code (:mod:`.backward_calls`). Only the error path reads any of this.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ def _own_leaf(node: Any) -> bool:
 
 def hint_leaf(layer: Any, code: Any, error: Exception) -> Exception | None:
     """The error to raise instead of ``error``, which ``layer``'s forward (of code ``code``) raised when called
-    outside any model, of the same type; None where :func:`view_hint` has nothing to say or ``layer`` is xpnet's."""
+    outside any model, or its backward written out raised, of the same type; None where :func:`view_hint` has
+    nothing to say or ``layer`` is xpnet's."""
     if not _own_leaf(layer):
         return None
     hint = view_hint(layer, code, error)
