@@ -133,3 +133,145 @@ def test_other_errors_of_a_backward_written_out_pass_unchanged():
     with pytest.raises(ValueError) as caught:
         model.backward(np.ones_like(y))
     assert "NumPy's" not in str(caught.value) and "line" not in str(caught.value)
+
+
+# --- pytorch/examples word_language_model/generate.py (its RNN branch) --------------------------------------------
+
+def _generate(checkpoint, ntokens, words, temperature, draws, first):
+    """generate.py's RNN branch as a PyTorch user writes it in xpnet: the whole model loaded from the open file
+    main.py's ``torch.save(model, f)`` wrote (``xn.save(model, f)``), ``model.eval()``, ``init_hidden(1)``, a (1, 1)
+    input, then under no_grad one word per step, the hidden state carried over. ``draws(word_weights)`` stands for
+    ``torch.multinomial(word_weights, 1)[0]`` (the test gives torch's draws); ``first`` for ``torch.randint(ntokens,
+    (1, 1))``. Returns each step's word_weights and the last hidden state."""
+    with open(checkpoint, 'rb') as f:
+        model = xn.load(f, map_location="cpu")                    # torch.load(f, map_location=device)
+    model.eval()
+    hidden = model.init_hidden(1)
+    input = first.copy()                                          # torch.randint(ntokens, (1, 1), dtype=torch.long)
+    weights = []
+    with xn.no_grad():                                            # with torch.no_grad()
+        for i in range(words):
+            output, hidden = model(input, hidden)
+            word_weights = np.exp(output.squeeze() / temperature)  # output.squeeze().div(temperature).exp()
+            word_idx = draws(word_weights)
+            input.fill(word_idx)                                  # input.fill_(word_idx)
+            weights.append(word_weights)
+    return weights, hidden
+
+
+@pytest.mark.parametrize("rnn_type", ["LSTM", "GRU"])
+def test_word_language_model_generate_samples_as_pytorchs(rnn_type, tmp_path):
+    """generate.py (pytorch/examples word_language_model/generate.py, its RNN branch) after main.py's ``with
+    open(args.save, 'wb') as f: torch.save(model, f)``: the xpnet model saved to an open file and loaded back from one
+    (``xn.load(f, map_location=...)``, the user's RNNModel class rebuilt), in eval mode (its Dropout 0.2 off), 6 words
+    at temperature 0.8, each step's word weights (``exp(log_softmax / T)``) and the last hidden state equal torch's
+    RNNModel's in float64, both fed the words torch.multinomial drew. torch's model is not saved: its class is local
+    to the test (generate.py's torch.load needs it importable, under safe_globals)."""
+    torch = _torch()
+    torch.manual_seed(1111)
+    ntokens, words, temperature = 11, 6, 0.8
+    theirs = _torch_rnn_model(torch)(rnn_type, ntokens, 6, 6, 2, dropout=0.2, tie_weights=True).double()
+    if rnn_type == "LSTM":  # PyTorch's two biases are one in xpnet's LSTM: bias_hh folded into bias_ih
+        with torch.no_grad():
+            for k in range(2):
+                getattr(theirs.rnn, f"bias_ih_l{k}").add_(getattr(theirs.rnn, f"bias_hh_l{k}"))
+                getattr(theirs.rnn, f"bias_hh_l{k}").zero_()
+    ours = _RNNModel(rnn_type, ntokens, 6, 6, 2, dropout=0.2, tie_weights=True).to(dtype="float64")
+    xn.load_torch_state_dict(ours, theirs.state_dict())
+    with open(tmp_path / "model.pt", 'wb') as f:                  # main.py: torch.save(model, f)
+        xn.save(ours, f)
+
+    theirs.eval()
+    hidden = theirs.init_hidden(1)
+    input = torch.randint(ntokens, (1, 1), dtype=torch.long)
+    first, drawn, expected = input.numpy().copy(), [], []
+    with torch.no_grad():
+        for i in range(words):
+            output, hidden = theirs(input, hidden)
+            word_weights = output.squeeze().div(temperature).exp().cpu()
+            word_idx = torch.multinomial(word_weights, 1)[0]
+            input.fill_(word_idx)
+            drawn.append(int(word_idx))
+            expected.append(word_weights.numpy())
+
+    draws = iter(drawn)
+    weights, our_hidden = _generate(tmp_path / "model.pt", ntokens, words, temperature, lambda w: next(draws), first)
+    for step, (got, want) in enumerate(zip(weights, expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=0, err_msg=f"word {step}")
+    for got, want in zip(our_hidden if rnn_type == "LSTM" else (our_hidden,),
+                         hidden if rnn_type == "LSTM" else (hidden,)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# --- pytorch/examples fast_neural_style/neural_style/neural_style.py: stylize() ------------------------------------
+
+def _old_checkpoint(torch, tnet, path):
+    """tnet's state dict saved by torch.save with the running_mean and running_var (zeros, ones) that PyTorch before
+    0.4.0 kept for every InstanceNorm, as the example's pretrained models carry them."""
+    state_dict = tnet.state_dict()
+    for k in list(state_dict):
+        if re.search(r'in\d+\.weight$', k):
+            state_dict[k[:-len("weight")] + "running_mean"] = torch.zeros_like(state_dict[k])
+            state_dict[k[:-len("weight")] + "running_var"] = torch.ones_like(state_dict[k])
+    torch.save(state_dict, path)
+
+
+def test_fast_neural_style_stylize_loads_an_old_checkpoint_and_stylizes_as_pytorchs(tmp_path):
+    """stylize() (pytorch/examples fast_neural_style/neural_style/neural_style.py) on a checkpoint of torch.save
+    holding the InstanceNorms' pre-0.4 running statistics, as a PyTorch user writes it in xpnet: the first guesses
+    are refused saying what to write (``xn.load(path)``: a file of torch.save, read by ``xn.read_torch_file``;
+    ``style_model.load_state_dict``: PyTorch's names, loaded by ``xn.load_torch_state_dict``; that call before the
+    script's deletion loop: the InstanceNorms track no running statistics, delete the keys or pass strict=False,
+    where it said only "built with track_running_stats=False", which led to building the layers with it, and eval
+    mode then normalises with those statistics: silently another image). Then the script's loop, the load,
+    ``eval()`` and the forward under no_grad give torch's stylized image in float64 (the net shrunk as in
+    test_pytorch_ports_distill, an 8 x 8 picture), before and after utils.save_image's clamp(0, 255); strict=False
+    loads the same weights."""
+    torch = _torch()
+    torch.manual_seed(0)
+    trained = _torch_fast_neural_style(torch)[0].double()
+    path = tmp_path / "epoch_2_2026_style.model"
+    _old_checkpoint(torch, trained, path)
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)  # utils.load_image's picture
+
+    with torch.no_grad():                                             # stylize(), as it is
+        content_image = torch.from_numpy(img).permute(2, 0, 1).double().div(255)  # ToTensor(), in float64
+        content_image = content_image.mul(255).unsqueeze(0)
+        style_model = _torch_fast_neural_style(torch)[0].double()     # TransformerNet()
+        state_dict = torch.load(path)
+        with pytest.raises(RuntimeError, match="running_mean"):
+            style_model.load_state_dict(state_dict)
+        for k in list(state_dict.keys()):
+            if re.search(r'in\d+\.running_(mean|var)$', k):
+                del state_dict[k]
+        style_model.load_state_dict(state_dict)
+        style_model.eval()
+        expected = style_model(content_image).cpu()
+    expected_img = expected[0].clone().clamp(0, 255).numpy()
+
+    content_image = (img.transpose(2, 0, 1) / 255 * 255)[None]       # ToTensor, x.mul(255), unsqueeze(0)
+    with xn.no_grad():
+        style_model = TransformerNet().to(dtype="float64")
+        with pytest.raises(xn.io.XpnetFileError, match=r"a file of PyTorch's torch\.save, which "
+                                                        r"xn\.read_torch_file\(path\) reads"):
+            xn.load(path)
+        state_dict = xn.read_torch_file(path)                       # torch.load(args.model)
+        with pytest.raises(ValueError, match=r"look like a PyTorch state dict's names .*xn\.load_torch_state_dict"):
+            style_model.load_state_dict(state_dict)
+        with pytest.raises(ValueError, match=r"PyTorch's 'in1\.running_mean', 'in1\.running_var', .*'in5\.running_var'"
+                                             r": running statistics of an InstanceNorm that tracks none .*leave them "
+                                             r"out .* or pass strict=False\. Build the layer with "
+                                             r"track_running_stats=True only where"):
+            xn.load_torch_state_dict(style_model, state_dict)
+        for k in list(state_dict.keys()):
+            if re.search(r'in\d+\.running_(mean|var)$', k):
+                del state_dict[k]
+        xn.load_torch_state_dict(style_model, state_dict)           # style_model.load_state_dict(state_dict)
+        style_model.eval()
+        output = style_model(content_image)
+        lenient = TransformerNet().to(dtype="float64")
+        xn.load_torch_state_dict(lenient, xn.read_torch_file(path), strict=False)
+    np.testing.assert_allclose(output, expected.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.clip(output[0], 0, 255), expected_img, rtol=1e-10, atol=1e-10)  # utils.save_image
+    for name, value in lenient.state_dict().items():
+        np.testing.assert_array_equal(value, style_model.state_dict()[name], err_msg=name)
