@@ -44,6 +44,8 @@ class _Head(xn.Model):
             dy = dy.clamp(min=0)
         elif self.line == "view":
             dy = dy.view(-1, 2)
+        elif self.line == "cat":
+            dy = np.cat([dy[:2], dy[2:]])
         else:
             dy = self._centred(dy)
         return self.fc.backward(dy)
@@ -84,13 +86,17 @@ class _Centred(xn.Model):
                               r"x\.clamp\(\), PyTorch's.*np\.clip\(x, a, b\)"),
     ("view", ValueError, r"\(line \d+: dy = dy\.view\(-1, 2\)\): NumPy's x\.view\(\.\.\.\) takes a dtype.*write "
                         r"x\.reshape\(shape\)"),
+    ("cat", AttributeError, r"module 'numpy' has no attribute 'cat' \(line \d+: dy = np\.cat\(\[dy\[:2\], "
+                            r"dy\[2:\]\]\)\): numpy has no cat\(\), PyTorch's torch\.cat; write "
+                            r"np\.concatenate\(arrays, axis=d\) for torch\.cat\(arrays, dim=d\)$"),
     ("method", TypeError, r"_Head\._centred: .*'dim' \(line \d+: return dy - dy\.mean\(dim=0\)\): NumPy's reductions"),
-], ids=["sum", "var", "flatten", "clamp", "view", "method"])
+], ids=["sum", "var", "flatten", "clamp", "view", "cat", "method"])
 def test_pytorchs_tensor_methods_in_a_backward_written_out_say_numpys_spelling(line, error, said):
     """``dy.sum(dim=1, keepdim=True)``, ``dy.var(unbiased=False)``, ``dy.flatten(1)``, ``dy.clamp(min=0)`` and
     ``dy.view(-1, 2)`` in a model's backward (or in a method of the model it calls) gave NumPy's bare "_sum() got an
     unexpected keyword argument 'dim'", "order must be str, not int" or "no attribute 'clamp'"; a forward's line was
-    already answered with NumPy's spelling, a backward's now is too, naming the model, the method and the line."""
+    already answered with NumPy's spelling, a backward's now is too, naming the model, the method and the line.
+    ``np.cat`` for ``torch.cat`` (NumPy's module has none) is answered alike, in a backward as in a forward."""
     model = _Head(line)
     y = model(np.ones((4, 3)))
     prefix = "" if line == "method" else r"_Head\.backward: "
@@ -275,3 +281,188 @@ def test_fast_neural_style_stylize_loads_an_old_checkpoint_and_stylizes_as_pytor
     np.testing.assert_allclose(np.clip(output[0], 0, 255), expected_img, rtol=1e-10, atol=1e-10)  # utils.save_image
     for name, value in lenient.state_dict().items():
         np.testing.assert_array_equal(value, style_model.state_dict()[name], err_msg=name)
+
+
+# --- pytorch/examples mnist/main.py: Net, train(), test(), Adadelta and StepLR, the saved state dict ---------------
+
+class MnistNet(xn.Model):
+    """mnist/main.py's Net: F.relu as one ReLU, F.max_pool2d(x, 2) as MaxPool2d(2), torch.flatten(x, 1) as
+    Flatten (``np.flatten(x, 1)``, the first guess, is refused saying so), F.log_softmax(x, dim=1) as
+    LogSoftmax(dim=1); ``p1``, ``p2``: the Dropouts' (0.25 and 0.5 there). x (N, 1, 28, 28) -> (N, 10)."""
+
+    def __init__(self, p1=0.25, p2=0.5, flatten="layer"):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(p1)
+        self.dropout2 = nn.Dropout(p2)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+        self.relu, self.pool, self.flatten = nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()
+        self.log_softmax = nn.LogSoftmax(dim=1)
+        self.flattening = flatten
+
+    def forward(self, x, train=True):
+        x = self.conv1(x)
+        x = self.relu(x)
+        x = self.conv2(x)
+        x = self.relu(x)
+        x = self.pool(x)
+        x = self.dropout1(x)
+        x = self.flatten(x) if self.flattening == "layer" else np.flatten(x, 1)  # torch.flatten(x, 1)
+        x = self.fc1(x)
+        x = self.relu(x)
+        x = self.dropout2(x)
+        x = self.fc2(x)
+        return self.log_softmax(x)
+
+    def backward(self, dy):  # the forward's calls in reverse, the ReLU's three last first
+        dy = self.fc2.backward(self.log_softmax.backward(dy))
+        dy = self.fc1.backward(self.relu.backward(self.dropout2.backward(dy)))
+        dy = self.pool.backward(self.dropout1.backward(self.flatten.backward(dy)))
+        dy = self.conv2.backward(self.relu.backward(dy))
+        return self.conv1.backward(self.relu.backward(dy))
+
+
+def _mnist_train(model, train_loader, optimizer, epoch, log_interval=1):
+    """train() as a PyTorch user writes it in xpnet; returns the losses it logged."""
+    model.train()
+    logged = []
+    for batch_idx, (data, target) in enumerate(train_loader.epoch(epoch)):
+        optimizer.zero_grad()
+        output = model(data)
+        criterion = xn.losses.NLLLoss()                                 # F.nll_loss(output, target)
+        loss = criterion(output, target)
+        model.backward(criterion.backward())                            # loss.backward()
+        optimizer.step()
+        if batch_idx % log_interval == 0:
+            logged.append(loss.item())
+    return logged
+
+
+def _mnist_test(model, test_loader):
+    """test() as a PyTorch user writes it in xpnet: (test_loss, correct)."""
+    model.eval()
+    test_loss = 0
+    correct = 0
+    with xn.no_grad():
+        for data, target in test_loader:
+            output = model(data)
+            test_loss += xn.losses.NLLLoss(reduction='sum')(output, target).item()  # F.nll_loss(..., 'sum')
+            pred = output.argmax(axis=1, keepdims=True)                # output.argmax(dim=1, keepdim=True)
+            correct += (pred == target.reshape(pred.shape)).sum().item()  # pred.eq(target.view_as(pred))
+    test_loss /= test_loader.n                                         # len(test_loader.dataset)
+    return test_loss, correct
+
+
+def _torch_mnist(torch):
+    """mnist/main.py's Net, train() (its log lines' loss kept) and test() (its sums returned), as they are there."""
+    nn_, F = torch.nn, torch.nn.functional
+
+    class Net(nn_.Module):
+        def __init__(self):
+            super(Net, self).__init__()
+            self.conv1 = nn_.Conv2d(1, 32, 3, 1)
+            self.conv2 = nn_.Conv2d(32, 64, 3, 1)
+            self.dropout1 = nn_.Dropout(0.25)
+            self.dropout2 = nn_.Dropout(0.5)
+            self.fc1 = nn_.Linear(9216, 128)
+            self.fc2 = nn_.Linear(128, 10)
+
+        def forward(self, x):
+            x = self.conv1(x)
+            x = F.relu(x)
+            x = self.conv2(x)
+            x = F.relu(x)
+            x = F.max_pool2d(x, 2)
+            x = self.dropout1(x)
+            x = torch.flatten(x, 1)
+            x = self.fc1(x)
+            x = F.relu(x)
+            x = self.dropout2(x)
+            x = self.fc2(x)
+            output = F.log_softmax(x, dim=1)
+            return output
+
+    def train(model, device, train_loader, optimizer, epoch, log_interval=1):
+        model.train()
+        logged = []
+        for batch_idx, (data, target) in enumerate(train_loader):
+            data, target = data.to(device), target.to(device)
+            optimizer.zero_grad()
+            output = model(data)
+            loss = F.nll_loss(output, target)
+            loss.backward()
+            optimizer.step()
+            if batch_idx % log_interval == 0:
+                logged.append(loss.item())
+        return logged
+
+    def test(model, device, test_loader):
+        model.eval()
+        test_loss = 0
+        correct = 0
+        with torch.no_grad():
+            for data, target in test_loader:
+                data, target = data.to(device), target.to(device)
+                output = model(data)
+                test_loss += F.nll_loss(output, target, reduction='sum').item()
+                pred = output.argmax(dim=1, keepdim=True)
+                correct += pred.eq(target.view_as(pred)).sum().item()
+        test_loss /= len(test_loader.dataset)
+        return test_loss, correct
+
+    return Net, train, test
+
+
+def test_mnist_main_trains_tests_and_saves_as_pytorchs(tmp_path):
+    """mnist/main.py (pytorch/examples) as a PyTorch user writes it in xpnet: the Net, train() and test() with
+    ``xn.datasets.BatchIterator`` loaders (shuffle=False; ``test_loader.n`` for ``len(test_loader.dataset)``),
+    ``Adadelta(model.parameters(), lr=1.0)``, ``StepLR(optimizer, step_size=1, gamma=0.7)`` stepped after each
+    epoch, then ``xn.save(model.state_dict(), "mnist_cnn.pt")`` and the weights loaded back into a new Net. Two
+    epochs of two batches of 2 random images, a test set of 3 (a last batch of 1): the logged losses, the test
+    loss (``reduction='sum'`` over the set, divided by its size) and count, the weights and the learning rate equal
+    torch's in float64. The Dropouts' p is 0 in both (torch's draws are not xpnet's). The first guess for
+    ``torch.flatten(x, 1)``, ``np.flatten(x, 1)``, is refused naming the line and Flatten."""
+    torch = _torch()
+    torch.manual_seed(1)
+    TorchNet, torch_train, torch_test = _torch_mnist(torch)
+    theirs = TorchNet().double()
+    theirs.dropout1.p = theirs.dropout2.p = 0.0
+    model = MnistNet(p1=0.0, p2=0.0).to(dtype="float64")
+    xn.load_torch_state_dict(model, theirs.state_dict())
+    rng = np.random.default_rng(0)
+    x_train, y_train = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    x_test, y_test = rng.random((3, 1, 28, 28)), rng.integers(0, 10, 3)
+
+    with pytest.raises(AttributeError, match=r"^MnistNet\.forward: module 'numpy' has no attribute 'flatten' \(line "
+                                             r"\d+: .*np\.flatten\(x, 1\).*\): numpy has no flatten\(\), PyTorch's "
+                                             r"torch\.flatten; write self\.flatten = xn\.layers\.Flatten\(\)"):
+        MnistNet(flatten="np").to(dtype="float64")(x_test)
+
+    train_loader = xn.datasets.BatchIterator(x_train, y_train, batch_size=2, shuffle=False)
+    test_loader = xn.datasets.BatchIterator(x_test, y_test, batch_size=2, shuffle=False)
+    optimizer = xn.optim.Adadelta(model.parameters(), lr=1.0)
+    scheduler = xn.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)
+    TensorDataset, DataLoader = torch.utils.data.TensorDataset, torch.utils.data.DataLoader
+    t_train_loader = DataLoader(TensorDataset(torch.from_numpy(x_train), torch.from_numpy(y_train)), batch_size=2)
+    t_test_loader = DataLoader(TensorDataset(torch.from_numpy(x_test), torch.from_numpy(y_test)), batch_size=2)
+    t_optimizer = torch.optim.Adadelta(theirs.parameters(), lr=1.0)
+    t_scheduler = torch.optim.lr_scheduler.StepLR(t_optimizer, step_size=1, gamma=0.7)
+    for epoch in range(1, 3):
+        logged = _mnist_train(model, train_loader, optimizer, epoch)
+        tested = _mnist_test(model, test_loader)
+        scheduler.step()
+        t_logged = torch_train(theirs, "cpu", t_train_loader, t_optimizer, epoch)
+        t_tested = torch_test(theirs, "cpu", t_test_loader)
+        t_scheduler.step()
+        np.testing.assert_allclose(logged, t_logged, rtol=1e-10)
+        assert tested[0] == pytest.approx(t_tested[0], rel=1e-10) and tested[1] == t_tested[1]
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(t_optimizer.param_groups[0]["lr"], rel=1e-15)
+    for name, value in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(value, theirs.state_dict()[name].numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+
+    xn.save(model.state_dict(), tmp_path / "mnist_cnn.pt")             # torch.save(model.state_dict(), ...)
+    loaded = MnistNet().to(dtype="float64")
+    loaded.load_state_dict(xn.load(tmp_path / "mnist_cnn.pt"))
+    assert _mnist_test(loaded, test_loader) == tested
