@@ -97,7 +97,7 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
             own[BEFORE], own[LAST] = own[LAST] if LAST in own else 0, TICKS[0]
         return out
     if written_out:
-        return _hinting(run, inspect.unwrap(backward).__code__)
+        return _hinting(run, getattr(inspect.unwrap(backward), "__code__", None))  # None: no line of its own
     _PLAIN_BACKWARD[run] = plain
     return run
 
