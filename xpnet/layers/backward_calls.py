@@ -9,12 +9,15 @@ other before it in the caller's block, PyTorch's one backward for both (:mod:`.o
 evaluation-mode forward made after a training forward whose backward this may be (:mod:`.evaluation_look`).
 ``backward_steps``, a Sequential's backward, does that work itself where it has nothing to refuse, check or take
 back: one wrapper call fewer per layer. Backward calls after ``zero_grad()`` add their gradients (``counted``,
-``arm``): :mod:`xpnet.layers.zero_grad`.
+``arm``): :mod:`xpnet.layers.zero_grad`. A backward written out by the user that fails on a PyTorch tensor method
+(``dy.sum(dim=1, keepdim=True)``, ``dy.clamp(min=0)``, ``dy.flatten(1)``, ``dy.view(shape)``) is raised again saying
+NumPy's spelling, as a forward's is (:mod:`.view_hint`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 from . import stale
@@ -23,6 +26,7 @@ from .forward_state import _LOST, _PENDING, _USES
 from .no_grad_calls import UNDER_NO_GRAD, why
 from .one_backward import refuse_one_backward_for_two_calls
 from .uncalled import CALLS, FORWARDS, Check, checking, replaced
+from .view_hint import hint_leaf
 from .zero_grad import ADDING, ARMED, BEFORE, LAST, TICKS
 
 __all__ = ["rounded", "backward_steps"]
@@ -92,9 +96,27 @@ def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = Non
             TICKS[0] += 1
             own[BEFORE], own[LAST] = own[LAST] if LAST in own else 0, TICKS[0]
         return out
-    if not written_out:
-        _PLAIN_BACKWARD[run] = plain
+    if written_out:
+        return _hinting(run, getattr(inspect.unwrap(backward), "__code__", None))  # None: no line of its own
+    _PLAIN_BACKWARD[run] = plain
     return run
+
+
+def _hinting(run: Callable[..., Any], code: Any) -> Callable[..., Any]:
+    """``run``, a backward written out by the user (of code ``code``), raising a TypeError, ValueError or
+    AttributeError of a PyTorch tensor method on one of its lines (or of a method of its layer it called) again
+    with NumPy's spelling (:func:`.view_hint.hint_leaf`); other errors pass unchanged."""
+
+    @functools.wraps(run)
+    def hinting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(self, *args, **kwargs)
+        except (TypeError, ValueError, AttributeError) as e:  # only the error path reads the hint's lines
+            hinted = hint_leaf(self, code, e)
+            if hinted is None:
+                raise
+            raise hinted from e
+    return hinting
 
 
 # rounded's wrappers of xpnet's own backward and backward_params -> the method each wraps, for ``backward_steps``

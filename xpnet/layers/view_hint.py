@@ -9,10 +9,14 @@ PyTorch's ``x.size()`` (NumPy's ``size`` is a number: "'int' object is not calla
 lack (``detach``, ``contiguous``, ``new_zeros``, ``permute``, ``unsqueeze``, ``numel``, ``clamp``...: an AttributeError)
 say NumPy's spelling, on the forward's own line too, and so do PyTorch's reduction keywords (``x.var(unbiased=True,
 dim=(0, 2, 3))``, ``keepdim=True``: NumPy's "unexpected keyword argument") and ``x.flatten(1)`` (NumPy's takes an order:
-"order must be str, not int"). The same line in a method of the model that forward calls (the introyt LeNet's
-``num_flat_features(x)``, reading ``x.size()[1:]``) is answered alike, and so is a line of a leaf layer of one's own
-(not xpnet's) that the forward reached (its ``forward``, ``x.view(x.size(0), -1)``), or that its own call ran, outside
-any model (``layer(x)``, ``layer.forward(x)``: :func:`hint_leaf`). Only the error path reads any of this.
+"order must be str, not int"), and PyTorch's functions written with NumPy's module name (``np.flatten(x, 1)`` for
+``torch.flatten(x, 1)``, ``np.cat``, ``np.unsqueeze``: "module 'numpy' has no attribute"). The same line in a method of
+the model that forward calls (the introyt LeNet's ``num_flat_features(x)``, reading ``x.size()[1:]``) is answered
+alike, and so is a line of a leaf layer of one's own (not xpnet's) that the forward reached (its ``forward``,
+``x.view(x.size(0), -1)``), or that its own call ran, outside any model (``layer(x)``, ``layer.forward(x)``:
+:func:`hint_leaf`). A backward written out by the user (a model's or
+a leaf layer's, ``dy.sum(dim=1, keepdim=True)``) is answered alike by :func:`hint_leaf`, called with the backward's
+code (:mod:`.backward_calls`). Only the error path reads any of this.
 """
 
 from __future__ import annotations
@@ -39,7 +43,19 @@ _METHODS = {
     "clamp": "write self.relu = xn.layers.ReLU() for x.clamp(min=0) (its backward in yours); np.clip(x, a, b) "
              "(xp.clip on any backend) clamps values, its gradient yours to write",
 }
+# PyTorch's functions written with NumPy's module name (torch.flatten(x, 1) as np.flatten(x, 1)) -> what to write
+_FUNCTIONS = {
+    "flatten": "write self.flatten = xn.layers.Flatten() for torch.flatten(x, 1) (its backward reshapes dy back), or "
+               "x.reshape(x.shape[0], -1)",
+    "cat": "write np.concatenate(arrays, axis=d) for torch.cat(arrays, dim=d)",
+    "unsqueeze": "write np.expand_dims(x, d), or x[:, None] (None where the new axis goes)",
+    "clamp": _METHODS["clamp"],
+    "mm": "write x @ w (np.matmul)",
+    "bmm": "write x @ w (np.matmul takes the leading axis as the batch's)",
+    "permute": "write np.transpose(x, axes) (every axis), or xp.permute_dims(x, axes) on any backend",
+}
 _MISSING = re.compile(r"object has no attribute '(\w+)'")
+_MODULE_MISSING = re.compile(r"^module '(numpy|cupy)' has no attribute '(\w+)'$")
 _KEYWORD = re.compile(r"unexpected keyword argument '(dim|keepdim|unbiased)'")
 _REDUCTIONS = ("NumPy's reductions take axis=, keepdims= and ddof=, PyTorch's dim=, keepdim= and unbiased=: write "
                "axis= for dim=, keepdims= for keepdim=, ddof=1 for unbiased=True; PyTorch's x.var(d) and x.std(d) are "
@@ -52,7 +68,7 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
     if not isinstance(error, (TypeError, ValueError, AttributeError)):
         return None
     tb, through_forward = error.__traceback__, False
-    while tb is not None and tb.tb_next is not None:
+    while tb is not None and tb.tb_next is not None and not _module_getattr(tb.tb_next):
         through_forward = through_forward or tb.tb_frame.f_code is code
         tb = tb.tb_next
     if tb is None:
@@ -65,6 +81,11 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
         model = owner
     line = linecache.getline(raised.co_filename, tb.tb_lineno)
     where = f"{model.name}.{raised.co_name}: {error} (line {tb.tb_lineno}: {line.strip()})"
+    if isinstance(error, AttributeError) and (function := _MODULE_MISSING.match(str(error))):
+        module, name = function.groups()
+        if name not in _FUNCTIONS or f".{name}(" not in line:
+            return None
+        return f"{where}: {module} has no {name}(), PyTorch's torch.{name}; {_FUNCTIONS[name]}"
     if isinstance(error, AttributeError):
         missing = _MISSING.search(str(error))
         name = missing.group(1) if missing else ""
@@ -90,6 +111,13 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
             "x.reshape(shape), or xp.reshape(x, shape) on any backend")
 
 
+def _module_getattr(tb: Any) -> bool:
+    """Whether ``tb``'s frame is NumPy's (or CuPy's) module ``__getattr__``, raising for a name it lacks: the line
+    to read is its caller's."""
+    frame = tb.tb_frame
+    return frame.f_code.co_name == "__getattr__" and frame.f_globals.get("__name__") in ("numpy", "cupy")
+
+
 def _own_leaf(node: Any) -> bool:
     """Whether ``node`` is a layer of one's own, not one of xpnet's, whose lines a hint may read."""
     from .tree import Tree  # imported here: the layer base imports this module
@@ -98,7 +126,8 @@ def _own_leaf(node: Any) -> bool:
 
 def hint_leaf(layer: Any, code: Any, error: Exception) -> Exception | None:
     """The error to raise instead of ``error``, which ``layer``'s forward (of code ``code``) raised when called
-    outside any model, of the same type; None where :func:`view_hint` has nothing to say or ``layer`` is xpnet's."""
+    outside any model, or its backward written out raised, of the same type; None where :func:`view_hint` has
+    nothing to say or ``layer`` is xpnet's."""
     if not _own_leaf(layer):
         return None
     hint = view_hint(layer, code, error)

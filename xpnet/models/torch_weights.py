@@ -379,6 +379,15 @@ def _reason(key: str, modules: dict[str, Any]) -> str:
     if isinstance(node, PositionalEncoding) and last == "pe":
         return (f"the table a hand-written PositionalEncoding keeps as a buffer; xpnet's computes the same itself: "
                 f"leave {key!r} out, or pass strict=False")
+    if isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and not node.track_running_stats \
+            and last in ("running_mean", "running_var"):
+        # PyTorch's own load refuses them alike (_InstanceNorm._load_from_state_dict); built with
+        # track_running_stats=True, the layer would normalise with them in eval mode, not as the checkpoint's model
+        return ("running statistics of an InstanceNorm that tracks none (PyTorch's default since 0.4.0, xpnet's too): "
+                "a checkpoint saved before carries them unused (fast_neural_style's models); leave them out "
+                "(fast_neural_style's stylize deletes the keys matching r'in\\d+\\.running_(mean|var)$') or pass "
+                "strict=False. Build the layer with track_running_stats=True only where they are meant to be used: "
+                "in eval mode it then normalises with them, not with each sample's statistics")
     takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
     # bias is has_bias on the layers whose bias is PyTorch's parameter, the flag itself on the recurrent ones
     without = [f for f in _BUILT_WITHOUT
