@@ -129,6 +129,25 @@ def test_without_fast_paths_erf_is_the_portable_one():
         backend.set_fast_paths(previous)
 
 
+@pytest.mark.parametrize("fast_paths", [True, False], ids=["fast-paths", "portable"])
+def test_float16_gelu_gives_float16_as_pytorchs(fast_paths):
+    """SciPy's erf (NumPy's fast path) has no float16 loop and answered float64: a float16 GELU's y and dx came
+    out float64. Both stay float16 on either path, within 2 float16 ulps of PyTorch's float16 GELU."""
+    x = np.linspace(-6.0, 6.0, 241).astype(np.float16)
+    previous = backend.set_fast_paths(fast_paths)
+    try:
+        layer = xn.layers.GELU()
+        y, dx = layer.forward(x), layer.backward(np.ones_like(x))
+    finally:
+        backend.set_fast_paths(previous)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.GELU()(xt)
+    yt.backward(torch.ones_like(yt))
+    assert yt.dtype == torch.float16 and y.dtype == np.float16 and dx.dtype == np.float16
+    np.testing.assert_allclose(y.astype(np.float64), yt.detach().numpy().astype(np.float64), rtol=0, atol=4e-3)
+    np.testing.assert_allclose(dx.astype(np.float64), xt.grad.numpy().astype(np.float64), rtol=0, atol=4e-3)
+
+
 # -- the layers against PyTorch ----------------------------------------------------------------------------------
 
 L = xn.layers

@@ -280,12 +280,13 @@ def test_a_backward_that_forgets_the_scale_is_caught(rng):
     ({"embed_dim": 8, "num_heads": 2, "dropout": 1.0}, r"dropout must be a float in \[0, 1\)"),
     ({"embed_dim": 8, "num_heads": 2, "add_bias_kv": True}, "add_bias_kv=True is not supported: .*leave it False"),
     ({"embed_dim": 8, "num_heads": 2, "add_zero_attn": True}, "add_zero_attn=True is not supported"),
-    ({"embed_dim": 8, "num_heads": 2, "batch_first": False}, r"batch_first=False is not supported: .*permute"),
     ({"embed_dim": 8, "num_heads": 2, "device": "cuda"}, r"device='cuda' is not supported: .*\.to\(device\)"),
 ])
 def test_bad_arguments_are_named_clearly(kwargs, message):
     with pytest.raises(ValueError, match="^MultiheadAttention: " + message):
         MultiheadAttention(**kwargs)
+    with pytest.raises(TypeError, match=r"^MultiheadAttention: batch_first must be True or False, got 'no'"):
+        MultiheadAttention(8, 2, batch_first="no")
 
 
 @pytest.mark.parametrize("shapes,masks,message", [

@@ -10,7 +10,10 @@ import scipy.special
 
 
 def erf(x: Any) -> Any:
-    return scipy.special.erf(x)
+    """``scipy.special.erf`` in ``x``'s dtype: SciPy has no float16 loop and gives float64 for float16 (a float16
+    GELU's output and gradient would come out float64), so that result is rounded back."""
+    y = scipy.special.erf(x)
+    return y if y.dtype == x.dtype else y.astype(x.dtype)
 
 
 def register(add: Callable[..., Any]) -> None:

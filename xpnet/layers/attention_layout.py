@@ -1,7 +1,7 @@
 """PyTorch's time-first attention, ported onto xpnet's batch-first layers: refused where the model tells.
 
 PyTorch's ``nn.MultiheadAttention(E, H)`` and its Transformer layers are time first, (L, N, E), unless built with
-``batch_first=True``; xpnet's are batch first unless built with ``batch_first=False`` (MultiheadAttention always).
+``batch_first=True``; xpnet's are batch first unless built with ``batch_first=False``.
 A model ported without the switch reads the same arrays with L and N swapped: every sequence attends over the
 batch, the shapes come out alike and the model trains. A mask made for (L, N, E) is refused by its shape (unless
 S = T = N); without one the arrays cannot tell. Three things in the model can:
@@ -177,9 +177,9 @@ def refuse_time_first_attention(model: Any, code: Any) -> None:
     from .transformer_decoder import Transformer, TransformerDecoder
     for attr, level, text in reads:
         layer = model.__dict__.get(attr)
-        if isinstance(layer, MultiheadAttention) and level == 1:
-            instead = ("give it (N, L, E), as it takes no other layout (time-first input permuted by "
-                       f"xp.permute_dims(x, (1, 0, 2))), and take the positions' axis, {_axis1(text)}")
+        if isinstance(layer, MultiheadAttention) and level == 1 and layer.batch_first:
+            instead = ("build it with batch_first=False for PyTorch's layout (L, N, E); or keep it batch first, give "
+                       f"it (N, L, E) and take the positions' axis, {_axis1(text)}")
         elif isinstance(layer, (TransformerBlock, TransformerEncoder, TransformerDecoder, Transformer)) and \
                 level == 0 and _batch_first(layer):
             instead = ("build it (a stack: the layer it copies) with batch_first=False for PyTorch's layout (L, N, E), "
@@ -220,8 +220,8 @@ def _once_per_model(layer: Any, key: str, refuse: Any) -> None:
 
 def refuse_mixed_layouts(encoding: Any, model: Any) -> None:
     """Raise where ``model`` holds the PositionalEncoding ``encoding`` in one layout and its Transformer layers all
-    in the other: the table would go along the batch. (Not beside MultiheadAttention alone, which takes (N, L, E)
-    only: a time-first model permutes before it, rightly.)"""
+    in the other: the table would go along the batch. (Not beside MultiheadAttention alone: a model may permute
+    before it, rightly.)"""
     from .transformer import TransformerBlock, TransformerEncoder
     from .transformer_decoder import Transformer, TransformerDecoder
     stacks = (TransformerBlock, TransformerEncoder, TransformerDecoder, Transformer)

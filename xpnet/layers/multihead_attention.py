@@ -1,4 +1,4 @@
-"""Multi-head attention: PyTorch's nn.MultiheadAttention(batch_first=True)."""
+"""Multi-head attention: PyTorch's nn.MultiheadAttention (batch first unless ``batch_first=False``)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ class MultiheadAttention(Layer):
     ``out_proj.weight.T``, b_out (E,) = ``out_proj.bias`` (no biases with ``bias=False``). PyTorch's
     initialisation: Xavier-uniform projections in, U(+-1/sqrt(E)) out, zero biases.
     Caches the inputs, the heads' q (scaled), k, v, the weights before and after dropout and the heads' output.
-    ``add_bias_kv``, ``add_zero_attn``, ``batch_first`` and ``device`` only at their defaults.
+    ``batch_first`` (True, xpnet's default; PyTorch's is False): ``batch_first=False`` takes and gives PyTorch's
+    default layout, query (L, N, E), key and value (S, N, ...), attn_output and its gradients (L, N, E) and
+    (S, N, ...); the weights and the masks are the same in both layouts, as PyTorch's. ``add_bias_kv``,
+    ``add_zero_attn`` and ``device`` only at their defaults.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
@@ -61,11 +64,9 @@ class MultiheadAttention(Layer):
         pytorch_defaults_only(self.name, {
             "add_bias_kv": (False, "xpnet's MultiheadAttention has no learned bias_k/bias_v; leave it False"),
             "add_zero_attn": (False, "xpnet's MultiheadAttention adds no zero key; leave it False"),
-            "batch_first": (True, ("xpnet's MultiheadAttention takes (N, L, E) only; permute (L, N, E) inputs "
-                                   "with xp.permute_dims(x, (1, 0, 2))")),
             "device": DEVICE_DEFAULT},
-            {"add_bias_kv": add_bias_kv, "add_zero_attn": add_zero_attn, "batch_first": batch_first,
-             "device": device})
+            {"add_bias_kv": add_bias_kv, "add_zero_attn": add_zero_attn, "device": device})
+        self.batch_first = flag(batch_first, self.name, "batch_first")
         self.kdim = self.embed_dim if kdim is None else positive_int(self, "kdim", kdim)
         self.vdim = self.embed_dim if vdim is None else positive_int(self, "vdim", vdim)
         self.dropout, self.bias = float(dropout), flag(bias, self.name, "bias")
@@ -87,7 +88,8 @@ class MultiheadAttention(Layer):
     def config(self) -> dict[str, Any]:
         return {"embed_dim": self.embed_dim, "num_heads": self.num_heads, "dropout": self.dropout, "bias": self.bias,
                 "kdim": None if self.kdim == self.embed_dim else self.kdim,
-                "vdim": None if self.vdim == self.embed_dim else self.vdim, "dtype": self.dtype}
+                "vdim": None if self.vdim == self.embed_dim else self.vdim, "dtype": self.dtype,
+                **({} if self.batch_first else {"batch_first": False})}
 
     def __call__(self, query: Any, key: Any, value: Any, key_padding_mask: Any = None,  # type: ignore[override]
                  need_weights: bool = True, attn_mask: Any = None, average_attn_weights: bool = True,
@@ -112,6 +114,8 @@ class MultiheadAttention(Layer):
                 is_causal: bool = False, train: bool = True) -> tuple[Any, Any]:
         query, key, value = untracked(query), untracked(key), untracked(value)
         train = self._check_train(train, _INPUTS)
+        if not self.batch_first:  # PyTorch's (L, N, E): read batch first, one array passed twice kept one
+            query, key, value = _swapped(self, query, key, value)
         need_weights = flag(need_weights, self.name, "need_weights")
         average = flag(average_attn_weights, self.name, "average_attn_weights")
         is_causal = flag(is_causal, self.name, "is_causal")
@@ -130,6 +134,8 @@ class MultiheadAttention(Layer):
         y = _by(xp, o, self.params["W_out"])
         if self.bias:
             y = y + self.params["b_out"]
+        if not self.batch_first:
+            y = xp.permute_dims(y, (1, 0, 2))
         if not need_weights:
             return y, None
         return y, xp.mean(dropped, axis=1) if average else dropped
@@ -158,7 +164,8 @@ class MultiheadAttention(Layer):
         dq, dk, dv, _ = self._backward(dy)
         Wq, Wk, Wv = self._projections()
         xp = namespace(dq)
-        return tuple(_by(xp, g, xp.permute_dims(W, (1, 0))) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
+        grads = tuple(_by(xp, g, xp.permute_dims(W, (1, 0))) for g, W in ((dq, Wq), (dk, Wk), (dv, Wv)))
+        return grads if self.batch_first else tuple(xp.permute_dims(g, (1, 0, 2)) for g in grads)
 
     @counted
     @reused  # as backward: one attention shared by two Transformer layers (PyTorch's l2.self_attn = l1.self_attn)
@@ -171,7 +178,8 @@ class MultiheadAttention(Layer):
                              "array as query, key and value); call backward(dy) for (dquery, dkey, dvalue)")
         dqkv = self._backward(dy)[3]
         xp = namespace(dqkv)
-        return _by(xp, dqkv, xp.permute_dims(self.params["W_in"], (1, 0)))
+        dx = _by(xp, dqkv, xp.permute_dims(self.params["W_in"], (1, 0)))
+        return dx if self.batch_first else xp.permute_dims(dx, (1, 0, 2))
 
     def _backward(self, dy: Any) -> tuple[Any, Any, Any, Any]:
         """Fills grads (not when frozen); returns the gradients of q, k and v (N, T, E) before the input
@@ -179,7 +187,9 @@ class MultiheadAttention(Layer):
         dy = untracked(dy)
         query, key, value, attended, o = self._need(self._cache)
         N, L, E = query.shape
-        xp = self._check_grad(dy, (N, L, E))
+        xp = self._check_grad(dy, (N, L, E) if self.batch_first else (L, N, E))
+        if not self.batch_first:
+            dy = xp.permute_dims(dy, (1, 0, 2))
         doh = _split_heads(xp, _by(xp, dy, xp.permute_dims(self.params["W_out"], (1, 0))), self.num_heads)
         dq, dk, dv = (_merge_heads(xp, g) for g in attend_backward(doh, attended))
         dqkv = xp.concat([dq, dk, dv], axis=-1) if self._fused(query, key, value) else None
@@ -216,12 +226,30 @@ class MultiheadAttention(Layer):
             and value.shape[2] == self.vdim and query.shape[0] == key.shape[0] == value.shape[0] \
             and key.shape[1] == value.shape[1]
         if not good:
+            if not self.batch_first:  # the shapes as given, time first (_swapped checked they are 3-D)
+                q, k, v = ((x.shape[1], x.shape[0], x.shape[2]) for x in (query, key, value))
+                raise ValueError(f"{self.name}: expected query (L, N, {E}), key (S, N, {self.kdim}) and value (S, N, "
+                                 f"{self.vdim}) (batch_first=False; one sequence as x[:, None]), got {q}, {k} and {v}")
             raise ValueError(f"{self.name}: expected query (N, L, {E}), key (N, S, {self.kdim}) and value (N, S, "
                              f"{self.vdim}) (batch_first; one sequence as x[None]), got {tuple(query.shape)}, "
                              f"{tuple(key.shape)} and {tuple(value.shape)}")
         if key.shape[1] == 0:
             no_keys(self.name, "key", tuple(key.shape))
         return (int(query.shape[0]), int(query.shape[1]), int(key.shape[1]), E, self.num_heads, self.head_dim)
+
+
+def _swapped(layer: Any, query: Any, key: Any, value: Any) -> tuple[Any, Any, Any]:
+    """Time-first query (L, N, E), key and value (S, N, ...) as (N, L, E), (N, S, ...): one array passed as two
+    or three of them stays one (self-attention's one product by W_in)."""
+    if not query.ndim == key.ndim == value.ndim == 3:
+        raise ValueError(f"{layer.name}: expected query (L, N, {layer.embed_dim}), key (S, N, {layer.kdim}) and value "
+                         f"(S, N, {layer.vdim}) (batch_first=False), got {tuple(query.shape)}, {tuple(key.shape)} "
+                         f"and {tuple(value.shape)}")
+    xp = namespace(query)
+    q = xp.permute_dims(query, (1, 0, 2))
+    k = q if key is query else xp.permute_dims(key, (1, 0, 2))
+    v = q if value is query else k if value is key else xp.permute_dims(value, (1, 0, 2))
+    return q, k, v
 
 
 def _split_heads(xp: Any, x: Any, heads: int) -> Any:
@@ -273,7 +301,8 @@ def _mask(layer: Any, xp: Any, query: Any, shape: tuple[int, ...], attn_mask: An
             continue
         mask_array(m, query, name, who)
         if tuple(m.shape) not in shapes:
-            time_first = tuple(m.shape) == ((N, N) if name == "attn_mask" else (L, N)) and N != L
+            time_first = tuple(m.shape) == ((N, N) if name == "attn_mask" else (L, N)) and N != L and \
+                getattr(layer, "batch_first", True)
             raise ValueError(f"{who}: {name} must have shape {' or '.join(map(str, shapes))}, got {tuple(m.shape)}"
                              + (_TIME_FIRST.format(tuple(query.shape)) if time_first else ""))
         m = additive(xp, m, query, name, who)

@@ -16,8 +16,12 @@ class SoftmaxCrossEntropy(LabelLoss):
     """Mean cross-entropy of softmax(y) against labels, through log-sum-exp (no NaN for logits of 1e4).
 
     y: (N, C) logits, or (N, T, C) for sequences (any (N, ..., C): classes on the last axis, as the
-    book's TimeSoftmaxWithLoss; PyTorch's cross_entropy wants them on axis 1, (N, C, T)).
-    t: integer class indices of y's shape without the last axis, (N,) or (N, T), in [0, C), of any integer
+    book's TimeSoftmaxWithLoss). PyTorch's cross_entropy has them on axis 1, (N, C, T) and (N, C, H, W):
+    ``dim=1`` (keyword-only, ``dim=-1`` the default) reads that layout, labels (N, T) or (N, H, W),
+    probability targets and dy in y's own layout. Without it such logits are read classes last, which
+    is silently another loss where the shapes allow both readings (labels (N, C) for (N, C, C) logits)
+    and always for probability targets of the logits' shape.
+    t: integer class indices of y's shape without the class axis, (N,) or (N, T), in [0, C), of any integer
     dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
     one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
     target rows) with each row's weight in the mean; on CuPy, for integer labels and up to
@@ -48,7 +52,7 @@ class SoftmaxCrossEntropy(LabelLoss):
 
     @keyword_hints("SoftmaxCrossEntropy", _chainer.SOFTMAX_CROSS_ENTROPY)
     def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean",
-                 weight: Any = None) -> None:
+                 weight: Any = None, dim: int = -1) -> None:
         if not is_int(ignore_index):
             if hasattr(ignore_index, "shape") or isinstance(ignore_index, (list, tuple)):
                 raise TypeError(f"{self.name}: the first argument is ignore_index (an int), got a "
@@ -59,8 +63,13 @@ class SoftmaxCrossEntropy(LabelLoss):
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
         self.reduction = check_reduction(self.name, reduction, ", with ignore_index to leave positions out")
         self.weight = None if weight is None else HostWeights(weight, self.name, "weight", ndim=1)
+        if not is_int(dim):
+            raise ValueError(f"{self.name}: dim (the class axis of the logits) must be an int, -1 (the default, "
+                             f"(N, ..., C)) or 1 (PyTorch's (N, C, ...)), got {dim!r}")
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
+        self.dim = int(dim)
+        self._back: tuple[int, ...] | None = None  # dim not last: the axes that put dy back in y's layout
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
@@ -76,6 +85,27 @@ class SoftmaxCrossEntropy(LabelLoss):
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
+        self._back = None
+        if self.dim != -1:
+            y, t = self._classes_last(xp, y, t)
+        return self._forward_last(xp, y, t, check)
+
+    def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any]:
+        """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape; the
+        axes that move dy back are kept (``_back``)."""
+        if not -y.ndim <= self.dim < y.ndim or self.dim % y.ndim == 0:
+            raise ValueError(f"{self.name}: dim={self.dim} is not a class axis of logits of shape {tuple(y.shape)} "
+                             f"(expected an axis in [1, {y.ndim}) or in [{1 - y.ndim}, -1]; axis 0 is the batch)")
+        axis = self.dim % y.ndim
+        if axis == y.ndim - 1:
+            return y, t
+        order = (*(a for a in range(y.ndim) if a != axis), axis)
+        self._back = tuple(order.index(a) for a in range(y.ndim))
+        soft = tuple(t.shape) == tuple(y.shape)  # probability rows (labels have one axis fewer)
+        return xp.permute_dims(y, order), (xp.permute_dims(t, order) if soft else t)
+
+    def _forward_last(self, xp: Any, y: Any, t: Any, check: bool) -> Any:
+        """forward on logits whose classes are on the last axis."""
         c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
@@ -127,11 +157,13 @@ class SoftmaxCrossEntropy(LabelLoss):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
                              f"got shape {tuple(t.shape)}")
         else:
-            pytorch = y.ndim == 3 and tuple(t.shape) == (y.shape[0], y.shape[2])
-            hint = ("; the classes are on the last axis, (N, T, C), where PyTorch's CrossEntropyLoss has them on "
-                    "axis 1, (N, C, T): pass xp.permute_dims(scores, (0, 2, 1))" if pytorch else "")
+            pytorch = self._back is None and y.ndim >= 3 and tuple(t.shape) == _labels_shape(y, 1)
+            layouts = ("(N, T, C)", "(N, C, T)") if y.ndim == 3 else ("(N, ..., C)", "(N, C, ...)")
+            hint = (f"; the classes are on the last axis, {layouts[0]}, where PyTorch's CrossEntropyLoss has them on "
+                    f"axis 1, {layouts[1]}: pass dim=1, SoftmaxCrossEntropy(dim=1)" if pytorch else "")
+            given = tuple(y.shape) if self._back is None else tuple(y.shape[a] for a in self._back)  # y's own
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
-                             f"one-hot rows of shape {tuple(y.shape)}, got {tuple(t.shape)}{hint}")
+                             f"one-hot rows of shape {given}, got {tuple(t.shape)}{hint}")
         self._dy = self._hits = None
         self._shape = tuple(y.shape)
         return self._summed(value)
@@ -194,9 +226,15 @@ class SoftmaxCrossEntropy(LabelLoss):
         args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
         args += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
         args += [f"weight={self.weight!r}"] if self.weight is not None else []
+        args += [f"dim={self.dim}"] if self.dim != -1 else []
         return f"{self.name}({', '.join(args)})"
 
     def backward(self, dout: Any = 1.0) -> Any:
+        dy = self._backward_last(dout)
+        return dy if self._back is None else namespace(dy).permute_dims(dy, self._back)
+
+    def _backward_last(self, dout: Any) -> Any:
+        """backward in the layout forward computed in, classes last."""
         if self._p is None and self._dy is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         one = type(dout) is float and dout == 1.0  # the default: a number, and no product to make (every step)
@@ -224,6 +262,11 @@ class SoftmaxCrossEntropy(LabelLoss):
             run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
             dy = run(p, self._labels, self._rows, self.label_smoothing, dout, self._arange(xp, c, p))
         return dy if self._shape is None or len(self._shape) == 2 else namespace(dy).reshape(dy, self._shape)
+
+
+def _labels_shape(y: Any, axis: int) -> tuple[int, ...]:
+    """The shape of the integer labels of logits ``y`` whose classes are on ``axis``: y's without it."""
+    return tuple(n for a, n in enumerate(y.shape) if a != axis)
 
 
 def _log_softmax_parts(xp: Any, y2: Any) -> tuple[Any, Any, Any, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._user import is_real
 from ..layers.hidden_layers import unlisted_parameters
+from .param_groups import WHY_FIXED
 
 __all__ = ["TakesAModelFirst", "owning_model", "groups_hint", "unlisted_parameters"]
 
@@ -33,6 +34,7 @@ class TakesAModelFirst(type):
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         target = kwargs.pop("params", None)
+        kwargs = _pytorch_only_keywords(cls, kwargs)
         if args and _is_params(args[0]):
             if target is not None:
                 raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
@@ -49,6 +51,25 @@ class TakesAModelFirst(type):
             optimizer.bind(model)
             optimizer._built_with_model = True
         return optimizer
+
+
+def _pytorch_only_keywords(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` less torch.optim's keywords that xpnet keeps at PyTorch's default (``cls.PYTORCH_ONLY``:
+    ``maximize``, ``foreach``, ``fused``...) and the constructor does not take: given at that default they are
+    dropped, as a param group's dict drops them; another value is refused, saying why (``maximize=True`` would
+    otherwise fail as an unexpected keyword, with no word of what to do)."""
+    fixed = getattr(cls, "PYTORCH_ONLY", {})
+    taken = inspect.signature(cls.__init__).parameters
+    if not any(key in fixed and key not in taken for key in kwargs):
+        return kwargs
+    kept = {}
+    for key, value in kwargs.items():
+        if key not in fixed or key in taken:
+            kept[key] = value
+        elif value is not None if fixed[key] is None else value != fixed[key]:
+            raise ValueError(f"{cls.__name__}: {key}={value!r}: only PyTorch's default {fixed[key]!r} is taken: "
+                             f"{WHY_FIXED.get(key, f'xpnet has no {key}')}")
+    return kept
 
 
 def _decay_as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

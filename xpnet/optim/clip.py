@@ -35,7 +35,7 @@ def _training_grads(model: Any) -> list[dict[str, Any]]:
     return [node.grads for node in model.named_modules().values() if node.grads and not node._frozen]
 
 
-def clip_grad_norm(model: Any, max_norm: float) -> Any:
+def clip_grad_norm(model: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Any:
     """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
     optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
     2-norm of all gradients of the parameters that train (frozen ones, ``requires_grad_(False)``, neither
@@ -47,8 +47,16 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
     is within ``max_norm``). A shared parameter (weight tying) has one gradient and counts once.
     ``xn.train(..., clip_grad_norm=5.0)`` calls it each step after the gradients are all-reduced (with
     ``comm``), so it clips by the norm of the gradient every rank then applies.
+
+    ``norm_type`` and ``error_if_nonfinite`` as PyTorch's: the p-norm of all gradients (p > 0, ``math.inf`` the
+    largest magnitude); ``error_if_nonfinite=True`` reads the norm back and raises a RuntimeError, nothing
+    scaled, where it is NaN or infinite (else, as PyTorch's default, the gradients are scaled by a NaN factor).
     """
     max_norm = check_positive(max_norm, "clip_grad_norm", "max_norm")
+    if not is_real(norm_type) or not norm_type > 0:
+        raise ValueError(f"clip_grad_norm: norm_type must be a number > 0 or math.inf, got {norm_type!r}")
+    if not isinstance(error_if_nonfinite, bool):
+        raise TypeError(f"clip_grad_norm: error_if_nonfinite must be True or False, got {error_if_nonfinite!r}")
     model = _model(model, "clip_grad_norm", "max_norm")
     stores = _training_grads(model)
     grads = [g for store in stores for g in store.values()]
@@ -56,7 +64,13 @@ def clip_grad_norm(model: Any, max_norm: float) -> Any:
         params = list(model.named_params().values())
         return namespace(params[0]).zeros((), dtype=params[0].dtype, device=params[0].device) if params else 0.0
     xp = namespace(grads[0])
-    norm, factor = fast_path("clip_norm_factor", xp, norm_factor)(grads, max_norm)
+    if float(norm_type) == 2.0:
+        norm, factor = fast_path("clip_norm_factor", xp, norm_factor)(grads, max_norm)
+    else:
+        norm, factor = p_norm_factor(grads, max_norm, float(norm_type))
+    if error_if_nonfinite and not math.isfinite(float(norm)):
+        raise RuntimeError(f"clip_grad_norm: the total norm of order {float(norm_type)} of the gradients is "
+                           f"{float(norm)}, so they cannot be clipped (error_if_nonfinite=True); nothing was scaled")
     new = iter(fast_path("scaled", xp, scaled)(grads, factor))
     for store in stores:
         for k in store:
@@ -84,6 +98,21 @@ def norm_factor(grads: list[Any], max_norm: float) -> tuple[Any, Any]:
         square = xp.sum(g * g)
         total = square if total is None else total + xp.astype(square, total.dtype, copy=False)
     norm = xp.sqrt(total)
+    return norm, xp.minimum(max_norm / (norm + 1e-6), xp.ones_like(norm))
+
+
+def p_norm_factor(grads: list[Any], max_norm: float, p: float) -> tuple[Any, Any]:
+    """:func:`norm_factor` for the p-norm (``math.inf``: the largest magnitude), PyTorch's norm of the
+    gradients' own p-norms; in float32 for float16 gradients."""
+    xp = namespace(grads[0])
+    half = getattr(xp, "float16", None)
+    norms = []
+    for g in grads:
+        a = xp.abs(xp.astype(g, xp.float32) if half is not None and g.dtype == half else g)
+        norms.append(xp.max(a) if p == math.inf else xp.sum(a ** p) ** (1.0 / p))
+    norms = [xp.astype(n, norms[0].dtype, copy=False) for n in norms]
+    stacked = xp.stack(norms)
+    norm = xp.max(stacked) if p == math.inf else xp.sum(stacked ** p) ** (1.0 / p)
     return norm, xp.minimum(max_norm / (norm + 1e-6), xp.ones_like(norm))
 
 

@@ -190,7 +190,8 @@ def prepare(x: Any, y: Any, model: Any, loss: Loss, dev: Device, arg: str) -> tu
             message += f"; {model.inputs_hint}"
         raise type(exc)(f"{arg}: x of shape {shapes} does not fit the model: {message}") from None
     if isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)) and len(out_shape) > 2:
-        return x, check_sequence_labels(y, out_shape, loss, dev, arg, 1 if isinstance(loss, NLLLoss) else -1), None
+        axis = 1 if isinstance(loss, NLLLoss) else loss.dim  # SoftmaxCrossEntropy(dim=1): PyTorch's (N, C, T)
+        return x, check_sequence_labels(y, out_shape, loss, dev, arg, axis), None
     if isinstance(loss, (SoftmaxCrossEntropy, NLLLoss)):
         if len(out_shape) != 2:
             raise ValueError(f"{arg}: {loss.name} needs model outputs of shape (N, C), the model gives {out_shape}")
@@ -251,14 +252,17 @@ def _check_shaped_like_output(y: Any, out_shape: tuple[int, ...], loss: Any, arg
 def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: Device, arg: str,
                           axis: int = -1) -> Any:
     """Integer labels (N, T, ...) for scores (N, T, ..., C) (a sequence model; ``axis=1``: (N, C, T, ...), NLLLoss's
-    classes), each in [0, C) or equal to the loss's ``ignore_index``; returned in the index dtype."""
+    classes, and SoftmaxCrossEntropy's with ``dim=1``), each in [0, C) or equal to the loss's ``ignore_index``;
+    returned in the index dtype."""
     xp, c = dev.xp, out_shape[axis]
-    positions = out_shape[1:-1] if axis == -1 else out_shape[2:]
+    positions = tuple(n for i, n in enumerate(out_shape) if i not in (0, axis % len(out_shape)))
     if tuple(y.shape[1:]) != positions or not xp.isdtype(y.dtype, "integral"):
         last = axis == 1 and tuple(y.shape[1:]) == tuple(out_shape[1:-1])
+        first = axis % len(out_shape) == len(out_shape) - 1 and tuple(y.shape[1:]) == tuple(out_shape[2:])
         hint = ("; NLLLoss takes the classes on axis 1, (N, C, T), as PyTorch's: for (N, T, C) scores drop the "
                 "final LogSoftmax and pass loss='cross_entropy' (the same loss on the logits, with perplexity)"
-                if last else "")
+                if last else "; SoftmaxCrossEntropy takes the classes on the last axis, (N, T, C): for PyTorch's "
+                "(N, C, T) scores pass loss=xn.losses.SoftmaxCrossEntropy(dim=1)" if first else "")
         raise ValueError(f"{arg}: {loss.name} on scores of shape (N, {', '.join(map(str, out_shape[1:]))}) needs "
                          f"integer labels of shape (N, {', '.join(map(str, positions))}), got "
                          f"{tuple(y.shape)} of dtype {y.dtype}{hint}")

@@ -122,8 +122,9 @@ def perplexity_loss(loss: Any) -> Any:
     mean is that itself."""
     if getattr(loss, "weight", None) is None and not getattr(loss, "label_smoothing", 0.0):
         return None
-    plain = SoftmaxCrossEntropy if isinstance(loss, SoftmaxCrossEntropy) else NLLLoss
-    return plain(ignore_index=loss.ignore_index)
+    if isinstance(loss, SoftmaxCrossEntropy):  # its class axis too (dim=1: PyTorch's (N, C, T) logits)
+        return SoftmaxCrossEntropy(ignore_index=loss.ignore_index, dim=loss.dim)
+    return NLLLoss(ignore_index=loss.ignore_index)
 
 
 def add_perplexity(logs: dict[str, Any], prefixes: tuple[str, ...] = ("train_", "val_"),
