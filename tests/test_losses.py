@@ -62,7 +62,7 @@ def test_reduction_equals_pytorch(rng, reduction, labels, smoothing):
     t[0, :2] = t[2, 3] = 0  # the pad id: ignored
     target = t if labels == "int" else rng.dirichlet(np.ones(5), (3, 4))
     ignore = np.int64(0) if labels == "int" else -100  # PyTorch refuses ignore_index >= 0 with probability rows
-    loss = SoftmaxCrossEntropy(ignore_index=ignore, label_smoothing=smoothing, reduction=reduction)
+    loss = SoftmaxCrossEntropy(ignore_index=ignore, label_smoothing=smoothing, reduction=reduction, dim=-1)  # (N, T, C)
     value = float(loss.forward(y, target))
     dy = loss.backward(0.5)
     ty = torch.tensor(y, requires_grad=True)

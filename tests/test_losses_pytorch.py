@@ -216,7 +216,7 @@ def test_class_weights_equal_pytorch(dev, rng, torch, reduction, smoothing, labe
     t[0, :2] = t[2, 3] = -100
     weight = rng.uniform(0.1, 2.0, 5)
     target = t if labels == "int" else rng.dirichlet(np.ones(5), (3, 4))
-    loss = SoftmaxCrossEntropy(label_smoothing=smoothing, reduction=reduction, weight=weight)
+    loss = SoftmaxCrossEntropy(label_smoothing=smoothing, reduction=reduction, weight=weight, dim=-1)  # (N, T, C)
 
     def reference(ty, tt, **kwargs):
         return torch.nn.functional.cross_entropy(ty.permute(0, 2, 1), tt if labels == "int" else tt.permute(0, 2, 1),

@@ -48,10 +48,16 @@ def test_dim_1_is_pytorchs_cross_entropy_value_and_gradient(shape, probabilities
     assert dy.shape == y.shape
     np.testing.assert_allclose(value, value_t, rtol=1e-12, atol=0)
     np.testing.assert_allclose(dy, dy_t, rtol=1e-12, atol=1e-15)
-    # the default reads the last axis: PyTorch's (N, C, ...) logits give another loss where the shapes let it
-    if len(shape) > 2 and "weight" not in options:
-        if probabilities or shape[1:] == (shape[-1],) * (len(shape) - 1):
-            assert abs(float(xn.losses.SoftmaxCrossEntropy(**options).forward(y, t)) - value_t) > 1e-3
+    # where the shapes read both ways, dim=-1 (the book's layout) gives another loss, and the default, which
+    # would have read them so, refuses them naming both
+    if len(shape) > 2 and (probabilities or shape[1:] == (shape[-1],) * (len(shape) - 1)):
+        if "weight" not in options:
+            assert abs(float(xn.losses.SoftmaxCrossEntropy(dim=-1, **options).forward(y, t)) - value_t) > 1e-3
+        with pytest.raises(ValueError, match=r"read two ways: classes on the last axis \(N, \.\.\., C\), the book's "
+                                             r"TimeSoftmaxWithLoss, or on axis 1 \(N, C, \.\.\.\), PyTorch's "
+                                             r"CrossEntropyLoss; say which: SoftmaxCrossEntropy\(dim=-1\) or "
+                                             r"SoftmaxCrossEntropy\(dim=1\)$"):
+            xn.losses.SoftmaxCrossEntropy(**options).forward(y, t)
 
 
 def test_the_default_refuses_labels_of_pytorchs_layout_naming_dim_1():

@@ -17,10 +17,11 @@ class SoftmaxCrossEntropy(LabelLoss):
 
     y: (N, C) logits, or (N, T, C) for sequences (any (N, ..., C): classes on the last axis, as the
     book's TimeSoftmaxWithLoss). PyTorch's cross_entropy has them on axis 1, (N, C, T) and (N, C, H, W):
-    ``dim=1`` (keyword-only, ``dim=-1`` the default) reads that layout, labels (N, T) or (N, H, W),
-    probability targets and dy in y's own layout. Without it such logits are read classes last, which
-    is silently another loss where the shapes allow both readings (labels (N, C) for (N, C, C) logits)
-    and always for probability targets of the logits' shape.
+    ``dim=1`` (keyword-only) reads that layout, labels (N, T) or (N, H, W), probability targets and dy in
+    y's own layout; ``dim=-1`` says classes last. Left out (``None``), the classes are last, and logits
+    of 3 or more axes whose targets fit both readings are refused, naming both: probability targets of
+    the logits' shape, or labels (N, C) for (N, C, C) logits (read classes last, PyTorch's would be
+    another loss, silently).
     t: integer class indices of y's shape without the class axis, (N,) or (N, T), in [0, C), of any integer
     dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
     one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
@@ -52,7 +53,7 @@ class SoftmaxCrossEntropy(LabelLoss):
 
     @keyword_hints("SoftmaxCrossEntropy", _chainer.SOFTMAX_CROSS_ENTROPY)
     def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, *, reduction: str = "mean",
-                 weight: Any = None, dim: int = -1) -> None:
+                 weight: Any = None, dim: int | None = None) -> None:
         if not is_int(ignore_index):
             if hasattr(ignore_index, "shape") or isinstance(ignore_index, (list, tuple)):
                 raise TypeError(f"{self.name}: the first argument is ignore_index (an int), got a "
@@ -63,12 +64,13 @@ class SoftmaxCrossEntropy(LabelLoss):
             raise ValueError(f"{self.name}: label_smoothing must be a float in [0, 1], got {label_smoothing!r}")
         self.reduction = check_reduction(self.name, reduction, ", with ignore_index to leave positions out")
         self.weight = None if weight is None else HostWeights(weight, self.name, "weight", ndim=1)
-        if not is_int(dim):
-            raise ValueError(f"{self.name}: dim (the class axis of the logits) must be an int, -1 (the default, "
-                             f"(N, ..., C)) or 1 (PyTorch's (N, C, ...)), got {dim!r}")
+        if dim is not None and not is_int(dim):
+            raise ValueError(f"{self.name}: dim (the class axis of the logits) must be an int, -1 ((N, ..., C), "
+                             f"the book's) or 1 (PyTorch's (N, C, ...)), or None (classes last), got {dim!r}")
         self.ignore_index = int(ignore_index)
         self.label_smoothing = float(label_smoothing)
-        self.dim = int(dim)
+        self.dim = -1 if dim is None else int(dim)
+        self.dim_given = dim is not None  # False: a layout that reads both ways is refused (_refuse_both)
         self._back: tuple[int, ...] | None = None  # dim not last: the axes that put dy back in y's layout
         self._p = None
         self._t = None  # target rows (M, C), for one-hot/probability targets
@@ -88,7 +90,21 @@ class SoftmaxCrossEntropy(LabelLoss):
         self._back = None
         if self.dim != -1:
             y, t = self._classes_last(xp, y, t)
+        elif not self.dim_given and y.ndim > 2:
+            self._refuse_both(y, t)
         return self._forward_last(xp, y, t, check)
+
+    def _refuse_both(self, y: Any, t: Any) -> None:
+        """Refuse logits of 3 or more axes whose targets fit both the book's layout and PyTorch's, dim not given:
+        read classes last, a PyTorch user's (N, C, ...) logits would be another loss, without an error."""
+        soft = tuple(t.shape) == tuple(y.shape)
+        if not soft and not tuple(t.shape) == tuple(y.shape[:-1]) == _labels_shape(y, 1):
+            return
+        what = "probability targets of their shape" if soft else f"labels of shape {tuple(t.shape)}"
+        raise ValueError(f"{self.name}: logits of shape {tuple(y.shape)} with {what} read two ways: classes on the "
+                         f"last axis (N, ..., C), the book's TimeSoftmaxWithLoss, or on axis 1 (N, C, ...), "
+                         f"PyTorch's CrossEntropyLoss; say which: SoftmaxCrossEntropy(dim=-1) or "
+                         f"SoftmaxCrossEntropy(dim=1)")
 
     def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any]:
         """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape; the
@@ -226,7 +242,7 @@ class SoftmaxCrossEntropy(LabelLoss):
         args += [f"label_smoothing={self.label_smoothing}"] if self.label_smoothing else []
         args += [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
         args += [f"weight={self.weight!r}"] if self.weight is not None else []
-        args += [f"dim={self.dim}"] if self.dim != -1 else []
+        args += [f"dim={self.dim}"] if self.dim_given else []
         return f"{self.name}({', '.join(args)})"
 
     def backward(self, dout: Any = 1.0) -> Any:

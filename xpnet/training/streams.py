@@ -123,7 +123,7 @@ def perplexity_loss(loss: Any) -> Any:
     if getattr(loss, "weight", None) is None and not getattr(loss, "label_smoothing", 0.0):
         return None
     if isinstance(loss, SoftmaxCrossEntropy):  # its class axis too (dim=1: PyTorch's (N, C, T) logits)
-        return SoftmaxCrossEntropy(ignore_index=loss.ignore_index, dim=loss.dim)
+        return SoftmaxCrossEntropy(ignore_index=loss.ignore_index, dim=loss.dim if loss.dim_given else None)
     return NLLLoss(ignore_index=loss.ignore_index)
 
 
