@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from conftest import DEVICE_MAKERS
 from xpnet.backend import device_of, namespace, set_rng_state, uniform
 from xpnet.layers import Dropout, Flatten, Layer, Linear, ReLU, Sigmoid, Tanh
 from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
@@ -416,14 +417,39 @@ def test_planned_passes_give_the_rows_of_passes_through_the_models_forward(monke
     assert planned.rows == ordinary.rows and planned.forward_passes == ordinary.forward_passes
 
 
+@pytest.mark.parametrize("device", ["strict-device1", "torch", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_planned_passes_off_numpy_run_each_layers_forward_and_give_the_same_rows(monkeypatch, device):
+    """Off NumPy (CuPy, array-api-strict's "device1", torch) the later passes are still each layer's own forward in
+    turn, but the NumPy-only planned_calls() kernels are not taken (the loss's ordinary forward runs): the rows are
+    those of passes through the model's forward, bit for bit, on the model's device."""
+    gradcheck_module = importlib.import_module("xpnet.gradcheck")
+    dev = DEVICE_MAKERS[device]()
+    x, labels = _data(dev, n=6)
+
+    def model():
+        return _mlp(dev, xn.layers.BatchNorm(6), ReLU(), Dropout(0.5, seed=4))
+
+    plans = []
+    for name in ("planned_forward", "planned_loss"):
+        real = getattr(gradcheck_module, name)
+        monkeypatch.setattr(gradcheck_module, name, lambda *a, real=real: plans.append(real(*a)) or plans[-1])
+    planned = xn.gradcheck(model(), x, xn.to_device(labels, dev), SoftmaxCrossEntropy(), fast=True)
+    assert plans[0] is not None and plans[1] is None
+    for name in ("planned_forward", "planned_loss"):
+        monkeypatch.setattr(gradcheck_module, name, lambda *a: None)
+    ordinary = xn.gradcheck(model(), x, xn.to_device(labels, dev), SoftmaxCrossEntropy(), fast=True)
+    assert planned.ok, str(planned)
+    assert planned.device == dev.name and planned.rows == ordinary.rows
+
+
 def test_max_entries_checks_a_seeded_subset():
     x, labels = _data(xn.device("cpu"))
     model = _mlp(xn.device("cpu"), ReLU())
-    report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
+    report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), fast=True)
     assert report.ok
     assert [row.checked for row in report.rows] == [4, 4, 4, 3, 4]  # 2.b has only 3 entries
     assert report.forward_passes == 1 + 2 * 19 + 5
-    again = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4)
+    again = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), fast=True)
     other = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy(), max_entries=4, seed=1)
     assert [r.worst_index for r in again.rows] == [r.worst_index for r in report.rows]
     assert [r.worst_index for r in other.rows] != [r.worst_index for r in report.rows]
