@@ -230,8 +230,17 @@ def _lbfgs_state(optimizer: Any, node: Any, torch_prefix: str, found: list[tuple
         shape = tuple(int(d) for d in params[xpnet_name].shape)
         offsets[xpnet_name] = (at, shape, how)
         at += math.prod(shape)
+    names = optimizer._names or list(node.trainable_params())
+    gone = [n for n in names if n not in offsets]  # trainable_only, and frozen since the history was made
+    if gone:
+        problems.append(f"xpnet's LBFGS's history is of the flat vector of {', '.join(names)}, where "
+                        f"{', '.join(gone)} train no longer: torch.optim.LBFGS of the parameters that train "
+                        "(trainable_only=True) has no place for their part of it; export with trainable_only=False "
+                        "(torch's optimizer of every parameter, model.parameters(): torch's LBFGS takes the "
+                        "frozen ones' gradients as zeros), or build a new LBFGS")
+        return {}
     order = []
-    for xpnet_name in optimizer._names or list(node.trainable_params()):
+    for xpnet_name in names:
         start, shape, how = offsets[xpnet_name]
         index = np.arange(start, start + math.prod(shape)).reshape(shape[::-1] if how == "T" else shape)
         order.append((index.T if how == "T" else index).ravel())
