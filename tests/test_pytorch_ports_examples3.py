@@ -547,6 +547,25 @@ def test_pytorchs_size_average_and_reduce_say_reduction():
     assert xn.losses.MeanSquaredError(reduction="sum").reduction == "sum"
 
 
+def test_a_loss_of_ones_own_taking_keywords_takes_size_average_itself():
+    """A loss of one's own whose ``__init__`` takes ``**kwargs`` (a port keeping PyTorch's ``size_average``, or a
+    wrapper passing the rest on) was refused with the hint above before its ``__init__`` ran; the hint is for an
+    ``__init__`` that cannot take the keyword, and one passed on to xpnet's own loss still gets it."""
+    class Summed(xn.losses.Loss):
+        def __init__(self, **options):
+            super().__init__()
+            self.size_average = options.get("size_average", True)
+
+    class Passing(xn.losses.MeanSquaredError):
+        def __init__(self, **options):
+            super().__init__(**options)
+
+    assert Summed(size_average=False).size_average is False
+    with pytest.raises(TypeError, match=r"^Passing: PyTorch's deprecated size_average="):
+        Passing(size_average=False)
+    assert Passing(reduction="sum").reduction == "sum"
+
+
 def test_loss_data_says_item():
     """The old tutorial's ``print(t, loss.data[0])`` said "'LossValue' object has no attribute 'data'" alone; it
     now says ``loss.item()``."""
