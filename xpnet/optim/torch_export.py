@@ -80,7 +80,8 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     shapes); the book's conventions (no twin; ``Nesterov``'s ``"book"`` excepted); ``Momentum`` at lr 0 (``v``
     holds no buffer then); a weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build
     the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one
-    bias of a default RNN/LSTM.
+    bias of a default RNN/LSTM, and with ``trainable_only=True`` a history holding a parameter frozen since it
+    stepped (torch's LBFGS of the parameters that train has no place for its part).
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
     torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
