@@ -294,7 +294,7 @@ def test_a_layer_of_its_own_keeping_a_layer_class_moves_saves_and_trains(tmp_pat
         assert model.to(dtype="float64").dtype == "float64"
         assert list(model.state_dict()) == ["0.W", "0.b", "1.W"]
         xn.save(model, tmp_path / "scale.npz")
-        assert list(xn.optim.SGD(model.parameters(), lr=0.1).param_groups) != []
+        xn.optim.SGD(model.parameters(), lr=0.1)  # bound, and no warning of parameters out of its reach
 
 
 class _TorchStatistics(nn.Layer):
