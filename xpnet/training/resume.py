@@ -22,6 +22,7 @@ from ..io.npz import XpnetFileError
 from ..layers.tree import frozen_nodes
 from ..models.files import CHECKPOINT_WHAT as _WHAT
 from ..optim import Optimizer
+from ..optim.base import _differs  # a saved value against one set: a tuple saved comes back a list
 from .checkpoint import layer_types, rng_states, set_rng_states
 
 __all__ = ["apply_checkpoint", "restore_callbacks", "BeforeResume"]
@@ -176,7 +177,3 @@ def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:
                     done.load_state_dict(state)
                 raise XpnetFileError(f"{ckpt['path']!r} is not {_WHAT}: field 'callbacks[{d['index']}].state' "
                                      f"does not fit {type(cb).__name__}: {exc}") from None
-
-
-def _differs(a: Any, b: Any) -> bool:
-    return (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b)
