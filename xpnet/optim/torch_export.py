@@ -34,7 +34,7 @@ from ..backend import dtype_name, host_copy
 from ..backend.libraries import library
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum
-from .torch_state import _places, torch_parameters
+from .torch_state import _LBFGS_FLAT, _places, torch_parameters
 from .torch_twins import IMPLEMENTATION, TORCH_KEYS, by_lr, check_pair, implied, twin as find_twin, warn_lr
 
 __all__ = ["torch_optimizer_state_dict"]
@@ -44,7 +44,6 @@ WHO = "xn.torch_optimizer_state_dict"
 # torch's state keys that its step reads only under a setting (the group's key that must be true)
 _ONLY_WITH = {"max_exp_avg_sq": "amsgrad", "momentum_buffer": "momentum", "grad_avg": "centered"}
 _NO_STEP = {"SGD", "LBFGS"}  # torch.optim's optimizers without a per-parameter "step"
-_LBFGS_FLAT = ("d", "prev_flat_grad")
 
 
 def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool = False,
