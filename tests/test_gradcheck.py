@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
+from conftest import DEVICE_MAKERS
 from xpnet.backend import device_of, namespace, set_rng_state, uniform
 from xpnet.layers import Dropout, Flatten, Layer, Linear, ReLU, Sigmoid, Tanh
 from xpnet.losses import MeanSquaredError, SoftmaxCrossEntropy
@@ -433,6 +434,31 @@ def test_a_subclass_with_a_forward_of_its_own_is_checked_through_it_at_every_pas
     model = _mlp(xn.device("cpu"), ReLU(), first=DoubledLinear)
     report = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
     assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("device", ["strict-device1", "torch", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_planned_passes_off_numpy_run_each_layers_forward_and_give_the_same_rows(monkeypatch, device):
+    """Off NumPy (CuPy, array-api-strict's "device1", torch) the later passes are still each layer's own forward in
+    turn, but the NumPy-only planned_calls() kernels are not taken (the loss's ordinary forward runs): the rows are
+    those of passes through the model's forward, bit for bit, on the model's device."""
+    gradcheck_module = importlib.import_module("xpnet.gradcheck")
+    dev = DEVICE_MAKERS[device]()
+    x, labels = _data(dev, n=6)
+
+    def model():
+        return _mlp(dev, xn.layers.BatchNorm(6), ReLU(), Dropout(0.5, seed=4))
+
+    plans = []
+    for name in ("planned_forward", "planned_loss"):
+        real = getattr(gradcheck_module, name)
+        monkeypatch.setattr(gradcheck_module, name, lambda *a, real=real: plans.append(real(*a)) or plans[-1])
+    planned = xn.gradcheck(model(), x, xn.to_device(labels, dev), SoftmaxCrossEntropy(), fast=True)
+    assert plans[0] is not None and plans[1] is None
+    for name in ("planned_forward", "planned_loss"):
+        monkeypatch.setattr(gradcheck_module, name, lambda *a: None)
+    ordinary = xn.gradcheck(model(), x, xn.to_device(labels, dev), SoftmaxCrossEntropy(), fast=True)
+    assert planned.ok, str(planned)
+    assert planned.device == dev.name and planned.rows == ordinary.rows
 
 
 def test_max_entries_checks_a_seeded_subset():

@@ -227,6 +227,23 @@ def test_lbfgs_goes_on_in_torch_with_its_history_in_torchs_flat_vector(trainable
     same_weights(ours, tmodel)
 
 
+def test_lbfgs_history_of_a_layer_frozen_since_is_refused_for_the_trainable_only_naming_it():
+    """A layer frozen after L-BFGS stepped over it: its history's flat vectors hold that layer's part, which torch's
+    optimizer of the trainable parameters has no place for. Refused naming the layer's parameters and what to do
+    (it raised a bare KeyError '0.W'); every parameter's optimizer (trainable_only=False) takes the history."""
+    torch = _torch()
+    ours, _ = _mlp(torch)
+    x, y = _batches(1)[0]
+    opt = optim.LBFGS(ours.parameters(), lr=0.5, max_iter=3)
+    opt.step(xpnet_closure(ours, opt, x, y))
+    ours[0].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"LBFGS's history is of the flat vector of 0\.W, 0\.b, 2\.W, 2\.b, where "
+                                         r"0\.W, 0\.b train no longer: .* trainable_only=False"):
+        xn.torch_optimizer_state_dict(opt, ours, trainable_only=True)
+    sd = xn.torch_optimizer_state_dict(opt, ours)
+    assert sd["param_groups"][0]["params"] == [0, 1, 2, 3] and sd["state"][0]["d"].shape == (51,)
+
+
 def test_a_round_trip_through_torchs_dict_gives_the_state_back():
     """Two groups (a scheduler's initial_lr, a key of the user's own), a layer frozen for the first step (its own
     step count), NAdam's mu_product: the NumPy dict loads back into a new xpnet NAdam equal, and it, the first and

@@ -281,6 +281,27 @@ def test_lbfgs_resumes_with_its_history_reordered_into_xpnets_flat_vector(line_s
     same_weights(ours, tmodel)
 
 
+def test_lbfgs_history_of_a_layer_that_trained_in_torch_and_is_frozen_here_is_refused_naming_it():
+    """torch's LBFGS trained every layer; the xpnet model's first is frozen. xpnet's flat vector is of the parameters
+    that train, so that layer's part of torch's history (nonzero: it stepped) was dropped silently, and the steps
+    went on otherwise than torch's. Refused, naming the parameters; a layer frozen in torch as well (zeros there)
+    loads, as the test above shows."""
+    torch = _torch()
+    ours, tmodel = _mlp(torch)
+    x, y = _batches("mlp", 1)[0]
+    topt = torch.optim.LBFGS(tmodel.parameters(), lr=0.5, max_iter=3)
+    topt.step(torch_closure(torch, tmodel, topt, x, y))
+    checkpoint = _saved(torch, tmodel, topt)
+    xn.load_torch_state_dict(ours, checkpoint["model_state_dict"])
+    ours[0].requires_grad_(False)
+    opt = optim.LBFGS(ours.parameters())
+    with pytest.raises(ValueError, match=r"torch\.optim\.LBFGS's history has nonzero parts for 0\.weight, 0\.bias "
+                                         r"\(they stepped in torch\), where xpnet's 0\.W, 0\.b are frozen: .*"
+                                         r"requires_grad_\(True\)"):
+        xn.load_torch_optimizer_state_dict(opt, ours, checkpoint["optimizer_state_dict"])
+    assert opt.state == {}
+
+
 def test_a_cnn_with_batchnorm_resumes_sgd_and_adam_as_torchs():
     torch = _torch()
     _resume(torch, "cnn", lambda tm: torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01),

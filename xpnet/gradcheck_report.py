@@ -111,7 +111,7 @@ def _num(v: float) -> str:
 
 
 class GradcheckError(AssertionError):
-    """Raised by :func:`assert_gradients_ok`; the message is the report's table, ``report`` the report.
+    """Raised by :func:`xpnet.testing.assert_gradients_ok`; the message is the report's table, ``report`` the report.
 
     Also by ``gradcheck(..., raise_exception=True)``."""
 

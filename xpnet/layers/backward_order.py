@@ -1,7 +1,7 @@
 """A backward written out by hand that takes a layer's calls back first call first: refused where its names say so.
 
 A layer called twice in one forward of a model keeps each call's cache, and its backward calls take them back last
-call first (:mod:`.uses`): the first serves the last call. Where the two calls do not feed each other (a siamese
+call first (:mod:`.reuse`): the first serves the last call. Where the two calls do not feed each other (a siamese
 network's ``o1 = self.net(x1)``, ``o2 = self.net(x2)``; the translation tutorial's ``self.positional_encoding``
 for ``src`` and for ``tgt``), a backward written in the forward's order, ``dx1 = self.net.backward(do1)`` then
 ``dx2 = self.net.backward(do2)``, gives each call the other's cache (its input, its dropout mask): with equal

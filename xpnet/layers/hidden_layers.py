@@ -23,7 +23,8 @@ def unlisted_parameters(model: Any, consequence: str = "are in no optimizer's re
             continue
         own = {id(p) for p in node.params.values()}
         for attr, held in vars(node).items():
-            if id(held) in listed or not (hasattr(held, "named_params") and hasattr(held, "backward")):
+            layer = hasattr(held, "named_params") and hasattr(held, "backward") and not isinstance(held, type)
+            if id(held) in listed or not layer:  # a layer's class (timm's self.act_layer = nn.GELU) holds none
                 continue
             hidden = [k for k, p in held.named_params().items() if id(p) not in own]
             if hidden:

@@ -1,7 +1,7 @@
 """A layer called K times in a forward, given fewer than K backward calls: refused at the optimizer's step.
 
 A layer called several times in one forward of a model keeps each call's caches, and its backward calls take them
-back last call first (:mod:`.uses`). A backward written out by hand that leaves out the backward of one call (a
+back last call first (:mod:`.reuse`). A backward written out by hand that leaves out the backward of one call (a
 Linear held by two submodels, the second submodel's ``backward`` forgotten) makes the backward that ran take the
 LAST call's caches for the gradient it was given, an earlier call's: the parameter gradient comes out wrong,
 silently where the shapes agree, where PyTorch's autograd leaves out only the part that was not backpropagated.

@@ -128,8 +128,11 @@ _LEGACY = ("PyTorch's deprecated size_average= and reduce= are reduction= here: 
 
 def _refusing_legacy(init: Any) -> Any:
     """A loss's ``__init__`` that refuses PyTorch's ``size_average=`` and ``reduce=`` keywords (where it takes
-    neither) saying what to write, where Python would say "unexpected keyword argument" alone."""
+    neither, by name or as ``**kwargs``: a loss of one's own may read them) saying what to write, where Python
+    would say "unexpected keyword argument" alone."""
     takes = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in takes.values()):
+        return init
 
     @functools.wraps(init)
     def run(self: Any, *args: Any, **kwargs: Any) -> None:

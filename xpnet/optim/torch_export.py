@@ -34,7 +34,7 @@ from ..backend import dtype_name, host_copy
 from ..backend.libraries import library
 from .lbfgs import LBFGS
 from .sgd import SGD, Momentum
-from .torch_state import _places, torch_parameters
+from .torch_state import _LBFGS_FLAT, _places, torch_parameters
 from .torch_twins import IMPLEMENTATION, TORCH_KEYS, by_lr, check_pair, implied, twin as find_twin, warn_lr
 
 __all__ = ["torch_optimizer_state_dict"]
@@ -44,7 +44,6 @@ WHO = "xn.torch_optimizer_state_dict"
 # torch's state keys that its step reads only under a setting (the group's key that must be true)
 _ONLY_WITH = {"max_exp_avg_sq": "amsgrad", "momentum_buffer": "momentum", "grad_avg": "centered"}
 _NO_STEP = {"SGD", "LBFGS"}  # torch.optim's optimizers without a per-parameter "step"
-_LBFGS_FLAT = ("d", "prev_flat_grad")
 
 
 def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool = False,
@@ -80,7 +79,8 @@ def torch_optimizer_state_dict(optimizer: Any, model: Any, *, as_tensors: bool =
     shapes); the book's conventions (no twin; ``Nesterov``'s ``"book"`` excepted); ``Momentum`` at lr 0 (``v``
     holds no buffer then); a weight decay with ``weight_decay_on="weights"`` (torch's decays every parameter: build
     the xpnet optimizer with ``weight_decay_on="all"``); an xpnet-only hyperparameter; and for ``LBFGS`` the one
-    bias of a default RNN/LSTM.
+    bias of a default RNN/LSTM, and with ``trainable_only=True`` a history holding a parameter frozen since it
+    stepped (torch's LBFGS of the parameters that train has no place for its part).
     Converted with a warning: that one bias ``b``, whose weights go out as ``bias_ih = b``, ``bias_hh = 0``: each of
     torch's two takes ``b``'s state (the state each would have, given ``b``'s gradients), but torch then steps each
     of the two by the update where xpnet steps ``b`` once, so the run goes on as torch's two-bias layer does, not as
@@ -230,8 +230,17 @@ def _lbfgs_state(optimizer: Any, node: Any, torch_prefix: str, found: list[tuple
         shape = tuple(int(d) for d in params[xpnet_name].shape)
         offsets[xpnet_name] = (at, shape, how)
         at += math.prod(shape)
+    names = optimizer._names or list(node.trainable_params())
+    gone = [n for n in names if n not in offsets]  # trainable_only, and frozen since the history was made
+    if gone:
+        problems.append(f"xpnet's LBFGS's history is of the flat vector of {', '.join(names)}, where "
+                        f"{', '.join(gone)} train no longer: torch.optim.LBFGS of the parameters that train "
+                        "(trainable_only=True) has no place for their part of it; export with trainable_only=False "
+                        "(torch's optimizer of every parameter, model.parameters(): torch's LBFGS takes the "
+                        "frozen ones' gradients as zeros), or build a new LBFGS")
+        return {}
     order = []
-    for xpnet_name in optimizer._names or list(node.trainable_params()):
+    for xpnet_name in names:
         start, shape, how = offsets[xpnet_name]
         index = np.arange(start, start + math.prod(shape)).reshape(shape[::-1] if how == "T" else shape)
         order.append((index.T if how == "T" else index).ravel())

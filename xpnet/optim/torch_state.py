@@ -110,7 +110,8 @@ def load_torch_optimizer_state_dict(optimizer: Any, model: Any, state_dict: Any,
     ``convention="book"`` with ``nesterov=True``, stepping as torch's while lr stays as it is: a warning where the dict
     has an LR scheduler's keys, whose next change of lr moves the two apart; lr 0 refused), ``AdaGrad`` for ``Adagrad``,
     ``RMSprop``, ``Adam``, ``AdamW``, ``NAdam``, ``RAdam``, ``Adamax``, ``Adadelta``, ``LBFGS``, whose flat vectors are
-    reordered into xpnet's), with as many param groups, each of the same parameters (an xpnet group is a layer or model,
+    reordered into xpnet's, of the parameters that train: a layer frozen here that stepped in torch is refused),
+    with as many param groups, each of the same parameters (an xpnet group is a layer or model,
     ``{"params": model.fc.parameters()}``). State is paired with parameters by torch's order of ``model.parameters()``
     (:func:`torch_parameters`; checked by name where the dict has ``param_names``) and laid out as the weights (a
     Linear's ``momentum_buffer`` transposed into ``v``). The hyperparameters are the dict's (``lr``, ``betas``,
@@ -441,12 +442,22 @@ def _lbfgs_state(node: Any, torch_prefix: str, group: Mapping[str, Any], state: 
             loaded[k] = float(to_numpy(theirs[k]))
     flats = {k: [theirs[k]] for k in _LBFGS_FLAT if theirs.get(k) is not None}
     flats.update({k: list(theirs[k]) for k in ("old_dirs", "old_stps") if theirs.get(k) is not None})
+    frozen = [name for name in offsets if name not in trained]  # in torch's group, frozen here
+    left = np.concatenate([np.arange(offsets[n][0], offsets[n][0] + math.prod(offsets[n][1])) for n in frozen]) \
+        if frozen else np.zeros(0, dtype=np.int64)
     for k, arrays in flats.items():
         arrays = [to_numpy(a) for a in arrays]
         wrong = [tuple(a.shape) for a in arrays if tuple(a.shape) != (at,)]
         if wrong:
             problems.append(f"torch.optim.LBFGS's {k} has shape {wrong[0]}, where the xpnet {node.name}'s "
                             f"parameters make a flat vector of {at}: the state of another model")
+            return {}
+        if any(np.any(a[left] != 0) for a in arrays):  # zeros where torch froze them too: dropped exactly
+            theirs_named = ", ".join(offsets[n][3] for n in frozen)
+            problems.append(f"torch.optim.LBFGS's history has nonzero parts for {theirs_named} (they stepped in "
+                            f"torch), where xpnet's {', '.join(frozen)} are frozen: its flat vector of the parameters "
+                            "that train has no place for them, and its steps would not be torch's; unfreeze them "
+                            "(requires_grad_(True)) to go on as torch's, or build a new LBFGS")
             return {}
         moved = [_onto(np.array(a[order], copy=True), first) for a in arrays]
         loaded[k] = moved if k in ("old_dirs", "old_stps") else moved[0]

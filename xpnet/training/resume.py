@@ -22,6 +22,7 @@ from ..io.npz import XpnetFileError
 from ..layers.tree import frozen_nodes
 from ..models.files import CHECKPOINT_WHAT as _WHAT
 from ..optim import Optimizer
+from ..optim.base import _differs  # a saved value against one set: a tuple saved comes back a list
 from .checkpoint import layer_types, rng_states, set_rng_states
 
 __all__ = ["apply_checkpoint", "restore_callbacks", "BeforeResume"]
@@ -195,7 +196,3 @@ def _put_back(loaded: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, Excep
         except Exception as e:  # noqa: BLE001 - a callback of the user's: any error, reported with the file's
             refused.append((done, e))
     return refused[::-1]
-
-
-def _differs(a: Any, b: Any) -> bool:
-    return (tuple(a) if isinstance(a, (list, tuple)) else a) != (tuple(b) if isinstance(b, (list, tuple)) else b)
