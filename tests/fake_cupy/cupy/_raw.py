@@ -16,7 +16,9 @@ What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user g
 - Arrays must be on the current device, as for every kernel of the fake; on a capturing stream the
   launch is recorded (every array argument may be written) and replayed by the graph.
 - A kernel whose source has ``__shared__`` or ``__syncthreads()`` runs block by block, the threads of a
-  block as fibers (``ucontext``) of one host thread: each thread runs until its next ``__syncthreads()`` or
+  block as fibers of one host thread (each started on its own stack by ``makecontext``, switched by ``_setjmp`` and
+  ``_longjmp``, which leave the signal mask alone: ``swapcontext``'s system call per switch was five sixths of a
+  tiled matrix product's time): each thread runs until its next ``__syncthreads()`` or
   its end, then the next thread runs; when all have arrived, the next phase starts, the threads taken in
   the opposite order (forward, backward, forward, ...; a kernel's odd-numbered launches start backward).
   ``__shared__`` variables are ``static``, shared by the threads of the block being run (blocks run one at
@@ -71,17 +73,22 @@ static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 """
 
 # A block's threads as fibers: the kernel's body runs in each fiber; __syncthreads() hands back to the
-# scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward.
+# scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward. A fiber's first entry
+# is setcontext; every later switch a _longjmp (built with -U_FORTIFY_SOURCE: glibc's checked longjmp refuses to
+# jump to another stack), and a finished thread jumps back rather than returning.
 _BLOCKS = r"""
+#include <setjmp.h>
 #include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <functional>
 #define __shared__ static
-static ucontext_t xpnet_fake_scheduler;
-static ucontext_t* xpnet_fake_fibers;
+static jmp_buf xpnet_fake_scheduler;
+static jmp_buf* xpnet_fake_fibers;
 static unsigned xpnet_fake_current;
-static void __syncthreads() { swapcontext(&xpnet_fake_fibers[xpnet_fake_current], &xpnet_fake_scheduler); }
+static void __syncthreads() {
+    if (!_setjmp(xpnet_fake_fibers[xpnet_fake_current])) _longjmp(xpnet_fake_scheduler, 1);
+}
 """
 
 # The launch: gridDim, blockDim, then each block's threads; returns 0, or 1 with a message in xpnet_error.
@@ -111,28 +118,34 @@ _ONE_BY_ONE = r"""
 _FIBERS_SETUP = r"""
 static std::function<void()> xpnet_fake_body;
 static bool* xpnet_fake_done;
+static ucontext_t* xpnet_fake_starts;
 static char* xpnet_fake_stacks;
 static unsigned xpnet_fake_have;
 static unsigned xpnet_fake_launches;
-static void xpnet_fake_thread() { xpnet_fake_body(); xpnet_fake_done[xpnet_fake_current] = true; }
+static void xpnet_fake_thread() {
+    xpnet_fake_body();
+    xpnet_fake_done[xpnet_fake_current] = true;
+    _longjmp(xpnet_fake_scheduler, 1);
+}
 """
 _FIBERS = r"""
         const unsigned xpnet_n = xpnet_bx * xpnet_by * xpnet_bz;
         if (xpnet_fake_have < xpnet_n) {
-            free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_done);
+            free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_starts); free(xpnet_fake_done);
             xpnet_fake_stacks = (char*)malloc((size_t)xpnet_n * STACK);
-            xpnet_fake_fibers = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
+            xpnet_fake_fibers = (jmp_buf*)malloc(xpnet_n * sizeof(jmp_buf));
+            xpnet_fake_starts = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
             xpnet_fake_done = (bool*)malloc(xpnet_n);
             xpnet_fake_have = xpnet_n;
         }
         xpnet_fake_body = [&]() { CALL };
         const unsigned xpnet_flip = xpnet_fake_launches % 2;
         for (unsigned t = 0; t < xpnet_n; ++t) {
-            getcontext(&xpnet_fake_fibers[t]);
-            xpnet_fake_fibers[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
-            xpnet_fake_fibers[t].uc_stack.ss_size = STACK;
-            xpnet_fake_fibers[t].uc_link = &xpnet_fake_scheduler;
-            makecontext(&xpnet_fake_fibers[t], xpnet_fake_thread, 0);
+            getcontext(&xpnet_fake_starts[t]);
+            xpnet_fake_starts[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
+            xpnet_fake_starts[t].uc_stack.ss_size = STACK;
+            xpnet_fake_starts[t].uc_link = nullptr;
+            makecontext(&xpnet_fake_starts[t], xpnet_fake_thread, 0);
             xpnet_fake_done[t] = false;
         }
         for (unsigned phase = 0;; ++phase) {
@@ -141,7 +154,10 @@ _FIBERS = r"""
                 const unsigned t = (phase + xpnet_flip) % 2 ? xpnet_n - 1 - s : s;
                 xpnet_fake_current = t;
                 threadIdx = {t % xpnet_bx, t / xpnet_bx % xpnet_by, t / (xpnet_bx * xpnet_by)};
-                swapcontext(&xpnet_fake_scheduler, &xpnet_fake_fibers[t]);
+                if (!_setjmp(xpnet_fake_scheduler)) {
+                    if (phase == 0) setcontext(&xpnet_fake_starts[t]);
+                    else _longjmp(xpnet_fake_fibers[t], 1);
+                }
                 if (xpnet_fake_done[t] && finished++ == 0) first = t;
             }
             if (finished == xpnet_n) break;
@@ -240,7 +256,7 @@ class RawKernel:
             with open(src, "w") as f:
                 f.write(source)
             partial = f"{library}.{_os.getpid()}"
-            proc = _subprocess.run([cxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror=return-type",
+            proc = _subprocess.run([cxx, "-O1", "-U_FORTIFY_SOURCE", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror=return-type",
                                     "-Wno-unused-function", "-Wno-unused-variable", "-o", partial, src],
                                    capture_output=True, text=True)
             if proc.returncode:
