@@ -252,13 +252,16 @@ class RawKernel:
         _os.makedirs(folder, exist_ok=True)
         library = _os.path.join(folder, f"{self.name}-{digest}.so")
         if not _os.path.exists(library):
-            src = _os.path.join(folder, f"{self.name}-{digest}.cpp")
+            # Each process its own source and output, renamed into place whole: two processes building one kernel
+            # at once (pytest -n) never read each other's half-written file.
+            src = _os.path.join(folder, f"{self.name}-{digest}.{_os.getpid()}.cpp")
             with open(src, "w") as f:
                 f.write(source)
             partial = f"{library}.{_os.getpid()}"
-            proc = _subprocess.run([cxx, "-O1", "-U_FORTIFY_SOURCE", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror=return-type",
-                                    "-Wno-unused-function", "-Wno-unused-variable", "-o", partial, src],
-                                   capture_output=True, text=True)
+            proc = _subprocess.run([cxx, "-O1", "-U_FORTIFY_SOURCE", "-std=c++17", "-shared", "-fPIC", "-Wall",
+                                    "-Werror=return-type", "-Wno-unused-function", "-Wno-unused-variable", "-o",
+                                    partial, src], capture_output=True, text=True)
+            _os.remove(src)
             if proc.returncode:
                 raise RuntimeError(f"fake RawKernel {self.name}: the source does not compile:\n{proc.stderr}")
             _os.replace(partial, library)
