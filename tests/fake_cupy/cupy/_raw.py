@@ -75,7 +75,8 @@ static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 # A block's threads as fibers: the kernel's body runs in each fiber; __syncthreads() hands back to the
 # scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward. A fiber's first entry
 # is setcontext; every later switch a _longjmp (built with -U_FORTIFY_SOURCE: glibc's checked longjmp refuses to
-# jump to another stack), and a finished thread jumps back rather than returning.
+# jump to another stack). A fiber runs the body block after block: a finished thread parks, and the next block
+# resumes it into the body again, so fibers are made once per process (again after a launch that failed midway).
 _BLOCKS = r"""
 #include <setjmp.h>
 #include <ucontext.h>
@@ -118,36 +119,34 @@ _ONE_BY_ONE = r"""
 _FIBERS_SETUP = r"""
 static std::function<void()> xpnet_fake_body;
 static bool* xpnet_fake_done;
+static bool* xpnet_fake_started;
 static ucontext_t* xpnet_fake_starts;
 static char* xpnet_fake_stacks;
 static unsigned xpnet_fake_have;
 static unsigned xpnet_fake_launches;
 static void xpnet_fake_thread() {
-    xpnet_fake_body();
-    xpnet_fake_done[xpnet_fake_current] = true;
-    _longjmp(xpnet_fake_scheduler, 1);
+    for (;;) {
+        xpnet_fake_body();
+        xpnet_fake_done[xpnet_fake_current] = true;
+        __syncthreads();
+    }
 }
 """
 _FIBERS = r"""
         const unsigned xpnet_n = xpnet_bx * xpnet_by * xpnet_bz;
         if (xpnet_fake_have < xpnet_n) {
             free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_starts); free(xpnet_fake_done);
+            free(xpnet_fake_started);
             xpnet_fake_stacks = (char*)malloc((size_t)xpnet_n * STACK);
             xpnet_fake_fibers = (jmp_buf*)malloc(xpnet_n * sizeof(jmp_buf));
             xpnet_fake_starts = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
             xpnet_fake_done = (bool*)malloc(xpnet_n);
+            xpnet_fake_started = (bool*)calloc(xpnet_n, 1);
             xpnet_fake_have = xpnet_n;
         }
         xpnet_fake_body = [&]() { CALL };
         const unsigned xpnet_flip = xpnet_fake_launches % 2;
-        for (unsigned t = 0; t < xpnet_n; ++t) {
-            getcontext(&xpnet_fake_starts[t]);
-            xpnet_fake_starts[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
-            xpnet_fake_starts[t].uc_stack.ss_size = STACK;
-            xpnet_fake_starts[t].uc_link = nullptr;
-            makecontext(&xpnet_fake_starts[t], xpnet_fake_thread, 0);
-            xpnet_fake_done[t] = false;
-        }
+        for (unsigned t = 0; t < xpnet_n; ++t) xpnet_fake_done[t] = false;
         for (unsigned phase = 0;; ++phase) {
             unsigned finished = 0, first = 0;
             for (unsigned s = 0; s < xpnet_n; ++s) {
@@ -155,13 +154,20 @@ _FIBERS = r"""
                 xpnet_fake_current = t;
                 threadIdx = {t % xpnet_bx, t / xpnet_bx % xpnet_by, t / (xpnet_bx * xpnet_by)};
                 if (!_setjmp(xpnet_fake_scheduler)) {
-                    if (phase == 0) setcontext(&xpnet_fake_starts[t]);
-                    else _longjmp(xpnet_fake_fibers[t], 1);
+                    if (xpnet_fake_started[t]) _longjmp(xpnet_fake_fibers[t], 1);
+                    getcontext(&xpnet_fake_starts[t]);
+                    xpnet_fake_starts[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
+                    xpnet_fake_starts[t].uc_stack.ss_size = STACK;
+                    xpnet_fake_starts[t].uc_link = nullptr;
+                    makecontext(&xpnet_fake_starts[t], xpnet_fake_thread, 0);
+                    xpnet_fake_started[t] = true;
+                    setcontext(&xpnet_fake_starts[t]);
                 }
                 if (xpnet_fake_done[t] && finished++ == 0) first = t;
             }
             if (finished == xpnet_n) break;
             if (finished) {
+                for (unsigned t = 0; t < xpnet_n; ++t) xpnet_fake_started[t] = false;  // some stopped midway
                 snprintf(xpnet_error, 512, "block (%u, %u, %u): thread (%u, %u, %u) returned while %u other "
                          "threads waited at __syncthreads() number %u (CUDA: undefined behaviour, a hang or "
                          "wrong results)", xpnet_x, xpnet_y, xpnet_z, first % xpnet_bx, first / xpnet_bx % xpnet_by,
