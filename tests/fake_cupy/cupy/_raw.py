@@ -55,9 +55,10 @@ _PRELUDE = r"""
 #include <math.h>
 #include <stdint.h>
 #include <float.h>
-#include <algorithm>
-using std::min;
-using std::max;
+// CUDA's min and max of two values of one type, as std::min and std::max (without <algorithm>, which doubles a
+// kernel's build time).
+template <class T> static inline const T& min(const T& a, const T& b) { return b < a ? b : a; }
+template <class T> static inline const T& max(const T& a, const T& b) { return a < b ? b : a; }
 struct xpnet_fake_dim3 { unsigned int x, y, z; };
 static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
@@ -82,7 +83,6 @@ _BLOCKS = r"""
 #include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <functional>
 #define __shared__ static
 static jmp_buf xpnet_fake_scheduler;
 static jmp_buf* xpnet_fake_fibers;
@@ -117,7 +117,10 @@ _ONE_BY_ONE = r"""
         }
 """
 _FIBERS_SETUP = r"""
-static std::function<void()> xpnet_fake_body;
+// The launch's call of the kernel, a closure over its arguments, and how to call it (no <functional>: see min).
+static void* xpnet_fake_closure;
+static void (*xpnet_fake_invoke)(void*);
+static inline void xpnet_fake_body() { xpnet_fake_invoke(xpnet_fake_closure); }
 static bool* xpnet_fake_done;
 static bool* xpnet_fake_started;
 static ucontext_t* xpnet_fake_starts;
@@ -144,7 +147,9 @@ _FIBERS = r"""
             xpnet_fake_started = (bool*)calloc(xpnet_n, 1);
             xpnet_fake_have = xpnet_n;
         }
-        xpnet_fake_body = [&]() { CALL };
+        auto xpnet_body = [&]() { CALL };
+        xpnet_fake_closure = &xpnet_body;
+        xpnet_fake_invoke = [](void* body) { (*static_cast<decltype(xpnet_body)*>(body))(); };
         const unsigned xpnet_flip = xpnet_fake_launches % 2;
         for (unsigned t = 0; t < xpnet_n; ++t) xpnet_fake_done[t] = false;
         for (unsigned phase = 0;; ++phase) {
