@@ -128,6 +128,28 @@ def test_a_thread_that_returns_while_others_wait_at_a_barrier_fails_the_launch(t
                    "__syncthreads() number 1")
 
 
+def test_a_launch_after_one_that_failed_midway_starts_every_thread_afresh(tmp_path):
+    """The fake's fibers run a kernel block after block; those a failed launch left waiting at a barrier are not
+    resumed by the next launch, which starts each thread at the top of the kernel."""
+    source = _BLOCK_SUM.replace("const unsigned size", "if (n == 999 && blockIdx.x == 2 && t == 7) return;\n"
+                                                       " const unsigned size")
+    failed, sums = last_json(run_with_fake_cupy(f"""
+        import json, cupy
+        k = cupy.RawKernel({source!r}, "block_sum")
+        x, out = cupy.ones(1000, dtype=cupy.float64), cupy.zeros(4, dtype=cupy.float64)
+        try:
+            k((4,), (256,), (x, out, 999))
+            failed = None
+        except RuntimeError as e:
+            failed = str(e)
+        out[...] = 0
+        k((4,), (256,), (x, out, 1000))
+        print(json.dumps([failed, out.get().tolist()]))
+    """, tmp_path))
+    assert "block (2, 0, 0): thread (7, 0, 0) returned while 255 other threads waited" in failed
+    assert sums == [256.0, 256.0, 256.0, 232.0]
+
+
 @pytest.mark.parametrize("body, message", [
     ("extern __shared__ float s[]; s[0] = 1; y[0] = s[0];", "dynamic shared memory is not emulated"),
     ("atomicAdd(y, 1.0f);", "atomics are not emulated"),

@@ -16,7 +16,9 @@ What it reproduces of CuPy (``_core/raw.pyx``, ``_core/_scalar.pyx``, the user g
 - Arrays must be on the current device, as for every kernel of the fake; on a capturing stream the
   launch is recorded (every array argument may be written) and replayed by the graph.
 - A kernel whose source has ``__shared__`` or ``__syncthreads()`` runs block by block, the threads of a
-  block as fibers (``ucontext``) of one host thread: each thread runs until its next ``__syncthreads()`` or
+  block as fibers of one host thread (each started on its own stack by ``makecontext``, switched by ``_setjmp`` and
+  ``_longjmp``, which leave the signal mask alone: ``swapcontext``'s system call per switch was five sixths of a
+  tiled matrix product's time): each thread runs until its next ``__syncthreads()`` or
   its end, then the next thread runs; when all have arrived, the next phase starts, the threads taken in
   the opposite order (forward, backward, forward, ...; a kernel's odd-numbered launches start backward).
   ``__shared__`` variables are ``static``, shared by the threads of the block being run (blocks run one at
@@ -53,9 +55,10 @@ _PRELUDE = r"""
 #include <math.h>
 #include <stdint.h>
 #include <float.h>
-#include <algorithm>
-using std::min;
-using std::max;
+// CUDA's min and max of two values of one type, as std::min and std::max (without <algorithm>, which doubles a
+// kernel's build time).
+template <class T> static inline const T& min(const T& a, const T& b) { return b < a ? b : a; }
+template <class T> static inline const T& max(const T& a, const T& b) { return a < b ? b : a; }
 struct xpnet_fake_dim3 { unsigned int x, y, z; };
 static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __global__
@@ -71,17 +74,22 @@ static xpnet_fake_dim3 threadIdx, blockIdx, blockDim, gridDim;
 """
 
 # A block's threads as fibers: the kernel's body runs in each fiber; __syncthreads() hands back to the
-# scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward.
+# scheduler in xpnet_fake_launch, which resumes the threads in turn, forward then backward. A fiber's first entry
+# is setcontext; every later switch a _longjmp (built with -U_FORTIFY_SOURCE: glibc's checked longjmp refuses to
+# jump to another stack). A fiber runs the body block after block: a finished thread parks, and the next block
+# resumes it into the body again, so fibers are made once per process (again after a launch that failed midway).
 _BLOCKS = r"""
+#include <setjmp.h>
 #include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <functional>
 #define __shared__ static
-static ucontext_t xpnet_fake_scheduler;
-static ucontext_t* xpnet_fake_fibers;
+static jmp_buf xpnet_fake_scheduler;
+static jmp_buf* xpnet_fake_fibers;
 static unsigned xpnet_fake_current;
-static void __syncthreads() { swapcontext(&xpnet_fake_fibers[xpnet_fake_current], &xpnet_fake_scheduler); }
+static void __syncthreads() {
+    if (!_setjmp(xpnet_fake_fibers[xpnet_fake_current])) _longjmp(xpnet_fake_scheduler, 1);
+}
 """
 
 # The launch: gridDim, blockDim, then each block's threads; returns 0, or 1 with a message in xpnet_error.
@@ -109,43 +117,62 @@ _ONE_BY_ONE = r"""
         }
 """
 _FIBERS_SETUP = r"""
-static std::function<void()> xpnet_fake_body;
+// The launch's call of the kernel, a closure over its arguments, and how to call it (no <functional>: see min).
+static void* xpnet_fake_closure;
+static void (*xpnet_fake_invoke)(void*);
+static inline void xpnet_fake_body() { xpnet_fake_invoke(xpnet_fake_closure); }
 static bool* xpnet_fake_done;
+static bool* xpnet_fake_started;
+static ucontext_t* xpnet_fake_starts;
 static char* xpnet_fake_stacks;
 static unsigned xpnet_fake_have;
 static unsigned xpnet_fake_launches;
-static void xpnet_fake_thread() { xpnet_fake_body(); xpnet_fake_done[xpnet_fake_current] = true; }
+static void xpnet_fake_thread() {
+    for (;;) {
+        xpnet_fake_body();
+        xpnet_fake_done[xpnet_fake_current] = true;
+        __syncthreads();
+    }
+}
 """
 _FIBERS = r"""
         const unsigned xpnet_n = xpnet_bx * xpnet_by * xpnet_bz;
         if (xpnet_fake_have < xpnet_n) {
-            free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_done);
+            free(xpnet_fake_stacks); free(xpnet_fake_fibers); free(xpnet_fake_starts); free(xpnet_fake_done);
+            free(xpnet_fake_started);
             xpnet_fake_stacks = (char*)malloc((size_t)xpnet_n * STACK);
-            xpnet_fake_fibers = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
+            xpnet_fake_fibers = (jmp_buf*)malloc(xpnet_n * sizeof(jmp_buf));
+            xpnet_fake_starts = (ucontext_t*)malloc(xpnet_n * sizeof(ucontext_t));
             xpnet_fake_done = (bool*)malloc(xpnet_n);
+            xpnet_fake_started = (bool*)calloc(xpnet_n, 1);
             xpnet_fake_have = xpnet_n;
         }
-        xpnet_fake_body = [&]() { CALL };
+        auto xpnet_body = [&]() { CALL };
+        xpnet_fake_closure = &xpnet_body;
+        xpnet_fake_invoke = [](void* body) { (*static_cast<decltype(xpnet_body)*>(body))(); };
         const unsigned xpnet_flip = xpnet_fake_launches % 2;
-        for (unsigned t = 0; t < xpnet_n; ++t) {
-            getcontext(&xpnet_fake_fibers[t]);
-            xpnet_fake_fibers[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
-            xpnet_fake_fibers[t].uc_stack.ss_size = STACK;
-            xpnet_fake_fibers[t].uc_link = &xpnet_fake_scheduler;
-            makecontext(&xpnet_fake_fibers[t], xpnet_fake_thread, 0);
-            xpnet_fake_done[t] = false;
-        }
+        for (unsigned t = 0; t < xpnet_n; ++t) xpnet_fake_done[t] = false;
         for (unsigned phase = 0;; ++phase) {
             unsigned finished = 0, first = 0;
             for (unsigned s = 0; s < xpnet_n; ++s) {
                 const unsigned t = (phase + xpnet_flip) % 2 ? xpnet_n - 1 - s : s;
                 xpnet_fake_current = t;
                 threadIdx = {t % xpnet_bx, t / xpnet_bx % xpnet_by, t / (xpnet_bx * xpnet_by)};
-                swapcontext(&xpnet_fake_scheduler, &xpnet_fake_fibers[t]);
+                if (!_setjmp(xpnet_fake_scheduler)) {
+                    if (xpnet_fake_started[t]) _longjmp(xpnet_fake_fibers[t], 1);
+                    getcontext(&xpnet_fake_starts[t]);
+                    xpnet_fake_starts[t].uc_stack.ss_sp = xpnet_fake_stacks + (size_t)t * STACK;
+                    xpnet_fake_starts[t].uc_stack.ss_size = STACK;
+                    xpnet_fake_starts[t].uc_link = nullptr;
+                    makecontext(&xpnet_fake_starts[t], xpnet_fake_thread, 0);
+                    xpnet_fake_started[t] = true;
+                    setcontext(&xpnet_fake_starts[t]);
+                }
                 if (xpnet_fake_done[t] && finished++ == 0) first = t;
             }
             if (finished == xpnet_n) break;
             if (finished) {
+                for (unsigned t = 0; t < xpnet_n; ++t) xpnet_fake_started[t] = false;  // some stopped midway
                 snprintf(xpnet_error, 512, "block (%u, %u, %u): thread (%u, %u, %u) returned while %u other "
                          "threads waited at __syncthreads() number %u (CUDA: undefined behaviour, a hang or "
                          "wrong results)", xpnet_x, xpnet_y, xpnet_z, first % xpnet_bx, first / xpnet_bx % xpnet_by,
@@ -236,13 +263,16 @@ class RawKernel:
         _os.makedirs(folder, exist_ok=True)
         library = _os.path.join(folder, f"{self.name}-{digest}.so")
         if not _os.path.exists(library):
-            src = _os.path.join(folder, f"{self.name}-{digest}.cpp")
+            # Each process its own source and output, renamed into place whole: two processes building one kernel
+            # at once (pytest -n) never read each other's half-written file.
+            src = _os.path.join(folder, f"{self.name}-{digest}.{_os.getpid()}.cpp")
             with open(src, "w") as f:
                 f.write(source)
             partial = f"{library}.{_os.getpid()}"
-            proc = _subprocess.run([cxx, "-O1", "-std=c++17", "-shared", "-fPIC", "-Wall", "-Werror=return-type",
-                                    "-Wno-unused-function", "-Wno-unused-variable", "-o", partial, src],
-                                   capture_output=True, text=True)
+            proc = _subprocess.run([cxx, "-O1", "-U_FORTIFY_SOURCE", "-std=c++17", "-shared", "-fPIC", "-Wall",
+                                    "-Werror=return-type", "-Wno-unused-function", "-Wno-unused-variable", "-o",
+                                    partial, src], capture_output=True, text=True)
+            _os.remove(src)
             if proc.returncode:
                 raise RuntimeError(f"fake RawKernel {self.name}: the source does not compile:\n{proc.stderr}")
             _os.replace(partial, library)
