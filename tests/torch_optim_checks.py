@@ -61,7 +61,7 @@ def xpnet_model_steps(model, opt, batches, device=None):
     ``device``, the model's, where given)."""
     import xpnet as xn  # noqa: PLC0415 - the one-parameter checks above need no xpnet
 
-    criterion = xn.losses.SoftmaxCrossEntropy()
+    criterion = xn.losses.SoftmaxCrossEntropy(dim=-1)  # (N, T, C) as torch_model_steps reshapes them
     for x, y in batches:
         if device is not None:
             x, y = xn.to_device(x, device), xn.to_device(y, device)
