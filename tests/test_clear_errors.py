@@ -301,6 +301,29 @@ def test_a_layer_holding_a_layer_with_parameters_warns_that_they_will_not_train(
     assert "0.lin.W" in fine[0].named_params()
 
 
+def test_a_layer_holding_layers_in_a_list_or_dict_warns_as_for_one_attribute():
+    """PyTorch's ModuleList ported as a list (``self.blocks = [nn.Linear(3, 3), ...]``) in a leaf layer: its layers'
+    parameters were left out of state_dict and the optimizer with no word (an attribute that is a layer warned)."""
+    class Blocks(xn.layers.Layer):
+        def __init__(self, held):
+            super().__init__()
+            self.blocks = held
+
+        def forward(self, x, train=True):
+            for block in self.blocks if isinstance(self.blocks, list) else self.blocks.values():
+                x = block(x)
+            return x
+
+    for held, named in (([xn.layers.Linear(3, 3), xn.layers.ReLU()], r"'blocks\[0\]'"),
+                        ({"a": xn.layers.ReLU(), "b": xn.layers.Linear(3, 3)}, r"\"blocks\['b'\]\"")):
+        model = xn.Sequential(Blocks(held), xn.layers.Linear(3, 2))
+        with pytest.warns(UserWarning, match=rf"'0' \(Blocks\) holds the Linear {named} in an attribute.*'W', 'b' "
+                                             r"are not in the state dict"):
+            model.state_dict()
+        with pytest.warns(UserWarning, match=rf"^SGD: '0' \(Blocks\) holds the Linear {named} in an attribute"):
+            xn.optim.SGD(model.parameters(), lr=0.1)
+
+
 def test_a_layer_of_ones_own_without_backward_says_what_to_write_called_directly_or_by_a_sequential():
     class Scale(xn.layers.Layer):
         def forward(self, x, train=True):

@@ -22,15 +22,32 @@ def unlisted_parameters(model: Any, consequence: str = "are in no optimizer's re
         if getattr(node, "uses_inside", True) or is_xpnet_class(type(node)):
             continue
         own = {id(p) for p in node.params.values()}
-        for attr, held in vars(node).items():
-            layer = hasattr(held, "named_params") and hasattr(held, "backward") and not isinstance(held, type)
-            if id(held) in listed or not layer:  # a layer's class (timm's self.act_layer = nn.GELU) holds none
+        for attr, held in _held(vars(node)):
+            if id(held) in listed:
                 continue
             hidden = [k for k, p in held.named_params().items() if id(p) not in own]
             if hidden:
                 where = f"'{name}' ({type(node).__name__})" if name else type(node).__name__
-                return (f"{where} holds the {type(held).__name__} {attr!r} as an attribute, and a layer that is not a "
+                return (f"{where} holds the {type(held).__name__} {attr!r} {'in' if '[' in attr else 'as'} an "
+                        f"attribute, and a layer that is not a "
                         f"container lists no layer inside it: its parameters {', '.join(map(repr, hidden))} "
                         f"{consequence}; subclass xn.Model (a container) for a layer made of layers, or put them in "
                         "the layer's own params")
     return None
+
+
+def _held(attrs: dict[str, Any]) -> Any:
+    """(the attribute as written, a layer) for each layer held in ``attrs``: as an attribute, or in a list, tuple
+    or dict held as one (``self.blocks = [nn.Linear(3, 3), ...]``, PyTorch's ModuleList ported as a list)."""
+    for attr, value in attrs.items():
+        if _is_layer(value):
+            yield attr, value
+        elif isinstance(value, (list, tuple)):
+            yield from ((f"{attr}[{i}]", v) for i, v in enumerate(value) if _is_layer(v))
+        elif isinstance(value, dict):
+            yield from ((f"{attr}[{k!r}]", v) for k, v in value.items() if _is_layer(v))
+
+
+def _is_layer(value: Any) -> bool:
+    """Whether ``value`` is a layer (a layer's class, timm's ``self.act_layer = nn.GELU``, holds none)."""
+    return hasattr(value, "named_params") and hasattr(value, "backward") and not isinstance(value, type)
