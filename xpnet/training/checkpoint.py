@@ -197,7 +197,8 @@ class _Fields:
                 raise self.reader.error(f"field {name!r} is missing")
             value = value[part]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.reader.error(f"field {name!r} is {value!r}, expected a {kind.__name__}")
+            article = "an" if kind.__name__[0] in "aeiou" else "a"
+            raise self.reader.error(f"field {name!r} is {value!r}, expected {article} {kind.__name__}")
         return value
 
     def int(self, name: str, default: Any = ...) -> int:
