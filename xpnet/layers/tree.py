@@ -17,14 +17,14 @@ import re
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 from .. import _chainer
-from .._user import flag, not_here, warn
+from .._user import flag, not_here
 from ..backend import (Device, device as _resolve_device, device_of, float_dtype_name, host_copy, isdtype,
                        namespace, to_device, writable)
 from . import left_out
 from .named_pairs import NamedDict
 from .zero_grad import READ, noted
 from .grads import Grads
-from .hidden_layers import unlisted_parameters
+from .hidden_layers import warn_unlisted
 from .parameter_flags import refuse_flag_loop
 from .parameter_index import refuse_pytorch_index
 from .pytorch_attributes import layer_hint
@@ -450,9 +450,7 @@ class Tree(Submodules):
             for k, v in own.items():
                 if k not in _STORES and id(v) in memo and memo[id(v)][0] is v:
                     own[k] = memo[id(v)][1]
-        hidden = unlisted_parameters(self, "were not moved or cast")
-        if hidden is not None:
-            warn(f"{type(self).__name__}.to: {hidden}")
+        warn_unlisted(self, f"{type(self).__name__}.to", "were not moved or cast")
         return self
 
     def _move_own(self, dev: Any, dtype: Any, memo: dict[int, tuple[Any, Any]] | None = None) -> None:
@@ -482,9 +480,7 @@ class Tree(Submodules):
     def state_dict(self) -> dict[str, Any]:
         """Every parameter and buffer by dotted name, as host (NumPy) copies (PyTorch's name). Warns where a layer of
         one's own that is not a container holds a layer with parameters, which are then not in it."""
-        hidden = unlisted_parameters(self, "are not in the state dict")
-        if hidden is not None:
-            warn(f"{type(self).__name__}.state_dict: {hidden}")
+        warn_unlisted(self, f"{type(self).__name__}.state_dict", "are not in the state dict")
         return {k: host_copy(v) for k, v in self.state().items()}
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, *,

@@ -29,13 +29,12 @@ import numpy as np
 from array_api_compat import is_array_api_obj
 
 from .. import init as _init
-from .._user import warn
 from ..backend import CPU, Device, device as resolve_device, float_dtype_name, to_device, to_numpy
 from ..io.npz import NpzReader, XpnetFileError
 from ..io.streams import save_npz
 from ..io.tree_file import TREE_FORMAT, TREE_KEY, TREE_WHAT, read_tree, save_tree
 from ..layers.frozen_norm import FrozenBatchNorm2d, freeze_named
-from ..layers.hidden_layers import unlisted_parameters
+from ..layers.hidden_layers import warn_unlisted
 from ..layers.norm import BatchNorm
 from ..layers.records import BuildError, from_record, to_record
 from ..layers.tied import TiedLinear
@@ -133,9 +132,7 @@ def save_model(model: Any, path: Any, who: str = "model.save") -> None:
     """Write ``model``'s architecture, params and buffers to ``path`` (.npz) atomically, or into a binary file
     object at its position."""
     meta = architecture(model)  # before any array is read: an argument JSON cannot hold fails at once
-    hidden = unlisted_parameters(model, "are not in the file (xn.load builds them again with new weights)")
-    if hidden is not None:
-        warn(f"{who}: {hidden}")
+    warn_unlisted(model, who, "are not in the file (xn.load builds them again with new weights)")
     arrays = {k: to_numpy(v) for k, v in model.state().items()}
     arrays[_CONFIG_KEY] = np.asarray(json.dumps(meta))
     save_npz(path, arrays, who)

@@ -38,10 +38,11 @@ from .. import _chainer
 from .._user import a_or_an, flag, not_here, warn
 from ._blame import missing_gradient, not_an_array, other_dtype
 from ..layers import two_biases
+from ..layers.hidden_layers import warn_unlisted
 from ..layers.left_out import OPEN as _LEFT_OUT, refuse as refuse_left_out
 from ..layers.stale import stepped
 from ..layers.zero_grad import BEFORE as BEFORE_TICK, STEPPED, TICKS, arm, armed, overwritten
-from .binding import TakesAModelFirst, unlisted_parameters
+from .binding import TakesAModelFirst
 from .device_scalars import DeviceScalars
 from .grouped import GroupedSteps
 from .hyperparams import choice, positive
@@ -161,9 +162,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             self._bind_root(model)
         if self._unchecked:  # a state loaded before any model was bound: checked against the first one
             self._check_loaded(self.state, model, f"{self.name}.step: the state given to load_state_dict")
-        hidden = unlisted_parameters(model) if hasattr(model, "named_modules") else None
-        if hidden is not None:
-            warn(f"{self.name}: {hidden}")
+        if hasattr(model, "named_modules"):
+            warn_unlisted(model, self.name, "are in no optimizer's reach and will not train")
         try:
             self._model = weakref.ref(model)
         except TypeError:  # a model class with __slots__ and no __weakref__
