@@ -13,10 +13,9 @@ import inspect
 from typing import Any
 
 from .._user import is_real
-from ..layers.hidden_layers import unlisted_parameters
-from .param_groups import WHY_FIXED
+from .param_groups import check_fixed
 
-__all__ = ["TakesAModelFirst", "owning_model", "groups_hint", "unlisted_parameters"]
+__all__ = ["TakesAModelFirst", "owning_model", "groups_hint"]
 
 
 class TakesAModelFirst(type):
@@ -59,16 +58,15 @@ def _pytorch_only_keywords(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     dropped, as a param group's dict drops them; another value is refused, saying why (``maximize=True`` would
     otherwise fail as an unexpected keyword, with no word of what to do)."""
     fixed = getattr(cls, "PYTORCH_ONLY", {})
-    taken = inspect.signature(cls.__init__).parameters
-    if not any(key in fixed and key not in taken for key in kwargs):
+    if not any(key in fixed for key in kwargs):  # the constructor's signature read only where it may decide
         return kwargs
+    taken = inspect.signature(cls.__init__).parameters
     kept = {}
     for key, value in kwargs.items():
         if key not in fixed or key in taken:
             kept[key] = value
-        elif value is not None if fixed[key] is None else value != fixed[key]:
-            raise ValueError(f"{cls.__name__}: {key}={value!r}: only PyTorch's default {fixed[key]!r} is taken: "
-                             f"{WHY_FIXED.get(key, f'xpnet has no {key}')}")
+        else:
+            check_fixed(fixed, key, value, f"{cls.__name__}: {key}={value!r}")
     return kept
 
 

@@ -29,7 +29,7 @@ from ..layers.zero_grad import STEPPED, TICKS, armed, overwritten
 from .binding import groups_hint, owning_model
 from .group_keys import check_own_key
 from .hyperparams import positive
-from .param_groups import WHY_FIXED, ParamGroup
+from .param_groups import ParamGroup, check_fixed
 from .step_plan import Seen
 
 __all__ = ["GroupedSteps"]
@@ -103,9 +103,7 @@ class GroupedSteps:
             if key == "initial_lr":
                 initial_lr = value
             elif key in fixed:
-                if value is not None if fixed[key] is None else value != fixed[key]:
-                    raise ValueError(f"{self.name}: param group {index}: {key}={value!r}: only PyTorch's default "
-                                     f"{fixed[key]!r} is taken: {WHY_FIXED.get(key, f'xpnet has no {key}')}")
+                check_fixed(fixed, key, value, f"{self.name}: param group {index}: {key}={value!r}")
             elif key in settings:
                 settings[key] = value
             else:

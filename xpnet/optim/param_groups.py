@@ -16,14 +16,14 @@ ignores it; one that looks like a misspelt hyperparameter, or another optimizer'
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Iterator
 
 from ..layers.tree import Parameters
 from .group_keys import check_own_key
 from .hyperparams import positive
 
-__all__ = ["ParamGroup", "WHY_FIXED"]
+__all__ = ["ParamGroup", "WHY_FIXED", "check_fixed"]
 
 # Why a key PyTorch has keeps PyTorch's default here.
 WHY_FIXED = {
@@ -36,6 +36,15 @@ WHY_FIXED = {
     "lr_decay": "xpnet's AdaGrad has no lr_decay (a scheduler decays the lr)",
     "initial_accumulator_value": "xpnet's AdaGrad starts its sums at 0",
 }
+
+
+def check_fixed(fixed: Mapping[str, Any], key: str, value: Any, said: str) -> None:
+    """Refuse ``value`` for ``key``, a torch.optim keyword xpnet keeps at PyTorch's default ``fixed[key]`` (an
+    optimizer's ``PYTORCH_ONLY``), unless it is that default, saying why; ``said``: the call or assignment as the
+    user wrote it, the message's start."""
+    if value is not None if fixed[key] is None else value != fixed[key]:
+        raise ValueError(f"{said}: only PyTorch's default {fixed[key]!r} is taken: "
+                         f"{WHY_FIXED.get(key, f'xpnet has no {key}')}")
 
 
 class ParamGroup(MutableMapping):
@@ -96,9 +105,7 @@ class ParamGroup(MutableMapping):
             return
         fixed = opt.PYTORCH_ONLY
         if key in fixed:
-            if value is not None if fixed[key] is None else value != fixed[key]:
-                raise ValueError(f"{self._where()}[{key!r}] = {value!r}: only PyTorch's default {fixed[key]!r} is "
-                                 f"taken: {WHY_FIXED.get(key, f'xpnet has no {key}')}")
+            check_fixed(fixed, key, value, f"{self._where()}[{key!r}] = {value!r}")
             return
         settings = self.hyperparams()
         if key not in settings:
