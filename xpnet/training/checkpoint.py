@@ -31,6 +31,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .._user import a_or_an
 from ..backend import set_rng_state, to_numpy
 from ..io.atomic import atomic_savez
 from ..io.npz import NpzReader
@@ -197,8 +198,7 @@ class _Fields:
                 raise self.reader.error(f"field {name!r} is missing")
             value = value[part]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            article = "an" if kind.__name__[0] in "aeiou" else "a"
-            raise self.reader.error(f"field {name!r} is {value!r}, expected {article} {kind.__name__}")
+            raise self.reader.error(f"field {name!r} is {value!r}, expected {a_or_an(kind.__name__)}")
         return value
 
     def int(self, name: str, default: Any = ...) -> int:
