@@ -46,6 +46,8 @@ class _Head(xn.Model):
             dy = dy.view(-1, 2)
         elif self.line == "cat":
             dy = np.cat([dy[:2], dy[2:]])
+        elif self.line == "np.flatten":
+            dy = np.flatten(dy, 1)
         else:
             dy = self._centred(dy)
         return self.fc.backward(dy)
@@ -81,22 +83,29 @@ class _Centred(xn.Model):
                        r"reductions take axis=, keepdims= and ddof=.*axis= for dim=, keepdims= for keepdim="),
     ("var", TypeError, r"'unbiased' \(line \d+: .*\): NumPy's reductions .*ddof=1 for unbiased=True"),
     ("flatten", TypeError, r"order must be str, not int \(line \d+: dy = dy\.flatten\(1\)\): NumPy's "
-                           r"x\.flatten\(order\) flattens every axis.*x\.reshape\(x\.shape\[0\], -1\)"),
+                           r"x\.flatten\(order\) flattens every axis.*keeps the first; write x\.reshape\(x\.shape\[0\], "
+                           r"-1\); dy's way back through a forward's torch\.flatten\(x, 1\) is dy\.reshape\(x\.shape\)"),
     ("clamp", AttributeError, r"no attribute 'clamp' \(line \d+: dy = dy\.clamp\(min=0\)\): NumPy's arrays have no "
-                              r"x\.clamp\(\), PyTorch's.*np\.clip\(x, a, b\)"),
+                              r"x\.clamp\(\), PyTorch's; write np\.clip\(x, a, b\).*np\.maximum\(dy, 0\) for "
+                              r"dy\.clamp\(min=0\); the gradient through a forward's x\.clamp\(min=0\) is "
+                              r"self\.relu\.backward\(dy\)"),
     ("view", ValueError, r"\(line \d+: dy = dy\.view\(-1, 2\)\): NumPy's x\.view\(\.\.\.\) takes a dtype.*write "
                         r"x\.reshape\(shape\)"),
     ("cat", AttributeError, r"module 'numpy' has no attribute 'cat' \(line \d+: dy = np\.cat\(\[dy\[:2\], "
                             r"dy\[2:\]\]\)\): numpy has no cat\(\), PyTorch's torch\.cat; write "
                             r"np\.concatenate\(arrays, axis=d\) for torch\.cat\(arrays, dim=d\)$"),
+    ("np.flatten", AttributeError, r"numpy has no flatten\(\), PyTorch's torch\.flatten; write "
+                                   r"x\.reshape\(x\.shape\[0\], -1\); dy's way back .* self\.flatten\.backward\(dy\)"),
     ("method", TypeError, r"_Head\._centred: .*'dim' \(line \d+: return dy - dy\.mean\(dim=0\)\): NumPy's reductions"),
-], ids=["sum", "var", "flatten", "clamp", "view", "cat", "method"])
+], ids=["sum", "var", "flatten", "clamp", "view", "cat", "np.flatten", "method"])
 def test_pytorchs_tensor_methods_in_a_backward_written_out_say_numpys_spelling(line, error, said):
     """``dy.sum(dim=1, keepdim=True)``, ``dy.var(unbiased=False)``, ``dy.flatten(1)``, ``dy.clamp(min=0)`` and
     ``dy.view(-1, 2)`` in a model's backward (or in a method of the model it calls) gave NumPy's bare "_sum() got an
     unexpected keyword argument 'dim'", "order must be str, not int" or "no attribute 'clamp'"; a forward's line was
     already answered with NumPy's spelling, a backward's now is too, naming the model, the method and the line.
-    ``np.cat`` for ``torch.cat`` (NumPy's module has none) is answered alike, in a backward as in a forward."""
+    ``np.cat`` for ``torch.cat`` (NumPy's module has none) is answered alike, in a backward as in a forward. A
+    backward's ``clamp`` and ``flatten`` get a backward's advice (the gradient through a forward's clamp or flatten),
+    not a forward's (a ReLU or Flatten layer to call)."""
     model = _Head(line)
     y = model(np.ones((4, 3)))
     prefix = "" if line == "method" else r"_Head\.backward: "

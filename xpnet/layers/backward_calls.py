@@ -112,7 +112,7 @@ def _hinting(run: Callable[..., Any], code: Any) -> Callable[..., Any]:
         try:
             return run(self, *args, **kwargs)
         except (TypeError, ValueError, AttributeError) as e:  # only the error path reads the hint's lines
-            hinted = hint_leaf(self, code, e)
+            hinted = hint_leaf(self, code, e, backward=True)
             if hinted is None:
                 raise
             raise hinted from e

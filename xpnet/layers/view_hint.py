@@ -54,6 +54,15 @@ _FUNCTIONS = {
     "bmm": "write x @ w (np.matmul takes the leading axis as the batch's)",
     "permute": "write np.transpose(x, axes) (every axis), or xp.permute_dims(x, axes) on any backend",
 }
+# the same two in a backward written out, where a forward's advice (a ReLU or Flatten layer to call) reads amiss
+_IN_BACKWARD = {
+    "clamp": "write np.clip(x, a, b) (xp.clip on any backend), np.maximum(dy, 0) for dy.clamp(min=0); the gradient "
+             "through a forward's x.clamp(min=0) is self.relu.backward(dy), self.relu = xn.layers.ReLU() called in "
+             "the forward, or dy * (x > 0) with that forward's x",
+    "flatten": "write x.reshape(x.shape[0], -1); dy's way back through a forward's torch.flatten(x, 1) is "
+               "dy.reshape(x.shape) with that forward's x.shape, or self.flatten.backward(dy), self.flatten = "
+               "xn.layers.Flatten() called in the forward",
+}
 _MISSING = re.compile(r"object has no attribute '(\w+)'")
 _MODULE_MISSING = re.compile(r"^module '(numpy|cupy)' has no attribute '(\w+)'$")
 _KEYWORD = re.compile(r"unexpected keyword argument '(dim|keepdim|unbiased)'")
@@ -62,9 +71,10 @@ _REDUCTIONS = ("NumPy's reductions take axis=, keepdims= and ddof=, PyTorch's di
                "the unbiased ones, NumPy's x.var(axis=d) the biased: x.var(axis=d, ddof=1) for PyTorch's")
 
 
-def view_hint(model: Any, code: Any, error: Exception) -> str | None:
+def view_hint(model: Any, code: Any, error: Exception, backward: bool = False) -> str | None:
     """The message for ``error``, raised by a PyTorch method on a line of forward's own frame (``code``) or of a
-    method of ``model`` that forward called, or None."""
+    method of ``model`` that forward called, or None; ``backward``: ``code`` is a backward written out, whose
+    ``clamp`` and ``flatten`` get a backward's advice (``_IN_BACKWARD``)."""
     if not isinstance(error, (TypeError, ValueError, AttributeError)):
         return None
     tb, through_forward = error.__traceback__, False
@@ -85,22 +95,25 @@ def view_hint(model: Any, code: Any, error: Exception) -> str | None:
         module, name = function.groups()
         if name not in _FUNCTIONS or f".{name}(" not in line:
             return None
-        return f"{where}: {module} has no {name}(), PyTorch's torch.{name}; {_FUNCTIONS[name]}"
+        advice = _IN_BACKWARD[name] if backward and name in _IN_BACKWARD else _FUNCTIONS[name]
+        return f"{where}: {module} has no {name}(), PyTorch's torch.{name}; {advice}"
     if isinstance(error, AttributeError):
         missing = _MISSING.search(str(error))
         name = missing.group(1) if missing else ""
         if name not in _METHODS or f".{name}(" not in line or "ndarray" not in str(error):
             return None
-        return f"{where}: NumPy's arrays have no x.{name}(), PyTorch's; {_METHODS[name]}"
+        advice = _IN_BACKWARD[name] if backward and name in _IN_BACKWARD else _METHODS[name]
+        return f"{where}: NumPy's arrays have no x.{name}(), PyTorch's; {advice}"
     if isinstance(error, TypeError) and "'int' object is not callable" in str(error) and ".size(" in line:
         return (f"{where}: NumPy's x.size is the number of elements, where PyTorch's x.size() is the shape; write "
                 "x.shape for x.size(), x.shape[d] for x.size(d)")
     if isinstance(error, TypeError) and (keyword := _KEYWORD.search(str(error))) and f"{keyword.group(1)}=" in line:
         return f"{where}: {_REDUCTIONS}"
     if isinstance(error, TypeError) and "order must be str" in str(error) and ".flatten(" in line:
+        advice = _IN_BACKWARD["flatten"] if backward else ("write self.flatten = xn.layers.Flatten() (its backward "
+                                                           "reshapes dy back), or x.reshape(x.shape[0], -1)")
         return (f"{where}: NumPy's x.flatten(order) flattens every axis, where PyTorch's x.flatten(1) keeps the first; "
-                "write self.flatten = xn.layers.Flatten() (its backward reshapes dy back), or x.reshape(x.shape[0], "
-                "-1)")
+                f"{advice}")
     if ".transpose(" in line and "axes don't match array" in str(error):
         return (f"{where}: NumPy's x.transpose(...) takes every axis (a permutation), where PyTorch's "
                 "x.transpose(0, 1) swaps two; write x.swapaxes(0, 1), or xp.permute_dims(x, (1, 0, 2)) for a 3-d x "
@@ -124,13 +137,13 @@ def _own_leaf(node: Any) -> bool:
     return isinstance(node, Tree) and not type(node).__module__.startswith("xpnet.")
 
 
-def hint_leaf(layer: Any, code: Any, error: Exception) -> Exception | None:
+def hint_leaf(layer: Any, code: Any, error: Exception, backward: bool = False) -> Exception | None:
     """The error to raise instead of ``error``, which ``layer``'s forward (of code ``code``) raised when called
-    outside any model, or its backward written out raised, of the same type; None where :func:`view_hint` has
-    nothing to say or ``layer`` is xpnet's."""
+    outside any model, or its backward written out raised (``backward``), of the same type; None where
+    :func:`view_hint` has nothing to say or ``layer`` is xpnet's."""
     if not _own_leaf(layer):
         return None
-    hint = view_hint(layer, code, error)
+    hint = view_hint(layer, code, error, backward)
     if hint is None:
         return None
     return next(k for k in (TypeError, AttributeError, ValueError) if isinstance(error, k))(hint)
