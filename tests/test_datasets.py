@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -477,14 +478,39 @@ def test_a_content_length_that_is_no_number_is_named_with_the_url(isolated, monk
 def test_parts_left_by_killed_downloads_are_removed_by_the_next(isolated, tiny, serve, monkeypatch):
     """A SIGKILLed download left its .part in the cache, one per run, never removed: the next download of the
     file removes those of processes no longer running (2**22 + 1 is above any Linux pid), never a running one's."""
+    from xpnet.io.atomic import host_tag
+
     folder = cache_of()
     folder.mkdir(parents=True)
-    dead, live = (folder / f".{TRAIN_IMAGES}.gz.{pid}.x.part" for pid in (2**22 + 1, os.getpid()))
+    dead, live = (folder / f".{TRAIN_IMAGES}.gz.{pid}.{host_tag()}.x.part" for pid in (2**22 + 1, os.getpid()))
     dead.write_bytes(b"")
     live.write_bytes(b"")
     monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
     xn.datasets.find_files("mnist")
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *(f + ".gz" for f in FILES)])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pids as POSIX has them")
+def test_a_part_of_another_host_is_removed_only_once_stale(isolated, tiny, serve, monkeypatch):
+    """Two nodes sharing the cache folder (an NFS home under mpiexec) each took the other's .part for a killed
+    download's, its pid running on no process here, and removed it mid-transfer. A part names its host now: this
+    host's is judged by its pid, another host's (node-b's here, the host faked as node-a) is left while anything
+    writes to it, and removed once it had no write for STALE_AFTER_S seconds."""
+    from xpnet.io import atomic
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-a.cluster")
+    folder = cache_of()
+    folder.mkdir(parents=True)
+    name = f".{TRAIN_IMAGES}.gz.{2**22 + 1}"  # a pid no process has here
+    live_there, stale_there, gone_here = (folder / f"{name}.{host}.{r}.part" for host, r in
+                                          (("node-b_cluster", "x"), ("node-b_cluster", "y"), ("node-a_cluster", "z")))
+    for part in (live_there, stale_there, gone_here):
+        part.write_bytes(b"")
+    old = time.time() - atomic.STALE_AFTER_S - 60
+    os.utime(stale_there, (old, old))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    xn.datasets.find_files("mnist")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live_there.name, *(f + ".gz" for f in FILES)])
 
 
 STALLED_DOWNLOAD = """
@@ -501,6 +527,8 @@ xn.datasets.find_files("mnist")
 def test_sigterm_during_a_download_removes_the_partial_file(isolated):
     """SIGTERM (a batch scheduler's) mid-transfer killed the process with its .part file left in the cache, one
     per run; it is removed now, as for Ctrl-C, and the process still ends by SIGTERM."""
+    from xpnet.io.atomic import host_tag
+
     sent, done = threading.Event(), threading.Event()
 
     def stall(handler):
@@ -516,7 +544,9 @@ def test_sigterm_during_a_download_removes_the_partial_file(isolated):
     env = {**os.environ, "XDG_CACHE_HOME": str(isolated / "cache"), "no_proxy": "*"}
     proc = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD, url], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        assert sent.wait(60) and list(cache_of().glob("*.part"))  # the transfer under way
+        assert sent.wait(60)
+        (part,) = cache_of().glob("*.part")  # the transfer under way, its part named with its pid and host
+        assert part.name.startswith(f".{TRAIN_IMAGES}.gz.{proc.pid}.{host_tag()}.")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

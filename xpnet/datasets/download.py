@@ -10,9 +10,14 @@ takes 22 minutes) would fail a deadline after the work, to start again from noth
 a byte within each read's timeout is held by no limit here: a limit of your own (a batch scheduler's, Ctrl-C)
 ends any transfer cleanly. Ctrl-C or SIGTERM during a transfer removes the temporary
 file (SIGTERM then ends the process as it would have); one a process killed outright left
-(``.<name>.<pid>.<random>.part``) is removed by the next download of the same file once that process no
-longer runs, as :func:`xpnet.io.atomic.remove_leftovers` does for saves. A file kept gets the mode a plain
-``open`` gives.
+(``.<name>.<pid>.<host>.<random>.part``) is removed by the next download of the same file once that process
+no longer runs, or, another host's (a cache folder on NFS shared by the nodes of a job), once nothing has
+written to it for :data:`xpnet.io.atomic.STALE_AFTER_S` seconds, as :func:`xpnet.io.atomic.remove_leftovers`
+does for saves. A file kept gets the mode a plain ``open`` gives.
+
+Ranks of one job that load a dataset at once each download it to their own ``.part`` and rename it into place
+when it is verified: the renames are atomic and their files alike, so the last one wins and every rank reads a
+whole file; no rank waits for another.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..io.atomic import new_file_mode, remove_leftovers, set_mode
+from ..io.atomic import new_file_mode, remove_leftovers, set_mode, temp_prefix
 from ..io.signals import sigterm_raises
 
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -45,7 +50,7 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
     :data:`MAX_DOWNLOAD_BYTES`."""
     remove_leftovers(dest, PART_SUFFIX)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=dest.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=PART_SUFFIX, dir=dest.parent)
         try:
             hasher = hashlib.sha256()
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
@@ -59,9 +64,11 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
                     raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
                                   "dataset file): not downloaded")
                 received = 0
-                while chunk := response.read(min(CHUNK, limit + 1 - received)):
+                # what each read brings goes to the file at once: its last write tells other hosts it is live
+                while chunk := response.read1(min(CHUNK, limit + 1 - received)):
                     hasher.update(chunk)
                     out.write(chunk)
+                    out.flush()
                     received += len(chunk)
                     if received > limit:
                         raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
