@@ -7,12 +7,14 @@ the real Fashion-MNIST (marked ``data``) looks only at the system folders.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import http.server
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -398,6 +400,46 @@ def test_falls_back_to_the_next_mirror(isolated, tiny, serve, monkeypatch, first
     np.testing.assert_array_equal(x.reshape(-1, 28, 28), tiny["arrays"][TRAIN_IMAGES])
     assert len(good.requests) == len(FILES)
     assert sorted(p.name for p in cache_of().iterdir()) == sorted(f + ".gz" for f in FILES)
+
+
+def fake_disk_error(monkeypatch, where: str) -> int:
+    """Make the disk fail a download: ENOSPC from the part file's fsync (a full disk, as NFS reports it) or
+    EROFS from making it (a read-only folder: chmod binds no root); returns the errno."""
+    import tempfile
+
+    code = errno.ENOSPC if where == "fsync" else errno.EROFS
+    if where == "fsync":
+        real = os.fsync
+
+        def fsync(fd):
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(code, os.strerror(code))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    else:
+        def mkstemp(*args, dir=None, **kwargs):
+            raise OSError(code, os.strerror(code), dir)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return code
+
+
+@pytest.mark.parametrize("where", ["fsync", "mkstemp"], ids=["full-disk", "read-only-folder"])
+def test_a_disk_error_stops_the_download_naming_the_file(isolated, tiny, serve, monkeypatch, where):
+    """ENOSPC writing the part file (or EROFS making it) was counted as the mirror failing: every mirror was
+    tried and the load ended in DatasetNotFoundError blaming the network. The disk's error is raised at once,
+    naming the file being downloaded, and no other mirror is asked."""
+    first, second = serve(routes_for(tiny)), serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [first.url, second.url])
+    code = fake_disk_error(monkeypatch, where)
+    with pytest.raises(OSError) as info:
+        xn.datasets.find_files("mnist")
+    assert not isinstance(info.value, xn.datasets.DatasetNotFoundError)
+    assert info.value.errno == code and info.value.filename == str(cache_of() / (TRAIN_IMAGES + ".gz"))
+    assert os.strerror(code) in str(info.value)
+    assert second.requests == [] and len(first.requests) == (where == "fsync")
+    assert not cache_of().exists()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="umask is POSIX")

@@ -42,49 +42,80 @@ PART_SUFFIX = ".part"
 __all__ = ["fetch_verified", "file_sha256", "cache_folder", "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
 
 
+class DiskError(OSError):
+    """Writing a download to the disk failed (a full disk, a read-only folder): the disk's error, named with the
+    file being downloaded. No other mirror would mend it, so the loaders raise it at once."""
+
+
 def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> str | None:
     """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete
     and ``accept(sha256_of_its_bytes, temporary_path)`` is true; return None then, else the SHA-256 it had.
     The temporary file never outlives the call, so an interrupted transfer leaves nothing a later run
     could take for data. Raises OSError / http.client.HTTPException when the transfer fails or passes
-    :data:`MAX_DOWNLOAD_BYTES`."""
+    :data:`MAX_DOWNLOAD_BYTES`, and :class:`DiskError` (an OSError naming ``dest``) when the disk fails it."""
     remove_leftovers(dest, PART_SUFFIX)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=PART_SUFFIX, dir=dest.parent)
+        with _on_disk(dest):
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=PART_SUFFIX, dir=dest.parent)
         try:
-            hasher = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                set_mode(out.fileno(), tmp, new_file_mode())
-                length = response.headers.get("Content-Length")
-                if length is not None and not (length.isascii() and length.isdigit()):
-                    raise http.client.HTTPException(f"its reply's Content-Length is {length!r}, not a number of "
-                                                    "bytes: not downloaded")
-                limit = MAX_DOWNLOAD_BYTES
-                if length is not None and int(length) > limit:
-                    raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
-                                  "dataset file): not downloaded")
-                received = 0
-                # what each read brings goes to the file at once: its last write tells other hosts it is live
-                while chunk := response.read1(min(CHUNK, limit + 1 - received)):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    out.flush()
-                    received += len(chunk)
-                    if received > limit:
-                        raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
-                                      "stopped, nothing kept")
-                if length is not None and received != int(length):
-                    raise http.client.IncompleteRead(b"", int(length) - received)
-                out.flush()
-                os.fsync(out.fileno())
-            got = hasher.hexdigest()
-            if not accept(got, tmp):
-                return got
-            os.replace(tmp, dest)
+            try:
+                with _on_disk(dest):
+                    set_mode(fd, tmp, new_file_mode())
+                got = _receive(url, fd, dest)
+                with _on_disk(dest):
+                    os.fsync(fd)
+            finally:
+                with _on_disk(dest):
+                    os.close(fd)
+            with _on_disk(dest):
+                if not accept(got, tmp):
+                    return got
+                os.replace(tmp, dest)
             return None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _receive(url: str, fd: int, dest: Path) -> str:
+    """Write the reply to ``url`` to the file open as ``fd`` as it comes; return its SHA-256. Raises OSError /
+    http.client.HTTPException where the transfer fails, :class:`DiskError` where writing does."""
+    hasher = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        length = response.headers.get("Content-Length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise http.client.HTTPException(f"its reply's Content-Length is {length!r}, not a number of "
+                                            "bytes: not downloaded")
+        limit = MAX_DOWNLOAD_BYTES
+        if length is not None and int(length) > limit:
+            raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
+                          "dataset file): not downloaded")
+        received = 0
+        # what each read brings goes to the file at once: its last write tells other hosts it is live
+        while chunk := response.read1(min(CHUNK, limit + 1 - received)):
+            hasher.update(chunk)
+            with _on_disk(dest):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            received += len(chunk)
+            if received > limit:
+                raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
+                              "stopped, nothing kept")
+        if length is not None and received != int(length):
+            raise http.client.IncompleteRead(b"", int(length) - received)
+    return hasher.hexdigest()
+
+
+@contextlib.contextmanager
+def _on_disk(dest: Path) -> Iterator[None]:
+    """Raise an OSError of the ``with`` body (the disk's) as a :class:`DiskError` naming ``dest``."""
+    try:
+        yield
+    except DiskError:
+        raise
+    except OSError as exc:
+        raise DiskError(exc.errno, f"{exc.strerror or exc} (writing its download)", os.fspath(dest)) from exc
 
 
 def file_sha256(path: str | os.PathLike) -> str:
