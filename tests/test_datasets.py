@@ -442,6 +442,23 @@ def test_a_disk_error_stops_the_download_naming_the_file(isolated, tiny, serve, 
     assert not cache_of().exists()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="folder fsync is POSIX")
+def test_a_download_fsyncs_its_folder_after_the_rename(isolated, tiny, serve, monkeypatch):
+    """A downloaded file was renamed into the cache with no fsync of the folder: a power loss could lose the
+    rename, as for saves before issue 15. Each file's fsync comes before its rename, the folder's after it."""
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), (cache_of() / (TRAIN_IMAGES + ".gz")).exists()))
+        real(fd)
+
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    monkeypatch.setattr(os, "fsync", record)
+    xn.datasets.find_files("mnist")
+    assert synced == [(False, False), (True, True)] + [(False, True), (True, True)] * 3
+
+
 @pytest.mark.skipif(os.name != "posix", reason="umask is POSIX")
 def test_a_downloaded_file_gets_the_mode_open_would_give(isolated, tiny, serve, monkeypatch):
     """The cache's files were 0600 (mkstemp's mode, renamed into place), unlike any file written with open()."""

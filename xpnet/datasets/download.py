@@ -31,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..io.atomic import new_file_mode, remove_leftovers, set_mode, temp_prefix
+from ..io.atomic import fsync_folder, new_file_mode, remove_leftovers, set_mode, temp_prefix
 from ..io.signals import sigterm_raises
 
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -49,7 +49,8 @@ class DiskError(OSError):
 
 def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> str | None:
     """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete
-    and ``accept(sha256_of_its_bytes, temporary_path)`` is true; return None then, else the SHA-256 it had.
+    and ``accept(sha256_of_its_bytes, temporary_path)`` is true (the file and then its folder fsynced, as
+    :func:`xpnet.io.atomic.atomic_write` does); return None then, else the SHA-256 it had.
     The temporary file never outlives the call, so an interrupted transfer leaves nothing a later run
     could take for data. Raises OSError / http.client.HTTPException when the transfer fails or passes
     :data:`MAX_DOWNLOAD_BYTES`, and :class:`DiskError` (an OSError naming ``dest``) when the disk fails it."""
@@ -71,6 +72,7 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
                 if not accept(got, tmp):
                     return got
                 os.replace(tmp, dest)
+                fsync_folder(dest.parent)
             return None
         finally:
             if os.path.exists(tmp):

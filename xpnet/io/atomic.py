@@ -73,7 +73,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
                     why = f"its folder {folder!r} does not exist; make it first (os.makedirs(folder, exist_ok=True))"
                 raise OSError(exc.errno, why, given) from None
             raise
-        _fsync_folder(folder)
+        fsync_folder(folder)
 
 
 def temp_prefix(name: str) -> str:
@@ -198,8 +198,9 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename into ``folder`` itself durable (POSIX): every writer here calls it after its ``os.replace``;
+    a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
