@@ -123,7 +123,8 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
 class BeforeResume:
     """A context manager around the setup of a resumed run: :meth:`take` keeps what :func:`apply_checkpoint` is
     about to replace in the model and optimizer (their arrays themselves: it puts in the checkpoint's, never
-    writing into these), the Dropout generator states and the frozen layers; where the setup raises before
+    writing into these) with the keys of its param groups, the Dropout generator states and the frozen layers;
+    where the setup raises before
     :meth:`started` (a callback state that does not fit, found only after ``on_train_begin``; data or a
     callback refused), they are put back, the model on its device, so that a run refused before its first
     epoch leaves them as they were passed. A callback whose ``on_train_begin`` changes an object of the user's
@@ -136,7 +137,7 @@ class BeforeResume:
     def take(self, model: Any, optimizer: Optimizer, callbacks: Iterable[Any] = ()) -> None:
         self.model, self.optimizer = model, optimizer
         self.state, self.device = dict(model.state()), model.device
-        self.saved = optimizer.state_dict()
+        self.saved, self.group_keys = optimizer.state_dict(), [set(group) for group in optimizer.param_groups]
         self.rng, self.frozen = rng_states(model), frozen_nodes(model)
         self.callbacks = [cb._before_run() for cb in callbacks if hasattr(cb, "_before_run")]
 
@@ -155,6 +156,9 @@ class BeforeResume:
         if self.device is not None:  # what xn.train's model.to(dev) moved besides (a recurrent layer's state)
             model.to(self.device)
         self.optimizer.load_state_dict(self.saved)
+        for group, keys in zip(self.optimizer.param_groups, self.group_keys):
+            for key in set(group) - keys:  # one a callback's on_train_begin added (LearningRateSchedule's initial_lr)
+                del group[key]
         set_rng_states(model, self.rng)
         for name, node in model.named_modules().items():
             node._frozen = name in self.frozen
