@@ -442,6 +442,21 @@ def test_a_disk_error_stops_the_download_naming_the_file(isolated, tiny, serve, 
     assert not cache_of().exists()
 
 
+def test_an_unreadable_file_from_a_mirror_is_not_taken_for_a_disk_error(isolated, tiny, serve, monkeypatch):
+    """Checking a downloaded file reads it; an OSError there without an errno (gzip's BadGzipFile, faked here as
+    the content check's) is the mirror's broken file, not the disk's failure: the next mirror is tried."""
+    def unreadable(path):
+        raise gzip.BadGzipFile("Not a gzipped file")
+
+    other = tiny_dataset(seed=3)
+    good = serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny, **{f: (other["gz"][f], False) for f in FILES}))
+                                                 .url, good.url])
+    monkeypatch.setattr(mnist, "_content_sha256", unreadable)
+    xn.datasets.find_files("mnist")
+    assert len(good.requests) == len(FILES)
+
+
 @pytest.mark.skipif(os.name != "posix", reason="folder fsync is POSIX")
 def test_a_download_fsyncs_its_folder_after_the_rename(isolated, tiny, serve, monkeypatch):
     """A downloaded file was renamed into the cache with no fsync of the folder: a power loss could lose the

@@ -111,12 +111,15 @@ def _receive(url: str, fd: int, dest: Path) -> str:
 
 @contextlib.contextmanager
 def _on_disk(dest: Path) -> Iterator[None]:
-    """Raise an OSError of the ``with`` body (the disk's) as a :class:`DiskError` naming ``dest``."""
+    """Raise an OSError of the ``with`` body with an errno (the disk's) as a :class:`DiskError` naming ``dest``;
+    one without (gzip's BadGzipFile of a file the mirror sent, read by ``accept``) is the mirror's."""
     try:
         yield
     except DiskError:
         raise
     except OSError as exc:
+        if exc.errno is None:
+            raise
         raise DiskError(exc.errno, f"{exc.strerror or exc} (writing its download)", os.fspath(dest)) from exc
 
 
