@@ -7,16 +7,19 @@ the real Fashion-MNIST (marked ``data``) looks only at the system folders.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import http.server
 import os
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +402,78 @@ def test_falls_back_to_the_next_mirror(isolated, tiny, serve, monkeypatch, first
     assert sorted(p.name for p in cache_of().iterdir()) == sorted(f + ".gz" for f in FILES)
 
 
+def fake_disk_error(monkeypatch, where: str) -> int:
+    """Make the disk fail a download: ENOSPC from the part file's fsync (a full disk, as NFS reports it) or
+    EROFS from making it (a read-only folder: chmod binds no root); returns the errno."""
+    import tempfile
+
+    code = errno.ENOSPC if where == "fsync" else errno.EROFS
+    if where == "fsync":
+        real = os.fsync
+
+        def fsync(fd):
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(code, os.strerror(code))
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+    else:
+        def mkstemp(*args, dir=None, **kwargs):
+            raise OSError(code, os.strerror(code), dir)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    return code
+
+
+@pytest.mark.parametrize("where", ["fsync", "mkstemp"], ids=["full-disk", "read-only-folder"])
+def test_a_disk_error_stops_the_download_naming_the_file(isolated, tiny, serve, monkeypatch, where):
+    """ENOSPC writing the part file (or EROFS making it) was counted as the mirror failing: every mirror was
+    tried and the load ended in DatasetNotFoundError blaming the network. The disk's error is raised at once,
+    naming the file being downloaded, and no other mirror is asked."""
+    first, second = serve(routes_for(tiny)), serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [first.url, second.url])
+    code = fake_disk_error(monkeypatch, where)
+    with pytest.raises(OSError) as info:
+        xn.datasets.find_files("mnist")
+    assert not isinstance(info.value, xn.datasets.DatasetNotFoundError)
+    assert info.value.errno == code and info.value.filename == str(cache_of() / (TRAIN_IMAGES + ".gz"))
+    assert os.strerror(code) in str(info.value)
+    assert second.requests == [] and len(first.requests) == (where == "fsync")
+    assert not cache_of().exists()
+
+
+def test_an_unreadable_file_from_a_mirror_is_not_taken_for_a_disk_error(isolated, tiny, serve, monkeypatch):
+    """Checking a downloaded file reads it; an OSError there without an errno (gzip's BadGzipFile, faked here as
+    the content check's) is the mirror's broken file, not the disk's failure: the next mirror is tried."""
+    def unreadable(path):
+        raise gzip.BadGzipFile("Not a gzipped file")
+
+    other = tiny_dataset(seed=3)
+    good = serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny, **{f: (other["gz"][f], False) for f in FILES}))
+                                                 .url, good.url])
+    monkeypatch.setattr(mnist, "_content_sha256", unreadable)
+    xn.datasets.find_files("mnist")
+    assert len(good.requests) == len(FILES)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="folder fsync is POSIX")
+def test_a_download_fsyncs_its_folder_after_the_rename(isolated, tiny, serve, monkeypatch):
+    """A downloaded file was renamed into the cache with no fsync of the folder: a power loss could lose the
+    rename, as for saves before issue 15. Each file's fsync comes before its rename, the folder's after it."""
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        synced.append((stat.S_ISDIR(os.fstat(fd).st_mode), (cache_of() / (TRAIN_IMAGES + ".gz")).exists()))
+        real(fd)
+
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    monkeypatch.setattr(os, "fsync", record)
+    xn.datasets.find_files("mnist")
+    assert synced == [(False, False), (True, True)] + [(False, True), (True, True)] * 3
+
+
 @pytest.mark.skipif(os.name != "posix", reason="umask is POSIX")
 def test_a_downloaded_file_gets_the_mode_open_would_give(isolated, tiny, serve, monkeypatch):
     """The cache's files were 0600 (mkstemp's mode, renamed into place), unlike any file written with open()."""
@@ -477,14 +552,39 @@ def test_a_content_length_that_is_no_number_is_named_with_the_url(isolated, monk
 def test_parts_left_by_killed_downloads_are_removed_by_the_next(isolated, tiny, serve, monkeypatch):
     """A SIGKILLed download left its .part in the cache, one per run, never removed: the next download of the
     file removes those of processes no longer running (2**22 + 1 is above any Linux pid), never a running one's."""
+    from xpnet.io.atomic import host_tag
+
     folder = cache_of()
     folder.mkdir(parents=True)
-    dead, live = (folder / f".{TRAIN_IMAGES}.gz.{pid}.x.part" for pid in (2**22 + 1, os.getpid()))
+    dead, live = (folder / f".{TRAIN_IMAGES}.gz.{pid}.{host_tag()}.x.part" for pid in (2**22 + 1, os.getpid()))
     dead.write_bytes(b"")
     live.write_bytes(b"")
     monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
     xn.datasets.find_files("mnist")
     assert sorted(p.name for p in folder.iterdir()) == sorted([live.name, *(f + ".gz" for f in FILES)])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="pids as POSIX has them")
+def test_a_part_of_another_host_is_removed_only_once_stale(isolated, tiny, serve, monkeypatch):
+    """Two nodes sharing the cache folder (an NFS home under mpiexec) each took the other's .part for a killed
+    download's, its pid running on no process here, and removed it mid-transfer. A part names its host now: this
+    host's is judged by its pid, another host's (node-b's here, the host faked as node-a) is left while anything
+    writes to it, and removed once it had no write for STALE_AFTER_S seconds."""
+    from xpnet.io import atomic
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-a.cluster")
+    folder = cache_of()
+    folder.mkdir(parents=True)
+    name = f".{TRAIN_IMAGES}.gz.{2**22 + 1}"  # a pid no process has here
+    live_there, stale_there, gone_here = (folder / f"{name}.{host}.{r}.part" for host, r in
+                                          (("node-b_cluster", "x"), ("node-b_cluster", "y"), ("node-a_cluster", "z")))
+    for part in (live_there, stale_there, gone_here):
+        part.write_bytes(b"")
+    old = time.time() - atomic.STALE_AFTER_S - 60
+    os.utime(stale_there, (old, old))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [serve(routes_for(tiny)).url])
+    xn.datasets.find_files("mnist")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([live_there.name, *(f + ".gz" for f in FILES)])
 
 
 STALLED_DOWNLOAD = """
@@ -501,6 +601,8 @@ xn.datasets.find_files("mnist")
 def test_sigterm_during_a_download_removes_the_partial_file(isolated):
     """SIGTERM (a batch scheduler's) mid-transfer killed the process with its .part file left in the cache, one
     per run; it is removed now, as for Ctrl-C, and the process still ends by SIGTERM."""
+    from xpnet.io.atomic import host_tag
+
     sent, done = threading.Event(), threading.Event()
 
     def stall(handler):
@@ -516,7 +618,9 @@ def test_sigterm_during_a_download_removes_the_partial_file(isolated):
     env = {**os.environ, "XDG_CACHE_HOME": str(isolated / "cache"), "no_proxy": "*"}
     proc = subprocess.Popen([sys.executable, "-c", STALLED_DOWNLOAD, url], env=env, stderr=subprocess.PIPE, text=True)
     try:
-        assert sent.wait(60) and list(cache_of().glob("*.part"))  # the transfer under way
+        assert sent.wait(60)
+        (part,) = cache_of().glob("*.part")  # the transfer under way, its part named with its pid and host
+        assert part.name.startswith(f".{TRAIN_IMAGES}.gz.{proc.pid}.{host_tag()}.")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.io.atomic import TEMP_SUFFIX
+from xpnet.io.atomic import TEMP_SUFFIX, host_tag
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="umask, signals and folder fsync are POSIX")
 
@@ -112,19 +113,32 @@ def test_leftovers_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
     proc.kill()
     proc.wait(timeout=30)
     (left,) = _temps(tmp_path)
-    assert left.startswith(f".m.npz.{proc.pid}.")
-    other = tmp_path / f".other.npz.{proc.pid}.x{TEMP_SUFFIX}"  # another target's: not ours to remove
+    assert left.startswith(f".m.npz.{proc.pid}.{host_tag()}.")
+    other = tmp_path / f".other.npz.{proc.pid}.{host_tag()}.x{TEMP_SUFFIX}"  # another target's: not ours to remove
     other.write_bytes(b"")
     model().save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["m.npz", other.name])
     np.testing.assert_array_equal(xn.load(path).state()["0.W"], model().state()["0.W"])
 
 
+def test_a_host_name_is_tagged_without_dots_and_long_ones_stay_apart(monkeypatch):
+    """A temporary file's claim names the host between dots: a host's own dots become underscores, and a name
+    longer than 24 characters is cut with a hash of the whole, so that two long names differing at the end
+    (nodes of one cluster) stay two claims."""
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-a.cluster")
+    assert host_tag() == "node-a_cluster"
+    tags = set()
+    for node in ("001", "002"):
+        monkeypatch.setattr(socket, "gethostname", lambda: f"compute.example-university.edu.node{node}")
+        tags.add(host_tag())
+    assert len(tags) == 2 and all(len(t) == 24 and "." not in t for t in tags)
+
+
 def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypatch):
     """On Windows os.kill(pid, 0) is no liveness check: 0 is CTRL_C_EVENT, sent to the console process group
     ``pid``, and a pid that leads none raises OSError (WinError 87), which failed every later save to the path.
     Here os.name is "nt" and os.kill records its calls: the save goes on, never calling it."""
-    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left = tmp_path / f".m.npz.{2**22 + 1}.{host_tag()}.x{TEMP_SUFFIX}"
     left.write_bytes(b"")
     calls = []
     monkeypatch.setattr(os, "kill", lambda *args: calls.append(args))
@@ -136,7 +150,7 @@ def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypat
 
 def test_a_leftover_that_cannot_be_removed_does_not_stop_the_save(tmp_path, monkeypatch):
     """Removing leftovers is tidying: another user's in a group folder (EPERM) failed the save itself."""
-    left = tmp_path / f".m.npz.{2**22 + 1}.x{TEMP_SUFFIX}"
+    left = tmp_path / f".m.npz.{2**22 + 1}.{host_tag()}.x{TEMP_SUFFIX}"
     left.write_bytes(b"")
     real = os.unlink
 

@@ -373,6 +373,32 @@ def test_a_callback_state_refused_at_resume_leaves_the_model_and_optimizer_as_th
     assert model[2].rng.bit_generator.state == rng
 
 
+def test_a_refused_resume_leaves_no_initial_lr_a_schedule_set_in_the_param_groups(tmp_path, spiral):
+    """LearningRateSchedule's on_train_begin gives each of several param groups an initial_lr (the checkpoint's
+    lr, put in just before); a resume refused after it put back the optimizer's state but left those keys, and a
+    scheduler built on the optimizer afterwards took the checkpoint's lrs as its base_lrs instead of the user's."""
+    def two_groups(model, lr):
+        return xn.optim.SGD([{"params": model[0].parameters()}, {"params": model[3].parameters(), "lr": lr / 10}],
+                            lr=lr)
+
+    path = tmp_path / "run.npz"
+    model = spiral_model()
+    xn.train(model, spiral, loss="cross_entropy", optimizer=two_groups(model, 0.1), epochs=1, batch_size=30,
+             progress=False, callbacks=[xn.callbacks.EarlyStopping(monitor="train_loss"),
+                                        xn.callbacks.ModelCheckpoint(path, full=True)])
+    rewrite(path, lambda a, m: m["callbacks"][0]["state"].update(wait="3"))
+    model = spiral_model()
+    opt = two_groups(model, 0.2)
+    with pytest.raises(xn.XpnetFileError, match="wait"):
+        xn.train(model, spiral, loss="cross_entropy", optimizer=opt, epochs=2, batch_size=30, progress=False,
+                 resume_from=path, callbacks=[xn.callbacks.LearningRateSchedule(lambda i: 0.1),
+                                              xn.callbacks.EarlyStopping(monitor="train_loss")])
+    settings = lambda o: [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]  # noqa: E731
+    assert settings(opt) == settings(two_groups(spiral_model(), 0.2))
+    assert all("initial_lr" not in group for group in opt.param_groups)
+    assert xn.optim.lr_scheduler.StepLR(opt, 1).base_lrs == [0.2, 0.02]
+
+
 class EpochCount(xn.callbacks.Callback):
     """A callback of one's own whose state before any epoch (None) its own load_state_dict refuses."""
 

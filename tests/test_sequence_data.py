@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from test_datasets import Server, dead_url
+from test_datasets import Server, dead_url, fake_disk_error
 
 import xpnet as xn
 from xpnet.datasets import ptb
@@ -200,6 +200,22 @@ def test_ptb_download_with_a_wrong_hash_keeps_nothing(small_ptb, monkeypatch):
         assert not xn.datasets.cache_dir("ptb").exists()  # no empty cache folder left, as MNIST's
     finally:
         server.close()
+
+
+def test_ptb_a_disk_error_stops_the_download_naming_the_file(small_ptb, monkeypatch):
+    """As MNIST's: a full disk was counted as the mirror failing, and the next mirror tried."""
+    first, second = (Server({f"/data/{name}": (body, False) for name, body in small_ptb.items()}) for _ in "ab")
+    try:
+        monkeypatch.setattr(ptb, "MIRRORS", [first.url, second.url])
+        fake_disk_error(monkeypatch, "fsync")
+        with pytest.raises(OSError, match="No space left on device") as info:
+            xn.datasets.load_ptb("train")
+        assert not isinstance(info.value, xn.datasets.DatasetNotFoundError)
+        assert info.value.filename == str(xn.datasets.cache_dir("ptb") / "ptb.train.txt")
+        assert len(first.requests) == 1 and second.requests == []
+    finally:
+        first.close()
+        second.close()
 
 
 def test_ptb_local_file_with_a_wrong_hash_is_reported_and_kept(small_ptb, tmp_path):

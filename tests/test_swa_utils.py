@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import xpnet as xn
-from xpnet.callbacks import AveragedWeights, Callback, ModelCheckpoint
+from xpnet.callbacks import AveragedWeights, Callback, EarlyStopping, ModelCheckpoint
 from xpnet.optim import swa_utils
 
 TORCH_REASON = "torch is not installed (pip install -e '.[backends]')"
@@ -166,6 +166,35 @@ def test_resume_from_a_full_checkpoint_averages_as_the_uninterrupted_run(tmp_pat
     assert resumed.n_averaged == whole.n_averaged == 12
     for k, v in whole.state().items():
         np.testing.assert_array_equal(xn.to_numpy(resumed.state()[k]), xn.to_numpy(v), err_msg=k)
+
+
+def test_a_refused_resume_leaves_the_average_where_it_was(tmp_path):
+    """A resume refused after on_train_begin (another callback's saved state does not fit) put back the model and
+    the optimizer, but left the user's average on the training device (array_api_strict's device1, whose arrays
+    mix with no other): averaged.predict(x) then gave device1 arrays. The average, its count and the callback's
+    saved state are now as before the call."""
+    from test_files import rewrite
+
+    strict = pytest.importorskip("array_api_strict",
+                                 reason="array-api-strict is not installed (pip install -e '.[test]')")
+    path = tmp_path / "run.npz"
+    keep = []
+    averaged, model = _fit(swa_utils.AveragedModel, epochs=1, callbacks=lambda a: keep.append(AveragedWeights(a))
+                           or [keep[0], EarlyStopping(monitor="train_loss"), ModelCheckpoint(path, full=True)])
+    rewrite(path, lambda arrays, meta: meta["callbacks"][1]["state"].update(wait="3"))
+    before = {k: xn.to_numpy(v).copy() for k, v in averaged.state().items()}
+    x, t = xn.datasets.spiral(30, 3, seed=0)
+    with pytest.raises(xn.XpnetFileError, match="wait"):
+        xn.train(model, (x, t), loss="cross_entropy", optimizer=xn.optim.SGD(0.1, momentum=0.9), epochs=2,
+                 batch_size=30, progress=False, device=xn.Device(strict, strict.Device("device1")),
+                 resume_from=path, callbacks=[keep[0], EarlyStopping(monitor="train_loss")])
+    assert averaged.n_averaged == keep[0].state_dict()["n_averaged"] == 1
+    for k, v in averaged.state().items():
+        xn.testing.assert_placed(v, xn.device("cpu"), "float32")
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    for k, v in keep[0].state_dict()["average"].items():
+        xn.testing.assert_placed(v, xn.device("cpu"), "float32")
+    assert type(averaged.predict(x)) is np.ndarray
 
 
 def test_the_nan_guard_leaves_the_average_of_the_steps_before_the_bad_one():

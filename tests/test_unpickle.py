@@ -72,6 +72,29 @@ def test_params_written_with_any_protocol_load(tmp_path, protocol, numpy1, conta
         np.testing.assert_array_equal(loaded[key], value)
 
 
+@pytest.mark.parametrize("protocol", [0, 2, 4])  # arrays through _reconstruct, the guard's _Checked
+def test_a_tuple_referenced_twice_comes_back_plain_at_both_places(tmp_path, protocol):
+    """The pickle's memo gives one tuple at both places; the first was rebuilt with plain arrays, the second
+    passed over as seen and kept the guard's _Checked subclass. Both are now the one finished tuple, a shared
+    array one plain array, and a tuple within itself holds its finished self."""
+    w, b = np.arange(6.0).reshape(2, 3), np.ones(3)
+    pair = (w, b)
+    path = tmp_path / "shared.pkl"
+    path.write_bytes(pickle.dumps({"first": pair, "again": [pair], "w": w}, protocol=protocol))
+    loaded = unpickle.read_arrays_pickle(path, "test")
+    assert loaded["again"][0] is loaded["first"] and loaded["first"][0] is loaded["w"]
+    for arrays in (loaded["first"], loaded["again"][0], [loaded["w"]]):
+        assert all(type(a) is np.ndarray for a in arrays)
+    np.testing.assert_array_equal(loaded["again"][0][0], w)
+
+    holder = []
+    cycle = (holder, b)  # a tuple within itself, through a list
+    holder.append(cycle)
+    path.write_bytes(pickle.dumps({"cycle": cycle}, protocol=protocol))
+    loaded = unpickle.read_arrays_pickle(path, "test")["cycle"]
+    assert loaded[0][0] is loaded and type(loaded[1]) is np.ndarray
+
+
 def _names_in(data):
     """Every (module, name) the pickle ``data`` looks up, read with a recording, unrestricted unpickler."""
     names = set()

@@ -10,9 +10,14 @@ takes 22 minutes) would fail a deadline after the work, to start again from noth
 a byte within each read's timeout is held by no limit here: a limit of your own (a batch scheduler's, Ctrl-C)
 ends any transfer cleanly. Ctrl-C or SIGTERM during a transfer removes the temporary
 file (SIGTERM then ends the process as it would have); one a process killed outright left
-(``.<name>.<pid>.<random>.part``) is removed by the next download of the same file once that process no
-longer runs, as :func:`xpnet.io.atomic.remove_leftovers` does for saves. A file kept gets the mode a plain
-``open`` gives.
+(``.<name>.<pid>.<host>.<random>.part``) is removed by the next download of the same file once that process
+no longer runs, or, another host's (a cache folder on NFS shared by the nodes of a job), once nothing has
+written to it for :data:`xpnet.io.atomic.STALE_AFTER_S` seconds, as :func:`xpnet.io.atomic.remove_leftovers`
+does for saves. A file kept gets the mode a plain ``open`` gives.
+
+Ranks of one job that load a dataset at once each download it to their own ``.part`` and rename it into place
+when it is verified: the renames are atomic and their files alike, so the last one wins and every rank reads a
+whole file; no rank waits for another.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..io.atomic import new_file_mode, remove_leftovers, set_mode
+from ..io.atomic import fsync_folder, new_file_mode, remove_leftovers, set_mode, temp_prefix
 from ..io.signals import sigterm_raises
 
 DOWNLOAD_TIMEOUT_S = 60.0
@@ -37,47 +42,85 @@ PART_SUFFIX = ".part"
 __all__ = ["fetch_verified", "file_sha256", "cache_folder", "DOWNLOAD_TIMEOUT_S", "MAX_DOWNLOAD_BYTES"]
 
 
+class DiskError(OSError):
+    """Writing a download to the disk failed (a full disk, a read-only folder): the disk's error, named with the
+    file being downloaded. No other mirror would mend it, so the loaders raise it at once."""
+
+
 def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> str | None:
     """Download ``url`` to a temporary file beside ``dest`` and rename it to ``dest`` once it is complete
-    and ``accept(sha256_of_its_bytes, temporary_path)`` is true; return None then, else the SHA-256 it had.
+    and ``accept(sha256_of_its_bytes, temporary_path)`` is true (the file and then its folder fsynced, as
+    :func:`xpnet.io.atomic.atomic_write` does); return None then, else the SHA-256 it had.
     The temporary file never outlives the call, so an interrupted transfer leaves nothing a later run
     could take for data. Raises OSError / http.client.HTTPException when the transfer fails or passes
-    :data:`MAX_DOWNLOAD_BYTES`."""
+    :data:`MAX_DOWNLOAD_BYTES`, and :class:`DiskError` (an OSError naming ``dest``) when the disk fails it."""
     remove_leftovers(dest, PART_SUFFIX)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=PART_SUFFIX, dir=dest.parent)
+        with _on_disk(dest):
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name), suffix=PART_SUFFIX, dir=dest.parent)
         try:
-            hasher = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-                set_mode(out.fileno(), tmp, new_file_mode())
-                length = response.headers.get("Content-Length")
-                if length is not None and not (length.isascii() and length.isdigit()):
-                    raise http.client.HTTPException(f"its reply's Content-Length is {length!r}, not a number of "
-                                                    "bytes: not downloaded")
-                limit = MAX_DOWNLOAD_BYTES
-                if length is not None and int(length) > limit:
-                    raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
-                                  "dataset file): not downloaded")
-                received = 0
-                while chunk := response.read(min(CHUNK, limit + 1 - received)):
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-                    if received > limit:
-                        raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
-                                      "stopped, nothing kept")
-                if length is not None and received != int(length):
-                    raise http.client.IncompleteRead(b"", int(length) - received)
-                out.flush()
-                os.fsync(out.fileno())
-            got = hasher.hexdigest()
-            if not accept(got, tmp):
-                return got
-            os.replace(tmp, dest)
+            try:
+                with _on_disk(dest):
+                    set_mode(fd, tmp, new_file_mode())
+                got = _receive(url, fd, dest)
+                with _on_disk(dest):
+                    os.fsync(fd)
+            finally:
+                with _on_disk(dest):
+                    os.close(fd)
+            with _on_disk(dest):
+                if not accept(got, tmp):
+                    return got
+                os.replace(tmp, dest)
+                fsync_folder(dest.parent)
             return None
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+
+def _receive(url: str, fd: int, dest: Path) -> str:
+    """Write the reply to ``url`` to the file open as ``fd`` as it comes; return its SHA-256. Raises OSError /
+    http.client.HTTPException where the transfer fails, :class:`DiskError` where writing does."""
+    hasher = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        length = response.headers.get("Content-Length")
+        if length is not None and not (length.isascii() and length.isdigit()):
+            raise http.client.HTTPException(f"its reply's Content-Length is {length!r}, not a number of "
+                                            "bytes: not downloaded")
+        limit = MAX_DOWNLOAD_BYTES
+        if length is not None and int(length) > limit:
+            raise OSError(f"its reply announces {length} bytes, more than {limit} bytes (larger than any "
+                          "dataset file): not downloaded")
+        received = 0
+        # what each read brings goes to the file at once: its last write tells other hosts it is live
+        while chunk := response.read1(min(CHUNK, limit + 1 - received)):
+            hasher.update(chunk)
+            with _on_disk(dest):
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+            received += len(chunk)
+            if received > limit:
+                raise OSError(f"its reply is more than {limit} bytes (larger than any dataset file): "
+                              "stopped, nothing kept")
+        if length is not None and received != int(length):
+            raise http.client.IncompleteRead(b"", int(length) - received)
+    return hasher.hexdigest()
+
+
+@contextlib.contextmanager
+def _on_disk(dest: Path) -> Iterator[None]:
+    """Raise an OSError of the ``with`` body with an errno (the disk's) as a :class:`DiskError` naming ``dest``;
+    one without (gzip's BadGzipFile of a file the mirror sent, read by ``accept``) is the mirror's."""
+    try:
+        yield
+    except DiskError:
+        raise
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise DiskError(exc.errno, f"{exc.strerror or exc} (writing its download)", os.fspath(dest)) from exc
 
 
 def file_sha256(path: str | os.PathLike) -> str:

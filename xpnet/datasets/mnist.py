@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._user import flag
-from .download import cache_folder, fetch_verified, file_sha256
+from .download import DiskError, cache_folder, fetch_verified, file_sha256
 from .idx import IDXFormatError, read_idx
 
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -242,6 +242,8 @@ def _download(name: str, file: str, dest: Path, dirs: list[Path]) -> Path:
         _log.info("downloading %s to %s", url, dest)
         try:
             got = _fetch_verified(url, dest, expected)
+        except DiskError:  # the disk's failure, not the mirror's: no other mirror would mend it
+            raise
         except (OSError, http.client.HTTPException) as e:
             failures.append(f"{url}: {e}")
             continue

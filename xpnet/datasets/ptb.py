@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .._user import not_here
-from .download import cache_folder, fetch_verified, file_sha256
+from .download import DiskError, cache_folder, fetch_verified, file_sha256
 from .mnist import DatasetChecksumError, DatasetNotFoundError, cache_dir, search_dirs
 from .text import encode, vocabulary
 
@@ -86,6 +86,8 @@ def _download(file: str, dest: Path, dirs: list[Path]) -> Path:
         url = mirror.rstrip("/") + "/" + file
         try:
             got = fetch_verified(url, dest, lambda sha, _: sha == CHECKSUMS[file])
+        except DiskError:  # the disk's failure, not the mirror's: no other mirror would mend it
+            raise
         except (OSError, http.client.HTTPException) as e:
             failures.append(f"{url}: {e}")
             continue

@@ -10,7 +10,14 @@ keeps the mode they give). An error while writing (a full disk, a read-only fold
 being saved, never the temporary file, and leaves the old file as it was. Ctrl-C or SIGTERM during a
 write removes it (SIGTERM then ends the process as it would have); a process killed outright
 (SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
-processes that no longer run (on this machine: a pid is only checked locally).
+writers that are gone.
+
+A temporary file's name is its writer's claim: ``.<name>.<pid>.<host>.<random><suffix>``, ``<host>`` this
+machine's name (:func:`host_tag`), as a lock file names its holder. A folder shared between machines (an NFS
+home under ``mpiexec``) holds the files of writers on other hosts, whose pids mean nothing here: a file of
+this host is a leftover once its pid no longer runs; one of another host (or of an xpnet that wrote no host)
+only once nothing has written to it for :data:`STALE_AFTER_S` seconds by this machine's clock, far longer
+than a live writer pauses (a download writes what each read brings, and a read waits 60 s at most).
 """
 
 from __future__ import annotations
@@ -18,8 +25,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
+import re
+import socket
 import tempfile
+import time
 from typing import IO, Any, Iterator
 
 import numpy as np
@@ -28,6 +39,7 @@ from .paths import fspath, save_target
 from .signals import sigterm_raises
 
 TEMP_SUFFIX = ".xpnet-tmp"
+STALE_AFTER_S = 30 * 60  # another host's temporary file with no write for this long is a leftover
 
 
 @contextlib.contextmanager
@@ -44,7 +56,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
     with sigterm_raises():
         tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=folder)
+            fd, tmp = tempfile.mkstemp(prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=folder)
             with os.fdopen(fd, mode) as f:
                 set_mode(f.fileno(), tmp, new_file_mode() if kept_mode is None else kept_mode)
                 yield f
@@ -61,7 +73,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
                     why = f"its folder {folder!r} does not exist; make it first (os.makedirs(folder, exist_ok=True))"
                 raise OSError(exc.errno, why, given) from None
             raise
-        _fsync_folder(folder)
+        fsync_folder(folder)
+
+
+def temp_prefix(name: str) -> str:
+    """The start of the name of a temporary file this process writes for the file ``name``:
+    ``.<name>.<pid>.<host>.``, its claim (see the module docstring)."""
+    return f".{name}.{os.getpid()}.{host_tag()}."
+
+
+def host_tag() -> str:
+    """This machine's name as a temporary file's name holds it: no dots (the name's separator) or other
+    characters outside ``[A-Za-z0-9-]``, each an underscore; one longer than 24 characters is cut to its first 15
+    and 8 hex digits of a hash of the whole, so that the file names stay well under the filesystem's limit."""
+    host = socket.gethostname()
+    tag = re.sub(r"[^A-Za-z0-9-]", "_", host) or "_"
+    if len(tag) > 24:
+        tag = f"{tag[:15]}-{hashlib.sha256(host.encode()).hexdigest()[:8]}"
+    return tag
 
 
 def new_file_mode() -> int:
@@ -94,8 +123,9 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None
 
 
 def remove_leftovers(path: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> list[str]:
-    """Remove the temporary files (``.<name>.<pid>.<random><suffix>`` beside ``path``) that killed writers of
-    ``path`` left, those of processes no longer running on this machine; returns their paths."""
+    """Remove the temporary files (``.<name>.<pid>.<host>.<random><suffix>`` beside ``path``) that killed
+    writers of ``path`` left: this host's whose process no longer runs, another host's with no write for
+    :data:`STALE_AFTER_S` seconds; returns their paths."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     prefix = f".{name}."
     removed = []
@@ -106,12 +136,26 @@ def remove_leftovers(path: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> list
     for entry in entries:
         if not (entry.startswith(prefix) and entry.endswith(suffix)):
             continue
-        pid = entry[len(prefix):].split(".", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        left = os.path.join(folder, entry)
+        if _abandoned(entry[len(prefix):-len(suffix)], left):
             with contextlib.suppress(OSError):  # tidying only: gone already, or another user's (EPERM)
-                os.unlink(os.path.join(folder, entry))
-                removed.append(os.path.join(folder, entry))
+                os.unlink(left)
+                removed.append(left)
     return removed
+
+
+def _abandoned(claim: str, path: str) -> bool:
+    """Whether the temporary file at ``path``, named with ``claim`` (``<pid>.<host>.<random>``, or
+    ``<pid>.<random>`` as xpnet wrote it before it named the host), is a leftover."""
+    fields = claim.split(".")
+    if len(fields) not in (2, 3) or not fields[0].isdigit():
+        return False  # another file's name, not a claim
+    if len(fields) == 3 and fields[1] == host_tag():
+        return not _running(int(fields[0]))
+    try:
+        return time.time() - os.stat(path).st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
 
 
 def _running(pid: int) -> bool:
@@ -154,8 +198,9 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_folder(folder: str) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened (Windows)."""
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make a rename into ``folder`` itself durable (POSIX): every writer here calls it after its ``os.replace``;
+    a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -96,22 +96,35 @@ class _Checked(np.ndarray):
 
 
 def _plain(value: Any) -> Any:
-    """``value`` with every :class:`_Checked` array in its dicts, lists and tuples a plain ndarray."""
-    seen: set[int] = set()
+    """``value`` with every :class:`_Checked` array in its dicts, lists and tuples a plain ndarray. What the
+    pickle references twice (a shared tuple or array) comes back as one finished object at both places, a tuple
+    within itself through a list or dict too (that container is given the finished tuple once it is made)."""
+    done: dict[int, tuple[Any, Any]] = {}  # id -> (the object, keeping its id taken, what it became)
 
     def walk(v: Any) -> Any:
+        if id(v) in done:
+            return done[id(v)][1]
         if isinstance(v, _Checked):
-            return v.view(np.ndarray)
-        if id(v) in seen or not isinstance(v, (dict, list, tuple)):
+            done[id(v)] = (v, v.view(np.ndarray))
+        elif isinstance(v, tuple):
+            done[id(v)] = (v, v)
+            items = tuple(walk(item) for item in v)
+            done[id(v)] = (v, items if any(a is not b for a, b in zip(items, v)) else v)
+        elif isinstance(v, (dict, list)):
+            done[id(v)] = (v, v)
+            for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
+                v[key] = walk(item)
+        else:
             return v
-        seen.add(id(v))
-        if isinstance(v, tuple):
-            return tuple(walk(item) for item in v)
-        for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
-            v[key] = walk(item)
-        return v
+        return done[id(v)][1]
 
-    return walk(value)
+    value = walk(value)
+    for v, _ in list(done.values()):  # a tuple met again within its own items got there as it was
+        if isinstance(v, (dict, list)):
+            for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
+                if isinstance(item, tuple) and id(item) in done and done[id(item)][0] is item:
+                    v[key] = done[id(item)][1]
+    return value
 
 
 class _ArraysOnly(pickle.Unpickler):

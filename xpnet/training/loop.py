@@ -297,7 +297,7 @@ def train(model: Any, data: Any, *extra: Any, loss: Any, optimizer: Any, epochs:
             # A schedule sets the lr (and OneCycleLR the momentum) itself, from its own state.
             keep = ("lr",) if any(isinstance(cb, LearningRateSchedule) for cb in callbacks) else ()
             keep = ("lr", "momentum", "betas") if any(isinstance(cb, LRScheduler) for cb in callbacks) else keep
-            before.take(model, optimizer)
+            before.take(model, optimizer, callbacks)
             start = apply_checkpoint(ckpt, model, optimizer, seed, epochs, keep=keep, batches=cut)
             history.epochs = [dict(e) for e in ckpt["meta"]["history"]["epochs"]]
         offset = int(ckpt["meta"].get("epoch_offset", 0)) if ckpt is not None else epochs_trained(model)

@@ -6,9 +6,10 @@
 2. ``xn.train`` moves the model to its device, prepares the data, calls each callback's ``on_train_begin``,
    then :func:`restore_callbacks` gives each callback its saved state (a callback's ``load_state_dict``
    needs what ``on_train_begin`` set, so it cannot be tried before step 1).
-3. :class:`BeforeResume`, entered around steps 1 and 2, puts back what step 1 replaced where anything raises
-   before the first epoch: a run refused after the checkpoint was put in leaves the model and optimizer as
-   they were passed.
+3. :class:`BeforeResume`, entered around steps 1 and 2, puts back what step 1 replaced, and what a callback's
+   ``on_train_begin`` changed in objects of the user's (an AveragedWeights' average, moved to the training
+   device), where anything raises before the first epoch: a run refused after the checkpoint was put in leaves
+   the model, the optimizer and the callbacks' objects as they were passed.
 """
 
 from __future__ import annotations
@@ -122,19 +123,23 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
 class BeforeResume:
     """A context manager around the setup of a resumed run: :meth:`take` keeps what :func:`apply_checkpoint` is
     about to replace in the model and optimizer (their arrays themselves: it puts in the checkpoint's, never
-    writing into these), the Dropout generator states and the frozen layers; where the setup raises before
+    writing into these) with the keys of its param groups, the Dropout generator states and the frozen layers;
+    where the setup raises before
     :meth:`started` (a callback state that does not fit, found only after ``on_train_begin``; data or a
     callback refused), they are put back, the model on its device, so that a run refused before its first
-    epoch leaves them as they were passed."""
+    epoch leaves them as they were passed. A callback whose ``on_train_begin`` changes an object of the user's
+    has a ``_before_run()`` giving the function that puts it back (AveragedWeights: its average), called
+    here, last callback first."""
 
     def __init__(self) -> None:
         self.model: Any = None
 
-    def take(self, model: Any, optimizer: Optimizer) -> None:
+    def take(self, model: Any, optimizer: Optimizer, callbacks: Iterable[Any] = ()) -> None:
         self.model, self.optimizer = model, optimizer
         self.state, self.device = dict(model.state()), model.device
-        self.saved = optimizer.state_dict()
+        self.saved, self.group_keys = optimizer.state_dict(), [set(group) for group in optimizer.param_groups]
         self.rng, self.frozen = rng_states(model), frozen_nodes(model)
+        self.callbacks = [cb._before_run() for cb in callbacks if hasattr(cb, "_before_run")]
 
     def started(self) -> None:
         self.model = None
@@ -151,9 +156,14 @@ class BeforeResume:
         if self.device is not None:  # what xn.train's model.to(dev) moved besides (a recurrent layer's state)
             model.to(self.device)
         self.optimizer.load_state_dict(self.saved)
+        for group, keys in zip(self.optimizer.param_groups, self.group_keys):
+            for key in set(group) - keys:  # one a callback's on_train_begin added (LearningRateSchedule's initial_lr)
+                del group[key]
         set_rng_states(model, self.rng)
         for name, node in model.named_modules().items():
             node._frozen = name in self.frozen
+        for put_back in reversed(self.callbacks):
+            put_back()
 
 
 def restore_callbacks(ckpt: dict[str, Any], callbacks: Iterable[Any]) -> None:

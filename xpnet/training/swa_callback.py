@@ -4,7 +4,7 @@ models and ViTs)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .._user import is_int
 from ..backend import fast_path, namespace
@@ -42,6 +42,22 @@ class AveragedWeights(Callback):
         if not self.averaged.device_given:
             self.averaged.to(state.device)
         self._save()
+
+    def _before_run(self) -> Callable[[], None]:
+        """A function putting the average back as it is now (its arrays, their device, ``n_averaged``) with this
+        callback's saved state, for :class:`xpnet.training.resume.BeforeResume`: a resumed run refused after
+        ``on_train_begin`` moved the average to the training device leaves it where the user had it."""
+        averaged, kept = self.averaged, self._saved
+        arrays, device, n = dict(averaged.module.state()), averaged.module.device, averaged.n_averaged
+
+        def put_back() -> None:
+            for name, v in arrays.items():
+                averaged.module.set_param(name, v)
+            if device is not None:
+                averaged.module.to(device)
+            averaged.n_averaged, self._saved = n, kept
+
+        return put_back
 
     def on_train_batch_end(self, batch: int) -> None:
         # state.epoch counts the epochs completed: the one running is the next
