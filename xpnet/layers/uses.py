@@ -363,13 +363,21 @@ def _stateful_twice(layer: Any) -> str:
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
 
 
-def called(layer: Any, by_mode: bool = False) -> None:
-    """Said by ``layer.__call__`` before its ``forward``: the call is a use even inside a layer that is not a
-    container (a layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own
-    business (Conv1d's Conv2d). ``by_mode``: no ``train`` given, the layer's flag says (``model.eval();
-    model(x)``), told apart from a caller's ``train=False`` by the outermost forward (``_watch``)."""
+def called(layer: Any, train: Any, inputs: str = "x", hint: str = "") -> bool:
+    """Said by ``layer.__call__`` before its ``forward``; the ``train`` that forward gets: the layer's flag where
+    none was given (``model.eval(); model(x)``), else ``train`` checked (``layer._check_train(train, inputs,
+    hint)``: anything but True or False, an array in its place, raises a TypeError naming
+    ``{layer}.forward({inputs}, train)``). The call is then a use even inside a layer that is not a container (a
+    layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own business (Conv1d's
+    Conv2d); a flag that came from the layer's mode is told apart from a caller's ``train=False`` by the outermost
+    forward (``_watch``)."""
     local = _local
-    local.called, local.by_mode = layer, by_mode
+    if train is None:
+        local.called, local.by_mode = layer, True
+        return layer.training
+    train = layer._check_train(train, inputs, hint)
+    local.called, local.by_mode = layer, False
+    return train
 
 
 def _count_forward(layer: Any) -> None:
