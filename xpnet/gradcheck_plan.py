@@ -30,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .layers.tree import Tree
-from .layers.uses import _PLAIN
+from .layers.uses import plain_forward
 from .models.sequential import Sequential
 
 __all__ = ["planned_forward", "planned_loss"]
@@ -48,7 +48,7 @@ def planned_forward(model: Any, xs: list[Any]) -> Callable[..., Any] | None:
     plains = []
     for layer in layers:
         kind, own = type(layer), vars(layer)
-        plain = _PLAIN.get(kind.forward)
+        plain = plain_forward(kind.forward)
         if plain is None or kind.named_children is not _LEAF or "named_children" in own or kind.uses_inside \
                 or "forward" in own:
             return None

@@ -51,7 +51,7 @@ from .reuse import _Uses
 from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Record, counts, keep_since, named
 
-__all__ = ["scoped", "recorded", "chained", "called"]
+__all__ = ["scoped", "recorded", "chained", "called", "plain_forward"]
 
 
 class _Local(threading.local):
@@ -266,6 +266,13 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
 
 # recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
 _PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def plain_forward(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The forward that ``recorded``'s wrapper ``method`` (a class's ``forward``) calls, to run without the
+    records where no backward reads them (``xn.train``'s planned steps, ``xn.gradcheck``'s later passes); None
+    where ``method`` is no such wrapper (a recurrent layer's, whose ``train_of`` reads ``*args``; a container's)."""
+    return _PLAIN.get(method)
 
 
 def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
