@@ -59,7 +59,9 @@ class _Local(threading.local):
     caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
     {id(layer): its calls} of the layers called more than once in it; no_grad_firsts: {id(layer)} of the layers
     whose first call in it ran under ``xn.no_grad()`` (None till one did); plain: within ``unrecorded()``
-    (:mod:`.unrecorded`), every forward runs without its records; looked: an evaluation-mode call ran there."""
+    (:mod:`.unrecorded`), every forward runs without its records; looked: an evaluation-mode call ran there;
+    plans: there, {id(layer): (type, dtype, shape, forward(x))}, the planned forward of a layer's training-mode
+    call on one array of that type, dtype and shape."""
 
     calls: dict[int, Any] | None = None
     called: Any = None
@@ -68,6 +70,7 @@ class _Local(threading.local):
     by_mode = False  # with called: that call's train came from the layer's flag (no train= given)
     plain = False
     looked = False
+    plans: dict[int, tuple[type, Any, tuple[int, ...], Callable[[Any], Any]]] = {}
 
 
 _local = _Local()
@@ -193,7 +196,13 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 train = train_of(self, xs, kwargs)
             else:
                 train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
-            if train is not True and (train is not None or not self.training):
+            if train is True:
+                plan = local.plans.get(id(self)) if len(xs) == 1 and kwargs.keys() <= _TRAIN else None
+                if plan is not None:  # the input the plan was made for: its checks passed in the first pass
+                    x = xs[0]
+                    if type(x) is plan[0] and x.dtype == plan[1] and x.shape == plan[2]:
+                        return plan[3](x)
+            elif train is not None or not self.training:
                 local.looked = True
             return forward(self, *xs, **kwargs)
         no_grad = self.__dict__[UNDER_NO_GRAD] = not _grad_mode.enabled  # no backward serves it (no_grad_calls)
@@ -263,6 +272,8 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
         _PLAIN[run] = forward
     return run
 
+
+_TRAIN = frozenset({"train"})  # the keywords a planned call may come with (recorded, within unrecorded())
 
 # recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
 _PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
