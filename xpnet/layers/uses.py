@@ -192,12 +192,13 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         local = _local
         if local.plain:  # xn.gradcheck's later passes (unrecorded): the forward alone, an evaluation-mode call noted
+            n = len(xs)
             if train_of is not None:
                 train = train_of(self, xs, kwargs)
             else:
-                train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
-            if train is True:
-                plan = local.plans.get(id(self)) if len(xs) == 1 and kwargs.keys() <= _TRAIN else None
+                train = xs[position] if position is not None and n > position else kwargs.get("train", default)
+            if train is True:  # layer(x), layer.forward(x) or forward(x, train=True) may run the layer's plan
+                plan = local.plans.get(id(self)) if n == 1 and (not kwargs or kwargs == _TRAINING) else None
                 if plan is not None:  # the input the plan was made for: its checks passed in the first pass
                     x = xs[0]
                     if type(x) is plan[0] and x.dtype == plan[1] and x.shape == plan[2]:
@@ -273,7 +274,7 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     return run
 
 
-_TRAIN = frozenset({"train"})  # the keywords a planned call may come with (recorded, within unrecorded())
+_TRAINING = {"train": True}  # the keywords a planned call may come with (recorded, within unrecorded())
 
 # recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
 _PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
