@@ -1,5 +1,6 @@
 """xn.gradcheck's later passes through a model of one's own run without the records a backward reads
-(xpnet.layers.unrecorded): the rows of passes with them, bit for bit, and the switch off wherever else."""
+(xpnet.layers.unrecorded), a Linear's and a ReLU's by their planned forward (xpnet.gradcheck_plan.planned_leaves):
+the rows of passes with the records and every layer's forward, bit for bit, and the switch off wherever else."""
 
 from __future__ import annotations
 
@@ -93,13 +94,30 @@ class Recurrent(xn.Model):
         return self.rnn.backward(dhs)
 
 
+class Mlp(xn.Model):
+    """fc2(relu(fc1(x))), PyTorch's way: every layer planned in the later passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.relu, self.fc2 = Linear(5, 6), ReLU(), Linear(6, 3)
+
+    def forward(self, x, train=True):
+        return self.fc2(self.relu(self.fc1(x)))
+
+    def backward(self, dy):
+        return self.fc1.backward(self.relu.backward(self.fc2.backward(dy)))
+
+
 def _nested():
     xn.init.seed(0)
     return xn.Sequential(xn.Sequential(Linear(5, 6), Tanh()), Linear(6, 3))
 
 
 MODELS = {"residual": Skip, "twice": TwiceCalled, "dropout": Dropped, "batchnorm": Normed, "rnn": Recurrent,
-          "nested": _nested}
+          "nested": _nested, "mlp": Mlp}
+# how many layers ran their planned forward in the later passes (a Linear or ReLU called on one kind of input, as
+# layer(x); Dropped's forward(x, train) passes train by position, which no plan takes: they run their forward)
+PLANNED = {"residual": 2, "twice": 2, "dropout": 0, "batchnorm": 2, "rnn": 1, "nested": 2, "mlp": 3}
 
 
 def _input(name, n=4):
@@ -109,9 +127,12 @@ def _input(name, n=4):
 
 
 class _Off:
-    """In unrecorded()'s place: the later passes with every record, as the first."""
+    """In unrecorded()'s place: the later passes with every record, as the first (and no layer planned)."""
 
     looked = False
+
+    def __init__(self, plans=None):
+        pass
 
     def __enter__(self):
         return self
@@ -122,15 +143,25 @@ class _Off:
 
 def _both(monkeypatch, model, x, labels):
     """The report with the later passes unrecorded (each switched pass's ``looked``), and with their records."""
-    switched = []
+    switched, planned = [], set()
+
+    def counted(key, forward):
+        def run(x):
+            planned.add(key)
+            return forward(x)
+        return run
 
     class Seen(gradcheck_module.unrecorded):
+        def __init__(self, plans=None):
+            super().__init__({k: (*p[:3], counted(k, p[3])) for k, p in (plans or {}).items()})
+
         def __exit__(self, *exc):
             super().__exit__(*exc)
             switched.append(self.looked)
 
     monkeypatch.setattr(gradcheck_module, "unrecorded", Seen)
     unrecorded = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
+    _both.planned = len(planned)
     monkeypatch.setattr(gradcheck_module, "unrecorded", _Off)
     recorded = xn.gradcheck(model, x, labels, SoftmaxCrossEntropy())
     return unrecorded, recorded, switched
@@ -144,7 +175,33 @@ def test_unrecorded_passes_give_the_rows_of_passes_with_the_records(monkeypatch,
     unrecorded, recorded, switched = _both(monkeypatch, model, x, labels)
     assert unrecorded.ok, str(unrecorded)
     assert len(switched) == unrecorded.forward_passes - 1 and not any(switched)  # every later pass switched
+    assert _both.planned == PLANNED[name]
     assert unrecorded.rows == recorded.rows and unrecorded.forward_passes == recorded.forward_passes
+
+
+class Narrowing(xn.Model):
+    """head(x) where x[0, 0] >= 0.5, else head(x[:, :4]), an input the Linear refuses."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = Linear(5, 3)
+
+    def forward(self, x, train=True):
+        return self.head(x if x[0, 0] >= 0.5 else x[:, :4])
+
+    def backward(self, dy):
+        return self.head.backward(dy)
+
+
+def test_a_planned_layer_given_another_input_in_a_later_pass_runs_its_forward_and_checks():
+    """The check starts at x[0, 0] = 0.5; its pass at x[0, 0] - eps hands the planned Linear a (4, 4) input: its
+    forward refuses it, naming itself (the planned forward, made for (4, 5), would have run a product that fails
+    with NumPy's words)."""
+    xn.init.seed(0)
+    x, labels = _input("narrowing")
+    x[0, 0] = 0.5
+    with pytest.raises(ValueError, match=r"^Linear: expected input of shape \(N, 5\).*got \(4, 4\)"):
+        xn.gradcheck(Narrowing(), x, labels, SoftmaxCrossEntropy())
 
 
 def test_an_evaluation_mode_call_within_a_pass_brings_the_records_back(monkeypatch):

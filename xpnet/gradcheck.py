@@ -34,7 +34,8 @@ recurrent layer starts each pass from the state it carried in) and every buffer 
 mean updated by forward). The original model is never modified. The first pass runs the model's forward
 with every record a backward reads; a Sequential of leaf layers runs the later ones, which no backward
 follows, as each layer's forward in turn (:mod:`xpnet.gradcheck_plan`), any other model through its own
-forward without the records (:mod:`xpnet.layers.unrecorded`).
+forward without the records (:mod:`xpnet.layers.unrecorded`), a Linear or ReLU given the input it had in the
+first pass by its planned forward.
 Any model is checked whole, through its own forward and backward: a Sequential, a model of the
 user's (dotted rows, ``stage1.0.conv1.W``), one with several inputs (``x`` a tuple; rows ``input[0]``...).
 
@@ -80,9 +81,9 @@ from .backend import (CPU, Device, XpnetDeviceWarning, device_of, host_copy, nam
 from .backend import device as _resolve_device
 from .layers.base import Layer
 from .gradcheck_locate import locate
-from .gradcheck_plan import planned_forward, planned_loss
+from .gradcheck_plan import SeenInputs, planned_forward, planned_leaves, planned_loss
 from .gradcheck_report import GradcheckError, GradcheckReport, GradcheckRow
-from .layers.container import Watcher, watch
+from .layers.container import watch
 from .layers.uncalled import FORWARDS
 from .layers.unrecorded import unrecorded
 from .layers.zero_grad import arm
@@ -198,7 +199,7 @@ class _Objective:
         self.pieces: list[tuple[Layer, Any]] = []
         self.planned: Any = None  # the later passes' forward and loss (gradcheck_plan), found after the first pass
         self.planned_loss: Any = None
-        self.unrecorded = False  # True: the later passes run the model's forward without its records (unrecorded)
+        self.unrecorded: unrecorded | None = None  # the later passes' switch: the model's forward without its records
 
     def __call__(self) -> tuple[Any, Any]:
         """f at the current (perturbed) params and input, and how many elements of the layers'
@@ -207,11 +208,11 @@ class _Objective:
         self._rewind()
         if self.planned is not None:
             y = self.planned(*self.xs)
-        elif self.unrecorded:
-            with unrecorded() as switch:
+        elif self.unrecorded is not None:
+            with self.unrecorded as switch:
                 y = self.model.forward(*self.xs, train=True)
             if switch.looked:  # an evaluation-mode call, whose records may change the values: with them from now on
-                self.unrecorded = False
+                self.unrecorded = None
                 self.rewind()
                 y = self.model.forward(*self.xs, train=True)
         else:
@@ -259,7 +260,8 @@ class _Objective:
         self.dxs = list(dx) if isinstance(dx, (tuple, list)) else [dx]
         self.dxs += [None] * (len(self.xs) - len(self.dxs))
         self.planned = planned_forward(self.model, self.xs)
-        self.unrecorded = self.planned is None
+        if self.planned is None:
+            self.unrecorded = unrecorded(planned_leaves(self.model, self.xs, mutations.inputs))
         self.planned_loss = planned_loss(self.loss, self.model, self.xs)
         return f0, mutations.rows
 
@@ -295,14 +297,17 @@ class _Objective:
         return self.loss.forward(y, self.t, check=check)
 
 
-class _Mutations(Watcher):
-    """A failing row for each layer that wrote into its input x or its incoming gradient dy."""
+class _Mutations(SeenInputs):
+    """A failing row for each layer that wrote into its input x or its incoming gradient dy (and, as
+    ``SeenInputs``, what each was given, for the later passes' plan)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.rows: list[GradcheckRow] = []
         self.before: list[np.ndarray] = []  # host copies of what the running layer was given
 
     def before_forward(self, name: str, layer: Layer, xs: tuple[Any, ...]) -> None:
+        super().before_forward(name, layer, xs)
         self.before = [host_copy(x) for x in xs]
 
     def forward(self, name: str, layer: Layer, xs: tuple[Any, ...], y: Any) -> None:

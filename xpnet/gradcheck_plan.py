@@ -19,7 +19,10 @@ nothing of the user's runs between two passes. So:
    computed another f would fail every row ("not repeatable").
 3. Any other model (a model of one's own: its forward is the user's code; a nested Sequential) runs its own
    forward at every pass, without the records (:mod:`xpnet.layers.unrecorded`): every container's and layer's
-   forward as it is, unless an evaluation-mode call within a pass asks for them back.
+   forward as it is, unless an evaluation-mode call within a pass asks for them back. On NumPy arrays a leaf
+   layer with a ``planned_calls()`` forward whose every call in the first pass took one array of one type, dtype
+   and shape (``SeenInputs``) runs that forward where a pass gives it such an array in training mode
+   (``planned_leaves``); any other call of it runs its forward, with its checks.
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .layers.container import Watcher
 from .layers.tree import Tree
-from .layers.uses import _PLAIN
+from .layers.uses import plain_forward
 from .models.sequential import Sequential
 
-__all__ = ["planned_forward", "planned_loss"]
+__all__ = ["SeenInputs", "planned_forward", "planned_leaves", "planned_loss"]
 
 _LEAF = Tree.named_children  # a leaf's named_children (layers.tree)
 
@@ -48,7 +52,7 @@ def planned_forward(model: Any, xs: list[Any]) -> Callable[..., Any] | None:
     plains = []
     for layer in layers:
         kind, own = type(layer), vars(layer)
-        plain = _PLAIN.get(kind.forward)
+        plain = plain_forward(kind.forward)
         if plain is None or kind.named_children is not _LEAF or "named_children" in own or kind.uses_inside \
                 or "forward" in own:
             return None
@@ -64,6 +68,38 @@ def planned_forward(model: Any, xs: list[Any]) -> Callable[..., Any] | None:
             y = call(y)
         return y
     return forward
+
+
+class SeenInputs(Watcher):
+    """What each leaf layer was given in the first pass (watched, :func:`xpnet.layers.container.watch`):
+    ``inputs[id(layer)]`` is (type, dtype, shape) of the one array every call of it took, or None where a call took
+    other than one array, or calls took arrays of more than one kind."""
+
+    def __init__(self) -> None:
+        self.inputs: dict[int, tuple[type, Any, tuple[int, ...]] | None] = {}
+
+    def before_forward(self, name: str, layer: Any, xs: tuple[Any, ...]) -> None:
+        seen = (type(xs[0]), xs[0].dtype, tuple(xs[0].shape)) if len(xs) == 1 else None
+        key = id(layer)
+        self.inputs[key] = seen if self.inputs.get(key, seen) == seen else None
+
+
+def planned_leaves(model: Any, xs: list[Any], inputs: dict[int, Any]) -> dict[int, tuple[Any, ...]]:
+    """{id(layer): (type, dtype, shape, forward(x))} for the later passes through ``model``'s own forward
+    (:mod:`xpnet.layers.unrecorded`): each layer of ``model`` whose calls in the first pass all took one array of
+    one type, dtype and shape (``inputs``, :class:`SeenInputs`) and that has a ``planned_calls()`` forward, where
+    ``xs`` and every parameter and buffer are NumPy arrays; nothing elsewhere."""
+    if not _numpy(model, xs):
+        return {}
+    plans = {}
+    for layer in model.named_modules().values():
+        seen = inputs.get(id(layer))
+        if seen is None or "forward" in vars(layer) or plain_forward(type(layer).forward) is None:
+            continue
+        made = _planned_calls(layer)
+        if made is not None:
+            plans[id(layer)] = (*seen, made[0])
+    return plans
 
 
 def planned_loss(loss: Any, model: Any, xs: list[Any]) -> Callable[[Any, Any], Any] | None:

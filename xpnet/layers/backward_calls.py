@@ -29,7 +29,7 @@ from .uncalled import CALLS, FORWARDS, Check, checking, replaced
 from .view_hint import hint_leaf
 from .zero_grad import ADDING, ARMED, BEFORE, LAST, TICKS
 
-__all__ = ["rounded", "backward_steps"]
+__all__ = ["rounded", "backward_steps", "plain_backward"]
 
 
 def rounded(backward: Callable[..., Any], plain: Callable[..., Any] | None = None,
@@ -121,6 +121,13 @@ def _hinting(run: Callable[..., Any], code: Any) -> Callable[..., Any]:
 
 # rounded's wrappers of xpnet's own backward and backward_params -> the method each wraps, for ``backward_steps``
 _PLAIN_BACKWARD: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def plain_backward(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The backward (or backward_params) that ``rounded``'s wrapper ``method`` of a layer of xpnet's calls, for a
+    step that does ``rounded``'s work itself (``xn.train``'s planned steps); None where ``method`` is no such
+    wrapper (a backward written out by the user)."""
+    return _PLAIN_BACKWARD.get(method)
 
 
 def backward_steps(parts: list[Any], dy: Any, params_last: bool, layer: type) -> Any:

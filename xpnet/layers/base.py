@@ -145,18 +145,12 @@ class Layer(Tree):
         ``forward(x, adj_mat, train=...)``."""
         if more:
             if len(more) < _inputs_of(type(self)):
-                by_mode = train is None
-                train = self.training if by_mode else self._check_train(train)
-                called(self, by_mode)
-                return self.forward(x, *more, train=train)
+                return self.forward(x, *more, train=called(self, train))
             if len(more) > 1 or train is not None:
                 raise TypeError(f"{self.name}.forward takes {_inputs_of(type(self))} input(s), then train: got "
                                 f"{1 + len(more)} arguments by position" + (", and train" if train is not None else ""))
             train = more[0]
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train)
-        called(self, by_mode)
-        return self.forward(x, train=train)
+        return self.forward(x, train=called(self, train))
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments that rebuild this layer (saved by ``model.save``): by default the

@@ -119,11 +119,9 @@ class Container(Layer):
     def __call__(self, *xs: Any, train: bool | None = None, **options: Any) -> Any:
         """``forward(*xs, **options)`` in the model's mode (``train()``/``eval()``), or as ``train`` says;
         ``options`` are forward's other keywords (a Transformer's masks)."""
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train, hint=STATE_HINT)
         refuse_torch_max(self, sys._getframe(1), xs)  # _, predicted = np.max(outputs, 1) after the call
+        train = called(self, train, hint=STATE_HINT)
         try:
-            called(self, by_mode)
             return self.forward(*xs, train=train, **options)
         except TypeError:
             self._check_inputs(xs, train, options)

@@ -51,10 +51,7 @@ class EmbeddingBag(Embedding):
     def __call__(self, input: Any, offsets: Any = None, per_sample_weights: Any = None,  # type: ignore[override]
                  train: bool | None = None) -> Any:
         """PyTorch's ``bag(input, offsets, per_sample_weights)``: ``forward`` in the layer's mode, as a use."""
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train, "input, offsets")
-        called(self, by_mode)
-        return self.forward(input, offsets, per_sample_weights, train=train)
+        return self.forward(input, offsets, per_sample_weights, train=called(self, train, "input, offsets"))
 
     def forward(self, input: Any, offsets: Any = None, per_sample_weights: Any = None,  # type: ignore[override]
                 train: bool = True) -> Any:

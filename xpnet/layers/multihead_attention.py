@@ -96,11 +96,8 @@ class MultiheadAttention(Layer):
                  is_causal: bool = False, train: bool | None = None) -> tuple[Any, Any]:
         """``forward`` in the layer's mode, recorded as a use (a second call in one training forward is taken back
         in reverse by backward, as every layer's: :mod:`xpnet.layers.reuse`)."""
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train, _INPUTS)
-        called(self, by_mode)
         return self.forward(query, key, value, key_padding_mask, need_weights, attn_mask, average_attn_weights,
-                            is_causal, train=train)
+                            is_causal, train=called(self, train, _INPUTS))
 
     def _projections(self) -> tuple[Any, Any, Any]:
         """W_q, W_k, W_v, each (in, E)."""

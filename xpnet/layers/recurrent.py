@@ -153,10 +153,7 @@ class _Recurrent(CarriedState, Layer, metaclass=StacksAreInstances):
         forward, its backward calls take the calls back in reverse; refused when ``stateful``).
         ``layer(x, train)``; ``return_state=True``: ``layer(x, hx)``."""
         train, hx = call_arguments(self, args, train, hx, None)
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train)
-        called(self, by_mode)
-        return self.forward(x, train=train, hx=hx)
+        return self.forward(x, train=called(self, train), hx=hx)
 
     _train_of_forward = forward_train  # forward's train may come after x, where *args hides it
 

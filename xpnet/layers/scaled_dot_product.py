@@ -58,10 +58,7 @@ class ScaledDotProductAttention(Layer):
         ``dropout_p``, ``scale`` and ``enable_gqa`` given here are refused, naming the constructor's argument."""
         if functional:
             raise TypeError(_layer_arguments(self.name, functional))
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train, _INPUTS)
-        called(self, by_mode)
-        return self.forward(query, key, value, attn_mask, is_causal, train=train)
+        return self.forward(query, key, value, attn_mask, is_causal, train=called(self, train, _INPUTS))
 
     def forward(self, query: Any, key: Any, value: Any, attn_mask: Any = None,  # type: ignore[override]
                 is_causal: bool = False, train: bool = True) -> Any:

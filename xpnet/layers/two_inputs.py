@@ -19,10 +19,9 @@ class _TwoInputs(Layer):
 
     def __call__(self, x1: Any, x2: Any, train: bool | None = None) -> Any:  # type: ignore[override]
         """``forward`` in the layer's mode, recorded as a use (:mod:`xpnet.layers.uses`)."""
-        by_mode = train is None
-        train = self.training if by_mode else self._check_pair_train(train)
-        called(self, by_mode)
-        return self.forward(x1, x2, train=train)
+        if train is not None:  # checked here, for the message that names the pair
+            train = self._check_pair_train(train)
+        return self.forward(x1, x2, train=called(self, train))
 
     def _check_pair_train(self, train: Any) -> bool:
         """``train`` checked; an array in its place is named a third input, which these layers do not take."""

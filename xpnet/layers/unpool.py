@@ -43,10 +43,7 @@ class MaxUnpool2d(Layer):
 
     def __call__(self, x: Any, indices: Any, output_size: Any = None,  # type: ignore[override]
                  train: bool | None = None) -> Any:
-        by_mode = train is None
-        train = self.training if by_mode else self._check_train(train, "x, indices, output_size")
-        called(self, by_mode)
-        return self.forward(x, indices, output_size, train)
+        return self.forward(x, indices, output_size, called(self, train, "x, indices, output_size"))
 
     def forward(self, x: Any, indices: Any, output_size: Any = None,  # type: ignore[override]
                 train: bool = True) -> Any:

@@ -51,7 +51,7 @@ from .reuse import _Uses
 from .view_hint import hint_leaf
 from .uncalled import CALLS, FORWARDS, Record, counts, keep_since, named
 
-__all__ = ["scoped", "recorded", "chained", "called"]
+__all__ = ["scoped", "recorded", "chained", "called", "plain_forward"]
 
 
 class _Local(threading.local):
@@ -59,7 +59,9 @@ class _Local(threading.local):
     caller, the layer whose forward runs now; called, a layer whose ``__call__`` is under way; repeats:
     {id(layer): its calls} of the layers called more than once in it; no_grad_firsts: {id(layer)} of the layers
     whose first call in it ran under ``xn.no_grad()`` (None till one did); plain: within ``unrecorded()``
-    (:mod:`.unrecorded`), every forward runs without its records; looked: an evaluation-mode call ran there."""
+    (:mod:`.unrecorded`), every forward runs without its records; looked: an evaluation-mode call ran there;
+    plans: there, {id(layer): (type, dtype, shape, forward(x))}, the planned forward of a layer's training-mode
+    call on one array of that type, dtype and shape."""
 
     calls: dict[int, Any] | None = None
     called: Any = None
@@ -68,6 +70,7 @@ class _Local(threading.local):
     by_mode = False  # with called: that call's train came from the layer's flag (no train= given)
     plain = False
     looked = False
+    plans: dict[int, tuple[type, Any, tuple[int, ...], Callable[[Any], Any]]] = {}
 
 
 _local = _Local()
@@ -189,11 +192,18 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     def run(self: Any, *xs: Any, **kwargs: Any) -> Any:
         local = _local
         if local.plain:  # xn.gradcheck's later passes (unrecorded): the forward alone, an evaluation-mode call noted
+            n = len(xs)
             if train_of is not None:
                 train = train_of(self, xs, kwargs)
             else:
-                train = xs[position] if position is not None and len(xs) > position else kwargs.get("train", default)
-            if train is not True and (train is not None or not self.training):
+                train = xs[position] if position is not None and n > position else kwargs.get("train", default)
+            if train is True:  # layer(x), layer.forward(x) or forward(x, train=True) may run the layer's plan
+                plan = local.plans.get(id(self)) if n == 1 and (not kwargs or kwargs == _TRAINING) else None
+                if plan is not None:  # the input the plan was made for: its checks passed in the first pass
+                    x = xs[0]
+                    if type(x) is plan[0] and x.dtype == plan[1] and x.shape == plan[2]:
+                        return plan[3](x)
+            elif train is not None or not self.training:
                 local.looked = True
             return forward(self, *xs, **kwargs)
         no_grad = self.__dict__[UNDER_NO_GRAD] = not _grad_mode.enabled  # no backward serves it (no_grad_calls)
@@ -264,8 +274,17 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
     return run
 
 
+_TRAINING = {"train": True}  # the keywords a planned call may come with (recorded, within unrecorded())
+
 # recorded's wrappers -> the forward each wraps, for ``chained`` (not a recurrent layer's: its train_of reads *args)
 _PLAIN: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+
+def plain_forward(method: Callable[..., Any]) -> Callable[..., Any] | None:
+    """The forward that ``recorded``'s wrapper ``method`` (a class's ``forward``) calls, to run without the
+    records where no backward reads them (``xn.train``'s planned steps, ``xn.gradcheck``'s later passes); None
+    where ``method`` is no such wrapper (a recurrent layer's, whose ``train_of`` reads ``*args``; a container's)."""
+    return _PLAIN.get(method)
 
 
 def chained(model: Any, layers: Any, x: Any, train: bool) -> Any:
@@ -363,13 +382,21 @@ def _stateful_twice(layer: Any) -> str:
             f"sequence (N, T, features), or loop an xn.layers.{kind}Cell, which takes its state as an argument")
 
 
-def called(layer: Any, by_mode: bool = False) -> None:
-    """Said by ``layer.__call__`` before its ``forward``: the call is a use even inside a layer that is not a
-    container (a layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own
-    business (Conv1d's Conv2d). ``by_mode``: no ``train`` given, the layer's flag says (``model.eval();
-    model(x)``), told apart from a caller's ``train=False`` by the outermost forward (``_watch``)."""
+def called(layer: Any, train: Any, inputs: str = "x", hint: str = "") -> bool:
+    """Said by ``layer.__call__`` before its ``forward``; the ``train`` that forward gets: the layer's flag where
+    none was given (``model.eval(); model(x)``), else ``train`` checked (``layer._check_train(train, inputs,
+    hint)``: anything but True or False, an array in its place, raises a TypeError naming
+    ``{layer}.forward({inputs}, train)``). The call is then a use even inside a layer that is not a container (a
+    layer of one's own calling ``self.relu(x)`` twice), where ``layer.forward(x)`` is its own business (Conv1d's
+    Conv2d); a flag that came from the layer's mode is told apart from a caller's ``train=False`` by the outermost
+    forward (``_watch``)."""
     local = _local
-    local.called, local.by_mode = layer, by_mode
+    if train is None:
+        local.called, local.by_mode = layer, True
+        return layer.training
+    train = layer._check_train(train, inputs, hint)
+    local.called, local.by_mode = layer, False
+    return train
 
 
 def _count_forward(layer: Any) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from ..io.npz import NpzReader
 from ..layers import LSTM, BatchNorm, Conv2d, ConvTranspose2d, Embedding, Linear
 from ..layers.tree import IncompatibleKeys
-from .torch_weights import _describe
+from .torch_names import node_described
 
 __all__ = ["CHAINER_GATES", "CHAINER_NAMES", "load_chainer_npz", "lstm_from_chainer"]
 
@@ -141,7 +141,7 @@ def _plan(model: Any, headers: dict[str, tuple], prefix: str,
     missing: list[str] = []
     problems: list[str] = []
     for dotted, node in modules.items():
-        dot, where = f"{dotted}." if dotted else "", _describe(dotted, node)
+        dot, where = f"{dotted}." if dotted else "", node_described(dotted, node)
         refusal = _refusal(node)
         if refusal is not None:
             problems.append(f"{where}: {refusal}")
@@ -198,7 +198,7 @@ def _unexpected(keys: list[str], model: Any, prefix: str) -> list[str]:
             why = f"the xpnet model has no layer at Chainer's {path + first + '/'!r}"
         else:
             takes = [path + chainer for chainer, _ in names]
-            why = f"{_describe(dotted, modules[dotted])} takes {', '.join(map(repr, takes)) or 'no arrays'}"
+            why = f"{node_described(dotted, modules[dotted])} takes {', '.join(map(repr, takes)) or 'no arrays'}"
         by_reason.setdefault(why, []).append(key)
     return [f"Chainer's {', '.join(map(repr, group))} left over: {why}" for why, group in by_reason.items()]
 
@@ -210,9 +210,9 @@ def _sequential_hint(model: Any) -> list[str]:
         children = node.named_children()
         links = [c for c in children.values() if c.named_params() or c.named_buffers()]
         if len(links) >= 3 and all(name.isdigit() for name in children):
-            lines.append(f"if {_describe(dotted, node)} was a chainer.Sequential, its file numbers the links 0 for "
-                         "the first, then from the last backwards (chainer/sequential.py's insert puts each appended "
-                         "link second): rename its keys in order first (docs/from-chainer.md)")
+            lines.append(f"if {node_described(dotted, node)} was a chainer.Sequential, its file numbers the links 0 "
+                         "for the first, then from the last backwards (chainer/sequential.py's insert puts each "
+                         "appended link second): rename its keys in order first (docs/from-chainer.md)")
     return lines
 
 

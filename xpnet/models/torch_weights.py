@@ -8,14 +8,15 @@ How a load goes:
    ``requires_grad`` or not) through ``xpnet.backend.to_numpy``, by duck typing (torch is never imported).
 2. Each node of the xpnet model, by its dotted name, takes its arrays from the keys under the same prefix:
    ``nn.Sequential``'s indices are ``xn.Sequential``'s, a custom ``nn.Module``'s attribute names an
-   ``xn.Model``'s. :data:`TORCH_NAMES` says, per xpnet layer type, which PyTorch array (or two) each
-   parameter and buffer is and in what layout; a layer type it does not list (a layer of your own, a
-   model's own parameters) keeps its names and layouts.
+   ``xn.Model``'s. :data:`TORCH_NAMES` (:mod:`.torch_names`) says, per xpnet layer type, which PyTorch array
+   (or two) each parameter and buffer is and in what layout; a layer type it does not list (a layer of your own,
+   a model's own parameters) keeps its names and layouts.
 3. Every problem is gathered, each naming the xpnet layer, the PyTorch key, and what was expected against
    what came (a misshapen array; a key of a layer or direction the xpnet ``LSTM`` was not built with; with
-   ``strict=True`` a key left over or a parameter not filled); one ValueError lists them all before anything
-   changes. A layer of a stacked or bidirectional ``LSTM(..., num_layers=2)`` (``lstm.l1_reverse``) takes
-   the keys of its level under the stack's name (``lstm.weight_ih_l1_reverse``).
+   ``strict=True`` a key left over, saying why it fits nowhere (:mod:`.torch_misfit`), or a parameter not
+   filled); one ValueError lists them all before anything changes. A layer of a stacked or bidirectional
+   ``LSTM(..., num_layers=2)`` (``lstm.l1_reverse``) takes the keys of its level under the stack's name
+   (``lstm.weight_ih_l1_reverse``).
 4. The converted dict goes through ``model.load_state_dict``, whose checks apply too, and which casts
    and moves each array to its parameter's dtype and device.
 
@@ -31,7 +32,6 @@ statistics does (PyTorch never counts it there).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,122 +42,15 @@ from ..backend.libraries import library
 from ..io.paths import fspath
 from ..io.streams import describe, is_file_object
 from ..io.torch_file import read_torch_archive
-from ..layers import (GRU, LSTM, RNN, BatchNorm, Bilinear, Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d,
-                      Embedding, FrozenBatchNorm2d, GroupNorm, GRUCell, InstanceNorm1d, InstanceNorm2d, LayerNorm,
-                      Linear, LSTMCell, MultiheadAttention, PositionalEncoding, PReLU, RMSNorm, RNNCell, SpectralNorm,
-                      TiedLinear, WeightNorm)
-from ..layers.recurrent_stack import RecurrentStack
+from ..layers import TiedLinear
 from ..layers.tree import IncompatibleKeys
 from ..layers.two_biases import mark as mark_two_biases
 from .shared_names import named_at_every_place, named_once, other_places
+from .torch_misfit import unexpected_lines, whole_dict_hints
+from .torch_names import (TORCH_NAMES, dropped_keys, node_described, parse_formula, renamed_old, torch_names_of,
+                          torch_place, torch_refusal)
 
 __all__ = ["TORCH_NAMES", "load_torch_state_dict", "read_torch_file", "torch_state_dict"]
-
-# RNN's and LSTM's b (the default, convention="book"), or bx and bh (convention="pytorch": PyTorch's own two)
-_RECURRENT = {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "b": "bias_ih_l0 + bias_hh_l0", "bx": "bias_ih_l0",
-              "bh": "bias_hh_l0"}
-_CELL = {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "b": "bias_ih + bias_hh", "bx": "bias_ih",
-         "bh": "bias_hh"}  # nn.RNNCell's, nn.LSTMCell's, as RNN's
-
-# xpnet layer type -> {xpnet parameter or buffer: the PyTorch array it is}: "name" the same array,
-# "name.T" transposed, "a + b" the sum of two. A subclass takes its base's entry.
-TORCH_NAMES: dict[type, dict[str, str]] = {
-    Linear: {"W": "weight.T", "b": "bias"},
-    Bilinear: {"W": "weight", "b": "bias"},  # W (out, in1, in2), PyTorch's own layout
-    Conv2d: {"W": "weight", "b": "bias"},
-    ConvTranspose2d: {"W": "weight", "b": "bias"},  # W (in, out // groups, kh, kw), PyTorch's own layout
-    Conv1d: {"W": "weight", "b": "bias"},  # W (out, in // groups, k)
-    ConvTranspose1d: {"W": "weight", "b": "bias"},  # W (in, out // groups, k)
-    BatchNorm: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var",
-                "num_batches_tracked": "num_batches_tracked"},
-    LayerNorm: {"gamma": "weight", "beta": "bias"},
-    GroupNorm: {"gamma": "weight", "beta": "bias"},
-    InstanceNorm1d: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
-    InstanceNorm2d: {"gamma": "weight", "beta": "bias", "running_mean": "running_mean", "running_var": "running_var"},
-    RMSNorm: {"gamma": "weight"},
-    PReLU: {"weight": "weight"},
-    Embedding: {"W": "weight"},
-    TiedLinear: {"b": "bias"},  # its weight is the Embedding's W: see _tied
-    RNN: _RECURRENT,
-    LSTM: {**_RECURRENT, "Wr": "weight_hr_l0.T"},  # Wr only with proj_size
-    GRU: {"Wx": "weight_ih_l0.T", "Wh": "weight_hh_l0.T", "bx": "bias_ih_l0", "bh": "bias_hh_l0"},
-    RNNCell: _CELL,
-    LSTMCell: _CELL,
-    GRUCell: {"Wx": "weight_ih.T", "Wh": "weight_hh.T", "bx": "bias_ih", "bh": "bias_hh"},
-    # W_in when kdim == vdim == embed_dim (PyTorch's in_proj_weight), else W_q, W_k, W_v (its q/k/v_proj_weight)
-    MultiheadAttention: {"W_in": "in_proj_weight.T", "W_q": "q_proj_weight.T", "W_k": "k_proj_weight.T",
-                         "W_v": "v_proj_weight.T", "b_in": "in_proj_bias", "W_out": "out_proj.weight.T",
-                         "b_out": "out_proj.bias"},
-}
-
-# The older hook functions' names (torch.nn.utils.spectral_norm, weight_norm) -> the parametrizations' (the new API,
-# torch's recommendation), which xn.torch_state_dict gives: either loads.
-_OLD_NAMES = {SpectralNorm: {"weight_orig": "parametrizations.weight.original",
-                             "weight_u": "parametrizations.weight.0._u", "weight_v": "parametrizations.weight.0._v"},
-              WeightNorm: {"weight_g": "parametrizations.weight.original0",
-                           "weight_v": "parametrizations.weight.original1"}}
-
-_RECURRENT_KEY = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?")
-_BUILT_WITHOUT = ("bias", "affine", "elementwise_affine", "track_running_stats")
-
-
-def _parse(formula: str) -> tuple[tuple[str, ...], str]:
-    """(PyTorch's names, how): how is "" (the same array), "T" (transposed) or "+" (their sum)."""
-    if " + " in formula:
-        return tuple(formula.split(" + ")), "+"
-    if formula.endswith(".T"):
-        return (formula[:-2],), "T"
-    return (formula,), ""
-
-
-def _names(node: Any, level: str = "l0") -> dict[str, str]:
-    """The node's own parameters and buffers -> their PyTorch formulas (its own names where none is known);
-    a recurrent layer's keys are of its ``level`` (``"l1_reverse"``: ``weight_ih_l1_reverse``)."""
-    table = next((TORCH_NAMES[cls] for cls in type(node).__mro__ if cls in TORCH_NAMES), {})
-    if isinstance(node, (SpectralNorm, WeightNorm)):  # the wrapped layer's weight, by PyTorch's parametrization
-        layout = ".T" if _names(node.layer)["W"].endswith(".T") else ""
-        table = {"W_orig": "parametrizations.weight.original" + layout, "u": "parametrizations.weight.0._u",
-                 "v": "parametrizations.weight.0._v", "b": "bias"} if isinstance(node, SpectralNorm) else \
-            {"g": "parametrizations.weight.original0" + layout, "v": "parametrizations.weight.original1" + layout,
-             "b": "bias"}
-    if isinstance(node, (RNN, LSTM, GRU)):
-        table = {k: v.replace("_l0", f"_{level}") for k, v in table.items()}
-    return {name: table.get(name, name) for name in (*node.params, *node.buffers)}
-
-
-def _place(prefix: str, modules: dict[str, Any]) -> tuple[str, str]:
-    """Where the node at ``prefix`` finds its PyTorch keys: (their dotted prefix, the recurrent level). A layer
-    of a ``RecurrentStack`` (``lstm.l1_reverse``) is one level of PyTorch's module (``lstm.weight_ih_l1_reverse``)."""
-    parent, _, attr = prefix.rpartition(".")
-    if prefix and isinstance(modules.get(parent), RecurrentStack):
-        return (f"{parent}." if parent else ""), attr
-    return (f"{prefix}." if prefix else ""), "l0"
-
-
-def _refusal(node: Any) -> str | None:
-    """Why no PyTorch state dict fits this node, or None."""
-    if isinstance(node, GRU) and not isinstance(node, RecurrentStack) and node.convention == "book":
-        return ("the book's GRU (convention='book') is another function than nn.GRU, so PyTorch's weights do not "
-                "fit it: build GRU(..., convention='pytorch') (the default)")
-    return None
-
-
-def _dropped(node: Any) -> tuple[str, ...]:
-    """PyTorch's keys (last part) that this node takes and drops: a BatchNorm whose momentum is a number has no
-    ``num_batches_tracked``, which PyTorch counts but does not use then either; nor an InstanceNorm with running
-    statistics, whose ``num_batches_tracked`` PyTorch never counts; nor a FrozenBatchNorm2d, whose torchvision
-    original drops it from the BatchNorm2d state dicts it loads."""
-    if isinstance(node, BatchNorm) and node.track_running_stats and node.momentum is not None or \
-            isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and node.track_running_stats or \
-            isinstance(node, FrozenBatchNorm2d):
-        return ("num_batches_tracked",)
-    return ()
-
-
-def _describe(prefix: str, node: Any) -> str:
-    if not prefix:
-        return f"the model ({node.name})"
-    return f"layer {prefix!r} ({node!r})" if not node.named_children() else f"layer {prefix!r} ({node.name})"
 
 
 def read_torch_file(path: Any) -> Any:
@@ -224,23 +117,23 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     modules = model.named_modules()
     arrays, differ = named_once(arrays, other_places(model))  # a shared layer's arrays under each of its places
     problems += differ
-    arrays = _renamed_old(arrays, modules)
+    arrays = renamed_old(arrays, modules)
     converted: dict[str, np.ndarray] = {}
     used: set[str] = set()
     missing: list[str] = []
     summed: list[tuple[Any, bool]] = []  # the one-bias layers, whether given a nonzero bias_hh (layers.two_biases)
     for prefix, node in modules.items():
-        dot, level = _place(prefix, modules)
-        where = _describe(prefix, node)
-        refusal = _refusal(node)
+        dot, level = torch_place(prefix, modules)
+        where = node_described(prefix, node)
+        refusal = torch_refusal(node)
         if refusal is not None:
             problems.append(f"{where}: {refusal}")
             used.update(k for k in arrays if k.rpartition(".")[0] == prefix)
             continue
         own = {**node.params, **node.buffers}
         unfilled = []
-        for name, formula in _names(node, level).items():
-            torch_names, how = _parse(formula)
+        for name, formula in torch_names_of(node, level).items():
+            torch_names, how = parse_formula(formula)
             keys = [dot + t for t in torch_names]
             present = [k for k in keys if k in arrays]
             used.update(present)
@@ -262,7 +155,7 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
                 converted[f"{prefix}.{name}" if prefix else name] = _to_xpnet([arrays[k] for k in keys], how)
                 if how == "+":  # marked where PyTorch's own bias_hh came, not xpnet's zeros
                     summed.append((node, bool(np.any(arrays[keys[1]]))))
-        used.update(dot + k for k in _dropped(node) if dot + k in arrays)
+        used.update(dot + k for k in dropped_keys(node) if dot + k in arrays)
         if isinstance(node, TiedLinear):
             problems += _tied(node, dot, modules, arrays, used)
         needed = [k for _, _, keys in unfilled for k in keys]
@@ -272,7 +165,7 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
                             f"{', '.join(f'{n} = {f}' for n, f, _ in unfilled)})")
     unexpected = [k for k in arrays if k not in used]
     if strict:
-        problems = _hints(list(arrays), unexpected, model) + problems + _unexpected(unexpected, modules)
+        problems = whole_dict_hints(list(arrays), unexpected, model) + problems + unexpected_lines(unexpected, modules)
     if problems:
         raise ValueError(f"{who}: the PyTorch state dict does not fit the xpnet {model.name}:\n  "
                          + "\n  ".join(problems))
@@ -280,18 +173,6 @@ def load_torch_state_dict(model: Any, state_dict: Any, strict: bool = True, *,
     for node, two in summed:
         mark_two_biases(node, two)
     return IncompatibleKeys(missing, unexpected)
-
-
-def _renamed_old(arrays: dict[str, np.ndarray], modules: dict[str, Any]) -> dict[str, np.ndarray]:
-    """``arrays`` with the older spectral_norm's and weight_norm's keys (``weight_orig``, ``weight_g``...) of each
-    SpectralNorm and WeightNorm under the parametrizations' names, as PyTorch's own weight_norm loads them."""
-    renames = {}
-    for prefix, node in modules.items():
-        dot = f"{prefix}." if prefix else ""
-        old = _OLD_NAMES.get(type(node), {})
-        if all(dot + k in arrays for k in old):
-            renames.update({dot + k: dot + new for k, new in old.items()})
-    return {renames.get(k, k): v for k, v in arrays.items()} if renames else arrays
 
 
 def _state_dict_in(obj: Any, key: str | None, source: str, who: str) -> Mapping[str, Any]:
@@ -345,68 +226,9 @@ def _tied(node: TiedLinear, dot: str, modules: dict[str, Any], arrays: dict[str,
     theirs = None if embedding is None else arrays.get(f"{embedding}.weight")
     if theirs is None or (theirs.shape == arrays[key].shape and np.array_equal(theirs, arrays[key])):
         return []
-    return [(f"{_describe(dot[:-1], node)}: PyTorch's {key!r} differs from {embedding + '.weight'!r}, but this "
+    return [(f"{node_described(dot[:-1], node)}: PyTorch's {key!r} differs from {embedding + '.weight'!r}, but this "
              f"TiedLinear shares the Embedding {embedding!r}'s W: the PyTorch model's output layer is not tied to its "
              "embedding (build an xn.layers.Linear there)")]
-
-
-def _unexpected(keys: list[str], modules: dict[str, Any]) -> list[str]:
-    """Why each of PyTorch's ``keys`` has no place in the xpnet model, and what to do: one line per reason."""
-    by_reason: dict[str, list[str]] = {}
-    for key in keys:
-        by_reason.setdefault(_reason(key, modules), []).append(key)
-    return [f"PyTorch's {', '.join(map(repr, group))}: {reason}" for reason, group in by_reason.items()]
-
-
-def _reason(key: str, modules: dict[str, Any]) -> str:
-    prefix, _, last = key.rpartition(".")
-    node = modules.get(prefix)
-    recurrent = _RECURRENT_KEY.fullmatch(last)
-    kind = node.name if isinstance(node, (RNN, LSTM, GRU, RecurrentStack)) else "RNN/LSTM/GRU"
-    one = kind if "/" not in kind else "LSTM"
-    if recurrent and recurrent.group(2) == "hr":
-        return ("the projection of h of an nn.LSTM(..., proj_size=P): build the xpnet layer as the PyTorch one, "
-                "LSTM(D, H, ..., proj_size=P)")
-    if recurrent and recurrent.group(4) and not getattr(node, "bidirectional", False):
-        return (f"the reverse direction of a bidirectional nn.{kind}: build the xpnet layer as the PyTorch one, "
-                f"{one}(D, H, ..., bidirectional=True)")
-    if recurrent and int(recurrent.group(3)) >= getattr(node, "num_layers", 1):
-        k = int(recurrent.group(3))
-        return (f"layer {k} of a stacked nn.{kind}(num_layers={k + 1} or more): build the xpnet layer as the "
-                f"PyTorch one, {one}(D, H, num_layers={k + 1}, ...)")
-    if node is None:
-        return f"the xpnet model has no layer {prefix!r}"
-    if isinstance(node, PositionalEncoding) and last == "pe":
-        return (f"the table a hand-written PositionalEncoding keeps as a buffer; xpnet's computes the same itself: "
-                f"leave {key!r} out, or pass strict=False")
-    if isinstance(node, (InstanceNorm1d, InstanceNorm2d)) and not node.track_running_stats \
-            and last in ("running_mean", "running_var"):
-        # PyTorch's own load refuses them alike (_InstanceNorm._load_from_state_dict); built with
-        # track_running_stats=True, the layer would normalise with them in eval mode, not as the checkpoint's model
-        return ("running statistics of an InstanceNorm that tracks none (PyTorch's default since 0.4.0, xpnet's too): "
-                "a checkpoint saved before carries them unused (fast_neural_style's models); leave them out "
-                "(fast_neural_style's stylize deletes the keys matching r'in\\d+\\.running_(mean|var)$') or pass "
-                "strict=False. Build the layer with track_running_stats=True only where they are meant to be used: "
-                "in eval mode it then normalises with them, not with each sample's statistics")
-    takes = [prefix + "." + t if prefix else t for f in _names(node).values() for t in _parse(f)[0]]
-    # bias is has_bias on the layers whose bias is PyTorch's parameter, the flag itself on the recurrent ones
-    without = [f for f in _BUILT_WITHOUT
-               if getattr(node, "has_bias" if f == "bias" else f, getattr(node, f, True)) is False]
-    return (f"{_describe(prefix, node)} takes {', '.join(map(repr, takes)) or 'no arrays'}"
-            + (f" (it was built with {', '.join(f + '=False' for f in without)})" if without else ""))
-
-
-def _hints(keys: list[str], unexpected: list[str], model: Any) -> list[str]:
-    """What a whole dict that does not fit most likely is."""
-    hints = []
-    if keys and all(k.startswith("module.") for k in keys) and "module" not in model.named_children():
-        hints.append("every key starts with 'module.' (saved from nn.DataParallel or DistributedDataParallel): "
-                     "pass {k.removeprefix('module.'): v for k, v in state_dict.items()}")
-    own = model.state()
-    if any(k in own for k in unexpected):
-        hints.append("some keys are xpnet's own names: an xpnet state dict (model.state_dict()) loads with "
-                     "model.load_state_dict(d)")
-    return hints
 
 
 def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
@@ -425,15 +247,15 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
     out: dict[str, np.ndarray] = {}
     modules = model.named_modules()
     for prefix, node in modules.items():
-        dot, level = _place(prefix, modules)
-        refusal = _refusal(node)
+        dot, level = torch_place(prefix, modules)
+        refusal = torch_refusal(node)
         if refusal is not None:
-            raise ValueError(f"xn.torch_state_dict: {_describe(prefix, node)}: {refusal}")
+            raise ValueError(f"xn.torch_state_dict: {node_described(prefix, node)}: {refusal}")
         if isinstance(node, TiedLinear):
             out[dot + "weight"] = host_copy(node.embedding.params["W"])
         own = {**node.params, **node.buffers}
-        for name, formula in _names(node, level).items():
-            torch_names, how = _parse(formula)
+        for name, formula in torch_names_of(node, level).items():
+            torch_names, how = parse_formula(formula)
             value = host_copy(own[name])
             if name == "num_batches_tracked":  # a float count in xpnet, PyTorch's int64
                 value = np.asarray(np.rint(value), dtype=np.int64)
@@ -442,7 +264,7 @@ def torch_state_dict(model: Any, *, as_tensors: bool = False) -> dict[str, Any]:
             else:
                 values = [np.asarray(value.T, order="C") if how == "T" else value]
             out.update(zip((dot + t for t in torch_names), values))
-        for k in _dropped(node):
+        for k in dropped_keys(node):
             out[dot + k] = np.zeros((), dtype=np.int64)
     out = named_at_every_place(out, other_places(model))
     if as_tensors:

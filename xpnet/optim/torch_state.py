@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from ..backend import device_of, to_device, to_numpy
-from ..models.torch_weights import _describe, _names, _parse, _place, _refusal, read_torch_file
+from ..models.torch_names import node_described, parse_formula, torch_names_of, torch_place, torch_refusal
+from ..models.torch_weights import read_torch_file
 from .group_keys import check_own_key
 from .grouped import _ROOTLESS
 from .lbfgs import LBFGS
@@ -75,16 +76,16 @@ def torch_parameters(node: Any, who: str = WHO) -> list[tuple[str, str, str, int
     params = node.named_params()
     out: list[tuple[str, str, str, int]] = []
     for prefix, sub in modules.items():
-        refusal = _refusal(sub)
+        refusal = torch_refusal(sub)
         if refusal is not None:
-            raise ValueError(f"{who}: {_describe(prefix, sub)}: {refusal}")
-        dot, level = _place(prefix, modules)
+            raise ValueError(f"{who}: {node_described(prefix, sub)}: {refusal}")
+        dot, level = torch_place(prefix, modules)
         own = []
-        for name, formula in _names(sub, level).items():
+        for name, formula in torch_names_of(sub, level).items():
             full = f"{prefix}.{name}" if prefix else name
             if name not in sub.params or full not in params:
                 continue
-            torch_names, how = _parse(formula)
+            torch_names, how = parse_formula(formula)
             own += [(dot + t, full, how, i) for i, t in enumerate(torch_names)]
         own.sort(key=lambda entry: "." in entry[0][len(dot):])  # stable: the node's own first, as torch registers
         out += own

@@ -53,11 +53,11 @@ import numpy as np
 from ..backend import fast_path, namespace
 from ..datasets.batches import BatchIterator
 from ..layers import stale
-from ..layers.backward_calls import _PLAIN_BACKWARD
+from ..layers.backward_calls import plain_backward
 from ..layers.left_out import OPEN
 from ..layers.tree import Tree
 from ..layers.uncalled import FORWARDS
-from ..layers.uses import _PLAIN
+from ..layers.uses import plain_forward
 from ..layers.zero_grad import ARMED, BEFORE, LAST, STEPPED, TICKS
 from ..models.sequential import Sequential
 from ..optim.base import unfused
@@ -83,7 +83,7 @@ def _plannable(layer: Any) -> bool:
     return (_xpnet_own(layer, "xpnet.layers.") and kind.named_children is _LEAF and not kind.uses_inside
             and "params" in own and "grads" in own and own.get(ARMED) is None
             and not any(name in own for name in _SET_ON_OBJECT) and getattr(layer, "stateful", False) is not True
-            and _PLAIN.get(kind.forward) is not None and _PLAIN_BACKWARD.get(kind.backward) is not None
+            and plain_forward(kind.forward) is not None and plain_backward(kind.backward) is not None
             and not any(hasattr(v, "named_modules") and hasattr(v, "backward") for v in own.values()))
 
 
@@ -126,7 +126,7 @@ class PlannedStep:
         if len({id(layer) for layer in layers}) != len(layers) or not all(_plannable(layer) for layer in layers):
             return None
         start = next((i for i, layer in enumerate(layers) if layer.params and not layer._frozen), None)
-        if start is None or _PLAIN_BACKWARD.get(type(layers[start]).backward_params) is None:
+        if start is None or plain_backward(type(layers[start]).backward_params) is None:
             return None
         try:
             names = list(model.params_and_grads(trainable=True)[0])
@@ -217,11 +217,12 @@ class PlannedStep:
             planned = getattr(kind, "planned_calls", None)
             made = planned(layer) if planned is not None and numpy else None
             forward, backward, backward_params = made if made is not None else (None, None, None)
-            self.chain.append((layer.__dict__, forward or functools.partial(_PLAIN[kind.forward], layer, train=True)))
+            self.chain.append((layer.__dict__,
+                               forward or functools.partial(plain_forward(kind.forward), layer, train=True)))
             if i > self.start:
-                self.backwards.insert(0, backward or functools.partial(_PLAIN_BACKWARD[kind.backward], layer))
+                self.backwards.insert(0, backward or functools.partial(plain_backward(kind.backward), layer))
             elif i == self.start:
-                self.first = backward_params or functools.partial(_PLAIN_BACKWARD[kind.backward_params], layer)
+                self.first = backward_params or functools.partial(plain_backward(kind.backward_params), layer)
 
     def update(self) -> None:
         """The step's update: the fused kernel with ``Optimizer.step``'s counts, else ``optimizer.step(model)``.
