@@ -24,8 +24,9 @@ class SoftmaxCrossEntropy(LabelLoss):
     another loss, silently).
     t: integer class indices of y's shape without the class axis, (N,) or (N, T), in [0, C), of any integer
     dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
-    one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
-    target rows) with each row's weight in the mean; on CuPy, for integer labels and up to
+    one-hot/probability rows of y's shape (any rows >= 0, as PyTorch's: a multi-hot row's gradient is
+    softmax * sum(row) - row). Caches the softmax probabilities, and the labels (or the target rows and
+    their sums) with each row's weight in the mean; on CuPy, for integer labels and up to
     ``xpnet.backend.cupy_layers.MAX_CLASSES`` classes, one kernel writes each row's loss, dy (for
     ``dout=1``, then returned as it is by ``backward()``: do not write into it) and whether the row's
     first maximum is at its label (:meth:`correct_count`), and only dy and those are cached.
@@ -76,7 +77,7 @@ class SoftmaxCrossEntropy(LabelLoss):
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
         self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
-        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); one-hot rows: t @ weight
+        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); target rows: their sums
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
@@ -164,7 +165,8 @@ class SoftmaxCrossEntropy(LabelLoss):
                 target = target * (1.0 - eps) + eps / c
             if self.weight is not None:
                 target = target * self.weight.like(y2)
-                self._spread = xp.sum(target, axis=1, keepdims=True)
+            # each row's sum: dy = p * sum(t) - t, as PyTorch's, where a row does not sum to 1 (multi-hot, weighted)
+            self._spread = xp.sum(target, axis=1, keepdims=True)
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
             self._count, self._counted = m, None
@@ -272,7 +274,7 @@ class SoftmaxCrossEntropy(LabelLoss):
         p = self._p
         m, c = p.shape
         if self._labels is None:
-            dy = ((p if self._spread is None else p * self._spread) - self._t) * (dout / m)
+            dy = (p * self._spread - self._t) * (dout / m)
         else:
             xp = namespace(p)
             run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
