@@ -124,6 +124,12 @@ class SoftmaxCrossEntropy(LabelLoss):
     def _forward_last(self, xp: Any, y: Any, t: Any, check: bool) -> Any:
         """forward on logits whose classes are on the last axis."""
         c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
+        given = tuple(y.shape) if self._back is None else tuple(y.shape[a] for a in self._back)  # y's own layout
+        if c == 1:  # PyTorch's gives 0 without a word, and a model trained so learns nothing
+            raise ValueError(f"{self.name}: logits of shape {given} have 1 class: softmax over one class is 1, so the "
+                             f"loss is 0 and its gradient 0 whatever the logits, and nothing trains; for one logit "
+                             f"per example (two classes) use SigmoidCrossEntropy (PyTorch's BCEWithLogitsLoss) with "
+                             f"targets of the logits' shape, or give the model one output per class")
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
@@ -179,7 +185,6 @@ class SoftmaxCrossEntropy(LabelLoss):
             layouts = ("(N, T, C)", "(N, C, T)") if y.ndim == 3 else ("(N, ..., C)", "(N, C, ...)")
             hint = (f"; the classes are on the last axis, {layouts[0]}, where PyTorch's CrossEntropyLoss has them on "
                     f"axis 1, {layouts[1]}: pass dim=1, SoftmaxCrossEntropy(dim=1)" if pytorch else "")
-            given = tuple(y.shape) if self._back is None else tuple(y.shape[a] for a in self._back)  # y's own
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
                              f"one-hot rows of shape {given}, got {tuple(t.shape)}{hint}")
         self._dy = self._hits = None

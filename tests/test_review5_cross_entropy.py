@@ -1,0 +1,40 @@
+"""SoftmaxCrossEntropy on logits of one class: softmax over one class is 1, the loss 0 whatever the logits, and
+nothing trains; PyTorch's cross_entropy gives 0 for (N, 1) logits and (N,) labels without a word, and refuses
+integer (N, 1) targets ("Expected floating point type for target with class probabilities, got Long"), which
+xpnet read as one-hot rows (a gradient of 1/N for rows of 0, where the loss is 0). Refused, naming
+SigmoidCrossEntropy, on every layout (dim) and target form."""
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+
+
+@pytest.mark.parametrize("dim, shape, target", [
+    (None, (4, 1), (4,)), (None, (4, 1), (4, 1)), (1, (4, 1, 3), (4, 3)), (1, (4, 1, 3), (4, 1, 3)),
+    (None, (4, 3, 1), (4, 3)), (-1, (2, 3, 1), (2, 3, 1))])
+def test_logits_of_one_class_are_refused_naming_sigmoid_cross_entropy(dim, shape, target):
+    t = np.zeros(target, dtype=np.int64 if len(target) < len(shape) else np.float64)
+    loss = xn.losses.SoftmaxCrossEntropy(dim=dim)
+    with pytest.raises(ValueError, match=rf"^SoftmaxCrossEntropy: logits of shape {re_shape(shape)} have 1 class: "
+                                         r"softmax over one class is 1, so the loss is 0 and its gradient 0 whatever "
+                                         r"the logits, and nothing trains; .* use SigmoidCrossEntropy \(PyTorch's BCEWithLogitsLoss\)"):
+        loss.forward(np.random.default_rng(0).standard_normal(shape), t)
+
+
+def test_xn_train_with_one_output_and_cross_entropy_says_why():
+    """The binary classifier with one output unit, trained with loss="cross_entropy" on labels (N, 1) of 0 and 1:
+    refused before any step, not trained on the gradient of a constant."""
+    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.int64)
+    model = xn.Sequential(xn.layers.Linear(3, 1))
+    before = {k: np.array(v) for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"have 1 class: .*SigmoidCrossEntropy"):
+        xn.train(model, (x, y), loss="cross_entropy", optimizer=xn.optim.SGD(lr=0.1), epochs=1, batch_size=8,
+                 progress=False)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def re_shape(shape):
+    return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
