@@ -38,3 +38,17 @@ def test_xn_train_with_one_output_and_cross_entropy_says_why():
 
 def re_shape(shape):
     return str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")
+
+
+def test_xn_evaluate_with_dim_1_and_labels_of_the_books_layout_names_the_loss_given():
+    """SoftmaxCrossEntropy(dim=1) on (N, C, T) scores with labels (N, C), which fit the book's (N, T, C): the
+    message told NLLLoss's story (drop the final LogSoftmax, loss='cross_entropy'); it names dim."""
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((6, 3, 5)), rng.integers(0, 4, (6, 4))
+    model = xn.Sequential(xn.layers.Conv1d(3, 4, 1, dtype="float64"))
+    with pytest.raises(ValueError, match=r"^evaluate data: SoftmaxCrossEntropy on scores of shape \(N, 4, 5\) needs "
+                                         r"integer labels of shape \(N, 5\), got \(6, 4\) of dtype int64; "
+                                         r"SoftmaxCrossEntropy\(dim=1\) takes the classes on axis 1, \(N, C, T\), "
+                                         r"as PyTorch's: for \(N, T, C\) scores, the book's, leave dim out: "
+                                         r"loss=xn\.losses\.SoftmaxCrossEntropy\(\)$"):
+        xn.evaluate(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(dim=1))
