@@ -10,15 +10,17 @@ import pytest
 import xpnet as xn
 
 
-@pytest.mark.parametrize("dim, shape, target", [
-    (None, (4, 1), (4,)), (None, (4, 1), (4, 1)), (1, (4, 1, 3), (4, 3)), (1, (4, 1, 3), (4, 1, 3)),
-    (None, (4, 3, 1), (4, 3)), (-1, (2, 3, 1), (2, 3, 1))])
-def test_logits_of_one_class_are_refused_naming_sigmoid_cross_entropy(dim, shape, target):
-    t = np.zeros(target, dtype=np.int64 if len(target) < len(shape) else np.float64)
+@pytest.mark.parametrize("dim, shape, target, dtype", [
+    (None, (4, 1), (4,), np.int64), (None, (4, 1), (4, 1), np.int64), (None, (4, 1), (4, 1), np.float64),
+    (1, (4, 1, 3), (4, 3), np.int64), (1, (4, 1, 3), (4, 1, 3), np.float64), (None, (4, 3, 1), (4, 3), np.int64),
+    (-1, (2, 3, 1), (2, 3, 1), np.float64)])
+def test_logits_of_one_class_are_refused_naming_sigmoid_cross_entropy(dim, shape, target, dtype):
+    t = np.zeros(target, dtype=dtype)
     loss = xn.losses.SoftmaxCrossEntropy(dim=dim)
     with pytest.raises(ValueError, match=rf"^SoftmaxCrossEntropy: logits of shape {re_shape(shape)} have 1 class: "
                                          r"softmax over one class is 1, so the loss is 0 and its gradient 0 whatever "
-                                         r"the logits, and nothing trains; .* use SigmoidCrossEntropy \(PyTorch's BCEWithLogitsLoss\)"):
+                                         r"the logits, and nothing trains; .* use SigmoidCrossEntropy \(PyTorch's "
+                                         r"BCEWithLogitsLoss\)"):
         loss.forward(np.random.default_rng(0).standard_normal(shape), t)
 
 
