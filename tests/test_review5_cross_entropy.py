@@ -54,3 +54,22 @@ def test_xn_evaluate_with_dim_1_and_labels_of_the_books_layout_names_the_loss_gi
                                          r"as PyTorch's: for \(N, T, C\) scores, the book's, leave dim out: "
                                          r"loss=xn\.losses\.SoftmaxCrossEntropy\(\)$"):
         xn.evaluate(model, (x, t), loss=xn.losses.SoftmaxCrossEntropy(dim=1))
+
+
+@pytest.mark.parametrize("refused", ["label out of range", "labels of another layout"])
+def test_a_refused_forward_leaves_the_last_forwards_backward(refused):
+    """A forward refused on its labels changes nothing: backward() is still the last accepted forward's gradient
+    (it failed: class weights with label smoothing lost their row sums, TypeError on None; dim=1 kept the refused
+    3-d call's axes for a 2-d gradient, "axes don't match array")."""
+    rng = np.random.default_rng(0)
+    loss = xn.losses.SoftmaxCrossEntropy(label_smoothing=0.1, weight=np.array([1.0, 2.0, 3.0]), dim=1)
+    y, t = rng.standard_normal((4, 3)), np.array([0, 1, 2, 1])
+    value = float(loss.forward(y, t))
+    expected = loss.backward()
+    with pytest.raises(ValueError, match=r"^SoftmaxCrossEntropy: labels must"):
+        if refused == "label out of range":
+            loss.forward(y, np.array([0, 1, 2, 5]))
+        else:
+            loss.forward(rng.standard_normal((4, 3, 5)), np.zeros((4, 7), dtype=np.int64))
+    np.testing.assert_array_equal(loss.backward(), expected)
+    assert float(loss.forward(y, t)) == value

@@ -88,12 +88,14 @@ class SoftmaxCrossEntropy(LabelLoss):
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
-        self._back = None
+        back = None  # kept (_back) once the forward is taken: a refused one leaves the last one's backward
         if self.dim != -1:
-            y, t = self._classes_last(xp, y, t)
+            y, t, back = self._classes_last(xp, y, t)
         elif not self.dim_given and y.ndim > 2:
             self._refuse_both(y, t)
-        return self._forward_last(xp, y, t, check)
+        value = self._forward_last(xp, y, t, check, back)
+        self._back = back
+        return value
 
     def _refuse_both(self, y: Any, t: Any) -> None:
         """Refuse logits of 3 or more axes whose targets fit both the book's layout and PyTorch's, dim not given:
@@ -107,24 +109,25 @@ class SoftmaxCrossEntropy(LabelLoss):
                          f"PyTorch's CrossEntropyLoss; say which: SoftmaxCrossEntropy(dim=-1) or "
                          f"SoftmaxCrossEntropy(dim=1)")
 
-    def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any]:
-        """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape; the
-        axes that move dy back are kept (``_back``)."""
+    def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any, tuple[int, ...] | None]:
+        """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape, with the
+        axes that move dy back (None: the classes are last already)."""
         if not -y.ndim <= self.dim < y.ndim or self.dim % y.ndim == 0:
             raise ValueError(f"{self.name}: dim={self.dim} is not a class axis of logits of shape {tuple(y.shape)} "
                              f"(expected an axis in [1, {y.ndim}) or in [{1 - y.ndim}, -1]; axis 0 is the batch)")
         axis = self.dim % y.ndim
         if axis == y.ndim - 1:
-            return y, t
+            return y, t, None
         order = (*(a for a in range(y.ndim) if a != axis), axis)
-        self._back = tuple(order.index(a) for a in range(y.ndim))
         soft = tuple(t.shape) == tuple(y.shape)  # probability rows (labels have one axis fewer)
-        return xp.permute_dims(y, order), (xp.permute_dims(t, order) if soft else t)
+        return (xp.permute_dims(y, order), xp.permute_dims(t, order) if soft else t,
+                tuple(order.index(a) for a in range(y.ndim)))
 
-    def _forward_last(self, xp: Any, y: Any, t: Any, check: bool) -> Any:
-        """forward on logits whose classes are on the last axis."""
+    def _forward_last(self, xp: Any, y: Any, t: Any, check: bool, back: tuple[int, ...] | None) -> Any:
+        """forward on logits whose classes are on the last axis (``back``: the axes that give y's own layout).
+        Nothing is changed before the checks pass."""
         c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
-        given = tuple(y.shape) if self._back is None else tuple(y.shape[a] for a in self._back)  # y's own layout
+        given = tuple(y.shape) if back is None else tuple(y.shape[a] for a in back)  # y's own layout
         if c == 1:  # PyTorch's gives 0 without a word, and a model trained so learns nothing
             raise ValueError(f"{self.name}: logits of shape {given} have 1 class: softmax over one class is 1, so the "
                              f"loss is 0 and its gradient 0 whatever the logits, and nothing trains; for one logit "
@@ -137,9 +140,9 @@ class SoftmaxCrossEntropy(LabelLoss):
         if self.weight is not None and self.weight.shape[0] != c:
             raise ValueError(f"{self.name}: weight holds {self.weight.shape[0]} class weights but the logits have "
                              f"{c} classes")
-        self._spread = None
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
+            self._spread = None
             self._count, self._counted = (m, None) if self._vouched else (None, labels)
             if self.weight is not None:
                 value, self._p, self._labels, self._rows, self._spread = weighted_cross_entropy_labels(
@@ -181,7 +184,7 @@ class SoftmaxCrossEntropy(LabelLoss):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
                              f"got shape {tuple(t.shape)}")
         else:
-            pytorch = self._back is None and y.ndim >= 3 and tuple(t.shape) == _labels_shape(y, 1)
+            pytorch = back is None and y.ndim >= 3 and tuple(t.shape) == _labels_shape(y, 1)
             layouts = ("(N, T, C)", "(N, C, T)") if y.ndim == 3 else ("(N, ..., C)", "(N, C, ...)")
             hint = (f"; the classes are on the last axis, {layouts[0]}, where PyTorch's CrossEntropyLoss has them on "
                     f"axis 1, {layouts[1]}: pass dim=1, SoftmaxCrossEntropy(dim=1)" if pytorch else "")
