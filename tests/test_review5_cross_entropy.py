@@ -73,3 +73,12 @@ def test_a_refused_forward_leaves_the_last_forwards_backward(refused):
             loss.forward(rng.standard_normal((4, 3, 5)), np.zeros((4, 7), dtype=np.int64))
     np.testing.assert_array_equal(loss.backward(), expected)
     assert float(loss.forward(y, t)) == value
+
+
+def test_the_name_crossentropyloss_points_at_dim_1_for_pytorchs_layout():
+    """xn.losses.CrossEntropyLoss said "classes on the last axis" alone: since dim=1 the hint names PyTorch's axis
+    and the loss's weight= and ignore_index too."""
+    with pytest.raises(AttributeError, match=r"classes on the last axis \(N, \.\.\., C\), the book's, or on axis 1 "
+                                             r"\(N, C, \.\.\.\) as CrossEntropyLoss has them with "
+                                             r"SoftmaxCrossEntropy\(dim=1\)"):
+        xn.losses.CrossEntropyLoss  # noqa: B018
