@@ -21,7 +21,8 @@ class SoftmaxCrossEntropy(LabelLoss):
     y's own layout; ``dim=-1`` says classes last. Left out (``None``), the classes are last, and logits
     of 3 or more axes whose targets fit both readings are refused, naming both: probability targets of
     the logits' shape, or labels (N, C) for (N, C, C) logits (read classes last, PyTorch's would be
-    another loss, silently).
+    another loss, silently). Logits of one class are refused: softmax over one class is 1, the loss 0
+    whatever they are (PyTorch's gives 0); one logit per example is SigmoidCrossEntropy's.
     t: integer class indices of y's shape without the class axis, (N,) or (N, T), in [0, C), of any integer
     dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
     one-hot/probability rows of y's shape (any rows >= 0, as PyTorch's: a multi-hot row's gradient is
