@@ -283,7 +283,7 @@ class SoftmaxCrossEntropy(LabelLoss):
         p = self._p
         m, c = p.shape
         if self._labels is None:
-            dy = (p * self._spread - self._t) * (dout / m)
+            dy = ((p if self._spread is None else p * self._spread) - self._t) * (dout / m)
         else:
             xp = namespace(p)
             run = fast_path("cross_entropy_labels_backward", xp, cross_entropy_labels_backward)
