@@ -546,3 +546,17 @@ def test_train_takes_class_labels_equal_to_ignore_index_as_pytorch(torch, ignore
         expected = {"loss": float(criterion(out, torch.from_numpy(t))),
                     "accuracy": float((out.argmax(1).numpy() == t)[counted].mean())}
     assert xn.evaluate(model, (x, t), loss=loss) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", ["multi-hot", "half"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_probability_targets_that_do_not_sum_to_1_give_pytorchs_gradient(dev, rng, torch, rows, smoothing):
+    """PyTorch takes any non-negative target rows (several labels of one example as a multi-hot row, half a
+    target): the loss is -sum(t * log_softmax(y)), its gradient softmax(y) * sum(t) - t, not softmax(y) - t, which
+    holds for rows of sum 1 only. Classes on axis 1 (dim=1), (N, C, L), and the book's (N, C)."""
+    for shape in ((4, 3), (2, 3, 4)):
+        y = rng.standard_normal(shape) * 3
+        t = (rng.random(shape) < 0.5).astype(np.float64) if rows == "multi-hot" else rng.dirichlet(
+            np.ones(3), (shape[0], *shape[2:])).swapaxes(1, -1) / 2
+        loss = SoftmaxCrossEntropy(label_smoothing=smoothing, dim=1)
+        _compare(loss, torch.nn.functional.cross_entropy, y, t, dev, label_smoothing=smoothing)

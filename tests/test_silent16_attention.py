@@ -76,7 +76,7 @@ def test_batch_first_false_says_its_layout_and_is_kept_in_the_config():
     with pytest.raises(ValueError, match=r"expected query \(L, N, 6\), key \(S, N, 6\) and value \(S, N, 6\) "
                                          r"\(batch_first=False; .*got \(3, 2, 6\), \(4, 5, 6\) and \(4, 5, 6\)"):
         ours(np.zeros((L, N, E), np.float32), np.zeros((S, 5, E), np.float32), np.zeros((S, 5, E), np.float32))
-    with pytest.raises(ValueError, match=r"\(batch_first=False\), got \(3, 6\)"):
-        ours(*[np.zeros((L, E), np.float32)] * 3)
+    with pytest.raises(ValueError, match=r"\(batch_first=False; one sequence as x\[:, None\]\), got \(3, 6\)"):
+        ours(*[np.zeros((L, E), np.float32)] * 3)  # PyTorch's unbatched (L, E): the hint where it is needed
     assert ours.config()["batch_first"] is False and "batch_first" not in xn.layers.MultiheadAttention(E, H).config()
     assert xn.layers.MultiheadAttention(**ours.config()).batch_first is False

@@ -61,11 +61,30 @@ def test_error_if_nonfinite_raises_as_pytorch_and_scales_nothing():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    ({"norm_type": 0}, ValueError, r"norm_type must be a number > 0 or math\.inf, got 0"),
-    ({"norm_type": "inf"}, ValueError, r"norm_type must be a number > 0 or math\.inf, got 'inf'"),
+    ({"norm_type": 0}, ValueError, r"norm_type must be a number > 0 or math\.inf \('inf'\), got 0"),
+    ({"norm_type": "max"}, ValueError, r"norm_type must be a number > 0 or math\.inf \('inf'\), got 'max'"),
+    ({"foreach": "yes"}, TypeError, r"foreach must be None, True or False, got 'yes'"),
     ({"error_if_nonfinite": 1}, TypeError, r"error_if_nonfinite must be True or False, got 1"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):
     model, _ = _twins(np.random.default_rng(16))
     with pytest.raises(error, match="^clip_grad_norm: " + message):
         xn.optim.clip_grad_norm(model, 1.0, **kwargs)
+
+
+@pytest.mark.parametrize("spelling", ["inf", "Infinity", "3"])
+def test_norm_type_and_foreach_as_pytorchs_calls_spell_them(spelling):
+    """PyTorch's docs: norm_type "Can be 'inf' for infinity norm" (clip_grad_norm_ reads float(norm_type));
+    foreach= (None, True or False) chooses torch's implementation, and the result is the same: both taken."""
+    model, tmodel = _twins(np.random.default_rng(16))
+    expected = torch.nn.utils.clip_grad_norm_(tmodel.parameters(), 0.05, norm_type=spelling, foreach=False).item()
+    norm = xn.optim.clip_grad_norm(model.parameters(), 0.05, norm_type=spelling, foreach=False)
+    np.testing.assert_allclose(float(norm), expected, rtol=1e-12)
+    got = _grads_as_torchs(model)
+    for name, p in tmodel.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)
+    torch.nn.utils.clip_grad_value_(tmodel.parameters(), 0.01, foreach=True)
+    xn.optim.clip_grad_value(model.parameters(), 0.01, foreach=True)
+    got = _grads_as_torchs(model)
+    for name, p in tmodel.named_parameters():
+        np.testing.assert_allclose(got[name], p.grad.numpy(), rtol=1e-12, atol=1e-15, err_msg=name)

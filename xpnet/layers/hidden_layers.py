@@ -38,13 +38,13 @@ def unlisted_parameters(model: Any, consequence: str = "are in no optimizer's re
     return None
 
 
-
 def warn_unlisted(model: Any, who: str, consequence: str) -> None:
     """Warn, as ``who`` (``"Sequential.state_dict"``), where :func:`unlisted_parameters` finds parameters of ``model``
     in no ``named_params()``; ``consequence``: what that means for ``who``'s work."""
     hidden = unlisted_parameters(model, consequence)
     if hidden is not None:
         warn(f"{who}: {hidden}")
+
 
 def _held(attrs: dict[str, Any]) -> Any:
     """(the attribute as written, a layer) for each layer held in ``attrs``: as an attribute, or in a list, tuple

@@ -240,8 +240,8 @@ def _swapped(layer: Any, query: Any, key: Any, value: Any) -> tuple[Any, Any, An
     or three of them stays one (self-attention's one product by W_in)."""
     if not query.ndim == key.ndim == value.ndim == 3:
         raise ValueError(f"{layer.name}: expected query (L, N, {layer.embed_dim}), key (S, N, {layer.kdim}) and value "
-                         f"(S, N, {layer.vdim}) (batch_first=False), got {tuple(query.shape)}, {tuple(key.shape)} "
-                         f"and {tuple(value.shape)}")
+                         f"(S, N, {layer.vdim}) (batch_first=False; one sequence as x[:, None]), got "
+                         f"{tuple(query.shape)}, {tuple(key.shape)} and {tuple(value.shape)}")
     xp = namespace(query)
     q = xp.permute_dims(query, (1, 0, 2))
     k = q if key is query else xp.permute_dims(key, (1, 0, 2))

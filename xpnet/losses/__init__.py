@@ -82,9 +82,10 @@ _OWN = "write a loss of your own (subclass xn.losses.Loss: forward(y, t) and bac
 
 # What a PyTorch user reaches for in torch.nn, and what xpnet has instead.
 _PYTORCH_NAMES = {
-    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or one-hot rows) as "
-                        "CrossEntropyLoss does, the mean over the batch, with its label_smoothing; classes on the "
-                        "last axis",
+    "CrossEntropyLoss": "xn.losses.SoftmaxCrossEntropy() takes logits and int class labels (or probability rows) as "
+                        "CrossEntropyLoss does, the mean over the batch, with its weight=, ignore_index, "
+                        "label_smoothing and reduction ('mean', 'sum'); classes on the last axis (N, ..., C), the "
+                        "book's, or on axis 1 (N, C, ...) as CrossEntropyLoss has them with SoftmaxCrossEntropy(dim=1)",
     "MSELoss": "xn.losses.MeanSquaredError() (the mean over every element, as MSELoss, with its reduction)",
     "L1Loss": "xn.losses.MeanAbsoluteError() (the mean of |y - t| over every element, as L1Loss, with its reduction)",
     "BCEWithLogitsLoss": "xn.losses.SigmoidCrossEntropy() takes logits and targets in [0, 1] of their shape as "

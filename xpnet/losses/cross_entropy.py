@@ -21,11 +21,13 @@ class SoftmaxCrossEntropy(LabelLoss):
     y's own layout; ``dim=-1`` says classes last. Left out (``None``), the classes are last, and logits
     of 3 or more axes whose targets fit both readings are refused, naming both: probability targets of
     the logits' shape, or labels (N, C) for (N, C, C) logits (read classes last, PyTorch's would be
-    another loss, silently).
+    another loss, silently). Logits of one class are refused: softmax over one class is 1, the loss 0
+    whatever they are (PyTorch's gives 0); one logit per example is SigmoidCrossEntropy's.
     t: integer class indices of y's shape without the class axis, (N,) or (N, T), in [0, C), of any integer
     dtype (cast to the namespace's index dtype, int64 or JAX's int32, where they are another); or
-    one-hot/probability rows of y's shape. Caches the softmax probabilities, and the labels (or the
-    target rows) with each row's weight in the mean; on CuPy, for integer labels and up to
+    one-hot/probability rows of y's shape (any rows >= 0, as PyTorch's: a multi-hot row's gradient is
+    softmax * sum(row) - row). Caches the softmax probabilities, and the labels (or the target rows and
+    their sums) with each row's weight in the mean; on CuPy, for integer labels and up to
     ``xpnet.backend.cupy_layers.MAX_CLASSES`` classes, one kernel writes each row's loss, dy (for
     ``dout=1``, then returned as it is by ``backward()``: do not write into it) and whether the row's
     first maximum is at its label (:meth:`correct_count`), and only dy and those are cached.
@@ -76,7 +78,7 @@ class SoftmaxCrossEntropy(LabelLoss):
         self._t = None  # target rows (M, C), for one-hot/probability targets
         self._labels = None  # (M,) class indices (0 where ignored), for integer labels
         self._rows = None  # (M, 1) weight of each row in the mean; None: 1 / M each
-        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); one-hot rows: t @ weight
+        self._spread = None  # class weights: (M, 1) each counted row's 1 / (sum of weights); target rows: their sums
         self._dy = None  # dy for dout = 1, written by a fused forward (CuPy)
         self._hits = None  # (M,) bool, argmax(row) == label, written by a fused forward
         self._shape: tuple[int, ...] | None = None
@@ -87,12 +89,14 @@ class SoftmaxCrossEntropy(LabelLoss):
         xp = self._check_pair(y, t)
         if y.ndim < 2:
             raise ValueError(f"{self.name}: expected logits of shape (N, C) or (N, T, C), got {tuple(y.shape)}")
-        self._back = None
+        back = None  # kept (_back) once the forward is taken: a refused one leaves the last one's backward
         if self.dim != -1:
-            y, t = self._classes_last(xp, y, t)
+            y, t, back = self._classes_last(xp, y, t)
         elif not self.dim_given and y.ndim > 2:
             self._refuse_both(y, t)
-        return self._forward_last(xp, y, t, check)
+        value = self._forward_last(xp, y, t, check, back)
+        self._back = back
+        return value
 
     def _refuse_both(self, y: Any, t: Any) -> None:
         """Refuse logits of 3 or more axes whose targets fit both the book's layout and PyTorch's, dim not given:
@@ -106,23 +110,30 @@ class SoftmaxCrossEntropy(LabelLoss):
                          f"PyTorch's CrossEntropyLoss; say which: SoftmaxCrossEntropy(dim=-1) or "
                          f"SoftmaxCrossEntropy(dim=1)")
 
-    def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any]:
-        """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape; the
-        axes that move dy back are kept (``_back``)."""
+    def _classes_last(self, xp: Any, y: Any, t: Any) -> tuple[Any, Any, tuple[int, ...] | None]:
+        """y with its class axis ``dim`` moved last, and t too where it is probability rows of y's shape, with the
+        axes that move dy back (None: the classes are last already)."""
         if not -y.ndim <= self.dim < y.ndim or self.dim % y.ndim == 0:
             raise ValueError(f"{self.name}: dim={self.dim} is not a class axis of logits of shape {tuple(y.shape)} "
                              f"(expected an axis in [1, {y.ndim}) or in [{1 - y.ndim}, -1]; axis 0 is the batch)")
         axis = self.dim % y.ndim
         if axis == y.ndim - 1:
-            return y, t
+            return y, t, None
         order = (*(a for a in range(y.ndim) if a != axis), axis)
-        self._back = tuple(order.index(a) for a in range(y.ndim))
         soft = tuple(t.shape) == tuple(y.shape)  # probability rows (labels have one axis fewer)
-        return xp.permute_dims(y, order), (xp.permute_dims(t, order) if soft else t)
+        return (xp.permute_dims(y, order), xp.permute_dims(t, order) if soft else t,
+                tuple(order.index(a) for a in range(y.ndim)))
 
-    def _forward_last(self, xp: Any, y: Any, t: Any, check: bool) -> Any:
-        """forward on logits whose classes are on the last axis."""
+    def _forward_last(self, xp: Any, y: Any, t: Any, check: bool, back: tuple[int, ...] | None) -> Any:
+        """forward on logits whose classes are on the last axis (``back``: the axes that give y's own layout).
+        Nothing is changed before the checks pass."""
         c, m = y.shape[-1], element_count(y) // y.shape[-1] if y.shape[-1] else 0
+        given = tuple(y.shape) if back is None else tuple(y.shape[a] for a in back)  # y's own layout
+        if c == 1:  # PyTorch's gives 0 without a word, and a model trained so learns nothing
+            raise ValueError(f"{self.name}: logits of shape {given} have 1 class: softmax over one class is 1, so the "
+                             f"loss is 0 and its gradient 0 whatever the logits, and nothing trains; for one logit "
+                             f"per example (two classes) use SigmoidCrossEntropy (PyTorch's BCEWithLogitsLoss) with "
+                             f"targets of the logits' shape, or give the model one output per class")
         if t.shape[0] != y.shape[0]:
             raise ValueError(f"{self.name}: {y.shape[0]} predictions but {t.shape[0]} labels")
         y2 = y if y.ndim == 2 else xp.reshape(y, (m, c))
@@ -130,9 +141,9 @@ class SoftmaxCrossEntropy(LabelLoss):
         if self.weight is not None and self.weight.shape[0] != c:
             raise ValueError(f"{self.name}: weight holds {self.weight.shape[0]} class weights but the logits have "
                              f"{c} classes")
-        self._spread = None
         if tuple(t.shape) == tuple(y.shape[:-1]):
             labels = self._checked_labels(xp, t, m, c, check)
+            self._spread = None
             self._count, self._counted = (m, None) if self._vouched else (None, labels)
             if self.weight is not None:
                 value, self._p, self._labels, self._rows, self._spread = weighted_cross_entropy_labels(
@@ -164,7 +175,8 @@ class SoftmaxCrossEntropy(LabelLoss):
                 target = target * (1.0 - eps) + eps / c
             if self.weight is not None:
                 target = target * self.weight.like(y2)
-                self._spread = xp.sum(target, axis=1, keepdims=True)
+            # each row's sum: dy = p * sum(t) - t, as PyTorch's, where a row does not sum to 1 (multi-hot, weighted)
+            self._spread = xp.sum(target, axis=1, keepdims=True)
             z, e, total, log_total = _log_softmax_parts(xp, y2)
             value = -xp.sum(target * (z - log_total)) / m
             self._count, self._counted = m, None
@@ -173,11 +185,10 @@ class SoftmaxCrossEntropy(LabelLoss):
             raise ValueError(f"{self.name}: one-hot labels must have {c} columns like the logits, "
                              f"got shape {tuple(t.shape)}")
         else:
-            pytorch = self._back is None and y.ndim >= 3 and tuple(t.shape) == _labels_shape(y, 1)
+            pytorch = back is None and y.ndim >= 3 and tuple(t.shape) == _labels_shape(y, 1)
             layouts = ("(N, T, C)", "(N, C, T)") if y.ndim == 3 else ("(N, ..., C)", "(N, C, ...)")
             hint = (f"; the classes are on the last axis, {layouts[0]}, where PyTorch's CrossEntropyLoss has them on "
                     f"axis 1, {layouts[1]}: pass dim=1, SoftmaxCrossEntropy(dim=1)" if pytorch else "")
-            given = tuple(y.shape) if self._back is None else tuple(y.shape[a] for a in self._back)  # y's own
             raise ValueError(f"{self.name}: labels must be integer indices of shape {tuple(y.shape[:-1])} or "
                              f"one-hot rows of shape {given}, got {tuple(t.shape)}{hint}")
         self._dy = self._hits = None

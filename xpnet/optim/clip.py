@@ -35,7 +35,8 @@ def _training_grads(model: Any) -> list[dict[str, Any]]:
     return [node.grads for node in model.named_modules().values() if node.grads and not node._frozen]
 
 
-def clip_grad_norm(model: Any, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> Any:
+def clip_grad_norm(model: Any, max_norm: float, norm_type: float | str = 2.0, error_if_nonfinite: bool = False,
+                   foreach: bool | None = None) -> Any:
     """Scale every gradient of ``model`` (a model, or what ``model.parameters()`` returns, as the
     optimizers take) by ``min(1, max_norm / (norm + 1e-6))``, where ``norm`` is the
     2-norm of all gradients of the parameters that train (frozen ones, ``requires_grad_(False)``, neither
@@ -48,15 +49,17 @@ def clip_grad_norm(model: Any, max_norm: float, norm_type: float = 2.0, error_if
     ``xn.train(..., clip_grad_norm=5.0)`` calls it each step after the gradients are all-reduced (with
     ``comm``), so it clips by the norm of the gradient every rank then applies.
 
-    ``norm_type`` and ``error_if_nonfinite`` as PyTorch's: the p-norm of all gradients (p > 0, ``math.inf`` the
-    largest magnitude); ``error_if_nonfinite=True`` reads the norm back and raises a RuntimeError, nothing
-    scaled, where it is NaN or infinite (else, as PyTorch's default, the gradients are scaled by a NaN factor).
+    ``norm_type`` and ``error_if_nonfinite`` as PyTorch's: the p-norm of all gradients (p > 0, ``math.inf`` or
+    ``'inf'`` the largest magnitude; a string is read by ``float()``, as PyTorch's); ``error_if_nonfinite=True``
+    reads the norm back and raises a RuntimeError, nothing scaled, where it is NaN or infinite (else, as
+    PyTorch's default, the gradients are scaled by a NaN factor). ``foreach`` (None, True or False) picks one
+    of PyTorch's implementations, all of one result: taken, and xpnet's one implementation runs.
     """
     max_norm = check_positive(max_norm, "clip_grad_norm", "max_norm")
-    if not is_real(norm_type) or not norm_type > 0:
-        raise ValueError(f"clip_grad_norm: norm_type must be a number > 0 or math.inf, got {norm_type!r}")
+    norm_type = _norm_order(norm_type)
     if not isinstance(error_if_nonfinite, bool):
         raise TypeError(f"clip_grad_norm: error_if_nonfinite must be True or False, got {error_if_nonfinite!r}")
+    _check_foreach(foreach, "clip_grad_norm")
     model = _model(model, "clip_grad_norm", "max_norm")
     stores = _training_grads(model)
     grads = [g for store in stores for g in store.values()]
@@ -64,18 +67,35 @@ def clip_grad_norm(model: Any, max_norm: float, norm_type: float = 2.0, error_if
         params = list(model.named_params().values())
         return namespace(params[0]).zeros((), dtype=params[0].dtype, device=params[0].device) if params else 0.0
     xp = namespace(grads[0])
-    if float(norm_type) == 2.0:
+    if norm_type == 2.0:
         norm, factor = fast_path("clip_norm_factor", xp, norm_factor)(grads, max_norm)
     else:
-        norm, factor = p_norm_factor(grads, max_norm, float(norm_type))
+        norm, factor = p_norm_factor(grads, max_norm, norm_type)
     if error_if_nonfinite and not math.isfinite(float(norm)):
-        raise RuntimeError(f"clip_grad_norm: the total norm of order {float(norm_type)} of the gradients is "
+        raise RuntimeError(f"clip_grad_norm: the total norm of order {norm_type} of the gradients is "
                            f"{float(norm)}, so they cannot be clipped (error_if_nonfinite=True); nothing was scaled")
     new = iter(fast_path("scaled", xp, scaled)(grads, factor))
     for store in stores:
         for k in store:
             store[k] = next(new)
     return norm
+
+
+def _norm_order(norm_type: Any) -> float:
+    """clip_grad_norm's ``norm_type`` as a float > 0: a number, or a string ``float()`` reads (PyTorch's ``'inf'``)."""
+    try:
+        order = float(norm_type) if is_real(norm_type) or isinstance(norm_type, str) else math.nan
+    except ValueError:
+        order = math.nan
+    if not order > 0:
+        raise ValueError(f"clip_grad_norm: norm_type must be a number > 0 or math.inf ('inf'), got {norm_type!r}")
+    return order
+
+
+def _check_foreach(foreach: Any, who: str) -> None:
+    """Refuse a ``foreach`` other than PyTorch's None, True or False (each of one result here)."""
+    if foreach is not None and not isinstance(foreach, bool):
+        raise TypeError(f"{who}: foreach must be None, True or False, got {foreach!r}")
 
 
 def scaled(grads: list[Any], factor: Any) -> list[Any]:
@@ -116,13 +136,14 @@ def p_norm_factor(grads: list[Any], max_norm: float, p: float) -> tuple[Any, Any
     return norm, xp.minimum(max_norm / (norm + 1e-6), xp.ones_like(norm))
 
 
-def clip_grad_value(model: Any, clip_value: float) -> None:
+def clip_grad_value(model: Any, clip_value: float, foreach: bool | None = None) -> None:
     """Clamp every gradient of ``model`` (a model, or what ``model.parameters()`` returns) to
     ``[-clip_value, clip_value]``, elementwise: PyTorch's ``torch.nn.utils.clip_grad_value_``. Frozen
     parameters keep their gradients (PyTorch's skips a ``.grad`` of None); a shared parameter has one gradient.
     Device work only, nothing read back. ``xn.train(..., clip_grad_value=0.5)`` calls it each step after the
-    gradients are all-reduced (with ``comm``)."""
+    gradients are all-reduced (with ``comm``). ``foreach`` as :func:`clip_grad_norm`'s."""
     clip_value = check_positive(clip_value, "clip_grad_value", "clip_value")
+    _check_foreach(foreach, "clip_grad_value")
     for store in _training_grads(_model(model, "clip_grad_value", "clip_value")):
         for k, g in store.items():
             store[k] = fast_path("clamp", namespace(g), clamp)(g, clip_value)

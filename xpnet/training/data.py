@@ -259,7 +259,10 @@ def check_sequence_labels(y: Any, out_shape: tuple[int, ...], loss: Any, dev: De
     if tuple(y.shape[1:]) != positions or not xp.isdtype(y.dtype, "integral"):
         last = axis == 1 and tuple(y.shape[1:]) == tuple(out_shape[1:-1])
         first = axis % len(out_shape) == len(out_shape) - 1 and tuple(y.shape[1:]) == tuple(out_shape[2:])
-        hint = ("; NLLLoss takes the classes on axis 1, (N, C, T), as PyTorch's: for (N, T, C) scores drop the "
+        hint = ("; SoftmaxCrossEntropy(dim=1) takes the classes on axis 1, (N, C, T), as PyTorch's: for (N, T, C) "
+                "scores, the book's, leave dim out: loss=xn.losses.SoftmaxCrossEntropy()"
+                if last and isinstance(loss, SoftmaxCrossEntropy) else
+                "; NLLLoss takes the classes on axis 1, (N, C, T), as PyTorch's: for (N, T, C) scores drop the "
                 "final LogSoftmax and pass loss='cross_entropy' (the same loss on the logits, with perplexity)"
                 if last else "; SoftmaxCrossEntropy takes the classes on the last axis, (N, T, C): for PyTorch's "
                 "(N, C, T) scores pass loss=xn.losses.SoftmaxCrossEntropy(dim=1)" if first else "")
