@@ -10,8 +10,9 @@ the script as ``__main__`` (``runpy.run_path``) and exits with the script's stat
 status. A script runs in a fresh namespace, so one that forgets an import still fails; whatever it changes
 (threads, modules, environment) ends with its child. Two differences from a fresh interpreter: the modules preloaded
 are there already, and ``OMP_WAIT_POLICY=PASSIVE`` (which compare.py, lstm_lm.py and profile_step.py set before
-importing torch) is set for every script, since OpenMP reads it when torch loads. Where ``os.fork`` is missing
-(Windows) each script runs in an interpreter of its own, as before.
+importing torch) is set for every script, since OpenMP reads it when torch loads. Off Linux each script runs in an
+interpreter of its own, as before: Windows has no fork, and on macOS a child forked after the system's frameworks
+loaded (NumPy's Accelerate, torch) may crash (Python's multiprocessing spawns there for that reason).
 """
 
 from __future__ import annotations
@@ -92,9 +93,9 @@ class ScriptRunner:
         self.files = tempfile.TemporaryDirectory(prefix="xpnet-scripts-")
 
     def run(self, script: str | Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        if not hasattr(os, "fork"):
-            return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
-                                  timeout=timeout)
+        if not sys.platform.startswith("linux"):
+            return subprocess.run([sys.executable, str(script), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout)
         if self.server is None or self.server.poll() is not None:
             self.server = subprocess.Popen([sys.executable, __file__, *self.preload], stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, text=True, start_new_session=True)
