@@ -19,8 +19,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 _RUNNER = ScriptRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _script_server():
+    """Ends the runner's server with the session: under pytest -n a worker may run other files' tests between
+    these, and a server ended with the module would start again (importing torch) for the next one."""
     yield
     _RUNNER.close()
 
