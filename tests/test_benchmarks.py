@@ -1,4 +1,6 @@
-"""The benchmark commands of README.md and docs/benchmarks.md still run: each script with tiny sizes, in a subprocess.
+"""The benchmark commands of README.md and docs/benchmarks.md still run: each script with tiny sizes, as
+``python benchmarks/script.py args`` runs it, in a process forked from one that imported xpnet and PyTorch once
+(tests/forked_scripts.py: a fresh interpreter for each script spent 2 to 4 CPU seconds starting).
 
 Nothing here is timed; the figures themselves come from running the scripts as the docs say.
 """
@@ -7,17 +9,26 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from forked_scripts import ScriptRunner
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_RUNNER = ScriptRunner()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _script_server():
+    """Ends the runner's server with the session: under pytest -n a worker may run other files' tests between
+    these, and a server ended with the module would start again (importing torch) for the next one."""
+    yield
+    _RUNNER.close()
 
 
 def run(script: str, *args: str) -> str:
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True,
-                          timeout=300)
+    done = _RUNNER.run(BENCHMARKS / script, *args)
     assert done.returncode == 0, f"{script} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -170,3 +181,19 @@ def test_frozen_step_prints_the_ratios_of_frozen_to_unfrozen():
     assert "resnet: xpnet unfrozen" in out
     if importlib.util.find_spec("torch"):
         assert "xpnet frozen/PyTorch frozen" in out
+
+
+def test_a_script_that_fails_or_hangs_is_reported_as_a_fresh_interpreter_would(tmp_path):
+    """The runner gives a script's exit status, its traceback, an empty stdin and an end at the timeout (one that
+    preloads nothing: it starts twice)."""
+    runner = ScriptRunner(preload=())
+    script = tmp_path / "script.py"
+    script.write_text("import sys\nprint('args', sys.argv[1:], __name__)\nif sys.argv[1] == 'exit':\n"
+                      "    sys.exit(3)\nif sys.argv[1] == 'hang':\n    import time; time.sleep(60)\ninput()\n")
+    done = runner.run(script, "read")
+    assert done.returncode == 1 and done.stdout == "args ['read'] __main__\n" and "EOFError" in done.stderr
+    assert runner.run(script, "exit").returncode == 3
+    with pytest.raises(subprocess.TimeoutExpired):
+        runner.run(script, "hang", timeout=1)
+    assert runner.run(script, "exit").returncode == 3  # a new server after the timeout's
+    runner.close()
