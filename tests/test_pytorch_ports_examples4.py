@@ -83,8 +83,9 @@ class _Centred(xn.Model):
                        r"reductions take axis=, keepdims= and ddof=.*axis= for dim=, keepdims= for keepdim="),
     ("var", TypeError, r"'unbiased' \(line \d+: .*\): NumPy's reductions .*ddof=1 for unbiased=True"),
     ("flatten", TypeError, r"order must be str, not int \(line \d+: dy = dy\.flatten\(1\)\): NumPy's "
-                           r"x\.flatten\(order\) flattens every axis.*keeps the first; write x\.reshape\(x\.shape\[0\], "
-                           r"-1\); dy's way back through a forward's torch\.flatten\(x, 1\) is dy\.reshape\(x\.shape\)"),
+                           r"x\.flatten\(order\) flattens every axis.*keeps the first; write "
+                           r"x\.reshape\(x\.shape\[0\], -1\); dy's way back through a forward's "
+                           r"torch\.flatten\(x, 1\) is dy\.reshape\(x\.shape\)"),
     ("clamp", AttributeError, r"no attribute 'clamp' \(line \d+: dy = dy\.clamp\(min=0\)\): NumPy's arrays have no "
                               r"x\.clamp\(\), PyTorch's; write np\.clip\(x, a, b\).*np\.maximum\(dy, 0\) for "
                               r"dy\.clamp\(min=0\); the gradient through a forward's x\.clamp\(min=0\) is "

@@ -126,9 +126,9 @@ class BeforeResume:
     writing into these) with the keys of its param groups, the Dropout generator states and the frozen layers;
     where the setup raises before :meth:`started` (a callback state that does not fit, found only after
     ``on_train_begin``; data or a callback refused), they are put back, the model on its device, so that a run
-    refused before its first epoch leaves them as they were passed. A callback whose ``on_train_begin`` changes an object of the user's
-    has a ``_before_run()`` giving the function that puts it back (AveragedWeights: its average), called
-    here, last callback first."""
+    refused before its first epoch leaves them as they were passed. A callback whose ``on_train_begin`` changes
+    an object of the user's has a ``_before_run()`` giving the function that puts it back (AveragedWeights: its
+    average), called here, last callback first."""
 
     def __init__(self) -> None:
         self.model: Any = None
