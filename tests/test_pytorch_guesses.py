@@ -590,6 +590,19 @@ def test_adam_takes_pytorchs_amsgrad_and_refuses_a_non_bool():
             cls(1e-3, amsgrad="yes")
 
 
+@pytest.mark.parametrize("make, keyword", [
+    (lambda ps: optim.Adam(ps, 1e-3, (0.9, 0.999), 1e-8, 0, True), "amsgrad=True"),
+    (lambda ps: optim.AdamW(ps, 1e-3, (0.9, 0.999), 1e-8, 1e-2, False), "amsgrad=False"),
+    (lambda ps: optim.RMSprop(ps, 1e-2, 0.99, 1e-8, 0, 0.9), "momentum=0.9"),
+])
+def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, keyword):
+    """torch.optim's Adam(params, lr, betas, eps, weight_decay, amsgrad) and RMSprop(..., weight_decay, momentum)
+    put amsgrad and momentum where xpnet has weight_decay_on: the error named only weight_decay_on."""
+    with pytest.raises(ValueError, match=f"the argument after weight_decay, .* PyTorch's argument there, "
+                                         f"{keyword.split('=')[0]}, goes by name here: {keyword}$"):
+        make(_mlp().parameters())
+
+
 @pytest.mark.parametrize("call, keyword, hint", [
     ("train", "verbose", "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)"),
     ("train", "validation_data", "validation=(x_val, y_val)"),
