@@ -267,7 +267,7 @@ def _hint_tables():
             "xn.evaluate's keywords": evaluation._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
             "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES,
-            "a device": xn.backend.devices._PYTORCH_NAMES}
+            "a device": xn.backend.devices._PYTORCH_NAMES, "xn.init": xn.init._PYTORCH_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():
@@ -302,6 +302,43 @@ def test_every_module_of_torch_nn_is_in_xpnet_or_says_what_to_write():
                 if str(e).endswith(f"has no attribute {name!r}"):
                     bare.append(f"{owner.__name__}.{name}")
     assert not bare, bare
+
+
+def test_every_function_of_torch_nn_init_is_in_xn_init_or_says_what_to_write():
+    """torch.nn.init's older names without the underscore (nn.init.xavier_uniform(m.weight), old code's) and its
+    fan helper gave Python's bare AttributeError."""
+    init = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')").nn.init
+    bare = []
+    for name in dir(init):
+        if not inspect.isfunction(getattr(init, name)) or getattr(init, name).__module__ != init.__name__:
+            continue
+        if name.startswith("_") and name != "_calculate_fan_in_and_fan_out":
+            continue
+        try:
+            getattr(xn.init, name)
+        except AttributeError as e:
+            if str(e).endswith(f"has no attribute {name!r}"):
+                bare.append(name)
+    assert not bare, bare
+    with pytest.raises(AttributeError, match=r"'xavier_uniform': .* xn.init.xavier_uniform_\(m.weight, ...\) fills"):
+        xn.init.xavier_uniform(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("call, write", [
+    (lambda w: xn.init.uniform(w, -0.1, 0.1), "xn.init.uniform_(w, a, b)"),  # torch's uniform(w, a, b)
+    (lambda w: xn.init.uniform(w, 0.1), "xn.init.uniform_(w, a, b)"),
+    (lambda w: xn.init.zeros(w), "xn.init.zeros_(w)"),
+    (lambda w: xn.init.ones(w), "xn.init.ones_(w)"),
+])
+def test_xn_inits_array_makers_given_an_array_say_which_function_fills_it(call, write):
+    """xn.init.uniform(shape, bound) draws a new array: given torch.nn.init.uniform(w, a, b)'s weight it failed
+    with "dtype must be a real floating type, got 0.1" (or NumPy's "only integer scalar arrays ...")."""
+    w = np.zeros((3, 4))
+    with pytest.raises(TypeError, match=r"makes a new host array of that shape .* got an array of shape \(3, 4\): "
+                                        f"to fill it in place, .* write {re.escape(write)}$"):
+        call(w)
+    assert not w.any()
+    assert xn.init.uniform((3, 4), 0.1).shape == (3, 4) and xn.init.zeros(3).shape == (3,)
 
 
 def test_other_missing_names_raise_pythons_plain_attribute_error():
