@@ -539,9 +539,32 @@ def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
     assert len(model) == 5 and model[-1] is extra and "4.W" in model.named_params()
     with pytest.raises(TypeError, match="Sequential.append: expected an xpnet layer, got a function"):
         model.append(lambda x: x)
-    with pytest.raises(TypeError, match="Sequential.extend: item 1 is a int, not an xpnet layer"):
+    with pytest.raises(TypeError, match="Sequential.extend: item 1 is an int, not an xpnet layer"):
         model.extend([xn.layers.ReLU(), 3])
     assert len(model) == 5
+
+
+def test_a_sequential_of_pytorchs_named_layers_or_torch_modules_says_what_to_write():
+    """nn.Sequential(OrderedDict([('fc1', ...), ...])) failed with "item 0 is a OrderedDict, not an xpnet layer",
+    and a torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
+    from collections import OrderedDict
+
+    named = OrderedDict([("fc1", xn.layers.Linear(4, 8)), ("relu", xn.layers.ReLU())])
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an OrderedDict, not an xpnet layer; PyTorch's "
+                                        r"nn.Sequential\(OrderedDict.* xn.Sequential\(\*layers.values\(\)\) keeps"):
+        xn.Sequential(named)
+    assert list(xn.Sequential(*named.values()).named_params()) == ["0.W", "0.b"]
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is the class ReLU, not an xpnet layer: call it, "
+                                        r"ReLU\(\.\.\.\)$"):
+        xn.Sequential(xn.layers.ReLU)
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    with pytest.raises(TypeError, match=r"^Sequential: item 1 is torch.nn.modules.activation.ReLU, not an xpnet "
+                                        r"layer: a PyTorch module; build the model from xpnet's layers "
+                                        r"\(xn.layers.ReLU\)$"):
+        xn.Sequential(xn.layers.Linear(4, 8), torch.nn.ReLU())
+    with pytest.raises(TypeError, match=r"^Sequential.append: expected an xpnet layer, got "
+                                        r"torch.nn.modules.linear.Linear: a PyTorch module; .*\(xn.layers.Linear\)$"):
+        xn.Sequential().append(torch.nn.Linear(2, 3))
 
 
 def test_a_sequentials_layers_are_replaced_inserted_and_removed_as_pytorchs():
@@ -558,7 +581,7 @@ def test_a_sequentials_layers_are_replaced_inserted_and_removed_as_pytorchs():
     assert [layer.name for layer in model] == ["Linear", "Linear"]
     with pytest.raises(IndexError, match=r"^Sequential: index 2 is out of range for its 2 layers"):
         model[2] = xn.layers.ReLU()
-    with pytest.raises(TypeError, match=r"^Sequential: item 0 is a int, not an xpnet layer"):
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an int, not an xpnet layer"):
         model[0] = 3
     with pytest.raises(IndexError, match=r"^Sequential.insert: index must be an int in -2..2, got 5"):
         model.insert(5, xn.layers.ReLU())
