@@ -496,6 +496,18 @@ def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
     assert not hasattr(_mlp(), "no_such_thing")  # hasattr still answers False, with no hint
 
 
+def test_buffers_called_as_pytorchs_method_says_what_to_write():
+    """PyTorch's model.buffers() met xpnet's attribute of that name, a layer's own dict: "'dict' object is not
+    callable". The dict stays a dict (saved, copied and moved as before)."""
+    model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.BatchNorm(3))
+    for node in (model, model[1]):
+        with pytest.raises(TypeError, match=r"^layer.buffers is the dict of this layer's own buffers .* "
+                                            r"model.named_buffers\(\).values\(\) is PyTorch's model.buffers\(\)$"):
+            node.buffers()
+    assert isinstance(model[1].buffers, dict) and list(model[1].buffers) == ["running_mean", "running_var"]
+    assert list(pickle.loads(pickle.dumps(model)).named_buffers()) == ["1.running_mean", "1.running_var"]
+
+
 def test_apply_calls_a_function_on_every_layer_children_first_as_pytorchs():
     """model.apply(init_weights), PyTorch's way to initialise a model of one's own, was an AttributeError."""
     inner = xn.Sequential(xn.layers.Linear(3, 2))
