@@ -267,7 +267,7 @@ def _hint_tables():
             "xn.evaluate's keywords": evaluation._EVALUATE_KEYWORDS, "xn.book": xn.book._BOOK_NAMES,
             "xn.datasets": {**xn.datasets._BOOK_NAMES, **xn.datasets._PYTORCH_NAMES},
             "xn.datasets.ptb": ptb._BOOK_NAMES, "History": history._KERAS_NAMES,
-            "a device": xn.backend.devices._PYTORCH_NAMES}
+            "a device": xn.backend.devices._PYTORCH_NAMES, "xn.init": xn.init._PYTORCH_NAMES}
 
 
 def test_every_xpnet_name_a_hint_gives_exists():
@@ -302,6 +302,43 @@ def test_every_module_of_torch_nn_is_in_xpnet_or_says_what_to_write():
                 if str(e).endswith(f"has no attribute {name!r}"):
                     bare.append(f"{owner.__name__}.{name}")
     assert not bare, bare
+
+
+def test_every_function_of_torch_nn_init_is_in_xn_init_or_says_what_to_write():
+    """torch.nn.init's older names without the underscore (nn.init.xavier_uniform(m.weight), old code's) and its
+    fan helper gave Python's bare AttributeError."""
+    init = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')").nn.init
+    bare = []
+    for name in dir(init):
+        if not inspect.isfunction(getattr(init, name)) or getattr(init, name).__module__ != init.__name__:
+            continue
+        if name.startswith("_") and name != "_calculate_fan_in_and_fan_out":
+            continue
+        try:
+            getattr(xn.init, name)
+        except AttributeError as e:
+            if str(e).endswith(f"has no attribute {name!r}"):
+                bare.append(name)
+    assert not bare, bare
+    with pytest.raises(AttributeError, match=r"'xavier_uniform': .* xn.init.xavier_uniform_\(m.weight, ...\) fills"):
+        xn.init.xavier_uniform(np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("call, write", [
+    (lambda w: xn.init.uniform(w, -0.1, 0.1), "xn.init.uniform_(w, a, b)"),  # torch's uniform(w, a, b)
+    (lambda w: xn.init.uniform(w, 0.1), "xn.init.uniform_(w, a, b)"),
+    (lambda w: xn.init.zeros(w), "xn.init.zeros_(w)"),
+    (lambda w: xn.init.ones(w), "xn.init.ones_(w)"),
+])
+def test_xn_inits_array_makers_given_an_array_say_which_function_fills_it(call, write):
+    """xn.init.uniform(shape, bound) draws a new array: given torch.nn.init.uniform(w, a, b)'s weight it failed
+    with "dtype must be a real floating type, got 0.1" (or NumPy's "only integer scalar arrays ...")."""
+    w = np.zeros((3, 4))
+    with pytest.raises(TypeError, match=r"makes a new host array of that shape .* got an array of shape \(3, 4\): "
+                                        f"to fill it in place, .* write {re.escape(write)}$"):
+        call(w)
+    assert not w.any()
+    assert xn.init.uniform((3, 4), 0.1).shape == (3, 4) and xn.init.zeros(3).shape == (3,)
 
 
 def test_other_missing_names_raise_pythons_plain_attribute_error():
@@ -459,6 +496,18 @@ def test_a_models_pytorch_methods_say_what_to_call_instead(name, hint):
     assert not hasattr(_mlp(), "no_such_thing")  # hasattr still answers False, with no hint
 
 
+def test_buffers_called_as_pytorchs_method_says_what_to_write():
+    """PyTorch's model.buffers() met xpnet's attribute of that name, a layer's own dict: "'dict' object is not
+    callable". The dict stays a dict (saved, copied and moved as before)."""
+    model = xn.Sequential(xn.layers.Linear(4, 3), xn.layers.BatchNorm(3))
+    for node in (model, model[1]):
+        with pytest.raises(TypeError, match=r"^layer.buffers is the dict of this layer's own buffers .* "
+                                            r"model.named_buffers\(\).values\(\) is PyTorch's model.buffers\(\)$"):
+            node.buffers()
+    assert isinstance(model[1].buffers, dict) and list(model[1].buffers) == ["running_mean", "running_var"]
+    assert list(pickle.loads(pickle.dumps(model)).named_buffers()) == ["1.running_mean", "1.running_var"]
+
+
 def test_apply_calls_a_function_on_every_layer_children_first_as_pytorchs():
     """model.apply(init_weights), PyTorch's way to initialise a model of one's own, was an AttributeError."""
     inner = xn.Sequential(xn.layers.Linear(3, 2))
@@ -502,9 +551,32 @@ def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
     assert len(model) == 5 and model[-1] is extra and "4.W" in model.named_params()
     with pytest.raises(TypeError, match="Sequential.append: expected an xpnet layer, got a function"):
         model.append(lambda x: x)
-    with pytest.raises(TypeError, match="Sequential.extend: item 1 is a int, not an xpnet layer"):
+    with pytest.raises(TypeError, match="Sequential.extend: item 1 is an int, not an xpnet layer"):
         model.extend([xn.layers.ReLU(), 3])
     assert len(model) == 5
+
+
+def test_a_sequential_of_pytorchs_named_layers_or_torch_modules_says_what_to_write():
+    """nn.Sequential(OrderedDict([('fc1', ...), ...])) failed with "item 0 is a OrderedDict, not an xpnet layer",
+    and a torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
+    from collections import OrderedDict
+
+    named = OrderedDict([("fc1", xn.layers.Linear(4, 8)), ("relu", xn.layers.ReLU())])
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an OrderedDict, not an xpnet layer; PyTorch's "
+                                        r"nn.Sequential\(OrderedDict.* xn.Sequential\(\*layers.values\(\)\) keeps"):
+        xn.Sequential(named)
+    assert list(xn.Sequential(*named.values()).named_params()) == ["0.W", "0.b"]
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is the class ReLU, not an xpnet layer: call it, "
+                                        r"ReLU\(\.\.\.\)$"):
+        xn.Sequential(xn.layers.ReLU)
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    with pytest.raises(TypeError, match=r"^Sequential: item 1 is torch.nn.modules.activation.ReLU, not an xpnet "
+                                        r"layer: a PyTorch module; build the model from xpnet's layers "
+                                        r"\(xn.layers.ReLU\)$"):
+        xn.Sequential(xn.layers.Linear(4, 8), torch.nn.ReLU())
+    with pytest.raises(TypeError, match=r"^Sequential.append: expected an xpnet layer, got "
+                                        r"torch.nn.modules.linear.Linear: a PyTorch module; .*\(xn.layers.Linear\)$"):
+        xn.Sequential().append(torch.nn.Linear(2, 3))
 
 
 def test_a_sequentials_layers_are_replaced_inserted_and_removed_as_pytorchs():
@@ -521,7 +593,7 @@ def test_a_sequentials_layers_are_replaced_inserted_and_removed_as_pytorchs():
     assert [layer.name for layer in model] == ["Linear", "Linear"]
     with pytest.raises(IndexError, match=r"^Sequential: index 2 is out of range for its 2 layers"):
         model[2] = xn.layers.ReLU()
-    with pytest.raises(TypeError, match=r"^Sequential: item 0 is a int, not an xpnet layer"):
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an int, not an xpnet layer"):
         model[0] = 3
     with pytest.raises(IndexError, match=r"^Sequential.insert: index must be an int in -2..2, got 5"):
         model.insert(5, xn.layers.ReLU())
@@ -588,6 +660,19 @@ def test_adam_takes_pytorchs_amsgrad_and_refuses_a_non_bool():
         assert cls(1e-3, amsgrad=True).param_groups[0]["amsgrad"] is True
         with pytest.raises(TypeError, match=f"{cls.__name__}.*amsgrad"):
             cls(1e-3, amsgrad="yes")
+
+
+@pytest.mark.parametrize("make, keyword", [
+    (lambda ps: optim.Adam(ps, 1e-3, (0.9, 0.999), 1e-8, 0, True), "amsgrad=True"),
+    (lambda ps: optim.AdamW(ps, 1e-3, (0.9, 0.999), 1e-8, 1e-2, False), "amsgrad=False"),
+    (lambda ps: optim.RMSprop(ps, 1e-2, 0.99, 1e-8, 0, 0.9), "momentum=0.9"),
+])
+def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, keyword):
+    """torch.optim's Adam(params, lr, betas, eps, weight_decay, amsgrad) and RMSprop(..., weight_decay, momentum)
+    put amsgrad and momentum where xpnet has weight_decay_on: the error named only weight_decay_on."""
+    with pytest.raises(ValueError, match=f"the argument after weight_decay, .* PyTorch's argument there, "
+                                         f"{keyword.split('=')[0]}, goes by name here: {keyword}$"):
+        make(_mlp().parameters())
 
 
 @pytest.mark.parametrize("call, keyword, hint", [

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._user import did_you_mean
+from .._user import did_you_mean, not_here
 from .._user import seed as _seed_arg
 from ..backend import float_dtype_name
 
@@ -155,17 +155,48 @@ def uniform(shape: tuple[int, ...], bound: float, dtype: str = "float32") -> np.
     """A host array of ``shape`` drawn from U(-bound, bound) by the seeded generator (PyTorch's initialisers
     that draw uniformly: Linear's and the convolutions' kaiming_uniform_(a=sqrt(5)), xavier_uniform_), as
     :func:`weights` draws."""
+    _refuse_an_array(shape, "uniform", "uniform_(w, a, b)")
     return weights(shape, 0, 0, init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)
 
 
 def zeros(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of zeros (biases), moved to the device with the layer."""
+    _refuse_an_array(shape, "zeros", "zeros_(w)")
     return _placeholder(shape, dtype) if _skipping.get() is not None else np.zeros(shape, dtype=_float_dtype(dtype))
 
 
 def ones(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
     """A host array of ones (scales)."""
+    _refuse_an_array(shape, "ones", "ones_(w)")
     return _placeholder(shape, dtype) if _skipping.get() is not None else np.ones(shape, dtype=_float_dtype(dtype))
+
+
+def _refuse_an_array(shape: Any, name: str, in_place: str) -> None:
+    """Refuse an array (or tensor) given as ``shape`` to ``uniform``, ``zeros`` or ``ones``: PyTorch's older
+    ``nn.init.uniform(w, a, b)`` fills ``w``, where these draw a new array; the error says which fills."""
+    if hasattr(shape, "shape") and hasattr(shape, "dtype"):
+        raise TypeError(f"xn.init.{name}(shape, ...) makes a new host array of that shape (a layer's own weights), "
+                        f"got an array of shape {tuple(shape.shape)}: to fill it in place, as "
+                        f"torch.nn.init.{name}_ does, write xn.init.{in_place}")
+
+
+# torch.nn.init's older names, without the trailing underscore (deprecated there since PyTorch 0.4, still in
+# old code: nn.init.xavier_uniform(m.weight)), and its private fan helper that users copy from Linear.
+_PYTORCH_NAMES = {name: f"torch.nn.init's {name} is the deprecated name of {name}_, which xpnet has: "
+                        f"xn.init.{name}_(m.weight, ...) fills the array in place"
+                  for name in ("normal", "constant", "xavier_uniform", "xavier_normal", "kaiming_uniform",
+                               "kaiming_normal", "orthogonal", "eye", "dirac")}
+_PYTORCH_NAMES.update(
+    sparse="xpnet has no sparse_ initialiser: fill the array yourself (xn.init.zeros_(w), then set entries)",
+    sparse_="xpnet has no sparse_ initialiser: fill the array yourself (xn.init.zeros_(w), then set entries)",
+    _calculate_fan_in_and_fan_out="PyTorch's private helper; of m.weight, in PyTorch's layout (out, in, *kernel) on "
+                                  "xpnet's layers too, fan_in is w.shape[1] * prod(w.shape[2:]) and fan_out "
+                                  "w.shape[0] * prod(w.shape[2:]); xn.init.kaiming_uniform_(m.weight, "
+                                  "a=math.sqrt(5)) reads them as PyTorch's")
+
+
+def __getattr__(name: str) -> Any:
+    raise not_here(__name__, name, _PYTORCH_NAMES)
 
 
 # PyTorch's torch.nn.init, filling arrays in place; imported last: it reads this module's generator().

@@ -10,6 +10,7 @@ from typing import Any
 from .._user import flag
 from ..backend import XpnetDeviceError, device_of, dtype_name, isdtype, namespace, same_device
 from .backward_calls import rounded
+from .buffer_store import Buffers
 from .dy_hint import dy_hint
 from .grads import Grads
 from .no_grad_calls import marked
@@ -63,7 +64,7 @@ class Layer(Tree):
     def __init__(self) -> None:
         self.params: dict[str, Any] = {}
         self.grads: dict[str, Any] = Grads(self.params, type(self))  # a missing key says why (layers.grads)
-        self.buffers: dict[str, Any] = {}
+        self.buffers: dict[str, Any] = Buffers()  # model.buffers(), PyTorch's, says what to write (buffer_store)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from .._user import is_int
+from .._user import a_or_an, is_int
 from ..layers.base import Layer
 from ..layers.container import STATE_HINT
 from ..layers.dy_dtype import OUTPUT_DTYPE, message
@@ -38,7 +39,7 @@ class Sequential(StopsWhereNothingTrains, Model):
     def append(self, layer: Layer) -> Sequential:
         """Add ``layer`` at the end and return the model, as PyTorch's ``Sequential.append``."""
         if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential.append: expected an xpnet layer, got a {type(layer).__name__}")
+            raise TypeError(f"Sequential.append: expected an xpnet layer, got {_what(layer)}{_instead(layer)}")
         _check_item("Sequential.append", len(self.layers), layer)
         self.layers.append(layer)
         return self
@@ -162,8 +163,37 @@ _INDEX_NAMES = tuple(str(i) for i in range(256))  # a Sequential's children's na
 def _check_item(where: str, i: int, layer: Any) -> None:
     """Raise unless ``layer`` (item ``i``) is an xpnet layer of one input and one output."""
     if not isinstance(layer, Layer):
-        raise TypeError(f"{where}: item {i} is a {type(layer).__name__}, not an xpnet layer")
+        raise TypeError(f"{where}: item {i} is {_what(layer)}, not an xpnet layer{_instead(layer)}")
     refusal = layer.sequential_refusal()
     if refusal:
         shown = repr(layer) if "\n" not in repr(layer) else layer.name  # a container's repr takes many lines
         raise ValueError(f"{where}: item {i}, {shown}, {refusal}")
+
+
+def _what(item: Any) -> str:
+    """``item`` for a message: "a dict", "an int", or the class with its module where it is another library's
+    ("torch.nn.modules.linear.Linear": a bare "Linear" reads as xpnet's)."""
+    if isinstance(item, type):
+        return f"the class {item.__name__}"
+    kind = type(item)
+    if kind.__module__ in ("builtins", "collections"):
+        return a_or_an(kind.__name__)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _instead(item: Any) -> str:
+    """What to write for ``item`` where a PyTorch user gave it: ``nn.Sequential(OrderedDict([...]))``'s named
+    layers, a torch.nn module, a layer class not called."""
+    if isinstance(item, Mapping):
+        return ("; PyTorch's nn.Sequential(OrderedDict([('conv1', ...), ...])) names its layers, where "
+                "xn.Sequential names them by position ('0', '1', ...): xn.Sequential(*layers.values()) keeps their "
+                "order, or, for parts with names (model.conv1), write an xn.Model whose __init__ assigns them as "
+                "attributes, self.conv1 = ...")
+    if isinstance(item, type) and issubclass(item, Layer):
+        return f": call it, {item.__name__}(...)"
+    if type(item).__module__.split(".")[0] == "torch":
+        from .. import layers
+        name = type(item).__name__
+        twin = f" (xn.layers.{name})" if isinstance(getattr(layers, name, None), type) else ""
+        return f": a PyTorch module; build the model from xpnet's layers{twin}"
+    return ""

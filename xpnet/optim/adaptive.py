@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _chainer
-from .._user import flag, is_real, keyword_hints
+from .._user import flag, is_bool, is_real, keyword_hints
 from ..backend import fast_path, into
 from .base import Optimizer, unfused
 from .device_scalars import _sqrt
-from .hyperparams import choice, fraction, positive
+from .hyperparams import after_weight_decay, choice, fraction, positive
 
 
 class AdaGrad(Optimizer):
@@ -52,6 +52,7 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights", *, momentum: float = 0.0, centered: bool = False):
+        after_weight_decay(weight_decay_on, self, "momentum", is_real)
         super().__init__(lr, weight_decay, weight_decay_on)
         self.alpha = fraction("alpha", alpha, self)
         self.eps = positive("eps", eps, self)
@@ -117,6 +118,7 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 0.001, betas: tuple[float, float] = (0.9, 0.999), eps: float | None = None,
                  weight_decay: float = 0.0, weight_decay_on: str = "weights", convention: str = "pytorch", *,
                  amsgrad: bool = False):
+        after_weight_decay(weight_decay_on, self, "amsgrad", is_bool)
         super().__init__(lr, weight_decay, weight_decay_on)
         self.amsgrad = flag(amsgrad, self.name, "amsgrad")
         chainer = "; Chainer's Adam(alpha, beta1, beta2) is Adam(lr, betas=(beta1, beta2))" if is_real(betas) else ""

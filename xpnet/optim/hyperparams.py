@@ -1,15 +1,16 @@
 """The checks on an optimizer's hyperparameters, each a ValueError naming the optimizer, the argument,
 what it must be and what came: ``positive`` (lr, eps, weight_decay), ``fraction`` (momentum, betas),
-``choice`` (weight_decay_on, convention)."""
+``choice`` (weight_decay_on, convention); ``after_weight_decay``: a value of PyTorch's argument in
+``weight_decay_on``'s place (Adam's amsgrad, RMSprop's momentum)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from .._user import is_real
 
-__all__ = ["positive", "fraction", "choice"]
+__all__ = ["positive", "fraction", "choice", "after_weight_decay"]
 
 
 def positive(arg: str, v: Any, opt: Any, allow_zero: bool = False) -> float:
@@ -32,3 +33,13 @@ def choice(arg: str, v: Any, choices: tuple[str, ...], opt: Any) -> str:
     if v not in choices:
         raise ValueError(f"{type(opt).__name__}: {arg} must be one of {', '.join(map(repr, choices))}, got {v!r}")
     return v
+
+
+def after_weight_decay(v: Any, opt: Any, pytorch_arg: str, fits: Callable[[Any], bool]) -> None:
+    """Refuse ``v``, given in ``weight_decay_on``'s place, where ``fits`` says it is a value of PyTorch's argument
+    there (torch.optim's ``Adam(params, lr, betas, eps, weight_decay, amsgrad)``, ``RMSprop(..., weight_decay,
+    momentum, centered)``), naming that argument and the keyword to write."""
+    if fits(v):
+        raise ValueError(f"{type(opt).__name__}: weight_decay_on, the argument after weight_decay, must be one of "
+                         f"'weights', 'all', got {v!r}: PyTorch's argument there, {pytorch_arg}, goes by name here: "
+                         f"{pytorch_arg}={v!r}")
