@@ -675,6 +675,50 @@ def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, k
         make(_mlp().parameters())
 
 
+def test_adagrads_lr_decay_given_by_position_is_refused_not_read_as_eps():
+    """torch.optim.Adagrad(params, lr, lr_decay, weight_decay, ...): xpnet's AdaGrad has eps after lr, so
+    ``AdaGrad(model.parameters(), 0.01, 1e-4)`` took PyTorch's lr_decay 1e-4 as eps, silently. Built PyTorch's way
+    (parameters or param groups first) a second positional argument is refused, naming both; the book's way
+    (``AdaGrad(0.01, 1e-7)``, or the model itself first) keeps eps there."""
+    model = _mlp()
+    for params in (model.parameters(), [{"params": model.parameters()}]):
+        with pytest.raises(TypeError, match=r"^AdaGrad: the argument after lr is eps here, where torch\.optim's is "
+                                            r"lr_decay: got 0\.0001 by position; .*eps=0\.0001 for xpnet's, "
+                                            r"lr_decay= for PyTorch's"):
+            optim.AdaGrad(params, 0.01, 1e-4)
+    assert optim.AdaGrad(model.parameters(), 0.05).lr == 0.05
+    assert optim.AdaGrad(model.parameters(), 0.05, eps=1e-4, lr_decay=0).eps == 1e-4
+    assert optim.AdaGrad(0.01, 1e-4).eps == 1e-4 and optim.AdaGrad(model, 0.01, 1e-4).eps == 1e-4
+
+
+def test_every_optimizer_reads_torchs_positional_arguments_as_torch_or_refuses_them():
+    """Each optimizer with a torch.optim twin takes torch's positional arguments (after params) under torch's
+    names, up to where the two differ; there a value given by position is refused (AdaGrad's lr_decay; Adam's and
+    AdamW's amsgrad, RMSprop's momentum where xpnet has weight_decay_on), never read as xpnet's argument."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    import inspect
+    differing = {}
+    for name in dir(optim):
+        cls = getattr(optim, name)
+        twin = getattr(torch.optim, {"AdaGrad": "Adagrad"}.get(name, name), None)
+        if not (isinstance(cls, type) and issubclass(cls, optim.Optimizer)) or twin is None or cls is optim.Optimizer:
+            continue
+        ours = [p.name for p in inspect.signature(cls).parameters.values() if p.kind == p.POSITIONAL_OR_KEYWORD]
+        theirs = [p.name for p in inspect.signature(twin).parameters.values()
+                  if p.kind == p.POSITIONAL_OR_KEYWORD][1:]
+        at = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), None)
+        if at is not None:
+            differing[name] = (at, theirs[at])
+    assert differing == {"AdaGrad": (1, "lr_decay"), "Adam": (4, "amsgrad"), "AdamW": (4, "amsgrad"),
+                         "RMSprop": (4, "momentum")}
+    for name, (at, torch_name) in differing.items():
+        cls = getattr(optim, name)
+        defaults = [p.default for p in inspect.signature(cls).parameters.values()][:at]
+        value = 0.5 if torch_name == "momentum" else (True if torch_name == "amsgrad" else 1e-4)
+        with pytest.raises((TypeError, ValueError), match=torch_name):
+            cls(_mlp().parameters(), *defaults, value)
+
+
 @pytest.mark.parametrize("call, keyword, hint", [
     ("train", "verbose", "progress=False turns off the progress bar and the epoch lines (Keras' verbose=0)"),
     ("train", "validation_data", "validation=(x_val, y_val)"),

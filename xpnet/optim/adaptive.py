@@ -22,6 +22,8 @@ class AdaGrad(Optimizer):
 
     PYTORCH_ONLY = {"lr_decay": 0, "initial_accumulator_value": 0, "foreach": None, "maximize": False,
                     "differentiable": False, "fused": None}
+    # torch.optim.Adagrad's arguments after params: built from parameters, its lr_decay by position is refused
+    TORCH_ORDER = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights"):

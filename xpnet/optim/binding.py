@@ -41,6 +41,7 @@ class TakesAModelFirst(type):
         groups = target if _is_groups(target) else None
         model = None if target is None or groups is not None else _model_of(cls.__name__, target)
         if groups is not None or (model is not None and model is not target):  # model.parameters(): PyTorch's
+            _refuse_torch_order(cls, args)
             kwargs = _decay_as_pytorch(cls, args, kwargs)
         optimizer = super().__call__(*args, **kwargs)
         optimizer.defaults = optimizer.hyperparams()
@@ -68,6 +69,22 @@ def _pytorch_only_keywords(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
         else:
             check_fixed(fixed, key, value, f"{cls.__name__}: {key}={value!r}")
     return kept
+
+
+def _refuse_torch_order(cls: type, args: tuple[Any, ...]) -> None:
+    """Refuse a positional argument that torch.optim's constructor of the same name reads as another
+    (``cls.TORCH_ORDER``, its arguments after params: ``Adagrad(params, lr, lr_decay, ...)`` where xpnet's
+    AdaGrad has ``eps`` second), given by a user building it PyTorch's way, which would mean something else."""
+    order = getattr(cls, "TORCH_ORDER", None)
+    if order is None:
+        return
+    names = list(inspect.signature(cls).parameters)
+    for i, value in enumerate(args[:len(order)]):
+        if names[i] != order[i]:
+            after = names[i - 1] if i else "params"
+            raise TypeError(f"{cls.__name__}: the argument after {after} is {names[i]} here, where torch.optim's is "
+                            f"{order[i]}: got {value!r} by position; give it and those after it by name "
+                            f"({names[i]}={value!r} for xpnet's, {order[i]}= for PyTorch's)")
 
 
 def _decay_as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
