@@ -26,7 +26,7 @@ NAMES = [
     "Model.train", "Model.eval", "Model.state_dict", "Model.load_state_dict", "Model.parameters",
     "Model.named_params", "Model.named_grads", "Model.named_buffers", "Model.predict", "Model.summary", "Model.save",
     # PyTorch's names (issue 28)
-    "manual_seed", "no_grad", "set_grad_enabled", "enable_grad",
+    "manual_seed", "no_grad", "set_grad_enabled", "enable_grad", "is_grad_enabled",
     # PyTorch's state dicts in and out
     "load_torch_state_dict", "torch_state_dict", "read_torch_file", "load_torch_optimizer_state_dict",
     "torch_optimizer_state_dict",

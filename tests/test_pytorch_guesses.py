@@ -414,6 +414,24 @@ def test_set_grad_enabled_runs_what_it_wraps_unchanged_and_takes_a_bool():
         xn.set_grad_enabled("train")
 
 
+def test_is_grad_enabled_reads_the_mode_as_pytorchs():
+    """torch.is_grad_enabled() in a loop ported as it is (a helper that asserts it runs under no_grad): xpnet had
+    no such name, a bare AttributeError; it reads the mode every context and call sets, as PyTorch's."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    seen = [(xn.is_grad_enabled(), torch.is_grad_enabled())]
+    with xn.no_grad(), torch.no_grad():
+        seen.append((xn.is_grad_enabled(), torch.is_grad_enabled()))
+        with xn.enable_grad(), torch.enable_grad():
+            seen.append((xn.is_grad_enabled(), torch.is_grad_enabled()))
+    try:
+        xn.set_grad_enabled(False), torch.set_grad_enabled(False)
+        seen.append((xn.is_grad_enabled(), torch.is_grad_enabled()))
+    finally:
+        xn.set_grad_enabled(True), torch.set_grad_enabled(True)
+    seen.append((xn.is_grad_enabled(), torch.is_grad_enabled()))
+    assert [ours for ours, _ in seen] == [theirs for _, theirs in seen] == [True, False, True, False, True]
+
+
 def test_set_grad_enabled_called_alone_switches_gradients_off_until_switched_on_as_pytorchs():
     """torch.set_grad_enabled(False) as a call (not a context) turns gradients off from then on, and a backward
     through what ran then fails; xpnet's call changed nothing, so a backward served a forward PyTorch refuses."""

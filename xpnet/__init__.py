@@ -19,7 +19,7 @@ from .backend import (
     to_numpy,
 )
 from .book import load_book_params
-from .grad_mode import enable_grad, no_grad, set_grad_enabled
+from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .gradcheck import GradcheckReport, gradcheck
 from .init import manual_seed
 from .layers.frozen_norm import freeze_batch_norm, unfreeze_batch_norm
@@ -54,6 +54,7 @@ __all__ = [
     "freeze_batch_norm",
     "gradcheck",
     "init",
+    "is_grad_enabled",
     "layers",
     "load",
     "load_book_params",

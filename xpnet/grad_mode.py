@@ -1,5 +1,5 @@
-"""``xn.no_grad``, ``xn.enable_grad``, ``xn.set_grad_enabled``: PyTorch's switches for recording a graph, which
-xpnet never records.
+"""``xn.no_grad``, ``xn.enable_grad``, ``xn.set_grad_enabled`` (``xn.is_grad_enabled`` reads them): PyTorch's
+switches for recording a graph, which xpnet never records.
 
 xpnet has no autograd: every layer computes its gradients in ``backward``, which you call (or
 ``xn.train`` calls). So nothing is recorded during a forward pass, inside ``no_grad`` or not, and a
@@ -38,6 +38,12 @@ _local = _Mode()
 
 def grad_enabled() -> bool:
     """Whether this thread is outside every ``no_grad`` context (or inside an ``enable_grad`` within one)."""
+    return _local.enabled
+
+
+def is_grad_enabled() -> bool:
+    """PyTorch's ``torch.is_grad_enabled()``: whether this thread is outside every ``no_grad`` (or in an
+    ``enable_grad`` within one, or after ``set_grad_enabled(True)``), as :func:`grad_enabled`."""
     return _local.enabled
 
 
