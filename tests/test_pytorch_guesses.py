@@ -47,7 +47,9 @@ def test_an_optimizer_built_with_the_model_steps_without_arguments(name, first):
         model.backward(criterion.backward())
         opt.step()
         assert isinstance(loss.item(), float)
-    expected = _book_loop(_mlp(), cls(lr=0.05))
+    # built from parameters, PyTorch's defaults where they differ from the book's (AdaGrad's eps) come along
+    same = {k: getattr(opt, k) for k in vars(cls).get("TORCH_DEFAULTS", {}) if k != "lr"}
+    expected = _book_loop(_mlp(), cls(lr=0.05, **same))
     for key, value in model.named_params().items():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
     with pytest.raises(ValueError, match="bound to another model"):
@@ -707,6 +709,25 @@ def test_adagrads_lr_decay_given_by_position_is_refused_not_read_as_eps():
     assert optim.AdaGrad(model.parameters(), 0.05).lr == 0.05
     assert optim.AdaGrad(model.parameters(), 0.05, eps=1e-4, lr_decay=0).eps == 1e-4
     assert optim.AdaGrad(0.01, 1e-4).eps == 1e-4 and optim.AdaGrad(model, 0.01, 1e-4).eps == 1e-4
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdaGrad", "Adadelta", "Adam", "AdamW", "Adamax", "NAdam", "RAdam",
+                                  "RMSprop", "LBFGS"])
+def test_an_optimizer_built_from_parameters_has_torchs_defaults(name):
+    """``SGD(model.parameters())`` with no lr had the book's 0.01 where torch.optim.SGD's is 1e-3, and
+    ``AdaGrad(model.parameters())`` the book's eps 1e-7 where torch's is 1e-10: a PyTorch script that leaves them
+    out stepped 10 times as far, silently. Built PyTorch's way, every hyperparameter both have is torch's; built the
+    book's way (``SGD()``, ``SGD(model)``) the book's stay."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    theirs = getattr(torch.optim, {"AdaGrad": "Adagrad"}.get(name, name))(torch.nn.Linear(3, 2).parameters())
+    for params in (_mlp().parameters(), [{"params": _mlp().parameters()}]):
+        ours = getattr(optim, name)(params).hyperparams()
+        shared = {k: v for k, v in theirs.defaults.items() if k in ours}
+        assert {"lr"} <= set(shared) and all(np.all(np.asarray(ours[k]) == np.asarray(v)) for k, v in shared.items())
+    if name in ("SGD", "AdaGrad"):
+        key = "lr" if name == "SGD" else "eps"
+        book = {"lr": 0.01, "eps": 1e-7}[key]
+        assert getattr(getattr(optim, name)(), key) == getattr(getattr(optim, name)(_mlp()), key) == book
 
 
 def test_every_optimizer_reads_torchs_positional_arguments_as_torch_or_refuses_them():

@@ -18,12 +18,15 @@ from .hyperparams import after_weight_decay, choice, fraction, positive
 
 
 class AdaGrad(Optimizer):
-    """h += g*g; p -= lr * g / (sqrt(h) + eps)."""
+    """h += g*g; p -= lr * g / (sqrt(h) + eps). ``eps`` is the book's 1e-7 unless given, PyTorch's 1e-10 where
+    the optimizer is built PyTorch's way (its parameters or param groups first), whose argument after ``lr`` is
+    ``lr_decay``: by position there it is refused."""
 
     PYTORCH_ONLY = {"lr_decay": 0, "initial_accumulator_value": 0, "foreach": None, "maximize": False,
                     "differentiable": False, "fused": None}
     # torch.optim.Adagrad's arguments after params: built from parameters, its lr_decay by position is refused
     TORCH_ORDER = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    TORCH_DEFAULTS = {"eps": 1e-10}  # torch.optim.Adagrad's, built from parameters or param groups
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights"):

@@ -42,7 +42,7 @@ class TakesAModelFirst(type):
         model = None if target is None or groups is not None else _model_of(cls.__name__, target)
         if groups is not None or (model is not None and model is not target):  # model.parameters(): PyTorch's
             _refuse_torch_order(cls, args)
-            kwargs = _decay_as_pytorch(cls, args, kwargs)
+            kwargs = _as_pytorch(cls, args, kwargs)
         optimizer = super().__call__(*args, **kwargs)
         optimizer.defaults = optimizer.hyperparams()
         if groups is not None:
@@ -87,18 +87,23 @@ def _refuse_torch_order(cls: type, args: tuple[Any, ...]) -> None:
                             f"({names[i]}={value!r} for xpnet's, {order[i]}= for PyTorch's)")
 
 
-def _decay_as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` with ``weight_decay_on="all"`` where the optimizer takes it and it was not given: built PyTorch's
-    way (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups), weight_decay means
-    PyTorch's, on every parameter (biases, the norms' gamma and beta), not the book's on weights only."""
+def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with PyTorch's defaults for what was not given, built PyTorch's way
+    (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups): ``weight_decay_on="all"``
+    where the optimizer takes it (weight_decay means PyTorch's, on every parameter: biases, the norms' gamma and
+    beta, not the book's on weights only), and the class's own ``TORCH_DEFAULTS`` where torch.optim's default
+    differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7)."""
     signature = inspect.signature(cls.__init__)
-    if "weight_decay_on" not in signature.parameters:
+    defaults = dict(cls.__dict__.get("TORCH_DEFAULTS", {}))  # the class's own: Momentum's is not SGD's
+    if "weight_decay_on" in signature.parameters:
+        defaults["weight_decay_on"] = "all"
+    if not defaults:
         return kwargs
     try:
         given = signature.bind_partial(None, *args, **kwargs).arguments
     except TypeError:  # the constructor itself says what is wrong
         return kwargs
-    return kwargs if "weight_decay_on" in given else {**kwargs, "weight_decay_on": "all"}
+    return {**{k: v for k, v in defaults.items() if k not in given}, **kwargs}
 
 
 def _is_params(first: Any) -> bool:

@@ -25,10 +25,13 @@ class SGD(Optimizer):
     Without momentum, p -= lr * g (the book's SGD). With ``momentum`` m, PyTorch's form: the buffer
     v = g at the first step, then v = m*v + (1 - dampening)*g, and p -= lr * v, or with ``nesterov=True``
     p -= lr * (g + m*v). ``weight_decay`` adds ``weight_decay * W`` to the gradient of each weight (W, Wx,
-    Wh), as the book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``.
+    Wh), as the book's MultiLayerNet; PyTorch adds it to every parameter: ``weight_decay_on="all"``, the default
+    where the optimizer is built PyTorch's way (its parameters or param groups first), as is PyTorch's lr 1e-3
+    where none is given (the book's 0.01 otherwise).
     """
 
     PYTORCH_ONLY = {"maximize": False, "foreach": None, "differentiable": False, "fused": None}
+    TORCH_DEFAULTS = {"lr": 1e-3}  # torch.optim.SGD's, where it is built from parameters or param groups
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, weight_decay_on: str = "weights"):
