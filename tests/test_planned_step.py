@@ -169,6 +169,23 @@ def test_cross_entropy_planned_calls_give_the_ordinary_values_and_records():
     assert xn.losses.SoftmaxCrossEntropy(label_smoothing=0.1).planned_calls() is None  # no forward yet
 
 
+def test_a_planned_cross_entropy_forward_after_a_class_axis_forward_serves_the_ordinary_backward():
+    """SoftmaxCrossEntropy(dim=1): a planned (N, C) forward after an ordinary (N, C, T) one left the axes that move
+    the 3-d forward's dy back (review5's find), so the ordinary backward() after it permuted a 2-d dy by them."""
+    if registry.fast_path("softmax_cross_entropy", np) is None:  # the planned calls are its kernel's
+        pytest.skip("no fused cross-entropy kernel for NumPy arrays here (Numba's: pip install numba)")
+    rng = np.random.default_rng(2)
+    y, t = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    loss, ordinary = xn.losses.SoftmaxCrossEntropy(dim=1), xn.losses.SoftmaxCrossEntropy(dim=1)
+    loss.forward(y, t, check=False)
+    forward, _ = loss.planned_calls()
+    loss.forward(rng.standard_normal((6, 4, 3)), rng.integers(0, 4, (6, 3)))  # classes on axis 1 of (N, C, T)
+    loss.backward()
+    forward(y, t)
+    ordinary.forward(y, t)
+    np.testing.assert_array_equal(loss.backward(), ordinary.backward())
+
+
 class _Interrupt(BaseException):
     """As a KeyboardInterrupt: no ``except Exception`` of xpnet's takes it."""
 

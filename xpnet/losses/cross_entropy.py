@@ -227,7 +227,7 @@ class SoftmaxCrossEntropy(LabelLoss):
             own["_spread"] = None
             own["_count"], own["_counted"] = (m, None) if vouched else (None, labels)
             value, own["_dy"], own["_hits"] = found
-            own["_p"] = own["_t"] = own["_labels"] = own["_rows"] = None
+            own["_p"] = own["_t"] = own["_labels"] = own["_rows"] = own["_back"] = None  # (N, C): dy's own layout
             own["_shape"] = tuple(y.shape)
             return value
 
