@@ -558,7 +558,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
             self._check_loaded(sd["state"], model)
         groups = sd.get("param_groups")
         if isinstance(groups, list) and groups and isinstance(groups[0], Mapping):  # two copies of the first group's
-            apart = [k for k, v in sd["hyperparams"].items() if k in groups[0] and _differs(v, groups[0][k])]
+            apart = [k for k, v in sd["hyperparams"].items() if k in groups[0] and hyperparam_differs(v, groups[0][k])]
             if apart:
                 raise ValueError(f"{self.name}.load_state_dict: the state's 'hyperparams' and 'param_groups'[0] differ "
                                  f"in {apart}; the groups are loaded, as PyTorch's: change param_groups[0], and "
@@ -600,7 +600,7 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         return self
 
 
-def _differs(a: Any, b: Any) -> bool:
+def hyperparam_differs(a: Any, b: Any) -> bool:
     """Whether two saved hyperparameter values differ (a tuple saved comes back a list)."""
     return (list(a) if isinstance(a, tuple) else a) != (list(b) if isinstance(b, tuple) else b)
 

@@ -23,7 +23,7 @@ from ..io.npz import XpnetFileError
 from ..layers.tree import frozen_nodes
 from ..models.files import CHECKPOINT_WHAT as _WHAT
 from ..optim import Optimizer
-from ..optim.base import _differs  # a saved value against one set: a tuple saved comes back a list
+from ..optim.base import hyperparam_differs  # a saved value against one set: a tuple saved comes back a list
 from .checkpoint import layer_types, rng_states, set_rng_states
 
 __all__ = ["apply_checkpoint", "restore_callbacks", "BeforeResume"]
@@ -78,7 +78,7 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
             type(optimizer)(**{k: v for k, v in group.items() if k in checked})
         except (TypeError, ValueError) as exc:
             raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} is invalid: {exc}") from None
-        apart = [k for k, v in opt["hyperparams"].items() if i == 0 and k in group and _differs(v, group[k])]
+        apart = [k for k, v in opt["hyperparams"].items() if i == 0 and k in group and hyperparam_differs(v, group[k])]
         if apart:
             raise XpnetFileError(f"{path!r} is not {_WHAT}: {field} differs from 'optimizer.hyperparams' in {apart}, "
                                  "which a save writes alike")
@@ -97,10 +97,10 @@ def apply_checkpoint(ckpt: dict[str, Any], model: Any, optimizer: Optimizer, see
              f"from epoch {meta['epoch'] + 1} its batches are not those of the run checkpointed: pass {saved} to "
              "continue the same run")
     changed = {k: (v, checked[k]) for k, v in optimizer.hyperparams().items()
-               if k in checked and k not in keep and _differs(v, checked[k])}
+               if k in checked and k not in keep and hyperparam_differs(v, checked[k])}
     for i, (group, saved) in enumerate(zip(optimizer.param_groups[1:], opt.get("param_groups", [])[1:]), 1):
         changed.update({f"param_groups[{i}] {k}": (v, saved[k]) for k, v in group.hyperparams().items()
-                        if k in saved and k not in keep and _differs(v, saved[k])})
+                        if k in saved and k not in keep and hyperparam_differs(v, saved[k])})
     if changed:
         what = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
         warn(f"resume_from: the optimizer hyperparameters saved in {path!r} replace those of the "
