@@ -160,13 +160,22 @@ def test_a_forgotten_gradient_is_caught(rng, monkeypatch):
         _compare(xn.device("cpu"), ours, theirs, rng.standard_normal((N, L, E)), {})
 
 
+# Entries of each array the gradchecks with dropout take off NumPy: the checks' cost is a model's forward per entry,
+# on array-api-strict (a Python wrapper around each op), PyTorch and JAX (eager dispatch) 5-40x NumPy's. What those
+# cases add to NumPy's is the device's own arrays and random masks, and a mask that forward and backward disagree on
+# shows in every entry it touches: planted (Dropout.backward ignoring its mask, or drawing a new one), it failed
+# both tests on strict "device1", torch and JAX with these counts.
+_ENTRIES_OFF_NUMPY = 4
+
+
 def test_gradcheck_passes_with_dropout(dev):
     """float64 numerical gradients on the model's own device; dropout in the attention and both blocks. A seeded
-    16 entries of each tensor: a dropout mask that forward and backward disagree on shows in any of them."""
+    16 entries of each tensor on NumPy, 4 elsewhere (_ENTRIES_OFF_NUMPY): a dropout mask that forward and backward
+    disagree on shows in any of them."""
     xn.init.seed(0)
     model = TransformerEncoder(TransformerEncoderLayer(6, 2, 12, dropout=0.2, activation="gelu"), 2).to(dev)
     x = xn.to_device(np.random.default_rng(0).standard_normal((2, 4, 6)).astype("float32"), dev)
-    report = xn.gradcheck(model, x, max_entries=16)
+    report = xn.gradcheck(model, x, max_entries=16 if dev.is_numpy else _ENTRIES_OFF_NUMPY)
     assert report.ok, str(report)
     assert report["layers.1.self_attn.W_in"].ok and report["layers.0.norm2.gamma"].ok and report["input"].ok
 
@@ -435,7 +444,8 @@ def test_transformer_gradcheck_passes_with_dropout(dev):
     model = xn.layers.Transformer(6, 2, 1, 2, 8, dropout=0.2, norm_first=True).to(dev)
     rng = np.random.default_rng(0)
     src, tgt = (xn.to_device(rng.standard_normal(s).astype("float32"), dev) for s in ((2, 5, 6), (2, 3, 6)))
-    report = xn.gradcheck(model, (src, tgt), max_entries=6)  # 6 of each of the 52 arrays: half the time of 16
+    # 6 of each of the 52 arrays on NumPy (half the time of 16), 2 elsewhere (_ENTRIES_OFF_NUMPY)
+    report = xn.gradcheck(model, (src, tgt), max_entries=6 if dev.is_numpy else _ENTRIES_OFF_NUMPY // 2)
     assert report.ok, str(report)
     assert report["decoder.layers.1.multihead_attn.W_in"].ok and report["input[0]"].ok and report["input[1]"].ok
 
