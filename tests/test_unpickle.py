@@ -95,6 +95,59 @@ def test_a_tuple_referenced_twice_comes_back_plain_at_both_places(tmp_path, prot
     assert loaded[0][0] is loaded and type(loaded[1]) is np.ndarray
 
 
+
+def _arrays_and_tuples(value):
+    """Every array and tuple reachable from ``value`` through its dicts, lists and tuples, each once."""
+    seen, stack, found = set(), [value], []
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, (np.ndarray, tuple)):
+            found.append(v)
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    return found
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])  # arrays through _reconstruct, the guard's _Checked
+def test_a_tuple_within_itself_through_another_tuple_comes_back_finished(tmp_path, protocol):
+    """A tuple holding a list (or dict) holding another tuple that holds the first: the inner tuple was passed
+    over as it was and kept the first tuple as the pickle made it, its array the guard's _Checked subclass."""
+    w = np.arange(6.0).reshape(2, 3)
+    holder, table = [], {}
+    via_list, via_dict = (w, holder), (table, w)
+    holder.append((via_list, 1))
+    table["back"] = ((via_dict,), w)
+    path = tmp_path / "cycles.pkl"
+    path.write_bytes(pickle.dumps({"list": via_list, "dict": via_dict}, protocol=protocol))
+    loaded = unpickle.read_arrays_pickle(path, "test")
+    assert loaded["list"][1][0][0] is loaded["list"] and loaded["dict"][0]["back"][0][0] is loaded["dict"]
+    arrays = [a for a in _arrays_and_tuples(loaded) if isinstance(a, np.ndarray)]
+    assert len(arrays) == 1 and type(arrays[0]) is np.ndarray  # one w, plain, wherever it is reached from
+    np.testing.assert_array_equal(arrays[0], w)
+
+
+def test_a_deeply_nested_pickle_loads_without_recursion(tmp_path):
+    """Lists and tuples nested 100,000 deep (a hand-made pickle: EMPTY_LIST n times, then APPEND; a 1-tuple
+    around a 1-tuple): the unpickler builds them without recursion, and so does the pass that makes its arrays
+    plain (a RecursionError escaped it, not the ValueError naming the file a bad params file gets)."""
+    n = 100_000
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x02" + pickle.EMPTY_LIST * n + pickle.APPEND * (n - 1) + pickle.STOP)
+    deep = unpickle.read_arrays_pickle(path, "test")
+    for _ in range(n - 1):
+        (deep,) = deep
+    assert deep == []
+    path.write_bytes(b"\x80\x02" + pickle.EMPTY_TUPLE + pickle.TUPLE1 * n + pickle.STOP)
+    deep = unpickle.read_arrays_pickle(path, "test")
+    for _ in range(n):
+        (deep,) = deep
+    assert deep == ()
+
 def _names_in(data):
     """Every (module, name) the pickle ``data`` looks up, read with a recording, unrestricted unpickler."""
     names = set()
