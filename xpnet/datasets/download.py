@@ -70,13 +70,17 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
                     os.close(fd)
             with _on_disk(dest):
                 if not accept(got, tmp):
+                    os.unlink(tmp)
                     return got
                 os.replace(tmp, dest)
                 fsync_folder(dest.parent)
             return None
-        finally:
-            if os.path.exists(tmp):
+        except BaseException:
+            # the error under way is the one to report (a SIGTERM's Terminated must go on to end the process):
+            # a part file the disk will not remove now is a leftover, which a download after this process removes
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            raise
 
 
 def _receive(url: str, fd: int, dest: Path) -> str:
