@@ -169,6 +169,30 @@ def test_a_leftover_that_cannot_be_removed_does_not_stop_the_save(tmp_path, monk
     assert (tmp_path / "m.npz").is_file() and left.exists()
 
 
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError], ids=["ctrl-c", "full-disk"])
+def test_a_temporary_file_that_cannot_be_removed_does_not_hide_why_the_save_stopped(tmp_path, monkeypatch, error):
+    """A save stopped (Ctrl-C; ENOSPC, named with the path saved) removes its temporary file; an EIO there
+    replaced what stopped it: Ctrl-C (or SIGTERM, which must go on to end the process) became an OSError naming
+    the temporary file. What stopped the save comes out; the old file stays."""
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old")
+    real = os.unlink
+
+    def unlink(name, *args, **kwargs):
+        if os.fspath(name).endswith(TEMP_SUFFIX):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(name))
+        real(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(error) as info, xn.io.atomic.atomic_write(path) as f:
+        f.write(b"new")
+        raise KeyboardInterrupt if error is KeyboardInterrupt else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.undo()
+    if error is OSError:
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == b"old"
+
 TRAIN = """
 import os, signal, sys, time
 import numpy as np

@@ -65,7 +65,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             os.replace(tmp, path)
         except BaseException as exc:
             if tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # what stopped the save is the error; a file left is a leftover
                     os.unlink(tmp)
             if isinstance(exc, OSError) and exc.errno is not None and _ours(exc.filename, folder):
                 why = exc.strerror
