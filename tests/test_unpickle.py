@@ -148,6 +148,17 @@ def test_a_deeply_nested_pickle_loads_without_recursion(tmp_path):
         (deep,) = deep
     assert deep == ()
 
+
+def test_a_dtype_state_numpy_fails_without_an_exception_is_refused_naming_the_file(tmp_path):
+    """A dtype's pickled state of nine items with an empty tuple for its subarray (a file's bytes changed): NumPy's
+    __setstate__ returned NULL without an exception, and the SystemError escaped the loader."""
+    good = pickle.dumps(np.dtype("f8"), protocol=2)
+    path = tmp_path / "dtype.pkl"
+    path.write_bytes(good.replace(b"q\x04NNN", b"q\x04)NNN"))  # (3, '<', (), None, None, None, -1, -1, 0)
+    assert path.read_bytes() != good
+    with pytest.raises(ValueError, match=r"test: .*dtype\.pkl' is not a readable params pickle \(SystemError"):
+        unpickle.read_arrays_pickle(path, "test")
+
 def _names_in(data):
     """Every (module, name) the pickle ``data`` looks up, read with a recording, unrestricted unpickler."""
     names = set()
