@@ -159,6 +159,16 @@ def test_a_dtype_state_numpy_fails_without_an_exception_is_refused_naming_the_fi
     with pytest.raises(ValueError, match=r"test: .*dtype\.pkl' is not a readable params pickle \(SystemError"):
         unpickle.read_arrays_pickle(path, "test")
 
+
+def test_an_array_the_file_gives_no_data_is_refused_naming_the_file(tmp_path):
+    """numpy's _reconstruct with no state after it (no BUILD) makes an array of what its memory held: a file of
+    64 + 100 bytes gave 64 bytes of this process's memory back as an array. Refused, naming the file."""
+    data = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x40\x85C\x01b\x87R."
+    path = tmp_path / "unset.pkl"
+    path.write_bytes(data + bytes(100))  # the file is larger than the array: its size guard lets it through
+    with pytest.raises(ValueError, match=r"unset\.pkl'.*shape \(64,\) and dtype int8 whose data the file does not"):
+        unpickle.read_arrays_pickle(path, "test")
+
 def _names_in(data):
     """Every (module, name) the pickle ``data`` looks up, read with a recording, unrestricted unpickler."""
     names = set()

@@ -85,7 +85,10 @@ ALLOWED = {**{(m, "_reconstruct"): "_reconstruct" for m in _MULTIARRAY},
 
 class _Checked(np.ndarray):
     """What ``_reconstruct`` gives: an array whose pickled state (BUILD) is checked before NumPy sets it;
-    :func:`_plain` turns it into a plain ndarray once the file is read."""
+    :func:`_plain` turns it into a plain ndarray once the file is read, and refuses one never ``given`` a state
+    (it would hold whatever its memory held)."""
+
+    given = False
 
     def __setstate__(self, state: Any) -> None:
         dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None
@@ -93,6 +96,7 @@ class _Checked(np.ndarray):
             raise _Refused(f"refused dtype {dtype!r} in an array's state: a params file may hold numeric arrays "
                            "only, not Python objects")
         super().__setstate__(state)
+        self.given = True
 
 
 def _plain(value: Any) -> Any:
@@ -109,7 +113,12 @@ def _plain(value: Any) -> Any:
         found.append(v)
         if not isinstance(v, _Checked):
             stack.extend(v.values() if isinstance(v, dict) else v)
-    finished = {id(v): v.view(np.ndarray) for v in found if isinstance(v, _Checked)}  # id -> what it became
+    arrays = [v for v in found if isinstance(v, _Checked)]
+    for v in arrays:
+        if not v.given:
+            raise _Refused(f"refused an array of shape {v.shape} and dtype {v.dtype} whose data the file does not "
+                           "hold (numpy's _reconstruct with no state after it)")
+    finished = {id(v): v.view(np.ndarray) for v in arrays}  # id -> what it became
 
     def made(item: Any) -> Any:
         return finished[id(item)] if isinstance(item, (_Checked, tuple)) else item
