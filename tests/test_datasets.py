@@ -457,6 +457,36 @@ def test_an_unreadable_file_from_a_mirror_is_not_taken_for_a_disk_error(isolated
     assert len(good.requests) == len(FILES)
 
 
+def test_a_disk_error_removing_a_discarded_download_stops_the_load_naming_the_file(isolated, tiny, serve,
+                                                                                     monkeypatch):
+    """The part file of a download with a wrong checksum is removed; an EIO there escaped the disk-error wrapper
+    and was counted as the mirror's failure (the next mirror asked, the error naming the part file). It is the
+    disk's: raised at once, naming the file being downloaded."""
+    other = tiny_dataset(seed=3)
+    wrong, good = serve(routes_for(tiny, **{f: (other["gz"][f], False) for f in FILES})), serve(routes_for(tiny))
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [wrong.url, good.url])
+    real = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if os.fspath(path).endswith(".part"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(OSError) as info:
+        xn.datasets.find_files("mnist")
+    assert info.value.errno == errno.EIO and info.value.filename == str(cache_of() / (TRAIN_IMAGES + ".gz"))
+    assert good.requests == []
+
+    def interrupted(sha, tmp):
+        raise KeyboardInterrupt
+
+    from xpnet.datasets import download
+
+    dest = cache_of() / "file.gz"  # Ctrl-C under way: it goes on, the failed tidy-up does not replace it
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch_verified(good.url + TRAIN_IMAGES + ".gz", dest, interrupted)
+
 @pytest.mark.skipif(os.name != "posix", reason="folder fsync is POSIX")
 def test_a_download_fsyncs_its_folder_after_the_rename(isolated, tiny, serve, monkeypatch):
     """A downloaded file was renamed into the cache with no fsync of the folder: a power loss could lose the

@@ -13,11 +13,13 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 import xpnet as xn
+from xpnet.io import atomic
 from xpnet.io.atomic import TEMP_SUFFIX, host_tag
 
 posix_only = pytest.mark.skipif(os.name != "posix", reason="umask, signals and folder fsync are POSIX")
@@ -134,6 +136,45 @@ def test_a_host_name_is_tagged_without_dots_and_long_ones_stay_apart(monkeypatch
     assert len(tags) == 2 and all(len(t) == 24 and "." not in t for t in tags)
 
 
+@pytest.mark.skipif(not atomic.space_tag(), reason="no pid namespace to read (/proc/self/ns/pid)")
+def test_a_temporary_file_of_another_container_of_one_host_name_is_left_while_written(tmp_path, monkeypatch):
+    """Two containers of one host name (docker run --network host) sharing a volume each number their processes
+    from 1: a claim that named the host only made a live writer in one container look like a killed writer of
+    the other, whose pid runs nowhere there, and its file was removed mid-write. A claim names the pid namespace
+    too (faked here as another namespace's): a file of this one whose pid is gone is removed, the other's is left
+    while it is fresh."""
+    real = os.readlink
+
+    def other_namespace(path, *args, **kwargs):
+        return "pid:[4026599999]" if os.fspath(path) == "/proc/self/ns/pid" else real(path, *args, **kwargs)
+
+    gone = f".{2**22 + 1}."  # a pid no process has here
+    monkeypatch.setattr(os, "readlink", other_namespace)
+    theirs = tmp_path / (atomic.temp_prefix("m.npz").replace(f".{os.getpid()}.", gone) + "x" + TEMP_SUFFIX)
+    monkeypatch.undo()
+    ours = tmp_path / (atomic.temp_prefix("m.npz").replace(f".{os.getpid()}.", gone) + "y" + TEMP_SUFFIX)
+    theirs.write_bytes(b"")
+    ours.write_bytes(b"")
+    assert atomic.remove_leftovers(tmp_path / "m.npz") == [str(ours)]
+    assert theirs.exists()
+
+
+def test_the_age_of_another_hosts_file_is_read_by_the_folders_clock(tmp_path, monkeypatch):
+    """An NFS server stamps the files: a machine whose clock ran more than STALE_AFTER_S ahead of the server's
+    took another host's live file (just written) for a stale one and removed it. Its age is now read against a
+    file made in the folder: here this machine's clock is an hour ahead, the fresh file stays and the one with no
+    write for STALE_AFTER_S + 60 s (by the folder's clock) goes, and nothing else is left in the folder."""
+    name = f".m.npz.{2**22 + 1}.other-host."
+    fresh, stale = tmp_path / f"{name}x{TEMP_SUFFIX}", tmp_path / f"{name}y{TEMP_SUFFIX}"
+    fresh.write_bytes(b"")
+    stale.write_bytes(b"")
+    old = os.stat(stale).st_mtime - atomic.STALE_AFTER_S - 60
+    os.utime(stale, (old, old))
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    assert atomic.remove_leftovers(tmp_path / "m.npz") == [str(stale)]
+    assert os.listdir(tmp_path) == [fresh.name]
+
 def test_leftovers_are_never_checked_with_os_kill_on_windows(tmp_path, monkeypatch):
     """On Windows os.kill(pid, 0) is no liveness check: 0 is CTRL_C_EVENT, sent to the console process group
     ``pid``, and a pid that leads none raises OSError (WinError 87), which failed every later save to the path.
@@ -168,6 +209,30 @@ def test_a_leftover_that_cannot_be_removed_does_not_stop_the_save(tmp_path, monk
     monkeypatch.undo()
     assert (tmp_path / "m.npz").is_file() and left.exists()
 
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError], ids=["ctrl-c", "full-disk"])
+def test_a_temporary_file_that_cannot_be_removed_does_not_hide_why_the_save_stopped(tmp_path, monkeypatch, error):
+    """A save stopped (Ctrl-C; ENOSPC, named with the path saved) removes its temporary file; an EIO there
+    replaced what stopped it: Ctrl-C (or SIGTERM, which must go on to end the process) became an OSError naming
+    the temporary file. What stopped the save comes out; the old file stays."""
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old")
+    real = os.unlink
+
+    def unlink(name, *args, **kwargs):
+        if os.fspath(name).endswith(TEMP_SUFFIX):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), os.fspath(name))
+        real(name, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(error) as info, xn.io.atomic.atomic_write(path) as f:
+        f.write(b"new")
+        raise KeyboardInterrupt if error is KeyboardInterrupt else OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.undo()
+    if error is OSError:
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == b"old"
 
 TRAIN = """
 import os, signal, sys, time

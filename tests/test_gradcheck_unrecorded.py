@@ -116,8 +116,8 @@ def _nested():
 MODELS = {"residual": Skip, "twice": TwiceCalled, "dropout": Dropped, "batchnorm": Normed, "rnn": Recurrent,
           "nested": _nested, "mlp": Mlp}
 # how many layers ran their planned forward in the later passes (a Linear or ReLU called on one kind of input, as
-# layer(x); Dropped's forward(x, train) passes train by position, which no plan takes: they run their forward)
-PLANNED = {"residual": 2, "twice": 2, "dropout": 0, "batchnorm": 2, "rnn": 1, "nested": 2, "mlp": 3}
+# layer(x), or as the book's layer.forward(x, train) with train by position: Dropped's)
+PLANNED = {"residual": 2, "twice": 2, "dropout": 3, "batchnorm": 2, "rnn": 1, "nested": 2, "mlp": 3}
 
 
 def _input(name, n=4):

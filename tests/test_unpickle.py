@@ -95,6 +95,80 @@ def test_a_tuple_referenced_twice_comes_back_plain_at_both_places(tmp_path, prot
     assert loaded[0][0] is loaded and type(loaded[1]) is np.ndarray
 
 
+
+def _arrays_and_tuples(value):
+    """Every array and tuple reachable from ``value`` through its dicts, lists and tuples, each once."""
+    seen, stack, found = set(), [value], []
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if isinstance(v, (np.ndarray, tuple)):
+            found.append(v)
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+    return found
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4])  # arrays through _reconstruct, the guard's _Checked
+def test_a_tuple_within_itself_through_another_tuple_comes_back_finished(tmp_path, protocol):
+    """A tuple holding a list (or dict) holding another tuple that holds the first: the inner tuple was passed
+    over as it was and kept the first tuple as the pickle made it, its array the guard's _Checked subclass."""
+    w = np.arange(6.0).reshape(2, 3)
+    holder, table = [], {}
+    via_list, via_dict = (w, holder), (table, w)
+    holder.append((via_list, 1))
+    table["back"] = ((via_dict,), w)
+    path = tmp_path / "cycles.pkl"
+    path.write_bytes(pickle.dumps({"list": via_list, "dict": via_dict}, protocol=protocol))
+    loaded = unpickle.read_arrays_pickle(path, "test")
+    assert loaded["list"][1][0][0] is loaded["list"] and loaded["dict"][0]["back"][0][0] is loaded["dict"]
+    arrays = [a for a in _arrays_and_tuples(loaded) if isinstance(a, np.ndarray)]
+    assert len(arrays) == 1 and type(arrays[0]) is np.ndarray  # one w, plain, wherever it is reached from
+    np.testing.assert_array_equal(arrays[0], w)
+
+
+def test_a_deeply_nested_pickle_loads_without_recursion(tmp_path):
+    """Lists and tuples nested 100,000 deep (a hand-made pickle: EMPTY_LIST n times, then APPEND; a 1-tuple
+    around a 1-tuple): the unpickler builds them without recursion, and so does the pass that makes its arrays
+    plain (a RecursionError escaped it, not the ValueError naming the file a bad params file gets)."""
+    n = 100_000
+    path = tmp_path / "deep.pkl"
+    path.write_bytes(b"\x80\x02" + pickle.EMPTY_LIST * n + pickle.APPEND * (n - 1) + pickle.STOP)
+    deep = unpickle.read_arrays_pickle(path, "test")
+    for _ in range(n - 1):
+        (deep,) = deep
+    assert deep == []
+    path.write_bytes(b"\x80\x02" + pickle.EMPTY_TUPLE + pickle.TUPLE1 * n + pickle.STOP)
+    deep = unpickle.read_arrays_pickle(path, "test")
+    for _ in range(n):
+        (deep,) = deep
+    assert deep == ()
+
+
+def test_a_dtype_state_numpy_fails_without_an_exception_is_refused_naming_the_file(tmp_path):
+    """A dtype's pickled state of nine items with an empty tuple for its subarray (a file's bytes changed): NumPy's
+    __setstate__ returned NULL without an exception, and the SystemError escaped the loader."""
+    good = pickle.dumps(np.dtype("f8"), protocol=2)
+    path = tmp_path / "dtype.pkl"
+    path.write_bytes(good.replace(b"q\x04NNN", b"q\x04)NNN"))  # (3, '<', (), None, None, None, -1, -1, 0)
+    assert path.read_bytes() != good
+    with pytest.raises(ValueError, match=r"test: .*dtype\.pkl' is not a readable params pickle \(SystemError"):
+        unpickle.read_arrays_pickle(path, "test")
+
+
+def test_an_array_the_file_gives_no_data_is_refused_naming_the_file(tmp_path):
+    """numpy's _reconstruct with no state after it (no BUILD) makes an array of what its memory held: a file of
+    64 + 100 bytes gave 64 bytes of this process's memory back as an array. Refused, naming the file."""
+    data = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x40\x85C\x01b\x87R."
+    path = tmp_path / "unset.pkl"
+    path.write_bytes(data + bytes(100))  # the file is larger than the array: its size guard lets it through
+    with pytest.raises(ValueError, match=r"unset\.pkl'.*shape \(64,\) and dtype int8 whose data the file does not"):
+        unpickle.read_arrays_pickle(path, "test")
+
 def _names_in(data):
     """Every (module, name) the pickle ``data`` looks up, read with a recording, unrestricted unpickler."""
     names = set()

@@ -10,10 +10,10 @@ takes 22 minutes) would fail a deadline after the work, to start again from noth
 a byte within each read's timeout is held by no limit here: a limit of your own (a batch scheduler's, Ctrl-C)
 ends any transfer cleanly. Ctrl-C or SIGTERM during a transfer removes the temporary
 file (SIGTERM then ends the process as it would have); one a process killed outright left
-(``.<name>.<pid>.<host>.<random>.part``) is removed by the next download of the same file once that process
-no longer runs, or, another host's (a cache folder on NFS shared by the nodes of a job), once nothing has
-written to it for :data:`xpnet.io.atomic.STALE_AFTER_S` seconds, as :func:`xpnet.io.atomic.remove_leftovers`
-does for saves. A file kept gets the mode a plain ``open`` gives.
+(``.<name>.<pid>.<host>.<space>.<random>.part``) is removed by the next download of the same file once that
+process no longer runs, or, another host's or container's (a cache folder on NFS shared by the nodes of a job),
+once nothing has written to it for :data:`xpnet.io.atomic.STALE_AFTER_S` seconds by the folder's clock, as
+:func:`xpnet.io.atomic.remove_leftovers` does for saves. A file kept gets the mode a plain ``open`` gives.
 
 Ranks of one job that load a dataset at once each download it to their own ``.part`` and rename it into place
 when it is verified: the renames are atomic and their files alike, so the last one wins and every rank reads a
@@ -70,13 +70,17 @@ def fetch_verified(url: str, dest: Path, accept: Callable[[str, str], bool]) -> 
                     os.close(fd)
             with _on_disk(dest):
                 if not accept(got, tmp):
+                    os.unlink(tmp)
                     return got
                 os.replace(tmp, dest)
                 fsync_folder(dest.parent)
             return None
-        finally:
-            if os.path.exists(tmp):
+        except BaseException:
+            # the error under way is the one to report (a SIGTERM's Terminated must go on to end the process):
+            # a part file the disk will not remove now is a leftover, which a download after this process removes
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            raise
 
 
 def _receive(url: str, fd: int, dest: Path) -> str:

@@ -3,7 +3,7 @@
 The target is what is on disk at the path (:func:`xpnet.io.paths.save_target`): a symlink is followed
 and its target replaced (atomically, in the target's folder), and anything that exists but is not a
 regular file (``/dev/null``, a FIFO, a folder) is refused before anything is written. The temporary
-file is named ``.<target name>.<pid>.<random>.xpnet-tmp`` in the target's folder and gets the
+file is named ``.<target name>.<pid>.<host>.<space>.<random>.xpnet-tmp`` in the target's folder and gets the
 existing file's permission bits, or for a new file the mode a plain ``open`` would give (``0o666``
 less the umask), where the filesystem lets a mode be set (FAT and SMB shares refuse chmod: the file
 keeps the mode they give). An error while writing (a full disk, a read-only folder) names the path
@@ -12,12 +12,16 @@ write removes it (SIGTERM then ends the process as it would have); a process kil
 (SIGKILL, power loss) leaves it, and the next save to the same target removes the leftovers of
 writers that are gone.
 
-A temporary file's name is its writer's claim: ``.<name>.<pid>.<host>.<random><suffix>``, ``<host>`` this
-machine's name (:func:`host_tag`), as a lock file names its holder. A folder shared between machines (an NFS
-home under ``mpiexec``) holds the files of writers on other hosts, whose pids mean nothing here: a file of
-this host is a leftover once its pid no longer runs; one of another host (or of an xpnet that wrote no host)
-only once nothing has written to it for :data:`STALE_AFTER_S` seconds by this machine's clock, far longer
-than a live writer pauses (a download writes what each read brings, and a read waits 60 s at most).
+A temporary file's name is its writer's claim: ``.<name>.<pid>.<host>.<space>.<random><suffix>``, as a lock
+file names its holder: ``<host>`` this machine's name (:func:`host_tag`), ``<space>`` the pid namespace the pid
+counts in (:func:`space_tag`; Linux only, left out elsewhere: containers sharing one host name, ``docker run
+--network host``, each number their processes from 1). A folder shared between machines (an NFS home under
+``mpiexec``) or containers holds the files of writers whose pids mean nothing here: a file of this host and space
+(or of this host and no space: an xpnet before spaces, a system without them) is a leftover once its pid no longer
+runs; any other (or of an xpnet that wrote no host) only once nothing has written to it for :data:`STALE_AFTER_S`
+seconds, far longer than a live writer pauses (a download writes what each read brings, and a read waits 60 s at
+most). Its age is read by the clock that stamps the folder's files (an NFS server's), from the time of a file made
+there for the purpose, not by this machine's clock, which may run ahead of the server's.
 """
 
 from __future__ import annotations
@@ -30,8 +34,7 @@ import os
 import re
 import socket
 import tempfile
-import time
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
@@ -65,7 +68,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             os.replace(tmp, path)
         except BaseException as exc:
             if tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
+                with contextlib.suppress(OSError):  # what stopped the save is the error; a file left is a leftover
                     os.unlink(tmp)
             if isinstance(exc, OSError) and exc.errno is not None and _ours(exc.filename, folder):
                 why = exc.strerror
@@ -78,8 +81,29 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
 
 def temp_prefix(name: str) -> str:
     """The start of the name of a temporary file this process writes for the file ``name``:
-    ``.<name>.<pid>.<host>.``, its claim (see the module docstring)."""
-    return f".{name}.{os.getpid()}.{host_tag()}."
+    ``.<name>.<pid>.<host>.<space>.`` (``.<name>.<pid>.<host>.`` where there is no space tag), its claim (see the
+    module docstring)."""
+    return f".{name}.{os.getpid()}.{'.'.join(_here())}."
+
+
+def _here() -> list[str]:
+    """The claim's fields between the pid and the random part: [host] or [host, space]."""
+    space = space_tag()
+    return [host_tag(), space] if space else [host_tag()]
+
+
+def space_tag() -> str:
+    """What tells this process's pids from those of another process of the same host name: 8 hex digits of a hash
+    of its pid namespace (``/proc/self/ns/pid``, a container's own) and the kernel's boot id (two machines of one
+    name: the first namespace has one number on every Linux); "" where there is no namespace to read (macOS,
+    Windows: one pid space per host name). ``/etc/machine-id`` would not do: a container has its image's."""
+    try:
+        space = os.readlink("/proc/self/ns/pid")
+    except (OSError, AttributeError, NotImplementedError):
+        return ""
+    with contextlib.suppress(OSError), open("/proc/sys/kernel/random/boot_id") as f:
+        space += " " + f.read().strip()
+    return hashlib.sha256(space.encode()).hexdigest()[:8]
 
 
 def host_tag() -> str:
@@ -123,39 +147,70 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None
 
 
 def remove_leftovers(path: str | os.PathLike, suffix: str = TEMP_SUFFIX) -> list[str]:
-    """Remove the temporary files (``.<name>.<pid>.<host>.<random><suffix>`` beside ``path``) that killed
-    writers of ``path`` left: this host's whose process no longer runs, another host's with no write for
-    :data:`STALE_AFTER_S` seconds; returns their paths."""
+    """Remove the temporary files (``.<name>.<pid>.<host>.<space>.<random><suffix>`` beside ``path``) that killed
+    writers of ``path`` left: this host's (and pid namespace's) whose process no longer runs, any other with no
+    write for :data:`STALE_AFTER_S` seconds by the folder's clock; returns their paths."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
     prefix = f".{name}."
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(folder)
     except OSError:
         return removed
+    now: list[float | None] = []  # the folder's time, read once, where a file's age is asked
+
+    def folder_time() -> float | None:
+        if not now:
+            now.append(_folder_time(folder, temp_prefix(name), suffix))
+        return now[0]
+
     for entry in entries:
         if not (entry.startswith(prefix) and entry.endswith(suffix)):
             continue
         left = os.path.join(folder, entry)
-        if _abandoned(entry[len(prefix):-len(suffix)], left):
+        if _abandoned(entry[len(prefix):-len(suffix)], left, folder_time):
             with contextlib.suppress(OSError):  # tidying only: gone already, or another user's (EPERM)
                 os.unlink(left)
                 removed.append(left)
     return removed
 
 
-def _abandoned(claim: str, path: str) -> bool:
-    """Whether the temporary file at ``path``, named with ``claim`` (``<pid>.<host>.<random>``, or
-    ``<pid>.<random>`` as xpnet wrote it before it named the host), is a leftover."""
+def _abandoned(claim: str, path: str, folder_time: Callable[[], float | None]) -> bool:
+    """Whether the temporary file at ``path``, named with ``claim`` (``<pid>.<host>.<space>.<random>``;
+    ``<pid>.<host>.<random>`` where the writer had no space tag; ``<pid>.<random>`` as xpnet wrote it before it
+    named the host), is a leftover. ``folder_time()``: now by the clock that stamps the folder's files."""
     fields = claim.split(".")
-    if len(fields) not in (2, 3) or not fields[0].isdigit():
+    if len(fields) not in (2, 3, 4) or not fields[0].isdigit():
         return False  # another file's name, not a claim
-    if len(fields) == 3 and fields[1] == host_tag():
-        return not _running(int(fields[0]))
+    if len(fields) > 2:
+        here = _here()
+        if fields[1:-1] in (here, here[:1]):
+            return not _running(int(fields[0]))
     try:
-        return time.time() - os.stat(path).st_mtime > STALE_AFTER_S
+        written = os.stat(path).st_mtime
     except OSError:
         return False
+    now = folder_time()
+    return now is not None and now - written > STALE_AFTER_S
+
+
+def _folder_time(folder: str, prefix: str, suffix: str) -> float | None:
+    """Now by the clock that stamps the files of ``folder`` (an NFS server's, which this machine's may be ahead of
+    by more than :data:`STALE_AFTER_S`): the modification time of a file made there, named as this process's
+    temporary files are (``prefix``, ``suffix``: a leftover if the process is killed before it is removed); None
+    where none can be made (nor can a file there be removed)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    except OSError:
+        return None
+    try:
+        return os.fstat(fd).st_mtime
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
 
 
 def _running(pid: int) -> bool:

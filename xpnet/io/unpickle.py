@@ -85,7 +85,10 @@ ALLOWED = {**{(m, "_reconstruct"): "_reconstruct" for m in _MULTIARRAY},
 
 class _Checked(np.ndarray):
     """What ``_reconstruct`` gives: an array whose pickled state (BUILD) is checked before NumPy sets it;
-    :func:`_plain` turns it into a plain ndarray once the file is read."""
+    :func:`_plain` turns it into a plain ndarray once the file is read, and refuses one never ``given`` a state
+    (it would hold whatever its memory held)."""
+
+    given = False
 
     def __setstate__(self, state: Any) -> None:
         dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None
@@ -93,38 +96,56 @@ class _Checked(np.ndarray):
             raise _Refused(f"refused dtype {dtype!r} in an array's state: a params file may hold numeric arrays "
                            "only, not Python objects")
         super().__setstate__(state)
+        self.given = True
 
 
 def _plain(value: Any) -> Any:
     """``value`` with every :class:`_Checked` array in its dicts, lists and tuples a plain ndarray. What the
-    pickle references twice (a shared tuple or array) comes back as one finished object at both places, a tuple
-    within itself through a list or dict too (that container is given the finished tuple once it is made)."""
-    done: dict[int, tuple[Any, Any]] = {}  # id -> (the object, keeping its id taken, what it became)
+    pickle references twice (a shared tuple or array) comes back as one finished object at every place, and a
+    cycle (a tuple within itself through a list or dict, and through other tuples there) closes on the finished
+    objects. Without recursion: a pickle may nest lists as deep as its length."""
+    found, seen, stack = [], set(), [value]  # every container and array once; found keeps their ids theirs
+    while stack:
+        v = stack.pop()
+        if id(v) in seen or not isinstance(v, (_Checked, tuple, list, dict)):
+            continue
+        seen.add(id(v))
+        found.append(v)
+        if not isinstance(v, _Checked):
+            stack.extend(v.values() if isinstance(v, dict) else v)
+    arrays = [v for v in found if isinstance(v, _Checked)]
+    for v in arrays:
+        if not v.given:
+            raise _Refused(f"refused an array of shape {v.shape} and dtype {v.dtype} whose data the file does not "
+                           "hold (numpy's _reconstruct with no state after it)")
+    finished = {id(v): v.view(np.ndarray) for v in arrays}  # id -> what it became
 
-    def walk(v: Any) -> Any:
-        if id(v) in done:
-            return done[id(v)][1]
-        if isinstance(v, _Checked):
-            done[id(v)] = (v, v.view(np.ndarray))
-        elif isinstance(v, tuple):
-            done[id(v)] = (v, v)
-            items = tuple(walk(item) for item in v)
-            done[id(v)] = (v, items if any(a is not b for a, b in zip(items, v)) else v)
-        elif isinstance(v, (dict, list)):
-            done[id(v)] = (v, v)
-            for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
-                v[key] = walk(item)
-        else:
-            return v
-        return done[id(v)][1]
+    def made(item: Any) -> Any:
+        return finished[id(item)] if isinstance(item, (_Checked, tuple)) else item
 
-    value = walk(value)
-    for v, _ in list(done.values()):  # a tuple met again within its own items got there as it was
-        if isinstance(v, (dict, list)):
-            for key, item in (v.items() if isinstance(v, dict) else enumerate(v)):
-                if isinstance(item, tuple) and id(item) in done and done[id(item)][0] is item:
-                    v[key] = done[id(item)][1]
-    return value
+    # a tuple is made after the tuples it holds: they form no cycle among themselves (a tuple's items exist
+    # before it; a cycle passes through a list or dict, which keeps its identity and is mended below)
+    for root in (v for v in found if isinstance(v, tuple)):
+        stack = [root]
+        while stack:
+            t = stack[-1]
+            if id(t) in finished:
+                stack.pop()
+                continue
+            waiting = [item for item in t if isinstance(item, tuple) and id(item) not in finished]
+            if waiting:
+                stack.extend(waiting)
+                continue
+            items = tuple(made(item) for item in t)
+            finished[id(t)] = items if any(a is not b for a, b in zip(items, t)) else t
+            stack.pop()
+    for v in found:
+        if isinstance(v, (list, dict)):
+            changed = [(key, made(item)) for key, item in (v.items() if isinstance(v, dict) else enumerate(v))
+                       if isinstance(item, (_Checked, tuple)) and made(item) is not item]
+            for key, item in changed:
+                v[key] = item
+    return made(value)
 
 
 class _ArraysOnly(pickle.Unpickler):
@@ -180,7 +201,7 @@ def read_arrays_pickle(path: str | os.PathLike, who: str) -> Any:
     except _Refused as e:
         raise ValueError(f"{who}: {path!r}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError) as e:
+            MemoryError, OverflowError, SystemError) as e:  # SystemError: a dtype state NumPy fails silently
         if str(e).startswith(f"{who}: {path!r}"):
             raise
         raise ValueError(f"{who}: {path!r} is not a readable params pickle ({type(e).__name__}: {e})") from None

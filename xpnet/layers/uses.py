@@ -197,8 +197,9 @@ def recorded(forward: Callable[..., Any], train_of: Callable[..., Any] | None = 
                 train = train_of(self, xs, kwargs)
             else:
                 train = xs[position] if position is not None and n > position else kwargs.get("train", default)
-            if train is True:  # layer(x), layer.forward(x) or forward(x, train=True) may run the layer's plan
-                plan = local.plans.get(id(self)) if n == 1 and (not kwargs or kwargs == _TRAINING) else None
+            if train is True:  # layer(x), layer.forward(x), forward(x, train=True) or the book's forward(x, True)
+                one_input = n == 1 and (not kwargs or kwargs == _TRAINING) or n == 2 and position == 1 and not kwargs
+                plan = local.plans.get(id(self)) if one_input else None
                 if plan is not None:  # the input the plan was made for: its checks passed in the first pass
                     x = xs[0]
                     if type(x) is plan[0] and x.dtype == plan[1] and x.shape == plan[2]:
