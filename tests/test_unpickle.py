@@ -149,14 +149,32 @@ def test_a_deeply_nested_pickle_loads_without_recursion(tmp_path):
     assert deep == ()
 
 
-def test_a_dtype_state_numpy_fails_without_an_exception_is_refused_naming_the_file(tmp_path):
-    """A dtype's pickled state of nine items with an empty tuple for its subarray (a file's bytes changed): NumPy's
-    __setstate__ returned NULL without an exception, and the SystemError escaped the loader."""
-    good = pickle.dumps(np.dtype("f8"), protocol=2)
+@pytest.mark.parametrize("state", [(3, "<", (), None, None, None, -1, -1, 0), (3, "<", 20046, -1, -1, 0)],
+                         ids=["system-error", "crash"])
+def test_a_dtype_state_numpy_does_not_write_is_refused_naming_the_file(tmp_path, state):
+    """A dtype's pickled state NumPy never writes (a file's bytes changed): with an empty tuple for its subarray,
+    NumPy's __setstate__ returned NULL without an exception (SystemError); with an int for it, on a dtype made with
+    copy=True as pickles make them, NumPy 2.4 crashed the process (a segmentation fault; robust6's mutated pickle).
+    Refused before NumPy sees it, naming the file; the states NumPy writes load (the byte orders)."""
     path = tmp_path / "dtype.pkl"
-    path.write_bytes(good.replace(b"q\x04NNN", b"q\x04)NNN"))  # (3, '<', (), None, None, None, -1, -1, 0)
-    assert path.read_bytes() != good
-    with pytest.raises(ValueError, match=r"test: .*dtype\.pkl' is not a readable params pickle \(SystemError"):
+    path.write_bytes(pickle.dumps({"W": _ArrayOf(_StatedDtype(state), b"\0" * 16)}, protocol=2))
+    with pytest.raises(ValueError, match=r"test: .*dtype\.pkl'?: refused the state .* for dtype float64: not one "
+                                         r"NumPy writes for it"):
+        unpickle.read_arrays_pickle(path, "test")
+    for dtype in (">f8", "<f4", "u1", "?", ">i2"):
+        path.write_bytes(pickle.dumps({"W": np.arange(3).astype(dtype), "t": np.dtype(dtype)}, protocol=2))
+        loaded, plain = unpickle.read_arrays_pickle(path, "test"), pickle.loads(path.read_bytes())
+        assert loaded["t"] == plain["t"] == np.dtype(dtype) and loaded["t"].str == plain["t"].str
+        assert loaded["W"].dtype.str == plain["W"].dtype.str and loaded["W"].tolist() == plain["W"].tolist()
+
+
+def test_a_dtype_numpy_cannot_parse_is_refused_naming_the_file(tmp_path):
+    """A typestring changed in the file ('f8' to '01', found by mutating pickles): NumPy parses part of it as Python,
+    and its SyntaxError escaped the loader."""
+    path = tmp_path / "dtype.pkl"
+    path.write_bytes(pickle.dumps({"t": np.dtype("f8")}, protocol=2).replace(b"f8", b"01"))
+    with pytest.raises(ValueError, match=r"test: .*dtype\.pkl'?: refused dtype\('01', False, True\): NumPy says "
+                                         r"SyntaxError"):
         unpickle.read_arrays_pickle(path, "test")
 
 
@@ -310,6 +328,16 @@ class _FlaggedDtype:
         return np.dtype, ("V8", False, True), (3, "|", None, None, None, 8, 1, self.flags)
 
 
+class _StatedDtype:
+    """float64 as pickles make it (copy=True), with the pickled state ``state``."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        return np.dtype, ("f8", False, True), self.state
+
+
 class _ArrayOf:
     def __init__(self, dtype, data):
         self.dtype, self.data = dtype, data
@@ -325,5 +353,5 @@ def test_a_dtype_given_object_flags_after_its_guard_is_refused_naming_the_file(t
     them): the array came back with dtype.hasobject (refcount), or NumPy's SystemError escaped (list-pickle)."""
     path = tmp_path / "flagged.pkl"
     path.write_bytes(pickle.dumps({"W1": _ArrayOf(_FlaggedDtype(flags), data)}, protocol=2))
-    with pytest.raises(ValueError, match=r"flagged.pkl'?: refused dtype .*V8.*Python objects"):
+    with pytest.raises(ValueError, match=r"flagged.pkl'?: refused the state .* for dtype \|V8: not one NumPy writes"):
         unpickle.read_arrays_pickle(path, "read_book_params")

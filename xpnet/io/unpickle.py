@@ -11,8 +11,9 @@ names on the list are not the functions themselves but guards around them:
 - ``_reconstruct`` and ``_frombuffer`` (protocol 5) refuse an array larger than the file, and
   ``dtype`` refuses Python-object dtypes (whose elements would be unpickled objects); so does the
   array that ``_reconstruct`` gives when the state it is then set from has such a dtype, checked before
-  NumPy reads it (a dtype's own state may give a plain ``V8`` the flags of an object dtype after its
-  guard saw it, and NumPy takes them);
+  NumPy reads it. A dtype's own state is never given to NumPy's ``dtype.__setstate__`` (one could give a
+  plain ``V8`` the flags of an object dtype, and NumPy 2.4 crashes the process on others): it must be the
+  state NumPy writes for that dtype in some byte order, and the dtype is made in that order;
 - ``_codecs.encode`` (how protocols 0 to 2 store bytes) only turns a str into latin-1 bytes.
 
 Every failure is a ValueError naming the file.
@@ -57,11 +58,39 @@ class _NdarrayName:
 _NDARRAY = _NdarrayName()
 
 
-def _dtype(*args: Any) -> np.dtype:
-    dtype = np.dtype(*args)
+def _dtype(*args: Any) -> _DtypeInFile:
+    try:
+        dtype = np.dtype(*args)
+    except Exception as e:  # NumPy parses a typestring with commas as Python (a SyntaxError) and may raise anything
+        raise _Refused(f"refused dtype{args!r}: NumPy says {type(e).__name__}: {e}") from None
     if dtype.hasobject:
         raise _Refused(f"refused dtype {dtype}: a params file may hold numeric arrays only, not Python objects")
-    return dtype
+    return _DtypeInFile(dtype)
+
+
+class _DtypeInFile:
+    """What the file gets for ``numpy.dtype(...)``: NumPy's ``dtype.__setstate__`` is never called. The state the
+    file then gives (BUILD) must be the one NumPy writes for that dtype in some byte order, and the dtype is made
+    in that order; any other state is refused (NumPy 2.4 crashes the process on some: a subarray that is an int).
+    :meth:`made` is the dtype, where the file uses it (an array's state, ``_frombuffer``, the result)."""
+
+    def __init__(self, dtype: np.dtype):
+        self._made = dtype
+
+    def __setstate__(self, state: Any) -> None:
+        order = state[1] if isinstance(state, tuple) and len(state) > 1 and state[1] in ("<", ">", "|", "=") \
+            else None
+        if order is None or state != self._made.newbyteorder(order).__reduce__()[2]:
+            raise _Refused(f"refused the state {state!r} for dtype {self._made}: not one NumPy writes for it")
+        self._made = self._made.newbyteorder(order)
+
+    def made(self) -> np.dtype:
+        return self._made
+
+
+def _made_dtype(dtype: Any) -> Any:
+    """The dtype a :class:`_DtypeInFile` stands for; anything else as it is."""
+    return dtype.made() if isinstance(dtype, _DtypeInFile) else dtype
 
 
 def _encode(text: Any, encoding: Any = "utf-8") -> bytes:
@@ -91,11 +120,11 @@ class _Checked(np.ndarray):
     given = False
 
     def __setstate__(self, state: Any) -> None:
-        dtype = state[-3] if isinstance(state, tuple) and len(state) in (4, 5) else None
+        dtype = _made_dtype(state[-3]) if isinstance(state, tuple) and len(state) in (4, 5) else None
         if not isinstance(dtype, np.dtype) or dtype.hasobject:
             raise _Refused(f"refused dtype {dtype!r} in an array's state: a params file may hold numeric arrays "
                            "only, not Python objects")
-        super().__setstate__(state)
+        super().__setstate__((*state[:-3], dtype, *state[-2:]))
         self.given = True
 
 
@@ -107,11 +136,11 @@ def _plain(value: Any) -> Any:
     found, seen, stack = [], set(), [value]  # every container and array once; found keeps their ids theirs
     while stack:
         v = stack.pop()
-        if id(v) in seen or not isinstance(v, (_Checked, tuple, list, dict)):
+        if id(v) in seen or not isinstance(v, (_Checked, _DtypeInFile, tuple, list, dict)):
             continue
         seen.add(id(v))
         found.append(v)
-        if not isinstance(v, _Checked):
+        if not isinstance(v, (_Checked, _DtypeInFile)):
             stack.extend(v.values() if isinstance(v, dict) else v)
     arrays = [v for v in found if isinstance(v, _Checked)]
     for v in arrays:
@@ -119,9 +148,10 @@ def _plain(value: Any) -> Any:
             raise _Refused(f"refused an array of shape {v.shape} and dtype {v.dtype} whose data the file does not "
                            "hold (numpy's _reconstruct with no state after it)")
     finished = {id(v): v.view(np.ndarray) for v in arrays}  # id -> what it became
+    finished.update((id(v), v.made()) for v in found if isinstance(v, _DtypeInFile))
 
     def made(item: Any) -> Any:
-        return finished[id(item)] if isinstance(item, (_Checked, tuple)) else item
+        return finished[id(item)] if isinstance(item, (_Checked, _DtypeInFile, tuple)) else item
 
     # a tuple is made after the tuples it holds: they form no cycle among themselves (a tuple's items exist
     # before it; a cycle passes through a list or dict, which keeps its identity and is mended below)
@@ -142,7 +172,7 @@ def _plain(value: Any) -> Any:
     for v in found:
         if isinstance(v, (list, dict)):
             changed = [(key, made(item)) for key, item in (v.items() if isinstance(v, dict) else enumerate(v))
-                       if isinstance(item, (_Checked, tuple)) and made(item) is not item]
+                       if isinstance(item, (_Checked, _DtypeInFile, tuple)) and made(item) is not item]
             for key, item in changed:
                 v[key] = item
     return made(value)
@@ -179,9 +209,10 @@ class _ArraysOnly(pickle.Unpickler):
     def _reconstruct(self, cls: Any, shape: Any, typecode: Any) -> np.ndarray:
         if cls is not _NDARRAY:
             raise _Refused(f"refused numpy's _reconstruct of {cls!r}: only plain numpy.ndarray is allowed")
-        return _RECONSTRUCT(_Checked, self._fits(shape, _dtype(typecode)), typecode)
+        return _RECONSTRUCT(_Checked, self._fits(shape, _dtype(typecode).made()), typecode)
 
     def _frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+        dtype = _made_dtype(dtype)
         if not isinstance(dtype, np.dtype) or dtype.hasobject or order not in ("C", "F"):
             raise _Refused(f"refused numpy's _frombuffer with dtype {dtype!r} and order {order!r}")
         return _FROMBUFFER(buffer, dtype, self._fits(shape, dtype), order)
