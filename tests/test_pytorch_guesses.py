@@ -343,6 +343,17 @@ def test_xn_inits_array_makers_given_an_array_say_which_function_fills_it(call, 
     assert xn.init.uniform((3, 4), 0.1).shape == (3, 4) and xn.init.zeros(3).shape == (3,)
 
 
+def test_xn_init_uniform_without_bounds_says_what_to_write():
+    """torch.nn.init.uniform(w) (U(0, 1) by default) without bounds got Python's bare "missing 1 required
+    positional argument: 'bound'"; a shape without a bound, too."""
+    w = np.zeros((3, 4))
+    with pytest.raises(TypeError, match=r"got an array of shape \(3, 4\): .* write xn\.init\.uniform_\(w, a, b\)$"):
+        xn.init.uniform(w)
+    with pytest.raises(TypeError, match=r"^xn\.init\.uniform\(shape, bound\) draws from U\(-bound, bound\): give the "
+                                        r"bound, xn\.init\.uniform\(\(3, 4\), 0\.1\); .* is xn\.init\.uniform_\(w\)"):
+        xn.init.uniform((3, 4))
+
+
 def test_other_missing_names_raise_pythons_plain_attribute_error():
     for owner, name in ((xn, "no_such_name"), (xn.layers, "Linear2"), (xn.losses, "x"), (xn.optim, "Lion")):
         with pytest.raises(AttributeError, match=f"has no attribute '{name}'$"):
@@ -693,6 +704,18 @@ def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, k
     with pytest.raises(ValueError, match=f"the argument after weight_decay, .* PyTorch's argument there, "
                                          f"{keyword.split('=')[0]}, goes by name here: {keyword}$"):
         make(_mlp().parameters())
+
+
+def test_rmsprops_centered_given_by_position_names_each_keyword():
+    """torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered): a sixth positional argument
+    got Python's bare "takes from 1 to 6 positional arguments but 7 were given"."""
+    for first in ((_mlp().parameters(),), ()):
+        with pytest.raises(TypeError, match=r"^RMSprop: 6 arguments by position .* where xpnet's takes 5 \(lr, alpha, "
+                                            r"eps, weight_decay, weight_decay_on\); .* goes by name here from "
+                                            r"momentum on: momentum=0\.9, centered=True$"):
+            optim.RMSprop(*first, 0.01, 0.99, 1e-8, 0, 0.9, True)
+    made = optim.RMSprop(_mlp().parameters(), 0.01, 0.99, 1e-8, 0, momentum=0.9, centered=True)
+    assert (made.momentum, made.centered) == (0.9, True)
 
 
 def test_adagrads_lr_decay_given_by_position_is_refused_not_read_as_eps():
