@@ -116,6 +116,23 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
         real.backward()  # one loss keeps its one line
 
 
+def test_a_loss_value_answers_a_0d_tensors_everyday_methods():
+    """loss.tolist(), loss.clone(), loss.to('cpu'), loss.dim(), loss.numel() gave bare AttributeErrors; they are
+    torch's 0-d tensor's (tolist() a Python float); loss.requires_grad and loss.grad say there is no graph."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    y, t = np.array([[0.2, 0.9], [0.4, 0.1]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    value = xn.losses.MeanSquaredError()(y, t)
+    tensor = torch.nn.MSELoss()(torch.tensor(y), torch.tensor(t))
+    assert type(value.tolist()) is type(tensor.tolist()) is float and value.tolist() == tensor.tolist()
+    assert (value.dim(), value.numel()) == (tensor.dim(), tensor.numel()) == (0, 1)
+    for same in (value.clone(), value.to("cpu")):
+        assert type(same) is xn.losses.LossValue and same == value
+    for name in ("requires_grad", "grad"):
+        with pytest.raises(AttributeError, match=f"no attribute '{name}': xpnet records no graph: .* then "
+                                                 r"model\.backward\(dy\)"):
+            getattr(value, name)
+
+
 @pytest.mark.parametrize("weight", [np.float32(0.5), np.float64(0.5), np.array(0.5, np.float32), np.array(0.5)],
                          ids=["float32", "float64", "0-d float32", "0-d float64"])
 def test_a_loss_weighted_by_a_numpy_scalar_stays_a_loss_value(weight):
