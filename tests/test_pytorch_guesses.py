@@ -605,13 +605,13 @@ def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
 
 
 def test_a_sequential_of_pytorchs_named_layers_or_torch_modules_says_what_to_write():
-    """nn.Sequential(OrderedDict([('fc1', ...), ...])) failed with "item 0 is a OrderedDict, not an xpnet layer",
-    and a torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
-    from collections import OrderedDict
-
-    named = OrderedDict([("fc1", xn.layers.Linear(4, 8)), ("relu", xn.layers.ReLU())])
-    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an OrderedDict, not an xpnet layer; PyTorch's "
-                                        r"nn.Sequential\(OrderedDict.* xn.Sequential\(\*layers.values\(\)\) keeps"):
+    """xn.Sequential({'fc1': ...}) (a dict, which PyTorch's nn.Sequential refuses too: named layers come in an
+    OrderedDict, tests/test_sequential_names.py) failed with "item 0 is a dict, not an xpnet layer", and a
+    torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
+    named = {"fc1": xn.layers.Linear(4, 8), "relu": xn.layers.ReLU()}
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is a dict, not an xpnet layer; named layers come in "
+                                        r"an OrderedDict, .* xn.Sequential\(OrderedDict\(layers\)\), or "
+                                        r"xn.Sequential\(\*layers.values\(\)\)"):
         xn.Sequential(named)
     assert list(xn.Sequential(*named.values()).named_params()) == ["0.W", "0.b"]
     with pytest.raises(TypeError, match=r"^Sequential: item 0 is the class ReLU, not an xpnet layer: call it, "
