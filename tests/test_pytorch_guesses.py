@@ -226,6 +226,30 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
 
 
+def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
+    """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
+    xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""
+    for name, where in (("Linear", "xn.layers.Linear"), ("Adam", "xn.optim.Adam"),
+                        ("SoftmaxCrossEntropy", "xn.losses.SoftmaxCrossEntropy")):
+        with pytest.raises(AttributeError, match=f"^module 'xpnet' has no attribute '{name}': it is {where}: layers "
+                                                 "are in xn.layers, losses in xn.losses"):
+            getattr(xn, name)
+    with pytest.raises(AttributeError, match=r"'ModuleList': xpnet has no ModuleList: assign a plain list of layers"):
+        xn.ModuleList
+    with pytest.raises(AttributeError, match=r"'MSELoss': xpnet has no MSELoss: .*xn\.losses\.MeanSquaredError"):
+        xn.MSELoss
+    with pytest.raises(ImportError, match=r"cannot import name 'ReLU' from 'xpnet': it is xn\.layers\.ReLU"):
+        from xpnet import ReLU  # noqa: F401
+    assert not hasattr(xn, "Linear") and "layers are in xn.layers" not in str(_attribute_error(xn, "Frobnicate"))
+
+
+def _attribute_error(owner, name):
+    try:
+        getattr(owner, name)
+    except AttributeError as error:
+        return error
+
+
 @pytest.mark.parametrize("module, name, hint", [
     ("xpnet.layers", "FractionalMaxPool2d", "xn.layers.AdaptiveMaxPool2d(output_size) pools to a size"),
     ("xpnet.layers", "BatchNorm2d", "xn.layers.BatchNorm(num_features)"),

@@ -176,5 +176,21 @@ _BOOK_NAMES = {
 _BOTH_CONFIGS = f"{_CHAINER_NAMES['config']}; {_BOOK_NAMES['config']}"
 
 
+def _in_a_subpackage(name: str) -> dict[str, str]:
+    """The hint for torch.nn's ``nn.Linear`` written ``xn.Linear`` (``import torch.nn as nn`` is ``import xpnet as
+    xn``): where xpnet keeps ``name``, its layers, losses or optimizers, or what those say of a name they lack
+    (``xn.ModuleList``, ``xn.CrossEntropyLoss``)."""
+    for module, where in ((layers, "xn.layers"), (losses, "xn.losses"), (optim, "xn.optim")):
+        if name in module.__all__:
+            return {name: f"it is {where}.{name}: layers are in xn.layers, losses in xn.losses, optimizers in "
+                          f"xn.optim (PyTorch's nn.Linear is xn.layers.Linear)"}
+    for module, where in ((layers, "xn.layers"), (losses, "xn.losses")):
+        hint = module._PYTORCH_NAMES.get(name)
+        if hint is not None:
+            return {name: f"xpnet has no {name}: {hint}"}
+    return {}
+
+
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **_BOOK_NAMES, "config": _BOTH_CONFIGS})
+    raise not_here(__name__, name, {**_in_a_subpackage(name), **_CHAINER_NAMES, **_PYTORCH_NAMES, **_BOOK_NAMES,
+                                    "config": _BOTH_CONFIGS})
