@@ -101,8 +101,9 @@ _PYTORCH_NAMES = {
             "xn.backend.namespace(x))",
     "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator; nn.utils."
              "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm); "
-             "nn.utils.rnn's pack_padded_sequence and pad_packed_sequence are "
-             "xn.layers.pack_padded_sequence(x, lengths) and xn.layers.pad_packed_sequence(out)",
+             "nn.utils.rnn's pack_padded_sequence, pad_packed_sequence and pad_sequence are "
+             "xn.layers.pack_padded_sequence(x, lengths), xn.layers.pad_packed_sequence(out) and "
+             "xn.layers.pad_sequence(sequences)",
     "clip_grad_norm_": optim._PYTORCH_NAMES["clip_grad_norm_"],
     "clip_grad_value_": optim._PYTORCH_NAMES["clip_grad_value_"],
     "DataParallel": layers._PARALLEL,
