@@ -226,6 +226,22 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
 
 
+def test_dataloaders_keywords_on_a_batch_iterator_are_taken_at_their_defaults_or_say_why_not():
+    """BatchIterator(x, y, batch_size=64, shuffle=True, num_workers=2, pin_memory=True) (DataLoader's call with the
+    arrays) got Python's bare "unexpected keyword argument 'num_workers'"; xn.datasets.random_split too."""
+    x, y = np.ones((10, 2)), np.arange(10)
+    plain = xn.datasets.BatchIterator(x, y, batch_size=4, num_workers=0, pin_memory=False, collate_fn=None)
+    assert len(plain) == 3
+    for key, value, says in (("num_workers", 2, "no worker process loads them; leave num_workers out"),
+                             ("pin_memory", True, r"move them there once, xn\.to_device\(x, dev\)"),
+                             ("collate_fn", len, r"xn\.layers\.pad_sequence\(seqs, batch_first=True\)")):
+        with pytest.raises(TypeError, match=f"^BatchIterator\\(\\) got an unexpected keyword argument '{key}': "
+                                            f".*{says}"):
+            xn.datasets.BatchIterator(x, y, batch_size=4, **{key: value})
+    with pytest.raises(AttributeError, match=r"'random_split': no dataset object to split: split the arrays"):
+        xn.datasets.random_split
+
+
 def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
     """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
     xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""
