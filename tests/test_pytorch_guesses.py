@@ -242,6 +242,23 @@ def test_dataloaders_keywords_on_a_batch_iterator_are_taken_at_their_defaults_or
         xn.datasets.random_split
 
 
+def test_named_parameters_hint_warns_that_a_weight_or_bias_filter_matches_nothing():
+    """for name, p in model.named_parameters(): if 'weight' in name: init(p) (the usual PyTorch init loop), rewritten
+    as the hint said, over named_params().items(), matched no name ('0.W', '0.b') and initialised nothing, silently;
+    the hint now says so and what to write, which runs."""
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 2))
+    assert not [name for name in model.named_params() if "weight" in name or "bias" in name]
+    with pytest.raises(AttributeError, match=r"named_params\(\)\.items\(\) gives PyTorch's pairs.* a filter such as "
+                                             r"`if 'weight' in name` or `'bias' in name` matches none of them: pick "
+                                             r"the layers by type"):
+        model.named_parameters()
+    for m in model.named_modules().values():
+        if isinstance(m, xn.layers.Linear):
+            xn.init.xavier_normal_(m.weight)
+            xn.init.zeros_(m.bias)
+    assert not model[2].params["b"].any() and model[2].params["W"].any()
+
+
 def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
     """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
     xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""
