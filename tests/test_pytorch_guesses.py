@@ -259,6 +259,39 @@ def test_named_parameters_hint_warns_that_a_weight_or_bias_filter_matches_nothin
     assert not model[2].params["b"].any() and model[2].params["W"].any()
 
 
+def test_step_with_a_closure_runs_it_then_steps_as_pytorchs():
+    """optimizer.step(closure) (PyTorch's, for any optimizer: the closure runs the forward and backward and returns
+    the loss) was refused on every optimizer but LBFGS, as "expected the model to update, got function". Losses
+    and weights after three SGD-with-momentum steps equal torch's in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    model = xn.Sequential(xn.layers.Linear(4, 5, dtype="float64"), xn.layers.Tanh(),
+                          xn.layers.Linear(5, 3, dtype="float64"))
+    xn.load_torch_state_dict(model, twin.state_dict())
+    ours, theirs = optim.SGD(model.parameters(), lr=0.1, momentum=0.9), torch.optim.SGD(twin.parameters(), lr=0.1,
+                                                                                          momentum=0.9)
+    criterion, twin_criterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+
+    def closure():
+        ours.zero_grad()
+        loss = criterion(model(x), t)
+        model.backward(criterion.backward())
+        return loss
+
+    def twin_closure():
+        theirs.zero_grad()
+        loss = twin_criterion(twin(torch.tensor(x)), torch.tensor(t))
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        assert ours.step(closure) == pytest.approx(theirs.step(twin_closure).item(), rel=1e-12)
+    for name, value in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(value, twin.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
 def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
     """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
     xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""
