@@ -292,6 +292,24 @@ def test_step_with_a_closure_runs_it_then_steps_as_pytorchs():
         np.testing.assert_allclose(value, twin.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
 
 
+def test_parameters_to_vector_is_answered_with_code_that_runs():
+    """nn.utils.parameters_to_vector / vector_to_parameters: xn.utils's error named clip_grad_norm_ and the packing
+    functions only. It now says what to write, and that code, run here, flattens and writes back in place."""
+    with pytest.raises(AttributeError, match=r"nn\.utils\.parameters_to_vector\(model\.parameters\(\)\) is "
+                                             r"xp\.concat\(\[xp\.reshape\(p, \(-1,\)\) for p in "
+                                             r"model\.parameters\(\)\]\) .* p\[\.\.\.\] = xp\.reshape"):
+        xn.utils
+    model = _mlp()
+    xp = xn.backend.namespace(next(iter(model.parameters())))
+    vec = xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()])
+    assert vec.shape == (sum(p.size for p in model.parameters()),)
+    i = 0
+    for p in model.parameters():
+        p[...] = xp.reshape(2 * vec[i:i + p.size], p.shape)
+        i += p.size
+    assert np.array_equal(xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()]), 2 * vec)
+
+
 def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
     """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
     xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""

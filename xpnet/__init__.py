@@ -103,7 +103,10 @@ _PYTORCH_NAMES = {
              "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm); "
              "nn.utils.rnn's pack_padded_sequence, pad_packed_sequence and pad_sequence are "
              "xn.layers.pack_padded_sequence(x, lengths), xn.layers.pad_packed_sequence(out) and "
-             "xn.layers.pad_sequence(sequences)",
+             "xn.layers.pad_sequence(sequences); nn.utils.parameters_to_vector(model.parameters()) is "
+             "xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()]) with xp = xn.backend.namespace(p), in "
+             "xpnet's layouts (a Linear's W is PyTorch's weight.T), and vector_to_parameters(vec, ...) writes each "
+             "slice back, p[...] = xp.reshape(vec[i:i + p.size], p.shape)",
     "clip_grad_norm_": optim._PYTORCH_NAMES["clip_grad_norm_"],
     "clip_grad_value_": optim._PYTORCH_NAMES["clip_grad_value_"],
     "DataParallel": layers._PARALLEL,
