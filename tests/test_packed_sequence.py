@@ -99,3 +99,24 @@ def test_what_differs_from_pytorchs_packing_is_refused():
     gru2 = L.GRU(D, H, return_state=True, dtype="float64")
     with pytest.raises(ValueError, match=r"hx holds 5 sequences but the input has 3; give hx the input's N$"):
         gru2(packed, np.zeros((1, T, H)))  # a packed input's layout is the packing's: no batch_first hint
+
+
+def test_pad_sequence_pads_as_pytorchs():
+    """torch.nn.utils.rnn.pad_sequence (a collate_fn's batch of several lengths) was missing: a bare AttributeError.
+    Equal to PyTorch's in float64, time first by default, batch first, padded right and left."""
+    torch = _torch()
+    rng = np.random.default_rng(0)
+    seqs = [rng.standard_normal((length, 2)) for length in (3, 5, 1)]
+    for batch_first in (False, True):
+        for side in ("right", "left"):
+            ours = L.pad_sequence(seqs, batch_first=batch_first, padding_value=-1.0, padding_side=side)
+            theirs = torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in seqs], batch_first=batch_first,
+                                                     padding_value=-1.0, padding_side=side)
+            np.testing.assert_array_equal(ours, theirs.numpy())
+    ids = L.pad_sequence([np.array([4, 2]), np.array([7])], True)
+    assert ids.dtype == np.int64 and ids.tolist() == [[4, 2], [7, 0]]
+    with pytest.raises(ValueError, match=r"^pad_sequence: sequence 1 is of shape \(2, 3\) and dtype float64, where "
+                                         r"sequence 0 is of shape \(3, 2\) and dtype float64"):
+        L.pad_sequence([seqs[0], np.ones((2, 3))])
+    with pytest.raises(ValueError, match=r"^pad_sequence: padding_side must be 'right' or 'left', got 'up'"):
+        L.pad_sequence(seqs, padding_side="up")

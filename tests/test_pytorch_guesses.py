@@ -116,6 +116,23 @@ def test_sums_and_scalings_of_loss_values_stay_loss_values():
         real.backward()  # one loss keeps its one line
 
 
+def test_a_loss_value_answers_a_0d_tensors_everyday_methods():
+    """loss.tolist(), loss.clone(), loss.to('cpu'), loss.dim(), loss.numel() gave bare AttributeErrors; they are
+    torch's 0-d tensor's (tolist() a Python float); loss.requires_grad and loss.grad say there is no graph."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    y, t = np.array([[0.2, 0.9], [0.4, 0.1]]), np.array([[0.0, 1.0], [1.0, 0.0]])
+    value = xn.losses.MeanSquaredError()(y, t)
+    tensor = torch.nn.MSELoss()(torch.tensor(y), torch.tensor(t))
+    assert type(value.tolist()) is type(tensor.tolist()) is float and value.tolist() == tensor.tolist()
+    assert (value.dim(), value.numel()) == (tensor.dim(), tensor.numel()) == (0, 1)
+    for same in (value.clone(), value.to("cpu")):
+        assert type(same) is xn.losses.LossValue and same == value
+    for name in ("requires_grad", "grad"):
+        with pytest.raises(AttributeError, match=f"no attribute '{name}': xpnet records no graph: .* then "
+                                                 r"model\.backward\(dy\)"):
+            getattr(value, name)
+
+
 @pytest.mark.parametrize("weight", [np.float32(0.5), np.float64(0.5), np.array(0.5, np.float32), np.array(0.5)],
                          ids=["float32", "float64", "0-d float32", "0-d float64"])
 def test_a_loss_weighted_by_a_numpy_scalar_stays_a_loss_value(weight):
@@ -207,6 +224,114 @@ def test_pytorch_names_that_xpnet_spells_otherwise_say_what_to_write(expression,
     name = expression.rsplit(".", 1)[1]
     message = str(info.value)
     assert f"has no attribute {name!r}: " in message and hint in message and "\n" not in message
+
+
+def test_dataloaders_keywords_on_a_batch_iterator_are_taken_at_their_defaults_or_say_why_not():
+    """BatchIterator(x, y, batch_size=64, shuffle=True, num_workers=2, pin_memory=True) (DataLoader's call with the
+    arrays) got Python's bare "unexpected keyword argument 'num_workers'"; xn.datasets.random_split too."""
+    x, y = np.ones((10, 2)), np.arange(10)
+    plain = xn.datasets.BatchIterator(x, y, batch_size=4, num_workers=0, pin_memory=False, collate_fn=None)
+    assert len(plain) == 3
+    for key, value, says in (("num_workers", 2, "no worker process loads them; leave num_workers out"),
+                             ("pin_memory", True, r"move them there once, xn\.to_device\(x, dev\)"),
+                             ("collate_fn", len, r"xn\.layers\.pad_sequence\(seqs, batch_first=True\)")):
+        with pytest.raises(TypeError, match=f"^BatchIterator\\(\\) got an unexpected keyword argument '{key}': "
+                                            f".*{says}"):
+            xn.datasets.BatchIterator(x, y, batch_size=4, **{key: value})
+    with pytest.raises(AttributeError, match=r"'random_split': no dataset object to split: split the arrays"):
+        xn.datasets.random_split
+
+
+def test_named_parameters_hint_warns_that_a_weight_or_bias_filter_matches_nothing():
+    """for name, p in model.named_parameters(): if 'weight' in name: init(p) (the usual PyTorch init loop), rewritten
+    as the hint said, over named_params().items(), matched no name ('0.W', '0.b') and initialised nothing, silently;
+    the hint now says so and what to write, which runs."""
+    model = xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 2))
+    assert not [name for name in model.named_params() if "weight" in name or "bias" in name]
+    with pytest.raises(AttributeError, match=r"named_params\(\)\.items\(\) gives PyTorch's pairs.* a filter such as "
+                                             r"`if 'weight' in name` or `'bias' in name` matches none of them: pick "
+                                             r"the layers by type"):
+        model.named_parameters()
+    for m in model.named_modules().values():
+        if isinstance(m, xn.layers.Linear):
+            xn.init.xavier_normal_(m.weight)
+            xn.init.zeros_(m.bias)
+    assert not model[2].params["b"].any() and model[2].params["W"].any()
+
+
+def test_step_with_a_closure_runs_it_then_steps_as_pytorchs():
+    """optimizer.step(closure) (PyTorch's, for any optimizer: the closure runs the forward and backward and returns
+    the loss) was refused on every optimizer but LBFGS, as "expected the model to update, got function". Losses
+    and weights after three SGD-with-momentum steps equal torch's in float64."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
+    model = xn.Sequential(xn.layers.Linear(4, 5, dtype="float64"), xn.layers.Tanh(),
+                          xn.layers.Linear(5, 3, dtype="float64"))
+    xn.load_torch_state_dict(model, twin.state_dict())
+    ours, theirs = optim.SGD(model.parameters(), lr=0.1, momentum=0.9), torch.optim.SGD(twin.parameters(), lr=0.1,
+                                                                                          momentum=0.9)
+    criterion, twin_criterion = xn.losses.SoftmaxCrossEntropy(), torch.nn.CrossEntropyLoss()
+
+    def closure():
+        ours.zero_grad()
+        loss = criterion(model(x), t)
+        model.backward(criterion.backward())
+        return loss
+
+    def twin_closure():
+        theirs.zero_grad()
+        loss = twin_criterion(twin(torch.tensor(x)), torch.tensor(t))
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        assert ours.step(closure) == pytest.approx(theirs.step(twin_closure).item(), rel=1e-12)
+    for name, value in xn.torch_state_dict(model).items():
+        np.testing.assert_allclose(value, twin.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+def test_parameters_to_vector_is_answered_with_code_that_runs():
+    """nn.utils.parameters_to_vector / vector_to_parameters: xn.utils's error named clip_grad_norm_ and the packing
+    functions only. It now says what to write, and that code, run here, flattens and writes back in place."""
+    with pytest.raises(AttributeError, match=r"nn\.utils\.parameters_to_vector\(model\.parameters\(\)\) is "
+                                             r"xp\.concat\(\[xp\.reshape\(p, \(-1,\)\) for p in "
+                                             r"model\.parameters\(\)\]\) .* p\[\.\.\.\] = xp\.reshape"):
+        xn.utils
+    model = _mlp()
+    xp = xn.backend.namespace(next(iter(model.parameters())))
+    vec = xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()])
+    assert vec.shape == (sum(p.size for p in model.parameters()),)
+    i = 0
+    for p in model.parameters():
+        p[...] = xp.reshape(2 * vec[i:i + p.size], p.shape)
+        i += p.size
+    assert np.array_equal(xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()]), 2 * vec)
+
+
+def test_nn_names_written_on_xn_say_which_subpackage_holds_them():
+    """import torch.nn as nn is import xpnet as xn (docs/from-pytorch.md's first row), so nn.Linear(...) becomes
+    xn.Linear(...): a bare "module 'xpnet' has no attribute 'Linear'", as were xn.ModuleList and xn.MSELoss."""
+    for name, where in (("Linear", "xn.layers.Linear"), ("Adam", "xn.optim.Adam"),
+                        ("SoftmaxCrossEntropy", "xn.losses.SoftmaxCrossEntropy")):
+        with pytest.raises(AttributeError, match=f"^module 'xpnet' has no attribute '{name}': it is {where}: layers "
+                                                 "are in xn.layers, losses in xn.losses"):
+            getattr(xn, name)
+    with pytest.raises(AttributeError, match=r"'ModuleList': xpnet has no ModuleList: assign a plain list of layers"):
+        xn.ModuleList
+    with pytest.raises(AttributeError, match=r"'MSELoss': xpnet has no MSELoss: .*xn\.losses\.MeanSquaredError"):
+        xn.MSELoss
+    with pytest.raises(ImportError, match=r"cannot import name 'ReLU' from 'xpnet': it is xn\.layers\.ReLU"):
+        from xpnet import ReLU  # noqa: F401
+    assert not hasattr(xn, "Linear") and "layers are in xn.layers" not in str(_attribute_error(xn, "Frobnicate"))
+
+
+def _attribute_error(owner, name):
+    try:
+        getattr(owner, name)
+    except AttributeError as error:
+        return error
 
 
 @pytest.mark.parametrize("module, name, hint", [
@@ -341,6 +466,17 @@ def test_xn_inits_array_makers_given_an_array_say_which_function_fills_it(call, 
         call(w)
     assert not w.any()
     assert xn.init.uniform((3, 4), 0.1).shape == (3, 4) and xn.init.zeros(3).shape == (3,)
+
+
+def test_xn_init_uniform_without_bounds_says_what_to_write():
+    """torch.nn.init.uniform(w) (U(0, 1) by default) without bounds got Python's bare "missing 1 required
+    positional argument: 'bound'"; a shape without a bound, too."""
+    w = np.zeros((3, 4))
+    with pytest.raises(TypeError, match=r"got an array of shape \(3, 4\): .* write xn\.init\.uniform_\(w, a, b\)$"):
+        xn.init.uniform(w)
+    with pytest.raises(TypeError, match=r"^xn\.init\.uniform\(shape, bound\) draws from U\(-bound, bound\): give the "
+                                        r"bound, xn\.init\.uniform\(\(3, 4\), 0\.1\); .* is xn\.init\.uniform_\(w\)"):
+        xn.init.uniform((3, 4))
 
 
 def test_other_missing_names_raise_pythons_plain_attribute_error():
@@ -577,13 +713,13 @@ def test_a_sequential_grows_by_append_and_extend_as_pytorchs():
 
 
 def test_a_sequential_of_pytorchs_named_layers_or_torch_modules_says_what_to_write():
-    """nn.Sequential(OrderedDict([('fc1', ...), ...])) failed with "item 0 is a OrderedDict, not an xpnet layer",
-    and a torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
-    from collections import OrderedDict
-
-    named = OrderedDict([("fc1", xn.layers.Linear(4, 8)), ("relu", xn.layers.ReLU())])
-    with pytest.raises(TypeError, match=r"^Sequential: item 0 is an OrderedDict, not an xpnet layer; PyTorch's "
-                                        r"nn.Sequential\(OrderedDict.* xn.Sequential\(\*layers.values\(\)\) keeps"):
+    """xn.Sequential({'fc1': ...}) (a dict, which PyTorch's nn.Sequential refuses too: named layers come in an
+    OrderedDict, tests/test_sequential_names.py) failed with "item 0 is a dict, not an xpnet layer", and a
+    torch.nn.ReLU() with "item 0 is a ReLU, not an xpnet layer", which reads as xpnet's ReLU."""
+    named = {"fc1": xn.layers.Linear(4, 8), "relu": xn.layers.ReLU()}
+    with pytest.raises(TypeError, match=r"^Sequential: item 0 is a dict, not an xpnet layer; named layers come in "
+                                        r"an OrderedDict, .* xn.Sequential\(OrderedDict\(layers\)\), or "
+                                        r"xn.Sequential\(\*layers.values\(\)\)"):
         xn.Sequential(named)
     assert list(xn.Sequential(*named.values()).named_params()) == ["0.W", "0.b"]
     with pytest.raises(TypeError, match=r"^Sequential: item 0 is the class ReLU, not an xpnet layer: call it, "
@@ -693,6 +829,18 @@ def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, k
     with pytest.raises(ValueError, match=f"the argument after weight_decay, .* PyTorch's argument there, "
                                          f"{keyword.split('=')[0]}, goes by name here: {keyword}$"):
         make(_mlp().parameters())
+
+
+def test_rmsprops_centered_given_by_position_names_each_keyword():
+    """torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered): a sixth positional argument
+    got Python's bare "takes from 1 to 6 positional arguments but 7 were given"."""
+    for first in ((_mlp().parameters(),), ()):
+        with pytest.raises(TypeError, match=r"^RMSprop: 6 arguments by position .* where xpnet's takes 5 \(lr, alpha, "
+                                            r"eps, weight_decay, weight_decay_on\); .* goes by name here from "
+                                            r"momentum on: momentum=0\.9, centered=True$"):
+            optim.RMSprop(*first, 0.01, 0.99, 1e-8, 0, 0.9, True)
+    made = optim.RMSprop(_mlp().parameters(), 0.01, 0.99, 1e-8, 0, momentum=0.9, centered=True)
+    assert (made.momentum, made.centered) == (0.9, True)
 
 
 def test_adagrads_lr_decay_given_by_position_is_refused_not_read_as_eps():

@@ -101,8 +101,12 @@ _PYTORCH_NAMES = {
             "xn.backend.namespace(x))",
     "utils": "batches come from xn.train(..., batch_size=...) or xn.datasets.BatchIterator; nn.utils."
              "clip_grad_norm_(model.parameters(), max_norm) is xn.optim.clip_grad_norm(model, max_norm); "
-             "nn.utils.rnn's pack_padded_sequence and pad_packed_sequence are "
-             "xn.layers.pack_padded_sequence(x, lengths) and xn.layers.pad_packed_sequence(out)",
+             "nn.utils.rnn's pack_padded_sequence, pad_packed_sequence and pad_sequence are "
+             "xn.layers.pack_padded_sequence(x, lengths), xn.layers.pad_packed_sequence(out) and "
+             "xn.layers.pad_sequence(sequences); nn.utils.parameters_to_vector(model.parameters()) is "
+             "xp.concat([xp.reshape(p, (-1,)) for p in model.parameters()]) with xp = xn.backend.namespace(p), in "
+             "xpnet's layouts (a Linear's W is PyTorch's weight.T), and vector_to_parameters(vec, ...) writes each "
+             "slice back, p[...] = xp.reshape(vec[i:i + p.size], p.shape)",
     "clip_grad_norm_": optim._PYTORCH_NAMES["clip_grad_norm_"],
     "clip_grad_value_": optim._PYTORCH_NAMES["clip_grad_value_"],
     "DataParallel": layers._PARALLEL,
@@ -176,5 +180,21 @@ _BOOK_NAMES = {
 _BOTH_CONFIGS = f"{_CHAINER_NAMES['config']}; {_BOOK_NAMES['config']}"
 
 
+def _in_a_subpackage(name: str) -> dict[str, str]:
+    """The hint for torch.nn's ``nn.Linear`` written ``xn.Linear`` (``import torch.nn as nn`` is ``import xpnet as
+    xn``): where xpnet keeps ``name``, its layers, losses or optimizers, or what those say of a name they lack
+    (``xn.ModuleList``, ``xn.CrossEntropyLoss``)."""
+    for module, where in ((layers, "xn.layers"), (losses, "xn.losses"), (optim, "xn.optim")):
+        if name in module.__all__:
+            return {name: f"it is {where}.{name}: layers are in xn.layers, losses in xn.losses, optimizers in "
+                          f"xn.optim (PyTorch's nn.Linear is xn.layers.Linear)"}
+    for module, where in ((layers, "xn.layers"), (losses, "xn.losses")):
+        hint = module._PYTORCH_NAMES.get(name)
+        if hint is not None:
+            return {name: f"xpnet has no {name}: {hint}"}
+    return {}
+
+
 def __getattr__(name: str) -> Any:
-    raise not_here(__name__, name, {**_CHAINER_NAMES, **_PYTORCH_NAMES, **_BOOK_NAMES, "config": _BOTH_CONFIGS})
+    raise not_here(__name__, name, {**_in_a_subpackage(name), **_CHAINER_NAMES, **_PYTORCH_NAMES, **_BOOK_NAMES,
+                                    "config": _BOTH_CONFIGS})

@@ -94,6 +94,9 @@ _PYTORCH_NAMES = {
     "CIFAR10": "xpnet has no CIFAR-10 loader: read its arrays yourself (x float32 (N, 3, 32, 32), y int labels) and "
                "pass them as (x, y)",
     "DataLoader": _BATCHES,
+    **dict.fromkeys(("random_split", "Subset"),
+                    "no dataset object to split: split the arrays, order = numpy.random.default_rng(0).permutation("
+                    "len(x)), then x[order[:n]], y[order[:n]] and x[order[n:]], y[order[n:]]"),
     "TensorDataset": "no dataset object: pass the arrays as they are, (x, y); " + _BATCHES,
     "Dataset": "no dataset object: load every sample into two arrays, x (N, ...) and y (N, ...), with x, y = "
                "xn.datasets.stack_samples(dataset) for a Dataset of your own (len, and __getitem__ giving (x, y)); "

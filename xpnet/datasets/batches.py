@@ -12,12 +12,13 @@ so that replaying the same kernels with the same addresses walks through the epo
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, Iterator
 
 import numpy as np
 
-from .._user import flag, not_here, seed as _seed
+from .._user import flag, keyword_hints, not_here, seed as _seed
 from ..backend import rows
 from ..backend import (Device, XpnetBackendError, device_of, fast_path, namespace, same_device, to_device,
                        update_rule)
@@ -49,6 +50,40 @@ _DATALOADER_NAMES = {
                "(len(loader.dataset)), loader.arrays the arrays, len(loader) the number of batches",
 }
 
+# torch.utils.data.DataLoader's keywords that a BatchIterator has no use for, and what to write instead.
+_WORKERS = ("the batches are rows gathered from arrays already in memory, on their device: no worker process "
+            "loads them; leave {} out")
+_DATALOADER_KEYWORDS = {
+    **{key: _WORKERS.format(key) for key in ("num_workers", "persistent_workers", "prefetch_factor",
+                                             "worker_init_fn", "multiprocessing_context")},
+    "pin_memory": "the arrays are on their device already: move them there once, xn.to_device(x, dev), and leave "
+                  "pin_memory out",
+    "collate_fn": "the batches are rows of arrays of one shape: make the arrays first (sequences of several lengths "
+                  "padded into one with xn.layers.pad_sequence(seqs, batch_first=True)), then pass them",
+    "sampler": "shuffle=True draws a new seeded order each epoch (seed=...); for another order, index the arrays "
+               "yourself (x[order], y[order]) and pass shuffle=False",
+    "generator": "seed=... seeds the shuffle (each epoch its own order: loader.epoch(e))",
+}
+# Their values that change nothing (DataLoader's defaults): taken and dropped, as PyTorch code passes them.
+_DATALOADER_DEFAULTS = {"num_workers": 0, "persistent_workers": False, "prefetch_factor": None,
+                        "worker_init_fn": None, "multiprocessing_context": None, "pin_memory": False,
+                        "collate_fn": None, "sampler": None, "generator": None}
+
+
+def _dataloader_keywords(init: Any) -> Any:
+    """``init`` taking DataLoader's keywords above at their defaults (dropped) and refusing another value of
+    one, saying what to write (Python's bare "unexpected keyword argument 'num_workers'" before)."""
+    hinted = keyword_hints("BatchIterator", _DATALOADER_KEYWORDS)(init)
+
+    @functools.wraps(init)
+    def taking(self: Any, *args: Any, **kwargs: Any) -> None:
+        kept = {key: value for key, value in kwargs.items()
+                if key not in _DATALOADER_DEFAULTS or type(value) is not type(_DATALOADER_DEFAULTS[key])
+                or value != _DATALOADER_DEFAULTS[key]}
+        hinted(self, *args, **kept)
+
+    return taking
+
 
 def _take_rows(a: Any, rows: Any) -> Any:
     """The rows ``rows`` (an index array) of ``a``: a batch, on any backend."""
@@ -68,6 +103,7 @@ class BatchIterator:
     goes on to new orders.
     """
 
+    @_dataloader_keywords
     def __init__(self, *arrays: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
                  rank: int = 0, size: int = 1, drop_last: bool = False, epoch_offset: int = 0):
         if not arrays:

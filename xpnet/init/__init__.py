@@ -151,11 +151,15 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     return w.astype(dtype, copy=False)
 
 
-def uniform(shape: tuple[int, ...], bound: float, dtype: str = "float32") -> np.ndarray:
+def uniform(shape: tuple[int, ...], bound: float | None = None, dtype: str = "float32") -> np.ndarray:
     """A host array of ``shape`` drawn from U(-bound, bound) by the seeded generator (PyTorch's initialisers
     that draw uniformly: Linear's and the convolutions' kaiming_uniform_(a=sqrt(5)), xavier_uniform_), as
-    :func:`weights` draws."""
+    :func:`weights` draws. ``bound`` is needed; its default only lets a call without it say so."""
     _refuse_an_array(shape, "uniform", "uniform_(w, a, b)")
+    if bound is None:
+        raise TypeError(f"xn.init.uniform(shape, bound) draws from U(-bound, bound): give the bound, "
+                        f"xn.init.uniform({shape!r}, 0.1); PyTorch's uniform_(w) with its default U(0, 1) "
+                        f"is xn.init.uniform_(w), filling w in place")
     return weights(shape, 0, 0, init=lambda s, rng: rng.uniform(-bound, bound, s), dtype=dtype)
 
 

@@ -36,7 +36,7 @@ from .mode_padding import (CircularPad1d, CircularPad2d, ReflectionPad1d, Reflec
                            ReplicationPad2d)
 from .multihead_attention import MultiheadAttention
 from .norm import BatchNorm
-from .packed import PackedSequence, pack_padded_sequence, pad_packed_sequence
+from .packed import PackedSequence, pack_padded_sequence, pad_packed_sequence, pad_sequence
 from .pool1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, AvgPool1d, MaxPool1d
 from .padding import ConstantPad1d, ConstantPad2d, ZeroPad1d, ZeroPad2d
 from .pixel_shuffle import PixelShuffle, PixelUnshuffle
@@ -63,7 +63,7 @@ __all__ = ["Layer", "Container", "Linear", "ReLU", "Sigmoid", "Tanh", "LeakyReLU
            "Dropout2d", "Dropout1d", "GLU", "Softmin", "Threshold", "Tanhshrink", "Softshrink", "Hardshrink",
            "CosineSimilarity", "PairwiseDistance", "AffineGrid", "GridSample",
            "Embedding", "EmbeddingBag", "TiedLinear", "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence",
+           "PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence",
            "Attention",
            "MultiheadAttention", "ScaledDotProductAttention", "TransformerEncoderLayer", "TransformerEncoder",
            "TransformerDecoderLayer",

@@ -33,7 +33,11 @@ _PYTORCH_NAMES = {
     "named_parameters": "model.named_params() is a dict of the parameters by dotted name ('0.W', "
                         "'stage1.conv.W'); model.named_params().items() gives PyTorch's pairs. Arrays carry no "
                         "requires_grad flag: those that train (PyTorch's `if param.requires_grad`) are "
-                        "model.trainable_params(), a dict by name",
+                        "model.trainable_params(), a dict by name. The names are xpnet's (W, b, gamma, beta; "
+                        "an LSTM's Wx, Wh, b), not PyTorch's weight and bias, so a filter such as `if 'weight' in "
+                        "name` or `'bias' in name` matches none of them: pick the layers by type, for m in "
+                        "model.named_modules().values(): if isinstance(m, xn.layers.Linear): "
+                        "xn.init.xavier_normal_(m.weight); xn.init.zeros_(m.bias)",
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
                ".values() gives the objects",
     "children": "model.named_children() is a dict of the direct sub-layers by name; .values() gives the objects",

@@ -1,4 +1,5 @@
-"""PyTorch's packed sequences (``torch.nn.utils.rnn``), kept as the padded array and its lengths.
+"""PyTorch's packed sequences (``torch.nn.utils.rnn``), kept as the padded array and its lengths; and its
+``pad_sequence``, which pads a list of sequences into one batch.
 
 ``pack_padded_sequence(x, lengths, batch_first=False, enforce_sorted=True)`` then ``gru(packed, h0)`` then
 ``pad_packed_sequence(out)`` runs each sequence over its own length, as PyTorch's: a forward direction stops at
@@ -19,7 +20,7 @@ from typing import Any
 
 from ..backend import kept, namespace, to_numpy
 
-__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence"]
+__all__ = ["PackedSequence", "pack_padded_sequence", "pad_packed_sequence", "pad_sequence"]
 
 
 class PackedSequence:
@@ -152,3 +153,38 @@ def packed_grad(who: str, dy: Any, packed: PackedSequence, steps: int) -> Any:
                          f"pad_packed_sequence's output, {layout} in the packed layout, with N = "
                          f"{len(packed.lengths)} and T >= {max(packed.lengths)}; got {tuple(getattr(dy, 'shape', ()))}")
     return fit_steps(xp, dy, steps, axis)
+
+
+def pad_sequence(sequences: Any, batch_first: bool = False, padding_value: float = 0.0,
+                 padding_side: str = "right") -> Any:
+    """PyTorch's ``nn.utils.rnn.pad_sequence``: N arrays (L_i, *) of one dtype on one device -> (T, N, *), time
+    first as PyTorch's default ((N, T, *) with ``batch_first=True``), T the longest L_i, each padded with
+    ``padding_value`` after its steps (before them with ``padding_side="left"``). A collate_fn's batch of token
+    ids of several lengths, for ``pack_padded_sequence`` or an Embedding with ``padding_idx``."""
+    who = "pad_sequence"
+    if not isinstance(sequences, (list, tuple)) or not sequences:
+        raise TypeError(f"{who}: expected a non-empty list of arrays (L_i, *), got "
+                        f"{'an empty one' if isinstance(sequences, (list, tuple)) else type(sequences).__name__}")
+    if isinstance(batch_first, bool) is False:
+        raise TypeError(f"{who}: batch_first must be True or False, got {batch_first!r}")
+    if padding_side not in ("right", "left"):
+        raise ValueError(f"{who}: padding_side must be 'right' or 'left', got {padding_side!r}")
+    first = sequences[0]
+    for i, seq in enumerate(sequences):
+        if getattr(seq, "ndim", 0) < 1 or tuple(seq.shape[1:]) != tuple(first.shape[1:]) or seq.dtype != first.dtype:
+            raise ValueError(f"{who}: sequence {i} is {_described(seq)}, where sequence 0 is {_described(first)}: "
+                             f"every sequence is (L_i, *) with the same trailing shape and dtype")
+    xp = namespace(first)
+    steps = max(seq.shape[0] for seq in sequences)
+    padded = []
+    for seq in sequences:
+        pad = xp.full((steps - seq.shape[0], *first.shape[1:]), padding_value, dtype=first.dtype, device=first.device)
+        padded.append(xp.concat([seq, pad] if padding_side == "right" else [pad, seq], axis=0))
+    return xp.stack(padded, axis=0 if batch_first else 1)
+
+
+def _described(seq: Any) -> str:
+    """``seq`` for a message: its shape and dtype, or its type where it is no array."""
+    if not hasattr(seq, "shape"):
+        return f"a {type(seq).__name__}"
+    return f"of shape {tuple(seq.shape)} and dtype {seq.dtype}"

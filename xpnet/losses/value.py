@@ -21,8 +21,10 @@ _PARTS = ("xpnet has no autograd: each loss layer's backward() gives the gradien
 class LossValue(float):
     """The value of ``criterion(y, t)``: the mean loss as a Python float, so that PyTorch's ``loss.item()``,
     ``loss.sum().item()``, ``loss.detach()``, ``loss.cpu().numpy()``, ``float(loss)``, ``f"{loss:.4f}"`` and sums
-    over a loop work. There is no graph behind it: ``loss.backward()`` raises, saying to call the loss layer's
-    ``backward()`` for dy, then ``model.backward(dy)``. Sums, differences, products and quotients with numbers
+    over a loop work, and ``loss.tolist()`` (a float), ``loss.clone()``, ``loss.to('cpu')``, ``loss.dim()``
+    and ``loss.numel()`` as a 0-d tensor's. There is no graph behind it: ``loss.backward()`` raises, saying to
+    call the loss layer's ``backward()`` for dy, then ``model.backward(dy)``, as ``loss.requires_grad`` and
+    ``loss.grad`` do. Sums, differences, products and quotients with numbers
     stay LossValues (DCGAN's ``errD = errD_real + errD_fake``, a VAE's ``BCE + KLD``), whose ``backward()`` says
     how the parts' gradients go back."""
 
@@ -49,7 +51,24 @@ class LossValue(float):
 
     mean = sum  # a 0-d tensor's mean is itself too
     detach = sum  # nothing to detach from: no graph behind it
+    clone = sum  # a float is immutable: a copy could not differ
     cpu = sum  # a float on the host already (the hyperparameter-tuning tutorial's ``loss.cpu().numpy()``)
+
+    def to(self, *args: Any, **kwargs: Any) -> "LossValue":
+        """Itself, whatever the device or dtype asked: the value is a float on the host (``loss.to('cpu')``)."""
+        return self
+
+    def tolist(self) -> float:
+        """The value as a Python float, as a 0-d tensor's ``tolist()`` gives one."""
+        return float(self)
+
+    def dim(self) -> int:
+        """0, a 0-d tensor's number of axes."""
+        return 0
+
+    def numel(self) -> int:
+        """1, a 0-d tensor's number of elements."""
+        return 1
 
     def numpy(self) -> Any:
         """The value as a 0-d float64 NumPy array, as a 0-d tensor's ``numpy()`` gives one."""
@@ -63,7 +82,11 @@ class LossValue(float):
         graph = ("xpnet records no graph, so a loss has no grad_fn (the blitz tutorial's loss.grad_fn.next_functions): "
                  "the way back is the model's backward, written out, the loss layer's backward() giving its dy")
         data = "loss.item() is the value, a Python float (PyTorch's older loss.data[0] and loss.data.item())"
-        raise not_here(type(self).__name__, name, {"backward": hint, "grad_fn": graph, "data": data}, kind="object")
+        flags = (f"xpnet records no graph: a loss value is a Python float, with no {name}; the way back is the loss "
+                 f"layer's backward() giving dy, then model.backward(dy) filling each layer's grads")
+        raise not_here(type(self).__name__, name, {"backward": hint, "grad_fn": graph, "data": data,
+                                                   "requires_grad": flags, "grad": flags, "is_leaf": flags},
+                       kind="object")
 
     def __neg__(self) -> "LossValue":
         return LossValue(-float(self), parts=True, calls=self.calls)

@@ -71,7 +71,7 @@ def architecture(model: Any) -> dict[str, Any]:
     converted = [name for name, node in model.named_modules().items() if isinstance(node, FrozenBatchNorm2d)]
     if converted:
         frozen["frozen_batch_norm"] = converted
-    if type(model) is Sequential:
+    if type(model) is Sequential and model.config().keys() == {"layers"}:  # named layers: format 2 keeps the names
         meta = {"format": 1, "layers": [to_record(layer, seen) for layer in model.layers], **frozen}
     else:
         meta = {"format": 2, "model": to_record(model, seen), **frozen}

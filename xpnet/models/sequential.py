@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,28 +20,76 @@ __all__ = ["Sequential"]
 
 class Sequential(StopsWhereNothingTrains, Model):
     """Layers (or models) applied in order. ``named_params()`` keys are ``"<index>.<param>"``, e.g. ``"0.W"``,
-    and ``"<index>.<name>.<param>"`` inside a model it holds."""
+    and ``"<index>.<name>.<param>"`` inside a model it holds.
+
+    ``Sequential(OrderedDict([('fc1', Linear(4, 8)), ('act', ReLU())]))`` names its layers by the keys, as
+    PyTorch's: ``model.fc1``, ``"fc1.W"``, ``named_children()``; ``model[0]`` still indexes. The keys follow
+    PyTorch's ``add_module``: strings, not empty, without ``"."``, none an attribute of the model (``forward``,
+    ``layers``). As PyTorch's, ``append`` names the new layer by its position (``"2"``), ``del model[i]`` and
+    ``pop`` name every layer by position again, a slice keeps the names, and ``insert`` is refused (PyTorch's
+    fails there on a KeyError)."""
 
     _name_hints = {name: f"xn.Sequential names its layers by position ('0', '1', ...): model.append(layer) adds one "
-                         f"at the end ({what}); for parts with names (net.b2, net.last), write an xn.Model whose "
-                         f"__init__ assigns them as attributes, self.b2 = ..."
+                         f"at the end ({what}); for named layers, xn.Sequential(OrderedDict([('b2', block), ...])) "
+                         f"as PyTorch's, or an xn.Model whose __init__ assigns them as attributes, self.b2 = ..."
                    for name, what in (("add_module", "PyTorch's net.add_module('b2', block) names it 'b2'"),
                                       ("add", "Gluon's and Keras' net.add"))}
-    _attribute_children = False  # its layers are self.layers, by position
+    _attribute_children = False  # its layers are self.layers, by position (or by the names it was built with)
 
     def __init__(self, *layers: Layer):
         super().__init__()
-        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+        self.__dict__["_names"] = None  # the layers' names where built from an OrderedDict, else by position
+        names = None
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            names, layers = list(layers[0]), tuple(layers[0].values())
+        elif len(layers) == 1 and isinstance(layers[0], (list, tuple)):
             layers = tuple(layers[0])
         for i, layer in enumerate(layers):
             _check_item("Sequential", i, layer)
         self.layers: list[Layer] = list(layers)
+        if names is not None:
+            for name in names:
+                _check_name(self, name)
+            self.__dict__["_names"] = names
+
+    def _child_names(self) -> list[str] | None:
+        """The layers' names where it was built from an OrderedDict (by position past them, where
+        ``model.layers`` was added to directly), else None."""
+        names = self.__dict__.get("_names")
+        if names is None:
+            return None
+        return (names + [str(i) for i in range(len(names), len(self.layers))])[:len(self.layers)]
+
+    def _index_of(self, name: str) -> int | None:
+        names = self._child_names()
+        return names.index(name) if names is not None and name in names else None
+
+    def __getattr__(self, name: str) -> Any:
+        i = self._index_of(name) if name != "_names" else None
+        if i is not None:  # model.fc1, PyTorch's named layer
+            return self.layers[i]
+        return super().__getattr__(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        i = self._index_of(name) if self.__dict__.get("_names") else None
+        if i is not None:  # model.fc1 = Linear(...): PyTorch's replacement of a named layer, in its place
+            self[i] = value
+            return
+        super().__setattr__(name, value)
 
     def append(self, layer: Layer) -> Sequential:
         """Add ``layer`` at the end and return the model, as PyTorch's ``Sequential.append``."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.append: expected an xpnet layer, got {_what(layer)}{_instead(layer)}")
         _check_item("Sequential.append", len(self.layers), layer)
+        names = self._child_names()
+        if names is not None:  # PyTorch's add_module(str(len(self)), module)
+            name = str(len(self.layers))
+            if name in names:
+                raise _NameRefused(f"Sequential.append: the new layer is named by its position, {name!r}, which "
+                                   f"names layer {names.index(name)} already (PyTorch's append would replace that "
+                                   f"one): build the Sequential again from an OrderedDict of the names you want")
+            self.__dict__["_names"] = names + [name]
         self.layers.append(layer)
         return self
 
@@ -49,6 +98,10 @@ class Sequential(StopsWhereNothingTrains, Model):
         layers = list(layers)
         for i, layer in enumerate(layers):
             _check_item("Sequential.extend", i, layer)
+        if self._child_names() is not None:  # PyTorch's: append each, named by position
+            for layer in layers:
+                self.append(layer)
+            return self
         self.layers.extend(layers)
         return self
 
@@ -56,6 +109,10 @@ class Sequential(StopsWhereNothingTrains, Model):
         """Put ``layer`` before position ``index`` (negative from the end; ``len(model)`` appends) and return the
         model, as PyTorch's ``Sequential.insert``."""
         n = len(self.layers)
+        if self._child_names() is not None:
+            raise TypeError(f"Sequential.insert: this Sequential names its layers ({', '.join(self._child_names())}), "
+                            f"and PyTorch's insert moves layers by the names '0', '1', ... (a KeyError there): "
+                            f"build it again from an OrderedDict with the new layer in its place")
         if not is_int(index) or not -n <= index <= n:
             raise IndexError(f"Sequential.insert: index must be an int in -{n}..{n}, got {index!r}")
         _check_item("Sequential.insert", int(index) if index >= 0 else int(index) + n, layer)
@@ -78,18 +135,23 @@ class Sequential(StopsWhereNothingTrains, Model):
         Place(self, "layers", int(i) % len(self.layers)).put(layer)
 
     def _set_child(self, name: str, layer: Layer) -> None:
-        self[int(name)] = layer  # set_submodule("2", layer): model[2] = layer, its checks and messages
+        i = self._index_of(name)  # set_submodule("2", layer): model[2] = layer, its checks and messages
+        self[int(name) if i is None else i] = layer
 
     def __delitem__(self, i: Any) -> None:
-        """``del model[i]`` (an int or a slice) removes those layers, as PyTorch's."""
-        if isinstance(i, slice):
-            del self.layers[i]
-            return
-        self[i]
-        del self.layers[int(i)]
+        """``del model[i]`` (an int or a slice) removes those layers, as PyTorch's; the layers left are named by
+        position, as PyTorch's renumbers them (named ones too)."""
+        if not isinstance(i, slice):
+            self[i]
+            i = int(i)
+        del self.layers[i]
+        self.__dict__["_names"] = None
 
     def named_children(self) -> dict[str, Layer]:
         layers = self.layers
+        names = self._child_names()
+        if names is not None:
+            return dict(zip(names, layers))
         if len(layers) <= len(_INDEX_NAMES):  # the names made once: every training step's walk asks
             return dict(zip(_INDEX_NAMES, layers))
         return {str(i): layer for i, layer in enumerate(layers)}
@@ -101,6 +163,9 @@ class Sequential(StopsWhereNothingTrains, Model):
         """The layer at index ``i``; a slice gives a Sequential of those layers (the same objects), as
         PyTorch's."""
         if isinstance(i, slice):
+            names = self._child_names()
+            if names is not None:  # PyTorch's keeps the names
+                return Sequential(OrderedDict(zip(names[i], self.layers[i])))
             return Sequential(*self.layers[i])
         if not is_int(i):
             raise TypeError(f"Sequential: layers are indexed by an int or a slice, got a {type(i).__name__}")
@@ -115,7 +180,18 @@ class Sequential(StopsWhereNothingTrains, Model):
     def config(self) -> dict[str, Any]:
         if type(self).__init__ is not Sequential.__init__:  # a subclass with arguments of its own
             return super().config()
-        return {"layers": list(self.layers)}
+        names = self._child_names()
+        return {"layers": list(self.layers), **({"names": names} if names is not None else {})}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        """The Sequential ``config()`` described: its layers, named where it keeps their ``names``."""
+        config = dict(config)
+        names, layers = config.pop("names", None), config.pop("layers", [])
+        if config or (names is not None and len(names) != len(layers)):
+            raise TypeError(f"Sequential takes its layers and their names, got {sorted(config)} and "
+                            f"{len(layers)} layers for {len(names or [])} names")
+        return cls(OrderedDict(zip(names, layers))) if names is not None else cls(*layers)
 
     def forward(self, x: Any, train: bool = True) -> Any:
         """Each layer's forward in turn: x (N, ...) -> the last layer's output.
@@ -170,6 +246,26 @@ def _check_item(where: str, i: int, layer: Any) -> None:
         raise ValueError(f"{where}: item {i}, {shown}, {refusal}")
 
 
+class _NameRefused(KeyError):
+    """PyTorch's KeyError for a layer's name, read as a sentence (a KeyError's own str() is the repr)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _check_name(model: Sequential, name: Any) -> None:
+    """Refuse a key of ``Sequential(OrderedDict(...))`` that PyTorch's ``add_module`` refuses, with its error
+    types: no string (TypeError), empty, holding ``"."`` or naming an attribute of the model (KeyError)."""
+    if not isinstance(name, str):
+        raise TypeError(f"Sequential: a layer's name must be a str (PyTorch's rule), got {_what(name)} {name!r}")
+    if name == "" or "." in name:
+        raise _NameRefused(f"Sequential: a layer's name can't be empty or contain '.' (dotted names go through "
+                           f"it: 'fc1.W'), got {name!r}")
+    if name in vars(model) or hasattr(type(model), name):
+        raise _NameRefused(f"Sequential: a layer's name can't be {name!r}, an attribute of the Sequential (as "
+                           f"PyTorch's \"attribute {name!r} already exists\"): name it otherwise")
+
+
 def _what(item: Any) -> str:
     """``item`` for a message: "a dict", "an int", or the class with its module where it is another library's
     ("torch.nn.modules.linear.Linear": a bare "Linear" reads as xpnet's)."""
@@ -185,10 +281,9 @@ def _instead(item: Any) -> str:
     """What to write for ``item`` where a PyTorch user gave it: ``nn.Sequential(OrderedDict([...]))``'s named
     layers, a torch.nn module, a layer class not called."""
     if isinstance(item, Mapping):
-        return ("; PyTorch's nn.Sequential(OrderedDict([('conv1', ...), ...])) names its layers, where "
-                "xn.Sequential names them by position ('0', '1', ...): xn.Sequential(*layers.values()) keeps their "
-                "order, or, for parts with names (model.conv1), write an xn.Model whose __init__ assigns them as "
-                "attributes, self.conv1 = ...")
+        return ("; named layers come in an OrderedDict, as PyTorch's nn.Sequential takes them (a dict is refused "
+                "there too): xn.Sequential(OrderedDict(layers)), or xn.Sequential(*layers.values()) to name them "
+                "by position")
     if isinstance(item, type) and issubclass(item, Layer):
         return f": call it, {item.__name__}(...)"
     if type(item).__module__.split(".")[0] == "torch":

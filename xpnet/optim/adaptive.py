@@ -54,6 +54,9 @@ class RMSprop(Optimizer):
     ``momentum`` m > 0, buf = m*buf + g / (sqrt(...) + eps) (from zeros) and p -= lr * buf."""
 
     PYTORCH_ONLY = {"capturable": False, "foreach": None, "maximize": False, "differentiable": False}
+    # torch.optim.RMSprop's arguments after params: more by position than xpnet's five are refused, naming them
+    TORCH_POSITIONAL = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered", "capturable", "foreach",
+                        "maximize", "differentiable")
 
     def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
                  weight_decay_on: str = "weights", *, momentum: float = 0.0, centered: bool = False):

@@ -179,14 +179,22 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         """The bound model, or None (none yet, or freed)."""
         return self._model() if isinstance(self._model, weakref.ref) else self._model
 
-    def step(self, model: Any = None) -> None:
+    def step(self, model: Any = None) -> Any:
         """Update every parameter of ``model`` that trains from the gradients its last ``backward`` left (the
         sum of its backward calls since ``zero_grad()``, where that was called).
         ``model`` may be left out when the optimizer was built with it (``SGD(model, lr=0.1)``). A frozen
         parameter (``requires_grad_(False)``) is left exactly as it is, its state too (no weight decay, no
         momentum or moment advanced), as PyTorch skips a parameter without a gradient; so is one that no
         backward reached since ``zero_grad()`` (PyTorch's ``.grad`` None), and a step with none reached changes
-        nothing, not even the step count (Adam's bias correction), as PyTorch's."""
+        nothing, not even the step count (Adam's bias correction), as PyTorch's.
+
+        PyTorch's ``step(closure)``: a function that is no model (it runs the forward and the backward, and
+        returns the loss) is called first, then the step runs on the bound model; the closure's loss is
+        returned. Otherwise the step returns None."""
+        if callable(model) and not hasattr(model, "named_params"):
+            loss = model()
+            self.step()
+            return loss
         if self._several_groups:
             self._step_groups(model)
             return

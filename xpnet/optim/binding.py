@@ -38,6 +38,7 @@ class TakesAModelFirst(type):
             if target is not None:
                 raise TypeError(f"{cls.__name__}: the model was given twice (first argument and params=)")
             target, args = args[0], args[1:]
+        _refuse_torch_overflow(cls, args)
         groups = target if _is_groups(target) else None
         model = None if target is None or groups is not None else _model_of(cls.__name__, target)
         if groups is not None or (model is not None and model is not target):  # model.parameters(): PyTorch's
@@ -85,6 +86,22 @@ def _refuse_torch_order(cls: type, args: tuple[Any, ...]) -> None:
             raise TypeError(f"{cls.__name__}: the argument after {after} is {names[i]} here, where torch.optim's is "
                             f"{order[i]}: got {value!r} by position; give it and those after it by name "
                             f"({names[i]}={value!r} for xpnet's, {order[i]}= for PyTorch's)")
+
+
+def _refuse_torch_overflow(cls: type, args: tuple[Any, ...]) -> None:
+    """Refuse more positional arguments than the constructor takes where torch.optim's of the same name takes
+    them (``cls.TORCH_POSITIONAL``: RMSprop's ``(params, lr, alpha, eps, weight_decay, momentum, centered)``,
+    where xpnet's has ``weight_decay_on`` fifth and the rest by keyword), naming each value's keyword: Python's
+    own error counted the arguments only."""
+    order = getattr(cls, "TORCH_POSITIONAL", None)
+    names = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    if order is None or len(args) <= len(names) or len(args) > len(order):
+        return
+    first = next(i for i, (ours, theirs) in enumerate(zip(names, order)) if ours != theirs)
+    by_name = ", ".join(f"{key}={value!r}" for key, value in zip(order[first:], args[first:]))
+    raise TypeError(f"{cls.__name__}: {len(args)} arguments by position (after the parameters), where xpnet's takes "
+                    f"{len(names)} ({', '.join(names)}); torch.optim's order ({', '.join(order)}) goes by name "
+                    f"here from {order[first]} on: {by_name}")
 
 
 def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
