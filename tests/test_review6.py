@@ -8,9 +8,40 @@ import xpnet as xn
 
 
 def test_xn_inits_array_makers_take_a_numpy_integer_size():
-    """``xn.init.zeros(n)`` (or ``ones``) with ``n = t.max() + 1`` (a NumPy integer, as ``np.zeros(n)`` takes) was refused as
-    "an array of shape ()" to fill in place: a NumPy integer has a shape and a dtype, as an array has."""
+    """``xn.init.zeros(n)`` (or ``ones``) with ``n = t.max() + 1`` (a NumPy integer, as ``np.zeros(n)`` takes)
+    was refused as "an array of shape ()" to fill in place: a NumPy integer has a shape and a dtype, as an array
+    has."""
     n = np.arange(4).max()  # np.int64(3)
     assert xn.init.zeros(n).shape == xn.init.ones(n).shape == (3,)
     with pytest.raises(TypeError, match=r"got an array of shape \(\): .* write xn.init.zeros_\(w\)$"):
         xn.init.zeros(np.zeros(()))
+
+
+def _mlp():
+    xn.init.seed(0)
+    return xn.Sequential(xn.layers.Linear(4, 8), xn.layers.ReLU(), xn.layers.Linear(8, 3))
+
+
+def test_a_subclass_of_sgd_or_adagrad_built_from_parameters_has_torchs_defaults_as_its_base():
+    """A subclass of one's own (a step that logs) built as PyTorch's, ``LoggedSGD(model.parameters())``, took the
+    book's lr 0.01 where SGD itself takes torch's 1e-3 (AdaGrad's eps: 1e-7 where AdaGrad's is 1e-10), silently:
+    ``TORCH_DEFAULTS`` was read off the class itself only. A default the subclass writes itself stays its own."""
+    class LoggedSGD(xn.optim.SGD):
+        pass
+
+    class LoggedAdaGrad(xn.optim.AdaGrad):
+        pass
+
+    class OwnLr(xn.optim.SGD):
+        def __init__(self, lr=0.05, momentum=0.9, **kwargs):
+            super().__init__(lr, momentum, **kwargs)
+
+    class FixedLr(xn.optim.SGD):  # no lr argument at all: nothing of torch's to fill in
+        def __init__(self, momentum=0.9):
+            super().__init__(0.2, momentum)
+
+    assert LoggedSGD(_mlp().parameters()).lr == xn.optim.SGD(_mlp().parameters()).lr == 1e-3
+    assert LoggedSGD(_mlp()).lr == LoggedSGD().lr == 0.01  # the book's way: the book's
+    assert LoggedAdaGrad([{"params": _mlp().parameters()}]).eps == xn.optim.AdaGrad(_mlp().parameters()).eps == 1e-10
+    assert OwnLr(_mlp().parameters()).lr == 0.05
+    assert FixedLr(_mlp().parameters()).lr == 0.2

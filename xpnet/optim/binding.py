@@ -4,8 +4,9 @@ model from the start so that ``step()`` needs no argument; or PyTorch's list of 
 model.base.parameters()}, {'params': model.head.parameters(), 'lr': 1e-3}], lr=1e-2)`` (``grouped``). The
 metaclass takes the model out of the arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps
 the book's signature. Built PyTorch's way (``model.parameters()`` or param groups), ``weight_decay`` is PyTorch's,
-on every parameter (``weight_decay_on="all"`` unless given); from the learning rate (the book's) or the model
-itself, the book's L2 on weights only."""
+on every parameter (``weight_decay_on="all"`` unless given), and a hyperparameter left out takes torch.optim's
+default where it differs from the book's (SGD's lr 1e-3, AdaGrad's eps 1e-10); from the learning rate (the book's)
+or the model itself, the book's L2 on weights only and the book's defaults."""
 
 from __future__ import annotations
 
@@ -92,9 +93,10 @@ def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups): ``weight_decay_on="all"``
     where the optimizer takes it (weight_decay means PyTorch's, on every parameter: biases, the norms' gamma and
     beta, not the book's on weights only), and the class's own ``TORCH_DEFAULTS`` where torch.optim's default
-    differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7)."""
+    differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7), a subclass's too
+    (:func:`_torch_defaults`)."""
     signature = inspect.signature(cls.__init__)
-    defaults = dict(cls.__dict__.get("TORCH_DEFAULTS", {}))  # the class's own: Momentum's is not SGD's
+    defaults = _torch_defaults(cls, signature)
     if "weight_decay_on" in signature.parameters:
         defaults["weight_decay_on"] = "all"
     if not defaults:
@@ -104,6 +106,18 @@ def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     except TypeError:  # the constructor itself says what is wrong
         return kwargs
     return {**{k: v for k, v in defaults.items() if k not in given}, **kwargs}
+
+
+def _torch_defaults(cls: type, signature: inspect.Signature) -> dict[str, Any]:
+    """The ``TORCH_DEFAULTS`` of the nearest class of ``cls``'s that has them (SGD's for a subclass of one's own
+    that logs its steps), each where ``cls``'s constructor (of ``signature``) keeps that class's default: a default
+    a subclass writes itself (``def __init__(self, lr=0.05)``) stays, an argument it does not take is left out."""
+    owner = next((k for k in cls.__mro__ if "TORCH_DEFAULTS" in vars(k)), None)
+    if owner is None:
+        return {}
+    own, book = signature.parameters, inspect.signature(owner.__init__).parameters
+    return {k: v for k, v in owner.TORCH_DEFAULTS.items() if k in own and k in book
+            and own[k].default == book[k].default}
 
 
 def _is_params(first: Any) -> bool:
