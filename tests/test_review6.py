@@ -45,3 +45,17 @@ def test_a_subclass_of_sgd_or_adagrad_built_from_parameters_has_torchs_defaults_
     assert LoggedAdaGrad([{"params": _mlp().parameters()}]).eps == xn.optim.AdaGrad(_mlp().parameters()).eps == 1e-10
     assert OwnLr(_mlp().parameters()).lr == 0.05
     assert FixedLr(_mlp().parameters()).lr == 0.2
+
+
+def test_xn_optim_adagrad_says_which_eps_each_way_of_building_adagrad_takes():
+    """``xn.optim.Adagrad`` (torch's spelling) said AdaGrad's eps is the book's 1e-7 and to pass eps=1e-10 for
+    PyTorch's, while ``AdaGrad(model.parameters(), lr=0.01)``, a PyTorch script's line, has 1e-10 already: each
+    way of building it is named with the eps it takes."""
+    with pytest.raises(AttributeError) as raised:
+        xn.optim.Adagrad  # noqa: B018
+    said = str(raised.value)
+    for built, eps in (("xn.optim.AdaGrad(model.parameters(), lr=0.01)", "1e-10"),
+                       ("xn.optim.AdaGrad(lr=0.01)", "1e-7")):
+        assert f"{built}, eps {eps}" in said, said
+        model = _mlp()  # noqa: F841 - read by the line eval builds
+        assert eval(built).eps == float(eps)
