@@ -59,3 +59,27 @@ def test_xn_optim_adagrad_says_which_eps_each_way_of_building_adagrad_takes():
         assert f"{built}, eps {eps}" in said, said
         model = _mlp()  # noqa: F841 - read by the line eval builds
         assert eval(built).eps == float(eps)
+
+
+def test_a_subclass_passing_its_arguments_on_is_built_from_parameters_as_its_base():
+    """``def __init__(self, *args, **kwargs): super().__init__(*args, **kwargs)`` (a subclass that adds a counter)
+    built as PyTorch's took the book's weight decay, on weights only, and lr 0.01, silently (its signature names
+    no ``weight_decay_on`` nor ``lr``), and ``MyAdaGrad(model.parameters(), 0.01)`` was refused as "the argument
+    after params is args here ... (args=0.01 for xpnet's)". The arguments are read as the base reads them."""
+    class MySGD(xn.optim.SGD):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.logged = 0
+
+    class MyAdaGrad(xn.optim.AdaGrad):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    ours, base = MySGD(_mlp().parameters(), weight_decay=1e-4), xn.optim.SGD(_mlp().parameters(), weight_decay=1e-4)
+    assert ours.hyperparams() == base.hyperparams() and (ours.lr, ours.weight_decay_on) == (1e-3, "all")
+    assert MySGD(0.1, 0.9).hyperparams() == xn.optim.SGD(0.1, 0.9).hyperparams()  # the book's way: the book's
+    assert MySGD(_mlp().parameters(), 0.1, weight_decay_on="weights").weight_decay_on == "weights"
+    built = MyAdaGrad(_mlp().parameters(), 0.05)
+    assert (built.lr, built.eps) == (0.05, 1e-10)
+    with pytest.raises(TypeError, match=r"the argument after lr is eps here, where torch.optim's is lr_decay"):
+        MyAdaGrad(_mlp().parameters(), 0.05, 1e-4)

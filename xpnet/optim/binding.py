@@ -79,8 +79,8 @@ def _refuse_torch_order(cls: type, args: tuple[Any, ...]) -> None:
     order = getattr(cls, "TORCH_ORDER", None)
     if order is None:
         return
-    names = list(inspect.signature(cls).parameters)
-    for i, value in enumerate(args[:len(order)]):
+    names = _positional_names(cls)
+    for i, value in enumerate(args[:min(len(order), len(names))]):
         if names[i] != order[i]:
             after = names[i - 1] if i else "params"
             raise TypeError(f"{cls.__name__}: the argument after {after} is {names[i]} here, where torch.optim's is "
@@ -92,32 +92,50 @@ def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     """``kwargs`` with PyTorch's defaults for what was not given, built PyTorch's way
     (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups): ``weight_decay_on="all"``
     where the optimizer takes it (weight_decay means PyTorch's, on every parameter: biases, the norms' gamma and
-    beta, not the book's on weights only), and the class's own ``TORCH_DEFAULTS`` where torch.optim's default
-    differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7), a subclass's too
-    (:func:`_torch_defaults`)."""
-    signature = inspect.signature(cls.__init__)
-    defaults = _torch_defaults(cls, signature)
-    if "weight_decay_on" in signature.parameters:
+    beta, not the book's on weights only), and the ``TORCH_DEFAULTS`` of the nearest class that has them where
+    torch.optim's default differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7), each
+    where the constructor that reads it keeps that class's default (:func:`_reader`: a subclass's own default,
+    ``def __init__(self, lr=0.05)``, stays; an argument no constructor takes is left out)."""
+    owner = next((k for k in cls.__mro__ if "TORCH_DEFAULTS" in vars(k)), None)
+    defaults = {}
+    if owner is not None:
+        book = inspect.signature(owner.__init__).parameters
+        for key, value in owner.TORCH_DEFAULTS.items():
+            reader = _reader(cls, key)
+            if reader is not None and reader.default == book[key].default:
+                defaults[key] = value
+    if _reader(cls, "weight_decay_on") is not None:
         defaults["weight_decay_on"] = "all"
-    if not defaults:
-        return kwargs
-    try:
-        given = signature.bind_partial(None, *args, **kwargs).arguments
-    except TypeError:  # the constructor itself says what is wrong
-        return kwargs
+    given = {*_positional_names(cls)[:len(args)], *kwargs}
     return {**{k: v for k, v in defaults.items() if k not in given}, **kwargs}
 
 
-def _torch_defaults(cls: type, signature: inspect.Signature) -> dict[str, Any]:
-    """The ``TORCH_DEFAULTS`` of the nearest class of ``cls``'s that has them (SGD's for a subclass of one's own
-    that logs its steps), each where ``cls``'s constructor (of ``signature``) keeps that class's default: a default
-    a subclass writes itself (``def __init__(self, lr=0.05)``) stays, an argument it does not take is left out."""
-    owner = next((k for k in cls.__mro__ if "TORCH_DEFAULTS" in vars(k)), None)
-    if owner is None:
-        return {}
-    own, book = signature.parameters, inspect.signature(owner.__init__).parameters
-    return {k: v for k, v in owner.TORCH_DEFAULTS.items() if k in own and k in book
-            and own[k].default == book[k].default}
+def _reader(cls: type, name: str) -> inspect.Parameter | None:
+    """The parameter ``name`` of the constructor that reads it, given by keyword to ``cls``: ``cls.__init__``'s, or
+    where that passes its ``**kwargs`` on (a subclass of one's own, ``def __init__(self, *args, **kwargs)``), its
+    base's; None where none takes it."""
+    for kind in cls.__mro__:
+        if "__init__" not in vars(kind):
+            continue
+        params = inspect.signature(kind.__init__).parameters
+        if name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                    inspect.Parameter.KEYWORD_ONLY):
+            return params[name]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+    return None
+
+
+def _positional_names(cls: type) -> list[str]:
+    """The names under which ``cls``'s constructor reads arguments given by position (after the model): those of the
+    first ``__init__`` in its MRO that takes no ``*args`` (a subclass's ``*args`` are passed on to its base's)."""
+    for kind in cls.__mro__:
+        if "__init__" not in vars(kind):
+            continue
+        params = list(inspect.signature(kind.__init__).parameters.values())[1:]  # self
+        if not any(p.kind is p.VAR_POSITIONAL for p in params):
+            return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return []
 
 
 def _is_params(first: Any) -> bool:
