@@ -83,3 +83,16 @@ def test_a_subclass_passing_its_arguments_on_is_built_from_parameters_as_its_bas
     assert (built.lr, built.eps) == (0.05, 1e-10)
     with pytest.raises(TypeError, match=r"the argument after lr is eps here, where torch.optim's is lr_decay"):
         MyAdaGrad(_mlp().parameters(), 0.05, 1e-4)
+
+
+def test_a_subclass_passing_its_arguments_on_takes_the_keywords_its_base_takes():
+    """``Adamax(params, foreach=True)`` is taken (its constructor has torch's ``foreach``, one implementation here);
+    a subclass passing ``**kwargs`` on refused it as a keyword xpnet keeps at PyTorch's default."""
+    class MyAdamax(xn.optim.Adamax):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    assert MyAdamax(_mlp().parameters(), foreach=True).hyperparams() == \
+        xn.optim.Adamax(_mlp().parameters(), foreach=True).hyperparams()
+    with pytest.raises(ValueError, match="maximize=True: only PyTorch.s default False"):
+        MyAdamax(_mlp().parameters(), maximize=True)

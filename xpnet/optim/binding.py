@@ -62,10 +62,9 @@ def _pytorch_only_keywords(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     fixed = getattr(cls, "PYTORCH_ONLY", {})
     if not any(key in fixed for key in kwargs):  # the constructor's signature read only where it may decide
         return kwargs
-    taken = inspect.signature(cls.__init__).parameters
     kept = {}
     for key, value in kwargs.items():
-        if key not in fixed or key in taken:
+        if key not in fixed or _reader(cls, key) is not None:
             kept[key] = value
         else:
             check_fixed(fixed, key, value, f"{cls.__name__}: {key}={value!r}")
