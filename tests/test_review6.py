@@ -96,3 +96,20 @@ def test_a_subclass_passing_its_arguments_on_takes_the_keywords_its_base_takes()
         xn.optim.Adamax(_mlp().parameters(), foreach=True).hyperparams()
     with pytest.raises(ValueError, match="maximize=True: only PyTorch.s default False"):
         MyAdamax(_mlp().parameters(), maximize=True)
+
+
+def test_every_hint_of_a_models_table_is_what_the_model_says():
+    """Each entry of the table of PyTorch's model attributes (``layers.container``) is the AttributeError of
+    ``model.<name>``: an entry for a name the model has (``buffers``, its dict of buffers, which says itself what
+    to write when called) is never read."""
+    from xpnet.layers import container
+
+    class Net(xn.Model):
+        def __init__(self):
+            super().__init__()
+            self.fc = xn.layers.Linear(2, 2)
+
+    for name, hint in container._PYTORCH_NAMES.items():
+        with pytest.raises(AttributeError) as raised:
+            getattr(Net(), name)
+        assert hint in str(raised.value), name
