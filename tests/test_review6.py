@@ -113,3 +113,17 @@ def test_every_hint_of_a_models_table_is_what_the_model_says():
         with pytest.raises(AttributeError) as raised:
             getattr(Net(), name)
         assert hint in str(raised.value), name
+
+
+def test_a_sequential_given_pytorchs_layer_class_names_its_library():
+    """``xn.Sequential(xn.layers.Linear(2, 2), nn.ReLU)`` (PyTorch's class, not called) said "item 1 is the class
+    ReLU, not an xpnet layer", which reads as xpnet's ReLU refused; the class is named with its module, as a
+    PyTorch module object is, with what to write."""
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[backends]')")
+    with pytest.raises(TypeError, match=r"^Sequential: item 1 is the class torch\.nn\.modules\.activation\.ReLU, not "
+                                        r"an xpnet layer: a PyTorch module; build the model from xpnet's layers "
+                                        r"\(xn\.layers\.ReLU\)$"):
+        xn.Sequential(xn.layers.Linear(2, 2), torch.nn.ReLU)
+    with pytest.raises(TypeError, match=r"^Sequential\.append: expected an xpnet layer, got the class ReLU: call it, "
+                                        r"ReLU\(\.\.\.\)$"):
+        xn.Sequential().append(xn.layers.ReLU)
