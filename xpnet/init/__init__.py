@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .._user import did_you_mean, not_here
+from .._user import did_you_mean, is_int, not_here
 from .._user import seed as _seed_arg
 from ..backend import float_dtype_name
 
@@ -177,8 +177,9 @@ def ones(shape: tuple[int, ...], dtype: str = "float32") -> np.ndarray:
 
 def _refuse_an_array(shape: Any, name: str, in_place: str) -> None:
     """Refuse an array (or tensor) given as ``shape`` to ``uniform``, ``zeros`` or ``ones``: PyTorch's older
-    ``nn.init.uniform(w, a, b)`` fills ``w``, where these draw a new array; the error says which fills."""
-    if hasattr(shape, "shape") and hasattr(shape, "dtype"):
+    ``nn.init.uniform(w, a, b)`` fills ``w``, where these draw a new array; the error says which fills. A NumPy
+    integer (``t.max() + 1``) is a size, as ``np.zeros`` takes it."""
+    if hasattr(shape, "shape") and hasattr(shape, "dtype") and not is_int(shape):
         raise TypeError(f"xn.init.{name}(shape, ...) makes a new host array of that shape (a layer's own weights), "
                         f"got an array of shape {tuple(shape.shape)}: to fill it in place, as "
                         f"torch.nn.init.{name}_ does, write xn.init.{in_place}")

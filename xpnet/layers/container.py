@@ -41,7 +41,6 @@ _PYTORCH_NAMES = {
     "modules": "model.named_modules() is a dict of every layer and model inside, by dotted name; "
                ".values() gives the objects",
     "children": "model.named_children() is a dict of the direct sub-layers by name; .values() gives the objects",
-    "buffers": "model.named_buffers() is a dict of the buffers (BatchNorm's running statistics) by dotted name",
     "add_module": "assign the layer as an attribute (self.conv = xn.layers.Conv2d(...)) in __init__",
     "to_gpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",
     "to_cpu": _TO + " (Chainer's to_gpu/to_cpu/to_device)",

@@ -268,27 +268,27 @@ def _check_name(model: Sequential, name: Any) -> None:
 
 def _what(item: Any) -> str:
     """``item`` for a message: "a dict", "an int", or the class with its module where it is another library's
-    ("torch.nn.modules.linear.Linear": a bare "Linear" reads as xpnet's)."""
-    if isinstance(item, type):
-        return f"the class {item.__name__}"
-    kind = type(item)
-    if kind.__module__ in ("builtins", "collections"):
-        return a_or_an(kind.__name__)
-    return f"{kind.__module__}.{kind.__qualname__}"
+    ("torch.nn.modules.linear.Linear": a bare "Linear" reads as xpnet's), a class given itself too ("the class
+    torch.nn.modules.activation.ReLU"; an xpnet layer's class by its name)."""
+    kind = item if isinstance(item, type) else type(item)
+    bare = kind.__module__ in ("builtins", "collections") or isinstance(item, type) and issubclass(item, Layer)
+    name = kind.__name__ if bare else f"{kind.__module__}.{kind.__qualname__}"
+    return f"the class {name}" if isinstance(item, type) else a_or_an(name) if bare else name
 
 
 def _instead(item: Any) -> str:
     """What to write for ``item`` where a PyTorch user gave it: ``nn.Sequential(OrderedDict([...]))``'s named
-    layers, a torch.nn module, a layer class not called."""
+    layers, a torch.nn module (or its class), a layer class not called."""
     if isinstance(item, Mapping):
         return ("; named layers come in an OrderedDict, as PyTorch's nn.Sequential takes them (a dict is refused "
                 "there too): xn.Sequential(OrderedDict(layers)), or xn.Sequential(*layers.values()) to name them "
                 "by position")
     if isinstance(item, type) and issubclass(item, Layer):
         return f": call it, {item.__name__}(...)"
-    if type(item).__module__.split(".")[0] == "torch":
+    kind = item if isinstance(item, type) else type(item)  # a module, or its class not called
+    if kind.__module__.split(".")[0] == "torch":
         from .. import layers
-        name = type(item).__name__
+        name = kind.__name__
         twin = f" (xn.layers.{name})" if isinstance(getattr(layers, name, None), type) else ""
         return f": a PyTorch module; build the model from xpnet's layers{twin}"
     return ""

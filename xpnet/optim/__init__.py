@@ -75,8 +75,8 @@ def get(optimizer: Any) -> Optimizer:
 
 # What a PyTorch user reaches for in torch.optim, and what xpnet has instead.
 _PYTORCH_NAMES = {
-    "Adagrad": "xpnet's is xn.optim.AdaGrad(lr=0.01), the book's spelling (eps 1e-7, the book's, where "
-               "PyTorch's is 1e-10: pass eps=1e-10 for PyTorch's)",
+    "Adagrad": "xpnet's is xn.optim.AdaGrad(lr=0.01), eps 1e-7, the book's spelling and eps; built as PyTorch's, "
+               "xn.optim.AdaGrad(model.parameters(), lr=0.01), eps 1e-10, PyTorch's (eps= given is kept)",
     "clip_grad_norm_": "xpnet's is xn.optim.clip_grad_norm(model, max_norm) (no trailing underscore; it scales "
                        "the gradients in place and returns the norm, as PyTorch's), or xn.train(..., "
                        "clip_grad_norm=max_norm)",

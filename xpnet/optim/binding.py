@@ -4,8 +4,9 @@ model from the start so that ``step()`` needs no argument; or PyTorch's list of 
 model.base.parameters()}, {'params': model.head.parameters(), 'lr': 1e-3}], lr=1e-2)`` (``grouped``). The
 metaclass takes the model out of the arguments before ``__init__`` runs, so each optimizer's ``__init__`` keeps
 the book's signature. Built PyTorch's way (``model.parameters()`` or param groups), ``weight_decay`` is PyTorch's,
-on every parameter (``weight_decay_on="all"`` unless given); from the learning rate (the book's) or the model
-itself, the book's L2 on weights only."""
+on every parameter (``weight_decay_on="all"`` unless given), and a hyperparameter left out takes torch.optim's
+default where it differs from the book's (SGD's lr 1e-3, AdaGrad's eps 1e-10); from the learning rate (the book's)
+or the model itself, the book's L2 on weights only and the book's defaults."""
 
 from __future__ import annotations
 
@@ -62,10 +63,9 @@ def _pytorch_only_keywords(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     fixed = getattr(cls, "PYTORCH_ONLY", {})
     if not any(key in fixed for key in kwargs):  # the constructor's signature read only where it may decide
         return kwargs
-    taken = inspect.signature(cls.__init__).parameters
     kept = {}
     for key, value in kwargs.items():
-        if key not in fixed or key in taken:
+        if key not in fixed or _reader(cls, key) is not None:
             kept[key] = value
         else:
             check_fixed(fixed, key, value, f"{cls.__name__}: {key}={value!r}")
@@ -79,8 +79,8 @@ def _refuse_torch_order(cls: type, args: tuple[Any, ...]) -> None:
     order = getattr(cls, "TORCH_ORDER", None)
     if order is None:
         return
-    names = list(inspect.signature(cls).parameters)
-    for i, value in enumerate(args[:len(order)]):
+    names = _positional_names(cls)
+    for i, value in enumerate(args[:min(len(order), len(names))]):
         if names[i] != order[i]:
             after = names[i - 1] if i else "params"
             raise TypeError(f"{cls.__name__}: the argument after {after} is {names[i]} here, where torch.optim's is "
@@ -108,19 +108,50 @@ def _as_pytorch(cls: type, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dic
     """``kwargs`` with PyTorch's defaults for what was not given, built PyTorch's way
     (``SGD(model.parameters(), lr, momentum=0.9, weight_decay=1e-4)``, or param groups): ``weight_decay_on="all"``
     where the optimizer takes it (weight_decay means PyTorch's, on every parameter: biases, the norms' gamma and
-    beta, not the book's on weights only), and the class's own ``TORCH_DEFAULTS`` where torch.optim's default
-    differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7)."""
-    signature = inspect.signature(cls.__init__)
-    defaults = dict(cls.__dict__.get("TORCH_DEFAULTS", {}))  # the class's own: Momentum's is not SGD's
-    if "weight_decay_on" in signature.parameters:
+    beta, not the book's on weights only), and the ``TORCH_DEFAULTS`` of the nearest class that has them where
+    torch.optim's default differs from the book's (SGD's lr 1e-3, not 0.01; AdaGrad's eps 1e-10, not 1e-7), each
+    where the constructor that reads it keeps that class's default (:func:`_reader`: a subclass's own default,
+    ``def __init__(self, lr=0.05)``, stays; an argument no constructor takes is left out)."""
+    owner = next((k for k in cls.__mro__ if "TORCH_DEFAULTS" in vars(k)), None)
+    defaults = {}
+    if owner is not None:
+        book = inspect.signature(owner.__init__).parameters
+        for key, value in owner.TORCH_DEFAULTS.items():
+            reader = _reader(cls, key)
+            if reader is not None and reader.default == book[key].default:
+                defaults[key] = value
+    if _reader(cls, "weight_decay_on") is not None:
         defaults["weight_decay_on"] = "all"
-    if not defaults:
-        return kwargs
-    try:
-        given = signature.bind_partial(None, *args, **kwargs).arguments
-    except TypeError:  # the constructor itself says what is wrong
-        return kwargs
+    given = {*_positional_names(cls)[:len(args)], *kwargs}
     return {**{k: v for k, v in defaults.items() if k not in given}, **kwargs}
+
+
+def _reader(cls: type, name: str) -> inspect.Parameter | None:
+    """The parameter ``name`` of the constructor that reads it, given by keyword to ``cls``: ``cls.__init__``'s, or
+    where that passes its ``**kwargs`` on (a subclass of one's own, ``def __init__(self, *args, **kwargs)``), its
+    base's; None where none takes it."""
+    for kind in cls.__mro__:
+        if "__init__" not in vars(kind):
+            continue
+        params = inspect.signature(kind.__init__).parameters
+        if name in params and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                    inspect.Parameter.KEYWORD_ONLY):
+            return params[name]
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return None
+    return None
+
+
+def _positional_names(cls: type) -> list[str]:
+    """The names under which ``cls``'s constructor reads arguments given by position (after the model): those of the
+    first ``__init__`` in its MRO that takes no ``*args`` (a subclass's ``*args`` are passed on to its base's)."""
+    for kind in cls.__mro__:
+        if "__init__" not in vars(kind):
+            continue
+        params = list(inspect.signature(kind.__init__).parameters.values())[1:]  # self
+        if not any(p.kind is p.VAR_POSITIONAL for p in params):
+            return [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return []
 
 
 def _is_params(first: Any) -> bool:
