@@ -79,13 +79,22 @@ setup() {
   fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   echo "cores: $(nproc)"
+  # Versions from the installed distributions' metadata, not by importing (torch and jax take 6 s of CPU to
+  # import, for a line each); a module with no metadata of its own (the fake CuPy) is imported. Whether cupy
+  # imports is the probe's line; whether the others do, their steps' logs.
   python3 - <<'EOF'
-import importlib, sys
+import importlib, importlib.metadata as md, importlib.util, sys
 print("python", sys.version.split()[0], sys.executable)
+dists = md.packages_distributions()
 for name in ("numpy", "cupy", "torch", "jax", "mpi4py", "array_api_compat", "array_api_strict", "pytest",
              "hypothesis", "tqdm", "numba", "threadpoolctl", "matplotlib"):
     try:
-        print(f"{name} {importlib.import_module(name).__version__}")
+        spec = importlib.util.find_spec(name)
+        if spec is None:
+            print(f"{name}: not installed")
+            continue
+        own = [d for d in dists.get(name, ()) if f"-packages/{name}/" in (spec.origin or "")]
+        print(f"{name} {md.version(own[0]) if own else importlib.import_module(name).__version__}")
     except Exception as exc:
         print(f"{name}: {type(exc).__name__}: {exc}")
 EOF
