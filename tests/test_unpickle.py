@@ -168,13 +168,16 @@ def test_a_dtype_state_numpy_does_not_write_is_refused_naming_the_file(tmp_path,
         assert loaded["W"].dtype.str == plain["W"].dtype.str and loaded["W"].tolist() == plain["W"].tolist()
 
 
-def test_a_dtype_numpy_cannot_parse_is_refused_naming_the_file(tmp_path):
+def test_a_dtype_numpy_cannot_parse_or_warns_of_is_refused_naming_the_file(tmp_path):
     """A typestring changed in the file ('f8' to '01', found by mutating pickles): NumPy parses part of it as Python,
     and its SyntaxError escaped the loader."""
     path = tmp_path / "dtype.pkl"
     path.write_bytes(pickle.dumps({"t": np.dtype("f8")}, protocol=2).replace(b"f8", b"01"))
     with pytest.raises(ValueError, match=r"test: .*dtype\.pkl'?: refused dtype\('01', False, True\): NumPy says "
                                          r"SyntaxError"):
+        unpickle.read_arrays_pickle(path, "test")
+    path.write_bytes(pickle.dumps({"t": np.dtype("f8")}, protocol=0).replace(b"I00\nI01\n", b"I02\nI01\n"))  # align=2
+    with pytest.raises(ValueError, match=r"refused dtype\('f8', 2, True\): NumPy says VisibleDeprecationWarning"):
         unpickle.read_arrays_pickle(path, "test")
 
 

@@ -25,6 +25,7 @@ import codecs
 import math
 import os
 import pickle
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -60,7 +61,9 @@ _NDARRAY = _NdarrayName()
 
 def _dtype(*args: Any) -> _DtypeInFile:
     try:
-        dtype = np.dtype(*args)
+        with warnings.catch_warnings():  # NumPy warns of arguments no pickle of its own gives (align=2): refused
+            warnings.simplefilter("error")
+            dtype = np.dtype(*args)
     except Exception as e:  # NumPy parses a typestring with commas as Python (a SyntaxError) and may raise anything
         raise _Refused(f"refused dtype{args!r}: NumPy says {type(e).__name__}: {e}") from None
     if dtype.hasobject:
