@@ -292,6 +292,15 @@ def test_step_with_a_closure_runs_it_then_steps_as_pytorchs():
         np.testing.assert_allclose(value, twin.state_dict()[name].numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
 
 
+def test_step_with_a_closure_and_no_model_to_update_is_refused_before_the_closure_runs():
+    """An optimizer built without a model (the book's SGD(lr=0.1)): step(closure) ran the closure's forward and
+    backward, then said there was no model to update (guess20's find)."""
+    ran = []
+    with pytest.raises(RuntimeError, match=r"SGD.step\(\): no model to update \(it was built without one\)"):
+        optim.SGD(lr=0.1).step(lambda: ran.append(1) or 0.0)
+    assert ran == []
+
+
 def test_parameters_to_vector_is_answered_with_code_that_runs():
     """nn.utils.parameters_to_vector / vector_to_parameters: xn.utils's error named clip_grad_norm_ and the packing
     functions only. It now says what to write, and that code, run here, flattens and writes back in place."""

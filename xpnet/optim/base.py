@@ -192,6 +192,8 @@ class Optimizer(GroupedSteps, metaclass=TakesAModelFirst):
         returns the loss) is called first, then the step runs on the bound model; the closure's loss is
         returned. Otherwise the step returns None."""
         if callable(model) and not hasattr(model, "named_params"):
+            if not self._several_groups and self._bound() is None:
+                self.step()  # raises "no model to update" before the closure runs a forward and backward for nothing
             loss = model()
             self.step()
             return loss
