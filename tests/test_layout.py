@@ -77,6 +77,6 @@ def test_each_unit_imports_only_the_units_below_it():
 
 def test_importing_xpnet_loads_no_fast_path_and_no_optional_library():
     code = ("import sys, xpnet; print(sorted(m for m in sys.modules if m.startswith('xpnet.backend.fast') "
-            "or m.split('.')[0] in ('cupy', 'torch', 'jax', 'numba')))")
+            "or m.split('.')[0] in ('cupy', 'torch', 'jax', 'numba', 'tqdm')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -95,7 +95,7 @@ def pack_padded_sequence(input: Any, lengths: Any, batch_first: bool = False,
     """PyTorch's ``nn.utils.rnn.pack_padded_sequence``: input (T, N, D) ((N, T, D) with ``batch_first``) and
     N lengths, for an RNN, LSTM or GRU (any ``batch_first`` of theirs) to run each sequence over its length."""
     who = "pack_padded_sequence"
-    if isinstance(batch_first, bool) is False:
+    if not isinstance(batch_first, bool):
         raise TypeError(f"{who}: batch_first must be True or False, got {batch_first!r}")
     if getattr(input, "ndim", None) != 3:
         raise ValueError(f"{who}: expected input of shape {'(N, T, D)' if batch_first else '(T, N, D)'}, got "
@@ -165,7 +165,7 @@ def pad_sequence(sequences: Any, batch_first: bool = False, padding_value: float
     if not isinstance(sequences, (list, tuple)) or not sequences:
         raise TypeError(f"{who}: expected a non-empty list of arrays (L_i, *), got "
                         f"{'an empty one' if isinstance(sequences, (list, tuple)) else type(sequences).__name__}")
-    if isinstance(batch_first, bool) is False:
+    if not isinstance(batch_first, bool):
         raise TypeError(f"{who}: batch_first must be True or False, got {batch_first!r}")
     if padding_side not in ("right", "left"):
         raise ValueError(f"{who}: padding_side must be 'right' or 'left', got {padding_side!r}")
