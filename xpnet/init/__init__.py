@@ -141,8 +141,9 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     rng = _generator if rng is None else rng
     if callable(init):
         w = np.asarray(init(shape, rng))
-        if w.shape != tuple(shape):
-            raise ValueError(f"{_prefix(who)}init, the callable, returned shape {w.shape}, expected {tuple(shape)}")
+        want = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)  # uniform(3, 0.1), as zeros(3)
+        if w.shape != want:
+            raise ValueError(f"{_prefix(who)}init, the callable, returned shape {w.shape}, expected {want}")
         return w.astype(dtype, copy=False)
     # Scaled in place: a second float64 array of the weights' size (800 MB for VGG16's first classifier layer) cost
     # more than the draw. The same numbers, drawn in float64 as the book's np.random.randn(...) * std.
