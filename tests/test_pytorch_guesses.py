@@ -840,6 +840,28 @@ def test_pytorchs_argument_after_weight_decay_given_by_position_is_named(make, k
         make(_mlp().parameters())
 
 
+def test_a_subclass_of_rmsprop_takes_and_refuses_positional_arguments_as_its_constructor_reads_them():
+    """RMSprop's refusal of torch's positional order read the subclass's own signature: one passing *args on to
+    RMSprop raised a bare StopIteration for any argument after the parameters, as did one taking fewer by position
+    than torch's shared start (lr)."""
+
+    class PassesOn(optim.RMSprop):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    class LrOnly(optim.RMSprop):
+        def __init__(self, lr=0.01):
+            super().__init__(lr)
+
+    assert PassesOn(_mlp().parameters(), 0.05).lr == 0.05
+    with pytest.raises(TypeError, match=r"^PassesOn: 6 arguments by position .* from momentum on: momentum=0\.9, "
+                                        r"centered=True$"):
+        PassesOn(_mlp().parameters(), 0.01, 0.99, 1e-8, 0, 0.9, True)
+    with pytest.raises(TypeError, match=r"^LrOnly: 2 arguments by position .* takes 1 \(lr\); .* from alpha on: "
+                                        r"alpha=0\.9$"):
+        LrOnly(_mlp().parameters(), 0.01, 0.9)
+
+
 def test_rmsprops_centered_given_by_position_names_each_keyword():
     """torch.optim.RMSprop(params, lr, alpha, eps, weight_decay, momentum, centered): a sixth positional argument
     got Python's bare "takes from 1 to 6 positional arguments but 7 were given"."""

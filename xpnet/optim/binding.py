@@ -94,10 +94,12 @@ def _refuse_torch_overflow(cls: type, args: tuple[Any, ...]) -> None:
     where xpnet's has ``weight_decay_on`` fifth and the rest by keyword), naming each value's keyword: Python's
     own error counted the arguments only."""
     order = getattr(cls, "TORCH_POSITIONAL", None)
-    names = [n for n, p in inspect.signature(cls).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
-    if order is None or len(args) <= len(names) or len(args) > len(order):
+    if order is None:
         return
-    first = next(i for i, (ours, theirs) in enumerate(zip(names, order)) if ours != theirs)
+    names = _positional_names(cls)  # a subclass's own, or through its *args its base's
+    if len(args) <= len(names) or len(args) > len(order):
+        return
+    first = next((i for i, (ours, theirs) in enumerate(zip(names, order)) if ours != theirs), len(names))
     by_name = ", ".join(f"{key}={value!r}" for key, value in zip(order[first:], args[first:]))
     raise TypeError(f"{cls.__name__}: {len(args)} arguments by position (after the parameters), where xpnet's takes "
                     f"{len(names)} ({', '.join(names)}); torch.optim's order ({', '.join(order)}) goes by name "
