@@ -141,7 +141,7 @@ def weights(shape: tuple[int, ...], fan_in: int, fan_out: int, init: Any = "he",
     rng = _generator if rng is None else rng
     if callable(init):
         w = np.asarray(init(shape, rng))
-        want = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(shape)  # uniform(3, 0.1), as zeros(3)
+        want = (int(shape),) if is_int(shape) else tuple(shape)  # uniform(3, 0.1), as zeros(3)
         if w.shape != want:
             raise ValueError(f"{_prefix(who)}init, the callable, returned shape {w.shape}, expected {want}")
         return w.astype(dtype, copy=False)

@@ -235,7 +235,7 @@ def read_arrays_pickle(path: str | os.PathLike, who: str) -> Any:
     except _Refused as e:
         raise ValueError(f"{who}: {path!r}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError, SystemError) as e:  # SystemError: a dtype state NumPy fails silently
+            MemoryError, OverflowError, SystemError) as e:  # SystemError: NumPy's C code failing without an exception
         if str(e).startswith(f"{who}: {path!r}"):
             raise
         raise ValueError(f"{who}: {path!r} is not a readable params pickle ({type(e).__name__}: {e})") from None

@@ -65,7 +65,7 @@ class Sequential(StopsWhereNothingTrains, Model):
         return names.index(name) if names is not None and name in names else None
 
     def __getattr__(self, name: str) -> Any:
-        i = self._index_of(name) if name != "_names" else None
+        i = self._index_of(name)
         if i is not None:  # model.fc1, PyTorch's named layer
             return self.layers[i]
         return super().__getattr__(name)

@@ -11,7 +11,6 @@ import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-
 from ..backend import Device, device_of, fast_path, same_device
 from ..backend.threads import ThreadTuner
 from ..datasets.batches import BatchIterator
